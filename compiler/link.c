@@ -1,0 +1,104 @@
+/*
+ * link.c — the generated C, the constant data blob and the runtime library become one shared
+ * object. The blob enters through the assembler's .incbin, so gigabytes of constants never pass
+ * through the C compiler. The output is written under a temporary name and renamed at the end.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rsrc.h"
+#include "rsrc_config.h"
+
+static const char *env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+static void write_blob_asm(const char *asm_path, const char *blob_path) {
+    FILE *f = fopen(asm_path, "w");
+    if (!f) fatal("%s: cannot create: %s", asm_path, strerror(errno));
+    if (strchr(blob_path, '"') || strchr(blob_path, '\\')) fatal("%s: unsupported character in path", blob_path);
+    fprintf(f,
+            "    .section .rodata.rsr_blob,\"a\",@progbits\n"
+            "    .balign 64\n"
+            "    .globl rsr_blob\n"
+            "    .hidden rsr_blob\n"
+            "    .type rsr_blob, @object\n"
+            "rsr_blob:\n"
+            "    .incbin \"%s\"\n"
+            "    .size rsr_blob, . - rsr_blob\n"
+            "    .section .note.GNU-stack,\"\",@progbits\n",
+            blob_path);
+    if (fclose(f) != 0) fatal("%s: write failed: %s", asm_path, strerror(errno));
+}
+
+/* Runs argv, waits; its diagnostics go straight to our stderr. */
+static int run(char **argv) {
+    if (verbosity >= 2) {
+        fputs("rsrc: running:", stderr);
+        for (char **a = argv; *a; a++) fprintf(stderr, " %s", *a);
+        fputc('\n', stderr);
+    }
+    pid_t pid = fork();
+    if (pid < 0) fatal("cannot start %s: %s", argv[0], strerror(errno));
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "rsrc: error: cannot run '%s': %s (set RSRC_CC to a C compiler)\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) fatal("waitpid: %s", strerror(errno));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void link_shared_object(const char *c_path, const char *blob_path, const target *t, const char *out_path,
+                        const char *workdir) {
+    char *asm_path = xasprintf("%s/blob.S", workdir);
+    register_temp(asm_path);
+    write_blob_asm(asm_path, blob_path);
+
+    char *tmp_out = xasprintf("%s.tmp.XXXXXX", out_path);
+    int fd = mkstemp(tmp_out);
+    if (fd < 0) fatal("%s: cannot write the output: %s", out_path, strerror(errno));
+    close(fd);
+    register_temp(tmp_out);
+
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)env_or("RSRC_CC", "cc");
+    argv[n++] = "-std=c11";
+    argv[n++] = "-shared";
+    argv[n++] = "-fPIC";
+    argv[n++] = "-ffp-contract=off";
+    char *flags = xstrdup(t->cflags);
+    for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
+    char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
+    argv[n++] = inc;
+    argv[n++] = (char *)c_path;
+    argv[n++] = asm_path;
+    argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
+    argv[n++] = (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB);
+    argv[n++] = "-Wl,--no-whole-archive";
+    argv[n++] = "-fopenmp";
+    argv[n++] = "-lm";
+    argv[n++] = "-o";
+    argv[n++] = tmp_out;
+    argv[n] = NULL;
+    double t0 = now_seconds();
+    int rc = run(argv);
+    if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
+    note(1, "compiled and linked in %.2f s", now_seconds() - t0);
+    chmod(tmp_out, 0755);
+    if (rename(tmp_out, out_path) != 0) fatal("%s: cannot rename the finished output into place: %s", out_path,
+                                              strerror(errno));
+    release_temp(tmp_out);
+    free(tmp_out);
+    free(flags);
+    free(inc);
+    free(asm_path);
+}

@@ -1,0 +1,301 @@
+/*
+ * main.c — the rsrc command line and the pipeline, readable in one function: compile().
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rsrc.h"
+
+enum emit_kind { EMIT_SO, EMIT_C };
+
+typedef struct options {
+    const char *input, *output, *target;
+    enum emit_kind emit;
+    int rsr_k;                  /* 0: chosen per matrix by the cost model */
+    enum kernel_choice form;
+    bool stats, print_model, print_plan, verify, progress;
+} options;
+
+static void usage(FILE *out) {
+    fputs("usage: rsrc MODEL [options]\n"
+          "\n"
+          "Compiles a ternary (1.58-bit) or binary language model into code specialised to each of its\n"
+          "weight matrices (Redundant Segment Reduction), linked with the rsrc runtime into one artifact.\n"
+          "\n"
+          "MODEL is a .safetensors file, a model.safetensors.index.json shard index, or a directory\n"
+          "holding either; config.json must sit next to the weights.\n"
+          "\n"
+          "options:\n"
+          "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
+          "  --target NAME         generic (portable C, default) or host (this machine); see --list-targets\n"
+          "  --emit=KIND           so: a loadable model (default); c: the generated C only\n"
+          "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
+          "  --strategy=NAME       auto (default), rsr-unrolled (index as instructions) or rsr-loop\n"
+          "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
+          "  --print=WHAT          print a stage to stdout: model, plan (comma-separated)\n"
+          "  --verify              check every plan against the naive product before emitting it\n"
+          "  -v, --verbose         say what happens (twice: also the commands run)\n"
+          "  --list-targets        list the targets and exit\n"
+          "  --version, -h/--help\n"
+          "\n"
+          "environment: RSRC_CC (C compiler, default cc), RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE\n",
+          out);
+}
+
+static int parse_int(const char *flag, const char *s, int lo, int hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) fatal("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    return (int)v;
+}
+
+static options parse_args(int argc, char **argv) {
+    options o = {.target = "generic", .emit = EMIT_SO, .form = KC_AUTO, .progress = isatty(2)};
+    enum { O_EMIT = 256, O_TARGET, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION };
+    static const struct option longs[] = {
+        {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
+        {"emit", required_argument, 0, O_EMIT}, {"rsr-k", required_argument, 0, O_K},
+        {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
+        {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY},
+        {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
+        {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:vh", longs, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.output = optarg; break;
+        case 'v': verbosity++; break;
+        case 'h': usage(stdout); exit(0);
+        case O_TARGET: o.target = optarg; break;
+        case O_EMIT:
+            if (strcmp(optarg, "so") == 0) o.emit = EMIT_SO;
+            else if (strcmp(optarg, "c") == 0) o.emit = EMIT_C;
+            else fatal("--emit: unknown kind '%s' (so, c)", optarg);
+            break;
+        case O_K: o.rsr_k = parse_int("--rsr-k", optarg, 1, RSR_MAX_K); break;
+        case O_STRATEGY:
+            if (strcmp(optarg, "auto") == 0) o.form = KC_AUTO;
+            else if (strcmp(optarg, "rsr-unrolled") == 0) o.form = KC_UNROLLED;
+            else if (strcmp(optarg, "rsr-loop") == 0) o.form = KC_LOOP;
+            else fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop)", optarg);
+            break;
+        case O_STATS: o.stats = true; break;
+        case O_PRINT: {
+            char *list = xstrdup(optarg);
+            for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
+                if (strcmp(w, "model") == 0) o.print_model = true;
+                else if (strcmp(w, "plan") == 0) o.print_plan = true;
+                else fatal("--print: unknown stage '%s' (model, plan)", w);
+            }
+            free(list);
+            break;
+        }
+        case O_VERIFY: o.verify = true; break;
+        case O_LIST: target_list(stdout); exit(0);
+        case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
+        case '?':
+        default:
+            if (optopt) fatal("option '-%c' is unknown or needs a value (see --help)", optopt);
+            fatal("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        fatal("no MODEL given");
+    }
+    if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
+    o.input = argv[optind];
+    if (!o.output) o.output = o.emit == EMIT_C ? "model.c" : "model.so";
+    return o;
+}
+
+/* Checks a plan against the naive product on a few deterministic vectors. */
+static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
+    int8_t *x = xmalloc((size_t)t->cols);
+    int32_t *y = xmalloc(sizeof *y * (size_t)t->rows);
+    uint64_t s = 0x9e3779b97f4a7c15u;
+    for (int trial = 0; trial < 3; trial++) {
+        for (int32_t c = 0; c < t->cols; c++) {
+            s = s * 6364136223846793005u + 1442695040888963407u;
+            x[c] = trial == 0 ? 127 : trial == 1 ? -128 : (int8_t)(s >> 56);
+        }
+        rsr_reference_matvec(p, x, y);
+        for (int32_t r = 0; r < t->rows; r++) {
+            int32_t want = 0;
+            for (int32_t c = 0; c < t->cols; c++) want += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
+            if (want != y[r]) fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r],
+                                    r, want);
+        }
+    }
+    free(x);
+    free(y);
+}
+
+static char *make_workdir(void) {
+    const char *tmp = getenv("TMPDIR");
+    char *dir = xasprintf("%s/rsrc.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) fatal("cannot create a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+    register_temp(dir);
+    return dir;
+}
+
+static uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
+    switch (t->dtype) {
+    case ST_F32: *dtype = RSR_DTYPE_F32; break;
+    case ST_F16: *dtype = RSR_DTYPE_F16; break;
+    case ST_BF16: *dtype = RSR_DTYPE_BF16; break;
+    default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
+    }
+    uint64_t at = blob_align(b, 64);
+    blob_write(b, t->data, t->nbytes);
+    return at;
+}
+
+static uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size) {
+    char *name = layer < 0 ? xasprintf("%s", what) : xasprintf("model.layers.%d.%s.weight", layer, what);
+    uint64_t at = blob_write_f32_of(b, model_require(m, name, 1, size, 0));
+    free(name);
+    return at;
+}
+
+static void print_stats_header(void) {
+    fprintf(stderr, "%-48s %11s %2s %8s %9s %10s %6s %s\n", "matrix", "shape", "k", "segments", "kept", "index",
+            "bits/w", "strategy");
+}
+
+static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
+    char shape[32];
+    snprintf(shape, sizeof shape, "%dx%d", r->rows, r->cols);
+    double bits = 8.0 * (double)r->index_bytes / ((double)r->rows * (double)r->cols);
+    fprintf(stderr, "%-48s %11s %2d %8llu %9llu %10llu %6.2f %s\n", r->name, shape, r->k,
+            (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept,
+            (unsigned long long)r->index_bytes, bits, r->strategy);
+}
+
+/* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
+static void compile(const options *o) {
+    double t_start = now_seconds();
+    const target *t = target_lookup(o->target);
+    if (!t) fatal("unknown target '%s' (see --list-targets)", o->target);
+
+    model *m = model_load(o->input);
+    if (o->print_model) model_print(m, stdout);
+    note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
+
+    char *workdir = make_workdir();
+    char *c_path = xasprintf("%s/model.c", workdir), *blob_path = xasprintf("%s/blob.bin", workdir);
+    register_temp(c_path);
+    register_temp(blob_path);
+    FILE *c = fopen(c_path, "w");
+    if (!c) fatal("%s: cannot create: %s", c_path, strerror(errno));
+    blob_writer blob;
+    blob_open(&blob, blob_path);
+    emit_c_prologue(c, o->input, t);
+
+    artifact_desc d = {.m = m, .t = t};
+    const st_tensor *embed = st_find(m->ar, "model.embed_tokens.weight");
+    d.embed = blob_copy_tensor(&blob, embed, &d.embed_dtype);
+    if (m->tied) d.lm_head = d.embed, d.lm_head_dtype = d.embed_dtype;
+    else d.lm_head = blob_copy_tensor(&blob, st_find(m->ar, "lm_head.weight"), &d.lm_head_dtype);
+    d.final_norm = blob_norm(&blob, m, -1, "model.norm.weight", m->hidden);
+
+    int32_t total = m->num_layers * NUM_PROJ;
+    matrix_record *mats = xcalloc((size_t)total, sizeof *mats);
+    rsr_artifact_layer *layers = xcalloc((size_t)m->num_layers, sizeof *layers);
+    const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
+    const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
+    const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
+    uint64_t weights = 0, index_bytes = 0;
+    if (o->stats) print_stats_header();
+
+    for (int32_t l = 0; l < m->num_layers; l++) {
+        rsr_artifact_layer *L = &layers[l];
+        L->attn_norm = blob_norm(&blob, m, l, "input_layernorm", m->hidden);
+        L->ffn_norm = blob_norm(&blob, m, l, "post_attention_layernorm", m->hidden);
+        L->attn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
+        L->ffn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
+        int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+        for (int pj = 0; pj < NUM_PROJ; pj++) {
+            int32_t idx = l * NUM_PROJ + pj;
+            char *name = model_tensor_name(m, l, pj);
+            if (o->progress) fprintf(stderr, "\r\033[K[%d/%d] %s", idx + 1, total, name);
+
+            ternary_matrix tm = {0};
+            model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
+            char why[256] = "forced by --rsr-k";
+            int k = o->rsr_k ? o->rsr_k : rsr_choose_k(&tm, RSR_MAX_K, why, sizeof why);
+            rsr_plan plan;
+            rsr_analyse(&tm, k, &plan);
+            if (o->verify) verify_plan(&tm, &plan);
+            if (o->print_plan) rsr_plan_print(&plan, name, stdout);
+
+            kernel kn;
+            kernel_lower(&kn, &plan, t, o->form, idx);
+            kernel_write_data(&kn, &blob);
+            emit_c_kernel(c, &kn);
+
+            matrix_record *r = &mats[idx];
+            *r = (matrix_record){name, xstrdup(kn.symbol), kn.strategy, tm.rows, tm.cols, k, plan.num_blocks, tm.beta,
+                                 kn.data_offset, kn.form == KF_LOOP ? kernel_data_size(&kn) : rsr_index_bytes(&plan)};
+            *slot[pj] = idx;
+            note(2, "%s: k=%d (%s)", name, k, why);
+            if (o->stats) print_stats_row(r, &plan);
+            weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
+            index_bytes += r->index_bytes;
+            kernel_free(&kn);
+            rsr_plan_free(&plan);
+            ternary_matrix_free(&tm);
+        }
+    }
+    if (o->progress) fputs("\r\033[K", stderr);
+
+    d.num_matrices = total;
+    d.mats = mats;
+    d.layers = layers;
+    d.blob_size = blob_align(&blob, 64);
+    emit_c_artifact(c, &d);
+    if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
+    blob_close(&blob);
+    note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
+         total, (double)weights / 1e6, (double)index_bytes / 1e6, 8.0 * (double)index_bytes / (double)weights,
+         (double)d.blob_size / 1e6, now_seconds() - t_start);
+
+    if (o->emit == EMIT_C) {
+        char *tmp_out = xasprintf("%s.tmp.%d", o->output, (int)getpid());
+        register_temp(tmp_out);
+        FILE *in = fopen(c_path, "rb"), *out = fopen(tmp_out, "wb");
+        if (!out) fatal("%s: cannot write the output: %s", o->output, strerror(errno));
+        char buf[1 << 16];
+        size_t n;
+        while (in && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            if (fwrite(buf, 1, n, out) != n) fatal("%s: write failed: %s", o->output, strerror(errno));
+        if (!in || fclose(out) != 0) fatal("%s: write failed: %s", o->output, strerror(errno));
+        fclose(in);
+        if (rename(tmp_out, o->output) != 0) fatal("%s: cannot rename into place: %s", o->output, strerror(errno));
+        release_temp(tmp_out);
+        free(tmp_out);
+    } else {
+        link_shared_object(c_path, blob_path, t, o->output, workdir);
+    }
+    note(1, "wrote %s in %.2f s", o->output, now_seconds() - t_start);
+
+    for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol);
+    free(mats);
+    free(layers);
+    free(c_path);
+    free(blob_path);
+    free(workdir);
+    model_free(m);
+}
+
+int main(int argc, char **argv) {
+    options o = parse_args(argc, argv);
+    compile(&o);
+    return 0;
+}

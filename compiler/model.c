@@ -1,0 +1,283 @@
+/*
+ * model.c — what a checkpoint means: config.json, the architecture, and the format of each
+ * linear layer, turned into one internal ternary matrix type with one scale semantics
+ * (y = (W_t · x_q) * beta / x_scale). Numerics follow docs/numerics.md.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsrc.h"
+
+cJSON *parse_json_file(const char *path); /* safetensors.c */
+
+const char *const proj_names[NUM_PROJ] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
+};
+
+static int32_t config_int(const char *path, cJSON *cfg, const char *key, int32_t fallback, int32_t lo, int32_t hi) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (fallback == INT32_MIN) fatal("%s: missing '%s'", path, key);
+        return fallback;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+        fatal("%s: '%s' must be an integer", path, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        fatal("%s: '%s' = %.0f is out of range [%d, %d]", path, key, v->valuedouble, lo, hi);
+    return (int32_t)v->valuedouble;
+}
+
+static double config_num(const char *path, cJSON *cfg, const char *key, double fallback, double lo, double hi) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v || cJSON_IsNull(v)) return fallback;
+    if (!cJSON_IsNumber(v)) fatal("%s: '%s' must be a number", path, key);
+    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+        fatal("%s: '%s' = %g is out of range [%g, %g]", path, key, v->valuedouble, lo, hi);
+    return v->valuedouble;
+}
+
+static const char *config_str(cJSON *cfg, const char *key) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The token id fields may be an integer, a list (first one wins) or null. */
+static int32_t config_token(const char *path, cJSON *cfg, const char *key, int32_t vocab) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+    if (!v || cJSON_IsNull(v)) return -1;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= vocab)
+        fatal("%s: '%s' is not a token id below vocab_size %d", path, key, vocab);
+    return (int32_t)v->valuedouble;
+}
+
+model *model_load(const char *path) {
+    model *m = xcalloc(1, sizeof *m);
+    m->ar = st_open(path);
+    char *cfg_path = xasprintf("%s/config.json", m->ar->dir);
+    cJSON *cfg = parse_json_file(cfg_path);
+    if (!cJSON_IsObject(cfg)) fatal("%s: not a JSON object", cfg_path);
+
+    cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
+    cJSON *arch0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (!cJSON_IsString(arch0)) fatal("%s: missing 'architectures'", cfg_path);
+    m->architecture = xstrdup(arch0->valuestring);
+    cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+    const char *qmethod = q ? config_str(q, "quant_method") : NULL;
+    const char *linear_class = q ? config_str(q, "linear_class") : NULL;
+    const char *qmode = q ? config_str(q, "quantization_mode") : NULL;
+    cJSON *use_rms = q ? cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm") : NULL;
+    if (q && (!qmethod || strcmp(qmethod, "bitnet") != 0))
+        fatal("%s: quantization_config.quant_method '%s' is not supported (only 'bitnet')", cfg_path,
+              qmethod ? qmethod : "(missing)");
+
+    const char *act = config_str(cfg, "hidden_act");
+    if (!act) act = "silu";
+    if (strcmp(m->architecture, "BitNetForCausalLM") == 0) {
+        if (!q) fatal("%s: BitNetForCausalLM without a quantization_config", cfg_path);
+        m->sub_norms = true;
+        m->attn_sub_norm = "self_attn.attn_sub_norm";
+        m->ffn_sub_norm = "mlp.ffn_sub_norm";
+        m->wformat = qmode && strcmp(qmode, "online") == 0 ? WF_LATENT : WF_PACKED;
+        m->format_name = m->wformat == WF_LATENT ? "bitnet-bf16" : "bitnet-packed";
+        if (linear_class && strcmp(linear_class, "autobitlinear") != 0)
+            fatal("%s: BitNetForCausalLM with linear_class '%s' (expected 'autobitlinear')", cfg_path, linear_class);
+    } else if (strcmp(m->architecture, "LlamaForCausalLM") == 0) {
+        if (!q) fatal("%s: LlamaForCausalLM without a bitnet quantization_config is not a ternary model", cfg_path);
+        m->wformat = WF_PACKED;
+        m->bitlinear_norm = cJSON_IsTrue(use_rms);
+        m->scale_inverted = !m->bitlinear_norm && !(linear_class && strcmp(linear_class, "autobitlinear") == 0);
+        m->format_name = m->bitlinear_norm ? "falcon-e" : "llama-packed";
+        if (linear_class && strcmp(linear_class, "bitlinear") != 0 && strcmp(linear_class, "autobitlinear") != 0)
+            fatal("%s: unknown quantization_config.linear_class '%s'", cfg_path, linear_class);
+        m->bitlinear_eps = (float)config_num(cfg_path, q, "rms_norm_eps", 1e-6, 0, 1);
+    } else if (strcmp(m->architecture, "BitnetForCausalLM") == 0) {
+        m->wformat = WF_LATENT;
+        m->sub_norms = true;
+        m->attn_sub_norm = "self_attn.inner_attn_ln";
+        m->ffn_sub_norm = "mlp.ffn_layernorm";
+        m->format_name = "1bitllm";
+    } else {
+        fatal("%s: unknown architecture '%s' (supported: BitNetForCausalLM, LlamaForCausalLM, BitnetForCausalLM)",
+              cfg_path, m->architecture);
+    }
+    if (strcmp(act, "relu2") == 0) m->activation = RSR_ACT_RELU2;
+    else if (strcmp(act, "silu") == 0) m->activation = RSR_ACT_SILU;
+    else fatal("%s: hidden_act '%s' is not supported (relu2, silu)", cfg_path, act);
+
+    const int32_t big = 1 << 24;
+    m->hidden = config_int(cfg_path, cfg, "hidden_size", INT32_MIN, 1, 65535);
+    m->intermediate = config_int(cfg_path, cfg, "intermediate_size", INT32_MIN, 1, 65535);
+    m->num_layers = config_int(cfg_path, cfg, "num_hidden_layers", INT32_MIN, 1, 4096);
+    m->num_heads = config_int(cfg_path, cfg, "num_attention_heads", INT32_MIN, 1, 4096);
+    m->num_kv_heads = config_int(cfg_path, cfg, "num_key_value_heads", m->num_heads, 1, 4096);
+    m->vocab = config_int(cfg_path, cfg, "vocab_size", INT32_MIN, 1, big);
+    m->max_positions = config_int(cfg_path, cfg, "max_position_embeddings", 2048, 1, big);
+    if (m->hidden % m->num_heads)
+        fatal("%s: hidden_size %d is not divisible by num_attention_heads %d", cfg_path, m->hidden, m->num_heads);
+    m->head_dim = config_int(cfg_path, cfg, "head_dim", m->hidden / m->num_heads, 2, 65535);
+    if (m->head_dim % 2) fatal("%s: head_dim %d is odd; RoPE needs pairs", cfg_path, m->head_dim);
+    if (m->num_heads % m->num_kv_heads)
+        fatal("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", cfg_path, m->num_heads,
+              m->num_kv_heads);
+    m->rms_eps = (float)config_num(cfg_path, cfg, "rms_norm_eps", 1e-5, 0, 1);
+    m->rope_theta = config_num(cfg_path, cfg, "rope_theta", 10000.0, 1.0, 1e12);
+    m->bos = config_token(cfg_path, cfg, "bos_token_id", m->vocab);
+    m->eos = config_token(cfg_path, cfg, "eos_token_id", m->vocab);
+    cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
+    m->tied = tie ? cJSON_IsTrue(tie) : strcmp(m->architecture, "BitNetForCausalLM") == 0;
+    if (!m->tied && !st_find(m->ar, "lm_head.weight")) {
+        if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
+        m->tied = true;
+    }
+    cJSON_Delete(cfg);
+    free(cfg_path);
+
+    /* Every non-matrix tensor the runtime needs, checked now so errors come before any work. */
+    model_require(m, "model.embed_tokens.weight", 2, m->vocab, m->hidden);
+    if (!m->tied) model_require(m, "lm_head.weight", 2, m->vocab, m->hidden);
+    model_require(m, "model.norm.weight", 1, m->hidden, 0);
+    for (int l = 0; l < m->num_layers; l++) {
+        char *n = xasprintf("model.layers.%d.input_layernorm.weight", l);
+        model_require(m, n, 1, m->hidden, 0);
+        free(n);
+        n = xasprintf("model.layers.%d.post_attention_layernorm.weight", l);
+        model_require(m, n, 1, m->hidden, 0);
+        free(n);
+        if (m->sub_norms) {
+            n = xasprintf("model.layers.%d.%s.weight", l, m->attn_sub_norm);
+            model_require(m, n, 1, (int64_t)m->num_heads * m->head_dim, 0);
+            free(n);
+            n = xasprintf("model.layers.%d.%s.weight", l, m->ffn_sub_norm);
+            model_require(m, n, 1, m->intermediate, 0);
+            free(n);
+        }
+    }
+    return m;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    st_close(m->ar);
+    free((char *)m->architecture);
+    free(m);
+}
+
+char *model_tensor_name(const model *m, int layer, int proj) {
+    (void)m;
+    return xasprintf("model.layers.%d.%s.weight", layer, proj_names[proj]);
+}
+
+static bool is_float(enum st_dtype t) { return t == ST_F32 || t == ST_F16 || t == ST_BF16; }
+
+/* Finds a tensor and checks its rank and shape (d1 ignored for 1-D); float dtypes only. */
+const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
+    const st_tensor *t = st_find(m->ar, name);
+    if (!t) fatal("%s: missing tensor '%s'", m->ar->path, name);
+    if (!is_float(t->dtype))
+        fatal("%s: tensor '%s': dtype %s where a float tensor was expected", t->file, name, st_dtype_name(t->dtype));
+    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
+        char have[96] = "[", want[64];
+        for (int i = 0; i < t->ndim; i++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        strcat(have, "]");
+        if (ndim == 1) snprintf(want, sizeof want, "[%lld]", (long long)d0);
+        else snprintf(want, sizeof want, "[%lld, %lld]", (long long)d0, (long long)d1);
+        fatal("%s: tensor '%s': shape %s does not match config.json, which implies %s", t->file, name, have, want);
+    }
+    return t;
+}
+
+static bool finite_positive(float f) { return isfinite(f) && f > 0; }
+
+/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
+static void load_packed(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+    const st_tensor *t = st_find(m->ar, name);
+    if (t->dtype != ST_U8)
+        fatal("%s: tensor '%s': dtype %s, but this %s checkpoint stores packed U8 weights", t->file, name,
+              st_dtype_name(t->dtype), m->format_name);
+    if (rows % 4) fatal("%s: tensor '%s': %d output rows cannot be packed four to a byte", t->file, name, rows);
+    if (t->ndim != 2 || t->shape[0] != rows / 4 || t->shape[1] != cols)
+        fatal("%s: tensor '%s': shape [%lld, %lld] does not match config.json, which implies packed [%d, %d] for a "
+              "%dx%d matrix", t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
+              rows / 4, cols, rows, cols);
+    int32_t R = rows / 4;
+    for (int32_t r = 0; r < R; r++)
+        for (int32_t c = 0; c < cols; c++) {
+            uint8_t byte = t->data[(size_t)r * (size_t)cols + (size_t)c];
+            for (int i = 0; i < 4; i++) {
+                int code = (byte >> (2 * i)) & 3;
+                if (code == 3)
+                    fatal("%s: tensor '%s': code 3 at row %d, col %d is not a valid ternary code", t->file, name,
+                          i * R + r, c);
+                out->w[(size_t)(i * R + r) * (size_t)cols + (size_t)c] = (int8_t)(code - 1);
+            }
+        }
+    char *sname = xasprintf("%s_scale", name);
+    const st_tensor *s = st_find(m->ar, sname);
+    if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
+    if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
+                                   st_dtype_name(s->dtype));
+    int64_t count = 1;
+    for (int i = 0; i < s->ndim; i++) count *= s->shape[i];
+    if (count != 1) fatal("%s: tensor '%s': %lld elements, expected one per-tensor scale", s->file, sname,
+                          (long long)count);
+    float ws = st_get_f32(s, 0);
+    if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
+    out->beta = m->scale_inverted ? 1.0f / ws : ws;
+    if (!finite_positive(out->beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, out->beta);
+    free(sname);
+}
+
+/* Absmean ternarisation at compile time: beta = mean|W| (double sum), W_t = round(clamp(W/beta)). */
+static void load_latent(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+    const st_tensor *t = model_require(m, name, 2, rows, cols);
+    size_t n = (size_t)rows * (size_t)cols;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        float w = st_get_f32(t, (int64_t)i);
+        if (!isfinite(w))
+            fatal("%s: tensor '%s': %g at row %zu, col %zu is not finite", t->file, name, w, i / (size_t)cols,
+                  i % (size_t)cols);
+        sum += fabs((double)w);
+    }
+    float beta = fmaxf((float)(sum / (double)n), 1e-5f);
+    for (size_t i = 0; i < n; i++) {
+        float v = rintf(fminf(fmaxf(st_get_f32(t, (int64_t)i) / beta, -1.0f), 1.0f));
+        out->w[i] = (int8_t)v;
+    }
+    out->beta = beta;
+}
+
+void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+    if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
+    out->name = xstrdup(name);
+    out->rows = rows;
+    out->cols = cols;
+    out->w = xmalloc((size_t)rows * (size_t)cols);
+    if (m->wformat == WF_PACKED) load_packed(m, name, rows, cols, out);
+    else load_latent(m, name, rows, cols, out);
+    size_t n = (size_t)rows * (size_t)cols, zeros = 0;
+    for (size_t i = 0; i < n; i++) zeros += out->w[i] == 0;
+    out->binary = zeros == 0;
+}
+
+void ternary_matrix_free(ternary_matrix *t) {
+    free(t->name);
+    free(t->w);
+    t->name = NULL;
+    t->w = NULL;
+}
+
+void model_print(const model *m, FILE *out) {
+    fprintf(out, "model %s format=%s\n", m->architecture, m->format_name);
+    fprintf(out, "  hidden=%d intermediate=%d layers=%d heads=%d kv_heads=%d head_dim=%d vocab=%d max_pos=%d\n",
+            m->hidden, m->intermediate, m->num_layers, m->num_heads, m->num_kv_heads, m->head_dim, m->vocab,
+            m->max_positions);
+    fprintf(out, "  act=%s sub_norms=%s tied=%s scale=%s bitlinear_norm=%s rms_eps=%g rope_theta=%g\n",
+            m->activation == RSR_ACT_RELU2 ? "relu2" : "silu", m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no",
+            m->scale_inverted ? "inverted" : "direct", m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
+}

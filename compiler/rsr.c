@@ -1,0 +1,183 @@
+/*
+ * rsr.c — Redundant Segment Reduction: the analysis of one fixed ternary (or binary) matrix.
+ *
+ * The matrix is cut into blocks of k rows. In a block, column c has a pattern: its k weights.
+ * Columns are counting-sorted by pattern code, so that columns sharing a pattern form one
+ * segment; at inference a segment's inputs are summed once and the sum is applied to the k
+ * rows by the pattern (RSR), instead of one multiply-add per weight.
+ *
+ *   ternary code: (pos_bits << k) | neg_bits   — bit r is row r of the block; the all-zero
+ *                 pattern is dropped (those columns contribute nothing to the block).
+ *   binary code:  bit r set when W = +1 (±1 matrices); every column is kept, and the k row
+ *                 sums are recovered with RSR++ folding: y_r = 2·P_r − T (see kernel.c).
+ *
+ * A plan is pure data; kernel.c turns it into code.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsrc.h"
+
+/* The code of column c in the block starting at row r0 (rows past the end read as zero). */
+static uint32_t column_code(const ternary_matrix *t, int k, int32_t r0, int32_t c, bool binary) {
+    uint32_t pos = 0, neg = 0;
+    for (int r = 0; r < k && r0 + r < t->rows; r++) {
+        int8_t w = t->w[(size_t)(r0 + r) * (size_t)t->cols + (size_t)c];
+        pos |= (uint32_t)(w > 0) << r;
+        neg |= (uint32_t)(w < 0) << r;
+    }
+    return binary ? pos : pos << k | neg;
+}
+
+void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *p) {
+    if (k < 1 || k > RSR_MAX_K) fatal("RSR block size k=%d is out of range [1, %d]", k, RSR_MAX_K);
+    if (t->cols > 65535) fatal("tensor '%s': %d columns; RSR indices are 16-bit (at most 65535)", t->name, t->cols);
+    memset(p, 0, sizeof *p);
+    p->rows = t->rows;
+    p->cols = t->cols;
+    p->k = k;
+    p->binary = t->binary;
+    p->num_blocks = (t->rows + k - 1) / k;
+    uint32_t ncodes = p->binary ? 1u << k : 1u << (2 * k);
+    size_t cols = (size_t)t->cols, blocks = (size_t)p->num_blocks;
+    size_t max_segs = blocks * (cols < ncodes ? cols : ncodes);
+
+    p->block_seg = xmalloc(sizeof *p->block_seg * (blocks + 1));
+    p->block_col = xmalloc(sizeof *p->block_col * (blocks + 1));
+    p->seg_code = xmalloc(sizeof *p->seg_code * max_segs);
+    p->seg_len = xmalloc(sizeof *p->seg_len * max_segs);
+    p->perm = xmalloc(sizeof *p->perm * blocks * cols);
+    uint32_t *code = xmalloc(sizeof *code * cols);
+    uint32_t *count = xcalloc(ncodes, sizeof *count);
+    uint32_t *start = xmalloc(sizeof *start * ncodes);
+
+    uint64_t nseg = 0, nkept = 0;
+    for (size_t b = 0; b < blocks; b++) {
+        p->block_seg[b] = (uint32_t)nseg;
+        p->block_col[b] = (uint32_t)nkept;
+        for (size_t c = 0; c < cols; c++) {
+            code[c] = column_code(t, k, (int32_t)(b * (size_t)k), (int32_t)c, p->binary);
+            count[code[c]]++;
+        }
+        /* Counting sort: segments in ascending code order, columns ascending inside each. */
+        uint32_t first_code = p->binary ? 0 : 1, at = (uint32_t)nkept;
+        for (uint32_t cd = first_code; cd < ncodes; cd++) {
+            if (!count[cd]) continue;
+            start[cd] = at;
+            at += count[cd];
+            p->seg_code[nseg] = (uint16_t)cd;
+            p->seg_len[nseg] = (uint16_t)count[cd];
+            nseg++;
+        }
+        for (size_t c = 0; c < cols; c++)
+            if (code[c] >= first_code) p->perm[start[code[c]]++] = (uint16_t)c;
+        nkept = at;
+        for (size_t c = 0; c < cols; c++) count[code[c]] = 0;
+    }
+    p->block_seg[blocks] = (uint32_t)nseg;
+    p->block_col[blocks] = (uint32_t)nkept;
+    p->num_segments = nseg;
+    p->num_cols_kept = nkept;
+    free(code);
+    free(count);
+    free(start);
+}
+
+uint64_t rsr_index_bytes(const rsr_plan *p) {
+    return 2 * p->num_cols_kept + 4 * p->num_segments + 8 * ((uint64_t)p->num_blocks + 1);
+}
+
+void rsr_plan_free(rsr_plan *p) {
+    free(p->block_seg);
+    free(p->block_col);
+    free(p->seg_code);
+    free(p->seg_len);
+    free(p->perm);
+    memset(p, 0, sizeof *p);
+}
+
+/* Sign of row r of a segment's pattern: +1, -1 or 0. */
+static int code_digit(const rsr_plan *p, uint32_t code, int r) {
+    if (p->binary) return (code >> r) & 1 ? 1 : -1;
+    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
+}
+
+/*
+ * Predicted cost of one row for block size k, from a sample of blocks. Units: one gathered
+ * add costs 1, one segment costs 2 plus 1 per nonzero digit applied, a binary block's RSR++
+ * fold costs 2^k, and every index byte read costs 1/4 (decode is partly bound by memory).
+ * The weights come from the shape of the loop kernel, not from measurements; --rsr-k overrides.
+ */
+int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen) {
+    double best = 0;
+    int best_k = 1;
+    int32_t blocks_total = t->rows;
+    char detail[256] = "";
+    size_t used = 0;
+    for (int k = 1; k <= max_k; k++) {
+        int32_t nblocks = (t->rows + k - 1) / k;
+        int32_t sample = nblocks < 32 ? nblocks : 32;
+        ternary_matrix part = *t;
+        double kept = 0, segs = 0, digits = 0;
+        uint32_t ncodes = t->binary ? 1u << k : 1u << (2 * k);
+        uint8_t *seen = xcalloc(ncodes, 1);
+        for (int32_t s = 0; s < sample; s++) {
+            int32_t b = (int32_t)((int64_t)s * nblocks / sample);
+            memset(seen, 0, ncodes);
+            for (int32_t c = 0; c < t->cols; c++) {
+                uint32_t cd = column_code(&part, k, b * k, c, t->binary);
+                if (!t->binary && cd == 0) continue;
+                kept++;
+                if (!seen[cd]) {
+                    seen[cd] = 1;
+                    segs++;
+                    digits += t->binary ? k : __builtin_popcount(cd);
+                }
+            }
+        }
+        free(seen);
+        double ops = kept + 2 * segs + digits + (t->binary ? (double)(1u << k) * sample : 0);
+        double bytes = 2 * kept + 4 * segs + 8.0 * sample;
+        double cost = (ops + bytes / 4) / ((double)sample * k);
+        if (used < sizeof detail)
+            used += (size_t)snprintf(detail + used, sizeof detail - used, "%sk%d=%.0f", k > 1 ? " " : "", k, cost);
+        if (k == 1 || cost < best) best = cost, best_k = k;
+    }
+    (void)blocks_total;
+    snprintf(why, whylen, "cost/row %s", detail);
+    return best_k;
+}
+
+void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y) {
+    for (int32_t b = 0; b < p->num_blocks; b++) {
+        int32_t acc[RSR_MAX_K] = {0};
+        const uint16_t *col = p->perm + p->block_col[b];
+        for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
+            int32_t u = 0;
+            for (uint32_t j = 0; j < p->seg_len[s]; j++) u += x[*col++];
+            for (int r = 0; r < p->k; r++) acc[r] += code_digit(p, p->seg_code[s], r) * u;
+        }
+        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++) y[b * p->k + r] = acc[r];
+    }
+}
+
+void rsr_plan_print(const rsr_plan *p, const char *name, FILE *out) {
+    fprintf(out, "plan %s rows=%d cols=%d k=%d blocks=%d %s segments=%llu kept=%llu index_bytes=%llu\n", name,
+            p->rows, p->cols, p->k, p->num_blocks, p->binary ? "binary" : "ternary",
+            (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept,
+            (unsigned long long)rsr_index_bytes(p));
+    for (int32_t b = 0; b < p->num_blocks; b++) {
+        fprintf(out, "  block %d rows %d..%d\n", b, b * p->k, b * p->k + p->k - 1);
+        const uint16_t *col = p->perm + p->block_col[b];
+        for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
+            fputs("    segment ", out);
+            for (int r = 0; r < p->k; r++) {
+                int d = code_digit(p, p->seg_code[s], r);
+                fputc(d > 0 ? '+' : d < 0 ? '-' : '0', out);
+            }
+            fputs(" cols", out);
+            for (uint32_t j = 0; j < p->seg_len[s]; j++) fprintf(out, " %u", *col++);
+            fputc('\n', out);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+/* sample.c — greedy, temperature, top-k and top-p sampling over a logits vector. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+rsr_sampler_params rsr_sampler_default_params(void) {
+    return (rsr_sampler_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+}
+
+int32_t rsr_sample_greedy(const float *logits, int32_t vocab) {
+    if (!logits || vocab <= 0) return -1;
+    int32_t best = 0;
+    for (int32_t i = 1; i < vocab; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+/* xorshift64*: small, fast, and good enough to draw one token. */
+static double next_uniform(uint64_t *state) {
+    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15u;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (double)((x * 0x2545f4914f6cdd1du) >> 11) * 0x1.0p-53;
+}
+
+static _Thread_local const float *sort_probs; /* qsort has no context argument in C11 */
+static int by_prob_desc(const void *a, const void *b) {
+    float pa = sort_probs[*(const int32_t *)a], pb = sort_probs[*(const int32_t *)b];
+    if (pa != pb) return pa < pb ? 1 : -1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
+                   float *probs, int32_t *ids) {
+    if (!logits || vocab <= 0 || !rng || !probs || !ids) return -1;
+    rsr_sampler_params p = params ? *params : rsr_sampler_default_params();
+    if (!(p.temperature > 0)) return rsr_sample_greedy(logits, vocab);
+    float m = logits[rsr_sample_greedy(logits, vocab)];
+    double sum = 0;
+    for (int32_t i = 0; i < vocab; i++) {
+        probs[i] = expf((logits[i] - m) / p.temperature);
+        sum += probs[i];
+        ids[i] = i;
+    }
+    for (int32_t i = 0; i < vocab; i++) probs[i] = (float)(probs[i] / sum);
+    sort_probs = probs;
+    qsort(ids, (size_t)vocab, sizeof *ids, by_prob_desc);
+    int32_t keep = vocab;
+    if (p.top_k > 0 && p.top_k < keep) keep = p.top_k;
+    if (p.top_p < 1.0f) {
+        double cum = 0;
+        for (int32_t i = 0; i < keep; i++) {
+            cum += probs[ids[i]];
+            if (cum >= p.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    double total = 0;
+    for (int32_t i = 0; i < keep; i++) total += probs[ids[i]];
+    double r = next_uniform(rng) * total, cum = 0;
+    for (int32_t i = 0; i < keep; i++) {
+        cum += probs[ids[i]];
+        if (r < cum) return ids[i];
+    }
+    return ids[keep - 1];
+}

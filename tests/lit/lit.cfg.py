@@ -1,0 +1,25 @@
+# lit configuration for rsrc: each test is a small input, the commands that run it, and the
+# FileCheck lines that matter. Paths to the built tools come from lit.site.cfg.py (CMake).
+import os
+import shutil
+import lit.formats
+
+config.name = 'rsrc'
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = ['.test']
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.rsrc_build_dir, 'tests', 'lit')
+config.excludes = ['Inputs']
+
+bindir = config.rsrc_build_dir
+config.substitutions.append(('%rsrc', os.path.join(bindir, 'rsrc')))
+config.substitutions.append(('%rsr-run', os.path.join(bindir, 'rsr-run')))
+config.substitutions.append(('%rsr-mkmodel', os.path.join(bindir, 'rsr-mkmodel')))
+config.substitutions.append(('%mktiny', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mktiny.py')))
+config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', '')])
+for var in ['TMPDIR', 'HOME']:
+    if var in os.environ:
+        config.environment[var] = os.environ[var]
+
+if shutil.which('ptxas', path='/usr/local/cuda/bin'):
+    config.available_features.add('ptxas')

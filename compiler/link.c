@@ -23,7 +23,7 @@ static void write_blob_asm(const char *asm_path, const char *blob_path) {
     if (!f) fatal("%s: cannot create: %s", asm_path, strerror(errno));
     if (strchr(blob_path, '"') || strchr(blob_path, '\\')) fatal("%s: unsupported character in path", blob_path);
     fprintf(f,
-            "    .section .rodata.rsr_blob,\"a\",@progbits\n"
+            "    .section .lrodata.rsr_blob,\"a\",@progbits\n" /* placed after .bss: code stays near */
             "    .balign 64\n"
             "    .globl rsr_blob\n"
             "    .hidden rsr_blob\n"

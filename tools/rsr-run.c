@@ -3,7 +3,6 @@
  * writes logits, measures speed. The model is loaded with dlopen; every call goes through the
  * public C API in rsr.h.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -13,22 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "rsr.h"
+#include "rsr_dl.h"
 
-/* The API, resolved from the artifact. */
-static struct {
-    rsr_status (*model_open)(rsr_model **, const rsr_model_params *);
-    void (*model_close)(rsr_model *);
-    const char *(*model_errmsg)(const rsr_model *);
-    rsr_status (*model_get_info)(const rsr_model *, rsr_model_info *);
-    rsr_status (*session_create)(rsr_model *, const rsr_session_params *, rsr_session **);
-    void (*session_free)(rsr_session *);
-    const char *(*session_errmsg)(const rsr_session *);
-    rsr_status (*session_reset)(rsr_session *);
-    rsr_status (*session_eval)(rsr_session *, const int32_t *, int32_t, float *);
-    int32_t (*sample)(const float *, int32_t, const rsr_sampler_params *, uint64_t *, float *, int32_t *);
-    rsr_status (*matrix_info)(const rsr_model *, int32_t, rsr_matrix_info *);
-} api;
+static rsr_api api;
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...) {
@@ -42,29 +28,8 @@ static void die(const char *fmt, ...) {
 }
 
 static void load_api(const char *path) {
-    /* dlopen searches the library path for names without a slash: a file is always meant. */
-    char *p = strchr(path, '/') ? strdup(path) : NULL;
-    if (!p && asprintf(&p, "./%s", path) < 0) die("out of memory");
-    void *h = dlopen(p, RTLD_NOW | RTLD_LOCAL);
-    if (!h) die("%s: cannot load: %s (is it a model compiled by rsrc?)", path, dlerror());
-    free(p);
-#define RESOLVE(field, symbol)                                                                                    \
-    do {                                                                                                          \
-        *(void **)&api.field = dlsym(h, symbol);                                                                  \
-        if (!api.field) die("%s: not an rsrc model: no symbol '%s'", path, symbol);                              \
-    } while (0)
-    RESOLVE(model_open, "rsr_model_open");
-    RESOLVE(model_close, "rsr_model_close");
-    RESOLVE(model_errmsg, "rsr_model_errmsg");
-    RESOLVE(model_get_info, "rsr_model_get_info");
-    RESOLVE(session_create, "rsr_session_create");
-    RESOLVE(session_free, "rsr_session_free");
-    RESOLVE(session_errmsg, "rsr_session_errmsg");
-    RESOLVE(session_reset, "rsr_session_reset");
-    RESOLVE(session_eval, "rsr_session_eval");
-    RESOLVE(sample, "rsr_sample");
-    RESOLVE(matrix_info, "rsr_model_matrix_info");
-#undef RESOLVE
+    char err[512];
+    if (rsr_api_load(&api, path, err, sizeof err) != 0) die("%s", err);
 }
 
 static double now(void) {
@@ -211,7 +176,7 @@ int main(int argc, char **argv) {
                info.head_dim, info.vocab_size, info.max_positions);
         for (int32_t i = 0; i < info.num_matrices; i++) {
             rsr_matrix_info mi;
-            api.matrix_info(m, i, &mi);
+            api.model_matrix_info(m, i, &mi);
             printf("matrix %s %dx%d %s k=%d\n", mi.name, mi.rows, mi.cols, mi.strategy, mi.rsr_k);
         }
     }
@@ -256,6 +221,7 @@ int main(int argc, char **argv) {
         if (generated + 1 < n_gen) check(api.session_eval(s, &tok, 1, logits), s);
     }
     putchar('\n');
+    fflush(stdout);
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);

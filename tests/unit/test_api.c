@@ -1,0 +1,119 @@
+/*
+ * test_api.c — the contracts of the runtime's public C API, on a compiled model.
+ * Usage: test_api MODEL.so
+ *
+ * Every function validates its arguments and answers with a status; errors leave a message on
+ * the handle; a session's context limit is an error, not memory corruption; reset and re-eval
+ * reproduce the same logits; two sessions are independent; sampling honours its parameters.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "rsr_dl.h"
+
+static int failures, checks;
+#define EXPECT(cond, ...)                                                                                        \
+    do {                                                                                                         \
+        checks++;                                                                                                \
+        if (!(cond)) {                                                                                           \
+            failures++;                                                                                          \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                 \
+            fprintf(stderr, __VA_ARGS__);                                                                        \
+            fputc('\n', stderr);                                                                                 \
+        }                                                                                                        \
+    } while (0)
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_api MODEL.so\n");
+        return 2;
+    }
+    rsr_api api;
+    char err[512];
+    if (rsr_api_load(&api, argv[1], err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    EXPECT(rsr_api_load(&(rsr_api){0}, "/nonexistent/model.so", err, sizeof err) == -1, "loading a missing file");
+
+    /* opening */
+    EXPECT(api.model_open(NULL, NULL) == RSR_ERR_INVALID_ARGUMENT, "model_open(NULL)");
+    rsr_model *m = NULL;
+    rsr_model_params bad = {.num_threads = -3};
+    EXPECT(api.model_open(&m, &bad) == RSR_ERR_INVALID_ARGUMENT, "negative thread count accepted");
+    EXPECT(m && strstr(api.model_errmsg(m), "num_threads"), "message names the parameter: '%s'", api.model_errmsg(m));
+    api.model_close(m);
+    rsr_model_params mp = {.num_threads = 2};
+    EXPECT(api.model_open(&m, &mp) == RSR_OK, "model_open: %s", api.model_errmsg(m));
+    rsr_model_info info;
+    EXPECT(api.model_get_info(m, NULL) == RSR_ERR_INVALID_ARGUMENT, "get_info(NULL)");
+    EXPECT(api.model_get_info(m, &info) == RSR_OK, "get_info");
+    EXPECT(info.num_matrices == info.num_layers * 7, "7 matrices per layer, got %d", info.num_matrices);
+    EXPECT(strcmp(api.status_to_string(RSR_ERR_CONTEXT_FULL), "context full") == 0, "status string");
+
+    /* matrices */
+    rsr_matrix_info mi;
+    EXPECT(api.model_matrix_info(m, -1, &mi) == RSR_ERR_INVALID_ARGUMENT, "matrix -1");
+    EXPECT(api.model_matrix_info(m, info.num_matrices, &mi) == RSR_ERR_INVALID_ARGUMENT, "matrix past the end");
+    EXPECT(api.model_matrix_info(m, 0, &mi) == RSR_OK && mi.rows > 0 && mi.scale > 0, "matrix 0");
+    EXPECT(api.model_matvec_int(m, 0, NULL, NULL) == RSR_ERR_INVALID_ARGUMENT, "matvec NULL");
+
+    /* sessions */
+    rsr_session *s = NULL, *s2 = NULL;
+    rsr_session_params sp = {.max_positions = 8};
+    EXPECT(api.session_create(NULL, &sp, &s) == RSR_ERR_INVALID_ARGUMENT, "session of NULL model");
+    rsr_session_params too_long = {.max_positions = info.max_positions + 1};
+    EXPECT(api.session_create(m, &too_long, &s) == RSR_ERR_INVALID_ARGUMENT, "context beyond max_positions");
+    EXPECT(api.session_create(m, &sp, &s) == RSR_OK, "session_create: %s", api.model_errmsg(m));
+    EXPECT(api.session_create(m, &sp, &s2) == RSR_OK, "second session");
+    int32_t V = info.vocab_size;
+    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
+    int32_t toks[9] = {1, 5, 9, 3, 7, 2, 4, 6, 8};
+    EXPECT(api.session_eval(s, toks, 0, a) == RSR_ERR_INVALID_ARGUMENT, "eval of 0 tokens");
+    int32_t bad_tok = V;
+    EXPECT(api.session_eval(s, &bad_tok, 1, a) == RSR_ERR_BAD_TOKEN, "token == vocab accepted");
+    EXPECT(strstr(api.session_errmsg(s), "outside") != NULL, "bad token message: '%s'", api.session_errmsg(s));
+    EXPECT(api.session_position(s) == 0, "a failed eval must not advance the position");
+    EXPECT(api.session_eval(s, toks, 9, a) == RSR_ERR_CONTEXT_FULL, "9 tokens in a context of 8");
+    EXPECT(api.session_position(s) == 0, "a refused eval must not advance the position");
+    EXPECT(api.session_eval(s, toks, 8, a) == RSR_OK, "8 tokens: %s", api.session_errmsg(s));
+    EXPECT(api.session_position(s) == 8, "position after 8 tokens");
+    EXPECT(api.session_eval(s, toks, 1, b) == RSR_ERR_CONTEXT_FULL, "the 9th token must not fit");
+
+    /* the same tokens give the same logits: token by token, after reset, in another session */
+    for (int i = 0; i < 8; i++) EXPECT(api.session_eval(s2, &toks[i], 1, b) == RSR_OK, "token %d", i);
+    EXPECT(memcmp(a, b, sizeof(float) * (size_t)V) == 0, "one eval of 8 tokens vs 8 evals of one");
+    EXPECT(api.session_reset(s) == RSR_OK && api.session_position(s) == 0, "reset");
+    EXPECT(api.session_eval(s, toks, 8, b) == RSR_OK, "eval after reset");
+    EXPECT(memcmp(a, b, sizeof(float) * (size_t)V) == 0, "logits after reset");
+    int finite = 1;
+    for (int32_t i = 0; i < V; i++) finite &= isfinite(a[i]);
+    EXPECT(finite, "logits are finite");
+
+    /* sampling */
+    int32_t greedy = api.sample_greedy(a, V);
+    for (int32_t i = 0; i < V; i++) EXPECT(a[i] <= a[greedy], "greedy is not the argmax");
+    float *probs = malloc(sizeof(float) * (size_t)V);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)V);
+    uint64_t rng = 7;
+    rsr_sampler_params top1 = {.temperature = 1.0f, .top_k = 1, .top_p = 1.0f};
+    for (int i = 0; i < 20; i++) EXPECT(api.sample(a, V, &top1, &rng, probs, ids) == greedy, "top_k=1 is greedy");
+    rsr_sampler_params hot = {.temperature = 100.0f, .top_k = 0, .top_p = 1.0f};
+    int distinct = 0;
+    int32_t first = api.sample(a, V, &hot, &rng, probs, ids);
+    for (int i = 0; i < 50; i++) distinct |= api.sample(a, V, &hot, &rng, probs, ids) != first;
+    EXPECT(distinct, "a hot sampler always drew the same token");
+    uint64_t r1 = 42, r2 = 42;
+    int same = 1;
+    for (int i = 0; i < 20; i++) same &= api.sample(a, V, &hot, &r1, probs, ids) == api.sample(a, V, &hot, &r2, probs, ids);
+    EXPECT(same, "the same seed must draw the same tokens");
+    EXPECT(api.sample(NULL, V, &hot, &rng, probs, ids) == -1, "sample(NULL logits)");
+
+    api.session_free(s);
+    api.session_free(s2);
+    api.session_free(NULL);
+    api.model_close(m);
+    free(a), free(b), free(probs), free(ids);
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}

@@ -86,8 +86,7 @@ int main(int argc, char **argv) {
         }
     }
     if (reps < 3) reps = 3;
-    const target *t = target_lookup(target_name);
-    if (!t) fatal("unknown target '%s'", target_name);
+    target *t = target_load(target_name, NULL, NULL);
     static const struct { const char *set, *name; int32_t rows, cols; } shapes[] = {
         {"2b4t", "2b4t q/o", 2560, 2560},    {"2b4t", "2b4t k/v", 640, 2560},
         {"2b4t", "2b4t gate/up", 6912, 2560}, {"2b4t", "2b4t down", 2560, 6912},

@@ -12,11 +12,11 @@
 enum emit_kind { EMIT_SO, EMIT_C };
 
 typedef struct options {
-    const char *input, *output, *target;
+    const char *input, *output, *target, *cpu, *features;
     enum emit_kind emit;
     int rsr_k;                  /* 0: chosen per matrix by the cost model */
     enum kernel_choice form;
-    bool stats, print_model, print_plan, verify, progress;
+    bool stats, print_model, print_plan, print_target, verify, progress;
 } options;
 
 static void usage(FILE *out) {
@@ -30,18 +30,20 @@ static void usage(FILE *out) {
           "\n"
           "options:\n"
           "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
-          "  --target NAME         generic (portable C, default) or host (this machine); see --list-targets\n"
+          "  --target NAME|FILE    a spec in specs/ (generic: portable C, the default), a .yaml file, or host\n"
+          "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
+          "  --features=+a,-b      enable or disable target features\n"
           "  --emit=KIND           so: a loadable model (default); c: the generated C only\n"
           "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
           "  --strategy=NAME       auto (default), rsr-unrolled (index as instructions) or rsr-loop\n"
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
-          "  --print=WHAT          print a stage to stdout: model, plan (comma-separated)\n"
+          "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
           "  -v, --verbose         say what happens (twice: also the commands run)\n"
           "  --list-targets        list the targets and exit\n"
           "  --version, -h/--help\n"
           "\n"
-          "environment: RSRC_CC (C compiler, default cc), RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE\n",
+          "environment: RSRC_CC (C compiler, default cc), RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE\n",
           out);
 }
 
@@ -55,9 +57,10 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
 
 static options parse_args(int argc, char **argv) {
     options o = {.target = "generic", .emit = EMIT_SO, .form = KC_AUTO, .progress = isatty(2)};
-    enum { O_EMIT = 256, O_TARGET, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION };
+    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
+        {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
         {"emit", required_argument, 0, O_EMIT}, {"rsr-k", required_argument, 0, O_K},
         {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
         {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY},
@@ -73,6 +76,8 @@ static options parse_args(int argc, char **argv) {
         case 'v': verbosity++; break;
         case 'h': usage(stdout); exit(0);
         case O_TARGET: o.target = optarg; break;
+        case O_CPU: o.cpu = optarg; break;
+        case O_FEATURES: o.features = optarg; break;
         case O_EMIT:
             if (strcmp(optarg, "so") == 0) o.emit = EMIT_SO;
             else if (strcmp(optarg, "c") == 0) o.emit = EMIT_C;
@@ -91,7 +96,8 @@ static options parse_args(int argc, char **argv) {
             for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
                 if (strcmp(w, "model") == 0) o.print_model = true;
                 else if (strcmp(w, "plan") == 0) o.print_plan = true;
-                else fatal("--print: unknown stage '%s' (model, plan)", w);
+                else if (strcmp(w, "target") == 0) o.print_target = true;
+                else fatal("--print: unknown stage '%s' (target, model, plan)", w);
             }
             free(list);
             break;
@@ -181,8 +187,8 @@ static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
 /* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
 static void compile(const options *o) {
     double t_start = now_seconds();
-    const target *t = target_lookup(o->target);
-    if (!t) fatal("unknown target '%s' (see --list-targets)", o->target);
+    target *t = target_load(o->target, o->cpu, o->features);
+    if (o->print_target) target_print(t, stdout);
 
     model *m = model_load(o->input);
     if (o->print_model) model_print(m, stdout);
@@ -292,6 +298,7 @@ static void compile(const options *o) {
     free(blob_path);
     free(workdir);
     model_free(m);
+    target_free(t);
 }
 
 int main(int argc, char **argv) {

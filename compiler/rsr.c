@@ -111,13 +111,11 @@ static int code_digit(const rsr_plan *p, uint32_t code, int r) {
 int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen) {
     double best = 0;
     int best_k = 1;
-    int32_t blocks_total = t->rows;
     char detail[256] = "";
     size_t used = 0;
     for (int k = 1; k <= max_k; k++) {
         int32_t nblocks = (t->rows + k - 1) / k;
         int32_t sample = nblocks < 32 ? nblocks : 32;
-        ternary_matrix part = *t;
         double kept = 0, segs = 0, digits = 0;
         uint32_t ncodes = t->binary ? 1u << k : 1u << (2 * k);
         uint8_t *seen = xcalloc(ncodes, 1);
@@ -125,7 +123,7 @@ int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen) {
             int32_t b = (int32_t)((int64_t)s * nblocks / sample);
             memset(seen, 0, ncodes);
             for (int32_t c = 0; c < t->cols; c++) {
-                uint32_t cd = column_code(&part, k, b * k, c, t->binary);
+                uint32_t cd = column_code(t, k, b * k, c, t->binary);
                 if (!t->binary && cd == 0) continue;
                 kept++;
                 if (!seen[cd]) {
@@ -143,7 +141,6 @@ int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen) {
             used += (size_t)snprintf(detail + used, sizeof detail - used, "%sk%d=%.0f", k > 1 ? " " : "", k, cost);
         if (k == 1 || cost < best) best = cost, best_k = k;
     }
-    (void)blocks_total;
     snprintf(why, whylen, "cost/row %s", detail);
     return best_k;
 }

@@ -128,15 +128,29 @@ void rsr_plan_free(rsr_plan *p);
 void rsr_plan_print(const rsr_plan *p, const char *name, FILE *out);
 void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y); /* interprets the plan */
 
-/* ---- target.c: a target is data ---- */
+/* ---- target.c: a target is data (a YAML spec in specs/, or the detected host) ---- */
+enum target_kind { TK_CPU, TK_CUDA };
 typedef struct target {
-    const char *name;
-    const char *description;
-    const char *cflags;         /* for the C backend */
-    uint32_t unroll_budget;     /* bytes of straight-line code one matrix may spend */
+    char *name, *description;
+    char *path;                 /* the spec it came from, for messages */
+    enum target_kind kind;
+    char *triple, *cpu;
+    char **features, **disabled;
+    int nfeatures, ndisabled;
+    char **strategies;          /* what the planner may choose from (empty: all) */
+    int nstrategies;
+    int vector_bits, threads;   /* threads 0: auto */
+    uint64_t l1d, l2, l3, line;
+    uint32_t unroll_budget;     /* icache_budget: bytes of straight-line code one matrix may spend */
+    char *cflags;               /* for the C backend */
+    char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
+    uint64_t smem_per_block;
+    int sms;
 } target;
-const target *target_lookup(const char *name);
+target *target_load(const char *name, const char *cpu, const char *features);
+void target_free(target *t);
 void target_list(FILE *out);
+void target_print(const target *t, FILE *out);
 
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
 enum kernel_form {

@@ -1,25 +1,311 @@
 /*
- * target.c — the targets the C backend knows. A target is data: a name, the flags its code is
- * compiled with and the resource limits the planner respects. (YAML target specs in specs/
- * extend this table; see docs/design.md.)
+ * target.c — a target is data: a YAML spec in specs/ (or any file), or `host`, detected from
+ * this machine's CPU features. Everything the code generators may specialise on comes from
+ * here; nothing else in the compiler asks which machine it is compiling for.
+ *
+ *   --target NAME         specs/NAME.yaml (the specs directory: RSRC_SPECS_DIR)
+ *   --target FILE.yaml    a spec file anywhere
+ *   --target host|native  this machine
+ *   --cpu=NAME --features=+a,-b   override the spec's cpu and features
+ *
+ * A malformed spec is reported as FILE:LINE:COLUMN: message (libyaml's marks, 1-based).
  */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <yaml.h>
 
 #include "rsrc.h"
+#include "rsrc_config.h"
 
-static const target targets[] = {
-    {"generic", "portable C for any x86-64 (or other) CPU the C compiler targets", "-O2", 64 << 10},
-    {"host", "this machine: C compiled with -march=native", "-O2 -march=native", 64 << 10},
-};
-
-const target *target_lookup(const char *name) {
-    if (strcmp(name, "native") == 0) name = "host";
-    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
-        if (strcmp(targets[i].name, name) == 0) return &targets[i];
-    return NULL;
+static const char *specs_dir(void) {
+    const char *d = getenv("RSRC_SPECS_DIR");
+    return d && *d ? d : RSRC_SPECS_DIR;
 }
 
+#define SPEC_ERROR(path, node, ...) spec_error(path, (node)->start_mark, __VA_ARGS__)
+static noreturn void spec_error(const char *path, yaml_mark_t mark, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static noreturn void spec_error(const char *path, yaml_mark_t mark, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fatal("%s:%zu:%zu: %s", path, mark.line + 1, mark.column + 1, msg);
+}
+
+static const char *scalar(const char *path, yaml_node_t *n, const char *field) {
+    if (n->type != YAML_SCALAR_NODE) SPEC_ERROR(path, n, "'%s' must be a single value", field);
+    return (const char *)n->data.scalar.value;
+}
+
+static int64_t integer(const char *path, yaml_node_t *n, const char *field, int64_t lo, int64_t hi) {
+    const char *s = scalar(path, n, field);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        SPEC_ERROR(path, n, "'%s' must be an integer in [%lld, %lld], not '%s'", field, (long long)lo, (long long)hi, s);
+    return v;
+}
+
+/* Sizes: 64, 32KiB, 1MiB, 2GiB (also KB/MB/GB as powers of two — caches are). */
+static uint64_t size_value(const char *path, yaml_node_t *n, const char *field) {
+    const char *s = scalar(path, n, field);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) SPEC_ERROR(path, n, "'%s' must be a size such as 64KiB, not '%s'", field, s);
+    static const struct { const char *suffix; unsigned shift; } units[] = {
+        {"", 0}, {"B", 0}, {"KiB", 10}, {"KB", 10}, {"K", 10}, {"MiB", 20}, {"MB", 20}, {"M", 20}, {"GiB", 30}, {"GB", 30},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (strcmp(end, units[i].suffix) == 0) return (uint64_t)v << units[i].shift;
+    SPEC_ERROR(path, n, "'%s': unknown size unit '%s' (B, KiB, MiB, GiB)", field, end);
+}
+
+static void add_feature(target *t, const char *f) {
+    bool on = *f != '-';
+    if (*f == '+' || *f == '-') f++;
+    for (int i = 0; i < t->nfeatures; i++)
+        if (strcmp(t->features[i], f) == 0) {
+            if (!on) {
+                free(t->features[i]);
+                t->features[i] = t->features[--t->nfeatures];
+                t->disabled = xrealloc(t->disabled, sizeof *t->disabled * (size_t)(t->ndisabled + 1));
+                t->disabled[t->ndisabled++] = xstrdup(f);
+            }
+            return;
+        }
+    if (!on) {
+        t->disabled = xrealloc(t->disabled, sizeof *t->disabled * (size_t)(t->ndisabled + 1));
+        t->disabled[t->ndisabled++] = xstrdup(f);
+        return;
+    }
+    t->features = xrealloc(t->features, sizeof *t->features * (size_t)(t->nfeatures + 1));
+    t->features[t->nfeatures++] = xstrdup(f);
+}
+
+static void parse_cache(const char *path, yaml_document_t *doc, yaml_node_t *n, target *t) {
+    if (n->type != YAML_MAPPING_NODE) SPEC_ERROR(path, n, "'cache' must be a mapping such as {l1d: 32KiB, l2: 1MiB}");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
+        const char *key = scalar(path, k, "cache");
+        if (!strcmp(key, "l1d")) t->l1d = size_value(path, v, "cache.l1d");
+        else if (!strcmp(key, "l2")) t->l2 = size_value(path, v, "cache.l2");
+        else if (!strcmp(key, "l3")) t->l3 = size_value(path, v, "cache.l3");
+        else if (!strcmp(key, "line")) t->line = size_value(path, v, "cache.line");
+        else SPEC_ERROR(path, k, "unknown field 'cache.%s' (l1d, l2, l3, line)", key);
+    }
+}
+
+static void parse_list(const char *path, yaml_document_t *doc, yaml_node_t *n, const char *field, target *t,
+                       bool features) {
+    if (n->type != YAML_SEQUENCE_NODE) SPEC_ERROR(path, n, "'%s' must be a list such as [a, b]", field);
+    for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *i);
+        const char *s = scalar(path, item, field);
+        if (features) add_feature(t, s);
+        else {
+            if (strcmp(s, "rsr") && strcmp(s, "lut") && strcmp(s, "i2"))
+                SPEC_ERROR(path, item, "unknown strategy '%s' (rsr, lut, i2)", s);
+            t->strategies = xrealloc(t->strategies, sizeof *t->strategies * (size_t)(t->nstrategies + 1));
+            t->strategies[t->nstrategies++] = xstrdup(s);
+        }
+    }
+}
+
+static target *parse_spec(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fatal("%s: cannot open target spec: %s", path, strerror(errno));
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &doc))
+        fatal("%s:%zu:%zu: %s", path, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+              parser.problem ? parser.problem : "malformed YAML");
+    fclose(f);
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) fatal("%s: empty target spec", path);
+    if (root->type != YAML_MAPPING_NODE) SPEC_ERROR(path, root, "a target spec is a mapping of fields");
+    target *t = xcalloc(1, sizeof *t);
+    t->path = xstrdup(path);
+    t->vector_bits = 128;
+    t->unroll_budget = 64 << 10;
+    t->line = 64;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(&doc, p->key), *v = yaml_document_get_node(&doc, p->value);
+        const char *key = scalar(path, k, "field name");
+        if (!strcmp(key, "name")) t->name = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "description")) t->description = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "kind")) {
+            const char *s = scalar(path, v, key);
+            if (!strcmp(s, "cpu")) t->kind = TK_CPU;
+            else if (!strcmp(s, "cuda")) t->kind = TK_CUDA;
+            else SPEC_ERROR(path, v, "unknown kind '%s' (cpu, cuda)", s);
+        } else if (!strcmp(key, "triple")) t->triple = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "cpu")) t->cpu = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "features")) parse_list(path, &doc, v, key, t, true);
+        else if (!strcmp(key, "strategies")) parse_list(path, &doc, v, key, t, false);
+        else if (!strcmp(key, "vector_bits")) t->vector_bits = (int)integer(path, v, key, 32, 4096);
+        else if (!strcmp(key, "cache")) parse_cache(path, &doc, v, t);
+        else if (!strcmp(key, "icache_budget")) t->unroll_budget = (uint32_t)size_value(path, v, key);
+        else if (!strcmp(key, "cflags")) t->cflags = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "threads")) {
+            const char *s = scalar(path, v, key);
+            t->threads = strcmp(s, "auto") == 0 ? 0 : (int)integer(path, v, key, 1, 4096);
+        } else if (!strcmp(key, "arch")) t->arch = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "ptx_isa")) t->ptx_isa = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "smem_per_block")) t->smem_per_block = size_value(path, v, key);
+        else if (!strcmp(key, "sms")) t->sms = (int)integer(path, v, key, 1, 100000);
+        else if (!strcmp(key, "mem_bandwidth")) t->mem_bandwidth = xstrdup(scalar(path, v, key));
+        else SPEC_ERROR(path, k, "unknown field '%s'", key);
+    }
+    if (!t->name) fatal("%s: the spec has no 'name'", path);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    return t;
+}
+
+/* This machine, from the CPU flags the kernel reports (LLVM's host CPU name is unreliable here). */
+static target *detect_host(void) {
+    target *t = xcalloc(1, sizeof *t);
+    t->name = xstrdup("host");
+    t->description = xstrdup("this machine (-march=native), features detected from /proc/cpuinfo");
+    t->path = xstrdup("(detected)");
+    t->kind = TK_CPU;
+    t->cpu = xstrdup("native");
+    t->unroll_budget = 64 << 10;
+    t->line = 64;
+    t->vector_bits = 128;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5) != 0) continue;
+        static const char *const wanted[] = {"avx2", "fma", "bmi2", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+                                             "avx512cd", "avx512_vnni", "avx512vbmi", "avx512_bf16"};
+        for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++) {
+            char pat[64];
+            snprintf(pat, sizeof pat, " %s", wanted[i]);
+            const char *at = strstr(line, pat);
+            if (!at || (at[strlen(pat)] != ' ' && at[strlen(pat)] != '\n')) continue;
+            char name[32], *o = name;
+            for (const char *c = wanted[i]; *c; c++)
+                if (*c != '_') *o++ = *c;
+            *o = 0;
+            add_feature(t, name);
+        }
+        break;
+    }
+    if (f) fclose(f);
+    for (int i = 0; i < t->nfeatures; i++) {
+        if (!strcmp(t->features[i], "avx2") && t->vector_bits < 256) t->vector_bits = 256;
+        if (!strcmp(t->features[i], "avx512f")) t->vector_bits = 512;
+    }
+    return t;
+}
+
+/* Flags for the C backend: the spec's own, or -march from cpu and -m<feature> for each feature. */
+static void derive_cflags(target *t) {
+    if (t->cflags) return;
+    size_t cap = 256;
+    for (int i = 0; i < t->nfeatures; i++) cap += strlen(t->features[i]) + 4;
+    for (int i = 0; i < t->ndisabled; i++) cap += strlen(t->disabled[i]) + 8;
+    if (t->cpu) cap += strlen(t->cpu);
+    char *s = xcalloc(cap, 1);
+    strcat(s, "-O2");
+    if (t->cpu) strcat(strcat(s, " -march="), t->cpu);
+    for (int i = 0; i < t->nfeatures; i++) strcat(strcat(s, " -m"), t->features[i]);
+    for (int i = 0; i < t->ndisabled; i++) strcat(strcat(s, " -mno-"), t->disabled[i]);
+    t->cflags = s;
+}
+
+static bool looks_like_path(const char *s) {
+    size_t n = strlen(s);
+    return strchr(s, '/') || (n > 5 && strcmp(s + n - 5, ".yaml") == 0);
+}
+
+target *target_load(const char *name, const char *cpu, const char *features) {
+    target *t;
+    if (!strcmp(name, "host") || !strcmp(name, "native")) t = detect_host();
+    else if (looks_like_path(name)) t = parse_spec(name);
+    else {
+        for (const char *c = name; *c; c++)
+            if (!(*c == '-' || *c == '_' || (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z')))
+                fatal("unknown target '%s' (see --list-targets)", name);
+        char *path = xasprintf("%s/%s.yaml", specs_dir(), name);
+        FILE *probe = fopen(path, "r");
+        if (!probe) fatal("unknown target '%s' (see --list-targets)", name);
+        fclose(probe);
+        t = parse_spec(path);
+        free(path);
+    }
+    if (cpu) {
+        free(t->cpu);
+        t->cpu = xstrdup(cpu);
+        free(t->cflags);
+        t->cflags = NULL;
+    }
+    if (features) {
+        char *list = xstrdup(features);
+        for (char *f = strtok(list, ","); f; f = strtok(NULL, ",")) {
+            if (*f != '+' && *f != '-') fatal("--features: '%s' must start with + or -", f);
+            add_feature(t, f);
+        }
+        free(list);
+        free(t->cflags);
+        t->cflags = NULL;
+    }
+    if (t->kind == TK_CUDA)
+        fatal("%s: target '%s' is a CUDA target; this compiler emits CPU code only so far", t->path, t->name);
+    derive_cflags(t);
+    return t;
+}
+
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 void target_list(FILE *out) {
-    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
-        fprintf(out, "%-10s %s\n", targets[i].name, targets[i].description);
+    fprintf(out, "%-14s %s\n", "host", "this machine (-march=native), features detected from /proc/cpuinfo");
+    DIR *d = opendir(specs_dir());
+    if (!d) fatal("%s: cannot list target specs: %s", specs_dir(), strerror(errno));
+    char **names = NULL;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len <= 5 || strcmp(e->d_name + len - 5, ".yaml") != 0) continue;
+        names = xrealloc(names, sizeof *names * (size_t)(n + 1));
+        names[n++] = xasprintf("%s/%s", specs_dir(), e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    for (int i = 0; i < n; i++) {
+        target *t = parse_spec(names[i]);
+        fprintf(out, "%-14s %s\n", t->name, t->description ? t->description : "");
+        target_free(t);
+        free(names[i]);
+    }
+    free(names);
+}
+
+void target_free(target *t) {
+    if (!t) return;
+    for (int i = 0; i < t->nfeatures; i++) free(t->features[i]);
+    for (int i = 0; i < t->ndisabled; i++) free(t->disabled[i]);
+    for (int i = 0; i < t->nstrategies; i++) free(t->strategies[i]);
+    free(t->features), free(t->disabled), free(t->strategies);
+    free(t->name), free(t->description), free(t->path), free(t->triple), free(t->cpu), free(t->cflags);
+    free(t->arch), free(t->ptx_isa), free(t->mem_bandwidth);
+    free(t);
+}
+
+void target_print(const target *t, FILE *out) {
+    fprintf(out, "target %s (%s) kind=%s cpu=%s vector_bits=%d unroll_budget=%u\n", t->name, t->path,
+            t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->vector_bits, t->unroll_budget);
+    fputs("  features:", out);
+    for (int i = 0; i < t->nfeatures; i++) fprintf(out, " +%s", t->features[i]);
+    for (int i = 0; i < t->ndisabled; i++) fprintf(out, " -%s", t->disabled[i]);
+    fprintf(out, "\n  cflags: %s\n", t->cflags);
 }

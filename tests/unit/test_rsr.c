@@ -88,7 +88,7 @@ typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, i
 
 /* Emits both kernel forms for t into one C file, compiles it as a shared object, loads it. */
 static void check_emitted(const ternary_matrix *t, int k, const char *dir, int serial) {
-    static const target tgt = {"test", "", "-O1", 1 << 20};
+    static const target tgt = {.name = "test", .cflags = "-O1", .unroll_budget = 1 << 20};
     rsr_plan p;
     rsr_analyse(t, k, &p);
     char *c_path = xasprintf("%s/k%d.c", dir, serial), *so_path = xasprintf("%s/k%d.so", dir, serial);

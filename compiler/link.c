@@ -70,7 +70,7 @@ void link_shared_object(const char *c_path, const char *blob_path, const target 
 
     char *argv[64];
     int n = 0;
-    argv[n++] = (char *)env_or("RSRC_CC", "cc");
+    argv[n++] = (char *)env_or("RSRC_CC", RSRC_DEFAULT_CC);
     argv[n++] = "-std=c11";
     argv[n++] = "-shared";
     argv[n++] = "-fPIC";
@@ -84,7 +84,7 @@ void link_shared_object(const char *c_path, const char *blob_path, const target 
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
     argv[n++] = (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB);
     argv[n++] = "-Wl,--no-whole-archive";
-    argv[n++] = "-fopenmp";
+    argv[n++] = RSRC_OPENMP_FLAG;
     argv[n++] = "-lm";
     argv[n++] = "-o";
     argv[n++] = tmp_out;

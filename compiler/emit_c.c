@@ -44,17 +44,17 @@ static void emit_fold(FILE *out, int k, const char *indent) {
     fprintf(out, "%s}\n", indent);
 }
 
-static void emit_unrolled(FILE *out, const kernel *kn) {
+/* One function per block (many small functions compile far faster than one giant switch),
+ * dispatched through a table; the block computes its rows straight into y. */
+static void emit_unrolled_blocks(FILE *out, const kernel *kn) {
     const rsr_plan *p = kn->plan;
-    fprintf(out, "    for (int32_t b = block_begin; b < block_end; b++) {\n");
-    fprintf(out, "        int32_t acc[%d] = {0}, u;\n", p->k);
-    if (p->binary) fprintf(out, "        int32_t U[%d] = {0}, total = 0;\n", 1 << p->k);
-    fprintf(out, "        switch (b) {\n");
     for (int32_t b = 0; b < p->num_blocks; b++) {
-        fprintf(out, "        case %d:\n", b);
+        fprintf(out, "static void %s_b%d(const int8_t *restrict x, int32_t *restrict y) {\n", kn->symbol, b);
+        fprintf(out, "    int32_t acc[%d] = {0}, u;\n", p->k);
+        if (p->binary) fprintf(out, "    int32_t U[%d] = {0}, total = 0;\n", 1 << p->k);
         const uint16_t *col = p->perm + p->block_col[b];
         for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
-            fputs("            u = ", out);
+            fputs("    u = ", out);
             for (uint32_t j = 0; j < p->seg_len[s]; j++) fprintf(out, "%sx[%u]", j ? " + " : "", *col++);
             fputs(";", out);
             if (p->binary) {
@@ -67,12 +67,15 @@ static void emit_unrolled(FILE *out, const kernel *kn) {
             }
             fputc('\n', out);
         }
-        fputs("            break;\n", out);
+        if (p->binary) emit_fold(out, p->k, "    ");
+        fputs("    (void)u;\n", out);
+        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++) fprintf(out, "    y[%d] = acc[%d];\n", b * p->k + r, r);
+        fputs("}\n", out);
     }
-    fputs("        }\n", out);
-    if (p->binary) emit_fold(out, p->k, "        ");
-    emit_store(out, p, "        ", "acc[%d]");
-    fputs("    }\n", out);
+    fprintf(out, "static void (*const %s_block[%d])(const int8_t *restrict, int32_t *restrict) = {\n", kn->symbol,
+            p->num_blocks);
+    for (int32_t b = 0; b < p->num_blocks; b++) fprintf(out, "    %s_b%d,\n", kn->symbol, b);
+    fputs("};\n", out);
 }
 
 static void emit_loop(FILE *out, const kernel *kn) {
@@ -107,6 +110,7 @@ static void emit_loop(FILE *out, const kernel *kn) {
 
 void emit_c_kernel(FILE *out, const kernel *kn) {
     const rsr_plan *p = kn->plan;
+    if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);
     fprintf(out, "/* %s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept */\n", kn->strategy, p->rows,
             p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks, (unsigned long long)p->num_segments,
             (unsigned long long)p->num_cols_kept);
@@ -116,7 +120,7 @@ void emit_c_kernel(FILE *out, const kernel *kn) {
             kn->symbol);
     if (kn->form == KF_UNROLLED) {
         fputs("    (void)data;\n", out);
-        emit_unrolled(out, kn);
+        fprintf(out, "    for (int32_t b = block_begin; b < block_end; b++) %s_block[b](x, y);\n", kn->symbol);
     } else {
         emit_loop(out, kn);
     }

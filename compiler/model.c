@@ -125,6 +125,9 @@ model *model_load(const char *path) {
               m->num_kv_heads);
     m->rms_eps = (float)config_num(cfg_path, cfg, "rms_norm_eps", 1e-5, 0, 1);
     m->rope_theta = config_num(cfg_path, cfg, "rope_theta", 10000.0, 1.0, 1e12);
+    cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs))
+        fatal("%s: 'rope_scaling' is not supported yet (plain RoPE only); remove it to run without scaling", cfg_path);
     m->bos = config_token(cfg_path, cfg, "bos_token_id", m->vocab);
     m->eos = config_token(cfg_path, cfg, "eos_token_id", m->vocab);
     cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");

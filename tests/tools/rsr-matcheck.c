@@ -1,0 +1,174 @@
+/*
+ * rsr-matcheck — every compiled ternary matrix against the independent reference, bit for bit.
+ *
+ *   rsr-matcheck MODEL_SO MODEL_PATH
+ *
+ * dlopens the artifact (no link against the runtime), and for every compiled matrix checks its
+ * name, shape and scale (bitwise) against the reference's, then compares rsr_model_matvec_int
+ * with the naive int32 product for a fixed set of int8 vectors. Every reference matrix must be
+ * in the artifact. Exit 0 when all integer sums are identical, 1 otherwise.
+ */
+#include "../../runtime/include/rsr.h"
+#include "../reference/ref.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NFIXED 6
+#define NRANDOM 8
+#define NVEC (NFIXED + NRANDOM)
+
+static rsr_status (*p_open)(rsr_model **, const rsr_model_params *);
+static const char *(*p_errmsg)(const rsr_model *);
+static rsr_status (*p_info)(const rsr_model *, rsr_model_info *);
+static rsr_status (*p_matrix_info)(const rsr_model *, int32_t, rsr_matrix_info *);
+static rsr_status (*p_matvec)(const rsr_model *, int32_t, const int8_t *, int32_t *);
+static void (*p_close)(rsr_model *);
+
+static void *sym(void *lib, const char *name) {
+    void *p = dlsym(lib, name);
+    if (!p) {
+        fprintf(stderr, "rsr-matcheck: the artifact has no symbol %s\n", name);
+        exit(1);
+    }
+    return p;
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static const char *vector_name(int v) {
+    static const char *const fixed[NFIXED] = {"all 127", "all -128", "alternating 127/-128", "one-hot first column",
+                                              "one-hot last column (-128)", "zeros"};
+    return v < NFIXED ? fixed[v] : "seeded random";
+}
+
+static void make_vector(int v, int8_t *x, int cols) {
+    uint64_t seed = 0x5EEDull + (uint64_t)v * 1000003u;
+    for (int c = 0; c < cols; c++) {
+        switch (v) {
+        case 0: x[c] = 127; break;
+        case 1: x[c] = -128; break;
+        case 2: x[c] = c % 2 ? -128 : 127; break;
+        case 3: x[c] = c == 0; break;
+        case 4: x[c] = c == cols - 1 ? -128 : 0; break;
+        case 5: x[c] = 0; break;
+        default: x[c] = (int8_t)(int)(splitmix64(&seed) % 256 - 128); break;
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: rsr-matcheck MODEL_SO MODEL_PATH\n");
+        return 1;
+    }
+    char so[4096];
+    snprintf(so, sizeof so, "%s%s", strchr(argv[1], '/') ? "" : "./", argv[1]);
+    void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "rsr-matcheck: %s\n", dlerror());
+        return 1;
+    }
+    p_open = (rsr_status(*)(rsr_model **, const rsr_model_params *))sym(lib, "rsr_model_open");
+    p_errmsg = (const char *(*)(const rsr_model *))sym(lib, "rsr_model_errmsg");
+    p_info = (rsr_status(*)(const rsr_model *, rsr_model_info *))sym(lib, "rsr_model_get_info");
+    p_matrix_info = (rsr_status(*)(const rsr_model *, int32_t, rsr_matrix_info *))sym(lib, "rsr_model_matrix_info");
+    p_matvec = (rsr_status(*)(const rsr_model *, int32_t, const int8_t *, int32_t *))sym(lib, "rsr_model_matvec_int");
+    p_close = (void (*)(rsr_model *))sym(lib, "rsr_model_close");
+
+    char err[1024];
+    ref_model *ref = ref_load(argv[2], err, sizeof err);
+    if (!ref) {
+        fprintf(stderr, "rsr-matcheck: reference: %s\n", err);
+        return 1;
+    }
+    rsr_model *m = NULL;
+    if (p_open(&m, NULL) != RSR_OK) {
+        fprintf(stderr, "rsr-matcheck: rsr_model_open: %s\n", m ? p_errmsg(m) : "(no handle)");
+        if (m) p_close(m);
+        return 1;
+    }
+    rsr_model_info info;
+    if (p_info(m, &info) != RSR_OK) {
+        fprintf(stderr, "rsr-matcheck: rsr_model_get_info: %s\n", p_errmsg(m));
+        return 1;
+    }
+
+    int nref = ref_num_matrices(ref), failures = 0, checked = 0;
+    int *seen = calloc(nref + 1, sizeof *seen);
+    for (int32_t i = 0; i < info.num_matrices; i++) {
+        rsr_matrix_info mi;
+        int rows, cols;
+        float beta;
+        if (p_matrix_info(m, i, &mi) != RSR_OK) {
+            fprintf(stderr, "rsr-matcheck: rsr_model_matrix_info(%d): %s\n", (int)i, p_errmsg(m));
+            failures++;
+            continue;
+        }
+        const int8_t *w = ref_ternary(ref, mi.name, &rows, &cols, &beta);
+        if (!w) {
+            fprintf(stderr, "rsr-matcheck: compiled matrix %d '%s' is not a matrix of the reference\n", (int)i, mi.name);
+            failures++;
+            continue;
+        }
+        for (int k = 0; k < nref; k++)
+            if (!strcmp(ref_matrix_name(ref, k), mi.name) && seen[k]++)
+                fprintf(stderr, "rsr-matcheck: matrix %s appears twice in the artifact\n", mi.name), failures++;
+        if (mi.rows != rows || mi.cols != cols) {
+            fprintf(stderr, "rsr-matcheck: %s: compiled shape %dx%d, reference %dx%d\n", mi.name, (int)mi.rows, (int)mi.cols, rows, cols);
+            failures++;
+            continue;
+        }
+        uint32_t bs, bc;
+        memcpy(&bs, &mi.scale, 4), memcpy(&bc, &beta, 4);
+        if (bs != bc) {
+            fprintf(stderr, "rsr-matcheck: %s: compiled scale %.9g (0x%08x), reference beta %.9g (0x%08x)\n", mi.name, mi.scale,
+                    (unsigned)bs, beta, (unsigned)bc);
+            failures++;
+        }
+        int8_t *x = malloc(cols + 1);
+        int32_t *got = malloc((rows + 1) * sizeof *got);
+        int reported = 0;
+        for (int v = 0; v < NVEC && !reported; v++) {
+            make_vector(v, x, cols);
+            for (int r = 0; r < rows; r++) got[r] = (int32_t)0x5A5A5A5A; /* catches rows left unwritten */
+            if (p_matvec(m, i, x, got) != RSR_OK) {
+                fprintf(stderr, "rsr-matcheck: %s: rsr_model_matvec_int failed: %s\n", mi.name, p_errmsg(m));
+                failures++, reported = 1;
+                break;
+            }
+            for (int r = 0; r < rows && !reported; r++) {
+                int64_t want = 0;
+                for (int c = 0; c < cols; c++) want += (int64_t)w[(size_t)r * cols + c] * x[c];
+                if (want != got[r]) {
+                    fprintf(stderr, "rsr-matcheck: MISMATCH %s vector %d (%s) row %d: expected %lld, got %d\n", mi.name, v,
+                            vector_name(v), r, (long long)want, (int)got[r]);
+                    failures++, reported = 1;
+                }
+            }
+        }
+        free(x), free(got);
+        checked++;
+    }
+    for (int k = 0; k < nref; k++)
+        if (!seen[k]) {
+            fprintf(stderr, "rsr-matcheck: reference matrix %s is missing from the artifact\n", ref_matrix_name(ref, k));
+            failures++;
+        }
+    free(seen);
+    p_close(m);
+    ref_free(ref);
+    if (failures) {
+        fprintf(stderr, "rsr-matcheck: %d failure(s) in %d compiled matrices\n", failures, (int)info.num_matrices);
+        return 1;
+    }
+    printf("rsr-matcheck: %d matrices x %d vectors: all integer sums identical\n", checked, NVEC);
+    return 0;
+}

@@ -1,0 +1,878 @@
+/*
+ * rsr-mkmodel — writes ternary language models with deterministic seeded weights in the exact
+ * Hugging Face checkpoint formats rsrc reads (config.json + safetensors, optionally sharded with a
+ * model.safetensors.index.json), so that tests and demos never download anything.
+ *
+ * Every tensor's values depend only on --seed and the tensor's name (never on sharding or on the
+ * order of writing). Packed ternary matrices draw each logical row from its own generator, so a
+ * packed row (four logical rows, one per bit pair) is produced with O(in) memory. Data are streamed
+ * through a buffered FILE*; output files are written under temporary names and renamed at the end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* errors and temporary files                                                                  */
+
+static char **tmp_paths;                 /* temporaries not yet renamed (NULL entries: done) */
+static volatile sig_atomic_t n_tmp;
+
+static void remove_temporaries(void) {
+    for (sig_atomic_t i = 0; i < n_tmp; i++)
+        if (tmp_paths && tmp_paths[i]) unlink(tmp_paths[i]);
+}
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rsr-mkmodel: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    remove_temporaries();
+    exit(1);
+}
+
+static void on_signal(int sig) {
+    remove_temporaries();                /* unlink is async-signal-safe */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) die("out of memory");
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* random numbers: splitmix64 for seeding, xoshiro256** for the streams                         */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    uint64_t s[4];
+    int have_spare;
+    double spare;
+} rng_t;
+
+static void rng_seed(rng_t *r, uint64_t key) {
+    uint64_t x = key;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) r->s[0] = 1;
+    r->have_spare = 0;
+    r->spare = 0;
+}
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t rng_next(rng_t *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl64(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+/* uniform in [0, 1) with 53 random bits */
+static inline double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+
+static inline double rng_uniform(rng_t *r, double lo, double hi) { return lo + (hi - lo) * rng_unit(r); }
+
+/* standard normal, Marsaglia's polar method (no sin/cos; both values of a pair are used) */
+static double rng_normal(rng_t *r) {
+    if (r->have_spare) {
+        r->have_spare = 0;
+        return r->spare;
+    }
+    double u, v, s;
+    do {
+        u = 2.0 * rng_unit(r) - 1.0;
+        v = 2.0 * rng_unit(r) - 1.0;
+        s = u * u + v * v;
+    } while (s >= 1.0 || s == 0.0);
+    double m = sqrt(-2.0 * log(s) / s);
+    r->spare = v * m;
+    r->have_spare = 1;
+    return u * m;
+}
+
+static uint64_t fnv1a64(const char *s) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
+    return h;
+}
+
+/* key of a tensor's generator: seed and name only */
+static uint64_t tensor_key(uint64_t seed, const char *name) {
+    uint64_t x = seed ^ 0x5253524D4B4D444Cull; /* "RSRMKMDL" */
+    uint64_t a = splitmix64(&x);
+    return a ^ fnv1a64(name);
+}
+
+static uint64_t row_key(uint64_t tkey, uint64_t row) {
+    uint64_t x = tkey + (row + 1) * 0xD1B54A32D192ED03ull;
+    return splitmix64(&x);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* float conversions                                                                           */
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x0040u); /* quiet NaN */
+    x += 0x7FFFu + ((x >> 16) & 1u);                                               /* nearest even */
+    return (uint16_t)(x >> 16);
+}
+
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7FFFFFFFu;
+    if (ax > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu)); /* NaN */
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); /* >= 65520 (and inf) -> inf */
+    if (ax >= 0x38800000u) {                                   /* normal half: >= 2^-14 */
+        uint32_t h = ((ax >> 23) - 112u) << 10 | ((ax >> 13) & 0x3FFu);
+        uint32_t rem = ax & 0x1FFFu;
+        if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* carry may bump the exponent */
+        return (uint16_t)(sign | h);
+    }
+    if (ax <= 0x33000000u) return sign; /* <= 2^-25: rounds to (signed) zero */
+    /* subnormal half: value = mant * 2^(e-150), unit 2^-24, so h = mant >> (126 - e) */
+    uint32_t e = ax >> 23;
+    uint32_t mant = (ax & 0x7FFFFFu) | 0x800000u;
+    uint32_t shift = 126u - e; /* 14..24 */
+    uint32_t h = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (h & 1u))) h++; /* 0x400 is the smallest normal: correct */
+    return (uint16_t)(sign | h);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* formats, presets, tensors                                                                    */
+
+typedef enum { F_BITNET_PACKED, F_BITNET_BF16, F_LLAMA_PACKED, F_FALCON_E, F_1BITLLM, F_COUNT } format_t;
+
+static const char *const format_names[F_COUNT] = {"bitnet-packed", "bitnet-bf16", "llama-packed", "falcon-e",
+                                                  "1bitllm"};
+
+static int format_packed(format_t f) { return f == F_BITNET_PACKED || f == F_LLAMA_PACKED || f == F_FALCON_E; }
+static int format_bitnet(format_t f) { return f == F_BITNET_PACKED || f == F_BITNET_BF16; }
+
+typedef struct {
+    const char *name;
+    long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
+} preset_t;
+
+static const preset_t presets[] = {
+    {"tiny", 64, 160, 2, 4, 2, 256, 256, 1, 2},
+    {"small", 256, 704, 4, 8, 2, 1024, 512, 1, 2},
+    {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001},
+    {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2},
+};
+
+typedef enum { DT_BF16, DT_F16, DT_U8 } dtype_t;
+static const char *const dtype_names[] = {"BF16", "F16", "U8"};
+static const int dtype_size[] = {2, 2, 1};
+
+typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED } kind_t;
+
+typedef struct {
+    char name[128];
+    dtype_t dt;
+    kind_t kind;
+    int ndim;
+    uint64_t shape[2];
+    uint64_t out, in;   /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT) */
+    int inverted;       /* K_SCALE: store 1/beta */
+    uint64_t nbytes;
+    int shard;
+    uint64_t offset;    /* within its shard's data block */
+} tensor_t;
+
+typedef struct {
+    format_t format;
+    long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
+    uint64_t seed;
+    int binary;
+    long shards;
+    const char *out_dir;
+} opts_t;
+
+typedef struct {
+    tensor_t *t;
+    size_t n, cap;
+} tlist_t;
+
+static tensor_t *tadd(tlist_t *l, const char *name, dtype_t dt, kind_t kind, int ndim, uint64_t d0, uint64_t d1) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->t = realloc(l->t, l->cap * sizeof *l->t);
+        if (!l->t) die("out of memory");
+    }
+    tensor_t *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    if (strlen(name) >= sizeof t->name) die("tensor name too long: %s", name);
+    strcpy(t->name, name);
+    t->dt = dt;
+    t->kind = kind;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 1;
+    t->nbytes = d0 * t->shape[1] * (uint64_t)dtype_size[dt];
+    return t;
+}
+
+static void add_matrix(tlist_t *l, const opts_t *o, const char *base, uint64_t out, uint64_t in) {
+    char name[160];
+    tensor_t *t;
+    snprintf(name, sizeof name, "%s.weight", base);
+    if (format_packed(o->format)) {
+        t = tadd(l, name, DT_U8, K_PACKED, 2, out / 4, in);
+        t->out = out;
+        t->in = in;
+        snprintf(name, sizeof name, "%s.weight_scale", base);
+        t = tadd(l, name, DT_BF16, K_SCALE, 1, 1, 0);
+        t->out = out;
+        t->in = in;
+        t->inverted = o->format == F_LLAMA_PACKED;
+    } else {
+        t = tadd(l, name, o->format == F_1BITLLM ? DT_F16 : DT_BF16, K_LATENT, 2, out, in);
+        t->out = out;
+        t->in = in;
+    }
+}
+
+static void build_tensors(tlist_t *l, const opts_t *o) {
+    const dtype_t hp = o->format == F_1BITLLM ? DT_F16 : DT_BF16; /* high-precision dtype */
+    const uint64_t H = (uint64_t)o->hidden, I = (uint64_t)o->intermediate, V = (uint64_t)o->vocab;
+    const uint64_t KV = (uint64_t)o->kv_heads * (H / (uint64_t)o->heads);
+    char name[160], base[128];
+    tadd(l, "model.embed_tokens.weight", hp, K_EMBED, 2, V, H);
+    for (long L = 0; L < o->layers; L++) {
+        snprintf(name, sizeof name, "model.layers.%ld.input_layernorm.weight", L);
+        tadd(l, name, hp, K_NORM, 1, H, 0);
+        static const char *const attn[4] = {"q", "k", "v", "o"};
+        for (int p = 0; p < 4; p++) {
+            snprintf(base, sizeof base, "model.layers.%ld.self_attn.%s_proj", L, attn[p]);
+            add_matrix(l, o, base, (p == 1 || p == 2) ? KV : H, H);
+        }
+        if (format_bitnet(o->format) || o->format == F_1BITLLM) {
+            snprintf(name, sizeof name, "model.layers.%ld.self_attn.%s.weight", L,
+                     o->format == F_1BITLLM ? "inner_attn_ln" : "attn_sub_norm");
+            tadd(l, name, hp, K_NORM, 1, H, 0);
+        }
+        snprintf(name, sizeof name, "model.layers.%ld.post_attention_layernorm.weight", L);
+        tadd(l, name, hp, K_NORM, 1, H, 0);
+        snprintf(base, sizeof base, "model.layers.%ld.mlp.gate_proj", L);
+        add_matrix(l, o, base, I, H);
+        snprintf(base, sizeof base, "model.layers.%ld.mlp.up_proj", L);
+        add_matrix(l, o, base, I, H);
+        snprintf(base, sizeof base, "model.layers.%ld.mlp.down_proj", L);
+        add_matrix(l, o, base, H, I);
+        if (format_bitnet(o->format) || o->format == F_1BITLLM) {
+            snprintf(name, sizeof name, "model.layers.%ld.mlp.%s.weight", L,
+                     o->format == F_1BITLLM ? "ffn_layernorm" : "ffn_sub_norm");
+            tadd(l, name, hp, K_NORM, 1, I, 0);
+        }
+    }
+    tadd(l, "model.norm.weight", hp, K_NORM, 1, H, 0);
+    if (!format_bitnet(o->format)) tadd(l, "lm_head.weight", hp, K_EMBED, 2, V, H);
+}
+
+/* Assign tensors to shards in order, each shard non-empty, shards roughly equal in bytes. */
+static void assign_shards(tlist_t *l, long nshards, uint64_t total) {
+    long prev = -1;
+    uint64_t start = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        uint64_t mid = start + l->t[i].nbytes / 2;
+        long s = total ? (long)((long double)mid * (long double)nshards / (long double)total) : 0;
+        long lo = nshards - (long)(l->n - i); /* the remaining tensors must fill the remaining shards */
+        if (s < prev) s = prev;
+        if (s < lo) s = lo;
+        if (s > prev + 1) s = prev + 1;
+        if (s > nshards - 1) s = nshards - 1;
+        l->t[i].shard = (int)s;
+        prev = s;
+        start += l->t[i].nbytes;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* writing tensor data                                                                         */
+
+typedef struct {
+    FILE *f;
+    const char *path; /* for messages */
+    unsigned char *buf;
+    size_t len, cap;
+    uint64_t written;
+} sink_t;
+
+static void sink_flush(sink_t *s) {
+    if (s->len && fwrite(s->buf, 1, s->len, s->f) != s->len) die("cannot write %s: %s", s->path, strerror(errno));
+    s->written += s->len;
+    s->len = 0;
+}
+
+static inline void sink_u16(sink_t *s, uint16_t v) {
+    if (s->cap - s->len < 2) sink_flush(s);
+    s->buf[s->len++] = (unsigned char)(v & 0xFF);
+    s->buf[s->len++] = (unsigned char)(v >> 8);
+}
+
+static inline void put_value(sink_t *s, dtype_t dt, float v) {
+    sink_u16(s, dt == DT_F16 ? f32_to_f16(v) : f32_to_bf16(v));
+}
+
+static float beta_of(const tensor_t *t, rng_t *r, int binary) {
+    float base = binary ? 1.0f / sqrtf((float)t->in) : 1.0f / sqrtf(0.6f * (float)t->in);
+    return base * (float)rng_uniform(r, 0.8, 1.2);
+}
+
+/* Ternary code (w + 1) of one weight: 32 random bits each, two weights per 64-bit draw. */
+static void gen_codes_row(unsigned char *codes, uint64_t n, uint64_t tkey, uint64_t row, int binary) {
+    rng_t r;
+    rng_seed(&r, row_key(tkey, row));
+    const uint32_t t0 = 1288490189u;  /* floor(0.3 * 2^32): P(-1) = 0.3 */
+    const uint32_t t1 = 3006477107u;  /* floor(0.7 * 2^32): P(0) = 0.4, P(+1) = 0.3 */
+    for (uint64_t j = 0; j < n; j += 2) {
+        uint64_t b = rng_next(&r);
+        uint32_t u[2] = {(uint32_t)(b >> 32), (uint32_t)b};
+        for (int k = 0; k < 2 && j + (uint64_t)k < n; k++) {
+            unsigned char c;
+            if (binary) c = (u[k] >> 31) ? 2 : 0;
+            else c = u[k] < t0 ? 0 : (u[k] < t1 ? 1 : 2);
+            codes[j + (uint64_t)k] = c;
+        }
+    }
+}
+
+static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
+    const uint64_t key = tensor_key(o->seed, t->name);
+    const uint64_t before = s->written + s->len;
+    rng_t r;
+    rng_seed(&r, key);
+    switch (t->kind) {
+    case K_PACKED: {
+        const uint64_t R = t->out / 4, in = t->in;
+        unsigned char *codes = xmalloc(4 * in);
+        for (uint64_t pr = 0; pr < R; pr++) {
+            for (int i = 0; i < 4; i++) gen_codes_row(codes + (uint64_t)i * in, in, key, (uint64_t)i * R + pr, o->binary);
+            for (uint64_t c = 0; c < in;) {
+                if (s->len == s->cap) sink_flush(s);
+                uint64_t m = in - c;
+                if (m > s->cap - s->len) m = s->cap - s->len;
+                unsigned char *dst = s->buf + s->len;
+                for (uint64_t j = 0; j < m; j++, c++)
+                    dst[j] = (unsigned char)(codes[c] | codes[in + c] << 2 | codes[2 * in + c] << 4 |
+                                             codes[3 * in + c] << 6);
+                s->len += m;
+            }
+        }
+        free(codes);
+        break;
+    }
+    case K_SCALE: {
+        float beta = beta_of(t, &r, o->binary);
+        put_value(s, t->dt, t->inverted ? 1.0f / beta : beta);
+        break;
+    }
+    case K_LATENT: {
+        const double sd = 1.0 / sqrt((double)t->in);
+        const uint64_t n = t->out * t->in;
+        for (uint64_t k = 0; k < n; k++) {
+            double w;
+            if (o->binary) {
+                double m = sd * rng_uniform(&r, 0.9, 1.1);
+                w = (rng_next(&r) >> 63) ? m : -m;
+            } else {
+                w = sd * rng_normal(&r);
+            }
+            put_value(s, t->dt, (float)w);
+        }
+        break;
+    }
+    case K_NORM:
+    case K_EMBED: {
+        const uint64_t n = t->shape[0] * t->shape[1];
+        for (uint64_t k = 0; k < n; k++) {
+            double v = rng_normal(&r);
+            put_value(s, t->dt, (float)(t->kind == K_NORM ? 1.0 + 0.1 * v : v));
+        }
+        break;
+    }
+    }
+    if (s->written + s->len - before != t->nbytes) die("internal error: %s wrote the wrong size", t->name);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* files                                                                                       */
+
+typedef struct {
+    char *final_path, *tmp_path, *file_name;
+} outfile_t;
+
+static outfile_t *outfiles;
+static size_t n_out;
+
+static FILE *open_temp(const char *dir, const char *file_name) {
+    outfile_t *of = &outfiles[n_out];
+    of->file_name = xasprintf("%s", file_name);
+    of->final_path = xasprintf("%s/%s", dir, file_name);
+    of->tmp_path = xasprintf("%s/.%s.tmp.%ld", dir, file_name, (long)getpid());
+    unlink(of->tmp_path); /* a stale temporary of a dead process with our pid */
+    int fd = open(of->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) die("cannot create %s: %s", of->tmp_path, strerror(errno));
+    tmp_paths[n_out] = of->tmp_path;
+    n_out++;
+    n_tmp = (sig_atomic_t)n_out;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) die("cannot open %s: %s", of->tmp_path, strerror(errno));
+    return f;
+}
+
+static uint64_t close_file(FILE *f, const char *path) {
+    if (fflush(f) != 0 || ferror(f)) die("cannot write %s: %s", path, strerror(errno));
+    long pos = ftell(f);
+    if (fclose(f) != 0) die("cannot write %s: %s", path, strerror(errno));
+    return pos < 0 ? 0 : (uint64_t)pos;
+}
+
+static cJSON *json_u64(uint64_t v) {
+    char b[32];
+    snprintf(b, sizeof b, "%" PRIu64, v); /* exact integers (cJSON numbers are doubles) */
+    cJSON *j = cJSON_CreateRaw(b);
+    if (!j) die("out of memory");
+    return j;
+}
+
+static void json_add(cJSON *obj, const char *key, cJSON *item) {
+    if (!item || !cJSON_AddItemToObject(obj, key, item)) die("out of memory building JSON");
+}
+
+static char *safetensors_header(const tlist_t *l, int shard, size_t *len_out) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) die("out of memory");
+    for (size_t i = 0; i < l->n; i++) {
+        const tensor_t *t = &l->t[i];
+        if (t->shard != shard) continue;
+        cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray();
+        if (!e || !shape || !offs) die("out of memory");
+        json_add(e, "dtype", cJSON_CreateString(dtype_names[t->dt]));
+        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(shape, json_u64(t->shape[d]));
+        json_add(e, "shape", shape);
+        cJSON_AddItemToArray(offs, json_u64(t->offset));
+        cJSON_AddItemToArray(offs, json_u64(t->offset + t->nbytes));
+        json_add(e, "data_offsets", offs);
+        json_add(root, t->name, e);
+    }
+    cJSON *meta = cJSON_CreateObject();
+    if (!meta) die("out of memory");
+    json_add(meta, "format", cJSON_CreateString("pt"));
+    json_add(root, "__metadata__", meta);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!text) die("out of memory printing JSON");
+    size_t n = strlen(text), padded = (n + 7) & ~(size_t)7; /* 8 + padded is a multiple of 8 */
+    char *h = xmalloc(padded);
+    memcpy(h, text, n);
+    memset(h + n, ' ', padded - n);
+    free(text);
+    *len_out = padded;
+    return h;
+}
+
+static uint64_t write_json_file(const char *dir, const char *file_name, cJSON *root) {
+    char *text = cJSON_Print(root);
+    if (!text) die("out of memory printing JSON");
+    FILE *f = open_temp(dir, file_name);
+    const char *path = outfiles[n_out - 1].tmp_path;
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, f) != n || fputc('\n', f) == EOF) die("cannot write %s: %s", path, strerror(errno));
+    free(text);
+    return close_file(f, path);
+}
+
+static cJSON *build_config(const opts_t *o) {
+    cJSON *c = cJSON_CreateObject();
+    if (!c) die("out of memory");
+    const char *arch = format_bitnet(o->format)      ? "BitNetForCausalLM"
+                       : o->format == F_1BITLLM      ? "BitnetForCausalLM"
+                                                      : "LlamaForCausalLM";
+    cJSON *archs = cJSON_CreateArray();
+    if (!archs) die("out of memory");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
+    json_add(c, "architectures", archs);
+    json_add(c, "model_type", cJSON_CreateString(format_bitnet(o->format) ? "bitnet" : "llama"));
+    json_add(c, "hidden_act", cJSON_CreateString(format_bitnet(o->format) ? "relu2" : "silu"));
+    json_add(c, "hidden_size", cJSON_CreateNumber((double)o->hidden));
+    json_add(c, "intermediate_size", cJSON_CreateNumber((double)o->intermediate));
+    json_add(c, "num_hidden_layers", cJSON_CreateNumber((double)o->layers));
+    json_add(c, "num_attention_heads", cJSON_CreateNumber((double)o->heads));
+    json_add(c, "num_key_value_heads", cJSON_CreateNumber((double)o->kv_heads));
+    json_add(c, "vocab_size", cJSON_CreateNumber((double)o->vocab));
+    json_add(c, "max_position_embeddings", cJSON_CreateNumber((double)o->max_pos));
+    json_add(c, "rms_norm_eps", cJSON_CreateNumber(o->format == F_1BITLLM ? 1e-6 : 1e-5));
+    json_add(c, "rope_theta", cJSON_CreateNumber(o->format == F_1BITLLM ? 10000.0 : 500000.0));
+    json_add(c, "bos_token_id", cJSON_CreateNumber((double)o->bos));
+    json_add(c, "eos_token_id", cJSON_CreateNumber((double)o->eos));
+    json_add(c, "tie_word_embeddings", cJSON_CreateBool(format_bitnet(o->format)));
+    json_add(c, "torch_dtype", cJSON_CreateString(o->format == F_1BITLLM ? "float16" : "bfloat16"));
+    if (o->format != F_1BITLLM) {
+        cJSON *q = cJSON_CreateObject();
+        if (!q) die("out of memory");
+        json_add(q, "quant_method", cJSON_CreateString("bitnet"));
+        if (format_bitnet(o->format)) {
+            json_add(q, "linear_class", cJSON_CreateString("autobitlinear"));
+            json_add(q, "quantization_mode",
+                     cJSON_CreateString(o->format == F_BITNET_PACKED ? "offline" : "online"));
+        } else if (o->format == F_LLAMA_PACKED) {
+            json_add(q, "modules_to_not_convert", cJSON_CreateNull());
+        } else { /* falcon-e */
+            json_add(q, "linear_class", cJSON_CreateString("bitlinear"));
+            json_add(q, "use_rms_norm", cJSON_CreateBool(1));
+            json_add(q, "rms_norm_eps", cJSON_CreateNumber(1e-6));
+        }
+        json_add(c, "quantization_config", q);
+    }
+    return c;
+}
+
+/* Remove files of an earlier run in another layout (single file vs shards) that would make the
+ * directory ambiguous. Only names this tool writes are touched. */
+static void remove_stale(const char *dir, long nshards) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        int ours = 0, stale = 0;
+        unsigned a, b;
+        char tail[32];
+        if (!strcmp(n, "model.safetensors")) ours = 1, stale = nshards > 1;
+        else if (!strcmp(n, "model.safetensors.index.json")) ours = 1, stale = nshards == 1;
+        else if (strlen(n) == 32 && sscanf(n, "model-%5u-of-%5u%31s", &a, &b, tail) == 3 &&
+                 !strcmp(tail, ".safetensors"))
+            ours = 1, stale = nshards == 1 || (long)b != nshards;
+        if (ours && stale) {
+            char *p = xasprintf("%s/%s", dir, n);
+            if (unlink(p) != 0) fprintf(stderr, "rsr-mkmodel: warning: cannot remove stale %s: %s\n", p, strerror(errno));
+            free(p);
+        }
+    }
+    closedir(d);
+}
+
+static void mkdir_p(const char *dir) {
+    char *p = xasprintf("%s", dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", p, strerror(errno));
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s is not a directory", p);
+    free(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* command line                                                                                */
+
+static void usage(FILE *out) {
+    fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large] [--seed N]\n"
+          "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
+          "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N]\n"
+          "       rsr-mkmodel --help\n"
+          "\n"
+          "Writes a ternary language model with deterministic seeded weights in a Hugging Face\n"
+          "checkpoint format: DIR/config.json and DIR/model.safetensors (or, with --shards N > 1,\n"
+          "DIR/model-0000K-of-0000N.safetensors and DIR/model.safetensors.index.json).\n"
+          "\n"
+          "formats:\n"
+          "  bitnet-packed   BitNetForCausalLM, uint8 packed ternary + bf16 weight_scale (beta), tied embeddings\n"
+          "                  (microsoft/bitnet-b1.58-2B-4T)\n"
+          "  bitnet-bf16     BitNetForCausalLM, bf16 latent weights, quantization_mode online (-bf16 master)\n"
+          "  llama-packed    LlamaForCausalLM, uint8 packed ternary + bf16 weight_scale storing 1/beta\n"
+          "                  (HF1BitLLM/Llama3-8B-1.58, Falcon3-1.58bit)\n"
+          "  falcon-e        LlamaForCausalLM, packed, bitlinear with use_rms_norm, weight_scale = beta\n"
+          "  1bitllm         BitnetForCausalLM (1bitLLM/bitnet_b1_58), fp16 latent weights, sub-norms\n"
+          "\n"
+          "options:\n"
+          "  --format FORMAT    one of the formats above (required)\n"
+          "  --out DIR          output directory, created if missing (required)\n"
+          "  --preset NAME      tiny (default), small, 2b4t, large; explicit size flags override it\n"
+          "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
+          "  --shards N         number of safetensors files (default 1)\n"
+          "  --binary           binary weights: every ternary weight is -1 or +1\n"
+          "  --hidden N, --intermediate N, --layers N, --heads N, --kv-heads N, --vocab N, --max-pos N\n"
+          "                     model shape\n"
+          "  -h, --help         this text\n"
+          "\n"
+          "presets (hidden/intermediate/layers/heads/kv-heads/vocab/max-pos, bos/eos):\n"
+          "  tiny   64/160/2/4/2/256/256, 1/2          small  256/704/4/8/2/1024/512, 1/2\n"
+          "  2b4t   2560/6912/30/20/5/128256/4096, 128000/128001\n"
+          "  large  1536/4096/24/16/16/32002/2048, 1/2\n",
+          out);
+}
+
+static long parse_long(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-' || *s == '+' || *s == ' ') die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
+    long v = strtol(s, &end, 10);
+    if (*end || errno) die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
+    if (v < lo || v > hi) die("%s: value %s out of range (%ld..%ld)", flag, s, lo, hi);
+    return v;
+}
+
+static uint64_t parse_u64(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-' || *s == '+' || *s == ' ') die("%s: invalid value '%s' (expected an unsigned integer)", flag, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) die("%s: invalid value '%s' (expected an unsigned 64-bit integer)", flag, s);
+    return (uint64_t)v;
+}
+
+enum { O_FORMAT = 256, O_OUT, O_PRESET, O_SEED, O_SHARDS, O_BINARY, O_HIDDEN, O_INTER, O_LAYERS, O_HEADS,
+       O_KVHEADS, O_VOCAB, O_MAXPOS };
+
+int main(int argc, char **argv) {
+    static const struct option lopts[] = {
+        {"format", required_argument, 0, O_FORMAT}, {"out", required_argument, 0, O_OUT},
+        {"preset", required_argument, 0, O_PRESET}, {"seed", required_argument, 0, O_SEED},
+        {"shards", required_argument, 0, O_SHARDS}, {"binary", no_argument, 0, O_BINARY},
+        {"hidden", required_argument, 0, O_HIDDEN}, {"intermediate", required_argument, 0, O_INTER},
+        {"layers", required_argument, 0, O_LAYERS}, {"heads", required_argument, 0, O_HEADS},
+        {"kv-heads", required_argument, 0, O_KVHEADS}, {"vocab", required_argument, 0, O_VOCAB},
+        {"max-pos", required_argument, 0, O_MAXPOS}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const long DMAX = 1L << 24;                 /* per-dimension limit */
+    opts_t o;
+    memset(&o, 0, sizeof o);
+    o.seed = 1;
+    o.shards = 1;
+    int have_format = 0;
+    const preset_t *preset = &presets[0];
+    long ov[7] = {0, 0, 0, 0, 0, 0, 0};         /* explicit size flags; 0: from the preset */
+
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'h': usage(stdout); return 0;
+        case O_FORMAT: {
+            int found = 0;
+            for (int f = 0; f < F_COUNT; f++)
+                if (!strcmp(optarg, format_names[f])) o.format = (format_t)f, found = 1;
+            if (!found)
+                die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e or 1bitllm)", optarg);
+            have_format = 1;
+            break;
+        }
+        case O_OUT:
+            if (!*optarg) die("--out: empty directory name");
+            o.out_dir = optarg;
+            break;
+        case O_PRESET: {
+            preset = NULL;
+            for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
+                if (!strcmp(optarg, presets[p].name)) preset = &presets[p];
+            if (!preset) die("--preset: unknown preset '%s' (expected tiny, small, 2b4t or large)", optarg);
+            break;
+        }
+        case O_SEED: o.seed = parse_u64("--seed", optarg); break;
+        case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
+        case O_BINARY: o.binary = 1; break;
+        case O_HIDDEN: ov[0] = parse_long("--hidden", optarg, 1, DMAX); break;
+        case O_INTER: ov[1] = parse_long("--intermediate", optarg, 1, DMAX); break;
+        case O_LAYERS: ov[2] = parse_long("--layers", optarg, 1, 100000); break;
+        case O_HEADS: ov[3] = parse_long("--heads", optarg, 1, DMAX); break;
+        case O_KVHEADS: ov[4] = parse_long("--kv-heads", optarg, 1, DMAX); break;
+        case O_VOCAB: ov[5] = parse_long("--vocab", optarg, 1, DMAX); break;
+        case O_MAXPOS: ov[6] = parse_long("--max-pos", optarg, 1, DMAX); break;
+        case ':': die("%s needs a value", argv[optind - 1]);
+        default:
+            if (optopt) die("unknown option '-%c' (see --help)", optopt);
+            die("unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) die("unexpected argument '%s' (see --help)", argv[optind]);
+    if (!have_format) die("--format is required (see --help)");
+    if (!o.out_dir) die("--out is required (see --help)");
+
+    o.hidden = ov[0] ? ov[0] : preset->hidden;
+    o.intermediate = ov[1] ? ov[1] : preset->intermediate;
+    o.layers = ov[2] ? ov[2] : preset->layers;
+    o.heads = ov[3] ? ov[3] : preset->heads;
+    o.kv_heads = ov[4] ? ov[4] : preset->kv_heads;
+    o.vocab = ov[5] ? ov[5] : preset->vocab;
+    o.max_pos = ov[6] ? ov[6] : preset->max_pos;
+    o.bos = preset->bos;
+    o.eos = preset->eos;
+
+    if (o.hidden % o.heads) die("hidden size %ld is not divisible by heads %ld", o.hidden, o.heads);
+    if (o.heads % o.kv_heads) die("heads %ld is not divisible by kv-heads %ld", o.heads, o.kv_heads);
+    const long head_dim = o.hidden / o.heads;
+    if (head_dim % 2) die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", head_dim, o.hidden, o.heads);
+    if (format_packed(o.format)) {
+        const long rows[3] = {o.hidden, o.kv_heads * head_dim, o.intermediate};
+        const char *what[3] = {"hidden size (rows of q, o, down)", "kv-heads * head_dim (rows of k, v)",
+                               "intermediate size (rows of gate, up)"};
+        for (int i = 0; i < 3; i++)
+            if (rows[i] % 4) die("%s %ld is not divisible by 4, as the packed format %s needs", what[i], rows[i], format_names[o.format]);
+    }
+    if (o.bos >= o.vocab || o.eos >= o.vocab)
+        die("the %s preset's bos/eos token ids %ld/%ld do not fit vocab %ld; use a preset with small ids (tiny, small, large)",
+            preset->name, o.bos, o.eos, o.vocab);
+
+    tlist_t tl = {0};
+    build_tensors(&tl, &o);
+    if ((size_t)o.shards > tl.n) die("--shards %ld is more than the %zu tensors of this model", o.shards, tl.n);
+    uint64_t total = 0, params = 0;
+    for (size_t i = 0; i < tl.n; i++) {
+        const tensor_t *t = &tl.t[i];
+        if (total + t->nbytes < total) die("model too large");
+        total += t->nbytes;
+        params += t->kind == K_PACKED ? t->out * t->in : t->shape[0] * t->shape[1];
+    }
+    assign_shards(&tl, o.shards, total);
+
+    mkdir_p(o.out_dir);
+    install_signal_handlers();
+    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 1;
+    outfiles = xmalloc(nfiles * sizeof *outfiles);
+    tmp_paths = xmalloc(nfiles * sizeof *tmp_paths);
+    memset(tmp_paths, 0, nfiles * sizeof *tmp_paths);
+
+    uint64_t bytes_written = 0;
+    sink_t s = {0};
+    s.cap = 1u << 20;
+    s.buf = xmalloc(s.cap);
+    cJSON *index = NULL, *wmap = NULL;
+    if (o.shards > 1) {
+        index = cJSON_CreateObject();
+        cJSON *meta = cJSON_CreateObject();
+        wmap = cJSON_CreateObject();
+        if (!index || !meta || !wmap) die("out of memory");
+        json_add(meta, "total_size", json_u64(total));
+        json_add(index, "metadata", meta);
+        json_add(index, "weight_map", wmap);
+    }
+    size_t next = 0;
+    for (long sh = 0; sh < o.shards; sh++) {
+        char fname[64];
+        if (o.shards == 1) snprintf(fname, sizeof fname, "model.safetensors");
+        else snprintf(fname, sizeof fname, "model-%05ld-of-%05ld.safetensors", sh + 1, o.shards);
+        uint64_t off = 0;
+        for (size_t i = next; i < tl.n && tl.t[i].shard == sh; i++) {
+            tl.t[i].offset = off;
+            off += tl.t[i].nbytes;
+            if (wmap) json_add(wmap, tl.t[i].name, cJSON_CreateString(fname));
+        }
+        size_t hlen;
+        char *hdr = safetensors_header(&tl, (int)sh, &hlen);
+        s.f = open_temp(o.out_dir, fname);
+        s.path = outfiles[n_out - 1].tmp_path;
+        s.len = 0;
+        s.written = 0;
+        unsigned char lenbuf[8];
+        for (int b = 0; b < 8; b++) lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
+        if (setvbuf(s.f, NULL, _IOFBF, 1u << 20) != 0) die("setvbuf failed");
+        if (fwrite(lenbuf, 1, 8, s.f) != 8 || fwrite(hdr, 1, hlen, s.f) != hlen)
+            die("cannot write %s: %s", s.path, strerror(errno));
+        free(hdr);
+        for (; next < tl.n && tl.t[next].shard == sh; next++) write_tensor(&s, &tl.t[next], &o);
+        sink_flush(&s);
+        if (s.written != off) die("internal error: shard %ld data size", sh + 1);
+        bytes_written += close_file(s.f, s.path);
+    }
+    if (next != tl.n) die("internal error: tensors left unassigned");
+    if (index) {
+        bytes_written += write_json_file(o.out_dir, "model.safetensors.index.json", index);
+        cJSON_Delete(index);
+    }
+    cJSON *config = build_config(&o);
+    bytes_written += write_json_file(o.out_dir, "config.json", config);
+    cJSON_Delete(config);
+
+    for (size_t i = 0; i < n_out; i++) {
+        if (rename(outfiles[i].tmp_path, outfiles[i].final_path) != 0)
+            die("cannot rename %s to %s: %s", outfiles[i].tmp_path, outfiles[i].final_path, strerror(errno));
+        tmp_paths[i] = NULL;
+    }
+    remove_stale(o.out_dir, o.shards);
+
+    fprintf(stderr,
+            "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "
+            "max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
+            format_names[o.format], o.binary ? " (binary)" : "", o.hidden, o.intermediate, o.layers, o.heads,
+            o.kv_heads, o.vocab, o.max_pos, o.seed, params, n_out, bytes_written, o.out_dir);
+    for (size_t i = 0; i < n_out; i++) {
+        free(outfiles[i].final_path);
+        free(outfiles[i].tmp_path);
+        free(outfiles[i].file_name);
+    }
+    free(outfiles);
+    free(tmp_paths);
+    free(s.buf);
+    free(tl.t);
+    return 0;
+}

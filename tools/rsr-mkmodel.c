@@ -63,6 +63,7 @@ static void install_signal_handlers(void) {
     sigemptyset(&sa.sa_mask);
     const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN); /* past a file size limit, write fails (EFBIG) and we clean up */
 }
 
 static void *xmalloc(size_t n) {
@@ -330,21 +331,29 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
     if (!format_bitnet(o->format)) tadd(l, "lm_head.weight", hp, K_EMBED, 2, V, H);
 }
 
-/* Assign tensors to shards in order, each shard non-empty, shards roughly equal in bytes. */
+/* Assign tensors to shards in order, every shard non-empty: each shard takes tensors until it is
+ * closest to an equal part of the bytes still to place (so one huge tensor does not unbalance the
+ * shards after it). */
 static void assign_shards(tlist_t *l, long nshards, uint64_t total) {
-    long prev = -1;
-    uint64_t start = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        uint64_t mid = start + l->t[i].nbytes / 2;
-        long s = total ? (long)((long double)mid * (long double)nshards / (long double)total) : 0;
-        long lo = nshards - (long)(l->n - i); /* the remaining tensors must fill the remaining shards */
-        if (s < prev) s = prev;
-        if (s < lo) s = lo;
-        if (s > prev + 1) s = prev + 1;
-        if (s > nshards - 1) s = nshards - 1;
-        l->t[i].shard = (int)s;
-        prev = s;
-        start += l->t[i].nbytes;
+    size_t i = 0;
+    uint64_t remaining = total;
+    for (long s = 0; s < nshards; s++) {
+        const long left = nshards - s;
+        const uint64_t target = remaining / (uint64_t)left;
+        uint64_t acc = 0;
+        size_t taken = 0;
+        while (i < l->n) {
+            if (s < nshards - 1) {
+                if (l->n - i <= (size_t)(left - 1)) break; /* one tensor for each later shard */
+                uint64_t next = acc + l->t[i].nbytes;
+                if (taken && (acc >= target || (next > target && next - target >= target - acc))) break;
+            }
+            l->t[i].shard = (int)s;
+            acc += l->t[i].nbytes;
+            taken++;
+            i++;
+        }
+        remaining -= acc;
     }
 }
 
@@ -537,7 +546,7 @@ static uint64_t write_json_file(const char *dir, const char *file_name, cJSON *r
     char *text = cJSON_Print(root);
     if (!text) die("out of memory printing JSON");
     FILE *f = open_temp(dir, file_name);
-    const char *path = outfiles[n_out - 1].tmp_path;
+    const char *path = outfiles[n_out - 1].final_path;
     size_t n = strlen(text);
     if (fwrite(text, 1, n, f) != n || fputc('\n', f) == EOF) die("cannot write %s: %s", path, strerror(errno));
     free(text);
@@ -830,7 +839,7 @@ int main(int argc, char **argv) {
         size_t hlen;
         char *hdr = safetensors_header(&tl, (int)sh, &hlen);
         s.f = open_temp(o.out_dir, fname);
-        s.path = outfiles[n_out - 1].tmp_path;
+        s.path = outfiles[n_out - 1].final_path; /* messages name the file the user asked for */
         s.len = 0;
         s.written = 0;
         unsigned char lenbuf[8];

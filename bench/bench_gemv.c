@@ -113,11 +113,11 @@ int main(int argc, char **argv) {
             tm.w[i] = r < 4 ? 0 : r < 7 ? 1 : -1;
         }
         char why[256];
-        int k = rsr_choose_k(&tm, RSR_MAX_K, why, sizeof why);
+        int k = rsr_choose_k(&tm, RSR_MAX_K, NULL, why, sizeof why);
         rsr_plan p;
         rsr_analyse(&tm, k, &p);
         kernel kn;
-        kernel_lower(&kn, &p, t, KC_LOOP, (int)s);
+        kernel_lower(&kn, &tm, &p, t, STRAT_RSR_LOOP, (int)s);
         char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%zu.so", dir, s);
         char *blob_path = xasprintf("%s/k.bin", dir);
         blob_writer blob;

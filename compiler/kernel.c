@@ -17,7 +17,16 @@
  *                data placed in the artifact's blob:
  *                  u32 block_seg[blocks+1], u32 block_col[blocks+1],
  *                  u32 seg[segments] = code | len << 16, u16 perm[kept]
- * Backends (emit_c.c, and the LLVM and CUDA printers) walk this description; none of them
+ *   KF_I2        no RSR index: the weights are packed as 2-bit codes c = w + 1 and each row is
+ *                Σ c·x − Σ x, computed with the widest integer dot product of the target
+ *                (vpdpbusd with AVX-512 VNNI, vpmaddubsw + vpmaddwd with AVX-512 BW or AVX2,
+ *                scalar otherwise). A block is 4 rows that share every load of x.
+ *                  row r, group g (4V columns, V = vector bytes), byte j: codes of columns
+ *                  g*4V + i*V + j in bits 2i..2i+1 (i = 0..3), so one shift and one mask give
+ *                  the codes of V consecutive columns; padding columns hold code 0.
+ *                The caller's x is zero past `cols` up to a multiple of RSR_X_PAD (Σ x then
+ *                needs no bounds), see rsr_artifact.h.
+ * Backends (emit_c.c, emit_llvm.c, and the CUDA printer) walk this description; none of them
  * decides anything about the algorithm.
  */
 #include <stdlib.h>
@@ -36,18 +45,53 @@ uint64_t kernel_unrolled_code_estimate(const rsr_plan *p) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-void kernel_lower(kernel *kn, const rsr_plan *p, const target *t, enum kernel_choice choice, int index) {
+const char *const dot_isa_names[] = {"scalar", "avx2", "avx512bw", "avx512vnni"};
+
+bool target_has_feature(const target *t, const char *feature) {
+    for (int i = 0; i < t->nfeatures; i++)
+        if (strcmp(t->features[i], feature) == 0) return true;
+    return false;
+}
+
+enum dot_isa target_dot_isa(const target *t) {
+    if (t->kind != TK_CPU) return DOT_SCALAR;
+    bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
+    if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
+    if (bw) return DOT_AVX512BW;
+    if (target_has_feature(t, "avx2")) return DOT_AVX2;
+    return DOT_SCALAR;
+}
+
+#define I2_BLOCK_ROWS 4
+
+void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum strategy s,
+                  int index) {
     memset(kn, 0, sizeof *kn);
-    kn->plan = p;
     kn->symbol = xasprintf("rsr_kernel_%d", index);
-    if (choice == KC_AUTO)
-        choice = kernel_unrolled_code_estimate(p) <= t->unroll_budget ? KC_UNROLLED : KC_LOOP;
-    kn->form = choice == KC_UNROLLED ? KF_UNROLLED : KF_LOOP;
-    if (kn->form == KF_UNROLLED) {
-        kn->strategy = p->binary ? "rsr-binary-unrolled" : "rsr-unrolled";
-        kn->data_offset = RSR_NO_TENSOR;
+    kn->rows = tm->rows;
+    kn->cols = tm->cols;
+    kn->tm = tm;
+    kn->data_offset = RSR_NO_TENSOR;
+    if (s == STRAT_I2) {
+        kn->form = KF_I2;
+        kn->isa = target_dot_isa(t);
+        kn->vec_bytes = kn->isa >= DOT_AVX512BW ? 64 : kn->isa == DOT_AVX2 ? 32 : 16;
+        kn->groups = (tm->cols + 4 * kn->vec_bytes - 1) / (4 * kn->vec_bytes);
+        kn->block_rows = I2_BLOCK_ROWS;
+        kn->num_blocks = (tm->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
+        kn->strategy = kn->isa == DOT_AVX512VNNI ? "i2-vnni" : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;
     }
+    if (!p) fatal("internal error: %s lowered as RSR without a plan", tm->name);
+    kn->plan = p;
+    kn->block_rows = p->k;
+    kn->num_blocks = p->num_blocks;
+    if (s == STRAT_RSR_UNROLLED) {
+        kn->form = KF_UNROLLED;
+        kn->strategy = p->binary ? "rsr-binary-unrolled" : "rsr-unrolled";
+        return;
+    }
+    kn->form = KF_LOOP;
     kn->strategy = p->binary ? "rsr-binary-loop" : "rsr-loop";
     uint64_t nb = (uint64_t)p->num_blocks + 1;
     kn->off_block_seg = 0;
@@ -57,26 +101,49 @@ void kernel_lower(kernel *kn, const rsr_plan *p, const target *t, enum kernel_ch
 }
 
 uint64_t kernel_data_size(const kernel *kn) {
+    if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
     if (kn->form != KF_LOOP) return 0;
     return kn->off_perm + 2 * kn->plan->num_cols_kept;
 }
 
-/* Appends the index data to the blob (loop form) and records where it starts. */
+/* Packs the rows as 2-bit codes in the layout described above; rows past the end are zero. */
+static void write_i2_data(kernel *kn, blob_writer *b) {
+    const ternary_matrix *t = kn->tm;
+    int32_t V = kn->vec_bytes, rb = i2_row_bytes(kn);
+    uint8_t *row = xmalloc((size_t)rb);
+    for (int32_t r = 0; r < kn->num_blocks * I2_BLOCK_ROWS; r++) {
+        memset(row, 0, (size_t)rb);
+        for (int32_t c = 0; r < t->rows && c < t->cols; c++) {
+            int32_t g = c / (4 * V), i = c % (4 * V) / V, j = c % V;
+            uint8_t code = (uint8_t)(t->w[(size_t)r * (size_t)t->cols + (size_t)c] + 1);
+            row[g * V + j] |= (uint8_t)(code << (2 * i));
+        }
+        blob_write(b, row, (size_t)rb);
+    }
+    free(row);
+}
+
+/* Appends the constant data to the blob (loop and i2 forms) and records where it starts. */
 void kernel_write_data(kernel *kn, blob_writer *b) {
-    if (kn->form != KF_LOOP) return;
-    const rsr_plan *p = kn->plan;
-    uint64_t nb = (uint64_t)p->num_blocks + 1;
+    if (kn->form == KF_UNROLLED) return;
     kn->data_offset = blob_align(b, 64);
-    blob_write(b, p->block_seg, 4 * nb);
-    blob_align(b, 64);
-    blob_write(b, p->block_col, 4 * nb);
-    blob_align(b, 64);
-    uint32_t *seg = xmalloc(4 * (p->num_segments ? p->num_segments : 1));
-    for (uint64_t s = 0; s < p->num_segments; s++) seg[s] = (uint32_t)p->seg_code[s] | (uint32_t)p->seg_len[s] << 16;
-    blob_write(b, seg, 4 * p->num_segments);
-    free(seg);
-    blob_align(b, 64);
-    blob_write(b, p->perm, 2 * p->num_cols_kept);
+    if (kn->form == KF_I2) {
+        write_i2_data(kn, b);
+    } else {
+        const rsr_plan *p = kn->plan;
+        uint64_t nb = (uint64_t)p->num_blocks + 1;
+        blob_write(b, p->block_seg, 4 * nb);
+        blob_align(b, 64);
+        blob_write(b, p->block_col, 4 * nb);
+        blob_align(b, 64);
+        uint32_t *seg = xmalloc(4 * (p->num_segments ? p->num_segments : 1));
+        for (uint64_t s = 0; s < p->num_segments; s++)
+            seg[s] = (uint32_t)p->seg_code[s] | (uint32_t)p->seg_len[s] << 16;
+        blob_write(b, seg, 4 * p->num_segments);
+        free(seg);
+        blob_align(b, 64);
+        blob_write(b, p->perm, 2 * p->num_cols_kept);
+    }
     if (b->size != kn->data_offset + kernel_data_size(kn)) fatal("internal error: kernel data layout of %s", kn->symbol);
 }
 

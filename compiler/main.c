@@ -15,8 +15,8 @@ typedef struct options {
     const char *input, *output, *target, *cpu, *features;
     enum emit_kind emit;
     int rsr_k;                  /* 0: chosen per matrix by the cost model */
-    enum kernel_choice form;
-    bool stats, print_model, print_plan, print_target, verify, progress;
+    enum strategy strategy;
+    bool explain, stats, print_model, print_plan, print_target, verify, progress;
 } options;
 
 static void usage(FILE *out) {
@@ -35,7 +35,10 @@ static void usage(FILE *out) {
           "  --features=+a,-b      enable or disable target features\n"
           "  --emit=KIND           so: a loadable model (default); c: the generated C only\n"
           "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
-          "  --strategy=NAME       auto (default), rsr-unrolled (index as instructions) or rsr-loop\n"
+          "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
+          "                        as instructions), rsr-loop (index as constant data) or i2 (packed 2-bit codes,\n"
+          "                        int8 dot products: VNNI, maddubs or scalar as the target allows)\n"
+          "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why\n"
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
@@ -56,14 +59,14 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "generic", .emit = EMIT_SO, .form = KC_AUTO, .progress = isatty(2)};
-    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION };
+    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .progress = isatty(2)};
+    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION, O_EXPLAIN };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
         {"emit", required_argument, 0, O_EMIT}, {"rsr-k", required_argument, 0, O_K},
         {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
-        {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY},
+        {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY}, {"explain", no_argument, 0, O_EXPLAIN},
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -85,11 +88,10 @@ static options parse_args(int argc, char **argv) {
             break;
         case O_K: o.rsr_k = parse_int("--rsr-k", optarg, 1, RSR_MAX_K); break;
         case O_STRATEGY:
-            if (strcmp(optarg, "auto") == 0) o.form = KC_AUTO;
-            else if (strcmp(optarg, "rsr-unrolled") == 0) o.form = KC_UNROLLED;
-            else if (strcmp(optarg, "rsr-loop") == 0) o.form = KC_LOOP;
-            else fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop)", optarg);
+            if ((int)(o.strategy = strategy_parse(optarg)) < 0)
+                fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop, i2)", optarg);
             break;
+        case O_EXPLAIN: o.explain = true; break;
         case O_STATS: o.stats = true; break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
@@ -179,8 +181,8 @@ static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
     char shape[32];
     snprintf(shape, sizeof shape, "%dx%d", r->rows, r->cols);
     double bits = 8.0 * (double)r->index_bytes / ((double)r->rows * (double)r->cols);
-    fprintf(stderr, "%-48s %11s %2d %8llu %9llu %10llu %6.2f %s\n", r->name, shape, r->k,
-            (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept,
+    fprintf(stderr, "%-48s %11s %2d %8llu %9llu %10llu %6.2f %s\n", r->name, shape, r->block_rows,
+            (unsigned long long)(p ? p->num_segments : 0), (unsigned long long)(p ? p->num_cols_kept : 0),
             (unsigned long long)r->index_bytes, bits, r->strategy);
 }
 
@@ -234,24 +236,32 @@ static void compile(const options *o) {
 
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
-            char why[256] = "forced by --rsr-k";
-            int k = o->rsr_k ? o->rsr_k : rsr_choose_k(&tm, RSR_MAX_K, why, sizeof why);
-            rsr_plan plan;
-            rsr_analyse(&tm, k, &plan);
-            if (o->verify) verify_plan(&tm, &plan);
-            if (o->print_plan) rsr_plan_print(&plan, name, stdout);
+            matrix_plan mp;
+            plan_matrix(&tm, t, o->strategy, o->rsr_k, &mp);
+            rsr_plan plan = {0};
+            bool rsr = mp.strategy != STRAT_I2;
+            if (rsr) {
+                rsr_analyse(&tm, mp.k, &plan);
+                if (o->verify) verify_plan(&tm, &plan);
+                if (o->print_plan) rsr_plan_print(&plan, name, stdout);
+                if (mp.strategy == STRAT_RSR_UNROLLED && o->strategy == STRAT_AUTO &&
+                    kernel_unrolled_code_estimate(&plan) > t->unroll_budget)
+                    mp.strategy = STRAT_RSR_LOOP;
+            }
 
             kernel kn;
-            kernel_lower(&kn, &plan, t, o->form, idx);
+            kernel_lower(&kn, &tm, rsr ? &plan : NULL, t, mp.strategy, idx);
             kernel_write_data(&kn, &blob);
             emit_c_kernel(c, &kn);
 
             matrix_record *r = &mats[idx];
-            *r = (matrix_record){name, xstrdup(kn.symbol), kn.strategy, tm.rows, tm.cols, k, plan.num_blocks, tm.beta,
-                                 kn.data_offset, kn.form == KF_LOOP ? kernel_data_size(&kn) : rsr_index_bytes(&plan)};
+            *r = (matrix_record){name, xstrdup(kn.symbol), kn.strategy, tm.rows, tm.cols, kn.block_rows, kn.num_blocks,
+                                 tm.beta, kn.data_offset, rsr && kn.form == KF_UNROLLED ? rsr_index_bytes(&plan)
+                                                                                        : kernel_data_size(&kn)};
             *slot[pj] = idx;
-            note(2, "%s: k=%d (%s)", name, k, why);
-            if (o->stats) print_stats_row(r, &plan);
+            note(2, "%s: %s", name, mp.why);
+            if (o->explain) printf("%-44s %11s %s\n", name, kn.strategy, mp.why);
+            if (o->stats) print_stats_row(r, rsr ? &plan : NULL);
             weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
             index_bytes += r->index_bytes;
             kernel_free(&kn);

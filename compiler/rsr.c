@@ -108,7 +108,7 @@ static int code_digit(const rsr_plan *p, uint32_t code, int r) {
  * fold costs 2^k, and every index byte read costs 1/4 (decode is partly bound by memory).
  * The weights come from the shape of the loop kernel, not from measurements; --rsr-k overrides.
  */
-int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen) {
+int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen) {
     double best = 0;
     int best_k = 1;
     char detail[256] = "";
@@ -142,6 +142,7 @@ int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen) {
         if (k == 1 || cost < best) best = cost, best_k = k;
     }
     snprintf(why, whylen, "cost/row %s", detail);
+    if (cost_per_row) *cost_per_row = best;
     return best_k;
 }
 

@@ -122,7 +122,8 @@ typedef struct rsr_plan {
 } rsr_plan;
 #define RSR_MAX_K 8
 void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *out);
-int rsr_choose_k(const ternary_matrix *t, int max_k, char *why, size_t whylen);
+/* The k of least predicted cost (units: see rsr.c), and that cost per output row in *cost_per_row. */
+int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen);
 uint64_t rsr_index_bytes(const rsr_plan *p);
 void rsr_plan_free(rsr_plan *p);
 void rsr_plan_print(const rsr_plan *p, const char *name, FILE *out);
@@ -152,25 +153,57 @@ void target_free(target *t);
 void target_list(FILE *out);
 void target_print(const target *t, FILE *out);
 
+/* ---- plan.c: the strategy of each matrix, chosen by a cost model for the target ---- */
+enum strategy {
+    STRAT_AUTO,
+    STRAT_RSR_UNROLLED,     /* RSR, the index as instructions (immediate offsets) */
+    STRAT_RSR_LOOP,         /* RSR, a loop specialised to the matrix over constant index data */
+    STRAT_I2,               /* packed 2-bit codes, int8 dot products (VNNI / maddubs / scalar) */
+    NUM_STRATEGIES
+};
+extern const char *const strategy_names[NUM_STRATEGIES];
+enum strategy strategy_parse(const char *name); /* -1 when unknown */
+typedef struct matrix_plan {
+    enum strategy strategy;
+    int k;                      /* RSR rows per block */
+    double cost[NUM_STRATEGIES];/* predicted ns per call, single thread; 0: not a candidate */
+    char why[320];              /* for --explain and -vv */
+} matrix_plan;
+void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
+
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
 enum kernel_form {
-    KF_UNROLLED,    /* the index exists only as instructions (immediate offsets) */
-    KF_LOOP,        /* a loop specialised to the matrix over constant index data */
+    KF_UNROLLED,    /* RSR: the index exists only as instructions (immediate offsets) */
+    KF_LOOP,        /* RSR: a loop specialised to the matrix over constant index data */
+    KF_I2,          /* packed 2-bit weight codes, dot products of R rows against x per group */
 };
+/* How an i2 kernel multiplies: the widest integer dot product the target has. */
+enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI };
+extern const char *const dot_isa_names[];
+enum dot_isa target_dot_isa(const target *t);
 typedef struct kernel {
     char *symbol;               /* C / LLVM / CUDA function name */
     const char *strategy;       /* shown in stats and the manifest */
     enum kernel_form form;
-    const rsr_plan *plan;
-    uint64_t data_offset;       /* blob offset of the index data (loop form) */
-    uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* relative to data_offset */
+    int32_t rows, cols;
+    int32_t block_rows, num_blocks; /* the unit of work a thread takes */
+    const rsr_plan *plan;       /* RSR forms */
+    const ternary_matrix *tm;   /* i2: the weights it packs */
+    enum dot_isa isa;           /* i2 */
+    int32_t vec_bytes;          /* i2: bytes of one vector register (16, 32, 64) */
+    int32_t groups;             /* i2: column groups of 4 * vec_bytes columns */
+    uint64_t data_offset;       /* blob offset of the constant data (loop and i2 forms) */
+    uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
 } kernel;
-enum kernel_choice { KC_AUTO, KC_UNROLLED, KC_LOOP };
+bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
-void kernel_lower(kernel *kn, const rsr_plan *p, const target *t, enum kernel_choice choice, int index);
+/* Lowers a matrix with its plan: p is the RSR analysis (NULL for i2). */
+void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum strategy s, int index);
 uint64_t kernel_data_size(const kernel *kn);
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
+/* i2 layout: row r, group g, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
+static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
 
 /* ---- blob.c: the artifact's constant data, streamed to a file ---- */
 struct blob_writer {
@@ -187,12 +220,13 @@ void blob_close(blob_writer *b);
 
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
+void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
 void emit_c_kernel(FILE *out, const kernel *kn);
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
 typedef struct matrix_record {
     char *name, *symbol;
     const char *strategy;
-    int32_t rows, cols, k, blocks;
+    int32_t rows, cols, block_rows, blocks;
     float beta;
     uint64_t data;
     uint64_t index_bytes;

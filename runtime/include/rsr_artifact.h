@@ -11,12 +11,15 @@
 
 #include <stdint.h>
 
-#define RSR_ABI_VERSION 1u
+#define RSR_ABI_VERSION 2u
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
 /* y[r] = Σ_c W[r][c] * x[c] (exact int32) for the rows of blocks [block_begin, block_end).
- * `data` is the matrix's constant index data inside the blob (unused by unrolled kernels). */
+ * `data` is the matrix's constant data inside the blob (unused by unrolled kernels). x must be
+ * readable and zero from `cols` up to the next multiple of RSR_X_PAD: vector kernels read whole
+ * groups of columns and sum x without bounds checks. */
+#define RSR_X_PAD 256
 typedef void (*rsr_kernel_fn)(const uint8_t *data, const int8_t *x, int32_t *y,
                               int32_t block_begin, int32_t block_end);
 
@@ -27,8 +30,8 @@ typedef struct rsr_artifact_matrix {
     const char *name;       /* checkpoint tensor name */
     const char *strategy;   /* "rsr-unrolled", "rsr-loop", "rsr-binary-loop", ... */
     int32_t rows, cols;
-    int32_t rsr_k;          /* rows per block */
-    int32_t num_blocks;     /* ceil(rows / rsr_k) */
+    int32_t rsr_k;          /* rows per block (RSR's k; 4 for i2 kernels) */
+    int32_t num_blocks;     /* ceil(rows / rsr_k): the units of work split among threads */
     float scale;            /* beta: y = ((float)sum * beta) / x_scale */
     uint64_t data;          /* blob offset of the index data, RSR_NO_TENSOR if none */
     rsr_kernel_fn kernel;

@@ -44,7 +44,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->gate = malloc(sizeof(float) * (size_t)a->intermediate);
     s->up = malloc(sizeof(float) * (size_t)a->intermediate);
     s->scores = malloc(sizeof(float) * (size_t)a->num_heads * (size_t)s->max_positions);
-    s->xq = malloc(widest);
+    s->xq = calloc(1, (widest + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD);
     s->acc = malloc(sizeof(int32_t) * (size_t)m->max_rows);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
         !s->scores || !s->xq || !s->acc) {
@@ -118,6 +118,7 @@ static float quantize(int8_t *q, const float *x, int32_t n) {
     for (int32_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
     float scale = 127.0f / fmaxf(amax, 1e-5f);
     for (int32_t i = 0; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
+    memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n)); /* kernels read whole groups */
     return scale;
 }
 

@@ -97,6 +97,11 @@ rsr_status rsr_model_matvec_int(const rsr_model *m, int32_t index, const int8_t 
     if (!m || !x || !y || index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->a->blob + mx->data;
-    mx->kernel(data, x, y, 0, mx->num_blocks);
+    size_t padded = ((size_t)mx->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int8_t *xp = calloc(1, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
+    if (!xp) return RSR_ERR_OUT_OF_MEMORY;
+    memcpy(xp, x, (size_t)mx->cols);
+    mx->kernel(data, xp, y, 0, mx->num_blocks);
+    free(xp);
     return RSR_OK;
 }

@@ -96,8 +96,8 @@ static void check_emitted(const ternary_matrix *t, int k, const char *dir, int s
     blob_writer blob;
     blob_open(&blob, blob_path);
     kernel forms[2];
-    kernel_lower(&forms[0], &p, &tgt, KC_UNROLLED, 0);
-    kernel_lower(&forms[1], &p, &tgt, KC_LOOP, 1);
+    kernel_lower(&forms[0], t, &p, &tgt, STRAT_RSR_UNROLLED, 0);
+    kernel_lower(&forms[1], t, &p, &tgt, STRAT_RSR_LOOP, 1);
     kernel_write_data(&forms[1], &blob);
     blob_close(&blob);
     FILE *f = fopen(c_path, "w");
@@ -143,6 +143,73 @@ static void check_emitted(const ternary_matrix *t, int k, const char *dir, int s
     rsr_plan_free(&p);
 }
 
+/* An i2 kernel for the given ISA, compiled with that ISA's flags, against the naive product. */
+static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir, int serial) {
+    static char *avx2[] = {"avx2"}, *bw[] = {"avx512f", "avx512bw"}, *vnni[] = {"avx512f", "avx512bw", "avx512vnni"};
+    static const struct { char **features; int n; const char *cflags; } isas[] = {
+        [DOT_SCALAR] = {NULL, 0, "-O2"},
+        [DOT_AVX2] = {avx2, 1, "-O2 -mavx2"},
+        [DOT_AVX512BW] = {bw, 2, "-O2 -mavx512f -mavx512bw"},
+        [DOT_AVX512VNNI] = {vnni, 3, "-O2 -mavx512f -mavx512bw -mavx512vnni"},
+    };
+    target tgt = {.name = "test", .kind = TK_CPU, .features = isas[isa].features, .nfeatures = isas[isa].n};
+    EXPECT(target_dot_isa(&tgt) == isa, "target_dot_isa %d", isa);
+    char *c_path = xasprintf("%s/i%d.c", dir, serial), *so_path = xasprintf("%s/i%d.so", dir, serial);
+    char *blob_path = xasprintf("%s/i%d.bin", dir, serial);
+    blob_writer blob;
+    blob_open(&blob, blob_path);
+    kernel kn;
+    kernel_lower(&kn, t, NULL, &tgt, STRAT_I2, 0);
+    kernel_write_data(&kn, &blob);
+    blob_close(&blob);
+    FILE *f = fopen(c_path, "w");
+    fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
+    emit_c_dot_helpers(f, isa);
+    emit_c_kernel(f, &kn);
+    fprintf(f, "void *get_0(void) { return (void *)%s; }\n", kn.symbol);
+    fclose(f);
+    const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
+    char *cmd = xasprintf("%s -std=c11 %s -shared -fPIC -o %s %s", cc, isas[isa].cflags, so_path, c_path);
+    EXPECT(system(cmd) == 0, "compiling %s", c_path);
+    void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
+    if (h) {
+        size_t size = (size_t)kernel_data_size(&kn);
+        uint8_t *data = xmalloc(size);
+        FILE *bf = fopen(blob_path, "rb");
+        EXPECT(fread(data, 1, size, bf) == size, "reading %s", blob_path);
+        fclose(bf);
+        size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+        int8_t *x = xcalloc(padded, 1);
+        int32_t *want = xmalloc(sizeof(int32_t) * (size_t)t->rows), *got = xmalloc(sizeof(int32_t) * (size_t)t->rows);
+        kernel_fn fn = (kernel_fn)((void *(*)(void))dlsym(h, "get_0"))();
+        for (int kind = 0; kind < 5; kind++) {
+            fill_vector(x, t->cols, kind);
+            naive(t, x, want);
+            memset(got, 0x5a, sizeof(int32_t) * (size_t)t->rows);
+            fn(data, x, got, 0, kn.num_blocks / 2);
+            fn(data, x, got, kn.num_blocks / 2, kn.num_blocks);
+            EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s (%s) %dx%d %s vector %d",
+                   kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
+        }
+        free(data), free(x), free(want), free(got);
+        dlclose(h);
+    }
+    kernel_free(&kn);
+    unlink(c_path), unlink(so_path), unlink(blob_path);
+    free(c_path), free(so_path), free(blob_path), free(cmd);
+}
+
+static bool cpu_has(enum dot_isa isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case DOT_AVX2: return __builtin_cpu_supports("avx2");
+    case DOT_AVX512BW: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    case DOT_AVX512VNNI: return cpu_has(DOT_AVX512BW) && __builtin_cpu_supports("avx512vnni");
+    default: return true;
+    }
+}
+
 int main(void) {
     static const int32_t shapes[][2] = {{1, 1}, {4, 8}, {7, 5}, {13, 33}, {64, 64}, {37, 200}, {256, 96}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
@@ -170,6 +237,20 @@ int main(void) {
                 check_emitted(&t, k, dir, serial++);
                 ternary_matrix_free(&t);
             }
+    /* i2 on every dot-product ISA this CPU runs; shapes cross the group and block boundaries */
+    static const int32_t i2_shapes[][2] = {{1, 1}, {4, 8}, {7, 5}, {13, 300}, {64, 256}, {9, 1000}};
+    for (int isa = DOT_SCALAR; isa <= DOT_AVX512VNNI; isa++) {
+        if (!cpu_has((enum dot_isa)isa)) {
+            printf("skipping i2 %s: this CPU lacks it\n", dot_isa_names[isa]);
+            continue;
+        }
+        for (size_t s = 0; s < sizeof i2_shapes / sizeof *i2_shapes; s++)
+            for (int binary = 0; binary < 2; binary++) {
+                ternary_matrix t = random_matrix(i2_shapes[s][0], i2_shapes[s][1], binary, 40);
+                check_i2(&t, (enum dot_isa)isa, dir, serial++);
+                ternary_matrix_free(&t);
+            }
+    }
     rmdir(dir);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;

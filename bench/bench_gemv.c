@@ -1,15 +1,17 @@
 /*
- * bench_gemv — the generated RSR kernels against a naive int8 GEMV, on the matrix shapes of
- * BitNet b1.58 2B-4T, with 1 and 2 threads, next to the memory bandwidth measured in the same run.
+ * bench_gemv — every kernel strategy against a naive int8 GEMV, on the matrix shapes of BitNet
+ * b1.58 2B-4T and Llama3-8B, with 1 and 2 threads, next to the memory bandwidth measured in the
+ * same run.
  *
- * Usage: bench_gemv [--target generic|host] [--reps N] [--shapes 2b4t|llama8b|all]
+ * Usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all] [--strategies a,b]
  *
  * Matrices are random ternary (40% zeros, like trained BitNet weights). Each kernel is produced
- * by the compiler's own pipeline (analyse → lower → emit C → cc → dlopen), so this measures
+ * by the compiler's own pipeline (plan → analyse → lower → emit → cc → dlopen), so this measures
  * exactly what rsrc ships. The naive reference reads an int8 weight matrix (8 bits per weight);
  * every result is checked bit for bit before it is timed. Reported: median of N timed runs after
- * a warm-up; weights per second; bytes the kernel must read (index + activations) per second; and
- * that rate as a fraction of the streaming read bandwidth measured with the same thread count.
+ * a warm-up (each strategy timed interleaved with the naive one); weights per second; bytes the
+ * kernel must read (constant data + activations) per second; and that rate as a fraction of the
+ * streaming read bandwidth measured with the same thread count.
  */
 #include <dlfcn.h>
 #include <omp.h>
@@ -73,20 +75,81 @@ static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t
         fn(data, x, y, (int32_t)((int64_t)blocks * c / chunks), (int32_t)((int64_t)blocks * (c + 1) / chunks));
 }
 
+/* One strategy's kernel for tm, compiled through the C printer and loaded. */
+typedef struct built {
+    void *handle;
+    kernel_fn fn;
+    uint8_t *data;
+    uint64_t data_size;
+    int32_t blocks, k;
+    const char *strategy;
+} built;
+
+static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial) {
+    built b = {0};
+    rsr_plan p = {0};
+    if (st != STRAT_I2) {
+        char why[256];
+        b.k = rsr_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
+        rsr_analyse(tm, b.k, &p);
+    }
+    kernel kn;
+    kernel_lower(&kn, tm, st != STRAT_I2 ? &p : NULL, t, st, serial);
+    char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%d.so", dir, serial);
+    char *blob_path = xasprintf("%s/k.bin", dir);
+    blob_writer blob;
+    blob_open(&blob, blob_path);
+    kernel_write_data(&kn, &blob);
+    blob_close(&blob);
+    FILE *f = fopen(c_path, "w");
+    fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
+    emit_c_dot_helpers(f, target_dot_isa(t));
+    emit_c_kernel(f, &kn);
+    fprintf(f, "void *get(void) { return (void *)%s; }\n", kn.symbol);
+    fclose(f);
+    char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s", t->cflags, so_path, c_path);
+    if (system(cmd) != 0) fatal("compiling the kernel failed: %s", cmd);
+    b.handle = dlopen(so_path, RTLD_NOW);
+    if (!b.handle) fatal("dlopen: %s", dlerror());
+    b.fn = (kernel_fn)((void *(*)(void))dlsym(b.handle, "get"))();
+    b.data_size = kernel_data_size(&kn);
+    b.data = aligned_alloc(64, (b.data_size + 64) / 64 * 64);
+    FILE *bf = fopen(blob_path, "rb");
+    if (fread(b.data, 1, b.data_size, bf) != b.data_size) fatal("short read of %s", blob_path);
+    fclose(bf);
+    b.blocks = kn.num_blocks;
+    b.strategy = kn.strategy;
+    if (kn.form == KF_I2) b.k = kn.block_rows;
+    unlink(c_path), unlink(so_path), unlink(blob_path);
+    free(c_path), free(so_path), free(blob_path), free(cmd);
+    kernel_free(&kn);
+    rsr_plan_free(&p);
+    return b;
+}
+
 int main(int argc, char **argv) {
-    const char *target_name = "host", *set = "2b4t";
+    const char *target_name = "host", *set = "2b4t", *strategies = "rsr-loop,i2";
     int reps = 15;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--target") && i + 1 < argc) target_name = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) set = argv[++i];
+        else if (!strcmp(argv[i], "--strategies") && i + 1 < argc) strategies = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemv [--target generic|host] [--reps N] [--shapes 2b4t|llama8b|all]\n");
+            fprintf(stderr, "usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all]"
+                            " [--strategies rsr-loop,rsr-unrolled,i2]\n");
             return 2;
         }
     }
     if (reps < 3) reps = 3;
     target *t = target_load(target_name, NULL, NULL);
+    enum strategy list[NUM_STRATEGIES];
+    int nlist = 0;
+    char *names = xstrdup(strategies);
+    for (char *w = strtok(names, ","); w && nlist < NUM_STRATEGIES; w = strtok(NULL, ",")) {
+        if ((int)(list[nlist] = strategy_parse(w)) <= 0) fatal("unknown strategy '%s'", w);
+        nlist++;
+    }
     static const struct { const char *set, *name; int32_t rows, cols; } shapes[] = {
         {"2b4t", "2b4t q/o", 2560, 2560},    {"2b4t", "2b4t k/v", 640, 2560},
         {"2b4t", "2b4t gate/up", 6912, 2560}, {"2b4t", "2b4t down", 2560, 6912},
@@ -96,12 +159,13 @@ int main(int argc, char **argv) {
     double bw[3] = {0, measure_bandwidth(1), measure_bandwidth(2)};
     printf("machine: streaming read bandwidth %.1f GB/s (1 thread), %.1f GB/s (2 threads); target %s\n", bw[1], bw[2],
            t->name);
-    printf("%-12s %11s %2s %6s %3s %10s %10s %7s %8s %9s %7s\n", "matrix", "shape", "k", "bits/w", "thr", "naive us",
-           "rsr us", "speedup", "Gw/s", "GB/s read", "of bw");
+    printf("%-12s %11s %-16s %2s %6s %3s %10s %10s %7s %8s %9s %7s\n", "matrix", "shape", "strategy", "k", "bits/w",
+           "thr", "naive us", "kernel us", "speedup", "Gw/s", "GB/s read", "of bw");
 
     char dir[] = "/tmp/rsrc-bench.XXXXXX";
     if (!mkdtemp(dir)) fatal("mkdtemp failed");
     uint64_t rng = 0x243f6a8885a308d3u;
+    int serial = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         if (strcmp(set, "all") && strcmp(set, shapes[s].set)) continue;
         int32_t rows = shapes[s].rows, cols = shapes[s].cols;
@@ -112,70 +176,44 @@ int main(int argc, char **argv) {
             uint32_t r = (uint32_t)(rng >> 33) % 10;
             tm.w[i] = r < 4 ? 0 : r < 7 ? 1 : -1;
         }
-        char why[256];
-        int k = rsr_choose_k(&tm, RSR_MAX_K, NULL, why, sizeof why);
-        rsr_plan p;
-        rsr_analyse(&tm, k, &p);
-        kernel kn;
-        kernel_lower(&kn, &tm, &p, t, STRAT_RSR_LOOP, (int)s);
-        char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%zu.so", dir, s);
-        char *blob_path = xasprintf("%s/k.bin", dir);
-        blob_writer blob;
-        blob_open(&blob, blob_path);
-        kernel_write_data(&kn, &blob);
-        blob_close(&blob);
-        FILE *f = fopen(c_path, "w");
-        fputs("#include <stdint.h>\n", f);
-        emit_c_kernel(f, &kn);
-        fprintf(f, "void *get(void) { return (void *)%s; }\n", kn.symbol);
-        fclose(f);
-        char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s", t->cflags, so_path, c_path);
-        if (system(cmd) != 0) fatal("compiling the kernel failed: %s", cmd);
-        void *h = dlopen(so_path, RTLD_NOW);
-        if (!h) fatal("dlopen: %s", dlerror());
-        kernel_fn fn = (kernel_fn)((void *(*)(void))dlsym(h, "get"))();
-        uint64_t data_size = kernel_data_size(&kn);
-        uint8_t *data = aligned_alloc(64, (data_size + 63) / 64 * 64);
-        FILE *bf = fopen(blob_path, "rb");
-        if (fread(data, 1, data_size, bf) != data_size) fatal("short read of %s", blob_path);
-        fclose(bf);
-
-        int8_t *x = xmalloc((size_t)cols);
+        int8_t *x = xcalloc(((size_t)cols + RSR_X_PAD) / RSR_X_PAD * RSR_X_PAD, 1);
         for (int32_t c = 0; c < cols; c++) x[c] = (int8_t)(rng >> (c % 56));
         int32_t *want = xmalloc(sizeof *want * (size_t)rows), *got = xmalloc(sizeof *got * (size_t)rows);
-        naive_gemv(tm.w, x, want, rows, cols, 1);
-        rsr_gemv(fn, data, x, got, p.num_blocks, 1);
-        if (memcmp(want, got, sizeof *want * (size_t)rows) != 0) fatal("%s: RSR kernel disagrees with naive", tm.name);
-
-        double bits = 8.0 * (double)data_size / ((double)rows * (double)cols);
-        for (int threads = 1; threads <= 2; threads++) {
-            double *tn = xmalloc(sizeof *tn * (size_t)reps), *tr = xmalloc(sizeof *tr * (size_t)reps);
-            naive_gemv(tm.w, x, want, rows, cols, threads);
-            rsr_gemv(fn, data, x, got, p.num_blocks, threads);
-            for (int r = 0; r < reps; r++) {
-                double t0 = now_seconds();
+        for (int li = 0; li < nlist; li++) {
+            built b = build(&tm, list[li], t, dir, serial++);
+            naive_gemv(tm.w, x, want, rows, cols, 1);
+            rsr_gemv(b.fn, b.data, x, got, b.blocks, 1);
+            if (memcmp(want, got, sizeof *want * (size_t)rows) != 0)
+                fatal("%s: %s kernel disagrees with naive", tm.name, b.strategy);
+            double bits = 8.0 * (double)b.data_size / ((double)rows * (double)cols);
+            for (int threads = 1; threads <= 2; threads++) {
+                double *tn = xmalloc(sizeof *tn * (size_t)reps), *tr = xmalloc(sizeof *tr * (size_t)reps);
                 naive_gemv(tm.w, x, want, rows, cols, threads);
-                double t1 = now_seconds();
-                rsr_gemv(fn, data, x, got, p.num_blocks, threads);
-                double t2 = now_seconds();
-                tn[r] = t1 - t0, tr[r] = t2 - t1;
+                rsr_gemv(b.fn, b.data, x, got, b.blocks, threads);
+                for (int r = 0; r < reps; r++) {
+                    double t0 = now_seconds();
+                    naive_gemv(tm.w, x, want, rows, cols, threads);
+                    double t1 = now_seconds();
+                    rsr_gemv(b.fn, b.data, x, got, b.blocks, threads);
+                    double t2 = now_seconds();
+                    tn[r] = t1 - t0, tr[r] = t2 - t1;
+                }
+                double mn = median(tn, reps), mr = median(tr, reps);
+                double gbs = (double)(b.data_size + (uint64_t)cols) / mr / 1e9;
+                char shape[32];
+                snprintf(shape, sizeof shape, "%dx%d", rows, cols);
+                printf("%-12s %11s %-16s %2d %6.2f %3d %10.1f %10.1f %6.2fx %8.2f %9.1f %6.1f%%\n", tm.name, shape,
+                       b.strategy, b.k, bits, threads, mn * 1e6, mr * 1e6, mn / mr, (double)rows * cols / mr / 1e9, gbs,
+                       100 * gbs / bw[threads]);
+                free(tn), free(tr);
             }
-            double mn = median(tn, reps), mr = median(tr, reps);
-            double gbs = (double)(data_size + (uint64_t)cols) / mr / 1e9;
-            char shape[32];
-            snprintf(shape, sizeof shape, "%dx%d", rows, cols);
-            printf("%-12s %11s %2d %6.2f %3d %10.1f %10.1f %6.2fx %8.2f %9.1f %6.1f%%\n", tm.name, shape, k, bits, threads,
-                   mn * 1e6, mr * 1e6, mn / mr, (double)rows * cols / mr / 1e9, gbs, 100 * gbs / bw[threads]);
-            free(tn), free(tr);
+            fflush(stdout);
+            dlclose(b.handle);
+            free(b.data);
         }
-        fflush(stdout);
-        dlclose(h);
-        unlink(c_path), unlink(so_path), unlink(blob_path);
-        free(c_path), free(so_path), free(blob_path), free(cmd), free(x), free(want), free(got), free(data);
-        free(tm.w);
-        kernel_free(&kn);
-        rsr_plan_free(&p);
+        free(x), free(want), free(got), free(tm.w);
     }
     rmdir(dir);
+    free(names);
     return 0;
 }

@@ -221,6 +221,14 @@ void emit_c_kernel(FILE *out, const kernel *kn) {
     fputs("}\n\n", out);
 }
 
+void emit_c_kernel_decl(FILE *out, const kernel *kn) {
+    fprintf(out, "/* %s: %dx%d, %s, built by the LLVM backend */\n", kn->symbol, kn->rows, kn->cols, kn->strategy);
+    fprintf(out,
+            "extern void %s(const uint8_t *data, const int8_t *x, int32_t *y, int32_t block_begin, int32_t block_end)"
+            " __attribute__((visibility(\"hidden\")));\n",
+            kn->symbol);
+}
+
 static void emit_string(FILE *out, const char *s) {
     fputc('"', out);
     for (; *s; s++) {

@@ -56,8 +56,8 @@ static int run(char **argv) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void link_shared_object(const char *c_path, const char *blob_path, const target *t, const char *out_path,
-                        const char *workdir) {
+void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+                        const char *out_path, const char *workdir) {
     char *asm_path = xasprintf("%s/blob.S", workdir);
     register_temp(asm_path);
     write_blob_asm(asm_path, blob_path);
@@ -80,6 +80,7 @@ void link_shared_object(const char *c_path, const char *blob_path, const target 
     char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
+    if (obj_path) argv[n++] = (char *)obj_path;
     argv[n++] = asm_path;
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
     argv[n++] = (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB);

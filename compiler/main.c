@@ -9,10 +9,11 @@
 
 #include "rsrc.h"
 
-enum emit_kind { EMIT_SO, EMIT_C };
+enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ };
+static const char *const emit_names[] = {"so", "c", "llvm", "asm", "obj"};
 
 typedef struct options {
-    const char *input, *output, *target, *cpu, *features;
+    const char *input, *output, *target, *cpu, *features, *backend;
     enum emit_kind emit;
     int rsr_k;                  /* 0: chosen per matrix by the cost model */
     enum strategy strategy;
@@ -33,7 +34,9 @@ static void usage(FILE *out) {
           "  --target NAME|FILE    a spec in specs/ (generic: portable C, the default), a .yaml file, or host\n"
           "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
           "  --features=+a,-b      enable or disable target features\n"
-          "  --emit=KIND           so: a loadable model (default); c: the generated C only\n"
+          "  --emit=KIND           so: a loadable model (default); c: the generated C (kernels and descriptor);\n"
+          "                        llvm, asm, obj: the kernels as optimised LLVM IR, assembly or an object\n"
+          "  --backend=c|llvm      who prints the kernels (default: the target's; llvm for the x86 specs)\n"
           "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
           "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
           "                        as instructions), rsr-loop (index as constant data) or i2 (packed 2-bit codes,\n"
@@ -60,13 +63,14 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
 
 static options parse_args(int argc, char **argv) {
     options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .progress = isatty(2)};
-    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION, O_EXPLAIN };
+    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION, O_EXPLAIN, O_BACKEND };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
         {"emit", required_argument, 0, O_EMIT}, {"rsr-k", required_argument, 0, O_K},
         {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
         {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY}, {"explain", no_argument, 0, O_EXPLAIN},
+        {"backend", required_argument, 0, O_BACKEND},
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -81,10 +85,16 @@ static options parse_args(int argc, char **argv) {
         case O_TARGET: o.target = optarg; break;
         case O_CPU: o.cpu = optarg; break;
         case O_FEATURES: o.features = optarg; break;
-        case O_EMIT:
-            if (strcmp(optarg, "so") == 0) o.emit = EMIT_SO;
-            else if (strcmp(optarg, "c") == 0) o.emit = EMIT_C;
-            else fatal("--emit: unknown kind '%s' (so, c)", optarg);
+        case O_EMIT: {
+            int k = 0;
+            while (k < 5 && strcmp(optarg, emit_names[k])) k++;
+            if (k == 5) fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj)", optarg);
+            o.emit = (enum emit_kind)k;
+            break;
+        }
+        case O_BACKEND:
+            if (strcmp(optarg, "c") && strcmp(optarg, "llvm")) fatal("--backend: unknown backend '%s' (c, llvm)", optarg);
+            o.backend = optarg;
             break;
         case O_K: o.rsr_k = parse_int("--rsr-k", optarg, 1, RSR_MAX_K); break;
         case O_STRATEGY:
@@ -119,7 +129,10 @@ static options parse_args(int argc, char **argv) {
     }
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
-    if (!o.output) o.output = o.emit == EMIT_C ? "model.c" : "model.so";
+    static const char *const default_out[] = {"model.so", "model.c", "model.ll", "model.s", "model.o"};
+    if (!o.output) o.output = default_out[o.emit];
+    if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=c needs the C backend, not --backend=llvm");
+    if (o.emit >= EMIT_LLVM && o.backend && !strcmp(o.backend, "c")) fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
     return o;
 }
 
@@ -186,6 +199,23 @@ static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
             (unsigned long long)r->index_bytes, bits, r->strategy);
 }
 
+/* Copies a finished temporary file to the output: written under a temporary name, renamed at the end. */
+static void copy_to_output(const char *from, const char *to) {
+    char *tmp_out = xasprintf("%s.tmp.%d", to, (int)getpid());
+    register_temp(tmp_out);
+    FILE *in = fopen(from, "rb"), *out = fopen(tmp_out, "wb");
+    if (!out) fatal("%s: cannot write the output: %s", to, strerror(errno));
+    char buf[1 << 16];
+    size_t n;
+    while (in && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) fatal("%s: write failed: %s", to, strerror(errno));
+    if (!in || fclose(out) != 0) fatal("%s: write failed: %s", to, strerror(errno));
+    fclose(in);
+    if (rename(tmp_out, to) != 0) fatal("%s: cannot rename into place: %s", to, strerror(errno));
+    release_temp(tmp_out);
+    free(tmp_out);
+}
+
 /* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
 static void compile(const options *o) {
     double t_start = now_seconds();
@@ -205,6 +235,9 @@ static void compile(const options *o) {
     blob_writer blob;
     blob_open(&blob, blob_path);
     emit_c_prologue(c, o->input, t);
+    bool use_llvm = o->emit >= EMIT_LLVM || (o->emit == EMIT_SO && (o->backend ? !strcmp(o->backend, "llvm")
+                                                                                 : t->backend == BACKEND_LLVM));
+    llvm_emitter *llvm = use_llvm ? emit_llvm_begin(t, o->input) : NULL;
 
     artifact_desc d = {.m = m, .t = t};
     const st_tensor *embed = st_find(m->ar, "model.embed_tokens.weight");
@@ -252,7 +285,12 @@ static void compile(const options *o) {
             kernel kn;
             kernel_lower(&kn, &tm, rsr ? &plan : NULL, t, mp.strategy, idx);
             kernel_write_data(&kn, &blob);
-            emit_c_kernel(c, &kn);
+            if (llvm) {
+                emit_llvm_kernel(llvm, &kn);
+                emit_c_kernel_decl(c, &kn);
+            } else {
+                emit_c_kernel(c, &kn);
+            }
 
             matrix_record *r = &mats[idx];
             *r = (matrix_record){name, xstrdup(kn.symbol), kn.strategy, tm.rows, tm.cols, kn.block_rows, kn.num_blocks,
@@ -282,29 +320,26 @@ static void compile(const options *o) {
          total, (double)weights / 1e6, (double)index_bytes / 1e6, 8.0 * (double)index_bytes / (double)weights,
          (double)d.blob_size / 1e6, now_seconds() - t_start);
 
-    if (o->emit == EMIT_C) {
-        char *tmp_out = xasprintf("%s.tmp.%d", o->output, (int)getpid());
-        register_temp(tmp_out);
-        FILE *in = fopen(c_path, "rb"), *out = fopen(tmp_out, "wb");
-        if (!out) fatal("%s: cannot write the output: %s", o->output, strerror(errno));
-        char buf[1 << 16];
-        size_t n;
-        while (in && (n = fread(buf, 1, sizeof buf, in)) > 0)
-            if (fwrite(buf, 1, n, out) != n) fatal("%s: write failed: %s", o->output, strerror(errno));
-        if (!in || fclose(out) != 0) fatal("%s: write failed: %s", o->output, strerror(errno));
-        fclose(in);
-        if (rename(tmp_out, o->output) != 0) fatal("%s: cannot rename into place: %s", o->output, strerror(errno));
-        release_temp(tmp_out);
-        free(tmp_out);
-    } else {
-        link_shared_object(c_path, blob_path, t, o->output, workdir);
+    char *obj_path = NULL;
+    if (llvm) {
+        double t_llvm = now_seconds();
+        static const enum llvm_output what[] = {[EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR,
+                                                [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
+        obj_path = o->emit == EMIT_SO ? xasprintf("%s/kernels.o", workdir) : xasprintf("%s/kernels.out", workdir);
+        register_temp(obj_path);
+        emit_llvm_finish(llvm, what[o->emit], obj_path);
+        emit_llvm_end(llvm);
+        note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t_llvm);
     }
+    if (o->emit == EMIT_SO) link_shared_object(c_path, obj_path, blob_path, t, o->output, workdir);
+    else copy_to_output(o->emit == EMIT_C ? c_path : obj_path, o->output);
     note(1, "wrote %s in %.2f s", o->output, now_seconds() - t_start);
 
     for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol);
     free(mats);
     free(layers);
     free(c_path);
+    free(obj_path);
     free(blob_path);
     free(workdir);
     model_free(m);

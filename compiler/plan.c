@@ -72,9 +72,9 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
     if (forced != STRAT_AUTO) best = forced, reason = "forced by --strategy";
     out->strategy = best;
 
-    int n = snprintf(out->why, sizeof out->why, "%s (%s); predicted us:", strategy_names[best], reason);
+    int n = snprintf(out->why, sizeof out->why, "%s (%s); predicted ns:", strategy_names[best], reason);
     for (int s = 1; s < NUM_STRATEGIES && (size_t)n < sizeof out->why; s++) {
-        if (out->cost[s] > 0) n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=%.1f", strategy_names[s], out->cost[s] / 1e3);
+        if (out->cost[s] > 0) n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=%.0f", strategy_names[s], out->cost[s]);
         else n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=n/a", strategy_names[s]);
     }
     if ((size_t)n < sizeof out->why && (best == STRAT_RSR_LOOP || best == STRAT_RSR_UNROLLED))

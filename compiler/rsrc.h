@@ -143,6 +143,7 @@ typedef struct target {
     int vector_bits, threads;   /* threads 0: auto */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget;     /* icache_budget: bytes of straight-line code one matrix may spend */
+    enum target_backend { BACKEND_C, BACKEND_LLVM } backend; /* who prints the kernels */
     char *cflags;               /* for the C backend */
     char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
     uint64_t smem_per_block;
@@ -222,6 +223,7 @@ void blob_close(blob_writer *b);
 void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
 void emit_c_kernel(FILE *out, const kernel *kn);
+void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
 typedef struct matrix_record {
     char *name, *symbol;
@@ -242,9 +244,18 @@ typedef struct artifact_desc {
 } artifact_desc;
 void emit_c_artifact(FILE *out, const artifact_desc *d);
 
+/* ---- emit_llvm.c: the LLVM printer (LLVM C API), optimised and emitted in-process ---- */
+typedef struct llvm_emitter llvm_emitter;
+enum llvm_output { LLVM_OUT_IR, LLVM_OUT_ASM, LLVM_OUT_OBJ };
+llvm_emitter *emit_llvm_begin(const target *t, const char *module_name);
+void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
+void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
+void emit_llvm_end(llvm_emitter *e);
+
 /* ---- link.c: C + blob + runtime → shared object ---- */
-void link_shared_object(const char *c_path, const char *blob_path, const target *t, const char *out_path,
-                        const char *workdir);
+/* obj_path: the kernels as an object (LLVM backend), or NULL when they are in the C file. */
+void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+                        const char *out_path, const char *workdir);
 const char *runtime_dir(void);
 
 #endif

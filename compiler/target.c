@@ -154,6 +154,12 @@ static target *parse_spec(const char *path) {
         else if (!strcmp(key, "cache")) parse_cache(path, &doc, v, t);
         else if (!strcmp(key, "icache_budget")) t->unroll_budget = (uint32_t)size_value(path, v, key);
         else if (!strcmp(key, "cflags")) t->cflags = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "backend")) {
+            const char *b = scalar(path, v, key);
+            if (!strcmp(b, "c")) t->backend = BACKEND_C;
+            else if (!strcmp(b, "llvm")) t->backend = BACKEND_LLVM;
+            else SPEC_ERROR(path, v, "'backend' must be c or llvm, not '%s'", b);
+        }
         else if (!strcmp(key, "threads")) {
             const char *s = scalar(path, v, key);
             t->threads = strcmp(s, "auto") == 0 ? 0 : (int)integer(path, v, key, 1, 4096);
@@ -178,6 +184,7 @@ static target *detect_host(void) {
     t->path = xstrdup("(detected)");
     t->kind = TK_CPU;
     t->cpu = xstrdup("native");
+    t->backend = BACKEND_LLVM;
     t->unroll_budget = 64 << 10;
     t->line = 64;
     t->vector_bits = 128;
@@ -302,8 +309,9 @@ void target_free(target *t) {
 }
 
 void target_print(const target *t, FILE *out) {
-    fprintf(out, "target %s (%s) kind=%s cpu=%s vector_bits=%d unroll_budget=%u\n", t->name, t->path,
-            t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->vector_bits, t->unroll_budget);
+    fprintf(out, "target %s (%s) kind=%s cpu=%s vector_bits=%d unroll_budget=%u backend=%s\n", t->name, t->path,
+            t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->vector_bits, t->unroll_budget,
+            t->backend == BACKEND_LLVM ? "llvm" : "c");
     fputs("  features:", out);
     for (int i = 0; i < t->nfeatures; i++) fprintf(out, " +%s", t->features[i]);
     for (int i = 0; i < t->ndisabled; i++) fprintf(out, " -%s", t->disabled[i]);

@@ -1,0 +1,506 @@
+/*
+ * emit_llvm.c — the LLVM printer: the kernel descriptions of kernel.c built as LLVM IR through
+ * the LLVM C API, optimised in-process (new pass manager, default<O3>) and written as textual
+ * IR, assembly or a position-independent object for the link step.
+ *
+ * It walks exactly what emit_c.c walks — the RSR plan for the unrolled and loop forms, the i2
+ * layout and dot ISA for i2 — so a kernel is described once and printed twice. Loops keep their
+ * counters and accumulators in entry-block allocas; SROA/mem2reg turn them into SSA values, which
+ * keeps this file free of hand-built phi nodes.
+ *
+ * LLVM 14 facts this relies on (see the brief's targets.md): LLVMRunPasses lives in
+ * llvm-c/Transforms/PassBuilder.h; functions need "prefer-vector-width"="512" to vectorise at 512
+ * bits; objects for a shared library must be PIC; the data layout comes from the target machine;
+ * pointers are typed, so vector loads go through bitcasts. Integer reductions stay integer
+ * (llvm.vector.reduce.add), so no fast-math flags are needed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "rsrc.h"
+
+struct llvm_emitter {
+    const target *t;
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b, allocas;
+    LLVMTargetMachineRef tm;
+    char *cpu, *features;
+    LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, block_type;
+    LLVMValueRef fn;            /* the function being built */
+    LLVMBasicBlockRef entry;    /* its alloca block */
+};
+
+/* ---- setup: the target machine from the spec ---- */
+
+static char *llvm_feature_string(const target *t) {
+    size_t cap = 16;
+    for (int i = 0; i < t->nfeatures; i++) cap += strlen(t->features[i]) + 2;
+    for (int i = 0; i < t->ndisabled; i++) cap += strlen(t->disabled[i]) + 2;
+    char *s = xcalloc(cap, 1);
+    for (int i = 0; i < t->nfeatures; i++) strcat(strcat(strcat(s, *s ? "," : ""), "+"), t->features[i]);
+    for (int i = 0; i < t->ndisabled; i++) strcat(strcat(strcat(s, *s ? "," : ""), "-"), t->disabled[i]);
+    return s;
+}
+
+llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
+    LLVMInitializeX86TargetInfo();
+    LLVMInitializeX86Target();
+    LLVMInitializeX86TargetMC();
+    LLVMInitializeX86AsmPrinter();
+    llvm_emitter *e = xcalloc(1, sizeof *e);
+    e->t = t;
+    const char *triple = t->triple ? t->triple : "x86_64-pc-linux-gnu";
+    LLVMTargetRef target_ref;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target_ref, &err)) fatal("target %s: LLVM does not know triple '%s': %s", t->name, triple, err);
+    /* 'native' is the C compiler's word; LLVM's host CPU name is unreliable on new CPUs, so the
+     * detected feature list (already in the spec) is what matters. */
+    if (!t->cpu || !strcmp(t->cpu, "native")) {
+        char *host = LLVMGetHostCPUName();
+        e->cpu = xstrdup(t->cpu ? host : "x86-64");
+        LLVMDisposeMessage(host);
+    } else {
+        e->cpu = xstrdup(t->cpu);
+    }
+    e->features = llvm_feature_string(t);
+    e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                    LLVMCodeModelDefault);
+    if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
+    e->ctx = LLVMContextCreate();
+    e->mod = LLVMModuleCreateWithNameInContext(module_name, e->ctx);
+    LLVMSetTarget(e->mod, triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(e->tm);
+    char *layout_str = LLVMCopyStringRepOfTargetData(layout);
+    LLVMSetDataLayout(e->mod, layout_str);
+    LLVMDisposeMessage(layout_str);
+    LLVMDisposeTargetData(layout);
+    e->b = LLVMCreateBuilderInContext(e->ctx);
+    e->allocas = LLVMCreateBuilderInContext(e->ctx);
+    e->i1 = LLVMInt1TypeInContext(e->ctx);
+    e->i8 = LLVMInt8TypeInContext(e->ctx);
+    e->i16 = LLVMInt16TypeInContext(e->ctx);
+    e->i32 = LLVMInt32TypeInContext(e->ctx);
+    e->i64 = LLVMInt64TypeInContext(e->ctx);
+    e->voidt = LLVMVoidTypeInContext(e->ctx);
+    e->i8p = LLVMPointerType(e->i8, 0);
+    e->i32p = LLVMPointerType(e->i32, 0);
+    LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32p, e->i32, e->i32};
+    e->kernel_type = LLVMFunctionType(e->voidt, params, 5, 0);
+    LLVMTypeRef bparams[] = {e->i8p, e->i32p};
+    e->block_type = LLVMFunctionType(e->voidt, bparams, 2, 0);
+    return e;
+}
+
+/* ---- small builders ---- */
+
+static LLVMValueRef c32(llvm_emitter *e, int64_t v) { return LLVMConstInt(e->i32, (unsigned long long)v, 1); }
+static LLVMValueRef c64(llvm_emitter *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
+
+static void add_fn_attr(llvm_emitter *e, LLVMValueRef fn, const char *key, const char *value) {
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(e->ctx, key, (unsigned)strlen(key), value, (unsigned)strlen(value)));
+}
+
+static void add_enum_attr(llvm_emitter *e, LLVMValueRef fn, unsigned index, const char *name) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(e->ctx, kind, 0));
+}
+
+/* Starts a function: an alloca block, then the body's first block under e->b. */
+static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
+    LLVMValueRef fn = LLVMAddFunction(e->mod, name, type);
+    if (exported) LLVMSetVisibility(fn, LLVMHiddenVisibility); /* the artifact descriptor references it */
+    else LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(e, fn, "target-cpu", e->cpu);
+    add_fn_attr(e, fn, "target-features", e->features);
+    if (e->t->vector_bits >= 512) add_fn_attr(e, fn, "prefer-vector-width", "512");
+    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "nounwind");
+    e->fn = fn;
+    e->entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(e->allocas, e->entry);
+    LLVMPositionBuilderAtEnd(e->b, body);
+    return fn;
+}
+
+static void end_function(llvm_emitter *e) {
+    LLVMBuildRetVoid(e->b);
+    LLVMPositionBuilderAtEnd(e->allocas, e->entry);
+    LLVMBuildBr(e->allocas, LLVMGetNextBasicBlock(e->entry));
+}
+
+/* A mutable variable: an entry-block alloca, initialised where the builder stands. */
+static LLVMValueRef var(llvm_emitter *e, LLVMTypeRef type, LLVMValueRef init, const char *name) {
+    LLVMValueRef v = LLVMBuildAlloca(e->allocas, type, name);
+    LLVMBuildStore(e->b, init, v);
+    return v;
+}
+static LLVMValueRef get(llvm_emitter *e, LLVMValueRef v) {
+    return LLVMBuildLoad2(e->b, LLVMGetAllocatedType(v), v, "");
+}
+static void set(llvm_emitter *e, LLVMValueRef v, LLVMValueRef x) { LLVMBuildStore(e->b, x, v); }
+
+/* for (i = from; i < to; i++): loop_begin leaves the builder in the body with L->i the counter. */
+typedef struct loop {
+    LLVMValueRef counter, i;
+    LLVMBasicBlockRef head, exit;
+} loop;
+
+static void loop_begin(llvm_emitter *e, loop *L, LLVMValueRef from, LLVMValueRef to, const char *name) {
+    L->counter = var(e, LLVMTypeOf(from), from, name);
+    L->head = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+    L->exit = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+    LLVMBuildBr(e->b, L->head);
+    LLVMPositionBuilderAtEnd(e->b, L->head);
+    L->i = get(e, L->counter);
+    LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, L->i, to, ""), body, L->exit);
+    LLVMPositionBuilderAtEnd(e->b, body);
+}
+
+static void loop_end(llvm_emitter *e, loop *L) {
+    set(e, L->counter, LLVMBuildAdd(e->b, L->i, LLVMConstInt(LLVMTypeOf(L->i), 1, 0), ""));
+    LLVMBuildBr(e->b, L->head);
+    LLVMPositionBuilderAtEnd(e->b, L->exit);
+}
+
+/* if (cond) { ... }: returns the join block; the builder stands in the then-block. */
+static LLVMBasicBlockRef if_begin(llvm_emitter *e, LLVMValueRef cond) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "then");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "join");
+    LLVMBuildCondBr(e->b, cond, then, join);
+    LLVMPositionBuilderAtEnd(e->b, then);
+    return join;
+}
+static void if_end(llvm_emitter *e, LLVMBasicBlockRef join) {
+    LLVMBuildBr(e->b, join);
+    LLVMPositionBuilderAtEnd(e->b, join);
+}
+
+/* &base[index] for an i8* or i32* base. */
+static LLVMValueRef at(llvm_emitter *e, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index) {
+    return LLVMBuildGEP2(e->b, elem, base, &index, 1, "");
+}
+
+static LLVMValueRef load_x(llvm_emitter *e, LLVMValueRef x, LLVMValueRef index) {
+    return LLVMBuildSExt(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, index), ""), e->i32, "");
+}
+
+static void store_y(llvm_emitter *e, LLVMValueRef y, LLVMValueRef row, LLVMValueRef v) {
+    LLVMBuildStore(e->b, v, at(e, e->i32, y, row));
+}
+
+static LLVMValueRef intrinsic(llvm_emitter *e, const char *name, LLVMTypeRef ret, LLVMValueRef *args, unsigned n) {
+    LLVMTypeRef types[4];
+    for (unsigned i = 0; i < n; i++) types[i] = LLVMTypeOf(args[i]);
+    LLVMTypeRef type = LLVMFunctionType(ret, types, n, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
+    if (!fn) fn = LLVMAddFunction(e->mod, name, type);
+    return LLVMBuildCall2(e->b, type, fn, args, n, "");
+}
+
+static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
+    LLVMValueRef lanes[64];
+    for (int i = 0; i < n; i++) lanes[i] = LLVMConstInt(elem, (unsigned long long)v, 1);
+    return LLVMConstVector(lanes, (unsigned)n);
+}
+
+/* ---- i2: the dot products of one ISA (same contract as emit_c_dot_helpers) ---- */
+
+static int acc_lanes(const kernel *kn) { return kn->isa == DOT_AVX2 ? 8 : 16; }
+
+static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) { return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn)); }
+
+/* acc += codes · x, codes and x being <V x i8> (codes unsigned 0..2, x signed). */
+static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLVMValueRef codes, LLVMValueRef x) {
+    int V = kn->vec_bytes;
+    switch (kn->isa) {
+    case DOT_AVX512VNNI: {
+        LLVMTypeRef v16 = LLVMVectorType(e->i32, 16);
+        LLVMValueRef args[] = {acc, LLVMBuildBitCast(e->b, codes, v16, ""), LLVMBuildBitCast(e->b, x, v16, "")};
+        return intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16, args, 3);
+    }
+    case DOT_AVX512BW:
+    case DOT_AVX2: {
+        bool wide = kn->isa == DOT_AVX512BW;
+        LLVMTypeRef pairs = LLVMVectorType(e->i16, (unsigned)V / 2);
+        LLVMValueRef a1[] = {codes, x};
+        LLVMValueRef s16 = intrinsic(e, wide ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw", pairs, a1, 2);
+        LLVMValueRef a2[] = {s16, splat(e->i16, V / 2, 1)};
+        LLVMValueRef s32 = intrinsic(e, wide ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd",
+                                     acc_type(e, kn), a2, 2);
+        return LLVMBuildAdd(e->b, acc, s32, "");
+    }
+    default: {
+        LLVMTypeRef wide = LLVMVectorType(e->i32, (unsigned)V);
+        LLVMValueRef p = LLVMBuildMul(e->b, LLVMBuildZExt(e->b, codes, wide, ""), LLVMBuildSExt(e->b, x, wide, ""), "");
+        return LLVMBuildAdd(e->b, acc, p, "");
+    }
+    }
+}
+
+static LLVMValueRef load_vec(llvm_emitter *e, int V, LLVMValueRef base, LLVMValueRef offset) {
+    LLVMTypeRef vt = LLVMVectorType(e->i8, (unsigned)V);
+    LLVMValueRef p = LLVMBuildBitCast(e->b, at(e, e->i8, base, offset), LLVMPointerType(vt, 0), "");
+    LLVMValueRef v = LLVMBuildLoad2(e->b, vt, p, "");
+    LLVMSetAlignment(v, 1);
+    return v;
+}
+
+static LLVMValueRef vsum(llvm_emitter *e, const kernel *kn, LLVMValueRef acc) {
+    char name[48];
+    snprintf(name, sizeof name, "llvm.vector.reduce.add.v%di32", acc_lanes(kn));
+    return intrinsic(e, name, e->i32, &acc, 1);
+}
+
+static void emit_i2(llvm_emitter *e, const kernel *kn) {
+    int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
+    LLVMTypeRef at_ = acc_type(e, kn);
+    LLVMValueRef zero = LLVMConstNull(at_), ones = splat(e->i8, V, 1), three = splat(e->i8, V, 3);
+
+    /* Σ x over the padded columns (zero past cols by contract) */
+    LLVMValueRef sx = var(e, at_, zero, "sx");
+    loop G;
+    loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "sumx");
+    LLVMValueRef xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
+    LLVMValueRef acc = get(e, sx);
+    for (int i = 0; i < 4; i++) acc = dot(e, kn, acc, ones, load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), "")));
+    set(e, sx, acc);
+    loop_end(e, &G);
+    LLVMValueRef sum_x = vsum(e, kn, get(e, sx));
+
+    loop B;
+    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
+    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, B.i, e->i64, ""), c64(e, (int64_t)R * rb), ""));
+    LLVMValueRef a[8];
+    for (int r = 0; r < R; r++) a[r] = var(e, at_, zero, "a");
+    loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "group");
+    xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
+    LLVMValueRef xv[4];
+    for (int i = 0; i < 4; i++) xv[i] = load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), ""));
+    LLVMValueRef wg = LLVMBuildMul(e->b, G.i, c32(e, V), "");
+    for (int r = 0; r < R; r++) {
+        LLVMValueRef p = load_vec(e, V, w, LLVMBuildAdd(e->b, wg, c32(e, r * rb), ""));
+        LLVMValueRef ar = get(e, a[r]);
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
+            ar = dot(e, kn, ar, LLVMBuildAnd(e->b, shifted, three, ""), xv[i]);
+        }
+        set(e, a[r], ar);
+    }
+    loop_end(e, &G);
+    LLVMValueRef row0 = LLVMBuildMul(e->b, B.i, c32(e, R), "");
+    for (int r = 0; r < R; r++) {
+        LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
+        LLVMBasicBlockRef join = NULL;
+        if (kn->rows % R) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+        store_y(e, y, row, LLVMBuildSub(e->b, vsum(e, kn, get(e, a[r])), sum_x, ""));
+        if (join) if_end(e, join);
+    }
+    loop_end(e, &B);
+}
+
+/* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
+
+static int digit(const rsr_plan *p, uint32_t code, int r) {
+    if (p->binary) return (code >> r) & 1 ? 1 : -1;
+    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
+}
+
+/* row r = 2·Σ_{bit r set} U − total, folding U in place (values known at compile time). */
+static void fold(llvm_emitter *e, int k, LLVMValueRef *U, LLVMValueRef total, LLVMValueRef *acc) {
+    for (int r = 0; r < k; r++) {
+        int half = 1 << (k - r - 1);
+        LLVMValueRef pos = c32(e, 0);
+        for (int j = 0; j < half; j++) pos = LLVMBuildAdd(e->b, pos, U[2 * j + 1], "");
+        acc[r] = LLVMBuildSub(e->b, LLVMBuildShl(e->b, pos, c32(e, 1), ""), total, "");
+        for (int j = 0; j < half; j++) U[j] = LLVMBuildAdd(e->b, U[2 * j], U[2 * j + 1], "");
+    }
+}
+
+/* Unrolled: one function per block, every column index an immediate offset. */
+static void emit_unrolled(llvm_emitter *e, const kernel *kn) {
+    const rsr_plan *p = kn->plan;
+    LLVMValueRef *blocks = xmalloc(sizeof *blocks * (size_t)(p->num_blocks ? p->num_blocks : 1));
+    LLVMValueRef main_fn = e->fn;
+    LLVMBasicBlockRef main_bb = LLVMGetInsertBlock(e->b), main_entry = e->entry;
+    LLVMValueRef U[1 << RSR_MAX_K];
+    for (int32_t b = 0; b < p->num_blocks; b++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s_b%d", kn->symbol, b);
+        blocks[b] = begin_function(e, name, e->block_type, false);
+        add_enum_attr(e, blocks[b], LLVMAttributeFunctionIndex, "noinline"); /* keeps the optimiser linear */
+        LLVMValueRef x = LLVMGetParam(blocks[b], 0), y = LLVMGetParam(blocks[b], 1);
+        LLVMValueRef acc[RSR_MAX_K], total = c32(e, 0);
+        for (int r = 0; r < p->k; r++) acc[r] = c32(e, 0);
+        for (int i = 0; i < (1 << p->k); i++) U[i] = c32(e, 0);
+        const uint16_t *col = p->perm + p->block_col[b];
+        for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
+            LLVMValueRef u = c32(e, 0);
+            for (uint32_t j = 0; j < p->seg_len[s]; j++) u = LLVMBuildAdd(e->b, u, load_x(e, x, c32(e, *col++)), "");
+            if (p->binary) {
+                U[p->seg_code[s]] = u;
+                total = LLVMBuildAdd(e->b, total, u, "");
+                continue;
+            }
+            for (int r = 0; r < p->k; r++) {
+                int d = digit(p, p->seg_code[s], r);
+                if (d > 0) acc[r] = LLVMBuildAdd(e->b, acc[r], u, "");
+                if (d < 0) acc[r] = LLVMBuildSub(e->b, acc[r], u, "");
+            }
+        }
+        if (p->binary) fold(e, p->k, U, total, acc);
+        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++) store_y(e, y, c32(e, b * p->k + r), acc[r]);
+        end_function(e);
+    }
+    /* the kernel: a loop over a constant table of the block functions */
+    e->fn = main_fn;
+    e->entry = main_entry;
+    LLVMPositionBuilderAtEnd(e->b, main_bb);
+    LLVMPositionBuilderAtEnd(e->allocas, main_entry);
+    LLVMTypeRef fp = LLVMPointerType(e->block_type, 0);
+    LLVMTypeRef table_type = LLVMArrayType(fp, (unsigned)p->num_blocks);
+    char name[160];
+    snprintf(name, sizeof name, "%s_block", kn->symbol);
+    LLVMValueRef table = LLVMAddGlobal(e->mod, table_type, name);
+    LLVMSetInitializer(table, LLVMConstArray(fp, blocks, (unsigned)p->num_blocks));
+    LLVMSetGlobalConstant(table, 1);
+    LLVMSetLinkage(table, LLVMInternalLinkage);
+    loop B;
+    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
+    LLVMValueRef idx[] = {c32(e, 0), B.i};
+    LLVMValueRef slot = LLVMBuildGEP2(e->b, table_type, table, idx, 2, "");
+    LLVMValueRef f = LLVMBuildLoad2(e->b, fp, slot, "");
+    LLVMValueRef args[] = {LLVMGetParam(e->fn, 1), LLVMGetParam(e->fn, 2)};
+    LLVMBuildCall2(e->b, e->block_type, f, args, 2, "");
+    loop_end(e, &B);
+    free(blocks);
+}
+
+/* Loop: k, rows and the data layout are constants; the index is data (see kernel.c). */
+static void emit_loop(llvm_emitter *e, const kernel *kn) {
+    const rsr_plan *p = kn->plan;
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
+    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0);
+    LLVMValueRef block_seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_seg)), e->i32p, "");
+    LLVMValueRef block_col = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_col)), e->i32p, "");
+    LLVMValueRef seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_seg)), e->i32p, "");
+    LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_perm)), i16p, "");
+    int k = p->k, ncodes = 1 << k;
+    LLVMValueRef acc[RSR_MAX_K], U = NULL, total = NULL;
+    for (int r = 0; r < k; r++) acc[r] = LLVMBuildAlloca(e->allocas, e->i32, "acc");
+    LLVMTypeRef u_type = LLVMArrayType(e->i32, (unsigned)ncodes);
+    if (p->binary) {
+        U = LLVMBuildAlloca(e->allocas, u_type, "U");
+        total = LLVMBuildAlloca(e->allocas, e->i32, "total");
+    }
+
+    loop B;
+    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
+    for (int r = 0; r < k; r++) set(e, acc[r], c32(e, 0));
+    if (p->binary) {
+        set(e, U, LLVMConstNull(u_type));
+        set(e, total, c32(e, 0));
+    }
+    LLVMValueRef col = var(e, e->i32, LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_col, B.i), ""), "col");
+    LLVMValueRef s0 = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, B.i), "");
+    LLVMValueRef s1 = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, LLVMBuildAdd(e->b, B.i, c32(e, 1), "")), "");
+    loop S;
+    loop_begin(e, &S, s0, s1, "segment");
+    LLVMValueRef sv = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, seg, S.i), "");
+    LLVMValueRef code = LLVMBuildAnd(e->b, sv, c32(e, 0xffff), "");
+    LLVMValueRef len = LLVMBuildLShr(e->b, sv, c32(e, 16), "");
+    LLVMValueRef u = var(e, e->i32, c32(e, 0), "u");
+    LLVMValueRef c0 = get(e, col);
+    loop J;
+    loop_begin(e, &J, c32(e, 0), len, "column");
+    LLVMValueRef pi = LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, perm, LLVMBuildAdd(e->b, c0, J.i, "")), "");
+    set(e, u, LLVMBuildAdd(e->b, get(e, u), load_x(e, x, LLVMBuildZExt(e->b, pi, e->i32, "")), ""));
+    loop_end(e, &J);
+    set(e, col, LLVMBuildAdd(e->b, c0, len, ""));
+    LLVMValueRef uv = get(e, u);
+    if (p->binary) {
+        LLVMValueRef idx[] = {c32(e, 0), code};
+        set(e, LLVMBuildGEP2(e->b, u_type, U, idx, 2, ""), uv);
+        set(e, total, LLVMBuildAdd(e->b, get(e, total), uv, ""));
+    } else {
+        for (int r = 0; r < k; r++) {
+            LLVMValueRef pos = LLVMBuildAnd(e->b, LLVMBuildLShr(e->b, code, c32(e, k + r), ""), c32(e, 1), "");
+            LLVMValueRef neg = LLVMBuildAnd(e->b, LLVMBuildLShr(e->b, code, c32(e, r), ""), c32(e, 1), "");
+            LLVMValueRef d = LLVMBuildSub(e->b, pos, neg, "");
+            set(e, acc[r], LLVMBuildAdd(e->b, get(e, acc[r]), LLVMBuildMul(e->b, d, uv, ""), ""));
+        }
+    }
+    loop_end(e, &S);
+    LLVMValueRef out[RSR_MAX_K];
+    if (p->binary) {
+        LLVMValueRef Uv[1 << RSR_MAX_K], Ua = get(e, U);
+        for (int i = 0; i < ncodes; i++) Uv[i] = LLVMBuildExtractValue(e->b, Ua, (unsigned)i, "");
+        fold(e, k, Uv, get(e, total), out);
+    } else {
+        for (int r = 0; r < k; r++) out[r] = get(e, acc[r]);
+    }
+    LLVMValueRef row0 = LLVMBuildMul(e->b, B.i, c32(e, k), "");
+    for (int r = 0; r < k; r++) {
+        LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
+        LLVMBasicBlockRef join = NULL;
+        if (p->rows % k) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, p->rows), ""));
+        store_y(e, y, row, out[r]);
+        if (join) if_end(e, join);
+    }
+    loop_end(e, &B);
+}
+
+void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
+    LLVMValueRef fn = begin_function(e, kn->symbol, e->kernel_type, true);
+    add_enum_attr(e, fn, 2, "noalias"); /* x */
+    add_enum_attr(e, fn, 3, "noalias"); /* y */
+    switch (kn->form) {
+    case KF_I2: emit_i2(e, kn); break;
+    case KF_UNROLLED: emit_unrolled(e, kn); break;
+    case KF_LOOP: emit_loop(e, kn); break;
+    }
+    end_function(e);
+}
+
+/* ---- output ---- */
+
+void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) {
+    char *err = NULL;
+    if (LLVMVerifyModule(e->mod, LLVMReturnStatusAction, &err)) fatal("internal error: invalid LLVM IR: %s", err);
+    LLVMDisposeMessage(err);
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef perr = LLVMRunPasses(e->mod, "default<O3>", e->tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (perr) {
+        char *msg = LLVMGetErrorMessage(perr);
+        fatal("internal error: LLVM optimisation failed: %s", msg);
+    }
+    if (what == LLVM_OUT_IR) {
+        if (LLVMPrintModuleToFile(e->mod, path, &err)) fatal("%s: cannot write LLVM IR: %s", path, err);
+        return;
+    }
+    if (LLVMTargetMachineEmitToFile(e->tm, e->mod, (char *)path, what == LLVM_OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
+                                    &err))
+        fatal("%s: LLVM cannot emit code: %s", path, err);
+}
+
+void emit_llvm_end(llvm_emitter *e) {
+    if (!e) return;
+    LLVMDisposeBuilder(e->b);
+    LLVMDisposeBuilder(e->allocas);
+    LLVMDisposeModule(e->mod);
+    LLVMContextDispose(e->ctx);
+    LLVMDisposeTargetMachine(e->tm);
+    free(e->cpu);
+    free(e->features);
+    free(e);
+}

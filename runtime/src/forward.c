@@ -4,6 +4,7 @@
  * ascending order) so that an independent reference agrees with it closely.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,14 +196,43 @@ static void attention(rsr_session *s, int32_t layer) {
     }
 }
 
+/*
+ * One logit: the dot product of x with a bf16 row, in 16 interleaved fp32 partial sums (lane j
+ * sums elements j, j+16, ...), combined pairwise at the end. The runtime is built once for every
+ * target, so the function is cloned per ISA and the loader picks the widest the CPU has; each
+ * clone computes the same partial sums in the same order, so logits do not depend on the CPU.
+ */
+#define LOGIT_LANES 16
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static float dot_bf16(const uint16_t *restrict w, const float *restrict x, int32_t n) {
+    float acc[LOGIT_LANES] = {0};
+    int32_t i = 0;
+    for (; i + LOGIT_LANES <= n; i += LOGIT_LANES)
+        for (int j = 0; j < LOGIT_LANES; j++) {
+            uint32_t u = (uint32_t)w[i + j] << 16;
+            float f;
+            memcpy(&f, &u, 4);
+            acc[j] += x[i + j] * f;
+        }
+    for (int j = 0; i < n; i++, j++) acc[j] += x[i] * rsr_bf16_to_f32(w[i]);
+    for (int width = LOGIT_LANES / 2; width > 0; width /= 2)
+        for (int j = 0; j < width; j++) acc[j] += acc[j + width];
+    return acc[0];
+}
+
 static void lm_head(rsr_session *s, const float *x, float *logits) {
     const rsr_artifact *a = s->model->a;
     const uint8_t *w = a->blob + a->lm_head;
     size_t row = (size_t)a->hidden * dtype_size(a->lm_head_dtype);
     int32_t nthreads = s->model->num_threads;
+    bool bf16 = a->lm_head_dtype == RSR_DTYPE_BF16;
 #pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : omp_get_max_threads())
     for (int32_t v = 0; v < a->vocab; v++) {
         const uint8_t *r = w + (size_t)v * row;
+        if (bf16) {
+            logits[v] = dot_bf16((const uint16_t *)r, x, a->hidden);
+            continue;
+        }
         float dot = 0;
         for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
         logits[v] = dot;

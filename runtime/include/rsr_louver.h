@@ -49,7 +49,7 @@
 extern "C" {
 #endif
 
-#define RSR_LOUVER_GROUPS 16 /* groups per subspace per block: one AVX-512 vector of bounds */
+#define RSR_LOUVER_GROUPS 32 /* groups per subspace per block: two AVX-512 vectors of bounds */
 #define RSR_LOUVER_MAX_SUBSPACES 32
 
 typedef struct rsr_louver_config {

@@ -29,6 +29,8 @@ struct rsr_louver_index {
     float *box;         /* [cap][2][d] */
     uint16_t *bounds;   /* [cap][d][2][G] bf16 */
     uint8_t *group;     /* [cap][S][B] */
+    uint16_t *knorm;    /* [cap][S][B] bf16 ≥ ‖k_s‖, the norm of each key's slice */
+    float *bnorm;       /* [cap][S] the largest knorm of the block per subspace */
     uint16_t *force;    /* [cap][B/16] */
     uint8_t *forced;    /* [cap] 1 when any key of the block is forced */
     float *absmax;      /* [d] */
@@ -90,7 +92,7 @@ rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **ou
 
 void rsr_louver_free(rsr_louver_index *ix) {
     if (!ix) return;
-    free(ix->box), free(ix->bounds), free(ix->group), free(ix->force), free(ix->forced), free(ix->absmax);
+    free(ix->box), free(ix->bounds), free(ix->group), free(ix->knorm), free(ix->bnorm), free(ix->force), free(ix->forced), free(ix->absmax);
     free(ix->pts), free(ix->cent), free(ix->assign), free(ix->live);
     free(ix);
 }
@@ -143,6 +145,10 @@ static int reserve(rsr_louver_index *ix, int32_t blocks) {
     ix->bounds = p;
     if (!(p = realloc(ix->group, S * B * (size_t)cap))) return -1;
     ix->group = p;
+    if (!(p = realloc(ix->knorm, sizeof(uint16_t) * S * B * (size_t)cap))) return -1;
+    ix->knorm = p;
+    if (!(p = realloc(ix->bnorm, sizeof(float) * S * (size_t)cap))) return -1;
+    ix->bnorm = p;
     if (!(p = realloc(ix->force, sizeof(uint16_t) * (B / 16) * (size_t)cap))) return -1;
     ix->force = p;
     if (!(p = realloc(ix->forced, (size_t)cap))) return -1;
@@ -246,6 +252,21 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
             }
         }
         for (int32_t t = 0; t < nlive; t++) group[(size_t)s * B + ix->live[t]] = (uint8_t)ix->assign[t];
+        /* slice norms, rounded up: the double sum of float squares is within 1e-15 relative */
+        uint16_t *kn = ix->knorm + ((size_t)b * (size_t)S + (size_t)s) * (size_t)B;
+        float bn = 0;
+        memset(kn, 0, sizeof(uint16_t) * (size_t)B);
+        for (int32_t t = 0; t < nlive; t++) {
+            const float *p = ix->pts + (size_t)t * w;
+            double ss = 0;
+            for (int32_t i = 0; i < w; i++) ss += (double)p[i] * (double)p[i];
+            double r = sqrt(ss) * (1 + 1e-12);
+            float f = (float)r;
+            if ((double)f < r) f = nextafterf(f, INFINITY);
+            kn[ix->live[t]] = bf16_up(f);
+            bn = fmaxf(bn, bf16_to_f32(kn[ix->live[t]]));
+        }
+        ix->bnorm[(size_t)b * (size_t)S + (size_t)s] = bn;
     }
     /* the block's box: exact min/max over its bounded keys */
     for (int32_t i = 0; i < d; i++) box[i] = INFINITY, box[d + i] = -INFINITY;
@@ -304,16 +325,22 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t blocks,
     return 0;
 }
 
-/* Σ_i max(q_i·lo_i, q_i·hi_i) over a box [2][d]. */
-static float box_bound_scalar(const float *q, const float *box, int32_t d) {
-    float s = 0;
-    for (int32_t i = 0; i < d; i++) s += fmaxf(q[i] * box[i], q[i] * box[d + i]);
-    return s;
+/* Σ_s min(Σ_{i∈s} max(q_i·lo_i, q_i·hi_i), ‖q_s‖·max‖k_s‖) over the block's box [2][d]. */
+static float box_bound_scalar(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn) {
+    const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
+    const float *box = ix->box + (size_t)b * 2 * (size_t)d, *bn = ix->bnorm + (size_t)b * (size_t)S;
+    float total = 0;
+    for (int32_t s = 0; s < S; s++) {
+        float acc = 0;
+        for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) acc += fmaxf(q[i] * box[i], q[i] * box[d + i]);
+        total += fminf(acc, qn[s] * bn[s]);
+    }
+    return total;
 }
 
 /* The keys of block b (positions b*B + t) whose bound is ≥ taup, or that are forced. */
-static int32_t block_candidates_scalar(const rsr_louver_index *ix, int32_t b, const float *q, float taup,
-                                       int32_t *out) {
+static int32_t block_candidates_scalar(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn,
+                                       float taup, int32_t *out) {
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces;
     const uint16_t *bd = ix->bounds + (size_t)b * 2 * G * (size_t)d;
     const uint8_t *grp = ix->group + (size_t)b * (size_t)S * (size_t)B;
@@ -326,10 +353,14 @@ static int32_t block_candidates_scalar(const rsr_louver_index *ix, int32_t b, co
                 acc += fmaxf(q[i] * bf16_to_f32(bd[(size_t)i * 2 * G + g]), q[i] * bf16_to_f32(bd[(size_t)i * 2 * G + G + g]));
             U[s][g] = acc;
         }
+    const uint16_t *kn = ix->knorm + (size_t)b * (size_t)S * (size_t)B;
     int32_t n = 0;
     for (int32_t t = 0; t < B; t++) {
-        float ub = U[0][grp[t]];
-        for (int32_t s = 1; s < S; s++) ub += U[s][grp[(size_t)s * B + t]];
+        float ub = 0;
+        for (int32_t s = 0; s < S; s++) {
+            float u = fminf(U[s][grp[(size_t)s * B + t]], qn[s] * bf16_to_f32(kn[(size_t)s * B + t]));
+            ub = s ? ub + u : u;
+        }
         if (ub >= taup || (frc[t / 16] >> (t % 16) & 1)) out[n++] = b * B + t;
     }
     return n;
@@ -340,51 +371,65 @@ AVX512 static inline __m512 load_bf16x16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
-AVX512 static void box_bounds_avx512(const float *q, const float *boxes, int32_t nblocks, int32_t d, float *bub) {
-    for (int32_t b = 0; b < nblocks; b++) {
-        const float *lo = boxes + (size_t)b * 2 * (size_t)d, *hi = lo + d;
-        __m512 acc = _mm512_setzero_ps();
+AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q, const float *qn, float *bub) {
+    const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
+    float t[4096 + 16];
+    for (int32_t b = 0; b < ix->nblocks; b++) {
+        const float *lo = ix->box + (size_t)b * 2 * (size_t)d, *hi = lo + d, *bn = ix->bnorm + (size_t)b * (size_t)S;
         int32_t i = 0;
         for (; i + 16 <= d; i += 16) {
             __m512 qv = _mm512_loadu_ps(q + i);
-            acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + i)),
-                                                   _mm512_mul_ps(qv, _mm512_loadu_ps(hi + i))));
+            _mm512_storeu_ps(t + i, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + i)), _mm512_mul_ps(qv, _mm512_loadu_ps(hi + i))));
         }
-        if (i < d) {
-            __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
-            __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
-            acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_maskz_loadu_ps(m, lo + i)),
-                                                   _mm512_mul_ps(qv, _mm512_maskz_loadu_ps(m, hi + i))));
+        for (; i < d; i++) t[i] = fmaxf(q[i] * lo[i], q[i] * hi[i]);
+        float total = 0;
+        for (int32_t s = 0; s < S; s++) {
+            float acc = 0;
+            int32_t i0 = ix->sub_start[s], i1 = ix->sub_start[s + 1];
+            if (i1 - i0 == 16) acc = _mm512_reduce_add_ps(_mm512_loadu_ps(t + i0));
+            else
+                for (int32_t k = i0; k < i1; k++) acc += t[k];
+            total += fminf(acc, qn[s] * bn[s]);
         }
-        bub[b] = _mm512_reduce_add_ps(acc);
+        bub[b] = total;
     }
 }
 
-AVX512 static int32_t block_candidates_avx512(const rsr_louver_index *ix, int32_t b, const float *q, float taup,
-                                              int32_t *out) {
+AVX512 static int32_t block_candidates_avx512(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn,
+                                              float taup, int32_t *out) {
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces;
     const uint16_t *bd = ix->bounds + (size_t)b * 2 * G * (size_t)d;
     const uint8_t *grp = ix->group + (size_t)b * (size_t)S * (size_t)B;
     const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / 16);
-    __m512 U[RSR_LOUVER_MAX_SUBSPACES];
+    __m512 U[RSR_LOUVER_MAX_SUBSPACES][G / 16]; /* bounds of groups 0..15 (and 16..31) */
     for (int32_t s = 0; s < S; s++) {
-        __m512 acc = _mm512_setzero_ps();
+        __m512 acc[G / 16];
+        for (int v = 0; v < G / 16; v++) acc[v] = _mm512_setzero_ps();
         for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) {
             __m512 qv = _mm512_set1_ps(q[i]);
             const uint16_t *row = bd + (size_t)i * 2 * G;
-            acc = _mm512_add_ps(acc, _mm512_max_ps(_mm512_mul_ps(qv, load_bf16x16(row)),
-                                                   _mm512_mul_ps(qv, load_bf16x16(row + G))));
+            for (int v = 0; v < G / 16; v++)
+                acc[v] = _mm512_add_ps(acc[v], _mm512_max_ps(_mm512_mul_ps(qv, load_bf16x16(row + 16 * v)),
+                                                             _mm512_mul_ps(qv, load_bf16x16(row + G + 16 * v))));
         }
-        U[s] = acc;
+        for (int v = 0; v < G / 16; v++) U[s][v] = acc[v];
     }
     const __m512 vt = _mm512_set1_ps(taup);
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const uint16_t *kn = ix->knorm + (size_t)b * (size_t)S * (size_t)B;
     int32_t n = 0;
     for (int32_t t = 0; t < B; t += 16) {
-        __m512 ub = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(grp + t))), U[0]);
-        for (int32_t s = 1; s < S; s++)
-            ub = _mm512_add_ps(ub, _mm512_permutexvar_ps(
-                                       _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(grp + (size_t)s * B + t))), U[s]));
+        __m512 ub = _mm512_setzero_ps();
+        for (int32_t s = 0; s < S; s++) {
+            __m512i gi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(grp + (size_t)s * B + t)));
+#if G == 32
+            __m512 u = _mm512_permutex2var_ps(U[s][0], gi, U[s][1]);
+#else
+            __m512 u = _mm512_permutexvar_ps(gi, U[s][0]);
+#endif
+            u = _mm512_min_ps(u, _mm512_mul_ps(_mm512_set1_ps(qn[s]), load_bf16x16(kn + (size_t)s * B + t)));
+            ub = s ? _mm512_add_ps(ub, u) : u;
+        }
         __mmask16 m = (__mmask16)(_mm512_cmp_ps_mask(ub, vt, _CMP_GE_OQ) | frc[t / 16]);
         if (!m) continue;
         _mm512_mask_compressstoreu_epi32(out + n, m, _mm512_add_epi32(iota, _mm512_set1_epi32(b * B + t)));
@@ -394,22 +439,22 @@ AVX512 static int32_t block_candidates_avx512(const rsr_louver_index *ix, int32_
 }
 #endif
 
-static void box_bounds(const rsr_louver_index *ix, const float *q, float *bub) {
+static void box_bounds(const rsr_louver_index *ix, const float *q, const float *qn, float *bub) {
 #ifdef LOUVER_X86
     if (attn_simd_enabled()) {
-        box_bounds_avx512(q, ix->box, ix->nblocks, ix->cfg.head_dim, bub);
+        box_bounds_avx512(ix, q, qn, bub);
         return;
     }
 #endif
-    for (int32_t b = 0; b < ix->nblocks; b++)
-        bub[b] = box_bound_scalar(q, ix->box + (size_t)b * 2 * (size_t)ix->cfg.head_dim, ix->cfg.head_dim);
+    for (int32_t b = 0; b < ix->nblocks; b++) bub[b] = box_bound_scalar(ix, b, q, qn);
 }
 
-static int32_t block_candidates(const rsr_louver_index *ix, int32_t b, const float *q, float taup, int32_t *out) {
+static int32_t block_candidates(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn, float taup,
+                                int32_t *out) {
 #ifdef LOUVER_X86
-    if (attn_simd_enabled()) return block_candidates_avx512(ix, b, q, taup, out);
+    if (attn_simd_enabled()) return block_candidates_avx512(ix, b, q, qn, taup, out);
 #endif
-    return block_candidates_scalar(ix, b, q, taup, out);
+    return block_candidates_scalar(ix, b, q, qn, taup, out);
 }
 
 /* The largest float ≤ v, one more step down to absorb the rounding of the double arithmetic
@@ -490,7 +535,16 @@ rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const f
         s.bounded = 0;
     } else if (size > 0) {
         float taup = float_below((double)tau - slack);
-        box_bounds(ix, q, sc->bub);
+        /* ‖q_s‖ rounded up with a margin so that fl(‖q_s‖·knorm) ≥ ‖q_s‖·‖k_s‖ (Cauchy–Schwarz) */
+        float qn[RSR_LOUVER_MAX_SUBSPACES];
+        for (int32_t s = 0; s < S; s++) {
+            double ss = 0;
+            for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) ss += (double)q[i] * (double)q[i];
+            double r = sqrt(ss) * (1 + 0x1p-21);
+            qn[s] = (float)r;
+            if ((double)qn[s] < r) qn[s] = nextafterf(qn[s], INFINITY);
+        }
+        box_bounds(ix, q, qn, sc->bub);
         int32_t first = 0;
         if (p->kind == RSR_LOUVER_RELATIVE) /* visit the most promising block first: L rises early */
             for (int32_t b = 1; b < ix->nblocks; b++)
@@ -499,7 +553,7 @@ rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const f
             int32_t b = k == 0 ? first : (k <= first ? k - 1 : k);
             if (!(sc->bub[b] >= taup) && !ix->forced[b]) continue;
             s.bounded += B;
-            int32_t c = block_candidates(ix, b, q, taup, sc->idx + nsc);
+            int32_t c = block_candidates(ix, b, q, qn, taup, sc->idx + nsc);
             if (!c) continue;
             score(&st, sc, nsc, c, q, keys, values, stride, d, scale, &lmax);
             nsc += c;

@@ -54,6 +54,15 @@ static void usage(FILE *out) {
           "  --seed S           random seed for sampling (default 1)\n"
           "  -t, --threads N    threads (default: OpenMP's default)\n"
           "  --ctx N            context length of the session (default: the model's)\n"
+          "  --attention KIND   dense (default) or louver: sparse attention that never misses a key\n"
+          "                     whose score q.k is at least a threshold tau (docs/louver.md)\n"
+          "  --louver-eps E     tau = best score so far - sqrt(head_dim)*ln(1/E): keeps every key whose\n"
+          "                     softmax weight could be >= E times the largest (default 1e-4, certified)\n"
+          "  --louver-tau T     an absolute threshold on q.k instead\n"
+          "  --louver-budget F  tau from a sample so that about a fraction F of the keys pass\n"
+          "                     (an estimate, without guarantee)\n"
+          "  --louver-block N   recent keys attended densely before they are indexed (default 256)\n"
+          "  --stats            per step and layer, to stderr: keys, scanned, kept, tau, dropped-mass bound\n"
           "  --bench            measure prefill (128 tokens) and decode (64 tokens) speed\n"
           "  --info             print what the model is and how it was compiled\n"
           "  -h, --help\n",
@@ -99,9 +108,19 @@ static void check(rsr_status st, rsr_session *s) {
     if (st != RSR_OK) die("%s", api.session_errmsg(s));
 }
 
-static void bench(rsr_model *m, const rsr_model_info *info, int32_t ctx) {
+static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step) {
+    for (int32_t l = 0; l < info->num_layers; l++) {
+        rsr_attention_stats st;
+        check(api.session_attention_stats(s, l, &st), s);
+        fprintf(stderr, "stats step %d layer %d keys %lld bounded %lld scanned %lld kept %lld tau %.6g..%.6g dropped<= %.3g%s\n",
+                step, l, (long long)st.keys, (long long)st.bounded, (long long)st.scanned, (long long)st.kept,
+                (double)st.tau_min, (double)st.tau_max, st.dropped_bound, st.dense_fallbacks ? " (dense fallback)" : "");
+    }
+}
+
+static void bench(rsr_model *m, const rsr_model_info *info, const rsr_session_params *params) {
     rsr_session *s;
-    rsr_session_params sp = {.max_positions = ctx};
+    rsr_session_params sp = *params;
     if (api.session_create(m, &sp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
     int32_t prefill = 128 < info->max_positions / 2 ? 128 : info->max_positions / 2, decode = 64;
     if (prefill + decode > info->max_positions) decode = info->max_positions - prefill;
@@ -127,8 +146,10 @@ int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL;
     long n_gen = 16, seed = 1, ctx = 0, threads = 0;
     rsr_sampler_params sp = {.temperature = 0, .top_k = 0, .top_p = 1};
-    int do_bench = 0, do_info = 0, ignore_eos = 0;
-    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS };
+    int do_bench = 0, do_info = 0, ignore_eos = 0, do_stats = 0;
+    rsr_session_params ssp = {0};
+    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_ATTN, O_LEPS, O_LTAU,
+           O_LBUDGET, O_LBLOCK, O_STATS };
     static const struct option longs[] = {
         {"tokens", required_argument, 0, O_TOKENS}, {"logits", required_argument, 0, O_LOGITS},
         {"temp", required_argument, 0, O_TEMP},     {"top-k", required_argument, 0, O_TOPK},
@@ -136,6 +157,9 @@ int main(int argc, char **argv) {
         {"threads", required_argument, 0, 't'},    {"ctx", required_argument, 0, O_CTX},
         {"bench", no_argument, 0, O_BENCH},         {"info", no_argument, 0, O_INFO},
         {"ignore-eos", no_argument, 0, O_NOEOS},    {"help", no_argument, 0, 'h'},
+        {"attention", required_argument, 0, O_ATTN}, {"louver-eps", required_argument, 0, O_LEPS},
+        {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
+        {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -154,6 +178,25 @@ int main(int argc, char **argv) {
         case O_BENCH: do_bench = 1; break;
         case O_INFO: do_info = 1; break;
         case O_NOEOS: ignore_eos = 1; break;
+        case O_ATTN:
+            if (!strcmp(optarg, "dense")) ssp.attention = RSR_ATTENTION_DENSE;
+            else if (!strcmp(optarg, "louver")) ssp.attention = RSR_ATTENTION_LOUVER;
+            else die("--attention: '%s' is neither dense nor louver", optarg);
+            break;
+        case O_LEPS:
+            ssp.louver_policy = RSR_LOUVER_RELATIVE;
+            ssp.louver_eps = parse_float("--louver-eps", optarg, 1e-30f, 0.999999f);
+            break;
+        case O_LTAU:
+            ssp.louver_policy = RSR_LOUVER_ABSOLUTE;
+            ssp.louver_tau = parse_float("--louver-tau", optarg, -3e38f, 3e38f);
+            break;
+        case O_LBUDGET:
+            ssp.louver_policy = RSR_LOUVER_BUDGET;
+            ssp.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
+            break;
+        case O_LBLOCK: ssp.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
+        case O_STATS: do_stats = 1; break;
         case 'h': usage(stdout); return 0;
         default: die("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
         }
@@ -180,7 +223,8 @@ int main(int argc, char **argv) {
             printf("matrix %s %dx%d %s k=%d\n", mi.name, mi.rows, mi.cols, mi.strategy, mi.rsr_k);
         }
     }
-    if (do_bench) bench(m, &info, (int32_t)ctx);
+    ssp.max_positions = (int32_t)ctx;
+    if (do_bench) bench(m, &info, &ssp);
     if (do_info || (do_bench && !tokens_arg)) {
         api.model_close(m);
         return 0;
@@ -193,7 +237,6 @@ int main(int argc, char **argv) {
         prompt[0] = info.bos_token_id >= 0 ? info.bos_token_id : 0;
     }
     rsr_session *s;
-    rsr_session_params ssp = {.max_positions = (int32_t)ctx};
     if (api.session_create(m, &ssp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
     float *logits = malloc(sizeof *logits * (size_t)info.vocab_size);
     float *probs = malloc(sizeof *probs * (size_t)info.vocab_size);
@@ -203,6 +246,7 @@ int main(int argc, char **argv) {
     double t0 = now();
     check(api.session_eval(s, prompt, n_prompt, logits), s);
     double t1 = now();
+    if (do_stats) print_stats(s, &info, 0);
     if (logits_path) {
         FILE *f = fopen(logits_path, "wb");
         if (!f || fwrite(logits, sizeof *logits, (size_t)info.vocab_size, f) != (size_t)info.vocab_size ||
@@ -218,7 +262,10 @@ int main(int argc, char **argv) {
             generated++;
             break;
         }
-        if (generated + 1 < n_gen) check(api.session_eval(s, &tok, 1, logits), s);
+        if (generated + 1 < n_gen) {
+            check(api.session_eval(s, &tok, 1, logits), s);
+            if (do_stats) print_stats(s, &info, generated + 1);
+        }
     }
     putchar('\n');
     fflush(stdout);

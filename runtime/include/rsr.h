@@ -67,8 +67,37 @@ void rsr_model_close(rsr_model *model);
 const char *rsr_model_errmsg(const rsr_model *model);
 rsr_status rsr_model_get_info(const rsr_model *model, rsr_model_info *info);
 
+/* Attention over the KV cache. Dense is exact softmax attention over every cached key. Louver
+ * (docs/louver.md) indexes the keys and computes exact softmax attention over a subset C that
+ * provably contains every key whose score q·k (fp32, before the 1/sqrt(head_dim) scaling) is at
+ * least a threshold τ chosen per step and per query head by a policy:
+ *   RSR_LOUVER_RELATIVE  τ = L − sqrt(head_dim)·ln(1/eps), L the best score found so far (a
+ *                        lower bound of the maximum): every key whose softmax weight could be
+ *                        ≥ eps × the largest weight is kept. Certified; the default.
+ *   RSR_LOUVER_ABSOLUTE  τ = louver_tau.
+ *   RSR_LOUVER_BUDGET    τ from a sample of the keys so that about louver_budget of them pass;
+ *                        the fraction is an estimate without guarantee (recall w.r.t. the τ
+ *                        used still holds).
+ * Every step records the certified bound on the softmax mass outside C (rsr_attention_stats). */
+typedef enum rsr_attention_kind { RSR_ATTENTION_DENSE = 0, RSR_ATTENTION_LOUVER = 1 } rsr_attention_kind;
+typedef enum rsr_louver_policy_kind {
+    RSR_LOUVER_RELATIVE = 0,
+    RSR_LOUVER_ABSOLUTE = 1,
+    RSR_LOUVER_BUDGET = 2,
+} rsr_louver_policy_kind;
+
+/* Start from rsr_session_default_params(): fields added later default to zero, which always
+ * means the earlier behaviour. */
 typedef struct rsr_session_params {
     int32_t max_positions;     /* KV cache length; 0: the model's max_positions */
+    int32_t attention;         /* rsr_attention_kind; 0: dense */
+    int32_t louver_policy;     /* rsr_louver_policy_kind; 0: relative */
+    float louver_eps;          /* RELATIVE: in (0, 1); 0: 1e-4 */
+    float louver_tau;          /* ABSOLUTE: the threshold on q·k */
+    float louver_budget;       /* BUDGET: in (0, 1] */
+    int32_t louver_block;      /* recent keys attended densely, then indexed as one block: a
+                                  multiple of 16 in [16, 256]; 0: 256 */
+    int32_t louver_subspaces;  /* subspaces of the head dimension; 0: head_dim / 16 */
 } rsr_session_params;
 rsr_session_params rsr_session_default_params(void);
 
@@ -81,6 +110,21 @@ int32_t rsr_session_position(const rsr_session *session);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
+
+/* What attention did in one layer for the last evaluated token, summed over the query heads.
+ * Dense attention scans and keeps every key and drops nothing. */
+typedef struct rsr_attention_stats {
+    int64_t keys;              /* keys the heads could attend: heads × (position + 1) */
+    int64_t bounded;           /* keys whose Louver upper bound was evaluated (not in a skipped block) */
+    int64_t scanned;           /* keys whose exact score was computed and that were attended */
+    int64_t kept;              /* scanned keys with q·k ≥ τ: every key above τ is among them */
+    int32_t heads;
+    int32_t dense_fallbacks;   /* heads that scanned everything (bound arithmetic could overflow) */
+    float tau_min, tau_max;    /* τ (on q·k) over the heads; −inf for dense attention */
+    double dropped_bound;      /* the largest certified bound on the dropped softmax mass of a head */
+} rsr_attention_stats;
+/* Fails with RSR_ERR_INVALID_ARGUMENT for a layer out of range or before any evaluation. */
+rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer, rsr_attention_stats *stats);
 
 /* Sampling. temperature <= 0 means greedy; top_k <= 0 and top_p >= 1 disable those filters.
  * The state of the random generator lives in *rng (seed it with any value). */

@@ -13,7 +13,9 @@
 #include "internal.h"
 #include "rsr_numerics.h"
 
-rsr_session_params rsr_session_default_params(void) { return (rsr_session_params){.max_positions = 0}; }
+rsr_session_params rsr_session_default_params(void) {
+    return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_DENSE};
+}
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
@@ -44,14 +46,18 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->att = malloc(sizeof(float) * q_out);
     s->gate = malloc(sizeof(float) * (size_t)a->intermediate);
     s->up = malloc(sizeof(float) * (size_t)a->intermediate);
-    s->scores = malloc(sizeof(float) * (size_t)a->num_heads * (size_t)s->max_positions);
     s->xq = calloc(1, (widest + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD);
     s->acc = malloc(sizeof(int32_t) * (size_t)m->max_rows);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
-        !s->scores || !s->xq || !s->acc) {
+        !s->xq || !s->acc) {
         rsr_session_free(s);
         return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session of %d positions",
                              p.max_positions);
+    }
+    rsr_status st = rsr_attention_init(s, &p);
+    if (st != RSR_OK) {
+        rsr_session_free(s);
+        return st;
     }
     *out = s;
     return RSR_OK;
@@ -60,7 +66,8 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
-    free(s->att), free(s->gate), free(s->up), free(s->scores), free(s->xq), free(s->acc);
+    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->acc);
+    rsr_attention_free(s);
     free(s);
 }
 
@@ -69,6 +76,7 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     s->pos = 0;
+    rsr_attention_reset(s);
     return RSR_OK;
 }
 
@@ -165,37 +173,6 @@ static void rope(float *x, int32_t heads, int32_t d, int32_t pos, double theta) 
     }
 }
 
-static void attention(rsr_session *s, int32_t layer) {
-    const rsr_artifact *a = s->model->a;
-    int32_t d = a->head_dim, kv_out = a->num_kv_heads * d, group = a->num_heads / a->num_kv_heads, n = s->pos + 1;
-    const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
-    const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
-    float scale = 1.0f / sqrtf((float)d);
-    int32_t nthreads = s->model->num_threads;
-#pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : omp_get_max_threads())
-    for (int32_t h = 0; h < a->num_heads; h++) {
-        const float *q = s->q + (size_t)h * (size_t)d;
-        float *sc = s->scores + (size_t)h * (size_t)s->max_positions, *o = s->att + (size_t)h * (size_t)d;
-        size_t kvh = (size_t)(h / group) * (size_t)d;
-        float m = -INFINITY;
-        for (int32_t j = 0; j < n; j++) {
-            const float *k = kc + (size_t)j * (size_t)kv_out + kvh;
-            float dot = 0;
-            for (int32_t i = 0; i < d; i++) dot += q[i] * k[i];
-            sc[j] = dot * scale;
-            m = fmaxf(m, sc[j]);
-        }
-        float sum = 0;
-        for (int32_t j = 0; j < n; j++) sum += sc[j] = expf(sc[j] - m);
-        for (int32_t i = 0; i < d; i++) o[i] = 0;
-        for (int32_t j = 0; j < n; j++) {
-            const float *v = vc + (size_t)j * (size_t)kv_out + kvh;
-            for (int32_t i = 0; i < d; i++) o[i] += sc[j] * v[i];
-        }
-        for (int32_t i = 0; i < d; i++) o[i] /= sum;
-    }
-}
-
 /*
  * One logit: the dot product of x with a bf16 row, in 16 interleaved fp32 partial sums (lane j
  * sums elements j, j+16, ...), combined pairwise at the end. The runtime is built once for every
@@ -259,7 +236,8 @@ rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits) {
         rope(s->k, a->num_kv_heads, d, s->pos, a->rope_theta);
         memcpy(s->k_cache + cache_at, s->k, sizeof(float) * (size_t)kv_out);
         memcpy(s->v_cache + cache_at, s->v, sizeof(float) * (size_t)kv_out);
-        attention(s, l);
+        rsr_status st = rsr_attention(s, l);
+        if (st != RSR_OK) return st;
         const float *o_in = s->att;
         if (L->attn_sub_norm != RSR_NO_TENSOR) {
             rmsnorm(s->xn, s->att, blob_f32(a, L->attn_sub_norm), q_out, a->rms_eps);

@@ -25,13 +25,20 @@ struct rsr_session {
     float *tmp;                 /* [same] BitLinear-internal norm (Falcon-E) */
     float *q, *k, *v, *att;     /* [q_out], [kv_out], [kv_out], [q_out] */
     float *gate, *up;           /* [intermediate] */
-    float *scores;              /* [heads][max_positions] */
     int8_t *xq;                 /* [max input] quantised activation */
     int32_t *acc;               /* [max_rows] integer products */
+    struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     char err[RSR_ERRMSG_SIZE];
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits);
+
+/* attention.c: attention of layer `layer` for the token at s->pos (its key and value already in
+ * the cache), into s->att. */
+rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p);
+void rsr_attention_free(rsr_session *s);
+void rsr_attention_reset(rsr_session *s);
+rsr_status rsr_attention(rsr_session *s, int32_t layer);
 
 #endif

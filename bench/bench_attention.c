@@ -1,0 +1,298 @@
+/*
+ * bench_attention — per-step attention time of one layer: Louver against the runtime's own dense
+ * attention (the same kernels and the same work split as runtime/src/attention.c: GQA-shared
+ * key chunks on all threads), side by side in one run, on the same keys.
+ *
+ * Usage: bench_attention [--keys N,N,...] [--set structured|uniform|both] [--heads H] [--kv-heads K]
+ *                        [--eps E] [--reps R] [--threads T] [--block B] [--subspaces S]
+ *
+ * Key sets (head_dim 128):
+ *   structured  64 cluster centres; the cluster changes in runs of 1..128 positions (topical
+ *               locality); within-cluster noise 10% of the centre's scale; norms log-uniform over
+ *               10×; two outlier channels (+20, −12); RoPE (theta 500000) at the key's position.
+ *               Queries: a cluster centre with noise, rotated at the current position.
+ *   uniform     i.i.d. Gaussian keys and queries (the worst case: no structure to prune with).
+ * Policies: relative eps (certified, default 1e-4) and absolute τ at the 1st percentile of the
+ * scores (1% of the keys qualify). Every Louver result is checked against brute force (recall).
+ * Values are Gaussian. The index is built before timing (its build cost is printed per key).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../runtime/src/attn.h"
+#include "rsr_louver.h"
+
+#define CHUNK 256
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng = 88172645463325252u;
+static double uniform(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (double)(rng >> 11) * 0x1p-53;
+}
+static float gauss(void) {
+    double u = uniform() + 1e-300, v = uniform();
+    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void rope(float *x, int32_t d, int64_t pos) {
+    for (int32_t i = 0; i < d / 2; i++) {
+        double a = (double)pos * pow(500000.0, -2.0 * i / d);
+        float c = (float)cos(a), s = (float)sin(a), x0 = x[i], x1 = x[i + d / 2];
+        x[i] = x0 * c - x1 * s, x[i + d / 2] = x1 * c + x0 * s;
+    }
+}
+
+typedef struct {
+    int32_t d, heads, kv_heads, group, threads, mc;
+    float *part_o, *part_ml, *scratch;
+} dense_ctx;
+
+/* The runtime's dense attention (runtime/src/attention.c) for one layer. */
+static void dense(dense_ctx *c, const float *q, const float *K, const float *V, int32_t n, float *out) {
+    const int32_t d = c->d, kv_out = c->kv_heads * d, group = c->group, chunks = (n + CHUNK - 1) / CHUNK, mc = c->mc;
+#pragma omp parallel num_threads(c->threads)
+    {
+        float *scratch = c->scratch + (size_t)omp_get_thread_num() * (size_t)group * CHUNK;
+#pragma omp for schedule(dynamic, 1)
+        for (int32_t item = 0; item < c->kv_heads * chunks; item++) {
+            int32_t kvh = item / chunks, ch = item % chunks, h0 = kvh * group;
+            attn_state st[64];
+            for (int32_t g = 0; g < group; g++) {
+                st[g].o = c->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)ch) * (size_t)d;
+                attn_state_clear(&st[g], d);
+            }
+            int32_t j1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
+            attn_dense_range(st, q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * (size_t)d, V + (size_t)kvh * (size_t)d,
+                             (size_t)kv_out, d, ch * CHUNK, j1, scratch);
+            for (int32_t g = 0; g < group; g++) {
+                float *ml = c->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)ch) * 2;
+                ml[0] = st[g].m, ml[1] = st[g].l;
+            }
+        }
+#pragma omp for schedule(static)
+        for (int32_t h = 0; h < c->heads; h++) {
+            attn_state acc = {.o = c->part_o + (size_t)h * (size_t)mc * (size_t)d};
+            const float *ml = c->part_ml + (size_t)h * (size_t)mc * 2;
+            acc.m = ml[0], acc.l = ml[1];
+            for (int32_t ch = 1; ch < chunks; ch++) {
+                attn_state b = {.m = ml[2 * ch], .l = ml[2 * ch + 1], .o = acc.o + (size_t)ch * (size_t)d};
+                attn_state_merge(&acc, &b, d);
+            }
+            attn_state_finish(&acc, out + (size_t)h * (size_t)d, d);
+        }
+    }
+}
+
+typedef struct {
+    int64_t scanned, kept, bounded;
+    double bound;
+} louver_sum;
+
+static void louver(rsr_louver_index **ix, rsr_louver_scratch **sc, int32_t threads, const rsr_louver_policy *pol,
+                   const float *q, const float *K, const float *V, int32_t n, int32_t d, int32_t heads, int32_t kv_heads,
+                   float *out, rsr_louver_stats *hs) {
+    int32_t group = heads / kv_heads, kv_out = kv_heads * d;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int32_t h = 0; h < heads; h++) {
+        int32_t kvh = h / group;
+        rsr_louver_attend(ix[kvh], q + (size_t)h * (size_t)d, K + (size_t)kvh * (size_t)d, V + (size_t)kvh * (size_t)d,
+                          (size_t)kv_out, n, &pol[h], sc[omp_get_thread_num()], out + (size_t)h * (size_t)d, &hs[h]);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
+}
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+int main(int argc, char **argv) {
+    int32_t heads = 20, kv_heads = 5, d = 128, reps = 7, threads = 2, block = 0, subspaces = 0;
+    double eps = 1e-4;
+    const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both";
+    static const struct option opts[] = {{"keys", 1, 0, 'k'}, {"set", 1, 0, 's'},   {"heads", 1, 0, 'h'},
+                                         {"kv-heads", 1, 0, 'v'}, {"eps", 1, 0, 'e'}, {"reps", 1, 0, 'r'},
+                                         {"threads", 1, 0, 't'}, {"block", 1, 0, 'b'}, {"subspaces", 1, 0, 'S'},
+                                         {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k': keys_arg = optarg; break;
+        case 's': set_arg = optarg; break;
+        case 'h': heads = atoi(optarg); break;
+        case 'v': kv_heads = atoi(optarg); break;
+        case 'e': eps = atof(optarg); break;
+        case 'r': reps = atoi(optarg); break;
+        case 't': threads = atoi(optarg); break;
+        case 'b': block = atoi(optarg); break;
+        case 'S': subspaces = atoi(optarg); break;
+        default: fprintf(stderr, "see the comment at the top of bench/bench_attention.c\n"); return 2;
+        }
+    }
+    if (heads <= 0 || kv_heads <= 0 || heads % kv_heads || heads / kv_heads > 64 || reps <= 0 || threads <= 0) {
+        fprintf(stderr, "bench_attention: bad --heads/--kv-heads/--reps/--threads\n");
+        return 2;
+    }
+    int32_t sizes[16], nsizes = 0;
+    for (const char *p = keys_arg; *p && nsizes < 16;) {
+        sizes[nsizes++] = (int32_t)strtol(p, (char **)&p, 10);
+        if (*p == ',') p++;
+    }
+    int32_t maxn = 0;
+    for (int32_t i = 0; i < nsizes; i++) maxn = sizes[i] > maxn ? sizes[i] : maxn;
+    const int32_t group = heads / kv_heads, kv_out = kv_heads * d;
+    printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
+           "median of %d steps\n", heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
+    printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
+           "dense ms", "louver ms", "speedup", "bound", "recall");
+
+    float *K = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out), *V = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out);
+    float *q = malloc(sizeof(float) * (size_t)heads * (size_t)d), *out = malloc(sizeof(float) * (size_t)heads * (size_t)d);
+    float *sorted = malloc(sizeof(float) * (size_t)maxn);
+    unsigned char *mark = malloc((size_t)maxn);
+    dense_ctx dc = {.d = d, .heads = heads, .kv_heads = kv_heads, .group = group, .threads = threads,
+                    .mc = (maxn + CHUNK - 1) / CHUNK};
+    dc.part_o = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * (size_t)d);
+    dc.part_ml = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * 2);
+    dc.scratch = malloc(sizeof(float) * (size_t)threads * (size_t)group * CHUNK);
+    rsr_louver_scratch **sc = calloc((size_t)threads, sizeof *sc);
+    for (int32_t t = 0; t < threads; t++) rsr_louver_scratch_create(&sc[t]);
+    rsr_louver_stats *hs = calloc((size_t)heads, sizeof *hs);
+    rsr_louver_policy *pol = calloc((size_t)heads, sizeof *pol);
+    const int32_t ncent = 64;
+    float *cent = malloc(sizeof(float) * (size_t)kv_heads * ncent * (size_t)d);
+    for (size_t i = 0; i < (size_t)kv_heads * ncent * (size_t)d; i++) cent[i] = gauss();
+    double *t = malloc(sizeof(double) * (size_t)reps);
+
+    for (int set = 0; set < 2; set++) {
+        if ((set == 0 && !strcmp(set_arg, "uniform")) || (set == 1 && !strcmp(set_arg, "structured"))) continue;
+        const char *setname = set == 0 ? "structured" : "uniform";
+        /* keys for the largest size; smaller sizes use a prefix (a shorter context) */
+        int32_t run = 0, cl[8] = {0};
+        for (int32_t j = 0; j < maxn; j++) {
+            if (run-- <= 0) {
+                run = 1 + (int32_t)(uniform() * 128);
+                for (int32_t h = 0; h < kv_heads; h++) cl[h % 8] = (int32_t)(uniform() * ncent);
+            }
+            for (int32_t h = 0; h < kv_heads; h++) {
+                float *k = K + (size_t)j * (size_t)kv_out + (size_t)h * (size_t)d, *v = V + (size_t)j * (size_t)kv_out + (size_t)h * (size_t)d;
+                for (int32_t i = 0; i < d; i++) v[i] = gauss();
+                if (set == 1) {
+                    for (int32_t i = 0; i < d; i++) k[i] = gauss();
+                    continue;
+                }
+                const float *cc = cent + ((size_t)h * ncent + (size_t)cl[h % 8]) * (size_t)d;
+                float norm = (float)exp(log(10.0) * uniform());
+                for (int32_t i = 0; i < d; i++) k[i] = norm * (cc[i] + 0.1f * gauss());
+                k[3] += 20, k[70] -= 12;
+                rope(k, d, j);
+            }
+        }
+        rsr_louver_config cfg = {.head_dim = d, .subspaces = subspaces, .block_keys = block};
+        rsr_louver_index **ix = calloc((size_t)kv_heads, sizeof *ix);
+        for (int32_t h = 0; h < kv_heads; h++)
+            if (rsr_louver_create(&cfg, &ix[h]) != RSR_OK) {
+                fprintf(stderr, "bench_attention: bad --block/--subspaces\n");
+                return 2;
+            }
+        const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
+        for (int32_t si = 0; si < nsizes; si++) {
+            int32_t n = sizes[si];
+            if (n < 1) continue;
+            /* grow the index to hold every full block below n, keeping the last 1..B keys as the buffer */
+            double tb = now();
+            int32_t added = 0;
+            for (int32_t h = 0; h < kv_heads; h++)
+                while (n - rsr_louver_size(ix[h]) > B) {
+                    rsr_louver_append_block(ix[h], K + (size_t)rsr_louver_size(ix[h]) * (size_t)kv_out + (size_t)h * (size_t)d, (size_t)kv_out);
+                    added += B;
+                }
+            tb = now() - tb;
+            /* queries at position n − 1 */
+            for (int32_t h = 0; h < heads; h++) {
+                float *qh = q + (size_t)h * (size_t)d;
+                if (set == 1) {
+                    for (int32_t i = 0; i < d; i++) qh[i] = gauss();
+                    continue;
+                }
+                const float *cc = cent + ((size_t)(h / group) * ncent + (size_t)(uniform() * ncent)) * (size_t)d;
+                for (int32_t i = 0; i < d; i++) qh[i] = cc[i] + 0.1f * gauss();
+                qh[3] += 1, qh[70] += 1;
+                rope(qh, d, n - 1);
+            }
+            for (int r = 0; r < reps; r++) {
+                double t0 = now();
+                dense(&dc, q, K, V, n, out);
+                t[r] = now() - t0;
+            }
+            double tdense = median(t, reps);
+            for (int p = 0; p < 2; p++) {
+                /* policy 0: relative eps; policy 1: τ at the 1st percentile of each head's scores */
+                for (int32_t h = 0; h < heads; h++) {
+                    pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = (float)eps};
+                    if (p == 1) {
+                        const float *kh = K + (size_t)(h / group) * (size_t)d;
+                        for (int32_t j = 0; j < n; j++) sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)kv_out, d);
+                        qsort(sorted, (size_t)n, sizeof(float), cmp_desc);
+                        pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[n / 100]};
+                    }
+                }
+                louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs); /* warm-up */
+                for (int r = 0; r < reps; r++) {
+                    double t0 = now();
+                    louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs);
+                    t[r] = now() - t0;
+                }
+                double tl = median(t, reps);
+                /* recall against brute force, head by head (one scratch per head: rerun serially) */
+                int64_t scanned = 0, kept = 0, bounded = 0, above = 0, found = 0;
+                double bound = 0;
+                for (int32_t h = 0; h < heads; h++) {
+                    int32_t kvh = h / group;
+                    rsr_louver_stats st;
+                    rsr_louver_attend(ix[kvh], q + (size_t)h * (size_t)d, K + (size_t)kvh * (size_t)d, V + (size_t)kvh * (size_t)d,
+                                      (size_t)kv_out, n, &pol[h], sc[0], out, &st);
+                    int32_t cnt;
+                    const int32_t *idx = rsr_louver_scratch_scanned(sc[0], &cnt);
+                    memset(mark, 0, (size_t)n);
+                    for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
+                    for (int32_t j = 0; j < n; j++) {
+                        float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)j * (size_t)kv_out + (size_t)kvh * (size_t)d, d);
+                        if (dot >= st.tau) above++, found += mark[j];
+                    }
+                    scanned += st.scanned, kept += st.kept, bounded += st.bounded;
+                    bound = fmax(bound, st.dropped_bound);
+                }
+                double all = (double)heads * n;
+                char keys[16];
+                snprintf(keys, sizeof keys, "%dK", n / 1024);
+                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f\n", setname, keys,
+                       p ? "tau@1%" : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
+                       1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0);
+                fflush(stdout);
+            }
+            if (added) printf("%-10s %7s index build: %.2f us per key per KV head\n", "", "", 1e6 * tb / added);
+        }
+        for (int32_t h = 0; h < kv_heads; h++) rsr_louver_free(ix[h]);
+        free(ix);
+    }
+    return 0;
+}

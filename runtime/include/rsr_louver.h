@@ -1,0 +1,110 @@
+/*
+ * rsr_louver.h — Louver: sparse attention over a KV cache that never misses a key above τ.
+ *
+ * One index serves one KV head of one layer (under GQA, all query heads of that KV head). The
+ * index does not own keys or values: it describes the prefix [0, size) of a key array that the
+ * caller owns (row j at keys + j*stride) and keeps only enclosures of those keys. Keys after the
+ * prefix form the recent-key buffer, which is always attended densely; when the buffer holds a
+ * full block, the caller appends it (rsr_louver_append_block) and the index grows by one block.
+ *
+ *     rsr_louver_config cfg = rsr_louver_default_config(128);
+ *     rsr_louver_index *ix;
+ *     rsr_louver_create(&cfg, &ix);
+ *     while (n - rsr_louver_size(ix) > cfg.block_keys)          // after writing key n-1
+ *         rsr_louver_append_block(ix, keys + rsr_louver_size(ix) * stride, stride);
+ *     rsr_louver_policy p = {.kind = RSR_LOUVER_RELATIVE, .eps = 1e-4f};
+ *     rsr_louver_attend(ix, q, keys, values, stride, n, &p, scratch, out, &stats);
+ *
+ * Scores. τ is a threshold on the raw dot product q·k, evaluated in fp32 as the runtime
+ * evaluates it (in any summation order, with or without fused multiply-add); the softmax uses
+ * x = (q·k) * (1/sqrtf(d)). Guarantee: every key j < n with fl(q·k_j) ≥ τ is among the keys
+ * scanned, and attention is computed exactly (softmax over the scanned keys). Keys with a
+ * non-finite component or one of magnitude above 2^64 are always scanned; a query whose bound
+ * arithmetic could overflow (Σ|q_i|·max|k_i| ≥ 1e37, or NaN) makes the call dense.
+ *
+ * Layout (also the contract for a GPU version, which should mirror it): d = head_dim, S
+ * subspaces (contiguous slices of the head dimension, [sub_start[s], sub_start[s+1])), B keys
+ * per block (a multiple of 16, at most 256), 16 groups per subspace per block. Per block b:
+ *     box[b][2][d]        fp32   exact min (row 0) and max (row 1) of the block's keys per dim
+ *     bounds[b][d][2][16] bf16   per dim i: lo of the 16 groups of i's subspace, then hi;
+ *                                lo rounded toward −∞, hi toward +∞ (safe enclosures)
+ *     group[b][S][B]      uint8  the group (0..15) of each key of the block in each subspace
+ *     force[b][B/16]      uint16 bit t of word w: key 16w+t is always scanned
+ *     absmax[d]           fp32   max |bound| per dim over the whole index (the slack's scale)
+ * Query (per query vector q): slack = 1.03·(2d+S+1)·2^-24·Σ_i|q_i|·absmax_i + 2^-100 and
+ * τ' = τ − slack rounded down; a block is skipped when Σ_i max(q_i·lo_i, q_i·hi_i) over its box
+ * is < τ'; otherwise U[s][g] = Σ_{i∈s} max(q_i·lo_gi, q_i·hi_gi) for its 16 groups, and key t is
+ * scanned when U[0][group[0][t]] + ... + U[S−1][group[S−1][t]] ≥ τ'.
+ * docs/louver.md derives why the slack makes this safe in fp32.
+ */
+#ifndef RSR_LOUVER_H
+#define RSR_LOUVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rsr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RSR_LOUVER_GROUPS 32 /* groups per subspace per block: two AVX-512 vectors of bounds */
+#define RSR_LOUVER_MAX_SUBSPACES 32
+
+typedef struct rsr_louver_config {
+    int32_t head_dim;   /* d */
+    int32_t subspaces;  /* S, 1..min(d, 32); 0: d/16 (at least 1) */
+    int32_t block_keys; /* B, a multiple of 16 in [16, 256]; 0: 256 */
+} rsr_louver_config;
+rsr_louver_config rsr_louver_default_config(int32_t head_dim);
+
+typedef struct rsr_louver_index rsr_louver_index;
+typedef struct rsr_louver_scratch rsr_louver_scratch;
+
+/* The config after defaults are filled in: fails with RSR_ERR_INVALID_ARGUMENT when out of range. */
+rsr_status rsr_louver_resolve_config(const rsr_louver_config *in, rsr_louver_config *out);
+rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **out);
+void rsr_louver_free(rsr_louver_index *ix);
+/* Forgets every key (capacity is kept). */
+void rsr_louver_clear(rsr_louver_index *ix);
+/* Number of indexed keys: a multiple of block_keys. */
+int32_t rsr_louver_size(const rsr_louver_index *ix);
+const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix);
+/* Indexes the next block_keys keys (keys[t*stride .. +d) for t < block_keys), which must be
+ * the keys at positions size .. size+block_keys-1. Earlier blocks are never touched. */
+rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size_t stride);
+
+typedef struct rsr_louver_policy {
+    int32_t kind;  /* rsr_louver_policy_kind (rsr.h) */
+    float eps;     /* RELATIVE: in (0, 1) */
+    float tau;     /* ABSOLUTE: on q·k (not on the scaled score) */
+    float budget;  /* BUDGET: in (0, 1] */
+} rsr_louver_policy;
+
+typedef struct rsr_louver_stats {
+    int32_t keys;      /* n: every key of the query (index + buffer) */
+    int32_t bounded;   /* keys whose per-key bound was evaluated (blocks not skipped) */
+    int32_t scanned;   /* keys whose exact score was computed: the attended set C (buffer included) */
+    int32_t kept;      /* keys of C with q·k ≥ τ: every key of the cache above τ is among them */
+    int32_t dense;     /* 1 when the query fell back to dense (overflow risk) */
+    float tau;         /* the final τ (on q·k) */
+    double dropped_bound; /* certified bound on the softmax mass outside C:
+                             (n − |C|)·exp(x_τ − m) / Σ_{i∈C} exp(x_i − m), x_τ = fl(τ/√d) */
+} rsr_louver_stats;
+
+rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out);
+void rsr_louver_scratch_free(rsr_louver_scratch *sc);
+/* The key positions the last rsr_louver_attend scanned (the set C), in no particular order. */
+const int32_t *rsr_louver_scratch_scanned(const rsr_louver_scratch *sc, int32_t *count);
+
+/* Attention of one query q[d] over keys [0, n) (rows at keys/values + j*stride), of which
+ * [0, rsr_louver_size(ix)) are indexed: out[d] = Σ_{j∈C} softmax_j · v_j. stats may be NULL. */
+rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const float *keys, const float *values,
+                             size_t stride, int32_t n, const rsr_louver_policy *policy, rsr_louver_scratch *sc,
+                             float *out, rsr_louver_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

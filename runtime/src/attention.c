@@ -1,0 +1,225 @@
+/*
+ * attention.c — attention over a session's KV cache, dense or Louver, split over threads.
+ *
+ * Dense: per KV head, the keys are cut into chunks of ATTN_CHUNK; one work item is one chunk of
+ * one KV head with all its query heads (GQA: each key and value row is read once for the
+ * group), giving partial softmax states that are merged in chunk order. The chunking depends
+ * only on the position, so the result does not depend on the number of threads.
+ * Louver: one index per layer and KV head; one work item per query head.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "attn.h"
+#include "internal.h"
+#include "rsr_louver.h"
+
+#define ATTN_CHUNK 256
+
+struct rsr_attention {
+    int32_t nthreads, max_chunks;
+    float *part_o;               /* [heads][max_chunks][d] dense partial states */
+    float *part_ml;              /* [heads][max_chunks][2] */
+    float *scratch;              /* [nthreads][group * ATTN_CHUNK] */
+    /* Louver */
+    int louver;
+    rsr_louver_policy policy;
+    rsr_louver_index **index;    /* [layers][kv_heads] */
+    rsr_louver_scratch **lsc;    /* [nthreads] */
+    rsr_louver_stats *head_stats;/* [heads] */
+    rsr_status *head_status;     /* [heads] */
+    /* statistics of the last token, per layer */
+    rsr_attention_stats *stats;  /* [layers] */
+    int32_t stats_pos;           /* position whose stats are recorded; -1: none */
+};
+
+static int32_t threads_of(const rsr_session *s) {
+    return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
+}
+
+rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
+    const rsr_artifact *a = s->model->a;
+    char *err = s->model->err;
+    if (p->attention != RSR_ATTENTION_DENSE && p->attention != RSR_ATTENTION_LOUVER)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is neither dense (0) nor louver (1)", p->attention);
+    rsr_louver_policy pol = {.kind = p->louver_policy, .eps = p->louver_eps ? p->louver_eps : 1e-4f,
+                             .tau = p->louver_tau, .budget = p->louver_budget};
+    rsr_louver_config cfg = {.head_dim = a->head_dim, .subspaces = p->louver_subspaces, .block_keys = p->louver_block};
+    if (p->attention == RSR_ATTENTION_LOUVER) {
+        if (pol.kind < RSR_LOUVER_RELATIVE || pol.kind > RSR_LOUVER_BUDGET)
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_policy %d is not relative (0), absolute (1) or budget (2)", pol.kind);
+        if (pol.kind == RSR_LOUVER_RELATIVE && !(pol.eps > 0 && pol.eps < 1))
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_eps %g is not in (0, 1)", (double)pol.eps);
+        if (pol.kind == RSR_LOUVER_ABSOLUTE && isnan(pol.tau))
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_tau is NaN");
+        if (pol.kind == RSR_LOUVER_BUDGET && !(pol.budget > 0 && pol.budget <= 1))
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_budget %g is not in (0, 1]", (double)pol.budget);
+        if (rsr_louver_resolve_config(&cfg, &cfg) != RSR_OK)
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                                 "louver_block %d (a multiple of 16 in [16, 256]) or louver_subspaces %d (1..min(head_dim %d, 32)) is out of range",
+                                 p->louver_block, p->louver_subspaces, a->head_dim);
+    }
+    struct rsr_attention *t = calloc(1, sizeof *t);
+    if (!t) return rsr_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    s->attn = t;
+    size_t d = (size_t)a->head_dim, heads = (size_t)a->num_heads, group = (size_t)(a->num_heads / a->num_kv_heads);
+    t->nthreads = threads_of(s);
+    t->max_chunks = (s->max_positions + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    t->stats_pos = -1;
+    t->part_o = malloc(sizeof(float) * heads * (size_t)t->max_chunks * d);
+    t->part_ml = malloc(sizeof(float) * heads * (size_t)t->max_chunks * 2);
+    t->scratch = malloc(sizeof(float) * (size_t)t->nthreads * group * ATTN_CHUNK);
+    t->stats = calloc((size_t)a->num_layers, sizeof *t->stats);
+    t->head_stats = calloc(heads, sizeof *t->head_stats);
+    t->head_status = calloc(heads, sizeof *t->head_status);
+    int ok = t->part_o && t->part_ml && t->scratch && t->stats && t->head_stats && t->head_status;
+    if (ok && p->attention == RSR_ATTENTION_LOUVER) {
+        t->louver = 1;
+        t->policy = pol;
+        size_t n = (size_t)a->num_layers * (size_t)a->num_kv_heads;
+        t->index = calloc(n, sizeof *t->index);
+        t->lsc = calloc((size_t)t->nthreads, sizeof *t->lsc);
+        ok = t->index && t->lsc;
+        for (size_t i = 0; ok && i < n; i++) ok = rsr_louver_create(&cfg, &t->index[i]) == RSR_OK;
+        for (int32_t i = 0; ok && i < t->nthreads; i++) ok = rsr_louver_scratch_create(&t->lsc[i]) == RSR_OK;
+    }
+    if (!ok) return rsr_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating the attention state of a session");
+    return RSR_OK;
+}
+
+void rsr_attention_free(rsr_session *s) {
+    struct rsr_attention *t = s->attn;
+    if (!t) return;
+    const rsr_artifact *a = s->model->a;
+    if (t->index)
+        for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_free(t->index[i]);
+    if (t->lsc)
+        for (int32_t i = 0; i < t->nthreads; i++) rsr_louver_scratch_free(t->lsc[i]);
+    free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->stats);
+    free(t->head_stats), free(t->head_status);
+    free(t);
+    s->attn = NULL;
+}
+
+void rsr_attention_reset(rsr_session *s) {
+    struct rsr_attention *t = s->attn;
+    const rsr_artifact *a = s->model->a;
+    if (t->index)
+        for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_clear(t->index[i]);
+    t->stats_pos = -1;
+}
+
+static void attention_dense(rsr_session *s, int32_t layer) {
+    const rsr_artifact *a = s->model->a;
+    struct rsr_attention *t = s->attn;
+    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, kv_out = kv_heads * d, group = a->num_heads / kv_heads;
+    const int32_t n = s->pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
+    const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
+    const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
+#pragma omp parallel num_threads(t->nthreads)
+    {
+        float *scratch = t->scratch + (size_t)omp_get_thread_num() * (size_t)group * ATTN_CHUNK;
+#pragma omp for schedule(dynamic, 1)
+        for (int32_t item = 0; item < kv_heads * chunks; item++) {
+            int32_t kvh = item / chunks, c = item % chunks;
+            int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n;
+            for (int32_t g0 = 0; g0 < group; g0 += 64) { /* more than 64 query heads per KV head: in slices */
+                attn_state st[64];
+                int32_t gn = group - g0 < 64 ? group - g0 : 64, h0 = kvh * group + g0;
+                for (int32_t g = 0; g < gn; g++) {
+                    st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
+                    attn_state_clear(&st[g], d);
+                }
+                attn_dense_range(st, s->q + (size_t)h0 * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
+                                 vc + (size_t)kvh * (size_t)d, (size_t)kv_out, d, c * ATTN_CHUNK, j1, scratch);
+                for (int32_t g = 0; g < gn; g++) {
+                    float *ml = t->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * 2;
+                    ml[0] = st[g].m, ml[1] = st[g].l;
+                }
+            }
+        }
+#pragma omp for schedule(static)
+        for (int32_t h = 0; h < a->num_heads; h++) {
+            attn_state acc = {.o = t->part_o + (size_t)h * (size_t)mc * (size_t)d};
+            const float *ml = t->part_ml + (size_t)h * (size_t)mc * 2;
+            acc.m = ml[0], acc.l = ml[1];
+            for (int32_t c = 1; c < chunks; c++) {
+                attn_state b = {.m = ml[2 * c], .l = ml[2 * c + 1], .o = acc.o + (size_t)c * (size_t)d};
+                attn_state_merge(&acc, &b, d);
+            }
+            attn_state_finish(&acc, s->att + (size_t)h * (size_t)d, d);
+        }
+    }
+    rsr_attention_stats *st = &t->stats[layer];
+    *st = (rsr_attention_stats){.keys = (int64_t)a->num_heads * n, .bounded = 0, .scanned = (int64_t)a->num_heads * n,
+                                .kept = (int64_t)a->num_heads * n, .heads = a->num_heads, .tau_min = -INFINITY,
+                                .tau_max = -INFINITY, .dropped_bound = 0};
+}
+
+static rsr_status attention_louver(rsr_session *s, int32_t layer) {
+    const rsr_artifact *a = s->model->a;
+    struct rsr_attention *t = s->attn;
+    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, kv_out = kv_heads * d, group = a->num_heads / kv_heads;
+    const int32_t n = s->pos + 1;
+    const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
+    const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
+    rsr_louver_index **ix = t->index + (size_t)layer * (size_t)kv_heads;
+    const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
+    int status = RSR_OK;
+    /* a full buffer becomes the next block: the buffer keeps 1..B keys, the newest included */
+    if (n - rsr_louver_size(ix[0]) > B) {
+#pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
+        for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
+            int32_t at = rsr_louver_size(ix[kvh]);
+            int st = rsr_louver_append_block(ix[kvh], kc + (size_t)at * (size_t)kv_out + (size_t)kvh * (size_t)d, (size_t)kv_out);
+            if (st > status) status = st;
+        }
+        if (status != RSR_OK)
+            return rsr_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s", layer,
+                                 rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
+    for (int32_t h = 0; h < a->num_heads; h++) {
+        int32_t kvh = h / group;
+        t->head_status[h] = rsr_louver_attend(ix[kvh], s->q + (size_t)h * (size_t)d, kc + (size_t)kvh * (size_t)d,
+                                              vc + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &t->policy,
+                                              t->lsc[omp_get_thread_num()], s->att + (size_t)h * (size_t)d,
+                                              &t->head_stats[h]);
+    }
+    rsr_attention_stats *st = &t->stats[layer];
+    *st = (rsr_attention_stats){.heads = a->num_heads, .tau_min = INFINITY, .tau_max = -INFINITY};
+    for (int32_t h = 0; h < a->num_heads; h++) {
+        if (t->head_status[h] != RSR_OK)
+            return rsr_set_error(s->err, t->head_status[h], "layer %d head %d: Louver attention over %d keys failed: %s",
+                                 layer, h, n, rsr_status_to_string(t->head_status[h]));
+        const rsr_louver_stats *hs = &t->head_stats[h];
+        st->keys += hs->keys, st->bounded += hs->bounded, st->scanned += hs->scanned, st->kept += hs->kept;
+        st->dense_fallbacks += hs->dense;
+        st->tau_min = fminf(st->tau_min, hs->tau), st->tau_max = fmaxf(st->tau_max, hs->tau);
+        st->dropped_bound = fmax(st->dropped_bound, hs->dropped_bound);
+    }
+    return RSR_OK;
+}
+
+rsr_status rsr_attention(rsr_session *s, int32_t layer) {
+    rsr_status st = RSR_OK;
+    if (s->attn->louver) st = attention_louver(s, layer);
+    else attention_dense(s, layer);
+    s->attn->stats_pos = s->pos;
+    return st;
+}
+
+rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_attention_stats *out) {
+    if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
+    const rsr_artifact *a = s->model->a;
+    rsr_session *w = (rsr_session *)s; /* the message buffer is the only thing written */
+    if (layer < 0 || layer >= a->num_layers)
+        return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (s->attn->stats_pos < 0)
+        return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
+    *out = s->attn->stats[layer];
+    return RSR_OK;
+}

@@ -1,0 +1,46 @@
+/*
+ * attn.h — the attention kernels shared by dense attention (forward.c) and Louver (louver.c).
+ *
+ * Both paths compute softmax attention as a merge of partial states: a partial state over a
+ * set of keys C is (m, l, o) with m ≥ every scaled score in C, l = Σ_C exp(x_j − m) and
+ * o = Σ_C exp(x_j − m)·v_j (not yet divided by l). Partial states over disjoint key sets merge
+ * exactly (up to rounding), so keys can be split over threads and over the Louver index and its
+ * recent-key buffer, and the result does not depend on the thread count.
+ *
+ * Scores: dot = q·k in fp32 (any summation order: see docs/louver.md for why the order does not
+ * matter to Louver's guarantee), x = dot * (1/sqrtf(d)).
+ */
+#ifndef RSR_RUNTIME_ATTN_H
+#define RSR_RUNTIME_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct attn_state {
+    float m, l;  /* running max of the scaled scores (−inf: empty), Σ exp(x − m) */
+    float *o;    /* [d] Σ exp(x − m)·v */
+} attn_state;
+
+void attn_state_clear(attn_state *st, int32_t d);
+/* a ← merge(a, b); b is left unchanged. */
+void attn_state_merge(attn_state *a, const attn_state *b, int32_t d);
+/* out[d] = a.o / a.l (zeros when a is empty). */
+void attn_state_finish(const attn_state *a, float *out, int32_t d);
+
+/* q·k over d floats, vectorised when the machine allows. */
+float attn_dot(const float *q, const float *k, int32_t d);
+
+/* Adds keys to a state: x[i] are the scaled scores of the keys whose values are
+ * values + idx[i]*stride (idx NULL: key i). x is overwritten with exp(x − m). */
+void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values, size_t stride,
+                     int32_t d);
+
+/* Dense attention of gq queries (one KV head: q + g*d for g < gq) over keys [j0, j1) of
+ * keys/values (row j at + j*stride): adds to st[0..gq). scratch: gq * (j1 - j0) floats. */
+void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
+                      size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch);
+
+/* 1 when the AVX-512 kernels are in use (set once, on first use). */
+int attn_simd_enabled(void);
+
+#endif

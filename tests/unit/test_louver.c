@@ -1,0 +1,347 @@
+/*
+ * test_louver.c — Louver never misses a key above τ.
+ * Usage: test_louver [QUERIES]   (default 100000, spread over the key sets below)
+ *
+ * For random, clustered, RoPE-structured, heavy-tailed-norm and adversarial key sets (keys
+ * exactly at τ, duplicates, zero vectors, huge and tiny norms, values that bf16 cannot hold,
+ * non-finite keys), built block by block across many growths of the index, every query checks
+ * against brute force that:
+ *   - every key whose fp32 score is ≥ the τ used was scanned (runtime dot and a naive
+ *     ascending-order dot both), so `kept` equals the brute-force count;
+ *   - relative policy: τ ≤ max score − √d·ln(1/ε), so every key within ε of the top is kept;
+ *   - the true dropped softmax mass is within the certified bound, and the output is within
+ *     2·bound·max|v| (plus rounding) of dense attention computed in double.
+ * Run with RSR_DISABLE_AVX512=1 to check the portable kernels.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsr_louver.h"
+
+static long failures, checks;
+#define EXPECT(cond, ...)                                                                                        \
+    do {                                                                                                         \
+        checks++;                                                                                                \
+        if (!(cond)) {                                                                                           \
+            if (++failures <= 20) {                                                                              \
+                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                             \
+                fprintf(stderr, __VA_ARGS__);                                                                    \
+                fputc('\n', stderr);                                                                             \
+            }                                                                                                    \
+        }                                                                                                        \
+    } while (0)
+
+/* ---- random numbers ---- */
+static uint64_t rng_state;
+static uint64_t next_u64(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+static double uniform(void) { return (double)(next_u64() >> 11) * 0x1p-53; }
+static int32_t below(int32_t n) { return (int32_t)(uniform() * n); }
+static float gauss(void) {
+    double u = uniform() + 1e-300, v = uniform();
+    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* ---- key sets ---- */
+typedef enum { KS_RANDOM, KS_CLUSTERED, KS_ROPE, KS_HEAVY, KS_INTEGER, KS_DUPLICATES, KS_EXTREME, KS_NONFINITE } keyset;
+static const char *keyset_name[] = {"random", "clustered", "rope", "heavy-tailed", "integer-ties",
+                                    "duplicates+zeros", "huge+tiny+bf16", "non-finite"};
+
+static void make_keys(keyset ks, float *K, int32_t n, int32_t d, size_t stride) {
+    int32_t nc = 24;
+    float *cent = malloc(sizeof(float) * (size_t)nc * (size_t)d);
+    for (int32_t i = 0; i < nc * d; i++) cent[i] = 3 * gauss();
+    for (int32_t j = 0; j < n; j++) {
+        float *k = K + (size_t)j * stride;
+        switch (ks) {
+        case KS_RANDOM:
+            for (int32_t i = 0; i < d; i++) k[i] = gauss();
+            break;
+        case KS_CLUSTERED: {
+            const float *c = cent + (size_t)below(nc) * (size_t)d;
+            for (int32_t i = 0; i < d; i++) k[i] = c[i] + 0.3f * gauss();
+            break;
+        }
+        case KS_ROPE: { /* clusters, two outlier channels, norms varying 10×, then RoPE at position j */
+            const float *c = cent + (size_t)below(nc) * (size_t)d;
+            float norm = (float)exp(log(10.0) * uniform());
+            for (int32_t i = 0; i < d; i++) k[i] = norm * (c[i] + 0.5f * gauss());
+            k[1] += 40, k[d / 2 + 3] -= 25;
+            for (int32_t i = 0; i < d / 2; i++) {
+                double a = j * pow(10000.0, -2.0 * i / d);
+                float cs = (float)cos(a), sn = (float)sin(a), x0 = k[i], x1 = k[i + d / 2];
+                k[i] = x0 * cs - x1 * sn, k[i + d / 2] = x1 * cs + x0 * sn;
+            }
+            break;
+        }
+        case KS_HEAVY: { /* norms from 1e-3 to 1e3, log-uniform, and a Pareto tail */
+            float norm = (float)exp(log(1e3) * (2 * uniform() - 1));
+            if (uniform() < 0.05) norm = (float)(10 / pow(uniform() + 1e-9, 0.7));
+            for (int32_t i = 0; i < d; i++) k[i] = norm * gauss();
+            break;
+        }
+        case KS_INTEGER: /* small integers: dot products are exact and tie massively */
+            for (int32_t i = 0; i < d; i++) k[i] = (float)(below(5) - 2);
+            break;
+        case KS_DUPLICATES: {
+            int32_t r = below(10);
+            if (r < 3) memset(k, 0, sizeof(float) * (size_t)d);                       /* zero vectors */
+            else if (r < 8 && j > 0) memcpy(k, K + (size_t)below(j) * stride, sizeof(float) * (size_t)d); /* copies */
+            else for (int32_t i = 0; i < d; i++) k[i] = gauss();
+            break;
+        }
+        case KS_EXTREME: {
+            int32_t r = below(4);
+            float scale = r == 0 ? 1e15f : r == 1 ? 1e-30f : r == 2 ? 1.0f : 1e-5f;
+            for (int32_t i = 0; i < d; i++) k[i] = scale * gauss();
+            if (r == 2) /* values just above bf16 grid points: rounding toward zero would lose them */
+                for (int32_t i = 0; i < d; i++) k[i] = (below(2) ? 1 : -1) * (1.0f + (float)(1 + below(255)) * 0x1p-23f);
+            break;
+        }
+        case KS_NONFINITE:
+            for (int32_t i = 0; i < d; i++) k[i] = gauss();
+            if (below(50) == 0) k[below(d)] = below(2) ? INFINITY : -INFINITY;
+            else if (below(50) == 0) k[below(d)] = NAN;
+            else if (below(50) == 0) k[below(d)] = 1e30f; /* beyond the bounded range: always scanned */
+            break;
+        }
+    }
+    free(cent);
+}
+
+/* Returns 1 for a query aimed at one key (the selective kind), 0 otherwise. */
+static int make_query(keyset ks, float *q, const float *K, int32_t n, int32_t d, size_t stride) {
+    int32_t r = below(3);
+    if (ks == KS_INTEGER) {
+        for (int32_t i = 0; i < d; i++) q[i] = (float)(below(7) - 3);
+        return 0;
+    }
+    if (r == 0 || n == 0) { /* isotropic */
+        float s = (float)exp(log(10.0) * (2 * uniform() - 1));
+        for (int32_t i = 0; i < d; i++) q[i] = s * gauss();
+        return 0;
+    }
+    const float *k = K + (size_t)below(n) * stride; /* near a key: a selective query */
+    float a = r == 1 ? 1.0f : 0.1f;
+    for (int32_t i = 0; i < d; i++) q[i] = isfinite(k[i]) && fabsf(k[i]) < 1e20f ? a * k[i] + 0.3f * gauss() : gauss();
+    return r == 1;
+}
+
+static float naive_dot(const float *q, const float *k, int32_t d) {
+    float s = 0;
+    for (int32_t i = 0; i < d; i++) s += q[i] * k[i];
+    return s;
+}
+static float naive_dot_desc(const float *q, const float *k, int32_t d) {
+    float s = 0;
+    for (int32_t i = d - 1; i >= 0; i--) s += q[i] * k[i];
+    return s;
+}
+
+/* the runtime's own dot product (runtime/src/attn.h): the one Louver and dense attention score with */
+extern float attn_dot(const float *q, const float *k, int32_t d);
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+typedef struct {
+    keyset ks;
+    int32_t d, subspaces, block_keys, blocks, queries;
+    int32_t sparse_check; /* 1: assert that queries aimed at a key, with ≤ 2% of the keys above τ, scan well under half of them */
+} scenario;
+
+static void run(const scenario *sc, int32_t total_queries_scale) {
+    const int32_t d = sc->d, B = sc->block_keys;
+    const size_t stride = (size_t)d + 3; /* rows of a wider array: the index must honour stride */
+    const int32_t buffer_max = B - 1, nmax = sc->blocks * B + buffer_max;
+    float *K = malloc(sizeof(float) * stride * (size_t)nmax), *V = malloc(sizeof(float) * stride * (size_t)nmax);
+    make_keys(sc->ks, K, nmax, d, stride);
+    float vmax = 0;
+    for (int32_t j = 0; j < nmax; j++)
+        for (int32_t i = 0; i < d; i++) V[(size_t)j * stride + i] = gauss(), vmax = fmaxf(vmax, fabsf(V[(size_t)j * stride + i]));
+    rsr_louver_config cfg = {.head_dim = d, .subspaces = sc->subspaces, .block_keys = B};
+    rsr_louver_index *ix;
+    rsr_louver_scratch *scr;
+    EXPECT(rsr_louver_create(&cfg, &ix) == RSR_OK, "create");
+    EXPECT(rsr_louver_scratch_create(&scr) == RSR_OK, "scratch");
+    float *q = malloc(sizeof(float) * (size_t)d), *out = malloc(sizeof(float) * (size_t)d);
+    float *dots = malloc(sizeof(float) * (size_t)nmax), *sorted = malloc(sizeof(float) * (size_t)nmax);
+    double *oref = malloc(sizeof(double) * (size_t)d);
+    unsigned char *mark = malloc((size_t)nmax);
+    int nonfinite = sc->ks == KS_NONFINITE;
+    int32_t queries = (int32_t)((int64_t)sc->queries * total_queries_scale / 100000);
+    if (queries < sc->blocks + 1) queries = sc->blocks + 1;
+    double scanned_frac = 0;
+    int32_t selective = 0;
+    long before = failures;
+
+    for (int32_t qi = 0; qi < queries; qi++) {
+        /* grow the index over the run: queries see every size from 0 to `blocks` blocks */
+        int32_t want_blocks = (int32_t)((int64_t)(qi + 1) * sc->blocks / queries);
+        while (rsr_louver_size(ix) / B < want_blocks)
+            EXPECT(rsr_louver_append_block(ix, K + (size_t)rsr_louver_size(ix) * stride, stride) == RSR_OK, "append");
+        int32_t size = rsr_louver_size(ix), n = size + 1 + below(buffer_max);
+        int aimed = make_query(sc->ks, q, K, n, d, stride);
+
+        float top = -INFINITY;
+        for (int32_t j = 0; j < n; j++) {
+            dots[j] = attn_dot(q, K + (size_t)j * stride, d);
+            if (dots[j] > top) top = dots[j];
+        }
+        rsr_louver_policy pol = {.kind = RSR_LOUVER_ABSOLUTE};
+        int32_t pick = below(10);
+        if (pick < 5) { /* τ exactly at the k-th largest score: keys sit exactly at τ */
+            int32_t m = 0;
+            for (int32_t j = 0; j < n; j++)
+                if (!isnan(dots[j])) sorted[m++] = dots[j];
+            qsort(sorted, (size_t)m, sizeof(float), cmp_desc);
+            int32_t k = 1 + below(m / 50 + 1);
+            pol.tau = m ? sorted[k - 1] : 0;
+        } else if (pick < 6) {
+            pol.tau = (float)(gauss() * 10);
+        } else if (pick < 9) {
+            pol.kind = RSR_LOUVER_RELATIVE;
+            pol.eps = pick == 6 ? 1e-2f : pick == 7 ? 1e-4f : 1e-6f;
+        } else {
+            pol.kind = RSR_LOUVER_BUDGET;
+            pol.budget = 0.02f;
+        }
+        rsr_louver_stats st;
+        rsr_status s = rsr_louver_attend(ix, q, K, V, stride, n, &pol, scr, out, &st);
+        EXPECT(s == RSR_OK, "attend: status %d", s);
+        if (s != RSR_OK) continue;
+        int32_t count;
+        const int32_t *scanned = rsr_louver_scratch_scanned(scr, &count);
+        EXPECT(count == st.scanned && st.keys == n && st.kept <= st.scanned && st.scanned <= n, "stats consistent");
+        memset(mark, 0, (size_t)n);
+        for (int32_t c = 0; c < count; c++) {
+            EXPECT(scanned[c] >= 0 && scanned[c] < n && !mark[scanned[c]], "scanned position %d valid and once", scanned[c]);
+            if (scanned[c] >= 0 && scanned[c] < n) mark[scanned[c]] = 1;
+        }
+        for (int32_t j = size; j < n; j++) EXPECT(mark[j], "buffer key %d not attended", j);
+
+        /* recall: every key at or above τ, by the runtime's dot and by two naive orders */
+        float tau = st.tau;
+        if (pol.kind == RSR_LOUVER_ABSOLUTE) EXPECT(tau == pol.tau, "absolute τ reported %g, given %g", tau, pol.tau);
+        int32_t above = 0;
+        int naive = qi % 4 == 0;
+        for (int32_t j = 0; j < n; j++) {
+            above += dots[j] >= tau;
+            if (dots[j] >= tau)
+                EXPECT(mark[j], "%s: key %d with score %.9g ≥ τ %.9g missed (n %d, policy %d)", keyset_name[sc->ks], j,
+                       dots[j], tau, n, pol.kind);
+            if (naive) {
+                const float *k = K + (size_t)j * stride;
+                float a = naive_dot(q, k, d), b = naive_dot_desc(q, k, d);
+                EXPECT(!(a >= tau) || mark[j], "%s: key %d, ascending-order score %.9g ≥ τ %.9g missed", keyset_name[sc->ks], j, a, tau);
+                EXPECT(!(b >= tau) || mark[j], "%s: key %d, descending-order score %.9g ≥ τ %.9g missed", keyset_name[sc->ks], j, b, tau);
+            }
+        }
+        EXPECT(st.kept == above, "kept %d, brute force %d keys ≥ τ", st.kept, above);
+        if (pol.kind == RSR_LOUVER_RELATIVE && isfinite(top))
+            EXPECT((double)tau <= (double)top - sqrt((double)d) * log(1.0 / pol.eps),
+                   "relative τ %.9g above max %.9g − gap", tau, top);
+        if (nonfinite) continue; /* scores of inf/NaN keys make dense attention itself NaN */
+
+        /* attention: the true dropped mass is within the bound; the output within 2·bound·max|v| */
+        const float scale = 1.0f / sqrtf((float)d);
+        double m = -INFINITY, total = 0, dropped = 0;
+        for (int32_t j = 0; j < n; j++) m = fmax(m, (double)(dots[j] * scale));
+        memset(oref, 0, sizeof(double) * (size_t)d);
+        for (int32_t j = 0; j < n; j++) {
+            double e = exp((double)(dots[j] * scale) - m);
+            total += e;
+            if (!mark[j]) dropped += e;
+            for (int32_t i = 0; i < d; i++) oref[i] += e * V[(size_t)j * stride + i];
+        }
+        dropped /= total;
+        EXPECT(dropped <= st.dropped_bound * (1 + 1e-6) + 1e-300, "%s: dropped mass %.3g above the certified bound %.3g",
+               keyset_name[sc->ks], dropped, st.dropped_bound);
+        EXPECT(st.scanned < n || st.dropped_bound == 0, "nothing dropped but bound %g", st.dropped_bound);
+        double err = 0;
+        for (int32_t i = 0; i < d; i++) err = fmax(err, fabs(oref[i] / total - (double)out[i]));
+        double allowed = (2 * fmin(st.dropped_bound, 1.0) + 2e-5) * vmax;
+        EXPECT(err <= allowed, "%s: output off dense by %.3g, allowed %.3g (bound %.3g)", keyset_name[sc->ks], err, allowed,
+               st.dropped_bound);
+        if (aimed && pol.kind == RSR_LOUVER_ABSOLUTE && pick < 5 && size >= n / 2) {
+            scanned_frac += (double)st.scanned / n;
+            selective++;
+        }
+    }
+    if (sc->sparse_check)
+        EXPECT(selective > 0 && scanned_frac / selective < 0.5, "%s: selective queries scanned %.1f%% of the keys on average",
+               keyset_name[sc->ks], selective ? 100 * scanned_frac / selective : 0);
+    printf("%-18s d=%-3d S=%-2d B=%-3d blocks=%-3d queries=%-6d selective scan %.1f%%%s\n", keyset_name[sc->ks], d,
+           rsr_louver_get_config(ix)->subspaces, B, sc->blocks, queries, selective ? 100 * scanned_frac / selective : 0.0,
+           failures > before ? "  FAILED" : "");
+    rsr_louver_free(ix);
+    rsr_louver_scratch_free(scr);
+    free(K), free(V), free(q), free(out), free(dots), free(sorted), free(oref), free(mark);
+}
+
+static void test_config(void) {
+    rsr_louver_config c = rsr_louver_default_config(128), r;
+    EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 8 && r.block_keys == 256, "defaults for d=128");
+    c = rsr_louver_default_config(16);
+    EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 1, "one subspace for d=16");
+    rsr_louver_index *ix = NULL;
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = 0}, &ix) == RSR_ERR_INVALID_ARGUMENT && !ix, "d = 0");
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = 64, .block_keys = 24}, &ix) == RSR_ERR_INVALID_ARGUMENT,
+           "block_keys not a multiple of 16");
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = 64, .block_keys = 512}, &ix) == RSR_ERR_INVALID_ARGUMENT,
+           "block_keys above 256");
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = 8, .subspaces = 9}, &ix) == RSR_ERR_INVALID_ARGUMENT,
+           "more subspaces than dimensions");
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = 64, .block_keys = 16}, &ix) == RSR_OK, "create");
+    rsr_louver_scratch *sc;
+    rsr_louver_scratch_create(&sc);
+    float k[64 * 16] = {0}, q[64] = {1}, o[64];
+    rsr_louver_append_block(ix, k, 64);
+    rsr_louver_policy bad[] = {{.kind = RSR_LOUVER_RELATIVE, .eps = 0}, {.kind = RSR_LOUVER_RELATIVE, .eps = 1},
+                               {.kind = RSR_LOUVER_ABSOLUTE, .tau = NAN}, {.kind = RSR_LOUVER_BUDGET, .budget = 0},
+                               {.kind = 7}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        EXPECT(rsr_louver_attend(ix, q, k, k, 64, 16, &bad[i], sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT, "bad policy %zu", i);
+    rsr_louver_policy ok = {.kind = RSR_LOUVER_RELATIVE, .eps = 0.5f};
+    EXPECT(rsr_louver_attend(ix, q, k, k, 64, 15, &ok, sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT, "n below the index size");
+    EXPECT(rsr_louver_attend(ix, q, k, k, 32, 16, &ok, sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT, "stride below d");
+    rsr_louver_clear(ix);
+    EXPECT(rsr_louver_size(ix) == 0, "clear");
+    rsr_louver_free(ix);
+    rsr_louver_scratch_free(sc);
+}
+
+int main(int argc, char **argv) {
+    int32_t total = argc > 1 ? atoi(argv[1]) : 100000;
+    if (total <= 0) {
+        fprintf(stderr, "usage: test_louver [QUERIES]\n");
+        return 2;
+    }
+    rng_state = 12345;
+    test_config();
+    static const scenario scenarios[] = {
+        /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
+        {KS_RANDOM, 128, 0, 256, 8, 12000, 0},
+        {KS_CLUSTERED, 128, 0, 256, 8, 12000, 1},
+        {KS_ROPE, 128, 0, 256, 8, 12000, 0},
+        {KS_HEAVY, 128, 0, 256, 8, 10000, 0},
+        {KS_INTEGER, 64, 0, 128, 12, 10000, 0},
+        {KS_DUPLICATES, 64, 0, 64, 20, 10000, 0},
+        {KS_EXTREME, 64, 0, 64, 20, 10000, 0},
+        {KS_NONFINITE, 64, 0, 64, 12, 4000, 0},
+        {KS_CLUSTERED, 16, 0, 16, 300, 8000, 1}, /* the tiny models' head_dim; 300 blocks: 5 growths */
+        {KS_ROPE, 96, 5, 32, 80, 8000, 0},        /* subspaces of unequal width, d not a power of two */
+        {KS_HEAVY, 40, 3, 16, 100, 4000, 0},       /* d not a multiple of 16 */
+    };
+    for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++) run(&scenarios[i], total);
+    printf("%ld checks, %ld failures\n", checks, failures);
+    return failures ? 1 : 0;
+}

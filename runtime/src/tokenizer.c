@@ -95,7 +95,11 @@ bool strmap_put(strmap *m, const char *arena, span key, int32_t value) {
 }
 
 static uint64_t merge_key(int32_t left, int32_t right) { return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1; }
-static uint32_t merge_hash(uint64_t k) { return (uint32_t)((k * 0x9e3779b97f4a7c15u) >> 32); }
+static uint32_t merge_hash(uint64_t k) { /* splitmix64's finalizer: every key bit reaches the low bits */
+    k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9u;
+    k = (k ^ (k >> 27)) * 0x94d049bb133111ebu;
+    return (uint32_t)(k ^ (k >> 31));
+}
 
 int32_t tok_lookup_merge(const rsr_tokenizer *t, int32_t left, int32_t right, int32_t *result) {
     if (!t->merges || left < 0 || right < 0) return -1;
@@ -305,6 +309,32 @@ static rsr_status read_added(rsr_tokenizer *t, const cJSON *added) {
         t->text[x->id] = x->content;
         t->flags[x->id] |= TF_USED | TF_ADDED | (x->special ? TF_SPECIAL : 0);
     }
+    return RSR_OK;
+}
+
+/* Added tokens grouped by their first byte, longest first, so that matching them in a text
+ * costs one table look-up at positions where none can start. */
+static _Thread_local const rsr_tokenizer *sort_owner; /* qsort has no context argument in C11 */
+static int by_first_byte_then_longest(const void *a, const void *b) {
+    const added_token *x = &sort_owner->added[*(const int32_t *)a], *y = &sort_owner->added[*(const int32_t *)b];
+    uint8_t fx = (uint8_t)tok_str(sort_owner, x->content)[0], fy = (uint8_t)tok_str(sort_owner, y->content)[0];
+    if (fx != fy) return fx < fy ? -1 : 1;
+    if (x->content.len != y->content.len) return x->content.len > y->content.len ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+static rsr_status index_added(rsr_tokenizer *t) {
+    t->added_by_byte = malloc(sizeof(int32_t) * (size_t)(t->num_added + 1));
+    if (!t->added_by_byte) return OOM(t);
+    for (int32_t i = 0; i < t->num_added; i++) t->added_by_byte[i] = i;
+    sort_owner = t;
+    qsort(t->added_by_byte, (size_t)t->num_added, sizeof(int32_t), by_first_byte_then_longest);
+    int32_t k = 0;
+    for (int b = 0; b < 256; b++) {
+        t->added_first[b] = k;
+        while (k < t->num_added && (uint8_t)tok_str(t, t->added[t->added_by_byte[k]].content)[0] == b) k++;
+    }
+    t->added_first[256] = k;
     return RSR_OK;
 }
 
@@ -746,7 +776,10 @@ static rsr_status load(rsr_tokenizer *t, const char *json, size_t len) {
             char s[4];
             int n = utf8_encode(byte_to_codepoint((uint8_t)b), s);
             t->byte_id[b] = strmap_get(&t->vocab, t->arena.p, s, (size_t)n);
+            memcpy(t->byte_text[b], s, (size_t)n);
+            t->byte_text_len[b] = (uint8_t)n;
         }
+    if ((st = index_added(t)) != RSR_OK) return st;
     describe(t);
     t->match = pcre2_match_data_create(4, NULL);
     if (!t->match) return OOM(t);
@@ -767,7 +800,7 @@ void rsr_tokenizer_free(rsr_tokenizer *t) {
     for (int32_t i = 0; i < t->num_pre; i++) pcre2_code_free(t->pre[i].re);
     pcre2_match_data_free(t->match);
     free(t->arena.p), free(t->text), free(t->piece), free(t->flags), free(t->vocab.slot), free(t->merges);
-    free(t->added), free(t->norm), free(t->pre), free(t->prefix_ids), free(t->suffix_ids);
+    free(t->added), free(t->added_by_byte), free(t->norm), free(t->pre), free(t->prefix_ids), free(t->suffix_ids);
     free(t->clean.p), free(t->normed.p), free(t->pretok.p), free(t->mapped.p);
     free(t->sections.p), free(t->subsections.p), free(t->pieces.p), free(t->pieces_next.p), free(t->matches.p);
     free(t->syms), free(t->heap), free(t->out);

@@ -103,6 +103,8 @@ struct rsr_tokenizer {
     /* added tokens, matched longest first at each position of the text */
     added_token *added;
     int32_t num_added;
+    int32_t *added_by_byte;     /* indices of added tokens grouped by first byte, longest first */
+    int32_t added_first[257];   /* added_by_byte[added_first[b] .. added_first[b + 1]) start with b */
     bool any_normalized_added;
 
     norm_step *norm;
@@ -111,6 +113,8 @@ struct rsr_tokenizer {
     int32_t num_pre;
     bool byte_level;            /* the last pre-tokenizer maps bytes to the byte-level alphabet */
     int32_t byte_id[256];       /* byte-level: the id of each byte's one-character token */
+    char byte_text[256][2];     /* byte-level: each byte's character in UTF-8 (U+0021..U+0143) */
+    uint8_t byte_text_len[256];
 
     /* post-processor (TemplateProcessing, single sequence): ids around the text */
     int32_t *prefix_ids, num_prefix, *suffix_ids, num_suffix;

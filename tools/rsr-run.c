@@ -73,7 +73,7 @@ static void usage(FILE *out) {
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
           "\n"
           "other:\n"
-          "  --logits FILE         write the fp32 logits of the last prompt position (vocab floats)\n"
+          "  --logits FILE         with --tokens: write the fp32 logits of the last prompt position\n"
           "  -t, --threads N       threads (default: OpenMP's default)\n"
           "  --ctx N               context length of the session (default: the model's)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"

@@ -292,5 +292,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_offset(out, d->lm_head);
     fprintf(out, ", .embed_dtype = %d, .lm_head_dtype = %d,\n    .final_norm = ", d->embed_dtype, d->lm_head_dtype);
     emit_offset(out, d->final_norm);
-    fprintf(out, ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n};\n", d->num_matrices);
+    fprintf(out, ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n    .tokenizer_json = ", d->num_matrices);
+    emit_offset(out, d->tokenizer_json);
+    fprintf(out, ", .tokenizer_json_size = %lluu,\n};\n", (unsigned long long)d->tokenizer_json_size);
 }

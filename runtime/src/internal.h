@@ -13,6 +13,7 @@ struct rsr_model {
     const rsr_artifact *a;
     int32_t num_threads;
     int32_t max_rows;           /* the largest matrix output (scratch sizes) */
+    rsr_tokenizer *tokenizer;   /* parsed from the artifact's tokenizer.json on first use */
     char err[RSR_ERRMSG_SIZE];
 };
 

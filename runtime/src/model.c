@@ -15,6 +15,9 @@ const char *rsr_status_to_string(rsr_status st) {
     case RSR_ERR_CONTEXT_FULL: return "context full";
     case RSR_ERR_BAD_TOKEN: return "token id out of range";
     case RSR_ERR_INTERNAL: return "internal error";
+    case RSR_ERR_NOT_FOUND: return "not found";
+    case RSR_ERR_FORMAT: return "unsupported format";
+    case RSR_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     }
     return "unknown status";
 }
@@ -28,6 +31,8 @@ rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) {
     }
     return st;
 }
+
+uint32_t rsr_api_version(void) { return RSR_API_VERSION; }
 
 rsr_model_params rsr_model_default_params(void) { return (rsr_model_params){.num_threads = 0}; }
 
@@ -47,6 +52,11 @@ static rsr_status check_artifact(rsr_model *m) {
             return rsr_set_error(m->err, RSR_ERR_ABI, "artifact matrix %d (%s) is inconsistent", i, x->name);
         if (x->rows > max_rows) max_rows = x->rows;
     }
+    if (a->tokenizer_json != RSR_NO_TENSOR &&
+        (a->tokenizer_json > a->blob_size || a->tokenizer_json_size > a->blob_size - a->tokenizer_json))
+        return rsr_set_error(m->err, RSR_ERR_ABI, "artifact tokenizer [%llu, +%llu) lies outside the %llu-byte blob",
+                             (unsigned long long)a->tokenizer_json, (unsigned long long)a->tokenizer_json_size,
+                             (unsigned long long)a->blob_size);
     m->max_rows = max_rows;
     return RSR_OK;
 }
@@ -65,7 +75,32 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
     return check_artifact(m);
 }
 
-void rsr_model_close(rsr_model *m) { free(m); }
+void rsr_model_close(rsr_model *m) {
+    if (!m) return;
+    rsr_tokenizer_free(m->tokenizer);
+    free(m);
+}
+
+rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
+    if (out) *out = NULL;
+    if (!m || !out) return RSR_ERR_INVALID_ARGUMENT;
+    const rsr_artifact *a = m->a;
+    if (a->tokenizer_json == RSR_NO_TENSOR)
+        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "the model was compiled without a tokenizer: put tokenizer.json "
+                             "next to the weights and compile it again (or pass token ids)");
+    if (!m->tokenizer) {
+        rsr_tokenizer *t;
+        rsr_status st = rsr_tokenizer_create((const char *)a->blob + a->tokenizer_json, a->tokenizer_json_size, &t);
+        if (st != RSR_OK) {
+            rsr_set_error(m->err, st, "%s", rsr_tokenizer_errmsg(t));
+            rsr_tokenizer_free(t);
+            return st;
+        }
+        m->tokenizer = t;
+    }
+    *out = m->tokenizer;
+    return RSR_OK;
+}
 
 const char *rsr_model_errmsg(const rsr_model *m) {
     if (!m) return "no model (out of memory or a NULL handle)";

@@ -51,6 +51,13 @@ int main(int argc, char **argv) {
     EXPECT(info.num_matrices == info.num_layers * 7, "7 matrices per layer, got %d", info.num_matrices);
     EXPECT(strcmp(api.status_to_string(RSR_ERR_CONTEXT_FULL), "context full") == 0, "status string");
 
+    /* a model compiled without tokenizer.json: text needs one, and the message says how to get it */
+    rsr_tokenizer *tok = (rsr_tokenizer *)&tok;
+    EXPECT(api.model_tokenizer(m, &tok) == RSR_ERR_NOT_FOUND && tok == NULL, "no tokenizer in this artifact");
+    EXPECT(strstr(api.model_errmsg(m), "tokenizer.json"), "the message names tokenizer.json: '%s'", api.model_errmsg(m));
+    EXPECT(api.model_tokenizer(NULL, &tok) == RSR_ERR_INVALID_ARGUMENT, "model_tokenizer(NULL)");
+    EXPECT(api.api_version() == RSR_API_VERSION, "API version %u", api.api_version());
+
     /* matrices */
     rsr_matrix_info mi;
     EXPECT(api.model_matrix_info(m, -1, &mi) == RSR_ERR_INVALID_ARGUMENT, "matrix -1");

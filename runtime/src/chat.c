@@ -1,0 +1,137 @@
+/*
+ * chat.c — chat templates: a conversation rendered as the text a chat model was trained on.
+ *
+ * Each template is the model family's Jinja template (tokenizer_config.json) written out in C;
+ * the Jinja filters they use are `trim` (Python's str.strip) and `capitalize`.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer.h"
+
+static bool is_python_space(uint32_t c) {
+    return (c >= 9 && c <= 13) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Appends s with leading and trailing white space removed (Jinja's trim). s is valid UTF-8. */
+static bool append_trimmed(bytes *b, const char *s) {
+    size_t len = strlen(s), start = 0, end = 0;
+    bool seen = false;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t at = i;
+        i += (size_t)utf8_next(s + i, len - i, &cp);
+        if (is_python_space(cp)) continue;
+        if (!seen) start = at, seen = true;
+        end = i;
+    }
+    return bytes_append(b, s + start, seen ? end - start : 0);
+}
+
+static bool append(bytes *b, const char *s) { return bytes_append(b, s, strlen(s)); }
+
+typedef struct chat_tokens {
+    const char *bos, *eos;
+} chat_tokens;
+
+/* Llama-3: <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>, BOS before the first. */
+static bool render_llama3(bytes *b, const chat_tokens *k, const rsr_chat_message *m, int32_t n, int gen) {
+    bool ok = true;
+    for (int32_t i = 0; i < n && ok; i++) {
+        if (i == 0) ok = append(b, k->bos);
+        ok = ok && append(b, "<|start_header_id|>") && append(b, m[i].role) && append(b, "<|end_header_id|>\n\n") &&
+             append_trimmed(b, m[i].content) && append(b, "<|eot_id|>");
+    }
+    return ok && (!gen || append(b, "<|start_header_id|>assistant<|end_header_id|>\n\n"));
+}
+
+/* BitNet b1.58 2B-4T: "Role: content<|eot_id|>" with the role capitalized, BOS before the first. */
+static bool render_bitnet(bytes *b, const chat_tokens *k, const rsr_chat_message *m, int32_t n, int gen) {
+    bool ok = true;
+    for (int32_t i = 0; i < n && ok; i++) {
+        if (i == 0) ok = append(b, k->bos);
+        for (const char *r = m[i].role; *r && ok; r++) {
+            char c = *r;
+            if (r == m[i].role && c >= 'a' && c <= 'z') c = (char)(c - 32);
+            else if (r != m[i].role && c >= 'A' && c <= 'Z') c = (char)(c + 32);
+            ok = bytes_append(b, &c, 1);
+        }
+        ok = ok && append(b, ": ") && append_trimmed(b, m[i].content) && append(b, "<|eot_id|>");
+    }
+    return ok && (!gen || append(b, "Assistant: "));
+}
+
+/* Llama-2: <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s><s>[INST] ... */
+static rsr_status render_llama2(rsr_tokenizer *t, bytes *b, const chat_tokens *k, const rsr_chat_message *m, int32_t n) {
+    const char *system = NULL;
+    if (n > 0 && strcmp(m[0].role, "system") == 0) system = m[0].content, m++, n--;
+    bytes first = {0};
+    bool ok = true;
+    for (int32_t i = 0; i < n && ok; i++) {
+        bool user = strcmp(m[i].role, "user") == 0;
+        if (user != (i % 2 == 0) || (!user && strcmp(m[i].role, "assistant") != 0)) {
+            free(first.p);
+            return tok_error(t, RSR_ERR_INVALID_ARGUMENT,
+                             "chat template 'llama2': message %d has role '%s'; after an optional system message the "
+                             "roles must alternate user, assistant, user, ...", i + (system != NULL), m[i].role);
+        }
+        const char *content = m[i].content;
+        if (i == 0 && system) {
+            ok = append(&first, "<<SYS>>\n") && append(&first, system) && append(&first, "\n<</SYS>>\n\n") &&
+                 append(&first, m[i].content);
+            content = first.p;
+        }
+        if (user) ok = ok && append(b, k->bos) && append(b, "[INST] ") && append_trimmed(b, content) && append(b, " [/INST]");
+        else ok = ok && append(b, " ") && append_trimmed(b, content) && append(b, " ") && append(b, k->eos);
+    }
+    free(first.p);
+    return ok ? RSR_OK : tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
+}
+
+rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name, const rsr_chat_message *messages,
+                                             int32_t n, int add_generation_prompt, char *text, size_t capacity,
+                                             size_t *len) {
+    if (len) *len = 0;
+    if (!t || !t->text) return RSR_ERR_INVALID_ARGUMENT;
+    if (!len || n < 0 || (n > 0 && !messages) || (capacity && !text))
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: messages, text and len must not be NULL, n >= 0");
+    for (int32_t i = 0; i < n; i++)
+        if (!messages[i].role || !messages[i].content)
+            return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: message %d has a NULL role or content", i);
+    if (!name) name = t->chat_template;
+    if (!name) return tok_error(t, RSR_ERR_NOT_FOUND, "chat: this vocabulary suits no known chat template; name one (llama3, bitnet, llama2)");
+    static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL};
+    static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
+    static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
+    const char *const *needs;
+    if (strcmp(name, "llama3") == 0) needs = needs_llama3;
+    else if (strcmp(name, "bitnet") == 0) needs = needs_bitnet;
+    else if (strcmp(name, "llama2") == 0) needs = needs_llama2;
+    else return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (llama3, bitnet, llama2)", name);
+    for (const char *const *k = needs; *k; k++)
+        if (rsr_tokenizer_token_id(t, *k) < 0)
+            return tok_error(t, RSR_ERR_NOT_FOUND, "chat: template '%s' needs the token '%s', which this vocabulary lacks", name, *k);
+    chat_tokens k = {needs[0], needs == needs_llama2 ? "</s>" : NULL};
+
+    /* Contents are text people typed or a model sampled: invalid UTF-8 is read as U+FFFD. */
+    rsr_chat_message *clean = calloc((size_t)n + 1, sizeof *clean);
+    bool ok = clean != NULL;
+    for (int32_t i = 0; i < n && ok; i++) {
+        bytes c = {0};
+        ok = utf8_sanitize(&c, messages[i].content, strlen(messages[i].content));
+        clean[i] = (rsr_chat_message){messages[i].role, c.p};
+    }
+    rsr_status st = RSR_OK;
+    bytes *b = &t->normed;
+    b->len = 0;
+    ok = ok && bytes_append(b, "", 0);
+    if (ok && needs == needs_llama3) ok = render_llama3(b, &k, clean, n, add_generation_prompt);
+    else if (ok && needs == needs_bitnet) ok = render_bitnet(b, &k, clean, n, add_generation_prompt);
+    else if (ok) st = render_llama2(t, b, &k, clean, n);
+    for (int32_t i = 0; clean && i < n; i++) free((char *)clean[i].content);
+    free(clean);
+    if (!ok) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
+    if (st != RSR_OK) return st;
+    return tok_copy_out(t, b->p, b->len, text, capacity, len);
+}

@@ -1,0 +1,36 @@
+/* rsr-run.h — what the parts of rsr-run share: the loaded API, the options, error exits. */
+#ifndef RSR_RUN_H
+#define RSR_RUN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rsr_dl.h"
+
+extern rsr_api api;
+
+typedef struct run_options {
+    const char *model_path;
+    const char *prompt;         /* -p, -f or stdin */
+    long n_gen;                 /* tokens to generate; < 0: the mode's default */
+    int ignore_eos, echo, special;
+    rsr_sampler_params sampler;
+    uint64_t seed;
+    int32_t ctx;
+    rsr_session_params session; /* attention kind and Louver policy; max_positions = ctx */
+    int stats;                  /* --stats: per step and layer attention figures */
+    const char **stop;          /* --stop strings */
+    int num_stop;
+    const char *chat_template, *system;
+} run_options;
+
+void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+double now(void);
+void check(rsr_status st, rsr_session *s);
+
+/* run_text.c: a prompt's continuation as text, and the chat loop */
+void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o);
+void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o);
+rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why);
+
+#endif

@@ -42,14 +42,42 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     const char *si = wide ? "si512" : "si256";
     int V = wide ? 64 : 32;
     fputs("#include <immintrin.h>\n", out);
-    fprintf(out, "typedef %s rsr_vacc;\n", v);
-    fprintf(out, "static inline rsr_vacc rsr_vzero(void) { return %s_setzero_%s(); }\n", pre, si);
     if (isa == DOT_AVX512VNNI) {
         fprintf(out, "#define RSR_DOT(acc, c, x) _mm512_dpbusd_epi32(acc, c, x)\n");
     } else {
         fprintf(out, "#define RSR_DOT(acc, c, x) %s_add_epi32(acc, %s_madd_epi16(%s_maddubs_epi16(c, x), %s_set1_epi16(1)))\n",
                 pre, pre, pre, pre);
     }
+    if (dot_isa_field_scaled(isa)) {
+        /* Field-scaled: field i is masked in place (codes times 4^i, at most 128) into its own
+         * accumulator, which saves the shifts; every lane of f[i] is then an exact multiple of
+         * 4^i, so an arithmetic shift brings it back before the lanes are summed. */
+        fputs("typedef struct { __m512i f[4]; } rsr_vacc;\n"
+              "static inline rsr_vacc rsr_vzero(void) {\n"
+              "    rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()}};\n"
+              "    return a;\n}\n"
+              "static inline rsr_vacc rsr_dot4(rsr_vacc a, const uint8_t *w, const int8_t *x) {\n"
+              "    __m512i p = _mm512_loadu_si512((const void *)w);\n",
+              out);
+        for (int i = 0; i < 4; i++)
+            fprintf(out, "    a.f[%d] = RSR_DOT(a.f[%d], _mm512_and_si512(p, _mm512_set1_epi8(%d)), _mm512_loadu_si512((const void *)(x + %d)));\n",
+                    i, i, 3 << (2 * i), i * V);
+        fputs("    return a;\n}\n"
+              "static inline rsr_vacc rsr_sum4(rsr_vacc a, const int8_t *x) {\n"
+              "    __m512i one = _mm512_set1_epi8(1);\n",
+              out);
+        for (int i = 0; i < 4; i++)
+            fprintf(out, "    a.f[0] = RSR_DOT(a.f[0], one, _mm512_loadu_si512((const void *)(x + %d)));\n", i * V);
+        fputs("    return a;\n}\n"
+              "static inline int32_t rsr_vsum(rsr_vacc a) {\n"
+              "    __m512i s = _mm512_add_epi32(_mm512_add_epi32(a.f[0], _mm512_srai_epi32(a.f[1], 2)),\n"
+              "                                 _mm512_add_epi32(_mm512_srai_epi32(a.f[2], 4), _mm512_srai_epi32(a.f[3], 6)));\n"
+              "    return _mm512_reduce_add_epi32(s);\n}\n\n",
+              out);
+        return;
+    }
+    fprintf(out, "typedef %s rsr_vacc;\n", v);
+    fprintf(out, "static inline rsr_vacc rsr_vzero(void) { return %s_setzero_%s(); }\n", pre, si);
     fprintf(out, "static inline rsr_vacc rsr_dot4(rsr_vacc acc, const uint8_t *w, const int8_t *x) {\n");
     fprintf(out, "    %s p = %s_loadu_%s((const void *)w), m = %s_set1_epi8(3);\n", v, pre, si, pre);
     for (int i = 0; i < 4; i++) {
@@ -188,7 +216,7 @@ static void emit_i2(FILE *out, const kernel *kn) {
     for (int r = 0; r < R; r++) fprintf(out, "        rsr_vacc a%d = rsr_vzero();\n", r);
     fprintf(out, "        for (int32_t g = 0; g < %d; g++) {\n", kn->groups);
     fprintf(out, "            const int8_t *xg = x + g * %d;\n", 4 * V);
-    for (int r = 0; r < R; r++) fprintf(out, "            a%d = rsr_dot4(a%d, w + %d + g * %d, xg);\n", r, r, r * rb, V);
+    for (int r = 0; r < R; r++) fprintf(out, "            a%d = rsr_dot4(a%d, w + %d + g * %d, xg);\n", r, r, r * V, R * V);
     fputs("        }\n", out);
     for (int r = 0; r < R; r++) {
         fputs("        ", out);

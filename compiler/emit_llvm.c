@@ -280,29 +280,41 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
     loop B;
     loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
     LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, B.i, e->i64, ""), c64(e, (int64_t)R * rb), ""));
-    LLVMValueRef a[8];
-    for (int r = 0; r < R; r++) a[r] = var(e, at_, zero, "a");
+    /* one accumulator per row, or per row and field when fields are masked in place (kernel.c) */
+    bool scaled = dot_isa_field_scaled(kn->isa);
+    int F = scaled ? 4 : 1;
+    LLVMValueRef a[8][4];
+    for (int r = 0; r < R; r++)
+        for (int f = 0; f < F; f++) a[r][f] = var(e, at_, zero, "a");
     loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "group");
     xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
     LLVMValueRef xv[4];
     for (int i = 0; i < 4; i++) xv[i] = load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), ""));
-    LLVMValueRef wg = LLVMBuildMul(e->b, G.i, c32(e, V), "");
+    LLVMValueRef wg = LLVMBuildMul(e->b, G.i, c32(e, R * V), "");
     for (int r = 0; r < R; r++) {
-        LLVMValueRef p = load_vec(e, V, w, LLVMBuildAdd(e->b, wg, c32(e, r * rb), ""));
-        LLVMValueRef ar = get(e, a[r]);
+        LLVMValueRef p = load_vec(e, V, w, LLVMBuildAdd(e->b, wg, c32(e, r * V), ""));
+        LLVMValueRef ar = get(e, a[r][0]);
         for (int i = 0; i < 4; i++) {
+            if (scaled) {
+                LLVMValueRef codes = LLVMBuildAnd(e->b, p, splat(e->i8, V, 3 << (2 * i)), "");
+                set(e, a[r][i], dot(e, kn, get(e, a[r][i]), codes, xv[i]));
+                continue;
+            }
             LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
             ar = dot(e, kn, ar, LLVMBuildAnd(e->b, shifted, three, ""), xv[i]);
         }
-        set(e, a[r], ar);
+        if (!scaled) set(e, a[r][0], ar);
     }
     loop_end(e, &G);
     LLVMValueRef row0 = LLVMBuildMul(e->b, B.i, c32(e, R), "");
     for (int r = 0; r < R; r++) {
+        LLVMValueRef total = get(e, a[r][0]);
+        for (int f = 1; f < F; f++) /* lanes of field f are exact multiples of 4^f */
+            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, get(e, a[r][f]), splat(e->i32, acc_lanes(kn), 2 * f), ""), "");
         LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
         LLVMBasicBlockRef join = NULL;
         if (kn->rows % R) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-        store_y(e, y, row, LLVMBuildSub(e->b, vsum(e, kn, get(e, a[r])), sum_x, ""));
+        store_y(e, y, row, LLVMBuildSub(e->b, vsum(e, kn, total), sum_x, ""));
         if (join) if_end(e, join);
     }
     loop_end(e, &B);

@@ -182,6 +182,7 @@ enum kernel_form {
 enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI };
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
+bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
 typedef struct kernel {
     char *symbol;               /* C / LLVM / CUDA function name */
     const char *strategy;       /* shown in stats and the manifest */
@@ -203,7 +204,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 uint64_t kernel_data_size(const kernel *kn);
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
-/* i2 layout: row r, group g, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
+/* i2 layout: block b, group g, row r, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
 static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
 
 /* ---- blob.c: the artifact's constant data, streamed to a file ---- */

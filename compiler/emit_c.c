@@ -322,5 +322,11 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_offset(out, d->final_norm);
     fprintf(out, ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n    .tokenizer_json = ", d->num_matrices);
     emit_offset(out, d->tokenizer_json);
-    fprintf(out, ", .tokenizer_json_size = %lluu,\n};\n", (unsigned long long)d->tokenizer_json_size);
+    fprintf(out, ", .tokenizer_json_size = %lluu,\n    .head_q8 = ", (unsigned long long)d->tokenizer_json_size);
+    emit_offset(out, d->head_q8);
+    fputs(", .head_q8_scale = ", out);
+    emit_offset(out, d->head_q8_scale);
+    fputs(", .head_q8_err = ", out);
+    emit_offset(out, d->head_q8_err);
+    fprintf(out, ", .head_q8_stride = %d,\n};\n", d->head_q8_stride);
 }

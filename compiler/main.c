@@ -17,6 +17,7 @@ typedef struct options {
     enum emit_kind emit;
     int rsr_k;                  /* 0: chosen per matrix by the cost model */
     enum strategy strategy;
+    bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
     bool explain, stats, print_model, print_plan, print_target, verify, progress;
 } options;
 
@@ -41,6 +42,8 @@ static void usage(FILE *out) {
           "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
           "                        as instructions), rsr-loop (index as constant data) or i2 (packed 2-bit codes,\n"
           "                        int8 dot products: VNNI, maddubs or scalar as the target allows)\n"
+          "  --no-greedy-head      leave out the int8 copy of the LM head that certified greedy decoding reads\n"
+          "                        (half the bytes of a bf16 head per token; the artifact grows by vocab x hidden)\n"
           "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why\n"
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
@@ -62,15 +65,15 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .progress = isatty(2)};
-    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION, O_EXPLAIN, O_BACKEND };
+    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .progress = isatty(2)};
+    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION, O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
         {"emit", required_argument, 0, O_EMIT}, {"rsr-k", required_argument, 0, O_K},
         {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
         {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY}, {"explain", no_argument, 0, O_EXPLAIN},
-        {"backend", required_argument, 0, O_BACKEND},
+        {"backend", required_argument, 0, O_BACKEND}, {"no-greedy-head", no_argument, 0, O_NO_GREEDY_HEAD},
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -102,6 +105,7 @@ static options parse_args(int argc, char **argv) {
                 fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop, i2)", optarg);
             break;
         case O_EXPLAIN: o.explain = true; break;
+        case O_NO_GREEDY_HEAD: o.greedy_head = false; break;
         case O_STATS: o.stats = true; break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
@@ -246,6 +250,12 @@ static void compile(const options *o) {
     else d.lm_head = blob_copy_tensor(&blob, st_find(m->ar, "lm_head.weight"), &d.lm_head_dtype);
     d.final_norm = blob_norm(&blob, m, -1, "model.norm.weight", m->hidden);
     d.tokenizer_json = blob_tokenizer(&blob, m, &d.tokenizer_json_size);
+    d.head_q8 = d.head_q8_scale = d.head_q8_err = RSR_NO_TENSOR;
+    if (o->greedy_head) {
+        double t_head = now_seconds();
+        blob_write_head_q8(&blob, st_find(m->ar, m->tied ? "model.embed_tokens.weight" : "lm_head.weight"), &d);
+        note(1, "int8 greedy head: %d rows in %.2f s", m->vocab, now_seconds() - t_head);
+    }
 
     int32_t total = m->num_layers * NUM_PROJ;
     matrix_record *mats = xcalloc((size_t)total, sizeof *mats);

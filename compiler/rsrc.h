@@ -23,6 +23,7 @@
 #include "rsr_artifact.h"
 
 struct blob_writer;
+struct artifact_desc;
 
 #define RSRC_VERSION "0.1.0"
 
@@ -219,6 +220,8 @@ uint64_t blob_align(blob_writer *b, unsigned alignment);
 uint64_t blob_write(blob_writer *b, const void *data, size_t n);
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
 void blob_close(blob_writer *b);
+/* The int8 copy of the LM head for certified greedy decoding (layout: rsr_artifact.h). */
+void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_desc *d);
 
 /* ---- tokenizer_blob.c: tokenizer.json next to the weights, checked and copied into the blob ---- */
 uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size); /* RSR_NO_TENSOR when absent */
@@ -246,6 +249,8 @@ typedef struct artifact_desc {
     uint64_t embed, lm_head, final_norm, blob_size;
     int32_t embed_dtype, lm_head_dtype;
     uint64_t tokenizer_json, tokenizer_json_size;
+    uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
+    int32_t head_q8_stride;
 } artifact_desc;
 void emit_c_artifact(FILE *out, const artifact_desc *d);
 

@@ -176,16 +176,41 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
     check(api.session_eval(s, prompt, n_prompt < 8 ? n_prompt : 8, logits), s); /* warm-up */
     check(api.session_reset(s), s);
     double t0 = now();
-    check(api.session_eval(s, prompt, n_prompt, logits), s);
+    int32_t first;
+    check(api.session_eval_greedy(s, prompt, n_prompt, &first), s);
     double t1 = now();
-    int32_t tok = api.sample_greedy(logits, info->vocab_size);
+    /* decode twice from the same position, side by side: the certified greedy head, then the
+     * full logits + argmax; both must give the same tokens */
+    int32_t pos = api.session_position(s), tok = first, mismatch = -1;
+    int32_t *tokens = malloc(sizeof *tokens * (size_t)(decode + 1));
     for (int32_t i = 0; i < decode; i++) {
-        check(api.session_eval(s, &tok, 1, logits), s);
-        tok = api.sample_greedy(logits, info->vocab_size);
+        tokens[i] = tok;
+        check(api.session_eval_greedy(s, &tok, 1, &tok), s);
     }
     double t2 = now();
+    tokens[decode] = tok;
+    check(api.session_reset(s), s);
+    check(api.session_eval(s, prompt, n_prompt, logits), s);
+    if (api.session_position(s) != pos) die("--bench: position mismatch");
+    double t3 = now();
+    tok = first;
+    for (int32_t i = 0; i < decode; i++) {
+        if (tok != tokens[i] && mismatch < 0) mismatch = i;
+        check(api.session_eval(s, &tokens[i], 1, logits), s);
+        tok = api.sample_greedy(logits, info->vocab_size);
+    }
+    double t4 = now();
+    if (decode && tok != tokens[decode] && mismatch < 0) mismatch = decode;
     printf("prefill %d tokens: %.2f tok/s\n", n_prompt, n_prompt / (t1 - t0));
-    if (decode) printf("decode %d tokens: %.2f tok/s (%.2f ms/token)\n", decode, decode / (t2 - t1), 1e3 * (t2 - t1) / decode);
+    if (decode) {
+        printf("decode %d tokens, certified greedy head: %.2f tok/s (%.2f ms/token)\n", decode, decode / (t2 - t1),
+               1e3 * (t2 - t1) / decode);
+        printf("decode %d tokens, full logits:           %.2f tok/s (%.2f ms/token); greedy head %.2fx faster, %s\n",
+               decode, decode / (t4 - t3), 1e3 * (t4 - t3) / decode, (t4 - t3) / (t2 - t1),
+               mismatch < 0 ? "same tokens" : "TOKENS DIFFER");
+    }
+    free(tokens);
+    if (mismatch >= 0) die("--bench: the greedy head and the full logits disagree at decode step %d", mismatch);
     free(synthetic);
     free(logits);
     api.session_free(s);
@@ -213,8 +238,12 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     uint64_t rng = o->seed * 0x9e3779b97f4a7c15u + 1;
     long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
 
+    /* greedy without --logits: the certified greedy head, which reads no full logits */
+    int greedy = o->sampler.temperature <= 0 && !logits_path;
+    int32_t next = 0;
     double t0 = now();
-    check(api.session_eval(s, prompt, n_prompt, logits), s);
+    if (greedy) check(api.session_eval_greedy(s, prompt, n_prompt, &next), s);
+    else check(api.session_eval(s, prompt, n_prompt, logits), s);
     double t1 = now();
     if (o->stats) print_stats(s, info, 0);
     if (logits_path) {
@@ -225,7 +254,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     }
     int32_t generated = 0;
     for (; generated < n_gen; generated++) {
-        int32_t tok = api.sample(logits, info->vocab_size, &o->sampler, &rng, probs, ids);
+        int32_t tok = greedy ? next : api.sample(logits, info->vocab_size, &o->sampler, &rng, probs, ids);
         printf(generated ? " %d" : "%d", tok);
         fflush(stdout);
         if (tok == info->eos_token_id && !o->ignore_eos) {
@@ -233,7 +262,8 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
             break;
         }
         if (generated + 1 < n_gen) {
-            check(api.session_eval(s, &tok, 1, logits), s);
+            if (greedy) check(api.session_eval_greedy(s, &tok, 1, &next), s);
+            else check(api.session_eval(s, &tok, 1, logits), s);
             if (o->stats) print_stats(s, info, generated + 1);
         }
     }

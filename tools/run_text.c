@@ -107,7 +107,15 @@ typedef struct generator {
     int32_t *ids, max_positions;
     int32_t stop_ids[3];
     uint64_t rng;
+    int greedy;                 /* temperature 0: the certified greedy head, no logits */
+    int32_t next;               /* the greedy token after the last eval */
 } generator;
+
+/* Evaluates tokens; what follows is in g->next (greedy) or in g->logits. */
+static void eval(generator *g, const int32_t *tokens, int32_t n) {
+    if (g->greedy) check(api.session_eval_greedy(g->s, tokens, n, &g->next), g->s);
+    else check(api.session_eval(g->s, tokens, n, g->logits), g->s);
+}
 
 static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     memset(g, 0, sizeof *g);
@@ -123,6 +131,7 @@ static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const
     api.tokenizer_get_info(tok, &ti);
     g->stop_ids[0] = g->info.eos_token_id, g->stop_ids[1] = ti.eos_token_id, g->stop_ids[2] = ti.eot_token_id;
     g->rng = o->seed * 0x9e3779b97f4a7c15u + 1;
+    g->greedy = o->sampler.temperature <= 0;
 }
 
 static void generator_free(generator *g) {
@@ -147,7 +156,7 @@ static int32_t *encode(rsr_tokenizer *tok, const char *text, uint32_t flags, int
 static int32_t generate(generator *g, const run_options *o, long n, text_out *out, int32_t **reply, int32_t *nreply) {
     int32_t count = 0;
     for (long i = 0; i < n; i++) {
-        int32_t t = api.sample(g->logits, g->info.vocab_size, &o->sampler, &g->rng, g->probs, g->ids);
+        int32_t t = g->greedy ? g->next : api.sample(g->logits, g->info.vocab_size, &o->sampler, &g->rng, g->probs, g->ids);
         if (!o->ignore_eos && (t == g->stop_ids[0] || t == g->stop_ids[1] || t == g->stop_ids[2])) break;
         size_t len;
         const char *piece = api.tokenizer_token_piece(g->tok, t, &len);
@@ -162,7 +171,7 @@ static int32_t generate(generator *g, const run_options *o, long n, text_out *ou
             fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", g->max_positions);
             break;
         }
-        check(api.session_eval(g->s, &t, 1, g->logits), g->s);
+        eval(g, &t, 1);
     }
     return count;
 }
@@ -188,7 +197,7 @@ void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         fflush(stdout);
     }
     double t0 = now();
-    check(api.session_eval(g.s, ids, n, g.logits), g.s);
+    eval(&g, ids, n);
     double t1 = now();
     int32_t generated = generate(&g, o, o->n_gen >= 0 ? o->n_gen : 256, &out, NULL, NULL);
     out_finish(&out);
@@ -280,7 +289,7 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
             check(api.session_reset(g.s), g.s);
             same = 0;
         }
-        check(api.session_eval(g.s, ids + same, n - same, g.logits), g.s);
+        eval(&g, ids + same, n - same);
         free(history);
         history = ids, nhistory = n;
 

@@ -129,6 +129,11 @@ int32_t rsr_session_position(const rsr_session *session);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
+/* Like rsr_session_eval, but instead of the logits gives the greedy token: exactly the token
+ * rsr_sample_greedy would pick from the logits rsr_session_eval writes, certified while reading
+ * an int8 copy of the LM head (when the model was compiled with one) and computing exact logits
+ * only for the rows that could still win. Half the LM head's bytes per token. */
+rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, int32_t n, int32_t *token);
 
 /* What attention did in one layer for the last evaluated token, summed over the query heads.
  * Dense attention scans and keeps every key and drops nothing. */

@@ -40,6 +40,7 @@ typedef struct rsr_api {
     rsr_status (*session_reset)(rsr_session *);
     int32_t (*session_position)(const rsr_session *);
     rsr_status (*session_eval)(rsr_session *, const int32_t *, int32_t, float *);
+    rsr_status (*session_eval_greedy)(rsr_session *, const int32_t *, int32_t, int32_t *);
     rsr_status (*session_attention_stats)(const rsr_session *, int32_t, rsr_attention_stats *);
     int32_t (*sample_greedy)(const float *, int32_t);
     int32_t (*sample)(const float *, int32_t, const rsr_sampler_params *, uint64_t *, float *, int32_t *);
@@ -96,7 +97,8 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(model_close), RSR_DL_SYMBOL(model_errmsg), RSR_DL_SYMBOL(model_get_info),
         RSR_DL_SYMBOL(model_matrix_info), RSR_DL_SYMBOL(model_matvec_int), RSR_DL_SYMBOL(session_create),
         RSR_DL_SYMBOL(session_free), RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset),
-        RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_attention_stats),
+        RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_eval_greedy),
+        RSR_DL_SYMBOL(session_attention_stats),
         RSR_DL_SYMBOL(sample_greedy),
         RSR_DL_SYMBOL(sample), RSR_DL_SYMBOL(model_tokenizer), RSR_DL_SYMBOL(tokenizer_create),
         RSR_DL_SYMBOL(tokenizer_free), RSR_DL_SYMBOL(tokenizer_errmsg), RSR_DL_SYMBOL(tokenizer_get_info),

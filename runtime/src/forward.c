@@ -68,6 +68,7 @@ void rsr_session_free(rsr_session *s) {
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
     free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->acc);
     rsr_attention_free(s);
+    rsr_lm_head_free(s);
     free(s);
 }
 
@@ -94,25 +95,36 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
             return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                  a->vocab);
     for (int32_t i = 0; i < n; i++) {
-        rsr_status st = rsr_forward_token(s, tokens[i], i == n - 1 ? logits : NULL);
+        rsr_status st = rsr_forward_token(s, tokens[i], i == n - 1 ? logits : NULL, NULL);
         if (st != RSR_OK) return st;
     }
     return RSR_OK;
+}
+
+rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
+    *token = -1;
+    if (n > 1) {
+        rsr_status st = rsr_session_eval(s, tokens, n - 1, NULL);
+        if (st != RSR_OK) return st;
+        tokens += n - 1;
+    } else if (!tokens || n <= 0) {
+        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
+    }
+    const rsr_artifact *a = s->model->a;
+    if (s->pos >= s->max_positions)
+        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "1 token at position %d exceeds the context of %d", s->pos,
+                             s->max_positions);
+    if (tokens[0] < 0 || tokens[0] >= a->vocab)
+        return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d is outside [0, %d)", tokens[0], a->vocab);
+    return rsr_forward_token(s, tokens[0], NULL, token);
 }
 
 /* ---- the operations of a token ---- */
 
 static const float *blob_f32(const rsr_artifact *a, uint64_t off) { return (const float *)(a->blob + off); }
 
-static float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
-    switch (dtype) {
-    case RSR_DTYPE_BF16: { uint16_t h; memcpy(&h, row + 2 * (size_t)i, 2); return rsr_bf16_to_f32(h); }
-    case RSR_DTYPE_F16: { uint16_t h; memcpy(&h, row + 2 * (size_t)i, 2); return rsr_f16_to_f32(h); }
-    default: { float f; memcpy(&f, row + 4 * (size_t)i, 4); return f; }
-    }
-}
-
-static size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
 
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {
     float ss = 0;
@@ -173,50 +185,7 @@ static void rope(float *x, int32_t heads, int32_t d, int32_t pos, double theta) 
     }
 }
 
-/*
- * One logit: the dot product of x with a bf16 row, in 16 interleaved fp32 partial sums (lane j
- * sums elements j, j+16, ...), combined pairwise at the end. The runtime is built once for every
- * target, so the function is cloned per ISA and the loader picks the widest the CPU has; each
- * clone computes the same partial sums in the same order, so logits do not depend on the CPU.
- */
-#define LOGIT_LANES 16
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static float dot_bf16(const uint16_t *restrict w, const float *restrict x, int32_t n) {
-    float acc[LOGIT_LANES] = {0};
-    int32_t i = 0;
-    for (; i + LOGIT_LANES <= n; i += LOGIT_LANES)
-        for (int j = 0; j < LOGIT_LANES; j++) {
-            uint32_t u = (uint32_t)w[i + j] << 16;
-            float f;
-            memcpy(&f, &u, 4);
-            acc[j] += x[i + j] * f;
-        }
-    for (int j = 0; i < n; i++, j++) acc[j] += x[i] * rsr_bf16_to_f32(w[i]);
-    for (int width = LOGIT_LANES / 2; width > 0; width /= 2)
-        for (int j = 0; j < width; j++) acc[j] += acc[j + width];
-    return acc[0];
-}
-
-static void lm_head(rsr_session *s, const float *x, float *logits) {
-    const rsr_artifact *a = s->model->a;
-    const uint8_t *w = a->blob + a->lm_head;
-    size_t row = (size_t)a->hidden * dtype_size(a->lm_head_dtype);
-    int32_t nthreads = s->model->num_threads;
-    bool bf16 = a->lm_head_dtype == RSR_DTYPE_BF16;
-#pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : omp_get_max_threads())
-    for (int32_t v = 0; v < a->vocab; v++) {
-        const uint8_t *r = w + (size_t)v * row;
-        if (bf16) {
-            logits[v] = dot_bf16((const uint16_t *)r, x, a->hidden);
-            continue;
-        }
-        float dot = 0;
-        for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
-        logits[v] = dot;
-    }
-}
-
-rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits) {
+rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32_t *argmax) {
     const rsr_artifact *a = s->model->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
     int32_t q_out = a->num_heads * d, kv_out = a->num_kv_heads * d;
@@ -268,9 +237,8 @@ rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits) {
         bitlinear(s, L->down, xs, s->h, 1);
     }
     s->pos++;
-    if (logits) {
-        rmsnorm(s->xn, s->h, blob_f32(a, a->final_norm), H, a->rms_eps);
-        lm_head(s, s->xn, logits);
-    }
+    if (logits || argmax) rmsnorm(s->xn, s->h, blob_f32(a, a->final_norm), H, a->rms_eps);
+    if (logits) rsr_lm_head_logits(s, s->xn, logits);
+    if (argmax) return rsr_lm_head_argmax(s, s->xn, argmax);
     return RSR_OK;
 }

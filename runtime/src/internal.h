@@ -4,6 +4,7 @@
 
 #include "rsr.h"
 #include "rsr_artifact.h"
+#include "rsr_numerics.h"
 
 #define RSR_ERRMSG_SIZE 256
 
@@ -29,11 +30,18 @@ struct rsr_session {
     int8_t *xq;                 /* [max input] quantised activation */
     int32_t *acc;               /* [max_rows] integer products */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
+    struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     char err[RSR_ERRMSG_SIZE];
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits);
+/* One token through the model; then the logits (when logits) and/or the greedy token (when argmax). */
+rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32_t *argmax);
+
+/* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
+void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits);
+rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
+void rsr_lm_head_free(rsr_session *s);
 
 /* attention.c: attention of layer `layer` for the token at s->pos (its key and value already in
  * the cache), into s->att. */
@@ -41,5 +49,16 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p);
 void rsr_attention_free(rsr_session *s);
 void rsr_attention_reset(rsr_session *s);
 rsr_status rsr_attention(rsr_session *s, int32_t layer);
+
+/* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
+static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
+    switch (dtype) {
+    case RSR_DTYPE_BF16: { uint16_t h; memcpy(&h, row + 2 * (size_t)i, 2); return rsr_bf16_to_f32(h); }
+    case RSR_DTYPE_F16: { uint16_t h; memcpy(&h, row + 2 * (size_t)i, 2); return rsr_f16_to_f32(h); }
+    default: { float f; memcpy(&f, row + 4 * (size_t)i, 4); return f; }
+    }
+}
+
+static inline size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
 
 #endif

@@ -57,6 +57,12 @@ static rsr_status check_artifact(rsr_model *m) {
         return rsr_set_error(m->err, RSR_ERR_ABI, "artifact tokenizer [%llu, +%llu) lies outside the %llu-byte blob",
                              (unsigned long long)a->tokenizer_json, (unsigned long long)a->tokenizer_json_size,
                              (unsigned long long)a->blob_size);
+    if (a->head_q8 != RSR_NO_TENSOR) {
+        uint64_t v = (uint64_t)a->vocab, end_q = a->head_q8 + v * (uint64_t)a->head_q8_stride;
+        if (a->head_q8_stride < a->hidden || a->head_q8_stride % RSR_X_PAD || end_q > a->blob_size ||
+            a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)
+            return rsr_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
+    }
     m->max_rows = max_rows;
     return RSR_OK;
 }

@@ -2,7 +2,8 @@
 # End-to-end exactness of one checkpoint format:
 #   make a model (rsr-mkmodel) → compile it (rsrc) → every matrix's integer sums equal the
 #   independent reference's (rsr-matcheck) → logits of a 20-token prompt within tolerance and
-#   32 greedy tokens identical to the reference forward pass (rsr-ref).
+#   32 greedy tokens identical to the reference forward pass (rsr-ref), both from the full logits
+#   and from the certified greedy head (int8 LM head copy + exact recheck of possible winners).
 # Usage: check_model.sh BUILD_DIR FORMAT [mkmodel args...] [-- rsrc args...]
 set -euo pipefail
 build=$1 format=$2
@@ -28,4 +29,11 @@ if ! diff "$work/want.txt" "$work/got.txt" >/dev/null; then
   echo "                      compiled:  $(cat "$work/got.txt")" >&2
   exit 1
 fi
-echo "greedy tokens identical: $(cat "$work/got.txt")"
+# the same decode through the certified greedy head (no --logits: int8 head + exact recheck)
+"$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 32 >"$work/greedy.txt" 2>/dev/null
+if ! diff "$work/want.txt" "$work/greedy.txt" >/dev/null; then
+  echo "greedy-head tokens differ: reference: $(cat "$work/want.txt")" >&2
+  echo "                           compiled:  $(cat "$work/greedy.txt")" >&2
+  exit 1
+fi
+echo "greedy tokens identical (full logits and certified greedy head): $(cat "$work/got.txt")"

@@ -116,6 +116,23 @@ int main(int argc, char **argv) {
     EXPECT(same, "the same seed must draw the same tokens");
     EXPECT(api.sample(NULL, V, &hot, &rng, probs, ids) == -1, "sample(NULL logits)");
 
+    /* the certified greedy head gives argmax of the full logits, step after step */
+    int32_t gt = -1;
+    EXPECT(api.session_eval_greedy(s, toks, 1, NULL) == RSR_ERR_INVALID_ARGUMENT, "eval_greedy(NULL token)");
+    EXPECT(api.session_eval_greedy(s, toks, 0, &gt) == RSR_ERR_INVALID_ARGUMENT, "eval_greedy of 0 tokens");
+    EXPECT(api.session_eval_greedy(s, toks, 1, &gt) == RSR_ERR_CONTEXT_FULL, "eval_greedy past the context");
+    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
+    EXPECT(api.session_eval_greedy(s, &bad_tok, 1, &gt) == RSR_ERR_BAD_TOKEN, "eval_greedy of a bad token");
+    EXPECT(api.session_position(s) == 0, "a refused eval_greedy must not advance the position");
+    EXPECT(api.session_eval_greedy(s, toks, 3, &gt) == RSR_OK, "eval_greedy: %s", api.session_errmsg(s));
+    EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
+    for (int step = 0; step < 5; step++) {
+        int32_t want = api.sample_greedy(a, V);
+        EXPECT(gt == want, "step %d: greedy head %d, argmax of the logits %d", step, gt, want);
+        EXPECT(api.session_eval_greedy(s, &want, 1, &gt) == RSR_OK, "eval_greedy step %d", step);
+        EXPECT(api.session_eval(s2, &want, 1, a) == RSR_OK, "eval step %d", step);
+    }
+
     api.session_free(s);
     api.session_free(s2);
     api.session_free(NULL);

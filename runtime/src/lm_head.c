@@ -1,0 +1,186 @@
+/*
+ * lm_head.c — the logits, and the greedy token certified equal to the argmax of those logits
+ * while reading an int8 copy of the head (half the bytes of bf16) instead of the whole head.
+ *
+ * Exact logits: logit[v] = x · head[v] in fp32, 16 interleaved partial sums (dot_row below).
+ *
+ * Certified greedy (rsr_session_eval_greedy): the compiler stores each row as q ∈ [-127, 127]
+ * with w = scale·q + e, |e| <= err (rsr_artifact.h). Per token x is quantised to int8
+ * (x = xq/xs + d), and for every row
+ *
+ *     approx[v] = scale[v]/xs · Σ q·xq                (the integer sum is exact: VNNI or scalar)
+ *     |x·w − approx[v]| <= scale[v]·127·‖d‖₁ + err[v]·‖x‖₁                (real arithmetic)
+ *
+ * plus the rounding error of the fp32 logit itself, bounded by n·2⁻²³·max|w|·‖x‖₁ with
+ * max|w| <= 127·scale + err. With bound[v] the sum of these (widened by a relative 1e-6 for the
+ * double arithmetic here), every row whose approx + bound falls below the best approx − bound
+ * cannot be the fp32 argmax; the remaining candidates get their exact fp32 logit from the same
+ * dot_row as rsr_session_eval, and the first maximum wins as in rsr_sample_greedy. So the token
+ * is the one greedy sampling of the full logits would give, by construction; non-finite
+ * activations fall back to the full head.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include "internal.h"
+
+/*
+ * One logit: the dot product of x with a row, in 16 interleaved fp32 partial sums (lane j sums
+ * elements j, j+16, ...), combined pairwise at the end. The runtime is built once for every
+ * target, so the bf16 case is cloned per ISA and the loader picks the widest the CPU has; each
+ * clone computes the same partial sums in the same order, so logits do not depend on the CPU.
+ */
+#define LOGIT_LANES 16
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static float dot_bf16(const uint16_t *restrict w, const float *restrict x, int32_t n) {
+    float acc[LOGIT_LANES] = {0};
+    int32_t i = 0;
+    for (; i + LOGIT_LANES <= n; i += LOGIT_LANES)
+        for (int j = 0; j < LOGIT_LANES; j++) {
+            uint32_t u = (uint32_t)w[i + j] << 16;
+            float f;
+            memcpy(&f, &u, 4);
+            acc[j] += x[i + j] * f;
+        }
+    for (int j = 0; i < n; i++, j++) acc[j] += x[i] * rsr_bf16_to_f32(w[i]);
+    for (int width = LOGIT_LANES / 2; width > 0; width /= 2)
+        for (int j = 0; j < width; j++) acc[j] += acc[j + width];
+    return acc[0];
+}
+
+static float dot_row(const rsr_artifact *a, int32_t v, const float *x) {
+    const uint8_t *r = a->blob + a->lm_head + (size_t)v * (size_t)a->hidden * dtype_size(a->lm_head_dtype);
+    if (a->lm_head_dtype == RSR_DTYPE_BF16) return dot_bf16((const uint16_t *)r, x, a->hidden);
+    float dot = 0;
+    for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
+    return dot;
+}
+
+static int32_t threads_of(const rsr_session *s) {
+    return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
+}
+
+void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits) {
+    const rsr_artifact *a = s->model->a;
+#pragma omp parallel for schedule(static) num_threads(threads_of(s))
+    for (int32_t v = 0; v < a->vocab; v++) logits[v] = dot_row(a, v, x);
+}
+
+/* ---- the int8 head ---- */
+
+/* Σ (q + 128)·xq over n bytes (a multiple of 64); the caller removes 128·Σ xq. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static int32_t dot_q8_vnni(const uint8_t *w, const int8_t *x, int32_t n) {
+    __m512i acc = _mm512_setzero_si512();
+    for (int32_t i = 0; i < n; i += 64)
+        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512((const void *)(w + i)), _mm512_loadu_si512((const void *)(x + i)));
+    return _mm512_reduce_add_epi32(acc);
+}
+
+static int32_t dot_q8_scalar(const uint8_t *w, const int8_t *x, int32_t n) {
+    int32_t acc = 0;
+    for (int32_t i = 0; i < n; i++) acc += (int32_t)w[i] * x[i];
+    return acc;
+}
+
+struct rsr_head_scratch {
+    int8_t *xq;                 /* [stride] */
+    double *approx, *bound;     /* [vocab] */
+    int32_t (*dot)(const uint8_t *, const int8_t *, int32_t);
+};
+
+void rsr_lm_head_free(rsr_session *s) {
+    if (!s->head) return;
+    free(s->head->xq), free(s->head->approx), free(s->head->bound);
+    free(s->head);
+    s->head = NULL;
+}
+
+static rsr_status head_scratch(rsr_session *s) {
+    if (s->head) return RSR_OK;
+    const rsr_artifact *a = s->model->a;
+    struct rsr_head_scratch *h = calloc(1, sizeof *h);
+    if (h) {
+        h->xq = calloc((size_t)a->head_q8_stride, 1);
+        h->approx = malloc(sizeof(double) * (size_t)a->vocab);
+        h->bound = malloc(sizeof(double) * (size_t)a->vocab);
+    }
+    s->head = h;
+    if (!h || !h->xq || !h->approx || !h->bound) {
+        rsr_lm_head_free(s);
+        return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
+    }
+    __builtin_cpu_init();
+    h->dot = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? dot_q8_vnni : dot_q8_scalar;
+    return RSR_OK;
+}
+
+static int32_t full_argmax(rsr_session *s, const rsr_artifact *a, const float *x) {
+    int32_t best = 0;
+    float best_logit = dot_row(a, 0, x);
+    for (int32_t v = 1; v < a->vocab; v++) {
+        float l = dot_row(a, v, x);
+        if (l > best_logit) best = v, best_logit = l;
+    }
+    (void)s;
+    return best;
+}
+
+rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
+    const rsr_artifact *a = s->model->a;
+    int32_t n = a->hidden;
+    double x_l1 = 0, amax = 0;
+    for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)x[i]), amax = fmax(amax, fabs((double)x[i]));
+    if (a->head_q8 == RSR_NO_TENSOR || !isfinite(x_l1) || amax == 0) {
+        *token = full_argmax(s, a, x); /* no int8 head, or nothing it could bound */
+        return RSR_OK;
+    }
+    rsr_status st = head_scratch(s);
+    if (st != RSR_OK) return st;
+    struct rsr_head_scratch *h = s->head;
+
+    /* x = xq/xs + d */
+    double xs = 127.0 / amax, d_l1 = 0;
+    int32_t sum_xq = 0;
+    for (int32_t i = 0; i < n; i++) {
+        double q = fmin(fmax(nearbyint((double)x[i] * xs), -127), 127);
+        h->xq[i] = (int8_t)q;
+        sum_xq += (int32_t)q;
+        d_l1 += fabs((double)x[i] - q / xs);
+    }
+    const double widen = 1 + 1e-6, fp32_dot = (double)n * 0x1p-23 * x_l1;
+    const float *scale = (const float *)(a->blob + a->head_q8_scale), *err = (const float *)(a->blob + a->head_q8_err);
+    const uint8_t *q8 = a->blob + a->head_q8;
+    int32_t stride = a->head_q8_stride;
+    double best_lo = -INFINITY;
+#pragma omp parallel num_threads(threads_of(s))
+    {
+        double lo = -INFINITY;
+#pragma omp for schedule(static)
+        for (int32_t v = 0; v < a->vocab; v++) {
+            int32_t isum = h->dot(q8 + (size_t)v * (size_t)stride, h->xq, stride) - 128 * sum_xq;
+            double sc = scale[v], e = err[v];
+            double approx = sc / xs * isum;
+            double bound = (sc * 127 * d_l1 + e * x_l1 + (127 * sc + e) * fp32_dot) * widen + 1e-30;
+            h->approx[v] = approx;
+            h->bound[v] = bound;
+            if (approx - bound > lo) lo = approx - bound;
+        }
+#pragma omp critical
+        if (lo > best_lo) best_lo = lo;
+    }
+    /* only rows that could reach best_lo are computed exactly; the first maximum wins */
+    int32_t best = -1;
+    float best_logit = 0;
+    for (int32_t v = 0; v < a->vocab; v++) {
+        if (h->approx[v] + h->bound[v] < best_lo) continue;
+        float l = dot_row(a, v, x);
+        if (best < 0 || l > best_logit) best = v, best_logit = l;
+    }
+    *token = best;
+    return RSR_OK;
+}

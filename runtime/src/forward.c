@@ -104,21 +104,20 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
-    *token = -1;
+    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
+    int32_t last = tokens[n - 1]; /* token may alias tokens: read before anything is written */
+    const rsr_artifact *a = s->model->a;
+    if (n > s->max_positions - s->pos)
+        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
+                             s->pos, s->max_positions);
+    if (last < 0 || last >= a->vocab)
+        return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", last, n - 1,
+                             a->vocab);
     if (n > 1) {
         rsr_status st = rsr_session_eval(s, tokens, n - 1, NULL);
         if (st != RSR_OK) return st;
-        tokens += n - 1;
-    } else if (!tokens || n <= 0) {
-        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
     }
-    const rsr_artifact *a = s->model->a;
-    if (s->pos >= s->max_positions)
-        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "1 token at position %d exceeds the context of %d", s->pos,
-                             s->max_positions);
-    if (tokens[0] < 0 || tokens[0] >= a->vocab)
-        return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d is outside [0, %d)", tokens[0], a->vocab);
-    return rsr_forward_token(s, tokens[0], NULL, token);
+    return rsr_forward_token(s, last, NULL, token);
 }
 
 /* ---- the operations of a token ---- */

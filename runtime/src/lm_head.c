@@ -5,8 +5,8 @@
  * Exact logits: logit[v] = x · head[v] in fp32, 16 interleaved partial sums (dot_row below).
  *
  * Certified greedy (rsr_session_eval_greedy): the compiler stores each row as q ∈ [-127, 127]
- * with w = scale·q + e, |e| <= err (rsr_artifact.h). Per token x is quantised to int8
- * (x = xq/xs + d), and for every row
+ * with w = scale·q + e, |e| <= err (rsr_artifact.h). Per token x is quantised to int16 with the
+ * largest range whose sums cannot overflow int32 (x = xq/xs + d), and for every row
  *
  *     approx[v] = scale[v]/xs · Σ q·xq                (the integer sum is exact: VNNI or scalar)
  *     |x·w − approx[v]| <= scale[v]·127·‖d‖₁ + err[v]·‖x‖₁                (real arithmetic)
@@ -72,25 +72,29 @@ void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits) {
 
 /* ---- the int8 head ---- */
 
-/* Σ (q + 128)·xq over n bytes (a multiple of 64); the caller removes 128·Σ xq. */
+/* Σ (q + 128)·xq over n entries (a multiple of 64); the caller removes 128·Σ xq. */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
-static int32_t dot_q8_vnni(const uint8_t *w, const int8_t *x, int32_t n) {
-    __m512i acc = _mm512_setzero_si512();
-    for (int32_t i = 0; i < n; i += 64)
-        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512((const void *)(w + i)), _mm512_loadu_si512((const void *)(x + i)));
-    return _mm512_reduce_add_epi32(acc);
+static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n) {
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    for (int32_t i = 0; i < n; i += 64) {
+        __m512i w0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + i)));
+        __m512i w1 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + i + 32)));
+        acc0 = _mm512_dpwssd_epi32(acc0, w0, _mm512_loadu_si512((const void *)(x + i)));
+        acc1 = _mm512_dpwssd_epi32(acc1, w1, _mm512_loadu_si512((const void *)(x + i + 32)));
+    }
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-static int32_t dot_q8_scalar(const uint8_t *w, const int8_t *x, int32_t n) {
+static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
     int32_t acc = 0;
     for (int32_t i = 0; i < n; i++) acc += (int32_t)w[i] * x[i];
     return acc;
 }
 
 struct rsr_head_scratch {
-    int8_t *xq;                 /* [stride] */
+    int16_t *xq;                /* [stride] */
     double *approx, *bound;     /* [vocab] */
-    int32_t (*dot)(const uint8_t *, const int8_t *, int32_t);
+    int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
 };
 
 void rsr_lm_head_free(rsr_session *s) {
@@ -105,7 +109,7 @@ static rsr_status head_scratch(rsr_session *s) {
     const rsr_artifact *a = s->model->a;
     struct rsr_head_scratch *h = calloc(1, sizeof *h);
     if (h) {
-        h->xq = calloc((size_t)a->head_q8_stride, 1);
+        h->xq = calloc((size_t)a->head_q8_stride, sizeof *h->xq);
         h->approx = malloc(sizeof(double) * (size_t)a->vocab);
         h->bound = malloc(sizeof(double) * (size_t)a->vocab);
     }
@@ -143,19 +147,20 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     if (st != RSR_OK) return st;
     struct rsr_head_scratch *h = s->head;
 
-    /* x = xq/xs + d */
-    double xs = 127.0 / amax, d_l1 = 0;
+    /* x = xq/xs + d, |xq| <= xmax where 255·xmax·stride stays below 2^31 */
+    int32_t stride = a->head_q8_stride;
+    double xmax = fmin(32767, floor(2147483647.0 / (255.0 * stride)));
+    double xs = xmax / amax, d_l1 = 0;
     int32_t sum_xq = 0;
     for (int32_t i = 0; i < n; i++) {
-        double q = fmin(fmax(nearbyint((double)x[i] * xs), -127), 127);
-        h->xq[i] = (int8_t)q;
+        double q = fmin(fmax(nearbyint((double)x[i] * xs), -xmax), xmax);
+        h->xq[i] = (int16_t)q;
         sum_xq += (int32_t)q;
         d_l1 += fabs((double)x[i] - q / xs);
     }
     const double widen = 1 + 1e-6, fp32_dot = (double)n * 0x1p-23 * x_l1;
     const float *scale = (const float *)(a->blob + a->head_q8_scale), *err = (const float *)(a->blob + a->head_q8_err);
     const uint8_t *q8 = a->blob + a->head_q8;
-    int32_t stride = a->head_q8_stride;
     double best_lo = -INFINITY;
 #pragma omp parallel num_threads(threads_of(s))
     {

@@ -1,4 +1,9 @@
-/* diag.c — diagnostics and the list of temporary files a failed compile must not leave behind. */
+/*
+ * diag.c — diagnostics, and what an error must not leave behind: temporary files (also on
+ * SIGINT/SIGTERM and past a file size limit) and, for the loaders, the memory and mappings they
+ * hold (the cleanup stack, which lets a fuzzer call a loader many times in one process).
+ */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -7,9 +12,43 @@
 #include "rsrc.h"
 
 int verbosity;
+jmp_buf *fatal_jump;
+bool fatal_quiet;
 
 static char **temps;
-static int ntemps;
+static volatile sig_atomic_t ntemps;
+
+static struct cleanup { void (*fn)(void *); void *arg; } *cleanups;
+static int ncleanups, cleanup_cap;
+
+int on_fatal_push(void (*fn)(void *), void *arg) {
+    if (ncleanups == cleanup_cap) {
+        cleanup_cap = cleanup_cap ? 2 * cleanup_cap : 16;
+        struct cleanup *c = realloc(cleanups, sizeof *c * (size_t)cleanup_cap);
+        if (!c) {
+            fn(arg);
+            fatal("out of memory");
+        }
+        cleanups = c;
+    }
+    cleanups[ncleanups] = (struct cleanup){fn, arg};
+    return ncleanups++;
+}
+
+void on_fatal_pop(int token) {
+    if (token >= 0 && token < ncleanups) ncleanups = token;
+}
+
+void on_fatal_update(int token, void *arg) {
+    if (token >= 0 && token < ncleanups) cleanups[token].arg = arg;
+}
+
+static void run_cleanups(void) {
+    while (ncleanups > 0) {
+        struct cleanup c = cleanups[--ncleanups];
+        c.fn(c.arg);
+    }
+}
 
 void register_temp(const char *path) {
     temps = xrealloc(temps, sizeof *temps * (size_t)(ntemps + 1));
@@ -35,13 +74,17 @@ static void remove_temps(void) {
 }
 
 noreturn void fatal(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("rsrc: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
+    if (!fatal_quiet) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("rsrc: error: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+    run_cleanups();
     remove_temps();
+    if (fatal_jump) longjmp(*fatal_jump, 1);
     exit(1);
 }
 
@@ -103,5 +146,24 @@ double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Called at normal exit too: a compile that returns early must not leave temporaries. */
-__attribute__((constructor)) static void install_cleanup(void) { atexit(remove_temps); }
+/* Only unlink and rmdir here: they are async-signal-safe, free() is not. */
+static void on_signal(int sig) {
+    for (sig_atomic_t i = ntemps - 1; i >= 0; i--)
+        if (temps && temps[i] && unlink(temps[i]) != 0) rmdir(temps[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Called at normal exit too: a compile that returns early must not leave temporaries. Past a
+ * file size limit (ulimit -f) a write fails with EFBIG, reported and cleaned up like a full disk,
+ * instead of SIGXFSZ killing the process with its temporaries in place. */
+__attribute__((constructor)) static void install_cleanup(void) {
+    atexit(remove_temps);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);
+}

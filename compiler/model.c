@@ -23,7 +23,7 @@ static int32_t config_int(const char *path, cJSON *cfg, const char *key, int32_t
         if (fallback == INT32_MIN) fatal("%s: missing '%s'", path, key);
         return fallback;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+    if (!cJSON_IsNumber(v) || fabs(v->valuedouble) > 9.0e15 || v->valuedouble != (double)(int64_t)v->valuedouble)
         fatal("%s: '%s' must be an integer", path, key);
     if (v->valuedouble < lo || v->valuedouble > hi)
         fatal("%s: '%s' = %.0f is out of range [%d, %d]", path, key, v->valuedouble, lo, hi);
@@ -49,16 +49,66 @@ static int32_t config_token(const char *path, cJSON *cfg, const char *key, int32
     cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!v || cJSON_IsNull(v)) return -1;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= vocab)
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < vocab) ||
+        v->valuedouble != (double)(int32_t)v->valuedouble)
         fatal("%s: '%s' is not a token id below vocab_size %d", path, key, vocab);
     return (int32_t)v->valuedouble;
 }
 
+static void free_model(void *m) { model_free(m); }
+static void free_ptr(void *p) { free(p); }
+static void delete_json(void *j) { cJSON_Delete(j); }
+
+/* Whether the compiler reads tensor `name` of this model (or may skip it knowingly). */
+static bool tensor_expected(const model *m, const char *name) {
+    if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return true;
+    if (!strcmp(name, "lm_head.weight")) return true; /* used, or a tied copy of the embedding */
+    static const char prefix[] = "model.layers.";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0) return false;
+    const char *digits = name + sizeof prefix - 1, *rest = digits;
+    long layer = 0;
+    while (*rest >= '0' && *rest <= '9' && layer <= m->num_layers) layer = layer * 10 + (*rest++ - '0');
+    if (rest == digits || *rest != '.' || layer >= m->num_layers || (*digits == '0' && rest != digits + 1))
+        return false;
+    rest++;
+    if (!strcmp(rest, "input_layernorm.weight") || !strcmp(rest, "post_attention_layernorm.weight")) return true;
+    if (!strcmp(rest, "self_attn.rotary_emb.inv_freq")) return true; /* recomputed from rope_theta */
+    char buf[96];
+    if (m->sub_norms) {
+        snprintf(buf, sizeof buf, "%s.weight", m->attn_sub_norm);
+        if (!strcmp(rest, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight", m->ffn_sub_norm);
+        if (!strcmp(rest, buf)) return true;
+    }
+    for (int p = 0; p < NUM_PROJ; p++) {
+        snprintf(buf, sizeof buf, "%s.weight", proj_names[p]);
+        if (!strcmp(rest, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight_scale", proj_names[p]);
+        if (m->wformat == WF_PACKED && !strcmp(rest, buf)) return true;
+    }
+    return false;
+}
+
+/* A tensor the compiler would not read means config.json and the weights disagree (more layers
+ * than num_hidden_layers, biases this architecture does not have, another model's tensors):
+ * compiling anyway would silently drop part of the model. */
+static void check_no_extra_tensors(const model *m) {
+    for (int i = 0; i < m->ar->ntensors; i++) {
+        const st_tensor *t = &m->ar->tensors[i];
+        if (!tensor_expected(m, t->name))
+            fatal("%s: tensor '%s' is not part of a %s (%s) with %d layers: config.json and the weights disagree",
+                  t->file, t->name, m->architecture, m->format_name, m->num_layers);
+    }
+}
+
 model *model_load(const char *path) {
     model *m = xcalloc(1, sizeof *m);
+    int token = on_fatal_push(free_model, m);
     m->ar = st_open(path);
     char *cfg_path = xasprintf("%s/config.json", m->ar->dir);
+    on_fatal_push(free_ptr, cfg_path);
     cJSON *cfg = parse_json_file(cfg_path);
+    on_fatal_push(delete_json, cfg);
     if (!cJSON_IsObject(cfg)) fatal("%s: not a JSON object", cfg_path);
 
     cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
@@ -123,6 +173,10 @@ model *model_load(const char *path) {
     if (m->num_heads % m->num_kv_heads)
         fatal("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", cfg_path, m->num_heads,
               m->num_kv_heads);
+    /* RSR column indices are 16-bit: o_proj reads heads x head_dim columns. */
+    if ((int64_t)m->num_heads * m->head_dim > 65535)
+        fatal("%s: num_attention_heads %d x head_dim %d = %lld is above 65535, the widest matrix input supported",
+              cfg_path, m->num_heads, m->head_dim, (long long)m->num_heads * m->head_dim);
     m->rms_eps = (float)config_num(cfg_path, cfg, "rms_norm_eps", 1e-5, 0, 1);
     m->rope_theta = config_num(cfg_path, cfg, "rope_theta", 10000.0, 1.0, 1e12);
     cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
@@ -136,6 +190,7 @@ model *model_load(const char *path) {
         if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
+    on_fatal_pop(token + 1);
     cJSON_Delete(cfg);
     free(cfg_path);
 
@@ -159,6 +214,8 @@ model *model_load(const char *path) {
             free(n);
         }
     }
+    check_no_extra_tensors(m);
+    on_fatal_pop(token);
     return m;
 }
 
@@ -224,10 +281,9 @@ static void load_packed(const model *m, const char *name, int32_t rows, int32_t 
     if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
     if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
                                    st_dtype_name(s->dtype));
-    int64_t count = 1;
-    for (int i = 0; i < s->ndim; i++) count *= s->shape[i];
-    if (count != 1) fatal("%s: tensor '%s': %lld elements, expected one per-tensor scale", s->file, sname,
-                          (long long)count);
+    uint64_t count = s->nbytes / (s->dtype == ST_F32 ? 4 : 2);
+    if (count != 1) fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
+                          (unsigned long long)count);
     float ws = st_get_f32(s, 0);
     if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
     out->beta = m->scale_inverted ? 1.0f / ws : ws;

@@ -13,6 +13,7 @@
 #ifndef RSRC_H
 #define RSRC_H
 
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,6 +33,15 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* -v */
 extern int verbosity;
 void register_temp(const char *path);   /* removed by fatal() and at exit unless released */
+/* The cleanup stack: what a loader owns while it may fail. fatal() runs the entries, newest
+ * first, before it exits; on_fatal_pop(token) drops the entry returned by push (and any newer)
+ * without running it. With fatal_jump set, fatal() longjmps there instead of exiting (fuzzers),
+ * and fatal_quiet silences its message. */
+int on_fatal_push(void (*fn)(void *), void *arg);
+void on_fatal_update(int token, void *arg); /* the argument moved (realloc) */
+void on_fatal_pop(int token);
+extern jmp_buf *fatal_jump;
+extern bool fatal_quiet;
 void release_temp(const char *path);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

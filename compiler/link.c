@@ -77,6 +77,9 @@ void link_shared_object(const char *c_path, const char *blob_path, const target 
     argv[n++] = "-ffp-contract=off";
     char *flags = xstrdup(t->cflags);
     for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
+    /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
+    char *sanitize = xstrdup(env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
+    for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;
     char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
@@ -99,6 +102,7 @@ void link_shared_object(const char *c_path, const char *blob_path, const target 
     release_temp(tmp_out);
     free(tmp_out);
     free(flags);
+    free(sanitize);
     free(inc);
     free(asm_path);
 }

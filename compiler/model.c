@@ -96,8 +96,8 @@ static void check_no_extra_tensors(const model *m) {
     for (int i = 0; i < m->ar->ntensors; i++) {
         const st_tensor *t = &m->ar->tensors[i];
         if (!tensor_expected(m, t->name))
-            fatal("%s: tensor '%s' is not part of a %s (%s) with %d layers: config.json and the weights disagree",
-                  t->file, t->name, m->architecture, m->format_name, m->num_layers);
+            fatal("%s: tensor '%s' is not read by a %s (%s) with num_hidden_layers %d: config.json and the "
+                  "weights disagree", t->file, t->name, m->architecture, m->format_name, m->num_layers);
     }
 }
 
@@ -199,19 +199,16 @@ model *model_load(const char *path) {
     if (!m->tied) model_require(m, "lm_head.weight", 2, m->vocab, m->hidden);
     model_require(m, "model.norm.weight", 1, m->hidden, 0);
     for (int l = 0; l < m->num_layers; l++) {
-        char *n = xasprintf("model.layers.%d.input_layernorm.weight", l);
+        char n[192];
+        snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
         model_require(m, n, 1, m->hidden, 0);
-        free(n);
-        n = xasprintf("model.layers.%d.post_attention_layernorm.weight", l);
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
         model_require(m, n, 1, m->hidden, 0);
-        free(n);
         if (m->sub_norms) {
-            n = xasprintf("model.layers.%d.%s.weight", l, m->attn_sub_norm);
+            snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, m->attn_sub_norm);
             model_require(m, n, 1, (int64_t)m->num_heads * m->head_dim, 0);
-            free(n);
-            n = xasprintf("model.layers.%d.%s.weight", l, m->ffn_sub_norm);
+            snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, m->ffn_sub_norm);
             model_require(m, n, 1, m->intermediate, 0);
-            free(n);
         }
     }
     check_no_extra_tensors(m);
@@ -253,8 +250,8 @@ const st_tensor *model_require(const model *m, const char *name, int ndim, int64
 
 static bool finite_positive(float f) { return isfinite(f) && f > 0; }
 
-/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
-static void load_packed(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+/* The packed weight tensor of a rows x cols matrix, its dtype and shape checked. */
+static const st_tensor *packed_tensor(const model *m, const char *name, int32_t rows, int32_t cols) {
     const st_tensor *t = st_find(m->ar, name);
     if (t->dtype != ST_U8)
         fatal("%s: tensor '%s': dtype %s, but this %s checkpoint stores packed U8 weights", t->file, name,
@@ -264,6 +261,12 @@ static void load_packed(const model *m, const char *name, int32_t rows, int32_t 
         fatal("%s: tensor '%s': shape [%lld, %lld] does not match config.json, which implies packed [%d, %d] for a "
               "%dx%d matrix", t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
               rows / 4, cols, rows, cols);
+    return t;
+}
+
+/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
+static void load_packed(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
+                        ternary_matrix *out) {
     int32_t R = rows / 4;
     for (int32_t r = 0; r < R; r++)
         for (int32_t c = 0; c < cols; c++) {
@@ -277,6 +280,7 @@ static void load_packed(const model *m, const char *name, int32_t rows, int32_t 
             }
         }
     char *sname = xasprintf("%s_scale", name);
+    int token = on_fatal_push(free_ptr, sname);
     const st_tensor *s = st_find(m->ar, sname);
     if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
     if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
@@ -288,12 +292,12 @@ static void load_packed(const model *m, const char *name, int32_t rows, int32_t 
     if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
     out->beta = m->scale_inverted ? 1.0f / ws : ws;
     if (!finite_positive(out->beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, out->beta);
+    on_fatal_pop(token);
     free(sname);
 }
 
 /* Absmean ternarisation at compile time: beta = mean|W| (double sum), W_t = round(clamp(W/beta)). */
-static void load_latent(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
-    const st_tensor *t = model_require(m, name, 2, rows, cols);
+static void load_latent(const st_tensor *t, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     size_t n = (size_t)rows * (size_t)cols;
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -311,14 +315,22 @@ static void load_latent(const model *m, const char *name, int32_t rows, int32_t 
     out->beta = beta;
 }
 
+static void free_matrix(void *t) { ternary_matrix_free(t); }
+
+/* Shapes are checked against the tensor before anything is allocated: a small file claiming a
+ * huge matrix is refused, not obeyed. */
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
+    const st_tensor *t =
+        m->wformat == WF_PACKED ? packed_tensor(m, name, rows, cols) : model_require(m, name, 2, rows, cols);
     out->name = xstrdup(name);
     out->rows = rows;
     out->cols = cols;
     out->w = xmalloc((size_t)rows * (size_t)cols);
-    if (m->wformat == WF_PACKED) load_packed(m, name, rows, cols, out);
-    else load_latent(m, name, rows, cols, out);
+    int token = on_fatal_push(free_matrix, out);
+    if (m->wformat == WF_PACKED) load_packed(m, t, name, rows, cols, out);
+    else load_latent(t, name, rows, cols, out);
+    on_fatal_pop(token);
     size_t n = (size_t)rows * (size_t)cols, zeros = 0;
     for (size_t i = 0; i < n; i++) zeros += out->w[i] == 0;
     out->binary = zeros == 0;

@@ -46,6 +46,7 @@ static int run(char **argv) {
     pid_t pid = fork();
     if (pid < 0) fatal("cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
+        unlimit_memory();
         execvp(argv[0], argv);
         fprintf(stderr, "rsrc: error: cannot run '%s': %s (set RSRC_CC to a C compiler)\n", argv[0], strerror(errno));
         _exit(127);

@@ -352,3 +352,30 @@ void model_print(const model *m, FILE *out) {
             m->activation == RSR_ACT_RELU2 ? "relu2" : "silu", m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no",
             m->scale_inverted ? "inverted" : "direct", m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
 }
+
+/* What one matrix costs while it is compiled (rsr.c and kernel.c): its unpacked weights, one
+ * byte each, and the RSR index at block size k — a permutation of 2 bytes per column per block,
+ * segment codes and lengths, and the loop kernel's packed segment words. The largest matrix
+ * decides: matrices are compiled one at a time and freed. Without --rsr-k, k = 1 bounds them all. */
+static uint64_t matrix_compile_bytes(int64_t rows, int64_t cols, int k) {
+    uint64_t blocks = (uint64_t)((rows + k - 1) / k), codes = 1ull << (2 * k);
+    uint64_t segments = blocks * ((uint64_t)cols < codes ? (uint64_t)cols : codes);
+    return (uint64_t)rows * (uint64_t)cols + 2 * blocks * (uint64_t)cols + 8 * segments + 8 * (blocks + 1);
+}
+
+void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
+    const int64_t q_out = (int64_t)m->num_heads * m->head_dim, kv_out = (int64_t)m->num_kv_heads * m->head_dim;
+    const int64_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
+    const int64_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
+    int k = rsr_k ? rsr_k : 1, worst = 0;
+    uint64_t need = 0;
+    for (int p = 0; p < NUM_PROJ; p++) {
+        uint64_t b = matrix_compile_bytes(out_dim[p], in_dim[p], k);
+        if (b > need) need = b, worst = p;
+    }
+    char have[32], cap[32];
+    if (need > max_bytes)
+        fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
+              "at k=%d), above --max-memory %s", m->ar->path, proj_names[worst], (long long)out_dim[worst],
+              (long long)in_dim[worst], format_size(need, have), k, format_size(max_bytes, cap));
+}

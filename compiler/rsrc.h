@@ -43,6 +43,10 @@ void on_fatal_pop(int token);
 extern jmp_buf *fatal_jump;
 extern bool fatal_quiet;
 void release_temp(const char *path);
+uint64_t parse_size(const char *what, const char *s);   /* 512M, 4G, ... */
+void limit_memory(uint64_t bytes);                      /* --max-memory */
+void unlimit_memory(void);                              /* in a child, before exec */
+const char *format_size(uint64_t bytes, char buf[32]);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
@@ -116,6 +120,8 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
 void ternary_matrix_free(ternary_matrix *t);
 const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1);
 void model_print(const model *m, FILE *out);
+/* Refuses, before any work, a compile whose largest matrix would not fit in max_bytes. */
+void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes);
 
 /* ---- rsr.c: Redundant Segment Reduction analysis ---- */
 /* Ternary block code: (pos_bits << k) | neg_bits, bit r = row r of the block.

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "rsr_dl.h"
@@ -55,6 +56,8 @@ static void usage(FILE *out) {
           "  -t, --threads N    threads (default: OpenMP's default)\n"
           "  --ctx N            context length of the session (default: the model's)\n"
           "  --bench            measure prefill (128 tokens) and decode (64 tokens) speed\n"
+          "  --max-memory SIZE  cap the memory the runtime may allocate (512M, 4G): a session that\n"
+          "                     does not fit fails cleanly (the model's constants are mapped, not charged)\n"
           "  --info             print what the model is and how it was compiled\n"
           "  -h, --help\n",
           out);
@@ -73,6 +76,21 @@ static float parse_float(const char *flag, const char *s, float lo, float hi) {
     float v = strtof(s, &end);
     if (*end || end == s || !(v >= lo && v <= hi)) die("%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
     return v;
+}
+
+/* RLIMIT_DATA caps heap and anonymous mappings: the KV cache and scratch, not the model file. */
+static void limit_memory(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : *end ? -1 : 0;
+    if (errno || end == s || *s == '-' || shift < 0 || v > (ULLONG_MAX >> shift))
+        die("--max-memory: '%s' is not a size such as 512M or 4G", s);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_DATA, &rl) != 0) die("--max-memory: %s", strerror(errno));
+    rl.rlim_cur = v << shift;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_DATA, &rl) != 0) die("--max-memory: %s", strerror(errno));
 }
 
 static int32_t *parse_tokens(const char *s, int32_t *n) {
@@ -128,7 +146,8 @@ int main(int argc, char **argv) {
     long n_gen = 16, seed = 1, ctx = 0, threads = 0;
     rsr_sampler_params sp = {.temperature = 0, .top_k = 0, .top_p = 1};
     int do_bench = 0, do_info = 0, ignore_eos = 0;
-    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS };
+    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_MAXMEM };
+    const char *max_memory = NULL;
     static const struct option longs[] = {
         {"tokens", required_argument, 0, O_TOKENS}, {"logits", required_argument, 0, O_LOGITS},
         {"temp", required_argument, 0, O_TEMP},     {"top-k", required_argument, 0, O_TOPK},
@@ -136,6 +155,7 @@ int main(int argc, char **argv) {
         {"threads", required_argument, 0, 't'},    {"ctx", required_argument, 0, O_CTX},
         {"bench", no_argument, 0, O_BENCH},         {"info", no_argument, 0, O_INFO},
         {"ignore-eos", no_argument, 0, O_NOEOS},    {"help", no_argument, 0, 'h'},
+        {"max-memory", required_argument, 0, O_MAXMEM},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -154,6 +174,7 @@ int main(int argc, char **argv) {
         case O_BENCH: do_bench = 1; break;
         case O_INFO: do_info = 1; break;
         case O_NOEOS: ignore_eos = 1; break;
+        case O_MAXMEM: max_memory = optarg; break;
         case 'h': usage(stdout); return 0;
         default: die("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
         }
@@ -162,6 +183,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected");
     }
+    if (max_memory) limit_memory(max_memory);
     load_api(argv[optind]);
 
     rsr_model *m;

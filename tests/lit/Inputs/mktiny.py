@@ -39,6 +39,7 @@ def main():
     ap.add_argument('--kproj', help='4 rows of 8 chars over "+-0", comma-separated')
     ap.add_argument('--break', dest='brk', default='none')
     ap.add_argument('--shards', action='store_true', help='two safetensors files and an index')
+    ap.add_argument('--max-pos', type=int, default=64, help='max_position_embeddings')
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
@@ -75,7 +76,7 @@ def main():
     config = {'architectures': ['BitNetForCausalLM'], 'model_type': 'bitnet', 'hidden_act': 'relu2',
               'hidden_size': HIDDEN, 'intermediate_size': INTER, 'num_hidden_layers': 1,
               'num_attention_heads': HEADS, 'num_key_value_heads': KV, 'vocab_size': VOCAB,
-              'max_position_embeddings': 64, 'rms_norm_eps': 1e-5, 'rope_theta': 500000.0,
+              'max_position_embeddings': a.max_pos, 'rms_norm_eps': 1e-5, 'rope_theta': 500000.0,
               'bos_token_id': 1, 'eos_token_id': 2, 'tie_word_embeddings': True,
               'quantization_config': {'quant_method': 'bitnet', 'linear_class': 'autobitlinear',
                                       'quantization_mode': 'offline'}}

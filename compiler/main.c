@@ -166,7 +166,7 @@ static uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dt
     default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
     }
     uint64_t at = blob_align(b, 64);
-    blob_write(b, t->data, t->nbytes);
+    blob_write_tensor(b, t);
     return at;
 }
 

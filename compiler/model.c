@@ -330,6 +330,7 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
     int token = on_fatal_push(free_matrix, out);
     if (m->wformat == WF_PACKED) load_packed(m, t, name, rows, cols, out);
     else load_latent(t, name, rows, cols, out);
+    st_release(t);
     on_fatal_pop(token);
     size_t n = (size_t)rows * (size_t)cols, zeros = 0;
     for (size_t i = 0; i < n; i++) zeros += out->w[i] == 0;

@@ -78,6 +78,8 @@ const st_tensor *st_find(const st_archive *a, const char *name);
 void st_close(st_archive *a);
 const char *st_dtype_name(enum st_dtype t);
 float st_get_f32(const st_tensor *t, int64_t i); /* element i widened to float */
+void st_release(const st_tensor *t);             /* its pages leave the resident set */
+void st_release_bytes(const uint8_t *data, uint64_t n);
 
 /* ---- model.c: config.json + format detection → one internal ternary matrix type ---- */
 enum weight_format {
@@ -199,6 +201,7 @@ void blob_open(blob_writer *b, const char *path);
 uint64_t blob_align(blob_writer *b, unsigned alignment);
 uint64_t blob_write(blob_writer *b, const void *data, size_t n);
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
+void blob_write_tensor(blob_writer *b, const st_tensor *t);     /* as stored, streamed */
 void blob_close(blob_writer *b);
 
 /* ---- emit_c.c: the C printer ---- */

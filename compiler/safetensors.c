@@ -434,3 +434,17 @@ float st_get_f32(const st_tensor *t, int64_t i) {
     }
     return 0;
 }
+
+/* Drops the mapped pages of a tensor that has been consumed: the compiler streams the model
+ * one tensor at a time, and without this every page it has read would stay in its resident
+ * set until exit (the mapping is private and read-only, so the pages come back from the page
+ * cache if the tensor is read again). */
+void st_release_bytes(const uint8_t *data, uint64_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !n) return;
+    uintptr_t begin = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)data + n) & ~((uintptr_t)page - 1);
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+void st_release(const st_tensor *t) { st_release_bytes(t->data, t->nbytes); }

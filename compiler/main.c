@@ -40,7 +40,7 @@ static void usage(FILE *out) {
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
-          "  --max-memory=SIZE     refuse a model whose compile needs more memory (512M, 4G; also RSRC_MAX_MEMORY)\n"
+          "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; or RSRC_MAX_MEMORY)\n"
           "  -v, --verbose         say what happens (twice: also the commands run)\n"
           "  --list-targets        list the targets and exit\n"
           "  --version, -h/--help\n"

@@ -37,6 +37,7 @@ uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t) {
         float f = st_get_f32(t, i);
         blob_write(b, &f, sizeof f);
     }
+    st_release(t);
     return at;
 }
 
@@ -77,6 +78,17 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d)
     d->head_q8_err = blob_align(b, 64);
     blob_write(b, err, sizeof *err * (size_t)vocab);
     free(scale), free(err), free(row);
+}
+
+/* A tensor copied as stored, a slice at a time, each slice's mapped pages released once
+ * written: the embedding (656 MB in 2B-4T) never sits whole in memory. */
+void blob_write_tensor(blob_writer *b, const st_tensor *t) {
+    const uint64_t slice = 32u << 20;
+    for (uint64_t done = 0; done < t->nbytes; done += slice) {
+        uint64_t n = t->nbytes - done < slice ? t->nbytes - done : slice;
+        blob_write(b, t->data + done, (size_t)n);
+        st_release_bytes(t->data + done, n);
+    }
 }
 
 void blob_close(blob_writer *b) {

@@ -1,5 +1,12 @@
-/* diag.c — diagnostics and the list of temporary files a failed compile must not leave behind. */
+/*
+ * diag.c — diagnostics, and what an error must not leave behind: temporary files (also on
+ * SIGINT/SIGTERM and past a file size limit) and, for the loaders, the memory and mappings they
+ * hold (the cleanup stack, which lets a fuzzer call a loader many times in one process).
+ */
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -7,9 +14,43 @@
 #include "rsrc.h"
 
 int verbosity;
+jmp_buf *fatal_jump;
+bool fatal_quiet;
 
 static char **temps;
-static int ntemps;
+static volatile sig_atomic_t ntemps;
+
+static struct cleanup { void (*fn)(void *); void *arg; } *cleanups;
+static int ncleanups, cleanup_cap;
+
+int on_fatal_push(void (*fn)(void *), void *arg) {
+    if (ncleanups == cleanup_cap) {
+        cleanup_cap = cleanup_cap ? 2 * cleanup_cap : 16;
+        struct cleanup *c = realloc(cleanups, sizeof *c * (size_t)cleanup_cap);
+        if (!c) {
+            fn(arg);
+            fatal("out of memory");
+        }
+        cleanups = c;
+    }
+    cleanups[ncleanups] = (struct cleanup){fn, arg};
+    return ncleanups++;
+}
+
+void on_fatal_pop(int token) {
+    if (token >= 0 && token < ncleanups) ncleanups = token;
+}
+
+void on_fatal_update(int token, void *arg) {
+    if (token >= 0 && token < ncleanups) cleanups[token].arg = arg;
+}
+
+static void run_cleanups(void) {
+    while (ncleanups > 0) {
+        struct cleanup c = cleanups[--ncleanups];
+        c.fn(c.arg);
+    }
+}
 
 void register_temp(const char *path) {
     temps = xrealloc(temps, sizeof *temps * (size_t)(ntemps + 1));
@@ -35,13 +76,17 @@ static void remove_temps(void) {
 }
 
 noreturn void fatal(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("rsrc: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
+    if (!fatal_quiet) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("rsrc: error: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+    run_cleanups();
     remove_temps();
+    if (fatal_jump) longjmp(*fatal_jump, 1);
     exit(1);
 }
 
@@ -64,21 +109,80 @@ void note(int level, const char *fmt, ...) {
     va_end(ap);
 }
 
+static uint64_t memory_cap;
+static struct rlimit memory_limit_before;
+static bool memory_limited;
+
+/* "512 KiB", "1.5 MiB", "2.0 GiB" */
+const char *format_size(uint64_t bytes, char buf[32]) {
+    if (bytes < (1u << 20)) snprintf(buf, 32, "%llu KiB", (unsigned long long)((bytes + 1023) >> 10));
+    else if (bytes < (1ull << 30)) snprintf(buf, 32, "%.1f MiB", (double)bytes / (1 << 20));
+    else snprintf(buf, 32, "%.1f GiB", (double)bytes / (1 << 30));
+    return buf;
+}
+
+/* Sizes as people write them: 4096, 64K, 512MiB, 2G (powers of two). */
+uint64_t parse_size(const char *what, const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    static const struct { const char *suffix; unsigned shift; } units[] = {
+        {"", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}, {"TiB", 40},
+    };
+    if (!errno && end != s && *s != '-')
+        for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+            if (strcmp(end, units[i].suffix) == 0 && v <= (UINT64_MAX >> units[i].shift)) return v << units[i].shift;
+    fatal("%s: '%s' is not a size such as 512M or 4G", what, s);
+}
+
+/* The heap and anonymous mappings of this process stay under `bytes` (RLIMIT_DATA: the
+ * memory-mapped checkpoint is not charged, it is page cache; the C compiler that links the
+ * model runs under the limits rsrc was started with). Sanitizers
+ * reserve terabytes of shadow memory up front, so there only the up-front estimate applies. */
+void limit_memory(uint64_t bytes) {
+    memory_cap = bytes;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+    return;
+#endif
+#endif
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_DATA, &rl) != 0) return;
+    memory_limit_before = rl;
+    memory_limited = true;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < bytes ? rl.rlim_max : bytes;
+    if (setrlimit(RLIMIT_DATA, &rl) != 0) warn("cannot limit memory to %llu bytes: %s", (unsigned long long)bytes,
+                                               strerror(errno));
+}
+
+/* For the C compiler rsrc runs: the cap is on the model-dependent memory of rsrc itself. */
+void unlimit_memory(void) {
+    if (memory_limited) setrlimit(RLIMIT_DATA, &memory_limit_before);
+}
+
+static noreturn void out_of_memory(size_t n) {
+    char cap[32];
+    if (memory_cap) fatal("out of memory allocating %zu bytes (--max-memory %s)", n, format_size(memory_cap, cap));
+    fatal("out of memory allocating %zu bytes", n);
+}
+
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
-    if (!p) fatal("out of memory allocating %zu bytes", n);
+    if (!p) out_of_memory(n);
     return p;
 }
 
 void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) fatal("out of memory allocating %zu x %zu bytes", n, size);
+    if (!p) out_of_memory(n * size);
     return p;
 }
 
 void *xrealloc(void *p, size_t n) {
     p = realloc(p, n ? n : 1);
-    if (!p) fatal("out of memory allocating %zu bytes", n);
+    if (!p) out_of_memory(n);
     return p;
 }
 
@@ -103,5 +207,24 @@ double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Called at normal exit too: a compile that returns early must not leave temporaries. */
-__attribute__((constructor)) static void install_cleanup(void) { atexit(remove_temps); }
+/* Only unlink and rmdir here: they are async-signal-safe, free() is not. */
+static void on_signal(int sig) {
+    for (sig_atomic_t i = ntemps - 1; i >= 0; i--)
+        if (temps && temps[i] && unlink(temps[i]) != 0) rmdir(temps[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Called at normal exit too: a compile that returns early must not leave temporaries. Past a
+ * file size limit (ulimit -f) a write fails with EFBIG, reported and cleaned up like a full disk,
+ * instead of SIGXFSZ killing the process with its temporaries in place. */
+__attribute__((constructor)) static void install_cleanup(void) {
+    atexit(remove_temps);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);
+}

@@ -46,6 +46,7 @@ static int run(char **argv) {
     pid_t pid = fork();
     if (pid < 0) fatal("cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
+        unlimit_memory();
         execvp(argv[0], argv);
         fprintf(stderr, "rsrc: error: cannot run '%s': %s (set RSRC_CC to a C compiler)\n", argv[0], strerror(errno));
         _exit(127);
@@ -77,6 +78,9 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     argv[n++] = "-ffp-contract=off";
     char *flags = xstrdup(t->cflags);
     for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
+    /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
+    char *sanitize = xstrdup(env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
+    for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;
     char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
@@ -103,6 +107,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     free(tmp_out);
     free(flags);
     free(deps);
+    free(sanitize);
     free(inc);
     free(asm_path);
 }

@@ -17,6 +17,7 @@ typedef struct options {
     enum emit_kind emit;
     int rsr_k;                  /* 0: chosen per matrix by the cost model */
     enum strategy strategy;
+    uint64_t max_memory;        /* 0: no cap */
     bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
     bool explain, stats, print_model, print_plan, print_target, verify, progress;
 } options;
@@ -48,6 +49,7 @@ static void usage(FILE *out) {
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
+          "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; or RSRC_MAX_MEMORY)\n"
           "  -v, --verbose         say what happens (twice: also the commands run)\n"
           "  --list-targets        list the targets and exit\n"
           "  --version, -h/--help\n"
@@ -66,7 +68,8 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
 
 static options parse_args(int argc, char **argv) {
     options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .progress = isatty(2)};
-    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION, O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD };
+    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
+           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
@@ -76,9 +79,12 @@ static options parse_args(int argc, char **argv) {
         {"backend", required_argument, 0, O_BACKEND}, {"no-greedy-head", no_argument, 0, O_NO_GREEDY_HEAD},
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
+        {"max-memory", required_argument, 0, O_MAXMEM},
         {0, 0, 0, 0},
     };
     opterr = 0;
+    const char *env_cap = getenv("RSRC_MAX_MEMORY");
+    if (env_cap && *env_cap) o.max_memory = parse_size("RSRC_MAX_MEMORY", env_cap);
     int c;
     while ((c = getopt_long(argc, argv, "o:vh", longs, NULL)) != -1) {
         switch (c) {
@@ -119,6 +125,7 @@ static options parse_args(int argc, char **argv) {
             break;
         }
         case O_VERIFY: o.verify = true; break;
+        case O_MAXMEM: o.max_memory = parse_size("--max-memory", optarg); break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':
@@ -178,7 +185,7 @@ static uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dt
     default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
     }
     uint64_t at = blob_align(b, 64);
-    blob_write(b, t->data, t->nbytes);
+    blob_write_tensor(b, t);
     return at;
 }
 
@@ -227,6 +234,10 @@ static void compile(const options *o) {
     if (o->print_target) target_print(t, stdout);
 
     model *m = model_load(o->input);
+    if (o->max_memory) {
+        model_check_memory(m, o->rsr_k, o->max_memory);
+        limit_memory(o->max_memory);
+    }
     if (o->print_model) model_print(m, stdout);
     note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
 

@@ -23,7 +23,7 @@ static int32_t config_int(const char *path, cJSON *cfg, const char *key, int32_t
         if (fallback == INT32_MIN) fatal("%s: missing '%s'", path, key);
         return fallback;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+    if (!cJSON_IsNumber(v) || fabs(v->valuedouble) > 9.0e15 || v->valuedouble != (double)(int64_t)v->valuedouble)
         fatal("%s: '%s' must be an integer", path, key);
     if (v->valuedouble < lo || v->valuedouble > hi)
         fatal("%s: '%s' = %.0f is out of range [%d, %d]", path, key, v->valuedouble, lo, hi);
@@ -49,16 +49,66 @@ static int32_t config_token(const char *path, cJSON *cfg, const char *key, int32
     cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!v || cJSON_IsNull(v)) return -1;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= vocab)
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < vocab) ||
+        v->valuedouble != (double)(int32_t)v->valuedouble)
         fatal("%s: '%s' is not a token id below vocab_size %d", path, key, vocab);
     return (int32_t)v->valuedouble;
 }
 
+static void free_model(void *m) { model_free(m); }
+static void free_ptr(void *p) { free(p); }
+static void delete_json(void *j) { cJSON_Delete(j); }
+
+/* Whether the compiler reads tensor `name` of this model (or may skip it knowingly). */
+static bool tensor_expected(const model *m, const char *name) {
+    if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return true;
+    if (!strcmp(name, "lm_head.weight")) return true; /* used, or a tied copy of the embedding */
+    static const char prefix[] = "model.layers.";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0) return false;
+    const char *digits = name + sizeof prefix - 1, *rest = digits;
+    long layer = 0;
+    while (*rest >= '0' && *rest <= '9' && layer <= m->num_layers) layer = layer * 10 + (*rest++ - '0');
+    if (rest == digits || *rest != '.' || layer >= m->num_layers || (*digits == '0' && rest != digits + 1))
+        return false;
+    rest++;
+    if (!strcmp(rest, "input_layernorm.weight") || !strcmp(rest, "post_attention_layernorm.weight")) return true;
+    if (!strcmp(rest, "self_attn.rotary_emb.inv_freq")) return true; /* recomputed from rope_theta */
+    char buf[96];
+    if (m->sub_norms) {
+        snprintf(buf, sizeof buf, "%s.weight", m->attn_sub_norm);
+        if (!strcmp(rest, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight", m->ffn_sub_norm);
+        if (!strcmp(rest, buf)) return true;
+    }
+    for (int p = 0; p < NUM_PROJ; p++) {
+        snprintf(buf, sizeof buf, "%s.weight", proj_names[p]);
+        if (!strcmp(rest, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight_scale", proj_names[p]);
+        if (m->wformat == WF_PACKED && !strcmp(rest, buf)) return true;
+    }
+    return false;
+}
+
+/* A tensor the compiler would not read means config.json and the weights disagree (more layers
+ * than num_hidden_layers, biases this architecture does not have, another model's tensors):
+ * compiling anyway would silently drop part of the model. */
+static void check_no_extra_tensors(const model *m) {
+    for (int i = 0; i < m->ar->ntensors; i++) {
+        const st_tensor *t = &m->ar->tensors[i];
+        if (!tensor_expected(m, t->name))
+            fatal("%s: tensor '%s' is not read by a %s (%s) with num_hidden_layers %d: config.json and the "
+                  "weights disagree", t->file, t->name, m->architecture, m->format_name, m->num_layers);
+    }
+}
+
 model *model_load(const char *path) {
     model *m = xcalloc(1, sizeof *m);
+    int token = on_fatal_push(free_model, m);
     m->ar = st_open(path);
     char *cfg_path = xasprintf("%s/config.json", m->ar->dir);
+    on_fatal_push(free_ptr, cfg_path);
     cJSON *cfg = parse_json_file(cfg_path);
+    on_fatal_push(delete_json, cfg);
     if (!cJSON_IsObject(cfg)) fatal("%s: not a JSON object", cfg_path);
 
     cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
@@ -123,6 +173,10 @@ model *model_load(const char *path) {
     if (m->num_heads % m->num_kv_heads)
         fatal("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", cfg_path, m->num_heads,
               m->num_kv_heads);
+    /* RSR column indices are 16-bit: o_proj reads heads x head_dim columns. */
+    if ((int64_t)m->num_heads * m->head_dim > 65535)
+        fatal("%s: num_attention_heads %d x head_dim %d = %lld is above 65535, the widest matrix input supported",
+              cfg_path, m->num_heads, m->head_dim, (long long)m->num_heads * m->head_dim);
     m->rms_eps = (float)config_num(cfg_path, cfg, "rms_norm_eps", 1e-5, 0, 1);
     m->rope_theta = config_num(cfg_path, cfg, "rope_theta", 10000.0, 1.0, 1e12);
     cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
@@ -136,6 +190,7 @@ model *model_load(const char *path) {
         if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
+    on_fatal_pop(token + 1);
     cJSON_Delete(cfg);
     free(cfg_path);
 
@@ -144,21 +199,20 @@ model *model_load(const char *path) {
     if (!m->tied) model_require(m, "lm_head.weight", 2, m->vocab, m->hidden);
     model_require(m, "model.norm.weight", 1, m->hidden, 0);
     for (int l = 0; l < m->num_layers; l++) {
-        char *n = xasprintf("model.layers.%d.input_layernorm.weight", l);
+        char n[192];
+        snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
         model_require(m, n, 1, m->hidden, 0);
-        free(n);
-        n = xasprintf("model.layers.%d.post_attention_layernorm.weight", l);
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
         model_require(m, n, 1, m->hidden, 0);
-        free(n);
         if (m->sub_norms) {
-            n = xasprintf("model.layers.%d.%s.weight", l, m->attn_sub_norm);
+            snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, m->attn_sub_norm);
             model_require(m, n, 1, (int64_t)m->num_heads * m->head_dim, 0);
-            free(n);
-            n = xasprintf("model.layers.%d.%s.weight", l, m->ffn_sub_norm);
+            snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, m->ffn_sub_norm);
             model_require(m, n, 1, m->intermediate, 0);
-            free(n);
         }
     }
+    check_no_extra_tensors(m);
+    on_fatal_pop(token);
     return m;
 }
 
@@ -196,8 +250,8 @@ const st_tensor *model_require(const model *m, const char *name, int ndim, int64
 
 static bool finite_positive(float f) { return isfinite(f) && f > 0; }
 
-/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
-static void load_packed(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+/* The packed weight tensor of a rows x cols matrix, its dtype and shape checked. */
+static const st_tensor *packed_tensor(const model *m, const char *name, int32_t rows, int32_t cols) {
     const st_tensor *t = st_find(m->ar, name);
     if (t->dtype != ST_U8)
         fatal("%s: tensor '%s': dtype %s, but this %s checkpoint stores packed U8 weights", t->file, name,
@@ -207,6 +261,12 @@ static void load_packed(const model *m, const char *name, int32_t rows, int32_t 
         fatal("%s: tensor '%s': shape [%lld, %lld] does not match config.json, which implies packed [%d, %d] for a "
               "%dx%d matrix", t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
               rows / 4, cols, rows, cols);
+    return t;
+}
+
+/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
+static void load_packed(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
+                        ternary_matrix *out) {
     int32_t R = rows / 4;
     for (int32_t r = 0; r < R; r++)
         for (int32_t c = 0; c < cols; c++) {
@@ -220,24 +280,24 @@ static void load_packed(const model *m, const char *name, int32_t rows, int32_t 
             }
         }
     char *sname = xasprintf("%s_scale", name);
+    int token = on_fatal_push(free_ptr, sname);
     const st_tensor *s = st_find(m->ar, sname);
     if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
     if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
                                    st_dtype_name(s->dtype));
-    int64_t count = 1;
-    for (int i = 0; i < s->ndim; i++) count *= s->shape[i];
-    if (count != 1) fatal("%s: tensor '%s': %lld elements, expected one per-tensor scale", s->file, sname,
-                          (long long)count);
+    uint64_t count = s->nbytes / (s->dtype == ST_F32 ? 4 : 2);
+    if (count != 1) fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
+                          (unsigned long long)count);
     float ws = st_get_f32(s, 0);
     if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
     out->beta = m->scale_inverted ? 1.0f / ws : ws;
     if (!finite_positive(out->beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, out->beta);
+    on_fatal_pop(token);
     free(sname);
 }
 
 /* Absmean ternarisation at compile time: beta = mean|W| (double sum), W_t = round(clamp(W/beta)). */
-static void load_latent(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
-    const st_tensor *t = model_require(m, name, 2, rows, cols);
+static void load_latent(const st_tensor *t, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     size_t n = (size_t)rows * (size_t)cols;
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -255,14 +315,23 @@ static void load_latent(const model *m, const char *name, int32_t rows, int32_t 
     out->beta = beta;
 }
 
+static void free_matrix(void *t) { ternary_matrix_free(t); }
+
+/* Shapes are checked against the tensor before anything is allocated: a small file claiming a
+ * huge matrix is refused, not obeyed. */
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
+    const st_tensor *t =
+        m->wformat == WF_PACKED ? packed_tensor(m, name, rows, cols) : model_require(m, name, 2, rows, cols);
     out->name = xstrdup(name);
     out->rows = rows;
     out->cols = cols;
     out->w = xmalloc((size_t)rows * (size_t)cols);
-    if (m->wformat == WF_PACKED) load_packed(m, name, rows, cols, out);
-    else load_latent(m, name, rows, cols, out);
+    int token = on_fatal_push(free_matrix, out);
+    if (m->wformat == WF_PACKED) load_packed(m, t, name, rows, cols, out);
+    else load_latent(t, name, rows, cols, out);
+    st_release(t);
+    on_fatal_pop(token);
     size_t n = (size_t)rows * (size_t)cols, zeros = 0;
     for (size_t i = 0; i < n; i++) zeros += out->w[i] == 0;
     out->binary = zeros == 0;
@@ -283,4 +352,31 @@ void model_print(const model *m, FILE *out) {
     fprintf(out, "  act=%s sub_norms=%s tied=%s scale=%s bitlinear_norm=%s rms_eps=%g rope_theta=%g\n",
             m->activation == RSR_ACT_RELU2 ? "relu2" : "silu", m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no",
             m->scale_inverted ? "inverted" : "direct", m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
+}
+
+/* What one matrix costs while it is compiled (rsr.c and kernel.c): its unpacked weights, one
+ * byte each, and the RSR index at block size k — a permutation of 2 bytes per column per block,
+ * segment codes and lengths, and the loop kernel's packed segment words. The largest matrix
+ * decides: matrices are compiled one at a time and freed. Without --rsr-k, k = 1 bounds them all. */
+static uint64_t matrix_compile_bytes(int64_t rows, int64_t cols, int k) {
+    uint64_t blocks = (uint64_t)((rows + k - 1) / k), codes = 1ull << (2 * k);
+    uint64_t segments = blocks * ((uint64_t)cols < codes ? (uint64_t)cols : codes);
+    return (uint64_t)rows * (uint64_t)cols + 2 * blocks * (uint64_t)cols + 8 * segments + 8 * (blocks + 1);
+}
+
+void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
+    const int64_t q_out = (int64_t)m->num_heads * m->head_dim, kv_out = (int64_t)m->num_kv_heads * m->head_dim;
+    const int64_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
+    const int64_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
+    int k = rsr_k ? rsr_k : 1, worst = 0;
+    uint64_t need = 0;
+    for (int p = 0; p < NUM_PROJ; p++) {
+        uint64_t b = matrix_compile_bytes(out_dim[p], in_dim[p], k);
+        if (b > need) need = b, worst = p;
+    }
+    char have[32], cap[32];
+    if (need > max_bytes)
+        fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
+              "at k=%d), above --max-memory %s", m->ar->path, proj_names[worst], (long long)out_dim[worst],
+              (long long)in_dim[worst], format_size(need, have), k, format_size(max_bytes, cap));
 }

@@ -13,6 +13,7 @@
 #ifndef RSRC_H
 #define RSRC_H
 
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,7 +34,20 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* -v */
 extern int verbosity;
 void register_temp(const char *path);   /* removed by fatal() and at exit unless released */
+/* The cleanup stack: what a loader owns while it may fail. fatal() runs the entries, newest
+ * first, before it exits; on_fatal_pop(token) drops the entry returned by push (and any newer)
+ * without running it. With fatal_jump set, fatal() longjmps there instead of exiting (fuzzers),
+ * and fatal_quiet silences its message. */
+int on_fatal_push(void (*fn)(void *), void *arg);
+void on_fatal_update(int token, void *arg); /* the argument moved (realloc) */
+void on_fatal_pop(int token);
+extern jmp_buf *fatal_jump;
+extern bool fatal_quiet;
 void release_temp(const char *path);
+uint64_t parse_size(const char *what, const char *s);   /* 512M, 4G, ... */
+void limit_memory(uint64_t bytes);                      /* --max-memory */
+void unlimit_memory(void);                              /* in a child, before exec */
+const char *format_size(uint64_t bytes, char buf[32]);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
@@ -65,6 +79,8 @@ const st_tensor *st_find(const st_archive *a, const char *name);
 void st_close(st_archive *a);
 const char *st_dtype_name(enum st_dtype t);
 float st_get_f32(const st_tensor *t, int64_t i); /* element i widened to float */
+void st_release(const st_tensor *t);             /* its pages leave the resident set */
+void st_release_bytes(const uint8_t *data, uint64_t n);
 
 /* ---- model.c: config.json + format detection → one internal ternary matrix type ---- */
 enum weight_format {
@@ -107,6 +123,8 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
 void ternary_matrix_free(ternary_matrix *t);
 const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1);
 void model_print(const model *m, FILE *out);
+/* Refuses, before any work, a compile whose largest matrix would not fit in max_bytes. */
+void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes);
 
 /* ---- rsr.c: Redundant Segment Reduction analysis ---- */
 /* Ternary block code: (pos_bits << k) | neg_bits, bit r = row r of the block.
@@ -219,6 +237,7 @@ void blob_open(blob_writer *b, const char *path);
 uint64_t blob_align(blob_writer *b, unsigned alignment);
 uint64_t blob_write(blob_writer *b, const void *data, size_t n);
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
+void blob_write_tensor(blob_writer *b, const st_tensor *t);     /* as stored, streamed */
 void blob_close(blob_writer *b);
 /* The int8 copy of the LM head for certified greedy decoding (layout: rsr_artifact.h). */
 void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_desc *d);

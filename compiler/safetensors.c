@@ -41,37 +41,111 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* Reads a small text file whole (config.json, a shard index). */
 static char *read_text_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
-    char *buf = xmalloc(cap);
+    char *buf = malloc(cap);
     size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
-            if (cap >= MAX_HEADER_BYTES) fatal("%s: file is larger than %u bytes", path, MAX_HEADER_BYTES);
-            buf = xrealloc(buf, cap *= 2);
+            if (cap >= MAX_HEADER_BYTES) {
+                free(buf);
+                fclose(f);
+                fatal("%s: file is larger than %u bytes", path, MAX_HEADER_BYTES);
+            }
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger) free(buf);
+            buf = bigger;
         }
     }
-    if (ferror(f)) fatal("%s: read error: %s", path, strerror(errno));
+    int err = ferror(f) ? errno : 0;
     fclose(f);
+    if (!buf) fatal("%s: out of memory reading it", path);
+    if (err) {
+        free(buf);
+        fatal("%s: read error: %s", path, strerror(err));
+    }
     *len = n;
     return buf;
 }
 
-/* Parses a JSON document and names the file and byte offset of a syntax error. */
+/* Where text stops being UTF-8 (an overlong form, a surrogate, a stray continuation byte, a
+ * code point past U+10FFFF, or a sequence cut short), or len when all of it is. */
+size_t utf8_invalid_at(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t n;
+        unsigned cp, min;
+        if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07, min = 0x10000;
+        else return i;
+        if (len - i <= n) return i;
+        for (size_t j = 1; j <= n; j++) {
+            if ((s[i + j] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+static int by_key(const void *a, const void *b) {
+    return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+}
+
+/* JSON leaves the meaning of a repeated key to the reader; cJSON would take the first one
+ * silently. A checkpoint whose header or config says two things is refused instead. */
+void json_check_unique_keys(const char *path, const cJSON *node) {
+    int n = 0;
+    for (const cJSON *c = node->child; c; c = c->next) {
+        n++;
+        if (cJSON_IsObject(c) || cJSON_IsArray(c)) json_check_unique_keys(path, c);
+    }
+    if (!cJSON_IsObject(node) || n < 2) return;
+    cJSON **keys = malloc(sizeof *keys * (size_t)n);
+    if (!keys) fatal("%s: out of memory checking keys", path);
+    int i = 0;
+    for (cJSON *c = node->child; c; c = c->next) keys[i++] = c;
+    qsort(keys, (size_t)n, sizeof *keys, by_key);
+    for (i = 1; i < n; i++)
+        if (strcmp(keys[i]->string, keys[i - 1]->string) == 0) {
+            char key[128];
+            snprintf(key, sizeof key, "%s", keys[i]->string);
+            free(keys);
+            fatal("%s: duplicate key '%s'", path, key);
+        }
+    free(keys);
+}
+
+static void delete_json(void *root) { cJSON_Delete(root); }
+
+/* Parses a JSON document; names the file and byte offset of a syntax error. UTF-8 only, and
+ * no key twice in one object. */
 cJSON *parse_json_file(const char *path);
 cJSON *parse_json_file(const char *path) {
     size_t len;
     char *text = read_text_file(path, &len);
+    size_t bad = utf8_invalid_at(text, len);
+    if (bad < len) {
+        free(text);
+        fatal("%s: not valid UTF-8 at byte %zu", path, bad);
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    if (!root) {
-        size_t at = end ? (size_t)(end - text) : 0;
-        fatal("%s: invalid JSON near byte %zu", path, at);
-    }
+    size_t at = end ? (size_t)(end - text) : 0;
     free(text);
+    if (!root) fatal("%s: invalid JSON near byte %zu", path, at);
+    int token = on_fatal_push(delete_json, root);
+    json_check_unique_keys(path, root);
+    on_fatal_pop(token);
     return root;
 }
 
@@ -85,22 +159,102 @@ static int by_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+static void free_ptr(void *p) { free(p); }
+
+/* An integer in [0, max] stored as a JSON number (cJSON keeps numbers as doubles, exact up
+ * to 2^53: far beyond any real size or offset). */
+static bool json_uint(const cJSON *v, double max, uint64_t *out) {
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d <= max) || d != (double)(uint64_t)d) return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+/* Checks one header entry and appends it; `data` is the file's data block. */
+static void add_tensor(st_archive *a, const char *path, const cJSON *e, const uint8_t *data, uint64_t data_size) {
+    const char *name = e->string;
+    if (!cJSON_IsObject(e)) fatal("%s: tensor '%s': entry is not an object", path, name);
+    cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsString(jd)) fatal("%s: tensor '%s': missing or non-string 'dtype'", path, name);
+    if (!cJSON_IsArray(js)) fatal("%s: tensor '%s': missing or non-array 'shape'", path, name);
+    if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2)
+        fatal("%s: tensor '%s': 'data_offsets' must be [begin, end]", path, name);
+    for (const cJSON *f = e->child; f; f = f->next)
+        if (strcmp(f->string, "dtype") && strcmp(f->string, "shape") && strcmp(f->string, "data_offsets"))
+            fatal("%s: tensor '%s': unknown field '%s' (dtype, shape, data_offsets)", path, name, f->string);
+    st_tensor t = {0};
+    bool known = false;
+    for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
+        if (strcmp(jd->valuestring, dtypes[i].name) == 0) t.dtype = dtypes[i].dtype, known = true;
+    if (!known)
+        fatal("%s: tensor '%s': unsupported dtype '%s' (expected F32, F16, BF16, U8 or I8)", path, name,
+              jd->valuestring);
+    unsigned esize = dtype_size(t.dtype);
+    t.ndim = cJSON_GetArraySize(js);
+    if (t.ndim > 4) fatal("%s: tensor '%s': %d dimensions, at most 4 supported", path, name, t.ndim);
+    /* The element count is bounded by the bytes the file holds, so no product can overflow. */
+    uint64_t count = 1;
+    for (int i = 0; i < t.ndim; i++) {
+        uint64_t dim;
+        if (!json_uint(cJSON_GetArrayItem(js, i), 9.0e15, &dim))
+            fatal("%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
+        t.shape[i] = (int64_t)dim;
+        if (dim && count > data_size / esize / dim) count = UINT64_MAX;
+        else count *= dim;
+    }
+    uint64_t begin, stop;
+    if (!json_uint(cJSON_GetArrayItem(jo, 0), 1.8e19, &begin) || !json_uint(cJSON_GetArrayItem(jo, 1), 1.8e19, &stop))
+        fatal("%s: tensor '%s': data_offsets are not non-negative integers", path, name);
+    if (begin > stop) fatal("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name,
+                            (unsigned long long)begin, (unsigned long long)stop);
+    if (stop > data_size)
+        fatal("%s: tensor '%s': data_offsets [%llu, %llu] leave the data block (%llu bytes)", path, name,
+              (unsigned long long)begin, (unsigned long long)stop, (unsigned long long)data_size);
+    if (count == UINT64_MAX)
+        fatal("%s: tensor '%s': its shape has more elements than the file's %llu data bytes hold", path, name,
+              (unsigned long long)data_size);
+    if (count * esize != stop - begin)
+        fatal("%s: tensor '%s': %llu bytes in data_offsets but shape x %s needs %llu", path, name,
+              (unsigned long long)(stop - begin), jd->valuestring, (unsigned long long)(count * esize));
+    /* Writers place each tensor at a multiple of its element size; anything else is damage. */
+    if (begin % esize)
+        fatal("%s: tensor '%s': data_offsets begin %llu is not a multiple of the %s element size (%u bytes)", path,
+              name, (unsigned long long)begin, jd->valuestring, esize);
+    t.data = data + begin;
+    t.nbytes = stop - begin;
+    t.file = a->files[a->nfiles - 1].path;
+    t.name = xstrdup(name);
+    a->tensors = xrealloc(a->tensors, sizeof *a->tensors * (size_t)(a->ntensors + 1));
+    a->tensors[a->ntensors++] = t;
+}
+
 /* Maps one .safetensors file and appends its tensors to the archive. */
 static void load_file(st_archive *a, const char *path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) fatal("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0) fatal("%s: cannot stat: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) fatal("%s: not a regular file", path);
+    const char *why = NULL;
+    if (fstat(fd, &sb) != 0) why = strerror(errno);
+    else if (!S_ISREG(sb.st_mode)) why = "not a regular file";
+    else if (sb.st_size < 8) why = "truncated";
+    if (why) {
+        close(fd);
+        if (strcmp(why, "truncated") == 0)
+            fatal("%s: truncated: %lld bytes, not even the 8-byte header length", path, (long long)sb.st_size);
+        fatal("%s: %s", path, why);
+    }
     size_t size = (size_t)sb.st_size;
-    if (size < 8) fatal("%s: truncated: %zu bytes, not even the 8-byte header length", path, size);
     uint8_t *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) fatal("%s: cannot map: %s", path, strerror(errno));
+    int map_errno = errno;
     close(fd);
+    if (map == MAP_FAILED) fatal("%s: cannot map: %s", path, strerror(map_errno));
 
     a->files = xrealloc(a->files, sizeof *a->files * (size_t)(a->nfiles + 1));
-    a->files[a->nfiles++] = (struct st_mapped){xstrdup(path), map, size};
-    const char *fname = a->files[a->nfiles - 1].path;
+    a->files[a->nfiles++] = (struct st_mapped){NULL, map, size}; /* owned by the archive from here */
+    a->files[a->nfiles - 1].path = xstrdup(path);
 
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
@@ -108,84 +262,47 @@ static void load_file(st_archive *a, const char *path) {
         fatal("%s: header length %llu runs past the end of the file (%zu bytes)", path,
               (unsigned long long)hlen, size);
     if (hlen > MAX_HEADER_BYTES)
-        fatal("%s: header length %llu is absurdly large", path, (unsigned long long)hlen);
+        fatal("%s: header length %llu is absurdly large (the limit is %u bytes)", path, (unsigned long long)hlen,
+              MAX_HEADER_BYTES);
     if (hlen < 2) fatal("%s: header of %llu bytes cannot hold a JSON object", path, (unsigned long long)hlen);
+    size_t bad = utf8_invalid_at((const char *)map + 8, hlen);
+    if (bad < hlen) fatal("%s: header is not valid UTF-8 at byte %zu", path, (size_t)8 + bad);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)map + 8, hlen, &end, false);
     if (!root) {
         size_t at = end ? (size_t)(end - (const char *)map) : 8;
         fatal("%s: header is not valid JSON (near byte %zu)", path, at);
     }
+    int token = on_fatal_push(delete_json, root);
     if (!cJSON_IsObject(root)) fatal("%s: header is not a JSON object", path);
+    json_check_unique_keys(path, root);
 
     const uint8_t *data = map + 8 + hlen;
     uint64_t data_size = size - 8 - hlen;
     int first = a->ntensors;
-    cJSON *e;
-    cJSON_ArrayForEach(e, root) {
-        if (strcmp(e->string, "__metadata__") == 0) continue;
-        const char *name = e->string;
-        if (!cJSON_IsObject(e)) fatal("%s: tensor '%s': entry is not an object", path, name);
-        cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-        cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
-        cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        if (!cJSON_IsString(jd)) fatal("%s: tensor '%s': missing or non-string 'dtype'", path, name);
-        if (!cJSON_IsArray(js)) fatal("%s: tensor '%s': missing or non-array 'shape'", path, name);
-        if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2)
-            fatal("%s: tensor '%s': 'data_offsets' must be [begin, end]", path, name);
-        st_tensor t = {0};
-        t.name = xstrdup(name);
-        t.file = fname;
-        bool known = false;
-        for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
-            if (strcmp(jd->valuestring, dtypes[i].name) == 0) t.dtype = dtypes[i].dtype, known = true;
-        if (!known)
-            fatal("%s: tensor '%s': unsupported dtype '%s' (expected F32, F16, BF16, U8 or I8)", path, name,
-                  jd->valuestring);
-        t.ndim = cJSON_GetArraySize(js);
-        if (t.ndim > 4) fatal("%s: tensor '%s': %d dimensions, at most 4 supported", path, name, t.ndim);
-        unsigned __int128 count = 1;
-        for (int i = 0; i < t.ndim; i++) {
-            cJSON *d = cJSON_GetArrayItem(js, i);
-            if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 9.0e15 ||
-                d->valuedouble != (double)(int64_t)d->valuedouble)
-                fatal("%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
-            t.shape[i] = (int64_t)d->valuedouble;
-            count *= (uint64_t)t.shape[i];
-        }
-        double ob = cJSON_GetArrayItem(jo, 0)->valuedouble, oe = cJSON_GetArrayItem(jo, 1)->valuedouble;
-        if (!cJSON_IsNumber(cJSON_GetArrayItem(jo, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(jo, 1)) ||
-            ob < 0 || oe < 0 || ob != (double)(uint64_t)ob || oe != (double)(uint64_t)oe || ob > 1.8e19 || oe > 1.8e19)
-            fatal("%s: tensor '%s': data_offsets are not non-negative integers", path, name);
-        uint64_t begin = (uint64_t)ob, stop = (uint64_t)oe;
-        if (begin > stop) fatal("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name,
-                                (unsigned long long)begin, (unsigned long long)stop);
-        if (stop > data_size)
-            fatal("%s: tensor '%s': data_offsets [%llu, %llu] leave the data block (%llu bytes)", path, name,
-                  (unsigned long long)begin, (unsigned long long)stop, (unsigned long long)data_size);
-        unsigned __int128 want = count * dtype_size(t.dtype);
-        if (want != stop - begin)
-            fatal("%s: tensor '%s': %llu bytes in data_offsets but shape x %s needs %llu", path, name,
-                  (unsigned long long)(stop - begin), jd->valuestring, (unsigned long long)want);
-        t.data = data + begin;
-        t.nbytes = stop - begin;
-        a->tensors = xrealloc(a->tensors, sizeof *a->tensors * (size_t)(a->ntensors + 1));
-        a->tensors[a->ntensors++] = t;
-    }
-    cJSON_Delete(root);
+    for (const cJSON *e = root->child; e; e = e->next)
+        if (strcmp(e->string, "__metadata__") != 0) add_tensor(a, path, e, data, data_size);
 
-    /* No two tensors of this file may share bytes. */
+    /* No two tensors of this file may share bytes: each must begin at or after the furthest end
+     * of those before it (empty tensors occupy nothing). */
     int n = a->ntensors - first;
     span *spans = xmalloc(sizeof *spans * (size_t)(n ? n : 1));
+    on_fatal_push(free_ptr, spans);
     for (int i = 0; i < n; i++) {
         const st_tensor *t = &a->tensors[first + i];
         spans[i] = (span){(uint64_t)(t->data - data), (uint64_t)(t->data - data) + t->nbytes, t->name};
     }
     qsort(spans, (size_t)n, sizeof *spans, by_begin);
-    for (int i = 1; i < n; i++)
-        if (spans[i].begin < spans[i - 1].end && spans[i].end > spans[i].begin)
-            fatal("%s: tensors '%s' and '%s' overlap in the data block", path, spans[i - 1].name, spans[i].name);
+    const span *reach = NULL;
+    for (int i = 0; i < n; i++) {
+        if (spans[i].end == spans[i].begin) continue;
+        if (reach && spans[i].begin < reach->end)
+            fatal("%s: tensors '%s' and '%s' overlap in the data block", path, reach->name, spans[i].name);
+        if (!reach || spans[i].end > reach->end) reach = &spans[i];
+    }
+    on_fatal_pop(token);
     free(spans);
+    cJSON_Delete(root);
 }
 
 static char *dir_of(const char *path) {
@@ -195,31 +312,51 @@ static char *dir_of(const char *path) {
     return d;
 }
 
-/* A shard index names the files; every tensor it maps must be in the file it names. */
+typedef struct name_list { char **v; int n; } name_list;
+static void free_name_list(void *p) {
+    name_list *l = p;
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+}
+
+static void sort_and_check_unique(st_archive *a, const char *path) {
+    qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
+    for (int i = 1; i < a->ntensors; i++)
+        if (strcmp(a->tensors[i].name, a->tensors[i - 1].name) == 0)
+            fatal("%s: tensor '%s' appears twice (in %s and %s)", path, a->tensors[i].name, a->tensors[i - 1].file,
+                  a->tensors[i].file);
+}
+
+/* A shard index names the files; every tensor it maps must be in the file it names, and every
+ * tensor of those files must be in the map. */
 static void load_index(st_archive *a, const char *index_path) {
     cJSON *root = parse_json_file(index_path);
+    int token = on_fatal_push(delete_json, root);
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) fatal("%s: no 'weight_map' object", index_path);
-    char **loaded = NULL;
-    int nloaded = 0;
+    name_list loaded = {0};
+    on_fatal_push(free_name_list, &loaded);
     cJSON *e;
     cJSON_ArrayForEach(e, map) {
         if (!cJSON_IsString(e)) fatal("%s: weight_map['%s'] is not a file name", index_path, e->string);
         const char *file = e->valuestring;
-        if (strchr(file, '/') || strcmp(file, "..") == 0 || !*file)
+        if (strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0 || !*file)
             fatal("%s: weight_map['%s'] = '%s' is not a file name in this directory", index_path, e->string, file);
         bool seen = false;
-        for (int i = 0; i < nloaded; i++) seen |= strcmp(loaded[i], file) == 0;
+        for (int i = 0; i < loaded.n; i++) seen |= strcmp(loaded.v[i], file) == 0;
         if (!seen) {
-            loaded = xrealloc(loaded, sizeof *loaded * (size_t)(nloaded + 1));
-            loaded[nloaded++] = xstrdup(file);
+            loaded.v = xrealloc(loaded.v, sizeof *loaded.v * (size_t)(loaded.n + 1));
+            loaded.v[loaded.n] = xstrdup(file);
+            loaded.n++;
             char *p = xasprintf("%s/%s", a->dir, file);
+            int ptoken = on_fatal_push(free_ptr, p);
             load_file(a, p);
+            on_fatal_pop(ptoken);
             free(p);
         }
     }
-    if (nloaded == 0) fatal("%s: 'weight_map' is empty", index_path);
-    qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
+    if (loaded.n == 0) fatal("%s: 'weight_map' is empty", index_path);
+    sort_and_check_unique(a, index_path);
     cJSON_ArrayForEach(e, map) {
         const st_tensor *t = st_find(a, e->string);
         if (!t) fatal("%s: tensor '%s' is mapped to '%s' but that file does not contain it", index_path, e->string,
@@ -229,23 +366,32 @@ static void load_index(st_archive *a, const char *index_path) {
             fatal("%s: tensor '%s' is mapped to '%s' but found in '%s'", index_path, e->string, e->valuestring,
                   t->file);
     }
-    for (int i = 0; i < nloaded; i++) free(loaded[i]);
-    free(loaded);
+    for (int i = 0; i < a->ntensors; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(map, a->tensors[i].name))
+            fatal("%s: tensor '%s' of %s is not in the weight_map", index_path, a->tensors[i].name, a->tensors[i].file);
+    on_fatal_pop(token);
+    free_name_list(&loaded);
     cJSON_Delete(root);
 }
 
+static void close_archive(void *a) { st_close(a); }
+
 st_archive *st_open(const char *path) {
     st_archive *a = xcalloc(1, sizeof *a);
+    int token = on_fatal_push(close_archive, a);
     a->path = xstrdup(path);
     struct stat sb;
     if (stat(path, &sb) != 0) fatal("%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         a->dir = xstrdup(path);
         char *index = xasprintf("%s/model.safetensors.index.json", path);
+        on_fatal_push(free_ptr, index);
         char *single = xasprintf("%s/model.safetensors", path);
+        on_fatal_push(free_ptr, single);
         if (access(index, R_OK) == 0) load_index(a, index);
         else if (access(single, R_OK) == 0) load_file(a, single);
         else fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
+        on_fatal_pop(token + 1);
         free(index);
         free(single);
     } else {
@@ -253,11 +399,8 @@ st_archive *st_open(const char *path) {
         if (ends_with(path, ".index.json")) load_index(a, path);
         else load_file(a, path);
     }
-    qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
-    for (int i = 1; i < a->ntensors; i++)
-        if (strcmp(a->tensors[i].name, a->tensors[i - 1].name) == 0)
-            fatal("%s: tensor '%s' appears twice (in %s and %s)", path, a->tensors[i].name, a->tensors[i - 1].file,
-                  a->tensors[i].file);
+    sort_and_check_unique(a, path);
+    on_fatal_pop(token);
     return a;
 }
 
@@ -291,3 +434,17 @@ float st_get_f32(const st_tensor *t, int64_t i) {
     }
     return 0;
 }
+
+/* Drops the mapped pages of a tensor that has been consumed: the compiler streams the model
+ * one tensor at a time, and without this every page it has read would stay in its resident
+ * set until exit (the mapping is private and read-only, so the pages come back from the page
+ * cache if the tensor is read again). */
+void st_release_bytes(const uint8_t *data, uint64_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !n) return;
+    uintptr_t begin = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)data + n) & ~((uintptr_t)page - 1);
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+void st_release(const st_tensor *t) { st_release_bytes(t->data, t->nbytes); }

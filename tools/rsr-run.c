@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sys/resource.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -78,6 +79,8 @@ static void usage(FILE *out) {
           "  --ctx N               context length of the session (default: the model's)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
           "                        tokens) speed instead of printing text\n"
+          "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G): a session that\n"
+          "                        does not fit fails cleanly (the model's constants are mapped, not charged)\n"
           "  --info                print what the model is and how it was compiled\n"
           "  -h, --help            this text\n"
           "\n"
@@ -217,6 +220,21 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
 }
 
 /* Token ids in, token ids out (on one line): the form the end-to-end tests compare. */
+/* RLIMIT_DATA caps heap and anonymous mappings: the KV cache and scratch, not the model file. */
+static void limit_memory(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : *end ? -1 : 0;
+    if (errno || end == s || *s == '-' || shift < 0 || v > (ULLONG_MAX >> shift))
+        die("--max-memory: '%s' is not a size such as 512M or 4G", s);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_DATA, &rl) != 0) die("--max-memory: %s", strerror(errno));
+    rl.rlim_cur = v << shift;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_DATA, &rl) != 0) die("--max-memory: %s", strerror(errno));
+}
+
 static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step) {
     for (int32_t l = 0; l < info->num_layers; l++) {
         rsr_attention_stats st;
@@ -282,7 +300,8 @@ int main(int argc, char **argv) {
     int do_bench = 0, do_info = 0, do_chat = 0;
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
-           O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS };
+           O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS, O_MAXMEM };
+    const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
         {"tokens", required_argument, 0, O_TOKENS},  {"logits", required_argument, 0, O_LOGITS},
@@ -297,6 +316,7 @@ int main(int argc, char **argv) {
         {"attention", required_argument, 0, O_ATTN}, {"louver-eps", required_argument, 0, O_LEPS},
         {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
         {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
+        {"max-memory", required_argument, 0, O_MAXMEM},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
@@ -334,6 +354,7 @@ int main(int argc, char **argv) {
             break;
         case O_LBLOCK: o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
         case O_STATS: o.stats = 1; break;
+        case O_MAXMEM: max_memory = optarg; break;
         case O_BENCH: do_bench = 1; break;
         case O_INFO: do_info = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
@@ -353,6 +374,7 @@ int main(int argc, char **argv) {
         }
     }
     o.session.max_positions = o.ctx;
+    if (max_memory) limit_memory(max_memory);
     if (optind != argc - 1) {
         usage(stderr);
         die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);

@@ -16,6 +16,7 @@
 #define RSR_DL_H
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -58,6 +59,41 @@ typedef struct rsr_api {
                                                 char *, size_t, size_t *);
 } rsr_api;
 
+/* dlopen trusts the file: a segment that the program headers place past the end of a truncated
+ * file is mapped anyway, and touching it raises SIGBUS. So check first that the file holds
+ * every loadable segment it declares. Returns 0, or -1 with a message in err. */
+static inline int rsr_api_check_elf(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    Elf64_Ehdr eh;
+    const char *why = NULL;
+    unsigned long long need = 0;
+    long size = -1;
+    if (fread(&eh, sizeof eh, 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr))
+        why = "not a 64-bit ELF shared object";
+    else if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0)
+        why = "cannot determine its size";
+    for (int i = 0; !why && i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        long at = (long)(eh.e_phoff + (unsigned long long)i * sizeof ph);
+        if (fseek(f, at, SEEK_SET) != 0 || fread(&ph, sizeof ph, 1, f) != 1)
+            why = "truncated program headers";
+        else if (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > need)
+            need = ph.p_offset + ph.p_filesz;
+    }
+    fclose(f);
+    if (!why && need > (unsigned long long)size) {
+        snprintf(err, errlen, "%s: truncated: %ld bytes, its segments need %llu", path, size, need);
+        return -1;
+    }
+    if (why) snprintf(err, errlen, "%s: %s (is it a model compiled by rsrc?)", path, why);
+    return why ? -1 : 0;
+}
+
 /* Returns 0, or -1 with a message in err. A path without '/' is taken relative to the current
  * directory (dlopen would search the library path instead). */
 static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t errlen) {
@@ -85,6 +121,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
             snprintf(err, errlen, "%s is not a shared object: expected a model compiled by rsrc (rsrc MODEL -o model.so)", path);
         return -1;
     }
+    if (rsr_api_check_elf(path, err, errlen) != 0) return -1;
     snprintf(buf, sizeof buf, "%s%s", strchr(path, '/') ? "" : "./", path);
     api->handle = dlopen(buf, RTLD_NOW | RTLD_LOCAL);
     if (!api->handle) {

@@ -23,6 +23,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     *out = NULL;
     if (!m) return RSR_ERR_INVALID_ARGUMENT;
+    if (m->status != RSR_OK) return m->status;
     const rsr_artifact *a = m->a;
     rsr_session_params p = params ? *params : rsr_session_default_params();
     if (p.max_positions < 0 || p.max_positions > a->max_positions)
@@ -50,9 +51,11 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->acc = malloc(sizeof(int32_t) * (size_t)m->max_rows);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
         !s->xq || !s->acc) {
+        int32_t max_positions = s->max_positions;
         rsr_session_free(s);
-        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session of %d positions",
-                             p.max_positions);
+        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
+                             "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
+                             max_positions, (2 * sizeof(float) * cache) >> 20);
     }
     rsr_status st = rsr_attention_init(s, &p);
     if (st != RSR_OK) {

@@ -15,6 +15,7 @@ struct rsr_model {
     int32_t num_threads;
     int32_t max_rows;           /* the largest matrix output (scratch sizes) */
     rsr_tokenizer *tokenizer;   /* parsed from the artifact's tokenizer.json on first use */
+    rsr_status status;          /* of the open: a model that failed to open refuses every use */
     char err[RSR_ERRMSG_SIZE];
 };
 
@@ -35,6 +36,8 @@ struct rsr_session {
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* rsr_model_open on a given descriptor (tests and fuzzers hand it damaged ones). */
+rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params);
 /* One token through the model; then the logits (when logits) and/or the greedy token (when argmax). */
 rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32_t *argmax);
 

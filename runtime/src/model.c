@@ -1,4 +1,5 @@
 /* model.c — opening the model compiled into this artifact; status strings; matrix access. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,20 +37,64 @@ uint32_t rsr_api_version(void) { return RSR_API_VERSION; }
 
 rsr_model_params rsr_model_default_params(void) { return (rsr_model_params){.num_threads = 0}; }
 
+/* An offset into the blob where `bytes` bytes must fit, 4-aligned when read as floats. */
+static int blob_range_ok(const rsr_artifact *a, uint64_t off, uint64_t bytes, uint64_t align) {
+    return off <= a->blob_size && bytes <= a->blob_size - off && off % align == 0;
+}
+
+/* Everything the forward pass will index with, checked once so that a damaged or hostile
+ * descriptor is refused here instead of corrupting memory later. The limits are the compiler's
+ * (16-bit RSR column indices, config.json ranges), so every product below fits in 64 bits. */
 static rsr_status check_artifact(rsr_model *m) {
     const rsr_artifact *a = m->a;
+    char *err = m->err;
     if (a->abi_version != RSR_ABI_VERSION)
-        return rsr_set_error(m->err, RSR_ERR_ABI, "artifact built for runtime ABI %u, this runtime speaks ABI %u: "
+        return rsr_set_error(err, RSR_ERR_ABI, "artifact built for runtime ABI %u, this runtime speaks ABI %u: "
                              "recompile the model with a matching rsrc", a->abi_version, RSR_ABI_VERSION);
-    if (a->hidden <= 0 || a->num_layers <= 0 || a->num_heads <= 0 || a->num_kv_heads <= 0 ||
-        a->num_heads % a->num_kv_heads || a->head_dim <= 0 || a->head_dim % 2 || a->vocab <= 0 ||
-        a->num_matrices != a->num_layers * 7)
-        return rsr_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent");
-    int32_t max_rows = a->hidden;
+#define BAD(...) rsr_set_error(err, RSR_ERR_ABI, "artifact descriptor is inconsistent: " __VA_ARGS__)
+    if (!a->architecture || !a->target || !a->compiler) return BAD("missing name strings");
+    if (a->hidden <= 0 || a->hidden > 65535 || a->intermediate <= 0 || a->intermediate > 65535)
+        return BAD("hidden %d, intermediate %d", a->hidden, a->intermediate);
+    if (a->num_layers <= 0 || a->num_layers > 4096 || a->num_heads <= 0 || a->num_heads > 4096 ||
+        a->num_kv_heads <= 0 || a->num_heads % a->num_kv_heads || a->head_dim <= 0 || a->head_dim % 2 ||
+        (int64_t)a->num_heads * a->head_dim > 65535)
+        return BAD("%d layers, %d heads, %d kv heads, head_dim %d", a->num_layers, a->num_heads, a->num_kv_heads,
+                   a->head_dim);
+    if (a->vocab <= 0 || a->vocab > (1 << 24) || a->max_positions <= 0 || a->max_positions > (1 << 24))
+        return BAD("vocab %d, max_positions %d", a->vocab, a->max_positions);
+    if (a->bos < -1 || a->bos >= a->vocab || a->eos < -1 || a->eos >= a->vocab)
+        return BAD("bos %d, eos %d for vocab %d", a->bos, a->eos, a->vocab);
+    if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU) || (a->bitlinear_norm & ~1))
+        return BAD("activation %d, bitlinear_norm %d", a->activation, a->bitlinear_norm);
+    if (!(a->rms_eps >= 0 && a->rms_eps <= 1) || !(a->bitlinear_eps >= 0 && a->bitlinear_eps <= 1) ||
+        !(a->rope_theta >= 1 && a->rope_theta <= 1e12))
+        return BAD("rms_eps %g, bitlinear_eps %g, rope_theta %g", (double)a->rms_eps, (double)a->bitlinear_eps,
+                   a->rope_theta);
+    if (!a->blob || !a->layer || !a->matrix || a->num_matrices != a->num_layers * 7)
+        return BAD("%d matrices for %d layers", a->num_matrices, a->num_layers);
+    const uint64_t H = (uint64_t)a->hidden, I = (uint64_t)a->intermediate, V = (uint64_t)a->vocab;
+    const uint64_t q_out = (uint64_t)a->num_heads * (uint64_t)a->head_dim;
+    const uint64_t kv_out = (uint64_t)a->num_kv_heads * (uint64_t)a->head_dim;
+    for (int which = 0; which < 2; which++) {
+        int32_t dt = which ? a->lm_head_dtype : a->embed_dtype;
+        uint64_t off = which ? a->lm_head : a->embed;
+        if (dt != RSR_DTYPE_F32 && dt != RSR_DTYPE_F16 && dt != RSR_DTYPE_BF16) return BAD("dtype %d", dt);
+        uint64_t size = dt == RSR_DTYPE_F32 ? 4 : 2;
+        if (!blob_range_ok(a, off, V * H * size, size))
+            return BAD("%s at %llu leaves the %llu-byte blob", which ? "lm_head" : "embedding",
+                       (unsigned long long)off, (unsigned long long)a->blob_size);
+    }
+    if (!blob_range_ok(a, a->final_norm, 4 * H, 4)) return BAD("final norm at %llu", (unsigned long long)a->final_norm);
+
+    int32_t max_rows = 0;
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_matrix *x = &a->matrix[i];
-        if (!x->kernel || x->rsr_k <= 0 || x->num_blocks * x->rsr_k < x->rows)
-            return rsr_set_error(m->err, RSR_ERR_ABI, "artifact matrix %d (%s) is inconsistent", i, x->name);
+        if (!x->kernel || x->rows <= 0 || x->cols <= 0 || x->cols > 65535 || x->rsr_k <= 0 || x->rsr_k > 16 ||
+            x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < x->rows ||
+            (int64_t)(x->num_blocks - 1) * x->rsr_k >= x->rows || !isfinite(x->scale) ||
+            (x->data != RSR_NO_TENSOR && x->data >= a->blob_size))
+            return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols,
+                       x->rsr_k, x->num_blocks);
         if (x->rows > max_rows) max_rows = x->rows;
     }
     if (a->tokenizer_json != RSR_NO_TENSOR &&
@@ -63,22 +108,47 @@ static rsr_status check_artifact(rsr_model *m) {
             a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)
             return rsr_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
     }
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rsr_artifact_layer *L = &a->layer[l];
+        if (!blob_range_ok(a, L->attn_norm, 4 * H, 4) || !blob_range_ok(a, L->ffn_norm, 4 * H, 4) ||
+            (L->attn_sub_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->attn_sub_norm, 4 * q_out, 4)) ||
+            (L->ffn_sub_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->ffn_sub_norm, 4 * I, 4)))
+            return BAD("layer %d: a norm leaves the blob", l);
+        const int32_t idx[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
+        const uint64_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
+        for (int j = 0; j < 7; j++) {
+            if (idx[j] < 0 || idx[j] >= a->num_matrices) return BAD("layer %d: matrix index %d", l, idx[j]);
+            const rsr_artifact_matrix *x = &a->matrix[idx[j]];
+            if ((uint64_t)x->rows != rows[j] || (uint64_t)x->cols != cols[j])
+                return BAD("layer %d: matrix %d is %dx%d where %llux%llu belongs", l, idx[j], x->rows, x->cols,
+                           (unsigned long long)rows[j], (unsigned long long)cols[j]);
+        }
+    }
+#undef BAD
     m->max_rows = max_rows;
     return RSR_OK;
 }
 
-rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
+rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_model *m = calloc(1, sizeof *m);
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
-    m->a = &RSR_ARTIFACT_SYMBOL;
+    m->a = a;
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]",
-                             p.num_threads);
+        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]",
+                                  p.num_threads);
+    else if (!a)
+        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "no artifact");
+    else
+        m->status = check_artifact(m);
     m->num_threads = p.num_threads;
-    return check_artifact(m);
+    return m->status;
+}
+
+rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
+    return rsr_model_open_artifact(out, &RSR_ARTIFACT_SYMBOL, params);
 }
 
 void rsr_model_close(rsr_model *m) {
@@ -113,8 +183,10 @@ const char *rsr_model_errmsg(const rsr_model *m) {
     return m->err;
 }
 
+/* A model whose open failed answers every later call with the same failure. */
 rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
     if (!m || !info) return RSR_ERR_INVALID_ARGUMENT;
+    if (m->status != RSR_OK) return m->status;
     const rsr_artifact *a = m->a;
     *info = (rsr_model_info){
         .architecture = a->architecture, .target = a->target, .compiler = a->compiler,
@@ -128,6 +200,7 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
 
 rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_info *info) {
     if (!m || !info) return RSR_ERR_INVALID_ARGUMENT;
+    if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *x = &m->a->matrix[index];
     *info = (rsr_matrix_info){x->name, x->rows, x->cols, x->strategy, x->rsr_k, x->scale};
@@ -135,7 +208,9 @@ rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_i
 }
 
 rsr_status rsr_model_matvec_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t *y) {
-    if (!m || !x || !y || index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !x || !y) return RSR_ERR_INVALID_ARGUMENT;
+    if (m->status != RSR_OK) return m->status;
+    if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->a->blob + mx->data;
     size_t padded = ((size_t)mx->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;

@@ -8,11 +8,12 @@ rsr_sampler_params rsr_sampler_default_params(void) {
     return (rsr_sampler_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
 }
 
+/* NaN logits never win (and never make the answer depend on where they are). */
 int32_t rsr_sample_greedy(const float *logits, int32_t vocab) {
     if (!logits || vocab <= 0) return -1;
     int32_t best = 0;
     for (int32_t i = 1; i < vocab; i++)
-        if (logits[i] > logits[best]) best = i;
+        if (logits[i] > logits[best] || (isnan(logits[best]) && !isnan(logits[i]))) best = i;
     return best;
 }
 
@@ -39,9 +40,11 @@ int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params 
     rsr_sampler_params p = params ? *params : rsr_sampler_default_params();
     if (!(p.temperature > 0)) return rsr_sample_greedy(logits, vocab);
     float m = logits[rsr_sample_greedy(logits, vocab)];
+    if (!isfinite(m)) return rsr_sample_greedy(logits, vocab); /* +inf, or nothing finite to weigh */
     double sum = 0;
     for (int32_t i = 0; i < vocab; i++) {
-        probs[i] = expf((logits[i] - m) / p.temperature);
+        float e = expf((logits[i] - m) / p.temperature);
+        probs[i] = e >= 0 ? e : 0; /* NaN logits weigh nothing; the maximum weighs 1, so sum >= 1 */
         sum += probs[i];
         ids[i] = i;
     }

@@ -14,12 +14,18 @@ config.excludes = ['Inputs']
 bindir = config.rsrc_build_dir
 config.substitutions.append(('%rsrc', os.path.join(bindir, 'rsrc')))
 config.substitutions.append(('%rsr-run', os.path.join(bindir, 'rsr-run')))
+config.substitutions.append(('%rsr-tamper', os.path.join(bindir, 'tests', 'rsr-tamper')))
 config.substitutions.append(('%rsr-mkmodel', os.path.join(bindir, 'rsr-mkmodel')))
 config.substitutions.append(('%mktiny', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mktiny.py')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', '')])
 for var in ['TMPDIR', 'HOME']:
     if var in os.environ:
         config.environment[var] = os.environ[var]
+
+if os.getuid() != 0:
+    config.available_features.add('non-root')
+if getattr(config, 'rsrc_sanitize', ''):
+    config.available_features.add('sanitized')
 
 if shutil.which('ptxas', path='/usr/local/cuda/bin'):
     config.available_features.add('ptxas')

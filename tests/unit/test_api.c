@@ -42,7 +42,23 @@ int main(int argc, char **argv) {
     rsr_model_params bad = {.num_threads = -3};
     EXPECT(api.model_open(&m, &bad) == RSR_ERR_INVALID_ARGUMENT, "negative thread count accepted");
     EXPECT(m && strstr(api.model_errmsg(m), "num_threads"), "message names the parameter: '%s'", api.model_errmsg(m));
+    /* a model that failed to open refuses every later use with the same status */
+    rsr_session *refused = NULL;
+    rsr_model_info no_info;
+    rsr_matrix_info no_mi;
+    int8_t x0[1] = {0};
+    int32_t y0[1];
+    EXPECT(api.session_create(m, NULL, &refused) == RSR_ERR_INVALID_ARGUMENT && !refused, "session of a failed open");
+    EXPECT(api.model_get_info(m, &no_info) == RSR_ERR_INVALID_ARGUMENT, "get_info of a failed open");
+    EXPECT(api.model_matrix_info(m, 0, &no_mi) == RSR_ERR_INVALID_ARGUMENT, "matrix_info of a failed open");
+    EXPECT(api.model_matvec_int(m, 0, x0, y0) == RSR_ERR_INVALID_ARGUMENT, "matvec of a failed open");
     api.model_close(m);
+    rsr_model_params too_many = {.num_threads = 1025};
+    EXPECT(api.model_open(&m, &too_many) == RSR_ERR_INVALID_ARGUMENT, "1025 threads accepted");
+    api.model_close(m);
+    api.model_close(NULL);
+    EXPECT(strcmp(api.model_errmsg(NULL), "") != 0, "errmsg of a NULL model says so");
+    EXPECT(strcmp(api.status_to_string((rsr_status)99), "unknown status") == 0, "unknown status");
     rsr_model_params mp = {.num_threads = 2};
     EXPECT(api.model_open(&m, &mp) == RSR_OK, "model_open: %s", api.model_errmsg(m));
     rsr_model_info info;
@@ -64,6 +80,20 @@ int main(int argc, char **argv) {
     EXPECT(api.model_matrix_info(m, info.num_matrices, &mi) == RSR_ERR_INVALID_ARGUMENT, "matrix past the end");
     EXPECT(api.model_matrix_info(m, 0, &mi) == RSR_OK && mi.rows > 0 && mi.scale > 0, "matrix 0");
     EXPECT(api.model_matvec_int(m, 0, NULL, NULL) == RSR_ERR_INVALID_ARGUMENT, "matvec NULL");
+    EXPECT(api.model_matrix_info(m, 0, NULL) == RSR_ERR_INVALID_ARGUMENT, "matrix_info NULL");
+    EXPECT(api.model_matrix_info(NULL, 0, &mi) == RSR_ERR_INVALID_ARGUMENT, "matrix_info of NULL model");
+    {
+        int8_t *x = calloc((size_t)mi.cols, 1);
+        int32_t *y = calloc((size_t)mi.rows, sizeof *y);
+        EXPECT(api.model_matvec_int(m, info.num_matrices, x, y) == RSR_ERR_INVALID_ARGUMENT, "matvec past the end");
+        EXPECT(api.model_matvec_int(m, -1, x, y) == RSR_ERR_INVALID_ARGUMENT, "matvec -1");
+        EXPECT(api.model_matvec_int(NULL, 0, x, y) == RSR_ERR_INVALID_ARGUMENT, "matvec of NULL model");
+        EXPECT(api.model_matvec_int(m, 0, x, y) == RSR_OK, "matvec of zeros");
+        int zero = 1;
+        for (int32_t r = 0; r < mi.rows; r++) zero &= y[r] == 0;
+        EXPECT(zero, "W x 0 = 0");
+        free(x), free(y);
+    }
 
     /* sessions */
     rsr_session *s = NULL, *s2 = NULL;
@@ -71,12 +101,23 @@ int main(int argc, char **argv) {
     EXPECT(api.session_create(NULL, &sp, &s) == RSR_ERR_INVALID_ARGUMENT, "session of NULL model");
     rsr_session_params too_long = {.max_positions = info.max_positions + 1};
     EXPECT(api.session_create(m, &too_long, &s) == RSR_ERR_INVALID_ARGUMENT, "context beyond max_positions");
+    EXPECT(api.session_create(m, &sp, NULL) == RSR_ERR_INVALID_ARGUMENT, "session_create(out NULL)");
+    rsr_session_params negative = {.max_positions = -1};
+    EXPECT(api.session_create(m, &negative, &s) == RSR_ERR_INVALID_ARGUMENT && !s, "negative context");
+    EXPECT(api.session_eval(NULL, (int32_t[]){1}, 1, NULL) == RSR_ERR_INVALID_ARGUMENT, "eval of NULL session");
+    EXPECT(api.session_reset(NULL) == RSR_ERR_INVALID_ARGUMENT, "reset of NULL session");
+    EXPECT(api.session_position(NULL) == -1, "position of NULL session");
+    EXPECT(strcmp(api.session_errmsg(NULL), "") != 0, "errmsg of a NULL session says so");
     EXPECT(api.session_create(m, &sp, &s) == RSR_OK, "session_create: %s", api.model_errmsg(m));
     EXPECT(api.session_create(m, &sp, &s2) == RSR_OK, "second session");
     int32_t V = info.vocab_size;
     float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
     int32_t toks[9] = {1, 5, 9, 3, 7, 2, 4, 6, 8};
     EXPECT(api.session_eval(s, toks, 0, a) == RSR_ERR_INVALID_ARGUMENT, "eval of 0 tokens");
+    EXPECT(api.session_eval(s, toks, -5, a) == RSR_ERR_INVALID_ARGUMENT, "eval of -5 tokens");
+    EXPECT(api.session_eval(s, NULL, 1, a) == RSR_ERR_INVALID_ARGUMENT, "eval of NULL tokens");
+    int32_t negative_tok = -1;
+    EXPECT(api.session_eval(s, &negative_tok, 1, a) == RSR_ERR_BAD_TOKEN, "token -1 accepted");
     int32_t bad_tok = V;
     EXPECT(api.session_eval(s, &bad_tok, 1, a) == RSR_ERR_BAD_TOKEN, "token == vocab accepted");
     EXPECT(strstr(api.session_errmsg(s), "outside") != NULL, "bad token message: '%s'", api.session_errmsg(s));
@@ -115,6 +156,24 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 20; i++) same &= api.sample(a, V, &hot, &r1, probs, ids) == api.sample(a, V, &hot, &r2, probs, ids);
     EXPECT(same, "the same seed must draw the same tokens");
     EXPECT(api.sample(NULL, V, &hot, &rng, probs, ids) == -1, "sample(NULL logits)");
+    EXPECT(api.sample(a, V, &hot, NULL, probs, ids) == -1, "sample(NULL rng)");
+    EXPECT(api.sample(a, V, &hot, &rng, NULL, ids) == -1, "sample(NULL scratch)");
+    EXPECT(api.sample(a, 0, &hot, &rng, probs, ids) == -1, "sample of an empty vocabulary");
+    EXPECT(api.sample_greedy(NULL, V) == -1 && api.sample_greedy(a, -1) == -1, "greedy of nothing");
+    /* NaN and infinite logits and parameters still draw a token of the vocabulary */
+    float *odd = malloc(sizeof(float) * (size_t)V);
+    for (int32_t i = 0; i < V; i++) odd[i] = i % 3 == 0 ? NAN : (float)i;
+    EXPECT(api.sample_greedy(odd, V) == (V - 1) - ((V - 1) % 3 == 0), "greedy skips NaN");
+    odd[0] = NAN;
+    rsr_sampler_params weird[] = {{NAN, 0, 1.0f}, {INFINITY, 0, 1.0f}, {1e-30f, 0, 1.0f}, {1.0f, -7, NAN},
+                                  {1.0f, V + 10, -1.0f}};
+    for (size_t w = 0; w < sizeof weird / sizeof *weird; w++) {
+        int32_t t = api.sample(odd, V, &weird[w], &rng, probs, ids);
+        EXPECT(t >= 0 && t < V && !isnan(odd[t]), "parameters %zu drew %d", w, t);
+    }
+    for (int32_t i = 0; i < V; i++) odd[i] = NAN;
+    EXPECT(api.sample(odd, V, &hot, &rng, probs, ids) == 0, "all-NaN logits: the first token");
+    free(odd);
 
     /* the certified greedy head gives argmax of the full logits, step after step */
     int32_t gt = -1;

@@ -38,6 +38,8 @@ def main():
     ap.add_argument('out')
     ap.add_argument('--kproj', help='4 rows of 8 chars over "+-0", comma-separated')
     ap.add_argument('--break', dest='brk', default='none')
+    ap.add_argument('--shards', action='store_true', help='two safetensors files and an index')
+    ap.add_argument('--max-pos', type=int, default=64, help='max_position_embeddings')
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
@@ -74,7 +76,7 @@ def main():
     config = {'architectures': ['BitNetForCausalLM'], 'model_type': 'bitnet', 'hidden_act': 'relu2',
               'hidden_size': HIDDEN, 'intermediate_size': INTER, 'num_hidden_layers': 1,
               'num_attention_heads': HEADS, 'num_key_value_heads': KV, 'vocab_size': VOCAB,
-              'max_position_embeddings': 64, 'rms_norm_eps': 1e-5, 'rope_theta': 500000.0,
+              'max_position_embeddings': a.max_pos, 'rms_norm_eps': 1e-5, 'rope_theta': 500000.0,
               'bos_token_id': 1, 'eos_token_id': 2, 'tie_word_embeddings': True,
               'quantization_config': {'quant_method': 'bitnet', 'linear_class': 'autobitlinear',
                                       'quantization_mode': 'offline'}}
@@ -100,22 +102,150 @@ def main():
         config['quantization_config']['quant_method'] = 'gptq'
     if b == 'bad-act':
         config['hidden_act'] = 'gelu'
+    # config.json breaks: a value that is wrong in itself or disagrees with the tensors
+    if b == 'missing-hidden':
+        del config['hidden_size']
+    if b == 'hidden-not-integer':
+        config['hidden_size'] = '8'
+    if b == 'huge-vocab':
+        config['vocab_size'] = 1e300
+    if b == 'zero-layers':
+        config['num_hidden_layers'] = 0
+    if b == 'odd-head-dim':
+        config['head_dim'] = 3
+    if b == 'hidden-not-divisible':
+        config['num_attention_heads'] = 3
+    if b == 'too-wide':
+        config['head_dim'] = 40000
+    if b == 'bos-out-of-range':
+        config['bos_token_id'] = VOCAB
+    if b == 'rope-scaling':
+        config['rope_scaling'] = {'type': 'linear', 'factor': 2.0}
+    if b == 'negative-eps':
+        config['rms_norm_eps'] = -1
+    if b == 'untied-no-lm-head':
+        config['tie_word_embeddings'] = False
+    if b == 'no-quant-config':
+        del config['quantization_config']
+    if b == 'linear-class':
+        config['quantization_config']['linear_class'] = 'qlinear'
+    # tensor breaks
+    def retype(name, dtype=None, shape=None, data=None):
+        for t in tensors:
+            if t[0] == name:
+                t[1] = dtype or t[1]; t[2] = shape or t[2]; t[3] = t[3] if data is None else data
+    if b == 'extra-tensor':
+        add_bf16('model.layers.1.input_layernorm.weight', [HIDDEN], [1.0] * HIDDEN)
+    if b == 'missing-scale':
+        tensors = [t for t in tensors if t[0] != L + 'mlp.gate_proj.weight_scale']
+    if b == 'inf-scale':
+        retype(L + 'mlp.gate_proj.weight_scale', data=struct.pack('<H', 0x7f80))
+    if b == 'negative-scale':
+        retype(L + 'mlp.gate_proj.weight_scale', data=struct.pack('<H', bf16(-0.5)))
+    if b == 'two-scales':
+        retype(L + 'mlp.gate_proj.weight_scale', shape=[2], data=struct.pack('<HH', bf16(0.5), bf16(0.5)))
+    if b == 'scale-wrong-dtype':
+        retype(L + 'mlp.gate_proj.weight_scale', dtype='U8', shape=[2])
+    if b == 'norm-wrong-dtype':
+        retype(L + 'input_layernorm.weight', dtype='U8', shape=[2 * HIDDEN])
+    if b == 'packed-shape':
+        retype(L + 'self_attn.q_proj.weight', shape=[HIDDEN, HIDDEN // 4])
+    if b == 'embed-rank':
+        retype('model.embed_tokens.weight', shape=[VOCAB * HIDDEN])
+    if b == 'latent-inf':
+        config['quantization_config']['quantization_mode'] = 'online'
+        tensors = [t for t in tensors if not t[0].endswith('_scale')]
+        for t in tensors:
+            if t[1] == 'U8':
+                rows, cols = t[2][0] * 4, t[2][1]
+                values = [0.25 * ((r + c) % 3 - 1) for r in range(rows) for c in range(cols)]
+                if t[0] == L + 'mlp.up_proj.weight':
+                    values[2 * cols + 5] = float('inf')
+                t[1], t[2], t[3] = 'BF16', [rows, cols], b''.join(struct.pack('<H', bf16(v)) for v in values)
 
+    if a.shards:
+        # Two files and an index: embedding and norms in the first, the layer in the second.
+        first = [t for t in tensors if not t[0].startswith(L)]
+        second = [t for t in tensors if t[0].startswith(L)]
+        files = {'model-00001-of-00002.safetensors': first, 'model-00002-of-00002.safetensors': second}
+        weight_map = {t[0]: f for f, ts in files.items() for t in ts}
+        if b == 'shard-missing-file':
+            files.pop('model-00002-of-00002.safetensors')
+        if b == 'shard-wrong-file':
+            weight_map['model.norm.weight'] = 'model-00002-of-00002.safetensors'
+        if b == 'shard-escape':
+            weight_map['model.norm.weight'] = '../model-00001-of-00002.safetensors'
+        if b == 'shard-unmapped':
+            del weight_map['model.norm.weight']
+        if b == 'shard-duplicate':
+            second.append(first[1])
+        index = {'metadata': {'total_size': 0}, 'weight_map': weight_map}
+        if b == 'index-no-weight-map':
+            index = {'metadata': {}, 'weightmap': weight_map}
+        for f, ts in files.items():
+            write_safetensors(os.path.join(a.out, f), ts, 'none', L)
+        with open(os.path.join(a.out, 'model.safetensors.index.json'), 'w') as f:
+            json.dump(index, f, indent=2)
+    else:
+        write_safetensors(os.path.join(a.out, 'model.safetensors'), tensors, b, L)
+    cfg = json.dumps(config, indent=2)
+    if b == 'bad-config-json':
+        cfg = cfg.replace('"hidden_size": 8', '"hidden_size": 8,,')
+    if b == 'config-duplicate-key':
+        cfg = cfg.replace('"hidden_size": 8', '"hidden_size": 8, "hidden_size": 16')
+    if b == 'config-not-object':
+        cfg = '[' + cfg + ']'
+    cfg = cfg.encode()
+    if b == 'config-not-utf8':
+        cfg = cfg.replace(b'"bitnet"', b'"bit\xc0\xafnet"', 1)
+    with open(os.path.join(a.out, 'config.json'), 'wb') as f:
+        f.write(cfg)
+
+def write_safetensors(path, tensors, b, L):
     header, offset, blobs = {}, 0, []
     for name, dtype, shape, data in tensors:
+        if b == 'misaligned' and name == 'model.norm.weight':
+            blobs.append(b'\0')
+            offset += 1
         header[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     header['__metadata__'] = {'format': 'pt'}
+    norm = header.get('model.norm.weight')
     if b == 'overlap':
         header[L + 'mlp.up_proj.weight']['data_offsets'] = list(header[L + 'mlp.gate_proj.weight']['data_offsets'])
+    if b == 'overlap-past-empty':
+        # a zero-size tensor between two that overlap must not hide the overlap
+        begin = header[L + 'mlp.gate_proj.weight']['data_offsets'][0]
+        header['model.empty'] = {'dtype': 'U8', 'shape': [0], 'data_offsets': [begin + 1, begin + 1]}
+        header[L + 'mlp.up_proj.weight']['data_offsets'] = [begin + 2, begin + 18]
     if b == 'offset-out-of-range':
-        header['model.norm.weight']['data_offsets'] = [offset, offset + 16]
+        norm['data_offsets'] = [offset, offset + 16]
+    if b == 'offsets-reversed':
+        norm['data_offsets'] = norm['data_offsets'][::-1]
     if b == 'size-mismatch':
-        header['model.norm.weight']['shape'] = [HIDDEN + 1]
+        norm['shape'] = [HIDDEN + 1]
+    if b == 'shape-fraction':
+        norm['shape'] = [7.5]
+    if b == 'five-dims':
+        norm['shape'] = [1, 1, 1, 1, HIDDEN]
+    if b == 'shape-overflow':
+        # 2^52 * 2^52 * 2^24 = 2^128 elements: zero modulo a 128-bit product
+        norm['shape'] = [1 << 52, 1 << 52, 1 << 24]
+        norm['data_offsets'] = [norm['data_offsets'][0]] * 2
+    if b == 'unknown-field':
+        norm['crc32'] = 0
+    if b == 'entry-not-object':
+        header['model.norm.weight'] = 5
     text = json.dumps(header).encode()
     if b == 'bad-json':
         text = text[:-1] + b','
+    if b == 'header-not-object':
+        text = b'[' + text + b']'
+    if b == 'header-not-utf8':
+        text = text.replace(b'"pt"', b'"p\xfft"')
+    if b == 'header-duplicate-key':
+        text = text.replace(b'"__metadata__"', b'"model.norm.weight": {}, "__metadata__"')
     text += b' ' * ((8 - len(text) % 8) % 8)
     hlen = len(text)
     if b == 'header-past-eof':
@@ -123,14 +253,16 @@ def main():
     body = struct.pack('<Q', hlen) + text + b''.join(blobs)
     if b == 'truncated':
         body = body[:5]
+    if b == 'empty-file':
+        body = b''
     if b == 'truncated-data':
         body = body[:-10]
-    with open(os.path.join(a.out, 'model.safetensors'), 'wb') as f:
+    absurd = (100 << 20) + 8
+    if b == 'header-absurd':
+        body = struct.pack('<Q', absurd) + body[8:]
+    with open(path, 'wb') as f:
         f.write(body)
-    cfg = json.dumps(config, indent=2)
-    if b == 'bad-config-json':
-        cfg = cfg.replace('"hidden_size": 8', '"hidden_size": 8,,')
-    with open(os.path.join(a.out, 'config.json'), 'w') as f:
-        f.write(cfg)
+        if b == 'header-absurd':
+            f.truncate(8 + absurd + 64)  # sparse: the header length fits in the file but not the limit
 
 main()

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Seed corpora for the fuzzers, made from the test models: every tiny checkpoint format that
+rsr-mkmodel writes (shrunk to a few KB), mktiny.py's model and each of its broken variants,
+the target specs, shard indexes over fuzz_index's fixed shards, and fixed byte strings for
+the runtime fuzzers. Usage: make_seeds.py BUILD_DIR OUT_DIR"""
+import os, random, shutil, struct, subprocess, sys, tempfile
+
+build, out = sys.argv[1], sys.argv[2]
+src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
+shutil.rmtree(out, ignore_errors=True)
+dirs = {name: os.path.join(out, name) for name in
+        ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api']}
+for d in dirs.values():
+    os.makedirs(d)
+
+def put(kind, name, data):
+    with open(os.path.join(dirs[kind], name), 'wb') as f:
+        f.write(data)
+
+def read(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+def model_seed(name, model_dir, shard='model.safetensors'):
+    config, weights = read(os.path.join(model_dir, 'config.json')), read(os.path.join(model_dir, shard))
+    put('safetensors', name, weights)
+    put('model', name, struct.pack('<H', len(config)) + config + weights)
+
+with tempfile.TemporaryDirectory() as tmp:
+    small = ['--hidden', '8', '--intermediate', '8', '--layers', '1', '--heads', '2', '--kv-heads', '1',
+             '--vocab', '16', '--max-pos', '16']
+    for fmt in ['bitnet-packed', 'bitnet-bf16', 'llama-packed', 'falcon-e', '1bitllm']:
+        d = os.path.join(tmp, fmt)
+        subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', fmt, '--out', d] + small,
+                       check=True, stderr=subprocess.DEVNULL)
+        model_seed(fmt, d)
+    d = os.path.join(tmp, 'shards')
+    subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'bitnet-packed', '--out', d, '--shards', '2']
+                   + small, check=True, stderr=subprocess.DEVNULL)
+    for f in sorted(os.listdir(d)):
+        if f.endswith('.safetensors'):
+            put('safetensors', 'shard-' + f, read(os.path.join(d, f)))
+    breaks = ['none', 'bad-act', 'bad-config-json', 'bad-json', 'code3', 'header-past-eof', 'heads-not-divide',
+              'missing-tensor', 'nan-scale', 'offset-out-of-range', 'overlap', 'shape-mismatch', 'size-mismatch',
+              'truncated', 'truncated-data', 'unknown-arch', 'unknown-quant', 'unsupported-dtype',
+              'vocab-too-large', 'wrong-dtype', 'zero-scale']
+    for b in breaks:
+        d = os.path.join(tmp, 'tiny-' + b)
+        subprocess.run([sys.executable, mktiny, d, '--break', b], check=True)
+        model_seed('tiny-' + b, d)
+
+for f in sorted(os.listdir(os.path.join(src, 'specs'))):
+    if f.endswith('.yaml'):
+        put('target_spec', f, read(os.path.join(src, 'specs', f)))
+put('target_spec', 'small.yaml', b'name: x\nkind: cpu\ncpu: x86-64-v3\nfeatures: [avx2, -fma]\n'
+    b'strategies: [rsr]\ncache: {l1d: 48KiB, l2: 2MiB, line: 64}\nicache_budget: 32KiB\nthreads: 4\n')
+
+# fuzz_index's shards: model-00001-of-00002 (a.x, a.y), model-00002-of-00002 (b.z), other (a.x, c.w).
+one, two = 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'
+put('index', 'valid.json',
+    ('{"metadata": {"total_size": 10}, "weight_map": {"a.x": "%s", "a.y": "%s", "b.z": "%s"}}'
+     % (one, one, two)).encode())
+put('index', 'wrong-file.json', ('{"weight_map": {"a.x": "%s", "a.y": "%s", "b.z": "%s"}}' % (two, one, two)).encode())
+put('index', 'duplicate.json', ('{"weight_map": {"a.x": "other.safetensors", "c.w": "other.safetensors", '
+                                 '"a.y": "%s"}}' % one).encode())
+put('index', 'escape.json', b'{"weight_map": {"a.x": "../model.safetensors"}}')
+
+rng = random.Random(1)
+for i in range(8):
+    put('artifact', 'random-%d' % i, bytes(rng.randrange(256) for _ in range(64 + 64 * i)))
+    put('runtime_api', 'random-%d' % i, bytes(rng.randrange(256) for _ in range(128 + 96 * i)))

@@ -1,0 +1,84 @@
+/*
+ * rsr-tamper — writes a copy of a compiled model with fields of its artifact descriptor
+ * overwritten, as damage or an attacker would: the tests check that the runtime refuses it.
+ * Usage: rsr-tamper IN.so OUT.so FIELD=VALUE...
+ * Fields: abi_version hidden num_layers vocab max_positions head_dim blob_size embed final_norm.
+ * The descriptor is found through the ELF symbol table; offsets come from rsr_artifact.h.
+ */
+#include <elf.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsr_artifact.h"
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+static void die(const char *msg, const char *what) {
+    fprintf(stderr, "rsr-tamper: %s%s%s\n", msg, what ? ": " : "", what ? what : "");
+    exit(1);
+}
+
+static const struct { const char *name; size_t offset, size; } fields[] = {
+#define FIELD(f) {#f, offsetof(rsr_artifact, f), sizeof(((rsr_artifact *)0)->f)}
+    FIELD(abi_version), FIELD(hidden),    FIELD(num_layers), FIELD(vocab),      FIELD(max_positions),
+    FIELD(head_dim),    FIELD(blob_size), FIELD(embed),      FIELD(final_norm),
+#undef FIELD
+};
+
+/* File offset of the descriptor symbol (dynamic or static symbol table). */
+static size_t find_descriptor(const unsigned char *elf, size_t size) {
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)elf;
+    if (size < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64)
+        die("not a 64-bit ELF file", NULL);
+    if (eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > size) die("truncated section table", NULL);
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(elf + eh->e_shoff);
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_DYNSYM && sh[i].sh_type != SHT_SYMTAB) continue;
+        const Elf64_Sym *sym = (const Elf64_Sym *)(elf + sh[i].sh_offset);
+        const char *names = (const char *)(elf + sh[sh[i].sh_link].sh_offset);
+        for (size_t j = 0; j < sh[i].sh_size / sizeof *sym; j++) {
+            if (strcmp(names + sym[j].st_name, XSTR(RSR_ARTIFACT_SYMBOL)) != 0) continue;
+            for (int k = 0; k < eh->e_shnum; k++)
+                if (sh[k].sh_type != SHT_NOBITS && sym[j].st_value >= sh[k].sh_addr &&
+                    sym[j].st_value + sizeof(rsr_artifact) <= sh[k].sh_addr + sh[k].sh_size)
+                    return sh[k].sh_offset + (sym[j].st_value - sh[k].sh_addr);
+        }
+    }
+    die("no symbol " XSTR(RSR_ARTIFACT_SYMBOL), NULL);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) die("usage: rsr-tamper IN.so OUT.so FIELD=VALUE...", NULL);
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) die("cannot open", argv[1]);
+    fseek(f, 0, SEEK_END);
+    size_t size = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *elf = malloc(size);
+    if (!elf || fread(elf, 1, size, f) != size) die("cannot read", argv[1]);
+    fclose(f);
+    size_t at = find_descriptor(elf, size);
+    for (int i = 3; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq) die("expected FIELD=VALUE", argv[i]);
+        *eq = 0;
+        size_t k = 0;
+        while (k < sizeof fields / sizeof *fields && strcmp(fields[k].name, argv[i])) k++;
+        if (k == sizeof fields / sizeof *fields) die("unknown field", argv[i]);
+        unsigned long long v = strtoull(eq + 1, NULL, 0);
+        if (fields[k].size == 4) {
+            unsigned int v32 = (unsigned int)v;
+            memcpy(elf + at + fields[k].offset, &v32, 4);
+        } else {
+            memcpy(elf + at + fields[k].offset, &v, 8);
+        }
+    }
+    f = fopen(argv[2], "wb");
+    if (!f || fwrite(elf, 1, size, f) != size || fclose(f) != 0) die("cannot write", argv[2]);
+    free(elf);
+    return 0;
+}

@@ -294,5 +294,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_offset(out, d->final_norm);
     fprintf(out, ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n    .tokenizer_json = ", d->num_matrices);
     emit_offset(out, d->tokenizer_json);
-    fprintf(out, ", .tokenizer_json_size = %lluu,\n};\n", (unsigned long long)d->tokenizer_json_size);
+    fprintf(out, ", .tokenizer_json_size = %lluu,\n", (unsigned long long)d->tokenizer_json_size);
+    if (d->gpu) fprintf(out, "    .gpu = &%s,\n", d->gpu);
+    fputs("};\n", out);
 }

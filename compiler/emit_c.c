@@ -328,5 +328,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_offset(out, d->head_q8_scale);
     fputs(", .head_q8_err = ", out);
     emit_offset(out, d->head_q8_err);
-    fprintf(out, ", .head_q8_stride = %d,\n};\n", d->head_q8_stride);
+    fprintf(out, ", .head_q8_stride = %d,\n", d->head_q8_stride);
+    if (d->gpu) fprintf(out, "    .gpu = &%s,\n", d->gpu);
+    fputs("};\n", out);
 }

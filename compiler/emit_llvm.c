@@ -13,6 +13,12 @@
  * bits; objects for a shared library must be PIC; the data layout comes from the target machine;
  * pointers are typed, so vector loads go through bitcasts. Integer reductions stay integer
  * (llvm.vector.reduce.add), so no fast-math flags are needed.
+ *
+ * A CUDA target selects the NVPTX route (triple nvptx64-nvidia-cuda): the same i2 description
+ * becomes a kernel entry (nvvm.annotations) where a warp takes a block of rows, dp4a does the
+ * dot products (inline PTX: LLVM 14 has no dp4a intrinsic) and shfl.sync.bfly the warp sums;
+ * the output is PTX text. LLVM 14 knows PTX up to 7.5 and GPUs up to sm_86, so newer specs get
+ * sm_86 PTX, which the driver JIT-compiles for the GPU at load time (rsrc --explain says so).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,7 @@ struct llvm_emitter {
     LLVMTargetMachineRef tm;
     char *cpu, *features;
     LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, block_type;
+    bool gpu;                   /* NVPTX: kernels are entries, PTX is the output */
     LLVMValueRef fn;            /* the function being built */
     LLVMBasicBlockRef entry;    /* its alloca block */
 };
@@ -49,27 +56,39 @@ static char *llvm_feature_string(const target *t) {
     return s;
 }
 
+int llvm_nvptx_sm(const target *t) { return t->sm < LLVM_NVPTX_MAX_SM ? t->sm : LLVM_NVPTX_MAX_SM; }
+
 llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
-    LLVMInitializeX86TargetInfo();
-    LLVMInitializeX86Target();
-    LLVMInitializeX86TargetMC();
-    LLVMInitializeX86AsmPrinter();
     llvm_emitter *e = xcalloc(1, sizeof *e);
     e->t = t;
-    const char *triple = t->triple ? t->triple : "x86_64-pc-linux-gnu";
+    e->gpu = t->kind == TK_CUDA;
+    if (e->gpu) {
+        LLVMInitializeNVPTXTargetInfo();
+        LLVMInitializeNVPTXTarget();
+        LLVMInitializeNVPTXTargetMC();
+        LLVMInitializeNVPTXAsmPrinter();
+    } else {
+        LLVMInitializeX86TargetInfo();
+        LLVMInitializeX86Target();
+        LLVMInitializeX86TargetMC();
+        LLVMInitializeX86AsmPrinter();
+    }
+    const char *triple = e->gpu ? "nvptx64-nvidia-cuda" : t->triple ? t->triple : "x86_64-pc-linux-gnu";
     LLVMTargetRef target_ref;
     char *err = NULL;
     if (LLVMGetTargetFromTriple(triple, &target_ref, &err)) fatal("target %s: LLVM does not know triple '%s': %s", t->name, triple, err);
     /* 'native' is the C compiler's word; LLVM's host CPU name is unreliable on new CPUs, so the
      * detected feature list (already in the spec) is what matters. */
-    if (!t->cpu || !strcmp(t->cpu, "native")) {
+    if (e->gpu) {
+        e->cpu = xasprintf("sm_%d", llvm_nvptx_sm(t));
+    } else if (!t->cpu || !strcmp(t->cpu, "native")) {
         char *host = LLVMGetHostCPUName();
         e->cpu = xstrdup(t->cpu ? host : "x86-64");
         LLVMDisposeMessage(host);
     } else {
         e->cpu = xstrdup(t->cpu);
     }
-    e->features = llvm_feature_string(t);
+    e->features = e->gpu ? xstrdup(LLVM_NVPTX_PTX_FEATURE) : llvm_feature_string(t);
     e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                     LLVMCodeModelDefault);
     if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
@@ -92,7 +111,7 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
     e->i8p = LLVMPointerType(e->i8, 0);
     e->i32p = LLVMPointerType(e->i32, 0);
     LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32p, e->i32, e->i32};
-    e->kernel_type = LLVMFunctionType(e->voidt, params, 5, 0);
+    e->kernel_type = LLVMFunctionType(e->voidt, params, e->gpu ? 3 : 5, 0); /* GPU: (data, x, y) */
     LLVMTypeRef bparams[] = {e->i8p, e->i32p};
     e->block_type = LLVMFunctionType(e->voidt, bparams, 2, 0);
     return e;
@@ -113,14 +132,21 @@ static void add_enum_attr(llvm_emitter *e, LLVMValueRef fn, unsigned index, cons
     LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(e->ctx, kind, 0));
 }
 
+/* A GPU entry point: !nvvm.annotations = !{!{fn, !"kernel", i32 1}}. */
+static void mark_kernel(llvm_emitter *e, LLVMValueRef fn) {
+    LLVMValueRef md[] = {fn, LLVMMDStringInContext(e->ctx, "kernel", 6), LLVMConstInt(e->i32, 1, 0)};
+    LLVMAddNamedMetadataOperand(e->mod, "nvvm.annotations", LLVMMDNodeInContext(e->ctx, md, 3));
+}
+
 /* Starts a function: an alloca block, then the body's first block under e->b. */
 static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
     LLVMValueRef fn = LLVMAddFunction(e->mod, name, type);
-    if (exported) LLVMSetVisibility(fn, LLVMHiddenVisibility); /* the artifact descriptor references it */
+    if (exported && e->gpu) mark_kernel(e, fn);
+    else if (exported) LLVMSetVisibility(fn, LLVMHiddenVisibility); /* the artifact descriptor references it */
     else LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(e, fn, "target-cpu", e->cpu);
     add_fn_attr(e, fn, "target-features", e->features);
-    if (e->t->vector_bits >= 512) add_fn_attr(e, fn, "prefer-vector-width", "512");
+    if (e->t->vector_bits >= 512 && !e->gpu) add_fn_attr(e, fn, "prefer-vector-width", "512");
     add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "nounwind");
     e->fn = fn;
     e->entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
@@ -471,14 +497,94 @@ static void emit_loop(llvm_emitter *e, const kernel *kn) {
     loop_end(e, &B);
 }
 
+/* ---- GPU (NVPTX): the i2 form with dp4a, a warp per block of rows (see kernel.c) ---- */
+
+static LLVMValueRef sreg(llvm_emitter *e, const char *name) { return intrinsic(e, name, e->i32, NULL, 0); }
+
+static LLVMValueRef dp4a(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc) {
+    LLVMTypeRef args[] = {e->i32, e->i32, e->i32};
+    LLVMTypeRef type = LLVMFunctionType(e->i32, args, 3, 0);
+    static char text[] = "dp4a.s32.s32 $0, $1, $2, $3;", constraints[] = "=r,r,r,r";
+    LLVMValueRef fn = LLVMGetInlineAsm(type, text, sizeof text - 1, constraints, sizeof constraints - 1, 0, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef v[] = {a, b, acc};
+    return LLVMBuildCall2(e->b, type, fn, v, 3, "");
+}
+
+static LLVMValueRef warp_sum(llvm_emitter *e, LLVMValueRef v) {
+    for (int offset = 16; offset > 0; offset /= 2) {
+        LLVMValueRef a[] = {c32(e, -1), v, c32(e, offset), c32(e, 31)};
+        v = LLVMBuildAdd(e->b, v, intrinsic(e, "llvm.nvvm.shfl.sync.bfly.i32", e->i32, a, 4), "");
+    }
+    return v;
+}
+
+static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
+    int R = kn->block_rows, words = i2_row_bytes(kn) / 4;
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
+    LLVMValueRef tid = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"), cta = sreg(e, "llvm.nvvm.read.ptx.sreg.ctaid.x");
+    LLVMValueRef lane = LLVMBuildAnd(e->b, tid, c32(e, 31), "lane");
+    LLVMValueRef b = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, cta, c32(e, kn->cta_warps), ""),
+                                  LLVMBuildLShr(e->b, tid, c32(e, 5), ""), "block");
+    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, b, c32(e, kn->num_blocks), ""));
+    LLVMValueRef w = LLVMBuildBitCast(e->b, at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, b, e->i64, ""),
+                                                                             c64(e, (int64_t)R * words * 4), "")), e->i32p, "");
+    LLVMValueRef xw = LLVMBuildBitCast(e->b, x, e->i32p, "");
+    LLVMValueRef a[8], sx = var(e, e->i32, c32(e, 0), "sx");
+    for (int r = 0; r < R; r++) a[r] = var(e, e->i32, c32(e, 0), "a");
+    LLVMValueRef g = var(e, e->i32, lane, "g");
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "group");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "group");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "group");
+    LLVMBuildBr(e->b, head);
+    LLVMPositionBuilderAtEnd(e->b, head);
+    LLVMValueRef gi = get(e, g);
+    LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, gi, c32(e, words), ""), body, done);
+    LLVMPositionBuilderAtEnd(e->b, body);
+    LLVMValueRef xv[4];
+    for (int i = 0; i < 4; i++) {
+        xv[i] = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, xw, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, 4), ""), c32(e, i), "")), "");
+        set(e, sx, dp4a(e, c32(e, 0x01010101), xv[i], get(e, sx)));
+    }
+    for (int r = 0; r < R; r++) {
+        LLVMValueRef p = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, w, LLVMBuildAdd(e->b, gi, c32(e, r * words), "")), "");
+        LLVMValueRef acc = get(e, a[r]);
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef codes = LLVMBuildAnd(e->b, i ? LLVMBuildLShr(e->b, p, c32(e, 2 * i), "") : p, c32(e, 0x03030303), "");
+            acc = dp4a(e, codes, xv[i], acc);
+        }
+        set(e, a[r], acc);
+    }
+    set(e, g, LLVMBuildAdd(e->b, gi, c32(e, 32), ""));
+    LLVMBuildBr(e->b, head);
+    LLVMPositionBuilderAtEnd(e->b, done);
+    LLVMValueRef sum_x = warp_sum(e, get(e, sx)), sums[8];
+    for (int r = 0; r < R; r++) sums[r] = warp_sum(e, get(e, a[r]));
+    LLVMBasicBlockRef lane0 = if_begin(e, LLVMBuildICmp(e->b, LLVMIntEQ, lane, c32(e, 0), ""));
+    LLVMValueRef row0 = LLVMBuildMul(e->b, b, c32(e, R), "");
+    for (int r = 0; r < R; r++) {
+        LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
+        LLVMBasicBlockRef in = NULL;
+        if (kn->rows % R) in = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+        store_y(e, y, row, LLVMBuildSub(e->b, sums[r], sum_x, ""));
+        if (in) if_end(e, in);
+    }
+    if_end(e, lane0);
+    if_end(e, join);
+}
+
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     LLVMValueRef fn = begin_function(e, kn->symbol, e->kernel_type, true);
     add_enum_attr(e, fn, 2, "noalias"); /* x */
     add_enum_attr(e, fn, 3, "noalias"); /* y */
+    if (e->gpu != (kn->form == KF_WARP || kn->isa == DOT_DP4A) || (e->gpu && kn->form != KF_I2))
+        fatal("internal error: %s: form %d has no %s kernel in the LLVM backend", kn->symbol, kn->form,
+              e->gpu ? "NVPTX" : "CPU");
     switch (kn->form) {
-    case KF_I2: emit_i2(e, kn); break;
+    case KF_I2: if (e->gpu) emit_gpu_i2(e, kn); else emit_i2(e, kn); break;
     case KF_UNROLLED: emit_unrolled(e, kn); break;
     case KF_LOOP: emit_loop(e, kn); break;
+    case KF_WARP: break;
     }
     end_function(e);
 }
@@ -500,6 +606,7 @@ void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) 
         if (LLVMPrintModuleToFile(e->mod, path, &err)) fatal("%s: cannot write LLVM IR: %s", path, err);
         return;
     }
+    if (e->gpu && what == LLVM_OUT_OBJ) fatal("internal error: NVPTX emits PTX text (assembly), not objects");
     if (LLVMTargetMachineEmitToFile(e->tm, e->mod, (char *)path, what == LLVM_OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
                                     &err))
         fatal("%s: LLVM cannot emit code: %s", path, err);

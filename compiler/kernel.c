@@ -32,8 +32,16 @@
  *                back once per row at the end — 9 instructions per row and group instead of 12.
  *                The caller's x is zero past `cols` up to a multiple of RSR_X_PAD (Σ x then
  *                needs no bounds), see rsr_artifact.h.
- * Backends (emit_c.c, emit_llvm.c, and the CUDA printer) walk this description; none of them
- * decides anything about the algorithm.
+ *   KF_I2 on a GPU (DOT_DP4A): the same layout with V = 4, so one 32-bit word of a row holds
+ *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
+ *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
+ *   KF_WARP      RSR for a GPU, as the GPU RSR work tuned it: a warp per block of k rows; its
+ *                lanes take 32 consecutive kept columns at a time, a segmented sum across the
+ *                lanes (shuffles; a segment is a run of equal codes) leaves each segment's sum
+ *                in its first lane, which applies the k digits; the k row sums are warp sums.
+ *                  u32 block_col[blocks+1], u32 entry[kept] = column | code << 16
+ * Backends (emit_c.c, emit_llvm.c, emit_cuda.c) walk this description; none of them decides
+ * anything about the algorithm.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +59,7 @@ uint64_t kernel_unrolled_code_estimate(const rsr_plan *p) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-const char *const dot_isa_names[] = {"scalar", "avx2", "avx512bw", "avx512vnni"};
+const char *const dot_isa_names[] = {"scalar", "avx2", "avx512bw", "avx512vnni", "dp4a"};
 
 bool target_has_feature(const target *t, const char *feature) {
     for (int i = 0; i < t->nfeatures; i++)
@@ -60,7 +68,7 @@ bool target_has_feature(const target *t, const char *feature) {
 }
 
 enum dot_isa target_dot_isa(const target *t) {
-    if (t->kind != TK_CPU) return DOT_SCALAR;
+    if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
     bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
     if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
     if (bw) return DOT_AVX512BW;
@@ -72,6 +80,7 @@ enum dot_isa target_dot_isa(const target *t) {
 bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa == DOT_AVX512VNNI; }
 
 #define I2_BLOCK_ROWS 4
+#define GPU_CTA_WARPS 8 /* 256 threads: enough warps per SM to hide memory latency, any arch */
 
 void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum strategy s,
                   int index) {
@@ -81,20 +90,29 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->cols = tm->cols;
     kn->tm = tm;
     kn->data_offset = RSR_NO_TENSOR;
+    if (t->kind == TK_CUDA) kn->cta_warps = GPU_CTA_WARPS;
     if (s == STRAT_I2) {
         kn->form = KF_I2;
         kn->isa = target_dot_isa(t);
-        kn->vec_bytes = kn->isa >= DOT_AVX512BW ? 64 : kn->isa == DOT_AVX2 ? 32 : 16;
+        kn->vec_bytes = kn->isa == DOT_DP4A ? 4 : kn->isa >= DOT_AVX512BW ? 64 : kn->isa == DOT_AVX2 ? 32 : 16;
         kn->groups = (tm->cols + 4 * kn->vec_bytes - 1) / (4 * kn->vec_bytes);
         kn->block_rows = I2_BLOCK_ROWS;
         kn->num_blocks = (tm->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
-        kn->strategy = kn->isa == DOT_AVX512VNNI ? "i2-vnni" : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
+        kn->strategy = kn->isa == DOT_DP4A ? "i2-dp4a" : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
+                     : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;
     }
     if (!p) fatal("internal error: %s lowered as RSR without a plan", tm->name);
     kn->plan = p;
     kn->block_rows = p->k;
     kn->num_blocks = p->num_blocks;
+    if (t->kind == TK_CUDA) { /* the GPU has one RSR form, whatever RSR strategy was asked for */
+        kn->form = KF_WARP;
+        kn->strategy = p->binary ? "rsr-binary-warp" : "rsr-warp";
+        kn->off_block_col = 0;
+        kn->off_entry = align64(4 * ((uint64_t)p->num_blocks + 1));
+        return;
+    }
     if (s == STRAT_RSR_UNROLLED) {
         kn->form = KF_UNROLLED;
         kn->strategy = p->binary ? "rsr-binary-unrolled" : "rsr-unrolled";
@@ -111,6 +129,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 
 uint64_t kernel_data_size(const kernel *kn) {
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
+    if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
     if (kn->form != KF_LOOP) return 0;
     return kn->off_perm + 2 * kn->plan->num_cols_kept;
 }
@@ -135,12 +154,28 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
     free(block);
 }
 
+static void write_warp_data(kernel *kn, blob_writer *b) {
+    const rsr_plan *p = kn->plan;
+    blob_write(b, p->block_col, 4 * ((uint64_t)p->num_blocks + 1));
+    blob_align(b, 64);
+    uint32_t *entry = xmalloc(4 * (p->num_cols_kept ? p->num_cols_kept : 1));
+    for (int32_t blk = 0; blk < p->num_blocks; blk++) {
+        uint32_t j = p->block_col[blk];
+        for (uint32_t s = p->block_seg[blk]; s < p->block_seg[blk + 1]; s++)
+            for (uint32_t n = 0; n < p->seg_len[s]; n++, j++) entry[j] = (uint32_t)p->perm[j] | (uint32_t)p->seg_code[s] << 16;
+    }
+    blob_write(b, entry, 4 * p->num_cols_kept);
+    free(entry);
+}
+
 /* Appends the constant data to the blob (loop and i2 forms) and records where it starts. */
 void kernel_write_data(kernel *kn, blob_writer *b) {
     if (kn->form == KF_UNROLLED) return;
     kn->data_offset = blob_align(b, 64);
     if (kn->form == KF_I2) {
         write_i2_data(kn, b);
+    } else if (kn->form == KF_WARP) {
+        write_warp_data(kn, b);
     } else {
         const rsr_plan *p = kn->plan;
         uint64_t nb = (uint64_t)p->num_blocks + 1;

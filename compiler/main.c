@@ -9,8 +9,10 @@
 
 #include "rsrc.h"
 
-enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ };
-static const char *const emit_names[] = {"so", "c", "llvm", "asm", "obj"};
+enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_CUDA, EMIT_PTX };
+static const char *const emit_names[] = {"so", "c", "llvm", "asm", "obj", "cuda", "ptx"};
+#define NUM_EMIT 7
+#define EMIT_IS_LLVM(e) ((e) >= EMIT_LLVM && (e) <= EMIT_OBJ)
 
 typedef struct options {
     const char *input, *output, *target, *cpu, *features, *backend;
@@ -33,12 +35,15 @@ static void usage(FILE *out) {
           "\n"
           "options:\n"
           "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
-          "  --target NAME|FILE    a spec in specs/ (generic: portable C, the default), a .yaml file, or host\n"
+          "  --target NAME|FILE    a spec in specs/ (generic: portable C, the default), a .yaml file, or host;\n"
+          "                        a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code: avx512,sm_90\n"
           "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
           "  --features=+a,-b      enable or disable target features\n"
           "  --emit=KIND           so: a loadable model (default); c: the generated C (kernels and descriptor);\n"
-          "                        llvm, asm, obj: the kernels as optimised LLVM IR, assembly or an object\n"
-          "  --backend=c|llvm      who prints the kernels (default: the target's; llvm for the x86 specs)\n"
+          "                        llvm, asm, obj: the kernels as optimised LLVM IR, assembly or an object;\n"
+          "                        cuda, ptx: the GPU module as CUDA C or PTX (CUDA targets)\n"
+          "  --backend=c|llvm|nvrtc  who prints the kernels (default: the target's; llvm for the x86 specs,\n"
+          "                        nvrtc for CUDA; llvm for a CUDA target: LLVM NVPTX)\n"
           "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
           "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
           "                        as instructions), rsr-loop (index as constant data) or i2 (packed 2-bit codes,\n"
@@ -54,7 +59,8 @@ static void usage(FILE *out) {
           "  --list-targets        list the targets and exit\n"
           "  --version, -h/--help\n"
           "\n"
-          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE\n",
+          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE,\n"
+          "             RSRC_NVRTC (the NVRTC library for CUDA targets)\n",
           out);
 }
 
@@ -96,13 +102,14 @@ static options parse_args(int argc, char **argv) {
         case O_FEATURES: o.features = optarg; break;
         case O_EMIT: {
             int k = 0;
-            while (k < 5 && strcmp(optarg, emit_names[k])) k++;
-            if (k == 5) fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj)", optarg);
+            while (k < NUM_EMIT && strcmp(optarg, emit_names[k])) k++;
+            if (k == NUM_EMIT) fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, cuda, ptx)", optarg);
             o.emit = (enum emit_kind)k;
             break;
         }
         case O_BACKEND:
-            if (strcmp(optarg, "c") && strcmp(optarg, "llvm")) fatal("--backend: unknown backend '%s' (c, llvm)", optarg);
+            if (strcmp(optarg, "c") && strcmp(optarg, "llvm") && strcmp(optarg, "nvrtc"))
+                fatal("--backend: unknown backend '%s' (c, llvm, nvrtc)", optarg);
             o.backend = optarg;
             break;
         case O_K: o.rsr_k = parse_int("--rsr-k", optarg, 1, RSR_MAX_K); break;
@@ -140,10 +147,13 @@ static options parse_args(int argc, char **argv) {
     }
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
-    static const char *const default_out[] = {"model.so", "model.c", "model.ll", "model.s", "model.o"};
+    static const char *const default_out[] = {"model.so", "model.c", "model.ll", "model.s", "model.o", "model.cu", "model.ptx"};
     if (!o.output) o.output = default_out[o.emit];
     if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=c needs the C backend, not --backend=llvm");
-    if (o.emit >= EMIT_LLVM && o.backend && !strcmp(o.backend, "c")) fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
+    if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c")) fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
+    if (o.emit == EMIT_CUDA && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
+    if (o.backend && !strcmp(o.backend, "nvrtc") && o.emit != EMIT_SO && o.emit < EMIT_CUDA)
+        fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
     return o;
 }
 
@@ -250,9 +260,12 @@ static void compile(const options *o) {
     blob_writer blob;
     blob_open(&blob, blob_path);
     emit_c_prologue(c, o->input, t);
-    bool use_llvm = o->emit >= EMIT_LLVM || (o->emit == EMIT_SO && (o->backend ? !strcmp(o->backend, "llvm")
+    bool use_llvm = EMIT_IS_LLVM(o->emit) || (o->emit == EMIT_SO && (o->backend ? !strcmp(o->backend, "llvm")
                                                                                  : t->backend == BACKEND_LLVM));
     llvm_emitter *llvm = use_llvm ? emit_llvm_begin(t, o->input) : NULL;
+    if (o->emit >= EMIT_CUDA && !t->gpu) fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
+    gpu_build *gpu = t->gpu ? gpu_begin(t->gpu, o->input, workdir, o->backend, o->explain) : NULL;
+    const gpu_matrix_options gpu_opts = {o->strategy, o->rsr_k, o->explain, o->print_plan};
 
     artifact_desc d = {.m = m, .t = t};
     const st_tensor *embed = st_find(m->ar, "model.embed_tokens.weight");
@@ -326,6 +339,7 @@ static void compile(const options *o) {
             index_bytes += r->index_bytes;
             kernel_free(&kn);
             rsr_plan_free(&plan);
+            if (gpu) gpu_matrix(gpu, &tm, idx, &blob, &gpu_opts);
             ternary_matrix_free(&tm);
         }
     }
@@ -334,6 +348,11 @@ static void compile(const options *o) {
     d.num_matrices = total;
     d.mats = mats;
     d.layers = layers;
+    if (gpu) {
+        gpu_finish(gpu, &blob, o->emit == EMIT_CUDA ? 0 : o->emit == EMIT_PTX ? 1 : 2);
+        gpu_emit_descriptor(gpu, c);
+        d.gpu = GPU_DESCRIPTOR;
+    }
     d.blob_size = blob_align(&blob, 64);
     emit_c_artifact(c, &d);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
@@ -354,7 +373,9 @@ static void compile(const options *o) {
         note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t_llvm);
     }
     if (o->emit == EMIT_SO) link_shared_object(c_path, obj_path, blob_path, t, o->output, workdir);
+    else if (o->emit >= EMIT_CUDA) copy_to_output(gpu_output(gpu, o->emit == EMIT_PTX), o->output);
     else copy_to_output(o->emit == EMIT_C ? c_path : obj_path, o->output);
+    gpu_end(gpu);
     note(1, "wrote %s in %.2f s", o->output, now_seconds() - t_start);
 
     for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol);

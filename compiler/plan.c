@@ -13,7 +13,14 @@
  * there a scalar RSR unit costs about 0.5 ns, while vpdpbusd handles ~60 weights per ns, so i2
  * wins every matrix of a real model once the target has AVX-512 or AVX2; RSR remains the
  * choice for the portable C target, where the dot product is scalar. --strategy forces one.
+ *
+ * CUDA targets (plan_gpu): a GEMV at batch 1 streams its constant data once, so the time is
+ * the larger of bytes / mem_bandwidth and warp instructions / issue rate (4 schedulers per SM at
+ * about 1.5 GHz). i2 reads 2 bits per weight; the RSR warp form reads 4 bytes per kept column
+ * (≈ 4/k·(1−p0^k) bytes per weight), so on these GPUs i2 wins every real matrix and RSR only
+ * competes where the index is tiny. These are predictions from the spec, not measurements.
  */
+#include <math.h>
 #include <string.h>
 
 #include "rsrc.h"
@@ -42,8 +49,54 @@ static bool allowed(const target *tg, enum strategy s) {
     return false;
 }
 
+static double gpu_time(const target *g, double bytes, double warp_instructions) {
+    double mem = bytes / g->bytes_per_ns, issue = warp_instructions / ((double)g->sms * 4 * 1.5);
+    return mem > issue ? mem : issue;
+}
+
+/* The RSR warp form for block size k: its bytes and time (see kernel.c for the loop). */
+static double gpu_rsr_time(const ternary_matrix *t, const target *g, int k, double *bytes) {
+    rsr_sample_stats st;
+    rsr_sample_blocks(t, k, &st);
+    double chunks = (st.kept + 31) / 32;
+    *bytes = 4 * st.kept * st.blocks + 4.0 * (st.blocks + 1);
+    return gpu_time(g, *bytes, st.blocks * (chunks * (26 + 3.0 * k) + 10.0 * k + 10));
+}
+
+static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy forced, int forced_k, matrix_plan *out) {
+    double rsr_bytes = 0, best = 0;
+    int k = forced_k;
+    char kwhy[160];
+    int n = snprintf(kwhy, sizeof kwhy, "warp k:");
+    for (int kk = 1; kk <= RSR_MAX_K && !forced_k; kk++) {
+        double bytes, ns = gpu_rsr_time(t, g, kk, &bytes);
+        if ((size_t)n < sizeof kwhy) n += snprintf(kwhy + n, sizeof kwhy - (size_t)n, " k%d=%.0f", kk, ns);
+        if (kk == 1 || ns < best) best = ns, k = kk;
+    }
+    if (forced_k) snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", k);
+    out->k = k;
+    double rsr_ns = gpu_rsr_time(t, g, k, &rsr_bytes);
+    double groups = (t->cols + 15) / 16, blocks = (t->rows + 3) / 4;
+    double i2_bytes = blocks * 4 * groups * 4;
+    double i2_ns = gpu_time(g, i2_bytes, blocks * (ceil(groups / 32) * 60 + 50));
+    if (allowed(g, STRAT_RSR_LOOP) || allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
+    if (allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
+    enum strategy best_s = out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
+    const char *reason = "least predicted time";
+    if (forced != STRAT_AUTO) best_s = forced == STRAT_I2 ? STRAT_I2 : STRAT_RSR_LOOP, reason = "forced by --strategy";
+    out->strategy = best_s;
+    snprintf(out->why, sizeof out->why,
+             "%s (%s); predicted ns on %s: rsr-warp=%.0f (%.2f MB, k=%d) i2-dp4a=%.0f (%.2f MB); %s",
+             best_s == STRAT_I2 ? "i2" : "rsr-warp", reason, g->name, rsr_ns, rsr_bytes / 1e6, k, i2_ns, i2_bytes / 1e6,
+             kwhy);
+}
+
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
+    if (tg->kind == TK_CUDA) {
+        plan_gpu(t, tg, forced, forced_k, out);
+        return;
+    }
     char kwhy[256] = "forced by --rsr-k";
     double units_per_row = 0;
     int k = rsr_choose_k(t, RSR_MAX_K, &units_per_row, kwhy, sizeof kwhy);

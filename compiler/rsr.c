@@ -108,35 +108,42 @@ static int code_digit(const rsr_plan *p, uint32_t code, int r) {
  * fold costs 2^k, and every index byte read costs 1/4 (decode is partly bound by memory).
  * The weights come from the shape of the loop kernel, not from measurements; --rsr-k overrides.
  */
+void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out) {
+    int32_t nblocks = (t->rows + k - 1) / k;
+    int32_t sample = nblocks < 32 ? nblocks : 32;
+    double kept = 0, segs = 0, digits = 0;
+    uint32_t ncodes = t->binary ? 1u << k : 1u << (2 * k);
+    uint8_t *seen = xcalloc(ncodes, 1);
+    for (int32_t s = 0; s < sample; s++) {
+        int32_t b = (int32_t)((int64_t)s * nblocks / sample);
+        memset(seen, 0, ncodes);
+        for (int32_t c = 0; c < t->cols; c++) {
+            uint32_t cd = column_code(t, k, b * k, c, t->binary);
+            if (!t->binary && cd == 0) continue;
+            kept++;
+            if (!seen[cd]) {
+                seen[cd] = 1;
+                segs++;
+                digits += t->binary ? k : __builtin_popcount(cd);
+            }
+        }
+    }
+    free(seen);
+    *out = (rsr_sample_stats){.blocks = nblocks, .kept = kept / sample, .segments = segs / sample,
+                              .digits = digits / sample};
+}
+
 int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen) {
     double best = 0;
     int best_k = 1;
     char detail[256] = "";
     size_t used = 0;
     for (int k = 1; k <= max_k; k++) {
-        int32_t nblocks = (t->rows + k - 1) / k;
-        int32_t sample = nblocks < 32 ? nblocks : 32;
-        double kept = 0, segs = 0, digits = 0;
-        uint32_t ncodes = t->binary ? 1u << k : 1u << (2 * k);
-        uint8_t *seen = xcalloc(ncodes, 1);
-        for (int32_t s = 0; s < sample; s++) {
-            int32_t b = (int32_t)((int64_t)s * nblocks / sample);
-            memset(seen, 0, ncodes);
-            for (int32_t c = 0; c < t->cols; c++) {
-                uint32_t cd = column_code(t, k, b * k, c, t->binary);
-                if (!t->binary && cd == 0) continue;
-                kept++;
-                if (!seen[cd]) {
-                    seen[cd] = 1;
-                    segs++;
-                    digits += t->binary ? k : __builtin_popcount(cd);
-                }
-            }
-        }
-        free(seen);
-        double ops = kept + 2 * segs + digits + (t->binary ? (double)(1u << k) * sample : 0);
-        double bytes = 2 * kept + 4 * segs + 8.0 * sample;
-        double cost = (ops + bytes / 4) / ((double)sample * k);
+        rsr_sample_stats st;
+        rsr_sample_blocks(t, k, &st);
+        double ops = st.kept + 2 * st.segments + st.digits + (t->binary ? (double)(1u << k) : 0);
+        double bytes = 2 * st.kept + 4 * st.segments + 8.0;
+        double cost = (ops + bytes / 4) / k;
         if (used < sizeof detail)
             used += (size_t)snprintf(detail + used, sizeof detail - used, "%sk%d=%.0f", k > 1 ? " " : "", k, cost);
         if (k == 1 || cost < best) best = cost, best_k = k;

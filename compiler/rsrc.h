@@ -141,6 +141,12 @@ typedef struct rsr_plan {
 } rsr_plan;
 #define RSR_MAX_K 8
 void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *out);
+/* Averages per block over a sample of up to 32 blocks of k rows. */
+typedef struct rsr_sample_stats {
+    int32_t blocks;             /* blocks of the whole matrix */
+    double kept, segments, digits; /* per block: columns kept, non-empty segments, nonzero digits */
+} rsr_sample_stats;
+void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out);
 /* The k of least predicted cost (units: see rsr.c), and that cost per output row in *cost_per_row. */
 int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen);
 uint64_t rsr_index_bytes(const rsr_plan *p);
@@ -162,12 +168,17 @@ typedef struct target {
     int vector_bits, threads;   /* threads 0: auto */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget;     /* icache_budget: bytes of straight-line code one matrix may spend */
-    enum target_backend { BACKEND_C, BACKEND_LLVM } backend; /* who prints the kernels */
+    enum target_backend { BACKEND_C, BACKEND_LLVM, BACKEND_NVRTC } backend; /* who prints the kernels */
     char *cflags;               /* for the C backend */
     char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
     uint64_t smem_per_block;
     int sms;
+    int sm;                     /* CUDA: the compute capability as a number (sm_90: 90) */
+    double bytes_per_ns;        /* CUDA: mem_bandwidth in bytes per ns (= GB/s) */
+    struct target *gpu;         /* a CPU target's CUDA companion (--target avx512,sm_90), or NULL */
 } target;
+/* name: one spec, or a CPU and a CUDA spec separated by a comma. The result is always a CPU
+ * target (generic when only a CUDA spec is named); the CUDA spec hangs off it as ->gpu. */
 target *target_load(const char *name, const char *cpu, const char *features);
 void target_free(target *t);
 void target_list(FILE *out);
@@ -196,9 +207,10 @@ enum kernel_form {
     KF_UNROLLED,    /* RSR: the index exists only as instructions (immediate offsets) */
     KF_LOOP,        /* RSR: a loop specialised to the matrix over constant index data */
     KF_I2,          /* packed 2-bit weight codes, dot products of R rows against x per group */
+    KF_WARP,        /* RSR on a GPU: a warp per block, segmented sums across its lanes */
 };
 /* How an i2 kernel multiplies: the widest integer dot product the target has. */
-enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI };
+enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
@@ -215,6 +227,8 @@ typedef struct kernel {
     int32_t groups;             /* i2: column groups of 4 * vec_bytes columns */
     uint64_t data_offset;       /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
+    uint64_t off_entry;         /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
+    int32_t cta_warps;          /* GPU forms: warps per thread block; one warp per block of rows */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
@@ -270,6 +284,7 @@ typedef struct artifact_desc {
     uint64_t tokenizer_json, tokenizer_json_size;
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
     int32_t head_q8_stride;
+    const char *gpu;            /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */
 } artifact_desc;
 void emit_c_artifact(FILE *out, const artifact_desc *d);
 
@@ -280,6 +295,35 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name);
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
+/* NVPTX: the newest GPU and PTX version LLVM 14 knows; newer specs get sm_86 PTX (JIT-compiled by
+ * the driver). Raise both when the minimum LLVM is raised. */
+#define LLVM_NVPTX_MAX_SM 86
+#define LLVM_NVPTX_PTX_FEATURE "+ptx75"
+int llvm_nvptx_sm(const target *t);
+
+/* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, then one entry per matrix) ---- */
+void emit_cuda_prologue(FILE *out, const char *source, const target *t);
+void emit_cuda_kernel(FILE *out, const kernel *kn);
+
+/* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
+char *nvrtc_compile(const target *t, const char *source, const char *name, size_t *size);
+char *nvrtc_version_string(void);
+
+/* ---- gpu.c: the CUDA half of the pipeline: per matrix plan → lower → data → print; PTX ---- */
+typedef struct gpu_build gpu_build;
+typedef struct gpu_matrix_options {
+    enum strategy strategy;
+    int rsr_k;
+    bool explain, print_plan;
+} gpu_matrix_options;
+#define GPU_DESCRIPTOR "rsr_gpu"
+/* backend: "llvm" or "nvrtc" from --backend, NULL: the spec's. */
+gpu_build *gpu_begin(target *t, const char *source, const char *workdir, const char *backend, bool explain);
+void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o);
+void gpu_finish(gpu_build *g, blob_writer *blob, int what); /* 0: CUDA C only, 1: a PTX file, 2: PTX in the blob */
+const char *gpu_output(const gpu_build *g, bool ptx);
+void gpu_emit_descriptor(const gpu_build *g, FILE *out);
+void gpu_end(gpu_build *g);
 
 /* ---- link.c: C + blob + runtime → shared object ---- */
 /* obj_path: the kernels as an object (LLVM backend), or NULL when they are in the C file. */

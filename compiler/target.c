@@ -66,6 +66,38 @@ static uint64_t size_value(const char *path, yaml_node_t *n, const char *field) 
     SPEC_ERROR(path, n, "'%s': unknown size unit '%s' (B, KiB, MiB, GiB)", field, end);
 }
 
+/* Bandwidths: 3.35TB/s, 936GB/s; returned in bytes per ns (GB/s). */
+static double bandwidth_value(const char *path, yaml_node_t *n, const char *field) {
+    const char *s = scalar(path, n, field);
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) SPEC_ERROR(path, n, "'%s' must be a bandwidth such as 3.35TB/s, not '%s'", field, s);
+    if (!strcmp(end, "TB/s")) return v * 1e3;
+    if (!strcmp(end, "GB/s")) return v;
+    SPEC_ERROR(path, n, "'%s': unknown unit '%s' (GB/s, TB/s)", field, end);
+}
+
+/* A CUDA spec must say which GPU (arch: sm_NN) and how it is fed (sms, mem_bandwidth): the
+ * cost model and both PTX routes depend on them. A CPU spec must not carry them. */
+static void check_cuda_spec(const char *path, yaml_node_t *root, target *t) {
+    if (t->kind != TK_CUDA) {
+        if (t->arch || t->ptx_isa || t->sms || t->mem_bandwidth)
+            SPEC_ERROR(path, root, "'arch', 'ptx_isa', 'sms' and 'mem_bandwidth' belong to CUDA specs (kind: cuda)");
+        if (t->backend == BACKEND_NVRTC) SPEC_ERROR(path, root, "backend 'nvrtc' is for CUDA specs (kind: cuda)");
+        return;
+    }
+    char *end = NULL;
+    long sm = t->arch && !strncmp(t->arch, "sm_", 3) ? strtol(t->arch + 3, &end, 10) : 0;
+    if (!end || *end || sm < 50 || sm > 999)
+        SPEC_ERROR(path, root, "a CUDA spec needs 'arch: sm_NN' (a compute capability such as sm_90), not '%s'",
+                   t->arch ? t->arch : "(none)");
+    if (sm < 61) SPEC_ERROR(path, root, "arch %s has no dp4a instruction (sm_61 or newer)", t->arch);
+    t->sm = (int)sm;
+    if (!t->sms || !t->mem_bandwidth) SPEC_ERROR(path, root, "a CUDA spec needs 'sms' and 'mem_bandwidth' (the cost model uses them)");
+    if (t->backend == BACKEND_C) SPEC_ERROR(path, root, "a CUDA spec's backend is nvrtc or llvm, not c");
+    if (t->backend != BACKEND_LLVM) t->backend = BACKEND_NVRTC;
+}
+
 static void add_feature(target *t, const char *f) {
     bool on = *f != '-';
     if (*f == '+' || *f == '-') f++;
@@ -183,7 +215,8 @@ static target *parse_spec(const char *path) {
             const char *b = scalar(path, v, key);
             if (!strcmp(b, "c")) t->backend = BACKEND_C;
             else if (!strcmp(b, "llvm")) t->backend = BACKEND_LLVM;
-            else SPEC_ERROR(path, v, "'backend' must be c or llvm, not '%s'", b);
+            else if (!strcmp(b, "nvrtc")) t->backend = BACKEND_NVRTC;
+            else SPEC_ERROR(path, v, "'backend' must be c, llvm or nvrtc, not '%s'", b);
         }
         else if (!strcmp(key, "threads")) {
             const char *s = scalar(path, v, key);
@@ -192,10 +225,13 @@ static target *parse_spec(const char *path) {
         else if (!strcmp(key, "ptx_isa")) t->ptx_isa = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "smem_per_block")) t->smem_per_block = size_value(path, v, key);
         else if (!strcmp(key, "sms")) t->sms = (int)integer(path, v, key, 1, 100000);
-        else if (!strcmp(key, "mem_bandwidth")) t->mem_bandwidth = xstrdup(scalar(path, v, key));
-        else SPEC_ERROR(path, k, "unknown field '%s'", key);
+        else if (!strcmp(key, "mem_bandwidth")) {
+            t->mem_bandwidth = xstrdup(scalar(path, v, key));
+            t->bytes_per_ns = bandwidth_value(path, v, key);
+        } else SPEC_ERROR(path, k, "unknown field '%s'", key);
     }
     if (!t->name) fatal("%s: the spec has no 'name'", path);
+    check_cuda_spec(path, root, t);
     on_fatal_pop(token);
     yaml_document_delete(&sp.doc);
     yaml_parser_delete(&sp.parser);
@@ -261,7 +297,7 @@ static bool looks_like_path(const char *s) {
     return strchr(s, '/') || (n > 5 && strcmp(s + n - 5, ".yaml") == 0);
 }
 
-target *target_load(const char *name, const char *cpu, const char *features) {
+static target *load_one(const char *name) {
     target *t;
     if (!strcmp(name, "host") || !strcmp(name, "native")) t = detect_host();
     else if (looks_like_path(name)) t = parse_spec(name);
@@ -276,6 +312,23 @@ target *target_load(const char *name, const char *cpu, const char *features) {
         t = parse_spec(path);
         free(path);
     }
+    return t;
+}
+
+target *target_load(const char *name, const char *cpu, const char *features) {
+    const char *comma = strchr(name, ',');
+    char *first = comma ? strndup(name, (size_t)(comma - name)) : xstrdup(name);
+    if (comma && strchr(comma + 1, ',')) fatal("--target '%s': at most one CPU and one CUDA target", name);
+    target *t = load_one(first), *gpu = comma ? load_one(comma + 1) : NULL;
+    free(first);
+    if (t->kind == TK_CUDA) { /* sm_90 or sm_90,avx512: the CPU part defaults to portable C */
+        target *cuda = t;
+        t = gpu ? gpu : load_one("generic");
+        gpu = cuda;
+    }
+    if (t->kind == TK_CUDA) fatal("--target '%s': two CUDA targets; name one CPU and one CUDA target", name);
+    if (gpu && gpu->kind != TK_CUDA) fatal("--target '%s': two CPU targets; name one CPU and one CUDA target", name);
+    t->gpu = gpu;
     if (cpu) {
         free(t->cpu);
         t->cpu = xstrdup(cpu);
@@ -292,8 +345,6 @@ target *target_load(const char *name, const char *cpu, const char *features) {
         free(t->cflags);
         t->cflags = NULL;
     }
-    if (t->kind == TK_CUDA)
-        fatal("%s: target '%s' is a CUDA target; this compiler emits CPU code only so far", t->path, t->name);
     derive_cflags(t);
     return t;
 }
@@ -331,6 +382,7 @@ void target_free(target *t) {
     free(t->features), free(t->disabled), free(t->strategies);
     free(t->name), free(t->description), free(t->path), free(t->triple), free(t->cpu), free(t->cflags);
     free(t->arch), free(t->ptx_isa), free(t->mem_bandwidth);
+    target_free(t->gpu);
     free(t);
 }
 
@@ -342,4 +394,9 @@ void target_print(const target *t, FILE *out) {
     for (int i = 0; i < t->nfeatures; i++) fprintf(out, " +%s", t->features[i]);
     for (int i = 0; i < t->ndisabled; i++) fprintf(out, " -%s", t->disabled[i]);
     fprintf(out, "\n  cflags: %s\n", t->cflags);
+    const target *g = t->gpu;
+    if (g)
+        fprintf(out, "target %s (%s) kind=cuda arch=%s ptx_isa=%s sms=%d mem_bandwidth=%.0fGB/s smem_per_block=%llu backend=%s\n",
+                g->name, g->path, g->arch, g->ptx_isa ? g->ptx_isa : "-", g->sms, g->bytes_per_ns,
+                (unsigned long long)g->smem_per_block, g->backend == BACKEND_LLVM ? "llvm" : "nvrtc");
 }

@@ -76,6 +76,8 @@ static void usage(FILE *out) {
           "other:\n"
           "  --logits FILE         with --tokens: write the fp32 logits of the last prompt position\n"
           "  -t, --threads N       threads (default: OpenMP's default)\n"
+          "  --device D            auto (default: the GPU when the model has GPU code and one is\n"
+          "                        there, else the CPU), cpu or gpu (fail rather than fall back)\n"
           "  --ctx N               context length of the session (default: the model's)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
           "                        tokens) speed instead of printing text\n"
@@ -140,7 +142,8 @@ rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {
 }
 
 static void print_info(rsr_model *m, const rsr_model_info *info) {
-    printf("architecture %s\ncompiler %s\ntarget %s\n", info->architecture, info->compiler, info->target);
+    printf("architecture %s\ncompiler %s\ntarget %s%s%s\ndevice %s\n", info->architecture, info->compiler, info->target,
+           info->gpu_arch ? "," : "", info->gpu_arch ? info->gpu_arch : "", info->device);
     printf("hidden %d intermediate %d layers %d heads %d kv_heads %d head_dim %d vocab %d max_positions %d\n",
            info->hidden_size, info->intermediate_size, info->num_layers, info->num_heads, info->num_kv_heads,
            info->head_dim, info->vocab_size, info->max_positions);
@@ -297,10 +300,11 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_chat = 0;
+    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO;
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
-           O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS, O_MAXMEM };
+           O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
+           O_DEVICE, O_MAXMEM };
     const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
@@ -317,6 +321,7 @@ int main(int argc, char **argv) {
         {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
         {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
         {"max-memory", required_argument, 0, O_MAXMEM},
+        {"device", required_argument, 0, O_DEVICE},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
@@ -355,6 +360,12 @@ int main(int argc, char **argv) {
         case O_LBLOCK: o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
         case O_STATS: o.stats = 1; break;
         case O_MAXMEM: max_memory = optarg; break;
+        case O_DEVICE:
+            if (!strcmp(optarg, "auto")) device = RSR_DEVICE_AUTO;
+            else if (!strcmp(optarg, "cpu")) device = RSR_DEVICE_CPU;
+            else if (!strcmp(optarg, "gpu")) device = RSR_DEVICE_GPU;
+            else die("--device: '%s' is not auto, cpu or gpu", optarg);
+            break;
         case O_BENCH: do_bench = 1; break;
         case O_INFO: do_info = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
@@ -386,7 +397,7 @@ int main(int argc, char **argv) {
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
 
     rsr_model *m;
-    rsr_model_params mp = {.num_threads = (int32_t)threads};
+    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device};
     if (api.model_open(&m, &mp) != RSR_OK) die("%s: %s", o.model_path, api.model_errmsg(m));
     rsr_model_info info;
     api.model_get_info(m, &info);

@@ -56,6 +56,8 @@ typedef enum rsr_status {
     RSR_ERR_NOT_FOUND = 7,        /* no tokenizer in the artifact, an unknown chat template, ... */
     RSR_ERR_FORMAT = 8,           /* a tokenizer.json this runtime cannot read (the message says what) */
     RSR_ERR_BUFFER_TOO_SMALL = 9, /* the output did not fit; the size needed is returned */
+    RSR_ERR_DEVICE = 10,          /* the GPU asked for is not usable: no driver, no device, a PTX the
+                                   * driver refuses (the message says which) */
 } rsr_status;
 
 const char *rsr_status_to_string(rsr_status status);
@@ -72,10 +74,20 @@ typedef struct rsr_model_info {
     int32_t vocab_size, max_positions;
     int32_t bos_token_id, eos_token_id; /* -1 when the checkpoint names none */
     int32_t num_matrices;      /* ternary matrices compiled into the artifact */
+    const char *device;        /* where tokens run: "cpu", or "gpu 0: <name> (sm_90, driver 13.0)" */
+    const char *gpu_arch;      /* the CUDA architecture compiled for ("sm_90"), NULL: CPU code only */
 } rsr_model_info;
+
+/* Where the model runs. A model compiled for a CUDA target (rsrc --target sm_90 or avx512,sm_90)
+ * carries PTX and runs on the GPU: every operation of a token on the device, the weights and the
+ * KV cache in device memory (docs/cuda.md). AUTO uses the GPU when the model has GPU code and a
+ * driver and device are there, the CPU otherwise; GPU fails with RSR_ERR_DEVICE (or
+ * RSR_ERR_NOT_FOUND for a model without GPU code) instead of falling back. */
+typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GPU = 2 } rsr_device;
 
 typedef struct rsr_model_params {
     int32_t num_threads;       /* 0: OpenMP's default */
+    int32_t device;            /* rsr_device; 0: auto */
 } rsr_model_params;
 rsr_model_params rsr_model_default_params(void);
 

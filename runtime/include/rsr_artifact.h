@@ -43,6 +43,33 @@ typedef struct rsr_artifact_layer {
     int32_t q, k, v, o, gate, up, down;     /* indices into matrix[] */
 } rsr_artifact_layer;
 
+/*
+ * GPU code (compiled for a CUDA target, docs/cuda.md): PTX modules in the blob and, per matrix,
+ * the entry that computes its exact int32 sums on the device. An entry takes (data, x, y):
+ * data = the device copy of the blob + `data`, x = int8 activations zero-padded to a multiple of
+ * RSR_X_PAD, y = int32 [rows]; it is launched on ceil(num_blocks / cta_warps) thread blocks of
+ * 32·cta_warps threads. The runtime's own kernels (cuda/rsr_kernels.cu) are in module 0.
+ */
+#define RSR_GPU_MAX_MODULES 2
+typedef struct rsr_artifact_gpu_matrix {
+    const char *kernel;         /* entry name in one of the modules */
+    const char *strategy;       /* "i2-dp4a", "rsr-warp", ... */
+    int32_t rows_per_warp;      /* rows of one block */
+    int32_t num_blocks;         /* blocks of rows: one warp each */
+    int32_t cta_warps;          /* warps per thread block */
+    uint64_t data;              /* blob offset of the kernel's constant data, RSR_NO_TENSOR if none */
+} rsr_artifact_gpu_matrix;
+
+typedef struct rsr_artifact_gpu {
+    const char *arch;           /* the spec's architecture, "sm_90" */
+    const char *ptx_arch;       /* what the PTX targets: "compute_90" (NVRTC), "sm_86" (LLVM NVPTX) */
+    const char *route;          /* "nvrtc" or "llvm-nvptx+nvrtc" */
+    int32_t num_modules;
+    uint64_t module[RSR_GPU_MAX_MODULES];      /* blob offsets of NUL-terminated PTX texts */
+    uint64_t module_size[RSR_GPU_MAX_MODULES]; /* bytes, without the NUL */
+    const rsr_artifact_gpu_matrix *matrix;     /* [num_matrices], in the order of rsr_artifact.matrix */
+} rsr_artifact_gpu;
+
 typedef struct rsr_artifact {
     uint32_t abi_version;
     const char *architecture, *target, *compiler;
@@ -67,6 +94,7 @@ typedef struct rsr_artifact {
      * rows are head_q8_stride bytes (hidden rounded up to RSR_X_PAD, padding q = 0). */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* u8 [vocab][stride], f32 [vocab], f32 [vocab] */
     int32_t head_q8_stride;
+    const rsr_artifact_gpu *gpu; /* NULL: CPU code only */
 } rsr_artifact;
 
 #endif

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "internal.h"
+#include "gpu.h"
 #include "rsr_numerics.h"
 
 rsr_session_params rsr_session_default_params(void) {
@@ -29,10 +30,23 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (p.max_positions < 0 || p.max_positions > a->max_positions)
         return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
                              p.max_positions, a->max_positions);
+    if (m->gpu && p.attention != RSR_ATTENTION_DENSE)
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "Louver attention runs on the CPU only: open the model "
+                             "with device cpu (rsr-run --device cpu)");
     rsr_session *s = calloc(1, sizeof *s);
     if (!s) return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
+    if (m->gpu) { /* the cache and activations live on the device */
+        rsr_status st = rsr_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
+        if (st == RSR_OK) st = rsr_attention_init(s, &p);
+        if (st != RSR_OK) {
+            rsr_session_free(s);
+            return st;
+        }
+        *out = s;
+        return RSR_OK;
+    }
     size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
     size_t cache = (size_t)a->num_layers * (size_t)s->max_positions * kv_out;
     size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate);
@@ -72,6 +86,7 @@ void rsr_session_free(rsr_session *s) {
     free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->acc);
     rsr_attention_free(s);
     rsr_lm_head_free(s);
+    rsr_gpu_session_free(s->gpu);
     free(s);
 }
 
@@ -97,6 +112,11 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                  a->vocab);
+    if (s->gpu) {
+        rsr_status st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, s->err);
+        if (st == RSR_OK) s->pos += n;
+        return st;
+    }
     for (int32_t i = 0; i < n; i++) {
         rsr_status st = rsr_forward_token(s, tokens[i], i == n - 1 ? logits : NULL, NULL);
         if (st != RSR_OK) return st;

@@ -10,8 +10,13 @@
 
 extern const rsr_artifact RSR_ARTIFACT_SYMBOL; /* defined by the generated code */
 
+struct rsr_gpu;
+struct rsr_gpu_session;
+
 struct rsr_model {
     const rsr_artifact *a;
+    struct rsr_gpu *gpu;        /* cuda/: set when tokens run on the GPU */
+    char device[200];           /* rsr_model_info.device */
     int32_t num_threads;
     int32_t max_rows;           /* the largest matrix output (scratch sizes) */
     rsr_tokenizer *tokenizer;   /* parsed from the artifact's tokenizer.json on first use */
@@ -32,6 +37,7 @@ struct rsr_session {
     int32_t *acc;               /* [max_rows] integer products */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
+    struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */
     char err[RSR_ERRMSG_SIZE];
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "gpu.h"
 
 const char *rsr_status_to_string(rsr_status st) {
     switch (st) {
@@ -19,6 +20,7 @@ const char *rsr_status_to_string(rsr_status st) {
     case RSR_ERR_NOT_FOUND: return "not found";
     case RSR_ERR_FORMAT: return "unsupported format";
     case RSR_ERR_BUFFER_TOO_SMALL: return "buffer too small";
+    case RSR_ERR_DEVICE: return "device unavailable";
     }
     return "unknown status";
 }
@@ -144,7 +146,23 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     else
         m->status = check_artifact(m);
     m->num_threads = p.num_threads;
-    return m->status;
+    snprintf(m->device, sizeof m->device, "cpu");
+    if (m->status == RSR_OK && (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU))
+        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)",
+                                  p.device);
+    if (m->status != RSR_OK || p.device == RSR_DEVICE_CPU || (p.device == RSR_DEVICE_AUTO && !m->a->gpu))
+        return m->status;
+    char why[RSR_ERRMSG_SIZE];
+    rsr_status st = rsr_gpu_open(m->a, &m->gpu, why);
+    if (st == RSR_OK) {
+        snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
+        return RSR_OK;
+    }
+    rsr_gpu_close(m->gpu);
+    m->gpu = NULL;
+    if (p.device == RSR_DEVICE_GPU) return m->status = rsr_set_error(m->err, st, "the GPU was asked for, but %s", why);
+    snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
+    return RSR_OK;
 }
 
 rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
@@ -153,6 +171,7 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
+    rsr_gpu_close(m->gpu);
     rsr_tokenizer_free(m->tokenizer);
     free(m);
 }
@@ -193,7 +212,8 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
         .hidden_size = a->hidden, .intermediate_size = a->intermediate, .num_layers = a->num_layers,
         .num_heads = a->num_heads, .num_kv_heads = a->num_kv_heads, .head_dim = a->head_dim,
         .vocab_size = a->vocab, .max_positions = a->max_positions, .bos_token_id = a->bos,
-        .eos_token_id = a->eos, .num_matrices = a->num_matrices,
+        .eos_token_id = a->eos, .num_matrices = a->num_matrices, .device = m->device,
+        .gpu_arch = a->gpu ? a->gpu->arch : NULL,
     };
     return RSR_OK;
 }
@@ -212,6 +232,7 @@ rsr_status rsr_model_matvec_int(const rsr_model *m, int32_t index, const int8_t 
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
+    if (m->gpu) return rsr_gpu_matvec_int(m->gpu, index, x, y, ((rsr_model *)m)->err);
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->a->blob + mx->data;
     size_t padded = ((size_t)mx->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *xp = calloc(1, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */

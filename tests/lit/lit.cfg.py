@@ -27,5 +27,20 @@ if os.getuid() != 0:
 if getattr(config, 'rsrc_sanitize', ''):
     config.available_features.add('sanitized')
 
-if shutil.which('ptxas', path='/usr/local/cuda/bin'):
+# CUDA: ptxas validates PTX offline; NVRTC (loaded by rsrc) makes PTX; a driver with a device
+# runs it (probed the way the runtime loads it: tests needing it are UNSUPPORTED elsewhere).
+ptxas = shutil.which('ptxas', path=config.cuda_bin_dir) or shutil.which('ptxas')
+if ptxas:
     config.available_features.add('ptxas')
+    config.substitutions.append(('%ptxas', ptxas))
+import ctypes, subprocess
+for name in ['libnvrtc.so.13', 'libnvrtc.so.12', 'libnvrtc.so']:
+    try:
+        ctypes.CDLL(name)
+        config.available_features.add('nvrtc')
+        break
+    except OSError:
+        pass
+probe = os.path.join(bindir, 'tests', 'rsr-cuda-probe')
+if os.path.exists(probe) and subprocess.run([probe], capture_output=True).returncode == 0:
+    config.available_features.add('cuda-driver')

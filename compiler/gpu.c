@@ -1,0 +1,181 @@
+/*
+ * gpu.c — the CUDA half of the pipeline, for a target such as sm_90 or avx512,sm_90. Per
+ * matrix it runs the same stages as compile() does for the CPU (plan for the GPU spec → RSR
+ * analysis when chosen → lower → constant data into the blob → print), and at the end it turns
+ * the module into PTX and puts the PTX into the blob:
+ *
+ *   NVRTC route (default): CUDA C (emit_cuda.c: runtime kernels + matrix kernels) → nvrtc.c →
+ *                          one PTX module for compute_XX.
+ *   LLVM route (--backend=llvm): the matrix kernels through emit_llvm.c's NVPTX target (sm_86 at
+ *                          most with LLVM 14) as module 1; the runtime kernels still need NVRTC
+ *                          (module 0) for a loadable model, not for --emit=ptx.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsrc.h"
+
+typedef struct gpu_record {
+    char *symbol;
+    const char *strategy;
+    int32_t block_rows, blocks, cta_warps;
+    uint64_t data;
+} gpu_record;
+
+struct gpu_build {
+    const target *t;
+    bool llvm;                  /* matrix kernels through LLVM NVPTX */
+    char *cu_path, *ptx_path, *llvm_ptx_path;
+    FILE *cu;
+    llvm_emitter *nvptx;
+    gpu_record *mats;
+    int32_t num_mats, cap;
+    uint64_t module[RSR_GPU_MAX_MODULES], module_size[RSR_GPU_MAX_MODULES];
+    int32_t num_modules;
+};
+
+gpu_build *gpu_begin(target *t, const char *source, const char *workdir, const char *backend, bool explain) {
+    gpu_build *g = xcalloc(1, sizeof *g);
+    if (backend) t->backend = !strcmp(backend, "llvm") ? BACKEND_LLVM : BACKEND_NVRTC;
+    g->t = t;
+    g->llvm = t->backend == BACKEND_LLVM;
+    g->cu_path = xasprintf("%s/model.cu", workdir);
+    g->ptx_path = xasprintf("%s/model.ptx", workdir);
+    g->llvm_ptx_path = xasprintf("%s/kernels.ptx", workdir);
+    register_temp(g->cu_path);
+    register_temp(g->ptx_path);
+    register_temp(g->llvm_ptx_path);
+    if (!(g->cu = fopen(g->cu_path, "w"))) fatal("%s: cannot create: %s", g->cu_path, strerror(errno));
+    emit_cuda_prologue(g->cu, source, t);
+    if (g->llvm) g->nvptx = emit_llvm_begin(t, source);
+    if (explain && g->llvm && llvm_nvptx_sm(t) != t->sm)
+        printf("%s: matrix kernels as PTX through LLVM NVPTX for sm_%d: LLVM 14 stops at sm_%d, so the driver "
+               "JIT-compiles this PTX for %s when the model is loaded (NVRTC, the default route, emits %s PTX)\n",
+               t->name, llvm_nvptx_sm(t), LLVM_NVPTX_MAX_SM, t->arch, t->arch);
+    else if (explain)
+        printf("%s: kernels as PTX through %s for %s\n", t->name, g->llvm ? "LLVM NVPTX" : "NVRTC (CUDA C)",
+               g->llvm ? t->arch : "compute_XX of the spec's arch");
+    return g;
+}
+
+void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o) {
+    matrix_plan mp;
+    plan_matrix(tm, g->t, o->strategy, o->rsr_k, &mp);
+    if (g->llvm && mp.strategy != STRAT_I2) { /* the NVPTX printer has the i2 form only */
+        mp.strategy = STRAT_I2;
+        size_t n = strlen(mp.why);
+        snprintf(mp.why + n, sizeof mp.why - n, "; i2 because LLVM NVPTX prints i2 kernels only");
+    }
+    rsr_plan plan = {0};
+    bool rsr = mp.strategy != STRAT_I2;
+    if (rsr) {
+        rsr_analyse(tm, mp.k, &plan);
+        if (o->print_plan) rsr_plan_print(&plan, tm->name, stdout);
+    }
+    kernel kn;
+    kernel_lower(&kn, tm, rsr ? &plan : NULL, g->t, mp.strategy, index);
+    kernel_write_data(&kn, blob);
+    if (g->llvm) emit_llvm_kernel(g->nvptx, &kn);
+    else emit_cuda_kernel(g->cu, &kn);
+    if (o->explain) printf("%-44s %11s %s\n", tm->name, kn.strategy, mp.why);
+    note(2, "%s on %s: %s", tm->name, g->t->name, mp.why);
+    if (g->num_mats == g->cap) g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
+    g->mats[g->num_mats++] = (gpu_record){xstrdup(kn.symbol), kn.strategy, kn.block_rows, kn.num_blocks,
+                                          kn.cta_warps, kn.data_offset};
+    kernel_free(&kn);
+    rsr_plan_free(&plan);
+}
+
+static char *read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fatal("%s: cannot read: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = xmalloc((size_t)n + 1);
+    if (n < 0 || fread(s, 1, (size_t)n, f) != (size_t)n) fatal("%s: read failed", path);
+    fclose(f);
+    s[n] = 0;
+    *size = (size_t)n;
+    return s;
+}
+
+static void write_file(const char *path, const char *text, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(text, 1, n, f) != n || fclose(f) != 0) fatal("%s: cannot write: %s", path, strerror(errno));
+}
+
+static void add_module(gpu_build *g, blob_writer *blob, const char *ptx, size_t n) {
+    g->module[g->num_modules] = blob_align(blob, 64);
+    blob_write(blob, ptx, n + 1); /* with its NUL: cuModuleLoadDataEx reads a C string */
+    g->module_size[g->num_modules++] = n;
+}
+
+/* what: 0 nothing more (--emit=cuda), 1 the PTX file (--emit=ptx), 2 PTX into the blob (model.so). */
+void gpu_finish(gpu_build *g, blob_writer *blob, int what) {
+    if (fclose(g->cu) != 0) fatal("%s: write failed: %s", g->cu_path, strerror(errno));
+    g->cu = NULL;
+    if (what == 0) return;
+    double t0 = now_seconds();
+    if (g->llvm) {
+        emit_llvm_finish(g->nvptx, LLVM_OUT_ASM, what == 1 ? g->ptx_path : g->llvm_ptx_path);
+        note(1, "LLVM NVPTX: matrix kernels as sm_%d PTX in %.2f s", llvm_nvptx_sm(g->t), now_seconds() - t0);
+        if (what == 1) return;
+    }
+    size_t n;
+    char *source = read_file(g->cu_path, &n);
+    char *ptx = nvrtc_compile(g->t, source, "model.cu", &n);
+    note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, now_seconds() - t0);
+    if (what == 1) write_file(g->ptx_path, ptx, n);
+    else add_module(g, blob, ptx, n);
+    free(ptx);
+    free(source);
+    if (g->llvm && what == 2) {
+        char *kernels = read_file(g->llvm_ptx_path, &n);
+        add_module(g, blob, kernels, n);
+        free(kernels);
+    }
+}
+
+const char *gpu_output(const gpu_build *g, bool ptx) { return ptx ? g->ptx_path : g->cu_path; }
+
+static void emit_str(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) fputc(*s, out); /* names and strategies are identifiers */
+    fputc('"', out);
+}
+
+/* The rsr_artifact_gpu descriptor, before the artifact that points to it (emit_c_artifact). */
+void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
+    fputs("static const rsr_artifact_gpu_matrix gpu_matrices[] = {\n", out);
+    for (int32_t i = 0; i < g->num_mats; i++) {
+        const gpu_record *r = &g->mats[i];
+        fputs("    {", out);
+        emit_str(out, r->symbol);
+        fputs(", ", out);
+        emit_str(out, r->strategy);
+        fprintf(out, ", %d, %d, %d, ", r->block_rows, r->blocks, r->cta_warps);
+        if (r->data == RSR_NO_TENSOR) fputs("RSR_NO_TENSOR},\n", out);
+        else fprintf(out, "%lluu},\n", (unsigned long long)r->data);
+    }
+    fprintf(out, "};\n\nstatic const rsr_artifact_gpu %s = {\n    .arch = \"%s\",\n", GPU_DESCRIPTOR, g->t->arch);
+    if (g->llvm) fprintf(out, "    .ptx_arch = \"sm_%d\", .route = \"llvm-nvptx+nvrtc\",\n", llvm_nvptx_sm(g->t));
+    else fprintf(out, "    .ptx_arch = \"compute_%d\", .route = \"nvrtc\",\n", g->t->sm);
+    fprintf(out, "    .num_modules = %d,\n    .module = {", g->num_modules);
+    for (int32_t i = 0; i < g->num_modules; i++) fprintf(out, "%s%lluu", i ? ", " : "", (unsigned long long)g->module[i]);
+    fputs("},\n    .module_size = {", out);
+    for (int32_t i = 0; i < g->num_modules; i++)
+        fprintf(out, "%s%lluu", i ? ", " : "", (unsigned long long)g->module_size[i]);
+    fputs("},\n    .matrix = gpu_matrices,\n};\n\n", out);
+}
+
+void gpu_end(gpu_build *g) {
+    if (!g) return;
+    if (g->cu) fclose(g->cu);
+    emit_llvm_end(g->nvptx);
+    for (int32_t i = 0; i < g->num_mats; i++) free(g->mats[i].symbol);
+    free(g->mats);
+    free(g->cu_path), free(g->ptx_path), free(g->llvm_ptx_path);
+    free(g);
+}

@@ -1,0 +1,44 @@
+/*
+ * gpu.h — the runtime's GPU side (cuda/), as the rest of the runtime sees it: a model opened on
+ * the GPU (gpu_model.c) and sessions whose tokens run entirely on the device (gpu_forward.c).
+ * Everything returns an rsr_status with the message in err (RSR_ERRMSG_SIZE bytes).
+ */
+#ifndef RSR_CUDA_GPU_H
+#define RSR_CUDA_GPU_H
+
+#include "cuda_driver.h"
+#include "rsr.h"
+#include "rsr_artifact.h"
+
+typedef struct rsr_gpu {
+    rsr_cuda cu;
+    const rsr_artifact *a;
+    CUdevice dev;
+    CUcontext ctx;
+    CUstream stream;
+    CUmodule module[RSR_GPU_MAX_MODULES];
+    int32_t num_modules;
+    CUdeviceptr blob;           /* the artifact's constant data, uploaded once */
+    CUfunction *matrix;         /* [num_matrices] */
+    CUfunction embed, quantize, qkv_rope, attention, dequant, glu, lm_head, argmax;
+    CUdeviceptr mv_x, mv_y;     /* rsr_model_matvec_int scratch */
+    int32_t max_cols_pad, max_rows;
+    char name[192];             /* "gpu 0: NVIDIA H100 80GB HBM3 (sm_90, driver 13.0)" */
+} rsr_gpu;
+
+typedef struct rsr_gpu_session rsr_gpu_session;
+
+/* Writes the message (at most RSR_ERRMSG_SIZE bytes with its NUL) and returns st. */
+rsr_status gpu_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err);
+void rsr_gpu_close(rsr_gpu *g);
+rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err);
+
+rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err);
+void rsr_gpu_session_free(rsr_gpu_session *s);
+/* Tokens at positions pos, pos+1, ...; the logits of the last one (vocab floats) when logits is
+ * not NULL. One synchronisation with the device per call. */
+rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits, char *err);
+
+#endif

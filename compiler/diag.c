@@ -37,6 +37,7 @@ static void remove_temps(void) {
 noreturn void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    progress_clear();
     fputs("rsrc: error: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -48,6 +49,7 @@ noreturn void fatal(const char *fmt, ...) {
 void warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    progress_clear();
     fputs("rsrc: warning: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -58,6 +60,7 @@ void note(int level, const char *fmt, ...) {
     if (verbosity < level) return;
     va_list ap;
     va_start(ap, fmt);
+    progress_clear();
     fputs("rsrc: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);

@@ -7,7 +7,9 @@
 
 #define RSR_ERRMSG_SIZE 256
 
-extern const rsr_artifact RSR_ARTIFACT_SYMBOL; /* defined by the generated code */
+/* The default model, defined by the generated code of model.so and of objects compiled without
+ * --name; weak, so that a program holding only named models links without it. */
+extern const rsr_artifact *const RSR_ARTIFACT_SYMBOL __attribute__((weak));
 
 struct rsr_model {
     const rsr_artifact *a;

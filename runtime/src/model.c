@@ -1,4 +1,4 @@
-/* model.c — opening the model compiled into this artifact; status strings; matrix access. */
+/* model.c — opening a compiled model (the default one, or a named one by its descriptor); status strings; matrix access. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,18 +61,32 @@ static rsr_status check_artifact(rsr_model *m) {
     return RSR_OK;
 }
 
-rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
+rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *artifact, const rsr_model_params *params) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_model *m = calloc(1, sizeof *m);
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
-    m->a = &RSR_ARTIFACT_SYMBOL;
+    m->a = artifact;
+    if (!artifact)
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "no artifact given (NAME_artifact() of a model "
+                             "compiled with --name=NAME)");
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
         return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]",
                              p.num_threads);
     m->num_threads = p.num_threads;
     return check_artifact(m);
+}
+
+rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
+    if (!&RSR_ARTIFACT_SYMBOL) {
+        rsr_status st = rsr_model_open_artifact(out, NULL, params);
+        if (out && *out)
+            rsr_set_error((*out)->err, RSR_ERR_NOT_FOUND, "no default model is linked into this program: the models "
+                          "in it were compiled with --name=NAME; open one with NAME_model_open");
+        return out && *out ? RSR_ERR_NOT_FOUND : st;
+    }
+    return rsr_model_open_artifact(out, RSR_ARTIFACT_SYMBOL, params);
 }
 
 void rsr_model_close(rsr_model *m) {
@@ -83,7 +97,7 @@ void rsr_model_close(rsr_model *m) {
 
 rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     if (out) *out = NULL;
-    if (!m || !out) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !out) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = m->a;
     if (a->tokenizer_json == RSR_NO_TENSOR)
         return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "the model was compiled without a tokenizer: put tokenizer.json "
@@ -102,13 +116,17 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     return RSR_OK;
 }
 
+const char *rsr_model_manifest(const rsr_model *m) {
+    return m && m->a && m->a->manifest ? m->a->manifest : "";
+}
+
 const char *rsr_model_errmsg(const rsr_model *m) {
     if (!m) return "no model (out of memory or a NULL handle)";
     return m->err;
 }
 
 rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
-    if (!m || !info) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !info) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = m->a;
     *info = (rsr_model_info){
         .architecture = a->architecture, .target = a->target, .compiler = a->compiler,
@@ -121,7 +139,7 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
 }
 
 rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_info *info) {
-    if (!m || !info) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !info) return RSR_ERR_INVALID_ARGUMENT;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *x = &m->a->matrix[index];
     *info = (rsr_matrix_info){x->name, x->rows, x->cols, x->strategy, x->rsr_k, x->scale};
@@ -129,7 +147,7 @@ rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_i
 }
 
 rsr_status rsr_model_matvec_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t *y) {
-    if (!m || !x || !y || index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !x || !y || index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->a->blob + mx->data;
     size_t padded = ((size_t)mx->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;

@@ -23,8 +23,10 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-static void run_or_die(char **argv, const char *what, const char *out_path) {
+/* what: the tool, as the messages name it; env: the variable that chooses it. */
+static void run_or_die(char **argv, const char *what, const char *env, const char *out_path) {
     int rc = run_command(argv);
+    if (rc == 127) fatal("%s '%s' cannot be run: set %s", what, argv[0], env);
     if (rc != 0) fatal("%s failed (exit %d) building %s", what, rc, out_path);
 }
 
@@ -58,18 +60,18 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     argv[n++] = "-o";
     argv[n++] = model_o;
     argv[n] = NULL;
-    run_or_die(argv, "the C compiler", out_path);
+    run_or_die(argv, "the C compiler", "RSRC_CC to a C compiler", out_path);
     char *localize[] = {(char *)objcopy, "--localize-hidden", model_o, NULL};
-    run_or_die(localize, "objcopy", out_path);
+    run_or_die(localize, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
 
     /* The runtime: its API weak, the rest local. */
     char *whole[] = {(char *)cc, "-r", "-nostdlib", "-Wl,--whole-archive",
                      (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB), "-Wl,--no-whole-archive",
                      "-o", runtime_o, NULL};
-    run_or_die(whole, "the linker", out_path);
+    run_or_die(whole, "the C compiler", "RSRC_CC to a C compiler", out_path);
     char *api_only[] = {(char *)objcopy, "--wildcard", "--keep-global-symbol=rsr_*", "--weaken-symbol=rsr_*",
                         runtime_o, NULL};
-    run_or_die(api_only, "objcopy", out_path);
+    run_or_die(api_only, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
 
     /* Both as one object, written under a temporary name and renamed into place. */
     char *tmp_out = xasprintf("%s.tmp.XXXXXX", out_path);
@@ -78,7 +80,7 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     close(fd);
     register_temp(tmp_out);
     char *join[] = {(char *)cc, "-r", "-nostdlib", model_o, runtime_o, "-o", tmp_out, NULL};
-    run_or_die(join, "the linker", out_path);
+    run_or_die(join, "the C compiler", "RSRC_CC to a C compiler", out_path);
     chmod(tmp_out, 0644);
     if (rename(tmp_out, out_path) != 0) fatal("%s: cannot rename the finished output into place: %s", out_path,
                                               strerror(errno));

@@ -46,7 +46,7 @@ int run_command(char **argv) {
     if (pid < 0) fatal("cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
         execvp(argv[0], argv);
-        fprintf(stderr, "rsrc: error: cannot run '%s': %s (set RSRC_CC to a C compiler)\n", argv[0], strerror(errno));
+        fprintf(stderr, "rsrc: error: cannot run '%s': %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     int status;
@@ -93,6 +93,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     argv[n] = NULL;
     double t0 = now_seconds();
     int rc = run_command(argv);
+    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
     if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
     note(1, "compiled and linked in %.2f s", now_seconds() - t0);
     chmod(tmp_out, 0755);

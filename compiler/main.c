@@ -57,7 +57,8 @@ static void usage(FILE *out) {
           "  --list-targets        list the targets and exit\n"
           "  --version, -h/--help\n"
           "\n"
-          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE\n",
+          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_OBJCOPY (--emit=obj),\n"
+          "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE\n",
           out);
 }
 

@@ -70,6 +70,9 @@ int main(void) {
     rsr_status st = rsr_model_open(&m, NULL);
     printf("%s: %s\n", rsr_status_to_string(st), rsr_model_errmsg(m));
     rsr_model_close(m);
+    st = rsr_model_open_artifact(&t, NULL, NULL);
+    printf("%s: %s\n", rsr_status_to_string(st), rsr_model_errmsg(t));
+    rsr_model_close(t);
     if (rsr_model_open_artifact(&t, tiny_artifact(), NULL) != RSR_OK) return 1;
     fputs(rsr_model_manifest(t), stdout);
     rsr_model_close(t);
@@ -80,6 +83,7 @@ EOF
 out=$("$work/nodefault")
 grep -q '^not found: no default model is linked into this program: .* open one with NAME_model_open$' <<<"$out" ||
   fail "rsr_model_open without a default model: $out"
+grep -q '^invalid argument: no artifact given' <<<"$out" || fail "rsr_model_open_artifact(NULL): $out"
 grep -q '^flags --emit=obj --target=generic --strategy=rsr-loop --name=tiny$' <<<"$out" || fail "the object's manifest: $out"
 
 # Two objects under one name do not link, and the linker names the symbol.

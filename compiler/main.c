@@ -176,7 +176,8 @@ static options parse_args(int argc, char **argv) {
         fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress) o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
-    else if (isatty(2) && !verbosity && !o.stats) o.progress = PROGRESS_TERMINAL;
+    else if (isatty(2) && !verbosity && !o.stats && !(isatty(1) && (o.explain || o.print_model || o.print_plan)))
+        o.progress = PROGRESS_TERMINAL;
     o.flags = shaping_flags(&o);
     return o;
 }

@@ -79,6 +79,7 @@ noreturn void fatal(const char *fmt, ...) {
     if (!fatal_quiet) {
         va_list ap;
         va_start(ap, fmt);
+        progress_clear();
         fputs("rsrc: error: ", stderr);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
@@ -93,6 +94,7 @@ noreturn void fatal(const char *fmt, ...) {
 void warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    progress_clear();
     fputs("rsrc: warning: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -103,6 +105,7 @@ void note(int level, const char *fmt, ...) {
     if (verbosity < level) return;
     va_list ap;
     va_start(ap, fmt);
+    progress_clear();
     fputs("rsrc: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);

@@ -13,12 +13,12 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-static const char *env_or(const char *name, const char *fallback) {
+const char *env_or(const char *name, const char *fallback) {
     const char *v = getenv(name);
     return v && *v ? v : fallback;
 }
 
-static void write_blob_asm(const char *asm_path, const char *blob_path) {
+void write_blob_asm(const char *asm_path, const char *blob_path) {
     FILE *f = fopen(asm_path, "w");
     if (!f) fatal("%s: cannot create: %s", asm_path, strerror(errno));
     if (strchr(blob_path, '"') || strchr(blob_path, '\\')) fatal("%s: unsupported character in path", blob_path);
@@ -36,8 +36,7 @@ static void write_blob_asm(const char *asm_path, const char *blob_path) {
     if (fclose(f) != 0) fatal("%s: write failed: %s", asm_path, strerror(errno));
 }
 
-/* Runs argv, waits; its diagnostics go straight to our stderr. */
-static int run(char **argv) {
+int run_command(char **argv) {
     if (verbosity >= 2) {
         fputs("rsrc: running:", stderr);
         for (char **a = argv; *a; a++) fprintf(stderr, " %s", *a);
@@ -48,7 +47,7 @@ static int run(char **argv) {
     if (pid == 0) {
         unlimit_memory();
         execvp(argv[0], argv);
-        fprintf(stderr, "rsrc: error: cannot run '%s': %s (set RSRC_CC to a C compiler)\n", argv[0], strerror(errno));
+        fprintf(stderr, "rsrc: error: cannot run '%s': %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     int status;
@@ -97,7 +96,8 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     argv[n++] = tmp_out;
     argv[n] = NULL;
     double t0 = now_seconds();
-    int rc = run(argv);
+    int rc = run_command(argv);
+    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
     if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
     note(1, "compiled and linked in %.2f s", now_seconds() - t0);
     chmod(tmp_out, 0755);

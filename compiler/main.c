@@ -9,19 +9,21 @@
 
 #include "rsrc.h"
 
-enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_CUDA, EMIT_PTX };
-static const char *const emit_names[] = {"so", "c", "llvm", "asm", "obj", "cuda", "ptx"};
-#define NUM_EMIT 7
-#define EMIT_IS_LLVM(e) ((e) >= EMIT_LLVM && (e) <= EMIT_OBJ)
+enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_HEADER, EMIT_CUDA, EMIT_PTX, NUM_EMIT };
+static const char *const emit_names[NUM_EMIT] = {"so", "c", "llvm", "asm", "obj", "header", "cuda", "ptx"};
+#define EMIT_IS_LLVM(e) ((e) == EMIT_LLVM || (e) == EMIT_ASM) /* the kernels alone, through LLVM */
 
 typedef struct options {
     const char *input, *output, *target, *cpu, *features, *backend;
+    const char *name;           /* --name: prefix of the entry points; NULL: the default model */
+    char *flags;                /* the options that shape the code, for the manifest */
     enum emit_kind emit;
     int rsr_k;                  /* 0: chosen per matrix by the cost model */
     enum strategy strategy;
     uint64_t max_memory;        /* 0: no cap */
     bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
-    bool explain, stats, print_model, print_plan, print_target, verify, progress;
+    bool explain, stats, print_model, print_plan, print_target, verify;
+    enum progress_mode progress;
 } options;
 
 static void usage(FILE *out) {
@@ -39,9 +41,13 @@ static void usage(FILE *out) {
           "                        a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code: avx512,sm_90\n"
           "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
           "  --features=+a,-b      enable or disable target features\n"
-          "  --emit=KIND           so: a loadable model (default); c: the generated C (kernels and descriptor);\n"
-          "                        llvm, asm, obj: the kernels as optimised LLVM IR, assembly or an object;\n"
-          "                        cuda, ptx: the GPU module as CUDA C or PTX (CUDA targets)\n"
+          "  --emit=KIND           so: a loadable model (default); obj: the same as one relocatable object to link\n"
+          "                        into an application; header: NAME.h, the model's sizes as macros and its entry\n"
+          "                        points; c: the generated C (kernels and descriptor); llvm, asm: the kernels as\n"
+          "                        optimised LLVM IR or assembly; cuda, ptx: the GPU module as CUDA C or PTX\n"
+          "                        (CUDA targets)\n"
+          "  --name=NAME           entry points NAME_model_open and NAME_artifact, so that several models link into\n"
+          "                        one program (default: the model rsr_model_open opens)\n"
           "  --backend=c|llvm|nvrtc  who prints the kernels (default: the target's; llvm for the x86 specs,\n"
           "                        nvrtc for CUDA; llvm for a CUDA target: LLVM NVPTX)\n"
           "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
@@ -55,12 +61,13 @@ static void usage(FILE *out) {
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
           "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; or RSRC_MAX_MEMORY)\n"
-          "  -v, --verbose         say what happens (twice: also the commands run)\n"
+          "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
+          "  --progress            report progress even when stderr is not a terminal (one line per layer)\n"
           "  --list-targets        list the targets and exit\n"
           "  --version, -h/--help\n"
           "\n"
-          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE,\n"
-          "             RSRC_NVRTC (the NVRTC library for CUDA targets)\n",
+          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_OBJCOPY (--emit=obj),\n"
+          "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets)\n",
           out);
 }
 
@@ -72,10 +79,32 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
     return (int)v;
 }
 
+/* The options that shape the artifact, as one canonical string for the manifest (not -o, -v or
+ * what only prints). */
+static char *shaping_flags(const options *o) {
+    char *s = xasprintf("--emit=%s --target=%s", emit_names[o->emit], o->target);
+    const char *names[] = {"--cpu", "--features", "--backend", "--strategy", "--name"};
+    const char *values[] = {o->cpu, o->features, o->backend,
+                            o->strategy == STRAT_AUTO ? NULL : strategy_names[o->strategy], o->name};
+    for (int i = 0; i < 5; i++) {
+        if (!values[i]) continue;
+        char *t = xasprintf("%s %s=%s", s, names[i], values[i]);
+        free(s);
+        s = t;
+    }
+    if (o->rsr_k) {
+        char *t = xasprintf("%s --rsr-k=%d", s, o->rsr_k);
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .progress = isatty(2)};
+    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
+    bool force_progress = false;
     enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
-           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM };
+           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
@@ -83,6 +112,7 @@ static options parse_args(int argc, char **argv) {
         {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
         {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY}, {"explain", no_argument, 0, O_EXPLAIN},
         {"backend", required_argument, 0, O_BACKEND}, {"no-greedy-head", no_argument, 0, O_NO_GREEDY_HEAD},
+        {"name", required_argument, 0, O_NAME}, {"progress", no_argument, 0, O_PROGRESS},
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
         {"max-memory", required_argument, 0, O_MAXMEM},
@@ -103,7 +133,7 @@ static options parse_args(int argc, char **argv) {
         case O_EMIT: {
             int k = 0;
             while (k < NUM_EMIT && strcmp(optarg, emit_names[k])) k++;
-            if (k == NUM_EMIT) fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, cuda, ptx)", optarg);
+            if (k == NUM_EMIT) fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, header, cuda, ptx)", optarg);
             o.emit = (enum emit_kind)k;
             break;
         }
@@ -133,6 +163,13 @@ static options parse_args(int argc, char **argv) {
         }
         case O_VERIFY: o.verify = true; break;
         case O_MAXMEM: o.max_memory = parse_size("--max-memory", optarg); break;
+        case O_NAME: {
+            char why[128];
+            if (!valid_model_name(optarg, why, sizeof why)) fatal("--name: '%s' is not a valid name: %s", optarg, why);
+            o.name = optarg;
+            break;
+        }
+        case O_PROGRESS: force_progress = true; break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':
@@ -147,13 +184,20 @@ static options parse_args(int argc, char **argv) {
     }
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
-    static const char *const default_out[] = {"model.so", "model.c", "model.ll", "model.s", "model.o", "model.cu", "model.ptx"};
+    static const char *const default_out[NUM_EMIT] = {"model.so", "model.c",  "model.ll", "model.s",
+                                                      "model.o",  "model.h", "model.cu", "model.ptx"};
     if (!o.output) o.output = default_out[o.emit];
     if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=c needs the C backend, not --backend=llvm");
-    if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c")) fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
+    if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c"))
+        fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
     if (o.emit == EMIT_CUDA && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
     if (o.backend && !strcmp(o.backend, "nvrtc") && o.emit != EMIT_SO && o.emit < EMIT_CUDA)
         fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
+    /* A status line only where someone watches it, and not in the way of other output on stderr. */
+    if (force_progress) o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
+    else if (isatty(2) && !verbosity && !o.stats && !(isatty(1) && (o.explain || o.print_model || o.print_plan)))
+        o.progress = PROGRESS_TERMINAL;
+    o.flags = shaping_flags(&o);
     return o;
 }
 
@@ -237,9 +281,22 @@ static void copy_to_output(const char *from, const char *to) {
     free(tmp_out);
 }
 
+/* The header needs the model's configuration only: no matrix is read. */
+static void write_header(const options *o, const model *m, const target *t) {
+    char *tmp = xasprintf("%s.tmp.%d", o->output, (int)getpid());
+    register_temp(tmp);
+    FILE *f = fopen(tmp, "w");
+    if (!f) fatal("%s: cannot write the output: %s", o->output, strerror(errno));
+    emit_header(f, m, t, o->name, o->input);
+    if (fclose(f) != 0) fatal("%s: write failed: %s", o->output, strerror(errno));
+    if (rename(tmp, o->output) != 0) fatal("%s: cannot rename into place: %s", o->output, strerror(errno));
+    release_temp(tmp);
+    free(tmp);
+}
+
 /* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
 static void compile(const options *o) {
-    double t_start = now_seconds();
+    double t_start = now_seconds(), t_stage = t_start;
     target *t = target_load(o->target, o->cpu, o->features);
     if (o->print_target) target_print(t, stdout);
 
@@ -250,6 +307,13 @@ static void compile(const options *o) {
     }
     if (o->print_model) model_print(m, stdout);
     note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
+    if (o->emit == EMIT_HEADER) {
+        write_header(o, m, t);
+        note(1, "wrote %s", o->output);
+        model_free(m);
+        target_free(t);
+        return;
+    }
 
     char *workdir = make_workdir();
     char *c_path = xasprintf("%s/model.c", workdir), *blob_path = xasprintf("%s/blob.bin", workdir);
@@ -260,14 +324,17 @@ static void compile(const options *o) {
     blob_writer blob;
     blob_open(&blob, blob_path);
     emit_c_prologue(c, o->input, t);
-    bool use_llvm = EMIT_IS_LLVM(o->emit) || (o->emit == EMIT_SO && (o->backend ? !strcmp(o->backend, "llvm")
-                                                                                 : t->backend == BACKEND_LLVM));
-    llvm_emitter *llvm = use_llvm ? emit_llvm_begin(t, o->input) : NULL;
+    bool linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
+    bool use_llvm = EMIT_IS_LLVM(o->emit) || (linked && (o->backend ? !strcmp(o->backend, "llvm")
+                                                                     : t->backend == BACKEND_LLVM));
+    /* The module is named for the model, not for the path it came from: the name lands in the
+     * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
+    llvm_emitter *llvm = use_llvm ? emit_llvm_begin(t, o->name ? o->name : "model") : NULL;
     if (o->emit >= EMIT_CUDA && !t->gpu) fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
     gpu_build *gpu = t->gpu ? gpu_begin(t->gpu, o->input, workdir, o->backend, o->explain) : NULL;
     const gpu_matrix_options gpu_opts = {o->strategy, o->rsr_k, o->explain, o->print_plan};
 
-    artifact_desc d = {.m = m, .t = t};
+    artifact_desc d = {.m = m, .t = t, .name = o->name, .default_model = o->emit != EMIT_OBJ || !o->name};
     const st_tensor *embed = st_find(m->ar, "model.embed_tokens.weight");
     d.embed = blob_copy_tensor(&blob, embed, &d.embed_dtype);
     if (m->tied) d.lm_head = d.embed, d.lm_head_dtype = d.embed_dtype;
@@ -287,8 +354,12 @@ static void compile(const options *o) {
     const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
     const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
     const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
-    uint64_t weights = 0, index_bytes = 0;
+    uint64_t weights = 0, index_bytes = 0, all_weights = 0;
+    for (int pj = 0; pj < NUM_PROJ; pj++) all_weights += (uint64_t)out_dim[pj] * (uint64_t)in_dim[pj];
+    all_weights *= (uint64_t)m->num_layers;
     if (o->stats) print_stats_header();
+    t_stage = stage_mark(STAGE_LOAD, t_stage);
+    progress_begin(o->progress, m->num_layers, all_weights);
 
     for (int32_t l = 0; l < m->num_layers; l++) {
         rsr_artifact_layer *L = &layers[l];
@@ -300,10 +371,11 @@ static void compile(const options *o) {
         for (int pj = 0; pj < NUM_PROJ; pj++) {
             int32_t idx = l * NUM_PROJ + pj;
             char *name = model_tensor_name(m, l, pj);
-            if (o->progress) fprintf(stderr, "\r\033[K[%d/%d] %s", idx + 1, total, name);
+            progress_update(l, weights, name);
 
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
+            t_stage = stage_mark(STAGE_LOAD, t_stage);
             matrix_plan mp;
             plan_matrix(&tm, t, o->strategy, o->rsr_k, &mp);
             rsr_plan plan = {0};
@@ -316,6 +388,7 @@ static void compile(const options *o) {
                     kernel_unrolled_code_estimate(&plan) > t->unroll_budget)
                     mp.strategy = STRAT_RSR_LOOP;
             }
+            t_stage = stage_mark(STAGE_ANALYSE, t_stage);
 
             kernel kn;
             kernel_lower(&kn, &tm, rsr ? &plan : NULL, t, mp.strategy, idx);
@@ -341,9 +414,10 @@ static void compile(const options *o) {
             rsr_plan_free(&plan);
             if (gpu) gpu_matrix(gpu, &tm, idx, &blob, &gpu_opts);
             ternary_matrix_free(&tm);
+            t_stage = stage_mark(STAGE_EMIT, t_stage);
         }
     }
-    if (o->progress) fputs("\r\033[K", stderr);
+    progress_update(m->num_layers, weights, NULL);
 
     d.num_matrices = total;
     d.mats = mats;
@@ -354,6 +428,8 @@ static void compile(const options *o) {
         d.gpu = GPU_DESCRIPTOR;
     }
     d.blob_size = blob_align(&blob, 64);
+    char *manifest = manifest_text(&d, o->input, use_llvm ? "llvm" : "c", o->flags);
+    d.manifest = manifest;
     emit_c_artifact(c, &d);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
     blob_close(&blob);
@@ -361,26 +437,35 @@ static void compile(const options *o) {
          total, (double)weights / 1e6, (double)index_bytes / 1e6, 8.0 * (double)index_bytes / (double)weights,
          (double)d.blob_size / 1e6, now_seconds() - t_start);
 
+    t_stage = stage_mark(STAGE_EMIT, t_stage);
+
     char *obj_path = NULL;
     if (llvm) {
-        double t_llvm = now_seconds();
+        progress_stage("LLVM: optimising and generating the kernels");
         static const enum llvm_output what[] = {[EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR,
                                                 [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
-        obj_path = o->emit == EMIT_SO ? xasprintf("%s/kernels.o", workdir) : xasprintf("%s/kernels.out", workdir);
+        obj_path = linked ? xasprintf("%s/kernels.o", workdir) : xasprintf("%s/kernels.out", workdir);
         register_temp(obj_path);
         emit_llvm_finish(llvm, what[o->emit], obj_path);
         emit_llvm_end(llvm);
-        note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t_llvm);
+        note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t_stage);
+        t_stage = stage_mark(STAGE_LLVM, t_stage);
     }
+    if (linked) progress_stage(o->emit == EMIT_SO ? "linking the shared object" : "linking the object");
     if (o->emit == EMIT_SO) link_shared_object(c_path, obj_path, blob_path, t, o->output, workdir);
+    else if (o->emit == EMIT_OBJ) link_relocatable_object(c_path, obj_path, blob_path, t, o->output, workdir);
     else if (o->emit >= EMIT_CUDA) copy_to_output(gpu_output(gpu, o->emit == EMIT_PTX), o->output);
     else copy_to_output(o->emit == EMIT_C ? c_path : obj_path, o->output);
     gpu_end(gpu);
+    t_stage = stage_mark(STAGE_LINK, t_stage);
+    progress_end();
     note(1, "wrote %s in %.2f s", o->output, now_seconds() - t_start);
+    stage_report(now_seconds() - t_start);
 
     for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol);
     free(mats);
     free(layers);
+    free(manifest);
     free(c_path);
     free(obj_path);
     free(blob_path);

@@ -5,6 +5,8 @@
  *
  *   checkpoint ──load──▶ model ──analyse──▶ rsr_plan ──lower──▶ kernel ──emit──▶ C ──link──▶ model.so
  *   safetensors.c        model.c            rsr.c               kernel.c        emit_c.c    link.c
+ *                                                                                       └─embed──▶ NAME.o
+ *   model ──emit_header.c──▶ NAME.h (sizes as macros, entry points)                     embed.c
  *
  * Matrices are processed one at a time (load, analyse, emit, free), so the compiler's memory
  * does not grow with the model: the checkpoint is memory-mapped and the constant data is
@@ -32,6 +34,7 @@ struct artifact_desc;
 noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* -v */
+void progress_clear(void);              /* progress.c: erase the status line before a message */
 extern int verbosity;
 void register_temp(const char *path);   /* removed by fatal() and at exit unless released */
 /* The cleanup stack: what a loader owns while it may fail. fatal() runs the entries, newest
@@ -285,8 +288,20 @@ typedef struct artifact_desc {
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
     int32_t head_q8_stride;
     const char *gpu;            /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */
+    const char *manifest;       /* manifest.c */
+    const char *name;           /* --name: NAME_model_open and NAME_artifact are defined */
+    bool default_model;         /* rsr_model_open opens it (model.so, or an object without --name) */
 } artifact_desc;
 void emit_c_artifact(FILE *out, const artifact_desc *d);
+
+/* ---- manifest.c: what was compiled and how, kept in the artifact (rsr_model_manifest) ---- */
+/* flags: the options that shape the code, as given; backend: "c" or "llvm". */
+char *manifest_text(const artifact_desc *d, const char *source, const char *backend, const char *flags);
+
+/* ---- emit_header.c: NAME.h, the sizes as macros and the entry points of a compiled model ---- */
+/* name NULL: the default model (rsr_model_open), macros prefixed MODEL_. */
+void emit_header(FILE *out, const model *m, const target *t, const char *name, const char *source);
+bool valid_model_name(const char *name, char *why, size_t whylen);
 
 /* ---- emit_llvm.c: the LLVM printer (LLVM C API), optimised and emitted in-process ---- */
 typedef struct llvm_emitter llvm_emitter;
@@ -330,5 +345,24 @@ void gpu_end(gpu_build *g);
 void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
                         const char *out_path, const char *workdir);
 const char *runtime_dir(void);
+const char *env_or(const char *name, const char *fallback);
+int run_command(char **argv);           /* waits; its diagnostics go straight to stderr */
+void write_blob_asm(const char *asm_path, const char *blob_path); /* .incbin, hidden rsr_blob */
+
+/* ---- embed.c: C + blob + runtime → one relocatable object to link into an application ---- */
+/* Exports only the model's entry points and the runtime's rsr_* API (weak: two models linked
+ * together share one runtime); kernels, blob and runtime internals are local to the object. */
+void link_relocatable_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+                             const char *out_path, const char *workdir);
+
+/* ---- progress.c: the status line of a long compile, and per-stage timings for -v ---- */
+enum stage { STAGE_LOAD, STAGE_ANALYSE, STAGE_EMIT, STAGE_LLVM, STAGE_LINK, NUM_STAGES };
+double stage_mark(enum stage s, double since);  /* adds now - since to s; returns now */
+void stage_report(double total);                /* -v */
+enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };
+void progress_begin(enum progress_mode mode, int layers, uint64_t total_work);
+void progress_update(int layer, uint64_t done, const char *what);
+void progress_stage(const char *what);
+void progress_end(void);
 
 #endif

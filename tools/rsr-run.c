@@ -141,9 +141,9 @@ rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {
     return tok;
 }
 
+/* What the model is, then the manifest: how it was compiled, matrix by matrix. */
 static void print_info(rsr_model *m, const rsr_model_info *info) {
-    printf("architecture %s\ncompiler %s\ntarget %s%s%s\ndevice %s\n", info->architecture, info->compiler, info->target,
-           info->gpu_arch ? "," : "", info->gpu_arch ? info->gpu_arch : "", info->device);
+    printf("architecture %s\ndevice %s\n", info->architecture, info->device);
     printf("hidden %d intermediate %d layers %d heads %d kv_heads %d head_dim %d vocab %d max_positions %d\n",
            info->hidden_size, info->intermediate_size, info->num_layers, info->num_heads, info->num_kv_heads,
            info->head_dim, info->vocab_size, info->max_positions);
@@ -156,11 +156,7 @@ static void print_info(rsr_model *m, const rsr_model_info *info) {
                ti.chat_template ? ti.chat_template : "none");
     else if (st == RSR_ERR_NOT_FOUND) printf("tokenizer none (token ids only)\n");
     else printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
-    for (int32_t i = 0; i < info->num_matrices; i++) {
-        rsr_matrix_info mi;
-        api.model_matrix_info(m, i, &mi);
-        printf("matrix %s %dx%d %s k=%d\n", mi.name, mi.rows, mi.cols, mi.strategy, mi.rsr_k);
-    }
+    fputs(api.model_manifest(m), stdout);
 }
 
 /* Prefill of a prompt (given, or 128 synthetic ids) and decode of n tokens, timed apart. */

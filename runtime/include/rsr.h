@@ -2,7 +2,8 @@
  * rsr.h — the C API of a model compiled by rsrc.
  *
  * A compiled model (model.so, or an object linked into an application) contains the
- * generated kernels, the model's constant data and this runtime. Using it takes four calls:
+ * generated kernels, the model's constant data and this runtime. Using it takes four calls
+ * (a model compiled with --name=NAME opens with NAME_model_open instead, see rsrc --emit=header):
  *
  *     rsr_model *m;
  *     if (rsr_model_open(&m, NULL) != RSR_OK) { puts(rsr_model_errmsg(m)); ... }
@@ -42,7 +43,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 2
+#define RSR_API_VERSION 3
 uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -91,12 +92,25 @@ typedef struct rsr_model_params {
 } rsr_model_params;
 rsr_model_params rsr_model_default_params(void);
 
-/* Opens the model compiled into the artifact this runtime is linked into. *out is set even on
- * failure (unless out is NULL) so that rsr_model_errmsg can say why; close it either way. */
+/* Opens the model compiled into the artifact this runtime is linked into (model.so, or an object
+ * compiled without --name). *out is set even on failure (unless out is NULL) so that
+ * rsr_model_errmsg can say why; close it either way. RSR_ERR_NOT_FOUND when the program holds
+ * only models compiled with --name. */
 rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params);
+
+/* A model compiled with --name=NAME (rsrc --emit=obj or a shared object) is opened through its
+ * descriptor, NAME_artifact(), declared with NAME_model_open in the header rsrc --emit=header
+ * writes; several such models link into one program side by side. */
+typedef struct rsr_artifact rsr_artifact;
+rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *artifact, const rsr_model_params *params);
+
 void rsr_model_close(rsr_model *model);
 const char *rsr_model_errmsg(const rsr_model *model);
 rsr_status rsr_model_get_info(const rsr_model *model, rsr_model_info *info);
+/* What was compiled and how, as text with one "key value" line each: the compiler, the source
+ * model, the target and its features, the flags that shape the code, and per matrix its shape,
+ * strategy and k. Lives as long as the artifact; "" for a NULL handle. */
+const char *rsr_model_manifest(const rsr_model *model);
 
 /* Attention over the KV cache. Dense is exact softmax attention over every cached key. Louver
  * (docs/louver.md) indexes the keys and computes exact softmax attention over a subset C that

@@ -33,6 +33,7 @@ typedef struct rsr_api {
     void (*model_close)(rsr_model *);
     const char *(*model_errmsg)(const rsr_model *);
     rsr_status (*model_get_info)(const rsr_model *, rsr_model_info *);
+    const char *(*model_manifest)(const rsr_model *);
     rsr_status (*model_matrix_info)(const rsr_model *, int32_t, rsr_matrix_info *);
     rsr_status (*model_matvec_int)(const rsr_model *, int32_t, const int8_t *, int32_t *);
     rsr_status (*session_create)(rsr_model *, const rsr_session_params *, rsr_session **);
@@ -132,7 +133,8 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
 #define RSR_DL_SYMBOL(field) {"rsr_" #field, offsetof(rsr_api, field)}
         RSR_DL_SYMBOL(api_version), RSR_DL_SYMBOL(status_to_string), RSR_DL_SYMBOL(model_open),
         RSR_DL_SYMBOL(model_close), RSR_DL_SYMBOL(model_errmsg), RSR_DL_SYMBOL(model_get_info),
-        RSR_DL_SYMBOL(model_matrix_info), RSR_DL_SYMBOL(model_matvec_int), RSR_DL_SYMBOL(session_create),
+        RSR_DL_SYMBOL(model_manifest), RSR_DL_SYMBOL(model_matrix_info), RSR_DL_SYMBOL(model_matvec_int),
+        RSR_DL_SYMBOL(session_create),
         RSR_DL_SYMBOL(session_free), RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset),
         RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_attention_stats),

@@ -23,7 +23,7 @@ static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a
 rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rsr_session **out) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     *out = NULL;
-    if (!m) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a) return RSR_ERR_INVALID_ARGUMENT; /* a handle whose open failed */
     if (m->status != RSR_OK) return m->status;
     const rsr_artifact *a = m->a;
     rsr_session_params p = params ? *params : rsr_session_default_params();

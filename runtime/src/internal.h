@@ -8,7 +8,9 @@
 
 #define RSR_ERRMSG_SIZE 256
 
-extern const rsr_artifact RSR_ARTIFACT_SYMBOL; /* defined by the generated code */
+/* The default model, defined by the generated code of model.so and of objects compiled without
+ * --name; weak, so that a program holding only named models links without it. */
+extern const rsr_artifact *const RSR_ARTIFACT_SYMBOL __attribute__((weak));
 
 struct rsr_gpu;
 struct rsr_gpu_session;
@@ -42,8 +44,6 @@ struct rsr_session {
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* rsr_model_open on a given descriptor (tests and fuzzers hand it damaged ones). */
-rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params);
 /* One token through the model; then the logits (when logits) and/or the greedy token (when argmax). */
 rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32_t *argmax);
 

@@ -1,4 +1,4 @@
-/* model.c — opening the model compiled into this artifact; status strings; matrix access. */
+/* model.c — opening a compiled model (the default one, or a named one by its descriptor); status strings; matrix access. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -142,7 +142,8 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]",
                                   p.num_threads);
     else if (!a)
-        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "no artifact");
+        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "no artifact given (NAME_artifact() of a model "
+                                  "compiled with --name=NAME)");
     else
         m->status = check_artifact(m);
     m->num_threads = p.num_threads;
@@ -166,7 +167,14 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
 }
 
 rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
-    return rsr_model_open_artifact(out, &RSR_ARTIFACT_SYMBOL, params);
+    if (!&RSR_ARTIFACT_SYMBOL) {
+        rsr_status st = rsr_model_open_artifact(out, NULL, params);
+        if (out && *out)
+            (*out)->status = rsr_set_error((*out)->err, RSR_ERR_NOT_FOUND, "no default model is linked into this program: the models "
+                          "in it were compiled with --name=NAME; open one with NAME_model_open");
+        return out && *out ? RSR_ERR_NOT_FOUND : st;
+    }
+    return rsr_model_open_artifact(out, RSR_ARTIFACT_SYMBOL, params);
 }
 
 void rsr_model_close(rsr_model *m) {
@@ -178,7 +186,7 @@ void rsr_model_close(rsr_model *m) {
 
 rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     if (out) *out = NULL;
-    if (!m || !out) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !out) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = m->a;
     if (a->tokenizer_json == RSR_NO_TENSOR)
         return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "the model was compiled without a tokenizer: put tokenizer.json "
@@ -197,6 +205,10 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     return RSR_OK;
 }
 
+const char *rsr_model_manifest(const rsr_model *m) {
+    return m && m->a && m->a->manifest ? m->a->manifest : "";
+}
+
 const char *rsr_model_errmsg(const rsr_model *m) {
     if (!m) return "no model (out of memory or a NULL handle)";
     return m->err;
@@ -204,7 +216,7 @@ const char *rsr_model_errmsg(const rsr_model *m) {
 
 /* A model whose open failed answers every later call with the same failure. */
 rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
-    if (!m || !info) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !info) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     const rsr_artifact *a = m->a;
     *info = (rsr_model_info){
@@ -219,7 +231,7 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
 }
 
 rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_info *info) {
-    if (!m || !info) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !info) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *x = &m->a->matrix[index];
@@ -228,7 +240,7 @@ rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_i
 }
 
 rsr_status rsr_model_matvec_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t *y) {
-    if (!m || !x || !y) return RSR_ERR_INVALID_ARGUMENT;
+    if (!m || !m->a || !x || !y) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];

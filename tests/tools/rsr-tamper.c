@@ -28,27 +28,44 @@ static const struct { const char *name; size_t offset, size; } fields[] = {
 #undef FIELD
 };
 
-/* File offset of the descriptor symbol (dynamic or static symbol table). */
+/* File offset of a virtual address inside a section with contents. */
+static size_t file_offset(const unsigned char *elf, uint64_t vaddr, size_t len) {
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)elf;
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(elf + eh->e_shoff);
+    for (int k = 0; k < eh->e_shnum; k++)
+        if (sh[k].sh_type != SHT_NOBITS && sh[k].sh_addr && vaddr >= sh[k].sh_addr &&
+            vaddr + len <= sh[k].sh_addr + sh[k].sh_size)
+            return sh[k].sh_offset + (vaddr - sh[k].sh_addr);
+    die("an address outside the file's sections", NULL);
+    return 0;
+}
+
+/* File offset of the descriptor: RSR_ARTIFACT_SYMBOL is a pointer to it, whose value a shared
+ * object holds as the addend of a relative relocation (or in place, when not relocated). */
 static size_t find_descriptor(const unsigned char *elf, size_t size) {
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)elf;
     if (size < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64)
         die("not a 64-bit ELF file", NULL);
     if (eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > size) die("truncated section table", NULL);
     const Elf64_Shdr *sh = (const Elf64_Shdr *)(elf + eh->e_shoff);
-    for (int i = 0; i < eh->e_shnum; i++) {
+    uint64_t pointer = 0;
+    for (int i = 0; i < eh->e_shnum && !pointer; i++) {
         if (sh[i].sh_type != SHT_DYNSYM && sh[i].sh_type != SHT_SYMTAB) continue;
         const Elf64_Sym *sym = (const Elf64_Sym *)(elf + sh[i].sh_offset);
         const char *names = (const char *)(elf + sh[sh[i].sh_link].sh_offset);
-        for (size_t j = 0; j < sh[i].sh_size / sizeof *sym; j++) {
-            if (strcmp(names + sym[j].st_name, XSTR(RSR_ARTIFACT_SYMBOL)) != 0) continue;
-            for (int k = 0; k < eh->e_shnum; k++)
-                if (sh[k].sh_type != SHT_NOBITS && sym[j].st_value >= sh[k].sh_addr &&
-                    sym[j].st_value + sizeof(rsr_artifact) <= sh[k].sh_addr + sh[k].sh_size)
-                    return sh[k].sh_offset + (sym[j].st_value - sh[k].sh_addr);
-        }
+        for (size_t j = 0; j < sh[i].sh_size / sizeof *sym; j++)
+            if (sym[j].st_value && strcmp(names + sym[j].st_name, XSTR(RSR_ARTIFACT_SYMBOL)) == 0) pointer = sym[j].st_value;
     }
-    die("no symbol " XSTR(RSR_ARTIFACT_SYMBOL), NULL);
-    return 0;
+    if (!pointer) die("no symbol " XSTR(RSR_ARTIFACT_SYMBOL), NULL);
+    uint64_t target = 0;
+    for (int i = 0; i < eh->e_shnum && !target; i++) {
+        if (sh[i].sh_type != SHT_RELA) continue;
+        const Elf64_Rela *r = (const Elf64_Rela *)(elf + sh[i].sh_offset);
+        for (size_t j = 0; j < sh[i].sh_size / sizeof *r; j++)
+            if (r[j].r_offset == pointer && ELF64_R_TYPE(r[j].r_info) == R_X86_64_RELATIVE) target = (uint64_t)r[j].r_addend;
+    }
+    if (!target) memcpy(&target, elf + file_offset(elf, pointer, 8), 8);
+    return file_offset(elf, target, sizeof(rsr_artifact));
 }
 
 int main(int argc, char **argv) {

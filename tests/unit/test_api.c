@@ -66,6 +66,14 @@ int main(int argc, char **argv) {
     EXPECT(api.model_get_info(m, &info) == RSR_OK, "get_info");
     EXPECT(info.num_matrices == info.num_layers * 7, "7 matrices per layer, got %d", info.num_matrices);
     EXPECT(strcmp(api.status_to_string(RSR_ERR_CONTEXT_FULL), "context full") == 0, "status string");
+    /* the manifest: what was compiled, one line per matrix */
+    const char *manifest = api.model_manifest(m);
+    EXPECT(strncmp(manifest, "compiler rsrc ", 14) == 0, "the manifest starts with the compiler: '%.40s'", manifest);
+    int manifest_matrices = 0;
+    for (const char *p = strstr(manifest, "\nmatrix "); p; p = strstr(p + 1, "\nmatrix ")) manifest_matrices++;
+    EXPECT(manifest_matrices == info.num_matrices, "%d matrix lines in the manifest, %d matrices", manifest_matrices,
+           info.num_matrices);
+    EXPECT(strcmp(api.model_manifest(NULL), "") == 0, "manifest of NULL");
 
     /* a model compiled without tokenizer.json: text needs one, and the message says how to get it */
     rsr_tokenizer *tok = (rsr_tokenizer *)&tok;

@@ -1,0 +1,94 @@
+/*
+ * embed.c — a compiled model as one relocatable object (rsrc --emit=obj) that an application
+ * links like any other: `cc app.c tiny.o small.o -fopenmp -lpcre2-8 -lcjson -lm`.
+ *
+ * The object holds the model's kernels, its constant data, its descriptor and the runtime, and
+ * exports only two kinds of symbol:
+ *   - the model's entry points (NAME_model_open, NAME_artifact; rsr_artifact_main for a model
+ *     compiled without --name), strong: two models under one name fail to link, loudly;
+ *   - the runtime's rsr_* API, weak: every object carries the runtime, the linker keeps the
+ *     first copy and all models run on it (the descriptor's ABI version guards against objects
+ *     from another rsrc).
+ * Everything else becomes local to the object: kernels (rsr_kernel_N) and the blob (rsr_blob)
+ * are hidden symbols that objcopy --localize-hidden turns local, and the runtime's internal
+ * helpers (utf8_next, attn_dot, ...) are made local too, so that neither two models nor the
+ * application's own functions can collide with them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rsrc.h"
+#include "rsrc_config.h"
+
+/* what: the tool, as the messages name it; env: the variable that chooses it. */
+static void run_or_die(char **argv, const char *what, const char *env, const char *out_path) {
+    int rc = run_command(argv);
+    if (rc == 127) fatal("%s '%s' cannot be run: set %s", what, argv[0], env);
+    if (rc != 0) fatal("%s failed (exit %d) building %s", what, rc, out_path);
+}
+
+void link_relocatable_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+                             const char *out_path, const char *workdir) {
+    const char *cc = env_or("RSRC_CC", RSRC_DEFAULT_CC);
+    const char *objcopy = env_or("RSRC_OBJCOPY", RSRC_OBJCOPY);
+    char *asm_path = xasprintf("%s/blob.S", workdir), *model_o = xasprintf("%s/model-part.o", workdir);
+    char *runtime_o = xasprintf("%s/runtime-part.o", workdir);
+    register_temp(asm_path);
+    register_temp(model_o);
+    register_temp(runtime_o);
+    write_blob_asm(asm_path, blob_path);
+
+    /* The model: descriptor and kernels (C, or the LLVM object) and the blob, its internals local. */
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)cc;
+    argv[n++] = "-r";
+    argv[n++] = "-nostdlib";
+    argv[n++] = "-std=c11";
+    argv[n++] = "-fPIC";
+    argv[n++] = "-ffp-contract=off";
+    char *flags = xstrdup(t->cflags);
+    for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
+    char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
+    argv[n++] = inc;
+    argv[n++] = (char *)c_path;
+    if (obj_path) argv[n++] = (char *)obj_path;
+    argv[n++] = asm_path;
+    argv[n++] = "-o";
+    argv[n++] = model_o;
+    argv[n] = NULL;
+    run_or_die(argv, "the C compiler", "RSRC_CC to a C compiler", out_path);
+    char *localize[] = {(char *)objcopy, "--localize-hidden", model_o, NULL};
+    run_or_die(localize, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
+
+    /* The runtime: its API weak, the rest local. */
+    char *whole[] = {(char *)cc, "-r", "-nostdlib", "-Wl,--whole-archive",
+                     (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB), "-Wl,--no-whole-archive",
+                     "-o", runtime_o, NULL};
+    run_or_die(whole, "the C compiler", "RSRC_CC to a C compiler", out_path);
+    char *api_only[] = {(char *)objcopy, "--wildcard", "--keep-global-symbol=rsr_*", "--weaken-symbol=rsr_*",
+                        runtime_o, NULL};
+    run_or_die(api_only, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
+
+    /* Both as one object, written under a temporary name and renamed into place. */
+    char *tmp_out = xasprintf("%s.tmp.XXXXXX", out_path);
+    int fd = mkstemp(tmp_out);
+    if (fd < 0) fatal("%s: cannot write the output: %s", out_path, strerror(errno));
+    close(fd);
+    register_temp(tmp_out);
+    char *join[] = {(char *)cc, "-r", "-nostdlib", model_o, runtime_o, "-o", tmp_out, NULL};
+    run_or_die(join, "the C compiler", "RSRC_CC to a C compiler", out_path);
+    chmod(tmp_out, 0644);
+    if (rename(tmp_out, out_path) != 0) fatal("%s: cannot rename the finished output into place: %s", out_path,
+                                              strerror(errno));
+    release_temp(tmp_out);
+    free(tmp_out);
+    free(flags);
+    free(inc);
+    free(asm_path);
+    free(model_o);
+    free(runtime_o);
+}

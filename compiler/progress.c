@@ -1,0 +1,125 @@
+/*
+ * progress.c — what a long compile shows while it runs, and where its time went.
+ *
+ * On a terminal one status line is redrawn in place (layer, elapsed, ETA, the matrix at hand);
+ * forced on elsewhere (--progress) it prints one line per finished layer instead, which reads
+ * well in a build log. The ETA covers the per-matrix work (load, analyse, emit): the layers cost
+ * about the same, so the rate so far predicts the rest; what follows (LLVM, link) is announced
+ * as a stage of its own. Stage timings are summed as the pipeline goes and printed by -v.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "rsrc.h"
+
+static const char *const stage_names[NUM_STAGES] = {"load", "analyse", "emit", "LLVM optimise+codegen", "link"};
+static double stage_seconds[NUM_STAGES];
+
+double stage_mark(enum stage s, double since) {
+    double now = now_seconds();
+    stage_seconds[s] += now - since;
+    return now;
+}
+
+void stage_report(double total) {
+    if (verbosity < 1) return;
+    char line[512];
+    int n = snprintf(line, sizeof line, "time:");
+    for (int s = 0; s < NUM_STAGES; s++)
+        n += snprintf(line + n, sizeof line - (size_t)n, " %s %.2f s,", stage_names[s], stage_seconds[s]);
+    snprintf(line + n, sizeof line - (size_t)n, " total %.2f s", total);
+    note(1, "%s", line);
+}
+
+static struct {
+    enum progress_mode mode;
+    bool shown;             /* a status line is on the terminal */
+    int layers, last_layer;
+    uint64_t total_work;
+    double start, last_draw;
+} P;
+
+void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
+    P.mode = mode;
+    P.layers = layers;
+    P.total_work = total_work ? total_work : 1;
+    P.last_layer = 0;
+    P.start = P.last_draw = now_seconds();
+}
+
+static void clock_text(char *buf, size_t n, double seconds) {
+    long s = seconds < 0 ? 0 : (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+}
+
+static int terminal_columns(void) {
+    struct winsize ws;
+    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) return ws.ws_col;
+    return 80;
+}
+
+void progress_clear(void) {
+    if (!P.shown) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    P.shown = false;
+}
+
+static void draw(const char *text) {
+    int cols = terminal_columns() - 1;
+    fprintf(stderr, "\r\033[K%.*s", cols, text);
+    fflush(stderr);
+    P.shown = true;
+}
+
+/* layer: the layer being compiled (0-based); done: work finished so far, in total_work's units. */
+void progress_update(int layer, uint64_t done, const char *what) {
+    if (P.mode == PROGRESS_OFF) return;
+    double now = now_seconds(), elapsed = now - P.start;
+    double frac = (double)done / (double)P.total_work;
+    char el[32], eta[32];
+    clock_text(el, sizeof el, elapsed);
+    if (frac > 0.0) clock_text(eta, sizeof eta, elapsed / frac * (1.0 - frac));
+    else snprintf(eta, sizeof eta, "?");
+    if (P.mode == PROGRESS_LINES) {
+        while (P.last_layer < layer) { /* one line per layer finished */
+            P.last_layer++;
+            fprintf(stderr, "rsrc: layer %d/%d done, %s elapsed, ETA %s\n", P.last_layer, P.layers, el, eta);
+        }
+        return;
+    }
+    if (now - P.last_draw < 0.1 && layer == P.last_layer && P.shown) return;
+    P.last_draw = now;
+    P.last_layer = layer;
+    char bar[21];
+    int fill = (int)(frac * 20.0);
+    for (int i = 0; i < 20; i++) bar[i] = i < fill ? '=' : ' ';
+    bar[20] = 0;
+    char *line = xasprintf("rsrc: [%s] layer %d/%d %3.0f%%  %s elapsed, ETA %s  %s", bar,
+                           layer < P.layers ? layer + 1 : P.layers, P.layers,
+                           100.0 * frac, el, eta, what ? what : "");
+    draw(line);
+    free(line);
+}
+
+/* A stage after the per-matrix work (it cannot report its own progress). */
+void progress_stage(const char *what) {
+    if (P.mode == PROGRESS_OFF) return;
+    char el[32];
+    clock_text(el, sizeof el, now_seconds() - P.start);
+    if (P.mode == PROGRESS_LINES) {
+        fprintf(stderr, "rsrc: %s (%s elapsed)\n", what, el);
+        return;
+    }
+    char *line = xasprintf("rsrc: %s  (%s elapsed)", what, el);
+    draw(line);
+    free(line);
+}
+
+void progress_end(void) {
+    if (P.mode == PROGRESS_TERMINAL) progress_clear();
+    P.mode = PROGRESS_OFF;
+}

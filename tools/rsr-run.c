@@ -83,6 +83,8 @@ static void usage(FILE *out) {
           "                        tokens) speed instead of printing text\n"
           "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G): a session that\n"
           "                        does not fit fails cleanly (the model's constants are mapped, not charged)\n"
+          "  --mlock               lock the model's constants in memory (steady timings where the page\n"
+          "                        cache is small or contended)\n"
           "  --info                print what the model is and how it was compiled\n"
           "  -h, --help            this text\n"
           "\n"
@@ -296,11 +298,11 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO;
+    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0;
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
            O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
-           O_DEVICE, O_MAXMEM };
+           O_DEVICE, O_MAXMEM, O_MLOCK };
     const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
@@ -316,7 +318,7 @@ int main(int argc, char **argv) {
         {"attention", required_argument, 0, O_ATTN}, {"louver-eps", required_argument, 0, O_LEPS},
         {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
         {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
-        {"max-memory", required_argument, 0, O_MAXMEM},
+        {"max-memory", required_argument, 0, O_MAXMEM}, {"mlock", no_argument, 0, O_MLOCK},
         {"device", required_argument, 0, O_DEVICE},
         {0, 0, 0, 0},
     };
@@ -356,6 +358,7 @@ int main(int argc, char **argv) {
         case O_LBLOCK: o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
         case O_STATS: o.stats = 1; break;
         case O_MAXMEM: max_memory = optarg; break;
+        case O_MLOCK: lock_memory = 1; break;
         case O_DEVICE:
             if (!strcmp(optarg, "auto")) device = RSR_DEVICE_AUTO;
             else if (!strcmp(optarg, "cpu")) device = RSR_DEVICE_CPU;
@@ -393,7 +396,7 @@ int main(int argc, char **argv) {
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
 
     rsr_model *m;
-    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device};
+    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device, .lock_memory = lock_memory};
     if (api.model_open(&m, &mp) != RSR_OK) die("%s: %s", o.model_path, api.model_errmsg(m));
     rsr_model_info info;
     api.model_get_info(m, &info);

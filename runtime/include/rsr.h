@@ -89,6 +89,8 @@ typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GP
 typedef struct rsr_model_params {
     int32_t num_threads;       /* 0: OpenMP's default */
     int32_t device;            /* rsr_device; 0: auto */
+    int32_t lock_memory;       /* 1: lock the model's constants in memory at open (mlock), so that the
+                                * kernel cannot evict the mapped weights between tokens */
 } rsr_model_params;
 rsr_model_params rsr_model_default_params(void);
 

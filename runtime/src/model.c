@@ -1,5 +1,7 @@
 /* model.c — opening a compiled model (the default one, or a named one by its descriptor); status strings; matrix access. */
+#include <errno.h>
 #include <math.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +149,10 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     else
         m->status = check_artifact(m);
     m->num_threads = p.num_threads;
+    if (m->status == RSR_OK && p.lock_memory && mlock(a->blob, a->blob_size) != 0)
+        m->status = rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot lock the model's %llu MiB of constants in "
+                                  "memory: %s (raise `ulimit -l`, or open it without lock_memory)",
+                                  (unsigned long long)(a->blob_size >> 20), strerror(errno));
     snprintf(m->device, sizeof m->device, "cpu");
     if (m->status == RSR_OK && (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU))
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)",

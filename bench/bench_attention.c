@@ -104,10 +104,11 @@ static void louver(rsr_louver_index **ix, rsr_louver_scratch **sc, int32_t threa
                    float *out, rsr_louver_stats *hs) {
     int32_t group = heads / kv_heads, kv_out = kv_heads * d;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int32_t h = 0; h < heads; h++) {
-        int32_t kvh = h / group;
-        rsr_louver_attend(ix[kvh], q + (size_t)h * (size_t)d, K + (size_t)kvh * (size_t)d, V + (size_t)kvh * (size_t)d,
-                          (size_t)kv_out, n, &pol[h], sc[omp_get_thread_num()], out + (size_t)h * (size_t)d, &hs[h]);
+    for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
+        int32_t h0 = kvh * group;
+        rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * (size_t)d,
+                                V + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &pol[h0], sc[omp_get_thread_num()],
+                                out + (size_t)h0 * (size_t)d, &hs[h0]);
     }
 }
 
@@ -265,21 +266,23 @@ int main(int argc, char **argv) {
                 /* recall against brute force, head by head (one scratch per head: rerun serially) */
                 int64_t scanned = 0, kept = 0, bounded = 0, above = 0, found = 0;
                 double bound = 0;
-                for (int32_t h = 0; h < heads; h++) {
-                    int32_t kvh = h / group;
-                    rsr_louver_stats st;
-                    rsr_louver_attend(ix[kvh], q + (size_t)h * (size_t)d, K + (size_t)kvh * (size_t)d, V + (size_t)kvh * (size_t)d,
-                                      (size_t)kv_out, n, &pol[h], sc[0], out, &st);
-                    int32_t cnt;
-                    const int32_t *idx = rsr_louver_scratch_scanned(sc[0], &cnt);
-                    memset(mark, 0, (size_t)n);
-                    for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
-                    for (int32_t j = 0; j < n; j++) {
-                        float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)j * (size_t)kv_out + (size_t)kvh * (size_t)d, d);
-                        if (dot >= st.tau) above++, found += mark[j];
+                for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
+                    rsr_louver_stats st[64];
+                    int32_t h0 = kvh * group;
+                    rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * (size_t)d,
+                                            V + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &pol[h0], sc[0], out, st);
+                    for (int32_t g = 0; g < group; g++) {
+                        int32_t h = h0 + g, cnt;
+                        const int32_t *idx = rsr_louver_scratch_scanned_head(sc[0], g, &cnt);
+                        memset(mark, 0, (size_t)n);
+                        for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
+                        for (int32_t j = 0; j < n; j++) {
+                            float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)j * (size_t)kv_out + (size_t)kvh * (size_t)d, d);
+                            if (dot >= st[g].tau) above++, found += mark[j];
+                        }
+                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded;
+                        bound = fmax(bound, st[g].dropped_bound);
                     }
-                    scanned += st.scanned, kept += st.kept, bounded += st.bounded;
-                    bound = fmax(bound, st.dropped_bound);
                 }
                 double all = (double)heads * n;
                 char keys[16];

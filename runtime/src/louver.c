@@ -669,8 +669,19 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                                         &ub[live[g]], NULL);
                     }
                     for (int32_t g = 0; g < nl; g++) {
-                        int32_t h = live[g];
-                        sc->nsc[h] += select_keys(ub[h], hq[h].tauk, frc, b * B + t0, sc->idx + (size_t)h * ck + sc->nsc[h]);
+                        int32_t h = live[g], *at = sc->idx + (size_t)h * ck + sc->nsc[h];
+                        int32_t c = select_keys(ub[h], hq[h].tauk, frc, b * B + t0, at);
+                        sc->nsc[h] += c;
+                        /* the candidates are scored after the whole block: fetch their rows now,
+                         * so that the scattered reads overlap the pass over the codes */
+                        for (int32_t j = 0; j < c; j++) {
+                            const char *kr = (const char *)(keys + (size_t)at[j] * stride);
+                            const char *vr = (const char *)(values + (size_t)at[j] * stride);
+                            for (size_t o = 0; o < sizeof(float) * (size_t)d; o += 64) {
+                                __builtin_prefetch(kr + o);
+                                __builtin_prefetch(vr + o);
+                            }
+                        }
                     }
                 }
             }

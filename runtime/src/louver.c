@@ -25,6 +25,9 @@
 #define FORCE_LIMIT 18446744073709551616.0f /* 2^64: larger key components are scanned, not bounded */
 #define DENSE_Q_LIMIT 1e37                  /* beyond this the fp32 bound arithmetic could overflow */
 #define TILE 16                             /* keys per code tile: one AVX-512 vector of int32 dots */
+#ifndef LAG
+#define LAG 2                               /* blocks between selecting a candidate and scoring it */
+#endif
 
 struct rsr_louver_index {
     rsr_louver_config cfg;
@@ -645,12 +648,25 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         float ub[64][TILE];
         for (int32_t h = 0; h < gq; h++)
             if (!hq[h].dense) box_bounds(ix, q + (size_t)h * (size_t)d, hq[h].qn, sc->bub + (size_t)h * (size_t)nb);
-        int32_t blockc[64]; /* candidates of the current block per head, positions in the head's idx */
-        for (int32_t b = 0; b < nb; b++) {
+        /* a block's candidates are scored LAG blocks later, so that the rows prefetched when they
+         * were selected have arrived: ends[b % (LAG+1)][h] is where block b's candidates end */
+        int32_t ends[LAG + 1][64], scored[64];
+        for (int32_t h = 0; h < gq; h++) scored[h] = sc->nsc[h];
+        for (int32_t b = 0; b < nb + LAG; b++) {
+            if (b >= LAG) {
+                int32_t bs = b - LAG;
+                for (int32_t h = 0; h < gq; h++) {
+                    int32_t c = ends[bs % (LAG + 1)][h] - scored[h];
+                    if (c > 0)
+                        score(&st[h], sc, sc->idx + (size_t)h * ck + scored[h], c, q + (size_t)h * (size_t)d, keys, values,
+                              stride, d, scale, &hq[h], &kept[h]);
+                    scored[h] = ends[bs % (LAG + 1)][h];
+                }
+            }
+            if (b >= nb) continue;
             int32_t live[64], nl = 0;
             for (int32_t h = 0; h < gq; h++)
                 if (!hq[h].dense && (ix->forced[b] || sc->bub[(size_t)h * (size_t)nb + (size_t)b] >= hq[h].taub)) live[nl++] = h;
-            for (int32_t h = 0; h < gq; h++) blockc[h] = sc->nsc[h];
             if (nl) {
                 const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
                 for (int32_t t0 = 0; t0 < B; t0 += TILE) {
@@ -672,8 +688,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                         int32_t h = live[g], *at = sc->idx + (size_t)h * ck + sc->nsc[h];
                         int32_t c = select_keys(ub[h], hq[h].tauk, frc, b * B + t0, at);
                         sc->nsc[h] += c;
-                        /* the candidates are scored after the whole block: fetch their rows now,
-                         * so that the scattered reads overlap the pass over the codes */
+                        /* fetch the candidates' rows now: the scattered reads overlap the pass
+                         * over the codes of the next blocks */
                         for (int32_t j = 0; j < c; j++) {
                             const char *kr = (const char *)(keys + (size_t)at[j] * stride);
                             const char *vr = (const char *)(values + (size_t)at[j] * stride);
@@ -685,14 +701,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                     }
                 }
             }
-            for (int32_t g = 0; g < nl; g++) {
-                int32_t h = live[g];
-                int32_t c = sc->nsc[h] - blockc[h];
-                hq[h].bounded += B;
-                if (c)
-                    score(&st[h], sc, sc->idx + (size_t)h * ck + blockc[h], c, q + (size_t)h * (size_t)d, keys, values,
-                          stride, d, scale, &hq[h], &kept[h]);
-            }
+            for (int32_t g = 0; g < nl; g++) hq[live[g]].bounded += B;
+            for (int32_t h = 0; h < gq; h++) ends[b % (LAG + 1)][h] = sc->nsc[h];
         }
         /* heads whose bound arithmetic could overflow: every indexed key */
         for (int32_t h = 0; h < gq; h++) {

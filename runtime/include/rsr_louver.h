@@ -3,9 +3,10 @@
  *
  * One index serves one KV head of one layer (under GQA, all query heads of that KV head). The
  * index does not own keys or values: it describes the prefix [0, size) of a key array that the
- * caller owns (row j at keys + j*stride) and keeps only enclosures of those keys. Keys after the
- * prefix form the recent-key buffer, which is always attended densely; when the buffer holds a
- * full block, the caller appends it (rsr_louver_append_block) and the index grows by one block.
+ * caller owns (row j at keys + j*stride) and keeps enclosures and int8 codes of those keys. Keys
+ * after the prefix form the recent-key buffer, which is always attended densely; when the buffer
+ * holds a full block, the caller appends it (rsr_louver_append_block) and the index grows by one
+ * block.
  *
  *     rsr_louver_config cfg = rsr_louver_default_config(128);
  *     rsr_louver_index *ix;

@@ -473,7 +473,7 @@ static void tile_bounds(const uint8_t *tile, int32_t quads, const int32_t *qw, s
     tile_bounds_scalar(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
 }
 
-/* The maximum of the budget-quantile: the k-th best of a strided sample of indexed keys. */
+/* Descending order, for the budget policy's sample. */
 static int cmp_desc(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);

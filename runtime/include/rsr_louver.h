@@ -3,9 +3,10 @@
  *
  * One index serves one KV head of one layer (under GQA, all query heads of that KV head). The
  * index does not own keys or values: it describes the prefix [0, size) of a key array that the
- * caller owns (row j at keys + j*stride) and keeps only enclosures of those keys. Keys after the
- * prefix form the recent-key buffer, which is always attended densely; when the buffer holds a
- * full block, the caller appends it (rsr_louver_append_block) and the index grows by one block.
+ * caller owns (row j at keys + j*stride) and keeps enclosures and int8 codes of those keys. Keys
+ * after the prefix form the recent-key buffer, which is always attended densely; when the buffer
+ * holds a full block, the caller appends it (rsr_louver_append_block) and the index grows by one
+ * block.
  *
  *     rsr_louver_config cfg = rsr_louver_default_config(128);
  *     rsr_louver_index *ix;
@@ -24,17 +25,20 @@
  *
  * Layout (also the contract for a GPU version, which should mirror it): d = head_dim, S
  * subspaces (contiguous slices of the head dimension, [sub_start[s], sub_start[s+1])), B keys
- * per block (a multiple of 16, at most 256), 16 groups per subspace per block. Per block b:
- *     box[b][2][d]        fp32   exact min (row 0) and max (row 1) of the block's keys per dim
- *     bounds[b][d][2][16] bf16   per dim i: lo of the 16 groups of i's subspace, then hi;
- *                                lo rounded toward −∞, hi toward +∞ (safe enclosures)
- *     group[b][S][B]      uint8  the group (0..15) of each key of the block in each subspace
- *     force[b][B/16]      uint16 bit t of word w: key 16w+t is always scanned
- *     absmax[d]           fp32   max |bound| per dim over the whole index (the slack's scale)
- * Query (per query vector q): slack = 1.03·(2d+S+1)·2^-24·Σ_i|q_i|·absmax_i + 2^-100 and
- * τ' = τ − slack rounded down; a block is skipped when Σ_i max(q_i·lo_i, q_i·hi_i) over its box
- * is < τ'; otherwise U[s][g] = Σ_{i∈s} max(q_i·lo_gi, q_i·hi_gi) for its 16 groups, and key t is
- * scanned when U[0][group[0][t]] + ... + U[S−1][group[S−1][t]] ≥ τ'.
+ * per block (a multiple of 16, at most 256), D4 = ⌈d/4⌉. Per block b:
+ *     box[b][2][d]          fp32   exact min (row 0) and max (row 1) of the block's keys per dim
+ *     bnorm[b][S]           fp32   the largest ‖k_s‖ of the block per subspace, rounded up
+ *     codes[b][B/16][D4][16][4] u8 K + 128: key t of a 16-key tile is k = c·K + e,
+ *                                  K ∈ [−127, 127]^d, c = max|k_i|/127 (padding dims: K = 0)
+ *     kscale[b][B]          fp32   c
+ *     kint[b][B]            fp32   ‖K‖, rounded up
+ *     kerr[b][B]            fp32   ‖e‖, rounded up
+ *     force[b][B/16]        uint16 bit t of word w: key 16w+t is always scanned
+ *     absmax[d], nmax       the slack's scales: max |k_i| per dim; max ‖k‖ + 2‖e‖
+ * Query (per query vector q): q = s·Q + f with s = max|q_i|/127, Q ∈ [−127, 127]^d. A block is
+ * skipped when Σ_s min(Σ_{i∈s} max(q_i·lo_i, q_i·hi_i), ‖q_s‖·bnorm_s) < τ' (box slack);
+ * otherwise key t is scanned when c·(s·(Q·K) + ‖f‖·‖K‖) + ‖q‖·‖e‖ ≥ τ'' (key slack), where the
+ * integer dot Q·K is exact (AVX-512 VNNI: one pass over a tile's codes for all query heads).
  * docs/louver.md derives why the slack makes this safe in fp32.
  */
 #ifndef RSR_LOUVER_H
@@ -49,7 +53,6 @@
 extern "C" {
 #endif
 
-#define RSR_LOUVER_GROUPS 32 /* groups per subspace per block: two AVX-512 vectors of bounds */
 #define RSR_LOUVER_MAX_SUBSPACES 32
 
 typedef struct rsr_louver_config {
@@ -95,14 +98,22 @@ typedef struct rsr_louver_stats {
 
 rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out);
 void rsr_louver_scratch_free(rsr_louver_scratch *sc);
-/* The key positions the last rsr_louver_attend scanned (the set C), in no particular order. */
+/* The key positions the last call scanned (the set C) for its first query, in no particular
+ * order; _head: for query `head` of the last rsr_louver_attend_group. */
 const int32_t *rsr_louver_scratch_scanned(const rsr_louver_scratch *sc, int32_t *count);
+const int32_t *rsr_louver_scratch_scanned_head(const rsr_louver_scratch *sc, int32_t head, int32_t *count);
 
 /* Attention of one query q[d] over keys [0, n) (rows at keys/values + j*stride), of which
  * [0, rsr_louver_size(ix)) are indexed: out[d] = Σ_{j∈C} softmax_j · v_j. stats may be NULL. */
 rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const float *keys, const float *values,
                              size_t stride, int32_t n, const rsr_louver_policy *policy, rsr_louver_scratch *sc,
                              float *out, rsr_louver_stats *stats);
+/* The same for gq ≤ 64 queries that share this KV head (GQA): q[gq][d], policy[gq], out[gq][d],
+ * stats[gq] (may be NULL). One pass over the index serves all of them; each query gets its own τ,
+ * its own set C and exactly the result rsr_louver_attend would give it. */
+rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
+                                   const float *values, size_t stride, int32_t n, const rsr_louver_policy *policy,
+                                   rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats);
 
 #ifdef __cplusplus
 }

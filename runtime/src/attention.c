@@ -5,7 +5,8 @@
  * one KV head with all its query heads (GQA: each key and value row is read once for the
  * group), giving partial softmax states that are merged in chunk order. The chunking depends
  * only on the position, so the result does not depend on the number of threads.
- * Louver: one index per layer and KV head; one work item per query head.
+ * Louver: one index per layer and KV head; one work item per KV head with all its query heads
+ * (one pass over the index's codes bounds the keys for the whole group).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ struct rsr_attention {
     float *scratch;              /* [nthreads][group * ATTN_CHUNK] */
     /* Louver */
     int louver;
-    rsr_louver_policy policy;
+    rsr_louver_policy *policy;   /* [heads], all the same: the group call takes one per query */
     rsr_louver_index **index;    /* [layers][kv_heads] */
     rsr_louver_scratch **lsc;    /* [nthreads] */
     rsr_louver_stats *head_stats;/* [heads] */
@@ -78,11 +79,12 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
     int ok = t->part_o && t->part_ml && t->scratch && t->stats && t->head_stats && t->head_status;
     if (ok && p->attention == RSR_ATTENTION_LOUVER) {
         t->louver = 1;
-        t->policy = pol;
+        t->policy = malloc(sizeof(rsr_louver_policy) * heads);
+        for (size_t h = 0; t->policy && h < heads; h++) t->policy[h] = pol;
         size_t n = (size_t)a->num_layers * (size_t)a->num_kv_heads;
         t->index = calloc(n, sizeof *t->index);
         t->lsc = calloc((size_t)t->nthreads, sizeof *t->lsc);
-        ok = t->index && t->lsc;
+        ok = t->index && t->lsc && t->policy;
         for (size_t i = 0; ok && i < n; i++) ok = rsr_louver_create(&cfg, &t->index[i]) == RSR_OK;
         for (int32_t i = 0; ok && i < t->nthreads; i++) ok = rsr_louver_scratch_create(&t->lsc[i]) == RSR_OK;
     }
@@ -99,7 +101,7 @@ void rsr_attention_free(rsr_session *s) {
     if (t->lsc)
         for (int32_t i = 0; i < t->nthreads; i++) rsr_louver_scratch_free(t->lsc[i]);
     free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->stats);
-    free(t->head_stats), free(t->head_status);
+    free(t->head_stats), free(t->head_status), free(t->policy);
     free(t);
     s->attn = NULL;
 }
@@ -182,12 +184,16 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer) {
                                  rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
-    for (int32_t h = 0; h < a->num_heads; h++) {
-        int32_t kvh = h / group;
-        t->head_status[h] = rsr_louver_attend(ix[kvh], s->q + (size_t)h * (size_t)d, kc + (size_t)kvh * (size_t)d,
-                                              vc + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &t->policy,
-                                              t->lsc[omp_get_thread_num()], s->att + (size_t)h * (size_t)d,
-                                              &t->head_stats[h]);
+    for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
+        int32_t h0 = kvh * group;
+        rsr_status hs = RSR_OK;
+        for (int32_t g0 = 0; g0 < group && hs == RSR_OK; g0 += 64) { /* the group call takes at most 64 queries */
+            int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
+            hs = rsr_louver_attend_group(ix[kvh], s->q + (size_t)h * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
+                                         vc + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &t->policy[h],
+                                         t->lsc[omp_get_thread_num()], s->att + (size_t)h * (size_t)d, &t->head_stats[h]);
+        }
+        for (int32_t g = 0; g < group; g++) t->head_status[h0 + g] = hs;
     }
     rsr_attention_stats *st = &t->stats[layer];
     *st = (rsr_attention_stats){.heads = a->num_heads, .tau_min = INFINITY, .tau_max = -INFINITY};

@@ -127,8 +127,10 @@ AVX512 static float dot_avx512(const float *q, const float *k, int32_t d) {
 /* Sixteen vectors in, one vector of their sixteen horizontal sums out (a transposing tree). */
 AVX512 static inline __m512 hsum16(__m512 a[16]) {
     __m512 s[8], u[4];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
         s[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
         u[i] = _mm512_add_ps(_mm512_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                              _mm512_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -143,9 +145,11 @@ AVX512 static inline __m512 hsum16(__m512 a[16]) {
 /* Scores of 16 consecutive keys for one query; d a multiple of 16. */
 AVX512 static inline __m512 scores16(const float *q, const float *k, size_t stride, int32_t d) {
     __m512 acc[16];
+#pragma GCC unroll 16
     for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
     for (int32_t i = 0; i < d; i += 16) {
         __m512 qv = _mm512_loadu_ps(q + i);
+#pragma GCC unroll 16
         for (int t = 0; t < 16; t++) acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + (size_t)t * stride + i), acc[t]);
     }
     return hsum16(acc);
@@ -156,14 +160,15 @@ AVX512 static inline __m512 scores16(const float *q, const float *k, size_t stri
     AVX512 static void vacc_##D(float *o, const float *x, const int32_t *idx, int32_t n, const float *values,   \
                                 size_t stride) {                                                             \
         __m512 acc[D / 16];                                                                                      \
-        for (int i = 0; i < D / 16; i++) acc[i] = _mm512_loadu_ps(o + 16 * i);                                   \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) acc[i] = _mm512_loadu_ps(o + 16 * i);          \
         for (int32_t j = 0; j < n; j++) {                                                                        \
             if (x[j] == 0.0f) continue;                                                                          \
             __m512 e = _mm512_set1_ps(x[j]);                                                                     \
             const float *v = values + (size_t)(idx ? idx[j] : j) * stride;                                       \
-            for (int i = 0; i < D / 16; i++) acc[i] = _mm512_fmadd_ps(e, _mm512_loadu_ps(v + 16 * i), acc[i]);  \
+            _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++)                                             \
+                acc[i] = _mm512_fmadd_ps(e, _mm512_loadu_ps(v + 16 * i), acc[i]);                                \
         }                                                                                                        \
-        for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o + 16 * i, acc[i]);                                   \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o + 16 * i, acc[i]);          \
     }
 DEFINE_VACC(64)
 DEFINE_VACC(128)

@@ -1,8 +1,11 @@
 /*
- * louver.c — the Louver index (safe per-subspace box enclosures of blocks of keys) and its
- * query: skip blocks whose box bound is below τ', bound every other key by the sum of its
- * groups' per-subspace bounds, score the survivors exactly. rsr_louver.h describes the layout;
- * docs/louver.md the guarantee and the fp32 slack.
+ * louver.c — the Louver index and its query. Every key of a block is stored a second time as
+ * int8 codes with its own scale (k = c·K + e, K ∈ [−127, 127]^d), with ‖K‖ and ‖e‖ rounded up;
+ * the query is quantised once (q = s·Q + f). The integer dot Q·K is exact, so
+ * c·s·(Q·K) ± (c·‖f‖·‖K‖ + ‖q‖·‖e‖) brackets q·k for every key; only keys whose upper bound
+ * reaches τ' are scored in fp32. The query heads that share a KV head are bounded together, one
+ * pass over the codes for all of them. Blocks whose box bound is below τ' are not read at all.
+ * rsr_louver.h describes the layout; docs/louver.md the guarantee and the fp32 slack.
  */
 #include "rsr_louver.h"
 
@@ -16,37 +19,56 @@
 #define LOUVER_X86 1
 #include <immintrin.h>
 #define AVX512 __attribute__((target("avx512f")))
+#define AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #endif
 
-#define G RSR_LOUVER_GROUPS
 #define FORCE_LIMIT 18446744073709551616.0f /* 2^64: larger key components are scanned, not bounded */
 #define DENSE_Q_LIMIT 1e37                  /* beyond this the fp32 bound arithmetic could overflow */
+#define TILE 16                             /* keys per code tile: one AVX-512 vector of int32 dots */
+#ifndef LAG
+#define LAG 2                               /* blocks between selecting a candidate and scoring it */
+#endif
 
 struct rsr_louver_index {
     rsr_louver_config cfg;
     int32_t sub_start[RSR_LOUVER_MAX_SUBSPACES + 1];
+    int32_t quads;      /* ⌈d/4⌉: code bytes per key are 4·quads (zero-padded) */
     int32_t nblocks, cap;
     float *box;         /* [cap][2][d] */
-    uint16_t *bounds;   /* [cap][d][2][G] bf16 */
-    uint8_t *group;     /* [cap][S][B] */
-    uint16_t *knorm;    /* [cap][S][B] bf16 ≥ ‖k_s‖, the norm of each key's slice */
-    float *bnorm;       /* [cap][S] the largest knorm of the block per subspace */
+    float *bnorm;       /* [cap][S] the largest ‖k_s‖ of the block per subspace (rounded up) */
+    uint8_t *codes;     /* [cap][B/16][quads][16][4] K + 128 */
+    float *kscale;      /* [cap][B] c */
+    float *kint;        /* [cap][B] ‖K‖, rounded up */
+    float *kerr;        /* [cap][B] ‖e‖ = ‖k − c·K‖, rounded up */
     uint16_t *force;    /* [cap][B/16] */
     uint8_t *forced;    /* [cap] 1 when any key of the block is forced */
-    float *absmax;      /* [d] */
-    /* clustering scratch */
-    float *pts;         /* [B][d] a subspace slice of the block's keys, packed */
-    float *cent;        /* [G][d] */
-    int32_t *assign, *live; /* [B] */
+    float *absmax;      /* [d] the largest |component| per dim over the index: the box slack's scale */
+    double nmax;        /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
 };
 
+/* Per query head of a call: the quantised query and its scalars. */
+typedef struct {
+    float s, fnorm, qnorm;         /* q = s·Q + f; ‖f‖ and ‖q‖ rounded up */
+    int32_t off;                   /* 128·ΣQ: the codes carry K + 128 */
+    float tau, taub, tauk;         /* τ; τ' for the block test; τ' for the key bound */
+    double slackk, slackb;
+    int32_t bounded;
+    float qn[RSR_LOUVER_MAX_SUBSPACES];
+    float lmax, lbmax;             /* best exact score; best key lower bound (relative policy) */
+    int dense;
+} head_q;
+
 struct rsr_louver_scratch {
-    int32_t cap_keys, cap_blocks, cap_d;
-    float *x, *dots;    /* [cap_keys] scaled scores, raw dots of the scanned keys */
-    int32_t *idx;       /* [cap_keys] scanned positions */
-    int32_t nscanned;
-    float *bub;         /* [cap_blocks] block box bounds */
-    float *o;           /* [cap_d] */
+    int32_t cap_keys, cap_heads, cap_d, cap_ub, cap_quads;
+    int32_t *idx;       /* [cap_heads][cap_keys] scanned positions per head */
+    int32_t *nsc;       /* [cap_heads] */
+    float *x, *dots;    /* [512] per block, one head at a time */
+    float *ub;          /* [cap_ub] key upper bounds (relative policy: kept between the two passes) */
+    float *bub;         /* [nblocks] block bounds of one head */
+    int32_t cap_blocks;
+    int32_t *qw;        /* [cap_heads][quads] Q packed four int8 per int32 */
+    float *o;           /* [cap_heads][cap_d] */
+    head_q *hq;         /* [cap_heads] */
 };
 
 rsr_louver_config rsr_louver_default_config(int32_t head_dim) {
@@ -75,14 +97,10 @@ rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **ou
     rsr_louver_index *ix = calloc(1, sizeof *ix);
     if (!ix) return RSR_ERR_OUT_OF_MEMORY;
     ix->cfg = c;
+    ix->quads = (c.head_dim + 3) / 4;
     for (int32_t s = 0; s <= c.subspaces; s++) ix->sub_start[s] = (int32_t)((int64_t)c.head_dim * s / c.subspaces);
-    size_t d = (size_t)c.head_dim, B = (size_t)c.block_keys;
-    ix->absmax = calloc(d, sizeof(float));
-    ix->pts = malloc(sizeof(float) * B * d);
-    ix->cent = malloc(sizeof(float) * G * d);
-    ix->assign = malloc(sizeof(int32_t) * B);
-    ix->live = malloc(sizeof(int32_t) * B);
-    if (!ix->absmax || !ix->pts || !ix->cent || !ix->assign || !ix->live) {
+    ix->absmax = calloc((size_t)c.head_dim, sizeof(float));
+    if (!ix->absmax) {
         rsr_louver_free(ix);
         return RSR_ERR_OUT_OF_MEMORY;
     }
@@ -92,14 +110,15 @@ rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **ou
 
 void rsr_louver_free(rsr_louver_index *ix) {
     if (!ix) return;
-    free(ix->box), free(ix->bounds), free(ix->group), free(ix->knorm), free(ix->bnorm), free(ix->force), free(ix->forced), free(ix->absmax);
-    free(ix->pts), free(ix->cent), free(ix->assign), free(ix->live);
+    free(ix->box), free(ix->bnorm), free(ix->codes), free(ix->kscale), free(ix->kint), free(ix->kerr);
+    free(ix->force), free(ix->forced), free(ix->absmax);
     free(ix);
 }
 
 void rsr_louver_clear(rsr_louver_index *ix) {
     if (!ix) return;
     ix->nblocks = 0;
+    ix->nmax = 0;
     memset(ix->absmax, 0, sizeof(float) * (size_t)ix->cfg.head_dim);
 }
 
@@ -109,26 +128,11 @@ const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix) { ret
 
 /* ---- building a block ---- */
 
-/* The smallest bf16 ≥ x and the largest bf16 ≤ x, for finite x of magnitude ≤ 2^64. Truncating
- * the low 16 bits rounds toward zero; one step up in magnitude then rounds away from zero. */
-static uint16_t bf16_up(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    uint16_t h = (uint16_t)(u >> 16);
-    if ((u & 0xffffu) && !(u >> 31)) h++;
-    return h;
-}
-static uint16_t bf16_down(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    uint16_t h = (uint16_t)(u >> 16);
-    if ((u & 0xffffu) && (u >> 31)) h++;
-    return h;
-}
-static float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
+/* The smallest float ≥ v (v ≥ 0 computed in double with relative error below 2^-40). */
+static float float_above(double v) {
+    v *= 1 + 0x1p-40;
+    float f = (float)v;
+    if ((double)f < v) f = nextafterf(f, INFINITY);
     return f;
 }
 
@@ -138,71 +142,26 @@ static int reserve(rsr_louver_index *ix, int32_t blocks) {
     int32_t cap = ix->cap ? ix->cap : 16;
     while (cap < blocks) cap *= 2;
     size_t d = (size_t)ix->cfg.head_dim, B = (size_t)ix->cfg.block_keys, S = (size_t)ix->cfg.subspaces;
+    size_t c = (size_t)cap;
     void *p;
-    if (!(p = realloc(ix->box, sizeof(float) * 2 * d * (size_t)cap))) return -1;
+    if (!(p = realloc(ix->box, sizeof(float) * 2 * d * c))) return -1;
     ix->box = p;
-    if (!(p = realloc(ix->bounds, sizeof(uint16_t) * 2 * G * d * (size_t)cap))) return -1;
-    ix->bounds = p;
-    if (!(p = realloc(ix->group, S * B * (size_t)cap))) return -1;
-    ix->group = p;
-    if (!(p = realloc(ix->knorm, sizeof(uint16_t) * S * B * (size_t)cap))) return -1;
-    ix->knorm = p;
-    if (!(p = realloc(ix->bnorm, sizeof(float) * S * (size_t)cap))) return -1;
+    if (!(p = realloc(ix->bnorm, sizeof(float) * S * c))) return -1;
     ix->bnorm = p;
-    if (!(p = realloc(ix->force, sizeof(uint16_t) * (B / 16) * (size_t)cap))) return -1;
+    if (!(p = realloc(ix->codes, B * 4 * (size_t)ix->quads * c))) return -1;
+    ix->codes = p;
+    if (!(p = realloc(ix->kscale, sizeof(float) * B * c))) return -1;
+    ix->kscale = p;
+    if (!(p = realloc(ix->kint, sizeof(float) * B * c))) return -1;
+    ix->kint = p;
+    if (!(p = realloc(ix->kerr, sizeof(float) * B * c))) return -1;
+    ix->kerr = p;
+    if (!(p = realloc(ix->force, sizeof(uint16_t) * (B / 16) * c))) return -1;
     ix->force = p;
-    if (!(p = realloc(ix->forced, (size_t)cap))) return -1;
+    if (!(p = realloc(ix->forced, c))) return -1;
     ix->forced = p;
     ix->cap = cap;
     return 0;
-}
-
-/* k-means (Lloyd, a few rounds) of the n packed points pts[n][w] into at most G groups; every
- * group that is used is non-empty. Deterministic. */
-static void cluster(float *pts, int32_t n, int32_t w, float *cent, int32_t *assign) {
-    if (n <= G) {
-        for (int32_t t = 0; t < n; t++) assign[t] = t;
-        return;
-    }
-    for (int32_t g = 0; g < G; g++) memcpy(cent + (size_t)g * w, pts + (size_t)((2 * g + 1) * n / (2 * G)) * w, sizeof(float) * (size_t)w);
-    int32_t count[G];
-    for (int round = 0; round < 6; round++) {
-        float worst = -1;
-        int32_t worst_t = 0;
-        for (int32_t t = 0; t < n; t++) {
-            const float *p = pts + (size_t)t * w;
-            float best = INFINITY;
-            int32_t bg = 0;
-            for (int32_t g = 0; g < G; g++) {
-                const float *c = cent + (size_t)g * w;
-                float dist = 0;
-                for (int32_t i = 0; i < w; i++) dist += (p[i] - c[i]) * (p[i] - c[i]);
-                if (dist < best) best = dist, bg = g;
-            }
-            assign[t] = bg;
-            if (best > worst) worst = best, worst_t = t;
-        }
-        memset(count, 0, sizeof count);
-        memset(cent, 0, sizeof(float) * G * (size_t)w);
-        for (int32_t t = 0; t < n; t++) {
-            count[assign[t]]++;
-            for (int32_t i = 0; i < w; i++) cent[(size_t)assign[t] * w + i] += pts[(size_t)t * w + i];
-        }
-        for (int32_t g = 0; g < G; g++) {
-            if (count[g] == 0) { /* an empty group takes the worst-served point */
-                if (count[assign[worst_t]] > 1) {
-                    count[assign[worst_t]]--;
-                    for (int32_t i = 0; i < w; i++) cent[(size_t)assign[worst_t] * w + i] -= pts[(size_t)worst_t * w + i];
-                    assign[worst_t] = g;
-                    count[g] = 1;
-                    memcpy(cent + (size_t)g * w, pts + (size_t)worst_t * w, sizeof(float) * (size_t)w);
-                }
-                continue;
-            }
-            for (int32_t i = 0; i < w; i++) cent[(size_t)g * w + i] /= (float)count[g];
-        }
-    }
-    /* the final assignment is the last one computed, matching the final counts */
 }
 
 static int key_forced(const float *k, int32_t d) {
@@ -215,66 +174,56 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
     if (!ix || !keys) return RSR_ERR_INVALID_ARGUMENT;
     if (ix->nblocks == INT32_MAX / ix->cfg.block_keys - 1) return RSR_ERR_INVALID_ARGUMENT;
     if (reserve(ix, ix->nblocks + 1)) return RSR_ERR_OUT_OF_MEMORY;
-    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces;
-    const int32_t b = ix->nblocks;
-    float *box = ix->box + (size_t)b * 2 * (size_t)d;
-    uint16_t *bounds = ix->bounds + (size_t)b * 2 * G * (size_t)d;
-    uint8_t *group = ix->group + (size_t)b * (size_t)S * (size_t)B;
-    uint16_t *force = ix->force + (size_t)b * (size_t)(B / 16);
-
-    int32_t nlive = 0;
-    memset(force, 0, sizeof(uint16_t) * (size_t)(B / 16));
-    for (int32_t t = 0; t < B; t++) {
-        if (key_forced(keys + (size_t)t * stride, d)) force[t / 16] |= (uint16_t)(1u << (t % 16));
-        else ix->live[nlive++] = t;
-    }
-    ix->forced[b] = nlive < B;
-    memset(group, 0, (size_t)S * (size_t)B);
-    for (int32_t s = 0; s < S; s++) {
-        int32_t i0 = ix->sub_start[s], w = ix->sub_start[s + 1] - i0;
-        for (int32_t t = 0; t < nlive; t++)
-            memcpy(ix->pts + (size_t)t * w, keys + (size_t)ix->live[t] * stride + i0, sizeof(float) * (size_t)w);
-        cluster(ix->pts, nlive, w, ix->cent, ix->assign);
-        for (int32_t i = 0; i < w; i++) {
-            float lo[G], hi[G];
-            for (int32_t g = 0; g < G; g++) lo[g] = INFINITY, hi[g] = -INFINITY;
-            for (int32_t t = 0; t < nlive; t++) {
-                float v = ix->pts[(size_t)t * w + i];
-                int32_t g = ix->assign[t];
-                lo[g] = fminf(lo[g], v), hi[g] = fmaxf(hi[g], v);
-            }
-            uint16_t *row = bounds + (size_t)(i0 + i) * 2 * G;
-            for (int32_t g = 0; g < G; g++) {
-                if (lo[g] > hi[g]) lo[g] = hi[g] = 0; /* an empty group: no key refers to it */
-                row[g] = bf16_down(lo[g]);
-                row[G + g] = bf16_up(hi[g]);
-                ix->absmax[i0 + i] = fmaxf(ix->absmax[i0 + i], fmaxf(fabsf(bf16_to_f32(row[g])), fabsf(bf16_to_f32(row[G + g]))));
-            }
-        }
-        for (int32_t t = 0; t < nlive; t++) group[(size_t)s * B + ix->live[t]] = (uint8_t)ix->assign[t];
-        /* slice norms, rounded up: the double sum of float squares is within 1e-15 relative */
-        uint16_t *kn = ix->knorm + ((size_t)b * (size_t)S + (size_t)s) * (size_t)B;
-        float bn = 0;
-        memset(kn, 0, sizeof(uint16_t) * (size_t)B);
-        for (int32_t t = 0; t < nlive; t++) {
-            const float *p = ix->pts + (size_t)t * w;
-            double ss = 0;
-            for (int32_t i = 0; i < w; i++) ss += (double)p[i] * (double)p[i];
-            double r = sqrt(ss) * (1 + 1e-12);
-            float f = (float)r;
-            if ((double)f < r) f = nextafterf(f, INFINITY);
-            kn[ix->live[t]] = bf16_up(f);
-            bn = fmaxf(bn, bf16_to_f32(kn[ix->live[t]]));
-        }
-        ix->bnorm[(size_t)b * (size_t)S + (size_t)s] = bn;
-    }
-    /* the block's box: exact min/max over its bounded keys */
+    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, nq = ix->quads;
+    const size_t b = (size_t)ix->nblocks;
+    float *box = ix->box + b * 2 * (size_t)d, *bn = ix->bnorm + b * (size_t)S;
+    uint8_t *codes = ix->codes + b * (size_t)B * 4 * (size_t)nq;
+    float *kc = ix->kscale + b * (size_t)B, *ki = ix->kint + b * (size_t)B, *ke = ix->kerr + b * (size_t)B;
+    uint16_t *frc = ix->force + b * (size_t)(B / 16);
+    memset(frc, 0, sizeof(uint16_t) * (size_t)(B / 16));
+    memset(codes, 128, (size_t)B * 4 * (size_t)nq);
+    ix->forced[b] = 0;
     for (int32_t i = 0; i < d; i++) box[i] = INFINITY, box[d + i] = -INFINITY;
-    for (int32_t t = 0; t < nlive; t++) {
-        const float *k = keys + (size_t)ix->live[t] * stride;
-        for (int32_t i = 0; i < d; i++) box[i] = fminf(box[i], k[i]), box[d + i] = fmaxf(box[d + i], k[i]);
+    for (int32_t s = 0; s < S; s++) bn[s] = 0;
+    int32_t live = 0;
+    for (int32_t t = 0; t < B; t++) {
+        const float *k = keys + (size_t)t * stride;
+        uint8_t *row = codes + (size_t)(t / TILE) * (size_t)nq * 4 * TILE + (size_t)(t % TILE) * 4;
+        if (key_forced(k, d)) { /* scanned always; its codes stay zero and its bounds unused */
+            frc[t / 16] |= (uint16_t)(1u << (t % 16));
+            ix->forced[b] = 1;
+            kc[t] = ki[t] = ke[t] = 0;
+            continue;
+        }
+        live++;
+        float m = 0;
+        for (int32_t i = 0; i < d; i++) m = fmaxf(m, fabsf(k[i]));
+        float c = m / 127.0f;
+        double ss_int = 0, ss_err = 0, ss_k = 0;
+        for (int32_t i = 0; i < d; i++) {
+            int32_t K = 0;
+            if (c > 0) {
+                float r = rintf(k[i] / c);
+                K = r > 127 ? 127 : r < -127 ? -127 : (int32_t)r;
+            }
+            row[(size_t)(i / 4) * 4 * TILE + (size_t)(i % 4)] = (uint8_t)(K + 128);
+            double e = (double)k[i] - (double)c * K; /* exact: c·K has at most 32 significant bits */
+            ss_int += (double)K * K, ss_err += e * e, ss_k += (double)k[i] * (double)k[i];
+            box[i] = fminf(box[i], k[i]), box[d + i] = fmaxf(box[d + i], k[i]);
+            ix->absmax[i] = fmaxf(ix->absmax[i], fabsf(k[i]));
+        }
+        kc[t] = c;
+        ki[t] = float_above(sqrt(ss_int));
+        ke[t] = float_above(sqrt(ss_err));
+        double nk = (double)float_above(sqrt(ss_k)) + 2.0 * (double)ke[t];
+        if (nk > ix->nmax) ix->nmax = nk;
+        for (int32_t s = 0; s < S; s++) {
+            double ssub = 0;
+            for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) ssub += (double)k[i] * (double)k[i];
+            bn[s] = fmaxf(bn[s], float_above(sqrt(ssub)));
+        }
     }
-    if (!nlive)
+    if (!live)
         for (int32_t i = 0; i < d; i++) box[i] = box[d + i] = 0;
     ix->nblocks++;
     return RSR_OK;
@@ -290,42 +239,79 @@ rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out) {
 
 void rsr_louver_scratch_free(rsr_louver_scratch *sc) {
     if (!sc) return;
-    free(sc->x), free(sc->dots), free(sc->idx), free(sc->bub), free(sc->o);
+    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->dots), free(sc->ub), free(sc->bub), free(sc->qw);
+    free(sc->o), free(sc->hq);
     free(sc);
 }
 
-const int32_t *rsr_louver_scratch_scanned(const rsr_louver_scratch *sc, int32_t *count) {
-    if (count) *count = sc ? sc->nscanned : 0;
-    return sc ? sc->idx : NULL;
+const int32_t *rsr_louver_scratch_scanned_head(const rsr_louver_scratch *sc, int32_t head, int32_t *count) {
+    if (!sc || head < 0 || head >= sc->cap_heads || !sc->nsc) {
+        if (count) *count = 0;
+        return NULL;
+    }
+    if (count) *count = sc->nsc[head];
+    return sc->idx + (size_t)head * (size_t)sc->cap_keys;
 }
 
-static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t blocks, int32_t d) {
-    void *p;
-    if (keys > sc->cap_keys) {
-        int32_t cap = keys + keys / 2 + 64;
-        if (!(p = realloc(sc->x, sizeof(float) * (size_t)cap))) return -1;
-        sc->x = p;
-        if (!(p = realloc(sc->dots, sizeof(float) * (size_t)cap))) return -1;
-        sc->dots = p;
-        if (!(p = realloc(sc->idx, sizeof(int32_t) * (size_t)cap))) return -1;
-        sc->idx = p;
-        sc->cap_keys = cap;
+const int32_t *rsr_louver_scratch_scanned(const rsr_louver_scratch *sc, int32_t *count) {
+    return rsr_louver_scratch_scanned_head(sc, 0, count);
+}
+
+static int grow(void **p, size_t bytes) {
+    void *q = realloc(*p, bytes);
+    if (!q) return -1;
+    *p = q;
+    return 0;
+}
+
+static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, int32_t d, int32_t quads,
+                           int32_t blocks, int32_t ub) {
+    if (keys > sc->cap_keys || heads > sc->cap_heads) {
+        int32_t ck = keys > sc->cap_keys ? keys + keys / 2 + 64 : sc->cap_keys;
+        int32_t ch = heads > sc->cap_heads ? heads : sc->cap_heads;
+        if (grow((void **)&sc->idx, sizeof(int32_t) * (size_t)ck * (size_t)ch)) return -1;
+        sc->cap_keys = ck;
+        if (ch > sc->cap_heads) {
+            if (grow((void **)&sc->nsc, sizeof(int32_t) * (size_t)ch)) return -1;
+            if (grow((void **)&sc->hq, sizeof(head_q) * (size_t)ch)) return -1;
+            sc->cap_heads = ch;
+            sc->cap_d = 0, sc->cap_quads = 0; /* reallocated below for the new head count */
+        }
     }
-    if (blocks > sc->cap_blocks) {
-        int32_t cap = blocks + blocks / 2 + 16;
-        if (!(p = realloc(sc->bub, sizeof(float) * (size_t)cap))) return -1;
-        sc->bub = p;
-        sc->cap_blocks = cap;
+    if (!sc->x) {
+        if (grow((void **)&sc->x, sizeof(float) * 512) || grow((void **)&sc->dots, sizeof(float) * 512)) return -1;
     }
     if (d > sc->cap_d) {
-        if (!(p = realloc(sc->o, sizeof(float) * (size_t)d))) return -1;
-        sc->o = p;
+        if (grow((void **)&sc->o, sizeof(float) * (size_t)d * (size_t)sc->cap_heads)) return -1;
         sc->cap_d = d;
+    }
+    if (quads > sc->cap_quads) {
+        if (grow((void **)&sc->qw, sizeof(int32_t) * (size_t)quads * (size_t)sc->cap_heads)) return -1;
+        sc->cap_quads = quads;
+    }
+    if (blocks > sc->cap_blocks) {
+        int32_t cb = blocks + blocks / 2 + 16;
+        if (grow((void **)&sc->bub, sizeof(float) * (size_t)cb)) return -1;
+        sc->cap_blocks = cb;
+    }
+    if (ub > sc->cap_ub) {
+        int32_t cu = ub + ub / 2 + 64;
+        if (grow((void **)&sc->ub, sizeof(float) * (size_t)cu)) return -1;
+        sc->cap_ub = cu;
     }
     return 0;
 }
 
-/* Σ_s min(Σ_{i∈s} max(q_i·lo_i, q_i·hi_i), ‖q_s‖·max‖k_s‖) over the block's box [2][d]. */
+/* The largest float ≤ v, one more step down to absorb the rounding of the double arithmetic
+ * that produced v (its relative error, 2^-53, is far below one float step, 2^-24). */
+static float float_below(double v) {
+    if (v != v) return -INFINITY;
+    float f = (float)v;
+    if ((double)f > v) f = nextafterf(f, -INFINITY);
+    return nextafterf(f, -INFINITY);
+}
+
+/* Σ_s min(Σ_{i∈s} max(q_i·lo_i, q_i·hi_i), ‖q_s‖·max‖k_s‖) over block b's box. */
 static float box_bound_scalar(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn) {
     const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
     const float *box = ix->box + (size_t)b * 2 * (size_t)d, *bn = ix->bnorm + (size_t)b * (size_t)S;
@@ -338,39 +324,88 @@ static float box_bound_scalar(const rsr_louver_index *ix, int32_t b, const float
     return total;
 }
 
-/* The keys of block b (positions b*B + t) whose bound is ≥ taup, or that are forced. */
-static int32_t block_candidates_scalar(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn,
-                                       float taup, int32_t *out) {
-    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces;
-    const uint16_t *bd = ix->bounds + (size_t)b * 2 * G * (size_t)d;
-    const uint8_t *grp = ix->group + (size_t)b * (size_t)S * (size_t)B;
-    const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / 16);
-    float U[RSR_LOUVER_MAX_SUBSPACES][G];
-    for (int32_t s = 0; s < S; s++)
-        for (int32_t g = 0; g < G; g++) {
-            float acc = 0;
-            for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++)
-                acc += fmaxf(q[i] * bf16_to_f32(bd[(size_t)i * 2 * G + g]), q[i] * bf16_to_f32(bd[(size_t)i * 2 * G + G + g]));
-            U[s][g] = acc;
+/*
+ * Bounds of the 16 keys of one tile for nh query heads: ub[h][t] ≥ q_h·k_t ≥ lb[h][t] up to the
+ * slack (docs/louver.md). tile: [quads][16][4] codes; qw: per head, Q packed four per int32.
+ */
+static void tile_bounds_scalar(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride, const head_q *hq,
+                               int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE],
+                               float (*lb)[TILE]) {
+    for (int32_t h = 0; h < nh; h++) {
+        const int8_t *Q = (const int8_t *)(qw + (size_t)h * qstride);
+        for (int32_t t = 0; t < TILE; t++) {
+            int32_t I = 0;
+            for (int32_t c = 0; c < quads; c++)
+                for (int32_t j = 0; j < 4; j++) I += (int32_t)Q[4 * c + j] * (int32_t)tile[(size_t)c * 4 * TILE + (size_t)t * 4 + (size_t)j];
+            float A = (float)(I - hq[h].off);
+            float t1 = hq[h].s * A, t2 = hq[h].fnorm * ki[t], t3 = hq[h].qnorm * ke[t];
+            ub[h][t] = kc[t] * (t1 + t2) + t3;
+            if (lb) lb[h][t] = kc[t] * (t1 - t2) - t3;
         }
-    const uint16_t *kn = ix->knorm + (size_t)b * (size_t)S * (size_t)B;
-    int32_t n = 0;
-    for (int32_t t = 0; t < B; t++) {
-        float ub = 0;
-        for (int32_t s = 0; s < S; s++) {
-            float u = fminf(U[s][grp[(size_t)s * B + t]], qn[s] * bf16_to_f32(kn[(size_t)s * B + t]));
-            ub = s ? ub + u : u;
-        }
-        if (ub >= taup || (frc[t / 16] >> (t % 16) & 1)) out[n++] = b * B + t;
     }
-    return n;
 }
 
 #ifdef LOUVER_X86
-AVX512 static inline __m512 load_bf16x16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+static int vnni_state = -1;
+static int vnni_enabled(void) {
+    int st = __atomic_load_n(&vnni_state, __ATOMIC_RELAXED);
+    if (st < 0) {
+        __builtin_cpu_init();
+        st = attn_simd_enabled() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+        __atomic_store_n(&vnni_state, st, __ATOMIC_RELAXED);
+    }
+    return st;
 }
 
+/* Integer dots of the 16 keys of a tile with NH quantised queries, two accumulators per head so
+ * that the dependency chains overlap. */
+#define DEFINE_TILE_DOTS(NH)                                                                                        \
+    AVX512VNNI static inline void tile_dots_##NH(const uint8_t *tile, int32_t quads, const int32_t *qw,           \
+                                                 size_t qstride, __m512i *out) {                                  \
+        __m512i a0[NH], a1[NH];                                                                                   \
+        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_si512();              \
+        int32_t c = 0;                                                                                            \
+        for (; c + 2 <= quads; c += 2) {                                                                          \
+            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64), k1 = _mm512_loadu_si512(tile + (size_t)c * 64 + 64); \
+            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) {                                                 \
+                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));   \
+                a1[h] = _mm512_dpbusd_epi32(a1[h], k1, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c + 1])); \
+            }                                                                                                     \
+        }                                                                                                         \
+        if (c < quads) {                                                                                          \
+            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64);                                               \
+            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++)                                                   \
+                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));    \
+        }                                                                                                         \
+        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) out[h] = _mm512_add_epi32(a0[h], a1[h]);            \
+    }
+DEFINE_TILE_DOTS(1)
+DEFINE_TILE_DOTS(2)
+DEFINE_TILE_DOTS(4)
+
+AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride,
+                                        const head_q *hq, int32_t nh, const float *kc, const float *ki, const float *ke,
+                                        float (*ub)[TILE], float (*lb)[TILE]) {
+    const __m512 vc = _mm512_loadu_ps(kc), vi = _mm512_loadu_ps(ki), ve = _mm512_loadu_ps(ke);
+    for (int32_t h0 = 0; h0 < nh;) {
+        __m512i I[4];
+        int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
+        if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        else tile_dots_1(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        for (int32_t g = 0; g < m; g++) {
+            const head_q *p = &hq[h0 + g];
+            __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
+            __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), A), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
+            __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
+            _mm512_storeu_ps(ub[h0 + g], _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3));
+            if (lb) _mm512_storeu_ps(lb[h0 + g], _mm512_sub_ps(_mm512_mul_ps(vc, _mm512_sub_ps(t1, t2)), t3));
+        }
+        h0 += m;
+    }
+}
+
+/* bub[b] = the box bound of every block for one query (AVX-512F). */
 AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q, const float *qn, float *bub) {
     const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
     float t[4096 + 16];
@@ -389,53 +424,20 @@ AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q,
             if (i1 - i0 == 16) acc = _mm512_reduce_add_ps(_mm512_loadu_ps(t + i0));
             else
                 for (int32_t k = i0; k < i1; k++) acc += t[k];
-            total += fminf(acc, qn[s] * bn[s]);
+            float nb = qn[s] * bn[s];
+            total += acc < nb ? acc : nb;
         }
         bub[b] = total;
     }
 }
 
-AVX512 static int32_t block_candidates_avx512(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn,
-                                              float taup, int32_t *out) {
-    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces;
-    const uint16_t *bd = ix->bounds + (size_t)b * 2 * G * (size_t)d;
-    const uint8_t *grp = ix->group + (size_t)b * (size_t)S * (size_t)B;
-    const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / 16);
-    __m512 U[RSR_LOUVER_MAX_SUBSPACES][G / 16]; /* bounds of groups 0..15 (and 16..31) */
-    for (int32_t s = 0; s < S; s++) {
-        __m512 acc[G / 16];
-        for (int v = 0; v < G / 16; v++) acc[v] = _mm512_setzero_ps();
-        for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) {
-            __m512 qv = _mm512_set1_ps(q[i]);
-            const uint16_t *row = bd + (size_t)i * 2 * G;
-            for (int v = 0; v < G / 16; v++)
-                acc[v] = _mm512_add_ps(acc[v], _mm512_max_ps(_mm512_mul_ps(qv, load_bf16x16(row + 16 * v)),
-                                                             _mm512_mul_ps(qv, load_bf16x16(row + G + 16 * v))));
-        }
-        for (int v = 0; v < G / 16; v++) U[s][v] = acc[v];
-    }
-    const __m512 vt = _mm512_set1_ps(taup);
+/* Appends the positions base + t of the tile's keys with ub[t] ≥ tk or forced; returns the count. */
+AVX512 static int32_t select_avx512(const float *ub, float tk, uint16_t frc, int32_t base, int32_t *out) {
+    __mmask16 m = (__mmask16)(_mm512_cmp_ps_mask(_mm512_loadu_ps(ub), _mm512_set1_ps(tk), _CMP_GE_OQ) | frc);
+    if (!m) return 0;
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const uint16_t *kn = ix->knorm + (size_t)b * (size_t)S * (size_t)B;
-    int32_t n = 0;
-    for (int32_t t = 0; t < B; t += 16) {
-        __m512 ub = _mm512_setzero_ps();
-        for (int32_t s = 0; s < S; s++) {
-            __m512i gi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(grp + (size_t)s * B + t)));
-#if G == 32
-            __m512 u = _mm512_permutex2var_ps(U[s][0], gi, U[s][1]);
-#else
-            __m512 u = _mm512_permutexvar_ps(gi, U[s][0]);
-#endif
-            u = _mm512_min_ps(u, _mm512_mul_ps(_mm512_set1_ps(qn[s]), load_bf16x16(kn + (size_t)s * B + t)));
-            ub = s ? _mm512_add_ps(ub, u) : u;
-        }
-        __mmask16 m = (__mmask16)(_mm512_cmp_ps_mask(ub, vt, _CMP_GE_OQ) | frc[t / 16]);
-        if (!m) continue;
-        _mm512_mask_compressstoreu_epi32(out + n, m, _mm512_add_epi32(iota, _mm512_set1_epi32(b * B + t)));
-        n += __builtin_popcount(m);
-    }
-    return n;
+    _mm512_mask_compressstoreu_epi32(out, m, _mm512_add_epi32(iota, _mm512_set1_epi32(base)));
+    return __builtin_popcount(m);
 }
 #endif
 
@@ -449,138 +451,291 @@ static void box_bounds(const rsr_louver_index *ix, const float *q, const float *
     for (int32_t b = 0; b < ix->nblocks; b++) bub[b] = box_bound_scalar(ix, b, q, qn);
 }
 
-static int32_t block_candidates(const rsr_louver_index *ix, int32_t b, const float *q, const float *qn, float taup,
-                                int32_t *out) {
+static int32_t select_keys(const float *ub, float tk, uint16_t frc, int32_t base, int32_t *out) {
 #ifdef LOUVER_X86
-    if (attn_simd_enabled()) return block_candidates_avx512(ix, b, q, qn, taup, out);
+    if (attn_simd_enabled()) return select_avx512(ub, tk, frc, base, out);
 #endif
-    return block_candidates_scalar(ix, b, q, qn, taup, out);
+    int32_t n = 0;
+    for (int32_t t = 0; t < TILE; t++)
+        if (ub[t] >= tk || (frc >> t & 1)) out[n++] = base + t;
+    return n;
 }
 
-/* The largest float ≤ v, one more step down to absorb the rounding of the double arithmetic
- * that produced v (its relative error, 2^-53, is far below one float step, 2^-24). */
-static float float_below(double v) {
-    if (v != v) return -INFINITY;
-    float f = (float)v;
-    if ((double)f > v) f = nextafterf(f, -INFINITY);
-    return nextafterf(f, -INFINITY);
+static void tile_bounds(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride, const head_q *hq,
+                        int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE],
+                        float (*lb)[TILE]) {
+#ifdef LOUVER_X86
+    if (vnni_enabled()) {
+        tile_bounds_vnni(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
+        return;
+    }
+#endif
+    tile_bounds_scalar(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
 }
 
+/* Descending order, for the budget policy's sample. */
 static int cmp_desc(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);
 }
 
-/* Scores the keys idx[0..n) exactly and adds them to the state. */
-static void score(attn_state *st, rsr_louver_scratch *sc, int32_t at, int32_t n, const float *q, const float *keys,
-                  const float *values, size_t stride, int32_t d, float scale, float *lmax) {
-    for (int32_t c = at; c < at + n; c++) {
-        float dot = attn_dot(q, keys + (size_t)sc->idx[c] * stride, d);
-        sc->dots[c] = dot;
-        sc->x[c] = dot * scale;
-        if (dot > *lmax) *lmax = dot;
+/* Quantises query q: s = max|q_i|/127, Q_i = round(q_i/s); ‖f‖ = ‖q − s·Q‖ and ‖q‖ in double,
+ * rounded up. Returns Σ|q_i|·absmax_i (the box slack's scale) in *Qbox. */
+static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p, int32_t *qw, double *Qbox) {
+    const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
+    float m = 0;
+    for (int32_t i = 0; i < d; i++) m = fmaxf(m, fabsf(q[i]));
+    float s = m / 127.0f;
+    if (!(s > 0) || !isfinite(s)) s = 0;
+    int8_t *Q = (int8_t *)qw;
+    memset(Q, 0, sizeof(int32_t) * (size_t)ix->quads);
+    double ssf = 0, ssq = 0, qb = 0;
+    int32_t sumQ = 0;
+    for (int32_t i = 0; i < d; i++) {
+        int32_t v = 0;
+        if (s > 0) {
+            float r = rintf(q[i] / s);
+            v = r > 127 ? 127 : r < -127 ? -127 : r == r ? (int32_t)r : 0;
+        }
+        Q[i] = (int8_t)v;
+        sumQ += v;
+        double f = (double)q[i] - (double)s * v;
+        ssf += f * f, ssq += (double)q[i] * (double)q[i];
+        qb += fabs((double)q[i]) * (double)ix->absmax[i];
     }
-    attn_accumulate(st, sc->x + at, sc->idx + at, n, values, stride, d);
+    p->s = s;
+    p->off = 128 * sumQ;
+    p->fnorm = float_above(sqrt(ssf));
+    p->qnorm = float_above(sqrt(ssq));
+    /* ‖q_s‖ rounded up so that fl(‖q_s‖·bnorm) ≥ ‖q_s‖·‖k_s‖ (Cauchy–Schwarz) */
+    for (int32_t t = 0; t < S; t++) {
+        double ss = 0;
+        for (int32_t i = ix->sub_start[t]; i < ix->sub_start[t + 1]; i++) ss += (double)q[i] * (double)q[i];
+        p->qn[t] = float_above(sqrt(ss) * (1 + 0x1p-21));
+    }
+    *Qbox = qb;
+}
+
+/* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ. */
+static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, int32_t c, const float *q,
+                  const float *keys, const float *values, size_t stride, int32_t d, float scale, head_q *p,
+                  int32_t *kept) {
+    for (int32_t at = 0; at < c; at += 512) {
+        int32_t m = c - at < 512 ? c - at : 512;
+        for (int32_t j = 0; j < m; j++) {
+            float dot = attn_dot(q, keys + (size_t)idx[at + j] * stride, d);
+            sc->x[j] = dot * scale;
+            if (dot > p->lmax) p->lmax = dot;
+            *kept += dot >= p->tau;
+        }
+        attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+    }
+}
+
+rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
+                                   const float *values, size_t stride, int32_t n, const rsr_louver_policy *pol,
+                                   rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats) {
+    if (!ix || !q || gq < 1 || !keys || !values || !pol || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
+    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
+    const int32_t nq = ix->quads, nb = ix->nblocks;
+    if (n < size || stride < (size_t)d) return RSR_ERR_INVALID_ARGUMENT;
+    int relative = 0;
+    for (int32_t h = 0; h < gq; h++) {
+        switch (pol[h].kind) {
+        case RSR_LOUVER_RELATIVE:
+            if (!(pol[h].eps > 0 && pol[h].eps < 1)) return RSR_ERR_INVALID_ARGUMENT;
+            relative = 1;
+            break;
+        case RSR_LOUVER_ABSOLUTE: if (isnan(pol[h].tau)) return RSR_ERR_INVALID_ARGUMENT; break;
+        case RSR_LOUVER_BUDGET: if (!(pol[h].budget > 0 && pol[h].budget <= 1)) return RSR_ERR_INVALID_ARGUMENT; break;
+        default: return RSR_ERR_INVALID_ARGUMENT;
+        }
+    }
+    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, relative ? size * gq : 0)) return RSR_ERR_OUT_OF_MEMORY;
+    const float scale = 1.0f / sqrtf((float)d);
+    head_q *hq = sc->hq;
+    attn_state st[64];
+    if (gq > 64) return RSR_ERR_INVALID_ARGUMENT;
+    int32_t kept[64] = {0};
+    const size_t ck = (size_t)sc->cap_keys;
+
+    /* per head: the recent-key buffer (always attended; its best score is the first lower bound
+     * L), the quantised query and τ */
+    int any_bounded = 0;
+    for (int32_t h = 0; h < gq; h++) {
+        head_q *p = &hq[h];
+        const float *qh = q + (size_t)h * (size_t)d;
+        st[h] = (attn_state){.o = sc->o + (size_t)h * (size_t)sc->cap_d};
+        attn_state_clear(&st[h], d);
+        int32_t *idx = sc->idx + (size_t)h * ck;
+        sc->nsc[h] = 0;
+        for (int32_t j = size; j < n; j++) idx[sc->nsc[h]++] = j;
+        p->lmax = -INFINITY, p->lbmax = -INFINITY, p->tau = -INFINITY; /* kept is counted once τ is final */
+        double Qbox;
+        quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
+        const double R = ((double)p->qnorm + 2.0 * (double)p->fnorm) * ix->nmax;
+        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT);
+        p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
+        p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
+        p->bounded = 0;
+        /* exact scores of the buffer (accumulated below once τ is known: kept needs τ) */
+        for (int32_t j = size; j < n; j++) {
+            float dot = attn_dot(qh, keys + (size_t)j * stride, d);
+            if (dot > p->lmax) p->lmax = dot;
+        }
+        const rsr_louver_policy *pp = &pol[h];
+        if (pp->kind == RSR_LOUVER_ABSOLUTE) p->tau = pp->tau;
+        else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
+            int32_t m = size < 256 ? size : 256;
+            float *smp = sc->x; /* 512 floats */
+            for (int32_t i = 0; i < m; i++) smp[i] = attn_dot(qh, keys + (size_t)((int64_t)i * size / m) * stride, d);
+            qsort(smp, (size_t)m, sizeof(float), cmp_desc);
+            int32_t k = (int32_t)ceil((double)pp->budget * m);
+            p->tau = smp[(k < 1 ? 1 : k) - 1];
+            if (isnan(p->tau)) p->tau = -INFINITY;
+        }
+        if (p->dense) p->tau = -INFINITY;
+        p->taub = float_below((double)p->tau - p->slackb);
+        p->tauk = float_below((double)p->tau - p->slackk);
+        any_bounded |= size > 0 && !p->dense;
+    }
+
+    /* relative policy: a first pass over the codes for the best lower bound, then τ = L − gap */
+    if (relative && any_bounded) {
+        float ub[64][TILE], lb[64][TILE];
+        for (int32_t b = 0; b < nb; b++) {
+            const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
+            for (int32_t t0 = 0; t0 < B; t0 += TILE) {
+                size_t kb = (size_t)b * (size_t)B + (size_t)t0;
+                tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
+                            ix->kint + kb, ix->kerr + kb, ub, lb);
+                uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
+                for (int32_t h = 0; h < gq; h++) {
+                    float *u = sc->ub + (size_t)h * (size_t)size + kb;
+                    for (int32_t t = 0; t < TILE; t++) {
+                        u[t] = ub[h][t];
+                        if (!(frc >> t & 1) && lb[h][t] > hq[h].lbmax) hq[h].lbmax = lb[h][t];
+                    }
+                }
+            }
+        }
+    }
+    for (int32_t h = 0; h < gq; h++) {
+        head_q *p = &hq[h];
+        if (pol[h].kind != RSR_LOUVER_RELATIVE) continue;
+        double gap = sqrt((double)d) * log(1.0 / (double)pol[h].eps);
+        double L = p->lmax;
+        if (!p->dense && p->lbmax > -INFINITY) {
+            double Lk = (double)p->lbmax - p->slackk; /* fl(q·k) ≥ lb − slack for that key */
+            if (Lk > L) L = Lk;
+        }
+        p->tau = p->dense ? -INFINITY : float_below(L - gap);
+        p->taub = float_below((double)p->tau - p->slackb);
+        p->tauk = float_below((double)p->tau - p->slackk);
+    }
+
+    /* the buffer, now that τ is final */
+    for (int32_t h = 0; h < gq; h++) {
+        float lm = hq[h].lmax;
+        score(&st[h], sc, sc->idx + (size_t)h * ck, n - size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale,
+              &hq[h], &kept[h]);
+        hq[h].lmax = lm;
+    }
+
+    /* the index: block test per head, key bounds for the heads whose block test passes, then the
+     * exact scores of the candidates */
+    if (size > 0) {
+        float ub[64][TILE];
+        for (int32_t h = 0; h < gq; h++)
+            if (!hq[h].dense) box_bounds(ix, q + (size_t)h * (size_t)d, hq[h].qn, sc->bub + (size_t)h * (size_t)nb);
+        /* a block's candidates are scored LAG blocks later, so that the rows prefetched when they
+         * were selected have arrived: ends[b % (LAG+1)][h] is where block b's candidates end */
+        int32_t ends[LAG + 1][64], scored[64];
+        for (int32_t h = 0; h < gq; h++) scored[h] = sc->nsc[h];
+        for (int32_t b = 0; b < nb + LAG; b++) {
+            if (b >= LAG) {
+                int32_t bs = b - LAG;
+                for (int32_t h = 0; h < gq; h++) {
+                    int32_t c = ends[bs % (LAG + 1)][h] - scored[h];
+                    if (c > 0)
+                        score(&st[h], sc, sc->idx + (size_t)h * ck + scored[h], c, q + (size_t)h * (size_t)d, keys, values,
+                              stride, d, scale, &hq[h], &kept[h]);
+                    scored[h] = ends[bs % (LAG + 1)][h];
+                }
+            }
+            if (b >= nb) continue;
+            int32_t live[64], nl = 0;
+            for (int32_t h = 0; h < gq; h++)
+                if (!hq[h].dense && (ix->forced[b] || sc->bub[(size_t)h * (size_t)nb + (size_t)b] >= hq[h].taub)) live[nl++] = h;
+            if (nl) {
+                const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
+                for (int32_t t0 = 0; t0 < B; t0 += TILE) {
+                    size_t kb = (size_t)b * (size_t)B + (size_t)t0;
+                    uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
+                    if (relative) { /* the first pass stored every bound */
+                        for (int32_t g = 0; g < nl; g++)
+                            memcpy(ub[live[g]], sc->ub + (size_t)live[g] * (size_t)size + kb, sizeof(float) * TILE);
+                    } else if (nl == gq) {
+                        tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
+                                    ix->kint + kb, ix->kerr + kb, ub, NULL);
+                    } else {
+                        for (int32_t g = 0; g < nl; g++)
+                            tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw + (size_t)live[g] * (size_t)nq,
+                                        (size_t)nq, &hq[live[g]], 1, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
+                                        &ub[live[g]], NULL);
+                    }
+                    for (int32_t g = 0; g < nl; g++) {
+                        int32_t h = live[g], *at = sc->idx + (size_t)h * ck + sc->nsc[h];
+                        int32_t c = select_keys(ub[h], hq[h].tauk, frc, b * B + t0, at);
+                        sc->nsc[h] += c;
+                        /* fetch the candidates' rows now: the scattered reads overlap the pass
+                         * over the codes of the next blocks */
+                        for (int32_t j = 0; j < c; j++) {
+                            const char *kr = (const char *)(keys + (size_t)at[j] * stride);
+                            const char *vr = (const char *)(values + (size_t)at[j] * stride);
+                            for (size_t o = 0; o < sizeof(float) * (size_t)d; o += 64) {
+                                __builtin_prefetch(kr + o);
+                                __builtin_prefetch(vr + o);
+                            }
+                        }
+                    }
+                }
+            }
+            for (int32_t g = 0; g < nl; g++) hq[live[g]].bounded += B;
+            for (int32_t h = 0; h < gq; h++) ends[b % (LAG + 1)][h] = sc->nsc[h];
+        }
+        /* heads whose bound arithmetic could overflow: every indexed key */
+        for (int32_t h = 0; h < gq; h++) {
+            if (!hq[h].dense) continue;
+            int32_t *idx = sc->idx + (size_t)h * ck;
+            int32_t at = sc->nsc[h];
+            for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
+            score(&st[h], sc, idx + at, size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale, &hq[h], &kept[h]);
+        }
+    }
+
+    for (int32_t h = 0; h < gq; h++) {
+        attn_state_finish(&st[h], out + (size_t)h * (size_t)d, d);
+        if (!stats) continue;
+        const int32_t nsc = sc->nsc[h];
+        rsr_louver_stats s = {.keys = n, .bounded = hq[h].bounded, .scanned = nsc, .kept = kept[h],
+                              .dense = hq[h].dense, .tau = hq[h].tau};
+        if (nsc < n && st[h].l > 0) {
+            /* dropped keys have fl(q·k) < τ, hence scaled scores ≤ fl(τ·scale); l carries the
+             * rounding of |C| positive terms and of exp, relative at most (|C| + 4)·2^-22 */
+            double l = (double)st[h].l * (1.0 - (double)(nsc + 4) * 0x1p-22);
+            double xt = (double)(hq[h].tau * scale);
+            s.dropped_bound = l > 0 ? (double)(n - nsc) * exp(xt - (double)st[h].m) / l : INFINITY;
+        } else if (nsc < n) {
+            s.dropped_bound = INFINITY;
+        }
+        stats[h] = s;
+    }
+    return RSR_OK;
 }
 
 rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const float *keys, const float *values,
                              size_t stride, int32_t n, const rsr_louver_policy *p, rsr_louver_scratch *sc, float *out,
                              rsr_louver_stats *stats) {
-    if (!ix || !q || !keys || !values || !p || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
-    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
-    if (n < size || stride < (size_t)d) return RSR_ERR_INVALID_ARGUMENT;
-    switch (p->kind) {
-    case RSR_LOUVER_RELATIVE: if (!(p->eps > 0 && p->eps < 1)) return RSR_ERR_INVALID_ARGUMENT; break;
-    case RSR_LOUVER_ABSOLUTE: if (isnan(p->tau)) return RSR_ERR_INVALID_ARGUMENT; break;
-    case RSR_LOUVER_BUDGET: if (!(p->budget > 0 && p->budget <= 1)) return RSR_ERR_INVALID_ARGUMENT; break;
-    default: return RSR_ERR_INVALID_ARGUMENT;
-    }
-    if (scratch_reserve(sc, n > 256 ? n : 256, ix->nblocks, d)) return RSR_ERR_OUT_OF_MEMORY;
-    const float scale = 1.0f / sqrtf((float)d);
-    attn_state st = {.o = sc->o};
-    attn_state_clear(&st, d);
-    rsr_louver_stats s = {.keys = n, .bounded = 0};
-
-    /* the recent-key buffer: always attended; its best score is the first lower bound L */
-    float lmax = -INFINITY;
-    int32_t nsc = 0;
-    for (int32_t j = size; j < n; j++) sc->idx[nsc++] = j;
-    score(&st, sc, 0, nsc, q, keys, values, stride, d, scale, &lmax);
-
-    double rel_gap = p->kind == RSR_LOUVER_RELATIVE ? sqrt((double)d) * log(1.0 / (double)p->eps) : 0;
-    float tau = -INFINITY;
-    if (p->kind == RSR_LOUVER_ABSOLUTE) tau = p->tau;
-    else if (p->kind == RSR_LOUVER_RELATIVE) tau = float_below((double)lmax - rel_gap);
-    else if (size > 0 && p->budget < 1) {
-        /* a strided sample of the indexed keys: the budget-quantile of their scores */
-        int32_t m = size < 256 ? size : 256;
-        for (int32_t i = 0; i < m; i++)
-            sc->x[nsc + i] = attn_dot(q, keys + (size_t)((int64_t)i * size / m) * stride, d);
-        qsort(sc->x + nsc, (size_t)m, sizeof(float), cmp_desc);
-        int32_t k = (int32_t)ceil((double)p->budget * m);
-        tau = sc->x[nsc + (k < 1 ? 1 : k) - 1];
-        if (isnan(tau)) tau = -INFINITY;
-    }
-
-    double Q = 0;
-    for (int32_t i = 0; i < d; i++) Q += fabs((double)q[i]) * (double)ix->absmax[i];
-    const double slack = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Q + 0x1p-100;
-    if (size > 0 && !(Q < DENSE_Q_LIMIT)) {
-        /* the bound arithmetic could overflow: scan everything */
-        s.dense = 1;
-        tau = -INFINITY;
-        for (int32_t j = 0; j < size; j++) sc->idx[nsc + j] = j;
-        score(&st, sc, nsc, size, q, keys, values, stride, d, scale, &lmax);
-        nsc += size;
-        s.bounded = 0;
-    } else if (size > 0) {
-        float taup = float_below((double)tau - slack);
-        /* ‖q_s‖ rounded up with a margin so that fl(‖q_s‖·knorm) ≥ ‖q_s‖·‖k_s‖ (Cauchy–Schwarz) */
-        float qn[RSR_LOUVER_MAX_SUBSPACES];
-        for (int32_t s = 0; s < S; s++) {
-            double ss = 0;
-            for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) ss += (double)q[i] * (double)q[i];
-            double r = sqrt(ss) * (1 + 0x1p-21);
-            qn[s] = (float)r;
-            if ((double)qn[s] < r) qn[s] = nextafterf(qn[s], INFINITY);
-        }
-        box_bounds(ix, q, qn, sc->bub);
-        int32_t first = 0;
-        if (p->kind == RSR_LOUVER_RELATIVE) /* visit the most promising block first: L rises early */
-            for (int32_t b = 1; b < ix->nblocks; b++)
-                if (sc->bub[b] > sc->bub[first]) first = b;
-        for (int32_t k = 0; k < ix->nblocks; k++) {
-            int32_t b = k == 0 ? first : (k <= first ? k - 1 : k);
-            if (!(sc->bub[b] >= taup) && !ix->forced[b]) continue;
-            s.bounded += B;
-            int32_t c = block_candidates(ix, b, q, qn, taup, sc->idx + nsc);
-            if (!c) continue;
-            score(&st, sc, nsc, c, q, keys, values, stride, d, scale, &lmax);
-            nsc += c;
-            if (p->kind == RSR_LOUVER_RELATIVE) {
-                float t = float_below((double)lmax - rel_gap);
-                if (t > tau) {
-                    tau = t;
-                    taup = float_below((double)tau - slack);
-                }
-            }
-        }
-    }
-    attn_state_finish(&st, out, d);
-    sc->nscanned = nsc;
-
-    s.scanned = nsc;
-    for (int32_t c = 0; c < nsc; c++) s.kept += sc->dots[c] >= tau;
-    s.tau = tau;
-    if (nsc < n && st.l > 0) {
-        /* dropped keys have fl(q·k) < τ, hence scaled scores ≤ fl(τ·scale); l carries the
-         * rounding of |C| positive terms and of exp, relative at most (|C| + 4)·2^-22 */
-        double l = (double)st.l * (1.0 - (double)(nsc + 4) * 0x1p-22);
-        double xt = (double)(tau * scale);
-        s.dropped_bound = l > 0 ? (double)(n - nsc) * exp(xt - (double)st.m) / l : INFINITY;
-    } else if (nsc < n) {
-        s.dropped_bound = INFINITY;
-    }
-    if (stats) *stats = s;
-    return RSR_OK;
+    return rsr_louver_attend_group(ix, q, 1, keys, values, stride, n, p, sc, out, stats);
 }

@@ -10,7 +10,10 @@
  *     ascending-order dot both), so `kept` equals the brute-force count;
  *   - relative policy: τ ≤ max score − √d·ln(1/ε), so every key within ε of the top is kept;
  *   - the true dropped softmax mass is within the certified bound, and the output is within
- *     2·bound·max|v| (plus rounding) of dense attention computed in double.
+ *     2·bound·max|v| (plus rounding) of dense attention computed in double;
+ *   - every 8th query is also attended together with 1..4 other queries of the same KV head
+ *     (rsr_louver_attend_group, mixed policies): each gets the single query's output bits,
+ *     statistics and scanned set, so the checks above carry over to the group call.
  * Run with RSR_DISABLE_AVX512=1 to check the portable kernels.
  */
 #include <math.h>
@@ -152,6 +155,72 @@ static int cmp_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+/* A random policy for query q (scores dots[0..n)): τ at a key's score, a random τ, relative or budget. */
+static rsr_louver_policy pick_policy(const float *dots, int32_t n, float *sorted, int32_t *pick_out) {
+    rsr_louver_policy pol = {.kind = RSR_LOUVER_ABSOLUTE};
+    int32_t pick = below(10);
+    if (pick < 5) { /* τ exactly at the k-th largest score: keys sit exactly at τ */
+        int32_t m = 0;
+        for (int32_t j = 0; j < n; j++)
+            if (!isnan(dots[j])) sorted[m++] = dots[j];
+        qsort(sorted, (size_t)m, sizeof(float), cmp_desc);
+        int32_t k = 1 + below(m / 50 + 1);
+        pol.tau = m ? sorted[k - 1] : 0;
+    } else if (pick < 6) {
+        pol.tau = (float)(gauss() * 10);
+    } else if (pick < 9) {
+        pol.kind = RSR_LOUVER_RELATIVE;
+        pol.eps = pick == 6 ? 1e-2f : pick == 7 ? 1e-4f : 1e-6f;
+    } else {
+        pol.kind = RSR_LOUVER_BUDGET;
+        pol.budget = 0.02f;
+    }
+    if (pick_out) *pick_out = pick;
+    return pol;
+}
+
+/* The query heads of a KV head attended together (rsr_louver_attend_group) get exactly what
+ * each gets alone: the same output bits, statistics and scanned set. */
+static void check_group(const rsr_louver_index *ix, rsr_louver_scratch *scr, const float *q0, rsr_louver_policy pol0,
+                        keyset ks, const float *K, const float *V, size_t stride, int32_t n, int32_t d) {
+    enum { MAXG = 5 };
+    int32_t gq = 2 + below(MAXG - 1);
+    float *qs = malloc(sizeof(float) * (size_t)(gq * d)), *outs = malloc(sizeof(float) * (size_t)(gq * d));
+    float *o1 = malloc(sizeof(float) * (size_t)d), *dots = malloc(sizeof(float) * (size_t)n);
+    float *sorted = malloc(sizeof(float) * (size_t)n);
+    rsr_louver_policy pols[MAXG];
+    rsr_louver_stats gst[MAXG], st1;
+    memcpy(qs, q0, sizeof(float) * (size_t)d);
+    pols[0] = pol0;
+    for (int32_t g = 1; g < gq; g++) {
+        make_query(ks, qs + (size_t)g * (size_t)d, K, n, d, stride);
+        for (int32_t j = 0; j < n; j++) dots[j] = attn_dot(qs + (size_t)g * (size_t)d, K + (size_t)j * stride, d);
+        pols[g] = pick_policy(dots, n, sorted, NULL);
+    }
+    EXPECT(rsr_louver_attend_group(ix, qs, gq, K, V, stride, n, pols, scr, outs, gst) == RSR_OK, "group attend");
+    int32_t *sets = malloc(sizeof(int32_t) * (size_t)n * (size_t)gq), counts[MAXG];
+    for (int32_t g = 0; g < gq; g++) {
+        const int32_t *idx = rsr_louver_scratch_scanned_head(scr, g, &counts[g]);
+        EXPECT(idx && counts[g] == gst[g].scanned, "group head %d: scanned list of %d keys, stats %d", g, counts[g], gst[g].scanned);
+        if (idx) memcpy(sets + (size_t)g * (size_t)n, idx, sizeof(int32_t) * (size_t)counts[g]);
+    }
+    for (int32_t g = 0; g < gq; g++) {
+        EXPECT(rsr_louver_attend(ix, qs + (size_t)g * (size_t)d, K, V, stride, n, &pols[g], scr, o1, &st1) == RSR_OK, "single attend");
+        EXPECT(!memcmp(o1, outs + (size_t)g * (size_t)d, sizeof(float) * (size_t)d), "%s: group head %d of %d: output differs from the single query's",
+               keyset_name[ks], g, gq);
+        EXPECT(st1.scanned == gst[g].scanned && st1.kept == gst[g].kept && st1.bounded == gst[g].bounded &&
+                   st1.dense == gst[g].dense && !memcmp(&st1.tau, &gst[g].tau, sizeof(float)) &&
+                   (st1.dropped_bound == gst[g].dropped_bound || (isnan(st1.dropped_bound) && isnan(gst[g].dropped_bound))),
+               "%s: group head %d: stats differ (scanned %d/%d kept %d/%d tau %g/%g)", keyset_name[ks], g, st1.scanned,
+               gst[g].scanned, st1.kept, gst[g].kept, st1.tau, gst[g].tau);
+        int32_t c1;
+        const int32_t *idx1 = rsr_louver_scratch_scanned(scr, &c1);
+        EXPECT(c1 == counts[g] && !memcmp(idx1, sets + (size_t)g * (size_t)n, sizeof(int32_t) * (size_t)c1),
+               "%s: group head %d: scanned set differs", keyset_name[ks], g);
+    }
+    free(qs), free(outs), free(o1), free(sets), free(dots), free(sorted);
+}
+
 typedef struct {
     keyset ks;
     int32_t d, subspaces, block_keys, blocks, queries;
@@ -196,24 +265,8 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
             dots[j] = attn_dot(q, K + (size_t)j * stride, d);
             if (dots[j] > top) top = dots[j];
         }
-        rsr_louver_policy pol = {.kind = RSR_LOUVER_ABSOLUTE};
-        int32_t pick = below(10);
-        if (pick < 5) { /* τ exactly at the k-th largest score: keys sit exactly at τ */
-            int32_t m = 0;
-            for (int32_t j = 0; j < n; j++)
-                if (!isnan(dots[j])) sorted[m++] = dots[j];
-            qsort(sorted, (size_t)m, sizeof(float), cmp_desc);
-            int32_t k = 1 + below(m / 50 + 1);
-            pol.tau = m ? sorted[k - 1] : 0;
-        } else if (pick < 6) {
-            pol.tau = (float)(gauss() * 10);
-        } else if (pick < 9) {
-            pol.kind = RSR_LOUVER_RELATIVE;
-            pol.eps = pick == 6 ? 1e-2f : pick == 7 ? 1e-4f : 1e-6f;
-        } else {
-            pol.kind = RSR_LOUVER_BUDGET;
-            pol.budget = 0.02f;
-        }
+        int32_t pick;
+        rsr_louver_policy pol = pick_policy(dots, n, sorted, &pick);
         rsr_louver_stats st;
         rsr_status s = rsr_louver_attend(ix, q, K, V, stride, n, &pol, scr, out, &st);
         EXPECT(s == RSR_OK, "attend: status %d", s);
@@ -249,6 +302,7 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
         if (pol.kind == RSR_LOUVER_RELATIVE && isfinite(top))
             EXPECT((double)tau <= (double)top - sqrt((double)d) * log(1.0 / pol.eps),
                    "relative τ %.9g above max %.9g − gap", tau, top);
+        if (qi % 8 == 0) check_group(ix, scr, q, pol, sc->ks, K, V, stride, n, d);
         if (nonfinite) continue; /* scores of inf/NaN keys make dense attention itself NaN */
 
         /* attention: the true dropped mass is within the bound; the output within 2·bound·max|v| */

@@ -72,8 +72,8 @@ static void naive_gemv(const int8_t *w, const int8_t *x, int32_t *y, int32_t row
 }
 
 static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t *y, int32_t blocks, int threads) {
-    int32_t chunks = blocks < 64 ? blocks : 64;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    int32_t chunks = threads; /* one contiguous range per thread: no shared counter, no imbalance for equal rows */
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int32_t c = 0; c < chunks; c++)
         fn(data, x, y, (int32_t)((int64_t)blocks * c / chunks), (int32_t)((int64_t)blocks * (c + 1) / chunks));
 }

@@ -181,8 +181,10 @@ static void bitlinear(rsr_session *s, int32_t index, float x_scale, float *y, in
     const int8_t *xq = s->xq;
     int32_t *acc = s->acc;
     int32_t nb = mx->num_blocks, nthreads = s->model->num_threads;
-    int32_t chunks = nb < 64 ? nb : 64;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads > 0 ? nthreads : omp_get_max_threads())
+    /* One contiguous range of blocks per thread: blocks cost the same (i2) or nearly (RSR), and a
+     * shared work counter costs more than the imbalance it removes (bench_gemv, docs/performance.md). */
+    int32_t team = nthreads > 0 ? nthreads : omp_get_max_threads(), chunks = nb < team ? nb : team;
+#pragma omp parallel for schedule(static, 1) num_threads(team)
     for (int32_t c = 0; c < chunks; c++) {
         int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
         mx->kernel(data, xq, acc, b0, b1);

@@ -10,7 +10,7 @@ src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
-        ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api']}
+        ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -49,6 +49,17 @@ with tempfile.TemporaryDirectory() as tmp:
         d = os.path.join(tmp, 'tiny-' + b)
         subprocess.run([sys.executable, mktiny, d, '--break', b], check=True)
         model_seed('tiny-' + b, d)
+
+# tokenizer: the byte-level BPE tokenizer.json rsr-mkmodel writes, with texts to encode
+with tempfile.TemporaryDirectory() as tmp:
+    d = os.path.join(tmp, 'tok')
+    subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'bitnet-packed', '--out', d] + small[:-4]
+                   + ['--vocab', '300', '--max-pos', '16'], check=True, stderr=subprocess.DEVNULL)
+    tj = read(os.path.join(d, 'tokenizer.json'))
+    for i, text in enumerate([b'', b'The capital of France is Paris.', b'\xff\xfe broken \xc3 utf-8',
+                              b'   spaces\n\n\ttabs', '\u65e5\u672c\u8a9e \U0001f600'.encode()]):
+        put('tokenizer', 'text%d' % i, struct.pack('<H', len(tj)) + tj + text)
+    put('tokenizer', 'bad-json', struct.pack('<H', 9) + b'{"model":' + b'abc')
 
 for f in sorted(os.listdir(os.path.join(src, 'specs'))):
     if f.endswith('.yaml'):

@@ -97,6 +97,11 @@ static char *shaping_flags(const options *o) {
         free(s);
         s = t;
     }
+    if (!o->greedy_head) {
+        char *t = xasprintf("%s --no-greedy-head", s);
+        free(s);
+        s = t;
+    }
     return s;
 }
 
@@ -477,5 +482,6 @@ static void compile(const options *o) {
 int main(int argc, char **argv) {
     options o = parse_args(argc, argv);
     compile(&o);
+    free(o.flags);
     return 0;
 }

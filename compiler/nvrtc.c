@@ -61,7 +61,6 @@ char *nvrtc_version_string(void) {
     nvrtc_load(&api);
     int major = 0, minor = 0;
     api.version(&major, &minor);
-    dlclose(api.lib);
     return xasprintf("NVRTC %d.%d", major, minor);
 }
 
@@ -91,7 +90,8 @@ char *nvrtc_compile(const target *t, const char *source, const char *name, size_
     char *ptx = xcalloc(n + 1, 1);
     if ((rc = api.ptx(prog, ptx)) != 0) fatal("NVRTC: no PTX for %s: %s", name, api.error_string(rc));
     api.destroy(&prog);
-    dlclose(api.lib);
+    /* NVRTC stays loaded for the rest of the compile: unloading a C++ library strands its
+     * runtime's allocations (LeakSanitizer reports them), and the next load would cost again. */
     free(log);
     free(arch);
     *size = strlen(ptx);

@@ -317,10 +317,13 @@ static target *load_one(const char *name) {
 
 target *target_load(const char *name, const char *cpu, const char *features) {
     const char *comma = strchr(name, ',');
-    char *first = comma ? strndup(name, (size_t)(comma - name)) : xstrdup(name);
     if (comma && strchr(comma + 1, ',')) fatal("--target '%s': at most one CPU and one CUDA target", name);
+    char first[4096]; /* on the stack: load_one may fatal() (which returns to a fuzzer's harness) */
+    size_t first_len = comma ? (size_t)(comma - name) : strlen(name);
+    if (first_len >= sizeof first) fatal("--target: a name of %zu bytes is too long", first_len);
+    memcpy(first, name, first_len);
+    first[first_len] = 0;
     target *t = load_one(first), *gpu = comma ? load_one(comma + 1) : NULL;
-    free(first);
     if (t->kind == TK_CUDA) { /* sm_90 or sm_90,avx512: the CPU part defaults to portable C */
         target *cuda = t;
         t = gpu ? gpu : load_one("generic");

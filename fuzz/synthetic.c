@@ -117,6 +117,7 @@ void synth_build(synth *s, fuzz_bytes *b) {
     a->embed = embed;
     a->lm_head = lm_head;
     a->final_norm = final_norm;
+    a->tokenizer_json = a->head_q8 = a->head_q8_scale = a->head_q8_err = RSR_NO_TENSOR;
 
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_artifact_layer *L = &s->layer[l];
@@ -156,5 +157,7 @@ void synth_free(synth *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* The descriptor a model.so would carry, here from another ABI: rsr_model_open must refuse it. */
-const rsr_artifact RSR_ARTIFACT_SYMBOL = {.abi_version = RSR_ABI_VERSION + 1};
+/* The descriptor a model.so would carry (through the RSR_ARTIFACT_SYMBOL pointer), here from
+ * another ABI: rsr_model_open must refuse it. */
+static const rsr_artifact other_abi = {.abi_version = RSR_ABI_VERSION + 1};
+const rsr_artifact *const RSR_ARTIFACT_SYMBOL = &other_abi;

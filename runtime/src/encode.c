@@ -472,7 +472,7 @@ rsr_status rsr_tokenizer_encode(rsr_tokenizer *t, const char *text, ptrdiff_t le
             if (!out_push(t, t->suffix_ids[i])) return OOM(t);
     if (t->out_len > INT32_MAX) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: more than 2^31 tokens");
     *n_ids = (int32_t)t->out_len;
-    if (capacity) memcpy(ids, t->out, sizeof *ids * (t->out_len < (size_t)capacity ? t->out_len : (size_t)capacity));
+    if (capacity && t->out_len) memcpy(ids, t->out, sizeof *ids * (t->out_len < (size_t)capacity ? t->out_len : (size_t)capacity));
     if (t->out_len > (size_t)capacity)
         return tok_error(t, RSR_ERR_BUFFER_TOO_SMALL, "encode: the text has %zu tokens, the buffer room for %d", t->out_len,
                          capacity);
@@ -511,5 +511,5 @@ rsr_status rsr_tokenizer_decode(rsr_tokenizer *t, const int32_t *ids, int32_t n,
     const char *c = tok_str(t, t->strip_content);
     for (int32_t k = 0; clen && k < t->strip_start && start + clen <= end && memcmp(b->p + start, c, clen) == 0; k++) start += clen;
     for (int32_t k = 0; clen && k < t->strip_stop && end >= start + clen && memcmp(b->p + end - clen, c, clen) == 0; k++) end -= clen;
-    return tok_copy_out(t, b->p + start, end - start, text, capacity, len);
+    return tok_copy_out(t, b->p ? b->p + start : "", end - start, text, capacity, len);
 }

@@ -11,17 +11,7 @@
 
 #include "rsr_dl.h"
 
-static int failures, checks;
-#define EXPECT(cond, ...)                                                                                        \
-    do {                                                                                                         \
-        checks++;                                                                                                \
-        if (!(cond)) {                                                                                           \
-            failures++;                                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                 \
-            fprintf(stderr, __VA_ARGS__);                                                                        \
-            fputc('\n', stderr);                                                                                 \
-        }                                                                                                        \
-    } while (0)
+#include "expect.h"
 
 int main(int argc, char **argv) {
     if (argc != 2) {

@@ -13,17 +13,7 @@
 
 #include "rsrc.h"
 
-static int failures, checks;
-#define EXPECT(cond, ...)                                                                                        \
-    do {                                                                                                         \
-        checks++;                                                                                                \
-        if (!(cond)) {                                                                                           \
-            failures++;                                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                 \
-            fprintf(stderr, __VA_ARGS__);                                                                        \
-            fputc('\n', stderr);                                                                                 \
-        }                                                                                                        \
-    } while (0)
+#include "expect.h"
 
 static uint64_t rng = 88172645463325252u;
 static uint32_t next(void) {

@@ -14,17 +14,7 @@
 
 #include "rsr.h"
 
-static int failures, checks;
-#define EXPECT(cond, ...)                                                                                        \
-    do {                                                                                                         \
-        checks++;                                                                                                \
-        if (!(cond)) {                                                                                           \
-            failures++;                                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                 \
-            fprintf(stderr, __VA_ARGS__);                                                                        \
-            fputc('\n', stderr);                                                                                 \
-        }                                                                                                        \
-    } while (0)
+#include "expect.h"
 
 enum { BOS = 261, START = 262, END = 263, EOT = 264, S = 265, SLASH_S = 266, X = 267, MASK = 268 };
 

@@ -320,7 +320,7 @@ static void free_name_list(void *p) {
 }
 
 static void sort_and_check_unique(st_archive *a, const char *path) {
-    qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
+    if (a->ntensors > 1) qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
     for (int i = 1; i < a->ntensors; i++)
         if (strcmp(a->tensors[i].name, a->tensors[i - 1].name) == 0)
             fatal("%s: tensor '%s' appears twice (in %s and %s)", path, a->tensors[i].name, a->tensors[i - 1].file,

@@ -85,14 +85,8 @@ static void dense(dense_ctx *c, const float *q, const float *K, const float *V, 
         }
 #pragma omp for schedule(static)
         for (int32_t h = 0; h < c->heads; h++) {
-            attn_state acc = {.o = c->part_o + (size_t)h * (size_t)mc * (size_t)d};
-            const float *ml = c->part_ml + (size_t)h * (size_t)mc * 2;
-            acc.m = ml[0], acc.l = ml[1];
-            for (int32_t ch = 1; ch < chunks; ch++) {
-                attn_state b = {.m = ml[2 * ch], .l = ml[2 * ch + 1], .o = acc.o + (size_t)ch * (size_t)d};
-                attn_state_merge(&acc, &b, d);
-            }
-            attn_state_finish(&acc, out + (size_t)h * (size_t)d, d);
+            attn_merge_chunks(c->part_o + (size_t)h * (size_t)mc * (size_t)d, c->part_ml + (size_t)h * (size_t)mc * 2,
+                              chunks, d, out + (size_t)h * (size_t)d);
         }
     }
 }

@@ -145,14 +145,8 @@ static void attention_dense(rsr_session *s, int32_t layer) {
         }
 #pragma omp for schedule(static)
         for (int32_t h = 0; h < a->num_heads; h++) {
-            attn_state acc = {.o = t->part_o + (size_t)h * (size_t)mc * (size_t)d};
-            const float *ml = t->part_ml + (size_t)h * (size_t)mc * 2;
-            acc.m = ml[0], acc.l = ml[1];
-            for (int32_t c = 1; c < chunks; c++) {
-                attn_state b = {.m = ml[2 * c], .l = ml[2 * c + 1], .o = acc.o + (size_t)c * (size_t)d};
-                attn_state_merge(&acc, &b, d);
-            }
-            attn_state_finish(&acc, s->att + (size_t)h * (size_t)d, d);
+            attn_merge_chunks(t->part_o + (size_t)h * (size_t)mc * (size_t)d, t->part_ml + (size_t)h * (size_t)mc * 2,
+                              chunks, d, s->att + (size_t)h * (size_t)d);
         }
     }
     rsr_attention_stats *st = &t->stats[layer];

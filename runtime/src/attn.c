@@ -50,6 +50,15 @@ void attn_state_merge(attn_state *a, const attn_state *b, int32_t d) {
     a->m = m;
 }
 
+void attn_merge_chunks(float *part_o, const float *part_ml, int32_t chunks, int32_t d, float *out) {
+    attn_state acc = {.m = part_ml[0], .l = part_ml[1], .o = part_o};
+    for (int32_t c = 1; c < chunks; c++) {
+        attn_state b = {.m = part_ml[2 * c], .l = part_ml[2 * c + 1], .o = part_o + (size_t)c * (size_t)d};
+        attn_state_merge(&acc, &b, d);
+    }
+    attn_state_finish(&acc, out, d);
+}
+
 void attn_state_finish(const attn_state *a, float *out, int32_t d) {
     float inv = a->l > 0 ? 1.0f / a->l : 0.0f;
     for (int32_t i = 0; i < d; i++) out[i] = a->o[i] * inv;
@@ -63,17 +72,20 @@ static float dot_scalar(const float *q, const float *k, int32_t d) {
     return s;
 }
 
+/* A new running maximum: what was summed so far is rescaled to it (online softmax). */
+static void raise_max(attn_state *st, float xmax, int32_t d) {
+    float c = st->m == -INFINITY ? 0.0f : expf(st->m - xmax);
+    for (int32_t i = 0; i < d; i++) st->o[i] *= c;
+    st->l *= c;
+    st->m = xmax;
+}
+
 static void accumulate_scalar(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values,
                               size_t stride, int32_t d) {
     float xmax = -INFINITY;
     for (int32_t j = 0; j < n; j++) xmax = fmaxf(xmax, x[j]);
     if (xmax == -INFINITY) return;
-    if (xmax > st->m) {
-        float c = st->m == -INFINITY ? 0.0f : expf(st->m - xmax);
-        for (int32_t i = 0; i < d; i++) st->o[i] *= c;
-        st->l *= c;
-        st->m = xmax;
-    }
+    if (xmax > st->m) raise_max(st, xmax, d);
     for (int32_t j = 0; j < n; j++) {
         float e = expf(x[j] - st->m);
         x[j] = e;
@@ -194,12 +206,7 @@ AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *id
     float xmax = _mm512_reduce_max_ps(vmax);
     for (; j < n; j++) xmax = fmaxf(xmax, x[j]);
     if (xmax == -INFINITY) return;
-    if (xmax > st->m) {
-        float c = st->m == -INFINITY ? 0.0f : expf(st->m - xmax);
-        for (int32_t i = 0; i < d; i++) st->o[i] *= c;
-        st->l *= c;
-        st->m = xmax;
-    }
+    if (xmax > st->m) raise_max(st, xmax, d);
     __m512 m = _mm512_set1_ps(st->m), sum = _mm512_setzero_ps();
     for (j = 0; j + 16 <= n; j += 16) {
         __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), m));

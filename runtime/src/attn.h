@@ -26,6 +26,9 @@ void attn_state_clear(attn_state *st, int32_t d);
 void attn_state_merge(attn_state *a, const attn_state *b, int32_t d);
 /* out[d] = a.o / a.l (zeros when a is empty). */
 void attn_state_finish(const attn_state *a, float *out, int32_t d);
+/* One head's partial states of `chunks` key chunks (o: [chunks][d], used as scratch; ml:
+ * [chunks][m, l]) merged in chunk order into its attention output. */
+void attn_merge_chunks(float *part_o, const float *part_ml, int32_t chunks, int32_t d, float *out);
 
 /* q·k over d floats, vectorised when the machine allows. */
 float attn_dot(const float *q, const float *k, int32_t d);

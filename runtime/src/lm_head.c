@@ -123,14 +123,13 @@ static rsr_status head_scratch(rsr_session *s) {
     return RSR_OK;
 }
 
-static int32_t full_argmax(rsr_session *s, const rsr_artifact *a, const float *x) {
+static int32_t full_argmax(const rsr_artifact *a, const float *x) {
     int32_t best = 0;
     float best_logit = dot_row(a, 0, x);
     for (int32_t v = 1; v < a->vocab; v++) {
         float l = dot_row(a, v, x);
         if (l > best_logit) best = v, best_logit = l;
     }
-    (void)s;
     return best;
 }
 
@@ -140,7 +139,7 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     double x_l1 = 0, amax = 0;
     for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)x[i]), amax = fmax(amax, fabs((double)x[i]));
     if (a->head_q8 == RSR_NO_TENSOR || !isfinite(x_l1) || amax == 0) {
-        *token = full_argmax(s, a, x); /* no int8 head, or nothing it could bound */
+        *token = full_argmax(a, x); /* no int8 head, or nothing it could bound */
         return RSR_OK;
     }
     rsr_status st = head_scratch(s);

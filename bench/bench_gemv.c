@@ -17,6 +17,7 @@
  * streaming read bandwidth measured with the same thread count.
  */
 #include <dlfcn.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "rsrc.h"
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
+typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, int32_t, int32_t, int32_t, int32_t);
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -71,6 +73,48 @@ static void naive_gemv(const int8_t *w, const int8_t *x, int32_t *y, int32_t row
     }
 }
 
+/* The int8 dot-product peak of this machine, measured: independent vpdpbusd chains on registers
+ * (64 multiply-adds each), per thread. What a compute-bound prefill kernel can at best reach. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double dot_peak(int threads) {
+    double best = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        const long iters = 1L << 22;
+        double t0 = now_seconds();
+        int sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            volatile int seed = omp_get_thread_num() + 1;
+            __m512i a = _mm512_set1_epi8((char)seed), b = _mm512_set1_epi8((char)(seed + 1));
+            /* distinct starting values, or the compiler folds the identical chains into one */
+            __m512i c0 = _mm512_set1_epi32(seed), c1 = _mm512_set1_epi32(seed + 1), c2 = _mm512_set1_epi32(seed + 2);
+            __m512i c3 = _mm512_set1_epi32(seed + 3), c4 = _mm512_set1_epi32(seed + 4), c5 = _mm512_set1_epi32(seed + 5);
+            __m512i c6 = _mm512_set1_epi32(seed + 6), c7 = _mm512_set1_epi32(seed + 7), c8 = _mm512_set1_epi32(seed + 8);
+            __m512i c9 = _mm512_set1_epi32(seed + 9), c10 = _mm512_set1_epi32(seed + 10), c11 = _mm512_set1_epi32(seed + 11);
+            for (long it = 0; it < iters; it++) {
+                c0 = _mm512_dpbusd_epi32(c0, a, b), c1 = _mm512_dpbusd_epi32(c1, a, b), c2 = _mm512_dpbusd_epi32(c2, a, b);
+                c3 = _mm512_dpbusd_epi32(c3, a, b), c4 = _mm512_dpbusd_epi32(c4, a, b), c5 = _mm512_dpbusd_epi32(c5, a, b);
+                c6 = _mm512_dpbusd_epi32(c6, a, b), c7 = _mm512_dpbusd_epi32(c7, a, b), c8 = _mm512_dpbusd_epi32(c8, a, b);
+                c9 = _mm512_dpbusd_epi32(c9, a, b), c10 = _mm512_dpbusd_epi32(c10, a, b), c11 = _mm512_dpbusd_epi32(c11, a, b);
+            }
+            __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+                                         _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+            s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
+            sink += _mm512_reduce_add_epi32(s);
+        }
+        double dt = now_seconds() - t0, rate = (double)threads * (double)iters * 12 * 64 / dt;
+        if (rate > best && sink != 1) best = rate;
+    }
+    return best;
+}
+
+static void rsr_gemm(batch_fn fn, const uint8_t *data, const int8_t *x, int32_t xs, int32_t *y, int32_t ys, int32_t ntok,
+                     int32_t blocks, int threads) {
+    int32_t chunks = threads;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int32_t c = 0; c < chunks; c++)
+        fn(data, x, xs, y, ys, ntok, (int32_t)((int64_t)blocks * c / chunks), (int32_t)((int64_t)blocks * (c + 1) / chunks));
+}
+
 static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t *y, int32_t blocks, int threads) {
     int32_t chunks = threads; /* one contiguous range per thread: no shared counter, no imbalance for equal rows */
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
@@ -82,6 +126,7 @@ static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t
 typedef struct built {
     void *handle;
     kernel_fn fn;
+    batch_fn batch; /* NULL: the strategy has no batched (prefill) kernel */
     uint8_t *data;
     uint64_t data_size;
     int32_t blocks, k;
@@ -118,6 +163,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
         emit_c_kernel(f, &kn);
     }
     fprintf(f, "void *get(void) { return (void *)%s; }\n", kn.symbol);
+    fprintf(f, "void *get_batch(void) { return (void *)%s; }\n", kn.batch_symbol ? kn.batch_symbol : "0");
     fclose(f);
     char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s %s", t->cflags, so_path, c_path,
                           t->backend == BACKEND_LLVM ? obj_path : "");
@@ -125,6 +171,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     b.handle = dlopen(so_path, RTLD_NOW);
     if (!b.handle) fatal("dlopen: %s", dlerror());
     b.fn = (kernel_fn)((void *(*)(void))dlsym(b.handle, "get"))();
+    b.batch = (batch_fn)((void *(*)(void))dlsym(b.handle, "get_batch"))();
     b.data_size = kernel_data_size(&kn);
     b.data = aligned_alloc(64, (b.data_size + 64) / 64 * 64);
     FILE *bf = fopen(blob_path, "rb");
@@ -138,6 +185,52 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     kernel_free(&kn);
     rsr_plan_free(&p);
     return b;
+}
+
+/* Prefill: PREFILL tokens through the batched kernel (the block's weights read once for all of
+ * them) against the decode kernel called once per token, both on cold copies of the weights
+ * (a prefill step passes every matrix of the model before it comes back to this one). */
+#define PREFILL RSR_BATCH_MAX
+static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **copies, int ncopies, int reps, const double *peak) {
+    int32_t rows = tm->rows, cols = tm->cols, xs = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int8_t *x = xcalloc((size_t)PREFILL * (size_t)xs, 1);
+    int32_t *got = xmalloc(sizeof *got * (size_t)PREFILL * (size_t)rows), *want = xmalloc(sizeof *want * (size_t)rows);
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    for (int t = 0; t < PREFILL; t++)
+        for (int32_t c = 0; c < cols; c++) {
+            rng = rng * 6364136223846793005u + 1442695040888963407u;
+            x[(size_t)t * (size_t)xs + (size_t)c] = (int8_t)(rng >> 56);
+        }
+    rsr_gemm(b->batch, b->data, x, xs, got, rows, PREFILL, b->blocks, 2);
+    for (int t = 0; t < PREFILL; t++) {
+        naive_gemv(tm->w, x + (size_t)t * (size_t)xs, want, rows, cols, 2);
+        if (memcmp(want, got + (size_t)t * (size_t)rows, sizeof *want * (size_t)rows) != 0)
+            fatal("%s: batched %s kernel disagrees with naive (token %d)", tm->name, b->strategy, t);
+    }
+    printf("  prefill of %d tokens: %-16s %3s %14s %14s %7s %10s %8s\n", PREFILL, "strategy", "thr", "per-token us/tok",
+           "batched us/tok", "speedup", "Gw*tok/s", "of peak");
+    int next = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        double *tv = xmalloc(sizeof *tv * (size_t)reps), *tb = xmalloc(sizeof *tb * (size_t)reps);
+        for (int r = 0; r < reps; r++) {
+            double t0 = now_seconds();
+            for (int t = 0; t < PREFILL; t++)
+                rsr_gemv(b->fn, copies[next++ % ncopies], x + (size_t)t * (size_t)xs, got + (size_t)t * (size_t)rows, b->blocks,
+                         threads);
+            double t1 = now_seconds();
+            rsr_gemm(b->batch, copies[next++ % ncopies], x, xs, got, rows, PREFILL, b->blocks, threads);
+            double t2 = now_seconds();
+            tv[r] = t1 - t0, tb[r] = t2 - t1;
+        }
+        double mv = median(tv, reps) / PREFILL, mb = median(tb, reps) / PREFILL, rate = (double)rows * cols / mb;
+        char shape[32], of_peak[16] = "n/a";
+        snprintf(shape, sizeof shape, "%dx%d", rows, cols);
+        if (peak[threads] > 0) snprintf(of_peak, sizeof of_peak, "%5.1f%%", 100 * rate / peak[threads]);
+        printf("  prefill %-12s %11s %-16s %3d %16.1f %14.1f %6.2fx %10.1f %8s\n", tm->name, shape, b->strategy, threads,
+               mv * 1e6, mb * 1e6, mv / mb, rate / 1e9, of_peak);
+        free(tv), free(tb);
+    }
+    free(x), free(got), free(want);
 }
 
 int main(int argc, char **argv) {
@@ -169,9 +262,13 @@ int main(int argc, char **argv) {
         {"llama8b", "l8b q/o", 4096, 4096},  {"llama8b", "l8b k/v", 1024, 4096},
         {"llama8b", "l8b gate/up", 14336, 4096}, {"llama8b", "l8b down", 4096, 14336},
     };
-    double bw[3] = {0, measure_bandwidth(1), measure_bandwidth(2)};
+    double bw[3] = {0, measure_bandwidth(1), measure_bandwidth(2)}, peak[3] = {0, 0, 0};
+    if (__builtin_cpu_supports("avx512vnni")) peak[1] = dot_peak(1), peak[2] = dot_peak(2);
     printf("machine: streaming read bandwidth %.1f GB/s (1 thread), %.1f GB/s (2 threads); target %s, %s backend\n",
            bw[1], bw[2], t->name, t->backend == BACKEND_LLVM ? "LLVM" : "C");
+    if (peak[1] > 0)
+        printf("machine: int8 dot peak (vpdpbusd on registers) %.0f G multiply-adds/s (1 thread), %.0f (2 threads)\n",
+               peak[1] / 1e9, peak[2] / 1e9);
     printf("%-12s %11s %-16s %2s %6s %3s %10s %10s %7s %8s %9s %7s\n", "matrix", "shape", "strategy", "k", "bits/w",
            "thr", "naive us", "kernel us", "speedup", "Gw/s", "GB/s read", "of bw");
 
@@ -229,6 +326,7 @@ int main(int argc, char **argv) {
                        100 * gbs / bw[threads]);
                 free(tn), free(tr);
             }
+            if (b.batch) prefill_rows(&b, &tm, copies, ncopies, reps, peak);
             fflush(stdout);
             dlclose(b.handle);
             free(b.data);

@@ -20,6 +20,9 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
  *   rsr_dot4(acc, w, x)       acc += codes of one group (V packed bytes = 4V columns) · x[0..4V)
  *   rsr_sum4(acc, x)          acc += x[0..4V)
  *   rsr_vsum(acc)             the int32 sum of the lanes
+ * and for batched kernels, which decode a field once and use it for several tokens:
+ *   rsr_field(w, i)           the codes (0..2) of field i of V packed bytes: rsr_codes
+ *   rsr_bdot(acc, k, x)       acc += k · x[0..V), acc an rsr_bacc (rsr_bzero, rsr_bsum)
  * Every product is exact: codes are 0..2, |x| <= 128, and vpmaddubsw's int16 pair sums stay
  * within ±512, far from saturation.
  */
@@ -34,7 +37,16 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
               "    return acc;\n}\n"
               "static inline rsr_vacc rsr_sum4(rsr_vacc acc, const int8_t *x) {\n"
               "    for (int j = 0; j < 64; j++) acc += x[j];\n    return acc;\n}\n"
-              "static inline int32_t rsr_vsum(rsr_vacc a) { return a; }\n\n",
+              "static inline int32_t rsr_vsum(rsr_vacc a) { return a; }\n",
+              out);
+        fputs("typedef struct { uint8_t c[16]; } rsr_codes;\n"
+              "static inline rsr_codes rsr_field(const uint8_t *w, int i) {\n"
+              "    rsr_codes k;\n    for (int j = 0; j < 16; j++) k.c[j] = (uint8_t)((w[j] >> (2 * i)) & 3);\n    return k;\n}\n"
+              "typedef int32_t rsr_bacc;\n"
+              "static inline rsr_bacc rsr_bzero(void) { return 0; }\n"
+              "static inline rsr_bacc rsr_bdot(rsr_bacc a, rsr_codes k, const int8_t *x) {\n"
+              "    for (int j = 0; j < 16; j++) a += (int32_t)k.c[j] * x[j];\n    return a;\n}\n"
+              "static inline int32_t rsr_bsum(rsr_bacc a) { return a; }\n\n",
               out);
         return;
     }
@@ -48,6 +60,23 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     } else {
         fprintf(out, "#define RSR_DOT(acc, c, x) %s_add_epi32(acc, %s_madd_epi16(%s_maddubs_epi16(c, x), %s_set1_epi16(1)))\n",
                 pre, pre, pre, pre);
+    }
+    /* Batched kernels decode a field once for several tokens, so they shift it down (codes 0..2)
+     * and keep one plain accumulator per row and token. */
+    fprintf(out, "typedef %s rsr_codes, rsr_bacc;\n", v);
+    fprintf(out, "#define rsr_field(w, i) %s_and_%s(%s_srli_epi16(%s_loadu_%s((const void *)(w)), 2 * (i)), %s_set1_epi8(3))\n",
+            pre, si, pre, pre, si, pre);
+    fprintf(out, "#define rsr_bdot(a, k, x) RSR_DOT(a, k, %s_loadu_%s((const void *)(x)))\n", pre, si);
+    fprintf(out, "static inline rsr_bacc rsr_bzero(void) { return %s_setzero_%s(); }\n", pre, si);
+    if (wide) {
+        fputs("static inline int32_t rsr_bsum(rsr_bacc a) { return _mm512_reduce_add_epi32(a); }\n", out);
+    } else {
+        fputs("static inline int32_t rsr_bsum(rsr_bacc a) {\n"
+              "    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));\n"
+              "    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));\n"
+              "    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));\n"
+              "    return _mm_cvtsi128_si32(s);\n}\n",
+              out);
     }
     if (dot_isa_field_scaled(isa)) {
         /* Field-scaled: field i is masked in place (codes times 4^i, at most 128) into its own
@@ -92,16 +121,7 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     for (int i = 0; i < 4; i++)
         fprintf(out, "    acc = RSR_DOT(acc, one, %s_loadu_%s((const void *)(x + %d)));\n", pre, si, i * V);
     fputs("    return acc;\n}\n", out);
-    if (wide) {
-        fputs("static inline int32_t rsr_vsum(rsr_vacc a) { return _mm512_reduce_add_epi32(a); }\n\n", out);
-    } else {
-        fputs("static inline int32_t rsr_vsum(rsr_vacc a) {\n"
-              "    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));\n"
-              "    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));\n"
-              "    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));\n"
-              "    return _mm_cvtsi128_si32(s);\n}\n\n",
-              out);
-    }
+    fputs("static inline int32_t rsr_vsum(rsr_vacc a) { return rsr_bsum(a); }\n\n", out);
 }
 
 static int digit(const rsr_plan *p, uint32_t code, int r) {
@@ -227,10 +247,62 @@ static void emit_i2(FILE *out, const kernel *kn) {
     fputs("    }\n}\n\n", out);
 }
 
+/* One tile of T tokens of a block: every field of the 4 rows is decoded once for the T tokens. */
+static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent) {
+    int32_t V = kn->vec_bytes, R = kn->block_rows;
+    fprintf(out, "%sconst int8_t *x0 = x + (size_t)t * (size_t)x_stride;\n", indent);
+    for (int j = 1; j < T; j++) fprintf(out, "%sconst int8_t *x%d = x%d + x_stride;\n", indent, j, j - 1);
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < T; j++) fprintf(out, "%srsr_bacc a%d_%d = rsr_bzero();\n", indent, r, j);
+    fprintf(out, "%sfor (int32_t g = 0; g < %d; g++) {\n", indent, kn->groups);
+    fprintf(out, "%s    const uint8_t *wg = w + g * %d;\n", indent, R * V);
+    for (int i = 0; i < 4; i++) {
+        fprintf(out, "%s    {\n", indent);
+        for (int r = 0; r < R; r++) fprintf(out, "%s        rsr_codes c%d = rsr_field(wg + %d, %d);\n", indent, r, r * V, i);
+        for (int j = 0; j < T; j++)
+            for (int r = 0; r < R; r++)
+                fprintf(out, "%s        a%d_%d = rsr_bdot(a%d_%d, c%d, x%d + g * %d + %d);\n", indent, r, j, r, j, r, j,
+                        4 * V, i * V);
+        fprintf(out, "%s    }\n", indent);
+    }
+    fprintf(out, "%s}\n", indent);
+    for (int j = 0; j < T; j++)
+        for (int r = 0; r < R; r++) {
+            fputs(indent, out);
+            if (kn->rows % R) fprintf(out, "if (b * %d + %d < %d) ", R, r, kn->rows);
+            fprintf(out, "y[(size_t)(t + %d) * (size_t)y_stride + (size_t)b * %d + %d] = rsr_bsum(a%d_%d) - sum_x[t + %d];\n", j,
+                    R, r, r, j, j);
+        }
+}
+
+/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then per block tiles of 4 tokens
+ * (16 accumulators, 4 decoded fields and the x vectors fit the registers), the rest one by one;
+ * the block's packed rows stay in L1 while the tiles pass over them. */
+static void emit_i2_batch(FILE *out, const kernel *kn) {
+    int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
+    fprintf(out,
+            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
+            " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
+            kn->batch_symbol);
+    fputs("    int32_t sum_x[RSR_BATCH_MAX];\n", out);
+    fputs("    for (int32_t t = 0; t < ntok; t++) {\n        rsr_vacc sx = rsr_vzero();\n", out);
+    fprintf(out, "        for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + (size_t)t * (size_t)x_stride + g * %d);\n",
+            kn->groups, 4 * V);
+    fputs("        sum_x[t] = rsr_vsum(sx);\n    }\n", out);
+    fputs("    for (int32_t b = block_begin; b < block_end; b++) {\n", out);
+    fprintf(out, "        const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
+    fputs("        int32_t t = 0;\n        for (; t + 4 <= ntok; t += 4) {\n", out);
+    emit_i2_tile(out, kn, 4, "            ");
+    fputs("        }\n        for (; t < ntok; t++) {\n", out);
+    emit_i2_tile(out, kn, 1, "            ");
+    fputs("        }\n    }\n}\n\n", out);
+}
+
 void emit_c_kernel(FILE *out, const kernel *kn) {
     const rsr_plan *p = kn->plan;
     if (kn->form == KF_I2) {
         emit_i2(out, kn);
+        if (kn->batch_symbol) emit_i2_batch(out, kn);
         return;
     }
     if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);
@@ -256,6 +328,11 @@ void emit_c_kernel_decl(FILE *out, const kernel *kn) {
             "extern void %s(const uint8_t *data, const int8_t *x, int32_t *y, int32_t block_begin, int32_t block_end)"
             " __attribute__((visibility(\"hidden\")));\n",
             kn->symbol);
+    if (kn->batch_symbol)
+        fprintf(out,
+                "extern void %s(const uint8_t *data, const int8_t *x, int32_t x_stride, int32_t *y, int32_t y_stride,"
+                " int32_t ntok, int32_t block_begin, int32_t block_end) __attribute__((visibility(\"hidden\")));\n",
+                kn->batch_symbol);
 }
 
 static void emit_string(FILE *out, const char *s) {
@@ -313,7 +390,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         emit_string(out, r->strategy);
         fprintf(out, ", %d, %d, %d, %d, %a, ", r->rows, r->cols, r->block_rows, r->blocks, (double)r->beta);
         emit_offset(out, r->data);
-        fprintf(out, ", %s},\n", r->symbol);
+        fprintf(out, ", %s, %s},\n", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL");
     }
     fputs("};\n\nstatic const rsr_artifact_layer layers[] = {\n", out);
     for (int32_t l = 0; l < m->num_layers; l++) {

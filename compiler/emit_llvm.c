@@ -38,7 +38,7 @@ struct llvm_emitter {
     LLVMBuilderRef b, allocas;
     LLVMTargetMachineRef tm;
     char *cpu, *features;
-    LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, block_type;
+    LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, batch_type, block_type;
     bool gpu;                   /* NVPTX: kernels are entries, PTX is the output */
     LLVMValueRef fn;            /* the function being built */
     LLVMBasicBlockRef entry;    /* its alloca block */
@@ -112,6 +112,8 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
     e->i32p = LLVMPointerType(e->i32, 0);
     LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32p, e->i32, e->i32};
     e->kernel_type = LLVMFunctionType(e->voidt, params, e->gpu ? 3 : 5, 0); /* GPU: (data, x, y) */
+    LLVMTypeRef tparams[] = {e->i8p, e->i8p, e->i32, e->i32p, e->i32, e->i32, e->i32, e->i32};
+    e->batch_type = LLVMFunctionType(e->voidt, tparams, 8, 0); /* rsr_kernel_batch_fn */
     LLVMTypeRef bparams[] = {e->i8p, e->i32p};
     e->block_type = LLVMFunctionType(e->voidt, bparams, 2, 0);
     return e;
@@ -286,14 +288,10 @@ static LLVMValueRef vsum(llvm_emitter *e, const kernel *kn, LLVMValueRef acc) {
     return intrinsic(e, name, e->i32, &acc, 1);
 }
 
-static void emit_i2(llvm_emitter *e, const kernel *kn) {
-    int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
-    LLVMTypeRef at_ = acc_type(e, kn);
-    LLVMValueRef zero = LLVMConstNull(at_), ones = splat(e->i8, V, 1), three = splat(e->i8, V, 3);
-
-    /* Σ x over the padded columns (zero past cols by contract) */
-    LLVMValueRef sx = var(e, at_, zero, "sx");
+/* Σ x over the padded columns (zero past cols by contract). */
+static LLVMValueRef sum_of_x(llvm_emitter *e, const kernel *kn, LLVMValueRef x) {
+    int V = kn->vec_bytes;
+    LLVMValueRef sx = var(e, acc_type(e, kn), LLVMConstNull(acc_type(e, kn)), "sx"), ones = splat(e->i8, V, 1);
     loop G;
     loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "sumx");
     LLVMValueRef xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
@@ -301,11 +299,20 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
     for (int i = 0; i < 4; i++) acc = dot(e, kn, acc, ones, load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), "")));
     set(e, sx, acc);
     loop_end(e, &G);
-    LLVMValueRef sum_x = vsum(e, kn, get(e, sx));
+    return vsum(e, kn, get(e, sx));
+}
 
-    loop B;
+static LLVMValueRef i64_of(llvm_emitter *e, LLVMValueRef v) { return LLVMBuildSExt(e->b, v, e->i64, ""); }
+
+static void emit_i2(llvm_emitter *e, const kernel *kn) {
+    int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
+    LLVMTypeRef at_ = acc_type(e, kn);
+    LLVMValueRef zero = LLVMConstNull(at_), three = splat(e->i8, V, 3);
+    LLVMValueRef sum_x = sum_of_x(e, kn, x), xg;
+    loop G, B;
     loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
-    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, B.i, e->i64, ""), c64(e, (int64_t)R * rb), ""));
+    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
     /* one accumulator per row, or per row and field when fields are masked in place (kernel.c) */
     bool scaled = dot_isa_field_scaled(kn->isa);
     int F = scaled ? 4 : 1;
@@ -343,6 +350,74 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
         store_y(e, y, row, LLVMBuildSub(e->b, vsum(e, kn, total), sum_x, ""));
         if (join) if_end(e, join);
     }
+    loop_end(e, &B);
+}
+
+/* One tile of T tokens of block w (batched i2, emit_c.c says how): fields decoded once for T tokens. */
+static void emit_i2_tile(llvm_emitter *e, const kernel *kn, int T, LLVMValueRef w, LLVMValueRef b, LLVMValueRef t,
+                         LLVMValueRef sum_x) {
+    int V = kn->vec_bytes, R = kn->block_rows;
+    LLVMValueRef x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2), y = LLVMGetParam(e->fn, 3);
+    LLVMValueRef y_stride = LLVMGetParam(e->fn, 4);
+    LLVMTypeRef at_ = acc_type(e, kn);
+    LLVMValueRef xt[4], a[4][4];
+    for (int j = 0; j < T; j++) {
+        LLVMValueRef tj = i64_of(e, LLVMBuildAdd(e->b, t, c32(e, j), ""));
+        xt[j] = at(e, e->i8, x, LLVMBuildMul(e->b, tj, i64_of(e, x_stride), ""));
+        for (int r = 0; r < R; r++) a[r][j] = var(e, at_, LLVMConstNull(at_), "a");
+    }
+    loop G;
+    loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "group");
+    LLVMValueRef xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), ""), wg = LLVMBuildMul(e->b, G.i, c32(e, R * V), "");
+    for (int i = 0; i < 4; i++) {
+        LLVMValueRef codes[4];
+        for (int r = 0; r < R; r++) {
+            LLVMValueRef p = load_vec(e, V, w, LLVMBuildAdd(e->b, wg, c32(e, r * V), ""));
+            if (i) p = LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "");
+            codes[r] = LLVMBuildAnd(e->b, p, splat(e->i8, V, 3), "");
+        }
+        for (int j = 0; j < T; j++) {
+            LLVMValueRef xv = load_vec(e, V, xt[j], LLVMBuildAdd(e->b, xg, c32(e, i * V), ""));
+            for (int r = 0; r < R; r++) set(e, a[r][j], dot(e, kn, get(e, a[r][j]), codes[r], xv));
+        }
+    }
+    loop_end(e, &G);
+    for (int j = 0; j < T; j++) {
+        LLVMValueRef tj = LLVMBuildAdd(e->b, t, c32(e, j), "");
+        LLVMValueRef sx = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, sum_x, tj), "");
+        LLVMValueRef yt = at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, tj), i64_of(e, y_stride), ""));
+        for (int r = 0; r < R; r++) {
+            LLVMValueRef row = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, b, c32(e, R), ""), c32(e, r), "");
+            LLVMBasicBlockRef join = NULL;
+            if (kn->rows % R) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+            store_y(e, yt, row, LLVMBuildSub(e->b, vsum(e, kn, get(e, a[r][j])), sx, ""));
+            if (join) if_end(e, join);
+        }
+    }
+}
+
+/* Batched i2 (rsr_kernel_batch_fn): Σx per token, then per block tiles of 4 tokens, the rest singly. */
+static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
+    int R = kn->block_rows, rb = i2_row_bytes(kn);
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2);
+    LLVMValueRef ntok = LLVMGetParam(e->fn, 5);
+    LLVMValueRef sum_x = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, RSR_BATCH_MAX), "sum_x");
+    loop T;
+    loop_begin(e, &T, c32(e, 0), ntok, "token");
+    LLVMValueRef xt = at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, T.i), i64_of(e, x_stride), ""));
+    LLVMBuildStore(e->b, sum_of_x(e, kn, xt), at(e, e->i32, sum_x, T.i));
+    loop_end(e, &T);
+
+    loop B;
+    loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
+    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
+    LLVMValueRef tiles = LLVMBuildSDiv(e->b, ntok, c32(e, 4), "");
+    loop_begin(e, &T, c32(e, 0), tiles, "tile");
+    emit_i2_tile(e, kn, 4, w, B.i, LLVMBuildMul(e->b, T.i, c32(e, 4), ""), sum_x);
+    loop_end(e, &T);
+    loop_begin(e, &T, LLVMBuildMul(e->b, tiles, c32(e, 4), ""), ntok, "rest");
+    emit_i2_tile(e, kn, 1, w, B.i, T.i, sum_x);
+    loop_end(e, &T);
     loop_end(e, &B);
 }
 
@@ -587,6 +662,13 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     case KF_WARP: break;
     }
     end_function(e);
+    if (kn->batch_symbol) {
+        fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
+        add_enum_attr(e, fn, 2, "noalias"); /* x */
+        add_enum_attr(e, fn, 4, "noalias"); /* y */
+        emit_i2_batch(e, kn);
+        end_function(e);
+    }
 }
 
 /* ---- output ---- */

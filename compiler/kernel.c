@@ -98,6 +98,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         kn->groups = (tm->cols + 4 * kn->vec_bytes - 1) / (4 * kn->vec_bytes);
         kn->block_rows = I2_BLOCK_ROWS;
         kn->num_blocks = (tm->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
+        if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
         kn->strategy = kn->isa == DOT_DP4A ? "i2-dp4a" : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
                      : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;
@@ -196,5 +197,6 @@ void kernel_write_data(kernel *kn, blob_writer *b) {
 
 void kernel_free(kernel *kn) {
     free(kn->symbol);
-    kn->symbol = NULL;
+    free(kn->batch_symbol);
+    kn->symbol = kn->batch_symbol = NULL;
 }

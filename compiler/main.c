@@ -406,7 +406,7 @@ static void compile(const options *o) {
             }
 
             matrix_record *r = &mats[idx];
-            *r = (matrix_record){name, xstrdup(kn.symbol), kn.strategy, tm.rows, tm.cols, kn.block_rows, kn.num_blocks,
+            *r = (matrix_record){name, xstrdup(kn.symbol), kn.batch_symbol ? xstrdup(kn.batch_symbol) : NULL, kn.strategy, tm.rows, tm.cols, kn.block_rows, kn.num_blocks,
                                  tm.beta, kn.data_offset, rsr && kn.form == KF_UNROLLED ? rsr_index_bytes(&plan)
                                                                                         : kernel_data_size(&kn)};
             *slot[pj] = idx;
@@ -467,7 +467,7 @@ static void compile(const options *o) {
     note(1, "wrote %s in %.2f s", o->output, now_seconds() - t_start);
     stage_report(now_seconds() - t_start);
 
-    for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol);
+    for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol), free(mats[i].batch_symbol);
     free(mats);
     free(layers);
     free(manifest);

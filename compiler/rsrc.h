@@ -219,6 +219,7 @@ enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
 typedef struct kernel {
     char *symbol;               /* C / LLVM / CUDA function name */
+    char *batch_symbol;         /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
     const char *strategy;       /* shown in stats and the manifest */
     enum kernel_form form;
     int32_t rows, cols;
@@ -269,7 +270,7 @@ void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
 typedef struct matrix_record {
-    char *name, *symbol;
+    char *name, *symbol, *batch_symbol; /* batch_symbol may be NULL */
     const char *strategy;
     int32_t rows, cols, block_rows, blocks;
     float beta;

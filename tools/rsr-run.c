@@ -79,6 +79,8 @@ static void usage(FILE *out) {
           "  --device D            auto (default: the GPU when the model has GPU code and one is\n"
           "                        there, else the CPU), cpu or gpu (fail rather than fall back)\n"
           "  --ctx N               context length of the session (default: the model's)\n"
+          "  --batch N             prompt tokens evaluated together, 1 to 64 (default 64; the results\n"
+          "                        are the same for every N)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
           "                        tokens) speed instead of printing text\n"
           "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G): a session that\n"
@@ -205,7 +207,18 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
     }
     double t4 = now();
     if (decode && tok != tokens[decode] && mismatch < 0) mismatch = decode;
-    printf("prefill %d tokens: %.2f tok/s\n", n_prompt, n_prompt / (t1 - t0));
+    /* the same prefill one token per step, side by side (the batched kernels' gain) */
+    rsr_session *s1;
+    sp.batch = 1;
+    if (api.session_create(m, &sp, &s1) != RSR_OK) die("%s", api.model_errmsg(m));
+    double t5 = now();
+    int32_t first1;
+    check(api.session_eval_greedy(s1, prompt, n_prompt, &first1), s1);
+    double t6 = now();
+    api.session_free(s1);
+    if (first1 != first) die("--bench: the prefill one token per step gives token %d, batched %d", first1, first);
+    printf("prefill %d tokens: %.2f tok/s (%d per step); one per step %.2f tok/s: %.2fx\n", n_prompt, n_prompt / (t1 - t0),
+           o->session.batch ? o->session.batch : RSR_BATCH_MAX, n_prompt / (t6 - t5), (t6 - t5) / (t1 - t0));
     if (decode) {
         printf("decode %d tokens, certified greedy head: %.2f tok/s (%.2f ms/token)\n", decode, decode / (t2 - t1),
                1e3 * (t2 - t1) / decode);
@@ -302,7 +315,7 @@ int main(int argc, char **argv) {
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
            O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
-           O_DEVICE, O_MAXMEM, O_MLOCK };
+           O_DEVICE, O_MAXMEM, O_MLOCK, O_BATCH };
     const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
@@ -319,7 +332,7 @@ int main(int argc, char **argv) {
         {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
         {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
         {"max-memory", required_argument, 0, O_MAXMEM}, {"mlock", no_argument, 0, O_MLOCK},
-        {"device", required_argument, 0, O_DEVICE},
+        {"device", required_argument, 0, O_DEVICE}, {"batch", required_argument, 0, O_BATCH},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
@@ -338,6 +351,7 @@ int main(int argc, char **argv) {
         case O_TOPP: o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
         case O_SEED: o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
         case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
+        case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
         case O_ATTN:
             if (!strcmp(optarg, "dense")) o.session.attention = RSR_ATTENTION_DENSE;
             else if (!strcmp(optarg, "louver")) o.session.attention = RSR_ATTENTION_LOUVER;

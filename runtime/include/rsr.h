@@ -43,7 +43,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 3
+#define RSR_API_VERSION 4
 uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -135,6 +135,7 @@ typedef enum rsr_louver_policy_kind {
 
 /* Start from rsr_session_default_params(): fields added later default to zero, which always
  * means the earlier behaviour. */
+#define RSR_BATCH_MAX 64 /* the most tokens one prefill step evaluates together */
 typedef struct rsr_session_params {
     int32_t max_positions;     /* KV cache length; 0: the model's max_positions */
     int32_t attention;         /* rsr_attention_kind; 0: dense */
@@ -145,6 +146,8 @@ typedef struct rsr_session_params {
     int32_t louver_block;      /* recent keys attended densely, then indexed as one block: a
                                   multiple of 16 in [16, 256]; 0: 256 */
     int32_t louver_subspaces;  /* subspaces of the head dimension; 0: head_dim / 16 */
+    int32_t batch;             /* tokens evaluated together by one prefill step, in
+                                  [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most */
 } rsr_session_params;
 rsr_session_params rsr_session_default_params(void);
 
@@ -202,6 +205,9 @@ typedef struct rsr_matrix_info {
 rsr_status rsr_model_matrix_info(const rsr_model *model, int32_t index, rsr_matrix_info *info);
 /* y[rows] = W_t · x[cols] exactly, x int8 and W ternary (or binary). */
 rsr_status rsr_model_matvec_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t *y);
+/* Y[t][rows] = W_t · X[t][cols] for ntok tokens (rows of X and Y packed), through the batched
+ * kernel that prefill uses where the matrix has one. */
+rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
 
 /* ---- Tokenizer: text ↔ token ids, as the model's tokenizer.json defines them ----
  *

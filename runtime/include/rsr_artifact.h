@@ -14,7 +14,9 @@
 
 #include <stdint.h>
 
-#define RSR_ABI_VERSION 3u
+#include "rsr.h" /* RSR_BATCH_MAX */
+
+#define RSR_ABI_VERSION 4u
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -25,6 +27,12 @@
 #define RSR_X_PAD 256
 typedef void (*rsr_kernel_fn)(const uint8_t *data, const int8_t *x, int32_t *y,
                               int32_t block_begin, int32_t block_end);
+
+/* The same products for ntok tokens at once (prefill): token t reads x + t·x_stride (padded as
+ * above; x_stride a multiple of RSR_X_PAD) and writes y + t·y_stride, 1 <= ntok <= RSR_BATCH_MAX.
+ * The weights of a block are read from memory once for all the tokens. */
+typedef void (*rsr_kernel_batch_fn)(const uint8_t *data, const int8_t *x, int32_t x_stride, int32_t *y,
+                                    int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end);
 
 enum rsr_dtype { RSR_DTYPE_F32 = 0, RSR_DTYPE_F16 = 1, RSR_DTYPE_BF16 = 2 };
 enum rsr_activation { RSR_ACT_RELU2 = 0, RSR_ACT_SILU = 1 };
@@ -38,6 +46,7 @@ typedef struct rsr_artifact_matrix {
     float scale;            /* beta: y = ((float)sum * beta) / x_scale */
     uint64_t data;          /* blob offset of the index data, RSR_NO_TENSOR if none */
     rsr_kernel_fn kernel;
+    rsr_kernel_batch_fn kernel_batch; /* NULL: the runtime calls `kernel` once per token */
 } rsr_artifact_matrix;
 
 typedef struct rsr_artifact_layer {

@@ -36,6 +36,7 @@ typedef struct rsr_api {
     const char *(*model_manifest)(const rsr_model *);
     rsr_status (*model_matrix_info)(const rsr_model *, int32_t, rsr_matrix_info *);
     rsr_status (*model_matvec_int)(const rsr_model *, int32_t, const int8_t *, int32_t *);
+    rsr_status (*model_matmul_int)(const rsr_model *, int32_t, const int8_t *, int32_t, int32_t *);
     rsr_status (*session_create)(rsr_model *, const rsr_session_params *, rsr_session **);
     void (*session_free)(rsr_session *);
     const char *(*session_errmsg)(const rsr_session *);
@@ -134,7 +135,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(api_version), RSR_DL_SYMBOL(status_to_string), RSR_DL_SYMBOL(model_open),
         RSR_DL_SYMBOL(model_close), RSR_DL_SYMBOL(model_errmsg), RSR_DL_SYMBOL(model_get_info),
         RSR_DL_SYMBOL(model_manifest), RSR_DL_SYMBOL(model_matrix_info), RSR_DL_SYMBOL(model_matvec_int),
-        RSR_DL_SYMBOL(session_create),
+        RSR_DL_SYMBOL(model_matmul_int), RSR_DL_SYMBOL(session_create),
         RSR_DL_SYMBOL(session_free), RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset),
         RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_attention_stats),

@@ -9,7 +9,11 @@
 #include <string.h>
 
 #include <omp.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
+#include "attn.h"
 #include "internal.h"
 #include "gpu.h"
 #include "rsr_numerics.h"
@@ -30,6 +34,8 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (p.max_positions < 0 || p.max_positions > a->max_positions)
         return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
                              p.max_positions, a->max_positions);
+    if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch, RSR_BATCH_MAX);
     if (m->gpu && p.attention != RSR_ATTENTION_DENSE)
         return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "Louver attention runs on the CPU only: open the model "
                              "with device cpu (rsr-run --device cpu)");
@@ -37,6 +43,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (!s) return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
+    s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
     if (m->gpu) { /* the cache and activations live on the device */
         rsr_status st = rsr_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
         if (st == RSR_OK) st = rsr_attention_init(s, &p);
@@ -49,22 +56,26 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     }
     size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
     size_t cache = (size_t)a->num_layers * (size_t)s->max_positions * kv_out;
-    size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate);
+    size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)s->batch;
+    s->widest = (int32_t)widest;
+    s->xq_stride = (int32_t)((widest + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD);
     s->k_cache = malloc(sizeof(float) * cache);
     s->v_cache = malloc(sizeof(float) * cache);
-    s->h = malloc(sizeof(float) * (size_t)a->hidden);
-    s->xn = malloc(sizeof(float) * widest);
+    s->h = malloc(sizeof(float) * B * (size_t)a->hidden);
+    s->xn = malloc(sizeof(float) * B * widest);
     s->tmp = malloc(sizeof(float) * widest);
-    s->q = malloc(sizeof(float) * q_out);
-    s->k = malloc(sizeof(float) * kv_out);
-    s->v = malloc(sizeof(float) * kv_out);
-    s->att = malloc(sizeof(float) * q_out);
-    s->gate = malloc(sizeof(float) * (size_t)a->intermediate);
-    s->up = malloc(sizeof(float) * (size_t)a->intermediate);
-    s->xq = calloc(1, (widest + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD);
-    s->acc = malloc(sizeof(int32_t) * (size_t)m->max_rows);
+    s->q = malloc(sizeof(float) * B * q_out);
+    s->k = malloc(sizeof(float) * B * kv_out);
+    s->v = malloc(sizeof(float) * B * kv_out);
+    s->att = malloc(sizeof(float) * B * q_out);
+    s->gate = malloc(sizeof(float) * B * (size_t)a->intermediate);
+    s->up = malloc(sizeof(float) * B * (size_t)a->intermediate);
+    s->xq = calloc(B, (size_t)s->xq_stride);
+    s->xs = malloc(sizeof(float) * B);
+    s->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
+    s->acc = malloc(sizeof(int32_t) * B * (size_t)m->max_rows);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
-        !s->xq || !s->acc) {
+        !s->xq || !s->xs || !s->rope || !s->acc) {
         int32_t max_positions = s->max_positions;
         rsr_session_free(s);
         return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
@@ -83,7 +94,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
-    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->acc);
+    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc);
     rsr_attention_free(s);
     rsr_lm_head_free(s);
     rsr_gpu_session_free(s->gpu);
@@ -101,10 +112,10 @@ rsr_status rsr_session_reset(rsr_session *s) {
 
 int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
 
-rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
+/* What every evaluation checks first: tokens to evaluate, room in the context, ids in the vocabulary. */
+static rsr_status check_tokens(rsr_session *s, const int32_t *tokens, int32_t n) {
     const rsr_artifact *a = s->model->a;
+    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
     if (n > s->max_positions - s->pos)
         return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
                              s->pos, s->max_positions);
@@ -112,41 +123,56 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                  a->vocab);
-    if (s->gpu) {
-        rsr_status st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, s->err);
-        if (st == RSR_OK) s->pos += n;
-        return st;
-    }
-    for (int32_t i = 0; i < n; i++) {
-        rsr_status st = rsr_forward_token(s, tokens[i], i == n - 1 ? logits : NULL, NULL);
+    return RSR_OK;
+}
+
+/* Steps of at most s->batch tokens; the last gives the logits and/or the greedy token. */
+static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax) {
+    for (int32_t i = 0; i < n; i += s->batch) {
+        int32_t c = n - i < s->batch ? n - i : s->batch;
+        bool last = i + c == n;
+        rsr_status st = rsr_forward(s, tokens + i, c, last ? logits : NULL, last ? argmax : NULL);
         if (st != RSR_OK) return st;
     }
     return RSR_OK;
 }
 
+rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    rsr_status st = check_tokens(s, tokens, n);
+    if (st != RSR_OK) return st;
+    if (s->gpu) {
+        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, s->err);
+        if (st == RSR_OK) s->pos += n;
+        return st;
+    }
+    return eval_steps(s, tokens, n, logits, NULL);
+}
+
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
-    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
-    int32_t last = tokens[n - 1]; /* token may alias tokens: read before anything is written */
-    const rsr_artifact *a = s->model->a;
-    if (n > s->max_positions - s->pos)
-        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
-                             s->pos, s->max_positions);
-    if (last < 0 || last >= a->vocab)
-        return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", last, n - 1,
-                             a->vocab);
-    if (n > 1) {
-        rsr_status st = rsr_session_eval(s, tokens, n - 1, NULL);
-        if (st != RSR_OK) return st;
+    rsr_status st = check_tokens(s, tokens, n);
+    if (st != RSR_OK) return st;
+    if (s->gpu) { /* the device computes full logits; the greedy token is their first maximum */
+        int32_t vocab = s->model->a->vocab;
+        float *logits = malloc(sizeof(float) * (size_t)vocab);
+        if (!logits) return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d logits", vocab);
+        st = rsr_session_eval(s, tokens, n, logits);
+        if (st == RSR_OK) *token = rsr_sample_greedy(logits, vocab);
+        free(logits);
+        return st;
     }
-    return rsr_forward_token(s, last, NULL, token);
+    return eval_steps(s, tokens, n, NULL, token); /* token may alias tokens: written only at the end */
 }
 
-/* ---- the operations of a token ---- */
+/* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----
+ * Row t of each activation buffer belongs to token t. Everything but the ternary products is
+ * done token by token in the order of a single token's step, so a step of n tokens computes
+ * bit for bit what n steps of one token compute; the products of a block of rows are done for
+ * all n tokens while its weights are in cache (rsr_kernel_batch_fn). */
 
 static const float *blob_f32(const rsr_artifact *a, uint64_t off) { return (const float *)(a->blob + off); }
-
 
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {
     float ss = 0;
@@ -156,30 +182,69 @@ static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float e
 }
 
 /* Per-token absmax quantisation to int8; returns x_scale. */
-static float quantize(int8_t *q, const float *x, int32_t n) {
+static float quantize_scalar(int8_t *q, const float *x, int32_t n) {
     float amax = 0;
     for (int32_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
     float scale = 127.0f / fmaxf(amax, 1e-5f);
     for (int32_t i = 0; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
+    return scale;
+}
+
+#if defined(__x86_64__)
+/* The same, 16 lanes at a time and bit for bit: max_ps returns its second operand when either is
+ * NaN, so max(|x|, amax) skips a NaN and max(v, -128) maps one to -128, as fmaxf does; rounding
+ * to nearest even is rintf's default mode; x·scale is the same single multiplication. */
+__attribute__((target("avx512f"))) static float quantize_avx512(int8_t *q, const float *x, int32_t n) {
+    __m512 vmax = _mm512_setzero_ps();
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), vmax);
+    float amax = _mm512_reduce_max_ps(vmax);
+    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float scale = 127.0f / fmaxf(amax, 1e-5f);
+    __m512 vs = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm_storeu_si128((__m128i *)(void *)(q + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+    for (; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
+    return scale;
+}
+#endif
+
+static float quantize(int8_t *q, const float *x, int32_t n) {
+#if defined(__x86_64__)
+    float scale = attn_simd_enabled() ? quantize_avx512(q, x, n) : quantize_scalar(q, x, n);
+#else
+    float scale = quantize_scalar(q, x, n);
+#endif
     memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n)); /* kernels read whole groups */
     return scale;
 }
 
-/* Prepares the int8 input of the BitLinear layers that read x (Falcon-E normalises first). */
-static float bitlinear_input(rsr_session *s, const float *x, int32_t n) {
+/* The int8 inputs of the BitLinear layers that read rows x[t·stride ..+cols) (Falcon-E
+ * normalises first): s->xq rows and s->xs scales. */
+static void bitlinear_inputs(rsr_session *s, const float *x, size_t stride, int32_t cols, int32_t n) {
     const rsr_artifact *a = s->model->a;
-    if (!a->bitlinear_norm) return quantize(s->xq, x, n);
-    rmsnorm(s->tmp, x, NULL, n, a->bitlinear_eps);
-    return quantize(s->xq, s->tmp, n);
+    for (int32_t t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * stride;
+        int8_t *q = s->xq + (size_t)t * (size_t)s->xq_stride;
+        if (a->bitlinear_norm) {
+            rmsnorm(s->tmp, xt, NULL, cols, a->bitlinear_eps);
+            xt = s->tmp;
+        }
+        s->xs[t] = quantize(q, xt, cols);
+    }
 }
 
-/* y (=, or += when accumulate) = W_t·x_q * beta / x_scale, the kernel split over threads. */
-static void bitlinear(rsr_session *s, int32_t index, float x_scale, float *y, int accumulate) {
+/* y[t] (=, or += when accumulate) = W·xq[t] · beta / xs[t] for the n tokens, rows of y `stride`
+ * apart; the blocks of rows are split over the threads. */
+static void bitlinear(rsr_session *s, int32_t index, int32_t n, float *y, size_t stride, int accumulate) {
     const rsr_artifact *a = s->model->a;
     const rsr_artifact_matrix *mx = &a->matrix[index];
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : a->blob + mx->data;
     const int8_t *xq = s->xq;
-    int32_t *acc = s->acc;
+    int32_t *acc = s->acc, xs_stride = s->xq_stride, acc_stride = s->model->max_rows;
     int32_t nb = mx->num_blocks, nthreads = s->model->num_threads;
     /* One contiguous range of blocks per thread: blocks cost the same (i2) or nearly (RSR), and a
      * shared work counter costs more than the imbalance it removes (bench_gemv, docs/performance.md). */
@@ -187,19 +252,36 @@ static void bitlinear(rsr_session *s, int32_t index, float x_scale, float *y, in
 #pragma omp parallel for schedule(static, 1) num_threads(team)
     for (int32_t c = 0; c < chunks; c++) {
         int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
-        mx->kernel(data, xq, acc, b0, b1);
+        if (n > 1 && mx->kernel_batch) {
+            mx->kernel_batch(data, xq, xs_stride, acc, acc_stride, n, b0, b1);
+            continue;
+        }
+        for (int32_t t = 0; t < n; t++)
+            mx->kernel(data, xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
     }
-    for (int32_t i = 0; i < mx->rows; i++) {
-        float v = ((float)acc[i] * mx->scale) / x_scale;
-        y[i] = accumulate ? y[i] + v : v;
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t *at = acc + (size_t)t * (size_t)acc_stride;
+        float *yt = y + (size_t)t * stride, x_scale = s->xs[t];
+        for (int32_t i = 0; i < mx->rows; i++) {
+            float v = ((float)at[i] * mx->scale) / x_scale;
+            yt[i] = accumulate ? yt[i] + v : v;
+        }
     }
 }
 
-static void rope(float *x, int32_t heads, int32_t d, int32_t pos, double theta) {
+/* cos and sin of a position's rotary angles: cs[i], cs[d/2 + i] for frequency i. */
+static void rope_angles(float *cs, int32_t d, int32_t pos, double theta) {
     int32_t half = d / 2;
     for (int32_t i = 0; i < half; i++) {
         double inv_freq = pow(theta, -2.0 * i / d), ang = pos * inv_freq;
-        float c = (float)cos(ang), sn = (float)sin(ang);
+        cs[i] = (float)cos(ang), cs[half + i] = (float)sin(ang);
+    }
+}
+
+static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
+    int32_t half = d / 2;
+    for (int32_t i = 0; i < half; i++) {
+        float c = cs[i], sn = cs[half + i];
         for (int32_t h = 0; h < heads; h++) {
             float *v = x + (size_t)h * (size_t)d;
             float x0 = v[i], x1 = v[i + half];
@@ -209,41 +291,68 @@ static void rope(float *x, int32_t heads, int32_t d, int32_t pos, double theta) 
     }
 }
 
-rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32_t *argmax) {
+static void rmsnorm_rows(float *y, size_t y_stride, const float *x, size_t x_stride, const float *w, int32_t cols,
+                         int32_t n, float eps) {
+    for (int32_t t = 0; t < n; t++) rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, cols, eps);
+}
+
+/* Attention of layer l for the n tokens, in order: token t sees positions up to pos0 + t.
+ * rsr_attention works on s->q and s->att at s->pos, so they are pointed at token t's rows. */
+static rsr_status attention_rows(rsr_session *s, int32_t l, int32_t n, size_t q_out) {
+    float *q = s->q, *att = s->att;
+    int32_t pos0 = s->pos;
+    rsr_status st = RSR_OK;
+    for (int32_t t = 0; t < n && st == RSR_OK; t++) {
+        s->q = q + (size_t)t * q_out;
+        s->att = att + (size_t)t * q_out;
+        s->pos = pos0 + t;
+        st = rsr_attention(s, l);
+    }
+    s->q = q, s->att = att, s->pos = pos0;
+    return st;
+}
+
+rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax) {
     const rsr_artifact *a = s->model->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
-    int32_t q_out = a->num_heads * d, kv_out = a->num_kv_heads * d;
-    const uint8_t *erow = a->blob + a->embed + (size_t)token * (size_t)H * dtype_size(a->embed_dtype);
-    for (int32_t i = 0; i < H; i++) s->h[i] = load_elem(erow, a->embed_dtype, i);
+    size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d, W = (size_t)s->widest;
+    for (int32_t t = 0; t < n; t++) {
+        const uint8_t *erow = a->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
+        for (int32_t i = 0; i < H; i++) s->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
+        rope_angles(s->rope + (size_t)t * (size_t)d, d, s->pos + t, a->rope_theta); /* the same in every layer */
+    }
 
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
-        size_t cache_at = ((size_t)l * (size_t)s->max_positions + (size_t)s->pos) * (size_t)kv_out;
-
-        rmsnorm(s->xn, s->h, blob_f32(a, L->attn_norm), H, a->rms_eps);
-        float xs = bitlinear_input(s, s->xn, H);
-        bitlinear(s, L->q, xs, s->q, 0);
-        bitlinear(s, L->k, xs, s->k, 0);
-        bitlinear(s, L->v, xs, s->v, 0);
-        rope(s->q, a->num_heads, d, s->pos, a->rope_theta);
-        rope(s->k, a->num_kv_heads, d, s->pos, a->rope_theta);
-        memcpy(s->k_cache + cache_at, s->k, sizeof(float) * (size_t)kv_out);
-        memcpy(s->v_cache + cache_at, s->v, sizeof(float) * (size_t)kv_out);
-        rsr_status st = rsr_attention(s, l);
+        rmsnorm_rows(s->xn, W, s->h, (size_t)H, blob_f32(a, L->attn_norm), H, n, a->rms_eps);
+        bitlinear_inputs(s, s->xn, W, H, n);
+        bitlinear(s, L->q, n, s->q, q_out, 0);
+        bitlinear(s, L->k, n, s->k, kv_out, 0);
+        bitlinear(s, L->v, n, s->v, kv_out, 0);
+        for (int32_t t = 0; t < n; t++) {
+            float *qt = s->q + (size_t)t * q_out, *kt = s->k + (size_t)t * kv_out;
+            rope(qt, a->num_heads, d, s->rope + (size_t)t * (size_t)d);
+            rope(kt, a->num_kv_heads, d, s->rope + (size_t)t * (size_t)d);
+            size_t cache_at = ((size_t)l * (size_t)s->max_positions + (size_t)(s->pos + t)) * kv_out;
+            memcpy(s->k_cache + cache_at, kt, sizeof(float) * kv_out);
+            memcpy(s->v_cache + cache_at, s->v + (size_t)t * kv_out, sizeof(float) * kv_out);
+        }
+        rsr_status st = attention_rows(s, l, n, q_out);
         if (st != RSR_OK) return st;
         const float *o_in = s->att;
+        size_t o_stride = q_out;
         if (L->attn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm(s->xn, s->att, blob_f32(a, L->attn_sub_norm), q_out, a->rms_eps);
-            o_in = s->xn;
+            rmsnorm_rows(s->xn, W, s->att, q_out, blob_f32(a, L->attn_sub_norm), (int32_t)q_out, n, a->rms_eps);
+            o_in = s->xn, o_stride = W;
         }
-        xs = bitlinear_input(s, o_in, q_out);
-        bitlinear(s, L->o, xs, s->h, 1);
+        bitlinear_inputs(s, o_in, o_stride, (int32_t)q_out, n);
+        bitlinear(s, L->o, n, s->h, (size_t)H, 1);
 
-        rmsnorm(s->xn, s->h, blob_f32(a, L->ffn_norm), H, a->rms_eps);
-        xs = bitlinear_input(s, s->xn, H);
-        bitlinear(s, L->gate, xs, s->gate, 0);
-        bitlinear(s, L->up, xs, s->up, 0);
-        for (int32_t i = 0; i < I; i++) {
+        rmsnorm_rows(s->xn, W, s->h, (size_t)H, blob_f32(a, L->ffn_norm), H, n, a->rms_eps);
+        bitlinear_inputs(s, s->xn, W, H, n);
+        bitlinear(s, L->gate, n, s->gate, (size_t)I, 0);
+        bitlinear(s, L->up, n, s->up, (size_t)I, 0);
+        for (size_t i = 0; i < (size_t)n * (size_t)I; i++) {
             float g = s->gate[i];
             if (a->activation == RSR_ACT_RELU2) {
                 float r = fmaxf(g, 0.0f);
@@ -253,15 +362,17 @@ rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32
             }
         }
         const float *d_in = s->gate;
+        size_t d_stride = (size_t)I;
         if (L->ffn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm(s->xn, s->gate, blob_f32(a, L->ffn_sub_norm), I, a->rms_eps);
-            d_in = s->xn;
+            rmsnorm_rows(s->xn, W, s->gate, (size_t)I, blob_f32(a, L->ffn_sub_norm), I, n, a->rms_eps);
+            d_in = s->xn, d_stride = W;
         }
-        xs = bitlinear_input(s, d_in, I);
-        bitlinear(s, L->down, xs, s->h, 1);
+        bitlinear_inputs(s, d_in, d_stride, I, n);
+        bitlinear(s, L->down, n, s->h, (size_t)H, 1);
     }
-    s->pos++;
-    if (logits || argmax) rmsnorm(s->xn, s->h, blob_f32(a, a->final_norm), H, a->rms_eps);
+    s->pos += n;
+    const float *last = s->h + (size_t)(n - 1) * (size_t)H;
+    if (logits || argmax) rmsnorm(s->xn, last, blob_f32(a, a->final_norm), H, a->rms_eps);
     if (logits) rsr_lm_head_logits(s, s->xn, logits);
     if (argmax) return rsr_lm_head_argmax(s, s->xn, argmax);
     return RSR_OK;

@@ -29,14 +29,18 @@ struct rsr_model {
 struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
+    int32_t batch;              /* tokens of one prefill step: the rows of the buffers below */
+    int32_t widest, xq_stride;  /* max(hidden, q_out, intermediate); that padded to RSR_X_PAD */
     float *k_cache, *v_cache;   /* [layers][max_positions][kv_heads * head_dim] */
-    float *h;                   /* [hidden] residual stream */
-    float *xn;                  /* [max(hidden, q_out, intermediate)] normed activation */
-    float *tmp;                 /* [same] BitLinear-internal norm (Falcon-E) */
-    float *q, *k, *v, *att;     /* [q_out], [kv_out], [kv_out], [q_out] */
-    float *gate, *up;           /* [intermediate] */
-    int8_t *xq;                 /* [max input] quantised activation */
-    int32_t *acc;               /* [max_rows] integer products */
+    float *h;                   /* [batch][hidden] residual stream */
+    float *xn;                  /* [batch][widest] normed activation */
+    float *tmp;                 /* [widest] BitLinear-internal norm (Falcon-E) */
+    float *q, *k, *v, *att;     /* [batch][q_out], [batch][kv_out], [batch][kv_out], [batch][q_out] */
+    float *gate, *up;           /* [batch][intermediate] */
+    int8_t *xq;                 /* [batch][xq_stride] quantised activation */
+    float *xs;                  /* [batch] its scales */
+    float *rope;                /* [batch][head_dim] cos, sin of each token's rotary angles */
+    int32_t *acc;               /* [batch][max_rows] integer products */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */
@@ -44,8 +48,9 @@ struct rsr_session {
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* One token through the model; then the logits (when logits) and/or the greedy token (when argmax). */
-rsr_status rsr_forward_token(rsr_session *s, int32_t token, float *logits, int32_t *argmax);
+/* n tokens (1 <= n <= s->batch) through the model; then the logits of the last (when logits)
+ * and/or its greedy token (when argmax). */
+rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax);
 
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
 void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits);

@@ -246,17 +246,37 @@ rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_i
 }
 
 rsr_status rsr_model_matvec_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t *y) {
-    if (!m || !m->a || !x || !y) return RSR_ERR_INVALID_ARGUMENT;
+    return rsr_model_matmul_int(m, index, x, 1, y);
+}
+
+rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
+    if (!m || !m->a || !x || !y || ntok <= 0) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
-    if (m->gpu) return rsr_gpu_matvec_int(m->gpu, index, x, y, ((rsr_model *)m)->err);
+    size_t cols = (size_t)mx->cols, rows = (size_t)mx->rows;
+    if (m->gpu) {
+        for (int32_t t = 0; t < ntok; t++) {
+            rsr_status st = rsr_gpu_matvec_int(m->gpu, index, x + (size_t)t * cols, y + (size_t)t * rows, ((rsr_model *)m)->err);
+            if (st != RSR_OK) return st;
+        }
+        return RSR_OK;
+    }
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->a->blob + mx->data;
-    size_t padded = ((size_t)mx->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
-    int8_t *xp = calloc(1, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
+    size_t padded = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;
+    int8_t *xp = calloc((size_t)step, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
     if (!xp) return RSR_ERR_OUT_OF_MEMORY;
-    memcpy(xp, x, (size_t)mx->cols);
-    mx->kernel(data, xp, y, 0, mx->num_blocks);
+    for (int32_t t0 = 0; t0 < ntok; t0 += step) {
+        int32_t n = ntok - t0 < step ? ntok - t0 : step;
+        for (int32_t t = 0; t < n; t++) memcpy(xp + (size_t)t * padded, x + (size_t)(t0 + t) * cols, cols);
+        int32_t *yt = y + (size_t)t0 * rows;
+        if (n > 1 && mx->kernel_batch) {
+            mx->kernel_batch(data, xp, (int32_t)padded, yt, (int32_t)rows, n, 0, mx->num_blocks);
+            continue;
+        }
+        for (int32_t t = 0; t < n; t++) mx->kernel(data, xp + (size_t)t * padded, yt + (size_t)t * rows, 0, mx->num_blocks);
+    }
     free(xp);
     return RSR_OK;
 }

@@ -3,7 +3,8 @@
 #   make a model (rsr-mkmodel) → compile it (rsrc) → every matrix's integer sums equal the
 #   independent reference's (rsr-matcheck) → logits of a 20-token prompt within tolerance and
 #   32 greedy tokens identical to the reference forward pass (rsr-ref), both from the full logits
-#   and from the certified greedy head (int8 LM head copy + exact recheck of possible winners).
+#   and from the certified greedy head (int8 LM head copy + exact recheck of possible winners);
+#   the prompt's logits bit-identical whether it is evaluated in one step or in steps of 1 or 7.
 # Usage: check_model.sh BUILD_DIR FORMAT [mkmodel args...] [-- rsrc args...]
 set -euo pipefail
 build=$1 format=$2
@@ -24,6 +25,14 @@ prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4
 "$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 32 --logits "$work/got.f32" >"$work/got.txt" 2>/dev/null
 "$build/tests/rsr-ref" "$work/model" --tokens "$prompt" -n 32 --logits "$work/want.f32" >"$work/want.txt"
 "$build/tests/rsr-cmpf32" "$work/got.f32" "$work/want.f32" --atol 1e-3 --rtol 1e-3
+# the prompt in steps of 1 and of 7 tokens (tiles of 4 and single tokens): the same logits, bit for bit
+for batch in 1 7; do
+  "$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 1 --batch $batch --logits "$work/b$batch.f32" >/dev/null 2>&1
+  if ! cmp -s "$work/got.f32" "$work/b$batch.f32"; then
+    echo "logits of the prompt evaluated $batch token(s) per step differ from those of one step of 20" >&2
+    exit 1
+  fi
+done
 if ! diff "$work/want.txt" "$work/got.txt" >/dev/null; then
   echo "greedy tokens differ: reference: $(cat "$work/want.txt")" >&2
   echo "                      compiled:  $(cat "$work/got.txt")" >&2

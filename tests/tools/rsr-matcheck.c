@@ -5,7 +5,8 @@
  *
  * dlopens the artifact (no link against the runtime), and for every compiled matrix checks its
  * name, shape and scale (bitwise) against the reference's, then compares rsr_model_matvec_int
- * with the naive int32 product for a fixed set of int8 vectors. Every reference matrix must be
+ * (each vector) and rsr_model_matmul_int (batches, the prefill kernels) with the naive int32
+ * product for a fixed set of int8 vectors. Every reference matrix must be
  * in the artifact. Exit 0 when all integer sums are identical, 1 otherwise.
  */
 #include "../../runtime/include/rsr.h"
@@ -25,6 +26,7 @@ static const char *(*p_errmsg)(const rsr_model *);
 static rsr_status (*p_info)(const rsr_model *, rsr_model_info *);
 static rsr_status (*p_matrix_info)(const rsr_model *, int32_t, rsr_matrix_info *);
 static rsr_status (*p_matvec)(const rsr_model *, int32_t, const int8_t *, int32_t *);
+static rsr_status (*p_matmul)(const rsr_model *, int32_t, const int8_t *, int32_t, int32_t *);
 static void (*p_close)(rsr_model *);
 
 static void *sym(void *lib, const char *name) {
@@ -81,6 +83,7 @@ int main(int argc, char **argv) {
     p_info = (rsr_status(*)(const rsr_model *, rsr_model_info *))sym(lib, "rsr_model_get_info");
     p_matrix_info = (rsr_status(*)(const rsr_model *, int32_t, rsr_matrix_info *))sym(lib, "rsr_model_matrix_info");
     p_matvec = (rsr_status(*)(const rsr_model *, int32_t, const int8_t *, int32_t *))sym(lib, "rsr_model_matvec_int");
+    p_matmul = (rsr_status(*)(const rsr_model *, int32_t, const int8_t *, int32_t, int32_t *))sym(lib, "rsr_model_matmul_int");
     p_close = (void (*)(rsr_model *))sym(lib, "rsr_model_close");
 
     char err[1024];
@@ -133,27 +136,48 @@ int main(int argc, char **argv) {
                     (unsigned)bs, beta, (unsigned)bc);
             failures++;
         }
-        int8_t *x = malloc(cols + 1);
-        int32_t *got = malloc((rows + 1) * sizeof *got);
-        int reported = 0;
-        for (int v = 0; v < NVEC && !reported; v++) {
-            make_vector(v, x, cols);
-            for (int r = 0; r < rows; r++) got[r] = (int32_t)0x5A5A5A5A; /* catches rows left unwritten */
-            if (p_matvec(m, i, x, got) != RSR_OK) {
-                fprintf(stderr, "rsr-matcheck: %s: rsr_model_matvec_int failed: %s\n", mi.name, p_errmsg(m));
-                failures++, reported = 1;
-                break;
-            }
-            for (int r = 0; r < rows && !reported; r++) {
-                int64_t want = 0;
-                for (int c = 0; c < cols; c++) want += (int64_t)w[(size_t)r * cols + c] * x[c];
-                if (want != got[r]) {
-                    fprintf(stderr, "rsr-matcheck: MISMATCH %s vector %d (%s) row %d: expected %lld, got %d\n", mi.name, v,
-                            vector_name(v), r, (long long)want, (int)got[r]);
-                    failures++, reported = 1;
-                }
+        /* every vector alone (rsr_model_matvec_int), then all at once and the last 3 at once
+         * (rsr_model_matmul_int: the batched kernel's tiles of 4 tokens and its single tokens) */
+        int8_t *x = malloc((size_t)NVEC * cols + 1);
+        int32_t *got = malloc(((size_t)NVEC * rows + 1) * sizeof *got);
+        int64_t *want = malloc(((size_t)NVEC * rows + 1) * sizeof *want);
+        for (int v = 0; v < NVEC; v++) {
+            make_vector(v, x + (size_t)v * cols, cols);
+            for (int r = 0; r < rows; r++) {
+                int64_t sum = 0;
+                for (int c = 0; c < cols; c++) sum += (int64_t)w[(size_t)r * cols + c] * x[(size_t)v * cols + c];
+                want[(size_t)v * rows + r] = sum;
             }
         }
+        static const struct { const char *how; int first, count; } runs[] = {
+            {"matvec", 0, 1}, {"matmul", 0, NVEC}, {"matmul", NVEC - 3, 3}};
+        int reported = 0;
+        for (int k = 0; k < 3 && !reported; k++) {
+            int single = runs[k].count == 1;
+            for (int v0 = runs[k].first; v0 < (single ? NVEC : runs[k].first + 1) && !reported; v0++) {
+                int n = runs[k].count;
+                for (size_t j = 0; j < (size_t)n * rows; j++) got[j] = (int32_t)0x5A5A5A5A; /* catches rows left unwritten */
+                rsr_status st = single ? p_matvec(m, i, x + (size_t)v0 * cols, got)
+                                       : p_matmul(m, i, x + (size_t)v0 * cols, n, got);
+                if (st != RSR_OK) {
+                    fprintf(stderr, "rsr-matcheck: %s: rsr_model_%s_int failed: %s\n", mi.name, runs[k].how, p_errmsg(m));
+                    failures++, reported = 1;
+                    break;
+                }
+                for (int t = 0; t < n && !reported; t++)
+                    for (int r = 0; r < rows && !reported; r++) {
+                        int v = v0 + t;
+                        if (want[(size_t)v * rows + r] != got[(size_t)t * rows + r]) {
+                            fprintf(stderr,
+                                    "rsr-matcheck: MISMATCH %s vector %d (%s) row %d (%s of %d): expected %lld, got %d\n",
+                                    mi.name, v, vector_name(v), r, runs[k].how, n, (long long)want[(size_t)v * rows + r],
+                                    (int)got[(size_t)t * rows + r]);
+                            failures++, reported = 1;
+                        }
+                    }
+            }
+        }
+        free(want);
         free(x), free(got);
         checked++;
     }
@@ -169,6 +193,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "rsr-matcheck: %d failure(s) in %d compiled matrices\n", failures, (int)info.num_matrices);
         return 1;
     }
-    printf("rsr-matcheck: %d matrices x %d vectors: all integer sums identical\n", checked, NVEC);
+    printf("rsr-matcheck: %d matrices x %d vectors, one by one and batched: all integer sums identical\n", checked, NVEC);
     return 0;
 }

@@ -63,7 +63,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->v_cache = malloc(sizeof(float) * cache);
     s->h = malloc(sizeof(float) * B * (size_t)a->hidden);
     s->xn = malloc(sizeof(float) * B * widest);
-    s->tmp = malloc(sizeof(float) * widest);
+    s->tmp = malloc(sizeof(float) * B * widest);
     s->q = malloc(sizeof(float) * B * q_out);
     s->k = malloc(sizeof(float) * B * kv_out);
     s->v = malloc(sizeof(float) * B * kv_out);
@@ -222,16 +222,26 @@ static float quantize(int8_t *q, const float *x, int32_t n) {
     return scale;
 }
 
+/* Threads for work on the n tokens of a step, row by row: one for a single token (decode pays
+ * no fork for it), the session's team for a prefill step. */
+static int team_for(const rsr_session *s, int32_t n) {
+    if (n == 1) return 1;
+    int team = s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
+    return team < n ? team : n;
+}
+
 /* The int8 inputs of the BitLinear layers that read rows x[t·stride ..+cols) (Falcon-E
  * normalises first): s->xq rows and s->xs scales. */
 static void bitlinear_inputs(rsr_session *s, const float *x, size_t stride, int32_t cols, int32_t n) {
     const rsr_artifact *a = s->model->a;
+#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
     for (int32_t t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * stride;
         int8_t *q = s->xq + (size_t)t * (size_t)s->xq_stride;
         if (a->bitlinear_norm) {
-            rmsnorm(s->tmp, xt, NULL, cols, a->bitlinear_eps);
-            xt = s->tmp;
+            float *tmp = s->tmp + (size_t)t * (size_t)s->widest;
+            rmsnorm(tmp, xt, NULL, cols, a->bitlinear_eps);
+            xt = tmp;
         }
         s->xs[t] = quantize(q, xt, cols);
     }
@@ -254,17 +264,19 @@ static void bitlinear(rsr_session *s, int32_t index, int32_t n, float *y, size_t
         int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
         if (n > 1 && mx->kernel_batch) {
             mx->kernel_batch(data, xq, xs_stride, acc, acc_stride, n, b0, b1);
-            continue;
+        } else {
+            for (int32_t t = 0; t < n; t++)
+                mx->kernel(data, xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
         }
-        for (int32_t t = 0; t < n; t++)
-            mx->kernel(data, xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
-    }
-    for (int32_t t = 0; t < n; t++) {
-        const int32_t *at = acc + (size_t)t * (size_t)acc_stride;
-        float *yt = y + (size_t)t * stride, x_scale = s->xs[t];
-        for (int32_t i = 0; i < mx->rows; i++) {
-            float v = ((float)at[i] * mx->scale) / x_scale;
-            yt[i] = accumulate ? yt[i] + v : v;
+        /* the thread's own rows to fp32 while they are in its cache: no second pass, no barrier */
+        int32_t r0 = b0 * mx->rsr_k, r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
+        for (int32_t t = 0; t < n; t++) {
+            const int32_t *at = acc + (size_t)t * (size_t)acc_stride;
+            float *yt = y + (size_t)t * stride, x_scale = s->xs[t];
+            for (int32_t i = r0; i < r1; i++) {
+                float v = ((float)at[i] * mx->scale) / x_scale;
+                yt[i] = accumulate ? yt[i] + v : v;
+            }
         }
     }
 }
@@ -291,8 +303,9 @@ static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
     }
 }
 
-static void rmsnorm_rows(float *y, size_t y_stride, const float *x, size_t x_stride, const float *w, int32_t cols,
-                         int32_t n, float eps) {
+static void rmsnorm_rows(const rsr_session *s, float *y, size_t y_stride, const float *x, size_t x_stride, const float *w,
+                         int32_t cols, int32_t n, float eps) {
+#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
     for (int32_t t = 0; t < n; t++) rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, cols, eps);
 }
 
@@ -324,7 +337,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
 
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
-        rmsnorm_rows(s->xn, W, s->h, (size_t)H, blob_f32(a, L->attn_norm), H, n, a->rms_eps);
+        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(a, L->attn_norm), H, n, a->rms_eps);
         bitlinear_inputs(s, s->xn, W, H, n);
         bitlinear(s, L->q, n, s->q, q_out, 0);
         bitlinear(s, L->k, n, s->k, kv_out, 0);
@@ -342,16 +355,17 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
         const float *o_in = s->att;
         size_t o_stride = q_out;
         if (L->attn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm_rows(s->xn, W, s->att, q_out, blob_f32(a, L->attn_sub_norm), (int32_t)q_out, n, a->rms_eps);
+            rmsnorm_rows(s, s->xn, W, s->att, q_out, blob_f32(a, L->attn_sub_norm), (int32_t)q_out, n, a->rms_eps);
             o_in = s->xn, o_stride = W;
         }
         bitlinear_inputs(s, o_in, o_stride, (int32_t)q_out, n);
         bitlinear(s, L->o, n, s->h, (size_t)H, 1);
 
-        rmsnorm_rows(s->xn, W, s->h, (size_t)H, blob_f32(a, L->ffn_norm), H, n, a->rms_eps);
+        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(a, L->ffn_norm), H, n, a->rms_eps);
         bitlinear_inputs(s, s->xn, W, H, n);
         bitlinear(s, L->gate, n, s->gate, (size_t)I, 0);
         bitlinear(s, L->up, n, s->up, (size_t)I, 0);
+#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
         for (size_t i = 0; i < (size_t)n * (size_t)I; i++) {
             float g = s->gate[i];
             if (a->activation == RSR_ACT_RELU2) {
@@ -364,7 +378,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
         const float *d_in = s->gate;
         size_t d_stride = (size_t)I;
         if (L->ffn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm_rows(s->xn, W, s->gate, (size_t)I, blob_f32(a, L->ffn_sub_norm), I, n, a->rms_eps);
+            rmsnorm_rows(s, s->xn, W, s->gate, (size_t)I, blob_f32(a, L->ffn_sub_norm), I, n, a->rms_eps);
             d_in = s->xn, d_stride = W;
         }
         bitlinear_inputs(s, d_in, d_stride, I, n);

@@ -34,7 +34,7 @@ struct rsr_session {
     float *k_cache, *v_cache;   /* [layers][max_positions][kv_heads * head_dim] */
     float *h;                   /* [batch][hidden] residual stream */
     float *xn;                  /* [batch][widest] normed activation */
-    float *tmp;                 /* [widest] BitLinear-internal norm (Falcon-E) */
+    float *tmp;                 /* [batch][widest] BitLinear-internal norm (Falcon-E) */
     float *q, *k, *v, *att;     /* [batch][q_out], [batch][kv_out], [batch][kv_out], [batch][q_out] */
     float *gate, *up;           /* [batch][intermediate] */
     int8_t *xq;                 /* [batch][xq_stride] quantised activation */

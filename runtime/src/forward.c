@@ -73,7 +73,8 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->xq = calloc(B, (size_t)s->xq_stride);
     s->xs = malloc(sizeof(float) * B);
     s->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
-    s->acc = malloc(sizeof(int32_t) * B * (size_t)m->max_rows);
+    s->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
+    s->acc = malloc(sizeof(int32_t) * B * (size_t)s->acc_stride);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
         !s->xq || !s->xs || !s->rope || !s->acc) {
         int32_t max_positions = s->max_positions;
@@ -247,41 +248,90 @@ static void bitlinear_inputs(rsr_session *s, const float *x, size_t stride, int3
     }
 }
 
-/* y[t] (=, or += when accumulate) = W·xq[t] · beta / xs[t] for the n tokens, rows of y `stride`
- * apart; the blocks of rows are split over the threads. */
-static void bitlinear(rsr_session *s, int32_t index, int32_t n, float *y, size_t stride, int accumulate) {
+/* One BitLinear output of a fused call: y[t] (=, or += when accumulate) = W·xq[t] · beta / xs[t]
+ * for the n tokens, rows of y `stride` apart. */
+typedef struct bl_out {
+    int32_t index;
+    float *y;
+    size_t stride;
+    int accumulate;
+} bl_out;
+
+/* The thread's blocks [b0, b1) of one matrix: the kernel, then its own rows to fp32 while they
+ * are in its cache (no second pass, no barrier). acc holds this matrix's rows. */
+static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, int32_t n, int32_t c, int32_t chunks,
+                           int32_t *r0, int32_t *r1) {
     const rsr_artifact *a = s->model->a;
-    const rsr_artifact_matrix *mx = &a->matrix[index];
+    const rsr_artifact_matrix *mx = &a->matrix[o->index];
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : a->blob + mx->data;
-    const int8_t *xq = s->xq;
-    int32_t *acc = s->acc, xs_stride = s->xq_stride, acc_stride = s->model->max_rows;
-    int32_t nb = mx->num_blocks, nthreads = s->model->num_threads;
-    /* One contiguous range of blocks per thread: blocks cost the same (i2) or nearly (RSR), and a
-     * shared work counter costs more than the imbalance it removes (bench_gemv, docs/performance.md). */
-    int32_t team = nthreads > 0 ? nthreads : omp_get_max_threads(), chunks = nb < team ? nb : team;
-#pragma omp parallel for schedule(static, 1) num_threads(team)
-    for (int32_t c = 0; c < chunks; c++) {
-        int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
-        if (n > 1 && mx->kernel_batch) {
-            mx->kernel_batch(data, xq, xs_stride, acc, acc_stride, n, b0, b1);
-        } else {
-            for (int32_t t = 0; t < n; t++)
-                mx->kernel(data, xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
-        }
-        /* the thread's own rows to fp32 while they are in its cache: no second pass, no barrier */
-        int32_t r0 = b0 * mx->rsr_k, r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
-        for (int32_t t = 0; t < n; t++) {
-            const int32_t *at = acc + (size_t)t * (size_t)acc_stride;
-            float *yt = y + (size_t)t * stride, x_scale = s->xs[t];
-            for (int32_t i = r0; i < r1; i++) {
-                float v = ((float)at[i] * mx->scale) / x_scale;
-                yt[i] = accumulate ? yt[i] + v : v;
-            }
+    int32_t nb = mx->num_blocks, xs_stride = s->xq_stride, acc_stride = s->acc_stride;
+    int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
+    if (n > 1 && mx->kernel_batch) {
+        mx->kernel_batch(data, s->xq, xs_stride, acc, acc_stride, n, b0, b1);
+    } else {
+        for (int32_t t = 0; t < n; t++)
+            mx->kernel(data, s->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
+    }
+    *r0 = b0 * mx->rsr_k, *r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t *at = acc + (size_t)t * (size_t)acc_stride;
+        float *yt = o->y + (size_t)t * o->stride, x_scale = s->xs[t];
+        for (int32_t i = *r0; i < *r1; i++) {
+            float v = ((float)at[i] * mx->scale) / x_scale;
+            yt[i] = o->accumulate ? yt[i] + v : v;
         }
     }
 }
 
-/* cos and sin of a position's rotary angles: cs[i], cs[d/2 + i] for frequency i. */
+/* The BitLinear layers that read the same input (q, k, v; gate, up) in one parallel region: each
+ * thread takes one contiguous range of blocks of every matrix (blocks cost the same for i2, nearly
+ * for RSR, and a shared work counter costs more than the imbalance it removes: bench_gemv,
+ * docs/performance.md). With glu, outs are gate and up of one shape, and each thread applies the
+ * activation to its own rows: gate = act(gate) · up. */
+static void activate(const rsr_artifact *a, float *g, const float *u, int32_t r0, int32_t r1) {
+    for (int32_t i = r0; i < r1; i++) {
+        if (a->activation == RSR_ACT_RELU2) {
+            float r = fmaxf(g[i], 0.0f);
+            g[i] = r * r * u[i];
+        } else {
+            g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+        }
+    }
+}
+
+static void bitlinear(rsr_session *s, const bl_out *outs, int count, int32_t n, int glu) {
+    const rsr_artifact *a = s->model->a;
+    if (glu) { /* in the region only where gate and up split into the same rows per thread */
+        const rsr_artifact_matrix *g = &a->matrix[outs[0].index], *u = &a->matrix[outs[1].index];
+        if (g->rows != u->rows || g->rsr_k != u->rsr_k || g->num_blocks != u->num_blocks) {
+            bitlinear(s, outs, count, n, 0);
+            for (int32_t t = 0; t < n; t++)
+                activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, 0, g->rows);
+            return;
+        }
+    }
+    int32_t nb = a->matrix[outs[0].index].num_blocks, nthreads = s->model->num_threads;
+    for (int j = 1; j < count; j++)
+        if (a->matrix[outs[j].index].num_blocks > nb) nb = a->matrix[outs[j].index].num_blocks;
+    int32_t team = nthreads > 0 ? nthreads : omp_get_max_threads(), chunks = nb < team ? nb : team;
+#pragma omp parallel for schedule(static, 1) num_threads(team)
+    for (int32_t c = 0; c < chunks; c++) {
+        int32_t r0 = 0, r1 = 0, offset = 0;
+        for (int j = 0; j < count; j++) {
+            bitlinear_part(s, &outs[j], s->acc + offset, n, c, chunks, &r0, &r1);
+            offset += a->matrix[outs[j].index].rows;
+        }
+        if (glu)
+            for (int32_t t = 0; t < n; t++)
+                activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
+    }
+}
+
+static void bitlinear1(rsr_session *s, int32_t index, int32_t n, float *y, size_t stride, int accumulate) {
+    bl_out o = {index, y, stride, accumulate};
+    bitlinear(s, &o, 1, n, 0);
+}
+
 static void rope_angles(float *cs, int32_t d, int32_t pos, double theta) {
     int32_t half = d / 2;
     for (int32_t i = 0; i < half; i++) {
@@ -339,9 +389,8 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
         const rsr_artifact_layer *L = &a->layer[l];
         rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(a, L->attn_norm), H, n, a->rms_eps);
         bitlinear_inputs(s, s->xn, W, H, n);
-        bitlinear(s, L->q, n, s->q, q_out, 0);
-        bitlinear(s, L->k, n, s->k, kv_out, 0);
-        bitlinear(s, L->v, n, s->v, kv_out, 0);
+        bl_out qkv[3] = {{L->q, s->q, q_out, 0}, {L->k, s->k, kv_out, 0}, {L->v, s->v, kv_out, 0}};
+        bitlinear(s, qkv, 3, n, 0);
         for (int32_t t = 0; t < n; t++) {
             float *qt = s->q + (size_t)t * q_out, *kt = s->k + (size_t)t * kv_out;
             rope(qt, a->num_heads, d, s->rope + (size_t)t * (size_t)d);
@@ -359,22 +408,12 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
             o_in = s->xn, o_stride = W;
         }
         bitlinear_inputs(s, o_in, o_stride, (int32_t)q_out, n);
-        bitlinear(s, L->o, n, s->h, (size_t)H, 1);
+        bitlinear1(s, L->o, n, s->h, (size_t)H, 1);
 
         rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(a, L->ffn_norm), H, n, a->rms_eps);
         bitlinear_inputs(s, s->xn, W, H, n);
-        bitlinear(s, L->gate, n, s->gate, (size_t)I, 0);
-        bitlinear(s, L->up, n, s->up, (size_t)I, 0);
-#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
-        for (size_t i = 0; i < (size_t)n * (size_t)I; i++) {
-            float g = s->gate[i];
-            if (a->activation == RSR_ACT_RELU2) {
-                float r = fmaxf(g, 0.0f);
-                s->gate[i] = r * r * s->up[i];
-            } else {
-                s->gate[i] = (g / (1.0f + expf(-g))) * s->up[i];
-            }
-        }
+        bl_out glu[2] = {{L->gate, s->gate, (size_t)I, 0}, {L->up, s->up, (size_t)I, 0}};
+        bitlinear(s, glu, 2, n, 1); /* s->gate = act(gate) · up */
         const float *d_in = s->gate;
         size_t d_stride = (size_t)I;
         if (L->ffn_sub_norm != RSR_NO_TENSOR) {
@@ -382,7 +421,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
             d_in = s->xn, d_stride = W;
         }
         bitlinear_inputs(s, d_in, d_stride, I, n);
-        bitlinear(s, L->down, n, s->h, (size_t)H, 1);
+        bitlinear1(s, L->down, n, s->h, (size_t)H, 1);
     }
     s->pos += n;
     const float *last = s->h + (size_t)(n - 1) * (size_t)H;

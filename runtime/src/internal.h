@@ -40,7 +40,8 @@ struct rsr_session {
     int8_t *xq;                 /* [batch][xq_stride] quantised activation */
     float *xs;                  /* [batch] its scales */
     float *rope;                /* [batch][head_dim] cos, sin of each token's rotary angles */
-    int32_t *acc;               /* [batch][max_rows] integer products */
+    int32_t *acc;               /* [batch][acc_stride] integer products */
+    int32_t acc_stride;         /* room for the rows of q, k and v together */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */

@@ -22,6 +22,7 @@ typedef struct run_options {
     const char **stop;          /* --stop strings */
     int num_stop;
     const char *chat_template, *system;
+    int threads;                /* -t; 0: the runtime's default */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

@@ -65,7 +65,7 @@ static const char *field_label(const pb *m, uint32_t number, char *buf, size_t s
     return buf;
 }
 
-/* 0: read; 1: the message ends first; 2: more than 10 bytes, or a 10th byte past bit 63. */
+/* 0: read; 1: the message ends first; 2: more than 64 bits (10 bytes at most, the last 0 or 1). */
 static int read_varint(pb *m, uint64_t *v) {
     uint64_t x = 0;
     for (int shift = 0; shift < 70; shift += 7) {
@@ -81,7 +81,7 @@ static int read_varint(pb *m, uint64_t *v) {
     return 2;
 }
 
-static const char *const varint_problem[] = {"", "runs past the end of the message", "is longer than 10 bytes"};
+static const char *const varint_problem[] = {"", "runs past the end of the message", "overflows 64 bits"};
 
 /* Reads the next field of m into f; false at the end of m, or with *st set when it is bad. */
 static bool next_field(rsr_tokenizer *t, pb *m, pb_field *f, rsr_status *st) {

@@ -41,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('out')
     ap.add_argument('--break', dest='brk', default='none',
-                    choices=['none', 'truncated', 'wire-type', 'score-wire', 'absurd-length', 'long-varint', 'unigram', 'no-model-type',
+                    choices=['none', 'byte-fallback', 'truncated', 'wire-type', 'score-wire', 'absurd-length', 'long-varint', 'unigram', 'no-model-type',
                              'charsmap', 'byte-piece', 'unk-id', 'duplicate', 'empty-piece', 'unknown-field'])
     a = ap.parse_args()
     pieces = list(PIECES)
@@ -51,9 +51,11 @@ def main():
         pieces[15] = ('<0x4G>', 0.0, 6)
     if a.brk == 'empty-piece':
         pieces[6] = ('', -3.0, 1)
+    if a.brk == 'byte-fallback':  # not broken: the 256 byte pieces too (more rows than mktiny's model has)
+        pieces += [('<0x%02X>' % i, 0.0, 6) for i in range(256)]
     body = b''.join(string(1, piece(*p)) for p in pieces)
     trainer = integer(3, 1 if a.brk == 'unigram' else 2) if a.brk != 'no-model-type' else b''
-    trainer += integer(4, len(pieces)) + integer(35, 0)
+    trainer += integer(4, len(pieces)) + integer(35, 1 if a.brk == 'byte-fallback' else 0)
     trainer += integer(40, 5 if a.brk == 'unk-id' else 0) + integer(41, 1) + integer(42, 2) + integer(43, -1)
     body += string(2, trainer)
     normalizer = string(1, 'identity') + string(2, b'\x00\x01\x02' if a.brk == 'charsmap' else b'')

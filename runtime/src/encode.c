@@ -63,6 +63,8 @@ bool utf8_sanitize(bytes *out, const char *s, size_t len) {
         bool ok = need && got == need;
         if (!bytes_append(out, ok ? s + i : fffd, ok ? j - i : 3)) return false;
         i = j;
+        /* U+FFFD may be longer than what it replaces: room again for the rest, byte for byte. */
+        if (!ok && !bytes_reserve(out, len - i + 1)) return false;
     }
     return bytes_append(out, "", 0);
 }

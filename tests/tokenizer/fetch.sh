@@ -28,4 +28,6 @@ if [ "$(cat "$dir/installed" 2>/dev/null)" != "${packages[*]}" ]; then
   fi
   echo "${packages[*]}" >"$dir/installed"
 fi
+rm -f "$dir/reference.json" "$dir/chat.json" # never a stale reference
 node "$here/reference.mjs" "$dir" "$here/corpus.txt" "$dir/reference.json"
+node "$here/chat.mjs" "$dir" "$here/chat_templates.json" "$dir/chat.json"

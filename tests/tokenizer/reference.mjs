@@ -182,7 +182,9 @@ for (const [name, t] of Object.entries(all)) {
     };
   });
   const sameAs = name === "llama2-model" ? { same_as: path.join(path.resolve(dir), "llama2-converted.tokenizer.json") } : {};
-  out.tokenizers.push({ name, path: file, vocab_size: Object.keys(t.json.model.vocab).length, ...sameAs, cases });
+  const ids = [...Object.values(t.json.model.vocab), ...(t.json.added_tokens ?? []).map((a) => a.id)];
+  const vocab_size = ids.reduce((a, b) => Math.max(a, b), -1) + 1; // added tokens count as ids too
+  out.tokenizers.push({ name, path: file, vocab_size, ...sameAs, cases });
 }
 out.tokenizers.push({ name: "albert-unigram", path: unigramModelPath, error: "trainer_spec.model_type is UNIGRAM (1)" });
 fs.writeFileSync(outPath, JSON.stringify(out));

@@ -27,7 +27,9 @@
 #define MAX_PIECES (1 << 24) /* ids as tokenizer.json allows them */
 
 enum wire { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_BYTES = 2, WIRE_FIXED32 = 5 };
-enum piece_type { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
+enum piece_type {
+    PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6
+};
 static const char *const piece_type_name[] = {"?", "NORMAL", "UNKNOWN", "CONTROL", "USER_DEFINED", "UNUSED", "BYTE"};
 static const char *const model_type_name[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
 
@@ -199,6 +201,7 @@ static bool utf8_valid(rsr_tokenizer *t, const uint8_t *s, size_t len) {
 
 static rsr_status read_piece(rsr_tokenizer *t, pb *m, sp_piece *x) {
     *x = (sp_piece){NULL, 0, 0.0f, PIECE_NORMAL}; /* the proto's defaults */
+    size_t at = (size_t)(m->p - m->base);
     bool has_text = false;
     pb_field f;
     rsr_status st;
@@ -222,8 +225,7 @@ static rsr_status read_piece(rsr_tokenizer *t, pb *m, sp_piece *x) {
     }
     if (st != RSR_OK) return st;
     if (!has_text || !x->len)
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s has an empty piece", (size_t)(m->p - m->base),
-                         m->name);
+        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s has an empty piece", at, m->name);
     if (!utf8_valid(t, x->text, x->len))
         return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: %s: the piece is not valid UTF-8", m->name);
     if (!isfinite(x->score))

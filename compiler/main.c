@@ -345,7 +345,7 @@ static void compile(const options *o) {
     if (m->tied) d.lm_head = d.embed, d.lm_head_dtype = d.embed_dtype;
     else d.lm_head = blob_copy_tensor(&blob, st_find(m->ar, "lm_head.weight"), &d.lm_head_dtype);
     d.final_norm = blob_norm(&blob, m, -1, "model.norm.weight", m->hidden);
-    d.tokenizer_json = blob_tokenizer(&blob, m, &d.tokenizer_json_size);
+    d.tokenizer_json = blob_tokenizer(&blob, m, &d.tokenizer_json_size, &d.tokenizer);
     d.head_q8 = d.head_q8_scale = d.head_q8_err = RSR_NO_TENSOR;
     if (o->greedy_head) {
         double t_head = now_seconds();
@@ -471,6 +471,7 @@ static void compile(const options *o) {
     free(mats);
     free(layers);
     free(manifest);
+    free(d.tokenizer);
     free(c_path);
     free(obj_path);
     free(blob_path);

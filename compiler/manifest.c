@@ -53,6 +53,7 @@ char *manifest_text(const artifact_desc *d, const char *source, const char *back
     add(&t, "\nbackend %s\n", backend);
     add(&t, "flags %s\n", *flags ? flags : "(none)");
     if (d->name) add(&t, "name %s\n", d->name);
+    if (d->tokenizer) add(&t, "tokenizer %s\n", d->tokenizer);
     for (int32_t i = 0; i < d->num_matrices; i++) {
         const matrix_record *r = &d->mats[i];
         add(&t, "matrix %s %dx%d %s k=%d\n", r->name, r->rows, r->cols, r->strategy, r->block_rows);

@@ -260,8 +260,9 @@ void blob_close(blob_writer *b);
 /* The int8 copy of the LM head for certified greedy decoding (layout: rsr_artifact.h). */
 void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_desc *d);
 
-/* ---- tokenizer_blob.c: tokenizer.json next to the weights, checked and copied into the blob ---- */
-uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size); /* RSR_NO_TENSOR when absent */
+/* ---- tokenizer_blob.c: tokenizer.json (or else tokenizer.model) next to the weights, checked and
+ * copied into the blob; *what says which, for the manifest. RSR_NO_TENSOR when there is none. ---- */
+uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what);
 
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
@@ -286,6 +287,7 @@ typedef struct artifact_desc {
     uint64_t embed, lm_head, final_norm, blob_size;
     int32_t embed_dtype, lm_head_dtype;
     uint64_t tokenizer_json, tokenizer_json_size;
+    char *tokenizer;            /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
     int32_t head_q8_stride;
     const char *gpu;            /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */

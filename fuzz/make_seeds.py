@@ -10,7 +10,8 @@ src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
-        ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer']}
+        ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
+         'sentencepiece']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -60,6 +61,18 @@ with tempfile.TemporaryDirectory() as tmp:
                               b'   spaces\n\n\ttabs', '\u65e5\u672c\u8a9e \U0001f600'.encode()]):
         put('tokenizer', 'text%d' % i, struct.pack('<H', len(tj)) + tj + text)
     put('tokenizer', 'bad-json', struct.pack('<H', 9) + b'{"model":' + b'abc')
+
+# sentencepiece: mkspm.py's tokenizer.model, whole (with and without byte pieces) and broken each
+# way the lit tests pin, with texts to encode
+mkspm = os.path.join(src, 'tests', 'lit', 'Inputs', 'mkspm.py')
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'tokenizer.model')
+    for b in ['none', 'byte-fallback', 'truncated', 'wire-type', 'score-wire', 'absurd-length', 'long-varint', 'unigram',
+              'charsmap', 'byte-piece', 'unk-id', 'duplicate', 'empty-piece', 'unknown-field']:
+        subprocess.run([sys.executable, mkspm, path, '--break', b], check=True)
+        spm = read(path)
+        for i, text in enumerate([b'ab abc cab', b'  a\xc3\xa9 <s>d</s> ', b'\xff\xfe broken']):
+            put('sentencepiece', '%s-%d' % (b, i), struct.pack('<H', len(spm)) + spm + text)
 
 for f in sorted(os.listdir(os.path.join(src, 'specs'))):
     if f.endswith('.yaml'):

@@ -4,13 +4,13 @@
 # and the regression inputs. The corpus grows across runs in build-asan/fuzz/corpus/; crashes,
 # leaks and timeouts land in build-asan/fuzz/crashes/ (see docs/robustness.md for what to do next).
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 600 s; safetensors model index
-#        target_spec artifact runtime_api)        JOBS=N runs N fuzzing processes per target.
+#        target_spec artifact runtime_api tokenizer sentencepiece)   JOBS=N: N processes per target.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(safetensors model index target_spec artifact runtime_api)
+((${#targets[@]})) || targets=(safetensors model index target_spec artifact runtime_api tokenizer sentencepiece)
 build=$root/build-asan
 "$root/scripts/setup.sh" "$build" -DCMAKE_C_COMPILER=clang-14 -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON
 python3 "$root/fuzz/make_seeds.py" "$build" "$build/fuzz/seeds"

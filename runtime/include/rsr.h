@@ -55,7 +55,7 @@ typedef enum rsr_status {
     RSR_ERR_BAD_TOKEN = 5,        /* a token id outside [0, vocab) */
     RSR_ERR_INTERNAL = 6,
     RSR_ERR_NOT_FOUND = 7,        /* no tokenizer in the artifact, an unknown chat template, ... */
-    RSR_ERR_FORMAT = 8,           /* a tokenizer.json this runtime cannot read (the message says what) */
+    RSR_ERR_FORMAT = 8,           /* a tokenizer.json or .model this runtime cannot read (the message says what) */
     RSR_ERR_BUFFER_TOO_SMALL = 9, /* the output did not fit; the size needed is returned */
     RSR_ERR_DEVICE = 10,          /* the GPU asked for is not usable: no driver, no device, a PTX the
                                    * driver refuses (the message says which) */
@@ -209,7 +209,7 @@ rsr_status rsr_model_matvec_int(const rsr_model *model, int32_t index, const int
  * kernel that prefill uses where the matrix has one. */
 rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
 
-/* ---- Tokenizer: text ↔ token ids, as the model's tokenizer.json defines them ----
+/* ---- Tokenizer: text ↔ token ids, as the model's tokenizer.json or tokenizer.model defines them ----
  *
  * Byte-level BPE (GPT-2 / Llama-3 style: a pre-tokenizer regex, byte alphabet, ranked merges) and
  * BPE with byte fallback over a SentencePiece-style vocabulary (Llama-2: "▁" for spaces,
@@ -219,13 +219,14 @@ rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, const int
 typedef struct rsr_tokenizer rsr_tokenizer;
 
 /* The tokenizer compiled into the model. It is parsed on the first call and owned by the model
- * (do not free it). RSR_ERR_NOT_FOUND when the model was compiled without a tokenizer.json. */
+ * (do not free it). RSR_ERR_NOT_FOUND when the model was compiled without a tokenizer. */
 rsr_status rsr_model_tokenizer(rsr_model *model, rsr_tokenizer **out);
 
-/* A tokenizer from the text of a tokenizer.json file (len bytes). *out is set even on failure
- * (unless out is NULL or memory ran out) so that rsr_tokenizer_errmsg can say why; free it
- * either way. */
-rsr_status rsr_tokenizer_create(const char *json, size_t len, rsr_tokenizer **out);
+/* A tokenizer from the text of a tokenizer.json file or the bytes of a SentencePiece
+ * tokenizer.model (a BPE ModelProto; told apart by content: JSON begins with '{', a ModelProto
+ * with its pieces), len bytes. *out is set even on failure (unless out is NULL or memory ran
+ * out) so that rsr_tokenizer_errmsg can say why; free it either way. */
+rsr_status rsr_tokenizer_create(const char *data, size_t len, rsr_tokenizer **out);
 void rsr_tokenizer_free(rsr_tokenizer *tokenizer);
 const char *rsr_tokenizer_errmsg(const rsr_tokenizer *tokenizer);
 

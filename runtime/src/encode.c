@@ -63,6 +63,8 @@ bool utf8_sanitize(bytes *out, const char *s, size_t len) {
         bool ok = need && got == need;
         if (!bytes_append(out, ok ? s + i : fffd, ok ? j - i : 3)) return false;
         i = j;
+        /* U+FFFD may be longer than what it replaces: room again for the rest, byte for byte. */
+        if (!ok && !bytes_reserve(out, len - i + 1)) return false;
     }
     return bytes_append(out, "", 0);
 }
@@ -143,6 +145,12 @@ static bool normalize(rsr_tokenizer *t, const char *s, size_t len) {
             if (!cur->len) continue;
             tmp->len = 0;
             if (!bytes_append(tmp, tok_str(t, n->a), n->a.len) || !bytes_append(tmp, cur->p, cur->len)) return false;
+        } else if (n->kind == NORM_SQUEEZE_SPACES) { /* SentencePiece: no space at either end, none doubled */
+            tmp->len = 0;
+            if (!bytes_append(tmp, "", 0)) return false;
+            for (size_t k = 0; k < cur->len; k++)
+                if (cur->p[k] != ' ' || (tmp->len && k + 1 < cur->len && cur->p[k + 1] != ' '))
+                    if (!bytes_append(tmp, cur->p + k, 1)) return false;
         } else if (!replace_all(tmp, cur->p, cur->len, tok_str(t, n->a), n->a.len, tok_str(t, n->b), n->b.len)) {
             return false;
         }

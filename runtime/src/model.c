@@ -195,7 +195,7 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     if (!m || !m->a || !out) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = m->a;
     if (a->tokenizer_json == RSR_NO_TENSOR)
-        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "the model was compiled without a tokenizer: put tokenizer.json "
+        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "the model was compiled without a tokenizer: put tokenizer.json (or tokenizer.model) "
                              "next to the weights and compile it again (or pass token ids)");
     if (!m->tokenizer) {
         rsr_tokenizer *t;

@@ -101,6 +101,22 @@ static uint32_t merge_hash(uint64_t k) { /* splitmix64's finalizer: every key bi
     return (uint32_t)(k ^ (k >> 31));
 }
 
+bool tok_merges_alloc(rsr_tokenizer *t, size_t n) {
+    if (n > UINT32_MAX / 4) return false;
+    uint32_t cap = 1024;
+    while (cap < 2 * n + 2) cap *= 2;
+    t->merges = calloc(cap, sizeof *t->merges);
+    t->merge_mask = cap - 1;
+    return t->merges != NULL;
+}
+
+void tok_merge_insert(rsr_tokenizer *t, int32_t left, int32_t right, int32_t result, int32_t rank) {
+    uint64_t k = merge_key(left, right);
+    uint32_t i = merge_hash(k) & t->merge_mask;
+    while (t->merges[i].key && t->merges[i].key != k) i = (i + 1) & t->merge_mask;
+    if (!t->merges[i].key) t->merges[i] = (struct merge_slot){k, rank, result}; /* the first rank of a pair wins */
+}
+
 int32_t tok_lookup_merge(const rsr_tokenizer *t, int32_t left, int32_t right, int32_t *result) {
     if (!t->merges || left < 0 || right < 0) return -1;
     uint64_t k = merge_key(left, right);
@@ -159,7 +175,7 @@ static bool json_bool(const cJSON *o, const char *key, bool fallback) {
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : fallback;
 }
 
-static bool arena_add(rsr_tokenizer *t, const char *s, size_t len, span *out) {
+bool tok_arena_add(rsr_tokenizer *t, const char *s, size_t len, span *out) {
     if (len > UINT32_MAX || t->arena.len + len + 1 > UINT32_MAX) return false;
     out->off = (uint32_t)t->arena.len;
     out->len = (uint32_t)len;
@@ -205,7 +221,7 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
     if (!t->text || !t->piece || !t->flags) return OOM(t);
     for (const cJSON *e = vocab->child; e; e = e->next) {
         span s;
-        if (!arena_add(t, e->string, strlen(e->string), &s) || !strmap_put(&t->vocab, t->arena.p, s, e->valueint))
+        if (!tok_arena_add(t, e->string, strlen(e->string), &s) || !strmap_put(&t->vocab, t->arena.p, s, e->valueint))
             return OOM(t);
         if (t->flags[e->valueint] & TF_USED)
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: token id %d is given to both '%s' and '%s'",
@@ -229,11 +245,7 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
 
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (!cJSON_IsArray(merges)) return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: model.merges is not an array");
-    uint32_t n = (uint32_t)cJSON_GetArraySize(merges), cap = 1024;
-    while (cap < 2 * n + 2) cap *= 2;
-    t->merges = calloc(cap, sizeof *t->merges);
-    if (!t->merges) return OOM(t);
-    t->merge_mask = cap - 1;
+    if (!tok_merges_alloc(t, (size_t)cJSON_GetArraySize(merges))) return OOM(t);
     int32_t rank = 0;
     for (const cJSON *m = merges->child; m; m = m->next, rank++) {
         const char *left, *right;
@@ -264,10 +276,7 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
         if (result < 0)
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: merge %d gives '%.*s', which is not in the vocabulary",
                              rank, (int)(left_len + right_len), joined);
-        uint64_t k = merge_key(a, b);
-        uint32_t i = merge_hash(k) & t->merge_mask;
-        while (t->merges[i].key && t->merges[i].key != k) i = (i + 1) & t->merge_mask;
-        if (!t->merges[i].key) t->merges[i] = (struct merge_slot){k, rank, result}; /* the first rank of a pair wins */
+        tok_merge_insert(t, a, b, result, rank);
     }
     return RSR_OK;
 }
@@ -301,7 +310,7 @@ static rsr_status read_added(rsr_tokenizer *t, const cJSON *added) {
         x->normalized = json_bool(a, "normalized", !x->special);
         x->lstrip = json_bool(a, "lstrip", false);
         x->rstrip = json_bool(a, "rstrip", false);
-        if (!arena_add(t, content, strlen(content), &x->content)) return OOM(t);
+        if (!tok_arena_add(t, content, strlen(content), &x->content)) return OOM(t);
         if ((t->flags[x->id] & TF_USED) && !(t->flags[x->id] & TF_ADDED) &&
             strcmp(tok_str(t, t->text[x->id]), content) != 0)
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: added token '%s' takes id %d, which the vocabulary gives to '%s'",
@@ -356,15 +365,15 @@ static rsr_status read_normalizer(rsr_tokenizer *t, const cJSON *n) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(n, "prepend");
         if (!cJSON_IsString(p)) return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Prepend normalizer without a string");
         step.kind = NORM_PREPEND;
-        if (!arena_add(t, p->valuestring, strlen(p->valuestring), &step.a)) return OOM(t);
+        if (!tok_arena_add(t, p->valuestring, strlen(p->valuestring), &step.a)) return OOM(t);
     } else if (strcmp(type, "Replace") == 0) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n, "pattern"), "String");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(n, "content");
         if (!cJSON_IsString(pat) || !*pat->valuestring || !cJSON_IsString(content))
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Replace normalizer: only a non-empty String pattern is supported");
         step.kind = NORM_REPLACE;
-        if (!arena_add(t, pat->valuestring, strlen(pat->valuestring), &step.a) ||
-            !arena_add(t, content->valuestring, strlen(content->valuestring), &step.b))
+        if (!tok_arena_add(t, pat->valuestring, strlen(pat->valuestring), &step.a) ||
+            !tok_arena_add(t, content->valuestring, strlen(content->valuestring), &step.b))
             return OOM(t);
     } else {
         return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: normalizer '%s' is not supported (Sequence, Prepend, Replace)",
@@ -529,7 +538,7 @@ static rsr_status read_pre_tokenizer(rsr_tokenizer *t, const cJSON *p) {
         const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(p, "prepend_scheme");
         step.kind = PRE_METASPACE;
         const char *r = cJSON_IsString(rep) ? rep->valuestring : "\xe2\x96\x81";
-        if (!arena_add(t, r, strlen(r), &step.replacement)) return OOM(t);
+        if (!tok_arena_add(t, r, strlen(r), &step.replacement)) return OOM(t);
         step.prepend = json_bool(p, "add_prefix_space", true) ? 2 : 0;
         if (cJSON_IsString(scheme))
             step.prepend = strcmp(scheme->valuestring, "never") == 0 ? 0 : strcmp(scheme->valuestring, "first") == 0 ? 1 : 2;
@@ -587,13 +596,6 @@ static rsr_status read_post_processor(rsr_tokenizer *t, const cJSON *p) {
 }
 
 /* ---- decoder: the bytes each token stands for, and what happens to the whole text ---- */
-
-enum dec_kind { DEC_BYTE_LEVEL, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
-typedef struct dec_step {
-    enum dec_kind kind;
-    const char *a, *b;
-    int32_t start, stop;
-} dec_step;
 
 static rsr_status read_decoder(rsr_tokenizer *t, const cJSON *d, dec_step *steps, int *n) {
     if (!d || cJSON_IsNull(d)) return RSR_OK;
@@ -653,7 +655,7 @@ bool replace_all(bytes *out, const char *s, size_t len, const char *from, size_t
 }
 
 /* Runs the per-token decoders (those before Fuse) over every token once, at load. */
-static rsr_status build_pieces(rsr_tokenizer *t, const dec_step *steps, int n) {
+rsr_status tok_build_pieces(rsr_tokenizer *t, const dec_step *steps, int n) {
     int per_token = n;
     for (int i = 0; i < n; i++)
         if (steps[i].kind == DEC_FUSE) per_token = i;
@@ -661,7 +663,7 @@ static rsr_status build_pieces(rsr_tokenizer *t, const dec_step *steps, int n) {
         if (steps[i].kind != DEC_STRIP)
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: only Strip may follow the Fuse decoder");
     for (int i = per_token + 1; i < n; i++) {
-        if (!arena_add(t, steps[i].a, strlen(steps[i].a), &t->strip_content)) return OOM(t);
+        if (!tok_arena_add(t, steps[i].a, strlen(steps[i].a), &t->strip_content)) return OOM(t);
         t->strip_start = steps[i].start, t->strip_stop = steps[i].stop;
     }
     bytes cur = {0}, next = {0};
@@ -703,12 +705,12 @@ static rsr_status build_pieces(rsr_tokenizer *t, const dec_step *steps, int n) {
             bytes swap = cur;
             cur = next, next = swap;
         }
-        if (!arena_add(t, cur.p, cur.len, &t->piece[id])) goto oom;
+        if (!tok_arena_add(t, cur.p, cur.len, &t->piece[id])) goto oom;
     }
     /* Metaspace drops the space it put before the first word. */
     for (int i = 0; i < per_token; i++)
         if (steps[i].kind == DEC_METASPACE && steps[i].start && !t->strip_content.len) {
-            if (!arena_add(t, " ", 1, &t->strip_content)) goto oom;
+            if (!tok_arena_add(t, " ", 1, &t->strip_content)) goto oom;
             t->strip_start = 1;
         }
     free(cur.p), free(next.p);
@@ -765,10 +767,13 @@ static rsr_status load(rsr_tokenizer *t, const char *json, size_t len) {
         (st = read_pre_tokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"))) == RSR_OK &&
         (st = read_post_processor(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"))) == RSR_OK &&
         (st = read_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), steps, &nsteps)) == RSR_OK)
-        st = build_pieces(t, steps, nsteps); /* the decoder steps point into the JSON: before it goes */
+        st = tok_build_pieces(t, steps, nsteps); /* the decoder steps point into the JSON: before it goes */
     cJSON_Delete(root);
-    if (st != RSR_OK) return st;
+    return st != RSR_OK ? st : tok_finish(t);
+}
 
+rsr_status tok_finish(rsr_tokenizer *t) {
+    rsr_status st;
     for (int32_t i = 0; i < t->num_added; i++)
         if (t->added[i].normalized && t->num_norm) t->any_normalized_added = true;
     if (t->byte_level)
@@ -786,13 +791,14 @@ static rsr_status load(rsr_tokenizer *t, const char *json, size_t len) {
     return RSR_OK;
 }
 
-rsr_status rsr_tokenizer_create(const char *json, size_t len, rsr_tokenizer **out) {
+rsr_status rsr_tokenizer_create(const char *data, size_t len, rsr_tokenizer **out) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_tokenizer *t = calloc(1, sizeof *t);
     *out = t;
     if (!t) return RSR_ERR_OUT_OF_MEMORY;
-    if (!json) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "no tokenizer.json text given");
-    return load(t, json, len);
+    if (!data) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "no tokenizer.json text or tokenizer.model bytes given");
+    if (tok_is_sentencepiece(data, len)) return tok_load_sentencepiece(t, (const uint8_t *)data, len);
+    return load(t, data, len);
 }
 
 void rsr_tokenizer_free(rsr_tokenizer *t) {

@@ -1,6 +1,7 @@
 /*
  * tokenizer.h — the tokenizer's private structures, shared by tokenizer.c (reading
- * tokenizer.json), encode.c (text → ids), chat.c (chat templates).
+ * tokenizer.json), sentencepiece.c (reading a SentencePiece tokenizer.model), encode.c
+ * (text → ids), chat.c (chat templates).
  *
  * All strings the tokenizer keeps live in one growing byte arena and are named by (offset,
  * length) spans, so that the arena may move when it grows.
@@ -60,10 +61,10 @@ typedef struct added_token {
     bool special, normalized, lstrip, rstrip;
 } added_token;
 
-enum norm_kind { NORM_PREPEND, NORM_REPLACE };
+enum norm_kind { NORM_PREPEND, NORM_REPLACE, NORM_SQUEEZE_SPACES };
 typedef struct norm_step {
     enum norm_kind kind;
-    span a, b;                  /* PREPEND: a; REPLACE: a → b */
+    span a, b;                  /* PREPEND: a; REPLACE: a → b; SQUEEZE_SPACES: none */
 } norm_step;
 
 enum split_behavior { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREVIOUS, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
@@ -137,6 +138,24 @@ struct rsr_tokenizer {
     size_t out_len, out_cap;
     pcre2_match_data *match;
 };
+
+/* The decoder rules that make each token's piece (those before Fuse) and the text's (Strip). */
+enum dec_kind { DEC_BYTE_LEVEL, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
+typedef struct dec_step {
+    enum dec_kind kind;
+    const char *a, *b;
+    int32_t start, stop;
+} dec_step;
+
+/* What both readers share: the arena, the merge table, and the steps after the vocabulary. */
+bool tok_arena_add(rsr_tokenizer *t, const char *s, size_t len, span *out);
+bool tok_merges_alloc(rsr_tokenizer *t, size_t n);    /* a table for n merges */
+void tok_merge_insert(rsr_tokenizer *t, int32_t left, int32_t right, int32_t result, int32_t rank);
+rsr_status tok_build_pieces(rsr_tokenizer *t, const dec_step *steps, int n);
+rsr_status tok_finish(rsr_tokenizer *t);               /* indexes, special ids, chat template */
+/* sentencepiece.c: a ModelProto begins with its pieces (field 1); tokenizer.json with '{'. */
+bool tok_is_sentencepiece(const char *data, size_t len);
+rsr_status tok_load_sentencepiece(rsr_tokenizer *t, const uint8_t *data, size_t len);
 
 rsr_status tok_error(rsr_tokenizer *t, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static inline const char *tok_str(const rsr_tokenizer *t, span s) { return t->arena.p + s.off; }

@@ -17,6 +17,7 @@ config.substitutions.append(('%rsr-run', os.path.join(bindir, 'rsr-run')))
 config.substitutions.append(('%rsr-tamper', os.path.join(bindir, 'tests', 'rsr-tamper')))
 config.substitutions.append(('%rsr-mkmodel', os.path.join(bindir, 'rsr-mkmodel')))
 config.substitutions.append(('%mktiny', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mktiny.py')))
+config.substitutions.append(('%mkspm', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mkspm.py')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', '')])
 for var in ['TMPDIR', 'HOME']:
     if var in os.environ:

@@ -5,9 +5,11 @@
  * Usage: test_tokenizer REFERENCE.json CORPUS [NAME...]
  *
  * REFERENCE.json comes from reference.mjs (run by fetch.sh): per tokenizer the path of its
- * tokenizer.json and, per corpus text, the reference ids with and without the post-processor's
- * special tokens and the reference decoding of those ids. Every id must be identical. Exits 77
- * (skipped) when the reference could not be fetched.
+ * tokenizer.json or tokenizer.model and, per corpus text, the reference ids with and without the
+ * post-processor's special tokens, the reference decoding of those ids, and for the Llama-2
+ * vocabulary the ids SentencePiece itself gives. Every id must be identical. A tokenizer with an
+ * "error" is a real file that must be refused with that message. Exits 77 (skipped) when the
+ * reference could not be fetched.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -123,6 +125,43 @@ static int compare_ids(const char *name, int index, const char *what, const int3
     return 0;
 }
 
+/* Two files of one vocabulary (a tokenizer.model and the tokenizer.json converted from it): every
+ * token has the same piece and the same specialness, and the text of every piece, encoded with
+ * each combination of flags, gives the same ids. */
+static void compare_files(const char *name, rsr_tokenizer *t, const char *other_path) {
+    size_t len;
+    char *data = read_file(other_path, &len);
+    rsr_tokenizer *u;
+    if (!data || rsr_tokenizer_create(data, len, &u) != RSR_OK) {
+        fail(name, -1, "same vocabulary", "cannot load %s", other_path);
+        free(data);
+        return;
+    }
+    free(data);
+    rsr_tokenizer_info a, b;
+    rsr_tokenizer_get_info(t, &a), rsr_tokenizer_get_info(u, &b);
+    if (a.vocab_size != b.vocab_size || a.bos_token_id != b.bos_token_id || a.eos_token_id != b.eos_token_id)
+        fail(name, -1, "same vocabulary", "%d/%d tokens, bos %d/%d, eos %d/%d", a.vocab_size, b.vocab_size, a.bos_token_id,
+             b.bos_token_id, a.eos_token_id, b.eos_token_id);
+    int32_t x[1024], y[1024], nx, ny;
+    long encodings = 0;
+    for (int32_t id = 0; id < a.vocab_size && id < b.vocab_size; id++) {
+        size_t lx, ly;
+        const char *px = rsr_tokenizer_token_piece(t, id, &lx), *py = rsr_tokenizer_token_piece(u, id, &ly);
+        if (lx != ly || memcmp(px, py, lx) != 0 || rsr_tokenizer_is_special(t, id) != rsr_tokenizer_is_special(u, id)) {
+            fail(name, id, "same piece", "'%.*s' vs '%.*s'", (int)lx, px, (int)ly, py);
+            continue;
+        }
+        for (uint32_t flags = 0; flags < 4; flags++, encodings++)
+            if (rsr_tokenizer_encode(t, px, (ptrdiff_t)lx, flags, x, 1024, &nx) != RSR_OK ||
+                rsr_tokenizer_encode(u, px, (ptrdiff_t)lx, flags, y, 1024, &ny) != RSR_OK || nx != ny ||
+                memcmp(x, y, sizeof *x * (size_t)nx) != 0)
+                fail(name, id, "same ids for the piece's text", "flags %u: %d ids vs %d", flags, nx, ny);
+    }
+    printf("%s: %d tokens and %ld encodings of their texts identical to %s\n", name, a.vocab_size, encodings, other_path);
+    rsr_tokenizer_free(u);
+}
+
 static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *corpus, int ncorpus) {
     const char *name = cJSON_GetObjectItem(ref, "name")->valuestring;
     const char *path = cJSON_GetObjectItem(ref, "path")->valuestring;
@@ -134,15 +173,29 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
         return;
     }
     rsr_tokenizer *t;
-    if (rsr_tokenizer_create(json, len, &t) != RSR_OK) {
-        fail(name, -1, "load", "%s", rsr_tokenizer_errmsg(t));
+    rsr_status st = rsr_tokenizer_create(json, len, &t);
+    free(json);
+    const cJSON *error = cJSON_GetObjectItem(ref, "error");
+    if (cJSON_IsString(error)) { /* a file to refuse, with a message that says why */
+        if (st != RSR_ERR_FORMAT || !strstr(rsr_tokenizer_errmsg(t), error->valuestring))
+            fail(name, -1, "load", "status %d, '%s'; want a refusal saying '%s'", st, rsr_tokenizer_errmsg(t),
+                 error->valuestring);
+        else printf("%s: refused: %s\n", name, rsr_tokenizer_errmsg(t));
         rsr_tokenizer_free(t);
-        free(json);
         return;
     }
-    free(json);
+    if (st != RSR_OK) {
+        fail(name, -1, "load", "%s", rsr_tokenizer_errmsg(t));
+        rsr_tokenizer_free(t);
+        return;
+    }
     rsr_tokenizer_info info;
     rsr_tokenizer_get_info(t, &info);
+    const cJSON *vocab_size = cJSON_GetObjectItem(ref, "vocab_size");
+    if (cJSON_IsNumber(vocab_size) && info.vocab_size != vocab_size->valueint)
+        fail(name, -1, "vocabulary", "%d tokens, the reference %d", info.vocab_size, vocab_size->valueint);
+    const cJSON *same_as = cJSON_GetObjectItem(ref, "same_as");
+    if (cJSON_IsString(same_as)) compare_files(name, t, same_as->valuestring);
     if (cJSON_GetArraySize(cases) != ncorpus) fail(name, -1, "setup", "the reference has %d texts, the corpus %d",
                                                    cJSON_GetArraySize(cases), ncorpus);
     int32_t cap = 1 << 16, n;
@@ -150,7 +203,7 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
     size_t tcap = 1 << 20, tlen;
     char *out = malloc(tcap), *pieces = malloc(tcap);
     long tokens = 0, identical = 0;
-    int index = 0;
+    int index = 0, raw_checked = 0;
     for (const cJSON *c = cases->child; c && index < ncorpus; c = c->next, index++) {
         const text *x = &corpus[index];
         int ok = 1;
@@ -173,6 +226,12 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
             fail(name, index, "encode without added special tokens", "%s", rsr_tokenizer_errmsg(t)), ok = 0;
         else ok &= compare_ids(name, index, "ids without added special tokens", ids, n, cJSON_GetObjectItem(c, "ids_plain"));
 
+        /* SentencePiece's own ids: no special tokens read in the text, none added. */
+        const cJSON *raw = cJSON_GetObjectItem(c, "ids_raw");
+        if (raw && rsr_tokenizer_encode(t, x->p, (ptrdiff_t)x->len, 0, ids, cap, &n) != RSR_OK)
+            fail(name, index, "encode as SentencePiece does", "%s", rsr_tokenizer_errmsg(t)), ok = 0;
+        else if (raw) ok &= compare_ids(name, index, "ids as SentencePiece gives them", ids, n, raw), raw_checked++;
+
         /* Byte-level BPE loses nothing: the pieces of the ids spell the text as a UTF-8 decoder
          * reads the corpus bytes. */
         if (strcmp(info.kind, "byte-level BPE") == 0) {
@@ -187,8 +246,8 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
         }
         identical += ok;
     }
-    printf("%s (%s, %d tokens): %ld/%d texts identical to the reference, %ld tokens\n", name, info.kind, info.vocab_size,
-           identical, ncorpus, tokens);
+    printf("%s (%s, %d tokens): %ld/%d texts identical to the reference%s, %ld tokens\n", name, info.kind,
+           info.vocab_size, identical, ncorpus, raw_checked ? " and to SentencePiece" : "", tokens);
     free(ids), free(out), free(pieces);
     rsr_tokenizer_free(t);
 }

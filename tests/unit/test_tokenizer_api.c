@@ -110,6 +110,16 @@ static void test_encode(rsr_tokenizer *t) {
     /* Invalid UTF-8 is read as U+FFFD (EF BF BD), one per maximal invalid subsequence. */
     ENCODE_IS(t, "\xff", 0, 0xEF, 0xBF, 0xBD);
     ENCODE_IS(t, "\xe2\x82z", 0, 0xEF, 0xBF, 0xBD, 'z');
+    /* U+FFFD is three bytes for one: the sanitized text outgrows the room its length asked for
+     * (an overflow by two bytes under AddressSanitizer, before). */
+    char grow[256];
+    grow[0] = (char)0xFF;
+    memset(grow + 1, 'a', 254);
+    grow[255] = 0;
+    int32_t many[300], nm = -1;
+    EXPECT(rsr_tokenizer_encode(t, grow, 255, 0, many, 300, &nm) == RSR_OK && nm == 257 && many[0] == 0xEF &&
+               many[2] == 0xBD && many[3] == 'a' && many[256] == 'a',
+           "U+FFFD then 254 letters: %d ids", nm);
     /* White space runs: "  \n" is one piece; a trailing run of spaces before a word keeps one. */
     ENCODE_IS(t, "a  \nb", 0, 'a', ' ', ' ', '\n', 'b');
     ENCODE_IS(t, "a   the", 0, 'a', ' ', ' ', 258);

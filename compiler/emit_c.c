@@ -284,7 +284,7 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
             kn->batch_symbol);
-    fputs("    int32_t sum_x[RSR_BATCH_MAX];\n", out);
+    fprintf(out, "    int32_t sum_x[%d]; /* RSR_BATCH_MAX */\n", RSR_BATCH_MAX);
     fputs("    for (int32_t t = 0; t < ntok; t++) {\n        rsr_vacc sx = rsr_vzero();\n", out);
     fprintf(out, "        for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + (size_t)t * (size_t)x_stride + g * %d);\n",
             kn->groups, 4 * V);

@@ -75,6 +75,7 @@ static void check_plan(const ternary_matrix *t, int k) {
 }
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
+typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, int32_t, int32_t, int32_t, int32_t);
 
 /* Emits both kernel forms for t into one C file, compiles it as a shared object, loads it. */
 static void check_emitted(const ternary_matrix *t, int k, const char *dir, int serial) {
@@ -157,6 +158,7 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
     emit_c_dot_helpers(f, isa);
     emit_c_kernel(f, &kn);
     fprintf(f, "void *get_0(void) { return (void *)%s; }\n", kn.symbol);
+    fprintf(f, "void *get_b(void) { return (void *)%s; }\n", kn.batch_symbol);
     fclose(f);
     const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
     char *cmd = xasprintf("%s -std=c11 %s -shared -fPIC -o %s %s", cc, isas[isa].cflags, so_path, c_path);
@@ -182,6 +184,23 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
             EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s (%s) %dx%d %s vector %d",
                    kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
         }
+        /* the batched kernel: the 5 vectors as 5 tokens (a tile of 4 and a single one), rows of y
+         * wider than the matrix, the blocks in two calls as two threads would take them */
+        batch_fn bf_ = (batch_fn)((void *(*)(void))dlsym(h, "get_b"))();
+        int32_t ntok = 5, ys = t->rows + 3;
+        int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
+        int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok), *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+        memset(wantb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+        memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+        for (int k = 0; k < ntok; k++) {
+            fill_vector(xb + padded * (size_t)k, t->cols, k);
+            naive(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
+        }
+        bf_(data, xb, (int32_t)padded, gotb, ys, ntok, 0, kn.num_blocks / 2);
+        bf_(data, xb, (int32_t)padded, gotb, ys, ntok, kn.num_blocks / 2, kn.num_blocks);
+        EXPECT(memcmp(wantb, gotb, sizeof(int32_t) * (size_t)ys * (size_t)ntok) == 0, "%s batched (%s) %dx%d %s",
+               kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary");
+        free(xb), free(wantb), free(gotb);
         free(data), free(x), free(want), free(got);
         dlclose(h);
     }

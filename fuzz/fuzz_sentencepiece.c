@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rsr.h"
+#include "tokenizer_use.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 3) return 0;
@@ -30,23 +31,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         rsr_tokenizer_free(tok);
         return 0;
     }
-    uint32_t flags = text_len ? (uint8_t)text[0] & 3u : 0;
-    int32_t ids[512], n = 0;
-    st = rsr_tokenizer_encode(tok, text, (ptrdiff_t)text_len, flags, ids, 512, &n);
-    if (st != RSR_OK && st != RSR_ERR_BUFFER_TOO_SMALL && !*rsr_tokenizer_errmsg(tok)) __builtin_trap();
-    char out[4096];
-    size_t len = 0;
-    if (st == RSR_OK) {
-        st = rsr_tokenizer_decode(tok, ids, n, 0, out, sizeof out, &len);
-        if (st != RSR_OK && st != RSR_ERR_BUFFER_TOO_SMALL) __builtin_trap();
-    }
-    rsr_tokenizer_info info;
-    if (rsr_tokenizer_get_info(tok, &info) != RSR_OK) __builtin_trap();
-    for (int32_t id = -2; id < info.vocab_size + 2 && id < 64; id++) { /* pieces in and out of range */
-        size_t plen;
-        const char *p = rsr_tokenizer_token_piece(tok, id, &plen);
-        if ((p != NULL) != (id >= 0 && id < info.vocab_size)) __builtin_trap();
-    }
-    rsr_tokenizer_free(tok);
+    use_tokenizer(tok, text, text_len);
     return 0;
 }

@@ -14,19 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "rsr.h"
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0)
-        if ((n += got) == cap) buf = realloc(buf, (cap *= 2) + 1);
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
-}
+#include "read_file.h"
 
 static char *unhex(const char *h, size_t *len) {
     size_t n = strlen(h) / 2;

@@ -19,22 +19,10 @@
 #include <cjson/cJSON.h>
 
 #include "rsr.h"
+#include "read_file.h"
 
 static int failures;
 static void fail(const char *name, int index, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0)
-        if ((n += got) == cap) buf = realloc(buf, (cap *= 2) + 1);
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
-}
 
 /* The corpus: texts separated by "\n@@@@\n", then all of them joined by "\n" as one more. */
 typedef struct text {

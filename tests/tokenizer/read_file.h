@@ -1,10 +1,11 @@
-/* read_file.h — a whole file into a NUL-terminated buffer (NULL when it cannot be opened), for
- * the tokenizer tests. */
+/* read_file.h — for the tokenizer tests: a whole file into a NUL-terminated buffer (NULL when it
+ * cannot be opened), and the hex of UTF-8 bytes (how the references write texts) back into bytes. */
 #ifndef RSR_TESTS_READ_FILE_H
 #define RSR_TESTS_READ_FILE_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -17,6 +18,19 @@ static char *read_file(const char *path, size_t *len) {
     if (buf) buf[n] = 0;
     *len = n;
     return buf;
+}
+
+static char *unhex(const char *h, size_t *len) {
+    size_t n = strlen(h) / 2;
+    char *out = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(h + 2 * i, "%2x", &v);
+        out[i] = (char)v;
+    }
+    out[n] = 0;
+    *len = n;
+    return out;
 }
 
 #endif

@@ -16,19 +16,6 @@
 #include "rsr.h"
 #include "read_file.h"
 
-static char *unhex(const char *h, size_t *len) {
-    size_t n = strlen(h) / 2;
-    char *out = malloc(n + 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(h + 2 * i, "%2x", &v);
-        out[i] = (char)v;
-    }
-    out[n] = 0;
-    *len = n;
-    return out;
-}
-
 /* Shows text with control characters escaped, for a failure message. */
 static void show(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {

@@ -52,25 +52,12 @@ static int split_corpus(char *buf, size_t len, text *out, int max) {
     return n;
 }
 
-/* The reference writes texts as hex of their UTF-8 bytes; this turns them back into bytes. */
-static char *unhex(const cJSON *item, size_t *len) {
-    const char *h = cJSON_IsString(item) ? item->valuestring : "";
-    size_t n = strlen(h) / 2;
-    char *out = malloc(n + 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(h + 2 * i, "%2x", &v);
-        out[i] = (char)v;
-    }
-    out[n] = 0;
-    *len = n;
-    return out;
-}
+static char *unhex_item(const cJSON *item, size_t *len) { return unhex(cJSON_IsString(item) ? item->valuestring : "", len); }
 
 /* Whether got[0, n) equals the reference text; reports the first difference if not. */
 static int same_text(const char *name, int index, const char *what, const char *got, size_t n, const cJSON *want_hex) {
     size_t wn;
-    char *want = unhex(want_hex, &wn);
+    char *want = unhex_item(want_hex, &wn);
     size_t i = 0;
     while (i < n && i < wn && got[i] == want[i]) i++;
     int same = i == n && i == wn;

@@ -411,7 +411,7 @@ static int interpret(loader *ld, const cJSON *cfg) {
             return fail(e, "config.json: unsupported linear_class '%s'", lc);
         const cJSON *urn = cJSON_GetObjectItemCaseSensitive(qc, "use_rms_norm");
         m->bitlinear_norm = cJSON_IsTrue(urn);
-        double beps;
+        double beps = 0;
         if (cfg_num(ld, qc, "rms_norm_eps", 1e-6, &beps)) return -1;
         m->bitlinear_eps = (float)beps;
         ld->packed = !(mode && !strcmp(mode, "online")) && arch != ARCH_1BITLLM;
@@ -434,7 +434,7 @@ static int interpret(loader *ld, const cJSON *cfg) {
     if (cfg_int(ld, cfg, "head_dim", m->hidden / m->heads, 1, &m->head_dim)) return -1;
     if (m->head_dim % 2) return fail(e, "config.json: head_dim %d is odd", m->head_dim);
     if (m->heads % m->kv_heads) return fail(e, "config.json: %d heads are not a multiple of %d kv heads", m->heads, m->kv_heads);
-    double eps;
+    double eps = 0;
     if (cfg_num(ld, cfg, "rms_norm_eps", 1e-6, &eps) || cfg_num(ld, cfg, "rope_theta", 10000.0, &m->theta)) return -1;
     m->eps = (float)eps;
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");

@@ -32,6 +32,13 @@
 
 #define CHUNK 256
 
+#ifdef RSR_LOUVER_PROFILE
+/* bench_louver_phases: louver.c built with per-phase cycle counters (one thread only) */
+#include <x86intrin.h>
+extern unsigned long long rsr_louver_phase_cycles[8];
+static const char *phase_names[] = {"prep", "box", "bound", "fetch", "dot", "softmax-V", "finish"};
+#endif
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -48,9 +55,10 @@ static float gauss(void) {
     return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
 }
 
+static double rope_freq[4096];
 static void rope(float *x, int32_t d, int64_t pos) {
     for (int32_t i = 0; i < d / 2; i++) {
-        double a = (double)pos * pow(500000.0, -2.0 * i / d);
+        double a = (double)pos * rope_freq[i];
         float c = (float)cos(a), s = (float)sin(a), x0 = x[i], x1 = x[i + d / 2];
         x[i] = x0 * c - x1 * s, x[i + d / 2] = x1 * c + x0 * s;
     }
@@ -109,6 +117,16 @@ static void louver(rsr_louver_index **ix, rsr_louver_scratch **sc, int32_t threa
     }
 }
 
+#include <sys/mman.h>
+static int use_thp = 1;
+static void *big_alloc(size_t bytes) {
+    size_t a = (size_t)2 << 20;
+    bytes = (bytes + a - 1) / a * a;
+    void *p = aligned_alloc(a, bytes);
+    if (p && use_thp) madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -124,11 +142,12 @@ static int cmp_desc(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int32_t heads = 20, kv_heads = 5, d = 128, reps = 15, threads = 2, block = 0, subspaces = 0;
-    double eps = 1e-4;
-    const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both";
+    double eps = 1e-4, tau_frac = 0.01;
+    const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both", *policy_arg = "both";
     static const struct option opts[] = {{"keys", 1, 0, 'k'}, {"set", 1, 0, 's'},   {"heads", 1, 0, 'h'},
                                          {"kv-heads", 1, 0, 'v'}, {"eps", 1, 0, 'e'}, {"reps", 1, 0, 'r'},
                                          {"threads", 1, 0, 't'}, {"block", 1, 0, 'b'}, {"subspaces", 1, 0, 'S'},
+                                         {"policy", 1, 0, 'p'}, {"tau-frac", 1, 0, 'f'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -142,9 +161,15 @@ int main(int argc, char **argv) {
         case 't': threads = atoi(optarg); break;
         case 'b': block = atoi(optarg); break;
         case 'S': subspaces = atoi(optarg); break;
+        case 'p': policy_arg = optarg; break;
+        case 'f': tau_frac = atof(optarg); break;
         default: fprintf(stderr, "see the comment at the top of bench/bench_attention.c\n"); return 2;
         }
     }
+    if (getenv("NO_THP")) use_thp = 0;
+#ifdef RSR_LOUVER_PROFILE
+    threads = 1; /* the phase counters are global */
+#endif
     if (heads <= 0 || kv_heads <= 0 || heads % kv_heads || heads / kv_heads > 64 || reps <= 0 || threads <= 0) {
         fprintf(stderr, "bench_attention: bad --heads/--kv-heads/--reps/--threads\n");
         return 2;
@@ -157,12 +182,13 @@ int main(int argc, char **argv) {
     int32_t maxn = 0;
     for (int32_t i = 0; i < nsizes; i++) maxn = sizes[i] > maxn ? sizes[i] : maxn;
     const int32_t group = heads / kv_heads, kv_out = kv_heads * d;
+    for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
            "median of %d steps\n", heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
     printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
            "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio");
 
-    float *K = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out), *V = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out);
+    float *K = big_alloc(sizeof(float) * (size_t)maxn * (size_t)kv_out), *V = big_alloc(sizeof(float) * (size_t)maxn * (size_t)kv_out);
     float *q = malloc(sizeof(float) * (size_t)heads * (size_t)d), *out = malloc(sizeof(float) * (size_t)heads * (size_t)d);
     float *sorted = malloc(sizeof(float) * (size_t)maxn);
     unsigned char *mark = malloc((size_t)maxn);
@@ -243,6 +269,7 @@ int main(int argc, char **argv) {
             }
             double tdense = median(t, reps), tdense_min = t[0];
             for (int p = 0; p < 2; p++) {
+                if ((p == 0 && !strcmp(policy_arg, "tau")) || (p == 1 && !strcmp(policy_arg, "eps"))) continue;
                 /* policy 0: relative eps; policy 1: τ at the 1st percentile of each head's scores */
                 for (int32_t h = 0; h < heads; h++) {
                     pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = (float)eps};
@@ -250,15 +277,32 @@ int main(int argc, char **argv) {
                         const float *kh = K + (size_t)(h / group) * (size_t)d;
                         for (int32_t j = 0; j < n; j++) sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)kv_out, d);
                         qsort(sorted, (size_t)n, sizeof(float), cmp_desc);
-                        pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[n / 100]};
+                        pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[(int64_t)(tau_frac * n)]};
                     }
                 }
                 louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs); /* warm-up */
+#ifdef RSR_LOUVER_PROFILE
+                /* the phases of the fastest step (the one other load disturbed least) */
+                double prof_s = now(), best = INFINITY;
+                unsigned long long prof_c = __rdtsc(), best_ph[8] = {0};
+#endif
                 for (int r = 0; r < reps; r++) {
+#ifdef RSR_LOUVER_PROFILE
+                    memset(rsr_louver_phase_cycles, 0, sizeof rsr_louver_phase_cycles);
+#endif
                     double t0 = now();
                     louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs);
                     t[r] = now() - t0;
+#ifdef RSR_LOUVER_PROFILE
+                    if (t[r] < best) best = t[r], memcpy(best_ph, rsr_louver_phase_cycles, sizeof best_ph);
+#endif
                 }
+#ifdef RSR_LOUVER_PROFILE
+                double hz = (double)(__rdtsc() - prof_c) / (now() - prof_s);
+                printf("phases of the fastest step (%.3f ms):", 1e3 * best);
+                for (int ph = 0; ph < 7; ph++) printf(" %s %.3f", phase_names[ph], 1e3 * (double)best_ph[ph] / hz);
+                printf("\n");
+#endif
                 double tl = median(t, reps), tl_min = t[0];
                 /* recall against brute force, head by head (one scratch per head: rerun serially) */
                 int64_t scanned = 0, kept = 0, bounded = 0, above = 0, found = 0;
@@ -282,10 +326,11 @@ int main(int argc, char **argv) {
                     }
                 }
                 double all = (double)heads * n;
-                char keys[16];
+                char keys[16], pname[32];
                 snprintf(keys, sizeof keys, "%dK", n / 1024);
+                snprintf(pname, sizeof pname, "tau@%g%%", 100 * tau_frac);
                 printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx\n", setname, keys,
-                       p ? "tau@1%" : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
+                       p ? pname : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
                        1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0, tdense_min / tl_min);
                 fflush(stdout);
             }

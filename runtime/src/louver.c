@@ -25,9 +25,20 @@
 #define FORCE_LIMIT 18446744073709551616.0f /* 2^64: larger key components are scanned, not bounded */
 #define DENSE_Q_LIMIT 1e37                  /* beyond this the fp32 bound arithmetic could overflow */
 #define TILE 16                             /* keys per code tile: one AVX-512 vector of int32 dots */
-#ifndef LAG
-#define LAG 2                               /* blocks between selecting a candidate and scoring it */
+
+/* Per-phase cycle counts for bench_louver_phases only (built with -DRSR_LOUVER_PROFILE); the
+ * runtime's own build has none of this. */
+#if defined(RSR_LOUVER_PROFILE) && defined(LOUVER_X86)
+#include <x86intrin.h>
+unsigned long long rsr_louver_phase_cycles[8];
+static _Thread_local unsigned long long prof_last;
+#define PROF_START() (prof_last = __rdtsc())
+#define PROF(ph) do { unsigned long long t_ = __rdtsc(); rsr_louver_phase_cycles[ph] += t_ - prof_last; prof_last = t_; } while (0)
+#else
+#define PROF_START() (void)0
+#define PROF(ph) (void)0
 #endif
+enum { PH_PREP, PH_BOX, PH_BOUND, PH_SELECT, PH_DOT, PH_ACC, PH_FINISH };
 
 struct rsr_louver_index {
     rsr_louver_config cfg;
@@ -66,7 +77,7 @@ struct rsr_louver_scratch {
     float *ub;          /* [cap_ub] key upper bounds (relative policy: kept between the two passes) */
     float *bub;         /* [nblocks] block bounds of one head */
     int32_t cap_blocks;
-    int32_t *qw;        /* [cap_heads][quads] Q packed four int8 per int32 */
+    int32_t *qw;        /* [2][cap_heads][quads] Q packed four int8 per int32; then the live heads' */
     float *o;           /* [cap_heads][cap_d] */
     head_q *hq;         /* [cap_heads] */
 };
@@ -286,7 +297,7 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
         sc->cap_d = d;
     }
     if (quads > sc->cap_quads) {
-        if (grow((void **)&sc->qw, sizeof(int32_t) * (size_t)quads * (size_t)sc->cap_heads)) return -1;
+        if (grow((void **)&sc->qw, sizeof(int32_t) * (size_t)quads * 2 * (size_t)sc->cap_heads)) return -1;
         sc->cap_quads = quads;
     }
     if (blocks > sc->cap_blocks) {
@@ -405,6 +416,40 @@ AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, cons
     }
 }
 
+/* One block's code pass for nh query heads at once: per 16-key tile the integer dots of every
+ * head (one read of the tile's codes), the upper bounds in registers, and the positions of the
+ * keys with ub ≥ τ'' (or forced) appended at out[h], which advances. qw: the heads' Q, packed,
+ * quads int32 per head in the order of hp. */
+AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, int32_t quads, const int32_t *qw,
+                                         const head_q *const *hp, int32_t nh, const float *kc, const float *ki,
+                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int32_t t = 0; t < tiles; t++) {
+        const uint8_t *tile = codes + (size_t)t * 64 * (size_t)quads;
+        const __m512 vc = _mm512_loadu_ps(kc + TILE * t), vi = _mm512_loadu_ps(ki + TILE * t);
+        const __m512 ve = _mm512_loadu_ps(ke + TILE * t);
+        const __m512i pos = _mm512_add_epi32(iota, _mm512_set1_epi32(base + TILE * t));
+        for (int32_t h0 = 0; h0 < nh;) {
+            __m512i I[4];
+            int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
+            if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else tile_dots_1(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            for (int32_t g = 0; g < m; g++) {
+                const head_q *p = hp[h0 + g];
+                __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
+                __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), A), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
+                __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
+                __m512 ub = _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3);
+                __mmask16 k = (__mmask16)(_mm512_cmp_ps_mask(ub, _mm512_set1_ps(p->tauk), _CMP_GE_OQ) | frc[t]);
+                _mm512_mask_compressstoreu_epi32(out[h0 + g], k, pos);
+                out[h0 + g] += __builtin_popcount(k);
+            }
+            h0 += m;
+        }
+    }
+}
+
 /* bub[b] = the box bound of every block for one query (AVX-512F). */
 AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q, const float *qn, float *bub) {
     const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
@@ -516,19 +561,41 @@ static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p
     *Qbox = qb;
 }
 
-/* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ. */
+/* Requests key and value row j ahead of its use. */
+static inline void fetch_row(const float *keys, const float *values, size_t stride, int32_t j, int32_t d) {
+    const char *kr = (const char *)(keys + (size_t)j * stride), *vr = (const char *)(values + (size_t)j * stride);
+    for (int32_t o = 0; o < 4 * d; o += 64) {
+        __builtin_prefetch(kr + o);
+        __builtin_prefetch(vr + o);
+    }
+    __builtin_prefetch(kr + 4 * d - 1);
+    __builtin_prefetch(vr + 4 * d - 1);
+}
+
+/* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ.
+ * The candidates are scattered over the cache: rows are requested FETCH_AHEAD positions before
+ * they are used, which keeps enough reads in flight to hide the memory latency. */
+#ifndef FETCH_AHEAD
+#define FETCH_AHEAD 16
+#endif
+#define SCORE_CHUNK 128
 static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, int32_t c, const float *q,
                   const float *keys, const float *values, size_t stride, int32_t d, float scale, head_q *p,
                   int32_t *kept) {
-    for (int32_t at = 0; at < c; at += 512) {
-        int32_t m = c - at < 512 ? c - at : 512;
+    for (int32_t j = 0; j < c && j < FETCH_AHEAD; j++) fetch_row(keys, values, stride, idx[j], d);
+    PROF(PH_SELECT);
+    for (int32_t at = 0; at < c; at += SCORE_CHUNK) {
+        int32_t m = c - at < SCORE_CHUNK ? c - at : SCORE_CHUNK;
         for (int32_t j = 0; j < m; j++) {
+            if (at + j + FETCH_AHEAD < c) fetch_row(keys, values, stride, idx[at + j + FETCH_AHEAD], d);
             float dot = attn_dot(q, keys + (size_t)idx[at + j] * stride, d);
             sc->x[j] = dot * scale;
             if (dot > p->lmax) p->lmax = dot;
             *kept += dot >= p->tau;
         }
+        PROF(PH_DOT);
         attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+        PROF(PH_ACC);
     }
 }
 
@@ -561,6 +628,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
 
     /* per head: the recent-key buffer (always attended; its best score is the first lower bound
      * L), the quantised query and τ */
+    PROF_START();
     int any_bounded = 0;
     for (int32_t h = 0; h < gq; h++) {
         head_q *p = &hq[h];
@@ -634,6 +702,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         p->tauk = float_below((double)p->tau - p->slackk);
     }
 
+    PROF(PH_PREP);
     /* the buffer, now that τ is final */
     for (int32_t h = 0; h < gq; h++) {
         float lm = hq[h].lmax;
@@ -642,67 +711,70 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         hq[h].lmax = lm;
     }
 
-    /* the index: block test per head, key bounds for the heads whose block test passes, then the
-     * exact scores of the candidates */
+    /* the index: block test per head, key bounds for the heads whose block test passes; then the
+     * exact scores of the candidates, their rows fetched ahead (score) */
     if (size > 0) {
         float ub[64][TILE];
         for (int32_t h = 0; h < gq; h++)
             if (!hq[h].dense) box_bounds(ix, q + (size_t)h * (size_t)d, hq[h].qn, sc->bub + (size_t)h * (size_t)nb);
-        /* a block's candidates are scored LAG blocks later, so that the rows prefetched when they
-         * were selected have arrived: ends[b % (LAG+1)][h] is where block b's candidates end */
-        int32_t ends[LAG + 1][64], scored[64];
-        for (int32_t h = 0; h < gq; h++) scored[h] = sc->nsc[h];
-        for (int32_t b = 0; b < nb + LAG; b++) {
-            if (b >= LAG) {
-                int32_t bs = b - LAG;
-                for (int32_t h = 0; h < gq; h++) {
-                    int32_t c = ends[bs % (LAG + 1)][h] - scored[h];
-                    if (c > 0)
-                        score(&st[h], sc, sc->idx + (size_t)h * ck + scored[h], c, q + (size_t)h * (size_t)d, keys, values,
-                              stride, d, scale, &hq[h], &kept[h]);
-                    scored[h] = ends[bs % (LAG + 1)][h];
-                }
-            }
-            if (b >= nb) continue;
+        PROF(PH_BOX);
+        int32_t first[64];
+        for (int32_t h = 0; h < gq; h++) first[h] = sc->nsc[h];
+        for (int32_t b = 0; b < nb; b++) {
             int32_t live[64], nl = 0;
             for (int32_t h = 0; h < gq; h++)
                 if (!hq[h].dense && (ix->forced[b] || sc->bub[(size_t)h * (size_t)nb + (size_t)b] >= hq[h].taub)) live[nl++] = h;
-            if (nl) {
-                const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
-                for (int32_t t0 = 0; t0 < B; t0 += TILE) {
-                    size_t kb = (size_t)b * (size_t)B + (size_t)t0;
-                    uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
-                    if (relative) { /* the first pass stored every bound */
-                        for (int32_t g = 0; g < nl; g++)
-                            memcpy(ub[live[g]], sc->ub + (size_t)live[g] * (size_t)size + kb, sizeof(float) * TILE);
-                    } else if (nl == gq) {
-                        tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
-                                    ix->kint + kb, ix->kerr + kb, ub, NULL);
-                    } else {
-                        for (int32_t g = 0; g < nl; g++)
-                            tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw + (size_t)live[g] * (size_t)nq,
-                                        (size_t)nq, &hq[live[g]], 1, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
-                                        &ub[live[g]], NULL);
-                    }
-                    for (int32_t g = 0; g < nl; g++) {
-                        int32_t h = live[g], *at = sc->idx + (size_t)h * ck + sc->nsc[h];
-                        int32_t c = select_keys(ub[h], hq[h].tauk, frc, b * B + t0, at);
-                        sc->nsc[h] += c;
-                        /* fetch the candidates' rows now: the scattered reads overlap the pass
-                         * over the codes of the next blocks */
-                        for (int32_t j = 0; j < c; j++) {
-                            const char *kr = (const char *)(keys + (size_t)at[j] * stride);
-                            const char *vr = (const char *)(values + (size_t)at[j] * stride);
-                            for (size_t o = 0; o < sizeof(float) * (size_t)d; o += 64) {
-                                __builtin_prefetch(kr + o);
-                                __builtin_prefetch(vr + o);
-                            }
-                        }
-                    }
+            if (!nl) continue;
+            const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
+#ifdef LOUVER_X86
+            if (!relative && vnni_enabled()) {
+                const head_q *hp[64];
+                int32_t *out[64];
+                const int32_t *qw = sc->qw;
+                if (nl < gq) /* the live heads' Q, packed */
+                    for (int32_t g = 0; g < nl; g++)
+                        memcpy(sc->qw + (size_t)(gq + g) * (size_t)nq, sc->qw + (size_t)live[g] * (size_t)nq, sizeof(int32_t) * (size_t)nq);
+                if (nl < gq) qw = sc->qw + (size_t)gq * (size_t)nq;
+                for (int32_t g = 0; g < nl; g++) hp[g] = &hq[live[g]], out[g] = sc->idx + (size_t)live[g] * ck + sc->nsc[live[g]];
+                size_t kb = (size_t)b * (size_t)B;
+                block_select_vnni(codes, B / TILE, nq, qw, hp, nl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
+                                  ix->force + (size_t)b * (size_t)(B / 16), b * B, out);
+                for (int32_t g = 0; g < nl; g++) {
+                    int32_t h = live[g];
+                    sc->nsc[h] = (int32_t)(out[g] - (sc->idx + (size_t)h * ck));
+                    hq[h].bounded += B;
+                }
+                continue;
+            }
+#endif
+            for (int32_t t0 = 0; t0 < B; t0 += TILE) {
+                size_t kb = (size_t)b * (size_t)B + (size_t)t0;
+                uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
+                if (relative) { /* the first pass stored every bound */
+                    for (int32_t g = 0; g < nl; g++)
+                        memcpy(ub[live[g]], sc->ub + (size_t)live[g] * (size_t)size + kb, sizeof(float) * TILE);
+                } else if (nl == gq) {
+                    tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
+                                ix->kint + kb, ix->kerr + kb, ub, NULL);
+                } else {
+                    for (int32_t g = 0; g < nl; g++)
+                        tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw + (size_t)live[g] * (size_t)nq,
+                                    (size_t)nq, &hq[live[g]], 1, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
+                                    &ub[live[g]], NULL);
+                }
+                for (int32_t g = 0; g < nl; g++) {
+                    int32_t h = live[g];
+                    sc->nsc[h] += select_keys(ub[h], hq[h].tauk, frc, b * B + t0, sc->idx + (size_t)h * ck + sc->nsc[h]);
                 }
             }
             for (int32_t g = 0; g < nl; g++) hq[live[g]].bounded += B;
-            for (int32_t h = 0; h < gq; h++) ends[b % (LAG + 1)][h] = sc->nsc[h];
+        }
+        PROF(PH_BOUND);
+        for (int32_t h = 0; h < gq; h++) {
+            int32_t c = sc->nsc[h] - first[h];
+            if (c > 0)
+                score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride, d,
+                      scale, &hq[h], &kept[h]);
         }
         /* heads whose bound arithmetic could overflow: every indexed key */
         for (int32_t h = 0; h < gq; h++) {
@@ -714,6 +786,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         }
     }
 
+    PROF(PH_BOUND);
     for (int32_t h = 0; h < gq; h++) {
         attn_state_finish(&st[h], out + (size_t)h * (size_t)d, d);
         if (!stats) continue;
@@ -731,6 +804,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         }
         stats[h] = s;
     }
+    PROF(PH_FINISH);
     return RSR_OK;
 }
 

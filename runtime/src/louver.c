@@ -25,6 +25,7 @@
 #define FORCE_LIMIT 18446744073709551616.0f /* 2^64: larger key components are scanned, not bounded */
 #define DENSE_Q_LIMIT 1e37                  /* beyond this the fp32 bound arithmetic could overflow */
 #define TILE 16                             /* keys per code tile: one AVX-512 vector of int32 dots */
+#define DENSE_CHUNK 256                     /* keys per call of the dense kernel (dense fallback) */
 
 /* Per-phase cycle counts for bench_louver_phases only (built with -DRSR_LOUVER_PROFILE); the
  * runtime's own build has none of this. */
@@ -73,7 +74,9 @@ struct rsr_louver_scratch {
     int32_t cap_keys, cap_heads, cap_d, cap_ub, cap_quads;
     int32_t *idx;       /* [cap_heads][cap_keys] scanned positions per head */
     int32_t *nsc;       /* [cap_heads] */
-    float *x, *dots;    /* [512] per block, one head at a time */
+    float *x;           /* [512] scores of a chunk of candidates of one head */
+    float *qd;          /* [cap_heads][cap_d] the queries of the heads attended densely */
+    float *dx;          /* [cap_heads][DENSE_CHUNK] their scores of one chunk */
     float *ub;          /* [cap_ub] key upper bounds (relative policy: kept between the two passes) */
     float *bub;         /* [nblocks] block bounds of one head */
     int32_t cap_blocks;
@@ -250,7 +253,7 @@ rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out) {
 
 void rsr_louver_scratch_free(rsr_louver_scratch *sc) {
     if (!sc) return;
-    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->dots), free(sc->ub), free(sc->bub), free(sc->qw);
+    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->qd), free(sc->dx), free(sc->ub), free(sc->bub), free(sc->qw);
     free(sc->o), free(sc->hq);
     free(sc);
 }
@@ -290,10 +293,13 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
         }
     }
     if (!sc->x) {
-        if (grow((void **)&sc->x, sizeof(float) * 512) || grow((void **)&sc->dots, sizeof(float) * 512)) return -1;
+        if (grow((void **)&sc->x, sizeof(float) * 512)) return -1;
     }
     if (d > sc->cap_d) {
-        if (grow((void **)&sc->o, sizeof(float) * (size_t)d * (size_t)sc->cap_heads)) return -1;
+        if (grow((void **)&sc->o, sizeof(float) * (size_t)d * (size_t)sc->cap_heads) ||
+            grow((void **)&sc->qd, sizeof(float) * (size_t)d * (size_t)sc->cap_heads) ||
+            grow((void **)&sc->dx, sizeof(float) * DENSE_CHUNK * (size_t)sc->cap_heads))
+            return -1;
         sc->cap_d = d;
     }
     if (quads > sc->cap_quads) {
@@ -599,10 +605,103 @@ static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, in
     }
 }
 
+/* The heads live[0..nl) packed for the kernels that take consecutive heads: their head_q into
+ * hp, their Q into the second half of sc->qw (returned). */
+static const int32_t *pack_heads(rsr_louver_scratch *sc, const head_q *hq, int32_t gq, int32_t nq, const int32_t *live,
+                                 int32_t nl, head_q *hp) {
+    int32_t *qw = sc->qw + (size_t)gq * (size_t)nq;
+    for (int32_t g = 0; g < nl; g++) {
+        hp[g] = hq[live[g]];
+        memcpy(qw + (size_t)g * (size_t)nq, sc->qw + (size_t)live[g] * (size_t)nq, sizeof(int32_t) * (size_t)nq);
+    }
+    return qw;
+}
+
+/* Bounds of the keys of tile `tile` (counted over the whole index) for the packed heads. */
+static void index_tile_bounds(const rsr_louver_index *ix, int32_t tile, const int32_t *qw, const head_q *hp, int32_t nl,
+                              float (*ub)[TILE], float (*lb)[TILE], uint16_t *frc) {
+    const int32_t nq = ix->quads;
+    const size_t kb = (size_t)tile * TILE;
+    tile_bounds(ix->codes + kb * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nl, ix->kscale + kb, ix->kint + kb,
+                ix->kerr + kb, ub, lb);
+    *frc = ix->force[tile];
+}
+
+/* The relative policy's τ from the best known lower bound of the largest score. */
+static float relative_tau(const head_q *p, float eps, int32_t d) {
+    double L = p->lmax;
+    if (p->lbmax > -INFINITY) {
+        double Lk = (double)p->lbmax - p->slackk; /* fl(q·k) ≥ lb − slack for that key */
+        if (Lk > L) L = Lk;
+    }
+    return float_below(L - sqrt((double)d) * log(1.0 / (double)eps));
+}
+
+static void set_tau(head_q *p, float tau) {
+    p->tau = tau;
+    p->taub = float_below((double)tau - p->slackb);
+    p->tauk = float_below((double)tau - p->slackk);
+}
+
+/*
+ * The dense fallback's probe: the key bounds of a strided sample of at most PROBE_TILES tiles
+ * estimate, per head, the fraction of indexed keys that would be candidates (for the relative
+ * policy with τ from the buffer and the sample's lower bounds, a τ no higher than the final
+ * one). A head whose estimate reaches FALLBACK_FRACTION attends every key with the dense kernel
+ * instead (dense = RSR_LOUVER_DENSE_QUALIFY, τ the probe's): the guarantee then holds trivially,
+ * and the scattered reads of candidate rows, dearer per key and head than dense attention's
+ * streamed, GQA-shared rows, are not paid. The decision depends on the head alone, so a group
+ * call gives each head what a single call gives it.
+ */
+#define PROBE_TILES 64
+#ifndef FALLBACK_FRACTION
+#define FALLBACK_FRACTION 0.2
+#endif
+static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const rsr_louver_policy *pol) {
+    const int32_t tiles = rsr_louver_size(ix) / TILE, step = tiles > PROBE_TILES ? tiles / PROBE_TILES : 1;
+    int32_t live[64], nl = 0, any_rel = 0;
+    for (int32_t h = 0; h < gq; h++)
+        if (!hq[h].dense) live[nl++] = h, any_rel |= pol[h].kind == RSR_LOUVER_RELATIVE;
+    if (!nl) return;
+    head_q hp[64];
+    const int32_t *qw = pack_heads(sc, hq, gq, ix->quads, live, nl, hp);
+    float ub[64][TILE], lb[64][TILE];
+    uint16_t frc;
+    float lbm[64];
+    int32_t count[64] = {0}, sampled = 0;
+    for (int32_t g = 0; g < nl; g++) lbm[g] = -INFINITY;
+    if (any_rel) {
+        for (int32_t t = 0; t < tiles; t += step) {
+            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
+            for (int32_t g = 0; g < nl; g++)
+                for (int32_t k = 0; k < TILE; k++)
+                    if (!(frc >> k & 1) && lb[g][k] > lbm[g]) lbm[g] = lb[g][k];
+        }
+        for (int32_t g = 0; g < nl; g++)
+            if (pol[live[g]].kind == RSR_LOUVER_RELATIVE) {
+                head_q probe_head = hp[g];
+                probe_head.lbmax = lbm[g];
+                set_tau(&hp[g], relative_tau(&probe_head, pol[live[g]].eps, ix->cfg.head_dim));
+            }
+    }
+    for (int32_t t = 0; t < tiles; t += step) {
+        index_tile_bounds(ix, t, qw, hp, nl, ub, NULL, &frc);
+        for (int32_t g = 0; g < nl; g++)
+            for (int32_t k = 0; k < TILE; k++) count[g] += ub[g][k] >= hp[g].tauk || (frc >> k & 1);
+        sampled += TILE;
+    }
+    for (int32_t g = 0; g < nl; g++)
+        if (count[g] >= FALLBACK_FRACTION * sampled) {
+            head_q *p = &hq[live[g]];
+            p->dense = RSR_LOUVER_DENSE_QUALIFY;
+            set_tau(p, hp[g].tau);
+        }
+}
+
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
                                    const float *values, size_t stride, int32_t n, const rsr_louver_policy *pol,
                                    rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats) {
-    if (!ix || !q || gq < 1 || !keys || !values || !pol || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
+    if (!ix || !q || gq < 1 || gq > 64 || !keys || !values || !pol || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
     const int32_t nq = ix->quads, nb = ix->nblocks;
     if (n < size || stride < (size_t)d) return RSR_ERR_INVALID_ARGUMENT;
@@ -622,14 +721,12 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
     attn_state st[64];
-    if (gq > 64) return RSR_ERR_INVALID_ARGUMENT;
     int32_t kept[64] = {0};
     const size_t ck = (size_t)sc->cap_keys;
 
     /* per head: the recent-key buffer (always attended; its best score is the first lower bound
      * L), the quantised query and τ */
     PROF_START();
-    int any_bounded = 0;
     for (int32_t h = 0; h < gq; h++) {
         head_q *p = &hq[h];
         const float *qh = q + (size_t)h * (size_t)d;
@@ -642,7 +739,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         double Qbox;
         quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
         const double R = ((double)p->qnorm + 2.0 * (double)p->fnorm) * ix->nmax;
-        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT);
+        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT) ? RSR_LOUVER_DENSE_OVERFLOW : 0;
         p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
         p->bounded = 0;
@@ -652,55 +749,42 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             if (dot > p->lmax) p->lmax = dot;
         }
         const rsr_louver_policy *pp = &pol[h];
-        if (pp->kind == RSR_LOUVER_ABSOLUTE) p->tau = pp->tau;
+        float tau = -INFINITY;
+        if (pp->kind == RSR_LOUVER_ABSOLUTE) tau = pp->tau;
         else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
             int32_t m = size < 256 ? size : 256;
             float *smp = sc->x; /* 512 floats */
             for (int32_t i = 0; i < m; i++) smp[i] = attn_dot(qh, keys + (size_t)((int64_t)i * size / m) * stride, d);
             qsort(smp, (size_t)m, sizeof(float), cmp_desc);
             int32_t k = (int32_t)ceil((double)pp->budget * m);
-            p->tau = smp[(k < 1 ? 1 : k) - 1];
-            if (isnan(p->tau)) p->tau = -INFINITY;
+            tau = smp[(k < 1 ? 1 : k) - 1];
+            if (isnan(tau)) tau = -INFINITY;
         }
-        if (p->dense) p->tau = -INFINITY;
-        p->taub = float_below((double)p->tau - p->slackb);
-        p->tauk = float_below((double)p->tau - p->slackk);
-        any_bounded |= size > 0 && !p->dense;
+        set_tau(p, p->dense ? -INFINITY : tau);
     }
+    if (size > 0) probe(ix, sc, hq, gq, pol);
 
     /* relative policy: a first pass over the codes for the best lower bound, then τ = L − gap */
-    if (relative && any_bounded) {
+    int32_t live[64], nl = 0;
+    for (int32_t h = 0; h < gq; h++)
+        if (!hq[h].dense && size > 0) live[nl++] = h;
+    if (relative && nl) {
         float ub[64][TILE], lb[64][TILE];
-        for (int32_t b = 0; b < nb; b++) {
-            const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
-            for (int32_t t0 = 0; t0 < B; t0 += TILE) {
-                size_t kb = (size_t)b * (size_t)B + (size_t)t0;
-                tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
-                            ix->kint + kb, ix->kerr + kb, ub, lb);
-                uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
-                for (int32_t h = 0; h < gq; h++) {
-                    float *u = sc->ub + (size_t)h * (size_t)size + kb;
-                    for (int32_t t = 0; t < TILE; t++) {
-                        u[t] = ub[h][t];
-                        if (!(frc >> t & 1) && lb[h][t] > hq[h].lbmax) hq[h].lbmax = lb[h][t];
-                    }
-                }
+        uint16_t frc;
+        head_q hp[64];
+        const int32_t *qw = pack_heads(sc, hq, gq, nq, live, nl, hp);
+        for (int32_t t = 0; t < size / TILE; t++) {
+            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
+            for (int32_t g = 0; g < nl; g++) {
+                head_q *p = &hq[live[g]];
+                memcpy(sc->ub + (size_t)live[g] * (size_t)size + (size_t)t * TILE, ub[g], sizeof(float) * TILE);
+                for (int32_t k = 0; k < TILE; k++)
+                    if (!(frc >> k & 1) && lb[g][k] > p->lbmax) p->lbmax = lb[g][k];
             }
         }
     }
-    for (int32_t h = 0; h < gq; h++) {
-        head_q *p = &hq[h];
-        if (pol[h].kind != RSR_LOUVER_RELATIVE) continue;
-        double gap = sqrt((double)d) * log(1.0 / (double)pol[h].eps);
-        double L = p->lmax;
-        if (!p->dense && p->lbmax > -INFINITY) {
-            double Lk = (double)p->lbmax - p->slackk; /* fl(q·k) ≥ lb − slack for that key */
-            if (Lk > L) L = Lk;
-        }
-        p->tau = p->dense ? -INFINITY : float_below(L - gap);
-        p->taub = float_below((double)p->tau - p->slackb);
-        p->tauk = float_below((double)p->tau - p->slackk);
-    }
+    for (int32_t h = 0; h < gq; h++)
+        if (pol[h].kind == RSR_LOUVER_RELATIVE && !hq[h].dense) set_tau(&hq[h], relative_tau(&hq[h], pol[h].eps, d));
 
     PROF(PH_PREP);
     /* the buffer, now that τ is final */
@@ -713,76 +797,94 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
 
     /* the index: block test per head, key bounds for the heads whose block test passes; then the
      * exact scores of the candidates, their rows fetched ahead (score) */
-    if (size > 0) {
-        float ub[64][TILE];
-        for (int32_t h = 0; h < gq; h++)
-            if (!hq[h].dense) box_bounds(ix, q + (size_t)h * (size_t)d, hq[h].qn, sc->bub + (size_t)h * (size_t)nb);
+    if (nl) {
+        for (int32_t g = 0; g < nl; g++)
+            box_bounds(ix, q + (size_t)live[g] * (size_t)d, hq[live[g]].qn, sc->bub + (size_t)live[g] * (size_t)nb);
         PROF(PH_BOX);
         int32_t first[64];
         for (int32_t h = 0; h < gq; h++) first[h] = sc->nsc[h];
         for (int32_t b = 0; b < nb; b++) {
-            int32_t live[64], nl = 0;
-            for (int32_t h = 0; h < gq; h++)
-                if (!hq[h].dense && (ix->forced[b] || sc->bub[(size_t)h * (size_t)nb + (size_t)b] >= hq[h].taub)) live[nl++] = h;
-            if (!nl) continue;
-            const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
+            int32_t bl[64], nbl = 0; /* the heads whose block test passes */
+            for (int32_t g = 0; g < nl; g++)
+                if (ix->forced[b] || sc->bub[(size_t)live[g] * (size_t)nb + (size_t)b] >= hq[live[g]].taub) bl[nbl++] = live[g];
+            if (!nbl) continue;
+            const size_t kb = (size_t)b * (size_t)B;
+            const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / TILE);
+            if (relative) { /* the first pass stored every bound */
+                for (int32_t g = 0; g < nbl; g++) {
+                    const int32_t h = bl[g];
+                    const float *u = sc->ub + (size_t)h * (size_t)size + kb;
+                    for (int32_t t = 0; t < B / TILE; t++)
+                        sc->nsc[h] += select_keys(u + t * TILE, hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
+                }
+            } else {
+                const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
 #ifdef LOUVER_X86
-            if (!relative && vnni_enabled()) {
-                const head_q *hp[64];
-                int32_t *out[64];
-                const int32_t *qw = sc->qw;
-                if (nl < gq) /* the live heads' Q, packed */
-                    for (int32_t g = 0; g < nl; g++)
-                        memcpy(sc->qw + (size_t)(gq + g) * (size_t)nq, sc->qw + (size_t)live[g] * (size_t)nq, sizeof(int32_t) * (size_t)nq);
-                if (nl < gq) qw = sc->qw + (size_t)gq * (size_t)nq;
-                for (int32_t g = 0; g < nl; g++) hp[g] = &hq[live[g]], out[g] = sc->idx + (size_t)live[g] * ck + sc->nsc[live[g]];
-                size_t kb = (size_t)b * (size_t)B;
-                block_select_vnni(codes, B / TILE, nq, qw, hp, nl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
-                                  ix->force + (size_t)b * (size_t)(B / 16), b * B, out);
-                for (int32_t g = 0; g < nl; g++) {
-                    int32_t h = live[g];
-                    sc->nsc[h] = (int32_t)(out[g] - (sc->idx + (size_t)h * ck));
-                    hq[h].bounded += B;
-                }
-                continue;
-            }
+                if (vnni_enabled()) {
+                    const head_q *hp[64];
+                    int32_t *at[64];
+                    const int32_t *qw = sc->qw;
+                    if (nbl < gq) {
+                        head_q unused[64];
+                        qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
+                    }
+                    for (int32_t g = 0; g < nbl; g++) hp[g] = &hq[bl[g]], at[g] = sc->idx + (size_t)bl[g] * ck + sc->nsc[bl[g]];
+                    block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
+                                      b * B, at);
+                    for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
+                } else
 #endif
-            for (int32_t t0 = 0; t0 < B; t0 += TILE) {
-                size_t kb = (size_t)b * (size_t)B + (size_t)t0;
-                uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
-                if (relative) { /* the first pass stored every bound */
-                    for (int32_t g = 0; g < nl; g++)
-                        memcpy(ub[live[g]], sc->ub + (size_t)live[g] * (size_t)size + kb, sizeof(float) * TILE);
-                } else if (nl == gq) {
-                    tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
-                                ix->kint + kb, ix->kerr + kb, ub, NULL);
-                } else {
-                    for (int32_t g = 0; g < nl; g++)
-                        tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw + (size_t)live[g] * (size_t)nq,
-                                    (size_t)nq, &hq[live[g]], 1, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
-                                    &ub[live[g]], NULL);
-                }
-                for (int32_t g = 0; g < nl; g++) {
-                    int32_t h = live[g];
-                    sc->nsc[h] += select_keys(ub[h], hq[h].tauk, frc, b * B + t0, sc->idx + (size_t)h * ck + sc->nsc[h]);
+                {
+                    float ub[64][TILE];
+                    head_q hp[64];
+                    const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
+                    for (int32_t t = 0; t < B / TILE; t++) {
+                        tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
+                                    ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
+                                    ix->kerr + kb + (size_t)t * TILE, ub, NULL);
+                        for (int32_t g = 0; g < nbl; g++) {
+                            const int32_t h = bl[g];
+                            sc->nsc[h] += select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
+                        }
+                    }
                 }
             }
-            for (int32_t g = 0; g < nl; g++) hq[live[g]].bounded += B;
+            for (int32_t g = 0; g < nbl; g++) hq[bl[g]].bounded += B;
         }
         PROF(PH_BOUND);
-        for (int32_t h = 0; h < gq; h++) {
-            int32_t c = sc->nsc[h] - first[h];
-            if (c > 0)
+        for (int32_t g = 0; g < nl; g++) {
+            const int32_t h = live[g], c = sc->nsc[h] - first[h];
+            if (c >= FALLBACK_FRACTION * size) { /* the probe missed it: dense after all (see probe) */
+                hq[h].dense = RSR_LOUVER_DENSE_QUALIFY;
+                sc->nsc[h] = first[h];
+            } else if (c > 0) {
                 score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride, d,
                       scale, &hq[h], &kept[h]);
+            }
         }
-        /* heads whose bound arithmetic could overflow: every indexed key */
-        for (int32_t h = 0; h < gq; h++) {
-            if (!hq[h].dense) continue;
-            int32_t *idx = sc->idx + (size_t)h * ck;
-            int32_t at = sc->nsc[h];
-            for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
-            score(&st[h], sc, idx + at, size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale, &hq[h], &kept[h]);
+    }
+
+    /* the heads that attend every key: the dense kernel over the index, all of them together
+     * (each key and value row read once for the group) */
+    if (size > 0) {
+        int32_t dl[64], nd = 0;
+        for (int32_t h = 0; h < gq; h++)
+            if (hq[h].dense) dl[nd++] = h;
+        if (nd) {
+            float *qd = sc->qd, tau[64];
+            attn_state sd[64];
+            int32_t cnt[64] = {0};
+            for (int32_t g = 0; g < nd; g++) {
+                const int32_t h = dl[g];
+                memcpy(qd + (size_t)g * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
+                sd[g] = st[h], tau[g] = hq[h].tau;
+                int32_t *idx = sc->idx + (size_t)h * ck;
+                for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
+            }
+            for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
+                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
+                                       sc->dx, tau, cnt);
+            for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
         }
     }
 

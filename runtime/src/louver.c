@@ -75,6 +75,8 @@ struct rsr_louver_scratch {
     int32_t *idx;       /* [cap_heads][cap_keys] scanned positions per head */
     int32_t *nsc;       /* [cap_heads] */
     float *x;           /* [512] scores of a chunk of candidates of one head */
+    float *bd;          /* [cap_heads][cap_buf] the exact scores of the recent-key buffer */
+    int32_t cap_buf;
     float *qd;          /* [cap_heads][cap_d] the queries of the heads attended densely */
     float *dx;          /* [cap_heads][DENSE_CHUNK] their scores of one chunk */
     float *ub;          /* [cap_ub] key upper bounds (relative policy: kept between the two passes) */
@@ -253,7 +255,7 @@ rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out) {
 
 void rsr_louver_scratch_free(rsr_louver_scratch *sc) {
     if (!sc) return;
-    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->qd), free(sc->dx), free(sc->ub), free(sc->bub), free(sc->qw);
+    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->bd), free(sc->qd), free(sc->dx), free(sc->ub), free(sc->bub), free(sc->qw);
     free(sc->o), free(sc->hq);
     free(sc);
 }
@@ -279,7 +281,7 @@ static int grow(void **p, size_t bytes) {
 }
 
 static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, int32_t d, int32_t quads,
-                           int32_t blocks, int32_t ub) {
+                           int32_t blocks, int32_t ub, int32_t buf) {
     if (keys > sc->cap_keys || heads > sc->cap_heads) {
         int32_t ck = keys > sc->cap_keys ? keys + keys / 2 + 64 : sc->cap_keys;
         int32_t ch = heads > sc->cap_heads ? heads : sc->cap_heads;
@@ -289,7 +291,7 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
             if (grow((void **)&sc->nsc, sizeof(int32_t) * (size_t)ch)) return -1;
             if (grow((void **)&sc->hq, sizeof(head_q) * (size_t)ch)) return -1;
             sc->cap_heads = ch;
-            sc->cap_d = 0, sc->cap_quads = 0; /* reallocated below for the new head count */
+            sc->cap_d = 0, sc->cap_quads = 0, sc->cap_buf = 0; /* reallocated below for the new head count */
         }
     }
     if (!sc->x) {
@@ -310,6 +312,11 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
         int32_t cb = blocks + blocks / 2 + 16;
         if (grow((void **)&sc->bub, sizeof(float) * (size_t)cb)) return -1;
         sc->cap_blocks = cb;
+    }
+    if (buf > sc->cap_buf) {
+        int32_t cb = buf + buf / 2 + 16;
+        if (grow((void **)&sc->bd, sizeof(float) * (size_t)cb * (size_t)sc->cap_heads)) return -1;
+        sc->cap_buf = cb;
     }
     if (ub > sc->cap_ub) {
         int32_t cu = ub + ub / 2 + 64;
@@ -567,6 +574,19 @@ static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p
     *Qbox = qb;
 }
 
+/* Adds positions idx[0..c) with their exact scores dots[0..c) to a head's state; counts those ≥ τ. */
+static void add_scores(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, const float *dots, int32_t c,
+                       const float *values, size_t stride, int32_t d, float scale, float tau, int32_t *kept) {
+    for (int32_t at = 0; at < c; at += 512) {
+        int32_t m = c - at < 512 ? c - at : 512;
+        for (int32_t j = 0; j < m; j++) {
+            sc->x[j] = dots[at + j] * scale;
+            *kept += dots[at + j] >= tau;
+        }
+        attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+    }
+}
+
 /* Requests key and value row j ahead of its use. */
 static inline void fetch_row(const float *keys, const float *values, size_t stride, int32_t j, int32_t d) {
     const char *kr = (const char *)(keys + (size_t)j * stride), *vr = (const char *)(values + (size_t)j * stride);
@@ -596,7 +616,6 @@ static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, in
             if (at + j + FETCH_AHEAD < c) fetch_row(keys, values, stride, idx[at + j + FETCH_AHEAD], d);
             float dot = attn_dot(q, keys + (size_t)idx[at + j] * stride, d);
             sc->x[j] = dot * scale;
-            if (dot > p->lmax) p->lmax = dot;
             *kept += dot >= p->tau;
         }
         PROF(PH_DOT);
@@ -644,7 +663,7 @@ static void set_tau(head_q *p, float tau) {
 }
 
 /*
- * The dense fallback's probe: the key bounds of a strided sample of at most PROBE_TILES tiles
+ * The dense fallback's probe: the key bounds of a strided sample of at most PROBE_TILES tiles (512 keys)
  * estimate, per head, the fraction of indexed keys that would be candidates (for the relative
  * policy with τ from the buffer and the sample's lower bounds, a τ no higher than the final
  * one). A head whose estimate reaches FALLBACK_FRACTION attends every key with the dense kernel
@@ -653,7 +672,7 @@ static void set_tau(head_q *p, float tau) {
  * streamed, GQA-shared rows, are not paid. The decision depends on the head alone, so a group
  * call gives each head what a single call gives it.
  */
-#define PROBE_TILES 64
+#define PROBE_TILES 32
 #ifndef FALLBACK_FRACTION
 #define FALLBACK_FRACTION 0.2
 #endif
@@ -717,7 +736,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         default: return RSR_ERR_INVALID_ARGUMENT;
         }
     }
-    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, relative ? size * gq : 0)) return RSR_ERR_OUT_OF_MEMORY;
+    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, relative ? size * gq : 0, n - size))
+        return RSR_ERR_OUT_OF_MEMORY;
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
     attn_state st[64];
@@ -744,8 +764,9 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
         p->bounded = 0;
         /* exact scores of the buffer (accumulated below once τ is known: kept needs τ) */
-        for (int32_t j = size; j < n; j++) {
-            float dot = attn_dot(qh, keys + (size_t)j * stride, d);
+        float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
+        for (int32_t j = size; !p->dense && j < n; j++) {
+            float dot = bd[j - size] = attn_dot(qh, keys + (size_t)j * stride, d);
             if (dot > p->lmax) p->lmax = dot;
         }
         const rsr_louver_policy *pp = &pol[h];
@@ -787,12 +808,14 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         if (pol[h].kind == RSR_LOUVER_RELATIVE && !hq[h].dense) set_tau(&hq[h], relative_tau(&hq[h], pol[h].eps, d));
 
     PROF(PH_PREP);
-    /* the buffer, now that τ is final */
+    /* the buffer, now that τ is final (the heads already known to attend every key take it with
+     * the index, below) */
+    int buffer_dense[64];
     for (int32_t h = 0; h < gq; h++) {
-        float lm = hq[h].lmax;
-        score(&st[h], sc, sc->idx + (size_t)h * ck, n - size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale,
-              &hq[h], &kept[h]);
-        hq[h].lmax = lm;
+        buffer_dense[h] = hq[h].dense != 0;
+        if (!buffer_dense[h])
+            add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values,
+                       stride, d, scale, hq[h].tau, &kept[h]);
     }
 
     /* the index: block test per head, key bounds for the heads whose block test passes; then the
@@ -864,28 +887,28 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         }
     }
 
-    /* the heads that attend every key: the dense kernel over the index, all of them together
-     * (each key and value row read once for the group) */
-    if (size > 0) {
+    /* the heads that attend every key: the dense kernel, all of them together (each key and value
+     * row read once for the group); over the buffer too where it was not scored above */
+    for (int with_buffer = 0; with_buffer < 2 && size > 0; with_buffer++) {
         int32_t dl[64], nd = 0;
         for (int32_t h = 0; h < gq; h++)
-            if (hq[h].dense) dl[nd++] = h;
-        if (nd) {
-            float *qd = sc->qd, tau[64];
-            attn_state sd[64];
-            int32_t cnt[64] = {0};
-            for (int32_t g = 0; g < nd; g++) {
-                const int32_t h = dl[g];
-                memcpy(qd + (size_t)g * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
-                sd[g] = st[h], tau[g] = hq[h].tau;
-                int32_t *idx = sc->idx + (size_t)h * ck;
-                for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
-            }
-            for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
-                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
-                                       sc->dx, tau, cnt);
-            for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
+            if (hq[h].dense && buffer_dense[h] == with_buffer) dl[nd++] = h;
+        if (!nd) continue;
+        const int32_t end = with_buffer ? n : size;
+        float *qd = sc->qd, tau[64];
+        attn_state sd[64];
+        int32_t cnt[64] = {0};
+        for (int32_t g = 0; g < nd; g++) {
+            const int32_t h = dl[g];
+            memcpy(qd + (size_t)g * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
+            sd[g] = st[h], tau[g] = hq[h].tau;
+            int32_t *idx = sc->idx + (size_t)h * ck;
+            for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
         }
+        for (int32_t j0 = 0; j0 < end; j0 += DENSE_CHUNK)
+            attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < end ? j0 + DENSE_CHUNK : end,
+                                   sc->dx, tau, cnt);
+        for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
     }
 
     PROF(PH_BOUND);

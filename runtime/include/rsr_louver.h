@@ -39,7 +39,9 @@
  * skipped when Σ_s min(Σ_{i∈s} max(q_i·lo_i, q_i·hi_i), ‖q_s‖·bnorm_s) < τ' (box slack);
  * otherwise key t is scanned when c·(s·(Q·K) + ‖f‖·‖K‖) + ‖q‖·‖e‖ ≥ τ'' (key slack), where the
  * integer dot Q·K is exact (AVX-512 VNNI: one pass over a tile's codes for all query heads).
- * docs/louver.md derives why the slack makes this safe in fp32.
+ * docs/louver.md derives why the slack makes this safe in fp32. A query for which a fifth or
+ * more of the indexed keys would be candidates (estimated from a sample of tiles before the
+ * pass, counted after it) attends every key with the dense kernel instead (stats.dense).
  */
 #ifndef RSR_LOUVER_H
 #define RSR_LOUVER_H

@@ -227,7 +227,7 @@ AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *id
 
 AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq, const float *keys,
                                       const float *values, size_t stride, int32_t d, int32_t j0, int32_t j1,
-                                      float *scratch, const float *tau, int32_t *count) {
+                                      float *scratch, const float *tau, const float *margin, int32_t *count) {
     const float scale = 1.0f / sqrtf((float)d);
     const __m512 vs = _mm512_set1_ps(scale);
     int32_t n = j1 - j0;
@@ -237,7 +237,18 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
             const float *k = keys + (size_t)(j0 + j) * stride;
             for (int32_t g = 0; g < gq; g++) {
                 __m512 dots = scores16(q + (size_t)g * (size_t)d, k, stride, d);
-                if (count) count[g] += __builtin_popcount(_mm512_cmp_ps_mask(dots, _mm512_set1_ps(tau[g]), _CMP_GE_OQ));
+                if (count) {
+                    const __m512 t = _mm512_set1_ps(tau[g]);
+                    __mmask16 ge = _mm512_cmp_ps_mask(dots, t, _CMP_GE_OQ);
+                    /* within rounding of τ the summation order decides: count as attn_dot sums */
+                    __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(dots, t)), _mm512_set1_ps(margin[g]), _CMP_LE_OQ);
+                    for (; near; near &= (__mmask16)(near - 1)) {
+                        int b = __builtin_ctz(near);
+                        float x = dot_avx512(q + (size_t)g * (size_t)d, k + (size_t)b * stride, d);
+                        ge = (__mmask16)((ge & ~(1u << b)) | ((x >= tau[g]) ? 1u << b : 0u));
+                    }
+                    count[g] += __builtin_popcount(ge);
+                }
                 _mm512_storeu_ps(scratch + (size_t)g * (size_t)n + j, _mm512_mul_ps(dots, vs));
             }
         }
@@ -273,11 +284,11 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, co
 
 void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                             size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch, const float *tau,
-                            int32_t *count) {
+                            const float *margin, int32_t *count) {
     if (j1 <= j0) return;
 #ifdef ATTN_X86
     if (attn_simd_enabled()) {
-        dense_range_avx512(st, q, gq, keys, values, stride, d, j0, j1, scratch, tau, count);
+        dense_range_avx512(st, q, gq, keys, values, stride, d, j0, j1, scratch, tau, margin, count);
         return;
     }
 #endif
@@ -296,5 +307,5 @@ void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const fl
 
 void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                       size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch) {
-    attn_dense_range_count(st, q, gq, keys, values, stride, d, j0, j1, scratch, NULL, NULL);
+    attn_dense_range_count(st, q, gq, keys, values, stride, d, j0, j1, scratch, NULL, NULL, NULL);
 }

@@ -56,6 +56,7 @@ struct rsr_louver_index {
     uint8_t *forced;    /* [cap] 1 when any key of the block is forced */
     float *absmax;      /* [d] the largest |component| per dim over the index: the box slack's scale */
     double nmax;        /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
+    int any_forced;     /* some key of the index is forced (not under nmax) */
 };
 
 /* Per query head of a call: the quantised query and its scalars. */
@@ -135,6 +136,7 @@ void rsr_louver_clear(rsr_louver_index *ix) {
     if (!ix) return;
     ix->nblocks = 0;
     ix->nmax = 0;
+    ix->any_forced = 0;
     memset(ix->absmax, 0, sizeof(float) * (size_t)ix->cfg.head_dim);
 }
 
@@ -208,6 +210,7 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
         if (key_forced(k, d)) { /* scanned always; its codes stay zero and its bounds unused */
             frc[t / 16] |= (uint16_t)(1u << (t % 16));
             ix->forced[b] = 1;
+            ix->any_forced = 1;
             kc[t] = ki[t] = ke[t] = 0;
             continue;
         }
@@ -663,14 +666,18 @@ static void set_tau(head_q *p, float tau) {
 }
 
 /*
- * The dense fallback's probe: the key bounds of a strided sample of at most PROBE_TILES tiles (512 keys)
- * estimate, per head, the fraction of indexed keys that would be candidates (for the relative
- * policy with τ from the buffer and the sample's lower bounds, a τ no higher than the final
- * one). A head whose estimate reaches FALLBACK_FRACTION attends every key with the dense kernel
- * instead (dense = RSR_LOUVER_DENSE_QUALIFY, τ the probe's): the guarantee then holds trivially,
- * and the scattered reads of candidate rows, dearer per key and head than dense attention's
- * streamed, GQA-shared rows, are not paid. The decision depends on the head alone, so a group
- * call gives each head what a single call gives it.
+ * The dense fallback. A head for which a fifth or more of the indexed keys would be candidates
+ * attends every key with the dense kernel instead (dense = RSR_LOUVER_DENSE_QUALIFY): the
+ * guarantee then holds trivially, and the scattered reads of that many candidate rows, dearer
+ * per key and head than dense attention's streamed rows that the query heads of a KV head share,
+ * are not paid. The decision depends on the head alone, so a group call gives each head what a
+ * single call gives it.
+ *
+ * Where τ is known before the pass (absolute, budget), a probe decides first: the key bounds of
+ * a strided sample of at most PROBE_TILES tiles (512 keys) estimate the fraction. Under the
+ * relative policy τ is known only after the first pass over the codes, since the best score may
+ * lie anywhere; a τ from the sample alone would sit too low and send selective heads to the
+ * dense kernel. There, and wherever the probe misses, the exact count after the pass decides.
  */
 #define PROBE_TILES 32
 #ifndef FALLBACK_FRACTION
@@ -678,31 +685,15 @@ static void set_tau(head_q *p, float tau) {
 #endif
 static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const rsr_louver_policy *pol) {
     const int32_t tiles = rsr_louver_size(ix) / TILE, step = tiles > PROBE_TILES ? tiles / PROBE_TILES : 1;
-    int32_t live[64], nl = 0, any_rel = 0;
+    int32_t live[64], nl = 0;
     for (int32_t h = 0; h < gq; h++)
-        if (!hq[h].dense) live[nl++] = h, any_rel |= pol[h].kind == RSR_LOUVER_RELATIVE;
+        if (!hq[h].dense && pol[h].kind != RSR_LOUVER_RELATIVE) live[nl++] = h;
     if (!nl) return;
     head_q hp[64];
     const int32_t *qw = pack_heads(sc, hq, gq, ix->quads, live, nl, hp);
-    float ub[64][TILE], lb[64][TILE];
+    float ub[64][TILE];
     uint16_t frc;
-    float lbm[64];
     int32_t count[64] = {0}, sampled = 0;
-    for (int32_t g = 0; g < nl; g++) lbm[g] = -INFINITY;
-    if (any_rel) {
-        for (int32_t t = 0; t < tiles; t += step) {
-            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
-            for (int32_t g = 0; g < nl; g++)
-                for (int32_t k = 0; k < TILE; k++)
-                    if (!(frc >> k & 1) && lb[g][k] > lbm[g]) lbm[g] = lb[g][k];
-        }
-        for (int32_t g = 0; g < nl; g++)
-            if (pol[live[g]].kind == RSR_LOUVER_RELATIVE) {
-                head_q probe_head = hp[g];
-                probe_head.lbmax = lbm[g];
-                set_tau(&hp[g], relative_tau(&probe_head, pol[live[g]].eps, ix->cfg.head_dim));
-            }
-    }
     for (int32_t t = 0; t < tiles; t += step) {
         index_tile_bounds(ix, t, qw, hp, nl, ub, NULL, &frc);
         for (int32_t g = 0; g < nl; g++)
@@ -710,11 +701,7 @@ static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq
         sampled += TILE;
     }
     for (int32_t g = 0; g < nl; g++)
-        if (count[g] >= FALLBACK_FRACTION * sampled) {
-            head_q *p = &hq[live[g]];
-            p->dense = RSR_LOUVER_DENSE_QUALIFY;
-            set_tau(p, hp[g].tau);
-        }
+        if (count[g] >= FALLBACK_FRACTION * sampled) hq[live[g]].dense = RSR_LOUVER_DENSE_QUALIFY;
 }
 
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
@@ -765,7 +752,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         p->bounded = 0;
         /* exact scores of the buffer (accumulated below once τ is known: kept needs τ) */
         float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
-        for (int32_t j = size; !p->dense && j < n; j++) {
+        for (int32_t j = size; j < n; j++) {
             float dot = bd[j - size] = attn_dot(qh, keys + (size_t)j * stride, d);
             if (dot > p->lmax) p->lmax = dot;
         }
@@ -808,15 +795,10 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         if (pol[h].kind == RSR_LOUVER_RELATIVE && !hq[h].dense) set_tau(&hq[h], relative_tau(&hq[h], pol[h].eps, d));
 
     PROF(PH_PREP);
-    /* the buffer, now that τ is final (the heads already known to attend every key take it with
-     * the index, below) */
-    int buffer_dense[64];
-    for (int32_t h = 0; h < gq; h++) {
-        buffer_dense[h] = hq[h].dense != 0;
-        if (!buffer_dense[h])
-            add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values,
-                       stride, d, scale, hq[h].tau, &kept[h]);
-    }
+    /* the buffer, now that τ is final */
+    for (int32_t h = 0; h < gq; h++)
+        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values, stride,
+                   d, scale, hq[h].tau, &kept[h]);
 
     /* the index: block test per head, key bounds for the heads whose block test passes; then the
      * exact scores of the candidates, their rows fetched ahead (score) */
@@ -887,28 +869,36 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         }
     }
 
-    /* the heads that attend every key: the dense kernel, all of them together (each key and value
-     * row read once for the group); over the buffer too where it was not scored above */
-    for (int with_buffer = 0; with_buffer < 2 && size > 0; with_buffer++) {
+    /* the heads that attend every key: the dense kernel over the index, all of them together
+     * (each key and value row read once for the group); where the bound arithmetic could
+     * overflow, key by key as attn_dot sums (rare, and the kernel's count needs a finite margin) */
+    if (size > 0) {
         int32_t dl[64], nd = 0;
-        for (int32_t h = 0; h < gq; h++)
-            if (hq[h].dense && buffer_dense[h] == with_buffer) dl[nd++] = h;
-        if (!nd) continue;
-        const int32_t end = with_buffer ? n : size;
-        float *qd = sc->qd, tau[64];
-        attn_state sd[64];
-        int32_t cnt[64] = {0};
-        for (int32_t g = 0; g < nd; g++) {
-            const int32_t h = dl[g];
-            memcpy(qd + (size_t)g * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
-            sd[g] = st[h], tau[g] = hq[h].tau;
-            int32_t *idx = sc->idx + (size_t)h * ck;
+        float *qd = sc->qd, tau[64], margin[64];
+        for (int32_t h = 0; h < gq; h++) {
+            if (!hq[h].dense) continue;
+            int32_t *idx = sc->idx + (size_t)h * ck, at = sc->nsc[h];
             for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
+            if (hq[h].dense == RSR_LOUVER_DENSE_OVERFLOW) {
+                score(&st[h], sc, idx + at, size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale, &hq[h], &kept[h]);
+                continue;
+            }
+            memcpy(qd + (size_t)nd * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
+            tau[nd] = hq[h].tau;
+            /* two summation orders differ by at most 2·γ_d·‖q‖·‖k‖, and ‖k‖ ≤ nmax off forced keys */
+            double m = 2 * (1.03 * d + 2) * 0x1p-24 * (double)hq[h].qnorm * ix->nmax + 0x1p-100;
+            margin[nd] = ix->any_forced || !(m < 1e38) ? INFINITY : float_above(m);
+            dl[nd++] = h;
         }
-        for (int32_t j0 = 0; j0 < end; j0 += DENSE_CHUNK)
-            attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < end ? j0 + DENSE_CHUNK : end,
-                                   sc->dx, tau, cnt);
-        for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
+        if (nd) {
+            attn_state sd[64];
+            int32_t cnt[64] = {0};
+            for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
+            for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
+                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
+                                       sc->dx, tau, margin, cnt);
+            for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
+        }
     }
 
     PROF(PH_BOUND);

@@ -314,7 +314,8 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
                 EXPECT(!(b >= tau) || mark[j], "%s: key %d, descending-order score %.9g ≥ τ %.9g missed", keyset_name[sc->ks], j, b, tau);
             }
         }
-        EXPECT(st.kept == above, "kept %d, brute force %d keys ≥ τ", st.kept, above);
+        EXPECT(st.kept == above, "%s: kept %d, brute force %d keys ≥ τ %g (policy %d, dense %d, scanned %d of %d, index %d)",
+               keyset_name[sc->ks], st.kept, above, tau, pol.kind, st.dense, st.scanned, n, size);
         if (pol.kind == RSR_LOUVER_RELATIVE && isfinite(top))
             EXPECT((double)tau <= (double)top - sqrt((double)d) * log(1.0 / pol.eps),
                    "relative τ %.9g above max %.9g − gap", tau, top);

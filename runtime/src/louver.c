@@ -673,35 +673,55 @@ static void set_tau(head_q *p, float tau) {
  * are not paid. The decision depends on the head alone, so a group call gives each head what a
  * single call gives it.
  *
- * Where τ is known before the pass (absolute, budget), a probe decides first: the key bounds of
- * a strided sample of at most PROBE_TILES tiles (512 keys) estimate the fraction. Under the
- * relative policy τ is known only after the first pass over the codes, since the best score may
- * lie anywhere; a τ from the sample alone would sit too low and send selective heads to the
- * dense kernel. There, and wherever the probe misses, the exact count after the pass decides.
+ * A probe decides first: the key bounds of a strided sample of at most PROBE_TILES tiles (512
+ * keys) estimate the fraction. Under the relative policy τ is final only after the first pass
+ * over the codes, since the best score may lie anywhere; the probe's τ, from the buffer and the
+ * sample's lower bounds, is no higher than the final one (a valid τ: every key within ε of the
+ * top still reaches it) but can sit far lower, which would send selective heads to the dense
+ * kernel. So a relative head falls back on the probe only when nearly every sampled key
+ * qualifies (PROBE_RELATIVE_FRACTION). Wherever the probe does not decide, the exact count after
+ * the pass does.
  */
 #define PROBE_TILES 32
 #ifndef FALLBACK_FRACTION
 #define FALLBACK_FRACTION 0.2
 #endif
+#define PROBE_RELATIVE_FRACTION 0.9
 static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const rsr_louver_policy *pol) {
     const int32_t tiles = rsr_louver_size(ix) / TILE, step = tiles > PROBE_TILES ? tiles / PROBE_TILES : 1;
-    int32_t live[64], nl = 0;
+    int32_t live[64], nl = 0, any_rel = 0;
     for (int32_t h = 0; h < gq; h++)
-        if (!hq[h].dense && pol[h].kind != RSR_LOUVER_RELATIVE) live[nl++] = h;
+        if (!hq[h].dense) live[nl++] = h, any_rel |= pol[h].kind == RSR_LOUVER_RELATIVE;
     if (!nl) return;
     head_q hp[64];
     const int32_t *qw = pack_heads(sc, hq, gq, ix->quads, live, nl, hp);
-    float ub[64][TILE];
+    float ub[64][TILE], lb[64][TILE];
     uint16_t frc;
     int32_t count[64] = {0}, sampled = 0;
+    if (any_rel) { /* the relative heads' τ from the buffer and the sample's lower bounds */
+        for (int32_t t = 0; t < tiles; t += step) {
+            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
+            for (int32_t g = 0; g < nl; g++)
+                for (int32_t k = 0; k < TILE; k++)
+                    if (!(frc >> k & 1) && lb[g][k] > hp[g].lbmax) hp[g].lbmax = lb[g][k];
+        }
+        for (int32_t g = 0; g < nl; g++)
+            if (pol[live[g]].kind == RSR_LOUVER_RELATIVE) set_tau(&hp[g], relative_tau(&hp[g], pol[live[g]].eps, ix->cfg.head_dim));
+    }
     for (int32_t t = 0; t < tiles; t += step) {
         index_tile_bounds(ix, t, qw, hp, nl, ub, NULL, &frc);
         for (int32_t g = 0; g < nl; g++)
             for (int32_t k = 0; k < TILE; k++) count[g] += ub[g][k] >= hp[g].tauk || (frc >> k & 1);
         sampled += TILE;
     }
-    for (int32_t g = 0; g < nl; g++)
-        if (count[g] >= FALLBACK_FRACTION * sampled) hq[live[g]].dense = RSR_LOUVER_DENSE_QUALIFY;
+    for (int32_t g = 0; g < nl; g++) {
+        const double need = pol[live[g]].kind == RSR_LOUVER_RELATIVE ? PROBE_RELATIVE_FRACTION : FALLBACK_FRACTION;
+        if (count[g] >= need * sampled) {
+            head_q *p = &hq[live[g]];
+            p->dense = RSR_LOUVER_DENSE_QUALIFY;
+            set_tau(p, hp[g].tau);
+        }
+    }
 }
 
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,

@@ -39,7 +39,7 @@ static _Thread_local unsigned long long prof_last;
 #define PROF_START() (void)0
 #define PROF(ph) (void)0
 #endif
-enum { PH_PREP, PH_BOX, PH_BOUND, PH_SELECT, PH_DOT, PH_ACC, PH_FINISH };
+enum { PH_PREP, PH_BOX, PH_BOUND, PH_FETCH, PH_DOT, PH_ACC, PH_FINISH };
 
 struct rsr_louver_index {
     rsr_louver_config cfg;
@@ -612,7 +612,7 @@ static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, in
                   const float *keys, const float *values, size_t stride, int32_t d, float scale, head_q *p,
                   int32_t *kept) {
     for (int32_t j = 0; j < c && j < FETCH_AHEAD; j++) fetch_row(keys, values, stride, idx[j], d);
-    PROF(PH_SELECT);
+    PROF(PH_FETCH);
     for (int32_t at = 0; at < c; at += SCORE_CHUNK) {
         int32_t m = c - at < SCORE_CHUNK ? c - at : SCORE_CHUNK;
         for (int32_t j = 0; j < m; j++) {

@@ -3,21 +3,25 @@
  * attention (the same kernels and the same work split as runtime/src/attention.c: GQA-shared
  * key chunks on all threads), side by side in one run, on the same keys.
  *
- * Usage: bench_attention [--keys N,N,...] [--set structured|uniform|both] [--heads H] [--kv-heads K]
- *                        [--eps E] [--reps R] [--threads T] [--block B] [--subspaces S]
+ * Usage: bench_attention [--keys N,N,...] [--set structured|uniform|both] [--kv FILE]
+ *                        [--heads H] [--kv-heads K] [--policy eps|tau|both] [--eps E]
+ *                        [--tau-frac F] [--reps R] [--threads T] [--block B] [--subspaces S]
  *
- * Key sets (head_dim 128):
+ * Key sets (head_dim 128 for the generated ones):
  *   structured  64 cluster centres; the cluster changes in runs of 1..128 positions (topical
  *               locality); within-cluster noise 10% of the centre's scale; norms log-uniform over
  *               10×; two outlier channels (+20, −12); RoPE (theta 500000) at the key's position.
  *               Queries: a cluster centre with noise, rotated at the current position.
  *   uniform     i.i.d. Gaussian keys and queries (the worst case: no structure to prune with).
- * Policies: relative eps (certified, default 1e-4) and absolute τ at the 1st percentile of the
- * scores (1% of the keys qualify). Every Louver result is checked against brute force (recall).
- * Values are Gaussian. The index is built before timing (its build cost is printed per key).
- * Louver runs one work item per KV head (rsr_louver_attend_group: all its query heads in one
- * pass), as runtime/src/attention.c does. Times are medians; min-ratio is the ratio of the
- * fastest steps, which other load on the machine disturbs least.
+ *   model       --kv FILE (written by kv_capture): one layer's keys, values and queries from a
+ *               model run; its shape replaces --heads/--kv-heads, its lengths --keys.
+ * Policies: relative eps (certified, default 1e-4) and absolute τ at the F-th fraction of each
+ * head's scores (--tau-frac, default 0.01: 1% of the keys qualify). Every Louver result is checked
+ * against brute force (recall). Values are Gaussian (model: the model's). The index is built
+ * before timing (its build cost is printed per key). Louver runs one work item per KV head
+ * (rsr_louver_attend_group: all its query heads in one pass), as runtime/src/attention.c does.
+ * Each repetition times one dense step and then one Louver step, so that both see the same load
+ * on the machine; times are medians, min-ratio the ratio of the fastest steps.
  */
 #include <getopt.h>
 #include <math.h>
@@ -31,6 +35,13 @@
 #include "rsr_louver.h"
 
 #define CHUNK 256
+
+#ifdef RSR_LOUVER_PROFILE
+/* bench_louver_phases: louver.c built with per-phase cycle counters (one thread only) */
+#include <x86intrin.h>
+extern unsigned long long rsr_louver_phase_cycles[8];
+static const char *phase_names[] = {"prep", "box", "bound", "fetch", "dot", "softmax-V", "finish"};
+#endif
 
 static double now(void) {
     struct timespec ts;
@@ -48,9 +59,10 @@ static float gauss(void) {
     return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
 }
 
+static double rope_freq[4096];
 static void rope(float *x, int32_t d, int64_t pos) {
     for (int32_t i = 0; i < d / 2; i++) {
-        double a = (double)pos * pow(500000.0, -2.0 * i / d);
+        double a = (double)pos * rope_freq[i];
         float c = (float)cos(a), s = (float)sin(a), x0 = x[i], x1 = x[i + d / 2];
         x[i] = x0 * c - x1 * s, x[i + d / 2] = x1 * c + x0 * s;
     }
@@ -122,13 +134,45 @@ static int cmp_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+typedef struct {
+    int32_t n, kv_heads, heads, d, layer, count, at[64];
+    float *K, *V, *q; /* [n][kv_heads][d] twice, [count][heads][d] */
+} kv_capture_file;
+
+/* Reads a file written by kv_capture (bench/kv_capture.c describes the format). */
+static int read_kv(const char *path, kv_capture_file *f) {
+    FILE *in = fopen(path, "rb");
+    char magic[8];
+    int32_t hdr[6];
+    if (!in || fread(magic, 1, 8, in) != 8 || memcmp(magic, "RSRKV01\n", 8) || fread(hdr, sizeof hdr, 1, in) != 1) {
+        fprintf(stderr, "bench_attention: %s is not a file written by kv_capture\n", path);
+        if (in) fclose(in);
+        return -1;
+    }
+    f->n = hdr[0], f->kv_heads = hdr[1], f->heads = hdr[2], f->d = hdr[3], f->layer = hdr[4], f->count = hdr[5];
+    if (f->n < 1 || f->kv_heads < 1 || f->heads < 1 || f->heads % f->kv_heads || f->d < 1 || f->d > 4096 || f->count < 1 ||
+        f->count > 64 || fread(f->at, sizeof(int32_t), (size_t)f->count, in) != (size_t)f->count) {
+        fprintf(stderr, "bench_attention: %s: a header out of range\n", path);
+        fclose(in);
+        return -1;
+    }
+    size_t kv = (size_t)f->n * (size_t)f->kv_heads * (size_t)f->d, qn = (size_t)f->count * (size_t)f->heads * (size_t)f->d;
+    f->K = malloc(sizeof(float) * kv), f->V = malloc(sizeof(float) * kv), f->q = malloc(sizeof(float) * qn);
+    int ok = f->K && f->V && f->q && fread(f->K, sizeof(float), kv, in) == kv && fread(f->V, sizeof(float), kv, in) == kv &&
+             fread(f->q, sizeof(float), qn, in) == qn;
+    fclose(in);
+    if (!ok) fprintf(stderr, "bench_attention: %s is truncated\n", path);
+    return ok ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
     int32_t heads = 20, kv_heads = 5, d = 128, reps = 15, threads = 2, block = 0, subspaces = 0;
-    double eps = 1e-4;
-    const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both";
+    double eps = 1e-4, tau_frac = 0.01;
+    const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both", *policy_arg = "both", *kv_file = NULL;
     static const struct option opts[] = {{"keys", 1, 0, 'k'}, {"set", 1, 0, 's'},   {"heads", 1, 0, 'h'},
                                          {"kv-heads", 1, 0, 'v'}, {"eps", 1, 0, 'e'}, {"reps", 1, 0, 'r'},
                                          {"threads", 1, 0, 't'}, {"block", 1, 0, 'b'}, {"subspaces", 1, 0, 'S'},
+                                         {"policy", 1, 0, 'p'}, {"tau-frac", 1, 0, 'f'}, {"kv", 1, 0, 'K'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -142,25 +186,43 @@ int main(int argc, char **argv) {
         case 't': threads = atoi(optarg); break;
         case 'b': block = atoi(optarg); break;
         case 'S': subspaces = atoi(optarg); break;
+        case 'p': policy_arg = optarg; break;
+        case 'f': tau_frac = atof(optarg); break;
+        case 'K': kv_file = optarg; break;
         default: fprintf(stderr, "see the comment at the top of bench/bench_attention.c\n"); return 2;
         }
+    }
+#ifdef RSR_LOUVER_PROFILE
+    threads = 1; /* the phase counters are global */
+#endif
+    int32_t sizes[64], nsizes = 0;
+    for (const char *p = keys_arg; *p && nsizes < 16;) {
+        sizes[nsizes++] = (int32_t)strtol(p, (char **)&p, 10);
+        if (*p == ',') p++;
+    }
+    /* the model set: its shape and lengths from the file */
+    kv_capture_file kf = {0};
+    if (kv_file) {
+        if (read_kv(kv_file, &kf)) return 1;
+        heads = kf.heads, kv_heads = kf.kv_heads, d = kf.d, nsizes = kf.count, set_arg = "model";
+        memcpy(sizes, kf.at, sizeof(int32_t) * (size_t)kf.count);
     }
     if (heads <= 0 || kv_heads <= 0 || heads % kv_heads || heads / kv_heads > 64 || reps <= 0 || threads <= 0) {
         fprintf(stderr, "bench_attention: bad --heads/--kv-heads/--reps/--threads\n");
         return 2;
     }
-    int32_t sizes[16], nsizes = 0;
-    for (const char *p = keys_arg; *p && nsizes < 16;) {
-        sizes[nsizes++] = (int32_t)strtol(p, (char **)&p, 10);
-        if (*p == ',') p++;
+    if (!(tau_frac >= 0 && tau_frac < 1)) {
+        fprintf(stderr, "bench_attention: --tau-frac must be in [0, 1)\n");
+        return 2;
     }
     int32_t maxn = 0;
     for (int32_t i = 0; i < nsizes; i++) maxn = sizes[i] > maxn ? sizes[i] : maxn;
     const int32_t group = heads / kv_heads, kv_out = kv_heads * d;
+    for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
            "median of %d steps\n", heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
-    printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
-           "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio");
+    printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
+           "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
 
     float *K = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out), *V = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out);
     float *q = malloc(sizeof(float) * (size_t)heads * (size_t)d), *out = malloc(sizeof(float) * (size_t)heads * (size_t)d);
@@ -178,14 +240,19 @@ int main(int argc, char **argv) {
     const int32_t ncent = 64;
     float *cent = malloc(sizeof(float) * (size_t)kv_heads * ncent * (size_t)d);
     for (size_t i = 0; i < (size_t)kv_heads * ncent * (size_t)d; i++) cent[i] = gauss();
-    double *t = malloc(sizeof(double) * (size_t)reps);
+    double *t = malloc(sizeof(double) * (size_t)reps), *td = malloc(sizeof(double) * (size_t)reps);
 
-    for (int set = 0; set < 2; set++) {
-        if ((set == 0 && !strcmp(set_arg, "uniform")) || (set == 1 && !strcmp(set_arg, "structured"))) continue;
-        const char *setname = set == 0 ? "structured" : "uniform";
+    static const char *set_names[] = {"structured", "uniform", "model"};
+    for (int set = 0; set < 3; set++) {
+        const char *setname = set_names[set];
+        if (strcmp(set_arg, setname) && !(set < 2 && !strcmp(set_arg, "both"))) continue;
         /* keys for the largest size; smaller sizes use a prefix (a shorter context) */
         int32_t run = 0, cl[8] = {0};
-        for (int32_t j = 0; j < maxn; j++) {
+        if (set == 2) {
+            memcpy(K, kf.K, sizeof(float) * (size_t)maxn * (size_t)kv_out);
+            memcpy(V, kf.V, sizeof(float) * (size_t)maxn * (size_t)kv_out);
+        }
+        for (int32_t j = 0; j < maxn && set < 2; j++) {
             if (run-- <= 0) {
                 run = 1 + (int32_t)(uniform() * 128);
                 for (int32_t h = 0; h < kv_heads; h++) cl[h % 8] = (int32_t)(uniform() * ncent);
@@ -225,7 +292,8 @@ int main(int argc, char **argv) {
                 }
             tb = now() - tb;
             /* queries at position n − 1 */
-            for (int32_t h = 0; h < heads; h++) {
+            if (set == 2) memcpy(q, kf.q + (size_t)si * (size_t)heads * (size_t)d, sizeof(float) * (size_t)heads * (size_t)d);
+            for (int32_t h = 0; h < heads && set < 2; h++) {
                 float *qh = q + (size_t)h * (size_t)d;
                 if (set == 1) {
                     for (int32_t i = 0; i < d; i++) qh[i] = gauss();
@@ -236,13 +304,8 @@ int main(int argc, char **argv) {
                 qh[3] += 1, qh[70] += 1;
                 rope(qh, d, n - 1);
             }
-            for (int r = 0; r < reps; r++) {
-                double t0 = now();
-                dense(&dc, q, K, V, n, out);
-                t[r] = now() - t0;
-            }
-            double tdense = median(t, reps), tdense_min = t[0];
             for (int p = 0; p < 2; p++) {
+                if ((p == 0 && !strcmp(policy_arg, "tau")) || (p == 1 && !strcmp(policy_arg, "eps"))) continue;
                 /* policy 0: relative eps; policy 1: τ at the 1st percentile of each head's scores */
                 for (int32_t h = 0; h < heads; h++) {
                     pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = (float)eps};
@@ -250,18 +313,39 @@ int main(int argc, char **argv) {
                         const float *kh = K + (size_t)(h / group) * (size_t)d;
                         for (int32_t j = 0; j < n; j++) sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)kv_out, d);
                         qsort(sorted, (size_t)n, sizeof(float), cmp_desc);
-                        pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[n / 100]};
+                        pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[(int64_t)(tau_frac * n)]};
                     }
                 }
                 louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs); /* warm-up */
+#ifdef RSR_LOUVER_PROFILE
+                /* the phases of the fastest step (the one other load disturbed least) */
+                double prof_s = now(), best = INFINITY;
+                unsigned long long prof_c = __rdtsc(), best_ph[8] = {0};
+#endif
+                dense(&dc, q, K, V, n, out);
                 for (int r = 0; r < reps; r++) {
                     double t0 = now();
+                    dense(&dc, q, K, V, n, out);
+                    td[r] = now() - t0;
+#ifdef RSR_LOUVER_PROFILE
+                    memset(rsr_louver_phase_cycles, 0, sizeof rsr_louver_phase_cycles);
+#endif
+                    t0 = now();
                     louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs);
                     t[r] = now() - t0;
+#ifdef RSR_LOUVER_PROFILE
+                    if (t[r] < best) best = t[r], memcpy(best_ph, rsr_louver_phase_cycles, sizeof best_ph);
+#endif
                 }
-                double tl = median(t, reps), tl_min = t[0];
+#ifdef RSR_LOUVER_PROFILE
+                double hz = (double)(__rdtsc() - prof_c) / (now() - prof_s);
+                printf("phases of the fastest step (%.3f ms):", 1e3 * best);
+                for (int ph = 0; ph < 7; ph++) printf(" %s %.3f", phase_names[ph], 1e3 * (double)best_ph[ph] / hz);
+                printf("\n");
+#endif
+                double tl = median(t, reps), tl_min = t[0], tdense = median(td, reps), tdense_min = td[0];
                 /* recall against brute force, head by head (one scratch per head: rerun serially) */
-                int64_t scanned = 0, kept = 0, bounded = 0, above = 0, found = 0;
+                int64_t scanned = 0, kept = 0, bounded = 0, above = 0, found = 0, fallback = 0;
                 double bound = 0;
                 for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
                     rsr_louver_stats st[64];
@@ -277,16 +361,18 @@ int main(int argc, char **argv) {
                             float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)j * (size_t)kv_out + (size_t)kvh * (size_t)d, d);
                             if (dot >= st[g].tau) above++, found += mark[j];
                         }
-                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded;
+                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded, fallback += st[g].dense != 0;
                         bound = fmax(bound, st[g].dropped_bound);
                     }
                 }
                 double all = (double)heads * n;
-                char keys[16];
+                char keys[16], pname[32];
                 snprintf(keys, sizeof keys, "%dK", n / 1024);
-                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx\n", setname, keys,
-                       p ? "tau@1%" : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
-                       1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0, tdense_min / tl_min);
+                snprintf(pname, sizeof pname, "tau@%g%%", 100 * tau_frac);
+                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx %3lld/%d\n", setname, keys,
+                       p ? pname : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
+                       1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0, tdense_min / tl_min,
+                       (long long)fallback, heads);
                 fflush(stdout);
             }
             if (added) printf("%-10s %7s index build: %.2f us per key per KV head\n", "", "", 1e6 * tb / added);

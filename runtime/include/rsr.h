@@ -174,12 +174,28 @@ typedef struct rsr_attention_stats {
     int64_t scanned;           /* keys whose exact score was computed and that were attended */
     int64_t kept;              /* scanned keys with q·k ≥ τ: every key above τ is among them */
     int32_t heads;
-    int32_t dense_fallbacks;   /* heads that scanned everything (bound arithmetic could overflow) */
+    int32_t dense_fallbacks;   /* Louver heads that attended every key with the dense kernel: the
+                                * bound arithmetic could overflow, or a fifth or more of the
+                                * indexed keys would have been candidates */
     float tau_min, tau_max;    /* τ (on q·k) over the heads; −inf for dense attention */
     double dropped_bound;      /* the largest certified bound on the dropped softmax mass of a head */
 } rsr_attention_stats;
 /* Fails with RSR_ERR_INVALID_ARGUMENT for a layer out of range or before any evaluation. */
 rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer, rsr_attention_stats *stats);
+
+/* Reading back what attention works on (CPU sessions; for analysis and benchmarks): the keys
+ * (after RoPE) and values of KV head kv_head at layer `layer` for the cached positions
+ * [first, first + count), row j at keys + j*head_dim and values + j*head_dim; either pointer may
+ * be NULL, not both. Fails with RSR_ERR_INVALID_ARGUMENT, leaving a message, for a layer, head
+ * or range out of bounds (first + count must not exceed rsr_session_position) and on a GPU
+ * session. */
+rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_t kv_head, int32_t first,
+                               int32_t count, float *keys, float *values);
+/* The queries of the last evaluated position at layer `layer`, after RoPE, as attention used them:
+ * num_heads × head_dim floats into q (query head h at q + h*head_dim; it shares KV head
+ * h / (num_heads / num_kv_heads)). RSR_ERR_INVALID_ARGUMENT before any evaluation, after a reset
+ * or a failed evaluation, for a layer out of range and on a GPU session. */
+rsr_status rsr_session_last_query(const rsr_session *session, int32_t layer, float *q);
 
 /* Sampling. temperature <= 0 means greedy; top_k <= 0 and top_p >= 1 disable those filters.
  * The state of the random generator lives in *rng (seed it with any value). */

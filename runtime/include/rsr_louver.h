@@ -39,7 +39,9 @@
  * skipped when Σ_s min(Σ_{i∈s} max(q_i·lo_i, q_i·hi_i), ‖q_s‖·bnorm_s) < τ' (box slack);
  * otherwise key t is scanned when c·(s·(Q·K) + ‖f‖·‖K‖) + ‖q‖·‖e‖ ≥ τ'' (key slack), where the
  * integer dot Q·K is exact (AVX-512 VNNI: one pass over a tile's codes for all query heads).
- * docs/louver.md derives why the slack makes this safe in fp32.
+ * docs/louver.md derives why the slack makes this safe in fp32. A query for which a fifth or
+ * more of the indexed keys would be candidates (estimated from a sample of tiles before the
+ * pass, counted after it) attends every key with the dense kernel instead (stats.dense).
  */
 #ifndef RSR_LOUVER_H
 #define RSR_LOUVER_H
@@ -85,12 +87,19 @@ typedef struct rsr_louver_policy {
     float budget;  /* BUDGET: in (0, 1] */
 } rsr_louver_policy;
 
+/* Why a query attended every key with the dense kernel; the guarantee then holds trivially. */
+typedef enum rsr_louver_dense_reason {
+    RSR_LOUVER_DENSE_OVERFLOW = 1, /* the bound arithmetic could overflow (Σ|q_i|·max|k_i| ≥ 1e37, or NaN) */
+    RSR_LOUVER_DENSE_QUALIFY = 2,  /* a fifth or more of the indexed keys would be candidates: scattered
+                                      reads of that many rows cost more than the dense pass */
+} rsr_louver_dense_reason;
+
 typedef struct rsr_louver_stats {
     int32_t keys;      /* n: every key of the query (index + buffer) */
     int32_t bounded;   /* keys whose per-key bound was evaluated (blocks not skipped) */
     int32_t scanned;   /* keys whose exact score was computed: the attended set C (buffer included) */
     int32_t kept;      /* keys of C with q·k ≥ τ: every key of the cache above τ is among them */
-    int32_t dense;     /* 1 when the query fell back to dense (overflow risk) */
+    int32_t dense;     /* 0, or why every key was scanned (rsr_louver_dense_reason) */
     float tau;         /* the final τ (on q·k) */
     double dropped_bound; /* certified bound on the softmax mass outside C:
                              (n − |C|)·exp(x_τ − m) / Σ_{i∈C} exp(x_i − m), x_τ = fl(τ/√d) */

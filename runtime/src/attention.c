@@ -34,6 +34,9 @@ struct rsr_attention {
     rsr_status *head_status;     /* [heads] */
     /* statistics of the last token, per layer */
     rsr_attention_stats *stats;  /* [layers] */
+    /* the queries attention used, per layer (rsr_session_last_query) */
+    float *last_q;               /* [layers][heads][d] */
+    int32_t *last_q_pos;         /* [layers] the position they were for; -1: none */
     int32_t stats_pos;           /* position whose stats are recorded; -1: none */
 };
 
@@ -76,7 +79,10 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
     t->stats = calloc((size_t)a->num_layers, sizeof *t->stats);
     t->head_stats = calloc(heads, sizeof *t->head_stats);
     t->head_status = calloc(heads, sizeof *t->head_status);
-    int ok = t->part_o && t->part_ml && t->scratch && t->stats && t->head_stats && t->head_status;
+    t->last_q = malloc(sizeof(float) * (size_t)a->num_layers * heads * d);
+    t->last_q_pos = malloc(sizeof(int32_t) * (size_t)a->num_layers);
+    for (int32_t l = 0; t->last_q_pos && l < a->num_layers; l++) t->last_q_pos[l] = -1;
+    int ok = t->part_o && t->part_ml && t->scratch && t->stats && t->head_stats && t->head_status && t->last_q && t->last_q_pos;
     if (ok && p->attention == RSR_ATTENTION_LOUVER) {
         t->louver = 1;
         t->policy = malloc(sizeof(rsr_louver_policy) * heads);
@@ -101,7 +107,7 @@ void rsr_attention_free(rsr_session *s) {
     if (t->lsc)
         for (int32_t i = 0; i < t->nthreads; i++) rsr_louver_scratch_free(t->lsc[i]);
     free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->stats);
-    free(t->head_stats), free(t->head_status), free(t->policy);
+    free(t->head_stats), free(t->head_status), free(t->policy), free(t->last_q), free(t->last_q_pos);
     free(t);
     s->attn = NULL;
 }
@@ -112,6 +118,7 @@ void rsr_attention_reset(rsr_session *s) {
     if (t->index)
         for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_clear(t->index[i]);
     t->stats_pos = -1;
+    for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
 }
 
 static void attention_dense(rsr_session *s, int32_t layer) {
@@ -206,6 +213,10 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer) {
 
 rsr_status rsr_attention(rsr_session *s, int32_t layer) {
     rsr_status st = RSR_OK;
+    const rsr_artifact *a = s->model->a;
+    const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
+    memcpy(s->attn->last_q + (size_t)layer * q_out, s->q, sizeof(float) * q_out);
+    s->attn->last_q_pos[layer] = s->pos;
     if (s->attn->louver) st = attention_louver(s, layer);
     else attention_dense(s, layer);
     s->attn->stats_pos = s->pos;
@@ -221,5 +232,51 @@ rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_
     if (s->attn->stats_pos < 0)
         return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
     *out = s->attn->stats[layer];
+    return RSR_OK;
+}
+
+rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_head, int32_t first, int32_t count,
+                               float *keys, float *values) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    const rsr_artifact *a = s->model->a;
+    char *err = ((rsr_session *)s)->err; /* the message buffer is the only thing written */
+    if (s->gpu)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                             "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
+    if (layer < 0 || layer >= a->num_layers)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (kv_head < 0 || kv_head >= a->num_kv_heads)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head, a->num_kv_heads);
+    if (first < 0 || count < 0 || (int64_t)first + count > s->pos)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                             "positions [%d, %lld) are not all in the cache: it holds positions [0, %d)", first,
+                             (long long)first + count, s->pos);
+    if (!keys && !values)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
+    const size_t d = (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * d;
+    const size_t at = ((size_t)layer * (size_t)s->max_positions + (size_t)first) * kv_out + (size_t)kv_head * d;
+    for (int32_t j = 0; j < count; j++) {
+        if (keys) memcpy(keys + (size_t)j * d, s->k_cache + at + (size_t)j * kv_out, sizeof(float) * d);
+        if (values) memcpy(values + (size_t)j * d, s->v_cache + at + (size_t)j * kv_out, sizeof(float) * d);
+    }
+    return RSR_OK;
+}
+
+rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    const rsr_artifact *a = s->model->a;
+    char *err = ((rsr_session *)s)->err;
+    if (s->gpu)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                             "the queries of a GPU session are in device memory: read them from a session on the CPU");
+    if (layer < 0 || layer >= a->num_layers)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (!q) return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
+    if (s->pos == 0 || s->attn->last_q_pos[layer] != s->pos - 1)
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                             "no query at layer %d for the last position: no token has been evaluated since the "
+                             "session was created or reset, or the last evaluation failed", layer);
+    const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
+    memcpy(q, s->attn->last_q + (size_t)layer * q_out, sizeof(float) * q_out);
     return RSR_OK;
 }

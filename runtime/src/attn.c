@@ -227,7 +227,7 @@ AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *id
 
 AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq, const float *keys,
                                       const float *values, size_t stride, int32_t d, int32_t j0, int32_t j1,
-                                      float *scratch) {
+                                      float *scratch, const float *tau, const float *margin, int32_t *count) {
     const float scale = 1.0f / sqrtf((float)d);
     const __m512 vs = _mm512_set1_ps(scale);
     int32_t n = j1 - j0;
@@ -235,14 +235,29 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
     if (d % 16 == 0)
         for (; j + 16 <= n; j += 16) {
             const float *k = keys + (size_t)(j0 + j) * stride;
-            for (int32_t g = 0; g < gq; g++)
-                _mm512_storeu_ps(scratch + (size_t)g * (size_t)n + j,
-                                 _mm512_mul_ps(scores16(q + (size_t)g * (size_t)d, k, stride, d), vs));
+            for (int32_t g = 0; g < gq; g++) {
+                __m512 dots = scores16(q + (size_t)g * (size_t)d, k, stride, d);
+                if (count) {
+                    const __m512 t = _mm512_set1_ps(tau[g]);
+                    __mmask16 ge = _mm512_cmp_ps_mask(dots, t, _CMP_GE_OQ);
+                    /* within rounding of τ the summation order decides: count as attn_dot sums */
+                    __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(dots, t)), _mm512_set1_ps(margin[g]), _CMP_LE_OQ);
+                    for (; near; near &= (__mmask16)(near - 1)) {
+                        int b = __builtin_ctz(near);
+                        float x = dot_avx512(q + (size_t)g * (size_t)d, k + (size_t)b * stride, d);
+                        ge = (__mmask16)((ge & ~(1u << b)) | ((x >= tau[g]) ? 1u << b : 0u));
+                    }
+                    count[g] += __builtin_popcount(ge);
+                }
+                _mm512_storeu_ps(scratch + (size_t)g * (size_t)n + j, _mm512_mul_ps(dots, vs));
+            }
         }
     for (; j < n; j++)
-        for (int32_t g = 0; g < gq; g++)
-            scratch[(size_t)g * (size_t)n + j] =
-                dot_avx512(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d) * scale;
+        for (int32_t g = 0; g < gq; g++) {
+            float dot = dot_avx512(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d);
+            if (count) count[g] += dot >= tau[g];
+            scratch[(size_t)g * (size_t)n + j] = dot * scale;
+        }
     for (int32_t g = 0; g < gq; g++)
         accumulate_avx512(&st[g], scratch + (size_t)g * (size_t)n, NULL, n, values + (size_t)j0 * stride, stride, d);
 }
@@ -267,12 +282,13 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, co
     accumulate_scalar(st, x, idx, n, values, stride, d);
 }
 
-void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
-                      size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch) {
+void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
+                            size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch, const float *tau,
+                            const float *margin, int32_t *count) {
     if (j1 <= j0) return;
 #ifdef ATTN_X86
     if (attn_simd_enabled()) {
-        dense_range_avx512(st, q, gq, keys, values, stride, d, j0, j1, scratch);
+        dense_range_avx512(st, q, gq, keys, values, stride, d, j0, j1, scratch, tau, margin, count);
         return;
     }
 #endif
@@ -280,8 +296,16 @@ void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *k
     int32_t n = j1 - j0;
     for (int32_t g = 0; g < gq; g++) {
         float *x = scratch + (size_t)g * (size_t)n;
-        for (int32_t j = 0; j < n; j++)
-            x[j] = dot_scalar(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d) * scale;
+        for (int32_t j = 0; j < n; j++) {
+            float dot = dot_scalar(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d);
+            if (count) count[g] += dot >= tau[g];
+            x[j] = dot * scale;
+        }
         accumulate_scalar(&st[g], x, NULL, n, values + (size_t)j0 * stride, stride, d);
     }
+}
+
+void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
+                      size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch) {
+    attn_dense_range_count(st, q, gq, keys, values, stride, d, j0, j1, scratch, NULL, NULL, NULL);
 }

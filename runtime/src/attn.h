@@ -43,6 +43,14 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, co
 void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                       size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch);
 
+/* The same, also counting per query g the keys with fl(q·k) ≥ tau[g] into count[g], fl as
+ * attn_dot sums (Louver's dense fallback reports how many keys reach τ): the kernel sums in
+ * another order, so a key whose score lies within margin[g] of τ is summed again by attn_dot.
+ * margin[g] must bound the difference of the two orders, 2·γ_d·Σ|q_i·k_i|. */
+void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
+                            size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch, const float *tau,
+                            const float *margin, int32_t *count);
+
 /* 1 when the AVX-512 kernels are in use (set once, on first use). */
 int attn_simd_enabled(void);
 

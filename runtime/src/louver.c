@@ -25,9 +25,21 @@
 #define FORCE_LIMIT 18446744073709551616.0f /* 2^64: larger key components are scanned, not bounded */
 #define DENSE_Q_LIMIT 1e37                  /* beyond this the fp32 bound arithmetic could overflow */
 #define TILE 16                             /* keys per code tile: one AVX-512 vector of int32 dots */
-#ifndef LAG
-#define LAG 2                               /* blocks between selecting a candidate and scoring it */
+#define DENSE_CHUNK 256                     /* keys per call of the dense kernel (dense fallback) */
+
+/* Per-phase cycle counts for bench_louver_phases only (built with -DRSR_LOUVER_PROFILE); the
+ * runtime's own build has none of this. */
+#if defined(RSR_LOUVER_PROFILE) && defined(LOUVER_X86)
+#include <x86intrin.h>
+unsigned long long rsr_louver_phase_cycles[8];
+static _Thread_local unsigned long long prof_last;
+#define PROF_START() (prof_last = __rdtsc())
+#define PROF(ph) do { unsigned long long t_ = __rdtsc(); rsr_louver_phase_cycles[ph] += t_ - prof_last; prof_last = t_; } while (0)
+#else
+#define PROF_START() (void)0
+#define PROF(ph) (void)0
 #endif
+enum { PH_PREP, PH_BOX, PH_BOUND, PH_FETCH, PH_DOT, PH_ACC, PH_FINISH };
 
 struct rsr_louver_index {
     rsr_louver_config cfg;
@@ -44,6 +56,7 @@ struct rsr_louver_index {
     uint8_t *forced;    /* [cap] 1 when any key of the block is forced */
     float *absmax;      /* [d] the largest |component| per dim over the index: the box slack's scale */
     double nmax;        /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
+    int any_forced;     /* some key of the index is forced (not under nmax) */
 };
 
 /* Per query head of a call: the quantised query and its scalars. */
@@ -62,11 +75,15 @@ struct rsr_louver_scratch {
     int32_t cap_keys, cap_heads, cap_d, cap_ub, cap_quads;
     int32_t *idx;       /* [cap_heads][cap_keys] scanned positions per head */
     int32_t *nsc;       /* [cap_heads] */
-    float *x, *dots;    /* [512] per block, one head at a time */
+    float *x;           /* [512] scores of a chunk of candidates of one head */
+    float *bd;          /* [cap_heads][cap_buf] the exact scores of the recent-key buffer */
+    int32_t cap_buf;
+    float *qd;          /* [cap_heads][cap_d] the queries of the heads attended densely */
+    float *dx;          /* [cap_heads][DENSE_CHUNK] their scores of one chunk */
     float *ub;          /* [cap_ub] key upper bounds (relative policy: kept between the two passes) */
     float *bub;         /* [nblocks] block bounds of one head */
     int32_t cap_blocks;
-    int32_t *qw;        /* [cap_heads][quads] Q packed four int8 per int32 */
+    int32_t *qw;        /* [2][cap_heads][quads] Q packed four int8 per int32; then the live heads' */
     float *o;           /* [cap_heads][cap_d] */
     head_q *hq;         /* [cap_heads] */
 };
@@ -119,6 +136,7 @@ void rsr_louver_clear(rsr_louver_index *ix) {
     if (!ix) return;
     ix->nblocks = 0;
     ix->nmax = 0;
+    ix->any_forced = 0;
     memset(ix->absmax, 0, sizeof(float) * (size_t)ix->cfg.head_dim);
 }
 
@@ -192,6 +210,7 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
         if (key_forced(k, d)) { /* scanned always; its codes stay zero and its bounds unused */
             frc[t / 16] |= (uint16_t)(1u << (t % 16));
             ix->forced[b] = 1;
+            ix->any_forced = 1;
             kc[t] = ki[t] = ke[t] = 0;
             continue;
         }
@@ -239,7 +258,7 @@ rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out) {
 
 void rsr_louver_scratch_free(rsr_louver_scratch *sc) {
     if (!sc) return;
-    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->dots), free(sc->ub), free(sc->bub), free(sc->qw);
+    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->bd), free(sc->qd), free(sc->dx), free(sc->ub), free(sc->bub), free(sc->qw);
     free(sc->o), free(sc->hq);
     free(sc);
 }
@@ -265,7 +284,7 @@ static int grow(void **p, size_t bytes) {
 }
 
 static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, int32_t d, int32_t quads,
-                           int32_t blocks, int32_t ub) {
+                           int32_t blocks, int32_t ub, int32_t buf) {
     if (keys > sc->cap_keys || heads > sc->cap_heads) {
         int32_t ck = keys > sc->cap_keys ? keys + keys / 2 + 64 : sc->cap_keys;
         int32_t ch = heads > sc->cap_heads ? heads : sc->cap_heads;
@@ -275,24 +294,32 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
             if (grow((void **)&sc->nsc, sizeof(int32_t) * (size_t)ch)) return -1;
             if (grow((void **)&sc->hq, sizeof(head_q) * (size_t)ch)) return -1;
             sc->cap_heads = ch;
-            sc->cap_d = 0, sc->cap_quads = 0; /* reallocated below for the new head count */
+            sc->cap_d = 0, sc->cap_quads = 0, sc->cap_buf = 0; /* reallocated below for the new head count */
         }
     }
     if (!sc->x) {
-        if (grow((void **)&sc->x, sizeof(float) * 512) || grow((void **)&sc->dots, sizeof(float) * 512)) return -1;
+        if (grow((void **)&sc->x, sizeof(float) * 512)) return -1;
     }
     if (d > sc->cap_d) {
-        if (grow((void **)&sc->o, sizeof(float) * (size_t)d * (size_t)sc->cap_heads)) return -1;
+        if (grow((void **)&sc->o, sizeof(float) * (size_t)d * (size_t)sc->cap_heads) ||
+            grow((void **)&sc->qd, sizeof(float) * (size_t)d * (size_t)sc->cap_heads) ||
+            grow((void **)&sc->dx, sizeof(float) * DENSE_CHUNK * (size_t)sc->cap_heads))
+            return -1;
         sc->cap_d = d;
     }
     if (quads > sc->cap_quads) {
-        if (grow((void **)&sc->qw, sizeof(int32_t) * (size_t)quads * (size_t)sc->cap_heads)) return -1;
+        if (grow((void **)&sc->qw, sizeof(int32_t) * (size_t)quads * 2 * (size_t)sc->cap_heads)) return -1;
         sc->cap_quads = quads;
     }
     if (blocks > sc->cap_blocks) {
         int32_t cb = blocks + blocks / 2 + 16;
         if (grow((void **)&sc->bub, sizeof(float) * (size_t)cb)) return -1;
         sc->cap_blocks = cb;
+    }
+    if (buf > sc->cap_buf) {
+        int32_t cb = buf + buf / 2 + 16;
+        if (grow((void **)&sc->bd, sizeof(float) * (size_t)cb * (size_t)sc->cap_heads)) return -1;
+        sc->cap_buf = cb;
     }
     if (ub > sc->cap_ub) {
         int32_t cu = ub + ub / 2 + 64;
@@ -402,6 +429,40 @@ AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, cons
             if (lb) _mm512_storeu_ps(lb[h0 + g], _mm512_sub_ps(_mm512_mul_ps(vc, _mm512_sub_ps(t1, t2)), t3));
         }
         h0 += m;
+    }
+}
+
+/* One block's code pass for nh query heads at once: per 16-key tile the integer dots of every
+ * head (one read of the tile's codes), the upper bounds in registers, and the positions of the
+ * keys with ub ≥ τ'' (or forced) appended at out[h], which advances. qw: the heads' Q, packed,
+ * quads int32 per head in the order of hp. */
+AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, int32_t quads, const int32_t *qw,
+                                         const head_q *const *hp, int32_t nh, const float *kc, const float *ki,
+                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int32_t t = 0; t < tiles; t++) {
+        const uint8_t *tile = codes + (size_t)t * 64 * (size_t)quads;
+        const __m512 vc = _mm512_loadu_ps(kc + TILE * t), vi = _mm512_loadu_ps(ki + TILE * t);
+        const __m512 ve = _mm512_loadu_ps(ke + TILE * t);
+        const __m512i pos = _mm512_add_epi32(iota, _mm512_set1_epi32(base + TILE * t));
+        for (int32_t h0 = 0; h0 < nh;) {
+            __m512i I[4];
+            int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
+            if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else tile_dots_1(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            for (int32_t g = 0; g < m; g++) {
+                const head_q *p = hp[h0 + g];
+                __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
+                __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), A), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
+                __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
+                __m512 ub = _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3);
+                __mmask16 k = (__mmask16)(_mm512_cmp_ps_mask(ub, _mm512_set1_ps(p->tauk), _CMP_GE_OQ) | frc[t]);
+                _mm512_mask_compressstoreu_epi32(out[h0 + g], k, pos);
+                out[h0 + g] += __builtin_popcount(k);
+            }
+            h0 += m;
+        }
     }
 }
 
@@ -516,26 +577,157 @@ static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p
     *Qbox = qb;
 }
 
-/* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ. */
-static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, int32_t c, const float *q,
-                  const float *keys, const float *values, size_t stride, int32_t d, float scale, head_q *p,
-                  int32_t *kept) {
+/* Adds positions idx[0..c) with their exact scores dots[0..c) to a head's state; counts those ≥ τ. */
+static void add_scores(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, const float *dots, int32_t c,
+                       const float *values, size_t stride, int32_t d, float scale, float tau, int32_t *kept) {
     for (int32_t at = 0; at < c; at += 512) {
         int32_t m = c - at < 512 ? c - at : 512;
         for (int32_t j = 0; j < m; j++) {
-            float dot = attn_dot(q, keys + (size_t)idx[at + j] * stride, d);
-            sc->x[j] = dot * scale;
-            if (dot > p->lmax) p->lmax = dot;
-            *kept += dot >= p->tau;
+            sc->x[j] = dots[at + j] * scale;
+            *kept += dots[at + j] >= tau;
         }
         attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+    }
+}
+
+/* Requests key and value row j ahead of its use. */
+static inline void fetch_row(const float *keys, const float *values, size_t stride, int32_t j, int32_t d) {
+    const char *kr = (const char *)(keys + (size_t)j * stride), *vr = (const char *)(values + (size_t)j * stride);
+    for (int32_t o = 0; o < 4 * d; o += 64) {
+        __builtin_prefetch(kr + o);
+        __builtin_prefetch(vr + o);
+    }
+    __builtin_prefetch(kr + 4 * d - 1);
+    __builtin_prefetch(vr + 4 * d - 1);
+}
+
+/* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ.
+ * The candidates are scattered over the cache: rows are requested FETCH_AHEAD positions before
+ * they are used, which keeps enough reads in flight to hide the memory latency. */
+#ifndef FETCH_AHEAD
+#define FETCH_AHEAD 16
+#endif
+#define SCORE_CHUNK 128
+static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, int32_t c, const float *q,
+                  const float *keys, const float *values, size_t stride, int32_t d, float scale, head_q *p,
+                  int32_t *kept) {
+    for (int32_t j = 0; j < c && j < FETCH_AHEAD; j++) fetch_row(keys, values, stride, idx[j], d);
+    PROF(PH_FETCH);
+    for (int32_t at = 0; at < c; at += SCORE_CHUNK) {
+        int32_t m = c - at < SCORE_CHUNK ? c - at : SCORE_CHUNK;
+        for (int32_t j = 0; j < m; j++) {
+            if (at + j + FETCH_AHEAD < c) fetch_row(keys, values, stride, idx[at + j + FETCH_AHEAD], d);
+            float dot = attn_dot(q, keys + (size_t)idx[at + j] * stride, d);
+            sc->x[j] = dot * scale;
+            *kept += dot >= p->tau;
+        }
+        PROF(PH_DOT);
+        attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+        PROF(PH_ACC);
+    }
+}
+
+/* The heads live[0..nl) packed for the kernels that take consecutive heads: their head_q into
+ * hp, their Q into the second half of sc->qw (returned). */
+static const int32_t *pack_heads(rsr_louver_scratch *sc, const head_q *hq, int32_t gq, int32_t nq, const int32_t *live,
+                                 int32_t nl, head_q *hp) {
+    int32_t *qw = sc->qw + (size_t)gq * (size_t)nq;
+    for (int32_t g = 0; g < nl; g++) {
+        hp[g] = hq[live[g]];
+        memcpy(qw + (size_t)g * (size_t)nq, sc->qw + (size_t)live[g] * (size_t)nq, sizeof(int32_t) * (size_t)nq);
+    }
+    return qw;
+}
+
+/* Bounds of the keys of tile `tile` (counted over the whole index) for the packed heads. */
+static void index_tile_bounds(const rsr_louver_index *ix, int32_t tile, const int32_t *qw, const head_q *hp, int32_t nl,
+                              float (*ub)[TILE], float (*lb)[TILE], uint16_t *frc) {
+    const int32_t nq = ix->quads;
+    const size_t kb = (size_t)tile * TILE;
+    tile_bounds(ix->codes + kb * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nl, ix->kscale + kb, ix->kint + kb,
+                ix->kerr + kb, ub, lb);
+    *frc = ix->force[tile];
+}
+
+/* The relative policy's τ from the best known lower bound of the largest score. */
+static float relative_tau(const head_q *p, float eps, int32_t d) {
+    double L = p->lmax;
+    if (p->lbmax > -INFINITY) {
+        double Lk = (double)p->lbmax - p->slackk; /* fl(q·k) ≥ lb − slack for that key */
+        if (Lk > L) L = Lk;
+    }
+    return float_below(L - sqrt((double)d) * log(1.0 / (double)eps));
+}
+
+static void set_tau(head_q *p, float tau) {
+    p->tau = tau;
+    p->taub = float_below((double)tau - p->slackb);
+    p->tauk = float_below((double)tau - p->slackk);
+}
+
+/*
+ * The dense fallback. A head for which a fifth or more of the indexed keys would be candidates
+ * attends every key with the dense kernel instead (dense = RSR_LOUVER_DENSE_QUALIFY): the
+ * guarantee then holds trivially, and the scattered reads of that many candidate rows, dearer
+ * per key and head than dense attention's streamed rows that the query heads of a KV head share,
+ * are not paid. The decision depends on the head alone, so a group call gives each head what a
+ * single call gives it.
+ *
+ * A probe decides first: the key bounds of a strided sample of at most PROBE_TILES tiles (512
+ * keys) estimate the fraction. Under the relative policy τ is final only after the first pass
+ * over the codes, since the best score may lie anywhere; the probe's τ, from the buffer and the
+ * sample's lower bounds, is no higher than the final one (a valid τ: every key within ε of the
+ * top still reaches it) but can sit far lower, which would send selective heads to the dense
+ * kernel. So a relative head falls back on the probe only when nearly every sampled key
+ * qualifies (PROBE_RELATIVE_FRACTION). Wherever the probe does not decide, the exact count after
+ * the pass does.
+ */
+#define PROBE_TILES 32
+#ifndef FALLBACK_FRACTION
+#define FALLBACK_FRACTION 0.2
+#endif
+#define PROBE_RELATIVE_FRACTION 0.9
+static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const rsr_louver_policy *pol) {
+    const int32_t tiles = rsr_louver_size(ix) / TILE, step = tiles > PROBE_TILES ? tiles / PROBE_TILES : 1;
+    int32_t live[64], nl = 0, any_rel = 0;
+    for (int32_t h = 0; h < gq; h++)
+        if (!hq[h].dense) live[nl++] = h, any_rel |= pol[h].kind == RSR_LOUVER_RELATIVE;
+    if (!nl) return;
+    head_q hp[64];
+    const int32_t *qw = pack_heads(sc, hq, gq, ix->quads, live, nl, hp);
+    float ub[64][TILE], lb[64][TILE];
+    uint16_t frc;
+    int32_t count[64] = {0}, sampled = 0;
+    if (any_rel) { /* the relative heads' τ from the buffer and the sample's lower bounds */
+        for (int32_t t = 0; t < tiles; t += step) {
+            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
+            for (int32_t g = 0; g < nl; g++)
+                for (int32_t k = 0; k < TILE; k++)
+                    if (!(frc >> k & 1) && lb[g][k] > hp[g].lbmax) hp[g].lbmax = lb[g][k];
+        }
+        for (int32_t g = 0; g < nl; g++)
+            if (pol[live[g]].kind == RSR_LOUVER_RELATIVE) set_tau(&hp[g], relative_tau(&hp[g], pol[live[g]].eps, ix->cfg.head_dim));
+    }
+    for (int32_t t = 0; t < tiles; t += step) {
+        index_tile_bounds(ix, t, qw, hp, nl, ub, NULL, &frc);
+        for (int32_t g = 0; g < nl; g++)
+            for (int32_t k = 0; k < TILE; k++) count[g] += ub[g][k] >= hp[g].tauk || (frc >> k & 1);
+        sampled += TILE;
+    }
+    for (int32_t g = 0; g < nl; g++) {
+        const double need = pol[live[g]].kind == RSR_LOUVER_RELATIVE ? PROBE_RELATIVE_FRACTION : FALLBACK_FRACTION;
+        if (count[g] >= need * sampled) {
+            head_q *p = &hq[live[g]];
+            p->dense = RSR_LOUVER_DENSE_QUALIFY;
+            set_tau(p, hp[g].tau);
+        }
     }
 }
 
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
                                    const float *values, size_t stride, int32_t n, const rsr_louver_policy *pol,
                                    rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats) {
-    if (!ix || !q || gq < 1 || !keys || !values || !pol || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
+    if (!ix || !q || gq < 1 || gq > 64 || !keys || !values || !pol || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
     const int32_t nq = ix->quads, nb = ix->nblocks;
     if (n < size || stride < (size_t)d) return RSR_ERR_INVALID_ARGUMENT;
@@ -551,17 +743,17 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         default: return RSR_ERR_INVALID_ARGUMENT;
         }
     }
-    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, relative ? size * gq : 0)) return RSR_ERR_OUT_OF_MEMORY;
+    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, relative ? size * gq : 0, n - size))
+        return RSR_ERR_OUT_OF_MEMORY;
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
     attn_state st[64];
-    if (gq > 64) return RSR_ERR_INVALID_ARGUMENT;
     int32_t kept[64] = {0};
     const size_t ck = (size_t)sc->cap_keys;
 
     /* per head: the recent-key buffer (always attended; its best score is the first lower bound
      * L), the quantised query and τ */
-    int any_bounded = 0;
+    PROF_START();
     for (int32_t h = 0; h < gq; h++) {
         head_q *p = &hq[h];
         const float *qh = q + (size_t)h * (size_t)d;
@@ -574,146 +766,162 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         double Qbox;
         quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
         const double R = ((double)p->qnorm + 2.0 * (double)p->fnorm) * ix->nmax;
-        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT);
+        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT) ? RSR_LOUVER_DENSE_OVERFLOW : 0;
         p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
         p->bounded = 0;
         /* exact scores of the buffer (accumulated below once τ is known: kept needs τ) */
+        float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
         for (int32_t j = size; j < n; j++) {
-            float dot = attn_dot(qh, keys + (size_t)j * stride, d);
+            float dot = bd[j - size] = attn_dot(qh, keys + (size_t)j * stride, d);
             if (dot > p->lmax) p->lmax = dot;
         }
         const rsr_louver_policy *pp = &pol[h];
-        if (pp->kind == RSR_LOUVER_ABSOLUTE) p->tau = pp->tau;
+        float tau = -INFINITY;
+        if (pp->kind == RSR_LOUVER_ABSOLUTE) tau = pp->tau;
         else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
             int32_t m = size < 256 ? size : 256;
             float *smp = sc->x; /* 512 floats */
             for (int32_t i = 0; i < m; i++) smp[i] = attn_dot(qh, keys + (size_t)((int64_t)i * size / m) * stride, d);
             qsort(smp, (size_t)m, sizeof(float), cmp_desc);
             int32_t k = (int32_t)ceil((double)pp->budget * m);
-            p->tau = smp[(k < 1 ? 1 : k) - 1];
-            if (isnan(p->tau)) p->tau = -INFINITY;
+            tau = smp[(k < 1 ? 1 : k) - 1];
+            if (isnan(tau)) tau = -INFINITY;
         }
-        if (p->dense) p->tau = -INFINITY;
-        p->taub = float_below((double)p->tau - p->slackb);
-        p->tauk = float_below((double)p->tau - p->slackk);
-        any_bounded |= size > 0 && !p->dense;
+        set_tau(p, p->dense ? -INFINITY : tau);
     }
+    if (size > 0) probe(ix, sc, hq, gq, pol);
 
     /* relative policy: a first pass over the codes for the best lower bound, then τ = L − gap */
-    if (relative && any_bounded) {
+    int32_t live[64], nl = 0;
+    for (int32_t h = 0; h < gq; h++)
+        if (!hq[h].dense && size > 0) live[nl++] = h;
+    if (relative && nl) {
         float ub[64][TILE], lb[64][TILE];
-        for (int32_t b = 0; b < nb; b++) {
-            const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
-            for (int32_t t0 = 0; t0 < B; t0 += TILE) {
-                size_t kb = (size_t)b * (size_t)B + (size_t)t0;
-                tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
-                            ix->kint + kb, ix->kerr + kb, ub, lb);
-                uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
-                for (int32_t h = 0; h < gq; h++) {
-                    float *u = sc->ub + (size_t)h * (size_t)size + kb;
-                    for (int32_t t = 0; t < TILE; t++) {
-                        u[t] = ub[h][t];
-                        if (!(frc >> t & 1) && lb[h][t] > hq[h].lbmax) hq[h].lbmax = lb[h][t];
-                    }
-                }
+        uint16_t frc;
+        head_q hp[64];
+        const int32_t *qw = pack_heads(sc, hq, gq, nq, live, nl, hp);
+        for (int32_t t = 0; t < size / TILE; t++) {
+            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
+            for (int32_t g = 0; g < nl; g++) {
+                head_q *p = &hq[live[g]];
+                memcpy(sc->ub + (size_t)live[g] * (size_t)size + (size_t)t * TILE, ub[g], sizeof(float) * TILE);
+                for (int32_t k = 0; k < TILE; k++)
+                    if (!(frc >> k & 1) && lb[g][k] > p->lbmax) p->lbmax = lb[g][k];
             }
         }
     }
-    for (int32_t h = 0; h < gq; h++) {
-        head_q *p = &hq[h];
-        if (pol[h].kind != RSR_LOUVER_RELATIVE) continue;
-        double gap = sqrt((double)d) * log(1.0 / (double)pol[h].eps);
-        double L = p->lmax;
-        if (!p->dense && p->lbmax > -INFINITY) {
-            double Lk = (double)p->lbmax - p->slackk; /* fl(q·k) ≥ lb − slack for that key */
-            if (Lk > L) L = Lk;
-        }
-        p->tau = p->dense ? -INFINITY : float_below(L - gap);
-        p->taub = float_below((double)p->tau - p->slackb);
-        p->tauk = float_below((double)p->tau - p->slackk);
-    }
+    for (int32_t h = 0; h < gq; h++)
+        if (pol[h].kind == RSR_LOUVER_RELATIVE && !hq[h].dense) set_tau(&hq[h], relative_tau(&hq[h], pol[h].eps, d));
 
+    PROF(PH_PREP);
     /* the buffer, now that τ is final */
-    for (int32_t h = 0; h < gq; h++) {
-        float lm = hq[h].lmax;
-        score(&st[h], sc, sc->idx + (size_t)h * ck, n - size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale,
-              &hq[h], &kept[h]);
-        hq[h].lmax = lm;
-    }
+    for (int32_t h = 0; h < gq; h++)
+        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values, stride,
+                   d, scale, hq[h].tau, &kept[h]);
 
-    /* the index: block test per head, key bounds for the heads whose block test passes, then the
-     * exact scores of the candidates */
-    if (size > 0) {
-        float ub[64][TILE];
-        for (int32_t h = 0; h < gq; h++)
-            if (!hq[h].dense) box_bounds(ix, q + (size_t)h * (size_t)d, hq[h].qn, sc->bub + (size_t)h * (size_t)nb);
-        /* a block's candidates are scored LAG blocks later, so that the rows prefetched when they
-         * were selected have arrived: ends[b % (LAG+1)][h] is where block b's candidates end */
-        int32_t ends[LAG + 1][64], scored[64];
-        for (int32_t h = 0; h < gq; h++) scored[h] = sc->nsc[h];
-        for (int32_t b = 0; b < nb + LAG; b++) {
-            if (b >= LAG) {
-                int32_t bs = b - LAG;
-                for (int32_t h = 0; h < gq; h++) {
-                    int32_t c = ends[bs % (LAG + 1)][h] - scored[h];
-                    if (c > 0)
-                        score(&st[h], sc, sc->idx + (size_t)h * ck + scored[h], c, q + (size_t)h * (size_t)d, keys, values,
-                              stride, d, scale, &hq[h], &kept[h]);
-                    scored[h] = ends[bs % (LAG + 1)][h];
+    /* the index: block test per head, key bounds for the heads whose block test passes; then the
+     * exact scores of the candidates, their rows fetched ahead (score) */
+    if (nl) {
+        for (int32_t g = 0; g < nl; g++)
+            box_bounds(ix, q + (size_t)live[g] * (size_t)d, hq[live[g]].qn, sc->bub + (size_t)live[g] * (size_t)nb);
+        PROF(PH_BOX);
+        int32_t first[64];
+        for (int32_t h = 0; h < gq; h++) first[h] = sc->nsc[h];
+        for (int32_t b = 0; b < nb; b++) {
+            int32_t bl[64], nbl = 0; /* the heads whose block test passes */
+            for (int32_t g = 0; g < nl; g++)
+                if (ix->forced[b] || sc->bub[(size_t)live[g] * (size_t)nb + (size_t)b] >= hq[live[g]].taub) bl[nbl++] = live[g];
+            if (!nbl) continue;
+            const size_t kb = (size_t)b * (size_t)B;
+            const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / TILE);
+            if (relative) { /* the first pass stored every bound */
+                for (int32_t g = 0; g < nbl; g++) {
+                    const int32_t h = bl[g];
+                    const float *u = sc->ub + (size_t)h * (size_t)size + kb;
+                    for (int32_t t = 0; t < B / TILE; t++)
+                        sc->nsc[h] += select_keys(u + t * TILE, hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
                 }
-            }
-            if (b >= nb) continue;
-            int32_t live[64], nl = 0;
-            for (int32_t h = 0; h < gq; h++)
-                if (!hq[h].dense && (ix->forced[b] || sc->bub[(size_t)h * (size_t)nb + (size_t)b] >= hq[h].taub)) live[nl++] = h;
-            if (nl) {
-                const uint8_t *codes = ix->codes + (size_t)b * (size_t)B * 4 * (size_t)nq;
-                for (int32_t t0 = 0; t0 < B; t0 += TILE) {
-                    size_t kb = (size_t)b * (size_t)B + (size_t)t0;
-                    uint16_t frc = ix->force[(size_t)b * (size_t)(B / 16) + (size_t)(t0 / 16)];
-                    if (relative) { /* the first pass stored every bound */
-                        for (int32_t g = 0; g < nl; g++)
-                            memcpy(ub[live[g]], sc->ub + (size_t)live[g] * (size_t)size + kb, sizeof(float) * TILE);
-                    } else if (nl == gq) {
-                        tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw, (size_t)nq, hq, gq, ix->kscale + kb,
-                                    ix->kint + kb, ix->kerr + kb, ub, NULL);
-                    } else {
-                        for (int32_t g = 0; g < nl; g++)
-                            tile_bounds(codes + (size_t)t0 * 4 * (size_t)nq, nq, sc->qw + (size_t)live[g] * (size_t)nq,
-                                        (size_t)nq, &hq[live[g]], 1, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
-                                        &ub[live[g]], NULL);
+            } else {
+                const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
+#ifdef LOUVER_X86
+                if (vnni_enabled()) {
+                    const head_q *hp[64];
+                    int32_t *at[64];
+                    const int32_t *qw = sc->qw;
+                    if (nbl < gq) {
+                        head_q unused[64];
+                        qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
                     }
-                    for (int32_t g = 0; g < nl; g++) {
-                        int32_t h = live[g], *at = sc->idx + (size_t)h * ck + sc->nsc[h];
-                        int32_t c = select_keys(ub[h], hq[h].tauk, frc, b * B + t0, at);
-                        sc->nsc[h] += c;
-                        /* fetch the candidates' rows now: the scattered reads overlap the pass
-                         * over the codes of the next blocks */
-                        for (int32_t j = 0; j < c; j++) {
-                            const char *kr = (const char *)(keys + (size_t)at[j] * stride);
-                            const char *vr = (const char *)(values + (size_t)at[j] * stride);
-                            for (size_t o = 0; o < sizeof(float) * (size_t)d; o += 64) {
-                                __builtin_prefetch(kr + o);
-                                __builtin_prefetch(vr + o);
-                            }
+                    for (int32_t g = 0; g < nbl; g++) hp[g] = &hq[bl[g]], at[g] = sc->idx + (size_t)bl[g] * ck + sc->nsc[bl[g]];
+                    block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
+                                      b * B, at);
+                    for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
+                } else
+#endif
+                {
+                    float ub[64][TILE];
+                    head_q hp[64];
+                    const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
+                    for (int32_t t = 0; t < B / TILE; t++) {
+                        tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
+                                    ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
+                                    ix->kerr + kb + (size_t)t * TILE, ub, NULL);
+                        for (int32_t g = 0; g < nbl; g++) {
+                            const int32_t h = bl[g];
+                            sc->nsc[h] += select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
                         }
                     }
                 }
             }
-            for (int32_t g = 0; g < nl; g++) hq[live[g]].bounded += B;
-            for (int32_t h = 0; h < gq; h++) ends[b % (LAG + 1)][h] = sc->nsc[h];
+            for (int32_t g = 0; g < nbl; g++) hq[bl[g]].bounded += B;
         }
-        /* heads whose bound arithmetic could overflow: every indexed key */
-        for (int32_t h = 0; h < gq; h++) {
-            if (!hq[h].dense) continue;
-            int32_t *idx = sc->idx + (size_t)h * ck;
-            int32_t at = sc->nsc[h];
-            for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
-            score(&st[h], sc, idx + at, size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale, &hq[h], &kept[h]);
+        PROF(PH_BOUND);
+        for (int32_t g = 0; g < nl; g++) {
+            const int32_t h = live[g], c = sc->nsc[h] - first[h];
+            if (c >= FALLBACK_FRACTION * size) { /* the probe missed it: dense after all (see probe) */
+                hq[h].dense = RSR_LOUVER_DENSE_QUALIFY;
+                sc->nsc[h] = first[h];
+            } else if (c > 0) {
+                score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride, d,
+                      scale, &hq[h], &kept[h]);
+            }
         }
     }
 
+    /* the heads that attend every key: the dense kernel over the index, all of them together
+     * (each key and value row read once for the group); where the bound arithmetic could
+     * overflow, key by key as attn_dot sums (rare, and the kernel's count needs a finite margin) */
+    if (size > 0) {
+        int32_t dl[64], nd = 0;
+        float *qd = sc->qd, tau[64], margin[64];
+        for (int32_t h = 0; h < gq; h++) {
+            if (!hq[h].dense) continue;
+            int32_t *idx = sc->idx + (size_t)h * ck, at = sc->nsc[h];
+            for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
+            if (hq[h].dense == RSR_LOUVER_DENSE_OVERFLOW) {
+                score(&st[h], sc, idx + at, size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale, &hq[h], &kept[h]);
+                continue;
+            }
+            memcpy(qd + (size_t)nd * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
+            tau[nd] = hq[h].tau;
+            /* two summation orders differ by at most 2·γ_d·‖q‖·‖k‖, and ‖k‖ ≤ nmax off forced keys */
+            double m = 2 * (1.03 * d + 2) * 0x1p-24 * (double)hq[h].qnorm * ix->nmax + 0x1p-100;
+            margin[nd] = ix->any_forced || !(m < 1e38) ? INFINITY : float_above(m);
+            dl[nd++] = h;
+        }
+        if (nd) {
+            attn_state sd[64];
+            int32_t cnt[64] = {0};
+            for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
+            for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
+                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
+                                       sc->dx, tau, margin, cnt);
+            for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
+        }
+    }
+
+    PROF(PH_BOUND);
     for (int32_t h = 0; h < gq; h++) {
         attn_state_finish(&st[h], out + (size_t)h * (size_t)d, d);
         if (!stats) continue;
@@ -731,6 +939,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         }
         stats[h] = s;
     }
+    PROF(PH_FINISH);
     return RSR_OK;
 }
 

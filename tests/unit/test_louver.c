@@ -13,7 +13,10 @@
  *     2·bound·max|v| (plus rounding) of dense attention computed in double;
  *   - every 8th query is also attended together with 1..4 other queries of the same KV head
  *     (rsr_louver_attend_group, mixed policies): each gets the single query's output bits,
- *     statistics and scanned set, so the checks above carry over to the group call.
+ *     statistics and scanned set, so the checks above carry over to the group call;
+ *   - the dense fallback (test_fallback): taken when a fifth or more of the keys would be
+ *     candidates, whether the probe sees it or only the pass does, never for a selective τ; the
+ *     output is then dense attention's.
  * Run with RSR_DISABLE_AVX512=1 to check the portable kernels.
  */
 #include <math.h>
@@ -227,6 +230,19 @@ typedef struct {
     int32_t sparse_check; /* 1: assert that queries aimed at a key, with ≤ 2% of the keys above τ, scan well under half of them */
 } scenario;
 
+/* How far softmax weights may move when every score is summed in another fp32 order: scores move
+ * by at most δ = γ_d·max_j Σ_i |q_i·k_ji| (scaled), weights by a factor within e^{±2δ}. */
+static double order_allowance(const float *q, const float *K, size_t stride, int32_t n, int32_t d) {
+    double worst = 0;
+    for (int32_t j = 0; j < n; j++) {
+        double a = 0;
+        for (int32_t i = 0; i < d; i++) a += fabs((double)q[i] * K[(size_t)j * stride + i]);
+        worst = fmax(worst, a);
+    }
+    double delta = 1.03 * d * 0x1p-24 * worst / sqrt((double)d);
+    return isfinite(delta) ? expm1(2 * delta) + 1e-6 : INFINITY;
+}
+
 static void run(const scenario *sc, int32_t total_queries_scale) {
     const int32_t d = sc->d, B = sc->block_keys;
     const size_t stride = (size_t)d + 3; /* rows of a wider array: the index must honour stride */
@@ -298,7 +314,8 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
                 EXPECT(!(b >= tau) || mark[j], "%s: key %d, descending-order score %.9g ≥ τ %.9g missed", keyset_name[sc->ks], j, b, tau);
             }
         }
-        EXPECT(st.kept == above, "kept %d, brute force %d keys ≥ τ", st.kept, above);
+        EXPECT(st.kept == above, "%s: kept %d, brute force %d keys ≥ τ %g (policy %d, dense %d, scanned %d of %d, index %d)",
+               keyset_name[sc->ks], st.kept, above, tau, pol.kind, st.dense, st.scanned, n, size);
         if (pol.kind == RSR_LOUVER_RELATIVE && isfinite(top))
             EXPECT((double)tau <= (double)top - sqrt((double)d) * log(1.0 / pol.eps),
                    "relative τ %.9g above max %.9g − gap", tau, top);
@@ -323,6 +340,8 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
         double err = 0;
         for (int32_t i = 0; i < d; i++) err = fmax(err, fabs(oref[i] / total - (double)out[i]));
         double allowed = (2 * fmin(st.dropped_bound, 1.0) + 2e-5) * vmax;
+        /* the dense kernel sums q·k in another order than attn_dot, which the reference uses */
+        if (st.dense) allowed += order_allowance(q, K, stride, n, d) * vmax;
         EXPECT(err <= allowed, "%s: output off dense by %.3g, allowed %.3g (bound %.3g)", keyset_name[sc->ks], err, allowed,
                st.dropped_bound);
         if (aimed && pol.kind == RSR_LOUVER_ABSOLUTE && pick < 5 && size >= n / 2) {
@@ -339,6 +358,107 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
     rsr_louver_free(ix);
     rsr_louver_scratch_free(scr);
     free(K), free(V), free(q), free(out), free(dots), free(sorted), free(oref), free(mark);
+}
+
+/* Attention of q over keys [0, n) in double: the reference for the dense fallback's output. */
+static void dense_reference(const float *q, const float *K, const float *V, size_t stride, int32_t n, int32_t d, double *o) {
+    const float scale = 1.0f / sqrtf((float)d);
+    double m = -INFINITY, total = 0;
+    for (int32_t j = 0; j < n; j++) m = fmax(m, (double)(attn_dot(q, K + (size_t)j * stride, d) * scale));
+    memset(o, 0, sizeof(double) * (size_t)d);
+    for (int32_t j = 0; j < n; j++) {
+        double e = exp((double)(attn_dot(q, K + (size_t)j * stride, d) * scale) - m);
+        total += e;
+        for (int32_t i = 0; i < d; i++) o[i] += e * V[(size_t)j * stride + i];
+    }
+    for (int32_t i = 0; i < d; i++) o[i] /= total;
+}
+
+/*
+ * The dense fallback: a head for which a fifth or more of the indexed keys would be candidates
+ * attends every key with the dense kernel, and says so (stats.dense). Three ways in: i.i.d. keys
+ * under the relative policy (every key is within the gap of the best), an absolute τ below every
+ * score, and keys laid out so that the probe's sample of tiles (every other tile here) sees no
+ * candidate while half the keys are (the count after the pass must catch it). A τ above the
+ * best score must not fall back. Each time: every key scanned once, kept = the keys ≥ τ, nothing
+ * dropped, the output that of dense attention, and the group call equal to the single calls.
+ */
+static void test_fallback(void) {
+    const int32_t d = 64, B = 64, blocks = 16, n = blocks * B + 5; /* 64 tiles: the probe takes every other one */
+    const size_t stride = (size_t)d;
+    float *K = malloc(sizeof(float) * stride * (size_t)n), *V = malloc(sizeof(float) * stride * (size_t)n);
+    float *q = malloc(sizeof(float) * 3 * (size_t)d), *out = malloc(sizeof(float) * 3 * (size_t)d);
+    double *oref = malloc(sizeof(double) * (size_t)d);
+    unsigned char *mark = malloc((size_t)n);
+    rsr_louver_index *ix;
+    rsr_louver_scratch *scr;
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = d, .block_keys = B}, &ix) == RSR_OK, "create");
+    EXPECT(rsr_louver_scratch_create(&scr) == RSR_OK, "scratch");
+    for (int32_t layout = 0; layout < 2; layout++) {
+        /* layout 0: i.i.d. keys; layout 1: the keys of even tiles point away from q, odd ones towards it */
+        for (int32_t i = 0; i < d; i++) q[i] = gauss();
+        for (int32_t j = 0; j < n; j++)
+            for (int32_t i = 0; i < d; i++) {
+                float g = 0.2f * gauss();
+                K[(size_t)j * stride + i] = layout == 0 ? gauss() : ((j / 16) % 2 ? q[i] : -q[i]) + g;
+                V[(size_t)j * stride + i] = gauss();
+            }
+        rsr_louver_clear(ix);
+        for (int32_t b = 0; b < blocks; b++) rsr_louver_append_block(ix, K + (size_t)b * B * stride, stride);
+        float top = -INFINITY, bottom = INFINITY;
+        for (int32_t j = 0; j < n; j++) {
+            float x = attn_dot(q, K + (size_t)j * stride, d);
+            top = fmaxf(top, x), bottom = fminf(bottom, x);
+        }
+        rsr_louver_policy cases[3] = {{.kind = RSR_LOUVER_RELATIVE, .eps = 1e-4f},
+                                      {.kind = RSR_LOUVER_ABSOLUTE, .tau = layout == 0 ? bottom - 1 : 0},
+                                      {.kind = RSR_LOUVER_ABSOLUTE, .tau = top + 1}};
+        for (int32_t c = 0; c < 3; c++) {
+            if (layout == 1 && c == 0) continue; /* relative τ there sits above the keys pointing away: no fallback */
+            rsr_louver_stats st;
+            EXPECT(rsr_louver_attend(ix, q, K, V, stride, n, &cases[c], scr, out, &st) == RSR_OK, "attend");
+            int32_t count, above = 0;
+            const int32_t *idx = rsr_louver_scratch_scanned(scr, &count);
+            memset(mark, 0, (size_t)n);
+            for (int32_t i = 0; i < count; i++) mark[idx[i]]++;
+            for (int32_t j = 0; j < n; j++) above += attn_dot(q, K + (size_t)j * stride, d) >= st.tau;
+            if (c == 2) {
+                EXPECT(st.dense == 0 && st.scanned < n / 10, "layout %d: τ above every score fell back (dense %d, scanned %d)",
+                       layout, st.dense, st.scanned);
+                continue;
+            }
+            int once = count == n;
+            for (int32_t j = 0; j < n; j++) once &= mark[j] == 1;
+            EXPECT(st.dense == RSR_LOUVER_DENSE_QUALIFY, "layout %d case %d: no dense fallback (dense %d, scanned %d of %d)",
+                   layout, c, st.dense, st.scanned, n);
+            EXPECT(once && st.scanned == n && st.kept == above && st.dropped_bound == 0,
+                   "layout %d case %d: scanned %d (each once: %d) kept %d of %d above τ, bound %g", layout, c, st.scanned, once,
+                   st.kept, above, st.dropped_bound);
+            if (cases[c].kind == RSR_LOUVER_RELATIVE)
+                EXPECT((double)st.tau <= (double)top - sqrt((double)d) * log(1e4), "relative τ %g above the top %g − gap", st.tau, top);
+            dense_reference(q, K, V, stride, n, d, oref);
+            double err = 0;
+            for (int32_t i = 0; i < d; i++) err = fmax(err, fabs(oref[i] - out[i]));
+            double allowed = 2e-5 + order_allowance(q, K, stride, n, d);
+            EXPECT(err < allowed, "layout %d case %d: the fallback's output is off dense attention by %g (allowed %g)", layout,
+                   c, err, allowed);
+            /* in a group with a selective head and one of each other case: each gets its single result */
+            float single[64];
+            rsr_louver_policy gp[3] = {cases[c], cases[2], cases[c]};
+            memcpy(q + d, q, sizeof(float) * (size_t)d), memcpy(q + 2 * d, q, sizeof(float) * (size_t)d);
+            rsr_louver_stats gst[3];
+            EXPECT(rsr_louver_attend_group(ix, q, 3, K, V, stride, n, gp, scr, out, gst) == RSR_OK, "group");
+            for (int32_t g = 0; g < 3; g++) {
+                EXPECT(rsr_louver_attend(ix, q, K, V, stride, n, &gp[g], scr, single, &st) == RSR_OK, "single");
+                EXPECT(!memcmp(single, out + (size_t)g * (size_t)d, sizeof(float) * (size_t)d) && st.dense == gst[g].dense &&
+                           st.scanned == gst[g].scanned && st.kept == gst[g].kept,
+                       "layout %d case %d: group head %d differs from its single call", layout, c, g);
+            }
+        }
+    }
+    rsr_louver_free(ix);
+    rsr_louver_scratch_free(scr);
+    free(K), free(V), free(q), free(out), free(oref), free(mark);
 }
 
 static void test_config(void) {
@@ -381,6 +501,7 @@ int main(int argc, char **argv) {
     }
     rng_state = 12345;
     test_config();
+    test_fallback();
     static const scenario scenarios[] = {
         /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
         {KS_RANDOM, 128, 0, 256, 8, 12000, 0},

@@ -257,6 +257,17 @@ typedef struct bl_out {
     int accumulate;
 } bl_out;
 
+/* y[i] (=, or +=) acc[i] · beta / x_scale for rows [r0, r1). Cloned per ISA for wide divisions;
+ * every clone rounds each operation as the scalar loop does, so results do not depend on the CPU. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void dequantize(float *restrict y, const int32_t *restrict acc, float beta, float x_scale, int32_t r0, int32_t r1,
+                       int accumulate) {
+    if (accumulate)
+        for (int32_t i = r0; i < r1; i++) y[i] += ((float)acc[i] * beta) / x_scale;
+    else
+        for (int32_t i = r0; i < r1; i++) y[i] = ((float)acc[i] * beta) / x_scale;
+}
+
 /* The thread's blocks [b0, b1) of one matrix: the kernel, then its own rows to fp32 while they
  * are in its cache (no second pass, no barrier). acc holds this matrix's rows. */
 static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, int32_t n, int32_t c, int32_t chunks,
@@ -273,14 +284,9 @@ static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, 
             mx->kernel(data, s->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
     }
     *r0 = b0 * mx->rsr_k, *r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
-    for (int32_t t = 0; t < n; t++) {
-        const int32_t *at = acc + (size_t)t * (size_t)acc_stride;
-        float *yt = o->y + (size_t)t * o->stride, x_scale = s->xs[t];
-        for (int32_t i = *r0; i < *r1; i++) {
-            float v = ((float)at[i] * mx->scale) / x_scale;
-            yt[i] = o->accumulate ? yt[i] + v : v;
-        }
-    }
+    for (int32_t t = 0; t < n; t++)
+        dequantize(o->y + (size_t)t * o->stride, acc + (size_t)t * (size_t)acc_stride, mx->scale, s->xs[t], *r0, *r1,
+                   o->accumulate);
 }
 
 /* The BitLinear layers that read the same input (q, k, v; gate, up) in one parallel region: each
@@ -288,15 +294,18 @@ static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, 
  * for RSR, and a shared work counter costs more than the imbalance it removes: bench_gemv,
  * docs/performance.md). With glu, outs are gate and up of one shape, and each thread applies the
  * activation to its own rows: gate = act(gate) · up. */
-static void activate(const rsr_artifact *a, float *g, const float *u, int32_t r0, int32_t r1) {
-    for (int32_t i = r0; i < r1; i++) {
-        if (a->activation == RSR_ACT_RELU2) {
-            float r = fmaxf(g[i], 0.0f);
+/* g = act(g) · u for rows [r0, r1). relu² is written with a comparison (NaN → 0, as fmaxf(g, 0)
+ * gives) so that the clones vectorise it; SiLU calls expf. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void activate(const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1) {
+    if (a->activation == RSR_ACT_RELU2) {
+        for (int32_t i = r0; i < r1; i++) {
+            float r = g[i] > 0.0f ? g[i] : 0.0f;
             g[i] = r * r * u[i];
-        } else {
-            g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
         }
+        return;
     }
+    for (int32_t i = r0; i < r1; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
 
 static void bitlinear(rsr_session *s, const bl_out *outs, int count, int32_t n, int glu) {

@@ -89,8 +89,9 @@ typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GP
 typedef struct rsr_model_params {
     int32_t num_threads;       /* 0: OpenMP's default */
     int32_t device;            /* rsr_device; 0: auto */
-    int32_t lock_memory;       /* 1: lock the model's constants in memory at open (mlock), so that the
-                                * kernel cannot evict the mapped weights between tokens */
+    int32_t lock_memory;       /* 1: copy the model's constants at open into locked anonymous memory
+                                * (2 MiB pages where the kernel gives them) and read them there: no
+                                * eviction between tokens, no page-table churn; costs their size */
 } rsr_model_params;
 rsr_model_params rsr_model_default_params(void);
 

@@ -173,7 +173,7 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
  * bit for bit what n steps of one token compute; the products of a block of rows are done for
  * all n tokens while its weights are in cache (rsr_kernel_batch_fn). */
 
-static const float *blob_f32(const rsr_artifact *a, uint64_t off) { return (const float *)(a->blob + off); }
+static const float *blob_f32(const rsr_session *s, uint64_t off) { return (const float *)(s->model->blob + off); }
 
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {
     float ss = 0;
@@ -274,7 +274,7 @@ static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, 
                            int32_t *r0, int32_t *r1) {
     const rsr_artifact *a = s->model->a;
     const rsr_artifact_matrix *mx = &a->matrix[o->index];
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : a->blob + mx->data;
+    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : s->model->blob + mx->data;
     int32_t nb = mx->num_blocks, xs_stride = s->xq_stride, acc_stride = s->acc_stride;
     int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
     if (n > 1 && mx->kernel_batch) {
@@ -389,14 +389,14 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d, W = (size_t)s->widest;
     for (int32_t t = 0; t < n; t++) {
-        const uint8_t *erow = a->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
+        const uint8_t *erow = s->model->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
         for (int32_t i = 0; i < H; i++) s->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
         rope_angles(s->rope + (size_t)t * (size_t)d, d, s->pos + t, a->rope_theta); /* the same in every layer */
     }
 
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
-        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(a, L->attn_norm), H, n, a->rms_eps);
+        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(s, L->attn_norm), H, n, a->rms_eps);
         bitlinear_inputs(s, s->xn, W, H, n);
         bl_out qkv[3] = {{L->q, s->q, q_out, 0}, {L->k, s->k, kv_out, 0}, {L->v, s->v, kv_out, 0}};
         bitlinear(s, qkv, 3, n, 0);
@@ -413,20 +413,20 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
         const float *o_in = s->att;
         size_t o_stride = q_out;
         if (L->attn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm_rows(s, s->xn, W, s->att, q_out, blob_f32(a, L->attn_sub_norm), (int32_t)q_out, n, a->rms_eps);
+            rmsnorm_rows(s, s->xn, W, s->att, q_out, blob_f32(s, L->attn_sub_norm), (int32_t)q_out, n, a->rms_eps);
             o_in = s->xn, o_stride = W;
         }
         bitlinear_inputs(s, o_in, o_stride, (int32_t)q_out, n);
         bitlinear1(s, L->o, n, s->h, (size_t)H, 1);
 
-        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(a, L->ffn_norm), H, n, a->rms_eps);
+        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(s, L->ffn_norm), H, n, a->rms_eps);
         bitlinear_inputs(s, s->xn, W, H, n);
         bl_out glu[2] = {{L->gate, s->gate, (size_t)I, 0}, {L->up, s->up, (size_t)I, 0}};
         bitlinear(s, glu, 2, n, 1); /* s->gate = act(gate) · up */
         const float *d_in = s->gate;
         size_t d_stride = (size_t)I;
         if (L->ffn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm_rows(s, s->xn, W, s->gate, (size_t)I, blob_f32(a, L->ffn_sub_norm), I, n, a->rms_eps);
+            rmsnorm_rows(s, s->xn, W, s->gate, (size_t)I, blob_f32(s, L->ffn_sub_norm), I, n, a->rms_eps);
             d_in = s->xn, d_stride = W;
         }
         bitlinear_inputs(s, d_in, d_stride, I, n);
@@ -434,7 +434,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
     }
     s->pos += n;
     const float *last = s->h + (size_t)(n - 1) * (size_t)H;
-    if (logits || argmax) rmsnorm(s->xn, last, blob_f32(a, a->final_norm), H, a->rms_eps);
+    if (logits || argmax) rmsnorm(s->xn, last, blob_f32(s, a->final_norm), H, a->rms_eps);
     if (logits) rsr_lm_head_logits(s, s->xn, logits);
     if (argmax) return rsr_lm_head_argmax(s, s->xn, argmax);
     return RSR_OK;

@@ -17,6 +17,9 @@ struct rsr_gpu_session;
 
 struct rsr_model {
     const rsr_artifact *a;
+    const uint8_t *blob;        /* the constants the CPU reads: a->blob, or its locked copy */
+    uint8_t *locked;            /* lock_memory: the copy in anonymous memory (huge pages), else NULL */
+    size_t locked_size;
     struct rsr_gpu *gpu;        /* cuda/: set when tokens run on the GPU */
     char device[200];           /* rsr_model_info.device */
     int32_t num_threads;

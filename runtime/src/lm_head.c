@@ -52,8 +52,9 @@ static float dot_bf16(const uint16_t *restrict w, const float *restrict x, int32
     return acc[0];
 }
 
-static float dot_row(const rsr_artifact *a, int32_t v, const float *x) {
-    const uint8_t *r = a->blob + a->lm_head + (size_t)v * (size_t)a->hidden * dtype_size(a->lm_head_dtype);
+static float dot_row(const rsr_model *m, int32_t v, const float *x) {
+    const rsr_artifact *a = m->a;
+    const uint8_t *r = m->blob + a->lm_head + (size_t)v * (size_t)a->hidden * dtype_size(a->lm_head_dtype);
     if (a->lm_head_dtype == RSR_DTYPE_BF16) return dot_bf16((const uint16_t *)r, x, a->hidden);
     float dot = 0;
     for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
@@ -67,7 +68,7 @@ static int32_t threads_of(const rsr_session *s) {
 void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits) {
     const rsr_artifact *a = s->model->a;
 #pragma omp parallel for schedule(static) num_threads(threads_of(s))
-    for (int32_t v = 0; v < a->vocab; v++) logits[v] = dot_row(a, v, x);
+    for (int32_t v = 0; v < a->vocab; v++) logits[v] = dot_row(s->model, v, x);
 }
 
 /* ---- the int8 head ---- */
@@ -123,11 +124,11 @@ static rsr_status head_scratch(rsr_session *s) {
     return RSR_OK;
 }
 
-static int32_t full_argmax(const rsr_artifact *a, const float *x) {
+static int32_t full_argmax(const rsr_model *m, const float *x) {
     int32_t best = 0;
-    float best_logit = dot_row(a, 0, x);
-    for (int32_t v = 1; v < a->vocab; v++) {
-        float l = dot_row(a, v, x);
+    float best_logit = dot_row(m, 0, x);
+    for (int32_t v = 1; v < m->a->vocab; v++) {
+        float l = dot_row(m, v, x);
         if (l > best_logit) best = v, best_logit = l;
     }
     return best;
@@ -139,7 +140,7 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     double x_l1 = 0, amax = 0;
     for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)x[i]), amax = fmax(amax, fabs((double)x[i]));
     if (a->head_q8 == RSR_NO_TENSOR || !isfinite(x_l1) || amax == 0) {
-        *token = full_argmax(a, x); /* no int8 head, or nothing it could bound */
+        *token = full_argmax(s->model, x); /* no int8 head, or nothing it could bound */
         return RSR_OK;
     }
     rsr_status st = head_scratch(s);
@@ -158,8 +159,9 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
         d_l1 += fabs((double)x[i] - q / xs);
     }
     const double widen = 1 + 1e-6, fp32_dot = (double)n * 0x1p-23 * x_l1;
-    const float *scale = (const float *)(a->blob + a->head_q8_scale), *err = (const float *)(a->blob + a->head_q8_err);
-    const uint8_t *q8 = a->blob + a->head_q8;
+    const float *scale = (const float *)(s->model->blob + a->head_q8_scale);
+    const float *err = (const float *)(s->model->blob + a->head_q8_err);
+    const uint8_t *q8 = s->model->blob + a->head_q8;
     double best_lo = -INFINITY;
 #pragma omp parallel num_threads(threads_of(s))
     {
@@ -182,7 +184,7 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     float best_logit = 0;
     for (int32_t v = 0; v < a->vocab; v++) {
         if (h->approx[v] + h->bound[v] < best_lo) continue;
-        float l = dot_row(a, v, x);
+        float l = dot_row(s->model, v, x);
         if (best < 0 || l > best_logit) best = v, best_logit = l;
     }
     *token = best;

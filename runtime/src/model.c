@@ -133,6 +133,32 @@ static rsr_status check_artifact(rsr_model *m) {
     return RSR_OK;
 }
 
+/*
+ * lock_memory: the constants are copied into locked anonymous memory that the kernel may back
+ * with 2 MiB pages, and the CPU code reads the copy. Locking the file mapping in place is not
+ * enough on machines whose reclaimer keeps clearing the accessed bits of its 4 KiB pages: with
+ * two threads every clear is a TLB shootdown between the CPUs (docs/performance.md).
+ */
+static rsr_status lock_constants(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    size_t huge = (size_t)2 << 20, size = (a->blob_size + huge - 1) / huge * huge;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot map %llu MiB for the model's constants: %s",
+                             (unsigned long long)(size >> 20), strerror(errno));
+    (void)madvise(p, size, MADV_HUGEPAGE); /* a hint: without huge pages the copy still works */
+    memcpy(p, a->blob, a->blob_size);
+    if (mprotect(p, size, PROT_READ) != 0 || mlock(p, size) != 0) {
+        int e = errno;
+        munmap(p, size);
+        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot lock the model's %llu MiB of constants in "
+                             "memory: %s (raise `ulimit -l`, or open it without lock_memory)",
+                             (unsigned long long)(a->blob_size >> 20), strerror(e));
+    }
+    m->locked = p, m->locked_size = size, m->blob = p;
+    return RSR_OK;
+}
+
 rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_model *m = calloc(1, sizeof *m);
@@ -149,10 +175,8 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     else
         m->status = check_artifact(m);
     m->num_threads = p.num_threads;
-    if (m->status == RSR_OK && p.lock_memory && mlock(a->blob, a->blob_size) != 0)
-        m->status = rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot lock the model's %llu MiB of constants in "
-                                  "memory: %s (raise `ulimit -l`, or open it without lock_memory)",
-                                  (unsigned long long)(a->blob_size >> 20), strerror(errno));
+    if (a) m->blob = a->blob;
+    if (m->status == RSR_OK && p.lock_memory) m->status = lock_constants(m);
     snprintf(m->device, sizeof m->device, "cpu");
     if (m->status == RSR_OK && (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU))
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)",
@@ -185,6 +209,7 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
+    if (m->locked) munmap(m->locked, m->locked_size);
     rsr_gpu_close(m->gpu);
     rsr_tokenizer_free(m->tokenizer);
     free(m);
@@ -262,7 +287,7 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
         }
         return RSR_OK;
     }
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->a->blob + mx->data;
+    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
     size_t padded = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;
     int8_t *xp = calloc((size_t)step, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */

@@ -90,45 +90,39 @@ def main():
     if b == 'unsupported-dtype':
         for t in tensors:
             if t[0] == 'model.norm.weight': t[1] = 'F64'; t[3] = t[3] * 4
-    if b == 'shape-mismatch':
-        config['intermediate_size'] = 12
-    if b == 'heads-not-divide':
-        config['num_key_value_heads'] = 3
-    if b == 'vocab-too-large':
-        config['vocab_size'] = 32
-    if b == 'unknown-arch':
-        config['architectures'] = ['MysteryForCausalLM']
-    if b == 'unknown-quant':
-        config['quantization_config']['quant_method'] = 'gptq'
-    if b == 'bad-act':
-        config['hidden_act'] = 'gelu'
     # config.json breaks: a value that is wrong in itself or disagrees with the tensors
-    if b == 'missing-hidden':
-        del config['hidden_size']
-    if b == 'hidden-not-integer':
-        config['hidden_size'] = '8'
-    if b == 'huge-vocab':
-        config['vocab_size'] = 1e300
-    if b == 'zero-layers':
-        config['num_hidden_layers'] = 0
-    if b == 'odd-head-dim':
-        config['head_dim'] = 3
-    if b == 'hidden-not-divisible':
-        config['num_attention_heads'] = 3
-    if b == 'too-wide':
-        config['head_dim'] = 40000
-    if b == 'bos-out-of-range':
-        config['bos_token_id'] = VOCAB
-    if b == 'rope-scaling':
-        config['rope_scaling'] = {'type': 'linear', 'factor': 2.0}
-    if b == 'negative-eps':
-        config['rms_norm_eps'] = -1
-    if b == 'untied-no-lm-head':
-        config['tie_word_embeddings'] = False
-    if b == 'no-quant-config':
-        del config['quantization_config']
-    if b == 'linear-class':
-        config['quantization_config']['linear_class'] = 'qlinear'
+    # (a key path, and the value to put there; DELETE removes the key)
+    DELETE = object()
+    config_breaks = {
+        'shape-mismatch': (('intermediate_size',), 12),
+        'heads-not-divide': (('num_key_value_heads',), 3),
+        'vocab-too-large': (('vocab_size',), 32),
+        'unknown-arch': (('architectures',), ['MysteryForCausalLM']),
+        'unknown-quant': (('quantization_config', 'quant_method'), 'gptq'),
+        'bad-act': (('hidden_act',), 'gelu'),
+        'missing-hidden': (('hidden_size',), DELETE),
+        'hidden-not-integer': (('hidden_size',), '8'),
+        'huge-vocab': (('vocab_size',), 1e300),
+        'zero-layers': (('num_hidden_layers',), 0),
+        'odd-head-dim': (('head_dim',), 3),
+        'hidden-not-divisible': (('num_attention_heads',), 3),
+        'too-wide': (('head_dim',), 40000),
+        'bos-out-of-range': (('bos_token_id',), VOCAB),
+        'rope-scaling': (('rope_scaling',), {'type': 'linear', 'factor': 2.0}),
+        'negative-eps': (('rms_norm_eps',), -1),
+        'untied-no-lm-head': (('tie_word_embeddings',), False),
+        'no-quant-config': (('quantization_config',), DELETE),
+        'linear-class': (('quantization_config', 'linear_class'), 'qlinear'),
+    }
+    if b in config_breaks:
+        path, value = config_breaks[b]
+        where = config
+        for key in path[:-1]:
+            where = where[key]
+        if value is DELETE:
+            del where[path[-1]]
+        else:
+            where[path[-1]] = value
     # tensor breaks
     def retype(name, dtype=None, shape=None, data=None):
         for t in tensors:

@@ -24,24 +24,27 @@ __device__ __forceinline__ int rsr_warp_sum_i32(int v) {
     return v;
 }
 
-__device__ __forceinline__ float rsr_warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(RSR_FULL_MASK, v, o);
+struct rsr_add {
+    __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct rsr_max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <class Op> __device__ __forceinline__ float rsr_warp_reduce(float v, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(RSR_FULL_MASK, v, o));
     return v;
 }
 
-__device__ __forceinline__ float rsr_warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(RSR_FULL_MASK, v, o));
-    return v;
-}
-
-/* Sum and max over a thread block of whole warps; every thread gets the result. sh: 32 floats. */
-__device__ float rsr_block_sum(float v, float *sh) {
+/* op over a thread block of whole warps (identity: op's neutral value); every thread gets the
+ * result. sh: 32 floats. */
+template <class Op> __device__ float rsr_block_reduce(float v, float *sh, float identity, Op op) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = rsr_warp_sum(v);
+    v = rsr_warp_reduce(v, op);
     if (lane == 0) sh[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        v = rsr_warp_sum(lane < warps ? sh[lane] : 0.0f);
+        v = rsr_warp_reduce(lane < warps ? sh[lane] : identity, op);
         if (lane == 0) sh[0] = v;
     }
     __syncthreads();
@@ -50,19 +53,9 @@ __device__ float rsr_block_sum(float v, float *sh) {
     return v;
 }
 
+__device__ float rsr_block_sum(float v, float *sh) { return rsr_block_reduce(v, sh, 0.0f, rsr_add()); }
 __device__ float rsr_block_max(float v, float *sh) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = rsr_warp_max(v);
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = rsr_warp_max(lane < warps ? sh[lane] : -__int_as_float(0x7f800000));
-        if (lane == 0) sh[0] = v;
-    }
-    __syncthreads();
-    v = sh[0];
-    __syncthreads();
-    return v;
+    return rsr_block_reduce(v, sh, -__int_as_float(0x7f800000), rsr_max());
 }
 
 /* Element i of a row of the embedding / LM head in its checkpoint dtype (rsr_dtype), exactly. */
@@ -235,7 +228,7 @@ extern "C" __global__ void rsr_lm_head(const unsigned char *head, int dtype, con
     } else {
         for (int i = lane; i < hidden; i += 32) acc += x[i] * rsr_load_elem(row, dtype, i);
     }
-    acc = rsr_warp_sum(acc);
+    acc = rsr_warp_reduce(acc, rsr_add());
     if (lane == 0) logits[v] = acc;
 }
 

@@ -335,7 +335,7 @@ void emit_c_kernel_decl(FILE *out, const kernel *kn) {
                 kn->batch_symbol);
 }
 
-static void emit_string(FILE *out, const char *s) {
+void emit_c_string(FILE *out, const char *s) {
     fputc('"', out);
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') fprintf(out, "\\%c", *s);
@@ -346,7 +346,7 @@ static void emit_string(FILE *out, const char *s) {
     fputc('"', out);
 }
 
-static void emit_offset(FILE *out, uint64_t off) {
+void emit_c_offset(FILE *out, uint64_t off) {
     if (off == RSR_NO_TENSOR) fputs("RSR_NO_TENSOR", out);
     else fprintf(out, "%lluu", (unsigned long long)off);
 }
@@ -359,7 +359,7 @@ static void emit_lines(FILE *out, const char *s) {
         size_t n = nl ? (size_t)(nl - s + 1) : strlen(s);
         char *line = xasprintf("%.*s", (int)n, s);
         fputs("\n        ", out);
-        emit_string(out, line);
+        emit_c_string(out, line);
         free(line);
         s += n;
     }
@@ -385,32 +385,32 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     for (int32_t i = 0; i < d->num_matrices; i++) {
         const matrix_record *r = &d->mats[i];
         fputs("    {", out);
-        emit_string(out, r->name);
+        emit_c_string(out, r->name);
         fputs(", ", out);
-        emit_string(out, r->strategy);
+        emit_c_string(out, r->strategy);
         fprintf(out, ", %d, %d, %d, %d, %a, ", r->rows, r->cols, r->block_rows, r->blocks, (double)r->beta);
-        emit_offset(out, r->data);
+        emit_c_offset(out, r->data);
         fprintf(out, ", %s, %s},\n", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL");
     }
     fputs("};\n\nstatic const rsr_artifact_layer layers[] = {\n", out);
     for (int32_t l = 0; l < m->num_layers; l++) {
         const rsr_artifact_layer *L = &d->layers[l];
         fputs("    {", out);
-        emit_offset(out, L->attn_norm);
+        emit_c_offset(out, L->attn_norm);
         fputs(", ", out);
-        emit_offset(out, L->ffn_norm);
+        emit_c_offset(out, L->ffn_norm);
         fputs(", ", out);
-        emit_offset(out, L->attn_sub_norm);
+        emit_c_offset(out, L->attn_sub_norm);
         fputs(", ", out);
-        emit_offset(out, L->ffn_sub_norm);
+        emit_c_offset(out, L->ffn_sub_norm);
         fprintf(out, ", %d, %d, %d, %d, %d, %d, %d},\n", L->q, L->k, L->v, L->o, L->gate, L->up, L->down);
     }
     fputs("};\n\n", out);
     fputs("static const rsr_artifact artifact = {\n", out);
     fputs("    .abi_version = RSR_ABI_VERSION,\n    .architecture = ", out);
-    emit_string(out, m->architecture);
+    emit_c_string(out, m->architecture);
     fputs(",\n    .target = ", out);
-    emit_string(out, d->t->name);
+    emit_c_string(out, d->t->name);
     fprintf(out, ",\n    .compiler = \"rsrc %s\",\n", RSRC_VERSION);
     fprintf(out, "    .hidden = %d, .intermediate = %d, .num_layers = %d, .num_heads = %d, .num_kv_heads = %d,"
                  " .head_dim = %d,\n",
@@ -422,19 +422,19 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
             m->activation, m->bitlinear_norm ? 1 : 0, (double)m->rms_eps, (double)m->bitlinear_eps, m->rope_theta);
     fprintf(out, "    .blob = rsr_blob, .blob_size = %lluu,\n", (unsigned long long)d->blob_size);
     fputs("    .embed = ", out);
-    emit_offset(out, d->embed);
+    emit_c_offset(out, d->embed);
     fputs(", .lm_head = ", out);
-    emit_offset(out, d->lm_head);
+    emit_c_offset(out, d->lm_head);
     fprintf(out, ", .embed_dtype = %d, .lm_head_dtype = %d,\n    .final_norm = ", d->embed_dtype, d->lm_head_dtype);
-    emit_offset(out, d->final_norm);
+    emit_c_offset(out, d->final_norm);
     fprintf(out, ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n    .tokenizer_json = ", d->num_matrices);
-    emit_offset(out, d->tokenizer_json);
+    emit_c_offset(out, d->tokenizer_json);
     fprintf(out, ", .tokenizer_json_size = %lluu,\n    .head_q8 = ", (unsigned long long)d->tokenizer_json_size);
-    emit_offset(out, d->head_q8);
+    emit_c_offset(out, d->head_q8);
     fputs(", .head_q8_scale = ", out);
-    emit_offset(out, d->head_q8_scale);
+    emit_c_offset(out, d->head_q8_scale);
     fputs(", .head_q8_err = ", out);
-    emit_offset(out, d->head_q8_err);
+    emit_c_offset(out, d->head_q8_err);
     fprintf(out, ", .head_q8_stride = %d,\n", d->head_q8_stride);
     if (d->gpu) fprintf(out, "    .gpu = &%s,\n", d->gpu);
     fputs("    .manifest =", out);

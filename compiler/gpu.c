@@ -140,24 +140,18 @@ void gpu_finish(gpu_build *g, blob_writer *blob, int what) {
 
 const char *gpu_output(const gpu_build *g, bool ptx) { return ptx ? g->ptx_path : g->cu_path; }
 
-static void emit_str(FILE *out, const char *s) {
-    fputc('"', out);
-    for (; *s; s++) fputc(*s, out); /* names and strategies are identifiers */
-    fputc('"', out);
-}
-
 /* The rsr_artifact_gpu descriptor, before the artifact that points to it (emit_c_artifact). */
 void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
     fputs("static const rsr_artifact_gpu_matrix gpu_matrices[] = {\n", out);
     for (int32_t i = 0; i < g->num_mats; i++) {
         const gpu_record *r = &g->mats[i];
         fputs("    {", out);
-        emit_str(out, r->symbol);
+        emit_c_string(out, r->symbol);
         fputs(", ", out);
-        emit_str(out, r->strategy);
+        emit_c_string(out, r->strategy);
         fprintf(out, ", %d, %d, %d, ", r->block_rows, r->blocks, r->cta_warps);
-        if (r->data == RSR_NO_TENSOR) fputs("RSR_NO_TENSOR},\n", out);
-        else fprintf(out, "%lluu},\n", (unsigned long long)r->data);
+        emit_c_offset(out, r->data);
+        fputs("},\n", out);
     }
     fprintf(out, "};\n\nstatic const rsr_artifact_gpu %s = {\n    .arch = \"%s\",\n", GPU_DESCRIPTOR, g->t->arch);
     if (g->llvm) fprintf(out, "    .ptx_arch = \"sm_%d\", .route = \"llvm-nvptx+nvrtc\",\n", llvm_nvptx_sm(g->t));

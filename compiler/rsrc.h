@@ -269,6 +269,8 @@ void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
+void emit_c_string(FILE *out, const char *s);  /* a C string literal, escaped */
+void emit_c_offset(FILE *out, uint64_t off); /* a blob offset, or RSR_NO_TENSOR */
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
 typedef struct matrix_record {
     char *name, *symbol, *batch_symbol; /* batch_symbol may be NULL */

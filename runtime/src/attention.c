@@ -121,11 +121,11 @@ void rsr_attention_reset(rsr_session *s) {
     for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
 }
 
-static void attention_dense(rsr_session *s, int32_t layer) {
+static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
     struct rsr_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, kv_out = kv_heads * d, group = a->num_heads / kv_heads;
-    const int32_t n = s->pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
+    const int32_t n = pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
     const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
     const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
 #pragma omp parallel num_threads(t->nthreads)
@@ -142,7 +142,7 @@ static void attention_dense(rsr_session *s, int32_t layer) {
                     st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
                     attn_state_clear(&st[g], d);
                 }
-                attn_dense_range(st, s->q + (size_t)h0 * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
+                attn_dense_range(st, q + (size_t)h0 * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
                                  vc + (size_t)kvh * (size_t)d, (size_t)kv_out, d, c * ATTN_CHUNK, j1, scratch);
                 for (int32_t g = 0; g < gn; g++) {
                     float *ml = t->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * 2;
@@ -153,7 +153,7 @@ static void attention_dense(rsr_session *s, int32_t layer) {
 #pragma omp for schedule(static)
         for (int32_t h = 0; h < a->num_heads; h++) {
             attn_merge_chunks(t->part_o + (size_t)h * (size_t)mc * (size_t)d, t->part_ml + (size_t)h * (size_t)mc * 2,
-                              chunks, d, s->att + (size_t)h * (size_t)d);
+                              chunks, d, out + (size_t)h * (size_t)d);
         }
     }
     rsr_attention_stats *st = &t->stats[layer];
@@ -162,11 +162,11 @@ static void attention_dense(rsr_session *s, int32_t layer) {
                                 .tau_max = -INFINITY, .dropped_bound = 0};
 }
 
-static rsr_status attention_louver(rsr_session *s, int32_t layer) {
+static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
     struct rsr_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, kv_out = kv_heads * d, group = a->num_heads / kv_heads;
-    const int32_t n = s->pos + 1;
+    const int32_t n = pos + 1;
     const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
     const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
     rsr_louver_index **ix = t->index + (size_t)layer * (size_t)kv_heads;
@@ -190,9 +190,9 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer) {
         rsr_status hs = RSR_OK;
         for (int32_t g0 = 0; g0 < group && hs == RSR_OK; g0 += 64) { /* the group call takes at most 64 queries */
             int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
-            hs = rsr_louver_attend_group(ix[kvh], s->q + (size_t)h * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
+            hs = rsr_louver_attend_group(ix[kvh], q + (size_t)h * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
                                          vc + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &t->policy[h],
-                                         t->lsc[omp_get_thread_num()], s->att + (size_t)h * (size_t)d, &t->head_stats[h]);
+                                         t->lsc[omp_get_thread_num()], out + (size_t)h * (size_t)d, &t->head_stats[h]);
         }
         for (int32_t g = 0; g < group; g++) t->head_status[h0 + g] = hs;
     }
@@ -211,15 +211,15 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer) {
     return RSR_OK;
 }
 
-rsr_status rsr_attention(rsr_session *s, int32_t layer) {
+rsr_status rsr_attention(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
     rsr_status st = RSR_OK;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    memcpy(s->attn->last_q + (size_t)layer * q_out, s->q, sizeof(float) * q_out);
-    s->attn->last_q_pos[layer] = s->pos;
-    if (s->attn->louver) st = attention_louver(s, layer);
-    else attention_dense(s, layer);
-    s->attn->stats_pos = s->pos;
+    memcpy(s->attn->last_q + (size_t)layer * q_out, q, sizeof(float) * q_out);
+    s->attn->last_q_pos[layer] = pos;
+    if (s->attn->louver) st = attention_louver(s, layer, pos, q, out);
+    else attention_dense(s, layer, pos, q, out);
+    s->attn->stats_pos = pos;
     return st;
 }
 

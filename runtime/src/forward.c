@@ -368,19 +368,11 @@ static void rmsnorm_rows(const rsr_session *s, float *y, size_t y_stride, const 
     for (int32_t t = 0; t < n; t++) rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, cols, eps);
 }
 
-/* Attention of layer l for the n tokens, in order: token t sees positions up to pos0 + t.
- * rsr_attention works on s->q and s->att at s->pos, so they are pointed at token t's rows. */
+/* Attention of layer l for the n tokens, in order: token t sees positions up to pos + t. */
 static rsr_status attention_rows(rsr_session *s, int32_t l, int32_t n, size_t q_out) {
-    float *q = s->q, *att = s->att;
-    int32_t pos0 = s->pos;
     rsr_status st = RSR_OK;
-    for (int32_t t = 0; t < n && st == RSR_OK; t++) {
-        s->q = q + (size_t)t * q_out;
-        s->att = att + (size_t)t * q_out;
-        s->pos = pos0 + t;
-        st = rsr_attention(s, l);
-    }
-    s->q = q, s->att = att, s->pos = pos0;
+    for (int32_t t = 0; t < n && st == RSR_OK; t++)
+        st = rsr_attention(s, l, s->pos + t, s->q + (size_t)t * q_out, s->att + (size_t)t * q_out);
     return st;
 }
 

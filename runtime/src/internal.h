@@ -61,12 +61,13 @@ void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits);
 rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 void rsr_lm_head_free(rsr_session *s);
 
-/* attention.c: attention of layer `layer` for the token at s->pos (its key and value already in
- * the cache), into s->att. */
+/* attention.c: attention of layer `layer` for the query q ([heads][head_dim]) of the token at
+ * position pos (its key and value already in the cache, at most pos + 1 keys attended), into
+ * out ([heads][head_dim]). */
 rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p);
 void rsr_attention_free(rsr_session *s);
 void rsr_attention_reset(rsr_session *s);
-rsr_status rsr_attention(rsr_session *s, int32_t layer);
+rsr_status rsr_attention(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out);
 
 /* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
 static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {

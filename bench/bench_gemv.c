@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "rsrc.h"
+#include "../tools/bandwidth.h"
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
 typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, int32_t, int32_t, int32_t, int32_t);
@@ -36,31 +37,6 @@ static int cmp_double(const void *a, const void *b) {
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return v[n / 2];
-}
-
-/* Streaming read of a large buffer with AVX-friendly independent accumulators; best of passes. */
-static double measure_bandwidth(int threads) {
-    size_t n = (size_t)1 << 27; /* 1 GiB of uint64 */
-    uint64_t *buf = malloc(n * sizeof *buf);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = i;
-    double best = 0;
-    volatile uint64_t sink = 0;
-    for (int pass = 0; pass < 5; pass++) {
-        double t0 = now_seconds();
-        uint64_t total = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-        for (size_t i = 0; i < n; i += 8) {
-            total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^ buf[i + 6] ^ buf[i + 7];
-        }
-        double dt = now_seconds() - t0;
-        sink += total;
-        double gbs = (double)(n * sizeof *buf) / dt / 1e9;
-        if (gbs > best) best = gbs;
-    }
-    (void)sink;
-    free(buf);
-    return best;
 }
 
 static void naive_gemv(const int8_t *w, const int8_t *x, int32_t *y, int32_t rows, int32_t cols, int threads) {
@@ -263,7 +239,7 @@ int main(int argc, char **argv) {
         {"llama8b", "l8b q/o", 4096, 4096},  {"llama8b", "l8b k/v", 1024, 4096},
         {"llama8b", "l8b gate/up", 14336, 4096}, {"llama8b", "l8b down", 4096, 14336},
     };
-    double bw[3] = {0, measure_bandwidth(1), measure_bandwidth(2)}, peak[3] = {0, 0, 0};
+    double bw[3] = {0, read_bandwidth(1), read_bandwidth(2)}, peak[3] = {0, 0, 0};
     if (__builtin_cpu_supports("avx512vnni")) peak[1] = dot_peak(1), peak[2] = dot_peak(2);
     printf("machine: streaming read bandwidth %.1f GB/s (1 thread), %.1f GB/s (2 threads); target %s, %s backend\n",
            bw[1], bw[2], t->name, t->backend == BACKEND_LLVM ? "LLVM" : "C");

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <sys/resource.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bandwidth.h"
 #include "rsr-run.h"
 
 rsr_api api;
@@ -162,45 +162,6 @@ static void print_info(rsr_model *m, const rsr_model_info *info) {
     else if (st == RSR_ERR_NOT_FOUND) printf("tokenizer none (token ids only)\n");
     else printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
     fputs(api.model_manifest(m), stdout);
-}
-
-/* Streaming read bandwidth with `threads` threads, each summing its own slice of 1 GiB; best of
- * 3 passes. The roofline of decode is this rate over the bytes a token must read. */
-typedef struct bw_slice {
-    const uint64_t *p;
-    size_t n;
-    uint64_t sum;
-} bw_slice;
-
-static void *bw_read(void *arg) {
-    bw_slice *s = arg;
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = 0; i + 4 <= s->n; i += 4) a += s->p[i], b ^= s->p[i + 1], c += s->p[i + 2], d ^= s->p[i + 3];
-    s->sum = a + b + c + d;
-    return NULL;
-}
-
-static double read_bandwidth(int threads) {
-    size_t n = (size_t)1 << 27; /* 1 GiB of uint64 */
-    uint64_t *buf = malloc(n * sizeof *buf);
-    if (!buf) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = i;
-    pthread_t tid[64];
-    bw_slice sl[64];
-    if (threads > 64) threads = 64;
-    double best = 0;
-    for (int pass = 0; pass < 3; pass++) {
-        double t0 = now();
-        for (int t = 0; t < threads; t++) {
-            sl[t] = (bw_slice){buf + n / (size_t)threads * (size_t)t, n / (size_t)threads, 0};
-            if (pthread_create(&tid[t], NULL, bw_read, &sl[t]) != 0) threads = t;
-        }
-        for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-        double gbs = (double)(n * sizeof *buf) / (now() - t0) / 1e9;
-        if (gbs > best && sl[0].sum != 1) best = gbs;
-    }
-    free(buf);
-    return best;
 }
 
 /* Bytes the exact model reads per decoded token: every ternary weight at 2 bits and the 16-bit

@@ -95,7 +95,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
-    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc);
+    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc), free(s->gpu_logits);
     rsr_attention_free(s);
     rsr_lm_head_free(s);
     rsr_gpu_session_free(s->gpu);
@@ -157,11 +157,10 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
     if (st != RSR_OK) return st;
     if (s->gpu) { /* the device computes full logits; the greedy token is their first maximum */
         int32_t vocab = s->model->a->vocab;
-        float *logits = malloc(sizeof(float) * (size_t)vocab);
-        if (!logits) return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d logits", vocab);
-        st = rsr_session_eval(s, tokens, n, logits);
-        if (st == RSR_OK) *token = rsr_sample_greedy(logits, vocab);
-        free(logits);
+        if (!s->gpu_logits && !(s->gpu_logits = malloc(sizeof(float) * (size_t)vocab)))
+            return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d logits", vocab);
+        st = rsr_session_eval(s, tokens, n, s->gpu_logits);
+        if (st == RSR_OK) *token = rsr_sample_greedy(s->gpu_logits, vocab);
         return st;
     }
     return eval_steps(s, tokens, n, NULL, token); /* token may alias tokens: written only at the end */

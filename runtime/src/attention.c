@@ -1,10 +1,15 @@
 /*
  * attention.c — attention over a session's KV cache, dense or Louver, split over threads.
  *
- * Dense: per KV head, the keys are cut into chunks of ATTN_CHUNK; one work item is one chunk of
- * one KV head with all its query heads (GQA: each key and value row is read once for the
+ * The cache is head-major (kv_row() in internal.h): each KV head's keys and values are contiguous,
+ * so dense attention streams them.
+ * Dense, one token: per KV head, the keys are cut into chunks of ATTN_CHUNK; one work item is one
+ * chunk of one KV head with all its query heads (GQA: each key and value row is read once for the
  * group), giving partial softmax states that are merged in chunk order. The chunking depends
  * only on the position, so the result does not depend on the number of threads.
+ * Dense, several tokens (a prefill step): one parallel region for all of them; one work item is
+ * one token and KV head, which computes the same chunk states (dense_chunk) and folds them in the
+ * same order, so each token gets the bits of its one-token call.
  * Louver: one index per layer and KV head; one work item per KV head with all its query heads
  * (one pass over the index's codes bounds the keys for the whole group).
  */
@@ -25,6 +30,7 @@ struct rsr_attention {
     float *part_o;               /* [heads][max_chunks][d] dense partial states */
     float *part_ml;              /* [heads][max_chunks][2] */
     float *scratch;              /* [nthreads][group * ATTN_CHUNK] */
+    float *row_o;                /* [nthreads][2][group][d] running and chunk states of the rows path */
     /* Louver */
     int louver;
     rsr_louver_policy *policy;   /* [heads], all the same: the group call takes one per query */
@@ -76,13 +82,14 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
     t->part_o = malloc(sizeof(float) * heads * (size_t)t->max_chunks * d);
     t->part_ml = malloc(sizeof(float) * heads * (size_t)t->max_chunks * 2);
     t->scratch = malloc(sizeof(float) * (size_t)t->nthreads * group * ATTN_CHUNK);
+    t->row_o = malloc(sizeof(float) * (size_t)t->nthreads * 2 * group * d);
     t->stats = calloc((size_t)a->num_layers, sizeof *t->stats);
     t->head_stats = calloc(heads, sizeof *t->head_stats);
     t->head_status = calloc(heads, sizeof *t->head_status);
     t->last_q = malloc(sizeof(float) * (size_t)a->num_layers * heads * d);
     t->last_q_pos = malloc(sizeof(int32_t) * (size_t)a->num_layers);
     for (int32_t l = 0; t->last_q_pos && l < a->num_layers; l++) t->last_q_pos[l] = -1;
-    int ok = t->part_o && t->part_ml && t->scratch && t->stats && t->head_stats && t->head_status && t->last_q && t->last_q_pos;
+    int ok = t->part_o && t->part_ml && t->scratch && t->row_o && t->stats && t->head_stats && t->head_status && t->last_q && t->last_q_pos;
     if (ok && p->attention == RSR_ATTENTION_LOUVER) {
         t->louver = 1;
         t->policy = malloc(sizeof(rsr_louver_policy) * heads);
@@ -106,7 +113,7 @@ void rsr_attention_free(rsr_session *s) {
         for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_free(t->index[i]);
     if (t->lsc)
         for (int32_t i = 0; i < t->nthreads; i++) rsr_louver_scratch_free(t->lsc[i]);
-    free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->stats);
+    free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->row_o), free(t->stats);
     free(t->head_stats), free(t->head_status), free(t->policy), free(t->last_q), free(t->last_q_pos);
     free(t);
     s->attn = NULL;
@@ -121,29 +128,39 @@ void rsr_attention_reset(rsr_session *s) {
     for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
 }
 
+/* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of the first n keys
+ * of one KV head (kc, vc: its rows, stride d). Every dense path computes its chunks here. */
+static void dense_chunk(attn_state *st, const float *q, int32_t gn, const float *kc, const float *vc, int32_t d,
+                        int32_t c, int32_t n, float *scratch) {
+    int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n;
+    for (int32_t g = 0; g < gn; g++) attn_state_clear(&st[g], d);
+    attn_dense_range(st, q, gn, kc, vc, (size_t)d, d, c * ATTN_CHUNK, j1, scratch);
+}
+
+static void dense_stats(rsr_session *s, int32_t layer, int32_t n) {
+    const int32_t heads = s->model->a->num_heads;
+    s->attn->stats[layer] = (rsr_attention_stats){.keys = (int64_t)heads * n, .bounded = 0, .scanned = (int64_t)heads * n,
+                                                  .kept = (int64_t)heads * n, .heads = heads, .tau_min = -INFINITY,
+                                                  .tau_max = -INFINITY, .dropped_bound = 0};
+}
+
 static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
     struct rsr_attention *t = s->attn;
-    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, kv_out = kv_heads * d, group = a->num_heads / kv_heads;
+    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const int32_t n = pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
-    const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
-    const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
 #pragma omp parallel num_threads(t->nthreads)
     {
         float *scratch = t->scratch + (size_t)omp_get_thread_num() * (size_t)group * ATTN_CHUNK;
 #pragma omp for schedule(dynamic, 1)
         for (int32_t item = 0; item < kv_heads * chunks; item++) {
             int32_t kvh = item / chunks, c = item % chunks;
-            int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n;
+            const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
             for (int32_t g0 = 0; g0 < group; g0 += 64) { /* more than 64 query heads per KV head: in slices */
                 attn_state st[64];
                 int32_t gn = group - g0 < 64 ? group - g0 : 64, h0 = kvh * group + g0;
-                for (int32_t g = 0; g < gn; g++) {
-                    st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
-                    attn_state_clear(&st[g], d);
-                }
-                attn_dense_range(st, q + (size_t)h0 * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
-                                 vc + (size_t)kvh * (size_t)d, (size_t)kv_out, d, c * ATTN_CHUNK, j1, scratch);
+                for (int32_t g = 0; g < gn; g++) st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
+                dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, kc, vc, d, c, n, scratch);
                 for (int32_t g = 0; g < gn; g++) {
                     float *ml = t->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * 2;
                     ml[0] = st[g].m, ml[1] = st[g].l;
@@ -156,19 +173,54 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
                               chunks, d, out + (size_t)h * (size_t)d);
         }
     }
-    rsr_attention_stats *st = &t->stats[layer];
-    *st = (rsr_attention_stats){.keys = (int64_t)a->num_heads * n, .bounded = 0, .scanned = (int64_t)a->num_heads * n,
-                                .kept = (int64_t)a->num_heads * n, .heads = a->num_heads, .tau_min = -INFINITY,
-                                .tau_max = -INFINITY, .dropped_bound = 0};
+    dense_stats(s, layer, n);
+}
+
+/* Dense attention of the tokens at positions pos0..pos0+n-1 in one parallel region. A work item
+ * (token, KV head) computes the chunks of attention_dense one after the other and folds each
+ * into a running state as attn_merge_chunks does, in chunk order: the same bits, without a
+ * region (and its barriers) per token. */
+static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out) {
+    const rsr_artifact *a = s->model->a;
+    struct rsr_attention *t = s->attn;
+    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
+    const size_t q_out = (size_t)a->num_heads * (size_t)d;
+#pragma omp parallel num_threads(t->nthreads)
+    {
+        const int tid = omp_get_thread_num();
+        float *scratch = t->scratch + (size_t)tid * (size_t)group * ATTN_CHUNK;
+        float *run_o = t->row_o + (size_t)tid * 2 * (size_t)group * (size_t)d, *chunk_o = run_o + (size_t)group * (size_t)d;
+#pragma omp for schedule(dynamic, 1)
+        for (int32_t item = 0; item < n * kv_heads; item++) {
+            int32_t tok = item / kv_heads, kvh = item % kv_heads, keys = pos0 + tok + 1;
+            int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK;
+            const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
+            for (int32_t g0 = 0; g0 < group; g0 += 64) {
+                attn_state run[64], part[64];
+                int32_t gn = group - g0 < 64 ? group - g0 : 64, h0 = kvh * group + g0;
+                const float *qh = q + (size_t)tok * q_out + (size_t)h0 * (size_t)d;
+                for (int32_t g = 0; g < gn; g++) {
+                    run[g].o = run_o + (size_t)g * (size_t)d;
+                    part[g].o = chunk_o + (size_t)g * (size_t)d;
+                }
+                dense_chunk(run, qh, gn, kc, vc, d, 0, keys, scratch);
+                for (int32_t c = 1; c < chunks; c++) {
+                    dense_chunk(part, qh, gn, kc, vc, d, c, keys, scratch);
+                    for (int32_t g = 0; g < gn; g++) attn_state_merge(&run[g], &part[g], d);
+                }
+                for (int32_t g = 0; g < gn; g++)
+                    attn_state_finish(&run[g], out + (size_t)tok * q_out + (size_t)(h0 + g) * (size_t)d, d);
+            }
+        }
+    }
+    dense_stats(s, layer, pos0 + n);
 }
 
 static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
     struct rsr_attention *t = s->attn;
-    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, kv_out = kv_heads * d, group = a->num_heads / kv_heads;
+    const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const int32_t n = pos + 1;
-    const float *kc = s->k_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
-    const float *vc = s->v_cache + (size_t)layer * (size_t)s->max_positions * (size_t)kv_out;
     rsr_louver_index **ix = t->index + (size_t)layer * (size_t)kv_heads;
     const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
     int status = RSR_OK;
@@ -177,7 +229,7 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos, c
 #pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
         for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
             int32_t at = rsr_louver_size(ix[kvh]);
-            int st = rsr_louver_append_block(ix[kvh], kc + (size_t)at * (size_t)kv_out + (size_t)kvh * (size_t)d, (size_t)kv_out);
+            int st = rsr_louver_append_block(ix[kvh], s->k_cache + kv_row(s, layer, kvh, at), (size_t)d);
             if (st > status) status = st;
         }
         if (status != RSR_OK)
@@ -190,8 +242,8 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos, c
         rsr_status hs = RSR_OK;
         for (int32_t g0 = 0; g0 < group && hs == RSR_OK; g0 += 64) { /* the group call takes at most 64 queries */
             int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
-            hs = rsr_louver_attend_group(ix[kvh], q + (size_t)h * (size_t)d, gn, kc + (size_t)kvh * (size_t)d,
-                                         vc + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &t->policy[h],
+            hs = rsr_louver_attend_group(ix[kvh], q + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
+                                         s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, n, &t->policy[h],
                                          t->lsc[omp_get_thread_num()], out + (size_t)h * (size_t)d, &t->head_stats[h]);
         }
         for (int32_t g = 0; g < group; g++) t->head_status[h0 + g] = hs;
@@ -211,15 +263,19 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos, c
     return RSR_OK;
 }
 
-rsr_status rsr_attention(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
+rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out) {
     rsr_status st = RSR_OK;
+    struct rsr_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    memcpy(s->attn->last_q + (size_t)layer * q_out, q, sizeof(float) * q_out);
-    s->attn->last_q_pos[layer] = pos;
-    if (s->attn->louver) st = attention_louver(s, layer, pos, q, out);
-    else attention_dense(s, layer, pos, q, out);
-    s->attn->stats_pos = pos;
+    if (t->louver) /* the index grows position by position */
+        for (int32_t i = 0; i < n && st == RSR_OK; i++)
+            st = attention_louver(s, layer, pos0 + i, q + (size_t)i * q_out, out + (size_t)i * q_out);
+    else if (n == 1) attention_dense(s, layer, pos0, q, out);
+    else attention_dense_rows(s, layer, pos0, n, q, out);
+    memcpy(t->last_q + (size_t)layer * q_out, q + (size_t)(n - 1) * q_out, sizeof(float) * q_out);
+    t->last_q_pos[layer] = pos0 + n - 1;
+    t->stats_pos = pos0 + n - 1;
     return st;
 }
 
@@ -253,12 +309,9 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
                              (long long)first + count, s->pos);
     if (!keys && !values)
         return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
-    const size_t d = (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * d;
-    const size_t at = ((size_t)layer * (size_t)s->max_positions + (size_t)first) * kv_out + (size_t)kv_head * d;
-    for (int32_t j = 0; j < count; j++) {
-        if (keys) memcpy(keys + (size_t)j * d, s->k_cache + at + (size_t)j * kv_out, sizeof(float) * d);
-        if (values) memcpy(values + (size_t)j * d, s->v_cache + at + (size_t)j * kv_out, sizeof(float) * d);
-    }
+    const size_t at = kv_row(s, layer, kv_head, first), bytes = sizeof(float) * (size_t)a->head_dim * (size_t)count;
+    if (keys) memcpy(keys, s->k_cache + at, bytes);
+    if (values) memcpy(values, s->v_cache + at, bytes);
     return RSR_OK;
 }
 

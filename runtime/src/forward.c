@@ -368,13 +368,6 @@ static void rmsnorm_rows(const rsr_session *s, float *y, size_t y_stride, const 
 }
 
 /* Attention of layer l for the n tokens, in order: token t sees positions up to pos + t. */
-static rsr_status attention_rows(rsr_session *s, int32_t l, int32_t n, size_t q_out) {
-    rsr_status st = RSR_OK;
-    for (int32_t t = 0; t < n && st == RSR_OK; t++)
-        st = rsr_attention(s, l, s->pos + t, s->q + (size_t)t * q_out, s->att + (size_t)t * q_out);
-    return st;
-}
-
 rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax) {
     const rsr_artifact *a = s->model->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
@@ -395,11 +388,13 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
             float *qt = s->q + (size_t)t * q_out, *kt = s->k + (size_t)t * kv_out;
             rope(qt, a->num_heads, d, s->rope + (size_t)t * (size_t)d);
             rope(kt, a->num_kv_heads, d, s->rope + (size_t)t * (size_t)d);
-            size_t cache_at = ((size_t)l * (size_t)s->max_positions + (size_t)(s->pos + t)) * kv_out;
-            memcpy(s->k_cache + cache_at, kt, sizeof(float) * kv_out);
-            memcpy(s->v_cache + cache_at, s->v + (size_t)t * kv_out, sizeof(float) * kv_out);
+            for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
+                size_t at = kv_row(s, l, kvh, s->pos + t), off = (size_t)kvh * (size_t)d;
+                memcpy(s->k_cache + at, kt + off, sizeof(float) * (size_t)d);
+                memcpy(s->v_cache + at, s->v + (size_t)t * kv_out + off, sizeof(float) * (size_t)d);
+            }
         }
-        rsr_status st = attention_rows(s, l, n, q_out);
+        rsr_status st = rsr_attention_rows(s, l, s->pos, n, s->q, s->att);
         if (st != RSR_OK) return st;
         const float *o_in = s->att;
         size_t o_stride = q_out;

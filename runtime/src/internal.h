@@ -34,7 +34,7 @@ struct rsr_session {
     int32_t max_positions, pos;
     int32_t batch;              /* tokens of one prefill step: the rows of the buffers below */
     int32_t widest, xq_stride;  /* max(hidden, q_out, intermediate); that padded to RSR_X_PAD */
-    float *k_cache, *v_cache;   /* [layers][max_positions][kv_heads * head_dim] */
+    float *k_cache, *v_cache;   /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
     float *h;                   /* [batch][hidden] residual stream */
     float *xn;                  /* [batch][widest] normed activation */
     float *tmp;                 /* [batch][widest] BitLinear-internal norm (Falcon-E) */
@@ -68,7 +68,17 @@ void rsr_lm_head_free(rsr_session *s);
 rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p);
 void rsr_attention_free(rsr_session *s);
 void rsr_attention_reset(rsr_session *s);
-rsr_status rsr_attention(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out);
+/* Attention of the n tokens at positions pos0..pos0+n-1 whose keys and values are in the cache:
+ * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
+rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);
+
+/* Offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache. Each
+ * KV head's rows are contiguous, so attention streams them (stride head_dim). */
+static inline size_t kv_row(const rsr_session *s, int32_t layer, int32_t kvh, int32_t pos) {
+    const rsr_artifact *a = s->model->a;
+    return (((size_t)layer * (size_t)a->num_kv_heads + (size_t)kvh) * (size_t)s->max_positions + (size_t)pos) *
+           (size_t)a->head_dim;
+}
 
 /* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
 static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {

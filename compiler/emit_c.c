@@ -275,9 +275,10 @@ static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent)
         }
 }
 
-/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then per block tiles of 4 tokens
- * (16 accumulators, 4 decoded fields and the x vectors fit the registers), the rest one by one;
- * the block's packed rows stay in L1 while the tiles pass over them. */
+/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then per block tiles of
+ * kn->batch_tile tokens (block_rows × tile accumulators, the decoded fields and the x vectors fit
+ * the registers), the rest one by one; the block's packed rows stay in L1 while the tiles pass
+ * over them. */
 static void emit_i2_batch(FILE *out, const kernel *kn) {
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
     fprintf(out,
@@ -291,8 +292,8 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
     fputs("        sum_x[t] = rsr_vsum(sx);\n    }\n", out);
     fputs("    for (int32_t b = block_begin; b < block_end; b++) {\n", out);
     fprintf(out, "        const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
-    fputs("        int32_t t = 0;\n        for (; t + 4 <= ntok; t += 4) {\n", out);
-    emit_i2_tile(out, kn, 4, "            ");
+    fprintf(out, "        int32_t t = 0;\n        for (; t + %d <= ntok; t += %d) {\n", kn->batch_tile, kn->batch_tile);
+    emit_i2_tile(out, kn, kn->batch_tile, "            ");
     fputs("        }\n        for (; t < ntok; t++) {\n", out);
     emit_i2_tile(out, kn, 1, "            ");
     fputs("        }\n    }\n}\n\n", out);

@@ -360,7 +360,7 @@ static void emit_i2_tile(llvm_emitter *e, const kernel *kn, int T, LLVMValueRef 
     LLVMValueRef x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2), y = LLVMGetParam(e->fn, 3);
     LLVMValueRef y_stride = LLVMGetParam(e->fn, 4);
     LLVMTypeRef at_ = acc_type(e, kn);
-    LLVMValueRef xt[4], a[4][4];
+    LLVMValueRef xt[RSR_BATCH_TILE_MAX], a[4][RSR_BATCH_TILE_MAX];
     for (int j = 0; j < T; j++) {
         LLVMValueRef tj = i64_of(e, LLVMBuildAdd(e->b, t, c32(e, j), ""));
         xt[j] = at(e, e->i8, x, LLVMBuildMul(e->b, tj, i64_of(e, x_stride), ""));
@@ -396,7 +396,7 @@ static void emit_i2_tile(llvm_emitter *e, const kernel *kn, int T, LLVMValueRef 
     }
 }
 
-/* Batched i2 (rsr_kernel_batch_fn): Σx per token, then per block tiles of 4 tokens, the rest singly. */
+/* Batched i2 (rsr_kernel_batch_fn): Σx per token, then per block tiles of kn->batch_tile tokens, the rest singly. */
 static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
     int R = kn->block_rows, rb = i2_row_bytes(kn);
     LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2);
@@ -411,11 +411,11 @@ static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
     loop B;
     loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
     LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
-    LLVMValueRef tiles = LLVMBuildSDiv(e->b, ntok, c32(e, 4), "");
+    LLVMValueRef tiles = LLVMBuildSDiv(e->b, ntok, c32(e, kn->batch_tile), "");
     loop_begin(e, &T, c32(e, 0), tiles, "tile");
-    emit_i2_tile(e, kn, 4, w, B.i, LLVMBuildMul(e->b, T.i, c32(e, 4), ""), sum_x);
+    emit_i2_tile(e, kn, kn->batch_tile, w, B.i, LLVMBuildMul(e->b, T.i, c32(e, kn->batch_tile), ""), sum_x);
     loop_end(e, &T);
-    loop_begin(e, &T, LLVMBuildMul(e->b, tiles, c32(e, 4), ""), ntok, "rest");
+    loop_begin(e, &T, LLVMBuildMul(e->b, tiles, c32(e, kn->batch_tile), ""), ntok, "rest");
     emit_i2_tile(e, kn, 1, w, B.i, T.i, sum_x);
     loop_end(e, &T);
     loop_end(e, &B);

@@ -99,6 +99,11 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         kn->block_rows = I2_BLOCK_ROWS;
         kn->num_blocks = (tm->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
         if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
+        /* tokens per tile of the batched kernel: block_rows × tile accumulators plus the decoded
+         * fields must fit the vector registers (32 zmm: 24 + 4; 16 ymm: 8 + 4). Each field is
+         * decoded once per tile, so a wider tile spends fewer shifts and masks per vpdpbusd:
+         * 6 tokens ran 11% faster per dot than 4 on the reference core; 7 spills. */
+        kn->batch_tile = kn->isa >= DOT_AVX512BW ? 6 : kn->isa == DOT_AVX2 ? 2 : 4;
         kn->strategy = kn->isa == DOT_DP4A ? "i2-dp4a" : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
                      : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;

@@ -217,6 +217,7 @@ enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
+#define RSR_BATCH_TILE_MAX 8
 typedef struct kernel {
     char *symbol;               /* C / LLVM / CUDA function name */
     char *batch_symbol;         /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
@@ -229,6 +230,7 @@ typedef struct kernel {
     enum dot_isa isa;           /* i2 */
     int32_t vec_bytes;          /* i2: bytes of one vector register (16, 32, 64) */
     int32_t groups;             /* i2: column groups of 4 * vec_bytes columns */
+    int32_t batch_tile;         /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     uint64_t data_offset;       /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
     uint64_t off_entry;         /* warp form: u32 col | code << 16 per kept column (block_col at 0) */

@@ -184,10 +184,11 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
             EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s (%s) %dx%d %s vector %d",
                    kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
         }
-        /* the batched kernel: the 5 vectors as 5 tokens (a tile of 4 and a single one), rows of y
-         * wider than the matrix, the blocks in two calls as two threads would take them */
+        /* the batched kernel: two full tiles of tokens and one more (the extreme vectors and
+         * random ones), rows of y wider than the matrix, the blocks in two calls as two threads
+         * would take them */
         batch_fn bf_ = (batch_fn)((void *(*)(void))dlsym(h, "get_b"))();
-        int32_t ntok = 5, ys = t->rows + 3;
+        int32_t ntok = 2 * kn.batch_tile + 1, ys = t->rows + 3;
         int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
         int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok), *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
         memset(wantb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);

@@ -174,11 +174,31 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
 
 static const float *blob_f32(const rsr_session *s, uint64_t off) { return (const float *)(s->model->blob + off); }
 
+/* y = x · inv, times w when given; inv from the row's sum of squares ss (docs/numerics.md). */
+static void rms_scale(float *y, const float *x, const float *w, int32_t n, float ss, float eps) {
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int32_t i = 0; i < n; i++) y[i] = w ? (x[i] * inv) * w[i] : x[i] * inv;
+}
+
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {
     float ss = 0;
     for (int32_t i = 0; i < n; i++) ss += x[i] * x[i];
-    float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int32_t i = 0; i < n; i++) y[i] = w ? (x[i] * inv) * w[i] : x[i] * inv;
+    rms_scale(y, x, w, n, ss, eps);
+}
+
+/* The sums of squares of RMS_ROWS rows together, each in ascending order as rmsnorm sums it:
+ * one row's additions form a chain that waits on the adder's latency; the rows' chains are
+ * independent and overlap (about 5% of a prefill step before). Same bits as row by row. */
+#define RMS_ROWS 8 /* sumsq_rows names them */
+static void sumsq_rows(float *ss, const float *x, size_t stride, int32_t n) {
+    const float *x0 = x, *x1 = x0 + stride, *x2 = x1 + stride, *x3 = x2 + stride, *x4 = x3 + stride, *x5 = x4 + stride,
+                *x6 = x5 + stride, *x7 = x6 + stride;
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    for (int32_t i = 0; i < n; i++) {
+        a0 += x0[i] * x0[i], a1 += x1[i] * x1[i], a2 += x2[i] * x2[i], a3 += x3[i] * x3[i];
+        a4 += x4[i] * x4[i], a5 += x5[i] * x5[i], a6 += x6[i] * x6[i], a7 += x7[i] * x7[i];
+    }
+    ss[0] = a0, ss[1] = a1, ss[2] = a2, ss[3] = a3, ss[4] = a4, ss[5] = a5, ss[6] = a6, ss[7] = a7;
 }
 
 /* Per-token absmax quantisation to int8; returns x_scale. */
@@ -363,8 +383,19 @@ static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
 
 static void rmsnorm_rows(const rsr_session *s, float *y, size_t y_stride, const float *x, size_t x_stride, const float *w,
                          int32_t cols, int32_t n, float eps) {
-#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
-    for (int32_t t = 0; t < n; t++) rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, cols, eps);
+    const int32_t groups = (n + RMS_ROWS - 1) / RMS_ROWS;
+#pragma omp parallel for schedule(static) num_threads(team_for(s, groups))
+    for (int32_t g = 0; g < groups; g++) {
+        int32_t t0 = g * RMS_ROWS, m = n - t0 < RMS_ROWS ? n - t0 : RMS_ROWS;
+        if (m < RMS_ROWS) {
+            for (int32_t t = t0; t < n; t++) rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, cols, eps);
+            continue;
+        }
+        float ss[RMS_ROWS];
+        sumsq_rows(ss, x + (size_t)t0 * x_stride, x_stride, cols);
+        for (int32_t r = 0; r < RMS_ROWS; r++)
+            rms_scale(y + (size_t)(t0 + r) * y_stride, x + (size_t)(t0 + r) * x_stride, w, cols, ss[r], eps);
+    }
 }
 
 /* Attention of layer l for the n tokens, in order: token t sees positions up to pos + t. */

@@ -198,14 +198,48 @@ AVX512 static void vacc_generic(float *o, const float *x, const int32_t *idx, in
     }
 }
 
-AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values,
-                                     size_t stride, int32_t d) {
+/* Two heads' o[D] += Σ_j x[j] · v_j over the same value rows (GQA): each row is loaded once for
+ * both, and the two heads' chains of FMAs overlap. Each head adds its terms in the order vacc_D
+ * does and skips the same zero weights, so it gets vacc_D's bits. */
+#define DEFINE_VACC2(D)                                                                                         \
+    AVX512 static void vacc2_##D(float *o0, float *o1, const float *x0, const float *x1, int32_t n,               \
+                                 const float *values, size_t stride) {                                        \
+        __m512 a[D / 16], b[D / 16];                                                                             \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) a[i] = _mm512_loadu_ps(o0 + 16 * i),            \
+                                                                 b[i] = _mm512_loadu_ps(o1 + 16 * i);            \
+        for (int32_t j = 0; j < n; j++) {                                                                        \
+            const float *v = values + (size_t)j * stride;                                                        \
+            if (x0[j] != 0.0f && x1[j] != 0.0f) {                                                                \
+                __m512 e0 = _mm512_set1_ps(x0[j]), e1 = _mm512_set1_ps(x1[j]);                                  \
+                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) {                                       \
+                    __m512 vv = _mm512_loadu_ps(v + 16 * i);                                                     \
+                    a[i] = _mm512_fmadd_ps(e0, vv, a[i]), b[i] = _mm512_fmadd_ps(e1, vv, b[i]);                  \
+                }                                                                                                \
+            } else if (x0[j] != 0.0f) {                                                                          \
+                __m512 e0 = _mm512_set1_ps(x0[j]);                                                               \
+                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++)                                         \
+                    a[i] = _mm512_fmadd_ps(e0, _mm512_loadu_ps(v + 16 * i), a[i]);                               \
+            } else if (x1[j] != 0.0f) {                                                                          \
+                __m512 e1 = _mm512_set1_ps(x1[j]);                                                               \
+                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++)                                         \
+                    b[i] = _mm512_fmadd_ps(e1, _mm512_loadu_ps(v + 16 * i), b[i]);                               \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o0 + 16 * i, a[i]),            \
+                                                                 _mm512_storeu_ps(o1 + 16 * i, b[i]);            \
+    }
+DEFINE_VACC2(64)
+DEFINE_VACC2(128)
+
+/* The softmax half of accumulate_avx512: raises st->m to the chunk's maximum, turns x into the
+ * weights exp(x − m) and adds them to st->l. Returns 0 when every score is −inf (nothing to add). */
+AVX512 static int softmax_weights_avx512(attn_state *st, float *x, int32_t n, int32_t d) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     int32_t j = 0;
     for (; j + 16 <= n; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + j));
     float xmax = _mm512_reduce_max_ps(vmax);
     for (; j < n; j++) xmax = fmaxf(xmax, x[j]);
-    if (xmax == -INFINITY) return;
+    if (xmax == -INFINITY) return 0;
     if (xmax > st->m) raise_max(st, xmax, d);
     __m512 m = _mm512_set1_ps(st->m), sum = _mm512_setzero_ps();
     for (j = 0; j + 16 <= n; j += 16) {
@@ -220,6 +254,12 @@ AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *id
         sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
     }
     st->l += _mm512_reduce_add_ps(sum);
+    return 1;
+}
+
+AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values,
+                                     size_t stride, int32_t d) {
+    if (!softmax_weights_avx512(st, x, n, d)) return;
     if (d == 128) vacc_128(st->o, x, idx, n, values, stride);
     else if (d == 64) vacc_64(st->o, x, idx, n, values, stride);
     else vacc_generic(st->o, x, idx, n, values, stride, d);
@@ -258,8 +298,23 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
             if (count) count[g] += dot >= tau[g];
             scratch[(size_t)g * (size_t)n + j] = dot * scale;
         }
-    for (int32_t g = 0; g < gq; g++)
-        accumulate_avx512(&st[g], scratch + (size_t)g * (size_t)n, NULL, n, values + (size_t)j0 * stride, stride, d);
+    /* the values: heads in pairs over the same rows where the head size has a paired kernel */
+    const float *v0 = values + (size_t)j0 * stride;
+    int32_t g = 0;
+    if (d == 128 || d == 64)
+        for (; g + 2 <= gq; g += 2) {
+            float *x0 = scratch + (size_t)g * (size_t)n, *x1 = x0 + n;
+            int w0 = softmax_weights_avx512(&st[g], x0, n, d), w1 = softmax_weights_avx512(&st[g + 1], x1, n, d);
+            if (w0 && w1) {
+                if (d == 128) vacc2_128(st[g].o, st[g + 1].o, x0, x1, n, v0, stride);
+                else vacc2_64(st[g].o, st[g + 1].o, x0, x1, n, v0, stride);
+            } else if (w0 || w1) {
+                attn_state *one = w0 ? &st[g] : &st[g + 1];
+                if (d == 128) vacc_128(one->o, w0 ? x0 : x1, NULL, n, v0, stride);
+                else vacc_64(one->o, w0 ? x0 : x1, NULL, n, v0, stride);
+            }
+        }
+    for (; g < gq; g++) accumulate_avx512(&st[g], scratch + (size_t)g * (size_t)n, NULL, n, v0, stride, d);
 }
 #endif
 

@@ -12,6 +12,35 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
     fputs("#include <stddef.h>\n#include <stdint.h>\n#include \"rsr.h\"\n#include \"rsr_artifact.h\"\n\n", out);
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
+    if (t->prefill_lanes) emit_c_lanes_helpers(out);
+}
+
+/* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
+ * serves every ISA (the compiler maps a 64-byte vector onto zmm, two ymm or scalars). */
+void emit_c_lanes_helpers(FILE *out) {
+    fprintf(out,
+            "#include <stdlib.h>\n"
+            "typedef int16_t rsr_x16 __attribute__((vector_size(64)));  /* one column, %d tokens */\n"
+            "typedef int16_t rsr_h16 __attribute__((vector_size(32)));\n"
+            "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
+            "/* xt[c] = column c of the m <= %d tokens at x, lanes past m zero */\n"
+            "static void rsr_lanes_transpose(rsr_x16 *xt, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
+            "    for (int32_t c = 0; c < cols; c++) xt[c] = (rsr_x16){0};\n"
+            "    for (int32_t t = 0; t < m; t++)\n"
+            "        for (int32_t c = 0; c < cols; c++) xt[c][t] = x[(size_t)t * (size_t)x_stride + (size_t)c];\n"
+            "}\n"
+            "/* lo, hi = the sum of columns p[j..e) of xt, int16 lanes widened every 256 columns */\n"
+            "static inline void rsr_lanes_seg(const rsr_x16 *xt, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *lo, rsr_y32 *hi) {\n"
+            "    *lo = (rsr_y32){0}, *hi = (rsr_y32){0};\n"
+            "    while (j < e) {\n"
+            "        int32_t stop = e - j > 256 ? j + 256 : e;\n"
+            "        rsr_x16 a = {0};\n"
+            "        for (; j < stop; j++) a += xt[p[j]];\n"
+            "        *lo += __builtin_convertvector(__builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), rsr_y32);\n"
+            "        *hi += __builtin_convertvector(__builtin_shufflevector(a, a, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31), rsr_y32);\n"
+            "    }\n"
+            "}\n\n",
+            RSR_LANES, RSR_LANES);
 }
 
 /*
@@ -299,11 +328,55 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
     fputs("        }\n    }\n}\n\n", out);
 }
 
+/* The batched RSR form (kernel.c, "RSR lanes"): per pass of up to 32 tokens, x transposed into
+ * int16 lanes; per block, the 81 pattern segments unrolled with their digits as constants. Where
+ * the scratch cannot be had, the tokens go one by one through the decode kernel. */
+static void emit_lanes_batch(FILE *out, const kernel *kn) {
+    const int32_t R = kn->block_rows;
+    fprintf(out, "/* %s: RSR with %d tokens in lanes, 81 patterns per block of %d rows */\n", kn->batch_symbol, RSR_LANES, R);
+    fprintf(out,
+            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
+            " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
+            kn->batch_symbol);
+    fprintf(out, "    const uint16_t *seg = (const uint16_t *)(data + %llu), *perm = (const uint16_t *)(data + %llu);\n",
+            (unsigned long long)kn->off_lane_seg, (unsigned long long)kn->off_lane_perm);
+    fprintf(out, "    rsr_x16 *xt = aligned_alloc(64, sizeof(rsr_x16) * %d);\n", kn->cols);
+    fprintf(out, "    if (!xt) {\n        for (int32_t t = 0; t < ntok; t++)\n"
+                 "            %s(data, x + (size_t)t * (size_t)x_stride, y + (size_t)t * (size_t)y_stride, block_begin, block_end);\n"
+                 "        return;\n    }\n", kn->symbol);
+    fprintf(out, "    for (int32_t t0 = 0; t0 < ntok; t0 += %d) {\n", RSR_LANES);
+    fprintf(out, "        int32_t m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES, RSR_LANES);
+    fprintf(out, "        rsr_lanes_transpose(xt, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n", kn->cols);
+    fputs("        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
+    fprintf(out, "            const uint16_t *se = seg + (size_t)b * %d, *pb = perm + (size_t)b * %d;\n", RSR_LANE_SEG_STRIDE,
+            kn->lane_cols);
+    fputs("            rsr_y32 ", out);
+    for (int r = 0; r < R; r++) fprintf(out, "%sl%d = {0}, h%d = {0}", r ? ", " : "", r, r);
+    fputs(", ul, uh;\n", out);
+    for (int c = 0; c < RSR_LANE_CODES; c++) {
+        if (c == RSR_LANE_ZERO) continue;
+        if (c) fprintf(out, "            rsr_lanes_seg(xt, pb, se[%d], se[%d], &ul, &uh);", c - 1, c);
+        else fputs("            rsr_lanes_seg(xt, pb, 0, se[0], &ul, &uh);", out);
+        for (int r = 0, v = c; r < R; r++, v /= 3) {
+            int d = v % 3 - 1;
+            if (d) fprintf(out, " l%d %c= ul, h%d %c= uh;", r, d > 0 ? '+' : '-', r, d > 0 ? '+' : '-');
+        }
+        fputc('\n', out);
+    }
+    for (int r = 0; r < R; r++) {
+        fprintf(out, "            if (b * %d + %d < %d)\n", R, r, kn->rows);
+        fprintf(out, "                for (int32_t t = 0; t < m; t++) y[(size_t)(t0 + t) * (size_t)y_stride + (size_t)b * %d + %d] = t < 16 ? l%d[t] : h%d[t - 16];\n",
+                R, r, r, r);
+    }
+    fputs("        }\n    }\n    free(xt);\n}\n\n", out);
+}
+
 void emit_c_kernel(FILE *out, const kernel *kn) {
     const rsr_plan *p = kn->plan;
     if (kn->form == KF_I2) {
         emit_i2(out, kn);
-        if (kn->batch_symbol) emit_i2_batch(out, kn);
+        if (kn->batch_lanes) emit_lanes_batch(out, kn);
+        else if (kn->batch_symbol) emit_i2_batch(out, kn);
         return;
     }
     if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);

@@ -421,6 +421,155 @@ static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
     loop_end(e, &B);
 }
 
+/* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
+
+static LLVMTypeRef lanes16(llvm_emitter *e) { return LLVMVectorType(e->i16, RSR_LANES); }
+static LLVMTypeRef lanes32(llvm_emitter *e) { return LLVMVectorType(e->i32, RSR_LANES / 2); }
+
+static LLVMValueRef half_lanes(llvm_emitter *e, LLVMValueRef a, int half) {
+    LLVMValueRef idx[RSR_LANES / 2];
+    for (int i = 0; i < RSR_LANES / 2; i++) idx[i] = c32(e, half * RSR_LANES / 2 + i);
+    LLVMValueRef h = LLVMBuildShuffleVector(e->b, a, LLVMGetUndef(lanes16(e)), LLVMConstVector(idx, RSR_LANES / 2), "");
+    return LLVMBuildSExt(e->b, h, lanes32(e), "");
+}
+
+/* void rsr_lanes_seg(i16 *xt, i16 *p, i32 j, i32 end, <16 x i32> *out): out[0], out[1] = the sum
+ * of the columns p[j..end) of xt (32 int16 lanes each), widened every 256 columns. Once per module. */
+static LLVMValueRef lanes_seg_fn(llvm_emitter *e) {
+    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_seg");
+    if (fn) return fn;
+    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v16p = LLVMPointerType(lanes16(e), 0), o32p = LLVMPointerType(lanes32(e), 0);
+    LLVMTypeRef params[] = {i16p, i16p, e->i32, e->i32, o32p};
+    fn = begin_function(e, "rsr_lanes_seg", LLVMFunctionType(e->voidt, params, 5, 0), false);
+    LLVMValueRef xt = LLVMBuildBitCast(e->b, LLVMGetParam(fn, 0), v16p, ""), p = LLVMGetParam(fn, 1);
+    LLVMValueRef j = LLVMGetParam(fn, 2), end = LLVMGetParam(fn, 3), out = LLVMGetParam(fn, 4);
+    LLVMValueRef lo = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "lo"), hi = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "hi");
+    LLVMValueRef chunks = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, 255), ""), c32(e, 256), "");
+    loop C;
+    loop_begin(e, &C, c32(e, 0), chunks, "chunk");
+    LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, 256), ""), "");
+    LLVMValueRef lim = LLVMBuildAdd(e->b, from, c32(e, 256), "");
+    LLVMValueRef stop = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, lim, end, ""), lim, end, "");
+    LLVMValueRef a = var(e, lanes16(e), LLVMConstNull(lanes16(e)), "a");
+    loop K;
+    loop_begin(e, &K, from, stop, "col");
+    LLVMValueRef col = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, p, K.i), ""), e->i64, "");
+    LLVMValueRef v = LLVMBuildLoad2(e->b, lanes16(e), LLVMBuildGEP2(e->b, lanes16(e), xt, &col, 1, ""), "");
+    LLVMSetAlignment(v, 64);
+    set(e, a, LLVMBuildAdd(e->b, get(e, a), v, ""));
+    loop_end(e, &K);
+    LLVMValueRef av = get(e, a);
+    set(e, lo, LLVMBuildAdd(e->b, get(e, lo), half_lanes(e, av, 0), ""));
+    set(e, hi, LLVMBuildAdd(e->b, get(e, hi), half_lanes(e, av, 1), ""));
+    loop_end(e, &C);
+    LLVMValueRef one = c64(e, 1);
+    LLVMBuildStore(e->b, get(e, lo), out);
+    LLVMBuildStore(e->b, get(e, hi), LLVMBuildGEP2(e->b, lanes32(e), out, &one, 1, ""));
+    end_function(e);
+    return fn;
+}
+
+static LLVMValueRef libc_fn(llvm_emitter *e, const char *name, LLVMTypeRef type) {
+    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
+    return fn ? fn : LLVMAddFunction(e->mod, name, type);
+}
+
+/* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller). */
+static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg_fn) {
+    const int R = kn->block_rows;
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2);
+    LLVMValueRef y = LLVMGetParam(e->fn, 3), y_stride = LLVMGetParam(e->fn, 4), ntok = LLVMGetParam(e->fn, 5);
+    LLVMValueRef b0 = LLVMGetParam(e->fn, 6), b1 = LLVMGetParam(e->fn, 7);
+    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0);
+    LLVMValueRef seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_seg)), i16p, "");
+    LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
+    LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
+    LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0), free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
+    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)kn->cols * 2 * RSR_LANES)};
+    LLVMValueRef raw = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xt");
+    /* no scratch: the tokens one by one through the decode kernel */
+    LLVMBasicBlockRef join = if_begin(e, LLVMBuildIsNull(e->b, raw, ""));
+    loop T;
+    loop_begin(e, &T, c32(e, 0), ntok, "token");
+    LLVMValueRef kargs[] = {data, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, T.i), i64_of(e, x_stride), "")),
+                            at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, T.i), i64_of(e, y_stride), "")), b0, b1};
+    LLVMBuildCall2(e->b, e->kernel_type, LLVMGetNamedFunction(e->mod, kn->symbol), kargs, 5, "");
+    loop_end(e, &T);
+    LLVMBuildRetVoid(e->b);
+    LLVMPositionBuilderAtEnd(e->b, join);
+    LLVMValueRef xt = LLVMBuildBitCast(e->b, raw, i16p, "");
+    LLVMValueRef sums = LLVMBuildArrayAlloca(e->allocas, lanes32(e), c32(e, 2), "u");
+    LLVMValueRef one = c64(e, 1);
+
+    loop P; /* passes of up to 32 tokens */
+    LLVMValueRef passes = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, ntok, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
+    loop_begin(e, &P, c32(e, 0), passes, "pass");
+    LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
+    LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left, c32(e, RSR_LANES), "");
+    /* transpose: xt[c][t] = x[t0 + t][c], zero past m */
+    LLVMTypeRef v16p = LLVMPointerType(lanes16(e), 0);
+    LLVMValueRef xtv = LLVMBuildBitCast(e->b, raw, v16p, "");
+    loop Z;
+    loop_begin(e, &Z, c32(e, 0), c32(e, kn->cols), "zero");
+    LLVMValueRef zi = i64_of(e, Z.i);
+    LLVMValueRef st = LLVMBuildStore(e->b, LLVMConstNull(lanes16(e)), LLVMBuildGEP2(e->b, lanes16(e), xtv, &zi, 1, ""));
+    LLVMSetAlignment(st, 64);
+    loop_end(e, &Z);
+    loop TT;
+    loop_begin(e, &TT, c32(e, 0), m, "lane");
+    LLVMValueRef xrow = at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, TT.i, "")), i64_of(e, x_stride), ""));
+    loop Cc;
+    loop_begin(e, &Cc, c32(e, 0), c32(e, kn->cols), "col");
+    LLVMValueRef xv = LLVMBuildSExt(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, xrow, i64_of(e, Cc.i)), ""), e->i16, "");
+    LLVMBuildStore(e->b, xv, at(e, e->i16, xt, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, Cc.i), c64(e, RSR_LANES), ""), i64_of(e, TT.i), "")));
+    loop_end(e, &Cc);
+    loop_end(e, &TT);
+
+    loop B;
+    loop_begin(e, &B, b0, b1, "block");
+    LLVMValueRef se = at(e, e->i16, seg, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), ""));
+    LLVMValueRef pb = at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), ""));
+    LLVMValueRef acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < 2; h++) acc[r][h] = LLVMConstNull(lanes32(e));
+    LLVMValueRef begin = c32(e, 0);
+    for (int c = 0; c < RSR_LANE_CODES; c++) {
+        if (c == RSR_LANE_ZERO) continue;
+        LLVMValueRef end = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, c)), ""), e->i32, "");
+        if (c == RSR_LANE_ZERO + 1) /* the zero pattern's segment is empty: it begins where code 39's ends */
+            begin = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, RSR_LANE_ZERO - 1)), ""), e->i32, "");
+        LLVMValueRef sargs[] = {xt, pb, begin, end, sums};
+        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(seg_fn), seg_fn, sargs, 5, "");
+        LLVMValueRef u[2] = {LLVMBuildLoad2(e->b, lanes32(e), sums, ""),
+                             LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), sums, &one, 1, ""), "")};
+        for (int r = 0, v = c; r < R; r++, v /= 3) {
+            int d = v % 3 - 1;
+            for (int h = 0; h < 2 && d; h++)
+                acc[r][h] = d > 0 ? LLVMBuildAdd(e->b, acc[r][h], u[h], "") : LLVMBuildSub(e->b, acc[r][h], u[h], "");
+        }
+        begin = end;
+    }
+    /* y[t0 + t][4b + r] for t < m */
+    for (int r = 0; r < R; r++) {
+        LLVMValueRef row = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, B.i, c32(e, R), ""), c32(e, r), "");
+        LLVMBasicBlockRef rjoin = NULL;
+        if (kn->rows % R) rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < RSR_LANES / 2; l++) {
+                int t = h * RSR_LANES / 2 + l;
+                LLVMBasicBlockRef tjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""));
+                LLVMValueRef yt = at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, c32(e, t), "")), i64_of(e, y_stride), ""));
+                store_y(e, yt, row, LLVMBuildExtractElement(e->b, acc[r][h], c32(e, l), ""));
+                if_end(e, tjoin);
+            }
+        if (rjoin) if_end(e, rjoin);
+    }
+    loop_end(e, &B);
+    loop_end(e, &P);
+    LLVMValueRef fargs[] = {raw};
+    LLVMBuildCall2(e->b, free_t, libc_fn(e, "free", free_t), fargs, 1, "");
+}
+
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
 
 static int digit(const rsr_plan *p, uint32_t code, int r) {
@@ -663,10 +812,12 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     }
     end_function(e);
     if (kn->batch_symbol) {
+        LLVMValueRef seg_fn = kn->batch_lanes ? lanes_seg_fn(e) : NULL;
         fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
         add_enum_attr(e, fn, 2, "noalias"); /* x */
         add_enum_attr(e, fn, 4, "noalias"); /* y */
-        emit_i2_batch(e, kn);
+        if (kn->batch_lanes) emit_lanes_batch(e, kn, seg_fn);
+        else emit_i2_batch(e, kn);
         end_function(e);
     }
 }

@@ -32,6 +32,21 @@
  *                back once per row at the end — 9 instructions per row and group instead of 12.
  *                The caller's x is zero past `cols` up to a multiple of RSR_X_PAD (Σ x then
  *                needs no bounds), see rsr_artifact.h.
+ *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to 64 tokens:
+ *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
+ *                 above, no data of its own).
+ *     RSR lanes   (batch_lanes, --prefill=rsr) RSR with the tokens in vector lanes:
+ *                 x is transposed once per call into int16 rows of 32 tokens (64 bytes per
+ *                 column); per block of 4 rows the columns are sorted by their pattern (81 codes,
+ *                 c = Σ_r (w_r + 1)·3^r; the all-zero pattern dropped), each code's segment is
+ *                 summed as whole 64-byte rows (one vector add per column for 32 tokens) and
+ *                 the sum is added to or subtracted from the rows its digits name — the digits
+ *                 are constants of the code, so the 81 segments are unrolled. About 2 vector
+ *                 operations per column and block against 4·32/64 vpdpbusd plus decoding for the
+ *                 tiles: fewer operations, RSR's gain. Data after the i2 codes:
+ *                   u16 seg_end[blocks][96] (end of code c's segment, c = 0..80, in perm),
+ *                   u16 perm[blocks][lane_cols]
+ *                 An int16 lane sums at most 256 columns (|x| ≤ 128) before it is widened.
  *   KF_I2 on a GPU (DOT_DP4A): the same layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
@@ -104,6 +119,13 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * decoded once per tile, so a wider tile spends fewer shifts and masks per vpdpbusd:
          * 6 tokens ran 11% faster per dot than 4 on the reference core; 7 spills. */
         kn->batch_tile = kn->isa >= DOT_AVX512BW ? 6 : kn->isa == DOT_AVX2 ? 2 : 4;
+        if (t->kind != TK_CUDA && t->prefill_lanes && tm->cols <= 65535) {
+            uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
+            kn->batch_lanes = true;
+            kn->lane_cols = (tm->cols + RSR_LANES - 1) / RSR_LANES * RSR_LANES;
+            kn->off_lane_seg = align64(i2);
+            kn->off_lane_perm = kn->off_lane_seg + 2 * RSR_LANE_SEG_STRIDE * (uint64_t)kn->num_blocks;
+        }
         kn->strategy = kn->isa == DOT_DP4A ? "i2-dp4a" : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
                      : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;
@@ -134,6 +156,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 }
 
 uint64_t kernel_data_size(const kernel *kn) {
+    if (kn->form == KF_I2 && kn->batch_lanes) return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
     if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
     if (kn->form != KF_LOOP) return 0;
@@ -160,6 +183,41 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
     free(block);
 }
 
+/* Block blk of the RSR lanes index: the columns sorted by pattern code (counting sort, columns
+ * ascending within a code), the all-zero pattern dropped; rows past the end are zero. seg[v]:
+ * the end of code v's segment in perm; perm: lane_cols entries, zero past the kept columns. */
+static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *seg, uint16_t *perm, uint8_t *code) {
+    const ternary_matrix *t = kn->tm;
+    int32_t count[RSR_LANE_CODES] = {0}, at[RSR_LANE_CODES], end = 0;
+    for (int32_t c = 0; c < t->cols; c++) {
+        int32_t v = 0;
+        for (int32_t r = I2_BLOCK_ROWS - 1; r >= 0; r--) {
+            int32_t row = blk * I2_BLOCK_ROWS + r;
+            v = 3 * v + 1 + (row < t->rows ? t->w[(size_t)row * (size_t)t->cols + (size_t)c] : 0);
+        }
+        code[c] = (uint8_t)v;
+        count[v]++;
+    }
+    count[RSR_LANE_ZERO] = 0;
+    for (int32_t v = 0; v < RSR_LANE_CODES; v++) at[v] = end, end += count[v], seg[v] = (uint16_t)end;
+    memset(perm, 0, 2 * (size_t)kn->lane_cols);
+    for (int32_t c = 0; c < t->cols; c++)
+        if (code[c] != RSR_LANE_ZERO) perm[at[code[c]]++] = (uint16_t)c;
+}
+
+/* seg_end of every block, then perm of every block (the layout in the header comment). */
+static void write_lanes_data(kernel *kn, blob_writer *b) {
+    uint16_t *seg = xcalloc(RSR_LANE_SEG_STRIDE, sizeof *seg), *perm = xmalloc(2 * (size_t)kn->lane_cols);
+    uint8_t *code = xmalloc((size_t)kn->tm->cols);
+    for (int pass = 0; pass < 2; pass++)
+        for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
+            lanes_sort(kn, blk, seg, perm, code);
+            if (pass == 0) blob_write(b, seg, 2 * RSR_LANE_SEG_STRIDE);
+            else blob_write(b, perm, 2 * (size_t)kn->lane_cols);
+        }
+    free(seg), free(perm), free(code);
+}
+
 static void write_warp_data(kernel *kn, blob_writer *b) {
     const rsr_plan *p = kn->plan;
     blob_write(b, p->block_col, 4 * ((uint64_t)p->num_blocks + 1));
@@ -180,6 +238,10 @@ void kernel_write_data(kernel *kn, blob_writer *b) {
     kn->data_offset = blob_align(b, 64);
     if (kn->form == KF_I2) {
         write_i2_data(kn, b);
+        if (kn->batch_lanes) {
+            blob_align(b, 64);
+            write_lanes_data(kn, b);
+        }
     } else if (kn->form == KF_WARP) {
         write_warp_data(kn, b);
     } else {

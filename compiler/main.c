@@ -22,6 +22,7 @@ typedef struct options {
     enum strategy strategy;
     uint64_t max_memory;        /* 0: no cap */
     bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
+    int prefill_lanes;          /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr): 1; 0 or -1: tiles */
     bool explain, stats, print_model, print_plan, print_target, verify;
     enum progress_mode progress;
 } options;
@@ -54,6 +55,8 @@ static void usage(FILE *out) {
           "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
           "                        as instructions), rsr-loop (index as constant data) or i2 (packed 2-bit codes,\n"
           "                        int8 dot products: VNNI, maddubs or scalar as the target allows)\n"
+          "  --prefill=i2|rsr      the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
+          "                        (default), or RSR with 32 tokens in vector lanes (an index of 4 bits per weight)\n"
           "  --no-greedy-head      leave out the int8 copy of the LM head that certified greedy decoding reads\n"
           "                        (half the bytes of a bf16 head per token; the artifact grows by vocab x hidden)\n"
           "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why\n"
@@ -106,10 +109,10 @@ static char *shaping_flags(const options *o) {
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
+    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .prefill_lanes = -1};
     bool force_progress = false;
     enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
-           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS };
+           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS, O_PREFILL };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
@@ -120,7 +123,7 @@ static options parse_args(int argc, char **argv) {
         {"name", required_argument, 0, O_NAME}, {"progress", no_argument, 0, O_PROGRESS},
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
-        {"max-memory", required_argument, 0, O_MAXMEM},
+        {"max-memory", required_argument, 0, O_MAXMEM}, {"prefill", required_argument, 0, O_PREFILL},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -154,6 +157,10 @@ static options parse_args(int argc, char **argv) {
             break;
         case O_EXPLAIN: o.explain = true; break;
         case O_NO_GREEDY_HEAD: o.greedy_head = false; break;
+        case O_PREFILL:
+            if (strcmp(optarg, "rsr") && strcmp(optarg, "i2")) fatal("--prefill: unknown form '%s' (rsr, i2)", optarg);
+            o.prefill_lanes = !strcmp(optarg, "rsr");
+            break;
         case O_STATS: o.stats = true; break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
@@ -303,6 +310,7 @@ static void write_header(const options *o, const model *m, const target *t) {
 static void compile(const options *o) {
     double t_start = now_seconds(), t_stage = t_start;
     target *t = target_load(o->target, o->cpu, o->features);
+    t->prefill_lanes = o->prefill_lanes == 1; /* measured slower than the tiles end to end so far: docs/performance.md */
     if (o->print_target) target_print(t, stdout);
 
     model *m = model_load(o->input);

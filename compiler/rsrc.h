@@ -169,6 +169,7 @@ typedef struct target {
     char **strategies;          /* what the planner may choose from (empty: all) */
     int nstrategies;
     int vector_bits, threads;   /* threads 0: auto */
+    bool prefill_lanes;         /* i2 batched kernels as RSR with tokens in lanes (--prefill=rsr) */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget;     /* icache_budget: bytes of straight-line code one matrix may spend */
     enum target_backend { BACKEND_C, BACKEND_LLVM, BACKEND_NVRTC } backend; /* who prints the kernels */
@@ -218,6 +219,10 @@ extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
 #define RSR_BATCH_TILE_MAX 8
+#define RSR_LANES 32        /* batched RSR: tokens per pass, one int16 lane each in 64 bytes */
+#define RSR_LANE_CODES 81   /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
+#define RSR_LANE_ZERO 40    /* the all-zero pattern: its columns are dropped */
+#define RSR_LANE_SEG_STRIDE 96 /* u16 seg_end entries per block (81, padded to 192 bytes) */
 typedef struct kernel {
     char *symbol;               /* C / LLVM / CUDA function name */
     char *batch_symbol;         /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
@@ -231,6 +236,9 @@ typedef struct kernel {
     int32_t vec_bytes;          /* i2: bytes of one vector register (16, 32, 64) */
     int32_t groups;             /* i2: column groups of 4 * vec_bytes columns */
     int32_t batch_tile;         /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
+    bool batch_lanes;           /* i2 batched as RSR with tokens in lanes (kernel.c), else tiles of tokens */
+    uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
+    int32_t lane_cols;          /* lanes: perm entries per block (cols rounded up to 32) */
     uint64_t data_offset;       /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
     uint64_t off_entry;         /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
@@ -269,6 +277,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
+void emit_c_lanes_helpers(FILE *out);                 /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
 void emit_c_string(FILE *out, const char *s);  /* a C string literal, escaped */

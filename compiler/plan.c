@@ -38,8 +38,25 @@ static const double ns_per_rsr_unit_loop = 0.50, ns_per_rsr_unit_unrolled = 0.35
 static const double i2_weights_per_ns[] = {[DOT_SCALAR] = 1.5, [DOT_AVX2] = 24, [DOT_AVX512BW] = 36,
                                            [DOT_AVX512VNNI] = 60};
 static const double bytes_per_ns_one_thread = 30;
+/* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns; the
+ * weights are read once for all the tokens, so the dot product alone sets the pace. */
+static const double i2_batch_weights_per_ns[] = {[DOT_SCALAR] = 1.5, [DOT_AVX2] = 150, [DOT_AVX512BW] = 220,
+                                                 [DOT_AVX512VNNI] = 330};
 
-static bool allowed(const target *tg, enum strategy s) {
+double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill) {
+    double weights = (double)t->rows * (double)t->cols;
+    enum dot_isa isa = target_dot_isa(tg);
+    if (s == STRAT_I2) {
+        double bytes_ns = weights / 4 / bytes_per_ns_one_thread;
+        if (prefill) return weights / i2_batch_weights_per_ns[isa] + bytes_ns / RSR_BATCH_MAX;
+        return weights / i2_weights_per_ns[isa] + bytes_ns;
+    }
+    /* RSR has no batched kernel: a prefill token costs what a decode call does. */
+    double units = rsr_units_per_row(t, k) * t->rows;
+    return units * (s == STRAT_RSR_UNROLLED ? ns_per_rsr_unit_unrolled : ns_per_rsr_unit_loop);
+}
+
+bool plan_allowed(const target *tg, enum strategy s) {
     if (tg->nstrategies == 0) return true;
     for (int i = 0; i < tg->nstrategies; i++) {
         const char *n = tg->strategies[i];
@@ -79,8 +96,8 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
     double groups = (t->cols + 15) / 16, blocks = (t->rows + 3) / 4;
     double i2_bytes = blocks * 4 * groups * 4;
     double i2_ns = gpu_time(g, i2_bytes, blocks * (ceil(groups / 32) * 60 + 50));
-    if (allowed(g, STRAT_RSR_LOOP) || allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
-    if (allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
+    if (plan_allowed(g, STRAT_RSR_LOOP) || plan_allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
+    if (plan_allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
     enum strategy best_s = out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
     const char *reason = "least predicted time";
     if (forced != STRAT_AUTO) best_s = forced == STRAT_I2 ? STRAT_I2 : STRAT_RSR_LOOP, reason = "forced by --strategy";
@@ -105,17 +122,16 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", k);
     }
     out->k = k;
-    double rows = t->rows, weights = (double)t->rows * (double)t->cols;
-    double rsr_units = units_per_row * rows;
+    if (forced_k) units_per_row = rsr_units_per_row(t, k);
+    double rsr_units = units_per_row * t->rows;
 
     /* Unrolled code size needs the real plan; estimate it from the sampled units instead (one
      * unit ≈ one instruction of a few bytes), which is what the budget is about. */
     double unrolled_bytes = 5 * rsr_units;
-    if (unrolled_bytes <= tg->unroll_budget && allowed(tg, STRAT_RSR_UNROLLED))
+    if (unrolled_bytes <= tg->unroll_budget && plan_allowed(tg, STRAT_RSR_UNROLLED))
         out->cost[STRAT_RSR_UNROLLED] = rsr_units * ns_per_rsr_unit_unrolled;
-    if (allowed(tg, STRAT_RSR_LOOP)) out->cost[STRAT_RSR_LOOP] = rsr_units * ns_per_rsr_unit_loop;
-    if (allowed(tg, STRAT_I2))
-        out->cost[STRAT_I2] = weights / i2_weights_per_ns[target_dot_isa(tg)] + weights / 4 / bytes_per_ns_one_thread;
+    if (plan_allowed(tg, STRAT_RSR_LOOP)) out->cost[STRAT_RSR_LOOP] = rsr_units * ns_per_rsr_unit_loop;
+    if (plan_allowed(tg, STRAT_I2)) out->cost[STRAT_I2] = plan_predict(t, tg, STRAT_I2, 0, false);
 
     enum strategy best = STRAT_AUTO;
     for (int s = 1; s < NUM_STRATEGIES; s++)

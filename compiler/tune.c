@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rsrc.h"
@@ -41,6 +42,7 @@
 #define TUNE_MAX_CANDIDATES 8
 #define TUNE_TOKENS RSR_BATCH_MAX
 #define TUNE_MIN_REP_S 1e-3    /* a timed repetition lasts at least this long (calls are repeated) */
+#define TUNE_REPS 5            /* timed repetitions per candidate and regime: the median is kept */
 
 typedef struct tune_candidate {
     enum strategy strategy;
@@ -475,25 +477,27 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Seconds per run: warm (one run first), the median of 7 repetitions (3 when a run is long),
- * each at least TUNE_MIN_REP_S of back-to-back runs. */
-static double measure(const tune_run *r) {
-    run_once(r);
-    double t0 = now_seconds();
-    run_once(r);
-    double one = now_seconds() - t0;
-    int inner = one >= TUNE_MIN_REP_S ? 1 : (int)fmin(10000, ceil(TUNE_MIN_REP_S / fmax(one, 1e-8)));
-    int reps = one > 0.05 ? 3 : 7;
-    double v[7];
-    for (int rep = 0; rep < reps; rep++) {
-        t0 = now_seconds();
-        for (int i = 0; i < inner; i++) run_once(r);
-        v[rep] = (now_seconds() - t0) / inner;
-    }
-    qsort(v, (size_t)reps, sizeof *v, cmp_double);
-    return v[reps / 2];
+/* This thread's CPU time: the time the kernel ran, whatever else the machine's cores were doing
+ * (a build beside the compile would otherwise deschedule a run and double its wall time). */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* How many back-to-back runs make one timed repetition of at least TUNE_MIN_REP_S. */
+static int calibrate(const tune_run *r, double *one) {
+    double t0 = cpu_seconds();
+    run_once(r);
+    *one = cpu_seconds() - t0;
+    return *one >= TUNE_MIN_REP_S ? 1 : (int)fmin(10000, ceil(TUNE_MIN_REP_S / fmax(*one, 1e-8)));
+}
+
+static double time_rep(const tune_run *r, int inner) {
+    double t0 = cpu_seconds();
+    for (int i = 0; i < inner; i++) run_once(r);
+    return (cpu_seconds() - t0) / inner;
+}
 static void check_output(const ternary_matrix *tm, const rsr_artifact_matrix *m, const int32_t *got, const int32_t *want,
                          int ntok, const char *how) {
     for (int t = 0; t < ntok; t++)
@@ -533,6 +537,9 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
             want[(size_t)t * (size_t)rows + (size_t)r] = acc;
         }
     }
+    /* Every candidate checked first (which also warms it), in both regimes. */
+    tune_run runs[TUNE_MAX_CANDIDATES][2];
+    int inner[TUNE_MAX_CANDIDATES][2], reps[TUNE_MAX_CANDIDATES][2];
     for (int i = 0; i < tc->n; i++) {
         const rsr_artifact_matrix *m = &tk.m[i];
         const uint8_t *data = tk.blob + m->data;
@@ -544,12 +551,26 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
             check_output(tm, m, got, want + (size_t)t * (size_t)rows, 1, "one token");
         }
         dec.x = x + 2 * (size_t)xs;
-        tc->c[i].decode_ns = 1e9 * measure(&dec);
         tune_run pre = {m->kernel_batch ? RUN_BATCH : RUN_PER_TOKEN, m, data, x, xs, got};
         memset(got, 0x55, ysize);
-        run_once(&pre);
+        double one[2];
+        inner[i][1] = calibrate(&pre, &one[1]);
         check_output(tm, m, got, want, TUNE_TOKENS, m->kernel_batch ? "batched" : "one token per call");
-        tc->c[i].prefill_ns = 1e9 * measure(&pre) / TUNE_TOKENS;
+        runs[i][0] = dec, runs[i][1] = pre;
+        inner[i][0] = calibrate(&dec, &one[0]);
+        for (int g = 0; g < 2; g++) reps[i][g] = one[g] > 0.05 ? 3 : TUNE_REPS; /* long runs vary little */
+    }
+    /* The repetitions go round the candidates, so that a burst of other work on the machine
+     * falls on all of them alike rather than on one; each regime's figure is the median. */
+    double v[TUNE_MAX_CANDIDATES][2][TUNE_REPS];
+    for (int rep = 0; rep < TUNE_REPS; rep++)
+        for (int i = 0; i < tc->n; i++)
+            for (int g = 0; g < 2; g++)
+                if (rep < reps[i][g]) v[i][g][rep] = time_rep(&runs[i][g], inner[i][g]);
+    for (int i = 0; i < tc->n; i++) {
+        for (int g = 0; g < 2; g++) qsort(v[i][g], (size_t)reps[i][g], sizeof(double), cmp_double);
+        tc->c[i].decode_ns = 1e9 * v[i][0][reps[i][0] / 2];
+        tc->c[i].prefill_ns = 1e9 * v[i][1][reps[i][1] / 2] / TUNE_TOKENS;
     }
     tc->decode_best = tc->prefill_best = 0;
     for (int i = 1; i < tc->n; i++) {

@@ -24,6 +24,8 @@ typedef struct options {
     bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
     int prefill_lanes;          /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr): 1; 0 or -1: tiles */
     bool explain, stats, print_model, print_plan, print_target, verify;
+    bool tune;                  /* measure the candidates here (tune.c) */
+    const char *tune_cache;     /* NULL: the default cache file */
     enum progress_mode progress;
 } options;
 
@@ -57,9 +59,15 @@ static void usage(FILE *out) {
           "                        int8 dot products: VNNI, maddubs or scalar as the target allows)\n"
           "  --prefill=i2|rsr      the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
           "                        (default), or RSR with 32 tokens in vector lanes (an index of 4 bits per weight)\n"
+          "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
+          "                        single thread) and keep the fastest; the target must run here (host, or a spec\n"
+          "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
+          "  --tune-cache=FILE     the cache --tune reads and writes (default: $XDG_CACHE_HOME/rsrc/tune.txt,\n"
+          "                        else ~/.cache/rsrc/tune.txt)\n"
           "  --no-greedy-head      leave out the int8 copy of the LM head that certified greedy decoding reads\n"
           "                        (half the bytes of a bf16 head per token; the artifact grows by vocab x hidden)\n"
-          "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why\n"
+          "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why; with\n"
+          "                        --tune also each candidate's measured times (measured now, or cached)\n"
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
@@ -100,8 +108,18 @@ static char *shaping_flags(const options *o) {
         free(s);
         s = t;
     }
+    if (o->tune) {
+        char *t = xasprintf("%s --tune", s);
+        free(s);
+        s = t;
+    }
     if (!o->greedy_head) {
         char *t = xasprintf("%s --no-greedy-head", s);
+        free(s);
+        s = t;
+    }
+    if (o->prefill_lanes == 1) {
+        char *t = xasprintf("%s --prefill=rsr", s);
         free(s);
         s = t;
     }
@@ -112,7 +130,7 @@ static options parse_args(int argc, char **argv) {
     options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .prefill_lanes = -1};
     bool force_progress = false;
     enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
-           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS, O_PREFILL };
+           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS, O_PREFILL, O_TUNE, O_TUNE_CACHE };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
         {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
@@ -124,6 +142,7 @@ static options parse_args(int argc, char **argv) {
         {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
         {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
         {"max-memory", required_argument, 0, O_MAXMEM}, {"prefill", required_argument, 0, O_PREFILL},
+        {"tune", no_argument, 0, O_TUNE},       {"tune-cache", required_argument, 0, O_TUNE_CACHE},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -182,6 +201,11 @@ static options parse_args(int argc, char **argv) {
             break;
         }
         case O_PROGRESS: force_progress = true; break;
+        case O_TUNE: o.tune = true; break;
+        case O_TUNE_CACHE:
+            if (!*optarg) fatal("--tune-cache: an empty file name");
+            o.tune_cache = optarg;
+            break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':
@@ -199,6 +223,7 @@ static options parse_args(int argc, char **argv) {
     static const char *const default_out[NUM_EMIT] = {"model.so", "model.c",  "model.ll", "model.s",
                                                       "model.o",  "model.h", "model.cu", "model.ptx"};
     if (!o.output) o.output = default_out[o.emit];
+    if (o.tune_cache && !o.tune) fatal("--tune-cache=%s needs --tune", o.tune_cache);
     if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=c needs the C backend, not --backend=llvm");
     if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c"))
         fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
@@ -312,6 +337,7 @@ static void compile(const options *o) {
     target *t = target_load(o->target, o->cpu, o->features);
     t->prefill_lanes = o->prefill_lanes == 1; /* measured slower than the tiles end to end so far: docs/performance.md */
     if (o->print_target) target_print(t, stdout);
+    if (o->tune) tune_check_target(t, o->target);
 
     model *m = model_load(o->input);
     if (o->max_memory) {
@@ -346,6 +372,7 @@ static void compile(const options *o) {
     if (o->emit >= EMIT_CUDA && !t->gpu) fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
     gpu_build *gpu = t->gpu ? gpu_begin(t->gpu, o->input, workdir, o->backend, o->explain) : NULL;
     const gpu_matrix_options gpu_opts = {o->strategy, o->rsr_k, o->explain, o->print_plan};
+    tune_state *tune = o->tune ? tune_begin(t, o->tune_cache, use_llvm, workdir, o->strategy, o->rsr_k) : NULL;
 
     artifact_desc d = {.m = m, .t = t, .name = o->name, .default_model = o->emit != EMIT_OBJ || !o->name};
     const st_tensor *embed = st_find(m->ar, "model.embed_tokens.weight");
@@ -391,6 +418,12 @@ static void compile(const options *o) {
             t_stage = stage_mark(STAGE_LOAD, t_stage);
             matrix_plan mp;
             plan_matrix(&tm, t, o->strategy, o->rsr_k, &mp);
+            const tune_class *measured = NULL;
+            if (tune) {
+                t_stage = stage_mark(STAGE_ANALYSE, t_stage);
+                measured = tune_matrix(tune, &tm, &mp);
+                t_stage = stage_mark(STAGE_TUNE, t_stage);
+            }
             rsr_plan plan = {0};
             bool rsr = mp.strategy != STRAT_I2;
             if (rsr) {
@@ -420,6 +453,7 @@ static void compile(const options *o) {
             *slot[pj] = idx;
             note(2, "%s: %s", name, mp.why);
             if (o->explain) printf("%-44s %11s %s\n", name, kn.strategy, mp.why);
+            if (o->explain && measured) tune_explain(stdout, measured, &tm, t);
             if (o->stats) print_stats_row(r, rsr ? &plan : NULL);
             weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
             index_bytes += r->index_bytes;
@@ -431,6 +465,7 @@ static void compile(const options *o) {
         }
     }
     progress_update(m->num_layers, weights, NULL);
+    if (tune) tune_end(tune);
 
     d.num_matrices = total;
     d.mats = mats;

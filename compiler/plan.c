@@ -3,16 +3,25 @@
  *
  * Candidates (all exact): RSR unrolled (the index as instructions; only while the code fits the
  * target's icache budget), RSR loop (index as constant data), and i2 (packed 2-bit codes with
- * the target's widest int8 dot product). The prediction is single-thread time per call:
+ * the target's widest int8 dot product). The prediction is single-thread time per call with the
+ * constant data warm, which is what `rsrc --tune` measures (tune.c):
  *
- *   RSR:  cost units per row from rsr_choose_k (gathered adds, segments, digits, index bytes)
- *         × ns per unit (unrolled code does no index loads, so its unit is cheaper)
- *   i2:   weights / (weights per ns of the dot ISA) + packed bytes / (bytes per ns of memory)
+ *   RSR loop:      per block of k rows, 0.335 ns per kept column (a gathered add) + 2.6·k ns per
+ *                  segment (its k-row scatter, and the mispredicted exit of its variable-length
+ *                  inner loop), from the segment statistics of a sample of blocks; k is the one
+ *                  of least predicted time
+ *   RSR unrolled:  per block, 4 ns (an indirect call) + 0.06 ns per kept column + 0.08 ns per
+ *                  nonzero digit: straight-line adds, four per cycle
+ *   i2:            weights / (weights per ns of the dot ISA); a prefill token of the batched
+ *                  kernel: weights / (weights·tokens per ns), the block's fields decoded once
  *
- * The constants below come from bench_gemv on an AMD Zen 5 class core (docs/performance.md):
- * there a scalar RSR unit costs about 0.5 ns, while vpdpbusd handles ~60 weights per ns, so i2
- * wins every matrix of a real model once the target has AVX-512 or AVX2; RSR remains the
- * choice for the portable C target, where the dot product is scalar. --strategy forces one.
+ * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
+ * where the loop form costs within ±11% of this model on every 2B-4T shape at k = 3..6. A real
+ * decode reads i2's weights from memory rather than cache (bench_gemv: 74 instead of 22 µs for
+ * 2560×2560), which only widens its lead: RSR's loop is bound by its instructions, not its
+ * bytes. So i2 wins every matrix of a real model once the target has AVX2 or AVX-512; on the
+ * portable C target (scalar dot products, 5.7 weights per ns) RSR wins the square and narrow
+ * shapes and i2 the tall ones. --strategy forces one; --tune measures instead of predicting.
  *
  * CUDA targets (plan_gpu): a GEMV at batch 1 streams its constant data once, so the time is
  * the larger of bytes / mem_bandwidth and warp instructions / issue rate (4 schedulers per SM at
@@ -33,13 +42,36 @@ enum strategy strategy_parse(const char *name) {
     return (enum strategy)-1;
 }
 
-/* Measured on the reference machine (bench_gemv, 1 thread); see the header comment. */
-static const double ns_per_rsr_unit_loop = 0.50, ns_per_rsr_unit_unrolled = 0.35;
-static const double i2_weights_per_ns[] = {[DOT_SCALAR] = 1.5, [DOT_AVX2] = 24, [DOT_AVX512BW] = 36,
-                                           [DOT_AVX512VNNI] = 60};
-static const double bytes_per_ns_one_thread = 30;
+/* Fitted to --tune's measurements on the reference machine (1 thread); see the header comment. */
+static const double i2_weights_per_ns[] = {[DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, [DOT_AVX512BW] = 180,
+                                           [DOT_AVX512VNNI] = 280};
+/* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
+static const double i2_batch_weights_per_ns[] = {[DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVX512BW] = 200,
+                                                 [DOT_AVX512VNNI] = 375};
+static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loop_ns_per_fold = 0.5;
+static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
 
-static bool allowed(const target *tg, enum strategy s) {
+/* Predicted ns of an RSR form at block size k, and (unrolled) its code bytes as kernel.c
+ * estimates them from the real plan. */
+static double rsr_time(const ternary_matrix *t, enum strategy s, int k, double *code_bytes) {
+    rsr_sample_stats st;
+    rsr_sample_blocks(t, k, &st);
+    double fold = t->binary ? (double)(1u << k) : 0, block;
+    if (s == STRAT_RSR_UNROLLED)
+        block = unrolled_ns_per_block + unrolled_ns_per_kept * st.kept + unrolled_ns_per_digit * (st.digits + fold);
+    else block = loop_ns_per_kept * st.kept + loop_ns_per_segment_row * k * st.segments + loop_ns_per_fold * fold;
+    if (code_bytes) *code_bytes = st.blocks * (6 * st.kept + 4 * st.digits + 8 * fold + 16);
+    return block * st.blocks;
+}
+
+double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill) {
+    double weights = (double)t->rows * (double)t->cols;
+    enum dot_isa isa = target_dot_isa(tg);
+    if (s == STRAT_I2) return weights / (prefill ? i2_batch_weights_per_ns[isa] : i2_weights_per_ns[isa]);
+    return rsr_time(t, s, k, NULL); /* no batched RSR kernel: a prefill token costs a call */
+}
+
+bool plan_allowed(const target *tg, enum strategy s) {
     if (tg->nstrategies == 0) return true;
     for (int i = 0; i < tg->nstrategies; i++) {
         const char *n = tg->strategies[i];
@@ -79,8 +111,8 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
     double groups = (t->cols + 15) / 16, blocks = (t->rows + 3) / 4;
     double i2_bytes = blocks * 4 * groups * 4;
     double i2_ns = gpu_time(g, i2_bytes, blocks * (ceil(groups / 32) * 60 + 50));
-    if (allowed(g, STRAT_RSR_LOOP) || allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
-    if (allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
+    if (plan_allowed(g, STRAT_RSR_LOOP) || plan_allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
+    if (plan_allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
     enum strategy best_s = out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
     const char *reason = "least predicted time";
     if (forced != STRAT_AUTO) best_s = forced == STRAT_I2 ? STRAT_I2 : STRAT_RSR_LOOP, reason = "forced by --strategy";
@@ -97,25 +129,25 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         plan_gpu(t, tg, forced, forced_k, out);
         return;
     }
-    char kwhy[256] = "forced by --rsr-k";
-    double units_per_row = 0;
-    int k = rsr_choose_k(t, RSR_MAX_K, &units_per_row, kwhy, sizeof kwhy);
-    if (forced_k) {
-        k = forced_k;
-        snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", k);
+    /* Each RSR form at the k of least predicted time (or --rsr-k's); the unrolled form only
+     * while its code fits the target's icache budget. */
+    char kwhy[256];
+    int kn = snprintf(kwhy, sizeof kwhy, "loop ns/row");
+    int k_of[NUM_STRATEGIES] = {0};
+    for (int s = STRAT_RSR_UNROLLED; s <= STRAT_RSR_LOOP; s++) {
+        if (!plan_allowed(tg, (enum strategy)s)) continue;
+        double best_ns = 0;
+        for (int k = forced_k ? forced_k : 1; k <= (forced_k ? forced_k : RSR_MAX_K); k++) {
+            double code, ns = rsr_time(t, (enum strategy)s, k, &code);
+            if (s == STRAT_RSR_LOOP && (size_t)kn < sizeof kwhy)
+                kn += snprintf(kwhy + kn, sizeof kwhy - (size_t)kn, " k%d=%.0f", k, ns / t->rows);
+            if (s == STRAT_RSR_UNROLLED && code > tg->unroll_budget) continue;
+            if (!k_of[s] || ns < best_ns) best_ns = ns, k_of[s] = k;
+        }
+        if (k_of[s]) out->cost[s] = best_ns;
     }
-    out->k = k;
-    double rows = t->rows, weights = (double)t->rows * (double)t->cols;
-    double rsr_units = units_per_row * rows;
-
-    /* Unrolled code size needs the real plan; estimate it from the sampled units instead (one
-     * unit ≈ one instruction of a few bytes), which is what the budget is about. */
-    double unrolled_bytes = 5 * rsr_units;
-    if (unrolled_bytes <= tg->unroll_budget && allowed(tg, STRAT_RSR_UNROLLED))
-        out->cost[STRAT_RSR_UNROLLED] = rsr_units * ns_per_rsr_unit_unrolled;
-    if (allowed(tg, STRAT_RSR_LOOP)) out->cost[STRAT_RSR_LOOP] = rsr_units * ns_per_rsr_unit_loop;
-    if (allowed(tg, STRAT_I2))
-        out->cost[STRAT_I2] = weights / i2_weights_per_ns[target_dot_isa(tg)] + weights / 4 / bytes_per_ns_one_thread;
+    if (forced_k) snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", forced_k);
+    if (plan_allowed(tg, STRAT_I2)) out->cost[STRAT_I2] = plan_predict(t, tg, STRAT_I2, 0, false);
 
     enum strategy best = STRAT_AUTO;
     for (int s = 1; s < NUM_STRATEGIES; s++)
@@ -124,6 +156,15 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
     const char *reason = "least predicted time";
     if (forced != STRAT_AUTO) best = forced, reason = "forced by --strategy";
     out->strategy = best;
+    /* the k of the chosen form; a forced unrolled form over the budget takes the loop's k */
+    out->k = k_of[best] ? k_of[best] : k_of[STRAT_RSR_LOOP] ? k_of[STRAT_RSR_LOOP] : forced_k ? forced_k : 4;
+    if (best == STRAT_RSR_UNROLLED && !k_of[best] && !forced_k) {
+        double b = 0;
+        for (int k = 1; k <= RSR_MAX_K; k++) {
+            double ns = rsr_time(t, best, k, NULL);
+            if (k == 1 || ns < b) b = ns, out->k = k;
+        }
+    }
 
     int n = snprintf(out->why, sizeof out->why, "%s (%s); predicted ns:", strategy_names[best], reason);
     for (int s = 1; s < NUM_STRATEGIES && (size_t)n < sizeof out->why; s++) {

@@ -14,7 +14,7 @@
 
 #include "rsrc.h"
 
-static const char *const stage_names[NUM_STAGES] = {"load", "analyse", "emit", "LLVM optimise+codegen", "link"};
+static const char *const stage_names[NUM_STAGES] = {"load", "analyse", "tune", "emit", "LLVM optimise+codegen", "link"};
 static double stage_seconds[NUM_STAGES];
 
 double stage_mark(enum stage s, double since) {
@@ -28,7 +28,8 @@ void stage_report(double total) {
     char line[512];
     int n = snprintf(line, sizeof line, "time:");
     for (int s = 0; s < NUM_STAGES; s++)
-        n += snprintf(line + n, sizeof line - (size_t)n, " %s %.2f s,", stage_names[s], stage_seconds[s]);
+        if (s != STAGE_TUNE || stage_seconds[s] > 0)
+            n += snprintf(line + n, sizeof line - (size_t)n, " %s %.2f s,", stage_names[s], stage_seconds[s]);
     snprintf(line + n, sizeof line - (size_t)n, " total %.2f s", total);
     note(1, "%s", line);
 }

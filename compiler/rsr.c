@@ -133,17 +133,21 @@ void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out) {
                               .digits = digits / sample};
 }
 
+double rsr_units_per_row(const ternary_matrix *t, int k) {
+    rsr_sample_stats st;
+    rsr_sample_blocks(t, k, &st);
+    double ops = st.kept + 2 * st.segments + st.digits + (t->binary ? (double)(1u << k) : 0);
+    double bytes = 2 * st.kept + 4 * st.segments + 8.0;
+    return (ops + bytes / 4) / k;
+}
+
 int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen) {
     double best = 0;
     int best_k = 1;
     char detail[256] = "";
     size_t used = 0;
     for (int k = 1; k <= max_k; k++) {
-        rsr_sample_stats st;
-        rsr_sample_blocks(t, k, &st);
-        double ops = st.kept + 2 * st.segments + st.digits + (t->binary ? (double)(1u << k) : 0);
-        double bytes = 2 * st.kept + 4 * st.segments + 8.0;
-        double cost = (ops + bytes / 4) / k;
+        double cost = rsr_units_per_row(t, k);
         if (used < sizeof detail)
             used += (size_t)snprintf(detail + used, sizeof detail - used, "%sk%d=%.0f", k > 1 ? " " : "", k, cost);
         if (k == 1 || cost < best) best = cost, best_k = k;

@@ -150,6 +150,8 @@ typedef struct rsr_sample_stats {
     double kept, segments, digits; /* per block: columns kept, non-empty segments, nonzero digits */
 } rsr_sample_stats;
 void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out);
+/* Predicted cost units of one row for block size k (units: see rsr.c). */
+double rsr_units_per_row(const ternary_matrix *t, int k);
 /* The k of least predicted cost (units: see rsr.c), and that cost per output row in *cost_per_row. */
 int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen);
 uint64_t rsr_index_bytes(const rsr_plan *p);
@@ -187,6 +189,9 @@ target *target_load(const char *name, const char *cpu, const char *features);
 void target_free(target *t);
 void target_list(FILE *out);
 void target_print(const target *t, FILE *out);
+/* The features of t this machine's CPU lacks ("a, b"), or NULL when it can run t's code. */
+char *target_host_lacks(const target *t);
+char *host_cpu_model(void);             /* /proc/cpuinfo's model name, or "unknown" */
 
 /* ---- plan.c: the strategy of each matrix, chosen by a cost model for the target ---- */
 enum strategy {
@@ -205,6 +210,26 @@ typedef struct matrix_plan {
     char why[320];              /* for --explain and -vv */
 } matrix_plan;
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
+bool plan_allowed(const target *tg, enum strategy s);  /* by the spec's 'strategies' */
+/* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
+ * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
+double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill);
+
+/* ---- tune.c: --tune, the strategy of each matrix chosen by measuring its candidates here ---- */
+typedef struct tune_state tune_state;
+typedef struct tune_class tune_class;
+/* Refuses (fatal) a target this machine cannot run: a CUDA part, another architecture, or
+ * CPU features this machine lacks (named). */
+void tune_check_target(const target *t, const char *name);
+char *tune_default_cache(void);         /* $XDG_CACHE_HOME/rsrc/tune.txt or ~/.cache/rsrc/tune.txt */
+/* cache_path NULL: the default; the temporary kernels go to workdir. */
+tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir, enum strategy forced,
+                       int forced_k);
+/* Chooses tm's strategy and k by measurement (or the cache) and says why in mp->why; mp holds the
+ * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
+const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
+void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t);
+void tune_end(tune_state *ts);          /* writes the cache, if something was measured */
 
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
 enum kernel_form {
@@ -372,7 +397,7 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
                              const char *out_path, const char *workdir);
 
 /* ---- progress.c: the status line of a long compile, and per-stage timings for -v ---- */
-enum stage { STAGE_LOAD, STAGE_ANALYSE, STAGE_EMIT, STAGE_LLVM, STAGE_LINK, NUM_STAGES };
+enum stage { STAGE_LOAD, STAGE_ANALYSE, STAGE_TUNE, STAGE_EMIT, STAGE_LLVM, STAGE_LINK, NUM_STAGES };
 double stage_mark(enum stage s, double since);  /* adds now - since to s; returns now */
 void stage_report(double total);                /* -v */
 enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };

@@ -406,6 +406,7 @@ st_archive *st_open(const char *path) {
 
 const st_tensor *st_find(const st_archive *a, const char *name) {
     st_tensor key = {.name = (char *)name};
+    if (!a->ntensors) return NULL; /* bsearch of a NULL array is undefined even for 0 elements */
     return bsearch(&key, a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
 }
 

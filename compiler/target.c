@@ -277,6 +277,70 @@ static target *detect_host(void) {
     return t;
 }
 
+/* A feature name as /proc/cpuinfo and the specs both spell it: no '_' or '.', and the kernel's
+ * names for the few features it calls otherwise. */
+static void feature_key(const char *f, char *out, size_t n) {
+    static const char *const alias[][2] = {{"sse3", "pni"}, {"lzcnt", "abm"}, {"sahf", "lahfl"}};
+    size_t o = 0;
+    for (; *f && o + 1 < n; f++)
+        if (*f != '_' && *f != '.') out[o++] = *f;
+    out[o] = 0;
+    for (size_t i = 0; i < sizeof alias / sizeof *alias; i++)
+        if (!strcmp(out, alias[i][0])) snprintf(out, n, "%s", alias[i][1]);
+}
+
+/* Reads a "key : value" field of /proc/cpuinfo's first processor; NULL when there is none. */
+static char *cpuinfo_field(const char *key) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return NULL;
+    char *line = NULL, *value = NULL;
+    size_t cap = 0, klen = strlen(key);
+    while (!value && getline(&line, &cap, f) > 0) {
+        if (strncmp(line, key, klen) != 0 || (line[klen] != ' ' && line[klen] != '\t' && line[klen] != ':')) continue;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        char *v = colon + 1;
+        while (*v == ' ') v++;
+        v[strcspn(v, "\n")] = 0;
+        value = xstrdup(v);
+    }
+    free(line);
+    fclose(f);
+    return value;
+}
+
+char *host_cpu_model(void) {
+    char *m = cpuinfo_field("model name");
+    return m ? m : xstrdup("unknown");
+}
+
+char *target_host_lacks(const target *t) {
+    char *flags = cpuinfo_field("flags");
+    if (!flags) return xstrdup("(this machine's CPU features cannot be read from /proc/cpuinfo)");
+    char *missing = xstrdup("");
+    for (int i = 0; i < t->nfeatures; i++) {
+        char want[64], have[64];
+        feature_key(t->features[i], want, sizeof want);
+        bool found = false;
+        char *copy = xstrdup(flags), *save = NULL;
+        for (char *w = strtok_r(copy, " ", &save); w && !found; w = strtok_r(NULL, " ", &save)) {
+            feature_key(w, have, sizeof have);
+            found = !strcmp(want, have);
+        }
+        free(copy);
+        if (found) continue;
+        char *m = xasprintf("%s%s%s", missing, *missing ? ", " : "", t->features[i]);
+        free(missing);
+        missing = m;
+    }
+    free(flags);
+    if (!*missing) {
+        free(missing);
+        return NULL;
+    }
+    return missing;
+}
+
 /* Flags for the C backend: the spec's own, or -march from cpu and -m<feature> for each feature. */
 static void derive_cflags(target *t) {
     if (t->cflags) return;

@@ -112,7 +112,7 @@ static void dense(dense_ctx *c, const float *q, const float *K, const float *V, 
 }
 
 typedef struct {
-    int64_t scanned, kept, bounded, refined;
+    int64_t scanned, kept, bounded;
     double bound;
 } louver_sum;
 
@@ -230,7 +230,7 @@ int main(int argc, char **argv) {
     for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
            "median of %d steps\n", heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
-    printf("%-10s %7s %-9s %7s %8s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%", "refined%", "scanned%",
+    printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
            "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
 
     float *K = malloc(sizeof(float) * hstr * (size_t)kv_heads), *V = malloc(sizeof(float) * hstr * (size_t)kv_heads);
@@ -357,7 +357,7 @@ int main(int argc, char **argv) {
 #endif
                 double tl = median(t, reps), tl_min = t[0], tdense = median(td, reps), tdense_min = td[0];
                 /* recall against brute force, head by head (one scratch per head: rerun serially) */
-                int64_t scanned = 0, kept = 0, bounded = 0, refined = 0, above = 0, found = 0, fallback = 0;
+                int64_t scanned = 0, kept = 0, bounded = 0, above = 0, found = 0, fallback = 0;
                 double bound = 0;
                 for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
                     rsr_louver_stats st[64];
@@ -373,7 +373,7 @@ int main(int argc, char **argv) {
                             float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)kvh * hstr + (size_t)j * (size_t)d, d);
                             if (dot >= st[g].tau) above++, found += mark[j];
                         }
-                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded, refined += st[g].refined, fallback += st[g].dense != 0;
+                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded, fallback += st[g].dense != 0;
                         bound = fmax(bound, st[g].dropped_bound);
                     }
                 }
@@ -381,8 +381,8 @@ int main(int argc, char **argv) {
                 char keys[16], pname[32];
                 snprintf(keys, sizeof keys, "%dK", n / 1024);
                 snprintf(pname, sizeof pname, "tau@%g%%", 100 * tau_frac);
-                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx %3lld/%d\n", setname, keys,
-                       p ? pname : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * refined / all, 100.0 * scanned / all,
+                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx %3lld/%d\n", setname, keys,
+                       p ? pname : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
                        1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0, tdense_min / tl_min,
                        (long long)fallback, heads);
                 fflush(stdout);

@@ -97,9 +97,6 @@ typedef enum rsr_louver_dense_reason {
 typedef struct rsr_louver_stats {
     int32_t keys;      /* n: every key of the query (index + buffer) */
     int32_t bounded;   /* keys whose per-key bound was evaluated (blocks not skipped) */
-    int32_t refined;   /* of those, keys whose exact code bound was evaluated: the tiles where a key
-                          passed the first level (high nibble plane) or is forced; relative
-                          policy: every indexed key (its first pass needs every lower bound) */
     int32_t scanned;   /* keys whose exact score was computed: the attended set C (buffer included) */
     int32_t kept;      /* keys of C with q·k ≥ τ: every key of the cache above τ is among them */
     int32_t dense;     /* 0, or why every key was scanned (rsr_louver_dense_reason) */

@@ -44,12 +44,11 @@ enum { PH_PREP, PH_BOX, PH_BOUND, PH_FETCH, PH_DOT, PH_ACC, PH_FINISH };
 struct rsr_louver_index {
     rsr_louver_config cfg;
     int32_t sub_start[RSR_LOUVER_MAX_SUBSPACES + 1];
-    int32_t quads;      /* ⌈d/4⌉ rounded up to even: the code of a key covers 4·quads dims (K = 0 beyond d) */
+    int32_t quads;      /* ⌈d/4⌉: code bytes per key are 4·quads (zero-padded) */
     int32_t nblocks, cap;
     float *box;         /* [cap][2][d] */
     float *bnorm;       /* [cap][S] the largest ‖k_s‖ of the block per subspace (rounded up) */
-    uint8_t *hplane;    /* [cap][B/16][quads/2][16][4] high nibbles H of K + 128 = 16·H + L (see plane_byte) */
-    uint8_t *lplane;    /* [cap][B/16][quads/2][16][4] low nibbles L, the same layout */
+    uint8_t *codes;     /* [cap][B/16][quads][16][4] K + 128 */
     float *kscale;      /* [cap][B] c */
     float *kint;        /* [cap][B] ‖K‖, rounded up */
     float *kerr;        /* [cap][B] ‖e‖ = ‖k − c·K‖, rounded up */
@@ -64,8 +63,6 @@ struct rsr_louver_index {
 typedef struct {
     float s, fnorm, qnorm;         /* q = s·Q + f; ‖f‖ and ‖q‖ rounded up */
     int32_t off;                   /* 128·ΣQ: the codes carry K + 128 */
-    int32_t off1;                  /* 15·Σ max(Q_i, 0) − off: the first level's bound on Q·L, less off */
-    int32_t refined;               /* keys whose exact code bound was evaluated (second level) */
     float tau, taub, tauk;         /* τ; τ' for the block test; τ' for the key bound */
     double slackk, slackb;
     int32_t bounded;
@@ -117,7 +114,7 @@ rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **ou
     rsr_louver_index *ix = calloc(1, sizeof *ix);
     if (!ix) return RSR_ERR_OUT_OF_MEMORY;
     ix->cfg = c;
-    ix->quads = (c.head_dim + 7) / 8 * 2;
+    ix->quads = (c.head_dim + 3) / 4;
     for (int32_t s = 0; s <= c.subspaces; s++) ix->sub_start[s] = (int32_t)((int64_t)c.head_dim * s / c.subspaces);
     ix->absmax = calloc((size_t)c.head_dim, sizeof(float));
     if (!ix->absmax) {
@@ -130,7 +127,7 @@ rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **ou
 
 void rsr_louver_free(rsr_louver_index *ix) {
     if (!ix) return;
-    free(ix->box), free(ix->bnorm), free(ix->hplane), free(ix->lplane), free(ix->kscale), free(ix->kint), free(ix->kerr);
+    free(ix->box), free(ix->bnorm), free(ix->codes), free(ix->kscale), free(ix->kint), free(ix->kerr);
     free(ix->force), free(ix->forced), free(ix->absmax);
     free(ix);
 }
@@ -169,10 +166,8 @@ static int reserve(rsr_louver_index *ix, int32_t blocks) {
     ix->box = p;
     if (!(p = realloc(ix->bnorm, sizeof(float) * S * c))) return -1;
     ix->bnorm = p;
-    if (!(p = realloc(ix->hplane, B * 2 * (size_t)ix->quads * c))) return -1;
-    ix->hplane = p;
-    if (!(p = realloc(ix->lplane, B * 2 * (size_t)ix->quads * c))) return -1;
-    ix->lplane = p;
+    if (!(p = realloc(ix->codes, B * 4 * (size_t)ix->quads * c))) return -1;
+    ix->codes = p;
     if (!(p = realloc(ix->kscale, sizeof(float) * B * c))) return -1;
     ix->kscale = p;
     if (!(p = realloc(ix->kint, sizeof(float) * B * c))) return -1;
@@ -185,19 +180,6 @@ static int reserve(rsr_louver_index *ix, int32_t blocks) {
     ix->forced = p;
     ix->cap = cap;
     return 0;
-}
-
-/*
- * The nibble planes. The code byte U = K + 128 of key t (of its 16-key tile) and dimension i is
- * split as U = 16·H + L, H and L in [0, 15]. Each plane of a tile is quads/2 vectors of 64 bytes;
- * byte t·4 + i%4 of vector (i/4)/2 holds the nibble of dimension i in its low half when i/4 is
- * even, in its high half when odd. So one 64-byte vector unpacks (and, shift) into the 16×4-byte
- * vpdpbusd vectors of two groups of four dimensions: the layout of one int8 code tile, half the
- * bytes. Returns the byte offset within a tile's plane and the nibble's shift.
- */
-static inline size_t plane_byte(int32_t t, int32_t i, int *shift) {
-    *shift = (i / 4) % 2 * 4;
-    return (size_t)(i / 8) * 64 + (size_t)t * 4 + (size_t)(i % 4);
 }
 
 static int key_forced(const float *k, int32_t d) {
@@ -213,19 +195,18 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, nq = ix->quads;
     const size_t b = (size_t)ix->nblocks;
     float *box = ix->box + b * 2 * (size_t)d, *bn = ix->bnorm + b * (size_t)S;
-    uint8_t *hpl = ix->hplane + b * (size_t)B * 2 * (size_t)nq, *lpl = ix->lplane + b * (size_t)B * 2 * (size_t)nq;
+    uint8_t *codes = ix->codes + b * (size_t)B * 4 * (size_t)nq;
     float *kc = ix->kscale + b * (size_t)B, *ki = ix->kint + b * (size_t)B, *ke = ix->kerr + b * (size_t)B;
     uint16_t *frc = ix->force + b * (size_t)(B / 16);
     memset(frc, 0, sizeof(uint16_t) * (size_t)(B / 16));
-    memset(hpl, 0x88, (size_t)B * 2 * (size_t)nq); /* K = 0: U = 128 = 16·8 + 0 */
-    memset(lpl, 0, (size_t)B * 2 * (size_t)nq);
+    memset(codes, 128, (size_t)B * 4 * (size_t)nq);
     ix->forced[b] = 0;
     for (int32_t i = 0; i < d; i++) box[i] = INFINITY, box[d + i] = -INFINITY;
     for (int32_t s = 0; s < S; s++) bn[s] = 0;
     int32_t live = 0;
     for (int32_t t = 0; t < B; t++) {
         const float *k = keys + (size_t)t * stride;
-        uint8_t *th = hpl + (size_t)(t / TILE) * (size_t)nq * 2 * TILE, *tl = lpl + (size_t)(t / TILE) * (size_t)nq * 2 * TILE;
+        uint8_t *row = codes + (size_t)(t / TILE) * (size_t)nq * 4 * TILE + (size_t)(t % TILE) * 4;
         if (key_forced(k, d)) { /* scanned always; its codes stay zero and its bounds unused */
             frc[t / 16] |= (uint16_t)(1u << (t % 16));
             ix->forced[b] = 1;
@@ -244,10 +225,7 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
                 float r = rintf(k[i] / c);
                 K = r > 127 ? 127 : r < -127 ? -127 : (int32_t)r;
             }
-            int sh;
-            size_t at = plane_byte(t % TILE, i, &sh);
-            th[at] = (uint8_t)((th[at] & ~(0xF << sh)) | ((K + 128) >> 4) << sh);
-            tl[at] = (uint8_t)((tl[at] & ~(0xF << sh)) | ((K + 128) & 15) << sh);
+            row[(size_t)(i / 4) * 4 * TILE + (size_t)(i % 4)] = (uint8_t)(K + 128);
             double e = (double)k[i] - (double)c * K; /* exact: c·K has at most 32 significant bits */
             ss_int += (double)K * K, ss_err += e * e, ss_k += (double)k[i] * (double)k[i];
             box[i] = fminf(box[i], k[i]), box[d + i] = fmaxf(box[d + i], k[i]);
@@ -375,47 +353,21 @@ static float box_bound_scalar(const rsr_louver_index *ix, int32_t b, const float
 
 /*
  * Bounds of the 16 keys of one tile for nh query heads: ub[h][t] ≥ q_h·k_t ≥ lb[h][t] up to the
- * slack (docs/louver.md). th, tl: the tile's high and low nibble planes; qw: per head, Q packed
- * four per int32 (quads of them, zero beyond d).
+ * slack (docs/louver.md). tile: [quads][16][4] codes; qw: per head, Q packed four per int32.
  */
-static void tile_bounds_scalar(const uint8_t *th, const uint8_t *tl, int32_t quads, const int32_t *qw, size_t qstride,
-                               const head_q *hq, int32_t nh, const float *kc, const float *ki, const float *ke,
-                               float (*ub)[TILE], float (*lb)[TILE]) {
+static void tile_bounds_scalar(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride, const head_q *hq,
+                               int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE],
+                               float (*lb)[TILE]) {
     for (int32_t h = 0; h < nh; h++) {
         const int8_t *Q = (const int8_t *)(qw + (size_t)h * qstride);
         for (int32_t t = 0; t < TILE; t++) {
             int32_t I = 0;
-            for (int32_t i = 0; i < 4 * quads; i++) {
-                int sh;
-                size_t at = plane_byte(t, i, &sh);
-                I += (int32_t)Q[i] * (16 * (th[at] >> sh & 15) + (tl[at] >> sh & 15));
-            }
+            for (int32_t c = 0; c < quads; c++)
+                for (int32_t j = 0; j < 4; j++) I += (int32_t)Q[4 * c + j] * (int32_t)tile[(size_t)c * 4 * TILE + (size_t)t * 4 + (size_t)j];
             float A = (float)(I - hq[h].off);
             float t1 = hq[h].s * A, t2 = hq[h].fnorm * ki[t], t3 = hq[h].qnorm * ke[t];
             ub[h][t] = kc[t] * (t1 + t2) + t3;
             if (lb) lb[h][t] = kc[t] * (t1 - t2) - t3;
-        }
-    }
-}
-
-/* The first level from the high plane alone: Q·(16·H + L) ≤ 16·(Q·H) + 15·Σ max(Q_i, 0), put
- * through the arithmetic of ub above. Each step of it is monotone (rounding to nearest is, and s,
- * c ≥ 0), so the computed ub1 is ≥ the computed ub of the same key: a key with ub1 < τ'' is one
- * that the exact code bound drops too. */
-static void tile_bounds1_scalar(const uint8_t *th, int32_t quads, const int32_t *qw, size_t qstride, const head_q *hq,
-                                int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE]) {
-    for (int32_t h = 0; h < nh; h++) {
-        const int8_t *Q = (const int8_t *)(qw + (size_t)h * qstride);
-        for (int32_t t = 0; t < TILE; t++) {
-            int32_t I = 0;
-            for (int32_t i = 0; i < 4 * quads; i++) {
-                int sh;
-                size_t at = plane_byte(t, i, &sh);
-                I += (int32_t)Q[i] * (th[at] >> sh & 15);
-            }
-            float A = (float)(16 * I + hq[h].off1);
-            float t1 = hq[h].s * A, t2 = hq[h].fnorm * ki[t], t3 = hq[h].qnorm * ke[t];
-            ub[h][t] = kc[t] * (t1 + t2) + t3;
         }
     }
 }
@@ -433,55 +385,41 @@ static int vnni_enabled(void) {
 }
 
 /* Integer dots of the 16 keys of a tile with NH quantised queries, two accumulators per head so
- * that the dependency chains overlap. tile_dots: Q·U, U = 16·H + L rebuilt from both planes
- * (U_lo = (H_lo << 4) | L_lo, U_hi = H_hi | (L_hi >> 4): the two code vectors of a plane
- * vector); tile_hdots: Q·H, from the high plane alone. */
+ * that the dependency chains overlap. */
 #define DEFINE_TILE_DOTS(NH)                                                                                        \
-    AVX512VNNI static inline void tile_dots_##NH(const uint8_t *th, const uint8_t *tl, int32_t quads,              \
-                                                 const int32_t *qw, size_t qstride, __m512i *out) {              \
-        const __m512i lo4 = _mm512_set1_epi8(0x0F), hi4 = _mm512_set1_epi8((char)0xF0);                          \
+    AVX512VNNI static inline void tile_dots_##NH(const uint8_t *tile, int32_t quads, const int32_t *qw,           \
+                                                 size_t qstride, __m512i *out) {                                  \
         __m512i a0[NH], a1[NH];                                                                                   \
         _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_si512();              \
-        for (int32_t c = 0; c < quads; c += 2) {                                                                  \
-            __m512i h = _mm512_loadu_si512(th + (size_t)c * 32), l = _mm512_loadu_si512(tl + (size_t)c * 32);     \
-            __m512i k0 = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(h, lo4), 4), _mm512_and_si512(l, lo4)); \
-            __m512i k1 = _mm512_or_si512(_mm512_and_si512(h, hi4), _mm512_and_si512(_mm512_srli_epi16(l, 4), lo4)); \
-            _Pragma("GCC unroll 8") for (int g = 0; g < NH; g++) {                                                 \
-                a0[g] = _mm512_dpbusd_epi32(a0[g], k0, _mm512_set1_epi32(qw[(size_t)g * qstride + (size_t)c]));   \
-                a1[g] = _mm512_dpbusd_epi32(a1[g], k1, _mm512_set1_epi32(qw[(size_t)g * qstride + (size_t)c + 1])); \
+        int32_t c = 0;                                                                                            \
+        for (; c + 2 <= quads; c += 2) {                                                                          \
+            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64), k1 = _mm512_loadu_si512(tile + (size_t)c * 64 + 64); \
+            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) {                                                 \
+                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));   \
+                a1[h] = _mm512_dpbusd_epi32(a1[h], k1, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c + 1])); \
             }                                                                                                     \
         }                                                                                                         \
-        _Pragma("GCC unroll 8") for (int g = 0; g < NH; g++) out[g] = _mm512_add_epi32(a0[g], a1[g]);            \
-    }                                                                                                             \
-    AVX512VNNI static inline void tile_hdots_##NH(const uint8_t *th, int32_t quads, const int32_t *qw,            \
-                                                  size_t qstride, __m512i *out) {                                 \
-        const __m512i lo4 = _mm512_set1_epi8(0x0F);                                                               \
-        __m512i a0[NH], a1[NH];                                                                                   \
-        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_si512();              \
-        for (int32_t c = 0; c < quads; c += 2) {                                                                  \
-            __m512i h = _mm512_loadu_si512(th + (size_t)c * 32);                                                  \
-            __m512i k0 = _mm512_and_si512(h, lo4), k1 = _mm512_and_si512(_mm512_srli_epi16(h, 4), lo4);           \
-            _Pragma("GCC unroll 8") for (int g = 0; g < NH; g++) {                                                 \
-                a0[g] = _mm512_dpbusd_epi32(a0[g], k0, _mm512_set1_epi32(qw[(size_t)g * qstride + (size_t)c]));   \
-                a1[g] = _mm512_dpbusd_epi32(a1[g], k1, _mm512_set1_epi32(qw[(size_t)g * qstride + (size_t)c + 1])); \
-            }                                                                                                     \
+        if (c < quads) {                                                                                          \
+            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64);                                               \
+            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++)                                                   \
+                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));    \
         }                                                                                                         \
-        _Pragma("GCC unroll 8") for (int g = 0; g < NH; g++) out[g] = _mm512_add_epi32(a0[g], a1[g]);            \
+        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) out[h] = _mm512_add_epi32(a0[h], a1[h]);            \
     }
 DEFINE_TILE_DOTS(1)
 DEFINE_TILE_DOTS(2)
 DEFINE_TILE_DOTS(4)
 
-AVX512VNNI static void tile_bounds_vnni(const uint8_t *th, const uint8_t *tl, int32_t quads, const int32_t *qw,
-                                        size_t qstride, const head_q *hq, int32_t nh, const float *kc, const float *ki,
-                                        const float *ke, float (*ub)[TILE], float (*lb)[TILE]) {
+AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride,
+                                        const head_q *hq, int32_t nh, const float *kc, const float *ki, const float *ke,
+                                        float (*ub)[TILE], float (*lb)[TILE]) {
     const __m512 vc = _mm512_loadu_ps(kc), vi = _mm512_loadu_ps(ki), ve = _mm512_loadu_ps(ke);
     for (int32_t h0 = 0; h0 < nh;) {
         __m512i I[4];
         int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-        if (m == 4) tile_dots_4(th, tl, quads, qw + (size_t)h0 * qstride, qstride, I);
-        else if (m == 2) tile_dots_2(th, tl, quads, qw + (size_t)h0 * qstride, qstride, I);
-        else tile_dots_1(th, tl, quads, qw + (size_t)h0 * qstride, qstride, I);
+        if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        else tile_dots_1(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
         for (int32_t g = 0; g < m; g++) {
             const head_q *p = &hq[h0 + g];
             __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
@@ -494,72 +432,32 @@ AVX512VNNI static void tile_bounds_vnni(const uint8_t *th, const uint8_t *tl, in
     }
 }
 
-#ifndef PREFETCH_HINT
-#define PREFETCH_HINT _MM_HINT_T1
-#endif
-/* ub from the integer A (as a vector of int32) of 16 keys; the arithmetic of tile_bounds_vnni. */
-AVX512VNNI static inline __m512 key_ub(__m512i A, const head_q *p, __m512 vc, __m512 vi, __m512 ve) {
-    __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), _mm512_cvtepi32_ps(A)), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
-    __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
-    return _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3);
-}
-
-/* One block's pass for nh query heads at once, in two levels per 16-key tile. First the high
- * plane alone: per head the bound ub1 ≥ ub (tile_bounds1_scalar says why); a tile where no head
- * has a key with ub1 ≥ τ'' (and no key is forced) is done, its low plane never read. Otherwise
- * both planes: the exact integer dots of every head, the upper bounds in registers, and the
- * positions of the keys with ub ≥ τ'' (or forced) appended at out[h], which advances; refined[h]
- * counts the keys of the tiles where head h passed the first level. qw: the heads' Q, packed,
+/* One block's code pass for nh query heads at once: per 16-key tile the integer dots of every
+ * head (one read of the tile's codes), the upper bounds in registers, and the positions of the
+ * keys with ub ≥ τ'' (or forced) appended at out[h], which advances. qw: the heads' Q, packed,
  * quads int32 per head in the order of hp. */
-AVX512VNNI static void block_select_vnni(const uint8_t *hpl, const uint8_t *lpl, int32_t tiles, int32_t quads,
-                                         const int32_t *qw, const head_q *const *hp, int32_t nh, const float *kc,
-                                         const float *ki, const float *ke, const uint16_t *frc, int32_t base,
-                                         int32_t **out, int32_t *refined) {
+AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, int32_t quads, const int32_t *qw,
+                                         const head_q *const *hp, int32_t nh, const float *kc, const float *ki,
+                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out) {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    uint32_t second = 0; /* the tiles that pass the first level */
     for (int32_t t = 0; t < tiles; t++) {
-        const uint8_t *th = hpl + (size_t)t * 32 * (size_t)quads;
-        const __m512 vc = _mm512_loadu_ps(kc + TILE * t), vi = _mm512_loadu_ps(ki + TILE * t);
-        const __m512 ve = _mm512_loadu_ps(ke + TILE * t);
-        int pass = frc[t] != 0;
-        for (int32_t h0 = 0; h0 < nh;) {
-            __m512i I[4];
-            int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-            if (m == 4) tile_hdots_4(th, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else if (m == 2) tile_hdots_2(th, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else tile_hdots_1(th, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            for (int32_t g = 0; g < m; g++) {
-                const head_q *p = hp[h0 + g];
-                __m512 ub1 = key_ub(_mm512_add_epi32(_mm512_slli_epi32(I[g], 4), _mm512_set1_epi32(p->off1)), p, vc, vi, ve);
-                __mmask16 k = (__mmask16)(_mm512_cmp_ps_mask(ub1, _mm512_set1_ps(p->tauk), _CMP_GE_OQ) | frc[t]);
-                if (k) refined[h0 + g] += TILE, pass = 1;
-            }
-            h0 += m;
-        }
-        if (!pass) continue;
-        second |= 1u << t;
-        /* the low plane of the tile is requested now and read after the block's first level:
-         * the tiles read are a sparse subset that the hardware prefetcher does not follow */
-        const char *tl = (const char *)(lpl + (size_t)t * 32 * (size_t)quads);
-        for (int32_t o = 0; o < 32 * quads; o += 64) _mm_prefetch(tl + o, PREFETCH_HINT);
-    }
-    for (; second; second &= second - 1) {
-        const int32_t t = __builtin_ctz(second);
-        const uint8_t *th = hpl + (size_t)t * 32 * (size_t)quads, *tl = lpl + (size_t)t * 32 * (size_t)quads;
+        const uint8_t *tile = codes + (size_t)t * 64 * (size_t)quads;
         const __m512 vc = _mm512_loadu_ps(kc + TILE * t), vi = _mm512_loadu_ps(ki + TILE * t);
         const __m512 ve = _mm512_loadu_ps(ke + TILE * t);
         const __m512i pos = _mm512_add_epi32(iota, _mm512_set1_epi32(base + TILE * t));
         for (int32_t h0 = 0; h0 < nh;) {
             __m512i I[4];
             int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-            if (m == 4) tile_dots_4(th, tl, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else if (m == 2) tile_dots_2(th, tl, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else tile_dots_1(th, tl, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else tile_dots_1(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
             for (int32_t g = 0; g < m; g++) {
                 const head_q *p = hp[h0 + g];
-                __m512 ub = key_ub(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)), p, vc, vi, ve);
+                __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
+                __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), A), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
+                __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
+                __m512 ub = _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3);
                 __mmask16 k = (__mmask16)(_mm512_cmp_ps_mask(ub, _mm512_set1_ps(p->tauk), _CMP_GE_OQ) | frc[t]);
-                if (!k) continue;
                 _mm512_mask_compressstoreu_epi32(out[h0 + g], k, pos);
                 out[h0 + g] += __builtin_popcount(k);
             }
@@ -624,16 +522,16 @@ static int32_t select_keys(const float *ub, float tk, uint16_t frc, int32_t base
     return n;
 }
 
-static void tile_bounds(const uint8_t *th, const uint8_t *tl, int32_t quads, const int32_t *qw, size_t qstride,
-                        const head_q *hq, int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE],
+static void tile_bounds(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride, const head_q *hq,
+                        int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE],
                         float (*lb)[TILE]) {
 #ifdef LOUVER_X86
     if (vnni_enabled()) {
-        tile_bounds_vnni(th, tl, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
+        tile_bounds_vnni(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
         return;
     }
 #endif
-    tile_bounds_scalar(th, tl, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
+    tile_bounds_scalar(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
 }
 
 /* Descending order, for the budget policy's sample. */
@@ -653,7 +551,7 @@ static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p
     int8_t *Q = (int8_t *)qw;
     memset(Q, 0, sizeof(int32_t) * (size_t)ix->quads);
     double ssf = 0, ssq = 0, qb = 0;
-    int32_t sumQ = 0, posQ = 0;
+    int32_t sumQ = 0;
     for (int32_t i = 0; i < d; i++) {
         int32_t v = 0;
         if (s > 0) {
@@ -661,14 +559,13 @@ static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p
             v = r > 127 ? 127 : r < -127 ? -127 : r == r ? (int32_t)r : 0;
         }
         Q[i] = (int8_t)v;
-        sumQ += v, posQ += v > 0 ? v : 0;
+        sumQ += v;
         double f = (double)q[i] - (double)s * v;
         ssf += f * f, ssq += (double)q[i] * (double)q[i];
         qb += fabs((double)q[i]) * (double)ix->absmax[i];
     }
     p->s = s;
     p->off = 128 * sumQ;
-    p->off1 = 15 * posQ - p->off; /* |·| ≤ 143·127·4096 < 2^31 */
     p->fnorm = float_above(sqrt(ssf));
     p->qnorm = float_above(sqrt(ssq));
     /* ‖q_s‖ rounded up so that fl(‖q_s‖·bnorm) ≥ ‖q_s‖·‖k_s‖ (Cauchy–Schwarz) */
@@ -747,8 +644,8 @@ static void index_tile_bounds(const rsr_louver_index *ix, int32_t tile, const in
                               float (*ub)[TILE], float (*lb)[TILE], uint16_t *frc) {
     const int32_t nq = ix->quads;
     const size_t kb = (size_t)tile * TILE;
-    tile_bounds(ix->hplane + kb * 2 * (size_t)nq, ix->lplane + kb * 2 * (size_t)nq, nq, qw, (size_t)nq, hp, nl,
-                ix->kscale + kb, ix->kint + kb, ix->kerr + kb, ub, lb);
+    tile_bounds(ix->codes + kb * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nl, ix->kscale + kb, ix->kint + kb,
+                ix->kerr + kb, ub, lb);
     *frc = ix->force[tile];
 }
 
@@ -872,7 +769,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT) ? RSR_LOUVER_DENSE_OVERFLOW : 0;
         p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
-        p->bounded = p->refined = 0;
+        p->bounded = 0;
         /* exact scores of the buffer (accumulated below once τ is known: kept needs τ) */
         float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
         for (int32_t j = size; j < n; j++) {
@@ -904,7 +801,6 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         uint16_t frc;
         head_q hp[64];
         const int32_t *qw = pack_heads(sc, hq, gq, nq, live, nl, hp);
-        for (int32_t g = 0; g < nl; g++) hq[live[g]].refined = size; /* both planes of every key, for lb */
         for (int32_t t = 0; t < size / TILE; t++) {
             index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
             for (int32_t g = 0; g < nl; g++) {
@@ -947,8 +843,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                         sc->nsc[h] += select_keys(u + t * TILE, hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
                 }
             } else {
-                const uint8_t *hpl = ix->hplane + kb * 2 * (size_t)nq, *lpl = ix->lplane + kb * 2 * (size_t)nq;
-                int32_t refined[64] = {0};
+                const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
 #ifdef LOUVER_X86
                 if (vnni_enabled()) {
                     const head_q *hp[64];
@@ -959,8 +854,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                         qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
                     }
                     for (int32_t g = 0; g < nbl; g++) hp[g] = &hq[bl[g]], at[g] = sc->idx + (size_t)bl[g] * ck + sc->nsc[bl[g]];
-                    block_select_vnni(hpl, lpl, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb,
-                                      frc, b * B, at, refined);
+                    block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
+                                      b * B, at);
                     for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
                 } else
 #endif
@@ -969,25 +864,15 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                     head_q hp[64];
                     const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
                     for (int32_t t = 0; t < B / TILE; t++) {
-                        const size_t kt = kb + (size_t)t * TILE;
-                        const uint8_t *th = hpl + (size_t)t * TILE * 2 * (size_t)nq, *tl = lpl + (size_t)t * TILE * 2 * (size_t)nq;
-                        /* the first level (high plane), then both planes where a head passes it */
-                        tile_bounds1_scalar(th, nq, qw, (size_t)nq, hp, nbl, ix->kscale + kt, ix->kint + kt, ix->kerr + kt, ub);
-                        int pass = frc[t] != 0;
-                        for (int32_t g = 0; g < nbl; g++) {
-                            int any = frc[t] != 0;
-                            for (int32_t k = 0; k < TILE; k++) any |= ub[g][k] >= hp[g].tauk;
-                            if (any) refined[g] += TILE, pass = 1;
-                        }
-                        if (!pass) continue;
-                        tile_bounds(th, tl, nq, qw, (size_t)nq, hp, nbl, ix->kscale + kt, ix->kint + kt, ix->kerr + kt, ub, NULL);
+                        tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
+                                    ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
+                                    ix->kerr + kb + (size_t)t * TILE, ub, NULL);
                         for (int32_t g = 0; g < nbl; g++) {
                             const int32_t h = bl[g];
                             sc->nsc[h] += select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
                         }
                     }
                 }
-                for (int32_t g = 0; g < nbl; g++) hq[bl[g]].refined += refined[g];
             }
             for (int32_t g = 0; g < nbl; g++) hq[bl[g]].bounded += B;
         }
@@ -1041,7 +926,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         attn_state_finish(&st[h], out + (size_t)h * (size_t)d, d);
         if (!stats) continue;
         const int32_t nsc = sc->nsc[h];
-        rsr_louver_stats s = {.keys = n, .bounded = hq[h].bounded, .refined = hq[h].refined, .scanned = nsc, .kept = kept[h],
+        rsr_louver_stats s = {.keys = n, .bounded = hq[h].bounded, .scanned = nsc, .kept = kept[h],
                               .dense = hq[h].dense, .tau = hq[h].tau};
         if (nsc < n && st[h].l > 0) {
             /* dropped keys have fl(q·k) < τ, hence scaled scores ≤ fl(τ·scale); l carries the

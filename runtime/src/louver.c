@@ -316,7 +316,7 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
         if (grow((void **)&sc->bub, sizeof(float) * (size_t)cb)) return -1;
         sc->cap_blocks = cb;
     }
-    if (buf > sc->cap_buf) {
+    if (buf > sc->cap_buf || !sc->bd) { /* allocated even for an empty buffer: bd + h·cap_buf is formed */
         int32_t cb = buf + buf / 2 + 16;
         if (grow((void **)&sc->bd, sizeof(float) * (size_t)cb * (size_t)sc->cap_heads)) return -1;
         sc->cap_buf = cb;

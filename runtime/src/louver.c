@@ -625,15 +625,24 @@ static void add_scores(attn_state *st, rsr_louver_scratch *sc, const int32_t *id
     }
 }
 
+/* Requests the cache line at p. On x86 an asm statement: gcc 12 at -O2 (the RelWithDebInfo
+ * build) deleted the loops of __builtin_prefetch in fetch_row as code without effect, and the
+ * candidates' value rows then arrived late (softmax·V 1.3–1.5 ms instead of 0.3 at 128K). */
+#ifdef LOUVER_X86
+#define PREFETCH(p) __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(p)))
+#else
+#define PREFETCH(p) __builtin_prefetch(p)
+#endif
+
 /* Requests key and value row j ahead of its use. */
 static inline void fetch_row(const float *keys, const float *values, size_t stride, int32_t j, int32_t d) {
     const char *kr = (const char *)(keys + (size_t)j * stride), *vr = (const char *)(values + (size_t)j * stride);
     for (int32_t o = 0; o < 4 * d; o += 64) {
-        __builtin_prefetch(kr + o);
-        __builtin_prefetch(vr + o);
+        PREFETCH(kr + o);
+        PREFETCH(vr + o);
     }
-    __builtin_prefetch(kr + 4 * d - 1);
-    __builtin_prefetch(vr + 4 * d - 1);
+    PREFETCH(kr + 4 * d - 1);
+    PREFETCH(vr + 4 * d - 1);
 }
 
 /* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ.

@@ -22,6 +22,12 @@
  * (rsr_louver_attend_group: all its query heads in one pass), as runtime/src/attention.c does.
  * Each repetition times one dense step and then one Louver step, so that both see the same load
  * on the machine; times are medians, min-ratio the ratio of the fastest steps.
+ *
+ * KV layout: head-major, [kv_head][pos][d] — each KV head's keys (and values) are contiguous rows
+ * of d floats (stride d), for dense attention and Louver alike. That is the layout of the
+ * runtime's KV cache; dense attention streams a head's rows faster there than at the stride
+ * kv_heads·d of [pos][kv_head][d]. A --kv file stays [n][kv_heads][d] on disk and is transposed
+ * when loaded.
  */
 #include <getopt.h>
 #include <math.h>
@@ -70,12 +76,14 @@ static void rope(float *x, int32_t d, int64_t pos) {
 
 typedef struct {
     int32_t d, heads, kv_heads, group, threads, mc;
+    size_t head_stride; /* floats from one KV head's rows to the next head's (head-major) */
     float *part_o, *part_ml, *scratch;
 } dense_ctx;
 
 /* The runtime's dense attention (runtime/src/attention.c) for one layer. */
 static void dense(dense_ctx *c, const float *q, const float *K, const float *V, int32_t n, float *out) {
-    const int32_t d = c->d, kv_out = c->kv_heads * d, group = c->group, chunks = (n + CHUNK - 1) / CHUNK, mc = c->mc;
+    const int32_t d = c->d, group = c->group, chunks = (n + CHUNK - 1) / CHUNK, mc = c->mc;
+    const size_t hs = c->head_stride;
 #pragma omp parallel num_threads(c->threads)
     {
         float *scratch = c->scratch + (size_t)omp_get_thread_num() * (size_t)group * CHUNK;
@@ -88,8 +96,8 @@ static void dense(dense_ctx *c, const float *q, const float *K, const float *V, 
                 attn_state_clear(&st[g], d);
             }
             int32_t j1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
-            attn_dense_range(st, q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * (size_t)d, V + (size_t)kvh * (size_t)d,
-                             (size_t)kv_out, d, ch * CHUNK, j1, scratch);
+            attn_dense_range(st, q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * hs, V + (size_t)kvh * hs, (size_t)d, d,
+                             ch * CHUNK, j1, scratch);
             for (int32_t g = 0; g < group; g++) {
                 float *ml = c->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)ch) * 2;
                 ml[0] = st[g].m, ml[1] = st[g].l;
@@ -109,14 +117,14 @@ typedef struct {
 } louver_sum;
 
 static void louver(rsr_louver_index **ix, rsr_louver_scratch **sc, int32_t threads, const rsr_louver_policy *pol,
-                   const float *q, const float *K, const float *V, int32_t n, int32_t d, int32_t heads, int32_t kv_heads,
-                   float *out, rsr_louver_stats *hs) {
-    int32_t group = heads / kv_heads, kv_out = kv_heads * d;
+                   const float *q, const float *K, const float *V, size_t head_stride, int32_t n, int32_t d, int32_t heads,
+                   int32_t kv_heads, float *out, rsr_louver_stats *hs) {
+    int32_t group = heads / kv_heads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
         int32_t h0 = kvh * group;
-        rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * (size_t)d,
-                                V + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &pol[h0], sc[omp_get_thread_num()],
+        rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * head_stride,
+                                V + (size_t)kvh * head_stride, (size_t)d, n, &pol[h0], sc[omp_get_thread_num()],
                                 out + (size_t)h0 * (size_t)d, &hs[h0]);
     }
 }
@@ -217,19 +225,20 @@ int main(int argc, char **argv) {
     }
     int32_t maxn = 0;
     for (int32_t i = 0; i < nsizes; i++) maxn = sizes[i] > maxn ? sizes[i] : maxn;
-    const int32_t group = heads / kv_heads, kv_out = kv_heads * d;
+    const int32_t group = heads / kv_heads;
+    const size_t hstr = (size_t)maxn * (size_t)d; /* head-major: KV head h's row j at h·hstr + j·d */
     for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
            "median of %d steps\n", heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
     printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
            "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
 
-    float *K = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out), *V = malloc(sizeof(float) * (size_t)maxn * (size_t)kv_out);
+    float *K = malloc(sizeof(float) * hstr * (size_t)kv_heads), *V = malloc(sizeof(float) * hstr * (size_t)kv_heads);
     float *q = malloc(sizeof(float) * (size_t)heads * (size_t)d), *out = malloc(sizeof(float) * (size_t)heads * (size_t)d);
     float *sorted = malloc(sizeof(float) * (size_t)maxn);
     unsigned char *mark = malloc((size_t)maxn);
     dense_ctx dc = {.d = d, .heads = heads, .kv_heads = kv_heads, .group = group, .threads = threads,
-                    .mc = (maxn + CHUNK - 1) / CHUNK};
+                    .mc = (maxn + CHUNK - 1) / CHUNK, .head_stride = hstr};
     dc.part_o = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * (size_t)d);
     dc.part_ml = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * 2);
     dc.scratch = malloc(sizeof(float) * (size_t)threads * (size_t)group * CHUNK);
@@ -248,17 +257,20 @@ int main(int argc, char **argv) {
         if (strcmp(set_arg, setname) && !(set < 2 && !strcmp(set_arg, "both"))) continue;
         /* keys for the largest size; smaller sizes use a prefix (a shorter context) */
         int32_t run = 0, cl[8] = {0};
-        if (set == 2) {
-            memcpy(K, kf.K, sizeof(float) * (size_t)maxn * (size_t)kv_out);
-            memcpy(V, kf.V, sizeof(float) * (size_t)maxn * (size_t)kv_out);
-        }
+        if (set == 2) /* the file's [n][kv_heads][d] transposed to head-major */
+            for (int32_t j = 0; j < maxn; j++)
+                for (int32_t h = 0; h < kv_heads; h++) {
+                    size_t from = ((size_t)j * (size_t)kv_heads + (size_t)h) * (size_t)d, to = (size_t)h * hstr + (size_t)j * (size_t)d;
+                    memcpy(K + to, kf.K + from, sizeof(float) * (size_t)d);
+                    memcpy(V + to, kf.V + from, sizeof(float) * (size_t)d);
+                }
         for (int32_t j = 0; j < maxn && set < 2; j++) {
             if (run-- <= 0) {
                 run = 1 + (int32_t)(uniform() * 128);
                 for (int32_t h = 0; h < kv_heads; h++) cl[h % 8] = (int32_t)(uniform() * ncent);
             }
             for (int32_t h = 0; h < kv_heads; h++) {
-                float *k = K + (size_t)j * (size_t)kv_out + (size_t)h * (size_t)d, *v = V + (size_t)j * (size_t)kv_out + (size_t)h * (size_t)d;
+                float *k = K + (size_t)h * hstr + (size_t)j * (size_t)d, *v = V + (size_t)h * hstr + (size_t)j * (size_t)d;
                 for (int32_t i = 0; i < d; i++) v[i] = gauss();
                 if (set == 1) {
                     for (int32_t i = 0; i < d; i++) k[i] = gauss();
@@ -287,7 +299,7 @@ int main(int argc, char **argv) {
             int32_t added = 0;
             for (int32_t h = 0; h < kv_heads; h++)
                 while (n - rsr_louver_size(ix[h]) > B) {
-                    rsr_louver_append_block(ix[h], K + (size_t)rsr_louver_size(ix[h]) * (size_t)kv_out + (size_t)h * (size_t)d, (size_t)kv_out);
+                    rsr_louver_append_block(ix[h], K + (size_t)h * hstr + (size_t)rsr_louver_size(ix[h]) * (size_t)d, (size_t)d);
                     added += B;
                 }
             tb = now() - tb;
@@ -310,13 +322,13 @@ int main(int argc, char **argv) {
                 for (int32_t h = 0; h < heads; h++) {
                     pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = (float)eps};
                     if (p == 1) {
-                        const float *kh = K + (size_t)(h / group) * (size_t)d;
-                        for (int32_t j = 0; j < n; j++) sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)kv_out, d);
+                        const float *kh = K + (size_t)(h / group) * hstr;
+                        for (int32_t j = 0; j < n; j++) sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)d, d);
                         qsort(sorted, (size_t)n, sizeof(float), cmp_desc);
                         pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[(int64_t)(tau_frac * n)]};
                     }
                 }
-                louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs); /* warm-up */
+                louver(ix, sc, threads, pol, q, K, V, hstr, n, d, heads, kv_heads, out, hs); /* warm-up */
 #ifdef RSR_LOUVER_PROFILE
                 /* the phases of the fastest step (the one other load disturbed least) */
                 double prof_s = now(), best = INFINITY;
@@ -331,7 +343,7 @@ int main(int argc, char **argv) {
                     memset(rsr_louver_phase_cycles, 0, sizeof rsr_louver_phase_cycles);
 #endif
                     t0 = now();
-                    louver(ix, sc, threads, pol, q, K, V, n, d, heads, kv_heads, out, hs);
+                    louver(ix, sc, threads, pol, q, K, V, hstr, n, d, heads, kv_heads, out, hs);
                     t[r] = now() - t0;
 #ifdef RSR_LOUVER_PROFILE
                     if (t[r] < best) best = t[r], memcpy(best_ph, rsr_louver_phase_cycles, sizeof best_ph);
@@ -350,15 +362,15 @@ int main(int argc, char **argv) {
                 for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
                     rsr_louver_stats st[64];
                     int32_t h0 = kvh * group;
-                    rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * (size_t)d,
-                                            V + (size_t)kvh * (size_t)d, (size_t)kv_out, n, &pol[h0], sc[0], out, st);
+                    rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * hstr,
+                                            V + (size_t)kvh * hstr, (size_t)d, n, &pol[h0], sc[0], out, st);
                     for (int32_t g = 0; g < group; g++) {
                         int32_t h = h0 + g, cnt;
                         const int32_t *idx = rsr_louver_scratch_scanned_head(sc[0], g, &cnt);
                         memset(mark, 0, (size_t)n);
                         for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
                         for (int32_t j = 0; j < n; j++) {
-                            float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)j * (size_t)kv_out + (size_t)kvh * (size_t)d, d);
+                            float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)kvh * hstr + (size_t)j * (size_t)d, d);
                             if (dot >= st[g].tau) above++, found += mark[j];
                         }
                         scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded, fallback += st[g].dense != 0;

@@ -461,6 +461,57 @@ static void test_fallback(void) {
     free(K), free(V), free(q), free(out), free(oref), free(mark);
 }
 
+/*
+ * The block test at its edge: blocks of 16 copies of one key, so that a block's box is the key
+ * itself and its box bound is q·k up to rounding (each subspace's term q_s·k_s is below
+ * ‖q_s‖·‖k_s‖). With τ exactly at the score of one block's key, that block must be read: a box
+ * bound computed too low by more than the slack (a lost or misplaced subspace sum, say) skips it.
+ * The subspaces' norms differ by up to 100×, so a sum taken for the wrong subspace shows.
+ */
+static void test_box_edge(void) {
+    const int32_t d = 128, B = 16, blocks = 12, n = blocks * B;
+    float *K = malloc(sizeof(float) * (size_t)n * (size_t)d), *V = malloc(sizeof(float) * (size_t)n * (size_t)d);
+    float q[128], out[128];
+    rsr_louver_index *ix;
+    rsr_louver_scratch *scr;
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = d, .block_keys = B}, &ix) == RSR_OK, "create");
+    EXPECT(rsr_louver_scratch_create(&scr) == RSR_OK, "scratch");
+    unsigned char mark[12 * 16];
+    for (int32_t trial = 0; trial < 300; trial++) {
+        for (int32_t b = 0; b < blocks; b++) {
+            float k[128];
+            for (int32_t s = 0; s < 8; s++) {
+                float w = (float)exp(log(100.0) * uniform());
+                for (int32_t i = 16 * s; i < 16 * s + 16; i++) k[i] = w * gauss();
+            }
+            for (int32_t t = 0; t < B; t++) {
+                memcpy(K + (size_t)(b * B + t) * d, k, sizeof k);
+                for (int32_t i = 0; i < d; i++) V[(size_t)(b * B + t) * d + i] = gauss();
+            }
+        }
+        rsr_louver_clear(ix);
+        for (int32_t b = 0; b < blocks; b++) rsr_louver_append_block(ix, K + (size_t)b * B * d, (size_t)d);
+        const int32_t target = below(blocks) * B;
+        for (int32_t i = 0; i < d; i++) q[i] = K[(size_t)target * d + i] + 0.05f * gauss();
+        rsr_louver_policy pol = {.kind = RSR_LOUVER_ABSOLUTE, .tau = attn_dot(q, K + (size_t)target * d, d)};
+        rsr_louver_stats st;
+        EXPECT(rsr_louver_attend(ix, q, K, V, (size_t)d, n, &pol, scr, out, &st) == RSR_OK, "attend");
+        int32_t count, above = 0;
+        const int32_t *idx = rsr_louver_scratch_scanned(scr, &count);
+        memset(mark, 0, sizeof mark);
+        for (int32_t c = 0; c < count; c++) mark[idx[c]] = 1;
+        for (int32_t j = 0; j < n; j++)
+            if (attn_dot(q, K + (size_t)j * d, d) >= pol.tau) {
+                above++;
+                EXPECT(mark[j], "box edge, trial %d: key %d at or above τ %.9g not scanned (its block skipped)", trial, j, pol.tau);
+            }
+        EXPECT(above >= B && st.kept == above, "box edge, trial %d: kept %d, above τ %d", trial, st.kept, above);
+    }
+    rsr_louver_free(ix);
+    rsr_louver_scratch_free(scr);
+    free(K), free(V);
+}
+
 static void test_config(void) {
     rsr_louver_config c = rsr_louver_default_config(128), r;
     EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 8 && r.block_keys == 256, "defaults for d=128");
@@ -502,6 +553,7 @@ int main(int argc, char **argv) {
     rng_state = 12345;
     test_config();
     test_fallback();
+    test_box_edge();
     static const scenario scenarios[] = {
         /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
         {KS_RANDOM, 128, 0, 256, 8, 12000, 0},

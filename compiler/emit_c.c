@@ -304,10 +304,10 @@ static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent)
         }
 }
 
-/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then per block tiles of
- * kn->batch_tile tokens (block_rows × tile accumulators, the decoded fields and the x vectors fit
- * the registers), the rest one by one; the block's packed rows stay in L1 while the tiles pass
- * over them. */
+/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile
+ * tokens (block_rows × tile accumulators, the decoded fields and an x vector fit the registers),
+ * the rest one by one; per tile every block of the call, so the tile's x stays in L1 while the
+ * packed rows stream past it (kernel.c says why). */
 static void emit_i2_batch(FILE *out, const kernel *kn) {
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
     fprintf(out,
@@ -319,13 +319,14 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
     fprintf(out, "        for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + (size_t)t * (size_t)x_stride + g * %d);\n",
             kn->groups, 4 * V);
     fputs("        sum_x[t] = rsr_vsum(sx);\n    }\n", out);
-    fputs("    for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "        const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
-    fprintf(out, "        int32_t t = 0;\n        for (; t + %d <= ntok; t += %d) {\n", kn->batch_tile, kn->batch_tile);
+    fprintf(out, "    int32_t t = 0;\n    for (; t + %d <= ntok; t += %d)\n", kn->batch_tile, kn->batch_tile);
+    fputs("        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
+    fprintf(out, "            const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
     emit_i2_tile(out, kn, kn->batch_tile, "            ");
-    fputs("        }\n        for (; t < ntok; t++) {\n", out);
+    fputs("        }\n    for (; t < ntok; t++)\n        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
+    fprintf(out, "            const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
     emit_i2_tile(out, kn, 1, "            ");
-    fputs("        }\n    }\n}\n\n", out);
+    fputs("        }\n}\n\n", out);
 }
 
 /* The batched RSR form (kernel.c, "RSR lanes"): per pass of up to 32 tokens, x transposed into

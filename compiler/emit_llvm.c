@@ -408,17 +408,21 @@ static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
     LLVMBuildStore(e->b, sum_of_x(e, kn, xt), at(e, e->i32, sum_x, T.i));
     loop_end(e, &T);
 
+    /* tiles outside, blocks inside: a tile's x stays in L1 while the blocks stream past it */
     loop B;
-    loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
-    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
     LLVMValueRef tiles = LLVMBuildSDiv(e->b, ntok, c32(e, kn->batch_tile), "");
     loop_begin(e, &T, c32(e, 0), tiles, "tile");
+    loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
+    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
     emit_i2_tile(e, kn, kn->batch_tile, w, B.i, LLVMBuildMul(e->b, T.i, c32(e, kn->batch_tile), ""), sum_x);
+    loop_end(e, &B);
     loop_end(e, &T);
     loop_begin(e, &T, LLVMBuildMul(e->b, tiles, c32(e, kn->batch_tile), ""), ntok, "rest");
+    loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
+    w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
     emit_i2_tile(e, kn, 1, w, B.i, T.i, sum_x);
-    loop_end(e, &T);
     loop_end(e, &B);
+    loop_end(e, &T);
 }
 
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */

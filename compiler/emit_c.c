@@ -426,6 +426,17 @@ void emit_c_offset(FILE *out, uint64_t off) {
     else fprintf(out, "%lluu", (unsigned long long)off);
 }
 
+/* One rsr_artifact_matrix initialiser line. */
+void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
+    fputs("    {", out);
+    emit_c_string(out, r->name);
+    fputs(", ", out);
+    emit_c_string(out, r->strategy);
+    fprintf(out, ", %d, %d, %d, %d, %a, ", r->rows, r->cols, r->block_rows, r->blocks, (double)r->beta);
+    emit_c_offset(out, r->data);
+    fprintf(out, ", %s, %s},\n", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL");
+}
+
 /* A long text as one literal per line, so that the generated C stays readable. */
 static void emit_lines(FILE *out, const char *s) {
     if (!*s) fputs(" \"\"", out);
@@ -457,16 +468,7 @@ static void emit_c_entry_points(FILE *out, const artifact_desc *d) {
 void emit_c_artifact(FILE *out, const artifact_desc *d) {
     const model *m = d->m;
     fputs("static const rsr_artifact_matrix matrices[] = {\n", out);
-    for (int32_t i = 0; i < d->num_matrices; i++) {
-        const matrix_record *r = &d->mats[i];
-        fputs("    {", out);
-        emit_c_string(out, r->name);
-        fputs(", ", out);
-        emit_c_string(out, r->strategy);
-        fprintf(out, ", %d, %d, %d, %d, %a, ", r->rows, r->cols, r->block_rows, r->blocks, (double)r->beta);
-        emit_c_offset(out, r->data);
-        fprintf(out, ", %s, %s},\n", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL");
-    }
+    for (int32_t i = 0; i < d->num_matrices; i++) emit_c_matrix_entry(out, &d->mats[i]);
     fputs("};\n\nstatic const rsr_artifact_layer layers[] = {\n", out);
     for (int32_t l = 0; l < m->num_layers; l++) {
         const rsr_artifact_layer *L = &d->layers[l];

@@ -553,19 +553,19 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
         }
         begin = end;
     }
-    /* y[t0 + t][4b + r] for t < m */
+    /* y[t0 + t][4b + r] for t < m: each row's 32 lanes through memory, then a loop over the tokens */
     for (int r = 0; r < R; r++) {
         LLVMValueRef row = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, B.i, c32(e, R), ""), c32(e, r), "");
         LLVMBasicBlockRef rjoin = NULL;
         if (kn->rows % R) rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-        for (int h = 0; h < 2; h++)
-            for (int l = 0; l < RSR_LANES / 2; l++) {
-                int t = h * RSR_LANES / 2 + l;
-                LLVMBasicBlockRef tjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""));
-                LLVMValueRef yt = at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, c32(e, t), "")), i64_of(e, y_stride), ""));
-                store_y(e, yt, row, LLVMBuildExtractElement(e->b, acc[r][h], c32(e, l), ""));
-                if_end(e, tjoin);
-            }
+        LLVMBuildStore(e->b, acc[r][0], sums);
+        LLVMBuildStore(e->b, acc[r][1], LLVMBuildGEP2(e->b, lanes32(e), sums, &one, 1, ""));
+        LLVMValueRef lanes = LLVMBuildBitCast(e->b, sums, e->i32p, "");
+        loop L;
+        loop_begin(e, &L, c32(e, 0), m, "lane");
+        LLVMValueRef yt = at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, L.i, "")), i64_of(e, y_stride), ""));
+        store_y(e, yt, row, LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, lanes, L.i), ""));
+        loop_end(e, &L);
         if (rjoin) if_end(e, rjoin);
     }
     loop_end(e, &B);

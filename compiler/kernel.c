@@ -207,16 +207,15 @@ static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *seg, uint16_t *p
         if (code[c] != RSR_LANE_ZERO) perm[at[code[c]]++] = (uint16_t)c;
 }
 
-/* seg_end of every block, then perm of every block (the layout in the header comment). */
+/* seg_end of every block, then perm of every block (the layout in the header comment); each
+ * block is sorted once, its permutation kept until the seg_end table is out. */
 static void write_lanes_data(kernel *kn, blob_writer *b) {
-    uint16_t *seg = xcalloc(RSR_LANE_SEG_STRIDE, sizeof *seg), *perm = xmalloc(2 * (size_t)kn->lane_cols);
+    size_t nb = (size_t)kn->num_blocks, lc = (size_t)kn->lane_cols;
+    uint16_t *seg = xcalloc(nb * RSR_LANE_SEG_STRIDE, sizeof *seg), *perm = xmalloc(2 * nb * lc);
     uint8_t *code = xmalloc((size_t)kn->tm->cols);
-    for (int pass = 0; pass < 2; pass++)
-        for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
-            lanes_sort(kn, blk, seg, perm, code);
-            if (pass == 0) blob_write(b, seg, 2 * RSR_LANE_SEG_STRIDE);
-            else blob_write(b, perm, 2 * (size_t)kn->lane_cols);
-        }
+    for (size_t blk = 0; blk < nb; blk++) lanes_sort(kn, (int32_t)blk, seg + blk * RSR_LANE_SEG_STRIDE, perm + blk * lc, code);
+    blob_write(b, seg, 2 * nb * RSR_LANE_SEG_STRIDE);
+    blob_write(b, perm, 2 * nb * lc);
     free(seg), free(perm), free(code);
 }
 

@@ -22,7 +22,7 @@ typedef struct options {
     enum strategy strategy;
     uint64_t max_memory;        /* 0: no cap */
     bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
-    int prefill_lanes;          /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr): 1; 0 or -1: tiles */
+    bool prefill_lanes;         /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr) */
     bool explain, stats, print_model, print_plan, print_target, verify;
     bool tune;                  /* measure the candidates here (tune.c) */
     const char *tune_cache;     /* NULL: the default cache file */
@@ -103,31 +103,16 @@ static char *shaping_flags(const options *o) {
         free(s);
         s = t;
     }
-    if (o->rsr_k) {
-        char *t = xasprintf("%s --rsr-k=%d", s, o->rsr_k);
-        free(s);
-        s = t;
-    }
-    if (o->tune) {
-        char *t = xasprintf("%s --tune", s);
-        free(s);
-        s = t;
-    }
-    if (!o->greedy_head) {
-        char *t = xasprintf("%s --no-greedy-head", s);
-        free(s);
-        s = t;
-    }
-    if (o->prefill_lanes == 1) {
-        char *t = xasprintf("%s --prefill=rsr", s);
-        free(s);
-        s = t;
-    }
-    return s;
+    char k[24] = "";
+    if (o->rsr_k) snprintf(k, sizeof k, " --rsr-k=%d", o->rsr_k);
+    char *t = xasprintf("%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->greedy_head ? "" : " --no-greedy-head",
+                        o->prefill_lanes ? " --prefill=rsr" : "");
+    free(s);
+    return t;
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .prefill_lanes = -1};
+    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
     bool force_progress = false;
     enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
            O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS, O_PREFILL, O_TUNE, O_TUNE_CACHE };
@@ -335,7 +320,7 @@ static void write_header(const options *o, const model *m, const target *t) {
 static void compile(const options *o) {
     double t_start = now_seconds(), t_stage = t_start;
     target *t = target_load(o->target, o->cpu, o->features);
-    t->prefill_lanes = o->prefill_lanes == 1; /* measured slower than the tiles end to end so far: docs/performance.md */
+    t->prefill_lanes = o->prefill_lanes; /* opt-in: slower than the tiles end to end so far (docs/performance.md) */
     if (o->print_target) target_print(t, stdout);
     if (o->tune) tune_check_target(t, o->target);
 

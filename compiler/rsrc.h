@@ -316,6 +316,7 @@ typedef struct matrix_record {
     uint64_t data;
     uint64_t index_bytes;
 } matrix_record;
+void emit_c_matrix_entry(FILE *out, const matrix_record *r);
 typedef struct artifact_desc {
     const model *m;
     const target *t;

@@ -417,15 +417,10 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     }
     tc->n = n;
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix rsrc_tune_candidates[] = {\n", c);
-    for (int i = 0; i < n; i++) {
-        fputs("    {", c);
-        emit_c_string(c, tm->name);
-        fputs(", ", c);
-        emit_c_string(c, kn[i].strategy);
-        fprintf(c, ", %d, %d, %d, %d, 1.0f, ", kn[i].rows, kn[i].cols, kn[i].block_rows, kn[i].num_blocks);
-        emit_c_offset(c, kn[i].data_offset == RSR_NO_TENSOR ? 0 : kn[i].data_offset);
-        fprintf(c, ", %s, %s},\n", kn[i].symbol, kn[i].batch_symbol ? kn[i].batch_symbol : "NULL");
-    }
+    for (int i = 0; i < n; i++)
+        emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn[i].symbol, kn[i].batch_symbol, kn[i].strategy,
+                                                 kn[i].rows, kn[i].cols, kn[i].block_rows, kn[i].num_blocks, 1.0f,
+                                                 kn[i].data_offset == RSR_NO_TENSOR ? 0 : kn[i].data_offset, 0});
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
     blob_align(&blob, 64);

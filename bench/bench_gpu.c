@@ -8,8 +8,9 @@
  * Every kernel comes from the compiler's own pipeline (plan → analyse → lower → emit_cuda →
  * NVRTC → PTX), is loaded through the runtime's driver loader, and is checked bit for bit
  * against a naive int32 product on the CPU before it is timed. Reported per matrix and strategy:
- * the median time of N launches (after a warm-up), the bytes the kernel must read (its constant
- * data; x stays in cache), that rate in GB/s, and the fraction of the read bandwidth measured by
+ * the median time of N launches (after a warm-up) of the matrix as a group entry of one (as
+ * rsr_model_matvec_int runs it: every thread block copies x into shared memory first), the bytes
+ * the kernel must read (its constant data; x stays in cache), that rate in GB/s, and the fraction of the read bandwidth measured by
  * a plain streaming-read kernel in the same process.
  */
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "cuda_driver.h"
+#include "rsr_gpu_call.h"
 #include "rsrc.h"
 
 static const struct { const char *set, *name; int32_t rows, cols; } shapes[] = {
@@ -100,7 +102,7 @@ int main(int argc, char **argv) {
     blob_writer blob;
     blob_open(&blob, blob_path);
     enum { MAXK = 2 * (int)(sizeof shapes / sizeof *shapes) };
-    struct { int shape; const char *strategy; char symbol[32]; int32_t blocks, warps, k; uint64_t data, bytes; } ks[MAXK];
+    struct { int shape; const char *strategy; char symbol[32]; int32_t ctas, warps, k; uint64_t bytes; } ks[MAXK];
     int nk = 0;
     ternary_matrix tms[sizeof shapes / sizeof *shapes] = {{0}};
     uint64_t rng = 0x243f6a8885a308d3u;
@@ -123,9 +125,11 @@ int main(int argc, char **argv) {
             kernel_lower(&kn, tm, which ? &p : NULL, t, mp.strategy, nk);
             kernel_write_data(&kn, &blob);
             emit_cuda_kernel(src, &kn);
-            ks[nk].shape = s, ks[nk].strategy = kn.strategy, ks[nk].blocks = kn.num_blocks, ks[nk].warps = kn.cta_warps;
-            ks[nk].k = kn.block_rows, ks[nk].data = kn.data_offset, ks[nk].bytes = kernel_data_size(&kn);
-            snprintf(ks[nk].symbol, sizeof ks[nk].symbol, "%s", kn.symbol);
+            gpu_member member = gpu_member_of(&kn); /* a group of one, as the runtime's matvec_int runs it */
+            snprintf(ks[nk].symbol, sizeof ks[nk].symbol, "bench_group_%d", nk);
+            emit_cuda_group(src, ks[nk].symbol, &member, 1);
+            ks[nk].shape = s, ks[nk].strategy = kn.strategy, ks[nk].ctas = gpu_member_ctas(&member), ks[nk].warps = kn.cta_warps;
+            ks[nk].k = kn.block_rows, ks[nk].bytes = kernel_data_size(&kn);
             nk++;
             kernel_free(&kn);
             rsr_plan_free(&p);
@@ -192,9 +196,10 @@ int main(int argc, char **argv) {
         check(cu.MemcpyHtoD(d_x, xs, sizeof xs), "x");
         CUfunction fn;
         check(cu.ModuleGetFunction(&fn, mod, ks[i].symbol), ks[i].symbol);
-        CUdeviceptr data = d_blob + ks[i].data;
-        void *args[] = {&data, &d_x, &d_y};
-        unsigned grid = (unsigned)((ks[i].blocks + ks[i].warps - 1) / ks[i].warps), block = 32u * (unsigned)ks[i].warps;
+        rsr_gpu_call call = {.xq = d_x, .in = RSR_IN_INT8, .out = RSR_OUT_INT, .n = tm->cols, .mask = 1};
+        call.y[0] = d_y;
+        void *args[] = {&call, &d_blob};
+        unsigned grid = (unsigned)ks[i].ctas, block = 32u * (unsigned)ks[i].warps;
         check(cu.LaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, stream, args, NULL), "launch");
         check(cu.StreamSynchronize(stream), "sync");
         check(cu.MemcpyDtoH(got, d_y, 4 * (size_t)tm->rows), "y");

@@ -1,12 +1,13 @@
 /*
  * emit_cuda.c — the CUDA C printer: the kernel descriptions of kernel.c for a CUDA target, after
- * the runtime's own kernels (cuda/rsr_kernels.cu, compiled into rsrc as text). NVRTC (nvrtc.c)
- * turns the module into PTX for the spec's architecture.
+ * the runtime's own kernels (cuda/rsr_gpu_call.h and cuda/rsr_kernels.cu, compiled into rsrc as
+ * text). NVRTC (nvrtc.c) turns the module into PTX for the spec's architecture.
  *
- * Every matrix kernel is an entry `extern "C" __global__ void rsr_kernel_N(data, x, y)` computing
- * the exact int32 sums of all rows; a warp takes one block of rows (blocks = the description's
- * num_blocks), a thread block holds cta_warps warps. Shapes, k and offsets are literals, so
- * NVRTC sees constant trip counts; the index data stays in the blob (device memory).
+ * Every matrix is a warp-level device function rsr_kernel_N computing exact int32 sums of a share
+ * of one block of rows; group entries `rsr_group_N(call, blob)` (one per set of matrices that read
+ * the same input: q,k,v / o / gate,up / down) make the input in shared memory and run them. Shapes,
+ * k, offsets and the split of a row block over warps are literals, so NVRTC sees constant trip
+ * counts; the index data stays in the blob (device memory).
  */
 #include <string.h>
 
@@ -21,78 +22,78 @@ void emit_cuda_prologue(FILE *out, const char *source, const target *t) {
     fputs("\n/* ---- the ternary matrices ---- */\n\n", out);
 }
 
-static void emit_entry(FILE *out, const kernel *kn) {
+/* ---- NVRTC route: a matrix is a warp-level device function, rsr_rows_N; a group entry runs
+ * the matrices that share an input (rsr_gpu_call.h) ----
+ *
+ *   rsr_kernel_N(data, xq, b, slice, lane, sums): the warp's share (slice of gpu_split) of row
+ *   block b, x in shared memory; on return every lane holds the block's R partial sums. Blocks past
+ *   the end give zeros (the warp still takes part in the entry's barriers).
+ */
+static void emit_rows_begin(FILE *out, const kernel *kn) {
     fprintf(out,
-            "extern \"C\" __global__ void __launch_bounds__(%d) %s(const unsigned char *__restrict__ data,"
-            " const signed char *__restrict__ x, int *__restrict__ y) {\n",
-            32 * kn->cta_warps, kn->symbol);
-    fprintf(out, "    const int lane = threadIdx.x & 31, b = blockIdx.x * %d + (threadIdx.x >> 5);\n", kn->cta_warps);
-    fprintf(out, "    if (b >= %d) return; /* a whole warp leaves: the shuffles below see full warps */\n",
-            kn->num_blocks);
+            "__device__ __forceinline__ void %s(const unsigned char *__restrict__ data, const signed char *__restrict__ xq,"
+            " int b, int slice, int lane, int *sums) {\n",
+            kn->symbol);
 }
 
-/* Stores row sums v0..v{R-1} of block b from lane 0; rows past the end are skipped. */
-static void emit_store(FILE *out, int R, int32_t rows, const char *fmt) {
-    fputs("    if (lane == 0) {\n", out);
-    for (int r = 0; r < R; r++) {
-        fputs("        ", out);
-        if (rows % R) fprintf(out, "if (b * %d + %d < %d) ", R, r, rows);
-        fprintf(out, "y[b * %d + %d] = ", R, r);
-        fprintf(out, fmt, r);
-        fputs(";\n", out);
-    }
-    fputs("    }\n", out);
-}
-
-/* i2 with dp4a: lane l takes the 32-bit words l, l+32, ... of the block's R rows; word g of a
- * row holds columns 16g..16g+15 as four bit planes, x's words 4g..4g+3 are one 16-byte load. */
+/* i2 with dp4a: lanes stride over the groups of the block (slice s of S takes groups s·32 + lane,
+ * step S·32); group g holds 16 columns of each of the R rows as R consecutive 32-bit words (rows
+ * interleaved group by group, as on the CPU), so a lane reads one 16-byte vector per group and a
+ * warp 512 consecutive bytes. Word r holds the columns 16g..16g+15 of row r as four bit fields;
+ * x's words 4g..4g+3 are one 16-byte load from shared memory. */
 static void emit_i2(FILE *out, const kernel *kn) {
-    int R = kn->block_rows, words = i2_row_bytes(kn) / 4;
-    fprintf(out, "/* %s: %dx%d, a warp per %d rows, %d words (16 columns each) per row */\n", kn->strategy, kn->rows,
-            kn->cols, R, words);
-    emit_entry(out, kn);
-    fprintf(out, "    const unsigned *w = (const unsigned *)(data + (long long)b * %d);\n", R * words * 4);
-    fputs("    const int4 *xv = (const int4 *)x;\n    int sx = 0", out);
+    int R = kn->block_rows, words = i2_row_bytes(kn) / 4, S = kn->gpu_split;
+    if (R != 4) fatal("internal error: %s: the dp4a kernel reads blocks of 4 rows", kn->symbol);
+    fprintf(out, "/* %s: %dx%d, %d blocks of %d rows, %d groups of 16 columns, %d warps per block */\n", kn->strategy,
+            kn->rows, kn->cols, kn->num_blocks, R, words, S);
+    emit_rows_begin(out, kn);
+    fputs("    int sx = 0", out);
     for (int r = 0; r < R; r++) fprintf(out, ", a%d = 0", r);
     fputs(";\n", out);
-    fprintf(out, "#pragma unroll 4\n    for (int g = lane; g < %d; g += 32) {\n", words);
-    fputs("        const int4 xg = xv[g];\n", out);
-    fputs("        sx = __dp4a(xg.x, 0x01010101, sx); sx = __dp4a(xg.y, 0x01010101, sx);\n", out);
-    fputs("        sx = __dp4a(xg.z, 0x01010101, sx); sx = __dp4a(xg.w, 0x01010101, sx);\n", out);
+    fprintf(out, "    if (b < %d) {\n", kn->num_blocks);
+    fprintf(out, "        const uint4 *w = (const uint4 *)(data + (long long)b * %d);\n", R * words * 4);
+    fputs("        const int4 *xv = (const int4 *)xq;\n", out);
+    fprintf(out, "#pragma unroll 4\n        for (int g = slice * 32 + lane; g < %d; g += %d) {\n", words, 32 * S);
+    fputs("            const int4 xg = xv[g];\n            const uint4 p4 = __ldg(w + g);\n", out);
+    fputs("            sx = __dp4a(xg.x, 0x01010101, sx); sx = __dp4a(xg.y, 0x01010101, sx);\n", out);
+    fputs("            sx = __dp4a(xg.z, 0x01010101, sx); sx = __dp4a(xg.w, 0x01010101, sx);\n", out);
+    static const char field[] = "xyzw";
     for (int r = 0; r < R; r++) {
-        fprintf(out, "        { const int p = (int)__ldg(w + %d + g);\n", r * words);
-        fprintf(out, "          a%d = __dp4a(p & 0x03030303, xg.x, a%d); a%d = __dp4a((p >> 2) & 0x03030303, xg.y, a%d);\n",
+        fprintf(out, "            { const int p = (int)p4.%c;\n", field[r]);
+        fprintf(out, "              a%d = __dp4a(p & 0x03030303, xg.x, a%d); a%d = __dp4a((p >> 2) & 0x03030303, xg.y, a%d);\n",
                 r, r, r, r);
-        fprintf(out, "          a%d = __dp4a((p >> 4) & 0x03030303, xg.z, a%d); a%d = __dp4a((p >> 6) & 0x03030303, xg.w, a%d); }\n",
+        fprintf(out, "              a%d = __dp4a((p >> 4) & 0x03030303, xg.z, a%d); a%d = __dp4a((p >> 6) & 0x03030303, xg.w, a%d); }\n",
                 r, r, r, r);
     }
-    fputs("    }\n    sx = rsr_warp_sum_i32(sx);\n", out);
-    for (int r = 0; r < R; r++) fprintf(out, "    a%d = rsr_warp_sum_i32(a%d);\n", r, r);
-    emit_store(out, R, kn->rows, "a%d - sx");
+    fputs("        }\n    }\n    sx = rsr_warp_sum_i32(sx);\n", out);
+    for (int r = 0; r < R; r++) fprintf(out, "    sums[%d] = rsr_warp_sum_i32(a%d) - sx;\n", r, r);
     fputs("}\n\n", out);
 }
 
-/* RSR warp form: 32 kept columns at a time; a segment is a run of lanes with equal codes. */
+/* RSR warp form: 32 kept columns of the block at a time (slice s of S starts at s·32, step S·32);
+ * a segment is a run of lanes with equal codes. */
 static void emit_warp(FILE *out, const kernel *kn) {
     const rsr_plan *p = kn->plan;
-    int k = p->k;
-    fprintf(out, "/* %s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept */\n", kn->strategy, p->rows,
-            p->cols, p->binary ? "binary" : "ternary", k, p->num_blocks, (unsigned long long)p->num_segments,
-            (unsigned long long)p->num_cols_kept);
-    emit_entry(out, kn);
-    fputs("    const unsigned *block_col = (const unsigned *)data;\n", out);
-    fprintf(out, "    const unsigned *entry = (const unsigned *)(data + %llu);\n", (unsigned long long)kn->off_entry);
-    fputs("    const unsigned e1 = block_col[b + 1];\n    int acc0 = 0", out);
+    int k = p->k, S = kn->gpu_split;
+    fprintf(out, "/* %s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept, %d warps per block */\n",
+            kn->strategy, p->rows, p->cols, p->binary ? "binary" : "ternary", k, p->num_blocks,
+            (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept, S);
+    emit_rows_begin(out, kn);
+    fputs("    int acc0 = 0", out);
     for (int r = 1; r < k; r++) fprintf(out, ", acc%d = 0", r);
     fputs(";\n", out);
-    fputs("    for (unsigned base = block_col[b]; base < e1; base += 32) {\n"
-          "        const unsigned j = base + lane;\n"
+    fputs("    const unsigned *block_col = (const unsigned *)data;\n", out);
+    fprintf(out, "    const unsigned *entry = (const unsigned *)(data + %llu);\n", (unsigned long long)kn->off_entry);
+    fprintf(out, "    const bool in = b < %d; /* past the last block: no entries */\n", p->num_blocks);
+    fputs("    const unsigned e1 = in ? block_col[b + 1] : 0u;\n", out);
+    fprintf(out, "    for (unsigned base = (in ? block_col[b] : 0u) + slice * 32; base < e1; base += %d) {\n", 32 * S);
+    fputs("        const unsigned j = base + lane;\n"
           "        unsigned code = 0xffffffffu; /* past the end: a code no column has */\n"
           "        int v = 0;\n"
           "        if (j < e1) {\n"
           "            const unsigned e = __ldg(entry + j);\n"
           "            code = e >> 16;\n"
-          "            v = x[e & 0xffff];\n"
+          "            v = xq[e & 0xffff];\n"
           "        }\n"
           "        /* segmented suffix sums: each lane ends with the sum of its run from itself on */\n"
           "#pragma unroll\n"
@@ -109,8 +110,7 @@ static void emit_warp(FILE *out, const kernel *kn) {
         else fprintf(out, "            acc%d += (int)((code >> %d) & 1) * v - (int)((code >> %d) & 1) * v;\n", r, k + r, r);
     }
     fputs("        }\n    }\n", out);
-    for (int r = 0; r < k; r++) fprintf(out, "    acc%d = rsr_warp_sum_i32(acc%d);\n", r, r);
-    emit_store(out, k, p->rows, "acc%d");
+    for (int r = 0; r < k; r++) fprintf(out, "    sums[%d] = rsr_warp_sum_i32(acc%d);\n", r, r);
     fputs("}\n\n", out);
 }
 
@@ -123,4 +123,60 @@ void emit_cuda_kernel(FILE *out, const kernel *kn) {
     case KF_WARP: emit_warp(out, kn); break;
     default: fatal("internal error: %s: form %d has no CUDA kernel", kn->symbol, kn->form);
     }
+}
+
+gpu_member gpu_member_of(const kernel *kn) {
+    return (gpu_member){kn->symbol, kn->rows, kn->cols, kn->block_rows, kn->num_blocks, kn->cta_warps, kn->gpu_split,
+                        kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0, kn->data_offset};
+}
+
+int32_t gpu_member_ctas(const gpu_member *m) {
+    int32_t per = m->cta_warps / m->split; /* row blocks per thread block */
+    return (m->num_blocks + per - 1) / per;
+}
+
+/*
+ * A group entry (its call passed by value: a kernel parameter, read without a trip to memory):
+ * a thread block belongs to the member whose range of blocks holds it; it makes the shared input
+ * (rsr_input), lets each warp compute its slice of a row block (warp w: row block first + w / S,
+ * slice w % S) and finishes the rows (rsr_rows_done). An i2 member first asks L2 for the block's
+ * weights, so their way from memory overlaps the input's norms.
+ */
+void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count) {
+    int32_t cols = m[0].cols, n_pad = (cols + 15) / 16 * 16, threads = 32 * m[0].cta_warps;
+    int32_t per = (n_pad + threads - 1) / threads, first = 0;
+    fprintf(out, "/* group %s: ", symbol);
+    for (int j = 0; j < count; j++) fprintf(out, "%s%s (%d CTAs)", j ? ", " : "", m[j].symbol, gpu_member_ctas(&m[j]));
+    fprintf(out, "; input %d columns */\n", cols);
+    fprintf(out,
+            "extern \"C\" __global__ void __launch_bounds__(%d) %s(const rsr_gpu_call c, const unsigned char "
+            "*__restrict__ blob) {\n",
+            threads, symbol);
+    fprintf(out, "    __shared__ __align__(16) signed char xq[%d];\n", n_pad);
+    fprintf(out, "    __shared__ float sh[32];\n    __shared__ int part[%d][8];\n", m[0].cta_warps);
+    fputs("    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;\n    int v[8];\n", out);
+    for (int j = 0; j < count; j++) {
+        const gpu_member *g = &m[j];
+        int32_t ctas = gpu_member_ctas(g), per_cta = g->cta_warps / g->split;
+        if (g->cols != cols || g->cta_warps != m[0].cta_warps) fatal("internal error: group %s mixes inputs", symbol);
+        fprintf(out, "    if (blockIdx.x < %d) {\n", first + ctas);
+        fprintf(out, "        if (!(c.mask & %d)) return;\n", 1 << j);
+        fprintf(out, "        const int first = (blockIdx.x - %d) * %d;\n", first, per_cta);
+        if (g->i2_block_bytes) {
+            fprintf(out, "        const unsigned char *wb = blob + %lluull + (long long)first * %d;\n",
+                    (unsigned long long)g->data, g->i2_block_bytes);
+            fprintf(out, "        const int bytes = min(%d, %d - first) * %d;\n", per_cta, g->num_blocks, g->i2_block_bytes);
+            fputs("        for (int o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128)\n"
+                  "            asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(wb + o));\n",
+                  out);
+        }
+        fprintf(out, "        const float scale = rsr_input<%d>(c, xq, %d, sh);\n", per, n_pad);
+        fprintf(out, "        %s(blob + %lluull, xq, first + warp / %d, warp %% %d, lane, v);\n", g->symbol,
+                (unsigned long long)g->data, g->split, g->split);
+        fprintf(out, "        rsr_rows_done<%d, %d>(c, %d, %d, first, v, scale, part);\n", g->block_rows, g->split, j,
+                g->rows);
+        fputs("        return;\n    }\n", out);
+        first += ctas;
+    }
+    fputs("}\n\n", out);
 }

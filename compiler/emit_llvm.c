@@ -748,7 +748,7 @@ static LLVMValueRef warp_sum(llvm_emitter *e, LLVMValueRef v) {
 }
 
 static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
-    int R = kn->block_rows, words = i2_row_bytes(kn) / 4;
+    int R = kn->block_rows, words = i2_row_bytes(kn) / 4; /* group g: the R rows' words g*R .. g*R+R-1 */
     LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
     LLVMValueRef tid = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"), cta = sreg(e, "llvm.nvvm.read.ptx.sreg.ctaid.x");
     LLVMValueRef lane = LLVMBuildAnd(e->b, tid, c32(e, 31), "lane");
@@ -775,7 +775,7 @@ static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
         set(e, sx, dp4a(e, c32(e, 0x01010101), xv[i], get(e, sx)));
     }
     for (int r = 0; r < R; r++) {
-        LLVMValueRef p = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, w, LLVMBuildAdd(e->b, gi, c32(e, r * words), "")), "");
+        LLVMValueRef p = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, w, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, R), ""), c32(e, r), "")), "");
         LLVMValueRef acc = get(e, a[r]);
         for (int i = 0; i < 4; i++) {
             LLVMValueRef codes = LLVMBuildAnd(e->b, i ? LLVMBuildLShr(e->b, p, c32(e, 2 * i), "") : p, c32(e, 0x03030303), "");

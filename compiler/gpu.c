@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rsr_gpu_call.h"
 #include "rsrc.h"
 
 typedef struct gpu_record {
-    char *symbol;
+    char *symbol;               /* NVRTC: the group entry that runs it; LLVM NVPTX: its own entry */
     const char *strategy;
-    int32_t block_rows, blocks, cta_warps;
+    int32_t block_rows, blocks, cta_warps, split;
+    int32_t group_slot, group_ctas; /* NVRTC: its bit in the call's mask, the entry's thread blocks */
     uint64_t data;
 } gpu_record;
 
@@ -31,6 +33,8 @@ struct gpu_build {
     llvm_emitter *nvptx;
     gpu_record *mats;
     int32_t num_mats, cap;
+    gpu_member group[RSR_GROUP_MAX]; /* the open group (NVRTC) */
+    int32_t group_size;
     uint64_t module[RSR_GPU_MAX_MODULES], module_size[RSR_GPU_MAX_MODULES];
     int32_t num_modules;
 };
@@ -59,6 +63,22 @@ gpu_build *gpu_begin(target *t, const char *source, const char *workdir, const c
     return g;
 }
 
+/* Prints the entry of the open group, named for its first matrix, and points its matrices at it. */
+static void gpu_close_group(gpu_build *g) {
+    int32_t first = g->num_mats - g->group_size, ctas = 0;
+    char *symbol = xasprintf("rsr_group_%d", first);
+    emit_cuda_group(g->cu, symbol, g->group, g->group_size);
+    for (int32_t j = 0; j < g->group_size; j++) ctas += gpu_member_ctas(&g->group[j]);
+    for (int32_t j = 0; j < g->group_size; j++) {
+        gpu_record *r = &g->mats[first + j];
+        free(r->symbol);
+        r->symbol = xstrdup(symbol);
+        r->group_slot = j, r->group_ctas = ctas;
+    }
+    free(symbol);
+    g->group_size = 0;
+}
+
 void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o) {
     matrix_plan mp;
     plan_matrix(tm, g->t, o->strategy, o->rsr_k, &mp);
@@ -82,7 +102,15 @@ void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *
     note(2, "%s on %s: %s", tm->name, g->t->name, mp.why);
     if (g->num_mats == g->cap) g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
     g->mats[g->num_mats++] = (gpu_record){xstrdup(kn.symbol), kn.strategy, kn.block_rows, kn.num_blocks,
-                                          kn.cta_warps, kn.data_offset};
+                                          kn.cta_warps, kn.gpu_split, 0, 0, kn.data_offset};
+    if (!g->llvm) {
+        g->group[g->group_size] = gpu_member_of(&kn);
+        g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
+        g->group_size++;
+        /* the groups of a layer: q,k,v | o | gate,up | down (the matrices that read one input) */
+        int pj = index % NUM_PROJ;
+        if (pj == PROJ_V || pj == PROJ_O || pj == PROJ_UP || pj == PROJ_DOWN) gpu_close_group(g);
+    }
     kernel_free(&kn);
     rsr_plan_free(&plan);
 }
@@ -114,6 +142,7 @@ static void add_module(gpu_build *g, blob_writer *blob, const char *ptx, size_t 
 
 /* what: 0 nothing more (--emit=cuda), 1 the PTX file (--emit=ptx), 2 PTX into the blob (model.so). */
 void gpu_finish(gpu_build *g, blob_writer *blob, int what) {
+    if (g->group_size) gpu_close_group(g);
     if (fclose(g->cu) != 0) fatal("%s: write failed: %s", g->cu_path, strerror(errno));
     g->cu = NULL;
     if (what == 0) return;
@@ -149,7 +178,8 @@ void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
         emit_c_string(out, r->symbol);
         fputs(", ", out);
         emit_c_string(out, r->strategy);
-        fprintf(out, ", %d, %d, %d, ", r->block_rows, r->blocks, r->cta_warps);
+        fprintf(out, ", %d, %d, %d, %d, %d, %d, ", r->block_rows, r->blocks, r->cta_warps, r->split, r->group_slot,
+                r->group_ctas);
         emit_c_offset(out, r->data);
         fputs("},\n", out);
     }

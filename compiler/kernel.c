@@ -95,7 +95,18 @@ enum dot_isa target_dot_isa(const target *t) {
 bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa == DOT_AVX512VNNI; }
 
 #define I2_BLOCK_ROWS 4
-#define GPU_CTA_WARPS 8 /* 256 threads: enough warps per SM to hide memory latency, any arch */
+#define GPU_CTA_WARPS 8    /* LLVM NVPTX entries: 256 threads, a warp per block of rows */
+#define GPU_GROUP_WARPS 16 /* NVRTC group entries: 512 threads that share the input they make */
+
+/* Warps sharing a block of rows in a group entry: enough that each lane has a few 16-byte groups
+ * (i2) or 32-entry chunks (RSR) to read, at most the whole thread block. A block makes its input
+ * itself, so it should also have rows enough to pay for that: the rest of its warps take further
+ * row blocks. */
+static int32_t gpu_split(int32_t units_per_block) {
+    int32_t s = 1;
+    while (s < GPU_GROUP_WARPS && units_per_block > 128 * s) s *= 2;
+    return s;
+}
 
 void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum strategy s,
                   int index) {
@@ -105,7 +116,8 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->cols = tm->cols;
     kn->tm = tm;
     kn->data_offset = RSR_NO_TENSOR;
-    if (t->kind == TK_CUDA) kn->cta_warps = GPU_CTA_WARPS;
+    bool nvptx = t->kind == TK_CUDA && t->backend == BACKEND_LLVM;
+    if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
     if (s == STRAT_I2) {
         kn->form = KF_I2;
         kn->isa = target_dot_isa(t);
@@ -128,6 +140,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
             kn->off_lane_seg = align64(i2);
             kn->off_lane_perm = kn->off_lane_seg + 2 * RSR_LANE_SEG_STRIDE * (uint64_t)kn->num_blocks;
         }
+        if (t->kind == TK_CUDA && !nvptx) kn->gpu_split = gpu_split(i2_row_bytes(kn) / 4); /* 16-byte groups */
         kn->strategy = kn->isa == DOT_DP4A ? "i2-dp4a" : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
                      : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;
@@ -141,6 +154,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         kn->strategy = p->binary ? "rsr-binary-warp" : "rsr-warp";
         kn->off_block_col = 0;
         kn->off_entry = align64(4 * ((uint64_t)p->num_blocks + 1));
+        kn->gpu_split = gpu_split((int32_t)(p->num_cols_kept / (uint64_t)(p->num_blocks ? p->num_blocks : 1)));
         return;
     }
     if (s == STRAT_RSR_UNROLLED) {

@@ -267,7 +267,8 @@ typedef struct kernel {
     uint64_t data_offset;       /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
     uint64_t off_entry;         /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
-    int32_t cta_warps;          /* GPU forms: warps per thread block; one warp per block of rows */
+    int32_t cta_warps;          /* GPU forms: warps per thread block */
+    int32_t gpu_split;          /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
@@ -358,9 +359,19 @@ void emit_llvm_end(llvm_emitter *e);
 #define LLVM_NVPTX_PTX_FEATURE "+ptx75"
 int llvm_nvptx_sm(const target *t);
 
-/* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, then one entry per matrix) ---- */
+/* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, a device function per matrix, an
+ * entry per group of matrices that read the same input) ---- */
+typedef struct gpu_member {     /* a matrix in a group entry */
+    const char *symbol;
+    int32_t rows, cols, block_rows, num_blocks, cta_warps, split;
+    int32_t i2_block_bytes;     /* i2: bytes of one row block (prefetched); 0: RSR */
+    uint64_t data;              /* blob offset of its constant data */
+} gpu_member;
 void emit_cuda_prologue(FILE *out, const char *source, const target *t);
 void emit_cuda_kernel(FILE *out, const kernel *kn);
+gpu_member gpu_member_of(const kernel *kn);
+int32_t gpu_member_ctas(const gpu_member *m);
+void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count);
 
 /* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
 char *nvrtc_compile(const target *t, const char *source, const char *name, size_t *size);

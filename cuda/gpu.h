@@ -6,8 +6,11 @@
 #ifndef RSR_CUDA_GPU_H
 #define RSR_CUDA_GPU_H
 
+#include <stdbool.h>
+
 #include "cuda_driver.h"
 #include "rsr.h"
+#include "rsr_gpu_call.h"
 #include "rsr_artifact.h"
 
 typedef struct rsr_gpu {
@@ -19,10 +22,11 @@ typedef struct rsr_gpu {
     CUmodule module[RSR_GPU_MAX_MODULES];
     int32_t num_modules;
     CUdeviceptr blob;           /* the artifact's constant data, uploaded once */
-    CUfunction *matrix;         /* [num_matrices] */
-    CUfunction embed, quantize, qkv_rope, attention, dequant, glu, lm_head, argmax;
+    CUfunction *matrix;         /* [num_matrices]: its group entry (NVRTC) or its own entry (LLVM NVPTX) */
+    bool fused;                 /* group entries (rsr_gpu_call.h), else one entry per matrix */
+    CUfunction embed, quantize, attend, dequant, glu, lm_head;
     CUdeviceptr mv_x, mv_y;     /* rsr_model_matvec_int scratch */
-    int32_t max_cols_pad, max_rows;
+    int32_t max_cols_pad, max_rows, sms;
     char name[192];             /* "gpu 0: NVIDIA H100 80GB HBM3 (sm_90, driver 13.0)" */
 } rsr_gpu;
 
@@ -38,7 +42,9 @@ rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_
 rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err);
 void rsr_gpu_session_free(rsr_gpu_session *s);
 /* Tokens at positions pos, pos+1, ...; the logits of the last one (vocab floats) when logits is
- * not NULL. One synchronisation with the device per call. */
-rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits, char *err);
+ * not NULL, its greedy token when argmax is not NULL (8 bytes from the device, not the logits).
+ * One synchronisation with the device per call. */
+rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
+                        int32_t *argmax, char *err);
 
 #endif

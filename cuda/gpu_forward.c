@@ -1,16 +1,20 @@
 /*
- * gpu_forward.c — a token on the GPU: the same operations as runtime/src/forward.c, each a
- * kernel of cuda/rsr_kernels.cu or a matrix entry of the model, enqueued on one stream:
+ * gpu_forward.c — a token on the GPU: the same operations as runtime/src/forward.c, enqueued on
+ * one stream. With group entries (the NVRTC route, rsr_gpu_call.h) a layer is five launches:
  *
- *   embed → per layer: quantize(norm) → q, k, v → qkv_rope (+ cache) → attention →
- *           quantize(sub-norm) → o → dequant(+= h) → quantize(norm) → gate, up → glu →
- *           quantize(sub-norm) → down → dequant(+= h)
- *   → quantize(final norm; its y is the normed h) → lm_head → argmax
+ *   embed → per layer: [norm → quantise → q,k,v] → attend (dequantise, RoPE, cache, attention)
+ *           → [sub-norm → quantise → o → h +=] → [norm → quantise → gate,up]
+ *           → [gated activation → sub-norm → quantise → down → h +=]
+ *   → final norm → lm_head (logits and the greedy token)
+ *
+ * (a bracket is one group launch: each of its thread blocks makes the int8 input itself). The
+ * LLVM NVPTX route has one entry per matrix that reads a ready int8 input, so there each
+ * quantisation, dequantisation and the gated activation is a kernel of its own.
  *
  * The token and position live in device memory (rsr_step), so a token's launches are always
  * the same: they are captured once into a CUDA graph and replayed, one graph launch per token
  * (when the driver cannot capture, they are launched one by one). The host waits once per
- * rsr_session_eval, after the logits are copied back.
+ * rsr_session_eval, after the logits or the greedy token are copied back.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,14 +22,19 @@
 #include <string.h>
 
 #include "gpu.h"
+#include "rsr_numerics.h"
 
 #define ERR(st, ...) gpu_error(err, st, __VA_ARGS__)
 
+enum { CALLS_PER_LAYER = 4 }; /* q,k,v | o | gate,up | down */
+
 struct rsr_gpu_session {
     rsr_gpu *g;
-    int32_t max_positions, widest_pad;
+    int32_t max_positions;
     CUdeviceptr step;           /* struct rsr_step {int token, pos;} */
-    CUdeviceptr h, y, act, xq, xs, q, att, scores, logits, argmax;
+    CUdeviceptr h, y, act, xq, att, scores, logits, best, rope;
+    rsr_gpu_call *calls;        /* [layers][CALLS_PER_LAYER] group launches' parameters (host memory) */
+    CUdeviceptr xs;             /* x_scale of: [0] q,k,v's input, [1] gate,up's, [2] o's or down's */
     CUdeviceptr acc[7];         /* integer sums of q, k, v, o, gate, up, down */
     CUdeviceptr k_cache, v_cache; /* [layers][max_positions][kv_heads * head_dim] */
     CUgraphExec graph;
@@ -36,6 +45,7 @@ struct rsr_gpu_session {
 
 static int32_t pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
 static unsigned blocks_of(int32_t n, int32_t per) { return (unsigned)((n + per - 1) / per); }
+static CUdeviceptr blob_or_null(const rsr_gpu *g, uint64_t off) { return off == RSR_NO_TENSOR ? 0 : g->blob + off; }
 
 static void launch(rsr_gpu_session *s, CUfunction f, const char *name, unsigned grid, unsigned block, void **args) {
     if (s->failed) return;
@@ -43,29 +53,63 @@ static void launch(rsr_gpu_session *s, CUfunction f, const char *name, unsigned 
     if (r) s->failed = r, s->failed_kernel = name;
 }
 
-/* x → y (normed), xq, xs: the input of the BitLinear layers that read x (see rsr_quantize). */
-static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear) {
+/* ---- the LLVM NVPTX route: a kernel per quantisation, matrix and dequantisation ---- */
+
+/* x → y (normed), xq and its x_scale (see rsr_quantize). */
+static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear, CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
-    CUdeviceptr w = norm_weight == RSR_NO_TENSOR ? 0 : s->g->blob + norm_weight;
+    CUdeviceptr w = blob_or_null(s->g, norm_weight);
     int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = pad_cols(n);
     float eps = a->rms_eps, bl_eps = a->bitlinear_eps;
-    void *args[] = {&x, &w, &norm, &eps, &bl, &bl_eps, &n, &n_pad, &s->y, &s->xq, &s->xs};
+    void *args[] = {&x, &w, &norm, &eps, &bl, &bl_eps, &n, &n_pad, &s->y, &s->xq, &xs};
     launch(s, s->g->quantize, "rsr_quantize", 1, 1024, args);
 }
 
 static void matvec(rsr_gpu_session *s, int32_t index, CUdeviceptr out) {
     const rsr_artifact_gpu_matrix *gm = &s->g->a->gpu->matrix[index];
-    CUdeviceptr data = s->g->blob + (gm->data == RSR_NO_TENSOR ? 0 : gm->data);
+    CUdeviceptr data = blob_or_null(s->g, gm->data);
     void *args[] = {&data, &s->xq, &out};
     launch(s, s->g->matrix[index], gm->kernel, blocks_of(gm->num_blocks, gm->cta_warps), 32u * (unsigned)gm->cta_warps, args);
 }
 
-static void dequant_add(rsr_gpu_session *s, int32_t index, CUdeviceptr acc) {
+static void dequant_add(rsr_gpu_session *s, int32_t index, CUdeviceptr acc, CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
     float beta = a->matrix[index].scale;
     int32_t n = a->matrix[index].rows, accumulate = 1;
-    void *args[] = {&acc, &beta, &s->xs, &n, &accumulate, &s->h};
+    void *args[] = {&acc, &beta, &xs, &n, &accumulate, &s->h};
     launch(s, s->g->dequant, "rsr_dequant", blocks_of(n, 256), 256, args);
+}
+
+/* ---- the NVRTC route: group entries ---- */
+
+static void group(rsr_gpu_session *s, int32_t index, int32_t call) {
+    const rsr_artifact_gpu_matrix *gm = &s->g->a->gpu->matrix[index];
+    void *args[] = {&s->calls[call], &s->g->blob}; /* the call by value: the driver copies it */
+    launch(s, s->g->matrix[index], gm->kernel, (unsigned)gm->group_ctas, 32u * (unsigned)gm->cta_warps, args);
+}
+
+/* The parameters of the group launches, made once per session (the buffers never move). */
+static void fill_calls(rsr_gpu_session *s, rsr_gpu_call *calls) {
+    const rsr_gpu *g = s->g;
+    const rsr_artifact *a = g->a;
+    int32_t q_out = a->num_heads * a->head_dim;
+    CUdeviceptr xs_qkv = s->xs, xs_ffn = s->xs + 4;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rsr_artifact_layer *L = &a->layer[l];
+        rsr_gpu_call base = {.eps = a->rms_eps, .bitlinear_eps = a->bitlinear_eps, .bitlinear = a->bitlinear_norm,
+                             .in = RSR_IN_FLOAT};
+        rsr_gpu_call *c = calls + (size_t)l * CALLS_PER_LAYER;
+        c[0] = base, c[0].x = s->h, c[0].norm = blob_or_null(g, L->attn_norm), c[0].xs = xs_qkv, c[0].n = a->hidden;
+        c[0].out = RSR_OUT_INT, c[0].mask = 7, c[0].y[0] = s->acc[0], c[0].y[1] = s->acc[1], c[0].y[2] = s->acc[2];
+        c[1] = base, c[1].x = s->att, c[1].norm = blob_or_null(g, L->attn_sub_norm), c[1].n = q_out;
+        c[1].out = RSR_OUT_ADD, c[1].mask = 1, c[1].h = s->h, c[1].beta[0] = a->matrix[L->o].scale;
+        c[2] = base, c[2].x = s->h, c[2].norm = blob_or_null(g, L->ffn_norm), c[2].xs = xs_ffn, c[2].n = a->hidden;
+        c[2].out = RSR_OUT_INT, c[2].mask = 3, c[2].y[0] = s->acc[4], c[2].y[1] = s->acc[5];
+        c[3] = base, c[3].in = RSR_IN_GLU, c[3].gate = s->acc[4], c[3].up = s->acc[5], c[3].gate_xs = xs_ffn;
+        c[3].beta_gate = a->matrix[L->gate].scale, c[3].beta_up = a->matrix[L->up].scale;
+        c[3].silu = a->activation == RSR_ACT_SILU, c[3].norm = blob_or_null(g, L->ffn_sub_norm), c[3].n = a->intermediate;
+        c[3].out = RSR_OUT_ADD, c[3].mask = 1, c[3].h = s->h, c[3].beta[0] = a->matrix[L->down].scale;
+    }
 }
 
 static void enqueue_token(rsr_gpu_session *s) {
@@ -74,47 +118,50 @@ static void enqueue_token(rsr_gpu_session *s) {
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim, heads = a->num_heads, kv_heads = a->num_kv_heads;
     int32_t q_out = heads * d, kv_out = kv_heads * d, max_pos = s->max_positions;
     CUdeviceptr embed = g->blob + a->embed, head = g->blob + a->lm_head;
+    CUdeviceptr xs_qkv = s->xs, xs_ffn = s->xs + 4, xs_other = s->xs + 8;
     int32_t embed_dtype = a->embed_dtype, head_dtype = a->lm_head_dtype, vocab = a->vocab;
-    void *e_args[] = {&embed, &embed_dtype, &H, &s->step, &s->h};
+    void *e_args[] = {&embed, &embed_dtype, &H, &s->step, &s->h, &s->best};
     launch(s, g->embed, "rsr_embed", blocks_of(H, 256), 256, e_args);
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
         size_t layer_off = sizeof(float) * (size_t)l * (size_t)max_pos * (size_t)kv_out;
         CUdeviceptr kc = s->k_cache + layer_off, vc = s->v_cache + layer_off;
-
-        quantize(s, s->h, L->attn_norm, H, 1);
-        matvec(s, L->q, s->acc[0]);
-        matvec(s, L->k, s->acc[1]);
-        matvec(s, L->v, s->acc[2]);
+        if (g->fused) {
+            group(s, L->q, l * CALLS_PER_LAYER);
+        } else {
+            quantize(s, s->h, L->attn_norm, H, 1, xs_qkv);
+            matvec(s, L->q, s->acc[0]);
+            matvec(s, L->k, s->acc[1]);
+            matvec(s, L->v, s->acc[2]);
+        }
         float bq = a->matrix[L->q].scale, bk = a->matrix[L->k].scale, bv = a->matrix[L->v].scale;
-        double theta = a->rope_theta;
-        void *r_args[] = {&s->acc[0], &s->acc[1], &s->acc[2], &bq, &bk, &bv, &s->xs, &q_out, &kv_out, &d, &theta,
-                          &s->step, &s->q, &kc, &vc};
-        launch(s, g->qkv_rope, "rsr_qkv_rope", blocks_of(q_out / 2 > kv_out ? q_out / 2 : kv_out, 256), 256, r_args);
-        void *a_args[] = {&s->q, &kc, &vc, &heads, &kv_heads, &d, &s->step, &s->scores, &max_pos, &s->att};
-        launch(s, g->attention, "rsr_attention", (unsigned)heads, 256, a_args);
-
-        quantize(s, s->att, L->attn_sub_norm, q_out, 1);
+        void *a_args[] = {&s->acc[0], &s->acc[1], &s->acc[2], &bq, &bk, &bv, &xs_qkv, &s->rope, &heads, &kv_heads, &d,
+                          &s->step, &kc, &vc, &s->scores, &max_pos, &s->att};
+        launch(s, g->attend, "rsr_attend", (unsigned)heads, 256, a_args);
+        if (g->fused) {
+            group(s, L->o, l * CALLS_PER_LAYER + 1);
+            group(s, L->gate, l * CALLS_PER_LAYER + 2);
+            group(s, L->down, l * CALLS_PER_LAYER + 3);
+            continue;
+        }
+        quantize(s, s->att, L->attn_sub_norm, q_out, 1, xs_other);
         matvec(s, L->o, s->acc[3]);
-        dequant_add(s, L->o, s->acc[3]);
-
-        quantize(s, s->h, L->ffn_norm, H, 1);
+        dequant_add(s, L->o, s->acc[3], xs_other);
+        quantize(s, s->h, L->ffn_norm, H, 1, xs_ffn);
         matvec(s, L->gate, s->acc[4]);
         matvec(s, L->up, s->acc[5]);
         float bg = a->matrix[L->gate].scale, bu = a->matrix[L->up].scale;
         int32_t silu = a->activation == RSR_ACT_SILU;
-        void *g_args[] = {&s->acc[4], &s->acc[5], &bg, &bu, &s->xs, &I, &silu, &s->act};
+        void *g_args[] = {&s->acc[4], &s->acc[5], &bg, &bu, &xs_ffn, &I, &silu, &s->act};
         launch(s, g->glu, "rsr_glu", blocks_of(I, 256), 256, g_args);
-
-        quantize(s, s->act, L->ffn_sub_norm, I, 1);
+        quantize(s, s->act, L->ffn_sub_norm, I, 1, xs_other);
         matvec(s, L->down, s->acc[6]);
-        dequant_add(s, L->down, s->acc[6]);
+        dequant_add(s, L->down, s->acc[6], xs_other);
     }
-    quantize(s, s->h, a->final_norm, H, 0); /* s->y = rmsnorm(h) * norm; its int8 copy is unused */
-    void *l_args[] = {&head, &head_dtype, &s->y, &H, &vocab, &s->logits};
-    launch(s, g->lm_head, "rsr_lm_head", blocks_of(vocab, 8), 256, l_args);
-    void *m_args[] = {&s->logits, &vocab, &s->argmax};
-    launch(s, g->argmax, "rsr_argmax", 1, 1024, m_args);
+    quantize(s, s->h, a->final_norm, H, 0, xs_other); /* s->y = rmsnorm(h) * norm; its int8 copy is unused */
+    void *l_args[] = {&head, &head_dtype, &s->y, &H, &vocab, &s->logits, &s->best};
+    unsigned lm_grid = blocks_of(vocab, 8) < 8u * (unsigned)g->sms ? blocks_of(vocab, 8) : 8u * (unsigned)g->sms;
+    launch(s, g->lm_head, "rsr_lm_head", lm_grid, 256, l_args);
 }
 
 /* Records the token's launches into a graph once; any failure means plain launches instead. */
@@ -132,7 +179,8 @@ static void try_graph(rsr_gpu_session *s) {
     s->failed = 0; /* a launch refused during capture is retried outside it */
 }
 
-rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits, char *err) {
+rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
+                        int32_t *argmax, char *err) {
     rsr_gpu *g = s->g;
     rsr_cuda *cu = &g->cu;
     CUresult r = cu->CtxSetCurrent(g->ctx);
@@ -146,7 +194,10 @@ rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, 
         else enqueue_token(s);
     }
     if (!r && !s->failed && logits) r = cu->MemcpyDtoHAsync(logits, s->logits, sizeof(float) * (size_t)g->a->vocab, g->stream);
+    unsigned long long best = 0;
+    if (!r && !s->failed && argmax) r = cu->MemcpyDtoHAsync(&best, s->best, sizeof best, g->stream);
     CUresult sync = cu->StreamSynchronize(g->stream);
+    if (argmax) *argmax = best ? (int32_t)(0xffffffffu - (uint32_t)best) : 0; /* rsr_greedy_key */
     if (s->failed)
         return ERR(RSR_ERR_DEVICE, "%s: launching %s: %s", g->name, s->failed_kernel, rsr_cuda_error(cu, s->failed));
     if (r || sync)
@@ -157,6 +208,9 @@ rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, 
 rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err) {
     *out = NULL;
     const rsr_artifact *a = g->a;
+    if (a->head_dim > 256 || a->head_dim % 2)
+        return ERR(RSR_ERR_DEVICE, "%s: head_dim %d: the GPU attention kernel takes even head_dim up to 256", g->name,
+                   a->head_dim);
     rsr_gpu_session *s = calloc(1, sizeof *s);
     if (!s) return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory");
     s->g = g;
@@ -166,18 +220,33 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
     if (q_out > widest) widest = q_out;
     if ((size_t)a->intermediate > widest) widest = (size_t)a->intermediate;
     size_t cache = sizeof(float) * (size_t)a->num_layers * (size_t)max_positions * kv_out;
+    size_t rope = sizeof(float) * (size_t)max_positions * d;
     struct { CUdeviceptr *p; size_t bytes; } bufs[] = {
         {&s->step, 8}, {&s->h, 4 * (size_t)a->hidden}, {&s->y, 4 * widest}, {&s->act, 4 * (size_t)a->intermediate},
-        {&s->xq, (size_t)pad_cols((int32_t)widest)}, {&s->xs, 4}, {&s->q, 4 * q_out}, {&s->att, 4 * q_out},
+        {&s->xq, (size_t)pad_cols((int32_t)widest)}, {&s->xs, 12}, {&s->att, 4 * q_out},
         {&s->scores, 4 * (size_t)a->num_heads * (size_t)max_positions}, {&s->logits, 4 * (size_t)a->vocab},
-        {&s->argmax, 4}, {&s->acc[0], 4 * q_out}, {&s->acc[1], 4 * kv_out}, {&s->acc[2], 4 * kv_out},
-        {&s->acc[3], 4 * (size_t)a->hidden}, {&s->acc[4], 4 * (size_t)a->intermediate},
+        {&s->best, 8}, {&s->rope, rope}, {&s->acc[0], 4 * q_out}, {&s->acc[1], 4 * kv_out},
+        {&s->acc[2], 4 * kv_out}, {&s->acc[3], 4 * (size_t)a->hidden}, {&s->acc[4], 4 * (size_t)a->intermediate},
         {&s->acc[5], 4 * (size_t)a->intermediate}, {&s->acc[6], 4 * (size_t)a->hidden}, {&s->k_cache, cache},
         {&s->v_cache, cache},
     };
     CUresult r = g->cu.CtxSetCurrent(g->ctx);
     for (size_t i = 0; !r && i < sizeof bufs / sizeof *bufs; i++) r = g->cu.MemAlloc(bufs[i].p, bufs[i].bytes);
     if (!r) r = g->cu.MemsetD8(s->xq, 0, (size_t)pad_cols((int32_t)widest));
+    /* RoPE angles of every position, computed as the CPU computes them, and the group calls */
+    float *host_rope = r ? NULL : malloc(rope);
+    s->calls = calloc((size_t)a->num_layers * CALLS_PER_LAYER, sizeof *s->calls);
+    if (!r && (!host_rope || !s->calls)) {
+        free(host_rope);
+        rsr_gpu_session_free(s);
+        return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory for the RoPE table of %d positions", max_positions);
+    }
+    if (!r) {
+        for (int32_t p = 0; p < max_positions; p++) rsr_rope_angles(host_rope + (size_t)p * d, (int32_t)d, p, a->rope_theta);
+        fill_calls(s, s->calls);
+        r = g->cu.MemcpyHtoD(s->rope, host_rope, rope);
+    }
+    free(host_rope);
     if (r) {
         rsr_gpu_session_free(s);
         return ERR(RSR_ERR_OUT_OF_MEMORY, "%s: no device memory for a session of %d positions (KV cache %.1f MB): %s",
@@ -192,10 +261,11 @@ void rsr_gpu_session_free(rsr_gpu_session *s) {
     rsr_cuda *cu = &s->g->cu;
     cu->CtxSetCurrent(s->g->ctx);
     if (s->graph) cu->GraphExecDestroy(s->graph);
-    CUdeviceptr *all[] = {&s->step, &s->h, &s->y, &s->act, &s->xq, &s->xs, &s->q, &s->att, &s->scores, &s->logits,
-                          &s->argmax, &s->acc[0], &s->acc[1], &s->acc[2], &s->acc[3], &s->acc[4], &s->acc[5],
-                          &s->acc[6], &s->k_cache, &s->v_cache};
+    CUdeviceptr *all[] = {&s->step, &s->h, &s->y, &s->act, &s->xq, &s->xs, &s->att, &s->scores, &s->logits,
+                          &s->best, &s->rope, &s->acc[0], &s->acc[1], &s->acc[2], &s->acc[3], &s->acc[4],
+                          &s->acc[5], &s->acc[6], &s->k_cache, &s->v_cache};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) cu->MemFree(*all[i]);
+    free(s->calls);
     free(s);
 }

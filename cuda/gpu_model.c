@@ -58,6 +58,8 @@ static rsr_status open_device(rsr_gpu *g, char *err) {
     g->cu.DeviceGetName(name, sizeof name, g->dev);
     g->cu.DeviceGetAttribute(&major, RSR_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, g->dev);
     g->cu.DeviceGetAttribute(&minor, RSR_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, g->dev);
+    g->cu.DeviceGetAttribute(&g->sms, RSR_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, g->dev);
+    if (g->sms <= 0) g->sms = 1;
     snprintf(g->name, sizeof g->name, "gpu %d: %s (sm_%d%d, driver %d.%d)", ordinal, name, major, minor,
              g->cu.driver_version / 1000, g->cu.driver_version % 1000 / 10);
     int have = major * 10 + minor, need = atoi(g->a->gpu->arch + 3);
@@ -86,16 +88,17 @@ rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
     rsr_status st = open_device(g, err);
     if (st != RSR_OK) return st;
     if ((st = load_modules(g, err)) != RSR_OK) return st;
-    static const char *const names[] = {"rsr_embed", "rsr_quantize", "rsr_qkv_rope", "rsr_attention",
-                                        "rsr_dequant", "rsr_glu", "rsr_lm_head", "rsr_argmax"};
-    CUfunction *slots[] = {&g->embed, &g->quantize, &g->qkv_rope, &g->attention, &g->dequant, &g->glu, &g->lm_head, &g->argmax};
+    static const char *const names[] = {"rsr_embed", "rsr_quantize", "rsr_attend", "rsr_dequant", "rsr_glu", "rsr_lm_head"};
+    CUfunction *slots[] = {&g->embed, &g->quantize, &g->attend, &g->dequant, &g->glu, &g->lm_head};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if ((st = find(g, names[i], slots[i], err)) != RSR_OK) return st;
     g->matrix = calloc((size_t)a->num_matrices, sizeof *g->matrix);
     if (!g->matrix) return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory");
+    g->fused = a->num_matrices > 0 && a->gpu->matrix[0].group_ctas > 0;
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_gpu_matrix *gm = &a->gpu->matrix[i];
-        if (gm->cta_warps <= 0 || gm->rows_per_warp <= 0 || gm->num_blocks * gm->rows_per_warp < a->matrix[i].rows)
+        if (gm->cta_warps <= 0 || gm->rows_per_warp <= 0 || gm->num_blocks * gm->rows_per_warp < a->matrix[i].rows ||
+            (gm->group_ctas > 0) != g->fused || gm->group_slot < 0 || gm->group_slot >= RSR_GROUP_MAX)
             return ERR(RSR_ERR_ABI, "artifact GPU matrix %d (%s) is inconsistent", i, a->matrix[i].name);
         if ((st = find(g, gm->kernel, &g->matrix[i], err)) != RSR_OK) return st;
         if (a->matrix[i].rows > g->max_rows) g->max_rows = a->matrix[i].rows;
@@ -131,12 +134,16 @@ rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_
     const rsr_artifact_matrix *mx = &g->a->matrix[index];
     const rsr_artifact_gpu_matrix *gm = &g->a->gpu->matrix[index];
     CUdeviceptr data = g->blob + (gm->data == RSR_NO_TENSOR ? 0 : gm->data);
-    void *args[] = {&data, &g->mv_x, &g->mv_y};
+    /* a group entry runs only this matrix (mask), its int8 input copied, its sums stored */
+    rsr_gpu_call call = {.xq = g->mv_x, .in = RSR_IN_INT8, .out = RSR_OUT_INT, .n = mx->cols, .mask = 1 << gm->group_slot};
+    call.y[gm->group_slot] = g->mv_y;
+    void *plain_args[] = {&data, &g->mv_x, &g->mv_y}, *group_args[] = {&call, &g->blob};
+    unsigned grid = g->fused ? (unsigned)gm->group_ctas : (unsigned)((gm->num_blocks + gm->cta_warps - 1) / gm->cta_warps);
     CUresult r;
     if ((r = g->cu.CtxSetCurrent(g->ctx)) != 0 || (r = g->cu.MemsetD8(g->mv_x, 0, (size_t)g->max_cols_pad)) != 0 ||
         (r = g->cu.MemcpyHtoD(g->mv_x, x, (size_t)mx->cols)) != 0 ||
-        (r = g->cu.LaunchKernel(g->matrix[index], (unsigned)((gm->num_blocks + gm->cta_warps - 1) / gm->cta_warps), 1, 1,
-                                32u * (unsigned)gm->cta_warps, 1, 1, 0, g->stream, args, NULL)) != 0 ||
+        (r = g->cu.LaunchKernel(g->matrix[index], grid, 1, 1, 32u * (unsigned)gm->cta_warps, 1, 1, 0, g->stream,
+                                g->fused ? group_args : plain_args, NULL)) != 0 ||
         (r = g->cu.StreamSynchronize(g->stream)) != 0 || (r = g->cu.MemcpyDtoH(y, g->mv_y, 4 * (size_t)mx->rows)) != 0)
         return ERR(RSR_ERR_DEVICE, "%s: matrix %d (%s, kernel %s): %s", g->name, index, mx->name, gm->kernel,
                    rsr_cuda_error(&g->cu, r));

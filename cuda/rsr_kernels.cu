@@ -1,8 +1,9 @@
 /*
  * rsr_kernels.cu — the runtime's own GPU kernels: everything of a token except the ternary
- * matrices. rsrc prints this text at the top of every CUDA module it generates (the matrix
- * kernels follow it), and NVRTC compiles the whole module into the artifact's PTX, so the
- * runtime (cuda/gpu_forward.c) finds these entries next to rsr_kernel_N.
+ * matrices, and the pieces of the group entries that run them (rsr_gpu_call.h). rsrc prints
+ * this text, after rsr_gpu_call.h, at the top of every CUDA module it generates (the matrix
+ * kernels and group entries follow it), and NVRTC compiles the whole module into the artifact's
+ * PTX, so the runtime (cuda/gpu_forward.c) finds these entries next to rsr_group_N.
  *
  * Numerics follow docs/numerics.md operation by operation (compiled with --fmad=false, so no
  * multiply-add is contracted); only the order of the long sums differs (tree reductions), which
@@ -69,10 +70,12 @@ __device__ __forceinline__ float rsr_load_elem(const unsigned char *row, int dty
     return ((const float *)row)[i];
 }
 
-/* h = embed[token]: one thread per element. */
+/* h = embed[token]: one thread per element. Thread 0 also clears the token's greedy key (the
+ * first kernel of a token, so rsr_lm_head's atomics start from zero). */
 extern "C" __global__ void rsr_embed(const unsigned char *table, int dtype, int hidden, const rsr_step *step,
-                                     float *h) {
+                                     float *h, unsigned long long *best) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i == 0) *best = 0;
     if (i >= hidden) return;
     const unsigned char *row = table + (long long)step->token * hidden * (dtype == 0 ? 4 : 2);
     h[i] = rsr_load_elem(row, dtype, i);
@@ -117,71 +120,6 @@ extern "C" __global__ void rsr_quantize(const float *x, const float *w, int norm
 
 __device__ __forceinline__ float rsr_dequant1(int acc, float beta, float xs) { return ((float)acc * beta) / xs; }
 
-/*
- * q, k, v from their integer sums, RoPE on q and k (Hugging Face rotate_half: pairs i, i + d/2),
- * k and v written into the cache at the step's position. Thread t rotates pair t of q (when
- * t < q_out/2), pair t of k (t < kv_out/2) and copies v[t] (t < kv_out).
- */
-extern "C" __global__ void rsr_qkv_rope(const int *acc_q, const int *acc_k, const int *acc_v, float beta_q,
-                                        float beta_k, float beta_v, const float *xs, int q_out, int kv_out,
-                                        int head_dim, double theta, const rsr_step *step, float *q,
-                                        float *k_cache, float *v_cache) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    const int half = head_dim / 2, pos = step->pos;
-    const float s = *xs;
-    float *kc = k_cache + (long long)pos * kv_out, *vc = v_cache + (long long)pos * kv_out;
-    if (t < kv_out) vc[t] = rsr_dequant1(acc_v[t], beta_v, s);
-    for (int which = 0; which < 2; which++) {
-        int n = which ? kv_out : q_out;
-        if (t >= n / 2) continue;
-        int head = t / half, i = t % half, a = head * head_dim + i, b = a + half;
-        double inv_freq = pow(theta, -2.0 * i / head_dim), ang = pos * inv_freq;
-        float c = (float)cos(ang), sn = (float)sin(ang);
-        const int *acc = which ? acc_k : acc_q;
-        float beta = which ? beta_k : beta_q, *out = which ? kc : q;
-        float x0 = rsr_dequant1(acc[a], beta, s), x1 = rsr_dequant1(acc[b], beta, s);
-        out[a] = x0 * c - x1 * sn;
-        out[b] = x1 * c + x0 * sn;
-    }
-}
-
-/*
- * Softmax attention of one query head (one thread block) over the pos + 1 cached keys:
- * s_j = (Σ_i q·k_j) · 1/sqrt(d) with i ascending, e_j = exp(s_j − max), o = Σ_j e_j v_j / Σ e_j
- * with j ascending. scores: [heads][max_positions] floats of scratch.
- */
-extern "C" __global__ void rsr_attention(const float *q, const float *k_cache, const float *v_cache, int heads,
-                                         int kv_heads, int head_dim, const rsr_step *step, float *scores,
-                                         int max_positions, float *out) {
-    __shared__ float sh[32];
-    const int h = blockIdx.x, t = threadIdx.x, T = blockDim.x, n = step->pos + 1;
-    const int kv_out = kv_heads * head_dim, kvh = h / (heads / kv_heads);
-    const float *qh = q + h * head_dim, *kh = k_cache + kvh * head_dim, *vh = v_cache + kvh * head_dim;
-    float *sc = scores + (long long)h * max_positions;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    float m = -__int_as_float(0x7f800000);
-    for (int j = t; j < n; j += T) {
-        const float *kj = kh + (long long)j * kv_out;
-        float dot = 0.0f;
-        for (int i = 0; i < head_dim; i++) dot += qh[i] * kj[i];
-        sc[j] = dot * scale;
-        m = fmaxf(m, sc[j]);
-    }
-    m = rsr_block_max(m, sh);
-    float sum = 0.0f;
-    for (int j = t; j < n; j += T) {
-        float e = expf(sc[j] - m);
-        sc[j] = e;
-        sum += e;
-    }
-    sum = rsr_block_sum(sum, sh); /* its barriers also publish sc[] to the whole block */
-    for (int i = t; i < head_dim; i += T) {
-        float o = 0.0f;
-        for (int j = 0; j < n; j++) o += sc[j] * vh[(long long)j * kv_out + i];
-        out[h * head_dim + i] = o / sum;
-    }
-}
-
 /* y (=, or += when accumulate) = acc · beta / x_scale. */
 extern "C" __global__ void rsr_dequant(const int *acc, float beta, const float *xs, int n, int accumulate, float *y) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -204,55 +142,212 @@ extern "C" __global__ void rsr_glu(const int *acc_gate, const int *acc_up, float
     }
 }
 
-/*
- * logits[v] = Σ_i x[i] · head[v][i]: a warp per row. bf16 rows with hidden % 8 == 0 are read 16
- * bytes per lane (a warp reads 512 contiguous bytes per step); other rows element by element.
- */
-extern "C" __global__ void rsr_lm_head(const unsigned char *head, int dtype, const float *x, int hidden, int vocab,
-                                       float *logits) {
-    const int lane = threadIdx.x & 31, v = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (v >= vocab) return;
-    const unsigned char *row = head + (long long)v * hidden * (dtype == 0 ? 4 : 2);
-    float acc = 0.0f;
-    if (dtype == 2 && hidden % 8 == 0) {
-        const uint4 *r = (const uint4 *)row;
-        for (int c = lane; c < hidden / 8; c += 32) {
-            uint4 p = __ldg(r + c);
-            unsigned words[4] = {p.x, p.y, p.z, p.w};
-            const float *xc = x + 8 * c;
-            for (int k = 0; k < 4; k++) {
-                acc += xc[2 * k] * __uint_as_float(words[k] << 16);
-                acc += xc[2 * k + 1] * __uint_as_float(words[k] & 0xffff0000u);
-            }
-        }
-    } else {
-        for (int i = lane; i < hidden; i += 32) acc += x[i] * rsr_load_elem(row, dtype, i);
-    }
-    acc = rsr_warp_reduce(acc, rsr_add());
-    if (lane == 0) logits[v] = acc;
+/* A logit and its row as one 64-bit key whose unsigned order is the greedy order: larger value
+ * first, then the lower index (rsr_sample_greedy's rule). */
+__device__ __forceinline__ unsigned long long rsr_greedy_key(float v, int row) {
+    unsigned u = __float_as_uint(v);
+    u = (u & 0x80000000u) ? ~u : u | 0x80000000u;
+    return (unsigned long long)u << 32 | (0xffffffffu - (unsigned)row);
 }
 
-/* The greedy token: the first index of the largest logit (rsr_sample_greedy's rule), one block. */
-extern "C" __global__ void rsr_argmax(const float *logits, int vocab, int *out) {
-    __shared__ float best_v[32];
-    __shared__ int best_i[32];
-    const int t = threadIdx.x, lane = t & 31, warp = t >> 5, warps = blockDim.x >> 5;
-    float bv = -__int_as_float(0x7f800000);
-    int bi = 0x7fffffff;
-    for (int i = t; i < vocab; i += blockDim.x)
-        if (logits[i] > bv) bv = logits[i], bi = i;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(RSR_FULL_MASK, bv, o);
-            int oi = __shfl_xor_sync(RSR_FULL_MASK, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+/*
+ * logits[v] = Σ_i x[i] · head[v][i], a warp per row, the warps striding over the rows; bf16 rows
+ * with hidden % 8 == 0 are read 16 bytes per lane (a warp reads 512 contiguous bytes per step),
+ * other rows element by element. The greedy token comes out too: each block's best key, one
+ * atomicMax per block into *best (cleared by rsr_embed); the host reads 8 bytes, not the logits.
+ */
+extern "C" __global__ void rsr_lm_head(const unsigned char *head, int dtype, const float *x, int hidden, int vocab,
+                                       float *logits, unsigned long long *best) {
+    __shared__ unsigned long long block_best[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    unsigned long long mine = 0;
+    for (int v = blockIdx.x * warps + warp; v < vocab; v += gridDim.x * warps) {
+        const unsigned char *row = head + (long long)v * hidden * (dtype == 0 ? 4 : 2);
+        float acc = 0.0f;
+        if (dtype == 2 && hidden % 8 == 0) {
+            const uint4 *r = (const uint4 *)row;
+#pragma unroll 4
+            for (int c = lane; c < hidden / 8; c += 32) {
+                uint4 p = __ldg(r + c);
+                unsigned words[4] = {p.x, p.y, p.z, p.w};
+                const float *xc = x + 8 * c;
+                for (int k = 0; k < 4; k++) {
+                    acc += xc[2 * k] * __uint_as_float(words[k] << 16);
+                    acc += xc[2 * k + 1] * __uint_as_float(words[k] & 0xffff0000u);
+                }
+            }
+        } else {
+            for (int i = lane; i < hidden; i += 32) acc += x[i] * rsr_load_elem(row, dtype, i);
         }
-        if (pass) break;
-        if (lane == 0) best_v[warp] = bv, best_i[warp] = bi;
-        __syncthreads();
-        if (warp != 0) return;
-        bv = lane < warps ? best_v[lane] : -__int_as_float(0x7f800000);
-        bi = lane < warps ? best_i[lane] : 0x7fffffff;
+        acc = rsr_warp_reduce(acc, rsr_add());
+        if (lane == 0) logits[v] = acc;
+        unsigned long long key = rsr_greedy_key(acc, v);
+        mine = key > mine ? key : mine;
     }
-    if (t == 0) *out = bi == 0x7fffffff ? 0 : bi;
+    if (lane == 0) block_best[warp] = mine;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < warps; w++) mine = block_best[w] > mine ? block_best[w] : mine;
+        if (mine) atomicMax(best, mine);
+    }
+}
+
+/* ---- fused matrix launches (rsr_gpu_call.h): the pieces the generated group entries call ---- */
+
+/* Element i of a fused launch's input before its norms: x[i], or the gated activation of the
+ * integer sums of gate and up (relu²(g)·u or silu(g)·u, as rsr_glu). */
+__device__ __forceinline__ float rsr_input_elem(const rsr_gpu_call &c, int i) {
+    if (c.in == RSR_IN_FLOAT) return c.x[i];
+    const float s = *c.gate_xs, g = rsr_dequant1(c.gate[i], c.beta_gate, s), u = rsr_dequant1(c.up[i], c.beta_up, s);
+    if (c.silu) return (g / (1.0f + expf(-g))) * u;
+    const float r = fmaxf(g, 0.0f);
+    return r * r * u;
+}
+
+/*
+ * The group's int8 input in shared memory (xq, n_pad bytes, zero past n) and its x_scale, made by
+ * every thread block for itself: y = RMSNorm(x)·w when there is a norm, then the weightless
+ * BitLinear RMSNorm (Falcon-E), then the per-token int8 quantisation (docs/numerics.md; sums as
+ * block tree reductions). Each thread keeps its PER elements (i ≡ thread mod blockDim) in
+ * registers, so the input is read once. Every block computes the same bits; block 0 publishes
+ * x_scale for the kernels that dequantise these sums later.
+ */
+template <int PER>
+__device__ __forceinline__ float rsr_input(const rsr_gpu_call &c, signed char *xq, int n_pad, float *sh) {
+    const int t = threadIdx.x, T = blockDim.x, n = c.n;
+    if (c.in == RSR_IN_INT8) {
+        for (int i = t; i < n_pad / 16; i += T) ((int4 *)xq)[i] = ((const int4 *)c.xq)[i];
+        __syncthreads();
+        return 1.0f;
+    }
+    float v[PER], w[PER]; /* the norm's weights are loaded with x: one trip to memory, not two */
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = t + k * T;
+        v[k] = i < n ? rsr_input_elem(c, i) : 0.0f;
+        w[k] = i < n && c.norm ? c.norm[i] : 0.0f;
+    }
+    if (c.norm) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < PER; k++) ss += v[k] * v[k];
+        const float inv = 1.0f / sqrtf(rsr_block_sum(ss, sh) / (float)n + c.eps);
+#pragma unroll
+        for (int k = 0; k < PER; k++) v[k] = (v[k] * inv) * w[k];
+    }
+    if (c.bitlinear) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < PER; k++) ss += v[k] * v[k];
+        const float inv = 1.0f / sqrtf(rsr_block_sum(ss, sh) / (float)n + c.bitlinear_eps);
+#pragma unroll
+        for (int k = 0; k < PER; k++) v[k] = v[k] * inv;
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PER; k++) amax = fmaxf(amax, fabsf(v[k]));
+    const float scale = 127.0f / fmaxf(rsr_block_max(amax, sh), 1e-5f);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = t + k * T;
+        if (i < n) xq[i] = (signed char)fminf(fmaxf(rintf(v[k] * scale), -128.0f), 127.0f);
+        else if (i < n_pad) xq[i] = 0;
+    }
+    if (blockIdx.x == 0 && t == 0 && c.xs) *c.xs = scale;
+    __syncthreads();
+    return scale;
+}
+
+/*
+ * The end of a group entry's matrix j: warp w of the block computed the sums v[0..R-1] of slice
+ * w % S of row block first + w / S (every lane holds them); the S slices of a row block are added
+ * (integers: any order is exact) and row r goes out: stored, or dequantised onto h.
+ */
+template <int R, int S>
+__device__ __forceinline__ void rsr_rows_done(const rsr_gpu_call &c, int j, int rows, int first, const int *v,
+                                              float scale, int (*part)[8]) {
+    const int warp = threadIdx.x >> 5, t = threadIdx.x;
+    if ((threadIdx.x & 31) == 0)
+        for (int r = 0; r < R; r++) part[warp][r] = v[r];
+    __syncthreads();
+    if (t < (int)(blockDim.x >> 5) / S * R) {
+        const int blk = t / R, r = t % R, row = (first + blk) * R + r;
+        if (row < rows) {
+            int sum = 0;
+            for (int i = 0; i < S; i++) sum += part[blk * S + i][r];
+            if (c.out == RSR_OUT_INT) c.y[j][row] = sum;
+            else c.h[row] = c.h[row] + rsr_dequant1(sum, c.beta[j], scale);
+        }
+    }
+}
+
+/*
+ * Attention of one query head (a thread block), fused with what precedes it: q, and k and v of
+ * this position, from their integer sums (dequantised with the x_scale of their input), RoPE from
+ * the session's table (rope: [max_positions][head_dim], cos then sin, as the CPU computes them);
+ * the first query head of each KV head writes k and v into the cache. Then softmax attention over
+ * the pos + 1 keys: a thread per key for the scores (dims ascending), then the value sums split
+ * over the block (a thread per dimension and share of the keys).
+ * head_dim ≤ 256 (checked when the session is made).
+ */
+extern "C" __global__ void rsr_attend(const int *acc_q, const int *acc_k, const int *acc_v, float beta_q,
+                                      float beta_k, float beta_v, const float *xs, const float *rope, int heads,
+                                      int kv_heads, int head_dim, const rsr_step *step, float *k_cache,
+                                      float *v_cache, float *scores, int max_positions, float *out) {
+    __shared__ float sh[32], qs[256], kn[256], vn[256], part[1024];
+    const int h = blockIdx.x, t = threadIdx.x, T = blockDim.x, lane = t & 31, warp = t >> 5, warps = T >> 5;
+    const int d = head_dim, half = d / 2, pos = step->pos, n = pos + 1, group = heads / kv_heads, kvh = h / group;
+    const int kv_out = kv_heads * d;
+    const float s = *xs, *cs = rope + (long long)pos * d;
+    for (int i = t; i < half; i += T) {
+        const float c = cs[i], sn = cs[half + i];
+        float x0 = rsr_dequant1(acc_q[h * d + i], beta_q, s), x1 = rsr_dequant1(acc_q[h * d + i + half], beta_q, s);
+        qs[i] = x0 * c - x1 * sn;
+        qs[i + half] = x1 * c + x0 * sn;
+        x0 = rsr_dequant1(acc_k[kvh * d + i], beta_k, s), x1 = rsr_dequant1(acc_k[kvh * d + i + half], beta_k, s);
+        kn[i] = x0 * c - x1 * sn;
+        kn[i + half] = x1 * c + x0 * sn;
+    }
+    for (int i = t; i < d; i += T) vn[i] = rsr_dequant1(acc_v[kvh * d + i], beta_v, s);
+    __syncthreads();
+    const float *kh = k_cache + kvh * d, *vh = v_cache + kvh * d;
+    if (h % group == 0)
+        for (int i = t; i < d; i += T) {
+            k_cache[(long long)pos * kv_out + kvh * d + i] = kn[i];
+            v_cache[(long long)pos * kv_out + kvh * d + i] = vn[i];
+        }
+    float *sc = scores + (long long)h * max_positions;
+    const float scale = 1.0f / sqrtf((float)d);
+    for (int j = t; j < n; j += T) { /* a thread per key: its row read whole, q from shared memory */
+        const float *kj = j == pos ? kn : kh + (long long)j * kv_out;
+        float dot = 0.0f;
+#pragma unroll 8
+        for (int i = 0; i < d; i++) dot += qs[i] * kj[i];
+        sc[j] = dot * scale;
+    }
+    __syncthreads();
+    float m = -__int_as_float(0x7f800000);
+    for (int j = t; j < n; j += T) m = fmaxf(m, sc[j]);
+    m = rsr_block_max(m, sh);
+    float sum = 0.0f;
+    for (int j = t; j < n; j += T) {
+        const float e = expf(sc[j] - m);
+        sc[j] = e;
+        sum += e;
+    }
+    sum = rsr_block_sum(sum, sh); /* its barriers also publish sc[] to the whole block */
+    const int parts = T / d, p = t / d, i = t % d;
+    if (p < parts) { /* keys p, p + parts, ... of the cache in ascending order, this position's last */
+        float o = 0.0f;
+#pragma unroll 8
+        for (int j = p; j < pos; j += parts) o += sc[j] * vh[(long long)j * kv_out + i];
+        if (pos % parts == p) o += sc[pos] * vn[i];
+        part[p * d + i] = o;
+    }
+    __syncthreads();
+    for (int k = t; k < d; k += T) {
+        float o = 0.0f;
+        for (int q = 0; q < parts; q++) o += part[q * d + k];
+        out[h * d + k] = o / sum;
+    }
 }

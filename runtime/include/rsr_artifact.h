@@ -16,7 +16,7 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 4u
+#define RSR_ABI_VERSION 5u
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -57,18 +57,25 @@ typedef struct rsr_artifact_layer {
 
 /*
  * GPU code (compiled for a CUDA target, docs/cuda.md): PTX modules in the blob and, per matrix,
- * the entry that computes its exact int32 sums on the device. An entry takes (data, x, y):
- * data = the device copy of the blob + `data`, x = int8 activations zero-padded to a multiple of
- * RSR_X_PAD, y = int32 [rows]; it is launched on ceil(num_blocks / cta_warps) thread blocks of
- * 32·cta_warps threads. The runtime's own kernels (cuda/rsr_kernels.cu) are in module 0.
+ * the entry that computes its exact int32 sums on the device. The runtime's own kernels
+ * (cuda/rsr_kernels.cu) are in module 0.
+ *   NVRTC route (group_ctas > 0): `kernel` is a group entry (rsr_gpu_call.h) that runs this matrix
+ *     and the others reading the same input; it takes (call, blob) and is launched on group_ctas
+ *     thread blocks of 32·cta_warps threads; bit group_slot of the call's mask selects this matrix.
+ *   LLVM NVPTX route (group_ctas = 0): `kernel` takes (data, x, y): data = the device copy of the
+ *     blob + `data`, x = int8 activations zero-padded to a multiple of RSR_X_PAD, y = int32 [rows];
+ *     launched on ceil(num_blocks / cta_warps) thread blocks of 32·cta_warps threads.
  */
 #define RSR_GPU_MAX_MODULES 2
 typedef struct rsr_artifact_gpu_matrix {
     const char *kernel;         /* entry name in one of the modules */
     const char *strategy;       /* "i2-dp4a", "rsr-warp", ... */
     int32_t rows_per_warp;      /* rows of one block */
-    int32_t num_blocks;         /* blocks of rows: one warp each */
+    int32_t num_blocks;         /* blocks of rows */
     int32_t cta_warps;          /* warps per thread block */
+    int32_t split;              /* warps that share a block of rows */
+    int32_t group_slot;         /* NVRTC: the matrix's place in its group entry */
+    int32_t group_ctas;         /* NVRTC: thread blocks of the group entry; 0: an entry of its own */
     uint64_t data;              /* blob offset of the kernel's constant data, RSR_NO_TENSOR if none */
 } rsr_artifact_gpu_matrix;
 

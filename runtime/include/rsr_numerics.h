@@ -1,7 +1,9 @@
-/* rsr_numerics.h — exact widening of the 16-bit float formats checkpoints use. */
+/* rsr_numerics.h — exact widening of the 16-bit float formats checkpoints use, and the RoPE
+ * angles (docs/numerics.md) that the CPU and the GPU sessions share. */
 #ifndef RSR_NUMERICS_H
 #define RSR_NUMERICS_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +27,15 @@ static inline float rsr_f16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* cs[i] = cos, cs[d/2 + i] = sin of position pos's angle for the pair (i, i + d/2), i < d/2. */
+static inline void rsr_rope_angles(float *cs, int32_t d, int32_t pos, double theta) {
+    int32_t half = d / 2;
+    for (int32_t i = 0; i < half; i++) {
+        double inv_freq = pow(theta, -2.0 * i / d), ang = pos * inv_freq;
+        cs[i] = (float)cos(ang), cs[half + i] = (float)sin(ang);
+    }
 }
 
 #endif

@@ -95,7 +95,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
-    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc), free(s->gpu_logits);
+    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc);
     rsr_attention_free(s);
     rsr_lm_head_free(s);
     rsr_gpu_session_free(s->gpu);
@@ -143,7 +143,7 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
     rsr_status st = check_tokens(s, tokens, n);
     if (st != RSR_OK) return st;
     if (s->gpu) {
-        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, s->err);
+        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
         if (st == RSR_OK) s->pos += n;
         return st;
     }
@@ -155,12 +155,10 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
     if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
     rsr_status st = check_tokens(s, tokens, n);
     if (st != RSR_OK) return st;
-    if (s->gpu) { /* the device computes full logits; the greedy token is their first maximum */
-        int32_t vocab = s->model->a->vocab;
-        if (!s->gpu_logits && !(s->gpu_logits = malloc(sizeof(float) * (size_t)vocab)))
-            return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d logits", vocab);
-        st = rsr_session_eval(s, tokens, n, s->gpu_logits);
-        if (st == RSR_OK) *token = rsr_sample_greedy(s->gpu_logits, vocab);
+    if (s->gpu) { /* the device computes full logits and their first maximum; only the token comes back */
+        int32_t best;
+        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
+        if (st == RSR_OK) s->pos += n, *token = best;
         return st;
     }
     return eval_steps(s, tokens, n, NULL, token); /* token may alias tokens: written only at the end */
@@ -360,14 +358,6 @@ static void bitlinear1(rsr_session *s, int32_t index, int32_t n, float *y, size_
     bitlinear(s, &o, 1, n, 0);
 }
 
-static void rope_angles(float *cs, int32_t d, int32_t pos, double theta) {
-    int32_t half = d / 2;
-    for (int32_t i = 0; i < half; i++) {
-        double inv_freq = pow(theta, -2.0 * i / d), ang = pos * inv_freq;
-        cs[i] = (float)cos(ang), cs[half + i] = (float)sin(ang);
-    }
-}
-
 static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
     int32_t half = d / 2;
     for (int32_t i = 0; i < half; i++) {
@@ -406,7 +396,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
     for (int32_t t = 0; t < n; t++) {
         const uint8_t *erow = s->model->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
         for (int32_t i = 0; i < H; i++) s->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
-        rope_angles(s->rope + (size_t)t * (size_t)d, d, s->pos + t, a->rope_theta); /* the same in every layer */
+        rsr_rope_angles(s->rope + (size_t)t * (size_t)d, d, s->pos + t, a->rope_theta); /* the same in every layer */
     }
 
     for (int32_t l = 0; l < a->num_layers; l++) {

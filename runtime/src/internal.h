@@ -48,7 +48,6 @@ struct rsr_session {
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */
-    float *gpu_logits;          /* [vocab] host copy for the greedy token of a GPU session, made on first use */
     char err[RSR_ERRMSG_SIZE];
 };
 

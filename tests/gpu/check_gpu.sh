@@ -2,11 +2,19 @@
 # The GPU against the CPU on one checkpoint format:
 #   rsr-cuda-probe (exit 77, "skipped", without a driver or a device) → make a model → compile it
 #   for the GPU found → the model opens on the GPU → every matrix's integer sums computed by the
-#   GPU kernels equal the independent reference's, bit for bit (rsr-matcheck) → logits of a
-#   prompt within tolerance and greedy tokens identical: the GPU against the reference forward
+#   GPU kernels equal the independent reference's, bit for bit (rsr-matcheck) → greedy tokens
+#   identical and logits of a prompt within tolerance: the GPU against the reference forward
 #   pass, and against the CPU path of the same artifact.
-# --full (the 2B-4T shape): the naive reference forward pass is too slow there, so the GPU is
-# compared with the CPU path only (which the tiny tests tie to the reference), on fewer tokens.
+# Logits: the GPU sums norms, dot products and softmax in other orders than the CPU and its expf
+# is not glibc's, so they differ by rounding (1e-5 and less) — unless an activation lies closer to
+# a rounding boundary of the int8 quantisation than that rounding, and one side rounds it the
+# other way: a whole row of integer sums then moves by one step and the logits by a few tenths,
+# tokens staying identical. Seen on an H100 with the seed-2 tiny models: their prompt has an
+# activation 2.5e-6 from a boundary (x·x_scale, under one float ulp there; seeds 1 and 3-5:
+# 1.7e-5 and more), their GPU logits differ from the reference's by 0.23-0.32 and all tokens are
+# identical. So logits pass within 1e-3, or else within one such flip's reach (atol 0.5,
+# rtol 0.05) with a note; garbage or a wrong token still fails.
+# --full (the 2B-4T widths, 2 layers): fewer tokens, for the naive reference's sake.
 # Usage: check_gpu.sh BUILD_DIR FORMAT [mkmodel args...] [--full] [-- rsrc args...]
 set -euo pipefail
 build=$1 format=$2
@@ -37,17 +45,25 @@ prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4 n=32
 ((full)) && prompt=1,17,42,3,99,7,250,18 n=16
 "$build/rsr-run" "$work/model.so" --device gpu --tokens "$prompt" -n $n --logits "$work/gpu.f32" >"$work/gpu.txt"
 "$build/rsr-run" "$work/model.so" --device cpu --tokens "$prompt" -n $n --logits "$work/cpu.f32" >"$work/cpu.txt"
-want=cpu
-if ((!full)); then
-  "$build/tests/rsr-ref" "$work/model" --tokens "$prompt" -n $n --logits "$work/ref.f32" >"$work/ref.txt"
-  want=ref
-fi
-for other in cpu $want; do
-  "$build/tests/rsr-cmpf32" "$work/gpu.f32" "$work/$other.f32" --atol 1e-3 --rtol 1e-3
+"$build/tests/rsr-ref" "$work/model" --tokens "$prompt" -n $n --logits "$work/ref.f32" >"$work/ref.txt"
+status=0
+others=(ref cpu)
+for other in "${others[@]}"; do
+  if ! "$build/tests/rsr-cmpf32" "$work/gpu.f32" "$work/$other.f32" --atol 1e-3 --rtol 1e-3; then
+    if "$build/tests/rsr-cmpf32" "$work/gpu.f32" "$work/$other.f32" --atol 0.5 --rtol 0.05; then
+      echo "note: gpu and $other logits differ beyond rounding but within one int8 rounding flip"
+    else
+      echo "logits differ: gpu against $other" >&2
+      status=1
+    fi
+  fi
   if ! diff "$work/$other.txt" "$work/gpu.txt" >/dev/null; then
-    echo "greedy tokens differ: $other: $(cat "$work/$other.txt")" >&2
-    echo "                      gpu: $(cat "$work/gpu.txt")" >&2
-    exit 1
+    echo "greedy tokens differ from $other" >&2
+    status=1
   fi
 done
+if ((status)); then
+  for who in gpu "${others[@]}"; do echo "tokens $who: $(cat "$work/$who.txt")" >&2; done
+  exit 1
+fi
 echo "greedy tokens identical on the GPU: $(cat "$work/gpu.txt")"

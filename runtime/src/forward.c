@@ -429,7 +429,8 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
         bitlinear_inputs(s, s->xn, W, H, n);
         bl_out qkv[3] = {{L->q, s->q, q_out, 0}, {L->k, s->k, kv_out, 0}, {L->v, s->v, kv_out, 0}};
         bitlinear(s, qkv, 3, n, 0);
-        for (int32_t t = 0; t < n; t++) {
+#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
+        for (int32_t t = 0; t < n; t++) { /* RoPE and the cache rows of token t: its own rows only */
             float *qt = s->q + (size_t)t * q_out, *kt = s->k + (size_t)t * kv_out;
             rope(qt, a->num_heads, d, s->rope + (size_t)t * (size_t)d);
             rope(kt, a->num_kv_heads, d, s->rope + (size_t)t * (size_t)d);

@@ -272,23 +272,6 @@ static int team_for(const rsr_session *s, int32_t n) {
     return team < n ? team : n;
 }
 
-/* The int8 inputs of the BitLinear layers that read rows x[t·stride ..+cols) (Falcon-E
- * normalises first): s->xq rows and s->xs scales. */
-static void bitlinear_inputs(rsr_session *s, const float *x, size_t stride, int32_t cols, int32_t n) {
-    const rsr_artifact *a = s->model->a;
-#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
-    for (int32_t t = 0; t < n; t++) {
-        const float *xt = x + (size_t)t * stride;
-        int8_t *q = s->xq + (size_t)t * (size_t)s->xq_stride;
-        if (a->bitlinear_norm) {
-            float *tmp = s->tmp + (size_t)t * (size_t)s->widest;
-            rmsnorm(tmp, xt, NULL, cols, a->bitlinear_eps);
-            xt = tmp;
-        }
-        s->xs[t] = quantize(q, xt, cols);
-    }
-}
-
 /* One BitLinear output of a fused call: y[t] (=, or += when accumulate) = W·xq[t] · beta / xs[t]
  * for the n tokens, rows of y `stride` apart. */
 typedef struct bl_out {
@@ -395,20 +378,38 @@ static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
     }
 }
 
-static void rmsnorm_rows(const rsr_session *s, float *y, size_t y_stride, const float *x, size_t x_stride, const float *w,
-                         int32_t cols, int32_t n, float eps) {
+/* The int8 inputs of the BitLinear layers that read rows x[t·x_stride ..+cols) (s->xq rows, s->xs
+ * scales), RMSNorm'd first when w is given (into s->xn) and normalised again inside every
+ * BitLinear when the model says so (Falcon-E): one parallel region over groups of RMS_ROWS rows,
+ * their sums of squares together (sumsq_rows), each row quantised while it is in cache. */
+static void norm_inputs(rsr_session *s, const float *x, size_t x_stride, const float *w, int32_t cols, int32_t n) {
+    const rsr_artifact *a = s->model->a;
     const int32_t groups = (n + RMS_ROWS - 1) / RMS_ROWS;
+    const size_t W = (size_t)s->widest;
 #pragma omp parallel for schedule(static) num_threads(team_for(s, groups))
     for (int32_t g = 0; g < groups; g++) {
         int32_t t0 = g * RMS_ROWS, m = n - t0 < RMS_ROWS ? n - t0 : RMS_ROWS;
-        if (m < RMS_ROWS) {
-            for (int32_t t = t0; t < n; t++) rmsnorm(y + (size_t)t * y_stride, x + (size_t)t * x_stride, w, cols, eps);
-            continue;
+        const float *rows = x;
+        size_t stride = x_stride;
+        if (w) {
+            float ss[RMS_ROWS];
+            if (m == RMS_ROWS) sumsq_rows(ss, x + (size_t)t0 * x_stride, x_stride, cols);
+            for (int32_t t = t0; t < t0 + m; t++) {
+                const float *xt = x + (size_t)t * x_stride;
+                if (m == RMS_ROWS) rms_scale(s->xn + (size_t)t * W, xt, w, cols, ss[t - t0], a->rms_eps);
+                else rmsnorm(s->xn + (size_t)t * W, xt, w, cols, a->rms_eps);
+            }
+            rows = s->xn, stride = W;
         }
-        float ss[RMS_ROWS];
-        sumsq_rows(ss, x + (size_t)t0 * x_stride, x_stride, cols);
-        for (int32_t r = 0; r < RMS_ROWS; r++)
-            rms_scale(y + (size_t)(t0 + r) * y_stride, x + (size_t)(t0 + r) * x_stride, w, cols, ss[r], eps);
+        for (int32_t t = t0; t < t0 + m; t++) {
+            const float *xt = rows + (size_t)t * stride;
+            if (a->bitlinear_norm) {
+                float *tmp = s->tmp + (size_t)t * W;
+                rmsnorm(tmp, xt, NULL, cols, a->bitlinear_eps);
+                xt = tmp;
+            }
+            s->xs[t] = quantize(s->xq + (size_t)t * (size_t)s->xq_stride, xt, cols);
+        }
     }
 }
 
@@ -416,7 +417,7 @@ static void rmsnorm_rows(const rsr_session *s, float *y, size_t y_stride, const 
 rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax) {
     const rsr_artifact *a = s->model->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
-    size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d, W = (size_t)s->widest;
+    size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
     for (int32_t t = 0; t < n; t++) {
         const uint8_t *erow = s->model->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
         for (int32_t i = 0; i < H; i++) s->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
@@ -425,8 +426,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
 
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
-        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(s, L->attn_norm), H, n, a->rms_eps);
-        bitlinear_inputs(s, s->xn, W, H, n);
+        norm_inputs(s, s->h, (size_t)H, blob_f32(s, L->attn_norm), H, n);
         bl_out qkv[3] = {{L->q, s->q, q_out, 0}, {L->k, s->k, kv_out, 0}, {L->v, s->v, kv_out, 0}};
         bitlinear(s, qkv, 3, n, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(s, n))
@@ -442,26 +442,14 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
         }
         rsr_status st = rsr_attention_rows(s, l, s->pos, n, s->q, s->att);
         if (st != RSR_OK) return st;
-        const float *o_in = s->att;
-        size_t o_stride = q_out;
-        if (L->attn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm_rows(s, s->xn, W, s->att, q_out, blob_f32(s, L->attn_sub_norm), (int32_t)q_out, n, a->rms_eps);
-            o_in = s->xn, o_stride = W;
-        }
-        bitlinear_inputs(s, o_in, o_stride, (int32_t)q_out, n);
+        norm_inputs(s, s->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->attn_sub_norm) : NULL,
+                    (int32_t)q_out, n);
         bitlinear1(s, L->o, n, s->h, (size_t)H, 1);
 
-        rmsnorm_rows(s, s->xn, W, s->h, (size_t)H, blob_f32(s, L->ffn_norm), H, n, a->rms_eps);
-        bitlinear_inputs(s, s->xn, W, H, n);
+        norm_inputs(s, s->h, (size_t)H, blob_f32(s, L->ffn_norm), H, n);
         bl_out glu[2] = {{L->gate, s->gate, (size_t)I, 0}, {L->up, s->up, (size_t)I, 0}};
         bitlinear(s, glu, 2, n, 1); /* s->gate = act(gate) · up */
-        const float *d_in = s->gate;
-        size_t d_stride = (size_t)I;
-        if (L->ffn_sub_norm != RSR_NO_TENSOR) {
-            rmsnorm_rows(s, s->xn, W, s->gate, (size_t)I, blob_f32(s, L->ffn_sub_norm), I, n, a->rms_eps);
-            d_in = s->xn, d_stride = W;
-        }
-        bitlinear_inputs(s, d_in, d_stride, I, n);
+        norm_inputs(s, s->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->ffn_sub_norm) : NULL, I, n);
         bitlinear1(s, L->down, n, s->h, (size_t)H, 1);
     }
     s->pos += n;

@@ -212,6 +212,14 @@ __device__ __forceinline__ float rsr_input_elem(const rsr_gpu_call &c, int i) {
  * registers, so the input is read once. Every block computes the same bits; block 0 publishes
  * x_scale for the kernels that dequantise these sums later.
  */
+/* 1 / sqrt(mean square + eps) of a block's n values, PER per thread (the rest zero). */
+template <int PER> __device__ __forceinline__ float rsr_rms_inv(const float *v, int n, float eps, float *sh) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PER; k++) ss += v[k] * v[k];
+    return 1.0f / sqrtf(rsr_block_sum(ss, sh) / (float)n + eps);
+}
+
 template <int PER>
 __device__ __forceinline__ float rsr_input(const rsr_gpu_call &c, signed char *xq, int n_pad, float *sh) {
     const int t = threadIdx.x, T = blockDim.x, n = c.n;
@@ -228,18 +236,12 @@ __device__ __forceinline__ float rsr_input(const rsr_gpu_call &c, signed char *x
         w[k] = i < n && c.norm ? c.norm[i] : 0.0f;
     }
     if (c.norm) {
-        float ss = 0.0f;
-#pragma unroll
-        for (int k = 0; k < PER; k++) ss += v[k] * v[k];
-        const float inv = 1.0f / sqrtf(rsr_block_sum(ss, sh) / (float)n + c.eps);
+        const float inv = rsr_rms_inv<PER>(v, n, c.eps, sh);
 #pragma unroll
         for (int k = 0; k < PER; k++) v[k] = (v[k] * inv) * w[k];
     }
     if (c.bitlinear) {
-        float ss = 0.0f;
-#pragma unroll
-        for (int k = 0; k < PER; k++) ss += v[k] * v[k];
-        const float inv = 1.0f / sqrtf(rsr_block_sum(ss, sh) / (float)n + c.bitlinear_eps);
+        const float inv = rsr_rms_inv<PER>(v, n, c.bitlinear_eps, sh);
 #pragma unroll
         for (int k = 0; k < PER; k++) v[k] = v[k] * inv;
     }

@@ -240,7 +240,12 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
     }
     free(tokens);
     if (mismatch >= 0) die("--bench: the greedy head and the full logits disagree at decode step %d", mismatch);
-    if (decode) {
+    if (decode && !strncmp(info->device, "gpu", 3)) {
+        double bytes = exact_bytes_per_token(m, info), s_per_token = (t2 - t1) / decode;
+        printf("roofline: the exact model reads %.3f GB per token: %.0f GB/s at the certified greedy decode's "
+               "%.2f ms per token (bench_gpu measures the GPU's read bandwidth to compare)\n",
+               bytes / 1e9, bytes / 1e9 / s_per_token, 1e3 * s_per_token);
+    } else if (decode) { /* the host's memory: measured now, with the threads the model uses */
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         int threads = o->threads > 0 ? o->threads : online > 0 ? (int)online : 1;
         double bw = read_bandwidth(threads), bytes = exact_bytes_per_token(m, info), ms = 1e3 * (t2 - t1) / decode;

@@ -27,7 +27,7 @@ rsr_session_params rsr_session_default_params(void) {
  * The KV cache ([layers][kv_heads][max_positions][head_dim], kv_row) in transparent huge pages
  * where the kernel gives them on request, with the first RSR_CACHE_TOUCHED positions of every
  * head touched here, so that the token path takes no page faults: first touches in the middle
- * of a prefill cost 0.05–0.4 s of a 512-token prefill of the 2B-4T shape on this VM (up to 16% of
+ * of a prefill cost 0.05–0.5 s of a 512-token prefill of the 2B-4T shape on this VM (up to 16% of
  * it, varying with how readily the kernel finds free 2 MB pages), and 0.01–0.15 s here. Positions
  * past that are touched when first written, so a long max_positions commits memory only as used.
  */

@@ -539,9 +539,8 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
     LLVMValueRef begin = c32(e, 0);
     for (int c = 0; c < RSR_LANE_CODES; c++) {
         if (c == RSR_LANE_ZERO) continue;
+        /* the zero pattern's segment is empty (kernel.c), so code 41's begins where code 39's ends */
         LLVMValueRef end = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, c)), ""), e->i32, "");
-        if (c == RSR_LANE_ZERO + 1) /* the zero pattern's segment is empty: it begins where code 39's ends */
-            begin = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, RSR_LANE_ZERO - 1)), ""), e->i32, "");
         LLVMValueRef sargs[] = {xt, pb, begin, end, sums};
         LLVMBuildCall2(e->b, LLVMGlobalGetValueType(seg_fn), seg_fn, sargs, 5, "");
         LLVMValueRef u[2] = {LLVMBuildLoad2(e->b, lanes32(e), sums, ""),

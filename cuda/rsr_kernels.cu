@@ -81,6 +81,22 @@ extern "C" __global__ void rsr_embed(const unsigned char *table, int dtype, int 
     h[i] = rsr_load_elem(row, dtype, i);
 }
 
+/* The scalar steps of docs/numerics.md that several kernels share. */
+__device__ __forceinline__ float rsr_rms_factor(float ss, int n, float eps) { return 1.0f / sqrtf(ss / (float)n + eps); }
+__device__ __forceinline__ float rsr_x_scale(float amax) { return 127.0f / fmaxf(amax, 1e-5f); }
+__device__ __forceinline__ signed char rsr_q8(float v, float scale) {
+    return (signed char)fminf(fmaxf(rintf(v * scale), -128.0f), 127.0f);
+}
+__device__ __forceinline__ float rsr_dequant1(int acc, float beta, float xs) { return ((float)acc * beta) / xs; }
+/* The gated FFN activation of one element from the integer sums of gate and up: relu²(g)·u or
+ * silu(g)·u. */
+__device__ __forceinline__ float rsr_glu1(int acc_gate, int acc_up, float beta_gate, float beta_up, float xs, int silu) {
+    const float g = rsr_dequant1(acc_gate, beta_gate, xs), u = rsr_dequant1(acc_up, beta_up, xs);
+    if (silu) return (g / (1.0f + expf(-g))) * u;
+    const float r = fmaxf(g, 0.0f);
+    return r * r * u;
+}
+
 /*
  * The int8 input of a BitLinear layer, in one thread block:
  *   y = norm ? rmsnorm(x) * w : x;  if bitlinear_norm: y = rmsnorm(y) (no weight, Falcon-E);
@@ -96,8 +112,7 @@ extern "C" __global__ void rsr_quantize(const float *x, const float *w, int norm
     if (norm) {
         float ss = 0.0f;
         for (int i = t; i < n; i += T) ss += x[i] * x[i];
-        ss = rsr_block_sum(ss, sh);
-        float inv = 1.0f / sqrtf(ss / (float)n + eps);
+        const float inv = rsr_rms_factor(rsr_block_sum(ss, sh), n, eps);
         for (int i = t; i < n; i += T) y[i] = (x[i] * inv) * w[i];
     } else {
         for (int i = t; i < n; i += T) y[i] = x[i];
@@ -105,20 +120,16 @@ extern "C" __global__ void rsr_quantize(const float *x, const float *w, int norm
     if (bitlinear_norm) {
         float ss = 0.0f;
         for (int i = t; i < n; i += T) ss += y[i] * y[i];
-        ss = rsr_block_sum(ss, sh);
-        float inv = 1.0f / sqrtf(ss / (float)n + bitlinear_eps);
+        const float inv = rsr_rms_factor(rsr_block_sum(ss, sh), n, bitlinear_eps);
         for (int i = t; i < n; i += T) y[i] = y[i] * inv;
     }
     float amax = 0.0f;
     for (int i = t; i < n; i += T) amax = fmaxf(amax, fabsf(y[i]));
-    amax = rsr_block_max(amax, sh);
-    float scale = 127.0f / fmaxf(amax, 1e-5f);
-    for (int i = t; i < n; i += T) xq[i] = (signed char)fminf(fmaxf(rintf(y[i] * scale), -128.0f), 127.0f);
+    const float scale = rsr_x_scale(rsr_block_max(amax, sh));
+    for (int i = t; i < n; i += T) xq[i] = rsr_q8(y[i], scale);
     for (int i = n + t; i < n_pad; i += T) xq[i] = 0; /* i2 kernels read whole groups of columns */
     if (t == 0) *xs = scale;
 }
-
-__device__ __forceinline__ float rsr_dequant1(int acc, float beta, float xs) { return ((float)acc * beta) / xs; }
 
 /* y (=, or += when accumulate) = acc · beta / x_scale. */
 extern "C" __global__ void rsr_dequant(const int *acc, float beta, const float *xs, int n, int accumulate, float *y) {
@@ -128,18 +139,11 @@ extern "C" __global__ void rsr_dequant(const int *acc, float beta, const float *
     y[i] = accumulate ? y[i] + v : v;
 }
 
-/* The gated FFN activation from the integer sums of gate and up: relu²(g)·u or silu(g)·u. */
+/* The gated FFN activation of n elements (rsr_glu1). */
 extern "C" __global__ void rsr_glu(const int *acc_gate, const int *acc_up, float beta_gate, float beta_up,
                                    const float *xs, int n, int silu, float *out) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float s = *xs, g = rsr_dequant1(acc_gate[i], beta_gate, s), u = rsr_dequant1(acc_up[i], beta_up, s);
-    if (silu) {
-        out[i] = (g / (1.0f + expf(-g))) * u;
-    } else {
-        float r = fmaxf(g, 0.0f);
-        out[i] = r * r * u;
-    }
+    if (i < n) out[i] = rsr_glu1(acc_gate[i], acc_up[i], beta_gate, beta_up, *xs, silu);
 }
 
 /* A logit and its row as one 64-bit key whose unsigned order is the greedy order: larger value
@@ -195,13 +199,10 @@ extern "C" __global__ void rsr_lm_head(const unsigned char *head, int dtype, con
 /* ---- fused matrix launches (rsr_gpu_call.h): the pieces the generated group entries call ---- */
 
 /* Element i of a fused launch's input before its norms: x[i], or the gated activation of the
- * integer sums of gate and up (relu²(g)·u or silu(g)·u, as rsr_glu). */
+ * integer sums of gate and up (rsr_glu1). */
 __device__ __forceinline__ float rsr_input_elem(const rsr_gpu_call &c, int i) {
     if (c.in == RSR_IN_FLOAT) return c.x[i];
-    const float s = *c.gate_xs, g = rsr_dequant1(c.gate[i], c.beta_gate, s), u = rsr_dequant1(c.up[i], c.beta_up, s);
-    if (c.silu) return (g / (1.0f + expf(-g))) * u;
-    const float r = fmaxf(g, 0.0f);
-    return r * r * u;
+    return rsr_glu1(c.gate[i], c.up[i], c.beta_gate, c.beta_up, *c.gate_xs, c.silu);
 }
 
 /*
@@ -217,7 +218,7 @@ template <int PER> __device__ __forceinline__ float rsr_rms_inv(const float *v, 
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < PER; k++) ss += v[k] * v[k];
-    return 1.0f / sqrtf(rsr_block_sum(ss, sh) / (float)n + eps);
+    return rsr_rms_factor(rsr_block_sum(ss, sh), n, eps);
 }
 
 template <int PER>
@@ -248,11 +249,11 @@ __device__ __forceinline__ float rsr_input(const rsr_gpu_call &c, signed char *x
     float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < PER; k++) amax = fmaxf(amax, fabsf(v[k]));
-    const float scale = 127.0f / fmaxf(rsr_block_max(amax, sh), 1e-5f);
+    const float scale = rsr_x_scale(rsr_block_max(amax, sh));
 #pragma unroll
     for (int k = 0; k < PER; k++) {
         const int i = t + k * T;
-        if (i < n) xq[i] = (signed char)fminf(fmaxf(rintf(v[k] * scale), -128.0f), 127.0f);
+        if (i < n) xq[i] = rsr_q8(v[k], scale);
         else if (i < n_pad) xq[i] = 0;
     }
     if (blockIdx.x == 0 && t == 0 && c.xs) *c.xs = scale;
@@ -283,6 +284,14 @@ __device__ __forceinline__ void rsr_rows_done(const rsr_gpu_call &c, int j, int 
     }
 }
 
+/* Pair (i, i + half) of a head from its integer sums, dequantised and rotated (rope: cos then sin). */
+__device__ __forceinline__ void rsr_rope_pair(const int *acc, float beta, float xs, const float *cs, int i, int half,
+                                              float *out) {
+    const float c = cs[i], sn = cs[half + i], x0 = rsr_dequant1(acc[i], beta, xs), x1 = rsr_dequant1(acc[i + half], beta, xs);
+    out[i] = x0 * c - x1 * sn;
+    out[i + half] = x1 * c + x0 * sn;
+}
+
 /*
  * Attention of one query head (a thread block), fused with what precedes it: q, and k and v of
  * this position, from their integer sums (dequantised with the x_scale of their input), RoPE from
@@ -297,18 +306,13 @@ extern "C" __global__ void rsr_attend(const int *acc_q, const int *acc_k, const 
                                       int kv_heads, int head_dim, const rsr_step *step, float *k_cache,
                                       float *v_cache, float *scores, int max_positions, float *out) {
     __shared__ float sh[32], qs[256], kn[256], vn[256], part[1024];
-    const int h = blockIdx.x, t = threadIdx.x, T = blockDim.x, lane = t & 31, warp = t >> 5, warps = T >> 5;
+    const int h = blockIdx.x, t = threadIdx.x, T = blockDim.x;
     const int d = head_dim, half = d / 2, pos = step->pos, n = pos + 1, group = heads / kv_heads, kvh = h / group;
     const int kv_out = kv_heads * d;
     const float s = *xs, *cs = rope + (long long)pos * d;
     for (int i = t; i < half; i += T) {
-        const float c = cs[i], sn = cs[half + i];
-        float x0 = rsr_dequant1(acc_q[h * d + i], beta_q, s), x1 = rsr_dequant1(acc_q[h * d + i + half], beta_q, s);
-        qs[i] = x0 * c - x1 * sn;
-        qs[i + half] = x1 * c + x0 * sn;
-        x0 = rsr_dequant1(acc_k[kvh * d + i], beta_k, s), x1 = rsr_dequant1(acc_k[kvh * d + i + half], beta_k, s);
-        kn[i] = x0 * c - x1 * sn;
-        kn[i + half] = x1 * c + x0 * sn;
+        rsr_rope_pair(acc_q + h * d, beta_q, s, cs, i, half, qs);
+        rsr_rope_pair(acc_k + kvh * d, beta_k, s, cs, i, half, kn);
     }
     for (int i = t; i < d; i += T) vn[i] = rsr_dequant1(acc_v[kvh * d + i], beta_v, s);
     __syncthreads();

@@ -73,7 +73,6 @@ typedef struct rsr_artifact_gpu_matrix {
     int32_t rows_per_warp;      /* rows of one block */
     int32_t num_blocks;         /* blocks of rows */
     int32_t cta_warps;          /* warps per thread block */
-    int32_t split;              /* warps that share a block of rows */
     int32_t group_slot;         /* NVRTC: the matrix's place in its group entry */
     int32_t group_ctas;         /* NVRTC: thread blocks of the group entry; 0: an entry of its own */
     uint64_t data;              /* blob offset of the kernel's constant data, RSR_NO_TENSOR if none */

@@ -12,7 +12,108 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
     fputs("#include <stddef.h>\n#include <stdint.h>\n#include \"rsr.h\"\n#include \"rsr_artifact.h\"\n\n", out);
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
+    if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_dot_isa(t));
     if (t->prefill_lanes) emit_c_lanes_helpers(out);
+}
+
+/* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the digits of the 14
+ * patterns are printed from lut_digit, so the tables and the compiler's encoding agree. */
+void emit_c_lut_helpers(FILE *out, enum dot_isa isa) {
+    fputs("/* lut: pattern digits (c0, c1, c2) */\nstatic const int8_t rsr_lut_digits[16][3] = {", out);
+    for (int p = 0; p < LUT_PATTERNS; p++) fprintf(out, "%s{%d, %d, %d}", p ? ", " : "", lut_digit(p, 0), lut_digit(p, 1), lut_digit(p, 2));
+    fputs("};\n", out);
+    if (isa != DOT_AVX512BW && isa != DOT_AVX512VNNI) {
+        fputs("/* tab[16·t + e]: pattern e's sum over triplet t of x (zero past cols) */\n"
+              "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t triplets, int16_t *tab) {\n"
+              "    for (int32_t t = 0; t < triplets; t++)\n"
+              "        for (int e = 0; e < 16; e++) {\n"
+              "            int32_t v = 0;\n"
+              "            for (int j = 0; j < 3; j++) v += 3 * t + j < cols ? rsr_lut_digits[e][j] * x[3 * t + j] : 0;\n"
+              "            tab[16 * t + e] = (int16_t)v;\n"
+              "        }\n}\n"
+              "/* row r (0..31) of a block over groups [0, groups) */\n"
+              "static inline int32_t rsr_lut_row(const uint8_t *w, const int16_t *tab, int32_t groups, int r) {\n"
+              "    int32_t sum = 0;\n"
+              "    for (int32_t g = 0; g < groups; g++) {\n"
+              "        const uint8_t *wg = w + (size_t)g * 80;\n"
+              "        for (int L = 0; L < 4; L++) {\n"
+              "            int nib = wg[16 * L + r % 16], bit = 8 * L + r % 8;\n"
+              "            int32_t v = tab[16 * (4 * g + L) + (r < 16 ? nib & 15 : nib >> 4)];\n"
+              "            sum += (wg[64 + 4 * (r / 8) + bit / 8] >> (bit % 8)) & 1 ? -v : v;\n"
+              "        }\n"
+              "    }\n"
+              "    return sum;\n}\n\n",
+              out);
+        return;
+    }
+    /* permutes that spread x's triplets over the 16-entry halves, and the digit masks */
+    fputs("#include <immintrin.h>\n", out);
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 3; j++) {
+            fprintf(out, "#define RSR_LUT_SEL%d%d _mm512_set_epi16(", h, j);
+            for (int l = 31; l >= 0; l--) fprintf(out, "%d%s", 3 * (2 * h + l / 16) + j, l ? ", " : ")\n");
+        }
+    for (int j = 0; j < 3; j++) {
+        uint32_t pos = 0, neg = 0;
+        for (int l = 0; l < 32; l++) {
+            int e = l % 16, d = e < LUT_PATTERNS ? lut_digit(e, j) : 0;
+            if (d > 0) pos |= 1u << l;
+            if (d < 0) neg |= 1u << l;
+        }
+        fprintf(out, "#define RSR_LUT_POS%d 0x%08xu\n#define RSR_LUT_NEG%d 0x%08xu\n", j, pos, j, neg);
+    }
+    fputs("/* tab[2g], tab[2g + 1]: the low and high byte planes of group g's four triplet tables */\n"
+          "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t groups, __m512i *tab) {\n"
+          "    const __m512i sel[2][3] = {{RSR_LUT_SEL00, RSR_LUT_SEL01, RSR_LUT_SEL02}, {RSR_LUT_SEL10, RSR_LUT_SEL11, RSR_LUT_SEL12}};\n"
+          "    const __mmask32 pos[3] = {RSR_LUT_POS0, RSR_LUT_POS1, RSR_LUT_POS2}, neg[3] = {RSR_LUT_NEG0, RSR_LUT_NEG1, RSR_LUT_NEG2};\n"
+          "    for (int32_t g = 0; g < groups; g++) {\n"
+          "        int32_t left = cols - 12 * g;\n"
+          "        __mmask32 m = left >= 12 ? 0xfffu : (1u << left) - 1;\n"
+          "        __m512i xw = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + 12 * g)), half[2];\n"
+          "        for (int h = 0; h < 2; h++) {\n"
+          "            __m512i t = _mm512_setzero_si512();\n"
+          "            for (int j = 0; j < 3; j++) {\n"
+          "                __m512i xj = _mm512_permutexvar_epi16(sel[h][j], xw);\n"
+          "                t = _mm512_mask_sub_epi16(_mm512_mask_add_epi16(t, pos[j], t, xj), neg[j], t, xj);\n"
+          "            }\n"
+          "            half[h] = t;\n"
+          "        }\n"
+          "        tab[2 * g] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(half[0])), _mm512_cvtepi16_epi8(half[1]), 1);\n"
+          "        tab[2 * g + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srai_epi16(half[0], 8))),\n"
+          "                                            _mm512_cvtepi16_epi8(_mm512_srai_epi16(half[1], 8)), 1);\n"
+          "    }\n}\n"
+          "/* groups [g0, g1) of a block (at most LUT_CHUNK: int16 sums) added to acc[2q + half] (row 8q + i) */\n"
+          "static inline void rsr_lut_chunk(const uint8_t *w, const __m512i *tab, int32_t g0, int32_t g1, __m512i acc[8]) {\n"
+          "    const __m512i low = _mm512_set1_epi8(0x0f);\n"
+          "    __m512i a[4], n[4];\n"
+          "    for (int q = 0; q < 4; q++) a[q] = n[q] = _mm512_setzero_si512();\n"
+          "    for (int32_t g = g0; g < g1; g++) {\n"
+          "        const uint8_t *wg = w + (size_t)g * 80;\n"
+          "        __m512i p = _mm512_loadu_si512((const void *)wg), tl = tab[2 * g], th = tab[2 * g + 1];\n"
+          "        __m512i i0 = _mm512_and_si512(p, low), i1 = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);\n"
+          "        __m512i l0 = _mm512_shuffle_epi8(tl, i0), h0 = _mm512_shuffle_epi8(th, i0);\n"
+          "        __m512i l1 = _mm512_shuffle_epi8(tl, i1), h1 = _mm512_shuffle_epi8(th, i1);\n"
+          "        __m512i v[4] = {_mm512_unpacklo_epi8(l0, h0), _mm512_unpackhi_epi8(l0, h0), _mm512_unpacklo_epi8(l1, h1),\n"
+          "                        _mm512_unpackhi_epi8(l1, h1)};\n"
+          "        for (int q = 0; q < 4; q++) {\n"
+          "            a[q] = _mm512_add_epi16(a[q], v[q]);\n"
+          "            n[q] = _mm512_mask_add_epi16(n[q], _load_mask32((__mmask32 *)(wg + 64 + 4 * q)), n[q], v[q]);\n"
+          "        }\n"
+          "    }\n"
+          "    for (int q = 0; q < 4; q++) {\n"
+          "        __m512i d = _mm512_sub_epi16(_mm512_sub_epi16(a[q], n[q]), n[q]);\n"
+          "        acc[2 * q] = _mm512_add_epi32(acc[2 * q], _mm512_cvtepi16_epi32(_mm512_castsi512_si256(d)));\n"
+          "        acc[2 * q + 1] = _mm512_add_epi32(acc[2 * q + 1], _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(d, 1)));\n"
+          "    }\n}\n"
+          "/* the block's row sums: per q, the four triplet lanes of rows 8q..8q+7 added */\n"
+          "static inline void rsr_lut_store(const __m512i acc[8], int32_t *y, int32_t nrows) {\n"
+          "    int32_t out[32];\n"
+          "    for (int q = 0; q < 4; q++) {\n"
+          "        __m512i s = _mm512_add_epi32(acc[2 * q], acc[2 * q + 1]);\n"
+          "        _mm256_storeu_si256((__m256i *)(out + 8 * q), _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1)));\n"
+          "    }\n"
+          "    for (int32_t r = 0; r < nrows && r < 32; r++) y[r] = out[r];\n}\n\n",
+          out);
 }
 
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
@@ -372,8 +473,40 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
     fputs("        }\n    }\n    free(xt);\n}\n\n", out);
 }
 
+/* lut: the tables of this call's x, then per block of 32 rows its groups in chunks (kernel.c). */
+static void emit_lut(FILE *out, const kernel *kn) {
+    int32_t G = kn->groups;
+    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block */\n", kn->strategy, kn->rows,
+            kn->cols, LUT_ROWS, G, LUT_GROUP_COLS, G * LUT_GROUP_BYTES);
+    fprintf(out,
+            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
+            " int32_t block_end) {\n",
+            kn->symbol);
+    if (!lut_vector(kn)) {
+        fprintf(out, "    int16_t tab[%d]; /* 128 bytes per group: 153 KB at 14336 columns */\n", 64 * G);
+        fprintf(out, "    rsr_lut_tables(x, %d, %d, tab);\n", kn->cols, 4 * G);
+        fputs("    for (int32_t b = block_begin; b < block_end; b++)\n", out);
+        fprintf(out, "        for (int r = 0; r < %d && b * %d + r < %d; r++)\n", LUT_ROWS, LUT_ROWS, kn->rows);
+        fprintf(out, "            y[b * %d + r] = rsr_lut_row(data + (size_t)b * %d, tab, %d, r);\n}\n\n", LUT_ROWS,
+                G * LUT_GROUP_BYTES, G);
+        return;
+    }
+    fprintf(out, "    __m512i tab[%d];\n", 2 * G);
+    fprintf(out, "    rsr_lut_tables(x, %d, %d, tab);\n", kn->cols, G);
+    fputs("    for (int32_t b = block_begin; b < block_end; b++) {\n", out);
+    fprintf(out, "        const uint8_t *w = data + (size_t)b * %d;\n", G * LUT_GROUP_BYTES);
+    fputs("        __m512i acc[8];\n        for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_si512();\n", out);
+    fprintf(out, "        for (int32_t g = 0; g < %d; g += %d) rsr_lut_chunk(w, tab, g, g + %d < %d ? g + %d : %d, acc);\n", G,
+            LUT_CHUNK, LUT_CHUNK, G, LUT_CHUNK, G);
+    fprintf(out, "        rsr_lut_store(acc, y + b * %d, %d - b * %d);\n    }\n}\n\n", LUT_ROWS, kn->rows, LUT_ROWS);
+}
+
 void emit_c_kernel(FILE *out, const kernel *kn) {
     const rsr_plan *p = kn->plan;
+    if (kn->form == KF_LUT) {
+        emit_lut(out, kn);
+        return;
+    }
     if (kn->form == KF_I2) {
         emit_i2(out, kn);
         if (kn->batch_lanes) emit_lanes_batch(out, kn);

@@ -82,13 +82,18 @@ static void gpu_close_group(gpu_build *g) {
 void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o) {
     matrix_plan mp;
     plan_matrix(tm, g->t, o->strategy, o->rsr_k, &mp);
+    if (mp.strategy == STRAT_LUT) { /* no lookup-table form on a GPU: dp4a does a word per instruction */
+        mp.strategy = STRAT_I2;
+        size_t n = strlen(mp.why);
+        snprintf(mp.why + n, sizeof mp.why - n, "; i2 because GPUs have no lut form");
+    }
     if (g->llvm && mp.strategy != STRAT_I2) { /* the NVPTX printer has the i2 form only */
         mp.strategy = STRAT_I2;
         size_t n = strlen(mp.why);
         snprintf(mp.why + n, sizeof mp.why - n, "; i2 because LLVM NVPTX prints i2 kernels only");
     }
     rsr_plan plan = {0};
-    bool rsr = mp.strategy != STRAT_I2;
+    bool rsr = strategy_is_rsr(mp.strategy);
     if (rsr) {
         rsr_analyse(tm, mp.k, &plan);
         if (o->print_plan) rsr_plan_print(&plan, tm->name, stdout);

@@ -50,6 +50,22 @@
  *   KF_I2 on a GPU (DOT_DP4A): the same layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
+ *   KF_LUT       no RSR index and no multiplies: columns go in triplets, and a triplet of a row
+ *                (w0, w1, w2) is stored as a sign and one of the 14 patterns whose first nonzero
+ *                digit is +1 (or all zero): 4 + 1 bits per 3 weights, 1.67 bits per weight
+ *                (rsrc.h: pattern p is n = p + 13 in base 3, negation is n → 26 − n). Per call,
+ *                each triplet of x gets a table of its 14 pattern sums Σ c_j·x_j (|·| ≤ 384, so
+ *                int16), kept as a low-byte and a high-byte plane; the row sums are lookups:
+ *                  group g = triplets 4g..4g+3 (LUT_GROUP_COLS columns); per block of 32 rows:
+ *                    64 bytes: byte 16L + j, nibble 0: pattern of row j, triplet 4g + L;
+ *                              nibble 1: the same for row 16 + j
+ *                    4 × u32 sign masks: bit 8L + i of mask q is row 8q + i, triplet 4g + L
+ *                  tables: byte 16L + e of group g's planes is entry e of triplet 4g + L
+ *                With AVX-512 one vpshufb per plane looks up 64 (row, triplet) pairs (the table
+ *                of triplet L lies in 128-bit lane L, which is where vpshufb reads), unpacking
+ *                the planes gives int16 sums in the order of the sign masks, a masked add counts
+ *                the negative ones, which are subtracted twice; int16 sums are widened to int32
+ *                every LUT_CHUNK groups. Scalar C reads the same layout.
  *   KF_WARP      RSR for a GPU, as the GPU RSR work tuned it: a warp per block of k rows; its
  *                lanes take 32 consecutive kept columns at a time, a segmented sum across the
  *                lanes (shuffles; a segment is a run of equal codes) leaves each segment's sum
@@ -145,6 +161,15 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
                      : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
         return;
     }
+    if (s == STRAT_LUT) {
+        kn->form = KF_LUT;
+        kn->isa = target_dot_isa(t);
+        kn->groups = (tm->cols + LUT_GROUP_COLS - 1) / LUT_GROUP_COLS;
+        kn->block_rows = LUT_ROWS;
+        kn->num_blocks = (tm->rows + LUT_ROWS - 1) / LUT_ROWS;
+        kn->strategy = lut_vector(kn) ? "lut-pshufb" : "lut-scalar";
+        return;
+    }
     if (!p) fatal("internal error: %s lowered as RSR without a plan", tm->name);
     kn->plan = p;
     kn->block_rows = p->k;
@@ -172,6 +197,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 }
 
 uint64_t kernel_data_size(const kernel *kn) {
+    if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)kn->groups * LUT_GROUP_BYTES;
     if (kn->form == KF_I2 && kn->batch_lanes) return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
     if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
@@ -195,6 +221,34 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
             }
         }
         blob_write(b, block, (size_t)R * (size_t)rb);
+    }
+    free(block);
+}
+
+/* The triplet codes in the layout described above; rows and columns past the end are weight 0
+ * (pattern 0, sign 0). */
+static void write_lut_data(kernel *kn, blob_writer *b) {
+    const ternary_matrix *t = kn->tm;
+    uint8_t *block = xmalloc((size_t)kn->groups * LUT_GROUP_BYTES);
+    for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
+        memset(block, 0, (size_t)kn->groups * LUT_GROUP_BYTES);
+        for (int32_t r = 0; r < LUT_ROWS && blk * LUT_ROWS + r < t->rows; r++) {
+            const int8_t *w = t->w + (size_t)(blk * LUT_ROWS + r) * (size_t)t->cols;
+            for (int32_t tr = 0; 3 * tr < t->cols; tr++) {
+                int n = 0;
+                for (int j = 0; j < 3; j++) n = 3 * n + 1 + (3 * tr + j < t->cols ? w[3 * tr + j] : 0);
+                bool neg = n < 13;
+                int pat = (neg ? 26 - n : n) - 13, g = tr / 4, L = tr % 4;
+                uint8_t *gb = block + (size_t)g * LUT_GROUP_BYTES;
+                gb[16 * L + r % 16] |= (uint8_t)(pat << (r < 16 ? 0 : 4));
+                if (neg) {
+                    uint8_t *mask = gb + 64 + 4 * (r / 8); /* little-endian u32 */
+                    int bit = 8 * L + r % 8;
+                    mask[bit / 8] |= (uint8_t)(1u << (bit % 8));
+                }
+            }
+        }
+        blob_write(b, block, (size_t)kn->groups * LUT_GROUP_BYTES);
     }
     free(block);
 }
@@ -257,6 +311,8 @@ void kernel_write_data(kernel *kn, blob_writer *b) {
             blob_align(b, 64);
             write_lanes_data(kn, b);
         }
+    } else if (kn->form == KF_LUT) {
+        write_lut_data(kn, b);
     } else if (kn->form == KF_WARP) {
         write_warp_data(kn, b);
     } else {

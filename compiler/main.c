@@ -55,8 +55,9 @@ static void usage(FILE *out) {
           "                        nvrtc for CUDA; llvm for a CUDA target: LLVM NVPTX)\n"
           "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
           "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
-          "                        as instructions), rsr-loop (index as constant data) or i2 (packed 2-bit codes,\n"
-          "                        int8 dot products: VNNI, maddubs or scalar as the target allows)\n"
+          "                        as instructions), rsr-loop (index as constant data), i2 (packed 2-bit codes,\n"
+          "                        int8 dot products: VNNI, maddubs or scalar as the target allows) or lut (1.67-bit\n"
+          "                        triplet codes, sums looked up in tables of x: vpshufb with AVX-512, else scalar)\n"
           "  --prefill=i2|rsr      the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
           "                        (default), or RSR with 32 tokens in vector lanes (an index of 4 bits per weight)\n"
           "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
@@ -157,7 +158,7 @@ static options parse_args(int argc, char **argv) {
         case O_K: o.rsr_k = parse_int("--rsr-k", optarg, 1, RSR_MAX_K); break;
         case O_STRATEGY:
             if ((int)(o.strategy = strategy_parse(optarg)) < 0)
-                fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop, i2)", optarg);
+                fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop, i2, lut)", optarg);
             break;
         case O_EXPLAIN: o.explain = true; break;
         case O_NO_GREEDY_HEAD: o.greedy_head = false; break;
@@ -410,7 +411,7 @@ static void compile(const options *o) {
                 t_stage = stage_mark(STAGE_TUNE, t_stage);
             }
             rsr_plan plan = {0};
-            bool rsr = mp.strategy != STRAT_I2;
+            bool rsr = strategy_is_rsr(mp.strategy);
             if (rsr) {
                 rsr_analyse(&tm, mp.k, &plan);
                 if (o->verify) verify_plan(&tm, &plan);

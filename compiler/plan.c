@@ -34,7 +34,7 @@
 
 #include "rsrc.h"
 
-const char *const strategy_names[NUM_STRATEGIES] = {"auto", "rsr-unrolled", "rsr-loop", "i2"};
+const char *const strategy_names[NUM_STRATEGIES] = {"auto", "rsr-unrolled", "rsr-loop", "i2", "lut"};
 
 enum strategy strategy_parse(const char *name) {
     for (int s = 0; s < NUM_STRATEGIES; s++)
@@ -48,6 +48,9 @@ static const double i2_weights_per_ns[] = {[DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, 
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
 static const double i2_batch_weights_per_ns[] = {[DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVX512BW] = 200,
                                                  [DOT_AVX512VNNI] = 375};
+/* lut (decode; no batched form, so a prefill token costs a call): weights per ns of the lookups,
+ * and ns per column of building the call's tables. Provisional until --tune measures them. */
+static const double lut_weights_per_ns = 160, lut_table_ns_per_col = 0.8;
 static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loop_ns_per_fold = 0.5;
 static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
 
@@ -68,6 +71,7 @@ double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, 
     double weights = (double)t->rows * (double)t->cols;
     enum dot_isa isa = target_dot_isa(tg);
     if (s == STRAT_I2) return weights / (prefill ? i2_batch_weights_per_ns[isa] : i2_weights_per_ns[isa]);
+    if (s == STRAT_LUT) return weights / lut_weights_per_ns + t->cols * lut_table_ns_per_col;
     return rsr_time(t, s, k, NULL); /* no batched RSR kernel: a prefill token costs a call */
 }
 
@@ -79,6 +83,16 @@ bool plan_allowed(const target *tg, enum strategy s) {
         if (strcmp(n, "rsr") == 0 && (s == STRAT_RSR_LOOP || s == STRAT_RSR_UNROLLED)) return true;
     }
     return false;
+}
+
+/* A candidate of the cost model and --tune: allowed by the spec, and (lut) with the vector form
+ * on this target; --strategy=lut still forces the scalar form where the C backend prints it. */
+bool plan_candidate(const target *tg, enum strategy s) {
+    if (s == STRAT_LUT) {
+        enum dot_isa isa = target_dot_isa(tg);
+        if (isa != DOT_AVX512BW && isa != DOT_AVX512VNNI) return false;
+    }
+    return plan_allowed(tg, s);
 }
 
 static double gpu_time(const target *g, double bytes, double warp_instructions) {
@@ -115,7 +129,7 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
     if (plan_allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
     enum strategy best_s = out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
     const char *reason = "least predicted time";
-    if (forced != STRAT_AUTO) best_s = forced == STRAT_I2 ? STRAT_I2 : STRAT_RSR_LOOP, reason = "forced by --strategy";
+    if (forced != STRAT_AUTO) best_s = strategy_is_rsr(forced) ? STRAT_RSR_LOOP : STRAT_I2, reason = "forced by --strategy";
     out->strategy = best_s;
     snprintf(out->why, sizeof out->why,
              "%s (%s); predicted ns on %s: rsr-warp=%.0f (%.2f MB, k=%d) i2-dp4a=%.0f (%.2f MB); %s",
@@ -147,7 +161,8 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         if (k_of[s]) out->cost[s] = best_ns;
     }
     if (forced_k) snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", forced_k);
-    if (plan_allowed(tg, STRAT_I2)) out->cost[STRAT_I2] = plan_predict(t, tg, STRAT_I2, 0, false);
+    for (int s = STRAT_I2; s < NUM_STRATEGIES; s++)
+        if (plan_candidate(tg, (enum strategy)s)) out->cost[s] = plan_predict(t, tg, (enum strategy)s, 0, false);
 
     enum strategy best = STRAT_AUTO;
     for (int s = 1; s < NUM_STRATEGIES; s++)

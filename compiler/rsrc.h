@@ -199,8 +199,10 @@ enum strategy {
     STRAT_RSR_UNROLLED,     /* RSR, the index as instructions (immediate offsets) */
     STRAT_RSR_LOOP,         /* RSR, a loop specialised to the matrix over constant index data */
     STRAT_I2,               /* packed 2-bit codes, int8 dot products (VNNI / maddubs / scalar) */
+    STRAT_LUT,              /* 1.67-bit triplet codes, table lookups (vpshufb) of x's partial sums */
     NUM_STRATEGIES
 };
+static inline bool strategy_is_rsr(enum strategy s) { return s == STRAT_RSR_UNROLLED || s == STRAT_RSR_LOOP; }
 extern const char *const strategy_names[NUM_STRATEGIES];
 enum strategy strategy_parse(const char *name); /* -1 when unknown */
 typedef struct matrix_plan {
@@ -211,6 +213,7 @@ typedef struct matrix_plan {
 } matrix_plan;
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
 bool plan_allowed(const target *tg, enum strategy s);  /* by the spec's 'strategies' */
+bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
 double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill);
@@ -237,6 +240,7 @@ enum kernel_form {
     KF_LOOP,        /* RSR: a loop specialised to the matrix over constant index data */
     KF_I2,          /* packed 2-bit weight codes, dot products of R rows against x per group */
     KF_WARP,        /* RSR on a GPU: a warp per block, segmented sums across its lanes */
+    KF_LUT,         /* triplet codes (4-bit pattern + sign), sums looked up in tables built from x */
 };
 /* How an i2 kernel multiplies: the widest integer dot product the target has. */
 enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
@@ -259,7 +263,7 @@ typedef struct kernel {
     const ternary_matrix *tm;   /* i2: the weights it packs */
     enum dot_isa isa;           /* i2 */
     int32_t vec_bytes;          /* i2: bytes of one vector register (16, 32, 64) */
-    int32_t groups;             /* i2: column groups of 4 * vec_bytes columns */
+    int32_t groups;             /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
     int32_t batch_tile;         /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     bool batch_lanes;           /* i2 batched as RSR with tokens in lanes (kernel.c), else tiles of tokens */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
@@ -277,8 +281,19 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 uint64_t kernel_data_size(const kernel *kn);
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
+/* lut layout (kernel.c): per block of LUT_ROWS rows and group of 4 column triplets, 64 bytes of
+ * pattern nibbles and 4 u32 sign masks. */
+#define LUT_ROWS 32
+#define LUT_GROUP_COLS 12
+#define LUT_GROUP_BYTES 80
+#define LUT_CHUNK 64         /* groups summed in int16 before widening: 64 · 384 < 32768 */
+#define LUT_PATTERNS 14      /* triplets (c0, c1, c2) whose first nonzero is +1, and (0, 0, 0) */
+/* Pattern p (0..13) is n = p + 13 in base 3 with digits c + 1: c0 = n / 9 − 1, c1 = n / 3 % 3 − 1, c2 = n % 3 − 1. */
+static inline int lut_digit(int p, int j) { int n = p + 13; return (j == 0 ? n / 9 : j == 1 ? n / 3 % 3 : n % 3) - 1; }
 /* i2 layout: block b, group g, row r, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
 static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
+/* lut: the AVX-512 (vpshufb) form, else scalar code over the same layout */
+static inline bool lut_vector(const kernel *kn) { return kn->isa == DOT_AVX512BW || kn->isa == DOT_AVX512VNNI; }
 
 /* ---- blob.c: the artifact's constant data, streamed to a file ---- */
 struct blob_writer {
@@ -303,6 +318,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
+void emit_c_lut_helpers(FILE *out, enum dot_isa isa); /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out);                 /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */

@@ -95,7 +95,7 @@ void tune_check_target(const target *t, const char *name) {
 /* ---- names: "i2", "rsr-loop/k4" ---- */
 
 static void candidate_name(const tune_candidate *c, char *buf, size_t n) {
-    if (c->strategy == STRAT_I2) snprintf(buf, n, "i2");
+    if (!strategy_is_rsr(c->strategy)) snprintf(buf, n, "%s", strategy_names[c->strategy]);
     else snprintf(buf, n, "%s/k%d", strategy_names[c->strategy], c->k);
 }
 
@@ -115,7 +115,7 @@ static bool parse_candidate_name(const char *s, size_t len, tune_candidate *c) {
         k = (int)v;
     }
     int s_ = strategy_parse(buf);
-    if (s_ <= STRAT_AUTO || (s_ == STRAT_I2) != !slash) return false;
+    if (s_ <= STRAT_AUTO || strategy_is_rsr((enum strategy)s_) != !!slash) return false;
     *c = (tune_candidate){.strategy = (enum strategy)s_, .k = k};
     return true;
 }
@@ -347,6 +347,12 @@ static char *make_target_key(const target *t, bool use_llvm) {
     return key;
 }
 
+/* Strategy s is measured: the spec allows it, and --strategy forced it or it is a candidate here. */
+static bool tune_considers(const tune_state *ts, enum strategy s) {
+    if (!plan_allowed(ts->t, s)) return false;
+    return ts->forced == STRAT_AUTO ? plan_candidate(ts->t, s) : ts->forced == s;
+}
+
 /* The candidates of a matrix at the cost model's k0 (without the unroll budget, which needs the
  * real plan: see build_candidates). */
 static int candidate_space(const tune_state *ts, int k0, tune_candidate *c, char *desc, size_t n) {
@@ -358,11 +364,11 @@ static int candidate_space(const tune_state *ts, int k0, tune_candidate *c, char
         any_rsr = true;
         for (int k = klo; k <= khi; k++) c[nc++] = (tune_candidate){.strategy = (enum strategy)s, .k = k};
     }
-    bool i2 = plan_allowed(ts->t, STRAT_I2) && (ts->forced == STRAT_AUTO || ts->forced == STRAT_I2);
-    if (i2) c[nc++] = (tune_candidate){.strategy = STRAT_I2};
+    for (int s = STRAT_I2; s < NUM_STRATEGIES; s++)
+        if (tune_considers(ts, (enum strategy)s)) c[nc++] = (tune_candidate){.strategy = (enum strategy)s};
     int used = snprintf(desc, n, "space");
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
-        if (plan_allowed(ts->t, (enum strategy)s) && (ts->forced == STRAT_AUTO || (int)ts->forced == s))
+        if (tune_considers(ts, (enum strategy)s))
             used += snprintf(desc + used, n - (size_t)used, " %s", strategy_names[s]);
     if (any_rsr) snprintf(desc + used, n - (size_t)used, " k%d-%d budget %u", klo, khi, ts->t->unroll_budget);
     return nc;
@@ -396,7 +402,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     int n = 0;
     for (int i = 0; i < tc->n; i++) {
         tune_candidate *cd = &tc->c[i];
-        if (cd->strategy != STRAT_I2) {
+        if (strategy_is_rsr(cd->strategy)) {
             rsr_analyse(tm, cd->k, &plans[n]);
             if (cd->strategy == STRAT_RSR_UNROLLED && ts->forced != STRAT_RSR_UNROLLED &&
                 kernel_unrolled_code_estimate(&plans[n]) > t->unroll_budget) {
@@ -405,7 +411,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
             }
         }
         tc->c[n] = *cd;
-        kernel_lower(&kn[n], tm, cd->strategy == STRAT_I2 ? NULL : &plans[n], t, cd->strategy, n);
+        kernel_lower(&kn[n], tm, strategy_is_rsr(cd->strategy) ? &plans[n] : NULL, t, cd->strategy, n);
         kernel_write_data(&kn[n], &blob);
         if (llvm) {
             emit_llvm_kernel(llvm, &kn[n]);

@@ -93,7 +93,7 @@ static rsr_status check_artifact(rsr_model *m) {
     int32_t max_rows = 0;
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_matrix *x = &a->matrix[i];
-        if (!x->kernel || x->rows <= 0 || x->cols <= 0 || x->cols > 65535 || x->rsr_k <= 0 || x->rsr_k > 16 ||
+        if (!x->kernel || x->rows <= 0 || x->cols <= 0 || x->cols > 65535 || x->rsr_k <= 0 || x->rsr_k > 64 ||
             x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < x->rows ||
             (int64_t)(x->num_blocks - 1) * x->rsr_k >= x->rows || !isfinite(x->scale) ||
             (x->data != RSR_NO_TENSOR && x->data >= a->blob_size))

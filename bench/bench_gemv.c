@@ -113,13 +113,13 @@ typedef struct built {
 static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial) {
     built b = {0};
     rsr_plan p = {0};
-    if (st != STRAT_I2) {
+    if (strategy_is_rsr(st)) {
         char why[256];
         b.k = rsr_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
         rsr_analyse(tm, b.k, &p);
     }
     kernel kn;
-    kernel_lower(&kn, tm, st != STRAT_I2 ? &p : NULL, t, st, serial);
+    kernel_lower(&kn, tm, strategy_is_rsr(st) ? &p : NULL, t, st, serial);
     char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%d.so", dir, serial);
     char *blob_path = xasprintf("%s/k.bin", dir);
     blob_writer blob;
@@ -137,6 +137,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
         emit_c_kernel_decl(f, &kn);
     } else {
         emit_c_dot_helpers(f, target_dot_isa(t));
+        emit_c_lut_helpers(f, target_lut_vector(t));
         emit_c_kernel(f, &kn);
     }
     fprintf(f, "void *get(void) { return (void *)%s; }\n", kn.symbol);
@@ -156,7 +157,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     fclose(bf);
     b.blocks = kn.num_blocks;
     b.strategy = kn.strategy;
-    if (kn.form == KF_I2) b.k = kn.block_rows;
+    if (!strategy_is_rsr(st)) b.k = kn.block_rows;
     unlink(c_path), unlink(so_path), unlink(blob_path), unlink(obj_path);
     free(c_path), free(so_path), free(blob_path), free(cmd), free(obj_path);
     kernel_free(&kn);
@@ -220,7 +221,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--strategies") && i + 1 < argc) strategies = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all]"
-                            " [--strategies rsr-loop,rsr-unrolled,i2]\n");
+                            " [--strategies rsr-loop,rsr-unrolled,i2,lut]\n");
             return 2;
         }
     }

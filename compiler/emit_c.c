@@ -12,24 +12,25 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
     fputs("#include <stddef.h>\n#include <stdint.h>\n#include \"rsr.h\"\n#include \"rsr_artifact.h\"\n\n", out);
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
-    if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_dot_isa(t));
+    if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_lut_vector(t));
     if (t->prefill_lanes) emit_c_lanes_helpers(out);
 }
 
-/* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the digits of the 14
- * patterns are printed from lut_digit, so the tables and the compiler's encoding agree. */
-void emit_c_lut_helpers(FILE *out, enum dot_isa isa) {
-    fputs("/* lut: pattern digits (c0, c1, c2) */\nstatic const int8_t rsr_lut_digits[16][3] = {", out);
-    for (int p = 0; p < LUT_PATTERNS; p++) fprintf(out, "%s{%d, %d, %d}", p ? ", " : "", lut_digit(p, 0), lut_digit(p, 1), lut_digit(p, 2));
-    fputs("};\n", out);
-    if (isa != DOT_AVX512BW && isa != DOT_AVX512VNNI) {
-        fputs("/* tab[16·t + e]: pattern e's sum over triplet t of x (zero past cols) */\n"
+/* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT). The pattern digits and
+ * the permutes are printed from lut_digit, so the tables and the compiler's encoding agree. */
+void emit_c_lut_helpers(FILE *out, bool vector) {
+    if (!vector) {
+        fputs("/* lut: pattern digits (w0, w1, w2) */\nstatic const int8_t rsr_lut_digits[32][3] = {", out);
+        for (int n = 0; n < LUT_PATTERNS; n++)
+            fprintf(out, "%s{%d, %d, %d}", n ? ", " : "", lut_digit(n, 0), lut_digit(n, 1), lut_digit(n, 2));
+        fputs("};\n"
+              "/* tab[32·t + n]: pattern n's sum over triplet t of x (zero past cols) */\n"
               "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t triplets, int16_t *tab) {\n"
               "    for (int32_t t = 0; t < triplets; t++)\n"
-              "        for (int e = 0; e < 16; e++) {\n"
+              "        for (int n = 0; n < 32; n++) {\n"
               "            int32_t v = 0;\n"
-              "            for (int j = 0; j < 3; j++) v += 3 * t + j < cols ? rsr_lut_digits[e][j] * x[3 * t + j] : 0;\n"
-              "            tab[16 * t + e] = (int16_t)v;\n"
+              "            for (int j = 0; j < 3; j++) v += 3 * t + j < cols ? rsr_lut_digits[n][j] * x[3 * t + j] : 0;\n"
+              "            tab[32 * t + n] = (int16_t)v;\n"
               "        }\n}\n"
               "/* row r (0..31) of a block over groups [0, groups) */\n"
               "static inline int32_t rsr_lut_row(const uint8_t *w, const int16_t *tab, int32_t groups, int r) {\n"
@@ -37,17 +38,18 @@ void emit_c_lut_helpers(FILE *out, enum dot_isa isa) {
               "    for (int32_t g = 0; g < groups; g++) {\n"
               "        const uint8_t *wg = w + (size_t)g * 80;\n"
               "        for (int L = 0; L < 4; L++) {\n"
-              "            int nib = wg[16 * L + r % 16], bit = 8 * L + r % 8;\n"
-              "            int32_t v = tab[16 * (4 * g + L) + (r < 16 ? nib & 15 : nib >> 4)];\n"
-              "            sum += (wg[64 + 4 * (r / 8) + bit / 8] >> (bit % 8)) & 1 ? -v : v;\n"
+              "            int bit = 4 * (r % 16) + L, nib = wg[bit], n = r < 16 ? nib & 15 : nib >> 4;\n"
+              "            n |= ((wg[64 + 8 * (r / 16) + bit / 8] >> (bit % 8)) & 1) << 4;\n"
+              "            sum += tab[32 * (4 * g + L) + n];\n"
               "        }\n"
               "    }\n"
               "    return sum;\n}\n\n",
               out);
         return;
     }
-    /* permutes that spread x's triplets over the 16-entry halves, and the digit masks */
     fputs("#include <immintrin.h>\n", out);
+    /* The 14 patterns whose first nonzero digit is +1 (n = 13 + p) of two triplets in 16-lane
+     * halves: x's words spread by a permute, added or subtracted under the digits' masks. */
     for (int h = 0; h < 2; h++)
         for (int j = 0; j < 3; j++) {
             fprintf(out, "#define RSR_LUT_SEL%d%d _mm512_set_epi16(", h, j);
@@ -56,63 +58,76 @@ void emit_c_lut_helpers(FILE *out, enum dot_isa isa) {
     for (int j = 0; j < 3; j++) {
         uint32_t pos = 0, neg = 0;
         for (int l = 0; l < 32; l++) {
-            int e = l % 16, d = e < LUT_PATTERNS ? lut_digit(e, j) : 0;
+            int d = l % 16 < 14 ? lut_digit(13 + l % 16, j) : 0;
             if (d > 0) pos |= 1u << l;
             if (d < 0) neg |= 1u << l;
         }
         fprintf(out, "#define RSR_LUT_POS%d 0x%08xu\n#define RSR_LUT_NEG%d 0x%08xu\n", j, pos, j, neg);
     }
-    fputs("/* tab[2g], tab[2g + 1]: the low and high byte planes of group g's four triplet tables */\n"
+    /* The planes of two triplets' tables from the bytes of those sums (v) and their negations
+     * (64 + ...): entry n >= 13 is lane n − 13, n < 13 is −(lane 13 − n), n >= 27 a zero lane. */
+    for (int hi = 0; hi < 2; hi++) {
+        fprintf(out, "#define RSR_LUT_PLANE%d _mm512_set_epi8(", hi);
+        for (int o = 63; o >= 0; o--) {
+            int t = o / 32, n = o % 32;
+            int idx = n >= LUT_PATTERNS ? 2 * 14 + hi : n >= 13 ? 2 * (16 * t + n - 13) + hi : 64 + 2 * (16 * t + 13 - n) + hi;
+            fprintf(out, "%d%s", idx, o ? ", " : ")\n");
+        }
+    }
+    fputs("#define RSR_LUT_QUARTER _mm512_set1_epi32(0x60402000) /* byte 4k + L: 32·L */\n", out);
+    fprintf(out, "#define RSR_LUT_NB %d\n", LUT_NB);
+    fputs("/* tab[4g..4g+3]: group g's planes (kernel.c): low of triplets 0-1, of 2-3, high of 0-1, of 2-3 */\n"
           "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t groups, __m512i *tab) {\n"
           "    const __m512i sel[2][3] = {{RSR_LUT_SEL00, RSR_LUT_SEL01, RSR_LUT_SEL02}, {RSR_LUT_SEL10, RSR_LUT_SEL11, RSR_LUT_SEL12}};\n"
           "    const __mmask32 pos[3] = {RSR_LUT_POS0, RSR_LUT_POS1, RSR_LUT_POS2}, neg[3] = {RSR_LUT_NEG0, RSR_LUT_NEG1, RSR_LUT_NEG2};\n"
+          "    const __m512i plane[2] = {RSR_LUT_PLANE0, RSR_LUT_PLANE1};\n"
           "    for (int32_t g = 0; g < groups; g++) {\n"
           "        int32_t left = cols - 12 * g;\n"
           "        __mmask32 m = left >= 12 ? 0xfffu : (1u << left) - 1;\n"
-          "        __m512i xw = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + 12 * g)), half[2];\n"
+          "        __m512i xw = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + 12 * g));\n"
           "        for (int h = 0; h < 2; h++) {\n"
-          "            __m512i t = _mm512_setzero_si512();\n"
+          "            __m512i v = _mm512_setzero_si512();\n"
           "            for (int j = 0; j < 3; j++) {\n"
           "                __m512i xj = _mm512_permutexvar_epi16(sel[h][j], xw);\n"
-          "                t = _mm512_mask_sub_epi16(_mm512_mask_add_epi16(t, pos[j], t, xj), neg[j], t, xj);\n"
+          "                v = _mm512_mask_sub_epi16(_mm512_mask_add_epi16(v, pos[j], v, xj), neg[j], v, xj);\n"
           "            }\n"
-          "            half[h] = t;\n"
+          "            __m512i nv = _mm512_sub_epi16(_mm512_setzero_si512(), v);\n"
+          "            tab[4 * g + h] = _mm512_permutex2var_epi8(v, plane[0], nv);\n"
+          "            tab[4 * g + 2 + h] = _mm512_permutex2var_epi8(v, plane[1], nv);\n"
           "        }\n"
-          "        tab[2 * g] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(half[0])), _mm512_cvtepi16_epi8(half[1]), 1);\n"
-          "        tab[2 * g + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srai_epi16(half[0], 8))),\n"
-          "                                            _mm512_cvtepi16_epi8(_mm512_srai_epi16(half[1], 8)), 1);\n"
           "    }\n}\n"
-          "/* groups [g0, g1) of a block (at most LUT_CHUNK: int16 sums) added to acc[2q + half] (row 8q + i) */\n"
-          "static inline void rsr_lut_chunk(const uint8_t *w, const __m512i *tab, int32_t g0, int32_t g1, __m512i acc[8]) {\n"
-          "    const __m512i low = _mm512_set1_epi8(0x0f);\n"
-          "    __m512i a[4], n[4];\n"
-          "    for (int q = 0; q < 4; q++) a[q] = n[q] = _mm512_setzero_si512();\n"
-          "    for (int32_t g = g0; g < g1; g++) {\n"
-          "        const uint8_t *wg = w + (size_t)g * 80;\n"
-          "        __m512i p = _mm512_loadu_si512((const void *)wg), tl = tab[2 * g], th = tab[2 * g + 1];\n"
-          "        __m512i i0 = _mm512_and_si512(p, low), i1 = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);\n"
-          "        __m512i l0 = _mm512_shuffle_epi8(tl, i0), h0 = _mm512_shuffle_epi8(th, i0);\n"
-          "        __m512i l1 = _mm512_shuffle_epi8(tl, i1), h1 = _mm512_shuffle_epi8(th, i1);\n"
-          "        __m512i v[4] = {_mm512_unpacklo_epi8(l0, h0), _mm512_unpackhi_epi8(l0, h0), _mm512_unpacklo_epi8(l1, h1),\n"
-          "                        _mm512_unpackhi_epi8(l1, h1)};\n"
-          "        for (int q = 0; q < 4; q++) {\n"
-          "            a[q] = _mm512_add_epi16(a[q], v[q]);\n"
-          "            n[q] = _mm512_mask_add_epi16(n[q], _load_mask32((__mmask32 *)(wg + 64 + 4 * q)), n[q], v[q]);\n"
+          "/* nb blocks (1 or RSR_LUT_NB) from w, stride apart: per group the tables are loaded once for all of\n"
+          " * them (they outgrow L1). Rows 16h + k: Σ low bytes in lo, Σ high bytes in hi, 256·hi + lo. */\n"
+          "static inline __attribute__((always_inline)) void rsr_lut_blocks(const uint8_t *w, size_t stride, const __m512i *tab,\n"
+          "                                                              int32_t groups, int32_t *y, int32_t nrows, const int nb) {\n"
+          "    const __m512i low = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10), one = _mm512_set1_epi8(1);\n"
+          "    const __m512i quarter = RSR_LUT_QUARTER;\n"
+          "    __m512i lo[2 * RSR_LUT_NB], hi[2 * RSR_LUT_NB];\n"
+          "#pragma GCC unroll 8\n"
+          "    for (int j = 0; j < 2 * nb; j++) lo[j] = hi[j] = _mm512_setzero_si512();\n"
+          "    for (int32_t g = 0; g < groups; g++) {\n"
+          "        const __m512i *t = tab + 4 * g;\n"
+          "        const __m512i t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];\n"
+          "#pragma GCC unroll 4\n"
+          "        for (int j = 0; j < nb; j++) {\n"
+          "            const uint8_t *wg = w + j * stride + (size_t)g * 80;\n"
+          "            __m512i p = _mm512_loadu_si512((const void *)wg);\n"
+          "            __m512i idx[2] = {_mm512_ternarylogic_epi32(p, low, quarter, 0xea),\n"
+          "                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(p, 4), low, quarter, 0xea)};\n"
+          "#pragma GCC unroll 2\n"
+          "            for (int h = 0; h < 2; h++) {\n"
+          "                __m512i i = _mm512_mask_add_epi8(idx[h], _load_mask64((__mmask64 *)(wg + 64 + 8 * h)), idx[h], bit4);\n"
+          "                lo[2 * j + h] = _mm512_dpbusd_epi32(lo[2 * j + h], _mm512_permutex2var_epi8(t0, i, t1), one);\n"
+          "                hi[2 * j + h] = _mm512_dpbusd_epi32(hi[2 * j + h], one, _mm512_permutex2var_epi8(t2, i, t3));\n"
+          "            }\n"
           "        }\n"
           "    }\n"
-          "    for (int q = 0; q < 4; q++) {\n"
-          "        __m512i d = _mm512_sub_epi16(_mm512_sub_epi16(a[q], n[q]), n[q]);\n"
-          "        acc[2 * q] = _mm512_add_epi32(acc[2 * q], _mm512_cvtepi16_epi32(_mm512_castsi512_si256(d)));\n"
-          "        acc[2 * q + 1] = _mm512_add_epi32(acc[2 * q + 1], _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(d, 1)));\n"
-          "    }\n}\n"
-          "/* the block's row sums: per q, the four triplet lanes of rows 8q..8q+7 added */\n"
-          "static inline void rsr_lut_store(const __m512i acc[8], int32_t *y, int32_t nrows) {\n"
-          "    int32_t out[32];\n"
-          "    for (int q = 0; q < 4; q++) {\n"
-          "        __m512i s = _mm512_add_epi32(acc[2 * q], acc[2 * q + 1]);\n"
-          "        _mm256_storeu_si256((__m256i *)(out + 8 * q), _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1)));\n"
-          "    }\n"
-          "    for (int32_t r = 0; r < nrows && r < 32; r++) y[r] = out[r];\n}\n\n",
+          "    for (int j = 0; j < nb; j++) {\n"
+          "        int32_t out[32];\n"
+          "        for (int h = 0; h < 2; h++)\n"
+          "            _mm512_storeu_si512((void *)(out + 16 * h), _mm512_add_epi32(_mm512_slli_epi32(hi[2 * j + h], 8), lo[2 * j + h]));\n"
+          "        for (int32_t r = 0; r < nrows - 32 * j && r < 32; r++) y[32 * j + r] = out[r];\n"
+          "    }\n}\n\n",
           out);
 }
 
@@ -473,7 +488,7 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
     fputs("        }\n    }\n    free(xt);\n}\n\n", out);
 }
 
-/* lut: the tables of this call's x, then per block of 32 rows its groups in chunks (kernel.c). */
+/* lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c). */
 static void emit_lut(FILE *out, const kernel *kn) {
     int32_t G = kn->groups;
     fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block */\n", kn->strategy, kn->rows,
@@ -482,8 +497,8 @@ static void emit_lut(FILE *out, const kernel *kn) {
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
             " int32_t block_end) {\n",
             kn->symbol);
-    if (!lut_vector(kn)) {
-        fprintf(out, "    int16_t tab[%d]; /* 128 bytes per group: 153 KB at 14336 columns */\n", 64 * G);
+    if (!kn->lut_vector) {
+        fprintf(out, "    int16_t tab[%d]; /* 256 bytes per group: 306 KB at 14336 columns */\n", 4 * LUT_ENTRIES * G);
         fprintf(out, "    rsr_lut_tables(x, %d, %d, tab);\n", kn->cols, 4 * G);
         fputs("    for (int32_t b = block_begin; b < block_end; b++)\n", out);
         fprintf(out, "        for (int r = 0; r < %d && b * %d + r < %d; r++)\n", LUT_ROWS, LUT_ROWS, kn->rows);
@@ -491,14 +506,15 @@ static void emit_lut(FILE *out, const kernel *kn) {
                 G * LUT_GROUP_BYTES, G);
         return;
     }
-    fprintf(out, "    __m512i tab[%d];\n", 2 * G);
+    fprintf(out, "    __m512i tab[%d];\n", 4 * G);
     fprintf(out, "    rsr_lut_tables(x, %d, %d, tab);\n", kn->cols, G);
-    fputs("    for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "        const uint8_t *w = data + (size_t)b * %d;\n", G * LUT_GROUP_BYTES);
-    fputs("        __m512i acc[8];\n        for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_si512();\n", out);
-    fprintf(out, "        for (int32_t g = 0; g < %d; g += %d) rsr_lut_chunk(w, tab, g, g + %d < %d ? g + %d : %d, acc);\n", G,
-            LUT_CHUNK, LUT_CHUNK, G, LUT_CHUNK, G);
-    fprintf(out, "        rsr_lut_store(acc, y + b * %d, %d - b * %d);\n    }\n}\n\n", LUT_ROWS, kn->rows, LUT_ROWS);
+    fputs("    int32_t b = block_begin;\n", out);
+    for (int nb = LUT_NB; nb >= 1; nb /= LUT_NB) {
+        fprintf(out, "    for (; b + %d <= block_end; b += %d)\n", nb, nb);
+        fprintf(out, "        rsr_lut_blocks(data + (size_t)b * %d, %d, tab, %d, y + b * %d, %d - b * %d, %d);\n", G * LUT_GROUP_BYTES,
+                G * LUT_GROUP_BYTES, G, LUT_ROWS, kn->rows, LUT_ROWS, nb);
+    }
+    fputs("}\n\n", out);
 }
 
 void emit_c_kernel(FILE *out, const kernel *kn) {

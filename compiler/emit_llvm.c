@@ -353,8 +353,8 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
     loop_end(e, &B);
 }
 
-/* ---- lut: tables of x's triplet sums, looked up with vpshufb (kernel.c, KF_LUT; emit_c.c's
- * rsr_lut_* helpers are the same steps in C) ---- */
+/* ---- lut: tables of x's triplet sums, looked up with vpermt2b and added with vpdpbusd
+ * (kernel.c, KF_LUT; emit_c.c's rsr_lut_* helpers are the same steps in C) ---- */
 
 static LLVMValueRef shuffle(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b, const int *idx, int n) {
     LLVMValueRef m[64];
@@ -368,17 +368,11 @@ static LLVMValueRef mask_const(llvm_emitter *e, uint32_t bits) {
     return LLVMConstVector(m, 32);
 }
 
-/* Lanes [first, first + n) of a. */
-static LLVMValueRef lanes_of(llvm_emitter *e, LLVMValueRef a, int first, int n) {
-    int idx[64];
-    for (int i = 0; i < n; i++) idx[i] = first + i;
-    return shuffle(e, a, NULL, idx, n);
-}
-
-/* Group g's two planes into tab (an array of <64 x i8>): x's columns 12g.. (`left` of them
- * readable when fewer than 12: the tail group, a constant) spread over four 16-entry tables. */
+/* Group g's four planes into tab (an array of <64 x i8>): x's columns 12g.. (`left` of them
+ * readable when fewer than 12: the tail group, a constant), the same steps as rsr_lut_tables. */
 static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, LLVMValueRef g, int left) {
     LLVMTypeRef v16i8 = LLVMVectorType(e->i8, 16), v4i32 = LLVMVectorType(e->i32, 4), v32i16 = LLVMVectorType(e->i16, 32);
+    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);
     LLVMValueRef x0 = LLVMBuildMul(e->b, g, c32(e, LUT_GROUP_COLS), ""), xb;
     if (left >= LUT_GROUP_COLS) { /* three in-bounds words */
         LLVMValueRef w = LLVMConstNull(v4i32);
@@ -395,45 +389,100 @@ static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, 
             xb = LLVMBuildInsertElement(e->b, xb, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, i), "")), ""),
                                         c32(e, i), "");
     }
-    LLVMValueRef xw = LLVMBuildSExt(e->b, xb, LLVMVectorType(e->i16, 16), ""), lo[2], hi[2];
+    LLVMValueRef xw = LLVMBuildSExt(e->b, xb, LLVMVectorType(e->i16, 16), "");
+    int plane[2][64];
+    for (int hi = 0; hi < 2; hi++)
+        for (int o = 0; o < 64; o++) {
+            int t = o / 32, n = o % 32;
+            plane[hi][o] = n >= LUT_PATTERNS ? 2 * 14 + hi : n >= 13 ? 2 * (16 * t + n - 13) + hi : 64 + 2 * (16 * t + 13 - n) + hi;
+        }
     for (int h = 0; h < 2; h++) {
-        LLVMValueRef t = LLVMConstNull(v32i16);
+        LLVMValueRef v = LLVMConstNull(v32i16);
         for (int j = 0; j < 3; j++) {
             int sel[32];
             uint32_t pos = 0, neg = 0;
             for (int l = 0; l < 32; l++) {
-                int en = l % 16, d = en < LUT_PATTERNS ? lut_digit(en, j) : 0;
+                int d = l % 16 < 14 ? lut_digit(13 + l % 16, j) : 0;
                 sel[l] = 3 * (2 * h + l / 16) + j;
                 if (d > 0) pos |= 1u << l;
                 if (d < 0) neg |= 1u << l;
             }
             LLVMValueRef xj = shuffle(e, xw, NULL, sel, 32);
-            t = LLVMBuildSelect(e->b, mask_const(e, pos), LLVMBuildAdd(e->b, t, xj, ""), t, "");
-            t = LLVMBuildSelect(e->b, mask_const(e, neg), LLVMBuildSub(e->b, t, xj, ""), t, "");
+            v = LLVMBuildSelect(e->b, mask_const(e, pos), LLVMBuildAdd(e->b, v, xj, ""), v, "");
+            v = LLVMBuildSelect(e->b, mask_const(e, neg), LLVMBuildSub(e->b, v, xj, ""), v, "");
         }
-        LLVMTypeRef v32i8 = LLVMVectorType(e->i8, 32);
-        lo[h] = LLVMBuildTrunc(e->b, t, v32i8, "");
-        hi[h] = LLVMBuildTrunc(e->b, LLVMBuildAShr(e->b, t, splat(e->i16, 32, 8), ""), v32i8, "");
+        LLVMValueRef vb = LLVMBuildBitCast(e->b, v, v64i8, "");
+        LLVMValueRef nb = LLVMBuildBitCast(e->b, LLVMBuildNeg(e->b, v, ""), v64i8, "");
+        for (int hi = 0; hi < 2; hi++) {
+            LLVMValueRef slot = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, g, c32(e, 4), ""), c32(e, 2 * hi + h), "");
+            LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, vb, nb, plane[hi], 64), at(e, v64i8, tab, slot));
+            LLVMSetAlignment(st, 64);
+        }
     }
-    int cat[64];
-    for (int i = 0; i < 64; i++) cat[i] = i;
-    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);
-    LLVMValueRef g2 = LLVMBuildMul(e->b, g, c32(e, 2), "");
-    LLVMValueRef planes[2] = {shuffle(e, lo[0], lo[1], cat, 64), shuffle(e, hi[0], hi[1], cat, 64)};
-    for (int i = 0; i < 2; i++) {
-        LLVMValueRef st = LLVMBuildStore(e->b, planes[i], at(e, v64i8, tab, LLVMBuildAdd(e->b, g2, c32(e, i), "")));
-        LLVMSetAlignment(st, 64);
+}
+
+/* Blocks blk..blk+nb-1 of the matrix against the tables (rsr_lut_blocks in C). */
+static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVMValueRef blk, int nb) {
+    const int32_t G = kn->groups;
+    LLVMValueRef data = LLVMGetParam(e->fn, 0), y = LLVMGetParam(e->fn, 2);
+    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
+    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, blk), c64(e, (int64_t)G * LUT_GROUP_BYTES), ""));
+    LLVMValueRef lo[2 * LUT_NB], hi[2 * LUT_NB];
+    for (int j = 0; j < 2 * nb; j++) lo[j] = var(e, v16i32, LLVMConstNull(v16i32), "lo"), hi[j] = var(e, v16i32, LLVMConstNull(v16i32), "hi");
+    LLVMValueRef low = splat(e->i8, 64, 0x0f), ones = LLVMBuildBitCast(e->b, splat(e->i8, 64, 1), v16i32, "");
+    LLVMValueRef quarter[64];
+    for (int i = 0; i < 64; i++) quarter[i] = LLVMConstInt(e->i8, (unsigned long long)(32 * (i % 4)), 0);
+    LLVMValueRef qv = LLVMConstVector(quarter, 64);
+    loop Gl;
+    loop_begin(e, &Gl, c32(e, 0), c32(e, G), "group");
+    LLVMValueRef t[4];
+    for (int i = 0; i < 4; i++) {
+        LLVMValueRef slot = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, 4), ""), c32(e, i), "");
+        t[i] = LLVMBuildLoad2(e->b, v64i8, at(e, v64i8, tab, slot), "");
+        LLVMSetAlignment(t[i], 64);
+    }
+    for (int j = 0; j < nb; j++) {
+        LLVMValueRef wg = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""), c32(e, j * G * LUT_GROUP_BYTES), "");
+        LLVMValueRef p = load_vec(e, 64, w, wg);
+        LLVMValueRef idx[2] = {LLVMBuildAnd(e->b, p, low, ""), LLVMBuildLShr(e->b, p, splat(e->i8, 64, 4), "")};
+        for (int h = 0; h < 2; h++) {
+            LLVMValueRef mp = LLVMBuildBitCast(e->b, at(e, e->i8, w, LLVMBuildAdd(e->b, wg, c32(e, 64 + 8 * h), "")),
+                                               LLVMPointerType(e->i64, 0), "");
+            LLVMValueRef m = LLVMBuildLoad2(e->b, e->i64, mp, "");
+            LLVMSetAlignment(m, 8);
+            m = LLVMBuildBitCast(e->b, m, LLVMVectorType(e->i1, 64), "");
+            LLVMValueRef i = LLVMBuildOr(e->b, idx[h], qv, "");
+            i = LLVMBuildSelect(e->b, m, LLVMBuildOr(e->b, i, splat(e->i8, 64, 16), ""), i, "");
+            LLVMValueRef a1[] = {t[0], i, t[1]}, a2[] = {t[2], i, t[3]};
+            LLVMValueRef lb = LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a1, 3), v16i32, "");
+            LLVMValueRef hb = LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a2, 3), v16i32, "");
+            LLVMValueRef d1[] = {get(e, lo[2 * j + h]), lb, ones}, d2[] = {get(e, hi[2 * j + h]), ones, hb};
+            set(e, lo[2 * j + h], intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, d1, 3));
+            set(e, hi[2 * j + h], intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, d2, 3));
+        }
+    }
+    loop_end(e, &Gl);
+    LLVMValueRef row0 = LLVMBuildMul(e->b, blk, c32(e, LUT_ROWS), "");
+    for (int j = 0; j < 2 * nb; j++) { /* rows 16j + k: 256 · Σ high bytes + Σ low bytes */
+        LLVMValueRef s = LLVMBuildAdd(e->b, LLVMBuildShl(e->b, get(e, hi[j]), splat(e->i32, 16, 8), ""), get(e, lo[j]), "");
+        for (int k = 0; k < 16; k++) {
+            LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, 16 * j + k), "");
+            LLVMBasicBlockRef join = NULL;
+            if (kn->rows % LUT_ROWS) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+            store_y(e, y, row, LLVMBuildExtractElement(e->b, s, c32(e, k), ""));
+            if (join) if_end(e, join);
+        }
     }
 }
 
 static void emit_lut(llvm_emitter *e, const kernel *kn) {
-    if (!lut_vector(kn))
-        fatal("--strategy=lut on target '%s': the LLVM backend prints the AVX-512 (vpshufb) form only and this target has no "
-              "AVX-512 BW; --backend=c prints a scalar one", e->t->name);
+    if (!kn->lut_vector)
+        fatal("--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
+              "target lacks; --backend=c prints a scalar one", e->t->name);
     const int32_t G = kn->groups;
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
-    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v32i16 = LLVMVectorType(e->i16, 32), v16i32 = LLVMVectorType(e->i32, 16);
-    LLVMValueRef tab = LLVMBuildArrayAlloca(e->allocas, v64i8, c32(e, 2 * G), "tab");
+    LLVMValueRef x = LLVMGetParam(e->fn, 1);
+    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);
+    LLVMValueRef tab = LLVMBuildArrayAlloca(e->allocas, v64i8, c32(e, 4 * G), "tab");
     LLVMSetAlignment(tab, 64);
     /* the tables: full groups in a loop, the tail group (fewer than 12 columns) after it */
     int32_t full = kn->cols / LUT_GROUP_COLS;
@@ -443,66 +492,15 @@ static void emit_lut(llvm_emitter *e, const kernel *kn) {
     loop_end(e, &T);
     if (full < G) lut_group_tables(e, x, tab, c32(e, full), kn->cols - LUT_GROUP_COLS * full);
 
-    loop B, C, Gl;
-    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
-    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)G * LUT_GROUP_BYTES), ""));
-    LLVMValueRef acc[8], a[4], n[4];
-    for (int i = 0; i < 8; i++) acc[i] = var(e, v16i32, LLVMConstNull(v16i32), "acc");
-    loop_begin(e, &C, c32(e, 0), c32(e, (G + LUT_CHUNK - 1) / LUT_CHUNK), "chunk");
-    LLVMValueRef g0 = LLVMBuildMul(e->b, C.i, c32(e, LUT_CHUNK), ""), g1 = LLVMBuildAdd(e->b, g0, c32(e, LUT_CHUNK), "");
-    g1 = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, g1, c32(e, G), ""), g1, c32(e, G), "");
-    for (int q = 0; q < 4; q++) a[q] = var(e, v32i16, LLVMConstNull(v32i16), "a"), n[q] = var(e, v32i16, LLVMConstNull(v32i16), "n");
-    loop_begin(e, &Gl, g0, g1, "group");
-    LLVMValueRef wg = LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), "");
-    LLVMValueRef p = load_vec(e, 64, w, wg), low = splat(e->i8, 64, 0x0f);
-    LLVMValueRef idx[2] = {LLVMBuildAnd(e->b, p, low, ""), LLVMBuildAnd(e->b, LLVMBuildLShr(e->b, p, splat(e->i8, 64, 4), ""), low, "")};
-    LLVMValueRef g2 = LLVMBuildMul(e->b, Gl.i, c32(e, 2), "");
-    LLVMValueRef planes[2];
-    for (int i = 0; i < 2; i++) {
-        planes[i] = LLVMBuildLoad2(e->b, v64i8, at(e, v64i8, tab, LLVMBuildAdd(e->b, g2, c32(e, i), "")), "");
-        LLVMSetAlignment(planes[i], 64);
-    }
-    int unpack[2][64]; /* vpunpcklbw / vpunpckhbw of (low plane, high plane): int16 lanes */
-    for (int L = 0; L < 4; L++)
-        for (int i = 0; i < 8; i++)
-            for (int k = 0; k < 2; k++) unpack[k][16 * L + 2 * i] = 16 * L + 8 * k + i, unpack[k][16 * L + 2 * i + 1] = 64 + 16 * L + 8 * k + i;
-    for (int s = 0; s < 2; s++) {
-        LLVMValueRef lk[2];
-        for (int i = 0; i < 2; i++) {
-            LLVMValueRef args[] = {planes[i], idx[s]};
-            lk[i] = intrinsic(e, "llvm.x86.avx512.pshuf.b.512", v64i8, args, 2);
-        }
-        for (int k = 0; k < 2; k++) {
-            int q = 2 * s + k;
-            LLVMValueRef v = LLVMBuildBitCast(e->b, shuffle(e, lk[0], lk[1], unpack[k], 64), v32i16, "");
-            LLVMValueRef mp = LLVMBuildBitCast(e->b, at(e, e->i8, w, LLVMBuildAdd(e->b, wg, c32(e, 64 + 4 * q), "")), e->i32p, "");
-            LLVMValueRef m = LLVMBuildLoad2(e->b, e->i32, mp, "");
-            LLVMSetAlignment(m, 4);
-            m = LLVMBuildBitCast(e->b, m, LLVMVectorType(e->i1, 32), "");
-            set(e, a[q], LLVMBuildAdd(e->b, get(e, a[q]), v, ""));
-            LLVMValueRef nq = get(e, n[q]);
-            set(e, n[q], LLVMBuildSelect(e->b, m, LLVMBuildAdd(e->b, nq, v, ""), nq, ""));
-        }
-    }
-    loop_end(e, &Gl);
-    for (int q = 0; q < 4; q++) { /* int16 sums of the chunk, widened */
-        LLVMValueRef nq = get(e, n[q]), d = LLVMBuildSub(e->b, LLVMBuildSub(e->b, get(e, a[q]), nq, ""), nq, "");
-        for (int h = 0; h < 2; h++)
-            set(e, acc[2 * q + h], LLVMBuildAdd(e->b, get(e, acc[2 * q + h]), LLVMBuildSExt(e->b, lanes_of(e, d, 16 * h, 16), v16i32, ""), ""));
-    }
-    loop_end(e, &C);
-    LLVMValueRef row0 = LLVMBuildMul(e->b, B.i, c32(e, LUT_ROWS), "");
-    for (int q = 0; q < 4; q++) { /* rows 8q..8q+7: the four triplet lanes added */
-        LLVMValueRef s = LLVMBuildAdd(e->b, get(e, acc[2 * q]), get(e, acc[2 * q + 1]), "");
-        s = LLVMBuildAdd(e->b, lanes_of(e, s, 0, 8), lanes_of(e, s, 8, 8), "");
-        for (int i = 0; i < 8; i++) {
-            LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, 8 * q + i), "");
-            LLVMBasicBlockRef join = NULL;
-            if (kn->rows % LUT_ROWS) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-            store_y(e, y, row, LLVMBuildExtractElement(e->b, s, c32(e, i), ""));
-            if (join) if_end(e, join);
-        }
-    }
+    /* blocks in fours (each load of a group's tables serves all of them: they outgrow L1), then one by one */
+    LLVMValueRef b0 = LLVMGetParam(e->fn, 3), b1 = LLVMGetParam(e->fn, 4);
+    LLVMValueRef quads = LLVMBuildSDiv(e->b, LLVMBuildSub(e->b, b1, b0, ""), c32(e, LUT_NB), "");
+    loop Q, B;
+    loop_begin(e, &Q, c32(e, 0), quads, "quad");
+    lut_blocks(e, kn, tab, LLVMBuildAdd(e->b, b0, LLVMBuildMul(e->b, Q.i, c32(e, LUT_NB), ""), ""), LUT_NB);
+    loop_end(e, &Q);
+    loop_begin(e, &B, LLVMBuildAdd(e->b, b0, LLVMBuildMul(e->b, quads, c32(e, LUT_NB), ""), ""), b1, "block");
+    lut_blocks(e, kn, tab, B.i, 1);
     loop_end(e, &B);
 }
 

@@ -50,22 +50,24 @@
  *   KF_I2 on a GPU (DOT_DP4A): the same layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
- *   KF_LUT       no RSR index and no multiplies: columns go in triplets, and a triplet of a row
- *                (w0, w1, w2) is stored as a sign and one of the 14 patterns whose first nonzero
- *                digit is +1 (or all zero): 4 + 1 bits per 3 weights, 1.67 bits per weight
- *                (rsrc.h: pattern p is n = p + 13 in base 3, negation is n → 26 − n). Per call,
- *                each triplet of x gets a table of its 14 pattern sums Σ c_j·x_j (|·| ≤ 384, so
- *                int16), kept as a low-byte and a high-byte plane; the row sums are lookups:
+ *   KF_LUT       no RSR index and no multiplies by weights: columns go in triplets, and a
+ *                triplet of a row (w0, w1, w2) is stored as its pattern n = 9(w0+1) + 3(w1+1) +
+ *                (w2+1), 5 bits per 3 weights (1.67 bits per weight). Per call, each triplet of x
+ *                gets a table of its 27 pattern sums Σ w_j·x_j (|·| ≤ 384: int16, kept as a
+ *                low-byte and a high-byte plane), and a row's sum is lookups:
  *                  group g = triplets 4g..4g+3 (LUT_GROUP_COLS columns); per block of 32 rows:
- *                    64 bytes: byte 16L + j, nibble 0: pattern of row j, triplet 4g + L;
- *                              nibble 1: the same for row 16 + j
- *                    4 × u32 sign masks: bit 8L + i of mask q is row 8q + i, triplet 4g + L
- *                  tables: byte 16L + e of group g's planes is entry e of triplet 4g + L
- *                With AVX-512 one vpshufb per plane looks up 64 (row, triplet) pairs (the table
- *                of triplet L lies in 128-bit lane L, which is where vpshufb reads), unpacking
- *                the planes gives int16 sums in the order of the sign masks, a masked add counts
- *                the negative ones, which are subtracted twice; int16 sums are widened to int32
- *                every LUT_CHUNK groups. Scalar C reads the same layout.
+ *                    64 bytes: byte 4k + L, nibble 0: bits 0-3 of the pattern of row k, triplet
+ *                              4g + L; nibble 1: the same for row 16 + k
+ *                    2 × u64: bit 4k + L of mask h is bit 4 of the pattern of row 16h + k
+ *                  tables of group g, 4 × 64 bytes: low plane of triplets 0-1 (byte 32L + n),
+ *                    of triplets 2-3, high plane of 0-1, of 2-3; entries 27..31 are zero
+ *                With AVX-512 (VBMI, VNNI) the index byte 4k + L is the pattern | 32·L, so one
+ *                vpermt2b looks up 64 (row, triplet) pairs in the group's two registers of a
+ *                plane, and vpdpbusd adds each row's four bytes into its int32 lane: one sum of
+ *                low bytes (unsigned) and one of high bytes (signed) per row, 256·high + low at
+ *                the end. The tables are built from the 14 patterns whose first nonzero digit is
+ *                +1 (pattern 26 − n is −n) with one vpermt2b per plane and pair of triplets.
+ *                Scalar C reads the same layout.
  *   KF_WARP      RSR for a GPU, as the GPU RSR work tuned it: a warp per block of k rows; its
  *                lanes take 32 consecutive kept columns at a time, a segmented sum across the
  *                lanes (shuffles; a segment is a run of equal codes) leaves each segment's sum
@@ -108,6 +110,10 @@ enum dot_isa target_dot_isa(const target *t) {
 }
 
 /* Wide registers (32 of them) hold four accumulators per row, so the shifts can go. */
+bool target_lut_vector(const target *t) {
+    return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");
+}
+
 bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa == DOT_AVX512VNNI; }
 
 #define I2_BLOCK_ROWS 4
@@ -164,10 +170,11 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     if (s == STRAT_LUT) {
         kn->form = KF_LUT;
         kn->isa = target_dot_isa(t);
+        kn->lut_vector = target_lut_vector(t);
         kn->groups = (tm->cols + LUT_GROUP_COLS - 1) / LUT_GROUP_COLS;
         kn->block_rows = LUT_ROWS;
         kn->num_blocks = (tm->rows + LUT_ROWS - 1) / LUT_ROWS;
-        kn->strategy = lut_vector(kn) ? "lut-pshufb" : "lut-scalar";
+        kn->strategy = kn->lut_vector ? "lut-vpermb" : "lut-scalar";
         return;
     }
     if (!p) fatal("internal error: %s lowered as RSR without a plan", tm->name);
@@ -225,27 +232,22 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
     free(block);
 }
 
-/* The triplet codes in the layout described above; rows and columns past the end are weight 0
- * (pattern 0, sign 0). */
+/* The triplet patterns in the layout described above; rows and columns past the end are weight 0. */
 static void write_lut_data(kernel *kn, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
     uint8_t *block = xmalloc((size_t)kn->groups * LUT_GROUP_BYTES);
     for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
         memset(block, 0, (size_t)kn->groups * LUT_GROUP_BYTES);
-        for (int32_t r = 0; r < LUT_ROWS && blk * LUT_ROWS + r < t->rows; r++) {
-            const int8_t *w = t->w + (size_t)(blk * LUT_ROWS + r) * (size_t)t->cols;
-            for (int32_t tr = 0; 3 * tr < t->cols; tr++) {
+        for (int32_t r = 0; r < LUT_ROWS; r++) {
+            int32_t row = blk * LUT_ROWS + r;
+            const int8_t *w = row < t->rows ? t->w + (size_t)row * (size_t)t->cols : NULL;
+            for (int32_t tr = 0; tr < 4 * kn->groups; tr++) {
                 int n = 0;
-                for (int j = 0; j < 3; j++) n = 3 * n + 1 + (3 * tr + j < t->cols ? w[3 * tr + j] : 0);
-                bool neg = n < 13;
-                int pat = (neg ? 26 - n : n) - 13, g = tr / 4, L = tr % 4;
-                uint8_t *gb = block + (size_t)g * LUT_GROUP_BYTES;
-                gb[16 * L + r % 16] |= (uint8_t)(pat << (r < 16 ? 0 : 4));
-                if (neg) {
-                    uint8_t *mask = gb + 64 + 4 * (r / 8); /* little-endian u32 */
-                    int bit = 8 * L + r % 8;
-                    mask[bit / 8] |= (uint8_t)(1u << (bit % 8));
-                }
+                for (int j = 0; j < 3; j++) n = 3 * n + 1 + (w && 3 * tr + j < t->cols ? w[3 * tr + j] : 0);
+                int L = tr % 4, k = r % 16, bit = 4 * k + L;
+                uint8_t *gb = block + (size_t)(tr / 4) * LUT_GROUP_BYTES;
+                gb[bit] |= (uint8_t)((n & 15) << (r < 16 ? 0 : 4));
+                if (n & 16) gb[64 + 8 * (r / 16) + bit / 8] |= (uint8_t)(1u << (bit % 8)); /* little-endian u64 */
             }
         }
         blob_write(b, block, (size_t)kn->groups * LUT_GROUP_BYTES);

@@ -88,10 +88,7 @@ bool plan_allowed(const target *tg, enum strategy s) {
 /* A candidate of the cost model and --tune: allowed by the spec, and (lut) with the vector form
  * on this target; --strategy=lut still forces the scalar form where the C backend prints it. */
 bool plan_candidate(const target *tg, enum strategy s) {
-    if (s == STRAT_LUT) {
-        enum dot_isa isa = target_dot_isa(tg);
-        if (isa != DOT_AVX512BW && isa != DOT_AVX512VNNI) return false;
-    }
+    if (s == STRAT_LUT && !target_lut_vector(tg)) return false;
     return plan_allowed(tg, s);
 }
 

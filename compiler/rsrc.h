@@ -273,6 +273,7 @@ typedef struct kernel {
     uint64_t off_entry;         /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
     int32_t cta_warps;          /* GPU forms: warps per thread block */
     int32_t gpu_split;          /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
+    bool lut_vector;            /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
@@ -282,18 +283,20 @@ uint64_t kernel_data_size(const kernel *kn);
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
 /* lut layout (kernel.c): per block of LUT_ROWS rows and group of 4 column triplets, 64 bytes of
- * pattern nibbles and 4 u32 sign masks. */
+ * pattern nibbles and two u64 masks of the patterns' fifth bits. */
 #define LUT_ROWS 32
 #define LUT_GROUP_COLS 12
 #define LUT_GROUP_BYTES 80
-#define LUT_CHUNK 64         /* groups summed in int16 before widening: 64 · 384 < 32768 */
-#define LUT_PATTERNS 14      /* triplets (c0, c1, c2) whose first nonzero is +1, and (0, 0, 0) */
-/* Pattern p (0..13) is n = p + 13 in base 3 with digits c + 1: c0 = n / 9 − 1, c1 = n / 3 % 3 − 1, c2 = n % 3 − 1. */
-static inline int lut_digit(int p, int j) { int n = p + 13; return (j == 0 ? n / 9 : j == 1 ? n / 3 % 3 : n % 3) - 1; }
+#define LUT_PATTERNS 27      /* a triplet's table: entries 0..26, zero up to LUT_ENTRIES */
+#define LUT_ENTRIES 32
+#define LUT_NB 4             /* blocks sharing each load of a group's tables (they outgrow L1) */
+/* Pattern n of a triplet (w0, w1, w2) is 9(w0 + 1) + 3(w1 + 1) + (w2 + 1); lut_digit(n, j) = w_j. */
+static inline int lut_digit(int n, int j) { return (j == 0 ? n / 9 : j == 1 ? n / 3 % 3 : n % 3) - 1; }
 /* i2 layout: block b, group g, row r, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
 static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
-/* lut: the AVX-512 (vpshufb) form, else scalar code over the same layout */
-static inline bool lut_vector(const kernel *kn) { return kn->isa == DOT_AVX512BW || kn->isa == DOT_AVX512VNNI; }
+/* lut: the AVX-512 form (VBMI's two-table byte permute, VNNI's dot products), else scalar code
+ * over the same layout */
+bool target_lut_vector(const target *t);
 
 /* ---- blob.c: the artifact's constant data, streamed to a file ---- */
 struct blob_writer {
@@ -318,7 +321,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
-void emit_c_lut_helpers(FILE *out, enum dot_isa isa); /* what lut kernels call, once per file */
+void emit_c_lut_helpers(FILE *out, bool vector); /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out);                 /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */

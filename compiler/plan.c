@@ -2,8 +2,9 @@
  * plan.c — which strategy computes each matrix, chosen by a cost model of the target.
  *
  * Candidates (all exact): RSR unrolled (the index as instructions; only while the code fits the
- * target's icache budget), RSR loop (index as constant data), and i2 (packed 2-bit codes with
- * the target's widest int8 dot product). The prediction is single-thread time per call with the
+ * target's icache budget), RSR loop (index as constant data), i2 (packed 2-bit codes with the
+ * target's widest int8 dot product) and lut (1.67-bit triplet patterns looked up in tables of x;
+ * targets with VBMI and VNNI). The prediction is single-thread time per call with the
  * constant data warm, which is what `rsrc --tune` measures (tune.c):
  *
  *   RSR loop:      per block of k rows, 0.335 ns per kept column (a gathered add) + 2.6·k ns per
@@ -14,6 +15,7 @@
  *                  nonzero digit: straight-line adds, four per cycle
  *   i2:            weights / (weights per ns of the dot ISA); a prefill token of the batched
  *                  kernel: weights / (weights·tokens per ns), the block's fields decoded once
+ *   lut:           weights / 215 per ns + 0.1 ns per column (the call's tables)
  *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
  * where the loop form costs within ±11% of this model on every 2B-4T shape at k = 3..6. A real
@@ -48,9 +50,11 @@ static const double i2_weights_per_ns[] = {[DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, 
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
 static const double i2_batch_weights_per_ns[] = {[DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVX512BW] = 200,
                                                  [DOT_AVX512VNNI] = 375};
-/* lut (decode; no batched form, so a prefill token costs a call): weights per ns of the lookups,
- * and ns per column of building the call's tables. Provisional until --tune measures them. */
-static const double lut_weights_per_ns = 160, lut_table_ns_per_col = 0.8;
+/* lut (VBMI + VNNI; no batched form, so a prefill token costs a call): weights per ns of the
+ * lookups and ns per column of building the call's tables, fitted to --tune (warm, 1 thread):
+ * 197–247 weights per ns on the 2B-4T shapes against i2-vnni's 231–328, the tables too cheap to
+ * separate from the noise (docs/performance.md). */
+static const double lut_weights_per_ns = 215, lut_table_ns_per_col = 0.1;
 static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loop_ns_per_fold = 0.5;
 static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
 

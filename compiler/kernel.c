@@ -109,11 +109,12 @@ enum dot_isa target_dot_isa(const target *t) {
     return DOT_SCALAR;
 }
 
-/* Wide registers (32 of them) hold four accumulators per row, so the shifts can go. */
+/* The lut form's vector kernel needs VBMI's two-table byte permute and VNNI's dot products. */
 bool target_lut_vector(const target *t) {
     return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");
 }
 
+/* Wide registers (32 of them) hold four accumulators per row, so the shifts can go. */
 bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa == DOT_AVX512VNNI; }
 
 #define I2_BLOCK_ROWS 4

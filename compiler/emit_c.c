@@ -53,28 +53,21 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
     for (int h = 0; h < 2; h++)
         for (int j = 0; j < 3; j++) {
             fprintf(out, "#define RSR_LUT_SEL%d%d _mm512_set_epi16(", h, j);
-            for (int l = 31; l >= 0; l--) fprintf(out, "%d%s", 3 * (2 * h + l / 16) + j, l ? ", " : ")\n");
+            for (int l = 31; l >= 0; l--) fprintf(out, "%d%s", lut_spread(h, j, l), l ? ", " : ")\n");
         }
     for (int j = 0; j < 3; j++) {
-        uint32_t pos = 0, neg = 0;
-        for (int l = 0; l < 32; l++) {
-            int d = l % 16 < 14 ? lut_digit(13 + l % 16, j) : 0;
-            if (d > 0) pos |= 1u << l;
-            if (d < 0) neg |= 1u << l;
-        }
+        uint32_t pos, neg;
+        lut_digit_masks(j, &pos, &neg);
         fprintf(out, "#define RSR_LUT_POS%d 0x%08xu\n#define RSR_LUT_NEG%d 0x%08xu\n", j, pos, j, neg);
     }
     /* The planes of two triplets' tables from the bytes of those sums (v) and their negations
      * (64 + ...): entry n >= 13 is lane n − 13, n < 13 is −(lane 13 − n), n >= 27 a zero lane. */
     for (int hi = 0; hi < 2; hi++) {
         fprintf(out, "#define RSR_LUT_PLANE%d _mm512_set_epi8(", hi);
-        for (int o = 63; o >= 0; o--) {
-            int t = o / 32, n = o % 32;
-            int idx = n >= LUT_PATTERNS ? 2 * 14 + hi : n >= 13 ? 2 * (16 * t + n - 13) + hi : 64 + 2 * (16 * t + 13 - n) + hi;
-            fprintf(out, "%d%s", idx, o ? ", " : ")\n");
-        }
+        for (int o = 63; o >= 0; o--) fprintf(out, "%d%s", lut_plane_source(hi, o), o ? ", " : ")\n");
     }
-    fputs("#define RSR_LUT_QUARTER _mm512_set1_epi32(0x60402000) /* byte 4k + L: 32·L */\n", out);
+    fprintf(out, "#define RSR_LUT_QUARTER _mm512_set1_epi32(0x%02x%02x%02x%02x) /* byte 4k + L: 32·L */\n", lut_quarter(3),
+            lut_quarter(2), lut_quarter(1), lut_quarter(0));
     fprintf(out, "#define RSR_LUT_NB %d\n", LUT_NB);
     fputs("/* tab[4g..4g+3]: group g's planes (kernel.c): low of triplets 0-1, of 2-3, high of 0-1, of 2-3 */\n"
           "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t groups, __m512i *tab) {\n"

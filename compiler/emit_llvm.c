@@ -234,6 +234,13 @@ static LLVMValueRef intrinsic(llvm_emitter *e, const char *name, LLVMTypeRef ret
     return LLVMBuildCall2(e->b, type, fn, args, n, "");
 }
 
+/* A shuffle of a (and b, lanes numbered after a's) by constant lane numbers. */
+static LLVMValueRef shuffle(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b, const int *idx, int n) {
+    LLVMValueRef m[64];
+    for (int i = 0; i < n; i++) m[i] = LLVMConstInt(e->i32, (unsigned long long)idx[i], 0);
+    return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(m, (unsigned)n), "");
+}
+
 static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
     LLVMValueRef lanes[64];
     for (int i = 0; i < n; i++) lanes[i] = LLVMConstInt(elem, (unsigned long long)v, 1);
@@ -356,11 +363,6 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
 /* ---- lut: tables of x's triplet sums, looked up with vpermt2b and added with vpdpbusd
  * (kernel.c, KF_LUT; emit_c.c's rsr_lut_* helpers are the same steps in C) ---- */
 
-static LLVMValueRef shuffle(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b, const int *idx, int n) {
-    LLVMValueRef m[64];
-    for (int i = 0; i < n; i++) m[i] = LLVMConstInt(e->i32, (unsigned long long)idx[i], 0);
-    return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(m, (unsigned)n), "");
-}
 
 static LLVMValueRef mask_const(llvm_emitter *e, uint32_t bits) {
     LLVMValueRef m[32];
@@ -392,21 +394,14 @@ static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, 
     LLVMValueRef xw = LLVMBuildSExt(e->b, xb, LLVMVectorType(e->i16, 16), "");
     int plane[2][64];
     for (int hi = 0; hi < 2; hi++)
-        for (int o = 0; o < 64; o++) {
-            int t = o / 32, n = o % 32;
-            plane[hi][o] = n >= LUT_PATTERNS ? 2 * 14 + hi : n >= 13 ? 2 * (16 * t + n - 13) + hi : 64 + 2 * (16 * t + 13 - n) + hi;
-        }
+        for (int o = 0; o < 64; o++) plane[hi][o] = lut_plane_source(hi, o);
     for (int h = 0; h < 2; h++) {
         LLVMValueRef v = LLVMConstNull(v32i16);
         for (int j = 0; j < 3; j++) {
             int sel[32];
-            uint32_t pos = 0, neg = 0;
-            for (int l = 0; l < 32; l++) {
-                int d = l % 16 < 14 ? lut_digit(13 + l % 16, j) : 0;
-                sel[l] = 3 * (2 * h + l / 16) + j;
-                if (d > 0) pos |= 1u << l;
-                if (d < 0) neg |= 1u << l;
-            }
+            uint32_t pos, neg;
+            for (int l = 0; l < 32; l++) sel[l] = lut_spread(h, j, l);
+            lut_digit_masks(j, &pos, &neg);
             LLVMValueRef xj = shuffle(e, xw, NULL, sel, 32);
             v = LLVMBuildSelect(e->b, mask_const(e, pos), LLVMBuildAdd(e->b, v, xj, ""), v, "");
             v = LLVMBuildSelect(e->b, mask_const(e, neg), LLVMBuildSub(e->b, v, xj, ""), v, "");
@@ -431,7 +426,7 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
     for (int j = 0; j < 2 * nb; j++) lo[j] = var(e, v16i32, LLVMConstNull(v16i32), "lo"), hi[j] = var(e, v16i32, LLVMConstNull(v16i32), "hi");
     LLVMValueRef low = splat(e->i8, 64, 0x0f), ones = LLVMBuildBitCast(e->b, splat(e->i8, 64, 1), v16i32, "");
     LLVMValueRef quarter[64];
-    for (int i = 0; i < 64; i++) quarter[i] = LLVMConstInt(e->i8, (unsigned long long)(32 * (i % 4)), 0);
+    for (int i = 0; i < 64; i++) quarter[i] = LLVMConstInt(e->i8, (unsigned long long)lut_quarter(i), 0);
     LLVMValueRef qv = LLVMConstVector(quarter, 64);
     loop Gl;
     loop_begin(e, &Gl, c32(e, 0), c32(e, G), "group");
@@ -582,10 +577,9 @@ static LLVMTypeRef lanes16(llvm_emitter *e) { return LLVMVectorType(e->i16, RSR_
 static LLVMTypeRef lanes32(llvm_emitter *e) { return LLVMVectorType(e->i32, RSR_LANES / 2); }
 
 static LLVMValueRef half_lanes(llvm_emitter *e, LLVMValueRef a, int half) {
-    LLVMValueRef idx[RSR_LANES / 2];
-    for (int i = 0; i < RSR_LANES / 2; i++) idx[i] = c32(e, half * RSR_LANES / 2 + i);
-    LLVMValueRef h = LLVMBuildShuffleVector(e->b, a, LLVMGetUndef(lanes16(e)), LLVMConstVector(idx, RSR_LANES / 2), "");
-    return LLVMBuildSExt(e->b, h, lanes32(e), "");
+    int idx[RSR_LANES / 2];
+    for (int i = 0; i < RSR_LANES / 2; i++) idx[i] = half * RSR_LANES / 2 + i;
+    return LLVMBuildSExt(e->b, shuffle(e, a, NULL, idx, RSR_LANES / 2), lanes32(e), "");
 }
 
 /* void rsr_lanes_seg(i16 *xt, i16 *p, i32 j, i32 end, <16 x i32> *out): out[0], out[1] = the sum

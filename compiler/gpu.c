@@ -82,11 +82,7 @@ static void gpu_close_group(gpu_build *g) {
 void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o) {
     matrix_plan mp;
     plan_matrix(tm, g->t, o->strategy, o->rsr_k, &mp);
-    if (mp.strategy == STRAT_LUT) { /* no lookup-table form on a GPU: dp4a does a word per instruction */
-        mp.strategy = STRAT_I2;
-        size_t n = strlen(mp.why);
-        snprintf(mp.why + n, sizeof mp.why - n, "; i2 because GPUs have no lut form");
-    }
+    /* plan_gpu chooses i2 or the RSR warp form (a forced lut is i2: GPUs have no lookup-table form) */
     if (g->llvm && mp.strategy != STRAT_I2) { /* the NVPTX printer has the i2 form only */
         mp.strategy = STRAT_I2;
         size_t n = strlen(mp.why);

@@ -109,6 +109,26 @@ enum dot_isa target_dot_isa(const target *t) {
     return DOT_SCALAR;
 }
 
+int lut_spread(int h, int j, int l) { return 3 * (2 * h + l / 16) + j; }
+
+void lut_digit_masks(int j, uint32_t *pos, uint32_t *neg) {
+    *pos = *neg = 0;
+    for (int l = 0; l < 32; l++) {
+        int d = l % 16 < 14 ? lut_digit(13 + l % 16, j) : 0;
+        if (d > 0) *pos |= 1u << l;
+        if (d < 0) *neg |= 1u << l;
+    }
+}
+
+/* Output byte o of plane hi (low 0, high 1): entry n = o % 32 of triplet o / 32: n >= 13 is
+ * lane n − 13 of the sums, n < 13 lane 13 − n of their negations (pattern 26 − n is −n), n >= 27
+ * the zero lane 14. */
+int lut_plane_source(int hi, int o) {
+    int t = o / 32, n = o % 32;
+    if (n >= LUT_PATTERNS) return 2 * 14 + hi;
+    return n >= 13 ? 2 * (16 * t + n - 13) + hi : 64 + 2 * (16 * t + 13 - n) + hi;
+}
+
 /* The lut form's vector kernel needs VBMI's two-table byte permute and VNNI's dot products. */
 bool target_lut_vector(const target *t) {
     return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");

@@ -199,7 +199,7 @@ enum strategy {
     STRAT_RSR_UNROLLED,     /* RSR, the index as instructions (immediate offsets) */
     STRAT_RSR_LOOP,         /* RSR, a loop specialised to the matrix over constant index data */
     STRAT_I2,               /* packed 2-bit codes, int8 dot products (VNNI / maddubs / scalar) */
-    STRAT_LUT,              /* 1.67-bit triplet codes, table lookups (vpshufb) of x's partial sums */
+    STRAT_LUT,              /* 1.67-bit triplet codes, table lookups (vpermt2b) of x's partial sums */
     NUM_STRATEGIES
 };
 static inline bool strategy_is_rsr(enum strategy s) { return s == STRAT_RSR_UNROLLED || s == STRAT_RSR_LOOP; }
@@ -292,6 +292,14 @@ void kernel_free(kernel *kn);
 #define LUT_NB 4             /* blocks sharing each load of a group's tables (they outgrow L1) */
 /* Pattern n of a triplet (w0, w1, w2) is 9(w0 + 1) + 3(w1 + 1) + (w2 + 1); lut_digit(n, j) = w_j. */
 static inline int lut_digit(int n, int j) { return (j == 0 ? n / 9 : j == 1 ? n / 3 % 3 : n % 3) - 1; }
+/* How the vector form builds a group's tables (kernel.c), for every printer: half h (triplets
+ * 2h, 2h + 1) holds the 14 sums of patterns 13..26 in 16-lane halves; lane l adds or subtracts
+ * x's column lut_spread(h, j, l) of the group where lut_digit_masks(j) set bit l; the planes are
+ * byte lut_plane_source(hi, o) of (those sums, their negations); index byte i carries 32·(i % 4). */
+int lut_spread(int h, int j, int l);
+void lut_digit_masks(int j, uint32_t *pos, uint32_t *neg);
+int lut_plane_source(int hi, int o);
+static inline int lut_quarter(int i) { return 32 * (i % 4); }
 /* i2 layout: block b, group g, row r, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
 static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
 /* lut: the AVX-512 form (VBMI's two-table byte permute, VNNI's dot products), else scalar code

@@ -360,7 +360,7 @@ static int candidate_space(const tune_state *ts, int k0, tune_candidate *c, char
     int klo = ts->forced_k ? k0 : k0 > 1 ? k0 - 1 : 1, khi = ts->forced_k ? k0 : k0 < RSR_MAX_K ? k0 + 1 : RSR_MAX_K;
     bool any_rsr = false;
     for (int s = STRAT_RSR_UNROLLED; s <= STRAT_RSR_LOOP; s++) {
-        if (!plan_allowed(ts->t, (enum strategy)s) || (ts->forced != STRAT_AUTO && (int)ts->forced != s)) continue;
+        if (!tune_considers(ts, (enum strategy)s)) continue;
         any_rsr = true;
         for (int k = klo; k <= khi; k++) c[nc++] = (tune_candidate){.strategy = (enum strategy)s, .k = k};
     }

@@ -72,15 +72,15 @@ typedef struct {
 } head_q;
 
 struct rsr_louver_scratch {
-    int32_t cap_keys, cap_heads, cap_d, cap_ub, cap_quads;
+    int32_t cap_keys, cap_heads, cap_d, cap_quads;
     int32_t *idx;       /* [cap_heads][cap_keys] scanned positions per head */
+    float *cub;         /* [cap_heads][cap_keys] the selected keys' upper bounds (relative policy: filtered once τ is final) */
     int32_t *nsc;       /* [cap_heads] */
     float *x;           /* [512] scores of a chunk of candidates of one head */
     float *bd;          /* [cap_heads][cap_buf] the exact scores of the recent-key buffer */
     int32_t cap_buf;
     float *qd;          /* [cap_heads][cap_d] the queries of the heads attended densely */
     float *dx;          /* [cap_heads][DENSE_CHUNK] their scores of one chunk */
-    float *ub;          /* [cap_ub] key upper bounds (relative policy: kept between the two passes) */
     float *bub;         /* [nblocks] block bounds of one head */
     int32_t cap_blocks;
     int32_t *qw;        /* [2][cap_heads][quads] Q packed four int8 per int32; then the live heads' */
@@ -258,7 +258,7 @@ rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out) {
 
 void rsr_louver_scratch_free(rsr_louver_scratch *sc) {
     if (!sc) return;
-    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->bd), free(sc->qd), free(sc->dx), free(sc->ub), free(sc->bub), free(sc->qw);
+    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->bd), free(sc->qd), free(sc->dx), free(sc->cub), free(sc->bub), free(sc->qw);
     free(sc->o), free(sc->hq);
     free(sc);
 }
@@ -284,11 +284,13 @@ static int grow(void **p, size_t bytes) {
 }
 
 static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, int32_t d, int32_t quads,
-                           int32_t blocks, int32_t ub, int32_t buf) {
+                           int32_t blocks, int32_t buf) {
     if (keys > sc->cap_keys || heads > sc->cap_heads) {
         int32_t ck = keys > sc->cap_keys ? keys + keys / 2 + 64 : sc->cap_keys;
         int32_t ch = heads > sc->cap_heads ? heads : sc->cap_heads;
-        if (grow((void **)&sc->idx, sizeof(int32_t) * (size_t)ck * (size_t)ch)) return -1;
+        if (grow((void **)&sc->idx, sizeof(int32_t) * (size_t)ck * (size_t)ch) ||
+            grow((void **)&sc->cub, sizeof(float) * (size_t)ck * (size_t)ch))
+            return -1;
         sc->cap_keys = ck;
         if (ch > sc->cap_heads) {
             if (grow((void **)&sc->nsc, sizeof(int32_t) * (size_t)ch)) return -1;
@@ -320,11 +322,6 @@ static int scratch_reserve(rsr_louver_scratch *sc, int32_t keys, int32_t heads, 
         int32_t cb = buf + buf / 2 + 16;
         if (grow((void **)&sc->bd, sizeof(float) * (size_t)cb * (size_t)sc->cap_heads)) return -1;
         sc->cap_buf = cb;
-    }
-    if (ub > sc->cap_ub) {
-        int32_t cu = ub + ub / 2 + 64;
-        if (grow((void **)&sc->ub, sizeof(float) * (size_t)cu)) return -1;
-        sc->cap_ub = cu;
     }
     return 0;
 }
@@ -435,11 +432,16 @@ AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, cons
 /* One block's code pass for nh query heads at once: per 16-key tile the integer dots of every
  * head (one read of the tile's codes), the upper bounds in registers, and the positions of the
  * keys with ub ≥ τ'' (or forced) appended at out[h], which advances. qw: the heads' Q, packed,
- * quads int32 per head in the order of hp. */
+ * quads int32 per head in the order of hp. With ubo (the relative policy, whose τ may still rise):
+ * the selected keys' upper bounds appended at ubo[h] too (+∞ for a forced key), and lbmax[h]
+ * raised to the best lower bound of a key that is not forced. */
 AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, int32_t quads, const int32_t *qw,
                                          const head_q *const *hp, int32_t nh, const float *kc, const float *ki,
-                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out) {
+                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out,
+                                         float **ubo, float *lbmax) {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512 lbm[64];
+    for (int32_t h = 0; ubo && h < nh; h++) lbm[h] = _mm512_set1_ps(-INFINITY);
     for (int32_t t = 0; t < tiles; t++) {
         const uint8_t *tile = codes + (size_t)t * 64 * (size_t)quads;
         const __m512 vc = _mm512_loadu_ps(kc + TILE * t), vi = _mm512_loadu_ps(ki + TILE * t);
@@ -460,9 +462,20 @@ AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, in
                 __mmask16 k = (__mmask16)(_mm512_cmp_ps_mask(ub, _mm512_set1_ps(p->tauk), _CMP_GE_OQ) | frc[t]);
                 _mm512_mask_compressstoreu_epi32(out[h0 + g], k, pos);
                 out[h0 + g] += __builtin_popcount(k);
+                if (ubo) {
+                    _mm512_mask_compressstoreu_ps(ubo[h0 + g], k, _mm512_mask_mov_ps(ub, frc[t], _mm512_set1_ps(INFINITY)));
+                    ubo[h0 + g] += __builtin_popcount(k);
+                    __m512 lb = _mm512_sub_ps(_mm512_mul_ps(vc, _mm512_sub_ps(t1, t2)), t3);
+                    /* max(lb, m) gives m where lb is NaN */
+                    lbm[h0 + g] = _mm512_mask_max_ps(lbm[h0 + g], (__mmask16)~frc[t], lb, lbm[h0 + g]);
+                }
             }
             h0 += m;
         }
+    }
+    for (int32_t h = 0; ubo && h < nh; h++) {
+        float v = _mm512_reduce_max_ps(lbm[h]);
+        if (v > lbmax[h]) lbmax[h] = v;
     }
 }
 
@@ -554,6 +567,19 @@ static int32_t select_keys(const float *ub, float tk, uint16_t frc, int32_t base
     int32_t n = 0;
     for (int32_t t = 0; t < TILE; t++)
         if (ub[t] >= tk || (frc >> t & 1)) out[n++] = base + t;
+    return n;
+}
+
+/* select_keys for the relative policy: also appends the selected keys' upper bounds (+∞ for a
+ * forced key) at outub and raises *lbmax to the best lower bound of a key that is not forced. */
+static int32_t select_keys_ub(const float *ub, const float *lb, float tk, uint16_t frc, int32_t base, int32_t *out,
+                              float *outub, float *lbmax) {
+    int32_t n = 0;
+    for (int32_t t = 0; t < TILE; t++) {
+        const int f = frc >> t & 1;
+        if (ub[t] >= tk || f) out[n] = base + t, outub[n++] = f ? INFINITY : ub[t];
+        if (!f && lb[t] > *lbmax) *lbmax = lb[t];
+    }
     return n;
 }
 
@@ -718,8 +744,8 @@ static void set_tau(head_q *p, float tau) {
  * single call gives it.
  *
  * A probe decides first: the key bounds of a strided sample of at most PROBE_TILES tiles (512
- * keys) estimate the fraction. Under the relative policy τ is final only after the first pass
- * over the codes, since the best score may lie anywhere; the probe's τ, from the buffer and the
+ * keys) estimate the fraction. Under the relative policy τ is final only after the pass over
+ * the codes, since the best score may lie anywhere; the probe's τ, from the buffer and the
  * sample's lower bounds, is no higher than the final one (a valid τ: every key within ε of the
  * top still reaches it) but can sit far lower, which would send selective heads to the dense
  * kernel. So a relative head falls back on the probe only when nearly every sampled key
@@ -750,7 +776,10 @@ static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq
                     if (!(frc >> k & 1) && lb[g][k] > hp[g].lbmax) hp[g].lbmax = lb[g][k];
         }
         for (int32_t g = 0; g < nl; g++)
-            if (pol[live[g]].kind == RSR_LOUVER_RELATIVE) set_tau(&hp[g], relative_tau(&hp[g], pol[live[g]].eps, ix->cfg.head_dim));
+            if (pol[live[g]].kind == RSR_LOUVER_RELATIVE) {
+                set_tau(&hp[g], relative_tau(&hp[g], pol[live[g]].eps, ix->cfg.head_dim));
+                hq[live[g]].lbmax = hp[g].lbmax; /* the pass starts from the sample's L */
+            }
     }
     for (int32_t t = 0; t < tiles; t += step) {
         index_tile_bounds(ix, t, qw, hp, nl, ub, NULL, &frc);
@@ -787,7 +816,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         default: return RSR_ERR_INVALID_ARGUMENT;
         }
     }
-    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, relative ? size * gq : 0, n - size))
+    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, n - size))
         return RSR_ERR_OUT_OF_MEMORY;
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
@@ -836,42 +865,25 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     }
     if (size > 0) probe(ix, sc, hq, gq, pol);
 
-    /* relative policy: a first pass over the codes for the best lower bound, then τ = L − gap */
+    /* relative policy: τ = L − √d·ln(1/ε) from the best known lower bound L of the largest score
+     * (the buffer's best, the probe's sample). The pass over the codes raises L as it goes, so τ
+     * only rises: a key is selected under the τ of its block, which is no higher than the final
+     * one, and the selection is filtered by the final τ after the pass (its upper bounds are kept
+     * for that). One pass over the codes, as for the other policies. */
     int32_t live[64], nl = 0;
-    for (int32_t h = 0; h < gq; h++)
-        if (!hq[h].dense && size > 0) live[nl++] = h;
-    if (relative && nl) {
-        float ub[64][TILE], lb[64][TILE];
-        uint16_t frc;
-        head_q hp[64];
-        const int32_t *qw = pack_heads(sc, hq, gq, nq, live, nl, hp);
-        for (int32_t t = 0; t < size / TILE; t++) {
-            index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
-            for (int32_t g = 0; g < nl; g++) {
-                head_q *p = &hq[live[g]];
-                memcpy(sc->ub + (size_t)live[g] * (size_t)size + (size_t)t * TILE, ub[g], sizeof(float) * TILE);
-                for (int32_t k = 0; k < TILE; k++)
-                    if (!(frc >> k & 1) && lb[g][k] > p->lbmax) p->lbmax = lb[g][k];
-            }
-        }
-    }
-    for (int32_t h = 0; h < gq; h++)
+    for (int32_t h = 0; h < gq; h++) {
         if (pol[h].kind == RSR_LOUVER_RELATIVE && !hq[h].dense) set_tau(&hq[h], relative_tau(&hq[h], pol[h].eps, d));
-
+        if (!hq[h].dense && size > 0) live[nl++] = h;
+    }
     PROF(PH_PREP);
-    /* the buffer, now that τ is final */
-    for (int32_t h = 0; h < gq; h++)
-        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values, stride,
-                   d, scale, hq[h].tau, &kept[h]);
 
-    /* the index: block test per head, key bounds for the heads whose block test passes; then the
-     * exact scores of the candidates, their rows fetched ahead (score) */
+    /* the index: block test per head, key bounds for the heads whose block test passes */
+    int32_t first[64];
+    for (int32_t h = 0; h < gq; h++) first[h] = sc->nsc[h];
     if (nl) {
         for (int32_t g = 0; g < nl; g++)
             box_bounds(ix, q + (size_t)live[g] * (size_t)d, hq[live[g]].qn, sc->bub + (size_t)live[g] * (size_t)nb);
         PROF(PH_BOX);
-        int32_t first[64];
-        for (int32_t h = 0; h < gq; h++) first[h] = sc->nsc[h];
         for (int32_t b = 0; b < nb; b++) {
             int32_t bl[64], nbl = 0; /* the heads whose block test passes */
             for (int32_t g = 0; g < nl; g++)
@@ -879,57 +891,81 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             if (!nbl) continue;
             const size_t kb = (size_t)b * (size_t)B;
             const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / TILE);
-            if (relative) { /* the first pass stored every bound */
-                for (int32_t g = 0; g < nbl; g++) {
-                    const int32_t h = bl[g];
-                    const float *u = sc->ub + (size_t)h * (size_t)size + kb;
-                    for (int32_t t = 0; t < B / TILE; t++)
-                        sc->nsc[h] += select_keys(u + t * TILE, hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
-                }
-            } else {
-                const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
+            const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
+            float lbm[64];
+            for (int32_t g = 0; g < nbl; g++) lbm[g] = hq[bl[g]].lbmax;
 #ifdef LOUVER_X86
-                if (vnni_enabled()) {
-                    const head_q *hp[64];
-                    int32_t *at[64];
-                    const int32_t *qw = sc->qw;
-                    if (nbl < gq) {
-                        head_q unused[64];
-                        qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
-                    }
-                    for (int32_t g = 0; g < nbl; g++) hp[g] = &hq[bl[g]], at[g] = sc->idx + (size_t)bl[g] * ck + sc->nsc[bl[g]];
-                    block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
-                                      b * B, at);
-                    for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
-                } else
+            if (vnni_enabled()) {
+                const head_q *hp[64];
+                int32_t *at[64];
+                float *uo[64];
+                const int32_t *qw = sc->qw;
+                if (nbl < gq) {
+                    head_q unused[64];
+                    qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
+                }
+                for (int32_t g = 0; g < nbl; g++) {
+                    const size_t o = (size_t)bl[g] * ck + (size_t)sc->nsc[bl[g]];
+                    hp[g] = &hq[bl[g]], at[g] = sc->idx + o, uo[g] = sc->cub + o;
+                }
+                block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
+                                  b * B, at, relative ? uo : NULL, lbm);
+                for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
+            } else
 #endif
-                {
-                    float ub[64][TILE];
-                    head_q hp[64];
-                    const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
-                    for (int32_t t = 0; t < B / TILE; t++) {
-                        tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
-                                    ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
-                                    ix->kerr + kb + (size_t)t * TILE, ub, NULL);
-                        for (int32_t g = 0; g < nbl; g++) {
-                            const int32_t h = bl[g];
-                            sc->nsc[h] += select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + (size_t)h * ck + sc->nsc[h]);
-                        }
+            {
+                float ub[64][TILE], lb[64][TILE];
+                head_q hp[64];
+                const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
+                for (int32_t t = 0; t < B / TILE; t++) {
+                    tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
+                                ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
+                                ix->kerr + kb + (size_t)t * TILE, ub, relative ? lb : NULL);
+                    for (int32_t g = 0; g < nbl; g++) {
+                        const int32_t h = bl[g];
+                        const size_t o = (size_t)h * ck + (size_t)sc->nsc[h];
+                        sc->nsc[h] += relative ? select_keys_ub(ub[g], lb[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o, sc->cub + o, &lbm[g])
+                                               : select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o);
                     }
                 }
             }
-            for (int32_t g = 0; g < nbl; g++) hq[bl[g]].bounded += B;
+            for (int32_t g = 0; g < nbl; g++) {
+                head_q *p = &hq[bl[g]];
+                p->bounded += B;
+                if (pol[bl[g]].kind == RSR_LOUVER_RELATIVE && lbm[g] > p->lbmax) {
+                    p->lbmax = lbm[g];
+                    set_tau(p, relative_tau(p, pol[bl[g]].eps, d));
+                }
+            }
+        }
+        /* the relative heads' selection filtered by their final τ */
+        for (int32_t g = 0; g < nl; g++) {
+            const int32_t h = live[g];
+            if (pol[h].kind != RSR_LOUVER_RELATIVE) continue;
+            int32_t *idx = sc->idx + (size_t)h * ck;
+            const float *u = sc->cub + (size_t)h * ck, tk = hq[h].tauk;
+            int32_t w = first[h];
+            for (int32_t j = first[h]; j < sc->nsc[h]; j++)
+                if (u[j] >= tk) idx[w++] = idx[j];
+            sc->nsc[h] = w;
         }
         PROF(PH_BOUND);
-        for (int32_t g = 0; g < nl; g++) {
-            const int32_t h = live[g], c = sc->nsc[h] - first[h];
-            if (c >= FALLBACK_FRACTION * size) { /* the probe missed it: dense after all (see probe) */
-                hq[h].dense = RSR_LOUVER_DENSE_QUALIFY;
-                sc->nsc[h] = first[h];
-            } else if (c > 0) {
-                score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride, d,
-                      scale, &hq[h], &kept[h]);
-            }
+    }
+
+    /* the buffer, now that τ is final */
+    for (int32_t h = 0; h < gq; h++)
+        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values, stride,
+                   d, scale, hq[h].tau, &kept[h]);
+
+    /* the exact scores of the candidates, their rows fetched ahead (score) */
+    for (int32_t g = 0; g < nl; g++) {
+        const int32_t h = live[g], c = sc->nsc[h] - first[h];
+        if (c >= FALLBACK_FRACTION * size) { /* the probe missed it: dense after all (see probe) */
+            hq[h].dense = RSR_LOUVER_DENSE_QUALIFY;
+            sc->nsc[h] = first[h];
+        } else if (c > 0) {
+            score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride, d,
+                  scale, &hq[h], &kept[h]);
         }
     }
 

@@ -197,9 +197,13 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
 static const float *blob_f32(const rsr_session *s, uint64_t off) { return (const float *)(s->model->blob + off); }
 
 /* y = x · inv, times w when given; inv from the row's sum of squares ss (docs/numerics.md). */
-static void rms_scale(float *y, const float *x, const float *w, int32_t n, float ss, float eps) {
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void rms_scale(float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps) {
     float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int32_t i = 0; i < n; i++) y[i] = w ? (x[i] * inv) * w[i] : x[i] * inv;
+    if (w)
+        for (int32_t i = 0; i < n; i++) y[i] = (x[i] * inv) * w[i];
+    else
+        for (int32_t i = 0; i < n; i++) y[i] = x[i] * inv;
 }
 
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {

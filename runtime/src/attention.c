@@ -191,8 +191,8 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
         float *scratch = t->scratch + (size_t)tid * (size_t)group * ATTN_CHUNK;
         float *run_o = t->row_o + (size_t)tid * 2 * (size_t)group * (size_t)d, *chunk_o = run_o + (size_t)group * (size_t)d;
 #pragma omp for schedule(dynamic, 1)
-        for (int32_t item = 0; item < n * kv_heads; item++) {
-            int32_t tok = item / kv_heads, kvh = item % kv_heads, keys = pos0 + tok + 1;
+        for (int32_t item = 0; item < n * kv_heads; item++) { /* KV head by KV head: its rows stay in cache */
+            int32_t kvh = item / n, tok = item % n, keys = pos0 + tok + 1;
             int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK;
             const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
             for (int32_t g0 = 0; g0 < group; g0 += 64) {

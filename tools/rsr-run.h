@@ -23,11 +23,14 @@ typedef struct run_options {
     int num_stop;
     const char *chat_template, *system;
     int threads;                /* -t; 0: the runtime's default */
+    int head_int8;              /* --head int8: logits from the int8 copy of the LM head (lossy) */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 double now(void);
 void check(rsr_status st, rsr_session *s);
+/* Evaluates n tokens and writes the logits of the last one: exact, or from the int8 head (--head int8). */
+void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, float *logits);
 
 /* run_text.c: a prompt's continuation as text, and the chat loop */
 void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o);

@@ -108,17 +108,19 @@ typedef struct generator {
     int32_t stop_ids[3];
     uint64_t rng;
     int greedy;                 /* temperature 0: the certified greedy head, no logits */
+    const run_options *o;
     int32_t next;               /* the greedy token after the last eval */
 } generator;
 
 /* Evaluates tokens; what follows is in g->next (greedy) or in g->logits. */
 static void eval(generator *g, const int32_t *tokens, int32_t n) {
     if (g->greedy) check(api.session_eval_greedy(g->s, tokens, n, &g->next), g->s);
-    else check(api.session_eval(g->s, tokens, n, g->logits), g->s);
+    else eval_logits(g->o, g->s, tokens, n, g->logits);
 }
 
 static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     memset(g, 0, sizeof *g);
+    g->o = o;
     api.model_get_info(m, &g->info);
     g->tok = tok;
     rsr_session_params sp = o->session;

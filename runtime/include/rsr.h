@@ -166,6 +166,12 @@ rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t
  * an int8 copy of the LM head (when the model was compiled with one) and computing exact logits
  * only for the rows that could still win. Half the LM head's bytes per token. */
 rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, int32_t n, int32_t *token);
+/* Like rsr_session_eval, but the logits come from the int8 copy of the LM head (half the bytes of
+ * the exact head per token): lossy. Every logit is within *bound (when bound is not NULL) of the
+ * one rsr_session_eval would write — a certified bound, computed per call from the rows' scales
+ * and quantisation errors (docs/numerics.md). Without an int8 copy (rsrc --no-greedy-head) the
+ * logits are the exact ones and *bound is 0. CPU sessions only. */
+rsr_status rsr_session_eval_int8(rsr_session *session, const int32_t *tokens, int32_t n, float *logits, double *bound);
 
 /* What attention did in one layer for the last evaluated token, summed over the query heads.
  * Dense attention scans and keeps every key and drops nothing. */

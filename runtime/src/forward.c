@@ -174,6 +174,22 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
     return eval_steps(s, tokens, n, logits, NULL);
 }
 
+rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!logits) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
+    rsr_status st = check_tokens(s, tokens, n);
+    if (st != RSR_OK) return st;
+    if (s->gpu)
+        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                             "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
+    double b = 0;
+    s->q8_logits = &b;
+    st = eval_steps(s, tokens, n, logits, NULL);
+    s->q8_logits = NULL;
+    if (st == RSR_OK && bound) *bound = b;
+    return st;
+}
+
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
@@ -459,7 +475,12 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
     s->pos += n;
     const float *last = s->h + (size_t)(n - 1) * (size_t)H;
     if (logits || argmax) rmsnorm(s->xn, last, blob_f32(s, a->final_norm), H, a->rms_eps);
-    if (logits) rsr_lm_head_logits(s, s->xn, logits);
+    if (logits && s->q8_logits) {
+        rsr_status st = rsr_lm_head_logits_q8(s, s->xn, logits, s->q8_logits);
+        if (st != RSR_OK) return st;
+    } else if (logits) {
+        rsr_lm_head_logits(s, s->xn, logits);
+    }
     if (argmax) return rsr_lm_head_argmax(s, s->xn, argmax);
     return RSR_OK;
 }

@@ -47,6 +47,8 @@ struct rsr_session {
     int32_t acc_stride;         /* room for the rows of q, k and v together */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
+    double *q8_logits;          /* during rsr_session_eval_int8: the logits come from the int8 head,
+                                 * their certified error goes here */
     struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */
     char err[RSR_ERRMSG_SIZE];
 };
@@ -59,6 +61,9 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
 void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits);
 rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
+/* logits from the int8 copy of the head, each within *bound of the exact one (exact logits and
+ * *bound = 0 where there is no copy or nothing it could bound) */
+rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
 void rsr_lm_head_free(rsr_session *s);
 
 /* attention.c: attention of layer `layer` for the query q ([heads][head_dim]) of the token at

@@ -134,15 +134,16 @@ static int32_t full_argmax(const rsr_model *m, const float *x) {
     return best;
 }
 
-rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
+/* approx[v] and bound[v] of every row for x (the header comment) in s->head, and the best
+ * approx − bound; *have = 0 when the model has no int8 head or x is all zero or not finite:
+ * nothing to bound then. */
+static rsr_status approx_rows(rsr_session *s, const float *x, int *have, double *best_lo_out) {
     const rsr_artifact *a = s->model->a;
     int32_t n = a->hidden;
     double x_l1 = 0, amax = 0;
     for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)x[i]), amax = fmax(amax, fabs((double)x[i]));
-    if (a->head_q8 == RSR_NO_TENSOR || !isfinite(x_l1) || amax == 0) {
-        *token = full_argmax(s->model, x); /* no int8 head, or nothing it could bound */
-        return RSR_OK;
-    }
+    *have = a->head_q8 != RSR_NO_TENSOR && isfinite(x_l1) && amax != 0;
+    if (!*have) return RSR_OK;
     rsr_status st = head_scratch(s);
     if (st != RSR_OK) return st;
     struct rsr_head_scratch *h = s->head;
@@ -179,7 +180,22 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
 #pragma omp critical
         if (lo > best_lo) best_lo = lo;
     }
+    *best_lo_out = best_lo;
+    return RSR_OK;
+}
+
+rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
+    const rsr_artifact *a = s->model->a;
+    int have;
+    double best_lo;
+    rsr_status st = approx_rows(s, x, &have, &best_lo);
+    if (st != RSR_OK) return st;
+    if (!have) {
+        *token = full_argmax(s->model, x); /* no int8 head, or nothing it could bound */
+        return RSR_OK;
+    }
     /* only rows that could reach best_lo are computed exactly; the first maximum wins */
+    const struct rsr_head_scratch *h = s->head;
     int32_t best = -1;
     float best_logit = 0;
     for (int32_t v = 0; v < a->vocab; v++) {
@@ -188,5 +204,27 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
         if (best < 0 || l > best_logit) best = v, best_logit = l;
     }
     *token = best;
+    return RSR_OK;
+}
+
+rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound) {
+    const rsr_artifact *a = s->model->a;
+    int have;
+    double best_lo, worst = 0;
+    rsr_status st = approx_rows(s, x, &have, &best_lo);
+    if (st != RSR_OK) return st;
+    if (!have) { /* the exact logits: nothing lost */
+        rsr_lm_head_logits(s, x, logits);
+        if (bound) *bound = 0;
+        return RSR_OK;
+    }
+    const struct rsr_head_scratch *h = s->head;
+    for (int32_t v = 0; v < a->vocab; v++) {
+        logits[v] = (float)h->approx[v];
+        /* the rounding to float adds at most half an ulp of |approx| (2^-24 relative) */
+        double b = h->bound[v] + fabs(h->approx[v]) * 0x1p-24;
+        if (b > worst) worst = b;
+    }
+    if (bound) *bound = worst * (1 + 1e-12);
     return RSR_OK;
 }

@@ -190,6 +190,28 @@ int main(int argc, char **argv) {
         EXPECT(api.session_eval(s2, &want, 1, a) == RSR_OK, "eval step %d", step);
     }
 
+    /* logits from the int8 head: each within the certified bound of the exact logit, step after
+     * step, and not the exact logits themselves (the copy is read) */
+    double bound = -1;
+    EXPECT(api.session_eval_int8(s, toks, 1, NULL, &bound) == RSR_ERR_INVALID_ARGUMENT, "eval_int8(NULL logits)");
+    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
+    EXPECT(api.session_eval_int8(s, &bad_tok, 1, b, &bound) == RSR_ERR_BAD_TOKEN, "eval_int8 of a bad token");
+    EXPECT(api.session_position(s) == 0 && bound == -1, "a refused eval_int8 must not advance or write the bound");
+    EXPECT(api.session_eval_int8(s, toks, 3, b, NULL) == RSR_OK, "eval_int8 without a bound: %s", api.session_errmsg(s));
+    EXPECT(api.session_reset(s) == RSR_OK, "reset");
+    EXPECT(api.session_eval_int8(s, toks, 3, b, &bound) == RSR_OK, "eval_int8: %s", api.session_errmsg(s));
+    EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
+    for (int step = 0; step < 5; step++) {
+        double worst = 0;
+        int32_t differ = 0;
+        for (int32_t v = 0; v < V; v++) worst = fmax(worst, fabs((double)b[v] - (double)a[v])), differ += b[v] != a[v];
+        EXPECT(bound > 0 && worst <= bound, "step %d: int8 logits off by %g, certified bound %g", step, worst, bound);
+        EXPECT(differ > 0, "step %d: the int8 logits are the exact ones", step);
+        int32_t next = api.sample_greedy(a, V);
+        EXPECT(api.session_eval_int8(s, &next, 1, b, &bound) == RSR_OK, "eval_int8 step %d", step);
+        EXPECT(api.session_eval(s2, &next, 1, a) == RSR_OK, "eval step %d", step);
+    }
+
     api.session_free(s);
     api.session_free(s2);
     api.session_free(NULL);

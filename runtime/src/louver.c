@@ -563,10 +563,11 @@ static void box_bounds(const rsr_louver_index *ix, const float *q, const float *
 /*
  * The block test, where it pays. On keys with RoPE no box of consecutive keys is tight (the fast
  * rotation pairs cover their circle within a few positions) and the test skips no block, yet it
- * costs about 7% of the pass over the codes. So it is first run on every BOX_SAMPLE_STEP-th block;
- * when fewer than a tenth of those would be skipped, every block is taken as passing (bub = +∞):
- * a block test is a filter, and passing a block only costs its key bounds. The decision depends on
- * the head alone (its query and τ), so a group call still gives each head its single-call bits.
+ * costs about 7% of the pass over the codes. So it is first run on BOX_SAMPLE_BLOCKS blocks at a
+ * stride; when fewer than a tenth of those would be skipped, every block is taken as passing
+ * (bub = +∞): a block test is a filter, and passing a block only costs its key bounds. The
+ * decision depends on the head alone (its query and τ), so a group call still gives each head
+ * its single-call bits.
  */
 #define BOX_SAMPLE_BLOCKS 32
 static void block_bounds(const rsr_louver_index *ix, const float *q, const head_q *p, float *bub) {

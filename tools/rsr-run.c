@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -221,15 +222,15 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
     check(api.session_eval(s, prompt, n_prompt, logits), s);
     if (api.session_position(s) != pos) die("--bench: position mismatch");
     const size_t V = (size_t)info->vocab_size;
+    const bool on_gpu = !strncmp(info->device, "gpu", 3);
     float *exact = malloc(sizeof *exact * V * (size_t)(decode > 0 ? decode : 1)); /* each step's exact logits */
     if (!exact) die("out of memory");
     double t3 = now();
     tok = first;
     for (int32_t i = 0; i < decode; i++) {
         if (tok != tokens[i] && mismatch < 0) mismatch = i;
-        check(api.session_eval(s, &tokens[i], 1, logits), s);
-        memcpy(exact + (size_t)i * V, logits, sizeof *logits * V);
-        tok = api.sample_greedy(logits, info->vocab_size);
+        check(api.session_eval(s, &tokens[i], 1, exact + (size_t)i * V), s);
+        tok = api.sample_greedy(exact + (size_t)i * V, info->vocab_size);
     }
     double t4 = now();
     if (decode && tok != tokens[decode] && mismatch < 0) mismatch = decode;
@@ -237,7 +238,7 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
      * against the exact logits above beside the certified bound */
     double t_q8 = 0, max_err = 0, max_bound = 0, lo = INFINITY, hi = -INFINITY;
     int32_t agree = 0;
-    int q8 = decode && strncmp(info->device, "gpu", 3) != 0;
+    const bool q8 = decode && !on_gpu;
     if (q8) {
         check(api.session_reset(s), s);
         check(api.session_eval(s, prompt, n_prompt, logits), s);
@@ -282,7 +283,7 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
     }
     free(tokens);
     if (mismatch >= 0) die("--bench: the greedy head and the full logits disagree at decode step %d", mismatch);
-    if (decode && !strncmp(info->device, "gpu", 3)) {
+    if (decode && on_gpu) {
         double bytes = exact_bytes_per_token(m, info), s_per_token = (t2 - t1) / decode;
         printf("roofline: the exact model reads %.3f GB per token: %.0f GB/s at the certified greedy decode's "
                "%.2f ms per token (bench_gpu measures the GPU's read bandwidth to compare)\n",

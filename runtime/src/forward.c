@@ -151,12 +151,11 @@ static rsr_status check_tokens(rsr_session *s, const int32_t *tokens, int32_t n)
     return RSR_OK;
 }
 
-/* Steps of at most s->batch tokens; the last gives the logits and/or the greedy token. */
-static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax) {
+/* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in s->xn. */
+static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
     for (int32_t i = 0; i < n; i += s->batch) {
         int32_t c = n - i < s->batch ? n - i : s->batch;
-        bool last = i + c == n;
-        rsr_status st = rsr_forward(s, tokens + i, c, last ? logits : NULL, last ? argmax : NULL);
+        rsr_status st = rsr_forward(s, tokens + i, c, head && i + c == n);
         if (st != RSR_OK) return st;
     }
     return RSR_OK;
@@ -171,7 +170,9 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
         if (st == RSR_OK) s->pos += n;
         return st;
     }
-    return eval_steps(s, tokens, n, logits, NULL);
+    st = eval_steps(s, tokens, n, logits != NULL);
+    if (st == RSR_OK && logits) rsr_lm_head_logits(s, s->xn, logits);
+    return st;
 }
 
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
@@ -182,12 +183,8 @@ rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t 
     if (s->gpu)
         return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                              "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
-    double b = 0;
-    s->q8_logits = &b;
-    st = eval_steps(s, tokens, n, logits, NULL);
-    s->q8_logits = NULL;
-    if (st == RSR_OK && bound) *bound = b;
-    return st;
+    st = eval_steps(s, tokens, n, true);
+    return st == RSR_OK ? rsr_lm_head_logits_q8(s, s->xn, logits, bound) : st;
 }
 
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
@@ -201,7 +198,8 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
         if (st == RSR_OK) s->pos += n, *token = best;
         return st;
     }
-    return eval_steps(s, tokens, n, NULL, token); /* token may alias tokens: written only at the end */
+    st = eval_steps(s, tokens, n, true);
+    return st == RSR_OK ? rsr_lm_head_argmax(s, s->xn, token) : st; /* token may alias tokens: written last */
 }
 
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----
@@ -434,7 +432,7 @@ static void norm_inputs(rsr_session *s, const float *x, size_t x_stride, const f
 }
 
 /* Attention of layer l for the n tokens, in order: token t sees positions up to pos + t. */
-rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax) {
+rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
     const rsr_artifact *a = s->model->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
@@ -474,13 +472,6 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *
     }
     s->pos += n;
     const float *last = s->h + (size_t)(n - 1) * (size_t)H;
-    if (logits || argmax) rmsnorm(s->xn, last, blob_f32(s, a->final_norm), H, a->rms_eps);
-    if (logits && s->q8_logits) {
-        rsr_status st = rsr_lm_head_logits_q8(s, s->xn, logits, s->q8_logits);
-        if (st != RSR_OK) return st;
-    } else if (logits) {
-        rsr_lm_head_logits(s, s->xn, logits);
-    }
-    if (argmax) return rsr_lm_head_argmax(s, s->xn, argmax);
+    if (head) rmsnorm(s->xn, last, blob_f32(s, a->final_norm), H, a->rms_eps);
     return RSR_OK;
 }

@@ -2,6 +2,8 @@
 #ifndef RSR_RUNTIME_INTERNAL_H
 #define RSR_RUNTIME_INTERNAL_H
 
+#include <stdbool.h>
+
 #include "rsr.h"
 #include "rsr_artifact.h"
 #include "rsr_numerics.h"
@@ -47,16 +49,14 @@ struct rsr_session {
     int32_t acc_stride;         /* room for the rows of q, k and v together */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
-    double *q8_logits;          /* during rsr_session_eval_int8: the logits come from the int8 head,
-                                 * their certified error goes here */
     struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */
     char err[RSR_ERRMSG_SIZE];
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* n tokens (1 <= n <= s->batch) through the model; then the logits of the last (when logits)
- * and/or its greedy token (when argmax). */
-rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax);
+/* n tokens (1 <= n <= s->batch) through the model; with head, the last one's final-normed hidden
+ * state (the LM head's input) into s->xn. */
+rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head);
 
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
 void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits);

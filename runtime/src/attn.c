@@ -300,13 +300,14 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
     const __m512 vs = _mm512_set1_ps(scale);
     int32_t n = j1 - j0;
     int32_t j = 0;
+    const int32_t g4 = gq / 4 * 4; /* heads scored four at a time */
     if (d % 16 == 0)
         for (; j + 16 <= n; j += 16) {
             const float *k = keys + (size_t)(j0 + j) * stride;
             __m512 four[4];
             for (int32_t g = 0; g < gq; g++) {
-                if (g % 4 == 0 && g + 4 <= gq) scores16x4(q + (size_t)g * (size_t)d, d, k, stride, four);
-                __m512 dots = g / 4 * 4 + 4 <= gq ? four[g % 4] : scores16(q + (size_t)g * (size_t)d, k, stride, d);
+                if (g < g4 && g % 4 == 0) scores16x4(q + (size_t)g * (size_t)d, d, k, stride, four);
+                __m512 dots = g < g4 ? four[g % 4] : scores16(q + (size_t)g * (size_t)d, k, stride, d);
                 if (count) {
                     const __m512 t = _mm512_set1_ps(tau[g]);
                     __mmask16 ge = _mm512_cmp_ps_mask(dots, t, _CMP_GE_OQ);

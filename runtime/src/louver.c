@@ -573,10 +573,11 @@ static void box_bounds(const rsr_louver_index *ix, const float *q, const float *
 static void block_bounds(const rsr_louver_index *ix, const float *q, const head_q *p, float *bub) {
     const int32_t nb = ix->nblocks, step = nb > BOX_SAMPLE_BLOCKS ? nb / BOX_SAMPLE_BLOCKS : 1;
     box_bounds(ix, q, p->qn, bub, step);
+    if (step == 1) return; /* the sample was every block */
     int32_t sampled = 0, skipped = 0;
     for (int32_t b = 0; b < nb; b += step) sampled++, skipped += !ix->forced[b] && !(bub[b] >= p->taub);
-    if (step > 1 && 10 * skipped >= sampled) box_bounds(ix, q, p->qn, bub, 1);
-    else if (step > 1 || !skipped)
+    if (10 * skipped >= sampled) box_bounds(ix, q, p->qn, bub, 1);
+    else
         for (int32_t b = 0; b < nb; b++) bub[b] = INFINITY;
 }
 
@@ -817,6 +818,54 @@ static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq
     }
 }
 
+/* The pass over block b's codes for the heads bl[0..nbl) whose block test passes: each appends
+ * the positions of its keys with ub ≥ τ'' (or forced) to its selection; with relative (the
+ * relative policy, whose τ may still rise) also their upper bounds, and lbm[g] is raised to the
+ * best lower bound of the block's keys that are not forced. */
+static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const int32_t *bl,
+                         int32_t nbl, int32_t b, int relative, float *lbm) {
+    const int32_t B = ix->cfg.block_keys, nq = ix->quads;
+    const size_t ck = (size_t)sc->cap_keys;
+    const size_t kb = (size_t)b * (size_t)B;
+    const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / TILE);
+    const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
+#ifdef LOUVER_X86
+    if (vnni_enabled()) {
+        const head_q *hp[64];
+        int32_t *at[64];
+        float *uo[64];
+        const int32_t *qw = sc->qw;
+        if (nbl < gq) {
+            head_q unused[64];
+            qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
+        }
+        for (int32_t g = 0; g < nbl; g++) {
+            const size_t o = (size_t)bl[g] * ck + (size_t)sc->nsc[bl[g]];
+            hp[g] = &hq[bl[g]], at[g] = sc->idx + o, uo[g] = sc->cub + o;
+        }
+        block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
+                          b * B, at, relative ? uo : NULL, lbm);
+        for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
+    } else
+#endif
+    {
+        float ub[64][TILE], lb[64][TILE];
+        head_q hp[64];
+        const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
+        for (int32_t t = 0; t < B / TILE; t++) {
+            tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
+                        ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
+                        ix->kerr + kb + (size_t)t * TILE, ub, relative ? lb : NULL);
+            for (int32_t g = 0; g < nbl; g++) {
+                const int32_t h = bl[g];
+                const size_t o = (size_t)h * ck + (size_t)sc->nsc[h];
+                sc->nsc[h] += relative ? select_keys_ub(ub[g], lb[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o, sc->cub + o, &lbm[g])
+                                       : select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o);
+            }
+        }
+    }
+}
+
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
                                    const float *values, size_t stride, int32_t n, const rsr_louver_policy *pol,
                                    rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats) {
@@ -909,46 +958,9 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             for (int32_t g = 0; g < nl; g++)
                 if (ix->forced[b] || sc->bub[(size_t)live[g] * (size_t)nb + (size_t)b] >= hq[live[g]].taub) bl[nbl++] = live[g];
             if (!nbl) continue;
-            const size_t kb = (size_t)b * (size_t)B;
-            const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / TILE);
-            const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
             float lbm[64];
             for (int32_t g = 0; g < nbl; g++) lbm[g] = hq[bl[g]].lbmax;
-#ifdef LOUVER_X86
-            if (vnni_enabled()) {
-                const head_q *hp[64];
-                int32_t *at[64];
-                float *uo[64];
-                const int32_t *qw = sc->qw;
-                if (nbl < gq) {
-                    head_q unused[64];
-                    qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
-                }
-                for (int32_t g = 0; g < nbl; g++) {
-                    const size_t o = (size_t)bl[g] * ck + (size_t)sc->nsc[bl[g]];
-                    hp[g] = &hq[bl[g]], at[g] = sc->idx + o, uo[g] = sc->cub + o;
-                }
-                block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
-                                  b * B, at, relative ? uo : NULL, lbm);
-                for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
-            } else
-#endif
-            {
-                float ub[64][TILE], lb[64][TILE];
-                head_q hp[64];
-                const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
-                for (int32_t t = 0; t < B / TILE; t++) {
-                    tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
-                                ix->kscale + kb + (size_t)t * TILE, ix->kint + kb + (size_t)t * TILE,
-                                ix->kerr + kb + (size_t)t * TILE, ub, relative ? lb : NULL);
-                    for (int32_t g = 0; g < nbl; g++) {
-                        const int32_t h = bl[g];
-                        const size_t o = (size_t)h * ck + (size_t)sc->nsc[h];
-                        sc->nsc[h] += relative ? select_keys_ub(ub[g], lb[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o, sc->cub + o, &lbm[g])
-                                               : select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o);
-                    }
-                }
-            }
+            select_block(ix, sc, hq, gq, bl, nbl, b, relative, lbm);
             for (int32_t g = 0; g < nbl; g++) {
                 head_q *p = &hq[bl[g]];
                 p->bounded += B;

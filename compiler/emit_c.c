@@ -19,6 +19,8 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
 /* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT). The pattern digits and
  * the permutes are printed from lut_digit, so the tables and the compiler's encoding agree. */
 void emit_c_lut_helpers(FILE *out, bool vector) {
+    fprintf(out, "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' offset */\n",
+            LUT_GROUP_COLS, LUT_GROUP_BYTES, LUT_GROUP_BYTES - 16);
     if (!vector) {
         fputs("/* lut: pattern digits (w0, w1, w2) */\nstatic const int8_t rsr_lut_digits[32][3] = {", out);
         for (int n = 0; n < LUT_PATTERNS; n++)
@@ -36,10 +38,10 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
               "static inline int32_t rsr_lut_row(const uint8_t *w, const int16_t *tab, int32_t groups, int r) {\n"
               "    int32_t sum = 0;\n"
               "    for (int32_t g = 0; g < groups; g++) {\n"
-              "        const uint8_t *wg = w + (size_t)g * 80;\n"
+              "        const uint8_t *wg = w + (size_t)g * RSR_LUT_GROUP_BYTES;\n"
               "        for (int L = 0; L < 4; L++) {\n"
               "            int bit = 4 * (r % 16) + L, nib = wg[bit], n = r < 16 ? nib & 15 : nib >> 4;\n"
-              "            n |= ((wg[64 + 8 * (r / 16) + bit / 8] >> (bit % 8)) & 1) << 4;\n"
+              "            n |= ((wg[RSR_LUT_MASKS + 8 * (r / 16) + bit / 8] >> (bit % 8)) & 1) << 4;\n"
               "            sum += tab[32 * (4 * g + L) + n];\n"
               "        }\n"
               "    }\n"
@@ -75,9 +77,9 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
           "    const __mmask32 pos[3] = {RSR_LUT_POS0, RSR_LUT_POS1, RSR_LUT_POS2}, neg[3] = {RSR_LUT_NEG0, RSR_LUT_NEG1, RSR_LUT_NEG2};\n"
           "    const __m512i plane[2] = {RSR_LUT_PLANE0, RSR_LUT_PLANE1};\n"
           "    for (int32_t g = 0; g < groups; g++) {\n"
-          "        int32_t left = cols - 12 * g;\n"
-          "        __mmask32 m = left >= 12 ? 0xfffu : (1u << left) - 1;\n"
-          "        __m512i xw = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + 12 * g));\n"
+          "        int32_t left = cols - RSR_LUT_GROUP_COLS * g;\n"
+          "        __mmask32 m = (1u << (left < RSR_LUT_GROUP_COLS ? left : RSR_LUT_GROUP_COLS)) - 1;\n"
+          "        __m512i xw = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + RSR_LUT_GROUP_COLS * g));\n"
           "        for (int h = 0; h < 2; h++) {\n"
           "            __m512i v = _mm512_setzero_si512();\n"
           "            for (int j = 0; j < 3; j++) {\n"
@@ -103,13 +105,13 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
           "        const __m512i t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];\n"
           "#pragma GCC unroll 4\n"
           "        for (int j = 0; j < nb; j++) {\n"
-          "            const uint8_t *wg = w + j * stride + (size_t)g * 80;\n"
+          "            const uint8_t *wg = w + j * stride + (size_t)g * RSR_LUT_GROUP_BYTES;\n"
           "            __m512i p = _mm512_loadu_si512((const void *)wg);\n"
           "            __m512i idx[2] = {_mm512_ternarylogic_epi32(p, low, quarter, 0xea),\n"
           "                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(p, 4), low, quarter, 0xea)};\n"
           "#pragma GCC unroll 2\n"
           "            for (int h = 0; h < 2; h++) {\n"
-          "                __m512i i = _mm512_mask_add_epi8(idx[h], _load_mask64((__mmask64 *)(wg + 64 + 8 * h)), idx[h], bit4);\n"
+          "                __m512i i = _mm512_mask_add_epi8(idx[h], _load_mask64((__mmask64 *)(wg + RSR_LUT_MASKS + 8 * h)), idx[h], bit4);\n"
           "                lo[2 * j + h] = _mm512_dpbusd_epi32(lo[2 * j + h], _mm512_permutex2var_epi8(t0, i, t1), one);\n"
           "                hi[2 * j + h] = _mm512_dpbusd_epi32(hi[2 * j + h], one, _mm512_permutex2var_epi8(t2, i, t3));\n"
           "            }\n"

@@ -363,7 +363,6 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
 /* ---- lut: tables of x's triplet sums, looked up with vpermt2b and added with vpdpbusd
  * (kernel.c, KF_LUT; emit_c.c's rsr_lut_* helpers are the same steps in C) ---- */
 
-
 static LLVMValueRef mask_const(llvm_emitter *e, uint32_t bits) {
     LLVMValueRef m[32];
     for (int i = 0; i < 32; i++) m[i] = LLVMConstInt(e->i1, (bits >> i) & 1, 0);

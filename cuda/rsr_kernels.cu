@@ -205,14 +205,6 @@ __device__ __forceinline__ float rsr_input_elem(const rsr_gpu_call &c, int i) {
     return rsr_glu1(c.gate[i], c.up[i], c.beta_gate, c.beta_up, *c.gate_xs, c.silu);
 }
 
-/*
- * The group's int8 input in shared memory (xq, n_pad bytes, zero past n) and its x_scale, made by
- * every thread block for itself: y = RMSNorm(x)·w when there is a norm, then the weightless
- * BitLinear RMSNorm (Falcon-E), then the per-token int8 quantisation (docs/numerics.md; sums as
- * block tree reductions). Each thread keeps its PER elements (i ≡ thread mod blockDim) in
- * registers, so the input is read once. Every block computes the same bits; block 0 publishes
- * x_scale for the kernels that dequantise these sums later.
- */
 /* 1 / sqrt(mean square + eps) of a block's n values, PER per thread (the rest zero). */
 template <int PER> __device__ __forceinline__ float rsr_rms_inv(const float *v, int n, float eps, float *sh) {
     float ss = 0.0f;
@@ -221,6 +213,14 @@ template <int PER> __device__ __forceinline__ float rsr_rms_inv(const float *v, 
     return rsr_rms_factor(rsr_block_sum(ss, sh), n, eps);
 }
 
+/*
+ * The group's int8 input in shared memory (xq, n_pad bytes, zero past n) and its x_scale, made by
+ * every thread block for itself: y = RMSNorm(x)·w when there is a norm, then the weightless
+ * BitLinear RMSNorm (Falcon-E), then the per-token int8 quantisation (docs/numerics.md; sums as
+ * block tree reductions). Each thread keeps its PER elements (i ≡ thread mod blockDim) in
+ * registers, so the input is read once. Every block computes the same bits; block 0 publishes
+ * x_scale for the kernels that dequantise these sums later.
+ */
 template <int PER>
 __device__ __forceinline__ float rsr_input(const rsr_gpu_call &c, signed char *xq, int n_pad, float *sh) {
     const int t = threadIdx.x, T = blockDim.x, n = c.n;

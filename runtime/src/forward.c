@@ -183,8 +183,8 @@ rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t 
     if (s->gpu)
         return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                              "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
-    st = eval_steps(s, tokens, n, true);
-    return st == RSR_OK ? rsr_lm_head_logits_q8(s, s->xn, logits, bound) : st;
+    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
+    return rsr_lm_head_logits_q8(s, s->xn, logits, bound);
 }
 
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
@@ -198,8 +198,8 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
         if (st == RSR_OK) s->pos += n, *token = best;
         return st;
     }
-    st = eval_steps(s, tokens, n, true);
-    return st == RSR_OK ? rsr_lm_head_argmax(s, s->xn, token) : st; /* token may alias tokens: written last */
+    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
+    return rsr_lm_head_argmax(s, s->xn, token); /* token may alias tokens: written last */
 }
 
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----

@@ -64,6 +64,9 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 /* logits from the int8 copy of the head, each within *bound of the exact one (exact logits and
  * *bound = 0 where there is no copy or nothing it could bound) */
 rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
+/* the two above's buffers, made before a call advances the session, so that running out of
+ * memory for them leaves the session where it was */
+rsr_status rsr_lm_head_reserve(rsr_session *s);
 void rsr_lm_head_free(rsr_session *s);
 
 /* attention.c: attention of layer `layer` for the query q ([heads][head_dim]) of the token at

@@ -124,6 +124,10 @@ static rsr_status head_scratch(rsr_session *s) {
     return RSR_OK;
 }
 
+rsr_status rsr_lm_head_reserve(rsr_session *s) {
+    return s->model->a->head_q8 != RSR_NO_TENSOR ? head_scratch(s) : RSR_OK;
+}
+
 static int32_t full_argmax(const rsr_model *m, const float *x) {
     int32_t best = 0;
     float best_logit = dot_row(m, 0, x);

@@ -500,6 +500,8 @@ int main(int argc, char **argv) {
     if (api.model_open(&m, &mp) != RSR_OK) die("%s: %s", o.model_path, api.model_errmsg(m));
     rsr_model_info info;
     api.model_get_info(m, &info);
+    if (o.head_int8 && !strncmp(info.device, "gpu", 3))
+        die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
     if (do_info) {
         print_info(m, &info);
         if (!do_bench && !inputs) {

@@ -227,7 +227,7 @@ __attribute__((constructor)) static void install_cleanup(void) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGABRT}; /* SIGABRT: a library's abort() */
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);
 }

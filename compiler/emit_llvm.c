@@ -25,6 +25,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/ErrorHandling.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -58,6 +59,14 @@ static char *llvm_feature_string(const target *t) {
 
 int llvm_nvptx_sm(const target *t) { return t->sm < LLVM_NVPTX_MAX_SM ? t->sm : LLVM_NVPTX_MAX_SM; }
 
+/* LLVM's fatal errors (an unknown --cpu makes the x86 backend stop with "64-bit code requested
+ * on a subtarget that doesn't support it!") end in fatal(): a message with the CPU and features
+ * it was given, and the temporaries removed, instead of an abort. */
+static char *llvm_fatal_context;
+static void llvm_fatal(const char *reason) {
+    fatal("LLVM stopped: %s (%s)", reason, llvm_fatal_context ? llvm_fatal_context : "");
+}
+
 llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
     llvm_emitter *e = xcalloc(1, sizeof *e);
     e->t = t;
@@ -89,6 +98,10 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
         e->cpu = xstrdup(t->cpu);
     }
     e->features = e->gpu ? xstrdup(LLVM_NVPTX_PTX_FEATURE) : llvm_feature_string(t);
+    free(llvm_fatal_context);
+    llvm_fatal_context = xasprintf("target %s, cpu '%s', features '%s': check --cpu and --features against the "
+                                   "warnings above", t->name, e->cpu, e->features);
+    LLVMInstallFatalErrorHandler(llvm_fatal);
     e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                     LLVMCodeModelDefault);
     if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);

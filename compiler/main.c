@@ -1,10 +1,13 @@
 /*
  * main.c — the rsrc command line and the pipeline, readable in one function: compile().
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rsrc.h"
@@ -113,6 +116,31 @@ static char *shaping_flags(const options *o) {
     return t;
 }
 
+/* getopt_long's complaint about arg, in words: which option, and what is wrong with it. */
+static noreturn void bad_option(const char *arg, int opt, const struct option *longs) {
+    if (strncmp(arg, "--", 2) != 0) {
+        if (opt == 'o') fatal("option '-o' needs a value (see --help)");
+        if (opt > ' ' && opt < 127) fatal("unknown option '-%c' (see --help)", opt);
+        fatal("unknown option '%s' (see --help)", arg);
+    }
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const struct option *hit = NULL;
+    int matches = 0;
+    for (const struct option *l = longs; l->name; l++) {
+        if (strncmp(l->name, name, len) != 0) continue;
+        if (strlen(l->name) == len) { /* an exact name wins over prefixes */
+            hit = l, matches = 1;
+            break;
+        }
+        hit = l, matches++;
+    }
+    if (matches == 0) fatal("unknown option '--%.*s' (see --help)", (int)len, name);
+    if (matches > 1) fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
+    if (hit->has_arg == no_argument && eq) fatal("option '--%s' takes no value", hit->name);
+    fatal("option '--%s' needs a value (see --help)", hit->name);
+}
+
 static options parse_args(int argc, char **argv) {
     options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
     bool force_progress = false;
@@ -196,9 +224,7 @@ static options parse_args(int argc, char **argv) {
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':
-        default:
-            if (optopt) fatal("option '-%c' is unknown or needs a value (see --help)", optopt);
-            fatal("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
+        default: bad_option(argv[optind - 1], optopt, longs);
         }
     }
     if (optind >= argc) {
@@ -318,10 +344,52 @@ static void write_header(const options *o, const model *m, const target *t) {
     free(tmp);
 }
 
+/* 1 when path names the same file as one the model is read from: the input, or a checkpoint,
+ * configuration or tokenizer file next to it. */
+static bool is_model_file(const char *input, const struct stat *out) {
+    struct stat st;
+    bool input_dir = false;
+    if (stat(input, &st) == 0) {
+        if (st.st_dev == out->st_dev && st.st_ino == out->st_ino) return true;
+        input_dir = S_ISDIR(st.st_mode);
+    }
+    char *copy = xstrdup(input);
+    const char *dir = input_dir ? input : dirname(copy);
+    DIR *d = opendir(dir);
+    bool same = false;
+    for (struct dirent *e; d && !same && (e = readdir(d));) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (!dot || (strcmp(dot, ".safetensors") && strcmp(dot, ".json") && strcmp(dot, ".model"))) continue;
+        char *path = xasprintf("%s/%s", dir, e->d_name);
+        same = stat(path, &st) == 0 && st.st_dev == out->st_dev && st.st_ino == out->st_ino;
+        free(path);
+    }
+    if (d) closedir(d);
+    free(copy);
+    return same;
+}
+
+/* Before any work: the output can be written where it is asked for, and is not a model file. */
+static void check_output(const options *o) {
+    struct stat st;
+    if (stat(o->output, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) fatal("%s: is a directory; name the file to write (-o %s/model.so, for example)", o->output, o->output);
+        if (is_model_file(o->input, &st))
+            fatal("%s: is one of the files the model is read from; choose another output name", o->output);
+    }
+    char *copy = xstrdup(o->output);
+    const char *dir = dirname(copy);
+    if (access(dir, W_OK | X_OK) != 0) fatal("%s: cannot write there: %s: %s", o->output, dir, strerror(errno));
+    free(copy);
+}
+
 /* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
 static void compile(const options *o) {
     double t_start = now_seconds(), t_stage = t_start;
+    check_output(o);
     target *t = target_load(o->target, o->cpu, o->features);
+    if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
+        fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
     t->prefill_lanes = o->prefill_lanes; /* opt-in: slower than the tiles end to end so far (docs/performance.md) */
     if (o->print_target) target_print(t, stdout);
     if (o->tune) tune_check_target(t, o->target);

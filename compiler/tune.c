@@ -27,9 +27,11 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -238,10 +240,12 @@ static void add_class(tune_state *ts, tune_class *tc) {
     ts->classes[ts->nclasses++] = tc;
 }
 
-static void read_cache(tune_state *ts) {
+/* quiet: read again before writing, its complaints already made at the start */
+static void read_cache(tune_state *ts, bool quiet) {
     FILE *f = fopen(ts->cache_path, "r");
     if (!f) {
-        if (errno != ENOENT) warn("%s: cannot read the tune cache: %s; measuring every class", ts->cache_path, strerror(errno));
+        if (errno != ENOENT && !quiet)
+            warn("%s: cannot read the tune cache: %s; measuring every class", ts->cache_path, strerror(errno));
         return;
     }
     char *line = NULL;
@@ -256,7 +260,7 @@ static void read_cache(tune_state *ts) {
                        : !complete ? (why = "the last line is cut short (no newline)", NULL)
                        : parse_line(line, &why);
         if (!tc) {
-            warn("%s:%d: corrupted tune cache entry ignored: %s", ts->cache_path, lineno, why);
+            if (!quiet) warn("%s:%d: corrupted tune cache entry ignored: %s", ts->cache_path, lineno, why);
             continue;
         }
         tc->origin = xasprintf("%s:%d", ts->cache_path, lineno);
@@ -280,13 +284,41 @@ static void mkdir_parents(const char *path) {
 /* The whole file under a temporary name in the same directory, then renamed: a reader sees the
  * old file or the new one. A cache that cannot be written costs the next compile a measurement,
  * not this one its output: it is a warning. */
+/* The classes another compile wrote to the cache since this one read it join this run's: a class
+ * measured in this run keeps its measurement, every other takes the file's line. */
+static void merge_cache_on_disk(tune_state *ts) {
+    tune_state disk = {.cache_path = ts->cache_path};
+    read_cache(&disk, true);
+    for (int i = 0; i < disk.nclasses; i++) {
+        tune_class *dc = disk.classes[i], *mine = find_class(ts, dc->key);
+        if (mine && mine->measured) free_class(dc);
+        else add_class(ts, dc);
+    }
+    free(disk.classes);
+}
+
+/* Compiles that share a cache take turns writing it, each merging what the others wrote (two
+ * compiles at once had each renamed its own copy into place, the last one's classes only): an
+ * exclusive flock on the cache's directory, held from the re-read to the rename. */
+static int lock_cache_dir(const char *path) {
+    char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) close(fd), fd = -1;
+    return fd;
+}
+
 static void write_cache(tune_state *ts) {
     mkdir_parents(ts->cache_path);
+    int lock = lock_cache_dir(ts->cache_path); /* without it (a file system without flock): merged all the same */
+    merge_cache_on_disk(ts);
     char *tmp = xasprintf("%s.tmp.XXXXXX", ts->cache_path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         warn("%s: cannot write the tune cache: %s; the measurements are not kept", ts->cache_path, strerror(errno));
         free(tmp);
+        if (lock >= 0) close(lock);
         return;
     }
     register_temp(tmp);
@@ -314,6 +346,7 @@ static void write_cache(tune_state *ts) {
     }
     release_temp(tmp);
     free(tmp);
+    if (lock >= 0) close(lock);
 }
 
 /* ---- keys ---- */
@@ -613,7 +646,7 @@ tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, c
     ts->cache_path = cache_path ? xstrdup(cache_path) : tune_default_cache();
     if (!ts->cache_path) warn("--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not kept");
     ts->target_key = make_target_key(t, use_llvm);
-    if (ts->cache_path) read_cache(ts);
+    if (ts->cache_path) read_cache(ts, false);
     return ts;
 }
 

@@ -446,9 +446,9 @@ static void compile(const options *o) {
     int32_t total = m->num_layers * NUM_PROJ;
     matrix_record *mats = xcalloc((size_t)total, sizeof *mats);
     rsr_artifact_layer *layers = xcalloc((size_t)m->num_layers, sizeof *layers);
-    const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
-    const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
-    const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
+    const int32_t q_out = m->num_heads * m->head_dim;
+    int32_t out_dim[NUM_PROJ], in_dim[NUM_PROJ];
+    for (int pj = 0; pj < NUM_PROJ; pj++) model_matrix_dims(m, pj, &out_dim[pj], &in_dim[pj]);
     uint64_t weights = 0, index_bytes = 0, all_weights = 0;
     for (int pj = 0; pj < NUM_PROJ; pj++) all_weights += (uint64_t)out_dim[pj] * (uint64_t)in_dim[pj];
     all_weights *= (uint64_t)m->num_layers;

@@ -55,6 +55,7 @@ static int32_t config_token(const char *path, cJSON *cfg, const char *key, int32
     return (int32_t)v->valuedouble;
 }
 
+static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t rows, int32_t cols);
 static void free_model(void *m) { model_free(m); }
 static void free_ptr(void *p) { free(p); }
 static void delete_json(void *j) { cJSON_Delete(j); }
@@ -211,6 +212,18 @@ model *model_load(const char *path) {
             model_require(m, n, 1, m->intermediate, 0);
         }
     }
+    /* and every matrix: present, its dtype and shape, a packed one's scale (the codes themselves
+     * are read when the matrix is compiled) */
+    for (int l = 0; l < m->num_layers; l++)
+        for (int p = 0; p < NUM_PROJ; p++) {
+            int32_t rows, cols;
+            model_matrix_dims(m, p, &rows, &cols);
+            char *name = model_tensor_name(m, l, p);
+            int t = on_fatal_push(free_ptr, name);
+            matrix_tensor(m, name, rows, cols);
+            on_fatal_pop(t);
+            free(name);
+        }
     check_no_extra_tensors(m);
     on_fatal_pop(token);
     return m;
@@ -229,6 +242,13 @@ char *model_tensor_name(const model *m, int layer, int proj) {
 }
 
 static bool is_float(enum st_dtype t) { return t == ST_F32 || t == ST_F16 || t == ST_BF16; }
+
+void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols) {
+    const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
+    const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
+    const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
+    *rows = out_dim[proj], *cols = in_dim[proj];
+}
 
 /* Finds a tensor and checks its rank and shape (d1 ignored for 1-D); float dtypes only. */
 const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
@@ -264,6 +284,36 @@ static const st_tensor *packed_tensor(const model *m, const char *name, int32_t 
     return t;
 }
 
+/* The beta of a packed matrix from its per-tensor scale tensor NAME_scale, checked. */
+static float packed_beta(const model *m, const char *name) {
+    char *sname = xasprintf("%s_scale", name);
+    int token = on_fatal_push(free_ptr, sname);
+    const st_tensor *s = st_find(m->ar, sname);
+    if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
+    if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
+                                   st_dtype_name(s->dtype));
+    uint64_t count = s->nbytes / (s->dtype == ST_F32 ? 4 : 2);
+    if (count != 1) fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
+                          (unsigned long long)count);
+    float ws = st_get_f32(s, 0);
+    if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
+    float beta = m->scale_inverted ? 1.0f / ws : ws;
+    if (!finite_positive(beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, beta);
+    on_fatal_pop(token);
+    free(sname);
+    return beta;
+}
+
+/* A matrix's tensor, present and of the dtype and shape its format and config.json imply; a packed
+ * one's scale too. */
+static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t rows, int32_t cols) {
+    if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
+    if (m->wformat != WF_PACKED) return model_require(m, name, 2, rows, cols);
+    const st_tensor *t = packed_tensor(m, name, rows, cols);
+    packed_beta(m, name);
+    return t;
+}
+
 /* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
 static void load_packed(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
                         ternary_matrix *out) {
@@ -279,21 +329,7 @@ static void load_packed(const model *m, const st_tensor *t, const char *name, in
                 out->w[(size_t)(i * R + r) * (size_t)cols + (size_t)c] = (int8_t)(code - 1);
             }
         }
-    char *sname = xasprintf("%s_scale", name);
-    int token = on_fatal_push(free_ptr, sname);
-    const st_tensor *s = st_find(m->ar, sname);
-    if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
-    if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
-                                   st_dtype_name(s->dtype));
-    uint64_t count = s->nbytes / (s->dtype == ST_F32 ? 4 : 2);
-    if (count != 1) fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
-                          (unsigned long long)count);
-    float ws = st_get_f32(s, 0);
-    if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
-    out->beta = m->scale_inverted ? 1.0f / ws : ws;
-    if (!finite_positive(out->beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, out->beta);
-    on_fatal_pop(token);
-    free(sname);
+    out->beta = packed_beta(m, name);
 }
 
 /* Absmean ternarisation at compile time: beta = mean|W| (double sum), W_t = round(clamp(W/beta)). */
@@ -320,9 +356,7 @@ static void free_matrix(void *t) { ternary_matrix_free(t); }
 /* Shapes are checked against the tensor before anything is allocated: a small file claiming a
  * huge matrix is refused, not obeyed. */
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
-    if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
-    const st_tensor *t =
-        m->wformat == WF_PACKED ? packed_tensor(m, name, rows, cols) : model_require(m, name, 2, rows, cols);
+    const st_tensor *t = matrix_tensor(m, name, rows, cols);
     out->name = xstrdup(name);
     out->rows = rows;
     out->cols = cols;
@@ -365,18 +399,17 @@ static uint64_t matrix_compile_bytes(int64_t rows, int64_t cols, int k) {
 }
 
 void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
-    const int64_t q_out = (int64_t)m->num_heads * m->head_dim, kv_out = (int64_t)m->num_kv_heads * m->head_dim;
-    const int64_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
-    const int64_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
     int k = rsr_k ? rsr_k : 1, worst = 0;
+    int32_t rows[NUM_PROJ], cols[NUM_PROJ];
     uint64_t need = 0;
     for (int p = 0; p < NUM_PROJ; p++) {
-        uint64_t b = matrix_compile_bytes(out_dim[p], in_dim[p], k);
+        model_matrix_dims(m, p, &rows[p], &cols[p]);
+        uint64_t b = matrix_compile_bytes(rows[p], cols[p], k);
         if (b > need) need = b, worst = p;
     }
     char have[32], cap[32];
     if (need > max_bytes)
         fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
-              "at k=%d), above --max-memory %s", m->ar->path, proj_names[worst], (long long)out_dim[worst],
-              (long long)in_dim[worst], format_size(need, have), k, format_size(max_bytes, cap));
+              "at k=%d), above --max-memory %s", m->ar->path, proj_names[worst], (long long)rows[worst],
+              (long long)cols[worst], format_size(need, have), k, format_size(max_bytes, cap));
 }

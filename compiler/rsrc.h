@@ -122,6 +122,8 @@ extern const char *const proj_names[NUM_PROJ];
 model *model_load(const char *path);
 void model_free(model *m);
 char *model_tensor_name(const model *m, int layer, int proj);
+/* rows and cols of projection `proj` (PROJ_Q ...) of every layer */
+void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols);
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out);
 void ternary_matrix_free(ternary_matrix *t);
 const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,25 @@ void release_temp(const char *path) {
             free(temps[i]);
             temps[i] = NULL;
         }
+}
+
+char *output_temp(const char *final, int *fd) {
+    char *tmp = xasprintf("%s.tmp.XXXXXX", final);
+    int f = mkstemp(tmp); /* a new file of its own: no name to guess, no link followed */
+    if (f < 0) fatal("%s: cannot write the output: %s", final, strerror(errno));
+    register_temp(tmp);
+    if (fd) *fd = f;
+    else close(f);
+    return tmp;
+}
+
+void output_commit(char *tmp, const char *final, mode_t mode) {
+    mode_t mask = umask(0);
+    umask(mask);
+    if (chmod(tmp, mode & ~mask) != 0 || rename(tmp, final) != 0)
+        fatal("%s: cannot rename the finished output into place: %s", final, strerror(errno));
+    release_temp(tmp);
+    free(tmp);
 }
 
 /* Removes every registered temporary (files first, then the directories that held them). */

@@ -74,18 +74,10 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     run_or_die(api_only, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
 
     /* Both as one object, written under a temporary name and renamed into place. */
-    char *tmp_out = xasprintf("%s.tmp.XXXXXX", out_path);
-    int fd = mkstemp(tmp_out);
-    if (fd < 0) fatal("%s: cannot write the output: %s", out_path, strerror(errno));
-    close(fd);
-    register_temp(tmp_out);
+    char *tmp_out = output_temp(out_path, NULL);
     char *join[] = {(char *)cc, "-r", "-nostdlib", model_o, runtime_o, "-o", tmp_out, NULL};
     run_or_die(join, "the C compiler", "RSRC_CC to a C compiler", out_path);
-    chmod(tmp_out, 0644);
-    if (rename(tmp_out, out_path) != 0) fatal("%s: cannot rename the finished output into place: %s", out_path,
-                                              strerror(errno));
-    release_temp(tmp_out);
-    free(tmp_out);
+    output_commit(tmp_out, out_path, 0644);
     free(flags);
     free(inc);
     free(asm_path);

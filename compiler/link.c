@@ -62,11 +62,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     register_temp(asm_path);
     write_blob_asm(asm_path, blob_path);
 
-    char *tmp_out = xasprintf("%s.tmp.XXXXXX", out_path);
-    int fd = mkstemp(tmp_out);
-    if (fd < 0) fatal("%s: cannot write the output: %s", out_path, strerror(errno));
-    close(fd);
-    register_temp(tmp_out);
+    char *tmp_out = output_temp(out_path, NULL);
 
     char *argv[64];
     int n = 0;
@@ -100,11 +96,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
     if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
     note(1, "compiled and linked in %.2f s", now_seconds() - t0);
-    chmod(tmp_out, 0755);
-    if (rename(tmp_out, out_path) != 0) fatal("%s: cannot rename the finished output into place: %s", out_path,
-                                              strerror(errno));
-    release_temp(tmp_out);
-    free(tmp_out);
+    output_commit(tmp_out, out_path, 0755);
     free(flags);
     free(deps);
     free(sanitize);

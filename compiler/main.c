@@ -316,9 +316,9 @@ static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
 
 /* Copies a finished temporary file to the output: written under a temporary name, renamed at the end. */
 static void copy_to_output(const char *from, const char *to) {
-    char *tmp_out = xasprintf("%s.tmp.%d", to, (int)getpid());
-    register_temp(tmp_out);
-    FILE *in = fopen(from, "rb"), *out = fopen(tmp_out, "wb");
+    int fd;
+    char *tmp_out = output_temp(to, &fd);
+    FILE *in = fopen(from, "rb"), *out = fdopen(fd, "wb");
     if (!out) fatal("%s: cannot write the output: %s", to, strerror(errno));
     char buf[1 << 16];
     size_t n;
@@ -326,22 +326,18 @@ static void copy_to_output(const char *from, const char *to) {
         if (fwrite(buf, 1, n, out) != n) fatal("%s: write failed: %s", to, strerror(errno));
     if (!in || fclose(out) != 0) fatal("%s: write failed: %s", to, strerror(errno));
     fclose(in);
-    if (rename(tmp_out, to) != 0) fatal("%s: cannot rename into place: %s", to, strerror(errno));
-    release_temp(tmp_out);
-    free(tmp_out);
+    output_commit(tmp_out, to, 0644);
 }
 
 /* The header needs the model's configuration only: no matrix is read. */
 static void write_header(const options *o, const model *m, const target *t) {
-    char *tmp = xasprintf("%s.tmp.%d", o->output, (int)getpid());
-    register_temp(tmp);
-    FILE *f = fopen(tmp, "w");
+    int fd;
+    char *tmp = output_temp(o->output, &fd);
+    FILE *f = fdopen(fd, "w");
     if (!f) fatal("%s: cannot write the output: %s", o->output, strerror(errno));
     emit_header(f, m, t, o->name, o->input);
     if (fclose(f) != 0) fatal("%s: write failed: %s", o->output, strerror(errno));
-    if (rename(tmp, o->output) != 0) fatal("%s: cannot rename into place: %s", o->output, strerror(errno));
-    release_temp(tmp);
-    free(tmp);
+    output_commit(tmp, o->output, 0644);
 }
 
 /* 1 when path names the same file as one the model is read from: the input, or a checkpoint,

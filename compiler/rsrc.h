@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdnoreturn.h>
 
@@ -47,6 +48,11 @@ void on_fatal_pop(int token);
 extern jmp_buf *fatal_jump;
 extern bool fatal_quiet;
 void release_temp(const char *path);
+/* An output is written under a new temporary name next to it (mode 0600, registered as a
+ * temporary; *fd open on it, or closed when fd is NULL) and renamed into place when finished, with
+ * `mode` less the umask: a failure or a signal never leaves half of it under the final name. */
+char *output_temp(const char *final, int *fd);
+void output_commit(char *tmp, const char *final, mode_t mode); /* frees tmp */
 uint64_t parse_size(const char *what, const char *s);   /* 512M, 4G, ... */
 void limit_memory(uint64_t bytes);                      /* --max-memory */
 void unlimit_memory(void);                              /* in a child, before exec */

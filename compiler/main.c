@@ -76,7 +76,7 @@ static void usage(FILE *out) {
           "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
           "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
           "  --verify              check every plan against the naive product before emitting it\n"
-          "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; or RSRC_MAX_MEMORY)\n"
+          "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
           "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
           "  --progress            report progress even when stderr is not a terminal (one line per layer)\n"
           "  --list-targets        list the targets and exit\n"
@@ -198,6 +198,7 @@ static options parse_args(int argc, char **argv) {
         case O_STATS: o.stats = true; break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
+            if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan)");
             for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
                 if (strcmp(w, "model") == 0) o.print_model = true;
                 else if (strcmp(w, "plan") == 0) o.print_plan = true;
@@ -237,6 +238,9 @@ static options parse_args(int argc, char **argv) {
                                                       "model.o",  "model.h", "model.cu", "model.ptx"};
     if (!o.output) o.output = default_out[o.emit];
     if (o.tune_cache && !o.tune) fatal("--tune-cache=%s needs --tune", o.tune_cache);
+    if (o.emit == EMIT_HEADER && (o.tune || o.explain || o.stats || o.verify || o.print_plan))
+        fatal("--emit=header reads the configuration only: --%s has nothing to work on there",
+              o.tune ? "tune" : o.explain ? "explain" : o.stats ? "stats" : o.verify ? "verify" : "print=plan");
     if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=c needs the C backend, not --backend=llvm");
     if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c"))
         fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "rsrc.h"
+#include "rsrc_config.h"
 
 enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_HEADER, EMIT_CUDA, EMIT_PTX, NUM_EMIT };
 static const char *const emit_names[NUM_EMIT] = {"so", "c", "llvm", "asm", "obj", "header", "cuda", "ptx"};
@@ -383,11 +384,29 @@ static void check_output(const options *o) {
     free(copy);
 }
 
+/* --cpu and --features become the C compiler's -march=CPU and -mFEATURE (it builds the code
+ * around the kernels with them, LLVM backend or not): names it does not know are refused now,
+ * before any work, not by the link at the end (LLVM itself only warns and ignores them). */
+static void check_cpu_features(const options *o, const target *t) {
+    if (!o->cpu && !o->features) return;
+    char *flags = xstrdup(t->cflags), *argv[64];
+    int n = 0;
+    argv[n++] = (char *)env_or("RSRC_CC", RSRC_DEFAULT_CC);
+    for (char *tok = strtok(flags, " "); tok && n < 58; tok = strtok(NULL, " ")) argv[n++] = tok;
+    argv[n++] = "-x", argv[n++] = "c", argv[n++] = "-fsyntax-only", argv[n++] = "/dev/null", argv[n] = NULL;
+    int rc = run_command(argv); /* 127: no C compiler; the link says so */
+    if (rc != 0 && rc != 127)
+        fatal("--cpu/--features: the C compiler refuses '%s' (its message above): name a CPU and features it knows",
+              t->cflags);
+    free(flags);
+}
+
 /* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
 static void compile(const options *o) {
     double t_start = now_seconds(), t_stage = t_start;
     check_output(o);
     target *t = target_load(o->target, o->cpu, o->features);
+    check_cpu_features(o, t);
     if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
         fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
     t->prefill_lanes = o->prefill_lanes; /* opt-in: slower than the tiles end to end so far (docs/performance.md) */

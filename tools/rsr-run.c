@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -29,6 +30,14 @@ void die(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+void flush_stdout(void) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno ? errno : EIO;
+        clearerr(stdout);
+        die("stdout: %s", strerror(e));
+    }
 }
 
 double now(void) {
@@ -95,8 +104,9 @@ static void usage(FILE *out) {
           "                        are the same for every N)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
           "                        tokens) speed instead of printing text\n"
-          "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G): a session that\n"
-          "                        does not fit fails cleanly (the model's constants are mapped, not charged)\n"
+          "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G; 0: no cap): a\n"
+          "                        session that does not fit fails cleanly (the model's constants are\n"
+          "                        mapped, not charged)\n"
           "  --mlock               keep the model's constants in locked memory (a copy, in huge pages):\n"
           "                        steady and faster where the page cache is small or contended\n"
           "  --info                print what the model is and how it was compiled\n"
@@ -116,8 +126,10 @@ static long parse_num(const char *flag, const char *s, long lo, long hi) {
 
 static float parse_float(const char *flag, const char *s, float lo, float hi) {
     char *end;
+    errno = 0;
     float v = strtof(s, &end);
     if (*end || end == s || !(v >= lo && v <= hi)) die("%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+    if (errno == ERANGE) die("%s: '%s' is beyond what a float holds", flag, s);
     return v;
 }
 
@@ -148,6 +160,7 @@ static char *read_all(FILE *f, const char *name) {
         if ((len += got) + 1 == cap) buf = realloc(buf, cap *= 2);
     if (!buf || ferror(f)) die("%s: cannot read: %s", name, strerror(errno));
     buf[len] = 0;
+    if (strlen(buf) != len) die("%s: a NUL byte at offset %zu: the prompt must be text", name, strlen(buf));
     return buf;
 }
 
@@ -321,6 +334,7 @@ static void limit_memory(const char *s) {
     int shift = !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : *end ? -1 : 0;
     if (errno || end == s || *s == '-' || shift < 0 || v > (ULLONG_MAX >> shift))
         die("--max-memory: '%s' is not a size such as 512M or 4G", s);
+    if (v == 0) return; /* 0: no cap, as for rsrc */
     struct rlimit rl;
     if (getrlimit(RLIMIT_DATA, &rl) != 0) die("--max-memory: %s", strerror(errno));
     rl.rlim_cur = v << shift;
@@ -338,6 +352,14 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
     }
 }
 
+/* --logits: written under a temporary name next to the file and renamed when whole; removed on
+ * any exit before that */
+static char *logits_tmp;
+static int logits_fd = -1;
+static void remove_logits_tmp(void) {
+    if (logits_tmp) unlink(logits_tmp);
+}
+
 static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options *o, int32_t *prompt, int32_t n_prompt,
                     const char *logits_path) {
     rsr_session *s;
@@ -348,6 +370,22 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     int32_t *ids = malloc(sizeof *ids * (size_t)info->vocab_size);
     uint64_t rng = o->seed * 0x9e3779b97f4a7c15u + 1;
     long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
+    const int32_t ctx = o->ctx ? o->ctx : info->max_positions;
+    bool newline = true;
+    if (logits_path) { /* made now, so that a path it cannot be written to fails before the work */
+        logits_tmp = malloc(strlen(logits_path) + 16);
+        sprintf(logits_tmp, "%s.tmp.XXXXXX", logits_path);
+        if ((logits_fd = mkstemp(logits_tmp)) < 0) {
+            int e = errno;
+            free(logits_tmp);
+            logits_tmp = NULL;
+            die("%s: cannot write logits: %s", logits_path, strerror(e));
+        }
+        mode_t mask = umask(0);
+        umask(mask);
+        fchmod(logits_fd, 0666 & ~mask); /* as fopen would have made it */
+        atexit(remove_logits_tmp);
+    }
 
     /* greedy without --logits: the certified greedy head, which reads no full logits */
     int greedy = o->sampler.temperature <= 0 && !logits_path;
@@ -358,18 +396,28 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     double t1 = now();
     if (o->stats) print_stats(s, info, 0);
     if (logits_path) {
-        FILE *f = fopen(logits_path, "wb");
+        FILE *f = fdopen(logits_fd, "wb");
         if (!f || fwrite(logits, sizeof *logits, (size_t)info->vocab_size, f) != (size_t)info->vocab_size ||
-            fclose(f) != 0)
+            fclose(f) != 0 || rename(logits_tmp, logits_path) != 0)
             die("%s: cannot write logits: %s", logits_path, strerror(errno));
+        free(logits_tmp);
+        logits_tmp = NULL;
     }
     int32_t generated = 0;
     for (; generated < n_gen; generated++) {
         int32_t tok = greedy ? next : api.sample(logits, info->vocab_size, &o->sampler, &rng, probs, ids);
         printf(generated ? " %d" : "%d", tok);
-        fflush(stdout);
+        flush_stdout();
         if (tok == info->eos_token_id && !o->ignore_eos) {
             generated++;
+            break;
+        }
+        if (generated + 1 < n_gen && api.session_position(s) >= ctx) {
+            generated++;
+            putchar('\n');
+            flush_stdout();
+            fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", ctx);
+            newline = false;
             break;
         }
         if (generated + 1 < n_gen) {
@@ -378,8 +426,8 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
             if (o->stats) print_stats(s, info, generated + 1);
         }
     }
-    putchar('\n');
-    fflush(stdout);
+    if (newline) putchar('\n');
+    flush_stdout();
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
@@ -416,6 +464,9 @@ int main(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
+    /* options that only mean something beside others: refused alone rather than ignored */
+    const char *louver_opt = NULL, *sampling_opt = NULL, *text_opt = NULL, *chat_opt = NULL, *head_opt = NULL;
+    int louver_policies = 0;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "p:f:n:t:h", longs, NULL)) != -1) {
@@ -427,12 +478,13 @@ int main(int argc, char **argv) {
         case O_TOKENS: tokens_arg = optarg; break;
         case O_LOGITS: logits_path = optarg; break;
         case O_TEMP: o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
-        case O_TOPK: o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX); break;
-        case O_TOPP: o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
-        case O_SEED: o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
+        case O_TOPK: sampling_opt = "--top-k", o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX); break;
+        case O_TOPP: sampling_opt = "--top-p", o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
+        case O_SEED: sampling_opt = "--seed", o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
         case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
         case O_HEAD:
+            head_opt = "--head";
             if (!strcmp(optarg, "exact")) o.head_int8 = 0;
             else if (!strcmp(optarg, "int8")) o.head_int8 = 1;
             else die("--head: '%s' is neither exact nor int8", optarg);
@@ -443,18 +495,21 @@ int main(int argc, char **argv) {
             else die("--attention: '%s' is neither dense nor louver", optarg);
             break;
         case O_LEPS:
+            louver_opt = "--louver-eps", louver_policies++;
             o.session.louver_policy = RSR_LOUVER_RELATIVE;
             o.session.louver_eps = parse_float("--louver-eps", optarg, 1e-30f, 0.999999f);
             break;
         case O_LTAU:
+            louver_opt = "--louver-tau", louver_policies++;
             o.session.louver_policy = RSR_LOUVER_ABSOLUTE;
             o.session.louver_tau = parse_float("--louver-tau", optarg, -3e38f, 3e38f);
             break;
         case O_LBUDGET:
+            louver_opt = "--louver-budget", louver_policies++;
             o.session.louver_policy = RSR_LOUVER_BUDGET;
             o.session.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
             break;
-        case O_LBLOCK: o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
+        case O_LBLOCK: louver_opt = "--louver-block", o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
         case O_STATS: o.stats = 1; break;
         case O_MAXMEM: max_memory = optarg; break;
         case O_MLOCK: lock_memory = 1; break;
@@ -468,14 +523,15 @@ int main(int argc, char **argv) {
         case O_INFO: do_info = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
         case O_CHAT: do_chat = 1; break;
-        case O_TEMPLATE: o.chat_template = optarg; break;
-        case O_SYSTEM: o.system = optarg; break;
+        case O_TEMPLATE: chat_opt = "--chat-template", o.chat_template = optarg; break;
+        case O_SYSTEM: chat_opt = "--system", o.system = optarg; break;
         case O_STOP:
             if (!*optarg) die("--stop: empty text");
+            text_opt = "--stop";
             o.stop[o.num_stop++] = optarg;
             break;
-        case O_NOECHO: o.echo = 0; break;
-        case O_SPECIAL: o.special = 1; break;
+        case O_NOECHO: text_opt = "--no-echo", o.echo = 0; break;
+        case O_SPECIAL: text_opt = "--special", o.special = 1; break;
         case 'h': usage(stdout); return 0;
         default:
             if (optopt && optopt < 256) die("option '-%c' is unknown or needs a value (see --help)", optopt);
@@ -490,6 +546,15 @@ int main(int argc, char **argv) {
     }
     int inputs = (o.prompt != NULL) + (prompt_file != NULL) + (tokens_arg != NULL) + do_chat;
     if (inputs > 1) die("give one of -p, -f, --tokens and --chat");
+    if (louver_policies > 1) die("give one of --louver-eps, --louver-tau and --louver-budget");
+    if (louver_opt && o.session.attention != RSR_ATTENTION_LOUVER) die("%s needs --attention louver", louver_opt);
+    if (sampling_opt && !(o.sampler.temperature > 0)) die("%s shapes sampling: it needs --temp above 0", sampling_opt);
+    if (chat_opt && !do_chat) die("%s needs --chat", chat_opt);
+    if (text_opt && (tokens_arg || do_bench)) die("%s applies to text output, not to --tokens or --bench", text_opt);
+    if (logits_path && (!tokens_arg || do_bench)) die("--logits writes the logits of a --tokens prompt (not with --bench)");
+    if (o.stats && !tokens_arg) die("--stats prints its figures per step with --tokens");
+    if (do_bench && (head_opt || o.sampler.temperature > 0))
+        die("--bench decodes greedily and measures both heads: drop %s", head_opt ? "--head" : "--temp");
     o.model_path = argv[optind];
     char err[1024];
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
@@ -544,7 +609,6 @@ int main(int argc, char **argv) {
         bench(m, &info, &o, ids, n);
         free(ids);
     } else {
-        if (logits_path) die("--logits needs --tokens");
         run_text(m, require_tokenizer(m, "a text prompt"), &o);
     }
     free(owned_prompt);

@@ -27,6 +27,8 @@ typedef struct run_options {
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* fflush(stdout), and an error (exit 1) when stdout cannot take the output (a full disk, a closed pipe) */
+void flush_stdout(void);
 double now(void);
 void check(rsr_status st, rsr_session *s);
 /* Evaluates n tokens and writes the logits of the last one: exact, or from the int8 head (--head int8). */

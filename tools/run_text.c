@@ -85,7 +85,7 @@ static int out_add(text_out *t, const char *s, size_t n) {
     utf8_put(t, t->held, emit);
     memmove(t->held, t->held + emit, t->nheld - emit);
     t->nheld -= emit;
-    fflush(stdout);
+    flush_stdout();
     return t->stopped;
 }
 
@@ -94,7 +94,7 @@ static void out_finish(text_out *t) {
     if (t->need) put_replacement(t);
     t->nheld = 0, t->need = t->npend = 0, t->stopped = 0;
     if (t->last != '\n') put_bytes(t, "\n", 1); /* also after nothing at all (last < 0): one line per reply */
-    fflush(stdout);
+    flush_stdout();
 }
 
 /* ---- generation ---- */
@@ -196,7 +196,7 @@ void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     text_out out = {.stop = o->stop, .num_stop = o->num_stop, .last = -1};
     if (o->echo) {
         put_bytes(&out, prompt, strlen(prompt));
-        fflush(stdout);
+        flush_stdout();
     }
     double t0 = now();
     eval(&g, ids, n);

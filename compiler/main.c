@@ -345,24 +345,25 @@ static void write_header(const options *o, const model *m, const target *t) {
     output_commit(tmp, o->output, 0644);
 }
 
-/* 1 when path names the same file as one the model is read from: the input, or a checkpoint,
+static bool same_file(const char *path, const struct stat *b) {
+    struct stat a;
+    return stat(path, &a) == 0 && a.st_dev == b->st_dev && a.st_ino == b->st_ino;
+}
+
+/* 1 when out is the same file as one the model is read from: the input, or a checkpoint,
  * configuration or tokenizer file next to it. */
 static bool is_model_file(const char *input, const struct stat *out) {
+    if (same_file(input, out)) return true;
     struct stat st;
-    bool input_dir = false;
-    if (stat(input, &st) == 0) {
-        if (st.st_dev == out->st_dev && st.st_ino == out->st_ino) return true;
-        input_dir = S_ISDIR(st.st_mode);
-    }
     char *copy = xstrdup(input);
-    const char *dir = input_dir ? input : dirname(copy);
+    const char *dir = stat(input, &st) == 0 && S_ISDIR(st.st_mode) ? input : dirname(copy);
     DIR *d = opendir(dir);
     bool same = false;
     for (struct dirent *e; d && !same && (e = readdir(d));) {
         const char *dot = strrchr(e->d_name, '.');
         if (!dot || (strcmp(dot, ".safetensors") && strcmp(dot, ".json") && strcmp(dot, ".model"))) continue;
         char *path = xasprintf("%s/%s", dir, e->d_name);
-        same = stat(path, &st) == 0 && st.st_dev == out->st_dev && st.st_ino == out->st_ino;
+        same = same_file(path, out);
         free(path);
     }
     if (d) closedir(d);
@@ -465,7 +466,6 @@ static void compile(const options *o) {
     int32_t total = m->num_layers * NUM_PROJ;
     matrix_record *mats = xcalloc((size_t)total, sizeof *mats);
     rsr_artifact_layer *layers = xcalloc((size_t)m->num_layers, sizeof *layers);
-    const int32_t q_out = m->num_heads * m->head_dim;
     int32_t out_dim[NUM_PROJ], in_dim[NUM_PROJ];
     for (int pj = 0; pj < NUM_PROJ; pj++) model_matrix_dims(m, pj, &out_dim[pj], &in_dim[pj]);
     uint64_t weights = 0, index_bytes = 0, all_weights = 0;
@@ -479,7 +479,7 @@ static void compile(const options *o) {
         rsr_artifact_layer *L = &layers[l];
         L->attn_norm = blob_norm(&blob, m, l, "input_layernorm", m->hidden);
         L->ffn_norm = blob_norm(&blob, m, l, "post_attention_layernorm", m->hidden);
-        L->attn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
+        L->attn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->attn_sub_norm, out_dim[PROJ_Q]) : RSR_NO_TENSOR;
         L->ffn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int pj = 0; pj < NUM_PROJ; pj++) {

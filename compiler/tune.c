@@ -281,9 +281,6 @@ static void mkdir_parents(const char *path) {
     free(dir);
 }
 
-/* The whole file under a temporary name in the same directory, then renamed: a reader sees the
- * old file or the new one. A cache that cannot be written costs the next compile a measurement,
- * not this one its output: it is a warning. */
 /* The classes another compile wrote to the cache since this one read it join this run's: a class
  * measured in this run keeps its measurement, every other takes the file's line. */
 static void merge_cache_on_disk(tune_state *ts) {
@@ -309,6 +306,9 @@ static int lock_cache_dir(const char *path) {
     return fd;
 }
 
+/* The whole file under a temporary name in the same directory, then renamed: a reader sees the
+ * old file or the new one. A cache that cannot be written costs the next compile a measurement,
+ * not this one its output: it is a warning. */
 static void write_cache(tune_state *ts) {
     mkdir_parents(ts->cache_path);
     int lock = lock_cache_dir(ts->cache_path); /* without it (a file system without flock): merged all the same */

@@ -242,9 +242,10 @@ static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o
      * so that no page is first touched inside it; later steps' logits go to `logits` */
     enum { BENCH_COMPARE_STEPS = 64 };
     const int32_t compared = on_gpu ? 0 : decode < BENCH_COMPARE_STEPS ? decode : BENCH_COMPARE_STEPS;
-    float *exact = malloc(sizeof *exact * V * (size_t)(compared > 0 ? compared : 1));
+    const size_t exact_bytes = sizeof(float) * V * (size_t)(compared > 0 ? compared : 1);
+    float *exact = malloc(exact_bytes);
     if (!exact) die("out of memory");
-    memset(exact, 0, sizeof *exact * V * (size_t)(compared > 0 ? compared : 1));
+    memset(exact, 0, exact_bytes);
     double t3 = now();
     tok = first;
     for (int32_t i = 0; i < decode; i++) {
@@ -371,7 +372,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     uint64_t rng = o->seed * 0x9e3779b97f4a7c15u + 1;
     long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
     const int32_t ctx = o->ctx ? o->ctx : info->max_positions;
-    bool newline = true;
+    bool full = false; /* generation reached the end of the context */
     if (logits_path) { /* made now, so that a path it cannot be written to fails before the work */
         logits_tmp = malloc(strlen(logits_path) + 16);
         sprintf(logits_tmp, "%s.tmp.XXXXXX", logits_path);
@@ -412,22 +413,18 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
             generated++;
             break;
         }
-        if (generated + 1 < n_gen && api.session_position(s) >= ctx) {
-            generated++;
-            putchar('\n');
-            flush_stdout();
-            fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", ctx);
-            newline = false;
+        if (generated + 1 == n_gen) continue; /* the last: nothing to evaluate */
+        if (api.session_position(s) >= ctx) {
+            generated++, full = true;
             break;
         }
-        if (generated + 1 < n_gen) {
-            if (greedy) check(api.session_eval_greedy(s, &tok, 1, &next), s);
-            else eval_logits(o, s, &tok, 1, logits);
-            if (o->stats) print_stats(s, info, generated + 1);
-        }
+        if (greedy) check(api.session_eval_greedy(s, &tok, 1, &next), s);
+        else eval_logits(o, s, &tok, 1, logits);
+        if (o->stats) print_stats(s, info, generated + 1);
     }
-    if (newline) putchar('\n');
+    putchar('\n');
     flush_stdout();
+    if (full) fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", ctx);
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);

@@ -118,7 +118,24 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* q·k for d a multiple of 16 with the bits the 16-key kernels give this key (scores16,
+ * scores16x4 below): one accumulator over the 16-float blocks in order, then the sixteen lanes
+ * summed in hsum16's tree for one key, (P0 + P2) + (P1 + P3) with Pc = (l0 + l2) + (l1 + l3) over
+ * the four lanes l of 128-bit chunk c (fp addition is commutative, so x + swap(x) gives each
+ * pair's sum in either lane). So the dense kernel, Louver's batched buffer scores and attn_dot
+ * agree bit for bit. */
+AVX512 static float dot16_avx512(const float *q, const float *k, int32_t d) {
+    __m512 a = _mm512_setzero_ps();
+    for (int32_t i = 0; i < d; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(1, 0, 3, 2)));
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(a);
+}
+
 AVX512 static float dot_avx512(const float *q, const float *k, int32_t d) {
+    if (d % 16 == 0) return dot16_avx512(q, k, d);
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int32_t i = 0;
     for (; i + 32 <= d; i += 32) {
@@ -293,42 +310,44 @@ AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *id
     else vacc_generic(st->o, x, idx, n, values, stride, d);
 }
 
-AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq, const float *keys,
-                                      const float *values, size_t stride, int32_t d, int32_t j0, int32_t j1,
-                                      float *scratch, const float *tau, const float *margin, int32_t *count) {
-    const float scale = 1.0f / sqrtf((float)d);
-    const __m512 vs = _mm512_set1_ps(scale);
-    int32_t n = j1 - j0;
+/* dots[g·ostride + j] = q_g·k_{j0+j} for the gq queries q + g·d and keys [j0, j1): 16 keys at a
+ * time (four queries together where there are four), the rest one by one. */
+AVX512 static void scores_avx512(const float *q, int32_t gq, const float *keys, size_t stride, int32_t d, int32_t j0,
+                                 int32_t j1, float *dots, size_t ostride) {
+    const int32_t n = j1 - j0, g4 = gq / 4 * 4; /* heads scored four at a time */
     int32_t j = 0;
-    const int32_t g4 = gq / 4 * 4; /* heads scored four at a time */
     if (d % 16 == 0)
         for (; j + 16 <= n; j += 16) {
             const float *k = keys + (size_t)(j0 + j) * stride;
             __m512 four[4];
             for (int32_t g = 0; g < gq; g++) {
                 if (g < g4 && g % 4 == 0) scores16x4(q + (size_t)g * (size_t)d, d, k, stride, four);
-                __m512 dots = g < g4 ? four[g % 4] : scores16(q + (size_t)g * (size_t)d, k, stride, d);
-                if (count) {
-                    const __m512 t = _mm512_set1_ps(tau[g]);
-                    __mmask16 ge = _mm512_cmp_ps_mask(dots, t, _CMP_GE_OQ);
-                    /* within rounding of τ the summation order decides: count as attn_dot sums */
-                    __mmask16 near = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(dots, t)), _mm512_set1_ps(margin[g]), _CMP_LE_OQ);
-                    for (; near; near &= (__mmask16)(near - 1)) {
-                        int b = __builtin_ctz(near);
-                        float x = dot_avx512(q + (size_t)g * (size_t)d, k + (size_t)b * stride, d);
-                        ge = (__mmask16)((ge & ~(1u << b)) | ((x >= tau[g]) ? 1u << b : 0u));
-                    }
-                    count[g] += __builtin_popcount(ge);
-                }
-                _mm512_storeu_ps(scratch + (size_t)g * (size_t)n + j, _mm512_mul_ps(dots, vs));
+                _mm512_storeu_ps(dots + (size_t)g * ostride + j,
+                                 g < g4 ? four[g % 4] : scores16(q + (size_t)g * (size_t)d, k, stride, d));
             }
         }
     for (; j < n; j++)
-        for (int32_t g = 0; g < gq; g++) {
-            float dot = dot_avx512(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d);
-            if (count) count[g] += dot >= tau[g];
-            scratch[(size_t)g * (size_t)n + j] = dot * scale;
+        for (int32_t g = 0; g < gq; g++)
+            dots[(size_t)g * ostride + j] = dot_avx512(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d);
+}
+
+AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq, const float *keys,
+                                      const float *values, size_t stride, int32_t d, int32_t j0, int32_t j1,
+                                      float *scratch, const float *tau, int32_t *count) {
+    const float scale = 1.0f / sqrtf((float)d);
+    const __m512 vs = _mm512_set1_ps(scale);
+    const int32_t n = j1 - j0;
+    scores_avx512(q, gq, keys, stride, d, j0, j1, scratch, (size_t)n);
+    for (int32_t g = 0; g < gq; g++) {
+        float *x = scratch + (size_t)g * (size_t)n;
+        const __m512 t = _mm512_set1_ps(count ? tau[g] : 0);
+        for (int32_t j = 0; j < n; j += 16) {
+            const __mmask16 in = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+            const __m512 dots = _mm512_maskz_loadu_ps(in, x + j);
+            if (count) count[g] += __builtin_popcount(_mm512_mask_cmp_ps_mask(in, dots, t, _CMP_GE_OQ));
+            _mm512_mask_storeu_ps(x + j, in, _mm512_mul_ps(dots, vs));
         }
+    }
     /* the values: heads in pairs over the same rows where the head size has a paired kernel */
     const float *v0 = values + (size_t)j0 * stride;
     int32_t g = 0;
@@ -348,6 +367,19 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
     for (; g < gq; g++) accumulate_avx512(&st[g], scratch + (size_t)g * (size_t)n, NULL, n, v0, stride, d);
 }
 #endif
+
+void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, int32_t d, int32_t j0, int32_t j1,
+                 float *dots, size_t ostride) {
+#ifdef ATTN_X86
+    if (attn_simd_enabled()) {
+        scores_avx512(q, gq, keys, stride, d, j0, j1, dots, ostride);
+        return;
+    }
+#endif
+    for (int32_t g = 0; g < gq; g++)
+        for (int32_t j = j0; j < j1; j++)
+            dots[(size_t)g * ostride + (size_t)(j - j0)] = dot_scalar(q + (size_t)g * (size_t)d, keys + (size_t)j * stride, d);
+}
 
 float attn_dot(const float *q, const float *k, int32_t d) {
 #ifdef ATTN_X86
@@ -370,11 +402,11 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, co
 
 void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                             size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch, const float *tau,
-                            const float *margin, int32_t *count) {
+                            int32_t *count) {
     if (j1 <= j0) return;
 #ifdef ATTN_X86
     if (attn_simd_enabled()) {
-        dense_range_avx512(st, q, gq, keys, values, stride, d, j0, j1, scratch, tau, margin, count);
+        dense_range_avx512(st, q, gq, keys, values, stride, d, j0, j1, scratch, tau, count);
         return;
     }
 #endif
@@ -393,5 +425,5 @@ void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const fl
 
 void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                       size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch) {
-    attn_dense_range_count(st, q, gq, keys, values, stride, d, j0, j1, scratch, NULL, NULL, NULL);
+    attn_dense_range_count(st, q, gq, keys, values, stride, d, j0, j1, scratch, NULL, NULL);
 }

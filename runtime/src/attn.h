@@ -33,6 +33,12 @@ void attn_merge_chunks(float *part_o, const float *part_ml, int32_t chunks, int3
 /* q·k over d floats, vectorised when the machine allows. */
 float attn_dot(const float *q, const float *k, int32_t d);
 
+/* The fp32 dots of gq queries (q + g*d) with keys [j0, j1) (row j at keys + j*stride):
+ * dots[g*ostride + (j - j0)]. Vectorised over 16 keys where the machine allows, so the summation
+ * order is attn_dense_range's, not necessarily attn_dot's. */
+void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, int32_t d, int32_t j0, int32_t j1,
+                 float *dots, size_t ostride);
+
 /* Adds keys to a state: x[i] are the scaled scores of the keys whose values are
  * values + idx[i]*stride (idx NULL: key i). x is overwritten with exp(x − m). */
 void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values, size_t stride,
@@ -43,13 +49,11 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, co
 void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                       size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch);
 
-/* The same, also counting per query g the keys with fl(q·k) ≥ tau[g] into count[g], fl as
- * attn_dot sums (Louver's dense fallback reports how many keys reach τ): the kernel sums in
- * another order, so a key whose score lies within margin[g] of τ is summed again by attn_dot.
- * margin[g] must bound the difference of the two orders, 2·γ_d·Σ|q_i·k_i|. */
+/* The same, also counting per query g the keys with fl(q·k) ≥ tau[g] into count[g] (Louver's
+ * dense fallback reports how many keys reach τ); the scores have attn_dot's bits. */
 void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
                             size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch, const float *tau,
-                            const float *margin, int32_t *count);
+                            int32_t *count);
 
 /* 1 when the AVX-512 kernels are in use (set once, on first use). */
 int attn_simd_enabled(void);

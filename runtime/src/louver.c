@@ -56,7 +56,6 @@ struct rsr_louver_index {
     uint8_t *forced;    /* [cap] 1 when any key of the block is forced */
     float *absmax;      /* [d] the largest |component| per dim over the index: the box slack's scale */
     double nmax;        /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
-    int any_forced;     /* some key of the index is forced (not under nmax) */
 };
 
 /* Per query head of a call: the quantised query and its scalars. */
@@ -136,7 +135,6 @@ void rsr_louver_clear(rsr_louver_index *ix) {
     if (!ix) return;
     ix->nblocks = 0;
     ix->nmax = 0;
-    ix->any_forced = 0;
     memset(ix->absmax, 0, sizeof(float) * (size_t)ix->cfg.head_dim);
 }
 
@@ -210,7 +208,6 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
         if (key_forced(k, d)) { /* scanned always; its codes stay zero and its bounds unused */
             frc[t / 16] |= (uint16_t)(1u << (t % 16));
             ix->forced[b] = 1;
-            ix->any_forced = 1;
             kc[t] = ki[t] = ke[t] = 0;
             continue;
         }
@@ -894,8 +891,10 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     const size_t ck = (size_t)sc->cap_keys;
 
     /* per head: the recent-key buffer (always attended; its best score is the first lower bound
-     * L), the quantised query and τ */
+     * L), the quantised query and τ. The buffer's exact scores for all heads at once (added to
+     * the states below, once τ is known: kept needs τ). */
     PROF_START();
+    attn_scores(q, gq, keys, stride, d, size, n, sc->bd, (size_t)sc->cap_buf);
     for (int32_t h = 0; h < gq; h++) {
         head_q *p = &hq[h];
         const float *qh = q + (size_t)h * (size_t)d;
@@ -912,12 +911,9 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
         p->bounded = 0;
-        /* exact scores of the buffer (accumulated below once τ is known: kept needs τ) */
-        float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
-        for (int32_t j = size; j < n; j++) {
-            float dot = bd[j - size] = attn_dot(qh, keys + (size_t)j * stride, d);
-            if (dot > p->lmax) p->lmax = dot;
-        }
+        const float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
+        for (int32_t j = 0; j < n - size; j++)
+            if (bd[j] > p->lmax) p->lmax = bd[j];
         const rsr_louver_policy *pp = &pol[h];
         float tau = -INFINITY;
         if (pp->kind == RSR_LOUVER_ABSOLUTE) tau = pp->tau;
@@ -1002,24 +998,16 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     }
 
     /* the heads that attend every key: the dense kernel over the index, all of them together
-     * (each key and value row read once for the group); where the bound arithmetic could
-     * overflow, key by key as attn_dot sums (rare, and the kernel's count needs a finite margin) */
+     * (each key and value row read once for the group; its scores have attn_dot's bits) */
     if (size > 0) {
         int32_t dl[64], nd = 0;
-        float *qd = sc->qd, tau[64], margin[64];
+        float *qd = sc->qd, tau[64];
         for (int32_t h = 0; h < gq; h++) {
             if (!hq[h].dense) continue;
-            int32_t *idx = sc->idx + (size_t)h * ck, at = sc->nsc[h];
+            int32_t *idx = sc->idx + (size_t)h * ck;
             for (int32_t j = 0; j < size; j++) idx[sc->nsc[h]++] = j;
-            if (hq[h].dense == RSR_LOUVER_DENSE_OVERFLOW) {
-                score(&st[h], sc, idx + at, size, q + (size_t)h * (size_t)d, keys, values, stride, d, scale, &hq[h], &kept[h]);
-                continue;
-            }
             memcpy(qd + (size_t)nd * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
             tau[nd] = hq[h].tau;
-            /* two summation orders differ by at most 2·γ_d·‖q‖·‖k‖, and ‖k‖ ≤ nmax off forced keys */
-            double m = 2 * (1.03 * d + 2) * 0x1p-24 * (double)hq[h].qnorm * ix->nmax + 0x1p-100;
-            margin[nd] = ix->any_forced || !(m < 1e38) ? INFINITY : float_above(m);
             dl[nd++] = h;
         }
         if (nd) {
@@ -1028,7 +1016,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
             for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
                 attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
-                                       sc->dx, tau, margin, cnt);
+                                       sc->dx, tau, cnt);
             for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
         }
     }

@@ -216,44 +216,62 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
     dense_stats(s, layer, pos0 + n);
 }
 
-static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
+/* Louver attention of rows positions pos0 .. pos0 + rows − 1 (queries q, rows apart by q_out).
+ * The index grows by a block whenever the buffer would exceed B keys, so rows are taken in runs
+ * over which it does not change; the (row, KV head) items of a run go to the threads together,
+ * each row getting exactly what it would get alone. The statistics are the last row's. */
+static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, int32_t rows, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
     struct rsr_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
-    const int32_t n = pos + 1;
+    const size_t q_out = (size_t)a->num_heads * (size_t)d;
     rsr_louver_index **ix = t->index + (size_t)layer * (size_t)kv_heads;
     const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
-    int status = RSR_OK;
-    /* a full buffer becomes the next block: the buffer keeps 1..B keys, the newest included */
-    if (n - rsr_louver_size(ix[0]) > B) {
+    for (int32_t h = 0; h < a->num_heads; h++) t->head_status[h] = RSR_OK;
+    for (int32_t i = 0; i < rows;) {
+        int status = RSR_OK;
+        /* a full buffer becomes the next block: the buffer keeps 1..B keys, the newest included */
+        if (pos0 + i + 1 - rsr_louver_size(ix[0]) > B) {
 #pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
-        for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
-            int32_t at = rsr_louver_size(ix[kvh]);
-            int st = rsr_louver_append_block(ix[kvh], s->k_cache + kv_row(s, layer, kvh, at), (size_t)d);
-            if (st > status) status = st;
+            for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
+                int32_t at = rsr_louver_size(ix[kvh]);
+                int st = rsr_louver_append_block(ix[kvh], s->k_cache + kv_row(s, layer, kvh, at), (size_t)d);
+                if (st > status) status = st;
+            }
+            if (status != RSR_OK)
+                return rsr_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s", layer,
+                                     rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
         }
-        if (status != RSR_OK)
-            return rsr_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s", layer,
-                                 rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
-    }
+        /* the rows r with pos0 + r + 1 − size ≤ B */
+        const int32_t end = rsr_louver_size(ix[0]) + B - pos0, i1 = end < rows ? end : rows, nr = i1 - i;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
-    for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
-        int32_t h0 = kvh * group;
-        rsr_status hs = RSR_OK;
-        for (int32_t g0 = 0; g0 < group && hs == RSR_OK; g0 += 64) { /* the group call takes at most 64 queries */
-            int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
-            hs = rsr_louver_attend_group(ix[kvh], q + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
-                                         s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, n, &t->policy[h],
-                                         t->lsc[omp_get_thread_num()], out + (size_t)h * (size_t)d, &t->head_stats[h]);
+        for (int32_t item = 0; item < kv_heads * nr; item++) {
+            const int32_t kvh = item / nr, r = i + item % nr, h0 = kvh * group;
+            const float *qr = q + (size_t)r * q_out;
+            float *outr = out + (size_t)r * q_out;
+            rsr_louver_stats other[64];
+            for (int32_t g0 = 0; g0 < group; g0 += 64) { /* the group call takes at most 64 queries */
+                int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
+                rsr_status hs = rsr_louver_attend_group(ix[kvh], qr + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
+                                                        s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, pos0 + r + 1, &t->policy[h],
+                                                        t->lsc[omp_get_thread_num()], outr + (size_t)h * (size_t)d,
+                                                        r == rows - 1 ? &t->head_stats[h] : other);
+                if (hs != RSR_OK) {
+#pragma omp critical(louver_status)
+                    for (int32_t g = 0; g < gn; g++) t->head_status[h + g] = hs;
+                    break;
+                }
+            }
         }
-        for (int32_t g = 0; g < group; g++) t->head_status[h0 + g] = hs;
+        i = i1;
     }
+    const int32_t n = pos0 + rows;
     rsr_attention_stats *st = &t->stats[layer];
     *st = (rsr_attention_stats){.heads = a->num_heads, .tau_min = INFINITY, .tau_max = -INFINITY};
     for (int32_t h = 0; h < a->num_heads; h++) {
         if (t->head_status[h] != RSR_OK)
-            return rsr_set_error(s->err, t->head_status[h], "layer %d head %d: Louver attention over %d keys failed: %s",
-                                 layer, h, n, rsr_status_to_string(t->head_status[h]));
+            return rsr_set_error(s->err, t->head_status[h], "layer %d head %d: Louver attention at positions %d..%d failed: %s",
+                                 layer, h, pos0, n - 1, rsr_status_to_string(t->head_status[h]));
         const rsr_louver_stats *hs = &t->head_stats[h];
         st->keys += hs->keys, st->bounded += hs->bounded, st->scanned += hs->scanned, st->kept += hs->kept;
         st->dense_fallbacks += hs->dense;
@@ -268,9 +286,7 @@ rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32
     struct rsr_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    if (t->louver) /* the index grows position by position */
-        for (int32_t i = 0; i < n && st == RSR_OK; i++)
-            st = attention_louver(s, layer, pos0 + i, q + (size_t)i * q_out, out + (size_t)i * q_out);
+    if (t->louver) st = attention_louver(s, layer, pos0, n, q, out);
     else if (n == 1) attention_dense(s, layer, pos0, q, out);
     else attention_dense_rows(s, layer, pos0, n, q, out);
     memcpy(t->last_q + (size_t)layer * q_out, q + (size_t)(n - 1) * q_out, sizeof(float) * q_out);

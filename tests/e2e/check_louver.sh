@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Louver end to end: on a tiny model, 256 greedy tokens with Louver attention at eps = 1e-6 are
 # identical to dense attention's (with the default block and with small blocks, i.e. many index
-# growths), and --stats reports consistent numbers.
+# growths), --stats reports consistent numbers, and a prompt evaluated 64 rows at a time gives the
+# bits of one row at a time.
 # Usage: check_louver.sh BUILD_DIR FORMAT [mkmodel args...]
 set -euo pipefail
 build=$1 format=$2
@@ -39,4 +40,13 @@ run --attention louver --louver-tau 2 --louver-block 16 --stats >/dev/null 2>"$w
 check_stats "$work/stats.txt" "tau 2, block 16"
 grep -q "dropped<= [1-9]" "$work/stats.txt" || grep -q "dropped<= 0\.[0-9]*[1-9]" "$work/stats.txt" || {
   echo "no step dropped anything at tau 2" >&2; exit 1; }
+# a prompt evaluated 64 rows at a time (the rows between two index growths attended together)
+# gives the bits of one row at a time: logits of the last prompt position and the tokens after it
+long=$(seq -s, 1 2 250)
+for b in 64 1; do
+  "$build/rsr-run" "$work/model.so" --tokens "$long" -n 16 --ignore-eos --attention louver --louver-tau 2 --louver-block 16 \
+    --batch "$b" --logits "$work/logits.$b" >"$work/tokens.$b" 2>/dev/null
+done
+cmp "$work/logits.64" "$work/logits.1" && cmp "$work/tokens.64" "$work/tokens.1" || {
+  echo "louver: --batch 64 and --batch 1 differ" >&2; exit 1; }
 echo "greedy tokens identical to dense for 256 steps: $(cut -d' ' -f1-12 "$work/dense.txt") ..."

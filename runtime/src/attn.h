@@ -30,12 +30,13 @@ void attn_state_finish(const attn_state *a, float *out, int32_t d);
  * [chunks][m, l]) merged in chunk order into its attention output. */
 void attn_merge_chunks(float *part_o, const float *part_ml, int32_t chunks, int32_t d, float *out);
 
-/* q·k over d floats, vectorised when the machine allows. */
+/* q·k over d floats, vectorised when the machine allows; the bits attn_scores and
+ * attn_dense_range give the same pair. */
 float attn_dot(const float *q, const float *k, int32_t d);
 
 /* The fp32 dots of gq queries (q + g*d) with keys [j0, j1) (row j at keys + j*stride):
- * dots[g*ostride + (j - j0)]. Vectorised over 16 keys where the machine allows, so the summation
- * order is attn_dense_range's, not necessarily attn_dot's. */
+ * dots[g*ostride + (j - j0)], 16 keys at a time where the machine allows, each with attn_dot's
+ * bits (attn_dot sums in the 16-key kernels' order). */
 void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, int32_t d, int32_t j0, int32_t j1,
                  float *dots, size_t ostride);
 

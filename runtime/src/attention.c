@@ -257,7 +257,7 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
                                                         t->lsc[omp_get_thread_num()], outr + (size_t)h * (size_t)d,
                                                         r == rows - 1 ? &t->head_stats[h] : other);
                 if (hs != RSR_OK) {
-#pragma omp critical(louver_status)
+#pragma omp critical
                     for (int32_t g = 0; g < gn; g++) t->head_status[h + g] = hs;
                     break;
                 }

@@ -411,13 +411,13 @@ void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const fl
     }
 #endif
     const float scale = 1.0f / sqrtf((float)d);
-    int32_t n = j1 - j0;
+    const int32_t n = j1 - j0;
+    attn_scores(q, gq, keys, stride, d, j0, j1, scratch, (size_t)n);
     for (int32_t g = 0; g < gq; g++) {
         float *x = scratch + (size_t)g * (size_t)n;
         for (int32_t j = 0; j < n; j++) {
-            float dot = dot_scalar(q + (size_t)g * (size_t)d, keys + (size_t)(j0 + j) * stride, d);
-            if (count) count[g] += dot >= tau[g];
-            x[j] = dot * scale;
+            if (count) count[g] += x[j] >= tau[g];
+            x[j] *= scale;
         }
         accumulate_scalar(&st[g], x, NULL, n, values + (size_t)j0 * stride, stride, d);
     }

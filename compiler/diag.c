@@ -230,8 +230,12 @@ double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Only unlink and rmdir here: they are async-signal-safe, free() is not. */
+/* Only unlink, rmdir and write here: they are async-signal-safe, free() is not. Under a memory
+ * cap an abort is most likely a library (LLVM's C++ allocator) out of memory: say so. */
 static void on_signal(int sig) {
+    static const char capped[] = "rsrc: error: a library aborted while the memory cap (--max-memory) was in force, most "
+                                 "likely out of memory: raise the cap\n";
+    if (sig == SIGABRT && memory_limited && write(2, capped, sizeof capped - 1) < 0) sig = SIGABRT;
     for (sig_atomic_t i = ntemps - 1; i >= 0; i--)
         if (temps && temps[i] && unlink(temps[i]) != 0) rmdir(temps[i]);
     signal(sig, SIG_DFL);

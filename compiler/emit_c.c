@@ -660,6 +660,8 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     if (d->gpu) fprintf(out, "    .gpu = &%s,\n", d->gpu);
     fputs("    .manifest =", out);
     emit_lines(out, d->manifest ? d->manifest : "");
-    fputs(",\n};\n\n", out);
+    fputs(",\n    .cpu_features = \"", out);
+    for (int i = 0; i < d->t->nfeatures; i++) fprintf(out, "%s%s", i ? "," : "", d->t->features[i]);
+    fputs("\",\n};\n\n", out);
     emit_c_entry_points(out, d);
 }

@@ -44,8 +44,10 @@ static void usage(FILE *out) {
           "\n"
           "options:\n"
           "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
-          "  --target NAME|FILE    a spec in specs/ (generic: portable C, the default), a .yaml file, or host;\n"
-          "                        a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code: avx512,sm_90\n"
+          "  --target NAME|FILE    host (the default: this machine's CPU and features, also spelled native), a\n"
+          "                        spec in specs/ (generic: portable C that runs on any x86-64; avx2, avx512, ...)\n"
+          "                        or a .yaml file; a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code:\n"
+          "                        avx512,sm_90. The artifact refuses to load on a CPU without the target's features\n"
           "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
           "  --features=+a,-b      enable or disable target features\n"
           "  --emit=KIND           so: a loadable model (default); obj: the same as one relocatable object to link\n"
@@ -143,7 +145,7 @@ static noreturn void bad_option(const char *arg, int opt, const struct option *l
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "generic", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
+    options o = {.target = "host", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
     bool force_progress = false;
     enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
            O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS, O_PREFILL, O_TUNE, O_TUNE_CACHE };
@@ -412,6 +414,12 @@ static void compile(const options *o) {
         fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
     t->prefill_lanes = o->prefill_lanes; /* opt-in: slower than the tiles end to end so far (docs/performance.md) */
     if (o->print_target) target_print(t, stdout);
+    if (verbosity >= 1) {
+        fprintf(stderr, "rsrc: target %s%s%s%s, cpu %s, features", t->name, t->cpu_model ? " (" : "",
+                t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->cpu ? t->cpu : "-");
+        for (int i = 0; i < t->nfeatures; i++) fprintf(stderr, "%s+%s", i ? "," : " ", t->features[i]);
+        fprintf(stderr, "%s\n", t->nfeatures ? "" : " (none)");
+    }
     if (o->tune) tune_check_target(t, o->target);
 
     model *m = model_load(o->input);

@@ -45,6 +45,7 @@ char *manifest_text(const artifact_desc *d, const char *source, const char *back
     add(&t, "target %s%s%s", tg->name, tg->gpu ? "," : "", tg->gpu ? tg->gpu->name : "");
     if (tg->triple) add(&t, ", %s", tg->triple);
     if (tg->cpu) add(&t, ", cpu %s", tg->cpu);
+    if (tg->cpu_model) add(&t, " (%s)", tg->cpu_model);
     if (tg->nfeatures || tg->ndisabled) {
         add(&t, ", features");
         for (int i = 0; i < tg->nfeatures; i++) add(&t, "%s+%s", i ? "," : " ", tg->features[i]);

@@ -174,6 +174,7 @@ typedef struct target {
     char *path;                 /* the spec it came from, for messages */
     enum target_kind kind;
     char *triple, *cpu;
+    char *cpu_model;            /* host: the CPU it was detected on (/proc/cpuinfo's model name) */
     char **features, **disabled;
     int nfeatures, ndisabled;
     char **strategies;          /* what the planner may choose from (empty: all) */

@@ -246,6 +246,7 @@ static target *detect_host(void) {
     t->path = xstrdup("(detected)");
     t->kind = TK_CPU;
     t->cpu = xstrdup("native");
+    t->cpu_model = host_cpu_model();
     t->backend = BACKEND_LLVM;
     t->unroll_budget = 64 << 10;
     t->line = 64;
@@ -447,15 +448,16 @@ void target_free(target *t) {
     for (int i = 0; i < t->ndisabled; i++) free(t->disabled[i]);
     for (int i = 0; i < t->nstrategies; i++) free(t->strategies[i]);
     free(t->features), free(t->disabled), free(t->strategies);
-    free(t->name), free(t->description), free(t->path), free(t->triple), free(t->cpu), free(t->cflags);
+    free(t->name), free(t->description), free(t->path), free(t->triple), free(t->cpu), free(t->cpu_model), free(t->cflags);
     free(t->arch), free(t->ptx_isa), free(t->mem_bandwidth);
     target_free(t->gpu);
     free(t);
 }
 
 void target_print(const target *t, FILE *out) {
-    fprintf(out, "target %s (%s) kind=%s cpu=%s vector_bits=%d unroll_budget=%u backend=%s\n", t->name, t->path,
-            t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->vector_bits, t->unroll_budget,
+    fprintf(out, "target %s (%s) kind=%s cpu=%s%s%s%s vector_bits=%d unroll_budget=%u backend=%s\n", t->name, t->path,
+            t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->cpu_model ? " (" : "",
+            t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->vector_bits, t->unroll_budget,
             t->backend == BACKEND_LLVM ? "llvm" : "c");
     fputs("  features:", out);
     for (int i = 0; i < t->nfeatures; i++) fprintf(out, " +%s", t->features[i]);

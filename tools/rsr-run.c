@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bandwidth.h"
 #include "rsr-run.h"
 
 rsr_api api;
@@ -54,6 +53,27 @@ void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, in
     if (o->head_int8) check(api.session_eval_int8(s, tokens, n, logits, NULL), s);
     else check(api.session_eval(s, tokens, n, logits), s);
 }
+
+int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
+    int32_t next;
+    if (o->head_int8) { /* every logit from the int8 head, then the sampler */
+        eval_logits(o, s, tokens, n, st->logits);
+        return api.sample(st->logits, st->vocab, &o->sampler, &st->rng, st->probs, st->ids);
+    }
+    /* greedy: the certified head; sampling: exact logits of the rows that could matter */
+    check(api.session_eval_sample(s, tokens, n, &o->sampler, &st->rng, &next, NULL), s);
+    return next;
+}
+
+void sample_state_init(sample_state *st, const run_options *o, int32_t vocab) {
+    st->vocab = vocab;
+    st->rng = o->seed * 0x9e3779b97f4a7c15u + 1;
+    st->logits = malloc(sizeof(float) * (size_t)vocab), st->probs = malloc(sizeof(float) * (size_t)vocab);
+    st->ids = malloc(sizeof(int32_t) * (size_t)vocab);
+    if (!st->logits || !st->probs || !st->ids) die("out of memory");
+}
+
+void sample_state_free(sample_state *st) { free(st->logits), free(st->probs), free(st->ids); }
 
 static void usage(FILE *out) {
     fputs("usage: rsr-run MODEL.so [options]\n"
@@ -96,19 +116,26 @@ static void usage(FILE *out) {
           "                        copy of the LM head (half its bytes; lossy, each logit within a\n"
           "                        certified bound, which --bench measures); greedy decoding without\n"
           "                        --logits stays exact\n"
-          "  -t, --threads N       threads (default: OpenMP's default)\n"
+          "  -t, --threads N       threads (default: every CPU this process may run on)\n"
           "  --device D            auto (default: the GPU when the model has GPU code and one is\n"
           "                        there, else the CPU), cpu or gpu (fail rather than fall back)\n"
           "  --ctx N               context length of the session (default: the model's)\n"
           "  --batch N             prompt tokens evaluated together, 1 to 64 (default 64; the results\n"
           "                        are the same for every N)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
-          "                        tokens) speed instead of printing text\n"
+          "                        tokens: greedy, full logits, sampled at --temp or 0.8) speed and the\n"
+          "                        memory's read rate, side by side, instead of printing text\n"
+          "  --repeat N            with --bench: N rounds of every phase, alternating; the median, min\n"
+          "                        and max of each (default 1)\n"
+          "  --json                with --bench: the figures as one JSON object on stdout\n"
           "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G; 0: no cap): a\n"
           "                        session that does not fit fails cleanly (the model's constants are\n"
-          "                        mapped, not charged)\n"
-          "  --mlock               keep the model's constants in locked memory (a copy, in huge pages):\n"
-          "                        steady and faster where the page cache is small or contended\n"
+          "                        not charged)\n"
+          "  --mmap                read the model's constants through the file mapping instead of a copy\n"
+          "                        in memory made at start: starts sooner and shares the page cache with\n"
+          "                        other processes, but the kernel may evict the pages between tokens\n"
+          "  --mlock               lock the copy of the constants in memory (needs `ulimit -l` room)\n"
+          "  -v, --verbose         say where the constants live, the threads and the CPU code's target\n"
           "  --info                print what the model is and how it was compiled\n"
           "  -h, --help            this text\n"
           "\n"
@@ -188,144 +215,6 @@ static void print_info(rsr_model *m, const rsr_model_info *info) {
     fputs(api.model_manifest(m), stdout);
 }
 
-/* Bytes the exact model reads per decoded token: every ternary weight at 2 bits and the 16-bit
- * LM head (what the published checkpoints hold); the KV cache and activations are left out. */
-static double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info) {
-    double bytes = 2.0 * (double)info->vocab_size * (double)info->hidden_size;
-    for (int32_t i = 0; i < info->num_matrices; i++) {
-        rsr_matrix_info mi;
-        if (api.model_matrix_info(m, i, &mi) == RSR_OK) bytes += (double)mi.rows * (double)mi.cols / 4;
-    }
-    return bytes;
-}
-
-/* Prefill of a prompt (given, or 128 synthetic ids) and decode of n tokens, timed apart. */
-static void bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt) {
-    rsr_session *s;
-    rsr_session_params sp = o->session;
-    if (api.session_create(m, &sp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
-    int32_t limit = o->ctx ? o->ctx : info->max_positions;
-    int32_t *synthetic = NULL;
-    if (!prompt) {
-        n_prompt = 128 < limit / 2 ? 128 : limit / 2;
-        prompt = synthetic = malloc(sizeof *synthetic * (size_t)n_prompt);
-        for (int32_t i = 0; i < n_prompt; i++) synthetic[i] = (int32_t)((i * 2654435761u) % (uint32_t)info->vocab_size);
-    }
-    int32_t decode = o->n_gen >= 0 ? (int32_t)o->n_gen : 64;
-    if (n_prompt >= limit) die("--bench: the prompt has %d tokens, the context only %d", n_prompt, limit);
-    if (n_prompt + decode > limit) decode = limit - n_prompt;
-    float *logits = malloc(sizeof *logits * (size_t)info->vocab_size);
-    if (!logits) die("out of memory");
-    check(api.session_eval(s, prompt, n_prompt < 8 ? n_prompt : 8, logits), s); /* warm-up */
-    check(api.session_reset(s), s);
-    double t0 = now();
-    int32_t first;
-    check(api.session_eval_greedy(s, prompt, n_prompt, &first), s);
-    double t1 = now();
-    /* decode twice from the same position, side by side: the certified greedy head, then the
-     * full logits + argmax; both must give the same tokens */
-    int32_t pos = api.session_position(s), tok = first, mismatch = -1;
-    int32_t *tokens = malloc(sizeof *tokens * (size_t)(decode + 1));
-    for (int32_t i = 0; i < decode; i++) {
-        tokens[i] = tok;
-        check(api.session_eval_greedy(s, &tok, 1, &tok), s);
-    }
-    double t2 = now();
-    tokens[decode] = tok;
-    check(api.session_reset(s), s);
-    check(api.session_eval(s, prompt, n_prompt, logits), s);
-    if (api.session_position(s) != pos) die("--bench: position mismatch");
-    const size_t V = (size_t)info->vocab_size;
-    const bool on_gpu = !strncmp(info->device, "gpu", 3);
-    /* the exact logits of the first steps, kept for the int8 head's comparison below (at most
-     * BENCH_COMPARE_STEPS, 0.5 MB each for a 128K vocabulary), written once before the timed loop
-     * so that no page is first touched inside it; later steps' logits go to `logits` */
-    enum { BENCH_COMPARE_STEPS = 64 };
-    const int32_t compared = on_gpu ? 0 : decode < BENCH_COMPARE_STEPS ? decode : BENCH_COMPARE_STEPS;
-    const size_t exact_bytes = sizeof(float) * V * (size_t)(compared > 0 ? compared : 1);
-    float *exact = malloc(exact_bytes);
-    if (!exact) die("out of memory");
-    memset(exact, 0, exact_bytes);
-    double t3 = now();
-    tok = first;
-    for (int32_t i = 0; i < decode; i++) {
-        if (tok != tokens[i] && mismatch < 0) mismatch = i;
-        float *l = i < compared ? exact + (size_t)i * V : logits;
-        check(api.session_eval(s, &tokens[i], 1, l), s);
-        tok = api.sample_greedy(l, info->vocab_size);
-    }
-    double t4 = now();
-    if (decode && tok != tokens[decode] && mismatch < 0) mismatch = decode;
-    /* the same decode with the logits from the int8 head (CPU): speed, and the error measured
-     * against the exact logits above beside the certified bound */
-    double t_q8 = 0, max_err = 0, max_bound = 0, lo = INFINITY, hi = -INFINITY;
-    int32_t agree = 0;
-    const bool q8 = decode && !on_gpu;
-    if (q8) {
-        check(api.session_reset(s), s);
-        check(api.session_eval(s, prompt, n_prompt, logits), s);
-        for (int32_t i = 0; i < decode; i++) {
-            double b, t = now();
-            check(api.session_eval_int8(s, &tokens[i], 1, logits, &b), s);
-            t_q8 += now() - t;
-            max_bound = fmax(max_bound, b);
-            if (i >= compared) continue;
-            const float *e = exact + (size_t)i * V;
-            for (size_t v = 0; v < V; v++) {
-                max_err = fmax(max_err, fabs((double)logits[v] - (double)e[v]));
-                lo = fmin(lo, e[v]), hi = fmax(hi, e[v]);
-            }
-            agree += api.sample_greedy(logits, info->vocab_size) == api.sample_greedy(e, info->vocab_size);
-        }
-    }
-    free(exact);
-    /* the same prefill one token per step, side by side (the batched kernels' gain) */
-    rsr_session *s1;
-    sp.batch = 1;
-    if (api.session_create(m, &sp, &s1) != RSR_OK) die("%s", api.model_errmsg(m));
-    double t5 = now();
-    int32_t first1;
-    check(api.session_eval_greedy(s1, prompt, n_prompt, &first1), s1);
-    double t6 = now();
-    api.session_free(s1);
-    if (first1 != first) die("--bench: the prefill one token per step gives token %d, batched %d", first1, first);
-    printf("prefill %d tokens: %.2f tok/s (%d per step); one per step %.2f tok/s: %.2fx\n", n_prompt, n_prompt / (t1 - t0),
-           o->session.batch ? o->session.batch : RSR_BATCH_MAX, n_prompt / (t6 - t5), (t6 - t5) / (t1 - t0));
-    if (decode) {
-        printf("decode %d tokens, certified greedy head: %.2f tok/s (%.2f ms/token)\n", decode, decode / (t2 - t1),
-               1e3 * (t2 - t1) / decode);
-        printf("decode %d tokens, full logits:           %.2f tok/s (%.2f ms/token); greedy head %.2fx faster, %s\n",
-               decode, decode / (t4 - t3), 1e3 * (t4 - t3) / decode, (t4 - t3) / (t2 - t1),
-               mismatch < 0 ? "same tokens" : "TOKENS DIFFER");
-        if (q8 && max_bound == 0)
-            printf("decode %d tokens, int8 logits:           the exact logits (bound 0: the model has no int8 head copy, "
-                   "rsrc --no-greedy-head, or no step had anything to bound)\n", decode);
-        else if (q8)
-            printf("decode %d tokens, int8 logits (lossy):   %.2f tok/s (%.2f ms/token); largest logit error %.3g "
-                   "(certified bound %.3g; the exact logits span %.3g..%.3g), argmax as the exact logits' at %d of %d steps\n",
-                   decode, decode / t_q8, 1e3 * t_q8 / decode, max_err, max_bound, lo, hi, agree, compared);
-    }
-    free(tokens);
-    if (mismatch >= 0) die("--bench: the greedy head and the full logits disagree at decode step %d", mismatch);
-    if (decode && on_gpu) {
-        double bytes = exact_bytes_per_token(m, info), s_per_token = (t2 - t1) / decode;
-        printf("roofline: the exact model reads %.3f GB per token: %.0f GB/s at the certified greedy decode's "
-               "%.2f ms per token (bench_gpu measures the GPU's read bandwidth to compare)\n",
-               bytes / 1e9, bytes / 1e9 / s_per_token, 1e3 * s_per_token);
-    } else if (decode) { /* the host's memory: measured now, with the threads the model uses */
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        int threads = o->threads > 0 ? o->threads : online > 0 ? (int)online : 1;
-        double bw = read_bandwidth(threads), bytes = exact_bytes_per_token(m, info), ms = 1e3 * (t2 - t1) / decode;
-        if (bw > 0)
-            printf("roofline: the exact model reads %.3f GB per token (2-bit weights, 16-bit head); streaming read "
-                   "measured now %.1f GB/s (%d thread%s): at most %.1f tok/s; the certified greedy decode is %.2f of it\n",
-                   bytes / 1e9, bw, threads, threads == 1 ? "" : "s", bw * 1e9 / bytes, (bytes / 1e9) / (ms / 1e3) / bw);
-    }
-    free(synthetic);
-    free(logits);
-    api.session_free(s);
-}
-
 /* Token ids in, token ids out (on one line): the form the end-to-end tests compare. */
 /* RLIMIT_DATA caps heap and anonymous mappings: the KV cache and scratch, not the model file. */
 static void limit_memory(const char *s) {
@@ -366,10 +255,8 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     rsr_session *s;
     rsr_session_params ssp = o->session;
     if (api.session_create(m, &ssp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
-    float *logits = malloc(sizeof *logits * (size_t)info->vocab_size);
-    float *probs = malloc(sizeof *probs * (size_t)info->vocab_size);
-    int32_t *ids = malloc(sizeof *ids * (size_t)info->vocab_size);
-    uint64_t rng = o->seed * 0x9e3779b97f4a7c15u + 1;
+    sample_state ss;
+    sample_state_init(&ss, o, info->vocab_size);
     long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
     const int32_t ctx = o->ctx ? o->ctx : info->max_positions;
     bool full = false; /* generation reached the end of the context */
@@ -388,17 +275,21 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
         atexit(remove_logits_tmp);
     }
 
-    /* greedy without --logits: the certified greedy head, which reads no full logits */
-    int greedy = o->sampler.temperature <= 0 && !logits_path;
-    int32_t next = 0;
+    /* --logits: the prompt's full logits, and the first token drawn from them; else (and after)
+     * the certified heads, which read no full logits */
+    int32_t next;
     double t0 = now();
-    if (greedy) check(api.session_eval_greedy(s, prompt, n_prompt, &next), s);
-    else eval_logits(o, s, prompt, n_prompt, logits);
+    if (logits_path) {
+        eval_logits(o, s, prompt, n_prompt, ss.logits);
+        next = api.sample(ss.logits, info->vocab_size, &o->sampler, &ss.rng, ss.probs, ss.ids);
+    } else {
+        next = eval_next(o, s, prompt, n_prompt, &ss);
+    }
     double t1 = now();
     if (o->stats) print_stats(s, info, 0);
     if (logits_path) {
         FILE *f = fdopen(logits_fd, "wb");
-        if (!f || fwrite(logits, sizeof *logits, (size_t)info->vocab_size, f) != (size_t)info->vocab_size ||
+        if (!f || fwrite(ss.logits, sizeof *ss.logits, (size_t)info->vocab_size, f) != (size_t)info->vocab_size ||
             fclose(f) != 0 || rename(logits_tmp, logits_path) != 0)
             die("%s: cannot write logits: %s", logits_path, strerror(errno));
         free(logits_tmp);
@@ -406,7 +297,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     }
     int32_t generated = 0;
     for (; generated < n_gen; generated++) {
-        int32_t tok = greedy ? next : api.sample(logits, info->vocab_size, &o->sampler, &rng, probs, ids);
+        int32_t tok = next;
         printf(generated ? " %d" : "%d", tok);
         flush_stdout();
         if (tok == info->eos_token_id && !o->ignore_eos) {
@@ -418,8 +309,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
             generated++, full = true;
             break;
         }
-        if (greedy) check(api.session_eval_greedy(s, &tok, 1, &next), s);
-        else eval_logits(o, s, &tok, 1, logits);
+        next = eval_next(o, s, &tok, 1, &ss);
         if (o->stats) print_stats(s, info, generated + 1);
     }
     putchar('\n');
@@ -428,18 +318,18 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
-    free(logits), free(probs), free(ids);
+    sample_state_free(&ss);
     api.session_free(s);
 }
 
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0;
+    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0;
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
            O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
-           O_DEVICE, O_MAXMEM, O_MLOCK, O_BATCH, O_HEAD };
+           O_DEVICE, O_MAXMEM, O_MLOCK, O_MMAP, O_BATCH, O_HEAD, O_REPEAT, O_JSON };
     const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
@@ -456,17 +346,19 @@ int main(int argc, char **argv) {
         {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
         {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
         {"max-memory", required_argument, 0, O_MAXMEM}, {"mlock", no_argument, 0, O_MLOCK},
+        {"mmap", no_argument, 0, O_MMAP},           {"verbose", no_argument, 0, 'v'},
         {"device", required_argument, 0, O_DEVICE}, {"batch", required_argument, 0, O_BATCH},
-        {"head", required_argument, 0, O_HEAD},
+        {"head", required_argument, 0, O_HEAD},      {"repeat", required_argument, 0, O_REPEAT},
+        {"json", no_argument, 0, O_JSON},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
     /* options that only mean something beside others: refused alone rather than ignored */
-    const char *louver_opt = NULL, *sampling_opt = NULL, *text_opt = NULL, *chat_opt = NULL, *head_opt = NULL;
+    const char *louver_opt = NULL, *sampling_opt = NULL, *bench_opt = NULL, *text_opt = NULL, *chat_opt = NULL, *head_opt = NULL;
     int louver_policies = 0;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "p:f:n:t:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:f:n:t:hv", longs, NULL)) != -1) {
         switch (c) {
         case 'p': o.prompt = optarg; break;
         case 'f': prompt_file = optarg; break;
@@ -510,6 +402,8 @@ int main(int argc, char **argv) {
         case O_STATS: o.stats = 1; break;
         case O_MAXMEM: max_memory = optarg; break;
         case O_MLOCK: lock_memory = 1; break;
+        case O_MMAP: use_mmap = 1; break;
+        case 'v': verbose = 1; break;
         case O_DEVICE:
             if (!strcmp(optarg, "auto")) device = RSR_DEVICE_AUTO;
             else if (!strcmp(optarg, "cpu")) device = RSR_DEVICE_CPU;
@@ -517,6 +411,8 @@ int main(int argc, char **argv) {
             else die("--device: '%s' is not auto, cpu or gpu", optarg);
             break;
         case O_BENCH: do_bench = 1; break;
+        case O_REPEAT: bench_opt = "--repeat", o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
+        case O_JSON: bench_opt = "--json", o.json = 1; break;
         case O_INFO: do_info = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
         case O_CHAT: do_chat = 1; break;
@@ -550,18 +446,29 @@ int main(int argc, char **argv) {
     if (text_opt && (tokens_arg || do_bench)) die("%s applies to text output, not to --tokens or --bench", text_opt);
     if (logits_path && (!tokens_arg || do_bench)) die("--logits writes the logits of a --tokens prompt (not with --bench)");
     if (o.stats && !tokens_arg) die("--stats prints its figures per step with --tokens");
-    if (do_bench && (head_opt || o.sampler.temperature > 0))
-        die("--bench decodes greedily and measures both heads: drop %s", head_opt ? "--head" : "--temp");
+    if (do_bench && head_opt) die("--bench measures every head: drop --head");
+    if (bench_opt && !do_bench) die("%s needs --bench", bench_opt);
     o.model_path = argv[optind];
     char err[1024];
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
 
     rsr_model *m;
-    o.threads = (int)threads;
-    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device, .lock_memory = lock_memory};
-    if (api.model_open(&m, &mp) != RSR_OK) die("%s: %s", o.model_path, api.model_errmsg(m));
+    if (use_mmap && lock_memory) die("--mmap reads the file mapping and --mlock locks a copy: give one of them");
+    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device, .lock_memory = lock_memory,
+                           .load = use_mmap ? RSR_LOAD_MMAP : RSR_LOAD_COPY};
+    double t_open = now();
+    if (api.model_open(&m, &mp) != RSR_OK) {
+        if (do_info) fputs(api.model_manifest(m), stdout); /* how it was compiled, even where it cannot run */
+        die("%s: %s", o.model_path, api.model_errmsg(m));
+    }
+    t_open = now() - t_open;
     rsr_model_info info;
     api.model_get_info(m, &info);
+    o.threads = info.num_threads;
+    if (verbose)
+        fprintf(stderr, "rsr-run: %s opened in %.2f s: target %s, device %s, %d thread%s; constants in %s\n",
+                o.model_path, t_open, info.target, info.device, info.num_threads, info.num_threads == 1 ? "" : "s",
+                info.constants);
     if (o.head_int8 && !strncmp(info.device, "gpu", 3))
         die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
     if (do_info) {
@@ -591,11 +498,11 @@ int main(int argc, char **argv) {
             prompt = malloc(sizeof *prompt);
             prompt[0] = info.bos_token_id >= 0 ? info.bos_token_id : 0;
         }
-        if (do_bench) bench(m, &info, &o, prompt, n_prompt);
+        if (do_bench) run_bench(m, &info, &o, prompt, n_prompt, t_open);
         else run_ids(m, &info, &o, prompt, n_prompt, logits_path);
         free(prompt);
     } else if (do_bench && !o.prompt) {
-        bench(m, &info, &o, NULL, 0);
+        run_bench(m, &info, &o, NULL, 0, t_open);
     } else if (do_bench) {
         rsr_tokenizer *tok = require_tokenizer(m, "a text prompt");
         int32_t n = 0, cap = (int32_t)strlen(o.prompt) + 16;
@@ -603,7 +510,7 @@ int main(int argc, char **argv) {
         if (api.tokenizer_encode(tok, o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) != RSR_OK)
             die("%s", api.tokenizer_errmsg(tok));
         if (!n) die("--bench: the prompt has no tokens");
-        bench(m, &info, &o, ids, n);
+        run_bench(m, &info, &o, ids, n, t_open);
         free(ids);
     } else {
         run_text(m, require_tokenizer(m, "a text prompt"), &o);

@@ -22,8 +22,9 @@ typedef struct run_options {
     const char **stop;          /* --stop strings */
     int num_stop;
     const char *chat_template, *system;
-    int threads;                /* -t; 0: the runtime's default */
+    int threads;                /* the threads the model runs on (-t, or the runtime's default) */
     int head_int8;              /* --head int8: logits from the int8 copy of the LM head (lossy) */
+    int repeat, json;           /* --bench: rounds, and JSON output */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -33,6 +34,22 @@ double now(void);
 void check(rsr_status st, rsr_session *s);
 /* Evaluates n tokens and writes the logits of the last one: exact, or from the int8 head (--head int8). */
 void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, float *logits);
+/* The random state and scratch of the next-token choice. */
+typedef struct sample_state {
+    uint64_t rng;
+    int32_t vocab;
+    float *logits, *probs;
+    int32_t *ids;
+} sample_state;
+void sample_state_init(sample_state *st, const run_options *o, int32_t vocab);
+void sample_state_free(sample_state *st);
+/* Evaluates n tokens and returns the next one as the options say: greedy through the certified
+ * head, sampled through rsr_session_eval_sample, or (--head int8) sampled from the int8 logits. */
+int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st);
+
+/* run_bench.c: --bench (open_s: how long the model took to open) */
+void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt,
+               double open_s);
 
 /* run_text.c: a prompt's continuation as text, and the chat loop */
 void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o);

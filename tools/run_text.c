@@ -103,19 +103,16 @@ typedef struct generator {
     rsr_model_info info;
     rsr_tokenizer *tok;
     rsr_session *s;
-    float *logits, *probs;
-    int32_t *ids, max_positions;
+    int32_t max_positions;
     int32_t stop_ids[3];
-    uint64_t rng;
-    int greedy;                 /* temperature 0: the certified greedy head, no logits */
+    sample_state sample;
     const run_options *o;
-    int32_t next;               /* the greedy token after the last eval */
+    int32_t next;               /* the token chosen after the last eval */
 } generator;
 
-/* Evaluates tokens; what follows is in g->next (greedy) or in g->logits. */
+/* Evaluates tokens; the token that follows goes to g->next. */
 static void eval(generator *g, const int32_t *tokens, int32_t n) {
-    if (g->greedy) check(api.session_eval_greedy(g->s, tokens, n, &g->next), g->s);
-    else eval_logits(g->o, g->s, tokens, n, g->logits);
+    g->next = eval_next(g->o, g->s, tokens, n, &g->sample);
 }
 
 static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
@@ -126,19 +123,15 @@ static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const
     rsr_session_params sp = o->session;
     if (api.session_create(m, &sp, &g->s) != RSR_OK) die("%s", api.model_errmsg(m));
     g->max_positions = o->ctx ? o->ctx : g->info.max_positions;
-    size_t v = (size_t)g->info.vocab_size;
-    g->logits = malloc(sizeof(float) * v), g->probs = malloc(sizeof(float) * v), g->ids = malloc(sizeof(int32_t) * v);
-    if (!g->logits || !g->probs || !g->ids) die("out of memory");
+    sample_state_init(&g->sample, o, g->info.vocab_size);
     rsr_tokenizer_info ti;
     api.tokenizer_get_info(tok, &ti);
     g->stop_ids[0] = g->info.eos_token_id, g->stop_ids[1] = ti.eos_token_id, g->stop_ids[2] = ti.eot_token_id;
-    g->rng = o->seed * 0x9e3779b97f4a7c15u + 1;
-    g->greedy = o->sampler.temperature <= 0;
 }
 
 static void generator_free(generator *g) {
     api.session_free(g->s);
-    free(g->logits), free(g->probs), free(g->ids);
+    sample_state_free(&g->sample);
 }
 
 static int32_t *encode(rsr_tokenizer *tok, const char *text, uint32_t flags, int32_t *n) {
@@ -158,7 +151,7 @@ static int32_t *encode(rsr_tokenizer *tok, const char *text, uint32_t flags, int
 static int32_t generate(generator *g, const run_options *o, long n, text_out *out, int32_t **reply, int32_t *nreply) {
     int32_t count = 0;
     for (long i = 0; i < n; i++) {
-        int32_t t = g->greedy ? g->next : api.sample(g->logits, g->info.vocab_size, &o->sampler, &g->rng, g->probs, g->ids);
+        int32_t t = g->next;
         if (!o->ignore_eos && (t == g->stop_ids[0] || t == g->stop_ids[1] || t == g->stop_ids[2])) break;
         size_t len;
         const char *piece = api.tokenizer_token_piece(g->tok, t, &len);

@@ -43,7 +43,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 5
+#define RSR_API_VERSION 6
 uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -77,6 +77,9 @@ typedef struct rsr_model_info {
     int32_t num_matrices;      /* ternary matrices compiled into the artifact */
     const char *device;        /* where tokens run: "cpu", or "gpu 0: <name> (sm_90, driver 13.0)" */
     const char *gpu_arch;      /* the CUDA architecture compiled for ("sm_90"), NULL: CPU code only */
+    int32_t num_threads;       /* threads the CPU code runs on (the open's num_threads, resolved) */
+    const char *constants;     /* where the CPU reads the constants from, and how they got there:
+                                * "anonymous memory, 2 MiB pages, read from FILE in 0.41 s", ... */
 } rsr_model_info;
 
 /* Where the model runs. A model compiled for a CUDA target (rsrc --target sm_90 or avx512,sm_90)
@@ -86,12 +89,22 @@ typedef struct rsr_model_info {
  * RSR_ERR_NOT_FOUND for a model without GPU code) instead of falling back. */
 typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GPU = 2 } rsr_device;
 
+/* Where the CPU code reads the model's constants (weights, embedding, head) from.
+ * COPY (the default): read from the artifact's file into anonymous memory advised for 2 MiB pages
+ * at open. The kernel never evicts it (on a machine without swap) and never re-reads it, so
+ * every token runs at the memory's speed; the process holds the constants once (the file's
+ * pages are not mapped). When the machine has too little memory available for the copy, the
+ * model reads the file mapping instead and rsr_model_info.constants says so.
+ * MMAP: read through the file mapping: nothing copied at open and the page cache shared by every
+ * process that opens the same file, at the kernel's mercy between tokens (docs/performance.md). */
+typedef enum rsr_load { RSR_LOAD_COPY = 0, RSR_LOAD_MMAP = 1 } rsr_load;
+
 typedef struct rsr_model_params {
-    int32_t num_threads;       /* 0: OpenMP's default */
+    int32_t num_threads;       /* 0: every CPU this process may run on (its affinity mask) */
     int32_t device;            /* rsr_device; 0: auto */
-    int32_t lock_memory;       /* 1: copy the model's constants at open into locked anonymous memory
-                                * (2 MiB pages where the kernel gives them) and read them there: no
-                                * eviction between tokens, no page-table churn; costs their size */
+    int32_t lock_memory;       /* 1: also lock the copy in memory (mlock; needs `ulimit -l` room),
+                                * failing the open when it cannot; implies RSR_LOAD_COPY */
+    int32_t load;              /* rsr_load; 0: copy */
 } rsr_model_params;
 rsr_model_params rsr_model_default_params(void);
 
@@ -173,6 +186,19 @@ rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, 
  * logits are the exact ones and *bound is 0. CPU sessions only. */
 rsr_status rsr_session_eval_int8(rsr_session *session, const int32_t *tokens, int32_t n, float *logits, double *bound);
 
+typedef struct rsr_sampler_params rsr_sampler_params;
+/* Evaluates tokens and draws the next token into *token by the sampler's rules (temperature,
+ * top-k, top-p; greedy at temperature <= 0, exactly as rsr_session_eval_greedy), reading the int8
+ * copy of the LM head and computing exact logits only for the candidate rows C: every row whose
+ * exact probability at this temperature could reach 2^-24 / vocab_size. The token is drawn from
+ * the exact logits' distribution restricted to C (the same rsr_sample rules and random draws on
+ * those logits), and *tail (when not NULL) receives a certified bound on the probability the
+ * exact distribution puts outside C (at most 2^-24): the total variation between this draw and a
+ * draw from the full exact logits, before top-k/top-p. 0 where the model has no int8 copy (the
+ * full logits are used). CPU sessions; on the GPU the full logits are sampled. */
+rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
+                                   const rsr_sampler_params *params, uint64_t *rng, int32_t *token, double *tail);
+
 /* What attention did in one layer for the last evaluated token, summed over the query heads.
  * Dense attention scans and keeps every key and drops nothing. */
 typedef struct rsr_attention_stats {
@@ -206,11 +232,11 @@ rsr_status rsr_session_last_query(const rsr_session *session, int32_t layer, flo
 
 /* Sampling. temperature <= 0 means greedy; top_k <= 0 and top_p >= 1 disable those filters.
  * The state of the random generator lives in *rng (seed it with any value). */
-typedef struct rsr_sampler_params {
+struct rsr_sampler_params {
     float temperature;
     int32_t top_k;
     float top_p;
-} rsr_sampler_params;
+};
 rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
 int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);
 /* scratch: vocab_size floats and vocab_size int32 the caller provides (no allocation here). */

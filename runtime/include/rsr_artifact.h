@@ -16,7 +16,7 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 5u
+#define RSR_ABI_VERSION 6u
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -114,6 +114,8 @@ typedef struct rsr_artifact {
     int32_t head_q8_stride;
     const rsr_artifact_gpu *gpu; /* NULL: CPU code only */
     const char *manifest;       /* what was compiled and how: text, one "key value" per line */
+    const char *cpu_features;   /* the CPU features the code was compiled for, "avx2,fma,avx512f,...":
+                                 * the runtime refuses to open it on a CPU without one of them */
 } rsr_artifact;
 
 #endif

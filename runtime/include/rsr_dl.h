@@ -45,6 +45,8 @@ typedef struct rsr_api {
     rsr_status (*session_eval)(rsr_session *, const int32_t *, int32_t, float *);
     rsr_status (*session_eval_greedy)(rsr_session *, const int32_t *, int32_t, int32_t *);
     rsr_status (*session_eval_int8)(rsr_session *, const int32_t *, int32_t, float *, double *);
+    rsr_status (*session_eval_sample)(rsr_session *, const int32_t *, int32_t, const rsr_sampler_params *, uint64_t *,
+                                      int32_t *, double *);
     rsr_status (*session_attention_stats)(const rsr_session *, int32_t, rsr_attention_stats *);
     rsr_status (*session_kv_read)(const rsr_session *, int32_t, int32_t, int32_t, int32_t, float *, float *);
     rsr_status (*session_last_query)(const rsr_session *, int32_t, float *);
@@ -142,6 +144,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(session_free), RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset),
         RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_eval_int8),
+        RSR_DL_SYMBOL(session_eval_sample),
         RSR_DL_SYMBOL(session_attention_stats), RSR_DL_SYMBOL(session_kv_read), RSR_DL_SYMBOL(session_last_query),
         RSR_DL_SYMBOL(sample_greedy),
         RSR_DL_SYMBOL(sample), RSR_DL_SYMBOL(model_tokenizer), RSR_DL_SYMBOL(tokenizer_create),

@@ -202,6 +202,31 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
     return rsr_lm_head_argmax(s, s->xn, token); /* token may alias tokens: written last */
 }
 
+rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
+                                   uint64_t *rng, int32_t *token, double *tail) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!token || !rng) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
+    if (tail) *tail = 0;
+    if (!sp || !(sp->temperature > 0)) return rsr_session_eval_greedy(s, tokens, n, token);
+    rsr_status st = check_tokens(s, tokens, n);
+    if (st != RSR_OK) return st;
+    if (s->gpu) { /* the full logits come back and are sampled here */
+        const int32_t V = s->model->a->vocab;
+        float *logits = malloc(sizeof *logits * (size_t)V * 2);
+        int32_t *ids = malloc(sizeof *ids * (size_t)V);
+        if (!logits || !ids) {
+            free(logits), free(ids);
+            return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the logits");
+        }
+        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
+        if (st == RSR_OK) s->pos += n, *token = rsr_sample(logits, V, sp, rng, logits + V, ids);
+        free(logits), free(ids);
+        return st;
+    }
+    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
+    return rsr_lm_head_sample(s, s->xn, sp, rng, token, tail);
+}
+
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----
  * Row t of each activation buffer belongs to token t. Everything but the ternary products is
  * done token by token in the order of a single token's step, so a step of n tokens computes

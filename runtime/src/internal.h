@@ -19,9 +19,10 @@ struct rsr_gpu_session;
 
 struct rsr_model {
     const rsr_artifact *a;
-    const uint8_t *blob;        /* the constants the CPU reads: a->blob, or its locked copy */
-    uint8_t *locked;            /* lock_memory: the copy in anonymous memory (huge pages), else NULL */
-    size_t locked_size;
+    const uint8_t *blob;        /* the constants the CPU reads: a->blob, or its copy */
+    uint8_t *copy;              /* load.c: the copy in anonymous memory (huge pages), else NULL */
+    size_t copy_size;
+    char constants[320];        /* rsr_model_info.constants */
     struct rsr_gpu *gpu;        /* cuda/: set when tokens run on the GPU */
     char device[200];           /* rsr_model_info.device */
     int32_t num_threads;
@@ -54,6 +55,11 @@ struct rsr_session {
 };
 
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* load.c: refuses an artifact whose code needs CPU features this CPU lacks; the threads of a
+ * default open (the affinity mask's CPUs); the constants put where params say (m->blob). */
+rsr_status rsr_check_cpu(const rsr_artifact *a, char *err);
+int32_t rsr_default_threads(void);
+rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *params);
 /* n tokens (1 <= n <= s->batch) through the model; with head, the last one's final-normed hidden
  * state (the LM head's input) into s->xn. */
 rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head);
@@ -64,7 +70,10 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 /* logits from the int8 copy of the head, each within *bound of the exact one (exact logits and
  * *bound = 0 where there is no copy or nothing it could bound) */
 rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
-/* the two above's buffers, made before a call advances the session, so that running out of
+/* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
+rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
+                              int32_t *token, double *tail);
+/* the three above's buffers, made before a call advances the session, so that running out of
  * memory for them leaves the session where it was */
 rsr_status rsr_lm_head_reserve(rsr_session *s);
 void rsr_lm_head_free(rsr_session *s);

@@ -86,6 +86,23 @@ static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n) {
     return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
+/* The same sum with AVX2: vpmaddwd adds pairs of products, each pair within int32 (255·32767·2). */
+__attribute__((target("avx2")))
+static int32_t dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    for (int32_t i = 0; i < n; i += 32) {
+        __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i)));
+        __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i + 16)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(w0, _mm256_loadu_si256((const void *)(x + i))));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(w1, _mm256_loadu_si256((const void *)(x + i + 16))));
+    }
+    __m256i acc = _mm256_add_epi32(acc0, acc1);
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
+    return _mm_cvtsi128_si32(r);
+}
+
 static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
     int32_t acc = 0;
     for (int32_t i = 0; i < n; i++) acc += (int32_t)w[i] * x[i];
@@ -95,12 +112,15 @@ static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
 struct rsr_head_scratch {
     int16_t *xq;                /* [stride] */
     double *approx, *bound;     /* [vocab] */
+    int32_t *cand, *ids;        /* [vocab]: sampling's candidate rows; the sampler's scratch */
+    float *cand_logit, *probs;  /* [vocab]: their exact logits; the sampler's scratch */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
 };
 
 void rsr_lm_head_free(rsr_session *s) {
     if (!s->head) return;
     free(s->head->xq), free(s->head->approx), free(s->head->bound);
+    free(s->head->cand), free(s->head->ids), free(s->head->cand_logit), free(s->head->probs);
     free(s->head);
     s->head = NULL;
 }
@@ -110,23 +130,27 @@ static rsr_status head_scratch(rsr_session *s) {
     const rsr_artifact *a = s->model->a;
     struct rsr_head_scratch *h = calloc(1, sizeof *h);
     if (h) {
-        h->xq = calloc((size_t)a->head_q8_stride, sizeof *h->xq);
+        h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
         h->approx = malloc(sizeof(double) * (size_t)a->vocab);
         h->bound = malloc(sizeof(double) * (size_t)a->vocab);
+        h->cand = malloc(sizeof(int32_t) * (size_t)a->vocab);
+        h->ids = malloc(sizeof(int32_t) * (size_t)a->vocab);
+        h->cand_logit = malloc(sizeof(float) * (size_t)a->vocab);
+        h->probs = malloc(sizeof(float) * (size_t)a->vocab);
     }
     s->head = h;
-    if (!h || !h->xq || !h->approx || !h->bound) {
+    if (!h || !h->xq || !h->approx || !h->bound || !h->cand || !h->ids || !h->cand_logit || !h->probs) {
         rsr_lm_head_free(s);
         return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
     }
     __builtin_cpu_init();
-    h->dot = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? dot_q8_vnni : dot_q8_scalar;
+    h->dot = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? dot_q8_vnni
+             : __builtin_cpu_supports("avx2")                                           ? dot_q8_avx2
+                                                                                        : dot_q8_scalar;
     return RSR_OK;
 }
 
-rsr_status rsr_lm_head_reserve(rsr_session *s) {
-    return s->model->a->head_q8 != RSR_NO_TENSOR ? head_scratch(s) : RSR_OK;
-}
+rsr_status rsr_lm_head_reserve(rsr_session *s) { return head_scratch(s); }
 
 static int32_t full_argmax(const rsr_model *m, const float *x) {
     int32_t best = 0;
@@ -208,6 +232,47 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
         if (best < 0 || l > best_logit) best = v, best_logit = l;
     }
     *token = best;
+    return RSR_OK;
+}
+
+/*
+ * Sampling at a temperature T from the rows that could matter. With L = max(approx − bound) (no
+ * exact logit maximum is below it) and u[v] = approx[v] + bound[v] (no exact logit of row v is
+ * above it), the exact probability of row v is at most exp((u[v] − L)/T): the softmax's
+ * denominator is at least 1 relative to its maximum. Rows with (u[v] − L)/T >= ln(2^-24 / V) are
+ * the candidates and get their exact fp32 logit (dot_row, as rsr_session_eval); each other row
+ * has probability below 2^-24 / V, and their sum, computed here, bounds the exact mass outside
+ * the candidates. The sampler then draws from the candidates' exact logits.
+ */
+rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
+                              int32_t *token, double *tail) {
+    const rsr_artifact *a = s->model->a;
+    const int32_t V = a->vocab;
+    int have;
+    double best_lo;
+    rsr_status st = approx_rows(s, x, &have, &best_lo);
+    if (st != RSR_OK) return st;
+    if ((st = head_scratch(s)) != RSR_OK) return st;
+    struct rsr_head_scratch *h = s->head;
+    if (!have || !isfinite(best_lo)) { /* the full exact logits: nothing left out */
+        rsr_lm_head_logits(s, x, h->cand_logit);
+        *token = rsr_sample(h->cand_logit, V, sp, rng, h->probs, h->ids);
+        if (tail) *tail = 0;
+        return RSR_OK;
+    }
+    const double T = sp->temperature, cut = best_lo + T * (log(0x1p-24) - log((double)V));
+    double mass = 0;
+    int32_t n = 0;
+    for (int32_t v = 0; v < V; v++) {
+        double u = h->approx[v] + h->bound[v];
+        if (u >= cut) h->cand[n++] = v;
+        else mass += exp((u - best_lo) / T);
+    }
+#pragma omp parallel for schedule(static) num_threads(threads_of(s)) if (n > 256)
+    for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], x);
+    int32_t pick = rsr_sample(h->cand_logit, n, sp, rng, h->probs, h->ids);
+    *token = h->cand[pick];
+    if (tail) *tail = mass * (1 + 1e-12);
     return RSR_OK;
 }
 

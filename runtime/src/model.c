@@ -133,32 +133,6 @@ static rsr_status check_artifact(rsr_model *m) {
     return RSR_OK;
 }
 
-/*
- * lock_memory: the constants are copied into locked anonymous memory that the kernel may back
- * with 2 MiB pages, and the CPU code reads the copy. Locking the file mapping in place is not
- * enough on machines whose reclaimer keeps clearing the accessed bits of its 4 KiB pages: with
- * two threads every clear is a TLB shootdown between the CPUs (docs/performance.md).
- */
-static rsr_status lock_constants(rsr_model *m) {
-    const rsr_artifact *a = m->a;
-    size_t huge = (size_t)2 << 20, size = (a->blob_size + huge - 1) / huge * huge;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot map %llu MiB for the model's constants: %s",
-                             (unsigned long long)(size >> 20), strerror(errno));
-    (void)madvise(p, size, MADV_HUGEPAGE); /* a hint: without huge pages the copy still works */
-    memcpy(p, a->blob, a->blob_size);
-    if (mprotect(p, size, PROT_READ) != 0 || mlock(p, size) != 0) {
-        int e = errno;
-        munmap(p, size);
-        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot lock the model's %llu MiB of constants in "
-                             "memory: %s (raise `ulimit -l`, or open it without lock_memory)",
-                             (unsigned long long)(a->blob_size >> 20), strerror(e));
-    }
-    m->locked = p, m->locked_size = size, m->blob = p;
-    return RSR_OK;
-}
-
 rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_model *m = calloc(1, sizeof *m);
@@ -172,28 +146,33 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     else if (!a)
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "no artifact given (NAME_artifact() of a model "
                                   "compiled with --name=NAME)");
-    else
-        m->status = check_artifact(m);
-    m->num_threads = p.num_threads;
-    if (a) m->blob = a->blob;
-    if (m->status == RSR_OK && p.lock_memory) m->status = lock_constants(m);
-    snprintf(m->device, sizeof m->device, "cpu");
-    if (m->status == RSR_OK && (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU))
+    else if (p.load != RSR_LOAD_COPY && p.load != RSR_LOAD_MMAP)
+        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "load %d is not copy (0) or mmap (1)", p.load);
+    else if (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU)
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)",
                                   p.device);
-    if (m->status != RSR_OK || p.device == RSR_DEVICE_CPU || (p.device == RSR_DEVICE_AUTO && !m->a->gpu))
-        return m->status;
-    char why[RSR_ERRMSG_SIZE];
-    rsr_status st = rsr_gpu_open(m->a, &m->gpu, why);
-    if (st == RSR_OK) {
-        snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
-        return RSR_OK;
+    else
+        m->status = check_artifact(m);
+    m->num_threads = p.num_threads > 0 ? p.num_threads : rsr_default_threads();
+    if (a) m->blob = a->blob;
+    snprintf(m->device, sizeof m->device, "cpu");
+    snprintf(m->constants, sizeof m->constants, "the file mapping");
+    if (m->status != RSR_OK) return m->status;
+    if (p.device == RSR_DEVICE_GPU || (p.device == RSR_DEVICE_AUTO && m->a->gpu)) {
+        char why[RSR_ERRMSG_SIZE];
+        rsr_status st = rsr_gpu_open(m->a, &m->gpu, why);
+        if (st == RSR_OK) { /* the GPU holds its own copy; the host keeps the mapping */
+            snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
+            return RSR_OK;
+        }
+        rsr_gpu_close(m->gpu);
+        m->gpu = NULL;
+        if (p.device == RSR_DEVICE_GPU)
+            return m->status = rsr_set_error(m->err, st, "the GPU was asked for, but %s", why);
+        snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
     }
-    rsr_gpu_close(m->gpu);
-    m->gpu = NULL;
-    if (p.device == RSR_DEVICE_GPU) return m->status = rsr_set_error(m->err, st, "the GPU was asked for, but %s", why);
-    snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
-    return RSR_OK;
+    if ((m->status = rsr_check_cpu(a, m->err)) != RSR_OK) return m->status;
+    return m->status = rsr_load_constants(m, &p);
 }
 
 rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
@@ -209,7 +188,7 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
-    if (m->locked) munmap(m->locked, m->locked_size);
+    if (m->copy) munmap(m->copy, m->copy_size);
     rsr_gpu_close(m->gpu);
     rsr_tokenizer_free(m->tokenizer);
     free(m);
@@ -256,7 +235,7 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
         .num_heads = a->num_heads, .num_kv_heads = a->num_kv_heads, .head_dim = a->head_dim,
         .vocab_size = a->vocab, .max_positions = a->max_positions, .bos_token_id = a->bos,
         .eos_token_id = a->eos, .num_matrices = a->num_matrices, .device = m->device,
-        .gpu_arch = a->gpu ? a->gpu->arch : NULL,
+        .gpu_arch = a->gpu ? a->gpu->arch : NULL, .num_threads = m->num_threads, .constants = m->constants,
     };
     return RSR_OK;
 }

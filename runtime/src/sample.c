@@ -49,20 +49,37 @@ int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params 
         ids[i] = i;
     }
     for (int32_t i = 0; i < vocab; i++) probs[i] = (float)(probs[i] / sum);
-    sort_probs = probs;
-    qsort(ids, (size_t)vocab, sizeof *ids, by_prob_desc);
     int32_t keep = vocab;
-    if (p.top_k > 0 && p.top_k < keep) keep = p.top_k;
-    if (p.top_p < 1.0f) {
-        double cum = 0;
-        for (int32_t i = 0; i < keep; i++) {
-            cum += probs[ids[i]];
-            if (cum >= p.top_p) {
-                keep = i + 1;
-                break;
+    if (p.top_k > 0 || p.top_p < 1.0f) {
+        /* Only the most likely tokens need their order: those with a probability of at least t,
+         * with t lowered until they hold top_k tokens and a mass of top_p (every other token comes
+         * after them in the full order, and the filters drop it). */
+        int32_t need_k = p.top_k > 0 && p.top_k < vocab ? p.top_k : 0, head = 0;
+        float best = probs[ids[0]];
+        for (int32_t i = 1; i < vocab; i++) best = probs[i] > best ? probs[i] : best;
+        for (float t = best * 0x1p-12f;; t = t > 0x1p-100f ? t * 0x1p-12f : 0) {
+            double mass = 0;
+            head = 0;
+            for (int32_t i = 0; i < vocab; i++)
+                if (probs[i] >= t) ids[head++] = i, mass += probs[i];
+            if (t == 0 || ((!need_k || head >= need_k) && (p.top_p >= 1.0f || mass >= p.top_p))) break;
+        }
+        sort_probs = probs;
+        qsort(ids, (size_t)head, sizeof *ids, by_prob_desc);
+        keep = head;
+        if (need_k && need_k < keep) keep = need_k;
+        if (p.top_p < 1.0f) {
+            double cum = 0;
+            for (int32_t i = 0; i < keep; i++) {
+                cum += probs[ids[i]];
+                if (cum >= p.top_p) {
+                    keep = i + 1;
+                    break;
+                }
             }
         }
     }
+    /* without filters the ids are still 0..vocab-1: the draw walks them in index order */
     double total = 0;
     for (int32_t i = 0; i < keep; i++) total += probs[ids[i]];
     double r = next_uniform(rng) * total, cum = 0;

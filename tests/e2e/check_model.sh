@@ -6,6 +6,8 @@
 #   and from the certified greedy head (int8 LM head copy + exact recheck of possible winners);
 #   the prompt's logits bit-identical whether it is evaluated in one step or in steps of 1 or 7.
 # Usage: check_model.sh BUILD_DIR FORMAT [mkmodel args...] [-- rsrc args...]
+# Without a --target among the rsrc args the model is compiled for generic (the portable C
+# printer), so that the matrix of these tests covers both printers whatever rsrc's default is.
 set -euo pipefail
 build=$1 format=$2
 shift 2
@@ -14,6 +16,7 @@ while (($#)); do
   if [ "$1" = "--" ]; then shift; rsrc_args=("$@"); break; fi
   mk_args+=("$1"); shift
 done
+[[ " ${rsrc_args[*]} " == *" --target "* || " ${rsrc_args[*]}" == *" --target="* ]] || rsrc_args+=(--target generic)
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsrc-e2e.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 

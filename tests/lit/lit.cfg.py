@@ -23,6 +23,19 @@ for var in ['TMPDIR', 'HOME']:
     if var in os.environ:
         config.environment[var] = os.environ[var]
 
+# A CPU feature this machine lacks, which gcc and LLVM both know: what the load-time CPU check is
+# tested with (the first of these absent from /proc/cpuinfo's flags).
+try:
+    with open('/proc/cpuinfo') as f:
+        cpu_flags = next((l.split(':', 1)[1].split() for l in f if l.startswith('flags')), [])
+    for feature, flag in [('avx512fp16', 'avx512_fp16'), ('amx-tile', 'amx_tile'), ('avx512f', 'avx512f')]:
+        if flag not in cpu_flags:
+            config.available_features.add('cpu-lacks-feature')
+            config.substitutions.append(('%missing-feature', feature))
+            break
+except OSError:
+    pass
+
 if os.getuid() != 0:
     config.available_features.add('non-root')
 if getattr(config, 'rsrc_sanitize', ''):

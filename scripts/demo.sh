@@ -9,6 +9,6 @@ work=$build/demo
 rm -rf "$work" && mkdir -p "$work"
 set -x
 "$build/rsr-mkmodel" --format bitnet-packed --preset small --out "$work/bitnet-small"
-"$build/rsrc" "$work/bitnet-small" --target host -o "$work/model.so" --stats
+"$build/rsrc" "$work/bitnet-small" -o "$work/model.so" --stats
 "$build/rsr-run" "$work/model.so" --tokens 1,17,42 -n 32 --ignore-eos
 "$build/rsr-run" "$work/model.so" -p "The capital of France is" -n 32

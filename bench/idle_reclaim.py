@@ -21,7 +21,7 @@ class ModelParams(ctypes.Structure):
                 ("lock_memory", ctypes.c_int32), ("load", ctypes.c_int32)]
 
 
-def vmstat(keys=("pgmajfault", "pgpgin")):
+def vmstat(keys=("pgmajfault", "pgpgin", "pgfault")):
     out = {}
     with open("/proc/vmstat") as f:
         for line in f:
@@ -74,7 +74,7 @@ def run(lib, path, mode, args):
     lib.rsr_model_close(model)
     print(f"{mode:6} before {before:6.2f} tok/s, after {args.idle:.0f} s idle {after:6.2f} tok/s ({after / before:.2f}x); "
           f"file mapping resident {rss_before:7.1f} -> {rss_after:7.1f} MiB; during the second decode: "
-          f"{v1['pgmajfault'] - v0['pgmajfault']} major faults, {(v1['pgpgin'] - v0['pgpgin']) / 1024:.1f} MiB read in",
+          f"{v1['pgfault'] - v0['pgfault']} faults ({v1['pgmajfault'] - v0['pgmajfault']} major), {(v1['pgpgin'] - v0['pgpgin']) / 1024:.1f} MiB read in",
           flush=True)
 
 

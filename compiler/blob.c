@@ -1,5 +1,6 @@
 /* blob.c — the artifact's constant data, streamed to a file that the link step embeds. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,22 @@ uint64_t blob_align(blob_writer *b, unsigned alignment) {
     return b->size;
 }
 
+/* Every element of t finite, or an error naming the tensor and the first bad element (fmaxf and
+ * comparisons pass NaN silently, so the check is explicit). */
+void blob_check_finite(const st_tensor *t) {
+    int64_t n = 1, cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : 0;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int64_t i = 0; i < n; i++) {
+        float f = st_get_f32(t, i);
+        if (isfinite(f)) continue;
+        if (cols) fatal("%s: tensor '%s': %g at row %lld, col %lld is not finite", t->file, t->name, (double)f,
+                        (long long)(i / cols), (long long)(i % cols));
+        fatal("%s: tensor '%s': %g at index %lld is not finite", t->file, t->name, (double)f, (long long)i);
+    }
+}
+
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t) {
+    blob_check_finite(t);
     uint64_t at = blob_align(b, 64);
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
@@ -56,7 +72,13 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d)
     for (int32_t v = 0; v < vocab; v++) {
         int64_t base = (int64_t)v * hidden;
         float amax = 0;
-        for (int32_t i = 0; i < hidden; i++) amax = fmaxf(amax, fabsf(st_get_f32(head, base + i)));
+        for (int32_t i = 0; i < hidden; i++) {
+            float w = fabsf(st_get_f32(head, base + i));
+            if (!(w <= FLT_MAX)) /* NaN or inf, which fmaxf would pass over */
+                fatal("%s: tensor '%s': %g at row %d, col %d is not finite", head->file, head->name,
+                      (double)st_get_f32(head, base + i), v, i);
+            amax = w > amax ? w : amax;
+        }
         float s = amax / 127.0f;
         double e = 0;
         memset(row, 128, (size_t)stride);

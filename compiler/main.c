@@ -295,6 +295,7 @@ static uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dt
     case ST_BF16: *dtype = RSR_DTYPE_BF16; break;
     default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
     }
+    blob_check_finite(t);
     uint64_t at = blob_align(b, 64);
     blob_write_tensor(b, t);
     return at;

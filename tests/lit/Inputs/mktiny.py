@@ -146,6 +146,20 @@ def main():
         retype(L + 'self_attn.q_proj.weight', shape=[HIDDEN, HIDDEN // 4])
     if b == 'embed-rank':
         retype('model.embed_tokens.weight', shape=[VOCAB * HIDDEN])
+    # non-finite values in the tensors that are not ternary: the embedding (the tied LM head), a
+    # layer's norm and the final norm (bf16 NaN 0x7fc0, inf 0x7f80)
+    def poison(name, index, bits):
+        for t in tensors:
+            if t[0] == name:
+                data = bytearray(t[3])
+                data[2 * index:2 * index + 2] = struct.pack('<H', bits)
+                t[3] = bytes(data)
+    if b == 'embed-nan':
+        poison('model.embed_tokens.weight', 3 * HIDDEN + 1, 0x7fc0)
+    if b == 'norm-inf':
+        poison(L + 'post_attention_layernorm.weight', 4, 0xff80)
+    if b == 'final-norm-nan':
+        poison('model.norm.weight', 0, 0x7fc0)
     if b == 'latent-inf':
         config['quantization_config']['quantization_mode'] = 'online'
         tensors = [t for t in tensors if not t[0].endswith('_scale')]

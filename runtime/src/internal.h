@@ -70,6 +70,9 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 /* logits from the int8 copy of the head, each within *bound of the exact one (exact logits and
  * *bound = 0 where there is no copy or nothing it could bound) */
 rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
+/* test-only (hidden, never set by the runtime): nonzero halves every head bound and drops its
+ * fp32 term, which tests/unit/test_head.c must notice */
+extern int rsr_head_bound_weakened_for_tests __attribute__((visibility("hidden")));
 /* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
 rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                               int32_t *token, double *tail);
@@ -104,6 +107,10 @@ static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
     default: { float f; memcpy(&f, row + 4 * (size_t)i, 4); return f; }
     }
 }
+
+/* The one rule every argmax of logits follows (rsr_sample_greedy, the certified head and its
+ * fallbacks): a larger logit wins, NaN never wins over a number, and of equal logits the first. */
+static inline bool rsr_logit_better(float l, float best) { return l > best || (best != best && l == l); }
 
 static inline size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
 

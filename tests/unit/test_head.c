@@ -1,0 +1,198 @@
+/*
+ * test_head.c — the LM head's certificates on heads built to break them (runtime/src/lm_head.c).
+ * Usage: test_head [--weakened]
+ *
+ * Each case builds a small head (bf16 rows and the int8 copy rsrc would store beside them, made
+ * here from the definition in rsr_artifact.h) and an input x, and checks:
+ *   - the certified greedy token equals rsr_sample_greedy of the exact logits (rsr_session_eval's
+ *     bits): on heads whose int8 order of the top rows is the reverse of the exact order, on exact
+ *     ties (the first row wins), on inputs whose exact logits overflow fp32, on NaN inputs, and on
+ *     random heads;
+ *   - every int8 logit lies within the bound it reports.
+ * With --weakened the runtime halves every bound and drops its fp32 term, and this test must
+ * fail (ctest runs it so, expecting failure): the cases are tight enough to notice.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#include "expect.h"
+
+enum { MAXV = 64, N = 16, STRIDE = RSR_X_PAD };
+
+typedef struct head {
+    rsr_artifact a;
+    rsr_model m;
+    rsr_session s;
+    uint8_t *blob;
+    int32_t vocab;
+} head;
+
+static uint16_t to_bf16(float f) { /* round to nearest even; finite inputs only */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+/* rows[v][i] (rounded to bf16) as the exact head, and its int8 copy: per row scale = max|w|/127
+ * as a float, q = round(w/scale) within ±127, err = max|w − scale·q| rounded up to a float. */
+static void head_build(head *h, const float rows[][N], int32_t vocab) {
+    memset(h, 0, sizeof *h);
+    size_t exact = (size_t)vocab * N * 2, q8 = (exact + 63) / 64 * 64, sc = q8 + (size_t)vocab * STRIDE;
+    size_t er = sc + 4 * (size_t)vocab, size = er + 4 * (size_t)vocab;
+    h->blob = calloc(1, size);
+    for (int32_t v = 0; v < vocab; v++) {
+        float w[N], amax = 0;
+        for (int i = 0; i < N; i++) {
+            uint16_t b = to_bf16(rows[v][i]);
+            memcpy(h->blob + 2 * ((size_t)v * N + i), &b, 2);
+            w[i] = rsr_bf16_to_f32(b);
+            amax = fabsf(w[i]) > amax ? fabsf(w[i]) : amax;
+        }
+        float s = amax / 127.0f;
+        double e = 0;
+        uint8_t *row = h->blob + q8 + (size_t)v * STRIDE;
+        memset(row, 128, STRIDE);
+        for (int i = 0; i < N; i++) {
+            double q = s > 0 ? fmin(fmax(nearbyint((double)w[i] / s), -127), 127) : 0;
+            row[i] = (uint8_t)(q + 128);
+            e = fmax(e, fabs((double)w[i] - (double)s * q));
+        }
+        float ef = (float)e;
+        if ((double)ef < e) ef = nextafterf(ef, INFINITY);
+        memcpy(h->blob + sc + 4 * (size_t)v, &s, 4);
+        memcpy(h->blob + er + 4 * (size_t)v, &ef, 4);
+    }
+    h->a = (rsr_artifact){.hidden = N, .vocab = vocab, .blob = h->blob, .blob_size = size, .lm_head = 0,
+                          .lm_head_dtype = RSR_DTYPE_BF16, .head_q8 = q8, .head_q8_scale = sc, .head_q8_err = er,
+                          .head_q8_stride = STRIDE};
+    h->m.a = &h->a, h->m.blob = h->blob, h->m.num_threads = 1;
+    h->s.model = &h->m;
+    h->vocab = vocab;
+}
+
+static void head_free(head *h) {
+    rsr_lm_head_free(&h->s);
+    free(h->blob);
+}
+
+/* The certificates for one x: greedy token and int8 bound. Returns the exact argmax. */
+static int32_t check(head *h, const float *x, const char *what) {
+    float exact[MAXV], q8[MAXV];
+    rsr_lm_head_logits(&h->s, x, exact);
+    int32_t want = rsr_sample_greedy(exact, h->vocab), got = -1;
+    EXPECT(rsr_lm_head_argmax(&h->s, x, &got) == RSR_OK, "%s: argmax failed", what);
+    EXPECT(got == want, "%s: certified greedy token %d, the exact logits' %d (%g against %g)", what, got, want,
+           got >= 0 ? (double)exact[got] : 0.0, (double)exact[want]);
+    double bound = -1;
+    EXPECT(rsr_lm_head_logits_q8(&h->s, x, q8, &bound) == RSR_OK, "%s: int8 logits failed", what);
+    for (int32_t v = 0; v < h->vocab; v++) {
+        bool same = memcmp(&q8[v], &exact[v], 4) == 0;
+        EXPECT(same || fabs((double)q8[v] - (double)exact[v]) <= bound, "%s: row %d: int8 logit %g, exact %g, bound %g",
+               what, v, (double)q8[v], (double)exact[v], bound);
+    }
+    return want;
+}
+
+/* The int8 order of the two top rows is the reverse of the exact order: row 0's small weights
+ * round up to one quantum each, row 1's (just below half a quantum of its scale) round to 0. Only
+ * the exact recheck of both gives row 1; half the bound would drop it. */
+static void adversarial(void) {
+    float rows[4][N] = {{0}};
+    const float half0 = 0.99609375f / 127 / 2, half1 = 1.0f / 127 / 2;
+    float up = half0, down = half1;
+    while (rsr_bf16_to_f32(to_bf16(up)) <= half0) up = nextafterf(up, 1); /* just above: rounds to 1 */
+    while (rsr_bf16_to_f32(to_bf16(down)) >= half1) down = nextafterf(down, 0); /* just below: rounds to 0 */
+    rows[0][0] = 0.99609375f, rows[1][0] = 1.0f;
+    for (int i = 1; i < N; i++) rows[0][i] = up, rows[1][i] = down;
+    for (int i = 0; i < N; i++) rows[2][i] = 0.05f * (float)(i % 3) - 0.05f, rows[3][i] = -0.5f;
+    head h;
+    head_build(&h, rows, 4);
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = 1.0f;
+    float q8[4];
+    double bound;
+    rsr_lm_head_logits_q8(&h.s, x, q8, &bound);
+    int32_t exact_top = check(&h, x, "adversarial");
+    EXPECT(exact_top == 1 && rsr_sample_greedy(q8, 4) == 0, "the adversarial head is not adversarial: exact top %d, "
+           "int8 top %d", exact_top, rsr_sample_greedy(q8, 4));
+    head_free(&h);
+}
+
+/* Equal top rows: the first wins, as rsr_sample_greedy decides. */
+static void ties(void) {
+    float rows[6][N];
+    for (int v = 0; v < 6; v++)
+        for (int i = 0; i < N; i++) rows[v][i] = (v == 2 || v == 4) ? 0.25f * (float)((i * 7) % 5) : 0.01f * (float)(v + i);
+    head h;
+    head_build(&h, rows, 6);
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 4) - 1.0f;
+    EXPECT(check(&h, x, "ties") == 2, "exact ties: the first of the equal rows must win");
+    head_free(&h);
+}
+
+/* x so large that the exact logits overflow to inf: the certified head must not prune a row on
+ * its approximation (rows of 3 and 4: every exact logit is inf, and row 0 is the first maximum). */
+static void overflow(void) {
+    float rows[4][N];
+    for (int v = 0; v < 4; v++)
+        for (int i = 0; i < N; i++) rows[v][i] = v < 2 ? 3.0f : 4.0f;
+    head h;
+    head_build(&h, rows, 4);
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = 1e37f;
+    EXPECT(check(&h, x, "overflow") == 0, "overflow: the first infinite logit");
+    for (int i = 0; i < N; i++) x[i] = 2e36f; /* 4·16·2e36 = 1.3e38: below FLT_MAX, near it */
+    check(&h, x, "near overflow");
+    head_free(&h);
+}
+
+/* A NaN or infinite activation: nothing can be bounded; the answer is the exact logits' greedy. */
+static void non_finite_x(void) {
+    float rows[3][N];
+    for (int v = 0; v < 3; v++)
+        for (int i = 0; i < N; i++) rows[v][i] = 0.1f * (float)(v - i % 3);
+    head h;
+    head_build(&h, rows, 3);
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = 1;
+    x[5] = NAN;
+    check(&h, x, "NaN x");
+    x[5] = INFINITY;
+    check(&h, x, "inf x");
+    head_free(&h);
+}
+
+/* Random heads with near-ties: rows that differ from the first by a few bf16 steps. */
+static void random_heads(void) {
+    uint64_t r = 0x9e3779b97f4a7c15u;
+    for (int trial = 0; trial < 300; trial++) {
+        float rows[MAXV][N], x[N];
+        int32_t vocab = 8 + trial % (MAXV - 8);
+        for (int32_t v = 0; v < vocab; v++)
+            for (int i = 0; i < N; i++) {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                float base = (float)((int)(r % 2001) - 1000) / 1000.0f;
+                rows[v][i] = v && trial % 2 ? rows[0][i] + (float)((int)(r >> 40) % 5 - 2) * 0.004f : base;
+            }
+        for (int i = 0; i < N; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, x[i] = (float)((int)(r % 401) - 200) / 50.0f;
+        head h;
+        head_build(&h, rows, vocab);
+        check(&h, x, "random head");
+        head_free(&h);
+    }
+}
+
+int main(int argc, char **argv) {
+    rsr_head_bound_weakened_for_tests = argc > 1 && !strcmp(argv[1], "--weakened");
+    adversarial();
+    ties();
+    overflow();
+    non_finite_x();
+    random_heads();
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}

@@ -12,13 +12,30 @@ void blob_open(blob_writer *b, const char *path) {
     b->f = fopen(path, "wb");
     if (!b->f) fatal("%s: cannot create: %s", path, strerror(errno));
     b->size = 0;
+    b->checksum = 0;
 }
 
 uint64_t blob_write(blob_writer *b, const void *data, size_t n) {
     uint64_t at = b->size;
     if (n && fwrite(data, 1, n, b->f) != n) fatal("%s: write failed: %s", b->path, strerror(errno));
+    const uint8_t *p = data;
+    size_t have = (size_t)(b->size % 8), i = 0;
+    if (have) { /* complete the pending word */
+        for (; i < n && have + i < 8; i++) b->tail[have + i] = p[i];
+        if (have + i == 8) b->checksum = rsr_checksum_add(b->checksum, b->tail, b->size / 8, 1);
+    }
+    uint64_t index = (b->size + i) / 8;
+    size_t words = (n - i) / 8;
+    b->checksum = rsr_checksum_add(b->checksum, p + i, index, words);
+    memcpy(b->tail, p + i + 8 * words, n - i - 8 * words);
     b->size += n;
     return at;
+}
+
+uint64_t blob_checksum(const blob_writer *b) {
+    uint8_t last[8] = {0};
+    memcpy(last, b->tail, (size_t)(b->size % 8));
+    return b->size % 8 ? rsr_checksum_add(b->checksum, last, b->size / 8, 1) : b->checksum;
 }
 
 uint64_t blob_align(blob_writer *b, unsigned alignment) {

@@ -559,6 +559,7 @@ static void compile(const options *o) {
         d.gpu = GPU_DESCRIPTOR;
     }
     d.blob_size = blob_align(&blob, 64);
+    d.blob_checksum = blob_checksum(&blob);
     char *manifest = manifest_text(&d, o->input, use_llvm ? "llvm" : "c", o->flags);
     d.manifest = manifest;
     emit_c_artifact(c, &d);

@@ -320,8 +320,12 @@ struct blob_writer {
     FILE *f;
     char *path;
     uint64_t size;
+    uint64_t checksum;          /* rsr_checksum_add of the whole words written so far */
+    uint8_t tail[8];            /* the bytes of the word not yet whole: size % 8 of them */
 };
 typedef struct blob_writer blob_writer;
+/* The checksum of everything written (the last word zero-padded), as rsr_artifact.blob_checksum. */
+uint64_t blob_checksum(const blob_writer *b);
 void blob_open(blob_writer *b, const char *path);
 uint64_t blob_align(blob_writer *b, unsigned alignment);
 uint64_t blob_write(blob_writer *b, const void *data, size_t n);
@@ -362,6 +366,7 @@ typedef struct artifact_desc {
     const matrix_record *mats;
     const rsr_artifact_layer *layers;
     uint64_t embed, lm_head, final_norm, blob_size;
+    uint64_t blob_checksum;     /* blob_checksum() of the whole blob */
     int32_t embed_dtype, lm_head_dtype;
     uint64_t tokenizer_json, tokenizer_json_size;
     char *tokenizer;            /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */

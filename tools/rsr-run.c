@@ -137,6 +137,8 @@ static void usage(FILE *out) {
           "  --mlock               lock the copy of the constants in memory (needs `ulimit -l` room)\n"
           "  -v, --verbose         say where the constants live, the threads and the CPU code's target\n"
           "  --info                print what the model is and how it was compiled\n"
+          "  --verify              check the model's constants against the checksum rsrc recorded (a\n"
+          "                        file altered after compilation fails, naming it); alone: only that\n"
           "  -h, --help            this text\n"
           "\n"
           "Text goes to stdout; speed and errors to stderr.\n",
@@ -325,11 +327,11 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0;
+    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0, do_verify = 0;
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
     enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
            O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
-           O_DEVICE, O_MAXMEM, O_MLOCK, O_MMAP, O_BATCH, O_HEAD, O_REPEAT, O_JSON };
+           O_DEVICE, O_MAXMEM, O_MLOCK, O_MMAP, O_BATCH, O_HEAD, O_REPEAT, O_JSON, O_VERIFY };
     const char *max_memory = NULL;
     static const struct option longs[] = {
         {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
@@ -349,7 +351,7 @@ int main(int argc, char **argv) {
         {"mmap", no_argument, 0, O_MMAP},           {"verbose", no_argument, 0, 'v'},
         {"device", required_argument, 0, O_DEVICE}, {"batch", required_argument, 0, O_BATCH},
         {"head", required_argument, 0, O_HEAD},      {"repeat", required_argument, 0, O_REPEAT},
-        {"json", no_argument, 0, O_JSON},
+        {"json", no_argument, 0, O_JSON},           {"verify", no_argument, 0, O_VERIFY},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
@@ -414,6 +416,7 @@ int main(int argc, char **argv) {
         case O_REPEAT: bench_opt = "--repeat", o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
         case O_JSON: bench_opt = "--json", o.json = 1; break;
         case O_INFO: do_info = 1; break;
+        case O_VERIFY: do_verify = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
         case O_CHAT: do_chat = 1; break;
         case O_TEMPLATE: chat_opt = "--chat-template", o.chat_template = optarg; break;
@@ -471,6 +474,15 @@ int main(int argc, char **argv) {
                 info.constants);
     if (o.head_int8 && !strncmp(info.device, "gpu", 3))
         die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
+    if (do_verify) {
+        double t = now();
+        if (api.model_verify(m) != RSR_OK) die("%s", api.model_errmsg(m));
+        fprintf(stderr, "rsr-run: %s: the constants match their checksum (%.2f s)\n", o.model_path, now() - t);
+        if (!do_info && !do_bench && !inputs) {
+            api.model_close(m);
+            return 0;
+        }
+    }
     if (do_info) {
         print_info(m, &info);
         if (!do_bench && !inputs) {

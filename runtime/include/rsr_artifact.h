@@ -37,6 +37,19 @@ typedef void (*rsr_kernel_batch_fn)(const uint8_t *data, const int8_t *x, int32_
 enum rsr_dtype { RSR_DTYPE_F32 = 0, RSR_DTYPE_F16 = 1, RSR_DTYPE_BF16 = 2 };
 enum rsr_activation { RSR_ACT_RELU2 = 0, RSR_ACT_SILU = 1 };
 
+/* The checksum of the constants (rsr_artifact.blob_checksum): Σ w_i·(2i + 1) mod 2^64 over the
+ * blob read as little-endian 64-bit words w_i, the last one zero-padded. A change of any one word
+ * changes it (2i + 1 is odd, so invertible mod 2^64); a change of several almost surely does.
+ * This adds the words [index, index + n) held at p: pieces add up in any order. */
+static inline uint64_t rsr_checksum_add(uint64_t sum, const uint8_t *p, uint64_t index, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t w;
+        __builtin_memcpy(&w, p + 8 * i, 8);
+        sum += w * (2 * (index + i) + 1);
+    }
+    return sum;
+}
+
 typedef struct rsr_artifact_matrix {
     const char *name;       /* checkpoint tensor name */
     const char *strategy;   /* "rsr-unrolled", "rsr-loop", "rsr-binary-loop", ... */
@@ -116,6 +129,8 @@ typedef struct rsr_artifact {
     const char *manifest;       /* what was compiled and how: text, one "key value" per line */
     const char *cpu_features;   /* the CPU features the code was compiled for, "avx2,fma,avx512f,...":
                                  * the runtime refuses to open it on a CPU without one of them */
+    uint32_t has_checksum;      /* 1: blob_checksum holds rsr_checksum_add over the whole blob */
+    uint64_t blob_checksum;
 } rsr_artifact;
 
 #endif

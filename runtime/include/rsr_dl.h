@@ -45,6 +45,7 @@ typedef struct rsr_api {
     rsr_status (*session_eval)(rsr_session *, const int32_t *, int32_t, float *);
     rsr_status (*session_eval_greedy)(rsr_session *, const int32_t *, int32_t, int32_t *);
     rsr_status (*session_eval_int8)(rsr_session *, const int32_t *, int32_t, float *, double *);
+    rsr_status (*model_verify)(rsr_model *);
     rsr_status (*session_eval_sample)(rsr_session *, const int32_t *, int32_t, const rsr_sampler_params *, uint64_t *,
                                       int32_t *, double *);
     rsr_status (*session_attention_stats)(const rsr_session *, int32_t, rsr_attention_stats *);
@@ -145,6 +146,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_eval_int8),
         RSR_DL_SYMBOL(session_eval_sample),
+        RSR_DL_SYMBOL(model_verify),
         RSR_DL_SYMBOL(session_attention_stats), RSR_DL_SYMBOL(session_kv_read), RSR_DL_SYMBOL(session_last_query),
         RSR_DL_SYMBOL(sample_greedy),
         RSR_DL_SYMBOL(sample), RSR_DL_SYMBOL(model_tokenizer), RSR_DL_SYMBOL(tokenizer_create),

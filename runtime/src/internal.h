@@ -23,6 +23,7 @@ struct rsr_model {
     uint8_t *copy;              /* load.c: the copy in anonymous memory (huge pages), else NULL */
     size_t copy_size;
     char constants[320];        /* rsr_model_info.constants */
+    char path[256];             /* the file the artifact was loaded from, for messages ("" unknown) */
     struct rsr_gpu *gpu;        /* cuda/: set when tokens run on the GPU */
     char device[200];           /* rsr_model_info.device */
     int32_t num_threads;

@@ -175,10 +175,41 @@ static uint64_t memory_available(void) {
     return (uint64_t)kb << 10;
 }
 
+rsr_status rsr_model_verify(rsr_model *m) {
+    if (!m || !m->a) return RSR_ERR_INVALID_ARGUMENT;
+    if (m->status != RSR_OK) return m->status;
+    const rsr_artifact *a = m->a;
+    const char *name = *m->path ? m->path : "the artifact";
+    if (!a->has_checksum)
+        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "%s records no checksum of its constants (compiled by an older "
+                             "rsrc)", name);
+    const uint64_t words = a->blob_size / 8, piece = (uint64_t)1 << 17;
+    const int64_t pieces = (int64_t)((words + piece - 1) / piece);
+    uint64_t sum = 0;
+#pragma omp parallel for schedule(static) num_threads(m->num_threads) reduction(+ : sum)
+    for (int64_t i = 0; i < pieces; i++) {
+        uint64_t at = (uint64_t)i * piece, n = words - at < piece ? words - at : piece;
+        sum += rsr_checksum_add(0, m->blob + 8 * at, at, (size_t)n);
+    }
+    if (a->blob_size % 8) {
+        uint8_t last[8] = {0};
+        memcpy(last, m->blob + 8 * words, (size_t)(a->blob_size % 8));
+        sum = rsr_checksum_add(sum, last, words, 1);
+    }
+    if (sum != a->blob_checksum)
+        return rsr_set_error(m->err, RSR_ERR_ABI, "%s: the model's constants fail their checksum (%016llx, compiled as "
+                             "%016llx): the file was altered after rsrc wrote it, or memory is failing; compile the "
+                             "model again", name, (unsigned long long)sum, (unsigned long long)a->blob_checksum);
+    return RSR_OK;
+}
+
 rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
     const rsr_artifact *a = m->a;
     const double t0 = seconds();
     m->blob = a->blob;
+    struct where w = {.addr = a->blob};
+    dl_iterate_phdr(find_segment, &w);
+    if (w.found) snprintf(m->path, sizeof m->path, "%.250s", w.path);
     const size_t mib = (size_t)(a->blob_size >> 20);
     if (p->load == RSR_LOAD_MMAP && !p->lock_memory) {
         snprintf(m->constants, sizeof m->constants, "the file mapping (%zu MiB, shared page cache)", mib);
@@ -202,8 +233,6 @@ rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
         return RSR_OK;
     }
     (void)madvise(dst, size, MADV_HUGEPAGE); /* a hint: without huge pages the copy still works */
-    struct where w = {.addr = a->blob};
-    dl_iterate_phdr(find_segment, &w);
     const char *how = "read from";
     if (!w.found || !read_file(w.path, w.offset, dst, a->blob, a->blob_size, m->num_threads)) {
         memcpy(dst, a->blob, a->blob_size);

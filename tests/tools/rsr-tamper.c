@@ -2,7 +2,8 @@
  * rsr-tamper — writes a copy of a compiled model with fields of its artifact descriptor
  * overwritten, as damage or an attacker would: the tests check that the runtime refuses it.
  * Usage: rsr-tamper IN.so OUT.so FIELD=VALUE...
- * Fields: abi_version hidden num_layers vocab max_positions head_dim blob_size embed final_norm.
+ * Fields: abi_version hidden num_layers vocab max_positions head_dim blob_size embed final_norm;
+ * flip=N flips the low bit of byte N of the constants (the blob) instead.
  * The descriptor is found through the ELF symbol table; offsets come from rsr_artifact.h.
  */
 #include <elf.h>
@@ -83,6 +84,26 @@ int main(int argc, char **argv) {
         char *eq = strchr(argv[i], '=');
         if (!eq) die("expected FIELD=VALUE", argv[i]);
         *eq = 0;
+        if (!strcmp(argv[i], "flip")) { /* the blob pointer is a relocated address too */
+            uint64_t blob = 0, at_blob = 0;
+            const Elf64_Ehdr *eh = (const Elf64_Ehdr *)elf;
+            const Elf64_Shdr *sh = (const Elf64_Shdr *)(elf + eh->e_shoff);
+            uint64_t desc_vaddr = 0;
+            for (int s = 0; s < eh->e_shnum && !desc_vaddr; s++)
+                if (sh[s].sh_type != SHT_NOBITS && sh[s].sh_addr && at >= sh[s].sh_offset &&
+                    at < sh[s].sh_offset + sh[s].sh_size)
+                    desc_vaddr = sh[s].sh_addr + (at - sh[s].sh_offset);
+            at_blob = desc_vaddr + offsetof(rsr_artifact, blob);
+            for (int s = 0; s < eh->e_shnum && !blob; s++) {
+                if (sh[s].sh_type != SHT_RELA) continue;
+                const Elf64_Rela *r = (const Elf64_Rela *)(elf + sh[s].sh_offset);
+                for (size_t j = 0; j < sh[s].sh_size / sizeof *r; j++)
+                    if (r[j].r_offset == at_blob) blob = (uint64_t)r[j].r_addend;
+            }
+            if (!blob) die("no relocation for the blob pointer", NULL);
+            elf[file_offset(elf, blob + strtoull(eq + 1, NULL, 0), 1)] ^= 1;
+            continue;
+        }
         size_t k = 0;
         while (k < sizeof fields / sizeof *fields && strcmp(fields[k].name, argv[i])) k++;
         if (k == sizeof fields / sizeof *fields) die("unknown field", argv[i]);

@@ -21,7 +21,8 @@
  * x = (q·k) * (1/sqrtf(d)). Guarantee: every key j < n with fl(q·k_j) ≥ τ is among the keys
  * scanned, and attention is computed exactly (softmax over the scanned keys). Keys with a
  * non-finite component or one of magnitude above 2^64 are always scanned; a query whose bound
- * arithmetic could overflow (Σ|q_i|·max|k_i| ≥ 1e37, or NaN) makes the call dense.
+ * arithmetic could overflow (Σ|q_i|·max|k_i|, ‖q‖·max‖k‖ or the query's scale·127²·d ≥ 1e37, or
+ * NaN) makes the call dense.
  *
  * Layout (also the contract for a GPU version, which should mirror it): d = head_dim, S
  * subspaces (contiguous slices of the head dimension, [sub_start[s], sub_start[s+1])), B keys
@@ -89,7 +90,7 @@ typedef struct rsr_louver_policy {
 
 /* Why a query attended every key with the dense kernel; the guarantee then holds trivially. */
 typedef enum rsr_louver_dense_reason {
-    RSR_LOUVER_DENSE_OVERFLOW = 1, /* the bound arithmetic could overflow (Σ|q_i|·max|k_i| ≥ 1e37, or NaN) */
+    RSR_LOUVER_DENSE_OVERFLOW = 1, /* the bound arithmetic could overflow (a limit of 1e37, or NaN) */
     RSR_LOUVER_DENSE_QUALIFY = 2,  /* a fifth or more of the indexed keys would be candidates: scattered
                                       reads of that many rows cost more than the dense pass */
 } rsr_louver_dense_reason;

@@ -907,7 +907,10 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         double Qbox;
         quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
         const double R = ((double)p->qnorm + 2.0 * (double)p->fnorm) * ix->nmax;
-        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT) ? RSR_LOUVER_DENSE_OVERFLOW : 0;
+        /* the key bound computes t1 = s·A before it scales by the key's c: |A| <= 127²·4·quads */
+        const double T1 = (double)p->s * 16129.0 * 4.0 * (double)nq;
+        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT && T1 < DENSE_Q_LIMIT)
+                       ? RSR_LOUVER_DENSE_OVERFLOW : 0;
         p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
         p->bounded = 0;

@@ -497,6 +497,50 @@ static void test_box_edge(void) {
     free(K), free(V);
 }
 
+/* Queries and keys of magnitudes from subnormal to 1e36, both ways round: the bounds must not
+ * overflow or underflow to the wrong side (or the head falls back to dense). Every key whose
+ * score is at or above the absolute τ is scanned; under the relative policy the top key is. */
+static void test_magnitudes(void) {
+    const int32_t d = 16, B = 16, blocks = 4, n = blocks * B + 1;
+    const double mags[] = {1e-44, 1e-38, 1e-30, 1e-12, 1, 1e12, 1e30, 1e36};
+    const int nm = (int)(sizeof mags / sizeof *mags);
+    float *K = malloc(sizeof(float) * (size_t)n * d), *V = malloc(sizeof(float) * (size_t)n * d), q[16], out[16];
+    rsr_louver_index *ix;
+    rsr_louver_scratch *scr;
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = d, .block_keys = B}, &ix) == RSR_OK, "create");
+    EXPECT(rsr_louver_scratch_create(&scr) == RSR_OK, "scratch");
+    for (int qm = 0; qm < nm; qm++)
+        for (int km = 0; km < nm; km++)
+            for (int trial = 0; trial < 6; trial++) {
+                for (int32_t j = 0; j < n * d; j++) K[j] = (float)(mags[km] * gauss()), V[j] = (float)gauss();
+                for (int32_t i = 0; i < d; i++) q[i] = (float)(mags[qm] * (trial % 2 ? -1 : 1) * (1 + gauss()));
+                rsr_louver_clear(ix);
+                for (int32_t b = 0; b < blocks; b++) rsr_louver_append_block(ix, K + (size_t)b * B * d, (size_t)d);
+                float top = -INFINITY;
+                for (int32_t j = 0; j < n; j++) top = fmaxf(top, attn_dot(q, K + (size_t)j * d, d));
+                const rsr_louver_policy pols[] = {{.kind = RSR_LOUVER_ABSOLUTE, .tau = -1e9f},
+                                                  {.kind = RSR_LOUVER_ABSOLUTE, .tau = top},
+                                                  {.kind = RSR_LOUVER_RELATIVE, .eps = 1e-4f}};
+                for (int p = 0; p < 3; p++) {
+                    rsr_louver_stats st;
+                    EXPECT(rsr_louver_attend(ix, q, K, V, (size_t)d, n, &pols[p], scr, out, &st) == RSR_OK, "attend");
+                    int32_t count;
+                    const int32_t *idx = rsr_louver_scratch_scanned(scr, &count);
+                    unsigned char mark[65] = {0};
+                    for (int32_t c = 0; c < count; c++) mark[idx[c]] = 1;
+                    for (int32_t j = 0; j < n; j++) {
+                        float sj = attn_dot(q, K + (size_t)j * d, d);
+                        int must = p == 2 ? sj == top : sj >= pols[p].tau;
+                        EXPECT(!must || mark[j] || st.dense, "magnitudes q %g, k %g, policy %d: key %d (score %g, "
+                               "top %g) not scanned", mags[qm], mags[km], p, j, (double)sj, (double)top);
+                    }
+                }
+            }
+    rsr_louver_free(ix);
+    rsr_louver_scratch_free(scr);
+    free(K), free(V);
+}
+
 static void test_config(void) {
     rsr_louver_config c = rsr_louver_default_config(128), r;
     EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 8 && r.block_keys == 256, "defaults for d=128");
@@ -569,6 +613,7 @@ int main(int argc, char **argv) {
     test_batched_scores();
     test_fallback();
     test_box_edge();
+    test_magnitudes();
     static const scenario scenarios[] = {
         /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
         {KS_RANDOM, 128, 0, 256, 8, 12000, 0},

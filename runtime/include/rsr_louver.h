@@ -74,6 +74,10 @@ rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **ou
 void rsr_louver_free(rsr_louver_index *ix);
 /* Forgets every key (capacity is kept). */
 void rsr_louver_clear(rsr_louver_index *ix);
+/* Drops the blocks past the first `keys` keys (rounded down to whole blocks): what a failed step
+ * appended. The maxima the bounds scale with keep the dropped blocks' share, which only widens
+ * the slack. */
+void rsr_louver_truncate(rsr_louver_index *ix, int32_t keys);
 /* Number of indexed keys: a multiple of block_keys. */
 int32_t rsr_louver_size(const rsr_louver_index *ix);
 const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix);

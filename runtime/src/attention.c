@@ -128,6 +128,20 @@ void rsr_attention_reset(rsr_session *s) {
     for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
 }
 
+/* After a failed step: every index back to what the session's position implies. A step grows an
+ * index as it attends (the buffer keeps 1..B keys), so after positions [0, pos) an index holds
+ * B·⌈(pos − B)/B⌉ keys; blocks a failed step appended hold keys of positions the session does
+ * not have, which a later step would write again. */
+void rsr_attention_rollback(rsr_session *s) {
+    struct rsr_attention *t = s->attn;
+    const rsr_artifact *a = s->model->a;
+    if (!t->index) return;
+    for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) {
+        const int32_t B = rsr_louver_get_config(t->index[i])->block_keys;
+        rsr_louver_truncate(t->index[i], s->pos > B ? (s->pos - 1) / B * B : 0);
+    }
+}
+
 /* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of the first n keys
  * of one KV head (kc, vc: its rows, stride d). Every dense path computes its chunks here. */
 static void dense_chunk(attn_state *st, const float *q, int32_t gn, const float *kc, const float *vc, int32_t d,

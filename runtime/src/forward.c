@@ -156,7 +156,10 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
     for (int32_t i = 0; i < n; i += s->batch) {
         int32_t c = n - i < s->batch ? n - i : s->batch;
         rsr_status st = rsr_forward(s, tokens + i, c, head && i + c == n);
-        if (st != RSR_OK) return st;
+        if (st != RSR_OK) {
+            rsr_attention_rollback(s); /* a failed step leaves no trace in the Louver indexes */
+            return st;
+        }
     }
     return RSR_OK;
 }

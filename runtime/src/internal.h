@@ -88,6 +88,7 @@ void rsr_lm_head_free(rsr_session *s);
 rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p);
 void rsr_attention_free(rsr_session *s);
 void rsr_attention_reset(rsr_session *s);
+void rsr_attention_rollback(rsr_session *s); /* after a failed step: the indexes as s->pos implies */
 /* Attention of the n tokens at positions pos0..pos0+n-1 whose keys and values are in the cache:
  * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
 rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);

@@ -138,6 +138,10 @@ void rsr_louver_clear(rsr_louver_index *ix) {
     memset(ix->absmax, 0, sizeof(float) * (size_t)ix->cfg.head_dim);
 }
 
+void rsr_louver_truncate(rsr_louver_index *ix, int32_t keys) {
+    if (ix && keys >= 0 && keys / ix->cfg.block_keys < ix->nblocks) ix->nblocks = keys / ix->cfg.block_keys;
+}
+
 int32_t rsr_louver_size(const rsr_louver_index *ix) { return ix ? ix->nblocks * ix->cfg.block_keys : 0; }
 
 const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix) { return ix ? &ix->cfg : NULL; }

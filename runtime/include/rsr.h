@@ -126,8 +126,8 @@ rsr_status rsr_model_get_info(const rsr_model *model, rsr_model_info *info);
 /* Checks the model's constants against the checksum rsrc recorded when it compiled them (the
  * bytes the CPU code reads: the copy, or the file mapping): RSR_ERR_ABI with a message naming
  * the artifact when they differ (the file was altered after compilation, or memory is failing),
- * RSR_ERR_NOT_FOUND when the artifact records no checksum. It reads every byte once: about a
- * third of the open's own time, so the open does not do it by default (docs/robustness.md). */
+ * RSR_ERR_NOT_FOUND when the artifact records no checksum. It reads every byte once more: half
+ * the open's own time or more, so the open does not do it by default (docs/robustness.md). */
 rsr_status rsr_model_verify(rsr_model *model);
 
 /* What was compiled and how, as text with one "key value" line each: the compiler, the source

@@ -748,7 +748,12 @@ static float relative_tau(const head_q *p, float eps, int32_t d) {
         double Lk = (double)p->lbmax - p->slackk; /* fl(q·k) ≥ lb − slack for that key */
         if (Lk > L) L = Lk;
     }
-    return float_below(L - sqrt((double)d) * log(1.0 / (double)eps));
+    /* The weights come from the scaled scores x = fl(fl(q·k)·fl(1/√d)), whose roundings (2^-24
+     * relative each, and the scale's) can shrink a gap of √d·g in q·k below g in x by at most
+     * 2^-22·g + 2^-23·|x_max|; τ sits η lower than √d·g below L to cover it with room to spare
+     * (L is the top score once the pass is done, so |L|/√d is |x_max| to within rounding). */
+    const double sd = sqrt((double)d), g = log(1.0 / (double)eps), eta = 0x1p-21 * (g + fabs(L) / sd);
+    return float_below(L - sd * (g + eta));
 }
 
 static void set_tau(head_q *p, float tau) {

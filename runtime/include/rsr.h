@@ -100,7 +100,8 @@ typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GP
 typedef enum rsr_load { RSR_LOAD_COPY = 0, RSR_LOAD_MMAP = 1 } rsr_load;
 
 typedef struct rsr_model_params {
-    int32_t num_threads;       /* 0: every CPU this process may run on (its affinity mask) */
+    int32_t num_threads;       /* 0: every CPU this process may run on (its affinity mask), or
+                                * OMP_NUM_THREADS where it is set */
     int32_t device;            /* rsr_device; 0: auto */
     int32_t lock_memory;       /* 1: also lock the copy in memory (mlock; needs `ulimit -l` room),
                                 * failing the open when it cannot; implies RSR_LOAD_COPY */

@@ -104,6 +104,8 @@ rsr_status rsr_check_cpu(const rsr_artifact *a, char *err) {
 /* ---- threads ---- */
 
 int32_t rsr_default_threads(void) {
+    const char *env = getenv("OMP_NUM_THREADS"); /* the user's word for OpenMP programs wins */
+    if (env && *env) return omp_get_max_threads();
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     int n = omp_get_num_procs();

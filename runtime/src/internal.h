@@ -73,7 +73,7 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
 /* test-only (hidden, never set by the runtime): nonzero halves every head bound and drops its
  * fp32 term, which tests/unit/test_head.c must notice */
-extern int rsr_head_bound_weakened_for_tests __attribute__((visibility("hidden")));
+extern int head_bound_weakened_for_tests __attribute__((visibility("hidden")));
 /* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
 rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                               int32_t *token, double *tail);

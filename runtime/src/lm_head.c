@@ -62,7 +62,7 @@ static float dot_row(const rsr_model *m, int32_t v, const float *x) {
     return dot;
 }
 
-int rsr_head_bound_weakened_for_tests;
+int head_bound_weakened_for_tests;
 
 static int32_t threads_of(const rsr_session *s) {
     return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
@@ -190,9 +190,9 @@ static rsr_status approx_rows(rsr_session *s, const float *x, int *have, double 
         sum_xq += (int32_t)q;
         d_l1 += fabs((double)x[i] - q / xs);
     }
-    /* tests/unit/test_head.c weakens the bound through rsr_head_bound_weakened_for_tests (half of
+    /* tests/unit/test_head.c weakens the bound through head_bound_weakened_for_tests (half of
      * it, without the fp32 term) and must then fail: its cases are tight enough to notice */
-    const double weak = rsr_head_bound_weakened_for_tests ? 0.5 : 1;
+    const double weak = head_bound_weakened_for_tests ? 0.5 : 1;
     const double widen = (1 + 1e-6) * weak, fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * x_l1;
     const float *scale = (const float *)(s->model->blob + a->head_q8_scale);
     const float *err = (const float *)(s->model->blob + a->head_q8_err);

@@ -187,7 +187,7 @@ static void random_heads(void) {
 }
 
 int main(int argc, char **argv) {
-    rsr_head_bound_weakened_for_tests = argc > 1 && !strcmp(argv[1], "--weakened");
+    head_bound_weakened_for_tests = argc > 1 && !strcmp(argv[1], "--weakened");
     adversarial();
     ties();
     overflow();

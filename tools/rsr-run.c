@@ -245,6 +245,25 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
     }
 }
 
+/* Opens the model (-v: how long it took and where it runs); a model that cannot open is an
+ * error, after its manifest with --info (how it was compiled, even where it cannot run). */
+static rsr_model *open_model(const char *path, const rsr_model_params *mp, int verbose, int show_manifest,
+                             rsr_model_info *info, double *t_open) {
+    rsr_model *m;
+    double t = now();
+    if (api.model_open(&m, mp) != RSR_OK) {
+        if (show_manifest) fputs(api.model_manifest(m), stdout);
+        die("%s: %s", path, api.model_errmsg(m));
+    }
+    *t_open = now() - t;
+    api.model_get_info(m, info);
+    if (verbose)
+        fprintf(stderr, "rsr-run: %s opened in %.2f s: target %s, device %s, %d thread%s; constants in %s\n", path,
+                *t_open, info->target, info->device, info->num_threads, info->num_threads == 1 ? "" : "s",
+                info->constants);
+    return m;
+}
+
 /* --logits: written under a temporary name next to the file and renamed when whole; removed on
  * any exit before that */
 static char *logits_tmp;
@@ -456,40 +475,24 @@ int main(int argc, char **argv) {
     char err[1024];
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
 
-    rsr_model *m;
     if (use_mmap && lock_memory) die("--mmap reads the file mapping and --mlock locks a copy: give one of them");
     rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device, .lock_memory = lock_memory,
                            .load = use_mmap ? RSR_LOAD_MMAP : RSR_LOAD_COPY};
-    double t_open = now();
-    if (api.model_open(&m, &mp) != RSR_OK) {
-        if (do_info) fputs(api.model_manifest(m), stdout); /* how it was compiled, even where it cannot run */
-        die("%s: %s", o.model_path, api.model_errmsg(m));
-    }
-    t_open = now() - t_open;
     rsr_model_info info;
-    api.model_get_info(m, &info);
+    double t_open;
+    rsr_model *m = open_model(o.model_path, &mp, verbose, do_info, &info, &t_open);
     o.threads = info.num_threads;
-    if (verbose)
-        fprintf(stderr, "rsr-run: %s opened in %.2f s: target %s, device %s, %d thread%s; constants in %s\n",
-                o.model_path, t_open, info.target, info.device, info.num_threads, info.num_threads == 1 ? "" : "s",
-                info.constants);
     if (o.head_int8 && !strncmp(info.device, "gpu", 3))
         die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
     if (do_verify) {
         double t = now();
         if (api.model_verify(m) != RSR_OK) die("%s", api.model_errmsg(m));
         fprintf(stderr, "rsr-run: %s: the constants match their checksum (%.2f s)\n", o.model_path, now() - t);
-        if (!do_info && !do_bench && !inputs) {
-            api.model_close(m);
-            return 0;
-        }
     }
-    if (do_info) {
-        print_info(m, &info);
-        if (!do_bench && !inputs) {
-            api.model_close(m);
-            return 0;
-        }
+    if (do_info) print_info(m, &info);
+    if ((do_verify || do_info) && !do_bench && !inputs) { /* they alone: nothing more to do */
+        api.model_close(m);
+        return 0;
     }
 
     char *owned_prompt = NULL;

@@ -46,6 +46,55 @@ static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_para
     return ids[keep - 1];
 }
 
+/* rsr_sample against the plain rules, and rsr_session_eval_sample against rsr_sample on the full
+ * exact logits (s and s2: two sessions of the model; a, probs, ids: vocabulary-sized scratch). */
+static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V, const int32_t *toks, int32_t bad_tok,
+                           float *a, float *probs, int32_t *ids) {
+    /* rsr_sample against the plain rules: the same token for the same random state */
+    const rsr_sampler_params rules[] = {{0.7f, 0, 1}, {2, 5, 1}, {1, 0, 0.9f}, {4, 40, 0.5f}, {1.5f, 1, 1}};
+    float *rp = malloc(sizeof(float) * (size_t)V);
+    int32_t *rids = malloc(sizeof(int32_t) * (size_t)V);
+    for (size_t k = 0; k < sizeof rules / sizeof *rules; k++) {
+        uint64_t r1 = 7 + k, r2 = 7 + k;
+        int32_t agree = 0;
+        for (int i = 0; i < 200; i++) {
+            for (int32_t v = 0; v < V; v++) a[v] = (float)((v * 2654435761u + (uint32_t)i * 40503u) % 1000) / 100.0f;
+            agree += api.sample(a, V, &rules[k], &r1, probs, ids) == ref_sample(a, V, &rules[k], &r2, rp, rids);
+        }
+        EXPECT(agree == 200, "rules %zu: rsr_sample agrees with the plain rules at %d of 200 draws", k, agree);
+    }
+    free(rp), free(rids);
+
+    /* rsr_session_eval_sample draws what rsr_sample draws from the full exact logits (the rows it
+     * leaves out weigh at most 2^-24 together, so a draw could differ only that close to a
+     * boundary), and its certified tail is at most 2^-24 */
+    int32_t st_tok = -1;
+    uint64_t rng0 = 1;
+    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
+    EXPECT(api.session_eval_sample(s, toks, 1, &rules[0], &rng0, NULL, NULL) == RSR_ERR_INVALID_ARGUMENT,
+           "eval_sample(NULL token)");
+    EXPECT(api.session_eval_sample(s, &bad_tok, 1, &rules[0], &rng0, &st_tok, NULL) == RSR_ERR_BAD_TOKEN &&
+           api.session_position(s) == 0, "eval_sample of a bad token must not advance");
+    const rsr_sampler_params temps[] = {{0.5f, 0, 1}, {1, 0, 1}, {3, 0, 1}, {10, 0, 1}, {2, 3, 1}, {1, 0, 0.8f}, {0, 0, 1}};
+    for (size_t k = 0; k < sizeof temps / sizeof *temps; k++) {
+        uint64_t r1 = 11 + k, r2 = 11 + k;
+        EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
+        int32_t t1 = -1, t2 = -1, cur = toks[0], agree = 0, steps = 8; /* the context of the test model */
+        double tail = -1, worst = 0;
+        for (int step = 0; step < steps; step++) {
+            EXPECT(api.session_eval_sample(s, &cur, 1, &temps[k], &r1, &t1, &tail) == RSR_OK, "eval_sample: %s",
+                   api.session_errmsg(s));
+            EXPECT(api.session_eval(s2, &cur, 1, a) == RSR_OK, "eval");
+            t2 = api.sample(a, V, &temps[k], &r2, probs, ids);
+            agree += t1 == t2, worst = fmax(worst, tail);
+            cur = t2;
+        }
+        EXPECT(agree == steps, "temperature %g top-k %d top-p %g: the sampling head drew the full logits' token at "
+               "%d of %d steps", temps[k].temperature, temps[k].top_k, temps[k].top_p, agree, steps);
+        EXPECT(worst >= 0 && worst <= 0x1p-24, "temperature %g: tail bound %g", temps[k].temperature, worst);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_api MODEL.so\n");
@@ -245,49 +294,7 @@ int main(int argc, char **argv) {
         EXPECT(api.session_eval(s2, &next, 1, a) == RSR_OK, "eval step %d", step);
     }
 
-    /* rsr_sample against the plain rules: the same token for the same random state */
-    const rsr_sampler_params rules[] = {{0.7f, 0, 1}, {2, 5, 1}, {1, 0, 0.9f}, {4, 40, 0.5f}, {1.5f, 1, 1}};
-    float *rp = malloc(sizeof(float) * (size_t)V);
-    int32_t *rids = malloc(sizeof(int32_t) * (size_t)V);
-    for (size_t k = 0; k < sizeof rules / sizeof *rules; k++) {
-        uint64_t r1 = 7 + k, r2 = 7 + k;
-        int32_t agree = 0;
-        for (int i = 0; i < 200; i++) {
-            for (int32_t v = 0; v < V; v++) a[v] = (float)((v * 2654435761u + (uint32_t)i * 40503u) % 1000) / 100.0f;
-            agree += api.sample(a, V, &rules[k], &r1, probs, ids) == ref_sample(a, V, &rules[k], &r2, rp, rids);
-        }
-        EXPECT(agree == 200, "rules %zu: rsr_sample agrees with the plain rules at %d of 200 draws", k, agree);
-    }
-    free(rp), free(rids);
-
-    /* rsr_session_eval_sample draws what rsr_sample draws from the full exact logits (the rows it
-     * leaves out weigh at most 2^-24 together, so a draw could differ only that close to a
-     * boundary), and its certified tail is at most 2^-24 */
-    int32_t st_tok = -1;
-    uint64_t rng0 = 1;
-    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
-    EXPECT(api.session_eval_sample(s, toks, 1, &rules[0], &rng0, NULL, NULL) == RSR_ERR_INVALID_ARGUMENT,
-           "eval_sample(NULL token)");
-    EXPECT(api.session_eval_sample(s, &bad_tok, 1, &rules[0], &rng0, &st_tok, NULL) == RSR_ERR_BAD_TOKEN &&
-           api.session_position(s) == 0, "eval_sample of a bad token must not advance");
-    const rsr_sampler_params temps[] = {{0.5f, 0, 1}, {1, 0, 1}, {3, 0, 1}, {10, 0, 1}, {2, 3, 1}, {1, 0, 0.8f}, {0, 0, 1}};
-    for (size_t k = 0; k < sizeof temps / sizeof *temps; k++) {
-        uint64_t r1 = 11 + k, r2 = 11 + k;
-        EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
-        int32_t t1 = -1, t2 = -1, cur = toks[0], agree = 0, steps = 8; /* the context of the test model */
-        double tail = -1, worst = 0;
-        for (int step = 0; step < steps; step++) {
-            EXPECT(api.session_eval_sample(s, &cur, 1, &temps[k], &r1, &t1, &tail) == RSR_OK, "eval_sample: %s",
-                   api.session_errmsg(s));
-            EXPECT(api.session_eval(s2, &cur, 1, a) == RSR_OK, "eval");
-            t2 = api.sample(a, V, &temps[k], &r2, probs, ids);
-            agree += t1 == t2, worst = fmax(worst, tail);
-            cur = t2;
-        }
-        EXPECT(agree == steps, "temperature %g top-k %d top-p %g: the sampling head drew the full logits' token at "
-               "%d of %d steps", temps[k].temperature, temps[k].top_k, temps[k].top_p, agree, steps);
-        EXPECT(worst >= 0 && worst <= 0x1p-24, "temperature %g: tail bound %g", temps[k].temperature, worst);
-    }
+    check_sampling(api, s, s2, V, toks, bad_tok, a, probs, ids);
 
     api.session_free(s);
     api.session_free(s2);

@@ -3,7 +3,7 @@
  * table of function pointers. Header-only; link with -ldl.
  *
  *     rsr_api api;
- *     char err[512];
+ *     char err[1024];
  *     if (rsr_api_load(&api, "model.so", err, sizeof err) != 0) { fputs(err, stderr); ... }
  *     rsr_model *m;
  *     api.model_open(&m, NULL);

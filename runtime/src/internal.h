@@ -8,7 +8,7 @@
 #include "rsr_artifact.h"
 #include "rsr_numerics.h"
 
-#define RSR_ERRMSG_SIZE 256
+#define RSR_ERRMSG_SIZE 1024
 
 /* The default model, defined by the generated code of model.so and of objects compiled without
  * --name; weak, so that a program holding only named models links without it. */

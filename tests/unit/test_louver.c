@@ -1,6 +1,6 @@
 /*
  * test_louver.c — Louver never misses a key above τ.
- * Usage: test_louver [QUERIES]   (default 100000, spread over the key sets below)
+ * Usage: test_louver [--weakened] [QUERIES]   (default 100000, spread over the key sets below)
  *
  * For random, clustered, RoPE-structured, heavy-tailed-norm and adversarial key sets (keys
  * exactly at τ, duplicates, zero vectors, huge and tiny norms, values that bf16 cannot hold,
@@ -17,7 +17,9 @@
  *   - the dense fallback (test_fallback): taken when a fifth or more of the keys would be
  *     candidates, whether the probe sees it or only the pass does, never for a selective τ; the
  *     output is then dense attention's.
- * Run with RSR_DISABLE_AVX512=1 to check the portable kernels.
+ * Run with RSR_DISABLE_AVX512=1 to check the portable kernels. With --weakened the runtime halves
+ * every error term of its bounds (the query's ‖f‖ and ‖q‖, the box's ‖q_s‖) and drops its fp32
+ * slack, and this test must then fail (unit.louver.weakened): a weaker bound is caught.
  */
 #include <math.h>
 #include <stdio.h>
@@ -602,10 +604,13 @@ static void test_batched_scores(void) {
     }
 }
 
+extern int louver_bound_weakened_for_tests;
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--weakened")) louver_bound_weakened_for_tests = 1, argc--, argv++;
     int32_t total = argc > 1 ? atoi(argv[1]) : 100000;
     if (total <= 0) {
-        fprintf(stderr, "usage: test_louver [QUERIES]\n");
+        fprintf(stderr, "usage: test_louver [--weakened] [QUERIES]\n");
         return 2;
     }
     rng_state = 12345;

@@ -9,6 +9,8 @@
  *   - every key whose fp32 score is ≥ the τ used was scanned (runtime dot and a naive
  *     ascending-order dot both), so `kept` equals the brute-force count;
  *   - relative policy: τ ≤ max score − √d·ln(1/ε), so every key within ε of the top is kept;
+ *     and (test_relative_margin) on tops chosen so that the scaling's roundings bring a key
+ *     below max − √d·ln(1/ε) to a weight ≥ ε, that key too;
  *   - the true dropped softmax mass is within the certified bound, and the output is within
  *     2·bound·max|v| (plus rounding) of dense attention computed in double;
  *   - every 8th query is also attended together with 1..4 other queries of the same KV head
@@ -543,6 +545,68 @@ static void test_magnitudes(void) {
     free(K), free(V);
 }
 
+/* The largest float ≤ v. */
+static float float_at_or_below(double v) {
+    float f = (float)v;
+    return (double)f > v ? nextafterf(f, -INFINITY) : f;
+}
+
+/* The relative policy's promise is on the weights the softmax takes, exp(x_j − x_max) with the
+ * scaled scores x = fl(fl(q·k)·fl(1/√d)): every key whose weight is at least ε must score at
+ * or above τ. Scores here are exact (one non-zero component). For top scores L of 100 to 3e7
+ * (both signs), L is the first of 4096 consecutive floats for which the key just below
+ * float(L − √d·ln(1/ε)) still has weight ≥ ε through the roundings of the scaling alone: a τ
+ * placed √d·ln(1/ε) below L, without the margin η that docs/louver.md derives, misses that key
+ * (such L exist near 100 and near 7e3 and 1.4e4; none near 1e6 or 3e7, which stay as plain
+ * cases). Keys spaced one ulp apart around the edge, and far keys, fill the index. */
+static void test_relative_margin(void) {
+    const int32_t d = 128, B = 16, blocks = 64, n = blocks * B + 1, near = 81;
+    const float eps = 1e-4f, scale = 1.0f / sqrtf((float)d);
+    const double gap = sqrt((double)d) * log(1.0 / (double)eps);
+    const double tops[] = {-3e7, -1.4e4, -7e3, 100, 7e3, 1.4e4, 1e6, 3e7};
+    float *K = calloc((size_t)n * d, sizeof(float)), *V = calloc((size_t)n * d, sizeof(float)), q[128] = {1}, out[128];
+    rsr_louver_index *ix;
+    rsr_louver_scratch *scr;
+    EXPECT(rsr_louver_create(&(rsr_louver_config){.head_dim = d, .block_keys = B}, &ix) == RSR_OK, "create");
+    EXPECT(rsr_louver_scratch_create(&scr) == RSR_OK, "scratch");
+    int32_t hard = 0;
+    for (size_t t = 0; t < sizeof tops / sizeof *tops; t++) {
+        float L = (float)tops[t];
+        for (int32_t i = 0; i < 4096; i++, L = nextafterf(L, INFINITY)) {
+            const float below = nextafterf(float_at_or_below((double)L - gap), -INFINITY);
+            if (exp((double)(below * scale) - (double)(L * scale)) >= (double)eps) {
+                hard++;
+                break;
+            }
+        }
+        float edge = float_at_or_below((double)L - gap);
+        for (int32_t k = 0; k < near / 2; k++) edge = nextafterf(edge, -INFINITY);
+        for (int32_t j = 0; j < n; j++) {
+            float v = (float)((double)L - 1e3 * fabs((double)L) - 1e4); /* far below */
+            if (j < near) v = edge, edge = nextafterf(edge, INFINITY);
+            if (j == n - 1) v = L;
+            K[(size_t)j * d] = v, V[(size_t)j * d] = (float)j;
+        }
+        rsr_louver_clear(ix);
+        for (int32_t b = 0; b < blocks; b++) rsr_louver_append_block(ix, K + (size_t)b * B * d, (size_t)d);
+        rsr_louver_stats st;
+        const rsr_louver_policy pol = {.kind = RSR_LOUVER_RELATIVE, .eps = eps};
+        EXPECT(rsr_louver_attend(ix, q, K, V, (size_t)d, n, &pol, scr, out, &st) == RSR_OK, "attend");
+        const double xmax = (double)(L * scale);
+        for (int32_t j = 0; j < near; j++) {
+            const float sj = K[(size_t)j * d];
+            if (exp((double)(sj * scale) - xmax) >= (double)eps)
+                EXPECT(sj >= st.tau, "relative margin: top %.9g, key %d scores %.9g below τ %.9g, yet its weight "
+                       "exp(%.9g − %.9g) = %.9g ≥ ε", (double)L, j, (double)sj, (double)st.tau, (double)(sj * scale),
+                       xmax, exp((double)(sj * scale) - xmax));
+        }
+    }
+    EXPECT(hard >= 4, "relative margin: only %d of the top scores have a key that a τ without η would miss", hard);
+    rsr_louver_free(ix);
+    rsr_louver_scratch_free(scr);
+    free(K), free(V);
+}
+
 static void test_config(void) {
     rsr_louver_config c = rsr_louver_default_config(128), r;
     EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 8 && r.block_keys == 256, "defaults for d=128");
@@ -619,6 +683,7 @@ int main(int argc, char **argv) {
     test_fallback();
     test_box_edge();
     test_magnitudes();
+    test_relative_margin();
     static const scenario scenarios[] = {
         /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
         {KS_RANDOM, 128, 0, 256, 8, 12000, 0},

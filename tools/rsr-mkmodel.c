@@ -252,6 +252,9 @@ typedef struct {
     int tokenizer;      /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
+    char *poison;           /* --poison: the tensor given one non-finite value, or NULL */
+    uint64_t poison_index;  /* the value's index in the tensor, row-major */
+    float poison_value;
 } opts_t;
 
 typedef struct {
@@ -411,6 +414,11 @@ static void gen_codes_row(unsigned char *codes, uint64_t n, uint64_t tkey, uint6
     }
 }
 
+/* v, or the --poison value where this is the poisoned tensor's element k */
+static float poisoned(const tensor_t *t, const opts_t *o, uint64_t k, float v) {
+    return o->poison && k == o->poison_index && !strcmp(t->name, o->poison) ? o->poison_value : v;
+}
+
 static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
     const uint64_t key = tensor_key(o->seed, t->name);
     const uint64_t before = s->written + s->len;
@@ -438,7 +446,7 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
     }
     case K_SCALE: {
         float beta = beta_of(t, &r, o->binary);
-        put_value(s, t->dt, t->inverted ? 1.0f / beta : beta);
+        put_value(s, t->dt, poisoned(t, o, 0, t->inverted ? 1.0f / beta : beta));
         break;
     }
     case K_LATENT: {
@@ -452,7 +460,7 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
             } else {
                 w = sd * rng_normal(&r);
             }
-            put_value(s, t->dt, (float)w);
+            put_value(s, t->dt, poisoned(t, o, k, (float)w));
         }
         break;
     }
@@ -461,7 +469,7 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
         const uint64_t n = t->shape[0] * t->shape[1];
         for (uint64_t k = 0; k < n; k++) {
             double v = rng_normal(&r);
-            put_value(s, t->dt, (float)(t->kind == K_NORM ? 1.0 + 0.1 * v : v));
+            put_value(s, t->dt, poisoned(t, o, k, (float)(t->kind == K_NORM ? 1.0 + 0.1 * v : v)));
         }
         break;
     }
@@ -649,6 +657,7 @@ static void usage(FILE *out) {
     fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large|llama8b] [--seed N]\n"
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
           "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N] [--no-tokenizer]\n"
+          "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --help\n"
           "\n"
           "Writes a ternary language model with deterministic seeded weights in a Hugging Face\n"
@@ -673,6 +682,9 @@ static void usage(FILE *out) {
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
           "  --no-tokenizer     do not write tokenizer.json\n"
+          "  --poison TENSOR@INDEX=VALUE\n"
+          "                     write VALUE (nan, inf or -inf) as element INDEX (row-major) of TENSOR, a\n"
+          "                     tensor of floats (not packed ternary): a checkpoint rsrc must refuse\n"
           "  --hidden N, --intermediate N, --layers N, --heads N, --kv-heads N, --vocab N, --max-pos N\n"
           "                     model shape\n"
           "  -h, --help         this text\n"
@@ -703,8 +715,23 @@ static uint64_t parse_u64(const char *flag, const char *s) {
     return (uint64_t)v;
 }
 
+/* --poison TENSOR@INDEX=VALUE; the tensor and index are checked once the tensors are known. */
+static void parse_poison(opts_t *o, const char *arg) {
+    const char *at = strrchr(arg, '@'), *eq = strrchr(arg, '=');
+    if (!at || !eq || eq < at || at == arg)
+        die("--poison: '%s' is not TENSOR@INDEX=VALUE (for example model.norm.weight@3=nan)", arg);
+    if (!strcmp(eq + 1, "nan")) o->poison_value = NAN;
+    else if (!strcmp(eq + 1, "inf")) o->poison_value = INFINITY;
+    else if (!strcmp(eq + 1, "-inf")) o->poison_value = -INFINITY;
+    else die("--poison: value '%s' is not nan, inf or -inf", eq + 1);
+    char *index = xasprintf("%.*s", (int)(eq - at - 1), at + 1);
+    o->poison_index = parse_u64("--poison", index);
+    free(index);
+    o->poison = xasprintf("%.*s", (int)(at - arg), arg);
+}
+
 enum { O_FORMAT = 256, O_OUT, O_PRESET, O_SEED, O_SHARDS, O_BINARY, O_HIDDEN, O_INTER, O_LAYERS, O_HEADS,
-       O_KVHEADS, O_VOCAB, O_MAXPOS, O_NOTOKENIZER };
+       O_KVHEADS, O_VOCAB, O_MAXPOS, O_NOTOKENIZER, O_POISON };
 
 int main(int argc, char **argv) {
     static const struct option lopts[] = {
@@ -715,6 +742,7 @@ int main(int argc, char **argv) {
         {"layers", required_argument, 0, O_LAYERS}, {"heads", required_argument, 0, O_HEADS},
         {"kv-heads", required_argument, 0, O_KVHEADS}, {"vocab", required_argument, 0, O_VOCAB},
         {"max-pos", required_argument, 0, O_MAXPOS}, {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
+        {"poison", required_argument, 0, O_POISON},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const long DMAX = 1L << 24;                 /* per-dimension limit */
@@ -760,6 +788,7 @@ int main(int argc, char **argv) {
         case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
         case O_BINARY: o.binary = 1; break;
         case O_NOTOKENIZER: o.tokenizer = 0; break;
+        case O_POISON: parse_poison(&o, optarg); break;
         case O_HIDDEN: ov[0] = parse_long("--hidden", optarg, 1, DMAX); break;
         case O_INTER: ov[1] = parse_long("--intermediate", optarg, 1, DMAX); break;
         case O_LAYERS: ov[2] = parse_long("--layers", optarg, 1, 100000); break;
@@ -804,6 +833,16 @@ int main(int argc, char **argv) {
 
     tlist_t tl = {0};
     build_tensors(&tl, &o);
+    if (o.poison) {
+        const tensor_t *t = NULL;
+        for (size_t i = 0; i < tl.n; i++)
+            if (!strcmp(tl.t[i].name, o.poison)) t = &tl.t[i];
+        if (!t) die("--poison: this %s model has no tensor '%s'", format_names[o.format], o.poison);
+        if (t->kind == K_PACKED) die("--poison: '%s' is packed ternary and cannot hold a non-finite value", o.poison);
+        const uint64_t n = t->kind == K_SCALE ? 1 : t->kind == K_LATENT ? t->out * t->in : t->shape[0] * t->shape[1];
+        if (o.poison_index >= n)
+            die("--poison: index %" PRIu64 " is beyond the %" PRIu64 " values of '%s'", o.poison_index, n, o.poison);
+    }
     if ((size_t)o.shards > tl.n) die("--shards %ld is more than the %zu tensors of this model", o.shards, tl.n);
     uint64_t total = 0, params = 0;
     for (size_t i = 0; i < tl.n; i++) {
@@ -901,5 +940,6 @@ int main(int argc, char **argv) {
     free(tmp_paths);
     free(s.buf);
     free(tl.t);
+    free(o.poison);
     return 0;
 }

@@ -99,7 +99,7 @@ static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t
         fn(data, x, y, (int32_t)((int64_t)blocks * c / chunks), (int32_t)((int64_t)blocks * (c + 1) / chunks));
 }
 
-/* One strategy's kernel for tm, compiled through the C printer and loaded. */
+/* One strategy's kernel for tm, compiled as rsrc compiles it (compile_matrix, the target's printer) and loaded. */
 typedef struct built {
     void *handle;
     kernel_fn fn;
@@ -112,56 +112,52 @@ typedef struct built {
 
 static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial) {
     built b = {0};
-    rsr_plan p = {0};
+    int k = 0;
     if (strategy_is_rsr(st)) {
         char why[256];
-        b.k = rsr_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
-        rsr_analyse(tm, b.k, &p);
+        k = rsr_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
     }
-    kernel kn;
-    kernel_lower(&kn, tm, strategy_is_rsr(st) ? &p : NULL, t, st, serial);
     char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%d.so", dir, serial);
-    char *blob_path = xasprintf("%s/k.bin", dir);
+    char *blob_path = xasprintf("%s/k.bin", dir), *obj_path = xasprintf("%s/k%d.o", dir, serial);
     blob_writer blob;
     blob_open(&blob, blob_path);
-    kernel_write_data(&kn, &blob);
-    blob_close(&blob);
     FILE *f = fopen(c_path, "w");
     fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
-    char *obj_path = xasprintf("%s/k%d.o", dir, serial);
-    if (t->backend == BACKEND_LLVM) { /* the same printer rsrc uses for this target */
-        llvm_emitter *e = emit_llvm_begin(t, "bench");
-        emit_llvm_kernel(e, &kn);
-        emit_llvm_finish(e, LLVM_OUT_OBJ, obj_path);
-        emit_llvm_end(e);
-        emit_c_kernel_decl(f, &kn);
-    } else {
+    /* the printer rsrc uses for this target, through the pipeline's compile_matrix */
+    llvm_emitter *e = t->backend == BACKEND_LLVM ? emit_llvm_begin(t, "bench") : NULL;
+    if (!e) {
         emit_c_dot_helpers(f, target_dot_isa(t));
         emit_c_lut_helpers(f, target_lut_vector(t));
-        emit_c_kernel(f, &kn);
     }
-    fprintf(f, "void *get(void) { return (void *)%s; }\n", kn.symbol);
-    fprintf(f, "void *get_batch(void) { return (void *)%s; }\n", kn.batch_symbol ? kn.batch_symbol : "0");
+    const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
+    compiled_matrix cm;
+    compile_matrix(tm, t, &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial}, &blob, &sink, &cm);
+    const kernel *kn = &cm.kn;
+    blob_close(&blob);
+    if (e) {
+        emit_llvm_finish(e, LLVM_OUT_OBJ, obj_path);
+        emit_llvm_end(e);
+    }
+    fprintf(f, "void *get(void) { return (void *)%s; }\n", kn->symbol);
+    fprintf(f, "void *get_batch(void) { return (void *)%s; }\n", kn->batch_symbol ? kn->batch_symbol : "0");
     fclose(f);
-    char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s %s", t->cflags, so_path, c_path,
-                          t->backend == BACKEND_LLVM ? obj_path : "");
+    char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s %s", t->cflags, so_path, c_path, e ? obj_path : "");
     if (system(cmd) != 0) fatal("compiling the kernel failed: %s", cmd);
     b.handle = dlopen(so_path, RTLD_NOW);
     if (!b.handle) fatal("dlopen: %s", dlerror());
     b.fn = (kernel_fn)((void *(*)(void))dlsym(b.handle, "get"))();
     b.batch = (batch_fn)((void *(*)(void))dlsym(b.handle, "get_batch"))();
-    b.data_size = kernel_data_size(&kn);
+    b.data_size = kernel_data_size(kn);
     b.data = aligned_alloc(64, (b.data_size + 64) / 64 * 64);
     FILE *bf = fopen(blob_path, "rb");
     if (fread(b.data, 1, b.data_size, bf) != b.data_size) fatal("short read of %s", blob_path);
     fclose(bf);
-    b.blocks = kn.num_blocks;
-    b.strategy = kn.strategy;
-    if (!strategy_is_rsr(st)) b.k = kn.block_rows;
+    b.blocks = kn->num_blocks;
+    b.strategy = kn->strategy;
+    b.k = kn->block_rows;
     unlink(c_path), unlink(so_path), unlink(blob_path), unlink(obj_path);
     free(c_path), free(so_path), free(blob_path), free(cmd), free(obj_path);
-    kernel_free(&kn);
-    rsr_plan_free(&p);
+    compiled_matrix_free(&cm);
     return b;
 }
 

@@ -136,3 +136,25 @@ void blob_close(blob_writer *b) {
     free(b->path);
     b->path = NULL;
 }
+
+/* An embedding or LM head as stored (f32, f16 or bf16), checked finite, 64-byte aligned. */
+uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
+    switch (t->dtype) {
+    case ST_F32: *dtype = RSR_DTYPE_F32; break;
+    case ST_F16: *dtype = RSR_DTYPE_F16; break;
+    case ST_BF16: *dtype = RSR_DTYPE_BF16; break;
+    default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
+    }
+    blob_check_finite(t);
+    uint64_t at = blob_align(b, 64);
+    blob_write_tensor(b, t);
+    return at;
+}
+
+/* Norm `what` of a layer (layer < 0: the name as given) as f32, its size checked. */
+uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size) {
+    char *name = layer < 0 ? xasprintf("%s", what) : xasprintf("model.layers.%d.%s.weight", layer, what);
+    uint64_t at = blob_write_f32_of(b, model_require(m, name, 1, size, 0));
+    free(name);
+    return at;
+}

@@ -483,9 +483,7 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
 }
 
 static void emit_lut(llvm_emitter *e, const kernel *kn) {
-    if (!kn->lut_vector)
-        fatal("--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
-              "target lacks; --backend=c prints a scalar one", e->t->name);
+    if (!kn->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", kn->symbol);
     const int32_t G = kn->groups;
     LLVMValueRef x = LLVMGetParam(e->fn, 1);
     LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);

@@ -1,8 +1,7 @@
 /*
- * gpu.c — the CUDA half of the pipeline, for a target such as sm_90 or avx512,sm_90. Per
- * matrix it runs the same stages as compile() does for the CPU (plan for the GPU spec → RSR
- * analysis when chosen → lower → constant data into the blob → print), and at the end it turns
- * the module into PTX and puts the PTX into the blob:
+ * gpu.c — the CUDA half of the pipeline, for a target such as sm_90 or avx512,sm_90. Each
+ * matrix goes through compile_matrix (matrix.c) for the GPU spec, as compile() sends it for the
+ * CPU, into the GPU's printer; at the end the module becomes PTX, which goes into the blob:
  *
  *   NVRTC route (default): CUDA C (emit_cuda.c: runtime kernels + matrix kernels) → nvrtc.c →
  *                          one PTX module for compute_XX.
@@ -28,6 +27,7 @@ typedef struct gpu_record {
 struct gpu_build {
     const target *t;
     bool llvm;                  /* matrix kernels through LLVM NVPTX */
+    kernel_sink sink;           /* PRINTER_CUDA (NVRTC) or PRINTER_NVPTX */
     char *cu_path, *ptx_path, *llvm_ptx_path;
     FILE *cu;
     llvm_emitter *nvptx;
@@ -37,22 +37,26 @@ struct gpu_build {
     int32_t group_size;
     uint64_t module[RSR_GPU_MAX_MODULES], module_size[RSR_GPU_MAX_MODULES];
     int32_t num_modules;
+    bool explain;
 };
 
-gpu_build *gpu_begin(target *t, const char *source, const char *workdir, const char *backend, bool explain) {
+gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain) {
     gpu_build *g = xcalloc(1, sizeof *g);
-    if (backend) t->backend = !strcmp(backend, "llvm") ? BACKEND_LLVM : BACKEND_NVRTC;
     g->t = t;
-    g->llvm = t->backend == BACKEND_LLVM;
+    g->llvm = backend ? !strcmp(backend, "llvm") : t->backend == BACKEND_LLVM;
     g->cu_path = xasprintf("%s/model.cu", workdir);
     g->ptx_path = xasprintf("%s/model.ptx", workdir);
     g->llvm_ptx_path = xasprintf("%s/kernels.ptx", workdir);
+    g->explain = explain;
     register_temp(g->cu_path);
     register_temp(g->ptx_path);
     register_temp(g->llvm_ptx_path);
     if (!(g->cu = fopen(g->cu_path, "w"))) fatal("%s: cannot create: %s", g->cu_path, strerror(errno));
     emit_cuda_prologue(g->cu, source, t);
-    if (g->llvm) g->nvptx = emit_llvm_begin(t, source);
+    /* named for the model, not the path it came from, as the CPU module is (compile()) */
+    if (g->llvm) g->nvptx = emit_llvm_begin(t, "model");
+    g->sink = g->llvm ? (kernel_sink){.printer = PRINTER_NVPTX, .llvm = g->nvptx}
+                      : (kernel_sink){.printer = PRINTER_CUDA, .cuda = g->cu};
     if (explain && g->llvm && llvm_nvptx_sm(t) != t->sm)
         printf("%s: matrix kernels as PTX through LLVM NVPTX for sm_%d: LLVM 14 stops at sm_%d, so the driver "
                "JIT-compiles this PTX for %s when the model is loaded (NVRTC, the default route, emits %s PTX)\n",
@@ -79,41 +83,26 @@ static void gpu_close_group(gpu_build *g) {
     g->group_size = 0;
 }
 
-void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o) {
-    matrix_plan mp;
-    plan_matrix(tm, g->t, o->strategy, o->rsr_k, &mp);
-    /* plan_gpu chooses i2 or the RSR warp form (a forced lut is i2: GPUs have no lookup-table form) */
-    if (g->llvm && mp.strategy != STRAT_I2) { /* the NVPTX printer has the i2 form only */
-        mp.strategy = STRAT_I2;
-        size_t n = strlen(mp.why);
-        snprintf(mp.why + n, sizeof mp.why - n, "; i2 because LLVM NVPTX prints i2 kernels only");
-    }
-    rsr_plan plan = {0};
-    bool rsr = strategy_is_rsr(mp.strategy);
-    if (rsr) {
-        rsr_analyse(tm, mp.k, &plan);
-        if (o->print_plan) rsr_plan_print(&plan, tm->name, stdout);
-    }
-    kernel kn;
-    kernel_lower(&kn, tm, rsr ? &plan : NULL, g->t, mp.strategy, index);
-    kernel_write_data(&kn, blob);
-    if (g->llvm) emit_llvm_kernel(g->nvptx, &kn);
-    else emit_cuda_kernel(g->cu, &kn);
-    if (o->explain) printf("%-44s %11s %s\n", tm->name, kn.strategy, mp.why);
-    note(2, "%s on %s: %s", tm->name, g->t->name, mp.why);
+void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const matrix_request *rq) {
+    compiled_matrix cm;
+    compile_matrix(tm, g->t, &(matrix_request){.strategy = rq->strategy, .k = rq->k, .user_strategy = rq->user_strategy,
+                                                .index = index, .print_plan = rq->print_plan},
+                   blob, &g->sink, &cm);
+    const kernel *kn = &cm.kn;
+    if (g->explain) printf("%-44s %11s %s\n", tm->name, kn->strategy, cm.mp.why);
+    note(2, "%s on %s: %s", tm->name, g->t->name, cm.mp.why);
     if (g->num_mats == g->cap) g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
-    g->mats[g->num_mats++] = (gpu_record){xstrdup(kn.symbol), kn.strategy, kn.block_rows, kn.num_blocks,
-                                          kn.cta_warps, 0, 0, kn.data_offset};
+    g->mats[g->num_mats++] = (gpu_record){xstrdup(kn->symbol), kn->strategy, kn->block_rows, kn->num_blocks,
+                                          kn->cta_warps, 0, 0, kn->data_offset};
     if (!g->llvm) {
-        g->group[g->group_size] = gpu_member_of(&kn);
+        g->group[g->group_size] = gpu_member_of(kn);
         g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
         g->group_size++;
         /* the groups of a layer: q,k,v | o | gate,up | down (the matrices that read one input) */
         int pj = index % NUM_PROJ;
         if (pj == PROJ_V || pj == PROJ_O || pj == PROJ_UP || pj == PROJ_DOWN) gpu_close_group(g);
     }
-    kernel_free(&kn);
-    rsr_plan_free(&plan);
+    compiled_matrix_free(&cm);
 }
 
 static char *read_file(const char *path, size_t *size) {

@@ -151,15 +151,15 @@ static int32_t gpu_split(int32_t units_per_block) {
     return s;
 }
 
-void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum strategy s,
-                  int index) {
+void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
+                  enum strategy s, int index) {
     memset(kn, 0, sizeof *kn);
     kn->symbol = xasprintf("rsr_kernel_%d", index);
     kn->rows = tm->rows;
     kn->cols = tm->cols;
     kn->tm = tm;
     kn->data_offset = RSR_NO_TENSOR;
-    bool nvptx = t->kind == TK_CUDA && t->backend == BACKEND_LLVM;
+    bool nvptx = pr == PRINTER_NVPTX;
     if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
     if (s == STRAT_I2) {
         kn->form = KF_I2;

@@ -258,54 +258,12 @@ static options parse_args(int argc, char **argv) {
     return o;
 }
 
-/* Checks a plan against the naive product on a few deterministic vectors. */
-static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
-    int8_t *x = xmalloc((size_t)t->cols);
-    int32_t *y = xmalloc(sizeof *y * (size_t)t->rows);
-    uint64_t s = 0x9e3779b97f4a7c15u;
-    for (int trial = 0; trial < 3; trial++) {
-        for (int32_t c = 0; c < t->cols; c++) {
-            s = s * 6364136223846793005u + 1442695040888963407u;
-            x[c] = trial == 0 ? 127 : trial == 1 ? -128 : (int8_t)(s >> 56);
-        }
-        rsr_reference_matvec(p, x, y);
-        for (int32_t r = 0; r < t->rows; r++) {
-            int32_t want = 0;
-            for (int32_t c = 0; c < t->cols; c++) want += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-            if (want != y[r]) fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r],
-                                    r, want);
-        }
-    }
-    free(x);
-    free(y);
-}
-
 static char *make_workdir(void) {
     const char *tmp = getenv("TMPDIR");
     char *dir = xasprintf("%s/rsrc.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) fatal("cannot create a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
     register_temp(dir);
     return dir;
-}
-
-static uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
-    switch (t->dtype) {
-    case ST_F32: *dtype = RSR_DTYPE_F32; break;
-    case ST_F16: *dtype = RSR_DTYPE_F16; break;
-    case ST_BF16: *dtype = RSR_DTYPE_BF16; break;
-    default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
-    }
-    blob_check_finite(t);
-    uint64_t at = blob_align(b, 64);
-    blob_write_tensor(b, t);
-    return at;
-}
-
-static uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size) {
-    char *name = layer < 0 ? xasprintf("%s", what) : xasprintf("model.layers.%d.%s.weight", layer, what);
-    uint64_t at = blob_write_f32_of(b, model_require(m, name, 1, size, 0));
-    free(name);
-    return at;
 }
 
 static void print_stats_header(void) {
@@ -405,11 +363,32 @@ static void check_cpu_features(const options *o, const target *t) {
     free(flags);
 }
 
-/* The pipeline: load → (per matrix: analyse → lower → emit) → link. */
-static void compile(const options *o) {
-    double t_start = now_seconds(), t_stage = t_start;
+/* ---- the pipeline: compile() is its pass list; a build carries what the passes share ---- */
+
+typedef struct build {
+    const options *o;
+    double t_start;
+    target *t;
+    model *m;
+    char *workdir, *c_path, *blob_path, *obj_path;
+    FILE *c;                    /* the generated C: descriptor, kernels or their declarations */
+    blob_writer blob;
+    bool linked, use_llvm;      /* --emit=so or obj; the CPU kernels through LLVM */
+    kernel_sink cpu;            /* the CPU kernels' printer */
+    gpu_build *gpu;             /* a CUDA target's half, or NULL */
+    tune_state *tune;           /* --tune, or NULL */
+    artifact_desc d;
+    matrix_record *mats;
+    rsr_artifact_layer *layers;
+    uint64_t weights, index_bytes;
+    char *manifest;
+} build;
+
+/* Target and model, checked against the options before any work. */
+static void load_inputs(build *b) {
+    const options *o = b->o;
     check_output(o);
-    target *t = target_load(o->target, o->cpu, o->features);
+    target *t = b->t = target_load(o->target, o->cpu, o->features);
     check_cpu_features(o, t);
     if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
         fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
@@ -422,189 +401,197 @@ static void compile(const options *o) {
         fprintf(stderr, "%s\n", t->nfeatures ? "" : " (none)");
     }
     if (o->tune) tune_check_target(t, o->target);
-
-    model *m = model_load(o->input);
+    model *m = b->m = model_load(o->input);
     if (o->max_memory) {
         model_check_memory(m, o->rsr_k, o->max_memory);
         limit_memory(o->max_memory);
     }
     if (o->print_model) model_print(m, stdout);
     note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
-    if (o->emit == EMIT_HEADER) {
-        write_header(o, m, t);
-        note(1, "wrote %s", o->output);
-        model_free(m);
-        target_free(t);
-        return;
-    }
+}
 
-    char *workdir = make_workdir();
-    char *c_path = xasprintf("%s/model.c", workdir), *blob_path = xasprintf("%s/blob.bin", workdir);
-    register_temp(c_path);
-    register_temp(blob_path);
-    FILE *c = fopen(c_path, "w");
-    if (!c) fatal("%s: cannot create: %s", c_path, strerror(errno));
-    blob_writer blob;
-    blob_open(&blob, blob_path);
-    emit_c_prologue(c, o->input, t);
-    bool linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
-    bool use_llvm = EMIT_IS_LLVM(o->emit) || (linked && (o->backend ? !strcmp(o->backend, "llvm")
-                                                                     : t->backend == BACKEND_LLVM));
+/* The work directory, the C file and the blob, and the printers the kernels go to. */
+static void open_printers(build *b) {
+    const options *o = b->o;
+    b->workdir = make_workdir();
+    b->c_path = xasprintf("%s/model.c", b->workdir), b->blob_path = xasprintf("%s/blob.bin", b->workdir);
+    register_temp(b->c_path);
+    register_temp(b->blob_path);
+    if (!(b->c = fopen(b->c_path, "w"))) fatal("%s: cannot create: %s", b->c_path, strerror(errno));
+    blob_open(&b->blob, b->blob_path);
+    emit_c_prologue(b->c, o->input, b->t);
+    b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
+    b->use_llvm = EMIT_IS_LLVM(o->emit) ||
+                  (b->linked && (o->backend ? !strcmp(o->backend, "llvm") : b->t->backend == BACKEND_LLVM));
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
-    llvm_emitter *llvm = use_llvm ? emit_llvm_begin(t, o->name ? o->name : "model") : NULL;
-    if (o->emit >= EMIT_CUDA && !t->gpu) fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
-    gpu_build *gpu = t->gpu ? gpu_begin(t->gpu, o->input, workdir, o->backend, o->explain) : NULL;
-    const gpu_matrix_options gpu_opts = {o->strategy, o->rsr_k, o->explain, o->print_plan};
-    tune_state *tune = o->tune ? tune_begin(t, o->tune_cache, use_llvm, workdir, o->strategy, o->rsr_k) : NULL;
+    llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model") : NULL;
+    b->cpu = llvm ? (kernel_sink){.printer = PRINTER_LLVM, .c = b->c, .llvm = llvm}
+                  : (kernel_sink){.printer = PRINTER_C, .c = b->c};
+    if (o->emit >= EMIT_CUDA && !b->t->gpu) fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
+    if (b->t->gpu) b->gpu = gpu_begin(b->t->gpu, o->input, b->workdir, o->backend, o->explain);
+    if (o->tune) b->tune = tune_begin(b->t, o->tune_cache, b->use_llvm, b->workdir, o->strategy, o->rsr_k);
+}
 
-    artifact_desc d = {.m = m, .t = t, .name = o->name, .default_model = o->emit != EMIT_OBJ || !o->name};
-    const st_tensor *embed = st_find(m->ar, "model.embed_tokens.weight");
-    d.embed = blob_copy_tensor(&blob, embed, &d.embed_dtype);
-    if (m->tied) d.lm_head = d.embed, d.lm_head_dtype = d.embed_dtype;
-    else d.lm_head = blob_copy_tensor(&blob, st_find(m->ar, "lm_head.weight"), &d.lm_head_dtype);
-    d.final_norm = blob_norm(&blob, m, -1, "model.norm.weight", m->hidden);
-    d.tokenizer_json = blob_tokenizer(&blob, m, &d.tokenizer_json_size, &d.tokenizer);
-    d.head_q8 = d.head_q8_scale = d.head_q8_err = RSR_NO_TENSOR;
-    if (o->greedy_head) {
+/* The tensors that are not ternary: embedding, LM head (and its int8 copy), final norm, tokenizer. */
+static void write_constants(build *b) {
+    const model *m = b->m;
+    artifact_desc *d = &b->d;
+    *d = (artifact_desc){.m = m, .t = b->t, .name = b->o->name, .default_model = b->o->emit != EMIT_OBJ || !b->o->name};
+    d->embed = blob_copy_tensor(&b->blob, st_find(m->ar, "model.embed_tokens.weight"), &d->embed_dtype);
+    if (m->tied) d->lm_head = d->embed, d->lm_head_dtype = d->embed_dtype;
+    else d->lm_head = blob_copy_tensor(&b->blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
+    d->final_norm = blob_norm(&b->blob, m, -1, "model.norm.weight", m->hidden);
+    d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer);
+    d->head_q8 = d->head_q8_scale = d->head_q8_err = RSR_NO_TENSOR;
+    if (b->o->greedy_head) {
         double t_head = now_seconds();
-        blob_write_head_q8(&blob, st_find(m->ar, m->tied ? "model.embed_tokens.weight" : "lm_head.weight"), &d);
+        blob_write_head_q8(&b->blob, st_find(m->ar, m->tied ? "model.embed_tokens.weight" : "lm_head.weight"), d);
         note(1, "int8 greedy head: %d rows in %.2f s", m->vocab, now_seconds() - t_head);
     }
+}
 
-    int32_t total = m->num_layers * NUM_PROJ;
-    matrix_record *mats = xcalloc((size_t)total, sizeof *mats);
-    rsr_artifact_layer *layers = xcalloc((size_t)m->num_layers, sizeof *layers);
-    int32_t out_dim[NUM_PROJ], in_dim[NUM_PROJ];
-    for (int pj = 0; pj < NUM_PROJ; pj++) model_matrix_dims(m, pj, &out_dim[pj], &in_dim[pj]);
-    uint64_t weights = 0, index_bytes = 0, all_weights = 0;
-    for (int pj = 0; pj < NUM_PROJ; pj++) all_weights += (uint64_t)out_dim[pj] * (uint64_t)in_dim[pj];
-    all_weights *= (uint64_t)m->num_layers;
+/* What the options ask to see of one compiled matrix: --explain, --stats, -vv. */
+static void report_matrix(const build *b, const ternary_matrix *tm, const compiled_matrix *cm, const matrix_record *r) {
+    note(2, "%s: %s", tm->name, cm->mp.why);
+    if (b->o->explain) printf("%-44s %11s %s\n", tm->name, cm->kn.strategy, cm->mp.why);
+    if (b->o->explain && cm->measured) tune_explain(stdout, cm->measured, tm, b->t);
+    if (b->o->stats) print_stats_row(r, strategy_is_rsr(cm->mp.strategy) ? &cm->plan : NULL);
+}
+
+/* Every layer: its norms, then its seven matrices, each through compile_matrix (and again for
+ * the GPU), one at a time, freed as it goes. */
+static void compile_matrices(build *b) {
+    const options *o = b->o;
+    const model *m = b->m;
+    int32_t total = m->num_layers * NUM_PROJ, out_dim[NUM_PROJ], in_dim[NUM_PROJ];
+    b->mats = xcalloc((size_t)total, sizeof *b->mats);
+    b->layers = xcalloc((size_t)m->num_layers, sizeof *b->layers);
+    uint64_t all_weights = 0;
+    for (int pj = 0; pj < NUM_PROJ; pj++) {
+        model_matrix_dims(m, pj, &out_dim[pj], &in_dim[pj]);
+        all_weights += (uint64_t)out_dim[pj] * (uint64_t)in_dim[pj] * (uint64_t)m->num_layers;
+    }
     if (o->stats) print_stats_header();
-    t_stage = stage_mark(STAGE_LOAD, t_stage);
     progress_begin(o->progress, m->num_layers, all_weights);
-
     for (int32_t l = 0; l < m->num_layers; l++) {
-        rsr_artifact_layer *L = &layers[l];
-        L->attn_norm = blob_norm(&blob, m, l, "input_layernorm", m->hidden);
-        L->ffn_norm = blob_norm(&blob, m, l, "post_attention_layernorm", m->hidden);
-        L->attn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->attn_sub_norm, out_dim[PROJ_Q]) : RSR_NO_TENSOR;
-        L->ffn_sub_norm = m->sub_norms ? blob_norm(&blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
+        rsr_artifact_layer *L = &b->layers[l];
+        L->attn_norm = blob_norm(&b->blob, m, l, "input_layernorm", m->hidden);
+        L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
+        L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, out_dim[PROJ_Q]) : RSR_NO_TENSOR;
+        L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int pj = 0; pj < NUM_PROJ; pj++) {
             int32_t idx = l * NUM_PROJ + pj;
             char *name = model_tensor_name(m, l, pj);
-            progress_update(l, weights, name);
-
+            progress_update(l, b->weights, name);
+            stage_enter(STAGE_LOAD);
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
-            t_stage = stage_mark(STAGE_LOAD, t_stage);
-            matrix_plan mp;
-            plan_matrix(&tm, t, o->strategy, o->rsr_k, &mp);
-            const tune_class *measured = NULL;
-            if (tune) {
-                t_stage = stage_mark(STAGE_ANALYSE, t_stage);
-                measured = tune_matrix(tune, &tm, &mp);
-                t_stage = stage_mark(STAGE_TUNE, t_stage);
-            }
-            rsr_plan plan = {0};
-            bool rsr = strategy_is_rsr(mp.strategy);
-            if (rsr) {
-                rsr_analyse(&tm, mp.k, &plan);
-                if (o->verify) verify_plan(&tm, &plan);
-                if (o->print_plan) rsr_plan_print(&plan, name, stdout);
-                if (mp.strategy == STRAT_RSR_UNROLLED && o->strategy == STRAT_AUTO &&
-                    kernel_unrolled_code_estimate(&plan) > t->unroll_budget)
-                    mp.strategy = STRAT_RSR_LOOP;
-            }
-            t_stage = stage_mark(STAGE_ANALYSE, t_stage);
-
-            kernel kn;
-            kernel_lower(&kn, &tm, rsr ? &plan : NULL, t, mp.strategy, idx);
-            kernel_write_data(&kn, &blob);
-            if (llvm) {
-                emit_llvm_kernel(llvm, &kn);
-                emit_c_kernel_decl(c, &kn);
-            } else {
-                emit_c_kernel(c, &kn);
-            }
-
-            matrix_record *r = &mats[idx];
-            *r = (matrix_record){name, xstrdup(kn.symbol), kn.batch_symbol ? xstrdup(kn.batch_symbol) : NULL, kn.strategy, tm.rows, tm.cols, kn.block_rows, kn.num_blocks,
-                                 tm.beta, kn.data_offset, rsr && kn.form == KF_UNROLLED ? rsr_index_bytes(&plan)
-                                                                                        : kernel_data_size(&kn)};
+            const matrix_request rq = {.strategy = o->strategy, .k = o->rsr_k, .user_strategy = o->strategy,
+                                       .index = idx, .tune = b->tune, .verify = o->verify, .print_plan = o->print_plan};
+            compiled_matrix cm;
+            compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
+            const kernel *kn = &cm.kn;
+            matrix_record *r = &b->mats[idx];
+            *r = (matrix_record){name, xstrdup(kn->symbol), kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL,
+                                 kn->strategy, tm.rows, tm.cols, kn->block_rows, kn->num_blocks, tm.beta,
+                                 kn->data_offset, cm.index_bytes};
             *slot[pj] = idx;
-            note(2, "%s: %s", name, mp.why);
-            if (o->explain) printf("%-44s %11s %s\n", name, kn.strategy, mp.why);
-            if (o->explain && measured) tune_explain(stdout, measured, &tm, t);
-            if (o->stats) print_stats_row(r, rsr ? &plan : NULL);
-            weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
-            index_bytes += r->index_bytes;
-            kernel_free(&kn);
-            rsr_plan_free(&plan);
-            if (gpu) gpu_matrix(gpu, &tm, idx, &blob, &gpu_opts);
+            report_matrix(b, &tm, &cm, r);
+            b->weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
+            b->index_bytes += r->index_bytes;
+            compiled_matrix_free(&cm);
+            if (b->gpu) gpu_matrix(b->gpu, &tm, idx, &b->blob, &rq);
             ternary_matrix_free(&tm);
-            t_stage = stage_mark(STAGE_EMIT, t_stage);
         }
     }
-    progress_update(m->num_layers, weights, NULL);
-    if (tune) tune_end(tune);
+    progress_update(m->num_layers, b->weights, NULL);
+    if (b->tune) tune_end(b->tune);
+}
 
-    d.num_matrices = total;
-    d.mats = mats;
-    d.layers = layers;
-    if (gpu) {
-        gpu_finish(gpu, &blob, o->emit == EMIT_CUDA ? 0 : o->emit == EMIT_PTX ? 1 : 2);
-        gpu_emit_descriptor(gpu, c);
-        d.gpu = GPU_DESCRIPTOR;
+/* The GPU module and the artifact's descriptor (with its manifest) close the C file and the
+ * blob; the LLVM module is optimised and emitted. */
+static void finish_kernels(build *b) {
+    const options *o = b->o;
+    artifact_desc *d = &b->d;
+    stage_enter(STAGE_EMIT);
+    d->num_matrices = b->m->num_layers * NUM_PROJ;
+    d->mats = b->mats;
+    d->layers = b->layers;
+    if (b->gpu) {
+        gpu_finish(b->gpu, &b->blob, o->emit == EMIT_CUDA ? 0 : o->emit == EMIT_PTX ? 1 : 2);
+        gpu_emit_descriptor(b->gpu, b->c);
+        d->gpu = GPU_DESCRIPTOR;
     }
-    d.blob_size = blob_align(&blob, 64);
-    d.blob_checksum = blob_checksum(&blob);
-    char *manifest = manifest_text(&d, o->input, use_llvm ? "llvm" : "c", o->flags);
-    d.manifest = manifest;
-    emit_c_artifact(c, &d);
-    if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
-    blob_close(&blob);
+    d->blob_size = blob_align(&b->blob, 64);
+    d->blob_checksum = blob_checksum(&b->blob);
+    d->manifest = b->manifest = manifest_text(d, o->input, b->use_llvm ? "llvm" : "c", o->flags);
+    emit_c_artifact(b->c, d);
+    if (fclose(b->c) != 0) fatal("%s: write failed: %s", b->c_path, strerror(errno));
+    b->c = NULL;
+    blob_close(&b->blob);
     note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
-         total, (double)weights / 1e6, (double)index_bytes / 1e6, 8.0 * (double)index_bytes / (double)weights,
-         (double)d.blob_size / 1e6, now_seconds() - t_start);
+         d->num_matrices, (double)b->weights / 1e6, (double)b->index_bytes / 1e6,
+         8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6, now_seconds() - b->t_start);
+    if (!b->use_llvm) return;
+    stage_enter(STAGE_LLVM);
+    double t0 = now_seconds();
+    progress_stage("LLVM: optimising and generating the kernels");
+    static const enum llvm_output what[] = {[EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR,
+                                            [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
+    b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
+    register_temp(b->obj_path);
+    emit_llvm_finish(b->cpu.llvm, what[o->emit], b->obj_path);
+    emit_llvm_end(b->cpu.llvm);
+    b->cpu.llvm = NULL;
+    note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t0);
+}
 
-    t_stage = stage_mark(STAGE_EMIT, t_stage);
-
-    char *obj_path = NULL;
-    if (llvm) {
-        progress_stage("LLVM: optimising and generating the kernels");
-        static const enum llvm_output what[] = {[EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR,
-                                                [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
-        obj_path = linked ? xasprintf("%s/kernels.o", workdir) : xasprintf("%s/kernels.out", workdir);
-        register_temp(obj_path);
-        emit_llvm_finish(llvm, what[o->emit], obj_path);
-        emit_llvm_end(llvm);
-        note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t_stage);
-        t_stage = stage_mark(STAGE_LLVM, t_stage);
-    }
-    if (linked) progress_stage(o->emit == EMIT_SO ? "linking the shared object" : "linking the object");
-    if (o->emit == EMIT_SO) link_shared_object(c_path, obj_path, blob_path, t, o->output, workdir);
-    else if (o->emit == EMIT_OBJ) link_relocatable_object(c_path, obj_path, blob_path, t, o->output, workdir);
-    else if (o->emit >= EMIT_CUDA) copy_to_output(gpu_output(gpu, o->emit == EMIT_PTX), o->output);
-    else copy_to_output(o->emit == EMIT_C ? c_path : obj_path, o->output);
-    gpu_end(gpu);
-    t_stage = stage_mark(STAGE_LINK, t_stage);
+/* The output: linked with the runtime, or the stage asked for, under a temporary name renamed
+ * at the end. */
+static void write_output(build *b) {
+    const options *o = b->o;
+    stage_enter(STAGE_LINK);
+    if (b->linked) progress_stage(o->emit == EMIT_SO ? "linking the shared object" : "linking the object");
+    if (o->emit == EMIT_SO) link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
+    else if (o->emit == EMIT_OBJ) link_relocatable_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
+    else if (o->emit >= EMIT_CUDA) copy_to_output(gpu_output(b->gpu, o->emit == EMIT_PTX), o->output);
+    else copy_to_output(o->emit == EMIT_C ? b->c_path : b->obj_path, o->output);
     progress_end();
-    note(1, "wrote %s in %.2f s", o->output, now_seconds() - t_start);
-    stage_report(now_seconds() - t_start);
+    note(1, "wrote %s in %.2f s", o->output, now_seconds() - b->t_start);
+}
 
-    for (int32_t i = 0; i < total; i++) free(mats[i].name), free(mats[i].symbol), free(mats[i].batch_symbol);
-    free(mats);
-    free(layers);
-    free(manifest);
-    free(d.tokenizer);
-    free(c_path);
-    free(obj_path);
-    free(blob_path);
-    free(workdir);
-    model_free(m);
-    target_free(t);
+static void build_free(build *b) {
+    gpu_end(b->gpu);
+    for (int32_t i = 0; b->mats && i < b->m->num_layers * NUM_PROJ; i++)
+        free(b->mats[i].name), free(b->mats[i].symbol), free(b->mats[i].batch_symbol);
+    free(b->mats);
+    free(b->layers);
+    free(b->manifest);
+    free(b->d.tokenizer);
+    free(b->c_path), free(b->obj_path), free(b->blob_path), free(b->workdir);
+    model_free(b->m);
+    target_free(b->t);
+}
+
+/* The pipeline. --emit=header needs the configuration only. */
+static void compile(const options *o) {
+    build b = {.o = o, .t_start = now_seconds()};
+    stage_enter(STAGE_LOAD);
+    load_inputs(&b);
+    if (o->emit == EMIT_HEADER) {
+        write_header(o, b.m, b.t);
+        note(1, "wrote %s", o->output);
+    } else {
+        open_printers(&b);
+        write_constants(&b);
+        compile_matrices(&b);
+        finish_kernels(&b);
+        write_output(&b);
+        stage_report(now_seconds() - b.t_start);
+    }
+    build_free(&b);
 }
 
 int main(int argc, char **argv) {

@@ -16,14 +16,22 @@
 
 static const char *const stage_names[NUM_STAGES] = {"load", "analyse", "tune", "emit", "LLVM optimise+codegen", "link"};
 static double stage_seconds[NUM_STAGES];
+static enum stage current_stage = STAGE_LOAD;
+static double stage_since = -1;
 
-double stage_mark(enum stage s, double since) {
+static bool stage_held;
+
+void stage_hold(bool on) { stage_held = on; }
+
+void stage_enter(enum stage s) {
+    if (stage_held) return;
     double now = now_seconds();
-    stage_seconds[s] += now - since;
-    return now;
+    if (stage_since >= 0) stage_seconds[current_stage] += now - stage_since;
+    current_stage = s, stage_since = now;
 }
 
 void stage_report(double total) {
+    stage_enter(current_stage);
     if (verbosity < 1) return;
     char line[512];
     int n = snprintf(line, sizeof line, "time:");

@@ -286,8 +286,13 @@ typedef struct kernel {
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
-/* Lowers a matrix with its plan: p is the RSR analysis (NULL for i2). */
-void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum strategy s, int index);
+/* The printers of kernels (emit_c.c, emit_llvm.c for the CPU and for NVPTX, emit_cuda.c). */
+enum printer { PRINTER_C, PRINTER_LLVM, PRINTER_NVPTX, PRINTER_CUDA, NUM_PRINTERS };
+extern const char *const printer_names[NUM_PRINTERS];
+/* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
+ * for i2 and lut). */
+void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
+                  enum strategy s, int index);
 uint64_t kernel_data_size(const kernel *kn);
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
@@ -315,6 +320,41 @@ static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->v
  * over the same layout */
 bool target_lut_vector(const target *t);
 
+/* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
+/* Whether printer p has the kernel strategy s lowers to on t (the capability table). */
+bool printer_prints(enum printer p, enum strategy s, const target *t);
+typedef struct kernel_sink {    /* where a matrix's kernel is printed */
+    enum printer printer;
+    FILE *c;                    /* PRINTER_C: the kernels; PRINTER_LLVM: their declarations */
+    struct llvm_emitter *llvm;  /* PRINTER_LLVM, PRINTER_NVPTX */
+    FILE *cuda;                 /* PRINTER_CUDA */
+} kernel_sink;
+typedef struct matrix_request {
+    enum strategy strategy;     /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
+    int k;                      /* forced block size (--rsr-k, a candidate's); 0: the planner's */
+    enum strategy user_strategy;/* --strategy as given: an unrolled form it asked for is kept over budget */
+    int index;                  /* names the kernel: rsr_kernel_INDEX */
+    tune_state *tune;           /* --tune: measure instead of predicting; NULL: the cost model */
+    bool verify, print_plan;    /* --verify, --print=plan */
+} matrix_request;
+typedef struct compiled_matrix {
+    matrix_plan mp;             /* the final strategy, k and why */
+    const tune_class *measured; /* --tune's measurements, or NULL */
+    rsr_plan plan;              /* the RSR analysis (RSR forms) */
+    kernel kn;                  /* the lowered kernel, its data written and its code printed */
+    uint64_t index_bytes;       /* the index (or constant data) the kernel reads */
+    bool lowered;
+} compiled_matrix;
+void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, struct blob_writer *blob,
+                    const kernel_sink *out, compiled_matrix *cm);
+/* The two halves of compile_matrix, for a caller that looks at the decision first (--tune drops
+ * a candidate the planner would not keep). */
+void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, enum printer pr,
+                   compiled_matrix *cm);
+void matrix_emit(const ternary_matrix *tm, const target *t, int index, struct blob_writer *blob, const kernel_sink *out,
+                 compiled_matrix *cm);
+void compiled_matrix_free(compiled_matrix *cm);
+
 /* ---- blob.c: the artifact's constant data, streamed to a file ---- */
 struct blob_writer {
     FILE *f;
@@ -333,6 +373,11 @@ void blob_check_finite(const st_tensor *t); /* fatal, naming the first NaN or in
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
 void blob_write_tensor(blob_writer *b, const st_tensor *t);     /* as stored, streamed */
 void blob_close(blob_writer *b);
+/* An embedding or LM head as stored (f32, f16 or bf16), refused unless finite; its dtype in *dtype. */
+uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype);
+/* Layer `layer`'s norm model.layers.L.WHAT.weight as f32, its size checked (layer < 0: WHAT is
+ * the tensor's whole name). */
+uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size);
 /* The int8 copy of the LM head for certified greedy decoding (layout: rsr_artifact.h). */
 void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_desc *d);
 
@@ -421,15 +466,12 @@ char *nvrtc_version_string(void);
 
 /* ---- gpu.c: the CUDA half of the pipeline: per matrix plan → lower → data → print; PTX ---- */
 typedef struct gpu_build gpu_build;
-typedef struct gpu_matrix_options {
-    enum strategy strategy;
-    int rsr_k;
-    bool explain, print_plan;
-} gpu_matrix_options;
 #define GPU_DESCRIPTOR "rsr_gpu"
-/* backend: "llvm" or "nvrtc" from --backend, NULL: the spec's. */
-gpu_build *gpu_begin(target *t, const char *source, const char *workdir, const char *backend, bool explain);
-void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const gpu_matrix_options *o);
+/* backend: "llvm" or "nvrtc" from --backend, NULL: the spec's; source names the model in the
+ * CUDA C's first comment; explain: print each matrix's decision (--explain). */
+gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain);
+/* The matrix through compile_matrix for the GPU spec: rq's strategy, k and print_plan apply. */
+void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const matrix_request *rq);
 void gpu_finish(gpu_build *g, blob_writer *blob, int what); /* 0: CUDA C only, 1: a PTX file, 2: PTX in the blob */
 const char *gpu_output(const gpu_build *g, bool ptx);
 void gpu_emit_descriptor(const gpu_build *g, FILE *out);
@@ -452,7 +494,9 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
 
 /* ---- progress.c: the status line of a long compile, and per-stage timings for -v ---- */
 enum stage { STAGE_LOAD, STAGE_ANALYSE, STAGE_TUNE, STAGE_EMIT, STAGE_LLVM, STAGE_LINK, NUM_STAGES };
-double stage_mark(enum stage s, double since);  /* adds now - since to s; returns now */
+/* The time since the last call goes to the stage entered then; from now on it goes to s. */
+void stage_enter(enum stage s);
+void stage_hold(bool on);   /* while on, stage_enter does nothing: nested work counts as the current stage */
 void stage_report(double total);                /* -v */
 enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };
 void progress_begin(enum progress_mode mode, int layers, uint64_t total_work);

@@ -430,36 +430,29 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     blob_open(&blob, blob_path);
     emit_c_prologue(c, tm->name, t);
     llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune") : NULL;
-    rsr_plan plans[TUNE_MAX_CANDIDATES] = {0};
-    kernel kn[TUNE_MAX_CANDIDATES];
+    const kernel_sink sink = {.printer = llvm ? PRINTER_LLVM : PRINTER_C, .c = c, .llvm = llvm};
+    compiled_matrix cm[TUNE_MAX_CANDIDATES];
     int n = 0;
     for (int i = 0; i < tc->n; i++) {
         tune_candidate *cd = &tc->c[i];
-        if (strategy_is_rsr(cd->strategy)) {
-            rsr_analyse(tm, cd->k, &plans[n]);
-            if (cd->strategy == STRAT_RSR_UNROLLED && ts->forced != STRAT_RSR_UNROLLED &&
-                kernel_unrolled_code_estimate(&plans[n]) > t->unroll_budget) {
-                rsr_plan_free(&plans[n]);
-                continue;
-            }
+        const matrix_request rq = {.strategy = cd->strategy, .k = cd->k, .user_strategy = ts->forced, .index = n};
+        matrix_decide(tm, t, &rq, sink.printer, &cm[n]);
+        if (cm[n].mp.strategy != cd->strategy) { /* unrolled over the icache budget: not a candidate */
+            compiled_matrix_free(&cm[n]);
+            continue;
         }
         tc->c[n] = *cd;
-        kernel_lower(&kn[n], tm, strategy_is_rsr(cd->strategy) ? &plans[n] : NULL, t, cd->strategy, n);
-        kernel_write_data(&kn[n], &blob);
-        if (llvm) {
-            emit_llvm_kernel(llvm, &kn[n]);
-            emit_c_kernel_decl(c, &kn[n]);
-        } else {
-            emit_c_kernel(c, &kn[n]);
-        }
+        matrix_emit(tm, t, n, &blob, &sink, &cm[n]);
         n++;
     }
     tc->n = n;
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix rsrc_tune_candidates[] = {\n", c);
-    for (int i = 0; i < n; i++)
-        emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn[i].symbol, kn[i].batch_symbol, kn[i].strategy,
-                                                 kn[i].rows, kn[i].cols, kn[i].block_rows, kn[i].num_blocks, 1.0f,
-                                                 kn[i].data_offset == RSR_NO_TENSOR ? 0 : kn[i].data_offset, 0});
+    for (int i = 0; i < n; i++) {
+        const kernel *kn = &cm[i].kn;
+        emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn->symbol, kn->batch_symbol, kn->strategy, kn->rows,
+                                                 kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
+                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
+    }
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
     blob_align(&blob, 64);
@@ -471,10 +464,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
         note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, now_seconds() - t_llvm);
     }
     link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, so_path, ts->workdir);
-    for (int i = 0; i < n; i++) {
-        kernel_free(&kn[i]);
-        rsr_plan_free(&plans[i]);
-    }
+    for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
     out->handle = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!out->handle) fatal("--tune: cannot load the candidate kernels of '%s': %s", tm->name, dlerror());
     out->m = dlsym(out->handle, "rsrc_tune_candidates");

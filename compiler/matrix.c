@@ -1,0 +1,138 @@
+/*
+ * matrix.c — the life of one matrix, for every caller (the compile loop, the GPU half, --tune's
+ * candidates, bench_gemv):
+ *
+ *   decide   the strategy and k: the cost model (plan.c), or --tune's measurement (tune.c), or
+ *            what the caller forces; then, for the RSR forms, the analysis (rsr.c), --verify and
+ *            --print=plan; the planner's last word, where the real index is needed to know it:
+ *            an unrolled form whose code outgrows the target's icache budget is the loop form at
+ *            the same k, unless --strategy=rsr-unrolled asked for it
+ *   lower    the kernel description (kernel.c) and its constant data into the blob
+ *   print    the kernel through the printer the caller chose (C, LLVM, LLVM NVPTX, CUDA C)
+ *
+ * Which printer prints which kernel is one table (printer_forms); the planner consults it before
+ * anything is lowered, so a printer never meets a form it lacks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rsrc.h"
+
+const char *const printer_names[NUM_PRINTERS] = {"c", "llvm", "llvm-nvptx", "cuda"};
+
+/* The kernels a strategy lowers to, told apart where the printers differ. */
+enum kernel_variant { KV_UNROLLED, KV_LOOP, KV_I2_CPU, KV_I2_DP4A, KV_LUT_SCALAR, KV_LUT_VECTOR, KV_WARP };
+#define KV(v) (1u << (v))
+static const unsigned printer_forms[NUM_PRINTERS] = {
+    [PRINTER_C] = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) | KV(KV_LUT_VECTOR),
+    [PRINTER_LLVM] = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_VECTOR),
+    [PRINTER_NVPTX] = KV(KV_I2_DP4A),
+    [PRINTER_CUDA] = KV(KV_I2_DP4A) | KV(KV_WARP),
+};
+
+/* What strategy s lowers to on t (kernel_lower's choice of form, without lowering). */
+static enum kernel_variant variant_of(enum strategy s, const target *t) {
+    bool gpu = t->kind == TK_CUDA;
+    if (strategy_is_rsr(s)) return gpu ? KV_WARP : s == STRAT_RSR_UNROLLED ? KV_UNROLLED : KV_LOOP;
+    if (s == STRAT_LUT) return target_lut_vector(t) ? KV_LUT_VECTOR : KV_LUT_SCALAR;
+    return gpu ? KV_I2_DP4A : KV_I2_CPU;
+}
+
+bool printer_prints(enum printer p, enum strategy s, const target *t) {
+    return (printer_forms[p] >> variant_of(s, t)) & 1u;
+}
+
+enum printer printer_of(const kernel_sink *out) { return out->printer; }
+
+/* The plan as the printer can carry it out: a GPU form the LLVM NVPTX printer lacks becomes i2,
+ * which every GPU printer has; a forced form the CPU printer lacks is refused. */
+static void plan_for_printer(matrix_plan *mp, const target *t, enum printer pr) {
+    if (printer_prints(pr, mp->strategy, t)) return;
+    if (pr == PRINTER_NVPTX) {
+        mp->strategy = STRAT_I2;
+        size_t n = strlen(mp->why);
+        snprintf(mp->why + n, sizeof mp->why - n, "; i2 because LLVM NVPTX prints i2 kernels only");
+        return;
+    }
+    if (mp->strategy == STRAT_LUT)
+        fatal("--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
+              "target lacks; --backend=c prints a scalar one", t->name);
+    fatal("internal error: the %s printer has no %s kernel for target %s", printer_names[pr], strategy_names[mp->strategy],
+          t->name);
+}
+
+/* Checks a plan against the naive product on a few deterministic vectors. */
+static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
+    int8_t *x = xmalloc((size_t)t->cols);
+    int32_t *y = xmalloc(sizeof *y * (size_t)t->rows);
+    uint64_t s = 0x9e3779b97f4a7c15u;
+    for (int trial = 0; trial < 3; trial++) {
+        for (int32_t c = 0; c < t->cols; c++) {
+            s = s * 6364136223846793005u + 1442695040888963407u;
+            x[c] = trial == 0 ? 127 : trial == 1 ? -128 : (int8_t)(s >> 56);
+        }
+        rsr_reference_matvec(p, x, y);
+        for (int32_t r = 0; r < t->rows; r++) {
+            int32_t want = 0;
+            for (int32_t c = 0; c < t->cols; c++) want += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
+            if (want != y[r]) fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r],
+                                    r, want);
+        }
+    }
+    free(x);
+    free(y);
+}
+
+void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, enum printer pr,
+                   compiled_matrix *cm) {
+    memset(cm, 0, sizeof *cm);
+    plan_matrix(tm, t, rq->strategy, rq->k, &cm->mp);
+    if (rq->tune) {
+        stage_enter(STAGE_TUNE);
+        stage_hold(true); /* the candidates' own compiles count as tuning */
+        cm->measured = tune_matrix(rq->tune, tm, &cm->mp);
+        stage_hold(false);
+    }
+    plan_for_printer(&cm->mp, t, pr);
+    stage_enter(STAGE_ANALYSE);
+    if (!strategy_is_rsr(cm->mp.strategy)) return;
+    rsr_analyse(tm, cm->mp.k, &cm->plan);
+    if (rq->verify) verify_plan(tm, &cm->plan);
+    if (rq->print_plan) rsr_plan_print(&cm->plan, tm->name, stdout);
+    if (cm->mp.strategy == STRAT_RSR_UNROLLED && rq->user_strategy != STRAT_RSR_UNROLLED && t->kind != TK_CUDA &&
+        kernel_unrolled_code_estimate(&cm->plan) > t->unroll_budget)
+        cm->mp.strategy = STRAT_RSR_LOOP;
+}
+
+void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+                 compiled_matrix *cm) {
+    stage_enter(STAGE_EMIT);
+    bool rsr = strategy_is_rsr(cm->mp.strategy);
+    kernel *kn = &cm->kn;
+    kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index);
+    kernel_write_data(kn, blob);
+    switch (out->printer) {
+    case PRINTER_C: emit_c_kernel(out->c, kn); break;
+    case PRINTER_LLVM:
+        emit_llvm_kernel(out->llvm, kn);
+        emit_c_kernel_decl(out->c, kn);
+        break;
+    case PRINTER_NVPTX: emit_llvm_kernel(out->llvm, kn); break;
+    case PRINTER_CUDA: emit_cuda_kernel(out->cuda, kn); break;
+    case NUM_PRINTERS: break;
+    }
+    cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
+    cm->lowered = true;
+}
+
+void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, blob_writer *blob,
+                    const kernel_sink *out, compiled_matrix *cm) {
+    matrix_decide(tm, t, rq, out->printer, cm);
+    matrix_emit(tm, t, rq->index, blob, out, cm);
+}
+
+void compiled_matrix_free(compiled_matrix *cm) {
+    if (cm->lowered) kernel_free(&cm->kn);
+    rsr_plan_free(&cm->plan);
+    cm->lowered = false;
+}

@@ -1,0 +1,202 @@
+/*
+ * test_printers.c — every (printer, form) pair the capability table claims, run against the
+ * naive product bit for bit.
+ *
+ * For the CPU printers (C and LLVM), every strategy (rsr-unrolled, rsr-loop, i2 with its tiles
+ * and with its RSR-lanes prefill, lut) and every target this machine can run (generic, avx2,
+ * avx512, avx512-vnni: those whose features the CPU has), wherever printer_prints() says the
+ * printer has the form: ternary and binary matrices of awkward shapes go through compile_matrix,
+ * as rsrc compiles them, into one shared object per (target, printer), and the decode kernel
+ * (called in two halves, as two threads would) and the batched kernel (1, 3 and 64 tokens) must
+ * give the naive int32 products for random and extreme vectors. Pairs the table denies are
+ * counted, and must include the LLVM printer's missing scalar lut. The GPU printers cannot run
+ * here (no GPU): their table rows are checked to deny every CPU form.
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rsrc.h"
+
+#include "expect.h"
+
+static uint64_t rng = 0x2545f4914f6cdd1du;
+static uint32_t next(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+static ternary_matrix random_matrix(const char *name, int32_t rows, int32_t cols, bool binary) {
+    ternary_matrix t = {.name = xstrdup(name), .rows = rows, .cols = cols, .beta = 1, .binary = binary};
+    t.w = xmalloc((size_t)rows * (size_t)cols);
+    for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
+        t.w[i] = binary ? (next() & 1 ? 1 : -1) : (int8_t)((int)(next() % 3) - 1);
+    return t;
+}
+
+/* kind 0: all 127, 1: all −128, else random */
+static void fill(int8_t *x, int32_t cols, int32_t xs, int kind) {
+    memset(x, 0, (size_t)xs);
+    for (int32_t c = 0; c < cols; c++) x[c] = kind == 0 ? 127 : kind == 1 ? -128 : (int8_t)next();
+}
+
+static void naive(const ternary_matrix *t, const int8_t *x, int32_t *y) {
+    for (int32_t r = 0; r < t->rows; r++) {
+        int32_t s = 0;
+        for (int32_t c = 0; c < t->cols; c++) s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
+        y[r] = s;
+    }
+}
+
+typedef struct variant {
+    enum strategy strategy;
+    bool lanes; /* i2: the batched kernel as RSR with tokens in lanes (--prefill=rsr) */
+    int k;      /* RSR: forced k; 0: the planner's */
+} variant;
+
+static const variant variants[] = {
+    {STRAT_RSR_UNROLLED, false, 0}, {STRAT_RSR_UNROLLED, false, 3}, {STRAT_RSR_LOOP, false, 0},
+    {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
+    {STRAT_LUT, false, 0},
+};
+enum { NV = sizeof variants / sizeof *variants, NM = 4 };
+
+static ternary_matrix mats[NM];
+static int pairs_run, pairs_denied, llvm_denies_scalar_lut;
+
+static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, const ternary_matrix *tm, const char *what) {
+    const int32_t xs = (tm->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int8_t *x = xmalloc((size_t)xs * RSR_BATCH_MAX);
+    int32_t *want = xmalloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
+    int32_t *got = xmalloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
+    const uint8_t *data = blob + am->data;
+    for (int kind = 0; kind < 4; kind++) {
+        fill(x, tm->cols, xs, kind);
+        naive(tm, x, want);
+        memset(got, 0x5a, sizeof(int32_t) * (size_t)tm->rows);
+        am->kernel(data, x, got, 0, am->num_blocks / 2);
+        am->kernel(data, x, got, am->num_blocks / 2, am->num_blocks);
+        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows), "%s: decode, vector %d", what, kind);
+    }
+    if (!am->kernel_batch) goto out;
+    static const int32_t ntoks[] = {1, 3, RSR_BATCH_MAX};
+    for (int n = 0; n < 3; n++) {
+        int32_t ntok = ntoks[n];
+        for (int32_t t = 0; t < ntok; t++) {
+            fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4);
+            naive(tm, x + (size_t)t * (size_t)xs, want + (size_t)t * (size_t)tm->rows);
+        }
+        memset(got, 0x5a, sizeof(int32_t) * (size_t)tm->rows * (size_t)ntok);
+        am->kernel_batch(data, x, xs, got, tm->rows, ntok, 0, am->num_blocks / 2);
+        am->kernel_batch(data, x, xs, got, tm->rows, ntok, am->num_blocks / 2, am->num_blocks);
+        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows * (size_t)ntok), "%s: batched, %d tokens", what,
+               ntok);
+    }
+out:
+    free(x), free(want), free(got);
+}
+
+/* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
+ * object; then each kernel against the naive product. */
+static void check_printer(target *t, enum printer pr, const char *dir) {
+    char *c_path = xasprintf("%s/k.c", dir), *blob_path = xasprintf("%s/k.bin", dir);
+    char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, printer_names[pr]);
+    FILE *c = fopen(c_path, "w");
+    blob_writer blob;
+    blob_open(&blob, blob_path);
+    t->prefill_lanes = true; /* the lanes helpers in the prologue; each kernel chooses below */
+    emit_c_prologue(c, "test_printers", t);
+    llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test") : NULL;
+    const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
+    compiled_matrix cm[NV * NM];
+    char what[NV * NM][160];
+    const ternary_matrix *of[NV * NM];
+    int n = 0;
+    for (int v = 0; v < NV; v++) {
+        if (!printer_prints(pr, variants[v].strategy, t)) {
+            pairs_denied++;
+            if (pr == PRINTER_LLVM && variants[v].strategy == STRAT_LUT && !target_lut_vector(t)) llvm_denies_scalar_lut++;
+            continue;
+        }
+        if (variants[v].lanes && variants[v].strategy != STRAT_I2) continue;
+        t->prefill_lanes = variants[v].lanes;
+        for (int m = 0; m < NM; m++) {
+            const matrix_request rq = {.strategy = variants[v].strategy, .k = variants[v].k,
+                                       .user_strategy = variants[v].strategy, .index = n};
+            compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
+            snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, printer_names[pr],
+                     cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
+                     mats[m].cols, mats[m].binary ? "binary" : "ternary");
+            of[n++] = &mats[m];
+        }
+        pairs_run++;
+    }
+    t->prefill_lanes = false;
+    fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix test_kernels[] = {\n", c);
+    for (int i = 0; i < n; i++) {
+        const kernel *kn = &cm[i].kn;
+        emit_c_matrix_entry(c, &(matrix_record){(char *)of[i]->name, kn->symbol, kn->batch_symbol, kn->strategy,
+                                                 kn->rows, kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
+                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
+    }
+    fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
+    fclose(c);
+    blob_align(&blob, 64);
+    blob_close(&blob);
+    if (llvm) {
+        emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
+        emit_llvm_end(llvm);
+    }
+    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, so_path, dir);
+    void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
+    const rsr_artifact_matrix *table = h ? dlsym(h, "test_kernels") : NULL;
+    const uint8_t *const *blob_sym = h ? dlsym(h, "test_blob") : NULL;
+    EXPECT(!h || (table && blob_sym), "%s lacks its table", so_path);
+    for (int i = 0; table && blob_sym && i < n; i++) check_kernel(&table[i], *blob_sym, of[i], what[i]);
+    for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
+    if (h) dlclose(h);
+    unlink(c_path), unlink(blob_path), unlink(obj_path), unlink(so_path);
+    free(c_path), free(blob_path), free(obj_path), free(so_path);
+}
+
+int main(void) {
+    char dir[] = "/tmp/test_printers.XXXXXX";
+    if (!mkdtemp(dir)) return 2;
+    /* shapes that are multiples of no block or vector width; one wide enough for two i2 groups */
+    mats[0] = random_matrix("odd", 37, 77, false);
+    mats[1] = random_matrix("wide", 21, 300, false);
+    mats[2] = random_matrix("binary", 30, 50, true);
+    mats[3] = random_matrix("one-column", 9, 1, false);
+    static const char *const targets[] = {"generic", "avx2", "avx512", "avx512-vnni"};
+    int runnable = 0;
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        target *t = target_load(targets[i], NULL, NULL);
+        char *lacks = target_host_lacks(t);
+        if (lacks) {
+            printf("%s: not run here (this CPU lacks %s)\n", targets[i], lacks);
+            free(lacks);
+        } else {
+            runnable++;
+            check_printer(t, PRINTER_C, dir);
+            check_printer(t, PRINTER_LLVM, dir);
+        }
+        target_free(t);
+    }
+    EXPECT(runnable >= 1, "no target runs here");
+    /* the GPU printers have no CPU form */
+    target *t = target_load("generic", NULL, NULL);
+    for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
+        EXPECT(!printer_prints(PRINTER_NVPTX, (enum strategy)s, t) && !printer_prints(PRINTER_CUDA, (enum strategy)s, t),
+               "a GPU printer claims the CPU form of %s", strategy_names[s]);
+    EXPECT(llvm_denies_scalar_lut > 0, "the LLVM printer's missing scalar lut was not met");
+    target_free(t);
+    rmdir(dir);
+    for (int m = 0; m < NM; m++) free(mats[m].name), free(mats[m].w);
+    printf("%d (printer, form, target) triples run, %d denied by the table\n", pairs_run, pairs_denied);
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures ? 1 : 0;
+}

@@ -16,7 +16,6 @@
 
 #include "attn.h"
 #include "internal.h"
-#include "gpu.h"
 #include "rsr_numerics.h"
 
 rsr_session_params rsr_session_default_params(void) {
@@ -48,41 +47,17 @@ static float *alloc_cache(const rsr_artifact *a, int32_t max_positions) {
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
-rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rsr_session **out) {
-    if (!out) return RSR_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    if (!m || !m->a) return RSR_ERR_INVALID_ARGUMENT; /* a handle whose open failed */
-    if (m->status != RSR_OK) return m->status;
+/* ---- the CPU backend's sessions ---- */
+
+static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) {
+    (void)p;
+    rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
-    rsr_session_params p = params ? *params : rsr_session_default_params();
-    if (p.max_positions < 0 || p.max_positions > a->max_positions)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
-                             p.max_positions, a->max_positions);
-    if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch, RSR_BATCH_MAX);
-    if (m->gpu && p.attention != RSR_ATTENTION_DENSE)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "Louver attention runs on the CPU only: open the model "
-                             "with device cpu (rsr-run --device cpu)");
-    rsr_session *s = calloc(1, sizeof *s);
-    if (!s) return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
-    s->model = m;
-    s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
-    s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
-    if (m->gpu) { /* the cache and activations live on the device */
-        rsr_status st = rsr_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
-        if (st == RSR_OK) st = rsr_attention_init(s, &p);
-        if (st != RSR_OK) {
-            rsr_session_free(s);
-            return st;
-        }
-        *out = s;
-        return RSR_OK;
-    }
     size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
     size_t cache = (size_t)a->num_layers * (size_t)s->max_positions * kv_out;
     size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)s->batch;
     s->widest = (int32_t)widest;
-    s->xq_stride = (int32_t)((widest + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD);
+    s->xq_stride = rsr_pad_cols((int32_t)widest);
     s->k_cache = alloc_cache(a, s->max_positions);
     s->v_cache = alloc_cache(a, s->max_positions);
     s->h = malloc(sizeof(float) * B * (size_t)a->hidden);
@@ -100,55 +75,17 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
     s->acc = malloc(sizeof(int32_t) * B * (size_t)s->acc_stride);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
-        !s->xq || !s->xs || !s->rope || !s->acc) {
-        int32_t max_positions = s->max_positions;
-        rsr_session_free(s);
+        !s->xq || !s->xs || !s->rope || !s->acc)
         return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
                              "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
-                             max_positions, (2 * sizeof(float) * cache) >> 20);
-    }
-    rsr_status st = rsr_attention_init(s, &p);
-    if (st != RSR_OK) {
-        rsr_session_free(s);
-        return st;
-    }
-    *out = s;
+                             s->max_positions, (2 * sizeof(float) * cache) >> 20);
     return RSR_OK;
 }
 
-void rsr_session_free(rsr_session *s) {
-    if (!s) return;
+static void cpu_session_free(rsr_session *s) {
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
     free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc);
-    rsr_attention_free(s);
     rsr_lm_head_free(s);
-    rsr_gpu_session_free(s->gpu);
-    free(s);
-}
-
-const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no session (a NULL handle)"; }
-
-rsr_status rsr_session_reset(rsr_session *s) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    s->pos = 0;
-    rsr_attention_reset(s);
-    return RSR_OK;
-}
-
-int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
-
-/* What every evaluation checks first: tokens to evaluate, room in the context, ids in the vocabulary. */
-static rsr_status check_tokens(rsr_session *s, const int32_t *tokens, int32_t n) {
-    const rsr_artifact *a = s->model->a;
-    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
-    if (n > s->max_positions - s->pos)
-        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
-                             s->pos, s->max_positions);
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= a->vocab)
-            return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
-                                 a->vocab);
-    return RSR_OK;
 }
 
 /* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in s->xn. */
@@ -164,45 +101,105 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
     return RSR_OK;
 }
 
-rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    rsr_status st = check_tokens(s, tokens, n);
-    if (st != RSR_OK) return st;
-    if (s->gpu) {
-        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
-        if (st == RSR_OK) s->pos += n;
+static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *h) {
+    rsr_status st;
+    if (h->kind == RSR_HEAD_NONE || h->kind == RSR_HEAD_LOGITS) {
+        st = eval_steps(s, tokens, n, h->kind == RSR_HEAD_LOGITS);
+        if (st == RSR_OK && h->kind == RSR_HEAD_LOGITS) rsr_lm_head_logits(s, s->xn, h->logits);
         return st;
     }
-    st = eval_steps(s, tokens, n, logits != NULL);
-    if (st == RSR_OK && logits) rsr_lm_head_logits(s, s->xn, logits);
-    return st;
+    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
+    if (h->kind == RSR_HEAD_INT8) return rsr_lm_head_logits_q8(s, s->xn, h->logits, h->bound);
+    if (h->kind == RSR_HEAD_GREEDY) return rsr_lm_head_argmax(s, s->xn, h->token);
+    return rsr_lm_head_sample(s, s->xn, h->sampler, h->rng, h->token, h->tail);
+}
+
+const rsr_backend rsr_backend_cpu = {
+    .name = "cpu",
+    .host_memory = true,
+    .session_init = cpu_session_init,
+    .session_free = cpu_session_free,
+    .eval = cpu_eval,
+    .matmul_int = rsr_cpu_matmul_int,
+};
+
+/* ---- sessions: the arguments checked here, the work done by the model's backend ---- */
+
+rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rsr_session **out) {
+    if (!out) return RSR_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (!m || !m->a) return RSR_ERR_INVALID_ARGUMENT; /* a handle whose open failed */
+    if (m->status != RSR_OK) return m->status;
+    const rsr_artifact *a = m->a;
+    rsr_session_params p = params ? *params : rsr_session_default_params();
+    if (p.max_positions < 0 || p.max_positions > a->max_positions)
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
+                             p.max_positions, a->max_positions);
+    if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch, RSR_BATCH_MAX);
+    rsr_session *s = calloc(1, sizeof *s);
+    if (!s) return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    s->model = m;
+    s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
+    s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
+    rsr_status st = m->backend->session_init(s, &p);
+    if (st == RSR_OK) st = rsr_attention_init(s, &p);
+    if (st != RSR_OK) {
+        rsr_session_free(s);
+        return st;
+    }
+    *out = s;
+    return RSR_OK;
+}
+
+void rsr_session_free(rsr_session *s) {
+    if (!s) return;
+    s->model->backend->session_free(s);
+    rsr_attention_free(s);
+    free(s);
+}
+
+const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no session (a NULL handle)"; }
+
+rsr_status rsr_session_reset(rsr_session *s) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    s->pos = 0;
+    rsr_attention_reset(s);
+    return RSR_OK;
+}
+
+int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
+
+/* What every evaluation checks first: tokens to evaluate, room in the context, ids in the
+ * vocabulary; then the backend evaluates them. */
+static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *head) {
+    const rsr_artifact *a = s->model->a;
+    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
+    if (n > s->max_positions - s->pos)
+        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
+                             s->pos, s->max_positions);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= a->vocab)
+            return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
+                                 a->vocab);
+    return s->model->backend->eval(s, tokens, n, head);
+}
+
+rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    return eval(s, tokens, n, &(rsr_head_request){.kind = logits ? RSR_HEAD_LOGITS : RSR_HEAD_NONE, .logits = logits});
 }
 
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!logits) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
-    rsr_status st = check_tokens(s, tokens, n);
-    if (st != RSR_OK) return st;
-    if (s->gpu)
-        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                             "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
-    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
-    return rsr_lm_head_logits_q8(s, s->xn, logits, bound);
+    return eval(s, tokens, n, &(rsr_head_request){.kind = RSR_HEAD_INT8, .logits = logits, .bound = bound});
 }
 
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
-    rsr_status st = check_tokens(s, tokens, n);
-    if (st != RSR_OK) return st;
-    if (s->gpu) { /* the device computes full logits and their first maximum; only the token comes back */
-        int32_t best;
-        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
-        if (st == RSR_OK) s->pos += n, *token = best;
-        return st;
-    }
-    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
-    return rsr_lm_head_argmax(s, s->xn, token); /* token may alias tokens: written last */
+    return eval(s, tokens, n, &(rsr_head_request){.kind = RSR_HEAD_GREEDY, .token = token});
 }
 
 rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
@@ -211,23 +208,8 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
     if (!token || !rng) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
     if (tail) *tail = 0;
     if (!sp || !(sp->temperature > 0)) return rsr_session_eval_greedy(s, tokens, n, token);
-    rsr_status st = check_tokens(s, tokens, n);
-    if (st != RSR_OK) return st;
-    if (s->gpu) { /* the full logits come back and are sampled here */
-        const int32_t V = s->model->a->vocab;
-        float *logits = malloc(sizeof *logits * (size_t)V * 2);
-        int32_t *ids = malloc(sizeof *ids * (size_t)V);
-        if (!logits || !ids) {
-            free(logits), free(ids);
-            return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the logits");
-        }
-        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
-        if (st == RSR_OK) s->pos += n, *token = rsr_sample(logits, V, sp, rng, logits + V, ids);
-        free(logits), free(ids);
-        return st;
-    }
-    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
-    return rsr_lm_head_sample(s, s->xn, sp, rng, token, tail);
+    return eval(s, tokens, n,
+                &(rsr_head_request){.kind = RSR_HEAD_SAMPLE, .token = token, .sampler = sp, .rng = rng, .tail = tail});
 }
 
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----

@@ -16,6 +16,7 @@ extern const rsr_artifact *const RSR_ARTIFACT_SYMBOL __attribute__((weak));
 
 struct rsr_gpu;
 struct rsr_gpu_session;
+typedef struct rsr_backend rsr_backend;
 
 struct rsr_model {
     const rsr_artifact *a;
@@ -24,7 +25,8 @@ struct rsr_model {
     size_t copy_size;
     char constants[320];        /* rsr_model_info.constants */
     char path[256];             /* the file the artifact was loaded from, for messages ("" unknown) */
-    struct rsr_gpu *gpu;        /* cuda/: set when tokens run on the GPU */
+    const rsr_backend *backend; /* what its sessions run on: rsr_backend_cpu or rsr_backend_gpu */
+    struct rsr_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];           /* rsr_model_info.device */
     int32_t num_threads;
     int32_t max_rows;           /* the largest matrix output (scratch sizes) */
@@ -51,11 +53,52 @@ struct rsr_session {
     int32_t acc_stride;         /* room for the rows of q, k and v together */
     struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
-    struct rsr_gpu_session *gpu; /* cuda/: the device buffers of a session on the GPU */
+    struct rsr_gpu_session *gpu; /* gpu_forward.c: the GPU backend's session (device buffers) */
     char err[RSR_ERRMSG_SIZE];
 };
 
+/* ---- backends: what a model's sessions run on, chosen when the model is opened (model.c) ----
+ * The session API (forward.c) checks its arguments and the tokens, then calls through
+ * m->backend: the CPU (forward.c, lm_head.c, attention.c) or a GPU (gpu_forward.c,
+ * gpu_model.c). Nothing else asks where a session runs. */
+typedef enum rsr_head_kind {
+    RSR_HEAD_NONE,      /* the tokens go into the cache; nothing comes back */
+    RSR_HEAD_LOGITS,    /* the exact logits of the last token */
+    RSR_HEAD_INT8,      /* the int8 head's logits and their certified bound */
+    RSR_HEAD_GREEDY,    /* the greedy token of the exact logits */
+    RSR_HEAD_SAMPLE,    /* a token drawn by the sampler's rules */
+} rsr_head_kind;
+typedef struct rsr_head_request {
+    rsr_head_kind kind;
+    float *logits;                      /* LOGITS, INT8: vocab floats */
+    double *bound;                      /* INT8 (may be NULL) */
+    int32_t *token;                     /* GREEDY, SAMPLE (may alias the tokens: written last) */
+    const rsr_sampler_params *sampler;  /* SAMPLE: temperature > 0 */
+    uint64_t *rng;                      /* SAMPLE */
+    double *tail;                       /* SAMPLE (may be NULL) */
+} rsr_head_request;
+struct rsr_backend {
+    const char *name;
+    bool host_memory;   /* the KV cache and the queries live in host memory (rsr_session_kv_read) */
+    /* The backend's part of a new session (max_positions and batch set), or a status with the
+     * message in the model's err; the caller frees the session on failure. */
+    rsr_status (*session_init)(rsr_session *s, const rsr_session_params *p);
+    void (*session_free)(rsr_session *s); /* its part only; NULL-safe for a part never made */
+    /* n checked tokens at s->pos (n <= room left); s->pos advances by those evaluated, and a
+     * failed step leaves the session as it was before that step */
+    rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *head);
+    /* y[t] = W_index · x[t] for ntok tokens of cols int8 each (rsr_model_matmul_int) */
+    rsr_status (*matmul_int)(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
+};
+extern const rsr_backend rsr_backend_cpu; /* forward.c */
+extern const rsr_backend rsr_backend_gpu; /* gpu_forward.c */
+rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y); /* model.c */
+rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y); /* gpu_model.c */
+
+/* Writes the message into err (RSR_ERRMSG_SIZE bytes) and returns st. */
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* n rounded up to RSR_X_PAD: the padded length of a quantised activation (the kernel contract). */
+static inline int32_t rsr_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
 /* load.c: refuses an artifact whose code needs CPU features this CPU lacks; the threads of a
  * default open (the affinity mask's CPUs); the constants put where params say (m->blob). */
 rsr_status rsr_check_cpu(const rsr_artifact *a, char *err);

@@ -139,6 +139,7 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
     m->a = a;
+    m->backend = &rsr_backend_cpu;
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]",
@@ -162,6 +163,7 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
         char why[RSR_ERRMSG_SIZE];
         rsr_status st = rsr_gpu_open(m->a, &m->gpu, why);
         if (st == RSR_OK) { /* the GPU holds its own copy; the host keeps the mapping */
+            m->backend = &rsr_backend_gpu;
             snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
             return RSR_OK;
         }
@@ -257,15 +259,12 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     if (!m || !m->a || !x || !y || ntok <= 0) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
+    return m->backend->matmul_int(m, index, x, ntok, y);
+}
+
+rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     size_t cols = (size_t)mx->cols, rows = (size_t)mx->rows;
-    if (m->gpu) {
-        for (int32_t t = 0; t < ntok; t++) {
-            rsr_status st = rsr_gpu_matvec_int(m->gpu, index, x + (size_t)t * cols, y + (size_t)t * rows, ((rsr_model *)m)->err);
-            if (st != RSR_OK) return st;
-        }
-        return RSR_OK;
-    }
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
     size_t padded = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;

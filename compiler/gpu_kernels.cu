@@ -3,7 +3,7 @@
  * matrices, and the pieces of the group entries that run them (rsr_gpu_call.h). rsrc prints
  * this text, after rsr_gpu_call.h, at the top of every CUDA module it generates (the matrix
  * kernels and group entries follow it), and NVRTC compiles the whole module into the artifact's
- * PTX, so the runtime (cuda/gpu_forward.c) finds these entries next to rsr_group_N.
+ * PTX, so the runtime (runtime/src/gpu_forward.c) finds these entries next to rsr_group_N.
  *
  * Numerics follow docs/numerics.md operation by operation (compiled with --fmad=false, so no
  * multiply-add is contracted); only the order of the long sums differs (tree reductions), which

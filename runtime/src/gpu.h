@@ -1,5 +1,5 @@
 /*
- * gpu.h — the runtime's GPU side (cuda/), as the rest of the runtime sees it: a model opened on
+ * gpu.h — the runtime's GPU backend (rsr_backend_gpu), as the rest of the runtime sees it: a model opened on
  * the GPU (gpu_model.c) and sessions whose tokens run entirely on the device (gpu_forward.c).
  * Everything returns an rsr_status with the message in err (RSR_ERRMSG_SIZE bytes).
  */
@@ -9,9 +9,8 @@
 #include <stdbool.h>
 
 #include "cuda_driver.h"
-#include "rsr.h"
+#include "internal.h"
 #include "rsr_gpu_call.h"
-#include "rsr_artifact.h"
 
 typedef struct rsr_gpu {
     rsr_cuda cu;
@@ -32,8 +31,6 @@ typedef struct rsr_gpu {
 
 typedef struct rsr_gpu_session rsr_gpu_session;
 
-/* Writes the message (at most RSR_ERRMSG_SIZE bytes with its NUL) and returns st. */
-rsr_status gpu_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err);
 void rsr_gpu_close(rsr_gpu *g);

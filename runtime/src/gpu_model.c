@@ -10,17 +10,7 @@
 
 #include "gpu.h"
 
-#define ERR(st, ...) gpu_error(err, st, __VA_ARGS__)
-
-rsr_status gpu_error(char *err, rsr_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, 256, fmt, ap); /* RSR_ERRMSG_SIZE */
-    va_end(ap);
-    return st;
-}
-
-static int32_t pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
+#define ERR(st, ...) rsr_set_error(err, st, __VA_ARGS__)
 
 static rsr_status load_modules(rsr_gpu *g, char *err) {
     const rsr_artifact_gpu *ag = g->a->gpu;
@@ -102,7 +92,7 @@ rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
             return ERR(RSR_ERR_ABI, "artifact GPU matrix %d (%s) is inconsistent", i, a->matrix[i].name);
         if ((st = find(g, gm->kernel, &g->matrix[i], err)) != RSR_OK) return st;
         if (a->matrix[i].rows > g->max_rows) g->max_rows = a->matrix[i].rows;
-        if (pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = pad_cols(a->matrix[i].cols);
+        if (rsr_pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = rsr_pad_cols(a->matrix[i].cols);
     }
     CUresult r;
     if ((r = g->cu.MemAlloc(&g->blob, a->blob_size)) != 0 || (r = g->cu.MemcpyHtoD(g->blob, a->blob, a->blob_size)) != 0)
@@ -147,5 +137,15 @@ rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_
         (r = g->cu.StreamSynchronize(g->stream)) != 0 || (r = g->cu.MemcpyDtoH(y, g->mv_y, 4 * (size_t)mx->rows)) != 0)
         return ERR(RSR_ERR_DEVICE, "%s: matrix %d (%s, kernel %s): %s", g->name, index, mx->name, gm->kernel,
                    rsr_cuda_error(&g->cu, r));
+    return RSR_OK;
+}
+
+rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
+    const rsr_artifact_matrix *mx = &m->a->matrix[index];
+    for (int32_t t = 0; t < ntok; t++) {
+        rsr_status st = rsr_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols, y + (size_t)t * (size_t)mx->rows,
+                                           ((rsr_model *)m)->err);
+        if (st != RSR_OK) return st;
+    }
     return RSR_OK;
 }

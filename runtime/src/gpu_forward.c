@@ -24,7 +24,7 @@
 #include "gpu.h"
 #include "rsr_numerics.h"
 
-#define ERR(st, ...) gpu_error(err, st, __VA_ARGS__)
+#define ERR(st, ...) rsr_set_error(err, st, __VA_ARGS__)
 
 enum { CALLS_PER_LAYER = 4 }; /* q,k,v | o | gate,up | down */
 
@@ -43,7 +43,6 @@ struct rsr_gpu_session {
     const char *failed_kernel;
 };
 
-static int32_t pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
 static unsigned blocks_of(int32_t n, int32_t per) { return (unsigned)((n + per - 1) / per); }
 static CUdeviceptr blob_or_null(const rsr_gpu *g, uint64_t off) { return off == RSR_NO_TENSOR ? 0 : g->blob + off; }
 
@@ -59,7 +58,7 @@ static void launch(rsr_gpu_session *s, CUfunction f, const char *name, unsigned 
 static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear, CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
     CUdeviceptr w = blob_or_null(s->g, norm_weight);
-    int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = pad_cols(n);
+    int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = rsr_pad_cols(n);
     float eps = a->rms_eps, bl_eps = a->bitlinear_eps;
     void *args[] = {&x, &w, &norm, &eps, &bl, &bl_eps, &n, &n_pad, &s->y, &s->xq, &xs};
     launch(s, s->g->quantize, "rsr_quantize", 1, 1024, args);
@@ -223,7 +222,7 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
     size_t rope = sizeof(float) * (size_t)max_positions * d;
     struct { CUdeviceptr *p; size_t bytes; } bufs[] = {
         {&s->step, 8}, {&s->h, 4 * (size_t)a->hidden}, {&s->y, 4 * widest}, {&s->act, 4 * (size_t)a->intermediate},
-        {&s->xq, (size_t)pad_cols((int32_t)widest)}, {&s->xs, 12}, {&s->att, 4 * q_out},
+        {&s->xq, (size_t)rsr_pad_cols((int32_t)widest)}, {&s->xs, 12}, {&s->att, 4 * q_out},
         {&s->scores, 4 * (size_t)a->num_heads * (size_t)max_positions}, {&s->logits, 4 * (size_t)a->vocab},
         {&s->best, 8}, {&s->rope, rope}, {&s->acc[0], 4 * q_out}, {&s->acc[1], 4 * kv_out},
         {&s->acc[2], 4 * kv_out}, {&s->acc[3], 4 * (size_t)a->hidden}, {&s->acc[4], 4 * (size_t)a->intermediate},
@@ -232,7 +231,7 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
     };
     CUresult r = g->cu.CtxSetCurrent(g->ctx);
     for (size_t i = 0; !r && i < sizeof bufs / sizeof *bufs; i++) r = g->cu.MemAlloc(bufs[i].p, bufs[i].bytes);
-    if (!r) r = g->cu.MemsetD8(s->xq, 0, (size_t)pad_cols((int32_t)widest));
+    if (!r) r = g->cu.MemsetD8(s->xq, 0, (size_t)rsr_pad_cols((int32_t)widest));
     /* RoPE angles of every position, computed as the CPU computes them, and the group calls */
     float *host_rope = r ? NULL : malloc(rope);
     s->calls = calloc((size_t)a->num_layers * CALLS_PER_LAYER, sizeof *s->calls);
@@ -269,3 +268,55 @@ void rsr_gpu_session_free(rsr_gpu_session *s) {
     free(s->calls);
     free(s);
 }
+
+/* ---- the GPU backend: sessions whose tokens run on the device ---- */
+
+static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) {
+    rsr_model *m = s->model;
+    if (p->attention != RSR_ATTENTION_DENSE)
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "Louver attention runs on the CPU only: open the model "
+                             "with device cpu (rsr-run --device cpu)");
+    return rsr_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
+}
+
+static void gpu_session_free(rsr_session *s) { rsr_gpu_session_free(s->gpu); }
+
+static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *h) {
+    rsr_status st;
+    switch (h->kind) {
+    case RSR_HEAD_INT8:
+        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                             "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
+    case RSR_HEAD_GREEDY: { /* the device computes full logits and their first maximum; only the token comes back */
+        int32_t best;
+        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
+        if (st == RSR_OK) *h->token = best;
+        break;
+    }
+    case RSR_HEAD_SAMPLE: { /* the full logits come back and are sampled here */
+        const int32_t V = s->model->a->vocab;
+        float *logits = malloc(sizeof *logits * (size_t)V * 2);
+        int32_t *ids = malloc(sizeof *ids * (size_t)V);
+        if (!logits || !ids) {
+            free(logits), free(ids);
+            return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the logits");
+        }
+        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
+        if (st == RSR_OK) *h->token = rsr_sample(logits, V, h->sampler, h->rng, logits + V, ids);
+        free(logits), free(ids);
+        break;
+    }
+    default: st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, h->logits, NULL, s->err); break;
+    }
+    if (st == RSR_OK) s->pos += n;
+    return st;
+}
+
+const rsr_backend rsr_backend_gpu = {
+    .name = "gpu",
+    .host_memory = false,
+    .session_init = gpu_session_init,
+    .session_free = gpu_session_free,
+    .eval = gpu_eval,
+    .matmul_int = rsr_gpu_matmul_int,
+};

@@ -1,7 +1,7 @@
 /*
  * diag.c — diagnostics, and what an error must not leave behind: temporary files (also on
  * SIGINT/SIGTERM and past a file size limit) and, for the loaders, the memory and mappings they
- * hold (the cleanup stack, which lets a fuzzer call a loader many times in one process).
+ * hold (their arenas, which lets a fuzzer call a loader many times in one process).
  */
 #include <errno.h>
 #include <signal.h>
@@ -21,36 +21,82 @@ bool fatal_quiet;
 static char **temps;
 static volatile sig_atomic_t ntemps;
 
-static struct cleanup { void (*fn)(void *); void *arg; } *cleanups;
-static int ncleanups, cleanup_cap;
+static void (*before_message)(void);
 
-int on_fatal_push(void (*fn)(void *), void *arg) {
-    if (ncleanups == cleanup_cap) {
-        cleanup_cap = cleanup_cap ? 2 * cleanup_cap : 16;
-        struct cleanup *c = realloc(cleanups, sizeof *c * (size_t)cleanup_cap);
-        if (!c) {
-            fn(arg);
+void diag_before_message(void (*fn)(void)) { before_message = fn; }
+
+/* The arenas open now, innermost last: fatal() closes them all, innermost first. */
+static struct arena **open_arenas;
+static int nopen, open_cap;
+
+typedef struct owned { void (*release)(void *); void *p; } owned;
+struct arena {
+    owned *v;
+    int n, cap;
+};
+
+arena *arena_open(void) {
+    arena *a = xcalloc(1, sizeof *a);
+    if (nopen == open_cap) open_arenas = xrealloc(open_arenas, sizeof *open_arenas * (size_t)(open_cap = open_cap ? 2 * open_cap : 8));
+    open_arenas[nopen++] = a;
+    return a;
+}
+
+void arena_own(arena *a, void (*release)(void *), void *p) {
+    if (!p) return;
+    if (a->n == a->cap) {
+        owned *v = realloc(a->v, sizeof *v * (size_t)(a->cap ? 2 * a->cap : 16));
+        if (!v) {
+            release(p);
             fatal("out of memory");
         }
-        cleanups = c;
+        a->v = v, a->cap = a->cap ? 2 * a->cap : 16;
     }
-    cleanups[ncleanups] = (struct cleanup){fn, arg};
-    return ncleanups++;
+    a->v[a->n++] = (owned){release, p};
 }
 
-void on_fatal_pop(int token) {
-    if (token >= 0 && token < ncleanups) ncleanups = token;
+void *arena_disown(arena *a, void *p) {
+    for (int i = a->n - 1; i >= 0; i--)
+        if (a->v[i].p == p) {
+            a->v[i].p = NULL;
+            break;
+        }
+    return p;
 }
 
-void on_fatal_update(int token, void *arg) {
-    if (token >= 0 && token < ncleanups) cleanups[token].arg = arg;
+void *arena_alloc(arena *a, size_t n) {
+    void *p = xmalloc(n);
+    arena_own(a, free, p);
+    return p;
 }
 
-static void run_cleanups(void) {
-    while (ncleanups > 0) {
-        struct cleanup c = cleanups[--ncleanups];
-        c.fn(c.arg);
-    }
+char *arena_printf(arena *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) fatal("out of memory");
+    arena_own(a, free, s);
+    return s;
+}
+
+static void release_all(arena *a) {
+    for (int i = a->n - 1; i >= 0; i--)
+        if (a->v[i].p) a->v[i].release(a->v[i].p);
+    free(a->v);
+    free(a);
+}
+
+void arena_close(arena *a) {
+    /* a is the innermost open arena: loaders nest, they do not interleave */
+    if (nopen > 0 && open_arenas[nopen - 1] == a) nopen--;
+    else fatal("internal error: an arena closed out of order");
+    release_all(a);
+}
+
+static void close_all_arenas(void) {
+    while (nopen > 0) release_all(open_arenas[--nopen]);
 }
 
 void register_temp(const char *path) {
@@ -99,13 +145,13 @@ noreturn void fatal(const char *fmt, ...) {
     if (!fatal_quiet) {
         va_list ap;
         va_start(ap, fmt);
-        progress_clear();
+        if (before_message) before_message();
         fputs("rsrc: error: ", stderr);
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
         va_end(ap);
     }
-    run_cleanups();
+    close_all_arenas();
     remove_temps();
     if (fatal_jump) longjmp(*fatal_jump, 1);
     exit(1);
@@ -114,7 +160,7 @@ noreturn void fatal(const char *fmt, ...) {
 void warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    progress_clear();
+    if (before_message) before_message();
     fputs("rsrc: warning: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -125,7 +171,7 @@ void note(int level, const char *fmt, ...) {
     if (verbosity < level) return;
     va_list ap;
     va_start(ap, fmt);
-    progress_clear();
+    if (before_message) before_message();
     fputs("rsrc: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);

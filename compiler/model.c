@@ -57,7 +57,6 @@ static int32_t config_token(const char *path, cJSON *cfg, const char *key, int32
 
 static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t rows, int32_t cols);
 static void free_model(void *m) { model_free(m); }
-static void free_ptr(void *p) { free(p); }
 static void delete_json(void *j) { cJSON_Delete(j); }
 
 /* Whether the compiler reads tensor `name` of this model (or may skip it knowingly). */
@@ -103,13 +102,13 @@ static void check_no_extra_tensors(const model *m) {
 }
 
 model *model_load(const char *path) {
+    arena *ar = arena_open();
     model *m = xcalloc(1, sizeof *m);
-    int token = on_fatal_push(free_model, m);
+    arena_own(ar, free_model, m); /* the result, released if the load fails */
     m->ar = st_open(path);
-    char *cfg_path = xasprintf("%s/config.json", m->ar->dir);
-    on_fatal_push(free_ptr, cfg_path);
+    char *cfg_path = arena_printf(ar, "%s/config.json", m->ar->dir);
     cJSON *cfg = parse_json_file(cfg_path);
-    on_fatal_push(delete_json, cfg);
+    arena_own(ar, delete_json, cfg);
     if (!cJSON_IsObject(cfg)) fatal("%s: not a JSON object", cfg_path);
 
     cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
@@ -191,9 +190,6 @@ model *model_load(const char *path) {
         if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
-    on_fatal_pop(token + 1);
-    cJSON_Delete(cfg);
-    free(cfg_path);
 
     /* Every non-matrix tensor the runtime needs, checked now so errors come before any work. */
     model_require(m, "model.embed_tokens.weight", 2, m->vocab, m->hidden);
@@ -219,13 +215,12 @@ model *model_load(const char *path) {
             int32_t rows, cols;
             model_matrix_dims(m, p, &rows, &cols);
             char *name = model_tensor_name(m, l, p);
-            int t = on_fatal_push(free_ptr, name);
+            arena_own(ar, free, name);
             matrix_tensor(m, name, rows, cols);
-            on_fatal_pop(t);
-            free(name);
         }
     check_no_extra_tensors(m);
-    on_fatal_pop(token);
+    arena_disown(ar, m);
+    arena_close(ar);
     return m;
 }
 
@@ -286,8 +281,8 @@ static const st_tensor *packed_tensor(const model *m, const char *name, int32_t 
 
 /* The beta of a packed matrix from its per-tensor scale tensor NAME_scale, checked. */
 static float packed_beta(const model *m, const char *name) {
-    char *sname = xasprintf("%s_scale", name);
-    int token = on_fatal_push(free_ptr, sname);
+    arena *ar = arena_open();
+    char *sname = arena_printf(ar, "%s_scale", name);
     const st_tensor *s = st_find(m->ar, sname);
     if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
     if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
@@ -299,8 +294,7 @@ static float packed_beta(const model *m, const char *name) {
     if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
     float beta = m->scale_inverted ? 1.0f / ws : ws;
     if (!finite_positive(beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, beta);
-    on_fatal_pop(token);
-    free(sname);
+    arena_close(ar);
     return beta;
 }
 
@@ -357,15 +351,17 @@ static void free_matrix(void *t) { ternary_matrix_free(t); }
  * huge matrix is refused, not obeyed. */
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     const st_tensor *t = matrix_tensor(m, name, rows, cols);
+    arena *ar = arena_open();
     out->name = xstrdup(name);
     out->rows = rows;
     out->cols = cols;
     out->w = xmalloc((size_t)rows * (size_t)cols);
-    int token = on_fatal_push(free_matrix, out);
+    arena_own(ar, free_matrix, out);
     if (m->wformat == WF_PACKED) load_packed(m, t, name, rows, cols, out);
     else load_latent(t, name, rows, cols, out);
     st_release(t);
-    on_fatal_pop(token);
+    arena_disown(ar, out);
+    arena_close(ar);
     size_t n = (size_t)rows * (size_t)cols, zeros = 0;
     for (size_t i = 0; i < n; i++) zeros += out->w[i] == 0;
     out->binary = zeros == 0;

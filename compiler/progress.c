@@ -50,7 +50,10 @@ static struct {
     double start, last_draw;
 } P;
 
+static void progress_clear(void);
+
 void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
+    diag_before_message(progress_clear); /* a message first erases the status line */
     P.mode = mode;
     P.layers = layers;
     P.total_work = total_work ? total_work : 1;
@@ -70,7 +73,7 @@ static int terminal_columns(void) {
     return 80;
 }
 
-void progress_clear(void) {
+static void progress_clear(void) {
     if (!P.shown) return;
     fputs("\r\033[K", stderr);
     fflush(stderr);

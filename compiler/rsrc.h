@@ -35,16 +35,23 @@ struct artifact_desc;
 noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* -v */
-void progress_clear(void);              /* progress.c: erase the status line before a message */
+/* fn runs before every message (progress.c erases its status line with it); NULL: nothing */
+void diag_before_message(void (*fn)(void));
 extern int verbosity;
 void register_temp(const char *path);   /* removed by fatal() and at exit unless released */
-/* The cleanup stack: what a loader owns while it may fail. fatal() runs the entries, newest
- * first, before it exits; on_fatal_pop(token) drops the entry returned by push (and any newer)
- * without running it. With fatal_jump set, fatal() longjmps there instead of exiting (fuzzers),
- * and fatal_quiet silences its message. */
-int on_fatal_push(void (*fn)(void *), void *arg);
-void on_fatal_update(int token, void *arg); /* the argument moved (realloc) */
-void on_fatal_pop(int token);
+/* Arenas: what a loader holds while it may still fail. A loader opens one, allocates its
+ * temporaries from it and gives it what else it must release (arena_own: a cJSON tree, the result
+ * being built); one arena_close releases all of it, newest first. fatal() closes every open arena,
+ * innermost first, so no loader registers a cleanup of its own. A result handed to the caller is
+ * taken back with arena_disown before the close. Arenas nest and close in reverse order. With
+ * fatal_jump set, fatal() longjmps there instead of exiting (fuzzers); fatal_quiet silences it. */
+typedef struct arena arena;
+arena *arena_open(void);
+void *arena_alloc(arena *a, size_t n);
+char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_own(arena *a, void (*release)(void *), void *p); /* NULL p: nothing */
+void *arena_disown(arena *a, void *p);                      /* returns p, no longer released */
+void arena_close(arena *a);
 extern jmp_buf *fatal_jump;
 extern bool fatal_quiet;
 void release_temp(const char *path);

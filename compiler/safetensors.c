@@ -143,9 +143,11 @@ cJSON *parse_json_file(const char *path) {
     size_t at = end ? (size_t)(end - text) : 0;
     free(text);
     if (!root) fatal("%s: invalid JSON near byte %zu", path, at);
-    int token = on_fatal_push(delete_json, root);
+    arena *ar = arena_open();
+    arena_own(ar, delete_json, root);
     json_check_unique_keys(path, root);
-    on_fatal_pop(token);
+    arena_disown(ar, root);
+    arena_close(ar);
     return root;
 }
 
@@ -159,7 +161,6 @@ static int by_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-static void free_ptr(void *p) { free(p); }
 
 /* An integer in [0, max] stored as a JSON number (cJSON keeps numbers as doubles, exact up
  * to 2^53: far beyond any real size or offset). */
@@ -273,7 +274,8 @@ static void load_file(st_archive *a, const char *path) {
         size_t at = end ? (size_t)(end - (const char *)map) : 8;
         fatal("%s: header is not valid JSON (near byte %zu)", path, at);
     }
-    int token = on_fatal_push(delete_json, root);
+    arena *ar = arena_open();
+    arena_own(ar, delete_json, root);
     if (!cJSON_IsObject(root)) fatal("%s: header is not a JSON object", path);
     json_check_unique_keys(path, root);
 
@@ -286,8 +288,7 @@ static void load_file(st_archive *a, const char *path) {
     /* No two tensors of this file may share bytes: each must begin at or after the furthest end
      * of those before it (empty tensors occupy nothing). */
     int n = a->ntensors - first;
-    span *spans = xmalloc(sizeof *spans * (size_t)(n ? n : 1));
-    on_fatal_push(free_ptr, spans);
+    span *spans = arena_alloc(ar, sizeof *spans * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) {
         const st_tensor *t = &a->tensors[first + i];
         spans[i] = (span){(uint64_t)(t->data - data), (uint64_t)(t->data - data) + t->nbytes, t->name};
@@ -300,9 +301,7 @@ static void load_file(st_archive *a, const char *path) {
             fatal("%s: tensors '%s' and '%s' overlap in the data block", path, reach->name, spans[i].name);
         if (!reach || spans[i].end > reach->end) reach = &spans[i];
     }
-    on_fatal_pop(token);
-    free(spans);
-    cJSON_Delete(root);
+    arena_close(ar);
 }
 
 static char *dir_of(const char *path) {
@@ -330,12 +329,13 @@ static void sort_and_check_unique(st_archive *a, const char *path) {
 /* A shard index names the files; every tensor it maps must be in the file it names, and every
  * tensor of those files must be in the map. */
 static void load_index(st_archive *a, const char *index_path) {
+    arena *ar = arena_open();
     cJSON *root = parse_json_file(index_path);
-    int token = on_fatal_push(delete_json, root);
+    arena_own(ar, delete_json, root);
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) fatal("%s: no 'weight_map' object", index_path);
     name_list loaded = {0};
-    on_fatal_push(free_name_list, &loaded);
+    arena_own(ar, free_name_list, &loaded);
     cJSON *e;
     cJSON_ArrayForEach(e, map) {
         if (!cJSON_IsString(e)) fatal("%s: weight_map['%s'] is not a file name", index_path, e->string);
@@ -348,11 +348,7 @@ static void load_index(st_archive *a, const char *index_path) {
             loaded.v = xrealloc(loaded.v, sizeof *loaded.v * (size_t)(loaded.n + 1));
             loaded.v[loaded.n] = xstrdup(file);
             loaded.n++;
-            char *p = xasprintf("%s/%s", a->dir, file);
-            int ptoken = on_fatal_push(free_ptr, p);
-            load_file(a, p);
-            on_fatal_pop(ptoken);
-            free(p);
+            load_file(a, arena_printf(ar, "%s/%s", a->dir, file));
         }
     }
     if (loaded.n == 0) fatal("%s: 'weight_map' is empty", index_path);
@@ -369,38 +365,33 @@ static void load_index(st_archive *a, const char *index_path) {
     for (int i = 0; i < a->ntensors; i++)
         if (!cJSON_GetObjectItemCaseSensitive(map, a->tensors[i].name))
             fatal("%s: tensor '%s' of %s is not in the weight_map", index_path, a->tensors[i].name, a->tensors[i].file);
-    on_fatal_pop(token);
-    free_name_list(&loaded);
-    cJSON_Delete(root);
+    arena_close(ar);
 }
 
 static void close_archive(void *a) { st_close(a); }
 
 st_archive *st_open(const char *path) {
+    arena *ar = arena_open();
     st_archive *a = xcalloc(1, sizeof *a);
-    int token = on_fatal_push(close_archive, a);
+    arena_own(ar, close_archive, a); /* the result, released if the load fails */
     a->path = xstrdup(path);
     struct stat sb;
     if (stat(path, &sb) != 0) fatal("%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         a->dir = xstrdup(path);
-        char *index = xasprintf("%s/model.safetensors.index.json", path);
-        on_fatal_push(free_ptr, index);
-        char *single = xasprintf("%s/model.safetensors", path);
-        on_fatal_push(free_ptr, single);
+        char *index = arena_printf(ar, "%s/model.safetensors.index.json", path);
+        char *single = arena_printf(ar, "%s/model.safetensors", path);
         if (access(index, R_OK) == 0) load_index(a, index);
         else if (access(single, R_OK) == 0) load_file(a, single);
         else fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
-        on_fatal_pop(token + 1);
-        free(index);
-        free(single);
     } else {
         a->dir = dir_of(path);
         if (ends_with(path, ".index.json")) load_index(a, path);
         else load_file(a, path);
     }
     sort_and_check_unique(a, path);
-    on_fatal_pop(token);
+    arena_disown(ar, a);
+    arena_close(ar);
     return a;
 }
 

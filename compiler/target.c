@@ -171,7 +171,8 @@ static target *parse_spec(const char *path) {
     sp.f = fopen(path, "rb");
     if (!sp.f) fatal("%s: cannot open target spec: %s", path, strerror(errno));
     yaml_parser_initialize(&sp.parser);
-    int token = on_fatal_push(release_spec_parse, &sp);
+    arena *ar = arena_open();
+    arena_own(ar, release_spec_parse, &sp);
     yaml_parser_set_input_file(&sp.parser, sp.f);
     if (!yaml_parser_load(&sp.parser, &sp.doc))
         fatal("%s:%zu:%zu: %s", path, sp.parser.problem_mark.line + 1, sp.parser.problem_mark.column + 1,
@@ -232,9 +233,8 @@ static target *parse_spec(const char *path) {
     }
     if (!t->name) fatal("%s: the spec has no 'name'", path);
     check_cuda_spec(path, root, t);
-    on_fatal_pop(token);
-    yaml_document_delete(&sp.doc);
-    yaml_parser_delete(&sp.parser);
+    sp.t = NULL; /* the result: the close releases the parser and the document only */
+    arena_close(ar);
     return t;
 }
 

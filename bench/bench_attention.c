@@ -96,8 +96,8 @@ static void dense(dense_ctx *c, const float *q, const float *K, const float *V, 
                 attn_state_clear(&st[g], d);
             }
             int32_t j1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
-            attn_dense_range(st, q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * hs, V + (size_t)kvh * hs, (size_t)d, d,
-                             ch * CHUNK, j1, scratch);
+            attn_dense_range(st, q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * hs, V + (size_t)kvh * hs,
+                             (size_t)d, d, ch * CHUNK, j1, scratch);
             for (int32_t g = 0; g < group; g++) {
                 float *ml = c->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)ch) * 2;
                 ml[0] = st[g].m, ml[1] = st[g].l;
@@ -117,8 +117,8 @@ typedef struct {
 } louver_sum;
 
 static void louver(rsr_louver_index **ix, rsr_louver_scratch **sc, int32_t threads, const rsr_louver_policy *pol,
-                   const float *q, const float *K, const float *V, size_t head_stride, int32_t n, int32_t d, int32_t heads,
-                   int32_t kv_heads, float *out, rsr_louver_stats *hs) {
+                   const float *q, const float *K, const float *V, size_t head_stride, int32_t n, int32_t d,
+                   int32_t heads, int32_t kv_heads, float *out, rsr_louver_stats *hs) {
     int32_t group = heads / kv_heads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
@@ -158,16 +158,17 @@ static int read_kv(const char *path, kv_capture_file *f) {
         return -1;
     }
     f->n = hdr[0], f->kv_heads = hdr[1], f->heads = hdr[2], f->d = hdr[3], f->layer = hdr[4], f->count = hdr[5];
-    if (f->n < 1 || f->kv_heads < 1 || f->heads < 1 || f->heads % f->kv_heads || f->d < 1 || f->d > 4096 || f->count < 1 ||
-        f->count > 64 || fread(f->at, sizeof(int32_t), (size_t)f->count, in) != (size_t)f->count) {
+    if (f->n < 1 || f->kv_heads < 1 || f->heads < 1 || f->heads % f->kv_heads || f->d < 1 || f->d > 4096 ||
+        f->count < 1 || f->count > 64 || fread(f->at, sizeof(int32_t), (size_t)f->count, in) != (size_t)f->count) {
         fprintf(stderr, "bench_attention: %s: a header out of range\n", path);
         fclose(in);
         return -1;
     }
-    size_t kv = (size_t)f->n * (size_t)f->kv_heads * (size_t)f->d, qn = (size_t)f->count * (size_t)f->heads * (size_t)f->d;
+    size_t kv = (size_t)f->n * (size_t)f->kv_heads * (size_t)f->d,
+           qn = (size_t)f->count * (size_t)f->heads * (size_t)f->d;
     f->K = malloc(sizeof(float) * kv), f->V = malloc(sizeof(float) * kv), f->q = malloc(sizeof(float) * qn);
-    int ok = f->K && f->V && f->q && fread(f->K, sizeof(float), kv, in) == kv && fread(f->V, sizeof(float), kv, in) == kv &&
-             fread(f->q, sizeof(float), qn, in) == qn;
+    int ok = f->K && f->V && f->q && fread(f->K, sizeof(float), kv, in) == kv &&
+             fread(f->V, sizeof(float), kv, in) == kv && fread(f->q, sizeof(float), qn, in) == qn;
     fclose(in);
     if (!ok) fprintf(stderr, "bench_attention: %s is truncated\n", path);
     return ok ? 0 : -1;
@@ -177,10 +178,18 @@ int main(int argc, char **argv) {
     int32_t heads = 20, kv_heads = 5, d = 128, reps = 15, threads = 2, block = 0, subspaces = 0;
     double eps = 1e-4, tau_frac = 0.01;
     const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both", *policy_arg = "both", *kv_file = NULL;
-    static const struct option opts[] = {{"keys", 1, 0, 'k'}, {"set", 1, 0, 's'},   {"heads", 1, 0, 'h'},
-                                         {"kv-heads", 1, 0, 'v'}, {"eps", 1, 0, 'e'}, {"reps", 1, 0, 'r'},
-                                         {"threads", 1, 0, 't'}, {"block", 1, 0, 'b'}, {"subspaces", 1, 0, 'S'},
-                                         {"policy", 1, 0, 'p'}, {"tau-frac", 1, 0, 'f'}, {"kv", 1, 0, 'K'},
+    static const struct option opts[] = {{"keys", 1, 0, 'k'},
+                                         {"set", 1, 0, 's'},
+                                         {"heads", 1, 0, 'h'},
+                                         {"kv-heads", 1, 0, 'v'},
+                                         {"eps", 1, 0, 'e'},
+                                         {"reps", 1, 0, 'r'},
+                                         {"threads", 1, 0, 't'},
+                                         {"block", 1, 0, 'b'},
+                                         {"subspaces", 1, 0, 'S'},
+                                         {"policy", 1, 0, 'p'},
+                                         {"tau-frac", 1, 0, 'f'},
+                                         {"kv", 1, 0, 'K'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -229,16 +238,23 @@ int main(int argc, char **argv) {
     const size_t hstr = (size_t)maxn * (size_t)d; /* head-major: KV head h's row j at h·hstr + j·d */
     for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
-           "median of %d steps\n", heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
-    printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%", "scanned%",
-           "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
+           "median of %d steps\n",
+           heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
+    printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%",
+           "scanned%", "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
 
     float *K = malloc(sizeof(float) * hstr * (size_t)kv_heads), *V = malloc(sizeof(float) * hstr * (size_t)kv_heads);
-    float *q = malloc(sizeof(float) * (size_t)heads * (size_t)d), *out = malloc(sizeof(float) * (size_t)heads * (size_t)d);
+    float *q = malloc(sizeof(float) * (size_t)heads * (size_t)d),
+          *out = malloc(sizeof(float) * (size_t)heads * (size_t)d);
     float *sorted = malloc(sizeof(float) * (size_t)maxn);
     unsigned char *mark = malloc((size_t)maxn);
-    dense_ctx dc = {.d = d, .heads = heads, .kv_heads = kv_heads, .group = group, .threads = threads,
-                    .mc = (maxn + CHUNK - 1) / CHUNK, .head_stride = hstr};
+    dense_ctx dc = {.d = d,
+                    .heads = heads,
+                    .kv_heads = kv_heads,
+                    .group = group,
+                    .threads = threads,
+                    .mc = (maxn + CHUNK - 1) / CHUNK,
+                    .head_stride = hstr};
     dc.part_o = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * (size_t)d);
     dc.part_ml = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * 2);
     dc.scratch = malloc(sizeof(float) * (size_t)threads * (size_t)group * CHUNK);
@@ -260,7 +276,8 @@ int main(int argc, char **argv) {
         if (set == 2) /* the file's [n][kv_heads][d] transposed to head-major */
             for (int32_t j = 0; j < maxn; j++)
                 for (int32_t h = 0; h < kv_heads; h++) {
-                    size_t from = ((size_t)j * (size_t)kv_heads + (size_t)h) * (size_t)d, to = (size_t)h * hstr + (size_t)j * (size_t)d;
+                    size_t from = ((size_t)j * (size_t)kv_heads + (size_t)h) * (size_t)d,
+                           to = (size_t)h * hstr + (size_t)j * (size_t)d;
                     memcpy(K + to, kf.K + from, sizeof(float) * (size_t)d);
                     memcpy(V + to, kf.V + from, sizeof(float) * (size_t)d);
                 }
@@ -270,7 +287,8 @@ int main(int argc, char **argv) {
                 for (int32_t h = 0; h < kv_heads; h++) cl[h % 8] = (int32_t)(uniform() * ncent);
             }
             for (int32_t h = 0; h < kv_heads; h++) {
-                float *k = K + (size_t)h * hstr + (size_t)j * (size_t)d, *v = V + (size_t)h * hstr + (size_t)j * (size_t)d;
+                float *k = K + (size_t)h * hstr + (size_t)j * (size_t)d,
+                      *v = V + (size_t)h * hstr + (size_t)j * (size_t)d;
                 for (int32_t i = 0; i < d; i++) v[i] = gauss();
                 if (set == 1) {
                     for (int32_t i = 0; i < d; i++) k[i] = gauss();
@@ -299,12 +317,14 @@ int main(int argc, char **argv) {
             int32_t added = 0;
             for (int32_t h = 0; h < kv_heads; h++)
                 while (n - rsr_louver_size(ix[h]) > B) {
-                    rsr_louver_append_block(ix[h], K + (size_t)h * hstr + (size_t)rsr_louver_size(ix[h]) * (size_t)d, (size_t)d);
+                    rsr_louver_append_block(ix[h], K + (size_t)h * hstr + (size_t)rsr_louver_size(ix[h]) * (size_t)d,
+                                            (size_t)d);
                     added += B;
                 }
             tb = now() - tb;
             /* queries at position n − 1 */
-            if (set == 2) memcpy(q, kf.q + (size_t)si * (size_t)heads * (size_t)d, sizeof(float) * (size_t)heads * (size_t)d);
+            if (set == 2)
+                memcpy(q, kf.q + (size_t)si * (size_t)heads * (size_t)d, sizeof(float) * (size_t)heads * (size_t)d);
             for (int32_t h = 0; h < heads && set < 2; h++) {
                 float *qh = q + (size_t)h * (size_t)d;
                 if (set == 1) {
@@ -323,9 +343,11 @@ int main(int argc, char **argv) {
                     pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = (float)eps};
                     if (p == 1) {
                         const float *kh = K + (size_t)(h / group) * hstr;
-                        for (int32_t j = 0; j < n; j++) sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)d, d);
+                        for (int32_t j = 0; j < n; j++)
+                            sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)d, d);
                         qsort(sorted, (size_t)n, sizeof(float), cmp_desc);
-                        pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[(int64_t)(tau_frac * n)]};
+                        pol[h] =
+                            (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[(int64_t)(tau_frac * n)]};
                     }
                 }
                 louver(ix, sc, threads, pol, q, K, V, hstr, n, d, heads, kv_heads, out, hs); /* warm-up */
@@ -370,10 +392,12 @@ int main(int argc, char **argv) {
                         memset(mark, 0, (size_t)n);
                         for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
                         for (int32_t j = 0; j < n; j++) {
-                            float dot = attn_dot(q + (size_t)h * (size_t)d, K + (size_t)kvh * hstr + (size_t)j * (size_t)d, d);
+                            float dot =
+                                attn_dot(q + (size_t)h * (size_t)d, K + (size_t)kvh * hstr + (size_t)j * (size_t)d, d);
                             if (dot >= st[g].tau) above++, found += mark[j];
                         }
-                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded, fallback += st[g].dense != 0;
+                        scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded,
+                            fallback += st[g].dense != 0;
                         bound = fmax(bound, st[g].dropped_bound);
                     }
                 }
@@ -381,10 +405,10 @@ int main(int argc, char **argv) {
                 char keys[16], pname[32];
                 snprintf(keys, sizeof keys, "%dK", n / 1024);
                 snprintf(pname, sizeof pname, "tau@%g%%", 100 * tau_frac);
-                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx %3lld/%d\n", setname, keys,
-                       p ? pname : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
-                       1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0, tdense_min / tl_min,
-                       (long long)fallback, heads);
+                printf("%-10s %7s %-9s %7.2f %8.1f %8.1f %9.3f %9.3f %7.2fx %9.2g %7.4f %8.2fx %3lld/%d\n", setname,
+                       keys, p ? pname : "eps", 100.0 * kept / all, 100.0 * bounded / all, 100.0 * scanned / all,
+                       1e3 * tdense, 1e3 * tl, tdense / tl, bound, above ? (double)found / above : 1.0,
+                       tdense_min / tl_min, (long long)fallback, heads);
                 fflush(stdout);
             }
             if (added) printf("%-10s %7s index build: %.2f us per key per KV head\n", "", "", 1e6 * tb / added);

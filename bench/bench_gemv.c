@@ -84,12 +84,13 @@ static double dot_peak(int threads) {
     return best;
 }
 
-static void rsr_gemm(batch_fn fn, const uint8_t *data, const int8_t *x, int32_t xs, int32_t *y, int32_t ys, int32_t ntok,
-                     int32_t blocks, int threads) {
+static void rsr_gemm(batch_fn fn, const uint8_t *data, const int8_t *x, int32_t xs, int32_t *y, int32_t ys,
+                     int32_t ntok, int32_t blocks, int threads) {
     int32_t chunks = threads;
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int32_t c = 0; c < chunks; c++)
-        fn(data, x, xs, y, ys, ntok, (int32_t)((int64_t)blocks * c / chunks), (int32_t)((int64_t)blocks * (c + 1) / chunks));
+        fn(data, x, xs, y, ys, ntok, (int32_t)((int64_t)blocks * c / chunks),
+           (int32_t)((int64_t)blocks * (c + 1) / chunks));
 }
 
 static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t *y, int32_t blocks, int threads) {
@@ -131,7 +132,8 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     }
     const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
     compiled_matrix cm;
-    compile_matrix(tm, t, &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial}, &blob, &sink, &cm);
+    compile_matrix(tm, t, &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial}, &blob, &sink,
+                   &cm);
     const kernel *kn = &cm.kn;
     blob_close(&blob);
     if (e) {
@@ -165,7 +167,8 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
  * them) against the decode kernel called once per token, both on cold copies of the weights
  * (a prefill step passes every matrix of the model before it comes back to this one). */
 #define PREFILL RSR_BATCH_MAX
-static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **copies, int ncopies, int reps, const double *peak) {
+static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **copies, int ncopies, int reps,
+                         const double *peak) {
     int32_t rows = tm->rows, cols = tm->cols, xs = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *x = xcalloc((size_t)PREFILL * (size_t)xs, 1);
     int32_t *got = xmalloc(sizeof *got * (size_t)PREFILL * (size_t)rows), *want = xmalloc(sizeof *want * (size_t)rows);
@@ -189,8 +192,8 @@ static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **cop
         for (int r = 0; r < reps; r++) {
             double t0 = now_seconds();
             for (int t = 0; t < PREFILL; t++)
-                rsr_gemv(b->fn, copies[next++ % ncopies], x + (size_t)t * (size_t)xs, got + (size_t)t * (size_t)rows, b->blocks,
-                         threads);
+                rsr_gemv(b->fn, copies[next++ % ncopies], x + (size_t)t * (size_t)xs, got + (size_t)t * (size_t)rows,
+                         b->blocks, threads);
             double t1 = now_seconds();
             rsr_gemm(b->batch, copies[next++ % ncopies], x, xs, got, rows, PREFILL, b->blocks, threads);
             double t2 = now_seconds();
@@ -200,8 +203,8 @@ static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **cop
         char shape[32], of_peak[16] = "n/a";
         snprintf(shape, sizeof shape, "%dx%d", rows, cols);
         if (peak[threads] > 0) snprintf(of_peak, sizeof of_peak, "%5.1f%%", 100 * rate / peak[threads]);
-        printf("  prefill %-12s %11s %-16s %3d %16.1f %14.1f %6.2fx %10.1f %8s\n", tm->name, shape, b->strategy, threads,
-               mv * 1e6, mb * 1e6, mv / mb, rate / 1e9, of_peak);
+        printf("  prefill %-12s %11s %-16s %3d %16.1f %14.1f %6.2fx %10.1f %8s\n", tm->name, shape, b->strategy,
+               threads, mv * 1e6, mb * 1e6, mv / mb, rate / 1e9, of_peak);
         free(tv), free(tb);
     }
     free(x), free(got), free(want);
@@ -211,10 +214,14 @@ int main(int argc, char **argv) {
     const char *target_name = "host", *set = "2b4t", *strategies = "rsr-loop,i2";
     int reps = 15;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--target") && i + 1 < argc) target_name = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) set = argv[++i];
-        else if (!strcmp(argv[i], "--strategies") && i + 1 < argc) strategies = argv[++i];
+        if (!strcmp(argv[i], "--target") && i + 1 < argc)
+            target_name = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
+            set = argv[++i];
+        else if (!strcmp(argv[i], "--strategies") && i + 1 < argc)
+            strategies = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all]"
                             " [--strategies rsr-loop,rsr-unrolled,i2,lut]\n");
@@ -230,10 +237,13 @@ int main(int argc, char **argv) {
         if ((int)(list[nlist] = strategy_parse(w)) <= 0) fatal("unknown strategy '%s'", w);
         nlist++;
     }
-    static const struct { const char *set, *name; int32_t rows, cols; } shapes[] = {
-        {"2b4t", "2b4t q/o", 2560, 2560},    {"2b4t", "2b4t k/v", 640, 2560},
-        {"2b4t", "2b4t gate/up", 6912, 2560}, {"2b4t", "2b4t down", 2560, 6912},
-        {"llama8b", "l8b q/o", 4096, 4096},  {"llama8b", "l8b k/v", 1024, 4096},
+    static const struct {
+        const char *set, *name;
+        int32_t rows, cols;
+    } shapes[] = {
+        {"2b4t", "2b4t q/o", 2560, 2560},        {"2b4t", "2b4t k/v", 640, 2560},
+        {"2b4t", "2b4t gate/up", 6912, 2560},    {"2b4t", "2b4t down", 2560, 6912},
+        {"llama8b", "l8b q/o", 4096, 4096},      {"llama8b", "l8b k/v", 1024, 4096},
         {"llama8b", "l8b gate/up", 14336, 4096}, {"llama8b", "l8b down", 4096, 14336},
     };
     double bw[3] = {0, read_bandwidth(1), read_bandwidth(2)}, peak[3] = {0, 0, 0};

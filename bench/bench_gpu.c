@@ -21,21 +21,24 @@
 #include "rsr_gpu_call.h"
 #include "rsrc.h"
 
-static const struct { const char *set, *name; int32_t rows, cols; } shapes[] = {
-    {"2b4t", "2B-4T q/o 2560x2560", 2560, 2560},     {"2b4t", "2B-4T k/v 640x2560", 640, 2560},
-    {"2b4t", "2B-4T gate/up 6912x2560", 6912, 2560}, {"2b4t", "2B-4T down 2560x6912", 2560, 6912},
-    {"llama8b", "8B q/o 4096x4096", 4096, 4096},     {"llama8b", "8B k/v 1024x4096", 1024, 4096},
+static const struct {
+    const char *set, *name;
+    int32_t rows, cols;
+} shapes[] = {
+    {"2b4t", "2B-4T q/o 2560x2560", 2560, 2560},       {"2b4t", "2B-4T k/v 640x2560", 640, 2560},
+    {"2b4t", "2B-4T gate/up 6912x2560", 6912, 2560},   {"2b4t", "2B-4T down 2560x6912", 2560, 6912},
+    {"llama8b", "8B q/o 4096x4096", 4096, 4096},       {"llama8b", "8B k/v 1024x4096", 1024, 4096},
     {"llama8b", "8B gate/up 14336x4096", 14336, 4096}, {"llama8b", "8B down 4096x14336", 4096, 14336},
 };
 
-static const char read_kernel[] =
-    "extern \"C\" __global__ void bench_read(const int4 *p, long long n, int *out) {\n"
-    "    int acc = 0;\n"
-    "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {\n"
-    "        int4 v = __ldg(p + i); acc ^= v.x ^ v.y ^ v.z ^ v.w;\n"
-    "    }\n"
-    "    if (acc == 0x12345678) *out = acc; /* keeps the loads */\n"
-    "}\n";
+static const char read_kernel[] = "extern \"C\" __global__ void bench_read(const int4 *p, long long n, int *out) {\n"
+                                  "    int acc = 0;\n"
+                                  "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i "
+                                  "+= (long long)gridDim.x * blockDim.x) {\n"
+                                  "        int4 v = __ldg(p + i); acc ^= v.x ^ v.y ^ v.z ^ v.w;\n"
+                                  "    }\n"
+                                  "    if (acc == 0x12345678) *out = acc; /* keeps the loads */\n"
+                                  "}\n";
 
 static rsr_cuda cu;
 static CUstream stream;
@@ -57,7 +60,8 @@ static double time_launches(CUfunction f, unsigned grid, unsigned block, void **
     check(cu.StreamSynchronize(stream), "warm-up");
     for (int r = 0; r < reps; r++) {
         double t0 = now_seconds();
-        for (int i = 0; i < batch; i++) check(cu.LaunchKernel(f, grid, 1, 1, block, 1, 1, 0, stream, args, NULL), "launch");
+        for (int i = 0; i < batch; i++)
+            check(cu.LaunchKernel(f, grid, 1, 1, block, 1, 1, 0, stream, args, NULL), "launch");
         check(cu.StreamSynchronize(stream), "sync");
         t[r] = (now_seconds() - t0) / batch;
     }
@@ -71,10 +75,14 @@ int main(int argc, char **argv) {
     const char *target_name = "sm_90", *set = "all";
     int reps = 21;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--target") && i + 1 < argc) target_name = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) set = argv[++i];
-        else fatal("usage: bench_gpu [--target sm_90] [--reps N] [--shapes 2b4t|llama8b|all]");
+        if (!strcmp(argv[i], "--target") && i + 1 < argc)
+            target_name = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
+            set = argv[++i];
+        else
+            fatal("usage: bench_gpu [--target sm_90] [--reps N] [--shapes 2b4t|llama8b|all]");
     }
     char err[512];
     if (rsr_cuda_load(&cu, err, sizeof err) != 0) {
@@ -102,14 +110,21 @@ int main(int argc, char **argv) {
     blob_writer blob;
     blob_open(&blob, blob_path);
     enum { MAXK = 2 * (int)(sizeof shapes / sizeof *shapes) };
-    struct { int shape; const char *strategy; char symbol[32]; int32_t ctas, warps, k; uint64_t bytes; } ks[MAXK];
+    struct {
+        int shape;
+        const char *strategy;
+        char symbol[32];
+        int32_t ctas, warps, k;
+        uint64_t bytes;
+    } ks[MAXK];
     int nk = 0;
     ternary_matrix tms[sizeof shapes / sizeof *shapes] = {{0}};
     uint64_t rng = 0x243f6a8885a308d3u;
     for (int s = 0; s < (int)(sizeof shapes / sizeof *shapes); s++) {
         if (strcmp(set, "all") && strcmp(set, shapes[s].set)) continue;
         ternary_matrix *tm = &tms[s];
-        *tm = (ternary_matrix){.name = (char *)shapes[s].name, .rows = shapes[s].rows, .cols = shapes[s].cols, .beta = 1};
+        *tm =
+            (ternary_matrix){.name = (char *)shapes[s].name, .rows = shapes[s].rows, .cols = shapes[s].cols, .beta = 1};
         tm->w = xmalloc((size_t)tm->rows * (size_t)tm->cols);
         for (size_t i = 0; i < (size_t)tm->rows * (size_t)tm->cols; i++) {
             rng = rng * 6364136223846793005u + 1442695040888963407u;
@@ -128,7 +143,8 @@ int main(int argc, char **argv) {
             gpu_member member = gpu_member_of(&kn); /* a group of one, as the runtime's matvec_int runs it */
             snprintf(ks[nk].symbol, sizeof ks[nk].symbol, "bench_group_%d", nk);
             emit_cuda_group(src, ks[nk].symbol, &member, 1);
-            ks[nk].shape = s, ks[nk].strategy = kn.strategy, ks[nk].ctas = gpu_member_ctas(&member), ks[nk].warps = kn.cta_warps;
+            ks[nk].shape = s, ks[nk].strategy = kn.strategy, ks[nk].ctas = gpu_member_ctas(&member),
+            ks[nk].warps = kn.cta_warps;
             ks[nk].k = kn.block_rows, ks[nk].bytes = kernel_data_size(&kn);
             nk++;
             kernel_free(&kn);

@@ -39,8 +39,8 @@ int main(int argc, char **argv) {
     int32_t n = 4096, layer = -1, threads = 1, at[64], nat = 0;
     double temp = 1.0;
     uint64_t seed = 1;
-    static const struct option opts[] = {{"tokens", 1, 0, 'n'}, {"at", 1, 0, 'a'},     {"layer", 1, 0, 'l'},
-                                         {"temp", 1, 0, 'T'},   {"seed", 1, 0, 's'},   {"threads", 1, 0, 't'},
+    static const struct option opts[] = {{"tokens", 1, 0, 'n'}, {"at", 1, 0, 'a'},   {"layer", 1, 0, 'l'},
+                                         {"temp", 1, 0, 'T'},   {"seed", 1, 0, 's'}, {"threads", 1, 0, 't'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -80,15 +80,16 @@ int main(int argc, char **argv) {
     api.model_get_info(m, &info);
     if (layer < 0) layer = info.num_layers - 1;
     if (layer >= info.num_layers || n > info.max_positions) {
-        fprintf(stderr, "kv_capture: layer %d or %d tokens out of range (the model has %d layers, %d positions)\n", layer,
-                n, info.num_layers, info.max_positions);
+        fprintf(stderr, "kv_capture: layer %d or %d tokens out of range (the model has %d layers, %d positions)\n",
+                layer, n, info.num_layers, info.max_positions);
         return 2;
     }
     rsr_session_params sp = {.max_positions = n, .attention = RSR_ATTENTION_DENSE};
     rsr_session *s = NULL;
     if (api.session_create(m, &sp, &s) != RSR_OK) return fail("session", api.model_errmsg(m));
     const size_t d = (size_t)info.head_dim, kvh = (size_t)info.num_kv_heads, qn = (size_t)info.num_heads * d;
-    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size), *probs = malloc(sizeof(float) * (size_t)info.vocab_size);
+    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size),
+          *probs = malloc(sizeof(float) * (size_t)info.vocab_size);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)info.vocab_size);
     float *q = malloc(sizeof(float) * qn * (size_t)nat), *row = malloc(sizeof(float) * (size_t)n * d);
     float *K = malloc(sizeof(float) * (size_t)n * kvh * d), *V = malloc(sizeof(float) * (size_t)n * kvh * d);
@@ -100,7 +101,8 @@ int main(int argc, char **argv) {
     for (int32_t p = 0; p < n; p++) {
         if (api.session_eval(s, &tok, 1, logits) != RSR_OK) return fail("eval", api.session_errmsg(s));
         if (p + 1 == at[next_at]) {
-            if (api.session_last_query(s, layer, q + (size_t)next_at * qn) != RSR_OK) return fail("query", api.session_errmsg(s));
+            if (api.session_last_query(s, layer, q + (size_t)next_at * qn) != RSR_OK)
+                return fail("query", api.session_errmsg(s));
             fprintf(stderr, "kv_capture: %d tokens, %.1f s\n", p + 1, now() - t0);
             next_at++;
         }
@@ -111,7 +113,8 @@ int main(int argc, char **argv) {
             if (api.session_kv_read(s, layer, (int32_t)h, 0, n, pass ? NULL : row, pass ? row : NULL) != RSR_OK)
                 return fail("kv_read", api.session_errmsg(s));
             float *dst = pass ? V : K;
-            for (int32_t j = 0; j < n; j++) memcpy(dst + ((size_t)j * kvh + h) * d, row + (size_t)j * d, sizeof(float) * d);
+            for (int32_t j = 0; j < n; j++)
+                memcpy(dst + ((size_t)j * kvh + h) * d, row + (size_t)j * d, sizeof(float) * d);
         }
     }
     FILE *f = fopen(argv[optind + 1], "wb");
@@ -123,8 +126,8 @@ int main(int argc, char **argv) {
              fwrite(V, sizeof(float) * kvh * d, (size_t)n, f) == (size_t)n &&
              fwrite(q, sizeof(float) * qn, (size_t)nat, f) == (size_t)nat;
     if (fclose(f) != 0 || !ok) return fail(argv[optind + 1], "write failed");
-    fprintf(stderr, "kv_capture: wrote layer %d of %d tokens (%d KV heads, %d query heads, head_dim %d) in %.1f s\n", layer,
-            n, (int)kvh, info.num_heads, info.head_dim, now() - t0);
+    fprintf(stderr, "kv_capture: wrote layer %d of %d tokens (%d KV heads, %d query heads, head_dim %d) in %.1f s\n",
+            layer, n, (int)kvh, info.num_heads, info.head_dim, now() - t0);
     api.session_free(s);
     api.model_close(m);
     free(logits), free(probs), free(ids), free(q), free(row), free(K), free(V);

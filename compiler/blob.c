@@ -55,8 +55,9 @@ void blob_check_finite(const st_tensor *t) {
     for (int64_t i = 0; i < n; i++) {
         float f = st_get_f32(t, i);
         if (isfinite(f)) continue;
-        if (cols) fatal("%s: tensor '%s': %g at row %lld, col %lld is not finite", t->file, t->name, (double)f,
-                        (long long)(i / cols), (long long)(i % cols));
+        if (cols)
+            fatal("%s: tensor '%s': %g at row %lld, col %lld is not finite", t->file, t->name, (double)f,
+                  (long long)(i / cols), (long long)(i % cols));
         fatal("%s: tensor '%s': %g at index %lld is not finite", t->file, t->name, (double)f, (long long)i);
     }
 }
@@ -108,7 +109,8 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d)
         float ef = (float)e;
         if ((double)ef < e) ef = nextafterf(ef, INFINITY);
         if (!isfinite(s) || !isfinite(ef))
-            fatal("%s: tensor '%s': row %d holds a non-finite value (max |w| = %g)", head->file, head->name, v, (double)amax);
+            fatal("%s: tensor '%s': row %d holds a non-finite value (max |w| = %g)", head->file, head->name, v,
+                  (double)amax);
         scale[v] = s, err[v] = ef;
         blob_write(b, row, (size_t)stride);
     }

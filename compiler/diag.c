@@ -29,7 +29,10 @@ void diag_before_message(void (*fn)(void)) { before_message = fn; }
 static struct arena **open_arenas;
 static int nopen, open_cap;
 
-typedef struct owned { void (*release)(void *); void *p; } owned;
+typedef struct owned {
+    void (*release)(void *);
+    void *p;
+} owned;
 struct arena {
     owned *v;
     int n, cap;
@@ -37,7 +40,8 @@ struct arena {
 
 arena *arena_open(void) {
     arena *a = xcalloc(1, sizeof *a);
-    if (nopen == open_cap) open_arenas = xrealloc(open_arenas, sizeof *open_arenas * (size_t)(open_cap = open_cap ? 2 * open_cap : 8));
+    if (nopen == open_cap)
+        open_arenas = xrealloc(open_arenas, sizeof *open_arenas * (size_t)(open_cap = open_cap ? 2 * open_cap : 8));
     open_arenas[nopen++] = a;
     return a;
 }
@@ -90,8 +94,10 @@ static void release_all(arena *a) {
 
 void arena_close(arena *a) {
     /* a is the innermost open arena: loaders nest, they do not interleave */
-    if (nopen > 0 && open_arenas[nopen - 1] == a) nopen--;
-    else fatal("internal error: an arena closed out of order");
+    if (nopen > 0 && open_arenas[nopen - 1] == a)
+        nopen--;
+    else
+        fatal("internal error: an arena closed out of order");
     release_all(a);
 }
 
@@ -117,8 +123,10 @@ char *output_temp(const char *final, int *fd) {
     int f = mkstemp(tmp); /* a new file of its own: no name to guess, no link followed */
     if (f < 0) fatal("%s: cannot write the output: %s", final, strerror(errno));
     register_temp(tmp);
-    if (fd) *fd = f;
-    else close(f);
+    if (fd)
+        *fd = f;
+    else
+        close(f);
     return tmp;
 }
 
@@ -184,9 +192,12 @@ static bool memory_limited;
 
 /* "512 KiB", "1.5 MiB", "2.0 GiB" */
 const char *format_size(uint64_t bytes, char buf[32]) {
-    if (bytes < (1u << 20)) snprintf(buf, 32, "%llu KiB", (unsigned long long)((bytes + 1023) >> 10));
-    else if (bytes < (1ull << 30)) snprintf(buf, 32, "%.1f MiB", (double)bytes / (1 << 20));
-    else snprintf(buf, 32, "%.1f GiB", (double)bytes / (1 << 30));
+    if (bytes < (1u << 20))
+        snprintf(buf, 32, "%llu KiB", (unsigned long long)((bytes + 1023) >> 10));
+    else if (bytes < (1ull << 30))
+        snprintf(buf, 32, "%.1f MiB", (double)bytes / (1 << 20));
+    else
+        snprintf(buf, 32, "%.1f GiB", (double)bytes / (1 << 30));
     return buf;
 }
 
@@ -195,7 +206,10 @@ uint64_t parse_size(const char *what, const char *s) {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    static const struct { const char *suffix; unsigned shift; } units[] = {
+    static const struct {
+        const char *suffix;
+        unsigned shift;
+    } units[] = {
         {"", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}, {"TiB", 40},
     };
     if (!errno && end != s && *s != '-')
@@ -222,8 +236,8 @@ void limit_memory(uint64_t bytes) {
     memory_limit_before = rl;
     memory_limited = true;
     rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < bytes ? rl.rlim_max : bytes;
-    if (setrlimit(RLIMIT_DATA, &rl) != 0) warn("cannot limit memory to %llu bytes: %s", (unsigned long long)bytes,
-                                               strerror(errno));
+    if (setrlimit(RLIMIT_DATA, &rl) != 0)
+        warn("cannot limit memory to %llu bytes: %s", (unsigned long long)bytes, strerror(errno));
 }
 
 /* For the C compiler rsrc runs: the cap is on the model-dependent memory of rsrc itself. */
@@ -279,8 +293,9 @@ double now_seconds(void) {
 /* Only unlink, rmdir and write here: they are async-signal-safe, free() is not. Under a memory
  * cap an abort is most likely a library (LLVM's C++ allocator) out of memory: say so. */
 static void on_signal(int sig) {
-    static const char capped[] = "rsrc: error: a library aborted while the memory cap (--max-memory) was in force, most "
-                                 "likely out of memory: raise the cap\n";
+    static const char capped[] =
+        "rsrc: error: a library aborted while the memory cap (--max-memory) was in force, most "
+        "likely out of memory: raise the cap\n";
     if (sig == SIGABRT && memory_limited && write(2, capped, sizeof capped - 1) < 0) sig = SIGABRT;
     for (sig_atomic_t i = ntemps - 1; i >= 0; i--)
         if (temps && temps[i] && unlink(temps[i]) != 0) rmdir(temps[i]);

@@ -65,12 +65,18 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     run_or_die(localize, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
 
     /* The runtime: its API weak, the rest local. */
-    char *whole[] = {(char *)cc, "-r", "-nostdlib", "-Wl,--whole-archive",
-                     (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB), "-Wl,--no-whole-archive",
-                     "-o", runtime_o, NULL};
+    char *whole[] = {(char *)cc,
+                     "-r",
+                     "-nostdlib",
+                     "-Wl,--whole-archive",
+                     (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB),
+                     "-Wl,--no-whole-archive",
+                     "-o",
+                     runtime_o,
+                     NULL};
     run_or_die(whole, "the C compiler", "RSRC_CC to a C compiler", out_path);
-    char *api_only[] = {(char *)objcopy, "--wildcard", "--keep-global-symbol=rsr_*", "--weaken-symbol=rsr_*",
-                        runtime_o, NULL};
+    char *api_only[] = {(char *)objcopy,         "--wildcard", "--keep-global-symbol=rsr_*",
+                        "--weaken-symbol=rsr_*", runtime_o,    NULL};
     run_or_die(api_only, "objcopy", "RSRC_OBJCOPY to binutils' objcopy", out_path);
 
     /* Both as one object, written under a temporary name and renamed into place. */

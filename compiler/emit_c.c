@@ -19,34 +19,37 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
 /* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT). The pattern digits and
  * the permutes are printed from lut_digit, so the tables and the compiler's encoding agree. */
 void emit_c_lut_helpers(FILE *out, bool vector) {
-    fprintf(out, "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' offset */\n",
+    fprintf(out,
+            "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' "
+            "offset */\n",
             LUT_GROUP_COLS, LUT_GROUP_BYTES, LUT_GROUP_BYTES - 16);
     if (!vector) {
         fputs("/* lut: pattern digits (w0, w1, w2) */\nstatic const int8_t rsr_lut_digits[32][3] = {", out);
         for (int n = 0; n < LUT_PATTERNS; n++)
             fprintf(out, "%s{%d, %d, %d}", n ? ", " : "", lut_digit(n, 0), lut_digit(n, 1), lut_digit(n, 2));
-        fputs("};\n"
-              "/* tab[32·t + n]: pattern n's sum over triplet t of x (zero past cols) */\n"
-              "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t triplets, int16_t *tab) {\n"
-              "    for (int32_t t = 0; t < triplets; t++)\n"
-              "        for (int n = 0; n < 32; n++) {\n"
-              "            int32_t v = 0;\n"
-              "            for (int j = 0; j < 3; j++) v += 3 * t + j < cols ? rsr_lut_digits[n][j] * x[3 * t + j] : 0;\n"
-              "            tab[32 * t + n] = (int16_t)v;\n"
-              "        }\n}\n"
-              "/* row r (0..31) of a block over groups [0, groups) */\n"
-              "static inline int32_t rsr_lut_row(const uint8_t *w, const int16_t *tab, int32_t groups, int r) {\n"
-              "    int32_t sum = 0;\n"
-              "    for (int32_t g = 0; g < groups; g++) {\n"
-              "        const uint8_t *wg = w + (size_t)g * RSR_LUT_GROUP_BYTES;\n"
-              "        for (int L = 0; L < 4; L++) {\n"
-              "            int bit = 4 * (r % 16) + L, nib = wg[bit], n = r < 16 ? nib & 15 : nib >> 4;\n"
-              "            n |= ((wg[RSR_LUT_MASKS + 8 * (r / 16) + bit / 8] >> (bit % 8)) & 1) << 4;\n"
-              "            sum += tab[32 * (4 * g + L) + n];\n"
-              "        }\n"
-              "    }\n"
-              "    return sum;\n}\n\n",
-              out);
+        fputs(
+            "};\n"
+            "/* tab[32·t + n]: pattern n's sum over triplet t of x (zero past cols) */\n"
+            "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t triplets, int16_t *tab) {\n"
+            "    for (int32_t t = 0; t < triplets; t++)\n"
+            "        for (int n = 0; n < 32; n++) {\n"
+            "            int32_t v = 0;\n"
+            "            for (int j = 0; j < 3; j++) v += 3 * t + j < cols ? rsr_lut_digits[n][j] * x[3 * t + j] : 0;\n"
+            "            tab[32 * t + n] = (int16_t)v;\n"
+            "        }\n}\n"
+            "/* row r (0..31) of a block over groups [0, groups) */\n"
+            "static inline int32_t rsr_lut_row(const uint8_t *w, const int16_t *tab, int32_t groups, int r) {\n"
+            "    int32_t sum = 0;\n"
+            "    for (int32_t g = 0; g < groups; g++) {\n"
+            "        const uint8_t *wg = w + (size_t)g * RSR_LUT_GROUP_BYTES;\n"
+            "        for (int L = 0; L < 4; L++) {\n"
+            "            int bit = 4 * (r % 16) + L, nib = wg[bit], n = r < 16 ? nib & 15 : nib >> 4;\n"
+            "            n |= ((wg[RSR_LUT_MASKS + 8 * (r / 16) + bit / 8] >> (bit % 8)) & 1) << 4;\n"
+            "            sum += tab[32 * (4 * g + L) + n];\n"
+            "        }\n"
+            "    }\n"
+            "    return sum;\n}\n\n",
+            out);
         return;
     }
     fputs("#include <immintrin.h>\n", out);
@@ -68,13 +71,15 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
         fprintf(out, "#define RSR_LUT_PLANE%d _mm512_set_epi8(", hi);
         for (int o = 63; o >= 0; o--) fprintf(out, "%d%s", lut_plane_source(hi, o), o ? ", " : ")\n");
     }
-    fprintf(out, "#define RSR_LUT_QUARTER _mm512_set1_epi32(0x%02x%02x%02x%02x) /* byte 4k + L: 32·L */\n", lut_quarter(3),
-            lut_quarter(2), lut_quarter(1), lut_quarter(0));
+    fprintf(out, "#define RSR_LUT_QUARTER _mm512_set1_epi32(0x%02x%02x%02x%02x) /* byte 4k + L: 32·L */\n",
+            lut_quarter(3), lut_quarter(2), lut_quarter(1), lut_quarter(0));
     fprintf(out, "#define RSR_LUT_NB %d\n", LUT_NB);
     fputs("/* tab[4g..4g+3]: group g's planes (kernel.c): low of triplets 0-1, of 2-3, high of 0-1, of 2-3 */\n"
           "static inline void rsr_lut_tables(const int8_t *x, int32_t cols, int32_t groups, __m512i *tab) {\n"
-          "    const __m512i sel[2][3] = {{RSR_LUT_SEL00, RSR_LUT_SEL01, RSR_LUT_SEL02}, {RSR_LUT_SEL10, RSR_LUT_SEL11, RSR_LUT_SEL12}};\n"
-          "    const __mmask32 pos[3] = {RSR_LUT_POS0, RSR_LUT_POS1, RSR_LUT_POS2}, neg[3] = {RSR_LUT_NEG0, RSR_LUT_NEG1, RSR_LUT_NEG2};\n"
+          "    const __m512i sel[2][3] = {{RSR_LUT_SEL00, RSR_LUT_SEL01, RSR_LUT_SEL02}, {RSR_LUT_SEL10, "
+          "RSR_LUT_SEL11, RSR_LUT_SEL12}};\n"
+          "    const __mmask32 pos[3] = {RSR_LUT_POS0, RSR_LUT_POS1, RSR_LUT_POS2}, neg[3] = {RSR_LUT_NEG0, "
+          "RSR_LUT_NEG1, RSR_LUT_NEG2};\n"
           "    const __m512i plane[2] = {RSR_LUT_PLANE0, RSR_LUT_PLANE1};\n"
           "    for (int32_t g = 0; g < groups; g++) {\n"
           "        int32_t left = cols - RSR_LUT_GROUP_COLS * g;\n"
@@ -93,8 +98,10 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
           "    }\n}\n"
           "/* nb blocks (1 or RSR_LUT_NB) from w, stride apart: per group the tables are loaded once for all of\n"
           " * them (they outgrow L1). Rows 16h + k: Σ low bytes in lo, Σ high bytes in hi, 256·hi + lo. */\n"
-          "static inline __attribute__((always_inline)) void rsr_lut_blocks(const uint8_t *w, size_t stride, const __m512i *tab,\n"
-          "                                                              int32_t groups, int32_t *y, int32_t nrows, const int nb) {\n"
+          "static inline __attribute__((always_inline)) void rsr_lut_blocks(const uint8_t *w, size_t stride, const "
+          "__m512i *tab,\n"
+          "                                                              int32_t groups, int32_t *y, int32_t nrows, "
+          "const int nb) {\n"
           "    const __m512i low = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10), one = _mm512_set1_epi8(1);\n"
           "    const __m512i quarter = RSR_LUT_QUARTER;\n"
           "    __m512i lo[2 * RSR_LUT_NB], hi[2 * RSR_LUT_NB];\n"
@@ -111,16 +118,20 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
           "                              _mm512_ternarylogic_epi32(_mm512_srli_epi16(p, 4), low, quarter, 0xea)};\n"
           "#pragma GCC unroll 2\n"
           "            for (int h = 0; h < 2; h++) {\n"
-          "                __m512i i = _mm512_mask_add_epi8(idx[h], _load_mask64((__mmask64 *)(wg + RSR_LUT_MASKS + 8 * h)), idx[h], bit4);\n"
-          "                lo[2 * j + h] = _mm512_dpbusd_epi32(lo[2 * j + h], _mm512_permutex2var_epi8(t0, i, t1), one);\n"
-          "                hi[2 * j + h] = _mm512_dpbusd_epi32(hi[2 * j + h], one, _mm512_permutex2var_epi8(t2, i, t3));\n"
+          "                __m512i i = _mm512_mask_add_epi8(idx[h], _load_mask64((__mmask64 *)(wg + RSR_LUT_MASKS + 8 "
+          "* h)), idx[h], bit4);\n"
+          "                lo[2 * j + h] = _mm512_dpbusd_epi32(lo[2 * j + h], _mm512_permutex2var_epi8(t0, i, t1), "
+          "one);\n"
+          "                hi[2 * j + h] = _mm512_dpbusd_epi32(hi[2 * j + h], one, _mm512_permutex2var_epi8(t2, i, "
+          "t3));\n"
           "            }\n"
           "        }\n"
           "    }\n"
           "    for (int j = 0; j < nb; j++) {\n"
           "        int32_t out[32];\n"
           "        for (int h = 0; h < 2; h++)\n"
-          "            _mm512_storeu_si512((void *)(out + 16 * h), _mm512_add_epi32(_mm512_slli_epi32(hi[2 * j + h], 8), lo[2 * j + h]));\n"
+          "            _mm512_storeu_si512((void *)(out + 16 * h), _mm512_add_epi32(_mm512_slli_epi32(hi[2 * j + h], "
+          "8), lo[2 * j + h]));\n"
           "        for (int32_t r = 0; r < nrows - 32 * j && r < 32; r++) y[32 * j + r] = out[r];\n"
           "    }\n}\n\n",
           out);
@@ -129,29 +140,33 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
  * serves every ISA (the compiler maps a 64-byte vector onto zmm, two ymm or scalars). */
 void emit_c_lanes_helpers(FILE *out) {
-    fprintf(out,
-            "#include <stdlib.h>\n"
-            "typedef int16_t rsr_x16 __attribute__((vector_size(64)));  /* one column, %d tokens */\n"
-            "typedef int16_t rsr_h16 __attribute__((vector_size(32)));\n"
-            "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
-            "/* xt[c] = column c of the m <= %d tokens at x, lanes past m zero */\n"
-            "static void rsr_lanes_transpose(rsr_x16 *xt, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
-            "    for (int32_t c = 0; c < cols; c++) xt[c] = (rsr_x16){0};\n"
-            "    for (int32_t t = 0; t < m; t++)\n"
-            "        for (int32_t c = 0; c < cols; c++) xt[c][t] = x[(size_t)t * (size_t)x_stride + (size_t)c];\n"
-            "}\n"
-            "/* lo, hi = the sum of columns p[j..e) of xt, int16 lanes widened every 256 columns */\n"
-            "static inline void rsr_lanes_seg(const rsr_x16 *xt, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *lo, rsr_y32 *hi) {\n"
-            "    *lo = (rsr_y32){0}, *hi = (rsr_y32){0};\n"
-            "    while (j < e) {\n"
-            "        int32_t stop = e - j > 256 ? j + 256 : e;\n"
-            "        rsr_x16 a = {0};\n"
-            "        for (; j < stop; j++) a += xt[p[j]];\n"
-            "        *lo += __builtin_convertvector(__builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), rsr_y32);\n"
-            "        *hi += __builtin_convertvector(__builtin_shufflevector(a, a, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31), rsr_y32);\n"
-            "    }\n"
-            "}\n\n",
-            RSR_LANES, RSR_LANES);
+    fprintf(
+        out,
+        "#include <stdlib.h>\n"
+        "typedef int16_t rsr_x16 __attribute__((vector_size(64)));  /* one column, %d tokens */\n"
+        "typedef int16_t rsr_h16 __attribute__((vector_size(32)));\n"
+        "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
+        "/* xt[c] = column c of the m <= %d tokens at x, lanes past m zero */\n"
+        "static void rsr_lanes_transpose(rsr_x16 *xt, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
+        "    for (int32_t c = 0; c < cols; c++) xt[c] = (rsr_x16){0};\n"
+        "    for (int32_t t = 0; t < m; t++)\n"
+        "        for (int32_t c = 0; c < cols; c++) xt[c][t] = x[(size_t)t * (size_t)x_stride + (size_t)c];\n"
+        "}\n"
+        "/* lo, hi = the sum of columns p[j..e) of xt, int16 lanes widened every 256 columns */\n"
+        "static inline void rsr_lanes_seg(const rsr_x16 *xt, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *lo, "
+        "rsr_y32 *hi) {\n"
+        "    *lo = (rsr_y32){0}, *hi = (rsr_y32){0};\n"
+        "    while (j < e) {\n"
+        "        int32_t stop = e - j > 256 ? j + 256 : e;\n"
+        "        rsr_x16 a = {0};\n"
+        "        for (; j < stop; j++) a += xt[p[j]];\n"
+        "        *lo += __builtin_convertvector(__builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
+        "12, 13, 14, 15), rsr_y32);\n"
+        "        *hi += __builtin_convertvector(__builtin_shufflevector(a, a, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
+        "26, 27, 28, 29, 30, 31), rsr_y32);\n"
+        "    }\n"
+        "}\n\n",
+        RSR_LANES, RSR_LANES);
 }
 
 /*
@@ -181,7 +196,8 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
               out);
         fputs("typedef struct { uint8_t c[16]; } rsr_codes;\n"
               "static inline rsr_codes rsr_field(const uint8_t *w, int i) {\n"
-              "    rsr_codes k;\n    for (int j = 0; j < 16; j++) k.c[j] = (uint8_t)((w[j] >> (2 * i)) & 3);\n    return k;\n}\n"
+              "    rsr_codes k;\n    for (int j = 0; j < 16; j++) k.c[j] = (uint8_t)((w[j] >> (2 * i)) & 3);\n    "
+              "return k;\n}\n"
               "typedef int32_t rsr_bacc;\n"
               "static inline rsr_bacc rsr_bzero(void) { return 0; }\n"
               "static inline rsr_bacc rsr_bdot(rsr_bacc a, rsr_codes k, const int8_t *x) {\n"
@@ -198,14 +214,18 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     if (isa == DOT_AVX512VNNI) {
         fprintf(out, "#define RSR_DOT(acc, c, x) _mm512_dpbusd_epi32(acc, c, x)\n");
     } else {
-        fprintf(out, "#define RSR_DOT(acc, c, x) %s_add_epi32(acc, %s_madd_epi16(%s_maddubs_epi16(c, x), %s_set1_epi16(1)))\n",
-                pre, pre, pre, pre);
+        fprintf(
+            out,
+            "#define RSR_DOT(acc, c, x) %s_add_epi32(acc, %s_madd_epi16(%s_maddubs_epi16(c, x), %s_set1_epi16(1)))\n",
+            pre, pre, pre, pre);
     }
     /* Batched kernels decode a field once for several tokens, so they shift it down (codes 0..2)
      * and keep one plain accumulator per row and token. */
     fprintf(out, "typedef %s rsr_codes, rsr_bacc;\n", v);
-    fprintf(out, "#define rsr_field(w, i) %s_and_%s(%s_srli_epi16(%s_loadu_%s((const void *)(w)), 2 * (i)), %s_set1_epi8(3))\n",
-            pre, si, pre, pre, si, pre);
+    fprintf(
+        out,
+        "#define rsr_field(w, i) %s_and_%s(%s_srli_epi16(%s_loadu_%s((const void *)(w)), 2 * (i)), %s_set1_epi8(3))\n",
+        pre, si, pre, pre, si, pre);
     fprintf(out, "#define rsr_bdot(a, k, x) RSR_DOT(a, k, %s_loadu_%s((const void *)(x)))\n", pre, si);
     fprintf(out, "static inline rsr_bacc rsr_bzero(void) { return %s_setzero_%s(); }\n", pre, si);
     if (wide) {
@@ -224,13 +244,16 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
          * 4^i, so an arithmetic shift brings it back before the lanes are summed. */
         fputs("typedef struct { __m512i f[4]; } rsr_vacc;\n"
               "static inline rsr_vacc rsr_vzero(void) {\n"
-              "    rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()}};\n"
+              "    rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), "
+              "_mm512_setzero_si512()}};\n"
               "    return a;\n}\n"
               "static inline rsr_vacc rsr_dot4(rsr_vacc a, const uint8_t *w, const int8_t *x) {\n"
               "    __m512i p = _mm512_loadu_si512((const void *)w);\n",
               out);
         for (int i = 0; i < 4; i++)
-            fprintf(out, "    a.f[%d] = RSR_DOT(a.f[%d], _mm512_and_si512(p, _mm512_set1_epi8(%d)), _mm512_loadu_si512((const void *)(x + %d)));\n",
+            fprintf(out,
+                    "    a.f[%d] = RSR_DOT(a.f[%d], _mm512_and_si512(p, _mm512_set1_epi8(%d)), "
+                    "_mm512_loadu_si512((const void *)(x + %d)));\n",
                     i, i, 3 << (2 * i), i * V);
         fputs("    return a;\n}\n"
               "static inline rsr_vacc rsr_sum4(rsr_vacc a, const int8_t *x) {\n"
@@ -241,7 +264,8 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
         fputs("    return a;\n}\n"
               "static inline int32_t rsr_vsum(rsr_vacc a) {\n"
               "    __m512i s = _mm512_add_epi32(_mm512_add_epi32(a.f[0], _mm512_srai_epi32(a.f[1], 2)),\n"
-              "                                 _mm512_add_epi32(_mm512_srai_epi32(a.f[2], 4), _mm512_srai_epi32(a.f[3], 6)));\n"
+              "                                 _mm512_add_epi32(_mm512_srai_epi32(a.f[2], 4), "
+              "_mm512_srai_epi32(a.f[3], 6)));\n"
               "    return _mm512_reduce_add_epi32(s);\n}\n\n",
               out);
         return;
@@ -251,13 +275,15 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     fprintf(out, "static inline rsr_vacc rsr_dot4(rsr_vacc acc, const uint8_t *w, const int8_t *x) {\n");
     fprintf(out, "    %s p = %s_loadu_%s((const void *)w), m = %s_set1_epi8(3);\n", v, pre, si, pre);
     for (int i = 0; i < 4; i++) {
-        if (i == 0) fprintf(out, "    acc = RSR_DOT(acc, %s_and_%s(p, m), ", pre, si);
-        else fprintf(out, "    acc = RSR_DOT(acc, %s_and_%s(%s_srli_epi16(p, %d), m), ", pre, si, pre, 2 * i);
+        if (i == 0)
+            fprintf(out, "    acc = RSR_DOT(acc, %s_and_%s(p, m), ", pre, si);
+        else
+            fprintf(out, "    acc = RSR_DOT(acc, %s_and_%s(%s_srli_epi16(p, %d), m), ", pre, si, pre, 2 * i);
         fprintf(out, "%s_loadu_%s((const void *)(x + %d)));\n", pre, si, i * V);
     }
     fputs("    return acc;\n}\n", out);
-    fprintf(out, "static inline rsr_vacc rsr_sum4(rsr_vacc acc, const int8_t *x) {\n    %s one = %s_set1_epi8(1);\n",
-            v, pre);
+    fprintf(out, "static inline rsr_vacc rsr_sum4(rsr_vacc acc, const int8_t *x) {\n    %s one = %s_set1_epi8(1);\n", v,
+            pre);
     for (int i = 0; i < 4; i++)
         fprintf(out, "    acc = RSR_DOT(acc, one, %s_loadu_%s((const void *)(x + %d)));\n", pre, si, i * V);
     fputs("    return acc;\n}\n", out);
@@ -321,7 +347,8 @@ static void emit_unrolled_blocks(FILE *out, const kernel *kn) {
         }
         if (p->binary) emit_fold(out, p->k, "    ");
         fputs("    (void)u;\n", out);
-        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++) fprintf(out, "    y[%d] = acc[%d];\n", b * p->k + r, r);
+        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++)
+            fprintf(out, "    y[%d] = acc[%d];\n", b * p->k + r, r);
         fputs("}\n", out);
     }
     fprintf(out, "static void (*const %s_block[%d])(const int8_t *restrict, int32_t *restrict) = {\n", kn->symbol,
@@ -363,8 +390,8 @@ static void emit_loop(FILE *out, const kernel *kn) {
 /* i2: Σx once per call, then per block of 4 rows one pass over the groups, x shared by the rows. */
 static void emit_i2(FILE *out, const kernel *kn) {
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
-    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %s */\n", kn->strategy, kn->rows, kn->cols, R,
-            kn->groups, 4 * V, dot_isa_names[kn->isa]);
+    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %s */\n", kn->strategy, kn->rows, kn->cols,
+            R, kn->groups, 4 * V, dot_isa_names[kn->isa]);
     fprintf(out,
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
             " int32_t block_end) {\n",
@@ -377,7 +404,8 @@ static void emit_i2(FILE *out, const kernel *kn) {
     for (int r = 0; r < R; r++) fprintf(out, "        rsr_vacc a%d = rsr_vzero();\n", r);
     fprintf(out, "        for (int32_t g = 0; g < %d; g++) {\n", kn->groups);
     fprintf(out, "            const int8_t *xg = x + g * %d;\n", 4 * V);
-    for (int r = 0; r < R; r++) fprintf(out, "            a%d = rsr_dot4(a%d, w + %d + g * %d, xg);\n", r, r, r * V, R * V);
+    for (int r = 0; r < R; r++)
+        fprintf(out, "            a%d = rsr_dot4(a%d, w + %d + g * %d, xg);\n", r, r, r * V, R * V);
     fputs("        }\n", out);
     for (int r = 0; r < R; r++) {
         fputs("        ", out);
@@ -398,7 +426,8 @@ static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent)
     fprintf(out, "%s    const uint8_t *wg = w + g * %d;\n", indent, R * V);
     for (int i = 0; i < 4; i++) {
         fprintf(out, "%s    {\n", indent);
-        for (int r = 0; r < R; r++) fprintf(out, "%s        rsr_codes c%d = rsr_field(wg + %d, %d);\n", indent, r, r * V, i);
+        for (int r = 0; r < R; r++)
+            fprintf(out, "%s        rsr_codes c%d = rsr_field(wg + %d, %d);\n", indent, r, r * V, i);
         for (int j = 0; j < T; j++)
             for (int r = 0; r < R; r++)
                 fprintf(out, "%s        a%d_%d = rsr_bdot(a%d_%d, c%d, x%d + g * %d + %d);\n", indent, r, j, r, j, r, j,
@@ -410,8 +439,10 @@ static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent)
         for (int r = 0; r < R; r++) {
             fputs(indent, out);
             if (kn->rows % R) fprintf(out, "if (b * %d + %d < %d) ", R, r, kn->rows);
-            fprintf(out, "y[(size_t)(t + %d) * (size_t)y_stride + (size_t)b * %d + %d] = rsr_bsum(a%d_%d) - sum_x[t + %d];\n", j,
-                    R, r, r, j, j);
+            fprintf(
+                out,
+                "y[(size_t)(t + %d) * (size_t)y_stride + (size_t)b * %d + %d] = rsr_bsum(a%d_%d) - sum_x[t + %d];\n", j,
+                R, r, r, j, j);
         }
 }
 
@@ -427,7 +458,8 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
             kn->batch_symbol);
     fprintf(out, "    int32_t sum_x[%d]; /* RSR_BATCH_MAX */\n", RSR_BATCH_MAX);
     fputs("    for (int32_t t = 0; t < ntok; t++) {\n        rsr_vacc sx = rsr_vzero();\n", out);
-    fprintf(out, "        for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + (size_t)t * (size_t)x_stride + g * %d);\n",
+    fprintf(out,
+            "        for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + (size_t)t * (size_t)x_stride + g * %d);\n",
             kn->groups, 4 * V);
     fputs("        sum_x[t] = rsr_vsum(sx);\n    }\n", out);
     fprintf(out, "    int32_t t = 0;\n    for (; t + %d <= ntok; t += %d)\n", kn->batch_tile, kn->batch_tile);
@@ -445,30 +477,37 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
  * the scratch cannot be had, the tokens go one by one through the decode kernel. */
 static void emit_lanes_batch(FILE *out, const kernel *kn) {
     const int32_t R = kn->block_rows;
-    fprintf(out, "/* %s: RSR with %d tokens in lanes, 81 patterns per block of %d rows */\n", kn->batch_symbol, RSR_LANES, R);
+    fprintf(out, "/* %s: RSR with %d tokens in lanes, 81 patterns per block of %d rows */\n", kn->batch_symbol,
+            RSR_LANES, R);
     fprintf(out,
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
             kn->batch_symbol);
-    fprintf(out, "    const uint16_t *seg = (const uint16_t *)(data + %llu), *perm = (const uint16_t *)(data + %llu);\n",
+    fprintf(out,
+            "    const uint16_t *seg = (const uint16_t *)(data + %llu), *perm = (const uint16_t *)(data + %llu);\n",
             (unsigned long long)kn->off_lane_seg, (unsigned long long)kn->off_lane_perm);
     fprintf(out, "    rsr_x16 *xt = aligned_alloc(64, sizeof(rsr_x16) * %d);\n", kn->cols);
-    fprintf(out, "    if (!xt) {\n        for (int32_t t = 0; t < ntok; t++)\n"
-                 "            %s(data, x + (size_t)t * (size_t)x_stride, y + (size_t)t * (size_t)y_stride, block_begin, block_end);\n"
-                 "        return;\n    }\n", kn->symbol);
+    fprintf(out,
+            "    if (!xt) {\n        for (int32_t t = 0; t < ntok; t++)\n"
+            "            %s(data, x + (size_t)t * (size_t)x_stride, y + (size_t)t * (size_t)y_stride, block_begin, "
+            "block_end);\n"
+            "        return;\n    }\n",
+            kn->symbol);
     fprintf(out, "    for (int32_t t0 = 0; t0 < ntok; t0 += %d) {\n", RSR_LANES);
     fprintf(out, "        int32_t m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES, RSR_LANES);
     fprintf(out, "        rsr_lanes_transpose(xt, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n", kn->cols);
     fputs("        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "            const uint16_t *se = seg + (size_t)b * %d, *pb = perm + (size_t)b * %d;\n", RSR_LANE_SEG_STRIDE,
-            kn->lane_cols);
+    fprintf(out, "            const uint16_t *se = seg + (size_t)b * %d, *pb = perm + (size_t)b * %d;\n",
+            RSR_LANE_SEG_STRIDE, kn->lane_cols);
     fputs("            rsr_y32 ", out);
     for (int r = 0; r < R; r++) fprintf(out, "%sl%d = {0}, h%d = {0}", r ? ", " : "", r, r);
     fputs(", ul, uh;\n", out);
     for (int c = 0; c < RSR_LANE_CODES; c++) {
         if (c == RSR_LANE_ZERO) continue;
-        if (c) fprintf(out, "            rsr_lanes_seg(xt, pb, se[%d], se[%d], &ul, &uh);", c - 1, c);
-        else fputs("            rsr_lanes_seg(xt, pb, 0, se[0], &ul, &uh);", out);
+        if (c)
+            fprintf(out, "            rsr_lanes_seg(xt, pb, se[%d], se[%d], &ul, &uh);", c - 1, c);
+        else
+            fputs("            rsr_lanes_seg(xt, pb, 0, se[0], &ul, &uh);", out);
         for (int r = 0, v = c; r < R; r++, v /= 3) {
             int d = v % 3 - 1;
             if (d) fprintf(out, " l%d %c= ul, h%d %c= uh;", r, d > 0 ? '+' : '-', r, d > 0 ? '+' : '-');
@@ -477,7 +516,9 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
     }
     for (int r = 0; r < R; r++) {
         fprintf(out, "            if (b * %d + %d < %d)\n", R, r, kn->rows);
-        fprintf(out, "                for (int32_t t = 0; t < m; t++) y[(size_t)(t0 + t) * (size_t)y_stride + (size_t)b * %d + %d] = t < 16 ? l%d[t] : h%d[t - 16];\n",
+        fprintf(out,
+                "                for (int32_t t = 0; t < m; t++) y[(size_t)(t0 + t) * (size_t)y_stride + (size_t)b * "
+                "%d + %d] = t < 16 ? l%d[t] : h%d[t - 16];\n",
                 R, r, r, r);
     }
     fputs("        }\n    }\n    free(xt);\n}\n\n", out);
@@ -486,8 +527,8 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
 /* lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c). */
 static void emit_lut(FILE *out, const kernel *kn) {
     int32_t G = kn->groups;
-    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block */\n", kn->strategy, kn->rows,
-            kn->cols, LUT_ROWS, G, LUT_GROUP_COLS, G * LUT_GROUP_BYTES);
+    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block */\n", kn->strategy,
+            kn->rows, kn->cols, LUT_ROWS, G, LUT_GROUP_COLS, G * LUT_GROUP_BYTES);
     fprintf(out,
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
             " int32_t block_end) {\n",
@@ -506,8 +547,8 @@ static void emit_lut(FILE *out, const kernel *kn) {
     fputs("    int32_t b = block_begin;\n", out);
     for (int nb = LUT_NB; nb >= 1; nb /= LUT_NB) {
         fprintf(out, "    for (; b + %d <= block_end; b += %d)\n", nb, nb);
-        fprintf(out, "        rsr_lut_blocks(data + (size_t)b * %d, %d, tab, %d, y + b * %d, %d - b * %d, %d);\n", G * LUT_GROUP_BYTES,
-                G * LUT_GROUP_BYTES, G, LUT_ROWS, kn->rows, LUT_ROWS, nb);
+        fprintf(out, "        rsr_lut_blocks(data + (size_t)b * %d, %d, tab, %d, y + b * %d, %d - b * %d, %d);\n",
+                G * LUT_GROUP_BYTES, G * LUT_GROUP_BYTES, G, LUT_ROWS, kn->rows, LUT_ROWS, nb);
     }
     fputs("}\n\n", out);
 }
@@ -520,8 +561,10 @@ void emit_c_kernel(FILE *out, const kernel *kn) {
     }
     if (kn->form == KF_I2) {
         emit_i2(out, kn);
-        if (kn->batch_lanes) emit_lanes_batch(out, kn);
-        else if (kn->batch_symbol) emit_i2_batch(out, kn);
+        if (kn->batch_lanes)
+            emit_lanes_batch(out, kn);
+        else if (kn->batch_symbol)
+            emit_i2_batch(out, kn);
         return;
     }
     if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);
@@ -557,17 +600,23 @@ void emit_c_kernel_decl(FILE *out, const kernel *kn) {
 void emit_c_string(FILE *out, const char *s) {
     fputc('"', out);
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(out, "\\%c", *s);
-        else if (*s == '\n') fputs("\\n", out);
-        else if ((unsigned char)*s < 32 || (unsigned char)*s > 126) fprintf(out, "\\%03o", (unsigned char)*s);
-        else fputc(*s, out);
+        if (*s == '"' || *s == '\\')
+            fprintf(out, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", out);
+        else if ((unsigned char)*s < 32 || (unsigned char)*s > 126)
+            fprintf(out, "\\%03o", (unsigned char)*s);
+        else
+            fputc(*s, out);
     }
     fputc('"', out);
 }
 
 void emit_c_offset(FILE *out, uint64_t off) {
-    if (off == RSR_NO_TENSOR) fputs("RSR_NO_TENSOR", out);
-    else fprintf(out, "%lluu", (unsigned long long)off);
+    if (off == RSR_NO_TENSOR)
+        fputs("RSR_NO_TENSOR", out);
+    else
+        fprintf(out, "%lluu", (unsigned long long)off);
 }
 
 /* One rsr_artifact_matrix initialiser line. */
@@ -599,12 +648,12 @@ static void emit_lines(FILE *out, const char *s) {
  * RSR_ARTIFACT_SYMBOL; a named one has entry points of its own (see embed.c). */
 static void emit_c_entry_points(FILE *out, const artifact_desc *d) {
     const char *exp = "__attribute__((visibility(\"default\")))";
-    if (d->default_model)
-        fprintf(out, "%s const rsr_artifact *const RSR_ARTIFACT_SYMBOL = &artifact;\n", exp);
+    if (d->default_model) fprintf(out, "%s const rsr_artifact *const RSR_ARTIFACT_SYMBOL = &artifact;\n", exp);
     if (d->name) {
         fprintf(out, "%s const rsr_artifact *%s_artifact(void) { return &artifact; }\n", exp, d->name);
-        fprintf(out, "%s rsr_status %s_model_open(rsr_model **out, const rsr_model_params *params) {\n"
-                     "    return rsr_model_open_artifact(out, &artifact, params);\n}\n",
+        fprintf(out,
+                "%s rsr_status %s_model_open(rsr_model **out, const rsr_model_params *params) {\n"
+                "    return rsr_model_open_artifact(out, &artifact, params);\n}\n",
                 exp, d->name);
     }
 }
@@ -633,13 +682,15 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     fputs(",\n    .target = ", out);
     emit_c_string(out, d->t->name);
     fprintf(out, ",\n    .compiler = \"rsrc %s\",\n", RSRC_VERSION);
-    fprintf(out, "    .hidden = %d, .intermediate = %d, .num_layers = %d, .num_heads = %d, .num_kv_heads = %d,"
-                 " .head_dim = %d,\n",
+    fprintf(out,
+            "    .hidden = %d, .intermediate = %d, .num_layers = %d, .num_heads = %d, .num_kv_heads = %d,"
+            " .head_dim = %d,\n",
             m->hidden, m->intermediate, m->num_layers, m->num_heads, m->num_kv_heads, m->head_dim);
     fprintf(out, "    .vocab = %d, .max_positions = %d, .bos = %d, .eos = %d,\n", m->vocab, m->max_positions, m->bos,
             m->eos);
-    fprintf(out, "    .activation = %d, .bitlinear_norm = %d, .rms_eps = %a, .bitlinear_eps = %a,"
-                 " .rope_theta = %a,\n",
+    fprintf(out,
+            "    .activation = %d, .bitlinear_norm = %d, .rms_eps = %a, .bitlinear_eps = %a,"
+            " .rope_theta = %a,\n",
             m->activation, m->bitlinear_norm ? 1 : 0, (double)m->rms_eps, (double)m->bitlinear_eps, m->rope_theta);
     fprintf(out, "    .blob = rsr_blob, .blob_size = %lluu,\n", (unsigned long long)d->blob_size);
     fputs("    .embed = ", out);
@@ -648,7 +699,8 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_c_offset(out, d->lm_head);
     fprintf(out, ", .embed_dtype = %d, .lm_head_dtype = %d,\n    .final_norm = ", d->embed_dtype, d->lm_head_dtype);
     emit_c_offset(out, d->final_norm);
-    fprintf(out, ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n    .tokenizer_json = ", d->num_matrices);
+    fprintf(out,
+            ",\n    .layer = layers, .matrix = matrices, .num_matrices = %d,\n    .tokenizer_json = ", d->num_matrices);
     emit_c_offset(out, d->tokenizer_json);
     fprintf(out, ", .tokenizer_json_size = %lluu,\n    .head_q8 = ", (unsigned long long)d->tokenizer_json_size);
     emit_c_offset(out, d->head_q8);
@@ -662,6 +714,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_lines(out, d->manifest ? d->manifest : "");
     fputs(",\n    .cpu_features = \"", out);
     for (int i = 0; i < d->t->nfeatures; i++) fprintf(out, "%s%s", i ? "," : "", d->t->features[i]);
-    fprintf(out, "\",\n    .has_checksum = 1, .blob_checksum = 0x%016llxu,\n};\n\n", (unsigned long long)d->blob_checksum);
+    fprintf(out, "\",\n    .has_checksum = 1, .blob_checksum = 0x%016llxu,\n};\n\n",
+            (unsigned long long)d->blob_checksum);
     emit_c_entry_points(out, d);
 }

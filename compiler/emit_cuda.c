@@ -30,10 +30,11 @@ void emit_cuda_prologue(FILE *out, const char *source, const target *t) {
  *   the end give zeros (the warp still takes part in the entry's barriers).
  */
 static void emit_rows_begin(FILE *out, const kernel *kn) {
-    fprintf(out,
-            "__device__ __forceinline__ void %s(const unsigned char *__restrict__ data, const signed char *__restrict__ xq,"
-            " int b, int slice, int lane, int *sums) {\n",
-            kn->symbol);
+    fprintf(
+        out,
+        "__device__ __forceinline__ void %s(const unsigned char *__restrict__ data, const signed char *__restrict__ xq,"
+        " int b, int slice, int lane, int *sums) {\n",
+        kn->symbol);
 }
 
 /* i2 with dp4a: lanes stride over the groups of the block (slice s of S takes groups s·32 + lane,
@@ -60,9 +61,13 @@ static void emit_i2(FILE *out, const kernel *kn) {
     static const char field[] = "xyzw";
     for (int r = 0; r < R; r++) {
         fprintf(out, "            { const int p = (int)p4.%c;\n", field[r]);
-        fprintf(out, "              a%d = __dp4a(p & 0x03030303, xg.x, a%d); a%d = __dp4a((p >> 2) & 0x03030303, xg.y, a%d);\n",
-                r, r, r, r);
-        fprintf(out, "              a%d = __dp4a((p >> 4) & 0x03030303, xg.z, a%d); a%d = __dp4a((p >> 6) & 0x03030303, xg.w, a%d); }\n",
+        fprintf(
+            out,
+            "              a%d = __dp4a(p & 0x03030303, xg.x, a%d); a%d = __dp4a((p >> 2) & 0x03030303, xg.y, a%d);\n",
+            r, r, r, r);
+        fprintf(out,
+                "              a%d = __dp4a((p >> 4) & 0x03030303, xg.z, a%d); a%d = __dp4a((p >> 6) & 0x03030303, "
+                "xg.w, a%d); }\n",
                 r, r, r, r);
     }
     fputs("        }\n    }\n    sx = rsr_warp_sum_i32(sx);\n", out);
@@ -106,8 +111,11 @@ static void emit_warp(FILE *out, const kernel *kn) {
           "        if (j < e1 && (lane == 0 || prev != code)) { /* the run's first lane holds its sum */\n",
           out);
     for (int r = 0; r < k; r++) {
-        if (p->binary) fprintf(out, "            acc%d += (code >> %d) & 1 ? v : -v;\n", r, r);
-        else fprintf(out, "            acc%d += (int)((code >> %d) & 1) * v - (int)((code >> %d) & 1) * v;\n", r, k + r, r);
+        if (p->binary)
+            fprintf(out, "            acc%d += (code >> %d) & 1 ? v : -v;\n", r, r);
+        else
+            fprintf(out, "            acc%d += (int)((code >> %d) & 1) * v - (int)((code >> %d) & 1) * v;\n", r, k + r,
+                    r);
     }
     fputs("        }\n    }\n", out);
     for (int r = 0; r < k; r++) fprintf(out, "    sums[%d] = rsr_warp_sum_i32(acc%d);\n", r, r);
@@ -126,8 +134,10 @@ void emit_cuda_kernel(FILE *out, const kernel *kn) {
 }
 
 gpu_member gpu_member_of(const kernel *kn) {
-    return (gpu_member){kn->symbol, kn->rows, kn->cols, kn->block_rows, kn->num_blocks, kn->cta_warps, kn->gpu_split,
-                        kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0, kn->data_offset};
+    return (gpu_member){
+        kn->symbol,     kn->rows,      kn->cols,      kn->block_rows,
+        kn->num_blocks, kn->cta_warps, kn->gpu_split, kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0,
+        kn->data_offset};
 }
 
 int32_t gpu_member_ctas(const gpu_member *m) {
@@ -165,7 +175,8 @@ void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int cou
         if (g->i2_block_bytes) {
             fprintf(out, "        const unsigned char *wb = blob + %lluull + (long long)first * %d;\n",
                     (unsigned long long)g->data, g->i2_block_bytes);
-            fprintf(out, "        const int bytes = min(%d, %d - first) * %d;\n", per_cta, g->num_blocks, g->i2_block_bytes);
+            fprintf(out, "        const int bytes = min(%d, %d - first) * %d;\n", per_cta, g->num_blocks,
+                    g->i2_block_bytes);
             fputs("        for (int o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128)\n"
                   "            asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(wb + o));\n",
                   out);

@@ -36,15 +36,18 @@ bool valid_model_name(const char *name, char *why, size_t whylen) {
 static void emit_quoted(FILE *out, const char *s) {
     fputc('"', out);
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(out, "\\%c", *s);
-        else if ((unsigned char)*s < 32 || (unsigned char)*s > 126) fprintf(out, "\\%03o", (unsigned char)*s);
-        else fputc(*s, out);
+        if (*s == '"' || *s == '\\')
+            fprintf(out, "\\%c", *s);
+        else if ((unsigned char)*s < 32 || (unsigned char)*s > 126)
+            fprintf(out, "\\%03o", (unsigned char)*s);
+        else
+            fputc(*s, out);
     }
     fputc('"', out);
 }
 
 void emit_header(FILE *out, const model *m, const target *t, const char *name, const char *source) {
-    char P[80];   /* the macro prefix */
+    char P[80]; /* the macro prefix */
     snprintf(P, sizeof P, "%s", name ? name : "model");
     for (char *c = P; *c; c++) *c = (char)toupper((unsigned char)*c);
     const char *base = strrchr(source, '/') && strrchr(source, '/')[1] ? strrchr(source, '/') + 1 : source;
@@ -73,8 +76,9 @@ void emit_header(FILE *out, const model *m, const target *t, const char *name, c
     }
     fputs(" */\n", out);
     fprintf(out, "#ifndef RSRC_MODEL_%s_H\n#define RSRC_MODEL_%s_H\n\n#include \"rsr.h\"\n\n", P, P);
-    fprintf(out, "#if RSR_API_VERSION != %d\n#error \"%s.h was generated for rsr API version %d: use the rsr.h of the "
-                 "rsrc that compiled the model\"\n#endif\n\n",
+    fprintf(out,
+            "#if RSR_API_VERSION != %d\n#error \"%s.h was generated for rsr API version %d: use the rsr.h of the "
+            "rsrc that compiled the model\"\n#endif\n\n",
             RSR_API_VERSION, name ? name : "model", RSR_API_VERSION);
 
     fputs("/* what the model is */\n", out);
@@ -105,8 +109,9 @@ void emit_header(FILE *out, const model *m, const target *t, const char *name, c
         fprintf(out, "#define %s_MODEL_OPEN %s_model_open\n", P, name);
         fprintf(out, "#define %s_ARTIFACT %s_artifact\n\n", P, name);
         fputs("#ifdef __cplusplus\nextern \"C\" {\n#endif\n", out);
-        fprintf(out, "/* Opens this model, as rsr_model_open opens the default one. */\n"
-                     "rsr_status %s_model_open(rsr_model **out, const rsr_model_params *params);\n",
+        fprintf(out,
+                "/* Opens this model, as rsr_model_open opens the default one. */\n"
+                "rsr_status %s_model_open(rsr_model **out, const rsr_model_params *params);\n",
                 name);
         fprintf(out, "/* Its descriptor, for rsr_model_open_artifact. */\nconst rsr_artifact *%s_artifact(void);\n",
                 name);

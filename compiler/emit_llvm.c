@@ -40,9 +40,9 @@ struct llvm_emitter {
     LLVMTargetMachineRef tm;
     char *cpu, *features;
     LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, batch_type, block_type;
-    bool gpu;                   /* NVPTX: kernels are entries, PTX is the output */
-    LLVMValueRef fn;            /* the function being built */
-    LLVMBasicBlockRef entry;    /* its alloca block */
+    bool gpu;                /* NVPTX: kernels are entries, PTX is the output */
+    LLVMValueRef fn;         /* the function being built */
+    LLVMBasicBlockRef entry; /* its alloca block */
 };
 
 /* ---- setup: the target machine from the spec ---- */
@@ -85,7 +85,8 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
     const char *triple = e->gpu ? "nvptx64-nvidia-cuda" : t->triple ? t->triple : "x86_64-pc-linux-gnu";
     LLVMTargetRef target_ref;
     char *err = NULL;
-    if (LLVMGetTargetFromTriple(triple, &target_ref, &err)) fatal("target %s: LLVM does not know triple '%s': %s", t->name, triple, err);
+    if (LLVMGetTargetFromTriple(triple, &target_ref, &err))
+        fatal("target %s: LLVM does not know triple '%s': %s", t->name, triple, err);
     /* 'native' is the C compiler's word; LLVM's host CPU name is unreliable on new CPUs, so the
      * detected feature list (already in the spec) is what matters. */
     if (e->gpu) {
@@ -100,7 +101,8 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
     e->features = e->gpu ? xstrdup(LLVM_NVPTX_PTX_FEATURE) : llvm_feature_string(t);
     free(llvm_fatal_context);
     llvm_fatal_context = xasprintf("target %s, cpu '%s', features '%s': check --cpu and --features against the "
-                                   "warnings above", t->name, e->cpu, e->features);
+                                   "warnings above",
+                                   t->name, e->cpu, e->features);
     LLVMInstallFatalErrorHandler(llvm_fatal);
     e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                     LLVMCodeModelDefault);
@@ -138,8 +140,9 @@ static LLVMValueRef c32(llvm_emitter *e, int64_t v) { return LLVMConstInt(e->i32
 static LLVMValueRef c64(llvm_emitter *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
 
 static void add_fn_attr(llvm_emitter *e, LLVMValueRef fn, const char *key, const char *value) {
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(e->ctx, key, (unsigned)strlen(key), value, (unsigned)strlen(value)));
+    LLVMAddAttributeAtIndex(
+        fn, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(e->ctx, key, (unsigned)strlen(key), value, (unsigned)strlen(value)));
 }
 
 static void add_enum_attr(llvm_emitter *e, LLVMValueRef fn, unsigned index, const char *name) {
@@ -156,9 +159,12 @@ static void mark_kernel(llvm_emitter *e, LLVMValueRef fn) {
 /* Starts a function: an alloca block, then the body's first block under e->b. */
 static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
     LLVMValueRef fn = LLVMAddFunction(e->mod, name, type);
-    if (exported && e->gpu) mark_kernel(e, fn);
-    else if (exported) LLVMSetVisibility(fn, LLVMHiddenVisibility); /* the artifact descriptor references it */
-    else LLVMSetLinkage(fn, LLVMInternalLinkage);
+    if (exported && e->gpu)
+        mark_kernel(e, fn);
+    else if (exported)
+        LLVMSetVisibility(fn, LLVMHiddenVisibility); /* the artifact descriptor references it */
+    else
+        LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(e, fn, "target-cpu", e->cpu);
     add_fn_attr(e, fn, "target-features", e->features);
     if (e->t->vector_bits >= 512 && !e->gpu) add_fn_attr(e, fn, "prefer-vector-width", "512");
@@ -264,7 +270,9 @@ static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
 
 static int acc_lanes(const kernel *kn) { return kn->isa == DOT_AVX2 ? 8 : 16; }
 
-static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) { return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn)); }
+static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) {
+    return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn));
+}
 
 /* acc += codes · x, codes and x being <V x i8> (codes unsigned 0..2, x signed). */
 static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLVMValueRef codes, LLVMValueRef x) {
@@ -280,10 +288,11 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
         bool wide = kn->isa == DOT_AVX512BW;
         LLVMTypeRef pairs = LLVMVectorType(e->i16, (unsigned)V / 2);
         LLVMValueRef a1[] = {codes, x};
-        LLVMValueRef s16 = intrinsic(e, wide ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw", pairs, a1, 2);
+        LLVMValueRef s16 =
+            intrinsic(e, wide ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw", pairs, a1, 2);
         LLVMValueRef a2[] = {s16, splat(e->i16, V / 2, 1)};
-        LLVMValueRef s32 = intrinsic(e, wide ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd",
-                                     acc_type(e, kn), a2, 2);
+        LLVMValueRef s32 =
+            intrinsic(e, wide ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd", acc_type(e, kn), a2, 2);
         return LLVMBuildAdd(e->b, acc, s32, "");
     }
     default: {
@@ -316,7 +325,8 @@ static LLVMValueRef sum_of_x(llvm_emitter *e, const kernel *kn, LLVMValueRef x) 
     loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "sumx");
     LLVMValueRef xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
     LLVMValueRef acc = get(e, sx);
-    for (int i = 0; i < 4; i++) acc = dot(e, kn, acc, ones, load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), "")));
+    for (int i = 0; i < 4; i++)
+        acc = dot(e, kn, acc, ones, load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), "")));
     set(e, sx, acc);
     loop_end(e, &G);
     return vsum(e, kn, get(e, sx));
@@ -363,7 +373,8 @@ static void emit_i2(llvm_emitter *e, const kernel *kn) {
     for (int r = 0; r < R; r++) {
         LLVMValueRef total = get(e, a[r][0]);
         for (int f = 1; f < F; f++) /* lanes of field f are exact multiples of 4^f */
-            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, get(e, a[r][f]), splat(e->i32, acc_lanes(kn), 2 * f), ""), "");
+            total = LLVMBuildAdd(e->b, total,
+                                 LLVMBuildAShr(e->b, get(e, a[r][f]), splat(e->i32, acc_lanes(kn), 2 * f), ""), "");
         LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
         LLVMBasicBlockRef join = NULL;
         if (kn->rows % R) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
@@ -385,13 +396,15 @@ static LLVMValueRef mask_const(llvm_emitter *e, uint32_t bits) {
 /* Group g's four planes into tab (an array of <64 x i8>): x's columns 12g.. (`left` of them
  * readable when fewer than 12: the tail group, a constant), the same steps as rsr_lut_tables. */
 static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, LLVMValueRef g, int left) {
-    LLVMTypeRef v16i8 = LLVMVectorType(e->i8, 16), v4i32 = LLVMVectorType(e->i32, 4), v32i16 = LLVMVectorType(e->i16, 32);
+    LLVMTypeRef v16i8 = LLVMVectorType(e->i8, 16), v4i32 = LLVMVectorType(e->i32, 4),
+                v32i16 = LLVMVectorType(e->i16, 32);
     LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);
     LLVMValueRef x0 = LLVMBuildMul(e->b, g, c32(e, LUT_GROUP_COLS), ""), xb;
     if (left >= LUT_GROUP_COLS) { /* three in-bounds words */
         LLVMValueRef w = LLVMConstNull(v4i32);
         for (int i = 0; i < 3; i++) {
-            LLVMValueRef p = LLVMBuildBitCast(e->b, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, 4 * i), "")), e->i32p, "");
+            LLVMValueRef p =
+                LLVMBuildBitCast(e->b, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, 4 * i), "")), e->i32p, "");
             LLVMValueRef v = LLVMBuildLoad2(e->b, e->i32, p, "");
             LLVMSetAlignment(v, 1);
             w = LLVMBuildInsertElement(e->b, w, v, c32(e, i), "");
@@ -400,8 +413,9 @@ static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, 
     } else {
         xb = LLVMConstNull(v16i8);
         for (int i = 0; i < left; i++)
-            xb = LLVMBuildInsertElement(e->b, xb, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, i), "")), ""),
-                                        c32(e, i), "");
+            xb = LLVMBuildInsertElement(
+                e->b, xb, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, i), "")), ""),
+                c32(e, i), "");
     }
     LLVMValueRef xw = LLVMBuildSExt(e->b, xb, LLVMVectorType(e->i16, 16), "");
     int plane[2][64];
@@ -435,7 +449,8 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
     LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
     LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, blk), c64(e, (int64_t)G * LUT_GROUP_BYTES), ""));
     LLVMValueRef lo[2 * LUT_NB], hi[2 * LUT_NB];
-    for (int j = 0; j < 2 * nb; j++) lo[j] = var(e, v16i32, LLVMConstNull(v16i32), "lo"), hi[j] = var(e, v16i32, LLVMConstNull(v16i32), "hi");
+    for (int j = 0; j < 2 * nb; j++)
+        lo[j] = var(e, v16i32, LLVMConstNull(v16i32), "lo"), hi[j] = var(e, v16i32, LLVMConstNull(v16i32), "hi");
     LLVMValueRef low = splat(e->i8, 64, 0x0f), ones = LLVMBuildBitCast(e->b, splat(e->i8, 64, 1), v16i32, "");
     LLVMValueRef quarter[64];
     for (int i = 0; i < 64; i++) quarter[i] = LLVMConstInt(e->i8, (unsigned long long)lut_quarter(i), 0);
@@ -449,7 +464,8 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
         LLVMSetAlignment(t[i], 64);
     }
     for (int j = 0; j < nb; j++) {
-        LLVMValueRef wg = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""), c32(e, j * G * LUT_GROUP_BYTES), "");
+        LLVMValueRef wg = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""),
+                                       c32(e, j * G * LUT_GROUP_BYTES), "");
         LLVMValueRef p = load_vec(e, 64, w, wg);
         LLVMValueRef idx[2] = {LLVMBuildAnd(e->b, p, low, ""), LLVMBuildLShr(e->b, p, splat(e->i8, 64, 4), "")};
         for (int h = 0; h < 2; h++) {
@@ -461,8 +477,10 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
             LLVMValueRef i = LLVMBuildOr(e->b, idx[h], qv, "");
             i = LLVMBuildSelect(e->b, m, LLVMBuildOr(e->b, i, splat(e->i8, 64, 16), ""), i, "");
             LLVMValueRef a1[] = {t[0], i, t[1]}, a2[] = {t[2], i, t[3]};
-            LLVMValueRef lb = LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a1, 3), v16i32, "");
-            LLVMValueRef hb = LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a2, 3), v16i32, "");
+            LLVMValueRef lb =
+                LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a1, 3), v16i32, "");
+            LLVMValueRef hb =
+                LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a2, 3), v16i32, "");
             LLVMValueRef d1[] = {get(e, lo[2 * j + h]), lb, ones}, d2[] = {get(e, hi[2 * j + h]), ones, hb};
             set(e, lo[2 * j + h], intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, d1, 3));
             set(e, hi[2 * j + h], intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, d2, 3));
@@ -471,7 +489,8 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
     loop_end(e, &Gl);
     LLVMValueRef row0 = LLVMBuildMul(e->b, blk, c32(e, LUT_ROWS), "");
     for (int j = 0; j < 2 * nb; j++) { /* rows 16j + k: 256 · Σ high bytes + Σ low bytes */
-        LLVMValueRef s = LLVMBuildAdd(e->b, LLVMBuildShl(e->b, get(e, hi[j]), splat(e->i32, 16, 8), ""), get(e, lo[j]), "");
+        LLVMValueRef s =
+            LLVMBuildAdd(e->b, LLVMBuildShl(e->b, get(e, hi[j]), splat(e->i32, 16, 8), ""), get(e, lo[j]), "");
         for (int k = 0; k < 16; k++) {
             LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, 16 * j + k), "");
             LLVMBasicBlockRef join = NULL;
@@ -597,13 +616,16 @@ static LLVMValueRef half_lanes(llvm_emitter *e, LLVMValueRef a, int half) {
 static LLVMValueRef lanes_seg_fn(llvm_emitter *e) {
     LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_seg");
     if (fn) return fn;
-    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v16p = LLVMPointerType(lanes16(e), 0), o32p = LLVMPointerType(lanes32(e), 0);
+    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v16p = LLVMPointerType(lanes16(e), 0),
+                o32p = LLVMPointerType(lanes32(e), 0);
     LLVMTypeRef params[] = {i16p, i16p, e->i32, e->i32, o32p};
     fn = begin_function(e, "rsr_lanes_seg", LLVMFunctionType(e->voidt, params, 5, 0), false);
     LLVMValueRef xt = LLVMBuildBitCast(e->b, LLVMGetParam(fn, 0), v16p, ""), p = LLVMGetParam(fn, 1);
     LLVMValueRef j = LLVMGetParam(fn, 2), end = LLVMGetParam(fn, 3), out = LLVMGetParam(fn, 4);
-    LLVMValueRef lo = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "lo"), hi = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "hi");
-    LLVMValueRef chunks = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, 255), ""), c32(e, 256), "");
+    LLVMValueRef lo = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "lo"),
+                 hi = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "hi");
+    LLVMValueRef chunks =
+        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, 255), ""), c32(e, 256), "");
     loop C;
     loop_begin(e, &C, c32(e, 0), chunks, "chunk");
     LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, 256), ""), "");
@@ -643,7 +665,8 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
     LLVMValueRef seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_seg)), i16p, "");
     LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
     LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
-    LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0), free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
+    LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0),
+                free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
     LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)kn->cols * 2 * RSR_LANES)};
     LLVMValueRef raw = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xt");
     /* no scratch: the tokens one by one through the decode kernel */
@@ -661,10 +684,12 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
     LLVMValueRef one = c64(e, 1);
 
     loop P; /* passes of up to 32 tokens */
-    LLVMValueRef passes = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, ntok, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
+    LLVMValueRef passes =
+        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, ntok, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
     loop_begin(e, &P, c32(e, 0), passes, "pass");
     LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
-    LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left, c32(e, RSR_LANES), "");
+    LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
+                                     c32(e, RSR_LANES), "");
     /* transpose: xt[c][t] = x[t0 + t][c], zero past m */
     LLVMTypeRef v16p = LLVMPointerType(lanes16(e), 0);
     LLVMValueRef xtv = LLVMBuildBitCast(e->b, raw, v16p, "");
@@ -676,11 +701,16 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
     loop_end(e, &Z);
     loop TT;
     loop_begin(e, &TT, c32(e, 0), m, "lane");
-    LLVMValueRef xrow = at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, TT.i, "")), i64_of(e, x_stride), ""));
+    LLVMValueRef xrow =
+        at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, TT.i, "")), i64_of(e, x_stride), ""));
     loop Cc;
     loop_begin(e, &Cc, c32(e, 0), c32(e, kn->cols), "col");
-    LLVMValueRef xv = LLVMBuildSExt(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, xrow, i64_of(e, Cc.i)), ""), e->i16, "");
-    LLVMBuildStore(e->b, xv, at(e, e->i16, xt, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, Cc.i), c64(e, RSR_LANES), ""), i64_of(e, TT.i), "")));
+    LLVMValueRef xv =
+        LLVMBuildSExt(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, xrow, i64_of(e, Cc.i)), ""), e->i16, "");
+    LLVMBuildStore(
+        e->b, xv,
+        at(e, e->i16, xt,
+           LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, Cc.i), c64(e, RSR_LANES), ""), i64_of(e, TT.i), "")));
     loop_end(e, &Cc);
     loop_end(e, &TT);
 
@@ -695,7 +725,8 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
     for (int c = 0; c < RSR_LANE_CODES; c++) {
         if (c == RSR_LANE_ZERO) continue;
         /* the zero pattern's segment is empty (kernel.c), so code 41's begins where code 39's ends */
-        LLVMValueRef end = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, c)), ""), e->i32, "");
+        LLVMValueRef end =
+            LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, c)), ""), e->i32, "");
         LLVMValueRef sargs[] = {xt, pb, begin, end, sums};
         LLVMBuildCall2(e->b, LLVMGlobalGetValueType(seg_fn), seg_fn, sargs, 5, "");
         LLVMValueRef u[2] = {LLVMBuildLoad2(e->b, lanes32(e), sums, ""),
@@ -717,7 +748,8 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
         LLVMValueRef lanes = LLVMBuildBitCast(e->b, sums, e->i32p, "");
         loop L;
         loop_begin(e, &L, c32(e, 0), m, "lane");
-        LLVMValueRef yt = at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, L.i, "")), i64_of(e, y_stride), ""));
+        LLVMValueRef yt =
+            at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, L.i, "")), i64_of(e, y_stride), ""));
         store_y(e, yt, row, LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, lanes, L.i), ""));
         loop_end(e, &L);
         if (rjoin) if_end(e, rjoin);
@@ -810,8 +842,10 @@ static void emit_loop(llvm_emitter *e, const kernel *kn) {
     const rsr_plan *p = kn->plan;
     LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
     LLVMTypeRef i16p = LLVMPointerType(e->i16, 0);
-    LLVMValueRef block_seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_seg)), e->i32p, "");
-    LLVMValueRef block_col = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_col)), e->i32p, "");
+    LLVMValueRef block_seg =
+        LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_seg)), e->i32p, "");
+    LLVMValueRef block_col =
+        LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_col)), e->i32p, "");
     LLVMValueRef seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_seg)), e->i32p, "");
     LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_perm)), i16p, "");
     int k = p->k, ncodes = 1 << k;
@@ -832,7 +866,8 @@ static void emit_loop(llvm_emitter *e, const kernel *kn) {
     }
     LLVMValueRef col = var(e, e->i32, LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_col, B.i), ""), "col");
     LLVMValueRef s0 = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, B.i), "");
-    LLVMValueRef s1 = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, LLVMBuildAdd(e->b, B.i, c32(e, 1), "")), "");
+    LLVMValueRef s1 =
+        LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, LLVMBuildAdd(e->b, B.i, c32(e, 1), "")), "");
     loop S;
     loop_begin(e, &S, s0, s1, "segment");
     LLVMValueRef sv = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, seg, S.i), "");
@@ -909,8 +944,10 @@ static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
     LLVMValueRef b = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, cta, c32(e, kn->cta_warps), ""),
                                   LLVMBuildLShr(e->b, tid, c32(e, 5), ""), "block");
     LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, b, c32(e, kn->num_blocks), ""));
-    LLVMValueRef w = LLVMBuildBitCast(e->b, at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, b, e->i64, ""),
-                                                                             c64(e, (int64_t)R * words * 4), "")), e->i32p, "");
+    LLVMValueRef w = LLVMBuildBitCast(
+        e->b,
+        at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, b, e->i64, ""), c64(e, (int64_t)R * words * 4), "")),
+        e->i32p, "");
     LLVMValueRef xw = LLVMBuildBitCast(e->b, x, e->i32p, "");
     LLVMValueRef a[8], sx = var(e, e->i32, c32(e, 0), "sx");
     for (int r = 0; r < R; r++) a[r] = var(e, e->i32, c32(e, 0), "a");
@@ -925,14 +962,19 @@ static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
     LLVMPositionBuilderAtEnd(e->b, body);
     LLVMValueRef xv[4];
     for (int i = 0; i < 4; i++) {
-        xv[i] = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, xw, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, 4), ""), c32(e, i), "")), "");
+        xv[i] = LLVMBuildLoad2(
+            e->b, e->i32, at(e, e->i32, xw, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, 4), ""), c32(e, i), "")),
+            "");
         set(e, sx, dp4a(e, c32(e, 0x01010101), xv[i], get(e, sx)));
     }
     for (int r = 0; r < R; r++) {
-        LLVMValueRef p = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, w, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, R), ""), c32(e, r), "")), "");
+        LLVMValueRef p = LLVMBuildLoad2(
+            e->b, e->i32, at(e, e->i32, w, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, R), ""), c32(e, r), "")),
+            "");
         LLVMValueRef acc = get(e, a[r]);
         for (int i = 0; i < 4; i++) {
-            LLVMValueRef codes = LLVMBuildAnd(e->b, i ? LLVMBuildLShr(e->b, p, c32(e, 2 * i), "") : p, c32(e, 0x03030303), "");
+            LLVMValueRef codes =
+                LLVMBuildAnd(e->b, i ? LLVMBuildLShr(e->b, p, c32(e, 2 * i), "") : p, c32(e, 0x03030303), "");
             acc = dp4a(e, codes, xv[i], acc);
         }
         set(e, a[r], acc);
@@ -963,7 +1005,12 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
         fatal("internal error: %s: form %d has no %s kernel in the LLVM backend", kn->symbol, kn->form,
               e->gpu ? "NVPTX" : "CPU");
     switch (kn->form) {
-    case KF_I2: if (e->gpu) emit_gpu_i2(e, kn); else emit_i2(e, kn); break;
+    case KF_I2:
+        if (e->gpu)
+            emit_gpu_i2(e, kn);
+        else
+            emit_i2(e, kn);
+        break;
     case KF_UNROLLED: emit_unrolled(e, kn); break;
     case KF_LOOP: emit_loop(e, kn); break;
     case KF_LUT: emit_lut(e, kn); break;
@@ -975,8 +1022,10 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
         fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
         add_enum_attr(e, fn, 2, "noalias"); /* x */
         add_enum_attr(e, fn, 4, "noalias"); /* y */
-        if (kn->batch_lanes) emit_lanes_batch(e, kn, seg_fn);
-        else emit_i2_batch(e, kn);
+        if (kn->batch_lanes)
+            emit_lanes_batch(e, kn, seg_fn);
+        else
+            emit_i2_batch(e, kn);
         end_function(e);
     }
 }
@@ -999,8 +1048,8 @@ void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) 
         return;
     }
     if (e->gpu && what == LLVM_OUT_OBJ) fatal("internal error: NVPTX emits PTX text (assembly), not objects");
-    if (LLVMTargetMachineEmitToFile(e->tm, e->mod, (char *)path, what == LLVM_OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
-                                    &err))
+    if (LLVMTargetMachineEmitToFile(e->tm, e->mod, (char *)path,
+                                    what == LLVM_OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &err))
         fatal("%s: LLVM cannot emit code: %s", path, err);
 }
 

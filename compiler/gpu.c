@@ -17,7 +17,7 @@
 #include "rsrc.h"
 
 typedef struct gpu_record {
-    char *symbol;               /* NVRTC: the group entry that runs it; LLVM NVPTX: its own entry */
+    char *symbol; /* NVRTC: the group entry that runs it; LLVM NVPTX: its own entry */
     const char *strategy;
     int32_t block_rows, blocks, cta_warps;
     int32_t group_slot, group_ctas; /* NVRTC: its bit in the call's mask, the entry's thread blocks */
@@ -26,8 +26,8 @@ typedef struct gpu_record {
 
 struct gpu_build {
     const target *t;
-    bool llvm;                  /* matrix kernels through LLVM NVPTX */
-    kernel_sink sink;           /* PRINTER_CUDA (NVRTC) or PRINTER_NVPTX */
+    bool llvm;        /* matrix kernels through LLVM NVPTX */
+    kernel_sink sink; /* PRINTER_CUDA (NVRTC) or PRINTER_NVPTX */
     char *cu_path, *ptx_path, *llvm_ptx_path;
     FILE *cu;
     llvm_emitter *nvptx;
@@ -85,15 +85,20 @@ static void gpu_close_group(gpu_build *g) {
 
 void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const matrix_request *rq) {
     compiled_matrix cm;
-    compile_matrix(tm, g->t, &(matrix_request){.strategy = rq->strategy, .k = rq->k, .user_strategy = rq->user_strategy,
-                                                .index = index, .print_plan = rq->print_plan},
+    compile_matrix(tm, g->t,
+                   &(matrix_request){.strategy = rq->strategy,
+                                     .k = rq->k,
+                                     .user_strategy = rq->user_strategy,
+                                     .index = index,
+                                     .print_plan = rq->print_plan},
                    blob, &g->sink, &cm);
     const kernel *kn = &cm.kn;
     if (g->explain) printf("%-44s %11s %s\n", tm->name, kn->strategy, cm.mp.why);
     note(2, "%s on %s: %s", tm->name, g->t->name, cm.mp.why);
-    if (g->num_mats == g->cap) g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
-    g->mats[g->num_mats++] = (gpu_record){xstrdup(kn->symbol), kn->strategy, kn->block_rows, kn->num_blocks,
-                                          kn->cta_warps, 0, 0, kn->data_offset};
+    if (g->num_mats == g->cap)
+        g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
+    g->mats[g->num_mats++] = (gpu_record){
+        xstrdup(kn->symbol), kn->strategy, kn->block_rows, kn->num_blocks, kn->cta_warps, 0, 0, kn->data_offset};
     if (!g->llvm) {
         g->group[g->group_size] = gpu_member_of(kn);
         g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
@@ -146,8 +151,10 @@ void gpu_finish(gpu_build *g, blob_writer *blob, int what) {
     char *source = read_file(g->cu_path, &n);
     char *ptx = nvrtc_compile(g->t, source, "model.cu", &n);
     note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, now_seconds() - t0);
-    if (what == 1) write_file(g->ptx_path, ptx, n);
-    else add_module(g, blob, ptx, n);
+    if (what == 1)
+        write_file(g->ptx_path, ptx, n);
+    else
+        add_module(g, blob, ptx, n);
     free(ptx);
     free(source);
     if (g->llvm && what == 2) {
@@ -173,10 +180,13 @@ void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
         fputs("},\n", out);
     }
     fprintf(out, "};\n\nstatic const rsr_artifact_gpu %s = {\n    .arch = \"%s\",\n", GPU_DESCRIPTOR, g->t->arch);
-    if (g->llvm) fprintf(out, "    .ptx_arch = \"sm_%d\", .route = \"llvm-nvptx+nvrtc\",\n", llvm_nvptx_sm(g->t));
-    else fprintf(out, "    .ptx_arch = \"compute_%d\", .route = \"nvrtc\",\n", g->t->sm);
+    if (g->llvm)
+        fprintf(out, "    .ptx_arch = \"sm_%d\", .route = \"llvm-nvptx+nvrtc\",\n", llvm_nvptx_sm(g->t));
+    else
+        fprintf(out, "    .ptx_arch = \"compute_%d\", .route = \"nvrtc\",\n", g->t->sm);
     fprintf(out, "    .num_modules = %d,\n    .module = {", g->num_modules);
-    for (int32_t i = 0; i < g->num_modules; i++) fprintf(out, "%s%lluu", i ? ", " : "", (unsigned long long)g->module[i]);
+    for (int32_t i = 0; i < g->num_modules; i++)
+        fprintf(out, "%s%lluu", i ? ", " : "", (unsigned long long)g->module[i]);
     fputs("},\n    .module_size = {", out);
     for (int32_t i = 0; i < g->num_modules; i++)
         fprintf(out, "%s%lluu", i ? ", " : "", (unsigned long long)g->module_size[i]);

@@ -184,8 +184,10 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
             kn->off_lane_perm = kn->off_lane_seg + 2 * RSR_LANE_SEG_STRIDE * (uint64_t)kn->num_blocks;
         }
         if (t->kind == TK_CUDA && !nvptx) kn->gpu_split = gpu_split(i2_row_bytes(kn) / 4); /* 16-byte groups */
-        kn->strategy = kn->isa == DOT_DP4A ? "i2-dp4a" : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
-                     : kn->isa == DOT_SCALAR ? "i2-scalar" : "i2-maddubs";
+        kn->strategy = kn->isa == DOT_DP4A         ? "i2-dp4a"
+                       : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
+                       : kn->isa == DOT_SCALAR     ? "i2-scalar"
+                                                   : "i2-maddubs";
         return;
     }
     if (s == STRAT_LUT) {
@@ -226,7 +228,8 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 
 uint64_t kernel_data_size(const kernel *kn) {
     if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)kn->groups * LUT_GROUP_BYTES;
-    if (kn->form == KF_I2 && kn->batch_lanes) return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
+    if (kn->form == KF_I2 && kn->batch_lanes)
+        return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
     if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
     if (kn->form != KF_LOOP) return 0;
@@ -304,7 +307,8 @@ static void write_lanes_data(kernel *kn, blob_writer *b) {
     size_t nb = (size_t)kn->num_blocks, lc = (size_t)kn->lane_cols;
     uint16_t *seg = xcalloc(nb * RSR_LANE_SEG_STRIDE, sizeof *seg), *perm = xmalloc(2 * nb * lc);
     uint8_t *code = xmalloc((size_t)kn->tm->cols);
-    for (size_t blk = 0; blk < nb; blk++) lanes_sort(kn, (int32_t)blk, seg + blk * RSR_LANE_SEG_STRIDE, perm + blk * lc, code);
+    for (size_t blk = 0; blk < nb; blk++)
+        lanes_sort(kn, (int32_t)blk, seg + blk * RSR_LANE_SEG_STRIDE, perm + blk * lc, code);
     blob_write(b, seg, 2 * nb * RSR_LANE_SEG_STRIDE);
     blob_write(b, perm, 2 * nb * lc);
     free(seg), free(perm), free(code);
@@ -318,7 +322,8 @@ static void write_warp_data(kernel *kn, blob_writer *b) {
     for (int32_t blk = 0; blk < p->num_blocks; blk++) {
         uint32_t j = p->block_col[blk];
         for (uint32_t s = p->block_seg[blk]; s < p->block_seg[blk + 1]; s++)
-            for (uint32_t n = 0; n < p->seg_len[s]; n++, j++) entry[j] = (uint32_t)p->perm[j] | (uint32_t)p->seg_code[s] << 16;
+            for (uint32_t n = 0; n < p->seg_len[s]; n++, j++)
+                entry[j] = (uint32_t)p->perm[j] | (uint32_t)p->seg_code[s] << 16;
     }
     blob_write(b, entry, 4 * p->num_cols_kept);
     free(entry);
@@ -353,7 +358,8 @@ void kernel_write_data(kernel *kn, blob_writer *b) {
         blob_align(b, 64);
         blob_write(b, p->perm, 2 * p->num_cols_kept);
     }
-    if (b->size != kn->data_offset + kernel_data_size(kn)) fatal("internal error: kernel data layout of %s", kn->symbol);
+    if (b->size != kn->data_offset + kernel_data_size(kn))
+        fatal("internal error: kernel data layout of %s", kn->symbol);
 }
 
 void kernel_free(kernel *kn) {

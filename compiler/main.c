@@ -19,75 +19,76 @@ static const char *const emit_names[NUM_EMIT] = {"so", "c", "llvm", "asm", "obj"
 
 typedef struct options {
     const char *input, *output, *target, *cpu, *features, *backend;
-    const char *name;           /* --name: prefix of the entry points; NULL: the default model */
-    char *flags;                /* the options that shape the code, for the manifest */
+    const char *name; /* --name: prefix of the entry points; NULL: the default model */
+    char *flags;      /* the options that shape the code, for the manifest */
     enum emit_kind emit;
-    int rsr_k;                  /* 0: chosen per matrix by the cost model */
+    int rsr_k; /* 0: chosen per matrix by the cost model */
     enum strategy strategy;
-    uint64_t max_memory;        /* 0: no cap */
-    bool greedy_head;           /* an int8 copy of the LM head for certified greedy decoding */
-    bool prefill_lanes;         /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr) */
+    uint64_t max_memory; /* 0: no cap */
+    bool greedy_head;    /* an int8 copy of the LM head for certified greedy decoding */
+    bool prefill_lanes;  /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr) */
     bool explain, stats, print_model, print_plan, print_target, verify;
-    bool tune;                  /* measure the candidates here (tune.c) */
-    const char *tune_cache;     /* NULL: the default cache file */
+    bool tune;              /* measure the candidates here (tune.c) */
+    const char *tune_cache; /* NULL: the default cache file */
     enum progress_mode progress;
 } options;
 
 static void usage(FILE *out) {
-    fputs("usage: rsrc MODEL [options]\n"
-          "\n"
-          "Compiles a ternary (1.58-bit) or binary language model into code specialised to each of its\n"
-          "weight matrices (Redundant Segment Reduction), linked with the rsrc runtime into one artifact.\n"
-          "\n"
-          "MODEL is a .safetensors file, a model.safetensors.index.json shard index, or a directory\n"
-          "holding either; config.json must sit next to the weights.\n"
-          "\n"
-          "options:\n"
-          "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
-          "  --target NAME|FILE    host (the default: this machine's CPU and features, also spelled native), a\n"
-          "                        spec in specs/ (generic: portable C that runs on any x86-64; avx2, avx512, ...)\n"
-          "                        or a .yaml file; a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code:\n"
-          "                        avx512,sm_90. The artifact refuses to load on a CPU without the target's features\n"
-          "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
-          "  --features=+a,-b      enable or disable target features\n"
-          "  --emit=KIND           so: a loadable model (default); obj: the same as one relocatable object to link\n"
-          "                        into an application; header: NAME.h, the model's sizes as macros and its entry\n"
-          "                        points; c: the generated C (kernels and descriptor); llvm, asm: the kernels as\n"
-          "                        optimised LLVM IR or assembly; cuda, ptx: the GPU module as CUDA C or PTX\n"
-          "                        (CUDA targets)\n"
-          "  --name=NAME           entry points NAME_model_open and NAME_artifact, so that several models link into\n"
-          "                        one program (default: the model rsr_model_open opens)\n"
-          "  --backend=c|llvm|nvrtc  who prints the kernels (default: the target's; llvm for the x86 specs,\n"
-          "                        nvrtc for CUDA; llvm for a CUDA target: LLVM NVPTX)\n"
-          "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
-          "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
-          "                        as instructions), rsr-loop (index as constant data), i2 (packed 2-bit codes,\n"
-          "                        int8 dot products: VNNI, maddubs or scalar as the target allows) or lut (1.67-bit\n"
-          "                        triplet codes, sums looked up in tables of x: vpermt2b + vpdpbusd with AVX-512\n"
-          "                        VBMI and VNNI, else scalar C)\n"
-          "  --prefill=i2|rsr      the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
-          "                        (default), or RSR with 32 tokens in vector lanes (an index of 4 bits per weight)\n"
-          "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
-          "                        single thread) and keep the fastest; the target must run here (host, or a spec\n"
-          "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
-          "  --tune-cache=FILE     the cache --tune reads and writes (default: $XDG_CACHE_HOME/rsrc/tune.txt,\n"
-          "                        else ~/.cache/rsrc/tune.txt)\n"
-          "  --no-greedy-head      leave out the int8 copy of the LM head that certified greedy decoding reads\n"
-          "                        (half the bytes of a bf16 head per token; the artifact grows by vocab x hidden)\n"
-          "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why; with\n"
-          "                        --tune also each candidate's measured times (measured now, or cached)\n"
-          "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
-          "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
-          "  --verify              check every plan against the naive product before emitting it\n"
-          "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
-          "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
-          "  --progress            report progress even when stderr is not a terminal (one line per layer)\n"
-          "  --list-targets        list the targets and exit\n"
-          "  --version, -h/--help\n"
-          "\n"
-          "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_OBJCOPY (--emit=obj),\n"
-          "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets)\n",
-          out);
+    fputs(
+        "usage: rsrc MODEL [options]\n"
+        "\n"
+        "Compiles a ternary (1.58-bit) or binary language model into code specialised to each of its\n"
+        "weight matrices (Redundant Segment Reduction), linked with the rsrc runtime into one artifact.\n"
+        "\n"
+        "MODEL is a .safetensors file, a model.safetensors.index.json shard index, or a directory\n"
+        "holding either; config.json must sit next to the weights.\n"
+        "\n"
+        "options:\n"
+        "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
+        "  --target NAME|FILE    host (the default: this machine's CPU and features, also spelled native), a\n"
+        "                        spec in specs/ (generic: portable C that runs on any x86-64; avx2, avx512, ...)\n"
+        "                        or a .yaml file; a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code:\n"
+        "                        avx512,sm_90. The artifact refuses to load on a CPU without the target's features\n"
+        "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
+        "  --features=+a,-b      enable or disable target features\n"
+        "  --emit=KIND           so: a loadable model (default); obj: the same as one relocatable object to link\n"
+        "                        into an application; header: NAME.h, the model's sizes as macros and its entry\n"
+        "                        points; c: the generated C (kernels and descriptor); llvm, asm: the kernels as\n"
+        "                        optimised LLVM IR or assembly; cuda, ptx: the GPU module as CUDA C or PTX\n"
+        "                        (CUDA targets)\n"
+        "  --name=NAME           entry points NAME_model_open and NAME_artifact, so that several models link into\n"
+        "                        one program (default: the model rsr_model_open opens)\n"
+        "  --backend=c|llvm|nvrtc  who prints the kernels (default: the target's; llvm for the x86 specs,\n"
+        "                        nvrtc for CUDA; llvm for a CUDA target: LLVM NVPTX)\n"
+        "  --rsr-k=N             rows per RSR block for every matrix (1-8; default: per-matrix cost model)\n"
+        "  --strategy=NAME       auto (default: the cost model picks per matrix), rsr-unrolled (the RSR index\n"
+        "                        as instructions), rsr-loop (index as constant data), i2 (packed 2-bit codes,\n"
+        "                        int8 dot products: VNNI, maddubs or scalar as the target allows) or lut (1.67-bit\n"
+        "                        triplet codes, sums looked up in tables of x: vpermt2b + vpdpbusd with AVX-512\n"
+        "                        VBMI and VNNI, else scalar C)\n"
+        "  --prefill=i2|rsr      the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
+        "                        (default), or RSR with 32 tokens in vector lanes (an index of 4 bits per weight)\n"
+        "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
+        "                        single thread) and keep the fastest; the target must run here (host, or a spec\n"
+        "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
+        "  --tune-cache=FILE     the cache --tune reads and writes (default: $XDG_CACHE_HOME/rsrc/tune.txt,\n"
+        "                        else ~/.cache/rsrc/tune.txt)\n"
+        "  --no-greedy-head      leave out the int8 copy of the LM head that certified greedy decoding reads\n"
+        "                        (half the bytes of a bf16 head per token; the artifact grows by vocab x hidden)\n"
+        "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why; with\n"
+        "                        --tune also each candidate's measured times (measured now, or cached)\n"
+        "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
+        "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
+        "  --verify              check every plan against the naive product before emitting it\n"
+        "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
+        "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
+        "  --progress            report progress even when stderr is not a terminal (one line per layer)\n"
+        "  --list-targets        list the targets and exit\n"
+        "  --version, -h/--help\n"
+        "\n"
+        "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_OBJCOPY (--emit=obj),\n"
+        "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets)\n",
+        out);
 }
 
 static int parse_int(const char *flag, const char *s, int lo, int hi) {
@@ -139,7 +140,8 @@ static noreturn void bad_option(const char *arg, int opt, const struct option *l
         hit = l, matches++;
     }
     if (matches == 0) fatal("unknown option '--%.*s' (see --help)", (int)len, name);
-    if (matches > 1) fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
+    if (matches > 1)
+        fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
     if (hit->has_arg == no_argument && eq) fatal("option '--%s' takes no value", hit->name);
     fatal("option '--%s' needs a value (see --help)", hit->name);
 }
@@ -147,20 +149,52 @@ static noreturn void bad_option(const char *arg, int opt, const struct option *l
 static options parse_args(int argc, char **argv) {
     options o = {.target = "host", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
     bool force_progress = false;
-    enum { O_EMIT = 256, O_TARGET, O_CPU, O_FEATURES, O_K, O_STRATEGY, O_STATS, O_PRINT, O_VERIFY, O_LIST, O_VERSION,
-           O_EXPLAIN, O_BACKEND, O_NO_GREEDY_HEAD, O_MAXMEM, O_NAME, O_PROGRESS, O_PREFILL, O_TUNE, O_TUNE_CACHE };
+    enum {
+        O_EMIT = 256,
+        O_TARGET,
+        O_CPU,
+        O_FEATURES,
+        O_K,
+        O_STRATEGY,
+        O_STATS,
+        O_PRINT,
+        O_VERIFY,
+        O_LIST,
+        O_VERSION,
+        O_EXPLAIN,
+        O_BACKEND,
+        O_NO_GREEDY_HEAD,
+        O_MAXMEM,
+        O_NAME,
+        O_PROGRESS,
+        O_PREFILL,
+        O_TUNE,
+        O_TUNE_CACHE
+    };
     static const struct option longs[] = {
-        {"output", required_argument, 0, 'o'},  {"target", required_argument, 0, O_TARGET},
-        {"cpu", required_argument, 0, O_CPU},   {"features", required_argument, 0, O_FEATURES},
-        {"emit", required_argument, 0, O_EMIT}, {"rsr-k", required_argument, 0, O_K},
-        {"strategy", required_argument, 0, O_STRATEGY}, {"stats", no_argument, 0, O_STATS},
-        {"print", required_argument, 0, O_PRINT}, {"verify", no_argument, 0, O_VERIFY}, {"explain", no_argument, 0, O_EXPLAIN},
-        {"backend", required_argument, 0, O_BACKEND}, {"no-greedy-head", no_argument, 0, O_NO_GREEDY_HEAD},
-        {"name", required_argument, 0, O_NAME}, {"progress", no_argument, 0, O_PROGRESS},
-        {"verbose", no_argument, 0, 'v'},       {"list-targets", no_argument, 0, O_LIST},
-        {"version", no_argument, 0, O_VERSION}, {"help", no_argument, 0, 'h'},
-        {"max-memory", required_argument, 0, O_MAXMEM}, {"prefill", required_argument, 0, O_PREFILL},
-        {"tune", no_argument, 0, O_TUNE},       {"tune-cache", required_argument, 0, O_TUNE_CACHE},
+        {"output", required_argument, 0, 'o'},
+        {"target", required_argument, 0, O_TARGET},
+        {"cpu", required_argument, 0, O_CPU},
+        {"features", required_argument, 0, O_FEATURES},
+        {"emit", required_argument, 0, O_EMIT},
+        {"rsr-k", required_argument, 0, O_K},
+        {"strategy", required_argument, 0, O_STRATEGY},
+        {"stats", no_argument, 0, O_STATS},
+        {"print", required_argument, 0, O_PRINT},
+        {"verify", no_argument, 0, O_VERIFY},
+        {"explain", no_argument, 0, O_EXPLAIN},
+        {"backend", required_argument, 0, O_BACKEND},
+        {"no-greedy-head", no_argument, 0, O_NO_GREEDY_HEAD},
+        {"name", required_argument, 0, O_NAME},
+        {"progress", no_argument, 0, O_PROGRESS},
+        {"verbose", no_argument, 0, 'v'},
+        {"list-targets", no_argument, 0, O_LIST},
+        {"version", no_argument, 0, O_VERSION},
+        {"help", no_argument, 0, 'h'},
+        {"max-memory", required_argument, 0, O_MAXMEM},
+        {"prefill", required_argument, 0, O_PREFILL},
+        {"tune", no_argument, 0, O_TUNE},
+        {"tune-cache", required_argument, 0, O_TUNE_CACHE},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -203,10 +237,14 @@ static options parse_args(int argc, char **argv) {
             char *list = xstrdup(optarg);
             if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan)");
             for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
-                if (strcmp(w, "model") == 0) o.print_model = true;
-                else if (strcmp(w, "plan") == 0) o.print_plan = true;
-                else if (strcmp(w, "target") == 0) o.print_target = true;
-                else fatal("--print: unknown stage '%s' (target, model, plan)", w);
+                if (strcmp(w, "model") == 0)
+                    o.print_model = true;
+                else if (strcmp(w, "plan") == 0)
+                    o.print_plan = true;
+                else if (strcmp(w, "target") == 0)
+                    o.print_target = true;
+                else
+                    fatal("--print: unknown stage '%s' (target, model, plan)", w);
             }
             free(list);
             break;
@@ -237,21 +275,28 @@ static options parse_args(int argc, char **argv) {
     }
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
-    static const char *const default_out[NUM_EMIT] = {"model.so", "model.c",  "model.ll", "model.s",
+    static const char *const default_out[NUM_EMIT] = {"model.so", "model.c", "model.ll", "model.s",
                                                       "model.o",  "model.h", "model.cu", "model.ptx"};
     if (!o.output) o.output = default_out[o.emit];
     if (o.tune_cache && !o.tune) fatal("--tune-cache=%s needs --tune", o.tune_cache);
     if (o.emit == EMIT_HEADER && (o.tune || o.explain || o.stats || o.verify || o.print_plan))
-        fatal("--emit=header reads the configuration only: --%s has nothing to work on there",
-              o.tune ? "tune" : o.explain ? "explain" : o.stats ? "stats" : o.verify ? "verify" : "print=plan");
-    if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=c needs the C backend, not --backend=llvm");
+        fatal("--emit=header reads the configuration only: --%s has nothing to work on there", o.tune      ? "tune"
+                                                                                               : o.explain ? "explain"
+                                                                                               : o.stats   ? "stats"
+                                                                                               : o.verify
+                                                                                                   ? "verify"
+                                                                                                   : "print=plan");
+    if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm"))
+        fatal("--emit=c needs the C backend, not --backend=llvm");
     if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c"))
         fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
-    if (o.emit == EMIT_CUDA && o.backend && !strcmp(o.backend, "llvm")) fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
+    if (o.emit == EMIT_CUDA && o.backend && !strcmp(o.backend, "llvm"))
+        fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
     if (o.backend && !strcmp(o.backend, "nvrtc") && o.emit != EMIT_SO && o.emit < EMIT_CUDA)
         fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
-    if (force_progress) o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
+    if (force_progress)
+        o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
     else if (isatty(2) && !verbosity && !o.stats && !(isatty(1) && (o.explain || o.print_model || o.print_plan)))
         o.progress = PROGRESS_TERMINAL;
     o.flags = shaping_flags(&o);
@@ -336,7 +381,8 @@ static bool is_model_file(const char *input, const struct stat *out) {
 static void check_output(const options *o) {
     struct stat st;
     if (stat(o->output, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) fatal("%s: is a directory; name the file to write (-o %s/model.so, for example)", o->output, o->output);
+        if (S_ISDIR(st.st_mode))
+            fatal("%s: is a directory; name the file to write (-o %s/model.so, for example)", o->output, o->output);
         if (is_model_file(o->input, &st))
             fatal("%s: is one of the files the model is read from; choose another output name", o->output);
     }
@@ -371,12 +417,12 @@ typedef struct build {
     target *t;
     model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
-    FILE *c;                    /* the generated C: descriptor, kernels or their declarations */
+    FILE *c; /* the generated C: descriptor, kernels or their declarations */
     blob_writer blob;
-    bool linked, use_llvm;      /* --emit=so or obj; the CPU kernels through LLVM */
-    kernel_sink cpu;            /* the CPU kernels' printer */
-    gpu_build *gpu;             /* a CUDA target's half, or NULL */
-    tune_state *tune;           /* --tune, or NULL */
+    bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
+    kernel_sink cpu;       /* the CPU kernels' printer */
+    gpu_build *gpu;        /* a CUDA target's half, or NULL */
+    tune_state *tune;      /* --tune, or NULL */
     artifact_desc d;
     matrix_record *mats;
     rsr_artifact_layer *layers;
@@ -428,7 +474,8 @@ static void open_printers(build *b) {
     llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model") : NULL;
     b->cpu = llvm ? (kernel_sink){.printer = PRINTER_LLVM, .c = b->c, .llvm = llvm}
                   : (kernel_sink){.printer = PRINTER_C, .c = b->c};
-    if (o->emit >= EMIT_CUDA && !b->t->gpu) fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
+    if (o->emit >= EMIT_CUDA && !b->t->gpu)
+        fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
     if (b->t->gpu) b->gpu = gpu_begin(b->t->gpu, o->input, b->workdir, o->backend, o->explain);
     if (o->tune) b->tune = tune_begin(b->t, o->tune_cache, b->use_llvm, b->workdir, o->strategy, o->rsr_k);
 }
@@ -439,8 +486,10 @@ static void write_constants(build *b) {
     artifact_desc *d = &b->d;
     *d = (artifact_desc){.m = m, .t = b->t, .name = b->o->name, .default_model = b->o->emit != EMIT_OBJ || !b->o->name};
     d->embed = blob_copy_tensor(&b->blob, st_find(m->ar, "model.embed_tokens.weight"), &d->embed_dtype);
-    if (m->tied) d->lm_head = d->embed, d->lm_head_dtype = d->embed_dtype;
-    else d->lm_head = blob_copy_tensor(&b->blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
+    if (m->tied)
+        d->lm_head = d->embed, d->lm_head_dtype = d->embed_dtype;
+    else
+        d->lm_head = blob_copy_tensor(&b->blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
     d->final_norm = blob_norm(&b->blob, m, -1, "model.norm.weight", m->hidden);
     d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer);
     d->head_q8 = d->head_q8_scale = d->head_q8_err = RSR_NO_TENSOR;
@@ -488,15 +537,28 @@ static void compile_matrices(build *b) {
             stage_enter(STAGE_LOAD);
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
-            const matrix_request rq = {.strategy = o->strategy, .k = o->rsr_k, .user_strategy = o->strategy,
-                                       .index = idx, .tune = b->tune, .verify = o->verify, .print_plan = o->print_plan};
+            const matrix_request rq = {.strategy = o->strategy,
+                                       .k = o->rsr_k,
+                                       .user_strategy = o->strategy,
+                                       .index = idx,
+                                       .tune = b->tune,
+                                       .verify = o->verify,
+                                       .print_plan = o->print_plan};
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
             const kernel *kn = &cm.kn;
             matrix_record *r = &b->mats[idx];
-            *r = (matrix_record){name, xstrdup(kn->symbol), kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL,
-                                 kn->strategy, tm.rows, tm.cols, kn->block_rows, kn->num_blocks, tm.beta,
-                                 kn->data_offset, cm.index_bytes};
+            *r = (matrix_record){name,
+                                 xstrdup(kn->symbol),
+                                 kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL,
+                                 kn->strategy,
+                                 tm.rows,
+                                 tm.cols,
+                                 kn->block_rows,
+                                 kn->num_blocks,
+                                 tm.beta,
+                                 kn->data_offset,
+                                 cm.index_bytes};
             *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
@@ -538,8 +600,8 @@ static void finish_kernels(build *b) {
     stage_enter(STAGE_LLVM);
     double t0 = now_seconds();
     progress_stage("LLVM: optimising and generating the kernels");
-    static const enum llvm_output what[] = {[EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR,
-                                            [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
+    static const enum llvm_output what[] = {
+        [EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR, [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
     b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
     register_temp(b->obj_path);
     emit_llvm_finish(b->cpu.llvm, what[o->emit], b->obj_path);
@@ -554,10 +616,14 @@ static void write_output(build *b) {
     const options *o = b->o;
     stage_enter(STAGE_LINK);
     if (b->linked) progress_stage(o->emit == EMIT_SO ? "linking the shared object" : "linking the object");
-    if (o->emit == EMIT_SO) link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
-    else if (o->emit == EMIT_OBJ) link_relocatable_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
-    else if (o->emit >= EMIT_CUDA) copy_to_output(gpu_output(b->gpu, o->emit == EMIT_PTX), o->output);
-    else copy_to_output(o->emit == EMIT_C ? b->c_path : b->obj_path, o->output);
+    if (o->emit == EMIT_SO)
+        link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
+    else if (o->emit == EMIT_OBJ)
+        link_relocatable_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
+    else if (o->emit >= EMIT_CUDA)
+        copy_to_output(gpu_output(b->gpu, o->emit == EMIT_PTX), o->output);
+    else
+        copy_to_output(o->emit == EMIT_C ? b->c_path : b->obj_path, o->output);
     progress_end();
     note(1, "wrote %s in %.2f s", o->output, now_seconds() - b->t_start);
 }

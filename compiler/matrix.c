@@ -55,10 +55,12 @@ static void plan_for_printer(matrix_plan *mp, const target *t, enum printer pr) 
         return;
     }
     if (mp->strategy == STRAT_LUT)
-        fatal("--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
-              "target lacks; --backend=c prints a scalar one", t->name);
-    fatal("internal error: the %s printer has no %s kernel for target %s", printer_names[pr], strategy_names[mp->strategy],
-          t->name);
+        fatal(
+            "--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
+            "target lacks; --backend=c prints a scalar one",
+            t->name);
+    fatal("internal error: the %s printer has no %s kernel for target %s", printer_names[pr],
+          strategy_names[mp->strategy], t->name);
 }
 
 /* Checks a plan against the naive product on a few deterministic vectors. */
@@ -75,8 +77,8 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
         for (int32_t r = 0; r < t->rows; r++) {
             int32_t want = 0;
             for (int32_t c = 0; c < t->cols; c++) want += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-            if (want != y[r]) fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r],
-                                    r, want);
+            if (want != y[r])
+                fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r], r, want);
         }
     }
     free(x);

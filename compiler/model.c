@@ -97,7 +97,8 @@ static void check_no_extra_tensors(const model *m) {
         const st_tensor *t = &m->ar->tensors[i];
         if (!tensor_expected(m, t->name))
             fatal("%s: tensor '%s' is not read by a %s (%s) with num_hidden_layers %d: config.json and the "
-                  "weights disagree", t->file, t->name, m->architecture, m->format_name, m->num_layers);
+                  "weights disagree",
+                  t->file, t->name, m->architecture, m->format_name, m->num_layers);
     }
 }
 
@@ -154,9 +155,12 @@ model *model_load(const char *path) {
         fatal("%s: unknown architecture '%s' (supported: BitNetForCausalLM, LlamaForCausalLM, BitnetForCausalLM)",
               cfg_path, m->architecture);
     }
-    if (strcmp(act, "relu2") == 0) m->activation = RSR_ACT_RELU2;
-    else if (strcmp(act, "silu") == 0) m->activation = RSR_ACT_SILU;
-    else fatal("%s: hidden_act '%s' is not supported (relu2, silu)", cfg_path, act);
+    if (strcmp(act, "relu2") == 0)
+        m->activation = RSR_ACT_RELU2;
+    else if (strcmp(act, "silu") == 0)
+        m->activation = RSR_ACT_SILU;
+    else
+        fatal("%s: hidden_act '%s' is not supported (relu2, silu)", cfg_path, act);
 
     const int32_t big = 1 << 24;
     m->hidden = config_int(cfg_path, cfg, "hidden_size", INT32_MIN, 1, 65535);
@@ -256,8 +260,10 @@ const st_tensor *model_require(const model *m, const char *name, int ndim, int64
         for (int i = 0; i < t->ndim; i++)
             snprintf(have + strlen(have), sizeof have - strlen(have), "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         strcat(have, "]");
-        if (ndim == 1) snprintf(want, sizeof want, "[%lld]", (long long)d0);
-        else snprintf(want, sizeof want, "[%lld, %lld]", (long long)d0, (long long)d1);
+        if (ndim == 1)
+            snprintf(want, sizeof want, "[%lld]", (long long)d0);
+        else
+            snprintf(want, sizeof want, "[%lld, %lld]", (long long)d0, (long long)d1);
         fatal("%s: tensor '%s': shape %s does not match config.json, which implies %s", t->file, name, have, want);
     }
     return t;
@@ -274,8 +280,9 @@ static const st_tensor *packed_tensor(const model *m, const char *name, int32_t 
     if (rows % 4) fatal("%s: tensor '%s': %d output rows cannot be packed four to a byte", t->file, name, rows);
     if (t->ndim != 2 || t->shape[0] != rows / 4 || t->shape[1] != cols)
         fatal("%s: tensor '%s': shape [%lld, %lld] does not match config.json, which implies packed [%d, %d] for a "
-              "%dx%d matrix", t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
-              rows / 4, cols, rows, cols);
+              "%dx%d matrix",
+              t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), rows / 4, cols, rows,
+              cols);
     return t;
 }
 
@@ -285,11 +292,12 @@ static float packed_beta(const model *m, const char *name) {
     char *sname = arena_printf(ar, "%s_scale", name);
     const st_tensor *s = st_find(m->ar, sname);
     if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
-    if (!is_float(s->dtype)) fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname,
-                                   st_dtype_name(s->dtype));
+    if (!is_float(s->dtype))
+        fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname, st_dtype_name(s->dtype));
     uint64_t count = s->nbytes / (s->dtype == ST_F32 ? 4 : 2);
-    if (count != 1) fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
-                          (unsigned long long)count);
+    if (count != 1)
+        fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
+              (unsigned long long)count);
     float ws = st_get_f32(s, 0);
     if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
     float beta = m->scale_inverted ? 1.0f / ws : ws;
@@ -357,8 +365,10 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
     out->cols = cols;
     out->w = xmalloc((size_t)rows * (size_t)cols);
     arena_own(ar, free_matrix, out);
-    if (m->wformat == WF_PACKED) load_packed(m, t, name, rows, cols, out);
-    else load_latent(t, name, rows, cols, out);
+    if (m->wformat == WF_PACKED)
+        load_packed(m, t, name, rows, cols, out);
+    else
+        load_latent(t, name, rows, cols, out);
     st_release(t);
     arena_disown(ar, out);
     arena_close(ar);
@@ -406,6 +416,7 @@ void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
     char have[32], cap[32];
     if (need > max_bytes)
         fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
-              "at k=%d), above --max-memory %s", m->ar->path, proj_names[worst], (long long)rows[worst],
-              (long long)cols[worst], format_size(need, have), k, format_size(max_bytes, cap));
+              "at k=%d), above --max-memory %s",
+              m->ar->path, proj_names[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have),
+              k, format_size(max_bytes, cap));
 }

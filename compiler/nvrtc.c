@@ -40,11 +40,13 @@ static void nvrtc_load(nvrtc_api *api) {
     for (size_t i = 0; !api->lib && i < (forced && *forced ? 1 : sizeof candidates / sizeof *candidates); i++) {
         path = forced && *forced ? forced : candidates[i];
         api->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        if (!api->lib && strlen(tried) + strlen(path) + 3 < sizeof tried) strcat(strcat(tried, *tried ? ", " : ""), path);
+        if (!api->lib && strlen(tried) + strlen(path) + 3 < sizeof tried)
+            strcat(strcat(tried, *tried ? ", " : ""), path);
     }
     if (!api->lib)
         fatal("CUDA targets compile through NVRTC, and no NVRTC library could be loaded (tried %s): install the CUDA "
-              "toolkit (libnvrtc), or set RSRC_NVRTC to the library; --emit=cuda prints the CUDA C without it", tried);
+              "toolkit (libnvrtc), or set RSRC_NVRTC to the library; --emit=cuda prints the CUDA C without it",
+              tried);
     BIND(error_string, "nvrtcGetErrorString");
     BIND(version, "nvrtcVersion");
     BIND(create, "nvrtcCreateProgram");

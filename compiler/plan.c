@@ -41,15 +41,15 @@ const char *const strategy_names[NUM_STRATEGIES] = {"auto", "rsr-unrolled", "rsr
 enum strategy strategy_parse(const char *name) {
     for (int s = 0; s < NUM_STRATEGIES; s++)
         if (strcmp(name, strategy_names[s]) == 0) return (enum strategy)s;
-    return (enum strategy)-1;
+    return (enum strategy) - 1;
 }
 
 /* Fitted to --tune's measurements on the reference machine (1 thread); see the header comment. */
-static const double i2_weights_per_ns[] = {[DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, [DOT_AVX512BW] = 180,
-                                           [DOT_AVX512VNNI] = 280};
+static const double i2_weights_per_ns[] = {
+    [DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, [DOT_AVX512BW] = 180, [DOT_AVX512VNNI] = 280};
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
-static const double i2_batch_weights_per_ns[] = {[DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVX512BW] = 200,
-                                                 [DOT_AVX512VNNI] = 375};
+static const double i2_batch_weights_per_ns[] = {
+    [DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVX512BW] = 200, [DOT_AVX512VNNI] = 375};
 /* lut (VBMI + VNNI; no batched form, so a prefill token costs a call): weights per ns of the
  * lookups and ns per column of building the call's tables, fitted to --tune (warm, 1 thread):
  * 197–247 weights per ns on the 2B-4T shapes against i2-vnni's 231–328, the tables too cheap to
@@ -66,7 +66,8 @@ static double rsr_time(const ternary_matrix *t, enum strategy s, int k, double *
     double fold = t->binary ? (double)(1u << k) : 0, block;
     if (s == STRAT_RSR_UNROLLED)
         block = unrolled_ns_per_block + unrolled_ns_per_kept * st.kept + unrolled_ns_per_digit * (st.digits + fold);
-    else block = loop_ns_per_kept * st.kept + loop_ns_per_segment_row * k * st.segments + loop_ns_per_fold * fold;
+    else
+        block = loop_ns_per_kept * st.kept + loop_ns_per_segment_row * k * st.segments + loop_ns_per_fold * fold;
     if (code_bytes) *code_bytes = st.blocks * (6 * st.kept + 4 * st.digits + 8 * fold + 16);
     return block * st.blocks;
 }
@@ -128,9 +129,11 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
     double i2_ns = gpu_time(g, i2_bytes, blocks * (ceil(groups / 32) * 60 + 50));
     if (plan_allowed(g, STRAT_RSR_LOOP) || plan_allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
     if (plan_allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
-    enum strategy best_s = out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
+    enum strategy best_s =
+        out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
     const char *reason = "least predicted time";
-    if (forced != STRAT_AUTO) best_s = strategy_is_rsr(forced) ? STRAT_RSR_LOOP : STRAT_I2, reason = "forced by --strategy";
+    if (forced != STRAT_AUTO)
+        best_s = strategy_is_rsr(forced) ? STRAT_RSR_LOOP : STRAT_I2, reason = "forced by --strategy";
     out->strategy = best_s;
     snprintf(out->why, sizeof out->why,
              "%s (%s); predicted ns on %s: rsr-warp=%.0f (%.2f MB, k=%d) i2-dp4a=%.0f (%.2f MB); %s",
@@ -184,8 +187,10 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
 
     int n = snprintf(out->why, sizeof out->why, "%s (%s); predicted ns:", strategy_names[best], reason);
     for (int s = 1; s < NUM_STRATEGIES && (size_t)n < sizeof out->why; s++) {
-        if (out->cost[s] > 0) n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=%.0f", strategy_names[s], out->cost[s]);
-        else n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=n/a", strategy_names[s]);
+        if (out->cost[s] > 0)
+            n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=%.0f", strategy_names[s], out->cost[s]);
+        else
+            n += snprintf(out->why + n, sizeof out->why - (size_t)n, " %s=n/a", strategy_names[s]);
     }
     if ((size_t)n < sizeof out->why && (best == STRAT_RSR_LOOP || best == STRAT_RSR_UNROLLED))
         snprintf(out->why + n, sizeof out->why - (size_t)n, "; %s", kwhy);

@@ -44,7 +44,7 @@ void stage_report(double total) {
 
 static struct {
     enum progress_mode mode;
-    bool shown;             /* a status line is on the terminal */
+    bool shown; /* a status line is on the terminal */
     int layers, last_layer;
     uint64_t total_work;
     double start, last_draw;
@@ -63,8 +63,10 @@ void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
 
 static void clock_text(char *buf, size_t n, double seconds) {
     long s = seconds < 0 ? 0 : (long)(seconds + 0.5);
-    if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+    if (s >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
 }
 
 static int terminal_columns(void) {
@@ -94,8 +96,10 @@ void progress_update(int layer, uint64_t done, const char *what) {
     double frac = (double)done / (double)P.total_work;
     char el[32], eta[32];
     clock_text(el, sizeof el, elapsed);
-    if (frac > 0.0) clock_text(eta, sizeof eta, elapsed / frac * (1.0 - frac));
-    else snprintf(eta, sizeof eta, "?");
+    if (frac > 0.0)
+        clock_text(eta, sizeof eta, elapsed / frac * (1.0 - frac));
+    else
+        snprintf(eta, sizeof eta, "?");
     if (P.mode == PROGRESS_LINES) {
         while (P.last_layer < layer) { /* one line per layer finished */
             P.last_layer++;
@@ -111,8 +115,7 @@ void progress_update(int layer, uint64_t done, const char *what) {
     for (int i = 0; i < 20; i++) bar[i] = i < fill ? '=' : ' ';
     bar[20] = 0;
     char *line = xasprintf("rsrc: [%s] layer %d/%d %3.0f%%  %s elapsed, ETA %s  %s", bar,
-                           layer < P.layers ? layer + 1 : P.layers, P.layers,
-                           100.0 * frac, el, eta, what ? what : "");
+                           layer < P.layers ? layer + 1 : P.layers, P.layers, 100.0 * frac, el, eta, what ? what : "");
     draw(line);
     free(line);
 }

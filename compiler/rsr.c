@@ -129,8 +129,8 @@ void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out) {
         }
     }
     free(seen);
-    *out = (rsr_sample_stats){.blocks = nblocks, .kept = kept / sample, .segments = segs / sample,
-                              .digits = digits / sample};
+    *out = (rsr_sample_stats){
+        .blocks = nblocks, .kept = kept / sample, .segments = segs / sample, .digits = digits / sample};
 }
 
 double rsr_units_per_row(const ternary_matrix *t, int k) {
@@ -171,10 +171,9 @@ void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y) {
 }
 
 void rsr_plan_print(const rsr_plan *p, const char *name, FILE *out) {
-    fprintf(out, "plan %s rows=%d cols=%d k=%d blocks=%d %s segments=%llu kept=%llu index_bytes=%llu\n", name,
-            p->rows, p->cols, p->k, p->num_blocks, p->binary ? "binary" : "ternary",
-            (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept,
-            (unsigned long long)rsr_index_bytes(p));
+    fprintf(out, "plan %s rows=%d cols=%d k=%d blocks=%d %s segments=%llu kept=%llu index_bytes=%llu\n", name, p->rows,
+            p->cols, p->k, p->num_blocks, p->binary ? "binary" : "ternary", (unsigned long long)p->num_segments,
+            (unsigned long long)p->num_cols_kept, (unsigned long long)rsr_index_bytes(p));
     for (int32_t b = 0; b < p->num_blocks; b++) {
         fprintf(out, "  block %d rows %d..%d\n", b, b * p->k, b * p->k + p->k - 1);
         const uint16_t *col = p->perm + p->block_col[b];

@@ -38,7 +38,7 @@ void note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 /* fn runs before every message (progress.c erases its status line with it); NULL: nothing */
 void diag_before_message(void (*fn)(void));
 extern int verbosity;
-void register_temp(const char *path);   /* removed by fatal() and at exit unless released */
+void register_temp(const char *path); /* removed by fatal() and at exit unless released */
 /* Arenas: what a loader holds while it may still fail. A loader opens one, allocates its
  * temporaries from it and gives it what else it must release (arena_own: a cJSON tree, the result
  * being built); one arena_close releases all of it, newest first. fatal() closes every open arena,
@@ -60,9 +60,9 @@ void release_temp(const char *path);
  * `mode` less the umask: a failure or a signal never leaves half of it under the final name. */
 char *output_temp(const char *final, int *fd);
 void output_commit(char *tmp, const char *final, mode_t mode); /* frees tmp */
-uint64_t parse_size(const char *what, const char *s);   /* 512M, 4G, ... */
-void limit_memory(uint64_t bytes);                      /* --max-memory */
-void unlimit_memory(void);                              /* in a child, before exec */
+uint64_t parse_size(const char *what, const char *s);          /* 512M, 4G, ... */
+void limit_memory(uint64_t bytes);                             /* --max-memory */
+void unlimit_memory(void);                                     /* in a child, before exec */
 const char *format_size(uint64_t bytes, char buf[32]);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
@@ -80,15 +80,19 @@ typedef struct st_tensor {
     int64_t shape[4];
     const uint8_t *data;
     uint64_t nbytes;
-    const char *file;       /* the shard it lives in, for messages */
+    const char *file; /* the shard it lives in, for messages */
 } st_tensor;
 typedef struct st_archive {
-    char *dir;              /* where config.json is */
-    char *path;             /* what the user named */
+    char *dir;  /* where config.json is */
+    char *path; /* what the user named */
     int nfiles;
-    struct st_mapped { char *path; uint8_t *map; size_t size; } *files;
+    struct st_mapped {
+        char *path;
+        uint8_t *map;
+        size_t size;
+    } * files;
     int ntensors;
-    st_tensor *tensors;     /* sorted by name */
+    st_tensor *tensors; /* sorted by name */
 } st_archive;
 st_archive *st_open(const char *path);
 const st_tensor *st_find(const st_archive *a, const char *name);
@@ -100,20 +104,20 @@ void st_release_bytes(const uint8_t *data, uint64_t n);
 
 /* ---- model.c: config.json + format detection → one internal ternary matrix type ---- */
 enum weight_format {
-    WF_PACKED,              /* uint8 [out/4, in] + weight_scale */
-    WF_LATENT,              /* bf16/f16 [out, in], absmean ternarised here */
+    WF_PACKED, /* uint8 [out/4, in] + weight_scale */
+    WF_LATENT, /* bf16/f16 [out, in], absmean ternarised here */
 };
 typedef struct model {
     st_archive *ar;
-    const char *architecture;   /* as written in config.json */
-    const char *format_name;    /* "bitnet-packed", ... for messages and stats */
+    const char *architecture; /* as written in config.json */
+    const char *format_name;  /* "bitnet-packed", ... for messages and stats */
     enum weight_format wformat;
-    bool scale_inverted;        /* weight_scale stores 1/beta */
-    bool bitlinear_norm;        /* Falcon-E */
+    bool scale_inverted; /* weight_scale stores 1/beta */
+    bool bitlinear_norm; /* Falcon-E */
     bool sub_norms;
     const char *attn_sub_norm, *ffn_sub_norm; /* tensor name suffixes, when sub_norms */
     bool tied;
-    int activation;             /* enum rsr_activation */
+    int activation; /* enum rsr_activation */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
     int32_t vocab, max_positions, bos, eos;
     float rms_eps, bitlinear_eps;
@@ -123,9 +127,9 @@ typedef struct model {
 typedef struct ternary_matrix {
     char *name;
     int32_t rows, cols;
-    int8_t *w;                  /* [rows][cols], values -1, 0, 1 */
+    int8_t *w; /* [rows][cols], values -1, 0, 1 */
     float beta;
-    bool binary;                /* no zeros: every weight is ±1 */
+    bool binary; /* no zeros: every weight is ±1 */
 } ternary_matrix;
 
 /* The seven linear layers of a block, in the order they are compiled. */
@@ -150,18 +154,18 @@ void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes);
 typedef struct rsr_plan {
     int32_t rows, cols, k, num_blocks;
     bool binary;
-    uint32_t *block_seg;    /* [num_blocks + 1] first segment of each block */
-    uint32_t *block_col;    /* [num_blocks + 1] first perm entry of each block */
-    uint16_t *seg_code;     /* [segments] */
-    uint16_t *seg_len;      /* [segments] columns in the segment */
-    uint16_t *perm;         /* [columns kept] column indices, segment after segment */
+    uint32_t *block_seg; /* [num_blocks + 1] first segment of each block */
+    uint32_t *block_col; /* [num_blocks + 1] first perm entry of each block */
+    uint16_t *seg_code;  /* [segments] */
+    uint16_t *seg_len;   /* [segments] columns in the segment */
+    uint16_t *perm;      /* [columns kept] column indices, segment after segment */
     uint64_t num_segments, num_cols_kept;
 } rsr_plan;
 #define RSR_MAX_K 8
 void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *out);
 /* Averages per block over a sample of up to 32 blocks of k rows. */
 typedef struct rsr_sample_stats {
-    int32_t blocks;             /* blocks of the whole matrix */
+    int32_t blocks;                /* blocks of the whole matrix */
     double kept, segments, digits; /* per block: columns kept, non-empty segments, nonzero digits */
 } rsr_sample_stats;
 void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out);
@@ -178,26 +182,26 @@ void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y); /* in
 enum target_kind { TK_CPU, TK_CUDA };
 typedef struct target {
     char *name, *description;
-    char *path;                 /* the spec it came from, for messages */
+    char *path; /* the spec it came from, for messages */
     enum target_kind kind;
     char *triple, *cpu;
-    char *cpu_model;            /* host: the CPU it was detected on (/proc/cpuinfo's model name) */
+    char *cpu_model; /* host: the CPU it was detected on (/proc/cpuinfo's model name) */
     char **features, **disabled;
     int nfeatures, ndisabled;
-    char **strategies;          /* what the planner may choose from (empty: all) */
+    char **strategies; /* what the planner may choose from (empty: all) */
     int nstrategies;
-    int vector_bits, threads;   /* threads 0: auto */
-    bool prefill_lanes;         /* i2 batched kernels as RSR with tokens in lanes (--prefill=rsr) */
+    int vector_bits, threads; /* threads 0: auto */
+    bool prefill_lanes;       /* i2 batched kernels as RSR with tokens in lanes (--prefill=rsr) */
     uint64_t l1d, l2, l3, line;
-    uint32_t unroll_budget;     /* icache_budget: bytes of straight-line code one matrix may spend */
+    uint32_t unroll_budget; /* icache_budget: bytes of straight-line code one matrix may spend */
     enum target_backend { BACKEND_C, BACKEND_LLVM, BACKEND_NVRTC } backend; /* who prints the kernels */
-    char *cflags;               /* for the C backend */
-    char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
+    char *cflags;                                                           /* for the C backend */
+    char *arch, *ptx_isa, *mem_bandwidth;                                   /* CUDA targets */
     uint64_t smem_per_block;
     int sms;
-    int sm;                     /* CUDA: the compute capability as a number (sm_90: 90) */
-    double bytes_per_ns;        /* CUDA: mem_bandwidth in bytes per ns (= GB/s) */
-    struct target *gpu;         /* a CPU target's CUDA companion (--target avx512,sm_90), or NULL */
+    int sm;              /* CUDA: the compute capability as a number (sm_90: 90) */
+    double bytes_per_ns; /* CUDA: mem_bandwidth in bytes per ns (= GB/s) */
+    struct target *gpu;  /* a CPU target's CUDA companion (--target avx512,sm_90), or NULL */
 } target;
 /* name: one spec, or a CPU and a CUDA spec separated by a comma. The result is always a CPU
  * target (generic when only a CUDA spec is named); the CUDA spec hangs off it as ->gpu. */
@@ -207,15 +211,15 @@ void target_list(FILE *out);
 void target_print(const target *t, FILE *out);
 /* The features of t this machine's CPU lacks ("a, b"), or NULL when it can run t's code. */
 char *target_host_lacks(const target *t);
-char *host_cpu_model(void);             /* /proc/cpuinfo's model name, or "unknown" */
+char *host_cpu_model(void); /* /proc/cpuinfo's model name, or "unknown" */
 
 /* ---- plan.c: the strategy of each matrix, chosen by a cost model for the target ---- */
 enum strategy {
     STRAT_AUTO,
-    STRAT_RSR_UNROLLED,     /* RSR, the index as instructions (immediate offsets) */
-    STRAT_RSR_LOOP,         /* RSR, a loop specialised to the matrix over constant index data */
-    STRAT_I2,               /* packed 2-bit codes, int8 dot products (VNNI / maddubs / scalar) */
-    STRAT_LUT,              /* 1.67-bit triplet codes, table lookups (vpermt2b) of x's partial sums */
+    STRAT_RSR_UNROLLED, /* RSR, the index as instructions (immediate offsets) */
+    STRAT_RSR_LOOP,     /* RSR, a loop specialised to the matrix over constant index data */
+    STRAT_I2,           /* packed 2-bit codes, int8 dot products (VNNI / maddubs / scalar) */
+    STRAT_LUT,          /* 1.67-bit triplet codes, table lookups (vpermt2b) of x's partial sums */
     NUM_STRATEGIES
 };
 static inline bool strategy_is_rsr(enum strategy s) { return s == STRAT_RSR_UNROLLED || s == STRAT_RSR_LOOP; }
@@ -223,12 +227,12 @@ extern const char *const strategy_names[NUM_STRATEGIES];
 enum strategy strategy_parse(const char *name); /* -1 when unknown */
 typedef struct matrix_plan {
     enum strategy strategy;
-    int k;                      /* RSR rows per block */
-    double cost[NUM_STRATEGIES];/* predicted ns per call, single thread; 0: not a candidate */
-    char why[320];              /* for --explain and -vv */
+    int k;                       /* RSR rows per block */
+    double cost[NUM_STRATEGIES]; /* predicted ns per call, single thread; 0: not a candidate */
+    char why[320];               /* for --explain and -vv */
 } matrix_plan;
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
-bool plan_allowed(const target *tg, enum strategy s);  /* by the spec's 'strategies' */
+bool plan_allowed(const target *tg, enum strategy s);   /* by the spec's 'strategies' */
 bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
@@ -240,23 +244,23 @@ typedef struct tune_class tune_class;
 /* Refuses (fatal) a target this machine cannot run: a CUDA part, another architecture, or
  * CPU features this machine lacks (named). */
 void tune_check_target(const target *t, const char *name);
-char *tune_default_cache(void);         /* $XDG_CACHE_HOME/rsrc/tune.txt or ~/.cache/rsrc/tune.txt */
+char *tune_default_cache(void); /* $XDG_CACHE_HOME/rsrc/tune.txt or ~/.cache/rsrc/tune.txt */
 /* cache_path NULL: the default; the temporary kernels go to workdir. */
-tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir, enum strategy forced,
-                       int forced_k);
+tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir,
+                       enum strategy forced, int forced_k);
 /* Chooses tm's strategy and k by measurement (or the cache) and says why in mp->why; mp holds the
  * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
 const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t);
-void tune_end(tune_state *ts);          /* writes the cache, if something was measured */
+void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
 enum kernel_form {
-    KF_UNROLLED,    /* RSR: the index exists only as instructions (immediate offsets) */
-    KF_LOOP,        /* RSR: a loop specialised to the matrix over constant index data */
-    KF_I2,          /* packed 2-bit weight codes, dot products of R rows against x per group */
-    KF_WARP,        /* RSR on a GPU: a warp per block, segmented sums across its lanes */
-    KF_LUT,         /* triplet codes (4-bit pattern + sign), sums looked up in tables built from x */
+    KF_UNROLLED, /* RSR: the index exists only as instructions (immediate offsets) */
+    KF_LOOP,     /* RSR: a loop specialised to the matrix over constant index data */
+    KF_I2,       /* packed 2-bit weight codes, dot products of R rows against x per group */
+    KF_WARP,     /* RSR on a GPU: a warp per block, segmented sums across its lanes */
+    KF_LUT,      /* triplet codes (4-bit pattern + sign), sums looked up in tables built from x */
 };
 /* How an i2 kernel multiplies: the widest integer dot product the target has. */
 enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
@@ -264,32 +268,32 @@ extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
 #define RSR_BATCH_TILE_MAX 8
-#define RSR_LANES 32        /* batched RSR: tokens per pass, one int16 lane each in 64 bytes */
-#define RSR_LANE_CODES 81   /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
-#define RSR_LANE_ZERO 40    /* the all-zero pattern: its columns are dropped */
+#define RSR_LANES 32           /* batched RSR: tokens per pass, one int16 lane each in 64 bytes */
+#define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
+#define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */
 #define RSR_LANE_SEG_STRIDE 96 /* u16 seg_end entries per block (81, padded to 192 bytes) */
 typedef struct kernel {
-    char *symbol;               /* C / LLVM / CUDA function name */
-    char *batch_symbol;         /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
-    const char *strategy;       /* shown in stats and the manifest */
+    char *symbol;         /* C / LLVM / CUDA function name */
+    char *batch_symbol;   /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
+    const char *strategy; /* shown in stats and the manifest */
     enum kernel_form form;
     int32_t rows, cols;
-    int32_t block_rows, num_blocks; /* the unit of work a thread takes */
-    const rsr_plan *plan;       /* RSR forms */
-    const ternary_matrix *tm;   /* i2: the weights it packs */
-    enum dot_isa isa;           /* i2 */
-    int32_t vec_bytes;          /* i2: bytes of one vector register (16, 32, 64) */
-    int32_t groups;             /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
-    int32_t batch_tile;         /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
-    bool batch_lanes;           /* i2 batched as RSR with tokens in lanes (kernel.c), else tiles of tokens */
+    int32_t block_rows, num_blocks;       /* the unit of work a thread takes */
+    const rsr_plan *plan;                 /* RSR forms */
+    const ternary_matrix *tm;             /* i2: the weights it packs */
+    enum dot_isa isa;                     /* i2 */
+    int32_t vec_bytes;                    /* i2: bytes of one vector register (16, 32, 64) */
+    int32_t groups;                       /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
+    int32_t batch_tile;                   /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
+    bool batch_lanes;                     /* i2 batched as RSR with tokens in lanes (kernel.c), else tiles of tokens */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
-    int32_t lane_cols;          /* lanes: perm entries per block (cols rounded up to 32) */
-    uint64_t data_offset;       /* blob offset of the constant data (loop and i2 forms) */
+    int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to 32) */
+    uint64_t data_offset;                 /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
-    uint64_t off_entry;         /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
-    int32_t cta_warps;          /* GPU forms: warps per thread block */
-    int32_t gpu_split;          /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
-    bool lut_vector;            /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
+    uint64_t off_entry; /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
+    int32_t cta_warps;  /* GPU forms: warps per thread block */
+    int32_t gpu_split;  /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
+    bool lut_vector;    /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
@@ -308,9 +312,9 @@ void kernel_free(kernel *kn);
 #define LUT_ROWS 32
 #define LUT_GROUP_COLS 12
 #define LUT_GROUP_BYTES 80
-#define LUT_PATTERNS 27      /* a triplet's table: entries 0..26, zero up to LUT_ENTRIES */
+#define LUT_PATTERNS 27 /* a triplet's table: entries 0..26, zero up to LUT_ENTRIES */
 #define LUT_ENTRIES 32
-#define LUT_NB 4             /* blocks sharing each load of a group's tables (they outgrow L1) */
+#define LUT_NB 4 /* blocks sharing each load of a group's tables (they outgrow L1) */
 /* Pattern n of a triplet (w0, w1, w2) is 9(w0 + 1) + 3(w1 + 1) + (w2 + 1); lut_digit(n, j) = w_j. */
 static inline int lut_digit(int n, int j) { return (j == 0 ? n / 9 : j == 1 ? n / 3 % 3 : n % 3) - 1; }
 /* How the vector form builds a group's tables (kernel.c), for every printer: half h (triplets
@@ -330,19 +334,19 @@ bool target_lut_vector(const target *t);
 /* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
 /* Whether printer p has the kernel strategy s lowers to on t (the capability table). */
 bool printer_prints(enum printer p, enum strategy s, const target *t);
-typedef struct kernel_sink {    /* where a matrix's kernel is printed */
+typedef struct kernel_sink { /* where a matrix's kernel is printed */
     enum printer printer;
-    FILE *c;                    /* PRINTER_C: the kernels; PRINTER_LLVM: their declarations */
-    struct llvm_emitter *llvm;  /* PRINTER_LLVM, PRINTER_NVPTX */
-    FILE *cuda;                 /* PRINTER_CUDA */
+    FILE *c;                   /* PRINTER_C: the kernels; PRINTER_LLVM: their declarations */
+    struct llvm_emitter *llvm; /* PRINTER_LLVM, PRINTER_NVPTX */
+    FILE *cuda;                /* PRINTER_CUDA */
 } kernel_sink;
 typedef struct matrix_request {
-    enum strategy strategy;     /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
-    int k;                      /* forced block size (--rsr-k, a candidate's); 0: the planner's */
-    enum strategy user_strategy;/* --strategy as given: an unrolled form it asked for is kept over budget */
-    int index;                  /* names the kernel: rsr_kernel_INDEX */
-    tune_state *tune;           /* --tune: measure instead of predicting; NULL: the cost model */
-    bool verify, print_plan;    /* --verify, --print=plan */
+    enum strategy strategy;      /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
+    int k;                       /* forced block size (--rsr-k, a candidate's); 0: the planner's */
+    enum strategy user_strategy; /* --strategy as given: an unrolled form it asked for is kept over budget */
+    int index;                   /* names the kernel: rsr_kernel_INDEX */
+    tune_state *tune;            /* --tune: measure instead of predicting; NULL: the cost model */
+    bool verify, print_plan;     /* --verify, --print=plan */
 } matrix_request;
 typedef struct compiled_matrix {
     matrix_plan mp;             /* the final strategy, k and why */
@@ -367,8 +371,8 @@ struct blob_writer {
     FILE *f;
     char *path;
     uint64_t size;
-    uint64_t checksum;          /* rsr_checksum_add of the whole words written so far */
-    uint8_t tail[8];            /* the bytes of the word not yet whole: size % 8 of them */
+    uint64_t checksum; /* rsr_checksum_add of the whole words written so far */
+    uint8_t tail[8];   /* the bytes of the word not yet whole: size % 8 of them */
 };
 typedef struct blob_writer blob_writer;
 /* The checksum of everything written (the last word zero-padded), as rsr_artifact.blob_checksum. */
@@ -376,7 +380,7 @@ uint64_t blob_checksum(const blob_writer *b);
 void blob_open(blob_writer *b, const char *path);
 uint64_t blob_align(blob_writer *b, unsigned alignment);
 uint64_t blob_write(blob_writer *b, const void *data, size_t n);
-void blob_check_finite(const st_tensor *t); /* fatal, naming the first NaN or inf element */
+void blob_check_finite(const st_tensor *t);                     /* fatal, naming the first NaN or inf element */
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
 void blob_write_tensor(blob_writer *b, const st_tensor *t);     /* as stored, streamed */
 void blob_close(blob_writer *b);
@@ -395,12 +399,12 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
-void emit_c_lut_helpers(FILE *out, bool vector); /* what lut kernels call, once per file */
+void emit_c_lut_helpers(FILE *out, bool vector);      /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out);                 /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
-void emit_c_string(FILE *out, const char *s);  /* a C string literal, escaped */
-void emit_c_offset(FILE *out, uint64_t off); /* a blob offset, or RSR_NO_TENSOR */
+void emit_c_string(FILE *out, const char *s);         /* a C string literal, escaped */
+void emit_c_offset(FILE *out, uint64_t off);          /* a blob offset, or RSR_NO_TENSOR */
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
 typedef struct matrix_record {
     char *name, *symbol, *batch_symbol; /* batch_symbol may be NULL */
@@ -418,16 +422,16 @@ typedef struct artifact_desc {
     const matrix_record *mats;
     const rsr_artifact_layer *layers;
     uint64_t embed, lm_head, final_norm, blob_size;
-    uint64_t blob_checksum;     /* blob_checksum() of the whole blob */
+    uint64_t blob_checksum; /* blob_checksum() of the whole blob */
     int32_t embed_dtype, lm_head_dtype;
     uint64_t tokenizer_json, tokenizer_json_size;
-    char *tokenizer;            /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */
+    char *tokenizer; /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
     int32_t head_q8_stride;
-    const char *gpu;            /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */
-    const char *manifest;       /* manifest.c */
-    const char *name;           /* --name: NAME_model_open and NAME_artifact are defined */
-    bool default_model;         /* rsr_model_open opens it (model.so, or an object without --name) */
+    const char *gpu;      /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */
+    const char *manifest; /* manifest.c */
+    const char *name;     /* --name: NAME_model_open and NAME_artifact are defined */
+    bool default_model;   /* rsr_model_open opens it (model.so, or an object without --name) */
 } artifact_desc;
 void emit_c_artifact(FILE *out, const artifact_desc *d);
 
@@ -455,11 +459,11 @@ int llvm_nvptx_sm(const target *t);
 
 /* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, a device function per matrix, an
  * entry per group of matrices that read the same input) ---- */
-typedef struct gpu_member {     /* a matrix in a group entry */
+typedef struct gpu_member { /* a matrix in a group entry */
     const char *symbol;
     int32_t rows, cols, block_rows, num_blocks, cta_warps, split;
-    int32_t i2_block_bytes;     /* i2: bytes of one row block (prefetched); 0: RSR */
-    uint64_t data;              /* blob offset of its constant data */
+    int32_t i2_block_bytes; /* i2: bytes of one row block (prefetched); 0: RSR */
+    uint64_t data;          /* blob offset of its constant data */
 } gpu_member;
 void emit_cuda_prologue(FILE *out, const char *source, const target *t);
 void emit_cuda_kernel(FILE *out, const kernel *kn);
@@ -490,7 +494,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
                         const char *out_path, const char *workdir);
 const char *runtime_dir(void);
 const char *env_or(const char *name, const char *fallback);
-int run_command(char **argv);           /* waits; its diagnostics go straight to stderr */
+int run_command(char **argv);                                     /* waits; its diagnostics go straight to stderr */
 void write_blob_asm(const char *asm_path, const char *blob_path); /* .incbin, hidden rsr_blob */
 
 /* ---- embed.c: C + blob + runtime → one relocatable object to link into an application ---- */
@@ -503,8 +507,8 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
 enum stage { STAGE_LOAD, STAGE_ANALYSE, STAGE_TUNE, STAGE_EMIT, STAGE_LLVM, STAGE_LINK, NUM_STAGES };
 /* The time since the last call goes to the stage entered then; from now on it goes to s. */
 void stage_enter(enum stage s);
-void stage_hold(bool on);   /* while on, stage_enter does nothing: nested work counts as the current stage */
-void stage_report(double total);                /* -v */
+void stage_hold(bool on);        /* while on, stage_enter does nothing: nested work counts as the current stage */
+void stage_report(double total); /* -v */
 enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };
 void progress_begin(enum progress_mode mode, int layers, uint64_t total_work);
 void progress_update(int layer, uint64_t done, const char *what);

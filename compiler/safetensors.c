@@ -20,7 +20,11 @@
 
 #define MAX_HEADER_BYTES (100u << 20) /* far above any real checkpoint's header */
 
-static const struct { const char *name; enum st_dtype dtype; unsigned size; } dtypes[] = {
+static const struct {
+    const char *name;
+    enum st_dtype dtype;
+    unsigned size;
+} dtypes[] = {
     {"F32", ST_F32, 4}, {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2}, {"U8", ST_U8, 1}, {"I8", ST_I8, 1},
 };
 
@@ -79,13 +83,20 @@ size_t utf8_invalid_at(const char *text, size_t len) {
     size_t i = 0;
     while (i < len) {
         unsigned c = s[i];
-        if (c < 0x80) { i++; continue; }
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
         size_t n;
         unsigned cp, min;
-        if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07, min = 0x10000;
-        else return i;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07, min = 0x10000;
+        else
+            return i;
         if (len - i <= n) return i;
         for (size_t j = 1; j <= n; j++) {
             if ((s[i + j] & 0xc0) != 0x80) return i;
@@ -155,12 +166,14 @@ static int by_name(const void *a, const void *b) {
     return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
 }
 
-typedef struct span { uint64_t begin, end; const char *name; } span;
+typedef struct span {
+    uint64_t begin, end;
+    const char *name;
+} span;
 static int by_begin(const void *a, const void *b) {
     const span *x = a, *y = b;
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
-
 
 /* An integer in [0, max] stored as a JSON number (cJSON keeps numbers as doubles, exact up
  * to 2^53: far beyond any real size or offset). */
@@ -203,14 +216,17 @@ static void add_tensor(st_archive *a, const char *path, const cJSON *e, const ui
         if (!json_uint(cJSON_GetArrayItem(js, i), 9.0e15, &dim))
             fatal("%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
         t.shape[i] = (int64_t)dim;
-        if (dim && count > data_size / esize / dim) count = UINT64_MAX;
-        else count *= dim;
+        if (dim && count > data_size / esize / dim)
+            count = UINT64_MAX;
+        else
+            count *= dim;
     }
     uint64_t begin, stop;
     if (!json_uint(cJSON_GetArrayItem(jo, 0), 1.8e19, &begin) || !json_uint(cJSON_GetArrayItem(jo, 1), 1.8e19, &stop))
         fatal("%s: tensor '%s': data_offsets are not non-negative integers", path, name);
-    if (begin > stop) fatal("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name,
-                            (unsigned long long)begin, (unsigned long long)stop);
+    if (begin > stop)
+        fatal("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name, (unsigned long long)begin,
+              (unsigned long long)stop);
     if (stop > data_size)
         fatal("%s: tensor '%s': data_offsets [%llu, %llu] leave the data block (%llu bytes)", path, name,
               (unsigned long long)begin, (unsigned long long)stop, (unsigned long long)data_size);
@@ -238,9 +254,12 @@ static void load_file(st_archive *a, const char *path) {
     if (fd < 0) fatal("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     const char *why = NULL;
-    if (fstat(fd, &sb) != 0) why = strerror(errno);
-    else if (!S_ISREG(sb.st_mode)) why = "not a regular file";
-    else if (sb.st_size < 8) why = "truncated";
+    if (fstat(fd, &sb) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(sb.st_mode))
+        why = "not a regular file";
+    else if (sb.st_size < 8)
+        why = "truncated";
     if (why) {
         close(fd);
         if (strcmp(why, "truncated") == 0)
@@ -260,8 +279,7 @@ static void load_file(st_archive *a, const char *path) {
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
     if (hlen > size - 8)
-        fatal("%s: header length %llu runs past the end of the file (%zu bytes)", path,
-              (unsigned long long)hlen, size);
+        fatal("%s: header length %llu runs past the end of the file (%zu bytes)", path, (unsigned long long)hlen, size);
     if (hlen > MAX_HEADER_BYTES)
         fatal("%s: header length %llu is absurdly large (the limit is %u bytes)", path, (unsigned long long)hlen,
               MAX_HEADER_BYTES);
@@ -311,7 +329,10 @@ static char *dir_of(const char *path) {
     return d;
 }
 
-typedef struct name_list { char **v; int n; } name_list;
+typedef struct name_list {
+    char **v;
+    int n;
+} name_list;
 static void free_name_list(void *p) {
     name_list *l = p;
     for (int i = 0; i < l->n; i++) free(l->v[i]);
@@ -355,8 +376,9 @@ static void load_index(st_archive *a, const char *index_path) {
     sort_and_check_unique(a, index_path);
     cJSON_ArrayForEach(e, map) {
         const st_tensor *t = st_find(a, e->string);
-        if (!t) fatal("%s: tensor '%s' is mapped to '%s' but that file does not contain it", index_path, e->string,
-                      e->valuestring);
+        if (!t)
+            fatal("%s: tensor '%s' is mapped to '%s' but that file does not contain it", index_path, e->string,
+                  e->valuestring);
         const char *base = strrchr(t->file, '/');
         if (strcmp(base ? base + 1 : t->file, e->valuestring) != 0)
             fatal("%s: tensor '%s' is mapped to '%s' but found in '%s'", index_path, e->string, e->valuestring,
@@ -381,13 +403,18 @@ st_archive *st_open(const char *path) {
         a->dir = xstrdup(path);
         char *index = arena_printf(ar, "%s/model.safetensors.index.json", path);
         char *single = arena_printf(ar, "%s/model.safetensors", path);
-        if (access(index, R_OK) == 0) load_index(a, index);
-        else if (access(single, R_OK) == 0) load_file(a, single);
-        else fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
+        if (access(index, R_OK) == 0)
+            load_index(a, index);
+        else if (access(single, R_OK) == 0)
+            load_file(a, single);
+        else
+            fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
     } else {
         a->dir = dir_of(path);
-        if (ends_with(path, ".index.json")) load_index(a, path);
-        else load_file(a, path);
+        if (ends_with(path, ".index.json"))
+            load_index(a, path);
+        else
+            load_file(a, path);
     }
     sort_and_check_unique(a, path);
     arena_disown(ar, a);
@@ -418,9 +445,21 @@ void st_close(st_archive *a) {
 float st_get_f32(const st_tensor *t, int64_t i) {
     const uint8_t *p = t->data;
     switch (t->dtype) {
-    case ST_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
-    case ST_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); return rsr_f16_to_f32(h); }
-    case ST_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2); return rsr_bf16_to_f32(h); }
+    case ST_F32: {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    case ST_F16: {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return rsr_f16_to_f32(h);
+    }
+    case ST_BF16: {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return rsr_bf16_to_f32(h);
+    }
     case ST_U8: return (float)p[i];
     case ST_I8: return (float)(int8_t)p[i];
     }

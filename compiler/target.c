@@ -47,7 +47,8 @@ static int64_t integer(const char *path, yaml_node_t *n, const char *field, int6
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || *end || end == s || v < lo || v > hi)
-        SPEC_ERROR(path, n, "'%s' must be an integer in [%lld, %lld], not '%s'", field, (long long)lo, (long long)hi, s);
+        SPEC_ERROR(path, n, "'%s' must be an integer in [%lld, %lld], not '%s'", field, (long long)lo, (long long)hi,
+                   s);
     return v;
 }
 
@@ -58,8 +59,12 @@ static uint64_t size_value(const char *path, yaml_node_t *n, const char *field) 
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s) SPEC_ERROR(path, n, "'%s' must be a size such as 64KiB, not '%s'", field, s);
-    static const struct { const char *suffix; unsigned shift; } units[] = {
-        {"", 0}, {"B", 0}, {"KiB", 10}, {"KB", 10}, {"K", 10}, {"MiB", 20}, {"MB", 20}, {"M", 20}, {"GiB", 30}, {"GB", 30},
+    static const struct {
+        const char *suffix;
+        unsigned shift;
+    } units[] = {
+        {"", 0},     {"B", 0},   {"KiB", 10}, {"KB", 10},  {"K", 10},
+        {"MiB", 20}, {"MB", 20}, {"M", 20},   {"GiB", 30}, {"GB", 30},
     };
     for (size_t i = 0; i < sizeof units / sizeof *units; i++)
         if (strcmp(end, units[i].suffix) == 0) return (uint64_t)v << units[i].shift;
@@ -93,7 +98,8 @@ static void check_cuda_spec(const char *path, yaml_node_t *root, target *t) {
                    t->arch ? t->arch : "(none)");
     if (sm < 61) SPEC_ERROR(path, root, "arch %s has no dp4a instruction (sm_61 or newer)", t->arch);
     t->sm = (int)sm;
-    if (!t->sms || !t->mem_bandwidth) SPEC_ERROR(path, root, "a CUDA spec needs 'sms' and 'mem_bandwidth' (the cost model uses them)");
+    if (!t->sms || !t->mem_bandwidth)
+        SPEC_ERROR(path, root, "a CUDA spec needs 'sms' and 'mem_bandwidth' (the cost model uses them)");
     if (t->backend == BACKEND_C) SPEC_ERROR(path, root, "a CUDA spec's backend is nvrtc or llvm, not c");
     if (t->backend != BACKEND_LLVM) t->backend = BACKEND_NVRTC;
 }
@@ -125,11 +131,16 @@ static void parse_cache(const char *path, yaml_document_t *doc, yaml_node_t *n, 
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
         const char *key = scalar(path, k, "cache");
-        if (!strcmp(key, "l1d")) t->l1d = size_value(path, v, "cache.l1d");
-        else if (!strcmp(key, "l2")) t->l2 = size_value(path, v, "cache.l2");
-        else if (!strcmp(key, "l3")) t->l3 = size_value(path, v, "cache.l3");
-        else if (!strcmp(key, "line")) t->line = size_value(path, v, "cache.line");
-        else SPEC_ERROR(path, k, "unknown field 'cache.%s' (l1d, l2, l3, line)", key);
+        if (!strcmp(key, "l1d"))
+            t->l1d = size_value(path, v, "cache.l1d");
+        else if (!strcmp(key, "l2"))
+            t->l2 = size_value(path, v, "cache.l2");
+        else if (!strcmp(key, "l3"))
+            t->l3 = size_value(path, v, "cache.l3");
+        else if (!strcmp(key, "line"))
+            t->line = size_value(path, v, "cache.line");
+        else
+            SPEC_ERROR(path, k, "unknown field 'cache.%s' (l1d, l2, l3, line)", key);
     }
 }
 
@@ -139,7 +150,8 @@ static void parse_list(const char *path, yaml_document_t *doc, yaml_node_t *n, c
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         yaml_node_t *item = yaml_document_get_node(doc, *i);
         const char *s = scalar(path, item, field);
-        if (features) add_feature(t, s);
+        if (features)
+            add_feature(t, s);
         else {
             if (strcmp(s, "rsr") && strcmp(s, "lut") && strcmp(s, "i2"))
                 SPEC_ERROR(path, item, "unknown strategy '%s' (rsr, lut, i2)", s);
@@ -197,39 +209,60 @@ static target *parse_spec(const char *path) {
             if (earlier->type == YAML_SCALAR_NODE && !strcmp((const char *)earlier->data.scalar.value, key))
                 SPEC_ERROR(path, k, "field '%s' appears twice", key);
         }
-        if (!strcmp(key, "name")) t->name = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "description")) t->description = xstrdup(scalar(path, v, key));
+        if (!strcmp(key, "name"))
+            t->name = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "description"))
+            t->description = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "kind")) {
             const char *s = scalar(path, v, key);
-            if (!strcmp(s, "cpu")) t->kind = TK_CPU;
-            else if (!strcmp(s, "cuda")) t->kind = TK_CUDA;
-            else SPEC_ERROR(path, v, "unknown kind '%s' (cpu, cuda)", s);
-        } else if (!strcmp(key, "triple")) t->triple = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "cpu")) t->cpu = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "features")) parse_list(path, doc, v, key, t, true);
-        else if (!strcmp(key, "strategies")) parse_list(path, doc, v, key, t, false);
-        else if (!strcmp(key, "vector_bits")) t->vector_bits = (int)integer(path, v, key, 32, 4096);
-        else if (!strcmp(key, "cache")) parse_cache(path, doc, v, t);
-        else if (!strcmp(key, "icache_budget")) t->unroll_budget = (uint32_t)size_value(path, v, key);
-        else if (!strcmp(key, "cflags")) t->cflags = xstrdup(scalar(path, v, key));
+            if (!strcmp(s, "cpu"))
+                t->kind = TK_CPU;
+            else if (!strcmp(s, "cuda"))
+                t->kind = TK_CUDA;
+            else
+                SPEC_ERROR(path, v, "unknown kind '%s' (cpu, cuda)", s);
+        } else if (!strcmp(key, "triple"))
+            t->triple = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "cpu"))
+            t->cpu = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "features"))
+            parse_list(path, doc, v, key, t, true);
+        else if (!strcmp(key, "strategies"))
+            parse_list(path, doc, v, key, t, false);
+        else if (!strcmp(key, "vector_bits"))
+            t->vector_bits = (int)integer(path, v, key, 32, 4096);
+        else if (!strcmp(key, "cache"))
+            parse_cache(path, doc, v, t);
+        else if (!strcmp(key, "icache_budget"))
+            t->unroll_budget = (uint32_t)size_value(path, v, key);
+        else if (!strcmp(key, "cflags"))
+            t->cflags = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "backend")) {
             const char *b = scalar(path, v, key);
-            if (!strcmp(b, "c")) t->backend = BACKEND_C;
-            else if (!strcmp(b, "llvm")) t->backend = BACKEND_LLVM;
-            else if (!strcmp(b, "nvrtc")) t->backend = BACKEND_NVRTC;
-            else SPEC_ERROR(path, v, "'backend' must be c, llvm or nvrtc, not '%s'", b);
-        }
-        else if (!strcmp(key, "threads")) {
+            if (!strcmp(b, "c"))
+                t->backend = BACKEND_C;
+            else if (!strcmp(b, "llvm"))
+                t->backend = BACKEND_LLVM;
+            else if (!strcmp(b, "nvrtc"))
+                t->backend = BACKEND_NVRTC;
+            else
+                SPEC_ERROR(path, v, "'backend' must be c, llvm or nvrtc, not '%s'", b);
+        } else if (!strcmp(key, "threads")) {
             const char *s = scalar(path, v, key);
             t->threads = strcmp(s, "auto") == 0 ? 0 : (int)integer(path, v, key, 1, 4096);
-        } else if (!strcmp(key, "arch")) t->arch = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "ptx_isa")) t->ptx_isa = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "smem_per_block")) t->smem_per_block = size_value(path, v, key);
-        else if (!strcmp(key, "sms")) t->sms = (int)integer(path, v, key, 1, 100000);
+        } else if (!strcmp(key, "arch"))
+            t->arch = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "ptx_isa"))
+            t->ptx_isa = xstrdup(scalar(path, v, key));
+        else if (!strcmp(key, "smem_per_block"))
+            t->smem_per_block = size_value(path, v, key);
+        else if (!strcmp(key, "sms"))
+            t->sms = (int)integer(path, v, key, 1, 100000);
         else if (!strcmp(key, "mem_bandwidth")) {
             t->mem_bandwidth = xstrdup(scalar(path, v, key));
             t->bytes_per_ns = bandwidth_value(path, v, key);
-        } else SPEC_ERROR(path, k, "unknown field '%s'", key);
+        } else
+            SPEC_ERROR(path, k, "unknown field '%s'", key);
     }
     if (!t->name) fatal("%s: the spec has no 'name'", path);
     check_cuda_spec(path, root, t);
@@ -255,8 +288,9 @@ static target *detect_host(void) {
     char line[8192];
     while (f && fgets(line, sizeof line, f)) {
         if (strncmp(line, "flags", 5) != 0) continue;
-        static const char *const wanted[] = {"avx2", "fma", "bmi2", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                             "avx512cd", "avx512_vnni", "avx512vbmi", "avx512_bf16"};
+        static const char *const wanted[] = {"avx2",        "fma",        "bmi2",       "avx512f",
+                                             "avx512bw",    "avx512vl",   "avx512dq",   "avx512cd",
+                                             "avx512_vnni", "avx512vbmi", "avx512_bf16"};
         for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++) {
             char pat[64];
             snprintf(pat, sizeof pat, " %s", wanted[i]);
@@ -364,8 +398,10 @@ static bool looks_like_path(const char *s) {
 
 static target *load_one(const char *name) {
     target *t;
-    if (!strcmp(name, "host") || !strcmp(name, "native")) t = detect_host();
-    else if (looks_like_path(name)) t = parse_spec(name);
+    if (!strcmp(name, "host") || !strcmp(name, "native"))
+        t = detect_host();
+    else if (looks_like_path(name))
+        t = parse_spec(name);
     else {
         for (const char *c = name; *c; c++)
             if (!(*c == '-' || *c == '_' || (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z')))
@@ -448,7 +484,8 @@ void target_free(target *t) {
     for (int i = 0; i < t->ndisabled; i++) free(t->disabled[i]);
     for (int i = 0; i < t->nstrategies; i++) free(t->strategies[i]);
     free(t->features), free(t->disabled), free(t->strategies);
-    free(t->name), free(t->description), free(t->path), free(t->triple), free(t->cpu), free(t->cpu_model), free(t->cflags);
+    free(t->name), free(t->description), free(t->path), free(t->triple), free(t->cpu), free(t->cpu_model),
+        free(t->cflags);
     free(t->arch), free(t->ptx_isa), free(t->mem_bandwidth);
     target_free(t->gpu);
     free(t);
@@ -465,7 +502,9 @@ void target_print(const target *t, FILE *out) {
     fprintf(out, "\n  cflags: %s\n", t->cflags);
     const target *g = t->gpu;
     if (g)
-        fprintf(out, "target %s (%s) kind=cuda arch=%s ptx_isa=%s sms=%d mem_bandwidth=%.0fGB/s smem_per_block=%llu backend=%s\n",
+        fprintf(out,
+                "target %s (%s) kind=cuda arch=%s ptx_isa=%s sms=%d mem_bandwidth=%.0fGB/s smem_per_block=%llu "
+                "backend=%s\n",
                 g->name, g->path, g->arch, g->ptx_isa ? g->ptx_isa : "-", g->sms, g->bytes_per_ns,
                 (unsigned long long)g->smem_per_block, g->backend == BACKEND_LLVM ? "llvm" : "nvrtc");
 }

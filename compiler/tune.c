@@ -40,28 +40,28 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-#define TUNE_FORMAT 1          /* bump when the measurement or the cache line changes meaning */
+#define TUNE_FORMAT 1 /* bump when the measurement or the cache line changes meaning */
 #define TUNE_MAX_CANDIDATES 8
 #define TUNE_TOKENS RSR_BATCH_MAX
-#define TUNE_MIN_REP_S 1e-3    /* a timed repetition lasts at least this long (calls are repeated) */
-#define TUNE_REPS 5            /* timed repetitions per candidate and regime: the median is kept */
+#define TUNE_MIN_REP_S 1e-3 /* a timed repetition lasts at least this long (calls are repeated) */
+#define TUNE_REPS 5         /* timed repetitions per candidate and regime: the median is kept */
 
 typedef struct tune_candidate {
     enum strategy strategy;
-    int k;                     /* RSR block rows; 0 for i2 */
-    double decode_ns;          /* one call */
-    double prefill_ns;         /* per token of a TUNE_TOKENS step */
+    int k;             /* RSR block rows; 0 for i2 */
+    double decode_ns;  /* one call */
+    double prefill_ns; /* per token of a TUNE_TOKENS step */
 } tune_candidate;
 
 struct tune_class {
     char *key;
-    char *label;               /* "2560x2560 ternary zeros~40% k4" */
+    char *label; /* "2560x2560 ternary zeros~40% k4" */
     int n;
     tune_candidate c[TUNE_MAX_CANDIDATES];
     int decode_best, prefill_best;
-    bool measured;             /* in this run (false: read from the cache) */
-    char *origin;              /* measured: the matrix measured; cached: FILE:LINE */
-    char *line;                /* the cache line as read, written back unchanged */
+    bool measured; /* in this run (false: read from the cache) */
+    char *origin;  /* measured: the matrix measured; cached: FILE:LINE */
+    char *line;    /* the cache line as read, written back unchanged */
 };
 
 struct tune_state {
@@ -70,7 +70,7 @@ struct tune_state {
     const char *workdir;
     enum strategy forced;
     int forced_k;
-    char *cache_path;          /* NULL: no cache */
+    char *cache_path; /* NULL: no cache */
     char *target_key;
     tune_class **classes;
     int nclasses, measured, cached, serial;
@@ -80,16 +80,19 @@ struct tune_state {
 /* ---- the target may be tuned only where its code runs ---- */
 
 void tune_check_target(const target *t, const char *name) {
-    if (t->gpu) fatal("--tune measures CPU kernels on this machine; '%s' has a CUDA part (%s), which it cannot measure",
-                      name, t->gpu->name);
+    if (t->gpu)
+        fatal("--tune measures CPU kernels on this machine; '%s' has a CUDA part (%s), which it cannot measure", name,
+              t->gpu->name);
     struct utsname u;
     if (t->triple && uname(&u) == 0 && strncmp(t->triple, u.machine, strlen(u.machine)) != 0)
-        fatal("--tune: target '%s' (%s) is for %s, and this machine is %s: --tune measures the kernels here, so it needs "
-              "a target this machine can run (host, or a spec whose features its CPU has)",
-              t->name, t->path, t->triple, u.machine);
+        fatal(
+            "--tune: target '%s' (%s) is for %s, and this machine is %s: --tune measures the kernels here, so it needs "
+            "a target this machine can run (host, or a spec whose features its CPU has)",
+            t->name, t->path, t->triple, u.machine);
     char *lacks = target_host_lacks(t);
     if (lacks)
-        fatal("--tune: target '%s' (%s) needs CPU features this machine lacks: %s; --tune measures the kernels here, so it "
+        fatal("--tune: target '%s' (%s) needs CPU features this machine lacks: %s; --tune measures the kernels here, "
+              "so it "
               "needs a target this machine can run (host, or a spec whose features its CPU has)",
               t->name, t->path, lacks);
 }
@@ -97,8 +100,10 @@ void tune_check_target(const target *t, const char *name) {
 /* ---- names: "i2", "rsr-loop/k4" ---- */
 
 static void candidate_name(const tune_candidate *c, char *buf, size_t n) {
-    if (!strategy_is_rsr(c->strategy)) snprintf(buf, n, "%s", strategy_names[c->strategy]);
-    else snprintf(buf, n, "%s/k%d", strategy_names[c->strategy], c->k);
+    if (!strategy_is_rsr(c->strategy))
+        snprintf(buf, n, "%s", strategy_names[c->strategy]);
+    else
+        snprintf(buf, n, "%s/k%d", strategy_names[c->strategy], c->k);
 }
 
 static bool parse_candidate_name(const char *s, size_t len, tune_candidate *c) {
@@ -162,7 +167,8 @@ static tune_class *parse_line(const char *line, const char **why) {
     char *end;
     unsigned long want = strtoul(crc + 5, &end, 16);
     if (end != crc + 13 || *end) return *why = "malformed checksum (truncated?)", NULL;
-    if (fnv1a(line, (size_t)(crc - line)) != (uint32_t)want) return *why = "checksum mismatch (the line was altered)", NULL;
+    if (fnv1a(line, (size_t)(crc - line)) != (uint32_t)want)
+        return *why = "checksum mismatch (the line was altered)", NULL;
     const char *arrow = strstr(line, " => ");
     if (!arrow || arrow > crc) return *why = "no ' => ' between key and results", NULL;
     tune_class *tc = xcalloc(1, sizeof *tc);
@@ -176,7 +182,8 @@ static tune_class *parse_line(const char *line, const char **why) {
         const char *sp = memchr(p, ' ', (size_t)(crc - p));
         size_t n = sp ? (size_t)(sp - p) : (size_t)(crc - p);
         const char *eq = memchr(p, '=', n);
-        if (!eq) *why = "a field without '='";
+        if (!eq)
+            *why = "a field without '='";
         else if ((size_t)(eq - p) == 6 && !strncmp(p, "decode", 6)) {
             if (!parse_candidate_name(eq + 1, n - 7, &dw)) *why = "unknown decode winner";
             have_d = true;
@@ -186,16 +193,20 @@ static tune_class *parse_line(const char *line, const char **why) {
         } else {
             tune_candidate c;
             char *e1, *e2;
-            if (!parse_candidate_name(p, (size_t)(eq - p), &c)) *why = "unknown candidate";
-            else if (tc->n == TUNE_MAX_CANDIDATES) *why = "too many candidates";
+            if (!parse_candidate_name(p, (size_t)(eq - p), &c))
+                *why = "unknown candidate";
+            else if (tc->n == TUNE_MAX_CANDIDATES)
+                *why = "too many candidates";
             else {
                 c.decode_ns = strtod(eq + 1, &e1);
                 c.prefill_ns = *e1 == '/' ? strtod(e1 + 1, &e2) : (e2 = e1, -1);
                 if (e1 == eq + 1 || *e1 != '/' || e2 != p + n || !(c.decode_ns > 0) || !(c.prefill_ns > 0) ||
                     !isfinite(c.decode_ns) || !isfinite(c.prefill_ns))
                     *why = "a time that is not a positive number";
-                else if (find_candidate(tc, &c) >= 0) *why = "a candidate listed twice";
-                else tc->c[tc->n++] = c;
+                else if (find_candidate(tc, &c) >= 0)
+                    *why = "a candidate listed twice";
+                else
+                    tc->c[tc->n++] = c;
             }
         }
         p += n + 1;
@@ -206,7 +217,8 @@ static tune_class *parse_line(const char *line, const char **why) {
     if (!*why) {
         for (int i = 0; i < tc->n; i++) {
             if (tc->c[i].decode_ns < tc->c[tc->decode_best].decode_ns) *why = "the decode winner is not the fastest";
-            if (tc->c[i].prefill_ns < tc->c[tc->prefill_best].prefill_ns) *why = "the prefill winner is not the fastest";
+            if (tc->c[i].prefill_ns < tc->c[tc->prefill_best].prefill_ns)
+                *why = "the prefill winner is not the fastest";
         }
     }
     if (*why) {
@@ -257,8 +269,8 @@ static void read_cache(tune_state *ts, bool quiet) {
         if (n == 0 || line[0] == '#') continue;
         const char *why = NULL;
         tune_class *tc = strlen(line) != (size_t)n ? (why = "a NUL byte in the line", NULL)
-                       : !complete ? (why = "the last line is cut short (no newline)", NULL)
-                       : parse_line(line, &why);
+                         : !complete               ? (why = "the last line is cut short (no newline)", NULL)
+                                                   : parse_line(line, &why);
         if (!tc) {
             if (!quiet) warn("%s:%d: corrupted tune cache entry ignored: %s", ts->cache_path, lineno, why);
             continue;
@@ -288,8 +300,10 @@ static void merge_cache_on_disk(tune_state *ts) {
     read_cache(&disk, true);
     for (int i = 0; i < disk.nclasses; i++) {
         tune_class *dc = disk.classes[i], *mine = find_class(ts, dc->key);
-        if (mine && mine->measured) free_class(dc);
-        else add_class(ts, dc);
+        if (mine && mine->measured)
+            free_class(dc);
+        else
+            add_class(ts, dc);
     }
     free(disk.classes);
 }
@@ -450,8 +464,8 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     for (int i = 0; i < n; i++) {
         const kernel *kn = &cm[i].kn;
         emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn->symbol, kn->batch_symbol, kn->strategy, kn->rows,
-                                                 kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
-                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
+                                                kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
+                                                kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
     }
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
@@ -489,8 +503,10 @@ typedef struct tune_run {
 
 static void run_once(const tune_run *r) {
     const rsr_artifact_matrix *m = r->m;
-    if (r->mode == RUN_DECODE) m->kernel(r->data, r->x, r->y, 0, m->num_blocks);
-    else if (r->mode == RUN_BATCH) m->kernel_batch(r->data, r->x, r->xs, r->y, m->rows, TUNE_TOKENS, 0, m->num_blocks);
+    if (r->mode == RUN_DECODE)
+        m->kernel(r->data, r->x, r->y, 0, m->num_blocks);
+    else if (r->mode == RUN_BATCH)
+        m->kernel_batch(r->data, r->x, r->xs, r->y, m->rows, TUNE_TOKENS, 0, m->num_blocks);
     else
         for (int t = 0; t < TUNE_TOKENS; t++)
             m->kernel(r->data, r->x + (size_t)t * (size_t)r->xs, r->y + (size_t)t * (size_t)m->rows, 0, m->num_blocks);
@@ -522,13 +538,15 @@ static double time_rep(const tune_run *r, int inner) {
     for (int i = 0; i < inner; i++) run_once(r);
     return (cpu_seconds() - t0) / inner;
 }
-static void check_output(const ternary_matrix *tm, const rsr_artifact_matrix *m, const int32_t *got, const int32_t *want,
-                         int ntok, const char *how) {
+static void check_output(const ternary_matrix *tm, const rsr_artifact_matrix *m, const int32_t *got,
+                         const int32_t *want, int ntok, const char *how) {
     for (int t = 0; t < ntok; t++)
         for (int32_t r = 0; r < tm->rows; r++) {
-            int32_t g = got[(size_t)t * (size_t)tm->rows + (size_t)r], w = want[(size_t)t * (size_t)tm->rows + (size_t)r];
+            int32_t g = got[(size_t)t * (size_t)tm->rows + (size_t)r],
+                    w = want[(size_t)t * (size_t)tm->rows + (size_t)r];
             if (g != w)
-                fatal("internal error: --tune: the %s kernel (%s, k=%d) of '%s' gives %d at row %d of input %d, the naive "
+                fatal("internal error: --tune: the %s kernel (%s, k=%d) of '%s' gives %d at row %d of input %d, the "
+                      "naive "
                       "product %d: a compiler bug, the kernel is not used",
                       m->strategy, how, m->rsr_k, tm->name, g, r, t, w);
         }
@@ -625,8 +643,8 @@ char *tune_default_cache(void) {
     return NULL;
 }
 
-tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir, enum strategy forced,
-                       int forced_k) {
+tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir,
+                       enum strategy forced, int forced_k) {
     tune_state *ts = xcalloc(1, sizeof *ts);
     ts->t = t;
     ts->use_llvm = use_llvm;
@@ -634,7 +652,9 @@ tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, c
     ts->forced = forced;
     ts->forced_k = forced_k;
     ts->cache_path = cache_path ? xstrdup(cache_path) : tune_default_cache();
-    if (!ts->cache_path) warn("--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not kept");
+    if (!ts->cache_path)
+        warn("--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not "
+             "kept");
     ts->target_key = make_target_key(t, use_llvm);
     if (ts->cache_path) read_cache(ts, false);
     return ts;
@@ -685,8 +705,10 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
         for (int s = 1; s < NUM_STRATEGIES; s++) {
             used = (int)strlen(mp->why);
             if ((size_t)used + 1 >= sizeof mp->why) break;
-            if (mp->cost[s] > 0) snprintf(mp->why + used, sizeof mp->why - (size_t)used, " %s=%.0f", strategy_names[s], mp->cost[s]);
-            else snprintf(mp->why + used, sizeof mp->why - (size_t)used, " %s=n/a", strategy_names[s]);
+            if (mp->cost[s] > 0)
+                snprintf(mp->why + used, sizeof mp->why - (size_t)used, " %s=%.0f", strategy_names[s], mp->cost[s]);
+            else
+                snprintf(mp->why + used, sizeof mp->why - (size_t)used, " %s=n/a", strategy_names[s]);
         }
     }
     return tc;
@@ -694,9 +716,12 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
 
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t) {
     fprintf(out, "    tune %s: %s", tc->label, tc->measured ? "measured" : "cached");
-    if (!tc->measured) fprintf(out, " (%s)", tc->origin);
-    else if (strcmp(tc->origin, tm->name)) fprintf(out, " on %s", tc->origin);
-    fprintf(out, "\n      %-18s %12s %12s %16s %12s\n", "candidate", "decode ns", "predicted", "prefill ns/tok", "predicted");
+    if (!tc->measured)
+        fprintf(out, " (%s)", tc->origin);
+    else if (strcmp(tc->origin, tm->name))
+        fprintf(out, " on %s", tc->origin);
+    fprintf(out, "\n      %-18s %12s %12s %16s %12s\n", "candidate", "decode ns", "predicted", "prefill ns/tok",
+            "predicted");
     for (int i = 0; i < tc->n; i++) {
         const tune_candidate *c = &tc->c[i];
         char cn[32];
@@ -710,10 +735,12 @@ void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, con
 
 void tune_end(tune_state *ts) {
     if (ts->measured && ts->cache_path) write_cache(ts);
-    if (!ts->measured) note(1, "tune: measured nothing: %d class%s found in %s", ts->cached, ts->cached == 1 ? "" : "es",
-                            ts->cache_path ? ts->cache_path : "(no cache)");
-    else note(1, "tune: measured %d class%s in %.2f s, %d cached", ts->measured, ts->measured == 1 ? "" : "es", ts->seconds,
-              ts->cached);
+    if (!ts->measured)
+        note(1, "tune: measured nothing: %d class%s found in %s", ts->cached, ts->cached == 1 ? "" : "es",
+             ts->cache_path ? ts->cache_path : "(no cache)");
+    else
+        note(1, "tune: measured %d class%s in %.2f s, %d cached", ts->measured, ts->measured == 1 ? "" : "es",
+             ts->seconds, ts->cached);
     for (int i = 0; i < ts->nclasses; i++) free_class(ts->classes[i]);
     free(ts->classes), free(ts->cache_path), free(ts->target_key);
     free(ts);

@@ -32,7 +32,9 @@ static void damage(synth *s, uint8_t field, uint32_t v) {
     case 12: a->bitlinear_norm = i; break;
     case 13: memcpy(&a->rms_eps, &v, 4); break;
     case 14: a->rope_theta = (double)i; break;
-    case 15: if (u < a->blob_size) a->blob_size = u; break;
+    case 15:
+        if (u < a->blob_size) a->blob_size = u;
+        break;
     case 16: a->embed = u; break;
     case 17: a->lm_head = u; break;
     case 18: a->embed_dtype = i; break;

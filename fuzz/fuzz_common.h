@@ -37,14 +37,14 @@ static void fuzz_write(const char *path, const uint8_t *data, size_t size) {
 }
 
 /* Runs body; a fatal() inside it comes back here. */
-#define FUZZ_GUARDED(...)                                                                                   \
-    do {                                                                                                     \
-        jmp_buf fuzz_jb;                                                                                     \
-        fatal_jump = &fuzz_jb;                                                                               \
-        if (setjmp(fuzz_jb) == 0) {                                                                          \
-            __VA_ARGS__;                                                                                     \
-        }                                                                                                    \
-        fatal_jump = NULL;                                                                                   \
+#define FUZZ_GUARDED(...)                                                                                              \
+    do {                                                                                                               \
+        jmp_buf fuzz_jb;                                                                                               \
+        fatal_jump = &fuzz_jb;                                                                                         \
+        if (setjmp(fuzz_jb) == 0) {                                                                                    \
+            __VA_ARGS__;                                                                                               \
+        }                                                                                                              \
+        fatal_jump = NULL;                                                                                             \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

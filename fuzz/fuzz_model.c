@@ -24,8 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         arena *ar = arena_open();
         arena_own(ar, release_model, m);
         const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
-        const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
-        const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
+        const int32_t out_dim[NUM_PROJ] = {q_out,           kv_out,          kv_out,   m->hidden,
+                                           m->intermediate, m->intermediate, m->hidden};
+        const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden,      q_out,
+                                          m->hidden, m->hidden, m->intermediate};
         for (int l = 0; l < m->num_layers; l++)
             for (int p = 0; p < NUM_PROJ; p++) {
                 char *name = model_tensor_name(m, l, p);

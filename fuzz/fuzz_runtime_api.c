@@ -73,14 +73,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (st != RSR_OK && *sp) __builtin_trap(); /* a failed create hands out no session */
             break;
         }
-        case 1: rsr_session_free(*sp); *sp = NULL; break;
-        case 2: case 3: case 4: {
+        case 1:
+            rsr_session_free(*sp);
+            *sp = NULL;
+            break;
+        case 2:
+        case 3:
+        case 4: {
             int32_t n = pick_int(&b, 3);
             int32_t count = n > 0 && n < 24 ? n : 24;
             for (int32_t i = 0; i < count; i++) tokens[i] = pick_int(&b, V - 1);
             int32_t before = rsr_session_position(*sp);
-            st = rsr_session_eval(*sp, fb_u8(&b) == 7 ? NULL : tokens, n > 24 ? 24 : n,
-                                  fb_u8(&b) & 1 ? logits : NULL);
+            st = rsr_session_eval(*sp, fb_u8(&b) == 7 ? NULL : tokens, n > 24 ? 24 : n, fb_u8(&b) & 1 ? logits : NULL);
             int32_t after = rsr_session_position(*sp);
             if (*sp && st != RSR_OK && after != before) __builtin_trap();
             if (*sp && after > (*sp)->max_positions) __builtin_trap();
@@ -113,7 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (t < 0 || t >= V) __builtin_trap();
             break;
         }
-        case 10: rsr_session_errmsg(*sp); rsr_model_errmsg(m); rsr_status_to_string((rsr_status)pick_int(&b, 6)); break;
+        case 10:
+            rsr_session_errmsg(*sp);
+            rsr_model_errmsg(m);
+            rsr_status_to_string((rsr_status)pick_int(&b, 6));
+            break;
         default: {
             rsr_session *other = NULL;
             rsr_session_create(m, &(rsr_session_params){.max_positions = 1}, &other);

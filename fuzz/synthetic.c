@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 uint8_t fb_u8(fuzz_bytes *b) {
     if (!b->n) return 0;
     b->n--;
@@ -38,22 +37,23 @@ static void reference_kernel(int index, const int8_t *x, int32_t *y, int32_t b0,
         }
 }
 
-#define KERNEL(i)                                                                                            \
-    static void kernel_##i(const uint8_t *data, const int8_t *x, int32_t *y, int32_t b0, int32_t b1) {       \
-        (void)data;                                                                                          \
-        reference_kernel(i, x, y, b0, b1);                                                                   \
+#define KERNEL(i)                                                                                                      \
+    static void kernel_##i(const uint8_t *data, const int8_t *x, int32_t *y, int32_t b0, int32_t b1) {                 \
+        (void)data;                                                                                                    \
+        reference_kernel(i, x, y, b0, b1);                                                                             \
     }
-KERNEL(0) KERNEL(1) KERNEL(2) KERNEL(3) KERNEL(4) KERNEL(5) KERNEL(6)
-KERNEL(7) KERNEL(8) KERNEL(9) KERNEL(10) KERNEL(11) KERNEL(12) KERNEL(13)
-static const rsr_kernel_fn kernels[SYNTH_MAX_MATRICES] = {
-    kernel_0, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6,
-    kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12, kernel_13,
+KERNEL(0)
+KERNEL(1) KERNEL(2) KERNEL(3) KERNEL(4) KERNEL(5) KERNEL(6) KERNEL(7) KERNEL(8) KERNEL(9) KERNEL(10) KERNEL(11)
+    KERNEL(12) KERNEL(13) static const rsr_kernel_fn kernels[SYNTH_MAX_MATRICES] = {
+        kernel_0, kernel_1, kernel_2, kernel_3,  kernel_4,  kernel_5,  kernel_6,
+        kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12, kernel_13,
 };
 
 static size_t dtype_size(int32_t dt) { return dt == RSR_DTYPE_F32 ? 4 : 2; }
 
 static void put_value(uint8_t *p, int32_t dtype, float v) {
-    if (dtype == RSR_DTYPE_F32) memcpy(p, &v, 4);
+    if (dtype == RSR_DTYPE_F32)
+        memcpy(p, &v, 4);
     else {
         uint32_t bits;
         memcpy(&bits, &v, 4);

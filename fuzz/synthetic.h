@@ -28,7 +28,10 @@ typedef struct synth {
 } synth;
 
 /* Byte reader: past the end every read yields 0. */
-typedef struct fuzz_bytes { const uint8_t *p; size_t n; } fuzz_bytes;
+typedef struct fuzz_bytes {
+    const uint8_t *p;
+    size_t n;
+} fuzz_bytes;
 uint8_t fb_u8(fuzz_bytes *b);
 uint32_t fb_u32(fuzz_bytes *b);
 

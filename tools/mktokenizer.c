@@ -30,8 +30,8 @@ static const char training_text[] =
     "Tokyo and New York. What is the capital of France? The capital of France is Paris. What is the capital of "
     "Japan? It is Tokyo. Hello! How are you? I am well, thank you, and you?\n";
 
-static const char llama3_pattern[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char llama3_pattern[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 static int printable_byte(unsigned b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; }
 
@@ -50,7 +50,7 @@ static size_t put_utf8(char *out, uint32_t cp) {
 }
 
 typedef struct word {
-    int32_t *sym;   /* token ids */
+    int32_t *sym; /* token ids */
     int n, count;
 } word;
 
@@ -64,9 +64,12 @@ static int split_words(word *w, int max, const int32_t *byte_id) {
     size_t len = strlen(training_text);
     for (size_t i = 0; i < len;) {
         size_t j = i + (s[i] == ' ' && i + 1 < len && (is_letter(s[i + 1]) || is_digit(s[i + 1])));
-        if (is_letter(s[j])) while (j < len && is_letter(s[j])) j++;
-        else if (is_digit(s[j])) while (j < len && is_digit(s[j])) j++;
-        else j++;
+        if (is_letter(s[j]))
+            while (j < len && is_letter(s[j])) j++;
+        else if (is_digit(s[j]))
+            while (j < len && is_digit(s[j])) j++;
+        else
+            j++;
         int k;
         for (k = 0; k < n; k++) {
             int same = w[k].n == (int)(j - i);
@@ -114,8 +117,10 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
                                    "<|eot_id|>"};
     long special_id[5] = {bos, eos, vocab - 3, vocab - 2, vocab - 1};
     if (vocab < 256 + 5 + 16 || bos < 0 || eos < 0 || bos >= vocab - 3 || eos >= vocab - 3 || bos == eos) {
-        snprintf(why, whylen, "a byte-level vocabulary needs 256 byte tokens, 5 special tokens and some merges; "
-                              "vocab %ld is too small", vocab);
+        snprintf(why, whylen,
+                 "a byte-level vocabulary needs 256 byte tokens, 5 special tokens and some merges; "
+                 "vocab %ld is too small",
+                 vocab);
         return NULL;
     }
     /* Token strings by id; ids not yet given out are NULL. */
@@ -164,13 +169,17 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
         int32_t id = -1;
         for (long i = 0; i < vocab && id < 0; i++)
             if (tok[i] && strcmp(tok[i], joined) == 0) id = (int32_t)i;
-        if (id < 0) tok[id = (int32_t)next] = joined;
-        else free(joined);
+        if (id < 0)
+            tok[id = (int32_t)next] = joined;
+        else
+            free(joined);
         for (int i = 0; i < nwords; i++) {
             int w = 0;
             for (int k = 0; k < words[i].n; k++) {
-                if (k + 1 < words[i].n && words[i].sym[k] == best_a && words[i].sym[k + 1] == best_b) words[i].sym[w++] = id, k++;
-                else words[i].sym[w++] = words[i].sym[k];
+                if (k + 1 < words[i].n && words[i].sym[k] == best_a && words[i].sym[k + 1] == best_b)
+                    words[i].sym[w++] = id, k++;
+                else
+                    words[i].sym[w++] = words[i].sym[k];
             }
             words[i].n = w;
         }
@@ -188,7 +197,8 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
 
     cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
     cJSON_AddStringToObject(pre, "type", "Sequence");
-    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(),
+          *bl = cJSON_CreateObject();
     cJSON_AddStringToObject(split, "type", "Split");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", llama3_pattern);
     cJSON_AddStringToObject(split, "behavior", "Isolated");

@@ -32,7 +32,7 @@
 /* ------------------------------------------------------------------------------------------ */
 /* errors and temporary files                                                                  */
 
-static char **tmp_paths;                 /* temporaries not yet renamed (NULL entries: done) */
+static char **tmp_paths; /* temporaries not yet renamed (NULL entries: done) */
 static volatile sig_atomic_t n_tmp;
 
 static void remove_temporaries(void) {
@@ -53,7 +53,7 @@ static void die(const char *fmt, ...) {
 }
 
 static void on_signal(int sig) {
-    remove_temporaries();                /* unlink is async-signal-safe */
+    remove_temporaries(); /* unlink is async-signal-safe */
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -172,7 +172,7 @@ static uint16_t f32_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x0040u); /* quiet NaN */
-    x += 0x7FFFu + ((x >> 16) & 1u);                                               /* nearest even */
+    x += 0x7FFFu + ((x >> 16) & 1u);                                             /* nearest even */
     return (uint16_t)(x >> 16);
 }
 
@@ -182,8 +182,8 @@ static uint16_t f32_to_f16(float f) {
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     uint32_t ax = x & 0x7FFFFFFFu;
     if (ax > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu)); /* NaN */
-    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); /* >= 65520 (and inf) -> inf */
-    if (ax >= 0x38800000u) {                                   /* normal half: >= 2^-14 */
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);                        /* >= 65520 (and inf) -> inf */
+    if (ax >= 0x38800000u) {                                                         /* normal half: >= 2^-14 */
         uint32_t h = ((ax >> 23) - 112u) << 10 | ((ax >> 13) & 0x3FFu);
         uint32_t rem = ax & 0x1FFFu;
         if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* carry may bump the exponent */
@@ -237,11 +237,11 @@ typedef struct {
     kind_t kind;
     int ndim;
     uint64_t shape[2];
-    uint64_t out, in;   /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT) */
-    int inverted;       /* K_SCALE: store 1/beta */
+    uint64_t out, in; /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT) */
+    int inverted;     /* K_SCALE: store 1/beta */
     uint64_t nbytes;
     int shard;
-    uint64_t offset;    /* within its shard's data block */
+    uint64_t offset; /* within its shard's data block */
 } tensor_t;
 
 typedef struct {
@@ -249,11 +249,11 @@ typedef struct {
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
     uint64_t seed;
     int binary;
-    int tokenizer;      /* write tokenizer.json (when the vocabulary has room for one) */
+    int tokenizer; /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
-    char *poison;           /* --poison: the tensor given one non-finite value, or NULL */
-    uint64_t poison_index;  /* the value's index in the tensor, row-major */
+    char *poison;          /* --poison: the tensor given one non-finite value, or NULL */
+    uint64_t poison_index; /* the value's index in the tensor, row-major */
     float poison_value;
 } opts_t;
 
@@ -400,15 +400,17 @@ static float beta_of(const tensor_t *t, rng_t *r, int binary) {
 static void gen_codes_row(unsigned char *codes, uint64_t n, uint64_t tkey, uint64_t row, int binary) {
     rng_t r;
     rng_seed(&r, row_key(tkey, row));
-    const uint32_t t0 = 1288490189u;  /* floor(0.3 * 2^32): P(-1) = 0.3 */
-    const uint32_t t1 = 3006477107u;  /* floor(0.7 * 2^32): P(0) = 0.4, P(+1) = 0.3 */
+    const uint32_t t0 = 1288490189u; /* floor(0.3 * 2^32): P(-1) = 0.3 */
+    const uint32_t t1 = 3006477107u; /* floor(0.7 * 2^32): P(0) = 0.4, P(+1) = 0.3 */
     for (uint64_t j = 0; j < n; j += 2) {
         uint64_t b = rng_next(&r);
         uint32_t u[2] = {(uint32_t)(b >> 32), (uint32_t)b};
         for (int k = 0; k < 2 && j + (uint64_t)k < n; k++) {
             unsigned char c;
-            if (binary) c = (u[k] >> 31) ? 2 : 0;
-            else c = u[k] < t0 ? 0 : (u[k] < t1 ? 1 : 2);
+            if (binary)
+                c = (u[k] >> 31) ? 2 : 0;
+            else
+                c = u[k] < t0 ? 0 : (u[k] < t1 ? 1 : 2);
             codes[j + (uint64_t)k] = c;
         }
     }
@@ -429,7 +431,8 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
         const uint64_t R = t->out / 4, in = t->in;
         unsigned char *codes = xmalloc(4 * in);
         for (uint64_t pr = 0; pr < R; pr++) {
-            for (int i = 0; i < 4; i++) gen_codes_row(codes + (uint64_t)i * in, in, key, (uint64_t)i * R + pr, o->binary);
+            for (int i = 0; i < 4; i++)
+                gen_codes_row(codes + (uint64_t)i * in, in, key, (uint64_t)i * R + pr, o->binary);
             for (uint64_t c = 0; c < in;) {
                 if (s->len == s->cap) sink_flush(s);
                 uint64_t m = in - c;
@@ -568,9 +571,9 @@ static uint64_t write_json_file(const char *dir, const char *file_name, cJSON *r
 static cJSON *build_config(const opts_t *o) {
     cJSON *c = cJSON_CreateObject();
     if (!c) die("out of memory");
-    const char *arch = format_bitnet(o->format)      ? "BitNetForCausalLM"
-                       : o->format == F_1BITLLM      ? "BitnetForCausalLM"
-                                                      : "LlamaForCausalLM";
+    const char *arch = format_bitnet(o->format) ? "BitNetForCausalLM"
+                       : o->format == F_1BITLLM ? "BitnetForCausalLM"
+                                                : "LlamaForCausalLM";
     cJSON *archs = cJSON_CreateArray();
     if (!archs) die("out of memory");
     cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
@@ -596,8 +599,7 @@ static cJSON *build_config(const opts_t *o) {
         json_add(q, "quant_method", cJSON_CreateString("bitnet"));
         if (format_bitnet(o->format)) {
             json_add(q, "linear_class", cJSON_CreateString("autobitlinear"));
-            json_add(q, "quantization_mode",
-                     cJSON_CreateString(o->format == F_BITNET_PACKED ? "offline" : "online"));
+            json_add(q, "quantization_mode", cJSON_CreateString(o->format == F_BITNET_PACKED ? "offline" : "online"));
         } else if (o->format == F_LLAMA_PACKED) {
             json_add(q, "modules_to_not_convert", cJSON_CreateNull());
         } else { /* falcon-e */
@@ -621,15 +623,19 @@ static void remove_stale(const char *dir, long nshards, int wrote_tokenizer) {
         int ours = 0, stale = 0;
         unsigned a, b;
         char tail[32];
-        if (!strcmp(n, "model.safetensors")) ours = 1, stale = nshards > 1;
-        else if (!strcmp(n, "model.safetensors.index.json")) ours = 1, stale = nshards == 1;
-        else if (!strcmp(n, "tokenizer.json")) ours = 1, stale = !wrote_tokenizer;
+        if (!strcmp(n, "model.safetensors"))
+            ours = 1, stale = nshards > 1;
+        else if (!strcmp(n, "model.safetensors.index.json"))
+            ours = 1, stale = nshards == 1;
+        else if (!strcmp(n, "tokenizer.json"))
+            ours = 1, stale = !wrote_tokenizer;
         else if (strlen(n) == 32 && sscanf(n, "model-%5u-of-%5u%31s", &a, &b, tail) == 3 &&
                  !strcmp(tail, ".safetensors"))
             ours = 1, stale = nshards == 1 || (long)b != nshards;
         if (ours && stale) {
             char *p = xasprintf("%s/%s", dir, n);
-            if (unlink(p) != 0) fprintf(stderr, "rsr-mkmodel: warning: cannot remove stale %s: %s\n", p, strerror(errno));
+            if (unlink(p) != 0)
+                fprintf(stderr, "rsr-mkmodel: warning: cannot remove stale %s: %s\n", p, strerror(errno));
             free(p);
         }
     }
@@ -699,7 +705,8 @@ static void usage(FILE *out) {
 static long parse_long(const char *flag, const char *s, long lo, long hi) {
     char *end;
     errno = 0;
-    if (!*s || *s == '-' || *s == '+' || *s == ' ') die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
+    if (!*s || *s == '-' || *s == '+' || *s == ' ')
+        die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
     long v = strtol(s, &end, 10);
     if (*end || errno) die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
     if (v < lo || v > hi) die("%s: value %s out of range (%ld..%ld)", flag, s, lo, hi);
@@ -709,7 +716,8 @@ static long parse_long(const char *flag, const char *s, long lo, long hi) {
 static uint64_t parse_u64(const char *flag, const char *s) {
     char *end;
     errno = 0;
-    if (!*s || *s == '-' || *s == '+' || *s == ' ') die("%s: invalid value '%s' (expected an unsigned integer)", flag, s);
+    if (!*s || *s == '-' || *s == '+' || *s == ' ')
+        die("%s: invalid value '%s' (expected an unsigned integer)", flag, s);
     unsigned long long v = strtoull(s, &end, 10);
     if (*end || errno) die("%s: invalid value '%s' (expected an unsigned 64-bit integer)", flag, s);
     return (uint64_t)v;
@@ -720,32 +728,57 @@ static void parse_poison(opts_t *o, const char *arg) {
     const char *at = strrchr(arg, '@'), *eq = strrchr(arg, '=');
     if (!at || !eq || eq < at || at == arg)
         die("--poison: '%s' is not TENSOR@INDEX=VALUE (for example model.norm.weight@3=nan)", arg);
-    if (!strcmp(eq + 1, "nan")) o->poison_value = NAN;
-    else if (!strcmp(eq + 1, "inf")) o->poison_value = INFINITY;
-    else if (!strcmp(eq + 1, "-inf")) o->poison_value = -INFINITY;
-    else die("--poison: value '%s' is not nan, inf or -inf", eq + 1);
+    if (!strcmp(eq + 1, "nan"))
+        o->poison_value = NAN;
+    else if (!strcmp(eq + 1, "inf"))
+        o->poison_value = INFINITY;
+    else if (!strcmp(eq + 1, "-inf"))
+        o->poison_value = -INFINITY;
+    else
+        die("--poison: value '%s' is not nan, inf or -inf", eq + 1);
     char *index = xasprintf("%.*s", (int)(eq - at - 1), at + 1);
     o->poison_index = parse_u64("--poison", index);
     free(index);
     o->poison = xasprintf("%.*s", (int)(at - arg), arg);
 }
 
-enum { O_FORMAT = 256, O_OUT, O_PRESET, O_SEED, O_SHARDS, O_BINARY, O_HIDDEN, O_INTER, O_LAYERS, O_HEADS,
-       O_KVHEADS, O_VOCAB, O_MAXPOS, O_NOTOKENIZER, O_POISON };
+enum {
+    O_FORMAT = 256,
+    O_OUT,
+    O_PRESET,
+    O_SEED,
+    O_SHARDS,
+    O_BINARY,
+    O_HIDDEN,
+    O_INTER,
+    O_LAYERS,
+    O_HEADS,
+    O_KVHEADS,
+    O_VOCAB,
+    O_MAXPOS,
+    O_NOTOKENIZER,
+    O_POISON
+};
 
 int main(int argc, char **argv) {
-    static const struct option lopts[] = {
-        {"format", required_argument, 0, O_FORMAT}, {"out", required_argument, 0, O_OUT},
-        {"preset", required_argument, 0, O_PRESET}, {"seed", required_argument, 0, O_SEED},
-        {"shards", required_argument, 0, O_SHARDS}, {"binary", no_argument, 0, O_BINARY},
-        {"hidden", required_argument, 0, O_HIDDEN}, {"intermediate", required_argument, 0, O_INTER},
-        {"layers", required_argument, 0, O_LAYERS}, {"heads", required_argument, 0, O_HEADS},
-        {"kv-heads", required_argument, 0, O_KVHEADS}, {"vocab", required_argument, 0, O_VOCAB},
-        {"max-pos", required_argument, 0, O_MAXPOS}, {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
-        {"poison", required_argument, 0, O_POISON},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const long DMAX = 1L << 24;                 /* per-dimension limit */
+    static const struct option lopts[] = {{"format", required_argument, 0, O_FORMAT},
+                                          {"out", required_argument, 0, O_OUT},
+                                          {"preset", required_argument, 0, O_PRESET},
+                                          {"seed", required_argument, 0, O_SEED},
+                                          {"shards", required_argument, 0, O_SHARDS},
+                                          {"binary", no_argument, 0, O_BINARY},
+                                          {"hidden", required_argument, 0, O_HIDDEN},
+                                          {"intermediate", required_argument, 0, O_INTER},
+                                          {"layers", required_argument, 0, O_LAYERS},
+                                          {"heads", required_argument, 0, O_HEADS},
+                                          {"kv-heads", required_argument, 0, O_KVHEADS},
+                                          {"vocab", required_argument, 0, O_VOCAB},
+                                          {"max-pos", required_argument, 0, O_MAXPOS},
+                                          {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
+                                          {"poison", required_argument, 0, O_POISON},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    const long DMAX = 1L << 24; /* per-dimension limit */
     opts_t o;
     memset(&o, 0, sizeof o);
     o.seed = 1;
@@ -753,7 +786,7 @@ int main(int argc, char **argv) {
     o.tokenizer = 1;
     int have_format = 0;
     const preset_t *preset = &presets[0];
-    long ov[7] = {0, 0, 0, 0, 0, 0, 0};         /* explicit size flags; 0: from the preset */
+    long ov[7] = {0, 0, 0, 0, 0, 0, 0}; /* explicit size flags; 0: from the preset */
 
     if (argc < 2) {
         usage(stderr);
@@ -769,7 +802,9 @@ int main(int argc, char **argv) {
             for (int f = 0; f < F_COUNT; f++)
                 if (!strcmp(optarg, format_names[f])) o.format = (format_t)f, found = 1;
             if (!found)
-                die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e or 1bitllm)", optarg);
+                die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e or "
+                    "1bitllm)",
+                    optarg);
             have_format = 1;
             break;
         }
@@ -819,16 +854,20 @@ int main(int argc, char **argv) {
     if (o.hidden % o.heads) die("hidden size %ld is not divisible by heads %ld", o.hidden, o.heads);
     if (o.heads % o.kv_heads) die("heads %ld is not divisible by kv-heads %ld", o.heads, o.kv_heads);
     const long head_dim = o.hidden / o.heads;
-    if (head_dim % 2) die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", head_dim, o.hidden, o.heads);
+    if (head_dim % 2)
+        die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", head_dim, o.hidden, o.heads);
     if (format_packed(o.format)) {
         const long rows[3] = {o.hidden, o.kv_heads * head_dim, o.intermediate};
         const char *what[3] = {"hidden size (rows of q, o, down)", "kv-heads * head_dim (rows of k, v)",
                                "intermediate size (rows of gate, up)"};
         for (int i = 0; i < 3; i++)
-            if (rows[i] % 4) die("%s %ld is not divisible by 4, as the packed format %s needs", what[i], rows[i], format_names[o.format]);
+            if (rows[i] % 4)
+                die("%s %ld is not divisible by 4, as the packed format %s needs", what[i], rows[i],
+                    format_names[o.format]);
     }
     if (o.bos >= o.vocab || o.eos >= o.vocab)
-        die("the %s preset's bos/eos token ids %ld/%ld do not fit vocab %ld; use a preset with small ids (tiny, small, large)",
+        die("the %s preset's bos/eos token ids %ld/%ld do not fit vocab %ld; use a preset with small ids (tiny, small, "
+            "large)",
             preset->name, o.bos, o.eos, o.vocab);
 
     tlist_t tl = {0};
@@ -877,8 +916,10 @@ int main(int argc, char **argv) {
     size_t next = 0;
     for (long sh = 0; sh < o.shards; sh++) {
         char fname[64];
-        if (o.shards == 1) snprintf(fname, sizeof fname, "model.safetensors");
-        else snprintf(fname, sizeof fname, "model-%05ld-of-%05ld.safetensors", sh + 1, o.shards);
+        if (o.shards == 1)
+            snprintf(fname, sizeof fname, "model.safetensors");
+        else
+            snprintf(fname, sizeof fname, "model-%05ld-of-%05ld.safetensors", sh + 1, o.shards);
         uint64_t off = 0;
         for (size_t i = next; i < tl.n && tl.t[i].shard == sh; i++) {
             tl.t[i].offset = off;

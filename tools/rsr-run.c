@@ -50,8 +50,10 @@ void check(rsr_status st, rsr_session *s) {
 }
 
 void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
-    if (o->head_int8) check(api.session_eval_int8(s, tokens, n, logits, NULL), s);
-    else check(api.session_eval(s, tokens, n, logits), s);
+    if (o->head_int8)
+        check(api.session_eval_int8(s, tokens, n, logits, NULL), s);
+    else
+        check(api.session_eval(s, tokens, n, logits), s);
 }
 
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
@@ -175,8 +177,10 @@ static int32_t *parse_tokens(const char *s, int32_t *n) {
         if (count == cap) t = realloc(t, sizeof *t * (size_t)(cap *= 2));
         t[count++] = (int32_t)v;
         p = end;
-        if (*p == ',') p++;
-        else if (*p) die("--tokens: unexpected '%c' in '%s'", *p, s);
+        if (*p == ',')
+            p++;
+        else if (*p)
+            die("--tokens: unexpected '%c' in '%s'", *p, s);
     }
     if (!count) die("--tokens: empty list");
     *n = count;
@@ -213,8 +217,10 @@ static void print_info(rsr_model *m, const rsr_model_info *info) {
         printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s\n", ti.kind, ti.vocab_size,
                ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id,
                ti.chat_template ? ti.chat_template : "none");
-    else if (st == RSR_ERR_NOT_FOUND) printf("tokenizer none (token ids only)\n");
-    else printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
+    else if (st == RSR_ERR_NOT_FOUND)
+        printf("tokenizer none (token ids only)\n");
+    else
+        printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
     fputs(api.model_manifest(m), stdout);
 }
 
@@ -239,9 +245,11 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
     for (int32_t l = 0; l < info->num_layers; l++) {
         rsr_attention_stats st;
         check(api.session_attention_stats(s, l, &st), s);
-        fprintf(stderr, "stats step %d layer %d keys %lld bounded %lld scanned %lld kept %lld tau %.6g..%.6g dropped<= %.3g%s\n",
-                step, l, (long long)st.keys, (long long)st.bounded, (long long)st.scanned, (long long)st.kept,
-                (double)st.tau_min, (double)st.tau_max, st.dropped_bound, st.dense_fallbacks ? " (dense fallback)" : "");
+        fprintf(
+            stderr,
+            "stats step %d layer %d keys %lld bounded %lld scanned %lld kept %lld tau %.6g..%.6g dropped<= %.3g%s\n",
+            step, l, (long long)st.keys, (long long)st.bounded, (long long)st.scanned, (long long)st.kept,
+            (double)st.tau_min, (double)st.tau_max, st.dropped_bound, st.dense_fallbacks ? " (dense fallback)" : "");
     }
 }
 
@@ -347,36 +355,86 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0, do_verify = 0;
+    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
+        do_verify = 0;
     run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
-    enum { O_TOKENS = 256, O_LOGITS, O_TEMP, O_TOPK, O_TOPP, O_SEED, O_BENCH, O_INFO, O_CTX, O_NOEOS, O_CHAT,
-           O_TEMPLATE, O_SYSTEM, O_STOP, O_NOECHO, O_SPECIAL, O_ATTN, O_LEPS, O_LTAU, O_LBUDGET, O_LBLOCK, O_STATS,
-           O_DEVICE, O_MAXMEM, O_MLOCK, O_MMAP, O_BATCH, O_HEAD, O_REPEAT, O_JSON, O_VERIFY };
+    enum {
+        O_TOKENS = 256,
+        O_LOGITS,
+        O_TEMP,
+        O_TOPK,
+        O_TOPP,
+        O_SEED,
+        O_BENCH,
+        O_INFO,
+        O_CTX,
+        O_NOEOS,
+        O_CHAT,
+        O_TEMPLATE,
+        O_SYSTEM,
+        O_STOP,
+        O_NOECHO,
+        O_SPECIAL,
+        O_ATTN,
+        O_LEPS,
+        O_LTAU,
+        O_LBUDGET,
+        O_LBLOCK,
+        O_STATS,
+        O_DEVICE,
+        O_MAXMEM,
+        O_MLOCK,
+        O_MMAP,
+        O_BATCH,
+        O_HEAD,
+        O_REPEAT,
+        O_JSON,
+        O_VERIFY
+    };
     const char *max_memory = NULL;
     static const struct option longs[] = {
-        {"prompt", required_argument, 0, 'p'},       {"file", required_argument, 0, 'f'},
-        {"tokens", required_argument, 0, O_TOKENS},  {"logits", required_argument, 0, O_LOGITS},
-        {"temp", required_argument, 0, O_TEMP},      {"top-k", required_argument, 0, O_TOPK},
-        {"top-p", required_argument, 0, O_TOPP},     {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, 't'},     {"ctx", required_argument, 0, O_CTX},
-        {"bench", no_argument, 0, O_BENCH},          {"info", no_argument, 0, O_INFO},
-        {"ignore-eos", no_argument, 0, O_NOEOS},     {"chat", no_argument, 0, O_CHAT},
-        {"chat-template", required_argument, 0, O_TEMPLATE}, {"system", required_argument, 0, O_SYSTEM},
-        {"stop", required_argument, 0, O_STOP},      {"no-echo", no_argument, 0, O_NOECHO},
-        {"special", no_argument, 0, O_SPECIAL},      {"help", no_argument, 0, 'h'},
-        {"attention", required_argument, 0, O_ATTN}, {"louver-eps", required_argument, 0, O_LEPS},
-        {"louver-tau", required_argument, 0, O_LTAU}, {"louver-budget", required_argument, 0, O_LBUDGET},
-        {"louver-block", required_argument, 0, O_LBLOCK}, {"stats", no_argument, 0, O_STATS},
-        {"max-memory", required_argument, 0, O_MAXMEM}, {"mlock", no_argument, 0, O_MLOCK},
-        {"mmap", no_argument, 0, O_MMAP},           {"verbose", no_argument, 0, 'v'},
-        {"device", required_argument, 0, O_DEVICE}, {"batch", required_argument, 0, O_BATCH},
-        {"head", required_argument, 0, O_HEAD},      {"repeat", required_argument, 0, O_REPEAT},
-        {"json", no_argument, 0, O_JSON},           {"verify", no_argument, 0, O_VERIFY},
+        {"prompt", required_argument, 0, 'p'},
+        {"file", required_argument, 0, 'f'},
+        {"tokens", required_argument, 0, O_TOKENS},
+        {"logits", required_argument, 0, O_LOGITS},
+        {"temp", required_argument, 0, O_TEMP},
+        {"top-k", required_argument, 0, O_TOPK},
+        {"top-p", required_argument, 0, O_TOPP},
+        {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, 't'},
+        {"ctx", required_argument, 0, O_CTX},
+        {"bench", no_argument, 0, O_BENCH},
+        {"info", no_argument, 0, O_INFO},
+        {"ignore-eos", no_argument, 0, O_NOEOS},
+        {"chat", no_argument, 0, O_CHAT},
+        {"chat-template", required_argument, 0, O_TEMPLATE},
+        {"system", required_argument, 0, O_SYSTEM},
+        {"stop", required_argument, 0, O_STOP},
+        {"no-echo", no_argument, 0, O_NOECHO},
+        {"special", no_argument, 0, O_SPECIAL},
+        {"help", no_argument, 0, 'h'},
+        {"attention", required_argument, 0, O_ATTN},
+        {"louver-eps", required_argument, 0, O_LEPS},
+        {"louver-tau", required_argument, 0, O_LTAU},
+        {"louver-budget", required_argument, 0, O_LBUDGET},
+        {"louver-block", required_argument, 0, O_LBLOCK},
+        {"stats", no_argument, 0, O_STATS},
+        {"max-memory", required_argument, 0, O_MAXMEM},
+        {"mlock", no_argument, 0, O_MLOCK},
+        {"mmap", no_argument, 0, O_MMAP},
+        {"verbose", no_argument, 0, 'v'},
+        {"device", required_argument, 0, O_DEVICE},
+        {"batch", required_argument, 0, O_BATCH},
+        {"head", required_argument, 0, O_HEAD},
+        {"repeat", required_argument, 0, O_REPEAT},
+        {"json", no_argument, 0, O_JSON},
+        {"verify", no_argument, 0, O_VERIFY},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
     /* options that only mean something beside others: refused alone rather than ignored */
-    const char *louver_opt = NULL, *sampling_opt = NULL, *bench_opt = NULL, *text_opt = NULL, *chat_opt = NULL, *head_opt = NULL;
+    const char *louver_opt = NULL, *sampling_opt = NULL, *bench_opt = NULL, *text_opt = NULL, *chat_opt = NULL,
+               *head_opt = NULL;
     int louver_policies = 0;
     opterr = 0;
     int c;
@@ -389,21 +447,29 @@ int main(int argc, char **argv) {
         case O_TOKENS: tokens_arg = optarg; break;
         case O_LOGITS: logits_path = optarg; break;
         case O_TEMP: o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
-        case O_TOPK: sampling_opt = "--top-k", o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX); break;
+        case O_TOPK:
+            sampling_opt = "--top-k", o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX);
+            break;
         case O_TOPP: sampling_opt = "--top-p", o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
         case O_SEED: sampling_opt = "--seed", o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
         case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
         case O_HEAD:
             head_opt = "--head";
-            if (!strcmp(optarg, "exact")) o.head_int8 = 0;
-            else if (!strcmp(optarg, "int8")) o.head_int8 = 1;
-            else die("--head: '%s' is neither exact nor int8", optarg);
+            if (!strcmp(optarg, "exact"))
+                o.head_int8 = 0;
+            else if (!strcmp(optarg, "int8"))
+                o.head_int8 = 1;
+            else
+                die("--head: '%s' is neither exact nor int8", optarg);
             break;
         case O_ATTN:
-            if (!strcmp(optarg, "dense")) o.session.attention = RSR_ATTENTION_DENSE;
-            else if (!strcmp(optarg, "louver")) o.session.attention = RSR_ATTENTION_LOUVER;
-            else die("--attention: '%s' is neither dense nor louver", optarg);
+            if (!strcmp(optarg, "dense"))
+                o.session.attention = RSR_ATTENTION_DENSE;
+            else if (!strcmp(optarg, "louver"))
+                o.session.attention = RSR_ATTENTION_LOUVER;
+            else
+                die("--attention: '%s' is neither dense nor louver", optarg);
             break;
         case O_LEPS:
             louver_opt = "--louver-eps", louver_policies++;
@@ -420,17 +486,24 @@ int main(int argc, char **argv) {
             o.session.louver_policy = RSR_LOUVER_BUDGET;
             o.session.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
             break;
-        case O_LBLOCK: louver_opt = "--louver-block", o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256); break;
+        case O_LBLOCK:
+            louver_opt = "--louver-block",
+            o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256);
+            break;
         case O_STATS: o.stats = 1; break;
         case O_MAXMEM: max_memory = optarg; break;
         case O_MLOCK: lock_memory = 1; break;
         case O_MMAP: use_mmap = 1; break;
         case 'v': verbose = 1; break;
         case O_DEVICE:
-            if (!strcmp(optarg, "auto")) device = RSR_DEVICE_AUTO;
-            else if (!strcmp(optarg, "cpu")) device = RSR_DEVICE_CPU;
-            else if (!strcmp(optarg, "gpu")) device = RSR_DEVICE_GPU;
-            else die("--device: '%s' is not auto, cpu or gpu", optarg);
+            if (!strcmp(optarg, "auto"))
+                device = RSR_DEVICE_AUTO;
+            else if (!strcmp(optarg, "cpu"))
+                device = RSR_DEVICE_CPU;
+            else if (!strcmp(optarg, "gpu"))
+                device = RSR_DEVICE_GPU;
+            else
+                die("--device: '%s' is not auto, cpu or gpu", optarg);
             break;
         case O_BENCH: do_bench = 1; break;
         case O_REPEAT: bench_opt = "--repeat", o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
@@ -467,7 +540,8 @@ int main(int argc, char **argv) {
     if (sampling_opt && !(o.sampler.temperature > 0)) die("%s shapes sampling: it needs --temp above 0", sampling_opt);
     if (chat_opt && !do_chat) die("%s needs --chat", chat_opt);
     if (text_opt && (tokens_arg || do_bench)) die("%s applies to text output, not to --tokens or --bench", text_opt);
-    if (logits_path && (!tokens_arg || do_bench)) die("--logits writes the logits of a --tokens prompt (not with --bench)");
+    if (logits_path && (!tokens_arg || do_bench))
+        die("--logits writes the logits of a --tokens prompt (not with --bench)");
     if (o.stats && !tokens_arg) die("--stats prints its figures per step with --tokens");
     if (do_bench && head_opt) die("--bench measures every head: drop --head");
     if (bench_opt && !do_bench) die("%s needs --bench", bench_opt);
@@ -476,7 +550,9 @@ int main(int argc, char **argv) {
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
 
     if (use_mmap && lock_memory) die("--mmap reads the file mapping and --mlock locks a copy: give one of them");
-    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = device, .lock_memory = lock_memory,
+    rsr_model_params mp = {.num_threads = (int32_t)threads,
+                           .device = device,
+                           .lock_memory = lock_memory,
                            .load = use_mmap ? RSR_LOAD_MMAP : RSR_LOAD_COPY};
     rsr_model_info info;
     double t_open;
@@ -509,13 +585,16 @@ int main(int argc, char **argv) {
         run_chat(m, require_tokenizer(m, "--chat"), &o);
     } else if (tokens_arg || (!o.prompt && !do_bench && api.model_tokenizer(m, &(rsr_tokenizer *){0}) != RSR_OK)) {
         int32_t n_prompt = 1, *prompt;
-        if (tokens_arg) prompt = parse_tokens(tokens_arg, &n_prompt);
+        if (tokens_arg)
+            prompt = parse_tokens(tokens_arg, &n_prompt);
         else { /* no text and no tokenizer: ids from BOS */
             prompt = malloc(sizeof *prompt);
             prompt[0] = info.bos_token_id >= 0 ? info.bos_token_id : 0;
         }
-        if (do_bench) run_bench(m, &info, &o, prompt, n_prompt, t_open);
-        else run_ids(m, &info, &o, prompt, n_prompt, logits_path);
+        if (do_bench)
+            run_bench(m, &info, &o, prompt, n_prompt, t_open);
+        else
+            run_ids(m, &info, &o, prompt, n_prompt, logits_path);
         free(prompt);
     } else if (do_bench && !o.prompt) {
         run_bench(m, &info, &o, NULL, 0, t_open);
@@ -523,7 +602,8 @@ int main(int argc, char **argv) {
         rsr_tokenizer *tok = require_tokenizer(m, "a text prompt");
         int32_t n = 0, cap = (int32_t)strlen(o.prompt) + 16;
         int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-        if (api.tokenizer_encode(tok, o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) != RSR_OK)
+        if (api.tokenizer_encode(tok, o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) !=
+            RSR_OK)
             die("%s", api.tokenizer_errmsg(tok));
         if (!n) die("--bench: the prompt has no tokens");
         run_bench(m, &info, &o, ids, n, t_open);

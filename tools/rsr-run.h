@@ -11,8 +11,8 @@ extern rsr_api api;
 
 typedef struct run_options {
     const char *model_path;
-    const char *prompt;         /* -p, -f or stdin */
-    long n_gen;                 /* tokens to generate; < 0: the mode's default */
+    const char *prompt; /* -p, -f or stdin */
+    long n_gen;         /* tokens to generate; < 0: the mode's default */
     int ignore_eos, echo, special;
     rsr_sampler_params sampler;
     uint64_t seed;
@@ -22,9 +22,9 @@ typedef struct run_options {
     const char **stop;          /* --stop strings */
     int num_stop;
     const char *chat_template, *system;
-    int threads;                /* the threads the model runs on (-t, or the runtime's default) */
-    int head_int8;              /* --head int8: logits from the int8 copy of the LM head (lossy) */
-    int repeat, json;           /* --bench: rounds, and JSON output */
+    int threads;      /* the threads the model runs on (-t, or the runtime's default) */
+    int head_int8;    /* --head int8: logits from the int8 copy of the LM head (lossy) */
+    int repeat, json; /* --bench: rounds, and JSON output */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

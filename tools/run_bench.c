@@ -31,7 +31,9 @@ enum { PH_PREFILL, PH_GREEDY, PH_FULL, PH_SAMPLED, PH_BW, NUM_PHASES };
 static const char *const phase_key[NUM_PHASES] = {"prefill_tok_s", "decode_greedy_tok_s", "decode_full_logits_tok_s",
                                                   "decode_sampled_tok_s", "read_bw_gb_s"};
 
-typedef struct stat3 { double median, min, max; } stat3;
+typedef struct stat3 {
+    double median, min, max;
+} stat3;
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -82,15 +84,17 @@ static double decode_phase(int phase, bool record, rsr_session *s, const rsr_mod
             w->sampled_tail = fmax(w->sampled_tail, tail);
             continue; /* sampled tokens differ; the position advances the same */
         }
-        if (next != tokens[i + 1]) die("--bench: decode step %d: the %s gives token %d, the greedy head %d", i,
-                                       phase == PH_FULL ? "full logits' argmax" : "greedy head again", next, tokens[i + 1]);
+        if (next != tokens[i + 1])
+            die("--bench: decode step %d: the %s gives token %d, the greedy head %d", i,
+                phase == PH_FULL ? "full logits' argmax" : "greedy head again", next, tokens[i + 1]);
     }
     return now() - t;
 }
 
 /* The int8 head's decode: speed, and its error against the exact logits beside its bound. */
 static void int8_phase(rsr_session *s, const rsr_model_info *info, const int32_t *prompt, int32_t n_prompt,
-                       const int32_t *tokens, int32_t decode, float *logits, const float *exact, int32_t keep, once *w) {
+                       const int32_t *tokens, int32_t decode, float *logits, const float *exact, int32_t keep,
+                       once *w) {
     const size_t V = (size_t)info->vocab_size;
     check(api.session_reset(s), s);
     check(api.session_eval(s, prompt, n_prompt, logits), s);
@@ -127,36 +131,43 @@ static void print_text(const rsr_model_info *info, const run_options *o, int32_t
         printf("decode %d tokens, %-22s %.2f tok/s (%.2f ms/token)", decode, what[p], st[p].median, 1e3 / st[p].median);
         printf(span, rounds, st[p].min, st[p].max);
         if (p == PH_SAMPLED)
-            printf("; temperature %g, exact mass left out <= %.3g", o->sampler.temperature > 0 ? o->sampler.temperature : 0.8,
-                   w->sampled_tail);
+            printf("; temperature %g, exact mass left out <= %.3g",
+                   o->sampler.temperature > 0 ? o->sampler.temperature : 0.8, w->sampled_tail);
         putchar('\n');
     }
     if (w->q8 && w->q8_bound == 0)
         printf("decode %d tokens, int8 logits: the exact logits (bound 0: the model has no int8 head copy, rsrc "
-               "--no-greedy-head, or no step had anything to bound)\n", decode);
+               "--no-greedy-head, or no step had anything to bound)\n",
+               decode);
     else if (w->q8)
-        printf("decode %d tokens, int8 logits (lossy):   %.2f tok/s; largest logit error %.3g (certified bound %.3g; the "
-               "exact logits span %.3g..%.3g), argmax as the exact logits' at %d of %d steps\n",
-               decode, w->q8_tok_s, w->q8_max_err, w->q8_bound, w->lo, w->hi, w->q8_agree, w->q8_compared);
+        printf(
+            "decode %d tokens, int8 logits (lossy):   %.2f tok/s; largest logit error %.3g (certified bound %.3g; the "
+            "exact logits span %.3g..%.3g), argmax as the exact logits' at %d of %d steps\n",
+            decode, w->q8_tok_s, w->q8_max_err, w->q8_bound, w->lo, w->hi, w->q8_agree, w->q8_compared);
     if (on_gpu) {
-        printf("roofline: the exact model reads %.3f GB per token: %.0f GB/s at the certified greedy decode's %.2f ms per "
-               "token (bench_gpu measures the GPU's read bandwidth to compare)\n",
-               bytes / 1e9, bytes / 1e9 * st[PH_GREEDY].median, 1e3 / st[PH_GREEDY].median);
+        printf(
+            "roofline: the exact model reads %.3f GB per token: %.0f GB/s at the certified greedy decode's %.2f ms per "
+            "token (bench_gpu measures the GPU's read bandwidth to compare)\n",
+            bytes / 1e9, bytes / 1e9 * st[PH_GREEDY].median, 1e3 / st[PH_GREEDY].median);
     } else if (st[PH_BW].median > 0) {
         double roof = st[PH_BW].median * 1e9 / bytes;
-        printf("roofline: the exact model reads %.3f GB per token (2-bit weights, 16-bit head); streaming read measured "
-               "now %.1f GB/s (%d thread%s): at most %.1f tok/s; of it: greedy %.2f, full logits %.2f, sampled %.2f\n",
-               bytes / 1e9, st[PH_BW].median, info->num_threads, info->num_threads == 1 ? "" : "s", roof,
-               st[PH_GREEDY].median / roof, st[PH_FULL].median / roof, st[PH_SAMPLED].median / roof);
+        printf(
+            "roofline: the exact model reads %.3f GB per token (2-bit weights, 16-bit head); streaming read measured "
+            "now %.1f GB/s (%d thread%s): at most %.1f tok/s; of it: greedy %.2f, full logits %.2f, sampled %.2f\n",
+            bytes / 1e9, st[PH_BW].median, info->num_threads, info->num_threads == 1 ? "" : "s", roof,
+            st[PH_GREEDY].median / roof, st[PH_FULL].median / roof, st[PH_SAMPLED].median / roof);
     }
 }
 
 static void json_string(const char *key, const char *v) {
     printf("\"%s\": \"", key);
     for (; *v; v++)
-        if (*v == '"' || *v == '\\') printf("\\%c", *v);
-        else if ((unsigned char)*v < 0x20) printf("\\u%04x", *v);
-        else putchar(*v);
+        if (*v == '"' || *v == '\\')
+            printf("\\%c", *v);
+        else if ((unsigned char)*v < 0x20)
+            printf("\\u%04x", *v);
+        else
+            putchar(*v);
     printf("\", ");
 }
 
@@ -209,7 +220,7 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
     check(api.session_eval(s, prompt, n_prompt < 8 ? n_prompt : 8, logits), s); /* warm-up */
 
     const int rounds = o->repeat > 0 ? o->repeat : 1;
-    double (*runs)[NUM_PHASES] = calloc((size_t)rounds, sizeof *runs);
+    double(*runs)[NUM_PHASES] = calloc((size_t)rounds, sizeof *runs);
     once w = {0};
     const double bytes = exact_bytes_per_token(m, info);
     for (int r = 0; r < rounds; r++) {
@@ -218,11 +229,13 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
         int32_t first;
         check(api.session_eval_greedy(s, prompt, n_prompt, &first), s);
         runs[r][PH_PREFILL] = n_prompt / (now() - t);
-        if (r == 0) tokens[0] = first;
-        else if (first != tokens[0]) die("--bench: round %d's prefill gives token %d, the first round's %d", r + 1, first, tokens[0]);
+        if (r == 0)
+            tokens[0] = first;
+        else if (first != tokens[0])
+            die("--bench: round %d's prefill gives token %d, the first round's %d", r + 1, first, tokens[0]);
         for (int p = PH_GREEDY; decode && p <= PH_SAMPLED; p++) /* the first greedy phase records the tokens */
-            runs[r][p] = decode / decode_phase(p, r == 0 && p == PH_GREEDY, s, info, o, prompt, n_prompt, tokens, decode,
-                                               logits, exact, r == 0 ? keep : 0, &w);
+            runs[r][p] = decode / decode_phase(p, r == 0 && p == PH_GREEDY, s, info, o, prompt, n_prompt, tokens,
+                                               decode, logits, exact, r == 0 ? keep : 0, &w);
         runs[r][PH_BW] = on_gpu ? 0 : read_bandwidth(info->num_threads);
     }
     if (decode && !on_gpu) int8_phase(s, info, prompt, n_prompt, tokens, decode, logits, exact, keep, &w);
@@ -235,7 +248,8 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
     check(api.session_eval_greedy(s1, prompt, n_prompt, &first1), s1);
     w.one_per_step_tok_s = n_prompt / (now() - t);
     api.session_free(s1);
-    if (first1 != tokens[0]) die("--bench: the prefill one token per step gives token %d, batched %d", first1, tokens[0]);
+    if (first1 != tokens[0])
+        die("--bench: the prefill one token per step gives token %d, batched %d", first1, tokens[0]);
 
     stat3 st[NUM_PHASES];
     for (int p = 0; p < NUM_PHASES; p++) {
@@ -243,8 +257,10 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
         for (int r = 0; r < rounds; r++) v[r] = runs[r][p];
         st[p] = stats_of(v, rounds);
     }
-    if (o->json) print_json(info, o, n_prompt, decode, rounds, open_s, runs, st, &w, bytes);
-    else print_text(info, o, n_prompt, decode, rounds, open_s, st, &w, bytes, on_gpu);
+    if (o->json)
+        print_json(info, o, n_prompt, decode, rounds, open_s, runs, st, &w, bytes);
+    else
+        print_text(info, o, n_prompt, decode, rounds, open_s, st, &w, bytes, on_gpu);
     free(runs), free(tokens), free(exact), free(logits), free(synthetic);
     api.session_free(s);
 }

@@ -15,15 +15,15 @@
 /* ---- output: UTF-8 repair and stop strings ---- */
 
 typedef struct text_out {
-    unsigned char pend[4];      /* an incomplete character */
+    unsigned char pend[4]; /* an incomplete character */
     int npend, need;
-    unsigned char lo, hi;       /* the range of the next continuation byte */
-    char *held;                 /* text that may be the start of a stop string */
+    unsigned char lo, hi; /* the range of the next continuation byte */
+    char *held;           /* text that may be the start of a stop string */
     size_t nheld, cap;
     const char *const *stop;
     int num_stop;
-    int stopped;                /* a stop string was seen */
-    int last;                   /* the last byte written, -1 before any (of this reply) */
+    int stopped; /* a stop string was seen */
+    int last;    /* the last byte written, -1 before any (of this reply) */
 } text_out;
 
 static void put_bytes(text_out *t, const void *p, size_t n) {
@@ -48,11 +48,16 @@ static void utf8_put(text_out *t, const char *s, size_t n) {
             put_replacement(t); /* the sequence broke off: this byte starts afresh */
             t->need = t->npend = 0;
         }
-        if (b < 0x80) put_bytes(t, &b, 1);
-        else if (b >= 0xC2 && b <= 0xDF) t->need = 1, t->lo = 0x80, t->hi = 0xBF;
-        else if (b >= 0xE0 && b <= 0xEF) t->need = 2, t->lo = b == 0xE0 ? 0xA0 : 0x80, t->hi = b == 0xED ? 0x9F : 0xBF;
-        else if (b >= 0xF0 && b <= 0xF4) t->need = 3, t->lo = b == 0xF0 ? 0x90 : 0x80, t->hi = b == 0xF4 ? 0x8F : 0xBF;
-        else put_replacement(t);
+        if (b < 0x80)
+            put_bytes(t, &b, 1);
+        else if (b >= 0xC2 && b <= 0xDF)
+            t->need = 1, t->lo = 0x80, t->hi = 0xBF;
+        else if (b >= 0xE0 && b <= 0xEF)
+            t->need = 2, t->lo = b == 0xE0 ? 0xA0 : 0x80, t->hi = b == 0xED ? 0x9F : 0xBF;
+        else if (b >= 0xF0 && b <= 0xF4)
+            t->need = 3, t->lo = b == 0xF0 ? 0x90 : 0x80, t->hi = b == 0xF4 ? 0x8F : 0xBF;
+        else
+            put_replacement(t);
         if (t->need) t->pend[t->npend++] = b;
     }
 }
@@ -107,7 +112,7 @@ typedef struct generator {
     int32_t stop_ids[3];
     sample_state sample;
     const run_options *o;
-    int32_t next;               /* the token chosen after the last eval */
+    int32_t next; /* the token chosen after the last eval */
 } generator;
 
 /* Evaluates tokens; the token that follows goes to g->next. */
@@ -222,7 +227,8 @@ static char *render(rsr_tokenizer *tok, const char *name, const rsr_chat_message
 static const char *default_template(const generator *g) {
     rsr_tokenizer_info ti;
     api.tokenizer_get_info(g->tok, &ti);
-    if (ti.chat_template && strcmp(ti.chat_template, "llama3") == 0 && strcmp(g->info.architecture, "BitNetForCausalLM") == 0)
+    if (ti.chat_template && strcmp(ti.chat_template, "llama3") == 0 &&
+        strcmp(g->info.architecture, "BitNetForCausalLM") == 0)
         return "bitnet";
     if (!ti.chat_template)
         die("no chat template fits this model's vocabulary; name one with --chat-template (llama3, bitnet, llama2)");
@@ -244,8 +250,9 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     free(check_text);
     int32_t *history = NULL, nhistory = 0; /* the ids the session holds */
     int interactive = isatty(0);
-    if (interactive) fprintf(stderr, "rsr-run: chatting with %s (template %s); /reset forgets, /exit or Ctrl-D quits\n",
-                             o->model_path, name);
+    if (interactive)
+        fprintf(stderr, "rsr-run: chatting with %s (template %s); /reset forgets, /exit or Ctrl-D quits\n",
+                o->model_path, name);
     text_out out = {.stop = o->stop, .num_stop = o->num_stop, .last = -1};
     char *line = NULL;
     size_t line_cap = 0;
@@ -269,7 +276,8 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         int32_t *ids = encode(tok, text, RSR_ENCODE_PARSE_SPECIAL, &n);
         free(text);
         if (n >= g.max_positions) {
-            fprintf(stderr, "rsr-run: the conversation no longer fits the context (%d tokens of %d): /reset, or raise --ctx\n",
+            fprintf(stderr,
+                    "rsr-run: the conversation no longer fits the context (%d tokens of %d): /reset, or raise --ctx\n",
                     n, g.max_positions);
             free((char *)msgs[--nmsgs].content);
             free(ids);
@@ -297,11 +305,13 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         history = realloc(history, sizeof *history * (size_t)(nhistory + nreply + 1));
         memcpy(history + nhistory, reply, sizeof *reply * (size_t)nreply);
         nhistory += nreply;
-        if (api.session_position(g.s) < nhistory) nhistory = api.session_position(g.s); /* the last sampled id is not in the cache */
+        if (api.session_position(g.s) < nhistory)
+            nhistory = api.session_position(g.s); /* the last sampled id is not in the cache */
 
         size_t tlen, tcap = (size_t)nreply * 16 + 16;
         char *reply_text = malloc(tcap);
-        if (api.tokenizer_decode(tok, reply, nreply, RSR_DECODE_SKIP_SPECIAL, reply_text, tcap, &tlen) == RSR_ERR_BUFFER_TOO_SMALL) {
+        if (api.tokenizer_decode(tok, reply, nreply, RSR_DECODE_SKIP_SPECIAL, reply_text, tcap, &tlen) ==
+            RSR_ERR_BUFFER_TOO_SMALL) {
             reply_text = realloc(reply_text, tcap = tlen + 1);
             api.tokenizer_decode(tok, reply, nreply, RSR_DECODE_SKIP_SPECIAL, reply_text, tcap, &tlen);
         }

@@ -50,9 +50,9 @@ typedef enum rsr_status {
     RSR_OK = 0,
     RSR_ERR_INVALID_ARGUMENT = 1, /* a NULL handle, a size out of range, ... */
     RSR_ERR_OUT_OF_MEMORY = 2,
-    RSR_ERR_ABI = 3,              /* the artifact was built for another runtime ABI */
-    RSR_ERR_CONTEXT_FULL = 4,     /* the session has no room for more positions */
-    RSR_ERR_BAD_TOKEN = 5,        /* a token id outside [0, vocab) */
+    RSR_ERR_ABI = 3,          /* the artifact was built for another runtime ABI */
+    RSR_ERR_CONTEXT_FULL = 4, /* the session has no room for more positions */
+    RSR_ERR_BAD_TOKEN = 5,    /* a token id outside [0, vocab) */
     RSR_ERR_INTERNAL = 6,
     RSR_ERR_NOT_FOUND = 7,        /* no tokenizer in the artifact, an unknown chat template, ... */
     RSR_ERR_FORMAT = 8,           /* a tokenizer.json or .model this runtime cannot read (the message says what) */
@@ -68,17 +68,17 @@ typedef struct rsr_session rsr_session;
 
 /* What a compiled model is. Strings point into the artifact and live as long as it does. */
 typedef struct rsr_model_info {
-    const char *architecture;  /* "BitNetForCausalLM", "LlamaForCausalLM", ... */
-    const char *target;        /* the target the kernels were compiled for */
-    const char *compiler;      /* "rsrc <version>" */
+    const char *architecture; /* "BitNetForCausalLM", "LlamaForCausalLM", ... */
+    const char *target;       /* the target the kernels were compiled for */
+    const char *compiler;     /* "rsrc <version>" */
     int32_t hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim;
     int32_t vocab_size, max_positions;
     int32_t bos_token_id, eos_token_id; /* -1 when the checkpoint names none */
-    int32_t num_matrices;      /* ternary matrices compiled into the artifact */
-    const char *device;        /* where tokens run: "cpu", or "gpu 0: <name> (sm_90, driver 13.0)" */
-    const char *gpu_arch;      /* the CUDA architecture compiled for ("sm_90"), NULL: CPU code only */
-    int32_t num_threads;       /* threads the CPU code runs on (the open's num_threads, resolved) */
-    const char *constants;     /* where the CPU reads the constants from, and how they got there:
+    int32_t num_matrices;               /* ternary matrices compiled into the artifact */
+    const char *device;                 /* where tokens run: "cpu", or "gpu 0: <name> (sm_90, driver 13.0)" */
+    const char *gpu_arch;               /* the CUDA architecture compiled for ("sm_90"), NULL: CPU code only */
+    int32_t num_threads;                /* threads the CPU code runs on (the open's num_threads, resolved) */
+    const char *constants;              /* where the CPU reads the constants from, and how they got there:
                                 * "anonymous memory, 2 MiB pages, read from FILE in 0.41 s", ... */
 } rsr_model_info;
 
@@ -100,12 +100,12 @@ typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GP
 typedef enum rsr_load { RSR_LOAD_COPY = 0, RSR_LOAD_MMAP = 1 } rsr_load;
 
 typedef struct rsr_model_params {
-    int32_t num_threads;       /* 0: every CPU this process may run on (its affinity mask), or
+    int32_t num_threads; /* 0: every CPU this process may run on (its affinity mask), or
                                 * OMP_NUM_THREADS where it is set */
-    int32_t device;            /* rsr_device; 0: auto */
-    int32_t lock_memory;       /* 1: also lock the copy in memory (mlock; needs `ulimit -l` room),
+    int32_t device;      /* rsr_device; 0: auto */
+    int32_t lock_memory; /* 1: also lock the copy in memory (mlock; needs `ulimit -l` room),
                                 * failing the open when it cannot; implies RSR_LOAD_COPY */
-    int32_t load;              /* rsr_load; 0: copy */
+    int32_t load;        /* rsr_load; 0: copy */
 } rsr_model_params;
 rsr_model_params rsr_model_default_params(void);
 
@@ -159,16 +159,16 @@ typedef enum rsr_louver_policy_kind {
  * means the earlier behaviour. */
 #define RSR_BATCH_MAX 64 /* the most tokens one prefill step evaluates together */
 typedef struct rsr_session_params {
-    int32_t max_positions;     /* KV cache length; 0: the model's max_positions */
-    int32_t attention;         /* rsr_attention_kind; 0: dense */
-    int32_t louver_policy;     /* rsr_louver_policy_kind; 0: relative */
-    float louver_eps;          /* RELATIVE: in (0, 1); 0: 1e-4 */
-    float louver_tau;          /* ABSOLUTE: the threshold on q·k */
-    float louver_budget;       /* BUDGET: in (0, 1] */
-    int32_t louver_block;      /* recent keys attended densely, then indexed as one block: a
+    int32_t max_positions;    /* KV cache length; 0: the model's max_positions */
+    int32_t attention;        /* rsr_attention_kind; 0: dense */
+    int32_t louver_policy;    /* rsr_louver_policy_kind; 0: relative */
+    float louver_eps;         /* RELATIVE: in (0, 1); 0: 1e-4 */
+    float louver_tau;         /* ABSOLUTE: the threshold on q·k */
+    float louver_budget;      /* BUDGET: in (0, 1] */
+    int32_t louver_block;     /* recent keys attended densely, then indexed as one block: a
                                   multiple of 16 in [16, 256]; 0: 256 */
-    int32_t louver_subspaces;  /* subspaces of the head dimension; 0: head_dim / 16 */
-    int32_t batch;             /* tokens evaluated together by one prefill step, in
+    int32_t louver_subspaces; /* subspaces of the head dimension; 0: head_dim / 16 */
+    int32_t batch;            /* tokens evaluated together by one prefill step, in
                                   [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most */
 } rsr_session_params;
 rsr_session_params rsr_session_default_params(void);
@@ -210,16 +210,16 @@ rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, 
 /* What attention did in one layer for the last evaluated token, summed over the query heads.
  * Dense attention scans and keeps every key and drops nothing. */
 typedef struct rsr_attention_stats {
-    int64_t keys;              /* keys the heads could attend: heads × (position + 1) */
-    int64_t bounded;           /* keys whose Louver upper bound was evaluated (not in a skipped block) */
-    int64_t scanned;           /* keys whose exact score was computed and that were attended */
-    int64_t kept;              /* scanned keys with q·k ≥ τ: every key above τ is among them */
+    int64_t keys;    /* keys the heads could attend: heads × (position + 1) */
+    int64_t bounded; /* keys whose Louver upper bound was evaluated (not in a skipped block) */
+    int64_t scanned; /* keys whose exact score was computed and that were attended */
+    int64_t kept;    /* scanned keys with q·k ≥ τ: every key above τ is among them */
     int32_t heads;
-    int32_t dense_fallbacks;   /* Louver heads that attended every key with the dense kernel: the
+    int32_t dense_fallbacks; /* Louver heads that attended every key with the dense kernel: the
                                 * bound arithmetic could overflow, or a fifth or more of the
                                 * indexed keys would have been candidates */
-    float tau_min, tau_max;    /* τ (on q·k) over the heads; −inf for dense attention */
-    double dropped_bound;      /* the largest certified bound on the dropped softmax mass of a head */
+    float tau_min, tau_max;  /* τ (on q·k) over the heads; −inf for dense attention */
+    double dropped_bound;    /* the largest certified bound on the dropped softmax mass of a head */
 } rsr_attention_stats;
 /* Fails with RSR_ERR_INVALID_ARGUMENT for a layer out of range or before any evaluation. */
 rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer, rsr_attention_stats *stats);
@@ -230,8 +230,8 @@ rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer
  * be NULL, not both. Fails with RSR_ERR_INVALID_ARGUMENT, leaving a message, for a layer, head
  * or range out of bounds (first + count must not exceed rsr_session_position) and on a GPU
  * session. */
-rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_t kv_head, int32_t first,
-                               int32_t count, float *keys, float *values);
+rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_t kv_head, int32_t first, int32_t count,
+                               float *keys, float *values);
 /* The queries of the last evaluated position at layer `layer`, after RoPE, as attention used them:
  * num_heads × head_dim floats into q (query head h at q + h*head_dim; it shares KV head
  * h / (num_heads / num_kv_heads)). RSR_ERR_INVALID_ARGUMENT before any evaluation, after a reset
@@ -248,16 +248,16 @@ struct rsr_sampler_params {
 rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
 int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);
 /* scratch: vocab_size floats and vocab_size int32 the caller provides (no allocation here). */
-int32_t rsr_sample(const float *logits, int32_t vocab_size, const rsr_sampler_params *params,
-                   uint64_t *rng, float *scratch_probs, int32_t *scratch_ids);
+int32_t rsr_sample(const float *logits, int32_t vocab_size, const rsr_sampler_params *params, uint64_t *rng,
+                   float *scratch_probs, int32_t *scratch_ids);
 
 /* Access to the compiled ternary matrices, for tests and tools: exact integer products. */
 typedef struct rsr_matrix_info {
-    const char *name;          /* the checkpoint tensor name */
+    const char *name; /* the checkpoint tensor name */
     int32_t rows, cols;
-    const char *strategy;      /* "rsr-unrolled", "rsr-loop", ... */
+    const char *strategy; /* "rsr-unrolled", "rsr-loop", ... */
     int32_t rsr_k;
-    float scale;               /* beta: y = sum * beta / x_scale */
+    float scale; /* beta: y = sum * beta / x_scale */
 } rsr_matrix_info;
 rsr_status rsr_model_matrix_info(const rsr_model *model, int32_t index, rsr_matrix_info *info);
 /* y[rows] = W_t · x[cols] exactly, x int8 and W ternary (or binary). */
@@ -306,18 +306,18 @@ enum {
 /* Encodes len bytes of text (len < 0: up to the NUL). Writes up to capacity ids and sets *n_ids
  * to the number of ids of the whole text; RSR_ERR_BUFFER_TOO_SMALL when that is more than
  * capacity (call again with a larger buffer). */
-rsr_status rsr_tokenizer_encode(rsr_tokenizer *tokenizer, const char *text, ptrdiff_t len, uint32_t flags,
-                                int32_t *ids, int32_t capacity, int32_t *n_ids);
+rsr_status rsr_tokenizer_encode(rsr_tokenizer *tokenizer, const char *text, ptrdiff_t len, uint32_t flags, int32_t *ids,
+                                int32_t capacity, int32_t *n_ids);
 
 enum {
-    RSR_DECODE_SKIP_SPECIAL = 1,  /* leave special tokens out of the text */
+    RSR_DECODE_SKIP_SPECIAL = 1, /* leave special tokens out of the text */
 };
 /* Decodes n ids into text: the bytes the tokens stand for, then the tokenizer's decoder rules
  * (Llama-2: the leading space is dropped). Writes up to capacity bytes plus a NUL when it fits,
  * sets *len to the length of the whole text; RSR_ERR_BUFFER_TOO_SMALL when it is capacity or more.
  * The text is UTF-8 when the ids came from encoding text; arbitrary ids may give any bytes. */
-rsr_status rsr_tokenizer_decode(rsr_tokenizer *tokenizer, const int32_t *ids, int32_t n, uint32_t flags,
-                                char *text, size_t capacity, size_t *len);
+rsr_status rsr_tokenizer_decode(rsr_tokenizer *tokenizer, const int32_t *ids, int32_t n, uint32_t flags, char *text,
+                                size_t capacity, size_t *len);
 
 /* The bytes one token adds to running text (for streaming output; a UTF-8 character may be
  * split across tokens). Points into the tokenizer; NULL for an id out of range. */
@@ -334,7 +334,7 @@ int rsr_tokenizer_is_special(const rsr_tokenizer *tokenizer, int32_t id);
  * own (rsr_tokenizer_info.chat_template). With add_generation_prompt the text ends where the
  * assistant's reply begins. Output as for rsr_tokenizer_decode. */
 typedef struct rsr_chat_message {
-    const char *role;          /* "system", "user", "assistant" */
+    const char *role; /* "system", "user", "assistant" */
     const char *content;
 } rsr_chat_message;
 rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *tokenizer, const char *name,

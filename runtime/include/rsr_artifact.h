@@ -25,8 +25,7 @@
  * readable and zero from `cols` up to the next multiple of RSR_X_PAD: vector kernels read whole
  * groups of columns and sum x without bounds checks. */
 #define RSR_X_PAD 256
-typedef void (*rsr_kernel_fn)(const uint8_t *data, const int8_t *x, int32_t *y,
-                              int32_t block_begin, int32_t block_end);
+typedef void (*rsr_kernel_fn)(const uint8_t *data, const int8_t *x, int32_t *y, int32_t block_begin, int32_t block_end);
 
 /* The same products for ntok tokens at once (prefill): token t reads x + t·x_stride (padded as
  * above; x_stride a multiple of RSR_X_PAD) and writes y + t·y_stride, 1 <= ntok <= RSR_BATCH_MAX.
@@ -51,21 +50,21 @@ static inline uint64_t rsr_checksum_add(uint64_t sum, const uint8_t *p, uint64_t
 }
 
 typedef struct rsr_artifact_matrix {
-    const char *name;       /* checkpoint tensor name */
-    const char *strategy;   /* "rsr-unrolled", "rsr-loop", "rsr-binary-loop", ... */
+    const char *name;     /* checkpoint tensor name */
+    const char *strategy; /* "rsr-unrolled", "rsr-loop", "rsr-binary-loop", ... */
     int32_t rows, cols;
-    int32_t rsr_k;          /* rows per block (RSR's k; 4 for i2 kernels, 32 for lut) */
-    int32_t num_blocks;     /* ceil(rows / rsr_k): the units of work split among threads */
-    float scale;            /* beta: y = ((float)sum * beta) / x_scale */
-    uint64_t data;          /* blob offset of the index data, RSR_NO_TENSOR if none */
+    int32_t rsr_k;      /* rows per block (RSR's k; 4 for i2 kernels, 32 for lut) */
+    int32_t num_blocks; /* ceil(rows / rsr_k): the units of work split among threads */
+    float scale;        /* beta: y = ((float)sum * beta) / x_scale */
+    uint64_t data;      /* blob offset of the index data, RSR_NO_TENSOR if none */
     rsr_kernel_fn kernel;
     rsr_kernel_batch_fn kernel_batch; /* NULL: the runtime calls `kernel` once per token */
 } rsr_artifact_matrix;
 
 typedef struct rsr_artifact_layer {
-    uint64_t attn_norm, ffn_norm;           /* f32 [hidden] */
-    uint64_t attn_sub_norm, ffn_sub_norm;   /* f32 [hidden], [intermediate]; or RSR_NO_TENSOR */
-    int32_t q, k, v, o, gate, up, down;     /* indices into matrix[] */
+    uint64_t attn_norm, ffn_norm;         /* f32 [hidden] */
+    uint64_t attn_sub_norm, ffn_sub_norm; /* f32 [hidden], [intermediate]; or RSR_NO_TENSOR */
+    int32_t q, k, v, o, gate, up, down;   /* indices into matrix[] */
 } rsr_artifact_layer;
 
 /*
@@ -81,20 +80,20 @@ typedef struct rsr_artifact_layer {
  */
 #define RSR_GPU_MAX_MODULES 2
 typedef struct rsr_artifact_gpu_matrix {
-    const char *kernel;         /* entry name in one of the modules */
-    const char *strategy;       /* "i2-dp4a", "rsr-warp", ... */
-    int32_t rows_per_warp;      /* rows of one block */
-    int32_t num_blocks;         /* blocks of rows */
-    int32_t cta_warps;          /* warps per thread block */
-    int32_t group_slot;         /* NVRTC: the matrix's place in its group entry */
-    int32_t group_ctas;         /* NVRTC: thread blocks of the group entry; 0: an entry of its own */
-    uint64_t data;              /* blob offset of the kernel's constant data, RSR_NO_TENSOR if none */
+    const char *kernel;    /* entry name in one of the modules */
+    const char *strategy;  /* "i2-dp4a", "rsr-warp", ... */
+    int32_t rows_per_warp; /* rows of one block */
+    int32_t num_blocks;    /* blocks of rows */
+    int32_t cta_warps;     /* warps per thread block */
+    int32_t group_slot;    /* NVRTC: the matrix's place in its group entry */
+    int32_t group_ctas;    /* NVRTC: thread blocks of the group entry; 0: an entry of its own */
+    uint64_t data;         /* blob offset of the kernel's constant data, RSR_NO_TENSOR if none */
 } rsr_artifact_gpu_matrix;
 
 typedef struct rsr_artifact_gpu {
-    const char *arch;           /* the spec's architecture, "sm_90" */
-    const char *ptx_arch;       /* what the PTX targets: "compute_90" (NVRTC), "sm_86" (LLVM NVPTX) */
-    const char *route;          /* "nvrtc" or "llvm-nvptx+nvrtc" */
+    const char *arch;     /* the spec's architecture, "sm_90" */
+    const char *ptx_arch; /* what the PTX targets: "compute_90" (NVRTC), "sm_86" (LLVM NVPTX) */
+    const char *route;    /* "nvrtc" or "llvm-nvptx+nvrtc" */
     int32_t num_modules;
     uint64_t module[RSR_GPU_MAX_MODULES];      /* blob offsets of NUL-terminated PTX texts */
     uint64_t module_size[RSR_GPU_MAX_MODULES]; /* bytes, without the NUL */
@@ -106,19 +105,19 @@ typedef struct rsr_artifact {
     const char *architecture, *target, *compiler;
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
     int32_t vocab, max_positions, bos, eos;
-    int32_t activation;         /* enum rsr_activation */
-    int32_t bitlinear_norm;     /* 1: weightless RMSNorm inside every BitLinear (Falcon-E) */
+    int32_t activation;     /* enum rsr_activation */
+    int32_t bitlinear_norm; /* 1: weightless RMSNorm inside every BitLinear (Falcon-E) */
     float rms_eps, bitlinear_eps;
     double rope_theta;
     const uint8_t *blob;
     uint64_t blob_size;
-    uint64_t embed, lm_head;    /* [vocab][hidden]; lm_head == embed when tied */
+    uint64_t embed, lm_head; /* [vocab][hidden]; lm_head == embed when tied */
     int32_t embed_dtype, lm_head_dtype;
-    uint64_t final_norm;        /* f32 [hidden] */
+    uint64_t final_norm; /* f32 [hidden] */
     const rsr_artifact_layer *layer;
     const rsr_artifact_matrix *matrix;
     int32_t num_matrices;
-    uint64_t tokenizer_json;    /* blob offset of the tokenizer.json text, RSR_NO_TENSOR if none */
+    uint64_t tokenizer_json; /* blob offset of the tokenizer.json text, RSR_NO_TENSOR if none */
     uint64_t tokenizer_json_size;
     /* An int8 copy of the LM head for the certified greedy token (RSR_NO_TENSOR if none):
      * row v holds u8 q + 128 with w[v][i] = scale[v] * q + e, |e| <= err[v], |q| <= 127;
@@ -126,10 +125,10 @@ typedef struct rsr_artifact {
     uint64_t head_q8, head_q8_scale, head_q8_err; /* u8 [vocab][stride], f32 [vocab], f32 [vocab] */
     int32_t head_q8_stride;
     const rsr_artifact_gpu *gpu; /* NULL: CPU code only */
-    const char *manifest;       /* what was compiled and how: text, one "key value" per line */
-    const char *cpu_features;   /* the CPU features the code was compiled for, "avx2,fma,avx512f,...":
+    const char *manifest;        /* what was compiled and how: text, one "key value" per line */
+    const char *cpu_features;    /* the CPU features the code was compiled for, "avx2,fma,avx512f,...":
                                  * the runtime refuses to open it on a CPU without one of them */
-    uint32_t has_checksum;      /* 1: blob_checksum holds rsr_checksum_add over the whole blob */
+    uint32_t has_checksum;       /* 1: blob_checksum holds rsr_checksum_add over the whole blob */
     uint64_t blob_checksum;
 } rsr_artifact;
 

@@ -113,8 +113,9 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s is a directory; run the model compiled from it: rsrc %s -o model.so, then use model.so",
-                 path, path);
+        snprintf(err, errlen,
+                 "%s is a directory; run the model compiled from it: rsrc %s -o model.so, then use model.so", path,
+                 path);
         return -1;
     }
     FILE *f = fopen(path, "rb");
@@ -124,9 +125,11 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
     if (got != 4 || memcmp(magic, "\177ELF", 4) != 0) {
         const char *dot = strrchr(path, '.');
         if (dot && (strcmp(dot, ".safetensors") == 0 || strcmp(dot, ".json") == 0))
-            snprintf(err, errlen, "%s is a checkpoint, not a compiled model: compile it first (rsrc %s -o model.so)", path, path);
+            snprintf(err, errlen, "%s is a checkpoint, not a compiled model: compile it first (rsrc %s -o model.so)",
+                     path, path);
         else
-            snprintf(err, errlen, "%s is not a shared object: expected a model compiled by rsrc (rsrc MODEL -o model.so)", path);
+            snprintf(err, errlen,
+                     "%s is not a shared object: expected a model compiled by rsrc (rsrc MODEL -o model.so)", path);
         return -1;
     }
     if (rsr_api_check_elf(path, err, errlen) != 0) return -1;
@@ -136,31 +139,55 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
         return -1;
     }
-    static const struct { const char *name; size_t offset; } symbols[] = {
+    static const struct {
+        const char *name;
+        size_t offset;
+    } symbols[] = {
 #define RSR_DL_SYMBOL(field) {"rsr_" #field, offsetof(rsr_api, field)}
-        RSR_DL_SYMBOL(api_version), RSR_DL_SYMBOL(status_to_string), RSR_DL_SYMBOL(model_open),
-        RSR_DL_SYMBOL(model_close), RSR_DL_SYMBOL(model_errmsg), RSR_DL_SYMBOL(model_get_info),
-        RSR_DL_SYMBOL(model_manifest), RSR_DL_SYMBOL(model_matrix_info), RSR_DL_SYMBOL(model_matvec_int),
-        RSR_DL_SYMBOL(model_matmul_int), RSR_DL_SYMBOL(session_create),
-        RSR_DL_SYMBOL(session_free), RSR_DL_SYMBOL(session_errmsg), RSR_DL_SYMBOL(session_reset),
-        RSR_DL_SYMBOL(session_position), RSR_DL_SYMBOL(session_eval), RSR_DL_SYMBOL(session_eval_greedy),
+        RSR_DL_SYMBOL(api_version),
+        RSR_DL_SYMBOL(status_to_string),
+        RSR_DL_SYMBOL(model_open),
+        RSR_DL_SYMBOL(model_close),
+        RSR_DL_SYMBOL(model_errmsg),
+        RSR_DL_SYMBOL(model_get_info),
+        RSR_DL_SYMBOL(model_manifest),
+        RSR_DL_SYMBOL(model_matrix_info),
+        RSR_DL_SYMBOL(model_matvec_int),
+        RSR_DL_SYMBOL(model_matmul_int),
+        RSR_DL_SYMBOL(session_create),
+        RSR_DL_SYMBOL(session_free),
+        RSR_DL_SYMBOL(session_errmsg),
+        RSR_DL_SYMBOL(session_reset),
+        RSR_DL_SYMBOL(session_position),
+        RSR_DL_SYMBOL(session_eval),
+        RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_eval_int8),
         RSR_DL_SYMBOL(session_eval_sample),
         RSR_DL_SYMBOL(model_verify),
-        RSR_DL_SYMBOL(session_attention_stats), RSR_DL_SYMBOL(session_kv_read), RSR_DL_SYMBOL(session_last_query),
+        RSR_DL_SYMBOL(session_attention_stats),
+        RSR_DL_SYMBOL(session_kv_read),
+        RSR_DL_SYMBOL(session_last_query),
         RSR_DL_SYMBOL(sample_greedy),
-        RSR_DL_SYMBOL(sample), RSR_DL_SYMBOL(model_tokenizer), RSR_DL_SYMBOL(tokenizer_create),
-        RSR_DL_SYMBOL(tokenizer_free), RSR_DL_SYMBOL(tokenizer_errmsg), RSR_DL_SYMBOL(tokenizer_get_info),
-        RSR_DL_SYMBOL(tokenizer_encode), RSR_DL_SYMBOL(tokenizer_decode), RSR_DL_SYMBOL(tokenizer_token_piece),
-        RSR_DL_SYMBOL(tokenizer_token_id), RSR_DL_SYMBOL(tokenizer_is_special),
+        RSR_DL_SYMBOL(sample),
+        RSR_DL_SYMBOL(model_tokenizer),
+        RSR_DL_SYMBOL(tokenizer_create),
+        RSR_DL_SYMBOL(tokenizer_free),
+        RSR_DL_SYMBOL(tokenizer_errmsg),
+        RSR_DL_SYMBOL(tokenizer_get_info),
+        RSR_DL_SYMBOL(tokenizer_encode),
+        RSR_DL_SYMBOL(tokenizer_decode),
+        RSR_DL_SYMBOL(tokenizer_token_piece),
+        RSR_DL_SYMBOL(tokenizer_token_id),
+        RSR_DL_SYMBOL(tokenizer_is_special),
         RSR_DL_SYMBOL(tokenizer_apply_chat_template),
 #undef RSR_DL_SYMBOL
     };
     if (!dlsym(api->handle, "rsr_api_version")) {
         int older = dlsym(api->handle, "rsr_model_open") != NULL;
-        snprintf(err, errlen, older ? "%s was compiled by an older rsrc (API version 1; this program speaks %d): "
-                                      "compile the model again with the current rsrc"
-                                    : "%s is a shared object but not a model compiled by rsrc (no rsr_api_version)",
+        snprintf(err, errlen,
+                 older ? "%s was compiled by an older rsrc (API version 1; this program speaks %d): "
+                         "compile the model again with the current rsrc"
+                       : "%s is a shared object but not a model compiled by rsrc (no rsr_api_version)",
                  path, RSR_API_VERSION);
         dlclose(api->handle);
         api->handle = NULL;
@@ -170,8 +197,10 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
     void *version_fn = dlsym(api->handle, "rsr_api_version");
     memcpy(&version, &version_fn, sizeof version);
     if (version() != RSR_API_VERSION) {
-        snprintf(err, errlen, "%s was compiled for rsr API version %u, this program speaks version %d: compile the "
-                 "model again with the rsrc that matches this program", path, version(), RSR_API_VERSION);
+        snprintf(err, errlen,
+                 "%s was compiled for rsr API version %u, this program speaks version %d: compile the "
+                 "model again with the rsrc that matches this program",
+                 path, version(), RSR_API_VERSION);
         dlclose(api->handle);
         api->handle = NULL;
         return -1;
@@ -179,8 +208,9 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
     for (size_t i = 0; i < sizeof symbols / sizeof *symbols; i++) {
         void *fn = dlsym(api->handle, symbols[i].name);
         if (!fn) {
-            snprintf(err, errlen, "%s: not a complete rsrc model: no symbol '%s' (compile it again with the current rsrc)",
-                     path, symbols[i].name);
+            snprintf(err, errlen,
+                     "%s: not a complete rsrc model: no symbol '%s' (compile it again with the current rsrc)", path,
+                     symbols[i].name);
             dlclose(api->handle);
             api->handle = NULL;
             return -1;

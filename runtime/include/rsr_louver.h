@@ -86,10 +86,10 @@ const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix);
 rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size_t stride);
 
 typedef struct rsr_louver_policy {
-    int32_t kind;  /* rsr_louver_policy_kind (rsr.h) */
-    float eps;     /* RELATIVE: in (0, 1) */
-    float tau;     /* ABSOLUTE: on q·k (not on the scaled score) */
-    float budget;  /* BUDGET: in (0, 1] */
+    int32_t kind; /* rsr_louver_policy_kind (rsr.h) */
+    float eps;    /* RELATIVE: in (0, 1) */
+    float tau;    /* ABSOLUTE: on q·k (not on the scaled score) */
+    float budget; /* BUDGET: in (0, 1] */
 } rsr_louver_policy;
 
 /* Why a query attended every key with the dense kernel; the guarantee then holds trivially. */
@@ -100,12 +100,12 @@ typedef enum rsr_louver_dense_reason {
 } rsr_louver_dense_reason;
 
 typedef struct rsr_louver_stats {
-    int32_t keys;      /* n: every key of the query (index + buffer) */
-    int32_t bounded;   /* keys whose per-key bound was evaluated (blocks not skipped) */
-    int32_t scanned;   /* keys whose exact score was computed: the attended set C (buffer included) */
-    int32_t kept;      /* keys of C with q·k ≥ τ: every key of the cache above τ is among them */
-    int32_t dense;     /* 0, or why every key was scanned (rsr_louver_dense_reason) */
-    float tau;         /* the final τ (on q·k) */
+    int32_t keys;         /* n: every key of the query (index + buffer) */
+    int32_t bounded;      /* keys whose per-key bound was evaluated (blocks not skipped) */
+    int32_t scanned;      /* keys whose exact score was computed: the attended set C (buffer included) */
+    int32_t kept;         /* keys of C with q·k ≥ τ: every key of the cache above τ is among them */
+    int32_t dense;        /* 0, or why every key was scanned (rsr_louver_dense_reason) */
+    float tau;            /* the final τ (on q·k) */
     double dropped_bound; /* certified bound on the softmax mass outside C:
                              (n − |C|)·exp(x_τ − m) / Σ_{i∈C} exp(x_i − m), x_τ = fl(τ/√d) */
 } rsr_louver_stats;

@@ -27,23 +27,23 @@
 
 struct rsr_attention {
     int32_t nthreads, max_chunks;
-    float *part_o;               /* [heads][max_chunks][d] dense partial states */
-    float *part_ml;              /* [heads][max_chunks][2] */
-    float *scratch;              /* [nthreads][group * ATTN_CHUNK] */
-    float *row_o;                /* [nthreads][2][group][d] running and chunk states of the rows path */
+    float *part_o;  /* [heads][max_chunks][d] dense partial states */
+    float *part_ml; /* [heads][max_chunks][2] */
+    float *scratch; /* [nthreads][group * ATTN_CHUNK] */
+    float *row_o;   /* [nthreads][2][group][d] running and chunk states of the rows path */
     /* Louver */
     int louver;
-    rsr_louver_policy *policy;   /* [heads], all the same: the group call takes one per query */
-    rsr_louver_index **index;    /* [layers][kv_heads] */
-    rsr_louver_scratch **lsc;    /* [nthreads] */
-    rsr_louver_stats *head_stats;/* [heads] */
-    rsr_status *head_status;     /* [heads] */
+    rsr_louver_policy *policy;    /* [heads], all the same: the group call takes one per query */
+    rsr_louver_index **index;     /* [layers][kv_heads] */
+    rsr_louver_scratch **lsc;     /* [nthreads] */
+    rsr_louver_stats *head_stats; /* [heads] */
+    rsr_status *head_status;      /* [heads] */
     /* statistics of the last token, per layer */
-    rsr_attention_stats *stats;  /* [layers] */
+    rsr_attention_stats *stats; /* [layers] */
     /* the queries attention used, per layer (rsr_session_last_query) */
-    float *last_q;               /* [layers][heads][d] */
-    int32_t *last_q_pos;         /* [layers] the position they were for; -1: none */
-    int32_t stats_pos;           /* position whose stats are recorded; -1: none */
+    float *last_q;       /* [layers][heads][d] */
+    int32_t *last_q_pos; /* [layers] the position they were for; -1: none */
+    int32_t stats_pos;   /* position whose stats are recorded; -1: none */
 };
 
 static int32_t threads_of(const rsr_session *s) {
@@ -54,22 +54,28 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
     const rsr_artifact *a = s->model->a;
     char *err = s->model->err;
     if (p->attention != RSR_ATTENTION_DENSE && p->attention != RSR_ATTENTION_LOUVER)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is neither dense (0) nor louver (1)", p->attention);
-    rsr_louver_policy pol = {.kind = p->louver_policy, .eps = p->louver_eps ? p->louver_eps : 1e-4f,
-                             .tau = p->louver_tau, .budget = p->louver_budget};
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is neither dense (0) nor louver (1)",
+                             p->attention);
+    rsr_louver_policy pol = {.kind = p->louver_policy,
+                             .eps = p->louver_eps ? p->louver_eps : 1e-4f,
+                             .tau = p->louver_tau,
+                             .budget = p->louver_budget};
     rsr_louver_config cfg = {.head_dim = a->head_dim, .subspaces = p->louver_subspaces, .block_keys = p->louver_block};
     if (p->attention == RSR_ATTENTION_LOUVER) {
         if (pol.kind < RSR_LOUVER_RELATIVE || pol.kind > RSR_LOUVER_BUDGET)
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_policy %d is not relative (0), absolute (1) or budget (2)", pol.kind);
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                                 "louver_policy %d is not relative (0), absolute (1) or budget (2)", pol.kind);
         if (pol.kind == RSR_LOUVER_RELATIVE && !(pol.eps > 0 && pol.eps < 1))
             return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_eps %g is not in (0, 1)", (double)pol.eps);
         if (pol.kind == RSR_LOUVER_ABSOLUTE && isnan(pol.tau))
             return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_tau is NaN");
         if (pol.kind == RSR_LOUVER_BUDGET && !(pol.budget > 0 && pol.budget <= 1))
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_budget %g is not in (0, 1]", (double)pol.budget);
+            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_budget %g is not in (0, 1]",
+                                 (double)pol.budget);
         if (rsr_louver_resolve_config(&cfg, &cfg) != RSR_OK)
             return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                                 "louver_block %d (a multiple of 16 in [16, 256]) or louver_subspaces %d (1..min(head_dim %d, 32)) is out of range",
+                                 "louver_block %d (a multiple of 16 in [16, 256]) or louver_subspaces %d "
+                                 "(1..min(head_dim %d, 32)) is out of range",
                                  p->louver_block, p->louver_subspaces, a->head_dim);
     }
     struct rsr_attention *t = calloc(1, sizeof *t);
@@ -89,7 +95,8 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
     t->last_q = malloc(sizeof(float) * (size_t)a->num_layers * heads * d);
     t->last_q_pos = malloc(sizeof(int32_t) * (size_t)a->num_layers);
     for (int32_t l = 0; t->last_q_pos && l < a->num_layers; l++) t->last_q_pos[l] = -1;
-    int ok = t->part_o && t->part_ml && t->scratch && t->row_o && t->stats && t->head_stats && t->head_status && t->last_q && t->last_q_pos;
+    int ok = t->part_o && t->part_ml && t->scratch && t->row_o && t->stats && t->head_stats && t->head_status &&
+             t->last_q && t->last_q_pos;
     if (ok && p->attention == RSR_ATTENTION_LOUVER) {
         t->louver = 1;
         t->policy = malloc(sizeof(rsr_louver_policy) * heads);
@@ -101,7 +108,8 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
         for (size_t i = 0; ok && i < n; i++) ok = rsr_louver_create(&cfg, &t->index[i]) == RSR_OK;
         for (int32_t i = 0; ok && i < t->nthreads; i++) ok = rsr_louver_scratch_create(&t->lsc[i]) == RSR_OK;
     }
-    if (!ok) return rsr_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating the attention state of a session");
+    if (!ok)
+        return rsr_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating the attention state of a session");
     return RSR_OK;
 }
 
@@ -153,9 +161,14 @@ static void dense_chunk(attn_state *st, const float *q, int32_t gn, const float 
 
 static void dense_stats(rsr_session *s, int32_t layer, int32_t n) {
     const int32_t heads = s->model->a->num_heads;
-    s->attn->stats[layer] = (rsr_attention_stats){.keys = (int64_t)heads * n, .bounded = 0, .scanned = (int64_t)heads * n,
-                                                  .kept = (int64_t)heads * n, .heads = heads, .tau_min = -INFINITY,
-                                                  .tau_max = -INFINITY, .dropped_bound = 0};
+    s->attn->stats[layer] = (rsr_attention_stats){.keys = (int64_t)heads * n,
+                                                  .bounded = 0,
+                                                  .scanned = (int64_t)heads * n,
+                                                  .kept = (int64_t)heads * n,
+                                                  .heads = heads,
+                                                  .tau_min = -INFINITY,
+                                                  .tau_max = -INFINITY,
+                                                  .dropped_bound = 0};
 }
 
 static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
@@ -173,7 +186,8 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
             for (int32_t g0 = 0; g0 < group; g0 += 64) { /* more than 64 query heads per KV head: in slices */
                 attn_state st[64];
                 int32_t gn = group - g0 < 64 ? group - g0 : 64, h0 = kvh * group + g0;
-                for (int32_t g = 0; g < gn; g++) st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
+                for (int32_t g = 0; g < gn; g++)
+                    st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
                 dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, kc, vc, d, c, n, scratch);
                 for (int32_t g = 0; g < gn; g++) {
                     float *ml = t->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * 2;
@@ -203,7 +217,8 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
     {
         const int tid = omp_get_thread_num();
         float *scratch = t->scratch + (size_t)tid * (size_t)group * ATTN_CHUNK;
-        float *run_o = t->row_o + (size_t)tid * 2 * (size_t)group * (size_t)d, *chunk_o = run_o + (size_t)group * (size_t)d;
+        float *run_o = t->row_o + (size_t)tid * 2 * (size_t)group * (size_t)d,
+              *chunk_o = run_o + (size_t)group * (size_t)d;
 #pragma omp for schedule(dynamic, 1)
         for (int32_t item = 0; item < n * kv_heads; item++) { /* KV head by KV head: its rows stay in cache */
             int32_t kvh = item / n, tok = item % n, keys = pos0 + tok + 1;
@@ -234,7 +249,8 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
  * The index grows by a block whenever the buffer would exceed B keys, so rows are taken in runs
  * over which it does not change; the (row, KV head) items of a run go to the threads together,
  * each row getting exactly what it would get alone. The statistics are the last row's. */
-static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, int32_t rows, const float *q, float *out) {
+static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, int32_t rows, const float *q,
+                                   float *out) {
     const rsr_artifact *a = s->model->a;
     struct rsr_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
@@ -253,7 +269,8 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
                 if (st > status) status = st;
             }
             if (status != RSR_OK)
-                return rsr_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s", layer,
+                return rsr_set_error(s->err, (rsr_status)status,
+                                     "layer %d: cannot grow the Louver index to %d keys: %s", layer,
                                      rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
         }
         /* the rows r with pos0 + r + 1 − size ≤ B */
@@ -266,10 +283,11 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
             rsr_louver_stats other[64];
             for (int32_t g0 = 0; g0 < group; g0 += 64) { /* the group call takes at most 64 queries */
                 int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
-                rsr_status hs = rsr_louver_attend_group(ix[kvh], qr + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
-                                                        s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, pos0 + r + 1, &t->policy[h],
-                                                        t->lsc[omp_get_thread_num()], outr + (size_t)h * (size_t)d,
-                                                        r == rows - 1 ? &t->head_stats[h] : other);
+                rsr_status hs = rsr_louver_attend_group(
+                    ix[kvh], qr + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
+                    s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, pos0 + r + 1, &t->policy[h],
+                    t->lsc[omp_get_thread_num()], outr + (size_t)h * (size_t)d,
+                    r == rows - 1 ? &t->head_stats[h] : other);
                 if (hs != RSR_OK) {
 #pragma omp critical
                     for (int32_t g = 0; g < gn; g++) t->head_status[h + g] = hs;
@@ -284,8 +302,9 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
     *st = (rsr_attention_stats){.heads = a->num_heads, .tau_min = INFINITY, .tau_max = -INFINITY};
     for (int32_t h = 0; h < a->num_heads; h++) {
         if (t->head_status[h] != RSR_OK)
-            return rsr_set_error(s->err, t->head_status[h], "layer %d head %d: Louver attention at positions %d..%d failed: %s",
-                                 layer, h, pos0, n - 1, rsr_status_to_string(t->head_status[h]));
+            return rsr_set_error(s->err, t->head_status[h],
+                                 "layer %d head %d: Louver attention at positions %d..%d failed: %s", layer, h, pos0,
+                                 n - 1, rsr_status_to_string(t->head_status[h]));
         const rsr_louver_stats *hs = &t->head_stats[h];
         st->keys += hs->keys, st->bounded += hs->bounded, st->scanned += hs->scanned, st->kept += hs->kept;
         st->dense_fallbacks += hs->dense;
@@ -300,9 +319,12 @@ rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32
     struct rsr_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    if (t->louver) st = attention_louver(s, layer, pos0, n, q, out);
-    else if (n == 1) attention_dense(s, layer, pos0, q, out);
-    else attention_dense_rows(s, layer, pos0, n, q, out);
+    if (t->louver)
+        st = attention_louver(s, layer, pos0, n, q, out);
+    else if (n == 1)
+        attention_dense(s, layer, pos0, q, out);
+    else
+        attention_dense_rows(s, layer, pos0, n, q, out);
     memcpy(t->last_q + (size_t)layer * q_out, q + (size_t)(n - 1) * q_out, sizeof(float) * q_out);
     t->last_q_pos[layer] = pos0 + n - 1;
     t->stats_pos = pos0 + n - 1;
@@ -314,7 +336,8 @@ rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_
     const rsr_artifact *a = s->model->a;
     rsr_session *w = (rsr_session *)s; /* the message buffer is the only thing written */
     if (layer < 0 || layer >= a->num_layers)
-        return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+        return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer,
+                             a->num_layers);
     if (s->attn->stats_pos < 0)
         return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
     *out = s->attn->stats[layer];
@@ -332,7 +355,8 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
     if (layer < 0 || layer >= a->num_layers)
         return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
     if (kv_head < 0 || kv_head >= a->num_kv_heads)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head, a->num_kv_heads);
+        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head,
+                             a->num_kv_heads);
     if (first < 0 || count < 0 || (int64_t)first + count > s->pos)
         return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
                              "positions [%d, %lld) are not all in the cache: it holds positions [0, %d)", first,
@@ -358,7 +382,8 @@ rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q)
     if (s->pos == 0 || s->attn->last_q_pos[layer] != s->pos - 1)
         return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
                              "no query at layer %d for the last position: no token has been evaluated since the "
-                             "session was created or reset, or the last evaluation failed", layer);
+                             "session was created or reset, or the last evaluation failed",
+                             layer);
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
     memcpy(q, s->attn->last_q + (size_t)layer * q_out, sizeof(float) * q_out);
     return RSR_OK;

@@ -199,7 +199,8 @@ AVX512 static inline void scores16x4(const float *q, int32_t d, const float *k, 
             __m512 kv[4], qv[4];
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++)
-                kv[j] = _mm512_loadu_ps(k + (size_t)(4 * kb + j) * stride + i), qv[j] = _mm512_loadu_ps(q + (size_t)j * (size_t)d + i);
+                kv[j] = _mm512_loadu_ps(k + (size_t)(4 * kb + j) * stride + i),
+                qv[j] = _mm512_loadu_ps(q + (size_t)j * (size_t)d + i);
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++)
 #pragma GCC unroll 4
@@ -213,19 +214,19 @@ AVX512 static inline void scores16x4(const float *q, int32_t d, const float *k, 
 }
 
 /* o[D] += Σ_j x[j] · v_j with the accumulators held in registers (D a compile-time constant). */
-#define DEFINE_VACC(D)                                                                                          \
-    AVX512 static void vacc_##D(float *o, const float *x, const int32_t *idx, int32_t n, const float *values,   \
-                                size_t stride) {                                                             \
-        __m512 acc[D / 16];                                                                                      \
-        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) acc[i] = _mm512_loadu_ps(o + 16 * i);          \
-        for (int32_t j = 0; j < n; j++) {                                                                        \
-            if (x[j] == 0.0f) continue;                                                                          \
-            __m512 e = _mm512_set1_ps(x[j]);                                                                     \
-            const float *v = values + (size_t)(idx ? idx[j] : j) * stride;                                       \
-            _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++)                                             \
-                acc[i] = _mm512_fmadd_ps(e, _mm512_loadu_ps(v + 16 * i), acc[i]);                                \
-        }                                                                                                        \
-        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o + 16 * i, acc[i]);          \
+#define DEFINE_VACC(D)                                                                                                 \
+    AVX512 static void vacc_##D(float *o, const float *x, const int32_t *idx, int32_t n, const float *values,          \
+                                size_t stride) {                                                                       \
+        __m512 acc[D / 16];                                                                                            \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) acc[i] = _mm512_loadu_ps(o + 16 * i);                 \
+        for (int32_t j = 0; j < n; j++) {                                                                              \
+            if (x[j] == 0.0f) continue;                                                                                \
+            __m512 e = _mm512_set1_ps(x[j]);                                                                           \
+            const float *v = values + (size_t)(idx ? idx[j] : j) * stride;                                             \
+            _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) acc[i] =                                          \
+                _mm512_fmadd_ps(e, _mm512_loadu_ps(v + 16 * i), acc[i]);                                               \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o + 16 * i, acc[i]);                 \
     }
 DEFINE_VACC(64)
 DEFINE_VACC(128)
@@ -246,32 +247,32 @@ AVX512 static void vacc_generic(float *o, const float *x, const int32_t *idx, in
 /* Two heads' o[D] += Σ_j x[j] · v_j over the same value rows (GQA): each row is loaded once for
  * both, and the two heads' chains of FMAs overlap. Each head adds its terms in the order vacc_D
  * does and skips the same zero weights, so it gets vacc_D's bits. */
-#define DEFINE_VACC2(D)                                                                                         \
-    AVX512 static void vacc2_##D(float *o0, float *o1, const float *x0, const float *x1, int32_t n,               \
-                                 const float *values, size_t stride) {                                        \
-        __m512 a[D / 16], b[D / 16];                                                                             \
-        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) a[i] = _mm512_loadu_ps(o0 + 16 * i),            \
-                                                                 b[i] = _mm512_loadu_ps(o1 + 16 * i);            \
-        for (int32_t j = 0; j < n; j++) {                                                                        \
-            const float *v = values + (size_t)j * stride;                                                        \
-            if (x0[j] != 0.0f && x1[j] != 0.0f) {                                                                \
-                __m512 e0 = _mm512_set1_ps(x0[j]), e1 = _mm512_set1_ps(x1[j]);                                  \
-                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) {                                       \
-                    __m512 vv = _mm512_loadu_ps(v + 16 * i);                                                     \
-                    a[i] = _mm512_fmadd_ps(e0, vv, a[i]), b[i] = _mm512_fmadd_ps(e1, vv, b[i]);                  \
-                }                                                                                                \
-            } else if (x0[j] != 0.0f) {                                                                          \
-                __m512 e0 = _mm512_set1_ps(x0[j]);                                                               \
-                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++)                                         \
-                    a[i] = _mm512_fmadd_ps(e0, _mm512_loadu_ps(v + 16 * i), a[i]);                               \
-            } else if (x1[j] != 0.0f) {                                                                          \
-                __m512 e1 = _mm512_set1_ps(x1[j]);                                                               \
-                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++)                                         \
-                    b[i] = _mm512_fmadd_ps(e1, _mm512_loadu_ps(v + 16 * i), b[i]);                               \
-            }                                                                                                    \
-        }                                                                                                        \
-        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o0 + 16 * i, a[i]),            \
-                                                                 _mm512_storeu_ps(o1 + 16 * i, b[i]);            \
+#define DEFINE_VACC2(D)                                                                                                \
+    AVX512 static void vacc2_##D(float *o0, float *o1, const float *x0, const float *x1, int32_t n,                    \
+                                 const float *values, size_t stride) {                                                 \
+        __m512 a[D / 16], b[D / 16];                                                                                   \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) a[i] = _mm512_loadu_ps(o0 + 16 * i),                  \
+                                                                 b[i] = _mm512_loadu_ps(o1 + 16 * i);                  \
+        for (int32_t j = 0; j < n; j++) {                                                                              \
+            const float *v = values + (size_t)j * stride;                                                              \
+            if (x0[j] != 0.0f && x1[j] != 0.0f) {                                                                      \
+                __m512 e0 = _mm512_set1_ps(x0[j]), e1 = _mm512_set1_ps(x1[j]);                                         \
+                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) {                                             \
+                    __m512 vv = _mm512_loadu_ps(v + 16 * i);                                                           \
+                    a[i] = _mm512_fmadd_ps(e0, vv, a[i]), b[i] = _mm512_fmadd_ps(e1, vv, b[i]);                        \
+                }                                                                                                      \
+            } else if (x0[j] != 0.0f) {                                                                                \
+                __m512 e0 = _mm512_set1_ps(x0[j]);                                                                     \
+                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) a[i] =                                        \
+                    _mm512_fmadd_ps(e0, _mm512_loadu_ps(v + 16 * i), a[i]);                                            \
+            } else if (x1[j] != 0.0f) {                                                                                \
+                __m512 e1 = _mm512_set1_ps(x1[j]);                                                                     \
+                _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) b[i] =                                        \
+                    _mm512_fmadd_ps(e1, _mm512_loadu_ps(v + 16 * i), b[i]);                                            \
+            }                                                                                                          \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int i = 0; i < D / 16; i++) _mm512_storeu_ps(o0 + 16 * i, a[i]),                  \
+            _mm512_storeu_ps(o1 + 16 * i, b[i]);                                                                       \
     }
 DEFINE_VACC2(64)
 DEFINE_VACC2(128)
@@ -305,9 +306,12 @@ AVX512 static int softmax_weights_avx512(attn_state *st, float *x, int32_t n, in
 AVX512 static void accumulate_avx512(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values,
                                      size_t stride, int32_t d) {
     if (!softmax_weights_avx512(st, x, n, d)) return;
-    if (d == 128) vacc_128(st->o, x, idx, n, values, stride);
-    else if (d == 64) vacc_64(st->o, x, idx, n, values, stride);
-    else vacc_generic(st->o, x, idx, n, values, stride, d);
+    if (d == 128)
+        vacc_128(st->o, x, idx, n, values, stride);
+    else if (d == 64)
+        vacc_64(st->o, x, idx, n, values, stride);
+    else
+        vacc_generic(st->o, x, idx, n, values, stride, d);
 }
 
 /* dots[g·ostride + j] = q_g·k_{j0+j} for the gq queries q + g·d and keys [j0, j1): 16 keys at a
@@ -356,12 +360,16 @@ AVX512 static void dense_range_avx512(attn_state *st, const float *q, int32_t gq
             float *x0 = scratch + (size_t)g * (size_t)n, *x1 = x0 + n;
             int w0 = softmax_weights_avx512(&st[g], x0, n, d), w1 = softmax_weights_avx512(&st[g + 1], x1, n, d);
             if (w0 && w1) {
-                if (d == 128) vacc2_128(st[g].o, st[g + 1].o, x0, x1, n, v0, stride);
-                else vacc2_64(st[g].o, st[g + 1].o, x0, x1, n, v0, stride);
+                if (d == 128)
+                    vacc2_128(st[g].o, st[g + 1].o, x0, x1, n, v0, stride);
+                else
+                    vacc2_64(st[g].o, st[g + 1].o, x0, x1, n, v0, stride);
             } else if (w0 || w1) {
                 attn_state *one = w0 ? &st[g] : &st[g + 1];
-                if (d == 128) vacc_128(one->o, w0 ? x0 : x1, NULL, n, v0, stride);
-                else vacc_64(one->o, w0 ? x0 : x1, NULL, n, v0, stride);
+                if (d == 128)
+                    vacc_128(one->o, w0 ? x0 : x1, NULL, n, v0, stride);
+                else
+                    vacc_64(one->o, w0 ? x0 : x1, NULL, n, v0, stride);
             }
         }
     for (; g < gq; g++) accumulate_avx512(&st[g], scratch + (size_t)g * (size_t)n, NULL, n, v0, stride, d);
@@ -378,7 +386,8 @@ void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, i
 #endif
     for (int32_t g = 0; g < gq; g++)
         for (int32_t j = j0; j < j1; j++)
-            dots[(size_t)g * ostride + (size_t)(j - j0)] = dot_scalar(q + (size_t)g * (size_t)d, keys + (size_t)j * stride, d);
+            dots[(size_t)g * ostride + (size_t)(j - j0)] =
+                dot_scalar(q + (size_t)g * (size_t)d, keys + (size_t)j * stride, d);
 }
 
 float attn_dot(const float *q, const float *k, int32_t d) {
@@ -423,7 +432,7 @@ void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const fl
     }
 }
 
-void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
-                      size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch) {
+void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values, size_t stride,
+                      int32_t d, int32_t j0, int32_t j1, float *scratch) {
     attn_dense_range_count(st, q, gq, keys, values, stride, d, j0, j1, scratch, NULL, NULL);
 }

@@ -17,8 +17,8 @@
 #include <stdint.h>
 
 typedef struct attn_state {
-    float m, l;  /* running max of the scaled scores (−inf: empty), Σ exp(x − m) */
-    float *o;    /* [d] Σ exp(x − m)·v */
+    float m, l; /* running max of the scaled scores (−inf: empty), Σ exp(x − m) */
+    float *o;   /* [d] Σ exp(x − m)·v */
 } attn_state;
 
 void attn_state_clear(attn_state *st, int32_t d);
@@ -47,8 +47,8 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, co
 
 /* Dense attention of gq queries (one KV head: q + g*d for g < gq) over keys [j0, j1) of
  * keys/values (row j at + j*stride): adds to st[0..gq). scratch: gq * (j1 - j0) floats. */
-void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
-                      size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch);
+void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values, size_t stride,
+                      int32_t d, int32_t j0, int32_t j1, float *scratch);
 
 /* The same, also counting per query g the keys with fl(q·k) ≥ tau[g] into count[g] (Louver's
  * dense fallback reports how many keys reach τ); the scores have attn_dot's bits. */

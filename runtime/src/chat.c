@@ -53,8 +53,10 @@ static bool render_bitnet(bytes *b, const chat_tokens *k, const rsr_chat_message
         if (i == 0) ok = append(b, k->bos);
         for (const char *r = m[i].role; *r && ok; r++) {
             char c = *r;
-            if (r == m[i].role && c >= 'a' && c <= 'z') c = (char)(c - 32);
-            else if (r != m[i].role && c >= 'A' && c <= 'Z') c = (char)(c + 32);
+            if (r == m[i].role && c >= 'a' && c <= 'z')
+                c = (char)(c - 32);
+            else if (r != m[i].role && c >= 'A' && c <= 'Z')
+                c = (char)(c + 32);
             ok = bytes_append(b, &c, 1);
         }
         ok = ok && append(b, ": ") && append_trimmed(b, m[i].content) && append(b, "<|eot_id|>");
@@ -63,7 +65,8 @@ static bool render_bitnet(bytes *b, const chat_tokens *k, const rsr_chat_message
 }
 
 /* Llama-2: <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s><s>[INST] ... */
-static rsr_status render_llama2(rsr_tokenizer *t, bytes *b, const chat_tokens *k, const rsr_chat_message *m, int32_t n) {
+static rsr_status render_llama2(rsr_tokenizer *t, bytes *b, const chat_tokens *k, const rsr_chat_message *m,
+                                int32_t n) {
     const char *system = NULL;
     if (n > 0 && strcmp(m[0].role, "system") == 0) system = m[0].content, m++, n--;
     bytes first = {0};
@@ -74,7 +77,8 @@ static rsr_status render_llama2(rsr_tokenizer *t, bytes *b, const chat_tokens *k
             free(first.p);
             return tok_error(t, RSR_ERR_INVALID_ARGUMENT,
                              "chat template 'llama2': message %d has role '%s'; after an optional system message the "
-                             "roles must alternate user, assistant, user, ...", i + (system != NULL), m[i].role);
+                             "roles must alternate user, assistant, user, ...",
+                             i + (system != NULL), m[i].role);
         }
         const char *content = m[i].content;
         if (i == 0 && system) {
@@ -82,8 +86,10 @@ static rsr_status render_llama2(rsr_tokenizer *t, bytes *b, const chat_tokens *k
                  append(&first, m[i].content);
             content = first.p;
         }
-        if (user) ok = ok && append(b, k->bos) && append(b, "[INST] ") && append_trimmed(b, content) && append(b, " [/INST]");
-        else ok = ok && append(b, " ") && append_trimmed(b, content) && append(b, " ") && append(b, k->eos);
+        if (user)
+            ok = ok && append(b, k->bos) && append(b, "[INST] ") && append_trimmed(b, content) && append(b, " [/INST]");
+        else
+            ok = ok && append(b, " ") && append_trimmed(b, content) && append(b, " ") && append(b, k->eos);
     }
     free(first.p);
     return ok ? RSR_OK : tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
@@ -100,18 +106,26 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
         if (!messages[i].role || !messages[i].content)
             return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: message %d has a NULL role or content", i);
     if (!name) name = t->chat_template;
-    if (!name) return tok_error(t, RSR_ERR_NOT_FOUND, "chat: this vocabulary suits no known chat template; name one (llama3, bitnet, llama2)");
-    static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL};
+    if (!name)
+        return tok_error(t, RSR_ERR_NOT_FOUND,
+                         "chat: this vocabulary suits no known chat template; name one (llama3, bitnet, llama2)");
+    static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                                               "<|eot_id|>", NULL};
     static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
     static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
     const char *const *needs;
-    if (strcmp(name, "llama3") == 0) needs = needs_llama3;
-    else if (strcmp(name, "bitnet") == 0) needs = needs_bitnet;
-    else if (strcmp(name, "llama2") == 0) needs = needs_llama2;
-    else return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (llama3, bitnet, llama2)", name);
+    if (strcmp(name, "llama3") == 0)
+        needs = needs_llama3;
+    else if (strcmp(name, "bitnet") == 0)
+        needs = needs_bitnet;
+    else if (strcmp(name, "llama2") == 0)
+        needs = needs_llama2;
+    else
+        return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (llama3, bitnet, llama2)", name);
     for (const char *const *k = needs; *k; k++)
         if (rsr_tokenizer_token_id(t, *k) < 0)
-            return tok_error(t, RSR_ERR_NOT_FOUND, "chat: template '%s' needs the token '%s', which this vocabulary lacks", name, *k);
+            return tok_error(t, RSR_ERR_NOT_FOUND,
+                             "chat: template '%s' needs the token '%s', which this vocabulary lacks", name, *k);
     chat_tokens k = {needs[0], needs == needs_llama2 ? "</s>" : NULL};
 
     /* Contents are text people typed or a model sampled: invalid UTF-8 is read as U+FFFD. */
@@ -126,9 +140,12 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
     bytes *b = &t->normed;
     b->len = 0;
     ok = ok && bytes_append(b, "", 0);
-    if (ok && needs == needs_llama3) ok = render_llama3(b, &k, clean, n, add_generation_prompt);
-    else if (ok && needs == needs_bitnet) ok = render_bitnet(b, &k, clean, n, add_generation_prompt);
-    else if (ok) st = render_llama2(t, b, &k, clean, n);
+    if (ok && needs == needs_llama3)
+        ok = render_llama3(b, &k, clean, n, add_generation_prompt);
+    else if (ok && needs == needs_bitnet)
+        ok = render_bitnet(b, &k, clean, n, add_generation_prompt);
+    else if (ok)
+        st = render_llama2(t, b, &k, clean, n);
     for (int32_t i = 0; clean && i < n; i++) free((char *)clean[i].content);
     free(clean);
     if (!ok) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");

@@ -54,9 +54,12 @@ bool utf8_sanitize(bytes *out, const char *s, size_t len) {
         }
         int need = 0;
         uint8_t lo = 0x80, hi = 0xBF;
-        if (b >= 0xC2 && b <= 0xDF) need = 1;
-        else if (b >= 0xE0 && b <= 0xEF) need = 2, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
-        else if (b >= 0xF0 && b <= 0xF4) need = 3, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
+        if (b >= 0xC2 && b <= 0xDF)
+            need = 1;
+        else if (b >= 0xE0 && b <= 0xEF)
+            need = 2, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
+        else if (b >= 0xF0 && b <= 0xF4)
+            need = 3, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
         size_t j = i + 1;
         int got = 0;
         while (need && got < need && j < len && u[j] >= lo && u[j] <= hi) j++, got++, lo = 0x80, hi = 0xBF;
@@ -99,7 +102,8 @@ static void trim_span(const char *buf, struct text_span *s, bool front, bool bac
 
 /* Splits buf[0, len) at the added tokens that may occur there: at each position the longest one
  * wins, as a trie walk would find it. */
-static bool split_added(rsr_tokenizer *t, const char *buf, size_t len, bool normalized, bool parse_special, spanlist *out) {
+static bool split_added(rsr_tokenizer *t, const char *buf, size_t len, bool normalized, bool parse_special,
+                        spanlist *out) {
     out->n = 0;
     size_t start = 0;
     for (size_t i = 0; i < len;) {
@@ -191,7 +195,10 @@ static rsr_status find_matches(rsr_tokenizer *t, pcre2_code *re, const char *s, 
 static rsr_status split_piece(rsr_tokenizer *t, const pre_step *step, struct text_span piece, spanlist *out) {
     rsr_status st = find_matches(t, step->re, t->pretok.p + piece.off, piece.len);
     if (st != RSR_OK) return st;
-    struct seg { uint32_t b, e; bool match; } segs_local[64], *segs = segs_local;
+    struct seg {
+        uint32_t b, e;
+        bool match;
+    } segs_local[64], *segs = segs_local;
     size_t nseg = 0, cap = 2 * t->matches.n + 1;
     if (cap > 64 && !(segs = malloc(sizeof *segs * cap))) return OOM(t);
     uint32_t at = 0;
@@ -208,23 +215,28 @@ static rsr_status split_piece(rsr_tokenizer *t, const pre_step *step, struct tex
     bool previous_match = false;
     if (step->behavior == SPLIT_MERGED_NEXT) { /* right to left, then reversed */
         for (size_t k = nseg; k-- > 0;) {
-            if (segs[k].match && !previous_match && out->n > first) out->p[out->n - 1].off = piece.off + segs[k].b;
-            else if (!span_push(out, piece.off + segs[k].b, 0, (int32_t)(piece.off + segs[k].e))) goto oom;
+            if (segs[k].match && !previous_match && out->n > first)
+                out->p[out->n - 1].off = piece.off + segs[k].b;
+            else if (!span_push(out, piece.off + segs[k].b, 0, (int32_t)(piece.off + segs[k].e)))
+                goto oom;
             previous_match = segs[k].match;
         }
         for (size_t a = first, b = out->n; a + 1 < b; a++, b--) {
             struct text_span x = out->p[a];
             out->p[a] = out->p[b - 1], out->p[b - 1] = x;
         }
-        for (size_t k = first; k < out->n; k++) out->p[k].len = (uint32_t)out->p[k].id - out->p[k].off, out->p[k].id = -1;
+        for (size_t k = first; k < out->n; k++)
+            out->p[k].len = (uint32_t)out->p[k].id - out->p[k].off, out->p[k].id = -1;
     } else {
         for (size_t k = 0; k < nseg; k++) {
             const struct seg *g = &segs[k];
             bool extend = (step->behavior == SPLIT_MERGED_PREVIOUS && g->match && !previous_match) ||
                           (step->behavior == SPLIT_CONTIGUOUS && g->match == previous_match);
             if (step->behavior == SPLIT_REMOVED && g->match) continue;
-            if (extend && out->n > first) out->p[out->n - 1].len = piece.off + g->e - out->p[out->n - 1].off;
-            else if (!span_push(out, piece.off + g->b, g->e - g->b, -1)) goto oom;
+            if (extend && out->n > first)
+                out->p[out->n - 1].len = piece.off + g->e - out->p[out->n - 1].off;
+            else if (!span_push(out, piece.off + g->b, g->e - g->b, -1))
+                goto oom;
             previous_match = g->match;
         }
     }
@@ -241,7 +253,8 @@ static bool starts_with(const char *s, size_t len, const char *prefix, size_t pl
 
 /* Metaspace: spaces become the replacement ("▁"), one is put in front, and the text is cut before
  * each replacement. New text goes to the end of t->pretok. */
-static rsr_status metaspace(rsr_tokenizer *t, const pre_step *step, struct text_span piece, int section, spanlist *out) {
+static rsr_status metaspace(rsr_tokenizer *t, const pre_step *step, struct text_span piece, int section,
+                            spanlist *out) {
     const char *rep = tok_str(t, step->replacement);
     size_t rlen = step->replacement.len, start = t->pretok.len;
     bool prepend = step->prepend == 2 || (step->prepend == 1 && section == 0);
@@ -277,15 +290,18 @@ static rsr_status pre_tokenize(rsr_tokenizer *t, const char *s, size_t len, int 
             if (step->kind == PRE_METASPACE) {
                 st = metaspace(t, step, piece, section, &t->pieces_next);
             } else {
-                if (step->kind == PRE_BYTE_LEVEL && step->add_prefix_space && !starts_with(t->pretok.p + piece.off, piece.len, " ", 1)) {
+                if (step->kind == PRE_BYTE_LEVEL && step->add_prefix_space &&
+                    !starts_with(t->pretok.p + piece.off, piece.len, " ", 1)) {
                     size_t at = t->pretok.len;
                     if (!bytes_append(&t->pretok, " ", 1) || !bytes_reserve(&t->pretok, piece.len + 1)) return OOM(t);
                     memcpy(t->pretok.p + t->pretok.len, t->pretok.p + piece.off, piece.len);
                     t->pretok.len += piece.len;
                     piece = (struct text_span){(uint32_t)at, piece.len + 1, -1};
                 }
-                if (step->re) st = split_piece(t, step, piece, &t->pieces_next);
-                else if (!span_push(&t->pieces_next, piece.off, piece.len, -1)) st = OOM(t);
+                if (step->re)
+                    st = split_piece(t, step, piece, &t->pieces_next);
+                else if (!span_push(&t->pieces_next, piece.off, piece.len, -1))
+                    st = OOM(t);
             }
             if (st != RSR_OK) return st;
         }
@@ -364,7 +380,8 @@ static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
         }
         if (id >= 0) return out_push(t, id) ? RSR_OK : OOM(t);
     }
-    if (len > INT32_MAX / 2) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "a word of %zu bytes is too long to tokenize", len);
+    if (len > INT32_MAX / 2)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "a word of %zu bytes is too long to tokenize", len);
     if (len > t->syms_cap) {
         struct bpe_symbol *p = realloc(t->syms, sizeof *p * len);
         if (!p) return OOM(t);
@@ -405,15 +422,16 @@ static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
             continue;
         }
         bool fallback = t->byte_fallback;
-        for (uint32_t k = 0; fallback && k < sym[i].len; k++) fallback = t->fallback_id[(uint8_t)s[sym[i].start + k]] >= 0;
+        for (uint32_t k = 0; fallback && k < sym[i].len; k++)
+            fallback = t->fallback_id[(uint8_t)s[sym[i].start + k]] >= 0;
         if (fallback) {
             for (uint32_t k = 0; k < sym[i].len; k++)
                 if (!out_push(t, t->fallback_id[(uint8_t)s[sym[i].start + k]])) return OOM(t);
         } else if (t->unk_id >= 0) {
             if (!out_push(t, t->unk_id)) return OOM(t);
         } else {
-            return tok_error(t, RSR_ERR_INTERNAL, "'%.*s' has no token and the tokenizer has no unk_token", (int)sym[i].len,
-                             s + sym[i].start);
+            return tok_error(t, RSR_ERR_INTERNAL, "'%.*s' has no token and the tokenizer has no unk_token",
+                             (int)sym[i].len, s + sym[i].start);
         }
     }
     return RSR_OK;
@@ -480,10 +498,11 @@ rsr_status rsr_tokenizer_encode(rsr_tokenizer *t, const char *text, ptrdiff_t le
             if (!out_push(t, t->suffix_ids[i])) return OOM(t);
     if (t->out_len > INT32_MAX) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: more than 2^31 tokens");
     *n_ids = (int32_t)t->out_len;
-    if (capacity && t->out_len) memcpy(ids, t->out, sizeof *ids * (t->out_len < (size_t)capacity ? t->out_len : (size_t)capacity));
+    if (capacity && t->out_len)
+        memcpy(ids, t->out, sizeof *ids * (t->out_len < (size_t)capacity ? t->out_len : (size_t)capacity));
     if (t->out_len > (size_t)capacity)
-        return tok_error(t, RSR_ERR_BUFFER_TOO_SMALL, "encode: the text has %zu tokens, the buffer room for %d", t->out_len,
-                         capacity);
+        return tok_error(t, RSR_ERR_BUFFER_TOO_SMALL, "encode: the text has %zu tokens, the buffer room for %d",
+                         t->out_len, capacity);
     return RSR_OK;
 }
 
@@ -506,18 +525,23 @@ rsr_status rsr_tokenizer_decode(rsr_tokenizer *t, const int32_t *ids, int32_t n,
     if (!t || !t->text) return RSR_ERR_INVALID_ARGUMENT;
     if (!len || n < 0 || (n > 0 && !ids) || (capacity && !text))
         return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: ids, text and len must not be NULL, n >= 0");
-    if (flags & ~(uint32_t)RSR_DECODE_SKIP_SPECIAL) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: unknown flags 0x%x", flags);
+    if (flags & ~(uint32_t)RSR_DECODE_SKIP_SPECIAL)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: unknown flags 0x%x", flags);
     bytes *b = &t->mapped;
     b->len = 0;
     for (int32_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab_size)
-            return tok_error(t, RSR_ERR_BAD_TOKEN, "decode: token id %d (at %d) is outside [0, %d)", ids[i], i, t->vocab_size);
+            return tok_error(t, RSR_ERR_BAD_TOKEN, "decode: token id %d (at %d) is outside [0, %d)", ids[i], i,
+                             t->vocab_size);
         if ((flags & RSR_DECODE_SKIP_SPECIAL) && (t->flags[ids[i]] & TF_SPECIAL)) continue;
         if (!bytes_append(b, tok_str(t, t->piece[ids[i]]), t->piece[ids[i]].len)) return OOM(t);
     }
     size_t start = 0, end = b->len, clen = t->strip_content.len;
     const char *c = tok_str(t, t->strip_content);
-    for (int32_t k = 0; clen && k < t->strip_start && start + clen <= end && memcmp(b->p + start, c, clen) == 0; k++) start += clen;
-    for (int32_t k = 0; clen && k < t->strip_stop && end >= start + clen && memcmp(b->p + end - clen, c, clen) == 0; k++) end -= clen;
+    for (int32_t k = 0; clen && k < t->strip_start && start + clen <= end && memcmp(b->p + start, c, clen) == 0; k++)
+        start += clen;
+    for (int32_t k = 0; clen && k < t->strip_stop && end >= start + clen && memcmp(b->p + end - clen, c, clen) == 0;
+         k++)
+        end -= clen;
     return tok_copy_out(t, b->p ? b->p + start : "", end - start, text, capacity, len);
 }

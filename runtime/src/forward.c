@@ -74,8 +74,8 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     s->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     s->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
     s->acc = malloc(sizeof(int32_t) * B * (size_t)s->acc_stride);
-    if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up ||
-        !s->xq || !s->xs || !s->rope || !s->acc)
+    if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate ||
+        !s->up || !s->xq || !s->xs || !s->rope || !s->acc)
         return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
                              "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
                              s->max_positions, (2 * sizeof(float) * cache) >> 20);
@@ -136,7 +136,8 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
         return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
                              p.max_positions, a->max_positions);
     if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch, RSR_BATCH_MAX);
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch,
+                             RSR_BATCH_MAX);
     rsr_session *s = calloc(1, sizeof *s);
     if (!s) return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
@@ -205,7 +206,8 @@ rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_
 rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
                                    uint64_t *rng, int32_t *token, double *tail) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!token || !rng) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
+    if (!token || !rng)
+        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
     if (tail) *tail = 0;
     if (!sp || !(sp->temperature > 0)) return rsr_session_eval_greedy(s, tokens, n, token);
     return eval(s, tokens, n,
@@ -221,8 +223,8 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
 static const float *blob_f32(const rsr_session *s, uint64_t off) { return (const float *)(s->model->blob + off); }
 
 /* y = x · inv, times w when given; inv from the row's sum of squares ss (docs/numerics.md). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void rms_scale(float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+rms_scale(float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps) {
     float inv = 1.0f / sqrtf(ss / (float)n + eps);
     if (w)
         for (int32_t i = 0; i < n; i++) y[i] = (x[i] * inv) * w[i];
@@ -273,7 +275,8 @@ __attribute__((target("avx512f"))) static float quantize_avx512(int8_t *q, const
     float scale = 127.0f / fmaxf(amax, 1e-5f);
     __m512 vs = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
     for (i = 0; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         _mm_storeu_si128((__m128i *)(void *)(q + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
     }
@@ -311,9 +314,9 @@ typedef struct bl_out {
 
 /* y[i] (=, or +=) acc[i] · beta / x_scale for rows [r0, r1). Cloned per ISA for wide divisions;
  * every clone rounds each operation as the scalar loop does, so results do not depend on the CPU. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void dequantize(float *restrict y, const int32_t *restrict acc, float beta, float x_scale, int32_t r0, int32_t r1,
-                       int accumulate) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+dequantize(float *restrict y, const int32_t *restrict acc, float beta, float x_scale, int32_t r0, int32_t r1,
+           int accumulate) {
     if (accumulate)
         for (int32_t i = r0; i < r1; i++) y[i] += ((float)acc[i] * beta) / x_scale;
     else
@@ -348,8 +351,8 @@ static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, 
  * activation to its own rows: gate = act(gate) · up. */
 /* g = act(g) · u for rows [r0, r1). relu² is written with a comparison (NaN → 0, as fmaxf(g, 0)
  * gives) so that the clones vectorise it; SiLU calls expf. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void activate(const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+activate(const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1) {
     if (a->activation == RSR_ACT_RELU2) {
         for (int32_t i = r0; i < r1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
@@ -424,8 +427,10 @@ static void norm_inputs(rsr_session *s, const float *x, size_t x_stride, const f
             if (m == RMS_ROWS) sumsq_rows(ss, x + (size_t)t0 * x_stride, x_stride, cols);
             for (int32_t t = t0; t < t0 + m; t++) {
                 const float *xt = x + (size_t)t * x_stride;
-                if (m == RMS_ROWS) rms_scale(s->xn + (size_t)t * W, xt, w, cols, ss[t - t0], a->rms_eps);
-                else rmsnorm(s->xn + (size_t)t * W, xt, w, cols, a->rms_eps);
+                if (m == RMS_ROWS)
+                    rms_scale(s->xn + (size_t)t * W, xt, w, cols, ss[t - t0], a->rms_eps);
+                else
+                    rmsnorm(s->xn + (size_t)t * W, xt, w, cols, a->rms_eps);
             }
             rows = s->xn, stride = W;
         }
@@ -477,7 +482,8 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool he
         norm_inputs(s, s->h, (size_t)H, blob_f32(s, L->ffn_norm), H, n);
         bl_out glu[2] = {{L->gate, s->gate, (size_t)I, 0}, {L->up, s->up, (size_t)I, 0}};
         bitlinear(s, glu, 2, n, 1); /* s->gate = act(gate) · up */
-        norm_inputs(s, s->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->ffn_sub_norm) : NULL, I, n);
+        norm_inputs(s, s->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->ffn_sub_norm) : NULL, I,
+                    n);
         bitlinear1(s, L->down, n, s->h, (size_t)H, 1);
     }
     s->pos += n;

@@ -20,17 +20,16 @@ typedef struct rsr_gpu {
     CUstream stream;
     CUmodule module[RSR_GPU_MAX_MODULES];
     int32_t num_modules;
-    CUdeviceptr blob;           /* the artifact's constant data, uploaded once */
-    CUfunction *matrix;         /* [num_matrices]: its group entry (NVRTC) or its own entry (LLVM NVPTX) */
-    bool fused;                 /* group entries (rsr_gpu_call.h), else one entry per matrix */
+    CUdeviceptr blob;   /* the artifact's constant data, uploaded once */
+    CUfunction *matrix; /* [num_matrices]: its group entry (NVRTC) or its own entry (LLVM NVPTX) */
+    bool fused;         /* group entries (rsr_gpu_call.h), else one entry per matrix */
     CUfunction embed, quantize, attend, dequant, glu, lm_head;
-    CUdeviceptr mv_x, mv_y;     /* rsr_model_matvec_int scratch */
+    CUdeviceptr mv_x, mv_y; /* rsr_model_matvec_int scratch */
     int32_t max_cols_pad, max_rows, sms;
-    char name[192];             /* "gpu 0: NVIDIA H100 80GB HBM3 (sm_90, driver 13.0)" */
+    char name[192]; /* "gpu 0: NVIDIA H100 80GB HBM3 (sm_90, driver 13.0)" */
 } rsr_gpu;
 
 typedef struct rsr_gpu_session rsr_gpu_session;
-
 
 rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err);
 void rsr_gpu_close(rsr_gpu *g);

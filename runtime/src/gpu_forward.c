@@ -31,15 +31,15 @@ enum { CALLS_PER_LAYER = 4 }; /* q,k,v | o | gate,up | down */
 struct rsr_gpu_session {
     rsr_gpu *g;
     int32_t max_positions;
-    CUdeviceptr step;           /* struct rsr_step {int token, pos;} */
+    CUdeviceptr step; /* struct rsr_step {int token, pos;} */
     CUdeviceptr h, y, act, xq, att, scores, logits, best, rope;
-    rsr_gpu_call *calls;        /* [layers][CALLS_PER_LAYER] group launches' parameters (host memory) */
-    CUdeviceptr xs;             /* x_scale of: [0] q,k,v's input, [1] gate,up's, [2] o's or down's */
-    CUdeviceptr acc[7];         /* integer sums of q, k, v, o, gate, up, down */
+    rsr_gpu_call *calls;          /* [layers][CALLS_PER_LAYER] group launches' parameters (host memory) */
+    CUdeviceptr xs;               /* x_scale of: [0] q,k,v's input, [1] gate,up's, [2] o's or down's */
+    CUdeviceptr acc[7];           /* integer sums of q, k, v, o, gate, up, down */
     CUdeviceptr k_cache, v_cache; /* [layers][max_positions][kv_heads * head_dim] */
     CUgraphExec graph;
-    int graph_state;            /* 0: not tried, 1: in use, -1: unavailable */
-    CUresult failed;            /* the first launch error while enqueuing */
+    int graph_state; /* 0: not tried, 1: in use, -1: unavailable */
+    CUresult failed; /* the first launch error while enqueuing */
     const char *failed_kernel;
 };
 
@@ -55,7 +55,8 @@ static void launch(rsr_gpu_session *s, CUfunction f, const char *name, unsigned 
 /* ---- the LLVM NVPTX route: a kernel per quantisation, matrix and dequantisation ---- */
 
 /* x → y (normed), xq and its x_scale (see rsr_quantize). */
-static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear, CUdeviceptr xs) {
+static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear,
+                     CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
     CUdeviceptr w = blob_or_null(s->g, norm_weight);
     int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = rsr_pad_cols(n);
@@ -68,7 +69,8 @@ static void matvec(rsr_gpu_session *s, int32_t index, CUdeviceptr out) {
     const rsr_artifact_gpu_matrix *gm = &s->g->a->gpu->matrix[index];
     CUdeviceptr data = blob_or_null(s->g, gm->data);
     void *args[] = {&data, &s->xq, &out};
-    launch(s, s->g->matrix[index], gm->kernel, blocks_of(gm->num_blocks, gm->cta_warps), 32u * (unsigned)gm->cta_warps, args);
+    launch(s, s->g->matrix[index], gm->kernel, blocks_of(gm->num_blocks, gm->cta_warps), 32u * (unsigned)gm->cta_warps,
+           args);
 }
 
 static void dequant_add(rsr_gpu_session *s, int32_t index, CUdeviceptr acc, CUdeviceptr xs) {
@@ -95,8 +97,8 @@ static void fill_calls(rsr_gpu_session *s, rsr_gpu_call *calls) {
     CUdeviceptr xs_qkv = s->xs, xs_ffn = s->xs + 4;
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
-        rsr_gpu_call base = {.eps = a->rms_eps, .bitlinear_eps = a->bitlinear_eps, .bitlinear = a->bitlinear_norm,
-                             .in = RSR_IN_FLOAT};
+        rsr_gpu_call base = {
+            .eps = a->rms_eps, .bitlinear_eps = a->bitlinear_eps, .bitlinear = a->bitlinear_norm, .in = RSR_IN_FLOAT};
         rsr_gpu_call *c = calls + (size_t)l * CALLS_PER_LAYER;
         c[0] = base, c[0].x = s->h, c[0].norm = blob_or_null(g, L->attn_norm), c[0].xs = xs_qkv, c[0].n = a->hidden;
         c[0].out = RSR_OUT_INT, c[0].mask = 7, c[0].y[0] = s->acc[0], c[0].y[1] = s->acc[1], c[0].y[2] = s->acc[2];
@@ -106,7 +108,8 @@ static void fill_calls(rsr_gpu_session *s, rsr_gpu_call *calls) {
         c[2].out = RSR_OUT_INT, c[2].mask = 3, c[2].y[0] = s->acc[4], c[2].y[1] = s->acc[5];
         c[3] = base, c[3].in = RSR_IN_GLU, c[3].gate = s->acc[4], c[3].up = s->acc[5], c[3].gate_xs = xs_ffn;
         c[3].beta_gate = a->matrix[L->gate].scale, c[3].beta_up = a->matrix[L->up].scale;
-        c[3].silu = a->activation == RSR_ACT_SILU, c[3].norm = blob_or_null(g, L->ffn_sub_norm), c[3].n = a->intermediate;
+        c[3].silu = a->activation == RSR_ACT_SILU, c[3].norm = blob_or_null(g, L->ffn_sub_norm),
+        c[3].n = a->intermediate;
         c[3].out = RSR_OUT_ADD, c[3].mask = 1, c[3].h = s->h, c[3].beta[0] = a->matrix[L->down].scale;
     }
 }
@@ -134,8 +137,8 @@ static void enqueue_token(rsr_gpu_session *s) {
             matvec(s, L->v, s->acc[2]);
         }
         float bq = a->matrix[L->q].scale, bk = a->matrix[L->k].scale, bv = a->matrix[L->v].scale;
-        void *a_args[] = {&s->acc[0], &s->acc[1], &s->acc[2], &bq, &bk, &bv, &xs_qkv, &s->rope, &heads, &kv_heads, &d,
-                          &s->step, &kc, &vc, &s->scores, &max_pos, &s->att};
+        void *a_args[] = {&s->acc[0], &s->acc[1], &s->acc[2], &bq, &bk, &bv,        &xs_qkv,  &s->rope, &heads,
+                          &kv_heads,  &d,         &s->step,   &kc, &vc, &s->scores, &max_pos, &s->att};
         launch(s, g->attend, "rsr_attend", (unsigned)heads, 256, a_args);
         if (g->fused) {
             group(s, L->o, l * CALLS_PER_LAYER + 1);
@@ -189,10 +192,13 @@ rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, 
         int32_t step[2] = {tokens[i], pos + i};
         r = cu->MemcpyHtoDAsync(s->step, step, sizeof step, g->stream);
         if (r) break;
-        if (s->graph_state == 1) r = cu->GraphLaunch(s->graph, g->stream);
-        else enqueue_token(s);
+        if (s->graph_state == 1)
+            r = cu->GraphLaunch(s->graph, g->stream);
+        else
+            enqueue_token(s);
     }
-    if (!r && !s->failed && logits) r = cu->MemcpyDtoHAsync(logits, s->logits, sizeof(float) * (size_t)g->a->vocab, g->stream);
+    if (!r && !s->failed && logits)
+        r = cu->MemcpyDtoHAsync(logits, s->logits, sizeof(float) * (size_t)g->a->vocab, g->stream);
     unsigned long long best = 0;
     if (!r && !s->failed && argmax) r = cu->MemcpyDtoHAsync(&best, s->best, sizeof best, g->stream);
     CUresult sync = cu->StreamSynchronize(g->stream);
@@ -200,7 +206,8 @@ rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, 
     if (s->failed)
         return ERR(RSR_ERR_DEVICE, "%s: launching %s: %s", g->name, s->failed_kernel, rsr_cuda_error(cu, s->failed));
     if (r || sync)
-        return ERR(RSR_ERR_DEVICE, "%s: evaluating tokens at position %d: %s", g->name, pos, rsr_cuda_error(cu, r ? r : sync));
+        return ERR(RSR_ERR_DEVICE, "%s: evaluating tokens at position %d: %s", g->name, pos,
+                   rsr_cuda_error(cu, r ? r : sync));
     return RSR_OK;
 }
 
@@ -220,13 +227,29 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
     if ((size_t)a->intermediate > widest) widest = (size_t)a->intermediate;
     size_t cache = sizeof(float) * (size_t)a->num_layers * (size_t)max_positions * kv_out;
     size_t rope = sizeof(float) * (size_t)max_positions * d;
-    struct { CUdeviceptr *p; size_t bytes; } bufs[] = {
-        {&s->step, 8}, {&s->h, 4 * (size_t)a->hidden}, {&s->y, 4 * widest}, {&s->act, 4 * (size_t)a->intermediate},
-        {&s->xq, (size_t)rsr_pad_cols((int32_t)widest)}, {&s->xs, 12}, {&s->att, 4 * q_out},
-        {&s->scores, 4 * (size_t)a->num_heads * (size_t)max_positions}, {&s->logits, 4 * (size_t)a->vocab},
-        {&s->best, 8}, {&s->rope, rope}, {&s->acc[0], 4 * q_out}, {&s->acc[1], 4 * kv_out},
-        {&s->acc[2], 4 * kv_out}, {&s->acc[3], 4 * (size_t)a->hidden}, {&s->acc[4], 4 * (size_t)a->intermediate},
-        {&s->acc[5], 4 * (size_t)a->intermediate}, {&s->acc[6], 4 * (size_t)a->hidden}, {&s->k_cache, cache},
+    struct {
+        CUdeviceptr *p;
+        size_t bytes;
+    } bufs[] = {
+        {&s->step, 8},
+        {&s->h, 4 * (size_t)a->hidden},
+        {&s->y, 4 * widest},
+        {&s->act, 4 * (size_t)a->intermediate},
+        {&s->xq, (size_t)rsr_pad_cols((int32_t)widest)},
+        {&s->xs, 12},
+        {&s->att, 4 * q_out},
+        {&s->scores, 4 * (size_t)a->num_heads * (size_t)max_positions},
+        {&s->logits, 4 * (size_t)a->vocab},
+        {&s->best, 8},
+        {&s->rope, rope},
+        {&s->acc[0], 4 * q_out},
+        {&s->acc[1], 4 * kv_out},
+        {&s->acc[2], 4 * kv_out},
+        {&s->acc[3], 4 * (size_t)a->hidden},
+        {&s->acc[4], 4 * (size_t)a->intermediate},
+        {&s->acc[5], 4 * (size_t)a->intermediate},
+        {&s->acc[6], 4 * (size_t)a->hidden},
+        {&s->k_cache, cache},
         {&s->v_cache, cache},
     };
     CUresult r = g->cu.CtxSetCurrent(g->ctx);
@@ -241,7 +264,8 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
         return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory for the RoPE table of %d positions", max_positions);
     }
     if (!r) {
-        for (int32_t p = 0; p < max_positions; p++) rsr_rope_angles(host_rope + (size_t)p * d, (int32_t)d, p, a->rope_theta);
+        for (int32_t p = 0; p < max_positions; p++)
+            rsr_rope_angles(host_rope + (size_t)p * d, (int32_t)d, p, a->rope_theta);
         fill_calls(s, s->calls);
         r = g->cu.MemcpyHtoD(s->rope, host_rope, rope);
     }
@@ -260,9 +284,9 @@ void rsr_gpu_session_free(rsr_gpu_session *s) {
     rsr_cuda *cu = &s->g->cu;
     cu->CtxSetCurrent(s->g->ctx);
     if (s->graph) cu->GraphExecDestroy(s->graph);
-    CUdeviceptr *all[] = {&s->step, &s->h, &s->y, &s->act, &s->xq, &s->xs, &s->att, &s->scores, &s->logits,
-                          &s->best, &s->rope, &s->acc[0], &s->acc[1], &s->acc[2], &s->acc[3], &s->acc[4],
-                          &s->acc[5], &s->acc[6], &s->k_cache, &s->v_cache};
+    CUdeviceptr *all[] = {&s->step,   &s->h,      &s->y,      &s->act,    &s->xq,      &s->xs,     &s->att,
+                          &s->scores, &s->logits, &s->best,   &s->rope,   &s->acc[0],  &s->acc[1], &s->acc[2],
+                          &s->acc[3], &s->acc[4], &s->acc[5], &s->acc[6], &s->k_cache, &s->v_cache};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) cu->MemFree(*all[i]);
     free(s->calls);
@@ -274,7 +298,8 @@ void rsr_gpu_session_free(rsr_gpu_session *s) {
 static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) {
     rsr_model *m = s->model;
     if (p->attention != RSR_ATTENTION_DENSE)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "Louver attention runs on the CPU only: open the model "
+        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
+                             "Louver attention runs on the CPU only: open the model "
                              "with device cpu (rsr-run --device cpu)");
     return rsr_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
 }

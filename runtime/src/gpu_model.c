@@ -18,13 +18,14 @@ static rsr_status load_modules(rsr_gpu *g, char *err) {
         if (ag->module[i] > g->a->blob_size || ag->module_size[i] >= g->a->blob_size - ag->module[i])
             return ERR(RSR_ERR_ABI, "artifact PTX module %d lies outside the blob", i);
         char error_log[4096] = "", info_log[1024] = "";
-        int options[] = {RSR_CU_JIT_ERROR_LOG_BUFFER, RSR_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, RSR_CU_JIT_INFO_LOG_BUFFER,
-                         RSR_CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
+        int options[] = {RSR_CU_JIT_ERROR_LOG_BUFFER, RSR_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+                         RSR_CU_JIT_INFO_LOG_BUFFER, RSR_CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES};
         void *values[] = {error_log, (void *)(uintptr_t)sizeof error_log, info_log, (void *)(uintptr_t)sizeof info_log};
         CUresult r = g->cu.ModuleLoadDataEx(&g->module[i], g->a->blob + ag->module[i], 4, options, values);
         if (r != 0)
-            return ERR(RSR_ERR_DEVICE, "%s: the driver cannot load the model's PTX (module %d, %s for %s): %s%s%s", g->name,
-                       i, ag->ptx_arch, ag->arch, rsr_cuda_error(&g->cu, r), *error_log ? ": " : "", error_log);
+            return ERR(RSR_ERR_DEVICE, "%s: the driver cannot load the model's PTX (module %d, %s for %s): %s%s%s",
+                       g->name, i, ag->ptx_arch, ag->arch, rsr_cuda_error(&g->cu, r), *error_log ? ": " : "",
+                       error_log);
         g->num_modules = i + 1;
     }
     return RSR_OK;
@@ -39,11 +40,14 @@ static rsr_status find(rsr_gpu *g, const char *name, CUfunction *f, char *err) {
 static rsr_status open_device(rsr_gpu *g, char *err) {
     int count = 0, major = 0, minor = 0;
     CUresult r = g->cu.DeviceGetCount(&count);
-    if (r != 0 || count == 0) return ERR(RSR_ERR_DEVICE, "no CUDA device%s%s", r ? ": " : "", r ? rsr_cuda_error(&g->cu, r) : "");
+    if (r != 0 || count == 0)
+        return ERR(RSR_ERR_DEVICE, "no CUDA device%s%s", r ? ": " : "", r ? rsr_cuda_error(&g->cu, r) : "");
     const char *want = getenv("RSR_CUDA_DEVICE");
     int ordinal = want && *want ? atoi(want) : 0;
-    if (ordinal < 0 || ordinal >= count) return ERR(RSR_ERR_DEVICE, "RSR_CUDA_DEVICE=%d: there are %d CUDA devices", ordinal, count);
-    if ((r = g->cu.DeviceGet(&g->dev, ordinal)) != 0) return ERR(RSR_ERR_DEVICE, "cuDeviceGet(%d): %s", ordinal, rsr_cuda_error(&g->cu, r));
+    if (ordinal < 0 || ordinal >= count)
+        return ERR(RSR_ERR_DEVICE, "RSR_CUDA_DEVICE=%d: there are %d CUDA devices", ordinal, count);
+    if ((r = g->cu.DeviceGet(&g->dev, ordinal)) != 0)
+        return ERR(RSR_ERR_DEVICE, "cuDeviceGet(%d): %s", ordinal, rsr_cuda_error(&g->cu, r));
     char name[128] = "?";
     g->cu.DeviceGetName(name, sizeof name, g->dev);
     g->cu.DeviceGetAttribute(&major, RSR_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, g->dev);
@@ -78,7 +82,8 @@ rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
     rsr_status st = open_device(g, err);
     if (st != RSR_OK) return st;
     if ((st = load_modules(g, err)) != RSR_OK) return st;
-    static const char *const names[] = {"rsr_embed", "rsr_quantize", "rsr_attend", "rsr_dequant", "rsr_glu", "rsr_lm_head"};
+    static const char *const names[] = {"rsr_embed",   "rsr_quantize", "rsr_attend",
+                                        "rsr_dequant", "rsr_glu",      "rsr_lm_head"};
     CUfunction *slots[] = {&g->embed, &g->quantize, &g->attend, &g->dequant, &g->glu, &g->lm_head};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if ((st = find(g, names[i], slots[i], err)) != RSR_OK) return st;
@@ -95,7 +100,8 @@ rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
         if (rsr_pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = rsr_pad_cols(a->matrix[i].cols);
     }
     CUresult r;
-    if ((r = g->cu.MemAlloc(&g->blob, a->blob_size)) != 0 || (r = g->cu.MemcpyHtoD(g->blob, a->blob, a->blob_size)) != 0)
+    if ((r = g->cu.MemAlloc(&g->blob, a->blob_size)) != 0 ||
+        (r = g->cu.MemcpyHtoD(g->blob, a->blob, a->blob_size)) != 0)
         return ERR(RSR_ERR_OUT_OF_MEMORY, "%s: cannot put the model's %.1f MB of constants in device memory: %s",
                    g->name, (double)a->blob_size / 1e6, rsr_cuda_error(&g->cu, r));
     if ((r = g->cu.MemAlloc(&g->mv_x, (size_t)g->max_cols_pad)) != 0 ||
@@ -125,10 +131,12 @@ rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_
     const rsr_artifact_gpu_matrix *gm = &g->a->gpu->matrix[index];
     CUdeviceptr data = g->blob + (gm->data == RSR_NO_TENSOR ? 0 : gm->data);
     /* a group entry runs only this matrix (mask), its int8 input copied, its sums stored */
-    rsr_gpu_call call = {.xq = g->mv_x, .in = RSR_IN_INT8, .out = RSR_OUT_INT, .n = mx->cols, .mask = 1 << gm->group_slot};
+    rsr_gpu_call call = {
+        .xq = g->mv_x, .in = RSR_IN_INT8, .out = RSR_OUT_INT, .n = mx->cols, .mask = 1 << gm->group_slot};
     call.y[gm->group_slot] = g->mv_y;
     void *plain_args[] = {&data, &g->mv_x, &g->mv_y}, *group_args[] = {&call, &g->blob};
-    unsigned grid = g->fused ? (unsigned)gm->group_ctas : (unsigned)((gm->num_blocks + gm->cta_warps - 1) / gm->cta_warps);
+    unsigned grid =
+        g->fused ? (unsigned)gm->group_ctas : (unsigned)((gm->num_blocks + gm->cta_warps - 1) / gm->cta_warps);
     CUresult r;
     if ((r = g->cu.CtxSetCurrent(g->ctx)) != 0 || (r = g->cu.MemsetD8(g->mv_x, 0, (size_t)g->max_cols_pad)) != 0 ||
         (r = g->cu.MemcpyHtoD(g->mv_x, x, (size_t)mx->cols)) != 0 ||
@@ -143,8 +151,8 @@ rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_
 rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     for (int32_t t = 0; t < ntok; t++) {
-        rsr_status st = rsr_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols, y + (size_t)t * (size_t)mx->rows,
-                                           ((rsr_model *)m)->err);
+        rsr_status st = rsr_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols,
+                                           y + (size_t)t * (size_t)mx->rows, ((rsr_model *)m)->err);
         if (st != RSR_OK) return st;
     }
     return RSR_OK;

@@ -20,8 +20,8 @@ typedef struct rsr_backend rsr_backend;
 
 struct rsr_model {
     const rsr_artifact *a;
-    const uint8_t *blob;        /* the constants the CPU reads: a->blob, or its copy */
-    uint8_t *copy;              /* load.c: the copy in anonymous memory (huge pages), else NULL */
+    const uint8_t *blob; /* the constants the CPU reads: a->blob, or its copy */
+    uint8_t *copy;       /* load.c: the copy in anonymous memory (huge pages), else NULL */
     size_t copy_size;
     char constants[320];        /* rsr_model_info.constants */
     char path[256];             /* the file the artifact was loaded from, for messages ("" unknown) */
@@ -29,31 +29,31 @@ struct rsr_model {
     struct rsr_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];           /* rsr_model_info.device */
     int32_t num_threads;
-    int32_t max_rows;           /* the largest matrix output (scratch sizes) */
-    rsr_tokenizer *tokenizer;   /* parsed from the artifact's tokenizer.json on first use */
-    rsr_status status;          /* of the open: a model that failed to open refuses every use */
+    int32_t max_rows;         /* the largest matrix output (scratch sizes) */
+    rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
+    rsr_status status;        /* of the open: a model that failed to open refuses every use */
     char err[RSR_ERRMSG_SIZE];
 };
 
 struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
-    int32_t batch;              /* tokens of one prefill step: the rows of the buffers below */
-    int32_t widest, xq_stride;  /* max(hidden, q_out, intermediate); that padded to RSR_X_PAD */
-    float *k_cache, *v_cache;   /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
-    float *h;                   /* [batch][hidden] residual stream */
-    float *xn;                  /* [batch][widest] normed activation */
-    float *tmp;                 /* [batch][widest] BitLinear-internal norm (Falcon-E) */
-    float *q, *k, *v, *att;     /* [batch][q_out], [batch][kv_out], [batch][kv_out], [batch][q_out] */
-    float *gate, *up;           /* [batch][intermediate] */
-    int8_t *xq;                 /* [batch][xq_stride] quantised activation */
-    float *xs;                  /* [batch] its scales */
-    float *rope;                /* [batch][head_dim] cos, sin of each token's rotary angles */
-    int32_t *acc;               /* [batch][acc_stride] integer products */
-    int32_t acc_stride;         /* room for the rows of q, k and v together */
-    struct rsr_attention *attn; /* attention.c: dense partial states or the Louver indexes */
+    int32_t batch;                 /* tokens of one prefill step: the rows of the buffers below */
+    int32_t widest, xq_stride;     /* max(hidden, q_out, intermediate); that padded to RSR_X_PAD */
+    float *k_cache, *v_cache;      /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
+    float *h;                      /* [batch][hidden] residual stream */
+    float *xn;                     /* [batch][widest] normed activation */
+    float *tmp;                    /* [batch][widest] BitLinear-internal norm (Falcon-E) */
+    float *q, *k, *v, *att;        /* [batch][q_out], [batch][kv_out], [batch][kv_out], [batch][q_out] */
+    float *gate, *up;              /* [batch][intermediate] */
+    int8_t *xq;                    /* [batch][xq_stride] quantised activation */
+    float *xs;                     /* [batch] its scales */
+    float *rope;                   /* [batch][head_dim] cos, sin of each token's rotary angles */
+    int32_t *acc;                  /* [batch][acc_stride] integer products */
+    int32_t acc_stride;            /* room for the rows of q, k and v together */
+    struct rsr_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
-    struct rsr_gpu_session *gpu; /* gpu_forward.c: the GPU backend's session (device buffers) */
+    struct rsr_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
     char err[RSR_ERRMSG_SIZE];
 };
 
@@ -62,24 +62,24 @@ struct rsr_session {
  * m->backend: the CPU (forward.c, lm_head.c, attention.c) or a GPU (gpu_forward.c,
  * gpu_model.c). Nothing else asks where a session runs. */
 typedef enum rsr_head_kind {
-    RSR_HEAD_NONE,      /* the tokens go into the cache; nothing comes back */
-    RSR_HEAD_LOGITS,    /* the exact logits of the last token */
-    RSR_HEAD_INT8,      /* the int8 head's logits and their certified bound */
-    RSR_HEAD_GREEDY,    /* the greedy token of the exact logits */
-    RSR_HEAD_SAMPLE,    /* a token drawn by the sampler's rules */
+    RSR_HEAD_NONE,   /* the tokens go into the cache; nothing comes back */
+    RSR_HEAD_LOGITS, /* the exact logits of the last token */
+    RSR_HEAD_INT8,   /* the int8 head's logits and their certified bound */
+    RSR_HEAD_GREEDY, /* the greedy token of the exact logits */
+    RSR_HEAD_SAMPLE, /* a token drawn by the sampler's rules */
 } rsr_head_kind;
 typedef struct rsr_head_request {
     rsr_head_kind kind;
-    float *logits;                      /* LOGITS, INT8: vocab floats */
-    double *bound;                      /* INT8 (may be NULL) */
-    int32_t *token;                     /* GREEDY, SAMPLE (may alias the tokens: written last) */
-    const rsr_sampler_params *sampler;  /* SAMPLE: temperature > 0 */
-    uint64_t *rng;                      /* SAMPLE */
-    double *tail;                       /* SAMPLE (may be NULL) */
+    float *logits;                     /* LOGITS, INT8: vocab floats */
+    double *bound;                     /* INT8 (may be NULL) */
+    int32_t *token;                    /* GREEDY, SAMPLE (may alias the tokens: written last) */
+    const rsr_sampler_params *sampler; /* SAMPLE: temperature > 0 */
+    uint64_t *rng;                     /* SAMPLE */
+    double *tail;                      /* SAMPLE (may be NULL) */
 } rsr_head_request;
 struct rsr_backend {
     const char *name;
-    bool host_memory;   /* the KV cache and the queries live in host memory (rsr_session_kv_read) */
+    bool host_memory; /* the KV cache and the queries live in host memory (rsr_session_kv_read) */
     /* The backend's part of a new session (max_positions and batch set), or a status with the
      * message in the model's err; the caller frees the session on failure. */
     rsr_status (*session_init)(rsr_session *s, const rsr_session_params *p);
@@ -92,8 +92,10 @@ struct rsr_backend {
 };
 extern const rsr_backend rsr_backend_cpu; /* forward.c */
 extern const rsr_backend rsr_backend_gpu; /* gpu_forward.c */
-rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y); /* model.c */
-rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y); /* gpu_model.c */
+rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
+                              int32_t *y); /* model.c */
+rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
+                              int32_t *y); /* gpu_model.c */
 
 /* Writes the message into err (RSR_ERRMSG_SIZE bytes) and returns st. */
 rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -147,9 +149,21 @@ static inline size_t kv_row(const rsr_session *s, int32_t layer, int32_t kvh, in
 /* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
 static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
     switch (dtype) {
-    case RSR_DTYPE_BF16: { uint16_t h; memcpy(&h, row + 2 * (size_t)i, 2); return rsr_bf16_to_f32(h); }
-    case RSR_DTYPE_F16: { uint16_t h; memcpy(&h, row + 2 * (size_t)i, 2); return rsr_f16_to_f32(h); }
-    default: { float f; memcpy(&f, row + 4 * (size_t)i, 4); return f; }
+    case RSR_DTYPE_BF16: {
+        uint16_t h;
+        memcpy(&h, row + 2 * (size_t)i, 2);
+        return rsr_bf16_to_f32(h);
+    }
+    case RSR_DTYPE_F16: {
+        uint16_t h;
+        memcpy(&h, row + 2 * (size_t)i, 2);
+        return rsr_f16_to_f32(h);
+    }
+    default: {
+        float f;
+        memcpy(&f, row + 4 * (size_t)i, 4);
+        return f;
+    }
     }
 }
 

@@ -36,8 +36,8 @@
  * clone computes the same partial sums in the same order, so logits do not depend on the CPU.
  */
 #define LOGIT_LANES 16
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static float dot_bf16(const uint16_t *restrict w, const float *restrict x, int32_t n) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static float dot_bf16(const uint16_t *restrict w,
+                                                                                   const float *restrict x, int32_t n) {
     float acc[LOGIT_LANES] = {0};
     int32_t i = 0;
     for (; i + LOGIT_LANES <= n; i += LOGIT_LANES)
@@ -77,8 +77,8 @@ void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits) {
 /* ---- the int8 head ---- */
 
 /* Σ (q + 128)·xq over n entries (a multiple of 64); the caller removes 128·Σ xq. */
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
-static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n) {
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x,
+                                                                                  int32_t n) {
     __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
     for (int32_t i = 0; i < n; i += 64) {
         __m512i w0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + i)));
@@ -90,8 +90,7 @@ static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n) {
 }
 
 /* The same sum with AVX2: vpmaddwd adds pairs of products, each pair within int32 (255·32767·2). */
-__attribute__((target("avx2")))
-static int32_t dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
+__attribute__((target("avx2"))) static int32_t dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
     __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     for (int32_t i = 0; i < n; i += 32) {
         __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i)));
@@ -113,10 +112,10 @@ static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
 }
 
 struct rsr_head_scratch {
-    int16_t *xq;                /* [stride] */
-    double *approx, *bound;     /* [vocab] */
-    int32_t *cand, *ids;        /* [vocab]: sampling's candidate rows; the sampler's scratch */
-    float *cand_logit, *probs;  /* [vocab]: their exact logits; the sampler's scratch */
+    int16_t *xq;               /* [stride] */
+    double *approx, *bound;    /* [vocab] */
+    int32_t *cand, *ids;       /* [vocab]: sampling's candidate rows; the sampler's scratch */
+    float *cand_logit, *probs; /* [vocab]: their exact logits; the sampler's scratch */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
 };
 
@@ -278,8 +277,10 @@ rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_
     int32_t n = 0;
     for (int32_t v = 0; v < V; v++) {
         double u = h->approx[v] + h->bound[v];
-        if (u >= cut) h->cand[n++] = v;
-        else mass += exp((u - best_lo) / T);
+        if (u >= cut)
+            h->cand[n++] = v;
+        else
+            mass += exp((u - best_lo) / T);
     }
 #pragma omp parallel for schedule(static) num_threads(threads_of(s)) if (n > 256)
     for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], x);

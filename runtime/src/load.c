@@ -36,29 +36,52 @@ static const struct cpu_feature {
     const char *name; /* as the specs and /proc/cpuinfo spell it, without '_' and '.' */
     unsigned leaf, sub, reg, bit, xstate;
 } cpu_features[] = {
-    {"sse3", 1, 0, 2, 0, XS_NONE},          {"pni", 1, 0, 2, 0, XS_NONE},
-    {"pclmulqdq", 1, 0, 2, 1, XS_NONE},     {"ssse3", 1, 0, 2, 9, XS_NONE},
-    {"fma", 1, 0, 2, 12, XS_AVX},           {"cx16", 1, 0, 2, 13, XS_NONE},
-    {"sse41", 1, 0, 2, 19, XS_NONE},        {"sse42", 1, 0, 2, 20, XS_NONE},
-    {"movbe", 1, 0, 2, 22, XS_NONE},        {"popcnt", 1, 0, 2, 23, XS_NONE},
-    {"aes", 1, 0, 2, 25, XS_NONE},          {"xsave", 1, 0, 2, 26, XS_NONE},
-    {"avx", 1, 0, 2, 28, XS_AVX},           {"f16c", 1, 0, 2, 29, XS_AVX},
-    {"rdrnd", 1, 0, 2, 30, XS_NONE},        {"sse", 1, 0, 3, 25, XS_NONE},
-    {"sse2", 1, 0, 3, 26, XS_NONE},         {"bmi", 7, 0, 1, 3, XS_NONE},
-    {"bmi1", 7, 0, 1, 3, XS_NONE},          {"avx2", 7, 0, 1, 5, XS_AVX},
-    {"bmi2", 7, 0, 1, 8, XS_NONE},          {"avx512f", 7, 0, 1, 16, XS_AVX512},
-    {"avx512dq", 7, 0, 1, 17, XS_AVX512},   {"rdseed", 7, 0, 1, 18, XS_NONE},
-    {"adx", 7, 0, 1, 19, XS_NONE},          {"avx512ifma", 7, 0, 1, 21, XS_AVX512},
-    {"avx512cd", 7, 0, 1, 28, XS_AVX512},   {"sha", 7, 0, 1, 29, XS_NONE},
-    {"avx512bw", 7, 0, 1, 30, XS_AVX512},   {"avx512vl", 7, 0, 1, 31, XS_AVX512},
-    {"avx512vbmi", 7, 0, 2, 1, XS_AVX512},  {"avx512vbmi2", 7, 0, 2, 6, XS_AVX512},
-    {"gfni", 7, 0, 2, 8, XS_NONE},          {"vaes", 7, 0, 2, 9, XS_AVX},
-    {"vpclmulqdq", 7, 0, 2, 10, XS_AVX},    {"avx512vnni", 7, 0, 2, 11, XS_AVX512},
-    {"avx512bitalg", 7, 0, 2, 12, XS_AVX512}, {"avx512vpopcntdq", 7, 0, 2, 14, XS_AVX512},
-    {"avx512vp2intersect", 7, 0, 3, 8, XS_AVX512}, {"avx512fp16", 7, 0, 3, 23, XS_AVX512},
-    {"amxbf16", 7, 0, 3, 22, XS_NONE},      {"amxtile", 7, 0, 3, 24, XS_NONE},
-    {"amxint8", 7, 0, 3, 25, XS_NONE},      {"avxvnni", 7, 1, 0, 4, XS_AVX},
-    {"avx512bf16", 7, 1, 0, 5, XS_AVX512},  {"lzcnt", 0x80000001, 0, 2, 5, XS_NONE},
+    {"sse3", 1, 0, 2, 0, XS_NONE},
+    {"pni", 1, 0, 2, 0, XS_NONE},
+    {"pclmulqdq", 1, 0, 2, 1, XS_NONE},
+    {"ssse3", 1, 0, 2, 9, XS_NONE},
+    {"fma", 1, 0, 2, 12, XS_AVX},
+    {"cx16", 1, 0, 2, 13, XS_NONE},
+    {"sse41", 1, 0, 2, 19, XS_NONE},
+    {"sse42", 1, 0, 2, 20, XS_NONE},
+    {"movbe", 1, 0, 2, 22, XS_NONE},
+    {"popcnt", 1, 0, 2, 23, XS_NONE},
+    {"aes", 1, 0, 2, 25, XS_NONE},
+    {"xsave", 1, 0, 2, 26, XS_NONE},
+    {"avx", 1, 0, 2, 28, XS_AVX},
+    {"f16c", 1, 0, 2, 29, XS_AVX},
+    {"rdrnd", 1, 0, 2, 30, XS_NONE},
+    {"sse", 1, 0, 3, 25, XS_NONE},
+    {"sse2", 1, 0, 3, 26, XS_NONE},
+    {"bmi", 7, 0, 1, 3, XS_NONE},
+    {"bmi1", 7, 0, 1, 3, XS_NONE},
+    {"avx2", 7, 0, 1, 5, XS_AVX},
+    {"bmi2", 7, 0, 1, 8, XS_NONE},
+    {"avx512f", 7, 0, 1, 16, XS_AVX512},
+    {"avx512dq", 7, 0, 1, 17, XS_AVX512},
+    {"rdseed", 7, 0, 1, 18, XS_NONE},
+    {"adx", 7, 0, 1, 19, XS_NONE},
+    {"avx512ifma", 7, 0, 1, 21, XS_AVX512},
+    {"avx512cd", 7, 0, 1, 28, XS_AVX512},
+    {"sha", 7, 0, 1, 29, XS_NONE},
+    {"avx512bw", 7, 0, 1, 30, XS_AVX512},
+    {"avx512vl", 7, 0, 1, 31, XS_AVX512},
+    {"avx512vbmi", 7, 0, 2, 1, XS_AVX512},
+    {"avx512vbmi2", 7, 0, 2, 6, XS_AVX512},
+    {"gfni", 7, 0, 2, 8, XS_NONE},
+    {"vaes", 7, 0, 2, 9, XS_AVX},
+    {"vpclmulqdq", 7, 0, 2, 10, XS_AVX},
+    {"avx512vnni", 7, 0, 2, 11, XS_AVX512},
+    {"avx512bitalg", 7, 0, 2, 12, XS_AVX512},
+    {"avx512vpopcntdq", 7, 0, 2, 14, XS_AVX512},
+    {"avx512vp2intersect", 7, 0, 3, 8, XS_AVX512},
+    {"avx512fp16", 7, 0, 3, 23, XS_AVX512},
+    {"amxbf16", 7, 0, 3, 22, XS_NONE},
+    {"amxtile", 7, 0, 3, 24, XS_NONE},
+    {"amxint8", 7, 0, 3, 25, XS_NONE},
+    {"avxvnni", 7, 1, 0, 4, XS_AVX},
+    {"avx512bf16", 7, 1, 0, 5, XS_AVX512},
+    {"lzcnt", 0x80000001, 0, 2, 5, XS_NONE},
     {"abm", 0x80000001, 0, 2, 5, XS_NONE},
 };
 
@@ -96,9 +119,11 @@ rsr_status rsr_check_cpu(const rsr_artifact *a, char *err) {
         p += n + (p[n] == ',');
     }
     if (!len) return RSR_OK;
-    return rsr_set_error(err, RSR_ERR_ABI, "the model's code was compiled for target %s and needs CPU features this "
+    return rsr_set_error(err, RSR_ERR_ABI,
+                         "the model's code was compiled for target %s and needs CPU features this "
                          "CPU lacks: %s; compile it again with --target host (this machine) or --target generic "
-                         "(any x86-64)", a->target, missing);
+                         "(any x86-64)",
+                         a->target, missing);
 }
 
 /* ---- threads ---- */
@@ -122,7 +147,12 @@ static double seconds(void) {
 
 /* The file and offset the bytes at addr were mapped from: the loaded object (the model's shared
  * object, or the program an object was linked into) whose loadable segment holds them. */
-struct where { const void *addr; char path[4096]; off_t offset; bool found; };
+struct where {
+    const void *addr;
+    char path[4096];
+    off_t offset;
+    bool found;
+};
 static int find_segment(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     struct where *w = data;
@@ -142,8 +172,7 @@ static int find_segment(struct dl_phdr_info *info, size_t size, void *data) {
 
 /* Reads size bytes at offset of path into dst with the model's threads, each its share of
  * 64 MiB pieces; false when the file cannot be read whole or does not hold what is mapped. */
-static bool read_file(const char *path, off_t offset, uint8_t *dst, const uint8_t *mapped, size_t size,
-                      int threads) {
+static bool read_file(const char *path, off_t offset, uint8_t *dst, const uint8_t *mapped, size_t size, int threads) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     const size_t piece = (size_t)64 << 20;
@@ -155,8 +184,10 @@ static bool read_file(const char *path, off_t offset, uint8_t *dst, const uint8_
         while (ok && want > 0) {
             ssize_t got = pread(fd, dst + at, want, offset + (off_t)at);
             if (got < 0 && errno == EINTR) continue;
-            if (got <= 0) ok = 0;
-            else at += (size_t)got, want -= (size_t)got;
+            if (got <= 0)
+                ok = 0;
+            else
+                at += (size_t)got, want -= (size_t)got;
         }
     }
     close(fd);
@@ -183,8 +214,10 @@ rsr_status rsr_model_verify(rsr_model *m) {
     const rsr_artifact *a = m->a;
     const char *name = *m->path ? m->path : "the artifact";
     if (!a->has_checksum)
-        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "%s records no checksum of its constants (compiled by an older "
-                             "rsrc)", name);
+        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND,
+                             "%s records no checksum of its constants (compiled by an older "
+                             "rsrc)",
+                             name);
     const uint64_t words = a->blob_size / 8, piece = (uint64_t)1 << 17;
     const int64_t pieces = (int64_t)((words + piece - 1) / piece);
     uint64_t sum = 0;
@@ -199,9 +232,11 @@ rsr_status rsr_model_verify(rsr_model *m) {
         sum = rsr_checksum_add(sum, last, words, 1);
     }
     if (sum != a->blob_checksum)
-        return rsr_set_error(m->err, RSR_ERR_ABI, "%s: the model's constants fail their checksum (%016llx, compiled as "
+        return rsr_set_error(m->err, RSR_ERR_ABI,
+                             "%s: the model's constants fail their checksum (%016llx, compiled as "
                              "%016llx): the file was altered after rsrc wrote it, or memory is failing; compile the "
-                             "model again", name, (unsigned long long)sum, (unsigned long long)a->blob_checksum);
+                             "model again",
+                             name, (unsigned long long)sum, (unsigned long long)a->blob_checksum);
     return RSR_OK;
 }
 
@@ -220,8 +255,10 @@ rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
     /* room for the copy and a margin for the KV cache and scratch; locking asks for it anyway */
     const uint64_t margin = (uint64_t)512 << 20, avail = memory_available();
     if (!p->lock_memory && avail && a->blob_size + margin > avail) {
-        snprintf(m->constants, sizeof m->constants, "the file mapping (%zu MiB; only %llu MiB of memory available "
-                 "for a copy)", mib, (unsigned long long)(avail >> 20));
+        snprintf(m->constants, sizeof m->constants,
+                 "the file mapping (%zu MiB; only %llu MiB of memory available "
+                 "for a copy)",
+                 mib, (unsigned long long)(avail >> 20));
         return RSR_OK;
     }
     size_t huge = (size_t)2 << 20, size = (a->blob_size + huge - 1) / huge * huge;
@@ -244,11 +281,14 @@ rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
     if (mprotect(dst, size, PROT_READ) != 0 || (p->lock_memory && mlock(dst, size) != 0)) {
         int e = errno;
         munmap(dst, size);
-        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot lock the model's %zu MiB of constants in memory: "
-                             "%s (raise `ulimit -l`, or open it without lock_memory)", mib, strerror(e));
+        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
+                             "cannot lock the model's %zu MiB of constants in memory: "
+                             "%s (raise `ulimit -l`, or open it without lock_memory)",
+                             mib, strerror(e));
     }
     m->copy = dst, m->copy_size = size, m->blob = dst;
-    snprintf(m->constants, sizeof m->constants, "%sanonymous memory (%zu MiB, 2 MiB pages advised), %s %.160s in %.2f s",
-             p->lock_memory ? "locked " : "", mib, how, w.path, seconds() - t0);
+    snprintf(m->constants, sizeof m->constants,
+             "%sanonymous memory (%zu MiB, 2 MiB pages advised), %s %.160s in %.2f s", p->lock_memory ? "locked " : "",
+             mib, how, w.path, seconds() - t0);
     return RSR_OK;
 }

@@ -34,7 +34,12 @@
 unsigned long long rsr_louver_phase_cycles[8];
 static _Thread_local unsigned long long prof_last;
 #define PROF_START() (prof_last = __rdtsc())
-#define PROF(ph) do { unsigned long long t_ = __rdtsc(); rsr_louver_phase_cycles[ph] += t_ - prof_last; prof_last = t_; } while (0)
+#define PROF(ph)                                                                                                       \
+    do {                                                                                                               \
+        unsigned long long t_ = __rdtsc();                                                                             \
+        rsr_louver_phase_cycles[ph] += t_ - prof_last;                                                                 \
+        prof_last = t_;                                                                                                \
+    } while (0)
 #else
 #define PROF_START() (void)0
 #define PROF(ph) (void)0
@@ -44,47 +49,47 @@ enum { PH_PREP, PH_BOX, PH_BOUND, PH_FETCH, PH_DOT, PH_ACC, PH_FINISH };
 struct rsr_louver_index {
     rsr_louver_config cfg;
     int32_t sub_start[RSR_LOUVER_MAX_SUBSPACES + 1];
-    int32_t quads;      /* ⌈d/4⌉: code bytes per key are 4·quads (zero-padded) */
+    int32_t quads; /* ⌈d/4⌉: code bytes per key are 4·quads (zero-padded) */
     int32_t nblocks, cap;
-    float *box;         /* [cap][2][d] */
-    float *bnorm;       /* [cap][S] the largest ‖k_s‖ of the block per subspace (rounded up) */
-    uint8_t *codes;     /* [cap][B/16][quads][16][4] K + 128 */
-    float *kscale;      /* [cap][B] c */
-    float *kint;        /* [cap][B] ‖K‖, rounded up */
-    float *kerr;        /* [cap][B] ‖e‖ = ‖k − c·K‖, rounded up */
-    uint16_t *force;    /* [cap][B/16] */
-    uint8_t *forced;    /* [cap] 1 when any key of the block is forced */
-    float *absmax;      /* [d] the largest |component| per dim over the index: the box slack's scale */
-    double nmax;        /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
+    float *box;      /* [cap][2][d] */
+    float *bnorm;    /* [cap][S] the largest ‖k_s‖ of the block per subspace (rounded up) */
+    uint8_t *codes;  /* [cap][B/16][quads][16][4] K + 128 */
+    float *kscale;   /* [cap][B] c */
+    float *kint;     /* [cap][B] ‖K‖, rounded up */
+    float *kerr;     /* [cap][B] ‖e‖ = ‖k − c·K‖, rounded up */
+    uint16_t *force; /* [cap][B/16] */
+    uint8_t *forced; /* [cap] 1 when any key of the block is forced */
+    float *absmax;   /* [d] the largest |component| per dim over the index: the box slack's scale */
+    double nmax;     /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
 };
 
 /* Per query head of a call: the quantised query and its scalars. */
 typedef struct {
-    float s, fnorm, qnorm;         /* q = s·Q + f; ‖f‖ and ‖q‖ rounded up */
-    int32_t off;                   /* 128·ΣQ: the codes carry K + 128 */
-    float tau, taub, tauk;         /* τ; τ' for the block test; τ' for the key bound */
+    float s, fnorm, qnorm; /* q = s·Q + f; ‖f‖ and ‖q‖ rounded up */
+    int32_t off;           /* 128·ΣQ: the codes carry K + 128 */
+    float tau, taub, tauk; /* τ; τ' for the block test; τ' for the key bound */
     double slackk, slackb;
     int32_t bounded;
     float qn[RSR_LOUVER_MAX_SUBSPACES];
-    float lmax, lbmax;             /* best exact score; best key lower bound (relative policy) */
+    float lmax, lbmax; /* best exact score; best key lower bound (relative policy) */
     int dense;
 } head_q;
 
 struct rsr_louver_scratch {
     int32_t cap_keys, cap_heads, cap_d, cap_quads;
-    int32_t *idx;       /* [cap_heads][cap_keys] scanned positions per head */
-    float *cub;         /* [cap_heads][cap_keys] the selected keys' upper bounds (relative policy: filtered once τ is final) */
-    int32_t *nsc;       /* [cap_heads] */
-    float *x;           /* [512] scores of a chunk of candidates of one head */
-    float *bd;          /* [cap_heads][cap_buf] the exact scores of the recent-key buffer */
+    int32_t *idx; /* [cap_heads][cap_keys] scanned positions per head */
+    float *cub; /* [cap_heads][cap_keys] the selected keys' upper bounds (relative policy: filtered once τ is final) */
+    int32_t *nsc; /* [cap_heads] */
+    float *x;     /* [512] scores of a chunk of candidates of one head */
+    float *bd;    /* [cap_heads][cap_buf] the exact scores of the recent-key buffer */
     int32_t cap_buf;
-    float *qd;          /* [cap_heads][cap_d] the queries of the heads attended densely */
-    float *dx;          /* [cap_heads][DENSE_CHUNK] their scores of one chunk */
-    float *bub;         /* [nblocks] block bounds of one head */
+    float *qd;  /* [cap_heads][cap_d] the queries of the heads attended densely */
+    float *dx;  /* [cap_heads][DENSE_CHUNK] their scores of one chunk */
+    float *bub; /* [nblocks] block bounds of one head */
     int32_t cap_blocks;
-    int32_t *qw;        /* [2][cap_heads][quads] Q packed four int8 per int32; then the live heads' */
-    float *o;           /* [cap_heads][cap_d] */
-    head_q *hq;         /* [cap_heads] */
+    int32_t *qw; /* [2][cap_heads][quads] Q packed four int8 per int32; then the live heads' */
+    float *o;    /* [cap_heads][cap_d] */
+    head_q *hq;  /* [cap_heads] */
 };
 
 rsr_louver_config rsr_louver_default_config(int32_t head_dim) {
@@ -98,7 +103,8 @@ rsr_status rsr_louver_resolve_config(const rsr_louver_config *in, rsr_louver_con
     if (c.subspaces == 0) c.subspaces = c.head_dim / 16 > 0 ? c.head_dim / 16 : 1;
     if (c.subspaces > RSR_LOUVER_MAX_SUBSPACES) c.subspaces = RSR_LOUVER_MAX_SUBSPACES;
     if (c.block_keys == 0) c.block_keys = 256;
-    if (c.subspaces < 1 || c.subspaces > c.head_dim || c.subspaces > RSR_LOUVER_MAX_SUBSPACES) return RSR_ERR_INVALID_ARGUMENT;
+    if (c.subspaces < 1 || c.subspaces > c.head_dim || c.subspaces > RSR_LOUVER_MAX_SUBSPACES)
+        return RSR_ERR_INVALID_ARGUMENT;
     if (c.block_keys < 16 || c.block_keys > 256 || c.block_keys % 16) return RSR_ERR_INVALID_ARGUMENT;
     *out = c;
     return RSR_OK;
@@ -259,7 +265,8 @@ rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out) {
 
 void rsr_louver_scratch_free(rsr_louver_scratch *sc) {
     if (!sc) return;
-    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->bd), free(sc->qd), free(sc->dx), free(sc->cub), free(sc->bub), free(sc->qw);
+    free(sc->idx), free(sc->nsc), free(sc->x), free(sc->bd), free(sc->qd), free(sc->dx), free(sc->cub), free(sc->bub),
+        free(sc->qw);
     free(sc->o), free(sc->hq);
     free(sc);
 }
@@ -343,7 +350,8 @@ static float box_bound_scalar(const rsr_louver_index *ix, int32_t b, const float
     float total = 0;
     for (int32_t s = 0; s < S; s++) {
         float acc = 0;
-        for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++) acc += fmaxf(q[i] * box[i], q[i] * box[d + i]);
+        for (int32_t i = ix->sub_start[s]; i < ix->sub_start[s + 1]; i++)
+            acc += fmaxf(q[i] * box[i], q[i] * box[d + i]);
         total += fminf(acc, qn[s] * bn[s]);
     }
     return total;
@@ -361,7 +369,8 @@ static void tile_bounds_scalar(const uint8_t *tile, int32_t quads, const int32_t
         for (int32_t t = 0; t < TILE; t++) {
             int32_t I = 0;
             for (int32_t c = 0; c < quads; c++)
-                for (int32_t j = 0; j < 4; j++) I += (int32_t)Q[4 * c + j] * (int32_t)tile[(size_t)c * 4 * TILE + (size_t)t * 4 + (size_t)j];
+                for (int32_t j = 0; j < 4; j++)
+                    I += (int32_t)Q[4 * c + j] * (int32_t)tile[(size_t)c * 4 * TILE + (size_t)t * 4 + (size_t)j];
             float A = (float)(I - hq[h].off);
             float t1 = hq[h].s * A, t2 = hq[h].fnorm * ki[t], t3 = hq[h].qnorm * ke[t];
             ub[h][t] = kc[t] * (t1 + t2) + t3;
@@ -384,25 +393,26 @@ static int vnni_enabled(void) {
 
 /* Integer dots of the 16 keys of a tile with NH quantised queries, two accumulators per head so
  * that the dependency chains overlap. */
-#define DEFINE_TILE_DOTS(NH)                                                                                        \
-    AVX512VNNI static inline void tile_dots_##NH(const uint8_t *tile, int32_t quads, const int32_t *qw,           \
-                                                 size_t qstride, __m512i *out) {                                  \
-        __m512i a0[NH], a1[NH];                                                                                   \
-        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_si512();              \
-        int32_t c = 0;                                                                                            \
-        for (; c + 2 <= quads; c += 2) {                                                                          \
-            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64), k1 = _mm512_loadu_si512(tile + (size_t)c * 64 + 64); \
-            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) {                                                 \
-                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));   \
-                a1[h] = _mm512_dpbusd_epi32(a1[h], k1, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c + 1])); \
-            }                                                                                                     \
-        }                                                                                                         \
-        if (c < quads) {                                                                                          \
-            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64);                                               \
-            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++)                                                   \
-                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));    \
-        }                                                                                                         \
-        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) out[h] = _mm512_add_epi32(a0[h], a1[h]);            \
+#define DEFINE_TILE_DOTS(NH)                                                                                           \
+    AVX512VNNI static inline void tile_dots_##NH(const uint8_t *tile, int32_t quads, const int32_t *qw,                \
+                                                 size_t qstride, __m512i *out) {                                       \
+        __m512i a0[NH], a1[NH];                                                                                        \
+        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_si512();                   \
+        int32_t c = 0;                                                                                                 \
+        for (; c + 2 <= quads; c += 2) {                                                                               \
+            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64),                                                    \
+                    k1 = _mm512_loadu_si512(tile + (size_t)c * 64 + 64);                                               \
+            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) {                                                     \
+                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));        \
+                a1[h] = _mm512_dpbusd_epi32(a1[h], k1, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c + 1]));    \
+            }                                                                                                          \
+        }                                                                                                              \
+        if (c < quads) {                                                                                               \
+            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64);                                                    \
+            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] =                                               \
+                _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));                \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) out[h] = _mm512_add_epi32(a0[h], a1[h]);                  \
     }
 DEFINE_TILE_DOTS(1)
 DEFINE_TILE_DOTS(2)
@@ -415,9 +425,12 @@ AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, cons
     for (int32_t h0 = 0; h0 < nh;) {
         __m512i I[4];
         int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-        if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
-        else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
-        else tile_dots_1(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        if (m == 4)
+            tile_dots_4(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        else if (m == 2)
+            tile_dots_2(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
+        else
+            tile_dots_1(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
         for (int32_t g = 0; g < m; g++) {
             const head_q *p = &hq[h0 + g];
             __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
@@ -438,8 +451,8 @@ AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, cons
  * raised to the best lower bound of a key that is not forced. */
 AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, int32_t quads, const int32_t *qw,
                                          const head_q *const *hp, int32_t nh, const float *kc, const float *ki,
-                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out,
-                                         float **ubo, float *lbmax) {
+                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out, float **ubo,
+                                         float *lbmax) {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     __m512 lbm[64];
     for (int32_t h = 0; ubo && h < nh; h++) lbm[h] = _mm512_set1_ps(-INFINITY);
@@ -451,9 +464,12 @@ AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, in
         for (int32_t h0 = 0; h0 < nh;) {
             __m512i I[4];
             int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-            if (m == 4) tile_dots_4(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else if (m == 2) tile_dots_2(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else tile_dots_1(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            if (m == 4)
+                tile_dots_4(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else if (m == 2)
+                tile_dots_2(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
+            else
+                tile_dots_1(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
             for (int32_t g = 0; g < m; g++) {
                 const head_q *p = hp[h0 + g];
                 __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
@@ -464,7 +480,8 @@ AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, in
                 _mm512_mask_compressstoreu_epi32(out[h0 + g], k, pos);
                 out[h0 + g] += __builtin_popcount(k);
                 if (ubo) {
-                    _mm512_mask_compressstoreu_ps(ubo[h0 + g], k, _mm512_mask_mov_ps(ub, frc[t], _mm512_set1_ps(INFINITY)));
+                    _mm512_mask_compressstoreu_ps(ubo[h0 + g], k,
+                                                  _mm512_mask_mov_ps(ub, frc[t], _mm512_set1_ps(INFINITY)));
                     ubo[h0 + g] += __builtin_popcount(k);
                     __m512 lb = _mm512_sub_ps(_mm512_mul_ps(vc, _mm512_sub_ps(t1, t2)), t3);
                     /* max(lb, m) gives m where lb is NaN */
@@ -483,18 +500,22 @@ AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, in
 /* The box bound of one block when d = 128 is cut into 8 subspaces of 16: the eight horizontal
  * sums in one transposed reduction instead of eight separate ones. The sums come out in another
  * order than box_bounds_avx512's; the slack covers any order (docs/louver.md). */
-AVX512 static float box_bound_128x8(const float *q, const float *lo, const float *hi, const float *qn, const float *bn) {
+AVX512 static float box_bound_128x8(const float *q, const float *lo, const float *hi, const float *qn,
+                                    const float *bn) {
     __m512 m[8], u[4], v[2];
     for (int32_t s = 0; s < 8; s++) {
         __m512 qv = _mm512_loadu_ps(q + 16 * s);
-        m[s] = _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + 16 * s)), _mm512_mul_ps(qv, _mm512_loadu_ps(hi + 16 * s)));
+        m[s] = _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + 16 * s)),
+                             _mm512_mul_ps(qv, _mm512_loadu_ps(hi + 16 * s)));
     }
     /* u[p]: the halves of m[2p] and of m[2p+1] added (four 4-lane partial sums) */
     for (int32_t p = 0; p < 4; p++)
-        u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], 0x44), _mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], 0xEE));
+        u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], 0x44),
+                             _mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], 0xEE));
     /* v[r]: 128-bit lane c holds four partial sums of m[4r + c] */
     for (int32_t r = 0; r < 2; r++)
-        v[r] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * r], u[2 * r + 1], 0x88), _mm512_shuffle_f32x4(u[2 * r], u[2 * r + 1], 0xDD));
+        v[r] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * r], u[2 * r + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * r], u[2 * r + 1], 0xDD));
     float acc[32];
     for (int32_t r = 0; r < 2; r++) {
         __m512 w = _mm512_add_ps(v[r], _mm512_permute_ps(v[r], 0x4E));
@@ -509,7 +530,8 @@ AVX512 static float box_bound_128x8(const float *q, const float *lo, const float
 }
 
 /* bub[b] = the box bound of every step-th block for one query (AVX-512F). */
-AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q, const float *qn, float *bub, int32_t step) {
+AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q, const float *qn, float *bub,
+                                     int32_t step) {
     const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
     float t[4096 + 16];
     if (d == 128 && S == 8) { /* subspaces of 16 (sub_start[s] = 16·s) */
@@ -524,14 +546,16 @@ AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q,
         int32_t i = 0;
         for (; i + 16 <= d; i += 16) {
             __m512 qv = _mm512_loadu_ps(q + i);
-            _mm512_storeu_ps(t + i, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + i)), _mm512_mul_ps(qv, _mm512_loadu_ps(hi + i))));
+            _mm512_storeu_ps(t + i, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + i)),
+                                                  _mm512_mul_ps(qv, _mm512_loadu_ps(hi + i))));
         }
         for (; i < d; i++) t[i] = fmaxf(q[i] * lo[i], q[i] * hi[i]);
         float total = 0;
         for (int32_t s = 0; s < S; s++) {
             float acc = 0;
             int32_t i0 = ix->sub_start[s], i1 = ix->sub_start[s + 1];
-            if (i1 - i0 == 16) acc = _mm512_reduce_add_ps(_mm512_loadu_ps(t + i0));
+            if (i1 - i0 == 16)
+                acc = _mm512_reduce_add_ps(_mm512_loadu_ps(t + i0));
             else
                 for (int32_t k = i0; k < i1; k++) acc += t[k];
             float nb = qn[s] * bn[s];
@@ -577,7 +601,8 @@ static void block_bounds(const rsr_louver_index *ix, const float *q, const head_
     if (step == 1) return; /* the sample was every block */
     int32_t sampled = 0, skipped = 0;
     for (int32_t b = 0; b < nb; b += step) sampled++, skipped += !ix->forced[b] && !(bub[b] >= p->taub);
-    if (10 * skipped >= sampled) box_bounds(ix, q, p->qn, bub, 1);
+    if (10 * skipped >= sampled)
+        box_bounds(ix, q, p->qn, bub, 1);
     else
         for (int32_t b = 0; b < nb; b++) bub[b] = INFINITY;
 }
@@ -789,7 +814,8 @@ static void set_tau(head_q *p, float tau) {
 #define FALLBACK_FRACTION 0.2
 #endif
 #define PROBE_RELATIVE_FRACTION 0.9
-static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const rsr_louver_policy *pol) {
+static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq,
+                  const rsr_louver_policy *pol) {
     const int32_t tiles = rsr_louver_size(ix) / TILE, step = tiles > PROBE_TILES ? tiles / PROBE_TILES : 1;
     int32_t live[64], nl = 0, any_rel = 0;
     for (int32_t h = 0; h < gq; h++)
@@ -854,8 +880,8 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
             const size_t o = (size_t)bl[g] * ck + (size_t)sc->nsc[bl[g]];
             hp[g] = &hq[bl[g]], at[g] = sc->idx + o, uo[g] = sc->cub + o;
         }
-        block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
-                          b * B, at, relative ? uo : NULL, lbm);
+        block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc, b * B,
+                          at, relative ? uo : NULL, lbm);
         for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
     } else
 #endif
@@ -870,7 +896,8 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
             for (int32_t g = 0; g < nbl; g++) {
                 const int32_t h = bl[g];
                 const size_t o = (size_t)h * ck + (size_t)sc->nsc[h];
-                sc->nsc[h] += relative ? select_keys_ub(ub[g], lb[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o, sc->cub + o, &lbm[g])
+                sc->nsc[h] += relative ? select_keys_ub(ub[g], lb[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o,
+                                                        sc->cub + o, &lbm[g])
                                        : select_keys(ub[g], hq[h].tauk, frc[t], b * B + t * TILE, sc->idx + o);
             }
         }
@@ -891,13 +918,16 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             if (!(pol[h].eps > 0 && pol[h].eps < 1)) return RSR_ERR_INVALID_ARGUMENT;
             relative = 1;
             break;
-        case RSR_LOUVER_ABSOLUTE: if (isnan(pol[h].tau)) return RSR_ERR_INVALID_ARGUMENT; break;
-        case RSR_LOUVER_BUDGET: if (!(pol[h].budget > 0 && pol[h].budget <= 1)) return RSR_ERR_INVALID_ARGUMENT; break;
+        case RSR_LOUVER_ABSOLUTE:
+            if (isnan(pol[h].tau)) return RSR_ERR_INVALID_ARGUMENT;
+            break;
+        case RSR_LOUVER_BUDGET:
+            if (!(pol[h].budget > 0 && pol[h].budget <= 1)) return RSR_ERR_INVALID_ARGUMENT;
+            break;
         default: return RSR_ERR_INVALID_ARGUMENT;
         }
     }
-    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, n - size))
-        return RSR_ERR_OUT_OF_MEMORY;
+    if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, n - size)) return RSR_ERR_OUT_OF_MEMORY;
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
     attn_state st[64];
@@ -924,7 +954,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         /* the key bound computes t1 = s·A before it scales by the key's c: |A| <= 127²·4·quads */
         const double T1 = (double)p->s * 16129.0 * 4.0 * (double)nq;
         p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT && T1 < DENSE_Q_LIMIT)
-                       ? RSR_LOUVER_DENSE_OVERFLOW : 0;
+                       ? RSR_LOUVER_DENSE_OVERFLOW
+                       : 0;
         p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
         p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
         if (louver_bound_weakened_for_tests) p->slackk = p->slackb = 0;
@@ -934,7 +965,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             if (bd[j] > p->lmax) p->lmax = bd[j];
         const rsr_louver_policy *pp = &pol[h];
         float tau = -INFINITY;
-        if (pp->kind == RSR_LOUVER_ABSOLUTE) tau = pp->tau;
+        if (pp->kind == RSR_LOUVER_ABSOLUTE)
+            tau = pp->tau;
         else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
             int32_t m = size < 256 ? size : 256;
             float *smp = sc->x; /* 512 floats */
@@ -970,7 +1002,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         for (int32_t b = 0; b < nb; b++) {
             int32_t bl[64], nbl = 0; /* the heads whose block test passes */
             for (int32_t g = 0; g < nl; g++)
-                if (ix->forced[b] || sc->bub[(size_t)live[g] * (size_t)nb + (size_t)b] >= hq[live[g]].taub) bl[nbl++] = live[g];
+                if (ix->forced[b] || sc->bub[(size_t)live[g] * (size_t)nb + (size_t)b] >= hq[live[g]].taub)
+                    bl[nbl++] = live[g];
             if (!nbl) continue;
             float lbm[64];
             for (int32_t g = 0; g < nbl; g++) lbm[g] = hq[bl[g]].lbmax;
@@ -1000,8 +1033,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
 
     /* the buffer, now that τ is final */
     for (int32_t h = 0; h < gq; h++)
-        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values, stride,
-                   d, scale, hq[h].tau, &kept[h]);
+        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values,
+                   stride, d, scale, hq[h].tau, &kept[h]);
 
     /* the exact scores of the candidates, their rows fetched ahead (score) */
     for (int32_t g = 0; g < nl; g++) {
@@ -1010,8 +1043,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             hq[h].dense = RSR_LOUVER_DENSE_QUALIFY;
             sc->nsc[h] = first[h];
         } else if (c > 0) {
-            score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride, d,
-                  scale, &hq[h], &kept[h]);
+            score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride,
+                  d, scale, &hq[h], &kept[h]);
         }
     }
 
@@ -1033,8 +1066,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             int32_t cnt[64] = {0};
             for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
             for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
-                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
-                                       sc->dx, tau, cnt);
+                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0,
+                                       j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size, sc->dx, tau, cnt);
             for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
         }
     }
@@ -1044,8 +1077,12 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         attn_state_finish(&st[h], out + (size_t)h * (size_t)d, d);
         if (!stats) continue;
         const int32_t nsc = sc->nsc[h];
-        rsr_louver_stats s = {.keys = n, .bounded = hq[h].bounded, .scanned = nsc, .kept = kept[h],
-                              .dense = hq[h].dense, .tau = hq[h].tau};
+        rsr_louver_stats s = {.keys = n,
+                              .bounded = hq[h].bounded,
+                              .scanned = nsc,
+                              .kept = kept[h],
+                              .dense = hq[h].dense,
+                              .tau = hq[h].tau};
         if (nsc < n && st[h].l > 0) {
             /* dropped keys have fl(q·k) < τ, hence scaled scores ≤ fl(τ·scale); l carries the
              * rounding of |C| positive terms and of exp, relative at most (|C| + 4)·2^-22 */

@@ -53,8 +53,10 @@ static rsr_status check_artifact(rsr_model *m) {
     const rsr_artifact *a = m->a;
     char *err = m->err;
     if (a->abi_version != RSR_ABI_VERSION)
-        return rsr_set_error(err, RSR_ERR_ABI, "artifact built for runtime ABI %u, this runtime speaks ABI %u: "
-                             "recompile the model with a matching rsrc", a->abi_version, RSR_ABI_VERSION);
+        return rsr_set_error(err, RSR_ERR_ABI,
+                             "artifact built for runtime ABI %u, this runtime speaks ABI %u: "
+                             "recompile the model with a matching rsrc",
+                             a->abi_version, RSR_ABI_VERSION);
 #define BAD(...) rsr_set_error(err, RSR_ERR_ABI, "artifact descriptor is inconsistent: " __VA_ARGS__)
     if (!a->architecture || !a->target || !a->compiler) return BAD("missing name strings");
     if (a->hidden <= 0 || a->hidden > 65535 || a->intermediate <= 0 || a->intermediate > 65535)
@@ -85,8 +87,8 @@ static rsr_status check_artifact(rsr_model *m) {
         if (dt != RSR_DTYPE_F32 && dt != RSR_DTYPE_F16 && dt != RSR_DTYPE_BF16) return BAD("dtype %d", dt);
         uint64_t size = dt == RSR_DTYPE_F32 ? 4 : 2;
         if (!blob_range_ok(a, off, V * H * size, size))
-            return BAD("%s at %llu leaves the %llu-byte blob", which ? "lm_head" : "embedding",
-                       (unsigned long long)off, (unsigned long long)a->blob_size);
+            return BAD("%s at %llu leaves the %llu-byte blob", which ? "lm_head" : "embedding", (unsigned long long)off,
+                       (unsigned long long)a->blob_size);
     }
     if (!blob_range_ok(a, a->final_norm, 4 * H, 4)) return BAD("final norm at %llu", (unsigned long long)a->final_norm);
 
@@ -97,8 +99,8 @@ static rsr_status check_artifact(rsr_model *m) {
             x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < x->rows ||
             (int64_t)(x->num_blocks - 1) * x->rsr_k >= x->rows || !isfinite(x->scale) ||
             (x->data != RSR_NO_TENSOR && x->data >= a->blob_size))
-            return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols,
-                       x->rsr_k, x->num_blocks);
+            return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols, x->rsr_k,
+                       x->num_blocks);
         if (x->rows > max_rows) max_rows = x->rows;
     }
     if (a->tokenizer_json != RSR_NO_TENSOR &&
@@ -142,16 +144,17 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     m->backend = &rsr_backend_cpu;
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
-        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]",
-                                  p.num_threads);
+        m->status =
+            rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]", p.num_threads);
     else if (!a)
-        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "no artifact given (NAME_artifact() of a model "
+        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
+                                  "no artifact given (NAME_artifact() of a model "
                                   "compiled with --name=NAME)");
     else if (p.load != RSR_LOAD_COPY && p.load != RSR_LOAD_MMAP)
         m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "load %d is not copy (0) or mmap (1)", p.load);
     else if (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU)
-        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)",
-                                  p.device);
+        m->status =
+            rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)", p.device);
     else
         m->status = check_artifact(m);
     m->num_threads = p.num_threads > 0 ? p.num_threads : rsr_default_threads();
@@ -181,8 +184,9 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
     if (!&RSR_ARTIFACT_SYMBOL) {
         rsr_status st = rsr_model_open_artifact(out, NULL, params);
         if (out && *out)
-            (*out)->status = rsr_set_error((*out)->err, RSR_ERR_NOT_FOUND, "no default model is linked into this program: the models "
-                          "in it were compiled with --name=NAME; open one with NAME_model_open");
+            (*out)->status = rsr_set_error((*out)->err, RSR_ERR_NOT_FOUND,
+                                           "no default model is linked into this program: the models "
+                                           "in it were compiled with --name=NAME; open one with NAME_model_open");
         return out && *out ? RSR_ERR_NOT_FOUND : st;
     }
     return rsr_model_open_artifact(out, RSR_ARTIFACT_SYMBOL, params);
@@ -201,7 +205,8 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     if (!m || !m->a || !out) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = m->a;
     if (a->tokenizer_json == RSR_NO_TENSOR)
-        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND, "the model was compiled without a tokenizer: put tokenizer.json (or tokenizer.model) "
+        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND,
+                             "the model was compiled without a tokenizer: put tokenizer.json (or tokenizer.model) "
                              "next to the weights and compile it again (or pass token ids)");
     if (!m->tokenizer) {
         rsr_tokenizer *t;
@@ -217,9 +222,7 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     return RSR_OK;
 }
 
-const char *rsr_model_manifest(const rsr_model *m) {
-    return m && m->a && m->a->manifest ? m->a->manifest : "";
-}
+const char *rsr_model_manifest(const rsr_model *m) { return m && m->a && m->a->manifest ? m->a->manifest : ""; }
 
 const char *rsr_model_errmsg(const rsr_model *m) {
     if (!m) return "no model (out of memory or a NULL handle)";
@@ -232,12 +235,24 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
     if (m->status != RSR_OK) return m->status;
     const rsr_artifact *a = m->a;
     *info = (rsr_model_info){
-        .architecture = a->architecture, .target = a->target, .compiler = a->compiler,
-        .hidden_size = a->hidden, .intermediate_size = a->intermediate, .num_layers = a->num_layers,
-        .num_heads = a->num_heads, .num_kv_heads = a->num_kv_heads, .head_dim = a->head_dim,
-        .vocab_size = a->vocab, .max_positions = a->max_positions, .bos_token_id = a->bos,
-        .eos_token_id = a->eos, .num_matrices = a->num_matrices, .device = m->device,
-        .gpu_arch = a->gpu ? a->gpu->arch : NULL, .num_threads = m->num_threads, .constants = m->constants,
+        .architecture = a->architecture,
+        .target = a->target,
+        .compiler = a->compiler,
+        .hidden_size = a->hidden,
+        .intermediate_size = a->intermediate,
+        .num_layers = a->num_layers,
+        .num_heads = a->num_heads,
+        .num_kv_heads = a->num_kv_heads,
+        .head_dim = a->head_dim,
+        .vocab_size = a->vocab,
+        .max_positions = a->max_positions,
+        .bos_token_id = a->bos,
+        .eos_token_id = a->eos,
+        .num_matrices = a->num_matrices,
+        .device = m->device,
+        .gpu_arch = a->gpu ? a->gpu->arch : NULL,
+        .num_threads = m->num_threads,
+        .constants = m->constants,
     };
     return RSR_OK;
 }
@@ -278,7 +293,8 @@ rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x
             mx->kernel_batch(data, xp, (int32_t)padded, yt, (int32_t)rows, n, 0, mx->num_blocks);
             continue;
         }
-        for (int32_t t = 0; t < n; t++) mx->kernel(data, xp + (size_t)t * padded, yt + (size_t)t * rows, 0, mx->num_blocks);
+        for (int32_t t = 0; t < n; t++)
+            mx->kernel(data, xp + (size_t)t * padded, yt + (size_t)t * rows, 0, mx->num_blocks);
     }
     free(xp);
     return RSR_OK;

@@ -34,8 +34,8 @@ static int by_prob_desc(const void *a, const void *b) {
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
-                   float *probs, int32_t *ids) {
+int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng, float *probs,
+                   int32_t *ids) {
     if (!logits || vocab <= 0 || !rng || !probs || !ids) return -1;
     rsr_sampler_params p = params ? *params : rsr_sampler_default_params();
     if (!(p.temperature > 0)) return rsr_sample_greedy(logits, vocab);

@@ -28,7 +28,12 @@
 
 enum wire { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_BYTES = 2, WIRE_FIXED32 = 5 };
 enum piece_type {
-    PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6
+    PIECE_NORMAL = 1,
+    PIECE_UNKNOWN = 2,
+    PIECE_CONTROL = 3,
+    PIECE_USER_DEFINED = 4,
+    PIECE_UNUSED = 5,
+    PIECE_BYTE = 6
 };
 static const char *const piece_type_name[] = {"?", "NORMAL", "UNKNOWN", "CONTROL", "USER_DEFINED", "UNUSED", "BYTE"};
 static const char *const model_type_name[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
@@ -36,34 +41,42 @@ static const char *const model_type_name[] = {"?", "UNIGRAM", "BPE", "WORD", "CH
 /* One message being read: [p, end) of the file that starts at base. */
 typedef struct pb {
     const uint8_t *base, *p, *end;
-    const char *name;           /* the message, for errors: "trainer_spec", "pieces[3]" */
-    const char *const *fields;  /* names of its fields by number (NULL: not looked at), for errors */
+    const char *name;          /* the message, for errors: "trainer_spec", "pieces[3]" */
+    const char *const *fields; /* names of its fields by number (NULL: not looked at), for errors */
     uint32_t num_fields;
 } pb;
 
 typedef struct pb_field {
     uint32_t number;
     enum wire wire;
-    size_t at;                  /* file offset of the tag */
-    uint64_t value;             /* VARINT, FIXED32, FIXED64 */
-    pb body;                    /* BYTES */
+    size_t at;      /* file offset of the tag */
+    uint64_t value; /* VARINT, FIXED32, FIXED64 */
+    pb body;        /* BYTES */
 } pb_field;
 
 /* The fields of each message that this reader looks at (sentencepiece_model.proto). */
 #define FIELDS(a) a, (uint32_t)(sizeof a / sizeof *a)
-static const char *const model_fields[] = {NULL, "pieces", "trainer_spec", "normalizer_spec", "self_test_data",
-                                           "denormalizer_spec"};
+static const char *const model_fields[] = {
+    NULL, "pieces", "trainer_spec", "normalizer_spec", "self_test_data", "denormalizer_spec"};
 static const char *const piece_fields[] = {NULL, "piece", "score", "type"};
-static const char *const trainer_fields[] = {[3] = "model_type", [24] = "treat_whitespace_as_suffix",
-                                             [35] = "byte_fallback", [40] = "unk_id", [41] = "bos_id", [42] = "eos_id"};
-static const char *const normalizer_fields[] = {NULL, "name", "precompiled_charsmap", "add_dummy_prefix",
-                                                "remove_extra_whitespaces", "escape_whitespaces", "normalization_rule_tsv"};
+static const char *const trainer_fields[] = {
+    [3] = "model_type", [24] = "treat_whitespace_as_suffix", [35] = "byte_fallback", [40] = "unk_id", [41] = "bos_id",
+    [42] = "eos_id"};
+static const char *const normalizer_fields[] = {NULL,
+                                                "name",
+                                                "precompiled_charsmap",
+                                                "add_dummy_prefix",
+                                                "remove_extra_whitespaces",
+                                                "escape_whitespaces",
+                                                "normalization_rule_tsv"};
 
 /* "trainer_spec.unk_id (field 40)", or "trainer_spec field 7" for a field not looked at. */
 static const char *field_label(const pb *m, uint32_t number, char *buf, size_t size) {
     const char *name = number < m->num_fields ? m->fields[number] : NULL;
-    if (name) snprintf(buf, size, "%s.%s (field %u)", m->name, name, number);
-    else snprintf(buf, size, "%s field %u", m->name, number);
+    if (name)
+        snprintf(buf, size, "%s.%s (field %u)", m->name, name, number);
+    else
+        snprintf(buf, size, "%s field %u", m->name, number);
     return buf;
 }
 
@@ -94,12 +107,13 @@ static bool next_field(rsr_tokenizer *t, pb *m, pb_field *f, rsr_status *st) {
     int bad = read_varint(m, &tag);
     char label[96];
     if (bad) {
-        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: a field tag %s", f->at, m->name, varint_problem[bad]);
+        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: a field tag %s", f->at, m->name,
+                        varint_problem[bad]);
         return false;
     }
     if (tag >> 3 == 0 || tag >> 3 > 536870911u) {
-        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: field number %llu is not valid", f->at, m->name,
-                        (unsigned long long)(tag >> 3));
+        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: field number %llu is not valid", f->at,
+                        m->name, (unsigned long long)(tag >> 3));
         return false;
     }
     f->number = (uint32_t)(tag >> 3);
@@ -108,14 +122,16 @@ static bool next_field(rsr_tokenizer *t, pb *m, pb_field *f, rsr_status *st) {
     switch (f->wire) {
     case WIRE_VARINT:
         if (!(bad = read_varint(m, &f->value))) return true;
-        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: the varint %s", f->at, label, varint_problem[bad]);
+        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: the varint %s", f->at, label,
+                        varint_problem[bad]);
         return false;
     case WIRE_FIXED64:
     case WIRE_FIXED32: {
         size_t n = f->wire == WIRE_FIXED64 ? 8 : 4;
         if ((size_t)(m->end - m->p) < n) {
-            *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: a %zu-byte value, but %zu bytes are left in %s",
-                            f->at, label, n, (size_t)(m->end - m->p), m->name);
+            *st = tok_error(t, RSR_ERR_FORMAT,
+                            "tokenizer.model: byte %zu: %s: a %zu-byte value, but %zu bytes are left in %s", f->at,
+                            label, n, (size_t)(m->end - m->p), m->name);
             return false;
         }
         f->value = 0;
@@ -126,13 +142,16 @@ static bool next_field(rsr_tokenizer *t, pb *m, pb_field *f, rsr_status *st) {
     case WIRE_BYTES: {
         uint64_t len;
         if ((bad = read_varint(m, &len))) {
-            *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: the length %s", f->at, label, varint_problem[bad]);
+            *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: the length %s", f->at, label,
+                            varint_problem[bad]);
             return false;
         }
         size_t left = (size_t)(m->end - m->p);
         if (len > left) {
-            *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s: length %llu runs past the end of %s (%zu bytes "
-                            "left)", f->at, label, (unsigned long long)len, m->name, left);
+            *st = tok_error(t, RSR_ERR_FORMAT,
+                            "tokenizer.model: byte %zu: %s: length %llu runs past the end of %s (%zu bytes "
+                            "left)",
+                            f->at, label, (unsigned long long)len, m->name, left);
             return false;
         }
         f->body = (pb){m->base, m->p, m->p + len, NULL, NULL, 0};
@@ -140,8 +159,10 @@ static bool next_field(rsr_tokenizer *t, pb *m, pb_field *f, rsr_status *st) {
         return true;
     }
     default:
-        *st = tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s has wire type %d, which no field of a SentencePiece "
-                        "model has (0, 1, 2 or 5)", f->at, label, (int)f->wire);
+        *st = tok_error(t, RSR_ERR_FORMAT,
+                        "tokenizer.model: byte %zu: %s has wire type %d, which no field of a SentencePiece "
+                        "model has (0, 1, 2 or 5)",
+                        f->at, label, (int)f->wire);
         return false;
     }
 }
@@ -180,18 +201,18 @@ typedef struct sp_piece {
     const uint8_t *text;
     uint32_t len;
     float score;
-    int32_t type;               /* enum piece_type */
+    int32_t type; /* enum piece_type */
 } sp_piece;
 
 typedef struct sp_model {
     sp_piece *piece;
     int32_t n, cap;
-    int32_t model_type;         /* 1 UNIGRAM (the default), 2 BPE, ... */
+    int32_t model_type; /* 1 UNIGRAM (the default), 2 BPE, ... */
     bool has_model_type;
     bool byte_fallback, treat_whitespace_as_suffix;
     int32_t unk_id, bos_id, eos_id;
     bool add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
-    char rules[160];            /* normalization rules found, refused after model_type; "" if none */
+    char rules[160]; /* normalization rules found, refused after model_type; "" if none */
 } sp_model;
 
 static bool utf8_valid(rsr_tokenizer *t, const uint8_t *s, size_t len) {
@@ -218,8 +239,9 @@ static rsr_status read_piece(rsr_tokenizer *t, pb *m, sp_piece *x) {
         } else if (f.number == 3) {
             if ((st = expect_wire(t, m, &f, WIRE_VARINT)) != RSR_OK) return st;
             if (f.value < PIECE_NORMAL || f.value > PIECE_BYTE)
-                return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: %s.type is %llu, not a piece type (1-6)", f.at,
-                                 m->name, (unsigned long long)f.value);
+                return tok_error(t, RSR_ERR_FORMAT,
+                                 "tokenizer.model: byte %zu: %s.type is %llu, not a piece type (1-6)", f.at, m->name,
+                                 (unsigned long long)f.value);
             x->type = (int32_t)f.value;
         }
     }
@@ -229,8 +251,8 @@ static rsr_status read_piece(rsr_tokenizer *t, pb *m, sp_piece *x) {
     if (!utf8_valid(t, x->text, x->len))
         return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: %s: the piece is not valid UTF-8", m->name);
     if (!isfinite(x->score))
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: %s ('%.*s'): score %g is not finite", m->name, (int)x->len,
-                         (const char *)x->text, (double)x->score);
+        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: %s ('%.*s'): score %g is not finite", m->name,
+                         (int)x->len, (const char *)x->text, (double)x->score);
     return RSR_OK;
 }
 
@@ -272,8 +294,9 @@ static rsr_status read_normalizer_spec(rsr_tokenizer *t, pb *m, sp_model *sp) {
             if ((st = expect_wire(t, m, &f, WIRE_BYTES)) == RSR_OK && f.body.end > f.body.p && !sp->rules[0]) {
                 char label[96];
                 snprintf(sp->rules, sizeof sp->rules, "byte %zu: %s: %zu bytes of normalization rules%s%.*s%s", f.at,
-                         field_label(m, f.number, label, sizeof label), (size_t)(f.body.end - f.body.p), name ? " ('" : "",
-                         name_len > 40 ? 40 : (int)name_len, name ? (const char *)name : "", name ? "')" : "");
+                         field_label(m, f.number, label, sizeof label), (size_t)(f.body.end - f.body.p),
+                         name ? " ('" : "", name_len > 40 ? 40 : (int)name_len, name ? (const char *)name : "",
+                         name ? "')" : "");
             }
             break;
         case 3: st = bool_field(t, m, &f, &sp->add_dummy_prefix); break;
@@ -313,8 +336,10 @@ static rsr_status read_model_proto(rsr_tokenizer *t, const uint8_t *data, size_t
             f.body.fields = f.number == 2 ? trainer_fields : normalizer_fields;
             f.body.num_fields = f.number == 2 ? sizeof trainer_fields / sizeof *trainer_fields
                                               : sizeof normalizer_fields / sizeof *normalizer_fields;
-            if (f.number == 2) st = read_trainer_spec(t, &f.body, sp);
-            else if (f.number == 3) st = read_normalizer_spec(t, &f.body, sp);
+            if (f.number == 2)
+                st = read_trainer_spec(t, &f.body, sp);
+            else if (f.number == 3)
+                st = read_normalizer_spec(t, &f.body, sp);
             else { /* the denormalizer's flags have no meaning; its rules are refused */
                 sp_model ignored = *sp;
                 st = read_normalizer_spec(t, &f.body, &ignored);
@@ -322,8 +347,10 @@ static rsr_status read_model_proto(rsr_tokenizer *t, const uint8_t *data, size_t
             }
             if (st != RSR_OK) return st;
         } else if (f.number != 4) { /* 4: self_test_data */
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: byte %zu: field %u is not a field of a SentencePiece "
-                             "ModelProto (1-5): not a tokenizer.model", f.at, f.number);
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.model: byte %zu: field %u is not a field of a SentencePiece "
+                             "ModelProto (1-5): not a tokenizer.model",
+                             f.at, f.number);
         }
     }
     return st;
@@ -380,7 +407,8 @@ static rsr_status build_merges(rsr_tokenizer *t, const sp_model *sp) {
 
 static bool add_norm(rsr_tokenizer *t, enum norm_kind kind, const char *a, const char *b) {
     norm_step step = {kind, {0, 0}, {0, 0}};
-    if ((a && !tok_arena_add(t, a, strlen(a), &step.a)) || (b && !tok_arena_add(t, b, strlen(b), &step.b))) return false;
+    if ((a && !tok_arena_add(t, a, strlen(a), &step.a)) || (b && !tok_arena_add(t, b, strlen(b), &step.b)))
+        return false;
     norm_step *grown = realloc(t->norm, sizeof *t->norm * (size_t)(t->num_norm + 1));
     if (!grown) return false;
     t->norm = grown;
@@ -391,12 +419,13 @@ static bool add_norm(rsr_tokenizer *t, enum norm_kind kind, const char *a, const
 static rsr_status check_id(rsr_tokenizer *t, const sp_model *sp, const char *field, int32_t id, int want_type) {
     if (id == -1 && want_type != PIECE_UNKNOWN) return RSR_OK; /* -1: the model has none */
     if (id < 0 || id >= sp->n)
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: trainer_spec.%s %d is not a piece id (the model has %d pieces)",
-                         field, id, sp->n);
+        return tok_error(t, RSR_ERR_FORMAT,
+                         "tokenizer.model: trainer_spec.%s %d is not a piece id (the model has %d pieces)", field, id,
+                         sp->n);
     if (want_type && sp->piece[id].type != want_type)
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: trainer_spec.%s %d names '%.*s', a %s piece, not %s", field, id,
-                         (int)sp->piece[id].len, (const char *)sp->piece[id].text, piece_type_name[sp->piece[id].type],
-                         piece_type_name[want_type]);
+        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: trainer_spec.%s %d names '%.*s', a %s piece, not %s",
+                         field, id, (int)sp->piece[id].len, (const char *)sp->piece[id].text,
+                         piece_type_name[sp->piece[id].type], piece_type_name[want_type]);
     return RSR_OK;
 }
 
@@ -407,17 +436,20 @@ static int hex_digit(char c) { /* upper case, as SentencePiece writes byte piece
 static rsr_status build(rsr_tokenizer *t, const sp_model *sp) {
     rsr_status st;
     if (sp->model_type != 2)
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: trainer_spec.model_type is %s (%d%s); only BPE (2) is supported",
+        return tok_error(t, RSR_ERR_FORMAT,
+                         "tokenizer.model: trainer_spec.model_type is %s (%d%s); only BPE (2) is supported",
                          sp->model_type >= 1 && sp->model_type <= 4 ? model_type_name[sp->model_type] : "unknown",
                          sp->model_type, sp->has_model_type ? "" : ", the default: the field is absent");
     if (sp->rules[0])
         return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: %s; only the identity normalizer (no rules) is supported",
                          sp->rules);
     if (sp->treat_whitespace_as_suffix)
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: trainer_spec.treat_whitespace_as_suffix is not supported");
+        return tok_error(t, RSR_ERR_FORMAT,
+                         "tokenizer.model: trainer_spec.treat_whitespace_as_suffix is not supported");
     if (!sp->n) return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: no pieces (field 1)");
     if ((st = check_id(t, sp, "unk_id", sp->unk_id, PIECE_UNKNOWN)) != RSR_OK ||
-        (st = check_id(t, sp, "bos_id", sp->bos_id, 0)) != RSR_OK || (st = check_id(t, sp, "eos_id", sp->eos_id, 0)) != RSR_OK)
+        (st = check_id(t, sp, "bos_id", sp->bos_id, 0)) != RSR_OK ||
+        (st = check_id(t, sp, "eos_id", sp->eos_id, 0)) != RSR_OK)
         return st;
 
     t->vocab_size = sp->n;
@@ -433,16 +465,17 @@ static rsr_status build(rsr_tokenizer *t, const sp_model *sp) {
         if (!tok_arena_add(t, s, x->len, &t->text[id])) return OOM(t);
         int32_t seen = strmap_get(&t->vocab, t->arena.p, s, x->len);
         if (seen >= 0)
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: pieces[%d] '%.*s' repeats pieces[%d]", id, (int)x->len, s,
-                             seen);
+            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: pieces[%d] '%.*s' repeats pieces[%d]", id,
+                             (int)x->len, s, seen);
         if (!strmap_put(&t->vocab, t->arena.p, t->text[id], id)) return OOM(t);
         t->flags[id] = TF_USED;
         if (x->type == PIECE_BYTE) {
             bool form = x->len == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>';
             int hi = form ? hex_digit(s[3]) : -1, lo = form ? hex_digit(s[4]) : -1, v = hi * 16 + lo;
             if (hi < 0 || lo < 0)
-                return tok_error(t, RSR_ERR_FORMAT, "tokenizer.model: pieces[%d] '%.*s' is a BYTE piece, but not written <0xXX>",
-                                 id, (int)x->len, s);
+                return tok_error(t, RSR_ERR_FORMAT,
+                                 "tokenizer.model: pieces[%d] '%.*s' is a BYTE piece, but not written <0xXX>", id,
+                                 (int)x->len, s);
             t->fallback_id[v] = id;
         } else if (x->type == PIECE_UNKNOWN || x->type == PIECE_CONTROL || x->type == PIECE_USER_DEFINED) {
             bool special = x->type != PIECE_USER_DEFINED;
@@ -485,8 +518,13 @@ bool tok_is_sentencepiece(const char *data, size_t len) {
 
 rsr_status tok_load_sentencepiece(rsr_tokenizer *t, const uint8_t *data, size_t len) {
     /* The proto's defaults for fields a file leaves out. */
-    sp_model sp = {.model_type = 1, .unk_id = 0, .bos_id = 1, .eos_id = 2, .add_dummy_prefix = true,
-                   .remove_extra_whitespaces = true, .escape_whitespaces = true};
+    sp_model sp = {.model_type = 1,
+                   .unk_id = 0,
+                   .bos_id = 1,
+                   .eos_id = 2,
+                   .add_dummy_prefix = true,
+                   .remove_extra_whitespaces = true,
+                   .escape_whitespaces = true};
     rsr_status st = read_model_proto(t, data, len, &sp);
     if (st == RSR_OK) st = build(t, &sp);
     free(sp.piece);

@@ -94,7 +94,9 @@ bool strmap_put(strmap *m, const char *arena, span key, int32_t value) {
     return true;
 }
 
-static uint64_t merge_key(int32_t left, int32_t right) { return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1; }
+static uint64_t merge_key(int32_t left, int32_t right) {
+    return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
+}
 static uint32_t merge_hash(uint64_t k) { /* splitmix64's finalizer: every key bit reaches the low bits */
     k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9u;
     k = (k ^ (k >> 27)) * 0x94d049bb133111ebu;
@@ -209,7 +211,8 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
     if (!cJSON_IsObject(vocab)) return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: model.vocab is not an object");
     int32_t max_id = max_added_id;
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1 << 24 || e->valuedouble != (int32_t)e->valuedouble)
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1 << 24 ||
+            e->valuedouble != (int32_t)e->valuedouble)
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: model.vocab['%s'] is not a token id in [0, 2^24]",
                              e->string);
         if (e->valueint > max_id) max_id = e->valueint;
@@ -235,7 +238,8 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
     if (cJSON_IsString(unk)) {
         t->unk_id = strmap_get(&t->vocab, t->arena.p, unk->valuestring, strlen(unk->valuestring));
         if (t->unk_id < 0)
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: unk_token '%s' is not in the vocabulary", unk->valuestring);
+            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: unk_token '%s' is not in the vocabulary",
+                             unk->valuestring);
     }
     for (int b = 0; b < 256; b++) {
         char name[8];
@@ -253,8 +257,9 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
         if (cJSON_IsString(m)) { /* "left right" */
             const char *sp = strchr(m->valuestring, ' ');
             if (!sp || strchr(sp + 1, ' '))
-                return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: merge %d '%s' is not two tokens separated by a space",
-                                 rank, m->valuestring);
+                return tok_error(t, RSR_ERR_FORMAT,
+                                 "tokenizer.json: merge %d '%s' is not two tokens separated by a space", rank,
+                                 m->valuestring);
             left = m->valuestring, left_len = (size_t)(sp - left), right = sp + 1, right_len = strlen(right);
         } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
                    cJSON_IsString(m->child->next)) { /* ["left", "right"] */
@@ -266,8 +271,9 @@ static rsr_status read_model(rsr_tokenizer *t, const cJSON *model, int32_t max_a
         int32_t a = strmap_get(&t->vocab, t->arena.p, left, left_len);
         int32_t b = strmap_get(&t->vocab, t->arena.p, right, right_len);
         if (a < 0 || b < 0)
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: merge %d ('%.*s' '%.*s') names a token not in the vocabulary",
-                             rank, (int)left_len, left, (int)right_len, right);
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: merge %d ('%.*s' '%.*s') names a token not in the vocabulary", rank,
+                             (int)left_len, left, (int)right_len, right);
         if (!bytes_reserve(&t->arena, left_len + right_len + 1)) return OOM(t);
         char *joined = t->arena.p + t->arena.len; /* scratch past the end of the arena */
         memcpy(joined, left, left_len);
@@ -292,7 +298,8 @@ static rsr_status scan_added_ids(rsr_tokenizer *t, const cJSON *added, int32_t *
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1 << 24 || !cJSON_IsString(content) ||
             !*content->valuestring)
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: an added token lacks a non-empty content or an id in [0, 2^24]");
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: an added token lacks a non-empty content or an id in [0, 2^24]");
         if (id->valueint > *max_id) *max_id = id->valueint;
     }
     return RSR_OK;
@@ -313,7 +320,8 @@ static rsr_status read_added(rsr_tokenizer *t, const cJSON *added) {
         if (!tok_arena_add(t, content, strlen(content), &x->content)) return OOM(t);
         if ((t->flags[x->id] & TF_USED) && !(t->flags[x->id] & TF_ADDED) &&
             strcmp(tok_str(t, t->text[x->id]), content) != 0)
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: added token '%s' takes id %d, which the vocabulary gives to '%s'",
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: added token '%s' takes id %d, which the vocabulary gives to '%s'",
                              content, x->id, tok_str(t, t->text[x->id]));
         t->text[x->id] = x->content;
         t->flags[x->id] |= TF_USED | TF_ADDED | (x->special ? TF_SPECIAL : 0);
@@ -363,21 +371,23 @@ static rsr_status read_normalizer(rsr_tokenizer *t, const cJSON *n) {
     norm_step step = {0};
     if (strcmp(type, "Prepend") == 0) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(n, "prepend");
-        if (!cJSON_IsString(p)) return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Prepend normalizer without a string");
+        if (!cJSON_IsString(p))
+            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Prepend normalizer without a string");
         step.kind = NORM_PREPEND;
         if (!tok_arena_add(t, p->valuestring, strlen(p->valuestring), &step.a)) return OOM(t);
     } else if (strcmp(type, "Replace") == 0) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n, "pattern"), "String");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(n, "content");
         if (!cJSON_IsString(pat) || !*pat->valuestring || !cJSON_IsString(content))
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Replace normalizer: only a non-empty String pattern is supported");
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: Replace normalizer: only a non-empty String pattern is supported");
         step.kind = NORM_REPLACE;
         if (!tok_arena_add(t, pat->valuestring, strlen(pat->valuestring), &step.a) ||
             !tok_arena_add(t, content->valuestring, strlen(content->valuestring), &step.b))
             return OOM(t);
     } else {
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: normalizer '%s' is not supported (Sequence, Prepend, Replace)",
-                         type);
+        return tok_error(t, RSR_ERR_FORMAT,
+                         "tokenizer.json: normalizer '%s' is not supported (Sequence, Prepend, Replace)", type);
     }
     norm_step *grown = realloc(t->norm, sizeof *t->norm * (size_t)(t->num_norm + 1));
     if (!grown) return OOM(t);
@@ -400,13 +410,16 @@ static bool translate_regex(const char *src, bytes *out) {
         bool ok;
         if (c == '\\' && src[i + 1]) {
             char e = src[i + 1];
-            if (e == 's') ok = bytes_append(out, "\\p{White_Space}", 15);
-            else if (e == 'S') ok = bytes_append(out, "\\P{White_Space}", 15);
+            if (e == 's')
+                ok = bytes_append(out, "\\p{White_Space}", 15);
+            else if (e == 'S')
+                ok = bytes_append(out, "\\P{White_Space}", 15);
             else if ((e == 'p' || e == 'P') && src[i + 2] == '{' && strchr(src + i, '}')) {
                 size_t end = (size_t)(strchr(src + i, '}') - src);
                 ok = bytes_append(out, src + i, end - i + 1);
                 i = end - 1;
-            } else ok = bytes_append(out, src + i, 2);
+            } else
+                ok = bytes_append(out, src + i, 2);
             i++;
         } else if (in_class) {
             if (c == ']') in_class = false;
@@ -414,7 +427,8 @@ static bool translate_regex(const char *src, bytes *out) {
                 if (src[i + 1] == '-' || (i > 0 && src[i - 1] == '-')) return false; /* a folded range */
                 char both[2] = {c, (char)(c ^ 0x20)};
                 ok = bytes_append(out, both, 2);
-            } else ok = bytes_append(out, &c, 1);
+            } else
+                ok = bytes_append(out, &c, 1);
         } else if (c == '[') {
             in_class = true;
             ok = bytes_append(out, &c, 1);
@@ -425,7 +439,8 @@ static bool translate_regex(const char *src, bytes *out) {
                 fold_depth = depth;
                 ok = bytes_append(out, "(?:", 3);
                 i += 3;
-            } else ok = bytes_append(out, &c, 1);
+            } else
+                ok = bytes_append(out, &c, 1);
             depth++;
         } else if (c == ')') {
             depth--;
@@ -434,7 +449,8 @@ static bool translate_regex(const char *src, bytes *out) {
         } else if (fold_depth >= 0 && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
             char cls[4] = {'[', c, (char)(c ^ 0x20), ']'};
             ok = bytes_append(out, cls, 4);
-        } else ok = bytes_append(out, &c, 1);
+        } else
+            ok = bytes_append(out, &c, 1);
         if (!ok) return false;
     }
     return bytes_append(out, "", 0);
@@ -453,8 +469,8 @@ static rsr_status compile_regex(rsr_tokenizer *t, const char *pattern, bool lite
         ok = translate_regex(pattern, &rx);
         if (!ok && rx.p) {
             free(rx.p);
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: pattern '%s': a letter range inside (?i:...) is not supported",
-                             pattern);
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: pattern '%s': a letter range inside (?i:...) is not supported", pattern);
         }
     }
     if (!ok) {
@@ -468,8 +484,8 @@ static rsr_status compile_regex(rsr_tokenizer *t, const char *pattern, bool lite
     if (!*out) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: pattern '%s': %s at offset %zu", pattern, (const char *)msg,
-                         (size_t)at);
+        return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: pattern '%s': %s at offset %zu", pattern,
+                         (const char *)msg, (size_t)at);
     }
     pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* best effort: the interpreter gives the same matches */
     return RSR_OK;
@@ -506,18 +522,24 @@ static rsr_status read_pre_tokenizer(rsr_tokenizer *t, const cJSON *p) {
         const cJSON *rx = cJSON_GetObjectItemCaseSensitive(pattern, "Regex");
         const cJSON *str = cJSON_GetObjectItemCaseSensitive(pattern, "String");
         const cJSON *behavior = cJSON_GetObjectItemCaseSensitive(p, "behavior");
-        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                            "Contiguous"};
         step.kind = PRE_SPLIT;
-        step.behavior = (enum split_behavior)-1;
+        step.behavior = (enum split_behavior) - 1;
         for (int i = 0; i < 5; i++)
-            if (cJSON_IsString(behavior) && strcmp(behavior->valuestring, names[i]) == 0) step.behavior = (enum split_behavior)i;
+            if (cJSON_IsString(behavior) && strcmp(behavior->valuestring, names[i]) == 0)
+                step.behavior = (enum split_behavior)i;
         if ((int)step.behavior < 0)
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Split behavior '%s' is unknown",
                              cJSON_IsString(behavior) ? behavior->valuestring : "(none)");
         step.invert = json_bool(p, "invert", false);
-        if (cJSON_IsString(rx)) st = compile_regex(t, rx->valuestring, false, &step.re);
-        else if (cJSON_IsString(str) && *str->valuestring) st = compile_regex(t, str->valuestring, true, &step.re);
-        else return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Split pre-tokenizer without a Regex or String pattern");
+        if (cJSON_IsString(rx))
+            st = compile_regex(t, rx->valuestring, false, &step.re);
+        else if (cJSON_IsString(str) && *str->valuestring)
+            st = compile_regex(t, str->valuestring, true, &step.re);
+        else
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: Split pre-tokenizer without a Regex or String pattern");
         if (st != RSR_OK) return st;
         return add_pre(t, step);
     }
@@ -525,8 +547,8 @@ static rsr_status read_pre_tokenizer(rsr_tokenizer *t, const cJSON *p) {
         step.kind = PRE_BYTE_LEVEL;
         step.add_prefix_space = json_bool(p, "add_prefix_space", false);
         if (json_bool(p, "use_regex", true) &&
-            (st = compile_regex(t, "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", false,
-                                &step.re)) != RSR_OK)
+            (st = compile_regex(t, "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+                                false, &step.re)) != RSR_OK)
             return st;
         step.behavior = SPLIT_ISOLATED;
         st = add_pre(t, step);
@@ -541,12 +563,15 @@ static rsr_status read_pre_tokenizer(rsr_tokenizer *t, const cJSON *p) {
         if (!tok_arena_add(t, r, strlen(r), &step.replacement)) return OOM(t);
         step.prepend = json_bool(p, "add_prefix_space", true) ? 2 : 0;
         if (cJSON_IsString(scheme))
-            step.prepend = strcmp(scheme->valuestring, "never") == 0 ? 0 : strcmp(scheme->valuestring, "first") == 0 ? 1 : 2;
+            step.prepend = strcmp(scheme->valuestring, "never") == 0   ? 0
+                           : strcmp(scheme->valuestring, "first") == 0 ? 1
+                                                                       : 2;
         step.split = json_bool(p, "split", true);
         return add_pre(t, step);
     }
     return tok_error(t, RSR_ERR_FORMAT,
-                     "tokenizer.json: pre-tokenizer '%s' is not supported (Sequence, Split, ByteLevel, Metaspace)", type);
+                     "tokenizer.json: pre-tokenizer '%s' is not supported (Sequence, Split, ByteLevel, Metaspace)",
+                     type);
 }
 
 /* ---- post-processor ---- */
@@ -564,8 +589,9 @@ static rsr_status read_post_processor(rsr_tokenizer *t, const cJSON *p) {
     }
     if (strcmp(type, "ByteLevel") == 0) return RSR_OK; /* offsets only */
     if (strcmp(type, "TemplateProcessing") != 0)
-        return tok_error(t, RSR_ERR_FORMAT,
-                         "tokenizer.json: post-processor '%s' is not supported (TemplateProcessing, ByteLevel, Sequence)", type);
+        return tok_error(
+            t, RSR_ERR_FORMAT,
+            "tokenizer.json: post-processor '%s' is not supported (TemplateProcessing, ByteLevel, Sequence)", type);
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
     const cJSON *specials = cJSON_GetObjectItemCaseSensitive(p, "special_tokens");
     int32_t n = cJSON_IsArray(single) ? cJSON_GetArraySize(single) : 0;
@@ -583,14 +609,19 @@ static rsr_status read_post_processor(rsr_tokenizer *t, const cJSON *p) {
         }
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(sp, "id");
         if (!cJSON_IsString(name))
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: TemplateProcessing item is neither SpecialToken nor Sequence");
-        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(specials, name->valuestring), "ids");
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: TemplateProcessing item is neither SpecialToken nor Sequence");
+        const cJSON *ids =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(specials, name->valuestring), "ids");
         if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) != 1 || !cJSON_IsNumber(ids->child) ||
             ids->child->valueint < 0 || ids->child->valueint >= t->vocab_size)
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: TemplateProcessing special token '%s' needs one id in the vocabulary",
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: TemplateProcessing special token '%s' needs one id in the vocabulary",
                              name->valuestring);
-        if (seen_sequence) t->suffix_ids[t->num_suffix++] = ids->child->valueint;
-        else t->prefix_ids[t->num_prefix++] = ids->child->valueint;
+        if (seen_sequence)
+            t->suffix_ids[t->num_suffix++] = ids->child->valueint;
+        else
+            t->prefix_ids[t->num_prefix++] = ids->child->valueint;
     }
     return RSR_OK;
 }
@@ -610,18 +641,23 @@ static rsr_status read_decoder(rsr_tokenizer *t, const cJSON *d, dec_step *steps
     }
     if (*n == 16) return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: more than 16 decoders");
     dec_step s = {0};
-    if (strcmp(type, "ByteLevel") == 0) s.kind = DEC_BYTE_LEVEL;
-    else if (strcmp(type, "ByteFallback") == 0) s.kind = DEC_BYTE_FALLBACK;
-    else if (strcmp(type, "Fuse") == 0) s.kind = DEC_FUSE;
+    if (strcmp(type, "ByteLevel") == 0)
+        s.kind = DEC_BYTE_LEVEL;
+    else if (strcmp(type, "ByteFallback") == 0)
+        s.kind = DEC_BYTE_FALLBACK;
+    else if (strcmp(type, "Fuse") == 0)
+        s.kind = DEC_FUSE;
     else if (strcmp(type, "Replace") == 0) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "pattern"), "String");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(d, "content");
         if (!cJSON_IsString(pat) || !*pat->valuestring || !cJSON_IsString(content))
-            return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Replace decoder: only a non-empty String pattern is supported");
+            return tok_error(t, RSR_ERR_FORMAT,
+                             "tokenizer.json: Replace decoder: only a non-empty String pattern is supported");
         s.kind = DEC_REPLACE, s.a = pat->valuestring, s.b = content->valuestring;
     } else if (strcmp(type, "Strip") == 0) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(d, "content");
-        const cJSON *start = cJSON_GetObjectItemCaseSensitive(d, "start"), *stop = cJSON_GetObjectItemCaseSensitive(d, "stop");
+        const cJSON *start = cJSON_GetObjectItemCaseSensitive(d, "start"),
+                    *stop = cJSON_GetObjectItemCaseSensitive(d, "stop");
         s.kind = DEC_STRIP, s.a = cJSON_IsString(content) ? content->valuestring : " ";
         s.start = cJSON_IsNumber(start) ? start->valueint : 0;
         s.stop = cJSON_IsNumber(stop) ? stop->valueint : 0;
@@ -632,9 +668,10 @@ static rsr_status read_decoder(rsr_tokenizer *t, const cJSON *d, dec_step *steps
         s.start = json_bool(d, "add_prefix_space", true);
         if (cJSON_IsString(scheme)) s.start = strcmp(scheme->valuestring, "never") != 0;
     } else {
-        return tok_error(t, RSR_ERR_FORMAT,
-                         "tokenizer.json: decoder '%s' is not supported (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace)",
-                         type);
+        return tok_error(
+            t, RSR_ERR_FORMAT,
+            "tokenizer.json: decoder '%s' is not supported (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace)",
+            type);
     }
     steps[(*n)++] = s;
     return RSR_OK;
@@ -692,14 +729,17 @@ rsr_status tok_build_pieces(rsr_tokenizer *t, const dec_step *steps, int n) {
             } else if (s->kind == DEC_BYTE_FALLBACK) {
                 unsigned v;
                 char tail;
-                if (cur.len == 6 && memcmp(cur.p, "<0x", 3) == 0 && cur.p[5] == '>' && sscanf(cur.p + 3, "%2x%c", &v, &tail) == 2) {
+                if (cur.len == 6 && memcmp(cur.p, "<0x", 3) == 0 && cur.p[5] == '>' &&
+                    sscanf(cur.p + 3, "%2x%c", &v, &tail) == 2) {
                     char byte = (char)v;
                     if (!bytes_append(&next, &byte, 1)) goto oom;
-                } else if (!bytes_append(&next, cur.p, cur.len)) goto oom;
+                } else if (!bytes_append(&next, cur.p, cur.len))
+                    goto oom;
             } else { /* DEC_STRIP per token */
                 size_t clen = strlen(s->a), b = 0, e = cur.len;
                 for (int32_t k = 0; k < s->start && b + clen <= e && memcmp(cur.p + b, s->a, clen) == 0; k++) b += clen;
-                for (int32_t k = 0; k < s->stop && e >= b + clen && memcmp(cur.p + e - clen, s->a, clen) == 0; k++) e -= clen;
+                for (int32_t k = 0; k < s->stop && e >= b + clen && memcmp(cur.p + e - clen, s->a, clen) == 0; k++)
+                    e -= clen;
                 if (!bytes_append(&next, cur.p + b, e - b)) goto oom;
             }
             bytes swap = cur;
@@ -813,13 +853,20 @@ void rsr_tokenizer_free(rsr_tokenizer *t) {
     free(t);
 }
 
-const char *rsr_tokenizer_errmsg(const rsr_tokenizer *t) { return t ? t->err : "no tokenizer (out of memory or a NULL handle)"; }
+const char *rsr_tokenizer_errmsg(const rsr_tokenizer *t) {
+    return t ? t->err : "no tokenizer (out of memory or a NULL handle)";
+}
 
 rsr_status rsr_tokenizer_get_info(const rsr_tokenizer *t, rsr_tokenizer_info *info) {
     if (!t || !info || !t->text) return RSR_ERR_INVALID_ARGUMENT;
     *info = (rsr_tokenizer_info){
-        .kind = t->kind, .vocab_size = t->vocab_size, .num_added_tokens = t->num_added, .bos_token_id = t->bos_id,
-        .eos_token_id = t->eos_id, .eot_token_id = t->eot_id, .chat_template = t->chat_template,
+        .kind = t->kind,
+        .vocab_size = t->vocab_size,
+        .num_added_tokens = t->num_added,
+        .bos_token_id = t->bos_id,
+        .eos_token_id = t->eos_id,
+        .eot_token_id = t->eot_id,
+        .chat_template = t->chat_template,
     };
     return RSR_OK;
 }
@@ -837,7 +884,8 @@ int32_t rsr_tokenizer_token_id(const rsr_tokenizer *t, const char *token) {
     if (!t || !token || !t->text) return -1;
     size_t len = strlen(token);
     for (int32_t i = 0; i < t->num_added; i++)
-        if (t->added[i].content.len == len && memcmp(tok_str(t, t->added[i].content), token, len) == 0) return t->added[i].id;
+        if (t->added[i].content.len == len && memcmp(tok_str(t, t->added[i].content), token, len) == 0)
+            return t->added[i].id;
     return strmap_get(&t->vocab, t->arena.p, token, len);
 }
 

@@ -37,8 +37,8 @@ typedef struct strmap {
     struct strmap_entry {
         uint32_t hash, off, len;
         int32_t value;
-    } *slot;
-    uint32_t mask, count;   /* mask + 1 slots, a power of two */
+    } * slot;
+    uint32_t mask, count; /* mask + 1 slots, a power of two */
 } strmap;
 uint32_t str_hash(const char *s, size_t len);
 int32_t strmap_get(const strmap *m, const char *arena, const char *s, size_t len);
@@ -49,7 +49,7 @@ typedef struct spanlist {
     struct text_span {
         uint32_t off, len;
         int32_t id;
-    } *p;
+    } * p;
     size_t n, cap;
 } spanlist;
 
@@ -64,20 +64,20 @@ typedef struct added_token {
 enum norm_kind { NORM_PREPEND, NORM_REPLACE, NORM_SQUEEZE_SPACES };
 typedef struct norm_step {
     enum norm_kind kind;
-    span a, b;                  /* PREPEND: a; REPLACE: a → b; SQUEEZE_SPACES: none */
+    span a, b; /* PREPEND: a; REPLACE: a → b; SQUEEZE_SPACES: none */
 } norm_step;
 
 enum split_behavior { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREVIOUS, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
 enum pre_kind { PRE_SPLIT, PRE_BYTE_LEVEL, PRE_METASPACE };
 typedef struct pre_step {
     enum pre_kind kind;
-    pcre2_code *re;             /* SPLIT (regex or escaped string); BYTE_LEVEL with use_regex */
+    pcre2_code *re; /* SPLIT (regex or escaped string); BYTE_LEVEL with use_regex */
     enum split_behavior behavior;
     bool invert;
-    bool add_prefix_space;      /* BYTE_LEVEL */
-    span replacement;           /* METASPACE: "▁" */
-    int prepend;                /* METASPACE: 0 never, 1 first, 2 always */
-    bool split;                 /* METASPACE */
+    bool add_prefix_space; /* BYTE_LEVEL */
+    span replacement;      /* METASPACE: "▁" */
+    int prepend;           /* METASPACE: 0 never, 1 first, 2 always */
+    bool split;            /* METASPACE */
 } pre_step;
 
 struct rsr_tokenizer {
@@ -88,33 +88,33 @@ struct rsr_tokenizer {
     /* vocabulary: per id, the token as written in tokenizer.json and the bytes it decodes to */
     int32_t vocab_size;
     span *text, *piece;
-    uint8_t *flags;             /* enum token_flag */
-    strmap vocab;               /* the BPE model's vocabulary: text → id */
+    uint8_t *flags; /* enum token_flag */
+    strmap vocab;   /* the BPE model's vocabulary: text → id */
 
     /* BPE: merges keyed by the pair of ids, ranked by their order in the file */
     struct merge_slot {
-        uint64_t key;           /* (left << 32 | right) + 1; 0: empty */
+        uint64_t key; /* (left << 32 | right) + 1; 0: empty */
         int32_t rank, result;
-    } *merges;
+    } * merges;
     uint32_t merge_mask;
     bool byte_fallback, ignore_merges, fuse_unk;
     int32_t unk_id;
-    int32_t fallback_id[256];   /* <0xXX> tokens, -1 when absent */
+    int32_t fallback_id[256]; /* <0xXX> tokens, -1 when absent */
 
     /* added tokens, matched longest first at each position of the text */
     added_token *added;
     int32_t num_added;
-    int32_t *added_by_byte;     /* indices of added tokens grouped by first byte, longest first */
-    int32_t added_first[257];   /* added_by_byte[added_first[b] .. added_first[b + 1]) start with b */
+    int32_t *added_by_byte;   /* indices of added tokens grouped by first byte, longest first */
+    int32_t added_first[257]; /* added_by_byte[added_first[b] .. added_first[b + 1]) start with b */
     bool any_normalized_added;
 
     norm_step *norm;
     int32_t num_norm;
     pre_step *pre;
     int32_t num_pre;
-    bool byte_level;            /* the last pre-tokenizer maps bytes to the byte-level alphabet */
-    int32_t byte_id[256];       /* byte-level: the id of each byte's one-character token */
-    char byte_text[256][2];     /* byte-level: each byte's character in UTF-8 (U+0021..U+0143) */
+    bool byte_level;        /* the last pre-tokenizer maps bytes to the byte-level alphabet */
+    int32_t byte_id[256];   /* byte-level: the id of each byte's one-character token */
+    char byte_text[256][2]; /* byte-level: each byte's character in UTF-8 (U+0021..U+0143) */
     uint8_t byte_text_len[256];
 
     /* post-processor (TemplateProcessing, single sequence): ids around the text */
@@ -130,9 +130,14 @@ struct rsr_tokenizer {
     /* encoder scratch, reused between calls */
     bytes clean, normed, pretok, mapped;
     spanlist sections, subsections, pieces, pieces_next, matches;
-    struct bpe_symbol { int32_t id, prev, next; uint32_t start, len; } *syms;
+    struct bpe_symbol {
+        int32_t id, prev, next;
+        uint32_t start, len;
+    } * syms;
     size_t syms_cap;
-    struct bpe_candidate { int32_t rank, pos; } *heap;
+    struct bpe_candidate {
+        int32_t rank, pos;
+    } * heap;
     size_t heap_cap;
     int32_t *out;
     size_t out_len, out_cap;
@@ -149,17 +154,18 @@ typedef struct dec_step {
 
 /* What both readers share: the arena, the merge table, and the steps after the vocabulary. */
 bool tok_arena_add(rsr_tokenizer *t, const char *s, size_t len, span *out);
-bool tok_merges_alloc(rsr_tokenizer *t, size_t n);    /* a table for n merges */
+bool tok_merges_alloc(rsr_tokenizer *t, size_t n); /* a table for n merges */
 void tok_merge_insert(rsr_tokenizer *t, int32_t left, int32_t right, int32_t result, int32_t rank);
 rsr_status tok_build_pieces(rsr_tokenizer *t, const dec_step *steps, int n);
-rsr_status tok_finish(rsr_tokenizer *t);               /* indexes, special ids, chat template */
+rsr_status tok_finish(rsr_tokenizer *t); /* indexes, special ids, chat template */
 /* sentencepiece.c: a ModelProto begins with its pieces (field 1); tokenizer.json with '{'. */
 bool tok_is_sentencepiece(const char *data, size_t len);
 rsr_status tok_load_sentencepiece(rsr_tokenizer *t, const uint8_t *data, size_t len);
 
 rsr_status tok_error(rsr_tokenizer *t, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static inline const char *tok_str(const rsr_tokenizer *t, span s) { return t->arena.p + s.off; }
-bool replace_all(bytes *out, const char *s, size_t len, const char *from, size_t from_len, const char *to, size_t to_len);
+bool replace_all(bytes *out, const char *s, size_t len, const char *from, size_t from_len, const char *to,
+                 size_t to_len);
 /* Copies n bytes and a NUL to text when they fit; otherwise RSR_ERR_BUFFER_TOO_SMALL. */
 rsr_status tok_copy_out(rsr_tokenizer *t, const char *s, size_t n, char *text, size_t capacity, size_t *len);
 int32_t tok_lookup_merge(const rsr_tokenizer *t, int32_t left, int32_t right, int32_t *result);

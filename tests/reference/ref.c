@@ -16,7 +16,10 @@
 
 /* ------------------------------------------------------------------ errors, small helpers */
 
-typedef struct { char *err; size_t len; } errbuf;
+typedef struct {
+    char *err;
+    size_t len;
+} errbuf;
 
 static int fail(errbuf *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(errbuf *e, const char *fmt, ...) {
@@ -36,15 +39,28 @@ static char *path_join(const char *dir, const char *name) {
 
 static char *read_text(const char *path, errbuf *e) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fail(e, "%s: %s", path, strerror(errno)); return NULL; }
+    if (!f) {
+        fail(e, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
     size_t cap = 4096, n = 0;
     char *s = malloc(cap);
     for (size_t got; s && (got = fread(s + n, 1, cap - n - 1, f)) > 0;) {
         n += got;
-        if (n + 1 == cap) { char *t = realloc(s, cap *= 2); if (!t) { free(s); s = NULL; } else s = t; }
+        if (n + 1 == cap) {
+            char *t = realloc(s, cap *= 2);
+            if (!t) {
+                free(s);
+                s = NULL;
+            } else
+                s = t;
+        }
     }
     fclose(f);
-    if (!s) { fail(e, "%s: out of memory", path); return NULL; }
+    if (!s) {
+        fail(e, "%s: out of memory", path);
+        return NULL;
+    }
     s[n] = 0;
     return s;
 }
@@ -97,20 +113,32 @@ static int read_safetensors(tensor_set *ts, const char *path, int file_id) {
     cJSON *hdr = NULL;
     tensor **order = NULL;
     unsigned char b8[8];
-    if (fseeko(f, 0, SEEK_END) != 0) { fail(e, "%s: cannot seek", path); goto out; }
+    if (fseeko(f, 0, SEEK_END) != 0) {
+        fail(e, "%s: cannot seek", path);
+        goto out;
+    }
     uint64_t size = (uint64_t)ftello(f), hlen = 0;
     rewind(f);
-    if (size < 8 || fread(b8, 1, 8, f) != 8) { fail(e, "%s: too short for a safetensors header", path); goto out; }
+    if (size < 8 || fread(b8, 1, 8, f) != 8) {
+        fail(e, "%s: too short for a safetensors header", path);
+        goto out;
+    }
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)b8[i] << (8 * i);
     if (hlen > size - 8) {
-        fail(e, "%s: header length %llu runs past the end of the file (%llu bytes)", path,
-             (unsigned long long)hlen, (unsigned long long)size);
+        fail(e, "%s: header length %llu runs past the end of the file (%llu bytes)", path, (unsigned long long)hlen,
+             (unsigned long long)size);
         goto out;
     }
     uint64_t data_start = 8 + hlen, data_len = size - data_start;
-    if (!(text = malloc(hlen + 1)) || fread(text, 1, hlen, f) != hlen) { fail(e, "%s: cannot read header", path); goto out; }
+    if (!(text = malloc(hlen + 1)) || fread(text, 1, hlen, f) != hlen) {
+        fail(e, "%s: cannot read header", path);
+        goto out;
+    }
     hdr = cJSON_ParseWithLength(text, hlen);
-    if (!cJSON_IsObject(hdr)) { fail(e, "%s: header is not a JSON object", path); goto out; }
+    if (!cJSON_IsObject(hdr)) {
+        fail(e, "%s: header is not a JSON object", path);
+        goto out;
+    }
     const cJSON *it;
     cJSON_ArrayForEach(it, hdr) {
         const char *name = it->string;
@@ -128,18 +156,25 @@ static int read_safetensors(tensor_set *ts, const char *path, int file_id) {
         for (int d = 0; d < DT_COUNT; d++)
             if (!strcmp(dt->valuestring, dt_name[d])) t.dtype = d;
         if (t.dtype < 0) {
-            fail(e, "%s: tensor '%s': unsupported dtype %s (F32, F16, BF16, U8, I8 are accepted)", path, name, dt->valuestring);
+            fail(e, "%s: tensor '%s': unsupported dtype %s (F32, F16, BF16, U8, I8 are accepted)", path, name,
+                 dt->valuestring);
             goto out;
         }
         t.ndim = cJSON_GetArraySize(shape);
-        if (t.ndim > 8) { fail(e, "%s: tensor '%s': %d dimensions", path, name, t.ndim); goto out; }
+        if (t.ndim > 8) {
+            fail(e, "%s: tensor '%s': %d dimensions", path, name, t.ndim);
+            goto out;
+        }
         t.numel = 1;
         for (int d = 0; d < t.ndim; d++) {
             if (!json_uint(cJSON_GetArrayItem(shape, d), &t.shape[d])) {
                 fail(e, "%s: tensor '%s': shape entries must be non-negative integers", path, name);
                 goto out;
             }
-            if (t.shape[d] && t.numel > (UINT64_MAX >> 4) / t.shape[d]) { fail(e, "%s: tensor '%s': shape too large", path, name); goto out; }
+            if (t.shape[d] && t.numel > (UINT64_MAX >> 4) / t.shape[d]) {
+                fail(e, "%s: tensor '%s': shape too large", path, name);
+                goto out;
+            }
             t.numel *= t.shape[d];
         }
         if (!json_uint(cJSON_GetArrayItem(offs, 0), &t.begin) || !json_uint(cJSON_GetArrayItem(offs, 1), &t.end) ||
@@ -157,11 +192,17 @@ static int read_safetensors(tensor_set *ts, const char *path, int file_id) {
                  (unsigned long long)t.begin, (unsigned long long)t.end, (unsigned long long)data_len);
             goto out;
         }
-        if (find_tensor(ts, name)) { fail(e, "%s: tensor '%s' appears twice", path, name); goto out; }
+        if (find_tensor(ts, name)) {
+            fail(e, "%s: tensor '%s' appears twice", path, name);
+            goto out;
+        }
         if (ts->n == ts->cap) {
             int cap = ts->cap ? 2 * ts->cap : 64;
             tensor *nt = realloc(ts->t, cap * sizeof *nt);
-            if (!nt) { fail(e, "out of memory"); goto out; }
+            if (!nt) {
+                fail(e, "out of memory");
+                goto out;
+            }
             ts->t = nt, ts->cap = cap;
         }
         if (!(t.name = strdup(name)) || !(t.data = malloc(t.end - t.begin + 1))) {
@@ -173,7 +214,10 @@ static int read_safetensors(tensor_set *ts, const char *path, int file_id) {
     }
     /* No two tensors may share bytes. */
     int cnt = ts->n - first;
-    if (!(order = malloc((cnt + 1) * sizeof *order))) { fail(e, "out of memory"); goto out; }
+    if (!(order = malloc((cnt + 1) * sizeof *order))) {
+        fail(e, "out of memory");
+        goto out;
+    }
     for (int i = 0; i < cnt; i++) order[i] = &ts->t[first + i];
     qsort(order, cnt, sizeof *order, cmp_begin);
     for (int i = 0, last = -1; i < cnt; i++) {
@@ -186,7 +230,8 @@ static int read_safetensors(tensor_set *ts, const char *path, int file_id) {
     }
     for (int i = first; i < ts->n; i++) {
         tensor *t = &ts->t[i];
-        if (fseeko(f, (off_t)(data_start + t->begin), SEEK_SET) != 0 || fread(t->data, 1, t->end - t->begin, f) != t->end - t->begin) {
+        if (fseeko(f, (off_t)(data_start + t->begin), SEEK_SET) != 0 ||
+            fread(t->data, 1, t->end - t->begin, f) != t->end - t->begin) {
             fail(e, "%s: cannot read tensor '%s'", path, t->name);
             goto out;
         }
@@ -209,11 +254,17 @@ static int read_index(tensor_set *ts, const char *path, const char *dir) {
     free(text);
     int rc = -1, nfiles = 0;
     const char **files = NULL;
-    if (!cJSON_IsObject(wm) || !wm->child) { fail(e, "%s: no \"weight_map\" object", path); goto out; }
+    if (!cJSON_IsObject(wm) || !wm->child) {
+        fail(e, "%s: no \"weight_map\" object", path);
+        goto out;
+    }
     files = calloc(cJSON_GetArraySize(wm), sizeof *files);
     const cJSON *it;
     cJSON_ArrayForEach(it, wm) {
-        if (!cJSON_IsString(it)) { fail(e, "%s: weight_map entry '%s' is not a file name", path, it->string); goto out; }
+        if (!cJSON_IsString(it)) {
+            fail(e, "%s: weight_map entry '%s' is not a file name", path, it->string);
+            goto out;
+        }
         int k = 0;
         while (k < nfiles && strcmp(files[k], it->valuestring)) k++;
         if (k < nfiles) continue;
@@ -227,7 +278,10 @@ static int read_index(tensor_set *ts, const char *path, const char *dir) {
         tensor *t = find_tensor(ts, it->string);
         int k = 0;
         while (strcmp(files[k], it->valuestring)) k++;
-        if (!t || t->file != k) { fail(e, "%s: tensor '%s' is not in %s", path, it->string, it->valuestring); goto out; }
+        if (!t || t->file != k) {
+            fail(e, "%s: tensor '%s' is not in %s", path, it->string, it->valuestring);
+            goto out;
+        }
     }
     rc = 0;
 out:
@@ -263,8 +317,9 @@ static float elem_f32(const tensor *t, uint64_t i) {
 /* ------------------------------------------------------------------ the model */
 
 enum { Q, K, V, O, GATE, UP, DOWN, NLIN };
-static const char *const lin_name[NLIN] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                           "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+static const char *const lin_name[NLIN] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                           "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                           "mlp.down_proj"};
 
 typedef struct {
     char *name;
@@ -283,8 +338,8 @@ struct ref_model {
     int hidden, inter, nlayers, heads, kv_heads, head_dim, vocab, max_pos;
     float eps;
     double theta;
-    int relu2;                /* else SiLU */
-    int bitlinear_norm;       /* Falcon-E: weightless RMSNorm inside every BitLinear */
+    int relu2;          /* else SiLU */
+    int bitlinear_norm; /* Falcon-E: weightless RMSNorm inside every BitLinear */
     float bitlinear_eps;
     int32_t eos[16];
     int n_eos;
@@ -303,7 +358,10 @@ typedef struct {
 
 static float *get_f32(loader *ld, const char *name, uint64_t d0, uint64_t d1 /* 0: a vector */) {
     tensor *t = find_tensor(&ld->ts, name);
-    if (!t) { fail(ld->e, "missing tensor '%s'", name); return NULL; }
+    if (!t) {
+        fail(ld->e, "missing tensor '%s'", name);
+        return NULL;
+    }
     if (t->dtype != DT_F32 && t->dtype != DT_F16 && t->dtype != DT_BF16) {
         fail(ld->e, "tensor '%s': dtype %s, expected F32, F16 or BF16", name, dt_name[t->dtype]);
         return NULL;
@@ -314,7 +372,10 @@ static float *get_f32(loader *ld, const char *name, uint64_t d0, uint64_t d1 /* 
         return NULL;
     }
     float *x = malloc((t->numel ? t->numel : 1) * sizeof *x);
-    if (!x) { fail(ld->e, "out of memory"); return NULL; }
+    if (!x) {
+        fail(ld->e, "out of memory");
+        return NULL;
+    }
     for (uint64_t i = 0; i < t->numel; i++) x[i] = elem_f32(t, i);
     return x;
 }
@@ -326,9 +387,11 @@ static int load_linear(loader *ld, linear *l, const char *name, int rows, int co
     if (!(l->name = strdup(name)) || !(l->w = malloc((size_t)rows * cols + 1))) return fail(e, "out of memory");
     if (!t) return fail(e, "missing tensor '%s'", name);
     if (ld->packed) {
-        if (t->dtype != DT_U8) return fail(e, "tensor '%s': dtype %s, the packed format needs U8", name, dt_name[t->dtype]);
+        if (t->dtype != DT_U8)
+            return fail(e, "tensor '%s': dtype %s, the packed format needs U8", name, dt_name[t->dtype]);
         if (rows % 4 || t->ndim != 2 || t->shape[0] != (uint64_t)rows / 4 || t->shape[1] != (uint64_t)cols)
-            return fail(e, "tensor '%s': packed shape should be [%d, %d] (%d x %d ternary)", name, rows / 4, cols, rows, cols);
+            return fail(e, "tensor '%s': packed shape should be [%d, %d] (%d x %d ternary)", name, rows / 4, cols, rows,
+                        cols);
         int R = rows / 4;
         for (int r = 0; r < R; r++)
             for (int c = 0; c < cols; c++)
@@ -358,7 +421,8 @@ static int load_linear(loader *ld, linear *l, const char *name, int rows, int co
             sum += fabs((double)w);
         }
         float beta = fmaxf((float)(sum / (double)t->numel), 1e-5f);
-        for (uint64_t i = 0; i < t->numel; i++) l->w[i] = (int8_t)rintf(fminf(fmaxf(elem_f32(t, i) / beta, -1.0f), 1.0f));
+        for (uint64_t i = 0; i < t->numel; i++)
+            l->w[i] = (int8_t)rintf(fminf(fmaxf(elem_f32(t, i) / beta, -1.0f), 1.0f));
         l->beta = beta;
     }
     return 0;
@@ -373,14 +437,19 @@ static int cfg_int(loader *ld, const cJSON *cfg, const char *key, int def, int l
         *out = def;
         return 0;
     }
-    if (!json_uint(j, &v) || v < (uint64_t)lo || v > 0x7fffffff) return fail(ld->e, "config.json: \"%s\" must be an integer >= %d", key, lo);
+    if (!json_uint(j, &v) || v < (uint64_t)lo || v > 0x7fffffff)
+        return fail(ld->e, "config.json: \"%s\" must be an integer >= %d", key, lo);
     *out = (int)v;
     return 0;
 }
 static int cfg_num(loader *ld, const cJSON *obj, const char *key, double def, double *out) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j || cJSON_IsNull(j)) { *out = def; return 0; }
-    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0)) return fail(ld->e, "config.json: \"%s\" must be a positive number", key);
+    if (!j || cJSON_IsNull(j)) {
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0))
+        return fail(ld->e, "config.json: \"%s\" must be a positive number", key);
     *out = j->valuedouble;
     return 0;
 }
@@ -396,15 +465,20 @@ static int interpret(loader *ld, const cJSON *cfg) {
     errbuf *e = ld->e;
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
     const char *an = cJSON_IsArray(archs) && cJSON_IsString(archs->child) ? archs->child->valuestring : NULL;
-    int arch = !an ? -1 : !strcmp(an, "BitNetForCausalLM") ? ARCH_BITNET : !strcmp(an, "LlamaForCausalLM") ? ARCH_LLAMA
-             : !strcmp(an, "BitnetForCausalLM") ? ARCH_1BITLLM : -1;
+    int arch = !an                                ? -1
+               : !strcmp(an, "BitNetForCausalLM") ? ARCH_BITNET
+               : !strcmp(an, "LlamaForCausalLM")  ? ARCH_LLAMA
+               : !strcmp(an, "BitnetForCausalLM") ? ARCH_1BITLLM
+                                                  : -1;
     if (arch < 0) return fail(e, "config.json: unsupported architectures[0] '%s'", an ? an : "(none)");
 
     /* The ternary format. */
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
     if (cJSON_IsObject(qc)) {
-        const char *qm = cfg_str(qc, "quant_method"), *mode = cfg_str(qc, "quantization_mode"), *lc = cfg_str(qc, "linear_class");
-        if (!qm || strcmp(qm, "bitnet")) return fail(e, "config.json: unsupported quant_method '%s'", qm ? qm : "(none)");
+        const char *qm = cfg_str(qc, "quant_method"), *mode = cfg_str(qc, "quantization_mode"),
+                   *lc = cfg_str(qc, "linear_class");
+        if (!qm || strcmp(qm, "bitnet"))
+            return fail(e, "config.json: unsupported quant_method '%s'", qm ? qm : "(none)");
         if (mode && strcmp(mode, "online") && strcmp(mode, "offline"))
             return fail(e, "config.json: unsupported quantization_mode '%s'", mode);
         if (lc && strcmp(lc, "autobitlinear") && strcmp(lc, "bitlinear"))
@@ -424,8 +498,9 @@ static int interpret(loader *ld, const cJSON *cfg) {
 
     /* Sizes. */
     if (cfg_int(ld, cfg, "hidden_size", -1, 1, &m->hidden) || cfg_int(ld, cfg, "intermediate_size", -1, 1, &m->inter) ||
-        cfg_int(ld, cfg, "num_hidden_layers", -1, 1, &m->nlayers) || cfg_int(ld, cfg, "num_attention_heads", -1, 1, &m->heads) ||
-        cfg_int(ld, cfg, "vocab_size", -1, 1, &m->vocab) || cfg_int(ld, cfg, "num_key_value_heads", m->heads, 1, &m->kv_heads) ||
+        cfg_int(ld, cfg, "num_hidden_layers", -1, 1, &m->nlayers) ||
+        cfg_int(ld, cfg, "num_attention_heads", -1, 1, &m->heads) || cfg_int(ld, cfg, "vocab_size", -1, 1, &m->vocab) ||
+        cfg_int(ld, cfg, "num_key_value_heads", m->heads, 1, &m->kv_heads) ||
         cfg_int(ld, cfg, "max_position_embeddings", 2048, 1, &m->max_pos))
         return -1;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(cfg, "head_dim");
@@ -433,13 +508,15 @@ static int interpret(loader *ld, const cJSON *cfg) {
         return fail(e, "config.json: hidden_size %d is not a multiple of num_attention_heads %d", m->hidden, m->heads);
     if (cfg_int(ld, cfg, "head_dim", m->hidden / m->heads, 1, &m->head_dim)) return -1;
     if (m->head_dim % 2) return fail(e, "config.json: head_dim %d is odd", m->head_dim);
-    if (m->heads % m->kv_heads) return fail(e, "config.json: %d heads are not a multiple of %d kv heads", m->heads, m->kv_heads);
+    if (m->heads % m->kv_heads)
+        return fail(e, "config.json: %d heads are not a multiple of %d kv heads", m->heads, m->kv_heads);
     double eps = 0;
     if (cfg_num(ld, cfg, "rms_norm_eps", 1e-6, &eps) || cfg_num(ld, cfg, "rope_theta", 10000.0, &m->theta)) return -1;
     m->eps = (float)eps;
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
     if (rs && !cJSON_IsNull(rs)) return fail(e, "config.json: rope_scaling is not supported by the reference");
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "attention_bias")) || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "mlp_bias")))
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "attention_bias")) ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "mlp_bias")))
         return fail(e, "config.json: biases are not supported");
     const char *act = cfg_str(cfg, "hidden_act");
     if (!act) act = arch == ARCH_BITNET ? "relu2" : "silu";
@@ -466,23 +543,28 @@ static int load_weights(loader *ld, int arch, const cJSON *cfg) {
     for (int i = 0; i < ld->ts.n; i++) {
         const char *n = ld->ts.t[i].name;
         size_t len = strlen(n);
-        if (len > 10 && !strcmp(n + len - 10, "_proj.bias")) return fail(ld->e, "tensor '%s': biases are not supported", n);
+        if (len > 10 && !strcmp(n + len - 10, "_proj.bias"))
+            return fail(ld->e, "tensor '%s': biases are not supported", n);
         /* Falcon-E's BitLinear RMSNorm is taken as weightless (unverified): accept stored weights only if all 1. */
         if (len > 16 && !strcmp(n + len - 16, ".rms_norm.weight")) {
             const tensor *t = &ld->ts.t[i];
             int ones = m->bitlinear_norm && t->dtype != DT_U8 && t->dtype != DT_I8;
             for (uint64_t k = 0; ones && k < t->numel; k++) ones = elem_f32(t, k) == 1.0f;
-            if (!ones) return fail(ld->e, "tensor '%s': a BitLinear RMSNorm weight other than all ones is not supported", n);
+            if (!ones)
+                return fail(ld->e, "tensor '%s': a BitLinear RMSNorm weight other than all ones is not supported", n);
         }
     }
     const int H = m->hidden, I = m->inter, QD = m->heads * m->head_dim, KVD = m->kv_heads * m->head_dim;
     const int shape[NLIN][2] = {{QD, H}, {KVD, H}, {KVD, H}, {H, QD}, {I, H}, {I, H}, {H, I}};
-    if (!(m->embed = get_f32(ld, "model.embed_tokens.weight", m->vocab, H)) || !(m->norm = get_f32(ld, "model.norm.weight", H, 0)))
+    if (!(m->embed = get_f32(ld, "model.embed_tokens.weight", m->vocab, H)) ||
+        !(m->norm = get_f32(ld, "model.norm.weight", H, 0)))
         return -1;
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
     int tied = tie ? cJSON_IsTrue(tie) : !find_tensor(&ld->ts, "lm_head.weight");
-    if (tied) m->head = m->embed;
-    else if (!(m->head = get_f32(ld, "lm_head.weight", m->vocab, H))) return -1;
+    if (tied)
+        m->head = m->embed;
+    else if (!(m->head = get_f32(ld, "lm_head.weight", m->vocab, H)))
+        return -1;
     if (!(m->L = calloc(m->nlayers, sizeof *m->L))) return fail(ld->e, "out of memory");
     char name[256];
 #define P(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
@@ -516,8 +598,14 @@ ref_model *ref_load(const char *path, char *err, size_t errlen) {
     cJSON *cfg = NULL;
     int ok = 0, is_index = 0;
     struct stat st;
-    if (!m) { fail(&e, "out of memory"); goto out; }
-    if (stat(path, &st) != 0) { fail(&e, "%s: %s", path, strerror(errno)); goto out; }
+    if (!m) {
+        fail(&e, "out of memory");
+        goto out;
+    }
+    if (stat(path, &st) != 0) {
+        fail(&e, "%s: %s", path, strerror(errno));
+        goto out;
+    }
     if (S_ISDIR(st.st_mode)) {
         dir = strdup(path);
         weights = path_join(path, "model.safetensors.index.json");
@@ -538,9 +626,15 @@ ref_model *ref_load(const char *path, char *err, size_t errlen) {
         size_t n = strlen(path);
         is_index = n >= 5 && !strcmp(path + n - 5, ".json");
     }
-    if (!dir || !weights || !(cfg_path = path_join(dir, "config.json"))) { fail(&e, "out of memory"); goto out; }
+    if (!dir || !weights || !(cfg_path = path_join(dir, "config.json"))) {
+        fail(&e, "out of memory");
+        goto out;
+    }
     if (!(cfg_text = read_text(cfg_path, &e))) goto out;
-    if (!cJSON_IsObject(cfg = cJSON_Parse(cfg_text))) { fail(&e, "%s: not a JSON object", cfg_path); goto out; }
+    if (!cJSON_IsObject(cfg = cJSON_Parse(cfg_text))) {
+        fail(&e, "%s: not a JSON object", cfg_path);
+        goto out;
+    }
     int arch = interpret(&ld, cfg);
     if (arch < 0) goto out;
     if ((is_index ? read_index(&ld.ts, weights, dir) : read_safetensors(&ld.ts, weights, 0)) != 0) goto out;
@@ -551,7 +645,10 @@ out:
     free(ld.ts.t);
     cJSON_Delete(cfg);
     free(cfg_text), free(cfg_path), free(weights), free(dir);
-    if (!ok) { ref_free(m); return NULL; }
+    if (!ok) {
+        ref_free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -736,7 +833,9 @@ static void forward_one(ref_model *m, int32_t token, float *logits, float *buf) 
 int ref_forward(ref_model *m, const int32_t *tokens, int n, float *logits_last) {
     if (n <= 0) return snprintf(m->errmsg, sizeof m->errmsg, "no tokens to evaluate"), -1;
     if (n > m->max_pos - m->pos)
-        return snprintf(m->errmsg, sizeof m->errmsg, "context full: %d + %d tokens exceed max_position_embeddings %d", m->pos, n, m->max_pos), -1;
+        return snprintf(m->errmsg, sizeof m->errmsg, "context full: %d + %d tokens exceed max_position_embeddings %d",
+                        m->pos, n, m->max_pos),
+               -1;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->vocab)
             return snprintf(m->errmsg, sizeof m->errmsg, "token %d is outside [0, %d)", (int)tokens[i], m->vocab), -1;

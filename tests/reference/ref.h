@@ -26,7 +26,7 @@ const char *ref_matrix_name(ref_model *m, int index);
 const int8_t *ref_ternary(ref_model *m, const char *tensor_name, int *rows, int *cols, float *beta);
 
 int ref_vocab_size(ref_model *m);
-int ref_is_eos(ref_model *m, int32_t token);  /* 1 when config.json names token as an eos */
+int ref_is_eos(ref_model *m, int32_t token); /* 1 when config.json names token as an eos */
 
 /* Appends n tokens at the current position (naive KV cache) and writes the fp32 logits of the
  * last one (vocab floats) to logits_last, which may be NULL. 0 on success, -1 on error

@@ -38,8 +38,10 @@ static long parse_long(const char *s, const char *what) {
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL;
     long ngen = 0;
-    static const struct option opts[] = {{"tokens", required_argument, 0, 't'}, {"logits", required_argument, 0, 'l'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"tokens", required_argument, 0, 't'},
+                                         {"logits", required_argument, 0, 'l'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "n:h", opts, NULL)) != -1;) {
         switch (c) {
         case 't': tokens_arg = optarg; break;

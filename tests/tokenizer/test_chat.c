@@ -20,9 +20,12 @@
 static void show(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '\n') fputs("\\n", stderr);
-        else if (c < 0x20) fprintf(stderr, "\\x%02x", c);
-        else fputc(c, stderr);
+        if (c == '\n')
+            fputs("\\n", stderr);
+        else if (c < 0x20)
+            fprintf(stderr, "\\x%02x", c);
+        else
+            fputc(c, stderr);
     }
 }
 
@@ -72,9 +75,12 @@ int main(int argc, char **argv) {
             size_t olen = 0;
             rsr_status st = rsr_tokenizer_apply_chat_template(t, c_name, msgs, n, gen, out, sizeof out, &olen);
             if (!cJSON_IsString(want_hex)) { /* the Jinja template raised an error */
-                if (st == RSR_ERR_INVALID_ARGUMENT) same++;
-                else fprintf(stderr, "FAIL %s conversation %d%s: the template refuses it, rsrc gives status %d\n", name,
-                             index, gen ? " +prompt" : "", st), failures++;
+                if (st == RSR_ERR_INVALID_ARGUMENT)
+                    same++;
+                else
+                    fprintf(stderr, "FAIL %s conversation %d%s: the template refuses it, rsrc gives status %d\n", name,
+                            index, gen ? " +prompt" : "", st),
+                        failures++;
                 continue;
             }
             size_t wlen;

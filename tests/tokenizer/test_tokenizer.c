@@ -22,7 +22,8 @@
 #include "read_file.h"
 
 static int failures;
-static void fail(const char *name, int index, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail(const char *name, int index, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The corpus: texts separated by "\n@@@@\n", then all of them joined by "\n" as one more. */
 typedef struct text {
@@ -52,7 +53,9 @@ static int split_corpus(char *buf, size_t len, text *out, int max) {
     return n;
 }
 
-static char *unhex_item(const cJSON *item, size_t *len) { return unhex(cJSON_IsString(item) ? item->valuestring : "", len); }
+static char *unhex_item(const cJSON *item, size_t *len) {
+    return unhex(cJSON_IsString(item) ? item->valuestring : "", len);
+}
 
 /* Whether got[0, n) equals the reference text; reports the first difference if not. */
 static int same_text(const char *name, int index, const char *what, const char *got, size_t n, const cJSON *want_hex) {
@@ -70,7 +73,8 @@ static int same_text(const char *name, int index, const char *what, const char *
     return same;
 }
 
-static void fail(const char *name, int index, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail(const char *name, int index, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void fail(const char *name, int index, const char *what, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -82,7 +86,8 @@ static void fail(const char *name, int index, const char *what, const char *fmt,
 }
 
 /* Compares ids with a JSON array; on a difference shows the neighbourhood of the first one. */
-static int compare_ids(const char *name, int index, const char *what, const int32_t *got, int32_t n, const cJSON *want) {
+static int compare_ids(const char *name, int index, const char *what, const int32_t *got, int32_t n,
+                       const cJSON *want) {
     int32_t wn = cJSON_GetArraySize(want), i = 0;
     const cJSON *w = want->child;
     for (; i < n && w; i++, w = w->next)
@@ -116,8 +121,8 @@ static void compare_files(const char *name, rsr_tokenizer *t, const char *other_
     rsr_tokenizer_info a, b;
     rsr_tokenizer_get_info(t, &a), rsr_tokenizer_get_info(u, &b);
     if (a.vocab_size != b.vocab_size || a.bos_token_id != b.bos_token_id || a.eos_token_id != b.eos_token_id)
-        fail(name, -1, "same vocabulary", "%d/%d tokens, bos %d/%d, eos %d/%d", a.vocab_size, b.vocab_size, a.bos_token_id,
-             b.bos_token_id, a.eos_token_id, b.eos_token_id);
+        fail(name, -1, "same vocabulary", "%d/%d tokens, bos %d/%d, eos %d/%d", a.vocab_size, b.vocab_size,
+             a.bos_token_id, b.bos_token_id, a.eos_token_id, b.eos_token_id);
     int32_t x[1024], y[1024], nx, ny;
     long encodings = 0;
     for (int32_t id = 0; id < a.vocab_size && id < b.vocab_size; id++) {
@@ -133,7 +138,8 @@ static void compare_files(const char *name, rsr_tokenizer *t, const char *other_
                 memcmp(x, y, sizeof *x * (size_t)nx) != 0)
                 fail(name, id, "same ids for the piece's text", "flags %u: %d ids vs %d", flags, nx, ny);
     }
-    printf("%s: %d tokens and %ld encodings of their texts identical to %s\n", name, a.vocab_size, encodings, other_path);
+    printf("%s: %d tokens and %ld encodings of their texts identical to %s\n", name, a.vocab_size, encodings,
+           other_path);
     rsr_tokenizer_free(u);
 }
 
@@ -155,7 +161,8 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
         if (st != RSR_ERR_FORMAT || !strstr(rsr_tokenizer_errmsg(t), error->valuestring))
             fail(name, -1, "load", "status %d, '%s'; want a refusal saying '%s'", st, rsr_tokenizer_errmsg(t),
                  error->valuestring);
-        else printf("%s: refused: %s\n", name, rsr_tokenizer_errmsg(t));
+        else
+            printf("%s: refused: %s\n", name, rsr_tokenizer_errmsg(t));
         rsr_tokenizer_free(t);
         return;
     }
@@ -171,8 +178,8 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
         fail(name, -1, "vocabulary", "%d tokens, the reference %d", info.vocab_size, vocab_size->valueint);
     const cJSON *same_as = cJSON_GetObjectItem(ref, "same_as");
     if (cJSON_IsString(same_as)) compare_files(name, t, same_as->valuestring);
-    if (cJSON_GetArraySize(cases) != ncorpus) fail(name, -1, "setup", "the reference has %d texts, the corpus %d",
-                                                   cJSON_GetArraySize(cases), ncorpus);
+    if (cJSON_GetArraySize(cases) != ncorpus)
+        fail(name, -1, "setup", "the reference has %d texts, the corpus %d", cJSON_GetArraySize(cases), ncorpus);
     int32_t cap = 1 << 16, n;
     int32_t *ids = malloc(sizeof *ids * (size_t)cap);
     size_t tcap = 1 << 20, tlen;
@@ -183,8 +190,8 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
         const text *x = &corpus[index];
         int ok = 1;
         /* Reference tokenizers read special tokens written in the text, hence PARSE_SPECIAL. */
-        if (rsr_tokenizer_encode(t, x->p, (ptrdiff_t)x->len, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap,
-                                 &n) != RSR_OK) {
+        if (rsr_tokenizer_encode(t, x->p, (ptrdiff_t)x->len, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids,
+                                 cap, &n) != RSR_OK) {
             fail(name, index, "encode", "%s", rsr_tokenizer_errmsg(t));
             continue;
         }
@@ -192,20 +199,26 @@ static void check_tokenizer(const cJSON *ref, const cJSON *texts, const text *co
         tokens += n;
         if (rsr_tokenizer_decode(t, ids, n, 0, out, tcap, &tlen) != RSR_OK)
             fail(name, index, "decode", "%s", rsr_tokenizer_errmsg(t)), ok = 0;
-        else ok &= same_text(name, index, "decode", out, tlen, cJSON_GetObjectItem(c, "text"));
+        else
+            ok &= same_text(name, index, "decode", out, tlen, cJSON_GetObjectItem(c, "text"));
         if (rsr_tokenizer_decode(t, ids, n, RSR_DECODE_SKIP_SPECIAL, out, tcap, &tlen) != RSR_OK)
             fail(name, index, "decode skipping special tokens", "%s", rsr_tokenizer_errmsg(t)), ok = 0;
-        else ok &= same_text(name, index, "decode skipping special tokens", out, tlen, cJSON_GetObjectItem(c, "text_skip_special"));
+        else
+            ok &= same_text(name, index, "decode skipping special tokens", out, tlen,
+                            cJSON_GetObjectItem(c, "text_skip_special"));
 
         if (rsr_tokenizer_encode(t, x->p, (ptrdiff_t)x->len, RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) != RSR_OK)
             fail(name, index, "encode without added special tokens", "%s", rsr_tokenizer_errmsg(t)), ok = 0;
-        else ok &= compare_ids(name, index, "ids without added special tokens", ids, n, cJSON_GetObjectItem(c, "ids_plain"));
+        else
+            ok &= compare_ids(name, index, "ids without added special tokens", ids, n,
+                              cJSON_GetObjectItem(c, "ids_plain"));
 
         /* SentencePiece's own ids: no special tokens read in the text, none added. */
         const cJSON *raw = cJSON_GetObjectItem(c, "ids_raw");
         if (raw && rsr_tokenizer_encode(t, x->p, (ptrdiff_t)x->len, 0, ids, cap, &n) != RSR_OK)
             fail(name, index, "encode as SentencePiece does", "%s", rsr_tokenizer_errmsg(t)), ok = 0;
-        else if (raw) ok &= compare_ids(name, index, "ids as SentencePiece gives them", ids, n, raw), raw_checked++;
+        else if (raw)
+            ok &= compare_ids(name, index, "ids as SentencePiece gives them", ids, n, raw), raw_checked++;
 
         /* Byte-level BPE loses nothing: the pieces of the ids spell the text as a UTF-8 decoder
          * reads the corpus bytes. */

@@ -15,7 +15,10 @@
 
 static float *read_f32(const char *path, long *n) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "rsr-cmpf32: %s: %s\n", path, strerror(errno)); exit(1); }
+    if (!f) {
+        fprintf(stderr, "rsr-cmpf32: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
     long cap = 1024, len = 0;
     unsigned char *bytes = malloc(cap);
     for (size_t got; bytes && (got = fread(bytes + len, 1, cap - len, f)) > 0;) {
@@ -23,10 +26,19 @@ static float *read_f32(const char *path, long *n) {
         if (len == cap) bytes = realloc(bytes, cap *= 2);
     }
     fclose(f);
-    if (!bytes) { fprintf(stderr, "rsr-cmpf32: out of memory\n"); exit(1); }
-    if (len % 4) { fprintf(stderr, "rsr-cmpf32: %s: %ld bytes is not a whole number of floats\n", path, len); exit(1); }
+    if (!bytes) {
+        fprintf(stderr, "rsr-cmpf32: out of memory\n");
+        exit(1);
+    }
+    if (len % 4) {
+        fprintf(stderr, "rsr-cmpf32: %s: %ld bytes is not a whole number of floats\n", path, len);
+        exit(1);
+    }
     float *x = malloc((len / 4 + 1) * sizeof *x);
-    if (!x) { fprintf(stderr, "rsr-cmpf32: out of memory\n"); exit(1); }
+    if (!x) {
+        fprintf(stderr, "rsr-cmpf32: out of memory\n");
+        exit(1);
+    }
     for (long i = 0; i < len / 4; i++) {
         const unsigned char *p = bytes + 4 * i;
         uint32_t u = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -47,7 +59,10 @@ static long argmax(const float *x, long n) {
 static double parse_tol(const char *s, const char *what) {
     char *end;
     double v = s ? strtod(s, &end) : -1;
-    if (!s || end == s || *end || !(v >= 0)) { fprintf(stderr, "rsr-cmpf32: bad %s '%s'\n", what, s ? s : ""); exit(1); }
+    if (!s || end == s || *end || !(v >= 0)) {
+        fprintf(stderr, "rsr-cmpf32: bad %s '%s'\n", what, s ? s : "");
+        exit(1);
+    }
     return v;
 }
 
@@ -55,16 +70,27 @@ int main(int argc, char **argv) {
     const char *pa = NULL, *pb = NULL;
     double atol = 1e-3, rtol = 1e-3;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--atol")) atol = parse_tol(++i < argc ? argv[i] : NULL, "--atol");
-        else if (!strcmp(argv[i], "--rtol")) rtol = parse_tol(++i < argc ? argv[i] : NULL, "--rtol");
-        else if (!pa) pa = argv[i];
-        else if (!pb) pb = argv[i];
-        else pa = NULL, i = argc;
+        if (!strcmp(argv[i], "--atol"))
+            atol = parse_tol(++i < argc ? argv[i] : NULL, "--atol");
+        else if (!strcmp(argv[i], "--rtol"))
+            rtol = parse_tol(++i < argc ? argv[i] : NULL, "--rtol");
+        else if (!pa)
+            pa = argv[i];
+        else if (!pb)
+            pb = argv[i];
+        else
+            pa = NULL, i = argc;
     }
-    if (!pa || !pb) { fprintf(stderr, "usage: rsr-cmpf32 A.f32 B.f32 [--atol X] [--rtol Y]\n"); return 1; }
+    if (!pa || !pb) {
+        fprintf(stderr, "usage: rsr-cmpf32 A.f32 B.f32 [--atol X] [--rtol Y]\n");
+        return 1;
+    }
     long na, nb;
     float *a = read_f32(pa, &na), *b = read_f32(pb, &nb);
-    if (na != nb) { fprintf(stderr, "rsr-cmpf32: %s has %ld values, %s has %ld\n", pa, na, pb, nb); return 1; }
+    if (na != nb) {
+        fprintf(stderr, "rsr-cmpf32: %s has %ld values, %s has %ld\n", pa, na, pb, nb);
+        return 1;
+    }
     double max_abs = 0, max_rel = 0;
     long bad = 0, first_bad = -1, at_abs = 0, at_rel = 0;
     for (long i = 0; i < na; i++) {
@@ -77,11 +103,11 @@ int main(int argc, char **argv) {
             if (!bad++) first_bad = i;
         }
     }
-    printf("rsr-cmpf32: %ld values, max abs diff %.3g (index %ld), max rel diff %.3g (index %ld), argmax %ld / %ld\n", na,
-           max_abs, at_abs, max_rel, at_rel, na ? argmax(a, na) : -1, nb ? argmax(b, nb) : -1);
+    printf("rsr-cmpf32: %ld values, max abs diff %.3g (index %ld), max rel diff %.3g (index %ld), argmax %ld / %ld\n",
+           na, max_abs, at_abs, max_rel, at_rel, na ? argmax(a, na) : -1, nb ? argmax(b, nb) : -1);
     if (bad) {
-        printf("rsr-cmpf32: %ld values beyond atol %g + rtol %g * |b|; first at index %ld: %.9g vs %.9g\n", bad, atol, rtol,
-               first_bad, a[first_bad], b[first_bad]);
+        printf("rsr-cmpf32: %ld values beyond atol %g + rtol %g * |b|; first at index %ld: %.9g vs %.9g\n", bad, atol,
+               rtol, first_bad, a[first_bad], b[first_bad]);
         return 1;
     }
     free(a), free(b);

@@ -46,8 +46,8 @@ static uint64_t splitmix64(uint64_t *s) {
 }
 
 static const char *vector_name(int v) {
-    static const char *const fixed[NFIXED] = {"all 127", "all -128", "alternating 127/-128", "one-hot first column",
-                                              "one-hot last column (-128)", "zeros"};
+    static const char *const fixed[NFIXED] = {
+        "all 127", "all -128", "alternating 127/-128", "one-hot first column", "one-hot last column (-128)", "zeros"};
     return v < NFIXED ? fixed[v] : "seeded random";
 }
 
@@ -83,7 +83,8 @@ int main(int argc, char **argv) {
     p_info = (rsr_status(*)(const rsr_model *, rsr_model_info *))sym(lib, "rsr_model_get_info");
     p_matrix_info = (rsr_status(*)(const rsr_model *, int32_t, rsr_matrix_info *))sym(lib, "rsr_model_matrix_info");
     p_matvec = (rsr_status(*)(const rsr_model *, int32_t, const int8_t *, int32_t *))sym(lib, "rsr_model_matvec_int");
-    p_matmul = (rsr_status(*)(const rsr_model *, int32_t, const int8_t *, int32_t, int32_t *))sym(lib, "rsr_model_matmul_int");
+    p_matmul =
+        (rsr_status(*)(const rsr_model *, int32_t, const int8_t *, int32_t, int32_t *))sym(lib, "rsr_model_matmul_int");
     p_close = (void (*)(rsr_model *))sym(lib, "rsr_model_close");
 
     char err[1024];
@@ -117,7 +118,8 @@ int main(int argc, char **argv) {
         }
         const int8_t *w = ref_ternary(ref, mi.name, &rows, &cols, &beta);
         if (!w) {
-            fprintf(stderr, "rsr-matcheck: compiled matrix %d '%s' is not a matrix of the reference\n", (int)i, mi.name);
+            fprintf(stderr, "rsr-matcheck: compiled matrix %d '%s' is not a matrix of the reference\n", (int)i,
+                    mi.name);
             failures++;
             continue;
         }
@@ -125,15 +127,16 @@ int main(int argc, char **argv) {
             if (!strcmp(ref_matrix_name(ref, k), mi.name) && seen[k]++)
                 fprintf(stderr, "rsr-matcheck: matrix %s appears twice in the artifact\n", mi.name), failures++;
         if (mi.rows != rows || mi.cols != cols) {
-            fprintf(stderr, "rsr-matcheck: %s: compiled shape %dx%d, reference %dx%d\n", mi.name, (int)mi.rows, (int)mi.cols, rows, cols);
+            fprintf(stderr, "rsr-matcheck: %s: compiled shape %dx%d, reference %dx%d\n", mi.name, (int)mi.rows,
+                    (int)mi.cols, rows, cols);
             failures++;
             continue;
         }
         uint32_t bs, bc;
         memcpy(&bs, &mi.scale, 4), memcpy(&bc, &beta, 4);
         if (bs != bc) {
-            fprintf(stderr, "rsr-matcheck: %s: compiled scale %.9g (0x%08x), reference beta %.9g (0x%08x)\n", mi.name, mi.scale,
-                    (unsigned)bs, beta, (unsigned)bc);
+            fprintf(stderr, "rsr-matcheck: %s: compiled scale %.9g (0x%08x), reference beta %.9g (0x%08x)\n", mi.name,
+                    mi.scale, (unsigned)bs, beta, (unsigned)bc);
             failures++;
         }
         /* every vector alone (rsr_model_matvec_int), then all at once and the last 3 at once
@@ -149,18 +152,22 @@ int main(int argc, char **argv) {
                 want[(size_t)v * rows + r] = sum;
             }
         }
-        static const struct { const char *how; int first, count; } runs[] = {
-            {"matvec", 0, 1}, {"matmul", 0, NVEC}, {"matmul", NVEC - 3, 3}};
+        static const struct {
+            const char *how;
+            int first, count;
+        } runs[] = {{"matvec", 0, 1}, {"matmul", 0, NVEC}, {"matmul", NVEC - 3, 3}};
         int reported = 0;
         for (int k = 0; k < 3 && !reported; k++) {
             int single = runs[k].count == 1;
             for (int v0 = runs[k].first; v0 < (single ? NVEC : runs[k].first + 1) && !reported; v0++) {
                 int n = runs[k].count;
-                for (size_t j = 0; j < (size_t)n * rows; j++) got[j] = (int32_t)0x5A5A5A5A; /* catches rows left unwritten */
-                rsr_status st = single ? p_matvec(m, i, x + (size_t)v0 * cols, got)
-                                       : p_matmul(m, i, x + (size_t)v0 * cols, n, got);
+                for (size_t j = 0; j < (size_t)n * rows; j++)
+                    got[j] = (int32_t)0x5A5A5A5A; /* catches rows left unwritten */
+                rsr_status st =
+                    single ? p_matvec(m, i, x + (size_t)v0 * cols, got) : p_matmul(m, i, x + (size_t)v0 * cols, n, got);
                 if (st != RSR_OK) {
-                    fprintf(stderr, "rsr-matcheck: %s: rsr_model_%s_int failed: %s\n", mi.name, runs[k].how, p_errmsg(m));
+                    fprintf(stderr, "rsr-matcheck: %s: rsr_model_%s_int failed: %s\n", mi.name, runs[k].how,
+                            p_errmsg(m));
                     failures++, reported = 1;
                     break;
                 }
@@ -168,10 +175,11 @@ int main(int argc, char **argv) {
                     for (int r = 0; r < rows && !reported; r++) {
                         int v = v0 + t;
                         if (want[(size_t)v * rows + r] != got[(size_t)t * rows + r]) {
-                            fprintf(stderr,
-                                    "rsr-matcheck: MISMATCH %s vector %d (%s) row %d (%s of %d): expected %lld, got %d\n",
-                                    mi.name, v, vector_name(v), r, runs[k].how, n, (long long)want[(size_t)v * rows + r],
-                                    (int)got[(size_t)t * rows + r]);
+                            fprintf(
+                                stderr,
+                                "rsr-matcheck: MISMATCH %s vector %d (%s) row %d (%s of %d): expected %lld, got %d\n",
+                                mi.name, v, vector_name(v), r, runs[k].how, n, (long long)want[(size_t)v * rows + r],
+                                (int)got[(size_t)t * rows + r]);
                             failures++, reported = 1;
                         }
                     }
@@ -183,7 +191,8 @@ int main(int argc, char **argv) {
     }
     for (int k = 0; k < nref; k++)
         if (!seen[k]) {
-            fprintf(stderr, "rsr-matcheck: reference matrix %s is missing from the artifact\n", ref_matrix_name(ref, k));
+            fprintf(stderr, "rsr-matcheck: reference matrix %s is missing from the artifact\n",
+                    ref_matrix_name(ref, k));
             failures++;
         }
     free(seen);
@@ -193,6 +202,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "rsr-matcheck: %d failure(s) in %d compiled matrices\n", failures, (int)info.num_matrices);
         return 1;
     }
-    printf("rsr-matcheck: %d matrices x %d vectors, one by one and batched: all integer sums identical\n", checked, NVEC);
+    printf("rsr-matcheck: %d matrices x %d vectors, one by one and batched: all integer sums identical\n", checked,
+           NVEC);
     return 0;
 }

@@ -22,8 +22,12 @@ static void die(const char *msg, const char *what) {
     exit(1);
 }
 
-static const struct { const char *name; size_t offset, size; } fields[] = {
-#define FIELD(f) {#f, offsetof(rsr_artifact, f), sizeof(((rsr_artifact *)0)->f)}
+static const struct {
+    const char *name;
+    size_t offset, size;
+} fields[] = {
+#define FIELD(f)                                                                                                       \
+    { #f, offsetof(rsr_artifact, f), sizeof(((rsr_artifact *)0)->f) }
     FIELD(abi_version), FIELD(hidden),    FIELD(num_layers), FIELD(vocab),      FIELD(max_positions),
     FIELD(head_dim),    FIELD(blob_size), FIELD(embed),      FIELD(final_norm),
 #undef FIELD
@@ -55,7 +59,8 @@ static size_t find_descriptor(const unsigned char *elf, size_t size) {
         const Elf64_Sym *sym = (const Elf64_Sym *)(elf + sh[i].sh_offset);
         const char *names = (const char *)(elf + sh[sh[i].sh_link].sh_offset);
         for (size_t j = 0; j < sh[i].sh_size / sizeof *sym; j++)
-            if (sym[j].st_value && strcmp(names + sym[j].st_name, XSTR(RSR_ARTIFACT_SYMBOL)) == 0) pointer = sym[j].st_value;
+            if (sym[j].st_value && strcmp(names + sym[j].st_name, XSTR(RSR_ARTIFACT_SYMBOL)) == 0)
+                pointer = sym[j].st_value;
     }
     if (!pointer) die("no symbol " XSTR(RSR_ARTIFACT_SYMBOL), NULL);
     uint64_t target = 0;
@@ -63,7 +68,8 @@ static size_t find_descriptor(const unsigned char *elf, size_t size) {
         if (sh[i].sh_type != SHT_RELA) continue;
         const Elf64_Rela *r = (const Elf64_Rela *)(elf + sh[i].sh_offset);
         for (size_t j = 0; j < sh[i].sh_size / sizeof *r; j++)
-            if (r[j].r_offset == pointer && ELF64_R_TYPE(r[j].r_info) == R_X86_64_RELATIVE) target = (uint64_t)r[j].r_addend;
+            if (r[j].r_offset == pointer && ELF64_R_TYPE(r[j].r_info) == R_X86_64_RELATIVE)
+                target = (uint64_t)r[j].r_addend;
     }
     if (!target) memcpy(&target, elf + file_offset(elf, pointer, 8), 8);
     return file_offset(elf, target, sizeof(rsr_artifact));

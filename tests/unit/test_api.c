@@ -48,8 +48,8 @@ static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_para
 
 /* rsr_sample against the plain rules, and rsr_session_eval_sample against rsr_sample on the full
  * exact logits (s and s2: two sessions of the model; a, probs, ids: vocabulary-sized scratch). */
-static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V, const int32_t *toks, int32_t bad_tok,
-                           float *a, float *probs, int32_t *ids) {
+static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V, const int32_t *toks,
+                           int32_t bad_tok, float *a, float *probs, int32_t *ids) {
     /* rsr_sample against the plain rules: the same token for the same random state */
     const rsr_sampler_params rules[] = {{0.7f, 0, 1}, {2, 5, 1}, {1, 0, 0.9f}, {4, 40, 0.5f}, {1.5f, 1, 1}};
     float *rp = malloc(sizeof(float) * (size_t)V);
@@ -74,8 +74,10 @@ static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t
     EXPECT(api.session_eval_sample(s, toks, 1, &rules[0], &rng0, NULL, NULL) == RSR_ERR_INVALID_ARGUMENT,
            "eval_sample(NULL token)");
     EXPECT(api.session_eval_sample(s, &bad_tok, 1, &rules[0], &rng0, &st_tok, NULL) == RSR_ERR_BAD_TOKEN &&
-           api.session_position(s) == 0, "eval_sample of a bad token must not advance");
-    const rsr_sampler_params temps[] = {{0.5f, 0, 1}, {1, 0, 1}, {3, 0, 1}, {10, 0, 1}, {2, 3, 1}, {1, 0, 0.8f}, {0, 0, 1}};
+               api.session_position(s) == 0,
+           "eval_sample of a bad token must not advance");
+    const rsr_sampler_params temps[] = {{0.5f, 0, 1}, {1, 0, 1},    {3, 0, 1}, {10, 0, 1},
+                                        {2, 3, 1},    {1, 0, 0.8f}, {0, 0, 1}};
     for (size_t k = 0; k < sizeof temps / sizeof *temps; k++) {
         uint64_t r1 = 11 + k, r2 = 11 + k;
         EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
@@ -89,8 +91,10 @@ static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t
             agree += t1 == t2, worst = fmax(worst, tail);
             cur = t2;
         }
-        EXPECT(agree == steps, "temperature %g top-k %d top-p %g: the sampling head drew the full logits' token at "
-               "%d of %d steps", temps[k].temperature, temps[k].top_k, temps[k].top_p, agree, steps);
+        EXPECT(agree == steps,
+               "temperature %g top-k %d top-p %g: the sampling head drew the full logits' token at "
+               "%d of %d steps",
+               temps[k].temperature, temps[k].top_k, temps[k].top_p, agree, steps);
         EXPECT(worst >= 0 && worst <= 0x1p-24, "temperature %g: tail bound %g", temps[k].temperature, worst);
     }
 }
@@ -150,7 +154,8 @@ int main(int argc, char **argv) {
     /* a model compiled without tokenizer.json: text needs one, and the message says how to get it */
     rsr_tokenizer *tok = (rsr_tokenizer *)&tok;
     EXPECT(api.model_tokenizer(m, &tok) == RSR_ERR_NOT_FOUND && tok == NULL, "no tokenizer in this artifact");
-    EXPECT(strstr(api.model_errmsg(m), "tokenizer.json"), "the message names tokenizer.json: '%s'", api.model_errmsg(m));
+    EXPECT(strstr(api.model_errmsg(m), "tokenizer.json"), "the message names tokenizer.json: '%s'",
+           api.model_errmsg(m));
     EXPECT(api.model_tokenizer(NULL, &tok) == RSR_ERR_INVALID_ARGUMENT, "model_tokenizer(NULL)");
     EXPECT(api.api_version() == RSR_API_VERSION, "API version %u", api.api_version());
 
@@ -233,7 +238,8 @@ int main(int argc, char **argv) {
     EXPECT(distinct, "a hot sampler always drew the same token");
     uint64_t r1 = 42, r2 = 42;
     int same = 1;
-    for (int i = 0; i < 20; i++) same &= api.sample(a, V, &hot, &r1, probs, ids) == api.sample(a, V, &hot, &r2, probs, ids);
+    for (int i = 0; i < 20; i++)
+        same &= api.sample(a, V, &hot, &r1, probs, ids) == api.sample(a, V, &hot, &r2, probs, ids);
     EXPECT(same, "the same seed must draw the same tokens");
     EXPECT(api.sample(NULL, V, &hot, &rng, probs, ids) == -1, "sample(NULL logits)");
     EXPECT(api.sample(a, V, &hot, NULL, probs, ids) == -1, "sample(NULL rng)");
@@ -245,8 +251,8 @@ int main(int argc, char **argv) {
     for (int32_t i = 0; i < V; i++) odd[i] = i % 3 == 0 ? NAN : (float)i;
     EXPECT(api.sample_greedy(odd, V) == (V - 1) - ((V - 1) % 3 == 0), "greedy skips NaN");
     odd[0] = NAN;
-    rsr_sampler_params weird[] = {{NAN, 0, 1.0f}, {INFINITY, 0, 1.0f}, {1e-30f, 0, 1.0f}, {1.0f, -7, NAN},
-                                  {1.0f, V + 10, -1.0f}};
+    rsr_sampler_params weird[] = {
+        {NAN, 0, 1.0f}, {INFINITY, 0, 1.0f}, {1e-30f, 0, 1.0f}, {1.0f, -7, NAN}, {1.0f, V + 10, -1.0f}};
     for (size_t w = 0; w < sizeof weird / sizeof *weird; w++) {
         int32_t t = api.sample(odd, V, &weird[w], &rng, probs, ids);
         EXPECT(t >= 0 && t < V && !isnan(odd[t]), "parameters %zu drew %d", w, t);
@@ -279,7 +285,8 @@ int main(int argc, char **argv) {
     EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
     EXPECT(api.session_eval_int8(s, &bad_tok, 1, b, &bound) == RSR_ERR_BAD_TOKEN, "eval_int8 of a bad token");
     EXPECT(api.session_position(s) == 0 && bound == -1, "a refused eval_int8 must not advance or write the bound");
-    EXPECT(api.session_eval_int8(s, toks, 3, b, NULL) == RSR_OK, "eval_int8 without a bound: %s", api.session_errmsg(s));
+    EXPECT(api.session_eval_int8(s, toks, 3, b, NULL) == RSR_OK, "eval_int8 without a bound: %s",
+           api.session_errmsg(s));
     EXPECT(api.session_reset(s) == RSR_OK, "reset");
     EXPECT(api.session_eval_int8(s, toks, 3, b, &bound) == RSR_OK, "eval_int8: %s", api.session_errmsg(s));
     EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");

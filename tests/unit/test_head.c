@@ -65,8 +65,15 @@ static void head_build(head *h, const float rows[][N], int32_t vocab) {
         memcpy(h->blob + sc + 4 * (size_t)v, &s, 4);
         memcpy(h->blob + er + 4 * (size_t)v, &ef, 4);
     }
-    h->a = (rsr_artifact){.hidden = N, .vocab = vocab, .blob = h->blob, .blob_size = size, .lm_head = 0,
-                          .lm_head_dtype = RSR_DTYPE_BF16, .head_q8 = q8, .head_q8_scale = sc, .head_q8_err = er,
+    h->a = (rsr_artifact){.hidden = N,
+                          .vocab = vocab,
+                          .blob = h->blob,
+                          .blob_size = size,
+                          .lm_head = 0,
+                          .lm_head_dtype = RSR_DTYPE_BF16,
+                          .head_q8 = q8,
+                          .head_q8_scale = sc,
+                          .head_q8_err = er,
                           .head_q8_stride = STRIDE};
     h->m.a = &h->a, h->m.blob = h->blob, h->m.num_threads = 1;
     h->s.model = &h->m;
@@ -103,7 +110,7 @@ static void adversarial(void) {
     float rows[4][N] = {{0}};
     const float half0 = 0.99609375f / 127 / 2, half1 = 1.0f / 127 / 2;
     float up = half0, down = half1;
-    while (rsr_bf16_to_f32(to_bf16(up)) <= half0) up = nextafterf(up, 1); /* just above: rounds to 1 */
+    while (rsr_bf16_to_f32(to_bf16(up)) <= half0) up = nextafterf(up, 1);       /* just above: rounds to 1 */
     while (rsr_bf16_to_f32(to_bf16(down)) >= half1) down = nextafterf(down, 0); /* just below: rounds to 0 */
     rows[0][0] = 0.99609375f, rows[1][0] = 1.0f;
     for (int i = 1; i < N; i++) rows[0][i] = up, rows[1][i] = down;
@@ -116,8 +123,10 @@ static void adversarial(void) {
     double bound;
     rsr_lm_head_logits_q8(&h.s, x, q8, &bound);
     int32_t exact_top = check(&h, x, "adversarial");
-    EXPECT(exact_top == 1 && rsr_sample_greedy(q8, 4) == 0, "the adversarial head is not adversarial: exact top %d, "
-           "int8 top %d", exact_top, rsr_sample_greedy(q8, 4));
+    EXPECT(exact_top == 1 && rsr_sample_greedy(q8, 4) == 0,
+           "the adversarial head is not adversarial: exact top %d, "
+           "int8 top %d",
+           exact_top, rsr_sample_greedy(q8, 4));
     head_free(&h);
 }
 
@@ -125,7 +134,8 @@ static void adversarial(void) {
 static void ties(void) {
     float rows[6][N];
     for (int v = 0; v < 6; v++)
-        for (int i = 0; i < N; i++) rows[v][i] = (v == 2 || v == 4) ? 0.25f * (float)((i * 7) % 5) : 0.01f * (float)(v + i);
+        for (int i = 0; i < N; i++)
+            rows[v][i] = (v == 2 || v == 4) ? 0.25f * (float)((i * 7) % 5) : 0.01f * (float)(v + i);
     head h;
     head_build(&h, rows, 6);
     float x[N];
@@ -178,7 +188,8 @@ static void random_heads(void) {
                 float base = (float)((int)(r % 2001) - 1000) / 1000.0f;
                 rows[v][i] = v && trial % 2 ? rows[0][i] + (float)((int)(r >> 40) % 5 - 2) * 0.004f : base;
             }
-        for (int i = 0; i < N; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, x[i] = (float)((int)(r % 401) - 200) / 50.0f;
+        for (int i = 0; i < N; i++)
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17, x[i] = (float)((int)(r % 401) - 200) / 50.0f;
         head h;
         head_build(&h, rows, vocab);
         check(&h, x, "random head");

@@ -36,8 +36,8 @@ static int same_pair_norms(const float *a, const float *b, int32_t d) {
 }
 
 static rsr_session *session(rsr_model *m, int attention, float tau) {
-    rsr_session_params p = {.attention = attention, .louver_policy = RSR_LOUVER_ABSOLUTE, .louver_tau = tau,
-                            .louver_block = 16};
+    rsr_session_params p = {
+        .attention = attention, .louver_policy = RSR_LOUVER_ABSOLUTE, .louver_tau = tau, .louver_block = 16};
     rsr_session *s = NULL;
     EXPECT(api.session_create(m, &p, &s) == RSR_OK, "session_create: %s", api.model_errmsg(m));
     return s;
@@ -59,7 +59,8 @@ static void test_arguments(rsr_model *m) {
     EXPECT(api.session_kv_read(s, -1, 0, 0, 1, buf, buf) == RSR_ERR_INVALID_ARGUMENT, "layer -1");
     EXPECT(strstr(api.session_errmsg(s), "layer -1"), "message names the layer: '%s'", api.session_errmsg(s));
     EXPECT(api.session_kv_read(s, info.num_layers, 0, 0, 1, buf, buf) == RSR_ERR_INVALID_ARGUMENT, "layer = layers");
-    EXPECT(api.session_kv_read(s, 0, info.num_kv_heads, 0, 1, buf, buf) == RSR_ERR_INVALID_ARGUMENT, "kv_head = kv heads");
+    EXPECT(api.session_kv_read(s, 0, info.num_kv_heads, 0, 1, buf, buf) == RSR_ERR_INVALID_ARGUMENT,
+           "kv_head = kv heads");
     EXPECT(strstr(api.session_errmsg(s), "kv_head"), "message names the head: '%s'", api.session_errmsg(s));
     EXPECT(api.session_kv_read(s, 0, 0, -1, 1, buf, buf) == RSR_ERR_INVALID_ARGUMENT, "first -1");
     EXPECT(api.session_kv_read(s, 0, 0, 0, -1, buf, buf) == RSR_ERR_INVALID_ARGUMENT, "count -1");
@@ -91,15 +92,22 @@ static void test_positions(rsr_model *m) {
     for (int32_t h = 0; h < kvh; h++) {
         EXPECT(api.session_kv_read(s, 0, h, 0, n, K, V) == RSR_OK, "kv_read: %s", api.session_errmsg(s));
         for (int32_t p = 2; p < n; p += 2) {
-            EXPECT(!memcmp(V, V + (size_t)p * (size_t)d, sizeof(float) * (size_t)d), "layer 0 head %d: token 5's value at "
-                   "position %d differs from position 0's", h, p);
-            EXPECT(memcmp(K, K + (size_t)p * (size_t)d, sizeof(float) * (size_t)d), "layer 0 head %d: token 5's key at "
-                   "position %d is not rotated", h, p);
-            EXPECT(same_pair_norms(K, K + (size_t)p * (size_t)d, d), "layer 0 head %d: token 5's key at position %d is "
-                   "not position 0's rotated", h, p);
+            EXPECT(!memcmp(V, V + (size_t)p * (size_t)d, sizeof(float) * (size_t)d),
+                   "layer 0 head %d: token 5's value at "
+                   "position %d differs from position 0's",
+                   h, p);
+            EXPECT(memcmp(K, K + (size_t)p * (size_t)d, sizeof(float) * (size_t)d),
+                   "layer 0 head %d: token 5's key at "
+                   "position %d is not rotated",
+                   h, p);
+            EXPECT(same_pair_norms(K, K + (size_t)p * (size_t)d, d),
+                   "layer 0 head %d: token 5's key at position %d is "
+                   "not position 0's rotated",
+                   h, p);
         }
         EXPECT(memcmp(V, V + (size_t)d, sizeof(float) * (size_t)d), "layer 0 head %d: tokens 5 and 9 share a value", h);
-        EXPECT(!same_pair_norms(K, K + (size_t)d, d), "layer 0 head %d: tokens 5 and 9 have keys of the same pair norms", h);
+        EXPECT(!same_pair_norms(K, K + (size_t)d, d),
+               "layer 0 head %d: tokens 5 and 9 have keys of the same pair norms", h);
         /* a read of one row is the same row as in the read of all */
         float row[512];
         if (d <= 512) {
@@ -107,14 +115,18 @@ static void test_positions(rsr_model *m) {
             EXPECT(!memcmp(row, K + 4 * (size_t)d, sizeof(float) * (size_t)d), "head %d: row 4 read alone differs", h);
         }
         EXPECT(api.session_kv_read(s, 1, h, 0, n, K, V) == RSR_OK, "kv_read layer 1");
-        EXPECT(memcmp(V, V + 6 * (size_t)d, sizeof(float) * (size_t)d), "layer 1 head %d: token 5's value does not "
-               "depend on its context", h);
+        EXPECT(memcmp(V, V + 6 * (size_t)d, sizeof(float) * (size_t)d),
+               "layer 1 head %d: token 5's value does not "
+               "depend on its context",
+               h);
     }
     EXPECT(api.session_last_query(s, 0, q6) == RSR_OK && api.session_last_query(one, 0, q0) == RSR_OK, "last_query");
     for (int32_t h = 0; h < info.num_heads; h++) {
         const float *a = q6 + (size_t)h * (size_t)d, *b = q0 + (size_t)h * (size_t)d;
-        EXPECT(memcmp(a, b, sizeof(float) * (size_t)d) && same_pair_norms(a, b, d), "layer 0 query head %d: position 6 is "
-               "not position 0 rotated", h);
+        EXPECT(memcmp(a, b, sizeof(float) * (size_t)d) && same_pair_norms(a, b, d),
+               "layer 0 query head %d: position 6 is "
+               "not position 0 rotated",
+               h);
     }
     api.session_free(s), api.session_free(one);
     free(K), free(V), free(q6), free(q0);
@@ -136,7 +148,8 @@ static void test_against_attention(rsr_model *m) {
         EXPECT(api.session_kv_read(s, L - 1, h / group, 0, n, K, NULL) == RSR_OK, "kv_read");
         for (int32_t j = 0; j < n; j++) {
             double dot = 0;
-            for (int32_t i = 0; i < d; i++) dot += (double)q[(size_t)h * (size_t)d + (size_t)i] * K[(size_t)j * (size_t)d + (size_t)i];
+            for (int32_t i = 0; i < d; i++)
+                dot += (double)q[(size_t)h * (size_t)d + (size_t)i] * K[(size_t)j * (size_t)d + (size_t)i];
             scores[ns++] = dot;
         }
     }
@@ -165,13 +178,16 @@ static void test_against_attention(rsr_model *m) {
                         double x = (double)q[(size_t)h * (size_t)d + (size_t)i] * K[(size_t)j * (size_t)d + (size_t)i];
                         dot += x, mag += fabs(x);
                     }
-                    if (fabs(dot - tau) <= 1e-5 * mag) near++; /* fp32 rounding could put it either side */
-                    else above += dot > tau;
+                    if (fabs(dot - tau) <= 1e-5 * mag)
+                        near++; /* fp32 rounding could put it either side */
+                    else
+                        above += dot > tau;
                 }
             }
-            EXPECT(st.kept >= above && st.kept <= above + near, "step %d layer %d: attention kept %lld keys ≥ τ %g, the "
-                   "read-back queries and keys give %lld (+%lld within rounding)", p, l, (long long)st.kept, (double)tau,
-                   (long long)above, (long long)near);
+            EXPECT(st.kept >= above && st.kept <= above + near,
+                   "step %d layer %d: attention kept %lld keys ≥ τ %g, the "
+                   "read-back queries and keys give %lld (+%lld within rounding)",
+                   p, l, (long long)st.kept, (double)tau, (long long)above, (long long)near);
             steps_with_both += above > 0 && above < (int64_t)info.num_heads * (p + 1);
         }
     }

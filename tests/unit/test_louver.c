@@ -31,16 +31,16 @@
 #include "rsr_louver.h"
 
 static long failures, checks;
-#define EXPECT(cond, ...)                                                                                        \
-    do {                                                                                                         \
-        checks++;                                                                                                \
-        if (!(cond)) {                                                                                           \
-            if (++failures <= 20) {                                                                              \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                             \
-                fprintf(stderr, __VA_ARGS__);                                                                    \
-                fputc('\n', stderr);                                                                             \
-            }                                                                                                    \
-        }                                                                                                        \
+#define EXPECT(cond, ...)                                                                                              \
+    do {                                                                                                               \
+        checks++;                                                                                                      \
+        if (!(cond)) {                                                                                                 \
+            if (++failures <= 20) {                                                                                    \
+                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                   \
+                fprintf(stderr, __VA_ARGS__);                                                                          \
+                fputc('\n', stderr);                                                                                   \
+            }                                                                                                          \
+        }                                                                                                              \
     } while (0)
 
 /* ---- random numbers ---- */
@@ -60,8 +60,8 @@ static float gauss(void) {
 
 /* ---- key sets ---- */
 typedef enum { KS_RANDOM, KS_CLUSTERED, KS_ROPE, KS_HEAVY, KS_INTEGER, KS_DUPLICATES, KS_EXTREME, KS_NONFINITE } keyset;
-static const char *keyset_name[] = {"random", "clustered", "rope", "heavy-tailed", "integer-ties",
-                                    "duplicates+zeros", "huge+tiny+bf16", "non-finite"};
+static const char *keyset_name[] = {"random",       "clustered",        "rope",           "heavy-tailed",
+                                    "integer-ties", "duplicates+zeros", "huge+tiny+bf16", "non-finite"};
 
 static void make_keys(keyset ks, float *K, int32_t n, int32_t d, size_t stride) {
     int32_t nc = 24;
@@ -101,9 +101,12 @@ static void make_keys(keyset ks, float *K, int32_t n, int32_t d, size_t stride) 
             break;
         case KS_DUPLICATES: {
             int32_t r = below(10);
-            if (r < 3) memset(k, 0, sizeof(float) * (size_t)d);                       /* zero vectors */
-            else if (r < 8 && j > 0) memcpy(k, K + (size_t)below(j) * stride, sizeof(float) * (size_t)d); /* copies */
-            else for (int32_t i = 0; i < d; i++) k[i] = gauss();
+            if (r < 3)
+                memset(k, 0, sizeof(float) * (size_t)d); /* zero vectors */
+            else if (r < 8 && j > 0)
+                memcpy(k, K + (size_t)below(j) * stride, sizeof(float) * (size_t)d); /* copies */
+            else
+                for (int32_t i = 0; i < d; i++) k[i] = gauss();
             break;
         }
         case KS_EXTREME: {
@@ -111,14 +114,18 @@ static void make_keys(keyset ks, float *K, int32_t n, int32_t d, size_t stride) 
             float scale = r == 0 ? 1e15f : r == 1 ? 1e-30f : r == 2 ? 1.0f : 1e-5f;
             for (int32_t i = 0; i < d; i++) k[i] = scale * gauss();
             if (r == 2) /* values just above bf16 grid points: rounding toward zero would lose them */
-                for (int32_t i = 0; i < d; i++) k[i] = (below(2) ? 1 : -1) * (1.0f + (float)(1 + below(255)) * 0x1p-23f);
+                for (int32_t i = 0; i < d; i++)
+                    k[i] = (below(2) ? 1 : -1) * (1.0f + (float)(1 + below(255)) * 0x1p-23f);
             break;
         }
         case KS_NONFINITE:
             for (int32_t i = 0; i < d; i++) k[i] = gauss();
-            if (below(50) == 0) k[below(d)] = below(2) ? INFINITY : -INFINITY;
-            else if (below(50) == 0) k[below(d)] = NAN;
-            else if (below(50) == 0) k[below(d)] = 1e30f; /* beyond the bounded range: always scanned */
+            if (below(50) == 0)
+                k[below(d)] = below(2) ? INFINITY : -INFINITY;
+            else if (below(50) == 0)
+                k[below(d)] = NAN;
+            else if (below(50) == 0)
+                k[below(d)] = 1e30f; /* beyond the bounded range: always scanned */
             break;
         }
     }
@@ -208,16 +215,19 @@ static void check_group(const rsr_louver_index *ix, rsr_louver_scratch *scr, con
     int32_t *sets = malloc(sizeof(int32_t) * (size_t)n * (size_t)gq), counts[MAXG];
     for (int32_t g = 0; g < gq; g++) {
         const int32_t *idx = rsr_louver_scratch_scanned_head(scr, g, &counts[g]);
-        EXPECT(idx && counts[g] == gst[g].scanned, "group head %d: scanned list of %d keys, stats %d", g, counts[g], gst[g].scanned);
+        EXPECT(idx && counts[g] == gst[g].scanned, "group head %d: scanned list of %d keys, stats %d", g, counts[g],
+               gst[g].scanned);
         if (idx) memcpy(sets + (size_t)g * (size_t)n, idx, sizeof(int32_t) * (size_t)counts[g]);
     }
     for (int32_t g = 0; g < gq; g++) {
-        EXPECT(rsr_louver_attend(ix, qs + (size_t)g * (size_t)d, K, V, stride, n, &pols[g], scr, o1, &st1) == RSR_OK, "single attend");
-        EXPECT(!memcmp(o1, outs + (size_t)g * (size_t)d, sizeof(float) * (size_t)d), "%s: group head %d of %d: output differs from the single query's",
-               keyset_name[ks], g, gq);
+        EXPECT(rsr_louver_attend(ix, qs + (size_t)g * (size_t)d, K, V, stride, n, &pols[g], scr, o1, &st1) == RSR_OK,
+               "single attend");
+        EXPECT(!memcmp(o1, outs + (size_t)g * (size_t)d, sizeof(float) * (size_t)d),
+               "%s: group head %d of %d: output differs from the single query's", keyset_name[ks], g, gq);
         EXPECT(st1.scanned == gst[g].scanned && st1.kept == gst[g].kept && st1.bounded == gst[g].bounded &&
                    st1.dense == gst[g].dense && !memcmp(&st1.tau, &gst[g].tau, sizeof(float)) &&
-                   (st1.dropped_bound == gst[g].dropped_bound || (isnan(st1.dropped_bound) && isnan(gst[g].dropped_bound))),
+                   (st1.dropped_bound == gst[g].dropped_bound ||
+                    (isnan(st1.dropped_bound) && isnan(gst[g].dropped_bound))),
                "%s: group head %d: stats differ (scanned %d/%d kept %d/%d tau %g/%g)", keyset_name[ks], g, st1.scanned,
                gst[g].scanned, st1.kept, gst[g].kept, st1.tau, gst[g].tau);
         int32_t c1;
@@ -231,7 +241,8 @@ static void check_group(const rsr_louver_index *ix, rsr_louver_scratch *scr, con
 typedef struct {
     keyset ks;
     int32_t d, subspaces, block_keys, blocks, queries;
-    int32_t sparse_check; /* 1: assert that queries aimed at a key, with ≤ 2% of the keys above τ, scan well under half of them */
+    int32_t
+        sparse_check; /* 1: assert that queries aimed at a key, with ≤ 2% of the keys above τ, scan well under half of them */
 } scenario;
 
 static void run(const scenario *sc, int32_t total_queries_scale) {
@@ -242,7 +253,8 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
     make_keys(sc->ks, K, nmax, d, stride);
     float vmax = 0;
     for (int32_t j = 0; j < nmax; j++)
-        for (int32_t i = 0; i < d; i++) V[(size_t)j * stride + i] = gauss(), vmax = fmaxf(vmax, fabsf(V[(size_t)j * stride + i]));
+        for (int32_t i = 0; i < d; i++)
+            V[(size_t)j * stride + i] = gauss(), vmax = fmaxf(vmax, fabsf(V[(size_t)j * stride + i]));
     rsr_louver_config cfg = {.head_dim = d, .subspaces = sc->subspaces, .block_keys = B};
     rsr_louver_index *ix;
     rsr_louver_scratch *scr;
@@ -283,7 +295,8 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
         EXPECT(count == st.scanned && st.keys == n && st.kept <= st.scanned && st.scanned <= n, "stats consistent");
         memset(mark, 0, (size_t)n);
         for (int32_t c = 0; c < count; c++) {
-            EXPECT(scanned[c] >= 0 && scanned[c] < n && !mark[scanned[c]], "scanned position %d valid and once", scanned[c]);
+            EXPECT(scanned[c] >= 0 && scanned[c] < n && !mark[scanned[c]], "scanned position %d valid and once",
+                   scanned[c]);
             if (scanned[c] >= 0 && scanned[c] < n) mark[scanned[c]] = 1;
         }
         for (int32_t j = size; j < n; j++) EXPECT(mark[j], "buffer key %d not attended", j);
@@ -301,11 +314,14 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
             if (naive) {
                 const float *k = K + (size_t)j * stride;
                 float a = naive_dot(q, k, d), b = naive_dot_desc(q, k, d);
-                EXPECT(!(a >= tau) || mark[j], "%s: key %d, ascending-order score %.9g ≥ τ %.9g missed", keyset_name[sc->ks], j, a, tau);
-                EXPECT(!(b >= tau) || mark[j], "%s: key %d, descending-order score %.9g ≥ τ %.9g missed", keyset_name[sc->ks], j, b, tau);
+                EXPECT(!(a >= tau) || mark[j], "%s: key %d, ascending-order score %.9g ≥ τ %.9g missed",
+                       keyset_name[sc->ks], j, a, tau);
+                EXPECT(!(b >= tau) || mark[j], "%s: key %d, descending-order score %.9g ≥ τ %.9g missed",
+                       keyset_name[sc->ks], j, b, tau);
             }
         }
-        EXPECT(st.kept == above, "%s: kept %d, brute force %d keys ≥ τ %g (policy %d, dense %d, scanned %d of %d, index %d)",
+        EXPECT(st.kept == above,
+               "%s: kept %d, brute force %d keys ≥ τ %g (policy %d, dense %d, scanned %d of %d, index %d)",
                keyset_name[sc->ks], st.kept, above, tau, pol.kind, st.dense, st.scanned, n, size);
         if (pol.kind == RSR_LOUVER_RELATIVE && isfinite(top))
             EXPECT((double)tau <= (double)top - sqrt((double)d) * log(1.0 / pol.eps),
@@ -325,32 +341,34 @@ static void run(const scenario *sc, int32_t total_queries_scale) {
             for (int32_t i = 0; i < d; i++) oref[i] += e * V[(size_t)j * stride + i];
         }
         dropped /= total;
-        EXPECT(dropped <= st.dropped_bound * (1 + 1e-6) + 1e-300, "%s: dropped mass %.3g above the certified bound %.3g",
-               keyset_name[sc->ks], dropped, st.dropped_bound);
+        EXPECT(dropped <= st.dropped_bound * (1 + 1e-6) + 1e-300,
+               "%s: dropped mass %.3g above the certified bound %.3g", keyset_name[sc->ks], dropped, st.dropped_bound);
         EXPECT(st.scanned < n || st.dropped_bound == 0, "nothing dropped but bound %g", st.dropped_bound);
         double err = 0;
         for (int32_t i = 0; i < d; i++) err = fmax(err, fabs(oref[i] / total - (double)out[i]));
         double allowed = (2 * fmin(st.dropped_bound, 1.0) + 2e-5) * vmax;
-        EXPECT(err <= allowed, "%s: output off dense by %.3g, allowed %.3g (bound %.3g)", keyset_name[sc->ks], err, allowed,
-               st.dropped_bound);
+        EXPECT(err <= allowed, "%s: output off dense by %.3g, allowed %.3g (bound %.3g)", keyset_name[sc->ks], err,
+               allowed, st.dropped_bound);
         if (aimed && pol.kind == RSR_LOUVER_ABSOLUTE && pick < 5 && size >= n / 2) {
             scanned_frac += (double)st.scanned / n;
             selective++;
         }
     }
     if (sc->sparse_check)
-        EXPECT(selective > 0 && scanned_frac / selective < 0.5, "%s: selective queries scanned %.1f%% of the keys on average",
-               keyset_name[sc->ks], selective ? 100 * scanned_frac / selective : 0);
+        EXPECT(selective > 0 && scanned_frac / selective < 0.5,
+               "%s: selective queries scanned %.1f%% of the keys on average", keyset_name[sc->ks],
+               selective ? 100 * scanned_frac / selective : 0);
     printf("%-18s d=%-3d S=%-2d B=%-3d blocks=%-3d queries=%-6d selective scan %.1f%%%s\n", keyset_name[sc->ks], d,
-           rsr_louver_get_config(ix)->subspaces, B, sc->blocks, queries, selective ? 100 * scanned_frac / selective : 0.0,
-           failures > before ? "  FAILED" : "");
+           rsr_louver_get_config(ix)->subspaces, B, sc->blocks, queries,
+           selective ? 100 * scanned_frac / selective : 0.0, failures > before ? "  FAILED" : "");
     rsr_louver_free(ix);
     rsr_louver_scratch_free(scr);
     free(K), free(V), free(q), free(out), free(dots), free(sorted), free(oref), free(mark);
 }
 
 /* Attention of q over keys [0, n) in double: the reference for the dense fallback's output. */
-static void dense_reference(const float *q, const float *K, const float *V, size_t stride, int32_t n, int32_t d, double *o) {
+static void dense_reference(const float *q, const float *K, const float *V, size_t stride, int32_t n, int32_t d,
+                            double *o) {
     const float scale = 1.0f / sqrtf((float)d);
     double m = -INFINITY, total = 0;
     for (int32_t j = 0; j < n; j++) m = fmax(m, (double)(attn_dot(q, K + (size_t)j * stride, d) * scale));
@@ -412,25 +430,27 @@ static void test_fallback(void) {
             for (int32_t i = 0; i < count; i++) mark[idx[i]]++;
             for (int32_t j = 0; j < n; j++) above += attn_dot(q, K + (size_t)j * stride, d) >= st.tau;
             if (c == 2) {
-                EXPECT(st.dense == 0 && st.scanned < n / 10, "layout %d: τ above every score fell back (dense %d, scanned %d)",
-                       layout, st.dense, st.scanned);
+                EXPECT(st.dense == 0 && st.scanned < n / 10,
+                       "layout %d: τ above every score fell back (dense %d, scanned %d)", layout, st.dense, st.scanned);
                 continue;
             }
             int once = count == n;
             for (int32_t j = 0; j < n; j++) once &= mark[j] == 1;
-            EXPECT(st.dense == RSR_LOUVER_DENSE_QUALIFY, "layout %d case %d: no dense fallback (dense %d, scanned %d of %d)",
-                   layout, c, st.dense, st.scanned, n);
+            EXPECT(st.dense == RSR_LOUVER_DENSE_QUALIFY,
+                   "layout %d case %d: no dense fallback (dense %d, scanned %d of %d)", layout, c, st.dense, st.scanned,
+                   n);
             EXPECT(once && st.scanned == n && st.kept == above && st.dropped_bound == 0,
-                   "layout %d case %d: scanned %d (each once: %d) kept %d of %d above τ, bound %g", layout, c, st.scanned, once,
-                   st.kept, above, st.dropped_bound);
+                   "layout %d case %d: scanned %d (each once: %d) kept %d of %d above τ, bound %g", layout, c,
+                   st.scanned, once, st.kept, above, st.dropped_bound);
             if (cases[c].kind == RSR_LOUVER_RELATIVE)
-                EXPECT((double)st.tau <= (double)top - sqrt((double)d) * log(1e4), "relative τ %g above the top %g − gap", st.tau, top);
+                EXPECT((double)st.tau <= (double)top - sqrt((double)d) * log(1e4),
+                       "relative τ %g above the top %g − gap", st.tau, top);
             dense_reference(q, K, V, stride, n, d, oref);
             double err = 0;
             for (int32_t i = 0; i < d; i++) err = fmax(err, fabs(oref[i] - out[i]));
             double allowed = 2e-5;
-            EXPECT(err < allowed, "layout %d case %d: the fallback's output is off dense attention by %g (allowed %g)", layout,
-                   c, err, allowed);
+            EXPECT(err < allowed, "layout %d case %d: the fallback's output is off dense attention by %g (allowed %g)",
+                   layout, c, err, allowed);
             /* in a group with a selective head and one of each other case: each gets its single result */
             float single[64];
             rsr_louver_policy gp[3] = {cases[c], cases[2], cases[c]};
@@ -439,8 +459,8 @@ static void test_fallback(void) {
             EXPECT(rsr_louver_attend_group(ix, q, 3, K, V, stride, n, gp, scr, out, gst) == RSR_OK, "group");
             for (int32_t g = 0; g < 3; g++) {
                 EXPECT(rsr_louver_attend(ix, q, K, V, stride, n, &gp[g], scr, single, &st) == RSR_OK, "single");
-                EXPECT(!memcmp(single, out + (size_t)g * (size_t)d, sizeof(float) * (size_t)d) && st.dense == gst[g].dense &&
-                           st.scanned == gst[g].scanned && st.kept == gst[g].kept,
+                EXPECT(!memcmp(single, out + (size_t)g * (size_t)d, sizeof(float) * (size_t)d) &&
+                           st.dense == gst[g].dense && st.scanned == gst[g].scanned && st.kept == gst[g].kept,
                        "layout %d case %d: group head %d differs from its single call", layout, c, g);
             }
         }
@@ -492,7 +512,8 @@ static void test_box_edge(void) {
         for (int32_t j = 0; j < n; j++)
             if (attn_dot(q, K + (size_t)j * d, d) >= pol.tau) {
                 above++;
-                EXPECT(mark[j], "box edge, trial %d: key %d at or above τ %.9g not scanned (its block skipped)", trial, j, pol.tau);
+                EXPECT(mark[j], "box edge, trial %d: key %d at or above τ %.9g not scanned (its block skipped)", trial,
+                       j, pol.tau);
             }
         EXPECT(above >= B && st.kept == above, "box edge, trial %d: kept %d, above τ %d", trial, st.kept, above);
     }
@@ -535,8 +556,10 @@ static void test_magnitudes(void) {
                     for (int32_t j = 0; j < n; j++) {
                         float sj = attn_dot(q, K + (size_t)j * d, d);
                         int must = p == 2 ? sj == top : sj >= pols[p].tau;
-                        EXPECT(!must || mark[j] || st.dense, "magnitudes q %g, k %g, policy %d: key %d (score %g, "
-                               "top %g) not scanned", mags[qm], mags[km], p, j, (double)sj, (double)top);
+                        EXPECT(!must || mark[j] || st.dense,
+                               "magnitudes q %g, k %g, policy %d: key %d (score %g, "
+                               "top %g) not scanned",
+                               mags[qm], mags[km], p, j, (double)sj, (double)top);
                     }
                 }
             }
@@ -596,9 +619,11 @@ static void test_relative_margin(void) {
         for (int32_t j = 0; j < near; j++) {
             const float sj = K[(size_t)j * d];
             if (exp((double)(sj * scale) - xmax) >= (double)eps)
-                EXPECT(sj >= st.tau, "relative margin: top %.9g, key %d scores %.9g below τ %.9g, yet its weight "
-                       "exp(%.9g − %.9g) = %.9g ≥ ε", (double)L, j, (double)sj, (double)st.tau, (double)(sj * scale),
-                       xmax, exp((double)(sj * scale) - xmax));
+                EXPECT(sj >= st.tau,
+                       "relative margin: top %.9g, key %d scores %.9g below τ %.9g, yet its weight "
+                       "exp(%.9g − %.9g) = %.9g ≥ ε",
+                       (double)L, j, (double)sj, (double)st.tau, (double)(sj * scale), xmax,
+                       exp((double)(sj * scale) - xmax));
         }
     }
     EXPECT(hard >= 4, "relative margin: only %d of the top scores have a key that a τ without η would miss", hard);
@@ -609,7 +634,8 @@ static void test_relative_margin(void) {
 
 static void test_config(void) {
     rsr_louver_config c = rsr_louver_default_config(128), r;
-    EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 8 && r.block_keys == 256, "defaults for d=128");
+    EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 8 && r.block_keys == 256,
+           "defaults for d=128");
     c = rsr_louver_default_config(16);
     EXPECT(rsr_louver_resolve_config(&c, &r) == RSR_OK && r.subspaces == 1, "one subspace for d=16");
     rsr_louver_index *ix = NULL;
@@ -625,13 +651,17 @@ static void test_config(void) {
     rsr_louver_scratch_create(&sc);
     float k[64 * 16] = {0}, q[64] = {1}, o[64];
     rsr_louver_append_block(ix, k, 64);
-    rsr_louver_policy bad[] = {{.kind = RSR_LOUVER_RELATIVE, .eps = 0}, {.kind = RSR_LOUVER_RELATIVE, .eps = 1},
-                               {.kind = RSR_LOUVER_ABSOLUTE, .tau = NAN}, {.kind = RSR_LOUVER_BUDGET, .budget = 0},
+    rsr_louver_policy bad[] = {{.kind = RSR_LOUVER_RELATIVE, .eps = 0},
+                               {.kind = RSR_LOUVER_RELATIVE, .eps = 1},
+                               {.kind = RSR_LOUVER_ABSOLUTE, .tau = NAN},
+                               {.kind = RSR_LOUVER_BUDGET, .budget = 0},
                                {.kind = 7}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        EXPECT(rsr_louver_attend(ix, q, k, k, 64, 16, &bad[i], sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT, "bad policy %zu", i);
+        EXPECT(rsr_louver_attend(ix, q, k, k, 64, 16, &bad[i], sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT,
+               "bad policy %zu", i);
     rsr_louver_policy ok = {.kind = RSR_LOUVER_RELATIVE, .eps = 0.5f};
-    EXPECT(rsr_louver_attend(ix, q, k, k, 64, 15, &ok, sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT, "n below the index size");
+    EXPECT(rsr_louver_attend(ix, q, k, k, 64, 15, &ok, sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT,
+           "n below the index size");
     EXPECT(rsr_louver_attend(ix, q, k, k, 32, 16, &ok, sc, o, NULL) == RSR_ERR_INVALID_ARGUMENT, "stride below d");
     rsr_louver_clear(ix);
     EXPECT(rsr_louver_size(ix) == 0, "clear");
@@ -658,9 +688,11 @@ static void test_batched_scores(void) {
                 attn_scores(q, gq, K, stride, d, j0, j1, dots, 64);
                 for (int32_t g = 0; g < gq; g++)
                     for (int32_t j = j0; j < j1; j++) {
-                        float a = dots[g * 64 + (j - j0)], b = attn_dot(q + (size_t)g * (size_t)d, K + (size_t)j * stride, d);
-                        EXPECT(memcmp(&a, &b, sizeof a) == 0, "d=%d: batched score %.9g, attn_dot %.9g (query %d, key %d)", d,
-                               (double)a, (double)b, g, j);
+                        float a = dots[g * 64 + (j - j0)],
+                              b = attn_dot(q + (size_t)g * (size_t)d, K + (size_t)j * stride, d);
+                        EXPECT(memcmp(&a, &b, sizeof a) == 0,
+                               "d=%d: batched score %.9g, attn_dot %.9g (query %d, key %d)", d, (double)a, (double)b, g,
+                               j);
                     }
             }
         }
@@ -686,17 +718,13 @@ int main(int argc, char **argv) {
     test_relative_margin();
     static const scenario scenarios[] = {
         /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
-        {KS_RANDOM, 128, 0, 256, 8, 12000, 0},
-        {KS_CLUSTERED, 128, 0, 256, 8, 12000, 1},
-        {KS_ROPE, 128, 0, 256, 8, 12000, 0},
-        {KS_HEAVY, 128, 0, 256, 8, 10000, 0},
-        {KS_INTEGER, 64, 0, 128, 12, 10000, 0},
-        {KS_DUPLICATES, 64, 0, 64, 20, 10000, 0},
-        {KS_EXTREME, 64, 0, 64, 20, 10000, 0},
-        {KS_NONFINITE, 64, 0, 64, 12, 4000, 0},
+        {KS_RANDOM, 128, 0, 256, 8, 12000, 0},   {KS_CLUSTERED, 128, 0, 256, 8, 12000, 1},
+        {KS_ROPE, 128, 0, 256, 8, 12000, 0},     {KS_HEAVY, 128, 0, 256, 8, 10000, 0},
+        {KS_INTEGER, 64, 0, 128, 12, 10000, 0},  {KS_DUPLICATES, 64, 0, 64, 20, 10000, 0},
+        {KS_EXTREME, 64, 0, 64, 20, 10000, 0},   {KS_NONFINITE, 64, 0, 64, 12, 4000, 0},
         {KS_CLUSTERED, 16, 0, 16, 300, 8000, 1}, /* the tiny models' head_dim; 300 blocks: 5 growths */
-        {KS_ROPE, 96, 5, 32, 80, 8000, 0},        /* subspaces of unequal width, d not a power of two */
-        {KS_HEAVY, 40, 3, 16, 100, 4000, 0},       /* d not a multiple of 16 */
+        {KS_ROPE, 96, 5, 32, 80, 8000, 0},       /* subspaces of unequal width, d not a power of two */
+        {KS_HEAVY, 40, 3, 16, 100, 4000, 0},     /* d not a multiple of 16 */
     };
     for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++) run(&scenarios[i], total);
     printf("%ld checks, %ld failures\n", checks, failures);

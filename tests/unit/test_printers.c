@@ -67,7 +67,8 @@ enum { NV = sizeof variants / sizeof *variants, NM = 4 };
 static ternary_matrix mats[NM];
 static int pairs_run, pairs_denied, llvm_denies_scalar_lut;
 
-static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, const ternary_matrix *tm, const char *what) {
+static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, const ternary_matrix *tm,
+                         const char *what) {
     const int32_t xs = (tm->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *x = xmalloc((size_t)xs * RSR_BATCH_MAX);
     int32_t *want = xmalloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
@@ -118,7 +119,8 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     for (int v = 0; v < NV; v++) {
         if (!printer_prints(pr, variants[v].strategy, t)) {
             pairs_denied++;
-            if (pr == PRINTER_LLVM && variants[v].strategy == STRAT_LUT && !target_lut_vector(t)) llvm_denies_scalar_lut++;
+            if (pr == PRINTER_LLVM && variants[v].strategy == STRAT_LUT && !target_lut_vector(t))
+                llvm_denies_scalar_lut++;
             continue;
         }
         if (variants[v].lanes && variants[v].strategy != STRAT_I2) continue;
@@ -126,9 +128,12 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
         for (int m = 0; m < NM; m++) {
             /* compile time: the unrolled form's code grows with the matrix, and gcc takes 6–9 s on
              * each scalar lanes kernel, so those two run on the small shapes only */
-            if ((variants[v].strategy == STRAT_RSR_UNROLLED && mats[m].cols > 100) || (variants[v].lanes && m % 2)) continue;
-            const matrix_request rq = {.strategy = variants[v].strategy, .k = variants[v].k,
-                                       .user_strategy = variants[v].strategy, .index = n};
+            if ((variants[v].strategy == STRAT_RSR_UNROLLED && mats[m].cols > 100) || (variants[v].lanes && m % 2))
+                continue;
+            const matrix_request rq = {.strategy = variants[v].strategy,
+                                       .k = variants[v].k,
+                                       .user_strategy = variants[v].strategy,
+                                       .index = n};
             compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
             snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, printer_names[pr],
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
@@ -142,8 +147,8 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     for (int i = 0; i < n; i++) {
         const kernel *kn = &cm[i].kn;
         emit_c_matrix_entry(c, &(matrix_record){(char *)of[i]->name, kn->symbol, kn->batch_symbol, kn->strategy,
-                                                 kn->rows, kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
-                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
+                                                kn->rows, kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
+                                                kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
     }
     fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
     fclose(c);
@@ -193,7 +198,8 @@ int main(void) {
     /* the GPU printers have no CPU form */
     target *t = target_load("generic", NULL, NULL);
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
-        EXPECT(!printer_prints(PRINTER_NVPTX, (enum strategy)s, t) && !printer_prints(PRINTER_CUDA, (enum strategy)s, t),
+        EXPECT(!printer_prints(PRINTER_NVPTX, (enum strategy)s, t) &&
+                   !printer_prints(PRINTER_CUDA, (enum strategy)s, t),
                "a GPU printer claims the CPU form of %s", strategy_names[s]);
     EXPECT(llvm_denies_scalar_lut > 0, "the LLVM printer's missing scalar lut was not met");
     target_free(t);

@@ -66,7 +66,7 @@ static void tokens_of(int32_t *t, int32_t n, uint32_t seed) {
 /* What a session shows after the prompt, a step of tokens y and AFTER more tokens: the logits
  * after each and every layer's attention statistics at the end. */
 typedef struct {
-    float *logits; /* [1 + AFTER][vocab] */
+    float *logits;              /* [1 + AFTER][vocab] */
     rsr_attention_stats *stats; /* [layers] */
 } outcome;
 

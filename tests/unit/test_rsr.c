@@ -27,8 +27,10 @@ static ternary_matrix random_matrix(int32_t rows, int32_t cols, bool binary, int
     ternary_matrix t = {.name = xstrdup("test"), .rows = rows, .cols = cols, .beta = 1, .binary = binary};
     t.w = xmalloc((size_t)rows * (size_t)cols);
     for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++) {
-        if (binary) t.w[i] = next() & 1 ? 1 : -1;
-        else t.w[i] = (int)(next() % 100) < zero_percent ? 0 : (next() & 1 ? 1 : -1);
+        if (binary)
+            t.w[i] = next() & 1 ? 1 : -1;
+        else
+            t.w[i] = (int)(next() % 100) < zero_percent ? 0 : (next() & 1 ? 1 : -1);
     }
     return t;
 }
@@ -137,7 +139,11 @@ static void check_emitted(const ternary_matrix *t, int k, const char *dir, int s
 /* An i2 kernel for the given ISA, compiled with that ISA's flags, against the naive product. */
 static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir, int serial) {
     static char *avx2[] = {"avx2"}, *bw[] = {"avx512f", "avx512bw"}, *vnni[] = {"avx512f", "avx512bw", "avx512vnni"};
-    static const struct { char **features; int n; const char *cflags; } isas[] = {
+    static const struct {
+        char **features;
+        int n;
+        const char *cflags;
+    } isas[] = {
         [DOT_SCALAR] = {NULL, 0, "-O2"},
         [DOT_AVX2] = {avx2, 1, "-O2 -mavx2"},
         [DOT_AVX512BW] = {bw, 2, "-O2 -mavx512f -mavx512bw"},
@@ -181,8 +187,8 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
             memset(got, 0x5a, sizeof(int32_t) * (size_t)t->rows);
             fn(data, x, got, 0, kn.num_blocks / 2);
             fn(data, x, got, kn.num_blocks / 2, kn.num_blocks);
-            EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s (%s) %dx%d %s vector %d",
-                   kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
+            EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s (%s) %dx%d %s vector %d", kn.strategy,
+                   dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
         }
         /* the batched kernel: two full tiles of tokens and one more (the extreme vectors and
          * random ones), rows of y wider than the matrix, the blocks in two calls as two threads
@@ -190,7 +196,8 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
         batch_fn bf_ = (batch_fn)((void *(*)(void))dlsym(h, "get_b"))();
         int32_t ntok = 2 * kn.batch_tile + 1, ys = t->rows + 3;
         int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
-        int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok), *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+        int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok),
+                *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
         memset(wantb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
         memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
         for (int k = 0; k < ntok; k++) {

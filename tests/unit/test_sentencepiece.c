@@ -23,7 +23,7 @@
 
 typedef struct buf {
     uint8_t p[8192];
-    size_t n, normalizer_at;    /* where normalizer_spec begins */
+    size_t n, normalizer_at; /* where normalizer_spec begins */
 } buf;
 
 static void put_varint(buf *b, uint64_t v) {
@@ -57,7 +57,8 @@ typedef struct options {
 } options;
 
 static buf *model_proto(options o) {
-    static const char *const normal[] = {SP "a", "ab", SP "ab", "bc", SP "b", "ca", SP "c", "abc", SP, "a", "b", "c", "cc"};
+    static const char *const normal[] = {SP "a", "ab", SP "ab", "bc", SP "b", "ca", SP "c",
+                                         "abc",  SP,   "a",     "b",  "c",    "cc"};
     buf *b = calloc(1, sizeof *b);
     put_piece(b, "<unk>", 0, 2);
     put_piece(b, "<s>", 0, 3);
@@ -99,14 +100,14 @@ static int same_ids(const int32_t *a, int32_t n, const int32_t *b, int32_t m) {
     return n == m && (n == 0 || memcmp(a, b, sizeof *a * (size_t)n) == 0);
 }
 
-#define ENCODE_IS(t, text, flags, ...)                                                                           \
-    do {                                                                                                         \
-        const int32_t want_[] = {__VA_ARGS__};                                                                   \
-        int32_t got_[64] = {0}, n_ = -1;                                                                         \
-        rsr_status st_ = rsr_tokenizer_encode(t, text, -1, flags, got_, 64, &n_);                                \
-        EXPECT(st_ == RSR_OK && same_ids(got_, n_, want_, (int32_t)(sizeof want_ / sizeof *want_)),            \
-               "encode(\"%s\", %d): status %d, %d ids: %d %d %d %d", text, flags, st_, n_, got_[0], got_[1], got_[2], \
-               got_[3]);                                                                                         \
+#define ENCODE_IS(t, text, flags, ...)                                                                                 \
+    do {                                                                                                               \
+        const int32_t want_[] = {__VA_ARGS__};                                                                         \
+        int32_t got_[64] = {0}, n_ = -1;                                                                               \
+        rsr_status st_ = rsr_tokenizer_encode(t, text, -1, flags, got_, 64, &n_);                                      \
+        EXPECT(st_ == RSR_OK && same_ids(got_, n_, want_, (int32_t)(sizeof want_ / sizeof *want_)),                    \
+               "encode(\"%s\", %d): status %d, %d ids: %d %d %d %d", text, flags, st_, n_, got_[0], got_[1], got_[2],  \
+               got_[3]);                                                                                               \
     } while (0)
 
 static void test_encode(void) {
@@ -116,8 +117,8 @@ static void test_encode(void) {
     rsr_tokenizer_get_info(t, &info);
     EXPECT(info.vocab_size == 16 && info.num_added_tokens == 3 && info.bos_token_id == 1 && info.eos_token_id == 2 &&
                !strcmp(info.kind, "BPE") && info.chat_template && !strcmp(info.chat_template, "llama2"),
-           "info: %d tokens, %d added, bos %d eos %d, %s, %s", info.vocab_size, info.num_added_tokens, info.bos_token_id,
-           info.eos_token_id, info.kind, info.chat_template ? info.chat_template : "no template");
+           "info: %d tokens, %d added, bos %d eos %d, %s, %s", info.vocab_size, info.num_added_tokens,
+           info.bos_token_id, info.eos_token_id, info.kind, info.chat_template ? info.chat_template : "no template");
     /* "▁ab▁abc": (▁ a) has the best score, leftmost first; then (▁a b) twice; (▁ab c) is no piece. */
     ENCODE_IS(t, "ab abc", 0, 5, 5, 14);
     ENCODE_IS(t, "ab abc", RSR_ENCODE_ADD_SPECIAL, 1, 5, 5, 14);
@@ -128,7 +129,10 @@ static void test_encode(void) {
     /* Spaces are kept: "▁▁▁ab" has no (▁ ▁) piece. */
     ENCODE_IS(t, "  ab", 0, 11, 11, 5);
     /* No byte fallback: a run of unknown characters is one <unk>. */
-    ENCODE_IS(t, "d\xc3\xa9" "d", 0, 11, 0);
+    ENCODE_IS(t,
+              "d\xc3\xa9"
+              "d",
+              0, 11, 0);
     /* Control pieces are special tokens: matched in text only when asked. */
     ENCODE_IS(t, "<s>ab", RSR_ENCODE_PARSE_SPECIAL, 1, 5);
     ENCODE_IS(t, "<s>ab", 0, 11, 0, 4); /* "<", "s", ">" are no pieces: one <unk> between ▁ and ab */
@@ -192,8 +196,11 @@ static void test_malformed(void) {
     for (size_t n = 1; n < b->n; n++) {
         rsr_tokenizer *t;
         rsr_status st = rsr_tokenizer_create((const char *)b->p, n, &t);
-        if (st == RSR_ERR_FORMAT && *rsr_tokenizer_errmsg(t)) refused++;
-        else EXPECT(st == RSR_OK && n == b->normalizer_at, "the first %zu bytes: status %d, '%s'", n, st, rsr_tokenizer_errmsg(t));
+        if (st == RSR_ERR_FORMAT && *rsr_tokenizer_errmsg(t))
+            refused++;
+        else
+            EXPECT(st == RSR_OK && n == b->normalizer_at, "the first %zu bytes: status %d, '%s'", n, st,
+                   rsr_tokenizer_errmsg(t));
         rsr_tokenizer_free(t);
     }
     EXPECT(refused == (int)b->n - 2, "%d of %zu truncations refused", refused, b->n - 1);

@@ -28,7 +28,11 @@ static int run_prompt(rsr_session *s, int p, float *out) {
     return 0;
 }
 
-typedef struct job { int reverse; float *logits; int failed; } job;
+typedef struct job {
+    int reverse;
+    float *logits;
+    int failed;
+} job;
 
 static void *worker(void *arg) {
     job *j = arg;

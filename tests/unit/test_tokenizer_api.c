@@ -27,35 +27,39 @@ static void byte_char(int b, char *out) {
         cp = 256;
         for (int c = 0; c < b; c++) cp += !((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174);
     }
-    if (cp == '"' || cp == '\\') sprintf(out, "\\%c", cp);
-    else sprintf(out, "\\u%04x", cp);
+    if (cp == '"' || cp == '\\')
+        sprintf(out, "\\%c", cp);
+    else
+        sprintf(out, "\\u%04x", cp);
 }
 
 static char *tokenizer_json(const char *model_type, const char *extra_merge, const char *normalizer) {
     size_t cap = 1 << 16, n = 0;
     char *j = malloc(cap);
-    n += (size_t)snprintf(j + n, cap - n,
-                          "{\"version\": \"1.0\", \"added_tokens\": ["
-                          "{\"id\": %d, \"content\": \"<|begin_of_text|>\", \"special\": true, \"normalized\": false},"
-                          "{\"id\": %d, \"content\": \"<|start_header_id|>\", \"special\": true},"
-                          "{\"id\": %d, \"content\": \"<|end_header_id|>\", \"special\": true},"
-                          "{\"id\": %d, \"content\": \"<|eot_id|>\", \"special\": true},"
-                          "{\"id\": %d, \"content\": \"<s>\", \"special\": true},"
-                          "{\"id\": %d, \"content\": \"</s>\", \"special\": true},"
-                          "{\"id\": %d, \"content\": \"[X]\", \"special\": false, \"normalized\": false},"
-                          "{\"id\": %d, \"content\": \"<mask>\", \"special\": true, \"lstrip\": true}],"
-                          "\"normalizer\": %s,"
-                          "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
-                          "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
-                          "\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
-                          " \"behavior\": \"Isolated\", \"invert\": false},"
-                          "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]},"
-                          "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
-                          "{\"id\": \"<|begin_of_text|>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
-                          " \"special_tokens\": {\"<|begin_of_text|>\": {\"id\": \"<|begin_of_text|>\", \"ids\": [%d]}}},"
-                          "\"decoder\": {\"type\": \"ByteLevel\"},"
-                          "\"model\": {\"type\": \"%s\", \"ignore_merges\": false, \"vocab\": {",
-                          BOS, START, END, EOT, S, SLASH_S, X, MASK, normalizer, BOS, model_type);
+    n += (size_t)snprintf(
+        j + n, cap - n,
+        "{\"version\": \"1.0\", \"added_tokens\": ["
+        "{\"id\": %d, \"content\": \"<|begin_of_text|>\", \"special\": true, \"normalized\": false},"
+        "{\"id\": %d, \"content\": \"<|start_header_id|>\", \"special\": true},"
+        "{\"id\": %d, \"content\": \"<|end_header_id|>\", \"special\": true},"
+        "{\"id\": %d, \"content\": \"<|eot_id|>\", \"special\": true},"
+        "{\"id\": %d, \"content\": \"<s>\", \"special\": true},"
+        "{\"id\": %d, \"content\": \"</s>\", \"special\": true},"
+        "{\"id\": %d, \"content\": \"[X]\", \"special\": false, \"normalized\": false},"
+        "{\"id\": %d, \"content\": \"<mask>\", \"special\": true, \"lstrip\": true}],"
+        "\"normalizer\": %s,"
+        "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+        "{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+        "\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
+        "\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+        " \"behavior\": \"Isolated\", \"invert\": false},"
+        "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]},"
+        "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
+        "{\"id\": \"<|begin_of_text|>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
+        " \"special_tokens\": {\"<|begin_of_text|>\": {\"id\": \"<|begin_of_text|>\", \"ids\": [%d]}}},"
+        "\"decoder\": {\"type\": \"ByteLevel\"},"
+        "\"model\": {\"type\": \"%s\", \"ignore_merges\": false, \"vocab\": {",
+        BOS, START, END, EOT, S, SLASH_S, X, MASK, normalizer, BOS, model_type);
     for (int b = 0; b < 256; b++) {
         char c[16];
         byte_char(b, c);
@@ -84,13 +88,14 @@ static int same_ids(const int32_t *got, int32_t n, const int32_t *want, int32_t 
     return 1;
 }
 
-#define ENCODE_IS(t, text, flags, ...)                                                                           \
-    do {                                                                                                         \
-        const int32_t want_[] = {__VA_ARGS__};                                                                   \
-        int32_t got_[64], n_ = -1;                                                                               \
-        rsr_status st_ = rsr_tokenizer_encode(t, text, -1, flags, got_, 64, &n_);                                \
-        EXPECT(st_ == RSR_OK && same_ids(got_, n_, want_, (int32_t)(sizeof want_ / sizeof *want_)),            \
-               "encode(\"%s\", %d): status %d, %d ids starting %d %d %d", text, flags, st_, n_, got_[0], got_[1], got_[2]); \
+#define ENCODE_IS(t, text, flags, ...)                                                                                 \
+    do {                                                                                                               \
+        const int32_t want_[] = {__VA_ARGS__};                                                                         \
+        int32_t got_[64], n_ = -1;                                                                                     \
+        rsr_status st_ = rsr_tokenizer_encode(t, text, -1, flags, got_, 64, &n_);                                      \
+        EXPECT(st_ == RSR_OK && same_ids(got_, n_, want_, (int32_t)(sizeof want_ / sizeof *want_)),                    \
+               "encode(\"%s\", %d): status %d, %d ids starting %d %d %d", text, flags, st_, n_, got_[0], got_[1],      \
+               got_[2]);                                                                                               \
     } while (0)
 
 static void test_encode(rsr_tokenizer *t) {
@@ -173,44 +178,49 @@ static void test_decode(rsr_tokenizer *t) {
     rsr_tokenizer_info info;
     EXPECT(rsr_tokenizer_get_info(t, &info) == RSR_OK && info.vocab_size == MASK + 1 && info.num_added_tokens == 8 &&
                info.bos_token_id == BOS && info.eos_token_id == SLASH_S && info.eot_token_id == EOT &&
-               strcmp(info.kind, "byte-level BPE") == 0 && info.chat_template && strcmp(info.chat_template, "llama3") == 0,
+               strcmp(info.kind, "byte-level BPE") == 0 && info.chat_template &&
+               strcmp(info.chat_template, "llama3") == 0,
            "info: vocab %d, added %d, bos %d, eos %d, eot %d, %s", info.vocab_size, info.num_added_tokens,
            info.bos_token_id, info.eos_token_id, info.eot_token_id, info.kind);
 }
 
-#define CHAT_IS(t, name, msgs, gen, want)                                                                        \
-    do {                                                                                                         \
-        char out_[1024];                                                                                         \
-        size_t len_;                                                                                             \
-        rsr_status st_ = rsr_tokenizer_apply_chat_template(t, name, msgs, (int32_t)(sizeof msgs / sizeof *msgs), \
-                                                           gen, out_, sizeof out_, &len_);                       \
-        EXPECT(st_ == RSR_OK && strcmp(out_, want) == 0 && len_ == strlen(want), "chat %s: %d %s\n got: '%s'",  \
-               name ? name : "(default)", st_, rsr_tokenizer_errmsg(t), out_);                                   \
+#define CHAT_IS(t, name, msgs, gen, want)                                                                              \
+    do {                                                                                                               \
+        char out_[1024];                                                                                               \
+        size_t len_;                                                                                                   \
+        rsr_status st_ = rsr_tokenizer_apply_chat_template(t, name, msgs, (int32_t)(sizeof msgs / sizeof *msgs), gen,  \
+                                                           out_, sizeof out_, &len_);                                  \
+        EXPECT(st_ == RSR_OK && strcmp(out_, want) == 0 && len_ == strlen(want), "chat %s: %d %s\n got: '%s'",         \
+               name ? name : "(default)", st_, rsr_tokenizer_errmsg(t), out_);                                         \
     } while (0)
 
 static void test_chat(rsr_tokenizer *t) {
     const rsr_chat_message two[] = {{"system", "You are terse."}, {"user", "  Hi!\n"}};
-    CHAT_IS(t, "llama3", two, 1,
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
-            "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+    CHAT_IS(
+        t, "llama3", two, 1,
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
     CHAT_IS(t, NULL, two, 0,
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
             "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>");
     CHAT_IS(t, "bitnet", two, 1, "<|begin_of_text|>System: You are terse.<|eot_id|>User: Hi!<|eot_id|>Assistant: ");
-    const rsr_chat_message four[] = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", " Hello! "}, {"user", "Bye"}};
+    const rsr_chat_message four[] = {
+        {"system", "Be brief."}, {"user", "Hi"}, {"assistant", " Hello! "}, {"user", "Bye"}};
     CHAT_IS(t, "llama2", four, 1,
             "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Bye [/INST]");
 
     char out[256];
     size_t len;
     const rsr_chat_message twice[] = {{"user", "a"}, {"user", "b"}};
-    EXPECT(rsr_tokenizer_apply_chat_template(t, "llama2", twice, 2, 1, out, sizeof out, &len) == RSR_ERR_INVALID_ARGUMENT &&
+    EXPECT(rsr_tokenizer_apply_chat_template(t, "llama2", twice, 2, 1, out, sizeof out, &len) ==
+                   RSR_ERR_INVALID_ARGUMENT &&
                strstr(rsr_tokenizer_errmsg(t), "alternate"),
            "llama2 wants alternating roles: '%s'", rsr_tokenizer_errmsg(t));
     EXPECT(rsr_tokenizer_apply_chat_template(t, "chatml", two, 2, 1, out, sizeof out, &len) == RSR_ERR_NOT_FOUND &&
                strstr(rsr_tokenizer_errmsg(t), "chatml"),
            "an unknown template is named: '%s'", rsr_tokenizer_errmsg(t));
-    EXPECT(rsr_tokenizer_apply_chat_template(t, "llama3", two, 2, 1, out, 10, &len) == RSR_ERR_BUFFER_TOO_SMALL && len > 10,
+    EXPECT(rsr_tokenizer_apply_chat_template(t, "llama3", two, 2, 1, out, 10, &len) == RSR_ERR_BUFFER_TOO_SMALL &&
+               len > 10,
            "a small buffer");
     /* Text made from a chat encodes its markers as special tokens. */
     ENCODE_IS(t, "<|start_header_id|>user<|end_header_id|>", RSR_ENCODE_PARSE_SPECIAL, START, 'u', 's', 'e', 'r', END);
@@ -229,12 +239,13 @@ static void test_errors(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *j = tokenizer_json(cases[i].model, cases[i].merge, cases[i].normalizer);
         rsr_status st = rsr_tokenizer_create(j, strlen(j), &t);
-        EXPECT(st == RSR_ERR_FORMAT && strstr(rsr_tokenizer_errmsg(t), cases[i].message), "case %zu: status %d, '%s' lacks '%s'",
-               i, st, rsr_tokenizer_errmsg(t), cases[i].message);
+        EXPECT(st == RSR_ERR_FORMAT && strstr(rsr_tokenizer_errmsg(t), cases[i].message),
+               "case %zu: status %d, '%s' lacks '%s'", i, st, rsr_tokenizer_errmsg(t), cases[i].message);
         rsr_tokenizer_free(t);
         free(j);
     }
-    EXPECT(rsr_tokenizer_create("{\"model\": ", 10, &t) == RSR_ERR_FORMAT && strstr(rsr_tokenizer_errmsg(t), "not valid JSON"),
+    EXPECT(rsr_tokenizer_create("{\"model\": ", 10, &t) == RSR_ERR_FORMAT &&
+               strstr(rsr_tokenizer_errmsg(t), "not valid JSON"),
            "broken JSON: '%s'", rsr_tokenizer_errmsg(t));
     rsr_tokenizer_free(t);
     EXPECT(rsr_tokenizer_create("{}", 2, &t) == RSR_ERR_FORMAT && strstr(rsr_tokenizer_errmsg(t), "no \"model\""),

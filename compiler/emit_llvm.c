@@ -8,7 +8,7 @@
  * counters and accumulators in entry-block allocas; SROA/mem2reg turn them into SSA values, which
  * keeps this file free of hand-built phi nodes.
  *
- * LLVM 14 facts this relies on (see the brief's targets.md): LLVMRunPasses lives in
+ * LLVM 14 facts this relies on: LLVMRunPasses lives in
  * llvm-c/Transforms/PassBuilder.h; functions need "prefer-vector-width"="512" to vectorise at 512
  * bits; objects for a shared library must be PIC; the data layout comes from the target machine;
  * pointers are typed, so vector loads go through bitcasts. Integer reductions stay integer

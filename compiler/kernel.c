@@ -9,7 +9,8 @@
  *       binary:   U[code_s] = u                        (then RSR++ fold: y_r = 2·P_r − T)
  *     y[b·k + r] = acc[r]
  *
- * Two forms print this same description:
+ * Five forms lower a matrix (kernel_lower chooses by strategy and target; the printers, by the
+ * capability table in matrix.c):
  *   KF_UNROLLED  every segment becomes straight-line code: the column indices are immediate
  *                load offsets and the pattern digits choose add/sub — the index exists only as
  *                instructions. Chosen when the code fits the target's unroll budget.

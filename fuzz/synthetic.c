@@ -42,12 +42,15 @@ static void reference_kernel(int index, const int8_t *x, int32_t *y, int32_t b0,
         (void)data;                                                                                                    \
         reference_kernel(i, x, y, b0, b1);                                                                             \
     }
-KERNEL(0)
-KERNEL(1) KERNEL(2) KERNEL(3) KERNEL(4) KERNEL(5) KERNEL(6) KERNEL(7) KERNEL(8) KERNEL(9) KERNEL(10) KERNEL(11)
-    KERNEL(12) KERNEL(13) static const rsr_kernel_fn kernels[SYNTH_MAX_MATRICES] = {
-        kernel_0, kernel_1, kernel_2, kernel_3,  kernel_4,  kernel_5,  kernel_6,
-        kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12, kernel_13,
+/* the definitions in rows (clang-format cannot parse a macro used as a definition) */
+/* clang-format off */
+KERNEL(0) KERNEL(1) KERNEL(2) KERNEL(3) KERNEL(4) KERNEL(5) KERNEL(6)
+KERNEL(7) KERNEL(8) KERNEL(9) KERNEL(10) KERNEL(11) KERNEL(12) KERNEL(13)
+static const rsr_kernel_fn kernels[SYNTH_MAX_MATRICES] = {
+    kernel_0, kernel_1, kernel_2, kernel_3, kernel_4, kernel_5, kernel_6,
+    kernel_7, kernel_8, kernel_9, kernel_10, kernel_11, kernel_12, kernel_13,
 };
+/* clang-format on */
 
 static size_t dtype_size(int32_t dt) { return dt == RSR_DTYPE_F32 ? 4 : 2; }
 

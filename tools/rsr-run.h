@@ -1,4 +1,5 @@
-/* rsr-run.h — what the parts of rsr-run share: the loaded API, the options, error exits. */
+/* rsr-run.h — what the parts of rsr-run share: the loaded API, the options, error exits and the
+ * next-token step (run_common.c); the modes (run_text.c, run_bench.c) called by main (rsr-run.c). */
 #ifndef RSR_RUN_H
 #define RSR_RUN_H
 
@@ -46,6 +47,8 @@ void sample_state_free(sample_state *st);
 /* Evaluates n tokens and returns the next one as the options say: greedy through the certified
  * head, sampled through rsr_session_eval_sample, or (--head int8) sampled from the int8 logits. */
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st);
+/* The model's tokenizer, or an exit that says what (why) needed it. */
+rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why);
 
 /* run_bench.c: --bench (open_s: how long the model took to open) */
 void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt,
@@ -54,6 +57,5 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
 /* run_text.c: a prompt's continuation as text, and the chat loop */
 void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o);
 void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o);
-rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why);
 
 #endif

@@ -122,7 +122,8 @@ const int32_t *rsr_louver_scratch_scanned_head(const rsr_louver_scratch *sc, int
 rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const float *keys, const float *values,
                              size_t stride, int32_t n, const rsr_louver_policy *policy, rsr_louver_scratch *sc,
                              float *out, rsr_louver_stats *stats);
-/* The same for gq ≤ 64 queries that share this KV head (GQA): q[gq][d], policy[gq], out[gq][d],
+#define RSR_LOUVER_GROUP_MAX 64 /* the most queries one rsr_louver_attend_group call takes */
+/* The same for gq ≤ RSR_LOUVER_GROUP_MAX queries that share this KV head (GQA): q[gq][d], policy[gq], out[gq][d],
  * stats[gq] (may be NULL). One pass over the index serves all of them; each query gets its own τ,
  * its own set C and exactly the result rsr_louver_attend would give it. */
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,

@@ -19,7 +19,7 @@
 
 #include <omp.h>
 
-#include "attn.h"
+#include "attn_kernels.h"
 #include "internal.h"
 #include "rsr_louver.h"
 
@@ -183,9 +183,9 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
         for (int32_t item = 0; item < kv_heads * chunks; item++) {
             int32_t kvh = item / chunks, c = item % chunks;
             const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
-            for (int32_t g0 = 0; g0 < group; g0 += 64) { /* more than 64 query heads per KV head: in slices */
-                attn_state st[64];
-                int32_t gn = group - g0 < 64 ? group - g0 : 64, h0 = kvh * group + g0;
+            for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) { /* more query heads per KV head: in slices */
+                attn_state st[ATTN_GROUP_MAX];
+                int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
                 for (int32_t g = 0; g < gn; g++)
                     st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
                 dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, kc, vc, d, c, n, scratch);
@@ -224,9 +224,9 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
             int32_t kvh = item / n, tok = item % n, keys = pos0 + tok + 1;
             int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK;
             const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
-            for (int32_t g0 = 0; g0 < group; g0 += 64) {
-                attn_state run[64], part[64];
-                int32_t gn = group - g0 < 64 ? group - g0 : 64, h0 = kvh * group + g0;
+            for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) {
+                attn_state run[ATTN_GROUP_MAX], part[ATTN_GROUP_MAX];
+                int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
                 const float *qh = q + (size_t)tok * q_out + (size_t)h0 * (size_t)d;
                 for (int32_t g = 0; g < gn; g++) {
                     run[g].o = run_o + (size_t)g * (size_t)d;
@@ -280,9 +280,9 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
             const int32_t kvh = item / nr, r = i + item % nr, h0 = kvh * group;
             const float *qr = q + (size_t)r * q_out;
             float *outr = out + (size_t)r * q_out;
-            rsr_louver_stats other[64];
-            for (int32_t g0 = 0; g0 < group; g0 += 64) { /* the group call takes at most 64 queries */
-                int32_t gn = group - g0 < 64 ? group - g0 : 64, h = h0 + g0;
+            rsr_louver_stats other[RSR_LOUVER_GROUP_MAX];
+            for (int32_t g0 = 0; g0 < group; g0 += RSR_LOUVER_GROUP_MAX) {
+                int32_t gn = group - g0 < RSR_LOUVER_GROUP_MAX ? group - g0 : RSR_LOUVER_GROUP_MAX, h = h0 + g0;
                 rsr_status hs = rsr_louver_attend_group(
                     ix[kvh], qr + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
                     s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, pos0 + r + 1, &t->policy[h],

@@ -1,7 +1,8 @@
 /*
- * forward.c — the transformer around the compiled matrices: sessions, the KV cache and one
- * token's forward pass. The arithmetic follows docs/numerics.md to the letter (fp32, sums in
- * ascending order) so that an independent reference agrees with it closely.
+ * forward.c — the CPU backend (rsr_backend_cpu) and the session API in front of every backend:
+ * sessions, the KV cache and a step's forward pass. The arithmetic follows docs/numerics.md to
+ * the letter (fp32; what "exact" is relative to is said there), so that an independent
+ * reference agrees with it closely.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -14,7 +15,7 @@
 #include <immintrin.h>
 #endif
 
-#include "attn.h"
+#include "attn_kernels.h"
 #include "internal.h"
 #include "rsr_numerics.h"
 
@@ -26,7 +27,8 @@ rsr_session_params rsr_session_default_params(void) {
  * The KV cache ([layers][kv_heads][max_positions][head_dim], kv_row) in transparent huge pages
  * where the kernel gives them on request, with the first RSR_CACHE_TOUCHED positions of every
  * head touched here, so that the token path takes no page faults: first touches in the middle
- * of a prefill cost 0.05–0.5 s of a 512-token prefill of the 2B-4T shape on this VM (up to 16% of
+ * of a prefill cost 0.05–0.5 s of a 512-token prefill of the 2B-4T shape (measured on the Zen 5 VM of
+ * docs/performance.md; up to 16% of
  * it, varying with how readily the kernel finds free 2 MB pages), and 0.01–0.15 s here. Positions
  * past that are touched when first written, so a long max_positions commits memory only as used.
  */

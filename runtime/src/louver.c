@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn.h"
+#include "attn_kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOUVER_X86 1
@@ -454,7 +454,7 @@ AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, in
                                          const float *ke, const uint16_t *frc, int32_t base, int32_t **out, float **ubo,
                                          float *lbmax) {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __m512 lbm[64];
+    __m512 lbm[RSR_LOUVER_GROUP_MAX];
     for (int32_t h = 0; ubo && h < nh; h++) lbm[h] = _mm512_set1_ps(-INFINITY);
     for (int32_t t = 0; t < tiles; t++) {
         const uint8_t *tile = codes + (size_t)t * 64 * (size_t)quads;
@@ -817,15 +817,15 @@ static void set_tau(head_q *p, float tau) {
 static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq,
                   const rsr_louver_policy *pol) {
     const int32_t tiles = rsr_louver_size(ix) / TILE, step = tiles > PROBE_TILES ? tiles / PROBE_TILES : 1;
-    int32_t live[64], nl = 0, any_rel = 0;
+    int32_t live[RSR_LOUVER_GROUP_MAX], nl = 0, any_rel = 0;
     for (int32_t h = 0; h < gq; h++)
         if (!hq[h].dense) live[nl++] = h, any_rel |= pol[h].kind == RSR_LOUVER_RELATIVE;
     if (!nl) return;
-    head_q hp[64];
+    head_q hp[RSR_LOUVER_GROUP_MAX];
     const int32_t *qw = pack_heads(sc, hq, gq, ix->quads, live, nl, hp);
-    float ub[64][TILE], lb[64][TILE];
+    float ub[RSR_LOUVER_GROUP_MAX][TILE], lb[RSR_LOUVER_GROUP_MAX][TILE];
     uint16_t frc;
-    int32_t count[64] = {0}, sampled = 0;
+    int32_t count[RSR_LOUVER_GROUP_MAX] = {0}, sampled = 0;
     if (any_rel) { /* the relative heads' τ from the buffer and the sample's lower bounds */
         for (int32_t t = 0; t < tiles; t += step) {
             index_tile_bounds(ix, t, qw, hp, nl, ub, lb, &frc);
@@ -868,12 +868,12 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
     const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
 #ifdef LOUVER_X86
     if (vnni_enabled()) {
-        const head_q *hp[64];
-        int32_t *at[64];
-        float *uo[64];
+        const head_q *hp[RSR_LOUVER_GROUP_MAX];
+        int32_t *at[RSR_LOUVER_GROUP_MAX];
+        float *uo[RSR_LOUVER_GROUP_MAX];
         const int32_t *qw = sc->qw;
         if (nbl < gq) {
-            head_q unused[64];
+            head_q unused[RSR_LOUVER_GROUP_MAX];
             qw = pack_heads(sc, hq, gq, nq, bl, nbl, unused);
         }
         for (int32_t g = 0; g < nbl; g++) {
@@ -886,8 +886,8 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
     } else
 #endif
     {
-        float ub[64][TILE], lb[64][TILE];
-        head_q hp[64];
+        float ub[RSR_LOUVER_GROUP_MAX][TILE], lb[RSR_LOUVER_GROUP_MAX][TILE];
+        head_q hp[RSR_LOUVER_GROUP_MAX];
         const int32_t *qw = pack_heads(sc, hq, gq, nq, bl, nbl, hp);
         for (int32_t t = 0; t < B / TILE; t++) {
             tile_bounds(codes + (size_t)t * TILE * 4 * (size_t)nq, nq, qw, (size_t)nq, hp, nbl,
@@ -907,7 +907,8 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
                                    const float *values, size_t stride, int32_t n, const rsr_louver_policy *pol,
                                    rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats) {
-    if (!ix || !q || gq < 1 || gq > 64 || !keys || !values || !pol || !sc || !out) return RSR_ERR_INVALID_ARGUMENT;
+    if (!ix || !q || gq < 1 || gq > RSR_LOUVER_GROUP_MAX || !keys || !values || !pol || !sc || !out)
+        return RSR_ERR_INVALID_ARGUMENT;
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
     const int32_t nq = ix->quads, nb = ix->nblocks;
     if (n < size || stride < (size_t)d) return RSR_ERR_INVALID_ARGUMENT;
@@ -930,8 +931,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, n - size)) return RSR_ERR_OUT_OF_MEMORY;
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
-    attn_state st[64];
-    int32_t kept[64] = {0};
+    attn_state st[RSR_LOUVER_GROUP_MAX];
+    int32_t kept[RSR_LOUVER_GROUP_MAX] = {0};
     const size_t ck = (size_t)sc->cap_keys;
 
     /* per head: the recent-key buffer (always attended; its best score is the first lower bound
@@ -985,7 +986,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
      * only rises: a key is selected under the τ of its block, which is no higher than the final
      * one, and the selection is filtered by the final τ after the pass (its upper bounds are kept
      * for that). One pass over the codes, as for the other policies. */
-    int32_t live[64], nl = 0;
+    int32_t live[RSR_LOUVER_GROUP_MAX], nl = 0;
     for (int32_t h = 0; h < gq; h++) {
         if (pol[h].kind == RSR_LOUVER_RELATIVE && !hq[h].dense) set_tau(&hq[h], relative_tau(&hq[h], pol[h].eps, d));
         if (!hq[h].dense && size > 0) live[nl++] = h;
@@ -993,19 +994,19 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     PROF(PH_PREP);
 
     /* the index: block test per head, key bounds for the heads whose block test passes */
-    int32_t first[64];
+    int32_t first[RSR_LOUVER_GROUP_MAX];
     for (int32_t h = 0; h < gq; h++) first[h] = sc->nsc[h];
     if (nl) {
         for (int32_t g = 0; g < nl; g++)
             block_bounds(ix, q + (size_t)live[g] * (size_t)d, &hq[live[g]], sc->bub + (size_t)live[g] * (size_t)nb);
         PROF(PH_BOX);
         for (int32_t b = 0; b < nb; b++) {
-            int32_t bl[64], nbl = 0; /* the heads whose block test passes */
+            int32_t bl[RSR_LOUVER_GROUP_MAX], nbl = 0; /* the heads whose block test passes */
             for (int32_t g = 0; g < nl; g++)
                 if (ix->forced[b] || sc->bub[(size_t)live[g] * (size_t)nb + (size_t)b] >= hq[live[g]].taub)
                     bl[nbl++] = live[g];
             if (!nbl) continue;
-            float lbm[64];
+            float lbm[RSR_LOUVER_GROUP_MAX];
             for (int32_t g = 0; g < nbl; g++) lbm[g] = hq[bl[g]].lbmax;
             select_block(ix, sc, hq, gq, bl, nbl, b, relative, lbm);
             for (int32_t g = 0; g < nbl; g++) {
@@ -1051,8 +1052,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
     /* the heads that attend every key: the dense kernel over the index, all of them together
      * (each key and value row read once for the group; its scores have attn_dot's bits) */
     if (size > 0) {
-        int32_t dl[64], nd = 0;
-        float *qd = sc->qd, tau[64];
+        int32_t dl[RSR_LOUVER_GROUP_MAX], nd = 0;
+        float *qd = sc->qd, tau[RSR_LOUVER_GROUP_MAX];
         for (int32_t h = 0; h < gq; h++) {
             if (!hq[h].dense) continue;
             int32_t *idx = sc->idx + (size_t)h * ck;
@@ -1062,8 +1063,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             dl[nd++] = h;
         }
         if (nd) {
-            attn_state sd[64];
-            int32_t cnt[64] = {0};
+            attn_state sd[RSR_LOUVER_GROUP_MAX];
+            int32_t cnt[RSR_LOUVER_GROUP_MAX] = {0};
             for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
             for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
                 attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0,

@@ -161,7 +161,7 @@ static float naive_dot_desc(const float *q, const float *k, int32_t d) {
     return s;
 }
 
-/* the runtime's own dot product (runtime/src/attn.h): the one Louver and dense attention score with */
+/* the runtime's own dot product (runtime/src/attn_kernels.h): the one Louver and dense attention score with */
 extern float attn_dot(const float *q, const float *k, int32_t d);
 
 static int cmp_desc(const void *a, const void *b) {

@@ -1,5 +1,6 @@
 /*
- * attn.h — the attention kernels shared by dense attention (forward.c) and Louver (louver.c).
+ * attn_kernels.h — the attention kernels (partial softmax states, dot products) that dense
+ * attention (attention.c) and Louver (louver.c) are built from.
  *
  * Both paths compute softmax attention as a merge of partial states: a partial state over a
  * set of keys C is (m, l, o) with m ≥ every scaled score in C, l = Σ_C exp(x_j − m) and
@@ -10,11 +11,13 @@
  * Scores: dot = q·k in fp32 (any summation order: see docs/louver.md for why the order does not
  * matter to Louver's guarantee), x = dot * (1/sqrtf(d)).
  */
-#ifndef RSR_RUNTIME_ATTN_H
-#define RSR_RUNTIME_ATTN_H
+#ifndef RSR_RUNTIME_ATTN_KERNELS_H
+#define RSR_RUNTIME_ATTN_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define ATTN_GROUP_MAX 64 /* query heads of one KV head attended together (dense); more go in slices */
 
 typedef struct attn_state {
     float m, l; /* running max of the scaled scores (−inf: empty), Σ exp(x − m) */

@@ -1,9 +1,9 @@
 /*
- * attn.c — attention kernels: scores, online softmax, value accumulation. An AVX-512 version
+ * attn_kernels.c — attention kernels: scores, online softmax, value accumulation. An AVX-512 version
  * is chosen at run time when the CPU has it (the runtime itself is built for the baseline ISA);
  * the portable version is the specification and the fallback.
  */
-#include "attn.h"
+#include "attn_kernels.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -290,11 +290,6 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     fputs("static inline int32_t rsr_vsum(rsr_vacc a) { return rsr_bsum(a); }\n\n", out);
 }
 
-static int digit(const rsr_plan *p, uint32_t code, int r) {
-    if (p->binary) return (code >> r) & 1 ? 1 : -1;
-    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
-}
-
 /* Stores the block's accumulators; the last block may be partial. */
 static void emit_store(FILE *out, const rsr_plan *p, const char *indent, const char *acc_fmt) {
     fprintf(out, "%sif (b * %d + %d <= %d) {\n", indent, p->k, p->k, p->rows);
@@ -340,7 +335,7 @@ static void emit_unrolled_blocks(FILE *out, const kernel *kn) {
                 continue;
             }
             for (int r = 0; r < p->k; r++) {
-                int d = digit(p, p->seg_code[s], r);
+                int d = rsr_code_digit(p, p->seg_code[s], r);
                 if (d) fprintf(out, " acc[%d] %s= u;", r, d > 0 ? "+" : "-");
             }
             fputc('\n', out);

@@ -762,11 +762,6 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg
 
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
 
-static int digit(const rsr_plan *p, uint32_t code, int r) {
-    if (p->binary) return (code >> r) & 1 ? 1 : -1;
-    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
-}
-
 /* row r = 2·Σ_{bit r set} U − total, folding U in place (values known at compile time). */
 static void fold(llvm_emitter *e, int k, LLVMValueRef *U, LLVMValueRef total, LLVMValueRef *acc) {
     for (int r = 0; r < k; r++) {
@@ -804,7 +799,7 @@ static void emit_unrolled(llvm_emitter *e, const kernel *kn) {
                 continue;
             }
             for (int r = 0; r < p->k; r++) {
-                int d = digit(p, p->seg_code[s], r);
+                int d = rsr_code_digit(p, p->seg_code[s], r);
                 if (d > 0) acc[r] = LLVMBuildAdd(e->b, acc[r], u, "");
                 if (d < 0) acc[r] = LLVMBuildSub(e->b, acc[r], u, "");
             }

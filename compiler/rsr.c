@@ -96,12 +96,6 @@ void rsr_plan_free(rsr_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* Sign of row r of a segment's pattern: +1, -1 or 0. */
-static int code_digit(const rsr_plan *p, uint32_t code, int r) {
-    if (p->binary) return (code >> r) & 1 ? 1 : -1;
-    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
-}
-
 /*
  * Predicted cost of one row for block size k, from a sample of blocks. Units: one gathered
  * add costs 1, one segment costs 2 plus 1 per nonzero digit applied, a binary block's RSR++
@@ -164,7 +158,7 @@ void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y) {
         for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
             int32_t u = 0;
             for (uint32_t j = 0; j < p->seg_len[s]; j++) u += x[*col++];
-            for (int r = 0; r < p->k; r++) acc[r] += code_digit(p, p->seg_code[s], r) * u;
+            for (int r = 0; r < p->k; r++) acc[r] += rsr_code_digit(p, p->seg_code[s], r) * u;
         }
         for (int r = 0; r < p->k && b * p->k + r < p->rows; r++) y[b * p->k + r] = acc[r];
     }
@@ -180,7 +174,7 @@ void rsr_plan_print(const rsr_plan *p, const char *name, FILE *out) {
         for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
             fputs("    segment ", out);
             for (int r = 0; r < p->k; r++) {
-                int d = code_digit(p, p->seg_code[s], r);
+                int d = rsr_code_digit(p, p->seg_code[s], r);
                 fputc(d > 0 ? '+' : d < 0 ? '-' : '0', out);
             }
             fputs(" cols", out);

@@ -162,6 +162,13 @@ typedef struct rsr_plan {
     uint64_t num_segments, num_cols_kept;
 } rsr_plan;
 #define RSR_MAX_K 8
+/* The digit of row r (0..k-1) in a segment's pattern code: ternary codes are pos_bits << k |
+ * neg_bits (+1, -1 or 0); binary codes have bit r set for +1, clear for -1. Every printer decodes
+ * codes this way (the loop forms print the same expression into the kernels they write). */
+static inline int rsr_code_digit(const rsr_plan *p, uint32_t code, int r) {
+    if (p->binary) return (code >> r) & 1 ? 1 : -1;
+    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
+}
 void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *out);
 /* Averages per block over a sample of up to 32 blocks of k rows. */
 typedef struct rsr_sample_stats {

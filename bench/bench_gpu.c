@@ -44,7 +44,7 @@ static rsr_cuda cu;
 static CUstream stream;
 
 static void check(CUresult r, const char *what) {
-    if (r) fatal("%s: %s", what, rsr_cuda_error(&cu, r));
+    if (r) fatal("%s: %s", what, rt_cuda_error(&cu, r));
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
             fatal("usage: bench_gpu [--target sm_90] [--reps N] [--shapes 2b4t|llama8b|all]");
     }
     char err[512];
-    if (rsr_cuda_load(&cu, err, sizeof err) != 0) {
+    if (rt_cuda_load(&cu, err, sizeof err) != 0) {
         fprintf(stderr, "bench_gpu: %s\n", err);
         return 77;
     }

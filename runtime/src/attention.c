@@ -50,12 +50,12 @@ static int32_t threads_of(const rsr_session *s) {
     return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
 }
 
-rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
+rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     const rsr_artifact *a = s->model->a;
     char *err = s->model->err;
     if (p->attention != RSR_ATTENTION_DENSE && p->attention != RSR_ATTENTION_LOUVER)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is neither dense (0) nor louver (1)",
-                             p->attention);
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is neither dense (0) nor louver (1)",
+                            p->attention);
     rsr_louver_policy pol = {.kind = p->louver_policy,
                              .eps = p->louver_eps ? p->louver_eps : 1e-4f,
                              .tau = p->louver_tau,
@@ -63,23 +63,22 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
     rsr_louver_config cfg = {.head_dim = a->head_dim, .subspaces = p->louver_subspaces, .block_keys = p->louver_block};
     if (p->attention == RSR_ATTENTION_LOUVER) {
         if (pol.kind < RSR_LOUVER_RELATIVE || pol.kind > RSR_LOUVER_BUDGET)
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                                 "louver_policy %d is not relative (0), absolute (1) or budget (2)", pol.kind);
+            return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                                "louver_policy %d is not relative (0), absolute (1) or budget (2)", pol.kind);
         if (pol.kind == RSR_LOUVER_RELATIVE && !(pol.eps > 0 && pol.eps < 1))
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_eps %g is not in (0, 1)", (double)pol.eps);
+            return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_eps %g is not in (0, 1)", (double)pol.eps);
         if (pol.kind == RSR_LOUVER_ABSOLUTE && isnan(pol.tau))
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_tau is NaN");
+            return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_tau is NaN");
         if (pol.kind == RSR_LOUVER_BUDGET && !(pol.budget > 0 && pol.budget <= 1))
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_budget %g is not in (0, 1]",
-                                 (double)pol.budget);
+            return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "louver_budget %g is not in (0, 1]", (double)pol.budget);
         if (rsr_louver_resolve_config(&cfg, &cfg) != RSR_OK)
-            return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                                 "louver_block %d (a multiple of 16 in [16, 256]) or louver_subspaces %d "
-                                 "(1..min(head_dim %d, 32)) is out of range",
-                                 p->louver_block, p->louver_subspaces, a->head_dim);
+            return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                                "louver_block %d (a multiple of 16 in [16, 256]) or louver_subspaces %d "
+                                "(1..min(head_dim %d, 32)) is out of range",
+                                p->louver_block, p->louver_subspaces, a->head_dim);
     }
     struct rsr_attention *t = calloc(1, sizeof *t);
-    if (!t) return rsr_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    if (!t) return rt_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->attn = t;
     size_t d = (size_t)a->head_dim, heads = (size_t)a->num_heads, group = (size_t)(a->num_heads / a->num_kv_heads);
     t->nthreads = threads_of(s);
@@ -108,12 +107,11 @@ rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p) {
         for (size_t i = 0; ok && i < n; i++) ok = rsr_louver_create(&cfg, &t->index[i]) == RSR_OK;
         for (int32_t i = 0; ok && i < t->nthreads; i++) ok = rsr_louver_scratch_create(&t->lsc[i]) == RSR_OK;
     }
-    if (!ok)
-        return rsr_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating the attention state of a session");
+    if (!ok) return rt_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating the attention state of a session");
     return RSR_OK;
 }
 
-void rsr_attention_free(rsr_session *s) {
+void rt_attention_free(rsr_session *s) {
     struct rsr_attention *t = s->attn;
     if (!t) return;
     const rsr_artifact *a = s->model->a;
@@ -127,7 +125,7 @@ void rsr_attention_free(rsr_session *s) {
     s->attn = NULL;
 }
 
-void rsr_attention_reset(rsr_session *s) {
+void rt_attention_reset(rsr_session *s) {
     struct rsr_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     if (t->index)
@@ -140,7 +138,7 @@ void rsr_attention_reset(rsr_session *s) {
  * index as it attends (the buffer keeps 1..B keys), so after positions [0, pos) an index holds
  * B·⌈(pos − B)/B⌉ keys; blocks a failed step appended hold keys of positions the session does
  * not have, which a later step would write again. */
-void rsr_attention_rollback(rsr_session *s) {
+void rt_attention_rollback(rsr_session *s) {
     struct rsr_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     if (!t->index) return;
@@ -269,9 +267,8 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
                 if (st > status) status = st;
             }
             if (status != RSR_OK)
-                return rsr_set_error(s->err, (rsr_status)status,
-                                     "layer %d: cannot grow the Louver index to %d keys: %s", layer,
-                                     rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
+                return rt_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s",
+                                    layer, rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
         }
         /* the rows r with pos0 + r + 1 − size ≤ B */
         const int32_t end = rsr_louver_size(ix[0]) + B - pos0, i1 = end < rows ? end : rows, nr = i1 - i;
@@ -302,9 +299,9 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
     *st = (rsr_attention_stats){.heads = a->num_heads, .tau_min = INFINITY, .tau_max = -INFINITY};
     for (int32_t h = 0; h < a->num_heads; h++) {
         if (t->head_status[h] != RSR_OK)
-            return rsr_set_error(s->err, t->head_status[h],
-                                 "layer %d head %d: Louver attention at positions %d..%d failed: %s", layer, h, pos0,
-                                 n - 1, rsr_status_to_string(t->head_status[h]));
+            return rt_set_error(s->err, t->head_status[h],
+                                "layer %d head %d: Louver attention at positions %d..%d failed: %s", layer, h, pos0,
+                                n - 1, rsr_status_to_string(t->head_status[h]));
         const rsr_louver_stats *hs = &t->head_stats[h];
         st->keys += hs->keys, st->bounded += hs->bounded, st->scanned += hs->scanned, st->kept += hs->kept;
         st->dense_fallbacks += hs->dense;
@@ -314,7 +311,7 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
     return RSR_OK;
 }
 
-rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out) {
+rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out) {
     rsr_status st = RSR_OK;
     struct rsr_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
@@ -336,10 +333,9 @@ rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_
     const rsr_artifact *a = s->model->a;
     rsr_session *w = (rsr_session *)s; /* the message buffer is the only thing written */
     if (layer < 0 || layer >= a->num_layers)
-        return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer,
-                             a->num_layers);
+        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
     if (s->attn->stats_pos < 0)
-        return rsr_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
+        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
     *out = s->attn->stats[layer];
     return RSR_OK;
 }
@@ -350,19 +346,19 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
     const rsr_artifact *a = s->model->a;
     char *err = ((rsr_session *)s)->err; /* the message buffer is the only thing written */
     if (!s->model->backend->host_memory)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                             "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                            "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
     if (layer < 0 || layer >= a->num_layers)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
     if (kv_head < 0 || kv_head >= a->num_kv_heads)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head,
-                             a->num_kv_heads);
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head,
+                            a->num_kv_heads);
     if (first < 0 || count < 0 || (int64_t)first + count > s->pos)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                             "positions [%d, %lld) are not all in the cache: it holds positions [0, %d)", first,
-                             (long long)first + count, s->pos);
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                            "positions [%d, %lld) are not all in the cache: it holds positions [0, %d)", first,
+                            (long long)first + count, s->pos);
     if (!keys && !values)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
     const size_t at = kv_row(s, layer, kv_head, first), bytes = sizeof(float) * (size_t)a->head_dim * (size_t)count;
     if (keys) memcpy(keys, s->k_cache + at, bytes);
     if (values) memcpy(values, s->v_cache + at, bytes);
@@ -374,16 +370,16 @@ rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q)
     const rsr_artifact *a = s->model->a;
     char *err = ((rsr_session *)s)->err;
     if (!s->model->backend->host_memory)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                             "the queries of a GPU session are in device memory: read them from a session on the CPU");
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                            "the queries of a GPU session are in device memory: read them from a session on the CPU");
     if (layer < 0 || layer >= a->num_layers)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
-    if (!q) return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (!q) return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
     if (s->pos == 0 || s->attn->last_q_pos[layer] != s->pos - 1)
-        return rsr_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                             "no query at layer %d for the last position: no token has been evaluated since the "
-                             "session was created or reset, or the last evaluation failed",
-                             layer);
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+                            "no query at layer %d for the last position: no token has been evaluated since the "
+                            "session was created or reset, or the last evaluation failed",
+                            layer);
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
     memcpy(q, s->attn->last_q + (size_t)layer * q_out, sizeof(float) * q_out);
     return RSR_OK;

@@ -15,7 +15,7 @@ static void *bind(void *lib, const char *name, int required, const char **missin
     return p;
 }
 
-int rsr_cuda_load(rsr_cuda *cu, char *err, size_t errlen) {
+int rt_cuda_load(rsr_cuda *cu, char *err, size_t errlen) {
     memset(cu, 0, sizeof *cu);
     const char *path = getenv("RSR_LIBCUDA");
     if (!path || !*path) path = "libcuda.so.1";
@@ -64,7 +64,7 @@ int rsr_cuda_load(rsr_cuda *cu, char *err, size_t errlen) {
 #undef OPT
     if (missing) {
         snprintf(err, errlen, "%s: the CUDA driver lacks %s (too old a driver for this runtime)", path, missing);
-        rsr_cuda_unload(cu);
+        rt_cuda_unload(cu);
         return -1;
     }
     if (!cu->StreamBeginCapture || !cu->StreamEndCapture || !cu->GraphInstantiate || !cu->GraphLaunch ||
@@ -72,20 +72,20 @@ int rsr_cuda_load(rsr_cuda *cu, char *err, size_t errlen) {
         cu->StreamBeginCapture = NULL; /* graphs need all six */
     CUresult r = cu->Init(0);
     if (r != 0) {
-        snprintf(err, errlen, "the CUDA driver (%s) did not initialise: %s", path, rsr_cuda_error(cu, r));
-        rsr_cuda_unload(cu);
+        snprintf(err, errlen, "the CUDA driver (%s) did not initialise: %s", path, rt_cuda_error(cu, r));
+        rt_cuda_unload(cu);
         return -1;
     }
     cu->DriverGetVersion(&cu->driver_version);
     return 0;
 }
 
-void rsr_cuda_unload(rsr_cuda *cu) {
+void rt_cuda_unload(rsr_cuda *cu) {
     if (cu->lib) dlclose(cu->lib);
     memset(cu, 0, sizeof *cu);
 }
 
-const char *rsr_cuda_error(const rsr_cuda *cu, CUresult r) {
+const char *rt_cuda_error(const rsr_cuda *cu, CUresult r) {
     static __thread char buf[160];
     const char *s = NULL;
     if (cu->GetErrorString) cu->GetErrorString(r, &s);

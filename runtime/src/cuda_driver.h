@@ -71,9 +71,9 @@ typedef struct rsr_cuda {
 
 /* Loads the driver (RSR_LIBCUDA names the library; default libcuda.so.1) and calls cuInit.
  * Returns 0, or -1 with a message in err (errlen bytes) that says what is missing. */
-int rsr_cuda_load(rsr_cuda *cu, char *err, size_t errlen);
-void rsr_cuda_unload(rsr_cuda *cu);
+int rt_cuda_load(rsr_cuda *cu, char *err, size_t errlen);
+void rt_cuda_unload(rsr_cuda *cu);
 /* "CUDA_ERROR_...: text" for a result, for messages. */
-const char *rsr_cuda_error(const rsr_cuda *cu, CUresult r);
+const char *rt_cuda_error(const rsr_cuda *cu, CUresult r);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * forward.c — the CPU backend (rsr_backend_cpu) and the session API in front of every backend:
+ * forward.c — the CPU backend (rt_backend_cpu) and the session API in front of every backend:
  * sessions, the KV cache and a step's forward pass. The arithmetic follows docs/numerics.md to
  * the letter (fp32; what "exact" is relative to is said there), so that an independent
  * reference agrees with it closely.
@@ -59,7 +59,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     size_t cache = (size_t)a->num_layers * (size_t)s->max_positions * kv_out;
     size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)s->batch;
     s->widest = (int32_t)widest;
-    s->xq_stride = rsr_pad_cols((int32_t)widest);
+    s->xq_stride = rt_pad_cols((int32_t)widest);
     s->k_cache = alloc_cache(a, s->max_positions);
     s->v_cache = alloc_cache(a, s->max_positions);
     s->h = malloc(sizeof(float) * B * (size_t)a->hidden);
@@ -78,25 +78,25 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     s->acc = malloc(sizeof(int32_t) * B * (size_t)s->acc_stride);
     if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate ||
         !s->up || !s->xq || !s->xs || !s->rope || !s->acc)
-        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
-                             "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
-                             s->max_positions, (2 * sizeof(float) * cache) >> 20);
+        return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
+                            "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
+                            s->max_positions, (2 * sizeof(float) * cache) >> 20);
     return RSR_OK;
 }
 
 static void cpu_session_free(rsr_session *s) {
     free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
     free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc);
-    rsr_lm_head_free(s);
+    rt_lm_head_free(s);
 }
 
 /* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in s->xn. */
 static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
     for (int32_t i = 0; i < n; i += s->batch) {
         int32_t c = n - i < s->batch ? n - i : s->batch;
-        rsr_status st = rsr_forward(s, tokens + i, c, head && i + c == n);
+        rsr_status st = rt_forward(s, tokens + i, c, head && i + c == n);
         if (st != RSR_OK) {
-            rsr_attention_rollback(s); /* a failed step leaves no trace in the Louver indexes */
+            rt_attention_rollback(s); /* a failed step leaves no trace in the Louver indexes */
             return st;
         }
     }
@@ -107,22 +107,22 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
     rsr_status st;
     if (h->kind == RSR_HEAD_NONE || h->kind == RSR_HEAD_LOGITS) {
         st = eval_steps(s, tokens, n, h->kind == RSR_HEAD_LOGITS);
-        if (st == RSR_OK && h->kind == RSR_HEAD_LOGITS) rsr_lm_head_logits(s, s->xn, h->logits);
+        if (st == RSR_OK && h->kind == RSR_HEAD_LOGITS) rt_lm_head_logits(s, s->xn, h->logits);
         return st;
     }
-    if ((st = rsr_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
-    if (h->kind == RSR_HEAD_INT8) return rsr_lm_head_logits_q8(s, s->xn, h->logits, h->bound);
-    if (h->kind == RSR_HEAD_GREEDY) return rsr_lm_head_argmax(s, s->xn, h->token);
-    return rsr_lm_head_sample(s, s->xn, h->sampler, h->rng, h->token, h->tail);
+    if ((st = rt_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
+    if (h->kind == RSR_HEAD_INT8) return rt_lm_head_logits_q8(s, s->xn, h->logits, h->bound);
+    if (h->kind == RSR_HEAD_GREEDY) return rt_lm_head_argmax(s, s->xn, h->token);
+    return rt_lm_head_sample(s, s->xn, h->sampler, h->rng, h->token, h->tail);
 }
 
-const rsr_backend rsr_backend_cpu = {
+const rsr_backend rt_backend_cpu = {
     .name = "cpu",
     .host_memory = true,
     .session_init = cpu_session_init,
     .session_free = cpu_session_free,
     .eval = cpu_eval,
-    .matmul_int = rsr_cpu_matmul_int,
+    .matmul_int = rt_cpu_matmul_int,
 };
 
 /* ---- sessions: the arguments checked here, the work done by the model's backend ---- */
@@ -135,18 +135,18 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     const rsr_artifact *a = m->a;
     rsr_session_params p = params ? *params : rsr_session_default_params();
     if (p.max_positions < 0 || p.max_positions > a->max_positions)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
-                             p.max_positions, a->max_positions);
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
+                            p.max_positions, a->max_positions);
     if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch,
-                             RSR_BATCH_MAX);
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch,
+                            RSR_BATCH_MAX);
     rsr_session *s = calloc(1, sizeof *s);
-    if (!s) return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    if (!s) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
     s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
     rsr_status st = m->backend->session_init(s, &p);
-    if (st == RSR_OK) st = rsr_attention_init(s, &p);
+    if (st == RSR_OK) st = rt_attention_init(s, &p);
     if (st != RSR_OK) {
         rsr_session_free(s);
         return st;
@@ -158,7 +158,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     s->model->backend->session_free(s);
-    rsr_attention_free(s);
+    rt_attention_free(s);
     free(s);
 }
 
@@ -167,7 +167,7 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     s->pos = 0;
-    rsr_attention_reset(s);
+    rt_attention_reset(s);
     return RSR_OK;
 }
 
@@ -177,14 +177,14 @@ int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
  * vocabulary; then the backend evaluates them. */
 static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *head) {
     const rsr_artifact *a = s->model->a;
-    if (!tokens || n <= 0) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
+    if (!tokens || n <= 0) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
     if (n > s->max_positions - s->pos)
-        return rsr_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
-                             s->pos, s->max_positions);
+        return rt_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
+                            s->pos, s->max_positions);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
-            return rsr_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
-                                 a->vocab);
+            return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
+                                a->vocab);
     return s->model->backend->eval(s, tokens, n, head);
 }
 
@@ -195,13 +195,13 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
 
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!logits) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
+    if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
     return eval(s, tokens, n, &(rsr_head_request){.kind = RSR_HEAD_INT8, .logits = logits, .bound = bound});
 }
 
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!token) return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
+    if (!token) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
     return eval(s, tokens, n, &(rsr_head_request){.kind = RSR_HEAD_GREEDY, .token = token});
 }
 
@@ -209,7 +209,7 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
                                    uint64_t *rng, int32_t *token, double *tail) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!token || !rng)
-        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
     if (tail) *tail = 0;
     if (!sp || !(sp->temperature > 0)) return rsr_session_eval_greedy(s, tokens, n, token);
     return eval(s, tokens, n,
@@ -449,7 +449,7 @@ static void norm_inputs(rsr_session *s, const float *x, size_t x_stride, const f
 }
 
 /* Attention of layer l for the n tokens, in order: token t sees positions up to pos + t. */
-rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
+rsr_status rt_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
     const rsr_artifact *a = s->model->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
@@ -475,7 +475,7 @@ rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool he
                 memcpy(s->v_cache + at, s->v + (size_t)t * kv_out + off, sizeof(float) * (size_t)d);
             }
         }
-        rsr_status st = rsr_attention_rows(s, l, s->pos, n, s->q, s->att);
+        rsr_status st = rt_attention_rows(s, l, s->pos, n, s->q, s->att);
         if (st != RSR_OK) return st;
         norm_inputs(s, s->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->attn_sub_norm) : NULL,
                     (int32_t)q_out, n);

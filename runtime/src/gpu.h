@@ -1,5 +1,5 @@
 /*
- * gpu.h — the runtime's GPU backend (rsr_backend_gpu), as the rest of the runtime sees it: a model opened on
+ * gpu.h — the runtime's GPU backend (rt_backend_gpu), as the rest of the runtime sees it: a model opened on
  * the GPU (gpu_model.c) and sessions whose tokens run entirely on the device (gpu_forward.c).
  * Everything returns an rsr_status with the message in err (RSR_ERRMSG_SIZE bytes).
  */
@@ -31,16 +31,16 @@ typedef struct rsr_gpu {
 
 typedef struct rsr_gpu_session rsr_gpu_session;
 
-rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err);
-void rsr_gpu_close(rsr_gpu *g);
-rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err);
+rsr_status rt_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err);
+void rt_gpu_close(rsr_gpu *g);
+rsr_status rt_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err);
 
-rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err);
-void rsr_gpu_session_free(rsr_gpu_session *s);
+rsr_status rt_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err);
+void rt_gpu_session_free(rsr_gpu_session *s);
 /* Tokens at positions pos, pos+1, ...; the logits of the last one (vocab floats) when logits is
  * not NULL, its greedy token when argmax is not NULL (8 bytes from the device, not the logits).
  * One synchronisation with the device per call. */
-rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
-                        int32_t *argmax, char *err);
+rsr_status rt_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
+                       int32_t *argmax, char *err);
 
 #endif

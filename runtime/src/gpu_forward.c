@@ -24,7 +24,7 @@
 #include "gpu.h"
 #include "rsr_numerics.h"
 
-#define ERR(st, ...) rsr_set_error(err, st, __VA_ARGS__)
+#define ERR(st, ...) rt_set_error(err, st, __VA_ARGS__)
 
 enum { CALLS_PER_LAYER = 4 }; /* q,k,v | o | gate,up | down */
 
@@ -59,7 +59,7 @@ static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, in
                      CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
     CUdeviceptr w = blob_or_null(s->g, norm_weight);
-    int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = rsr_pad_cols(n);
+    int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = rt_pad_cols(n);
     float eps = a->rms_eps, bl_eps = a->bitlinear_eps;
     void *args[] = {&x, &w, &norm, &eps, &bl, &bl_eps, &n, &n_pad, &s->y, &s->xq, &xs};
     launch(s, s->g->quantize, "rsr_quantize", 1, 1024, args);
@@ -181,12 +181,12 @@ static void try_graph(rsr_gpu_session *s) {
     s->failed = 0; /* a launch refused during capture is retried outside it */
 }
 
-rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
-                        int32_t *argmax, char *err) {
+rsr_status rt_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
+                       int32_t *argmax, char *err) {
     rsr_gpu *g = s->g;
     rsr_cuda *cu = &g->cu;
     CUresult r = cu->CtxSetCurrent(g->ctx);
-    if (r) return ERR(RSR_ERR_DEVICE, "%s: %s", g->name, rsr_cuda_error(cu, r));
+    if (r) return ERR(RSR_ERR_DEVICE, "%s: %s", g->name, rt_cuda_error(cu, r));
     if (!s->graph_state) try_graph(s);
     for (int32_t i = 0; i < n && !r && !s->failed; i++) {
         int32_t step[2] = {tokens[i], pos + i};
@@ -204,14 +204,14 @@ rsr_status rsr_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, 
     CUresult sync = cu->StreamSynchronize(g->stream);
     if (argmax) *argmax = best ? (int32_t)(0xffffffffu - (uint32_t)best) : 0; /* rsr_greedy_key */
     if (s->failed)
-        return ERR(RSR_ERR_DEVICE, "%s: launching %s: %s", g->name, s->failed_kernel, rsr_cuda_error(cu, s->failed));
+        return ERR(RSR_ERR_DEVICE, "%s: launching %s: %s", g->name, s->failed_kernel, rt_cuda_error(cu, s->failed));
     if (r || sync)
         return ERR(RSR_ERR_DEVICE, "%s: evaluating tokens at position %d: %s", g->name, pos,
-                   rsr_cuda_error(cu, r ? r : sync));
+                   rt_cuda_error(cu, r ? r : sync));
     return RSR_OK;
 }
 
-rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err) {
+rsr_status rt_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err) {
     *out = NULL;
     const rsr_artifact *a = g->a;
     if (a->head_dim > 256 || a->head_dim % 2)
@@ -235,7 +235,7 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
         {&s->h, 4 * (size_t)a->hidden},
         {&s->y, 4 * widest},
         {&s->act, 4 * (size_t)a->intermediate},
-        {&s->xq, (size_t)rsr_pad_cols((int32_t)widest)},
+        {&s->xq, (size_t)rt_pad_cols((int32_t)widest)},
         {&s->xs, 12},
         {&s->att, 4 * q_out},
         {&s->scores, 4 * (size_t)a->num_heads * (size_t)max_positions},
@@ -254,13 +254,13 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
     };
     CUresult r = g->cu.CtxSetCurrent(g->ctx);
     for (size_t i = 0; !r && i < sizeof bufs / sizeof *bufs; i++) r = g->cu.MemAlloc(bufs[i].p, bufs[i].bytes);
-    if (!r) r = g->cu.MemsetD8(s->xq, 0, (size_t)rsr_pad_cols((int32_t)widest));
+    if (!r) r = g->cu.MemsetD8(s->xq, 0, (size_t)rt_pad_cols((int32_t)widest));
     /* RoPE angles of every position, computed as the CPU computes them, and the group calls */
     float *host_rope = r ? NULL : malloc(rope);
     s->calls = calloc((size_t)a->num_layers * CALLS_PER_LAYER, sizeof *s->calls);
     if (!r && (!host_rope || !s->calls)) {
         free(host_rope);
-        rsr_gpu_session_free(s);
+        rt_gpu_session_free(s);
         return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory for the RoPE table of %d positions", max_positions);
     }
     if (!r) {
@@ -271,15 +271,15 @@ rsr_status rsr_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_ses
     }
     free(host_rope);
     if (r) {
-        rsr_gpu_session_free(s);
+        rt_gpu_session_free(s);
         return ERR(RSR_ERR_OUT_OF_MEMORY, "%s: no device memory for a session of %d positions (KV cache %.1f MB): %s",
-                   g->name, max_positions, 2.0 * (double)cache / 1e6, rsr_cuda_error(&g->cu, r));
+                   g->name, max_positions, 2.0 * (double)cache / 1e6, rt_cuda_error(&g->cu, r));
     }
     *out = s;
     return RSR_OK;
 }
 
-void rsr_gpu_session_free(rsr_gpu_session *s) {
+void rt_gpu_session_free(rsr_gpu_session *s) {
     if (!s) return;
     rsr_cuda *cu = &s->g->cu;
     cu->CtxSetCurrent(s->g->ctx);
@@ -298,23 +298,23 @@ void rsr_gpu_session_free(rsr_gpu_session *s) {
 static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) {
     rsr_model *m = s->model;
     if (p->attention != RSR_ATTENTION_DENSE)
-        return rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
-                             "Louver attention runs on the CPU only: open the model "
-                             "with device cpu (rsr-run --device cpu)");
-    return rsr_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
+                            "Louver attention runs on the CPU only: open the model "
+                            "with device cpu (rsr-run --device cpu)");
+    return rt_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
 }
 
-static void gpu_session_free(rsr_session *s) { rsr_gpu_session_free(s->gpu); }
+static void gpu_session_free(rsr_session *s) { rt_gpu_session_free(s->gpu); }
 
 static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *h) {
     rsr_status st;
     switch (h->kind) {
     case RSR_HEAD_INT8:
-        return rsr_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                             "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
     case RSR_HEAD_GREEDY: { /* the device computes full logits and their first maximum; only the token comes back */
         int32_t best;
-        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
+        st = rt_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
         if (st == RSR_OK) *h->token = best;
         break;
     }
@@ -324,24 +324,24 @@ static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
         int32_t *ids = malloc(sizeof *ids * (size_t)V);
         if (!logits || !ids) {
             free(logits), free(ids);
-            return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the logits");
+            return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the logits");
         }
-        st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
+        st = rt_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
         if (st == RSR_OK) *h->token = rsr_sample(logits, V, h->sampler, h->rng, logits + V, ids);
         free(logits), free(ids);
         break;
     }
-    default: st = rsr_gpu_eval(s->gpu, s->pos, tokens, n, h->logits, NULL, s->err); break;
+    default: st = rt_gpu_eval(s->gpu, s->pos, tokens, n, h->logits, NULL, s->err); break;
     }
     if (st == RSR_OK) s->pos += n;
     return st;
 }
 
-const rsr_backend rsr_backend_gpu = {
+const rsr_backend rt_backend_gpu = {
     .name = "gpu",
     .host_memory = false,
     .session_init = gpu_session_init,
     .session_free = gpu_session_free,
     .eval = gpu_eval,
-    .matmul_int = rsr_gpu_matmul_int,
+    .matmul_int = rt_gpu_matmul_int,
 };

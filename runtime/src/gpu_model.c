@@ -10,7 +10,7 @@
 
 #include "gpu.h"
 
-#define ERR(st, ...) rsr_set_error(err, st, __VA_ARGS__)
+#define ERR(st, ...) rt_set_error(err, st, __VA_ARGS__)
 
 static rsr_status load_modules(rsr_gpu *g, char *err) {
     const rsr_artifact_gpu *ag = g->a->gpu;
@@ -24,8 +24,7 @@ static rsr_status load_modules(rsr_gpu *g, char *err) {
         CUresult r = g->cu.ModuleLoadDataEx(&g->module[i], g->a->blob + ag->module[i], 4, options, values);
         if (r != 0)
             return ERR(RSR_ERR_DEVICE, "%s: the driver cannot load the model's PTX (module %d, %s for %s): %s%s%s",
-                       g->name, i, ag->ptx_arch, ag->arch, rsr_cuda_error(&g->cu, r), *error_log ? ": " : "",
-                       error_log);
+                       g->name, i, ag->ptx_arch, ag->arch, rt_cuda_error(&g->cu, r), *error_log ? ": " : "", error_log);
         g->num_modules = i + 1;
     }
     return RSR_OK;
@@ -41,13 +40,13 @@ static rsr_status open_device(rsr_gpu *g, char *err) {
     int count = 0, major = 0, minor = 0;
     CUresult r = g->cu.DeviceGetCount(&count);
     if (r != 0 || count == 0)
-        return ERR(RSR_ERR_DEVICE, "no CUDA device%s%s", r ? ": " : "", r ? rsr_cuda_error(&g->cu, r) : "");
+        return ERR(RSR_ERR_DEVICE, "no CUDA device%s%s", r ? ": " : "", r ? rt_cuda_error(&g->cu, r) : "");
     const char *want = getenv("RSR_CUDA_DEVICE");
     int ordinal = want && *want ? atoi(want) : 0;
     if (ordinal < 0 || ordinal >= count)
         return ERR(RSR_ERR_DEVICE, "RSR_CUDA_DEVICE=%d: there are %d CUDA devices", ordinal, count);
     if ((r = g->cu.DeviceGet(&g->dev, ordinal)) != 0)
-        return ERR(RSR_ERR_DEVICE, "cuDeviceGet(%d): %s", ordinal, rsr_cuda_error(&g->cu, r));
+        return ERR(RSR_ERR_DEVICE, "cuDeviceGet(%d): %s", ordinal, rt_cuda_error(&g->cu, r));
     char name[128] = "?";
     g->cu.DeviceGetName(name, sizeof name, g->dev);
     g->cu.DeviceGetAttribute(&major, RSR_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, g->dev);
@@ -61,11 +60,11 @@ static rsr_status open_device(rsr_gpu *g, char *err) {
         return ERR(RSR_ERR_DEVICE, "%s: the model was compiled for %s; compile it for this GPU (rsrc --target sm_%d%d)",
                    g->name, g->a->gpu->arch, major, minor);
     if ((r = g->cu.DevicePrimaryCtxRetain(&g->ctx, g->dev)) != 0 || (r = g->cu.CtxSetCurrent(g->ctx)) != 0)
-        return ERR(RSR_ERR_DEVICE, "%s: no context: %s", g->name, rsr_cuda_error(&g->cu, r));
+        return ERR(RSR_ERR_DEVICE, "%s: no context: %s", g->name, rt_cuda_error(&g->cu, r));
     return RSR_OK;
 }
 
-rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
+rsr_status rt_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
     *out = NULL;
     if (!a->gpu)
         return ERR(RSR_ERR_NOT_FOUND, "the model was compiled without GPU code: compile it for a CUDA target "
@@ -74,7 +73,7 @@ rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
     if (!g) return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory");
     g->a = a;
     char why[256];
-    if (rsr_cuda_load(&g->cu, why, sizeof why) != 0) {
+    if (rt_cuda_load(&g->cu, why, sizeof why) != 0) {
         free(g);
         return ERR(RSR_ERR_DEVICE, "%s", why);
     }
@@ -97,20 +96,20 @@ rsr_status rsr_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
             return ERR(RSR_ERR_ABI, "artifact GPU matrix %d (%s) is inconsistent", i, a->matrix[i].name);
         if ((st = find(g, gm->kernel, &g->matrix[i], err)) != RSR_OK) return st;
         if (a->matrix[i].rows > g->max_rows) g->max_rows = a->matrix[i].rows;
-        if (rsr_pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = rsr_pad_cols(a->matrix[i].cols);
+        if (rt_pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = rt_pad_cols(a->matrix[i].cols);
     }
     CUresult r;
     if ((r = g->cu.MemAlloc(&g->blob, a->blob_size)) != 0 ||
         (r = g->cu.MemcpyHtoD(g->blob, a->blob, a->blob_size)) != 0)
         return ERR(RSR_ERR_OUT_OF_MEMORY, "%s: cannot put the model's %.1f MB of constants in device memory: %s",
-                   g->name, (double)a->blob_size / 1e6, rsr_cuda_error(&g->cu, r));
+                   g->name, (double)a->blob_size / 1e6, rt_cuda_error(&g->cu, r));
     if ((r = g->cu.MemAlloc(&g->mv_x, (size_t)g->max_cols_pad)) != 0 ||
         (r = g->cu.MemAlloc(&g->mv_y, 4 * (size_t)g->max_rows)) != 0 || (r = g->cu.StreamCreate(&g->stream, 0)) != 0)
-        return ERR(RSR_ERR_OUT_OF_MEMORY, "%s: %s", g->name, rsr_cuda_error(&g->cu, r));
+        return ERR(RSR_ERR_OUT_OF_MEMORY, "%s: %s", g->name, rt_cuda_error(&g->cu, r));
     return RSR_OK;
 }
 
-void rsr_gpu_close(rsr_gpu *g) {
+void rt_gpu_close(rsr_gpu *g) {
     if (!g) return;
     if (g->ctx) {
         g->cu.CtxSetCurrent(g->ctx);
@@ -121,12 +120,12 @@ void rsr_gpu_close(rsr_gpu *g) {
         for (int32_t i = 0; i < g->num_modules; i++) g->cu.ModuleUnload(g->module[i]);
         g->cu.DevicePrimaryCtxRelease(g->dev);
     }
-    rsr_cuda_unload(&g->cu);
+    rt_cuda_unload(&g->cu);
     free(g->matrix);
     free(g);
 }
 
-rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err) {
+rsr_status rt_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err) {
     const rsr_artifact_matrix *mx = &g->a->matrix[index];
     const rsr_artifact_gpu_matrix *gm = &g->a->gpu->matrix[index];
     CUdeviceptr data = g->blob + (gm->data == RSR_NO_TENSOR ? 0 : gm->data);
@@ -144,15 +143,15 @@ rsr_status rsr_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_
                                 g->fused ? group_args : plain_args, NULL)) != 0 ||
         (r = g->cu.StreamSynchronize(g->stream)) != 0 || (r = g->cu.MemcpyDtoH(y, g->mv_y, 4 * (size_t)mx->rows)) != 0)
         return ERR(RSR_ERR_DEVICE, "%s: matrix %d (%s, kernel %s): %s", g->name, index, mx->name, gm->kernel,
-                   rsr_cuda_error(&g->cu, r));
+                   rt_cuda_error(&g->cu, r));
     return RSR_OK;
 }
 
-rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
+rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     for (int32_t t = 0; t < ntok; t++) {
-        rsr_status st = rsr_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols,
-                                           y + (size_t)t * (size_t)mx->rows, ((rsr_model *)m)->err);
+        rsr_status st = rt_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols,
+                                          y + (size_t)t * (size_t)mx->rows, ((rsr_model *)m)->err);
         if (st != RSR_OK) return st;
     }
     return RSR_OK;

@@ -1,4 +1,5 @@
-/* internal.h — the runtime's private structures. */
+/* internal.h — the runtime's private structures and functions. Internal functions are named rt_*:
+ * the rsr_* names are the public API (rsr.h), the only ones an embedded object exports (embed.c). */
 #ifndef RSR_RUNTIME_INTERNAL_H
 #define RSR_RUNTIME_INTERNAL_H
 
@@ -25,7 +26,7 @@ struct rsr_model {
     size_t copy_size;
     char constants[320];        /* rsr_model_info.constants */
     char path[256];             /* the file the artifact was loaded from, for messages ("" unknown) */
-    const rsr_backend *backend; /* what its sessions run on: rsr_backend_cpu or rsr_backend_gpu */
+    const rsr_backend *backend; /* what its sessions run on: rt_backend_cpu or rt_backend_gpu */
     struct rsr_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];           /* rsr_model_info.device */
     int32_t num_threads;
@@ -90,53 +91,53 @@ struct rsr_backend {
     /* y[t] = W_index · x[t] for ntok tokens of cols int8 each (rsr_model_matmul_int) */
     rsr_status (*matmul_int)(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
 };
-extern const rsr_backend rsr_backend_cpu; /* forward.c */
-extern const rsr_backend rsr_backend_gpu; /* gpu_forward.c */
-rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
-                              int32_t *y); /* model.c */
-rsr_status rsr_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
-                              int32_t *y); /* gpu_model.c */
+extern const rsr_backend rt_backend_cpu; /* forward.c */
+extern const rsr_backend rt_backend_gpu; /* gpu_forward.c */
+rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
+                             int32_t *y); /* model.c */
+rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
+                             int32_t *y); /* gpu_model.c */
 
 /* Writes the message into err (RSR_ERRMSG_SIZE bytes) and returns st. */
-rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+rsr_status rt_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* n rounded up to RSR_X_PAD: the padded length of a quantised activation (the kernel contract). */
-static inline int32_t rsr_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
+static inline int32_t rt_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
 /* load.c: refuses an artifact whose code needs CPU features this CPU lacks; the threads of a
  * default open (the affinity mask's CPUs); the constants put where params say (m->blob). */
-rsr_status rsr_check_cpu(const rsr_artifact *a, char *err);
-int32_t rsr_default_threads(void);
-rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *params);
+rsr_status rt_check_cpu(const rsr_artifact *a, char *err);
+int32_t rt_default_threads(void);
+rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *params);
 /* n tokens (1 <= n <= s->batch) through the model; with head, the last one's final-normed hidden
  * state (the LM head's input) into s->xn. */
-rsr_status rsr_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head);
+rsr_status rt_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head);
 
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
-void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits);
-rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
+void rt_lm_head_logits(rsr_session *s, const float *x, float *logits);
+rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 /* logits from the int8 copy of the head, each within *bound of the exact one (exact logits and
  * *bound = 0 where there is no copy or nothing it could bound) */
-rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
+rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
 /* test-only (hidden, never set by the runtime): nonzero halves every head bound and drops its
  * fp32 term, which tests/unit/test_head.c must notice */
 extern int head_bound_weakened_for_tests __attribute__((visibility("hidden")));
 /* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
-rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
-                              int32_t *token, double *tail);
+rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
+                             int32_t *token, double *tail);
 /* the three above's buffers, made before a call advances the session, so that running out of
  * memory for them leaves the session where it was */
-rsr_status rsr_lm_head_reserve(rsr_session *s);
-void rsr_lm_head_free(rsr_session *s);
+rsr_status rt_lm_head_reserve(rsr_session *s);
+void rt_lm_head_free(rsr_session *s);
 
 /* attention.c: attention of layer `layer` for the query q ([heads][head_dim]) of the token at
  * position pos (its key and value already in the cache, at most pos + 1 keys attended), into
  * out ([heads][head_dim]). */
-rsr_status rsr_attention_init(rsr_session *s, const rsr_session_params *p);
-void rsr_attention_free(rsr_session *s);
-void rsr_attention_reset(rsr_session *s);
-void rsr_attention_rollback(rsr_session *s); /* after a failed step: the indexes as s->pos implies */
+rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p);
+void rt_attention_free(rsr_session *s);
+void rt_attention_reset(rsr_session *s);
+void rt_attention_rollback(rsr_session *s); /* after a failed step: the indexes as s->pos implies */
 /* Attention of the n tokens at positions pos0..pos0+n-1 whose keys and values are in the cache:
  * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
-rsr_status rsr_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);
+rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);
 
 /* Offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache. Each
  * KV head's rows are contiguous, so attention streams them (stride head_dim). */
@@ -169,7 +170,7 @@ static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
 
 /* The one rule every argmax of logits follows (rsr_sample_greedy, the certified head and its
  * fallbacks): a larger logit wins, NaN never wins over a number, and of equal logits the first. */
-static inline bool rsr_logit_better(float l, float best) { return l > best || (best != best && l == l); }
+static inline bool rt_logit_better(float l, float best) { return l > best || (best != best && l == l); }
 
 static inline size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
 

@@ -18,7 +18,7 @@
  * dot_row as rsr_session_eval, and the first maximum wins as in rsr_sample_greedy. So the token
  * is the one greedy sampling of the full logits would give, by construction; non-finite
  * activations, and any x whose logits could overflow fp32 (‖x‖₁·max|w| near FLT_MAX), fall back
- * to the full head; every argmax here follows rsr_logit_better (NaN never wins, first maximum).
+ * to the full head; every argmax here follows rt_logit_better (NaN never wins, first maximum).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -68,7 +68,7 @@ static int32_t threads_of(const rsr_session *s) {
     return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
 }
 
-void rsr_lm_head_logits(rsr_session *s, const float *x, float *logits) {
+void rt_lm_head_logits(rsr_session *s, const float *x, float *logits) {
     const rsr_artifact *a = s->model->a;
 #pragma omp parallel for schedule(static) num_threads(threads_of(s))
     for (int32_t v = 0; v < a->vocab; v++) logits[v] = dot_row(s->model, v, x);
@@ -119,7 +119,7 @@ struct rsr_head_scratch {
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
 };
 
-void rsr_lm_head_free(rsr_session *s) {
+void rt_lm_head_free(rsr_session *s) {
     if (!s->head) return;
     free(s->head->xq), free(s->head->approx), free(s->head->bound);
     free(s->head->cand), free(s->head->ids), free(s->head->cand_logit), free(s->head->probs);
@@ -142,8 +142,8 @@ static rsr_status head_scratch(rsr_session *s) {
     }
     s->head = h;
     if (!h || !h->xq || !h->approx || !h->bound || !h->cand || !h->ids || !h->cand_logit || !h->probs) {
-        rsr_lm_head_free(s);
-        return rsr_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
+        rt_lm_head_free(s);
+        return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
     }
     __builtin_cpu_init();
     h->dot = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? dot_q8_vnni
@@ -152,14 +152,14 @@ static rsr_status head_scratch(rsr_session *s) {
     return RSR_OK;
 }
 
-rsr_status rsr_lm_head_reserve(rsr_session *s) { return head_scratch(s); }
+rsr_status rt_lm_head_reserve(rsr_session *s) { return head_scratch(s); }
 
 static int32_t full_argmax(const rsr_model *m, const float *x) {
     int32_t best = 0;
     float best_logit = dot_row(m, 0, x);
     for (int32_t v = 1; v < m->a->vocab; v++) {
         float l = dot_row(m, v, x);
-        if (rsr_logit_better(l, best_logit)) best = v, best_logit = l;
+        if (rt_logit_better(l, best_logit)) best = v, best_logit = l;
     }
     return best;
 }
@@ -224,7 +224,7 @@ static rsr_status approx_rows(rsr_session *s, const float *x, int *have, double 
     return RSR_OK;
 }
 
-rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
+rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     const rsr_artifact *a = s->model->a;
     int have;
     double best_lo;
@@ -241,7 +241,7 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     for (int32_t v = 0; v < a->vocab; v++) {
         if (h->approx[v] + h->bound[v] < best_lo) continue;
         float l = dot_row(s->model, v, x);
-        if (best < 0 || rsr_logit_better(l, best_logit)) best = v, best_logit = l;
+        if (best < 0 || rt_logit_better(l, best_logit)) best = v, best_logit = l;
     }
     *token = best;
     return RSR_OK;
@@ -256,8 +256,8 @@ rsr_status rsr_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
  * has probability below 2^-24 / V, and their sum, computed here, bounds the exact mass outside
  * the candidates. The sampler then draws from the candidates' exact logits.
  */
-rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
-                              int32_t *token, double *tail) {
+rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
+                             int32_t *token, double *tail) {
     const rsr_artifact *a = s->model->a;
     const int32_t V = a->vocab;
     int have;
@@ -267,7 +267,7 @@ rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_
     if ((st = head_scratch(s)) != RSR_OK) return st;
     struct rsr_head_scratch *h = s->head;
     if (!have || !isfinite(best_lo)) { /* the full exact logits: nothing left out */
-        rsr_lm_head_logits(s, x, h->cand_logit);
+        rt_lm_head_logits(s, x, h->cand_logit);
         *token = rsr_sample(h->cand_logit, V, sp, rng, h->probs, h->ids);
         if (tail) *tail = 0;
         return RSR_OK;
@@ -290,14 +290,14 @@ rsr_status rsr_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_
     return RSR_OK;
 }
 
-rsr_status rsr_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound) {
+rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound) {
     const rsr_artifact *a = s->model->a;
     int have;
     double best_lo, worst = 0;
     rsr_status st = approx_rows(s, x, &have, &best_lo);
     if (st != RSR_OK) return st;
     if (!have) { /* the exact logits: nothing lost */
-        rsr_lm_head_logits(s, x, logits);
+        rt_lm_head_logits(s, x, logits);
         if (bound) *bound = 0;
         return RSR_OK;
     }

@@ -97,7 +97,7 @@ static bool cpu_has(const struct cpu_feature *f) {
     return (lo & f->xstate) == f->xstate;
 }
 
-rsr_status rsr_check_cpu(const rsr_artifact *a, char *err) {
+rsr_status rt_check_cpu(const rsr_artifact *a, char *err) {
     if (!a->cpu_features || !*a->cpu_features) return RSR_OK;
     char missing[160] = "";
     size_t len = 0;
@@ -119,16 +119,16 @@ rsr_status rsr_check_cpu(const rsr_artifact *a, char *err) {
         p += n + (p[n] == ',');
     }
     if (!len) return RSR_OK;
-    return rsr_set_error(err, RSR_ERR_ABI,
-                         "the model's code was compiled for target %s and needs CPU features this "
-                         "CPU lacks: %s; compile it again with --target host (this machine) or --target generic "
-                         "(any x86-64)",
-                         a->target, missing);
+    return rt_set_error(err, RSR_ERR_ABI,
+                        "the model's code was compiled for target %s and needs CPU features this "
+                        "CPU lacks: %s; compile it again with --target host (this machine) or --target generic "
+                        "(any x86-64)",
+                        a->target, missing);
 }
 
 /* ---- threads ---- */
 
-int32_t rsr_default_threads(void) {
+int32_t rt_default_threads(void) {
     const char *env = getenv("OMP_NUM_THREADS"); /* the user's word for OpenMP programs wins */
     if (env && *env) return omp_get_max_threads();
     cpu_set_t set;
@@ -214,10 +214,10 @@ rsr_status rsr_model_verify(rsr_model *m) {
     const rsr_artifact *a = m->a;
     const char *name = *m->path ? m->path : "the artifact";
     if (!a->has_checksum)
-        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND,
-                             "%s records no checksum of its constants (compiled by an older "
-                             "rsrc)",
-                             name);
+        return rt_set_error(m->err, RSR_ERR_NOT_FOUND,
+                            "%s records no checksum of its constants (compiled by an older "
+                            "rsrc)",
+                            name);
     const uint64_t words = a->blob_size / 8, piece = (uint64_t)1 << 17;
     const int64_t pieces = (int64_t)((words + piece - 1) / piece);
     uint64_t sum = 0;
@@ -232,15 +232,15 @@ rsr_status rsr_model_verify(rsr_model *m) {
         sum = rsr_checksum_add(sum, last, words, 1);
     }
     if (sum != a->blob_checksum)
-        return rsr_set_error(m->err, RSR_ERR_ABI,
-                             "%s: the model's constants fail their checksum (%016llx, compiled as "
-                             "%016llx): the file was altered after rsrc wrote it, or memory is failing; compile the "
-                             "model again",
-                             name, (unsigned long long)sum, (unsigned long long)a->blob_checksum);
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "%s: the model's constants fail their checksum (%016llx, compiled as "
+                            "%016llx): the file was altered after rsrc wrote it, or memory is failing; compile the "
+                            "model again",
+                            name, (unsigned long long)sum, (unsigned long long)a->blob_checksum);
     return RSR_OK;
 }
 
-rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
+rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *p) {
     const rsr_artifact *a = m->a;
     const double t0 = seconds();
     m->blob = a->blob;
@@ -265,8 +265,8 @@ rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
     uint8_t *dst = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (dst == MAP_FAILED) {
         if (p->lock_memory)
-            return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot map %zu MiB for the model's constants: %s",
-                                 size >> 20, strerror(errno));
+            return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "cannot map %zu MiB for the model's constants: %s",
+                                size >> 20, strerror(errno));
         snprintf(m->constants, sizeof m->constants, "the file mapping (%zu MiB; no memory for a copy: %s)", mib,
                  strerror(errno));
         return RSR_OK;
@@ -281,10 +281,10 @@ rsr_status rsr_load_constants(rsr_model *m, const rsr_model_params *p) {
     if (mprotect(dst, size, PROT_READ) != 0 || (p->lock_memory && mlock(dst, size) != 0)) {
         int e = errno;
         munmap(dst, size);
-        return rsr_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
-                             "cannot lock the model's %zu MiB of constants in memory: "
-                             "%s (raise `ulimit -l`, or open it without lock_memory)",
-                             mib, strerror(e));
+        return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
+                            "cannot lock the model's %zu MiB of constants in memory: "
+                            "%s (raise `ulimit -l`, or open it without lock_memory)",
+                            mib, strerror(e));
     }
     m->copy = dst, m->copy_size = size, m->blob = dst;
     snprintf(m->constants, sizeof m->constants,

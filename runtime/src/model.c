@@ -27,7 +27,7 @@ const char *rsr_status_to_string(rsr_status st) {
     return "unknown status";
 }
 
-rsr_status rsr_set_error(char *err, rsr_status st, const char *fmt, ...) {
+rsr_status rt_set_error(char *err, rsr_status st, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
@@ -53,11 +53,11 @@ static rsr_status check_artifact(rsr_model *m) {
     const rsr_artifact *a = m->a;
     char *err = m->err;
     if (a->abi_version != RSR_ABI_VERSION)
-        return rsr_set_error(err, RSR_ERR_ABI,
-                             "artifact built for runtime ABI %u, this runtime speaks ABI %u: "
-                             "recompile the model with a matching rsrc",
-                             a->abi_version, RSR_ABI_VERSION);
-#define BAD(...) rsr_set_error(err, RSR_ERR_ABI, "artifact descriptor is inconsistent: " __VA_ARGS__)
+        return rt_set_error(err, RSR_ERR_ABI,
+                            "artifact built for runtime ABI %u, this runtime speaks ABI %u: "
+                            "recompile the model with a matching rsrc",
+                            a->abi_version, RSR_ABI_VERSION);
+#define BAD(...) rt_set_error(err, RSR_ERR_ABI, "artifact descriptor is inconsistent: " __VA_ARGS__)
     if (!a->architecture || !a->target || !a->compiler) return BAD("missing name strings");
     if (a->hidden <= 0 || a->hidden > 65535 || a->intermediate <= 0 || a->intermediate > 65535)
         return BAD("hidden %d, intermediate %d", a->hidden, a->intermediate);
@@ -105,14 +105,14 @@ static rsr_status check_artifact(rsr_model *m) {
     }
     if (a->tokenizer_json != RSR_NO_TENSOR &&
         (a->tokenizer_json > a->blob_size || a->tokenizer_json_size > a->blob_size - a->tokenizer_json))
-        return rsr_set_error(m->err, RSR_ERR_ABI, "artifact tokenizer [%llu, +%llu) lies outside the %llu-byte blob",
-                             (unsigned long long)a->tokenizer_json, (unsigned long long)a->tokenizer_json_size,
-                             (unsigned long long)a->blob_size);
+        return rt_set_error(m->err, RSR_ERR_ABI, "artifact tokenizer [%llu, +%llu) lies outside the %llu-byte blob",
+                            (unsigned long long)a->tokenizer_json, (unsigned long long)a->tokenizer_json_size,
+                            (unsigned long long)a->blob_size);
     if (a->head_q8 != RSR_NO_TENSOR) {
         uint64_t v = (uint64_t)a->vocab, end_q = a->head_q8 + v * (uint64_t)a->head_q8_stride;
         if (a->head_q8_stride < a->hidden || a->head_q8_stride % RSR_X_PAD || end_q > a->blob_size ||
             a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)
-            return rsr_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
+            return rt_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
@@ -141,52 +141,52 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
     m->a = a;
-    m->backend = &rsr_backend_cpu;
+    m->backend = &rt_backend_cpu;
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
         m->status =
-            rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]", p.num_threads);
+            rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "num_threads %d is out of range [0, 1024]", p.num_threads);
     else if (!a)
-        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
-                                  "no artifact given (NAME_artifact() of a model "
-                                  "compiled with --name=NAME)");
+        m->status = rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
+                                 "no artifact given (NAME_artifact() of a model "
+                                 "compiled with --name=NAME)");
     else if (p.load != RSR_LOAD_COPY && p.load != RSR_LOAD_MMAP)
-        m->status = rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "load %d is not copy (0) or mmap (1)", p.load);
+        m->status = rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "load %d is not copy (0) or mmap (1)", p.load);
     else if (p.device < RSR_DEVICE_AUTO || p.device > RSR_DEVICE_GPU)
         m->status =
-            rsr_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)", p.device);
+            rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not auto (0), cpu (1) or gpu (2)", p.device);
     else
         m->status = check_artifact(m);
-    m->num_threads = p.num_threads > 0 ? p.num_threads : rsr_default_threads();
+    m->num_threads = p.num_threads > 0 ? p.num_threads : rt_default_threads();
     if (a) m->blob = a->blob;
     snprintf(m->device, sizeof m->device, "cpu");
     snprintf(m->constants, sizeof m->constants, "the file mapping");
     if (m->status != RSR_OK) return m->status;
     if (p.device == RSR_DEVICE_GPU || (p.device == RSR_DEVICE_AUTO && m->a->gpu)) {
         char why[RSR_ERRMSG_SIZE];
-        rsr_status st = rsr_gpu_open(m->a, &m->gpu, why);
+        rsr_status st = rt_gpu_open(m->a, &m->gpu, why);
         if (st == RSR_OK) { /* the GPU holds its own copy; the host keeps the mapping */
-            m->backend = &rsr_backend_gpu;
+            m->backend = &rt_backend_gpu;
             snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
             return RSR_OK;
         }
-        rsr_gpu_close(m->gpu);
+        rt_gpu_close(m->gpu);
         m->gpu = NULL;
         if (p.device == RSR_DEVICE_GPU)
-            return m->status = rsr_set_error(m->err, st, "the GPU was asked for, but %s", why);
+            return m->status = rt_set_error(m->err, st, "the GPU was asked for, but %s", why);
         snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
     }
-    if ((m->status = rsr_check_cpu(a, m->err)) != RSR_OK) return m->status;
-    return m->status = rsr_load_constants(m, &p);
+    if ((m->status = rt_check_cpu(a, m->err)) != RSR_OK) return m->status;
+    return m->status = rt_load_constants(m, &p);
 }
 
 rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
     if (!&RSR_ARTIFACT_SYMBOL) {
         rsr_status st = rsr_model_open_artifact(out, NULL, params);
         if (out && *out)
-            (*out)->status = rsr_set_error((*out)->err, RSR_ERR_NOT_FOUND,
-                                           "no default model is linked into this program: the models "
-                                           "in it were compiled with --name=NAME; open one with NAME_model_open");
+            (*out)->status = rt_set_error((*out)->err, RSR_ERR_NOT_FOUND,
+                                          "no default model is linked into this program: the models "
+                                          "in it were compiled with --name=NAME; open one with NAME_model_open");
         return out && *out ? RSR_ERR_NOT_FOUND : st;
     }
     return rsr_model_open_artifact(out, RSR_ARTIFACT_SYMBOL, params);
@@ -195,7 +195,7 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
     if (m->copy) munmap(m->copy, m->copy_size);
-    rsr_gpu_close(m->gpu);
+    rt_gpu_close(m->gpu);
     rsr_tokenizer_free(m->tokenizer);
     free(m);
 }
@@ -205,14 +205,14 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     if (!m || !m->a || !out) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = m->a;
     if (a->tokenizer_json == RSR_NO_TENSOR)
-        return rsr_set_error(m->err, RSR_ERR_NOT_FOUND,
-                             "the model was compiled without a tokenizer: put tokenizer.json (or tokenizer.model) "
-                             "next to the weights and compile it again (or pass token ids)");
+        return rt_set_error(m->err, RSR_ERR_NOT_FOUND,
+                            "the model was compiled without a tokenizer: put tokenizer.json (or tokenizer.model) "
+                            "next to the weights and compile it again (or pass token ids)");
     if (!m->tokenizer) {
         rsr_tokenizer *t;
         rsr_status st = rsr_tokenizer_create((const char *)a->blob + a->tokenizer_json, a->tokenizer_json_size, &t);
         if (st != RSR_OK) {
-            rsr_set_error(m->err, st, "%s", rsr_tokenizer_errmsg(t));
+            rt_set_error(m->err, st, "%s", rsr_tokenizer_errmsg(t));
             rsr_tokenizer_free(t);
             return st;
         }
@@ -277,7 +277,7 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     return m->backend->matmul_int(m, index, x, ntok, y);
 }
 
-rsr_status rsr_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
+rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     size_t cols = (size_t)mx->cols, rows = (size_t)mx->rows;
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;

@@ -13,7 +13,7 @@ int32_t rsr_sample_greedy(const float *logits, int32_t vocab) {
     if (!logits || vocab <= 0) return -1;
     int32_t best = 0;
     for (int32_t i = 1; i < vocab; i++)
-        if (rsr_logit_better(logits[i], logits[best])) best = i;
+        if (rt_logit_better(logits[i], logits[best])) best = i;
     return best;
 }
 

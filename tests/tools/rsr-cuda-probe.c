@@ -13,7 +13,7 @@
 int main(void) {
     rsr_cuda cu;
     char err[512];
-    if (rsr_cuda_load(&cu, err, sizeof err) != 0) {
+    if (rt_cuda_load(&cu, err, sizeof err) != 0) {
         fprintf(stderr, "rsr-cuda-probe: %s\n", err);
         return 77;
     }
@@ -28,6 +28,6 @@ int main(void) {
     cu.DeviceGetAttribute(&major, RSR_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
     cu.DeviceGetAttribute(&minor, RSR_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
     printf("sm_%d%d %s\n", major, minor, name);
-    rsr_cuda_unload(&cu);
+    rt_cuda_unload(&cu);
     return 0;
 }

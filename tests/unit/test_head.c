@@ -81,20 +81,20 @@ static void head_build(head *h, const float rows[][N], int32_t vocab) {
 }
 
 static void head_free(head *h) {
-    rsr_lm_head_free(&h->s);
+    rt_lm_head_free(&h->s);
     free(h->blob);
 }
 
 /* The certificates for one x: greedy token and int8 bound. Returns the exact argmax. */
 static int32_t check(head *h, const float *x, const char *what) {
     float exact[MAXV], q8[MAXV];
-    rsr_lm_head_logits(&h->s, x, exact);
+    rt_lm_head_logits(&h->s, x, exact);
     int32_t want = rsr_sample_greedy(exact, h->vocab), got = -1;
-    EXPECT(rsr_lm_head_argmax(&h->s, x, &got) == RSR_OK, "%s: argmax failed", what);
+    EXPECT(rt_lm_head_argmax(&h->s, x, &got) == RSR_OK, "%s: argmax failed", what);
     EXPECT(got == want, "%s: certified greedy token %d, the exact logits' %d (%g against %g)", what, got, want,
            got >= 0 ? (double)exact[got] : 0.0, (double)exact[want]);
     double bound = -1;
-    EXPECT(rsr_lm_head_logits_q8(&h->s, x, q8, &bound) == RSR_OK, "%s: int8 logits failed", what);
+    EXPECT(rt_lm_head_logits_q8(&h->s, x, q8, &bound) == RSR_OK, "%s: int8 logits failed", what);
     for (int32_t v = 0; v < h->vocab; v++) {
         bool same = memcmp(&q8[v], &exact[v], 4) == 0;
         EXPECT(same || fabs((double)q8[v] - (double)exact[v]) <= bound, "%s: row %d: int8 logit %g, exact %g, bound %g",
@@ -121,7 +121,7 @@ static void adversarial(void) {
     for (int i = 0; i < N; i++) x[i] = 1.0f;
     float q8[4];
     double bound;
-    rsr_lm_head_logits_q8(&h.s, x, q8, &bound);
+    rt_lm_head_logits_q8(&h.s, x, q8, &bound);
     int32_t exact_top = check(&h, x, "adversarial");
     EXPECT(exact_top == 1 && rsr_sample_greedy(q8, 4) == 0,
            "the adversarial head is not adversarial: exact top %d, "

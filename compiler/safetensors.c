@@ -6,6 +6,7 @@
  * block, and tensors against each other (no overlap, no duplicate names across shards).
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -276,6 +277,10 @@ static void load_file(st_archive *a, const char *path) {
     a->files[a->nfiles++] = (struct st_mapped){NULL, map, size}; /* owned by the archive from here */
     a->files[a->nfiles - 1].path = xstrdup(path);
 
+    if (!memcmp(map, "GGUF", 4))
+        fatal("%s: a GGUF file (llama.cpp's format, version %u), not safetensors: rsrc reads Hugging Face checkpoints "
+              "(model.safetensors and config.json, as published with the model); GGUF input is not supported yet",
+              path, (unsigned)(map[4] | map[5] << 8 | map[6] << 16 | (unsigned)map[7] << 24));
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
     if (hlen > size - 8)
@@ -392,6 +397,18 @@ static void load_index(st_archive *a, const char *index_path) {
 
 static void close_archive(void *a) { st_close(a); }
 
+/* Whether directory dir holds a file named *.gguf (what a user may have in place of safetensors). */
+static bool dir_has_gguf(const char *dir) {
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        found = n > 5 && !strcmp(e->d_name + n - 5, ".gguf");
+    }
+    if (d) closedir(d);
+    return found;
+}
+
 st_archive *st_open(const char *path) {
     arena *ar = arena_open();
     st_archive *a = xcalloc(1, sizeof *a);
@@ -408,7 +425,10 @@ st_archive *st_open(const char *path) {
         else if (access(single, R_OK) == 0)
             load_file(a, single);
         else
-            fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", path);
+            fatal("%s: no model.safetensors or model.safetensors.index.json in this directory%s", path,
+                  dir_has_gguf(path) ? " (it holds a .gguf file: rsrc reads the Hugging Face safetensors checkpoint "
+                                       "of the model, not llama.cpp's GGUF, which is not supported yet)"
+                                     : "");
     } else {
         a->dir = dir_of(path);
         if (ends_with(path, ".index.json"))

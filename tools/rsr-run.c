@@ -19,7 +19,7 @@
 #include "rsr-run.h"
 
 static void usage(FILE *out) {
-    fputs("usage: rsr-run MODEL.so [options]\n"
+    fputs("usage: rsr-run MODEL.so [options]   (or rsr-run -m MODEL.so [options])\n"
           "\n"
           "Runs a model compiled by rsrc: continues a prompt as text, chats, or measures speed.\n"
           "\n"
@@ -36,18 +36,19 @@ static void usage(FILE *out) {
           "                        <|eot_id|> written in it are read as such\n"
           "  -f, --file FILE       the prompt from a file\n"
           "  --tokens A,B,C        the prompt as token ids; generated ids are printed on one line\n"
-          "  --chat                an interactive conversation: one user turn per line of stdin;\n"
+          "  -i, -cnv, --chat      an interactive conversation: one user turn per line of stdin;\n"
           "                        /reset forgets the conversation, /exit or end of input quits\n"
           "  --chat-template NAME  llama3, bitnet or llama2 (default: the one that fits the model)\n"
           "  --system TEXT         a system message at the start of the conversation\n"
           "\n"
           "generation:\n"
-          "  -n N                  tokens to generate (default: 256 for text, 16 for --tokens; in a\n"
+          "  -n, --n-predict N     tokens to generate (default: 256 for text, 16 for --tokens; in a\n"
           "                        chat, the most one reply may have)\n"
           "  --temp T              sampling temperature (default 0: greedy)\n"
           "  --top-k K             sample from the K most likely tokens (default 0: all)\n"
           "  --top-p P             sample from the smallest set with probability >= P (default 1)\n"
-          "  --seed S              random seed for sampling (default 1)\n"
+          "  --seed S              random seed for sampling (default, or -1: a new one each run, printed\n"
+          "                        with -v)\n"
           "  --stop TEXT           stop when the output contains TEXT (which is not printed); repeatable\n"
           "  --ignore-eos          go on past the end-of-text and end-of-turn tokens\n"
           "  --no-echo             print only the continuation, not the prompt\n"
@@ -63,8 +64,8 @@ static void usage(FILE *out) {
           "                        OMP_NUM_THREADS)\n"
           "  --device D            auto (default: the GPU when the model has GPU code and one is\n"
           "                        there, else the CPU), cpu or gpu (fail rather than fall back)\n"
-          "  --ctx N               context length of the session (default: the model's)\n"
-          "  --batch N             prompt tokens evaluated together, 1 to 64 (default 64; the results\n"
+          "  -c, --ctx N           context length of the session (default: the model's; also --ctx-size)\n"
+          "  -b, --batch N         prompt tokens evaluated together, 1 to 64 (default 64; the results\n"
           "                        are the same for every N)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
           "                        tokens: greedy, full logits, sampled at --temp or 0.8) speed and the\n"
@@ -83,10 +84,73 @@ static void usage(FILE *out) {
           "  --info                print what the model is and how it was compiled\n"
           "  --verify              check the model's constants against the checksum rsrc recorded (a\n"
           "                        file altered after compilation fails, naming it); alone: only that\n"
-          "  -h, --help            this text\n"
+          "  -h, --help            this text; --version: the runtime API version this program speaks\n"
           "\n"
+          "llama.cpp's spellings are taken where they mean the same: -m, -c/--ctx-size, -n/--n-predict,\n"
+          "-b/--batch-size, -i/-cnv/--conversation, --seed -1.\n"
           "Text goes to stdout; speed and errors to stderr.\n",
           out);
+}
+
+/* The edit distance of a and b (at most 64 characters each; longer: large). */
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64) return 99;
+    int d[65][65];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* getopt's complaint about argument `arg`, in words: unknown (with the nearest long option when
+ * one is close) or lacking its value. */
+static void bad_option(const char *arg, int missing, int opt, const struct option *longs) {
+    if (missing) {
+        if (strncmp(arg, "--", 2) && opt > ' ' && opt < 127) die("option '-%c' needs a value (see --help)", opt);
+        die("option '%s' needs a value (see --help)", arg);
+    }
+    if (strncmp(arg, "--", 2) != 0) {
+        if (opt > ' ' && opt < 127) die("unknown option '-%c' (see --help)", opt);
+        die("unknown option '%s' (see --help)", arg);
+    }
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    char given[80];
+    snprintf(given, sizeof given, "%.*s", (int)(eq ? (size_t)(eq - name) : strlen(name)), name);
+    const char *near = NULL;
+    int best = 3; /* suggest within an edit distance of 2 */
+    for (const struct option *l = longs; l->name; l++) {
+        int dist = edit_distance(given, l->name);
+        if (dist < best) best = dist, near = l->name;
+    }
+    if (near) die("unknown option '--%s' (did you mean '--%s'?)", given, near);
+    die("unknown option '--%s' (see --help)", given);
+}
+
+/* llama.cpp's multi-letter options with one dash, which getopt would read as short options. */
+static void llama_spellings(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], "-cnv"))
+            argv[i] = "--chat";
+        else if (!strcmp(argv[i], "-ngl") || !strncmp(argv[i], "-ngl=", 5))
+            die("%s (llama.cpp's GPU layers): rsr-run runs the whole model on one device; --device gpu puts it on "
+                "the GPU",
+                argv[i]);
+    }
+}
+
+static uint64_t random_seed(void) {
+    uint64_t s = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&s, sizeof s, 1, f) != 1) s = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+    if (f) fclose(f);
+    return s & (uint64_t)LONG_MAX;
 }
 
 static long parse_num(const char *flag, const char *s, long lo, long hi) {
@@ -292,7 +356,9 @@ int main(int argc, char **argv) {
     long threads = 0;
     int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
         do_verify = 0;
-    run_options o = {.n_gen = -1, .echo = 1, .seed = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
+    run_options o = {.n_gen = -1, .echo = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
+    long seed = -1;               /* -1: a new one each run */
+    const char *model_opt = NULL; /* -m */
     enum {
         O_TOKENS = 256,
         O_LOGITS,
@@ -324,7 +390,8 @@ int main(int argc, char **argv) {
         O_HEAD,
         O_REPEAT,
         O_JSON,
-        O_VERIFY
+        O_VERIFY,
+        O_VERSION
     };
     const char *max_memory = NULL;
     static const struct option longs[] = {
@@ -364,6 +431,14 @@ int main(int argc, char **argv) {
         {"repeat", required_argument, 0, O_REPEAT},
         {"json", no_argument, 0, O_JSON},
         {"verify", no_argument, 0, O_VERIFY},
+        {"version", no_argument, 0, O_VERSION},
+        /* llama.cpp's spellings of the same things */
+        {"model", required_argument, 0, 'm'},
+        {"ctx-size", required_argument, 0, O_CTX},
+        {"n-predict", required_argument, 0, 'n'},
+        {"batch-size", required_argument, 0, O_BATCH},
+        {"conversation", no_argument, 0, O_CHAT},
+        {"interactive", no_argument, 0, O_CHAT},
         {0, 0, 0, 0},
     };
     o.stop = calloc((size_t)argc, sizeof *o.stop);
@@ -372,9 +447,15 @@ int main(int argc, char **argv) {
                *head_opt = NULL;
     int louver_policies = 0;
     opterr = 0;
+    llama_spellings(argc, argv);
     int c;
-    while ((c = getopt_long(argc, argv, "p:f:n:t:hv", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:f:n:t:m:c:b:ihv", longs, NULL)) != -1) {
         switch (c) {
+        case 'm': model_opt = optarg; break;
+        case 'c': o.ctx = (int32_t)parse_num("-c", optarg, 0, INT32_MAX); break;
+        case 'b': o.session.batch = (int32_t)parse_num("-b", optarg, 1, RSR_BATCH_MAX); break;
+        case 'i': do_chat = 1; break;
+        case O_VERSION: printf("rsr-run, rsr API version %d\n", RSR_API_VERSION); return 0;
         case 'p': o.prompt = optarg; break;
         case 'f': prompt_file = optarg; break;
         case 'n': o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
@@ -386,7 +467,7 @@ int main(int argc, char **argv) {
             sampling_opt = "--top-k", o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX);
             break;
         case O_TOPP: sampling_opt = "--top-p", o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
-        case O_SEED: sampling_opt = "--seed", o.seed = (uint64_t)parse_num("--seed", optarg, 0, LONG_MAX); break;
+        case O_SEED: sampling_opt = "--seed", seed = parse_num("--seed", optarg, -1, LONG_MAX); break;
         case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
         case O_HEAD:
@@ -457,22 +538,26 @@ int main(int argc, char **argv) {
         case O_NOECHO: text_opt = "--no-echo", o.echo = 0; break;
         case O_SPECIAL: text_opt = "--special", o.special = 1; break;
         case 'h': usage(stdout); return 0;
-        default:
-            if (optopt && optopt < 256) die("option '-%c' is unknown or needs a value (see --help)", optopt);
-            die("option '%s' is unknown or needs a value (see --help)", argv[optind - 1]);
+        default: bad_option(argv[optind - 1], c == ':', optopt, longs);
         }
     }
     o.session.max_positions = o.ctx;
     if (max_memory) limit_memory(max_memory);
-    if (optind != argc - 1) {
+    if (model_opt && optind < argc) die("the model is given twice: -m %s and %s", model_opt, argv[optind]);
+    if (!model_opt && optind != argc - 1) {
         usage(stderr);
         die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);
     }
     int inputs = (o.prompt != NULL) + (prompt_file != NULL) + (tokens_arg != NULL) + do_chat;
-    if (inputs > 1) die("give one of -p, -f, --tokens and --chat");
-    if (louver_policies > 1) die("give one of --louver-eps, --louver-tau and --louver-budget");
+    if (inputs > 1) die("give one of -p, -f, --tokens or --chat");
+    if (louver_policies > 1) die("give one of --louver-eps, --louver-tau or --louver-budget");
     if (louver_opt && o.session.attention != RSR_ATTENTION_LOUVER) die("%s needs --attention louver", louver_opt);
-    if (sampling_opt && !(o.sampler.temperature > 0)) die("%s shapes sampling: it needs --temp above 0", sampling_opt);
+    if (sampling_opt && !(o.sampler.temperature > 0))
+        fprintf(stderr,
+                "rsr-run: note: %s shapes sampling, which --temp above 0 turns on; without it decoding is "
+                "greedy and %s has no effect\n",
+                sampling_opt, sampling_opt);
+    o.seed = seed >= 0 ? (uint64_t)seed : random_seed();
     if (chat_opt && !do_chat) die("%s needs --chat", chat_opt);
     if (text_opt && (tokens_arg || do_bench)) die("%s applies to text output, not to --tokens or --bench", text_opt);
     if (logits_path && (!tokens_arg || do_bench))
@@ -480,7 +565,7 @@ int main(int argc, char **argv) {
     if (o.stats && !tokens_arg) die("--stats prints its figures per step with --tokens");
     if (do_bench && head_opt) die("--bench measures every head: drop --head");
     if (bench_opt && !do_bench) die("%s needs --bench", bench_opt);
-    o.model_path = argv[optind];
+    o.model_path = model_opt ? model_opt : argv[optind];
     char err[1024];
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
 
@@ -493,6 +578,11 @@ int main(int argc, char **argv) {
     double t_open;
     rsr_model *m = open_model(o.model_path, &mp, verbose, do_info, &info, &t_open);
     o.threads = info.num_threads;
+    if (o.ctx > info.max_positions)
+        die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", o.ctx, info.max_positions);
+    if (verbose && o.sampler.temperature > 0)
+        fprintf(stderr, "rsr-run: sampling with seed %llu (--seed %llu repeats this run)\n", (unsigned long long)o.seed,
+                (unsigned long long)o.seed);
     if (o.head_int8 && !strncmp(info.device, "gpu", 3))
         die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
     if (do_verify) {

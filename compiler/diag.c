@@ -118,8 +118,17 @@ void release_temp(const char *path) {
         }
 }
 
+/* An output that exists and is not a regular file (/dev/null, a FIFO, a terminal) is written
+ * into, not replaced: renaming over it would put a regular file in its place. */
+static bool output_is_special(const char *final) {
+    struct stat st;
+    return stat(final, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 char *output_temp(const char *final, int *fd) {
-    char *tmp = xasprintf("%s.tmp.XXXXXX", final);
+    const char *tmpdir = getenv("TMPDIR");
+    char *tmp = output_is_special(final) ? xasprintf("%s/rsrc-out.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp")
+                                         : xasprintf("%s.tmp.XXXXXX", final);
     int f = mkstemp(tmp); /* a new file of its own: no name to guess, no link followed */
     if (f < 0) fatal("%s: cannot write the output: %s", final, strerror(errno));
     register_temp(tmp);
@@ -130,11 +139,28 @@ char *output_temp(const char *final, int *fd) {
     return tmp;
 }
 
+/* Copies the finished temporary into a special output (see output_is_special). */
+static void copy_into(const char *tmp, const char *final) {
+    FILE *in = fopen(tmp, "rb"), *out = fopen(final, "wb");
+    char buf[1 << 16];
+    size_t n;
+    bool ok = in && out;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = false;
+    if (!ok) fatal("%s: cannot write the output: %s", final, strerror(errno));
+    unlink(tmp);
+}
+
 void output_commit(char *tmp, const char *final, mode_t mode) {
-    mode_t mask = umask(0);
-    umask(mask);
-    if (chmod(tmp, mode & ~mask) != 0 || rename(tmp, final) != 0)
-        fatal("%s: cannot rename the finished output into place: %s", final, strerror(errno));
+    if (output_is_special(final)) {
+        copy_into(tmp, final);
+    } else {
+        mode_t mask = umask(0);
+        umask(mask);
+        if (chmod(tmp, mode & ~mask) != 0 || rename(tmp, final) != 0)
+            fatal("%s: cannot rename the finished output into place: %s", final, strerror(errno));
+    }
     release_temp(tmp);
     free(tmp);
 }

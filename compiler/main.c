@@ -44,12 +44,14 @@ static void usage(FILE *out) {
         "holding either; config.json must sit next to the weights.\n"
         "\n"
         "options:\n"
-        "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c)\n"
+        "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c; -: stdout,\n"
+        "                        for the text emits)\n"
         "  --target NAME|FILE    host (the default: this machine's CPU and features, also spelled native), a\n"
         "                        spec in specs/ (generic: portable C that runs on any x86-64; avx2, avx512, ...)\n"
         "                        or a .yaml file; a CUDA spec (sm_80, sm_86, sm_89, sm_90, ...) adds GPU code:\n"
         "                        avx512,sm_90. The artifact refuses to load on a CPU without the target's features\n"
-        "  --cpu=NAME            override the target's CPU (-march for the C backend)\n"
+        "  --cpu=NAME            override the target's CPU (-march for the C backend; -march=NAME and -mcpu=NAME\n"
+        "                        are taken too, -march=native meaning --target host)\n"
         "  --features=+a,-b      enable or disable target features\n"
         "  --emit=KIND           so: a loadable model (default); obj: the same as one relocatable object to link\n"
         "                        into an application; header: NAME.h, the model's sizes as macros and its entry\n"
@@ -198,6 +200,13 @@ static options parse_args(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     opterr = 0;
+    /* clang's spellings of the CPU: -march=X and -mcpu=X are --cpu=X (native: the host target) */
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        const char *v = !strncmp(argv[i], "-march=", 7)  ? argv[i] + 7
+                        : !strncmp(argv[i], "-mcpu=", 6) ? argv[i] + 6
+                                                         : NULL;
+        if (v) argv[i] = !strcmp(v, "native") ? "--target=host" : xasprintf("--cpu=%s", v);
+    }
     const char *env_cap = getenv("RSRC_MAX_MEMORY");
     if (env_cap && *env_cap) o.max_memory = parse_size("RSRC_MAX_MEMORY", env_cap);
     int c;
@@ -278,6 +287,9 @@ static options parse_args(int argc, char **argv) {
     static const char *const default_out[NUM_EMIT] = {"model.so", "model.c", "model.ll", "model.s",
                                                       "model.o",  "model.h", "model.cu", "model.ptx"};
     if (!o.output) o.output = default_out[o.emit];
+    if (!strcmp(o.output, "-") && (o.emit == EMIT_SO || o.emit == EMIT_OBJ))
+        fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
+              emit_names[o.emit]);
     if (o.tune_cache && !o.tune) fatal("--tune-cache=%s needs --tune", o.tune_cache);
     if (o.emit == EMIT_HEADER && (o.tune || o.explain || o.stats || o.verify || o.print_plan))
         fatal("--emit=header reads the configuration only: --%s has nothing to work on there", o.tune      ? "tune"
@@ -327,6 +339,16 @@ static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
 
 /* Copies a finished temporary file to the output: written under a temporary name, renamed at the end. */
 static void copy_to_output(const char *from, const char *to) {
+    if (!strcmp(to, "-")) { /* -o -: a text emit to stdout */
+        FILE *in = fopen(from, "rb");
+        char buf[1 << 16];
+        size_t n;
+        while (in && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            if (fwrite(buf, 1, n, stdout) != n) fatal("stdout: write failed: %s", strerror(errno));
+        if (!in || fflush(stdout) != 0) fatal("stdout: write failed: %s", strerror(errno));
+        fclose(in);
+        return;
+    }
     int fd;
     char *tmp_out = output_temp(to, &fd);
     FILE *in = fopen(from, "rb"), *out = fdopen(fd, "wb");
@@ -342,6 +364,11 @@ static void copy_to_output(const char *from, const char *to) {
 
 /* The header needs the model's configuration only: no matrix is read. */
 static void write_header(const options *o, const model *m, const target *t) {
+    if (!strcmp(o->output, "-")) {
+        emit_header(stdout, m, t, o->name, o->input);
+        if (fflush(stdout) != 0) fatal("stdout: write failed: %s", strerror(errno));
+        return;
+    }
     int fd;
     char *tmp = output_temp(o->output, &fd);
     FILE *f = fdopen(fd, "w");
@@ -379,7 +406,9 @@ static bool is_model_file(const char *input, const struct stat *out) {
 
 /* Before any work: the output can be written where it is asked for, and is not a model file. */
 static void check_output(const options *o) {
+    if (!strcmp(o->output, "-")) return; /* stdout (text emits only: parse_args) */
     struct stat st;
+    if (stat(o->output, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return; /* /dev/null: written into */
     if (stat(o->output, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             fatal("%s: is a directory; name the file to write (-o %s/model.so, for example)", o->output, o->output);

@@ -43,7 +43,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 6
+#define RSR_API_VERSION 7
 uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -206,6 +206,60 @@ typedef struct rsr_sampler_params rsr_sampler_params;
  * full logits are used). CPU sessions; on the GPU the full logits are sampled. */
 rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
                                    const rsr_sampler_params *params, uint64_t *rng, int32_t *token, double *tail);
+
+/* ---- Many sequences in one step ----
+ *
+ * A batch advances several sessions of one model together, as a server's continuous batching
+ * does. Each sequence (rsr_seq) appends tokens to its session: a prompt chunk, or the one token
+ * just decoded. One forward pass takes them all: the ternary matrices see every row at once
+ * (their weights read once per step, not once per sequence), attention runs per session over
+ * its own KV cache, and the LM head's rows are read once for every sequence that asks for an
+ * output. Each session gets exactly the bits it would get evaluated alone by rsr_session_eval,
+ * _eval_greedy or _eval_sample, whatever shares the step with it:
+ *
+ *     rsr_batch *b;
+ *     rsr_batch_create(m, 0, &b);
+ *     int32_t next[2];
+ *     rsr_seq seq[2] = {
+ *         {.session = s0, .tokens = prompt, .n = 12, .output = RSR_OUTPUT_GREEDY, .token = &next[0]},
+ *         {.session = s1, .tokens = &last, .n = 1, .output = RSR_OUTPUT_GREEDY, .token = &next[1]},
+ *     };
+ *     if (rsr_batch_eval(b, seq, 2) != RSR_OK) puts(rsr_batch_errmsg(b));
+ *
+ * Sessions join and leave between calls: a call advances the sessions it names. A call holding
+ * more tokens than the batch has rows runs several steps, filled in the order of seqs (a long
+ * prompt split across steps); to keep other sequences' decode moving, give a prompt a chunk per
+ * call. Before any work every sequence is checked (its session of the batch's model and named
+ * once, tokens in the vocabulary and room in its context, the output's pointers): a bad one fails
+ * the call with nothing evaluated and a message naming it. A step that fails later (out of
+ * memory) leaves the sessions of that step as they were before it; steps already done stay done
+ * (rsr_session_position tells). CPU sessions only: a GPU session is refused. */
+typedef enum rsr_output {
+    RSR_OUTPUT_NONE = 0,   /* the tokens go into the cache; nothing comes back */
+    RSR_OUTPUT_LOGITS = 1, /* the exact logits of the last token, as rsr_session_eval */
+    RSR_OUTPUT_GREEDY = 2, /* the greedy token, as rsr_session_eval_greedy */
+    RSR_OUTPUT_SAMPLE = 3, /* a drawn token, as rsr_session_eval_sample */
+} rsr_output;
+typedef struct rsr_seq {
+    rsr_session *session;
+    const int32_t *tokens;
+    int32_t n;                                /* tokens appended, >= 1 */
+    int32_t output;                           /* rsr_output, of the last token */
+    float *logits;                            /* LOGITS: vocab_size floats */
+    int32_t *token;                           /* GREEDY, SAMPLE */
+    const struct rsr_sampler_params *sampler; /* SAMPLE (temperature <= 0: greedy) */
+    uint64_t *rng;                            /* SAMPLE */
+    double *tail;                             /* SAMPLE, may be NULL */
+} rsr_seq;
+typedef struct rsr_batch rsr_batch;
+/* A batch of up to rows tokens per step (in [1, RSR_BATCH_MAX]; 0: RSR_BATCH_MAX), holding the
+ * activations of one step. *out is set even on failure (unless out is NULL) so that
+ * rsr_batch_errmsg can say why; free it either way. Used from one thread at a time, with
+ * sessions no other thread is using. */
+rsr_status rsr_batch_create(rsr_model *model, int32_t rows, rsr_batch **out);
+void rsr_batch_free(rsr_batch *batch);
+const char *rsr_batch_errmsg(const rsr_batch *batch);
+rsr_status rsr_batch_eval(rsr_batch *batch, const rsr_seq *seqs, int32_t n_seqs);
 
 /* What attention did in one layer for the last evaluated token, summed over the query heads.
  * Dense attention scans and keeps every key and drops nothing. */

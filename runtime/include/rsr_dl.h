@@ -65,6 +65,10 @@ typedef struct rsr_api {
     int (*tokenizer_is_special)(const rsr_tokenizer *, int32_t);
     rsr_status (*tokenizer_apply_chat_template)(rsr_tokenizer *, const char *, const rsr_chat_message *, int32_t, int,
                                                 char *, size_t, size_t *);
+    rsr_status (*batch_create)(rsr_model *, int32_t, rsr_batch **);
+    void (*batch_free)(rsr_batch *);
+    const char *(*batch_errmsg)(const rsr_batch *);
+    rsr_status (*batch_eval)(rsr_batch *, const rsr_seq *, int32_t);
 } rsr_api;
 
 /* dlopen trusts the file: a segment that the program headers place past the end of a truncated
@@ -180,6 +184,10 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(tokenizer_token_id),
         RSR_DL_SYMBOL(tokenizer_is_special),
         RSR_DL_SYMBOL(tokenizer_apply_chat_template),
+        RSR_DL_SYMBOL(batch_create),
+        RSR_DL_SYMBOL(batch_free),
+        RSR_DL_SYMBOL(batch_errmsg),
+        RSR_DL_SYMBOL(batch_eval),
 #undef RSR_DL_SYMBOL
     };
     if (!dlsym(api->handle, "rsr_api_version")) {

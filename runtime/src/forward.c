@@ -49,35 +49,52 @@ static float *alloc_cache(const rsr_artifact *a, int32_t max_positions) {
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
+/* ---- the activations of a step ---- */
+
+rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
+    const rsr_artifact *a = m->a;
+    size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
+    size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)rows;
+    *w = (rt_work){.rows = rows, .widest = (int32_t)widest, .xq_stride = rt_pad_cols((int32_t)widest)};
+    w->h = malloc(sizeof(float) * B * (size_t)a->hidden);
+    w->xn = malloc(sizeof(float) * B * widest);
+    w->tmp = malloc(sizeof(float) * B * widest);
+    w->q = malloc(sizeof(float) * B * q_out);
+    w->k = malloc(sizeof(float) * B * kv_out);
+    w->v = malloc(sizeof(float) * B * kv_out);
+    w->att = malloc(sizeof(float) * B * q_out);
+    w->gate = malloc(sizeof(float) * B * (size_t)a->intermediate);
+    w->up = malloc(sizeof(float) * B * (size_t)a->intermediate);
+    w->xq = calloc(B, (size_t)w->xq_stride);
+    w->xs = malloc(sizeof(float) * B);
+    w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
+    w->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
+    w->acc = malloc(sizeof(int32_t) * B * (size_t)w->acc_stride);
+    if (!w->h || !w->xn || !w->tmp || !w->q || !w->k || !w->v || !w->att || !w->gate || !w->up || !w->xq || !w->xs ||
+        !w->rope || !w->acc) {
+        rt_work_free(w);
+        return RSR_ERR_OUT_OF_MEMORY;
+    }
+    return RSR_OK;
+}
+
+void rt_work_free(rt_work *w) {
+    free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
+    free(w->up), free(w->xq), free(w->xs), free(w->rope), free(w->acc);
+    *w = (rt_work){0};
+}
+
 /* ---- the CPU backend's sessions ---- */
 
 static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) {
     (void)p;
     rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
-    size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
+    size_t kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
     size_t cache = (size_t)a->num_layers * (size_t)s->max_positions * kv_out;
-    size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)s->batch;
-    s->widest = (int32_t)widest;
-    s->xq_stride = rt_pad_cols((int32_t)widest);
     s->k_cache = alloc_cache(a, s->max_positions);
     s->v_cache = alloc_cache(a, s->max_positions);
-    s->h = malloc(sizeof(float) * B * (size_t)a->hidden);
-    s->xn = malloc(sizeof(float) * B * widest);
-    s->tmp = malloc(sizeof(float) * B * widest);
-    s->q = malloc(sizeof(float) * B * q_out);
-    s->k = malloc(sizeof(float) * B * kv_out);
-    s->v = malloc(sizeof(float) * B * kv_out);
-    s->att = malloc(sizeof(float) * B * q_out);
-    s->gate = malloc(sizeof(float) * B * (size_t)a->intermediate);
-    s->up = malloc(sizeof(float) * B * (size_t)a->intermediate);
-    s->xq = calloc(B, (size_t)s->xq_stride);
-    s->xs = malloc(sizeof(float) * B);
-    s->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
-    s->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
-    s->acc = malloc(sizeof(int32_t) * B * (size_t)s->acc_stride);
-    if (!s->k_cache || !s->v_cache || !s->h || !s->xn || !s->tmp || !s->q || !s->k || !s->v || !s->att || !s->gate ||
-        !s->up || !s->xq || !s->xs || !s->rope || !s->acc)
+    if (!s->k_cache || !s->v_cache || rt_work_init(&s->work, m, s->batch) != RSR_OK)
         return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
                             "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
                             s->max_positions, (2 * sizeof(float) * cache) >> 20);
@@ -85,20 +102,18 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
-    free(s->k_cache), free(s->v_cache), free(s->h), free(s->xn), free(s->tmp), free(s->q), free(s->k), free(s->v);
-    free(s->att), free(s->gate), free(s->up), free(s->xq), free(s->xs), free(s->rope), free(s->acc);
+    free(s->k_cache), free(s->v_cache);
+    rt_work_free(&s->work);
     rt_lm_head_free(s);
 }
 
-/* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in s->xn. */
+/* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in row 0
+ * of s->work.xn. */
 static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
     for (int32_t i = 0; i < n; i += s->batch) {
         int32_t c = n - i < s->batch ? n - i : s->batch;
-        rsr_status st = rt_forward(s, tokens + i, c, head && i + c == n);
-        if (st != RSR_OK) {
-            rt_attention_rollback(s); /* a failed step leaves no trace in the Louver indexes */
-            return st;
-        }
+        rsr_status st = rt_forward(s->model, &s->work, tokens + i, &(rt_run){s, 0, c}, 1, c, head && i + c == n);
+        if (st != RSR_OK) return st;
     }
     return RSR_OK;
 }
@@ -107,13 +122,14 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
     rsr_status st;
     if (h->kind == RSR_HEAD_NONE || h->kind == RSR_HEAD_LOGITS) {
         st = eval_steps(s, tokens, n, h->kind == RSR_HEAD_LOGITS);
-        if (st == RSR_OK && h->kind == RSR_HEAD_LOGITS) rt_lm_head_logits(s, s->xn, h->logits);
+        if (st == RSR_OK && h->kind == RSR_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
         return st;
     }
     if ((st = rt_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
-    if (h->kind == RSR_HEAD_INT8) return rt_lm_head_logits_q8(s, s->xn, h->logits, h->bound);
-    if (h->kind == RSR_HEAD_GREEDY) return rt_lm_head_argmax(s, s->xn, h->token);
-    return rt_lm_head_sample(s, s->xn, h->sampler, h->rng, h->token, h->tail);
+    const float *x = s->work.xn;
+    if (h->kind == RSR_HEAD_INT8) return rt_lm_head_logits_q8(s, x, h->logits, h->bound);
+    if (h->kind == RSR_HEAD_GREEDY) return rt_lm_head_argmax(s, x, h->token);
+    return rt_lm_head_sample(s, x, h->sampler, h->rng, h->token, h->tail);
 }
 
 const rsr_backend rt_backend_cpu = {
@@ -222,7 +238,7 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
  * bit for bit what n steps of one token compute; the products of a block of rows are done for
  * all n tokens while its weights are in cache (rsr_kernel_batch_fn). */
 
-static const float *blob_f32(const rsr_session *s, uint64_t off) { return (const float *)(s->model->blob + off); }
+static const float *blob_f32(const rsr_model *m, uint64_t off) { return (const float *)(m->blob + off); }
 
 /* y = x · inv, times w when given; inv from the row's sum of squares ss (docs/numerics.md). */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
@@ -299,9 +315,9 @@ static float quantize(int8_t *q, const float *x, int32_t n) {
 
 /* Threads for work on the n tokens of a step, row by row: one for a single token (decode pays
  * no fork for it), the session's team for a prefill step. */
-static int team_for(const rsr_session *s, int32_t n) {
+static int team_for(const rsr_model *m, int32_t n) {
     if (n == 1) return 1;
-    int team = s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
+    int team = m->num_threads > 0 ? m->num_threads : omp_get_max_threads();
     return team < n ? team : n;
 }
 
@@ -327,22 +343,22 @@ dequantize(float *restrict y, const int32_t *restrict acc, float beta, float x_s
 
 /* The thread's blocks [b0, b1) of one matrix: the kernel, then its own rows to fp32 while they
  * are in its cache (no second pass, no barrier). acc holds this matrix's rows. */
-static void bitlinear_part(const rsr_session *s, const bl_out *o, int32_t *acc, int32_t n, int32_t c, int32_t chunks,
-                           int32_t *r0, int32_t *r1) {
-    const rsr_artifact *a = s->model->a;
+static void bitlinear_part(const rsr_model *m, const rt_work *w, const bl_out *o, int32_t *acc, int32_t n, int32_t c,
+                           int32_t chunks, int32_t *r0, int32_t *r1) {
+    const rsr_artifact *a = m->a;
     const rsr_artifact_matrix *mx = &a->matrix[o->index];
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : s->model->blob + mx->data;
-    int32_t nb = mx->num_blocks, xs_stride = s->xq_stride, acc_stride = s->acc_stride;
+    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+    int32_t nb = mx->num_blocks, xs_stride = w->xq_stride, acc_stride = w->acc_stride;
     int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
     if (n > 1 && mx->kernel_batch) {
-        mx->kernel_batch(data, s->xq, xs_stride, acc, acc_stride, n, b0, b1);
+        mx->kernel_batch(data, w->xq, xs_stride, acc, acc_stride, n, b0, b1);
     } else {
         for (int32_t t = 0; t < n; t++)
-            mx->kernel(data, s->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
+            mx->kernel(data, w->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
     }
     *r0 = b0 * mx->rsr_k, *r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
     for (int32_t t = 0; t < n; t++)
-        dequantize(o->y + (size_t)t * o->stride, acc + (size_t)t * (size_t)acc_stride, mx->scale, s->xs[t], *r0, *r1,
+        dequantize(o->y + (size_t)t * o->stride, acc + (size_t)t * (size_t)acc_stride, mx->scale, w->xs[t], *r0, *r1,
                    o->accumulate);
 }
 
@@ -365,18 +381,18 @@ activate(const rsr_artifact *a, float *restrict g, const float *restrict u, int3
     for (int32_t i = r0; i < r1; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
 
-static void bitlinear(rsr_session *s, const bl_out *outs, int count, int32_t n, int glu) {
-    const rsr_artifact *a = s->model->a;
+static void bitlinear(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
+    const rsr_artifact *a = m->a;
     if (glu) { /* in the region only where gate and up split into the same rows per thread */
         const rsr_artifact_matrix *g = &a->matrix[outs[0].index], *u = &a->matrix[outs[1].index];
         if (g->rows != u->rows || g->rsr_k != u->rsr_k || g->num_blocks != u->num_blocks) {
-            bitlinear(s, outs, count, n, 0);
+            bitlinear(m, w, outs, count, n, 0);
             for (int32_t t = 0; t < n; t++)
                 activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, 0, g->rows);
             return;
         }
     }
-    int32_t nb = a->matrix[outs[0].index].num_blocks, nthreads = s->model->num_threads;
+    int32_t nb = a->matrix[outs[0].index].num_blocks, nthreads = m->num_threads;
     for (int j = 1; j < count; j++)
         if (a->matrix[outs[j].index].num_blocks > nb) nb = a->matrix[outs[j].index].num_blocks;
     int32_t team = nthreads > 0 ? nthreads : omp_get_max_threads(), chunks = nb < team ? nb : team;
@@ -384,7 +400,7 @@ static void bitlinear(rsr_session *s, const bl_out *outs, int count, int32_t n, 
     for (int32_t c = 0; c < chunks; c++) {
         int32_t r0 = 0, r1 = 0, offset = 0;
         for (int j = 0; j < count; j++) {
-            bitlinear_part(s, &outs[j], s->acc + offset, n, c, chunks, &r0, &r1);
+            bitlinear_part(m, w, &outs[j], w->acc + offset, n, c, chunks, &r0, &r1);
             offset += a->matrix[outs[j].index].rows;
         }
         if (glu)
@@ -393,9 +409,10 @@ static void bitlinear(rsr_session *s, const bl_out *outs, int count, int32_t n, 
     }
 }
 
-static void bitlinear1(rsr_session *s, int32_t index, int32_t n, float *y, size_t stride, int accumulate) {
+static void bitlinear1(const rsr_model *m, rt_work *w, int32_t index, int32_t n, float *y, size_t stride,
+                       int accumulate) {
     bl_out o = {index, y, stride, accumulate};
-    bitlinear(s, &o, 1, n, 0);
+    bitlinear(m, w, &o, 1, n, 0);
 }
 
 static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
@@ -411,85 +428,114 @@ static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
     }
 }
 
-/* The int8 inputs of the BitLinear layers that read rows x[t·x_stride ..+cols) (s->xq rows, s->xs
- * scales), RMSNorm'd first when w is given (into s->xn) and normalised again inside every
+/* The int8 inputs of the BitLinear layers that read rows x[t·x_stride ..+cols) (w->xq rows, w->xs
+ * scales), RMSNorm'd first when norm is given (into w->xn) and normalised again inside every
  * BitLinear when the model says so (Falcon-E): one parallel region over groups of RMS_ROWS rows,
  * their sums of squares together (sumsq_rows), each row quantised while it is in cache. */
-static void norm_inputs(rsr_session *s, const float *x, size_t x_stride, const float *w, int32_t cols, int32_t n) {
-    const rsr_artifact *a = s->model->a;
+static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x_stride, const float *norm,
+                        int32_t cols, int32_t n) {
+    const rsr_artifact *a = m->a;
     const int32_t groups = (n + RMS_ROWS - 1) / RMS_ROWS;
-    const size_t W = (size_t)s->widest;
-#pragma omp parallel for schedule(static) num_threads(team_for(s, groups))
+    const size_t W = (size_t)w->widest;
+#pragma omp parallel for schedule(static) num_threads(team_for(m, groups))
     for (int32_t g = 0; g < groups; g++) {
-        int32_t t0 = g * RMS_ROWS, m = n - t0 < RMS_ROWS ? n - t0 : RMS_ROWS;
+        int32_t t0 = g * RMS_ROWS, k = n - t0 < RMS_ROWS ? n - t0 : RMS_ROWS;
         const float *rows = x;
         size_t stride = x_stride;
-        if (w) {
+        if (norm) {
             float ss[RMS_ROWS];
-            if (m == RMS_ROWS) sumsq_rows(ss, x + (size_t)t0 * x_stride, x_stride, cols);
-            for (int32_t t = t0; t < t0 + m; t++) {
+            if (k == RMS_ROWS) sumsq_rows(ss, x + (size_t)t0 * x_stride, x_stride, cols);
+            for (int32_t t = t0; t < t0 + k; t++) {
                 const float *xt = x + (size_t)t * x_stride;
-                if (m == RMS_ROWS)
-                    rms_scale(s->xn + (size_t)t * W, xt, w, cols, ss[t - t0], a->rms_eps);
+                if (k == RMS_ROWS)
+                    rms_scale(w->xn + (size_t)t * W, xt, norm, cols, ss[t - t0], a->rms_eps);
                 else
-                    rmsnorm(s->xn + (size_t)t * W, xt, w, cols, a->rms_eps);
+                    rmsnorm(w->xn + (size_t)t * W, xt, norm, cols, a->rms_eps);
             }
-            rows = s->xn, stride = W;
+            rows = w->xn, stride = W;
         }
-        for (int32_t t = t0; t < t0 + m; t++) {
+        for (int32_t t = t0; t < t0 + k; t++) {
             const float *xt = rows + (size_t)t * stride;
             if (a->bitlinear_norm) {
-                float *tmp = s->tmp + (size_t)t * W;
+                float *tmp = w->tmp + (size_t)t * W;
                 rmsnorm(tmp, xt, NULL, cols, a->bitlinear_eps);
                 xt = tmp;
             }
-            s->xs[t] = quantize(s->xq + (size_t)t * (size_t)s->xq_stride, xt, cols);
+            w->xs[t] = quantize(w->xq + (size_t)t * (size_t)w->xq_stride, xt, cols);
         }
     }
 }
 
-/* Attention of layer l for the n tokens, in order: token t sees positions up to pos + t. */
-rsr_status rt_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
-    const rsr_artifact *a = s->model->a;
+/* The run holding row r (runs are in row order). */
+static const rt_run *run_of(const rt_run *runs, int32_t nruns, int32_t r) {
+    int32_t j = 0;
+    while (j + 1 < nruns && runs[j + 1].row0 <= r) j++;
+    return &runs[j];
+}
+
+/* Layer l for every row: the products over all rows at once, RoPE and the KV cache row by row
+ * into the row's own session, attention run by run over that session's cache (token t of a run
+ * sees its session's positions up to pos + t). */
+static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns,
+                             int32_t rows) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
-    for (int32_t t = 0; t < n; t++) {
-        const uint8_t *erow = s->model->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
-        for (int32_t i = 0; i < H; i++) s->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
-        rsr_rope_angles(s->rope + (size_t)t * (size_t)d, d, s->pos + t, a->rope_theta); /* the same in every layer */
-    }
-
-    for (int32_t l = 0; l < a->num_layers; l++) {
-        const rsr_artifact_layer *L = &a->layer[l];
-        norm_inputs(s, s->h, (size_t)H, blob_f32(s, L->attn_norm), H, n);
-        bl_out qkv[3] = {{L->q, s->q, q_out, 0}, {L->k, s->k, kv_out, 0}, {L->v, s->v, kv_out, 0}};
-        bitlinear(s, qkv, 3, n, 0);
-#pragma omp parallel for schedule(static) num_threads(team_for(s, n))
-        for (int32_t t = 0; t < n; t++) { /* RoPE and the cache rows of token t: its own rows only */
-            float *qt = s->q + (size_t)t * q_out, *kt = s->k + (size_t)t * kv_out;
-            rope(qt, a->num_heads, d, s->rope + (size_t)t * (size_t)d);
-            rope(kt, a->num_kv_heads, d, s->rope + (size_t)t * (size_t)d);
-            for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
-                size_t at = kv_row(s, l, kvh, s->pos + t), off = (size_t)kvh * (size_t)d;
-                memcpy(s->k_cache + at, kt + off, sizeof(float) * (size_t)d);
-                memcpy(s->v_cache + at, s->v + (size_t)t * kv_out + off, sizeof(float) * (size_t)d);
-            }
+    norm_inputs(m, w, w->h, (size_t)H, blob_f32(m, L->attn_norm), H, rows);
+    bl_out qkv[3] = {{L->q, w->q, q_out, 0}, {L->k, w->k, kv_out, 0}, {L->v, w->v, kv_out, 0}};
+    bitlinear(m, w, qkv, 3, rows, 0);
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
+    for (int32_t t = 0; t < rows; t++) { /* RoPE and the cache rows of token t: its own rows only */
+        const rt_run *r = run_of(runs, nruns, t);
+        float *qt = w->q + (size_t)t * q_out, *kt = w->k + (size_t)t * kv_out;
+        rope(qt, a->num_heads, d, w->rope + (size_t)t * (size_t)d);
+        rope(kt, a->num_kv_heads, d, w->rope + (size_t)t * (size_t)d);
+        for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
+            size_t at = kv_row(r->s, l, kvh, r->s->pos + t - r->row0), off = (size_t)kvh * (size_t)d;
+            memcpy(r->s->k_cache + at, kt + off, sizeof(float) * (size_t)d);
+            memcpy(r->s->v_cache + at, w->v + (size_t)t * kv_out + off, sizeof(float) * (size_t)d);
         }
-        rsr_status st = rt_attention_rows(s, l, s->pos, n, s->q, s->att);
-        if (st != RSR_OK) return st;
-        norm_inputs(s, s->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->attn_sub_norm) : NULL,
-                    (int32_t)q_out, n);
-        bitlinear1(s, L->o, n, s->h, (size_t)H, 1);
-
-        norm_inputs(s, s->h, (size_t)H, blob_f32(s, L->ffn_norm), H, n);
-        bl_out glu[2] = {{L->gate, s->gate, (size_t)I, 0}, {L->up, s->up, (size_t)I, 0}};
-        bitlinear(s, glu, 2, n, 1); /* s->gate = act(gate) · up */
-        norm_inputs(s, s->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(s, L->ffn_sub_norm) : NULL, I,
-                    n);
-        bitlinear1(s, L->down, n, s->h, (size_t)H, 1);
     }
-    s->pos += n;
-    const float *last = s->h + (size_t)(n - 1) * (size_t)H;
-    if (head) rmsnorm(s->xn, last, blob_f32(s, a->final_norm), H, a->rms_eps);
+    for (int32_t j = 0; j < nruns; j++) {
+        size_t at = (size_t)runs[j].row0 * q_out;
+        rsr_status st = rt_attention_rows(runs[j].s, l, runs[j].s->pos, runs[j].n, w->q + at, w->att + at);
+        if (st != RSR_OK) return st;
+    }
+    norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL,
+                (int32_t)q_out, rows);
+    bitlinear1(m, w, L->o, rows, w->h, (size_t)H, 1);
+
+    norm_inputs(m, w, w->h, (size_t)H, blob_f32(m, L->ffn_norm), H, rows);
+    bl_out glu[2] = {{L->gate, w->gate, (size_t)I, 0}, {L->up, w->up, (size_t)I, 0}};
+    bitlinear(m, w, glu, 2, rows, 1); /* w->gate = act(gate) · up */
+    norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, I,
+                rows);
+    bitlinear1(m, w, L->down, rows, w->h, (size_t)H, 1);
+    return RSR_OK;
+}
+
+rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
+                      int32_t rows, bool head) {
+    const rsr_artifact *a = m->a;
+    int32_t H = a->hidden, d = a->head_dim;
+    for (int32_t t = 0; t < rows; t++) {
+        const rt_run *r = run_of(runs, nruns, t);
+        const uint8_t *erow = m->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
+        for (int32_t i = 0; i < H; i++) w->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
+        rsr_rope_angles(w->rope + (size_t)t * (size_t)d, d, r->s->pos + t - r->row0, a->rope_theta); /* every layer */
+    }
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        rsr_status st = layer_step(m, w, l, runs, nruns, rows);
+        if (st != RSR_OK) {
+            for (int32_t j = 0; j < nruns; j++) rt_attention_rollback(runs[j].s); /* no trace in the indexes */
+            return st;
+        }
+    }
+    for (int32_t j = 0; j < nruns; j++) {
+        runs[j].s->pos += runs[j].n;
+        const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
+        if (head) rmsnorm(w->xn + (size_t)j * (size_t)w->widest, last, blob_f32(m, a->final_norm), H, a->rms_eps);
+    }
     return RSR_OK;
 }

@@ -36,22 +36,31 @@ struct rsr_model {
     char err[RSR_ERRMSG_SIZE];
 };
 
+/* The activations of one step: `rows` tokens, row t of each buffer belonging to token t. A session
+ * owns one for its own steps; a batch (rsr_batch_eval) owns one for the rows of all its sessions. */
+typedef struct rt_work {
+    int32_t rows;              /* tokens of one step: the rows of the buffers below */
+    int32_t widest, xq_stride; /* max(hidden, q_out, intermediate); that padded to RSR_X_PAD */
+    float *h;                  /* [rows][hidden] residual stream */
+    float *xn;                 /* [rows][widest] normed activation */
+    float *tmp;                /* [rows][widest] BitLinear-internal norm (Falcon-E) */
+    float *q, *k, *v, *att;    /* [rows][q_out], [rows][kv_out], [rows][kv_out], [rows][q_out] */
+    float *gate, *up;          /* [rows][intermediate] */
+    int8_t *xq;                /* [rows][xq_stride] quantised activation */
+    float *xs;                 /* [rows] its scales */
+    float *rope;               /* [rows][head_dim] cos, sin of each token's rotary angles */
+    int32_t *acc;              /* [rows][acc_stride] integer products */
+    int32_t acc_stride;        /* room for the rows of q, k and v together */
+} rt_work;
+rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows); /* RSR_ERR_OUT_OF_MEMORY */
+void rt_work_free(rt_work *w);
+
 struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
-    int32_t batch;                 /* tokens of one prefill step: the rows of the buffers below */
-    int32_t widest, xq_stride;     /* max(hidden, q_out, intermediate); that padded to RSR_X_PAD */
+    int32_t batch;                 /* tokens of one prefill step (s->work.rows on the CPU) */
     float *k_cache, *v_cache;      /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
-    float *h;                      /* [batch][hidden] residual stream */
-    float *xn;                     /* [batch][widest] normed activation */
-    float *tmp;                    /* [batch][widest] BitLinear-internal norm (Falcon-E) */
-    float *q, *k, *v, *att;        /* [batch][q_out], [batch][kv_out], [batch][kv_out], [batch][q_out] */
-    float *gate, *up;              /* [batch][intermediate] */
-    int8_t *xq;                    /* [batch][xq_stride] quantised activation */
-    float *xs;                     /* [batch] its scales */
-    float *rope;                   /* [batch][head_dim] cos, sin of each token's rotary angles */
-    int32_t *acc;                  /* [batch][acc_stride] integer products */
-    int32_t acc_stride;            /* room for the rows of q, k and v together */
+    rt_work work;                  /* the CPU backend's activations of this session's own steps */
     struct rsr_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
     struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     struct rsr_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
@@ -107,9 +116,18 @@ static inline int32_t rt_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_
 rsr_status rt_check_cpu(const rsr_artifact *a, char *err);
 int32_t rt_default_threads(void);
 rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *params);
-/* n tokens (1 <= n <= s->batch) through the model; with head, the last one's final-normed hidden
- * state (the LM head's input) into s->xn. */
-rsr_status rt_forward(rsr_session *s, const int32_t *tokens, int32_t n, bool head);
+/* One step's rows, in runs: run j is n tokens of session s at its position, rows row0 .. row0+n-1
+ * of the work buffers. */
+typedef struct rt_run {
+    rsr_session *s;
+    int32_t row0, n;
+} rt_run;
+/* The tokens of every run (rows in all, at most w->rows) through the model. On success each
+ * session advances by its run's n and, with head, run j's last token's final-normed hidden state
+ * (the LM head's input) is row j of w->xn. On failure no session moves and every Louver index is
+ * rolled back to what its session's position implies. */
+rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
+                      int32_t rows, bool head);
 
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
 void rt_lm_head_logits(rsr_session *s, const float *x, float *logits);
@@ -123,6 +141,15 @@ extern int head_bound_weakened_for_tests __attribute__((visibility("hidden")));
 /* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
 rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                              int32_t *token, double *tail);
+/* Several sessions' heads in one pass over the head's rows (rsr_batch_eval): call j asks for
+ * req's output of the final-normed state x of session s (LOGITS, GREEDY or SAMPLE), with the bits
+ * the one-session functions above give. At most RSR_BATCH_MAX calls. */
+typedef struct rt_head_call {
+    rsr_session *s;
+    const float *x;
+    const rsr_head_request *req;
+} rt_head_call;
+rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k);
 /* the three above's buffers, made before a call advances the session, so that running out of
  * memory for them leaves the session where it was */
 rsr_status rt_lm_head_reserve(rsr_session *s);

@@ -164,87 +164,118 @@ static int32_t full_argmax(const rsr_model *m, const float *x) {
     return best;
 }
 
-/* approx[v] and bound[v] of every row for x (the header comment) in s->head, and the best
- * approx − bound; *have = 0 when the model has no int8 head or x is all zero or not finite:
- * nothing to bound then. */
-static rsr_status approx_rows(rsr_session *s, const float *x, int *have, double *best_lo_out) {
-    const rsr_artifact *a = s->model->a;
+/* One vector's int8 pass: x quantised to int16 (x = xq/xs + d), then approx[v] and bound[v] of
+ * every row (the header comment) into its session's scratch, the best approx − bound and the
+ * largest partial sum any row's logit could reach. */
+typedef struct head_x {
+    rsr_session *s;
+    const float *x;
+    int have; /* 0: no int8 head, or x all zero or not finite, or logits that could overflow */
+    double xs, d_l1, x_l1, best_lo, largest;
+    int32_t sum_xq;
+} head_x;
+
+/* Quantises p->x into its scratch; p->have = 0 when there is nothing to bound. */
+static rsr_status head_prepare(head_x *p) {
+    const rsr_artifact *a = p->s->model->a;
     int32_t n = a->hidden;
     double x_l1 = 0, amax = 0;
-    for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)x[i]), amax = fmax(amax, fabs((double)x[i]));
-    *have = a->head_q8 != RSR_NO_TENSOR && isfinite(x_l1) && amax != 0;
-    if (!*have) return RSR_OK;
-    rsr_status st = head_scratch(s);
+    for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)p->x[i]), amax = fmax(amax, fabs((double)p->x[i]));
+    p->have = a->head_q8 != RSR_NO_TENSOR && isfinite(x_l1) && amax != 0;
+    p->x_l1 = x_l1, p->best_lo = -INFINITY, p->largest = 0;
+    if (!p->have) return RSR_OK;
+    rsr_status st = head_scratch(p->s);
     if (st != RSR_OK) return st;
-    struct rsr_head_scratch *h = s->head;
-
     /* x = xq/xs + d, |xq| <= xmax where 255·xmax·stride stays below 2^31 */
-    int32_t stride = a->head_q8_stride;
-    double xmax = fmin(32767, floor(2147483647.0 / (255.0 * stride)));
+    int16_t *xq = p->s->head->xq;
+    double xmax = fmin(32767, floor(2147483647.0 / (255.0 * a->head_q8_stride)));
     double xs = xmax / amax, d_l1 = 0;
     int32_t sum_xq = 0;
     for (int32_t i = 0; i < n; i++) {
-        double q = fmin(fmax(nearbyint((double)x[i] * xs), -xmax), xmax);
-        h->xq[i] = (int16_t)q;
+        double q = fmin(fmax(nearbyint((double)p->x[i] * xs), -xmax), xmax);
+        xq[i] = (int16_t)q;
         sum_xq += (int32_t)q;
-        d_l1 += fabs((double)x[i] - q / xs);
+        d_l1 += fabs((double)p->x[i] - q / xs);
     }
+    p->xs = xs, p->d_l1 = d_l1, p->sum_xq = sum_xq;
+    return RSR_OK;
+}
+
+/* The int8 pass of k prepared vectors (have set) together: each row is read once for all of
+ * them, and each vector gets exactly the values a pass of its own gives. */
+#define HEAD_PASS_MAX RSR_BATCH_MAX
+static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
+    const rsr_artifact *a = m->a;
+    int32_t n = a->hidden, stride = a->head_q8_stride;
     /* tests/unit/test_head.c weakens the bound through head_bound_weakened_for_tests (half of
      * it, without the fp32 term) and must then fail: its cases are tight enough to notice */
-    const double weak = head_bound_weakened_for_tests ? 0.5 : 1;
-    const double widen = (1 + 1e-6) * weak, fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * x_l1;
-    const float *scale = (const float *)(s->model->blob + a->head_q8_scale);
-    const float *err = (const float *)(s->model->blob + a->head_q8_err);
-    const uint8_t *q8 = s->model->blob + a->head_q8;
-    double best_lo = -INFINITY, largest = 0;
-#pragma omp parallel num_threads(threads_of(s))
+    const double weak = head_bound_weakened_for_tests ? 0.5 : 1, widen = (1 + 1e-6) * weak;
+    const float *scale = (const float *)(m->blob + a->head_q8_scale);
+    const float *err = (const float *)(m->blob + a->head_q8_err);
+    const uint8_t *q8 = m->blob + a->head_q8;
+    int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
+#pragma omp parallel num_threads(m->num_threads > 0 ? m->num_threads : omp_get_max_threads())
     {
-        double lo = -INFINITY, big = 0;
+        double lo[HEAD_PASS_MAX], big[HEAD_PASS_MAX];
+        for (int32_t j = 0; j < k; j++) lo[j] = -INFINITY, big[j] = 0;
 #pragma omp for schedule(static)
         for (int32_t v = 0; v < a->vocab; v++) {
-            int32_t isum = h->dot(q8 + (size_t)v * (size_t)stride, h->xq, stride) - 128 * sum_xq;
+            const uint8_t *row = q8 + (size_t)v * (size_t)stride;
             double sc = scale[v], e = err[v];
-            double approx = sc / xs * isum;
-            double bound = (sc * 127 * d_l1 + e * x_l1 + (127 * sc + e) * fp32_dot) * widen + 1e-30;
-            h->approx[v] = approx;
-            h->bound[v] = bound;
-            if (approx - bound > lo) lo = approx - bound;
-            big = fmax(big, (127 * sc + e) * x_l1); /* no partial sum of this row's logit exceeds it */
+            for (int32_t j = 0; j < k; j++) {
+                const head_x *p = px[j];
+                struct rsr_head_scratch *h = p->s->head;
+                const double fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * p->x_l1;
+                int32_t isum = dot(row, h->xq, stride) - 128 * p->sum_xq;
+                double approx = sc / p->xs * isum;
+                double bound = (sc * 127 * p->d_l1 + e * p->x_l1 + (127 * sc + e) * fp32_dot) * widen + 1e-30;
+                h->approx[v] = approx;
+                h->bound[v] = bound;
+                if (approx - bound > lo[j]) lo[j] = approx - bound;
+                big[j] = fmax(big[j], (127 * sc + e) * p->x_l1); /* no partial sum of this row's logit exceeds it */
+            }
         }
 #pragma omp critical
-        {
-            if (lo > best_lo) best_lo = lo;
-            largest = fmax(largest, big);
+        for (int32_t j = 0; j < k; j++) {
+            if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];
+            px[j]->largest = fmax(px[j]->largest, big[j]);
         }
     }
     /* where an fp32 logit could overflow (or its rounding term stop bounding it), nothing is
      * certified: the callers take the exact logits */
-    if (!(largest * (1 + 2 * (double)n * 0x1p-23) < 0x1p126)) *have = 0;
-    *best_lo_out = best_lo;
-    return RSR_OK;
+    for (int32_t j = 0; j < k; j++)
+        if (!(px[j]->largest * (1 + 2 * (double)n * 0x1p-23) < 0x1p126)) px[j]->have = 0;
+}
+
+/* approx[v] and bound[v] of every row for x in s->head (head_prepare, head_pass alone). */
+static rsr_status approx_rows(rsr_session *s, const float *x, head_x *p) {
+    *p = (head_x){.s = s, .x = x};
+    rsr_status st = head_prepare(p);
+    if (st == RSR_OK && p->have) head_pass(s->model, &p, 1);
+    return st;
+}
+
+/* The greedy token from a finished pass: only rows that could reach best_lo are computed
+ * exactly; the first maximum wins. */
+static int32_t pick_greedy(const head_x *p) {
+    const rsr_model *m = p->s->model;
+    if (!p->have) return full_argmax(m, p->x); /* no int8 head, or nothing it could bound */
+    const struct rsr_head_scratch *h = p->s->head;
+    int32_t best = -1;
+    float best_logit = 0;
+    for (int32_t v = 0; v < m->a->vocab; v++) {
+        if (h->approx[v] + h->bound[v] < p->best_lo) continue;
+        float l = dot_row(m, v, p->x);
+        if (best < 0 || rt_logit_better(l, best_logit)) best = v, best_logit = l;
+    }
+    return best;
 }
 
 rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
-    const rsr_artifact *a = s->model->a;
-    int have;
-    double best_lo;
-    rsr_status st = approx_rows(s, x, &have, &best_lo);
-    if (st != RSR_OK) return st;
-    if (!have) {
-        *token = full_argmax(s->model, x); /* no int8 head, or nothing it could bound */
-        return RSR_OK;
-    }
-    /* only rows that could reach best_lo are computed exactly; the first maximum wins */
-    const struct rsr_head_scratch *h = s->head;
-    int32_t best = -1;
-    float best_logit = 0;
-    for (int32_t v = 0; v < a->vocab; v++) {
-        if (h->approx[v] + h->bound[v] < best_lo) continue;
-        float l = dot_row(s->model, v, x);
-        if (best < 0 || rt_logit_better(l, best_logit)) best = v, best_logit = l;
-    }
-    *token = best;
-    return RSR_OK;
+    head_x p;
+    rsr_status st = approx_rows(s, x, &p);
+    if (st == RSR_OK) *token = pick_greedy(&p);
+    return st;
 }
 
 /*
@@ -256,23 +287,20 @@ rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
  * has probability below 2^-24 / V, and their sum, computed here, bounds the exact mass outside
  * the candidates. The sampler then draws from the candidates' exact logits.
  */
-rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
-                             int32_t *token, double *tail) {
-    const rsr_artifact *a = s->model->a;
-    const int32_t V = a->vocab;
-    int have;
-    double best_lo;
-    rsr_status st = approx_rows(s, x, &have, &best_lo);
+static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uint64_t *rng, int32_t *token,
+                              double *tail) {
+    rsr_session *s = p->s;
+    const int32_t V = s->model->a->vocab;
+    rsr_status st = head_scratch(s);
     if (st != RSR_OK) return st;
-    if ((st = head_scratch(s)) != RSR_OK) return st;
     struct rsr_head_scratch *h = s->head;
-    if (!have || !isfinite(best_lo)) { /* the full exact logits: nothing left out */
-        rt_lm_head_logits(s, x, h->cand_logit);
+    if (!p->have || !isfinite(p->best_lo)) { /* the full exact logits: nothing left out */
+        rt_lm_head_logits(s, p->x, h->cand_logit);
         *token = rsr_sample(h->cand_logit, V, sp, rng, h->probs, h->ids);
         if (tail) *tail = 0;
         return RSR_OK;
     }
-    const double T = sp->temperature, cut = best_lo + T * (log(0x1p-24) - log((double)V));
+    const double T = sp->temperature, best_lo = p->best_lo, cut = best_lo + T * (log(0x1p-24) - log((double)V));
     double mass = 0;
     int32_t n = 0;
     for (int32_t v = 0; v < V; v++) {
@@ -283,20 +311,63 @@ rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_p
             mass += exp((u - best_lo) / T);
     }
 #pragma omp parallel for schedule(static) num_threads(threads_of(s)) if (n > 256)
-    for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], x);
+    for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], p->x);
     int32_t pick = rsr_sample(h->cand_logit, n, sp, rng, h->probs, h->ids);
     *token = h->cand[pick];
     if (tail) *tail = mass * (1 + 1e-12);
     return RSR_OK;
 }
 
+rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
+                             int32_t *token, double *tail) {
+    head_x p;
+    rsr_status st = approx_rows(s, x, &p);
+    return st == RSR_OK ? pick_sample(&p, sp, rng, token, tail) : st;
+}
+
+/* Several sessions' heads at once (rsr_batch_eval): the exact logits' rows and the int8 copy's
+ * rows each read once for every request that needs them, every request answered with the bits
+ * its own call gives. */
+rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
+    if (k <= 0) return RSR_OK;
+    const rsr_model *m = calls[0].s->model;
+    const rsr_artifact *a = m->a;
+    head_x px[HEAD_PASS_MAX], *pass[HEAD_PASS_MAX];
+    int32_t nlog = 0, npass = 0, logit_of[HEAD_PASS_MAX];
+    for (int32_t j = 0; j < k; j++) {
+        px[j] = (head_x){.s = calls[j].s, .x = calls[j].x};
+        if (calls[j].req->kind == RSR_HEAD_LOGITS) {
+            logit_of[nlog++] = j;
+            continue;
+        }
+        rsr_status st = head_prepare(&px[j]);
+        if (st != RSR_OK) return st;
+        if (px[j].have) pass[npass++] = &px[j];
+    }
+    if (nlog) {
+#pragma omp parallel for schedule(static) num_threads(threads_of(calls[0].s))
+        for (int32_t v = 0; v < a->vocab; v++)
+            for (int32_t i = 0; i < nlog; i++) calls[logit_of[i]].req->logits[v] = dot_row(m, v, calls[logit_of[i]].x);
+    }
+    if (npass) head_pass(m, pass, npass);
+    for (int32_t j = 0; j < k; j++) {
+        const rsr_head_request *r = calls[j].req;
+        if (r->kind == RSR_HEAD_GREEDY) *r->token = pick_greedy(&px[j]);
+        if (r->kind == RSR_HEAD_SAMPLE) {
+            rsr_status st = pick_sample(&px[j], r->sampler, r->rng, r->token, r->tail);
+            if (st != RSR_OK) return st;
+        }
+    }
+    return RSR_OK;
+}
+
 rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound) {
     const rsr_artifact *a = s->model->a;
-    int have;
-    double best_lo, worst = 0;
-    rsr_status st = approx_rows(s, x, &have, &best_lo);
+    head_x p;
+    double worst = 0;
+    rsr_status st = approx_rows(s, x, &p);
     if (st != RSR_OK) return st;
-    if (!have) { /* the exact logits: nothing lost */
+    if (!p.have) { /* the exact logits: nothing lost */
         rt_lm_head_logits(s, x, logits);
         if (bound) *bound = 0;
         return RSR_OK;

@@ -1,0 +1,151 @@
+/*
+ * batch.c — many sequences in one step (rsr_batch_eval, rsr.h).
+ *
+ * A call's tokens are cut into steps of at most b->work.rows rows, filled in the order of the
+ * sequences: a step holds runs (rt_run), each a consecutive piece of one sequence's tokens.
+ * rt_forward takes a step's runs through the model with the products of all rows together; the
+ * sequences whose last token falls in the step get their outputs from one pass over the LM
+ * head's rows (rt_lm_head_many). Everything but the products and the head pass is done row by
+ * row or session by session exactly as a session's own step does it, so each session gets the
+ * bits it would get alone: the integer products do not depend on which rows share a kernel call,
+ * and the head computes each row's sums for each vector in the order of a single call.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct rsr_batch {
+    rsr_model *model;
+    rt_work work;
+    rt_run *runs;           /* [work.rows] one step's runs */
+    int32_t *tokens;        /* [work.rows] one step's tokens */
+    rt_head_call *heads;    /* [work.rows] the outputs a step owes */
+    rsr_head_request *reqs; /* [work.rows] */
+    char err[RSR_ERRMSG_SIZE];
+};
+
+rsr_status rsr_batch_create(rsr_model *m, int32_t rows, rsr_batch **out) {
+    if (!out) return RSR_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    rsr_batch *b = calloc(1, sizeof *b);
+    if (!b) return RSR_ERR_OUT_OF_MEMORY;
+    *out = b;
+    b->model = m;
+    if (!m || !m->a) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no model (a NULL or failed handle)");
+    if (m->status != RSR_OK)
+        return rt_set_error(b->err, m->status, "the model failed to open: %s", rsr_model_errmsg(m));
+    if (m->backend != &rt_backend_cpu)
+        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT,
+                            "batches run on the CPU; this model runs on the %s (open it with device = "
+                            "RSR_DEVICE_CPU to batch its sessions)",
+                            m->backend->name);
+    if (rows < 0 || rows > RSR_BATCH_MAX)
+        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "rows %d is out of range [0, %d]", rows, RSR_BATCH_MAX);
+    if (!rows) rows = RSR_BATCH_MAX;
+    b->runs = malloc(sizeof *b->runs * (size_t)rows);
+    b->tokens = malloc(sizeof *b->tokens * (size_t)rows);
+    b->heads = malloc(sizeof *b->heads * (size_t)rows);
+    b->reqs = malloc(sizeof *b->reqs * (size_t)rows);
+    if (!b->runs || !b->tokens || !b->heads || !b->reqs || rt_work_init(&b->work, m, rows) != RSR_OK)
+        return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for a batch of %d rows", rows);
+    return RSR_OK;
+}
+
+void rsr_batch_free(rsr_batch *b) {
+    if (!b) return;
+    rt_work_free(&b->work);
+    free(b->runs), free(b->tokens), free(b->heads), free(b->reqs);
+    free(b);
+}
+
+const char *rsr_batch_errmsg(const rsr_batch *b) { return b ? b->err : "no batch (a NULL handle)"; }
+
+/* Sequence i, checked as the session calls check theirs, and against the others. */
+static rsr_status check_seq(rsr_batch *b, const rsr_seq *seqs, int32_t i) {
+    const rsr_seq *q = &seqs[i];
+    const rsr_artifact *a = b->model->a;
+    rsr_session *s = q->session;
+    if (!s) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "seq %d: no session (NULL)", i);
+    if (s->model != b->model)
+        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "seq %d: its session belongs to another model", i);
+    for (int32_t j = 0; j < i; j++)
+        if (seqs[j].session == s)
+            return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT,
+                                "seq %d: its session is also seq %d's (give a session's tokens as one sequence)", i, j);
+    if (!q->tokens || q->n <= 0)
+        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "seq %d: no tokens to evaluate", i);
+    if (q->n > s->max_positions - s->pos)
+        return rt_set_error(b->err, RSR_ERR_CONTEXT_FULL, "seq %d: %d tokens at position %d exceed the context of %d",
+                            i, q->n, s->pos, s->max_positions);
+    for (int32_t t = 0; t < q->n; t++)
+        if (q->tokens[t] < 0 || q->tokens[t] >= a->vocab)
+            return rt_set_error(b->err, RSR_ERR_BAD_TOKEN, "seq %d: token %d (at index %d) is outside [0, %d)", i,
+                                q->tokens[t], t, a->vocab);
+    switch (q->output) {
+    case RSR_OUTPUT_NONE: return RSR_OK;
+    case RSR_OUTPUT_LOGITS:
+        if (!q->logits)
+            return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "seq %d: no place for the logits (NULL)", i);
+        return RSR_OK;
+    case RSR_OUTPUT_GREEDY:
+    case RSR_OUTPUT_SAMPLE:
+        if (!q->token || (q->output == RSR_OUTPUT_SAMPLE && !q->rng))
+            return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "seq %d: no place for the token or the random state",
+                                i);
+        if (rt_lm_head_reserve(s) != RSR_OK) /* before any work: a failure here moves nothing */
+            return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "seq %d: out of memory for the greedy head", i);
+        return RSR_OK;
+    default:
+        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "seq %d: output %d is not an rsr_output", i, q->output);
+    }
+}
+
+/* The head request of sequence q: what its session call would ask for. */
+static rsr_head_request request_of(const rsr_seq *q) {
+    bool sampled = q->output == RSR_OUTPUT_SAMPLE && q->sampler && q->sampler->temperature > 0;
+    if (q->output == RSR_OUTPUT_SAMPLE && q->tail) *q->tail = 0;
+    if (q->output == RSR_OUTPUT_LOGITS) return (rsr_head_request){.kind = RSR_HEAD_LOGITS, .logits = q->logits};
+    if (sampled)
+        return (rsr_head_request){
+            .kind = RSR_HEAD_SAMPLE, .token = q->token, .sampler = q->sampler, .rng = q->rng, .tail = q->tail};
+    return (rsr_head_request){.kind = RSR_HEAD_GREEDY, .token = q->token};
+}
+
+rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
+    if (!b) return RSR_ERR_INVALID_ARGUMENT;
+    if (!b->work.rows) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "the batch failed to be created");
+    if (!seqs || n_seqs <= 0) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no sequences to evaluate");
+    for (int32_t i = 0; i < n_seqs; i++) {
+        rsr_status st = check_seq(b, seqs, i);
+        if (st != RSR_OK) return st;
+    }
+    const int32_t cap = b->work.rows;
+    int32_t i = 0, done = 0; /* the next token: seqs[i].tokens[done] */
+    while (i < n_seqs) {
+        int32_t rows = 0, nruns = 0, nheads = 0;
+        while (i < n_seqs && rows < cap) {
+            const rsr_seq *q = &seqs[i];
+            int32_t take = q->n - done < cap - rows ? q->n - done : cap - rows;
+            memcpy(b->tokens + rows, q->tokens + done, sizeof(int32_t) * (size_t)take);
+            b->runs[nruns] = (rt_run){q->session, rows, take};
+            rows += take, done += take;
+            if (done == q->n) {
+                if (q->output != RSR_OUTPUT_NONE) {
+                    b->reqs[nheads] = request_of(q);
+                    b->heads[nheads] = (rt_head_call){q->session, b->work.xn + (size_t)nruns * (size_t)b->work.widest,
+                                                      &b->reqs[nheads]};
+                    nheads++;
+                }
+                i++, done = 0;
+            }
+            nruns++;
+        }
+        rsr_status st = rt_forward(b->model, &b->work, b->tokens, b->runs, nruns, rows, nheads > 0);
+        if (st == RSR_OK) st = rt_lm_head_many(b->heads, nheads);
+        if (st != RSR_OK)
+            return rt_set_error(b->err, st, "a step of %d rows from %d sequences failed: %s", rows, nruns,
+                                b->runs[0].s->err[0] ? b->runs[0].s->err : rsr_status_to_string(st));
+    }
+    return RSR_OK;
+}

@@ -73,6 +73,11 @@ static void usage(FILE *out) {
           "  --repeat N            with --bench: N rounds of every phase, alternating; the median, min\n"
           "                        and max of each (default 1)\n"
           "  --json                with --bench: the figures as one JSON object on stdout\n"
+          "  --parallel N          N sequences stepped together, 1 to 64: with -f, one prompt per line\n"
+          "                        (continuations printed in order; each as `-p LINE --seed S+i` alone\n"
+          "                        gives it, i the line's index from 0); with --tokens, N sequences from\n"
+          "                        those ids; with --bench, N sequences' aggregate prefill and decode\n"
+          "                        speed beside one sequence's\n"
           "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G; 0: no cap): a\n"
           "                        session that does not fit fails cleanly (a cap too small for the\n"
           "                        copy of the model's constants has them read through the mapping)\n"
@@ -351,6 +356,50 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     api.session_free(s);
 }
 
+/* --parallel N outside --bench: the lines of FILE (blank ones skipped) as prompts, or the --tokens
+ * ids as N prompts, continued together (run_parallel.c). */
+static void run_many(rsr_model *m, const rsr_model_info *info, const run_options *o, const char *file,
+                     const char *tokens_arg) {
+    int count = 0;
+    int32_t **ids, *lens;
+    const char **texts = NULL;
+    char *all = NULL;
+    rsr_tokenizer *tok = NULL;
+    if (tokens_arg) {
+        count = o->parallel;
+        ids = malloc(sizeof *ids * (size_t)count), lens = malloc(sizeof *lens * (size_t)count);
+        for (int i = 0; i < count; i++) ids[i] = parse_tokens(tokens_arg, &lens[i]);
+        if (api.model_tokenizer(m, &tok) != RSR_OK) tok = NULL;
+    } else {
+        FILE *f = fopen(file, "rb");
+        if (!f) die("%s: %s", file, strerror(errno));
+        all = read_all(f, file);
+        fclose(f);
+        tok = require_tokenizer(m, "-f with --parallel");
+        size_t lines = 1;
+        for (const char *c = all; *c; c++) lines += *c == '\n';
+        ids = malloc(sizeof *ids * lines), lens = malloc(sizeof *lens * lines), texts = malloc(sizeof *texts * lines);
+        for (char *line = all, *end; line; line = end) {
+            end = strchr(line, '\n');
+            if (end) *end++ = 0;
+            size_t len = strlen(line);
+            if (len && line[len - 1] == '\r') line[--len] = 0;
+            if (!len) continue;
+            int32_t cap = (int32_t)len + 16, n = 0;
+            ids[count] = malloc(sizeof(int32_t) * (size_t)cap);
+            if (api.tokenizer_encode(tok, line, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids[count], cap,
+                                     &n) != RSR_OK)
+                die("%s: %s", file, api.tokenizer_errmsg(tok));
+            if (!n) continue;
+            lens[count] = n, texts[count] = line, count++;
+        }
+        if (!count) die("%s: no prompts (one per line; blank lines are skipped)", file);
+    }
+    run_parallel(m, info, tok, o, ids, lens, texts, count);
+    for (int i = 0; i < count; i++) free(ids[i]);
+    free(ids), free(lens), free(texts), free(all);
+}
+
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
@@ -391,7 +440,8 @@ int main(int argc, char **argv) {
         O_REPEAT,
         O_JSON,
         O_VERIFY,
-        O_VERSION
+        O_VERSION,
+        O_PARALLEL
     };
     const char *max_memory = NULL;
     static const struct option longs[] = {
@@ -432,6 +482,7 @@ int main(int argc, char **argv) {
         {"json", no_argument, 0, O_JSON},
         {"verify", no_argument, 0, O_VERIFY},
         {"version", no_argument, 0, O_VERSION},
+        {"parallel", required_argument, 0, O_PARALLEL},
         /* llama.cpp's spellings of the same things */
         {"model", required_argument, 0, 'm'},
         {"ctx-size", required_argument, 0, O_CTX},
@@ -524,6 +575,7 @@ int main(int argc, char **argv) {
         case O_BENCH: do_bench = 1; break;
         case O_REPEAT: bench_opt = "--repeat", o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
         case O_JSON: bench_opt = "--json", o.json = 1; break;
+        case O_PARALLEL: o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
         case O_INFO: do_info = 1; break;
         case O_VERIFY: do_verify = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
@@ -565,6 +617,13 @@ int main(int argc, char **argv) {
     if (o.stats && !tokens_arg) die("--stats prints its figures per step with --tokens");
     if (do_bench && head_opt) die("--bench measures every head: drop --head");
     if (bench_opt && !do_bench) die("%s needs --bench", bench_opt);
+    if (o.parallel > 1 && !do_bench && !tokens_arg && !prompt_file)
+        die("--parallel %d needs -f FILE (one prompt per line), --tokens or --bench", o.parallel);
+    if (o.parallel > 1 && (logits_path || o.stats || head_opt || do_chat))
+        die("--parallel steps sequences together through the exact heads: drop %s", logits_path ? "--logits"
+                                                                                    : o.stats   ? "--stats"
+                                                                                    : head_opt  ? "--head"
+                                                                                                : "--chat");
     o.model_path = model_opt ? model_opt : argv[optind];
     char err[1024];
     if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
@@ -596,6 +655,13 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (o.parallel > 1 && !do_bench && strncmp(info.device, "cpu", 3))
+        die("--parallel: batches run on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
+    if (o.parallel > 1 && !do_bench) {
+        run_many(m, &info, &o, prompt_file, tokens_arg);
+        api.model_close(m);
+        return 0;
+    }
     char *owned_prompt = NULL;
     if (prompt_file) {
         FILE *f = fopen(prompt_file, "rb");

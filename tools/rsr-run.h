@@ -26,6 +26,7 @@ typedef struct run_options {
     int threads;      /* the threads the model runs on (-t, or the runtime's default) */
     int head_int8;    /* --head int8: logits from the int8 copy of the LM head (lossy) */
     int repeat, json; /* --bench: rounds, and JSON output */
+    int parallel;     /* --parallel: sequences stepped together (0: one) */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -54,8 +55,14 @@ rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why);
 void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt,
                double open_s);
 
+/* run_parallel.c: prompts (ids, and their text or NULL for --tokens) continued o->parallel at a time */
+void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, const run_options *o, int32_t **prompts,
+                  int32_t *lens, const char **texts, int count);
 /* run_text.c: a prompt's continuation as text, and the chat loop */
 void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o);
 void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o);
+/* A finished continuation written as run_text streams one: the prompt (with echo), the bytes
+ * through the UTF-8 repair and cut at the first stop string, a final newline. */
+void print_continuation(const run_options *o, const char *prompt, const char *bytes, size_t n);
 
 #endif

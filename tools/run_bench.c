@@ -27,9 +27,10 @@ static double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info) {
     return bytes;
 }
 
-enum { PH_PREFILL, PH_GREEDY, PH_FULL, PH_SAMPLED, PH_BW, NUM_PHASES };
-static const char *const phase_key[NUM_PHASES] = {"prefill_tok_s", "decode_greedy_tok_s", "decode_full_logits_tok_s",
-                                                  "decode_sampled_tok_s", "read_bw_gb_s"};
+enum { PH_PREFILL, PH_GREEDY, PH_FULL, PH_SAMPLED, PH_BW, PH_PAR_PREFILL, PH_PAR_DECODE, NUM_PHASES };
+static const char *const phase_key[NUM_PHASES] = {
+    "prefill_tok_s", "decode_greedy_tok_s",    "decode_full_logits_tok_s", "decode_sampled_tok_s",
+    "read_bw_gb_s",  "parallel_prefill_tok_s", "parallel_decode_tok_s"};
 
 typedef struct stat3 {
     double median, min, max;
@@ -91,6 +92,64 @@ static double decode_phase(int phase, bool record, rsr_session *s, const rsr_mod
     return now() - t;
 }
 
+/* --parallel N: N sessions from the same prompt stepped together through one batch (rsr_batch_eval):
+ * their prompts in steps of RSR_BATCH_MAX rows, then one decode token of each per step through the
+ * certified greedy head. Every sequence must give the solo run's greedy tokens. Aggregate tok/s
+ * of the prefill and of the decode into *prefill, *decode. */
+typedef struct parallel_set {
+    int n;
+    rsr_batch *b;
+    rsr_session **s;
+    int32_t *cur, *next;
+    rsr_seq *q;
+} parallel_set;
+
+static void parallel_open(parallel_set *p, rsr_model *m, const run_options *o, int32_t positions) {
+    p->n = o->parallel;
+    p->s = calloc((size_t)p->n, sizeof *p->s);
+    p->cur = calloc((size_t)p->n, sizeof *p->cur), p->next = calloc((size_t)p->n, sizeof *p->next);
+    p->q = calloc((size_t)p->n, sizeof *p->q);
+    if (!p->s || !p->cur || !p->next || !p->q) die("out of memory");
+    if (api.batch_create(m, 0, &p->b) != RSR_OK) die("--parallel: %s", api.batch_errmsg(p->b));
+    rsr_session_params sp = o->session;
+    sp.max_positions = positions, sp.batch = 1; /* the batch holds the step's activations */
+    for (int j = 0; j < p->n; j++)
+        if (api.session_create(m, &sp, &p->s[j]) != RSR_OK)
+            die("--parallel %d: session %d: %s", p->n, j + 1, api.model_errmsg(m));
+}
+
+static void parallel_close(parallel_set *p) {
+    for (int j = 0; j < p->n; j++) api.session_free(p->s[j]);
+    api.batch_free(p->b);
+    free(p->s), free(p->cur), free(p->next), free(p->q);
+}
+
+static void parallel_phase(parallel_set *p, const int32_t *prompt, int32_t n_prompt, const int32_t *tokens,
+                           int32_t decode, double *prefill, double *decode_tok_s) {
+    for (int j = 0; j < p->n; j++) {
+        check(api.session_reset(p->s[j]), p->s[j]);
+        p->q[j] = (rsr_seq){
+            .session = p->s[j], .tokens = prompt, .n = n_prompt, .output = RSR_OUTPUT_GREEDY, .token = &p->next[j]};
+    }
+    double t = now();
+    if (api.batch_eval(p->b, p->q, p->n) != RSR_OK) die("--parallel: %s", api.batch_errmsg(p->b));
+    *prefill = (double)p->n * n_prompt / (now() - t);
+    t = now();
+    for (int32_t i = 0; i <= decode; i++) {
+        for (int j = 0; j < p->n; j++)
+            if (p->next[j] != tokens[i])
+                die("--bench --parallel: sequence %d's token %d is %d, the solo run's %d", j + 1, i, p->next[j],
+                    tokens[i]);
+        if (i == decode) break;
+        for (int j = 0; j < p->n; j++) {
+            p->cur[j] = p->next[j];
+            p->q[j].tokens = &p->cur[j], p->q[j].n = 1;
+        }
+        if (api.batch_eval(p->b, p->q, p->n) != RSR_OK) die("--parallel: %s", api.batch_errmsg(p->b));
+    }
+    *decode_tok_s = decode ? (double)p->n * decode / (now() - t) : 0;
+}
+
 /* The int8 head's decode: speed, and its error against the exact logits beside its bound. */
 static void int8_phase(rsr_session *s, const rsr_model_info *info, const int32_t *prompt, int32_t n_prompt,
                        const int32_t *tokens, int32_t decode, float *logits, const float *exact, int32_t keep,
@@ -134,6 +193,16 @@ static void print_text(const rsr_model_info *info, const run_options *o, int32_t
             printf("; temperature %g, exact mass left out <= %.3g",
                    o->sampler.temperature > 0 ? o->sampler.temperature : 0.8, w->sampled_tail);
         putchar('\n');
+    }
+    if (o->parallel > 1) {
+        printf("parallel %d: prefill %d tokens each, %.2f tok/s together", o->parallel, n_prompt,
+               st[PH_PAR_PREFILL].median);
+        printf(span, rounds, st[PH_PAR_PREFILL].min, st[PH_PAR_PREFILL].max);
+        printf("; decode %d tokens each, %.2f tok/s together", decode, st[PH_PAR_DECODE].median);
+        printf(span, rounds, st[PH_PAR_DECODE].min, st[PH_PAR_DECODE].max);
+        printf("; every sequence's tokens the solo run's\n");
+        printf("parallel %d: aggregate decode %.2f tok/s, one sequence %.2f tok/s (%.2fx)\n", o->parallel,
+               st[PH_PAR_DECODE].median, st[PH_GREEDY].median, st[PH_PAR_DECODE].median / st[PH_GREEDY].median);
     }
     if (w->q8 && w->q8_bound == 0)
         printf("decode %d tokens, int8 logits: the exact logits (bound 0: the model has no int8 head copy, rsrc "
@@ -179,7 +248,8 @@ static void print_json(const rsr_model_info *info, const run_options *o, int32_t
     json_string("device", info->device);
     json_string("constants", info->constants);
     printf("\"threads\": %d, \"open_s\": %.4f,\n", info->num_threads, open_s);
-    printf(" \"prompt_tokens\": %d, \"decode_tokens\": %d, \"rounds\": %d,\n", n_prompt, decode, rounds);
+    printf(" \"prompt_tokens\": %d, \"decode_tokens\": %d, \"rounds\": %d, \"parallel\": %d,\n", n_prompt, decode,
+           rounds, o->parallel > 1 ? o->parallel : 1);
     printf(" \"temperature\": %g, \"sampled_tail_bound\": %.6g, \"one_per_step_prefill_tok_s\": %.4f,\n",
            o->sampler.temperature > 0 ? o->sampler.temperature : 0.8, w->sampled_tail, w->one_per_step_tok_s);
     printf(" \"exact_gb_per_token\": %.6f,\n", bytes / 1e9);
@@ -223,6 +293,12 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
     double(*runs)[NUM_PHASES] = calloc((size_t)rounds, sizeof *runs);
     once w = {0};
     const double bytes = exact_bytes_per_token(m, info);
+    parallel_set par = {0};
+    if (o->parallel > 1) {
+        if (on_gpu)
+            die("--parallel: batches run on the CPU, and %s opened on the GPU: add --device cpu", o->model_path);
+        parallel_open(&par, m, o, n_prompt + decode + 1);
+    }
     for (int r = 0; r < rounds; r++) {
         check(api.session_reset(s), s);
         double t = now();
@@ -237,7 +313,10 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
             runs[r][p] = decode / decode_phase(p, r == 0 && p == PH_GREEDY, s, info, o, prompt, n_prompt, tokens,
                                                decode, logits, exact, r == 0 ? keep : 0, &w);
         runs[r][PH_BW] = on_gpu ? 0 : read_bandwidth(info->num_threads);
+        if (o->parallel > 1)
+            parallel_phase(&par, prompt, n_prompt, tokens, decode, &runs[r][PH_PAR_PREFILL], &runs[r][PH_PAR_DECODE]);
     }
+    if (o->parallel > 1) parallel_close(&par);
     if (decode && !on_gpu) int8_phase(s, info, prompt, n_prompt, tokens, decode, logits, exact, keep, &w);
     /* the same prefill one token per step (the batched kernels' gain), which must agree */
     rsr_session *s1;

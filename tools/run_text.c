@@ -102,6 +102,14 @@ static void out_finish(text_out *t) {
     flush_stdout();
 }
 
+void print_continuation(const run_options *o, const char *prompt, const char *bytes, size_t n) {
+    text_out out = {.stop = o->stop, .num_stop = o->num_stop, .last = -1};
+    if (o->echo && prompt) put_bytes(&out, prompt, strlen(prompt));
+    out_add(&out, bytes, n);
+    out_finish(&out);
+    free(out.held);
+}
+
 /* ---- generation ---- */
 
 typedef struct generator {

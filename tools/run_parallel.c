@@ -85,7 +85,12 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
     }
     rsr_batch *b;
     if (api.batch_create(m, 0, &b) != RSR_OK) die("--parallel: %s", api.batch_errmsg(b));
+    /* each session's cache holds what its sequence can reach: the longest prompt and -n tokens
+     * (within --ctx or the model's context), not the model's whole context per slot */
+    int32_t longest = 0;
+    for (int i = 0; i < count; i++) longest = lens[i] > longest ? lens[i] : longest;
     rsr_session_params sp = o->session;
+    sp.max_positions = (long)longest + n_gen < ctx ? (int32_t)(longest + n_gen) : ctx;
     sp.batch = 1; /* the batch holds the steps' activations */
     for (int k = 0; k < nslots; k++)
         if (api.session_create(m, &sp, &slots[k].s) != RSR_OK) die("--parallel: %s", api.model_errmsg(m));

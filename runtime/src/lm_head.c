@@ -89,6 +89,34 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static int32_t dot_q8_vnn
     return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
+/* dot_q8_vnni of HEAD_ROWS rows with each of k vectors: the rows' bytes are widened to int16 once
+ * (into wq, HEAD_ROWS·n entries) and every 32 entries of a vector are loaded once for all the rows;
+ * sums[r·k + j] is then exactly dot_q8_vnni(row r, x[j]). Reading a vector from cache once per
+ * block of rows instead of once per row is what lets many vectors share one pass. */
+#define HEAD_ROWS 4
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_q8_vnni_rows(const uint8_t *w, int32_t stride,
+                                                                                    const int16_t *const *x, int32_t k,
+                                                                                    int32_t n, int16_t *wq,
+                                                                                    int32_t *sums) {
+    for (int32_t r = 0; r < HEAD_ROWS; r++)
+        for (int32_t i = 0; i < n; i += 32)
+            _mm512_storeu_si512((void *)(wq + (size_t)r * (size_t)n + i),
+                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + (size_t)r * stride + i))));
+    const int16_t *w0 = wq, *w1 = wq + n, *w2 = wq + 2 * (size_t)n, *w3 = wq + 3 * (size_t)n;
+    for (int32_t j = 0; j < k; j++) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t i = 0; i < n; i += 32) {
+            __m512i xv = _mm512_loadu_si512((const void *)(x[j] + i));
+            a0 = _mm512_dpwssd_epi32(a0, _mm512_loadu_si512((const void *)(w0 + i)), xv);
+            a1 = _mm512_dpwssd_epi32(a1, _mm512_loadu_si512((const void *)(w1 + i)), xv);
+            a2 = _mm512_dpwssd_epi32(a2, _mm512_loadu_si512((const void *)(w2 + i)), xv);
+            a3 = _mm512_dpwssd_epi32(a3, _mm512_loadu_si512((const void *)(w3 + i)), xv);
+        }
+        sums[0 * k + j] = _mm512_reduce_add_epi32(a0), sums[1 * k + j] = _mm512_reduce_add_epi32(a1);
+        sums[2 * k + j] = _mm512_reduce_add_epi32(a2), sums[3 * k + j] = _mm512_reduce_add_epi32(a3);
+    }
+}
+
 /* The same sum with AVX2: vpmaddwd adds pairs of products, each pair within int32 (255·32767·2). */
 __attribute__((target("avx2"))) static int32_t dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
     __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
@@ -214,27 +242,45 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     const float *err = (const float *)(m->blob + a->head_q8_err);
     const uint8_t *q8 = m->blob + a->head_q8;
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
+    const int16_t *xqs[HEAD_PASS_MAX];
+    for (int32_t j = 0; j < k; j++) xqs[j] = px[j]->s->head->xq;
+    /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (dot_q8_vnni_rows); the
+     * integer sums are the same either way */
+    const int blocked = dot == dot_q8_vnni && k > 1;
+    const int32_t step = blocked ? HEAD_ROWS : 1, blocks = (a->vocab + step - 1) / step;
 #pragma omp parallel num_threads(m->num_threads > 0 ? m->num_threads : omp_get_max_threads())
     {
         double lo[HEAD_PASS_MAX], big[HEAD_PASS_MAX];
+        int32_t sums[HEAD_ROWS * HEAD_PASS_MAX];
+        int16_t *wq = blocked ? malloc(sizeof *wq * HEAD_ROWS * (size_t)stride) : NULL;
         for (int32_t j = 0; j < k; j++) lo[j] = -INFINITY, big[j] = 0;
 #pragma omp for schedule(static)
-        for (int32_t v = 0; v < a->vocab; v++) {
-            const uint8_t *row = q8 + (size_t)v * (size_t)stride;
-            double sc = scale[v], e = err[v];
-            for (int32_t j = 0; j < k; j++) {
-                const head_x *p = px[j];
-                struct rsr_head_scratch *h = p->s->head;
-                const double fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * p->x_l1;
-                int32_t isum = dot(row, h->xq, stride) - 128 * p->sum_xq;
-                double approx = sc / p->xs * isum;
-                double bound = (sc * 127 * p->d_l1 + e * p->x_l1 + (127 * sc + e) * fp32_dot) * widen + 1e-30;
-                h->approx[v] = approx;
-                h->bound[v] = bound;
-                if (approx - bound > lo[j]) lo[j] = approx - bound;
-                big[j] = fmax(big[j], (127 * sc + e) * p->x_l1); /* no partial sum of this row's logit exceeds it */
+        for (int32_t blk = 0; blk < blocks; blk++) {
+            const int32_t v0 = blk * step, nr = a->vocab - v0 < step ? a->vocab - v0 : step;
+            if (wq && nr == HEAD_ROWS)
+                dot_q8_vnni_rows(q8 + (size_t)v0 * (size_t)stride, stride, xqs, k, stride, wq, sums);
+            else
+                for (int32_t r = 0; r < nr; r++)
+                    for (int32_t j = 0; j < k; j++)
+                        sums[r * k + j] = dot(q8 + (size_t)(v0 + r) * (size_t)stride, xqs[j], stride);
+            for (int32_t r = 0; r < nr; r++) {
+                const int32_t v = v0 + r;
+                double sc = scale[v], e = err[v];
+                for (int32_t j = 0; j < k; j++) {
+                    const head_x *p = px[j];
+                    struct rsr_head_scratch *h = p->s->head;
+                    const double fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * p->x_l1;
+                    int32_t isum = sums[r * k + j] - 128 * p->sum_xq;
+                    double approx = sc / p->xs * isum;
+                    double bound = (sc * 127 * p->d_l1 + e * p->x_l1 + (127 * sc + e) * fp32_dot) * widen + 1e-30;
+                    h->approx[v] = approx;
+                    h->bound[v] = bound;
+                    if (approx - bound > lo[j]) lo[j] = approx - bound;
+                    big[j] = fmax(big[j], (127 * sc + e) * p->x_l1); /* no partial sum of this row's logit exceeds it */
+                }
             }
         }
+        free(wq);
 #pragma omp critical
         for (int32_t j = 0; j < k; j++) {
             if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];

@@ -249,11 +249,15 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
     for (int32_t l = 0; l < info->num_layers; l++) {
         rsr_attention_stats st;
         check(api.session_attention_stats(s, l, &st), s);
+        char why[96] = "";
+        if (st.dense_fallbacks)
+            snprintf(why, sizeof why, " (dense fallback: %d head%s, %d where the bounds could overflow)",
+                     st.dense_fallbacks, st.dense_fallbacks == 1 ? "" : "s", st.dense_overflow);
         fprintf(
             stderr,
             "stats step %d layer %d keys %lld bounded %lld scanned %lld kept %lld tau %.6g..%.6g dropped<= %.3g%s\n",
             step, l, (long long)st.keys, (long long)st.bounded, (long long)st.scanned, (long long)st.kept,
-            (double)st.tau_min, (double)st.tau_max, st.dropped_bound, st.dense_fallbacks ? " (dense fallback)" : "");
+            (double)st.tau_min, (double)st.tau_max, st.dropped_bound, why);
     }
 }
 

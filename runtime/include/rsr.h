@@ -190,8 +190,10 @@ rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, 
 /* Like rsr_session_eval, but the logits come from the int8 copy of the LM head (half the bytes of
  * the exact head per token): lossy. Every logit is within *bound (when bound is not NULL) of the
  * one rsr_session_eval would write — a certified bound, computed per call from the rows' scales
- * and quantisation errors (docs/numerics.md). Without an int8 copy (rsrc --no-greedy-head) the
- * logits are the exact ones and *bound is 0. CPU sessions only. */
+ * and quantisation errors (docs/numerics.md). Without an int8 copy (rsrc --no-greedy-head), and
+ * wherever nothing can be certified (a hidden state with a NaN or an infinity, or all zero, or
+ * logits that could overflow fp32: the domain in docs/numerics.md), the logits are the exact ones
+ * and *bound is 0. CPU sessions only. */
 rsr_status rsr_session_eval_int8(rsr_session *session, const int32_t *tokens, int32_t n, float *logits, double *bound);
 
 typedef struct rsr_sampler_params rsr_sampler_params;
@@ -272,6 +274,8 @@ typedef struct rsr_attention_stats {
     int32_t dense_fallbacks; /* Louver heads that attended every key with the dense kernel: the
                                 * bound arithmetic could overflow, or a fifth or more of the
                                 * indexed keys would have been candidates */
+    int32_t dense_overflow;  /* of those, the heads whose bound arithmetic could overflow (the
+                                * query's or the keys' magnitudes beyond docs/louver.md's limits) */
     float tau_min, tau_max;  /* τ (on q·k) over the heads; −inf for dense attention */
     double dropped_bound;    /* the largest certified bound on the dropped softmax mass of a head */
 } rsr_attention_stats;

@@ -304,7 +304,8 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
                                 n - 1, rsr_status_to_string(t->head_status[h]));
         const rsr_louver_stats *hs = &t->head_stats[h];
         st->keys += hs->keys, st->bounded += hs->bounded, st->scanned += hs->scanned, st->kept += hs->kept;
-        st->dense_fallbacks += hs->dense;
+        st->dense_fallbacks += hs->dense != 0;
+        st->dense_overflow += hs->dense == RSR_LOUVER_DENSE_OVERFLOW;
         st->tau_min = fminf(st->tau_min, hs->tau), st->tau_max = fmaxf(st->tau_max, hs->tau);
         st->dropped_bound = fmax(st->dropped_bound, hs->dropped_bound);
     }

@@ -40,7 +40,7 @@ static const char read_kernel[] = "extern \"C\" __global__ void bench_read(const
                                   "    if (acc == 0x12345678) *out = acc; /* keeps the loads */\n"
                                   "}\n";
 
-static rsr_cuda cu;
+static rt_cuda cu;
 static CUstream stream;
 
 static void check(CUresult r, const char *what) {

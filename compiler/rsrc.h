@@ -4,7 +4,7 @@
  * Pipeline (see compile() in main.c):
  *
  *   checkpoint ──load──▶ model ──analyse──▶ rsr_plan ──lower──▶ kernel ──emit──▶ C ──link──▶ model.so
- *   safetensors.c        model.c            rsr.c               kernel.c        emit_c.c    link.c
+ *   safetensors.c        checkpoint.c       rsr.c               kernel.c        emit_c.c    link.c
  *                                                                                       └─embed──▶ NAME.o
  *   model ──emit_header.c──▶ NAME.h (sizes as macros, entry points)                     embed.c
  *
@@ -102,7 +102,7 @@ float st_get_f32(const st_tensor *t, int64_t i); /* element i widened to float *
 void st_release(const st_tensor *t);             /* its pages leave the resident set */
 void st_release_bytes(const uint8_t *data, uint64_t n);
 
-/* ---- model.c: config.json + format detection → one internal ternary matrix type ---- */
+/* ---- checkpoint.c: config.json + format detection → one internal ternary matrix type ---- */
 enum weight_format {
     WF_PACKED, /* uint8 [out/4, in] + weight_scale */
     WF_LATENT, /* bf16/f16 [out, in], absmean ternarised here */

@@ -25,7 +25,7 @@
 
 #define ATTN_CHUNK 256
 
-struct rsr_attention {
+struct rt_attention {
     int32_t nthreads, max_chunks;
     float *part_o;  /* [heads][max_chunks][d] dense partial states */
     float *part_ml; /* [heads][max_chunks][2] */
@@ -77,7 +77,7 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
                                 "(1..min(head_dim %d, 32)) is out of range",
                                 p->louver_block, p->louver_subspaces, a->head_dim);
     }
-    struct rsr_attention *t = calloc(1, sizeof *t);
+    struct rt_attention *t = calloc(1, sizeof *t);
     if (!t) return rt_set_error(err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->attn = t;
     size_t d = (size_t)a->head_dim, heads = (size_t)a->num_heads, group = (size_t)(a->num_heads / a->num_kv_heads);
@@ -112,7 +112,7 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
 }
 
 void rt_attention_free(rsr_session *s) {
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     if (!t) return;
     const rsr_artifact *a = s->model->a;
     if (t->index)
@@ -126,7 +126,7 @@ void rt_attention_free(rsr_session *s) {
 }
 
 void rt_attention_reset(rsr_session *s) {
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     if (t->index)
         for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_clear(t->index[i]);
@@ -139,7 +139,7 @@ void rt_attention_reset(rsr_session *s) {
  * B·⌈(pos − B)/B⌉ keys; blocks a failed step appended hold keys of positions the session does
  * not have, which a later step would write again. */
 void rt_attention_rollback(rsr_session *s) {
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     if (!t->index) return;
     for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) {
@@ -171,7 +171,7 @@ static void dense_stats(rsr_session *s, int32_t layer, int32_t n) {
 
 static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const int32_t n = pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
 #pragma omp parallel num_threads(t->nthreads)
@@ -208,7 +208,7 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
  * region (and its barriers) per token. */
 static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out) {
     const rsr_artifact *a = s->model->a;
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const size_t q_out = (size_t)a->num_heads * (size_t)d;
 #pragma omp parallel num_threads(t->nthreads)
@@ -250,7 +250,7 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
 static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, int32_t rows, const float *q,
                                    float *out) {
     const rsr_artifact *a = s->model->a;
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const size_t q_out = (size_t)a->num_heads * (size_t)d;
     rsr_louver_index **ix = t->index + (size_t)layer * (size_t)kv_heads;
@@ -314,7 +314,7 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
 
 rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out) {
     rsr_status st = RSR_OK;
-    struct rsr_attention *t = s->attn;
+    struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
     if (t->louver)

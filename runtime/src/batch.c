@@ -18,10 +18,10 @@
 struct rsr_batch {
     rsr_model *model;
     rt_work work;
-    rt_run *runs;           /* [work.rows] one step's runs */
-    int32_t *tokens;        /* [work.rows] one step's tokens */
-    rt_head_call *heads;    /* [work.rows] the outputs a step owes */
-    rsr_head_request *reqs; /* [work.rows] */
+    rt_run *runs;          /* [work.rows] one step's runs */
+    int32_t *tokens;       /* [work.rows] one step's tokens */
+    rt_head_call *heads;   /* [work.rows] the outputs a step owes */
+    rt_head_request *reqs; /* [work.rows] */
     char err[RSR_ERRMSG_SIZE];
 };
 
@@ -102,14 +102,14 @@ static rsr_status check_seq(rsr_batch *b, const rsr_seq *seqs, int32_t i) {
 }
 
 /* The head request of sequence q: what its session call would ask for. */
-static rsr_head_request request_of(const rsr_seq *q) {
+static rt_head_request request_of(const rsr_seq *q) {
     bool sampled = q->output == RSR_OUTPUT_SAMPLE && q->sampler && q->sampler->temperature > 0;
     if (q->output == RSR_OUTPUT_SAMPLE && q->tail) *q->tail = 0;
-    if (q->output == RSR_OUTPUT_LOGITS) return (rsr_head_request){.kind = RSR_HEAD_LOGITS, .logits = q->logits};
+    if (q->output == RSR_OUTPUT_LOGITS) return (rt_head_request){.kind = RT_HEAD_LOGITS, .logits = q->logits};
     if (sampled)
-        return (rsr_head_request){
-            .kind = RSR_HEAD_SAMPLE, .token = q->token, .sampler = q->sampler, .rng = q->rng, .tail = q->tail};
-    return (rsr_head_request){.kind = RSR_HEAD_GREEDY, .token = q->token};
+        return (rt_head_request){
+            .kind = RT_HEAD_SAMPLE, .token = q->token, .sampler = q->sampler, .rng = q->rng, .tail = q->tail};
+    return (rt_head_request){.kind = RT_HEAD_GREEDY, .token = q->token};
 }
 
 rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {

@@ -15,7 +15,7 @@ static void *bind(void *lib, const char *name, int required, const char **missin
     return p;
 }
 
-int rt_cuda_load(rsr_cuda *cu, char *err, size_t errlen) {
+int rt_cuda_load(rt_cuda *cu, char *err, size_t errlen) {
     memset(cu, 0, sizeof *cu);
     const char *path = getenv("RSR_LIBCUDA");
     if (!path || !*path) path = "libcuda.so.1";
@@ -80,12 +80,12 @@ int rt_cuda_load(rsr_cuda *cu, char *err, size_t errlen) {
     return 0;
 }
 
-void rt_cuda_unload(rsr_cuda *cu) {
+void rt_cuda_unload(rt_cuda *cu) {
     if (cu->lib) dlclose(cu->lib);
     memset(cu, 0, sizeof *cu);
 }
 
-const char *rt_cuda_error(const rsr_cuda *cu, CUresult r) {
+const char *rt_cuda_error(const rt_cuda *cu, CUresult r) {
     static __thread char buf[160];
     const char *s = NULL;
     if (cu->GetErrorString) cu->GetErrorString(r, &s);

@@ -32,7 +32,7 @@ enum {
 
 /* The entry points, by the names the driver exports (CUDA 12/13 headers map cuMemAlloc to
  * cuMemAlloc_v2 and so on; those versioned names are what dlsym must be asked for). */
-typedef struct rsr_cuda {
+typedef struct rt_cuda {
     void *lib;
     int driver_version;
     CUresult (*Init)(unsigned);
@@ -67,13 +67,13 @@ typedef struct rsr_cuda {
     CUresult (*GraphLaunch)(CUgraphExec, CUstream);
     CUresult (*GraphExecDestroy)(CUgraphExec);
     CUresult (*GraphDestroy)(CUgraph);
-} rsr_cuda;
+} rt_cuda;
 
 /* Loads the driver (RSR_LIBCUDA names the library; default libcuda.so.1) and calls cuInit.
  * Returns 0, or -1 with a message in err (errlen bytes) that says what is missing. */
-int rt_cuda_load(rsr_cuda *cu, char *err, size_t errlen);
-void rt_cuda_unload(rsr_cuda *cu);
+int rt_cuda_load(rt_cuda *cu, char *err, size_t errlen);
+void rt_cuda_unload(rt_cuda *cu);
 /* "CUDA_ERROR_...: text" for a result, for messages. */
-const char *rt_cuda_error(const rsr_cuda *cu, CUresult r);
+const char *rt_cuda_error(const rt_cuda *cu, CUresult r);
 
 #endif

@@ -118,21 +118,21 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
     return RSR_OK;
 }
 
-static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *h) {
+static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
     rsr_status st;
-    if (h->kind == RSR_HEAD_NONE || h->kind == RSR_HEAD_LOGITS) {
-        st = eval_steps(s, tokens, n, h->kind == RSR_HEAD_LOGITS);
-        if (st == RSR_OK && h->kind == RSR_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
+    if (h->kind == RT_HEAD_NONE || h->kind == RT_HEAD_LOGITS) {
+        st = eval_steps(s, tokens, n, h->kind == RT_HEAD_LOGITS);
+        if (st == RSR_OK && h->kind == RT_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
         return st;
     }
     if ((st = rt_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
     const float *x = s->work.xn;
-    if (h->kind == RSR_HEAD_INT8) return rt_lm_head_logits_q8(s, x, h->logits, h->bound);
-    if (h->kind == RSR_HEAD_GREEDY) return rt_lm_head_argmax(s, x, h->token);
+    if (h->kind == RT_HEAD_INT8) return rt_lm_head_logits_q8(s, x, h->logits, h->bound);
+    if (h->kind == RT_HEAD_GREEDY) return rt_lm_head_argmax(s, x, h->token);
     return rt_lm_head_sample(s, x, h->sampler, h->rng, h->token, h->tail);
 }
 
-const rsr_backend rt_backend_cpu = {
+const rt_backend rt_backend_cpu = {
     .name = "cpu",
     .host_memory = true,
     .session_init = cpu_session_init,
@@ -191,7 +191,7 @@ int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
 
 /* What every evaluation checks first: tokens to evaluate, room in the context, ids in the
  * vocabulary; then the backend evaluates them. */
-static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *head) {
+static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head) {
     const rsr_artifact *a = s->model->a;
     if (!tokens || n <= 0) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
     if (n > s->max_positions - s->pos)
@@ -206,19 +206,19 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
 
 rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    return eval(s, tokens, n, &(rsr_head_request){.kind = logits ? RSR_HEAD_LOGITS : RSR_HEAD_NONE, .logits = logits});
+    return eval(s, tokens, n, &(rt_head_request){.kind = logits ? RT_HEAD_LOGITS : RT_HEAD_NONE, .logits = logits});
 }
 
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
-    return eval(s, tokens, n, &(rsr_head_request){.kind = RSR_HEAD_INT8, .logits = logits, .bound = bound});
+    return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_INT8, .logits = logits, .bound = bound});
 }
 
 rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!token) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
-    return eval(s, tokens, n, &(rsr_head_request){.kind = RSR_HEAD_GREEDY, .token = token});
+    return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_GREEDY, .token = token});
 }
 
 rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
@@ -229,7 +229,7 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
     if (tail) *tail = 0;
     if (!sp || !(sp->temperature > 0)) return rsr_session_eval_greedy(s, tokens, n, token);
     return eval(s, tokens, n,
-                &(rsr_head_request){.kind = RSR_HEAD_SAMPLE, .token = token, .sampler = sp, .rng = rng, .tail = tail});
+                &(rt_head_request){.kind = RT_HEAD_SAMPLE, .token = token, .sampler = sp, .rng = rng, .tail = tail});
 }
 
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----

@@ -12,8 +12,8 @@
 #include "internal.h"
 #include "rsr_gpu_call.h"
 
-typedef struct rsr_gpu {
-    rsr_cuda cu;
+typedef struct rt_gpu {
+    rt_cuda cu;
     const rsr_artifact *a;
     CUdevice dev;
     CUcontext ctx;
@@ -27,20 +27,20 @@ typedef struct rsr_gpu {
     CUdeviceptr mv_x, mv_y; /* rsr_model_matvec_int scratch */
     int32_t max_cols_pad, max_rows, sms;
     char name[192]; /* "gpu 0: NVIDIA H100 80GB HBM3 (sm_90, driver 13.0)" */
-} rsr_gpu;
+} rt_gpu;
 
-typedef struct rsr_gpu_session rsr_gpu_session;
+typedef struct rt_gpu_session rt_gpu_session;
 
-rsr_status rt_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err);
-void rt_gpu_close(rsr_gpu *g);
-rsr_status rt_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err);
+rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err);
+void rt_gpu_close(rt_gpu *g);
+rsr_status rt_gpu_matvec_int(rt_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err);
 
-rsr_status rt_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err);
-void rt_gpu_session_free(rsr_gpu_session *s);
+rsr_status rt_gpu_session_create(rt_gpu *g, int32_t max_positions, rt_gpu_session **out, char *err);
+void rt_gpu_session_free(rt_gpu_session *s);
 /* Tokens at positions pos, pos+1, ...; the logits of the last one (vocab floats) when logits is
  * not NULL, its greedy token when argmax is not NULL (8 bytes from the device, not the logits).
  * One synchronisation with the device per call. */
-rsr_status rt_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
-                       int32_t *argmax, char *err);
+rsr_status rt_gpu_eval(rt_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax,
+                       char *err);
 
 #endif

@@ -28,8 +28,8 @@
 
 enum { CALLS_PER_LAYER = 4 }; /* q,k,v | o | gate,up | down */
 
-struct rsr_gpu_session {
-    rsr_gpu *g;
+struct rt_gpu_session {
+    rt_gpu *g;
     int32_t max_positions;
     CUdeviceptr step; /* struct rsr_step {int token, pos;} */
     CUdeviceptr h, y, act, xq, att, scores, logits, best, rope;
@@ -44,9 +44,9 @@ struct rsr_gpu_session {
 };
 
 static unsigned blocks_of(int32_t n, int32_t per) { return (unsigned)((n + per - 1) / per); }
-static CUdeviceptr blob_or_null(const rsr_gpu *g, uint64_t off) { return off == RSR_NO_TENSOR ? 0 : g->blob + off; }
+static CUdeviceptr blob_or_null(const rt_gpu *g, uint64_t off) { return off == RSR_NO_TENSOR ? 0 : g->blob + off; }
 
-static void launch(rsr_gpu_session *s, CUfunction f, const char *name, unsigned grid, unsigned block, void **args) {
+static void launch(rt_gpu_session *s, CUfunction f, const char *name, unsigned grid, unsigned block, void **args) {
     if (s->failed) return;
     CUresult r = s->g->cu.LaunchKernel(f, grid, 1, 1, block, 1, 1, 0, s->g->stream, args, NULL);
     if (r) s->failed = r, s->failed_kernel = name;
@@ -55,8 +55,7 @@ static void launch(rsr_gpu_session *s, CUfunction f, const char *name, unsigned 
 /* ---- the LLVM NVPTX route: a kernel per quantisation, matrix and dequantisation ---- */
 
 /* x → y (normed), xq and its x_scale (see rsr_quantize). */
-static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear,
-                     CUdeviceptr xs) {
+static void quantize(rt_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, int32_t n, int bitlinear, CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
     CUdeviceptr w = blob_or_null(s->g, norm_weight);
     int32_t norm = norm_weight != RSR_NO_TENSOR, bl = bitlinear && a->bitlinear_norm, n_pad = rt_pad_cols(n);
@@ -65,7 +64,7 @@ static void quantize(rsr_gpu_session *s, CUdeviceptr x, uint64_t norm_weight, in
     launch(s, s->g->quantize, "rsr_quantize", 1, 1024, args);
 }
 
-static void matvec(rsr_gpu_session *s, int32_t index, CUdeviceptr out) {
+static void matvec(rt_gpu_session *s, int32_t index, CUdeviceptr out) {
     const rsr_artifact_gpu_matrix *gm = &s->g->a->gpu->matrix[index];
     CUdeviceptr data = blob_or_null(s->g, gm->data);
     void *args[] = {&data, &s->xq, &out};
@@ -73,7 +72,7 @@ static void matvec(rsr_gpu_session *s, int32_t index, CUdeviceptr out) {
            args);
 }
 
-static void dequant_add(rsr_gpu_session *s, int32_t index, CUdeviceptr acc, CUdeviceptr xs) {
+static void dequant_add(rt_gpu_session *s, int32_t index, CUdeviceptr acc, CUdeviceptr xs) {
     const rsr_artifact *a = s->g->a;
     float beta = a->matrix[index].scale;
     int32_t n = a->matrix[index].rows, accumulate = 1;
@@ -83,15 +82,15 @@ static void dequant_add(rsr_gpu_session *s, int32_t index, CUdeviceptr acc, CUde
 
 /* ---- the NVRTC route: group entries ---- */
 
-static void group(rsr_gpu_session *s, int32_t index, int32_t call) {
+static void group(rt_gpu_session *s, int32_t index, int32_t call) {
     const rsr_artifact_gpu_matrix *gm = &s->g->a->gpu->matrix[index];
     void *args[] = {&s->calls[call], &s->g->blob}; /* the call by value: the driver copies it */
     launch(s, s->g->matrix[index], gm->kernel, (unsigned)gm->group_ctas, 32u * (unsigned)gm->cta_warps, args);
 }
 
 /* The parameters of the group launches, made once per session (the buffers never move). */
-static void fill_calls(rsr_gpu_session *s, rsr_gpu_call *calls) {
-    const rsr_gpu *g = s->g;
+static void fill_calls(rt_gpu_session *s, rsr_gpu_call *calls) {
+    const rt_gpu *g = s->g;
     const rsr_artifact *a = g->a;
     int32_t q_out = a->num_heads * a->head_dim;
     CUdeviceptr xs_qkv = s->xs, xs_ffn = s->xs + 4;
@@ -114,8 +113,8 @@ static void fill_calls(rsr_gpu_session *s, rsr_gpu_call *calls) {
     }
 }
 
-static void enqueue_token(rsr_gpu_session *s) {
-    rsr_gpu *g = s->g;
+static void enqueue_token(rt_gpu_session *s) {
+    rt_gpu *g = s->g;
     const rsr_artifact *a = g->a;
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim, heads = a->num_heads, kv_heads = a->num_kv_heads;
     int32_t q_out = heads * d, kv_out = kv_heads * d, max_pos = s->max_positions;
@@ -167,8 +166,8 @@ static void enqueue_token(rsr_gpu_session *s) {
 }
 
 /* Records the token's launches into a graph once; any failure means plain launches instead. */
-static void try_graph(rsr_gpu_session *s) {
-    rsr_cuda *cu = &s->g->cu;
+static void try_graph(rt_gpu_session *s) {
+    rt_cuda *cu = &s->g->cu;
     s->graph_state = -1;
     const char *off = getenv("RSR_CUDA_GRAPHS");
     if (!cu->StreamBeginCapture || (off && !strcmp(off, "0"))) return;
@@ -181,10 +180,10 @@ static void try_graph(rsr_gpu_session *s) {
     s->failed = 0; /* a launch refused during capture is retried outside it */
 }
 
-rsr_status rt_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits,
-                       int32_t *argmax, char *err) {
-    rsr_gpu *g = s->g;
-    rsr_cuda *cu = &g->cu;
+rsr_status rt_gpu_eval(rt_gpu_session *s, int32_t pos, const int32_t *tokens, int32_t n, float *logits, int32_t *argmax,
+                       char *err) {
+    rt_gpu *g = s->g;
+    rt_cuda *cu = &g->cu;
     CUresult r = cu->CtxSetCurrent(g->ctx);
     if (r) return ERR(RSR_ERR_DEVICE, "%s: %s", g->name, rt_cuda_error(cu, r));
     if (!s->graph_state) try_graph(s);
@@ -211,13 +210,13 @@ rsr_status rt_gpu_eval(rsr_gpu_session *s, int32_t pos, const int32_t *tokens, i
     return RSR_OK;
 }
 
-rsr_status rt_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_session **out, char *err) {
+rsr_status rt_gpu_session_create(rt_gpu *g, int32_t max_positions, rt_gpu_session **out, char *err) {
     *out = NULL;
     const rsr_artifact *a = g->a;
     if (a->head_dim > 256 || a->head_dim % 2)
         return ERR(RSR_ERR_DEVICE, "%s: head_dim %d: the GPU attention kernel takes even head_dim up to 256", g->name,
                    a->head_dim);
-    rsr_gpu_session *s = calloc(1, sizeof *s);
+    rt_gpu_session *s = calloc(1, sizeof *s);
     if (!s) return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory");
     s->g = g;
     s->max_positions = max_positions;
@@ -279,9 +278,9 @@ rsr_status rt_gpu_session_create(rsr_gpu *g, int32_t max_positions, rsr_gpu_sess
     return RSR_OK;
 }
 
-void rt_gpu_session_free(rsr_gpu_session *s) {
+void rt_gpu_session_free(rt_gpu_session *s) {
     if (!s) return;
-    rsr_cuda *cu = &s->g->cu;
+    rt_cuda *cu = &s->g->cu;
     cu->CtxSetCurrent(s->g->ctx);
     if (s->graph) cu->GraphExecDestroy(s->graph);
     CUdeviceptr *all[] = {&s->step,   &s->h,      &s->y,      &s->act,    &s->xq,      &s->xs,     &s->att,
@@ -306,19 +305,19 @@ static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) 
 
 static void gpu_session_free(rsr_session *s) { rt_gpu_session_free(s->gpu); }
 
-static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *h) {
+static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
     rsr_status st;
     switch (h->kind) {
-    case RSR_HEAD_INT8:
+    case RT_HEAD_INT8:
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                             "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
-    case RSR_HEAD_GREEDY: { /* the device computes full logits and their first maximum; only the token comes back */
+    case RT_HEAD_GREEDY: { /* the device computes full logits and their first maximum; only the token comes back */
         int32_t best;
         st = rt_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
         if (st == RSR_OK) *h->token = best;
         break;
     }
-    case RSR_HEAD_SAMPLE: { /* the full logits come back and are sampled here */
+    case RT_HEAD_SAMPLE: { /* the full logits come back and are sampled here */
         const int32_t V = s->model->a->vocab;
         float *logits = malloc(sizeof *logits * (size_t)V * 2);
         int32_t *ids = malloc(sizeof *ids * (size_t)V);
@@ -337,7 +336,7 @@ static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
     return st;
 }
 
-const rsr_backend rt_backend_gpu = {
+const rt_backend rt_backend_gpu = {
     .name = "gpu",
     .host_memory = false,
     .session_init = gpu_session_init,

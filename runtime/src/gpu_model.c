@@ -12,7 +12,7 @@
 
 #define ERR(st, ...) rt_set_error(err, st, __VA_ARGS__)
 
-static rsr_status load_modules(rsr_gpu *g, char *err) {
+static rsr_status load_modules(rt_gpu *g, char *err) {
     const rsr_artifact_gpu *ag = g->a->gpu;
     for (int32_t i = 0; i < ag->num_modules; i++) {
         if (ag->module[i] > g->a->blob_size || ag->module_size[i] >= g->a->blob_size - ag->module[i])
@@ -30,13 +30,13 @@ static rsr_status load_modules(rsr_gpu *g, char *err) {
     return RSR_OK;
 }
 
-static rsr_status find(rsr_gpu *g, const char *name, CUfunction *f, char *err) {
+static rsr_status find(rt_gpu *g, const char *name, CUfunction *f, char *err) {
     for (int32_t i = 0; i < g->num_modules; i++)
         if (g->cu.ModuleGetFunction(f, g->module[i], name) == 0) return RSR_OK;
     return ERR(RSR_ERR_ABI, "the model's PTX has no kernel '%s'", name);
 }
 
-static rsr_status open_device(rsr_gpu *g, char *err) {
+static rsr_status open_device(rt_gpu *g, char *err) {
     int count = 0, major = 0, minor = 0;
     CUresult r = g->cu.DeviceGetCount(&count);
     if (r != 0 || count == 0)
@@ -64,12 +64,12 @@ static rsr_status open_device(rsr_gpu *g, char *err) {
     return RSR_OK;
 }
 
-rsr_status rt_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
+rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err) {
     *out = NULL;
     if (!a->gpu)
         return ERR(RSR_ERR_NOT_FOUND, "the model was compiled without GPU code: compile it for a CUDA target "
                                       "(rsrc MODEL --target sm_90 or --target avx512,sm_90)");
-    rsr_gpu *g = calloc(1, sizeof *g);
+    rt_gpu *g = calloc(1, sizeof *g);
     if (!g) return ERR(RSR_ERR_OUT_OF_MEMORY, "out of memory");
     g->a = a;
     char why[256];
@@ -109,7 +109,7 @@ rsr_status rt_gpu_open(const rsr_artifact *a, rsr_gpu **out, char *err) {
     return RSR_OK;
 }
 
-void rt_gpu_close(rsr_gpu *g) {
+void rt_gpu_close(rt_gpu *g) {
     if (!g) return;
     if (g->ctx) {
         g->cu.CtxSetCurrent(g->ctx);
@@ -125,7 +125,7 @@ void rt_gpu_close(rsr_gpu *g) {
     free(g);
 }
 
-rsr_status rt_gpu_matvec_int(rsr_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err) {
+rsr_status rt_gpu_matvec_int(rt_gpu *g, int32_t index, const int8_t *x, int32_t *y, char *err) {
     const rsr_artifact_matrix *mx = &g->a->matrix[index];
     const rsr_artifact_gpu_matrix *gm = &g->a->gpu->matrix[index];
     CUdeviceptr data = g->blob + (gm->data == RSR_NO_TENSOR ? 0 : gm->data);

@@ -15,20 +15,20 @@
  * --name; weak, so that a program holding only named models links without it. */
 extern const rsr_artifact *const RSR_ARTIFACT_SYMBOL __attribute__((weak));
 
-struct rsr_gpu;
-struct rsr_gpu_session;
-typedef struct rsr_backend rsr_backend;
+struct rt_gpu;
+struct rt_gpu_session;
+typedef struct rt_backend rt_backend;
 
 struct rsr_model {
     const rsr_artifact *a;
     const uint8_t *blob; /* the constants the CPU reads: a->blob, or its copy */
     uint8_t *copy;       /* load.c: the copy in anonymous memory (huge pages), else NULL */
     size_t copy_size;
-    char constants[320];        /* rsr_model_info.constants */
-    char path[256];             /* the file the artifact was loaded from, for messages ("" unknown) */
-    const rsr_backend *backend; /* what its sessions run on: rt_backend_cpu or rt_backend_gpu */
-    struct rsr_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
-    char device[200];           /* rsr_model_info.device */
+    char constants[320];       /* rsr_model_info.constants */
+    char path[256];            /* the file the artifact was loaded from, for messages ("" unknown) */
+    const rt_backend *backend; /* what its sessions run on: rt_backend_cpu or rt_backend_gpu */
+    struct rt_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
+    char device[200];          /* rsr_model_info.device */
     int32_t num_threads;
     int32_t max_rows;         /* the largest matrix output (scratch sizes) */
     rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
@@ -58,12 +58,12 @@ void rt_work_free(rt_work *w);
 struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
-    int32_t batch;                 /* tokens of one prefill step (s->work.rows on the CPU) */
-    float *k_cache, *v_cache;      /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
-    rt_work work;                  /* the CPU backend's activations of this session's own steps */
-    struct rsr_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
-    struct rsr_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
-    struct rsr_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
+    int32_t batch;                /* tokens of one prefill step (s->work.rows on the CPU) */
+    float *k_cache, *v_cache;     /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
+    rt_work work;                 /* the CPU backend's activations of this session's own steps */
+    struct rt_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
+    struct rt_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
+    struct rt_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
     char err[RSR_ERRMSG_SIZE];
 };
 
@@ -71,23 +71,23 @@ struct rsr_session {
  * The session API (forward.c) checks its arguments and the tokens, then calls through
  * m->backend: the CPU (forward.c, lm_head.c, attention.c) or a GPU (gpu_forward.c,
  * gpu_model.c). Nothing else asks where a session runs. */
-typedef enum rsr_head_kind {
-    RSR_HEAD_NONE,   /* the tokens go into the cache; nothing comes back */
-    RSR_HEAD_LOGITS, /* the exact logits of the last token */
-    RSR_HEAD_INT8,   /* the int8 head's logits and their certified bound */
-    RSR_HEAD_GREEDY, /* the greedy token of the exact logits */
-    RSR_HEAD_SAMPLE, /* a token drawn by the sampler's rules */
-} rsr_head_kind;
-typedef struct rsr_head_request {
-    rsr_head_kind kind;
+typedef enum rt_head_kind {
+    RT_HEAD_NONE,   /* the tokens go into the cache; nothing comes back */
+    RT_HEAD_LOGITS, /* the exact logits of the last token */
+    RT_HEAD_INT8,   /* the int8 head's logits and their certified bound */
+    RT_HEAD_GREEDY, /* the greedy token of the exact logits */
+    RT_HEAD_SAMPLE, /* a token drawn by the sampler's rules */
+} rt_head_kind;
+typedef struct rt_head_request {
+    rt_head_kind kind;
     float *logits;                     /* LOGITS, INT8: vocab floats */
     double *bound;                     /* INT8 (may be NULL) */
     int32_t *token;                    /* GREEDY, SAMPLE (may alias the tokens: written last) */
     const rsr_sampler_params *sampler; /* SAMPLE: temperature > 0 */
     uint64_t *rng;                     /* SAMPLE */
     double *tail;                      /* SAMPLE (may be NULL) */
-} rsr_head_request;
-struct rsr_backend {
+} rt_head_request;
+struct rt_backend {
     const char *name;
     bool host_memory; /* the KV cache and the queries live in host memory (rsr_session_kv_read) */
     /* The backend's part of a new session (max_positions and batch set), or a status with the
@@ -96,12 +96,12 @@ struct rsr_backend {
     void (*session_free)(rsr_session *s); /* its part only; NULL-safe for a part never made */
     /* n checked tokens at s->pos (n <= room left); s->pos advances by those evaluated, and a
      * failed step leaves the session as it was before that step */
-    rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_head_request *head);
+    rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head);
     /* y[t] = W_index · x[t] for ntok tokens of cols int8 each (rsr_model_matmul_int) */
     rsr_status (*matmul_int)(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
 };
-extern const rsr_backend rt_backend_cpu; /* forward.c */
-extern const rsr_backend rt_backend_gpu; /* gpu_forward.c */
+extern const rt_backend rt_backend_cpu; /* forward.c */
+extern const rt_backend rt_backend_gpu; /* gpu_forward.c */
 rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
                              int32_t *y); /* model.c */
 rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
@@ -147,7 +147,7 @@ rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_p
 typedef struct rt_head_call {
     rsr_session *s;
     const float *x;
-    const rsr_head_request *req;
+    const rt_head_request *req;
 } rt_head_call;
 rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k);
 /* the three above's buffers, made before a call advances the session, so that running out of

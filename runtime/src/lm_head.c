@@ -139,7 +139,7 @@ static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
     return acc;
 }
 
-struct rsr_head_scratch {
+struct rt_head_scratch {
     int16_t *xq;               /* [stride] */
     double *approx, *bound;    /* [vocab] */
     int32_t *cand, *ids;       /* [vocab]: sampling's candidate rows; the sampler's scratch */
@@ -158,7 +158,7 @@ void rt_lm_head_free(rsr_session *s) {
 static rsr_status head_scratch(rsr_session *s) {
     if (s->head) return RSR_OK;
     const rsr_artifact *a = s->model->a;
-    struct rsr_head_scratch *h = calloc(1, sizeof *h);
+    struct rt_head_scratch *h = calloc(1, sizeof *h);
     if (h) {
         h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
         h->approx = malloc(sizeof(double) * (size_t)a->vocab);
@@ -268,7 +268,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
                 double sc = scale[v], e = err[v];
                 for (int32_t j = 0; j < k; j++) {
                     const head_x *p = px[j];
-                    struct rsr_head_scratch *h = p->s->head;
+                    struct rt_head_scratch *h = p->s->head;
                     const double fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * p->x_l1;
                     int32_t isum = sums[r * k + j] - 128 * p->sum_xq;
                     double approx = sc / p->xs * isum;
@@ -306,7 +306,7 @@ static rsr_status approx_rows(rsr_session *s, const float *x, head_x *p) {
 static int32_t pick_greedy(const head_x *p) {
     const rsr_model *m = p->s->model;
     if (!p->have) return full_argmax(m, p->x); /* no int8 head, or nothing it could bound */
-    const struct rsr_head_scratch *h = p->s->head;
+    const struct rt_head_scratch *h = p->s->head;
     int32_t best = -1;
     float best_logit = 0;
     for (int32_t v = 0; v < m->a->vocab; v++) {
@@ -339,7 +339,7 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
     const int32_t V = s->model->a->vocab;
     rsr_status st = head_scratch(s);
     if (st != RSR_OK) return st;
-    struct rsr_head_scratch *h = s->head;
+    struct rt_head_scratch *h = s->head;
     if (!p->have || !isfinite(p->best_lo)) { /* the full exact logits: nothing left out */
         rt_lm_head_logits(s, p->x, h->cand_logit);
         *token = rsr_sample(h->cand_logit, V, sp, rng, h->probs, h->ids);
@@ -382,7 +382,7 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
     int32_t nlog = 0, npass = 0, logit_of[HEAD_PASS_MAX];
     for (int32_t j = 0; j < k; j++) {
         px[j] = (head_x){.s = calls[j].s, .x = calls[j].x};
-        if (calls[j].req->kind == RSR_HEAD_LOGITS) {
+        if (calls[j].req->kind == RT_HEAD_LOGITS) {
             logit_of[nlog++] = j;
             continue;
         }
@@ -397,9 +397,9 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
     }
     if (npass) head_pass(m, pass, npass);
     for (int32_t j = 0; j < k; j++) {
-        const rsr_head_request *r = calls[j].req;
-        if (r->kind == RSR_HEAD_GREEDY) *r->token = pick_greedy(&px[j]);
-        if (r->kind == RSR_HEAD_SAMPLE) {
+        const rt_head_request *r = calls[j].req;
+        if (r->kind == RT_HEAD_GREEDY) *r->token = pick_greedy(&px[j]);
+        if (r->kind == RT_HEAD_SAMPLE) {
             rsr_status st = pick_sample(&px[j], r->sampler, r->rng, r->token, r->tail);
             if (st != RSR_OK) return st;
         }
@@ -418,7 +418,7 @@ rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, d
         if (bound) *bound = 0;
         return RSR_OK;
     }
-    const struct rsr_head_scratch *h = s->head;
+    const struct rt_head_scratch *h = s->head;
     for (int32_t v = 0; v < a->vocab; v++) {
         logits[v] = (float)h->approx[v];
         /* the rounding to float adds at most half an ulp of |approx| (2^-24 relative) */

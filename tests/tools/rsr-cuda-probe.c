@@ -11,7 +11,7 @@
 #include "cuda_driver.h"
 
 int main(void) {
-    rsr_cuda cu;
+    rt_cuda cu;
     char err[512];
     if (rt_cuda_load(&cu, err, sizeof err) != 0) {
         fprintf(stderr, "rsr-cuda-probe: %s\n", err);

@@ -1,5 +1,5 @@
 /*
- * model.c — what a checkpoint means: config.json, the architecture, and the format of each
+ * checkpoint.c — what a checkpoint means: config.json, the architecture, and the format of each
  * linear layer, turned into one internal ternary matrix type with one scale semantics
  * (y = (W_t · x_q) * beta / x_scale). Numerics follow docs/numerics.md.
  */

@@ -1,0 +1,650 @@
+/*
+ * rsr-serve — a compiled model behind an OpenAI-compatible HTTP API, with continuous batching.
+ *
+ *     rsr-serve model.so --port 8080 --parallel 8
+ *     curl localhost:8080/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}]}'
+ *
+ * HTTP is libmicrohttpd's (a thread per connection, so that a streaming response can wait for
+ * its next tokens); JSON is cJSON's. The requests go to one engine (serve_engine.c) that steps
+ * every admitted request together through rsr_batch_eval. Endpoints: POST /v1/completions and
+ * /v1/chat/completions (streamed as server-sent events with "stream": true), GET /v1/models,
+ * /health, /metrics (Prometheus text), /info (the model and its manifest) and / (a chat page).
+ * Errors are OpenAI-shaped JSON: 400 for a request that cannot be served as given (named field),
+ * 404 for an unknown path, 413 for a body over --max-body, 503 with Retry-After when the queue is
+ * full or the server is stopping. SIGINT and SIGTERM stop taking requests, let the running ones
+ * finish for up to --drain seconds, cancel the rest, and exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "serve.h"
+
+rsr_api api;
+
+extern const unsigned char serve_page_html[]; /* serve_page.html, compiled in (CMake) */
+extern const unsigned int serve_page_html_len;
+
+typedef struct server {
+    rsr_model *m;
+    rsr_tokenizer *tok;
+    rsr_model_info info;
+    serve_engine *e;
+    const char *model_id;      /* what /v1/models lists and "model" may name */
+    const char *chat_template; /* NULL: the tokenizer's */
+    size_t max_body;
+    long started;
+} server;
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rsr-serve: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
+                                 size_t len, int retry_after) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (retry_after) MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *body, int retry_after) {
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (!text) return MHD_NO;
+    enum MHD_Result ret = send_text(c, status, "application/json", text, strlen(text), retry_after);
+    free(text);
+    return ret;
+}
+
+/* {"error": {"message", "type", "param", "code"}}, as OpenAI's clients read it. */
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *type, const char *param,
+                                  const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *type, const char *param,
+                                  const char *code, const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char *clean = serve_utf8_clean(msg, strlen(msg));
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", clean ? clean : "error");
+    cJSON_AddStringToObject(err, "type", type);
+    if (param)
+        cJSON_AddStringToObject(err, "param", param);
+    else
+        cJSON_AddNullToObject(err, "param");
+    if (code)
+        cJSON_AddStringToObject(err, "code", code);
+    else
+        cJSON_AddNullToObject(err, "code");
+    free(clean);
+    return send_json(c, status, root, status == MHD_HTTP_SERVICE_UNAVAILABLE);
+}
+
+static const char *finish_reason(serve_finish f) { return f == SERVE_LENGTH ? "length" : "stop"; }
+
+/* The choice of a finished or partial job: text (or a chat message / delta), finish_reason. */
+static cJSON *choice(const serve_job *j, const char *text, const char *finish, bool delta, bool role) {
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", 0);
+    if (!j->p.chat) {
+        cJSON_AddStringToObject(ch, "text", text);
+        cJSON_AddNullToObject(ch, "logprobs");
+    } else {
+        cJSON *msg = cJSON_AddObjectToObject(ch, delta ? "delta" : "message");
+        if (role) cJSON_AddStringToObject(msg, "role", "assistant");
+        if (text) cJSON_AddStringToObject(msg, "content", text);
+    }
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    return ch;
+}
+
+static cJSON *envelope(const server *sv, const serve_job *j, bool chunk) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", j->id);
+    cJSON_AddStringToObject(root, "object",
+                            j->p.chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)j->created);
+    cJSON_AddStringToObject(root, "model", sv->model_id);
+    cJSON_AddStringToObject(root, "system_fingerprint", "rsrc");
+    return root;
+}
+
+static void add_usage(cJSON *root, const serve_job *j) {
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", j->n_ids);
+    cJSON_AddNumberToObject(u, "completion_tokens", j->n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", j->n_ids + j->n_gen);
+}
+
+/* ---- streaming: server-sent events ---- */
+
+typedef struct stream {
+    server *sv;
+    serve_job *j;
+    char *out; /* an event not yet sent */
+    size_t n_out, at;
+    int phase; /* 0: the chat role chunk; 1: content; 2: [DONE] queued; 3: done */
+} stream;
+
+static void queue_event(stream *st, cJSON *json) {
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    if (json) cJSON_Delete(json);
+    const char *payload = text ? text : "[DONE]";
+    size_t n = strlen(payload) + 8;
+    free(st->out);
+    st->out = malloc(n + 1);
+    st->n_out = st->out ? (size_t)snprintf(st->out, n + 1, "data: %s\n\n", payload) : 0, st->at = 0;
+    free(text);
+}
+
+/* The next event: new text, the final chunk, or [DONE]; waits for the engine while nothing is new. */
+static void next_event(stream *st) {
+    serve_job *j = st->j;
+    serve_engine *e = st->sv->e;
+    if (st->phase == 0) {
+        st->phase = 1;
+        if (j->p.chat) {
+            cJSON *root = envelope(st->sv, j, true);
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice(j, "", NULL, true, true));
+            queue_event(st, root);
+            return;
+        }
+    }
+    if (st->phase == 2) {
+        queue_event(st, NULL), st->phase = 3;
+        return;
+    }
+    serve_lock(e);
+    while (j->finish == SERVE_RUNNING && j->ready <= j->sent) serve_wait(e, 1.0);
+    size_t from = j->sent, to = j->ready;
+    serve_finish fin = j->finish;
+    char *text = to > from ? serve_utf8_clean(j->text + from, to - from) : NULL;
+    j->sent = to;
+    cJSON *root = envelope(st->sv, j, true);
+    if (text) { /* new text first; the final chunk comes with the next call */
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice(j, text, NULL, true, false));
+    } else if (fin == SERVE_FAILED) {
+        cJSON_Delete(root);
+        root = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(root, "error");
+        cJSON_AddStringToObject(err, "message", j->err);
+        cJSON_AddStringToObject(err, "type", "server_error");
+        st->phase = 2;
+    } else {
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"),
+                             choice(j, j->p.chat ? NULL : "", finish_reason(fin), true, false));
+        add_usage(root, j);
+        st->phase = 2;
+    }
+    serve_unlock(e);
+    free(text);
+    queue_event(st, root);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream *st = cls;
+    while (st->at == st->n_out) {
+        if (st->phase == 3) return MHD_CONTENT_READER_END_OF_STREAM;
+        next_event(st);
+        if (!st->out) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = st->n_out - st->at < max ? st->n_out - st->at : max;
+    memcpy(buf, st->out + st->at, n);
+    st->at += n;
+    return (ssize_t)n;
+}
+
+/* The connection is done with the stream, finished or not: a client that went away cancels its
+ * request, which leaves its slot at the next step. */
+static void stream_free(void *cls) {
+    stream *st = cls;
+    serve_release(st->sv->e, st->j);
+    free(st->out);
+    free(st);
+}
+
+/* ---- completions ---- */
+
+/* The prompt's tokens: the text with special tokens read as such and BOS added, or the
+ * conversation through the chat template. NULL with a message on failure. */
+static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
+    char *text = NULL;
+    uint32_t flags = RSR_ENCODE_PARSE_SPECIAL;
+    if (p->chat) {
+        size_t len = 0, cap = 4096;
+        text = malloc(cap);
+        rsr_status st = api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1,
+                                                          text, cap, &len);
+        if (st == RSR_ERR_BUFFER_TOO_SMALL) {
+            text = realloc(text, cap = len + 1);
+            st = api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1, text, cap,
+                                                   &len);
+        }
+        if (st != RSR_OK) {
+            snprintf(err, errlen, "the chat template: %s", api.tokenizer_errmsg(sv->tok));
+            free(text);
+            return NULL;
+        }
+    } else {
+        flags |= RSR_ENCODE_ADD_SPECIAL;
+    }
+    const char *src = text ? text : p->prompt;
+    int32_t cap = (int32_t)strlen(src) + 16;
+    int32_t *ids = malloc(sizeof *ids * (size_t)cap);
+    rsr_status st = ids ? api.tokenizer_encode(sv->tok, src, -1, flags, ids, cap, n) : RSR_ERR_OUT_OF_MEMORY;
+    free(text);
+    if (st != RSR_OK) {
+        snprintf(err, errlen, "%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
+        free(ids);
+        return NULL;
+    }
+    if (*n == 0) { /* an empty prompt starts from BOS */
+        rsr_tokenizer_info ti;
+        api.tokenizer_get_info(sv->tok, &ti);
+        ids[(*n)++] = ti.bos_token_id >= 0 ? ti.bos_token_id : sv->info.bos_token_id >= 0 ? sv->info.bos_token_id : 0;
+    }
+    return ids;
+}
+
+static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat, const char *body, size_t len) {
+    serve_job *j = calloc(1, sizeof *j);
+    char err[512];
+    const char *param;
+    if (!j) return send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    if (!serve_parse(body, len, chat, &j->p, err, sizeof err, &param)) {
+        free(j);
+        serve_count_invalid(sv->e);
+        return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
+    }
+    const char *prompt_param = chat ? "messages" : "prompt";
+    const int32_t ctx = serve_ctx(sv->e);
+    enum MHD_Result refused = MHD_NO;
+    bool bad = true;
+    if (j->p.model && strcmp(j->p.model, sv->model_id))
+        refused = send_error(c, 400, "invalid_request_error", "model", "model_not_found",
+                             "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)",
+                             j->p.model, sv->model_id);
+    else if (!(j->ids = prompt_ids(sv, &j->p, &j->n_ids, err, sizeof err)))
+        refused = send_error(c, 400, "invalid_request_error", prompt_param, NULL, "%s", err);
+    else if (j->n_ids >= ctx)
+        refused = send_error(c, 400, "invalid_request_error", prompt_param, "context_length_exceeded",
+                             "the prompt has %d tokens; the context of a sequence here is %d (rsr-serve --ctx)",
+                             j->n_ids, ctx);
+    else if (j->p.max_tokens > ctx - j->n_ids)
+        refused = send_error(c, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
+                             "max_tokens %d with a prompt of %d tokens exceeds the context of %d (at most %d here)",
+                             j->p.max_tokens, j->n_ids, ctx, ctx - j->n_ids);
+    else
+        bad = false;
+    if (bad) {
+        serve_count_invalid(sv->e);
+        serve_params_free(&j->p), free(j->ids), free(j);
+        return refused;
+    }
+    static unsigned long counter;
+    j->created = (long)time(NULL);
+    snprintf(j->id, sizeof j->id, "%s-%lx%04lx", chat ? "chatcmpl" : "cmpl", (unsigned long)j->created,
+             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff);
+    bool stream_it = j->p.stream;
+    if (!serve_submit(sv->e, j)) {
+        serve_params_free(&j->p), free(j->ids), free(j);
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                          serve_draining(sv->e) ? "the server is shutting down"
+                                                : "every slot is busy and the queue is full; retry shortly");
+    }
+    if (stream_it) {
+        stream *st = calloc(1, sizeof *st);
+        struct MHD_Response *r =
+            st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free) : NULL;
+        if (!r) {
+            if (st) free(st);
+            serve_release(sv->e, j);
+            return MHD_NO;
+        }
+        st->sv = sv, st->j = j;
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    serve_lock(sv->e);
+    while (j->finish == SERVE_RUNNING) serve_wait(sv->e, 1.0);
+    serve_unlock(sv->e); /* a finished job is no longer written by the engine */
+    enum MHD_Result ret;
+    if (j->finish == SERVE_FAILED) {
+        ret = send_error(c, 500, "server_error", NULL, NULL, "%s", j->err);
+    } else if (j->finish == SERVE_CANCELLED) {
+        ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                         "the server stopped before the request finished");
+    } else {
+        char *text = serve_utf8_clean(j->text ? j->text : "", j->n_text);
+        cJSON *root = envelope(sv, j, false);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"),
+                             choice(j, text ? text : "", finish_reason(j->finish), false, true));
+        add_usage(root, j);
+        free(text);
+        ret = send_json(c, MHD_HTTP_OK, root, 0);
+    }
+    serve_release(sv->e, j);
+    return ret;
+}
+
+/* ---- the other endpoints ---- */
+
+static enum MHD_Result models(server *sv, struct MHD_Connection *c) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", sv->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)sv->started);
+    cJSON_AddStringToObject(m, "owned_by", "rsrc");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), m);
+    return send_json(c, MHD_HTTP_OK, root, 0);
+}
+
+static enum MHD_Result info(server *sv, struct MHD_Connection *c) {
+    const rsr_model_info *i = &sv->info;
+    int32_t active, queued;
+    serve_metrics mt;
+    serve_get_metrics(sv->e, &mt, &active, &queued);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", sv->model_id);
+    cJSON_AddStringToObject(root, "architecture", i->architecture);
+    cJSON_AddStringToObject(root, "target", i->target);
+    cJSON_AddStringToObject(root, "compiler", i->compiler);
+    cJSON_AddStringToObject(root, "device", i->device);
+    cJSON_AddNumberToObject(root, "threads", i->num_threads);
+    cJSON_AddNumberToObject(root, "layers", i->num_layers);
+    cJSON_AddNumberToObject(root, "hidden_size", i->hidden_size);
+    cJSON_AddNumberToObject(root, "vocab_size", i->vocab_size);
+    cJSON_AddNumberToObject(root, "context", serve_ctx(sv->e));
+    cJSON_AddNumberToObject(root, "active", active);
+    cJSON_AddNumberToObject(root, "queued", queued);
+    cJSON_AddNumberToObject(root, "tokens_per_second", mt.recent_tok_s);
+    cJSON_AddNumberToObject(root, "completion_tokens", (double)mt.completion_tokens);
+    cJSON_AddStringToObject(root, "manifest", api.model_manifest(sv->m));
+    return send_json(c, MHD_HTTP_OK, root, 0);
+}
+
+static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
+    serve_metrics mt;
+    int32_t active, queued;
+    serve_get_metrics(sv->e, &mt, &active, &queued);
+    char buf[2048];
+    int n = snprintf(
+        buf, sizeof buf,
+        "# HELP rsr_requests_total Completion requests by outcome.\n# TYPE rsr_requests_total counter\n"
+        "rsr_requests_total{outcome=\"ok\"} %ld\nrsr_requests_total{outcome=\"cancelled\"} %ld\n"
+        "rsr_requests_total{outcome=\"failed\"} %ld\nrsr_requests_total{outcome=\"rejected_queue_full\"} %ld\n"
+        "rsr_requests_total{outcome=\"invalid\"} %ld\n"
+        "# HELP rsr_prompt_tokens_total Prompt tokens evaluated.\n# TYPE rsr_prompt_tokens_total counter\n"
+        "rsr_prompt_tokens_total %ld\n"
+        "# HELP rsr_completion_tokens_total Tokens generated.\n# TYPE rsr_completion_tokens_total counter\n"
+        "rsr_completion_tokens_total %ld\n"
+        "# HELP rsr_steps_total Batched forward steps.\n# TYPE rsr_steps_total counter\nrsr_steps_total %ld\n"
+        "# HELP rsr_busy_seconds_total Time spent in steps.\n# TYPE rsr_busy_seconds_total counter\n"
+        "rsr_busy_seconds_total %.3f\n"
+        "# HELP rsr_queue_depth Requests waiting for a slot.\n# TYPE rsr_queue_depth gauge\nrsr_queue_depth %d\n"
+        "# HELP rsr_active_sequences Requests in a slot.\n# TYPE rsr_active_sequences gauge\n"
+        "rsr_active_sequences %d\n"
+        "# HELP rsr_tokens_per_second Generated tokens per second over the last seconds.\n"
+        "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n",
+        mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
+        mt.prompt_tokens, mt.completion_tokens, mt.steps, mt.busy_s, queued, active, mt.recent_tok_s);
+    return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
+}
+
+/* ---- requests ---- */
+
+typedef struct upload {
+    char *body;
+    size_t len, cap;
+    bool too_large;
+} upload;
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *data, size_t *data_size, void **con_cls) {
+    (void)version;
+    server *sv = cls;
+    bool post = !strcmp(method, "POST");
+    if (post && !*con_cls) { /* the first call: the body follows */
+        upload *u = calloc(1, sizeof *u);
+        if (!u) return MHD_NO;
+        *con_cls = u;
+        return MHD_YES;
+    }
+    if (post && *data_size) {
+        upload *u = *con_cls;
+        if (!u->too_large && u->len + *data_size > sv->max_body) u->too_large = true;
+        if (!u->too_large) {
+            if (u->len + *data_size + 1 > u->cap) {
+                size_t cap = (u->len + *data_size + 1) * 2;
+                char *grown = realloc(u->body, cap);
+                if (!grown) return MHD_NO;
+                u->body = grown, u->cap = cap;
+            }
+            memcpy(u->body + u->len, data, *data_size);
+            u->len += *data_size;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    }
+    bool completions = !strcmp(url, "/v1/completions"), chat = !strcmp(url, "/v1/chat/completions");
+    if (completions || chat) {
+        if (!post)
+            return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
+                              "%s takes POST, not %s", url, method);
+        upload *u = *con_cls;
+        if (u->too_large)
+            return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, NULL,
+                              "the body is over %zu bytes (rsr-serve --max-body)", sv->max_body);
+        return complete(sv, c, chat, u->body ? u->body : "", u->len);
+    }
+    static const char *const gets[] = {"/", "/index.html", "/health", "/v1/models", "/metrics", "/info"};
+    int which = -1;
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(url, gets[i])) which = i;
+    if (which < 0)
+        return send_error(c, MHD_HTTP_NOT_FOUND, "invalid_request_error", NULL, "not_found",
+                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions; GET /v1/models, /health, "
+                          "/metrics, /info, /)",
+                          url);
+    if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+        return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL, "%s takes GET, not %s",
+                          url, method);
+    switch (which) {
+    case 0:
+    case 1:
+        return send_text(c, MHD_HTTP_OK, "text/html; charset=utf-8", (const char *)serve_page_html, serve_page_html_len,
+                         0);
+    case 2: {
+        bool draining = serve_draining(sv->e);
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "status", draining ? "shutting down" : "ok");
+        return send_json(c, draining ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, root, draining);
+    }
+    case 3: return models(sv, c);
+    case 4: return metrics(sv, c);
+    default: return info(sv, c);
+    }
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    upload *u = *con_cls;
+    if (u) free(u->body), free(u);
+    *con_cls = NULL;
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *out) {
+    fputs("usage: rsr-serve MODEL.so [options]\n"
+          "\n"
+          "Serves a model compiled by rsrc over HTTP with OpenAI's API: POST /v1/completions and\n"
+          "/v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models, /health,\n"
+          "/metrics (Prometheus), /info, and a chat page at /. Requests are stepped together through\n"
+          "one batch (continuous batching): each gets the tokens it would get alone.\n"
+          "\n"
+          "options:\n"
+          "  --host ADDR        IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)\n"
+          "  --port N           TCP port (default 8080; 0: any free port, printed at start)\n"
+          "  --parallel N       requests stepped together, 1 to 64 (default 4)\n"
+          "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64)\n"
+          "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
+          "                     KV cache of every slot is allocated at start\n"
+          "  --chunk N          prompt tokens one sequence gives a step, 1 to 64 (default 32)\n"
+          "  -t, --threads N    threads (default: every CPU this process may run on)\n"
+          "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
+          "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
+          "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
+          "  --drain S          on SIGINT/SIGTERM, seconds running requests may take to finish (default 10)\n"
+          "  -h, --help         this text\n",
+          out);
+}
+
+static long number_arg(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) die("%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
+    return n;
+}
+
+int main(int argc, char **argv) {
+    const char *host = "127.0.0.1", *model_path = NULL;
+    long port = 8080, slots = 4, queue = 64, ctx = 0, chunk = 32, threads = 0, drain = 10;
+    server sv = {.max_body = 1 << 20};
+    enum { O_HOST = 256, O_PORT, O_PARALLEL, O_QUEUE, O_CHUNK, O_MODEL_ID, O_TEMPLATE, O_MAX_BODY, O_DRAIN };
+    static const struct option longs[] = {
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"parallel", required_argument, 0, O_PARALLEL},
+        {"queue", required_argument, 0, O_QUEUE},
+        {"ctx", required_argument, 0, 'c'},
+        {"ctx-size", required_argument, 0, 'c'},
+        {"chunk", required_argument, 0, O_CHUNK},
+        {"threads", required_argument, 0, 't'},
+        {"model-id", required_argument, 0, O_MODEL_ID},
+        {"chat-template", required_argument, 0, O_TEMPLATE},
+        {"max-body", required_argument, 0, O_MAX_BODY},
+        {"drain", required_argument, 0, O_DRAIN},
+        {"help", no_argument, 0, 'h'},
+        {"model", required_argument, 0, 'm'},
+        {0, 0, 0, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":c:t:m:h", longs, NULL)) != -1) {
+        switch (c) {
+        case O_HOST: host = optarg; break;
+        case O_PORT: port = number_arg("--port", optarg, 0, 65535); break;
+        case O_PARALLEL: slots = number_arg("--parallel", optarg, 1, RSR_BATCH_MAX); break;
+        case O_QUEUE: queue = number_arg("--queue", optarg, 0, 1 << 20); break;
+        case 'c': ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
+        case O_CHUNK: chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
+        case 't': threads = number_arg("--threads", optarg, 0, 1024); break;
+        case 'm': model_path = optarg; break;
+        case O_MODEL_ID: sv.model_id = optarg; break;
+        case O_TEMPLATE: sv.chat_template = optarg; break;
+        case O_MAX_BODY: sv.max_body = (size_t)number_arg("--max-body", optarg, 16, 1L << 30); break;
+        case O_DRAIN: drain = number_arg("--drain", optarg, 0, 3600); break;
+        case 'h': usage(stdout); return 0;
+        case ':': die("option '%s' needs a value (see --help)", argv[optind - 1]);
+        default: die("unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (!model_path && optind == argc - 1)
+        model_path = argv[optind];
+    else if (optind != argc)
+        die("exactly one MODEL.so expected (see --help)");
+    if (!model_path) {
+        usage(stderr);
+        die("no MODEL.so given");
+    }
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) die("--host: '%s' is not an IPv4 address", host);
+
+    char err[1024];
+    if (rsr_api_load(&api, model_path, err, sizeof err) != 0) die("%s", err);
+    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = RSR_DEVICE_CPU};
+    if (api.model_open(&sv.m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv.m));
+    api.model_get_info(sv.m, &sv.info);
+    if (api.model_tokenizer(sv.m, &sv.tok) != RSR_OK)
+        die("%s has no tokenizer (compile it with tokenizer.json next to the weights): %s", model_path,
+            api.model_errmsg(sv.m));
+    if (ctx > sv.info.max_positions) die("--ctx %ld: the model holds at most %d positions", ctx, sv.info.max_positions);
+    if (!ctx) ctx = sv.info.max_positions < 4096 ? sv.info.max_positions : 4096;
+    if (!sv.model_id) {
+        const char *slash = strrchr(model_path, '/');
+        sv.model_id = slash ? slash + 1 : model_path;
+    }
+    sv.started = (long)time(NULL);
+
+    /* the signals go to sigwait below, not to a thread of the server's */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT), sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    serve_engine_params ep = {
+        .slots = (int32_t)slots, .queue = (int32_t)queue, .ctx = (int32_t)ctx, .chunk = (int32_t)chunk};
+    if (!(sv.e = serve_engine_start(sv.m, sv.tok, &ep, err, sizeof err))) die("%s", err);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+        NULL, handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(slots + queue + 64), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
+    if (!d) die("cannot listen on %s:%ld: %s", host, port, strerror(errno));
+    const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    fprintf(stderr,
+            "rsr-serve: listening on http://%s:%u/ (model %s, %ld slots of %ld positions, queue %ld, %d threads)\n",
+            host, bound ? bound->port : (unsigned)port, sv.model_id, slots, ctx, queue, sv.info.num_threads);
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "rsr-serve: %s: finishing running requests (up to %ld s), taking no new ones\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", drain);
+    MHD_socket listen_fd = MHD_quiesce_daemon(d);
+    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+    serve_engine_drain(sv.e, (double)drain);
+    MHD_stop_daemon(d);
+    serve_engine_free(sv.e);
+    api.model_close(sv.m);
+    fprintf(stderr, "rsr-serve: stopped\n");
+    return 0;
+}

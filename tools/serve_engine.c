@@ -1,0 +1,370 @@
+/*
+ * serve_engine.c — one thread advances every admitted request through one batch per step
+ * (rsr_batch_eval): continuous batching.
+ *
+ * Requests wait in a bounded queue; a free slot (a session of its own) takes the next one between
+ * steps. Each step gives every busy slot's sequence either its prompt's next chunk (at most
+ * `chunk` tokens, so that a long prompt does not stall the others' decode) or its last token, and
+ * gets back a drawn token (greedy at temperature 0) from the batch's one pass over the LM head.
+ * A request ends at an end token, a stop string, max_tokens or the slot's context; a cancelled
+ * one (the client went away) leaves its slot at the next step. The connections wait on one
+ * condition the engine broadcasts after every step; everything a connection reads of a job is
+ * under the engine's lock. The sessions give each request exactly the tokens it would get alone
+ * (rsr_batch_eval's guarantee), and each request draws from a random state of its own (its seed).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve.h"
+
+typedef struct slot {
+    rsr_session *s;
+    serve_job *j; /* NULL: free */
+    int32_t fed;  /* prompt tokens given */
+    int32_t next; /* the token drawn at the last step */
+    int32_t last; /* the token to give the next step */
+    uint64_t rng;
+} slot;
+
+struct serve_engine {
+    rsr_model *m;
+    rsr_tokenizer *tok;
+    serve_engine_params ep;
+    rsr_batch *b;
+    slot *slots;
+    rsr_seq *seqs;
+    int32_t *owner;
+    serve_job **queue; /* a ring of ep.queue */
+    int32_t q_head, q_len;
+    int32_t stop_ids[3];
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a step ended, or a job came or went */
+    bool stopping, draining;
+    serve_metrics metrics;
+    double recent_t0;
+    long recent_tokens;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void job_free(serve_job *j) {
+    serve_params_free(&j->p);
+    free(j->ids);
+    free(j->text);
+    free(j);
+}
+
+/* One reference given up, under the lock; the last frees the job. */
+static void unref(serve_job *j) {
+    if (--j->refs == 0) job_free(j);
+}
+
+/* The job leaves its slot (under the lock). */
+static void finish(serve_engine *e, slot *sl, serve_finish why) {
+    serve_job *j = sl->j;
+    j->finish = why;
+    j->ready = j->n_text;
+    j->t_done = now_s();
+    serve_metrics *mt = &e->metrics;
+    if (why == SERVE_CANCELLED)
+        mt->requests_cancelled++;
+    else if (why == SERVE_FAILED)
+        mt->requests_failed++;
+    else
+        mt->requests_ok++;
+    sl->j = NULL;
+    unref(j);
+}
+
+/* Appends the token's bytes (special tokens left out) and moves j->ready; true when a stop string
+ * now appears (the text is cut before it). */
+static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
+    size_t len = 0;
+    const char *piece = api.tokenizer_token_piece(e->tok, t, &len);
+    if (piece && len && !api.tokenizer_is_special(e->tok, t)) {
+        char *grown = realloc(j->text, j->n_text + len + 1);
+        if (!grown) return false;
+        j->text = grown;
+        memcpy(j->text + j->n_text, piece, len);
+        j->n_text += len;
+        j->text[j->n_text] = 0;
+    }
+    size_t hold = 0;
+    for (int32_t k = 0; k < j->p.n_stop; k++) {
+        const char *stop = j->p.stop[k];
+        size_t sl = strlen(stop);
+        const char *at = memmem(j->text, j->n_text, stop, sl);
+        if (at) {
+            j->n_text = (size_t)(at - j->text), j->text[j->n_text] = 0;
+            return true;
+        }
+        for (size_t l = sl - 1; l > hold; l--) /* the longest tail that may still become the stop string */
+            if (l <= j->n_text && !memcmp(j->text + j->n_text - l, stop, l)) {
+                hold = l;
+                break;
+            }
+    }
+    size_t safe = j->n_text - hold;
+    j->ready = serve_utf8_complete(j->text, safe);
+    return false;
+}
+
+/* Free slots take queued jobs (under the lock). */
+static void admit(serve_engine *e) {
+    for (int32_t k = 0; k < e->ep.slots && e->q_len > 0; k++) {
+        slot *sl = &e->slots[k];
+        if (sl->j) continue;
+        serve_job *j = e->queue[e->q_head];
+        e->q_head = (e->q_head + 1) % e->ep.queue, e->q_len--;
+        if (j->cancelled) { /* gone before it started */
+            j->finish = SERVE_CANCELLED, e->metrics.requests_cancelled++;
+            unref(j);
+            k--;
+            continue;
+        }
+        sl->j = j, sl->fed = 0;
+        uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
+        sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
+        api.session_reset(sl->s);
+    }
+}
+
+/* The step's sequences (under the lock): each busy slot's prompt chunk or last token. */
+static int32_t build_step(serve_engine *e) {
+    int32_t nq = 0;
+    for (int32_t k = 0; k < e->ep.slots; k++) {
+        slot *sl = &e->slots[k];
+        if (!sl->j) continue;
+        if (sl->j->cancelled) {
+            finish(e, sl, SERVE_CANCELLED);
+            continue;
+        }
+        serve_job *j = sl->j;
+        rsr_seq *q = &e->seqs[nq];
+        *q = (rsr_seq){.session = sl->s,
+                       .output = RSR_OUTPUT_SAMPLE,
+                       .token = &sl->next,
+                       .sampler = &j->p.sampler,
+                       .rng = &sl->rng};
+        if (sl->fed < j->n_ids) {
+            int32_t n = j->n_ids - sl->fed < e->ep.chunk ? j->n_ids - sl->fed : e->ep.chunk;
+            q->tokens = j->ids + sl->fed, q->n = n;
+            if (sl->fed + n < j->n_ids) q->output = RSR_OUTPUT_NONE;
+            sl->fed += n;
+            e->metrics.prompt_tokens += n;
+        } else {
+            q->tokens = &sl->last, q->n = 1;
+        }
+        e->owner[nq++] = k;
+    }
+    return nq;
+}
+
+/* What the step drew (under the lock). */
+static void take_tokens(serve_engine *e, int32_t nq, double t) {
+    for (int32_t i = 0; i < nq; i++) {
+        slot *sl = &e->slots[e->owner[i]];
+        serve_job *j = sl->j;
+        if (!j || e->seqs[i].output == RSR_OUTPUT_NONE) continue;
+        int32_t tok = sl->next;
+        if (!j->n_gen && !j->t_first) j->t_first = t;
+        if (tok == e->stop_ids[0] || tok == e->stop_ids[1] || tok == e->stop_ids[2]) {
+            finish(e, sl, SERVE_STOP);
+            continue;
+        }
+        j->n_gen++, e->metrics.completion_tokens++, e->recent_tokens++;
+        sl->last = tok;
+        if (add_token(e, j, tok))
+            finish(e, sl, SERVE_STOP);
+        else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->s) >= e->ep.ctx)
+            finish(e, sl, SERVE_LENGTH);
+    }
+}
+
+static void *engine_main(void *arg) {
+    serve_engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        admit(e);
+        int32_t nq = build_step(e);
+        if (!nq) {
+            if (e->stopping) break;
+            pthread_cond_broadcast(&e->changed);
+            pthread_cond_wait(&e->changed, &e->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&e->lock);
+        double t0 = now_s();
+        rsr_status st = api.batch_eval(e->b, e->seqs, nq);
+        double t1 = now_s();
+        pthread_mutex_lock(&e->lock);
+        e->metrics.steps++, e->metrics.busy_s += t1 - t0;
+        if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
+            for (int32_t i = 0; i < nq; i++) {
+                slot *sl = &e->slots[e->owner[i]];
+                if (!sl->j) continue;
+                snprintf(sl->j->err, sizeof sl->j->err, "%s", api.batch_errmsg(e->b));
+                finish(e, sl, SERVE_FAILED);
+            }
+        } else {
+            take_tokens(e, nq, t1);
+        }
+        if (t1 - e->recent_t0 >= 2.0) {
+            e->metrics.recent_tok_s = (double)e->recent_tokens / (t1 - e->recent_t0);
+            e->recent_t0 = t1, e->recent_tokens = 0;
+        }
+        pthread_cond_broadcast(&e->changed);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
+                                 size_t errlen) {
+    serve_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->m = m, e->tok = tok, e->ep = *ep;
+    e->slots = calloc((size_t)ep->slots, sizeof *e->slots);
+    e->seqs = calloc((size_t)ep->slots, sizeof *e->seqs);
+    e->owner = calloc((size_t)ep->slots, sizeof *e->owner);
+    e->queue = calloc((size_t)(ep->queue > 0 ? ep->queue : 1), sizeof *e->queue);
+    rsr_model_info info;
+    api.model_get_info(m, &info);
+    rsr_tokenizer_info ti;
+    api.tokenizer_get_info(tok, &ti);
+    e->stop_ids[0] = info.eos_token_id, e->stop_ids[1] = ti.eos_token_id, e->stop_ids[2] = ti.eot_token_id;
+    if (!e->slots || !e->seqs || !e->owner || !e->queue) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (api.batch_create(m, 0, &e->b) != RSR_OK) {
+        snprintf(err, errlen, "%s", api.batch_errmsg(e->b));
+        goto fail;
+    }
+    rsr_session_params sp = ep->session;
+    sp.max_positions = ep->ctx, sp.batch = 1; /* the batch holds the steps' activations */
+    for (int32_t k = 0; k < ep->slots; k++)
+        if (api.session_create(m, &sp, &e->slots[k].s) != RSR_OK) {
+            snprintf(err, errlen, "slot %d of %d: %s", k + 1, ep->slots, api.model_errmsg(m));
+            goto fail;
+        }
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->changed, NULL);
+    e->recent_t0 = now_s();
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        snprintf(err, errlen, "cannot start the engine's thread");
+        goto fail;
+    }
+    return e;
+fail:
+    for (int32_t k = 0; e->slots && k < ep->slots; k++) api.session_free(e->slots[k].s);
+    api.batch_free(e->b);
+    free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
+    return NULL;
+}
+
+void serve_engine_drain(serve_engine *e, double drain_s) {
+    double until = now_s() + drain_s;
+    pthread_mutex_lock(&e->lock);
+    e->draining = true;
+    for (;;) { /* running requests finish while the deadline allows */
+        bool busy = e->q_len > 0;
+        for (int32_t k = 0; k < e->ep.slots; k++) busy |= e->slots[k].j != NULL;
+        if (!busy || now_s() >= until) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&e->changed, &e->lock, &ts);
+    }
+    for (; e->q_len > 0; e->q_len--, e->q_head = (e->q_head + 1) % e->ep.queue) {
+        serve_job *j = e->queue[e->q_head];
+        j->finish = SERVE_CANCELLED, e->metrics.requests_cancelled++;
+        unref(j);
+    }
+    for (int32_t k = 0; k < e->ep.slots; k++)
+        if (e->slots[k].j) finish(e, &e->slots[k], SERVE_CANCELLED);
+    pthread_cond_broadcast(&e->changed);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void serve_engine_free(serve_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    e->stopping = true;
+    pthread_cond_broadcast(&e->changed);
+    pthread_mutex_unlock(&e->lock);
+    pthread_join(e->thread, NULL);
+    for (int32_t k = 0; k < e->ep.slots; k++) api.session_free(e->slots[k].s);
+    api.batch_free(e->b);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->changed);
+    free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
+}
+
+bool serve_draining(serve_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    bool d = e->draining;
+    pthread_mutex_unlock(&e->lock);
+    return d;
+}
+
+bool serve_submit(serve_engine *e, serve_job *j) {
+    pthread_mutex_lock(&e->lock);
+    bool ok = !e->draining && e->q_len < e->ep.queue;
+    if (ok) {
+        j->refs = 2, j->t_submit = now_s();
+        e->queue[(e->q_head + e->q_len) % e->ep.queue] = j;
+        e->q_len++;
+        pthread_cond_broadcast(&e->changed);
+    } else {
+        e->metrics.requests_rejected_full++;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return ok;
+}
+
+void serve_lock(serve_engine *e) { pthread_mutex_lock(&e->lock); }
+void serve_unlock(serve_engine *e) { pthread_mutex_unlock(&e->lock); }
+
+void serve_wait(serve_engine *e, double timeout_s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + timeout_s;
+    ts.tv_sec = (time_t)t, ts.tv_nsec = (long)((t - floor(t)) * 1e9);
+    pthread_cond_timedwait(&e->changed, &e->lock, &ts);
+}
+
+void serve_release(serve_engine *e, serve_job *j) {
+    pthread_mutex_lock(&e->lock);
+    if (j->finish == SERVE_RUNNING) j->cancelled = true;
+    unref(j);
+    pthread_cond_broadcast(&e->changed);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void serve_get_metrics(serve_engine *e, serve_metrics *out, int32_t *active, int32_t *queued) {
+    pthread_mutex_lock(&e->lock);
+    *out = e->metrics;
+    *queued = e->q_len, *active = 0;
+    for (int32_t k = 0; k < e->ep.slots; k++) *active += e->slots[k].j != NULL;
+    pthread_mutex_unlock(&e->lock);
+}
+
+void serve_count_invalid(serve_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    e->metrics.requests_invalid++;
+    pthread_mutex_unlock(&e->lock);
+}
+
+int32_t serve_ctx(const serve_engine *e) { return e->ep.ctx; }

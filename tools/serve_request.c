@@ -1,0 +1,191 @@
+/*
+ * serve_request.c — an OpenAI completions or chat completions request body, read with cJSON and
+ * checked field by field: every type, range and the fields rsr-serve does not do (n > 1,
+ * logprobs, tools) named in the message, so that a client gets a 400 that says what to change.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "serve.h"
+
+void serve_params_free(serve_params *p) {
+    free(p->prompt);
+    for (int32_t i = 0; i < p->n_messages; i++) free((char *)p->messages[i].role), free((char *)p->messages[i].content);
+    free(p->messages);
+    for (int32_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
+    free(p->model);
+    memset(p, 0, sizeof *p);
+}
+
+typedef struct reader {
+    char *err;
+    size_t errlen;
+    const char **param;
+} reader;
+
+static bool fail(reader *r, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(reader *r, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, r->errlen, fmt, ap);
+    va_end(ap);
+    *r->param = param;
+    return false;
+}
+
+/* A number field in [lo, hi]; absent or null leaves *out. */
+static bool number(reader *r, const cJSON *root, const char *key, double lo, double hi, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsNumber(v)) return fail(r, key, "'%s' must be a number", key);
+    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+        return fail(r, key, "'%s' is %g; it must be in [%g, %g]", key, v->valuedouble, lo, hi);
+    *out = v->valuedouble;
+    return true;
+}
+
+static bool integer(reader *r, const cJSON *root, const char *key, double lo, double hi, double *out) {
+    double v = NAN;
+    if (!number(r, root, key, lo, hi, &v)) return false;
+    if (isnan(v)) return true;
+    if (v != floor(v)) return fail(r, key, "'%s' must be an integer, not %g", key, v);
+    *out = v;
+    return true;
+}
+
+static char *dup_string(const char *s) {
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+    if (d) memcpy(d, s, n + 1);
+    return d;
+}
+
+static bool read_stop(reader *r, const cJSON *root, serve_params *p) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (!v || cJSON_IsNull(v)) return true;
+    if (cJSON_IsString(v)) {
+        if (!*v->valuestring) return fail(r, "stop", "'stop' must not be empty");
+        p->stop[p->n_stop++] = dup_string(v->valuestring);
+        return true;
+    }
+    if (!cJSON_IsArray(v)) return fail(r, "stop", "'stop' must be a string or an array of strings");
+    if (cJSON_GetArraySize(v) > SERVE_MAX_STOP)
+        return fail(r, "stop", "'stop' holds %d strings; at most %d", cJSON_GetArraySize(v), SERVE_MAX_STOP);
+    const cJSON *s;
+    cJSON_ArrayForEach(s, v) {
+        if (!cJSON_IsString(s) || !*s->valuestring)
+            return fail(r, "stop", "every element of 'stop' must be a non-empty string");
+        p->stop[p->n_stop++] = dup_string(s->valuestring);
+    }
+    return true;
+}
+
+static bool read_messages(reader *r, const cJSON *root, serve_params *p) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!v) return fail(r, "messages", "'messages' is required");
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
+        return fail(r, "messages", "'messages' must be a non-empty array of {role, content}");
+    int n = cJSON_GetArraySize(v);
+    p->messages = calloc((size_t)n, sizeof *p->messages);
+    if (!p->messages) return fail(r, NULL, "out of memory");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, v) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role))
+            return fail(r, "messages", "messages[%d] must be an object with a string 'role'", p->n_messages);
+        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+            strcmp(role->valuestring, "assistant"))
+            return fail(r, "messages", "messages[%d].role '%.40s' is not system, user or assistant", p->n_messages,
+                        role->valuestring);
+        if (!cJSON_IsString(content))
+            return fail(r, "messages", "messages[%d].content must be a string", p->n_messages);
+        p->messages[p->n_messages].role = dup_string(role->valuestring);
+        p->messages[p->n_messages].content = dup_string(content->valuestring);
+        p->n_messages++;
+    }
+    return true;
+}
+
+/* Whether a field the server does not do asks for something: present and not null, false, 0
+ * (1 for best_of), "" or empty. */
+static bool asks_for(const cJSON *u, bool one_is_default) {
+    if (!u || cJSON_IsNull(u) || cJSON_IsFalse(u)) return false;
+    if (cJSON_IsNumber(u)) return u->valuedouble != 0 && !(one_is_default && u->valuedouble == 1);
+    if (cJSON_IsString(u)) return *u->valuestring != 0;
+    if (cJSON_IsArray(u) || cJSON_IsObject(u)) return cJSON_GetArraySize(u) > 0;
+    return true;
+}
+
+static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
+    if (!cJSON_IsObject(root)) return fail(r, NULL, "the body must be a JSON object");
+    p->chat = chat;
+    p->max_tokens = -1;
+    p->sampler = (rsr_sampler_params){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f}; /* OpenAI's defaults */
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) return fail(r, "model", "'model' must be a string");
+        p->model = dup_string(model->valuestring);
+    }
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    if (stream && !cJSON_IsNull(stream)) {
+        if (!cJSON_IsBool(stream)) return fail(r, "stream", "'stream' must be true or false");
+        p->stream = cJSON_IsTrue(stream);
+    }
+    if (chat) {
+        if (!read_messages(r, root, p)) return false;
+    } else {
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+        if (!prompt) return fail(r, "prompt", "'prompt' is required");
+        if (!cJSON_IsString(prompt))
+            return fail(r, "prompt", "'prompt' must be a string (arrays of prompts or of tokens are not served)");
+        p->prompt = dup_string(prompt->valuestring);
+    }
+    double v = NAN;
+    const char *max_key =
+        cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    if (!integer(r, root, max_key, 0, 1 << 30, &v)) return false;
+    if (!isnan(v)) p->max_tokens = (int32_t)v;
+    v = NAN;
+    if (!number(r, root, "temperature", 0, 2, &v)) return false;
+    if (!isnan(v)) p->sampler.temperature = (float)v;
+    v = NAN;
+    if (!number(r, root, "top_p", 0, 1, &v)) return false;
+    if (!isnan(v)) p->sampler.top_p = v > 0 ? (float)v : 1e-9f;
+    v = NAN;
+    if (!integer(r, root, "top_k", -1, 1 << 30, &v)) return false;
+    if (!isnan(v)) p->sampler.top_k = v > 0 ? (int32_t)v : 0;
+    v = NAN;
+    if (!integer(r, root, "seed", -9.2e18, 9.2e18, &v)) return false;
+    if (!isnan(v)) p->has_seed = true, p->seed = (uint64_t)(int64_t)v;
+    v = NAN;
+    if (!integer(r, root, "n", 1, 1 << 30, &v)) return false;
+    if (!isnan(v) && v != 1) return fail(r, "n", "'n' is %g; this server gives one choice per request (n = 1)", v);
+    static const char *const unserved[] = {"logprobs", "top_logprobs", "tools", "functions",
+                                           "best_of",  "suffix",       "echo"};
+    for (size_t i = 0; i < sizeof unserved / sizeof *unserved; i++)
+        if (asks_for(cJSON_GetObjectItemCaseSensitive(root, unserved[i]), !strcmp(unserved[i], "best_of")))
+            return fail(r, unserved[i], "'%s' is not served by rsr-serve", unserved[i]);
+    return read_stop(r, root, p);
+}
+
+bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char *err, size_t errlen,
+                 const char **param) {
+    memset(p, 0, sizeof *p);
+    *param = NULL;
+    reader r = {err, errlen, param};
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (!root) {
+        fail(&r, NULL, "the body is not valid JSON");
+        return false;
+    }
+    bool ok = read_all(&r, root, chat, p);
+    cJSON_Delete(root);
+    if (!ok) serve_params_free(p);
+    return ok;
+}

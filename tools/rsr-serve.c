@@ -631,8 +631,10 @@ int main(int argc, char **argv) {
     if (!d) die("cannot listen on %s:%ld: %s", host, port, strerror(errno));
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr,
-            "rsr-serve: listening on http://%s:%u/ (model %s, %ld slots of %ld positions, queue %ld, %d threads)\n",
-            host, bound ? bound->port : (unsigned)port, sv.model_id, slots, ctx, queue, sv.info.num_threads);
+            "rsr-serve: listening on http://%s:%u/ (model %s, %ld slots of %ld positions, queue %ld, %d threads, pid "
+            "%ld)\n",
+            host, bound ? bound->port : (unsigned)port, sv.model_id, slots, ctx, queue, sv.info.num_threads,
+            (long)getpid());
     fflush(stderr);
 
     int sig = 0;

@@ -123,7 +123,7 @@ static void admit(serve_engine *e) {
         slot *sl = &e->slots[k];
         if (sl->j) continue;
         serve_job *j = e->queue[e->q_head];
-        e->q_head = (e->q_head + 1) % e->ep.queue, e->q_len--;
+        e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
         if (j->cancelled) { /* gone before it started */
             j->finish = SERVE_CANCELLED, e->metrics.requests_cancelled++;
             unref(j);
@@ -238,7 +238,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     e->slots = calloc((size_t)ep->slots, sizeof *e->slots);
     e->seqs = calloc((size_t)ep->slots, sizeof *e->seqs);
     e->owner = calloc((size_t)ep->slots, sizeof *e->owner);
-    e->queue = calloc((size_t)(ep->queue > 0 ? ep->queue : 1), sizeof *e->queue);
+    e->queue = calloc((size_t)(ep->slots + ep->queue), sizeof *e->queue); /* every job not in a slot */
     rsr_model_info info;
     api.model_get_info(m, &info);
     rsr_tokenizer_info ti;
@@ -288,7 +288,7 @@ void serve_engine_drain(serve_engine *e, double drain_s) {
         if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
         pthread_cond_timedwait(&e->changed, &e->lock, &ts);
     }
-    for (; e->q_len > 0; e->q_len--, e->q_head = (e->q_head + 1) % e->ep.queue) {
+    for (; e->q_len > 0; e->q_len--, e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue)) {
         serve_job *j = e->queue[e->q_head];
         j->finish = SERVE_CANCELLED, e->metrics.requests_cancelled++;
         unref(j);
@@ -321,10 +321,12 @@ bool serve_draining(serve_engine *e) {
 
 bool serve_submit(serve_engine *e, serve_job *j) {
     pthread_mutex_lock(&e->lock);
-    bool ok = !e->draining && e->q_len < e->ep.queue;
+    int32_t busy = 0, ring = e->ep.slots + e->ep.queue;
+    for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j != NULL;
+    bool ok = !e->draining && busy + e->q_len < ring; /* a free slot, or room in the queue */
     if (ok) {
         j->refs = 2, j->t_submit = now_s();
-        e->queue[(e->q_head + e->q_len) % e->ep.queue] = j;
+        e->queue[(e->q_head + e->q_len) % ring] = j;
         e->q_len++;
         pthread_cond_broadcast(&e->changed);
     } else {

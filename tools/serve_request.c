@@ -152,7 +152,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     if (!integer(r, root, max_key, 0, 1 << 30, &v)) return false;
     if (!isnan(v)) p->max_tokens = (int32_t)v;
     v = NAN;
-    if (!number(r, root, "temperature", 0, 2, &v)) return false;
+    if (!number(r, root, "temperature", 0, 100, &v)) return false; /* OpenAI: 0..2; rsr-run takes up to 100 */
     if (!isnan(v)) p->sampler.temperature = (float)v;
     v = NAN;
     if (!number(r, root, "top_p", 0, 1, &v)) return false;

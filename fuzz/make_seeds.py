@@ -11,7 +11,7 @@ mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
         ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
-         'sentencepiece']}
+         'sentencepiece', 'serve_request']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -94,3 +94,14 @@ rng = random.Random(1)
 for i in range(8):
     put('artifact', 'random-%d' % i, bytes(rng.randrange(256) for _ in range(64 + 64 * i)))
     put('runtime_api', 'random-%d' % i, bytes(rng.randrange(256) for _ in range(128 + 96 * i)))
+
+# rsr-serve's request bodies: the first byte picks chat (odd) or completions (even)
+serve = [
+    (0, b'{"prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "seed": 3}'),
+    (0, b'{"prompt": "hi", "stop": ["\\n", "END"], "stream": true, "model": "m", "n": 1}'),
+    (1, b'{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \\u00e9\\ud83d\\ude00"}], "max_completion_tokens": 8, "top_k": 40}'),
+    (1, b'{"messages": [{"role": "user", "content": "x"}], "logprobs": false, "tools": [], "best_of": 1}'),
+    (0, b'\xe2\x82\xac\xf0\x9f\x98'),
+]
+for i, (kind, body) in enumerate(serve):
+    put('serve_request', 'seed%d' % i, bytes([kind]) + body)

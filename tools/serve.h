@@ -44,8 +44,8 @@ void serve_params_free(serve_params *p);
 
 /* The length of s[0, n) without a trailing sequence that is a valid UTF-8 prefix but incomplete. */
 size_t serve_utf8_complete(const char *s, size_t n);
-/* s[0, n) with every invalid sequence replaced by U+FFFD (as a WHATWG decoder reads it), into a
- * new NUL-terminated string. */
+/* s[0, n) with every invalid sequence (and every NUL byte) replaced by U+FFFD, as a WHATWG
+ * decoder reads it, into a new NUL-terminated string. */
 char *serve_utf8_clean(const char *s, size_t n);
 
 /* ---- serve_engine.c: requests, slots, one batch per step ---- */

@@ -8,6 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
 jobs=$(nproc 2>/dev/null || echo 2)
+export RSRC_SETUP_TESTS=1
 "$root/scripts/setup.sh" "$build"
 cd "$build"
 ctest --output-on-failure -j "$jobs" "$@"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# rsr-serve as its users meet it, under node's test runner: the official openai npm client
+# (openai.test.mjs: both endpoints with and without streaming, the client's error types for 400
+# and 503), and with "page", the chat page in headless Chromium driven by playwright-core
+# (page.test.mjs: it loads, a message gets a streamed reply, a screenshot is written to
+# BUILD_DIR/tests/serve-page.png). Installs the packages from the npm registry into
+# BUILD_DIR/serve-ref (never into the source tree); exits 77 (ctest: skipped) when node, npm or
+# the registry is unavailable, and for the page when /usr/bin/chromium is missing.
+# Usage: client.sh BUILD_DIR [openai|page]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$1" && pwd)
+dir=$build/serve-ref
+packages="openai@7.57.0 playwright-core@1.65.1"
+what=${2:-openai}
+if [ "$what" = page ] && [ ! -x /usr/bin/chromium ]; then
+  echo "client.sh: /usr/bin/chromium is not installed (scripts/setup.sh installs it): skipped" >&2
+  exit 77
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "client.sh: node and npm are not installed: skipped" >&2
+  exit 77
+fi
+mkdir -p "$dir"
+if [ "$(cat "$dir/installed" 2>/dev/null)" != "$packages" ]; then
+  [ -f "$dir/package.json" ] || echo '{"private": true}' >"$dir/package.json"
+  if ! npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error \
+       --fetch-timeout=30000 --fetch-retries=1 $packages >&2; then
+    echo "client.sh: the npm registry is unreachable: skipped" >&2
+    exit 77
+  fi
+  echo "$packages" >"$dir/installed"
+fi
+work=$build/tests/serve-$what
+rm -rf "$work" && mkdir -p "$work"
+"$build/rsr-mkmodel" --format bitnet-packed --preset small --max-pos 4096 --out "$work/m" 2>/dev/null
+"$build/rsrc" "$work/m" -o "$work/m.so"
+stop() { for d in "$work/s" "$work/full"; do [ -f "$d/pid" ] && sh "$here/../lit/Inputs/serve_stop.sh" "$d" >/dev/null; done; }
+trap stop EXIT
+RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/s" "$work/m.so" --parallel 2 --ctx 512 --model-id small
+RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/full" "$work/m.so" --parallel 1 --queue 0 --ctx 4096 --model-id small
+ln -sfn "$dir/node_modules" "$work/node_modules" # the test imports openai from its own directory
+cp "$here/$what.test.mjs" "$work/"
+RSR_URL=$(cat "$work/s/url") RSR_FULL_URL=$(cat "$work/full/url") RSR_RUN="$build/rsr-run" RSR_MODEL="$work/m.so" \
+  RSR_SCREENSHOT="$build/tests/serve-page.png" node --test "$work/$what.test.mjs"

@@ -1,0 +1,41 @@
+// The chat page rsr-serve serves at /, in headless Chromium (run by client.sh page): it loads with
+// the model's facts and manifest, a message typed and sent gets a reply streamed into the page,
+// and a screenshot of the result is written for a person to look at.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+test('the chat page loads, streams a reply and is photographed', async () => {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(process.env.RSR_URL + '/');
+    await page.waitForFunction(() => document.getElementById('model').textContent === 'small');
+    assert.match(await page.textContent('#manifest'), /matrix/);
+    assert.match(await page.textContent('#facts'), /BitNetForCausalLM/);
+    await page.fill('#max', '24');
+    await page.fill('#temp', '30'); // the test model's random weights: a high temperature gives varied text
+    await page.fill('#input', 'Tell me about ternary models');
+    await page.click('#send');
+    await page.waitForSelector('.msg.user');
+    // the reply is streamed into the assistant's bubble; the button comes back when it is done
+    await page.waitForFunction(() => !document.getElementById('send').disabled &&
+                                     document.querySelectorAll('.msg.assistant').length === 1, null,
+                               { timeout: 20000 });
+    const reply = await page.textContent('.msg.assistant');
+    assert.ok(!reply.startsWith('error:'), reply);
+    // the header's counters follow the server (/info, polled every 2 s)
+    await page.waitForFunction(() => Number(document.getElementById('generated').textContent) > 0, null,
+                               { timeout: 10000 });
+    await page.screenshot({ path: process.env.RSR_SCREENSHOT, fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

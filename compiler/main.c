@@ -309,7 +309,7 @@ static options parse_args(int argc, char **argv) {
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress)
         o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
-    else if (isatty(2) && !verbosity && !o.stats && !(isatty(1) && (o.explain || o.print_model || o.print_plan)))
+    else if (isatty(2) && !verbosity && !(isatty(1) && (o.explain || o.stats || o.print_model || o.print_plan)))
         o.progress = PROGRESS_TERMINAL;
     o.flags = shaping_flags(&o);
     return o;
@@ -323,18 +323,24 @@ static char *make_workdir(void) {
     return dir;
 }
 
+/* --stats goes to stdout, as --explain and --print do. A matrix without an RSR index (i2, lut)
+ * shows "-" for segments and kept columns: it has none, rather than none kept. */
 static void print_stats_header(void) {
-    fprintf(stderr, "%-48s %11s %2s %8s %9s %10s %6s %s\n", "matrix", "shape", "k", "segments", "kept", "index",
-            "bits/w", "strategy");
+    printf("%-48s %11s %2s %8s %9s %10s %6s %s\n", "matrix", "shape", "k", "segments", "kept", "index", "bits/w",
+           "strategy");
 }
 
 static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
     char shape[32];
     snprintf(shape, sizeof shape, "%dx%d", r->rows, r->cols);
     double bits = 8.0 * (double)r->index_bytes / ((double)r->rows * (double)r->cols);
-    fprintf(stderr, "%-48s %11s %2d %8llu %9llu %10llu %6.2f %s\n", r->name, shape, r->block_rows,
-            (unsigned long long)(p ? p->num_segments : 0), (unsigned long long)(p ? p->num_cols_kept : 0),
-            (unsigned long long)r->index_bytes, bits, r->strategy);
+    char segments[24] = "-", kept[24] = "-";
+    if (p) {
+        snprintf(segments, sizeof segments, "%llu", (unsigned long long)p->num_segments);
+        snprintf(kept, sizeof kept, "%llu", (unsigned long long)p->num_cols_kept);
+    }
+    printf("%-48s %11s %2d %8s %9s %10llu %6.2f %s\n", r->name, shape, r->block_rows, segments, kept,
+           (unsigned long long)r->index_bytes, bits, r->strategy);
 }
 
 /* Copies a finished temporary file to the output: written under a temporary name, renamed at the end. */
@@ -599,6 +605,12 @@ static void compile_matrices(build *b) {
     }
     progress_update(m->num_layers, b->weights, NULL);
     if (b->tune) tune_end(b->tune);
+    int32_t rsr = 0;
+    for (int32_t i = 0; i < total; i++) rsr += strncmp(b->mats[i].strategy, "rsr", 3) == 0;
+    if (o->print_plan && !rsr) /* say why --print=plan printed nothing */
+        printf("plan: none of the %d matrices has an RSR segment index (the strategy of the first: %s); "
+               "--strategy=rsr-loop or rsr-unrolled gives them one\n",
+               total, total ? b->mats[0].strategy : "none");
 }
 
 /* The GPU module and the artifact's descriptor (with its manifest) close the C file and the

@@ -276,7 +276,7 @@ static target *detect_host(void) {
     target *t = xcalloc(1, sizeof *t);
     t->name = xstrdup("host");
     t->description = xstrdup("this machine (-march=native), features detected from /proc/cpuinfo");
-    t->path = xstrdup("(detected)");
+    t->path = xstrdup("detected from /proc/cpuinfo");
     t->kind = TK_CPU;
     t->cpu = xstrdup("native");
     t->cpu_model = host_cpu_model();

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat_default.h"
 #include "rsr-run.h"
 
 static void usage(FILE *out) {
@@ -217,11 +218,11 @@ static void print_info(rsr_model *m, const rsr_model_info *info) {
     rsr_tokenizer *tok;
     rsr_status st = api.model_tokenizer(m, &tok);
     rsr_tokenizer_info ti;
-    if (st == RSR_OK && api.tokenizer_get_info(tok, &ti) == RSR_OK)
+    if (st == RSR_OK && api.tokenizer_get_info(tok, &ti) == RSR_OK) { /* the template --chat uses */
+        const char *chat = chat_template_for(&api, tok, info);
         printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s\n", ti.kind, ti.vocab_size,
-               ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id,
-               ti.chat_template ? ti.chat_template : "none");
-    else if (st == RSR_ERR_NOT_FOUND)
+               ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id, chat ? chat : "none");
+    } else if (st == RSR_ERR_NOT_FOUND)
         printf("tokenizer none (token ids only)\n");
     else
         printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
@@ -666,6 +667,8 @@ int main(int argc, char **argv) {
         api.model_close(m);
         return 0;
     }
+    if (!inputs && !do_bench && isatty(0)) /* nothing to continue, and a person at the terminal */
+        die("give a prompt (-p TEXT, -f FILE or --tokens IDS), or --chat for a conversation (rsr-run --help)");
     char *owned_prompt = NULL;
     if (prompt_file) {
         FILE *f = fopen(prompt_file, "rb");

@@ -29,6 +29,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "chat_default.h"
 #include "serve.h"
 
 rsr_api api;
@@ -612,6 +613,7 @@ int main(int argc, char **argv) {
         sv.model_id = slash ? slash + 1 : model_path;
     }
     sv.started = (long)time(NULL);
+    if (!sv.chat_template) sv.chat_template = chat_template_for(&api, sv.tok, &sv.info); /* as rsr-run --chat */
 
     /* the signals go to sigwait below, not to a thread of the server's */
     sigset_t stop;

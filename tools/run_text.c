@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chat_default.h"
 #include "rsr-run.h"
 
 /* ---- output: UTF-8 repair and stop strings ---- */
@@ -231,16 +232,11 @@ static char *render(rsr_tokenizer *tok, const char *name, const rsr_chat_message
     return text;
 }
 
-/* BitNet b1.58 2B-4T shares Llama-3's vocabulary but was tuned on "Role: text<|eot_id|>" turns. */
 static const char *default_template(const generator *g) {
-    rsr_tokenizer_info ti;
-    api.tokenizer_get_info(g->tok, &ti);
-    if (ti.chat_template && strcmp(ti.chat_template, "llama3") == 0 &&
-        strcmp(g->info.architecture, "BitNetForCausalLM") == 0)
-        return "bitnet";
-    if (!ti.chat_template)
+    const char *name = chat_template_for(&api, g->tok, &g->info);
+    if (!name)
         die("no chat template fits this model's vocabulary; name one with --chat-template (llama3, bitnet, llama2)");
-    return ti.chat_template;
+    return name;
 }
 
 void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {

@@ -104,8 +104,10 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
                                    "warnings above",
                                    t->name, e->cpu, e->features);
     LLVMInstallFatalErrorHandler(llvm_fatal);
-    e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
-                                    LLVMCodeModelDefault);
+    static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
+                                                 LLVMCodeGenLevelAggressive};
+    e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features,
+                                    levels[t->opt_level >= 0 ? t->opt_level : 3], LLVMRelocPIC, LLVMCodeModelDefault);
     if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
     e->ctx = LLVMContextCreate();
     e->mod = LLVMModuleCreateWithNameInContext(module_name, e->ctx);
@@ -1032,7 +1034,8 @@ void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) 
     if (LLVMVerifyModule(e->mod, LLVMReturnStatusAction, &err)) fatal("internal error: invalid LLVM IR: %s", err);
     LLVMDisposeMessage(err);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef perr = LLVMRunPasses(e->mod, "default<O3>", e->tm, opts);
+    static const char *const pipelines[] = {"default<O0>", "default<O1>", "default<O2>", "default<O3>"};
+    LLVMErrorRef perr = LLVMRunPasses(e->mod, pipelines[e->t->opt_level >= 0 ? e->t->opt_level : 3], e->tm, opts);
     LLVMDisposePassBuilderOptions(opts);
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);

@@ -73,6 +73,8 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     argv[n++] = "-ffp-contract=off";
     char *flags = xstrdup(t->cflags);
     for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
+    static char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
+    if (t->opt_level >= 0) argv[n++] = levels[t->opt_level]; /* -O0..-O3 given: the last -O wins */
     /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
     char *sanitize = xstrdup(env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
     for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;

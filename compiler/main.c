@@ -27,6 +27,7 @@ typedef struct options {
     uint64_t max_memory; /* 0: no cap */
     bool greedy_head;    /* an int8 copy of the LM head for certified greedy decoding */
     bool prefill_lanes;  /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr) */
+    int opt_level;       /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_target, verify;
     bool tune;              /* measure the candidates here (tune.c) */
     const char *tune_cache; /* NULL: the default cache file */
@@ -53,6 +54,8 @@ static void usage(FILE *out) {
         "  --cpu=NAME            override the target's CPU (-march for the C backend; -march=NAME and -mcpu=NAME\n"
         "                        are taken too, -march=native meaning --target host)\n"
         "  --features=+a,-b      enable or disable target features\n"
+        "  -O0, -O1, -O2, -O3    how hard LLVM (and the C compiler) optimise the kernels: -O0 compiles fastest\n"
+        "                        (default: LLVM O3 with aggressive code generation, the C compiler's -O2)\n"
         "  --emit=KIND           so: a loadable model (default); obj: the same as one relocatable object to link\n"
         "                        into an application; header: NAME.h, the model's sizes as macros and its entry\n"
         "                        points; c: the generated C (kernels and descriptor); llvm, asm: the kernels as\n"
@@ -116,8 +119,10 @@ static char *shaping_flags(const options *o) {
     }
     char k[24] = "";
     if (o->rsr_k) snprintf(k, sizeof k, " --rsr-k=%d", o->rsr_k);
-    char *t = xasprintf("%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->greedy_head ? "" : " --no-greedy-head",
-                        o->prefill_lanes ? " --prefill=rsr" : "");
+    char opt[16] = "";
+    if (o->opt_level >= 0) snprintf(opt, sizeof opt, " -O%d", o->opt_level);
+    char *t = xasprintf("%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->greedy_head ? "" : " --no-greedy-head",
+                        o->prefill_lanes ? " --prefill=rsr" : "", opt);
     free(s);
     return t;
 }
@@ -171,7 +176,8 @@ static options parse_args(int argc, char **argv) {
         O_PROGRESS,
         O_PREFILL,
         O_TUNE,
-        O_TUNE_CACHE
+        O_TUNE_CACHE,
+        O_OPT_GIVEN
     };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},
@@ -195,13 +201,23 @@ static options parse_args(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},
         {"max-memory", required_argument, 0, O_MAXMEM},
         {"prefill", required_argument, 0, O_PREFILL},
+        {"opt-level-given", no_argument, 0, O_OPT_GIVEN}, /* -O0..-O3, read before getopt */
         {"tune", no_argument, 0, O_TUNE},
         {"tune-cache", required_argument, 0, O_TUNE_CACHE},
         {0, 0, 0, 0},
     };
     opterr = 0;
-    /* clang's spellings of the CPU: -march=X and -mcpu=X are --cpu=X (native: the host target) */
+    /* clang's spellings: -march=X and -mcpu=X are --cpu=X (native: the host target); -O0..-O3 the
+     * optimisation level */
+    o.opt_level = -1;
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        if (argv[i][0] == '-' && argv[i][1] == 'O' && argv[i][2] >= '0' && argv[i][2] <= '3' && !argv[i][3]) {
+            o.opt_level = argv[i][2] - '0';
+            argv[i] = "--opt-level-given";
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] == 'O')
+            fatal("%s: the optimisation levels are -O0, -O1, -O2 and -O3", argv[i]);
         const char *v = !strncmp(argv[i], "-march=", 7)  ? argv[i] + 7
                         : !strncmp(argv[i], "-mcpu=", 6) ? argv[i] + 6
                                                          : NULL;
@@ -242,6 +258,7 @@ static options parse_args(int argc, char **argv) {
             o.prefill_lanes = !strcmp(optarg, "rsr");
             break;
         case O_STATS: o.stats = true; break;
+        case O_OPT_GIVEN: break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
             if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan)");
@@ -474,6 +491,7 @@ static void load_inputs(build *b) {
     if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
         fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
     t->prefill_lanes = o->prefill_lanes; /* opt-in: slower than the tiles end to end so far (docs/performance.md) */
+    t->opt_level = o->opt_level;
     if (o->print_target) target_print(t, stdout);
     if (verbosity >= 1) {
         fprintf(stderr, "rsrc: target %s%s%s%s, cpu %s, features", t->name, t->cpu_model ? " (" : "",

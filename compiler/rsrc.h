@@ -199,6 +199,8 @@ typedef struct target {
     int nstrategies;
     int vector_bits, threads; /* threads 0: auto */
     bool prefill_lanes;       /* i2 batched kernels as RSR with tokens in lanes (--prefill=rsr) */
+    int opt_level;            /* -O0..-O3: LLVM's pipeline and code generation, the C compiler's -O;
+                                 -1: the defaults (LLVM O3 and aggressive code generation, C -O2) */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget; /* icache_budget: bytes of straight-line code one matrix may spend */
     enum target_backend { BACKEND_C, BACKEND_LLVM, BACKEND_NVRTC } backend; /* who prints the kernels */

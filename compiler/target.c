@@ -197,6 +197,7 @@ static target *parse_spec(const char *path) {
     if (!root) fatal("%s: empty target spec", path);
     if (root->type != YAML_MAPPING_NODE) SPEC_ERROR(path, root, "a target spec is a mapping of fields");
     target *t = sp.t = xcalloc(1, sizeof *t);
+    t->opt_level = -1; /* the defaults, unless -O says otherwise */
     t->path = xstrdup(path);
     t->vector_bits = 128;
     t->unroll_budget = 64 << 10;
@@ -274,6 +275,7 @@ static target *parse_spec(const char *path) {
 /* This machine, from the CPU flags the kernel reports (LLVM's host CPU name is unreliable here). */
 static target *detect_host(void) {
     target *t = xcalloc(1, sizeof *t);
+    t->opt_level = -1;
     t->name = xstrdup("host");
     t->description = xstrdup("this machine (-march=native), features detected from /proc/cpuinfo");
     t->path = xstrdup("detected from /proc/cpuinfo");

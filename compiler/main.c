@@ -146,7 +146,16 @@ static noreturn void bad_option(const char *arg, int opt, const struct option *l
         }
         hit = l, matches++;
     }
-    if (matches == 0) fatal("unknown option '--%.*s' (see --help)", (int)len, name);
+    if (matches == 0) {
+        const char *near = NULL;
+        int best = 3; /* within two edits */
+        for (const struct option *l = longs; l->name; l++) {
+            int dist = edit_distance(name, len, l->name);
+            if (dist < best && strcmp(l->name, "opt-level-given")) best = dist, near = l->name;
+        }
+        if (near) fatal("unknown option '--%.*s' (did you mean '--%s'?)", (int)len, name, near);
+        fatal("unknown option '--%.*s' (see --help)", (int)len, name);
+    }
     if (matches > 1)
         fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
     if (hit->has_arg == no_argument && eq) fatal("option '--%s' takes no value", hit->name);
@@ -684,7 +693,11 @@ static void write_output(build *b) {
     else
         copy_to_output(o->emit == EMIT_C ? b->c_path : b->obj_path, o->output);
     progress_end();
-    note(1, "wrote %s in %.2f s", o->output, now_seconds() - b->t_start);
+    /* the last word of a compile, where someone watches (or with -v) */
+    struct stat st;
+    if ((verbosity >= 1 || isatty(2)) && strcmp(o->output, "-") && stat(o->output, &st) == 0 && S_ISREG(st.st_mode))
+        fprintf(stderr, "rsrc: wrote %s (%.1f MB) in %.1f s\n", o->output, (double)st.st_size / 1e6,
+                now_seconds() - b->t_start);
 }
 
 static void build_free(build *b) {

@@ -398,6 +398,31 @@ static bool looks_like_path(const char *s) {
     return strchr(s, '/') || (n > 5 && strcmp(s + n - 5, ".yaml") == 0);
 }
 
+/* "unknown target", with the nearest spec name when one is within two edits. */
+static noreturn void unknown_target(const char *name) {
+    const char *near = NULL;
+    int best = 3;
+    static const char *const builtin[] = {"host", "native"};
+    for (int i = 0; i < 2; i++)
+        if (edit_distance(name, strlen(name), builtin[i]) < best)
+            best = edit_distance(name, strlen(name), builtin[i]), near = builtin[i];
+    char *found = NULL;
+    DIR *d = opendir(specs_dir());
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n <= 5 || strcmp(e->d_name + n - 5, ".yaml")) continue;
+        char *spec = xasprintf("%.*s", (int)(n - 5), e->d_name);
+        int dist = edit_distance(name, strlen(name), spec);
+        if (dist < best)
+            best = dist, free(found), found = spec, near = found;
+        else
+            free(spec);
+    }
+    if (d) closedir(d);
+    if (near) fatal("unknown target '%s' (did you mean '%s'? see --list-targets)", name, near);
+    fatal("unknown target '%s' (see --list-targets)", name);
+}
+
 static target *load_one(const char *name) {
     target *t;
     if (!strcmp(name, "host") || !strcmp(name, "native"))
@@ -406,11 +431,10 @@ static target *load_one(const char *name) {
         t = parse_spec(name);
     else {
         for (const char *c = name; *c; c++)
-            if (!(*c == '-' || *c == '_' || (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z')))
-                fatal("unknown target '%s' (see --list-targets)", name);
+            if (!(*c == '-' || *c == '_' || (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z'))) unknown_target(name);
         char *path = xasprintf("%s/%s.yaml", specs_dir(), name);
         FILE *probe = fopen(path, "r");
-        if (!probe) fatal("unknown target '%s' (see --list-targets)", name);
+        if (!probe) unknown_target(name);
         fclose(probe);
         t = parse_spec(path);
         free(path);

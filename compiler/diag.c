@@ -343,18 +343,3 @@ __attribute__((constructor)) static void install_cleanup(void) {
     signal(SIGXFSZ, SIG_IGN);
 }
 
-int edit_distance(const char *a, size_t n, const char *b) {
-    size_t m = strlen(b);
-    if (n > 64 || m > 64) return 99;
-    int d[65][65];
-    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            d[i][j] = best;
-        }
-    return d[n][m];
-}

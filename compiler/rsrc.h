@@ -69,9 +69,7 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* The number of single-character edits between a and b (a large number past 64 characters): the
- * did-you-mean of an unknown option or target. */
-int edit_distance(const char *a, size_t na, const char *b);
+#include "edit_distance.h" /* tools/: the did-you-mean of an unknown option or target */
 double now_seconds(void);
 
 /* ---- safetensors.c: memory-mapped checkpoint, single file, shard index or directory ---- */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chat_default.h"
+#include "edit_distance.h"
 #include "rsr-run.h"
 
 static void usage(FILE *out) {
@@ -98,23 +99,6 @@ static void usage(FILE *out) {
           out);
 }
 
-/* The edit distance of a and b (at most 64 characters each; longer: large). */
-static int edit_distance(const char *a, const char *b) {
-    size_t n = strlen(a), m = strlen(b);
-    if (n > 64 || m > 64) return 99;
-    int d[65][65];
-    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            d[i][j] = best;
-        }
-    return d[n][m];
-}
-
 /* getopt's complaint about argument `arg`, in words: unknown (with the nearest long option when
  * one is close) or lacking its value. */
 static void bad_option(const char *arg, int missing, int opt, const struct option *longs) {
@@ -132,7 +116,7 @@ static void bad_option(const char *arg, int missing, int opt, const struct optio
     const char *near = NULL;
     int best = 3; /* suggest within an edit distance of 2 */
     for (const struct option *l = longs; l->name; l++) {
-        int dist = edit_distance(given, l->name);
+        int dist = edit_distance(given, strlen(given), l->name);
         if (dist < best) best = dist, near = l->name;
     }
     if (near) die("unknown option '--%s' (did you mean '--%s'?)", given, near);

@@ -6,9 +6,15 @@
  * may be no valid UTF-8 at all. The output keeps incomplete characters back until they are
  * complete and writes U+FFFD for what can never be, so that a terminal only ever sees text.
  */
+#include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifdef RSR_HAVE_LIBEDIT
+#include <editline/readline.h>
+#endif
 
 #include "chat_default.h"
 #include "rsr-run.h"
@@ -162,9 +168,21 @@ static int32_t *encode(rsr_tokenizer *tok, const char *text, uint32_t flags, int
 
 /* Samples up to n tokens after the logits in g, streaming their text; the ids go to reply.
  * Returns the number generated, the stop token excluded. */
+/* Ctrl-C in a chat: during a reply it stops the reply (generate checks it after each token);
+ * at the prompt, or a second time before the reply stopped, it ends rsr-run as Ctrl-C does. */
+static volatile sig_atomic_t interrupted, replying;
+static void on_interrupt(int sig) {
+    if (replying && !interrupted) {
+        interrupted = 1;
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int32_t generate(generator *g, const run_options *o, long n, text_out *out, int32_t **reply, int32_t *nreply) {
     int32_t count = 0;
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < n && !interrupted; i++) {
         int32_t t = g->next;
         if (!o->ignore_eos && (t == g->stop_ids[0] || t == g->stop_ids[1] || t == g->stop_ids[2])) break;
         size_t len;
@@ -239,6 +257,23 @@ static const char *default_template(const generator *g) {
     return name;
 }
 
+/* One user turn: with line editing and history (libedit) on a terminal, else a line of stdin.
+ * The length without the newline, or -1 at the end of input. */
+static ssize_t read_turn(int interactive, char **line, size_t *cap) {
+#ifdef RSR_HAVE_LIBEDIT
+    if (interactive) {
+        char *l = readline("> ");
+        if (!l) return -1;
+        if (*l) add_history(l);
+        free(*line);
+        *line = l, *cap = strlen(l) + 1;
+        return (ssize_t)strlen(l);
+    }
+#endif
+    if (interactive) fputs("> ", stderr);
+    return getline(line, cap, stdin);
+}
+
 void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     generator g;
     generator_init(&g, m, tok, o);
@@ -254,23 +289,37 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     free(check_text);
     int32_t *history = NULL, nhistory = 0; /* the ids the session holds */
     int interactive = isatty(0);
-    if (interactive)
-        fprintf(stderr, "rsr-run: chatting with %s (template %s); /reset forgets, /exit or Ctrl-D quits\n",
+    if (interactive) {
+        fprintf(stderr,
+                "rsr-run: chatting with %s (template %s); /help lists the commands, Ctrl-C stops a reply, "
+                "Ctrl-D quits\n",
                 o->model_path, name);
+        struct sigaction sa = {.sa_handler = on_interrupt}; /* no SA_RESTART: a read in progress returns */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+    }
     text_out out = {.stop = o->stop, .num_stop = o->num_stop, .last = -1};
     char *line = NULL;
     size_t line_cap = 0;
     for (;;) {
-        if (interactive) fputs("> ", stderr);
-        ssize_t len = getline(&line, &line_cap, stdin);
+        ssize_t len = read_turn(interactive, &line, &line_cap);
         if (len < 0) break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (!len) continue;
         if (strcmp(line, "/exit") == 0 || strcmp(line, "/quit") == 0) break;
+        if (strcmp(line, "/help") == 0) {
+            fputs("  /reset  forget the conversation (the system message stays)\n"
+                  "  /exit   quit (also /quit, Ctrl-D)\n"
+                  "  /help   this list\n"
+                  "  Ctrl-C during a reply stops it; at the prompt it quits. Up and Down recall earlier lines.\n",
+                  stderr);
+            continue;
+        }
         if (strcmp(line, "/reset") == 0) {
             while (nmsgs > base) free((char *)msgs[--nmsgs].content);
             nhistory = 0;
             check(api.session_reset(g.s), g.s);
+            fputs("rsr-run: the conversation is forgotten\n", stderr);
             continue;
         }
         msgs = realloc(msgs, sizeof *msgs * (size_t)(nmsgs + 2));
@@ -304,8 +353,12 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         long limit = o->n_gen >= 0 && o->n_gen < room ? o->n_gen : room;
         int32_t *reply = NULL, nreply = 0;
         out.last = -1;
+        replying = 1;
         generate(&g, o, limit, &out, &reply, &nreply);
+        replying = 0;
         out_finish(&out);
+        if (interrupted) fputs("rsr-run: [the reply was stopped]\n", stderr);
+        interrupted = 0;
         history = realloc(history, sizeof *history * (size_t)(nhistory + nreply + 1));
         memcpy(history + nhistory, reply, sizeof *reply * (size_t)nreply);
         nhistory += nreply;
@@ -319,6 +372,11 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
             reply_text = realloc(reply_text, tcap = tlen + 1);
             api.tokenizer_decode(tok, reply, nreply, RSR_DECODE_SKIP_SPECIAL, reply_text, tcap, &tlen);
         }
+        bool blank = true;
+        for (size_t i = 0; i < tlen && blank; i++)
+            blank = reply_text[i] == ' ' || reply_text[i] == '\n' || reply_text[i] == '\t' || reply_text[i] == '\r';
+        if (blank) /* said, rather than an empty line that looks like nothing happened */
+            fprintf(stderr, "rsr-run: %s\n", tlen ? "(a reply of only whitespace)" : "(an empty reply)");
         msgs[nmsgs++] = (rsr_chat_message){"assistant", reply_text};
         free(reply);
     }

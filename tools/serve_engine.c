@@ -101,7 +101,7 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
     for (int32_t k = 0; k < j->p.n_stop; k++) {
         const char *stop = j->p.stop[k];
         size_t sl = strlen(stop);
-        const char *at = memmem(j->text, j->n_text, stop, sl);
+        const char *at = j->text ? memmem(j->text, j->n_text, stop, sl) : NULL;
         if (at) {
             j->n_text = (size_t)(at - j->text), j->text[j->n_text] = 0;
             return true;

@@ -131,7 +131,23 @@ def _rng_for(seed: Optional[int]) -> int:
     return (seed * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
 
 
-class Model:
+class _Handle:
+    """A runtime handle: closed by close(), at the end of a with block, or when collected."""
+
+    def close(self):  # pragma: no cover - each handle has its own
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Model(_Handle):
     """A compiled model (model.so), opened on the CPU with `threads` threads (0: every CPU the
     process may run on)."""
 
@@ -172,15 +188,6 @@ class Model:
         if getattr(self, "_m", None):
             self._lib.rsr_model_close(self._m)
             self._m = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     @property
     def manifest(self) -> str:
@@ -350,7 +357,7 @@ class _Text:
             yield held.decode(errors="replace")
 
 
-class Session:
+class Session(_Handle):
     """A KV cache of max_positions tokens (0: the model's) and the position in it."""
 
     def __init__(self, model: Model, max_positions: int = 0):
@@ -366,15 +373,6 @@ class Session:
         if getattr(self, "_s", None):
             self._lib.rsr_session_free(self._s)
             self._s = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def _check(self, st):
         if st:

@@ -114,7 +114,9 @@ grep -q '^rsrc: layer 2/2 done' <<<"$lines" || fail "--progress does not report 
 if command -v script >/dev/null; then
   tty_out=$(script -qec "'$build/rsrc' '$work/tiny' ${flags_tiny[*]} -o '$work/p.so'" /dev/null)
   grep -q $'\r\033\\[Krsrc: \\[=* *\\] layer 2/2 .* elapsed, ETA ' <<<"$tty_out" || fail "no status line on a terminal: $(od -c <<<"$tty_out" | head)"
-  [[ "$tty_out" == *$'\r\033[K' ]] || fail "the status line is not erased at the end: $(od -c <<<"$tty_out" | tail -3)"
+  # erased at the end, and followed by the compile's last word only
+  [[ "$tty_out" == *$'\r\033[K'"rsrc: wrote $work/p.so ("*" MB) in "*" s"$'\r' ]] ||
+    fail "the status line is not erased at the end, before 'wrote': $(od -c <<<"$tty_out" | tail -3)"
 fi
 timing=$(rsrc "$work/tiny" --target host -v -o "$work/p.so" 2>&1 | grep '^rsrc: time:')
 for stage in load analyse emit "LLVM optimise+codegen" link total; do

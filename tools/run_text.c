@@ -345,6 +345,7 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
             check(api.session_reset(g.s), g.s);
             same = 0;
         }
+        replying = 1; /* from here Ctrl-C stops this turn: the prompt's evaluation ends, no reply follows */
         eval(&g, ids + same, n - same);
         free(history);
         history = ids, nhistory = n;
@@ -353,7 +354,6 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         long limit = o->n_gen >= 0 && o->n_gen < room ? o->n_gen : room;
         int32_t *reply = NULL, nreply = 0;
         out.last = -1;
-        replying = 1;
         generate(&g, o, limit, &out, &reply, &nreply);
         replying = 0;
         out_finish(&out);

@@ -50,6 +50,7 @@ prompt()
 
 # a turn whose reply is long (-n 6000, --ignore-eos): Ctrl-C stops it and the prompt comes back
 os.write(fd, b'Tell me a long story\r')
+read_until(b'Tell me a long story')  # the line as the terminal shows it, then the reply streams
 time.sleep(0.5)
 os.write(fd, b'\x03')
 read_until(b'[the reply was stopped]')

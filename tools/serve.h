@@ -71,7 +71,6 @@ typedef struct serve_job {
     int32_t n_gen; /* tokens generated */
     serve_finish finish;
     char err[256];
-    double t_submit, t_first, t_done;
     /* written by the connection under the engine's lock */
     bool cancelled;
     size_t sent; /* bytes of text the connection has sent */

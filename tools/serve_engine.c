@@ -72,7 +72,6 @@ static void finish(serve_engine *e, slot *sl, serve_finish why) {
     serve_job *j = sl->j;
     j->finish = why;
     j->ready = j->n_text;
-    j->t_done = now_s();
     serve_metrics *mt = &e->metrics;
     if (why == SERVE_CANCELLED)
         mt->requests_cancelled++;
@@ -169,13 +168,12 @@ static int32_t build_step(serve_engine *e) {
 }
 
 /* What the step drew (under the lock). */
-static void take_tokens(serve_engine *e, int32_t nq, double t) {
+static void take_tokens(serve_engine *e, int32_t nq) {
     for (int32_t i = 0; i < nq; i++) {
         slot *sl = &e->slots[e->owner[i]];
         serve_job *j = sl->j;
         if (!j || e->seqs[i].output == RSR_OUTPUT_NONE) continue;
         int32_t tok = sl->next;
-        if (!j->n_gen && !j->t_first) j->t_first = t;
         if (tok == e->stop_ids[0] || tok == e->stop_ids[1] || tok == e->stop_ids[2]) {
             finish(e, sl, SERVE_STOP);
             continue;
@@ -215,7 +213,7 @@ static void *engine_main(void *arg) {
                 finish(e, sl, SERVE_FAILED);
             }
         } else {
-            take_tokens(e, nq, t1);
+            take_tokens(e, nq);
         }
         if (t1 - e->recent_t0 >= 2.0) {
             e->metrics.recent_tok_s = (double)e->recent_tokens / (t1 - e->recent_t0);
@@ -325,7 +323,7 @@ bool serve_submit(serve_engine *e, serve_job *j) {
     for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j != NULL;
     bool ok = !e->draining && busy + e->q_len < ring; /* a free slot, or room in the queue */
     if (ok) {
-        j->refs = 2, j->t_submit = now_s();
+        j->refs = 2;
         e->queue[(e->q_head + e->q_len) % ring] = j;
         e->q_len++;
         pthread_cond_broadcast(&e->changed);

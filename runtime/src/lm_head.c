@@ -200,6 +200,7 @@ typedef struct head_x {
     const float *x;
     int have; /* 0: no int8 head, or x all zero or not finite, or logits that could overflow */
     double xs, d_l1, x_l1, best_lo, largest;
+    double fp32_dot; /* n·2^-23·‖x‖₁: the fp32 logit's rounding term per unit of max|w| */
     int32_t sum_xq;
 } head_x;
 
@@ -243,7 +244,10 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     const uint8_t *q8 = m->blob + a->head_q8;
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
     const int16_t *xqs[HEAD_PASS_MAX];
-    for (int32_t j = 0; j < k; j++) xqs[j] = px[j]->s->head->xq;
+    for (int32_t j = 0; j < k; j++) {
+        xqs[j] = px[j]->s->head->xq;
+        px[j]->fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * px[j]->x_l1;
+    }
     /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (dot_q8_vnni_rows); the
      * integer sums are the same either way */
     const int blocked = dot == dot_q8_vnni && k > 1;
@@ -269,10 +273,9 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
                 for (int32_t j = 0; j < k; j++) {
                     const head_x *p = px[j];
                     struct rt_head_scratch *h = p->s->head;
-                    const double fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * p->x_l1;
                     int32_t isum = sums[r * k + j] - 128 * p->sum_xq;
                     double approx = sc / p->xs * isum;
-                    double bound = (sc * 127 * p->d_l1 + e * p->x_l1 + (127 * sc + e) * fp32_dot) * widen + 1e-30;
+                    double bound = (sc * 127 * p->d_l1 + e * p->x_l1 + (127 * sc + e) * p->fp32_dot) * widen + 1e-30;
                     h->approx[v] = approx;
                     h->bound[v] = bound;
                     if (approx - bound > lo[j]) lo[j] = approx - bound;

@@ -52,7 +52,7 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     argv[n++] = "-ffp-contract=off";
     char *flags = xstrdup(t->cflags);
     for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
-    char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
+    char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
     if (obj_path) argv[n++] = (char *)obj_path;
@@ -69,7 +69,7 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
                      "-r",
                      "-nostdlib",
                      "-Wl,--whole-archive",
-                     (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB),
+                     (char *)resource_path(RES_RUNTIME_LIB),
                      "-Wl,--no-whole-archive",
                      "-o",
                      runtime_o,

@@ -42,6 +42,7 @@ struct llvm_emitter {
     LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, batch_type, block_type;
     bool gpu;                /* NVPTX: kernels are entries, PTX is the output */
     LLVMValueRef fn;         /* the function being built */
+    uint64_t instructions;   /* in the functions finished so far (emit_llvm_size) */
     LLVMBasicBlockRef entry; /* its alloca block */
 };
 
@@ -183,6 +184,8 @@ static void end_function(llvm_emitter *e) {
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->allocas, e->entry);
     LLVMBuildBr(e->allocas, LLVMGetNextBasicBlock(e->entry));
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(e->fn); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) e->instructions++;
 }
 
 /* A mutable variable: an entry-block alloca, initialised where the builder stands. */
@@ -1028,6 +1031,8 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
 }
 
 /* ---- output ---- */
+
+uint64_t emit_llvm_size(const llvm_emitter *e) { return e ? e->instructions : 0; }
 
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) {
     char *err = NULL;

@@ -78,13 +78,13 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
     char *sanitize = xstrdup(env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
     for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;
-    char *inc = xasprintf("-I%s", env_or("RSRC_RUNTIME_INCLUDE", RSRC_RUNTIME_INCLUDE_DIR));
+    char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
     if (obj_path) argv[n++] = (char *)obj_path;
     argv[n++] = asm_path;
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
-    argv[n++] = (char *)env_or("RSRC_RUNTIME_LIB", RSRC_RUNTIME_LIB);
+    argv[n++] = (char *)resource_path(RES_RUNTIME_LIB);
     argv[n++] = "-Wl,--no-whole-archive";
     argv[n++] = RSRC_OPENMP_FLAG;
     char *deps = xstrdup(RSRC_RUNTIME_DEPS);

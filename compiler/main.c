@@ -92,7 +92,13 @@ static void usage(FILE *out) {
         "  --version, -h/--help\n"
         "\n"
         "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_OBJCOPY (--emit=obj),\n"
-        "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets)\n",
+        "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets)\n"
+        "\n"
+        "files: the target specs, the runtime archive and its headers, beside an installed rsrc\n"
+        "  (PREFIX/share/rsrc/specs, PREFIX/lib/rsrc/librsr_runtime.a, PREFIX/include/rsr), else in the\n"
+        "  build tree; -v names those in use. ~/.cache/rsrc/tune.txt: the --tune cache.\n"
+        "\n"
+        "exit status: 0 when the output is written; 1 on any error (then nothing is left behind).\n",
         out);
 }
 
@@ -479,6 +485,7 @@ typedef struct build {
     model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
     FILE *c; /* the generated C: descriptor, kernels or their declarations */
+    uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
     bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
     kernel_sink cpu;       /* the CPU kernels' printer */
@@ -507,6 +514,8 @@ static void load_inputs(build *b) {
                 t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->cpu ? t->cpu : "-");
         for (int i = 0; i < t->nfeatures; i++) fprintf(stderr, "%s+%s", i ? "," : " ", t->features[i]);
         fprintf(stderr, "%s\n", t->nfeatures ? "" : " (none)");
+        fprintf(stderr, "rsrc: specs %s, runtime %s, runtime headers %s\n", resource_path(RES_SPECS),
+                resource_path(RES_RUNTIME_LIB), resource_path(RES_RUNTIME_INCLUDE));
     }
     if (o->tune) tune_check_target(t, o->target);
     model *m = b->m = model_load(o->input);
@@ -572,6 +581,18 @@ static void report_matrix(const build *b, const ternary_matrix *tm, const compil
 
 /* Every layer: its norms, then its seven matrices, each through compile_matrix (and again for
  * the GPU), one at a time, freed as it goes. */
+/* The predicted seconds of what follows the per-matrix work, from what it will be given: LLVM
+ * optimises and generates about 18 000 instructions a second, the C compiler reads about 80 KB
+ * of generated C a second, and the link writes the constants at about 100 MB/s (measured on a
+ * 2-core x86-64 for i2, lut, rsr-loop and rsr-unrolled kernels, within 2× of each;
+ * docs/user-guide.md lists the 2B-4T shape's times). */
+static double backend_seconds(const build *b, double *llvm_s) {
+    double c_bytes = b->c ? (double)ftell(b->c) : (double)b->c_bytes;
+    double llvm = b->use_llvm ? 0.3 + 55e-6 * (double)emit_llvm_size(b->cpu.llvm) : 0;
+    if (llvm_s) *llvm_s = llvm;
+    return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 10e-9 * (double)b->blob.size : 0);
+}
+
 static void compile_matrices(build *b) {
     const options *o = b->o;
     const model *m = b->m;
@@ -624,6 +645,7 @@ static void compile_matrices(build *b) {
             *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
+            progress_expect_backend(backend_seconds(b, NULL) * (double)all_weights / (double)b->weights);
             b->index_bytes += r->index_bytes;
             compiled_matrix_free(&cm);
             if (b->gpu) gpu_matrix(b->gpu, &tm, idx, &b->blob, &rq);
@@ -658,6 +680,7 @@ static void finish_kernels(build *b) {
     d->blob_checksum = blob_checksum(&b->blob);
     d->manifest = b->manifest = manifest_text(d, o->input, b->use_llvm ? "llvm" : "c", o->flags);
     emit_c_artifact(b->c, d);
+    b->c_bytes = (uint64_t)ftell(b->c);
     if (fclose(b->c) != 0) fatal("%s: write failed: %s", b->c_path, strerror(errno));
     b->c = NULL;
     blob_close(&b->blob);
@@ -667,7 +690,11 @@ static void finish_kernels(build *b) {
     if (!b->use_llvm) return;
     stage_enter(STAGE_LLVM);
     double t0 = now_seconds();
-    progress_stage("LLVM: optimising and generating the kernels");
+    double llvm_s;
+    progress_expect_backend(backend_seconds(b, &llvm_s));
+    progress_stage("LLVM: optimising and generating the kernels", llvm_s);
+    note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
+         (unsigned long long)emit_llvm_size(b->cpu.llvm), llvm_s);
     static const enum llvm_output what[] = {
         [EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR, [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
     b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
@@ -683,7 +710,13 @@ static void finish_kernels(build *b) {
 static void write_output(build *b) {
     const options *o = b->o;
     stage_enter(STAGE_LINK);
-    if (b->linked) progress_stage(o->emit == EMIT_SO ? "linking the shared object" : "linking the object");
+    double llvm_s, all_s = backend_seconds(b, &llvm_s);
+    progress_expect_backend(all_s - llvm_s);
+    if (b->linked)
+        progress_stage(!b->use_llvm ? "the C compiler: compiling the kernels and linking"
+                       : o->emit == EMIT_SO ? "linking the shared object"
+                                            : "linking the object",
+                       0);
     if (o->emit == EMIT_SO)
         link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
     else if (o->emit == EMIT_OBJ)

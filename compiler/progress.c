@@ -3,12 +3,17 @@
  *
  * On a terminal one status line is redrawn in place (layer, elapsed, ETA, the matrix at hand);
  * forced on elsewhere (--progress) it prints one line per finished layer instead, which reads
- * well in a build log. The ETA covers the per-matrix work (load, analyse, emit): the layers cost
- * about the same, so the rate so far predicts the rest; what follows (LLVM, link) is announced
- * as a stage of its own. Stage timings are summed as the pipeline goes and printed by -v.
+ * well in a build log. The per-matrix work (load, analyse, emit) costs about the same per layer,
+ * so the rate so far predicts its rest; the stages after it (LLVM, the C compiler, the link)
+ * report nothing while they run, so their time is predicted from the amount of code they get
+ * (backend_estimate) and added to the ETA from the start. While such a stage runs, a thread
+ * redraws the line every quarter second so that its clock moves. Stage timings are summed as the
+ * pipeline goes and printed by -v.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -48,7 +53,14 @@ static struct {
     int layers, last_layer;
     uint64_t total_work;
     double start, last_draw;
+    double backend_s;  /* the predicted time of the stages after the per-matrix work */
+    char *stage;       /* the stage running now (after the per-matrix work), or NULL */
+    double stage_left; /* its predicted seconds left when it began, and the later ones' */
+    double stage_start;
+    pthread_t ticker;
+    bool ticking;
 } P;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void progress_clear(void);
 
@@ -60,6 +72,8 @@ void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
     P.last_layer = 0;
     P.start = P.last_draw = now_seconds();
 }
+
+void progress_expect_backend(double seconds) { P.backend_s = seconds > 0 ? seconds : 0; }
 
 static void clock_text(char *buf, size_t n, double seconds) {
     long s = seconds < 0 ? 0 : (long)(seconds + 0.5);
@@ -75,14 +89,20 @@ static int terminal_columns(void) {
     return 80;
 }
 
-static void progress_clear(void) {
+static void clear_locked(void) {
     if (!P.shown) return;
     fputs("\r\033[K", stderr);
     fflush(stderr);
     P.shown = false;
 }
 
-static void draw(const char *text) {
+static void progress_clear(void) {
+    pthread_mutex_lock(&lock);
+    clear_locked();
+    pthread_mutex_unlock(&lock);
+}
+
+static void draw_locked(const char *text) {
     int cols = terminal_columns() - 1;
     fprintf(stderr, "\r\033[K%.*s", cols, text);
     fflush(stderr);
@@ -97,7 +117,7 @@ void progress_update(int layer, uint64_t done, const char *what) {
     char el[32], eta[32];
     clock_text(el, sizeof el, elapsed);
     if (frac > 0.0)
-        clock_text(eta, sizeof eta, elapsed / frac * (1.0 - frac));
+        clock_text(eta, sizeof eta, elapsed / frac * (1.0 - frac) + P.backend_s);
     else
         snprintf(eta, sizeof eta, "?");
     if (P.mode == PROGRESS_LINES) {
@@ -116,12 +136,48 @@ void progress_update(int layer, uint64_t done, const char *what) {
     bar[20] = 0;
     char *line = xasprintf("rsrc: [%s] layer %d/%d %3.0f%%  %s elapsed, ETA %s  %s", bar,
                            layer < P.layers ? layer + 1 : P.layers, P.layers, 100.0 * frac, el, eta, what ? what : "");
-    draw(line);
+    pthread_mutex_lock(&lock);
+    draw_locked(line);
+    pthread_mutex_unlock(&lock);
     free(line);
 }
 
-/* A stage after the per-matrix work (it cannot report its own progress). */
-void progress_stage(const char *what) {
+/* The line of a running stage: its name, the elapsed time of the whole compile, and what is
+ * left by the prediction (never below a second while the stage runs: it is not done yet). */
+static void draw_stage_locked(void) {
+    double now = now_seconds();
+    char el[32], eta[32];
+    clock_text(el, sizeof el, now - P.start);
+    double left = P.stage_left - (now - P.stage_start);
+    clock_text(eta, sizeof eta, left > 1 ? left : 1);
+    char *line = xasprintf("rsrc: %s  %s elapsed, ETA %s", P.stage, el, eta);
+    draw_locked(line);
+    free(line);
+}
+
+static void *tick(void *arg) {
+    (void)arg;
+    for (;;) {
+        nanosleep(&(struct timespec){0, 250000000}, NULL);
+        pthread_mutex_lock(&lock);
+        bool go = P.ticking;
+        if (go && P.stage) draw_stage_locked();
+        pthread_mutex_unlock(&lock);
+        if (!go) return NULL;
+    }
+}
+
+static void stop_ticker(void) {
+    pthread_mutex_lock(&lock);
+    bool was = P.ticking;
+    P.ticking = false;
+    pthread_mutex_unlock(&lock);
+    if (was) pthread_join(P.ticker, NULL);
+}
+
+/* A stage after the per-matrix work (it cannot report its own progress); expect_s: its share of
+ * the backend prediction, which leaves the ETA of the stages after it. */
+void progress_stage(const char *what, double expect_s) {
     if (P.mode == PROGRESS_OFF) return;
     char el[32];
     clock_text(el, sizeof el, now_seconds() - P.start);
@@ -129,12 +185,24 @@ void progress_stage(const char *what) {
         fprintf(stderr, "rsrc: %s (%s elapsed)\n", what, el);
         return;
     }
-    char *line = xasprintf("rsrc: %s  (%s elapsed)", what, el);
-    draw(line);
-    free(line);
+    pthread_mutex_lock(&lock);
+    free(P.stage);
+    P.stage = xstrdup(what);
+    P.stage_start = now_seconds();
+    P.stage_left = P.backend_s;
+    P.backend_s -= expect_s > 0 ? expect_s : 0;
+    if (P.backend_s < 0) P.backend_s = 0;
+    draw_stage_locked();
+    bool start = !P.ticking;
+    P.ticking = true;
+    pthread_mutex_unlock(&lock);
+    if (start && pthread_create(&P.ticker, NULL, tick, NULL) != 0) P.ticking = false; /* then it does not move */
 }
 
 void progress_end(void) {
+    stop_ticker();
     if (P.mode == PROGRESS_TERMINAL) progress_clear();
     P.mode = PROGRESS_OFF;
+    free(P.stage);
+    P.stage = NULL;
 }

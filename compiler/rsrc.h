@@ -461,6 +461,7 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name);
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
+uint64_t emit_llvm_size(const llvm_emitter *e); /* instructions in the module, before optimisation */
 /* NVPTX: the newest GPU and PTX version LLVM 14 knows; newer specs get sm_86 PTX (JIT-compiled by
  * the driver). Raise both when the minimum LLVM is raised. */
 #define LLVM_NVPTX_MAX_SM 86
@@ -498,11 +499,16 @@ const char *gpu_output(const gpu_build *g, bool ptx);
 void gpu_emit_descriptor(const gpu_build *g, FILE *out);
 void gpu_end(gpu_build *g);
 
+/* ---- resources.c: the specs, runtime headers and runtime archive rsrc ships with: from the
+ * environment, beside an installed rsrc, or in the build tree ---- */
+enum resource { RES_SPECS, RES_RUNTIME_INCLUDE, RES_RUNTIME_LIB };
+const char *resource_path(enum resource r);
+const char *resource_env(enum resource r); /* the variable that overrides it */
+
 /* ---- link.c: C + blob + runtime → shared object ---- */
 /* obj_path: the kernels as an object (LLVM backend), or NULL when they are in the C file. */
 void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
                         const char *out_path, const char *workdir);
-const char *runtime_dir(void);
 const char *env_or(const char *name, const char *fallback);
 int run_command(char **argv);                                     /* waits; its diagnostics go straight to stderr */
 void write_blob_asm(const char *asm_path, const char *blob_path); /* .incbin, hidden rsr_blob */
@@ -522,7 +528,11 @@ void stage_report(double total); /* -v */
 enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };
 void progress_begin(enum progress_mode mode, int layers, uint64_t total_work);
 void progress_update(int layer, uint64_t done, const char *what);
-void progress_stage(const char *what);
+/* The predicted seconds of the stages after the per-matrix work, counted into the ETA. */
+void progress_expect_backend(double seconds);
+/* A stage after the per-matrix work: its line ticks while it runs; expect_s is its part of the
+ * prediction. */
+void progress_stage(const char *what, double expect_s);
 void progress_end(void);
 
 #endif

@@ -5,6 +5,7 @@
  * header length against the file, each dtype, shape and data_offsets pair against the data
  * block, and tensors against each other (no overlap, no duplicate names across shards).
  */
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -281,6 +282,11 @@ static void load_file(st_archive *a, const char *path) {
         fatal("%s: a GGUF file (llama.cpp's format, version %u), not safetensors: rsrc reads Hugging Face checkpoints "
               "(model.safetensors and config.json, as published with the model); GGUF input is not supported yet",
               path, (unsigned)(map[4] | map[5] << 8 | map[6] << 16 | (unsigned)map[7] << 24));
+    if (!memcmp(map, "PK\x03\x04", 4) || (map[0] == 0x80 && map[1] >= 2 && map[1] <= 5))
+        fatal("%s: PyTorch's pickle format (%s), not safetensors: rsrc does not read it (loading it would run Python "
+              "code from the file): save the model as safetensors (in transformers, "
+              "model.save_pretrained(DIR, safe_serialization=True))",
+              path, map[0] == 'P' ? "a zip archive, as torch.save writes" : "a bare pickle");
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
     if (hlen > size - 8)
@@ -397,16 +403,85 @@ static void load_index(st_archive *a, const char *index_path) {
 
 static void close_archive(void *a) { st_close(a); }
 
-/* Whether directory dir holds a file named *.gguf (what a user may have in place of safetensors). */
-static bool dir_has_gguf(const char *dir) {
+/* What a directory without model.safetensors or its index holds instead: a GGUF file, PyTorch's
+ * pickled weights, or safetensors shards (model-00001-of-00003.safetensors, ...) whose index is
+ * missing. */
+typedef struct dir_contents {
+    char *gguf, *pickle; /* a file of each kind, or NULL */
+    char **shards;       /* the shards' names, sorted */
+    int nshards;
+} dir_contents;
+
+static bool shard_name(const char *name, long *k, long *of) {
+    size_t n = strlen(name);
+    if (n < 12 || strcmp(name + n - 12, ".safetensors")) return false;
+    const char *dash = NULL;
+    for (const char *p = name; (p = strstr(p, "-of-")); p++) dash = p; /* the last "-of-" */
+    if (!dash) return false;
+    const char *start = dash;
+    while (start > name && isdigit((unsigned char)start[-1])) start--;
+    char *end;
+    *k = strtol(start, NULL, 10), *of = strtol(dash + 4, &end, 10);
+    return start < dash && end != dash + 4 && !strcmp(end, ".safetensors") && *k >= 1 && *k <= *of;
+}
+
+static int by_file_name(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
+
+static dir_contents scan_dir(arena *ar, const char *dir) {
+    dir_contents c = {0};
     DIR *d = opendir(dir);
-    bool found = false;
-    for (struct dirent *e; d && !found && (e = readdir(d));) {
-        size_t n = strlen(e->d_name);
-        found = n > 5 && !strcmp(e->d_name + n - 5, ".gguf");
+    long k, of;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *nm = e->d_name;
+        size_t n = strlen(nm);
+        if (n > 5 && !strcmp(nm + n - 5, ".gguf") && !c.gguf) c.gguf = arena_printf(ar, "%s", nm);
+        if (((n > 4 && !strcmp(nm + n - 4, ".bin")) || (n > 3 && !strcmp(nm + n - 3, ".pt")) ||
+             (n > 4 && !strcmp(nm + n - 4, ".pth"))) &&
+            !c.pickle)
+            c.pickle = arena_printf(ar, "%s", nm);
+        if (shard_name(nm, &k, &of)) {
+            c.shards = xrealloc(c.shards, sizeof *c.shards * (size_t)(c.nshards + 1));
+            c.shards[c.nshards++] = arena_printf(ar, "%s", nm);
+        }
     }
     if (d) closedir(d);
-    return found;
+    if (c.shards) arena_own(ar, free, c.shards);
+    if (c.nshards) qsort(c.shards, (size_t)c.nshards, sizeof *c.shards, by_file_name);
+    return c;
+}
+
+/* Shards without an index: all of them, 1 to N of N, one set; then read like an index would. */
+static void load_shards(st_archive *a, arena *ar, const char *dir, const dir_contents *c) {
+    long k0, of0;
+    shard_name(c->shards[0], &k0, &of0);
+    for (int i = 0; i < c->nshards; i++) {
+        long k, of;
+        shard_name(c->shards[i], &k, &of);
+        if (of != of0 || k != i + 1)
+            fatal("%s: no model.safetensors.index.json, and the shards do not make one set of %ld: %s is %s "
+                  "(expected shard %d of %ld)",
+                  dir, of0, c->shards[i], k != i + 1 ? "out of place or a shard is missing" : "of another set", i + 1,
+                  of0);
+    }
+    if (c->nshards != of0)
+        fatal("%s: no model.safetensors.index.json, and only %d of the %ld shards are here (%s is the last)", dir,
+              c->nshards, of0, c->shards[c->nshards - 1]);
+    note(1, "%s: no model.safetensors.index.json: reading its %d shards (%s ...)", dir, c->nshards, c->shards[0]);
+    for (int i = 0; i < c->nshards; i++) load_file(a, arena_printf(ar, "%s/%s", dir, c->shards[i]));
+}
+
+static noreturn void no_checkpoint(const char *dir, const dir_contents *c) {
+    if (c->gguf)
+        fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, a GGUF file: "
+              "rsrc reads the Hugging Face safetensors checkpoint of the model, not llama.cpp's GGUF, which is not "
+              "supported yet",
+              dir, c->gguf);
+    if (c->pickle)
+        fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, PyTorch's "
+              "pickle format, which rsrc does not read (loading it would run Python code from the file): save the "
+              "model as safetensors (in transformers, model.save_pretrained(DIR, safe_serialization=True))",
+              dir, c->pickle);
+    fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", dir);
 }
 
 st_archive *st_open(const char *path) {
@@ -424,11 +499,11 @@ st_archive *st_open(const char *path) {
             load_index(a, index);
         else if (access(single, R_OK) == 0)
             load_file(a, single);
-        else
-            fatal("%s: no model.safetensors or model.safetensors.index.json in this directory%s", path,
-                  dir_has_gguf(path) ? " (it holds a .gguf file: rsrc reads the Hugging Face safetensors checkpoint "
-                                       "of the model, not llama.cpp's GGUF, which is not supported yet)"
-                                     : "");
+        else {
+            dir_contents c = scan_dir(ar, path);
+            if (!c.nshards) no_checkpoint(path, &c);
+            load_shards(a, ar, path, &c);
+        }
     } else {
         a->dir = dir_of(path);
         if (ends_with(path, ".index.json"))

@@ -19,10 +19,7 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-static const char *specs_dir(void) {
-    const char *d = getenv("RSRC_SPECS_DIR");
-    return d && *d ? d : RSRC_SPECS_DIR;
-}
+static const char *specs_dir(void) { return resource_path(RES_SPECS); }
 
 #define SPEC_ERROR(path, node, ...) spec_error(path, (node)->start_mark, __VA_ARGS__)
 static noreturn void spec_error(const char *path, yaml_mark_t mark, const char *fmt, ...)

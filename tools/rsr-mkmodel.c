@@ -218,7 +218,7 @@ typedef struct {
 } preset_t;
 
 static const preset_t presets[] = {
-    {"tiny", 64, 160, 2, 4, 2, 256, 256, 1, 2},
+    {"tiny", 64, 160, 2, 4, 2, 288, 256, 1, 2},
     {"small", 256, 704, 4, 8, 2, 1024, 512, 1, 2},
     {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001},
     {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2},
@@ -249,7 +249,8 @@ typedef struct {
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
     uint64_t seed;
     int binary;
-    int tokenizer; /* write tokenizer.json (when the vocabulary has room for one) */
+    double embed_std; /* the embeddings' (and an untied head's) standard deviation */
+    int tokenizer;    /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
     char *poison;          /* --poison: the tensor given one non-finite value, or NULL */
@@ -472,7 +473,7 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
         const uint64_t n = t->shape[0] * t->shape[1];
         for (uint64_t k = 0; k < n; k++) {
             double v = rng_normal(&r);
-            put_value(s, t->dt, poisoned(t, o, k, (float)(t->kind == K_NORM ? 1.0 + 0.1 * v : v)));
+            put_value(s, t->dt, poisoned(t, o, k, (float)(t->kind == K_NORM ? 1.0 + 0.1 * v : v * o->embed_std)));
         }
         break;
     }
@@ -663,6 +664,7 @@ static void usage(FILE *out) {
     fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large|llama8b] [--seed N]\n"
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
           "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N] [--no-tokenizer]\n"
+          "                   [--embed-std S]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --help\n"
           "\n"
@@ -688,6 +690,9 @@ static void usage(FILE *out) {
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
           "  --no-tokenizer     do not write tokenizer.json\n"
+          "  --embed-std S      standard deviation of the embeddings (default 1: each row's norm is about\n"
+          "                     sqrt(hidden), so the tied head makes an untrained model repeat its input;\n"
+          "                     1/sqrt(hidden), as in trained models, makes it write varied noise)\n"
           "  --poison TENSOR@INDEX=VALUE\n"
           "                     write VALUE (nan, inf or -inf) as element INDEX (row-major) of TENSOR, a\n"
           "                     tensor of floats (not packed ternary): a checkpoint rsrc must refuse\n"
@@ -696,9 +701,17 @@ static void usage(FILE *out) {
           "  -h, --help         this text\n"
           "\n"
           "presets (hidden/intermediate/layers/heads/kv-heads/vocab/max-pos, bos/eos):\n"
-          "  tiny   64/160/2/4/2/256/256, 1/2          small  256/704/4/8/2/1024/512, 1/2\n"
-          "  2b4t   2560/6912/30/20/5/128256/4096, 128000/128001\n"
-          "  large  1536/4096/24/16/16/32002/2048, 1/2\n",
+          "  tiny     64/160/2/4/2/288/256, 1/2          small  256/704/4/8/2/1024/512, 1/2\n"
+          "  2b4t     2560/6912/30/20/5/128256/4096, 128000/128001\n"
+          "  large    1536/4096/24/16/16/32002/2048, 1/2\n"
+          "  llama8b  4096/14336/32/32/8/128256/8192, 128000/128001\n"
+          "Every preset has room for the tokenizer (the random weights make its text noise).\n"
+          "\n"
+          "examples:\n"
+          "  rsr-mkmodel --format bitnet-packed --preset small --out m && rsrc m -o m.so\n"
+          "  rsr-mkmodel --format llama-packed --preset 2b4t --shards 3 --out big\n"
+          "\n"
+          "exit status: 0 when DIR is written; 1 on any error (files of a run that failed are removed).\n",
           out);
 }
 
@@ -757,7 +770,8 @@ enum {
     O_VOCAB,
     O_MAXPOS,
     O_NOTOKENIZER,
-    O_POISON
+    O_POISON,
+    O_EMBEDSTD
 };
 
 int main(int argc, char **argv) {
@@ -776,12 +790,14 @@ int main(int argc, char **argv) {
                                           {"max-pos", required_argument, 0, O_MAXPOS},
                                           {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
                                           {"poison", required_argument, 0, O_POISON},
+                                          {"embed-std", required_argument, 0, O_EMBEDSTD},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
     opts_t o;
     memset(&o, 0, sizeof o);
     o.seed = 1;
+    o.embed_std = 1;
     o.shards = 1;
     o.tokenizer = 1;
     int have_format = 0;
@@ -823,6 +839,13 @@ int main(int argc, char **argv) {
         case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
         case O_BINARY: o.binary = 1; break;
         case O_NOTOKENIZER: o.tokenizer = 0; break;
+        case O_EMBEDSTD: {
+            char *end;
+            o.embed_std = strtod(optarg, &end);
+            if (end == optarg || *end || !(o.embed_std > 0 && o.embed_std <= 100))
+                die("--embed-std: '%s' is not a number in (0, 100]", optarg);
+            break;
+        }
         case O_POISON: parse_poison(&o, optarg); break;
         case O_HIDDEN: ov[0] = parse_long("--hidden", optarg, 1, DMAX); break;
         case O_INTER: ov[1] = parse_long("--intermediate", optarg, 1, DMAX); break;

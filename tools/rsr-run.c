@@ -49,6 +49,12 @@ static void usage(FILE *out) {
           "  --temp T              sampling temperature (default 0: greedy)\n"
           "  --top-k K             sample from the K most likely tokens (default 0: all)\n"
           "  --top-p P             sample from the smallest set with probability >= P (default 1)\n"
+          "  --min-p P             keep only tokens at least P times as likely as the most likely one\n"
+          "                        (default 0: off)\n"
+          "  --repeat-penalty R    divide the logits of the last --repeat-last-n tokens (prompt and\n"
+          "                        output) by R where positive, multiply where negative (default 1: off;\n"
+          "                        also in greedy decoding)\n"
+          "  --repeat-last-n N     how many recent tokens the penalty looks at (default 64; 0: none)\n"
           "  --seed S              random seed for sampling (default, or -1: a new one each run, printed\n"
           "                        with -v)\n"
           "  --stop TEXT           stop when the output contains TEXT (which is not printed); repeatable\n"
@@ -95,7 +101,11 @@ static void usage(FILE *out) {
           "\n"
           "llama.cpp's spellings are taken where they mean the same: -m, -c/--ctx-size, -n/--n-predict,\n"
           "-b/--batch-size, -i/-cnv/--conversation, --seed -1.\n"
-          "Text goes to stdout; speed and errors to stderr.\n",
+          "Text goes to stdout; speed and errors to stderr.\n"
+          "\n"
+          "environment: OMP_NUM_THREADS (threads, when -t is not given).\n"
+          "exit status: 0 on success; 1 on any error, with the reason on stderr.\n"
+          "See docs/user-guide.md (PREFIX/share/doc/rsrc/docs/user-guide.md when installed).\n",
           out);
 }
 
@@ -394,7 +404,7 @@ int main(int argc, char **argv) {
     long threads = 0;
     int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
         do_verify = 0;
-    run_options o = {.n_gen = -1, .echo = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}};
+    run_options o = {.n_gen = -1, .echo = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}, .repeat_last_n = 64};
     long seed = -1;               /* -1: a new one each run */
     const char *model_opt = NULL; /* -m */
     enum {
@@ -403,6 +413,9 @@ int main(int argc, char **argv) {
         O_TEMP,
         O_TOPK,
         O_TOPP,
+        O_MINP,
+        O_REPPEN,
+        O_REPLAST,
         O_SEED,
         O_BENCH,
         O_INFO,
@@ -441,6 +454,9 @@ int main(int argc, char **argv) {
         {"temp", required_argument, 0, O_TEMP},
         {"top-k", required_argument, 0, O_TOPK},
         {"top-p", required_argument, 0, O_TOPP},
+        {"min-p", required_argument, 0, O_MINP},
+        {"repeat-penalty", required_argument, 0, O_REPPEN},
+        {"repeat-last-n", required_argument, 0, O_REPLAST},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, 't'},
         {"ctx", required_argument, 0, O_CTX},
@@ -507,6 +523,9 @@ int main(int argc, char **argv) {
             sampling_opt = "--top-k", o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX);
             break;
         case O_TOPP: sampling_opt = "--top-p", o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
+        case O_MINP: sampling_opt = "--min-p", o.sampler.min_p = parse_float("--min-p", optarg, 0, 1); break;
+        case O_REPPEN: o.sampler.repeat_penalty = parse_float("--repeat-penalty", optarg, 0.01, 100); break;
+        case O_REPLAST: o.repeat_last_n = (int32_t)parse_num("--repeat-last-n", optarg, 0, 1 << 20); break;
         case O_SEED: sampling_opt = "--seed", seed = parse_num("--seed", optarg, -1, LONG_MAX); break;
         case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;

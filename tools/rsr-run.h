@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "recent_tokens.h"
 #include "rsr_dl.h"
 
 extern rsr_api api;
@@ -15,7 +16,8 @@ typedef struct run_options {
     const char *prompt; /* -p, -f or stdin */
     long n_gen;         /* tokens to generate; < 0: the mode's default */
     int ignore_eos, echo, special;
-    rsr_sampler_params sampler;
+    rsr_sampler_params sampler; /* its recent tokens come from each sequence (sample_state) */
+    int32_t repeat_last_n;      /* the tokens the repetition penalty looks at */
     uint64_t seed;
     int32_t ctx;
     rsr_session_params session; /* attention kind and Louver policy; max_positions = ctx */
@@ -36,12 +38,16 @@ double now(void);
 void check(rsr_status st, rsr_session *s);
 /* Evaluates n tokens and writes the logits of the last one: exact, or from the int8 head (--head int8). */
 void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, float *logits);
-/* The random state and scratch of the next-token choice. */
+/* Appends evaluated tokens to r (recent_tokens.h: o->repeat_last_n of them); the sampler to use
+ * after them. */
+rsr_sampler_params run_recent_push(recent_tokens *r, const run_options *o, const int32_t *tokens, int32_t n);
+/* The random state, scratch and recent tokens of the next-token choice. */
 typedef struct sample_state {
     uint64_t rng;
     int32_t vocab;
     float *logits, *probs;
     int32_t *ids;
+    recent_tokens recent;
 } sample_state;
 void sample_state_init(sample_state *st, const run_options *o, int32_t vocab);
 void sample_state_free(sample_state *st);

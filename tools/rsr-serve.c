@@ -532,7 +532,15 @@ static void usage(FILE *out) {
           "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
           "  --drain S          on SIGINT/SIGTERM, seconds running requests may take to finish (default 10)\n"
-          "  -h, --help         this text\n",
+          "  -h, --help         this text\n"
+          "\n"
+          "examples:\n"
+          "  rsr-serve model.so --port 8080 --parallel 8\n"
+          "  curl -s localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'\n"
+          "\n"
+          "signals: SIGINT or SIGTERM stop taking requests and let running ones finish (--drain).\n"
+          "exit status: 0 after a clean stop; 1 when the model cannot be served (the reason on stderr).\n"
+          "See docs/deploy.md (PREFIX/share/doc/rsrc/docs/deploy.md when installed).\n",
           out);
 }
 

@@ -49,13 +49,19 @@ void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, in
 
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
     int32_t next;
+    rsr_sampler_params sp = run_recent_push(&st->recent, o, tokens, n);
     if (o->head_int8) { /* every logit from the int8 head, then the sampler */
         eval_logits(o, s, tokens, n, st->logits);
-        return api.sample(st->logits, st->vocab, &o->sampler, &st->rng, st->probs, st->ids);
+        return api.sample(st->logits, st->vocab, &sp, &st->rng, st->probs, st->ids);
     }
     /* greedy: the certified head; sampling: exact logits of the rows that could matter */
-    check(api.session_eval_sample(s, tokens, n, &o->sampler, &st->rng, &next, NULL), s);
+    check(api.session_eval_sample(s, tokens, n, &sp, &st->rng, &next, NULL), s);
     return next;
+}
+
+rsr_sampler_params run_recent_push(recent_tokens *r, const run_options *o, const int32_t *tokens, int32_t n) {
+    recent_push(r, tokens, n);
+    return recent_sampler(r, o->sampler);
 }
 
 void sample_state_init(sample_state *st, const run_options *o, int32_t vocab) {
@@ -63,10 +69,10 @@ void sample_state_init(sample_state *st, const run_options *o, int32_t vocab) {
     st->rng = o->seed * 0x9e3779b97f4a7c15u + 1;
     st->logits = malloc(sizeof(float) * (size_t)vocab), st->probs = malloc(sizeof(float) * (size_t)vocab);
     st->ids = malloc(sizeof(int32_t) * (size_t)vocab);
-    if (!st->logits || !st->probs || !st->ids) die("out of memory");
+    if (!st->logits || !st->probs || !st->ids || !recent_init(&st->recent, o->repeat_last_n)) die("out of memory");
 }
 
-void sample_state_free(sample_state *st) { free(st->logits), free(st->probs), free(st->ids); }
+void sample_state_free(sample_state *st) { free(st->logits), free(st->probs), free(st->ids), free(st->recent.ids); }
 
 rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {
     rsr_tokenizer *tok;

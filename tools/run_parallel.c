@@ -34,6 +34,8 @@ typedef struct slot {
     int32_t fed;  /* prompt tokens given so far */
     int32_t next; /* the token chosen after the last step */
     uint64_t rng;
+    recent_tokens recent;  /* the repetition penalty's tokens */
+    rsr_sampler_params sp; /* the sampler of this step, with them */
 } slot;
 
 /* Appends token t's bytes to the job's text as the streamed output shows them (special tokens
@@ -92,8 +94,10 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
     rsr_session_params sp = o->session;
     sp.max_positions = (long)longest + n_gen < ctx ? (int32_t)(longest + n_gen) : ctx;
     sp.batch = 1; /* the batch holds the steps' activations */
-    for (int k = 0; k < nslots; k++)
+    for (int k = 0; k < nslots; k++) {
         if (api.session_create(m, &sp, &slots[k].s) != RSR_OK) die("--parallel: %s", api.model_errmsg(m));
+        if (!recent_init(&slots[k].recent, o->repeat_last_n)) die("out of memory");
+    }
 
     int next_job = 0, printed = 0;
     long generated = 0, prompt_tokens = 0;
@@ -104,7 +108,7 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
             slot *sl = &slots[k];
             if (!sl->j && next_job < count) { /* a free slot takes the next prompt */
                 sl->j = &jobs[next_job], sl->fed = 0;
-                sl->rng = (o->seed + (uint64_t)next_job) * 0x9e3779b97f4a7c15u + 1;
+                sl->rng = (o->seed + (uint64_t)next_job) * 0x9e3779b97f4a7c15u + 1, sl->recent.n = 0;
                 check(api.session_reset(sl->s), sl->s);
                 next_job++;
             }
@@ -113,7 +117,7 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
             *x = (rsr_seq){.session = sl->s,
                            .output = RSR_OUTPUT_SAMPLE,
                            .token = &sl->next,
-                           .sampler = &o->sampler,
+                           .sampler = &sl->sp,
                            .rng = &sl->rng};
             if (sl->fed < sl->j->n_ids) {
                 int32_t n = sl->j->n_ids - sl->fed < CHUNK ? sl->j->n_ids - sl->fed : CHUNK;
@@ -123,6 +127,7 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
             } else {
                 x->tokens = &sl->j->out[sl->j->n_out - 1], x->n = 1;
             }
+            sl->sp = run_recent_push(&sl->recent, o, x->tokens, x->n);
             owner[nq++] = k;
         }
         if (!nq) break;
@@ -148,7 +153,7 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
             "rsr-run: %d prompts, %d at a time: %ld prompt tokens and %ld generated in %.3f s (%.1f tok/s "
             "together)\n",
             count, nslots, prompt_tokens, generated, t, t > 0 ? (double)(prompt_tokens + generated) / t : 0.0);
-    for (int k = 0; k < nslots; k++) api.session_free(slots[k].s);
+    for (int k = 0; k < nslots; k++) api.session_free(slots[k].s), free(slots[k].recent.ids);
     api.batch_free(b);
     for (int i = 0; i < count; i++) free(jobs[i].out), free(jobs[i].text_bytes);
     free(jobs), free(slots), free(q), free(owner);

@@ -317,7 +317,7 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         }
         if (strcmp(line, "/reset") == 0) {
             while (nmsgs > base) free((char *)msgs[--nmsgs].content);
-            nhistory = 0;
+            nhistory = 0, g.sample.recent.n = 0;
             check(api.session_reset(g.s), g.s);
             fputs("rsr-run: the conversation is forgotten\n", stderr);
             continue;

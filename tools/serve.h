@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "recent_tokens.h"
 #include "rsr_dl.h"
 
 extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
@@ -26,7 +27,8 @@ typedef struct serve_params {
     rsr_chat_message *messages;
     int32_t n_messages;
     int32_t max_tokens; /* -1: not given */
-    rsr_sampler_params sampler;
+    rsr_sampler_params sampler; /* min_p and repeat_penalty too (llama.cpp's server's fields) */
+    int32_t repeat_last_n;      /* the tokens the penalty looks at (default 64) */
     bool has_seed;
     uint64_t seed;
     char *stop[SERVE_MAX_STOP];

@@ -27,6 +27,8 @@ typedef struct slot {
     int32_t next; /* the token drawn at the last step */
     int32_t last; /* the token to give the next step */
     uint64_t rng;
+    recent_tokens recent;  /* the repetition penalty's tokens (room for the whole context) */
+    rsr_sampler_params sp; /* the job's sampler with them, for this step */
 } slot;
 
 struct serve_engine {
@@ -132,6 +134,7 @@ static void admit(serve_engine *e) {
         sl->j = j, sl->fed = 0;
         uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
         sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
+        sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
         api.session_reset(sl->s);
     }
 }
@@ -151,7 +154,7 @@ static int32_t build_step(serve_engine *e) {
         *q = (rsr_seq){.session = sl->s,
                        .output = RSR_OUTPUT_SAMPLE,
                        .token = &sl->next,
-                       .sampler = &j->p.sampler,
+                       .sampler = &sl->sp,
                        .rng = &sl->rng};
         if (sl->fed < j->n_ids) {
             int32_t n = j->n_ids - sl->fed < e->ep.chunk ? j->n_ids - sl->fed : e->ep.chunk;
@@ -162,6 +165,8 @@ static int32_t build_step(serve_engine *e) {
         } else {
             q->tokens = &sl->last, q->n = 1;
         }
+        recent_push(&sl->recent, q->tokens, q->n);
+        sl->sp = recent_sampler(&sl->recent, j->p.sampler);
         e->owner[nq++] = k;
     }
     return nq;
@@ -252,11 +257,16 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     rsr_session_params sp = ep->session;
     sp.max_positions = ep->ctx, sp.batch = 1; /* the batch holds the steps' activations */
-    for (int32_t k = 0; k < ep->slots; k++)
+    for (int32_t k = 0; k < ep->slots; k++) {
         if (api.session_create(m, &sp, &e->slots[k].s) != RSR_OK) {
             snprintf(err, errlen, "slot %d of %d: %s", k + 1, ep->slots, api.model_errmsg(m));
             goto fail;
         }
+        if (!recent_init(&e->slots[k].recent, ep->ctx)) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->changed, NULL);
     e->recent_t0 = now_s();
@@ -266,7 +276,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     return e;
 fail:
-    for (int32_t k = 0; e->slots && k < ep->slots; k++) api.session_free(e->slots[k].s);
+    for (int32_t k = 0; e->slots && k < ep->slots; k++) api.session_free(e->slots[k].s), free(e->slots[k].recent.ids);
     api.batch_free(e->b);
     free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
     return NULL;
@@ -303,7 +313,7 @@ void serve_engine_free(serve_engine *e) {
     pthread_cond_broadcast(&e->changed);
     pthread_mutex_unlock(&e->lock);
     pthread_join(e->thread, NULL);
-    for (int32_t k = 0; k < e->ep.slots; k++) api.session_free(e->slots[k].s);
+    for (int32_t k = 0; k < e->ep.slots; k++) api.session_free(e->slots[k].s), free(e->slots[k].recent.ids);
     api.batch_free(e->b);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->changed);

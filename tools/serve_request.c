@@ -127,6 +127,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     p->chat = chat;
     p->max_tokens = -1;
     p->sampler = (rsr_sampler_params){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f}; /* OpenAI's defaults */
+    p->repeat_last_n = 64;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (model && !cJSON_IsNull(model)) {
         if (!cJSON_IsString(model)) return fail(r, "model", "'model' must be a string");
@@ -160,6 +161,15 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     v = NAN;
     if (!integer(r, root, "top_k", -1, 1 << 30, &v)) return false;
     if (!isnan(v)) p->sampler.top_k = v > 0 ? (int32_t)v : 0;
+    v = NAN;
+    if (!number(r, root, "min_p", 0, 1, &v)) return false;
+    if (!isnan(v)) p->sampler.min_p = (float)v;
+    v = NAN;
+    if (!number(r, root, "repeat_penalty", 0, 100, &v)) return false; /* 0 or 1: off */
+    if (!isnan(v)) p->sampler.repeat_penalty = (float)v;
+    v = NAN;
+    if (!integer(r, root, "repeat_last_n", -1, 1 << 30, &v)) return false; /* -1: the whole context */
+    if (!isnan(v)) p->repeat_last_n = v < 0 ? 1 << 30 : (int32_t)v;
     v = NAN;
     if (!integer(r, root, "seed", -9.2e18, 9.2e18, &v)) return false;
     if (!isnan(v)) p->has_seed = true, p->seed = (uint64_t)(int64_t)v;

@@ -16,7 +16,7 @@ import random
 from typing import Iterator, List, Optional, Sequence
 
 __all__ = ["Error", "Model", "Session", "API_VERSION"]
-API_VERSION = 7
+API_VERSION = 8
 
 try:  # logits as an array where numpy is there
     import numpy as _np
@@ -59,7 +59,9 @@ class _SessionParams(ctypes.Structure):
 
 
 class _Sampler(ctypes.Structure):
-    _fields_ = [("temperature", ctypes.c_float), ("top_k", ctypes.c_int32), ("top_p", ctypes.c_float)]
+    _fields_ = [("temperature", ctypes.c_float), ("top_k", ctypes.c_int32), ("top_p", ctypes.c_float),
+                ("min_p", ctypes.c_float), ("repeat_penalty", ctypes.c_float),
+                ("recent", ctypes.POINTER(ctypes.c_int32)), ("n_recent", ctypes.c_int32)]
 
 
 class _TokenizerInfo(ctypes.Structure):
@@ -242,12 +244,15 @@ class Model(_Handle):
         return Session(self, max_positions)
 
     def generate(self, prompt, max_tokens: int = 256, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                 seed: Optional[int] = None, stop: Sequence[str] = (), ignore_eos: bool = False) -> Iterator[str]:
+                 seed: Optional[int] = None, stop: Sequence[str] = (), ignore_eos: bool = False,
+                 min_p: float = 0.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64) -> Iterator[str]:
         """The continuation of prompt (text, or a list of token ids), as text pieces while they are
-        generated: whole characters only, never past the start of a stop string."""
+        generated: whole characters only, never past the start of a stop string. min_p and
+        repeat_penalty (over the last repeat_last_n tokens) as rsr-run's --min-p and --repeat-penalty."""
         ids = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        sampler = _Sampler(temperature, top_k, top_p, min_p, repeat_penalty)
         with self.session() as s:
-            tokens = s._decode(ids, max_tokens, temperature, top_k, top_p, seed, ignore_eos)
+            tokens = s._decode(ids, max_tokens, sampler, repeat_last_n, seed, ignore_eos)
             yield from _Text(self, tokens, stop)
 
     def complete(self, prompt, **kw) -> str:
@@ -397,16 +402,19 @@ class Session(_Handle):
         self._check(self._lib.rsr_session_eval_greedy(self._s, _ids(tokens), len(tokens), ctypes.byref(t)))
         return t.value
 
-    def _decode(self, ids, max_tokens, temperature, top_k, top_p, seed, ignore_eos):
-        sampler = _Sampler(temperature, top_k, top_p)
+    def _decode(self, ids, max_tokens, sampler, repeat_last_n, seed, ignore_eos):
         rng = ctypes.c_uint64(_rng_for(seed))
         t = ctypes.c_int32()
         stops = set() if ignore_eos else self.model._stop_ids()
         feed = _ids(ids)
         n = len(ids)
+        recent = list(ids)
         for _ in range(max_tokens):
+            window = _ids(recent[-repeat_last_n:] if repeat_last_n > 0 else [])
+            sampler.recent, sampler.n_recent = ctypes.cast(window, _I32P), len(window)
             self._check(self._lib.rsr_session_eval_sample(self._s, feed, n, ctypes.byref(sampler), ctypes.byref(rng),
                                                           ctypes.byref(t), None))
+            recent.append(t.value)
             if t.value in stops:
                 return
             yield t.value

@@ -56,6 +56,15 @@ def test_sampled_text_is_rsr_runs_for_the_seed(model, model_path):
     assert got != model.complete("In 1492", max_tokens=16, temperature=60, seed=8)
 
 
+def test_min_p_and_repeat_penalty_are_rsr_runs(model, model_path):
+    got = model.complete("In 1492", max_tokens=16, temperature=60, seed=7, min_p=0.2)
+    assert got == rsr_run(model_path, "-p", "In 1492", "-n", "16", "--temp", "60", "--seed", "7", "--min-p", "0.2")
+    assert got != model.complete("In 1492", max_tokens=16, temperature=60, seed=7)
+    got = model.complete("In 1492", max_tokens=16, repeat_penalty=3, repeat_last_n=8)
+    assert got == rsr_run(model_path, "-p", "In 1492", "-n", "16", "--repeat-penalty", "3", "--repeat-last-n", "8")
+    assert got != model.complete("In 1492", max_tokens=16)
+
+
 def test_generate_streams_the_same_text_in_pieces(model):
     pieces = list(model.generate("In 1492", max_tokens=16, temperature=60, seed=7))
     assert len(pieces) > 1

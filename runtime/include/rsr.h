@@ -43,7 +43,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 7
+#define RSR_API_VERSION 8
 uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -198,13 +198,13 @@ rsr_status rsr_session_eval_int8(rsr_session *session, const int32_t *tokens, in
 
 typedef struct rsr_sampler_params rsr_sampler_params;
 /* Evaluates tokens and draws the next token into *token by the sampler's rules (temperature,
- * top-k, top-p; greedy at temperature <= 0, exactly as rsr_session_eval_greedy), reading the int8
- * copy of the LM head and computing exact logits only for the candidate rows C: every row whose
+ * top-k, top-p, min-p, repetition penalty; greedy at temperature <= 0, exactly as
+ * rsr_session_eval_greedy when no penalty applies), reading the int8 copy of the LM head and computing exact logits only for the candidate rows C: every row whose
  * exact probability at this temperature could reach 2^-24 / vocab_size. The token is drawn from
  * the exact logits' distribution restricted to C (the same rsr_sample rules and random draws on
  * those logits), and *tail (when not NULL) receives a certified bound on the probability the
  * exact distribution puts outside C (at most 2^-24): the total variation between this draw and a
- * draw from the full exact logits, before top-k/top-p. 0 where the model has no int8 copy (the
+ * draw from the full exact logits (penalised), before the filters. 0 where the model has no int8 copy (the
  * full logits are used). CPU sessions; on the GPU the full logits are sampled. */
 rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
                                    const rsr_sampler_params *params, uint64_t *rng, int32_t *token, double *tail);
@@ -296,12 +296,23 @@ rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_
  * or a failed evaluation, for a layer out of range and on a GPU session. */
 rsr_status rsr_session_last_query(const rsr_session *session, int32_t layer, float *q);
 
-/* Sampling. temperature <= 0 means greedy; top_k <= 0 and top_p >= 1 disable those filters.
- * The state of the random generator lives in *rng (seed it with any value). */
+/* Sampling. temperature <= 0 means greedy; top_k <= 0, top_p >= 1 and min_p <= 0 disable those
+ * filters. The order: the repetition penalty on the logits, then the probabilities at the
+ * temperature, then top-k, top-p and min-p (keep the tokens whose probability is at least min_p
+ * times the most likely one's), then the draw. The repetition penalty (llama.cpp's) divides the
+ * logit of each distinct token in recent[0..n_recent) by repeat_penalty where it is positive and
+ * multiplies it where it is negative; it applies at temperature 0 too (the greedy token of the
+ * penalised logits); repeat_penalty 1 or 0, or n_recent 0, disables it. The state of the random
+ * generator lives in *rng (seed it with any value). Zero-initialised fields beyond top_p are the
+ * defaults. */
 struct rsr_sampler_params {
     float temperature;
     int32_t top_k;
     float top_p;
+    float min_p;
+    float repeat_penalty;
+    const int32_t *recent; /* the tokens the penalty applies to (ids outside the vocabulary are ignored) */
+    int32_t n_recent;
 };
 rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
 int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);

@@ -103,7 +103,7 @@ static rsr_status check_seq(rsr_batch *b, const rsr_seq *seqs, int32_t i) {
 
 /* The head request of sequence q: what its session call would ask for. */
 static rt_head_request request_of(const rsr_seq *q) {
-    bool sampled = q->output == RSR_OUTPUT_SAMPLE && q->sampler && q->sampler->temperature > 0;
+    bool sampled = q->output == RSR_OUTPUT_SAMPLE && !rt_sampler_plain_greedy(q->sampler);
     if (q->output == RSR_OUTPUT_SAMPLE && q->tail) *q->tail = 0;
     if (q->output == RSR_OUTPUT_LOGITS) return (rt_head_request){.kind = RT_HEAD_LOGITS, .logits = q->logits};
     if (sampled)

@@ -227,7 +227,7 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
     if (!token || !rng)
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
     if (tail) *tail = 0;
-    if (!sp || !(sp->temperature > 0)) return rsr_session_eval_greedy(s, tokens, n, token);
+    if (rt_sampler_plain_greedy(sp)) return rsr_session_eval_greedy(s, tokens, n, token);
     return eval(s, tokens, n,
                 &(rt_head_request){.kind = RT_HEAD_SAMPLE, .token = token, .sampler = sp, .rng = rng, .tail = tail});
 }

@@ -83,7 +83,7 @@ typedef struct rt_head_request {
     float *logits;                     /* LOGITS, INT8: vocab floats */
     double *bound;                     /* INT8 (may be NULL) */
     int32_t *token;                    /* GREEDY, SAMPLE (may alias the tokens: written last) */
-    const rsr_sampler_params *sampler; /* SAMPLE: temperature > 0 */
+    const rsr_sampler_params *sampler; /* SAMPLE: not plain greedy (rt_sampler_plain_greedy) */
     uint64_t *rng;                     /* SAMPLE */
     double *tail;                      /* SAMPLE (may be NULL) */
 } rt_head_request;
@@ -198,6 +198,16 @@ static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
 /* The one rule every argmax of logits follows (rsr_sample_greedy, the certified head and its
  * fallbacks): a larger logit wins, NaN never wins over a number, and of equal logits the first. */
 static inline bool rt_logit_better(float l, float best) { return l > best || (best != best && l == l); }
+/* The sampler's repetition penalty (rsr.h): whether it applies, and what it does to one logit.
+ * The map is non-decreasing, so it carries a bound [lo, hi] on a logit to one on its image. */
+static inline bool rt_sampler_penalises(const rsr_sampler_params *p) {
+    return p && p->recent && p->n_recent > 0 && p->repeat_penalty > 0 && p->repeat_penalty != 1.0f;
+}
+static inline float rt_penalise(float logit, float penalty) { return logit > 0 ? logit / penalty : logit * penalty; }
+/* Greedy as rsr_session_eval_greedy: temperature <= 0 (or no parameters) and no penalty. */
+static inline bool rt_sampler_plain_greedy(const rsr_sampler_params *p) {
+    return !p || (!(p->temperature > 0) && !rt_sampler_penalises(p));
+}
 
 static inline size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
 

@@ -144,6 +144,7 @@ struct rt_head_scratch {
     double *approx, *bound;    /* [vocab] */
     int32_t *cand, *ids;       /* [vocab]: sampling's candidate rows; the sampler's scratch */
     float *cand_logit, *probs; /* [vocab]: their exact logits; the sampler's scratch */
+    uint8_t *pen;              /* [vocab]: the rows the repetition penalty applies to (zero between calls) */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
 };
 
@@ -151,6 +152,7 @@ void rt_lm_head_free(rsr_session *s) {
     if (!s->head) return;
     free(s->head->xq), free(s->head->approx), free(s->head->bound);
     free(s->head->cand), free(s->head->ids), free(s->head->cand_logit), free(s->head->probs);
+    free(s->head->pen);
     free(s->head);
     s->head = NULL;
 }
@@ -167,9 +169,10 @@ static rsr_status head_scratch(rsr_session *s) {
         h->ids = malloc(sizeof(int32_t) * (size_t)a->vocab);
         h->cand_logit = malloc(sizeof(float) * (size_t)a->vocab);
         h->probs = malloc(sizeof(float) * (size_t)a->vocab);
+        h->pen = calloc((size_t)a->vocab, 1);
     }
     s->head = h;
-    if (!h || !h->xq || !h->approx || !h->bound || !h->cand || !h->ids || !h->cand_logit || !h->probs) {
+    if (!h || !h->xq || !h->approx || !h->bound || !h->cand || !h->ids || !h->cand_logit || !h->probs || !h->pen) {
         rt_lm_head_free(s);
         return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
     }
@@ -334,8 +337,31 @@ rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
  * denominator is at least 1 relative to its maximum. Rows with (u[v] − L)/T >= ln(2^-24 / V) are
  * the candidates and get their exact fp32 logit (dot_row, as rsr_session_eval); each other row
  * has probability below 2^-24 / V, and their sum, computed here, bounds the exact mass outside
- * the candidates. The sampler then draws from the candidates' exact logits.
+ * the candidates. The sampler then draws from the candidates' exact logits. At T = 0 (greedy
+ * under a repetition penalty) the candidates are the rows that could reach L, and nothing else
+ * has any mass.
+ *
+ * The repetition penalty maps each penalised row's logit by a non-decreasing function, so it
+ * maps the row's interval [approx − bound, approx + bound] to one holding the penalised logit
+ * (widened by 2^-23 relative for the rounding of the map in fp32 and in double); L is then taken
+ * over the mapped intervals.
  */
+static double penalise_bounds(const rsr_sampler_params *sp, struct rt_head_scratch *h, int32_t V) {
+    const double rp = sp->repeat_penalty;
+    for (int32_t j = 0; j < sp->n_recent; j++) {
+        int32_t v = sp->recent[j];
+        if (v < 0 || v >= V || h->pen[v]) continue;
+        h->pen[v] = 1;
+        double lo = h->approx[v] - h->bound[v], hi = h->approx[v] + h->bound[v];
+        lo = lo > 0 ? lo / rp : lo * rp, hi = hi > 0 ? hi / rp : hi * rp;
+        lo -= fabs(lo) * 0x1p-23, hi += fabs(hi) * 0x1p-23;
+        h->approx[v] = 0.5 * (lo + hi), h->bound[v] = 0.5 * (hi - lo);
+    }
+    double best_lo = -INFINITY;
+    for (int32_t v = 0; v < V; v++) best_lo = fmax(best_lo, h->approx[v] - h->bound[v]);
+    return best_lo;
+}
+
 static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uint64_t *rng, int32_t *token,
                               double *tail) {
     rsr_session *s = p->s;
@@ -349,19 +375,30 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
         if (tail) *tail = 0;
         return RSR_OK;
     }
-    const double T = sp->temperature, best_lo = p->best_lo, cut = best_lo + T * (log(0x1p-24) - log((double)V));
+    const bool penal = rt_sampler_penalises(sp);
+    const double T = sp->temperature > 0 ? sp->temperature : 0;
+    const double best_lo = penal ? penalise_bounds(sp, h, V) : p->best_lo;
+    const double cut = T > 0 ? best_lo + T * (log(0x1p-24) - log((double)V)) : best_lo;
     double mass = 0;
     int32_t n = 0;
     for (int32_t v = 0; v < V; v++) {
         double u = h->approx[v] + h->bound[v];
         if (u >= cut)
             h->cand[n++] = v;
-        else
+        else if (T > 0)
             mass += exp((u - best_lo) / T);
     }
 #pragma omp parallel for schedule(static) num_threads(threads_of(s)) if (n > 256)
     for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], p->x);
-    int32_t pick = rsr_sample(h->cand_logit, n, sp, rng, h->probs, h->ids);
+    rsr_sampler_params plain = *sp;
+    if (penal) {
+        for (int32_t i = 0; i < n; i++)
+            if (h->pen[h->cand[i]]) h->cand_logit[i] = rt_penalise(h->cand_logit[i], sp->repeat_penalty);
+        for (int32_t j = 0; j < sp->n_recent; j++)
+            if (sp->recent[j] >= 0 && sp->recent[j] < V) h->pen[sp->recent[j]] = 0;
+        plain.n_recent = 0; /* applied above, in the candidates' order */
+    }
+    int32_t pick = rsr_sample(h->cand_logit, n, &plain, rng, h->probs, h->ids);
     *token = h->cand[pick];
     if (tail) *tail = mass * (1 + 1e-12);
     return RSR_OK;

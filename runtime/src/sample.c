@@ -1,11 +1,12 @@
-/* sample.c — greedy, temperature, top-k and top-p sampling over a logits vector. */
+/* sample.c — greedy, temperature, top-k, top-p and min-p sampling over a logits vector, with
+ * llama.cpp's repetition penalty. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "internal.h"
 
 rsr_sampler_params rsr_sampler_default_params(void) {
-    return (rsr_sampler_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+    return (rsr_sampler_params){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .repeat_penalty = 1.0f};
 }
 
 /* NaN logits never win (and never make the answer depend on where they are). */
@@ -38,6 +39,14 @@ int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params 
                    int32_t *ids) {
     if (!logits || vocab <= 0 || !rng || !probs || !ids) return -1;
     rsr_sampler_params p = params ? *params : rsr_sampler_default_params();
+    if (rt_sampler_penalises(&p)) { /* the penalised logits, in probs (each distinct token once) */
+        for (int32_t i = 0; i < vocab; i++) probs[i] = logits[i], ids[i] = 0;
+        for (int32_t j = 0; j < p.n_recent; j++) {
+            int32_t t = p.recent[j];
+            if (t >= 0 && t < vocab && !ids[t]) ids[t] = 1, probs[t] = rt_penalise(probs[t], p.repeat_penalty);
+        }
+        logits = probs; /* read before written below, index by index */
+    }
     if (!(p.temperature > 0)) return rsr_sample_greedy(logits, vocab);
     float m = logits[rsr_sample_greedy(logits, vocab)];
     if (!isfinite(m)) return rsr_sample_greedy(logits, vocab); /* +inf, or nothing finite to weigh */
@@ -79,7 +88,14 @@ int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params 
             }
         }
     }
-    /* without filters the ids are still 0..vocab-1: the draw walks them in index order */
+    if (p.min_p > 0) { /* the most likely token has probability 1/sum: exp(0) over the sum */
+        float floor = (float)(1.0 / sum) * (p.min_p < 1 ? p.min_p : 1); /* the best always stays */
+        int32_t k = 0;
+        for (int32_t i = 0; i < keep; i++)
+            if (probs[ids[i]] >= floor) ids[k++] = ids[i];
+        keep = k;
+    }
+    /* without top-k and top-p the ids are in index order: the draw walks them so */
     double total = 0;
     for (int32_t i = 0; i < keep; i++) total += probs[ids[i]];
     double r = next_uniform(rng) * total, cum = 0;

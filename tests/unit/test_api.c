@@ -22,11 +22,22 @@ static int ref_cmp(const void *x, const void *y) {
 }
 static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_params *sp, uint64_t *rng, float *p,
                           int32_t *ids) {
-    float m = logits[0];
-    for (int32_t i = 1; i < V; i++) m = logits[i] > m ? logits[i] : m;
+    float *l = malloc(sizeof(float) * (size_t)V); /* the logits, penalised */
+    for (int32_t i = 0; i < V; i++) {
+        l[i] = logits[i];
+        int seen = 0;
+        for (int32_t j = 0; sp->repeat_penalty > 0 && sp->repeat_penalty != 1 && j < sp->n_recent; j++)
+            seen |= sp->recent[j] == i;
+        if (seen) l[i] = l[i] > 0 ? l[i] / sp->repeat_penalty : l[i] * sp->repeat_penalty;
+    }
+    int32_t best = 0;
+    for (int32_t i = 1; i < V; i++) best = l[i] > l[best] ? i : best;
+    if (!(sp->temperature > 0)) return free(l), best;
+    float m = l[best];
     double sum = 0;
-    for (int32_t i = 0; i < V; i++) p[i] = expf((logits[i] - m) / sp->temperature), sum += p[i], ids[i] = i;
+    for (int32_t i = 0; i < V; i++) p[i] = expf((l[i] - m) / sp->temperature), sum += p[i], ids[i] = i;
     for (int32_t i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
+    free(l);
     int32_t keep = V;
     if (sp->top_k > 0 || sp->top_p < 1) {
         ref_p = p;
@@ -35,6 +46,12 @@ static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_para
         double cum = 0;
         for (int32_t i = 0; sp->top_p < 1 && i < keep; i++)
             if ((cum += p[ids[i]]) >= sp->top_p) keep = i + 1;
+    }
+    if (sp->min_p > 0) {
+        int32_t k = 0;
+        for (int32_t i = 0; i < keep; i++)
+            if (p[ids[i]] >= p[best] * sp->min_p) ids[k++] = ids[i];
+        keep = k;
     }
     double total = 0, cum = 0;
     for (int32_t i = 0; i < keep; i++) total += p[ids[i]];
@@ -51,7 +68,20 @@ static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_para
 static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V, const int32_t *toks,
                            int32_t bad_tok, float *a, float *probs, int32_t *ids) {
     /* rsr_sample against the plain rules: the same token for the same random state */
-    const rsr_sampler_params rules[] = {{0.7f, 0, 1}, {2, 5, 1}, {1, 0, 0.9f}, {4, 40, 0.5f}, {1.5f, 1, 1}};
+    const int32_t recent[] = {3, 17, 3, 1, 250, -5, 1 << 30, 99}; /* repeats and ids outside the vocabulary */
+    const rsr_sampler_params rules[] = {
+        {.temperature = 0.7f, .top_k = 0, .top_p = 1},
+        {.temperature = 2, .top_k = 5, .top_p = 1},
+        {.temperature = 1, .top_k = 0, .top_p = 0.9f},
+        {.temperature = 4, .top_k = 40, .top_p = 0.5f},
+        {.temperature = 1.5f, .top_k = 1, .top_p = 1},
+        {.temperature = 3, .top_k = 0, .top_p = 1, .min_p = 0.05f},
+        {.temperature = 2, .top_k = 30, .top_p = 0.9f, .min_p = 0.3f},
+        {.temperature = 1, .top_k = 0, .top_p = 1, .repeat_penalty = 1.3f, .recent = recent, .n_recent = 8},
+        {.temperature = 0, .top_k = 0, .top_p = 1, .repeat_penalty = 5, .recent = recent, .n_recent = 8},
+        {.temperature = 0, .top_k = 0, .top_p = 1, .repeat_penalty = 0.5f, .recent = recent, .n_recent = 8},
+        {.temperature = 2, .top_k = 10, .top_p = 0.95f, .min_p = 0.1f, .repeat_penalty = 1.1f, .recent = recent, .n_recent = 5},
+    };
     float *rp = malloc(sizeof(float) * (size_t)V);
     int32_t *rids = malloc(sizeof(int32_t) * (size_t)V);
     for (size_t k = 0; k < sizeof rules / sizeof *rules; k++) {
@@ -76,25 +106,41 @@ static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t
     EXPECT(api.session_eval_sample(s, &bad_tok, 1, &rules[0], &rng0, &st_tok, NULL) == RSR_ERR_BAD_TOKEN &&
                api.session_position(s) == 0,
            "eval_sample of a bad token must not advance");
-    const rsr_sampler_params temps[] = {{0.5f, 0, 1}, {1, 0, 1},    {3, 0, 1}, {10, 0, 1},
-                                        {2, 3, 1},    {1, 0, 0.8f}, {0, 0, 1}};
+    /* the repetition penalty over the tokens so far (the context holds 8: steps below) */
+    int32_t seen[8];
+    const rsr_sampler_params temps[] = {
+        {.temperature = 0.5f, .top_k = 0, .top_p = 1},
+        {.temperature = 1, .top_k = 0, .top_p = 1},
+        {.temperature = 3, .top_k = 0, .top_p = 1},
+        {.temperature = 10, .top_k = 0, .top_p = 1},
+        {.temperature = 2, .top_k = 3, .top_p = 1},
+        {.temperature = 1, .top_k = 0, .top_p = 0.8f},
+        {.temperature = 0, .top_k = 0, .top_p = 1},
+        {.temperature = 2, .top_k = 0, .top_p = 1, .min_p = 0.2f},
+        {.temperature = 0, .top_k = 0, .top_p = 1, .repeat_penalty = 50, .recent = seen},
+        {.temperature = 3, .top_k = 0, .top_p = 1, .repeat_penalty = 4, .recent = seen},
+        {.temperature = 1, .top_k = 8, .top_p = 0.9f, .min_p = 0.05f, .repeat_penalty = 1.5f, .recent = seen},
+    };
     for (size_t k = 0; k < sizeof temps / sizeof *temps; k++) {
         uint64_t r1 = 11 + k, r2 = 11 + k;
         EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
         int32_t t1 = -1, t2 = -1, cur = toks[0], agree = 0, steps = 8; /* the context of the test model */
         double tail = -1, worst = 0;
+        rsr_sampler_params sp = temps[k];
         for (int step = 0; step < steps; step++) {
-            EXPECT(api.session_eval_sample(s, &cur, 1, &temps[k], &r1, &t1, &tail) == RSR_OK, "eval_sample: %s",
+            seen[step] = cur, sp.n_recent = sp.recent ? step + 1 : 0;
+            EXPECT(api.session_eval_sample(s, &cur, 1, &sp, &r1, &t1, &tail) == RSR_OK, "eval_sample: %s",
                    api.session_errmsg(s));
             EXPECT(api.session_eval(s2, &cur, 1, a) == RSR_OK, "eval");
-            t2 = api.sample(a, V, &temps[k], &r2, probs, ids);
+            t2 = api.sample(a, V, &sp, &r2, probs, ids);
             agree += t1 == t2, worst = fmax(worst, tail);
             cur = t2;
         }
         EXPECT(agree == steps,
-               "temperature %g top-k %d top-p %g: the sampling head drew the full logits' token at "
-               "%d of %d steps",
-               temps[k].temperature, temps[k].top_k, temps[k].top_p, agree, steps);
+               "temperature %g top-k %d top-p %g min-p %g penalty %g: the sampling head drew the full logits' "
+               "token at %d of %d steps",
+               temps[k].temperature, temps[k].top_k, temps[k].top_p, temps[k].min_p, temps[k].repeat_penalty, agree,
+               steps);
         EXPECT(worst >= 0 && worst <= 0x1p-24, "temperature %g: tail bound %g", temps[k].temperature, worst);
     }
 }
@@ -252,7 +298,14 @@ int main(int argc, char **argv) {
     EXPECT(api.sample_greedy(odd, V) == (V - 1) - ((V - 1) % 3 == 0), "greedy skips NaN");
     odd[0] = NAN;
     rsr_sampler_params weird[] = {
-        {NAN, 0, 1.0f}, {INFINITY, 0, 1.0f}, {1e-30f, 0, 1.0f}, {1.0f, -7, NAN}, {1.0f, V + 10, -1.0f}};
+        {.temperature = NAN, .top_p = 1.0f},
+        {.temperature = INFINITY, .top_p = 1.0f},
+        {.temperature = 1e-30f, .top_p = 1.0f},
+        {.temperature = 1.0f, .top_k = -7, .top_p = NAN},
+        {.temperature = 1.0f, .top_k = V + 10, .top_p = -1.0f},
+        {.temperature = 1.0f, .top_p = 1.0f, .min_p = NAN, .repeat_penalty = NAN, .recent = toks, .n_recent = 9},
+        {.temperature = 1.0f, .top_p = 1.0f, .min_p = 7, .repeat_penalty = INFINITY, .recent = toks, .n_recent = 9},
+        {.temperature = 0, .top_p = 1.0f, .min_p = -1, .repeat_penalty = 1e-30f, .recent = toks, .n_recent = 9}};
     for (size_t w = 0; w < sizeof weird / sizeof *weird; w++) {
         int32_t t = api.sample(odd, V, &weird[w], &rng, probs, ids);
         EXPECT(t >= 0 && t < V && !isnan(odd[t]), "parameters %zu drew %d", w, t);

@@ -102,10 +102,8 @@ static void check_no_extra_tensors(const model *m) {
     }
 }
 
-model *model_load(const char *path) {
-    arena *ar = arena_open();
-    model *m = xcalloc(1, sizeof *m);
-    arena_own(ar, free_model, m); /* the result, released if the load fails */
+/* config.json beside the weights: the architecture, its format and shapes. */
+static void config_from_json(model *m, const char *path, arena *ar) {
     m->ar = st_open(path);
     char *cfg_path = arena_printf(ar, "%s/config.json", m->ar->dir);
     cJSON *cfg = parse_json_file(cfg_path);
@@ -194,6 +192,17 @@ model *model_load(const char *path) {
         if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
+
+}
+
+model *model_load(const char *path) {
+    arena *ar = arena_open();
+    model *m = xcalloc(1, sizeof *m);
+    arena_own(ar, free_model, m); /* the result, released if the load fails */
+    if (gguf_is(path))
+        gguf_model_load(m, path);
+    else
+        config_from_json(m, path, ar);
 
     /* Every non-matrix tensor the runtime needs, checked now so errors come before any work. */
     model_require(m, "model.embed_tokens.weight", 2, m->vocab, m->hidden);

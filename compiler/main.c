@@ -28,7 +28,7 @@ typedef struct options {
     bool greedy_head;    /* an int8 copy of the LM head for certified greedy decoding */
     bool prefill_lanes;  /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr) */
     int opt_level;       /* -O0..-O3; -1: the defaults */
-    bool explain, stats, print_model, print_plan, print_target, verify;
+    bool explain, stats, print_model, print_plan, print_target, print_gguf, verify;
     bool tune;              /* measure the candidates here (tune.c) */
     const char *tune_cache; /* NULL: the default cache file */
     enum progress_mode progress;
@@ -42,7 +42,8 @@ static void usage(FILE *out) {
         "weight matrices (Redundant Segment Reduction), linked with the rsrc runtime into one artifact.\n"
         "\n"
         "MODEL is a .safetensors file, a model.safetensors.index.json shard index, or a directory\n"
-        "holding either; config.json must sit next to the weights.\n"
+        "holding either, with config.json next to the weights; or a GGUF file (bitnet.cpp's I2_S,\n"
+        "llama.cpp's TQ1_0 and TQ2_0), which holds its configuration itself.\n"
         "\n"
         "options:\n"
         "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c; -: stdout,\n"
@@ -83,7 +84,8 @@ static void usage(FILE *out) {
         "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why; with\n"
         "                        --tune also each candidate's measured times (measured now, or cached)\n"
         "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
-        "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated)\n"
+        "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated); gguf: a GGUF\n"
+        "                        file's metadata and tensor table, and nothing else\n"
         "  --verify              check every plan against the naive product before emitting it\n"
         "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
         "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
@@ -276,7 +278,7 @@ static options parse_args(int argc, char **argv) {
         case O_OPT_GIVEN: break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
-            if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan)");
+            if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan, gguf)");
             for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
                 if (strcmp(w, "model") == 0)
                     o.print_model = true;
@@ -284,8 +286,10 @@ static options parse_args(int argc, char **argv) {
                     o.print_plan = true;
                 else if (strcmp(w, "target") == 0)
                     o.print_target = true;
+                else if (strcmp(w, "gguf") == 0)
+                    o.print_gguf = true;
                 else
-                    fatal("--print: unknown stage '%s' (target, model, plan)", w);
+                    fatal("--print: unknown stage '%s' (target, model, plan, gguf)", w);
             }
             free(list);
             break;
@@ -767,6 +771,14 @@ static void compile(const options *o) {
 
 int main(int argc, char **argv) {
     options o = parse_args(argc, argv);
+    if (o.print_gguf) { /* a look inside the file, like gguf-dump; nothing is compiled */
+        if (!gguf_is(o.input)) fatal("--print=gguf: %s is not a GGUF file", o.input);
+        gguf_file *g = gguf_open(o.input);
+        gguf_print(g, stdout);
+        gguf_close(g);
+        free(o.flags);
+        return 0;
+    }
     compile(&o);
     free(o.flags);
     return 0;

@@ -102,6 +102,8 @@ const char *st_dtype_name(enum st_dtype t);
 float st_get_f32(const st_tensor *t, int64_t i); /* element i widened to float */
 void st_release(const st_tensor *t);             /* its pages leave the resident set */
 void st_release_bytes(const uint8_t *data, uint64_t n);
+void st_sort_and_check(st_archive *a, const char *path); /* sorted by name for st_find; names unique */
+char *st_dir_of(const char *path);                       /* the directory of a file */
 
 /* ---- checkpoint.c: config.json + format detection → one internal ternary matrix type ---- */
 enum weight_format {
@@ -136,6 +138,44 @@ typedef struct ternary_matrix {
 /* The seven linear layers of a block, in the order they are compiled. */
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, NUM_PROJ };
 extern const char *const proj_names[NUM_PROJ];
+
+/* ---- gguf.c: llama.cpp's GGUF container, checked against the file; gguf_model.c: a GGUF model
+ * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */
+typedef struct gguf_value {
+    uint32_t type, atype; /* the GGUF value type; an array's element type */
+    uint64_t n, first;    /* an array's count and the byte its elements start at */
+    const char *str;      /* a string's bytes (not terminated) */
+    uint64_t len;         /* and length */
+    uint64_t u;           /* a number, in each form */
+    int64_t i;
+    double f;
+} gguf_value;
+typedef struct gguf_tensor {
+    char *name;
+    uint32_t ndim, type; /* dimensions, innermost first; the ggml type */
+    uint64_t ne[4], offset, nbytes;
+    const uint8_t *data;
+} gguf_tensor;
+typedef struct gguf_file {
+    char *path;
+    uint8_t *map;
+    size_t size;
+    uint32_t version;
+    uint64_t alignment, nkv, ntensors, data_offset;
+    struct gguf_kv {
+        char *key;
+        gguf_value v;
+    } * kv;
+    gguf_tensor *tensors;
+} gguf_file;
+gguf_file *gguf_open(const char *path);
+void gguf_close(gguf_file *g);
+const gguf_value *gguf_get(const gguf_file *g, const char *key);
+const gguf_tensor *gguf_find(const gguf_file *g, const char *name);
+const char *gguf_type_name(uint32_t type);
+void gguf_print(const gguf_file *g, FILE *out);           /* --print=gguf: metadata and tensor table */
+bool gguf_is(const char *path);                           /* a file that starts with the GGUF magic */
+void gguf_model_load(struct model *m, const char *path); /* fills m and m->ar */
 
 model *model_load(const char *path);
 void model_free(model *m);

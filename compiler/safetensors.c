@@ -279,9 +279,8 @@ static void load_file(st_archive *a, const char *path) {
     a->files[a->nfiles - 1].path = xstrdup(path);
 
     if (!memcmp(map, "GGUF", 4))
-        fatal("%s: a GGUF file (llama.cpp's format, version %u), not safetensors: rsrc reads Hugging Face checkpoints "
-              "(model.safetensors and config.json, as published with the model); GGUF input is not supported yet",
-              path, (unsigned)(map[4] | map[5] << 8 | map[6] << 16 | (unsigned)map[7] << 24));
+        fatal("%s: a GGUF file (llama.cpp's format) where a safetensors shard was expected: give rsrc the GGUF file "
+              "itself", path);
     if (!memcmp(map, "PK\x03\x04", 4) || (map[0] == 0x80 && map[1] >= 2 && map[1] <= 5))
         fatal("%s: PyTorch's pickle format (%s), not safetensors: rsrc does not read it (loading it would run Python "
               "code from the file): save the model as safetensors (in transformers, "
@@ -333,7 +332,7 @@ static void load_file(st_archive *a, const char *path) {
     arena_close(ar);
 }
 
-static char *dir_of(const char *path) {
+char *st_dir_of(const char *path) {
     char *copy = xstrdup(path);
     char *d = xstrdup(dirname(copy));
     free(copy);
@@ -350,7 +349,7 @@ static void free_name_list(void *p) {
     free(l->v);
 }
 
-static void sort_and_check_unique(st_archive *a, const char *path) {
+void st_sort_and_check(st_archive *a, const char *path) {
     if (a->ntensors > 1) qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
     for (int i = 1; i < a->ntensors; i++)
         if (strcmp(a->tensors[i].name, a->tensors[i - 1].name) == 0)
@@ -384,7 +383,7 @@ static void load_index(st_archive *a, const char *index_path) {
         }
     }
     if (loaded.n == 0) fatal("%s: 'weight_map' is empty", index_path);
-    sort_and_check_unique(a, index_path);
+    st_sort_and_check(a, index_path);
     cJSON_ArrayForEach(e, map) {
         const st_tensor *t = st_find(a, e->string);
         if (!t)
@@ -473,9 +472,8 @@ static void load_shards(st_archive *a, arena *ar, const char *dir, const dir_con
 static noreturn void no_checkpoint(const char *dir, const dir_contents *c) {
     if (c->gguf)
         fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, a GGUF file: "
-              "rsrc reads the Hugging Face safetensors checkpoint of the model, not llama.cpp's GGUF, which is not "
-              "supported yet",
-              dir, c->gguf);
+              "give rsrc that file (rsrc %s/%s)",
+              dir, c->gguf, dir, c->gguf);
     if (c->pickle)
         fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, PyTorch's "
               "pickle format, which rsrc does not read (loading it would run Python code from the file): save the "
@@ -505,13 +503,13 @@ st_archive *st_open(const char *path) {
             load_shards(a, ar, path, &c);
         }
     } else {
-        a->dir = dir_of(path);
+        a->dir = st_dir_of(path);
         if (ends_with(path, ".index.json"))
             load_index(a, path);
         else
             load_file(a, path);
     }
-    sort_and_check_unique(a, path);
+    st_sort_and_check(a, path);
     arena_disown(ar, a);
     arena_close(ar);
     return a;

@@ -11,7 +11,7 @@ mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
         ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
-         'sentencepiece', 'serve_request']}
+         'sentencepiece', 'serve_request', 'gguf']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -36,6 +36,15 @@ with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', fmt, '--out', d] + small,
                        check=True, stderr=subprocess.DEVNULL)
         model_seed(fmt, d)
+    # GGUF: each ternary encoding, at shapes its blocks allow (TQ: 256 columns; cut by -max_len)
+    for fmt, shape in [('gguf-i2s', ['--hidden', '16', '--intermediate', '16', '--heads', '2', '--vocab', '16']),
+                       ('gguf-tq2', ['--hidden', '256', '--intermediate', '256', '--heads', '2', '--vocab', '16']),
+                       ('gguf-tq1', ['--hidden', '256', '--intermediate', '256', '--heads', '2', '--vocab', '16'])]:
+        d = os.path.join(tmp, fmt)
+        subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', fmt, '--out', d, '--layers', '1',
+                        '--kv-heads', '1', '--max-pos', '16', '--no-tokenizer'] + shape,
+                       check=True, stderr=subprocess.DEVNULL)
+        put('gguf', fmt, read(os.path.join(d, 'model.gguf')))
     d = os.path.join(tmp, 'shards')
     subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'bitnet-packed', '--out', d, '--shards', '2']
                    + small, check=True, stderr=subprocess.DEVNULL)

@@ -27,6 +27,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mkgguf.h"
 #include "mktokenizer.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -250,6 +251,7 @@ typedef struct {
     uint64_t seed;
     int binary;
     double embed_std; /* the embeddings' (and an untied head's) standard deviation */
+    int gguf_type;    /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
     int tokenizer;    /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
@@ -569,6 +571,137 @@ static uint64_t write_json_file(const char *dir, const char *file_name, cJSON *r
     return close_file(f, path);
 }
 
+/* ---- GGUF (--format gguf-*): bitnet-packed's weights as bitnet.cpp's and llama.cpp's files hold them ---- */
+
+/* A generated tensor's bytes, in memory. */
+static uint8_t *tensor_bytes(const tensor_t *t, const opts_t *o) {
+    sink_t s = {.buf = xmalloc(t->nbytes ? t->nbytes : 1), .cap = t->nbytes, .path = t->name};
+    write_tensor(&s, t, o);
+    return s.buf;
+}
+
+static float f16_value(uint16_t h) { /* normal halves only (the scales written here) */
+    uint32_t x = (uint32_t)(h & 0x8000u) << 16 | ((uint32_t)((h >> 10) & 0x1F) + 112u) << 23 | (uint32_t)(h & 0x3FFu) << 13;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static float bf16_value(const uint8_t *p) {
+    uint32_t x = (uint32_t)(p[0] | p[1] << 8) << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+/* the GGUF name of a Hugging Face tensor name */
+static char *gguf_name(const char *hf) {
+    static const char *const map[][2] = {
+        {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
+        {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
+        {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+        {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},       {"self_attn.attn_sub_norm", "attn_sub_norm"},
+        {"mlp.ffn_sub_norm", "ffn_sub_norm"},
+    };
+    if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
+    if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
+    int layer, used = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used)
+        for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+            size_t n = strlen(map[i][0]);
+            if (!strncmp(hf + used, map[i][0], n) && !strcmp(hf + used + n, ".weight"))
+                return xasprintf("blk.%d.%s.weight", layer, map[i][1]);
+        }
+    die("internal error: no GGUF name for %s", hf);
+}
+
+/* DIR/model.gguf: the metadata of the "bitnet-b1.58" architecture, the norms as F16 (the final
+ * one F32), the embeddings as BF16 (each exactly the checkpoint's value), and each ternary
+ * matrix in o->gguf_type with the Q and K rows of each head interleaved as llama.cpp's
+ * converters store them (Hugging Face row s*d/2 + i becomes row 2i + s). */
+static uint64_t write_gguf(const tlist_t *l, const opts_t *o) {
+    const char *A = "bitnet-b1.58";
+    mkg_file *g = mkg_new();
+    char key[128];
+#define META_U32(k, v) (snprintf(key, sizeof key, "%s.%s", A, k), mkg_meta_u32(g, key, (uint32_t)(v)))
+    mkg_meta_str(g, "general.architecture", A);
+    mkg_meta_str(g, "general.name", "rsr-mkmodel");
+    mkg_meta_u32(g, "general.alignment", 32);
+    META_U32("context_length", o->max_pos);
+    META_U32("embedding_length", o->hidden);
+    META_U32("feed_forward_length", o->intermediate);
+    META_U32("block_count", o->layers);
+    META_U32("attention.head_count", o->heads);
+    META_U32("attention.head_count_kv", o->kv_heads);
+    META_U32("rope.dimension_count", o->hidden / o->heads);
+    META_U32("vocab_size", o->vocab);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A), mkg_meta_f32(g, key, 1e-5f);
+    snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, 500000.0f);
+    mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
+    mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
+#undef META_U32
+    const uint64_t head_dim = (uint64_t)(o->hidden / o->heads);
+    for (size_t i = 0; i < l->n; i++) {
+        const tensor_t *t = &l->t[i];
+        if (t->kind == K_SCALE) continue; /* with its matrix, just before it */
+        char *name = gguf_name(t->name);
+        uint8_t *bytes = tensor_bytes(t, o);
+        if (t->kind == K_PACKED) {
+            const tensor_t *sc = &l->t[i + 1];
+            uint8_t *sb = tensor_bytes(sc, o);
+            float beta = bf16_value(sb);
+            free(sb);
+            uint16_t h = f32_to_f16(beta);
+            const uint64_t rows = t->out, cols = t->in, R = rows / 4;
+            if (o->gguf_type != MKG_I2_S && cols % 256)
+                die("%s has %" PRIu64 " columns, not a multiple of the 256 of a TQ block: choose sizes that are "
+                    "(--hidden, --intermediate)",
+                    t->name, cols);
+            if (o->gguf_type == MKG_I2_S && rows * cols % 128)
+                die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
+            if (f16_value(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
+            const int heads = strstr(t->name, ".q_proj") ? (int)o->heads : strstr(t->name, ".k_proj") ? (int)o->kv_heads : 0;
+            uint8_t *codes = xmalloc(rows * cols);
+            for (uint64_t hr = 0; hr < rows; hr++) {
+                uint64_t gr = hr;
+                if (heads) {
+                    uint64_t hh = hr / head_dim, w = hr % head_dim, s2 = w / (head_dim / 2), ii = w % (head_dim / 2);
+                    gr = hh * head_dim + 2 * ii + s2;
+                }
+                for (uint64_t c = 0; c < cols; c++) codes[gr * cols + c] = (bytes[(hr % R) * cols + c] >> (2 * (hr / R))) & 3;
+            }
+            uint64_t nb;
+            uint8_t *enc = mkg_encode_ternary((uint32_t)o->gguf_type, codes, rows, cols, beta, h, &nb);
+            free(codes), free(bytes);
+            mkg_tensor(g, name, (uint32_t)o->gguf_type, cols, rows, enc, nb);
+        } else if (t->kind == K_EMBED) {
+            mkg_tensor(g, name, MKG_BF16, t->shape[1], t->shape[0], bytes, t->nbytes);
+        } else { /* a norm: F16, or F32 for the final one */
+            const uint64_t n = t->shape[0];
+            const int f32 = !strcmp(t->name, "model.norm.weight");
+            uint8_t *v = xmalloc(n * (f32 ? 4 : 2));
+            for (uint64_t k = 0; k < n; k++) {
+                float f = bf16_value(bytes + 2 * k);
+                if (f32) {
+                    memcpy(v + 4 * k, &f, 4);
+                } else {
+                    uint16_t hv = f32_to_f16(f);
+                    v[2 * k] = (uint8_t)hv, v[2 * k + 1] = (uint8_t)(hv >> 8);
+                }
+            }
+            free(bytes);
+            mkg_tensor(g, name, f32 ? MKG_F32 : MKG_F16, n, 1, v, n * (f32 ? 4 : 2));
+        }
+        free(name);
+    }
+    FILE *f = open_temp(o->out_dir, "model.gguf");
+    const char *path = outfiles[n_out - 1].final_path;
+    if (mkg_write(g, f) != 0) die("cannot write %s: %s", path, strerror(errno));
+    mkg_free(g);
+    return close_file(f, path);
+}
+
 static cJSON *build_config(const opts_t *o) {
     cJSON *c = cJSON_CreateObject();
     if (!c) die("out of memory");
@@ -681,6 +814,9 @@ static void usage(FILE *out) {
           "                  (HF1BitLLM/Llama3-8B-1.58, Falcon3-1.58bit)\n"
           "  falcon-e        LlamaForCausalLM, packed, bitlinear with use_rms_norm, weight_scale = beta\n"
           "  1bitllm         BitnetForCausalLM (1bitLLM/bitnet_b1_58), fp16 latent weights, sub-norms\n"
+          "  gguf-i2s, gguf-tq1, gguf-tq2\n"
+          "                  bitnet-packed's weights as DIR/model.gguf (architecture bitnet-b1.58), the ternary\n"
+          "                  matrices in bitnet.cpp's I2_S or llama.cpp's TQ1_0 or TQ2_0\n"
           "\n"
           "options:\n"
           "  --format FORMAT    one of the formats above (required)\n"
@@ -817,9 +953,15 @@ int main(int argc, char **argv) {
             int found = 0;
             for (int f = 0; f < F_COUNT; f++)
                 if (!strcmp(optarg, format_names[f])) o.format = (format_t)f, found = 1;
+            static const struct {
+                const char *name;
+                int type;
+            } ggufs[] = {{"gguf-i2s", MKG_I2_S}, {"gguf-tq1", MKG_TQ1_0}, {"gguf-tq2", MKG_TQ2_0}};
+            for (int f = 0; f < 3; f++) /* the weights of bitnet-packed, in GGUF */
+                if (!strcmp(optarg, ggufs[f].name)) o.format = F_BITNET_PACKED, o.gguf_type = ggufs[f].type, found = 1;
             if (!found)
-                die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e or "
-                    "1bitllm)",
+                die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e, "
+                    "1bitllm, gguf-i2s, gguf-tq1 or gguf-tq2)",
                     optarg);
             have_format = 1;
             break;
@@ -905,6 +1047,7 @@ int main(int argc, char **argv) {
         if (o.poison_index >= n)
             die("--poison: index %" PRIu64 " is beyond the %" PRIu64 " values of '%s'", o.poison_index, n, o.poison);
     }
+    if (o.gguf_type && o.shards > 1) die("--shards applies to safetensors checkpoints, not to one GGUF file");
     if ((size_t)o.shards > tl.n) die("--shards %ld is more than the %zu tensors of this model", o.shards, tl.n);
     uint64_t total = 0, params = 0;
     for (size_t i = 0; i < tl.n; i++) {
@@ -936,8 +1079,9 @@ int main(int argc, char **argv) {
         json_add(index, "metadata", meta);
         json_add(index, "weight_map", wmap);
     }
-    size_t next = 0;
-    for (long sh = 0; sh < o.shards; sh++) {
+    size_t next = o.gguf_type ? tl.n : 0; /* GGUF: no safetensors shards */
+    if (o.gguf_type) bytes_written += write_gguf(&tl, &o);
+    for (long sh = 0; o.gguf_type == 0 && sh < o.shards; sh++) {
         char fname[64];
         if (o.shards == 1)
             snprintf(fname, sizeof fname, "model.safetensors");
@@ -971,9 +1115,11 @@ int main(int argc, char **argv) {
         bytes_written += write_json_file(o.out_dir, "model.safetensors.index.json", index);
         cJSON_Delete(index);
     }
-    cJSON *config = build_config(&o);
-    bytes_written += write_json_file(o.out_dir, "config.json", config);
-    cJSON_Delete(config);
+    if (!o.gguf_type) { /* a GGUF file holds its configuration */
+        cJSON *config = build_config(&o);
+        bytes_written += write_json_file(o.out_dir, "config.json", config);
+        cJSON_Delete(config);
+    }
     char why[256] = "--no-tokenizer";
     cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, why, sizeof why) : NULL;
     if (tokenizer) {
@@ -993,7 +1139,7 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "
             "max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
-            format_names[o.format], o.binary ? " (binary)" : "", o.hidden, o.intermediate, o.layers, o.heads,
+            o.gguf_type == MKG_I2_S ? "gguf-i2s" : o.gguf_type == MKG_TQ1_0 ? "gguf-tq1" : o.gguf_type ? "gguf-tq2" : format_names[o.format], o.binary ? " (binary)" : "", o.hidden, o.intermediate, o.layers, o.heads,
             o.kv_heads, o.vocab, o.max_pos, o.seed, params, n_out, bytes_written, o.out_dir);
     for (size_t i = 0; i < n_out; i++) {
         free(outfiles[i].final_path);

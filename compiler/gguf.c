@@ -1,0 +1,335 @@
+/*
+ * gguf.c — llama.cpp's GGUF container (versions 2 and 3), read into what the rest of rsrc reads:
+ * an st_archive of tensors under their Hugging Face names, and the model's configuration.
+ *
+ * The file is memory-mapped and every count, length, offset, type and dimension is checked
+ * against it before it is used: the format is hostile input (fuzz/fuzz_gguf.c). Layout (all
+ * little-endian): "GGUF", u32 version, u64 tensor count, u64 metadata count; the metadata, each a
+ * string key, a u32 value type and the value (strings are u64 length + bytes; arrays a u32
+ * element type, a u64 count and the elements); the tensor infos, each a name, u32 dimensions,
+ * u64 sizes (innermost first), u32 ggml type and a u64 offset; then, at the next multiple of
+ * general.alignment (32 when absent), the data, each tensor at its offset from there.
+ *
+ * Weights. The ternary matrices come as bitnet.cpp's I2_S (2-bit codes 0/1/2 for -1/0/+1, 128
+ * weights in 32 bytes, code j of a group at bits 6-2*(j/32) of byte j%32, then one f32 scale
+ * after all the codes), or ggml's TQ2_0 (blocks of 256: 64 bytes of 2-bit codes, element
+ * 128*h + 32*n + m at bits 2n of byte 32*h + m, then an f16 scale) or TQ1_0 (blocks of 256: 48
+ * bytes of five base-3 digits each, 4 bytes of four, an f16 scale; digit n of byte q is
+ * ((uint8)(q*3^n) * 3) >> 8). rsrc's kernels take one scale per matrix: every TQ block with a
+ * non-zero weight must carry the same scale (a ternary model's blocks all hold ±beta), else the
+ * matrix is refused naming the block. Each becomes the packed U8 form of the Hugging Face
+ * checkpoints (four rows per byte) with a "_scale" tensor, so checkpoint.c reads it unchanged.
+ * Embeddings, norms and the head: F32, F16 and BF16 in place; Q8_0 widened to f32 as ggml does
+ * (fp16 scale times int8). llama.cpp's converters store the Q and K projections with the rows
+ * of each head interleaved for its RoPE (row 2i+s of a head was row s*d/2+i); they are put back.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rsr_numerics.h"
+#include "rsrc.h"
+
+enum { GV_U8, GV_I8, GV_U16, GV_I16, GV_U32, GV_I32, GV_F32, GV_BOOL, GV_STR, GV_ARR, GV_U64, GV_I64, GV_F64, GV_N };
+static const char *const value_names[GV_N] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                              "bool", "string", "array", "u64", "i64", "f64"};
+static const int value_size[GV_N] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+
+/* ggml tensor types: elements per block and bytes per block (I2_S: see gguf_tensor_bytes) */
+enum { GT_F32 = 0, GT_F16 = 1, GT_Q8_0 = 8, GT_BF16 = 30, GT_TQ1_0 = 34, GT_TQ2_0 = 35, GT_I2_S = 36 };
+static const struct {
+    int type, block, bytes;
+    const char *name;
+} types[] = {
+    {0, 1, 4, "F32"},       {1, 1, 2, "F16"},       {2, 32, 18, "Q4_0"},     {3, 32, 20, "Q4_1"},
+    {6, 32, 22, "Q5_0"},    {7, 32, 24, "Q5_1"},    {8, 32, 34, "Q8_0"},     {9, 32, 36, "Q8_1"},
+    {10, 256, 84, "Q2_K"},  {11, 256, 110, "Q3_K"}, {12, 256, 144, "Q4_K"},  {13, 256, 176, "Q5_K"},
+    {14, 256, 210, "Q6_K"}, {15, 256, 292, "Q8_K"}, {24, 1, 1, "I8"},        {25, 1, 2, "I16"},
+    {26, 1, 4, "I32"},      {27, 1, 8, "I64"},      {28, 1, 8, "F64"},       {30, 1, 2, "BF16"},
+    {34, 256, 54, "TQ1_0"}, {35, 256, 66, "TQ2_0"}, {36, 128, 32, "I2_S"},
+};
+static int type_index(uint32_t t) {
+    for (int i = 0; i < (int)(sizeof types / sizeof *types); i++)
+        if ((uint32_t)types[i].type == t) return i;
+    return -1;
+}
+const char *gguf_type_name(uint32_t t) {
+    int i = type_index(t);
+    return i >= 0 ? types[i].name : "unknown";
+}
+
+/* ---- the container ---- */
+
+static char *xstrndup(const char *s, size_t n) {
+    char *r = xmalloc(n + 1);
+    memcpy(r, s, n);
+    r[n] = 0;
+    return r;
+}
+
+bool gguf_is(const char *path) {
+    char magic[4];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool yes = read(fd, magic, 4) == 4 && !memcmp(magic, "GGUF", 4);
+    close(fd);
+    return yes;
+}
+
+typedef struct cursor {
+    const gguf_file *g;
+    uint64_t at;
+} cursor;
+
+static void need(cursor *c, uint64_t n, const char *what) {
+    if (n > c->g->size || c->at > c->g->size - n)
+        fatal("%s: truncated: %s at byte %" PRIu64 " needs %" PRIu64 " bytes, the file has %zu", c->g->path, what,
+              c->at, n, c->g->size);
+}
+static uint64_t rd(cursor *c, int bytes, const char *what) {
+    need(c, (uint64_t)bytes, what);
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--) v = v << 8 | c->g->map[c->at + (uint64_t)i];
+    c->at += (uint64_t)bytes;
+    return v;
+}
+/* a string: its bytes in the map (not terminated) and length */
+static const char *rd_str(cursor *c, uint64_t *len, const char *what) {
+    *len = rd(c, 8, what);
+    need(c, *len, what);
+    const char *s = (const char *)c->g->map + c->at;
+    c->at += *len;
+    return s;
+}
+
+/* a value of type t: scalars into v, strings and arrays by place and count */
+static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool in_array) {
+    v->type = t;
+    if (t >= GV_N) fatal("%s: metadata '%s': value type %u is not a GGUF type", c->g->path, key, t);
+    if (t == GV_STR) {
+        v->str = rd_str(c, &v->len, key);
+        return;
+    }
+    if (t == GV_ARR) {
+        if (in_array) fatal("%s: metadata '%s': an array of arrays, which GGUF readers do not take", c->g->path, key);
+        v->atype = (uint32_t)rd(c, 4, key);
+        if (v->atype >= GV_N) fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
+        v->n = rd(c, 8, key);
+        v->first = c->at;
+        if (v->atype == GV_ARR) fatal("%s: metadata '%s': an array of arrays is not supported", c->g->path, key);
+        if (v->atype == GV_STR) { /* walked (each has its length), at least 8 bytes each */
+            if (v->n > (c->g->size - c->at) / 8)
+                fatal("%s: metadata '%s': %" PRIu64 " strings cannot fit in the %" PRIu64 " bytes left", c->g->path,
+                      key, v->n, (uint64_t)(c->g->size - c->at));
+            for (uint64_t i = 0; i < v->n; i++) {
+                uint64_t len;
+                rd_str(c, &len, key);
+            }
+        } else {
+            uint64_t sz = (uint64_t)value_size[v->atype];
+            if (v->n > (c->g->size - c->at) / sz)
+                fatal("%s: metadata '%s': %" PRIu64 " elements of %s run past the end of the file", c->g->path, key,
+                      v->n, value_names[v->atype]);
+            c->at += v->n * sz;
+        }
+        return;
+    }
+    uint64_t raw = rd(c, value_size[t], key);
+    switch (t) {
+    case GV_I8: v->i = (int8_t)raw; break;
+    case GV_I16: v->i = (int16_t)raw; break;
+    case GV_I32: v->i = (int32_t)raw; break;
+    case GV_I64: v->i = (int64_t)raw; break;
+    case GV_F32: {
+        float f;
+        uint32_t u = (uint32_t)raw;
+        memcpy(&f, &u, 4);
+        v->f = f;
+        break;
+    }
+    case GV_F64: memcpy(&v->f, &raw, 8); break;
+    default: v->u = raw; break; /* unsigned and bool */
+    }
+    if (t == GV_I8 || t == GV_I16 || t == GV_I32 || t == GV_I64) v->f = (double)v->i, v->u = (uint64_t)v->i;
+    else if (t != GV_F32 && t != GV_F64) v->f = (double)v->u, v->i = (int64_t)v->u;
+}
+
+static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
+    int k = type_index(t->type);
+    if (k < 0) fatal("%s: tensor '%s': ggml type %u is not one rsrc knows", g->path, t->name, t->type);
+    if (t->type == GT_I2_S) { /* groups of 128 run through the whole tensor, not per row */
+        if (t->ndim > 2 || t->ne[0] > UINT64_MAX / t->ne[1] || t->ne[0] * t->ne[1] % 128)
+            fatal("%s: tensor '%s': I2_S holds whole groups of 128 weights in at most 2 dimensions", g->path, t->name);
+        return t->ne[0] * t->ne[1] / 4 + 32; /* the f32 scale after the codes, padded to 32 bytes */
+    }
+    if (t->ne[0] % (uint64_t)types[k].block)
+        fatal("%s: tensor '%s': %" PRIu64 " elements per row is not a multiple of the %s block of %d", g->path, t->name,
+              t->ne[0], types[k].name, types[k].block);
+    uint64_t n = t->ne[0] / (uint64_t)types[k].block * (uint64_t)types[k].bytes;
+    for (uint32_t d = 1; d < t->ndim; d++) {
+        if (t->ne[d] && n > UINT64_MAX / t->ne[d]) fatal("%s: tensor '%s': its size overflows", g->path, t->name);
+        n *= t->ne[d];
+    }
+    return n;
+}
+
+static void close_gguf(void *g) { gguf_close(g); }
+
+gguf_file *gguf_open(const char *path) {
+    arena *ar = arena_open();
+    gguf_file *g = xcalloc(1, sizeof *g);
+    arena_own(ar, close_gguf, g);
+    g->path = xstrdup(path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fatal("%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 24) {
+        close(fd);
+        fatal("%s: not a GGUF file (%s)", path, S_ISREG(sb.st_mode) ? "shorter than its 24-byte header" : "not a file");
+    }
+    g->size = (size_t)sb.st_size;
+    g->map = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (g->map == MAP_FAILED) g->map = NULL, fatal("%s: cannot map: %s", path, strerror(e));
+    if (memcmp(g->map, "GGUF", 4)) fatal("%s: not a GGUF file (no GGUF magic)", path);
+    cursor c = {g, 4};
+    g->version = (uint32_t)rd(&c, 4, "the version");
+    if (g->version != 2 && g->version != 3)
+        fatal("%s: GGUF version %u; rsrc reads versions 2 and 3", path, g->version);
+    g->ntensors = rd(&c, 8, "the tensor count");
+    g->nkv = rd(&c, 8, "the metadata count");
+    /* each metadata entry takes at least 13 bytes, each tensor info at least 32 */
+    if (g->nkv > g->size / 13 || g->ntensors > g->size / 32)
+        fatal("%s: %" PRIu64 " metadata entries and %" PRIu64 " tensors cannot fit in %zu bytes", path, g->nkv,
+              g->ntensors, g->size);
+    g->kv = xcalloc(g->nkv ? g->nkv : 1, sizeof *g->kv);
+    g->alignment = 32;
+    for (uint64_t i = 0; i < g->nkv; i++) {
+        uint64_t len;
+        const char *k = rd_str(&c, &len, "a metadata key");
+        if (len == 0 || len > 65535) fatal("%s: metadata entry %" PRIu64 ": a key of %" PRIu64 " bytes", path, i, len);
+        g->kv[i].key = xstrndup(k, (size_t)len);
+        for (uint64_t j = 0; j < i; j++)
+            if (!strcmp(g->kv[j].key, g->kv[i].key)) fatal("%s: metadata '%s' appears twice", path, g->kv[i].key);
+        rd_value(&c, (uint32_t)rd(&c, 4, g->kv[i].key), &g->kv[i].v, g->kv[i].key, false);
+        if (!strcmp(g->kv[i].key, "general.alignment")) {
+            const gguf_value *v = &g->kv[i].v;
+            if (v->type != GV_U32 || v->u == 0 || (v->u & (v->u - 1)) || v->u > 65536)
+                fatal("%s: general.alignment must be a u32 power of two up to 65536", path);
+            g->alignment = v->u;
+        }
+    }
+    g->tensors = xcalloc(g->ntensors ? g->ntensors : 1, sizeof *g->tensors);
+    for (uint64_t i = 0; i < g->ntensors; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        uint64_t len;
+        const char *nm = rd_str(&c, &len, "a tensor name");
+        if (len == 0 || len > 255) fatal("%s: tensor %" PRIu64 ": a name of %" PRIu64 " bytes", path, i, len);
+        t->name = xstrndup(nm, (size_t)len);
+        t->ndim = (uint32_t)rd(&c, 4, t->name);
+        if (t->ndim < 1 || t->ndim > 4) fatal("%s: tensor '%s': %u dimensions (1 to 4)", path, t->name, t->ndim);
+        for (uint32_t d = 0; d < 4; d++) t->ne[d] = 1;
+        for (uint32_t d = 0; d < t->ndim; d++) {
+            t->ne[d] = rd(&c, 8, t->name);
+            if (t->ne[d] == 0 || t->ne[d] > (1ull << 40))
+                fatal("%s: tensor '%s': dimension %u is %" PRIu64, path, t->name, d, t->ne[d]);
+        }
+        t->type = (uint32_t)rd(&c, 4, t->name);
+        t->offset = rd(&c, 8, t->name);
+        t->nbytes = tensor_bytes(g, t);
+        for (uint64_t j = 0; j < i; j++)
+            if (!strcmp(g->tensors[j].name, t->name)) fatal("%s: tensor '%s' appears twice", path, t->name);
+    }
+    g->data_offset = (c.at + g->alignment - 1) / g->alignment * g->alignment;
+    if (g->data_offset > g->size && g->ntensors)
+        fatal("%s: the data section at byte %" PRIu64 " is past the end of the file", path, g->data_offset);
+    for (uint64_t i = 0; i < g->ntensors; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        uint64_t room = g->size - g->data_offset;
+        if (t->offset % g->alignment)
+            fatal("%s: tensor '%s': offset %" PRIu64 " is not a multiple of the alignment %" PRIu64, path, t->name,
+                  t->offset, g->alignment);
+        if (t->offset > room || t->nbytes > room - t->offset)
+            fatal("%s: tensor '%s': %" PRIu64 " bytes at offset %" PRIu64 " run past the end of the data (%" PRIu64
+                  " bytes)",
+                  path, t->name, t->nbytes, t->offset, room);
+        t->data = g->map + g->data_offset + t->offset;
+    }
+    arena_disown(ar, g);
+    arena_close(ar);
+    return g;
+}
+
+void gguf_close(gguf_file *g) {
+    if (!g) return;
+    if (g->map) munmap(g->map, g->size);
+    for (uint64_t i = 0; g->kv && i < g->nkv; i++) free(g->kv[i].key);
+    for (uint64_t i = 0; g->tensors && i < g->ntensors; i++) free(g->tensors[i].name);
+    free(g->kv), free(g->tensors), free(g->path), free(g);
+}
+
+const gguf_value *gguf_get(const gguf_file *g, const char *key) {
+    for (uint64_t i = 0; i < g->nkv; i++)
+        if (!strcmp(g->kv[i].key, key)) return &g->kv[i].v;
+    return NULL;
+}
+
+const gguf_tensor *gguf_find(const gguf_file *g, const char *name) {
+    for (uint64_t i = 0; i < g->ntensors; i++)
+        if (!strcmp(g->tensors[i].name, name)) return &g->tensors[i];
+    return NULL;
+}
+
+/* element i of an array of strings (walked from its start) */
+static const char *array_str(const gguf_file *g, const gguf_value *v, uint64_t i, uint64_t *len) {
+    cursor c = {g, v->first};
+    const char *s = NULL;
+    for (uint64_t k = 0; k <= i; k++) s = rd_str(&c, len, "a string");
+    return s;
+}
+
+static void print_value(FILE *out, const gguf_file *g, const gguf_value *v) {
+    switch (v->type) {
+    case GV_STR: fprintf(out, "\"%.*s%s\"", (int)(v->len > 120 ? 120 : v->len), v->str, v->len > 120 ? "..." : ""); break;
+    case GV_ARR:
+        fprintf(out, "[%s × %" PRIu64 "]", value_names[v->atype], v->n);
+        if (v->atype == GV_STR && v->n) {
+            uint64_t len;
+            const char *s = array_str(g, v, 0, &len);
+            fprintf(out, " \"%.*s\", ...", (int)(len > 40 ? 40 : len), s);
+        }
+        break;
+    case GV_F32:
+    case GV_F64: fprintf(out, "%g", v->f); break;
+    case GV_BOOL: fputs(v->u ? "true" : "false", out); break;
+    case GV_I8:
+    case GV_I16:
+    case GV_I32:
+    case GV_I64: fprintf(out, "%" PRId64, v->i); break;
+    default: fprintf(out, "%" PRIu64, v->u); break;
+    }
+}
+
+void gguf_print(const gguf_file *g, FILE *out) {
+    fprintf(out, "gguf %s: version %u, %" PRIu64 " metadata entries, %" PRIu64 " tensors, alignment %" PRIu64
+                 ", data at byte %" PRIu64 "\n",
+            g->path, g->version, g->nkv, g->ntensors, g->alignment, g->data_offset);
+    for (uint64_t i = 0; i < g->nkv; i++) {
+        fprintf(out, "  %-44s %-6s ", g->kv[i].key, value_names[g->kv[i].v.type]);
+        print_value(out, g, &g->kv[i].v);
+        fputc('\n', out);
+    }
+    for (uint64_t i = 0; i < g->ntensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        fprintf(out, "  tensor %-40s %-6s [", t->name, gguf_type_name(t->type));
+        for (uint32_t d = 0; d < t->ndim; d++) fprintf(out, "%s%" PRIu64, d ? ", " : "", t->ne[d]);
+        fprintf(out, "] %" PRIu64 " bytes at %" PRIu64 "\n", t->nbytes, t->offset);
+    }
+}

@@ -1,0 +1,321 @@
+/*
+ * gguf_model.c — a GGUF model as the rest of rsrc reads one: the configuration from the
+ * metadata, the tensors under their Hugging Face names, the ternary matrices in the packed form
+ * of the Hugging Face checkpoints (gguf.c's header comment has the encodings). After this,
+ * checkpoint.c's checks and the whole pipeline run as for a safetensors checkpoint.
+ *
+ * Architectures (general.architecture): "bitnet-b1.58" (bitnet.cpp's BitNet b1.58 2B-4T:
+ * ReLU², sub-norms; also "bitnet-25"), "bitnet" (llama.cpp's, for 1bitLLM's models: SiLU,
+ * sub-norms) and "llama" (Llama3-8B-1.58, Falcon3-1.58: SiLU). Their keys are
+ * ARCH.embedding_length, .feed_forward_length, .block_count, .attention.head_count(_kv),
+ * .context_length, .attention.layer_norm_rms_epsilon, .rope.freq_base; token ids from
+ * tokenizer.ggml.bos_token_id and eos_token_id.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "rsr_numerics.h"
+#include "rsrc.h"
+
+static const struct {
+    const char *gguf, *hf;
+} layer_names[] = {
+    {"attn_norm", "input_layernorm"},     {"ffn_norm", "post_attention_layernorm"},
+    {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},       {"attn_output", "self_attn.o_proj"},
+    {"ffn_gate", "mlp.gate_proj"},        {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},        {"attn_sub_norm", NULL}, /* per architecture */
+    {"ffn_sub_norm", NULL},
+};
+
+/* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
+ * projection it is (PROJ_Q ...), or -1. */
+static char *hf_name(const model *m, const char *g, int *proj) {
+    *proj = -1;
+    if (!strcmp(g, "token_embd.weight")) return xstrdup("model.embed_tokens.weight");
+    if (!strcmp(g, "output_norm.weight")) return xstrdup("model.norm.weight");
+    if (!strcmp(g, "output.weight")) return xstrdup("lm_head.weight");
+    int layer, used = 0;
+    if (sscanf(g, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return NULL;
+    const char *rest = g + used, *dot = strchr(rest, '.');
+    if (!dot || strcmp(dot, ".weight")) return NULL;
+    size_t n = (size_t)(dot - rest);
+    for (size_t i = 0; i < sizeof layer_names / sizeof *layer_names; i++) {
+        if (strlen(layer_names[i].gguf) != n || strncmp(rest, layer_names[i].gguf, n)) continue;
+        const char *hf = layer_names[i].hf;
+        if (i == 9) hf = m->sub_norms ? m->attn_sub_norm : NULL;
+        if (i == 10) hf = m->sub_norms ? m->ffn_sub_norm : NULL;
+        if (!hf) return NULL;
+        if (i >= 2 && i <= 8) *proj = (int)i - 2;
+        return xasprintf("model.layers.%d.%s.weight", layer, hf);
+    }
+    return NULL;
+}
+
+static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key, uint64_t fallback, uint64_t hi) {
+    char *k = xasprintf("%s.%s", arch, key);
+    const gguf_value *v = gguf_get(g, k);
+    if (!v && fallback == UINT64_MAX) fatal("%s: metadata '%s' is missing", g->path, k);
+    uint64_t r = fallback;
+    if (v) {
+        if (v->type > 5 && v->type != 10 && v->type != 11) fatal("%s: metadata '%s' is not an integer", g->path, k);
+        if (v->i < 1 || v->u > hi) fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
+        r = v->u;
+    }
+    free(k);
+    return r;
+}
+
+static double meta_float(const gguf_file *g, const char *key, double fallback, double lo, double hi) {
+    const gguf_value *v = gguf_get(g, key);
+    if (!v) return fallback;
+    if (v->type == 7 || v->type == 8 || v->type == 9) fatal("%s: metadata '%s' is not a number", g->path, key);
+    if (!(v->f >= lo && v->f <= hi)) fatal("%s: metadata '%s' is %g, outside [%g, %g]", g->path, key, v->f, lo, hi);
+    return v->f;
+}
+
+static int32_t meta_token(const gguf_file *g, const char *key, int32_t vocab) {
+    const gguf_value *v = gguf_get(g, key);
+    if (!v) return -1;
+    if (v->type == 7 || v->type == 8 || v->type == 9 || v->type == 6 || v->type == 12 || v->i < 0 || v->i >= vocab)
+        fatal("%s: metadata '%s' is not a token id below the vocabulary's %d", g->path, key, vocab);
+    return (int32_t)v->i;
+}
+
+/* Memory the archive owns (unmapped by st_close, as its files are). */
+static uint8_t *archive_memory(st_archive *a, size_t n) {
+    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fatal("out of memory (%zu bytes for a converted tensor)", n);
+    a->files = xrealloc(a->files, sizeof *a->files * (size_t)(a->nfiles + 1));
+    a->files[a->nfiles++] = (struct st_mapped){xstrdup("(converted)"), p, n ? n : 1};
+    return p;
+}
+
+static st_tensor *add_tensor(st_archive *a, char *name, enum st_dtype dt, int ndim, int64_t d0, int64_t d1,
+                             const uint8_t *data, uint64_t nbytes, const char *file) {
+    a->tensors = xrealloc(a->tensors, sizeof *a->tensors * (size_t)(a->ntensors + 1));
+    st_tensor *t = &a->tensors[a->ntensors++];
+    *t = (st_tensor){name, dt, ndim, {d0, ndim > 1 ? d1 : 0, 0, 0}, data, nbytes, file};
+    return t;
+}
+
+/* ---- the ternary encodings: code c in {0, 1, 2} of element e (value c - 1) ---- */
+
+static int code_i2s(const uint8_t *d, uint64_t e) {
+    return d[e / 128 * 32 + e % 32] >> (6 - 2 * (e % 128 / 32)) & 3;
+}
+static int code_tq2(const uint8_t *blk, uint64_t e) { /* e within the block of 256 */
+    return blk[e / 128 * 32 + e % 32] >> (2 * (e % 128 / 32)) & 3;
+}
+static int code_tq1(const uint8_t *blk, uint64_t e) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    uint8_t q;
+    int n;
+    if (e < 160)
+        q = blk[e % 32], n = (int)(e / 32);
+    else if (e < 240)
+        q = blk[32 + (e - 160) % 16], n = (int)((e - 160) / 16);
+    else
+        q = blk[48 + (e - 240) % 4], n = (int)((e - 240) / 4);
+    return ((uint16_t)(uint8_t)(q * pow3[n]) * 3) >> 8;
+}
+
+/* The codes of a rows x cols ternary tensor into out (row-major, value + 1) and its one scale;
+ * a TQ matrix whose non-zero blocks disagree on the scale is refused, naming the block. */
+static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *out) {
+    const uint64_t n = t->ne[0] * t->ne[1];
+    if (t->type == 36) { /* I2_S */
+        for (uint64_t e = 0; e < n; e++) {
+            int c = code_i2s(t->data, e);
+            if (c == 3) fatal("%s: tensor '%s': code 3 at element %" PRIu64 " is not ternary", g->path, t->name, e);
+            out[e] = (uint8_t)c;
+        }
+        float s;
+        memcpy(&s, t->data + n / 4, 4);
+        return s;
+    }
+    const bool tq1 = t->type == 34;
+    const uint64_t bytes = tq1 ? 54 : 66, dpos = tq1 ? 52 : 64;
+    float beta = 0;
+    uint64_t first = 0;
+    for (uint64_t b = 0; b < n / 256; b++) {
+        const uint8_t *blk = t->data + b * bytes;
+        bool nonzero = false;
+        for (uint64_t e = 0; e < 256; e++) {
+            int c = tq1 ? code_tq1(blk, e) : code_tq2(blk, e);
+            if (c == 3) fatal("%s: tensor '%s': block %" PRIu64 ": code 3 is not ternary", g->path, t->name, b);
+            out[b * 256 + e] = (uint8_t)c;
+            nonzero |= c != 1;
+        }
+        float d = rsr_f16_to_f32((uint16_t)(blk[dpos] | blk[dpos + 1] << 8));
+        if (!nonzero) continue;
+        if (beta == 0)
+            beta = d, first = b;
+        else if (d != beta)
+            fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g, block %" PRIu64
+                  " has %g: rsrc takes one scale per ternary matrix, as BitNet models have",
+                  g->path, t->name, b, b * 256 / t->ne[0], d, first, beta);
+    }
+    return beta != 0 ? beta : 1.0f; /* all zero: any scale */
+}
+
+/* A ternary projection: decoded, Q and K rows put back in Hugging Face order, packed as
+ * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), with NAME_scale. */
+static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t, char *name, int proj) {
+    if (t->type != 34 && t->type != 35 && t->type != 36)
+        fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0 or TQ2_0", g->path, t->name,
+              gguf_type_name(t->type));
+    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
+    const uint64_t rows = t->ne[1], cols = t->ne[0];
+    if (rows % 4) fatal("%s: tensor '%s': %" PRIu64 " rows cannot be packed four to a byte", g->path, t->name, rows);
+    arena *ar = arena_open();
+    uint8_t *codes = xmalloc((size_t)(rows * cols));
+    arena_own(ar, free, codes);
+    float beta = decode_ternary(g, t, codes);
+    char *sname = xasprintf("%s.scale", t->name); /* llama.cpp's optional per-tensor scale */
+    const gguf_tensor *st = gguf_find(g, sname);
+    free(sname);
+    if (st) {
+        if (st->type != 0 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
+            fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
+        float s;
+        memcpy(&s, st->data, 4);
+        beta *= s;
+    }
+    if (!(isfinite(beta) && beta > 0)) fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, beta);
+    int32_t heads = proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
+    uint64_t hd = heads ? rows / (uint64_t)heads : 0;
+    if (heads && (rows % (uint64_t)heads || hd % 2))
+        fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows, heads);
+    const uint64_t R = rows / 4;
+    uint8_t *packed = archive_memory(a, (size_t)(R * cols));
+    for (uint64_t hr = 0; hr < rows; hr++) { /* hr: the Hugging Face row */
+        uint64_t gr = hr;
+        if (heads) { /* row s*hd/2 + i of a head is GGUF row 2i + s */
+            uint64_t h = hr / hd, w = hr % hd, s = w / (hd / 2), i = w % (hd / 2);
+            gr = h * hd + 2 * i + s;
+        }
+        const uint8_t *src = codes + gr * cols;
+        uint8_t *dst = packed + (hr % R) * cols;
+        int shift = (int)(2 * (hr / R));
+        for (uint64_t c = 0; c < cols; c++) dst[c] |= (uint8_t)(src[c] << shift);
+    }
+    arena_close(ar); /* the codes */
+    add_tensor(a, name, ST_U8, 2, (int64_t)R, (int64_t)cols, packed, R * cols, g->path);
+    float *scale = (float *)archive_memory(a, 4);
+    *scale = beta;
+    add_tensor(a, xasprintf("%s_scale", name), ST_F32, 1, 1, 0, (const uint8_t *)scale, 4, g->path);
+}
+
+/* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 widened to f32. */
+static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
+    if (t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
+    int64_t d0 = t->ndim == 2 ? (int64_t)t->ne[1] : (int64_t)t->ne[0], d1 = t->ndim == 2 ? (int64_t)t->ne[0] : 0;
+    switch (t->type) {
+    case 0: add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
+    case 1: add_tensor(a, name, ST_F16, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
+    case 30: add_tensor(a, name, ST_BF16, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
+    case 8: { /* Q8_0: blocks of 32, an f16 scale then 32 int8; ggml: (float)d * q */
+        uint64_t n = t->ne[0] * t->ne[1];
+        float *f = (float *)archive_memory(a, (size_t)n * 4);
+        for (uint64_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = t->data + b * 34;
+            float d = rsr_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+            for (int j = 0; j < 32; j++) f[b * 32 + (uint64_t)j] = d * (float)(int8_t)blk[2 + j];
+        }
+        add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, (const uint8_t *)f, n * 4, g->path);
+        return;
+    }
+    default:
+        fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16 or Q8_0", g->path,
+              t->name, gguf_type_name(t->type));
+    }
+}
+
+static void configure(model *m, const gguf_file *g, const char *arch) {
+    if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
+        m->architecture = xstrdup("BitNetForCausalLM");
+        m->activation = RSR_ACT_RELU2;
+        m->sub_norms = true, m->attn_sub_norm = "self_attn.attn_sub_norm", m->ffn_sub_norm = "mlp.ffn_sub_norm";
+    } else if (!strcmp(arch, "bitnet")) {
+        m->architecture = xstrdup("BitnetForCausalLM");
+        m->activation = RSR_ACT_SILU;
+        m->sub_norms = true, m->attn_sub_norm = "self_attn.inner_attn_ln", m->ffn_sub_norm = "mlp.ffn_layernorm";
+    } else if (!strcmp(arch, "llama")) {
+        m->architecture = xstrdup("LlamaForCausalLM");
+        m->activation = RSR_ACT_SILU;
+    } else {
+        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama)", g->path, arch);
+    }
+    m->wformat = WF_PACKED;
+    m->hidden = (int32_t)meta_uint(g, arch, "embedding_length", UINT64_MAX, 65535);
+    m->intermediate = (int32_t)meta_uint(g, arch, "feed_forward_length", UINT64_MAX, 65535);
+    m->num_layers = (int32_t)meta_uint(g, arch, "block_count", UINT64_MAX, 4096);
+    m->num_heads = (int32_t)meta_uint(g, arch, "attention.head_count", UINT64_MAX, 4096);
+    m->num_kv_heads = (int32_t)meta_uint(g, arch, "attention.head_count_kv", (uint64_t)m->num_heads, 4096);
+    m->max_positions = (int32_t)meta_uint(g, arch, "context_length", 2048, 1 << 24);
+    if (m->hidden % m->num_heads || m->num_heads % m->num_kv_heads)
+        fatal("%s: embedding_length %d, head_count %d and head_count_kv %d do not divide", g->path, m->hidden,
+              m->num_heads, m->num_kv_heads);
+    m->head_dim = m->hidden / m->num_heads;
+    if (m->head_dim % 2) fatal("%s: head dimension %d is odd; RoPE needs pairs", g->path, m->head_dim);
+    uint64_t rope_dim = meta_uint(g, arch, "rope.dimension_count", (uint64_t)m->head_dim, 65535);
+    if (rope_dim != (uint64_t)m->head_dim)
+        fatal("%s: %s.rope.dimension_count %" PRIu64 " is not the head dimension %d (partial RoPE is not supported)",
+              g->path, arch, rope_dim, m->head_dim);
+    char *k = xasprintf("%s.attention.layer_norm_rms_epsilon", arch);
+    m->rms_eps = (float)meta_float(g, k, 1e-5, 0, 1);
+    free(k);
+    k = xasprintf("%s.rope.freq_base", arch);
+    m->rope_theta = meta_float(g, k, 10000.0, 1.0, 1e12);
+    free(k);
+    const gguf_tensor *emb = gguf_find(g, "token_embd.weight");
+    if (!emb || emb->ndim != 2) fatal("%s: no two-dimensional tensor 'token_embd.weight'", g->path);
+    if (emb->ne[1] > (1u << 24)) fatal("%s: a vocabulary of %" PRIu64 " tokens", g->path, emb->ne[1]);
+    m->vocab = (int32_t)emb->ne[1];
+    m->bos = meta_token(g, "tokenizer.ggml.bos_token_id", m->vocab);
+    m->eos = meta_token(g, "tokenizer.ggml.eos_token_id", m->vocab);
+    m->tied = !gguf_find(g, "output.weight");
+}
+
+static void close_file(void *g) { gguf_close(g); }
+
+void gguf_model_load(model *m, const char *path) {
+    arena *ar = arena_open(); /* what a refusal releases */
+    gguf_file *g = gguf_open(path);
+    arena_own(ar, close_file, g);
+    const gguf_value *av = gguf_get(g, "general.architecture");
+    if (!av || av->type != 8) fatal("%s: no string general.architecture", path);
+    char *arch = xasprintf("%.*s", (int)(av->len > 64 ? 64 : av->len), av->str);
+    arena_own(ar, free, arch);
+    configure(m, g, arch);
+    st_archive *a = xcalloc(1, sizeof *a);
+    a->path = xstrdup(path), a->dir = st_dir_of(path);
+    a->files = xcalloc(1, sizeof *a->files);
+    a->files[0] = (struct st_mapped){xstrdup(path), g->map, g->size}; /* the archive owns the mapping now */
+    a->nfiles = 1;
+    g->map = NULL;
+    m->ar = a;
+    uint32_t ternary_type = 0;
+    for (uint64_t i = 0; i < g->ntensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        size_t n = strlen(t->name);
+        if (n > 6 && !strcmp(t->name + n - 6, ".scale")) continue; /* read with its matrix */
+        int proj;
+        char *name = hf_name(m, t->name, &proj);
+        if (!name) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
+        arena_own(ar, free, name); /* the archive's once added */
+        if (proj >= 0)
+            add_ternary(a, m, g, t, name, proj), ternary_type = t->type;
+        else
+            add_float(a, g, t, name);
+        arena_disown(ar, name);
+    }
+    st_sort_and_check(a, path);
+    m->format_name = ternary_type == 36 ? "gguf-i2_s" : ternary_type == 34 ? "gguf-tq1_0" : "gguf-tq2_0";
+    note(1, "%s: GGUF v%u, %s (%s), %" PRIu64 " tensors", path, g->version, arch, m->format_name, g->ntensors);
+    arena_close(ar); /* the file's tables; its tensors' data lives on in the archive's mapping */
+}

@@ -1,0 +1,144 @@
+/*
+ * mkgguf.c — a GGUF writer for rsr-mkmodel: version 3, little-endian, alignment 32 (the
+ * default, also written as general.alignment). The ternary encoders are the inverses of the
+ * decoders in compiler/gguf.c: I2_S packs 128 weights into 32 bytes (code of weight j at bits
+ * 6-2*(j/32) of byte j%32) and puts one f32 scale after the codes, in 32 bytes; TQ2_0 blocks of
+ * 256 hold 64 bytes of codes (weight 128h + 32n + m at bits 2n of byte 32h + m) and an f16
+ * scale; TQ1_0 blocks hold 48 bytes of five base-3 digits and 4 of four (the value v of the
+ * digits, most significant first, stored as ceil(v * 256 / 243)) and an f16 scale.
+ */
+#include "mkgguf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct kv {
+    char *key;
+    uint32_t type; /* 4 u32, 6 f32, 8 string */
+    char *s;
+    uint32_t u;
+    float f;
+} kv;
+typedef struct tensor {
+    char *name;
+    uint32_t type;
+    uint64_t ne0, ne1, nbytes, offset;
+    uint8_t *data;
+} tensor;
+struct mkg_file {
+    kv *kv;
+    size_t nkv;
+    tensor *t;
+    size_t nt;
+};
+
+static void *grow(void *p, size_t n) {
+    p = realloc(p, n);
+    if (!p) {
+        fputs("rsr-mkmodel: out of memory\n", stderr);
+        exit(1);
+    }
+    return p;
+}
+static char *dup(const char *s) { return strcpy(grow(NULL, strlen(s) + 1), s); }
+
+mkg_file *mkg_new(void) { return grow(calloc(1, sizeof(mkg_file)), sizeof(mkg_file)); }
+
+void mkg_free(mkg_file *f) {
+    for (size_t i = 0; i < f->nkv; i++) free(f->kv[i].key), free(f->kv[i].s);
+    for (size_t i = 0; i < f->nt; i++) free(f->t[i].name), free(f->t[i].data);
+    free(f->kv), free(f->t), free(f);
+}
+
+static kv *add_kv(mkg_file *f, const char *key, uint32_t type) {
+    f->kv = grow(f->kv, sizeof *f->kv * (f->nkv + 1));
+    kv *k = &f->kv[f->nkv++];
+    *k = (kv){.key = dup(key), .type = type};
+    return k;
+}
+void mkg_meta_str(mkg_file *f, const char *key, const char *value) { add_kv(f, key, 8)->s = dup(value); }
+void mkg_meta_u32(mkg_file *f, const char *key, uint32_t value) { add_kv(f, key, 4)->u = value; }
+void mkg_meta_f32(mkg_file *f, const char *key, float value) { add_kv(f, key, 6)->f = value; }
+
+void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,
+                uint64_t nbytes) {
+    f->t = grow(f->t, sizeof *f->t * (f->nt + 1));
+    f->t[f->nt++] = (tensor){dup(name), type, ne0, ne1, nbytes, 0, data};
+}
+
+uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, uint64_t cols, float beta,
+                            uint16_t beta_f16, uint64_t *nbytes) {
+    const uint64_t n = rows * cols;
+    if (type == MKG_I2_S) {
+        uint8_t *d = grow(calloc(1, n / 4 + 32), n / 4 + 32);
+        for (uint64_t e = 0; e < n; e++) d[e / 128 * 32 + e % 32] |= (uint8_t)(codes[e] << (6 - 2 * (e % 128 / 32)));
+        memcpy(d + n / 4, &beta, 4);
+        *nbytes = n / 4 + 32;
+        return d;
+    }
+    const int tq1 = type == MKG_TQ1_0;
+    const uint64_t bytes = tq1 ? 54 : 66, nb = n / 256;
+    uint8_t *d = grow(calloc(1, nb * bytes), nb * bytes);
+    const uint16_t h = beta_f16;
+    for (uint64_t b = 0; b < nb; b++) {
+        uint8_t *blk = d + b * bytes;
+        const uint8_t *c = codes + b * 256;
+        if (!tq1) {
+            for (uint64_t e = 0; e < 256; e++) blk[e / 128 * 32 + e % 32] |= (uint8_t)(c[e] << (2 * (e % 128 / 32)));
+        } else {
+            /* byte m of the first 32 holds weights m, 32+m, ..., 128+m; of the next 16, 160+m,
+             * ..., 224+m; byte j of the last 4 holds 240+j, 244+j, 248+j, 252+j and a zero digit */
+            for (int m = 0; m < 48; m++) {
+                unsigned v = 0;
+                for (int k = 0; k < 5; k++) v = v * 3 + c[m < 32 ? 32 * k + m : 160 + 16 * k + (m - 32)];
+                blk[m] = (uint8_t)((v * 256 + 242) / 243);
+            }
+            for (int j = 0; j < 4; j++) {
+                unsigned v = 0;
+                for (int k = 0; k < 4; k++) v = v * 3 + c[240 + 4 * k + j];
+                blk[48 + j] = (uint8_t)((v * 3 * 256 + 242) / 243);
+            }
+        }
+        blk[bytes - 2] = (uint8_t)h, blk[bytes - 1] = (uint8_t)(h >> 8);
+    }
+    *nbytes = nb * bytes;
+    return d;
+}
+
+static int put(FILE *o, const void *p, size_t n) { return fwrite(p, 1, n, o) == n ? 0 : -1; }
+static int put_u32(FILE *o, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return put(o, b, 4);
+}
+static int put_u64(FILE *o, uint64_t v) { return put_u32(o, (uint32_t)v) | put_u32(o, (uint32_t)(v >> 32)); }
+static int put_str(FILE *o, const char *s) { return put_u64(o, strlen(s)) | put(o, s, strlen(s)); }
+
+int mkg_write(const mkg_file *f, FILE *o) {
+    int err = put(o, "GGUF", 4) | put_u32(o, 3) | put_u64(o, f->nt) | put_u64(o, f->nkv);
+    for (size_t i = 0; i < f->nkv; i++) {
+        const kv *k = &f->kv[i];
+        err |= put_str(o, k->key) | put_u32(o, k->type);
+        if (k->type == 8) err |= put_str(o, k->s);
+        if (k->type == 4) err |= put_u32(o, k->u);
+        if (k->type == 6) err |= put(o, &k->f, 4);
+    }
+    uint64_t off = 0;
+    for (size_t i = 0; i < f->nt; i++) {
+        tensor *t = &f->t[i];
+        t->offset = off;
+        off = (off + t->nbytes + 31) / 32 * 32;
+        err |= put_str(o, t->name) | put_u32(o, t->ne1 > 1 ? 2 : 1) | put_u64(o, t->ne0);
+        if (t->ne1 > 1) err |= put_u64(o, t->ne1);
+        err |= put_u32(o, t->type) | put_u64(o, t->offset);
+    }
+    static const uint8_t zeros[32];
+    long at = ftell(o);
+    if (at < 0) return -1;
+    err |= put(o, zeros, (size_t)((32 - at % 32) % 32));
+    for (size_t i = 0; i < f->nt; i++) {
+        const tensor *t = &f->t[i];
+        err |= put(o, t->data, t->nbytes) | put(o, zeros, (size_t)((32 - t->nbytes % 32) % 32));
+    }
+    return err ? -1 : 0;
+}

@@ -1,0 +1,29 @@
+/* mkgguf.h — writes GGUF files (rsr-mkmodel --format gguf-*): metadata, tensors, and the ternary
+ * encodings rsrc reads (compiler/gguf.c describes them). */
+#ifndef RSR_MKGGUF_H
+#define RSR_MKGGUF_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum { MKG_F32 = 0, MKG_F16 = 1, MKG_BF16 = 30, MKG_TQ1_0 = 34, MKG_TQ2_0 = 35, MKG_I2_S = 36 };
+
+typedef struct mkg_file mkg_file;
+mkg_file *mkg_new(void);
+void mkg_free(mkg_file *f);
+void mkg_meta_str(mkg_file *f, const char *key, const char *value);
+void mkg_meta_u32(mkg_file *f, const char *key, uint32_t value);
+void mkg_meta_f32(mkg_file *f, const char *key, float value);
+/* A tensor of ne0 x ne1 elements (ne0 innermost; ne1 = 1: one dimension); data is taken over
+ * (freed by mkg_free). */
+void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,
+                uint64_t nbytes);
+/* A rows x cols ternary matrix of codes 0/1/2 (-1/0/+1, row-major) with scale beta (I2_S: as f32;
+ * TQ: the f16 bits beta_f16), encoded as type (MKG_I2_S, MKG_TQ1_0 or MKG_TQ2_0); *nbytes
+ * receives its size. */
+uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, uint64_t cols, float beta,
+                            uint16_t beta_f16, uint64_t *nbytes);
+/* The whole file; 0, or -1 when writing failed (errno says why). */
+int mkg_write(const mkg_file *f, FILE *out);
+
+#endif

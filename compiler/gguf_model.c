@@ -11,6 +11,7 @@
  * .context_length, .attention.layer_norm_rms_epsilon, .rope.freq_base; token ids from
  * tokenizer.ggml.bos_token_id and eos_token_id.
  */
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -283,6 +284,118 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
 
 static void close_file(void *g) { gguf_close(g); }
 
+/* ---- the tokenizer: tokenizer.ggml.* as the tokenizer.json the runtime reads ---- */
+
+/* the pre-tokenizer regex of llama.cpp's "llama-bpe" (Llama 3's, as its tokenizer.json has it) */
+static const char llama3_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static bool meta_is(const gguf_file *g, const char *key, const char *want) {
+    const gguf_value *v = gguf_get(g, key);
+    return v && v->type == 8 && v->len == strlen(want) && !memcmp(v->str, want, v->len);
+}
+
+/* a string array's elements, walked once */
+static char **string_array(const gguf_file *g, const gguf_value *v) {
+    char **out = xcalloc(v->n ? v->n : 1, sizeof *out);
+    uint64_t at = v->first;
+    for (uint64_t i = 0; i < v->n; i++) {
+        uint64_t len = 0;
+        for (int b = 7; b >= 0; b--) len = len << 8 | g->map[at + (uint64_t)b];
+        out[i] = xmalloc(len + 1);
+        memcpy(out[i], g->map + at + 8, len), out[i][len] = 0;
+        at += 8 + len;
+    }
+    return out;
+}
+
+/* A byte-level BPE tokenizer (tokenizer.ggml.model "gpt2" with the "llama-bpe" pre-tokenizer) as
+ * tokenizer.json text: normal and byte tokens (types 1, 6) in the model's vocabulary, control and
+ * user-defined ones (3, 4) as added tokens (special when control), unused ones (5) left out;
+ * BOS added when tokenizer.ggml.add_bos_token is not false. NULL, with a note, for the others. */
+static char *tokenizer_json(const gguf_file *g, int32_t bos) {
+    const gguf_value *toks = gguf_get(g, "tokenizer.ggml.tokens"), *types = gguf_get(g, "tokenizer.ggml.token_type"),
+                     *merges = gguf_get(g, "tokenizer.ggml.merges"), *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token");
+    if (!gguf_get(g, "tokenizer.ggml.model")) return NULL;
+    if (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !meta_is(g, "tokenizer.ggml.pre", "llama-bpe")) {
+        note(0, "%s: its tokenizer (tokenizer.ggml.model and .pre) is not the byte-level BPE of Llama 3 that rsrc "
+                "reads from GGUF yet: the artifact takes token ids only", g->path);
+        return NULL;
+    }
+    if (!toks || toks->type != 9 || toks->atype != 8 || !merges || merges->type != 9 || merges->atype != 8)
+        fatal("%s: tokenizer.ggml.tokens and tokenizer.ggml.merges must be arrays of strings", g->path);
+    if (types && (types->type != 9 || types->atype != 5 || types->n != toks->n))
+        fatal("%s: tokenizer.ggml.token_type must be an i32 array as long as tokenizer.ggml.tokens", g->path);
+    arena *ar = arena_open();
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
+    arena_own(ar, (void (*)(void *))cJSON_Delete, root);
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    char **t = string_array(g, toks), **mg = string_array(g, merges);
+    for (uint64_t i = 0; i < toks->n; i++) {
+        int32_t type = 1;
+        if (types) memcpy(&type, g->map + types->first + 4 * i, 4);
+        if (type == 3 || type == 4) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddStringToObject(a, "content", t[i]);
+            cJSON_AddBoolToObject(a, "special", type == 3);
+            cJSON_AddItemToArray(added, a);
+        } else if (type != 5) {
+            if (cJSON_GetObjectItemCaseSensitive(vocab, t[i])) fatal("%s: token '%s' appears twice", g->path, t[i]);
+            cJSON_AddNumberToObject(vocab, t[i], (double)i);
+        }
+        free(t[i]);
+    }
+    cJSON *ml = cJSON_CreateArray();
+    for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i])), free(mg[i]);
+    free(t), free(mg);
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer"), *list = cJSON_AddArrayToObject(pre, "pretokenizers");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", llama3_split);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", 0);
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(bl, "use_regex", 0);
+    cJSON_AddItemToArray(list, split), cJSON_AddItemToArray(list, bl);
+    if (bos >= 0 && !(addbos && addbos->type == 7 && !addbos->u)) { /* BOS, then the text */
+        cJSON *post = cJSON_AddObjectToObject(root, "post_processor");
+        cJSON_AddStringToObject(post, "type", "TemplateProcessing");
+        cJSON *single = cJSON_AddArrayToObject(post, "single"), *it = cJSON_CreateObject(), *sq = cJSON_CreateObject();
+        const cJSON *bt = NULL, *a;
+        cJSON_ArrayForEach(a, added) if (cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble == bos) bt = a;
+        const char *bname = bt ? cJSON_GetObjectItemCaseSensitive(bt, "content")->valuestring : "<bos>";
+        cJSON *st = cJSON_AddObjectToObject(it, "SpecialToken");
+        cJSON_AddStringToObject(st, "id", bname);
+        cJSON_AddNumberToObject(st, "type_id", 0);
+        cJSON *sa = cJSON_AddObjectToObject(sq, "Sequence");
+        cJSON_AddStringToObject(sa, "id", "A");
+        cJSON_AddNumberToObject(sa, "type_id", 0);
+        cJSON_AddItemToArray(single, it), cJSON_AddItemToArray(single, sq);
+        cJSON *sp = cJSON_AddObjectToObject(cJSON_AddObjectToObject(post, "special_tokens"), bname);
+        cJSON_AddStringToObject(sp, "id", bname);
+        cJSON_AddItemToObject(sp, "ids", cJSON_CreateIntArray((const int[]){bos}, 1));
+        cJSON_AddItemToObject(sp, "tokens", cJSON_CreateStringArray((const char *const[]){bname}, 1));
+    }
+    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddBoolToObject(model, "byte_fallback", 0);
+    cJSON_AddBoolToObject(model, "ignore_merges", 1); /* llama.cpp's llama-bpe does so too */
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddItemToObject(model, "merges", ml);
+    cJSON_AddItemToObject(root, "model", model);
+    char *text = cJSON_PrintUnformatted(root);
+    if (!text) fatal("out of memory");
+    arena_close(ar);
+    char *r = xstrdup(text);
+    cJSON_free(text);
+    return r;
+}
+
 void gguf_model_load(model *m, const char *path) {
     arena *ar = arena_open(); /* what a refusal releases */
     gguf_file *g = gguf_open(path);
@@ -292,6 +405,7 @@ void gguf_model_load(model *m, const char *path) {
     char *arch = xasprintf("%.*s", (int)(av->len > 64 ? 64 : av->len), av->str);
     arena_own(ar, free, arch);
     configure(m, g, arch);
+    m->tokenizer_json = tokenizer_json(g, m->bos);
     st_archive *a = xcalloc(1, sizeof *a);
     a->path = xstrdup(path), a->dir = st_dir_of(path);
     a->files = xcalloc(1, sizeof *a->files);

@@ -39,7 +39,14 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
     const char *name = "tokenizer.json";
     char *path = xasprintf("%s/%s", m->ar->dir, name);
     size_t len;
-    char *data = read_whole(path, &len);
+    char *data = NULL;
+    if (m->tokenizer_json) { /* a GGUF's own, in tokenizer.json's form (gguf_model.c) */
+        free(path);
+        path = xasprintf("%s (tokenizer.ggml.*)", m->ar->path);
+        data = xstrdup(m->tokenizer_json), len = strlen(data);
+    } else {
+        data = read_whole(path, &len);
+    }
     if (!data) {
         free(path);
         name = "tokenizer.model";
@@ -73,7 +80,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
               info.vocab_size - 1, m->vocab);
     note(1, "tokenizer: %s: %s, %d tokens (%d added), chat template %s", path, info.kind, info.vocab_size,
          info.num_added_tokens, info.chat_template ? info.chat_template : "none");
-    if (strcmp(name, "tokenizer.json") == 0) {
+    if (strcmp(name, "tokenizer.json") == 0 && !m->tokenizer_json) {
         char *spm = xasprintf("%s/tokenizer.model", m->ar->dir);
         FILE *g = fopen(spm, "rb");
         if (g) {
@@ -82,7 +89,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         }
         free(spm);
     }
-    *what = xasprintf("%s (%s, %d tokens)", name, info.kind, info.vocab_size);
+    *what = xasprintf("%s (%s, %d tokens)", m->tokenizer_json ? "tokenizer.ggml.*" : name, info.kind, info.vocab_size);
     rsr_tokenizer_free(t);
 
     uint64_t at = blob_align(b, 64);

@@ -15,10 +15,14 @@
 
 typedef struct kv {
     char *key;
-    uint32_t type; /* 4 u32, 6 f32, 8 string */
+    uint32_t type; /* 4 u32, 6 f32, 7 bool, 8 string, 9 array (of strings or i32) */
     char *s;
     uint32_t u;
     float f;
+    uint32_t atype; /* an array's: 8 or 5 */
+    char **strs;
+    int32_t *ints;
+    uint64_t n;
 } kv;
 typedef struct tensor {
     char *name;
@@ -46,7 +50,10 @@ static char *dup(const char *s) { return strcpy(grow(NULL, strlen(s) + 1), s); }
 mkg_file *mkg_new(void) { return grow(calloc(1, sizeof(mkg_file)), sizeof(mkg_file)); }
 
 void mkg_free(mkg_file *f) {
-    for (size_t i = 0; i < f->nkv; i++) free(f->kv[i].key), free(f->kv[i].s);
+    for (size_t i = 0; i < f->nkv; i++) {
+        for (uint64_t j = 0; f->kv[i].strs && j < f->kv[i].n; j++) free(f->kv[i].strs[j]);
+        free(f->kv[i].key), free(f->kv[i].s), free(f->kv[i].strs), free(f->kv[i].ints);
+    }
     for (size_t i = 0; i < f->nt; i++) free(f->t[i].name), free(f->t[i].data);
     free(f->kv), free(f->t), free(f);
 }
@@ -60,6 +67,17 @@ static kv *add_kv(mkg_file *f, const char *key, uint32_t type) {
 void mkg_meta_str(mkg_file *f, const char *key, const char *value) { add_kv(f, key, 8)->s = dup(value); }
 void mkg_meta_u32(mkg_file *f, const char *key, uint32_t value) { add_kv(f, key, 4)->u = value; }
 void mkg_meta_f32(mkg_file *f, const char *key, float value) { add_kv(f, key, 6)->f = value; }
+void mkg_meta_bool(mkg_file *f, const char *key, int value) { add_kv(f, key, 7)->u = value != 0; }
+void mkg_meta_strs(mkg_file *f, const char *key, const char *const *values, uint64_t n) {
+    kv *k = add_kv(f, key, 9);
+    k->atype = 8, k->n = n, k->strs = grow(NULL, sizeof *k->strs * (n ? n : 1));
+    for (uint64_t i = 0; i < n; i++) k->strs[i] = dup(values[i]);
+}
+void mkg_meta_i32s(mkg_file *f, const char *key, const int32_t *values, uint64_t n) {
+    kv *k = add_kv(f, key, 9);
+    k->atype = 5, k->n = n, k->ints = grow(NULL, sizeof *k->ints * (n ? n : 1));
+    memcpy(k->ints, values, sizeof *k->ints * n);
+}
 
 void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,
                 uint64_t nbytes) {
@@ -122,6 +140,11 @@ int mkg_write(const mkg_file *f, FILE *o) {
         if (k->type == 8) err |= put_str(o, k->s);
         if (k->type == 4) err |= put_u32(o, k->u);
         if (k->type == 6) err |= put(o, &k->f, 4);
+        if (k->type == 7) err |= put(o, &(uint8_t){(uint8_t)k->u}, 1);
+        if (k->type == 9) {
+            err |= put_u32(o, k->atype) | put_u64(o, k->n);
+            for (uint64_t j = 0; j < k->n; j++) err |= k->atype == 8 ? put_str(o, k->strs[j]) : put_u32(o, (uint32_t)k->ints[j]);
+        }
     }
     uint64_t off = 0;
     for (size_t i = 0; i < f->nt; i++) {

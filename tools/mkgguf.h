@@ -14,6 +14,9 @@ void mkg_free(mkg_file *f);
 void mkg_meta_str(mkg_file *f, const char *key, const char *value);
 void mkg_meta_u32(mkg_file *f, const char *key, uint32_t value);
 void mkg_meta_f32(mkg_file *f, const char *key, float value);
+void mkg_meta_bool(mkg_file *f, const char *key, int value);
+void mkg_meta_strs(mkg_file *f, const char *key, const char *const *values, uint64_t n); /* an array of strings */
+void mkg_meta_i32s(mkg_file *f, const char *key, const int32_t *values, uint64_t n);      /* an array of i32 */
 /* A tensor of ne0 x ne1 elements (ne0 innermost; ne1 = 1: one dimension); data is taken over
  * (freed by mkg_free). */
 void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,

@@ -616,11 +616,46 @@ static char *gguf_name(const char *hf) {
     die("internal error: no GGUF name for %s", hf);
 }
 
-/* DIR/model.gguf: the metadata of the "bitnet-b1.58" architecture, the norms as F16 (the final
+/* The tokenizer as llama.cpp's converters write a byte-level BPE one (tokenizer.ggml.model "gpt2",
+ * pre-tokenizer "llama-bpe"): every id's string, its type (1 normal, 3 control for the special
+ * tokens, 5 unused for an id without a token), the merges, and whether BOS is added. */
+static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab) {
+    const char **tokens = xmalloc(sizeof *tokens * (size_t)vocab);
+    int32_t *types = xmalloc(sizeof *types * (size_t)vocab);
+    char **pads = xmalloc(sizeof *pads * (size_t)vocab);
+    for (long i = 0; i < vocab; i++) tokens[i] = NULL, types[i] = 5, pads[i] = NULL;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model"), *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
+        long id = (long)e->valuedouble;
+        if (id >= 0 && id < vocab) tokens[id] = e->string, types[id] = 1;
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(tj, "added_tokens")) {
+        long id = (long)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
+        if (id >= 0 && id < vocab)
+            tokens[id] = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring,
+            types[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4;
+    }
+    for (long i = 0; i < vocab; i++)
+        if (!tokens[i]) tokens[i] = pads[i] = xasprintf("[PAD%ld]", i);
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    int nm = cJSON_GetArraySize(merges), k = 0;
+    const char **m = xmalloc(sizeof *m * (size_t)(nm ? nm : 1));
+    cJSON_ArrayForEach(e, merges) m[k++] = e->valuestring;
+    mkg_meta_str(g, "tokenizer.ggml.model", "gpt2");
+    mkg_meta_str(g, "tokenizer.ggml.pre", "llama-bpe");
+    mkg_meta_strs(g, "tokenizer.ggml.tokens", tokens, (uint64_t)vocab);
+    mkg_meta_i32s(g, "tokenizer.ggml.token_type", types, (uint64_t)vocab);
+    mkg_meta_strs(g, "tokenizer.ggml.merges", m, (uint64_t)nm);
+    mkg_meta_bool(g, "tokenizer.ggml.add_bos_token", 1);
+    for (long i = 0; i < vocab; i++) free(pads[i]);
+    free(pads), free(tokens), free(types), free(m);
+}
+
+/* DIR/model.gguf: the metadata of the "bitnet-b1.58" architecture (and the tokenizer, when tj), the norms as F16 (the final
  * one F32), the embeddings as BF16 (each exactly the checkpoint's value), and each ternary
  * matrix in o->gguf_type with the Q and K rows of each head interleaved as llama.cpp's
  * converters store them (Hugging Face row s*d/2 + i becomes row 2i + s). */
-static uint64_t write_gguf(const tlist_t *l, const opts_t *o) {
+static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
     const char *A = "bitnet-b1.58";
     mkg_file *g = mkg_new();
     char key[128];
@@ -640,6 +675,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o) {
     snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, 500000.0f);
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
     mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
+    if (tj) gguf_tokenizer(g, tj, o->vocab);
 #undef META_U32
     const uint64_t head_dim = (uint64_t)(o->hidden / o->heads);
     for (size_t i = 0; i < l->n; i++) {
@@ -1079,8 +1115,10 @@ int main(int argc, char **argv) {
         json_add(index, "metadata", meta);
         json_add(index, "weight_map", wmap);
     }
-    size_t next = o.gguf_type ? tl.n : 0; /* GGUF: no safetensors shards */
-    if (o.gguf_type) bytes_written += write_gguf(&tl, &o);
+    char why[256] = "--no-tokenizer";
+    cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, why, sizeof why) : NULL;
+    size_t next = o.gguf_type ? tl.n : 0; /* GGUF: no safetensors shards; the tokenizer inside */
+    if (o.gguf_type) bytes_written += write_gguf(&tl, &o, tokenizer);
     for (long sh = 0; o.gguf_type == 0 && sh < o.shards; sh++) {
         char fname[64];
         if (o.shards == 1)
@@ -1120,21 +1158,18 @@ int main(int argc, char **argv) {
         bytes_written += write_json_file(o.out_dir, "config.json", config);
         cJSON_Delete(config);
     }
-    char why[256] = "--no-tokenizer";
-    cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, why, sizeof why) : NULL;
-    if (tokenizer) {
+    if (tokenizer && !o.gguf_type)
         bytes_written += write_json_file(o.out_dir, "tokenizer.json", tokenizer);
-        cJSON_Delete(tokenizer);
-    } else {
-        fprintf(stderr, "rsr-mkmodel: no tokenizer.json: %s\n", why);
-    }
+    else if (!tokenizer)
+        fprintf(stderr, "rsr-mkmodel: no tokenizer: %s\n", why);
 
     for (size_t i = 0; i < n_out; i++) {
         if (rename(outfiles[i].tmp_path, outfiles[i].final_path) != 0)
             die("cannot rename %s to %s: %s", outfiles[i].tmp_path, outfiles[i].final_path, strerror(errno));
         tmp_paths[i] = NULL;
     }
-    remove_stale(o.out_dir, o.shards, tokenizer != NULL);
+    remove_stale(o.out_dir, o.shards, tokenizer != NULL && !o.gguf_type);
+    cJSON_Delete(tokenizer);
 
     fprintf(stderr,
             "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "

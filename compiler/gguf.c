@@ -20,8 +20,10 @@
  * matrix is refused naming the block. Each becomes the packed U8 form of the Hugging Face
  * checkpoints (four rows per byte) with a "_scale" tensor, so checkpoint.c reads it unchanged.
  * Embeddings, norms and the head: F32, F16 and BF16 in place; Q8_0 widened to f32 as ggml does
- * (fp16 scale times int8). llama.cpp's converters store the Q and K projections with the rows
- * of each head interleaved for its RoPE (row 2i+s of a head was row s*d/2+i); they are put back.
+ * (fp16 scale times int8). For the "llama" architecture, whose RoPE llama.cpp computes on
+ * adjacent pairs, its converter stores the Q and K projections with the rows of each head
+ * interleaved (row 2i+s of a head was row s*d/2+i); they are put back. The bitnet architectures
+ * keep the checkpoint's order (llama.cpp rotates them as NEOX does, as the checkpoints do).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -187,7 +187,10 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
         beta *= s;
     }
     if (!(isfinite(beta) && beta > 0)) fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, beta);
-    int32_t heads = proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
+    /* "llama" runs NORM RoPE in llama.cpp, for which its converter interleaves Q's and K's rows;
+     * the bitnet architectures run NEOX RoPE on the checkpoint's own order */
+    const bool interleaved = !strcmp(m->architecture, "LlamaForCausalLM");
+    int32_t heads = !interleaved ? 0 : proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
     uint64_t hd = heads ? rows / (uint64_t)heads : 0;
     if (heads && (rows % (uint64_t)heads || hd % 2))
         fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows, heads);

@@ -252,6 +252,7 @@ typedef struct {
     int binary;
     double embed_std; /* the embeddings' (and an untied head's) standard deviation */
     int gguf_type;    /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
+    const char *gguf_arch; /* its general.architecture (--gguf-arch) */
     int tokenizer;    /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
@@ -651,12 +652,13 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab) {
     free(pads), free(tokens), free(types), free(m);
 }
 
-/* DIR/model.gguf: the metadata of the "bitnet-b1.58" architecture (and the tokenizer, when tj), the norms as F16 (the final
- * one F32), the embeddings as BF16 (each exactly the checkpoint's value), and each ternary
- * matrix in o->gguf_type with the Q and K rows of each head interleaved as llama.cpp's
- * converters store them (Hugging Face row s*d/2 + i becomes row 2i + s). */
+/* DIR/model.gguf: the metadata of the architecture o->gguf_arch ("bitnet-b1.58", bitnet.cpp's
+ * BitNet b1.58 2B-4T, the same model as bitnet-packed's; or "bitnet", llama.cpp's, which runs
+ * SiLU instead of ReLU²) and the tokenizer (when tj), the norms as F32, the embeddings as F16
+ * when each value is one exactly, else BF16 (the checkpoint's values), and each ternary matrix in
+ * o->gguf_type, rows in the checkpoint's order (both architectures' RoPE takes them so). */
 static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
-    const char *A = "bitnet-b1.58";
+    const char *A = o->gguf_arch;
     mkg_file *g = mkg_new();
     char key[128];
 #define META_U32(k, v) (snprintf(key, sizeof key, "%s.%s", A, k), mkg_meta_u32(g, key, (uint32_t)(v)))
@@ -677,7 +679,6 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
     mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
     if (tj) gguf_tokenizer(g, tj, o->vocab);
 #undef META_U32
-    const uint64_t head_dim = (uint64_t)(o->hidden / o->heads);
     for (size_t i = 0; i < l->n; i++) {
         const tensor_t *t = &l->t[i];
         if (t->kind == K_SCALE) continue; /* with its matrix, just before it */
@@ -697,37 +698,36 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             if (o->gguf_type == MKG_I2_S && rows * cols % 128)
                 die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
             if (f16_value(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
-            const int heads = strstr(t->name, ".q_proj") ? (int)o->heads : strstr(t->name, ".k_proj") ? (int)o->kv_heads : 0;
             uint8_t *codes = xmalloc(rows * cols);
-            for (uint64_t hr = 0; hr < rows; hr++) {
-                uint64_t gr = hr;
-                if (heads) {
-                    uint64_t hh = hr / head_dim, w = hr % head_dim, s2 = w / (head_dim / 2), ii = w % (head_dim / 2);
-                    gr = hh * head_dim + 2 * ii + s2;
-                }
-                for (uint64_t c = 0; c < cols; c++) codes[gr * cols + c] = (bytes[(hr % R) * cols + c] >> (2 * (hr / R))) & 3;
-            }
+            for (uint64_t r = 0; r < rows; r++)
+                for (uint64_t c = 0; c < cols; c++) codes[r * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
             uint64_t nb;
             uint8_t *enc = mkg_encode_ternary((uint32_t)o->gguf_type, codes, rows, cols, beta, h, &nb);
             free(codes), free(bytes);
             mkg_tensor(g, name, (uint32_t)o->gguf_type, cols, rows, enc, nb);
-        } else if (t->kind == K_EMBED) {
-            mkg_tensor(g, name, MKG_BF16, t->shape[1], t->shape[0], bytes, t->nbytes);
-        } else { /* a norm: F16, or F32 for the final one */
+        } else if (t->kind == K_EMBED) { /* F16 where every value is one exactly, else BF16 */
+            const uint64_t n = t->shape[0] * t->shape[1];
+            uint8_t *h = xmalloc(2 * n);
+            int exact = 1;
+            for (uint64_t k = 0; k < n && exact; k++) {
+                float f = bf16_value(bytes + 2 * k);
+                uint16_t hv = f32_to_f16(f);
+                exact = f == 0 || ((hv & 0x7C00u) && f16_value(hv) == f);
+                h[2 * k] = (uint8_t)hv, h[2 * k + 1] = (uint8_t)(hv >> 8);
+            }
+            if (exact)
+                free(bytes), mkg_tensor(g, name, MKG_F16, t->shape[1], t->shape[0], h, 2 * n);
+            else
+                free(h), mkg_tensor(g, name, MKG_BF16, t->shape[1], t->shape[0], bytes, t->nbytes);
+        } else { /* a norm: F32, as llama.cpp needs them */
             const uint64_t n = t->shape[0];
-            const int f32 = !strcmp(t->name, "model.norm.weight");
-            uint8_t *v = xmalloc(n * (f32 ? 4 : 2));
+            uint8_t *v = xmalloc(n * 4);
             for (uint64_t k = 0; k < n; k++) {
                 float f = bf16_value(bytes + 2 * k);
-                if (f32) {
-                    memcpy(v + 4 * k, &f, 4);
-                } else {
-                    uint16_t hv = f32_to_f16(f);
-                    v[2 * k] = (uint8_t)hv, v[2 * k + 1] = (uint8_t)(hv >> 8);
-                }
+                memcpy(v + 4 * k, &f, 4);
             }
             free(bytes);
-            mkg_tensor(g, name, f32 ? MKG_F32 : MKG_F16, n, 1, v, n * (f32 ? 4 : 2));
+            mkg_tensor(g, name, MKG_F32, n, 1, v, n * 4);
         }
         free(name);
     }
@@ -852,7 +852,8 @@ static void usage(FILE *out) {
           "  1bitllm         BitnetForCausalLM (1bitLLM/bitnet_b1_58), fp16 latent weights, sub-norms\n"
           "  gguf-i2s, gguf-tq1, gguf-tq2\n"
           "                  bitnet-packed's weights as DIR/model.gguf (architecture bitnet-b1.58), the ternary\n"
-          "                  matrices in bitnet.cpp's I2_S or llama.cpp's TQ1_0 or TQ2_0\n"
+          "                  matrices in bitnet.cpp's I2_S or llama.cpp's TQ1_0 or TQ2_0 (--gguf-arch bitnet:\n"
+          "                  llama.cpp's architecture of that name, which runs SiLU instead of ReLU²)\n"
           "\n"
           "options:\n"
           "  --format FORMAT    one of the formats above (required)\n"
@@ -862,6 +863,7 @@ static void usage(FILE *out) {
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
           "  --no-tokenizer     do not write tokenizer.json\n"
+          "  --gguf-arch A      general.architecture of a gguf-* format: bitnet-b1.58 (default) or bitnet\n"
           "  --embed-std S      standard deviation of the embeddings (default 1: each row's norm is about\n"
           "                     sqrt(hidden), so the tied head makes an untrained model repeat its input;\n"
           "                     1/sqrt(hidden), as in trained models, makes it write varied noise)\n"
@@ -943,7 +945,8 @@ enum {
     O_MAXPOS,
     O_NOTOKENIZER,
     O_POISON,
-    O_EMBEDSTD
+    O_EMBEDSTD,
+    O_GGUFARCH
 };
 
 int main(int argc, char **argv) {
@@ -963,6 +966,7 @@ int main(int argc, char **argv) {
                                           {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
                                           {"poison", required_argument, 0, O_POISON},
                                           {"embed-std", required_argument, 0, O_EMBEDSTD},
+                                          {"gguf-arch", required_argument, 0, O_GGUFARCH},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
@@ -970,6 +974,7 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.seed = 1;
     o.embed_std = 1;
+    o.gguf_arch = "bitnet-b1.58";
     o.shards = 1;
     o.tokenizer = 1;
     int have_format = 0;
@@ -1017,6 +1022,11 @@ int main(int argc, char **argv) {
         case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
         case O_BINARY: o.binary = 1; break;
         case O_NOTOKENIZER: o.tokenizer = 0; break;
+        case O_GGUFARCH:
+            if (strcmp(optarg, "bitnet-b1.58") && strcmp(optarg, "bitnet"))
+                die("--gguf-arch: '%s' is not bitnet-b1.58 or bitnet", optarg);
+            o.gguf_arch = optarg;
+            break;
         case O_EMBEDSTD: {
             char *end;
             o.embed_std = strtod(optarg, &end);

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# rsrc's logits beside upstream llama.cpp's on the same GGUF files: the prebuilt libraries of the
+# npm package node-llama-cpp read rsr-mkmodel's TQ1_0 and TQ2_0 files of llama.cpp's "bitnet"
+# architecture (SiLU, sub-norms; embeddings scaled as trained models' so that the distribution
+# has a spread) and give the next-token probabilities after each prefix of a prompt; rsrc's
+# artifact of the same file gives its logits. llama.cpp quantises the activations per block of
+# 256 values, rsrc per token, so they agree closely, not exactly: the check is the same most
+# likely token at all but two positions (and there a near tie: llama.cpp's own choice at most
+# 2e-3 more probable, under llama.cpp, than rsrc's), a KL divergence below 0.01 and no probability
+# off by more than 0.01 (measured: KL below 1e-3, |dp| below 1e-3). Installs the package into
+# BUILD_DIR/gguf-ref; exits 77 (ctest: skipped) without node, npm or the registry.
+# Usage: check_reference.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$build/gguf-ref
+packages="node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "check_reference.sh: node and npm are not installed: skipped" >&2
+  exit 77
+fi
+mkdir -p "$dir"
+if [ "$(cat "$dir/installed" 2>/dev/null)" != "$packages" ]; then
+  [ -f "$dir/package.json" ] || echo '{"private": true, "type": "module"}' >"$dir/package.json"
+  if ! npm install --prefix "$dir" --no-audit --no-fund --no-save --omit=optional --ignore-scripts --loglevel=error \
+       --fetch-timeout=30000 --fetch-retries=1 $packages >&2; then
+    echo "check_reference.sh: the npm registry is unreachable: skipped" >&2
+    exit 77
+  fi
+  echo "$packages" >"$dir/installed"
+fi
+cp "$here/llama_ref.mjs" "$dir/"
+work=$build/tests/gguf-reference
+rm -rf "$work" && mkdir -p "$work"
+prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
+for fmt in gguf-tq1 gguf-tq2; do
+  "$build/rsr-mkmodel" --format $fmt --gguf-arch bitnet --preset small --intermediate 768 --embed-std 0.0625 \
+    --out "$work/$fmt" 2>/dev/null
+  "$build/rsrc" "$work/$fmt/model.gguf" -o "$work/$fmt.so" -O0
+  n=$(echo "$prompt" | tr ',' '\n' | wc -l)
+  for k in $(seq 1 "$n"); do
+    "$build/rsr-run" "$work/$fmt.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
+      --logits "$work/$fmt.$k.f32" >/dev/null 2>&1
+  done
+  node "$dir/llama_ref.mjs" "$work/$fmt/model.gguf" "$prompt" >"$work/$fmt.ref.json"
+  python3 - "$work" "$fmt" "$n" <<'PY'
+import json, math, struct, sys
+work, fmt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ref = json.load(open('%s/%s.ref.json' % (work, fmt)))['probs']
+worst_kl = worst_dp = worst_tie = 0.0
+same = 0
+for k in range(1, n + 1):
+    raw = open('%s/%s.%d.f32' % (work, fmt, k), 'rb').read()
+    logits = struct.unpack('<%df' % (len(raw) // 4), raw)
+    m = max(logits)
+    e = [math.exp(x - m) for x in logits]
+    s = sum(e)
+    p, r = [x / s for x in e], ref[k - 1]
+    top, rtop = max(range(len(p)), key=p.__getitem__), max(range(len(r)), key=r.__getitem__)
+    same += top == rtop
+    worst_tie = max(worst_tie, r[rtop] - r[top])  # what llama.cpp's best has over rsrc's best
+    worst_kl = max(worst_kl, sum(a * math.log(a / b) for a, b in zip(r, p) if a > 0 and b > 0))
+    worst_dp = max(worst_dp, max(abs(a - b) for a, b in zip(p, r)))
+print('%s: llama.cpp and rsrc agree on the most likely token at %d of %d positions (elsewhere a near tie: '
+      'llama.cpp puts at most %.2e more on its own); largest KL(llama.cpp || rsrc) %.2e, largest |dp| %.2e'
+      % (fmt, same, n, worst_tie, worst_kl, worst_dp))
+if same < n - 2 or worst_tie > 2e-3 or worst_kl > 0.01 or worst_dp > 0.01:
+    sys.exit('%s: rsrc does not agree with llama.cpp closely enough' % fmt)
+PY
+done

@@ -19,8 +19,11 @@
  * non-zero weight must carry the same scale (a ternary model's blocks all hold ±beta), else the
  * matrix is refused naming the block. Each becomes the packed U8 form of the Hugging Face
  * checkpoints (four rows per byte) with a "_scale" tensor, so checkpoint.c reads it unchanged.
- * Embeddings, norms and the head: F32, F16 and BF16 in place; Q8_0 widened to f32 as ggml does
- * (fp16 scale times int8). For the "llama" architecture, whose RoPE llama.cpp computes on
+ * Embeddings, norms and the head: F32, F16 and BF16 in place; Q8_0 (blocks of 32: an f16 scale,
+ * 32 int8) and Q6_K (blocks of 256: 128 bytes of low 4 bits, 64 of high 2 bits, 16 int8 scales
+ * of 16 weights each, an f16 scale; weight 128h + 32k + l has its low bits in byte
+ * 64h + l + 32(k&1), high nibble when k >= 2, its high bits at bits 2k of byte 32h + l, its scale
+ * at 8h + 2k + l/16) widened to f32 as ggml does. For the "llama" architecture, whose RoPE llama.cpp computes on
  * adjacent pairs, its converter stores the Q and K projections with the rows of each head
  * interleaved (row 2i+s of a head was row s*d/2+i); they are put back. The bitnet architectures
  * keep the checkpoint's order (llama.cpp rotates them as NEOX does, as the checkpoints do).

@@ -214,7 +214,7 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
     add_tensor(a, xasprintf("%s_scale", name), ST_F32, 1, 1, 0, (const uint8_t *)scale, 4, g->path);
 }
 
-/* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 widened to f32. */
+/* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
 static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
     if (t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
     int64_t d0 = t->ndim == 2 ? (int64_t)t->ne[1] : (int64_t)t->ne[0], d1 = t->ndim == 2 ? (int64_t)t->ne[0] : 0;
@@ -233,8 +233,24 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
         add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, (const uint8_t *)f, n * 4, g->path);
         return;
     }
+    case 14: { /* Q6_K: blocks of 256 (gguf.c's header comment); ggml: d * scale * (q - 32), left to right */
+        uint64_t n = t->ne[0] * t->ne[1];
+        float *f = (float *)archive_memory(a, (size_t)n * 4);
+        for (uint64_t b = 0; b < n / 256; b++) {
+            const uint8_t *ql = t->data + b * 210, *qh = ql + 128;
+            const int8_t *sc = (const int8_t *)(qh + 64);
+            float d = rsr_f16_to_f32((uint16_t)(qh[80] | qh[81] << 8));
+            for (int e = 0; e < 256; e++) {
+                int h = e / 128, k = e % 128 / 32, l = e % 32;
+                int lo = ql[64 * h + l + 32 * (k & 1)] >> (k >= 2 ? 4 : 0) & 15, hi = qh[32 * h + l] >> (2 * k) & 3;
+                f[b * 256 + (uint64_t)e] = d * (float)sc[8 * h + 2 * k + l / 16] * (float)((lo | hi << 4) - 32);
+            }
+        }
+        add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, (const uint8_t *)f, n * 4, g->path);
+        return;
+    }
     default:
-        fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16 or Q8_0", g->path,
+        fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16, Q8_0 or Q6_K", g->path,
               t->name, gguf_type_name(t->type));
     }
 }

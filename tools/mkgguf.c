@@ -124,6 +124,61 @@ uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, 
     return d;
 }
 
+static float from_f16(uint16_t h) { /* normal halves and zero (the scales written here) */
+    if (!(h & 0x7FFFu)) return 0;
+    uint32_t x = (uint32_t)(h & 0x8000u) << 16 | ((uint32_t)((h >> 10) & 0x1F) + 112u) << 23 | (uint32_t)(h & 0x3FFu) << 13;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+uint8_t *mkg_quantize(uint32_t type, const float *x, uint64_t n, uint16_t (*to_f16)(float), uint64_t *nbytes) {
+    if (type == MKG_Q8_0) { /* blocks of 32: f16 d, then 32 int8 */
+        uint8_t *d = grow(calloc(1, n / 32 * 34), n / 32 * 34 + 1);
+        for (uint64_t b = 0; b < n / 32; b++) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + (uint64_t)j]));
+            uint16_t h = to_f16(amax / 127);
+            float s = from_f16(h);
+            uint8_t *blk = d + b * 34;
+            blk[0] = (uint8_t)h, blk[1] = (uint8_t)(h >> 8);
+            for (int j = 0; j < 32; j++) blk[2 + j] = (uint8_t)(int8_t)(s ? lrintf(fminf(fmaxf(x[b * 32 + (uint64_t)j] / s, -127), 127)) : 0);
+        }
+        *nbytes = n / 32 * 34;
+        return d;
+    }
+    /* Q6_K, blocks of 256: ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16] (one per 16
+     * weights), f16 d; weight e = 128h + 32k + l takes its low bits from ql[64h + l + 32(k&1)]
+     * (the high nibble when k >= 2), its high bits from bits 2k of qh[32h + l], its scale from
+     * scales[8h + 2k + l/16]; value d * scale * (q - 32) */
+    uint8_t *d = grow(calloc(1, n / 256 * 210), n / 256 * 210 + 1);
+    for (uint64_t b = 0; b < n / 256; b++) {
+        const float *xb = x + b * 256;
+        uint8_t *ql = d + b * 210, *qh = ql + 128, *sc = qh + 64, *dd = sc + 16;
+        float sub[16], smax = 0;
+        for (int j = 0; j < 16; j++) {
+            float amax = 0;
+            for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(xb[16 * j + i]));
+            sub[j] = amax / 31, smax = fmaxf(smax, sub[j]);
+        }
+        uint16_t h = to_f16(smax / 127);
+        float db = from_f16(h);
+        dd[0] = (uint8_t)h, dd[1] = (uint8_t)(h >> 8);
+        for (int e = 0; e < 256; e++) {
+            int hh = e / 128, k = e % 128 / 32, l = e % 32, si = 8 * hh + 2 * k + l / 16;
+            int scale = db ? (int)lrintf(fminf(sub[e / 16] / db, 127)) : 0;
+            sc[si] = (uint8_t)(int8_t)scale;
+            float step = db * (float)scale;
+            int q = step ? (int)lrintf(fminf(fmaxf(xb[e] / step, -32), 31)) : 0;
+            unsigned u = (unsigned)(q + 32);
+            ql[64 * hh + l + 32 * (k & 1)] |= (uint8_t)((u & 15) << (k >= 2 ? 4 : 0));
+            qh[32 * hh + l] |= (uint8_t)((u >> 4) << (2 * k));
+        }
+    }
+    *nbytes = n / 256 * 210;
+    return d;
+}
+
 static int put(FILE *o, const void *p, size_t n) { return fwrite(p, 1, n, o) == n ? 0 : -1; }
 static int put_u32(FILE *o, uint32_t v) {
     uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};

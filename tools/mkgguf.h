@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum { MKG_F32 = 0, MKG_F16 = 1, MKG_BF16 = 30, MKG_TQ1_0 = 34, MKG_TQ2_0 = 35, MKG_I2_S = 36 };
+enum { MKG_F32 = 0, MKG_F16 = 1, MKG_Q8_0 = 8, MKG_Q6_K = 14, MKG_BF16 = 30, MKG_TQ1_0 = 34, MKG_TQ2_0 = 35, MKG_I2_S = 36 };
 
 typedef struct mkg_file mkg_file;
 mkg_file *mkg_new(void);
@@ -26,6 +26,10 @@ void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint
  * receives its size. */
 uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, uint64_t cols, float beta,
                             uint16_t beta_f16, uint64_t *nbytes);
+/* n floats (a multiple of 32 for Q8_0, of 256 for Q6_K) quantised as ggml's blocks of that type
+ * (a plain rounding quantiser: any valid encoding will do for the readers' tests); to_f16 is the
+ * caller's f32 -> f16 rounding. */
+uint8_t *mkg_quantize(uint32_t type, const float *x, uint64_t n, uint16_t (*to_f16)(float), uint64_t *nbytes);
 /* The whole file; 0, or -1 when writing failed (errno says why). */
 int mkg_write(const mkg_file *f, FILE *out);
 

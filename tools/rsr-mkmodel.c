@@ -253,6 +253,7 @@ typedef struct {
     double embed_std; /* the embeddings' (and an untied head's) standard deviation */
     int gguf_type;    /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
+    int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
     int tokenizer;    /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
@@ -607,6 +608,7 @@ static char *gguf_name(const char *hf) {
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
+    if (!strcmp(hf, "lm_head.weight")) return xasprintf("output.weight");
     int layer, used = 0;
     if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used)
         for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
@@ -687,7 +689,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
         if (t->kind == K_PACKED) {
             const tensor_t *sc = &l->t[i + 1];
             uint8_t *sb = tensor_bytes(sc, o);
-            float beta = bf16_value(sb);
+            float beta = sc->inverted ? 1.0f / bf16_value(sb) : bf16_value(sb); /* as rsrc reads llama-packed */
             free(sb);
             uint16_t h = f32_to_f16(beta);
             const uint64_t rows = t->out, cols = t->in, R = rows / 4;
@@ -697,14 +699,31 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
                     t->name, cols);
             if (o->gguf_type == MKG_I2_S && rows * cols % 128)
                 die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
-            if (f16_value(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
+            /* bitnet-packed's scales are f16 values; llama-packed's 1/scale is rounded to one in TQ */
+            if (!sc->inverted && f16_value(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
+            const int llama = !strcmp(o->gguf_arch, "llama");
+            const uint64_t heads = !llama                       ? 0
+                                   : strstr(t->name, ".q_proj") ? (uint64_t)o->heads
+                                   : strstr(t->name, ".k_proj") ? (uint64_t)o->kv_heads
+                                                                : 0;
+            const uint64_t hd = (uint64_t)(o->hidden / o->heads);
             uint8_t *codes = xmalloc(rows * cols);
-            for (uint64_t r = 0; r < rows; r++)
-                for (uint64_t c = 0; c < cols; c++) codes[r * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
+            for (uint64_t r = 0; r < rows; r++) { /* llama: row s*hd/2 + i of a head is stored as row 2i + s */
+                uint64_t w = r % hd, gr = heads ? r - w + 2 * (w % (hd / 2)) + w / (hd / 2) : r;
+                for (uint64_t c = 0; c < cols; c++) codes[gr * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
+            }
             uint64_t nb;
             uint8_t *enc = mkg_encode_ternary((uint32_t)o->gguf_type, codes, rows, cols, beta, h, &nb);
             free(codes), free(bytes);
             mkg_tensor(g, name, (uint32_t)o->gguf_type, cols, rows, enc, nb);
+        } else if (t->kind == K_EMBED && o->gguf_embed) { /* quantised (lossy) */
+            const uint64_t n = t->shape[0] * t->shape[1];
+            float *f = xmalloc(4 * n);
+            for (uint64_t k = 0; k < n; k++) f[k] = bf16_value(bytes + 2 * k);
+            uint64_t nb;
+            uint8_t *q = mkg_quantize((uint32_t)o->gguf_embed, f, n, f32_to_f16, &nb);
+            free(f), free(bytes);
+            mkg_tensor(g, name, (uint32_t)o->gguf_embed, t->shape[1], t->shape[0], q, nb);
         } else if (t->kind == K_EMBED) { /* F16 where every value is one exactly, else BF16 */
             const uint64_t n = t->shape[0] * t->shape[1];
             uint8_t *h = xmalloc(2 * n);
@@ -863,7 +882,11 @@ static void usage(FILE *out) {
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
           "  --no-tokenizer     do not write tokenizer.json\n"
-          "  --gguf-arch A      general.architecture of a gguf-* format: bitnet-b1.58 (default) or bitnet\n"
+          "  --gguf-arch A      general.architecture of a gguf-* format: bitnet-b1.58 (default), bitnet, or\n"
+          "                     llama (llama-packed's weights, Q and K rows interleaved as llama.cpp's\n"
+          "                     converter stores them, 1/weight_scale rounded to f16 in TQ blocks)\n"
+          "  --gguf-embed T     store the embeddings and head of a gguf-* format as q8_0 or q6_k (lossy;\n"
+          "                     default: F16 where exact, else BF16)\n"
           "  --embed-std S      standard deviation of the embeddings (default 1: each row's norm is about\n"
           "                     sqrt(hidden), so the tied head makes an untrained model repeat its input;\n"
           "                     1/sqrt(hidden), as in trained models, makes it write varied noise)\n"
@@ -946,7 +969,8 @@ enum {
     O_NOTOKENIZER,
     O_POISON,
     O_EMBEDSTD,
-    O_GGUFARCH
+    O_GGUFARCH,
+    O_GGUFEMBED
 };
 
 int main(int argc, char **argv) {
@@ -967,6 +991,7 @@ int main(int argc, char **argv) {
                                           {"poison", required_argument, 0, O_POISON},
                                           {"embed-std", required_argument, 0, O_EMBEDSTD},
                                           {"gguf-arch", required_argument, 0, O_GGUFARCH},
+                                          {"gguf-embed", required_argument, 0, O_GGUFEMBED},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
@@ -1022,9 +1047,17 @@ int main(int argc, char **argv) {
         case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
         case O_BINARY: o.binary = 1; break;
         case O_NOTOKENIZER: o.tokenizer = 0; break;
+        case O_GGUFEMBED:
+            if (!strcmp(optarg, "q8_0"))
+                o.gguf_embed = MKG_Q8_0;
+            else if (!strcmp(optarg, "q6_k"))
+                o.gguf_embed = MKG_Q6_K;
+            else
+                die("--gguf-embed: '%s' is not q8_0 or q6_k", optarg);
+            break;
         case O_GGUFARCH:
-            if (strcmp(optarg, "bitnet-b1.58") && strcmp(optarg, "bitnet"))
-                die("--gguf-arch: '%s' is not bitnet-b1.58 or bitnet", optarg);
+            if (strcmp(optarg, "bitnet-b1.58") && strcmp(optarg, "bitnet") && strcmp(optarg, "llama"))
+                die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet or llama", optarg);
             o.gguf_arch = optarg;
             break;
         case O_EMBEDSTD: {
@@ -1049,6 +1082,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) die("unexpected argument '%s' (see --help)", argv[optind]);
+    if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");
 

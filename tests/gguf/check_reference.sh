@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # rsrc's logits beside upstream llama.cpp's on the same GGUF files: the prebuilt libraries of the
 # npm package node-llama-cpp read rsr-mkmodel's TQ1_0 and TQ2_0 files of llama.cpp's "bitnet"
-# architecture (SiLU, sub-norms; embeddings scaled as trained models' so that the distribution
-# has a spread) and give the next-token probabilities after each prefix of a prompt; rsrc's
-# artifact of the same file gives its logits. llama.cpp quantises the activations per block of
+# architecture (SiLU, sub-norms) and "llama" architecture (Q and K rows interleaved for its
+# RoPE; the embeddings and head in Q6_K or Q8_0), embeddings scaled as trained models' so that
+# the distribution has a spread, and give the next-token probabilities after each prefix of a
+# prompt; rsrc's artifact of the same file gives its logits. llama.cpp quantises the activations per block of
 # 256 values, rsrc per token, so they agree closely, not exactly: the check is the same most
 # likely token at all but two positions (and there a near tie: llama.cpp's own choice at most
 # 2e-3 more probable, under llama.cpp, than rsrc's), a KL divergence below 0.01 and no probability
@@ -33,9 +34,15 @@ cp "$here/llama_ref.mjs" "$dir/"
 work=$build/tests/gguf-reference
 rm -rf "$work" && mkdir -p "$work"
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
-for fmt in gguf-tq1 gguf-tq2; do
-  "$build/rsr-mkmodel" --format $fmt --gguf-arch bitnet --preset small --intermediate 768 --embed-std 0.0625 \
-    --out "$work/$fmt" 2>/dev/null
+# name, then rsr-mkmodel's arguments
+cases=("tq1-bitnet --format gguf-tq1 --gguf-arch bitnet"
+       "tq2-bitnet --format gguf-tq2 --gguf-arch bitnet"
+       "tq2-llama-q6_k --format gguf-tq2 --gguf-arch llama --gguf-embed q6_k"
+       "tq1-llama-q8_0 --format gguf-tq1 --gguf-arch llama --gguf-embed q8_0")
+for c in "${cases[@]}"; do
+  read -r fmt args <<<"$c"
+  # shellcheck disable=SC2086
+  "$build/rsr-mkmodel" $args --preset small --intermediate 768 --embed-std 0.0625 --out "$work/$fmt" 2>/dev/null
   "$build/rsrc" "$work/$fmt/model.gguf" -o "$work/$fmt.so" -O0
   n=$(echo "$prompt" | tr ',' '\n' | wc -l)
   for k in $(seq 1 "$n"); do

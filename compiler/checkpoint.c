@@ -241,7 +241,7 @@ void model_free(model *m) {
     if (!m) return;
     st_close(m->ar);
     free((char *)m->architecture);
-    free(m->tokenizer_json);
+    free(m->tokenizer);
     free(m);
 }
 

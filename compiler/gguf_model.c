@@ -303,7 +303,7 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
 
 static void close_file(void *g) { gguf_close(g); }
 
-/* ---- the tokenizer: tokenizer.ggml.* as the tokenizer.json the runtime reads ---- */
+/* ---- the tokenizer: tokenizer.ggml.* as the tokenizer.json or tokenizer.model the runtime reads ---- */
 
 /* the pre-tokenizer regex of llama.cpp's "llama-bpe" (Llama 3's, as its tokenizer.json has it) */
 static const char llama3_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
@@ -328,23 +328,93 @@ static char **string_array(const gguf_file *g, const gguf_value *v) {
     return out;
 }
 
+/* ---- a SentencePiece vocabulary (tokenizer.ggml.model "llama") as the tokenizer.model the
+ * runtime reads: the pieces with their scores and types (GGUF's token types number SentencePiece's
+ * piece types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte), a BPE trainer
+ * spec with the unknown/BOS/EOS ids and byte fallback when byte pieces are there, and a normalizer
+ * that escapes whitespace and adds the dummy prefix unless tokenizer.ggml.add_space_prefix is
+ * false. The protobuf is written here, field numbers as sentencepiece_model.proto has them. ---- */
+
+typedef struct pbuf {
+    uint8_t *b;
+    size_t n, cap;
+} pbuf;
+static void pb_bytes(pbuf *p, const void *d, size_t n) {
+    if (p->n + n > p->cap) p->b = xrealloc(p->b, p->cap = (p->n + n) * 2 + 64);
+    memcpy(p->b + p->n, d, n), p->n += n;
+}
+static void pb_varint(pbuf *p, uint64_t v) {
+    do {
+        uint8_t c = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        c |= v ? 0x80 : 0;
+        pb_bytes(p, &c, 1);
+    } while (v);
+}
+static void pb_int(pbuf *p, uint32_t field, int64_t v) { pb_varint(p, field << 3), pb_varint(p, (uint64_t)v); }
+static void pb_string(pbuf *p, uint32_t field, const void *d, size_t n) {
+    pb_varint(p, field << 3 | 2), pb_varint(p, n), pb_bytes(p, d, n);
+}
+
+static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_value *types, int32_t bos, int32_t eos,
+                       size_t *len) {
+    const gguf_value *scores = gguf_get(g, "tokenizer.ggml.scores"), *unk = gguf_get(g, "tokenizer.ggml.unknown_token_id"),
+                     *prefix = gguf_get(g, "tokenizer.ggml.add_space_prefix");
+    if (!scores || scores->type != 9 || scores->atype != 6 || scores->n != toks->n)
+        fatal("%s: tokenizer.ggml.scores must be an f32 array as long as tokenizer.ggml.tokens", g->path);
+    pbuf model = {0}, piece = {0}, spec = {0};
+    uint64_t at = toks->first;
+    bool bytes = false;
+    for (uint64_t i = 0; i < toks->n; i++) {
+        uint64_t n = 0;
+        for (int b = 7; b >= 0; b--) n = n << 8 | g->map[at + (uint64_t)b];
+        int32_t type = 1;
+        if (types) memcpy(&type, g->map + types->first + 4 * i, 4);
+        bytes |= type == 6;
+        uint8_t score[4];
+        memcpy(score, g->map + scores->first + 4 * i, 4);
+        piece.n = 0;
+        pb_string(&piece, 1, g->map + at + 8, (size_t)n);
+        pb_varint(&piece, 2 << 3 | 5), pb_bytes(&piece, score, 4);
+        pb_int(&piece, 3, type);
+        pb_string(&model, 1, piece.b, piece.n);
+        at += 8 + n;
+    }
+    pb_int(&spec, 3, 2); /* BPE */
+    pb_int(&spec, 35, bytes);
+    pb_int(&spec, 40, unk && unk->type <= 5 ? unk->i : 0);
+    pb_int(&spec, 41, bos), pb_int(&spec, 42, eos);
+    pb_string(&model, 2, spec.b, spec.n);
+    spec.n = 0;
+    pb_string(&spec, 1, "identity", 8);
+    pb_int(&spec, 3, !(prefix && prefix->type == 7 && !prefix->u)), pb_int(&spec, 4, 0), pb_int(&spec, 5, 1);
+    pb_string(&model, 3, spec.b, spec.n);
+    free(piece.b), free(spec.b);
+    *len = model.n;
+    return (char *)model.b;
+}
+
 /* A byte-level BPE tokenizer (tokenizer.ggml.model "gpt2" with the "llama-bpe" pre-tokenizer) as
  * tokenizer.json text: normal and byte tokens (types 1, 6) in the model's vocabulary, control and
  * user-defined ones (3, 4) as added tokens (special when control), unused ones (5) left out;
  * BOS added when tokenizer.ggml.add_bos_token is not false. NULL, with a note, for the others. */
-static char *tokenizer_json(const gguf_file *g, int32_t bos) {
+static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t *len) {
     const gguf_value *toks = gguf_get(g, "tokenizer.ggml.tokens"), *types = gguf_get(g, "tokenizer.ggml.token_type"),
                      *merges = gguf_get(g, "tokenizer.ggml.merges"), *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token");
     if (!gguf_get(g, "tokenizer.ggml.model")) return NULL;
-    if (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !meta_is(g, "tokenizer.ggml.pre", "llama-bpe")) {
-        note(0, "%s: its tokenizer (tokenizer.ggml.model and .pre) is not the byte-level BPE of Llama 3 that rsrc "
-                "reads from GGUF yet: the artifact takes token ids only", g->path);
+    const bool spm = meta_is(g, "tokenizer.ggml.model", "llama");
+    if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !meta_is(g, "tokenizer.ggml.pre", "llama-bpe"))) {
+        note(0, "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
+                "Llama 3, the ones rsrc reads from GGUF: the artifact takes token ids only", g->path);
         return NULL;
     }
-    if (!toks || toks->type != 9 || toks->atype != 8 || !merges || merges->type != 9 || merges->atype != 8)
-        fatal("%s: tokenizer.ggml.tokens and tokenizer.ggml.merges must be arrays of strings", g->path);
+    if (!toks || toks->type != 9 || toks->atype != 8)
+        fatal("%s: tokenizer.ggml.tokens must be an array of strings", g->path);
     if (types && (types->type != 9 || types->atype != 5 || types->n != toks->n))
         fatal("%s: tokenizer.ggml.token_type must be an i32 array as long as tokenizer.ggml.tokens", g->path);
+    if (spm) return spm_model(g, toks, types, bos, eos, len);
+    if (!merges || merges->type != 9 || merges->atype != 8)
+        fatal("%s: tokenizer.ggml.merges must be an array of strings", g->path);
     arena *ar = arena_open();
     cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
     arena_own(ar, (void (*)(void *))cJSON_Delete, root);
@@ -412,6 +482,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos) {
     arena_close(ar);
     char *r = xstrdup(text);
     cJSON_free(text);
+    *len = strlen(r);
     return r;
 }
 
@@ -424,7 +495,7 @@ void gguf_model_load(model *m, const char *path) {
     char *arch = xasprintf("%.*s", (int)(av->len > 64 ? 64 : av->len), av->str);
     arena_own(ar, free, arch);
     configure(m, g, arch);
-    m->tokenizer_json = tokenizer_json(g, m->bos);
+    m->tokenizer = tokenizer_json(g, m->bos, m->eos, &m->tokenizer_len);
     st_archive *a = xcalloc(1, sizeof *a);
     a->path = xstrdup(path), a->dir = st_dir_of(path);
     a->files = xcalloc(1, sizeof *a->files);

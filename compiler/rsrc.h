@@ -125,7 +125,8 @@ typedef struct model {
     int32_t vocab, max_positions, bos, eos;
     float rms_eps, bitlinear_eps;
     double rope_theta;
-    char *tokenizer_json; /* a GGUF's tokenizer as tokenizer.json text, or NULL (then files beside the weights) */
+    char *tokenizer;      /* a GGUF's tokenizer as tokenizer.json text or a tokenizer.model, or NULL (then */
+    size_t tokenizer_len; /* the files beside the weights) */
 } model;
 
 typedef struct ternary_matrix {

@@ -40,10 +40,11 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
     char *path = xasprintf("%s/%s", m->ar->dir, name);
     size_t len;
     char *data = NULL;
-    if (m->tokenizer_json) { /* a GGUF's own, in tokenizer.json's form (gguf_model.c) */
+    if (m->tokenizer) { /* a GGUF's own, as tokenizer.json text or a tokenizer.model (gguf_model.c) */
         free(path);
         path = xasprintf("%s (tokenizer.ggml.*)", m->ar->path);
-        data = xstrdup(m->tokenizer_json), len = strlen(data);
+        len = m->tokenizer_len, data = xmalloc(len + 1);
+        memcpy(data, m->tokenizer, len), data[len] = 0;
     } else {
         data = read_whole(path, &len);
     }
@@ -80,7 +81,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
               info.vocab_size - 1, m->vocab);
     note(1, "tokenizer: %s: %s, %d tokens (%d added), chat template %s", path, info.kind, info.vocab_size,
          info.num_added_tokens, info.chat_template ? info.chat_template : "none");
-    if (strcmp(name, "tokenizer.json") == 0 && !m->tokenizer_json) {
+    if (strcmp(name, "tokenizer.json") == 0 && !m->tokenizer) {
         char *spm = xasprintf("%s/tokenizer.model", m->ar->dir);
         FILE *g = fopen(spm, "rb");
         if (g) {
@@ -89,7 +90,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         }
         free(spm);
     }
-    *what = xasprintf("%s (%s, %d tokens)", m->tokenizer_json ? "tokenizer.ggml.*" : name, info.kind, info.vocab_size);
+    *what = xasprintf("%s (%s, %d tokens)", m->tokenizer ? "tokenizer.ggml.*" : name, info.kind, info.vocab_size);
     rsr_tokenizer_free(t);
 
     uint64_t at = blob_align(b, 64);

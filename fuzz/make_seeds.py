@@ -39,12 +39,14 @@ with tempfile.TemporaryDirectory() as tmp:
     # GGUF: each ternary encoding, at shapes its blocks allow (TQ: 256 columns; cut by -max_len)
     for fmt, shape in [('gguf-i2s', ['--hidden', '16', '--intermediate', '16', '--heads', '2', '--vocab', '16']),
                        ('gguf-tq2', ['--hidden', '256', '--intermediate', '256', '--heads', '2', '--vocab', '16']),
-                       ('gguf-tq1', ['--hidden', '256', '--intermediate', '256', '--heads', '2', '--vocab', '16'])]:
+                       ('gguf-tq1', ['--hidden', '256', '--intermediate', '256', '--heads', '2', '--vocab', '16']),
+                       ('gguf-tq2', ['--hidden', '256', '--intermediate', '256', '--heads', '2', '--vocab', '16',
+                                     '--gguf-arch', 'llama', '--gguf-embed', 'q6_k'])]:
         d = os.path.join(tmp, fmt)
         subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', fmt, '--out', d, '--layers', '1',
                         '--kv-heads', '1', '--max-pos', '16', '--no-tokenizer'] + shape,
                        check=True, stderr=subprocess.DEVNULL)
-        put('gguf', fmt, read(os.path.join(d, 'model.gguf')))
+        put('gguf', fmt + '-' + shape[-1], read(os.path.join(d, 'model.gguf')))
     d = os.path.join(tmp, 'shards')
     subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'bitnet-packed', '--out', d, '--shards', '2']
                    + small, check=True, stderr=subprocess.DEVNULL)

@@ -95,6 +95,7 @@ static void usage(FILE *out) {
           "  --mlock               lock the copy of the constants in memory (needs `ulimit -l` room)\n"
           "  -v, --verbose         say where the constants live, the threads and the CPU code's target\n"
           "  --info                print what the model is and how it was compiled\n"
+          "  --tokenize            print the ids of the prompt (-p or -f) as --tokens takes them, and exit\n"
           "  --verify              check the model's constants against the checksum rsrc recorded (a\n"
           "                        file altered after compilation fails, naming it); alone: only that\n"
           "  -h, --help            this text; --version: the runtime API version this program speaks\n"
@@ -402,7 +403,7 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
+    int do_bench = 0, do_info = 0, do_tokenize = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
         do_verify = 0;
     run_options o = {.n_gen = -1, .echo = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}, .repeat_last_n = 64};
     long seed = -1;               /* -1: a new one each run */
@@ -419,6 +420,7 @@ int main(int argc, char **argv) {
         O_SEED,
         O_BENCH,
         O_INFO,
+        O_TOKENIZE,
         O_CTX,
         O_NOEOS,
         O_CHAT,
@@ -462,6 +464,7 @@ int main(int argc, char **argv) {
         {"ctx", required_argument, 0, O_CTX},
         {"bench", no_argument, 0, O_BENCH},
         {"info", no_argument, 0, O_INFO},
+        {"tokenize", no_argument, 0, O_TOKENIZE},
         {"ignore-eos", no_argument, 0, O_NOEOS},
         {"chat", no_argument, 0, O_CHAT},
         {"chat-template", required_argument, 0, O_TEMPLATE},
@@ -585,6 +588,7 @@ int main(int argc, char **argv) {
         case O_JSON: bench_opt = "--json", o.json = 1; break;
         case O_PARALLEL: o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
         case O_INFO: do_info = 1; break;
+        case O_TOKENIZE: do_tokenize = 1; break;
         case O_VERIFY: do_verify = 1; break;
         case O_NOEOS: o.ignore_eos = 1; break;
         case O_CHAT: do_chat = 1; break;
@@ -610,6 +614,7 @@ int main(int argc, char **argv) {
     }
     int inputs = (o.prompt != NULL) + (prompt_file != NULL) + (tokens_arg != NULL) + do_chat;
     if (inputs > 1) die("give one of -p, -f, --tokens or --chat");
+    if (do_tokenize && (tokens_arg || do_chat || do_bench)) die("--tokenize takes a text prompt (-p or -f) alone");
     if (louver_policies > 1) die("give one of --louver-eps, --louver-tau or --louver-budget");
     if (louver_opt && o.session.attention != RSR_ATTENTION_LOUVER) die("%s needs --attention louver", louver_opt);
     if (sampling_opt && !(o.sampler.temperature > 0))
@@ -699,15 +704,21 @@ int main(int argc, char **argv) {
         free(prompt);
     } else if (do_bench && !o.prompt) {
         run_bench(m, &info, &o, NULL, 0, t_open);
-    } else if (do_bench) {
-        rsr_tokenizer *tok = require_tokenizer(m, "a text prompt");
+    } else if (do_bench || do_tokenize) {
+        rsr_tokenizer *tok = require_tokenizer(m, do_tokenize ? "--tokenize" : "a text prompt");
         int32_t n = 0, cap = (int32_t)strlen(o.prompt) + 16;
         int32_t *ids = malloc(sizeof *ids * (size_t)cap);
         if (api.tokenizer_encode(tok, o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) !=
             RSR_OK)
             die("%s", api.tokenizer_errmsg(tok));
-        if (!n) die("--bench: the prompt has no tokens");
-        run_bench(m, &info, &o, ids, n, t_open);
+        if (do_tokenize) { /* the ids a generation would start from, as --tokens takes them */
+            for (int32_t i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
+            putchar('\n');
+            flush_stdout();
+        } else {
+            if (!n) die("--bench: the prompt has no tokens");
+            run_bench(m, &info, &o, ids, n, t_open);
+        }
         free(ids);
     } else {
         run_text(m, require_tokenizer(m, "a text prompt"), &o);

@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """Writes a broken copy of a GGUF file, for the refusal tests: gguf_break.py IN OUT BREAK.
 It reads the file's metadata and tensor table, changes one thing, and writes it back (the
-data section as it was, unless the break is in the data)."""
+data section as it was, unless the break is in the data). read() and write() serve
+gguf_add_spm.py too."""
 import struct, sys
 
-src, dst, brk = sys.argv[1], sys.argv[2], sys.argv[3]
-b = open(src, 'rb').read()
-pos = 0
+b, pos = b'', 0
 def take(fmt):
     global pos
     v = struct.unpack_from('<' + fmt, b, pos)
@@ -27,48 +26,63 @@ def take_value(t):
     else: take(SIZES[t])
     return b[start:pos]
 
-assert b[:4] == b'GGUF'
-pos = 4
-version, nt, nkv = take('I'), take('Q'), take('Q')
-kvs = []
-for _ in range(nkv):
-    k = take_str(); t = take('I'); kvs.append([k, t, take_value(t)])
-tensors = []
-for _ in range(nt):
-    name = take_str(); nd = take('I'); dims = [take('Q') for _ in range(nd)]
-    tensors.append([name, dims, take('I'), take('Q')])
-data_at = (pos + 31) // 32 * 32
-data = bytearray(b[data_at:])
+def read(path):
+    """(version, kvs [[key, type, raw value bytes]], tensors [[name, dims, type, offset]], data)"""
+    global b, pos
+    b, pos = open(path, 'rb').read(), 0
+    assert b[:4] == b'GGUF'
+    pos = 4
+    version, nt, nkv = take('I'), take('Q'), take('Q')
+    kvs = []
+    for _ in range(nkv):
+        k = take_str(); t = take('I'); kvs.append([k, t, take_value(t)])
+    tensors = []
+    for _ in range(nt):
+        name = take_str(); nd = take('I'); dims = [take('Q') for _ in range(nd)]
+        tensors.append([name, dims, take('I'), take('Q')])
+    data_at = (pos + 31) // 32 * 32
+    return version, kvs, tensors, bytearray(b[data_at:])
 
 def s(x): return struct.pack('<Q', len(x)) + x
-def kv_index(key): return [i for i, kv in enumerate(kvs) if kv[0] == key][0]
-def tensor(name): return [t for t in tensors if t[0] == name][0]
-header_extra = b''
-if brk == 'version': version = 4
-elif brk == 'counts': nt = 1 << 60
-elif brk == 'alignment': kvs[kv_index(b'general.alignment')][2] = struct.pack('<I', 48)
-elif brk == 'nested-array': kvs.append([b'x.nested', 9, struct.pack('<IQ', 9, 1) + struct.pack('<IQ', 4, 0)])
-elif brk == 'dup-key': kvs.append(list(kvs[0]))
-elif brk == 'dup-tensor': tensors[2][0] = tensors[1][0]
-elif brk == 'misaligned': tensor(b'blk.0.attn_q.weight')[3] += 1
-elif brk == 'past-end': tensor(b'blk.0.attn_q.weight')[3] = 1 << 40
-elif brk == 'bad-type': tensor(b'blk.0.attn_k.weight')[2] = 99
-elif brk == 'arch': kvs[kv_index(b'general.architecture')][2] = s(b'mamba')
-elif brk == 'missing-key': del kvs[kv_index(b'bitnet-b1.58.embedding_length')]
-elif brk == 'unknown-tensor': tensor(b'blk.0.attn_norm.weight')[0] = b'blk.0.rope_freqs.weight'
-elif brk == 'float-matrix': tensor(b'blk.0.attn_v.weight')[2] = 1  # F16 needs more bytes than TQ2_0's
-elif brk == 'scale-mismatch':  # TQ2_0: block 3 of attn_q gets another scale
-    t = tensor(b'blk.0.attn_q.weight'); at = t[3] + 3 * 66 + 64
-    data[at:at + 2] = struct.pack('<e', struct.unpack('<e', bytes(data[at:at + 2]))[0] * 2)
-elif brk == 'code3':  # I2_S: a byte of codes all 3
-    t = tensor(b'blk.1.ffn_up.weight'); data[t[3] + 5] = 0xff
-elif brk != 'truncated': sys.exit('unknown break ' + brk)
 
-out = bytearray(b'GGUF' + struct.pack('<IQQ', version, nt if brk == 'counts' else len(tensors), len(kvs)))
-for k, t, v in kvs: out += s(k) + struct.pack('<I', t) + v
-for name, dims, t, off in tensors:
-    out += s(name) + struct.pack('<I', len(dims)) + b''.join(struct.pack('<Q', d) for d in dims) + struct.pack('<IQ', t, off)
-table_end = len(out)
-out += bytes((32 - len(out) % 32) % 32) + data
-if brk == 'truncated': out = out[:table_end - 40]  # inside the last tensor's entry
-open(dst, 'wb').write(out)
+def header(version, kvs, tensors, count=None):
+    out = bytearray(b'GGUF' + struct.pack('<IQQ', version, len(tensors) if count is None else count, len(kvs)))
+    for k, t, v in kvs: out += s(k) + struct.pack('<I', t) + v
+    for name, dims, t, off in tensors:
+        out += s(name) + struct.pack('<I', len(dims)) + b''.join(struct.pack('<Q', d) for d in dims) + struct.pack('<IQ', t, off)
+    return out
+
+def write(path, version, kvs, tensors, data, count=None, cut=None):
+    out = header(version, kvs, tensors, count)
+    table_end = len(out)
+    out += bytes((32 - len(out) % 32) % 32) + data
+    if cut: out = out[:table_end - cut]
+    open(path, 'wb').write(out)
+
+
+if __name__ == '__main__':
+    src, dst, brk = sys.argv[1], sys.argv[2], sys.argv[3]
+    version, kvs, tensors, data = read(src)
+    nt = len(tensors)
+    def kv_index(key): return [i for i, kv in enumerate(kvs) if kv[0] == key][0]
+    def tensor(name): return [t for t in tensors if t[0] == name][0]
+    if brk == 'version': version = 4
+    elif brk == 'counts': nt = 1 << 60
+    elif brk == 'alignment': kvs[kv_index(b'general.alignment')][2] = struct.pack('<I', 48)
+    elif brk == 'nested-array': kvs.append([b'x.nested', 9, struct.pack('<IQ', 9, 1) + struct.pack('<IQ', 4, 0)])
+    elif brk == 'dup-key': kvs.append(list(kvs[0]))
+    elif brk == 'dup-tensor': tensors[2][0] = tensors[1][0]
+    elif brk == 'misaligned': tensor(b'blk.0.attn_q.weight')[3] += 1
+    elif brk == 'past-end': tensor(b'blk.0.attn_q.weight')[3] = 1 << 40
+    elif brk == 'bad-type': tensor(b'blk.0.attn_k.weight')[2] = 99
+    elif brk == 'arch': kvs[kv_index(b'general.architecture')][2] = s(b'mamba')
+    elif brk == 'missing-key': del kvs[kv_index(b'bitnet-b1.58.embedding_length')]
+    elif brk == 'unknown-tensor': tensor(b'blk.0.attn_norm.weight')[0] = b'blk.0.rope_freqs.weight'
+    elif brk == 'float-matrix': tensor(b'blk.0.attn_v.weight')[2] = 1  # F16 needs more bytes than TQ2_0's
+    elif brk == 'scale-mismatch':  # TQ2_0: block 3 of attn_q gets another scale
+        t = tensor(b'blk.0.attn_q.weight'); at = t[3] + 3 * 66 + 64
+        data[at:at + 2] = struct.pack('<e', struct.unpack('<e', bytes(data[at:at + 2]))[0] * 2)
+    elif brk == 'code3':  # I2_S: a byte of codes all 3
+        t = tensor(b'blk.1.ffn_up.weight'); data[t[3] + 5] = 0xff
+    elif brk != 'truncated': sys.exit('unknown break ' + brk)
+    write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

@@ -57,7 +57,8 @@ static char *hf_name(const model *m, const char *g, int *proj) {
 }
 
 static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key, uint64_t fallback, uint64_t hi) {
-    char *k = xasprintf("%s.%s", arch, key);
+    char k[160];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
     const gguf_value *v = gguf_get(g, k);
     if (!v && fallback == UINT64_MAX) fatal("%s: metadata '%s' is missing", g->path, k);
     uint64_t r = fallback;
@@ -66,7 +67,6 @@ static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key,
         if (v->i < 1 || v->u > hi) fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
         r = v->u;
     }
-    free(k);
     return r;
 }
 
@@ -286,12 +286,11 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     if (rope_dim != (uint64_t)m->head_dim)
         fatal("%s: %s.rope.dimension_count %" PRIu64 " is not the head dimension %d (partial RoPE is not supported)",
               g->path, arch, rope_dim, m->head_dim);
-    char *k = xasprintf("%s.attention.layer_norm_rms_epsilon", arch);
+    char k[160];
+    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
     m->rms_eps = (float)meta_float(g, k, 1e-5, 0, 1);
-    free(k);
-    k = xasprintf("%s.rope.freq_base", arch);
+    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
     m->rope_theta = meta_float(g, k, 10000.0, 1.0, 1e12);
-    free(k);
     const gguf_tensor *emb = gguf_find(g, "token_embd.weight");
     if (!emb || emb->ndim != 2) fatal("%s: no two-dimensional tensor 'token_embd.weight'", g->path);
     if (emb->ne[1] > (1u << 24)) fatal("%s: a vocabulary of %" PRIu64 " tokens", g->path, emb->ne[1]);
@@ -314,16 +313,24 @@ static bool meta_is(const gguf_file *g, const char *key, const char *want) {
     return v && v->type == 8 && v->len == strlen(want) && !memcmp(v->str, want, v->len);
 }
 
-/* a string array's elements, walked once */
-static char **string_array(const gguf_file *g, const gguf_value *v) {
-    char **out = xcalloc(v->n ? v->n : 1, sizeof *out);
-    uint64_t at = v->first;
+/* a string array's elements as C strings, in one block the arena releases */
+static char **string_array(arena *ar, const gguf_file *g, const gguf_value *v) {
+    uint64_t at = v->first, bytes = 0;
+    for (uint64_t i = 0; i < v->n; i++) { /* gguf_open walked them: every length fits the file */
+        uint64_t len = 0;
+        for (int b = 7; b >= 0; b--) len = len << 8 | g->map[at + (uint64_t)b];
+        bytes += len + 1, at += 8 + len;
+    }
+    char **out = xmalloc(sizeof *out * (size_t)(v->n ? v->n : 1) + (size_t)bytes);
+    arena_own(ar, free, out);
+    char *text = (char *)(out + (v->n ? v->n : 1));
+    at = v->first;
     for (uint64_t i = 0; i < v->n; i++) {
         uint64_t len = 0;
         for (int b = 7; b >= 0; b--) len = len << 8 | g->map[at + (uint64_t)b];
-        out[i] = xmalloc(len + 1);
-        memcpy(out[i], g->map + at + 8, len), out[i][len] = 0;
-        at += 8 + len;
+        out[i] = text;
+        memcpy(text, g->map + at + 8, (size_t)len), text[len] = 0;
+        text += len + 1, at += 8 + len;
     }
     return out;
 }
@@ -416,10 +423,11 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     if (!merges || merges->type != 9 || merges->atype != 8)
         fatal("%s: tokenizer.ggml.merges must be an array of strings", g->path);
     arena *ar = arena_open();
-    cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
-    arena_own(ar, (void (*)(void *))cJSON_Delete, root);
+    cJSON *root = cJSON_CreateObject();
+    arena_own(ar, (void (*)(void *))cJSON_Delete, root); /* everything below hangs from it */
+    cJSON *model = cJSON_AddObjectToObject(root, "model"), *vocab = cJSON_AddObjectToObject(model, "vocab");
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
-    char **t = string_array(g, toks), **mg = string_array(g, merges);
+    char **t = string_array(ar, g, toks), **mg = string_array(ar, g, merges);
     for (uint64_t i = 0; i < toks->n; i++) {
         int32_t type = 1;
         if (types) memcpy(&type, g->map + types->first + 4 * i, 4);
@@ -433,11 +441,9 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
             if (cJSON_GetObjectItemCaseSensitive(vocab, t[i])) fatal("%s: token '%s' appears twice", g->path, t[i]);
             cJSON_AddNumberToObject(vocab, t[i], (double)i);
         }
-        free(t[i]);
     }
-    cJSON *ml = cJSON_CreateArray();
-    for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i])), free(mg[i]);
-    free(t), free(mg);
+    cJSON *ml = cJSON_CreateArray(); /* no refusal from here until it is attached */
+    for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i]));
     cJSON_AddNullToObject(root, "normalizer");
     cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer"), *list = cJSON_AddArrayToObject(pre, "pretokenizers");
     cJSON_AddStringToObject(pre, "type", "Sequence");
@@ -474,9 +480,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddBoolToObject(model, "byte_fallback", 0);
     cJSON_AddBoolToObject(model, "ignore_merges", 1); /* llama.cpp's llama-bpe does so too */
-    cJSON_AddItemToObject(model, "vocab", vocab);
     cJSON_AddItemToObject(model, "merges", ml);
-    cJSON_AddItemToObject(root, "model", model);
     char *text = cJSON_PrintUnformatted(root);
     if (!text) fatal("out of memory");
     arena_close(ar);

@@ -239,7 +239,7 @@ gguf_file *gguf_open(const char *path) {
         if (len == 0 || len > 255) fatal("%s: tensor %" PRIu64 ": a name of %" PRIu64 " bytes", path, i, len);
         t->name = xstrndup(nm, (size_t)len);
         t->ndim = (uint32_t)rd(&c, 4, t->name);
-        if (t->ndim < 1 || t->ndim > 4) fatal("%s: tensor '%s': %u dimensions (1 to 4)", path, t->name, t->ndim);
+        if (t->ndim > 4) fatal("%s: tensor '%s': %u dimensions (0 to 4)", path, t->name, t->ndim); /* 0: a scalar */
         for (uint32_t d = 0; d < 4; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < t->ndim; d++) {
             t->ne[d] = rd(&c, 8, t->name);

@@ -176,7 +176,8 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
     uint8_t *codes = xmalloc((size_t)(rows * cols));
     arena_own(ar, free, codes);
     float beta = decode_ternary(g, t, codes);
-    char *sname = xasprintf("%s.scale", t->name); /* llama.cpp's optional per-tensor scale */
+    /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight */
+    char *sname = xasprintf("%.*s.scale", (int)(strlen(t->name) - strlen(".weight")), t->name);
     const gguf_tensor *st = gguf_find(g, sname);
     free(sname);
     if (st) {
@@ -216,7 +217,7 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
 
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
 static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
-    if (t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
+    if (t->ndim < 1 || t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
     int64_t d0 = t->ndim == 2 ? (int64_t)t->ne[1] : (int64_t)t->ne[0], d1 = t->ndim == 2 ? (int64_t)t->ne[0] : 0;
     switch (t->type) {
     case 0: add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
@@ -511,8 +512,13 @@ void gguf_model_load(model *m, const char *path) {
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         size_t n = strlen(t->name);
-        if (n > 6 && !strcmp(t->name + n - 6, ".scale")) continue; /* read with its matrix */
         int proj;
+        if (n > 6 && !strcmp(t->name + n - 6, ".scale")) { /* a projection's: read with it */
+            char *w = xasprintf("%.*s.weight", (int)(n - 6), t->name), *hn = hf_name(m, w, &proj);
+            free(w), free(hn);
+            if (proj < 0) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
+            continue;
+        }
         char *name = hf_name(m, t->name, &proj);
         if (!name) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
         arena_own(ar, free, name); /* the archive's once added */

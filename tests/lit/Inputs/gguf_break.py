@@ -84,5 +84,13 @@ if __name__ == '__main__':
         data[at:at + 2] = struct.pack('<e', struct.unpack('<e', bytes(data[at:at + 2]))[0] * 2)
     elif brk == 'code3':  # I2_S: a byte of codes all 3
         t = tensor(b'blk.1.ffn_up.weight'); data[t[3] + 5] = 0xff
+    elif brk == 'scale-tensor':  # not broken: attn_q's TQ2_0 scales halved, a scalar F32 ".scale" of 2
+        t = tensor(b'blk.0.attn_q.weight')
+        for blk in range(t[1][0] * t[1][1] // 256):
+            at = t[3] + blk * 66 + 64
+            data[at:at + 2] = struct.pack('<e', struct.unpack('<e', bytes(data[at:at + 2]))[0] / 2)
+        data += bytes((32 - len(data) % 32) % 32)
+        tensors.append([b'blk.0.attn_q.scale', [], 0, len(data)])
+        data += struct.pack('<f', 2.0)
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

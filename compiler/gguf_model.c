@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "bpe_json.h"
 #include "rsr_numerics.h"
 #include "rsrc.h"
 
@@ -305,10 +306,6 @@ static void close_file(void *g) { gguf_close(g); }
 
 /* ---- the tokenizer: tokenizer.ggml.* as the tokenizer.json or tokenizer.model the runtime reads ---- */
 
-/* the pre-tokenizer regex of llama.cpp's "llama-bpe" (Llama 3's, as its tokenizer.json has it) */
-static const char llama3_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-                                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 static bool meta_is(const gguf_file *g, const char *key, const char *want) {
     const gguf_value *v = gguf_get(g, key);
     return v && v->type == 8 && v->len == strlen(want) && !memcmp(v->str, want, v->len);
@@ -445,39 +442,12 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     }
     cJSON *ml = cJSON_CreateArray(); /* no refusal from here until it is attached */
     for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i]));
-    cJSON_AddNullToObject(root, "normalizer");
-    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer"), *list = cJSON_AddArrayToObject(pre, "pretokenizers");
-    cJSON_AddStringToObject(pre, "type", "Sequence");
-    cJSON *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
-    cJSON_AddStringToObject(split, "type", "Split");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", llama3_split);
-    cJSON_AddStringToObject(split, "behavior", "Isolated");
-    cJSON_AddBoolToObject(split, "invert", 0);
-    cJSON_AddStringToObject(bl, "type", "ByteLevel");
-    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
-    cJSON_AddBoolToObject(bl, "use_regex", 0);
-    cJSON_AddItemToArray(list, split), cJSON_AddItemToArray(list, bl);
+    bpe_json_pipeline(root);
     if (bos >= 0 && !(addbos && addbos->type == 7 && !addbos->u)) { /* BOS, then the text */
-        cJSON *post = cJSON_AddObjectToObject(root, "post_processor");
-        cJSON_AddStringToObject(post, "type", "TemplateProcessing");
-        cJSON *single = cJSON_AddArrayToObject(post, "single"), *it = cJSON_CreateObject(), *sq = cJSON_CreateObject();
         const cJSON *bt = NULL, *a;
         cJSON_ArrayForEach(a, added) if (cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble == bos) bt = a;
-        const char *bname = bt ? cJSON_GetObjectItemCaseSensitive(bt, "content")->valuestring : "<bos>";
-        cJSON *st = cJSON_AddObjectToObject(it, "SpecialToken");
-        cJSON_AddStringToObject(st, "id", bname);
-        cJSON_AddNumberToObject(st, "type_id", 0);
-        cJSON *sa = cJSON_AddObjectToObject(sq, "Sequence");
-        cJSON_AddStringToObject(sa, "id", "A");
-        cJSON_AddNumberToObject(sa, "type_id", 0);
-        cJSON_AddItemToArray(single, it), cJSON_AddItemToArray(single, sq);
-        cJSON *sp = cJSON_AddObjectToObject(cJSON_AddObjectToObject(post, "special_tokens"), bname);
-        cJSON_AddStringToObject(sp, "id", bname);
-        cJSON_AddItemToObject(sp, "ids", cJSON_CreateIntArray((const int[]){bos}, 1));
-        cJSON_AddItemToObject(sp, "tokens", cJSON_CreateStringArray((const char *const[]){bname}, 1));
+        bpe_json_bos(root, bt ? cJSON_GetObjectItemCaseSensitive(bt, "content")->valuestring : "<bos>", bos);
     }
-    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
-    cJSON_AddStringToObject(dec, "type", "ByteLevel");
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddBoolToObject(model, "byte_fallback", 0);
     cJSON_AddBoolToObject(model, "ignore_merges", 1); /* llama.cpp's llama-bpe does so too */

@@ -15,6 +15,8 @@
 
 #include "mktokenizer.h"
 
+#include "bpe_json.h"
+
 static const char training_text[] =
     "A compiler reads a program and writes another one that does the same thing faster. This one reads the "
     "weights of a language model, looks at every matrix on its own, and writes code that knows the matrix by "
@@ -29,9 +31,6 @@ static const char training_text[] =
     "Numbers such as 1, 2, 3, 10, 42, 100 and 2024 appear in text as well, and so do names like Paris, London, "
     "Tokyo and New York. What is the capital of France? The capital of France is Paris. What is the capital of "
     "Japan? It is Tokyo. Hello! How are you? I am well, thank you, and you?\n";
-
-static const char llama3_pattern[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-                                     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 static int printable_byte(unsigned b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; }
 
@@ -193,45 +192,8 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
     cJSON_AddNullToObject(root, "padding");
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
     for (int i = 0; i < 5; i++) cJSON_AddItemToArray(added, added_token((int32_t)special_id[i], special_name[i]));
-    cJSON_AddNullToObject(root, "normalizer");
-
-    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
-    cJSON_AddStringToObject(pre, "type", "Sequence");
-    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(),
-          *bl = cJSON_CreateObject();
-    cJSON_AddStringToObject(split, "type", "Split");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", llama3_pattern);
-    cJSON_AddStringToObject(split, "behavior", "Isolated");
-    cJSON_AddBoolToObject(split, "invert", 0);
-    cJSON_AddStringToObject(bl, "type", "ByteLevel");
-    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
-    cJSON_AddBoolToObject(bl, "trim_offsets", 1);
-    cJSON_AddBoolToObject(bl, "use_regex", 0);
-    cJSON_AddItemToArray(list, split);
-    cJSON_AddItemToArray(list, bl);
-
-    cJSON *post = cJSON_AddObjectToObject(root, "post_processor");
-    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
-    cJSON *single = cJSON_AddArrayToObject(post, "single"), *item = cJSON_CreateObject(), *seq = cJSON_CreateObject();
-    cJSON *st = cJSON_AddObjectToObject(item, "SpecialToken");
-    cJSON_AddStringToObject(st, "id", special_name[0]);
-    cJSON_AddNumberToObject(st, "type_id", 0);
-    cJSON *sa = cJSON_AddObjectToObject(seq, "Sequence");
-    cJSON_AddStringToObject(sa, "id", "A");
-    cJSON_AddNumberToObject(sa, "type_id", 0);
-    cJSON_AddItemToArray(single, item);
-    cJSON_AddItemToArray(single, seq);
-    cJSON_AddArrayToObject(post, "pair");
-    cJSON *sp = cJSON_AddObjectToObject(cJSON_AddObjectToObject(post, "special_tokens"), special_name[0]);
-    cJSON_AddStringToObject(sp, "id", special_name[0]);
-    cJSON_AddItemToObject(sp, "ids", cJSON_CreateIntArray((const int[]){(int)bos}, 1));
-    cJSON_AddItemToObject(sp, "tokens", cJSON_CreateStringArray((const char *const[]){special_name[0]}, 1));
-
-    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
-    cJSON_AddStringToObject(dec, "type", "ByteLevel");
-    cJSON_AddBoolToObject(dec, "add_prefix_space", 1);
-    cJSON_AddBoolToObject(dec, "trim_offsets", 1);
-    cJSON_AddBoolToObject(dec, "use_regex", 1);
+    bpe_json_pipeline(root);
+    bpe_json_bos(root, special_name[0], (int)bos);
 
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddNullToObject(model, "dropout");

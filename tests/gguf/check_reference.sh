@@ -16,20 +16,10 @@ build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$build/gguf-ref
 packages="node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1"
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "check_reference.sh: node and npm are not installed: skipped" >&2
-  exit 77
-fi
-mkdir -p "$dir"
-if [ "$(cat "$dir/installed" 2>/dev/null)" != "$packages" ]; then
-  [ -f "$dir/package.json" ] || echo '{"private": true, "type": "module"}' >"$dir/package.json"
-  if ! npm install --prefix "$dir" --no-audit --no-fund --no-save --omit=optional --ignore-scripts --loglevel=error \
-       --fetch-timeout=30000 --fetch-retries=1 $packages >&2; then
-    echo "check_reference.sh: the npm registry is unreachable: skipped" >&2
-    exit 77
-  fi
-  echo "$packages" >"$dir/installed"
-fi
+who=check_reference.sh
+. "$here/../npm_fetch.sh"
+# shellcheck disable=SC2086
+npm_fetch "$dir" --omit=optional --ignore-scripts $packages
 cp "$here/llama_ref.mjs" "$dir/"
 work=$build/tests/gguf-reference
 rm -rf "$work" && mkdir -p "$work"

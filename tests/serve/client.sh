@@ -17,20 +17,10 @@ if [ "$what" = page ] && [ ! -x /usr/bin/chromium ]; then
   echo "client.sh: /usr/bin/chromium is not installed (scripts/setup.sh installs it): skipped" >&2
   exit 77
 fi
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "client.sh: node and npm are not installed: skipped" >&2
-  exit 77
-fi
-mkdir -p "$dir"
-if [ "$(cat "$dir/installed" 2>/dev/null)" != "$packages" ]; then
-  [ -f "$dir/package.json" ] || echo '{"private": true}' >"$dir/package.json"
-  if ! npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error \
-       --fetch-timeout=30000 --fetch-retries=1 $packages >&2; then
-    echo "client.sh: the npm registry is unreachable: skipped" >&2
-    exit 77
-  fi
-  echo "$packages" >"$dir/installed"
-fi
+who=client.sh
+. "$here/../npm_fetch.sh"
+# shellcheck disable=SC2086
+npm_fetch "$dir" $packages
 work=$build/tests/serve-$what
 rm -rf "$work" && mkdir -p "$work"
 "$build/rsr-mkmodel" --format bitnet-packed --preset small --max-pos 4096 --out "$work/m" 2>/dev/null

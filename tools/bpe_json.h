@@ -1,0 +1,57 @@
+/* bpe_json.h — the parts of a Llama 3 style byte-level BPE tokenizer.json that rsr-mkmodel writes
+ * (mktokenizer.c) and rsrc rebuilds from a GGUF file's tokenizer.ggml.* (compiler/gguf_model.c):
+ * the pre-tokenizer (Llama 3's split, then the byte-level alphabet), BOS before the text, and the
+ * byte-level decoder. */
+#ifndef RSR_BPE_JSON_H
+#define RSR_BPE_JSON_H
+
+#include <cjson/cJSON.h>
+
+/* the split of Llama 3's tokenizer.json, which llama.cpp calls "llama-bpe" */
+static const char bpe_llama3_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                       "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* "normalizer", "pre_tokenizer" and "decoder" of root */
+static inline void bpe_json_pipeline(cJSON *root) {
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", bpe_llama3_split);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", 0);
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(bl, "trim_offsets", 1);
+    cJSON_AddBoolToObject(bl, "use_regex", 0);
+    cJSON_AddItemToArray(list, split);
+    cJSON_AddItemToArray(list, bl);
+    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddBoolToObject(dec, "add_prefix_space", 1);
+    cJSON_AddBoolToObject(dec, "trim_offsets", 1);
+    cJSON_AddBoolToObject(dec, "use_regex", 1);
+}
+
+/* "post_processor": token bos (named name) before every text */
+static inline void bpe_json_bos(cJSON *root, const char *name, int bos) {
+    cJSON *post = cJSON_AddObjectToObject(root, "post_processor");
+    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(post, "single"), *item = cJSON_CreateObject(), *seq = cJSON_CreateObject();
+    cJSON *st = cJSON_AddObjectToObject(item, "SpecialToken");
+    cJSON_AddStringToObject(st, "id", name);
+    cJSON_AddNumberToObject(st, "type_id", 0);
+    cJSON *sa = cJSON_AddObjectToObject(seq, "Sequence");
+    cJSON_AddStringToObject(sa, "id", "A");
+    cJSON_AddNumberToObject(sa, "type_id", 0);
+    cJSON_AddItemToArray(single, item);
+    cJSON_AddItemToArray(single, seq);
+    cJSON_AddArrayToObject(post, "pair");
+    cJSON *sp = cJSON_AddObjectToObject(cJSON_AddObjectToObject(post, "special_tokens"), name);
+    cJSON_AddStringToObject(sp, "id", name);
+    cJSON_AddItemToObject(sp, "ids", cJSON_CreateIntArray((const int[]){bos}, 1));
+    cJSON_AddItemToObject(sp, "tokens", cJSON_CreateStringArray((const char *const[]){name}, 1));
+}
+
+#endif

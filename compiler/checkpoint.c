@@ -199,8 +199,13 @@ model *model_load(const char *path) {
     arena *ar = arena_open();
     model *m = xcalloc(1, sizeof *m);
     arena_own(ar, free_model, m); /* the result, released if the load fails */
-    if (gguf_is(path))
-        gguf_model_load(m, path);
+    char *lone = st_lone_gguf(path); /* a directory holding only model.gguf, say */
+    if (lone) {
+        arena_own(ar, free, lone);
+        note(1, "%s: no safetensors checkpoint; reading %s", path, lone);
+    }
+    if (lone || gguf_is(path))
+        gguf_model_load(m, lone ? lone : path);
     else
         config_from_json(m, path, ar);
 

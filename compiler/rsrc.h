@@ -104,6 +104,8 @@ void st_release(const st_tensor *t);             /* its pages leave the resident
 void st_release_bytes(const uint8_t *data, uint64_t n);
 void st_sort_and_check(st_archive *a, const char *path); /* sorted by name for st_find; names unique */
 char *st_dir_of(const char *path);                       /* the directory of a file */
+/* A directory's one .gguf file when it holds no safetensors checkpoint (NULL otherwise). */
+char *st_lone_gguf(const char *path);
 
 /* ---- checkpoint.c: config.json + format detection → one internal ternary matrix type ---- */
 enum weight_format {

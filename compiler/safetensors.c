@@ -407,6 +407,7 @@ static void close_archive(void *a) { st_close(a); }
  * missing. */
 typedef struct dir_contents {
     char *gguf, *pickle; /* a file of each kind, or NULL */
+    int nggufs;
     char **shards;       /* the shards' names, sorted */
     int nshards;
 } dir_contents;
@@ -433,7 +434,7 @@ static dir_contents scan_dir(arena *ar, const char *dir) {
     for (struct dirent *e; d && (e = readdir(d));) {
         const char *nm = e->d_name;
         size_t n = strlen(nm);
-        if (n > 5 && !strcmp(nm + n - 5, ".gguf") && !c.gguf) c.gguf = arena_printf(ar, "%s", nm);
+        if (n > 5 && !strcmp(nm + n - 5, ".gguf") && c.nggufs++ == 0) c.gguf = arena_printf(ar, "%s", nm);
         if (((n > 4 && !strcmp(nm + n - 4, ".bin")) || (n > 3 && !strcmp(nm + n - 3, ".pt")) ||
              (n > 4 && !strcmp(nm + n - 4, ".pth"))) &&
             !c.pickle)
@@ -470,16 +471,30 @@ static void load_shards(st_archive *a, arena *ar, const char *dir, const dir_con
 }
 
 static noreturn void no_checkpoint(const char *dir, const dir_contents *c) {
-    if (c->gguf)
-        fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, a GGUF file: "
-              "give rsrc that file (rsrc %s/%s)",
-              dir, c->gguf, dir, c->gguf);
+    if (c->gguf) /* several (one is read: st_lone_gguf) */
+        fatal("%s: no model.safetensors or model.safetensors.index.json in this directory, and %d GGUF files (%s, "
+              "...): give rsrc the one to compile",
+              dir, c->nggufs, c->gguf);
     if (c->pickle)
         fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, PyTorch's "
               "pickle format, which rsrc does not read (loading it would run Python code from the file): save the "
               "model as safetensors (in transformers, model.save_pretrained(DIR, safe_serialization=True))",
               dir, c->pickle);
     fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", dir);
+}
+
+char *st_lone_gguf(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return NULL;
+    arena *ar = arena_open();
+    char *r = NULL;
+    if (access(arena_printf(ar, "%s/model.safetensors.index.json", path), F_OK) != 0 &&
+        access(arena_printf(ar, "%s/model.safetensors", path), F_OK) != 0) {
+        dir_contents c = scan_dir(ar, path);
+        if (c.nggufs == 1 && !c.nshards) r = xasprintf("%s/%s", path, c.gguf);
+    }
+    arena_close(ar);
+    return r;
 }
 
 st_archive *st_open(const char *path) {

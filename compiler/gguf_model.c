@@ -408,7 +408,11 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
                      *merges = gguf_get(g, "tokenizer.ggml.merges"), *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token");
     if (!gguf_get(g, "tokenizer.ggml.model")) return NULL;
     const bool spm = meta_is(g, "tokenizer.ggml.model", "llama");
-    if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !meta_is(g, "tokenizer.ggml.pre", "llama-bpe"))) {
+    /* the names llama.cpp gives Llama 3's split (Falcon 3 uses it too) */
+    const bool llama3 = meta_is(g, "tokenizer.ggml.pre", "llama-bpe") || meta_is(g, "tokenizer.ggml.pre", "llama3") ||
+                        meta_is(g, "tokenizer.ggml.pre", "llama-v3") || meta_is(g, "tokenizer.ggml.pre", "falcon3") ||
+                        meta_is(g, "tokenizer.ggml.pre", "falcon-h1");
+    if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !llama3)) {
         note(0, "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
                 "Llama 3, the ones rsrc reads from GGUF: the artifact takes token ids only", g->path);
         return NULL;

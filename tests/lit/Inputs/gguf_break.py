@@ -92,5 +92,7 @@ if __name__ == '__main__':
         data += bytes((32 - len(data) % 32) % 32)
         tensors.append([b'blk.0.attn_q.scale', [], 0, len(data)])
         data += struct.pack('<f', 2.0)
+    elif brk == 'pre-falcon3':  # not broken: Falcon 3's name for Llama 3's split
+        kvs[kv_index(b'tokenizer.ggml.pre')][2] = s(b'falcon3')
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

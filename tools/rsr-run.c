@@ -62,6 +62,18 @@ static void usage(FILE *out) {
           "  --no-echo             print only the continuation, not the prompt\n"
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
           "\n"
+          "attention:\n"
+          "  --attention A         dense (default), or louver: a certified index over the KV cache\n"
+          "                        skips the keys whose scores cannot matter (docs/louver.md)\n"
+          "  --louver-eps E        relative: keep every key whose weight could exceed E times the best\n"
+          "  --louver-tau T        drop keys whose score q.k is certified below T (absolute)\n"
+          "  --louver-budget F     tau from a sample of keys, so that about the fraction F is kept (an\n"
+          "                        estimate: no guarantee on the dropped mass)\n"
+          "  --louver-block N      keys per block of the index, 16 to 256\n"
+          "  --stats               with --tokens: attention's figures per step and layer, then summed per\n"
+          "                        layer and for the model: keys, bounded, scanned, kept, dense fallbacks,\n"
+          "                        the largest certified bound on the dropped mass (stderr)\n"
+          "\n"
           "other:\n"
           "  --logits FILE         with --tokens: write the fp32 logits of the last prompt position\n"
           "  --head H              exact (default) or int8: sampling and --logits read the model's int8\n"
@@ -241,10 +253,23 @@ static void limit_memory(const char *s) {
     if (setrlimit(RLIMIT_DATA, &rl) != 0) die("--max-memory: %s", strerror(errno));
 }
 
-static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step) {
+/* --stats: a layer's figures summed over the steps (totals[num_layers] is the whole model) */
+typedef struct stats_total {
+    long long keys, bounded, scanned, kept, heads, fallbacks, steps;
+    double dropped; /* the largest certified bound on a head's dropped mass */
+} stats_total;
+
+static void add_stats(stats_total *t, const rsr_attention_stats *st) {
+    t->keys += st->keys, t->bounded += st->bounded, t->scanned += st->scanned, t->kept += st->kept;
+    t->heads += st->heads, t->fallbacks += st->dense_fallbacks, t->steps++;
+    t->dropped = st->dropped_bound > t->dropped ? st->dropped_bound : t->dropped;
+}
+
+static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step, stats_total *totals) {
     for (int32_t l = 0; l < info->num_layers; l++) {
         rsr_attention_stats st;
         check(api.session_attention_stats(s, l, &st), s);
+        add_stats(&totals[l], &st), add_stats(&totals[info->num_layers], &st);
         char why[96] = "";
         if (st.dense_fallbacks)
             snprintf(why, sizeof why, " (dense fallback: %d head%s, %d where the bounds could overflow)",
@@ -254,6 +279,22 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
             "stats step %d layer %d keys %lld bounded %lld scanned %lld kept %lld tau %.6g..%.6g dropped<= %.3g%s\n",
             step, l, (long long)st.keys, (long long)st.bounded, (long long)st.scanned, (long long)st.kept,
             (double)st.tau_min, (double)st.tau_max, st.dropped_bound, why);
+    }
+}
+
+/* The summary after the steps: per layer, then the whole model. */
+static void print_stats_summary(const rsr_model_info *info, const stats_total *totals) {
+    for (int32_t l = 0; l <= info->num_layers; l++) {
+        const stats_total *t = &totals[l];
+        char what[32];
+        snprintf(what, sizeof what, l < info->num_layers ? "layer %d" : "overall", l);
+        fprintf(stderr,
+                "stats %s: keys %lld, bounded %lld (%.1f%%), scanned %lld (%.1f%%), kept %lld (%.1f%%), dense "
+                "fallback %lld of %lld heads (%.1f%%), largest dropped-mass bound %.3g\n",
+                what, t->keys, t->bounded, t->keys ? 100.0 * (double)t->bounded / (double)t->keys : 0.0, t->scanned,
+                t->keys ? 100.0 * (double)t->scanned / (double)t->keys : 0.0, t->kept,
+                t->keys ? 100.0 * (double)t->kept / (double)t->keys : 0.0, t->fallbacks, t->heads,
+                t->heads ? 100.0 * (double)t->fallbacks / (double)t->heads : 0.0, t->dropped);
     }
 }
 
@@ -320,7 +361,9 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
         next = eval_next(o, s, prompt, n_prompt, &ss);
     }
     double t1 = now();
-    if (o->stats) print_stats(s, info, 0);
+    stats_total *totals = o->stats ? calloc((size_t)info->num_layers + 1, sizeof *totals) : NULL;
+    if (o->stats && !totals) die("out of memory");
+    if (o->stats) print_stats(s, info, 0, totals);
     if (logits_path) {
         FILE *f = fdopen(logits_fd, "wb");
         if (!f || fwrite(ss.logits, sizeof *ss.logits, (size_t)info->vocab_size, f) != (size_t)info->vocab_size ||
@@ -344,10 +387,11 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
             break;
         }
         next = eval_next(o, s, &tok, 1, &ss);
-        if (o->stats) print_stats(s, info, generated + 1);
+        if (o->stats) print_stats(s, info, generated + 1, totals);
     }
     putchar('\n');
     flush_stdout();
+    if (totals) print_stats_summary(info, totals), free(totals);
     if (full) fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", ctx);
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",

@@ -16,13 +16,18 @@ prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4
 run() { "$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 256 --ignore-eos "$@"; }
 run >"$work/dense.txt" 2>/dev/null
 
-# every step and layer: kept <= scanned <= keys; a bound of 0 exactly when nothing was dropped
+# every step and layer: kept <= scanned <= keys; a bound of 0 exactly when nothing was dropped;
+# the summary's overall line sums the steps
 check_stats() {
   awk -v what="$2" '
-    /^stats / { n++; keys = $7; scanned = $11; kept = $13; bound = $17
+    /^stats step / { n++; keys = $7; scanned = $11; kept = $13; bound = $17
                 if (!(kept <= scanned && scanned <= keys) || ((scanned < keys) != (bound > 0))) { print "inconsistent: " $0; bad = 1 }
-                if (scanned < keys) sparse++ }
+                if (scanned < keys) sparse++
+                all_keys += keys; all_scanned += scanned; all_kept += kept }
+    /^stats overall:/ { line = $0; gsub(/[,(]/, " "); o_keys = $4; o_scanned = $9; o_kept = $12; overall++ }
     END { if (n != 256 * 2) { print "expected 512 stats lines, got " n; bad = 1 }
+          if (overall != 1 || o_keys != all_keys || o_scanned != all_scanned || o_kept != all_kept) {
+            print "the summary is not the sum of the steps: " line " (steps: keys " all_keys ", scanned " all_scanned ", kept " all_kept ")"; bad = 1 }
           printf "%s: %d of %d steps×layers attended fewer keys than dense\n", what, sparse, n; exit bad }' "$1"
 }
 for block in 256 32 16; do

@@ -41,13 +41,11 @@
 #include "rsr_numerics.h"
 #include "rsrc.h"
 
-enum { GV_U8, GV_I8, GV_U16, GV_I16, GV_U32, GV_I32, GV_F32, GV_BOOL, GV_STR, GV_ARR, GV_U64, GV_I64, GV_F64, GV_N };
-static const char *const value_names[GV_N] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+static const char *const value_names[GGUF_NUM_VALUE_TYPES] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                               "bool", "string", "array", "u64", "i64", "f64"};
-static const int value_size[GV_N] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+static const int value_size[GGUF_NUM_VALUE_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 /* ggml tensor types: elements per block and bytes per block (I2_S: see gguf_tensor_bytes) */
-enum { GT_F32 = 0, GT_F16 = 1, GT_Q8_0 = 8, GT_BF16 = 30, GT_TQ1_0 = 34, GT_TQ2_0 = 35, GT_I2_S = 36 };
 static const struct {
     int type, block, bytes;
     const char *name;
@@ -116,19 +114,19 @@ static const char *rd_str(cursor *c, uint64_t *len, const char *what) {
 /* a value of type t: scalars into v, strings and arrays by place and count */
 static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool in_array) {
     v->type = t;
-    if (t >= GV_N) fatal("%s: metadata '%s': value type %u is not a GGUF type", c->g->path, key, t);
-    if (t == GV_STR) {
+    if (t >= GGUF_NUM_VALUE_TYPES) fatal("%s: metadata '%s': value type %u is not a GGUF type", c->g->path, key, t);
+    if (t == GGUF_STR) {
         v->str = rd_str(c, &v->len, key);
         return;
     }
-    if (t == GV_ARR) {
+    if (t == GGUF_ARR) {
         if (in_array) fatal("%s: metadata '%s': an array of arrays, which GGUF readers do not take", c->g->path, key);
         v->atype = (uint32_t)rd(c, 4, key);
-        if (v->atype >= GV_N) fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
+        if (v->atype >= GGUF_NUM_VALUE_TYPES) fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
         v->n = rd(c, 8, key);
         v->first = c->at;
-        if (v->atype == GV_ARR) fatal("%s: metadata '%s': an array of arrays is not supported", c->g->path, key);
-        if (v->atype == GV_STR) { /* walked (each has its length), at least 8 bytes each */
+        if (v->atype == GGUF_ARR) fatal("%s: metadata '%s': an array of arrays is not supported", c->g->path, key);
+        if (v->atype == GGUF_STR) { /* walked (each has its length), at least 8 bytes each */
             if (v->n > (c->g->size - c->at) / 8)
                 fatal("%s: metadata '%s': %" PRIu64 " strings cannot fit in the %" PRIu64 " bytes left", c->g->path,
                       key, v->n, (uint64_t)(c->g->size - c->at));
@@ -147,28 +145,28 @@ static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool
     }
     uint64_t raw = rd(c, value_size[t], key);
     switch (t) {
-    case GV_I8: v->i = (int8_t)raw; break;
-    case GV_I16: v->i = (int16_t)raw; break;
-    case GV_I32: v->i = (int32_t)raw; break;
-    case GV_I64: v->i = (int64_t)raw; break;
-    case GV_F32: {
+    case GGUF_I8: v->i = (int8_t)raw; break;
+    case GGUF_I16: v->i = (int16_t)raw; break;
+    case GGUF_I32: v->i = (int32_t)raw; break;
+    case GGUF_I64: v->i = (int64_t)raw; break;
+    case GGUF_F32: {
         float f;
         uint32_t u = (uint32_t)raw;
         memcpy(&f, &u, 4);
         v->f = f;
         break;
     }
-    case GV_F64: memcpy(&v->f, &raw, 8); break;
+    case GGUF_F64: memcpy(&v->f, &raw, 8); break;
     default: v->u = raw; break; /* unsigned and bool */
     }
-    if (t == GV_I8 || t == GV_I16 || t == GV_I32 || t == GV_I64) v->f = (double)v->i, v->u = (uint64_t)v->i;
-    else if (t != GV_F32 && t != GV_F64) v->f = (double)v->u, v->i = (int64_t)v->u;
+    if (t == GGUF_I8 || t == GGUF_I16 || t == GGUF_I32 || t == GGUF_I64) v->f = (double)v->i, v->u = (uint64_t)v->i;
+    else if (t != GGUF_F32 && t != GGUF_F64) v->f = (double)v->u, v->i = (int64_t)v->u;
 }
 
 static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
     int k = type_index(t->type);
     if (k < 0) fatal("%s: tensor '%s': ggml type %u is not one rsrc knows", g->path, t->name, t->type);
-    if (t->type == GT_I2_S) { /* groups of 128 run through the whole tensor, not per row */
+    if (t->type == GGML_I2_S) { /* groups of 128 run through the whole tensor, not per row */
         if (t->ndim > 2 || t->ne[0] > UINT64_MAX / t->ne[1] || t->ne[0] * t->ne[1] % 128)
             fatal("%s: tensor '%s': I2_S holds whole groups of 128 weights in at most 2 dimensions", g->path, t->name);
         return t->ne[0] * t->ne[1] / 4 + 32; /* the f32 scale after the codes, padded to 32 bytes */
@@ -226,7 +224,7 @@ gguf_file *gguf_open(const char *path) {
         rd_value(&c, (uint32_t)rd(&c, 4, g->kv[i].key), &g->kv[i].v, g->kv[i].key, false);
         if (!strcmp(g->kv[i].key, "general.alignment")) {
             const gguf_value *v = &g->kv[i].v;
-            if (v->type != GV_U32 || v->u == 0 || (v->u & (v->u - 1)) || v->u > 65536)
+            if (v->type != GGUF_U32 || v->u == 0 || (v->u & (v->u - 1)) || v->u > 65536)
                 fatal("%s: general.alignment must be a u32 power of two up to 65536", path);
             g->alignment = v->u;
         }
@@ -292,32 +290,43 @@ const gguf_tensor *gguf_find(const gguf_file *g, const char *name) {
     return NULL;
 }
 
-/* element i of an array of strings (walked from its start) */
-static const char *array_str(const gguf_file *g, const gguf_value *v, uint64_t i, uint64_t *len) {
-    cursor c = {g, v->first};
-    const char *s = NULL;
-    for (uint64_t k = 0; k <= i; k++) s = rd_str(&c, len, "a string");
+const char *gguf_next_str(const gguf_file *g, uint64_t *at, uint64_t *len) {
+    cursor c = {g, *at};
+    const char *s = rd_str(&c, len, "a string");
+    *at = c.at;
     return s;
+}
+
+int32_t gguf_array_i32(const gguf_file *g, const gguf_value *v, uint64_t i) {
+    int32_t x;
+    memcpy(&x, g->map + v->first + 4 * i, 4);
+    return x;
+}
+
+float gguf_array_f32(const gguf_file *g, const gguf_value *v, uint64_t i) {
+    float x;
+    memcpy(&x, g->map + v->first + 4 * i, 4);
+    return x;
 }
 
 static void print_value(FILE *out, const gguf_file *g, const gguf_value *v) {
     switch (v->type) {
-    case GV_STR: fprintf(out, "\"%.*s%s\"", (int)(v->len > 120 ? 120 : v->len), v->str, v->len > 120 ? "..." : ""); break;
-    case GV_ARR:
+    case GGUF_STR: fprintf(out, "\"%.*s%s\"", (int)(v->len > 120 ? 120 : v->len), v->str, v->len > 120 ? "..." : ""); break;
+    case GGUF_ARR:
         fprintf(out, "[%s × %" PRIu64 "]", value_names[v->atype], v->n);
-        if (v->atype == GV_STR && v->n) {
-            uint64_t len;
-            const char *s = array_str(g, v, 0, &len);
+        if (v->atype == GGUF_STR && v->n) {
+            uint64_t len, at = v->first;
+            const char *s = gguf_next_str(g, &at, &len);
             fprintf(out, " \"%.*s\", ...", (int)(len > 40 ? 40 : len), s);
         }
         break;
-    case GV_F32:
-    case GV_F64: fprintf(out, "%g", v->f); break;
-    case GV_BOOL: fputs(v->u ? "true" : "false", out); break;
-    case GV_I8:
-    case GV_I16:
-    case GV_I32:
-    case GV_I64: fprintf(out, "%" PRId64, v->i); break;
+    case GGUF_F32:
+    case GGUF_F64: fprintf(out, "%g", v->f); break;
+    case GGUF_BOOL: fputs(v->u ? "true" : "false", out); break;
+    case GGUF_I8:
+    case GGUF_I16:
+    case GGUF_I32:
+    case GGUF_I64: fprintf(out, "%" PRId64, v->i); break;
     default: fprintf(out, "%" PRIu64, v->u); break;
     }
 }

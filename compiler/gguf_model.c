@@ -57,6 +57,10 @@ static char *hf_name(const model *m, const char *g, int *proj) {
     return NULL;
 }
 
+static bool integer_type(uint32_t t) {
+    return t <= GGUF_I32 || t == GGUF_U64 || t == GGUF_I64;
+}
+
 static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key, uint64_t fallback, uint64_t hi) {
     char k[160];
     snprintf(k, sizeof k, "%s.%s", arch, key);
@@ -64,7 +68,7 @@ static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key,
     if (!v && fallback == UINT64_MAX) fatal("%s: metadata '%s' is missing", g->path, k);
     uint64_t r = fallback;
     if (v) {
-        if (v->type > 5 && v->type != 10 && v->type != 11) fatal("%s: metadata '%s' is not an integer", g->path, k);
+        if (!integer_type(v->type)) fatal("%s: metadata '%s' is not an integer", g->path, k);
         if (v->i < 1 || v->u > hi) fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
         r = v->u;
     }
@@ -74,7 +78,8 @@ static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key,
 static double meta_float(const gguf_file *g, const char *key, double fallback, double lo, double hi) {
     const gguf_value *v = gguf_get(g, key);
     if (!v) return fallback;
-    if (v->type == 7 || v->type == 8 || v->type == 9) fatal("%s: metadata '%s' is not a number", g->path, key);
+    if (!integer_type(v->type) && v->type != GGUF_F32 && v->type != GGUF_F64)
+        fatal("%s: metadata '%s' is not a number", g->path, key);
     if (!(v->f >= lo && v->f <= hi)) fatal("%s: metadata '%s' is %g, outside [%g, %g]", g->path, key, v->f, lo, hi);
     return v->f;
 }
@@ -82,7 +87,7 @@ static double meta_float(const gguf_file *g, const char *key, double fallback, d
 static int32_t meta_token(const gguf_file *g, const char *key, int32_t vocab) {
     const gguf_value *v = gguf_get(g, key);
     if (!v) return -1;
-    if (v->type == 7 || v->type == 8 || v->type == 9 || v->type == 6 || v->type == 12 || v->i < 0 || v->i >= vocab)
+    if (!integer_type(v->type) || v->i < 0 || v->i >= vocab)
         fatal("%s: metadata '%s' is not a token id below the vocabulary's %d", g->path, key, vocab);
     return (int32_t)v->i;
 }
@@ -129,7 +134,7 @@ static int code_tq1(const uint8_t *blk, uint64_t e) {
  * a TQ matrix whose non-zero blocks disagree on the scale is refused, naming the block. */
 static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *out) {
     const uint64_t n = t->ne[0] * t->ne[1];
-    if (t->type == 36) { /* I2_S */
+    if (t->type == GGML_I2_S) {
         for (uint64_t e = 0; e < n; e++) {
             int c = code_i2s(t->data, e);
             if (c == 3) fatal("%s: tensor '%s': code 3 at element %" PRIu64 " is not ternary", g->path, t->name, e);
@@ -139,7 +144,7 @@ static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *o
         memcpy(&s, t->data + n / 4, 4);
         return s;
     }
-    const bool tq1 = t->type == 34;
+    const bool tq1 = t->type == GGML_TQ1_0;
     const uint64_t bytes = tq1 ? 54 : 66, dpos = tq1 ? 52 : 64;
     float beta = 0;
     uint64_t first = 0;
@@ -167,7 +172,7 @@ static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *o
 /* A ternary projection: decoded, Q and K rows put back in Hugging Face order, packed as
  * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), with NAME_scale. */
 static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t, char *name, int proj) {
-    if (t->type != 34 && t->type != 35 && t->type != 36)
+    if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S)
         fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0 or TQ2_0", g->path, t->name,
               gguf_type_name(t->type));
     if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
@@ -182,7 +187,7 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
     const gguf_tensor *st = gguf_find(g, sname);
     free(sname);
     if (st) {
-        if (st->type != 0 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
+        if (st->type != GGML_F32 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
             fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
         float s;
         memcpy(&s, st->data, 4);
@@ -221,10 +226,10 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
     if (t->ndim < 1 || t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
     int64_t d0 = t->ndim == 2 ? (int64_t)t->ne[1] : (int64_t)t->ne[0], d1 = t->ndim == 2 ? (int64_t)t->ne[0] : 0;
     switch (t->type) {
-    case 0: add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
-    case 1: add_tensor(a, name, ST_F16, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
-    case 30: add_tensor(a, name, ST_BF16, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
-    case 8: { /* Q8_0: blocks of 32, an f16 scale then 32 int8; ggml: (float)d * q */
+    case GGML_F32: add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
+    case GGML_F16: add_tensor(a, name, ST_F16, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
+    case GGML_BF16: add_tensor(a, name, ST_BF16, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
+    case GGML_Q8_0: { /* Q8_0: blocks of 32, an f16 scale then 32 int8; ggml: (float)d * q */
         uint64_t n = t->ne[0] * t->ne[1];
         float *f = (float *)archive_memory(a, (size_t)n * 4);
         for (uint64_t b = 0; b < n / 32; b++) {
@@ -235,7 +240,7 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
         add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, (const uint8_t *)f, n * 4, g->path);
         return;
     }
-    case 14: { /* Q6_K: blocks of 256 (gguf.c's header comment); ggml: d * scale * (q - 32), left to right */
+    case GGML_Q6_K: { /* Q6_K: blocks of 256 (gguf.c's header comment); ggml: d * scale * (q - 32), left to right */
         uint64_t n = t->ne[0] * t->ne[1];
         float *f = (float *)archive_memory(a, (size_t)n * 4);
         for (uint64_t b = 0; b < n / 256; b++) {
@@ -308,27 +313,22 @@ static void close_file(void *g) { gguf_close(g); }
 
 static bool meta_is(const gguf_file *g, const char *key, const char *want) {
     const gguf_value *v = gguf_get(g, key);
-    return v && v->type == 8 && v->len == strlen(want) && !memcmp(v->str, want, v->len);
+    return v && v->type == GGUF_STR && v->len == strlen(want) && !memcmp(v->str, want, v->len);
 }
 
 /* a string array's elements as C strings, in one block the arena releases */
 static char **string_array(arena *ar, const gguf_file *g, const gguf_value *v) {
-    uint64_t at = v->first, bytes = 0;
-    for (uint64_t i = 0; i < v->n; i++) { /* gguf_open walked them: every length fits the file */
-        uint64_t len = 0;
-        for (int b = 7; b >= 0; b--) len = len << 8 | g->map[at + (uint64_t)b];
-        bytes += len + 1, at += 8 + len;
-    }
+    uint64_t at = v->first, bytes = 0, len;
+    for (uint64_t i = 0; i < v->n; i++) gguf_next_str(g, &at, &len), bytes += len + 1;
     char **out = xmalloc(sizeof *out * (size_t)(v->n ? v->n : 1) + (size_t)bytes);
     arena_own(ar, free, out);
     char *text = (char *)(out + (v->n ? v->n : 1));
     at = v->first;
     for (uint64_t i = 0; i < v->n; i++) {
-        uint64_t len = 0;
-        for (int b = 7; b >= 0; b--) len = len << 8 | g->map[at + (uint64_t)b];
+        const char *str = gguf_next_str(g, &at, &len);
         out[i] = text;
-        memcpy(text, g->map + at + 8, (size_t)len), text[len] = 0;
-        text += len + 1, at += 8 + len;
+        memcpy(text, str, (size_t)len), text[len] = 0;
+        text += len + 1;
     }
     return out;
 }
@@ -365,34 +365,31 @@ static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_va
                        size_t *len) {
     const gguf_value *scores = gguf_get(g, "tokenizer.ggml.scores"), *unk = gguf_get(g, "tokenizer.ggml.unknown_token_id"),
                      *prefix = gguf_get(g, "tokenizer.ggml.add_space_prefix");
-    if (!scores || scores->type != 9 || scores->atype != 6 || scores->n != toks->n)
+    if (!scores || scores->type != GGUF_ARR || scores->atype != GGUF_F32 || scores->n != toks->n)
         fatal("%s: tokenizer.ggml.scores must be an f32 array as long as tokenizer.ggml.tokens", g->path);
     pbuf model = {0}, piece = {0}, spec = {0};
     uint64_t at = toks->first;
     bool bytes = false;
     for (uint64_t i = 0; i < toks->n; i++) {
-        uint64_t n = 0;
-        for (int b = 7; b >= 0; b--) n = n << 8 | g->map[at + (uint64_t)b];
-        int32_t type = 1;
-        if (types) memcpy(&type, g->map + types->first + 4 * i, 4);
+        uint64_t n;
+        const char *text = gguf_next_str(g, &at, &n);
+        int32_t type = types ? gguf_array_i32(g, types, i) : 1;
+        float score = gguf_array_f32(g, scores, i);
         bytes |= type == 6;
-        uint8_t score[4];
-        memcpy(score, g->map + scores->first + 4 * i, 4);
         piece.n = 0;
-        pb_string(&piece, 1, g->map + at + 8, (size_t)n);
-        pb_varint(&piece, 2 << 3 | 5), pb_bytes(&piece, score, 4);
+        pb_string(&piece, 1, text, (size_t)n);
+        pb_varint(&piece, 2 << 3 | 5), pb_bytes(&piece, &score, 4); /* fixed32, little-endian like the file */
         pb_int(&piece, 3, type);
         pb_string(&model, 1, piece.b, piece.n);
-        at += 8 + n;
     }
     pb_int(&spec, 3, 2); /* BPE */
     pb_int(&spec, 35, bytes);
-    pb_int(&spec, 40, unk && unk->type <= 5 ? unk->i : 0);
+    pb_int(&spec, 40, unk && integer_type(unk->type) ? unk->i : 0);
     pb_int(&spec, 41, bos), pb_int(&spec, 42, eos);
     pb_string(&model, 2, spec.b, spec.n);
     spec.n = 0;
     pb_string(&spec, 1, "identity", 8);
-    pb_int(&spec, 3, !(prefix && prefix->type == 7 && !prefix->u)), pb_int(&spec, 4, 0), pb_int(&spec, 5, 1);
+    pb_int(&spec, 3, !(prefix && prefix->type == GGUF_BOOL && !prefix->u)), pb_int(&spec, 4, 0), pb_int(&spec, 5, 1);
     pb_string(&model, 3, spec.b, spec.n);
     free(piece.b), free(spec.b);
     *len = model.n;
@@ -417,12 +414,12 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
                 "Llama 3, the ones rsrc reads from GGUF: the artifact takes token ids only", g->path);
         return NULL;
     }
-    if (!toks || toks->type != 9 || toks->atype != 8)
+    if (!toks || toks->type != GGUF_ARR || toks->atype != GGUF_STR)
         fatal("%s: tokenizer.ggml.tokens must be an array of strings", g->path);
-    if (types && (types->type != 9 || types->atype != 5 || types->n != toks->n))
+    if (types && (types->type != GGUF_ARR || types->atype != GGUF_I32 || types->n != toks->n))
         fatal("%s: tokenizer.ggml.token_type must be an i32 array as long as tokenizer.ggml.tokens", g->path);
     if (spm) return spm_model(g, toks, types, bos, eos, len);
-    if (!merges || merges->type != 9 || merges->atype != 8)
+    if (!merges || merges->type != GGUF_ARR || merges->atype != GGUF_STR)
         fatal("%s: tokenizer.ggml.merges must be an array of strings", g->path);
     arena *ar = arena_open();
     cJSON *root = cJSON_CreateObject();
@@ -431,8 +428,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
     char **t = string_array(ar, g, toks), **mg = string_array(ar, g, merges);
     for (uint64_t i = 0; i < toks->n; i++) {
-        int32_t type = 1;
-        if (types) memcpy(&type, g->map + types->first + 4 * i, 4);
+        int32_t type = types ? gguf_array_i32(g, types, i) : 1;
         if (type == 3 || type == 4) {
             cJSON *a = cJSON_CreateObject();
             cJSON_AddNumberToObject(a, "id", (double)i);
@@ -447,7 +443,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     cJSON *ml = cJSON_CreateArray(); /* no refusal from here until it is attached */
     for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i]));
     bpe_json_pipeline(root);
-    if (bos >= 0 && !(addbos && addbos->type == 7 && !addbos->u)) { /* BOS, then the text */
+    if (bos >= 0 && !(addbos && addbos->type == GGUF_BOOL && !addbos->u)) { /* BOS, then the text */
         const cJSON *bt = NULL, *a;
         cJSON_ArrayForEach(a, added) if (cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble == bos) bt = a;
         bpe_json_bos(root, bt ? cJSON_GetObjectItemCaseSensitive(bt, "content")->valuestring : "<bos>", bos);
@@ -470,7 +466,7 @@ void gguf_model_load(model *m, const char *path) {
     gguf_file *g = gguf_open(path);
     arena_own(ar, close_file, g);
     const gguf_value *av = gguf_get(g, "general.architecture");
-    if (!av || av->type != 8) fatal("%s: no string general.architecture", path);
+    if (!av || av->type != GGUF_STR) fatal("%s: no string general.architecture", path);
     char *arch = xasprintf("%.*s", (int)(av->len > 64 ? 64 : av->len), av->str);
     arena_own(ar, free, arch);
     configure(m, g, arch);
@@ -503,7 +499,7 @@ void gguf_model_load(model *m, const char *path) {
         arena_disown(ar, name);
     }
     st_sort_and_check(a, path);
-    m->format_name = ternary_type == 36 ? "gguf-i2_s" : ternary_type == 34 ? "gguf-tq1_0" : "gguf-tq2_0";
+    m->format_name = ternary_type == GGML_I2_S ? "gguf-i2_s" : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0" : "gguf-tq2_0";
     note(1, "%s: GGUF v%u, %s (%s), %" PRIu64 " tensors", path, g->version, arch, m->format_name, g->ntensors);
     arena_close(ar); /* the file's tables; its tensors' data lives on in the archive's mapping */
 }

@@ -145,6 +145,13 @@ extern const char *const proj_names[NUM_PROJ];
 
 /* ---- gguf.c: llama.cpp's GGUF container, checked against the file; gguf_model.c: a GGUF model
  * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */
+/* GGUF metadata value types, and the ggml tensor types rsrc reads */
+enum gguf_value_type {
+    GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL,
+    GGUF_STR, GGUF_ARR, GGUF_U64, GGUF_I64, GGUF_F64, GGUF_NUM_VALUE_TYPES
+};
+enum ggml_type { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_Q6_K = 14, GGML_BF16 = 30,
+                 GGML_TQ1_0 = 34, GGML_TQ2_0 = 35, GGML_I2_S = 36 };
 typedef struct gguf_value {
     uint32_t type, atype; /* the GGUF value type; an array's element type */
     uint64_t n, first;    /* an array's count and the byte its elements start at */
@@ -176,6 +183,11 @@ gguf_file *gguf_open(const char *path);
 void gguf_close(gguf_file *g);
 const gguf_value *gguf_get(const gguf_file *g, const char *key);
 const gguf_tensor *gguf_find(const gguf_file *g, const char *name);
+/* The elements of an array value, read in place (gguf_open checked them): strings one after the
+ * other (*at starts at v->first and moves past each), i32 and f32 elements by index. */
+const char *gguf_next_str(const gguf_file *g, uint64_t *at, uint64_t *len);
+int32_t gguf_array_i32(const gguf_file *g, const gguf_value *v, uint64_t i);
+float gguf_array_f32(const gguf_file *g, const gguf_value *v, uint64_t i);
 const char *gguf_type_name(uint32_t type);
 void gguf_print(const gguf_file *g, FILE *out);           /* --print=gguf: metadata and tensor table */
 bool gguf_is(const char *path);                           /* a file that starts with the GGUF magic */

@@ -9,6 +9,8 @@
  */
 #include "mkgguf.h"
 
+#include "rsr_numerics.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,14 +126,6 @@ uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, 
     return d;
 }
 
-static float from_f16(uint16_t h) { /* normal halves and zero (the scales written here) */
-    if (!(h & 0x7FFFu)) return 0;
-    uint32_t x = (uint32_t)(h & 0x8000u) << 16 | ((uint32_t)((h >> 10) & 0x1F) + 112u) << 23 | (uint32_t)(h & 0x3FFu) << 13;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
 uint8_t *mkg_quantize(uint32_t type, const float *x, uint64_t n, uint16_t (*to_f16)(float), uint64_t *nbytes) {
     if (type == MKG_Q8_0) { /* blocks of 32: f16 d, then 32 int8 */
         uint8_t *d = grow(calloc(1, n / 32 * 34), n / 32 * 34 + 1);
@@ -139,7 +133,7 @@ uint8_t *mkg_quantize(uint32_t type, const float *x, uint64_t n, uint16_t (*to_f
             float amax = 0;
             for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + (uint64_t)j]));
             uint16_t h = to_f16(amax / 127);
-            float s = from_f16(h);
+            float s = rsr_f16_to_f32(h);
             uint8_t *blk = d + b * 34;
             blk[0] = (uint8_t)h, blk[1] = (uint8_t)(h >> 8);
             for (int j = 0; j < 32; j++) blk[2 + j] = (uint8_t)(int8_t)(s ? lrintf(fminf(fmaxf(x[b * 32 + (uint64_t)j] / s, -127), 127)) : 0);
@@ -162,7 +156,7 @@ uint8_t *mkg_quantize(uint32_t type, const float *x, uint64_t n, uint16_t (*to_f
             sub[j] = amax / 31, smax = fmaxf(smax, sub[j]);
         }
         uint16_t h = to_f16(smax / 127);
-        float db = from_f16(h);
+        float db = rsr_f16_to_f32(h);
         dd[0] = (uint8_t)h, dd[1] = (uint8_t)(h >> 8);
         for (int e = 0; e < 256; e++) {
             int hh = e / 128, k = e % 128 / 32, l = e % 32, si = 8 * hh + 2 * k + l / 16;

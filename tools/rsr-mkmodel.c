@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "mkgguf.h"
+#include "rsr_numerics.h"
 #include "mktokenizer.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -562,7 +563,7 @@ static char *safetensors_header(const tlist_t *l, int shard, size_t *len_out) {
     return h;
 }
 
-static uint64_t write_json_file(const char *dir, const char *file_name, cJSON *root) {
+static uint64_t write_json_file(const char *dir, const char *file_name, const cJSON *root) {
     char *text = cJSON_Print(root);
     if (!text) die("out of memory printing JSON");
     FILE *f = open_temp(dir, file_name);
@@ -582,19 +583,7 @@ static uint8_t *tensor_bytes(const tensor_t *t, const opts_t *o) {
     return s.buf;
 }
 
-static float f16_value(uint16_t h) { /* normal halves only (the scales written here) */
-    uint32_t x = (uint32_t)(h & 0x8000u) << 16 | ((uint32_t)((h >> 10) & 0x1F) + 112u) << 23 | (uint32_t)(h & 0x3FFu) << 13;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
-static float bf16_value(const uint8_t *p) {
-    uint32_t x = (uint32_t)(p[0] | p[1] << 8) << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
+static float bf16_at(const uint8_t *p) { return rsr_bf16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
 /* the GGUF name of a Hugging Face tensor name */
 static char *gguf_name(const char *hf) {
@@ -689,7 +678,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
         if (t->kind == K_PACKED) {
             const tensor_t *sc = &l->t[i + 1];
             uint8_t *sb = tensor_bytes(sc, o);
-            float beta = sc->inverted ? 1.0f / bf16_value(sb) : bf16_value(sb); /* as rsrc reads llama-packed */
+            float beta = sc->inverted ? 1.0f / bf16_at(sb) : bf16_at(sb); /* as rsrc reads llama-packed */
             free(sb);
             uint16_t h = f32_to_f16(beta);
             const uint64_t rows = t->out, cols = t->in, R = rows / 4;
@@ -700,7 +689,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             if (o->gguf_type == MKG_I2_S && rows * cols % 128)
                 die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
             /* bitnet-packed's scales are f16 values; llama-packed's 1/scale is rounded to one in TQ */
-            if (!sc->inverted && f16_value(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
+            if (!sc->inverted && rsr_f16_to_f32(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
             const int llama = !strcmp(o->gguf_arch, "llama");
             const uint64_t heads = !llama                       ? 0
                                    : strstr(t->name, ".q_proj") ? (uint64_t)o->heads
@@ -719,7 +708,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
         } else if (t->kind == K_EMBED && o->gguf_embed) { /* quantised (lossy) */
             const uint64_t n = t->shape[0] * t->shape[1];
             float *f = xmalloc(4 * n);
-            for (uint64_t k = 0; k < n; k++) f[k] = bf16_value(bytes + 2 * k);
+            for (uint64_t k = 0; k < n; k++) f[k] = bf16_at(bytes + 2 * k);
             uint64_t nb;
             uint8_t *q = mkg_quantize((uint32_t)o->gguf_embed, f, n, f32_to_f16, &nb);
             free(f), free(bytes);
@@ -729,9 +718,9 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             uint8_t *h = xmalloc(2 * n);
             int exact = 1;
             for (uint64_t k = 0; k < n && exact; k++) {
-                float f = bf16_value(bytes + 2 * k);
+                float f = bf16_at(bytes + 2 * k);
                 uint16_t hv = f32_to_f16(f);
-                exact = f == 0 || ((hv & 0x7C00u) && f16_value(hv) == f);
+                exact = f == 0 || ((hv & 0x7C00u) && rsr_f16_to_f32(hv) == f);
                 h[2 * k] = (uint8_t)hv, h[2 * k + 1] = (uint8_t)(hv >> 8);
             }
             if (exact)
@@ -742,7 +731,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             const uint64_t n = t->shape[0];
             uint8_t *v = xmalloc(n * 4);
             for (uint64_t k = 0; k < n; k++) {
-                float f = bf16_value(bytes + 2 * k);
+                float f = bf16_at(bytes + 2 * k);
                 memcpy(v + 4 * k, &f, 4);
             }
             free(bytes);
@@ -973,6 +962,66 @@ enum {
     O_GGUFEMBED
 };
 
+/* The Hugging Face checkpoint: the safetensors shards (and their index when there are several),
+ * config.json and tokenizer.json (when tj); the bytes written. */
+static uint64_t write_checkpoint(tlist_t *tl, const opts_t *o, uint64_t total, const cJSON *tj) {
+    uint64_t bytes_written = 0;
+    sink_t s = {0};
+    s.cap = 1u << 20;
+    s.buf = xmalloc(s.cap);
+    cJSON *index = NULL, *wmap = NULL;
+    if (o->shards > 1) {
+        index = cJSON_CreateObject();
+        cJSON *meta = cJSON_CreateObject();
+        wmap = cJSON_CreateObject();
+        if (!index || !meta || !wmap) die("out of memory");
+        json_add(meta, "total_size", json_u64(total));
+        json_add(index, "metadata", meta);
+        json_add(index, "weight_map", wmap);
+    }
+    size_t next = 0;
+    for (long sh = 0; sh < o->shards; sh++) {
+        char fname[64];
+        if (o->shards == 1)
+            snprintf(fname, sizeof fname, "model.safetensors");
+        else
+            snprintf(fname, sizeof fname, "model-%05ld-of-%05ld.safetensors", sh + 1, o->shards);
+        uint64_t off = 0;
+        for (size_t i = next; i < tl->n && tl->t[i].shard == sh; i++) {
+            tl->t[i].offset = off;
+            off += tl->t[i].nbytes;
+            if (wmap) json_add(wmap, tl->t[i].name, cJSON_CreateString(fname));
+        }
+        size_t hlen;
+        char *hdr = safetensors_header(tl, (int)sh, &hlen);
+        s.f = open_temp(o->out_dir, fname);
+        s.path = outfiles[n_out - 1].final_path; /* messages name the file the user asked for */
+        s.len = 0;
+        s.written = 0;
+        unsigned char lenbuf[8];
+        for (int b = 0; b < 8; b++) lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
+        if (setvbuf(s.f, NULL, _IOFBF, 1u << 20) != 0) die("setvbuf failed");
+        if (fwrite(lenbuf, 1, 8, s.f) != 8 || fwrite(hdr, 1, hlen, s.f) != hlen)
+            die("cannot write %s: %s", s.path, strerror(errno));
+        free(hdr);
+        for (; next < tl->n && tl->t[next].shard == sh; next++) write_tensor(&s, &tl->t[next], o);
+        sink_flush(&s);
+        if (s.written != off) die("internal error: shard %ld data size", sh + 1);
+        bytes_written += close_file(s.f, s.path);
+    }
+    if (next != tl->n) die("internal error: tensors left unassigned");
+    if (index) {
+        bytes_written += write_json_file(o->out_dir, "model.safetensors.index.json", index);
+        cJSON_Delete(index);
+    }
+    cJSON *config = build_config(o);
+    bytes_written += write_json_file(o->out_dir, "config.json", config);
+    cJSON_Delete(config);
+    if (tj) bytes_written += write_json_file(o->out_dir, "tokenizer.json", tj);
+    free(s.buf);
+    return bytes_written;
+}
+
 int main(int argc, char **argv) {
     static const struct option lopts[] = {{"format", required_argument, 0, O_FORMAT},
                                           {"out", required_argument, 0, O_OUT},
@@ -1145,67 +1194,10 @@ int main(int argc, char **argv) {
     tmp_paths = xmalloc(nfiles * sizeof *tmp_paths);
     memset(tmp_paths, 0, nfiles * sizeof *tmp_paths);
 
-    uint64_t bytes_written = 0;
-    sink_t s = {0};
-    s.cap = 1u << 20;
-    s.buf = xmalloc(s.cap);
-    cJSON *index = NULL, *wmap = NULL;
-    if (o.shards > 1) {
-        index = cJSON_CreateObject();
-        cJSON *meta = cJSON_CreateObject();
-        wmap = cJSON_CreateObject();
-        if (!index || !meta || !wmap) die("out of memory");
-        json_add(meta, "total_size", json_u64(total));
-        json_add(index, "metadata", meta);
-        json_add(index, "weight_map", wmap);
-    }
     char why[256] = "--no-tokenizer";
     cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, why, sizeof why) : NULL;
-    size_t next = o.gguf_type ? tl.n : 0; /* GGUF: no safetensors shards; the tokenizer inside */
-    if (o.gguf_type) bytes_written += write_gguf(&tl, &o, tokenizer);
-    for (long sh = 0; o.gguf_type == 0 && sh < o.shards; sh++) {
-        char fname[64];
-        if (o.shards == 1)
-            snprintf(fname, sizeof fname, "model.safetensors");
-        else
-            snprintf(fname, sizeof fname, "model-%05ld-of-%05ld.safetensors", sh + 1, o.shards);
-        uint64_t off = 0;
-        for (size_t i = next; i < tl.n && tl.t[i].shard == sh; i++) {
-            tl.t[i].offset = off;
-            off += tl.t[i].nbytes;
-            if (wmap) json_add(wmap, tl.t[i].name, cJSON_CreateString(fname));
-        }
-        size_t hlen;
-        char *hdr = safetensors_header(&tl, (int)sh, &hlen);
-        s.f = open_temp(o.out_dir, fname);
-        s.path = outfiles[n_out - 1].final_path; /* messages name the file the user asked for */
-        s.len = 0;
-        s.written = 0;
-        unsigned char lenbuf[8];
-        for (int b = 0; b < 8; b++) lenbuf[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
-        if (setvbuf(s.f, NULL, _IOFBF, 1u << 20) != 0) die("setvbuf failed");
-        if (fwrite(lenbuf, 1, 8, s.f) != 8 || fwrite(hdr, 1, hlen, s.f) != hlen)
-            die("cannot write %s: %s", s.path, strerror(errno));
-        free(hdr);
-        for (; next < tl.n && tl.t[next].shard == sh; next++) write_tensor(&s, &tl.t[next], &o);
-        sink_flush(&s);
-        if (s.written != off) die("internal error: shard %ld data size", sh + 1);
-        bytes_written += close_file(s.f, s.path);
-    }
-    if (next != tl.n) die("internal error: tensors left unassigned");
-    if (index) {
-        bytes_written += write_json_file(o.out_dir, "model.safetensors.index.json", index);
-        cJSON_Delete(index);
-    }
-    if (!o.gguf_type) { /* a GGUF file holds its configuration */
-        cJSON *config = build_config(&o);
-        bytes_written += write_json_file(o.out_dir, "config.json", config);
-        cJSON_Delete(config);
-    }
-    if (tokenizer && !o.gguf_type)
-        bytes_written += write_json_file(o.out_dir, "tokenizer.json", tokenizer);
-    else if (!tokenizer)
-        fprintf(stderr, "rsr-mkmodel: no tokenizer: %s\n", why);
+    if (!tokenizer) fprintf(stderr, "rsr-mkmodel: no tokenizer: %s\n", why);
+    uint64_t bytes_written = o.gguf_type ? write_gguf(&tl, &o, tokenizer) : write_checkpoint(&tl, &o, total, tokenizer);
 
     for (size_t i = 0; i < n_out; i++) {
         if (rename(outfiles[i].tmp_path, outfiles[i].final_path) != 0)
@@ -1227,7 +1219,6 @@ int main(int argc, char **argv) {
     }
     free(outfiles);
     free(tmp_paths);
-    free(s.buf);
     free(tl.t);
     free(o.poison);
     return 0;

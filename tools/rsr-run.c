@@ -18,6 +18,7 @@
 
 #include "chat_default.h"
 #include "edit_distance.h"
+#include "kv_types.h"
 #include "rsr-run.h"
 
 static void usage(FILE *out) {
@@ -63,6 +64,9 @@ static void usage(FILE *out) {
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
           "\n"
           "attention:\n"
+          "  --kv T                the KV cache's element type: bf16 (default: 2 bytes, K and V rounded\n"
+          "                        as the reference's bf16 inference rounds them), f32 (exact), f16, or\n"
+          "                        q8 (1 byte + a scale per row; lossy: docs/numerics.md)\n"
           "  --attention A         dense (default), or louver: a certified index over the KV cache\n"
           "                        skips the keys whose scores cannot matter (docs/louver.md)\n"
           "  --louver-eps E        relative: keep every key whose weight could exceed E times the best\n"
@@ -449,7 +453,11 @@ int main(int argc, char **argv) {
     long threads = 0;
     int do_bench = 0, do_info = 0, do_tokenize = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
         do_verify = 0;
-    run_options o = {.n_gen = -1, .echo = 1, .sampler = {.temperature = 0, .top_k = 0, .top_p = 1}, .repeat_last_n = 64};
+    run_options o = {.n_gen = -1,
+                     .echo = 1,
+                     .sampler = {.temperature = 0, .top_k = 0, .top_p = 1},
+                     .repeat_last_n = 64,
+                     .session = {.kv_type = RSR_KV_DEFAULT}};
     long seed = -1;               /* -1: a new one each run */
     const char *model_opt = NULL; /* -m */
     enum {
@@ -489,7 +497,8 @@ int main(int argc, char **argv) {
         O_JSON,
         O_VERIFY,
         O_VERSION,
-        O_PARALLEL
+        O_PARALLEL,
+        O_KV
     };
     const char *max_memory = NULL;
     static const struct option longs[] = {
@@ -535,6 +544,7 @@ int main(int argc, char **argv) {
         {"verify", no_argument, 0, O_VERIFY},
         {"version", no_argument, 0, O_VERSION},
         {"parallel", required_argument, 0, O_PARALLEL},
+        {"kv", required_argument, 0, O_KV},
         /* llama.cpp's spellings of the same things */
         {"model", required_argument, 0, 'm'},
         {"ctx-size", required_argument, 0, O_CTX},
@@ -631,6 +641,10 @@ int main(int argc, char **argv) {
         case O_REPEAT: bench_opt = "--repeat", o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
         case O_JSON: bench_opt = "--json", o.json = 1; break;
         case O_PARALLEL: o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
+        case O_KV:
+            if ((o.session.kv_type = kv_type_parse(optarg)) < 0)
+                die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
+            break;
         case O_INFO: do_info = 1; break;
         case O_TOKENIZE: do_tokenize = 1; break;
         case O_VERIFY: do_verify = 1; break;

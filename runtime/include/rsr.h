@@ -43,7 +43,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 8
+#define RSR_API_VERSION 9
 uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -155,8 +155,22 @@ typedef enum rsr_louver_policy_kind {
     RSR_LOUVER_BUDGET = 2,
 } rsr_louver_policy_kind;
 
+/* The element type of the KV cache. Keys and values are computed in fp32 and rounded to it (to
+ * nearest, ties to even) as they are stored; attention is then exact over the stored values, which
+ * every kernel widens back to fp32 exactly (q8: K_i·s, rounded once), Louver's bounds included.
+ *   RSR_KV_F32   4 bytes per element: no rounding.
+ *   RSR_KV_BF16  2 bytes: 8 significant bits (relative error ≤ 2^-8); the rounding the reference
+ *                implementations' bf16 inference applies to K and V. rsr_session_default_params().
+ *   RSR_KV_F16   2 bytes: 11 significant bits (≤ 2^-11) for magnitudes in [2^-14, 65504]; larger
+ *                ones become ±inf, smaller ones lose bits.
+ *   RSR_KV_Q8    1 byte + 4 per row of head_dim: K_i = round(x_i/s), s = max|x_i|/127 per row
+ *                (absolute error ≤ s/2 per element).
+ * GPU sessions keep an fp32 cache whatever kv_type says. docs/numerics.md states what each changes. */
+typedef enum rsr_kv_type { RSR_KV_F32 = 0, RSR_KV_BF16 = 1, RSR_KV_F16 = 2, RSR_KV_Q8 = 3 } rsr_kv_type;
+#define RSR_KV_DEFAULT RSR_KV_BF16 /* what rsr_session_default_params() and the tools choose */
+
 /* Start from rsr_session_default_params(): fields added later default to zero, which always
- * means the earlier behaviour. */
+ * means the earlier behaviour (so zero is an fp32 cache; the default params choose bf16). */
 #define RSR_BATCH_MAX 64 /* the most tokens one prefill step evaluates together */
 typedef struct rsr_session_params {
     int32_t max_positions;    /* KV cache length; 0: the model's max_positions */
@@ -170,6 +184,7 @@ typedef struct rsr_session_params {
     int32_t louver_subspaces; /* subspaces of the head dimension; 0: head_dim / 16 */
     int32_t batch;            /* tokens evaluated together by one prefill step, in
                                   [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most */
+    int32_t kv_type;          /* rsr_kv_type; 0: fp32 (the default params: bf16) */
 } rsr_session_params;
 rsr_session_params rsr_session_default_params(void);
 
@@ -284,7 +299,8 @@ rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer
 
 /* Reading back what attention works on (CPU sessions; for analysis and benchmarks): the keys
  * (after RoPE) and values of KV head kv_head at layer `layer` for the cached positions
- * [first, first + count), row j at keys + j*head_dim and values + j*head_dim; either pointer may
+ * [first, first + count), as fp32 (widened exactly from the cache's kv_type: what attention
+ * reads), row j at keys + j*head_dim and values + j*head_dim; either pointer may
  * be NULL, not both. Fails with RSR_ERR_INVALID_ARGUMENT, leaving a message, for a layer, head
  * or range out of bounds (first + count must not exceed rsr_session_position) and on a GPU
  * session. */

@@ -21,7 +21,11 @@
 
 #include "attn_kernels.h"
 #include "internal.h"
-#include "rsr_louver.h"
+#include "louver_rows.h"
+
+_Static_assert((int)RSR_KV_F32 == ATTN_F32 && (int)RSR_KV_BF16 == ATTN_BF16 && (int)RSR_KV_F16 == ATTN_F16 &&
+                   (int)RSR_KV_Q8 == ATTN_Q8,
+               "rsr_kv_type names attn_kernels.h's element types");
 
 #define ATTN_CHUNK 256
 
@@ -150,11 +154,11 @@ void rt_attention_rollback(rsr_session *s) {
 
 /* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of the first n keys
  * of one KV head (kc, vc: its rows, stride d). Every dense path computes its chunks here. */
-static void dense_chunk(attn_state *st, const float *q, int32_t gn, const float *kc, const float *vc, int32_t d,
-                        int32_t c, int32_t n, float *scratch) {
+static void dense_chunk(attn_state *st, const float *q, int32_t gn, attn_rows kc, attn_rows vc, int32_t d, int32_t c,
+                        int32_t n, float *scratch) {
     int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n;
     for (int32_t g = 0; g < gn; g++) attn_state_clear(&st[g], d);
-    attn_dense_range(st, q, gn, kc, vc, (size_t)d, d, c * ATTN_CHUNK, j1, scratch);
+    attn_dense_range_kv(st, q, gn, kc, vc, d, c * ATTN_CHUNK, j1, scratch, NULL, NULL);
 }
 
 static void dense_stats(rsr_session *s, int32_t layer, int32_t n) {
@@ -180,7 +184,7 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
 #pragma omp for schedule(dynamic, 1)
         for (int32_t item = 0; item < kv_heads * chunks; item++) {
             int32_t kvh = item / chunks, c = item % chunks;
-            const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
+            const attn_rows kc = kv_rows(s, s->k_cache, layer, kvh), vc = kv_rows(s, s->v_cache, layer, kvh);
             for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) { /* more query heads per KV head: in slices */
                 attn_state st[ATTN_GROUP_MAX];
                 int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
@@ -221,7 +225,7 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
         for (int32_t item = 0; item < n * kv_heads; item++) { /* KV head by KV head: its rows stay in cache */
             int32_t kvh = item / n, tok = item % n, keys = pos0 + tok + 1;
             int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK;
-            const float *kc = s->k_cache + kv_row(s, layer, kvh, 0), *vc = s->v_cache + kv_row(s, layer, kvh, 0);
+            const attn_rows kc = kv_rows(s, s->k_cache, layer, kvh), vc = kv_rows(s, s->v_cache, layer, kvh);
             for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) {
                 attn_state run[ATTN_GROUP_MAX], part[ATTN_GROUP_MAX];
                 int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
@@ -263,7 +267,7 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
 #pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
             for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
                 int32_t at = rsr_louver_size(ix[kvh]);
-                int st = rsr_louver_append_block(ix[kvh], s->k_cache + kv_row(s, layer, kvh, at), (size_t)d);
+                int st = louver_append_rows(ix[kvh], attn_rows_from(kv_rows(s, s->k_cache, layer, kvh), at));
                 if (st > status) status = st;
             }
             if (status != RSR_OK)
@@ -280,11 +284,10 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
             rsr_louver_stats other[RSR_LOUVER_GROUP_MAX];
             for (int32_t g0 = 0; g0 < group; g0 += RSR_LOUVER_GROUP_MAX) {
                 int32_t gn = group - g0 < RSR_LOUVER_GROUP_MAX ? group - g0 : RSR_LOUVER_GROUP_MAX, h = h0 + g0;
-                rsr_status hs = rsr_louver_attend_group(
-                    ix[kvh], qr + (size_t)h * (size_t)d, gn, s->k_cache + kv_row(s, layer, kvh, 0),
-                    s->v_cache + kv_row(s, layer, kvh, 0), (size_t)d, pos0 + r + 1, &t->policy[h],
-                    t->lsc[omp_get_thread_num()], outr + (size_t)h * (size_t)d,
-                    r == rows - 1 ? &t->head_stats[h] : other);
+                rsr_status hs = louver_attend_rows(
+                    ix[kvh], qr + (size_t)h * (size_t)d, gn, kv_rows(s, s->k_cache, layer, kvh),
+                    kv_rows(s, s->v_cache, layer, kvh), pos0 + r + 1, &t->policy[h], t->lsc[omp_get_thread_num()],
+                    outr + (size_t)h * (size_t)d, r == rows - 1 ? &t->head_stats[h] : other);
                 if (hs != RSR_OK) {
 #pragma omp critical
                     for (int32_t g = 0; g < gn; g++) t->head_status[h + g] = hs;
@@ -360,9 +363,12 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
                             (long long)first + count, s->pos);
     if (!keys && !values)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
-    const size_t at = kv_row(s, layer, kv_head, first), bytes = sizeof(float) * (size_t)a->head_dim * (size_t)count;
-    if (keys) memcpy(keys, s->k_cache + at, bytes);
-    if (values) memcpy(values, s->v_cache + at, bytes);
+    const int32_t d = a->head_dim;
+    for (int32_t j = 0; j < count; j++) {
+        if (keys) attn_widen_row(kv_rows(s, s->k_cache, layer, kv_head), first + j, d, keys + (size_t)j * (size_t)d);
+        if (values)
+            attn_widen_row(kv_rows(s, s->v_cache, layer, kv_head), first + j, d, values + (size_t)j * (size_t)d);
+    }
     return RSR_OK;
 }
 

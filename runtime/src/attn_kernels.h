@@ -33,31 +33,65 @@ void attn_state_finish(const attn_state *a, float *out, int32_t d);
  * [chunks][m, l]) merged in chunk order into its attention output. */
 void attn_merge_chunks(float *part_o, const float *part_ml, int32_t chunks, int32_t d, float *out);
 
-/* q·k over d floats, vectorised when the machine allows; the bits attn_scores and
- * attn_dense_range give the same pair. */
+/* The rows of a KV cache (row j at base + j·bytes), of element type `type`:
+ *   ATTN_F32   d floats
+ *   ATTN_BF16  d bfloat16 (the top half of an fp32)
+ *   ATTN_F16   d IEEE half floats
+ *   ATTN_Q8    d int8 K then its fp32 scale s (memcpy'd: rows need no alignment); element i is
+ *              the fp32 product K_i·s, rounded once
+ * Every kernel reads element i of a row as the float attn_widen_row gives (exactly, for the 16-bit
+ * types), so scores and sums over a cache of any type are those of its widened fp32 rows: the bit
+ * identities below (attn_dot = the 16-key kernels, Louver's bounds) hold for every type. */
+enum { ATTN_F32, ATTN_BF16, ATTN_F16, ATTN_Q8, ATTN_TYPES };
+typedef struct attn_rows {
+    const void *base;
+    size_t bytes;
+    int32_t type;
+} attn_rows;
+/* Bytes of one row of d elements. */
+size_t attn_row_bytes(int32_t type, int32_t d);
+static inline attn_rows attn_rows_f32(const float *base, size_t stride) {
+    return (attn_rows){.base = base, .bytes = stride * sizeof(float), .type = ATTN_F32};
+}
+static inline const void *attn_row(attn_rows r, int64_t j) { return (const char *)r.base + (size_t)j * r.bytes; }
+static inline attn_rows attn_rows_from(attn_rows r, int64_t j) {
+    r.base = attn_row(r, j);
+    return r;
+}
+/* out[d] = row j widened to fp32. */
+void attn_widen_row(attn_rows r, int64_t j, int32_t d, float *out);
+/* Stores x[d] as one row of `type` at out (attn_row_bytes bytes), rounding to nearest, ties to
+ * even (bf16, f16: magnitudes past the format's largest become ±inf; q8: s = max|x_i|/127, K_i =
+ * x_i/s rounded, NaN and ±inf rows keep s = NaN so that every element reads as NaN). */
+void attn_narrow_row(int32_t type, const float *x, int32_t d, void *out);
+
+/* q·k over d elements, vectorised when the machine allows; the bits attn_scores and
+ * attn_dense_range give the same pair. _kv: key row j of k. */
 float attn_dot(const float *q, const float *k, int32_t d);
+float attn_dot_kv(const float *q, attn_rows k, int64_t j, int32_t d);
 
 /* The fp32 dots of gq queries (q + g*d) with keys [j0, j1) (row j at keys + j*stride):
  * dots[g*ostride + (j - j0)], 16 keys at a time where the machine allows, each with attn_dot's
  * bits (attn_dot sums in the 16-key kernels' order). */
 void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, int32_t d, int32_t j0, int32_t j1,
                  float *dots, size_t ostride);
+void attn_scores_kv(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
+                    size_t ostride);
 
-/* Adds keys to a state: x[i] are the scaled scores of the keys whose values are
- * values + idx[i]*stride (idx NULL: key i). x is overwritten with exp(x − m). */
-void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, const float *values, size_t stride,
-                     int32_t d);
+/* Adds keys to a state: x[i] are the scaled scores of the keys whose values are row idx[i] of
+ * values (idx NULL: row i). x is overwritten with exp(x − m). */
+void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d);
 
 /* Dense attention of gq queries (one KV head: q + g*d for g < gq) over keys [j0, j1) of
  * keys/values (row j at + j*stride): adds to st[0..gq). scratch: gq * (j1 - j0) floats. */
 void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values, size_t stride,
                       int32_t d, int32_t j0, int32_t j1, float *scratch);
 
-/* The same, also counting per query g the keys with fl(q·k) ≥ tau[g] into count[g] (Louver's
- * dense fallback reports how many keys reach τ); the scores have attn_dot's bits. */
-void attn_dense_range_count(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values,
-                            size_t stride, int32_t d, int32_t j0, int32_t j1, float *scratch, const float *tau,
-                            int32_t *count);
+/* The same over rows of any type, also counting per query g the keys with fl(q·k) ≥ tau[g] into
+ * count[g] when count is not NULL (Louver's dense fallback reports how many keys reach τ); the
+ * scores have attn_dot's bits. */
+void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
+                         int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count);
 
 /* 1 when the AVX-512 kernels are in use (set once, on first use). */
 int attn_simd_enabled(void);

@@ -20,7 +20,7 @@
 #include "rsr_numerics.h"
 
 rsr_session_params rsr_session_default_params(void) {
-    return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_DENSE};
+    return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_DENSE, .kv_type = RSR_KV_DEFAULT};
 }
 
 /*
@@ -33,8 +33,8 @@ rsr_session_params rsr_session_default_params(void) {
  * past that are touched when first written, so a long max_positions commits memory only as used.
  */
 #define RSR_CACHE_TOUCHED 4096
-static float *alloc_cache(const rsr_artifact *a, int32_t max_positions) {
-    const size_t huge = (size_t)2 << 20, row = sizeof(float) * (size_t)a->head_dim;
+static uint8_t *alloc_cache(const rsr_artifact *a, int32_t max_positions, size_t row) {
+    const size_t huge = (size_t)2 << 20;
     const size_t per_head = row * (size_t)max_positions, heads = (size_t)a->num_layers * (size_t)a->num_kv_heads;
     size_t bytes = (per_head * heads + huge - 1) / huge * huge;
     void *p = NULL;
@@ -87,17 +87,17 @@ void rt_work_free(rt_work *w) {
 /* ---- the CPU backend's sessions ---- */
 
 static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) {
-    (void)p;
     rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
-    size_t kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
-    size_t cache = (size_t)a->num_layers * (size_t)s->max_positions * kv_out;
-    s->k_cache = alloc_cache(a, s->max_positions);
-    s->v_cache = alloc_cache(a, s->max_positions);
+    s->kv_type = p->kv_type;
+    s->kv_bytes = attn_row_bytes(p->kv_type, a->head_dim);
+    size_t cache = (size_t)a->num_layers * (size_t)a->num_kv_heads * (size_t)s->max_positions * s->kv_bytes;
+    s->k_cache = alloc_cache(a, s->max_positions, s->kv_bytes);
+    s->v_cache = alloc_cache(a, s->max_positions, s->kv_bytes);
     if (!s->k_cache || !s->v_cache || rt_work_init(&s->work, m, s->batch) != RSR_OK)
         return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
                             "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
-                            s->max_positions, (2 * sizeof(float) * cache) >> 20);
+                            s->max_positions, (2 * cache) >> 20);
     return RSR_OK;
 }
 
@@ -156,6 +156,9 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch,
                             RSR_BATCH_MAX);
+    if (p.kv_type < RSR_KV_F32 || p.kv_type > RSR_KV_Q8)
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
+                            "kv_type %d is not f32 (0), bf16 (1), f16 (2) or q8 (3)", p.kv_type);
     rsr_session *s = calloc(1, sizeof *s);
     if (!s) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
@@ -493,8 +496,8 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
         rope(kt, a->num_kv_heads, d, w->rope + (size_t)t * (size_t)d);
         for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
             size_t at = kv_row(r->s, l, kvh, r->s->pos + t - r->row0), off = (size_t)kvh * (size_t)d;
-            memcpy(r->s->k_cache + at, kt + off, sizeof(float) * (size_t)d);
-            memcpy(r->s->v_cache + at, w->v + (size_t)t * kv_out + off, sizeof(float) * (size_t)d);
+            attn_narrow_row(r->s->kv_type, kt + off, d, r->s->k_cache + at);
+            attn_narrow_row(r->s->kv_type, w->v + (size_t)t * kv_out + off, d, r->s->v_cache + at);
         }
     }
     for (int32_t j = 0; j < nruns; j++) {

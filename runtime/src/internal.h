@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "attn_kernels.h"
 #include "rsr.h"
 #include "rsr_artifact.h"
 #include "rsr_numerics.h"
@@ -59,7 +60,9 @@ struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
     int32_t batch;                /* tokens of one prefill step (s->work.rows on the CPU) */
-    float *k_cache, *v_cache;     /* [layers][kv_heads][max_positions][head_dim]: kv_row() */
+    uint8_t *k_cache, *v_cache;   /* [layers][kv_heads][max_positions] rows of kv_type: kv_row() */
+    int32_t kv_type;              /* rsr_kv_type = attn_kernels.h's ATTN_* */
+    size_t kv_bytes;              /* bytes of one row (head_dim elements) */
     rt_work work;                 /* the CPU backend's activations of this session's own steps */
     struct rt_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
     struct rt_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
@@ -166,12 +169,16 @@ void rt_attention_rollback(rsr_session *s); /* after a failed step: the indexes 
  * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
 rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);
 
-/* Offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache. Each
- * KV head's rows are contiguous, so attention streams them (stride head_dim). */
+/* Byte offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache.
+ * Each KV head's rows are contiguous, so attention streams them. */
 static inline size_t kv_row(const rsr_session *s, int32_t layer, int32_t kvh, int32_t pos) {
     const rsr_artifact *a = s->model->a;
     return (((size_t)layer * (size_t)a->num_kv_heads + (size_t)kvh) * (size_t)s->max_positions + (size_t)pos) *
-           (size_t)a->head_dim;
+           s->kv_bytes;
+}
+/* The rows of one KV head of one layer of cache (k_cache or v_cache), from position 0. */
+static inline attn_rows kv_rows(const rsr_session *s, const uint8_t *cache, int32_t layer, int32_t kvh) {
+    return (attn_rows){.base = cache + kv_row(s, layer, kvh, 0), .bytes = s->kv_bytes, .type = s->kv_type};
 }
 
 /* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */

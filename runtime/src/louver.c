@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn_kernels.h"
+#include "louver_rows.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOUVER_X86 1
@@ -197,10 +197,19 @@ static int key_forced(const float *k, int32_t d) {
 }
 
 rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size_t stride) {
-    if (!ix || !keys) return RSR_ERR_INVALID_ARGUMENT;
+    if (!keys) return RSR_ERR_INVALID_ARGUMENT;
+    return louver_append_rows(ix, attn_rows_f32(keys, stride));
+}
+
+/* Indexes a block of keys of any element type: each key widened to the fp32 values every kernel
+ * reads (attn_kernels.h), so the codes and bounds are those of the keys attention scores. */
+rsr_status louver_append_rows(rsr_louver_index *ix, attn_rows keys) {
+    if (!ix || !keys.base) return RSR_ERR_INVALID_ARGUMENT;
     if (ix->nblocks == INT32_MAX / ix->cfg.block_keys - 1) return RSR_ERR_INVALID_ARGUMENT;
     if (reserve(ix, ix->nblocks + 1)) return RSR_ERR_OUT_OF_MEMORY;
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, nq = ix->quads;
+    float *wide = NULL;
+    if (keys.type != ATTN_F32 && !(wide = malloc(sizeof(float) * (size_t)d))) return RSR_ERR_OUT_OF_MEMORY;
     const size_t b = (size_t)ix->nblocks;
     float *box = ix->box + b * 2 * (size_t)d, *bn = ix->bnorm + b * (size_t)S;
     uint8_t *codes = ix->codes + b * (size_t)B * 4 * (size_t)nq;
@@ -213,7 +222,8 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
     for (int32_t s = 0; s < S; s++) bn[s] = 0;
     int32_t live = 0;
     for (int32_t t = 0; t < B; t++) {
-        const float *k = keys + (size_t)t * stride;
+        const float *k = attn_row(keys, t);
+        if (wide) attn_widen_row(keys, t, d, wide), k = wide;
         uint8_t *row = codes + (size_t)(t / TILE) * (size_t)nq * 4 * TILE + (size_t)(t % TILE) * 4;
         if (key_forced(k, d)) { /* scanned always; its codes stay zero and its bounds unused */
             frc[t / 16] |= (uint16_t)(1u << (t % 16));
@@ -252,6 +262,7 @@ rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size
     if (!live)
         for (int32_t i = 0; i < d; i++) box[i] = box[d + i] = 0;
     ix->nblocks++;
+    free(wide);
     return RSR_OK;
 }
 
@@ -692,14 +703,14 @@ static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p
 
 /* Adds positions idx[0..c) with their exact scores dots[0..c) to a head's state; counts those ≥ τ. */
 static void add_scores(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, const float *dots, int32_t c,
-                       const float *values, size_t stride, int32_t d, float scale, float tau, int32_t *kept) {
+                       attn_rows values, int32_t d, float scale, float tau, int32_t *kept) {
     for (int32_t at = 0; at < c; at += 512) {
         int32_t m = c - at < 512 ? c - at : 512;
         for (int32_t j = 0; j < m; j++) {
             sc->x[j] = dots[at + j] * scale;
             *kept += dots[at + j] >= tau;
         }
-        attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+        attn_accumulate(st, sc->x, idx + at, m, values, d);
     }
 }
 
@@ -713,14 +724,14 @@ static void add_scores(attn_state *st, rsr_louver_scratch *sc, const int32_t *id
 #endif
 
 /* Requests key and value row j ahead of its use. */
-static inline void fetch_row(const float *keys, const float *values, size_t stride, int32_t j, int32_t d) {
-    const char *kr = (const char *)(keys + (size_t)j * stride), *vr = (const char *)(values + (size_t)j * stride);
-    for (int32_t o = 0; o < 4 * d; o += 64) {
+static inline void fetch_row(attn_rows keys, attn_rows values, int32_t j, int32_t rb) {
+    const char *kr = attn_row(keys, j), *vr = attn_row(values, j);
+    for (int32_t o = 0; o < rb; o += 64) {
         PREFETCH(kr + o);
         PREFETCH(vr + o);
     }
-    PREFETCH(kr + 4 * d - 1);
-    PREFETCH(vr + 4 * d - 1);
+    PREFETCH(kr + rb - 1);
+    PREFETCH(vr + rb - 1);
 }
 
 /* Scores positions idx[0..c) for one head exactly, adds them to its state, counts those ≥ τ.
@@ -731,20 +742,20 @@ static inline void fetch_row(const float *keys, const float *values, size_t stri
 #endif
 #define SCORE_CHUNK 128
 static void score(attn_state *st, rsr_louver_scratch *sc, const int32_t *idx, int32_t c, const float *q,
-                  const float *keys, const float *values, size_t stride, int32_t d, float scale, head_q *p,
-                  int32_t *kept) {
-    for (int32_t j = 0; j < c && j < FETCH_AHEAD; j++) fetch_row(keys, values, stride, idx[j], d);
+                  attn_rows keys, attn_rows values, int32_t d, float scale, head_q *p, int32_t *kept) {
+    const int32_t rb = (int32_t)attn_row_bytes(keys.type, d);
+    for (int32_t j = 0; j < c && j < FETCH_AHEAD; j++) fetch_row(keys, values, idx[j], rb);
     PROF(PH_FETCH);
     for (int32_t at = 0; at < c; at += SCORE_CHUNK) {
         int32_t m = c - at < SCORE_CHUNK ? c - at : SCORE_CHUNK;
         for (int32_t j = 0; j < m; j++) {
-            if (at + j + FETCH_AHEAD < c) fetch_row(keys, values, stride, idx[at + j + FETCH_AHEAD], d);
-            float dot = attn_dot(q, keys + (size_t)idx[at + j] * stride, d);
+            if (at + j + FETCH_AHEAD < c) fetch_row(keys, values, idx[at + j + FETCH_AHEAD], rb);
+            float dot = attn_dot_kv(q, keys, idx[at + j], d);
             sc->x[j] = dot * scale;
             *kept += dot >= p->tau;
         }
         PROF(PH_DOT);
-        attn_accumulate(st, sc->x, idx + at, m, values, stride, d);
+        attn_accumulate(st, sc->x, idx + at, m, values, d);
         PROF(PH_ACC);
     }
 }
@@ -907,11 +918,19 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
 rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
                                    const float *values, size_t stride, int32_t n, const rsr_louver_policy *pol,
                                    rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats) {
-    if (!ix || !q || gq < 1 || gq > RSR_LOUVER_GROUP_MAX || !keys || !values || !pol || !sc || !out)
+    if (!ix || !keys || !values || stride < (size_t)ix->cfg.head_dim) return RSR_ERR_INVALID_ARGUMENT;
+    return louver_attend_rows(ix, q, gq, attn_rows_f32(keys, stride), attn_rows_f32(values, stride), n, pol, sc, out,
+                              stats);
+}
+
+rsr_status louver_attend_rows(const rsr_louver_index *ix, const float *q, int32_t gq, attn_rows keys, attn_rows values,
+                              int32_t n, const rsr_louver_policy *pol, rsr_louver_scratch *sc, float *out,
+                              rsr_louver_stats *stats) {
+    if (!ix || !q || gq < 1 || gq > RSR_LOUVER_GROUP_MAX || !keys.base || !values.base || !pol || !sc || !out)
         return RSR_ERR_INVALID_ARGUMENT;
     const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
     const int32_t nq = ix->quads, nb = ix->nblocks;
-    if (n < size || stride < (size_t)d) return RSR_ERR_INVALID_ARGUMENT;
+    if (n < size) return RSR_ERR_INVALID_ARGUMENT;
     int relative = 0;
     for (int32_t h = 0; h < gq; h++) {
         switch (pol[h].kind) {
@@ -939,7 +958,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
      * L), the quantised query and τ. The buffer's exact scores for all heads at once (added to
      * the states below, once τ is known: kept needs τ). */
     PROF_START();
-    attn_scores(q, gq, keys, stride, d, size, n, sc->bd, (size_t)sc->cap_buf);
+    attn_scores_kv(q, gq, keys, d, size, n, sc->bd, (size_t)sc->cap_buf);
     for (int32_t h = 0; h < gq; h++) {
         head_q *p = &hq[h];
         const float *qh = q + (size_t)h * (size_t)d;
@@ -971,7 +990,7 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
         else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
             int32_t m = size < 256 ? size : 256;
             float *smp = sc->x; /* 512 floats */
-            for (int32_t i = 0; i < m; i++) smp[i] = attn_dot(qh, keys + (size_t)((int64_t)i * size / m) * stride, d);
+            for (int32_t i = 0; i < m; i++) smp[i] = attn_dot_kv(qh, keys, (int64_t)i * size / m, d);
             qsort(smp, (size_t)m, sizeof(float), cmp_desc);
             int32_t k = (int32_t)ceil((double)pp->budget * m);
             tau = smp[(k < 1 ? 1 : k) - 1];
@@ -1034,8 +1053,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
 
     /* the buffer, now that τ is final */
     for (int32_t h = 0; h < gq; h++)
-        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values,
-                   stride, d, scale, hq[h].tau, &kept[h]);
+        add_scores(&st[h], sc, sc->idx + (size_t)h * ck, sc->bd + (size_t)h * (size_t)sc->cap_buf, n - size, values, d,
+                   scale, hq[h].tau, &kept[h]);
 
     /* the exact scores of the candidates, their rows fetched ahead (score) */
     for (int32_t g = 0; g < nl; g++) {
@@ -1044,8 +1063,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             hq[h].dense = RSR_LOUVER_DENSE_QUALIFY;
             sc->nsc[h] = first[h];
         } else if (c > 0) {
-            score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, stride,
-                  d, scale, &hq[h], &kept[h]);
+            score(&st[h], sc, sc->idx + (size_t)h * ck + first[h], c, q + (size_t)h * (size_t)d, keys, values, d,
+                  scale, &hq[h], &kept[h]);
         }
     }
 
@@ -1067,8 +1086,8 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
             int32_t cnt[RSR_LOUVER_GROUP_MAX] = {0};
             for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
             for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
-                attn_dense_range_count(sd, qd, nd, keys, values, stride, d, j0,
-                                       j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size, sc->dx, tau, cnt);
+                attn_dense_range_kv(sd, qd, nd, keys, values, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
+                                    sc->dx, tau, cnt);
             for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
         }
     }

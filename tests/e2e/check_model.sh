@@ -5,15 +5,19 @@
 #   32 greedy tokens identical to the reference forward pass (rsr-ref), both from the full logits
 #   and from the certified greedy head (int8 LM head copy + exact recheck of possible winners);
 #   the prompt's logits bit-identical whether it is evaluated in one step or in steps of 1 or 7.
-# Usage: check_model.sh BUILD_DIR FORMAT [mkmodel args...] [-- rsrc args...]
+# The KV cache is the runtime's default (bf16) unless --kv T among the mkmodel args names another;
+# the reference rounds its cache the same way (rsr-ref --kv), so the tolerance and the tokens
+# stay those of an exact comparison.
+# Usage: check_model.sh BUILD_DIR FORMAT [--kv T] [mkmodel args...] [-- rsrc args...]
 # Without a --target among the rsrc args the model is compiled for generic (the portable C
 # printer), so that the matrix of these tests covers both printers whatever rsrc's default is.
 set -euo pipefail
 build=$1 format=$2
 shift 2
-mk_args=() rsrc_args=()
+mk_args=() rsrc_args=() kv=bf16
 while (($#)); do
   if [ "$1" = "--" ]; then shift; rsrc_args=("$@"); break; fi
+  if [ "$1" = "--kv" ]; then kv=$2; shift 2; continue; fi
   mk_args+=("$1"); shift
 done
 [[ " ${rsrc_args[*]} " == *" --target "* || " ${rsrc_args[*]}" == *" --target="* ]] || rsrc_args+=(--target generic)
@@ -25,12 +29,14 @@ trap 'rm -rf "$work"' EXIT
 "$build/tests/rsr-matcheck" "$work/model.so" "$work/model"
 
 prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4
-"$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 32 --logits "$work/got.f32" >"$work/got.txt" 2>/dev/null
-"$build/tests/rsr-ref" "$work/model" --tokens "$prompt" -n 32 --logits "$work/want.f32" >"$work/want.txt"
+run=("$build/rsr-run" "$work/model.so")
+[ "$kv" = bf16 ] || run+=(--kv "$kv") # bf16: what a user gets without the flag
+"${run[@]}" --tokens "$prompt" -n 32 --logits "$work/got.f32" >"$work/got.txt" 2>/dev/null
+"$build/tests/rsr-ref" "$work/model" --kv "$kv" --tokens "$prompt" -n 32 --logits "$work/want.f32" >"$work/want.txt"
 "$build/tests/rsr-cmpf32" "$work/got.f32" "$work/want.f32" --atol 1e-3 --rtol 1e-3
 # the prompt in steps of 1 and of 7 tokens (tiles of 4 and single tokens): the same logits, bit for bit
 for batch in 1 7; do
-  "$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 1 --batch $batch --logits "$work/b$batch.f32" >/dev/null 2>&1
+  "${run[@]}" --tokens "$prompt" -n 1 --batch $batch --logits "$work/b$batch.f32" >/dev/null 2>&1
   if ! cmp -s "$work/got.f32" "$work/b$batch.f32"; then
     echo "logits of the prompt evaluated $batch token(s) per step differ from those of one step of 20" >&2
     exit 1
@@ -42,10 +48,10 @@ if ! diff "$work/want.txt" "$work/got.txt" >/dev/null; then
   exit 1
 fi
 # the same decode through the certified greedy head (no --logits: int8 head + exact recheck)
-"$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 32 >"$work/greedy.txt" 2>/dev/null
+"${run[@]}" --tokens "$prompt" -n 32 >"$work/greedy.txt" 2>/dev/null
 if ! diff "$work/want.txt" "$work/greedy.txt" >/dev/null; then
   echo "greedy-head tokens differ: reference: $(cat "$work/want.txt")" >&2
   echo "                           compiled:  $(cat "$work/greedy.txt")" >&2
   exit 1
 fi
-echo "greedy tokens identical (full logits and certified greedy head): $(cat "$work/got.txt")"
+echo "KV cache $kv: greedy tokens identical (full logits and certified greedy head): $(cat "$work/got.txt")"

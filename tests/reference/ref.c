@@ -346,6 +346,7 @@ struct ref_model {
     float *embed, *head, *norm; /* head == embed when tied */
     layer *L;
     int pos, cache_cap;
+    int kv; /* REF_KV_*: how the cache rounds keys and values */
     char errmsg[512];
 };
 
@@ -686,6 +687,7 @@ int ref_is_eos(ref_model *m, int32_t t) {
 }
 const char *ref_errmsg(ref_model *m) { return m->errmsg; }
 void ref_reset(ref_model *m) { m->pos = 0; }
+void ref_set_kv(ref_model *m, int kv) { m->kv = kv; }
 
 int32_t ref_argmax(const float *x, int n) {
     int32_t best = 0;
@@ -757,6 +759,30 @@ static int grow_cache(ref_model *m, int need) {
 }
 
 /* Evaluates one token at position m->pos; logits (vocab floats) when not NULL. */
+/* The value a cache of element type kv (ref.h) stores for x: the nearest number with `bits`
+ * significant bits (ties to even, the default rounding of nearbyint), computed through frexp. */
+static float round_bits(float x, int bits, int min_exp, float max) {
+    if (!isfinite(x) || x == 0) return x;
+    int e;
+    frexpf(x, &e); /* x = f·2^e, 0.5 ≤ |f| < 1 */
+    if (e - bits < min_exp) e = min_exp + bits;
+    float step = ldexpf(1.0f, e - bits), r = nearbyintf(x / step) * step;
+    return fabsf(r) > max ? copysignf(INFINITY, x) : r;
+}
+
+static void store_rounded(int kv, float *row, int d) {
+    if (kv == REF_KV_BF16)
+        for (int i = 0; i < d; i++) row[i] = round_bits(row[i], 8, -133, 3.3895314e38f);
+    else if (kv == REF_KV_F16)
+        for (int i = 0; i < d; i++) row[i] = round_bits(row[i], 11, -24, 65504.0f);
+    else if (kv == REF_KV_Q8) { /* per row: K = round(x / s), s = max|x| / 127; the value K·s */
+        float amax = 0;
+        for (int i = 0; i < d; i++) amax = fmaxf(amax, fabsf(row[i]));
+        float s = amax / 127.0f;
+        for (int i = 0; i < d; i++) row[i] = s > 0 ? nearbyintf(row[i] / s) * s : 0.0f;
+    }
+}
+
 static void forward_one(ref_model *m, int32_t token, float *logits, float *buf) {
     const int H = m->hidden, I = m->inter, d = m->head_dim, QD = m->heads * d, KVD = m->kv_heads * d, pos = m->pos;
     const int big = (H > I ? H : I) > QD ? (H > I ? H : I) : QD;
@@ -774,6 +800,7 @@ static void forward_one(ref_model *m, int32_t token, float *logits, float *buf) 
         bitlinear(&y->lin[V], xq, xs, vc);
         for (int h = 0; h < m->heads; h++) rope(q + h * d, d, pos, m->theta);
         for (int h = 0; h < m->kv_heads; h++) rope(kc + h * d, d, pos, m->theta);
+        for (int h = 0; h < m->kv_heads; h++) store_rounded(m->kv, kc + h * d, d), store_rounded(m->kv, vc + h * d, d);
         const float scale = 1.0f / sqrtf((float)d);
         for (int h = 0; h < m->heads; h++) {
             const int kvh = h / (m->heads / m->kv_heads);

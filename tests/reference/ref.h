@@ -33,6 +33,10 @@ int ref_is_eos(ref_model *m, int32_t token); /* 1 when config.json names token a
  * (see ref_errmsg). ref_reset starts over at position 0. */
 int ref_forward(ref_model *m, const int32_t *tokens, int n, float *logits_last);
 void ref_reset(ref_model *m);
+/* The KV cache's element type (docs/numerics.md): keys and values are rounded to it as they are
+ * stored; fp32 (no rounding) until set. */
+enum { REF_KV_F32, REF_KV_BF16, REF_KV_F16, REF_KV_Q8 };
+void ref_set_kv(ref_model *m, int kv);
 const char *ref_errmsg(ref_model *m);
 
 /* The first index of the maximum. */

@@ -1,7 +1,7 @@
 /*
  * rsr-ref — the independent reference forward pass on a checkpoint.
  *
- *   rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE]
+ *   rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE] [--kv f32|bf16|f16|q8]
  *
  * Evaluates the prompt, writes the fp32 logits of its last position to FILE (raw little-endian
  * floats, vocab of them), then generates N tokens greedily, stopping after an eos token.
@@ -36,22 +36,24 @@ static long parse_long(const char *s, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    const char *tokens_arg = NULL, *logits_path = NULL;
+    const char *tokens_arg = NULL, *logits_path = NULL, *kv_arg = "f32";
     long ngen = 0;
     static const struct option opts[] = {{"tokens", required_argument, 0, 't'},
                                          {"logits", required_argument, 0, 'l'},
+                                         {"kv", required_argument, 0, 'k'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "n:h", opts, NULL)) != -1;) {
         switch (c) {
         case 't': tokens_arg = optarg; break;
         case 'l': logits_path = optarg; break;
+        case 'k': kv_arg = optarg; break;
         case 'n': ngen = parse_long(optarg, "-n"); break;
-        case 'h': puts("usage: rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE]"); return 0;
+        case 'h': puts("usage: rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE] [--kv f32|bf16|f16|q8]"); return 0;
         default: return 1;
         }
     }
-    if (optind != argc - 1 || !tokens_arg) die("usage: rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE]");
+    if (optind != argc - 1 || !tokens_arg) die("usage: rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE] [--kv f32|bf16|f16|q8]");
 
     int n = 0, cap = 16;
     int32_t *toks = malloc(cap * sizeof *toks);
@@ -67,6 +69,12 @@ int main(int argc, char **argv) {
     char err[1024];
     ref_model *m = ref_load(argv[optind], err, sizeof err);
     if (!m) die("%s", err);
+    static const char *const kvs[] = {"f32", "bf16", "f16", "q8"};
+    int kv = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(kv_arg, kvs[i])) kv = i;
+    if (kv < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", kv_arg);
+    ref_set_kv(m, kv);
     int vocab = ref_vocab_size(m);
     float *logits = malloc((size_t)vocab * sizeof *logits);
     if (!logits) die("out of memory");

@@ -12,6 +12,8 @@
  *   - a Louver session with an absolute τ counts, per step and layer, the keys with q·k ≥ τ
  *     (stats.kept); the count from the read-back queries and keys must agree at every step and
  *     layer (up to keys within rounding of τ);
+ *   - the same for a cache of every element type (Louver indexes the keys as stored), and a cache
+ *     of each type holds the fp32 keys and values rounded to it;
  *   - arguments are checked and the message names the value at fault.
  */
 #include <math.h>
@@ -35,9 +37,14 @@ static int same_pair_norms(const float *a, const float *b, int32_t d) {
     return 1;
 }
 
+static int32_t kv_type = RSR_KV_F32; /* the sessions' cache */
+
 static rsr_session *session(rsr_model *m, int attention, float tau) {
-    rsr_session_params p = {
-        .attention = attention, .louver_policy = RSR_LOUVER_ABSOLUTE, .louver_tau = tau, .louver_block = 16};
+    rsr_session_params p = {.attention = attention,
+                            .louver_policy = RSR_LOUVER_ABSOLUTE,
+                            .louver_tau = tau,
+                            .louver_block = 16,
+                            .kv_type = kv_type};
     rsr_session *s = NULL;
     EXPECT(api.session_create(m, &p, &s) == RSR_OK, "session_create: %s", api.model_errmsg(m));
     return s;
@@ -196,6 +203,58 @@ static void test_against_attention(rsr_model *m) {
     free(K), free(q), free(scores);
 }
 
+/* A cache of each element type holds the fp32 keys and values rounded to it: at layer 0 (where a
+ * token's key and value depend only on the token and its position) every element read back is
+ * within the type's rounding of the fp32 session's, the 16-bit types' are representable in them,
+ * and some differ (the rounding happened). An unknown type is refused by name. */
+static void test_kv_types(rsr_model *m) {
+    const int32_t d = info.head_dim, n = 40;
+    int32_t tok[40];
+    for (int32_t i = 0; i < n; i++) tok[i] = (i * 53 + 7) % info.vocab_size;
+    float *want = malloc(sizeof(float) * (size_t)(2 * n * d)), *got = malloc(sizeof(float) * (size_t)(2 * n * d));
+    kv_type = RSR_KV_F32;
+    rsr_session *ref = session(m, RSR_ATTENTION_DENSE, 0);
+    EXPECT(api.session_eval(ref, tok, n, NULL) == RSR_OK, "eval: %s", api.session_errmsg(ref));
+    static const char *const names[] = {"f32", "bf16", "f16", "q8"};
+    for (int32_t t = RSR_KV_BF16; t <= RSR_KV_Q8; t++) {
+        kv_type = t;
+        rsr_session *s = session(m, RSR_ATTENTION_DENSE, 0);
+        EXPECT(api.session_eval(s, tok, n, NULL) == RSR_OK, "eval: %s", api.session_errmsg(s));
+        int64_t differ = 0, bad = 0;
+        for (int32_t kvh = 0; kvh < info.num_kv_heads; kvh++) {
+            EXPECT(api.session_kv_read(ref, 0, kvh, 0, n, want, want + n * d) == RSR_OK, "kv_read");
+            EXPECT(api.session_kv_read(s, 0, kvh, 0, n, got, got + n * d) == RSR_OK, "kv_read");
+            for (int32_t r = 0; r < 2 * n; r++) { /* n key rows, then n value rows */
+                const float *x = want + (size_t)r * (size_t)d, *y = got + (size_t)r * (size_t)d;
+                float amax = 0;
+                for (int32_t i = 0; i < d; i++) amax = fmaxf(amax, fabsf(x[i]));
+                for (int32_t i = 0; i < d; i++) {
+                    double err = fabs((double)y[i] - x[i]), ax = fabs((double)x[i]);
+                    uint32_t u;
+                    memcpy(&u, &y[i], 4);
+                    int ok = t == RSR_KV_BF16  ? err <= 0x1p-8 * ax && (u & 0xffffu) == 0
+                             : t == RSR_KV_F16 ? err <= 0x1p-11 * ax + 0x1p-25 && ax < 65504
+                                               : err <= 0.5 * amax / 127 * (1 + 0x1p-20) + 0x1p-23 * ax; /* K = x/s rounded, in fp32 */
+                    bad += !ok, differ += y[i] != x[i];
+                    if (!ok && bad <= 3)
+                        fprintf(stderr, "kv %s: row %d element %d: %.9g read back for %.9g (row max %.9g)\n", names[t], r,
+                                i, (double)y[i], (double)x[i], (double)amax);
+                }
+            }
+        }
+        EXPECT(bad == 0, "kv %s: %lld elements outside the type's rounding", names[t], (long long)bad);
+        EXPECT(differ > 0, "kv %s: every element equals the fp32 one: nothing was rounded", names[t]);
+        api.session_free(s);
+    }
+    api.session_free(ref);
+    rsr_session_params p = {.kv_type = 4};
+    rsr_session *s = NULL;
+    EXPECT(api.session_create(m, &p, &s) == RSR_ERR_INVALID_ARGUMENT && !s, "kv_type 4 is refused");
+    EXPECT(strstr(api.model_errmsg(m), "kv_type 4"), "message names it: '%s'", api.model_errmsg(m));
+    kv_type = RSR_KV_F32;
+    free(want), free(got);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_kv_read MODEL.so\n");
@@ -213,7 +272,8 @@ int main(int argc, char **argv) {
     if (failures) return 1;
     test_arguments(m);
     test_positions(m);
-    test_against_attention(m);
+    test_kv_types(m);
+    for (kv_type = RSR_KV_F32; kv_type <= RSR_KV_Q8; kv_type++) test_against_attention(m); /* Louver per type */
     api.model_close(m);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;

@@ -67,8 +67,10 @@ static void usage(FILE *out) {
           "  --kv T                the KV cache's element type: bf16 (default: 2 bytes, K and V rounded\n"
           "                        as the reference's bf16 inference rounds them), f32 (exact), f16, or\n"
           "                        q8 (1 byte + a scale per row; lossy: docs/numerics.md)\n"
-          "  --attention A         dense (default), or louver: a certified index over the KV cache\n"
-          "                        skips the keys whose scores cannot matter (docs/louver.md)\n"
+          "  --attention A         auto (default): Louver at eps 2^-24 where its index pays, dense\n"
+          "                        elsewhere (prefill, short contexts); dense: every key; louver: a\n"
+          "                        certified index over the KV cache skips the keys whose scores\n"
+          "                        cannot matter, with the policy below (docs/louver.md)\n"
           "  --louver-eps E        relative: keep every key whose weight could exceed E times the best\n"
           "  --louver-tau T        drop keys whose score q.k is certified below T (absolute)\n"
           "  --louver-budget F     tau from a sample of keys, so that about the fraction F is kept (an\n"
@@ -457,7 +459,7 @@ int main(int argc, char **argv) {
                      .echo = 1,
                      .sampler = {.temperature = 0, .top_k = 0, .top_p = 1},
                      .repeat_last_n = 64,
-                     .session = {.kv_type = RSR_KV_DEFAULT}};
+                     .session = {.kv_type = RSR_KV_DEFAULT, .attention = RSR_ATTENTION_AUTO}};
     long seed = -1;               /* -1: a new one each run */
     const char *model_opt = NULL; /* -m */
     enum {
@@ -600,8 +602,10 @@ int main(int argc, char **argv) {
                 o.session.attention = RSR_ATTENTION_DENSE;
             else if (!strcmp(optarg, "louver"))
                 o.session.attention = RSR_ATTENTION_LOUVER;
+            else if (!strcmp(optarg, "auto"))
+                o.session.attention = RSR_ATTENTION_AUTO;
             else
-                die("--attention: '%s' is neither dense nor louver", optarg);
+                die("--attention: '%s' is not one of auto, dense, louver", optarg);
             break;
         case O_LEPS:
             louver_opt = "--louver-eps", louver_policies++;

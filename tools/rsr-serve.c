@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 
 #include "chat_default.h"
+#include "kv_types.h"
 #include "serve.h"
 
 rsr_api api;
@@ -527,6 +528,7 @@ static void usage(FILE *out) {
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
           "                     KV cache of every slot is allocated at start\n"
           "  --chunk N          prompt tokens one sequence gives a step, 1 to 64 (default 32)\n"
+          "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
           "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
@@ -555,8 +557,9 @@ static long number_arg(const char *opt, const char *v, long lo, long hi) {
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *model_path = NULL;
     long port = 8080, slots = 4, queue = 64, ctx = 0, chunk = 32, threads = 0, drain = 10;
+    int kv = RSR_KV_DEFAULT;
     server sv = {.max_body = 1 << 20};
-    enum { O_HOST = 256, O_PORT, O_PARALLEL, O_QUEUE, O_CHUNK, O_MODEL_ID, O_TEMPLATE, O_MAX_BODY, O_DRAIN };
+    enum { O_HOST = 256, O_PORT, O_PARALLEL, O_QUEUE, O_CHUNK, O_MODEL_ID, O_TEMPLATE, O_MAX_BODY, O_DRAIN, O_KV };
     static const struct option longs[] = {
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
@@ -565,6 +568,7 @@ int main(int argc, char **argv) {
         {"ctx", required_argument, 0, 'c'},
         {"ctx-size", required_argument, 0, 'c'},
         {"chunk", required_argument, 0, O_CHUNK},
+        {"kv", required_argument, 0, O_KV},
         {"threads", required_argument, 0, 't'},
         {"model-id", required_argument, 0, O_MODEL_ID},
         {"chat-template", required_argument, 0, O_TEMPLATE},
@@ -584,6 +588,9 @@ int main(int argc, char **argv) {
         case O_QUEUE: queue = number_arg("--queue", optarg, 0, 1 << 20); break;
         case 'c': ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNK: chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
+        case O_KV:
+            if ((kv = kv_type_parse(optarg)) < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
+            break;
         case 't': threads = number_arg("--threads", optarg, 0, 1024); break;
         case 'm': model_path = optarg; break;
         case O_MODEL_ID: sv.model_id = optarg; break;
@@ -631,7 +638,12 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     serve_engine_params ep = {
-        .slots = (int32_t)slots, .queue = (int32_t)queue, .ctx = (int32_t)ctx, .chunk = (int32_t)chunk};
+        .slots = (int32_t)slots,
+        .queue = (int32_t)queue,
+        .ctx = (int32_t)ctx,
+        .chunk = (int32_t)chunk,
+        .session = {.kv_type = kv, .attention = RSR_ATTENTION_AUTO},
+    };
     if (!(sv.e = serve_engine_start(sv.m, sv.tok, &ep, err, sizeof err))) die("%s", err);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,

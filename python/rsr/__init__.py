@@ -16,7 +16,7 @@ import random
 from typing import Iterator, List, Optional, Sequence
 
 __all__ = ["Error", "Model", "Session", "API_VERSION"]
-API_VERSION = 8
+API_VERSION = 9
 
 try:  # logits as an array where numpy is there
     import numpy as _np
@@ -55,7 +55,8 @@ class _ModelParams(ctypes.Structure):
 class _SessionParams(ctypes.Structure):
     _fields_ = [("max_positions", ctypes.c_int32), ("attention", ctypes.c_int32), ("louver_policy", ctypes.c_int32),
                 ("louver_eps", ctypes.c_float), ("louver_tau", ctypes.c_float), ("louver_budget", ctypes.c_float),
-                ("louver_block", ctypes.c_int32), ("louver_subspaces", ctypes.c_int32), ("batch", ctypes.c_int32)]
+                ("louver_block", ctypes.c_int32), ("louver_subspaces", ctypes.c_int32), ("batch", ctypes.c_int32),
+                ("kv_type", ctypes.c_int32)]
 
 
 class _Sampler(ctypes.Structure):
@@ -240,8 +241,8 @@ class Model(_Handle):
             ids |= {self._tok_info.eos_token_id, self._tok_info.eot_token_id}
         return ids - {-1}
 
-    def session(self, max_positions: int = 0) -> "Session":
-        return Session(self, max_positions)
+    def session(self, max_positions: int = 0, kv: str = "bf16") -> "Session":
+        return Session(self, max_positions, kv)
 
     def generate(self, prompt, max_tokens: int = 256, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                  seed: Optional[int] = None, stop: Sequence[str] = (), ignore_eos: bool = False,
@@ -363,12 +364,17 @@ class _Text:
 
 
 class Session(_Handle):
-    """A KV cache of max_positions tokens (0: the model's) and the position in it."""
+    """A KV cache of max_positions tokens (0: the model's) and the position in it. kv: the cache's
+    element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type)."""
 
-    def __init__(self, model: Model, max_positions: int = 0):
+    KV_TYPES = ("f32", "bf16", "f16", "q8")
+
+    def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16"):
         self.model, self._lib = model, model._lib
         self._s = _P()
-        params = _SessionParams(max_positions=max_positions)
+        if kv not in self.KV_TYPES:
+            raise ValueError(f"kv {kv!r} is not one of {', '.join(self.KV_TYPES)}")
+        params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv), attention=2)  # auto
         st = self._lib.rsr_session_create(model._m, ctypes.byref(params), ctypes.byref(self._s))
         if st:
             raise Error(st, self._lib.rsr_model_errmsg(model._m).decode(errors="replace"))

@@ -104,6 +104,19 @@ def test_session_logits_and_greedy(model):
         assert s.position == 3
 
 
+def test_kv_types(model):
+    logits = {}
+    for kv in rsr.Session.KV_TYPES:
+        with model.session(max_positions=64, kv=kv) as s:
+            logits[kv] = s.eval([1, 2, 3, 4, 5, 6])
+    # a rounded cache changes the logits a little, and not at all the way another rounding does
+    assert logits["bf16"] != logits["f32"] and logits["q8"] != logits["f32"]
+    for kv in ("bf16", "f16", "q8"):
+        assert max(abs(a - b) for a, b in zip(logits[kv], logits["f32"])) < 0.5
+    with pytest.raises(ValueError, match="q4"):
+        model.session(kv="q4")
+
+
 def test_errors_carry_the_runtime_message(model):
     with model.session(max_positions=4) as s:
         with pytest.raises(rsr.Error) as e:

@@ -148,7 +148,17 @@ const char *rsr_model_manifest(const rsr_model *model);
  *                        the fraction is an estimate without guarantee (recall w.r.t. the τ
  *                        used still holds).
  * Every step records the certified bound on the softmax mass outside C (rsr_attention_stats). */
-typedef enum rsr_attention_kind { RSR_ATTENTION_DENSE = 0, RSR_ATTENTION_LOUVER = 1 } rsr_attention_kind;
+typedef enum rsr_attention_kind {
+    RSR_ATTENTION_DENSE = 0,
+    RSR_ATTENTION_LOUVER = 1,
+    /* Louver's relative policy at ε = 2^-24 (louver_policy and louver_eps are not read) where it
+     * pays, dense elsewhere: prefill steps, decode steps below 1024 keys and layers whose sampled
+     * scores say the index would not skip enough keys attend densely. What it keeps differs from
+     * dense by at most the certified dropped mass, (n − |C|)·2^-24 of the softmax, the size of
+     * the rounding error of dense's own sums (docs/louver.md). rsr_session_default_params();
+     * GPU sessions attend densely. */
+    RSR_ATTENTION_AUTO = 2,
+} rsr_attention_kind;
 typedef enum rsr_louver_policy_kind {
     RSR_LOUVER_RELATIVE = 0,
     RSR_LOUVER_ABSOLUTE = 1,

@@ -12,6 +12,12 @@
  * same order, so each token gets the bits of its one-token call.
  * Louver: one index per layer and KV head; one work item per KV head with all its query heads
  * (one pass over the index's codes bounds the keys for the whole group).
+ * Auto (the default): Louver's relative policy at ε = 2^-24 where it pays, dense elsewhere. A
+ * prefill step attends densely (exact, and the index would not pay for rows that each see a
+ * different set of keys); a decode step of a layer first estimates from a sample of exact scores
+ * (auto_dense) whether the index would skip enough keys, and when it would not, attends densely
+ * and asks again only AUTO_RECHECK positions later. The index is brought up to date only when it
+ * is used, so a context where it never pays costs only the samples.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -28,6 +34,11 @@ _Static_assert((int)RSR_KV_F32 == ATTN_F32 && (int)RSR_KV_BF16 == ATTN_BF16 && (
                "rsr_kv_type names attn_kernels.h's element types");
 
 #define ATTN_CHUNK 256
+#define AUTO_EPS 0x1p-24f     /* auto's ε: docs/louver.md ("The default") says why this value */
+#define AUTO_MIN_KEYS 1024    /* below this many keys a decode step attends densely */
+#define AUTO_SAMPLE 64        /* exact scores per query head behind a layer's decision */
+#define AUTO_RECHECK 64       /* positions a layer stays dense once the sample says so */
+#define AUTO_FRACTION 0.2     /* Louver's own dense fallback: a fifth of the keys as candidates */
 
 struct rt_attention {
     int32_t nthreads, max_chunks;
@@ -37,6 +48,8 @@ struct rt_attention {
     float *row_o;   /* [nthreads][2][group][d] running and chunk states of the rows path */
     /* Louver */
     int louver;
+    int autopilot;          /* RSR_ATTENTION_AUTO: the decisions above */
+    int32_t *dense_until;   /* [layers] auto: a decode step before this position attends densely */
     rsr_louver_policy *policy;    /* [heads], all the same: the group call takes one per query */
     rsr_louver_index **index;     /* [layers][kv_heads] */
     rsr_louver_scratch **lsc;     /* [nthreads] */
@@ -57,15 +70,18 @@ static int32_t threads_of(const rsr_session *s) {
 rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     const rsr_artifact *a = s->model->a;
     char *err = s->model->err;
-    if (p->attention != RSR_ATTENTION_DENSE && p->attention != RSR_ATTENTION_LOUVER)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is neither dense (0) nor louver (1)",
+    if (p->attention < RSR_ATTENTION_DENSE || p->attention > RSR_ATTENTION_AUTO)
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is not dense (0), louver (1) or auto (2)",
                             p->attention);
-    rsr_louver_policy pol = {.kind = p->louver_policy,
-                             .eps = p->louver_eps ? p->louver_eps : 1e-4f,
+    /* auto on a GPU (whose sessions attend on the device) is dense: no index */
+    const int autopilot = p->attention == RSR_ATTENTION_AUTO && s->model->backend->host_memory;
+    const int louver = p->attention == RSR_ATTENTION_LOUVER || autopilot;
+    rsr_louver_policy pol = {.kind = autopilot ? RSR_LOUVER_RELATIVE : p->louver_policy,
+                             .eps = autopilot ? AUTO_EPS : p->louver_eps ? p->louver_eps : 1e-4f,
                              .tau = p->louver_tau,
                              .budget = p->louver_budget};
     rsr_louver_config cfg = {.head_dim = a->head_dim, .subspaces = p->louver_subspaces, .block_keys = p->louver_block};
-    if (p->attention == RSR_ATTENTION_LOUVER) {
+    if (louver) {
         if (pol.kind < RSR_LOUVER_RELATIVE || pol.kind > RSR_LOUVER_BUDGET)
             return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
                                 "louver_policy %d is not relative (0), absolute (1) or budget (2)", pol.kind);
@@ -100,14 +116,17 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     for (int32_t l = 0; t->last_q_pos && l < a->num_layers; l++) t->last_q_pos[l] = -1;
     int ok = t->part_o && t->part_ml && t->scratch && t->row_o && t->stats && t->head_stats && t->head_status &&
              t->last_q && t->last_q_pos;
-    if (ok && p->attention == RSR_ATTENTION_LOUVER) {
+    if (ok && louver) {
         t->louver = 1;
+        t->autopilot = autopilot;
+        t->dense_until = calloc((size_t)a->num_layers, sizeof *t->dense_until);
+        ok = t->dense_until != NULL;
         t->policy = malloc(sizeof(rsr_louver_policy) * heads);
         for (size_t h = 0; t->policy && h < heads; h++) t->policy[h] = pol;
         size_t n = (size_t)a->num_layers * (size_t)a->num_kv_heads;
         t->index = calloc(n, sizeof *t->index);
         t->lsc = calloc((size_t)t->nthreads, sizeof *t->lsc);
-        ok = t->index && t->lsc && t->policy;
+        ok = ok && t->index && t->lsc && t->policy;
         for (size_t i = 0; ok && i < n; i++) ok = rsr_louver_create(&cfg, &t->index[i]) == RSR_OK;
         for (int32_t i = 0; ok && i < t->nthreads; i++) ok = rsr_louver_scratch_create(&t->lsc[i]) == RSR_OK;
     }
@@ -125,6 +144,7 @@ void rt_attention_free(rsr_session *s) {
         for (int32_t i = 0; i < t->nthreads; i++) rsr_louver_scratch_free(t->lsc[i]);
     free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->row_o), free(t->stats);
     free(t->head_stats), free(t->head_status), free(t->policy), free(t->last_q), free(t->last_q_pos);
+    free(t->dense_until);
     free(t);
     s->attn = NULL;
 }
@@ -136,6 +156,7 @@ void rt_attention_reset(rsr_session *s) {
         for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_clear(t->index[i]);
     t->stats_pos = -1;
     for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
+    if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)a->num_layers);
 }
 
 /* After a failed step: every index back to what the session's position implies. A step grows an
@@ -247,6 +268,58 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
     dense_stats(s, layer, pos0 + n);
 }
 
+/* Indexes the keys of layer `layer` until at most B of the first n are left in the buffer (1..B
+ * keys, the newest included): one block per KV head at a time, the heads in parallel. */
+static rsr_status grow_index(rsr_session *s, int32_t layer, int32_t n) {
+    struct rt_attention *t = s->attn;
+    const int32_t kv_heads = s->model->a->num_kv_heads;
+    rsr_louver_index **ix = t->index + (size_t)layer * (size_t)kv_heads;
+    const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
+    while (n - rsr_louver_size(ix[0]) > B) {
+        int status = RSR_OK;
+#pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
+        for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
+            int32_t at = rsr_louver_size(ix[kvh]);
+            int st = louver_append_rows(ix[kvh], attn_rows_from(kv_rows(s, s->k_cache, layer, kvh), at));
+            if (st > status) status = st;
+        }
+        if (status != RSR_OK)
+            return rt_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s",
+                                layer, rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
+    }
+    return RSR_OK;
+}
+
+/* Auto's decision for a decode step of layer `layer` at position pos (queries q): 1 to attend
+ * densely. Per query head, the exact scores of AUTO_SAMPLE keys (evenly spread, the newest
+ * included) give L, a lower bound of its largest score, and τ = L − √d·ln(1/ε) below Louver's
+ * (whose L is at least as high); when a fifth or more of every head's sample reaches τ, Louver
+ * would send the layer to its dense fallback after paying for its pass, so the layer is dense now
+ * and for the next AUTO_RECHECK positions. Exactness does not depend on it: either path is exact
+ * to the certified bound (dense: exactly). */
+static int auto_dense(rsr_session *s, int32_t layer, int32_t pos, const float *q) {
+    struct rt_attention *t = s->attn;
+    const rsr_artifact *a = s->model->a;
+    const int32_t n = pos + 1, d = a->head_dim, group = a->num_heads / a->num_kv_heads;
+    if (n < AUTO_MIN_KEYS || pos < t->dense_until[layer]) return 1;
+    const double gap = sqrt((double)d) * log(1.0 / (double)AUTO_EPS);
+    for (int32_t h = 0; h < a->num_heads; h++) {
+        const attn_rows k = kv_rows(s, s->k_cache, layer, h / group);
+        const float *qh = q + (size_t)h * (size_t)d;
+        float sc[AUTO_SAMPLE], L = -INFINITY;
+        for (int32_t i = 0; i < AUTO_SAMPLE; i++) {
+            int64_t j = i < AUTO_SAMPLE / 4 ? n - 1 - i : (int64_t)(i - AUTO_SAMPLE / 4) * n / (AUTO_SAMPLE * 3 / 4);
+            sc[i] = attn_dot_kv(qh, k, j, d);
+            if (sc[i] > L) L = sc[i];
+        }
+        int32_t above = 0;
+        for (int32_t i = 0; i < AUTO_SAMPLE; i++) above += sc[i] >= L - gap;
+        if (!(above >= AUTO_FRACTION * AUTO_SAMPLE)) return 0; /* this head's index would pay (or NaN) */
+    }
+    t->dense_until[layer] = pos + AUTO_RECHECK;
+    return 1;
+}
+
 /* Louver attention of rows positions pos0 .. pos0 + rows − 1 (queries q, rows apart by q_out).
  * The index grows by a block whenever the buffer would exceed B keys, so rows are taken in runs
  * over which it does not change; the (row, KV head) items of a run go to the threads together,
@@ -261,19 +334,8 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
     const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
     for (int32_t h = 0; h < a->num_heads; h++) t->head_status[h] = RSR_OK;
     for (int32_t i = 0; i < rows;) {
-        int status = RSR_OK;
-        /* a full buffer becomes the next block: the buffer keeps 1..B keys, the newest included */
-        if (pos0 + i + 1 - rsr_louver_size(ix[0]) > B) {
-#pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
-            for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
-                int32_t at = rsr_louver_size(ix[kvh]);
-                int st = louver_append_rows(ix[kvh], attn_rows_from(kv_rows(s, s->k_cache, layer, kvh), at));
-                if (st > status) status = st;
-            }
-            if (status != RSR_OK)
-                return rt_set_error(s->err, (rsr_status)status, "layer %d: cannot grow the Louver index to %d keys: %s",
-                                    layer, rsr_louver_size(ix[0]) + B, rsr_status_to_string((rsr_status)status));
-        }
+        rsr_status status = grow_index(s, layer, pos0 + i + 1);
+        if (status != RSR_OK) return status;
         /* the rows r with pos0 + r + 1 − size ≤ B */
         const int32_t end = rsr_louver_size(ix[0]) + B - pos0, i1 = end < rows ? end : rows, nr = i1 - i;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
@@ -320,12 +382,15 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
     struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    if (t->louver)
+    if (t->louver && !(t->autopilot && (n > 1 || auto_dense(s, layer, pos0, q))))
         st = attention_louver(s, layer, pos0, n, q, out);
     else if (n == 1)
         attention_dense(s, layer, pos0, q, out);
     else
         attention_dense_rows(s, layer, pos0, n, q, out);
+    if (t->autopilot && n == 1 && pos0 + 1 >= AUTO_MIN_KEYS && t->stats[layer].bounded == 0 &&
+        t->stats[layer].dense_fallbacks == 0)
+        t->stats[layer].dense_fallbacks = a->num_heads; /* auto chose dense for the whole layer */
     memcpy(t->last_q + (size_t)layer * q_out, q + (size_t)(n - 1) * q_out, sizeof(float) * q_out);
     t->last_q_pos[layer] = pos0 + n - 1;
     t->stats_pos = pos0 + n - 1;

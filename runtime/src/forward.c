@@ -20,7 +20,7 @@
 #include "rsr_numerics.h"
 
 rsr_session_params rsr_session_default_params(void) {
-    return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_DENSE, .kv_type = RSR_KV_DEFAULT};
+    return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_AUTO, .kv_type = RSR_KV_DEFAULT};
 }
 
 /*

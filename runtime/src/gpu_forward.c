@@ -296,7 +296,7 @@ void rt_gpu_session_free(rt_gpu_session *s) {
 
 static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) {
     rsr_model *m = s->model;
-    if (p->attention != RSR_ATTENTION_DENSE)
+    if (p->attention == RSR_ATTENTION_LOUVER) /* auto: dense here */
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
                             "Louver attention runs on the CPU only: open the model "
                             "with device cpu (rsr-run --device cpu)");

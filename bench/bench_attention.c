@@ -6,6 +6,7 @@
  * Usage: bench_attention [--keys N,N,...] [--set structured|uniform|both] [--kv FILE]
  *                        [--heads H] [--kv-heads K] [--policy eps|tau|both] [--eps E]
  *                        [--tau-frac F] [--reps R] [--threads T] [--block B] [--subspaces S]
+ *                        [--cache f32|bf16|f16|q8]
  *
  * Key sets (head_dim 128 for the generated ones):
  *   structured  64 cluster centres; the cluster changes in runs of 1..128 positions (topical
@@ -20,6 +21,9 @@
  * against brute force (recall). Values are Gaussian (model: the model's). The index is built
  * before timing (its build cost is printed per key). Louver runs one work item per KV head
  * (rsr_louver_attend_group: all its query heads in one pass), as runtime/src/attention.c does.
+ * --cache: the element type the keys and values are stored in (default bf16, the runtime's
+ * default KV cache), for dense attention and Louver alike; the keys are generated in fp32 and
+ * rounded once, and recall is checked on the stored keys.
  * Each repetition times one dense step and then one Louver step, so that both see the same load
  * on the machine; times are medians, min-ratio the ratio of the fastest steps.
  *
@@ -38,7 +42,7 @@
 #include <time.h>
 
 #include "attn_kernels.h" /* the runtime's internal attention kernels: what this benchmark measures */
-#include "rsr_louver.h"
+#include "louver_rows.h" /* Louver over the cache's element type */
 
 #define CHUNK 256
 
@@ -74,16 +78,22 @@ static void rope(float *x, int32_t d, int64_t pos) {
     }
 }
 
+/* The stored cache: KV head h's row j at base + (h·maxn + j)·row bytes (head-major). */
+static int32_t cache_type = ATTN_BF16, cache_maxn;
+static size_t cache_row;
+static attn_rows head_rows(const uint8_t *base, int32_t kvh) {
+    return (attn_rows){.base = base + (size_t)kvh * (size_t)cache_maxn * cache_row, .bytes = cache_row,
+                       .type = cache_type};
+}
+
 typedef struct {
     int32_t d, heads, kv_heads, group, threads, mc;
-    size_t head_stride; /* floats from one KV head's rows to the next head's (head-major) */
     float *part_o, *part_ml, *scratch;
 } dense_ctx;
 
 /* The runtime's dense attention (runtime/src/attention.c) for one layer. */
-static void dense(dense_ctx *c, const float *q, const float *K, const float *V, int32_t n, float *out) {
+static void dense(dense_ctx *c, const float *q, const uint8_t *K, const uint8_t *V, int32_t n, float *out) {
     const int32_t d = c->d, group = c->group, chunks = (n + CHUNK - 1) / CHUNK, mc = c->mc;
-    const size_t hs = c->head_stride;
 #pragma omp parallel num_threads(c->threads)
     {
         float *scratch = c->scratch + (size_t)omp_get_thread_num() * (size_t)group * CHUNK;
@@ -96,8 +106,8 @@ static void dense(dense_ctx *c, const float *q, const float *K, const float *V, 
                 attn_state_clear(&st[g], d);
             }
             int32_t j1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
-            attn_dense_range(st, q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * hs, V + (size_t)kvh * hs,
-                             (size_t)d, d, ch * CHUNK, j1, scratch);
+            attn_dense_range_kv(st, q + (size_t)h0 * (size_t)d, group, head_rows(K, kvh), head_rows(V, kvh), d,
+                                ch * CHUNK, j1, scratch, NULL, NULL);
             for (int32_t g = 0; g < group; g++) {
                 float *ml = c->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)ch) * 2;
                 ml[0] = st[g].m, ml[1] = st[g].l;
@@ -117,15 +127,14 @@ typedef struct {
 } louver_sum;
 
 static void louver(rsr_louver_index **ix, rsr_louver_scratch **sc, int32_t threads, const rsr_louver_policy *pol,
-                   const float *q, const float *K, const float *V, size_t head_stride, int32_t n, int32_t d,
-                   int32_t heads, int32_t kv_heads, float *out, rsr_louver_stats *hs) {
+                   const float *q, const uint8_t *K, const uint8_t *V, int32_t n, int32_t d, int32_t heads,
+                   int32_t kv_heads, float *out, rsr_louver_stats *hs) {
     int32_t group = heads / kv_heads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
         int32_t h0 = kvh * group;
-        rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * head_stride,
-                                V + (size_t)kvh * head_stride, (size_t)d, n, &pol[h0], sc[omp_get_thread_num()],
-                                out + (size_t)h0 * (size_t)d, &hs[h0]);
+        louver_attend_rows(ix[kvh], q + (size_t)h0 * (size_t)d, group, head_rows(K, kvh), head_rows(V, kvh), n,
+                           &pol[h0], sc[omp_get_thread_num()], out + (size_t)h0 * (size_t)d, &hs[h0]);
     }
 }
 
@@ -190,6 +199,7 @@ int main(int argc, char **argv) {
                                          {"policy", 1, 0, 'p'},
                                          {"tau-frac", 1, 0, 'f'},
                                          {"kv", 1, 0, 'K'},
+                                         {"cache", 1, 0, 'C'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -206,6 +216,17 @@ int main(int argc, char **argv) {
         case 'p': policy_arg = optarg; break;
         case 'f': tau_frac = atof(optarg); break;
         case 'K': kv_file = optarg; break;
+        case 'C': {
+            static const char *const types[] = {"f32", "bf16", "f16", "q8"};
+            cache_type = -1;
+            for (int i = 0; i < 4; i++)
+                if (!strcmp(optarg, types[i])) cache_type = i;
+            if (cache_type < 0) {
+                fprintf(stderr, "bench_attention: --cache %s is not f32, bf16, f16 or q8\n", optarg);
+                return 2;
+            }
+            break;
+        }
         default: fprintf(stderr, "see the comment at the top of bench/bench_attention.c\n"); return 2;
         }
     }
@@ -237,9 +258,13 @@ int main(int argc, char **argv) {
     const int32_t group = heads / kv_heads;
     const size_t hstr = (size_t)maxn * (size_t)d; /* head-major: KV head h's row j at h·hstr + j·d */
     for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
-    printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %d threads, AVX-512 %s, "
-           "median of %d steps\n",
-           heads, kv_heads, group, d, threads, attn_simd_enabled() ? "on" : "off", reps);
+    static const char *const type_names[] = {"f32", "bf16", "f16", "q8"};
+    printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %s cache, %d threads, "
+           "AVX-512 %s, median of %d steps\n",
+           heads, kv_heads, group, d, type_names[cache_type], threads, attn_simd_enabled() ? "on" : "off", reps);
+    cache_maxn = maxn, cache_row = attn_row_bytes(cache_type, d);
+    uint8_t *Kc = malloc(cache_row * (size_t)maxn * (size_t)kv_heads),
+            *Vc = malloc(cache_row * (size_t)maxn * (size_t)kv_heads);
     printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%",
            "scanned%", "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
 
@@ -253,8 +278,7 @@ int main(int argc, char **argv) {
                     .kv_heads = kv_heads,
                     .group = group,
                     .threads = threads,
-                    .mc = (maxn + CHUNK - 1) / CHUNK,
-                    .head_stride = hstr};
+                    .mc = (maxn + CHUNK - 1) / CHUNK};
     dc.part_o = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * (size_t)d);
     dc.part_ml = malloc(sizeof(float) * (size_t)heads * (size_t)dc.mc * 2);
     dc.scratch = malloc(sizeof(float) * (size_t)threads * (size_t)group * CHUNK);
@@ -301,6 +325,12 @@ int main(int argc, char **argv) {
                 rope(k, d, j);
             }
         }
+        for (int32_t h = 0; h < kv_heads; h++) /* stored as the cache stores them */
+            for (int32_t j = 0; j < maxn; j++) {
+                size_t from = (size_t)h * hstr + (size_t)j * (size_t)d, to = ((size_t)h * (size_t)maxn + (size_t)j) * cache_row;
+                attn_narrow_row(cache_type, K + from, d, Kc + to);
+                attn_narrow_row(cache_type, V + from, d, Vc + to);
+            }
         rsr_louver_config cfg = {.head_dim = d, .subspaces = subspaces, .block_keys = block};
         rsr_louver_index **ix = calloc((size_t)kv_heads, sizeof *ix);
         for (int32_t h = 0; h < kv_heads; h++)
@@ -317,8 +347,7 @@ int main(int argc, char **argv) {
             int32_t added = 0;
             for (int32_t h = 0; h < kv_heads; h++)
                 while (n - rsr_louver_size(ix[h]) > B) {
-                    rsr_louver_append_block(ix[h], K + (size_t)h * hstr + (size_t)rsr_louver_size(ix[h]) * (size_t)d,
-                                            (size_t)d);
+                    louver_append_rows(ix[h], attn_rows_from(head_rows(Kc, h), rsr_louver_size(ix[h])));
                     added += B;
                 }
             tb = now() - tb;
@@ -342,30 +371,29 @@ int main(int argc, char **argv) {
                 for (int32_t h = 0; h < heads; h++) {
                     pol[h] = (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = (float)eps};
                     if (p == 1) {
-                        const float *kh = K + (size_t)(h / group) * hstr;
                         for (int32_t j = 0; j < n; j++)
-                            sorted[j] = attn_dot(q + (size_t)h * (size_t)d, kh + (size_t)j * (size_t)d, d);
+                            sorted[j] = attn_dot_kv(q + (size_t)h * (size_t)d, head_rows(Kc, h / group), j, d);
                         qsort(sorted, (size_t)n, sizeof(float), cmp_desc);
                         pol[h] =
                             (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[(int64_t)(tau_frac * n)]};
                     }
                 }
-                louver(ix, sc, threads, pol, q, K, V, hstr, n, d, heads, kv_heads, out, hs); /* warm-up */
+                louver(ix, sc, threads, pol, q, Kc, Vc, n, d, heads, kv_heads, out, hs); /* warm-up */
 #ifdef RSR_LOUVER_PROFILE
                 /* the phases of the fastest step (the one other load disturbed least) */
                 double prof_s = now(), best = INFINITY;
                 unsigned long long prof_c = __rdtsc(), best_ph[8] = {0};
 #endif
-                dense(&dc, q, K, V, n, out);
+                dense(&dc, q, Kc, Vc, n, out);
                 for (int r = 0; r < reps; r++) {
                     double t0 = now();
-                    dense(&dc, q, K, V, n, out);
+                    dense(&dc, q, Kc, Vc, n, out);
                     td[r] = now() - t0;
 #ifdef RSR_LOUVER_PROFILE
                     memset(rsr_louver_phase_cycles, 0, sizeof rsr_louver_phase_cycles);
 #endif
                     t0 = now();
-                    louver(ix, sc, threads, pol, q, K, V, hstr, n, d, heads, kv_heads, out, hs);
+                    louver(ix, sc, threads, pol, q, Kc, Vc, n, d, heads, kv_heads, out, hs);
                     t[r] = now() - t0;
 #ifdef RSR_LOUVER_PROFILE
                     if (t[r] < best) best = t[r], memcpy(best_ph, rsr_louver_phase_cycles, sizeof best_ph);
@@ -384,16 +412,15 @@ int main(int argc, char **argv) {
                 for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
                     rsr_louver_stats st[64];
                     int32_t h0 = kvh * group;
-                    rsr_louver_attend_group(ix[kvh], q + (size_t)h0 * (size_t)d, group, K + (size_t)kvh * hstr,
-                                            V + (size_t)kvh * hstr, (size_t)d, n, &pol[h0], sc[0], out, st);
+                    louver_attend_rows(ix[kvh], q + (size_t)h0 * (size_t)d, group, head_rows(Kc, kvh),
+                                       head_rows(Vc, kvh), n, &pol[h0], sc[0], out, st);
                     for (int32_t g = 0; g < group; g++) {
                         int32_t h = h0 + g, cnt;
                         const int32_t *idx = rsr_louver_scratch_scanned_head(sc[0], g, &cnt);
                         memset(mark, 0, (size_t)n);
                         for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
                         for (int32_t j = 0; j < n; j++) {
-                            float dot =
-                                attn_dot(q + (size_t)h * (size_t)d, K + (size_t)kvh * hstr + (size_t)j * (size_t)d, d);
+                            float dot = attn_dot_kv(q + (size_t)h * (size_t)d, head_rows(Kc, kvh), j, d);
                             if (dot >= st[g].tau) above++, found += mark[j];
                         }
                         scanned += st[g].scanned, kept += st[g].kept, bounded += st[g].bounded,

@@ -714,6 +714,14 @@ int main(int argc, char **argv) {
     o.threads = info.num_threads;
     if (o.ctx > info.max_positions)
         die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", o.ctx, info.max_positions);
+    if (verbose) { /* what each sequence's cache holds: K and V per layer, KV head and position */
+        const int32_t pos = o.ctx ? o.ctx : info.max_positions, d = info.head_dim;
+        const double row = o.session.kv_type == RSR_KV_F32 ? 4.0 * d : o.session.kv_type == RSR_KV_Q8 ? d + 4.0 : 2.0 * d;
+        static const char *const attn[] = {"dense", "louver", "auto"};
+        fprintf(stderr, "rsr-run: KV cache %s, %.1f MiB per sequence of %d positions; attention %s\n",
+                kv_type_name(o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0,
+                pos, attn[o.session.attention]);
+    }
     if (verbose && o.sampler.temperature > 0)
         fprintf(stderr, "rsr-run: sampling with seed %llu (--seed %llu repeats this run)\n", (unsigned long long)o.seed,
                 (unsigned long long)o.seed);

@@ -111,8 +111,11 @@ def test_kv_types(model):
             logits[kv] = s.eval([1, 2, 3, 4, 5, 6])
     # a rounded cache changes the logits a little, and not at all the way another rounding does
     assert logits["bf16"] != logits["f32"] and logits["q8"] != logits["f32"]
-    for kv in ("bf16", "f16", "q8"):
-        assert max(abs(a - b) for a, b in zip(logits[kv], logits["f32"])) < 0.5
+    # the activations' int8 quantisation turns any change of K or V into steps of 1/127 of a
+    # token's largest activation, so every type moves these logits by a similar amount: a sanity
+    # bound, not a precision ordering (the precision is tested against the reference, e2e.kv-*)
+    diff = {kv: max(abs(a - b) for a, b in zip(logits[kv], logits["f32"])) for kv in ("bf16", "f16", "q8")}
+    assert all(0 < d < 5 for d in diff.values()), diff
     with pytest.raises(ValueError, match="q4"):
         model.session(kv="q4")
 

@@ -6,11 +6,14 @@
 # configuration over the rounds, its ratio to fp32 dense (the behaviour before --kv and auto),
 # the KV cache per sequence (rsr-run -v) and whether its greedy tokens equal fp32 dense's.
 #
-# Usage: bench/long_context.sh BUILD_DIR MODEL.so [ROUNDS (3)] [CONTEXTS (1024,4000)] [N (48)]
+# Usage: [PAIR=1] bench/long_context.sh BUILD_DIR MODEL.so [ROUNDS (3)] [CONTEXTS (1024,4000)] [N (48)]
 set -euo pipefail
 build=$1 so=$2 rounds=${3:-3} contexts=${4:-1024,4000} n=${5:-48}
 configs=("--kv f32 --attention dense" "--kv bf16 --attention dense" "" "--kv f16" "--kv q8")
 names=("f32, dense (before)" "bf16, dense" "bf16, auto (default)" "f16, auto" "q8, auto")
+if [ "${PAIR:-}" = 1 ]; then # PAIR=1: only the behaviour before and the default, for more rounds
+  configs=("${configs[0]}" "${configs[2]}") names=("${names[0]}" "${names[2]}")
+fi
 vocab=$("$build/rsr-run" "$so" --info | sed -n 's/.* vocab \([0-9]*\) .*/\1/p')
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsrc-longctx.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -16,6 +16,8 @@
  *   - every 8th query is also attended together with 1..4 other queries of the same KV head
  *     (rsr_louver_attend_group, mixed policies): each gets the single query's output bits,
  *     statistics and scanned set, so the checks above carry over to the group call;
+ *   - the same over caches of bf16, f16 and q8 rows (test_cache_types): the index is built from
+ *     the stored rows and every key whose score over the stored (widened) key reaches τ is kept;
  *   - the dense fallback (test_fallback): taken when a fifth or more of the keys would be
  *     candidates, whether the probe sees it or only the pass does, never for a selective τ; the
  *     output is then dense attention's.
@@ -28,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rsr_louver.h"
+#include "louver_rows.h" /* Louver over a KV cache of any element type: the runtime's calls */
 
 static long failures, checks;
 #define EXPECT(cond, ...)                                                                                              \
@@ -161,8 +163,6 @@ static float naive_dot_desc(const float *q, const float *k, int32_t d) {
     return s;
 }
 
-/* the runtime's own dot product (runtime/src/attn_kernels.h): the one Louver and dense attention score with */
-extern float attn_dot(const float *q, const float *k, int32_t d);
 
 static int cmp_desc(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -671,8 +671,6 @@ static void test_config(void) {
 
 /* The batched scores (the dense kernel's, Louver's buffer) carry attn_dot's bits, so the buffer's
  * `kept` and its best score L mean the same as for the candidates scored one by one. */
-extern void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, int32_t d, int32_t j0, int32_t j1,
-                        float *dots, size_t ostride);
 static void test_batched_scores(void) {
     static const int32_t dims[] = {16, 32, 40, 48, 64, 96, 112, 128, 256};
     enum { N = 53, G = 7 };
@@ -702,6 +700,65 @@ static void test_batched_scores(void) {
 
 extern int louver_bound_weakened_for_tests;
 
+/* Louver over rows stored as the runtime's KV cache stores them (bf16, f16, q8): the guarantee is
+ * on the widened stored keys, which brute force scores with attn_dot_kv, and the index must still
+ * skip keys (τ at 1%: fewer than half the keys scanned). */
+static void test_cache_types(int32_t queries) {
+    enum { D = 128, B = 64, BLOCKS = 24, N = BLOCKS * B + 40 };
+    const size_t fstride = D;
+    float *K = malloc(sizeof(float) * N * D), *V = malloc(sizeof(float) * N * D), q[D], out[D];
+    float *dots = malloc(sizeof(float) * N), *sorted = malloc(sizeof(float) * N);
+    unsigned char *mark = malloc(N);
+    for (int type = ATTN_BF16; type <= ATTN_Q8; type++) {
+        const size_t rb = attn_row_bytes(type, D);
+        uint8_t *Kc = malloc(rb * N), *Vc = malloc(rb * N);
+        for (int set = 0; set < 2; set++) {
+            const keyset ks = set ? KS_ROPE : KS_CLUSTERED;
+            make_keys(ks, K, N, D, fstride);
+            for (int32_t j = 0; j < N; j++) {
+                for (int32_t i = 0; i < D; i++) V[(size_t)j * D + (size_t)i] = gauss();
+                attn_narrow_row(type, K + (size_t)j * D, D, Kc + (size_t)j * rb);
+                attn_narrow_row(type, V + (size_t)j * D, D, Vc + (size_t)j * rb);
+            }
+            const attn_rows kr = {.base = Kc, .bytes = rb, .type = type}, vr = {.base = Vc, .bytes = rb, .type = type};
+            rsr_louver_config cfg = {.head_dim = D, .block_keys = B};
+            rsr_louver_index *ix;
+            rsr_louver_scratch *scr;
+            EXPECT(rsr_louver_create(&cfg, &ix) == RSR_OK && rsr_louver_scratch_create(&scr) == RSR_OK, "create");
+            while (N - rsr_louver_size(ix) > B)
+                EXPECT(louver_append_rows(ix, attn_rows_from(kr, rsr_louver_size(ix))) == RSR_OK, "append");
+            int64_t scanned = 0, total = 0;
+            for (int32_t t = 0; t < queries; t++) {
+                make_query(ks, q, K, N, D, fstride);
+                for (int32_t j = 0; j < N; j++) dots[j] = attn_dot_kv(q, kr, j, D);
+                memcpy(sorted, dots, sizeof(float) * N);
+                qsort(sorted, N, sizeof(float), cmp_desc);
+                rsr_louver_policy pol = t % 2 ? (rsr_louver_policy){.kind = RSR_LOUVER_ABSOLUTE, .tau = sorted[N / 100]}
+                                              : (rsr_louver_policy){.kind = RSR_LOUVER_RELATIVE, .eps = 1e-4f};
+                rsr_louver_stats st;
+                EXPECT(louver_attend_rows(ix, q, 1, kr, vr, N, &pol, scr, out, &st) == RSR_OK, "attend");
+                int32_t cnt;
+                const int32_t *idx = rsr_louver_scratch_scanned(scr, &cnt);
+                memset(mark, 0, N);
+                for (int32_t i = 0; i < cnt; i++) mark[idx[i]] = 1;
+                int32_t above = 0, missed = 0;
+                for (int32_t j = 0; j < N; j++)
+                    if (dots[j] >= st.tau) above++, missed += !mark[j];
+                EXPECT(missed == 0, "cache type %d, %s keys, query %d: %d of the %d stored keys above τ %g not scanned",
+                       type, set ? "rope" : "clustered", t, missed, above, (double)st.tau);
+                EXPECT(st.kept == above, "cache type %d: kept %d, brute force %d", type, st.kept, above);
+                if (t % 2) scanned += cnt, total += N;
+            }
+            EXPECT(scanned < total / 2, "cache type %d, %s keys: τ at 1%% scanned %lld of %lld keys: the index skips "
+                   "nothing", type, set ? "rope" : "clustered", (long long)scanned, (long long)total);
+            rsr_louver_free(ix);
+            rsr_louver_scratch_free(scr);
+        }
+        free(Kc), free(Vc);
+    }
+    free(K), free(V), free(dots), free(sorted), free(mark);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--weakened")) louver_bound_weakened_for_tests = 1, argc--, argv++;
     int32_t total = argc > 1 ? atoi(argv[1]) : 100000;
@@ -716,6 +773,7 @@ int main(int argc, char **argv) {
     test_box_edge();
     test_magnitudes();
     test_relative_margin();
+    test_cache_types(total / 500 + 10);
     static const scenario scenarios[] = {
         /* ks, d, S, B, blocks, queries (of 100000), sparse_check */
         {KS_RANDOM, 128, 0, 256, 8, 12000, 0},   {KS_CLUSTERED, 128, 0, 256, 8, 12000, 1},

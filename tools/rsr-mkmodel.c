@@ -225,6 +225,7 @@ static const preset_t presets[] = {
     {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001},
     {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2},
     {"llama8b", 4096, 14336, 32, 32, 8, 128256, 8192, 128000, 128001},
+    {"llama1b", 2048, 8192, 16, 32, 8, 128256, 32768, 128000, 128001}, /* Llama 3.2 1B's shape, 32K positions */
 };
 
 typedef enum { DT_BF16, DT_F16, DT_U8 } dtype_t;
@@ -838,7 +839,7 @@ static void mkdir_p(const char *dir) {
 /* command line                                                                                */
 
 static void usage(FILE *out) {
-    fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large|llama8b] [--seed N]\n"
+    fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large|llama8b|llama1b] [--seed N]\n"
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
           "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N] [--no-tokenizer]\n"
           "                   [--embed-std S]\n"
@@ -866,7 +867,8 @@ static void usage(FILE *out) {
           "options:\n"
           "  --format FORMAT    one of the formats above (required)\n"
           "  --out DIR          output directory, created if missing (required)\n"
-          "  --preset NAME      tiny (default), small, 2b4t, large, llama8b; explicit size flags override it\n"
+          "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b; explicit size flags\n"
+          "                     override it\n"
           "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
@@ -891,6 +893,7 @@ static void usage(FILE *out) {
           "  2b4t     2560/6912/30/20/5/128256/4096, 128000/128001\n"
           "  large    1536/4096/24/16/16/32002/2048, 1/2\n"
           "  llama8b  4096/14336/32/32/8/128256/8192, 128000/128001\n"
+          "  llama1b  2048/8192/16/32/8/128256/32768, 128000/128001 (a long-context shape)\n"
           "Every preset has room for the tokenizer (the random weights make its text noise).\n"
           "\n"
           "examples:\n"
@@ -1089,7 +1092,7 @@ int main(int argc, char **argv) {
             preset = NULL;
             for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
                 if (!strcmp(optarg, presets[p].name)) preset = &presets[p];
-            if (!preset) die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large or llama8b)", optarg);
+            if (!preset) die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large, llama8b or llama1b)", optarg);
             break;
         }
         case O_SEED: o.seed = parse_u64("--seed", optarg); break;

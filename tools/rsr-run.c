@@ -38,7 +38,8 @@ static void usage(FILE *out) {
           "                        that is not a terminal is read); special tokens such as\n"
           "                        <|eot_id|> written in it are read as such\n"
           "  -f, --file FILE       the prompt from a file\n"
-          "  --tokens A,B,C        the prompt as token ids; generated ids are printed on one line\n"
+          "  --tokens A,B,C        the prompt as token ids; generated ids are printed on one line;\n"
+          "                        @FILE reads the ids from FILE (a prompt longer than a command line)\n"
           "  -i, -cnv, --chat      an interactive conversation: one user turn per line of stdin;\n"
           "                        /reset forgets the conversation, /exit or end of input quits\n"
           "  --chat-template NAME  llama3, bitnet or llama2 (default: the one that fits the model)\n"
@@ -575,7 +576,24 @@ int main(int argc, char **argv) {
         case 'f': prompt_file = optarg; break;
         case 'n': o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
         case 't': threads = parse_num("--threads", optarg, 0, 1024); break;
-        case O_TOKENS: tokens_arg = optarg; break;
+        case O_TOKENS:
+            if (optarg[0] == '@') { /* the ids from a file, separated by commas and/or white space */
+                FILE *f = fopen(optarg + 1, "r");
+                if (!f) die("--tokens %s: cannot open %s: %s", optarg, optarg + 1, strerror(errno));
+                char *text = read_all(f, optarg + 1);
+                fclose(f);
+                size_t w = 0;
+                for (const char *c = text; *c; c++) /* runs of separators as one comma, none at the ends */
+                    if (*c == ',' || *c == ' ' || *c == '\n' || *c == '\r' || *c == '\t') {
+                        if (w && text[w - 1] != ',') text[w++] = ',';
+                    } else
+                        text[w++] = *c;
+                while (w && text[w - 1] == ',') w--;
+                text[w] = 0;
+                tokens_arg = text;
+            } else
+                tokens_arg = optarg;
+            break;
         case O_LOGITS: logits_path = optarg; break;
         case O_TEMP: o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
         case O_TOPK:

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ extern const unsigned int serve_page_html_len;
 typedef struct server {
     rsr_model *m;
     rsr_tokenizer *tok;
+    pthread_mutex_t tok_lock; /* a tokenizer encodes in one thread at a time (rsr.h); requests
+                                 arrive on a thread per connection */
     rsr_model_info info;
     serve_engine *e;
     const char *model_id;      /* what /v1/models lists and "model" may name */
@@ -239,7 +242,7 @@ static void stream_free(void *cls) {
 
 /* The prompt's tokens: the text with special tokens read as such and BOS added, or the
  * conversation through the chat template. NULL with a message on failure. */
-static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
+static int32_t *prompt_ids_locked(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
     char *text = NULL;
     uint32_t flags = RSR_ENCODE_PARSE_SPECIAL;
     if (p->chat) {
@@ -275,6 +278,13 @@ static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *
         api.tokenizer_get_info(sv->tok, &ti);
         ids[(*n)++] = ti.bos_token_id >= 0 ? ti.bos_token_id : sv->info.bos_token_id >= 0 ? sv->info.bos_token_id : 0;
     }
+    return ids;
+}
+
+static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
+    pthread_mutex_lock(&sv->tok_lock);
+    int32_t *ids = prompt_ids_locked(sv, p, n, err, errlen);
+    pthread_mutex_unlock(&sv->tok_lock);
     return ids;
 }
 
@@ -558,7 +568,7 @@ int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *model_path = NULL;
     long port = 8080, slots = 4, queue = 64, ctx = 0, chunk = 32, threads = 0, drain = 10;
     int kv = RSR_KV_DEFAULT;
-    server sv = {.max_body = 1 << 20};
+    server sv = {.max_body = 1 << 20, .tok_lock = PTHREAD_MUTEX_INITIALIZER};
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_QUEUE, O_CHUNK, O_MODEL_ID, O_TEMPLATE, O_MAX_BODY, O_DRAIN, O_KV };
     static const struct option longs[] = {
         {"host", required_argument, 0, O_HOST},

@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include "attn_kernels.h" /* the runtime's internal attention kernels: what this benchmark measures */
+#include "kv_types.h"     /* the cache types' names, as rsr-run's --kv takes them */
 #include "louver_rows.h" /* Louver over the cache's element type */
 
 #define CHUNK 256
@@ -183,6 +184,49 @@ static int read_kv(const char *path, kv_capture_file *f) {
     return ok ? 0 : -1;
 }
 
+/* Key set `set` (0 structured, 1 uniform, 2 the kv_capture file kf) for maxn positions: fp32
+ * keys and values K, V (head-major, KV head h's row j at (h·maxn + j)·d), then stored in the
+ * cache's type as Kc, Vc (head_rows). Smaller sizes use a prefix (a shorter context). */
+static void make_set(int set, const kv_capture_file *kf, int32_t maxn, int32_t kv_heads, int32_t d, const float *cent,
+                     int32_t ncent, float *K, float *V, uint8_t *Kc, uint8_t *Vc) {
+    const size_t hstr = (size_t)maxn * (size_t)d;
+    int32_t run = 0, cl[8] = {0};
+    if (set == 2) /* the file's [n][kv_heads][d] transposed to head-major */
+        for (int32_t j = 0; j < maxn; j++)
+            for (int32_t h = 0; h < kv_heads; h++) {
+                size_t from = ((size_t)j * (size_t)kv_heads + (size_t)h) * (size_t)d,
+                       to = (size_t)h * hstr + (size_t)j * (size_t)d;
+                memcpy(K + to, kf->K + from, sizeof(float) * (size_t)d);
+                memcpy(V + to, kf->V + from, sizeof(float) * (size_t)d);
+            }
+    for (int32_t j = 0; j < maxn && set < 2; j++) {
+        if (run-- <= 0) {
+            run = 1 + (int32_t)(uniform() * 128);
+            for (int32_t h = 0; h < kv_heads; h++) cl[h % 8] = (int32_t)(uniform() * ncent);
+        }
+        for (int32_t h = 0; h < kv_heads; h++) {
+            float *k = K + (size_t)h * hstr + (size_t)j * (size_t)d, *v = V + (size_t)h * hstr + (size_t)j * (size_t)d;
+            for (int32_t i = 0; i < d; i++) v[i] = gauss();
+            if (set == 1) {
+                for (int32_t i = 0; i < d; i++) k[i] = gauss();
+                continue;
+            }
+            const float *cc = cent + ((size_t)h * (size_t)ncent + (size_t)cl[h % 8]) * (size_t)d;
+            float norm = (float)exp(log(10.0) * uniform());
+            for (int32_t i = 0; i < d; i++) k[i] = norm * (cc[i] + 0.1f * gauss());
+            k[3] += 20, k[70] -= 12;
+            rope(k, d, j);
+        }
+    }
+    for (int32_t h = 0; h < kv_heads; h++) /* stored as the cache stores them */
+        for (int32_t j = 0; j < maxn; j++) {
+            size_t from = (size_t)h * hstr + (size_t)j * (size_t)d,
+                   to = ((size_t)h * (size_t)maxn + (size_t)j) * cache_row;
+            attn_narrow_row(cache_type, K + from, d, Kc + to);
+            attn_narrow_row(cache_type, V + from, d, Vc + to);
+        }
+}
+
 int main(int argc, char **argv) {
     int32_t heads = 20, kv_heads = 5, d = 128, reps = 15, threads = 2, block = 0, subspaces = 0;
     double eps = 1e-4, tau_frac = 0.01;
@@ -216,17 +260,12 @@ int main(int argc, char **argv) {
         case 'p': policy_arg = optarg; break;
         case 'f': tau_frac = atof(optarg); break;
         case 'K': kv_file = optarg; break;
-        case 'C': {
-            static const char *const types[] = {"f32", "bf16", "f16", "q8"};
-            cache_type = -1;
-            for (int i = 0; i < 4; i++)
-                if (!strcmp(optarg, types[i])) cache_type = i;
-            if (cache_type < 0) {
+        case 'C':
+            if ((cache_type = kv_type_parse(optarg)) < 0) {
                 fprintf(stderr, "bench_attention: --cache %s is not f32, bf16, f16 or q8\n", optarg);
                 return 2;
             }
             break;
-        }
         default: fprintf(stderr, "see the comment at the top of bench/bench_attention.c\n"); return 2;
         }
     }
@@ -258,10 +297,9 @@ int main(int argc, char **argv) {
     const int32_t group = heads / kv_heads;
     const size_t hstr = (size_t)maxn * (size_t)d; /* head-major: KV head h's row j at h·hstr + j·d */
     for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
-    static const char *const type_names[] = {"f32", "bf16", "f16", "q8"};
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %s cache, %d threads, "
            "AVX-512 %s, median of %d steps\n",
-           heads, kv_heads, group, d, type_names[cache_type], threads, attn_simd_enabled() ? "on" : "off", reps);
+           heads, kv_heads, group, d, kv_type_name(cache_type), threads, attn_simd_enabled() ? "on" : "off", reps);
     cache_maxn = maxn, cache_row = attn_row_bytes(cache_type, d);
     uint8_t *Kc = malloc(cache_row * (size_t)maxn * (size_t)kv_heads),
             *Vc = malloc(cache_row * (size_t)maxn * (size_t)kv_heads);
@@ -295,42 +333,7 @@ int main(int argc, char **argv) {
     for (int set = 0; set < 3; set++) {
         const char *setname = set_names[set];
         if (strcmp(set_arg, setname) && !(set < 2 && !strcmp(set_arg, "both"))) continue;
-        /* keys for the largest size; smaller sizes use a prefix (a shorter context) */
-        int32_t run = 0, cl[8] = {0};
-        if (set == 2) /* the file's [n][kv_heads][d] transposed to head-major */
-            for (int32_t j = 0; j < maxn; j++)
-                for (int32_t h = 0; h < kv_heads; h++) {
-                    size_t from = ((size_t)j * (size_t)kv_heads + (size_t)h) * (size_t)d,
-                           to = (size_t)h * hstr + (size_t)j * (size_t)d;
-                    memcpy(K + to, kf.K + from, sizeof(float) * (size_t)d);
-                    memcpy(V + to, kf.V + from, sizeof(float) * (size_t)d);
-                }
-        for (int32_t j = 0; j < maxn && set < 2; j++) {
-            if (run-- <= 0) {
-                run = 1 + (int32_t)(uniform() * 128);
-                for (int32_t h = 0; h < kv_heads; h++) cl[h % 8] = (int32_t)(uniform() * ncent);
-            }
-            for (int32_t h = 0; h < kv_heads; h++) {
-                float *k = K + (size_t)h * hstr + (size_t)j * (size_t)d,
-                      *v = V + (size_t)h * hstr + (size_t)j * (size_t)d;
-                for (int32_t i = 0; i < d; i++) v[i] = gauss();
-                if (set == 1) {
-                    for (int32_t i = 0; i < d; i++) k[i] = gauss();
-                    continue;
-                }
-                const float *cc = cent + ((size_t)h * ncent + (size_t)cl[h % 8]) * (size_t)d;
-                float norm = (float)exp(log(10.0) * uniform());
-                for (int32_t i = 0; i < d; i++) k[i] = norm * (cc[i] + 0.1f * gauss());
-                k[3] += 20, k[70] -= 12;
-                rope(k, d, j);
-            }
-        }
-        for (int32_t h = 0; h < kv_heads; h++) /* stored as the cache stores them */
-            for (int32_t j = 0; j < maxn; j++) {
-                size_t from = (size_t)h * hstr + (size_t)j * (size_t)d, to = ((size_t)h * (size_t)maxn + (size_t)j) * cache_row;
-                attn_narrow_row(cache_type, K + from, d, Kc + to);
-                attn_narrow_row(cache_type, V + from, d, Vc + to);
-            }
+        make_set(set, &kf, maxn, kv_heads, d, cent, ncent, K, V, Kc, Vc);
         rsr_louver_config cfg = {.head_dim = d, .subspaces = subspaces, .block_keys = block};
         rsr_louver_index **ix = calloc((size_t)kv_heads, sizeof *ix);
         for (int32_t h = 0; h < kv_heads; h++)

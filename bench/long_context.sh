@@ -18,6 +18,7 @@ sel_c=() sel_n=()
 for i in ${only//,/ }; do sel_c+=("${configs[$i]}") sel_n+=("${names[$i]}"); done
 configs=("${sel_c[@]}") names=("${sel_n[@]}")
 vocab=$("$build/rsr-run" "$so" --info | sed -n 's/.* vocab \([0-9]*\) .*/\1/p')
+median() { sort -n "$1" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; } # the lower one of an even count
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsrc-longctx.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -33,9 +34,9 @@ for ctx in ${contexts//,/ }; do
   done
   echo "context $ctx ($((ctx - n))-token prompt, $n greedy tokens), $rounds rounds, $(basename "$so"):"
   printf '  %-22s %12s %8s %22s %s\n' configuration "decode tok/s" ratio "KV cache / sequence" "tokens"
-  base=$(sort -n "$work/tps.0" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+  base=$(median "$work/tps.0")
   for i in "${!configs[@]}"; do
-    med=$(sort -n "$work/tps.$i" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    med=$(median "$work/tps.$i")
     kv=$(sed -n 's/.*KV cache [a-z0-9]*, \([0-9.]* MiB\) per sequence.*/\1/p' "$work/err.$i.0")
     same=$(cmp -s "$work/tokens.0" "$work/tokens.$i" && echo "= fp32 dense" || echo "differ")
     printf '  %-22s %12s %7.2fx %22s %s\n' "${names[$i]}" "$med" "$(echo "$med / $base" | bc -l)" "$kv" "$same"

@@ -223,6 +223,24 @@ static char *read_all(FILE *f, const char *name) {
     return buf;
 }
 
+/* --tokens @FILE: the ids in FILE, separated by commas and/or white space, as the list
+ * parse_tokens reads (runs of separators as one comma, none at the ends). */
+static char *tokens_file(const char *arg) {
+    FILE *f = fopen(arg + 1, "r");
+    if (!f) die("--tokens %s: cannot open %s: %s", arg, arg + 1, strerror(errno));
+    char *text = read_all(f, arg + 1);
+    fclose(f);
+    size_t w = 0;
+    for (const char *c = text; *c; c++)
+        if (*c == ',' || *c == ' ' || *c == '\n' || *c == '\r' || *c == '\t') {
+            if (w && text[w - 1] != ',') text[w++] = ',';
+        } else
+            text[w++] = *c;
+    while (w && text[w - 1] == ',') w--;
+    text[w] = 0;
+    return text;
+}
+
 /* What the model is, then the manifest: how it was compiled, matrix by matrix. */
 static void print_info(rsr_model *m, const rsr_model_info *info) {
     printf("architecture %s\ndevice %s\n", info->architecture, info->device);
@@ -576,24 +594,7 @@ int main(int argc, char **argv) {
         case 'f': prompt_file = optarg; break;
         case 'n': o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
         case 't': threads = parse_num("--threads", optarg, 0, 1024); break;
-        case O_TOKENS:
-            if (optarg[0] == '@') { /* the ids from a file, separated by commas and/or white space */
-                FILE *f = fopen(optarg + 1, "r");
-                if (!f) die("--tokens %s: cannot open %s: %s", optarg, optarg + 1, strerror(errno));
-                char *text = read_all(f, optarg + 1);
-                fclose(f);
-                size_t w = 0;
-                for (const char *c = text; *c; c++) /* runs of separators as one comma, none at the ends */
-                    if (*c == ',' || *c == ' ' || *c == '\n' || *c == '\r' || *c == '\t') {
-                        if (w && text[w - 1] != ',') text[w++] = ',';
-                    } else
-                        text[w++] = *c;
-                while (w && text[w - 1] == ',') w--;
-                text[w] = 0;
-                tokens_arg = text;
-            } else
-                tokens_arg = optarg;
-            break;
+        case O_TOKENS: tokens_arg = optarg[0] == '@' ? tokens_file(optarg) : optarg; break;
         case O_LOGITS: logits_path = optarg; break;
         case O_TEMP: o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
         case O_TOPK:
@@ -733,8 +734,8 @@ int main(int argc, char **argv) {
     if (o.ctx > info.max_positions)
         die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", o.ctx, info.max_positions);
     if (verbose) { /* what each sequence's cache holds: K and V per layer, KV head and position */
-        const int32_t pos = o.ctx ? o.ctx : info.max_positions, d = info.head_dim;
-        const double row = o.session.kv_type == RSR_KV_F32 ? 4.0 * d : o.session.kv_type == RSR_KV_Q8 ? d + 4.0 : 2.0 * d;
+        const int32_t pos = o.ctx ? o.ctx : info.max_positions;
+        const double row = (double)rsr_kv_row_bytes(o.session.kv_type, info.head_dim);
         static const char *const attn[] = {"dense", "louver", "auto"};
         fprintf(stderr, "rsr-run: KV cache %s, %.1f MiB per sequence of %d positions; attention %s\n",
                 kv_type_name(o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0,

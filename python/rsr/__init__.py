@@ -367,14 +367,16 @@ class Session(_Handle):
     """A KV cache of max_positions tokens (0: the model's) and the position in it. kv: the cache's
     element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type)."""
 
-    KV_TYPES = ("f32", "bf16", "f16", "q8")
+    KV_TYPES = ("f32", "bf16", "f16", "q8")  # rsr_kv_type, in its order
+    ATTENTION_AUTO = 2  # RSR_ATTENTION_AUTO: rsr_session_default_params()'s attention
 
     def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16"):
         self.model, self._lib = model, model._lib
         self._s = _P()
         if kv not in self.KV_TYPES:
             raise ValueError(f"kv {kv!r} is not one of {', '.join(self.KV_TYPES)}")
-        params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv), attention=2)  # auto
+        params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv),
+                                attention=self.ATTENTION_AUTO)
         st = self._lib.rsr_session_create(model._m, ctypes.byref(params), ctypes.byref(self._s))
         if st:
             raise Error(st, self._lib.rsr_model_errmsg(model._m).decode(errors="replace"))

@@ -178,6 +178,12 @@ typedef enum rsr_louver_policy_kind {
  * GPU sessions keep an fp32 cache whatever kv_type says. docs/numerics.md states what each changes. */
 typedef enum rsr_kv_type { RSR_KV_F32 = 0, RSR_KV_BF16 = 1, RSR_KV_F16 = 2, RSR_KV_Q8 = 3 } rsr_kv_type;
 #define RSR_KV_DEFAULT RSR_KV_BF16 /* what rsr_session_default_params() and the tools choose */
+/* Bytes one cached row of head_dim elements takes (K or V of one KV head at one position). */
+static inline size_t rsr_kv_row_bytes(int32_t kv_type, int32_t head_dim) {
+    return kv_type == RSR_KV_BF16 || kv_type == RSR_KV_F16 ? 2 * (size_t)head_dim
+           : kv_type == RSR_KV_Q8                         ? (size_t)head_dim + sizeof(float)
+                                                          : 4 * (size_t)head_dim;
+}
 
 /* Start from rsr_session_default_params(): fields added later default to zero, which always
  * means the earlier behaviour (so zero is an fp32 cache; the default params choose bf16). */

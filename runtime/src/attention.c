@@ -382,15 +382,16 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
     struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    if (t->louver && !(t->autopilot && (n > 1 || auto_dense(s, layer, pos0, q))))
+    if (t->louver && !(t->autopilot && (n > 1 || auto_dense(s, layer, pos0, q)))) {
         st = attention_louver(s, layer, pos0, n, q, out);
-    else if (n == 1)
-        attention_dense(s, layer, pos0, q, out);
-    else
-        attention_dense_rows(s, layer, pos0, n, q, out);
-    if (t->autopilot && n == 1 && pos0 + 1 >= AUTO_MIN_KEYS && t->stats[layer].bounded == 0 &&
-        t->stats[layer].dense_fallbacks == 0)
-        t->stats[layer].dense_fallbacks = a->num_heads; /* auto chose dense for the whole layer */
+    } else {
+        if (n == 1)
+            attention_dense(s, layer, pos0, q, out);
+        else
+            attention_dense_rows(s, layer, pos0, n, q, out);
+        if (t->autopilot && n == 1 && pos0 + 1 >= AUTO_MIN_KEYS) /* auto chose dense for the whole layer */
+            t->stats[layer].dense_fallbacks = a->num_heads;
+    }
     memcpy(t->last_q + (size_t)layer * q_out, q + (size_t)(n - 1) * q_out, sizeof(float) * q_out);
     t->last_q_pos[layer] = pos0 + n - 1;
     t->stats_pos = pos0 + n - 1;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rsr.h"
 #include "rsr_numerics.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -68,14 +69,7 @@ void attn_state_finish(const attn_state *a, float *out, int32_t d) {
 
 /* ---- rows of every element type ---- */
 
-size_t attn_row_bytes(int32_t type, int32_t d) {
-    switch (type) {
-    case ATTN_BF16:
-    case ATTN_F16: return 2 * (size_t)d;
-    case ATTN_Q8: return (size_t)d + sizeof(float);
-    default: return 4 * (size_t)d;
-    }
-}
+size_t attn_row_bytes(int32_t type, int32_t d) { return rsr_kv_row_bytes(type, d); }
 
 static inline float q8_scale(const void *row, int32_t d) {
     float s;

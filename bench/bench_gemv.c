@@ -3,7 +3,9 @@
  * b1.58 2B-4T and Llama3-8B, with 1 and 2 threads, next to the memory bandwidth measured in the
  * same run.
  *
- * Usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all] [--strategies a,b]
+ * Usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all]  [--strategies a,b] [--no-lanes]
+ *        [--backend c|llvm]
+ *        (i2 matrices' prefill rows: the tiles and, unless --no-lanes, RSR with tokens in lanes)
  *        (the kernels go through the target's backend: LLVM for host and the x86 specs, C for generic)
  *
  * Matrices are random ternary (40% zeros, like trained BitNet weights). Each kernel is produced
@@ -111,8 +113,9 @@ typedef struct built {
     const char *strategy;
 } built;
 
-static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial) {
+static built build(const ternary_matrix *tm, enum strategy st, target *t, const char *dir, int serial, bool lanes) {
     built b = {0};
+    t->prefill_lanes = lanes;
     int k = 0;
     if (strategy_is_rsr(st)) {
         char why[256];
@@ -129,6 +132,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     if (!e) {
         emit_c_dot_helpers(f, target_dot_isa(t));
         emit_c_lut_helpers(f, target_lut_vector(t));
+        if (lanes) emit_c_lanes_helpers(f);
     }
     const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
     compiled_matrix cm;
@@ -160,15 +164,28 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     unlink(c_path), unlink(so_path), unlink(blob_path), unlink(obj_path);
     free(c_path), free(so_path), free(blob_path), free(cmd), free(obj_path);
     compiled_matrix_free(&cm);
+    t->prefill_lanes = false;
     return b;
+}
+
+#define PREFILL RSR_BATCH_MAX
+static void check_batch(const built *b, const char *form, const ternary_matrix *tm, const int8_t *x, int32_t xs,
+                        int32_t *got, int32_t *want) {
+    rsr_gemm(b->batch, b->data, x, xs, got, tm->rows, PREFILL, b->blocks, 2);
+    for (int t = 0; t < PREFILL; t++) {
+        naive_gemv(tm->w, x + (size_t)t * (size_t)xs, want, tm->rows, tm->cols, 2);
+        if (memcmp(want, got + (size_t)t * (size_t)tm->rows, sizeof *want * (size_t)tm->rows) != 0)
+            fatal("%s: batched %s kernel (%s) disagrees with naive (token %d)", tm->name, b->strategy, form, t);
+    }
 }
 
 /* Prefill: PREFILL tokens through the batched kernel (the block's weights read once for all of
  * them) against the decode kernel called once per token, both on cold copies of the weights
- * (a prefill step passes every matrix of the model before it comes back to this one). */
-#define PREFILL RSR_BATCH_MAX
-static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **copies, int ncopies, int reps,
-                         const double *peak) {
+ * (a prefill step passes every matrix of the model before it comes back to this one). With lanes
+ * (the i2 matrix's batched kernel as RSR with tokens in lanes), that kernel is timed in the same
+ * rounds, alternating with the others, on its own cold copies. */
+static void prefill_rows(const built *b, const built *lanes, const ternary_matrix *tm, uint8_t **copies, int ncopies,
+                         int reps, const double *peak) {
     int32_t rows = tm->rows, cols = tm->cols, xs = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *x = xcalloc((size_t)PREFILL * (size_t)xs, 1);
     int32_t *got = xmalloc(sizeof *got * (size_t)PREFILL * (size_t)rows), *want = xmalloc(sizeof *want * (size_t)rows);
@@ -178,17 +195,24 @@ static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **cop
             rng = rng * 6364136223846793005u + 1442695040888963407u;
             x[(size_t)t * (size_t)xs + (size_t)c] = (int8_t)(rng >> 56);
         }
-    rsr_gemm(b->batch, b->data, x, xs, got, rows, PREFILL, b->blocks, 2);
-    for (int t = 0; t < PREFILL; t++) {
-        naive_gemv(tm->w, x + (size_t)t * (size_t)xs, want, rows, cols, 2);
-        if (memcmp(want, got + (size_t)t * (size_t)rows, sizeof *want * (size_t)rows) != 0)
-            fatal("%s: batched %s kernel disagrees with naive (token %d)", tm->name, b->strategy, t);
+    check_batch(b, "tiles", tm, x, xs, got, want);
+    int nl = 0;
+    uint8_t **lcopies = NULL;
+    if (lanes) {
+        check_batch(lanes, "lanes", tm, x, xs, got, want);
+        nl = (int)((256u << 20) / (lanes->data_size + 64) + 1);
+        lcopies = xmalloc(sizeof *lcopies * (size_t)nl);
+        for (int c = 0; c < nl; c++) {
+            lcopies[c] = aligned_alloc(64, (lanes->data_size + 64) / 64 * 64);
+            memcpy(lcopies[c], lanes->data, lanes->data_size);
+        }
     }
     printf("  prefill of %d tokens: %-16s %3s %14s %14s %7s %10s %8s\n", PREFILL, "strategy", "thr", "per-token us/tok",
            "batched us/tok", "speedup", "Gw*tok/s", "of peak");
-    int next = 0;
+    int next = 0, lnext = 0;
     for (int threads = 1; threads <= 2; threads++) {
         double *tv = xmalloc(sizeof *tv * (size_t)reps), *tb = xmalloc(sizeof *tb * (size_t)reps);
+        double *tl = xmalloc(sizeof *tl * (size_t)reps);
         for (int r = 0; r < reps; r++) {
             double t0 = now_seconds();
             for (int t = 0; t < PREFILL; t++)
@@ -197,22 +221,30 @@ static void prefill_rows(const built *b, const ternary_matrix *tm, uint8_t **cop
             double t1 = now_seconds();
             rsr_gemm(b->batch, copies[next++ % ncopies], x, xs, got, rows, PREFILL, b->blocks, threads);
             double t2 = now_seconds();
-            tv[r] = t1 - t0, tb[r] = t2 - t1;
+            if (lanes) rsr_gemm(lanes->batch, lcopies[lnext++ % nl], x, xs, got, rows, PREFILL, lanes->blocks, threads);
+            tv[r] = t1 - t0, tb[r] = t2 - t1, tl[r] = now_seconds() - t2;
         }
-        double mv = median(tv, reps) / PREFILL, mb = median(tb, reps) / PREFILL, rate = (double)rows * cols / mb;
-        char shape[32], of_peak[16] = "n/a";
-        snprintf(shape, sizeof shape, "%dx%d", rows, cols);
-        if (peak[threads] > 0) snprintf(of_peak, sizeof of_peak, "%5.1f%%", 100 * rate / peak[threads]);
-        printf("  prefill %-12s %11s %-16s %3d %16.1f %14.1f %6.2fx %10.1f %8s\n", tm->name, shape, b->strategy,
-               threads, mv * 1e6, mb * 1e6, mv / mb, rate / 1e9, of_peak);
-        free(tv), free(tb);
+        double mv = median(tv, reps) / PREFILL;
+        for (int form = 0; form < (lanes ? 2 : 1); form++) {
+            double mb = median(form ? tl : tb, reps) / PREFILL, rate = (double)rows * cols / mb;
+            char shape[32], of_peak[16] = "n/a", name[48];
+            snprintf(shape, sizeof shape, "%dx%d", rows, cols);
+            snprintf(name, sizeof name, "%s %s", b->strategy, form ? "lanes" : "tiles");
+            if (peak[threads] > 0) snprintf(of_peak, sizeof of_peak, "%5.1f%%", 100 * rate / peak[threads]);
+            printf("  prefill %-12s %11s %-16s %3d %16.1f %14.1f %6.2fx %10.1f %8s\n", tm->name, shape, name, threads,
+                   mv * 1e6, mb * 1e6, mv / mb, rate / 1e9, of_peak);
+        }
+        free(tv), free(tb), free(tl);
     }
-    free(x), free(got), free(want);
+    for (int c = 0; c < nl; c++) free(lcopies[c]);
+    free(lcopies), free(x), free(got), free(want);
 }
 
 int main(int argc, char **argv) {
     const char *target_name = "host", *set = "2b4t", *strategies = "rsr-loop,i2";
     int reps = 15;
+    bool lanes_off = false;
+    const char *backend = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--target") && i + 1 < argc)
             target_name = argv[++i];
@@ -222,14 +254,19 @@ int main(int argc, char **argv) {
             set = argv[++i];
         else if (!strcmp(argv[i], "--strategies") && i + 1 < argc)
             strategies = argv[++i];
+        else if (!strcmp(argv[i], "--no-lanes"))
+            lanes_off = true;
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            backend = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gemv [--target NAME] [--reps N] [--shapes 2b4t|llama8b|all]"
-                            " [--strategies rsr-loop,rsr-unrolled,i2,lut]\n");
+                            " [--strategies rsr-loop,rsr-unrolled,i2,lut] [--no-lanes] [--backend c|llvm]\n");
             return 2;
         }
     }
     if (reps < 3) reps = 3;
     target *t = target_load(target_name, NULL, NULL);
+    if (backend) t->backend = !strcmp(backend, "c") ? BACKEND_C : BACKEND_LLVM;
     enum strategy list[NUM_STRATEGIES];
     int nlist = 0;
     char *names = xstrdup(strategies);
@@ -274,7 +311,7 @@ int main(int argc, char **argv) {
         for (int32_t c = 0; c < cols; c++) x[c] = (int8_t)(rng >> (c % 56));
         int32_t *want = xmalloc(sizeof *want * (size_t)rows), *got = xmalloc(sizeof *got * (size_t)rows);
         for (int li = 0; li < nlist; li++) {
-            built b = build(&tm, list[li], t, dir, serial++);
+            built b = build(&tm, list[li], t, dir, serial++, false);
             naive_gemv(tm.w, x, want, rows, cols, 1);
             rsr_gemv(b.fn, b.data, x, got, b.blocks, 1);
             if (memcmp(want, got, sizeof *want * (size_t)rows) != 0)
@@ -310,7 +347,12 @@ int main(int argc, char **argv) {
                        100 * gbs / bw[threads]);
                 free(tn), free(tr);
             }
-            if (b.batch) prefill_rows(&b, &tm, copies, ncopies, reps, peak);
+            if (b.batch) {
+                built lanes = {0};
+                if (list[li] == STRAT_I2 && !lanes_off) lanes = build(&tm, list[li], t, dir, serial++, true);
+                prefill_rows(&b, lanes.batch ? &lanes : NULL, &tm, copies, ncopies, reps, peak);
+                if (lanes.handle) dlclose(lanes.handle), free(lanes.data);
+            }
             fflush(stdout);
             dlclose(b.handle);
             free(b.data);

@@ -138,36 +138,78 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
 }
 
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
- * serves every ISA (the compiler maps a 64-byte vector onto zmm, two ymm or scalars). */
+ * serves every ISA; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
 void emit_c_lanes_helpers(FILE *out) {
-    fprintf(
-        out,
-        "#include <stdlib.h>\n"
-        "typedef int16_t rsr_x16 __attribute__((vector_size(64)));  /* one column, %d tokens */\n"
-        "typedef int16_t rsr_h16 __attribute__((vector_size(32)));\n"
-        "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
-        "/* xt[c] = column c of the m <= %d tokens at x, lanes past m zero */\n"
-        "static void rsr_lanes_transpose(rsr_x16 *xt, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
-        "    for (int32_t c = 0; c < cols; c++) xt[c] = (rsr_x16){0};\n"
-        "    for (int32_t t = 0; t < m; t++)\n"
-        "        for (int32_t c = 0; c < cols; c++) xt[c][t] = x[(size_t)t * (size_t)x_stride + (size_t)c];\n"
-        "}\n"
-        "/* lo, hi = the sum of columns p[j..e) of xt, int16 lanes widened every 256 columns */\n"
-        "static inline void rsr_lanes_seg(const rsr_x16 *xt, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *lo, "
-        "rsr_y32 *hi) {\n"
-        "    *lo = (rsr_y32){0}, *hi = (rsr_y32){0};\n"
-        "    while (j < e) {\n"
-        "        int32_t stop = e - j > 256 ? j + 256 : e;\n"
-        "        rsr_x16 a = {0};\n"
-        "        for (; j < stop; j++) a += xt[p[j]];\n"
-        "        *lo += __builtin_convertvector(__builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
-        "12, 13, 14, 15), rsr_y32);\n"
-        "        *hi += __builtin_convertvector(__builtin_shufflevector(a, a, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
-        "26, 27, 28, 29, 30, 31), rsr_y32);\n"
-        "    }\n"
-        "}\n\n",
-        RSR_LANES, RSR_LANES);
+    fprintf(out,
+            "#include <stdlib.h>\n"
+            "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
+            "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
+            "/* xu[64c + l]: token t of column c biased to unsigned, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0)\n"
+            "   past m tokens */\n"
+            "static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
+            "    for (int32_t t = 0; t < %d; t++) {\n"
+            "        int32_t l = t < 32 ? 2 * t : 2 * (t - 32) + 1;\n"
+            "        const int8_t *row = x + (size_t)t * (size_t)x_stride;\n"
+            "        if (t < m)\n"
+            "            for (int32_t c = 0; c < cols; c++) xu[64 * (size_t)c + l] = (uint8_t)(row[c] ^ 0x80);\n"
+            "        else\n"
+            "            for (int32_t c = 0; c < cols; c++) xu[64 * (size_t)c + l] = 0x80;\n"
+            "    }\n"
+            "}\n"
+            "/* u[0..3] = the sums of columns p[j..e) of xu, tokens 0-15, 16-31, 32-47, 48-63, still biased:\n"
+            "   per run of at most %d columns the words and the high bytes in 16-bit lanes (both exact), then\n"
+            "   widened */\n"
+            "static inline void rsr_lanes_seg(const uint8_t *xu, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *u) {\n"
+            "    u[0] = u[1] = u[2] = u[3] = (rsr_y32){0};\n"
+            "    while (j < e) {\n"
+            "        int32_t stop = e - j > %d ? j + %d : e;\n"
+            "        rsr_w16 sw = {0}, sh = {0};\n"
+            "        for (; j < stop; j++) {\n"
+            "            rsr_w16 v = *(const rsr_w16 *)(const void *)(xu + 64 * (size_t)p[j]);\n"
+            "            sw += v, sh += v >> 8;\n"
+            "        }\n"
+            "        rsr_w16 lo = sw - (sh << 8);\n"
+            "        u[0] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
+            "12, 13, 14, 15), rsr_y32);\n"
+            "        u[1] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
+            "26, 27, 28, 29, 30, 31), rsr_y32);\n"
+            "        u[2] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
+            "12, 13, 14, 15), rsr_y32);\n"
+            "        u[3] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
+            "26, 27, 28, 29, 30, 31), rsr_y32);\n"
+            "    }\n"
+            "}\n",
+            RSR_LANES, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
+    fputs("/* out[64r + t] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
+          "   subtracted from the rows its digits name, less the bias 128 * row_sum[r] */\n"
+          "__attribute__((noinline)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
+          "const uint16_t *p, int32_t *out) {\n"
+          "    rsr_y32 u[4]",
+          out);
+    for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++) fprintf(out, ", a%d%d = {0}", r, q);
+    fputs("; /* row r, tokens 16q..16q+15 */\n", out);
+    for (int c = 0; c < RSR_LANE_CODES; c++) {
+        if (c == RSR_LANE_ZERO) continue;
+        /* segment c is perm[hdr[c - 1], hdr[c]) (the zero pattern's is empty) */
+        if (c)
+            fprintf(out, "    rsr_lanes_seg(xu, p, hdr[%d], hdr[%d], u);", c - 1, c);
+        else
+            fputs("    rsr_lanes_seg(xu, p, 0, hdr[0], u);", out);
+        for (int r = 0, v = c; r < 4; r++, v /= 3) { /* the 4 rows of a block */
+            int d = v % 3 - 1;
+            for (int q = 0; q < 4 && d; q++) fprintf(out, " a%d%d %c= u[%d];", r, q, d > 0 ? '+' : '-', q);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
+    for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++)
+            fprintf(out, "    a%d%d -= 128 * rs[%d];\n    __builtin_memcpy(out + %d, &a%d%d, 64);\n", r, q, r,
+                    64 * r + 16 * q, r, q);
+    fputs("}\n\n", out);
 }
+
 
 /*
  * The dot products of i2 kernels, one definition per ISA, all with the same four names:
@@ -445,12 +487,12 @@ static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent)
  * tokens (block_rows × tile accumulators, the decoded fields and an x vector fit the registers),
  * the rest one by one; per tile every block of the call, so the tile's x stays in L1 while the
  * packed rows stream past it (kernel.c says why). */
-static void emit_i2_batch(FILE *out, const kernel *kn) {
+static void emit_i2_batch(FILE *out, const kernel *kn, const char *suffix) {
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
     fprintf(out,
-            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
+            "static void %s%s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
-            kn->batch_symbol);
+            kn->batch_symbol, suffix);
     fprintf(out, "    int32_t sum_x[%d]; /* RSR_BATCH_MAX */\n", RSR_BATCH_MAX);
     fputs("    for (int32_t t = 0; t < ntok; t++) {\n        rsr_vacc sx = rsr_vzero();\n", out);
     fprintf(out,
@@ -467,56 +509,41 @@ static void emit_i2_batch(FILE *out, const kernel *kn) {
     fputs("        }\n}\n\n", out);
 }
 
-/* The batched RSR form (kernel.c, "RSR lanes"): per pass of up to 32 tokens, x transposed into
- * int16 lanes; per block, the 81 pattern segments unrolled with their digits as constants. Where
- * the scratch cannot be had, the tokens go one by one through the decode kernel. */
+/* The batched RSR form (kernel.c, "RSR lanes"): steps of fewer than RSR_LANES_MIN tokens go
+ * through the tiles (printed as <batch>_tiles); larger ones in passes of up to 64 tokens, x
+ * transposed once per pass and each block through rsr_lanes_block. Where the scratch cannot be
+ * had, the tiles take the whole step. */
 static void emit_lanes_batch(FILE *out, const kernel *kn) {
     const int32_t R = kn->block_rows;
-    fprintf(out, "/* %s: RSR with %d tokens in lanes, 81 patterns per block of %d rows */\n", kn->batch_symbol,
+    fprintf(out, "/* %s: RSR with up to %d tokens in lanes, 81 patterns per block of %d rows */\n", kn->batch_symbol,
             RSR_LANES, R);
     fprintf(out,
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
             kn->batch_symbol);
+    fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", RSR_LANES_MIN,
+            (unsigned long long)kn->cols * RSR_LANES);
     fprintf(out,
-            "    const uint16_t *seg = (const uint16_t *)(data + %llu), *perm = (const uint16_t *)(data + %llu);\n",
-            (unsigned long long)kn->off_lane_seg, (unsigned long long)kn->off_lane_perm);
-    fprintf(out, "    rsr_x16 *xt = aligned_alloc(64, sizeof(rsr_x16) * %d);\n", kn->cols);
-    fprintf(out,
-            "    if (!xt) {\n        for (int32_t t = 0; t < ntok; t++)\n"
-            "            %s(data, x + (size_t)t * (size_t)x_stride, y + (size_t)t * (size_t)y_stride, block_begin, "
-            "block_end);\n"
+            "    if (!xu) {\n        %s_tiles(data, x, x_stride, y, y_stride, ntok, block_begin, block_end);\n"
             "        return;\n    }\n",
-            kn->symbol);
+            kn->batch_symbol);
+    fprintf(out,
+            "    const uint16_t *hdr = (const uint16_t *)(const void *)(data + %llu), *perm = (const uint16_t *)(const "
+            "void *)(data + %llu);\n",
+            (unsigned long long)kn->off_lane_seg, (unsigned long long)kn->off_lane_perm);
+    fprintf(out, "    int32_t out[%d] __attribute__((aligned(64)));\n", R * RSR_LANES);
     fprintf(out, "    for (int32_t t0 = 0; t0 < ntok; t0 += %d) {\n", RSR_LANES);
     fprintf(out, "        int32_t m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES, RSR_LANES);
-    fprintf(out, "        rsr_lanes_transpose(xt, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n", kn->cols);
+    fprintf(out, "        rsr_lanes_transpose(xu, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n", kn->cols);
     fputs("        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "            const uint16_t *se = seg + (size_t)b * %d, *pb = perm + (size_t)b * %d;\n",
+    fprintf(out, "            rsr_lanes_block(xu, hdr + (size_t)b * %d, perm + (size_t)b * %d, out);\n",
             RSR_LANE_SEG_STRIDE, kn->lane_cols);
-    fputs("            rsr_y32 ", out);
-    for (int r = 0; r < R; r++) fprintf(out, "%sl%d = {0}, h%d = {0}", r ? ", " : "", r, r);
-    fputs(", ul, uh;\n", out);
-    for (int c = 0; c < RSR_LANE_CODES; c++) {
-        if (c == RSR_LANE_ZERO) continue;
-        if (c)
-            fprintf(out, "            rsr_lanes_seg(xt, pb, se[%d], se[%d], &ul, &uh);", c - 1, c);
-        else
-            fputs("            rsr_lanes_seg(xt, pb, 0, se[0], &ul, &uh);", out);
-        for (int r = 0, v = c; r < R; r++, v /= 3) {
-            int d = v % 3 - 1;
-            if (d) fprintf(out, " l%d %c= ul, h%d %c= uh;", r, d > 0 ? '+' : '-', r, d > 0 ? '+' : '-');
-        }
-        fputc('\n', out);
-    }
-    for (int r = 0; r < R; r++) {
-        fprintf(out, "            if (b * %d + %d < %d)\n", R, r, kn->rows);
-        fprintf(out,
-                "                for (int32_t t = 0; t < m; t++) y[(size_t)(t0 + t) * (size_t)y_stride + (size_t)b * "
-                "%d + %d] = t < 16 ? l%d[t] : h%d[t - 16];\n",
-                R, r, r, r);
-    }
-    fputs("        }\n    }\n    free(xt);\n}\n\n", out);
+    fprintf(out, "            for (int32_t r = 0; r < %d && b * %d + r < %d; r++)\n", R, R, kn->rows);
+    fprintf(out,
+            "                for (int32_t t = 0; t < m; t++) y[(size_t)(t0 + t) * (size_t)y_stride + (size_t)b * %d + "
+            "(size_t)r] = out[%d * r + t];\n",
+            R, RSR_LANES);
+    fputs("        }\n    }\n    free(xu);\n}\n\n", out);
 }
 
 /* lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c). */
@@ -556,10 +583,8 @@ void emit_c_kernel(FILE *out, const kernel *kn) {
     }
     if (kn->form == KF_I2) {
         emit_i2(out, kn);
-        if (kn->batch_lanes)
-            emit_lanes_batch(out, kn);
-        else if (kn->batch_symbol)
-            emit_i2_batch(out, kn);
+        if (kn->batch_symbol) emit_i2_batch(out, kn, kn->batch_lanes ? "_tiles" : "");
+        if (kn->batch_lanes) emit_lanes_batch(out, kn);
         return;
     }
     if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);

@@ -607,50 +607,103 @@ static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
 
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
 
-static LLVMTypeRef lanes16(llvm_emitter *e) { return LLVMVectorType(e->i16, RSR_LANES); }
-static LLVMTypeRef lanes32(llvm_emitter *e) { return LLVMVectorType(e->i32, RSR_LANES / 2); }
+static LLVMTypeRef words(llvm_emitter *e) { return LLVMVectorType(e->i16, RSR_LANES / 2); }
+static LLVMTypeRef lanes32(llvm_emitter *e) { return LLVMVectorType(e->i32, 16); }
 
-static LLVMValueRef half_lanes(llvm_emitter *e, LLVMValueRef a, int half) {
-    int idx[RSR_LANES / 2];
-    for (int i = 0; i < RSR_LANES / 2; i++) idx[i] = half * RSR_LANES / 2 + i;
-    return LLVMBuildSExt(e->b, shuffle(e, a, NULL, idx, RSR_LANES / 2), lanes32(e), "");
+/* Lanes 16q..16q+15 of the 32 words a, zero-extended to int32. */
+static LLVMValueRef quarter(llvm_emitter *e, LLVMValueRef a, int half) {
+    int idx[16];
+    for (int i = 0; i < 16; i++) idx[i] = 16 * half + i;
+    return LLVMBuildZExt(e->b, shuffle(e, a, NULL, idx, 16), lanes32(e), "");
 }
 
-/* void rsr_lanes_seg(i16 *xt, i16 *p, i32 j, i32 end, <16 x i32> *out): out[0], out[1] = the sum
- * of the columns p[j..end) of xt (32 int16 lanes each), widened every 256 columns. Once per module. */
-static LLVMValueRef lanes_seg_fn(llvm_emitter *e) {
-    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_seg");
-    if (fn) return fn;
-    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v16p = LLVMPointerType(lanes16(e), 0),
-                o32p = LLVMPointerType(lanes32(e), 0);
-    LLVMTypeRef params[] = {i16p, i16p, e->i32, e->i32, o32p};
-    fn = begin_function(e, "rsr_lanes_seg", LLVMFunctionType(e->voidt, params, 5, 0), false);
-    LLVMValueRef xt = LLVMBuildBitCast(e->b, LLVMGetParam(fn, 0), v16p, ""), p = LLVMGetParam(fn, 1);
-    LLVMValueRef j = LLVMGetParam(fn, 2), end = LLVMGetParam(fn, 3), out = LLVMGetParam(fn, 4);
-    LLVMValueRef lo = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "lo"),
-                 hi = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "hi");
-    LLVMValueRef chunks =
-        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, 255), ""), c32(e, 256), "");
+/* u[0..3] (vars) += the sums of columns p[j..end) of xu, still biased (tokens 0-15, 16-31, 32-47,
+ * 48-63): per run of at most RSR_LANE_RUN columns the words and the high bytes in 16-bit lanes. */
+static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVMValueRef j, LLVMValueRef end,
+                          LLVMValueRef *u) {
+    LLVMTypeRef w16 = words(e), w16p = LLVMPointerType(w16, 0);
+    LLVMValueRef runs = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
+                                      c32(e, RSR_LANE_RUN), "");
     loop C;
-    loop_begin(e, &C, c32(e, 0), chunks, "chunk");
-    LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, 256), ""), "");
-    LLVMValueRef lim = LLVMBuildAdd(e->b, from, c32(e, 256), "");
+    loop_begin(e, &C, c32(e, 0), runs, "run");
+    LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
+    LLVMValueRef lim = LLVMBuildAdd(e->b, from, c32(e, RSR_LANE_RUN), "");
     LLVMValueRef stop = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, lim, end, ""), lim, end, "");
-    LLVMValueRef a = var(e, lanes16(e), LLVMConstNull(lanes16(e)), "a");
+    LLVMValueRef sw = var(e, w16, LLVMConstNull(w16), "sw"), sh = var(e, w16, LLVMConstNull(w16), "sh");
     loop K;
     loop_begin(e, &K, from, stop, "col");
     LLVMValueRef col = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, p, K.i), ""), e->i64, "");
-    LLVMValueRef v = LLVMBuildLoad2(e->b, lanes16(e), LLVMBuildGEP2(e->b, lanes16(e), xt, &col, 1, ""), "");
+    LLVMValueRef addr = LLVMBuildBitCast(e->b, at(e, e->i8, xu, LLVMBuildShl(e->b, col, c64(e, 6), "")), w16p, "");
+    LLVMValueRef v = LLVMBuildLoad2(e->b, w16, addr, "");
     LLVMSetAlignment(v, 64);
-    set(e, a, LLVMBuildAdd(e->b, get(e, a), v, ""));
+    set(e, sw, LLVMBuildAdd(e->b, get(e, sw), v, ""));
+    set(e, sh, LLVMBuildAdd(e->b, get(e, sh), LLVMBuildLShr(e->b, v, splat(e->i16, RSR_LANES / 2, 8), ""), ""));
     loop_end(e, &K);
-    LLVMValueRef av = get(e, a);
-    set(e, lo, LLVMBuildAdd(e->b, get(e, lo), half_lanes(e, av, 0), ""));
-    set(e, hi, LLVMBuildAdd(e->b, get(e, hi), half_lanes(e, av, 1), ""));
+    LLVMValueRef hi = get(e, sh);
+    LLVMValueRef lo = LLVMBuildSub(e->b, get(e, sw), LLVMBuildShl(e->b, hi, splat(e->i16, RSR_LANES / 2, 8), ""), "");
+    LLVMValueRef parts[4] = {quarter(e, lo, 0), quarter(e, lo, 1), quarter(e, hi, 0), quarter(e, hi, 1)};
+    for (int q = 0; q < 4; q++) set(e, u[q], LLVMBuildAdd(e->b, get(e, u[q]), parts[q], ""));
     loop_end(e, &C);
-    LLVMValueRef one = c64(e, 1);
-    LLVMBuildStore(e->b, get(e, lo), out);
-    LLVMBuildStore(e->b, get(e, hi), LLVMBuildGEP2(e->b, lanes32(e), out, &one, 1, ""));
+}
+
+/* v itself, through an empty asm statement with side effects: the segment's additions stay after
+ * its loop. Without it LLVM sinks every accumulator's additions to the end of the block, keeping
+ * all 80 × 4 segment sums alive (20 KB of spills). */
+static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
+    LLVMTypeRef t = LLVMTypeOf(v), type = LLVMFunctionType(t, &t, 1, 0);
+    static const char constraints[] = "=v,0";
+    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, (char *)constraints, sizeof constraints - 1, 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
+}
+
+/* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[64r + t] = row r of the block for
+ * token t — the 80 codes' segments, each added to or subtracted from the rows its digits name,
+ * less the bias 128·row_sum[r]. Once per module (the same for every matrix). */
+static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
+    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_block");
+    if (fn) return fn;
+    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v32p = LLVMPointerType(lanes32(e), 0);
+    LLVMTypeRef params[] = {e->i8p, i16p, i16p, e->i32p};
+    fn = begin_function(e, "rsr_lanes_block", LLVMFunctionType(e->voidt, params, 4, 0), false);
+    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
+    /* optsize: no runtime unrolling of the 80 column loops, which at O3 grows the function to
+     * ~100K instructions and spills the 16 accumulators around every loop */
+    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
+    LLVMValueRef xu = LLVMGetParam(fn, 0), hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2), out = LLVMGetParam(fn, 3);
+    LLVMValueRef acc[4][4], u[4];
+    for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++) acc[r][q] = LLVMConstNull(lanes32(e));
+    for (int q = 0; q < 4; q++) u[q] = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
+    LLVMValueRef begin = c32(e, 0);
+    for (int c = 0; c < RSR_LANE_CODES; c++) {
+        if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
+        LLVMValueRef end = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
+        for (int q = 0; q < 4; q++) set(e, u[q], LLVMConstNull(lanes32(e)));
+        lanes_segment(e, xu, p, begin, end, u);
+        LLVMValueRef uv[4];
+        for (int q = 0; q < 4; q++) uv[q] = get(e, u[q]);
+        for (int r = 0, v = c; r < 4; r++, v /= 3) {
+            int d = v % 3 - 1;
+            for (int q = 0; q < 4 && d; q++)
+                acc[r][q] = pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[r][q], uv[q], "") : LLVMBuildSub(e->b, acc[r][q], uv[q], ""));
+        }
+        begin = end;
+    }
+    LLVMValueRef rs = LLVMBuildBitCast(e->b, at(e, e->i16, hdr, c64(e, RSR_LANE_ROW_SUM)), e->i32p, "");
+    LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, "");
+    for (int r = 0; r < 4; r++) {
+        LLVMValueRef sum = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, rs, c64(e, r)), "");
+        LLVMValueRef bias = LLVMBuildMul(e->b, sum, c32(e, 128), "");
+        LLVMValueRef bv = LLVMBuildInsertElement(e->b, LLVMGetUndef(lanes32(e)), bias, c32(e, 0), "");
+        int zeros[16] = {0};
+        bv = shuffle(e, bv, NULL, zeros, 16);
+        for (int q = 0; q < 4; q++) {
+            LLVMValueRef st = LLVMBuildStore(e->b, LLVMBuildSub(e->b, acc[r][q], bv, ""),
+                                             LLVMBuildGEP2(e->b, lanes32(e), outv, (LLVMValueRef[]){c64(e, 4 * r + q)}, 1, ""));
+            LLVMSetAlignment(st, 4);
+        }
+    }
     end_function(e);
     return fn;
 }
@@ -660,108 +713,83 @@ static LLVMValueRef libc_fn(llvm_emitter *e, const char *name, LLVMTypeRef type)
     return fn ? fn : LLVMAddFunction(e->mod, name, type);
 }
 
-/* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller). */
-static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef seg_fn) {
+/* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller): steps
+ * of fewer than RSR_LANES_MIN tokens, or without scratch, through tiles_fn (the same arguments);
+ * larger ones in passes of up to 64 tokens, x transposed once per pass. */
+static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef block_fn, LLVMValueRef tiles_fn) {
     const int R = kn->block_rows;
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2);
-    LLVMValueRef y = LLVMGetParam(e->fn, 3), y_stride = LLVMGetParam(e->fn, 4), ntok = LLVMGetParam(e->fn, 5);
-    LLVMValueRef b0 = LLVMGetParam(e->fn, 6), b1 = LLVMGetParam(e->fn, 7);
+    LLVMValueRef params[8];
+    for (unsigned i = 0; i < 8; i++) params[i] = LLVMGetParam(e->fn, i);
+    LLVMValueRef data = params[0], x = params[1], x_stride = params[2], y = params[3], y_stride = params[4];
+    LLVMValueRef ntok = params[5], b0 = params[6], b1 = params[7];
     LLVMTypeRef i16p = LLVMPointerType(e->i16, 0);
-    LLVMValueRef seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_seg)), i16p, "");
-    LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
     LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
     LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0),
                 free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
-    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)kn->cols * 2 * RSR_LANES)};
-    LLVMValueRef raw = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xt");
-    /* no scratch: the tokens one by one through the decode kernel */
-    LLVMBasicBlockRef join = if_begin(e, LLVMBuildIsNull(e->b, raw, ""));
-    loop T;
-    loop_begin(e, &T, c32(e, 0), ntok, "token");
-    LLVMValueRef kargs[] = {data, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, T.i), i64_of(e, x_stride), "")),
-                            at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, T.i), i64_of(e, y_stride), "")), b0, b1};
-    LLVMBuildCall2(e->b, e->kernel_type, LLVMGetNamedFunction(e->mod, kn->symbol), kargs, 5, "");
-    loop_end(e, &T);
+    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, ntok, c32(e, RSR_LANES_MIN), ""));
+    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->b, join);
-    LLVMValueRef xt = LLVMBuildBitCast(e->b, raw, i16p, "");
-    LLVMValueRef sums = LLVMBuildArrayAlloca(e->allocas, lanes32(e), c32(e, 2), "u");
-    LLVMValueRef one = c64(e, 1);
+    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)kn->cols * RSR_LANES)};
+    LLVMValueRef xu = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xu");
+    join = if_begin(e, LLVMBuildIsNull(e->b, xu, ""));
+    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
+    LLVMBuildRetVoid(e->b);
+    LLVMPositionBuilderAtEnd(e->b, join);
+    LLVMValueRef hdr = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_seg)), i16p, "");
+    LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
+    LLVMValueRef out = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, 4 * RSR_LANES), "out");
+    LLVMSetAlignment(out, 64);
 
-    loop P; /* passes of up to 32 tokens */
+    loop P; /* passes of up to 64 tokens */
     LLVMValueRef passes =
         LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, ntok, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
     loop_begin(e, &P, c32(e, 0), passes, "pass");
     LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
     LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
                                      c32(e, RSR_LANES), "");
-    /* transpose: xt[c][t] = x[t0 + t][c], zero past m */
-    LLVMTypeRef v16p = LLVMPointerType(lanes16(e), 0);
-    LLVMValueRef xtv = LLVMBuildBitCast(e->b, raw, v16p, "");
-    loop Z;
-    loop_begin(e, &Z, c32(e, 0), c32(e, kn->cols), "zero");
-    LLVMValueRef zi = i64_of(e, Z.i);
-    LLVMValueRef st = LLVMBuildStore(e->b, LLVMConstNull(lanes16(e)), LLVMBuildGEP2(e->b, lanes16(e), xtv, &zi, 1, ""));
-    LLVMSetAlignment(st, 64);
-    loop_end(e, &Z);
+    /* transpose: xu[64c + l] = x[t0 + t][c] ^ 0x80, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 past m */
     loop TT;
-    loop_begin(e, &TT, c32(e, 0), m, "lane");
-    LLVMValueRef xrow =
-        at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, TT.i, "")), i64_of(e, x_stride), ""));
-    loop Cc;
-    loop_begin(e, &Cc, c32(e, 0), c32(e, kn->cols), "col");
-    LLVMValueRef xv =
-        LLVMBuildSExt(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, xrow, i64_of(e, Cc.i)), ""), e->i16, "");
-    LLVMBuildStore(
-        e->b, xv,
-        at(e, e->i16, xt,
-           LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, Cc.i), c64(e, RSR_LANES), ""), i64_of(e, TT.i), "")));
-    loop_end(e, &Cc);
+    loop_begin(e, &TT, c32(e, 0), c32(e, RSR_LANES), "lane");
+    LLVMValueRef low = LLVMBuildICmp(e->b, LLVMIntSLT, TT.i, c32(e, RSR_LANES / 2), "");
+    LLVMValueRef l = LLVMBuildSelect(e->b, low, LLVMBuildShl(e->b, TT.i, c32(e, 1), ""),
+                                     LLVMBuildSub(e->b, LLVMBuildShl(e->b, TT.i, c32(e, 1), ""), c32(e, RSR_LANES - 1), ""), "");
+    LLVMValueRef live = LLVMBuildICmp(e->b, LLVMIntSLT, TT.i, m, "");
+    for (int fill = 0; fill < 2; fill++) {
+        LLVMBasicBlockRef j2 = if_begin(e, fill ? LLVMBuildNot(e->b, live, "") : live);
+        LLVMValueRef xrow =
+            at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, TT.i, "")), i64_of(e, x_stride), ""));
+        loop Cc;
+        loop_begin(e, &Cc, c32(e, 0), c32(e, kn->cols), "col");
+        LLVMValueRef xv = LLVMConstInt(e->i8, 0x80, 0);
+        if (!fill) xv = LLVMBuildXor(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, xrow, i64_of(e, Cc.i)), ""), xv, "");
+        LLVMBuildStore(e->b, xv, at(e, e->i8, xu, i64_of(e, LLVMBuildAdd(e->b, LLVMBuildShl(e->b, Cc.i, c32(e, 6), ""), l, ""))));
+        loop_end(e, &Cc);
+        if_end(e, j2);
+    }
     loop_end(e, &TT);
 
     loop B;
     loop_begin(e, &B, b0, b1, "block");
-    LLVMValueRef se = at(e, e->i16, seg, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), ""));
-    LLVMValueRef pb = at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), ""));
-    LLVMValueRef acc[4][2];
-    for (int r = 0; r < R; r++)
-        for (int h = 0; h < 2; h++) acc[r][h] = LLVMConstNull(lanes32(e));
-    LLVMValueRef begin = c32(e, 0);
-    for (int c = 0; c < RSR_LANE_CODES; c++) {
-        if (c == RSR_LANE_ZERO) continue;
-        /* the zero pattern's segment is empty (kernel.c), so code 41's begins where code 39's ends */
-        LLVMValueRef end =
-            LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, se, c64(e, c)), ""), e->i32, "");
-        LLVMValueRef sargs[] = {xt, pb, begin, end, sums};
-        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(seg_fn), seg_fn, sargs, 5, "");
-        LLVMValueRef u[2] = {LLVMBuildLoad2(e->b, lanes32(e), sums, ""),
-                             LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), sums, &one, 1, ""), "")};
-        for (int r = 0, v = c; r < R; r++, v /= 3) {
-            int d = v % 3 - 1;
-            for (int h = 0; h < 2 && d; h++)
-                acc[r][h] = d > 0 ? LLVMBuildAdd(e->b, acc[r][h], u[h], "") : LLVMBuildSub(e->b, acc[r][h], u[h], "");
-        }
-        begin = end;
-    }
-    /* y[t0 + t][4b + r] for t < m: each row's 32 lanes through memory, then a loop over the tokens */
+    LLVMValueRef bargs[] = {xu, at(e, e->i16, hdr, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), "")),
+                            at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), "")), out};
+    LLVMBuildCall2(e->b, LLVMGlobalGetValueType(block_fn), block_fn, bargs, 4, "");
     for (int r = 0; r < R; r++) {
         LLVMValueRef row = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, B.i, c32(e, R), ""), c32(e, r), "");
         LLVMBasicBlockRef rjoin = NULL;
         if (kn->rows % R) rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-        LLVMBuildStore(e->b, acc[r][0], sums);
-        LLVMBuildStore(e->b, acc[r][1], LLVMBuildGEP2(e->b, lanes32(e), sums, &one, 1, ""));
-        LLVMValueRef lanes = LLVMBuildBitCast(e->b, sums, e->i32p, "");
         loop L;
-        loop_begin(e, &L, c32(e, 0), m, "lane");
+        loop_begin(e, &L, c32(e, 0), m, "token");
         LLVMValueRef yt =
             at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, L.i, "")), i64_of(e, y_stride), ""));
-        store_y(e, yt, row, LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, lanes, L.i), ""));
+        LLVMValueRef o = at(e, e->i32, out, i64_of(e, LLVMBuildAdd(e->b, L.i, c32(e, RSR_LANES * r), "")));
+        store_y(e, yt, row, LLVMBuildLoad2(e->b, e->i32, o, ""));
         loop_end(e, &L);
         if (rjoin) if_end(e, rjoin);
     }
     loop_end(e, &B);
     loop_end(e, &P);
-    LLVMValueRef fargs[] = {raw};
+    LLVMValueRef fargs[] = {xu};
     LLVMBuildCall2(e->b, free_t, libc_fn(e, "free", free_t), fargs, 1, "");
 }
 
@@ -1018,12 +1046,20 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     }
     end_function(e);
     if (kn->batch_symbol) {
-        LLVMValueRef seg_fn = kn->batch_lanes ? lanes_seg_fn(e) : NULL;
+        /* the lanes form's helpers first: begin_function moves the builder */
+        LLVMValueRef block_fn = kn->batch_lanes ? lanes_block_fn(e) : NULL, tiles_fn = NULL;
+        if (kn->batch_lanes) {
+            char *name = xasprintf("%s_tiles", kn->batch_symbol);
+            tiles_fn = begin_function(e, name, e->batch_type, false);
+            free(name);
+            emit_i2_batch(e, kn);
+            end_function(e);
+        }
         fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
         add_enum_attr(e, fn, 2, "noalias"); /* x */
         add_enum_attr(e, fn, 4, "noalias"); /* y */
         if (kn->batch_lanes)
-            emit_lanes_batch(e, kn, seg_fn);
+            emit_lanes_batch(e, kn, block_fn, tiles_fn);
         else
             emit_i2_batch(e, kn);
         end_function(e);

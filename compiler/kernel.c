@@ -36,18 +36,26 @@
  *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to 64 tokens:
  *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
  *                 above, no data of its own).
- *     RSR lanes   (batch_lanes, --prefill=rsr) RSR with the tokens in vector lanes:
- *                 x is transposed once per call into int16 rows of 32 tokens (64 bytes per
- *                 column); per block of 4 rows the columns are sorted by their pattern (81 codes,
- *                 c = Σ_r (w_r + 1)·3^r; the all-zero pattern dropped), each code's segment is
- *                 summed as whole 64-byte rows (one vector add per column for 32 tokens) and
- *                 the sum is added to or subtracted from the rows its digits name — the digits
- *                 are constants of the code, so the 81 segments are unrolled. About 2 vector
- *                 operations per column and block against 4·32/64 vpdpbusd plus decoding for the
- *                 tiles: fewer operations, RSR's gain. Data after the i2 codes:
- *                   u16 seg_end[blocks][96] (end of code c's segment, c = 0..80, in perm),
- *                   u16 perm[blocks][lane_cols]
- *                 An int16 lane sums at most 256 columns (|x| ≤ 128) before it is widened.
+ *     RSR lanes   (batch_lanes, --prefill=rsr) RSR with the tokens in vector lanes, for steps of
+ *                 at least RSR_LANES_MIN tokens (fewer go through the tiles, which cost in
+ *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64):
+ *                 x is transposed once per call into 64 bytes per column, one byte per token,
+ *                 biased to unsigned (x + 128; 16-bit lane i holds token i in its low byte and
+ *                 token 32 + i in its high byte). Per block of 4 rows the columns are sorted by
+ *                 their pattern (81 codes, c = Σ_r (w_r + 1)·3^r; the all-zero pattern dropped)
+ *                 and each code's segment is summed as whole 64-byte columns: per column one
+ *                 16-bit add of the bytes as words (256·hi + lo, wrapping) and one of the high
+ *                 bytes shifted down, so Σ hi is exact and Σ lo = words − 256·Σ hi is exact mod
+ *                 2^16 — both below 2^16 for runs of at most RSR_LANE_RUN columns, after which
+ *                 they are widened to int32. The segment's sums are added to or subtracted from
+ *                 the rows its digits name (constants of the code: the 80 segments are unrolled,
+ *                 once per artifact in rsr_lanes_block) and the bias comes off at the end as
+ *                 128·Σ_c w[r][c], a constant of the row. Per column and block that is 3 vector
+ *                 operations for 4 rows × 64 tokens, against 4 vpdpbusd plus decoding for the
+ *                 tiles: fewer operations, RSR's gain. Data after the i2 codes, per block:
+ *                   u16 header[96]: seg_end[81] (end of code c's segment in perm), pad,
+ *                                   i32 row_sum[4] at u16 index 88
+ *                 then u16 perm[blocks][lane_cols] (zero past the kept columns).
  *   KF_I2 on a GPU (DOT_DP4A): the same layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
@@ -281,38 +289,40 @@ static void write_lut_data(kernel *kn, blob_writer *b) {
 }
 
 /* Block blk of the RSR lanes index: the columns sorted by pattern code (counting sort, columns
- * ascending within a code), the all-zero pattern dropped; rows past the end are zero. seg[v]:
- * the end of code v's segment in perm; perm: lane_cols entries, zero past the kept columns. */
-static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *seg, uint16_t *perm, uint8_t *code) {
+ * ascending within a code), the all-zero pattern dropped; rows past the end are zero. hdr: the
+ * block's header (seg_end, row_sum); perm: lane_cols entries, zero past the kept columns. */
+static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *hdr, uint16_t *perm, uint8_t *code) {
     const ternary_matrix *t = kn->tm;
-    int32_t count[RSR_LANE_CODES] = {0}, at[RSR_LANE_CODES], end = 0;
+    int32_t count[RSR_LANE_CODES] = {0}, at[RSR_LANE_CODES], end = 0, row_sum[I2_BLOCK_ROWS] = {0};
     for (int32_t c = 0; c < t->cols; c++) {
         int32_t v = 0;
         for (int32_t r = I2_BLOCK_ROWS - 1; r >= 0; r--) {
-            int32_t row = blk * I2_BLOCK_ROWS + r;
-            v = 3 * v + 1 + (row < t->rows ? t->w[(size_t)row * (size_t)t->cols + (size_t)c] : 0);
+            int32_t row = blk * I2_BLOCK_ROWS + r, w = row < t->rows ? t->w[(size_t)row * (size_t)t->cols + (size_t)c] : 0;
+            v = 3 * v + 1 + w;
+            row_sum[r] += w;
         }
         code[c] = (uint8_t)v;
         count[v]++;
     }
     count[RSR_LANE_ZERO] = 0;
-    for (int32_t v = 0; v < RSR_LANE_CODES; v++) at[v] = end, end += count[v], seg[v] = (uint16_t)end;
+    for (int32_t v = 0; v < RSR_LANE_CODES; v++) at[v] = end, end += count[v], hdr[v] = (uint16_t)end;
+    memcpy(hdr + RSR_LANE_ROW_SUM, row_sum, sizeof row_sum); /* little-endian i32, 4-byte aligned */
     memset(perm, 0, 2 * (size_t)kn->lane_cols);
     for (int32_t c = 0; c < t->cols; c++)
         if (code[c] != RSR_LANE_ZERO) perm[at[code[c]]++] = (uint16_t)c;
 }
 
-/* seg_end of every block, then perm of every block (the layout in the header comment); each
- * block is sorted once, its permutation kept until the seg_end table is out. */
+/* The header of every block, then perm of every block (the layout in the header comment); each
+ * block is sorted once, its permutation kept until the headers are out. */
 static void write_lanes_data(kernel *kn, blob_writer *b) {
     size_t nb = (size_t)kn->num_blocks, lc = (size_t)kn->lane_cols;
-    uint16_t *seg = xcalloc(nb * RSR_LANE_SEG_STRIDE, sizeof *seg), *perm = xmalloc(2 * nb * lc);
+    uint16_t *hdr = xcalloc(nb * RSR_LANE_SEG_STRIDE, sizeof *hdr), *perm = xmalloc(2 * nb * lc);
     uint8_t *code = xmalloc((size_t)kn->tm->cols);
     for (size_t blk = 0; blk < nb; blk++)
-        lanes_sort(kn, (int32_t)blk, seg + blk * RSR_LANE_SEG_STRIDE, perm + blk * lc, code);
-    blob_write(b, seg, 2 * nb * RSR_LANE_SEG_STRIDE);
+        lanes_sort(kn, (int32_t)blk, hdr + blk * RSR_LANE_SEG_STRIDE, perm + blk * lc, code);
+    blob_write(b, hdr, 2 * nb * RSR_LANE_SEG_STRIDE);
     blob_write(b, perm, 2 * nb * lc);
-    free(seg), free(perm), free(code);
+    free(hdr), free(perm), free(code);
 }
 
 static void write_warp_data(kernel *kn, blob_writer *b) {

@@ -334,10 +334,13 @@ extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
 #define RSR_BATCH_TILE_MAX 8
-#define RSR_LANES 32           /* batched RSR: tokens per pass, one int16 lane each in 64 bytes */
+#define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
+#define RSR_LANES_MIN 40       /* batched RSR: steps of fewer tokens go through the tiles (kernel.c) */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
 #define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */
-#define RSR_LANE_SEG_STRIDE 96 /* u16 seg_end entries per block (81, padded to 192 bytes) */
+#define RSR_LANE_SEG_STRIDE 96 /* u16 entries of a block's header: seg_end[81], pad, i32 row_sum[4] */
+#define RSR_LANE_ROW_SUM 88    /* u16 index of row_sum in the header (byte 176) */
+#define RSR_LANE_RUN 256       /* batched RSR: columns summed in 16-bit lanes before they are widened */
 typedef struct kernel {
     char *symbol;         /* C / LLVM / CUDA function name */
     char *batch_symbol;   /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */

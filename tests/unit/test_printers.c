@@ -62,7 +62,7 @@ static const variant variants[] = {
     {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
     {STRAT_LUT, false, 0},
 };
-enum { NV = sizeof variants / sizeof *variants, NM = 4 };
+enum { NV = sizeof variants / sizeof *variants, NM = 5 };
 
 static ternary_matrix mats[NM];
 static int pairs_run, pairs_denied, llvm_denies_scalar_lut;
@@ -83,8 +83,9 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
         EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows), "%s: decode, vector %d", what, kind);
     }
     if (!am->kernel_batch) goto out;
-    static const int32_t ntoks[] = {1, 3, RSR_BATCH_MAX};
-    for (int n = 0; n < 3; n++) {
+    /* 47 and 64: the lanes form's partial and full pass; 1 and 3: its tiles */
+    static const int32_t ntoks[] = {1, 3, RSR_LANES_MIN + 7, RSR_BATCH_MAX};
+    for (int n = 0; n < 4; n++) {
         int32_t ntok = ntoks[n];
         for (int32_t t = 0; t < ntok; t++) {
             fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4);
@@ -179,6 +180,10 @@ int main(void) {
     mats[1] = random_matrix("wide", 21, 300, false);
     mats[2] = random_matrix("binary", 30, 50, true);
     mats[3] = random_matrix("one-column", 9, 1, false);
+    /* the lanes form sums at most RSR_LANE_RUN columns in 16-bit lanes: here one pattern (all +1)
+     * holds 600 columns of the first block, so its segment is widened in three runs */
+    mats[4] = random_matrix("long-runs", 7, 700, false);
+    for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 700, 1, 600);
     static const char *const targets[] = {"generic", "avx2", "avx512", "avx512-vnni"};
     int runnable = 0;
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {

@@ -650,11 +650,23 @@ static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVM
  * its loop. Without it LLVM sinks every accumulator's additions to the end of the block, keeping
  * all 80 × 4 segment sums alive (20 KB of spills). */
 static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
-    LLVMTypeRef t = LLVMTypeOf(v), type = LLVMFunctionType(t, &t, 1, 0);
-    static const char constraints[] = "=v,0";
-    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, (char *)constraints, sizeof constraints - 1, 1, 0,
+    /* one asm operand per register: <16 x i32> is one zmm, two ymm or four xmm */
+    int n = e->t->vector_bits >= 512 ? 16 : e->t->vector_bits >= 256 ? 8 : 4, idx[16];
+    LLVMTypeRef t = LLVMVectorType(e->i32, (unsigned)n), type = LLVMFunctionType(t, &t, 1, 0);
+    const char *constraints = n == 16 ? "=v,0" : "=x,0";
+    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, (char *)constraints, strlen(constraints), 1, 0,
                                        LLVMInlineAsmDialectATT, 0);
-    return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
+    LLVMValueRef parts[4];
+    for (int k = 0; k < 16 / n; k++) {
+        for (int i = 0; i < n; i++) idx[i] = k * n + i;
+        LLVMValueRef part = shuffle(e, v, NULL, idx, n);
+        parts[k] = LLVMBuildCall2(e->b, type, fn, &part, 1, "");
+    }
+    if (n == 16) return parts[0];
+    for (int i = 0; i < 16; i++) idx[i] = i;
+    if (n == 8) return shuffle(e, parts[0], parts[1], idx, 16);
+    LLVMValueRef lo = shuffle(e, parts[0], parts[1], idx, 8), hi = shuffle(e, parts[2], parts[3], idx, 8);
+    return shuffle(e, lo, hi, idx, 16);
 }
 
 /* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[64r + t] = row r of the block for

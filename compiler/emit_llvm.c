@@ -669,7 +669,7 @@ static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
     return shuffle(e, lo, hi, idx, 16);
 }
 
-/* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[64r + t] = row r of the block for
+/* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[4t + r] = row r of the block for
  * token t — the 80 codes' segments, each added to or subtracted from the rows its digits name,
  * less the bias 128·row_sum[r]. Once per module (the same for every matrix). */
 static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
@@ -703,17 +703,31 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         begin = end;
     }
     LLVMValueRef rs = LLVMBuildBitCast(e->b, at(e, e->i16, hdr, c64(e, RSR_LANE_ROW_SUM)), e->i32p, "");
-    LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, "");
+    LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, ""), row[4];
     for (int r = 0; r < 4; r++) {
         LLVMValueRef sum = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, rs, c64(e, r)), "");
         LLVMValueRef bias = LLVMBuildMul(e->b, sum, c32(e, 128), "");
         LLVMValueRef bv = LLVMBuildInsertElement(e->b, LLVMGetUndef(lanes32(e)), bias, c32(e, 0), "");
         int zeros[16] = {0};
-        bv = shuffle(e, bv, NULL, zeros, 16);
-        for (int q = 0; q < 4; q++) {
-            LLVMValueRef st = LLVMBuildStore(e->b, LLVMBuildSub(e->b, acc[r][q], bv, ""),
-                                             LLVMBuildGEP2(e->b, lanes32(e), outv, (LLVMValueRef[]){c64(e, 4 * r + q)}, 1, ""));
-            LLVMSetAlignment(st, 4);
+        row[r] = shuffle(e, bv, NULL, zeros, 16); /* the bias of row r in every lane */
+    }
+    /* out[4t + r]: the four rows of token t side by side (emit_c.c prints the same shuffles) */
+    for (int q = 0; q < 4; q++) {
+        LLVMValueRef v[4];
+        for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[r][q], row[r], "");
+        for (int h = 0; h < 2; h++) {
+            int pair[16], quad[16];
+            for (int i = 0; i < 8; i++) pair[2 * i] = 8 * h + i, pair[2 * i + 1] = 16 + 8 * h + i;
+            LLVMValueRef lo = shuffle(e, v[0], v[1], pair, 16), hi = shuffle(e, v[2], v[3], pair, 16);
+            for (int k = 0; k < 2; k++) {
+                for (int i = 0; i < 4; i++)
+                    quad[4 * i] = 8 * k + 2 * i, quad[4 * i + 1] = 8 * k + 2 * i + 1, quad[4 * i + 2] = 16 + 8 * k + 2 * i,
+                    quad[4 * i + 3] = 17 + 8 * k + 2 * i;
+                LLVMValueRef idx = c64(e, 4 * q + 2 * h + k);
+                LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, lo, hi, quad, 16),
+                                                 LLVMBuildGEP2(e->b, lanes32(e), outv, &idx, 1, ""));
+                LLVMSetAlignment(st, 4);
+            }
         }
     }
     end_function(e);
@@ -723,6 +737,40 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
 static LLVMValueRef libc_fn(llvm_emitter *e, const char *name, LLVMTypeRef type) {
     LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
     return fn ? fn : LLVMAddFunction(e->mod, name, type);
+}
+
+/* xu[64c + l] = x[t0 + t][c] ^ 0x80 for the m tokens of a pass, l = 2t (t < 32) or 2(t - 32) + 1;
+ * 0x80 (x = 0) past m. Per 64 columns a 64 × 64 byte transpose in six rounds (emit_c.c says how). */
+static void lanes_transpose(llvm_emitter *e, const kernel *kn, LLVMValueRef xu, LLVMValueRef x, LLVMValueRef x_stride,
+                            LLVMValueRef t0, LLVMValueRef m, LLVMValueRef zero) {
+    LLVMTypeRef b64 = LLVMVectorType(e->i8, 64), b64p = LLVMPointerType(b64, 0);
+    int zip[2][64];
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 32; i++) zip[h][2 * i] = 32 * h + i, zip[h][2 * i + 1] = 64 + 32 * h + i;
+    loop G;
+    loop_begin(e, &G, c32(e, 0), c32(e, (kn->cols + 63) / 64), "cols64");
+    LLVMValueRef c0 = i64_of(e, LLVMBuildMul(e->b, G.i, c32(e, 64), ""));
+    LLVMValueRef r[64], o[64];
+    for (int i = 0; i < 64; i++) {
+        int t = i & 1 ? 32 + i / 2 : i / 2;
+        LLVMValueRef row = LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, c32(e, t), "")), i64_of(e, x_stride), "");
+        LLVMValueRef src = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""),
+                                           at(e, e->i8, x, LLVMBuildAdd(e->b, row, c0, "")), zero, "");
+        LLVMValueRef v = LLVMBuildLoad2(e->b, b64, LLVMBuildBitCast(e->b, src, b64p, ""), "");
+        LLVMSetAlignment(v, 1);
+        r[i] = LLVMBuildXor(e->b, v, splat(e->i8, 64, 0x80), "");
+    }
+    for (int round = 0; round < 6; round++) {
+        for (int k = 0; k < 32; k++)
+            o[2 * k] = shuffle(e, r[k], r[k + 32], zip[0], 64), o[2 * k + 1] = shuffle(e, r[k], r[k + 32], zip[1], 64);
+        memcpy(r, o, sizeof r);
+    }
+    for (int i = 0; i < 64; i++) {
+        LLVMValueRef dst = at(e, e->i8, xu, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, c0, c64(e, i), ""), c64(e, 64), ""));
+        LLVMValueRef st = LLVMBuildStore(e->b, r[i], LLVMBuildBitCast(e->b, dst, b64p, ""));
+        LLVMSetAlignment(st, 64);
+    }
+    loop_end(e, &G);
 }
 
 /* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller): steps
@@ -742,7 +790,7 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->b, join);
-    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)kn->cols * RSR_LANES)};
+    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)lanes_scratch(kn))};
     LLVMValueRef xu = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xu");
     join = if_begin(e, LLVMBuildIsNull(e->b, xu, ""));
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
@@ -752,6 +800,10 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
     LLVMValueRef out = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, 4 * RSR_LANES), "out");
     LLVMSetAlignment(out, 64);
+    LLVMTypeRef b64 = LLVMVectorType(e->i8, 64);
+    LLVMValueRef zero = LLVMBuildAlloca(e->allocas, b64, "zero"); /* the x of tokens past m */
+    LLVMBuildStore(e->b, LLVMConstNull(b64), zero);
+    zero = LLVMBuildBitCast(e->b, zero, e->i8p, "");
 
     loop P; /* passes of up to 64 tokens */
     LLVMValueRef passes =
@@ -760,44 +812,40 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
     LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
                                      c32(e, RSR_LANES), "");
-    /* transpose: xu[64c + l] = x[t0 + t][c] ^ 0x80, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 past m */
-    loop TT;
-    loop_begin(e, &TT, c32(e, 0), c32(e, RSR_LANES), "lane");
-    LLVMValueRef low = LLVMBuildICmp(e->b, LLVMIntSLT, TT.i, c32(e, RSR_LANES / 2), "");
-    LLVMValueRef l = LLVMBuildSelect(e->b, low, LLVMBuildShl(e->b, TT.i, c32(e, 1), ""),
-                                     LLVMBuildSub(e->b, LLVMBuildShl(e->b, TT.i, c32(e, 1), ""), c32(e, RSR_LANES - 1), ""), "");
-    LLVMValueRef live = LLVMBuildICmp(e->b, LLVMIntSLT, TT.i, m, "");
-    for (int fill = 0; fill < 2; fill++) {
-        LLVMBasicBlockRef j2 = if_begin(e, fill ? LLVMBuildNot(e->b, live, "") : live);
-        LLVMValueRef xrow =
-            at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, TT.i, "")), i64_of(e, x_stride), ""));
-        loop Cc;
-        loop_begin(e, &Cc, c32(e, 0), c32(e, kn->cols), "col");
-        LLVMValueRef xv = LLVMConstInt(e->i8, 0x80, 0);
-        if (!fill) xv = LLVMBuildXor(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, xrow, i64_of(e, Cc.i)), ""), xv, "");
-        LLVMBuildStore(e->b, xv, at(e, e->i8, xu, i64_of(e, LLVMBuildAdd(e->b, LLVMBuildShl(e->b, Cc.i, c32(e, 6), ""), l, ""))));
-        loop_end(e, &Cc);
-        if_end(e, j2);
-    }
-    loop_end(e, &TT);
+    lanes_transpose(e, kn, xu, x, x_stride, t0, m, zero);
 
     loop B;
     loop_begin(e, &B, b0, b1, "block");
     LLVMValueRef bargs[] = {xu, at(e, e->i16, hdr, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), "")),
                             at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), "")), out};
     LLVMBuildCall2(e->b, LLVMGlobalGetValueType(block_fn), block_fn, bargs, 4, "");
-    for (int r = 0; r < R; r++) {
-        LLVMValueRef row = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, B.i, c32(e, R), ""), c32(e, r), "");
-        LLVMBasicBlockRef rjoin = NULL;
-        if (kn->rows % R) rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+    /* y[t0 + t][4b + r] = out[4t + r]: 16 bytes per token where the block has all its rows */
+    LLVMTypeRef v4 = LLVMVectorType(e->i32, 4), v4p = LLVMPointerType(v4, 0);
+    LLVMValueRef yb = at(e, e->i32, y, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, y_stride), ""),
+                                                   i64_of(e, LLVMBuildMul(e->b, B.i, c32(e, R), "")), ""));
+    LLVMValueRef full = LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
+                                      c32(e, kn->rows), "");
+    for (int whole = 1; whole >= 0; whole--) {
+        LLVMBasicBlockRef wjoin = if_begin(e, whole ? full : LLVMBuildNot(e->b, full, ""));
         loop L;
         loop_begin(e, &L, c32(e, 0), m, "token");
-        LLVMValueRef yt =
-            at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, L.i, "")), i64_of(e, y_stride), ""));
-        LLVMValueRef o = at(e, e->i32, out, i64_of(e, LLVMBuildAdd(e->b, L.i, c32(e, RSR_LANES * r), "")));
-        store_y(e, yt, row, LLVMBuildLoad2(e->b, e->i32, o, ""));
+        LLVMValueRef yt = at(e, e->i32, yb, LLVMBuildMul(e->b, i64_of(e, L.i), i64_of(e, y_stride), ""));
+        LLVMValueRef o = at(e, e->i32, out, i64_of(e, LLVMBuildMul(e->b, L.i, c32(e, R), "")));
+        if (whole) {
+            LLVMValueRef v = LLVMBuildLoad2(e->b, v4, LLVMBuildBitCast(e->b, o, v4p, ""), "");
+            LLVMSetAlignment(v, 4);
+            LLVMValueRef st = LLVMBuildStore(e->b, v, LLVMBuildBitCast(e->b, yt, v4p, ""));
+            LLVMSetAlignment(st, 4);
+        } else {
+            for (int r = 0; r < R; r++) {
+                LLVMValueRef rowi = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, B.i, c32(e, R), ""), c32(e, r), "");
+                LLVMBasicBlockRef rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, rowi, c32(e, kn->rows), ""));
+                store_y(e, yt, c32(e, r), LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, o, c64(e, r)), ""));
+                if_end(e, rjoin);
+            }
+        }
         loop_end(e, &L);
-        if (rjoin) if_end(e, rjoin);
+        if_end(e, wjoin);
     }
     loop_end(e, &B);
     loop_end(e, &P);

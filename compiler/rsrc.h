@@ -340,6 +340,8 @@ bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one a
 #define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */
 #define RSR_LANE_SEG_STRIDE 96 /* u16 entries of a block's header: seg_end[81], pad, i32 row_sum[4] */
 #define RSR_LANE_ROW_SUM 88    /* u16 index of row_sum in the header (byte 176) */
+/* bytes of the lanes form's transposed x: 64 per column, columns rounded up to 64 */
+#define lanes_scratch(kn) ((uint64_t)((kn)->cols + 63) / 64 * 64 * RSR_LANES)
 #define RSR_LANE_RUN 256       /* batched RSR: columns summed in 16-bit lanes before they are widened */
 typedef struct kernel {
     char *symbol;         /* C / LLVM / CUDA function name */

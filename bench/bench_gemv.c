@@ -113,9 +113,8 @@ typedef struct built {
     const char *strategy;
 } built;
 
-static built build(const ternary_matrix *tm, enum strategy st, target *t, const char *dir, int serial, bool lanes) {
+static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial, bool lanes) {
     built b = {0};
-    t->prefill_lanes = lanes;
     int k = 0;
     if (strategy_is_rsr(st)) {
         char why[256];
@@ -136,7 +135,9 @@ static built build(const ternary_matrix *tm, enum strategy st, target *t, const 
     }
     const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
     compiled_matrix cm;
-    compile_matrix(tm, t, &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial}, &blob, &sink,
+    compile_matrix(tm, t,
+                   &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial, .lanes_min = lanes ? 2 : -1},
+                   &blob, &sink,
                    &cm);
     const kernel *kn = &cm.kn;
     blob_close(&blob);
@@ -164,7 +165,6 @@ static built build(const ternary_matrix *tm, enum strategy st, target *t, const 
     unlink(c_path), unlink(so_path), unlink(blob_path), unlink(obj_path);
     free(c_path), free(so_path), free(blob_path), free(cmd), free(obj_path);
     compiled_matrix_free(&cm);
-    t->prefill_lanes = false;
     return b;
 }
 

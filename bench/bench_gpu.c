@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
             rsr_plan p = {0};
             if (which) rsr_analyse(tm, mp.k, &p);
             kernel kn;
-            kernel_lower(&kn, tm, which ? &p : NULL, t, PRINTER_CUDA, mp.strategy, nk);
+            kernel_lower(&kn, tm, which ? &p : NULL, t, PRINTER_CUDA, mp.strategy, nk, 0);
             kernel_write_data(&kn, &blob);
             emit_cuda_kernel(src, &kn);
             gpu_member member = gpu_member_of(&kn); /* a group of one, as the runtime's matvec_int runs it */

@@ -13,7 +13,7 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
     if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_lut_vector(t));
-    if (t->prefill_lanes) emit_c_lanes_helpers(out);
+    if (t->kind != TK_CUDA && t->prefill != PREFILL_TILES) emit_c_lanes_helpers(out);
 }
 
 /* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT). The pattern digits and
@@ -154,7 +154,7 @@ void emit_c_lanes_helpers(FILE *out) {
             "   0x80 (x = 0) past m tokens; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six\n"
             "   rounds: row i is token l^-1(i); a round zips rows k and k + 32 into rows 2k and 2k + 1, which moves\n"
             "   the top bit of the column into the row number and the top bit of the row into the position */\n"
-            "static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
+            "__attribute__((unused)) static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
             "    static const int8_t zero[64];\n"
             "    const rsr_b64 bias = (rsr_b64){0} + 0x80;\n"
             "    for (int32_t c0 = 0; c0 < cols; c0 += 64) {\n"
@@ -201,7 +201,7 @@ void emit_c_lanes_helpers(FILE *out) {
             zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
     fputs("/* out[4t + r] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
           "   subtracted from the rows its digits name, less the bias 128 * row_sum[r] */\n"
-          "__attribute__((noinline)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
+          "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
           "const uint16_t *p, int32_t *out) {\n"
           "    rsr_y32 u[4]",
           out);
@@ -541,7 +541,7 @@ static void emit_i2_batch(FILE *out, const kernel *kn, const char *suffix) {
     fputs("        }\n}\n\n", out);
 }
 
-/* The batched RSR form (kernel.c, "RSR lanes"): steps of fewer than RSR_LANES_MIN tokens go
+/* The batched RSR form (kernel.c, "RSR lanes"): steps of fewer than lanes_min tokens go
  * through the tiles (printed as <batch>_tiles); larger ones in passes of up to 64 tokens, x
  * transposed once per pass and each block through rsr_lanes_block. Where the scratch cannot be
  * had, the tiles take the whole step. */
@@ -553,7 +553,7 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
             kn->batch_symbol);
-    fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", RSR_LANES_MIN,
+    fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", kn->lanes_min,
             (unsigned long long)lanes_scratch(kn));
     fprintf(out,
             "    if (!xu) {\n        %s_tiles(data, x, x_stride, y, y_stride, ntok, block_begin, block_end);\n"

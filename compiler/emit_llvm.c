@@ -739,21 +739,32 @@ static LLVMValueRef libc_fn(llvm_emitter *e, const char *name, LLVMTypeRef type)
     return fn ? fn : LLVMAddFunction(e->mod, name, type);
 }
 
-/* xu[64c + l] = x[t0 + t][c] ^ 0x80 for the m tokens of a pass, l = 2t (t < 32) or 2(t - 32) + 1;
- * 0x80 (x = 0) past m. Per 64 columns a 64 × 64 byte transpose in six rounds (emit_c.c says how). */
-static void lanes_transpose(llvm_emitter *e, const kernel *kn, LLVMValueRef xu, LLVMValueRef x, LLVMValueRef x_stride,
-                            LLVMValueRef t0, LLVMValueRef m, LLVMValueRef zero) {
+/* void rsr_lanes_transpose(i8 *xu, i8 *x, i32 x_stride, i32 m, i32 cols): xu[64c + l] = x[t][c] ^ 0x80
+ * for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0) past m. Per 64 columns a
+ * 64 × 64 byte transpose in six rounds (emit_c.c says how). Once per module. */
+static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
+    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_transpose");
+    if (fn) return fn;
+    LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32, e->i32, e->i32};
+    fn = begin_function(e, "rsr_lanes_transpose", LLVMFunctionType(e->voidt, params, 5, 0), false);
+    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
+    LLVMValueRef xu = LLVMGetParam(fn, 0), x = LLVMGetParam(fn, 1), x_stride = LLVMGetParam(fn, 2);
+    LLVMValueRef m = LLVMGetParam(fn, 3), cols = LLVMGetParam(fn, 4);
     LLVMTypeRef b64 = LLVMVectorType(e->i8, 64), b64p = LLVMPointerType(b64, 0);
+    LLVMValueRef zero = LLVMBuildAlloca(e->allocas, b64, "zero"); /* the x of tokens past m */
+    LLVMBuildStore(e->b, LLVMConstNull(b64), zero);
+    zero = LLVMBuildBitCast(e->b, zero, e->i8p, "");
     int zip[2][64];
     for (int h = 0; h < 2; h++)
         for (int i = 0; i < 32; i++) zip[h][2 * i] = 32 * h + i, zip[h][2 * i + 1] = 64 + 32 * h + i;
     loop G;
-    loop_begin(e, &G, c32(e, 0), c32(e, (kn->cols + 63) / 64), "cols64");
+    LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, cols, c32(e, 63), ""), c32(e, 64), "");
+    loop_begin(e, &G, c32(e, 0), groups, "cols64");
     LLVMValueRef c0 = i64_of(e, LLVMBuildMul(e->b, G.i, c32(e, 64), ""));
     LLVMValueRef r[64], o[64];
     for (int i = 0; i < 64; i++) {
         int t = i & 1 ? 32 + i / 2 : i / 2;
-        LLVMValueRef row = LLVMBuildMul(e->b, i64_of(e, LLVMBuildAdd(e->b, t0, c32(e, t), "")), i64_of(e, x_stride), "");
+        LLVMValueRef row = LLVMBuildMul(e->b, c64(e, t), i64_of(e, x_stride), "");
         LLVMValueRef src = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""),
                                            at(e, e->i8, x, LLVMBuildAdd(e->b, row, c0, "")), zero, "");
         LLVMValueRef v = LLVMBuildLoad2(e->b, b64, LLVMBuildBitCast(e->b, src, b64p, ""), "");
@@ -771,12 +782,15 @@ static void lanes_transpose(llvm_emitter *e, const kernel *kn, LLVMValueRef xu, 
         LLVMSetAlignment(st, 64);
     }
     loop_end(e, &G);
+    end_function(e);
+    return fn;
 }
 
 /* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller): steps
- * of fewer than RSR_LANES_MIN tokens, or without scratch, through tiles_fn (the same arguments);
+ * of fewer than lanes_min tokens, or without scratch, through tiles_fn (the same arguments);
  * larger ones in passes of up to 64 tokens, x transposed once per pass. */
-static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef block_fn, LLVMValueRef tiles_fn) {
+static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef block_fn, LLVMValueRef transpose_fn,
+                             LLVMValueRef tiles_fn) {
     const int R = kn->block_rows;
     LLVMValueRef params[8];
     for (unsigned i = 0; i < 8; i++) params[i] = LLVMGetParam(e->fn, i);
@@ -786,7 +800,7 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
     LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0),
                 free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
-    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, ntok, c32(e, RSR_LANES_MIN), ""));
+    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, ntok, c32(e, kn->lanes_min), ""));
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->b, join);
@@ -800,10 +814,6 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
     LLVMValueRef out = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, 4 * RSR_LANES), "out");
     LLVMSetAlignment(out, 64);
-    LLVMTypeRef b64 = LLVMVectorType(e->i8, 64);
-    LLVMValueRef zero = LLVMBuildAlloca(e->allocas, b64, "zero"); /* the x of tokens past m */
-    LLVMBuildStore(e->b, LLVMConstNull(b64), zero);
-    zero = LLVMBuildBitCast(e->b, zero, e->i8p, "");
 
     loop P; /* passes of up to 64 tokens */
     LLVMValueRef passes =
@@ -812,7 +822,9 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
     LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
                                      c32(e, RSR_LANES), "");
-    lanes_transpose(e, kn, xu, x, x_stride, t0, m, zero);
+    LLVMValueRef targs[] = {xu, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride, m,
+                            c32(e, kn->cols)};
+    LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
 
     loop B;
     loop_begin(e, &B, b0, b1, "block");
@@ -1108,6 +1120,7 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     if (kn->batch_symbol) {
         /* the lanes form's helpers first: begin_function moves the builder */
         LLVMValueRef block_fn = kn->batch_lanes ? lanes_block_fn(e) : NULL, tiles_fn = NULL;
+        LLVMValueRef transpose_fn = kn->batch_lanes ? lanes_transpose_fn(e) : NULL;
         if (kn->batch_lanes) {
             char *name = xasprintf("%s_tiles", kn->batch_symbol);
             tiles_fn = begin_function(e, name, e->batch_type, false);
@@ -1119,7 +1132,7 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
         add_enum_attr(e, fn, 2, "noalias"); /* x */
         add_enum_attr(e, fn, 4, "noalias"); /* y */
         if (kn->batch_lanes)
-            emit_lanes_batch(e, kn, block_fn, tiles_fn);
+            emit_lanes_batch(e, kn, block_fn, transpose_fn, tiles_fn);
         else
             emit_i2_batch(e, kn);
         end_function(e);

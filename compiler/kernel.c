@@ -36,8 +36,8 @@
  *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to 64 tokens:
  *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
  *                 above, no data of its own).
- *     RSR lanes   (batch_lanes, --prefill=rsr) RSR with the tokens in vector lanes, for steps of
- *                 at least RSR_LANES_MIN tokens (fewer go through the tiles, which cost in
+ *     RSR lanes   (batch_lanes; plan_prefill chooses) RSR with the tokens in vector lanes, for
+ *                 steps of at least lanes_min tokens (fewer go through the tiles, which cost in
  *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64):
  *                 x is transposed once per call into 64 bytes per column, one byte per token,
  *                 biased to unsigned (x + 128; 16-bit lane i holds token i in its low byte and
@@ -161,7 +161,7 @@ static int32_t gpu_split(int32_t units_per_block) {
 }
 
 void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
-                  enum strategy s, int index) {
+                  enum strategy s, int index, int lanes_min) {
     memset(kn, 0, sizeof *kn);
     kn->symbol = xasprintf("rsr_kernel_%d", index);
     kn->rows = tm->rows;
@@ -185,9 +185,10 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
         kn->batch_tile = kn->isa == DOT_AVX2 ? 2 : 4;
-        if (t->kind != TK_CUDA && t->prefill_lanes && tm->cols <= 65535) {
+        if (lanes_min > 0 && t->kind != TK_CUDA && tm->cols <= 65535) {
             uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
             kn->batch_lanes = true;
+            kn->lanes_min = lanes_min;
             kn->lane_cols = (tm->cols + RSR_LANES - 1) / RSR_LANES * RSR_LANES;
             kn->off_lane_seg = align64(i2);
             kn->off_lane_perm = kn->off_lane_seg + 2 * RSR_LANE_SEG_STRIDE * (uint64_t)kn->num_blocks;

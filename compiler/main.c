@@ -26,7 +26,7 @@ typedef struct options {
     enum strategy strategy;
     uint64_t max_memory; /* 0: no cap */
     bool greedy_head;    /* an int8 copy of the LM head for certified greedy decoding */
-    bool prefill_lanes;  /* batched i2 kernels as RSR with tokens in lanes (--prefill=rsr) */
+    enum prefill_form prefill; /* --prefill: auto (the cost model's per matrix), i2 (tiles), rsr (lanes) */
     int opt_level;       /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_target, print_gguf, verify;
     bool tune;              /* measure the candidates here (tune.c) */
@@ -72,8 +72,9 @@ static void usage(FILE *out) {
         "                        int8 dot products: VNNI, maddubs or scalar as the target allows) or lut (1.67-bit\n"
         "                        triplet codes, sums looked up in tables of x: vpermt2b + vpdpbusd with AVX-512\n"
         "                        VBMI and VNNI, else scalar C)\n"
-        "  --prefill=i2|rsr      the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
-        "                        (default), or RSR with 32 tokens in vector lanes (an index of 4 bits per weight)\n"
+        "  --prefill=auto|i2|rsr the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
+        "                        (i2), or RSR with 64 tokens in vector lanes for full steps (rsr: an index of 4 bits\n"
+        "                        per weight); auto (default): the cost model's choice per matrix, --explain says it\n"
         "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
         "                        single thread) and keep the fastest; the target must run here (host, or a spec\n"
         "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
@@ -130,7 +131,8 @@ static char *shaping_flags(const options *o) {
     char opt[16] = "";
     if (o->opt_level >= 0) snprintf(opt, sizeof opt, " -O%d", o->opt_level);
     char *t = xasprintf("%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->greedy_head ? "" : " --no-greedy-head",
-                        o->prefill_lanes ? " --prefill=rsr" : "", opt);
+                        o->prefill == PREFILL_LANES ? " --prefill=rsr" : o->prefill == PREFILL_TILES ? " --prefill=i2" : "",
+                        opt);
     free(s);
     return t;
 }
@@ -271,8 +273,14 @@ static options parse_args(int argc, char **argv) {
         case O_EXPLAIN: o.explain = true; break;
         case O_NO_GREEDY_HEAD: o.greedy_head = false; break;
         case O_PREFILL:
-            if (strcmp(optarg, "rsr") && strcmp(optarg, "i2")) fatal("--prefill: unknown form '%s' (rsr, i2)", optarg);
-            o.prefill_lanes = !strcmp(optarg, "rsr");
+            if (!strcmp(optarg, "auto"))
+                o.prefill = PREFILL_AUTO;
+            else if (!strcmp(optarg, "i2"))
+                o.prefill = PREFILL_TILES;
+            else if (!strcmp(optarg, "rsr"))
+                o.prefill = PREFILL_LANES;
+            else
+                fatal("--prefill: unknown form '%s' (auto, i2, rsr)", optarg);
             break;
         case O_STATS: o.stats = true; break;
         case O_OPT_GIVEN: break;
@@ -510,7 +518,7 @@ static void load_inputs(build *b) {
     check_cpu_features(o, t);
     if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
         fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
-    t->prefill_lanes = o->prefill_lanes; /* opt-in: slower than the tiles end to end so far (docs/performance.md) */
+    t->prefill = o->prefill;
     t->opt_level = o->opt_level;
     if (o->print_target) target_print(t, stdout);
     if (verbosity >= 1) {

@@ -6,7 +6,8 @@
  *            what the caller forces; then, for the RSR forms, the analysis (rsr.c), --verify and
  *            --print=plan; the planner's last word, where the real index is needed to know it:
  *            an unrolled form whose code outgrows the target's icache budget is the loop form at
- *            the same k, unless --strategy=rsr-unrolled asked for it
+ *            the same k, unless --strategy=rsr-unrolled asked for it; for i2, the batched kernel's
+ *            form (plan_prefill: tiles, or RSR lanes from some number of tokens)
  *   lower    the kernel description (kernel.c) and its constant data into the blob
  *   print    the kernel through the printer the caller chose (C, LLVM, LLVM NVPTX, CUDA C)
  *
@@ -96,6 +97,10 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
         stage_hold(false);
     }
     plan_for_printer(&cm->mp, t, pr);
+    if (rq->lanes_min)
+        cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 ? rq->lanes_min : 0;
+    else
+        plan_prefill(tm, t, cm->measured ? tune_lanes_min(cm->measured) : 0, &cm->mp);
     stage_enter(STAGE_ANALYSE);
     if (!strategy_is_rsr(cm->mp.strategy)) return;
     rsr_analyse(tm, cm->mp.k, &cm->plan);
@@ -111,7 +116,7 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     stage_enter(STAGE_EMIT);
     bool rsr = strategy_is_rsr(cm->mp.strategy);
     kernel *kn = &cm->kn;
-    kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index);
+    kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index, cm->mp.lanes_min);
     kernel_write_data(kn, blob);
     switch (out->printer) {
     case PRINTER_C: emit_c_kernel(out->c, kn); break;

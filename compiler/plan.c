@@ -17,6 +17,15 @@
  *                  kernel: weights / (weights·tokens per ns), the block's fields decoded once
  *   lut:           weights / 215 per ns + 0.1 ns per column (the call's tables)
  *
+ * i2's batched kernel is the tiles or RSR with tokens in lanes (kernel.c). A full step (64
+ * tokens) of lanes costs, per block, 0.75 of the tiles' time per column plus the tiles' time of
+ * 488 columns (its 80 segments: widening, digits, a mispredicted loop exit each), so the tiles
+ * take 1/(0.75 + 488/cols) times as long: 1.07× at 2560 columns, 1.22× at 6912. Fitted to
+ * bench_gemv's side-by-side rows on an AMD EPYC (Zen 4 class) with AVX-512 VNNI, 1 thread, cold
+ * weights (docs/performance.md). The lanes also cost 0.5 bytes per weight of index (twice the
+ * 2-bit codes), so --prefill=auto takes them where the tiles are predicted 1.15× slower or more:
+ * the widest matrices (the FFN's down projection).
+ *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
  * where the loop form costs within ±11% of this model on every 2B-4T shape at k = 3..6. A real
  * decode reads i2's weights from memory rather than cache (bench_gemv: 74 instead of 22 µs for
@@ -57,6 +66,49 @@ static const double i2_batch_weights_per_ns[] = {
 static const double lut_weights_per_ns = 215, lut_table_ns_per_col = 0.1;
 static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loop_ns_per_fold = 0.5;
 static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
+/* RSR lanes, relative to the tiles (header comment): per column, and per block in columns */
+static const double lanes_per_column = 0.75, lanes_per_block_columns = 488, lanes_auto_gain = 1.15;
+
+double plan_lanes_gain(const ternary_matrix *t) { return 1 / (lanes_per_column + lanes_per_block_columns / t->cols); }
+
+int plan_lanes_min(const ternary_matrix *t) {
+    int n = (int)ceil(RSR_LANES / plan_lanes_gain(t));
+    return n < 2 ? 2 : n > RSR_LANES ? RSR_LANES : n;
+}
+
+/* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
+bool plan_lanes_possible(const ternary_matrix *t, const target *tg) {
+    return tg->kind != TK_CUDA && t->cols <= 65535;
+}
+
+void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp) {
+    mp->lanes_min = 0;
+    if (mp->strategy != STRAT_I2 || !plan_lanes_possible(t, tg)) return;
+    double gain = plan_lanes_gain(t);
+    char why[160];
+    if (tg->prefill == PREFILL_TILES) {
+        snprintf(why, sizeof why, "tiles (--prefill=i2; RSR lanes predicted %.2fx as fast)", gain);
+    } else if (tg->prefill == PREFILL_LANES) {
+        mp->lanes_min = 2;
+        snprintf(why, sizeof why, "RSR lanes (--prefill=rsr; predicted %.2fx as fast as the tiles)", gain);
+    } else if (measured_lanes_min > 0) {
+        mp->lanes_min = measured_lanes_min;
+        snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (measured by --tune)", mp->lanes_min);
+    } else if (measured_lanes_min < 0) {
+        snprintf(why, sizeof why, "tiles (measured faster than RSR lanes by --tune)");
+    } else if (target_dot_isa(tg) < DOT_AVX512BW) {
+        snprintf(why, sizeof why, "tiles (the RSR lanes' cost model is fitted to AVX-512 only)");
+    } else if (gain >= lanes_auto_gain) {
+        mp->lanes_min = plan_lanes_min(t);
+        snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (full steps predicted %.2fx as fast)",
+                 mp->lanes_min, gain);
+    } else {
+        snprintf(why, sizeof why, "tiles (RSR lanes predicted %.2fx as fast, under %.2fx: not worth 0.5 bytes per weight)",
+                 gain, lanes_auto_gain);
+    }
+    size_t n = strlen(mp->why);
+    snprintf(mp->why + n, sizeof mp->why - n, "; prefill: %s", why);
+}
 
 /* Predicted ns of an RSR form at block size k, and (unrolled) its code bytes as kernel.c
  * estimates them from the real plan. */

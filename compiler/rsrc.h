@@ -255,7 +255,7 @@ typedef struct target {
     char **strategies; /* what the planner may choose from (empty: all) */
     int nstrategies;
     int vector_bits, threads; /* threads 0: auto */
-    bool prefill_lanes;       /* i2 batched kernels as RSR with tokens in lanes (--prefill=rsr) */
+    enum prefill_form { PREFILL_AUTO, PREFILL_TILES, PREFILL_LANES } prefill; /* --prefill: auto, i2, rsr */
     int opt_level;            /* -O0..-O3: LLVM's pipeline and code generation, the C compiler's -O;
                                  -1: the defaults (LLVM O3 and aggressive code generation, C -O2) */
     uint64_t l1d, l2, l3, line;
@@ -295,11 +295,21 @@ typedef struct matrix_plan {
     enum strategy strategy;
     int k;                       /* RSR rows per block */
     double cost[NUM_STRATEGIES]; /* predicted ns per call, single thread; 0: not a candidate */
-    char why[320];               /* for --explain and -vv */
+    int lanes_min;               /* i2: batched steps of at least this many tokens as RSR lanes; 0: tiles only */
+    char why[448];               /* for --explain and -vv */
 } matrix_plan;
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
 bool plan_allowed(const target *tg, enum strategy s);   /* by the spec's 'strategies' */
 bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
+/* i2's batched kernel as RSR with tokens in lanes (kernel.c) against the tiles, by the cost
+ * model: the predicted time of a full step's tiles over the lanes', and the tokens from which a
+ * pass of lanes (which costs the same for 1 or 64 tokens) beats the tiles (which cost in
+ * proportion). plan_prefill decides it for an i2 matrix (the target's --prefill, --tune's
+ * measurement, or the model) and says why in mp->why. */
+double plan_lanes_gain(const ternary_matrix *t);
+int plan_lanes_min(const ternary_matrix *t);
+bool plan_lanes_possible(const ternary_matrix *t, const target *tg);
+void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp);
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
 double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill);
@@ -318,6 +328,9 @@ tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, c
  * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
 const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t);
+/* Where --tune chose i2: the batched kernel's lanes from this many tokens (measured faster), -1
+ * (the tiles measured faster) or 0 (not measured: no lanes candidate). */
+int tune_lanes_min(const tune_class *tc);
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
@@ -335,7 +348,6 @@ enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
 #define RSR_BATCH_TILE_MAX 8
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
-#define RSR_LANES_MIN 40       /* batched RSR: steps of fewer tokens go through the tiles (kernel.c) */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
 #define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */
 #define RSR_LANE_SEG_STRIDE 96 /* u16 entries of a block's header: seg_end[81], pad, i32 row_sum[4] */
@@ -357,6 +369,7 @@ typedef struct kernel {
     int32_t groups;                       /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
     int32_t batch_tile;                   /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     bool batch_lanes;                     /* i2 batched as RSR with tokens in lanes (kernel.c), else tiles of tokens */
+    int lanes_min;                        /* the lanes take steps of at least this many tokens, the tiles the rest */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
     int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to 32) */
     uint64_t data_offset;                 /* blob offset of the constant data (loop and i2 forms) */
@@ -374,7 +387,7 @@ extern const char *const printer_names[NUM_PRINTERS];
 /* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
  * for i2 and lut). */
 void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
-                  enum strategy s, int index);
+                  enum strategy s, int index, int lanes_min);
 uint64_t kernel_data_size(const kernel *kn);
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
@@ -416,6 +429,8 @@ typedef struct matrix_request {
     int k;                       /* forced block size (--rsr-k, a candidate's); 0: the planner's */
     enum strategy user_strategy; /* --strategy as given: an unrolled form it asked for is kept over budget */
     int index;                   /* names the kernel: rsr_kernel_INDEX */
+    int lanes_min;               /* i2: forces the batched kernel's RSR lanes from this many tokens (-1:
+                                    tiles only); 0: plan_prefill decides */
     tune_state *tune;            /* --tune: measure instead of predicting; NULL: the cost model */
     bool verify, print_plan;     /* --verify, --print=plan */
 } matrix_request;

@@ -11,7 +11,10 @@
  *   prefill  RSR_BATCH_MAX tokens through the batched kernel where the strategy has one, else
  *            the one-token kernel called once per token; reported per token.
  * The strategy of least decode time wins (the runtime has one kernel per matrix, and decode is
- * where a model spends its time); the prefill winner is reported beside it.
+ * where a model spends its time); the prefill winner is reported beside it. i2 is measured twice,
+ * its batched kernel as the tiles ("i2") and as RSR with tokens in lanes ("i2+lanes", the same
+ * decode kernel): where i2 wins, the faster of the two prefill forms is kept, the lanes from the
+ * step size at which a pass of lanes costs what the tiles cost for that many tokens.
  *
  * Matrices are measured by class: shape, binary or ternary, share of zero weights (5% steps)
  * and the cost model's k. The kernels' speed depends on these and not on which weights sit where
@@ -40,7 +43,7 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-#define TUNE_FORMAT 1 /* bump when the measurement or the cache line changes meaning */
+#define TUNE_FORMAT 2 /* bump when the measurement or the cache line changes meaning */
 #define TUNE_MAX_CANDIDATES 8
 #define TUNE_TOKENS RSR_BATCH_MAX
 #define TUNE_MIN_REP_S 1e-3 /* a timed repetition lasts at least this long (calls are repeated) */
@@ -49,6 +52,7 @@
 typedef struct tune_candidate {
     enum strategy strategy;
     int k;             /* RSR block rows; 0 for i2 */
+    bool lanes;        /* i2: the batched kernel as RSR lanes */
     double decode_ns;  /* one call */
     double prefill_ns; /* per token of a TUNE_TOKENS step */
 } tune_candidate;
@@ -97,11 +101,11 @@ void tune_check_target(const target *t, const char *name) {
               t->name, t->path, lacks);
 }
 
-/* ---- names: "i2", "rsr-loop/k4" ---- */
+/* ---- names: "i2", "i2+lanes", "rsr-loop/k4" ---- */
 
 static void candidate_name(const tune_candidate *c, char *buf, size_t n) {
     if (!strategy_is_rsr(c->strategy))
-        snprintf(buf, n, "%s", strategy_names[c->strategy]);
+        snprintf(buf, n, "%s%s", strategy_names[c->strategy], c->lanes ? "+lanes" : "");
     else
         snprintf(buf, n, "%s/k%d", strategy_names[c->strategy], c->k);
 }
@@ -111,8 +115,10 @@ static bool parse_candidate_name(const char *s, size_t len, tune_candidate *c) {
     if (len == 0 || len >= sizeof buf) return false;
     memcpy(buf, s, len);
     buf[len] = 0;
-    char *slash = strchr(buf, '/');
+    char *slash = strchr(buf, '/'), *plus = strstr(buf, "+lanes");
     int k = 0;
+    if (plus && plus[6]) return false;
+    if (plus) *plus = 0;
     if (slash) {
         char *end;
         *slash = 0;
@@ -122,8 +128,8 @@ static bool parse_candidate_name(const char *s, size_t len, tune_candidate *c) {
         k = (int)v;
     }
     int s_ = strategy_parse(buf);
-    if (s_ <= STRAT_AUTO || strategy_is_rsr((enum strategy)s_) != !!slash) return false;
-    *c = (tune_candidate){.strategy = (enum strategy)s_, .k = k};
+    if (s_ <= STRAT_AUTO || strategy_is_rsr((enum strategy)s_) != !!slash || (plus && s_ != STRAT_I2)) return false;
+    *c = (tune_candidate){.strategy = (enum strategy)s_, .k = k, .lanes = plus != NULL};
     return true;
 }
 
@@ -155,7 +161,7 @@ static char *format_line(const tune_class *tc) {
 
 static int find_candidate(const tune_class *tc, const tune_candidate *c) {
     for (int i = 0; i < tc->n; i++)
-        if (tc->c[i].strategy == c->strategy && tc->c[i].k == c->k) return i;
+        if (tc->c[i].strategy == c->strategy && tc->c[i].k == c->k && tc->c[i].lanes == c->lanes) return i;
     return -1;
 }
 
@@ -402,7 +408,8 @@ static bool tune_considers(const tune_state *ts, enum strategy s) {
 
 /* The candidates of a matrix at the cost model's k0 (without the unroll budget, which needs the
  * real plan: see build_candidates). */
-static int candidate_space(const tune_state *ts, int k0, tune_candidate *c, char *desc, size_t n) {
+static int candidate_space(const tune_state *ts, const ternary_matrix *tm, int k0, tune_candidate *c, char *desc,
+                           size_t n) {
     int nc = 0;
     int klo = ts->forced_k ? k0 : k0 > 1 ? k0 - 1 : 1, khi = ts->forced_k ? k0 : k0 < RSR_MAX_K ? k0 + 1 : RSR_MAX_K;
     bool any_rsr = false;
@@ -413,10 +420,13 @@ static int candidate_space(const tune_state *ts, int k0, tune_candidate *c, char
     }
     for (int s = STRAT_I2; s < NUM_STRATEGIES; s++)
         if (tune_considers(ts, (enum strategy)s)) c[nc++] = (tune_candidate){.strategy = (enum strategy)s};
+    bool lanes = tune_considers(ts, STRAT_I2) && ts->t->prefill == PREFILL_AUTO && plan_lanes_possible(tm, ts->t);
+    if (lanes) c[nc++] = (tune_candidate){.strategy = STRAT_I2, .lanes = true};
     int used = snprintf(desc, n, "space");
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
         if (tune_considers(ts, (enum strategy)s))
             used += snprintf(desc + used, n - (size_t)used, " %s", strategy_names[s]);
+    if (lanes) used += snprintf(desc + used, n - (size_t)used, " i2+lanes");
     if (any_rsr) snprintf(desc + used, n - (size_t)used, " k%d-%d budget %u", klo, khi, ts->t->unroll_budget);
     return nc;
 }
@@ -449,7 +459,11 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     int n = 0;
     for (int i = 0; i < tc->n; i++) {
         tune_candidate *cd = &tc->c[i];
-        const matrix_request rq = {.strategy = cd->strategy, .k = cd->k, .user_strategy = ts->forced, .index = n};
+        const matrix_request rq = {.strategy = cd->strategy,
+                                   .k = cd->k,
+                                   .user_strategy = ts->forced,
+                                   .index = n,
+                                   .lanes_min = cd->lanes ? 2 : -1};
         matrix_decide(tm, t, &rq, sink.printer, &cm[n]);
         if (cm[n].mp.strategy != cd->strategy) { /* unrolled over the icache budget: not a candidate */
             compiled_matrix_free(&cm[n]);
@@ -666,7 +680,7 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
     int zero_pct = (int)lround(100.0 * (double)zeros / (double)n / 5) * 5;
     tune_candidate cand[TUNE_MAX_CANDIDATES];
     char space[160];
-    int nc = candidate_space(ts, mp->k, cand, space, sizeof space);
+    int nc = candidate_space(ts, tm, mp->k, cand, space, sizeof space);
     if (nc == 0) return NULL; /* nothing to measure: the planner's choice stands */
     char *label = tm->binary ? xasprintf("%dx%d binary k%d", tm->rows, tm->cols, mp->k)
                              : xasprintf("%dx%d ternary zeros~%d%% k%d", tm->rows, tm->cols, zero_pct, mp->k);
@@ -712,6 +726,18 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
         }
     }
     return tc;
+}
+
+int tune_lanes_min(const tune_class *tc) {
+    if (tc->c[tc->decode_best].strategy != STRAT_I2) return 0;
+    int tiles = -1, lanes = -1;
+    for (int i = 0; i < tc->n; i++)
+        if (tc->c[i].strategy == STRAT_I2) *(tc->c[i].lanes ? &lanes : &tiles) = i;
+    if (tiles < 0 || lanes < 0) return 0;
+    double l = tc->c[lanes].prefill_ns, t = tc->c[tiles].prefill_ns; /* per token of a full step */
+    if (l >= t) return -1;
+    int n = (int)ceil(TUNE_TOKENS * l / t);
+    return n < 2 ? 2 : n;
 }
 
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t) {

@@ -51,6 +51,9 @@ static void naive(const ternary_matrix *t, const int8_t *x, int32_t *y) {
     }
 }
 
+/* the lanes variant's batched kernel takes steps of this many tokens and more as RSR lanes */
+#define LANES_MIN 40
+
 typedef struct variant {
     enum strategy strategy;
     bool lanes; /* i2: the batched kernel as RSR with tokens in lanes (--prefill=rsr) */
@@ -83,8 +86,8 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
         EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows), "%s: decode, vector %d", what, kind);
     }
     if (!am->kernel_batch) goto out;
-    /* 47 and 64: the lanes form's partial and full pass; 1 and 3: its tiles */
-    static const int32_t ntoks[] = {1, 3, RSR_LANES_MIN + 7, RSR_BATCH_MAX};
+    /* 47 and 64: the lanes form's partial and full pass; 1 and 3: its tiles (below LANES_MIN) */
+    static const int32_t ntoks[] = {1, 3, LANES_MIN + 7, RSR_BATCH_MAX};
     for (int n = 0; n < 4; n++) {
         int32_t ntok = ntoks[n];
         for (int32_t t = 0; t < ntok; t++) {
@@ -109,7 +112,6 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     FILE *c = fopen(c_path, "w");
     blob_writer blob;
     blob_open(&blob, blob_path);
-    t->prefill_lanes = true; /* the lanes helpers in the prologue; each kernel chooses below */
     emit_c_prologue(c, "test_printers", t);
     llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test") : NULL;
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
@@ -125,7 +127,6 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
             continue;
         }
         if (variants[v].lanes && variants[v].strategy != STRAT_I2) continue;
-        t->prefill_lanes = variants[v].lanes;
         for (int m = 0; m < NM; m++) {
             /* compile time: the unrolled form's code grows with the matrix, and gcc takes 6–9 s on
              * each scalar lanes kernel, so those two run on the small shapes only */
@@ -134,7 +135,8 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
             const matrix_request rq = {.strategy = variants[v].strategy,
                                        .k = variants[v].k,
                                        .user_strategy = variants[v].strategy,
-                                       .index = n};
+                                       .index = n,
+                                       .lanes_min = variants[v].lanes ? LANES_MIN : -1};
             compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
             snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, printer_names[pr],
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
@@ -143,7 +145,6 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
         }
         pairs_run++;
     }
-    t->prefill_lanes = false;
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix test_kernels[] = {\n", c);
     for (int i = 0; i < n; i++) {
         const kernel *kn = &cm[i].kn;

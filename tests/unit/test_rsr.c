@@ -89,8 +89,8 @@ static void check_emitted(const ternary_matrix *t, int k, const char *dir, int s
     blob_writer blob;
     blob_open(&blob, blob_path);
     kernel forms[2];
-    kernel_lower(&forms[0], t, &p, &tgt, PRINTER_C, STRAT_RSR_UNROLLED, 0);
-    kernel_lower(&forms[1], t, &p, &tgt, PRINTER_C, STRAT_RSR_LOOP, 1);
+    kernel_lower(&forms[0], t, &p, &tgt, PRINTER_C, STRAT_RSR_UNROLLED, 0, 0);
+    kernel_lower(&forms[1], t, &p, &tgt, PRINTER_C, STRAT_RSR_LOOP, 1, 0);
     kernel_write_data(&forms[1], &blob);
     blob_close(&blob);
     FILE *f = fopen(c_path, "w");
@@ -156,7 +156,7 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
     blob_writer blob;
     blob_open(&blob, blob_path);
     kernel kn;
-    kernel_lower(&kn, t, NULL, &tgt, PRINTER_C, STRAT_I2, 0);
+    kernel_lower(&kn, t, NULL, &tgt, PRINTER_C, STRAT_I2, 0, 0);
     kernel_write_data(&kn, &blob);
     blob_close(&blob);
     FILE *f = fopen(c_path, "w");

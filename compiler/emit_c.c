@@ -13,7 +13,7 @@ void emit_c_prologue(FILE *out, const char *source, const target *t) {
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
     if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_lut_vector(t));
-    if (t->kind != TK_CUDA && t->prefill != PREFILL_TILES) emit_c_lanes_helpers(out);
+    if (target_may_use_lanes(t)) emit_c_lanes_helpers(out);
 }
 
 /* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT). The pattern digits and

@@ -81,6 +81,13 @@ bool plan_lanes_possible(const ternary_matrix *t, const target *tg) {
     return tg->kind != TK_CUDA && t->cols <= 65535;
 }
 
+/* Whether plan_prefill may choose the lanes on this target (so the printers need their helpers):
+ * asked for, or auto where the cost model holds (AVX-512). */
+bool target_may_use_lanes(const target *tg) {
+    if (tg->kind == TK_CUDA || tg->prefill == PREFILL_TILES) return false;
+    return tg->prefill == PREFILL_LANES || target_dot_isa(tg) >= DOT_AVX512BW;
+}
+
 void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp) {
     mp->lanes_min = 0;
     if (mp->strategy != STRAT_I2 || !plan_lanes_possible(t, tg)) return;

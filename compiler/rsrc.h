@@ -309,6 +309,7 @@ bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the targ
 double plan_lanes_gain(const ternary_matrix *t);
 int plan_lanes_min(const ternary_matrix *t);
 bool plan_lanes_possible(const ternary_matrix *t, const target *tg);
+bool target_may_use_lanes(const target *tg);
 void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp);
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */

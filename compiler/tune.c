@@ -420,7 +420,8 @@ static int candidate_space(const tune_state *ts, const ternary_matrix *tm, int k
     }
     for (int s = STRAT_I2; s < NUM_STRATEGIES; s++)
         if (tune_considers(ts, (enum strategy)s)) c[nc++] = (tune_candidate){.strategy = (enum strategy)s};
-    bool lanes = tune_considers(ts, STRAT_I2) && ts->t->prefill == PREFILL_AUTO && plan_lanes_possible(tm, ts->t);
+    bool lanes = tune_considers(ts, STRAT_I2) && ts->t->prefill == PREFILL_AUTO && target_may_use_lanes(ts->t) &&
+                 plan_lanes_possible(tm, ts->t);
     if (lanes) c[nc++] = (tune_candidate){.strategy = STRAT_I2, .lanes = true};
     int used = snprintf(desc, n, "space");
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)

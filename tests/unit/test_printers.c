@@ -112,6 +112,7 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     FILE *c = fopen(c_path, "w");
     blob_writer blob;
     blob_open(&blob, blob_path);
+    t->prefill = PREFILL_LANES; /* the lanes helpers in the prologue; each kernel's request chooses */
     emit_c_prologue(c, "test_printers", t);
     llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test") : NULL;
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};

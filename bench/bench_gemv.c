@@ -113,7 +113,8 @@ typedef struct built {
     const char *strategy;
 } built;
 
-static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial, bool lanes) {
+static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial,
+                   bool lanes) {
     built b = {0};
     int k = 0;
     if (strategy_is_rsr(st)) {
@@ -135,10 +136,10 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     }
     const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
     compiled_matrix cm;
-    compile_matrix(tm, t,
-                   &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial, .lanes_min = lanes ? 2 : -1},
-                   &blob, &sink,
-                   &cm);
+    compile_matrix(
+        tm, t,
+        &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial, .lanes_min = lanes ? 2 : -1},
+        &blob, &sink, &cm);
     const kernel *kn = &cm.kn;
     blob_close(&blob);
     if (e) {

@@ -143,62 +143,68 @@ void emit_c_lanes_helpers(FILE *out) {
     char zip[2][400]; /* the lanes of zip_lo(a, b) = a0 b0 a1 b1 ... a31 b31 and of zip_hi */
     for (int h = 0; h < 2; h++) {
         int n = 0;
-        for (int i = 0; i < 32; i++) n += snprintf(zip[h] + n, sizeof zip[h] - (size_t)n, "%s%d, %d", i ? ", " : "", 32 * h + i, 64 + 32 * h + i);
+        for (int i = 0; i < 32; i++)
+            n +=
+                snprintf(zip[h] + n, sizeof zip[h] - (size_t)n, "%s%d, %d", i ? ", " : "", 32 * h + i, 64 + 32 * h + i);
     }
-    fprintf(out,
-            "#include <stdlib.h>\n"
-            "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
-            "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
-            "typedef uint8_t rsr_b64 __attribute__((vector_size(64)));\n"
-            "/* xu[64c + l]: token t of column c biased to unsigned (x ^ 0x80), l = 2t (t < 32) or 2(t - 32) + 1;\n"
-            "   0x80 (x = 0) past m tokens; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six\n"
-            "   rounds: row i is token l^-1(i); a round zips rows k and k + 32 into rows 2k and 2k + 1, which moves\n"
-            "   the top bit of the column into the row number and the top bit of the row into the position */\n"
-            "__attribute__((unused)) static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, int32_t m, int32_t cols) {\n"
-            "    static const int8_t zero[64];\n"
-            "    const rsr_b64 bias = (rsr_b64){0} + 0x80;\n"
-            "    for (int32_t c0 = 0; c0 < cols; c0 += 64) {\n"
-            "        rsr_b64 r[64], o[64];\n"
-            "        for (int32_t i = 0; i < 64; i++) {\n"
-            "            int32_t t = i & 1 ? 32 + i / 2 : i / 2;\n"
-            "            const int8_t *src = t < m ? x + (size_t)t * (size_t)x_stride + c0 : zero;\n"
-            "            __builtin_memcpy(&r[i], src, 64);\n"
-            "            r[i] ^= bias;\n"
-            "        }\n"
-            "        for (int round = 0; round < 6; round++) {\n"
-            "            for (int32_t k = 0; k < 32; k++) {\n"
-            "                o[2 * k] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
-            "                o[2 * k + 1] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
-            "            }\n"
-            "            __builtin_memcpy(r, o, sizeof r);\n"
-            "        }\n"
-            "        __builtin_memcpy(xu + 64 * (size_t)c0, r, sizeof r);\n"
-            "    }\n"
-            "}\n"
-            "/* u[0..3] = the sums of columns p[j..e) of xu, tokens 0-15, 16-31, 32-47, 48-63, still biased:\n"
-            "   per run of at most %d columns the words and the high bytes in 16-bit lanes (both exact), then\n"
-            "   widened */\n"
-            "static inline void rsr_lanes_seg(const uint8_t *xu, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *u) {\n"
-            "    u[0] = u[1] = u[2] = u[3] = (rsr_y32){0};\n"
-            "    while (j < e) {\n"
-            "        int32_t stop = e - j > %d ? j + %d : e;\n"
-            "        rsr_w16 sw = {0}, sh = {0};\n"
-            "        for (; j < stop; j++) {\n"
-            "            rsr_w16 v = *(const rsr_w16 *)(const void *)(xu + 64 * (size_t)p[j]);\n"
-            "            sw += v, sh += v >> 8;\n"
-            "        }\n"
-            "        rsr_w16 lo = sw - (sh << 8);\n"
-            "        u[0] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
-            "12, 13, 14, 15), rsr_y32);\n"
-            "        u[1] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
-            "26, 27, 28, 29, 30, 31), rsr_y32);\n"
-            "        u[2] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
-            "12, 13, 14, 15), rsr_y32);\n"
-            "        u[3] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
-            "26, 27, 28, 29, 30, 31), rsr_y32);\n"
-            "    }\n"
-            "}\n",
-            zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
+    fprintf(
+        out,
+        "#include <stdlib.h>\n"
+        "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
+        "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
+        "typedef uint8_t rsr_b64 __attribute__((vector_size(64)));\n"
+        "/* xu[64c + l]: token t of column c biased to unsigned (x ^ 0x80), l = 2t (t < 32) or 2(t - 32) + 1;\n"
+        "   0x80 (x = 0) past m tokens; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six\n"
+        "   rounds: row i is token l^-1(i); a round zips rows k and k + 32 into rows 2k and 2k + 1, which moves\n"
+        "   the top bit of the column into the row number and the top bit of the row into the position */\n"
+        "__attribute__((unused)) static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, "
+        "int32_t m, int32_t cols) {\n"
+        "    static const int8_t zero[64];\n"
+        "    const rsr_b64 bias = (rsr_b64){0} + 0x80;\n"
+        "    for (int32_t c0 = 0; c0 < cols; c0 += 64) {\n"
+        "        rsr_b64 r[64], o[64];\n"
+        "        for (int32_t i = 0; i < 64; i++) {\n"
+        "            int32_t t = i & 1 ? 32 + i / 2 : i / 2;\n"
+        "            const int8_t *src = t < m ? x + (size_t)t * (size_t)x_stride + c0 : zero;\n"
+        "            __builtin_memcpy(&r[i], src, 64);\n"
+        "            r[i] ^= bias;\n"
+        "        }\n"
+        "        for (int round = 0; round < 6; round++) {\n"
+        "            for (int32_t k = 0; k < 32; k++) {\n"
+        "                o[2 * k] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
+        "                o[2 * k + 1] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
+        "            }\n"
+        "            __builtin_memcpy(r, o, sizeof r);\n"
+        "        }\n"
+        "        __builtin_memcpy(xu + 64 * (size_t)c0, r, sizeof r);\n"
+        "    }\n"
+        "}\n"
+        "/* u[0..3] = the sums of columns p[j..e) of xu, tokens 0-15, 16-31, 32-47, 48-63, still biased:\n"
+        "   per run of at most %d columns the words and the high bytes in 16-bit lanes (both exact), then\n"
+        "   widened */\n"
+        "static inline void rsr_lanes_seg(const uint8_t *xu, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *u) {\n"
+        "    u[0] = u[1] = u[2] = u[3] = (rsr_y32){0};\n"
+        "    while (j < e) {\n"
+        "        int32_t stop = e - j > %d ? j + %d : e;\n"
+        "        rsr_w16 sw = {0}, sh = {0};\n"
+        "        for (; j < stop; j++) {\n"
+        "            rsr_w16 v = *(const rsr_w16 *)(const void *)(xu + 64 * (size_t)p[j]);\n"
+        "            sw += v, sh += v >> 8;\n"
+        "        }\n"
+        "        rsr_w16 lo = sw - (sh << 8);\n"
+        "        u[0] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
+        "12, 13, 14, 15), rsr_y32);\n"
+        "        u[1] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 16, 17, 18, 19, 20, 21, 22, 23, 24, "
+        "25, "
+        "26, 27, 28, 29, 30, 31), rsr_y32);\n"
+        "        u[2] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
+        "12, 13, 14, 15), rsr_y32);\n"
+        "        u[3] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 16, 17, 18, 19, 20, 21, 22, 23, 24, "
+        "25, "
+        "26, 27, 28, 29, 30, 31), rsr_y32);\n"
+        "    }\n"
+        "}\n",
+        zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
     fputs("/* out[4t + r] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
           "   subtracted from the rows its digits name, less the bias 128 * row_sum[r] */\n"
           "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
@@ -224,8 +230,11 @@ void emit_c_lanes_helpers(FILE *out) {
     fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
     /* out[4t + r]: the four rows of token t side by side, 16 tokens per q */
     for (int q = 0; q < 4; q++) {
-        fprintf(out, "    {\n        rsr_y32 r0 = a0%d - 128 * rs[0], r1 = a1%d - 128 * rs[1], r2 = a2%d - 128 * rs[2], r3 = "
-                     "a3%d - 128 * rs[3];\n", q, q, q, q);
+        fprintf(
+            out,
+            "    {\n        rsr_y32 r0 = a0%d - 128 * rs[0], r1 = a1%d - 128 * rs[1], r2 = a2%d - 128 * rs[2], r3 = "
+            "a3%d - 128 * rs[3];\n",
+            q, q, q, q);
         for (int h = 0; h < 2; h++) {
             fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
             for (int i = 0; i < 8; i++) fprintf(out, ", %d, %d", 8 * h + i, 16 + 8 * h + i);
@@ -234,7 +243,9 @@ void emit_c_lanes_helpers(FILE *out) {
             fputs(");\n", out);
             for (int k = 0; k < 2; k++) {
                 fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
-                for (int i = 0; i < 4; i++) fprintf(out, ", %d, %d, %d, %d", 8 * k + 2 * i, 8 * k + 2 * i + 1, 16 + 8 * k + 2 * i, 17 + 8 * k + 2 * i);
+                for (int i = 0; i < 4; i++)
+                    fprintf(out, ", %d, %d, %d, %d", 8 * k + 2 * i, 8 * k + 2 * i + 1, 16 + 8 * k + 2 * i,
+                            17 + 8 * k + 2 * i);
                 fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", 64 * q + 32 * h + 16 * k, h, k);
             }
         }
@@ -572,10 +583,14 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
             RSR_LANE_SEG_STRIDE, kn->lane_cols);
     fprintf(out, "            int32_t *yb = y + (size_t)t0 * (size_t)y_stride + (size_t)b * %d;\n", R);
     fprintf(out, "            if (b * %d + %d <= %d)\n", R, R, kn->rows);
-    fprintf(out, "                for (int32_t t = 0; t < m; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, out + %d * t, %d);\n",
+    fprintf(out,
+            "                for (int32_t t = 0; t < m; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, out + "
+            "%d * t, %d);\n",
             R, 4 * R);
     fputs("            else\n", out);
-    fprintf(out, "                for (int32_t t = 0; t < m; t++)\n                    for (int32_t r = 0; b * %d + r < %d; r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
+    fprintf(out,
+            "                for (int32_t t = 0; t < m; t++)\n                    for (int32_t r = 0; b * %d + r < %d; "
+            "r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
             R, kn->rows, R);
     fputs("        }\n    }\n    free(xu);\n}\n\n", out);
 }

@@ -622,8 +622,9 @@ static LLVMValueRef quarter(llvm_emitter *e, LLVMValueRef a, int half) {
 static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVMValueRef j, LLVMValueRef end,
                           LLVMValueRef *u) {
     LLVMTypeRef w16 = words(e), w16p = LLVMPointerType(w16, 0);
-    LLVMValueRef runs = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
-                                      c32(e, RSR_LANE_RUN), "");
+    LLVMValueRef runs =
+        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
+                      c32(e, RSR_LANE_RUN), "");
     loop C;
     loop_begin(e, &C, c32(e, 0), runs, "run");
     LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
@@ -654,8 +655,8 @@ static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
     int n = e->t->vector_bits >= 512 ? 16 : e->t->vector_bits >= 256 ? 8 : 4, idx[16];
     LLVMTypeRef t = LLVMVectorType(e->i32, (unsigned)n), type = LLVMFunctionType(t, &t, 1, 0);
     const char *constraints = n == 16 ? "=v,0" : "=x,0";
-    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, (char *)constraints, strlen(constraints), 1, 0,
-                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef fn =
+        LLVMGetInlineAsm(type, "", 0, (char *)constraints, strlen(constraints), 1, 0, LLVMInlineAsmDialectATT, 0);
     LLVMValueRef parts[4];
     for (int k = 0; k < 16 / n; k++) {
         for (int i = 0; i < n; i++) idx[i] = k * n + i;
@@ -682,7 +683,8 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
     /* optsize: no runtime unrolling of the 80 column loops, which at O3 grows the function to
      * ~100K instructions and spills the 16 accumulators around every loop */
     add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
-    LLVMValueRef xu = LLVMGetParam(fn, 0), hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2), out = LLVMGetParam(fn, 3);
+    LLVMValueRef xu = LLVMGetParam(fn, 0), hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2),
+                 out = LLVMGetParam(fn, 3);
     LLVMValueRef acc[4][4], u[4];
     for (int r = 0; r < 4; r++)
         for (int q = 0; q < 4; q++) acc[r][q] = LLVMConstNull(lanes32(e));
@@ -690,7 +692,8 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
     LLVMValueRef begin = c32(e, 0);
     for (int c = 0; c < RSR_LANE_CODES; c++) {
         if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
-        LLVMValueRef end = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
+        LLVMValueRef end =
+            LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
         for (int q = 0; q < 4; q++) set(e, u[q], LLVMConstNull(lanes32(e)));
         lanes_segment(e, xu, p, begin, end, u);
         LLVMValueRef uv[4];
@@ -698,7 +701,8 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         for (int r = 0, v = c; r < 4; r++, v /= 3) {
             int d = v % 3 - 1;
             for (int q = 0; q < 4 && d; q++)
-                acc[r][q] = pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[r][q], uv[q], "") : LLVMBuildSub(e->b, acc[r][q], uv[q], ""));
+                acc[r][q] =
+                    pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[r][q], uv[q], "") : LLVMBuildSub(e->b, acc[r][q], uv[q], ""));
         }
         begin = end;
     }
@@ -721,8 +725,8 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
             LLVMValueRef lo = shuffle(e, v[0], v[1], pair, 16), hi = shuffle(e, v[2], v[3], pair, 16);
             for (int k = 0; k < 2; k++) {
                 for (int i = 0; i < 4; i++)
-                    quad[4 * i] = 8 * k + 2 * i, quad[4 * i + 1] = 8 * k + 2 * i + 1, quad[4 * i + 2] = 16 + 8 * k + 2 * i,
-                    quad[4 * i + 3] = 17 + 8 * k + 2 * i;
+                    quad[4 * i] = 8 * k + 2 * i, quad[4 * i + 1] = 8 * k + 2 * i + 1,
+                             quad[4 * i + 2] = 16 + 8 * k + 2 * i, quad[4 * i + 3] = 17 + 8 * k + 2 * i;
                 LLVMValueRef idx = c64(e, 4 * q + 2 * h + k);
                 LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, lo, hi, quad, 16),
                                                  LLVMBuildGEP2(e->b, lanes32(e), outv, &idx, 1, ""));
@@ -822,8 +826,8 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
     LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
                                      c32(e, RSR_LANES), "");
-    LLVMValueRef targs[] = {xu, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride, m,
-                            c32(e, kn->cols)};
+    LLVMValueRef targs[] = {xu, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride,
+                            m, c32(e, kn->cols)};
     LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
 
     loop B;
@@ -833,10 +837,12 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMBuildCall2(e->b, LLVMGlobalGetValueType(block_fn), block_fn, bargs, 4, "");
     /* y[t0 + t][4b + r] = out[4t + r]: 16 bytes per token where the block has all its rows */
     LLVMTypeRef v4 = LLVMVectorType(e->i32, 4), v4p = LLVMPointerType(v4, 0);
-    LLVMValueRef yb = at(e, e->i32, y, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, y_stride), ""),
-                                                   i64_of(e, LLVMBuildMul(e->b, B.i, c32(e, R), "")), ""));
-    LLVMValueRef full = LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
-                                      c32(e, kn->rows), "");
+    LLVMValueRef yb = at(e, e->i32, y,
+                         LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, y_stride), ""),
+                                      i64_of(e, LLVMBuildMul(e->b, B.i, c32(e, R), "")), ""));
+    LLVMValueRef full =
+        LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
+                      c32(e, kn->rows), "");
     for (int whole = 1; whole >= 0; whole--) {
         LLVMBasicBlockRef wjoin = if_begin(e, whole ? full : LLVMBuildNot(e->b, full, ""));
         loop L;

@@ -298,7 +298,8 @@ static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *hdr, uint16_t *p
     for (int32_t c = 0; c < t->cols; c++) {
         int32_t v = 0;
         for (int32_t r = I2_BLOCK_ROWS - 1; r >= 0; r--) {
-            int32_t row = blk * I2_BLOCK_ROWS + r, w = row < t->rows ? t->w[(size_t)row * (size_t)t->cols + (size_t)c] : 0;
+            int32_t row = blk * I2_BLOCK_ROWS + r,
+                    w = row < t->rows ? t->w[(size_t)row * (size_t)t->cols + (size_t)c] : 0;
             v = 3 * v + 1 + w;
             row_sum[r] += w;
         }

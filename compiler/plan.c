@@ -77,9 +77,7 @@ int plan_lanes_min(const ternary_matrix *t) {
 }
 
 /* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
-bool plan_lanes_possible(const ternary_matrix *t, const target *tg) {
-    return tg->kind != TK_CUDA && t->cols <= 65535;
-}
+bool plan_lanes_possible(const ternary_matrix *t, const target *tg) { return tg->kind != TK_CUDA && t->cols <= 65535; }
 
 /* Whether plan_prefill may choose the lanes on this target (so the printers need their helpers):
  * asked for, or auto where the cost model holds (AVX-512). */
@@ -110,8 +108,9 @@ void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_
         snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (full steps predicted %.2fx as fast)",
                  mp->lanes_min, gain);
     } else {
-        snprintf(why, sizeof why, "tiles (RSR lanes predicted %.2fx as fast, under %.2fx: not worth 0.5 bytes per weight)",
-                 gain, lanes_auto_gain);
+        snprintf(why, sizeof why,
+                 "tiles (RSR lanes predicted %.2fx as fast, under %.2fx: not worth 0.5 bytes per weight)", gain,
+                 lanes_auto_gain);
     }
     size_t n = strlen(mp->why);
     snprintf(mp->why + n, sizeof mp->why - n, "; prefill: %s", why);

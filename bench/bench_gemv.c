@@ -136,10 +136,13 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     }
     const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
     compiled_matrix cm;
-    compile_matrix(
-        tm, t,
-        &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .index = serial, .lanes_min = lanes ? 2 : -1},
-        &blob, &sink, &cm);
+    compile_matrix(tm, t,
+                   &(matrix_request){.strategy = st,
+                                     .k = k,
+                                     .user_strategy = st,
+                                     .index = serial,
+                                     .lanes_min = lanes ? RSR_LANES_EVERY_STEP : -1},
+                   &blob, &sink, &cm);
     const kernel *kn = &cm.kn;
     blob_close(&blob);
     if (e) {
@@ -167,6 +170,23 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     free(c_path), free(so_path), free(blob_path), free(cmd), free(obj_path);
     compiled_matrix_free(&cm);
     return b;
+}
+
+/* Copies of b's constant data that together exceed the caches, so that a run reading one of
+ * them (in turn) gets it from memory as decode does; *n of them. */
+static uint8_t **cold_copies(const built *b, int *n) {
+    *n = (int)((256u << 20) / (b->data_size + 64) + 1);
+    uint8_t **copies = xmalloc(sizeof *copies * (size_t)*n);
+    for (int c = 0; c < *n; c++) {
+        copies[c] = aligned_alloc(64, (b->data_size + 64) / 64 * 64);
+        memcpy(copies[c], b->data, b->data_size);
+    }
+    return copies;
+}
+
+static void free_copies(uint8_t **copies, int n) {
+    for (int c = 0; c < n; c++) free(copies[c]);
+    free(copies);
 }
 
 #define PREFILL RSR_BATCH_MAX
@@ -201,12 +221,7 @@ static void prefill_rows(const built *b, const built *lanes, const ternary_matri
     uint8_t **lcopies = NULL;
     if (lanes) {
         check_batch(lanes, "lanes", tm, x, xs, got, want);
-        nl = (int)((256u << 20) / (lanes->data_size + 64) + 1);
-        lcopies = xmalloc(sizeof *lcopies * (size_t)nl);
-        for (int c = 0; c < nl; c++) {
-            lcopies[c] = aligned_alloc(64, (lanes->data_size + 64) / 64 * 64);
-            memcpy(lcopies[c], lanes->data, lanes->data_size);
-        }
+        lcopies = cold_copies(lanes, &nl);
     }
     printf("  prefill of %d tokens: %-16s %3s %14s %14s %7s %10s %8s\n", PREFILL, "strategy", "thr", "per-token us/tok",
            "batched us/tok", "speedup", "Gw*tok/s", "of peak");
@@ -237,8 +252,8 @@ static void prefill_rows(const built *b, const built *lanes, const ternary_matri
         }
         free(tv), free(tb), free(tl);
     }
-    for (int c = 0; c < nl; c++) free(lcopies[c]);
-    free(lcopies), free(x), free(got), free(want);
+    if (lcopies) free_copies(lcopies, nl);
+    free(x), free(got), free(want);
 }
 
 int main(int argc, char **argv) {
@@ -320,12 +335,8 @@ int main(int argc, char **argv) {
             double bits = 8.0 * (double)b.data_size / ((double)rows * (double)cols);
             /* Decode streams every weight from memory once per token: time the kernel on copies of
              * its data that together exceed the caches, one copy per run, so nothing stays hot. */
-            int ncopies = (int)((256u << 20) / (b.data_size + 64) + 1);
-            uint8_t **copies = xmalloc(sizeof *copies * (size_t)ncopies);
-            for (int c = 0; c < ncopies; c++) {
-                copies[c] = aligned_alloc(64, (b.data_size + 64) / 64 * 64);
-                memcpy(copies[c], b.data, b.data_size);
-            }
+            int ncopies;
+            uint8_t **copies = cold_copies(&b, &ncopies);
             int next_copy = 0;
             for (int threads = 1; threads <= 2; threads++) {
                 double *tn = xmalloc(sizeof *tn * (size_t)reps), *tr = xmalloc(sizeof *tr * (size_t)reps);
@@ -357,8 +368,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
             dlclose(b.handle);
             free(b.data);
-            for (int c = 0; c < ncopies; c++) free(copies[c]);
-            free(copies);
+            free_copies(copies, ncopies);
         }
         free(x), free(want), free(got), free(tm.w);
     }

@@ -140,13 +140,15 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
  * serves every ISA; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
 void emit_c_lanes_helpers(FILE *out) {
-    char zip[2][400]; /* the lanes of zip_lo(a, b) = a0 b0 a1 b1 ... a31 b31 and of zip_hi */
+    char zip[2][400], token[300]; /* a transpose round's two shuffles; the token of each row */
     for (int h = 0; h < 2; h++) {
-        int n = 0;
-        for (int i = 0; i < 32; i++)
-            n +=
-                snprintf(zip[h] + n, sizeof zip[h] - (size_t)n, "%s%d, %d", i ? ", " : "", 32 * h + i, 64 + 32 * h + i);
+        int idx[64], n = 0;
+        lanes_zip_mask(h, idx);
+        for (int i = 0; i < 64; i++)
+            n += snprintf(zip[h] + n, sizeof zip[h] - (size_t)n, "%s%d", i ? ", " : "", idx[i]);
     }
+    for (int i = 0, n = 0; i < 64; i++)
+        n += snprintf(token + n, sizeof token - (size_t)n, "%s%d", i ? ", " : "", lanes_token_of_row(i));
     fprintf(
         out,
         "#include <stdlib.h>\n"
@@ -160,12 +162,12 @@ void emit_c_lanes_helpers(FILE *out) {
         "__attribute__((unused)) static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, "
         "int32_t m, int32_t cols) {\n"
         "    static const int8_t zero[64];\n"
+        "    static const int8_t token[64] = {%s};\n"
         "    const rsr_b64 bias = (rsr_b64){0} + 0x80;\n"
         "    for (int32_t c0 = 0; c0 < cols; c0 += 64) {\n"
         "        rsr_b64 r[64], o[64];\n"
         "        for (int32_t i = 0; i < 64; i++) {\n"
-        "            int32_t t = i & 1 ? 32 + i / 2 : i / 2;\n"
-        "            const int8_t *src = t < m ? x + (size_t)t * (size_t)x_stride + c0 : zero;\n"
+        "            const int8_t *src = token[i] < m ? x + (size_t)token[i] * (size_t)x_stride + c0 : zero;\n"
         "            __builtin_memcpy(&r[i], src, 64);\n"
         "            r[i] ^= bias;\n"
         "        }\n"
@@ -204,7 +206,7 @@ void emit_c_lanes_helpers(FILE *out) {
         "26, 27, 28, 29, 30, 31), rsr_y32);\n"
         "    }\n"
         "}\n",
-        zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
+        token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
     fputs("/* out[4t + r] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
           "   subtracted from the rows its digits name, less the bias 128 * row_sum[r] */\n"
           "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
@@ -221,8 +223,8 @@ void emit_c_lanes_helpers(FILE *out) {
             fprintf(out, "    rsr_lanes_seg(xu, p, hdr[%d], hdr[%d], u);", c - 1, c);
         else
             fputs("    rsr_lanes_seg(xu, p, 0, hdr[0], u);", out);
-        for (int r = 0, v = c; r < 4; r++, v /= 3) { /* the 4 rows of a block */
-            int d = v % 3 - 1;
+        for (int r = 0; r < 4; r++) { /* the 4 rows of a block */
+            int d = lanes_digit(c, r);
             for (int q = 0; q < 4 && d; q++) fprintf(out, " a%d%d %c= u[%d];", r, q, d > 0 ? '+' : '-', q);
         }
         fputc('\n', out);
@@ -236,16 +238,17 @@ void emit_c_lanes_helpers(FILE *out) {
             "a3%d - 128 * rs[3];\n",
             q, q, q, q);
         for (int h = 0; h < 2; h++) {
+            int pair[16], quad[16];
+            lanes_pair_mask(h, pair);
             fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
-            for (int i = 0; i < 8; i++) fprintf(out, ", %d, %d", 8 * h + i, 16 + 8 * h + i);
+            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
             fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", h);
-            for (int i = 0; i < 8; i++) fprintf(out, ", %d, %d", 8 * h + i, 16 + 8 * h + i);
+            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
             fputs(");\n", out);
             for (int k = 0; k < 2; k++) {
+                lanes_quad_mask(k, quad);
                 fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
-                for (int i = 0; i < 4; i++)
-                    fprintf(out, ", %d, %d, %d, %d", 8 * k + 2 * i, 8 * k + 2 * i + 1, 16 + 8 * k + 2 * i,
-                            17 + 8 * k + 2 * i);
+                for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
                 fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", 64 * q + 32 * h + 16 * k, h, k);
             }
         }
@@ -565,7 +568,7 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
             kn->batch_symbol);
     fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", kn->lanes_min,
-            (unsigned long long)lanes_scratch(kn));
+            (unsigned long long)lanes_scratch_bytes(kn));
     fprintf(out,
             "    if (!xu) {\n        %s_tiles(data, x, x_stride, y, y_stride, ntok, block_begin, block_end);\n"
             "        return;\n    }\n",
@@ -632,8 +635,8 @@ void emit_c_kernel(FILE *out, const kernel *kn) {
     }
     if (kn->form == KF_I2) {
         emit_i2(out, kn);
-        if (kn->batch_symbol) emit_i2_batch(out, kn, kn->batch_lanes ? "_tiles" : "");
-        if (kn->batch_lanes) emit_lanes_batch(out, kn);
+        if (kn->batch_symbol) emit_i2_batch(out, kn, kn->lanes_min ? "_tiles" : "");
+        if (kn->lanes_min) emit_lanes_batch(out, kn);
         return;
     }
     if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);

@@ -698,8 +698,8 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         lanes_segment(e, xu, p, begin, end, u);
         LLVMValueRef uv[4];
         for (int q = 0; q < 4; q++) uv[q] = get(e, u[q]);
-        for (int r = 0, v = c; r < 4; r++, v /= 3) {
-            int d = v % 3 - 1;
+        for (int r = 0; r < 4; r++) {
+            int d = lanes_digit(c, r);
             for (int q = 0; q < 4 && d; q++)
                 acc[r][q] =
                     pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[r][q], uv[q], "") : LLVMBuildSub(e->b, acc[r][q], uv[q], ""));
@@ -721,12 +721,10 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[r][q], row[r], "");
         for (int h = 0; h < 2; h++) {
             int pair[16], quad[16];
-            for (int i = 0; i < 8; i++) pair[2 * i] = 8 * h + i, pair[2 * i + 1] = 16 + 8 * h + i;
+            lanes_pair_mask(h, pair);
             LLVMValueRef lo = shuffle(e, v[0], v[1], pair, 16), hi = shuffle(e, v[2], v[3], pair, 16);
             for (int k = 0; k < 2; k++) {
-                for (int i = 0; i < 4; i++)
-                    quad[4 * i] = 8 * k + 2 * i, quad[4 * i + 1] = 8 * k + 2 * i + 1,
-                             quad[4 * i + 2] = 16 + 8 * k + 2 * i, quad[4 * i + 3] = 17 + 8 * k + 2 * i;
+                lanes_quad_mask(k, quad);
                 LLVMValueRef idx = c64(e, 4 * q + 2 * h + k);
                 LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, lo, hi, quad, 16),
                                                  LLVMBuildGEP2(e->b, lanes32(e), outv, &idx, 1, ""));
@@ -759,15 +757,14 @@ static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
     LLVMBuildStore(e->b, LLVMConstNull(b64), zero);
     zero = LLVMBuildBitCast(e->b, zero, e->i8p, "");
     int zip[2][64];
-    for (int h = 0; h < 2; h++)
-        for (int i = 0; i < 32; i++) zip[h][2 * i] = 32 * h + i, zip[h][2 * i + 1] = 64 + 32 * h + i;
+    lanes_zip_mask(0, zip[0]), lanes_zip_mask(1, zip[1]);
     loop G;
     LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, cols, c32(e, 63), ""), c32(e, 64), "");
     loop_begin(e, &G, c32(e, 0), groups, "cols64");
     LLVMValueRef c0 = i64_of(e, LLVMBuildMul(e->b, G.i, c32(e, 64), ""));
     LLVMValueRef r[64], o[64];
     for (int i = 0; i < 64; i++) {
-        int t = i & 1 ? 32 + i / 2 : i / 2;
+        int t = lanes_token_of_row(i);
         LLVMValueRef row = LLVMBuildMul(e->b, c64(e, t), i64_of(e, x_stride), "");
         LLVMValueRef src = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""),
                                            at(e, e->i8, x, LLVMBuildAdd(e->b, row, c0, "")), zero, "");
@@ -808,7 +805,7 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->b, join);
-    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)lanes_scratch(kn))};
+    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)lanes_scratch_bytes(kn))};
     LLVMValueRef xu = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xu");
     join = if_begin(e, LLVMBuildIsNull(e->b, xu, ""));
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
@@ -1125,9 +1122,9 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     end_function(e);
     if (kn->batch_symbol) {
         /* the lanes form's helpers first: begin_function moves the builder */
-        LLVMValueRef block_fn = kn->batch_lanes ? lanes_block_fn(e) : NULL, tiles_fn = NULL;
-        LLVMValueRef transpose_fn = kn->batch_lanes ? lanes_transpose_fn(e) : NULL;
-        if (kn->batch_lanes) {
+        LLVMValueRef block_fn = kn->lanes_min ? lanes_block_fn(e) : NULL, tiles_fn = NULL;
+        LLVMValueRef transpose_fn = kn->lanes_min ? lanes_transpose_fn(e) : NULL;
+        if (kn->lanes_min) {
             char *name = xasprintf("%s_tiles", kn->batch_symbol);
             tiles_fn = begin_function(e, name, e->batch_type, false);
             free(name);
@@ -1137,7 +1134,7 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
         fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
         add_enum_attr(e, fn, 2, "noalias"); /* x */
         add_enum_attr(e, fn, 4, "noalias"); /* y */
-        if (kn->batch_lanes)
+        if (kn->lanes_min)
             emit_lanes_batch(e, kn, block_fn, transpose_fn, tiles_fn);
         else
             emit_i2_batch(e, kn);

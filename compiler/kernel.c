@@ -36,7 +36,7 @@
  *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to 64 tokens:
  *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
  *                 above, no data of its own).
- *     RSR lanes   (batch_lanes; plan_prefill chooses) RSR with the tokens in vector lanes, for
+ *     RSR lanes   (lanes_min > 0; plan_prefill chooses) RSR with the tokens in vector lanes, for
  *                 steps of at least lanes_min tokens (fewer go through the tiles, which cost in
  *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64):
  *                 x is transposed once per call into 64 bytes per column, one byte per token,
@@ -187,7 +187,6 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         kn->batch_tile = kn->isa == DOT_AVX2 ? 2 : 4;
         if (lanes_min > 0 && t->kind != TK_CUDA && tm->cols <= 65535) {
             uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
-            kn->batch_lanes = true;
             kn->lanes_min = lanes_min;
             kn->lane_cols = (tm->cols + RSR_LANES - 1) / RSR_LANES * RSR_LANES;
             kn->off_lane_seg = align64(i2);
@@ -236,9 +235,37 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->off_perm = kn->off_seg + align64(4 * p->num_segments);
 }
 
+uint64_t lanes_scratch_bytes(const kernel *kn) { return (uint64_t)(kn->cols + 63) / 64 * 64 * RSR_LANES; }
+
+/* Row i of a transpose tile holds token t with lane l(t) = i: l = 2t (t < 32), 2(t - 32) + 1. */
+int lanes_token_of_row(int i) { return i & 1 ? RSR_LANES / 2 + i / 2 : i / 2; }
+
+int lanes_digit(int code, int r) {
+    for (; r > 0; r--) code /= 3;
+    return code % 3 - 1;
+}
+
+/* zip_lo(a, b) = a0 b0 a1 b1 ... a31 b31, zip_hi the same from a32, b32: a round that moves the
+ * column's top bit into the row number and the row's top bit into the byte position. */
+void lanes_zip_mask(int half, int idx[64]) {
+    for (int i = 0; i < 32; i++) idx[2 * i] = 32 * half + i, idx[2 * i + 1] = 64 + 32 * half + i;
+}
+
+/* Of two rows' 16 tokens (a, b): a_j b_j for the tokens j = 8·half .. 8·half + 7. */
+void lanes_pair_mask(int half, int idx[16]) {
+    for (int i = 0; i < 8; i++) idx[2 * i] = 8 * half + i, idx[2 * i + 1] = 16 + 8 * half + i;
+}
+
+/* Of two pair masks' results (rows 0-1, rows 2-3): rows 0..3 of tokens 4k .. 4k + 3 in turn. */
+void lanes_quad_mask(int k, int idx[16]) {
+    for (int i = 0; i < 4; i++)
+        idx[4 * i] = 8 * k + 2 * i, idx[4 * i + 1] = 8 * k + 2 * i + 1, idx[4 * i + 2] = 16 + 8 * k + 2 * i,
+                idx[4 * i + 3] = 17 + 8 * k + 2 * i;
+}
+
 uint64_t kernel_data_size(const kernel *kn) {
     if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)kn->groups * LUT_GROUP_BYTES;
-    if (kn->form == KF_I2 && kn->batch_lanes)
+    if (kn->form == KF_I2 && kn->lanes_min)
         return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
     if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
@@ -348,7 +375,7 @@ void kernel_write_data(kernel *kn, blob_writer *b) {
     kn->data_offset = blob_align(b, 64);
     if (kn->form == KF_I2) {
         write_i2_data(kn, b);
-        if (kn->batch_lanes) {
+        if (kn->lanes_min) {
             blob_align(b, 64);
             write_lanes_data(kn, b);
         }

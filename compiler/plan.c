@@ -71,9 +71,9 @@ static const double lanes_per_column = 0.75, lanes_per_block_columns = 488, lane
 
 double plan_lanes_gain(const ternary_matrix *t) { return 1 / (lanes_per_column + lanes_per_block_columns / t->cols); }
 
-int plan_lanes_min(const ternary_matrix *t) {
-    int n = (int)ceil(RSR_LANES / plan_lanes_gain(t));
-    return n < 2 ? 2 : n > RSR_LANES ? RSR_LANES : n;
+int plan_lanes_from(double gain) {
+    int n = (int)ceil(RSR_LANES / gain);
+    return n < RSR_LANES_EVERY_STEP ? RSR_LANES_EVERY_STEP : n > RSR_LANES ? RSR_LANES : n;
 }
 
 /* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
@@ -94,7 +94,7 @@ void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_
     if (tg->prefill == PREFILL_TILES) {
         snprintf(why, sizeof why, "tiles (--prefill=i2; RSR lanes predicted %.2fx as fast)", gain);
     } else if (tg->prefill == PREFILL_LANES) {
-        mp->lanes_min = 2;
+        mp->lanes_min = RSR_LANES_EVERY_STEP;
         snprintf(why, sizeof why, "RSR lanes (--prefill=rsr; predicted %.2fx as fast as the tiles)", gain);
     } else if (measured_lanes_min > 0) {
         mp->lanes_min = measured_lanes_min;
@@ -104,7 +104,7 @@ void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_
     } else if (target_dot_isa(tg) < DOT_AVX512BW) {
         snprintf(why, sizeof why, "tiles (the RSR lanes' cost model is fitted to AVX-512 only)");
     } else if (gain >= lanes_auto_gain) {
-        mp->lanes_min = plan_lanes_min(t);
+        mp->lanes_min = plan_lanes_from(gain);
         snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (full steps predicted %.2fx as fast)",
                  mp->lanes_min, gain);
     } else {

@@ -302,12 +302,12 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
 bool plan_allowed(const target *tg, enum strategy s);   /* by the spec's 'strategies' */
 bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
 /* i2's batched kernel as RSR with tokens in lanes (kernel.c) against the tiles, by the cost
- * model: the predicted time of a full step's tiles over the lanes', and the tokens from which a
- * pass of lanes (which costs the same for 1 or 64 tokens) beats the tiles (which cost in
- * proportion). plan_prefill decides it for an i2 matrix (the target's --prefill, --tune's
- * measurement, or the model) and says why in mp->why. */
+ * model: the predicted time of a full step's tiles over the lanes'. plan_lanes_from: the tokens
+ * from which a pass of lanes (which costs the same for 1 or 64 tokens) beats the tiles (which
+ * cost in proportion), given that ratio predicted or measured. plan_prefill decides it for an i2
+ * matrix (the target's --prefill, --tune's measurement, or the model) and says why in mp->why. */
 double plan_lanes_gain(const ternary_matrix *t);
-int plan_lanes_min(const ternary_matrix *t);
+int plan_lanes_from(double gain);
 bool plan_lanes_possible(const ternary_matrix *t, const target *tg);
 bool target_may_use_lanes(const target *tg);
 void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp);
@@ -353,9 +353,8 @@ bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one a
 #define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */
 #define RSR_LANE_SEG_STRIDE 96 /* u16 entries of a block's header: seg_end[81], pad, i32 row_sum[4] */
 #define RSR_LANE_ROW_SUM 88    /* u16 index of row_sum in the header (byte 176) */
-/* bytes of the lanes form's transposed x: 64 per column, columns rounded up to 64 */
-#define lanes_scratch(kn) ((uint64_t)((kn)->cols + 63) / 64 * 64 * RSR_LANES)
 #define RSR_LANE_RUN 256       /* batched RSR: columns summed in 16-bit lanes before they are widened */
+#define RSR_LANES_EVERY_STEP 2 /* a lanes_min that takes every batched step (they have 2 tokens or more) */
 typedef struct kernel {
     char *symbol;         /* C / LLVM / CUDA function name */
     char *batch_symbol;   /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
@@ -369,10 +368,10 @@ typedef struct kernel {
     int32_t vec_bytes;                    /* i2: bytes of one vector register (16, 32, 64) */
     int32_t groups;                       /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
     int32_t batch_tile;                   /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
-    bool batch_lanes;                     /* i2 batched as RSR with tokens in lanes (kernel.c), else tiles of tokens */
-    int lanes_min;                        /* the lanes take steps of at least this many tokens, the tiles the rest */
+    int lanes_min; /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
+                      tokens; 0: tiles only */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
-    int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to 32) */
+    int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to RSR_LANES) */
     uint64_t data_offset;                 /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
     uint64_t off_entry; /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
@@ -390,6 +389,14 @@ extern const char *const printer_names[NUM_PRINTERS];
 void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
                   enum strategy s, int index, int lanes_min);
 uint64_t kernel_data_size(const kernel *kn);
+/* The lanes form's description, which every printer prints (kernel.c, "RSR lanes"): */
+uint64_t lanes_scratch_bytes(const kernel *kn); /* the transposed x: 64 bytes per column, cols rounded up to 64 */
+int lanes_token_of_row(int i);                  /* the token that row i of a transpose tile holds */
+int lanes_digit(int code, int r);               /* row r's weight (-1, 0, 1) in pattern code */
+void lanes_zip_mask(int half, int idx[64]);     /* a transpose round's byte shuffle of rows k, k + 32: half 0
+                                                   gives row 2k, half 1 row 2k + 1 */
+void lanes_pair_mask(int half, int idx[16]);    /* rows r, r + 1 of tokens 8·half.. interleaved */
+void lanes_quad_mask(int k, int idx[16]);       /* two pairs' tokens 4k..4k+3, four rows each */
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
 /* lut layout (kernel.c): per block of LUT_ROWS rows and group of 4 column triplets, 64 bytes of

@@ -464,7 +464,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
                                    .k = cd->k,
                                    .user_strategy = ts->forced,
                                    .index = n,
-                                   .lanes_min = cd->lanes ? 2 : -1};
+                                   .lanes_min = cd->lanes ? RSR_LANES_EVERY_STEP : -1};
         matrix_decide(tm, t, &rq, sink.printer, &cm[n]);
         if (cm[n].mp.strategy != cd->strategy) { /* unrolled over the icache budget: not a candidate */
             compiled_matrix_free(&cm[n]);
@@ -735,10 +735,8 @@ int tune_lanes_min(const tune_class *tc) {
     for (int i = 0; i < tc->n; i++)
         if (tc->c[i].strategy == STRAT_I2) *(tc->c[i].lanes ? &lanes : &tiles) = i;
     if (tiles < 0 || lanes < 0) return 0;
-    double l = tc->c[lanes].prefill_ns, t = tc->c[tiles].prefill_ns; /* per token of a full step */
-    if (l >= t) return -1;
-    int n = (int)ceil(TUNE_TOKENS * l / t);
-    return n < 2 ? 2 : n;
+    double gain = tc->c[tiles].prefill_ns / tc->c[lanes].prefill_ns; /* per token of a full step */
+    return gain > 1 ? plan_lanes_from(gain) : -1;
 }
 
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t) {

@@ -567,8 +567,9 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
             "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
             " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
             kn->batch_symbol);
-    fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", kn->lanes_min,
-            (unsigned long long)lanes_scratch_bytes(kn));
+    const int G = lanes_group(kn);
+    const unsigned long long slot = (unsigned long long)lanes_scratch_bytes(kn);
+    fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", kn->lanes_min, G * slot);
     fprintf(out,
             "    if (!xu) {\n        %s_tiles(data, x, x_stride, y, y_stride, ntok, block_begin, block_end);\n"
             "        return;\n    }\n",
@@ -578,24 +579,46 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
             "void *)(data + %llu);\n",
             (unsigned long long)kn->off_lane_seg, (unsigned long long)kn->off_lane_perm);
     fprintf(out, "    int32_t out[%d] __attribute__((aligned(64)));\n", R * RSR_LANES);
-    fprintf(out, "    for (int32_t t0 = 0; t0 < ntok; t0 += %d) {\n", RSR_LANES);
-    fprintf(out, "        int32_t m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES, RSR_LANES);
-    fprintf(out, "        rsr_lanes_transpose(xu, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n", kn->cols);
-    fputs("        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "            rsr_lanes_block(xu, hdr + (size_t)b * %d, perm + (size_t)b * %d, out);\n",
-            RSR_LANE_SEG_STRIDE, kn->lane_cols);
-    fprintf(out, "            int32_t *yb = y + (size_t)t0 * (size_t)y_stride + (size_t)b * %d;\n", R);
-    fprintf(out, "            if (b * %d + %d <= %d)\n", R, R, kn->rows);
+    fputs("    /* the whole passes as lanes, and a last one only if it has lanes_min tokens; the tiles take\n"
+          "     * a shorter rest after them */\n",
+          out);
+    fprintf(out, "    const int32_t all = ntok;\n    if (ntok %% %d < %d) ntok -= ntok %% %d;\n", RSR_LANES,
+            kn->lanes_min, RSR_LANES);
+    fprintf(out, "    /* passes of %d tokens, %d at a time sharing each block's index */\n", RSR_LANES, G);
+    fprintf(out, "    for (int32_t g0 = 0; g0 < ntok; g0 += %d) {\n", G * RSR_LANES);
+    fprintf(out, "        int32_t gn = (ntok - g0 + %d) / %d < %d ? (ntok - g0 + %d) / %d : %d;\n", RSR_LANES - 1,
+            RSR_LANES, G, RSR_LANES - 1, RSR_LANES, G);
+    fputs("        for (int32_t p = 0; p < gn; p++) {\n", out);
+    fprintf(out, "            int32_t t0 = g0 + %d * p, m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES, RSR_LANES,
+            RSR_LANES);
     fprintf(out,
-            "                for (int32_t t = 0; t < m; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, out + "
-            "%d * t, %d);\n",
+            "            rsr_lanes_transpose(xu + %lluu * p, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n",
+            slot, kn->cols);
+    fputs("        }\n", out);
+    fputs("        for (int32_t b = block_begin; b < block_end; b++)\n", out);
+    fputs("            for (int32_t p = 0; p < gn; p++) {\n", out);
+    fprintf(out, "                int32_t t0 = g0 + %d * p, m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES,
+            RSR_LANES, RSR_LANES);
+    fprintf(out, "                rsr_lanes_block(xu + %lluu * p, hdr + (size_t)b * %d, perm + (size_t)b * %d, out);\n",
+            slot, RSR_LANE_SEG_STRIDE, kn->lane_cols);
+    fprintf(out, "                int32_t *yb = y + (size_t)t0 * (size_t)y_stride + (size_t)b * %d;\n", R);
+    fprintf(out, "                if (b * %d + %d <= %d)\n", R, R, kn->rows);
+    fprintf(out,
+            "                    for (int32_t t = 0; t < m; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, "
+            "out + %d * t, %d);\n",
             R, 4 * R);
-    fputs("            else\n", out);
-    fprintf(out,
-            "                for (int32_t t = 0; t < m; t++)\n                    for (int32_t r = 0; b * %d + r < %d; "
-            "r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
-            R, kn->rows, R);
-    fputs("        }\n    }\n    free(xu);\n}\n\n", out);
+    fputs("                else\n", out);
+    fprintf(
+        out,
+        "                    for (int32_t t = 0; t < m; t++)\n                        for (int32_t r = 0; b * %d + r "
+        "< %d; r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
+        R, kn->rows, R);
+    fputs("            }\n    }\n    free(xu);\n", out);
+    fprintf(
+        out,
+        "    if (ntok < all)\n        %s_tiles(data, x + (size_t)ntok * (size_t)x_stride, x_stride, y + (size_t)ntok"
+        " * (size_t)y_stride, y_stride, all - ntok, block_begin, block_end);\n}\n\n",
+        kn->batch_symbol);
 }
 
 /* lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c). */

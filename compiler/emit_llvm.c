@@ -805,41 +805,67 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->b, join);
-    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)lanes_scratch_bytes(kn))};
+    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)lanes_group(kn) * (int64_t)lanes_scratch_bytes(kn))};
     LLVMValueRef xu = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xu");
     join = if_begin(e, LLVMBuildIsNull(e->b, xu, ""));
     LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->b, join);
+    /* the whole passes as lanes, and a last one only if it has lanes_min tokens; the tiles take
+     * a shorter rest after them */
+    LLVMValueRef in_passes = LLVMBuildAnd(e->b, ntok, c32(e, -RSR_LANES), "");
+    LLVMValueRef nl = LLVMBuildSelect(
+        e->b, LLVMBuildICmp(e->b, LLVMIntSGE, LLVMBuildSub(e->b, ntok, in_passes, ""), c32(e, kn->lanes_min), ""), ntok,
+        in_passes, "nl");
     LLVMValueRef hdr = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_seg)), i16p, "");
     LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
     LLVMValueRef out = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, 4 * RSR_LANES), "out");
     LLVMSetAlignment(out, 64);
 
-    loop P; /* passes of up to 64 tokens */
-    LLVMValueRef passes =
-        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, ntok, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
-    loop_begin(e, &P, c32(e, 0), passes, "pass");
-    LLVMValueRef t0 = LLVMBuildMul(e->b, P.i, c32(e, RSR_LANES), ""), left = LLVMBuildSub(e->b, ntok, t0, "");
-    LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
-                                     c32(e, RSR_LANES), "");
-    LLVMValueRef targs[] = {xu, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride,
-                            m, c32(e, kn->cols)};
-    LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
+    /* Passes of 64 tokens in groups of G sharing each block's index while it is in L1 */
+    const int G = lanes_group(kn);
+    const int64_t slot = (int64_t)lanes_scratch_bytes(kn);
+    LLVMValueRef passes = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, nl, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
+    LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, passes, c32(e, G - 1), ""), c32(e, G), "");
+    loop P;
+    loop_begin(e, &P, c32(e, 0), groups, "group");
+    LLVMValueRef first = LLVMBuildMul(e->b, P.i, c32(e, G), ""); /* the group's first pass */
+    LLVMValueRef gleft = LLVMBuildSub(e->b, passes, first, "");
+    LLVMValueRef gn =
+        LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, gleft, c32(e, G), ""), gleft, c32(e, G), "");
+    loop T;
+    loop_begin(e, &T, c32(e, 0), gn, "slot");
+    {
+        LLVMValueRef t0 = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, first, T.i, ""), c32(e, RSR_LANES), "");
+        LLVMValueRef left = LLVMBuildSub(e->b, nl, t0, "");
+        LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
+                                         c32(e, RSR_LANES), "");
+        LLVMValueRef targs[] = {at(e, e->i8, xu, LLVMBuildMul(e->b, i64_of(e, T.i), c64(e, slot), "")),
+                                at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride,
+                                m, c32(e, kn->cols)};
+        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
+    }
+    loop_end(e, &T);
 
     loop B;
     loop_begin(e, &B, b0, b1, "block");
-    LLVMValueRef bargs[] = {xu, at(e, e->i16, hdr, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), "")),
-                            at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), "")), out};
+    LLVMValueRef hb = at(e, e->i16, hdr, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), ""));
+    LLVMValueRef pb = at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), ""));
+    LLVMValueRef full =
+        LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
+                      c32(e, kn->rows), "");
+    loop_begin(e, &T, c32(e, 0), gn, "slot");
+    LLVMValueRef t0 = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, first, T.i, ""), c32(e, RSR_LANES), "");
+    LLVMValueRef left = LLVMBuildSub(e->b, nl, t0, "");
+    LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
+                                     c32(e, RSR_LANES), "");
+    LLVMValueRef bargs[] = {at(e, e->i8, xu, LLVMBuildMul(e->b, i64_of(e, T.i), c64(e, slot), "")), hb, pb, out};
     LLVMBuildCall2(e->b, LLVMGlobalGetValueType(block_fn), block_fn, bargs, 4, "");
     /* y[t0 + t][4b + r] = out[4t + r]: 16 bytes per token where the block has all its rows */
     LLVMTypeRef v4 = LLVMVectorType(e->i32, 4), v4p = LLVMPointerType(v4, 0);
     LLVMValueRef yb = at(e, e->i32, y,
                          LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, y_stride), ""),
                                       i64_of(e, LLVMBuildMul(e->b, B.i, c32(e, R), "")), ""));
-    LLVMValueRef full =
-        LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
-                      c32(e, kn->rows), "");
     for (int whole = 1; whole >= 0; whole--) {
         LLVMBasicBlockRef wjoin = if_begin(e, whole ? full : LLVMBuildNot(e->b, full, ""));
         loop L;
@@ -862,10 +888,18 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
         loop_end(e, &L);
         if_end(e, wjoin);
     }
+    loop_end(e, &T);
     loop_end(e, &B);
     loop_end(e, &P);
     LLVMValueRef fargs[] = {xu};
     LLVMBuildCall2(e->b, free_t, libc_fn(e, "free", free_t), fargs, 1, "");
+    LLVMBasicBlockRef rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, nl, ntok, ""));
+    LLVMValueRef rest[8] = {data,     at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, nl), i64_of(e, x_stride), "")),
+                            x_stride, at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, nl), i64_of(e, y_stride), "")),
+                            y_stride, LLVMBuildSub(e->b, ntok, nl, ""),
+                            b0,       b1};
+    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, rest, 8, "");
+    if_end(e, rjoin);
 }
 
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */

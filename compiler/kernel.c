@@ -33,13 +33,16 @@
  *                back once per row at the end — 9 instructions per row and group instead of 12.
  *                The caller's x is zero past `cols` up to a multiple of RSR_X_PAD (Σ x then
  *                needs no bounds), see rsr_artifact.h.
- *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to 64 tokens:
+ *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to RSR_BATCH_MAX (256) tokens:
  *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
  *                 above, no data of its own).
  *     RSR lanes   (lanes_min > 0; plan_prefill chooses) RSR with the tokens in vector lanes, for
  *                 steps of at least lanes_min tokens (fewer go through the tiles, which cost in
- *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64):
- *                 x is transposed once per call into 64 bytes per column, one byte per token,
+ *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64; so
+ *                 does a rest under lanes_min after whole passes). A pass is 64 tokens; the
+ *                 passes go lanes_group at a time, each block's index read once per group
+ *                 while their transposed x (RSR_LANES_X_BUDGET) stays in L2. x is transposed
+ *                 once per call into 64 bytes per column and pass, one byte per token,
  *                 biased to unsigned (x + 128; 16-bit lane i holds token i in its low byte and
  *                 token 32 + i in its high byte). Per block of 4 rows the columns are sorted by
  *                 their pattern (81 codes, c = Σ_r (w_r + 1)·3^r; the all-zero pattern dropped)
@@ -236,6 +239,12 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 }
 
 uint64_t lanes_scratch_bytes(const kernel *kn) { return (uint64_t)(kn->cols + 63) / 64 * 64 * RSR_LANES; }
+
+/* Passes of lanes that share each block's index: as many as keep their x in half of L2. */
+int lanes_group(const kernel *kn) {
+    uint64_t g = RSR_LANES_X_BUDGET / lanes_scratch_bytes(kn), most = RSR_BATCH_MAX / RSR_LANES;
+    return g < 1 ? 1 : g > most ? (int)most : (int)g;
+}
 
 /* Row i of a transpose tile holds token t with lane l(t) = i: l = 2t (t < 32), 2(t - 32) + 1. */
 int lanes_token_of_row(int i) { return i & 1 ? RSR_LANES / 2 + i / 2 : i / 2; }

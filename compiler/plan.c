@@ -17,14 +17,14 @@
  *                  kernel: weights / (weights·tokens per ns), the block's fields decoded once
  *   lut:           weights / 215 per ns + 0.1 ns per column (the call's tables)
  *
- * i2's batched kernel is the tiles or RSR with tokens in lanes (kernel.c). A full step (64
- * tokens) of lanes costs, per block, 0.75 of the tiles' time per column plus the tiles' time of
- * 488 columns (its 80 segments: widening, digits, a mispredicted loop exit each), so the tiles
- * take 1/(0.75 + 488/cols) times as long: 1.07× at 2560 columns, 1.22× at 6912. Fitted to
- * bench_gemv's side-by-side rows on an AMD EPYC (Zen 4 class) with AVX-512 VNNI, 1 thread, cold
- * weights (docs/performance.md). The lanes also cost 0.5 bytes per weight of index (twice the
- * 2-bit codes), so --prefill=auto takes them where the tiles are predicted 1.15× slower or more:
- * the widest matrices (the FFN's down projection).
+ * i2's batched kernel is the tiles or RSR with tokens in lanes (kernel.c). A full step
+ * (RSR_BATCH_MAX tokens, four passes of lanes) costs, per block, 0.63 of the tiles' time per
+ * column plus the tiles' time of 650 columns (its 80 segments: widening, digits, a mispredicted
+ * loop exit each), so the tiles take 1/(0.63 + 650/cols) times as long: 1.13× at 2560 columns,
+ * 1.38× at 6912. Fitted to bench_gemv's side-by-side rows on an AMD EPYC (Zen 4 class) with
+ * AVX-512 VNNI, the mean of 1 and 2 threads, cold weights (docs/performance.md). The lanes also
+ * cost 0.5 bytes per weight of index (twice the 2-bit codes), so --prefill=auto takes them where
+ * the tiles are predicted 1.15× slower or more: the widest matrices (the FFN's down projection).
  *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
  * where the loop form costs within ±11% of this model on every 2B-4T shape at k = 3..6. A real
@@ -67,7 +67,7 @@ static const double lut_weights_per_ns = 215, lut_table_ns_per_col = 0.1;
 static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loop_ns_per_fold = 0.5;
 static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
 /* RSR lanes, relative to the tiles (header comment): per column, and per block in columns */
-static const double lanes_per_column = 0.75, lanes_per_block_columns = 488, lanes_auto_gain = 1.15;
+static const double lanes_per_column = 0.63, lanes_per_block_columns = 650, lanes_auto_gain = 1.15;
 
 double plan_lanes_gain(const ternary_matrix *t) { return 1 / (lanes_per_column + lanes_per_block_columns / t->cols); }
 

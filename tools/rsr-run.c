@@ -92,7 +92,7 @@ static void usage(FILE *out) {
           "  --device D            auto (default: the GPU when the model has GPU code and one is\n"
           "                        there, else the CPU), cpu or gpu (fail rather than fall back)\n"
           "  -c, --ctx N           context length of the session (default: the model's; also --ctx-size)\n"
-          "  -b, --batch N         prompt tokens evaluated together, 1 to 64 (default 64; the results\n"
+          "  -b, --batch N         prompt tokens evaluated together, 1 to 256 (default 256; the results\n"
           "                        are the same for every N)\n"
           "  --bench               measure prefill (the prompt, or 128 tokens) and decode (-n, or 64\n"
           "                        tokens: greedy, full logits, sampled at --temp or 0.8) speed and the\n"
@@ -100,7 +100,7 @@ static void usage(FILE *out) {
           "  --repeat N            with --bench: N rounds of every phase, alternating; the median, min\n"
           "                        and max of each (default 1)\n"
           "  --json                with --bench: the figures as one JSON object on stdout\n"
-          "  --parallel N          N sequences stepped together, 1 to 64: with -f, one prompt per line\n"
+          "  --parallel N          N sequences stepped together, 1 to 256: with -f, one prompt per line\n"
           "                        (continuations printed in order; each as `-p LINE --seed S+i` alone\n"
           "                        gives it, i the line's index from 0); with --tokens, N sequences from\n"
           "                        those ids; with --bench, N sequences' aggregate prefill and decode\n"
@@ -472,8 +472,8 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
 int main(int argc, char **argv) {
     const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
     long threads = 0;
-    int do_bench = 0, do_info = 0, do_tokenize = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0, use_mmap = 0, verbose = 0,
-        do_verify = 0;
+    int do_bench = 0, do_info = 0, do_tokenize = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0,
+        use_mmap = 0, verbose = 0, do_verify = 0;
     run_options o = {.n_gen = -1,
                      .echo = 1,
                      .sampler = {.temperature = 0, .top_k = 0, .top_p = 1},
@@ -738,8 +738,8 @@ int main(int argc, char **argv) {
         const double row = (double)rsr_kv_row_bytes(o.session.kv_type, info.head_dim);
         static const char *const attn[] = {"dense", "louver", "auto"};
         fprintf(stderr, "rsr-run: KV cache %s, %.1f MiB per sequence of %d positions; attention %s\n",
-                kv_type_name(o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0,
-                pos, attn[o.session.attention]);
+                kv_type_name(o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0, pos,
+                attn[o.session.attention]);
     }
     if (verbose && o.sampler.temperature > 0)
         fprintf(stderr, "rsr-run: sampling with seed %llu (--seed %llu repeats this run)\n", (unsigned long long)o.seed,

@@ -187,7 +187,7 @@ static inline size_t rsr_kv_row_bytes(int32_t kv_type, int32_t head_dim) {
 
 /* Start from rsr_session_default_params(): fields added later default to zero, which always
  * means the earlier behaviour (so zero is an fp32 cache; the default params choose bf16). */
-#define RSR_BATCH_MAX 64 /* the most tokens one prefill step evaluates together */
+#define RSR_BATCH_MAX 256 /* the most tokens one prefill step evaluates together */
 typedef struct rsr_session_params {
     int32_t max_positions;    /* KV cache length; 0: the model's max_positions */
     int32_t attention;        /* rsr_attention_kind; 0: dense */

@@ -16,7 +16,7 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 6u
+#define RSR_ABI_VERSION 7u /* 7: RSR_BATCH_MAX 256 (was 64) */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 

@@ -86,9 +86,12 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
         EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows), "%s: decode, vector %d", what, kind);
     }
     if (!am->kernel_batch) goto out;
-    /* 47 and 64: the lanes form's partial and full pass; 1 and 3: its tiles (below LANES_MIN) */
-    static const int32_t ntoks[] = {1, 3, LANES_MIN + 7, RSR_BATCH_MAX};
-    for (int n = 0; n < 4; n++) {
+    /* 1 and 3: the tiles (below LANES_MIN); 47 and 64: the lanes form's partial and full pass;
+     * 130: two passes and 2 tokens left to the tiles; 169: three passes in one group, the last of
+     * 41 tokens; RSR_BATCH_MAX: every pass of a step (two groups on the 2900-column matrix) */
+    static const int32_t ntoks[] = {
+        1, 3, LANES_MIN + 7, RSR_LANES, 2 * RSR_LANES + 2, 2 * RSR_LANES + LANES_MIN + 1, RSR_BATCH_MAX};
+    for (size_t n = 0; n < sizeof ntoks / sizeof *ntoks; n++) {
         int32_t ntok = ntoks[n];
         for (int32_t t = 0; t < ntok; t++) {
             fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4);
@@ -183,9 +186,11 @@ int main(void) {
     mats[2] = random_matrix("binary", 30, 50, true);
     mats[3] = random_matrix("one-column", 9, 1, false);
     /* the lanes form sums at most RSR_LANE_RUN columns in 16-bit lanes: here one pattern (all +1)
-     * holds 600 columns of the first block, so its segment is widened in three runs */
-    mats[4] = random_matrix("long-runs", 7, 700, false);
-    for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 700, 1, 600);
+     * holds 600 columns of the first block, so its segment is widened in three runs; and with
+     * 2900 columns the transposed x of a pass is 184 KB, so lanes_group puts two passes in a
+     * group and RSR_BATCH_MAX tokens take two groups */
+    mats[4] = random_matrix("long-runs", 7, 2900, false);
+    for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 2900, 1, 600);
     static const char *const targets[] = {"generic", "avx2", "avx512", "avx512-vnni"};
     int runnable = 0;
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {

@@ -41,6 +41,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/mman.h>
+
 #include "attn_kernels.h" /* the runtime's internal attention kernels: what this benchmark measures */
 #include "kv_types.h"     /* the cache types' names, as rsr-run's --kv takes them */
 #include "louver_rows.h" /* Louver over the cache's element type */
@@ -227,6 +229,19 @@ static void make_set(int set, const kv_capture_file *kf, int32_t maxn, int32_t k
         }
 }
 
+/* A KV cache as the runtime allocates one (forward.c, alloc_cache): 2 MB aligned, huge pages
+ * advised, so that Louver's scattered candidate rows cost what they cost in a session. */
+static uint8_t *cache_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    bytes = (bytes + huge - 1) / huge * huge;
+    if (posix_memalign(&p, huge, bytes) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 int main(int argc, char **argv) {
     int32_t heads = 20, kv_heads = 5, d = 128, reps = 15, threads = 2, block = 0, subspaces = 0;
     double eps = 1e-4, tau_frac = 0.01;
@@ -301,8 +316,8 @@ int main(int argc, char **argv) {
            "AVX-512 %s, median of %d steps\n",
            heads, kv_heads, group, d, kv_type_name(cache_type), threads, attn_simd_enabled() ? "on" : "off", reps);
     cache_maxn = maxn, cache_row = attn_row_bytes(cache_type, d);
-    uint8_t *Kc = malloc(cache_row * (size_t)maxn * (size_t)kv_heads),
-            *Vc = malloc(cache_row * (size_t)maxn * (size_t)kv_heads);
+    uint8_t *Kc = cache_alloc(cache_row * (size_t)maxn * (size_t)kv_heads),
+            *Vc = cache_alloc(cache_row * (size_t)maxn * (size_t)kv_heads);
     printf("%-10s %7s %-9s %7s %8s %8s %9s %9s %8s %9s %7s %9s %6s\n", "keys", "n", "policy", "kept%", "bounded%",
            "scanned%", "dense ms", "louver ms", "speedup", "bound", "recall", "min-ratio", "dense");
 

@@ -469,351 +469,372 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
     free(ids), free(lens), free(texts), free(all);
 }
 
-int main(int argc, char **argv) {
-    const char *tokens_arg = NULL, *logits_path = NULL, *prompt_file = NULL;
-    long threads = 0;
-    int do_bench = 0, do_info = 0, do_tokenize = 0, do_chat = 0, device = RSR_DEVICE_AUTO, lock_memory = 0,
-        use_mmap = 0, verbose = 0, do_verify = 0;
-    run_options o = {.n_gen = -1,
-                     .echo = 1,
-                     .sampler = {.temperature = 0, .top_k = 0, .top_p = 1},
-                     .repeat_last_n = 64,
-                     .session = {.kv_type = RSR_KV_DEFAULT, .attention = RSR_ATTENTION_AUTO}};
-    long seed = -1;               /* -1: a new one each run */
-    const char *model_opt = NULL; /* -m */
-    enum {
-        O_TOKENS = 256,
-        O_LOGITS,
-        O_TEMP,
-        O_TOPK,
-        O_TOPP,
-        O_MINP,
-        O_REPPEN,
-        O_REPLAST,
-        O_SEED,
-        O_BENCH,
-        O_INFO,
-        O_TOKENIZE,
-        O_CTX,
-        O_NOEOS,
-        O_CHAT,
-        O_TEMPLATE,
-        O_SYSTEM,
-        O_STOP,
-        O_NOECHO,
-        O_SPECIAL,
-        O_ATTN,
-        O_LEPS,
-        O_LTAU,
-        O_LBUDGET,
-        O_LBLOCK,
-        O_STATS,
-        O_DEVICE,
-        O_MAXMEM,
-        O_MLOCK,
-        O_MMAP,
-        O_BATCH,
-        O_HEAD,
-        O_REPEAT,
-        O_JSON,
-        O_VERIFY,
-        O_VERSION,
-        O_PARALLEL,
-        O_KV
-    };
-    const char *max_memory = NULL;
-    static const struct option longs[] = {
-        {"prompt", required_argument, 0, 'p'},
-        {"file", required_argument, 0, 'f'},
-        {"tokens", required_argument, 0, O_TOKENS},
-        {"logits", required_argument, 0, O_LOGITS},
-        {"temp", required_argument, 0, O_TEMP},
-        {"top-k", required_argument, 0, O_TOPK},
-        {"top-p", required_argument, 0, O_TOPP},
-        {"min-p", required_argument, 0, O_MINP},
-        {"repeat-penalty", required_argument, 0, O_REPPEN},
-        {"repeat-last-n", required_argument, 0, O_REPLAST},
-        {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, 't'},
-        {"ctx", required_argument, 0, O_CTX},
-        {"bench", no_argument, 0, O_BENCH},
-        {"info", no_argument, 0, O_INFO},
-        {"tokenize", no_argument, 0, O_TOKENIZE},
-        {"ignore-eos", no_argument, 0, O_NOEOS},
-        {"chat", no_argument, 0, O_CHAT},
-        {"chat-template", required_argument, 0, O_TEMPLATE},
-        {"system", required_argument, 0, O_SYSTEM},
-        {"stop", required_argument, 0, O_STOP},
-        {"no-echo", no_argument, 0, O_NOECHO},
-        {"special", no_argument, 0, O_SPECIAL},
-        {"help", no_argument, 0, 'h'},
-        {"attention", required_argument, 0, O_ATTN},
-        {"louver-eps", required_argument, 0, O_LEPS},
-        {"louver-tau", required_argument, 0, O_LTAU},
-        {"louver-budget", required_argument, 0, O_LBUDGET},
-        {"louver-block", required_argument, 0, O_LBLOCK},
-        {"stats", no_argument, 0, O_STATS},
-        {"max-memory", required_argument, 0, O_MAXMEM},
-        {"mlock", no_argument, 0, O_MLOCK},
-        {"mmap", no_argument, 0, O_MMAP},
-        {"verbose", no_argument, 0, 'v'},
-        {"device", required_argument, 0, O_DEVICE},
-        {"batch", required_argument, 0, O_BATCH},
-        {"head", required_argument, 0, O_HEAD},
-        {"repeat", required_argument, 0, O_REPEAT},
-        {"json", no_argument, 0, O_JSON},
-        {"verify", no_argument, 0, O_VERIFY},
-        {"version", no_argument, 0, O_VERSION},
-        {"parallel", required_argument, 0, O_PARALLEL},
-        {"kv", required_argument, 0, O_KV},
-        /* llama.cpp's spellings of the same things */
-        {"model", required_argument, 0, 'm'},
-        {"ctx-size", required_argument, 0, O_CTX},
-        {"n-predict", required_argument, 0, 'n'},
-        {"batch-size", required_argument, 0, O_BATCH},
-        {"conversation", no_argument, 0, O_CHAT},
-        {"interactive", no_argument, 0, O_CHAT},
-        {0, 0, 0, 0},
-    };
-    o.stop = calloc((size_t)argc, sizeof *o.stop);
+/* What the command line says, as parse_args reads it and check_args checks it. */
+typedef struct cli_args {
+    run_options o;
+    const char *tokens_arg, *logits_path, *prompt_file, *model_opt, *max_memory;
+    long threads, seed; /* seed -1: a new one each run */
+    int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify;
     /* options that only mean something beside others: refused alone rather than ignored */
-    const char *louver_opt = NULL, *sampling_opt = NULL, *bench_opt = NULL, *text_opt = NULL, *chat_opt = NULL,
-               *head_opt = NULL;
-    int louver_policies = 0;
+    const char *louver_opt, *sampling_opt, *bench_opt, *text_opt, *chat_opt, *head_opt;
+    int louver_policies;
+    int inputs; /* how many of -p, -f, --tokens and --chat (check_args) */
+} cli_args;
+
+enum {
+    O_TOKENS = 256,
+    O_LOGITS,
+    O_TEMP,
+    O_TOPK,
+    O_TOPP,
+    O_MINP,
+    O_REPPEN,
+    O_REPLAST,
+    O_SEED,
+    O_BENCH,
+    O_INFO,
+    O_TOKENIZE,
+    O_CTX,
+    O_NOEOS,
+    O_CHAT,
+    O_TEMPLATE,
+    O_SYSTEM,
+    O_STOP,
+    O_NOECHO,
+    O_SPECIAL,
+    O_ATTN,
+    O_LEPS,
+    O_LTAU,
+    O_LBUDGET,
+    O_LBLOCK,
+    O_STATS,
+    O_DEVICE,
+    O_MAXMEM,
+    O_MLOCK,
+    O_MMAP,
+    O_BATCH,
+    O_HEAD,
+    O_REPEAT,
+    O_JSON,
+    O_VERIFY,
+    O_VERSION,
+    O_PARALLEL,
+    O_KV
+};
+static const struct option longs[] = {
+    {"prompt", required_argument, 0, 'p'},
+    {"file", required_argument, 0, 'f'},
+    {"tokens", required_argument, 0, O_TOKENS},
+    {"logits", required_argument, 0, O_LOGITS},
+    {"temp", required_argument, 0, O_TEMP},
+    {"top-k", required_argument, 0, O_TOPK},
+    {"top-p", required_argument, 0, O_TOPP},
+    {"min-p", required_argument, 0, O_MINP},
+    {"repeat-penalty", required_argument, 0, O_REPPEN},
+    {"repeat-last-n", required_argument, 0, O_REPLAST},
+    {"seed", required_argument, 0, O_SEED},
+    {"threads", required_argument, 0, 't'},
+    {"ctx", required_argument, 0, O_CTX},
+    {"bench", no_argument, 0, O_BENCH},
+    {"info", no_argument, 0, O_INFO},
+    {"tokenize", no_argument, 0, O_TOKENIZE},
+    {"ignore-eos", no_argument, 0, O_NOEOS},
+    {"chat", no_argument, 0, O_CHAT},
+    {"chat-template", required_argument, 0, O_TEMPLATE},
+    {"system", required_argument, 0, O_SYSTEM},
+    {"stop", required_argument, 0, O_STOP},
+    {"no-echo", no_argument, 0, O_NOECHO},
+    {"special", no_argument, 0, O_SPECIAL},
+    {"help", no_argument, 0, 'h'},
+    {"attention", required_argument, 0, O_ATTN},
+    {"louver-eps", required_argument, 0, O_LEPS},
+    {"louver-tau", required_argument, 0, O_LTAU},
+    {"louver-budget", required_argument, 0, O_LBUDGET},
+    {"louver-block", required_argument, 0, O_LBLOCK},
+    {"stats", no_argument, 0, O_STATS},
+    {"max-memory", required_argument, 0, O_MAXMEM},
+    {"mlock", no_argument, 0, O_MLOCK},
+    {"mmap", no_argument, 0, O_MMAP},
+    {"verbose", no_argument, 0, 'v'},
+    {"device", required_argument, 0, O_DEVICE},
+    {"batch", required_argument, 0, O_BATCH},
+    {"head", required_argument, 0, O_HEAD},
+    {"repeat", required_argument, 0, O_REPEAT},
+    {"json", no_argument, 0, O_JSON},
+    {"verify", no_argument, 0, O_VERIFY},
+    {"version", no_argument, 0, O_VERSION},
+    {"parallel", required_argument, 0, O_PARALLEL},
+    {"kv", required_argument, 0, O_KV},
+    /* llama.cpp's spellings of the same things */
+    {"model", required_argument, 0, 'm'},
+    {"ctx-size", required_argument, 0, O_CTX},
+    {"n-predict", required_argument, 0, 'n'},
+    {"batch-size", required_argument, 0, O_BATCH},
+    {"conversation", no_argument, 0, O_CHAT},
+    {"interactive", no_argument, 0, O_CHAT},
+    {0, 0, 0, 0},
+};
+
+/* Reads the options into *a; returns 1 where the command is done (--help, --version). */
+static int parse_args(int argc, char **argv, cli_args *a) {
+    a->o.stop = calloc((size_t)argc, sizeof *a->o.stop);
     opterr = 0;
     llama_spellings(argc, argv);
     int c;
     while ((c = getopt_long(argc, argv, ":p:f:n:t:m:c:b:ihv", longs, NULL)) != -1) {
         switch (c) {
-        case 'm': model_opt = optarg; break;
-        case 'c': o.ctx = (int32_t)parse_num("-c", optarg, 0, INT32_MAX); break;
-        case 'b': o.session.batch = (int32_t)parse_num("-b", optarg, 1, RSR_BATCH_MAX); break;
-        case 'i': do_chat = 1; break;
-        case O_VERSION: printf("rsr-run, rsr API version %d\n", RSR_API_VERSION); return 0;
-        case 'p': o.prompt = optarg; break;
-        case 'f': prompt_file = optarg; break;
-        case 'n': o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
-        case 't': threads = parse_num("--threads", optarg, 0, 1024); break;
-        case O_TOKENS: tokens_arg = optarg[0] == '@' ? tokens_file(optarg) : optarg; break;
-        case O_LOGITS: logits_path = optarg; break;
-        case O_TEMP: o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
+        case 'm': a->model_opt = optarg; break;
+        case 'c': a->o.ctx = (int32_t)parse_num("-c", optarg, 0, INT32_MAX); break;
+        case 'b': a->o.session.batch = (int32_t)parse_num("-b", optarg, 1, RSR_BATCH_MAX); break;
+        case 'i': a->do_chat = 1; break;
+        case O_VERSION: printf("rsr-run, rsr API version %d\n", RSR_API_VERSION); return 1;
+        case 'p': a->o.prompt = optarg; break;
+        case 'f': a->prompt_file = optarg; break;
+        case 'n': a->o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
+        case 't': a->threads = parse_num("--threads", optarg, 0, 1024); break;
+        case O_TOKENS: a->tokens_arg = optarg[0] == '@' ? tokens_file(optarg) : optarg; break;
+        case O_LOGITS: a->logits_path = optarg; break;
+        case O_TEMP: a->o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
         case O_TOPK:
-            sampling_opt = "--top-k", o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX);
+            a->sampling_opt = "--top-k", a->o.sampler.top_k = (int32_t)parse_num("--top-k", optarg, 0, INT32_MAX);
             break;
-        case O_TOPP: sampling_opt = "--top-p", o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
-        case O_MINP: sampling_opt = "--min-p", o.sampler.min_p = parse_float("--min-p", optarg, 0, 1); break;
-        case O_REPPEN: o.sampler.repeat_penalty = parse_float("--repeat-penalty", optarg, 0.01, 100); break;
-        case O_REPLAST: o.repeat_last_n = (int32_t)parse_num("--repeat-last-n", optarg, 0, 1 << 20); break;
-        case O_SEED: sampling_opt = "--seed", seed = parse_num("--seed", optarg, -1, LONG_MAX); break;
-        case O_CTX: o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
-        case O_BATCH: o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
+        case O_TOPP: a->sampling_opt = "--top-p", a->o.sampler.top_p = parse_float("--top-p", optarg, 0, 1); break;
+        case O_MINP: a->sampling_opt = "--min-p", a->o.sampler.min_p = parse_float("--min-p", optarg, 0, 1); break;
+        case O_REPPEN: a->o.sampler.repeat_penalty = parse_float("--repeat-penalty", optarg, 0.01, 100); break;
+        case O_REPLAST: a->o.repeat_last_n = (int32_t)parse_num("--repeat-last-n", optarg, 0, 1 << 20); break;
+        case O_SEED: a->sampling_opt = "--seed", a->seed = parse_num("--seed", optarg, -1, LONG_MAX); break;
+        case O_CTX: a->o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
+        case O_BATCH: a->o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
         case O_HEAD:
-            head_opt = "--head";
+            a->head_opt = "--head";
             if (!strcmp(optarg, "exact"))
-                o.head_int8 = 0;
+                a->o.head_int8 = 0;
             else if (!strcmp(optarg, "int8"))
-                o.head_int8 = 1;
+                a->o.head_int8 = 1;
             else
                 die("--head: '%s' is neither exact nor int8", optarg);
             break;
         case O_ATTN:
             if (!strcmp(optarg, "dense"))
-                o.session.attention = RSR_ATTENTION_DENSE;
+                a->o.session.attention = RSR_ATTENTION_DENSE;
             else if (!strcmp(optarg, "louver"))
-                o.session.attention = RSR_ATTENTION_LOUVER;
+                a->o.session.attention = RSR_ATTENTION_LOUVER;
             else if (!strcmp(optarg, "auto"))
-                o.session.attention = RSR_ATTENTION_AUTO;
+                a->o.session.attention = RSR_ATTENTION_AUTO;
             else
                 die("--attention: '%s' is not one of auto, dense, louver", optarg);
             break;
         case O_LEPS:
-            louver_opt = "--louver-eps", louver_policies++;
-            o.session.louver_policy = RSR_LOUVER_RELATIVE;
-            o.session.louver_eps = parse_float("--louver-eps", optarg, 1e-30f, 0.999999f);
+            a->louver_opt = "--louver-eps", a->louver_policies++;
+            a->o.session.louver_policy = RSR_LOUVER_RELATIVE;
+            a->o.session.louver_eps = parse_float("--louver-eps", optarg, 1e-30f, 0.999999f);
             break;
         case O_LTAU:
-            louver_opt = "--louver-tau", louver_policies++;
-            o.session.louver_policy = RSR_LOUVER_ABSOLUTE;
-            o.session.louver_tau = parse_float("--louver-tau", optarg, -3e38f, 3e38f);
+            a->louver_opt = "--louver-tau", a->louver_policies++;
+            a->o.session.louver_policy = RSR_LOUVER_ABSOLUTE;
+            a->o.session.louver_tau = parse_float("--louver-tau", optarg, -3e38f, 3e38f);
             break;
         case O_LBUDGET:
-            louver_opt = "--louver-budget", louver_policies++;
-            o.session.louver_policy = RSR_LOUVER_BUDGET;
-            o.session.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
+            a->louver_opt = "--louver-budget", a->louver_policies++;
+            a->o.session.louver_policy = RSR_LOUVER_BUDGET;
+            a->o.session.louver_budget = parse_float("--louver-budget", optarg, 1e-9f, 1);
             break;
         case O_LBLOCK:
-            louver_opt = "--louver-block",
-            o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256);
+            a->louver_opt = "--louver-block",
+            a->o.session.louver_block = (int32_t)parse_num("--louver-block", optarg, 16, 256);
             break;
-        case O_STATS: o.stats = 1; break;
-        case O_MAXMEM: max_memory = optarg; break;
-        case O_MLOCK: lock_memory = 1; break;
-        case O_MMAP: use_mmap = 1; break;
-        case 'v': verbose = 1; break;
+        case O_STATS: a->o.stats = 1; break;
+        case O_MAXMEM: a->max_memory = optarg; break;
+        case O_MLOCK: a->lock_memory = 1; break;
+        case O_MMAP: a->use_mmap = 1; break;
+        case 'v': a->verbose = 1; break;
         case O_DEVICE:
             if (!strcmp(optarg, "auto"))
-                device = RSR_DEVICE_AUTO;
+                a->device = RSR_DEVICE_AUTO;
             else if (!strcmp(optarg, "cpu"))
-                device = RSR_DEVICE_CPU;
+                a->device = RSR_DEVICE_CPU;
             else if (!strcmp(optarg, "gpu"))
-                device = RSR_DEVICE_GPU;
+                a->device = RSR_DEVICE_GPU;
             else
                 die("--device: '%s' is not auto, cpu or gpu", optarg);
             break;
-        case O_BENCH: do_bench = 1; break;
-        case O_REPEAT: bench_opt = "--repeat", o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
-        case O_JSON: bench_opt = "--json", o.json = 1; break;
-        case O_PARALLEL: o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
+        case O_BENCH: a->do_bench = 1; break;
+        case O_REPEAT: a->bench_opt = "--repeat", a->o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
+        case O_JSON: a->bench_opt = "--json", a->o.json = 1; break;
+        case O_PARALLEL: a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
         case O_KV:
-            if ((o.session.kv_type = kv_type_parse(optarg)) < 0)
+            if ((a->o.session.kv_type = kv_type_parse(optarg)) < 0)
                 die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
             break;
-        case O_INFO: do_info = 1; break;
-        case O_TOKENIZE: do_tokenize = 1; break;
-        case O_VERIFY: do_verify = 1; break;
-        case O_NOEOS: o.ignore_eos = 1; break;
-        case O_CHAT: do_chat = 1; break;
-        case O_TEMPLATE: chat_opt = "--chat-template", o.chat_template = optarg; break;
-        case O_SYSTEM: chat_opt = "--system", o.system = optarg; break;
+        case O_INFO: a->do_info = 1; break;
+        case O_TOKENIZE: a->do_tokenize = 1; break;
+        case O_VERIFY: a->do_verify = 1; break;
+        case O_NOEOS: a->o.ignore_eos = 1; break;
+        case O_CHAT: a->do_chat = 1; break;
+        case O_TEMPLATE: a->chat_opt = "--chat-template", a->o.chat_template = optarg; break;
+        case O_SYSTEM: a->chat_opt = "--system", a->o.system = optarg; break;
         case O_STOP:
             if (!*optarg) die("--stop: empty text");
-            text_opt = "--stop";
-            o.stop[o.num_stop++] = optarg;
+            a->text_opt = "--stop";
+            a->o.stop[a->o.num_stop++] = optarg;
             break;
-        case O_NOECHO: text_opt = "--no-echo", o.echo = 0; break;
-        case O_SPECIAL: text_opt = "--special", o.special = 1; break;
-        case 'h': usage(stdout); return 0;
+        case O_NOECHO: a->text_opt = "--no-echo", a->o.echo = 0; break;
+        case O_SPECIAL: a->text_opt = "--special", a->o.special = 1; break;
+        case 'h': usage(stdout); return 1;
         default: bad_option(argv[optind - 1], c == ':', optopt, longs);
         }
     }
-    o.session.max_positions = o.ctx;
-    if (max_memory) limit_memory(max_memory);
-    if (model_opt && optind < argc) die("the model is given twice: -m %s and %s", model_opt, argv[optind]);
-    if (!model_opt && optind != argc - 1) {
+    return 0;
+}
+
+/* The combinations refused before the model is opened; sets the seed and the model's path. */
+static void check_args(int argc, char **argv, cli_args *a) {
+    a->o.session.max_positions = a->o.ctx;
+    if (a->max_memory) limit_memory(a->max_memory);
+    if (a->model_opt && optind < argc) die("the model is given twice: -m %s and %s", a->model_opt, argv[optind]);
+    if (!a->model_opt && optind != argc - 1) {
         usage(stderr);
         die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);
     }
-    int inputs = (o.prompt != NULL) + (prompt_file != NULL) + (tokens_arg != NULL) + do_chat;
-    if (inputs > 1) die("give one of -p, -f, --tokens or --chat");
-    if (do_tokenize && (tokens_arg || do_chat || do_bench)) die("--tokenize takes a text prompt (-p or -f) alone");
-    if (louver_policies > 1) die("give one of --louver-eps, --louver-tau or --louver-budget");
-    if (louver_opt && o.session.attention != RSR_ATTENTION_LOUVER) die("%s needs --attention louver", louver_opt);
-    if (sampling_opt && !(o.sampler.temperature > 0))
+    a->inputs = (a->o.prompt != NULL) + (a->prompt_file != NULL) + (a->tokens_arg != NULL) + a->do_chat;
+    if (a->inputs > 1) die("give one of -p, -f, --tokens or --chat");
+    if (a->do_tokenize && (a->tokens_arg || a->do_chat || a->do_bench))
+        die("--tokenize takes a text prompt (-p or -f) alone");
+    if (a->louver_policies > 1) die("give one of --louver-eps, --louver-tau or --louver-budget");
+    if (a->louver_opt && a->o.session.attention != RSR_ATTENTION_LOUVER)
+        die("%s needs --attention louver", a->louver_opt);
+    if (a->sampling_opt && !(a->o.sampler.temperature > 0))
         fprintf(stderr,
                 "rsr-run: note: %s shapes sampling, which --temp above 0 turns on; without it decoding is "
                 "greedy and %s has no effect\n",
-                sampling_opt, sampling_opt);
-    o.seed = seed >= 0 ? (uint64_t)seed : random_seed();
-    if (chat_opt && !do_chat) die("%s needs --chat", chat_opt);
-    if (text_opt && (tokens_arg || do_bench)) die("%s applies to text output, not to --tokens or --bench", text_opt);
-    if (logits_path && (!tokens_arg || do_bench))
+                a->sampling_opt, a->sampling_opt);
+    a->o.seed = a->seed >= 0 ? (uint64_t)a->seed : random_seed();
+    if (a->chat_opt && !a->do_chat) die("%s needs --chat", a->chat_opt);
+    if (a->text_opt && (a->tokens_arg || a->do_bench))
+        die("%s applies to text output, not to --tokens or --bench", a->text_opt);
+    if (a->logits_path && (!a->tokens_arg || a->do_bench))
         die("--logits writes the logits of a --tokens prompt (not with --bench)");
-    if (o.stats && !tokens_arg) die("--stats prints its figures per step with --tokens");
-    if (do_bench && head_opt) die("--bench measures every head: drop --head");
-    if (bench_opt && !do_bench) die("%s needs --bench", bench_opt);
-    if (o.parallel > 1 && !do_bench && !tokens_arg && !prompt_file)
-        die("--parallel %d needs -f FILE (one prompt per line), --tokens or --bench", o.parallel);
-    if (o.parallel > 1 && (logits_path || o.stats || head_opt || do_chat))
-        die("--parallel steps sequences together through the exact heads: drop %s", logits_path ? "--logits"
-                                                                                    : o.stats   ? "--stats"
-                                                                                    : head_opt  ? "--head"
-                                                                                                : "--chat");
-    o.model_path = model_opt ? model_opt : argv[optind];
-    char err[1024];
-    if (rsr_api_load(&api, o.model_path, err, sizeof err) != 0) die("%s", err);
+    if (a->o.stats && !a->tokens_arg) die("--stats prints its figures per step with --tokens");
+    if (a->do_bench && a->head_opt) die("--bench measures every head: drop --head");
+    if (a->bench_opt && !a->do_bench) die("%s needs --bench", a->bench_opt);
+    if (a->o.parallel > 1 && !a->do_bench && !a->tokens_arg && !a->prompt_file)
+        die("--parallel %d needs -f FILE (one prompt per line), --tokens or --bench", a->o.parallel);
+    if (a->o.parallel > 1 && (a->logits_path || a->o.stats || a->head_opt || a->do_chat))
+        die("--parallel steps sequences together through the exact heads: drop %s", a->logits_path ? "--logits"
+                                                                                    : a->o.stats   ? "--stats"
+                                                                                    : a->head_opt  ? "--head"
+                                                                                                   : "--chat");
+    a->o.model_path = a->model_opt ? a->model_opt : argv[optind];
+}
 
-    if (use_mmap && lock_memory) die("--mmap reads the file mapping and --mlock locks a copy: give one of them");
-    rsr_model_params mp = {.num_threads = (int32_t)threads,
-                           .device = device,
-                           .lock_memory = lock_memory,
-                           .load = use_mmap ? RSR_LOAD_MMAP : RSR_LOAD_COPY};
+int main(int argc, char **argv) {
+    cli_args a = {.o = {.n_gen = -1,
+                        .echo = 1,
+                        .sampler = {.temperature = 0, .top_k = 0, .top_p = 1},
+                        .repeat_last_n = 64,
+                        .session = {.kv_type = RSR_KV_DEFAULT, .attention = RSR_ATTENTION_AUTO}},
+                  .device = RSR_DEVICE_AUTO,
+                  .seed = -1};
+    if (parse_args(argc, argv, &a)) return 0;
+    check_args(argc, argv, &a);
+    char err[1024];
+    if (rsr_api_load(&api, a.o.model_path, err, sizeof err) != 0) die("%s", err);
+
+    if (a.use_mmap && a.lock_memory) die("--mmap reads the file mapping and --mlock locks a copy: give one of them");
+    rsr_model_params mp = {.num_threads = (int32_t)a.threads,
+                           .device = a.device,
+                           .lock_memory = a.lock_memory,
+                           .load = a.use_mmap ? RSR_LOAD_MMAP : RSR_LOAD_COPY};
     rsr_model_info info;
     double t_open;
-    rsr_model *m = open_model(o.model_path, &mp, verbose, do_info, &info, &t_open);
-    o.threads = info.num_threads;
-    if (o.ctx > info.max_positions)
-        die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", o.ctx, info.max_positions);
-    if (verbose) { /* what each sequence's cache holds: K and V per layer, KV head and position */
-        const int32_t pos = o.ctx ? o.ctx : info.max_positions;
-        const double row = (double)rsr_kv_row_bytes(o.session.kv_type, info.head_dim);
+    rsr_model *m = open_model(a.o.model_path, &mp, a.verbose, a.do_info, &info, &t_open);
+    a.o.threads = info.num_threads;
+    if (a.o.ctx > info.max_positions)
+        die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", a.o.ctx,
+            info.max_positions);
+    if (a.verbose) { /* what each sequence's cache holds: K and V per layer, KV head and position */
+        const int32_t pos = a.o.ctx ? a.o.ctx : info.max_positions;
+        const double row = (double)rsr_kv_row_bytes(a.o.session.kv_type, info.head_dim);
         static const char *const attn[] = {"dense", "louver", "auto"};
         fprintf(stderr, "rsr-run: KV cache %s, %.1f MiB per sequence of %d positions; attention %s\n",
-                kv_type_name(o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0, pos,
-                attn[o.session.attention]);
+                kv_type_name(a.o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0,
+                pos, attn[a.o.session.attention]);
     }
-    if (verbose && o.sampler.temperature > 0)
-        fprintf(stderr, "rsr-run: sampling with seed %llu (--seed %llu repeats this run)\n", (unsigned long long)o.seed,
-                (unsigned long long)o.seed);
-    if (o.head_int8 && !strncmp(info.device, "gpu", 3))
-        die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
-    if (do_verify) {
+    if (a.verbose && a.o.sampler.temperature > 0)
+        fprintf(stderr, "rsr-run: sampling with seed %llu (--seed %llu repeats this run)\n",
+                (unsigned long long)a.o.seed, (unsigned long long)a.o.seed);
+    if (a.o.head_int8 && !strncmp(info.device, "gpu", 3))
+        die("--head int8: the int8 LM head runs on the CPU, and %s opened on the GPU: add --device cpu",
+            a.o.model_path);
+    if (a.do_verify) {
         double t = now();
         if (api.model_verify(m) != RSR_OK) die("%s", api.model_errmsg(m));
-        fprintf(stderr, "rsr-run: %s: the constants match their checksum (%.2f s)\n", o.model_path, now() - t);
+        fprintf(stderr, "rsr-run: %s: the constants match their checksum (%.2f s)\n", a.o.model_path, now() - t);
     }
-    if (do_info) print_info(m, &info);
-    if ((do_verify || do_info) && !do_bench && !inputs) { /* they alone: nothing more to do */
+    if (a.do_info) print_info(m, &info);
+    if ((a.do_verify || a.do_info) && !a.do_bench && !a.inputs) { /* they alone: nothing more to do */
         api.model_close(m);
         return 0;
     }
 
-    if (o.parallel > 1 && !do_bench && strncmp(info.device, "cpu", 3))
-        die("--parallel: batches run on the CPU, and %s opened on the GPU: add --device cpu", o.model_path);
-    if (o.parallel > 1 && !do_bench) {
-        run_many(m, &info, &o, prompt_file, tokens_arg);
+    if (a.o.parallel > 1 && !a.do_bench && strncmp(info.device, "cpu", 3))
+        die("--parallel: batches run on the CPU, and %s opened on the GPU: add --device cpu", a.o.model_path);
+    if (a.o.parallel > 1 && !a.do_bench) {
+        run_many(m, &info, &a.o, a.prompt_file, a.tokens_arg);
         api.model_close(m);
         return 0;
     }
-    if (!inputs && !do_bench && isatty(0)) /* nothing to continue, and a person at the terminal */
+    if (!a.inputs && !a.do_bench && isatty(0)) /* nothing to continue, and a person at the terminal */
         die("give a prompt (-p TEXT, -f FILE or --tokens IDS), or --chat for a conversation (rsr-run --help)");
     char *owned_prompt = NULL;
-    if (prompt_file) {
-        FILE *f = fopen(prompt_file, "rb");
-        if (!f) die("%s: %s", prompt_file, strerror(errno));
-        o.prompt = owned_prompt = read_all(f, prompt_file);
+    if (a.prompt_file) {
+        FILE *f = fopen(a.prompt_file, "rb");
+        if (!f) die("%s: %s", a.prompt_file, strerror(errno));
+        a.o.prompt = owned_prompt = read_all(f, a.prompt_file);
         fclose(f);
-    } else if ((o.prompt && strcmp(o.prompt, "-") == 0) || (!inputs && !do_bench && !isatty(0))) {
-        o.prompt = owned_prompt = read_all(stdin, "stdin");
+    } else if ((a.o.prompt && strcmp(a.o.prompt, "-") == 0) || (!a.inputs && !a.do_bench && !isatty(0))) {
+        a.o.prompt = owned_prompt = read_all(stdin, "stdin");
     }
 
-    if (do_chat) {
-        run_chat(m, require_tokenizer(m, "--chat"), &o);
-    } else if (tokens_arg || (!o.prompt && !do_bench && api.model_tokenizer(m, &(rsr_tokenizer *){0}) != RSR_OK)) {
+    if (a.do_chat) {
+        run_chat(m, require_tokenizer(m, "--chat"), &a.o);
+    } else if (a.tokens_arg ||
+               (!a.o.prompt && !a.do_bench && api.model_tokenizer(m, &(rsr_tokenizer *){0}) != RSR_OK)) {
         int32_t n_prompt = 1, *prompt;
-        if (tokens_arg)
-            prompt = parse_tokens(tokens_arg, &n_prompt);
+        if (a.tokens_arg)
+            prompt = parse_tokens(a.tokens_arg, &n_prompt);
         else { /* no text and no tokenizer: ids from BOS */
             prompt = malloc(sizeof *prompt);
             prompt[0] = info.bos_token_id >= 0 ? info.bos_token_id : 0;
         }
-        if (do_bench)
-            run_bench(m, &info, &o, prompt, n_prompt, t_open);
+        if (a.do_bench)
+            run_bench(m, &info, &a.o, prompt, n_prompt, t_open);
         else
-            run_ids(m, &info, &o, prompt, n_prompt, logits_path);
+            run_ids(m, &info, &a.o, prompt, n_prompt, a.logits_path);
         free(prompt);
-    } else if (do_bench && !o.prompt) {
-        run_bench(m, &info, &o, NULL, 0, t_open);
-    } else if (do_bench || do_tokenize) {
-        rsr_tokenizer *tok = require_tokenizer(m, do_tokenize ? "--tokenize" : "a text prompt");
-        int32_t n = 0, cap = (int32_t)strlen(o.prompt) + 16;
+    } else if (a.do_bench && !a.o.prompt) {
+        run_bench(m, &info, &a.o, NULL, 0, t_open);
+    } else if (a.do_bench || a.do_tokenize) {
+        rsr_tokenizer *tok = require_tokenizer(m, a.do_tokenize ? "--tokenize" : "a text prompt");
+        int32_t n = 0, cap = (int32_t)strlen(a.o.prompt) + 16;
         int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-        if (api.tokenizer_encode(tok, o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) !=
-            RSR_OK)
+        if (api.tokenizer_encode(tok, a.o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap,
+                                 &n) != RSR_OK)
             die("%s", api.tokenizer_errmsg(tok));
-        if (do_tokenize) { /* the ids a generation would start from, as --tokens takes them */
+        if (a.do_tokenize) { /* the ids a generation would start from, as --tokens takes them */
             for (int32_t i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
             putchar('\n');
             flush_stdout();
         } else {
             if (!n) die("--bench: the prompt has no tokens");
-            run_bench(m, &info, &o, ids, n, t_open);
+            run_bench(m, &info, &a.o, ids, n, t_open);
         }
         free(ids);
     } else {
-        run_text(m, require_tokenizer(m, "a text prompt"), &o);
+        run_text(m, require_tokenizer(m, "a text prompt"), &a.o);
     }
     free(owned_prompt);
-    free(o.stop);
+    free(a.o.stop);
     api.model_close(m);
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * batch.c — many sequences in one step (rsr_batch_eval, rsr.h).
  *
- * A call's tokens are cut into steps of at most b->work.rows rows, filled in the order of the
+ * A call's tokens are cut into steps of at most b->cap rows, filled in the order of the
  * sequences: a step holds runs (rt_run), each a consecutive piece of one sequence's tokens.
  * rt_forward takes a step's runs through the model with the products of all rows together; the
  * sequences whose last token falls in the step get their outputs from one pass over the LM
@@ -17,11 +17,12 @@
 
 struct rsr_batch {
     rsr_model *model;
-    rt_work work;
-    rt_run *runs;          /* [work.rows] one step's runs */
-    int32_t *tokens;       /* [work.rows] one step's tokens */
-    rt_head_call *heads;   /* [work.rows] the outputs a step owes */
-    rt_head_request *reqs; /* [work.rows] */
+    int32_t cap;           /* the most rows of a step: rsr_batch_create's rows */
+    rt_work work;          /* the activations, grown to the widest step asked for (up to cap rows) */
+    rt_run *runs;          /* [cap] one step's runs */
+    int32_t *tokens;       /* [cap] one step's tokens */
+    rt_head_call *heads;   /* [cap] the outputs a step owes */
+    rt_head_request *reqs; /* [cap] */
     char err[RSR_ERRMSG_SIZE];
 };
 
@@ -47,8 +48,9 @@ rsr_status rsr_batch_create(rsr_model *m, int32_t rows, rsr_batch **out) {
     b->tokens = malloc(sizeof *b->tokens * (size_t)rows);
     b->heads = malloc(sizeof *b->heads * (size_t)rows);
     b->reqs = malloc(sizeof *b->reqs * (size_t)rows);
-    if (!b->runs || !b->tokens || !b->heads || !b->reqs || rt_work_init(&b->work, m, rows) != RSR_OK)
+    if (!b->runs || !b->tokens || !b->heads || !b->reqs || rt_work_init(&b->work, m, 1) != RSR_OK)
         return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for a batch of %d rows", rows);
+    b->cap = rows;
     return RSR_OK;
 }
 
@@ -114,13 +116,23 @@ static rt_head_request request_of(const rsr_seq *q) {
 
 rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
     if (!b) return RSR_ERR_INVALID_ARGUMENT;
-    if (!b->work.rows) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "the batch failed to be created");
+    if (!b->cap) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "the batch failed to be created");
     if (!seqs || n_seqs <= 0) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no sequences to evaluate");
     for (int32_t i = 0; i < n_seqs; i++) {
         rsr_status st = check_seq(b, seqs, i);
         if (st != RSR_OK) return st;
     }
-    const int32_t cap = b->work.rows;
+    const int32_t cap = b->cap;
+    int64_t total = 0;
+    for (int32_t j = 0; j < n_seqs; j++) total += seqs[j].n;
+    const int32_t need = total < cap ? (int32_t)total : cap;
+    if (need > b->work.rows) { /* widened once to the widest step asked for */
+        rt_work_free(&b->work);
+        if (rt_work_init(&b->work, b->model, need) != RSR_OK) {
+            rt_work_init(&b->work, b->model, 1);
+            return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d rows", need);
+        }
+    }
     int32_t i = 0, done = 0; /* the next token: seqs[i].tokens[done] */
     while (i < n_seqs) {
         int32_t rows = 0, nruns = 0, nheads = 0;

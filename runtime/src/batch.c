@@ -126,13 +126,8 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
     int64_t total = 0;
     for (int32_t j = 0; j < n_seqs; j++) total += seqs[j].n;
     const int32_t need = total < cap ? (int32_t)total : cap;
-    if (need > b->work.rows) { /* widened once to the widest step asked for */
-        rt_work_free(&b->work);
-        if (rt_work_init(&b->work, b->model, need) != RSR_OK) {
-            rt_work_init(&b->work, b->model, 1);
-            return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d rows", need);
-        }
-    }
+    if (rt_work_reserve(&b->work, b->model, need) != RSR_OK)
+        return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d rows", need);
     int32_t i = 0, done = 0; /* the next token: seqs[i].tokens[done] */
     while (i < n_seqs) {
         int32_t rows = 0, nruns = 0, nheads = 0;

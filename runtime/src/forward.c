@@ -78,6 +78,15 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     return RSR_OK;
 }
 
+/* Widens *w to at least rows rows (its contents are not kept); on failure *w has one row again. */
+rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows) {
+    if (rows <= w->rows) return RSR_OK;
+    rt_work_free(w);
+    if (rt_work_init(w, m, rows) == RSR_OK) return RSR_OK;
+    rt_work_init(w, m, 1);
+    return RSR_ERR_OUT_OF_MEMORY;
+}
+
 void rt_work_free(rt_work *w) {
     free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
     free(w->up), free(w->xq), free(w->xs), free(w->rope), free(w->acc);
@@ -113,13 +122,8 @@ static void cpu_session_free(rsr_session *s) {
  * keeps one row: 220 KB on the 2B-4T shape, against 56 MB for RSR_BATCH_MAX rows). */
 static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
     int32_t rows = n < s->batch ? n : s->batch;
-    if (rows > s->work.rows) {
-        rt_work_free(&s->work);
-        if (rt_work_init(&s->work, s->model, rows) != RSR_OK) {
-            rt_work_init(&s->work, s->model, 1);
-            return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d tokens", rows);
-        }
-    }
+    if (rt_work_reserve(&s->work, s->model, rows) != RSR_OK)
+        return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d tokens", rows);
     for (int32_t i = 0; i < n; i += s->batch) {
         int32_t c = n - i < s->batch ? n - i : s->batch;
         rsr_status st = rt_forward(s->model, &s->work, tokens + i, &(rt_run){s, 0, c}, 1, c, head && i + c == n);

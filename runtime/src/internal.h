@@ -53,7 +53,8 @@ typedef struct rt_work {
     int32_t *acc;              /* [rows][acc_stride] integer products */
     int32_t acc_stride;        /* room for the rows of q, k and v together */
 } rt_work;
-rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows); /* RSR_ERR_OUT_OF_MEMORY */
+rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows);    /* RSR_ERR_OUT_OF_MEMORY */
+rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows); /* grows to rows; RSR_ERR_OUT_OF_MEMORY */
 void rt_work_free(rt_work *w);
 
 struct rsr_session {

@@ -586,33 +586,34 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
             kn->lanes_min, RSR_LANES);
     fprintf(out, "    /* passes of %d tokens, %d at a time sharing each block's index */\n", RSR_LANES, G);
     fprintf(out, "    for (int32_t g0 = 0; g0 < ntok; g0 += %d) {\n", G * RSR_LANES);
-    fprintf(out, "        int32_t gn = (ntok - g0 + %d) / %d < %d ? (ntok - g0 + %d) / %d : %d;\n", RSR_LANES - 1,
-            RSR_LANES, G, RSR_LANES - 1, RSR_LANES, G);
+    fprintf(out, "        int32_t gn = (ntok - g0 + %d) / %d, m[%d]; /* passes in the group; tokens of each */\n",
+            RSR_LANES - 1, RSR_LANES, G);
+    fprintf(out, "        if (gn > %d) gn = %d;\n", G, G);
     fputs("        for (int32_t p = 0; p < gn; p++) {\n", out);
-    fprintf(out, "            int32_t t0 = g0 + %d * p, m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES, RSR_LANES,
-            RSR_LANES);
+    fprintf(out, "            int32_t t0 = g0 + %d * p;\n            m[p] = ntok - t0 < %d ? ntok - t0 : %d;\n",
+            RSR_LANES, RSR_LANES, RSR_LANES);
     fprintf(out,
-            "            rsr_lanes_transpose(xu + %lluu * p, x + (size_t)t0 * (size_t)x_stride, x_stride, m, %d);\n",
+            "            rsr_lanes_transpose(xu + %lluu * p, x + (size_t)t0 * (size_t)x_stride, x_stride, m[p], %d);\n",
             slot, kn->cols);
     fputs("        }\n", out);
     fputs("        for (int32_t b = block_begin; b < block_end; b++)\n", out);
     fputs("            for (int32_t p = 0; p < gn; p++) {\n", out);
-    fprintf(out, "                int32_t t0 = g0 + %d * p, m = ntok - t0 < %d ? ntok - t0 : %d;\n", RSR_LANES,
-            RSR_LANES, RSR_LANES);
+    fprintf(out, "                int32_t t0 = g0 + %d * p;\n", RSR_LANES);
     fprintf(out, "                rsr_lanes_block(xu + %lluu * p, hdr + (size_t)b * %d, perm + (size_t)b * %d, out);\n",
             slot, RSR_LANE_SEG_STRIDE, kn->lane_cols);
     fprintf(out, "                int32_t *yb = y + (size_t)t0 * (size_t)y_stride + (size_t)b * %d;\n", R);
     fprintf(out, "                if (b * %d + %d <= %d)\n", R, R, kn->rows);
-    fprintf(out,
-            "                    for (int32_t t = 0; t < m; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, "
-            "out + %d * t, %d);\n",
-            R, 4 * R);
-    fputs("                else\n", out);
     fprintf(
         out,
-        "                    for (int32_t t = 0; t < m; t++)\n                        for (int32_t r = 0; b * %d + r "
-        "< %d; r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
-        R, kn->rows, R);
+        "                    for (int32_t t = 0; t < m[p]; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, "
+        "out + %d * t, %d);\n",
+        R, 4 * R);
+    fputs("                else\n", out);
+    fprintf(out,
+            "                    for (int32_t t = 0; t < m[p]; t++)\n                        for (int32_t r = 0; b * "
+            "%d + r "
+            "< %d; r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
+            R, kn->rows, R);
     fputs("            }\n    }\n    free(xu);\n", out);
     fprintf(
         out,

@@ -249,6 +249,10 @@ static void store_y(llvm_emitter *e, LLVMValueRef y, LLVMValueRef row, LLVMValue
     LLVMBuildStore(e->b, v, at(e, e->i32, y, row));
 }
 
+static LLVMValueRef smin(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
 static LLVMValueRef intrinsic(llvm_emitter *e, const char *name, LLVMTypeRef ret, LLVMValueRef *args, unsigned n) {
     LLVMTypeRef types[4];
     for (unsigned i = 0; i < n; i++) types[i] = LLVMTypeOf(args[i]);
@@ -629,7 +633,7 @@ static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVM
     loop_begin(e, &C, c32(e, 0), runs, "run");
     LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
     LLVMValueRef lim = LLVMBuildAdd(e->b, from, c32(e, RSR_LANE_RUN), "");
-    LLVMValueRef stop = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, lim, end, ""), lim, end, "");
+    LLVMValueRef stop = smin(e, lim, end);
     LLVMValueRef sw = var(e, w16, LLVMConstNull(w16), "sw"), sh = var(e, w16, LLVMConstNull(w16), "sh");
     loop K;
     loop_begin(e, &K, from, stop, "col");
@@ -787,6 +791,23 @@ static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
     return fn;
 }
 
+/* if (cond) { tiles_fn(the caller's arguments); return; } */
+static void tiles_instead_if(llvm_emitter *e, LLVMValueRef cond, LLVMValueRef tiles_fn, LLVMValueRef *params) {
+    LLVMBasicBlockRef join = if_begin(e, cond);
+    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
+    LLVMBuildRetVoid(e->b);
+    LLVMPositionBuilderAtEnd(e->b, join);
+}
+
+/* Pass `slot` of the group whose first pass is `first`, of the nl tokens taken as lanes: its
+ * first token (*t0), its tokens (*m, at most 64) and its transposed x in xu (returned). */
+static LLVMValueRef lanes_pass(llvm_emitter *e, const kernel *kn, LLVMValueRef xu, LLVMValueRef first,
+                               LLVMValueRef slot, LLVMValueRef nl, LLVMValueRef *t0, LLVMValueRef *m) {
+    *t0 = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, first, slot, ""), c32(e, RSR_LANES), "");
+    *m = smin(e, LLVMBuildSub(e->b, nl, *t0, ""), c32(e, RSR_LANES));
+    return at(e, e->i8, xu, LLVMBuildMul(e->b, i64_of(e, slot), c64(e, (int64_t)lanes_scratch_bytes(kn)), ""));
+}
+
 /* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller): steps
  * of fewer than lanes_min tokens, or without scratch, through tiles_fn (the same arguments);
  * larger ones in passes of up to 64 tokens, x transposed once per pass. */
@@ -801,16 +822,11 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
     LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0),
                 free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
-    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, ntok, c32(e, kn->lanes_min), ""));
-    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
-    LLVMBuildRetVoid(e->b);
-    LLVMPositionBuilderAtEnd(e->b, join);
-    LLVMValueRef args[2] = {c64(e, 64), c64(e, (int64_t)lanes_group(kn) * (int64_t)lanes_scratch_bytes(kn))};
+    const int G = lanes_group(kn);
+    tiles_instead_if(e, LLVMBuildICmp(e->b, LLVMIntSLT, ntok, c32(e, kn->lanes_min), ""), tiles_fn, params);
+    LLVMValueRef args[2] = {c64(e, 64), c64(e, G * (int64_t)lanes_scratch_bytes(kn))};
     LLVMValueRef xu = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xu");
-    join = if_begin(e, LLVMBuildIsNull(e->b, xu, ""));
-    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
-    LLVMBuildRetVoid(e->b);
-    LLVMPositionBuilderAtEnd(e->b, join);
+    tiles_instead_if(e, LLVMBuildIsNull(e->b, xu, ""), tiles_fn, params);
     /* the whole passes as lanes, and a last one only if it has lanes_min tokens; the tiles take
      * a shorter rest after them */
     LLVMValueRef in_passes = LLVMBuildAnd(e->b, ntok, c32(e, -RSR_LANES), "");
@@ -823,28 +839,19 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
     LLVMSetAlignment(out, 64);
 
     /* Passes of 64 tokens in groups of G sharing each block's index while it is in L1 */
-    const int G = lanes_group(kn);
-    const int64_t slot = (int64_t)lanes_scratch_bytes(kn);
     LLVMValueRef passes = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, nl, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
     LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, passes, c32(e, G - 1), ""), c32(e, G), "");
     loop P;
     loop_begin(e, &P, c32(e, 0), groups, "group");
     LLVMValueRef first = LLVMBuildMul(e->b, P.i, c32(e, G), ""); /* the group's first pass */
     LLVMValueRef gleft = LLVMBuildSub(e->b, passes, first, "");
-    LLVMValueRef gn =
-        LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, gleft, c32(e, G), ""), gleft, c32(e, G), "");
+    LLVMValueRef gn = smin(e, gleft, c32(e, G)), t0, m;
     loop T;
     loop_begin(e, &T, c32(e, 0), gn, "slot");
-    {
-        LLVMValueRef t0 = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, first, T.i, ""), c32(e, RSR_LANES), "");
-        LLVMValueRef left = LLVMBuildSub(e->b, nl, t0, "");
-        LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
-                                         c32(e, RSR_LANES), "");
-        LLVMValueRef targs[] = {at(e, e->i8, xu, LLVMBuildMul(e->b, i64_of(e, T.i), c64(e, slot), "")),
-                                at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride,
-                                m, c32(e, kn->cols)};
-        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
-    }
+    LLVMValueRef xp = lanes_pass(e, kn, xu, first, T.i, nl, &t0, &m);
+    LLVMValueRef targs[] = {xp, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride,
+                            m, c32(e, kn->cols)};
+    LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
     loop_end(e, &T);
 
     loop B;
@@ -855,11 +862,7 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
         LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
                       c32(e, kn->rows), "");
     loop_begin(e, &T, c32(e, 0), gn, "slot");
-    LLVMValueRef t0 = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, first, T.i, ""), c32(e, RSR_LANES), "");
-    LLVMValueRef left = LLVMBuildSub(e->b, nl, t0, "");
-    LLVMValueRef m = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, left, c32(e, RSR_LANES), ""), left,
-                                     c32(e, RSR_LANES), "");
-    LLVMValueRef bargs[] = {at(e, e->i8, xu, LLVMBuildMul(e->b, i64_of(e, T.i), c64(e, slot), "")), hb, pb, out};
+    LLVMValueRef bargs[] = {lanes_pass(e, kn, xu, first, T.i, nl, &t0, &m), hb, pb, out};
     LLVMBuildCall2(e->b, LLVMGlobalGetValueType(block_fn), block_fn, bargs, 4, "");
     /* y[t0 + t][4b + r] = out[4t + r]: 16 bytes per token where the block has all its rows */
     LLVMTypeRef v4 = LLVMVectorType(e->i32, 4), v4p = LLVMPointerType(v4, 0);

@@ -188,7 +188,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
         kn->batch_tile = kn->isa == DOT_AVX2 ? 2 : 4;
-        if (lanes_min > 0 && t->kind != TK_CUDA && tm->cols <= 65535) {
+        if (lanes_min > 0 && plan_lanes_possible(tm, t)) {
             uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
             kn->lanes_min = lanes_min;
             kn->lane_cols = (tm->cols + RSR_LANES - 1) / RSR_LANES * RSR_LANES;

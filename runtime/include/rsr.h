@@ -286,9 +286,9 @@ typedef struct rsr_seq {
 } rsr_seq;
 typedef struct rsr_batch rsr_batch;
 /* A batch of up to rows tokens per step (in [1, RSR_BATCH_MAX]; 0: RSR_BATCH_MAX), holding the
- * activations of one step (allocated for the widest step a call has asked for so far). *out is set even on failure (unless out is NULL) so that
- * rsr_batch_errmsg can say why; free it either way. Used from one thread at a time, with
- * sessions no other thread is using. */
+ * activations of one step (allocated for the widest step a call has asked for so far). *out is
+ * set even on failure (unless out is NULL) so that rsr_batch_errmsg can say why; free it either
+ * way. Used from one thread at a time, with sessions no other thread is using. */
 rsr_status rsr_batch_create(rsr_model *model, int32_t rows, rsr_batch **out);
 void rsr_batch_free(rsr_batch *batch);
 const char *rsr_batch_errmsg(const rsr_batch *batch);

@@ -877,6 +877,7 @@ static void probe(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq
  * best lower bound of the block's keys that are not forced. */
 static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, head_q *hq, int32_t gq, const int32_t *bl,
                          int32_t nbl, int32_t b, int relative, float *lbm) {
+    if (nbl < 1) return; /* (the callers pass at least one head; this tells the compiler too) */
     const int32_t B = ix->cfg.block_keys, nq = ix->quads;
     const size_t ck = (size_t)sc->cap_keys;
     const size_t kb = (size_t)b * (size_t)B;
@@ -928,6 +929,38 @@ rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, i
                               stats);
 }
 
+/* Appends the positions from..to-1 to head h's list (through a local pointer: the list may alias
+ * sc->nsc, which the compiler would otherwise reload and store at every position; 5 ms at 128K). */
+static void append_positions(rsr_louver_scratch *sc, int32_t h, int32_t from, int32_t to) {
+    int32_t *idx = sc->idx + (size_t)h * (size_t)sc->cap_keys + sc->nsc[h];
+    for (int32_t j = from; j < to; j++) idx[j - from] = j;
+    sc->nsc[h] += to - from;
+}
+
+/* The heads that attend every key (dense set): the dense kernel over the size indexed keys, all
+ * of them together (each key and value row read once for the group; its scores have attn_dot's
+ * bits), their positions listed for the statistics. */
+static void attend_dense_heads(rsr_louver_scratch *sc, const head_q *hq, int32_t gq, const float *q, attn_rows keys,
+                               attn_rows values, int32_t d, int32_t size, attn_state *st, int32_t *kept) {
+    int32_t dl[RSR_LOUVER_GROUP_MAX], nd = 0;
+    float *qd = sc->qd, tau[RSR_LOUVER_GROUP_MAX];
+    for (int32_t h = 0; h < gq; h++) {
+        if (!hq[h].dense) continue;
+        append_positions(sc, h, 0, size);
+        memcpy(qd + (size_t)nd * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
+        tau[nd] = hq[h].tau;
+        dl[nd++] = h;
+    }
+    if (!nd) return;
+    attn_state sd[RSR_LOUVER_GROUP_MAX];
+    int32_t cnt[RSR_LOUVER_GROUP_MAX] = {0};
+    for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
+    for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
+        attn_dense_range_kv(sd, qd, nd, keys, values, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size, sc->dx,
+                            tau, cnt);
+    for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
+}
+
 rsr_status louver_attend_rows(const rsr_louver_index *ix, const float *q, int32_t gq, attn_rows keys, attn_rows values,
                               int32_t n, const rsr_louver_policy *pol, rsr_louver_scratch *sc, float *out,
                               rsr_louver_stats *stats) {
@@ -969,9 +1002,8 @@ rsr_status louver_attend_rows(const rsr_louver_index *ix, const float *q, int32_
         const float *qh = q + (size_t)h * (size_t)d;
         st[h] = (attn_state){.o = sc->o + (size_t)h * (size_t)sc->cap_d};
         attn_state_clear(&st[h], d);
-        int32_t *idx = sc->idx + (size_t)h * ck;
         sc->nsc[h] = 0;
-        for (int32_t j = size; j < n; j++) idx[sc->nsc[h]++] = j;
+        append_positions(sc, h, size, n);
         p->lmax = -INFINITY, p->lbmax = -INFINITY, p->tau = -INFINITY; /* kept is counted once τ is final */
         double Qbox;
         quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
@@ -1073,30 +1105,7 @@ rsr_status louver_attend_rows(const rsr_louver_index *ix, const float *q, int32_
         }
     }
 
-    /* the heads that attend every key: the dense kernel over the index, all of them together
-     * (each key and value row read once for the group; its scores have attn_dot's bits) */
-    if (size > 0) {
-        int32_t dl[RSR_LOUVER_GROUP_MAX], nd = 0;
-        float *qd = sc->qd, tau[RSR_LOUVER_GROUP_MAX];
-        for (int32_t h = 0; h < gq; h++) {
-            if (!hq[h].dense) continue;
-            int32_t *idx = sc->idx + (size_t)h * ck + sc->nsc[h]; /* a local pointer: idx may alias nsc */
-            for (int32_t j = 0; j < size; j++) idx[j] = j;
-            sc->nsc[h] += size;
-            memcpy(qd + (size_t)nd * (size_t)d, q + (size_t)h * (size_t)d, sizeof(float) * (size_t)d);
-            tau[nd] = hq[h].tau;
-            dl[nd++] = h;
-        }
-        if (nd) {
-            attn_state sd[RSR_LOUVER_GROUP_MAX];
-            int32_t cnt[RSR_LOUVER_GROUP_MAX] = {0};
-            for (int32_t g = 0; g < nd; g++) sd[g] = st[dl[g]];
-            for (int32_t j0 = 0; j0 < size; j0 += DENSE_CHUNK)
-                attn_dense_range_kv(sd, qd, nd, keys, values, d, j0, j0 + DENSE_CHUNK < size ? j0 + DENSE_CHUNK : size,
-                                    sc->dx, tau, cnt);
-            for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
-        }
-    }
+    if (size > 0) attend_dense_heads(sc, hq, gq, q, keys, values, d, size, st, kept);
 
     PROF(PH_BOUND);
     for (int32_t h = 0; h < gq; h++) {

@@ -11,7 +11,7 @@ mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
         ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
-         'sentencepiece', 'serve_request', 'gguf']}
+         'sentencepiece', 'serve_request', 'serve_engine', 'gguf']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -116,3 +116,12 @@ serve = [
 ]
 for i, (kind, body) in enumerate(serve):
     put('serve_request', 'seed%d' % i, bytes([kind]) + body)
+
+# the scheduler's programs (fuzz_serve_engine.c: pairs of op, argument): submissions over the
+# queue's room, cancellations at each phase, reads, a failing step, turns, a drain midway
+def engine_program(seed):
+    r = random.Random(seed)
+    return bytes(b for _ in range(r.randrange(8, 120)) for b in (r.choice([0, 0, 1, 2, 3, 4, 4, 5]), r.randrange(256)))
+put('serve_engine', 'stall', bytes([0, 200, 4, 3, 0, 10, 0, 10, 1, 0, 4, 0, 4, 9]))
+for i in range(6):
+    put('serve_engine', 'seed%d' % i, engine_program(i))

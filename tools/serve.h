@@ -93,11 +93,15 @@ typedef struct serve_engine_params {
     int32_t ctx;   /* positions of each slot's session */
     int32_t chunk; /* prompt tokens one sequence gives a step */
     rsr_session_params session;
+    bool manual; /* no thread: the caller turns the engine (serve_engine_turn; the fuzzer does) */
 } serve_engine_params;
 
 /* Starts the engine's thread over an opened CPU model; NULL with a message in err on failure. */
 serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
                                  size_t errlen);
+/* One turn of an engine started with ep->manual: admission and one step; the sequences stepped
+ * (0: nothing to do, and then no request waits in the queue). */
+int32_t serve_engine_turn(serve_engine *e);
 /* Stops taking requests, waits up to drain_s for the running and queued ones, and cancels the
  * rest: every job is finished when it returns (the connections can still read theirs). */
 void serve_engine_drain(serve_engine *e, double drain_s);

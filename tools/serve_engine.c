@@ -69,9 +69,8 @@ static void unref(serve_job *j) {
     if (--j->refs == 0) job_free(j);
 }
 
-/* The job leaves its slot (under the lock). */
-static void finish(serve_engine *e, slot *sl, serve_finish why) {
-    serve_job *j = sl->j;
+/* The job ends (under the lock): counted, and the engine's reference given up. */
+static void end_job(serve_engine *e, serve_job *j, serve_finish why) {
     j->finish = why;
     j->ready = j->n_text;
     serve_metrics *mt = &e->metrics;
@@ -81,8 +80,14 @@ static void finish(serve_engine *e, slot *sl, serve_finish why) {
         mt->requests_failed++;
     else
         mt->requests_ok++;
-    sl->j = NULL;
     unref(j);
+}
+
+/* The job leaves its slot (under the lock). */
+static void finish(serve_engine *e, slot *sl, serve_finish why) {
+    serve_job *j = sl->j;
+    sl->j = NULL;
+    end_job(e, j, why);
 }
 
 /* Appends the token's bytes (special tokens left out) and moves j->ready; true when a stop string
@@ -118,16 +123,20 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
     return false;
 }
 
-/* Free slots take queued jobs (under the lock). */
+/* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
+ * this order: a turn whose every busy slot was cancelled must still admit the queue (the engine
+ * once went to sleep there with requests waiting, until some other event woke it). A job that
+ * asks for no tokens ends at once, without a slot. */
 static void admit(serve_engine *e) {
+    for (int32_t k = 0; k < e->ep.slots; k++)
+        if (e->slots[k].j && e->slots[k].j->cancelled) finish(e, &e->slots[k], SERVE_CANCELLED);
     for (int32_t k = 0; k < e->ep.slots && e->q_len > 0; k++) {
         slot *sl = &e->slots[k];
         if (sl->j) continue;
         serve_job *j = e->queue[e->q_head];
         e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
-        if (j->cancelled) { /* gone before it started */
-            j->finish = SERVE_CANCELLED, e->metrics.requests_cancelled++;
-            unref(j);
+        if (j->cancelled || j->p.max_tokens == 0) { /* gone before it started, or nothing to do */
+            end_job(e, j, j->cancelled ? SERVE_CANCELLED : SERVE_LENGTH);
             k--;
             continue;
         }
@@ -145,17 +154,10 @@ static int32_t build_step(serve_engine *e) {
     for (int32_t k = 0; k < e->ep.slots; k++) {
         slot *sl = &e->slots[k];
         if (!sl->j) continue;
-        if (sl->j->cancelled) {
-            finish(e, sl, SERVE_CANCELLED);
-            continue;
-        }
         serve_job *j = sl->j;
         rsr_seq *q = &e->seqs[nq];
-        *q = (rsr_seq){.session = sl->s,
-                       .output = RSR_OUTPUT_SAMPLE,
-                       .token = &sl->next,
-                       .sampler = &sl->sp,
-                       .rng = &sl->rng};
+        *q = (rsr_seq){
+            .session = sl->s, .output = RSR_OUTPUT_SAMPLE, .token = &sl->next, .sampler = &sl->sp, .rng = &sl->rng};
         if (sl->fed < j->n_ids) {
             int32_t n = j->n_ids - sl->fed < e->ep.chunk ? j->n_ids - sl->fed : e->ep.chunk;
             q->tokens = j->ids + sl->fed, q->n = n;
@@ -192,42 +194,55 @@ static void take_tokens(serve_engine *e, int32_t nq) {
     }
 }
 
+/* One turn of the engine (under the lock, which it lets go during the step): admission, then one
+ * step of every busy slot. Returns the sequences stepped; 0 when there is nothing to do, which
+ * admission guarantees means no request is waiting either. */
+static int32_t turn(serve_engine *e) {
+    admit(e);
+    int32_t nq = build_step(e);
+    if (!nq) return 0;
+    pthread_mutex_unlock(&e->lock);
+    double t0 = now_s();
+    rsr_status st = api.batch_eval(e->b, e->seqs, nq);
+    double t1 = now_s();
+    pthread_mutex_lock(&e->lock);
+    e->metrics.steps++, e->metrics.busy_s += t1 - t0;
+    if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
+        for (int32_t i = 0; i < nq; i++) {
+            slot *sl = &e->slots[e->owner[i]];
+            if (!sl->j) continue;
+            snprintf(sl->j->err, sizeof sl->j->err, "%s", api.batch_errmsg(e->b));
+            finish(e, sl, SERVE_FAILED);
+        }
+    } else {
+        take_tokens(e, nq);
+    }
+    if (t1 - e->recent_t0 >= 2.0) {
+        e->metrics.recent_tok_s = (double)e->recent_tokens / (t1 - e->recent_t0);
+        e->recent_t0 = t1, e->recent_tokens = 0;
+    }
+    pthread_cond_broadcast(&e->changed);
+    return nq;
+}
+
 static void *engine_main(void *arg) {
     serve_engine *e = arg;
     pthread_mutex_lock(&e->lock);
     for (;;) {
-        admit(e);
-        int32_t nq = build_step(e);
-        if (!nq) {
-            if (e->stopping) break;
-            pthread_cond_broadcast(&e->changed);
-            pthread_cond_wait(&e->changed, &e->lock);
-            continue;
-        }
-        pthread_mutex_unlock(&e->lock);
-        double t0 = now_s();
-        rsr_status st = api.batch_eval(e->b, e->seqs, nq);
-        double t1 = now_s();
-        pthread_mutex_lock(&e->lock);
-        e->metrics.steps++, e->metrics.busy_s += t1 - t0;
-        if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
-            for (int32_t i = 0; i < nq; i++) {
-                slot *sl = &e->slots[e->owner[i]];
-                if (!sl->j) continue;
-                snprintf(sl->j->err, sizeof sl->j->err, "%s", api.batch_errmsg(e->b));
-                finish(e, sl, SERVE_FAILED);
-            }
-        } else {
-            take_tokens(e, nq);
-        }
-        if (t1 - e->recent_t0 >= 2.0) {
-            e->metrics.recent_tok_s = (double)e->recent_tokens / (t1 - e->recent_t0);
-            e->recent_t0 = t1, e->recent_tokens = 0;
-        }
+        if (turn(e)) continue;
+        if (e->stopping) break;
         pthread_cond_broadcast(&e->changed);
+        pthread_cond_wait(&e->changed, &e->lock);
     }
     pthread_mutex_unlock(&e->lock);
     return NULL;
+}
+
+int32_t serve_engine_turn(serve_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    int32_t n = turn(e);
+    pthread_mutex_unlock(&e->lock);
+    return n;
 }
 
 serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
@@ -270,7 +285,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->changed, NULL);
     e->recent_t0 = now_s();
-    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+    if (!ep->manual && pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         snprintf(err, errlen, "cannot start the engine's thread");
         goto fail;
     }
@@ -296,11 +311,8 @@ void serve_engine_drain(serve_engine *e, double drain_s) {
         if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
         pthread_cond_timedwait(&e->changed, &e->lock, &ts);
     }
-    for (; e->q_len > 0; e->q_len--, e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue)) {
-        serve_job *j = e->queue[e->q_head];
-        j->finish = SERVE_CANCELLED, e->metrics.requests_cancelled++;
-        unref(j);
-    }
+    for (; e->q_len > 0; e->q_len--, e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue))
+        end_job(e, e->queue[e->q_head], SERVE_CANCELLED);
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (e->slots[k].j) finish(e, &e->slots[k], SERVE_CANCELLED);
     pthread_cond_broadcast(&e->changed);
@@ -312,7 +324,7 @@ void serve_engine_free(serve_engine *e) {
     e->stopping = true;
     pthread_cond_broadcast(&e->changed);
     pthread_mutex_unlock(&e->lock);
-    pthread_join(e->thread, NULL);
+    if (!e->ep.manual) pthread_join(e->thread, NULL);
     for (int32_t k = 0; k < e->ep.slots; k++) api.session_free(e->slots[k].s), free(e->slots[k].recent.ids);
     api.batch_free(e->b);
     pthread_mutex_destroy(&e->lock);

@@ -1,0 +1,235 @@
+/*
+ * test_serve_engine — rsr-serve's scheduler (serve_engine.c) under stress, over a fake model
+ * (serve_fake_api.h): every request must end (completed, cancelled or refused) within a bound,
+ * with no slot, queue entry, session or job left behind.
+ *
+ *  1. The stall once seen in production: the one busy slot cancelled while requests wait; the
+ *     next request in the queue must start with no other event to wake the engine.
+ *  2. max_tokens 0 ends at once with no token; a failing step fails exactly its requests.
+ *  3. Many client threads submitting, reading as a stream, waiting, and cancelling before
+ *     admission, mid-prompt, mid-decode and after the end, at random, against a queue that is
+ *     often full; then the counts add up and the engine is idle.
+ *  4. Drain: running requests finish within the deadline, the rest are cancelled, and a request
+ *     submitted while draining is refused.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve_fake_api.h"
+
+rsr_api api;
+
+static int failures;
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            failures++;                                                                                                \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+        }                                                                                                              \
+    } while (0)
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static serve_engine *start(int32_t slots, int32_t queue) {
+    fake.fail_next = 0;
+    serve_engine_params ep = {.slots = slots, .queue = queue, .ctx = FAKE_CTX, .chunk = 7};
+    char err[256];
+    serve_engine *e = serve_engine_start((rsr_model *)&fake, (rsr_tokenizer *)&fake, &ep, err, sizeof err);
+    if (!e) fprintf(stderr, "serve_engine_start: %s\n", err), exit(1);
+    return e;
+}
+
+/* Waits (under the engine's lock) until the job has generated at least n tokens or ended; false
+ * after `bound` seconds, which only a stalled engine takes. */
+static bool wait_for(serve_engine *e, serve_job *j, int32_t n, double bound) {
+    double until = now() + bound;
+    serve_lock(e);
+    while (j->finish == SERVE_RUNNING && j->n_gen < n && now() < until) serve_wait(e, 0.05);
+    bool ok = j->finish != SERVE_RUNNING || j->n_gen >= n;
+    serve_unlock(e);
+    return ok;
+}
+
+static void idle_within(serve_engine *e, double bound, const char *what) {
+    serve_metrics mt;
+    int32_t active = -1, queued = -1;
+    for (double until = now() + bound; now() < until;) {
+        serve_get_metrics(e, &mt, &active, &queued);
+        if (!active && !queued) return;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(0, "%s: the engine is not idle after %.0f s (active %d, queued %d)", what, bound, active, queued);
+}
+
+static void stall_after_cancel(void) {
+    fake.step_us = 200;
+    fake.eos_every = 0;
+    serve_engine *e = start(1, 4);
+    serve_job *a = fake_job(3, -1, NULL), *b = fake_job(3, 5, NULL), *c = fake_job(3, 5, NULL);
+    CHECK(serve_submit(e, a), "a refused");
+    CHECK(wait_for(e, a, 2, 5), "a never started");
+    CHECK(serve_submit(e, b) && serve_submit(e, c), "b or c refused");
+    serve_release(e, a); /* the only busy slot cancelled while b and c wait; nothing else happens */
+    CHECK(wait_for(e, b, 1, 5), "the engine slept with requests queued: b never started after a was cancelled");
+    CHECK(wait_for(e, c, 99, 5), "c never ended");
+    serve_release(e, b), serve_release(e, c);
+    idle_within(e, 5, "stall");
+    serve_engine_drain(e, 0);
+    serve_engine_free(e);
+}
+
+static void zero_tokens_and_failure(void) {
+    fake.step_us = 0;
+    serve_engine *e = start(2, 4);
+    serve_job *z = fake_job(4, 0, NULL);
+    CHECK(serve_submit(e, z), "z refused");
+    CHECK(wait_for(e, z, 1, 5), "max_tokens 0 never ended");
+    CHECK(z->finish == SERVE_LENGTH && z->n_gen == 0 && z->n_text == 0, "max_tokens 0: finish %d, %d tokens", z->finish,
+          z->n_gen);
+    serve_release(e, z);
+    long before = fake.seqs;
+    serve_job *f = fake_job(4, 50, NULL);
+    fake.fail_next = 1;
+    CHECK(serve_submit(e, f), "f refused");
+    CHECK(wait_for(e, f, 999, 5), "f never ended");
+    CHECK(f->finish == SERVE_FAILED && !strcmp(f->err, "the fake step failed"), "a failed step: finish %d, '%s'",
+          f->finish, f->err);
+    CHECK(fake.seqs == before + 1, "a failed request stepped again (%ld)", fake.seqs - before);
+    serve_release(e, f);
+    serve_engine_drain(e, 0);
+    serve_engine_free(e);
+}
+
+typedef struct client {
+    serve_engine *e;
+    int id, requests;
+    long accepted, refused;
+    unsigned seed;
+} client;
+
+static atomic_int stalled;
+
+static void *client_main(void *arg) {
+    client *cl = arg;
+    for (int r = 0; r < cl->requests && !stalled; r++) {
+        int kind = rand_r(&cl->seed) % 6, max_tokens = (int)(rand_r(&cl->seed) % 40) - 1;
+        serve_job *j = fake_job(1 + (int32_t)(rand_r(&cl->seed) % 30), max_tokens, kind == 5 ? " b" : NULL);
+        if (!serve_submit(cl->e, j)) {
+            cl->refused++;
+            serve_params_free(&j->p), free(j->ids), free(j);
+            continue;
+        }
+        cl->accepted++;
+        if (kind == 0) {        /* gone at once: before admission, usually */
+        } else if (kind == 1) { /* gone mid-decode */
+            if (!wait_for(cl->e, j, 1 + (int32_t)(rand_r(&cl->seed) % 5), 10)) stalled = 1;
+        } else if (kind == 2) { /* gone after a moment: mid-prompt or waiting in the queue */
+            struct timespec ts = {0, 1000L * (rand_r(&cl->seed) % 300)};
+            nanosleep(&ts, NULL);
+        } else { /* a stream read to its end, or a reply waited for */
+            serve_lock(cl->e);
+            double until = now() + 10;
+            while (j->finish == SERVE_RUNNING && now() < until) {
+                if (j->ready > j->sent) j->sent = j->ready;
+                serve_wait(cl->e, 0.05);
+            }
+            bool ended = j->finish != SERVE_RUNNING;
+            if (ended && j->finish != SERVE_FAILED) {
+                if (max_tokens >= 0 && j->n_gen > max_tokens) stalled = 2;
+                if (j->ready != j->n_text || j->sent > j->ready) stalled = 3;
+            }
+            serve_unlock(cl->e);
+            if (!ended) stalled = 1;
+        }
+        serve_release(cl->e, j);
+    }
+    return NULL;
+}
+
+static void many_clients(void) {
+    enum { CLIENTS = 12 };
+    fake.step_us = 100;
+    fake.eos_every = 23;
+    serve_engine *e = start(3, 5);
+    client cl[CLIENTS];
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        cl[i] = (client){.e = e, .id = i, .requests = 400, .seed = 1234u + (unsigned)i};
+        pthread_create(&th[i], NULL, client_main, &cl[i]);
+    }
+    for (int k = 0; k < 50 && !stalled; k++) { /* now and then a step fails */
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+        fake.fail_next = 1;
+    }
+    long accepted = 0, refused = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        accepted += cl[i].accepted, refused += cl[i].refused;
+    }
+    CHECK(!stalled, "clients: %s",
+          stalled == 1   ? "a request never ended (the engine stalled)"
+          : stalled == 2 ? "a request got more than max_tokens"
+                         : "a finished request's text was not all ready");
+    idle_within(e, 5, "clients");
+    serve_metrics mt;
+    int32_t active, queued;
+    serve_get_metrics(e, &mt, &active, &queued);
+    CHECK(mt.requests_ok + mt.requests_cancelled + mt.requests_failed == accepted,
+          "ok %ld + cancelled %ld + failed %ld != accepted %ld", mt.requests_ok, mt.requests_cancelled,
+          mt.requests_failed, accepted);
+    CHECK(mt.requests_rejected_full == refused, "rejected %ld != refused %ld", mt.requests_rejected_full, refused);
+    CHECK(refused > 0 && mt.requests_cancelled > 0 && mt.requests_failed > 0 && mt.requests_ok > 0,
+          "the mix did not happen: ok %ld, cancelled %ld, failed %ld, refused %ld", mt.requests_ok,
+          mt.requests_cancelled, mt.requests_failed, refused);
+    printf("clients: %ld requests (ok %ld, cancelled %ld, failed %ld), %ld refused, %ld steps\n", accepted,
+           mt.requests_ok, mt.requests_cancelled, mt.requests_failed, refused, mt.steps);
+    serve_engine_drain(e, 0);
+    serve_engine_free(e);
+}
+
+static void drain(void) {
+    fake.step_us = 100;
+    fake.eos_every = 0;
+    serve_engine *e = start(2, 4);
+    serve_job *shortj = fake_job(3, 4, NULL), *longj = fake_job(3, -1, NULL), *queued = fake_job(3, -1, NULL);
+    queued->ids[0] = 2, queued->n_ids = 1;
+    CHECK(serve_submit(e, shortj) && serve_submit(e, longj) && serve_submit(e, queued), "refused before draining");
+    CHECK(wait_for(e, longj, 1, 5), "never started");
+    serve_engine_drain(e, 0.2); /* the short one finishes; the long ones would outlast the deadline */
+    CHECK(shortj->finish == SERVE_LENGTH && shortj->n_gen == 4, "drain: the short request ended %d after %d tokens",
+          shortj->finish, shortj->n_gen);
+    CHECK(longj->finish == SERVE_CANCELLED || longj->finish == SERVE_STOP || longj->finish == SERVE_LENGTH,
+          "drain: the long request is still running");
+    CHECK(queued->finish != SERVE_RUNNING, "drain: a queued request is still running");
+    serve_job *late = fake_job(3, 2, NULL);
+    CHECK(!serve_submit(e, late), "a request submitted while draining was taken");
+    serve_params_free(&late->p), free(late->ids), free(late);
+    serve_release(e, shortj), serve_release(e, longj), serve_release(e, queued);
+    serve_engine_free(e);
+}
+
+int main(void) {
+    fake_api_install(&api);
+    stall_after_cancel();
+    zero_tokens_and_failure();
+    many_clients();
+    drain();
+    CHECK(fake.sessions == 0, "%d sessions left", (int)fake.sessions);
+    if (failures) {
+        fprintf(stderr, "test_serve_engine: %d failures\n", failures);
+        return 1;
+    }
+    printf("test_serve_engine: ok\n");
+    return 0;
+}

@@ -27,9 +27,13 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/resource.h>
+
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "artifact_pin.h"
 #include "chat_default.h"
 #include "kv_types.h"
 #include "serve.h"
@@ -50,7 +54,11 @@ typedef struct server {
     const char *chat_template; /* NULL: the tokenizer's */
     size_t max_body;
     long started;
+    serve_guard *guard;
+    int in_flight; /* requests read and not yet answered in full (atomic) */
 } server;
+
+static serve_guard *guard; /* the server's, for the CORS headers of every reply */
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...) {
@@ -63,12 +71,30 @@ static void die(const char *fmt, ...) {
     exit(1);
 }
 
+static int hex_digit(char ch) {
+    return ch >= '0' && ch <= '9'   ? ch - '0'
+           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                    : -1;
+}
+
 /* ---- responses ---- */
+
+/* A reply to an origin allowed by --cors-origin says so (and that it depends on Origin). */
+static void add_cors(struct MHD_Connection *c, struct MHD_Response *r) {
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (guard && serve_guard_origin(guard, origin, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")) == 1) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(r, "Vary", "Origin");
+    }
+}
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
                                  size_t len, int retry_after) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
+    add_cors(c, r);
+    if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     MHD_add_response_header(r, "Content-Type", type);
     if (retry_after) MHD_add_response_header(r, "Retry-After", "1");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -155,6 +181,7 @@ static void add_usage(cJSON *root, const serve_job *j) {
 typedef struct stream {
     server *sv;
     serve_job *j;
+    int fd;    /* the client's socket: a client gone while its request waits cancels it */
     char *out; /* an event not yet sent */
     size_t n_out, at;
     int phase; /* 0: the chat role chunk; 1: content; 2: [DONE] queued; 3: done */
@@ -189,7 +216,15 @@ static void next_event(stream *st) {
         return;
     }
     serve_lock(e);
-    while (j->finish == SERVE_RUNNING && j->ready <= j->sent) serve_wait(e, 1.0);
+    while (j->finish == SERVE_RUNNING && j->ready <= j->sent) {
+        serve_wait(e, 0.25);
+        if (j->finish == SERVE_RUNNING && serve_client_gone(st->fd)) {
+            j->cancelled = true; /* the engine frees its slot or queue entry at its next turn */
+            serve_unlock(e);
+            free(st->out), st->out = NULL;
+            return;
+        }
+    }
     size_t from = j->sent, to = j->ready;
     serve_finish fin = j->finish;
     char *text = to > from ? serve_utf8_clean(j->text + from, to - from) : NULL;
@@ -197,12 +232,13 @@ static void next_event(stream *st) {
     cJSON *root = envelope(st->sv, j, true);
     if (text) { /* new text first; the final chunk comes with the next call */
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice(j, text, NULL, true, false));
-    } else if (fin == SERVE_FAILED) {
+    } else if (fin == SERVE_FAILED || fin == SERVE_CANCELLED) { /* the runtime failed, or the server stopped */
         cJSON_Delete(root);
         root = cJSON_CreateObject();
         cJSON *err = cJSON_AddObjectToObject(root, "error");
-        cJSON_AddStringToObject(err, "message", j->err);
-        cJSON_AddStringToObject(err, "type", "server_error");
+        cJSON_AddStringToObject(err, "message",
+                                fin == SERVE_FAILED ? j->err : "the server stopped before the request finished");
+        cJSON_AddStringToObject(err, "type", fin == SERVE_FAILED ? "server_error" : "server_overloaded");
         st->phase = 2;
     } else {
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"),
@@ -288,6 +324,11 @@ static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *
     return ids;
 }
 
+static int connection_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
 static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat, const char *body, size_t len) {
     serve_job *j = calloc(1, sizeof *j);
     char err[512];
@@ -343,16 +384,25 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
             serve_release(sv->e, j);
             return MHD_NO;
         }
-        st->sv = sv, st->j = j;
+        st->sv = sv, st->j = j, st->fd = connection_fd(c);
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
         return ret;
     }
+    int fd = connection_fd(c);
+    bool gone = false;
     serve_lock(sv->e);
-    while (j->finish == SERVE_RUNNING) serve_wait(sv->e, 1.0);
+    while (j->finish == SERVE_RUNNING && !gone) {
+        serve_wait(sv->e, 0.25);
+        gone = j->finish == SERVE_RUNNING && serve_client_gone(fd); /* no one to answer: stop the work */
+    }
     serve_unlock(sv->e); /* a finished job is no longer written by the engine */
+    if (gone) {
+        serve_release(sv->e, j);
+        return MHD_NO;
+    }
     enum MHD_Result ret;
     if (j->finish == SERVE_FAILED) {
         ret = send_error(c, 500, "server_error", NULL, NULL, "%s", j->err);
@@ -432,57 +482,83 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# HELP rsr_active_sequences Requests in a slot.\n# TYPE rsr_active_sequences gauge\n"
         "rsr_active_sequences %d\n"
         "# HELP rsr_tokens_per_second Generated tokens per second over the last seconds.\n"
-        "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n",
+        "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n"
+        "# HELP rsr_connections_timed_out_total Connections closed for taking too long over a request.\n"
+        "# TYPE rsr_connections_timed_out_total counter\nrsr_connections_timed_out_total %ld\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
-        mt.prompt_tokens, mt.completion_tokens, mt.steps, mt.busy_s, queued, active, mt.recent_tok_s);
+        mt.prompt_tokens, mt.completion_tokens, mt.steps, mt.busy_s, queued, active, mt.recent_tok_s,
+        serve_guard_reaped(sv->guard));
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
 }
 
 /* ---- requests ---- */
 
-typedef struct upload {
+typedef struct request {
     char *body;
     size_t len, cap;
-    bool too_large;
-} upload;
+    bool too_large, answered;
+} request;
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                              const char *version, const char *data, size_t *data_size, void **con_cls) {
-    (void)version;
-    server *sv = cls;
-    bool post = !strcmp(method, "POST");
-    if (post && !*con_cls) { /* the first call: the body follows */
-        upload *u = calloc(1, sizeof *u);
-        if (!u) return MHD_NO;
-        *con_cls = u;
-        return MHD_YES;
-    }
-    if (post && *data_size) {
-        upload *u = *con_cls;
-        if (!u->too_large && u->len + *data_size > sv->max_body) u->too_large = true;
-        if (!u->too_large) {
-            if (u->len + *data_size + 1 > u->cap) {
-                size_t cap = (u->len + *data_size + 1) * 2;
-                char *grown = realloc(u->body, cap);
-                if (!grown) return MHD_NO;
-                u->body = grown, u->cap = cap;
-            }
-            memcpy(u->body + u->len, data, *data_size);
-            u->len += *data_size;
+static serve_conn *conn_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* What a request must pass before anything is done for it: its Host, its Origin, its key and
+ * the size it announces. Answers a refusal (or a CORS preflight) and returns true when it is
+ * not to go further. */
+static bool refuse(server *sv, struct MHD_Connection *c, const char *url, const char *method, enum MHD_Result *ret) {
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    int cors = serve_guard_origin(sv->guard, origin, host);
+    if (!serve_guard_host_ok(sv->guard, host)) {
+        *ret =
+            send_error(c, MHD_HTTP_FORBIDDEN, "invalid_request_error", NULL, "host_not_allowed",
+                       "the Host header '%.200s' names no host this server answers to (rsr-serve --allow-host)", host);
+    } else if (cors < 0) {
+        *ret = send_error(c, MHD_HTTP_FORBIDDEN, "invalid_request_error", NULL, "origin_not_allowed",
+                          "requests from the origin '%.200s' are not allowed (rsr-serve --cors-origin)", origin);
+    } else if (!strcmp(method, "OPTIONS")) { /* a preflight, or a client asking what is allowed */
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!r) return *ret = MHD_NO, true;
+        add_cors(c, r);
+        MHD_add_response_header(r, "Allow", "GET, HEAD, POST, OPTIONS");
+        if (cors > 0) {
+            MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+            MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+            MHD_add_response_header(r, "Access-Control-Max-Age", "600");
         }
-        *data_size = 0;
-        return MHD_YES;
+        *ret = MHD_queue_response(c, MHD_HTTP_NO_CONTENT, r);
+        MHD_destroy_response(r);
+    } else if (serve_guard_needs_key(sv->guard, url) &&
+               !serve_guard_key_ok(sv->guard, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+        bool given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization") != NULL;
+        *ret = send_error(c, MHD_HTTP_UNAUTHORIZED, "invalid_request_error", NULL, "invalid_api_key",
+                          given ? "Incorrect API key provided (Authorization: Bearer KEY, a key rsr-serve was given "
+                                  "with --api-key or --api-key-file)"
+                                : "You didn't provide an API key: send it as Authorization: Bearer KEY");
+    } else {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        char *end;
+        unsigned long long announced = cl ? strtoull(cl, &end, 10) : 0;
+        if (!cl || announced <= sv->max_body) return false;
+        *ret = send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, NULL,
+                          "the body is over %zu bytes (rsr-serve --max-body)", sv->max_body);
     }
+    return true;
+}
+
+static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *url, const char *method, request *rq) {
+    bool post = !strcmp(method, "POST");
     bool completions = !strcmp(url, "/v1/completions"), chat = !strcmp(url, "/v1/chat/completions");
     if (completions || chat) {
         if (!post)
             return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
                               "%s takes POST, not %s", url, method);
-        upload *u = *con_cls;
-        if (u->too_large)
+        if (rq->too_large)
             return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, NULL,
                               "the body is over %zu bytes (rsr-serve --max-body)", sv->max_body);
-        return complete(sv, c, chat, u->body ? u->body : "", u->len);
+        return complete(sv, c, chat, rq->body ? rq->body : "", rq->len);
     }
     static const char *const gets[] = {"/", "/index.html", "/health", "/v1/models", "/metrics", "/info"};
     int which = -1;
@@ -513,11 +589,89 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
 }
 
+/* libmicrohttpd calls this when a request's headers are in (*con_cls NULL), for every piece of
+ * its body, and once more when the body is complete. */
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *data, size_t *data_size, void **con_cls) {
+    (void)version;
+    server *sv = cls;
+    request *rq = *con_cls;
+    if (!rq) { /* the headers: checked before a byte of the body is read */
+        if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
+        *con_cls = rq;
+        __atomic_add_fetch(&sv->in_flight, 1, __ATOMIC_SEQ_CST);
+        enum MHD_Result ret;
+        if (refuse(sv, c, url, method, &ret)) {
+            rq->answered = true;
+            return ret;
+        }
+        bool body = !strcmp(method, "POST");
+        serve_guard_conn_wait(sv->guard, conn_of(c), body ? SERVE_WAIT_BODY : SERVE_WAIT_NONE);
+        if (body) return MHD_YES;
+    } else if (rq->answered) { /* a refusal sent before its body: the body is dropped */
+        *data_size = 0;
+        return MHD_YES;
+    } else if (*data_size) {
+        if (!rq->too_large && rq->len + *data_size > sv->max_body) rq->too_large = true;
+        if (!rq->too_large) {
+            if (rq->len + *data_size + 1 > rq->cap) {
+                size_t cap = (rq->len + *data_size + 1) * 2;
+                char *grown = realloc(rq->body, cap);
+                if (!grown) return MHD_NO;
+                rq->body = grown, rq->cap = cap;
+            }
+            memcpy(rq->body + rq->len, data, *data_size);
+            rq->len += *data_size;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    } else {
+        serve_guard_conn_wait(sv->guard, conn_of(c), SERVE_WAIT_NONE); /* the body is in */
+    }
+    rq->answered = true;
+    return route(sv, c, url, method, rq);
+}
+
+/* A request is over (answered in full, or its connection gone): a kept-alive connection has
+ * --header-timeout for its next request. */
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
-    upload *u = *con_cls;
-    if (u) free(u->body), free(u);
+    (void)toe;
+    server *sv = cls;
+    request *rq = *con_cls;
+    if (rq) {
+        free(rq->body), free(rq);
+        __atomic_sub_fetch(&sv->in_flight, 1, __ATOMIC_SEQ_CST);
+    }
     *con_cls = NULL;
+    serve_guard_conn_wait(sv->guard, conn_of(c), SERVE_WAIT_HEADERS);
+}
+
+/* Every accepted connection is watched for its deadlines from its first byte to its close. */
+static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
+                             enum MHD_ConnectionNotificationCode what) {
+    server *sv = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = serve_guard_conn_open(sv->guard, connection_fd(c));
+    else if (what == MHD_CONNECTION_NOTIFY_CLOSED)
+        serve_guard_conn_close(sv->guard, *socket_context), *socket_context = NULL;
+}
+
+/* %XX decoded in place, except %00: a NUL would cut the path short ("/health%00x" is not
+ * "/health"), so it stays as it is written. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    (void)cls, (void)c;
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hex_digit(r[1])) >= 0 && (lo = hex_digit(r[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
 }
 
 /* ---- main ---- */
@@ -531,7 +685,8 @@ static void usage(FILE *out) {
           "one batch (continuous batching): each gets the tokens it would get alone.\n"
           "\n"
           "options:\n"
-          "  --host ADDR        IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)\n"
+          "  --host ADDR        address to listen on, IPv4 or IPv6 (default 127.0.0.1; 0.0.0.0 or :: for\n"
+          "                     every interface)\n"
           "  --port N           TCP port (default 8080; 0: any free port, printed at start)\n"
           "  --parallel N       requests stepped together, 1 to 256 (default 4)\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64)\n"
@@ -544,13 +699,34 @@ static void usage(FILE *out) {
           "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
           "  --drain S          on SIGINT/SIGTERM, seconds running requests may take to finish (default 10)\n"
-          "  -h, --help         this text\n"
+          "  --digest SHA256    refuse to load MODEL.so unless its SHA-256 is this (rsr-run --digest\n"
+          "                     prints it); checked before any of its code runs\n"
+          "\n"
+          "facing a network (docs/deploy.md):\n"
+          "  --api-key KEY      require 'Authorization: Bearer KEY' (401 otherwise); may be repeated\n"
+          "  --api-key-file F   the keys, one per line ('#' starts a comment): kept out of `ps`\n"
+          "  --auth-probes      /health and /metrics need the key too (default: open, for load balancers\n"
+          "                     and Prometheus; the chat page at / is always served and asks for the key)\n"
+          "  --allow-host NAME  a name the Host header may carry besides IP addresses and localhost (a\n"
+          "                     request naming another host is refused: DNS rebinding); may be repeated;\n"
+          "                     '*': any\n"
+          "  --cors-origin O    a web origin (https://app.example) whose pages may call the API from a\n"
+          "                     browser; may be repeated; '*': any. Other origins are refused (403)\n"
+          "  --max-connections N  open connections at most (default 512)\n"
+          "  --max-per-client N   open connections from one address at most (default 64; 0: no limit;\n"
+          "                     behind a proxy every client has the proxy's address)\n"
+          "  --header-timeout S   seconds a connection has to send a request's headers, from connecting\n"
+          "                     or from its last reply (default 10)\n"
+          "  --body-timeout S     seconds a request has to send its body after its headers (default 30)\n"
+          "  -h, --help         this text; --version: the runtime API version this program speaks\n"
           "\n"
           "examples:\n"
           "  rsr-serve model.so --port 8080 --parallel 8\n"
           "  curl -s localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'\n"
+          "  rsr-serve model.so --host 0.0.0.0 --api-key-file keys.txt --allow-host llm.example.org\n"
           "\n"
-          "signals: SIGINT or SIGTERM stop taking requests and let running ones finish (--drain).\n"
+          "signals: SIGINT or SIGTERM stop taking requests (503 from then on) and let running ones\n"
+          "finish (--drain), their replies sent in full, then exit.\n"
           "exit status: 0 after a clean stop; 1 when the model cannot be served (the reason on stderr).\n"
           "See docs/deploy.md (PREFIX/share/doc/rsrc/docs/deploy.md when installed).\n",
           out);
@@ -564,12 +740,109 @@ static long number_arg(const char *opt, const char *v, long lo, long hi) {
     return n;
 }
 
-int main(int argc, char **argv) {
-    const char *host = "127.0.0.1", *model_path = NULL;
-    long port = 8080, slots = 4, queue = 64, ctx = 0, chunk = 32, threads = 0, drain = 10;
-    int kv = RSR_KV_DEFAULT;
-    server sv = {.max_body = 1 << 20, .tok_lock = PTHREAD_MUTEX_INITIALIZER};
-    enum { O_HOST = 256, O_PORT, O_PARALLEL, O_QUEUE, O_CHUNK, O_MODEL_ID, O_TEMPLATE, O_MAX_BODY, O_DRAIN, O_KV };
+/* A growing list of option values (keys, hosts, origins). */
+typedef struct strlist {
+    const char **v;
+    int n;
+} strlist;
+
+static void strlist_add(strlist *l, const char *s) {
+    const char **grown = realloc(l->v, sizeof *l->v * (size_t)(l->n + 1));
+    if (!grown) die("out of memory");
+    l->v = grown, l->v[l->n++] = s;
+}
+
+/* --api-key-file: one key a line; blank lines and '#' comments skipped. */
+static void read_keys(const char *path, strlist *keys) {
+    FILE *f = fopen(path, "r");
+    if (!f) die("--api-key-file %s: %s", path, strerror(errno));
+    char line[1024];
+    int before = keys->n;
+    while (fgets(line, sizeof line, f)) {
+        char *k = line, *end;
+        while (*k == ' ' || *k == '\t') k++;
+        for (end = k + strlen(k); end > k && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '); end--) {}
+        *end = 0;
+        if (!*k || *k == '#') continue;
+        char *copy = strdup(k);
+        if (!copy) die("out of memory");
+        strlist_add(keys, copy);
+    }
+    fclose(f);
+    if (keys->n == before) die("--api-key-file %s: no key in it (one a line)", path);
+}
+
+/* --host: an IPv4 or IPv6 address (or a name that resolves to one) into addr; whether it is a
+ * loopback address. */
+static socklen_t listen_address(const char *host, long port, struct sockaddr_storage *addr, bool *v6) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    char service[16];
+    snprintf(service, sizeof service, "%ld", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) die("--host: '%s' is not an address to listen on: %s", host, gai_strerror(rc));
+    socklen_t len = res->ai_addrlen;
+    memcpy(addr, res->ai_addr, len);
+    *v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return len;
+}
+
+/* Room for the connections' sockets and the guard's duplicates of them. */
+static void raise_file_limit(long connections) {
+    struct rlimit rl;
+    rlim_t need = (rlim_t)(2 * connections + 256);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        die("--max-connections %ld needs %lu open files; this process may have %lu (ulimit -n)", connections,
+            (unsigned long)need, (unsigned long)rl.rlim_cur);
+}
+
+typedef struct serve_args {
+    const char *host, *model_path, *digest, *model_id, *chat_template;
+    long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client;
+    int kv;
+    size_t max_body;
+    strlist keys, hosts, origins;
+    serve_guard_params gp;
+} serve_args;
+
+static void parse_args(int argc, char **argv, serve_args *a) {
+    *a = (serve_args){.host = "127.0.0.1",
+                      .port = 8080,
+                      .slots = 4,
+                      .queue = 64,
+                      .chunk = 32,
+                      .drain = 10,
+                      .max_conn = 512,
+                      .per_client = 64,
+                      .kv = RSR_KV_DEFAULT,
+                      .max_body = 1 << 20,
+                      .gp = {.header_timeout = 10, .body_timeout = 30}};
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_PARALLEL,
+        O_QUEUE,
+        O_CHUNK,
+        O_MODEL_ID,
+        O_TEMPLATE,
+        O_MAX_BODY,
+        O_DRAIN,
+        O_KV,
+        O_KEY,
+        O_KEY_FILE,
+        O_AUTH_PROBES,
+        O_ALLOW_HOST,
+        O_CORS,
+        O_MAX_CONN,
+        O_PER_CLIENT,
+        O_HEADER_TO,
+        O_BODY_TO,
+        O_DIGEST,
+        O_VERSION
+    };
     static const struct option longs[] = {
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
@@ -584,6 +857,17 @@ int main(int argc, char **argv) {
         {"chat-template", required_argument, 0, O_TEMPLATE},
         {"max-body", required_argument, 0, O_MAX_BODY},
         {"drain", required_argument, 0, O_DRAIN},
+        {"api-key", required_argument, 0, O_KEY},
+        {"api-key-file", required_argument, 0, O_KEY_FILE},
+        {"auth-probes", no_argument, 0, O_AUTH_PROBES},
+        {"allow-host", required_argument, 0, O_ALLOW_HOST},
+        {"cors-origin", required_argument, 0, O_CORS},
+        {"max-connections", required_argument, 0, O_MAX_CONN},
+        {"max-per-client", required_argument, 0, O_PER_CLIENT},
+        {"header-timeout", required_argument, 0, O_HEADER_TO},
+        {"body-timeout", required_argument, 0, O_BODY_TO},
+        {"digest", required_argument, 0, O_DIGEST},
+        {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, 'h'},
         {"model", required_argument, 0, 'm'},
         {0, 0, 0, 0},
@@ -592,53 +876,114 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, ":c:t:m:h", longs, NULL)) != -1) {
         switch (c) {
-        case O_HOST: host = optarg; break;
-        case O_PORT: port = number_arg("--port", optarg, 0, 65535); break;
-        case O_PARALLEL: slots = number_arg("--parallel", optarg, 1, RSR_BATCH_MAX); break;
-        case O_QUEUE: queue = number_arg("--queue", optarg, 0, 1 << 20); break;
-        case 'c': ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
-        case O_CHUNK: chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
+        case O_HOST: a->host = optarg; break;
+        case O_PORT: a->port = number_arg("--port", optarg, 0, 65535); break;
+        case O_PARALLEL: a->slots = number_arg("--parallel", optarg, 1, RSR_BATCH_MAX); break;
+        case O_QUEUE: a->queue = number_arg("--queue", optarg, 0, 1 << 20); break;
+        case 'c': a->ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
+        case O_CHUNK: a->chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
         case O_KV:
-            if ((kv = kv_type_parse(optarg)) < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
+            if ((a->kv = kv_type_parse(optarg)) < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
             break;
-        case 't': threads = number_arg("--threads", optarg, 0, 1024); break;
-        case 'm': model_path = optarg; break;
-        case O_MODEL_ID: sv.model_id = optarg; break;
-        case O_TEMPLATE: sv.chat_template = optarg; break;
-        case O_MAX_BODY: sv.max_body = (size_t)number_arg("--max-body", optarg, 16, 1L << 30); break;
-        case O_DRAIN: drain = number_arg("--drain", optarg, 0, 3600); break;
-        case 'h': usage(stdout); return 0;
+        case 't': a->threads = number_arg("--threads", optarg, 0, 1024); break;
+        case 'm': a->model_path = optarg; break;
+        case O_MODEL_ID: a->model_id = optarg; break;
+        case O_TEMPLATE: a->chat_template = optarg; break;
+        case O_MAX_BODY: a->max_body = (size_t)number_arg("--max-body", optarg, 16, 1L << 30); break;
+        case O_DRAIN: a->drain = number_arg("--drain", optarg, 0, 3600); break;
+        case O_KEY:
+            if (!*optarg) die("--api-key: an empty key");
+            strlist_add(&a->keys, optarg);
+            break;
+        case O_KEY_FILE: read_keys(optarg, &a->keys); break;
+        case O_AUTH_PROBES: a->gp.auth_probes = true; break;
+        case O_ALLOW_HOST: strlist_add(&a->hosts, optarg); break;
+        case O_CORS: strlist_add(&a->origins, optarg); break;
+        case O_MAX_CONN: a->max_conn = number_arg("--max-connections", optarg, 1, 1 << 16); break;
+        case O_PER_CLIENT: a->per_client = number_arg("--max-per-client", optarg, 0, 1 << 16); break;
+        case O_HEADER_TO: a->gp.header_timeout = (double)number_arg("--header-timeout", optarg, 1, 3600); break;
+        case O_BODY_TO: a->gp.body_timeout = (double)number_arg("--body-timeout", optarg, 1, 3600); break;
+        case O_DIGEST:
+            if (!artifact_digest_valid(optarg)) die("--digest: '%s' is not a SHA-256 (64 hexadecimal digits)", optarg);
+            a->digest = optarg;
+            break;
+        case O_VERSION: printf("rsr-serve, rsr API version %d\n", RSR_API_VERSION); exit(0);
+        case 'h': usage(stdout); exit(0);
         case ':': die("option '%s' needs a value (see --help)", argv[optind - 1]);
         default: die("unknown option '%s' (see --help)", argv[optind - 1]);
         }
     }
-    if (!model_path && optind == argc - 1)
-        model_path = argv[optind];
+    if (!a->model_path && optind == argc - 1)
+        a->model_path = argv[optind];
     else if (optind != argc)
         die("exactly one MODEL.so expected (see --help)");
-    if (!model_path) {
-        usage(stderr);
-        die("no MODEL.so given");
-    }
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) die("--host: '%s' is not an IPv4 address", host);
+    if (!a->model_path) die("no MODEL.so given (rsr-serve MODEL.so [options]; --help for the options)");
+    if (a->max_conn < a->slots + 8)
+        die("--max-connections %ld leaves no room beside --parallel %ld (at least %ld)", a->max_conn, a->slots,
+            a->slots + 8);
+    a->gp.keys = a->keys.v, a->gp.n_keys = a->keys.n;
+    a->gp.hosts = a->hosts.v, a->gp.n_hosts = a->hosts.n;
+    a->gp.origins = a->origins.v, a->gp.n_origins = a->origins.n;
+}
 
-    char err[1024];
-    if (rsr_api_load(&api, model_path, err, sizeof err) != 0) die("%s", err);
-    rsr_model_params mp = {.num_threads = (int32_t)threads, .device = RSR_DEVICE_CPU};
-    if (api.model_open(&sv.m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv.m));
-    api.model_get_info(sv.m, &sv.info);
-    if (api.model_tokenizer(sv.m, &sv.tok) != RSR_OK)
-        die("%s has no tokenizer (compile it with tokenizer.json next to the weights): %s", model_path,
-            api.model_errmsg(sv.m));
-    if (ctx > sv.info.max_positions) die("--ctx %ld: the model holds at most %d positions", ctx, sv.info.max_positions);
-    if (!ctx) ctx = sv.info.max_positions < 4096 ? sv.info.max_positions : 4096;
+/* Opens the model (its digest checked first when one is given) into sv; dies with the reason. */
+static void open_model(server *sv, const serve_args *a) {
+    char err[1024], path[64];
+    const char *load = a->model_path;
+    if (a->digest) {
+        if (artifact_pin(a->model_path, a->digest, path, sizeof path, err, sizeof err) != 0) die("%s", err);
+        load = path; /* the descriptor whose bytes were hashed */
+    }
+    if (rsr_api_load(&api, load, err, sizeof err) != 0) die("%s", err);
+    rsr_model_params mp = {.num_threads = (int32_t)a->threads, .device = RSR_DEVICE_CPU};
+    if (api.model_open(&sv->m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv->m));
+    api.model_get_info(sv->m, &sv->info);
+    if (api.model_tokenizer(sv->m, &sv->tok) != RSR_OK)
+        die("%s has no tokenizer (compile it with tokenizer.json next to the weights): %s", a->model_path,
+            api.model_errmsg(sv->m));
+}
+
+/* SIGINT/SIGTERM: new requests get 503 while the running ones finish (up to --drain seconds) and
+ * their replies go out in full (a few seconds more at most); then the connections close. */
+static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain) {
+    fprintf(stderr, "rsr-serve: %s: finishing running requests (up to %ld s), taking no new ones\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", drain);
+    serve_engine_drain(sv->e, (double)drain);
+    for (int i = 0; i < 50 && __atomic_load_n(&sv->in_flight, __ATOMIC_SEQ_CST) > 0; i++) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(d);
+    serve_guard_stop(sv->guard);
+    guard = NULL;
+    serve_engine_free(sv->e);
+    api.model_close(sv->m);
+    fprintf(stderr, "rsr-serve: stopped\n");
+}
+
+int main(int argc, char **argv) {
+    serve_args a;
+    parse_args(argc, argv, &a);
+    struct sockaddr_storage addr;
+    bool v6;
+    listen_address(a.host, a.port, &addr, &v6);
+    raise_file_limit(a.max_conn);
+    server sv = {.max_body = a.max_body,
+                 .tok_lock = PTHREAD_MUTEX_INITIALIZER,
+                 .model_id = a.model_id,
+                 .chat_template = a.chat_template};
+    open_model(&sv, &a);
+    if (a.ctx > sv.info.max_positions)
+        die("--ctx %ld: the model holds at most %d positions", a.ctx, sv.info.max_positions);
+    long ctx = a.ctx ? a.ctx : sv.info.max_positions < 4096 ? sv.info.max_positions : 4096;
     if (!sv.model_id) {
-        const char *slash = strrchr(model_path, '/');
-        sv.model_id = slash ? slash + 1 : model_path;
+        const char *slash = strrchr(a.model_path, '/');
+        sv.model_id = slash ? slash + 1 : a.model_path;
     }
     sv.started = (long)time(NULL);
     if (!sv.chat_template) sv.chat_template = chat_template_for(&api, sv.tok, &sv.info); /* as rsr-run --chat */
+    strlist_add(&a.hosts, a.host);                                                       /* --host may be a name */
+    a.gp.hosts = a.hosts.v, a.gp.n_hosts = a.hosts.n;
 
     /* the signals go to sigwait below, not to a thread of the server's */
     sigset_t stop;
@@ -648,37 +993,34 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     serve_engine_params ep = {
-        .slots = (int32_t)slots,
-        .queue = (int32_t)queue,
+        .slots = (int32_t)a.slots,
+        .queue = (int32_t)a.queue,
         .ctx = (int32_t)ctx,
-        .chunk = (int32_t)chunk,
-        .session = {.kv_type = kv, .attention = RSR_ATTENTION_AUTO},
+        .chunk = (int32_t)a.chunk,
+        .session = {.kv_type = a.kv, .attention = RSR_ATTENTION_AUTO},
     };
+    char err[1024];
     if (!(sv.e = serve_engine_start(sv.m, sv.tok, &ep, err, sizeof err))) die("%s", err);
+    if (!(guard = sv.guard = serve_guard_start(&a.gp))) die("cannot start the connections' guard");
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     (v6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(slots + queue + 64), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
-    if (!d) die("cannot listen on %s:%ld: %s", host, port, strerror(errno));
+        flags, 0, NULL, NULL, handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        completed, &sv, MHD_OPTION_NOTIFY_CONNECTION, connection_event, &sv, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+        NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)a.max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)a.per_client, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a.gp.body_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+    if (!d) die("cannot listen on %s port %ld: %s", a.host, a.port, strerror(errno));
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr,
-            "rsr-serve: listening on http://%s:%u/ (model %s, %ld slots of %ld positions, queue %ld, %d threads, pid "
-            "%ld)\n",
-            host, bound ? bound->port : (unsigned)port, sv.model_id, slots, ctx, queue, sv.info.num_threads,
-            (long)getpid());
+            "rsr-serve: listening on http://%s%s%s:%u/ (model %s, %ld slots of %ld positions, queue %ld, %d threads, "
+            "%s, pid %ld)\n",
+            v6 ? "[" : "", a.host, v6 ? "]" : "", bound ? bound->port : (unsigned)a.port, sv.model_id, a.slots, ctx,
+            a.queue, sv.info.num_threads, a.keys.n ? "API key required" : "no API key", (long)getpid());
     fflush(stderr);
 
     int sig = 0;
     sigwait(&stop, &sig);
-    fprintf(stderr, "rsr-serve: %s: finishing running requests (up to %ld s), taking no new ones\n",
-            sig == SIGINT ? "SIGINT" : "SIGTERM", drain);
-    MHD_socket listen_fd = MHD_quiesce_daemon(d);
-    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
-    serve_engine_drain(sv.e, (double)drain);
-    MHD_stop_daemon(d);
-    serve_engine_free(sv.e);
-    api.model_close(sv.m);
-    fprintf(stderr, "rsr-serve: stopped\n");
+    drain_and_stop(&sv, d, sig, a.drain);
     return 0;
 }

@@ -26,7 +26,7 @@ typedef struct serve_params {
     char *prompt; /* completions */
     rsr_chat_message *messages;
     int32_t n_messages;
-    int32_t max_tokens; /* -1: not given */
+    int32_t max_tokens;         /* -1: not given */
     rsr_sampler_params sampler; /* min_p and repeat_penalty too (llama.cpp's server's fields) */
     int32_t repeat_last_n;      /* the tokens the penalty looks at (default 64) */
     bool has_seed;
@@ -121,5 +121,48 @@ void serve_release(serve_engine *e, serve_job *j);
 void serve_get_metrics(serve_engine *e, serve_metrics *out, int32_t *active, int32_t *queued);
 void serve_count_invalid(serve_engine *e);
 int32_t serve_ctx(const serve_engine *e);
+
+/* ---- serve_guard.c: who may use the server, and for how long a connection may take ---- */
+
+typedef struct serve_guard_params {
+    const char **keys; /* API keys (Bearer); none: no authentication */
+    int n_keys;
+    bool auth_probes;   /* /health and /metrics need the key too */
+    const char **hosts; /* names the Host header may carry besides IP literals and localhost ("*": any) */
+    int n_hosts;
+    const char **origins; /* cross-origin browser origins allowed (CORS; "*": any) */
+    int n_origins;
+    double header_timeout; /* from connecting (or the end of the last response) to a request's headers */
+    double body_timeout;   /* from a request's headers to the end of its body */
+} serve_guard_params;
+
+typedef struct serve_guard serve_guard;
+typedef struct serve_conn serve_conn;
+
+/* Starts the thread that ends connections past their deadline; NULL when it cannot. */
+serve_guard *serve_guard_start(const serve_guard_params *gp);
+void serve_guard_stop(serve_guard *g);
+/* The Host header's host is one this server answers to: an IP literal, localhost, or a listed
+ * name (DNS rebinding sends a name of the attacker's). A missing header (HTTP/1.0) passes. */
+bool serve_guard_host_ok(const serve_guard *g, const char *host_header);
+/* An Origin header against the Host: 0 none or the server's own origin, 1 a cross-origin origin
+ * allowed by --cors-origin (the reply carries the CORS headers), -1 refused. */
+int serve_guard_origin(const serve_guard *g, const char *origin, const char *host_header);
+/* Whether the path needs the key, and whether the Authorization header carries one (compared in
+ * constant time). */
+bool serve_guard_needs_key(const serve_guard *g, const char *path);
+bool serve_guard_key_ok(const serve_guard *g, const char *authorization);
+/* A connection accepted on socket fd (watched through a duplicate of its own, so that the socket
+ * number cannot be reused under the guard), waiting for its first request's headers. */
+serve_conn *serve_guard_conn_open(serve_guard *g, int fd);
+void serve_guard_conn_close(serve_guard *g, serve_conn *c);
+/* The connection's next deadline: SERVE_WAIT_HEADERS (a new request), SERVE_WAIT_BODY (a body
+ * being read) or SERVE_WAIT_NONE (the request is being served). A connection past its deadline is
+ * shut down, however many bytes it trickles in. */
+typedef enum { SERVE_WAIT_NONE, SERVE_WAIT_HEADERS, SERVE_WAIT_BODY } serve_wait_for;
+void serve_guard_conn_wait(serve_guard *g, serve_conn *c, serve_wait_for what);
+long serve_guard_reaped(const serve_guard *g);
+/* The client on socket fd has closed its end (or the socket failed): no one will read a reply. */
+bool serve_client_gone(int fd);
 
 #endif

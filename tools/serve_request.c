@@ -184,14 +184,38 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     return read_stop(r, root, p);
 }
 
+/* A \u0000 escape anywhere (escapes only occur inside strings): a backslash that is not itself
+ * escaped, followed by u0000. */
+static bool has_nul_escape(const char *s, size_t n) {
+    for (size_t i = 0; i + 5 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) return true;
+        i++; /* the escaped character, a backslash included */
+    }
+    return false;
+}
+
 bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char *err, size_t errlen,
                  const char **param) {
     memset(p, 0, sizeof *p);
     *param = NULL;
     reader r = {err, errlen, param};
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!root) {
         fail(&r, NULL, "the body is not valid JSON");
+        return false;
+    }
+    size_t at = (size_t)(end - body);
+    while (at < len && strchr(" \t\r\n", body[at]) && body[at]) at++;
+    if (at < len) { /* cJSON stops after the first value */
+        cJSON_Delete(root);
+        fail(&r, NULL, "the body is not valid JSON: more follows the object, at byte %zu", at);
+        return false;
+    }
+    if (has_nul_escape(body, len)) { /* a C string would end there: the text would be cut short */
+        cJSON_Delete(root);
+        fail(&r, NULL, "the body holds \\u0000 (a NUL character), which no prompt or message may contain");
         return false;
     }
     bool ok = read_all(&r, root, chat, p);

@@ -21,5 +21,5 @@ while ! grep -q "listening on" "$dir/serve.err" 2>/dev/null; do
     fi
     sleep 0.1
 done
-sed -n 's|.*listening on \(http://[0-9.:]*\)/.*|\1|p' "$dir/serve.err" >"$dir/url"
+sed -n 's|.*listening on \(http://[][0-9a-f.:]*\)/.*|\1|p' "$dir/serve.err" >"$dir/url"
 sed -n 's|.*pid \([0-9]*\)).*|\1|p' "$dir/serve.err" >"$dir/pid"

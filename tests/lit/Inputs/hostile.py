@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""hostile.py DIR COMMAND [ARGS]: what an attacker or a careless client does to the rsr-serve that
+Inputs/serve.sh started in DIR, each printing what it saw for FileCheck.
+
+  slow N SECONDS        N connections from 127.0.0.1 trickle a request's headers a byte a second
+                        while /health is asked from 127.0.0.2 (another client) at once and from
+                        127.0.0.1 until it answers: the statuses and how long each took
+  raw BYTES             BYTES (a Python literal) sent as they are; the status line of the reply
+  bigbody               headers announcing a body of 10^10 bytes: the status and the time to it
+  drain                 a stream running when the server gets SIGTERM: how it ended, and what a request
+                        made during the drain got
+  streams N             N streams opened and dropped after their first event
+"""
+import ast
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+server_dir = sys.argv[1]
+url = open(os.path.join(server_dir, "url")).read().strip()
+hostport = url.split("//", 1)[1]
+host, port = hostport.rsplit(":", 1)
+port = int(port)
+
+
+def connect(source="127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((source, 0))
+    s.connect((host, port))
+    return s
+
+
+def ask(path, source="127.0.0.1", timeout=10.0):
+    """GET path from the given source address: (status or 'refused'/'closed'/'timeout', seconds)."""
+    t0 = time.time()
+    try:
+        s = connect(source)
+    except OSError:
+        return "refused", time.time() - t0
+    s.settimeout(timeout)
+    try:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path.encode())
+        data = s.recv(4096)
+        return (data.split(b" ")[1].decode() if data else "closed"), time.time() - t0
+    except socket.timeout:
+        return "timeout", time.time() - t0
+    except OSError:
+        return "closed", time.time() - t0
+    finally:
+        s.close()
+
+
+def slow(n, seconds):
+    conns, stop = [], threading.Event()
+    for _ in range(n):
+        try:
+            s = connect()
+            s.sendall(b"G")
+            conns.append(s)
+        except OSError:
+            pass
+
+    def trickle():
+        while not stop.is_set():
+            for s in conns:
+                try:
+                    s.send(b"E")
+                except OSError:
+                    pass
+            time.sleep(1)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    time.sleep(0.5)
+    status, took = ask("/health", source="127.0.0.2")
+    print("other client: %s within 2 s: %s" % (status, took < 2))
+    t0 = time.time()
+    while time.time() - t0 < seconds + 10:
+        status, took = ask("/health", timeout=2)
+        if status == "200":
+            break
+        time.sleep(0.25)
+    print("same client: %s within %g s: %s" % (status, seconds + 3, time.time() - t0 < seconds + 3))
+    alive = 0
+    for s in conns:
+        try:
+            s.settimeout(0.01)
+            alive += s.recv(1) == b""  # b"": closed by the server
+        except socket.timeout:
+            pass
+        except OSError:
+            alive += 1
+    print("slow connections closed by the server: %s" % (alive == len(conns)))
+    stop.set()
+
+
+def raw(data):
+    s = connect()
+    s.settimeout(5)
+    s.sendall(data)
+    try:
+        reply = s.recv(4096)
+    except socket.timeout:
+        reply = b"<nothing in 5 s>"
+    print(reply.split(b"\r\n")[0].decode(errors="replace") if reply else "<closed>")
+
+
+def bigbody():
+    s = connect()
+    s.settimeout(5)
+    t0 = time.time()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000000\r\n\r\n{\"prompt\":")
+    reply = s.recv(4096)
+    print("%s within 1 s: %s" % (reply.split(b"\r\n")[0].decode(), time.time() - t0 < 1))
+
+
+def stream(body, out):
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=60) as r:
+        for line in r:
+            out.append(line.decode().strip())
+
+
+def drain():
+    pid = int(open(os.path.join(server_dir, "pid")).read())
+    events = []
+    th = threading.Thread(target=stream, args=({"prompt": "hi", "max_tokens": 2000, "stream": True}, events))
+    th.start()
+    while len(events) < 4:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.2)
+    try:
+        urllib.request.urlopen(urllib.request.Request(url + "/v1/completions", data=b'{"prompt": "x"}'), timeout=10)
+        print("during the drain: answered")
+    except urllib.error.HTTPError as e:
+        print("during the drain: %d %s" % (e.code, json.load(e)["error"]["message"]))
+    except OSError as e:
+        print("during the drain: %s" % e)
+    th.join()
+    data = [e[6:] for e in events if e.startswith("data: ")]
+    print("stream ended with [DONE]: %s" % (data[-1] == "[DONE]"))
+    last = json.loads(data[-2])
+    print("finish_reason %s, %d tokens" % (last["choices"][0]["finish_reason"], last["usage"]["completion_tokens"]))
+
+
+def streams(n):
+    socks = []
+    for _ in range(n):
+        s = connect()
+        body = b'{"prompt": "hi", "stream": true}'
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        socks.append(s)
+    time.sleep(0.3)
+    for s in socks:
+        s.close()
+    print("dropped %d streams" % n)
+
+
+cmd, args = sys.argv[2], sys.argv[3:]
+if cmd == "slow":
+    slow(int(args[0]), float(args[1]))
+elif cmd == "raw":
+    raw(ast.literal_eval(args[0]))
+elif cmd == "bigbody":
+    bigbody()
+elif cmd == "drain":
+    drain()
+elif cmd == "streams":
+    streams(int(args[0]))

@@ -4,7 +4,10 @@
  * hold (their arenas, which lets a fuzzer call a loader many times in one process).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdnoreturn.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -105,9 +108,77 @@ static void close_all_arenas(void) {
     while (nopen > 0) release_all(open_arenas[--nopen]);
 }
 
+/* ---- the watchdog: temporaries removed even after SIGKILL ----
+ * No handler runs on SIGKILL (nor on a crash past the signal handlers, nor when the OOM killer
+ * picks the compile), so a second process of its own watches: it learns each temporary as it is
+ * registered or released through a pipe, and when the pipe reaches its end — this process is
+ * gone, however it went — removes what is left. It is forked lazily, maybe while other threads
+ * run, so it does only async-signal-safe things (read, unlink, rmdir, _exit) on static memory. */
+enum { WATCH_MAX = 64, WATCH_PATH = 1024 };
+static int watch_fd = -1;
+
+static noreturn void watchdog(int in) {
+    static char paths[WATCH_MAX][WATCH_PATH], line[WATCH_PATH + 2];
+    static bool live[WATCH_MAX];
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &ign, NULL);
+    setsid(); /* out of the terminal's process group: a ^C is for the compile, which cleans up itself */
+    for (int fd = 0; fd < 1024; fd++)
+        if (fd != in) close(fd);
+    size_t n = 0;
+    char c;
+    while (read(in, &c, 1) == 1) { /* lines "+PATH" and "-PATH" */
+        if (c != '\n') {
+            if (n < sizeof line - 1) line[n++] = c;
+            continue;
+        }
+        line[n] = 0;
+        int slot = -1;
+        for (int i = 0; i < WATCH_MAX && slot < 0; i++)
+            if (line[0] == '+' ? !live[i] : live[i] && !strcmp(paths[i], line + 1)) slot = i;
+        if (slot >= 0 && line[0] == '+') memcpy(paths[slot], line + 1, n), live[slot] = true;
+        if (slot >= 0 && line[0] == '-') live[slot] = false;
+        n = 0;
+    }
+    for (int i = WATCH_MAX - 1; i >= 0; i--) /* files first: they were registered after their directory */
+        if (live[i] && unlink(paths[i]) != 0) rmdir(paths[i]);
+    _exit(0);
+}
+
+static void watch(char sign, const char *path) {
+    if (watch_fd < 0 && sign == '+') {
+        int p[2];
+        if (pipe(p) != 0) return;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(p[1]);
+            watchdog(p[0]);
+        }
+        close(p[0]);
+        if (pid < 0) {
+            close(p[1]);
+            return;
+        }
+        watch_fd = p[1];
+        fcntl(watch_fd, F_SETFD, FD_CLOEXEC); /* the compilers and linkers it runs do not hold it open */
+    }
+    size_t len = strlen(path);
+    if (watch_fd < 0 || len >= WATCH_PATH) return;
+    char buf[WATCH_PATH + 2];
+    buf[0] = sign;
+    memcpy(buf + 1, path, len);
+    buf[len + 1] = '\n';
+    if (write(watch_fd, buf, len + 2) < 0) { /* the watchdog is gone: the handlers still clean up */
+    }
+}
+
 void register_temp(const char *path) {
     temps = xrealloc(temps, sizeof *temps * (size_t)(ntemps + 1));
     temps[ntemps++] = xstrdup(path);
+    watch('+', path);
 }
 
 void release_temp(const char *path) {
@@ -115,6 +186,7 @@ void release_temp(const char *path) {
         if (temps[i] && strcmp(temps[i], path) == 0) {
             free(temps[i]);
             temps[i] = NULL;
+            watch('-', path);
         }
 }
 
@@ -342,4 +414,3 @@ __attribute__((constructor)) static void install_cleanup(void) {
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);
 }
-

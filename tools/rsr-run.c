@@ -19,6 +19,7 @@
 #include "chat_default.h"
 #include "edit_distance.h"
 #include "kv_types.h"
+#include "artifact_pin.h"
 #include "rsr-run.h"
 
 static void usage(FILE *out) {
@@ -115,8 +116,14 @@ static void usage(FILE *out) {
           "  -v, --verbose         say where the constants live, the threads and the CPU code's target\n"
           "  --info                print what the model is and how it was compiled\n"
           "  --tokenize            print the ids of the prompt (-p or -f) as --tokens takes them, and exit\n"
-          "  --verify              check the model's constants against the checksum rsrc recorded (a\n"
-          "                        file altered after compilation fails, naming it); alone: only that\n"
+          "  --verify              check the model's constants (weights, segment index, tokenizer) against\n"
+          "                        the checksum rsrc recorded: catches a damaged copy, not a forged one\n"
+          "                        (the checksum travels in the same file, and the code is not covered);\n"
+          "                        alone: only that. The model is loaded (its code runs) to check it\n"
+          "  --digest              print the SHA-256 of MODEL.so (as sha256sum does) without loading it:\n"
+          "                        the fingerprint to publish and pin\n"
+          "  --expect-digest SHA256  refuse to load MODEL.so unless its SHA-256 is this (checked before\n"
+          "                        any of its code runs; rsr-serve --digest, rsr.Model(digest=) the same)\n"
           "  -h, --help            this text; --version: the runtime API version this program speaks\n"
           "\n"
           "llama.cpp's spellings are taken where they mean the same: -m, -c/--ctx-size, -n/--n-predict,\n"
@@ -474,7 +481,8 @@ typedef struct cli_args {
     run_options o;
     const char *tokens_arg, *logits_path, *prompt_file, *model_opt, *max_memory;
     long threads, seed; /* seed -1: a new one each run */
-    int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify;
+    int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify, do_digest;
+    const char *expect_digest;
     /* options that only mean something beside others: refused alone rather than ignored */
     const char *louver_opt, *sampling_opt, *bench_opt, *text_opt, *chat_opt, *head_opt;
     int louver_policies;
@@ -517,6 +525,8 @@ enum {
     O_REPEAT,
     O_JSON,
     O_VERIFY,
+    O_DIGEST,
+    O_EXPECT_DIGEST,
     O_VERSION,
     O_PARALLEL,
     O_KV
@@ -562,6 +572,8 @@ static const struct option longs[] = {
     {"repeat", required_argument, 0, O_REPEAT},
     {"json", no_argument, 0, O_JSON},
     {"verify", no_argument, 0, O_VERIFY},
+    {"digest", no_argument, 0, O_DIGEST},
+    {"expect-digest", required_argument, 0, O_EXPECT_DIGEST},
     {"version", no_argument, 0, O_VERSION},
     {"parallel", required_argument, 0, O_PARALLEL},
     {"kv", required_argument, 0, O_KV},
@@ -669,6 +681,12 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_INFO: a->do_info = 1; break;
         case O_TOKENIZE: a->do_tokenize = 1; break;
         case O_VERIFY: a->do_verify = 1; break;
+        case O_DIGEST: a->do_digest = 1; break;
+        case O_EXPECT_DIGEST:
+            if (!artifact_digest_valid(optarg))
+                die("--expect-digest: '%s' is not a SHA-256 (64 hexadecimal digits)", optarg);
+            a->expect_digest = optarg;
+            break;
         case O_NOEOS: a->o.ignore_eos = 1; break;
         case O_CHAT: a->do_chat = 1; break;
         case O_TEMPLATE: a->chat_opt = "--chat-template", a->o.chat_template = optarg; break;
@@ -737,8 +755,16 @@ int main(int argc, char **argv) {
                   .seed = -1};
     if (parse_args(argc, argv, &a)) return 0;
     check_args(argc, argv, &a);
-    char err[1024];
-    if (rsr_api_load(&api, a.o.model_path, err, sizeof err) != 0) die("%s", err);
+    char err[1024], pinned[64];
+    if (a.do_digest) { /* the file's bytes only: nothing of it runs */
+        char hex[65];
+        if (artifact_digest(a.o.model_path, hex, err, sizeof err) != 0) die("%s", err);
+        printf("%s  %s\n", hex, a.o.model_path);
+        return 0;
+    }
+    if (a.expect_digest && artifact_pin(a.o.model_path, a.expect_digest, pinned, sizeof pinned, err, sizeof err) != 0)
+        die("%s", err);
+    if (rsr_api_load(&api, a.expect_digest ? pinned : a.o.model_path, err, sizeof err) != 0) die("%s", err);
 
     if (a.use_mmap && a.lock_memory) die("--mmap reads the file mapping and --mlock locks a copy: give one of them");
     rsr_model_params mp = {.num_threads = (int32_t)a.threads,

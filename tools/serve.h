@@ -158,7 +158,8 @@ serve_conn *serve_guard_conn_open(serve_guard *g, int fd);
 void serve_guard_conn_close(serve_guard *g, serve_conn *c);
 /* The connection's next deadline: SERVE_WAIT_HEADERS (a new request), SERVE_WAIT_BODY (a body
  * being read) or SERVE_WAIT_NONE (the request is being served). A connection past its deadline is
- * shut down, however many bytes it trickles in. */
+ * shut down, however many bytes it trickles in: with a 408 when part of a request had come, with
+ * no word when it was idle between requests. */
 typedef enum { SERVE_WAIT_NONE, SERVE_WAIT_HEADERS, SERVE_WAIT_BODY } serve_wait_for;
 void serve_guard_conn_wait(serve_guard *g, serve_conn *c, serve_wait_for what);
 long serve_guard_reaped(const serve_guard *g);

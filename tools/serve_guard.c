@@ -13,9 +13,12 @@
  * request's headers and one for its body, and a thread shuts down the connections past theirs.
  */
 #include <arpa/inet.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <ctype.h>
 #include <errno.h>
-#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,6 +31,8 @@
 struct serve_conn {
     int fd;          /* a duplicate of the connection's socket: ours to shut down and close */
     double deadline; /* monotonic seconds; 0: none */
+    bool body;       /* the deadline is a body's */
+    uint64_t bytes;  /* received when its wait for a request's headers began */
     serve_conn *prev, *next;
 };
 
@@ -47,6 +52,26 @@ static double mono(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static uint64_t received(int fd) {
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_bytes_received : 0;
+}
+
+/* A request cut at its deadline is told so (the library has sent nothing yet on it). */
+static void time_out(int fd) {
+    static const char body[] = "{\"error\":{\"message\":\"the request took too long to arrive\",\"type\":"
+                               "\"invalid_request_error\",\"param\":null,\"code\":\"request_timeout\"}}";
+    char reply[512];
+    int n = snprintf(reply, sizeof reply,
+                     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     sizeof body - 1, body);
+    if (n > 0 && send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    } /* a peer that is gone or reads nothing: the shutdown follows either way */
+}
+
 static void *reaper(void *arg) {
     serve_guard *g = arg;
     pthread_mutex_lock(&g->lock);
@@ -54,6 +79,7 @@ static void *reaper(void *arg) {
         double now = mono();
         for (serve_conn *c = g->head.next; c != &g->head; c = c->next)
             if (c->deadline > 0 && now > c->deadline) {
+                if (c->body || received(c->fd) > c->bytes) time_out(c->fd); /* idle: closed without a word */
                 shutdown(c->fd, SHUT_RDWR); /* the connection's thread sees the end and closes it */
                 c->deadline = 0, g->reaped++;
             }
@@ -103,6 +129,7 @@ serve_conn *serve_guard_conn_open(serve_guard *g, int fd) {
     }
     pthread_mutex_lock(&g->lock);
     c->deadline = mono() + g->p.header_timeout;
+    c->bytes = 0;
     c->next = g->head.next, c->prev = &g->head;
     g->head.next->prev = c, g->head.next = c;
     pthread_mutex_unlock(&g->lock);
@@ -124,6 +151,8 @@ void serve_guard_conn_wait(serve_guard *g, serve_conn *c, serve_wait_for what) {
     c->deadline = what == SERVE_WAIT_HEADERS ? mono() + g->p.header_timeout
                   : what == SERVE_WAIT_BODY  ? mono() + g->p.body_timeout
                                              : 0;
+    c->body = what == SERVE_WAIT_BODY;
+    if (what == SERVE_WAIT_HEADERS) c->bytes = received(c->fd);
     pthread_mutex_unlock(&g->lock);
 }
 

@@ -9,115 +9,54 @@
 Every failing call raises rsr.Error carrying the runtime's status and message. Greedy decoding
 (temperature 0, the default) goes through the certified greedy head, sampling through
 rsr_session_eval_sample: the same tokens rsr-run gives for the same prompt and seed.
+
+Arguments are checked before any work, with rsr-run's ranges (temperature in [0, 100], top_p and
+min_p in [0, 1], top_k >= 0, repeat_penalty in [0.01, 100], ...): a value outside raises
+ValueError naming the argument and the range it accepts; so does a token id of a prompt given as
+ids outside [0, vocab_size).
+
+Threads: one Model may be shared by several threads. Calls on the model and its tokenizer
+(tokenize, detokenize, chat templates, text pieces, making and freeing sessions and batches) take
+turns on a lock of the Model; each Session has a lock of its own, so that one Session used from
+two threads takes turns too, while distinct sessions (every generate call makes its own)
+evaluate at the same time, as rsr.h allows.
+
+Closing: Model.close() (or the end of its with block) first closes the sessions it made, waiting
+for a call running on one to return, and then the model. Any later use of the model, of one of
+those sessions, of a closed Session, or of a generator made before raises rsr.Error saying that
+the model or session is closed.
+
+Loading: Model(path) refuses, with rsr.Error, a file that is not a model compiled by this version
+of rsrc (a checkpoint, a directory, another shared object, a truncated one). Model(path,
+digest="sha256:...") also refuses one whose SHA-256 (as sha256sum prints it) differs, before
+loading it: the bytes hashed are the bytes loaded, read through one file descriptor.
 """
+import contextlib
 import ctypes
-import os
+import functools
 import random
+import threading
+import weakref
+from importlib import metadata
 from typing import Iterator, List, Optional, Sequence
 
-__all__ = ["Error", "Model", "Session", "API_VERSION"]
-API_VERSION = 9
+from ._args import _INT32_MAX, _INT32_MIN, _SEED_MAX, _int_arg, _sampler, _stop_arg, _token_ids
+from ._artifact import (API_VERSION, _I32P, _P, _ChatMessage, _Info, _ModelParams, _Sampler, _Seq, _SessionParams,
+                        _TokenizerInfo, _digest_arg, _load)
+from ._artifact import _check_elf  # noqa: F401 - rsr._check_elf still (_load calls _artifact's)
+from ._errors import _ERR_INVALID, Error
+
+__all__ = ["Error", "Model", "Session", "API_VERSION", "__version__"]
+_VERSION = "0.1.0"  # python/pyproject.toml's version, for a package run uninstalled (a test keeps them equal)
+try:
+    __version__ = metadata.version("rsr")
+except metadata.PackageNotFoundError:  # pragma: no cover - run from the source tree
+    __version__ = _VERSION
 
 try:  # logits as an array where numpy is there
     import numpy as _np
 except ImportError:  # pragma: no cover - depends on the environment
     _np = None
-
-_STATUS = {0: "ok", 1: "invalid argument", 2: "out of memory", 3: "ABI mismatch", 4: "context full",
-           5: "bad token", 6: "internal error", 7: "not found", 8: "format", 9: "buffer too small",
-           10: "device"}
-
-
-class Error(Exception):
-    """A runtime call failed: .status is the rsr_status, str(e) the runtime's message."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.status_name = _STATUS.get(status, str(status))
-
-
-class _Info(ctypes.Structure):
-    _fields_ = [("architecture", ctypes.c_char_p), ("target", ctypes.c_char_p), ("compiler", ctypes.c_char_p),
-                ("hidden_size", ctypes.c_int32), ("intermediate_size", ctypes.c_int32),
-                ("num_layers", ctypes.c_int32), ("num_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32),
-                ("head_dim", ctypes.c_int32), ("vocab_size", ctypes.c_int32), ("max_positions", ctypes.c_int32),
-                ("bos_token_id", ctypes.c_int32), ("eos_token_id", ctypes.c_int32),
-                ("num_matrices", ctypes.c_int32), ("device", ctypes.c_char_p), ("gpu_arch", ctypes.c_char_p),
-                ("num_threads", ctypes.c_int32), ("constants", ctypes.c_char_p)]
-
-
-class _ModelParams(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int32), ("device", ctypes.c_int32), ("lock_memory", ctypes.c_int32),
-                ("load", ctypes.c_int32)]
-
-
-class _SessionParams(ctypes.Structure):
-    _fields_ = [("max_positions", ctypes.c_int32), ("attention", ctypes.c_int32), ("louver_policy", ctypes.c_int32),
-                ("louver_eps", ctypes.c_float), ("louver_tau", ctypes.c_float), ("louver_budget", ctypes.c_float),
-                ("louver_block", ctypes.c_int32), ("louver_subspaces", ctypes.c_int32), ("batch", ctypes.c_int32),
-                ("kv_type", ctypes.c_int32)]
-
-
-class _Sampler(ctypes.Structure):
-    _fields_ = [("temperature", ctypes.c_float), ("top_k", ctypes.c_int32), ("top_p", ctypes.c_float),
-                ("min_p", ctypes.c_float), ("repeat_penalty", ctypes.c_float),
-                ("recent", ctypes.POINTER(ctypes.c_int32)), ("n_recent", ctypes.c_int32)]
-
-
-class _TokenizerInfo(ctypes.Structure):
-    _fields_ = [("kind", ctypes.c_char_p), ("vocab_size", ctypes.c_int32), ("num_added_tokens", ctypes.c_int32),
-                ("bos_token_id", ctypes.c_int32), ("eos_token_id", ctypes.c_int32), ("eot_token_id", ctypes.c_int32),
-                ("chat_template", ctypes.c_char_p)]
-
-
-class _ChatMessage(ctypes.Structure):
-    _fields_ = [("role", ctypes.c_char_p), ("content", ctypes.c_char_p)]
-
-
-class _Seq(ctypes.Structure):
-    _fields_ = [("session", ctypes.c_void_p), ("tokens", ctypes.POINTER(ctypes.c_int32)), ("n", ctypes.c_int32),
-                ("output", ctypes.c_int32), ("logits", ctypes.POINTER(ctypes.c_float)),
-                ("token", ctypes.POINTER(ctypes.c_int32)), ("sampler", ctypes.POINTER(_Sampler)),
-                ("rng", ctypes.POINTER(ctypes.c_uint64)), ("tail", ctypes.POINTER(ctypes.c_double))]
-
-
-_P = ctypes.c_void_p
-_I32P = ctypes.POINTER(ctypes.c_int32)
-_SIGNATURES = {
-    "rsr_api_version": (ctypes.c_uint32, []),
-    "rsr_model_open": (ctypes.c_int, [ctypes.POINTER(_P), ctypes.POINTER(_ModelParams)]),
-    "rsr_model_close": (None, [_P]),
-    "rsr_model_errmsg": (ctypes.c_char_p, [_P]),
-    "rsr_model_get_info": (ctypes.c_int, [_P, ctypes.POINTER(_Info)]),
-    "rsr_model_manifest": (ctypes.c_char_p, [_P]),
-    "rsr_model_tokenizer": (ctypes.c_int, [_P, ctypes.POINTER(_P)]),
-    "rsr_session_create": (ctypes.c_int, [_P, ctypes.POINTER(_SessionParams), ctypes.POINTER(_P)]),
-    "rsr_session_free": (None, [_P]),
-    "rsr_session_errmsg": (ctypes.c_char_p, [_P]),
-    "rsr_session_reset": (ctypes.c_int, [_P]),
-    "rsr_session_position": (ctypes.c_int32, [_P]),
-    "rsr_session_eval": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)]),
-    "rsr_session_eval_greedy": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, _I32P]),
-    "rsr_session_eval_sample": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(_Sampler),
-                                                ctypes.POINTER(ctypes.c_uint64), _I32P,
-                                                ctypes.POINTER(ctypes.c_double)]),
-    "rsr_tokenizer_errmsg": (ctypes.c_char_p, [_P]),
-    "rsr_tokenizer_get_info": (ctypes.c_int, [_P, ctypes.POINTER(_TokenizerInfo)]),
-    "rsr_tokenizer_encode": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_ssize_t, ctypes.c_uint32, _I32P,
-                                             ctypes.c_int32, _I32P]),
-    "rsr_tokenizer_decode": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p,
-                                             ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
-    "rsr_tokenizer_token_piece": (ctypes.c_void_p, [_P, ctypes.c_int32, ctypes.POINTER(ctypes.c_size_t)]),
-    "rsr_tokenizer_is_special": (ctypes.c_int, [_P, ctypes.c_int32]),
-    "rsr_tokenizer_apply_chat_template": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.POINTER(_ChatMessage),
-                                                          ctypes.c_int32, ctypes.c_int, ctypes.c_char_p,
-                                                          ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
-    "rsr_batch_create": (ctypes.c_int, [_P, ctypes.c_int32, ctypes.POINTER(_P)]),
-    "rsr_batch_free": (None, [_P]),
-    "rsr_batch_errmsg": (ctypes.c_char_p, [_P]),
-    "rsr_batch_eval": (ctypes.c_int, [_P, ctypes.POINTER(_Seq), ctypes.c_int32]),
-}
 
 _ENCODE_ADD_SPECIAL, _ENCODE_PARSE_SPECIAL, _DECODE_SKIP_SPECIAL = 1, 2, 1
 _OUTPUT_NONE, _OUTPUT_SAMPLE = 0, 3
@@ -129,9 +68,19 @@ def _ids(tokens: Sequence[int]):
 
 def _rng_for(seed: Optional[int]) -> int:
     """rsr-run's random state for a seed (run_common.c): the same draws for the same seed."""
-    if seed is None:
+    if seed is None or seed == -1:
         seed = random.getrandbits(63)
     return (seed * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
+
+
+def _serialised(method):
+    """method, run holding its handle's lock once the handle is known to be open."""
+    @functools.wraps(method)
+    def run(self, *args, **kw):
+        with self._lock:
+            self._check_open()
+            return method(self, *args, **kw)
+    return run
 
 
 class _Handle:
@@ -150,49 +99,87 @@ class _Handle:
         self.close()
 
 
+class _Chat:
+    """A chat prompt: messages and a template name, made into token ids by Model._prompt_ids."""
+
+    def __init__(self, messages, template: Optional[str]):
+        self.messages, self.template = messages, template
+
+
 class Model(_Handle):
     """A compiled model (model.so), opened on the CPU with `threads` threads (0: every CPU the
-    process may run on)."""
+    process may run on). digest: the file's SHA-256 ("sha256:" before it or not); a file with
+    another is refused before it is loaded."""
 
-    def __init__(self, path: str, threads: int = 0):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such file (compile a model first: rsrc MODEL_DIR -o {path})")
+    _m = None  # the rsr_model handle; None once closed (or never opened)
+
+    def __init__(self, path: str, threads: int = 0, digest: Optional[str] = None):
+        threads = _int_arg("threads", threads, 0, 1024)
+        digest = _digest_arg(digest)
         self.path = path
-        self._lib = ctypes.CDLL(os.path.abspath(path), mode=getattr(os, "RTLD_LOCAL", 0) | os.RTLD_NOW)
-        for name, (res, args) in _SIGNATURES.items():
-            fn = getattr(self._lib, name)
-            fn.restype, fn.argtypes = res, args
-        version = self._lib.rsr_api_version()
-        if version != API_VERSION:
-            raise Error(3, f"{path} speaks rsr API version {version}; this package speaks {API_VERSION}")
-        self._m = _P()
-        params = _ModelParams(num_threads=threads, device=1)  # the CPU: batches and the int8 heads live there
-        st = self._lib.rsr_model_open(ctypes.byref(self._m), ctypes.byref(params))
-        if st:
-            msg = self._lib.rsr_model_errmsg(self._m).decode(errors="replace")
-            self._lib.rsr_model_close(self._m)
-            self._m = None
-            raise Error(st, msg)
-        info = _Info()
-        self._lib.rsr_model_get_info(self._m, ctypes.byref(info))
-        self.info = {name: (getattr(info, name).decode() if isinstance(getattr(info, name), bytes)
-                            else getattr(info, name)) for name, _ in _Info._fields_}
-        self.vocab_size = info.vocab_size
-        self._tok = _P()
-        self._tok_info = None
+        self._lock, self._children, self._closing = threading.RLock(), weakref.WeakSet(), False
+        self._lib, self._name = _load(path, digest)
+        self._open(threads)
+        self._tok, self._tok_info = _P(), None
         if self._lib.rsr_model_tokenizer(self._m, ctypes.byref(self._tok)) == 0:
-            ti = _TokenizerInfo()
-            self._lib.rsr_tokenizer_get_info(self._tok, ctypes.byref(ti))
-            self._tok_info = ti
+            self._tok_info = _TokenizerInfo()
+            self._lib.rsr_tokenizer_get_info(self._tok, ctypes.byref(self._tok_info))
         else:
             self._tok = None
 
+    def _open(self, threads: int):
+        m = _P()
+        params = _ModelParams(num_threads=threads, device=1)  # the CPU: batches and the int8 heads live there
+        st = self._lib.rsr_model_open(ctypes.byref(m), ctypes.byref(params))
+        if st:
+            msg = self._lib.rsr_model_errmsg(m).decode(errors="replace").replace(self._name, self.path)
+            self._lib.rsr_model_close(m)
+            raise Error(st, msg)
+        self._m = m
+        info = _Info()
+        self._lib.rsr_model_get_info(m, ctypes.byref(info))
+        self.info = {name: (getattr(info, name).decode() if isinstance(getattr(info, name), bytes)
+                            else getattr(info, name)) for name, _ in _Info._fields_}
+        self.info["constants"] = self.info["constants"].replace(self._name, self.path)  # not /proc/self/fd/N
+        self.vocab_size = info.vocab_size
+
     def close(self):
-        if getattr(self, "_m", None):
-            self._lib.rsr_model_close(self._m)
-            self._m = None
+        """Closes the sessions this model made (waiting for a call running on one), then the model.
+        Safe from any thread, and more than once."""
+        if self._m is None:
+            return
+        with self._lock:
+            self._closing = True  # no new session or batch from here on
+            children = list(self._children)
+        for child in children:
+            child.close()
+        with self._lock:
+            if self._m is not None:
+                self._lib.rsr_model_close(self._m)
+                self._m = self._tok = None
 
     @property
+    def closed(self) -> bool:
+        return self._m is None or self._closing
+
+    def _check_open(self):
+        if self.closed:
+            raise Error(_ERR_INVALID, f"{self.path}: the model is closed")
+
+    @_serialised
+    def _adopt(self, child: _Handle, open_child):
+        """open_child(model handle) opens child's handle, which is then closed before the model."""
+        open_child(self._m)
+        self._children.add(child)
+
+    def _release(self, child: _Handle, free, handle):
+        """free(handle): child's, which it closes holding its own lock."""
+        with self._lock:
+            free(handle)
+            self._children.discard(child)
+
+    @property
+    @_serialised
     def manifest(self) -> str:
         return self._lib.rsr_model_manifest(self._m).decode()
 
@@ -200,6 +187,10 @@ class Model(_Handle):
         if not self._tok:
             raise Error(7, f"{self.path} was compiled without a tokenizer: give token ids")
 
+    def _tok_error(self, st: int) -> Error:
+        return Error(st, self._lib.rsr_tokenizer_errmsg(self._tok).decode(errors="replace"))
+
+    @_serialised
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> List[int]:
         self._check_tok()
         data = text.encode()
@@ -211,23 +202,25 @@ class Model(_Handle):
             buf = (ctypes.c_int32 * n.value)()
             st = self._lib.rsr_tokenizer_encode(self._tok, data, len(data), flags, buf, n.value, ctypes.byref(n))
         if st:
-            raise Error(st, self._lib.rsr_tokenizer_errmsg(self._tok).decode(errors="replace"))
+            raise self._tok_error(st)
         return list(buf[:n.value])
 
+    @_serialised
     def detokenize(self, ids: Sequence[int], skip_special: bool = True) -> str:
         self._check_tok()
+        ids = _ids(_token_ids(ids, "ids", _INT32_MIN, _INT32_MAX + 1))  # the tokenizer checks the vocabulary
         flags = _DECODE_SKIP_SPECIAL if skip_special else 0
         n, cap = ctypes.c_size_t(), 16 * len(ids) + 16
         buf = ctypes.create_string_buffer(cap)
-        st = self._lib.rsr_tokenizer_decode(self._tok, _ids(ids), len(ids), flags, buf, cap, ctypes.byref(n))
+        st = self._lib.rsr_tokenizer_decode(self._tok, ids, len(ids), flags, buf, cap, ctypes.byref(n))
         if st == 9:
             buf = ctypes.create_string_buffer(n.value + 1)
-            st = self._lib.rsr_tokenizer_decode(self._tok, _ids(ids), len(ids), flags, buf, n.value + 1,
-                                                ctypes.byref(n))
+            st = self._lib.rsr_tokenizer_decode(self._tok, ids, len(ids), flags, buf, n.value + 1, ctypes.byref(n))
         if st:
-            raise Error(st, self._lib.rsr_tokenizer_errmsg(self._tok).decode(errors="replace"))
+            raise self._tok_error(st)
         return buf.raw[:n.value].decode(errors="replace")
 
+    @_serialised
     def _piece(self, token: int) -> bytes:
         n = ctypes.c_size_t()
         p = self._lib.rsr_tokenizer_token_piece(self._tok, token, ctypes.byref(n))
@@ -244,87 +237,143 @@ class Model(_Handle):
     def session(self, max_positions: int = 0, kv: str = "bf16") -> "Session":
         return Session(self, max_positions, kv)
 
+    def _prompt_ids(self, prompt) -> List[int]:
+        """A prompt's token ids: text tokenized, a chat through its template, ids checked."""
+        self._check_open()
+        if isinstance(prompt, str):
+            return self.tokenize(prompt)
+        if isinstance(prompt, _Chat):
+            return self.tokenize(self._chat_text(prompt), add_special=False)
+        return _token_ids(prompt, "prompt", 0, self.vocab_size)
+
     def generate(self, prompt, max_tokens: int = 256, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                  seed: Optional[int] = None, stop: Sequence[str] = (), ignore_eos: bool = False,
                  min_p: float = 0.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64) -> Iterator[str]:
         """The continuation of prompt (text, or a list of token ids), as text pieces while they are
-        generated: whole characters only, never past the start of a stop string. min_p and
-        repeat_penalty (over the last repeat_last_n tokens) as rsr-run's --min-p and --repeat-penalty."""
-        ids = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        sampler = _Sampler(temperature, top_k, top_p, min_p, repeat_penalty)
+        generated: whole characters only, never past the start of a stop string (stop: one, or a
+        list). min_p and repeat_penalty (over the last repeat_last_n tokens) as rsr-run's --min-p and
+        --repeat-penalty; seed None (or -1): a random one. The arguments are checked here, before
+        the first token."""
+        sampler = _sampler(temperature, top_k, top_p, min_p, repeat_penalty)
+        max_tokens = _int_arg("max_tokens", max_tokens, 0, 1 << 24)
+        repeat_last_n = _int_arg("repeat_last_n", repeat_last_n, 0, 1 << 20)
+        rng = _rng_for(None if seed is None else _int_arg("seed", seed, -1, _SEED_MAX))
+        stop = _stop_arg(stop)
+        ids = self._prompt_ids(prompt)
+        return self._generate(ids, sampler, max_tokens, repeat_last_n, rng, stop, ignore_eos)
+
+    def _generate(self, ids, sampler, max_tokens, repeat_last_n, rng, stop, ignore_eos) -> Iterator[str]:
         with self.session() as s:
-            tokens = s._decode(ids, max_tokens, sampler, repeat_last_n, seed, ignore_eos)
-            yield from _Text(self, tokens, stop)
+            yield from _Text(self, s._decode(ids, max_tokens, sampler, repeat_last_n, rng, ignore_eos), stop)
 
     def complete(self, prompt, **kw) -> str:
         return "".join(self.generate(prompt, **kw))
 
     def chat(self, messages, template: Optional[str] = None, **kw) -> Iterator[str]:
         """The assistant's reply to messages ([{"role", "content"}]), streamed as generate streams."""
+        return self.generate(_Chat(messages, template), **kw)
+
+    @_serialised
+    def _chat_text(self, chat: _Chat) -> str:
         self._check_tok()
-        arr = (_ChatMessage * len(messages))(*[_ChatMessage(m["role"].encode(), m["content"].encode())
-                                              for m in messages])
-        name = template.encode() if template else None
+        arr = (_ChatMessage * len(chat.messages))(*[_ChatMessage(m["role"].encode(), m["content"].encode())
+                                                   for m in chat.messages])
+        name = chat.template.encode() if chat.template else None
         if not name and self._tok_info and self._tok_info.chat_template == b"llama3" and \
                 self.info["architecture"] == "BitNetForCausalLM":
             name = b"bitnet"  # as rsr-run --chat and rsr-serve choose
         n, cap = ctypes.c_size_t(), 4096
         for _ in range(2):
             buf = ctypes.create_string_buffer(cap)
-            st = self._lib.rsr_tokenizer_apply_chat_template(self._tok, name, arr, len(messages), 1, buf, cap,
+            st = self._lib.rsr_tokenizer_apply_chat_template(self._tok, name, arr, len(arr), 1, buf, cap,
                                                              ctypes.byref(n))
             if st != 9:
                 break
             cap = n.value + 1
         if st:
-            raise Error(st, self._lib.rsr_tokenizer_errmsg(self._tok).decode(errors="replace"))
-        ids = self.tokenize(buf.raw[:n.value].decode(), add_special=False)
-        return self.generate(ids, **kw)
+            raise self._tok_error(st)
+        return buf.raw[:n.value].decode()
 
     def generate_many(self, prompts: Sequence, max_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
                       top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = ()) -> List[str]:
         """Continuations of several prompts stepped together through one batch (rsr_batch_eval):
         prompt i gets what generate(prompt, seed=seed + i) gives alone."""
-        lib = self._lib
-        batch = _P()
-        st = lib.rsr_batch_create(self._m, 0, ctypes.byref(batch))
+        sampler = _sampler(temperature, top_k, top_p)
+        max_tokens = _int_arg("max_tokens", max_tokens, 0, 1 << 24)
+        seed = _int_arg("seed", seed, 0, _SEED_MAX)
+        stop = _stop_arg(stop)
+        ids = [self._prompt_ids(p) for p in prompts]
+        with _Batch(self) as batch, contextlib.ExitStack() as stack:
+            sessions = [stack.enter_context(Session(self)) for _ in ids]
+            out = batch.generate(sessions, ids, max_tokens, sampler, seed, self._stop_ids())
+        return ["".join(_Text(self, iter(o), stop)) for o in out]
+
+
+class _Batch(_Handle):
+    """A batch of the model (rsr_batch), stepping sessions together; closed before the model."""
+
+    _b = None
+
+    def __init__(self, model: Model):
+        self.model, self._lib = model, model._lib
+        self._lock = threading.RLock()
+        model._adopt(self, self._open)
+
+    def _open(self, m):
+        b = _P()
+        st = self._lib.rsr_batch_create(m, 0, ctypes.byref(b))
         if st:
-            msg = lib.rsr_batch_errmsg(batch).decode(errors="replace")
-            lib.rsr_batch_free(batch)
+            msg = self._lib.rsr_batch_errmsg(b).decode(errors="replace")
+            self._lib.rsr_batch_free(b)
             raise Error(st, msg)
-        sessions = [Session(self, 0) for _ in prompts]
-        try:
-            ids = [self.tokenize(p) if isinstance(p, str) else list(p) for p in prompts]
-            out = [[] for _ in prompts]
-            done = [False] * len(prompts)
-            rngs = [ctypes.c_uint64(_rng_for(seed + i)) for i in range(len(prompts))]
-            toks = [ctypes.c_int32() for _ in prompts]
-            sampler = _Sampler(temperature, top_k, top_p)
-            stops = self._stop_ids()
-            feed = [_ids(x) for x in ids]
-            while not all(done):
-                live = [i for i in range(len(prompts)) if not done[i]]
-                seqs = (_Seq * len(live))()
-                for k, i in enumerate(live):
-                    seqs[k] = _Seq(sessions[i]._s, ctypes.cast(feed[i], _I32P), len(feed[i]), _OUTPUT_SAMPLE, None,
-                                   ctypes.pointer(toks[i]), ctypes.pointer(sampler), ctypes.pointer(rngs[i]), None)
-                st = lib.rsr_batch_eval(batch, seqs, len(live))
-                if st:
-                    raise Error(st, lib.rsr_batch_errmsg(batch).decode(errors="replace"))
-                for i in live:
-                    t = toks[i].value
-                    if t in stops or len(out[i]) >= max_tokens:
-                        done[i] = True
-                        continue
-                    out[i].append(t)
-                    feed[i] = _ids([t])
-                    if len(out[i]) >= max_tokens or sessions[i].position >= sessions[i].max_positions:
-                        done[i] = True
-            return ["".join(_Text(self, iter(o), stop)) for o in out]
-        finally:
-            for s in sessions:
-                s.close()
-            lib.rsr_batch_free(batch)
+        self._b = b
+
+    def close(self):
+        if self._b is None:
+            return
+        with self._lock:
+            if self._b is not None:
+                self.model._release(self, self._lib.rsr_batch_free, self._b)
+                self._b = None
+
+    def _check_open(self):
+        if self._b is None:
+            self.model._check_open()
+            raise Error(_ERR_INVALID, "the batch is closed")
+
+    @_serialised
+    def _eval(self, steps, sampler: _Sampler):
+        """One step of each (session, feed, token, rng), holding every session's lock."""
+        with contextlib.ExitStack() as held:
+            for s, *_ in steps:
+                held.enter_context(s._lock)
+                s._check_open()
+            seqs = (_Seq * len(steps))(*[_Seq(s._s, ctypes.cast(feed, _I32P), len(feed), _OUTPUT_SAMPLE, None,
+                                              ctypes.pointer(tok), ctypes.pointer(sampler), ctypes.pointer(rng),
+                                              None) for s, feed, tok, rng in steps])
+            st = self._lib.rsr_batch_eval(self._b, seqs, len(steps))
+            if st:
+                raise Error(st, self._lib.rsr_batch_errmsg(self._b).decode(errors="replace"))
+
+    def generate(self, sessions, ids, max_tokens, sampler, seed, stops) -> List[List[int]]:
+        """The tokens each session generates after its prompt, seed + i drawing for session i."""
+        n = len(sessions)
+        out, done = [[] for _ in range(n)], [False] * n
+        rngs = [ctypes.c_uint64(_rng_for(seed + i)) for i in range(n)]
+        toks = [ctypes.c_int32() for _ in range(n)]
+        feed = [_ids(x) for x in ids]
+        while not all(done):
+            live = [i for i in range(n) if not done[i]]
+            self._eval([(sessions[i], feed[i], toks[i], rngs[i]) for i in live], sampler)
+            for i in live:
+                t = toks[i].value
+                if t in stops or len(out[i]) >= max_tokens:
+                    done[i] = True
+                    continue
+                out[i].append(t)
+                feed[i] = _ids([t])
+                done[i] = len(out[i]) >= max_tokens or sessions[i].position >= sessions[i].max_positions
+        return out
 
 
 def _complete(b: bytes, n: int) -> int:
@@ -365,67 +414,94 @@ class _Text:
 
 class Session(_Handle):
     """A KV cache of max_positions tokens (0: the model's) and the position in it. kv: the cache's
-    element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type)."""
+    element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type). Its calls take
+    turns on a lock of its own: other sessions of the model run meanwhile."""
 
     KV_TYPES = ("f32", "bf16", "f16", "q8")  # rsr_kv_type, in its order
     ATTENTION_AUTO = 2  # RSR_ATTENTION_AUTO: rsr_session_default_params()'s attention
+    _s = None  # the rsr_session handle; None once closed (or never opened)
 
     def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16"):
-        self.model, self._lib = model, model._lib
-        self._s = _P()
         if kv not in self.KV_TYPES:
             raise ValueError(f"kv {kv!r} is not one of {', '.join(self.KV_TYPES)}")
-        params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv),
-                                attention=self.ATTENTION_AUTO)
-        st = self._lib.rsr_session_create(model._m, ctypes.byref(params), ctypes.byref(self._s))
-        if st:
-            raise Error(st, self._lib.rsr_model_errmsg(model._m).decode(errors="replace"))
+        max_positions = _int_arg("max_positions", max_positions, 0, _INT32_MAX)
+        self.model, self._lib = model, model._lib
+        self._lock = threading.RLock()
+        self._params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv),
+                                      attention=self.ATTENTION_AUTO)
+        model._adopt(self, self._open)
         self.max_positions = max_positions or model.info["max_positions"]
 
+    def _open(self, m):
+        s = _P()
+        st = self._lib.rsr_session_create(m, ctypes.byref(self._params), ctypes.byref(s))
+        if st:
+            raise Error(st, self._lib.rsr_model_errmsg(m).decode(errors="replace"))
+        self._s = s
+
     def close(self):
-        if getattr(self, "_s", None):
-            self._lib.rsr_session_free(self._s)
-            self._s = None
+        if self._s is None:
+            return
+        with self._lock:
+            if self._s is not None:
+                self.model._release(self, self._lib.rsr_session_free, self._s)
+                self._s = None
+
+    def _check_open(self):
+        if self._s is None:
+            self.model._check_open()  # closing the model closed its sessions: say so
+            raise Error(_ERR_INVALID, "the session is closed")
 
     def _check(self, st):
         if st:
             raise Error(st, self._lib.rsr_session_errmsg(self._s).decode(errors="replace"))
 
     @property
+    @_serialised
     def position(self) -> int:
         return self._lib.rsr_session_position(self._s)
 
+    @_serialised
     def reset(self):
         self._check(self._lib.rsr_session_reset(self._s))
 
+    @_serialised
     def eval(self, tokens: Sequence[int]):
         """Appends tokens; the exact logits of the last one (a numpy array when numpy is there)."""
+        ids = _ids(_token_ids(tokens, "tokens", _INT32_MIN, _INT32_MAX + 1))  # the runtime checks the vocabulary
         logits = (ctypes.c_float * self.model.vocab_size)()
-        self._check(self._lib.rsr_session_eval(self._s, _ids(tokens), len(tokens), logits))
+        self._check(self._lib.rsr_session_eval(self._s, ids, len(ids), logits))
         return _np.ctypeslib.as_array(logits).copy() if _np is not None else list(logits)
 
+    @_serialised
     def eval_greedy(self, tokens: Sequence[int]) -> int:
         """Appends tokens; the greedy next token (certified: the argmax of the exact logits)."""
+        ids = _ids(_token_ids(tokens, "tokens", _INT32_MIN, _INT32_MAX + 1))
         t = ctypes.c_int32()
-        self._check(self._lib.rsr_session_eval_greedy(self._s, _ids(tokens), len(tokens), ctypes.byref(t)))
+        self._check(self._lib.rsr_session_eval_greedy(self._s, ids, len(ids), ctypes.byref(t)))
         return t.value
 
-    def _decode(self, ids, max_tokens, sampler, repeat_last_n, seed, ignore_eos):
-        rng = ctypes.c_uint64(_rng_for(seed))
+    @_serialised
+    def _sample(self, feed, sampler: _Sampler, rng, t) -> int:
+        """Appends feed and draws the next token into t; the position after."""
+        self._check(self._lib.rsr_session_eval_sample(self._s, feed, len(feed), ctypes.byref(sampler),
+                                                      ctypes.byref(rng), ctypes.byref(t), None))
+        return self._lib.rsr_session_position(self._s)
+
+    def _decode(self, ids, max_tokens, sampler, repeat_last_n, rng_state, ignore_eos):
+        rng = ctypes.c_uint64(rng_state)
         t = ctypes.c_int32()
         stops = set() if ignore_eos else self.model._stop_ids()
         feed = _ids(ids)
-        n = len(ids)
         recent = list(ids)
         for _ in range(max_tokens):
             window = _ids(recent[-repeat_last_n:] if repeat_last_n > 0 else [])
             sampler.recent, sampler.n_recent = ctypes.cast(window, _I32P), len(window)
-            self._check(self._lib.rsr_session_eval_sample(self._s, feed, n, ctypes.byref(sampler), ctypes.byref(rng),
-                                                          ctypes.byref(t), None))
+            position = self._sample(feed, sampler, rng, t)
             recent.append(t.value)
             if t.value in stops:
                 return
             yield t.value
-            if self.position >= self.max_positions:
+            if position >= self.max_positions:
                 return
-            feed, n = _ids([t.value]), 1
+            feed = _ids([t.value])

@@ -17,4 +17,4 @@ $py -m venv --system-site-packages "$env" # pytest from Debian; the package itse
 cp -r "$here/.." "$build/python-src" # pip builds in place: keep the source tree clean
 "$env/bin/pip" install --quiet --no-index --no-build-isolation "$build/python-src"
 cd "$build"
-RSR_BUILD=$build exec "$env/bin/python" -m pytest -q -p no:cacheprovider "$here"
+RSR_BUILD=$build exec "$env/bin/python" -B -m pytest -q -p no:cacheprovider "$here" # -B: no __pycache__ in the source tree

@@ -1,8 +1,13 @@
 """The Python package against a small compiled model (RSR_BUILD: the build directory, for rsrc,
 rsr-mkmodel and rsr-run): every text compared with what rsr-run prints for the same prompt and
 seed, tokens with the tokenizer's round trip, errors as rsr.Error with the runtime's message."""
+import hashlib
 import os
+import re
+import shutil
 import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -131,3 +136,299 @@ def test_errors_carry_the_runtime_message(model):
         assert e.value.status_name == "bad token"
     with pytest.raises(FileNotFoundError):
         rsr.Model("/nonexistent/model.so")
+
+
+def run_python(model_path, *code):
+    """code run by a fresh interpreter, with rsr imported and M the model's path: a crash (a
+    segfault, glibc's abort on a corrupted heap) fails the test instead of killing pytest."""
+    prelude = "import sys, threading, rsr\nM = sys.argv[1]\n"
+    program = prelude + "".join(textwrap.dedent(part) for part in code)
+    got = subprocess.run([sys.executable, "-c", program, model_path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    out, err = got.stdout.decode(), got.stderr.decode()
+    assert got.returncode == 0 and out.endswith("ok\n"), f"exit {got.returncode}\n{out}\n{err}"
+
+
+THREADS = """
+    m = rsr.Model(M)
+    texts = [("Once upon a time, in 1492, é€😀 " * 300) + str(i) for i in range(4)]
+    want_ids = [m.tokenize(t) for t in texts]
+    want_texts = [m.complete("In 1492", max_tokens=24, temperature=60, seed=i) for i in range(4)]
+    want_chat = "".join(m.chat([{"role": "user", "content": "Hello"}], max_tokens=8))
+    errors = []
+
+    def tokenize(i):
+        for _ in range(10):
+            assert m.tokenize(texts[i]) == want_ids[i]
+            assert m.detokenize(want_ids[i]) == texts[i]
+
+    def generate(i):
+        for _ in range(3):
+            assert m.complete("In 1492", max_tokens=24, temperature=60, seed=i) == want_texts[i]
+            assert "".join(m.chat([{"role": "user", "content": "Hello"}], max_tokens=8)) == want_chat
+
+    def run(f, i):
+        try:
+            f(i)
+        except BaseException as e:
+            errors.append(repr(e))
+
+    def together(jobs):
+        threads = [threading.Thread(target=run, args=job) for job in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    together([(f, i) for f in (tokenize, generate) for i in range(4)])
+    with m.session(max_positions=512) as s:  # one session, two threads: they take turns
+        together([(lambda _: [s.eval_greedy([5]) for _ in range(100)], i) for i in range(2)])
+        assert s.position == 200, s.position
+    with m.session(max_positions=16) as s, m._lock:  # a session evaluates while the model is busy
+        t = threading.Thread(target=s.eval_greedy, args=([1, 2],), daemon=True)
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), "a session's eval waited for the model's lock"
+    assert not errors, errors
+    print("ok")
+"""
+
+
+def test_threads_share_one_model(model_path):
+    run_python(model_path, THREADS)
+
+
+CLOSED_PRELUDE = """
+    def closed(f, what="model"):
+        try:
+            f()
+        except rsr.Error as e:
+            assert "closed" in str(e) and what in str(e), str(e)
+        else:
+            raise AssertionError("no rsr.Error")
+"""
+CLOSED = {
+    "generator made before close": """
+        with rsr.Model(M) as m:
+            g = m.generate("x")
+        closed(lambda: list(g))
+    """,
+    "generator half read": """
+        m = rsr.Model(M)
+        g = m.generate("In 1492", max_tokens=200, temperature=60, seed=1, ignore_eos=True)
+        next(g)
+        m.close()
+        closed(lambda: list(g))
+    """,
+    "model calls": """
+        m = rsr.Model(M)
+        m.close()
+        m.close()
+        for f in (lambda: m.tokenize("x"), lambda: m.detokenize([1, 2]), lambda: m.manifest, m.session,
+                  lambda: m.complete("x"), lambda: m.generate([1, 2]),
+                  lambda: m.chat([{"role": "user", "content": "Hi"}]), lambda: m.generate_many(["a", "b"]),
+                  lambda: rsr.Session(m)):
+            closed(f)
+    """,
+    "session of a closed model": """
+        m = rsr.Model(M)
+        s = m.session(max_positions=16)
+        s.eval([1, 2])
+        m.close()
+        for f in (lambda: s.eval([1]), lambda: s.eval_greedy([1]), lambda: s.position, s.reset):
+            closed(f)
+        s.close()
+    """,
+    "closed session": """
+        m = rsr.Model(M)
+        s = m.session(max_positions=16)
+        s.close()
+        s.close()
+        for f in (lambda: s.eval([1]), lambda: s.eval_greedy([1]), lambda: s.position, s.reset):
+            closed(f, "session")
+        assert m.complete("x", max_tokens=2) == m.complete("x", max_tokens=2)
+    """,
+    "close while other threads evaluate": """
+        m = rsr.Model(M)
+        s = m.session()
+        busy, outcome = threading.Event(), []
+
+        def evaluate():
+            try:
+                while True:
+                    s.eval_greedy([5])
+                    busy.set()
+                    if s.position > 500:
+                        s.reset()
+            except rsr.Error as e:
+                outcome.append(str(e))
+
+        def generate():
+            try:
+                m.generate_many(["a", "b", "c"], max_tokens=10 ** 6)
+            except rsr.Error as e:
+                outcome.append(str(e))
+
+        threads = [threading.Thread(target=evaluate), threading.Thread(target=generate)]
+        for t in threads:
+            t.start()
+        busy.wait()
+        m.close()
+        for t in threads:
+            t.join()
+        assert len(outcome) == 2 and all("closed" in o for o in outcome), outcome
+    """,
+}
+
+
+@pytest.mark.parametrize("case", CLOSED)
+def test_closed_handles_raise(model_path, case):
+    run_python(model_path, CLOSED_PRELUDE, CLOSED[case], 'print("ok")\n')
+
+
+def test_foreign_files_are_refused(tmp_path, model_path):
+    libm = tmp_path / "libm.so"  # a shared object, and no rsrc model
+    shutil.copy(next(line.split()[-1] for line in open("/proc/self/maps") if "/libm.so" in line), libm)
+    with pytest.raises(rsr.Error, match=f"{libm} lacks the symbol rsr_api_version.*recompile it with this "
+                                        f"version's rsrc"):
+        rsr.Model(str(libm))
+    data = open(model_path, "rb").read()  # the model, one exported name changed
+    assert b"rsr_tokenizer_is_special\0" in data
+    partial = tmp_path / "partial.so"
+    partial.write_bytes(data.replace(b"rsr_tokenizer_is_special\0", b"rsr_tokenizer_is_speciaX\0"))
+    with pytest.raises(rsr.Error, match=f"{partial} lacks the symbol rsr_tokenizer_is_special.*recompile"):
+        rsr.Model(str(partial))
+    with rsr.Model(model_path) as m:  # what was loaded and refused shadows nothing loaded after
+        assert m.vocab_size == 1024
+    files = {"notes.txt": b"hello\n", "model.gguf": b"GGUF\3\0\0\0" + bytes(24),
+             "model.safetensors": (16).to_bytes(8, "little") + b'{"__metadata__":{}}',
+             "model.bin": bytes(range(256))}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    for name, kind in [("notes.txt", "a text file"), ("model.gguf", "a GGUF file"),
+                       ("model.safetensors", "a safetensors file")]:
+        path = str(tmp_path / name)
+        with pytest.raises(rsr.Error, match=re.escape(f"{path} is {kind}") + ".*" +
+                           re.escape(f"compile it first: rsrc {path} -o model.so")):
+            rsr.Model(path)
+    with pytest.raises(rsr.Error, match=re.escape(f"{tmp_path / 'model.bin'} is not a shared object") + ".*" +
+                       re.escape("compile one first: rsrc MODEL -o model.so")):
+        rsr.Model(str(tmp_path / "model.bin"))
+    with pytest.raises(rsr.Error, match="/dev/null is not a regular file"):
+        rsr.Model("/dev/null")
+    with pytest.raises(rsr.Error, match=re.escape(f"{tmp_path} is a directory") + ".*" +
+                       re.escape(f"compile it first: rsrc {tmp_path} -o model.so")):
+        rsr.Model(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        rsr.Model(str(tmp_path / "missing.so"))
+
+
+def test_a_file_written_over_after_loading_is_refused(tmp_path, model_path):
+    copy = tmp_path / "copy.so"
+    shutil.copy(model_path, copy)
+    with rsr.Model(str(copy)) as m:
+        assert f"read from {copy} in " in m.info["constants"]  # the file, not the descriptor it was loaded by
+    with open(copy, "ab") as f:  # rsrc -o over a model this process has loaded
+        f.write(b"\0")
+    with pytest.raises(rsr.Error, match=f"{copy} was written over since this process loaded it"):
+        rsr.Model(str(copy))
+
+
+def test_truncated_model_is_refused(tmp_path, model_path):
+    cut = tmp_path / "cut.so"
+    cut.write_bytes(open(model_path, "rb").read()[:os.path.getsize(model_path) // 2])
+    run_python(str(cut), """
+        try:
+            rsr.Model(M)
+        except rsr.Error as e:
+            assert "truncated" in str(e), str(e)
+        print("ok")
+    """)
+
+
+BAD_ARGUMENTS = [("temperature", -1, "[0, 100]"), ("temperature", float("nan"), "[0, 100]"),
+                 ("temperature", float("inf"), "[0, 100]"), ("temperature", "hot", "[0, 100]"),
+                 ("top_p", 5, "[0, 1]"), ("top_p", -0.5, "[0, 1]"), ("top_k", -1, "[0, 2147483647]"),
+                 ("top_k", 2.5, "[0, 2147483647]"), ("min_p", 1.5, "[0, 1]"), ("repeat_penalty", 0, "[0.01, 100]"),
+                 ("repeat_penalty", 101, "[0.01, 100]"), ("repeat_last_n", -1, "[0, 1048576]"),
+                 ("max_tokens", -1, "[0, 16777216]"), ("seed", -2, "[-1, 9223372036854775807]"),
+                 ("seed", 1.5, "[-1, 9223372036854775807]")]
+
+
+@pytest.mark.parametrize("name, value, accepted", BAD_ARGUMENTS)
+def test_arguments_are_checked_before_any_work(model, name, value, accepted):
+    message = re.escape(f"{name}: {value!r} is not") + ".*" + re.escape(accepted)
+    with pytest.raises(ValueError, match=message):
+        model.generate("x", **{name: value})  # at the call, before the first token
+    with pytest.raises(ValueError, match=message):
+        model.chat([{"role": "user", "content": "Hi"}], **{name: value})
+    if name in ("temperature", "top_p", "top_k", "max_tokens") or (name == "seed" and value != -2):
+        with pytest.raises(ValueError, match=re.escape(f"{name}: {value!r} is not")):
+            model.generate_many(["x"], **{name: value})
+
+
+def test_token_ids_threads_and_kv_are_checked(model, model_path):
+    for prompt, bad in [([1, 2.5], "2.5"), ([1, 1024], "1024"), ([-1], "-1"), ([1, "a"], "'a'")]:
+        with pytest.raises(ValueError, match=re.escape(f"prompt: token id {bad}") + r".*\[0, 1024\)"):
+            model.generate(prompt)
+        with pytest.raises(ValueError, match=re.escape(f"prompt: token id {bad}")):
+            model.generate_many([[1, 2], prompt])
+    with pytest.raises(ValueError, match=re.escape("stop: [1] is not a string or a list of strings")):
+        model.generate("x", stop=[1])
+    assert model.complete("In 1492", max_tokens=16, temperature=60, seed=7, stop="e") == \
+        model.complete("In 1492", max_tokens=16, temperature=60, seed=7, stop=["e"])
+    with pytest.raises(ValueError, match=re.escape("threads: -1 is not an integer in [0, 1024]")):
+        rsr.Model(model_path, threads=-1)
+    with pytest.raises(ValueError, match=re.escape("max_positions: -1 is not an integer")):
+        model.session(max_positions=-1)
+    with pytest.raises(ValueError, match="kv 'q4' is not one of f32, bf16, f16, q8"):
+        model.session(kv="q4")
+    with model.session(max_positions=16) as s:
+        with pytest.raises(ValueError, match=re.escape("tokens: token id 4294967296 (at 0) is not an integer")):
+            s.eval([2 ** 32])  # not token 0, as ctypes would wrap it
+        assert s.position == 0
+
+
+def test_version_is_pyprojects():
+    pyproject = open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml")).read()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    assert rsr.__version__ == version
+    assert rsr._VERSION == version  # the fallback, when the package runs uninstalled
+
+
+def test_digest_pins_the_file(tmp_path, model_path):
+    data = open(model_path, "rb").read()
+    digest = hashlib.sha256(data).hexdigest()
+    assert subprocess.run(["sha256sum", model_path], stdout=subprocess.PIPE).stdout.decode().split()[0] == digest
+    for pin in (digest, "sha256:" + digest, "SHA256:" + digest.upper()):
+        with rsr.Model(model_path, digest=pin) as m:
+            assert m.vocab_size == 1024
+    wrong = "0" * 64
+    with pytest.raises(rsr.Error, match=f"{model_path}: its SHA-256 is {digest}, not the {wrong} it was expected"):
+        rsr.Model(model_path, digest=wrong)
+    changed = bytearray(data)
+    changed[len(data) // 2] ^= 1
+    (tmp_path / "changed.so").write_bytes(changed)
+    with pytest.raises(rsr.Error, match=f"its SHA-256 is {hashlib.sha256(changed).hexdigest()}, not the {digest}"):
+        rsr.Model(str(tmp_path / "changed.so"), digest=digest)
+    assert str(tmp_path / "changed.so") not in open("/proc/self/maps").read()  # refused before it was loaded
+    for bad in ("abc", digest[:-1] + "g", "md5:" + digest, 42):
+        with pytest.raises(ValueError, match="digest"):
+            rsr.Model(model_path, digest=bad)
+
+
+def test_the_file_hashed_is_the_file_loaded(tmp_path, model, model_path, monkeypatch):
+    pinned, other = tmp_path / "m.so", tmp_path / "other.so"
+    shutil.copy(model_path, pinned)
+    shutil.copy(next(line.split()[-1] for line in open("/proc/self/maps") if "/libm.so" in line), other)
+    check_elf = rsr._check_elf
+
+    def swap_then_check(path, fd):  # another file put at the path once it has been hashed
+        os.replace(other, pinned)
+        check_elf(path, fd)
+
+    monkeypatch.setattr(rsr._artifact, "_check_elf", swap_then_check)  # where _load looks it up
+    digest = hashlib.sha256(open(model_path, "rb").read()).hexdigest()
+    with rsr.Model(str(pinned), digest=digest) as m:  # the model hashed, not what the path holds now
+        assert m.complete("In 1492", max_tokens=8) == model.complete("In 1492", max_tokens=8)
+    assert not other.exists()  # it was swapped in

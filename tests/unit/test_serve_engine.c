@@ -18,20 +18,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "expect.h"
 #include "serve_fake_api.h"
 
 rsr_api api;
-
-static int failures;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            failures++;                                                                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-        }                                                                                                              \
-    } while (0)
 
 static double now(void) {
     struct timespec ts;
@@ -68,7 +58,7 @@ static void idle_within(serve_engine *e, double bound, const char *what) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
     }
-    CHECK(0, "%s: the engine is not idle after %.0f s (active %d, queued %d)", what, bound, active, queued);
+    EXPECT(0, "%s: the engine is not idle after %.0f s (active %d, queued %d)", what, bound, active, queued);
 }
 
 static void stall_after_cancel(void) {
@@ -76,12 +66,12 @@ static void stall_after_cancel(void) {
     fake.eos_every = 0;
     serve_engine *e = start(1, 4);
     serve_job *a = fake_job(3, -1, NULL), *b = fake_job(3, 5, NULL), *c = fake_job(3, 5, NULL);
-    CHECK(serve_submit(e, a), "a refused");
-    CHECK(wait_for(e, a, 2, 5), "a never started");
-    CHECK(serve_submit(e, b) && serve_submit(e, c), "b or c refused");
+    EXPECT(serve_submit(e, a), "a refused");
+    EXPECT(wait_for(e, a, 2, 5), "a never started");
+    EXPECT(serve_submit(e, b) && serve_submit(e, c), "b or c refused");
     serve_release(e, a); /* the only busy slot cancelled while b and c wait; nothing else happens */
-    CHECK(wait_for(e, b, 1, 5), "the engine slept with requests queued: b never started after a was cancelled");
-    CHECK(wait_for(e, c, 99, 5), "c never ended");
+    EXPECT(wait_for(e, b, 1, 5), "the engine slept with requests queued: b never started after a was cancelled");
+    EXPECT(wait_for(e, c, 99, 5), "c never ended");
     serve_release(e, b), serve_release(e, c);
     idle_within(e, 5, "stall");
     serve_engine_drain(e, 0);
@@ -92,19 +82,19 @@ static void zero_tokens_and_failure(void) {
     fake.step_us = 0;
     serve_engine *e = start(2, 4);
     serve_job *z = fake_job(4, 0, NULL);
-    CHECK(serve_submit(e, z), "z refused");
-    CHECK(wait_for(e, z, 1, 5), "max_tokens 0 never ended");
-    CHECK(z->finish == SERVE_LENGTH && z->n_gen == 0 && z->n_text == 0, "max_tokens 0: finish %d, %d tokens", z->finish,
-          z->n_gen);
+    EXPECT(serve_submit(e, z), "z refused");
+    EXPECT(wait_for(e, z, 1, 5), "max_tokens 0 never ended");
+    EXPECT(z->finish == SERVE_LENGTH && z->n_gen == 0 && z->n_text == 0, "max_tokens 0: finish %d, %d tokens",
+           z->finish, z->n_gen);
     serve_release(e, z);
     long before = fake.seqs;
     serve_job *f = fake_job(4, 50, NULL);
     fake.fail_next = 1;
-    CHECK(serve_submit(e, f), "f refused");
-    CHECK(wait_for(e, f, 999, 5), "f never ended");
-    CHECK(f->finish == SERVE_FAILED && !strcmp(f->err, "the fake step failed"), "a failed step: finish %d, '%s'",
-          f->finish, f->err);
-    CHECK(fake.seqs == before + 1, "a failed request stepped again (%ld)", fake.seqs - before);
+    EXPECT(serve_submit(e, f), "f refused");
+    EXPECT(wait_for(e, f, 999, 5), "f never ended");
+    EXPECT(f->finish == SERVE_FAILED && !strcmp(f->err, "the fake step failed"), "a failed step: finish %d, '%s'",
+           f->finish, f->err);
+    EXPECT(fake.seqs == before + 1, "a failed request stepped again (%ld)", fake.seqs - before);
     serve_release(e, f);
     serve_engine_drain(e, 0);
     serve_engine_free(e);
@@ -177,21 +167,21 @@ static void many_clients(void) {
         pthread_join(th[i], NULL);
         accepted += cl[i].accepted, refused += cl[i].refused;
     }
-    CHECK(!stalled, "clients: %s",
-          stalled == 1   ? "a request never ended (the engine stalled)"
-          : stalled == 2 ? "a request got more than max_tokens"
-                         : "a finished request's text was not all ready");
+    EXPECT(!stalled, "clients: %s",
+           stalled == 1   ? "a request never ended (the engine stalled)"
+           : stalled == 2 ? "a request got more than max_tokens"
+                          : "a finished request's text was not all ready");
     idle_within(e, 5, "clients");
     serve_metrics mt;
     int32_t active, queued;
     serve_get_metrics(e, &mt, &active, &queued);
-    CHECK(mt.requests_ok + mt.requests_cancelled + mt.requests_failed == accepted,
-          "ok %ld + cancelled %ld + failed %ld != accepted %ld", mt.requests_ok, mt.requests_cancelled,
-          mt.requests_failed, accepted);
-    CHECK(mt.requests_rejected_full == refused, "rejected %ld != refused %ld", mt.requests_rejected_full, refused);
-    CHECK(refused > 0 && mt.requests_cancelled > 0 && mt.requests_failed > 0 && mt.requests_ok > 0,
-          "the mix did not happen: ok %ld, cancelled %ld, failed %ld, refused %ld", mt.requests_ok,
-          mt.requests_cancelled, mt.requests_failed, refused);
+    EXPECT(mt.requests_ok + mt.requests_cancelled + mt.requests_failed == accepted,
+           "ok %ld + cancelled %ld + failed %ld != accepted %ld", mt.requests_ok, mt.requests_cancelled,
+           mt.requests_failed, accepted);
+    EXPECT(mt.requests_rejected_full == refused, "rejected %ld != refused %ld", mt.requests_rejected_full, refused);
+    EXPECT(refused > 0 && mt.requests_cancelled > 0 && mt.requests_failed > 0 && mt.requests_ok > 0,
+           "the mix did not happen: ok %ld, cancelled %ld, failed %ld, refused %ld", mt.requests_ok,
+           mt.requests_cancelled, mt.requests_failed, refused);
     printf("clients: %ld requests (ok %ld, cancelled %ld, failed %ld), %ld refused, %ld steps\n", accepted,
            mt.requests_ok, mt.requests_cancelled, mt.requests_failed, refused, mt.steps);
     serve_engine_drain(e, 0);
@@ -204,16 +194,16 @@ static void drain(void) {
     serve_engine *e = start(2, 4);
     serve_job *shortj = fake_job(3, 4, NULL), *longj = fake_job(3, -1, NULL), *queued = fake_job(3, -1, NULL);
     queued->ids[0] = 2, queued->n_ids = 1;
-    CHECK(serve_submit(e, shortj) && serve_submit(e, longj) && serve_submit(e, queued), "refused before draining");
-    CHECK(wait_for(e, longj, 1, 5), "never started");
+    EXPECT(serve_submit(e, shortj) && serve_submit(e, longj) && serve_submit(e, queued), "refused before draining");
+    EXPECT(wait_for(e, longj, 1, 5), "never started");
     serve_engine_drain(e, 0.2); /* the short one finishes; the long ones would outlast the deadline */
-    CHECK(shortj->finish == SERVE_LENGTH && shortj->n_gen == 4, "drain: the short request ended %d after %d tokens",
-          shortj->finish, shortj->n_gen);
-    CHECK(longj->finish == SERVE_CANCELLED || longj->finish == SERVE_STOP || longj->finish == SERVE_LENGTH,
-          "drain: the long request is still running");
-    CHECK(queued->finish != SERVE_RUNNING, "drain: a queued request is still running");
+    EXPECT(shortj->finish == SERVE_LENGTH && shortj->n_gen == 4, "drain: the short request ended %d after %d tokens",
+           shortj->finish, shortj->n_gen);
+    EXPECT(longj->finish == SERVE_CANCELLED || longj->finish == SERVE_STOP || longj->finish == SERVE_LENGTH,
+           "drain: the long request is still running");
+    EXPECT(queued->finish != SERVE_RUNNING, "drain: a queued request is still running");
     serve_job *late = fake_job(3, 2, NULL);
-    CHECK(!serve_submit(e, late), "a request submitted while draining was taken");
+    EXPECT(!serve_submit(e, late), "a request submitted while draining was taken");
     serve_params_free(&late->p), free(late->ids), free(late);
     serve_release(e, shortj), serve_release(e, longj), serve_release(e, queued);
     serve_engine_free(e);
@@ -225,11 +215,7 @@ int main(void) {
     zero_tokens_and_failure();
     many_clients();
     drain();
-    CHECK(fake.sessions == 0, "%d sessions left", (int)fake.sessions);
-    if (failures) {
-        fprintf(stderr, "test_serve_engine: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_serve_engine: ok\n");
-    return 0;
+    EXPECT(fake.sessions == 0, "%d sessions left", (int)fake.sessions);
+    printf("test_serve_engine: %d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
 }

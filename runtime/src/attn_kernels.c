@@ -19,7 +19,9 @@
 
 static int simd_state = -1; /* -1: not yet probed; written atomically, always to the same value */
 
-/* RSR_DISABLE_AVX512=1 in the environment selects the portable kernels (tests run both). */
+/* RSR_DISABLE_AVX512=1 in the environment turns the AVX-512 kernels off (then the AVX2 ones of
+ * attn_avx2.c run where the CPU has them, and RSR_DISABLE_AVX2=1 leaves the portable ones; the
+ * tests run every family). */
 int attn_simd_enabled(void) {
     int st = __atomic_load_n(&simd_state, __ATOMIC_RELAXED);
     if (st < 0) {
@@ -71,38 +73,14 @@ void attn_state_finish(const attn_state *a, float *out, int32_t d) {
 
 size_t attn_row_bytes(int32_t type, int32_t d) { return rsr_kv_row_bytes(type, d); }
 
-static inline float q8_scale(const void *row, int32_t d) {
-    float s;
-    memcpy(&s, (const char *)row + d, sizeof s);
-    return s;
-}
-
-/* Element i of a row; sc: the row's q8 scale (unused by the other types). */
-static inline float elem(const void *row, int32_t i, int32_t type, float sc) {
-    switch (type) {
-    case ATTN_BF16: {
-        uint16_t h;
-        memcpy(&h, (const char *)row + 2 * (size_t)i, 2);
-        return rsr_bf16_to_f32(h);
-    }
-    case ATTN_F16: {
-        uint16_t h;
-        memcpy(&h, (const char *)row + 2 * (size_t)i, 2);
-        return rsr_f16_to_f32(h);
-    }
-    case ATTN_Q8: return (float)((const int8_t *)row)[i] * sc;
-    default: return ((const float *)row)[i];
-    }
-}
-
 static inline float row_scale(const void *row, int32_t type, int32_t d) {
-    return type == ATTN_Q8 ? q8_scale(row, d) : 0.0f;
+    return type == ATTN_Q8 ? attn_q8_scale(row, d) : 0.0f;
 }
 
 void attn_widen_row(attn_rows r, int64_t j, int32_t d, float *out) {
     const void *row = attn_row(r, j);
     const float sc = row_scale(row, r.type, d);
-    for (int32_t i = 0; i < d; i++) out[i] = elem(row, i, r.type, sc);
+    for (int32_t i = 0; i < d; i++) out[i] = attn_elem(row, i, r.type, sc);
 }
 
 void attn_narrow_row(int32_t type, const float *x, int32_t d, void *out) {
@@ -140,12 +118,12 @@ void attn_narrow_row(int32_t type, const float *x, int32_t d, void *out) {
 static float dot_scalar(const float *q, const void *k, int32_t type, int32_t d) {
     const float sc = row_scale(k, type, d);
     float s = 0;
-    for (int32_t i = 0; i < d; i++) s += q[i] * elem(k, i, type, sc);
+    for (int32_t i = 0; i < d; i++) s += q[i] * attn_elem(k, i, type, sc);
     return s;
 }
 
 /* A new running maximum: what was summed so far is rescaled to it (online softmax). */
-static void raise_max(attn_state *st, float xmax, int32_t d) {
+void attn_raise_max(attn_state *st, float xmax, int32_t d) {
     float c = st->m == -INFINITY ? 0.0f : expf(st->m - xmax);
     for (int32_t i = 0; i < d; i++) st->o[i] *= c;
     st->l *= c;
@@ -156,14 +134,14 @@ static void accumulate_scalar(attn_state *st, float *x, const int32_t *idx, int3
     float xmax = -INFINITY;
     for (int32_t j = 0; j < n; j++) xmax = fmaxf(xmax, x[j]);
     if (xmax == -INFINITY) return;
-    if (xmax > st->m) raise_max(st, xmax, d);
+    if (xmax > st->m) attn_raise_max(st, xmax, d);
     for (int32_t j = 0; j < n; j++) {
         float e = expf(x[j] - st->m);
         x[j] = e;
         st->l += e;
         const void *v = attn_row(values, idx ? idx[j] : j);
         const float sc = row_scale(v, values.type, d);
-        for (int32_t i = 0; i < d; i++) st->o[i] += e * elem(v, i, values.type, sc);
+        for (int32_t i = 0; i < d; i++) st->o[i] += e * attn_elem(v, i, values.type, sc);
     }
 }
 
@@ -173,7 +151,7 @@ static void accumulate_scalar(attn_state *st, float *x, const int32_t *idx, int3
  * the per-type entry points (the switches at the end of each), so each gets its own loads. */
 #define TYPED __attribute__((target("avx512f"), always_inline)) inline
 
-/* Elements i .. i+15 of a row as fp32, as elem() gives them; sc: the q8 scale, broadcast. */
+/* Elements i .. i+15 of a row as fp32, as attn_elem() gives them; sc: the q8 scale, broadcast. */
 TYPED static __m512 load16(const void *row, int32_t i, int32_t type, __m512 sc) {
     switch (type) {
     case ATTN_BF16:
@@ -182,8 +160,7 @@ TYPED static __m512 load16(const void *row, int32_t i, int32_t type, __m512 sc) 
     case ATTN_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
     case ATTN_Q8:
         return _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)row + i)))),
-            sc);
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)row + i)))), sc);
     default: return _mm512_loadu_ps((const float *)row + i);
     }
 }
@@ -192,12 +169,12 @@ TYPED static __m512 load16(const void *row, int32_t i, int32_t type, __m512 sc) 
 TYPED static __m512 load_part(const void *row, int32_t i, int32_t n, int32_t type, float sc) {
     if (type == ATTN_F32) return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), (const float *)row + i);
     float b[16] = {0};
-    for (int32_t t = 0; t < n; t++) b[t] = elem(row, i + t, type, sc);
+    for (int32_t t = 0; t < n; t++) b[t] = attn_elem(row, i + t, type, sc);
     return _mm512_loadu_ps(b);
 }
 
 TYPED static __m512 scale16(const void *row, int32_t type, int32_t d) {
-    return _mm512_set1_ps(type == ATTN_Q8 ? q8_scale(row, d) : 0.0f);
+    return _mm512_set1_ps(type == ATTN_Q8 ? attn_q8_scale(row, d) : 0.0f);
 }
 
 /* exp(x) for x ≤ 0 (and moderately positive x): 2^n · p(r), r = x − n·ln2, |r| ≤ ln2/2, with
@@ -314,7 +291,8 @@ TYPED static void scores16x4(const float *q, int32_t d, attn_rows k, __m512 out[
             __m512 kv[4], qv[4];
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++)
-                kv[j] = load16(attn_row(k, 4 * kb + j), i, type, sc[j]), qv[j] = _mm512_loadu_ps(q + (size_t)j * (size_t)d + i);
+                kv[j] = load16(attn_row(k, 4 * kb + j), i, type, sc[j]),
+                qv[j] = _mm512_loadu_ps(q + (size_t)j * (size_t)d + i);
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++)
 #pragma GCC unroll 4
@@ -340,7 +318,7 @@ TYPED static void vacc_t(float *o, const float *x, const int32_t *idx, int32_t n
             int32_t i = 0;
             for (; i + 16 <= d; i += 16)
                 _mm512_storeu_ps(o + i, _mm512_fmadd_ps(e, load16(v, i, type, sc), _mm512_loadu_ps(o + i)));
-            for (; i < d; i++) o[i] += x[j] * elem(v, i, type, _mm512_cvtss_f32(sc));
+            for (; i < d; i++) o[i] += x[j] * attn_elem(v, i, type, _mm512_cvtss_f32(sc));
         }
         return;
     }
@@ -400,7 +378,7 @@ TYPED static void vacc2_t(float *o0, float *o1, const float *x0, const float *x1
     case ATTN_Q8: call(ATTN_Q8); break;                                                                                \
     default: call(ATTN_F32); break;                                                                                    \
     }
-AVX512 static void vacc_avx512(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d) {
+AVX512 static void vacc_avx512(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d){
 #define VACC1(T)                                                                                                       \
     (d == 128  ? vacc_t(o, x, idx, n, values, d, 128, T)                                                               \
      : d == 64 ? vacc_t(o, x, idx, n, values, d, 64, T)                                                                \
@@ -410,7 +388,7 @@ AVX512 static void vacc_avx512(float *o, const float *x, const int32_t *idx, int
 }
 
 AVX512 static void vacc2_avx512(float *o0, float *o1, const float *x0, const float *x1, int32_t n, attn_rows values,
-                                int32_t d) {
+                                int32_t d){
 #define VACC2(T) (d == 128 ? vacc2_t(o0, o1, x0, x1, n, values, 128, T) : vacc2_t(o0, o1, x0, x1, n, values, 64, T))
     VACC_CASES(VACC2)
 #undef VACC2
@@ -425,7 +403,7 @@ AVX512 static int softmax_weights_avx512(attn_state *st, float *x, int32_t n, in
     float xmax = _mm512_reduce_max_ps(vmax);
     for (; j < n; j++) xmax = fmaxf(xmax, x[j]);
     if (xmax == -INFINITY) return 0;
-    if (xmax > st->m) raise_max(st, xmax, d);
+    if (xmax > st->m) attn_raise_max(st, xmax, d);
     __m512 m = _mm512_set1_ps(st->m), sum = _mm512_setzero_ps();
     for (j = 0; j + 16 <= n; j += 16) {
         __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), m));
@@ -518,6 +496,10 @@ void attn_scores_kv(const float *q, int32_t gq, attn_rows keys, int32_t d, int32
         scores_avx512(q, gq, keys, d, j0, j1, dots, ostride);
         return;
     }
+    if (attn_avx2_enabled()) {
+        attn_avx2_scores(q, gq, keys, d, j0, j1, dots, ostride);
+        return;
+    }
 #endif
     for (int32_t g = 0; g < gq; g++)
         for (int32_t j = j0; j < j1; j++)
@@ -533,6 +515,7 @@ void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, i
 float attn_dot_kv(const float *q, attn_rows k, int64_t j, int32_t d) {
 #ifdef ATTN_X86
     if (attn_simd_enabled()) return dot_avx512(q, attn_row(k, j), d, k.type);
+    if (attn_avx2_enabled()) return attn_avx2_dot(q, attn_row(k, j), d, k.type);
 #endif
     return dot_scalar(q, attn_row(k, j), k.type, d);
 }
@@ -546,6 +529,10 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, at
         accumulate_avx512(st, x, idx, n, values, d);
         return;
     }
+    if (attn_avx2_enabled()) {
+        attn_avx2_accumulate(st, x, idx, n, values, d);
+        return;
+    }
 #endif
     accumulate_scalar(st, x, idx, n, values, d);
 }
@@ -556,6 +543,10 @@ void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows k
 #ifdef ATTN_X86
     if (attn_simd_enabled()) {
         dense_range_avx512(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
+        return;
+    }
+    if (attn_avx2_enabled()) {
+        attn_avx2_dense_range(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
         return;
     }
 #endif
@@ -574,6 +565,6 @@ void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows k
 
 void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values, size_t stride,
                       int32_t d, int32_t j0, int32_t j1, float *scratch) {
-    attn_dense_range_kv(st, q, gq, attn_rows_f32(keys, stride), attn_rows_f32(values, stride), d, j0, j1, scratch,
-                        NULL, NULL);
+    attn_dense_range_kv(st, q, gq, attn_rows_f32(keys, stride), attn_rows_f32(values, stride), d, j0, j1, scratch, NULL,
+                        NULL);
 }

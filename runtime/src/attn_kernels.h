@@ -16,6 +16,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "rsr_numerics.h"
 
 #define ATTN_GROUP_MAX 64 /* query heads of one KV head attended together (dense); more go in slices */
 
@@ -95,5 +98,44 @@ void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows k
 
 /* 1 when the AVX-512 kernels are in use (set once, on first use). */
 int attn_simd_enabled(void);
+/* 1 when the AVX2 kernels are (AVX2, FMA and F16C, and not the AVX-512 kernels; set once). */
+int attn_avx2_enabled(void);
+
+/* ---- what the kernel families share (attn_kernels.c, attn_avx2.c) ---- */
+
+static inline float attn_q8_scale(const void *row, int32_t d) {
+    float s;
+    memcpy(&s, (const char *)row + d, sizeof s);
+    return s;
+}
+
+/* Element i of a row; sc: the row's q8 scale (unused by the other types). */
+static inline float attn_elem(const void *row, int32_t i, int32_t type, float sc) {
+    switch (type) {
+    case ATTN_BF16: {
+        uint16_t h;
+        memcpy(&h, (const char *)row + 2 * (size_t)i, 2);
+        return rsr_bf16_to_f32(h);
+    }
+    case ATTN_F16: {
+        uint16_t h;
+        memcpy(&h, (const char *)row + 2 * (size_t)i, 2);
+        return rsr_f16_to_f32(h);
+    }
+    case ATTN_Q8: return (float)((const int8_t *)row)[i] * sc;
+    default: return ((const float *)row)[i];
+    }
+}
+
+/* A new running maximum: what was summed so far is rescaled to it (online softmax). */
+void attn_raise_max(attn_state *st, float xmax, int32_t d);
+
+/* The AVX2 family (attn_avx2.c), called by the entry points above when attn_avx2_enabled(). */
+float attn_avx2_dot(const float *q, const void *k, int32_t d, int32_t type);
+void attn_avx2_scores(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
+                      size_t ostride);
+void attn_avx2_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d);
+void attn_avx2_dense_range(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
+                           int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count);
 
 #endif

@@ -241,8 +241,62 @@ AVX2 void attn_avx2_accumulate(attn_state *st, float *x, const int32_t *idx, int
     if (softmax_weights(st, x, n, d)) vacc(st->o, x, idx, n, values, d);
 }
 
+/* Rows [j0, j0 + n) of r widened to fp32 into out (n × d floats): the values load8 gives, so a
+ * kernel over the widened rows has the bits it has over the stored ones. */
+TYPED static void widen_t(attn_rows r, int32_t j0, int32_t n, int32_t d, float *out, int32_t type) {
+    for (int32_t j = 0; j < n; j++) {
+        const void *row = attn_row(r, j0 + j);
+        const __m256 sc = scale8(row, type, d);
+        for (int32_t i = 0; i < d; i += 8) _mm256_storeu_ps(out + (size_t)j * (size_t)d + i, load8(row, i, type, sc));
+    }
+}
+
+AVX2 static void widen(attn_rows r, int32_t j0, int32_t n, int32_t d, float *out) {
+    switch (r.type) {
+    case ATTN_BF16: widen_t(r, j0, n, d, out, ATTN_BF16); break;
+    case ATTN_F16: widen_t(r, j0, n, d, out, ATTN_F16); break;
+    default: widen_t(r, j0, n, d, out, ATTN_Q8); break;
+    }
+}
+
+enum { WIDE_FLOATS = 4096 }; /* 16 KB of widened rows at a time: they stay in L1 */
+
+/* The query heads of a KV head share its rows: rows of 16-bit or q8 elements are widened once
+ * per block for all the heads instead of once per head (the bits are the same: see widen_t). */
+AVX2 static void dense_range_shared(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values,
+                                    int32_t d, int32_t j0, int32_t j1, float *x, const float *tau, int32_t *count) {
+    const float scale = 1.0f / sqrtf((float)d);
+    const int32_t n = j1 - j0, rows = WIDE_FLOATS / d / 8 * 8; /* a multiple of 8 keys */
+    float wide[WIDE_FLOATS] __attribute__((aligned(32)));
+    for (int32_t b = 0; b < n; b += rows) {
+        const int32_t m = n - b < rows ? n - b : rows;
+        widen(keys, j0 + b, m, d, wide);
+        scores_t(q, gq, attn_rows_f32(wide, (size_t)d), d, 0, m, x + b, (size_t)n, ATTN_F32);
+    }
+    int w[ATTN_GROUP_MAX];
+    for (int32_t g = 0; g < gq; g++) {
+        float *xg = x + (size_t)g * (size_t)n;
+        for (int32_t j = 0; j < n; j++) {
+            if (count) count[g] += xg[j] >= tau[g];
+            xg[j] *= scale;
+        }
+        w[g] = softmax_weights(&st[g], xg, n, d);
+    }
+    for (int32_t b = 0; b < n; b += rows) {
+        const int32_t m = n - b < rows ? n - b : rows;
+        widen(values, j0 + b, m, d, wide);
+        for (int32_t g = 0; g < gq; g++)
+            if (w[g]) vacc(st[g].o, x + (size_t)g * (size_t)n + b, NULL, m, attn_rows_f32(wide, (size_t)d), d);
+    }
+}
+
 AVX2 void attn_avx2_dense_range(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
                                 int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count) {
+    if (gq >= 2 && gq <= ATTN_GROUP_MAX && d % 8 == 0 && d <= WIDE_FLOATS / 8 && keys.type != ATTN_F32 &&
+        keys.type == values.type) {
+        dense_range_shared(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
+        return;
+    }
     const float scale = 1.0f / sqrtf((float)d);
     const int32_t n = j1 - j0;
     attn_avx2_scores(q, gq, keys, d, j0, j1, scratch, (size_t)n);

@@ -219,4 +219,9 @@ static inline bool rt_sampler_plain_greedy(const rsr_sampler_params *p) {
 
 static inline size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
 
+/* Per-token absmax quantisation to int8 (returns x's scale) by one family of kernels, whatever the
+ * CPU: 0 portable, 1 AVX2, 2 AVX-512 (the caller checks the CPU has it). For the tests: every
+ * family gives the portable one's bytes and scale. */
+float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n);
+
 #endif

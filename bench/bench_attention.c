@@ -313,8 +313,8 @@ int main(int argc, char **argv) {
     const size_t hstr = (size_t)maxn * (size_t)d; /* head-major: KV head h's row j at h·hstr + j·d */
     for (int32_t i = 0; i < d / 2; i++) rope_freq[i] = pow(500000.0, -2.0 * i / d);
     printf("bench_attention: one layer, %d query heads, %d KV heads (GQA %d), head_dim %d, %s cache, %d threads, "
-           "AVX-512 %s, median of %d steps\n",
-           heads, kv_heads, group, d, kv_type_name(cache_type), threads, attn_simd_enabled() ? "on" : "off", reps);
+           "%s kernels, median of %d steps\n",
+           heads, kv_heads, group, d, kv_type_name(cache_type), threads, rt_isa_name(rt_cpu_isa()), reps);
     cache_maxn = maxn, cache_row = attn_row_bytes(cache_type, d);
     uint8_t *Kc = cache_alloc(cache_row * (size_t)maxn * (size_t)kv_heads),
             *Vc = cache_alloc(cache_row * (size_t)maxn * (size_t)kv_heads);

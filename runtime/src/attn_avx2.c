@@ -2,7 +2,8 @@
  * attn_avx2.c — the attention kernels for x86-64 CPUs with AVX2, FMA and F16C but no AVX-512
  * (Zen 1–3, Intel client cores): the machines most people run on. attn_kernels.c calls them in
  * place of the portable C (whose sequential sums cannot be vectorised) when its AVX-512 kernels
- * are not in use; RSR_DISABLE_AVX2=1 turns them off too (the tests run every family).
+ * are not in use: the AVX2 family of cpu.h (RSR_CPU=avx2 selects it on a bigger CPU, RSR_CPU=portable
+ * leaves the C; the tests run every family).
  *
  * The same design as the AVX-512 family, on 8 lanes: a dot product keeps one accumulator over the
  * 8-float blocks in order and sums its lanes in the tree P_lo + P_hi, P = (l0 + l2) + (l1 + l3)
@@ -18,22 +19,6 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-
-int attn_avx2_enabled(void) {
-    static int state = -1; /* -1: not yet probed; written atomically, always to the same value */
-    int st = __atomic_load_n(&state, __ATOMIC_RELAXED);
-    if (st < 0) {
-        __builtin_cpu_init();
-        const char *off = getenv("RSR_DISABLE_AVX2");
-        st = !attn_simd_enabled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             !(off && *off && strcmp(off, "0"));
-        unsigned a, b, c, d; /* F16C: CPUID leaf 1, ECX bit 29 (every AVX2 CPU has it; checked all the same) */
-        __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
-        st = st && (c >> 29 & 1);
-        __atomic_store_n(&state, st, __ATOMIC_RELAXED);
-    }
-    return st;
-}
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 /* Written once for every element type, inlined where `type` is a constant (see attn_kernels.c). */

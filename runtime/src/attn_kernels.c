@@ -17,25 +17,6 @@
 #include <immintrin.h>
 #endif
 
-static int simd_state = -1; /* -1: not yet probed; written atomically, always to the same value */
-
-/* RSR_DISABLE_AVX512=1 in the environment turns the AVX-512 kernels off (then the AVX2 ones of
- * attn_avx2.c run where the CPU has them, and RSR_DISABLE_AVX2=1 leaves the portable ones; the
- * tests run every family). */
-int attn_simd_enabled(void) {
-    int st = __atomic_load_n(&simd_state, __ATOMIC_RELAXED);
-    if (st < 0) {
-        st = 0;
-#ifdef ATTN_X86
-        __builtin_cpu_init();
-        const char *off = getenv("RSR_DISABLE_AVX512");
-        st = __builtin_cpu_supports("avx512f") && !(off && *off && strcmp(off, "0")) ? 1 : 0;
-#endif
-        __atomic_store_n(&simd_state, st, __ATOMIC_RELAXED);
-    }
-    return st;
-}
-
 void attn_state_clear(attn_state *st, int32_t d) {
     st->m = -INFINITY;
     st->l = 0;

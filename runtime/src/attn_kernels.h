@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "rsr_numerics.h"
 
 #define ATTN_GROUP_MAX 64 /* query heads of one KV head attended together (dense); more go in slices */
@@ -96,10 +97,10 @@ void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *k
 void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
                          int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count);
 
-/* 1 when the AVX-512 kernels are in use (set once, on first use). */
-int attn_simd_enabled(void);
-/* 1 when the AVX2 kernels are (AVX2, FMA and F16C, and not the AVX-512 kernels; set once). */
-int attn_avx2_enabled(void);
+/* 1 when the AVX-512 kernels are in use; 1 when the AVX2 ones are (AVX2, FMA and F16C, and not the
+ * AVX-512 kernels). Both follow the runtime's one choice of kernel family (cpu.h, RSR_CPU). */
+static inline int attn_simd_enabled(void) { return rt_cpu_isa() >= RT_ISA_AVX512; }
+static inline int attn_avx2_enabled(void) { return rt_cpu_isa() == RT_ISA_AVX2; }
 
 /* ---- what the kernel families share (attn_kernels.c, attn_avx2.c) ---- */
 

@@ -258,14 +258,16 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
 static const float *blob_f32(const rsr_model *m, uint64_t off) { return (const float *)(m->blob + off); }
 
 /* y = x · inv, times w when given; inv from the row's sum of squares ss (docs/numerics.md). */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-rms_scale(float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps) {
+RT_INLINE_BODY void rms_scale_body(float *restrict y, const float *restrict x, const float *restrict w, int32_t n,
+                                   float ss, float eps) {
     float inv = 1.0f / sqrtf(ss / (float)n + eps);
     if (w)
         for (int32_t i = 0; i < n; i++) y[i] = (x[i] * inv) * w[i];
     else
         for (int32_t i = 0; i < n; i++) y[i] = x[i] * inv;
 }
+RT_ISA_CLONES(rms_scale, (float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps),
+              (y, x, w, n, ss, eps))
 
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {
     float ss = 0;
@@ -358,9 +360,10 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 
 static float quantize(int8_t *q, const float *x, int32_t n) {
 #if defined(__x86_64__)
-    float scale = attn_simd_enabled()   ? quantize_avx512(q, x, n)
-                  : attn_avx2_enabled() ? quantize_avx2(q, x, n)
-                                        : quantize_scalar(q, x, n);
+    const rt_isa isa = rt_cpu_isa();
+    float scale = isa >= RT_ISA_AVX512 ? quantize_avx512(q, x, n)
+                  : isa == RT_ISA_AVX2 ? quantize_avx2(q, x, n)
+                                       : quantize_scalar(q, x, n);
 #else
     float scale = quantize_scalar(q, x, n);
 #endif
@@ -387,14 +390,17 @@ typedef struct bl_out {
 
 /* y[i] (=, or +=) acc[i] · beta / x_scale for rows [r0, r1). Cloned per ISA for wide divisions;
  * every clone rounds each operation as the scalar loop does, so results do not depend on the CPU. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-dequantize(float *restrict y, const int32_t *restrict acc, float beta, float x_scale, int32_t r0, int32_t r1,
-           int accumulate) {
+RT_INLINE_BODY void dequantize_body(float *restrict y, const int32_t *restrict acc, float beta, float x_scale,
+                                    int32_t r0, int32_t r1, int accumulate) {
     if (accumulate)
         for (int32_t i = r0; i < r1; i++) y[i] += ((float)acc[i] * beta) / x_scale;
     else
         for (int32_t i = r0; i < r1; i++) y[i] = ((float)acc[i] * beta) / x_scale;
 }
+RT_ISA_CLONES(dequantize,
+              (float *restrict y, const int32_t *restrict acc, float beta, float x_scale, int32_t r0, int32_t r1,
+               int accumulate),
+              (y, acc, beta, x_scale, r0, r1, accumulate))
 
 /* The thread's blocks [b0, b1) of one matrix: the kernel, then its own rows to fp32 while they
  * are in its cache (no second pass, no barrier). acc holds this matrix's rows. */
@@ -424,8 +430,8 @@ static void bitlinear_part(const rsr_model *m, const rt_work *w, const bl_out *o
  * activation to its own rows: gate = act(gate) · up. */
 /* g = act(g) · u for rows [r0, r1). relu² is written with a comparison (NaN → 0, as fmaxf(g, 0)
  * gives) so that the clones vectorise it; SiLU calls expf. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-activate(const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1) {
+RT_INLINE_BODY void activate_body(const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0,
+                                  int32_t r1) {
     if (a->activation == RSR_ACT_RELU2) {
         for (int32_t i = r0; i < r1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
@@ -435,6 +441,8 @@ activate(const rsr_artifact *a, float *restrict g, const float *restrict u, int3
     }
     for (int32_t i = r0; i < r1; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
+RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1),
+              (a, g, u, r0, r1))
 
 static void bitlinear(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
     const rsr_artifact *a = m->a;

@@ -36,8 +36,7 @@
  * clone computes the same partial sums in the same order, so logits do not depend on the CPU.
  */
 #define LOGIT_LANES 16
-__attribute__((target_clones("avx512f", "avx2", "default"))) static float dot_bf16(const uint16_t *restrict w,
-                                                                                   const float *restrict x, int32_t n) {
+RT_INLINE_BODY float dot_bf16_body(const uint16_t *restrict w, const float *restrict x, int32_t n) {
     float acc[LOGIT_LANES] = {0};
     int32_t i = 0;
     for (; i + LOGIT_LANES <= n; i += LOGIT_LANES)
@@ -51,6 +50,24 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static float dot_bf
     for (int width = LOGIT_LANES / 2; width > 0; width /= 2)
         for (int j = 0; j < width; j++) acc[j] += acc[j + width];
     return acc[0];
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static float dot_bf16_avx512(const uint16_t *w, const float *x,
+                                                                                 int32_t n) {
+    return dot_bf16_body(w, x, n);
+}
+__attribute__((target("avx2"))) static float dot_bf16_avx2(const uint16_t *w, const float *x, int32_t n) {
+    return dot_bf16_body(w, x, n);
+}
+#endif
+
+static float dot_bf16(const uint16_t *w, const float *x, int32_t n) {
+#if defined(__x86_64__)
+    const rt_isa isa = rt_cpu_isa();
+    if (isa >= RT_ISA_AVX512) return dot_bf16_avx512(w, x, n);
+    if (isa == RT_ISA_AVX2) return dot_bf16_avx2(w, x, n);
+#endif
+    return dot_bf16_body(w, x, n);
 }
 
 static float dot_row(const rsr_model *m, int32_t v, const float *x) {
@@ -176,10 +193,8 @@ static rsr_status head_scratch(rsr_session *s) {
         rt_lm_head_free(s);
         return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
     }
-    __builtin_cpu_init();
-    h->dot = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? dot_q8_vnni
-             : __builtin_cpu_supports("avx2")                                           ? dot_q8_avx2
-                                                                                        : dot_q8_scalar;
+    const rt_isa isa = rt_cpu_isa();
+    h->dot = isa == RT_ISA_AVX512_VNNI ? dot_q8_vnni : isa >= RT_ISA_AVX2 ? dot_q8_avx2 : dot_q8_scalar;
     return RSR_OK;
 }
 

@@ -392,16 +392,8 @@ static void tile_bounds_scalar(const uint8_t *tile, int32_t quads, const int32_t
 }
 
 #ifdef LOUVER_X86
-static int vnni_state = -1;
-static int vnni_enabled(void) {
-    int st = __atomic_load_n(&vnni_state, __ATOMIC_RELAXED);
-    if (st < 0) {
-        __builtin_cpu_init();
-        st = attn_simd_enabled() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") ? 1 : 0;
-        __atomic_store_n(&vnni_state, st, __ATOMIC_RELAXED);
-    }
-    return st;
-}
+/* VNNI integer dots: the AVX-512 VNNI family (cpu.h) */
+static int vnni_enabled(void) { return rt_cpu_isa() == RT_ISA_AVX512_VNNI; }
 
 /* Integer dots of the 16 keys of a tile with NH quantised queries, two accumulators per head so
  * that the dependency chains overlap. */

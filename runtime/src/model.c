@@ -159,7 +159,9 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
         m->status = check_artifact(m);
     m->num_threads = p.num_threads > 0 ? p.num_threads : rt_default_threads();
     if (a) m->blob = a->blob;
-    snprintf(m->device, sizeof m->device, "cpu");
+    const rt_isa isa = rt_cpu_isa(); /* the runtime's kernels: the family and whether RSR_CPU capped it */
+    snprintf(m->device, sizeof m->device, "cpu (%s runtime kernels%s)", rt_isa_name(isa),
+             isa < rt_cpu_isa_uncapped() ? ", capped by RSR_CPU" : "");
     snprintf(m->constants, sizeof m->constants, "the file mapping");
     if (m->status != RSR_OK) return m->status;
     if (p.device == RSR_DEVICE_GPU || (p.device == RSR_DEVICE_AUTO && m->a->gpu)) {

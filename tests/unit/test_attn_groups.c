@@ -3,8 +3,8 @@
  * kernels may speed up by sharing each key and value row between the heads: loaded once, widened
  * once) gives every head the bits it gets alone: the running max, the sum of weights and every
  * element of the output, for every element type, head sizes with and without a fast path, 1 to 5
- * heads and any number of keys. Run in each kernel family (ctest: default, RSR_DISABLE_AVX512=1
- * for AVX2, and both disabled for the portable C).
+ * heads and any number of keys. Run in each kernel family (ctest: default, RSR_CPU=avx2
+ * for AVX2, RSR_CPU=portable for the portable C).
  */
 #include <math.h>
 #include <stdint.h>

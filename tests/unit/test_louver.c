@@ -21,7 +21,7 @@
  *   - the dense fallback (test_fallback): taken when a fifth or more of the keys would be
  *     candidates, whether the probe sees it or only the pass does, never for a selective τ; the
  *     output is then dense attention's.
- * Run with RSR_DISABLE_AVX512=1 to check the portable kernels. With --weakened the runtime halves
+ * Run with RSR_CPU=avx2 or RSR_CPU=portable to check the other kernel families. With --weakened the runtime halves
  * every error term of its bounds (the query's ‖f‖ and ‖q‖, the box's ‖q_s‖) and drops its fp32
  * slack, and this test must then fail (unit.louver.weakened): a weaker bound is caught.
  */

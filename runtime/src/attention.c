@@ -73,8 +73,9 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     if (p->attention < RSR_ATTENTION_DENSE || p->attention > RSR_ATTENTION_AUTO)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is not dense (0), louver (1) or auto (2)",
                             p->attention);
-    /* auto on a GPU (whose sessions attend on the device) is dense: no index */
-    const int autopilot = p->attention == RSR_ATTENTION_AUTO && s->model->backend->host_memory;
+    /* auto on a GPU (whose sessions attend on the device) is dense: no index; so it is on a CPU
+     * without Louver's VNNI kernels (rt_louver_fast) */
+    const int autopilot = p->attention == RSR_ATTENTION_AUTO && s->model->backend->host_memory && rt_louver_fast();
     const int louver = p->attention == RSR_ATTENTION_LOUVER || autopilot;
     rsr_louver_policy pol = {.kind = autopilot ? RSR_LOUVER_RELATIVE : p->louver_policy,
                              .eps = autopilot ? AUTO_EPS : p->louver_eps ? p->louver_eps : 1e-4f,

@@ -52,8 +52,10 @@ AVX2 static inline float reduce8(__m256 a) {
 /* Eight vectors in, one vector of their eight horizontal sums out, each added in reduce8's order. */
 AVX2 static inline __m256 hsum8(const __m256 a[8]) {
     __m256 s[4], u[2];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
         s[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 2
     for (int i = 0; i < 2; i++)
         u[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                              _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -85,20 +87,56 @@ AVX2 float attn_avx2_dot(const float *q, const void *k, int32_t d, int32_t type)
 TYPED static __m256 scores8(const float *q, attn_rows k, int32_t d, int32_t type) {
     __m256 acc[8];
     float sc[8];
+#pragma GCC unroll 8
     for (int t = 0; t < 8; t++)
         acc[t] = _mm256_setzero_ps(), sc[t] = type == ATTN_Q8 ? attn_q8_scale(attn_row(k, t), d) : 0.0f;
     for (int32_t i = 0; i < d; i += 8) {
         const __m256 qv = _mm256_loadu_ps(q + i);
+#pragma GCC unroll 8
         for (int t = 0; t < 8; t++)
             acc[t] = _mm256_fmadd_ps(qv, load8(attn_row(k, t), i, type, _mm256_set1_ps(sc[t])), acc[t]);
     }
     return hsum8(acc);
 }
 
-/* dots[g·ostride + j] = q_g·k_{j0+j}: 8 keys at a time where d allows, the rest one by one. */
+/* Scores of 2 consecutive keys for four queries q, q + d, q + 2d, q + 3d (the query heads of a KV
+ * head): each key block is widened once for the four queries (ten registers in use). Each (query,
+ * key) accumulator takes dot_t's FMAs in dot_t's order, and hsum8 sums each in reduce8's order,
+ * so every score has attn_dot's bits. out[g], out[4 + g]: query g with key 0, key 1. */
+TYPED static __m256 scores2x4(const float *q, int32_t d, attn_rows k, int32_t type) {
+    const void *k0 = attn_row(k, 0), *k1 = attn_row(k, 1);
+    const __m256 sc0 = scale8(k0, type, d), sc1 = scale8(k1, type, d);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+    for (int32_t i = 0; i < d; i += 8) {
+        const __m256 a = load8(k0, i, type, sc0), b = load8(k1, i, type, sc1);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            const __m256 qv = _mm256_loadu_ps(q + (size_t)g * (size_t)d + i);
+            acc[g] = _mm256_fmadd_ps(qv, a, acc[g]), acc[4 + g] = _mm256_fmadd_ps(qv, b, acc[4 + g]);
+        }
+    }
+    return hsum8(acc);
+}
+
+/* dots[g·ostride + j] = q_g·k_{j0+j}: where d allows, the query heads four at a time over pairs of
+ * keys and the rest 8 keys at a time; the remaining keys one by one. */
 TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
                            size_t ostride, int32_t type) {
-    const int32_t n = j1 - j0;
+    const int32_t n = j1 - j0, g4 = d % 8 == 0 ? gq / 4 * 4 : 0;
+    for (int32_t g = 0; g < g4; g += 4)
+        for (int32_t j = 0; j + 2 <= n; j += 2) {
+            float r[8];
+            _mm256_storeu_ps(r, scores2x4(q + (size_t)g * (size_t)d, d, attn_rows_from(keys, j0 + j), type));
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++)
+                dots[(size_t)(g + t) * ostride + j] = r[t], dots[(size_t)(g + t) * ostride + j + 1] = r[4 + t];
+        }
+    if (g4 && n % 2) /* the last key of an odd count */
+        for (int32_t g = 0; g < g4; g++)
+            dots[(size_t)g * ostride + n - 1] = dot_t(q + (size_t)g * (size_t)d, attn_row(keys, j1 - 1), d, type);
+    q += (size_t)g4 * (size_t)d, dots += (size_t)g4 * ostride, gq -= g4;
     int32_t j = 0;
     if (d % 8 == 0)
         for (; j + 8 <= n; j += 8) {
@@ -156,6 +194,7 @@ AVX2 static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d) 
     for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + j));
     float lanes[8], xmax = -INFINITY;
     _mm256_storeu_ps(lanes, vmax);
+#pragma GCC unroll 8
     for (int t = 0; t < 8; t++) xmax = fmaxf(xmax, lanes[t]);
     for (; j < n; j++) xmax = fmaxf(xmax, x[j]);
     if (xmax == -INFINITY) return 0;
@@ -169,6 +208,7 @@ AVX2 static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d) 
     }
     if (j < n) { /* the tail through a padded copy: the padding's weights are exp(−inf) = 0 */
         float b[8];
+#pragma GCC unroll 8
         for (int t = 0; t < 8; t++) b[t] = j + t < n ? x[j + t] : -INFINITY;
         __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(b), m));
         _mm256_storeu_ps(b, e);
@@ -199,14 +239,17 @@ TYPED static void vacc_t(float *o, const float *x, const int32_t *idx, int32_t n
     }
     for (int32_t at = 0; at < d; at += D) {
         __m256 acc[8];
+#pragma GCC unroll 8
         for (int i = 0; i < D / 8; i++) acc[i] = _mm256_loadu_ps(o + at + 8 * i);
         for (int32_t j = 0; j < n; j++) {
             if (x[j] == 0.0f) continue;
             const __m256 e = _mm256_set1_ps(x[j]);
             const void *v = attn_row(values, idx ? idx[j] : j);
             const __m256 sc = scale8(v, type, d);
+#pragma GCC unroll 8
             for (int i = 0; i < D / 8; i++) acc[i] = _mm256_fmadd_ps(e, load8(v, at + 8 * i, type, sc), acc[i]);
         }
+#pragma GCC unroll 8
         for (int i = 0; i < D / 8; i++) _mm256_storeu_ps(o + at + 8 * i, acc[i]);
     }
 }
@@ -222,77 +265,70 @@ AVX2 static void vacc(float *o, const float *x, const int32_t *idx, int32_t n, a
 #undef VACC1
 }
 
+/* Four heads' o_g[d] += Σ_j x_g[j] · v_j over the same value rows (the query heads of a KV head):
+ * each row widened once for the four, 16 elements at a time (eight accumulators). Each head adds
+ * its terms in vacc_t's order and skips the same zero weights, so it gets vacc_t's bits. */
+TYPED static void vacc4_t(float *const o[4], const float *const x[4], int32_t n, attn_rows values, int32_t d,
+                          int32_t type) {
+    for (int32_t at = 0; at < d; at += 16) {
+        __m256 acc[4][2];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) acc[g][0] = _mm256_loadu_ps(o[g] + at), acc[g][1] = _mm256_loadu_ps(o[g] + at + 8);
+        for (int32_t j = 0; j < n; j++) {
+            const int live = (x[0][j] != 0.0f) + (x[1][j] != 0.0f) + (x[2][j] != 0.0f) + (x[3][j] != 0.0f);
+            if (!live) continue;
+            const void *v = attn_row(values, j);
+            const __m256 sc = scale8(v, type, d), a = load8(v, at, type, sc), b = load8(v, at + 8, type, sc);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                if (live < 4 && x[g][j] == 0.0f) continue;
+                const __m256 e = _mm256_set1_ps(x[g][j]);
+                acc[g][0] = _mm256_fmadd_ps(e, a, acc[g][0]), acc[g][1] = _mm256_fmadd_ps(e, b, acc[g][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) _mm256_storeu_ps(o[g] + at, acc[g][0]), _mm256_storeu_ps(o[g] + at + 8, acc[g][1]);
+    }
+}
+
+AVX2 static void vacc4(float *const o[4], const float *const x[4], int32_t n, attn_rows values, int32_t d) {
+    switch (values.type) {
+    case ATTN_BF16: vacc4_t(o, x, n, values, d, ATTN_BF16); break;
+    case ATTN_F16: vacc4_t(o, x, n, values, d, ATTN_F16); break;
+    case ATTN_Q8: vacc4_t(o, x, n, values, d, ATTN_Q8); break;
+    default: vacc4_t(o, x, n, values, d, ATTN_F32); break;
+    }
+}
+
 AVX2 void attn_avx2_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d) {
     if (softmax_weights(st, x, n, d)) vacc(st->o, x, idx, n, values, d);
 }
 
-/* Rows [j0, j0 + n) of r widened to fp32 into out (n × d floats): the values load8 gives, so a
- * kernel over the widened rows has the bits it has over the stored ones. */
-TYPED static void widen_t(attn_rows r, int32_t j0, int32_t n, int32_t d, float *out, int32_t type) {
-    for (int32_t j = 0; j < n; j++) {
-        const void *row = attn_row(r, j0 + j);
-        const __m256 sc = scale8(row, type, d);
-        for (int32_t i = 0; i < d; i += 8) _mm256_storeu_ps(out + (size_t)j * (size_t)d + i, load8(row, i, type, sc));
-    }
-}
-
-AVX2 static void widen(attn_rows r, int32_t j0, int32_t n, int32_t d, float *out) {
-    switch (r.type) {
-    case ATTN_BF16: widen_t(r, j0, n, d, out, ATTN_BF16); break;
-    case ATTN_F16: widen_t(r, j0, n, d, out, ATTN_F16); break;
-    default: widen_t(r, j0, n, d, out, ATTN_Q8); break;
-    }
-}
-
-enum { WIDE_FLOATS = 4096 }; /* 16 KB of widened rows at a time: they stay in L1 */
-
-/* The query heads of a KV head share its rows: rows of 16-bit or q8 elements are widened once
- * per block for all the heads instead of once per head (the bits are the same: see widen_t). */
-AVX2 static void dense_range_shared(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values,
-                                    int32_t d, int32_t j0, int32_t j1, float *x, const float *tau, int32_t *count) {
-    const float scale = 1.0f / sqrtf((float)d);
-    const int32_t n = j1 - j0, rows = WIDE_FLOATS / d / 8 * 8; /* a multiple of 8 keys */
-    float wide[WIDE_FLOATS] __attribute__((aligned(32)));
-    for (int32_t b = 0; b < n; b += rows) {
-        const int32_t m = n - b < rows ? n - b : rows;
-        widen(keys, j0 + b, m, d, wide);
-        scores_t(q, gq, attn_rows_f32(wide, (size_t)d), d, 0, m, x + b, (size_t)n, ATTN_F32);
-    }
-    int w[ATTN_GROUP_MAX];
-    for (int32_t g = 0; g < gq; g++) {
-        float *xg = x + (size_t)g * (size_t)n;
-        for (int32_t j = 0; j < n; j++) {
-            if (count) count[g] += xg[j] >= tau[g];
-            xg[j] *= scale;
-        }
-        w[g] = softmax_weights(&st[g], xg, n, d);
-    }
-    for (int32_t b = 0; b < n; b += rows) {
-        const int32_t m = n - b < rows ? n - b : rows;
-        widen(values, j0 + b, m, d, wide);
-        for (int32_t g = 0; g < gq; g++)
-            if (w[g]) vacc(st[g].o, x + (size_t)g * (size_t)n + b, NULL, m, attn_rows_f32(wide, (size_t)d), d);
-    }
-}
-
 AVX2 void attn_avx2_dense_range(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
                                 int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count) {
-    if (gq >= 2 && gq <= ATTN_GROUP_MAX && d % 8 == 0 && d <= WIDE_FLOATS / 8 && keys.type != ATTN_F32 &&
-        keys.type == values.type) {
-        dense_range_shared(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
-        return;
-    }
     const float scale = 1.0f / sqrtf((float)d);
     const int32_t n = j1 - j0;
     attn_avx2_scores(q, gq, keys, d, j0, j1, scratch, (size_t)n);
     const attn_rows v0 = attn_rows_from(values, j0);
+    int w[ATTN_GROUP_MAX];
     for (int32_t g = 0; g < gq; g++) {
         float *x = scratch + (size_t)g * (size_t)n;
         for (int32_t j = 0; j < n; j++) { /* the compiler vectorises this */
             if (count) count[g] += x[j] >= tau[g];
             x[j] *= scale;
         }
-        attn_avx2_accumulate(&st[g], x, NULL, n, v0, d);
+        w[g] = softmax_weights(&st[g], x, n, d);
     }
+    /* the values: heads four at a time over the same rows where every one of them has weights */
+    int32_t g = 0;
+    if (d % 16 == 0 && gq <= ATTN_GROUP_MAX)
+        for (; g + 4 <= gq && w[g] && w[g + 1] && w[g + 2] && w[g + 3]; g += 4) {
+            float *const o[4] = {st[g].o, st[g + 1].o, st[g + 2].o, st[g + 3].o};
+            const float *const x[4] = {scratch + (size_t)g * (size_t)n, scratch + (size_t)(g + 1) * (size_t)n,
+                                       scratch + (size_t)(g + 2) * (size_t)n, scratch + (size_t)(g + 3) * (size_t)n};
+            vacc4(o, x, n, v0, d);
+        }
+    for (; g < gq; g++)
+        if (w[g]) vacc(st[g].o, scratch + (size_t)g * (size_t)n, NULL, n, v0, d);
 }
 #endif

@@ -101,6 +101,10 @@ void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows k
  * AVX-512 kernels). Both follow the runtime's one choice of kernel family (cpu.h, RSR_CPU). */
 static inline int attn_simd_enabled(void) { return rt_cpu_isa() >= RT_ISA_AVX512; }
 static inline int attn_avx2_enabled(void) { return rt_cpu_isa() == RT_ISA_AVX2; }
+/* 1 when Louver's pass over the codes runs on the AVX-512 VNNI kernels (louver.c). Elsewhere its
+ * portable pass loses to dense attention at every length (bench_attention on AVX2: 0.2x at 4K and
+ * 32K structured keys), so --attention auto attends densely there. */
+static inline int rt_louver_fast(void) { return rt_cpu_isa() == RT_ISA_AVX512_VNNI; }
 
 /* ---- what the kernel families share (attn_kernels.c, attn_avx2.c) ---- */
 

@@ -22,9 +22,14 @@
  * column plus the tiles' time of 650 columns (its 80 segments: widening, digits, a mispredicted
  * loop exit each), so the tiles take 1/(0.63 + 650/cols) times as long: 1.13× at 2560 columns,
  * 1.38× at 6912. Fitted to bench_gemv's side-by-side rows on an AMD EPYC (Zen 4 class) with
- * AVX-512 VNNI, the mean of 1 and 2 threads, cold weights (docs/performance.md). The lanes also
- * cost 0.5 bytes per weight of index (twice the 2-bit codes), so --prefill=auto takes them where
- * the tiles are predicted 1.15× slower or more: the widest matrices (the FFN's down projection).
+ * AVX-512 VNNI, the mean of 1 and 2 threads, cold weights (docs/performance.md). On AVX2 the tiles
+ * are 2 tokens wide and multiply with vpmaddubsw + vpmaddwd while the lanes' 16-bit adds lose
+ * nothing to the narrower vectors, so the lanes fit there is 0.32 per column plus 1030 columns per
+ * block (the same benchmark, the same machine running --target avx2, two runs): 1.39× at 2560 columns,
+ * 2.15× at 6912. The lanes also cost 0.5 bytes per weight of index (twice the 2-bit codes), so
+ * --prefill=auto takes them where the tiles are predicted 1.15× slower or more: on AVX-512 VNNI
+ * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1900 columns or more.
+ * --explain names the fit used.
  *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
  * where the loop form costs within ±11% of this model on every 2B-4T shape at k = 3..6. A real
@@ -66,10 +71,30 @@ static const double i2_batch_weights_per_ns[] = {
 static const double lut_weights_per_ns = 215, lut_table_ns_per_col = 0.1;
 static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loop_ns_per_fold = 0.5;
 static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
-/* RSR lanes, relative to the tiles (header comment): per column, and per block in columns */
-static const double lanes_per_column = 0.63, lanes_per_block_columns = 650, lanes_auto_gain = 1.15;
+/* RSR lanes, relative to the tiles (header comment), fitted per instruction set: a full step of
+ * lanes costs per_column of the tiles' time per column plus the tiles' time of per_block_columns
+ * columns per block. The scalar target has no fit (its tiles and lanes are both plain C). */
+typedef struct lanes_fit {
+    const char *name;
+    double per_column, per_block_columns;
+} lanes_fit;
+static const lanes_fit lanes_fits[] = {
+    [DOT_AVX2] = {"AVX2", 0.32, 1030},        /* Zen 4 running AVX2 code: tiles of 2 tokens, maddubs */
+    [DOT_AVX512BW] = {"AVX-512", 0.63, 650},  /* the VNNI fit (no AVX-512 BW machine measured) */
+    [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
+};
+static const double lanes_auto_gain = 1.15;
 
-double plan_lanes_gain(const ternary_matrix *t) { return 1 / (lanes_per_column + lanes_per_block_columns / t->cols); }
+static const lanes_fit *lanes_fit_of(const target *tg) {
+    enum dot_isa isa = target_dot_isa(tg);
+    return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI ? &lanes_fits[isa] : NULL;
+}
+
+double plan_lanes_gain(const ternary_matrix *t, const target *tg) {
+    const lanes_fit *f = lanes_fit_of(tg);
+    if (!f) f = &lanes_fits[DOT_AVX512VNNI]; /* forced lanes on the scalar target: a figure to print */
+    return 1 / (f->per_column + f->per_block_columns / t->cols);
+}
 
 int plan_lanes_from(double gain) {
     int n = (int)ceil(RSR_LANES / gain);
@@ -80,17 +105,18 @@ int plan_lanes_from(double gain) {
 bool plan_lanes_possible(const ternary_matrix *t, const target *tg) { return tg->kind != TK_CUDA && t->cols <= 65535; }
 
 /* Whether plan_prefill may choose the lanes on this target (so the printers need their helpers):
- * asked for, or auto where the cost model holds (AVX-512). */
+ * asked for, or auto where the cost model has a fit for the target's instruction set. */
 bool target_may_use_lanes(const target *tg) {
     if (tg->kind == TK_CUDA || tg->prefill == PREFILL_TILES) return false;
-    return tg->prefill == PREFILL_LANES || target_dot_isa(tg) >= DOT_AVX512BW;
+    return tg->prefill == PREFILL_LANES || lanes_fit_of(tg) != NULL;
 }
 
 void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp) {
     mp->lanes_min = 0;
     if (mp->strategy != STRAT_I2 || !plan_lanes_possible(t, tg)) return;
-    double gain = plan_lanes_gain(t);
-    char why[160];
+    const lanes_fit *fit = lanes_fit_of(tg);
+    double gain = plan_lanes_gain(t, tg);
+    char why[200];
     if (tg->prefill == PREFILL_TILES) {
         snprintf(why, sizeof why, "tiles (--prefill=i2; RSR lanes predicted %.2fx as fast)", gain);
     } else if (tg->prefill == PREFILL_LANES) {
@@ -101,16 +127,18 @@ void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_
         snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (measured by --tune)", mp->lanes_min);
     } else if (measured_lanes_min < 0) {
         snprintf(why, sizeof why, "tiles (measured faster than RSR lanes by --tune)");
-    } else if (target_dot_isa(tg) < DOT_AVX512BW) {
-        snprintf(why, sizeof why, "tiles (the RSR lanes' cost model is fitted to AVX-512 only)");
+    } else if (!fit) {
+        snprintf(why, sizeof why, "tiles (no cost fit of the RSR lanes for %s dot products)",
+                 dot_isa_names[target_dot_isa(tg)]);
     } else if (gain >= lanes_auto_gain) {
         mp->lanes_min = plan_lanes_from(gain);
-        snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (full steps predicted %.2fx as fast)",
-                 mp->lanes_min, gain);
+        snprintf(why, sizeof why,
+                 "RSR lanes from %d tokens, tiles below (full steps predicted %.2fx as fast; %s cost fit)",
+                 mp->lanes_min, gain, fit->name);
     } else {
         snprintf(why, sizeof why,
-                 "tiles (RSR lanes predicted %.2fx as fast, under %.2fx: not worth 0.5 bytes per weight)", gain,
-                 lanes_auto_gain);
+                 "tiles (RSR lanes predicted %.2fx as fast, under %.2fx: not worth 0.5 bytes per weight; %s cost fit)",
+                 gain, lanes_auto_gain, fit->name);
     }
     size_t n = strlen(mp->why);
     snprintf(mp->why + n, sizeof mp->why - n, "; prefill: %s", why);

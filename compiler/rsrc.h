@@ -302,11 +302,12 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
 bool plan_allowed(const target *tg, enum strategy s);   /* by the spec's 'strategies' */
 bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
 /* i2's batched kernel as RSR with tokens in lanes (kernel.c) against the tiles, by the cost
- * model: the predicted time of a full step's tiles over the lanes'. plan_lanes_from: the tokens
+ * model fitted to the target's instruction set: the predicted time of a full step's tiles over the
+ * lanes'. plan_lanes_from: the tokens
  * from which a pass of lanes (which costs the same for 1 or 64 tokens) beats the tiles (which
  * cost in proportion), given that ratio predicted or measured. plan_prefill decides it for an i2
  * matrix (the target's --prefill, --tune's measurement, or the model) and says why in mp->why. */
-double plan_lanes_gain(const ternary_matrix *t);
+double plan_lanes_gain(const ternary_matrix *t, const target *tg);
 int plan_lanes_from(double gain);
 bool plan_lanes_possible(const ternary_matrix *t, const target *tg);
 bool target_may_use_lanes(const target *tg);

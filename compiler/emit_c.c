@@ -294,13 +294,15 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
               out);
         return;
     }
-    bool wide = isa != DOT_AVX2;
+    bool wide = dot_isa_vector_bytes(isa) == 64;
     const char *v = wide ? "__m512i" : "__m256i", *pre = wide ? "_mm512" : "_mm256";
     const char *si = wide ? "si512" : "si256";
     int V = wide ? 64 : 32;
     fputs("#include <immintrin.h>\n", out);
     if (isa == DOT_AVX512VNNI) {
         fprintf(out, "#define RSR_DOT(acc, c, x) _mm512_dpbusd_epi32(acc, c, x)\n");
+    } else if (isa == DOT_AVXVNNI) {
+        fprintf(out, "#define RSR_DOT(acc, c, x) _mm256_dpbusd_avx_epi32(acc, c, x)\n");
     } else {
         fprintf(
             out,

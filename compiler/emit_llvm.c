@@ -277,7 +277,9 @@ static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
 
 /* ---- i2: the dot products of one ISA (same contract as emit_c_dot_helpers) ---- */
 
-static int acc_lanes(const kernel *kn) { return kn->isa == DOT_AVX2 ? 8 : 16; }
+/* int32 lanes of an accumulator: a 256-bit vector on AVX2 and AVX-VNNI, else 16 (512-bit; the scalar form
+ * sums 16 bytes into 16 lanes) */
+static int acc_lanes(const kernel *kn) { return dot_isa_vector_bytes(kn->isa) == 32 ? 8 : 16; }
 
 static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) {
     return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn));
@@ -291,6 +293,11 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
         LLVMTypeRef v16 = LLVMVectorType(e->i32, 16);
         LLVMValueRef args[] = {acc, LLVMBuildBitCast(e->b, codes, v16, ""), LLVMBuildBitCast(e->b, x, v16, "")};
         return intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16, args, 3);
+    }
+    case DOT_AVXVNNI: { /* the same intrinsic on ymm: VEX-encoded where the target has AVX-VNNI only */
+        LLVMTypeRef v8 = LLVMVectorType(e->i32, 8);
+        LLVMValueRef args[] = {acc, LLVMBuildBitCast(e->b, codes, v8, ""), LLVMBuildBitCast(e->b, x, v8, "")};
+        return intrinsic(e, "llvm.x86.avx512.vpdpbusd.256", v8, args, 3);
     }
     case DOT_AVX512BW:
     case DOT_AVX2: {

@@ -20,8 +20,8 @@
  *                  u32 seg[segments] = code | len << 16, u16 perm[kept]
  *   KF_I2        no RSR index: the weights are packed as 2-bit codes c = w + 1 and each row is
  *                Σ c·x − Σ x, computed with the widest integer dot product of the target
- *                (vpdpbusd with AVX-512 VNNI, vpmaddubsw + vpmaddwd with AVX-512 BW or AVX2,
- *                scalar otherwise). A block is 4 rows that share every load of x.
+ *                (vpdpbusd with AVX-512 VNNI, and on ymm with AVX-VNNI; vpmaddubsw + vpmaddwd
+ *                with AVX-512 BW or AVX2; scalar otherwise). A block is 4 rows that share every load of x.
  *                  block b, group g (4V columns, V = vector bytes), row r, byte j: codes of
  *                  columns g*4V + i*V + j in bits 2i..2i+1 (i = 0..3), so one shift and one
  *                  mask give the codes of V consecutive columns; padding columns hold code 0.
@@ -104,7 +104,11 @@ uint64_t kernel_unrolled_code_estimate(const rsr_plan *p) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-const char *const dot_isa_names[] = {"scalar", "avx2", "avx512bw", "avx512vnni", "dp4a"};
+const char *const dot_isa_names[] = {"scalar", "avx2", "avxvnni", "avx512bw", "avx512vnni", "dp4a"};
+
+int dot_isa_vector_bytes(enum dot_isa isa) {
+    return isa == DOT_DP4A ? 4 : isa >= DOT_AVX512BW ? 64 : isa >= DOT_AVX2 ? 32 : 16;
+}
 
 bool target_has_feature(const target *t, const char *feature) {
     for (int i = 0; i < t->nfeatures; i++)
@@ -117,6 +121,7 @@ enum dot_isa target_dot_isa(const target *t) {
     bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
     if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
     if (bw) return DOT_AVX512BW;
+    if (target_has_feature(t, "avx2") && target_has_feature(t, "avxvnni")) return DOT_AVXVNNI;
     if (target_has_feature(t, "avx2")) return DOT_AVX2;
     return DOT_SCALAR;
 }
@@ -176,7 +181,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     if (s == STRAT_I2) {
         kn->form = KF_I2;
         kn->isa = target_dot_isa(t);
-        kn->vec_bytes = kn->isa == DOT_DP4A ? 4 : kn->isa >= DOT_AVX512BW ? 64 : kn->isa == DOT_AVX2 ? 32 : 16;
+        kn->vec_bytes = dot_isa_vector_bytes(kn->isa);
         kn->groups = (tm->cols + 4 * kn->vec_bytes - 1) / (4 * kn->vec_bytes);
         kn->block_rows = I2_BLOCK_ROWS;
         kn->num_blocks = (tm->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
@@ -187,7 +192,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * 10–28 KB) stays in L1 while the weights stream past: 84–88% of the vpdpbusd peak on
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
-        kn->batch_tile = kn->isa == DOT_AVX2 ? 2 : 4;
+        kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4; /* AVX2, AVX-VNNI */
         if (lanes_min > 0 && plan_lanes_possible(tm, t)) {
             uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
             kn->lanes_min = lanes_min;
@@ -198,6 +203,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         if (t->kind == TK_CUDA && !nvptx) kn->gpu_split = gpu_split(i2_row_bytes(kn) / 4); /* 16-byte groups */
         kn->strategy = kn->isa == DOT_DP4A         ? "i2-dp4a"
                        : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
+                       : kn->isa == DOT_AVXVNNI    ? "i2-avxvnni"
                        : kn->isa == DOT_SCALAR     ? "i2-scalar"
                                                    : "i2-maddubs";
         return;

@@ -29,6 +29,10 @@
  * 2.15× at 6912. The lanes also cost 0.5 bytes per weight of index (twice the 2-bit codes), so
  * --prefill=auto takes them where the tiles are predicted 1.15× slower or more: on AVX-512 VNNI
  * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1900 columns or more.
+ * With AVX-VNNI the tiles need one vpdpbusd on ymm where AVX2 spends three instructions, and the
+ * fit is 0.65 per column plus 1580 columns per block (bench_gemv --target avx-vnni on a Zen 5, 1
+ * and 2 threads): the tiles win every 2B-4T matrix (1.14× for the lanes at 6912 columns, under
+ * the 1.15× the index costs).
  * --explain names the fit used.
  *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
@@ -59,11 +63,13 @@ enum strategy strategy_parse(const char *name) {
 }
 
 /* Fitted to --tune's measurements on the reference machine (1 thread); see the header comment. */
+/* AVX-VNNI (bench_gemv --target avx-vnni on a Zen 5, 1 thread): decode as AVX2's (bound by the
+ * bytes), the prefill tiles at 150-156 weights·tokens per ns (vpdpbusd where AVX2 spends three). */
 static const double i2_weights_per_ns[] = {
-    [DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, [DOT_AVX512BW] = 180, [DOT_AVX512VNNI] = 280};
+    [DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, [DOT_AVXVNNI] = 88, [DOT_AVX512BW] = 180, [DOT_AVX512VNNI] = 280};
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
 static const double i2_batch_weights_per_ns[] = {
-    [DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVX512BW] = 200, [DOT_AVX512VNNI] = 375};
+    [DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVXVNNI] = 155, [DOT_AVX512BW] = 200, [DOT_AVX512VNNI] = 375};
 /* lut (VBMI + VNNI; no batched form, so a prefill token costs a call): weights per ns of the
  * lookups and ns per column of building the call's tables, fitted to --tune (warm, 1 thread):
  * 197–247 weights per ns on the 2B-4T shapes against i2-vnni's 231–328, the tables too cheap to
@@ -80,6 +86,8 @@ typedef struct lanes_fit {
 } lanes_fit;
 static const lanes_fit lanes_fits[] = {
     [DOT_AVX2] = {"AVX2", 0.32, 1030},        /* Zen 4 running AVX2 code: tiles of 2 tokens, maddubs */
+    /* Zen 5 running AVX-VNNI code: tiles/lanes 0.63-0.89 at 2560 columns, 1.13-1.14 at 6912 */
+    [DOT_AVXVNNI] = {"AVX-VNNI", 0.65, 1580},
     [DOT_AVX512BW] = {"AVX-512", 0.63, 650},  /* the VNNI fit (no AVX-512 BW machine measured) */
     [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
 };

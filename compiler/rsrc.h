@@ -344,7 +344,10 @@ enum kernel_form {
     KF_LUT,      /* triplet codes (4-bit pattern + sign), sums looked up in tables built from x */
 };
 /* How an i2 kernel multiplies: the widest integer dot product the target has. */
-enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
+/* i2's dot products, in order of preference on a CPU (a GPU: dp4a). AVX2 and AVX-VNNI work on
+ * 256-bit vectors, the AVX-512 ones on 512. */
+enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVXVNNI, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
+int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t);
 bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */

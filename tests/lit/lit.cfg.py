@@ -39,6 +39,8 @@ try:
             config.available_features.add('cpu-lacks-feature')
             config.substitutions.append(('%missing-feature', feature))
             break
+    if 'avx_vnni' not in cpu_flags:
+        config.available_features.add('cpu-lacks-avxvnni')
 except OSError:
     pass
 

@@ -191,7 +191,7 @@ int main(void) {
      * group and RSR_BATCH_MAX tokens take two groups */
     mats[4] = random_matrix("long-runs", 7, 2900, false);
     for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 2900, 1, 600);
-    static const char *const targets[] = {"generic", "avx2", "avx512", "avx512-vnni"};
+    static const char *const targets[] = {"generic", "avx2", "avx-vnni", "avx512", "avx512-vnni"};
     int runnable = 0;
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
         target *t = target_load(targets[i], NULL, NULL);

@@ -138,7 +138,8 @@ static void check_emitted(const ternary_matrix *t, int k, const char *dir, int s
 
 /* An i2 kernel for the given ISA, compiled with that ISA's flags, against the naive product. */
 static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir, int serial) {
-    static char *avx2[] = {"avx2"}, *bw[] = {"avx512f", "avx512bw"}, *vnni[] = {"avx512f", "avx512bw", "avx512vnni"};
+    static char *avx2[] = {"avx2"}, *avxvnni[] = {"avx2", "avxvnni"}, *bw[] = {"avx512f", "avx512bw"},
+                *vnni[] = {"avx512f", "avx512bw", "avx512vnni"};
     static const struct {
         char **features;
         int n;
@@ -146,6 +147,7 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
     } isas[] = {
         [DOT_SCALAR] = {NULL, 0, "-O2"},
         [DOT_AVX2] = {avx2, 1, "-O2 -mavx2"},
+        [DOT_AVXVNNI] = {avxvnni, 2, "-O2 -mavx2 -mavxvnni"},
         [DOT_AVX512BW] = {bw, 2, "-O2 -mavx512f -mavx512bw"},
         [DOT_AVX512VNNI] = {vnni, 3, "-O2 -mavx512f -mavx512bw -mavx512vnni"},
     };
@@ -221,6 +223,7 @@ static bool cpu_has(enum dot_isa isa) {
     __builtin_cpu_init();
     switch (isa) {
     case DOT_AVX2: return __builtin_cpu_supports("avx2");
+    case DOT_AVXVNNI: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     case DOT_AVX512BW: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     case DOT_AVX512VNNI: return cpu_has(DOT_AVX512BW) && __builtin_cpu_supports("avx512vnni");
     default: return true;

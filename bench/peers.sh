@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# rsrc beside the peers on the same weights, as a user runs each (no flags but the threads and the
+# prompt): ik_llama.cpp (built from ../shared/peers/, the fastest CPU engine for BitNet models) and
+# upstream llama.cpp (the prebuilt libraries of the npm package node-llama-cpp).
+#
+# The weights: the 2B-4T shape, random ternary (rsr-mkmodel --preset 2b4t, seed 1), written twice
+# from the same seed:
+#   - as bitnet.cpp's I2_S GGUF (architecture bitnet-b1.58, ReLU²): rsrc compiles it; ik_llama.cpp
+#     reads it after converting it to IQ2_BN (its direct I2_S path gives other tokens);
+#   - as llama.cpp's TQ2_0 GGUF (architecture bitnet, SiLU: what upstream llama.cpp runs): rsrc
+#     compiles that file too, and is timed against llama.cpp on it.
+# Before any timing the greedy tokens of each peer are checked against rsrc's on its file (a
+# disagreement stops the script: the peer would be running another model).
+#
+# Every round times each engine once, alternating: prefill of a 512-token prompt, greedy decode of
+# 64 tokens after it, and 64 tokens decoded from an empty context; rsrc's sampled decode (--temp
+# 0.8) after the prompt too. Prints the medians, and rsrc's ratio to each peer, naming the CPU.
+#
+# --isa avx2 (on any x86-64 with AVX2) compares the AVX2 builds: rsrc --target avx2 with its
+# runtime capped at AVX2 (RSR_CPU=avx2), ik_llama.cpp built with -DGGML_NATIVE=OFF -DGGML_AVX2=ON;
+# the npm llama.cpp picks its own CPU variant (the line says which). --isa native: each engine
+# at its best on this CPU.
+#
+# Usage: bench/peers.sh [--isa avx2|native] [--rounds N] [--threads T] [--build DIR]
+# Work (the peers' builds, the weights, the artifacts) stays in BUILD/peers/ between runs: the first
+# run builds ik_llama.cpp (about 10-20 minutes on 2 cores) and compiles the models.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build isa=native rounds=3 threads=2
+while [ $# -gt 0 ]; do
+  case $1 in
+  --isa) isa=$2; shift 2 ;;
+  --rounds) rounds=$2; shift 2 ;;
+  --threads) threads=$2; shift 2 ;;
+  --build) build=$2; shift 2 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "peers.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+case $isa in
+avx2) target=avx2 cap=avx2 ik_flags=(-DGGML_NATIVE=OFF -DGGML_AVX2=ON) ;;
+native) target=host cap= ik_flags=() ;;
+*) echo "peers.sh: --isa: '$isa' is not avx2 or native" >&2; exit 2 ;;
+esac
+case $rounds$threads in *[!0-9]*) echo "peers.sh: --rounds and --threads take positive integers" >&2; exit 2 ;; esac
+grep -qw avx2 /proc/cpuinfo || { echo "peers.sh: this CPU has no AVX2" >&2; exit 2; }
+peers=${RSRC_PEERS:-$root/../shared/peers}
+[ -f "$peers/build-ik.sh" ] || { echo "peers.sh: no $peers/build-ik.sh (set RSRC_PEERS to the peers' folder)" >&2; exit 2; }
+build=$(cd "$build" && pwd)
+work=$build/peers
+mkdir -p "$work"
+say() { echo "peers.sh: $*" >&2; }
+
+# ---- the peers ----
+say "building ik_llama.cpp ($isa) in $work/ik-$isa (once)"
+ik=$("$peers/build-ik.sh" "$work/ik-$isa" "${ik_flags[@]}")
+if [ ! -f "$work/node/installed" ]; then
+  say "installing node-llama-cpp@3.22.1 in $work/node (once)"
+  mkdir -p "$work/node"
+  echo '{"private": true, "type": "module"}' >"$work/node/package.json"
+  npm install --prefix "$work/node" --no-audit --no-fund --no-save --omit=optional --ignore-scripts --loglevel=error \
+    node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >&2
+  touch "$work/node/installed"
+fi
+cp "$root/bench/llama_peer.mjs" "$work/node/"
+llama_peer() { node "$work/node/llama_peer.mjs" "$@"; }
+
+# ---- the weights and the artifacts ----
+for f in i2s tq2; do
+  if [ ! -f "$work/w-$f/model.gguf" ]; then
+    say "writing the 2B-4T weights as $f"
+    arch=(); [ $f = tq2 ] && arch=(--gguf-arch bitnet)
+    "$build/rsr-mkmodel" --format gguf-$f "${arch[@]}" --preset 2b4t --embed-std 0.02 --out "$work/w-$f" >&2
+  fi
+  if [ ! -f "$work/rsrc-$f-$target.so" ]; then
+    say "compiling $f for --target $target"
+    "$build/rsrc" "$work/w-$f/model.gguf" --target "$target" -o "$work/rsrc-$f-$target.so"
+  fi
+done
+[ -f "$work/w-i2s/iq2bn.gguf" ] ||
+  "$ik/llama-quantize" --allow-requantize "$work/w-i2s/model.gguf" "$work/w-i2s/iq2bn.gguf" IQ2_BN >"$work/quantize.log" 2>&1
+rsr_run() { RSR_CPU=$cap "$build/rsr-run" "$@"; }
+ids=$(python3 -c "print(','.join(str((i * 2654435761) % 128000) for i in range(512)))")
+
+# ---- the same model? greedy tokens, rsrc against each peer ----
+text="The capital of France is"
+mine=$(rsr_run "$work/rsrc-i2s-$target.so" -p "$text" -n 16 --no-echo -t "$threads" 2>/dev/null)
+theirs=$("$ik/llama-cli" -m "$work/w-i2s/iq2bn.gguf" -p "$text" -n 16 --temp 0 --top-k 1 --no-display-prompt -t "$threads" \
+  2>/dev/null </dev/null)
+if [ "$mine" != "$theirs" ]; then
+  say "ik_llama.cpp's greedy text differs from rsrc's on the same weights:"
+  printf '  rsrc:         %q\n  ik_llama.cpp: %q\n' "$mine" "$theirs" >&2
+  exit 1
+fi
+short=$(echo "$ids" | cut -d, -f1-32)
+mine=$(rsr_run "$work/rsrc-tq2-$target.so" --tokens "$short" -n 16 -t "$threads" 2>/dev/null | tail -1 | tr -s ' ' ',')
+theirs=$(llama_peer tokens "$work/w-tq2/model.gguf" "$short" 16 "$threads")
+if [ "$mine" != "$theirs" ]; then
+  say "llama.cpp's greedy tokens differ from rsrc's on the same weights:"
+  printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
+  exit 1
+fi
+say "greedy tokens agree: rsrc and ik_llama.cpp (16 tokens of text), rsrc and llama.cpp (16 token ids)"
+
+# ---- the rounds ----
+runs=$work/runs-$isa.jsonl
+: >"$runs"
+for r in $(seq 1 "$rounds"); do
+  say "round $r of $rounds"
+  for f in i2s tq2; do
+    rsr_run "$work/rsrc-$f-$target.so" --bench --json -t "$threads" --ctx 1024 --tokens "$ids" -n 64 2>/dev/null |
+      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$f', 'prefill': j['prefill_tok_s']['median'], 'after': j['decode_greedy_tok_s']['median'], 'sampled': j['decode_sampled_tok_s']['median']}))" >>"$runs"
+    rsr_run "$work/rsrc-$f-$target.so" --bench --json -t "$threads" --ctx 1024 --tokens 1 -n 64 2>/dev/null |
+      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$f', 'empty': j['decode_greedy_tok_s']['median']}))" >>"$runs"
+  done
+  "$ik/llama-bench" -m "$work/w-i2s/iq2bn.gguf" -p 512 -n 64 -gp 512,64 -t "$threads" -r 1 -o json 2>/dev/null |
+    python3 -c "
+import json, sys
+tests = {t['test']: t['avg_ts'] for t in json.load(sys.stdin)}
+print(json.dumps({'engine': 'ik', 'prefill': tests['pp512'], 'empty': tests['tg64'], 'after': tests['tg64@pp512']}))" >>"$runs"
+  llama_peer time "$work/w-tq2/model.gguf" "$ids" 64 "$threads" |
+    python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'llama.cpp', 'prefill': j['prefill_tok_s'], 'after': j['decode_after_tok_s'], 'empty': j['decode_empty_tok_s']}))" >>"$runs"
+done
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+flags=$(grep -o 'avx512[a-z_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+python3 - "$runs" "$isa" "$threads" "$cpu" "${flags:-none}" <<'EOF'
+import json, statistics, sys
+path, isa, threads, cpu, flags = sys.argv[1:]
+runs = [json.loads(l) for l in open(path)]
+def med(engine, key):
+    v = [r[key] for r in runs if r['engine'] == engine and key in r]
+    return statistics.median(v) if v else None
+rows = (('prefill', 'prefill 512'), ('empty', 'decode, empty context'), ('after', 'decode after 512'),
+        ('sampled', 'sampled decode (T 0.8) after 512'))
+print(f"{cpu}; AVX-512 features: {flags}; {threads} threads; builds: {isa}")
+print(f"medians of {sum(r['engine'] == 'ik' for r in runs)} alternating rounds, tokens/s; the 2B-4T shape, random ternary weights")
+print(f"{'':34} {'rsrc (I2_S)':>12} {'ik_llama.cpp':>13} {'ratio':>7} {'rsrc (TQ2_0)':>13} {'llama.cpp':>10} {'ratio':>7}")
+for key, name in rows:
+    a, ik, b, ll = med('rsrc-i2s', key), med('ik', 'after' if key == 'sampled' else key), med('rsrc-tq2', key), med('llama.cpp', 'after' if key == 'sampled' else key)
+    f = lambda x: f"{x:.1f}" if x is not None else "-"
+    r = lambda x, y: f"{x / y:.2f}x" if x and y else "-"
+    print(f"{name:34} {f(a):>12} {f(ik):>13} {r(a, ik):>7} {f(b):>13} {f(ll):>10} {r(b, ll):>7}")
+print("(the sampled row's peers are their greedy decode after 512, as the bar compares them)")
+EOF

@@ -10,7 +10,9 @@
 #   - as llama.cpp's TQ2_0 GGUF (architecture bitnet, SiLU: what upstream llama.cpp runs): rsrc
 #     compiles that file too, and is timed against llama.cpp on it.
 # Before any timing the greedy tokens of each peer are checked against rsrc's on its file (a
-# disagreement stops the script: the peer would be running another model).
+# disagreement stops the script: the peer would be running another model). llama.cpp quantises
+# activations per block of 256 rather than per token, so only its first token must agree; how
+# many agree is printed.
 #
 # Every round times each engine once, alternating: prefill of a 512-token prompt, greedy decode of
 # 64 tokens after it, and 64 tokens decoded from an empty context; rsrc's sampled decode (--temp
@@ -95,12 +97,17 @@ fi
 short=$(echo "$ids" | cut -d, -f1-32)
 mine=$(rsr_run "$work/rsrc-tq2-$target.so" --tokens "$short" -n 16 -t "$threads" 2>/dev/null | tail -1 | tr -s ' ' ',')
 theirs=$(llama_peer tokens "$work/w-tq2/model.gguf" "$short" 16 "$threads")
-if [ "$mine" != "$theirs" ]; then
-  say "llama.cpp's greedy tokens differ from rsrc's on the same weights:"
+# upstream llama.cpp quantises the activations of TQ2_0 matrices per block of 256 (Q8_K) where the
+# BitNet recipe (rsrc, ik_llama.cpp's IQ2_BN) takes one absmax scale per token: the logits differ
+# in their last bits, and on random weights a near tie then sends the tokens apart. The first
+# token must agree (the same model), the rest is reported.
+agree=$(python3 -c "import sys; a, b = sys.argv[1].split(','), sys.argv[2].split(','); n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))); print(n)" "$mine" "$theirs")
+if [ "$agree" = 0 ]; then
+  say "llama.cpp's first greedy token differs from rsrc's on the same weights: another model?"
   printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
   exit 1
 fi
-say "greedy tokens agree: rsrc and ik_llama.cpp (16 tokens of text), rsrc and llama.cpp (16 token ids)"
+say "greedy tokens agree: rsrc and ik_llama.cpp (16 tokens of text); rsrc and llama.cpp: the first $agree of 16 (its activations are quantised per 256-block)"
 
 # ---- the rounds ----
 runs=$work/runs-$isa.jsonl
@@ -123,17 +130,17 @@ print(json.dumps({'engine': 'ik', 'prefill': tests['pp512'], 'empty': tests['tg6
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-flags=$(grep -o 'avx512[a-z_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
-python3 - "$runs" "$isa" "$threads" "$cpu" "${flags:-none}" <<'EOF'
+flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+python3 - "$runs" "$isa" "$threads" "$cpu" "${flags:-none}" "$agree" <<'EOF'
 import json, statistics, sys
-path, isa, threads, cpu, flags = sys.argv[1:]
+path, isa, threads, cpu, flags, agree = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(engine, key):
     v = [r[key] for r in runs if r['engine'] == engine and key in r]
     return statistics.median(v) if v else None
 rows = (('prefill', 'prefill 512'), ('empty', 'decode, empty context'), ('after', 'decode after 512'),
         ('sampled', 'sampled decode (T 0.8) after 512'))
-print(f"{cpu}; AVX-512 features: {flags}; {threads} threads; builds: {isa}")
+print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; builds: {isa} (the npm llama.cpp picks its own CPU variant)")
 print(f"medians of {sum(r['engine'] == 'ik' for r in runs)} alternating rounds, tokens/s; the 2B-4T shape, random ternary weights")
 print(f"{'':34} {'rsrc (I2_S)':>12} {'ik_llama.cpp':>13} {'ratio':>7} {'rsrc (TQ2_0)':>13} {'llama.cpp':>10} {'ratio':>7}")
 for key, name in rows:
@@ -141,5 +148,6 @@ for key, name in rows:
     f = lambda x: f"{x:.1f}" if x is not None else "-"
     r = lambda x, y: f"{x / y:.2f}x" if x and y else "-"
     print(f"{name:34} {f(a):>12} {f(ik):>13} {r(a, ik):>7} {f(b):>13} {f(ll):>10} {r(b, ll):>7}")
-print("(the sampled row's peers are their greedy decode after 512, as the bar compares them)")
+print("(the sampled row's peers are their greedy decode after 512, as the bar compares them; greedy tokens: "
+      f"ik_llama.cpp agrees with rsrc on 16 of 16, llama.cpp on the first {agree} of 16)")
 EOF

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "rsrc.h"
+#include "../runtime/src/cpu.h"
 #include "../tools/bandwidth.h"
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
@@ -351,7 +352,7 @@ int main(int argc, char **argv) {
     };
     double bw[3] = {0, read_bandwidth(1), read_bandwidth(2)}, peaks[3][3] = {{0}};
     const bool have[3] = {__builtin_cpu_supports("avx512vnni"), __builtin_cpu_supports("avx2"),
-                          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni")};
+                          __builtin_cpu_supports("avx2") && rt_cpu_has_avxvnni()};
     printf("machine: streaming read bandwidth %.1f GB/s (1 thread), %.1f GB/s (2 threads); target %s, %s backend\n",
            bw[1], bw[2], t->name, t->backend == BACKEND_LLVM ? "LLVM" : "C");
     for (int p = 0; p < 3; p++) {

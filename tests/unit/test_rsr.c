@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../runtime/src/cpu.h"
 #include "rsrc.h"
 
 #include "expect.h"
@@ -223,7 +224,7 @@ static bool cpu_has(enum dot_isa isa) {
     __builtin_cpu_init();
     switch (isa) {
     case DOT_AVX2: return __builtin_cpu_supports("avx2");
-    case DOT_AVXVNNI: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+    case DOT_AVXVNNI: return __builtin_cpu_supports("avx2") && rt_cpu_has_avxvnni();
     case DOT_AVX512BW: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
     case DOT_AVX512VNNI: return cpu_has(DOT_AVX512BW) && __builtin_cpu_supports("avx512vnni");
     default: return true;

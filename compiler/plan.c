@@ -85,7 +85,7 @@ typedef struct lanes_fit {
     double per_column, per_block_columns;
 } lanes_fit;
 static const lanes_fit lanes_fits[] = {
-    [DOT_AVX2] = {"AVX2", 0.32, 1030},        /* Zen 4 running AVX2 code: tiles of 2 tokens, maddubs */
+    [DOT_AVX2] = {"AVX2", 0.32, 1030},        /* Zen 5 running AVX2 code: tiles of 2 tokens, maddubs */
     /* Zen 5 running AVX-VNNI code: tiles/lanes 0.63-0.89 at 2560 columns, 1.13-1.14 at 6912 */
     [DOT_AVXVNNI] = {"AVX-VNNI", 0.65, 1580},
     [DOT_AVX512BW] = {"AVX-512", 0.63, 650},  /* the VNNI fit (no AVX-512 BW machine measured) */

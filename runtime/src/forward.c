@@ -359,14 +359,8 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 }
 
 static float quantize(int8_t *q, const float *x, int32_t n) {
-#if defined(__x86_64__)
     const rt_isa isa = rt_cpu_isa();
-    float scale = isa >= RT_ISA_AVX512 ? quantize_avx512(q, x, n)
-                  : isa == RT_ISA_AVX2 ? quantize_avx2(q, x, n)
-                                       : quantize_scalar(q, x, n);
-#else
-    float scale = quantize_scalar(q, x, n);
-#endif
+    float scale = rt_quantize_family(isa >= RT_ISA_AVX512 ? 2 : isa == RT_ISA_AVX2 ? 1 : 0, q, x, n);
     memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n)); /* kernels read whole groups */
     return scale;
 }

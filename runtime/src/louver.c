@@ -392,8 +392,6 @@ static void tile_bounds_scalar(const uint8_t *tile, int32_t quads, const int32_t
 }
 
 #ifdef LOUVER_X86
-/* VNNI integer dots: the AVX-512 VNNI family (cpu.h) */
-static int vnni_enabled(void) { return rt_cpu_isa() == RT_ISA_AVX512_VNNI; }
 
 /* Integer dots of the 16 keys of a tile with NH quantised queries, two accumulators per head so
  * that the dependency chains overlap. */
@@ -642,7 +640,7 @@ static void tile_bounds(const uint8_t *tile, int32_t quads, const int32_t *qw, s
                         int32_t nh, const float *kc, const float *ki, const float *ke, float (*ub)[TILE],
                         float (*lb)[TILE]) {
 #ifdef LOUVER_X86
-    if (vnni_enabled()) {
+    if (rt_louver_fast()) { /* the VNNI integer dots */
         tile_bounds_vnni(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
         return;
     }
@@ -876,7 +874,7 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
     const uint16_t *frc = ix->force + (size_t)b * (size_t)(B / TILE);
     const uint8_t *codes = ix->codes + kb * 4 * (size_t)nq;
 #ifdef LOUVER_X86
-    if (vnni_enabled()) {
+    if (rt_louver_fast()) { /* the VNNI integer dots */
         const head_q *hp[RSR_LOUVER_GROUP_MAX];
         int32_t *at[RSR_LOUVER_GROUP_MAX];
         float *uo[RSR_LOUVER_GROUP_MAX];

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kir.h"
 #include "rsrc.h"
 
 void emit_c_prologue(FILE *out, const char *source, const target *t) {
@@ -380,181 +381,267 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
     fputs("static inline int32_t rsr_vsum(rsr_vacc a) { return rsr_bsum(a); }\n\n", out);
 }
 
-/* Stores the block's accumulators; the last block may be partial. */
-static void emit_store(FILE *out, const rsr_plan *p, const char *indent, const char *acc_fmt) {
-    fprintf(out, "%sif (b * %d + %d <= %d) {\n", indent, p->k, p->k, p->rows);
-    for (int r = 0; r < p->k; r++) {
-        fprintf(out, "%s    y[b * %d + %d] = ", indent, p->k, r);
-        fprintf(out, acc_fmt, r);
-        fputs(";\n", out);
+/* ---- the kernel IR (kir.h) as C ---- */
+
+static const char *const c_types[KT_COUNT] = {
+    [KT_VOID] = "void",          [KT_INT] = "int",
+    [KT_I32] = "int32_t",        [KT_U32] = "uint32_t",
+    [KT_SIZE] = "size_t",        [KT_PU8] = "const uint8_t *",
+    [KT_PI8] = "const int8_t *", [KT_PU16] = "const uint16_t *",
+    [KT_PU32] = "const uint32_t *", [KT_PI32] = "int32_t *",
+    [KT_VACC] = "rsr_vacc",      [KT_CODES] = "rsr_codes",
+    [KT_BACC] = "rsr_bacc",
+};
+
+/* C's binding strength of an operation (higher binds tighter). */
+static int c_prec(const kir_expr *e) {
+    switch (e->op) {
+    case KO_MUL: return 13;
+    case KO_ADD:
+    case KO_SUB:
+    case KO_INDEX: return 12;
+    case KO_SHL:
+    case KO_LSHR: return 11;
+    case KO_LT:
+    case KO_LE: return 10;
+    case KO_EQ: return 9;
+    case KO_AND: return 8;
+    case KO_CAST:
+    case KO_REINTERPRET: return 14;
+    default: return 16;
     }
-    fprintf(out, "%s} else {\n", indent);
-    for (int r = 0; r < p->k; r++) {
-        fprintf(out, "%s    if (b * %d + %d < %d) y[b * %d + %d] = ", indent, p->k, r, p->rows, p->k, r);
-        fprintf(out, acc_fmt, r);
-        fputs(";\n", out);
-    }
-    fprintf(out, "%s}\n", indent);
 }
 
-/* RSR++ fold of U[2^k] into the k row sums: row r = 2·Σ_{bit r set} U − T. */
-static void emit_fold(FILE *out, int k, const char *indent) {
-    fprintf(out, "%sfor (int r = 0; r < %d; r++) {\n", indent, k);
-    fprintf(out, "%s    int32_t half = 1 << (%d - r - 1), pos = 0;\n", indent, k);
-    fprintf(out, "%s    for (int j = 0; j < half; j++) pos += U[2 * j + 1];\n", indent);
-    fprintf(out, "%s    acc[r] = 2 * pos - total;\n", indent);
-    fprintf(out, "%s    for (int j = 0; j < half; j++) U[j] = U[2 * j] + U[2 * j + 1];\n", indent);
-    fprintf(out, "%s}\n", indent);
+static void c_expr(FILE *out, const kir_expr *e, int min);
+
+static void c_call(FILE *out, const char *fn, const kir_expr *a, const kir_expr *b, const kir_expr *c) {
+    fprintf(out, "%s(", fn);
+    const kir_expr *args[] = {a, b, c};
+    for (int i = 0; i < 3 && args[i]; i++) {
+        if (i) fputs(", ", out);
+        c_expr(out, args[i], 0);
+    }
+    fputc(')', out);
 }
 
-/* One function per block (many small functions compile far faster than one giant switch),
- * dispatched through a table; the block computes its rows straight into y. */
-static void emit_unrolled_blocks(FILE *out, const kernel *kn) {
-    const rsr_plan *p = kn->plan;
-    for (int32_t b = 0; b < p->num_blocks; b++) {
-        fprintf(out, "static void %s_b%d(const int8_t *restrict x, int32_t *restrict y) {\n", kn->symbol, b);
-        fprintf(out, "    int32_t acc[%d] = {0}, u;\n", p->k);
-        if (p->binary) fprintf(out, "    int32_t U[%d] = {0}, total = 0;\n", 1 << p->k);
-        const uint16_t *col = p->perm + p->block_col[b];
-        for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
-            fputs("    u = ", out);
-            for (uint32_t j = 0; j < p->seg_len[s]; j++) fprintf(out, "%sx[%u]", j ? " + " : "", *col++);
-            fputs(";", out);
-            if (p->binary) {
-                fprintf(out, " U[%u] = u; total += u;\n", p->seg_code[s]);
-                continue;
-            }
-            for (int r = 0; r < p->k; r++) {
-                int d = rsr_code_digit(p, p->seg_code[s], r);
-                if (d) fprintf(out, " acc[%d] %s= u;", r, d > 0 ? "+" : "-");
-            }
-            fputc('\n', out);
+static void c_expr(FILE *out, const kir_expr *e, int min) {
+    static const char *const infix[KO_COUNT] = {[KO_ADD] = "+", [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<",
+                                                [KO_LSHR] = ">>", [KO_AND] = "&", [KO_LT] = "<", [KO_LE] = "<=",
+                                                [KO_EQ] = "==", [KO_INDEX] = "+"};
+    int prec = c_prec(e);
+    bool paren = prec < min;
+    if (paren) fputc('(', out);
+    switch (e->op) {
+    case KO_CONST: fprintf(out, e->hex ? "0x%llx" : "%lld", (long long)e->imm); break;
+    case KO_VAR: fputs(e->var->name, out); break;
+    case KO_CAST:
+        if (e->type == KT_SIZE) {
+            fputs("(size_t)", out);
+            c_expr(out, e->a, 14);
+        } else {
+            fprintf(out, "(%s)(", c_types[e->type]);
+            c_expr(out, e->a, 0);
+            fputc(')', out);
         }
-        if (p->binary) emit_fold(out, p->k, "    ");
-        fputs("    (void)u;\n", out);
-        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++)
-            fprintf(out, "    y[%d] = acc[%d];\n", b * p->k + r, r);
-        fputs("}\n", out);
+        break;
+    case KO_REINTERPRET:
+        fprintf(out, "(%s)(", c_types[e->type]);
+        c_expr(out, e->a, 0);
+        fputc(')', out);
+        break;
+    case KO_LOAD:
+        c_expr(out, e->a, 16);
+        fputc('[', out);
+        c_expr(out, e->b, 0);
+        fputc(']', out);
+        break;
+    case KO_VZERO: fputs(e->type == KT_BACC ? "rsr_bzero()" : "rsr_vzero()", out); break;
+    case KO_DOT4: c_call(out, "rsr_dot4", e->a, e->b, e->c); break;
+    case KO_SUM4: c_call(out, "rsr_sum4", e->a, e->b, NULL); break;
+    case KO_VSUM: c_call(out, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL); break;
+    case KO_BDOT: c_call(out, "rsr_bdot", e->a, e->b, e->c); break;
+    case KO_FIELD:
+        fputs("rsr_field(", out);
+        c_expr(out, e->a, 0);
+        fprintf(out, ", %lld)", (long long)e->imm);
+        break;
+    default:
+        /* binary: left-associative; a shift's amount is bracketed when it is a sum, for the reader */
+        c_expr(out, e->a, prec);
+        fprintf(out, " %s ", infix[e->op]);
+        c_expr(out, e->b, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec + 1);
+        break;
     }
-    fprintf(out, "static void (*const %s_block[%d])(const int8_t *restrict, int32_t *restrict) = {\n", kn->symbol,
-            p->num_blocks);
-    for (int32_t b = 0; b < p->num_blocks; b++) fprintf(out, "    %s_b%d,\n", kn->symbol, b);
-    fputs("};\n", out);
+    if (paren) fputc(')', out);
 }
 
-static void emit_loop(FILE *out, const kernel *kn) {
-    const rsr_plan *p = kn->plan;
-    fprintf(out, "    const uint32_t *block_seg = (const uint32_t *)(data + %llu);\n",
-            (unsigned long long)kn->off_block_seg);
-    fprintf(out, "    const uint32_t *block_col = (const uint32_t *)(data + %llu);\n",
-            (unsigned long long)kn->off_block_col);
-    fprintf(out, "    const uint32_t *seg = (const uint32_t *)(data + %llu);\n", (unsigned long long)kn->off_seg);
-    fprintf(out, "    const uint16_t *perm = (const uint16_t *)(data + %llu);\n", (unsigned long long)kn->off_perm);
-    fprintf(out, "    for (int32_t b = block_begin; b < block_end; b++) {\n");
-    fprintf(out, "        int32_t acc[%d] = {0};\n", p->k);
-    if (p->binary) fprintf(out, "        int32_t U[%d] = {0}, total = 0;\n", 1 << p->k);
-    fprintf(out, "        const uint16_t *col = perm + block_col[b];\n");
-    fprintf(out, "        for (uint32_t s = block_seg[b]; s < block_seg[b + 1]; s++) {\n");
-    fprintf(out, "            uint32_t code = seg[s] & 0xffff, len = seg[s] >> 16;\n");
-    fprintf(out, "            int32_t u = 0;\n");
-    fprintf(out, "            for (uint32_t j = 0; j < len; j++) u += x[col[j]];\n");
-    fprintf(out, "            col += len;\n");
-    if (p->binary) {
-        fprintf(out, "            U[code] = u;\n            total += u;\n        }\n");
-        emit_fold(out, p->k, "        ");
+static bool same_expr(const kir_expr *a, const kir_expr *b) {
+    if (!a || !b) return a == b;
+    return a->op == b->op && a->type == b->type && a->imm == b->imm && a->var == b->var && same_expr(a->a, b->a) &&
+           same_expr(a->b, b->b) && same_expr(a->c, b->c);
+}
+
+static void c_stmts(FILE *out, const kir_stmt *s, int depth);
+
+/* v = v + e prints as v += e (and -), the way the kernels were always written */
+static void c_assign(FILE *out, const kir_expr *lhs, const kir_expr *value) {
+    bool compound = (value->op == KO_ADD || value->op == KO_SUB || value->op == KO_INDEX) && same_expr(value->a, lhs);
+    c_expr(out, lhs, 0);
+    if (compound) {
+        fprintf(out, " %s= ", value->op == KO_SUB ? "-" : "+");
+        c_expr(out, value->b, 0);
     } else {
-        fprintf(out, "            for (int r = 0; r < %d; r++)\n", p->k);
-        fprintf(out, "                acc[r] += ((int32_t)(code >> (%d + r) & 1) - (int32_t)(code >> r & 1)) * u;\n",
-                p->k);
-        fprintf(out, "        }\n");
+        fputs(" = ", out);
+        c_expr(out, value, 0);
     }
-    emit_store(out, p, "        ", "acc[%d]");
-    fputs("    }\n", out);
+    fputc(';', out);
 }
 
-/* i2: Σx once per call, then per block of 4 rows one pass over the groups, x shared by the rows. */
-static void emit_i2(FILE *out, const kernel *kn) {
-    int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
-    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %s */\n", kn->strategy, kn->rows, kn->cols,
-            R, kn->groups, 4 * V, dot_isa_names[kn->isa]);
-    fprintf(out,
-            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
-            " int32_t block_end) {\n",
-            kn->symbol);
-    fputs("    rsr_vacc sx = rsr_vzero();\n", out);
-    fprintf(out, "    for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + g * %d);\n", kn->groups, 4 * V);
-    fputs("    const int32_t sum_x = rsr_vsum(sx);\n", out);
-    fputs("    for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "        const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
-    for (int r = 0; r < R; r++) fprintf(out, "        rsr_vacc a%d = rsr_vzero();\n", r);
-    fprintf(out, "        for (int32_t g = 0; g < %d; g++) {\n", kn->groups);
-    fprintf(out, "            const int8_t *xg = x + g * %d;\n", 4 * V);
-    for (int r = 0; r < R; r++)
-        fprintf(out, "            a%d = rsr_dot4(a%d, w + %d + g * %d, xg);\n", r, r, r * V, R * V);
-    fputs("        }\n", out);
-    for (int r = 0; r < R; r++) {
-        fputs("        ", out);
-        if (kn->rows % R) fprintf(out, "if (b * %d + %d < %d) ", R, r, kn->rows);
-        fprintf(out, "y[b * %d + %d] = rsr_vsum(a%d) - sum_x;\n", R, r, r);
-    }
-    fputs("    }\n}\n\n", out);
-}
+static void c_body(FILE *out, const kir_stmt *s, int depth);
 
-/* One tile of T tokens of a block: every field of the 4 rows is decoded once for the T tokens. */
-static void emit_i2_tile(FILE *out, const kernel *kn, int T, const char *indent) {
-    int32_t V = kn->vec_bytes, R = kn->block_rows;
-    fprintf(out, "%sconst int8_t *x0 = x + (size_t)t * (size_t)x_stride;\n", indent);
-    for (int j = 1; j < T; j++) fprintf(out, "%sconst int8_t *x%d = x%d + x_stride;\n", indent, j, j - 1);
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < T; j++) fprintf(out, "%srsr_bacc a%d_%d = rsr_bzero();\n", indent, r, j);
-    fprintf(out, "%sfor (int32_t g = 0; g < %d; g++) {\n", indent, kn->groups);
-    fprintf(out, "%s    const uint8_t *wg = w + g * %d;\n", indent, R * V);
-    for (int i = 0; i < 4; i++) {
-        fprintf(out, "%s    {\n", indent);
-        for (int r = 0; r < R; r++)
-            fprintf(out, "%s        rsr_codes c%d = rsr_field(wg + %d, %d);\n", indent, r, r * V, i);
-        for (int j = 0; j < T; j++)
-            for (int r = 0; r < R; r++)
-                fprintf(out, "%s        a%d_%d = rsr_bdot(a%d_%d, c%d, x%d + g * %d + %d);\n", indent, r, j, r, j, r, j,
-                        4 * V, i * V);
-        fprintf(out, "%s    }\n", indent);
-    }
-    fprintf(out, "%s}\n", indent);
-    for (int j = 0; j < T; j++)
-        for (int r = 0; r < R; r++) {
-            fputs(indent, out);
-            if (kn->rows % R) fprintf(out, "if (b * %d + %d < %d) ", R, r, kn->rows);
-            fprintf(
-                out,
-                "y[(size_t)(t + %d) * (size_t)y_stride + (size_t)b * %d + %d] = rsr_bsum(a%d_%d) - sum_x[t + %d];\n", j,
-                R, r, r, j, j);
+static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
+    switch (s->kind) {
+    case KS_DECL: {
+        enum kir_type t = s->var->type;
+        bool scalar = t == KT_INT || t == KT_I32 || t == KT_U32 || t == KT_SIZE;
+        const char *type = c_types[t];
+        fprintf(out, "%s%s%s", s->c_const && scalar ? "const " : "", type, type[strlen(type) - 1] == '*' ? "" : " ");
+        for (const kir_stmt *d = s; d; d = d->more) {
+            fprintf(out, "%s%s", d == s ? "" : ", ", d->var->name);
+            if (d->var->array) fprintf(out, "[%d]", d->var->array);
+            if (d->init && d->var->array) {
+                fputs(" = {", out);
+                c_expr(out, d->init, 0);
+                fputc('}', out);
+            } else if (d->init) {
+                fputs(" = ", out);
+                c_expr(out, d->init, 0);
+            }
         }
+        fputc(';', out);
+        if (s->text) fprintf(out, " /* %s */", s->text);
+        break;
+    }
+    case KS_SET: {
+        kir_expr lhs = {.op = KO_VAR, .type = s->var->type, .var = s->var};
+        c_assign(out, &lhs, s->value);
+        break;
+    }
+    case KS_STORE: {
+        kir_expr lhs = {.op = KO_LOAD, .type = s->value->type, .a = s->init, .b = s->index};
+        bool compound = (s->value->op == KO_ADD || s->value->op == KO_SUB) && s->value->a->op == KO_LOAD &&
+                        same_expr(s->value->a->a, s->init) && same_expr(s->value->a->b, s->index);
+        if (compound) {
+            c_expr(out, &lhs, 0);
+            fprintf(out, " %s= ", s->value->op == KO_SUB ? "-" : "+");
+            c_expr(out, s->value->b, 0);
+            fputc(';', out);
+        } else {
+            c_assign(out, &lhs, s->value);
+        }
+        break;
+    }
+    case KS_FOR:
+        fputs("for (", out);
+        if (s->init) {
+            fprintf(out, "%s %s = ", c_types[s->var->type], s->var->name);
+            c_expr(out, s->init, 0);
+        }
+        fputs("; ", out);
+        c_expr(out, s->cond, 0);
+        if (s->step == 1)
+            fprintf(out, "; %s++)", s->var->name);
+        else
+            fprintf(out, "; %s += %d)", s->var->name, s->step);
+        c_body(out, s, depth);
+        break;
+    case KS_IF:
+        fputs("if (", out);
+        c_expr(out, s->cond, 0);
+        fputc(')', out);
+        c_body(out, s, depth);
+        break;
+    case KS_CALL:
+        fprintf(out, "%s[", s->callee);
+        c_expr(out, s->index, 0);
+        fputs("](", out);
+        c_expr(out, s->args[0], 0);
+        fputs(", ", out);
+        c_expr(out, s->args[1], 0);
+        fputs(");", out);
+        break;
+    case KS_SCOPE:
+        fputs("{\n", out);
+        c_stmts(out, s->body, depth + 1);
+        fprintf(out, "%*s}", 4 * depth, "");
+        break;
+    case KS_COMMENT: fprintf(out, "/* %s */", s->text); break;
+    case KS_UNUSED: fprintf(out, "(void)%s;", s->var->name); break;
+    }
 }
 
-/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile
- * tokens (block_rows × tile accumulators, the decoded fields and an x vector fit the registers),
- * the rest one by one; per tile every block of the call, so the tile's x stays in L1 while the
- * packed rows stream past it (kernel.c says why). */
-static void emit_i2_batch(FILE *out, const kernel *kn, const char *suffix) {
-    int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
-    fprintf(out,
-            "static void %s%s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
-            " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
-            kn->batch_symbol, suffix);
-    fprintf(out, "    int32_t sum_x[%d]; /* RSR_BATCH_MAX */\n", RSR_BATCH_MAX);
-    fputs("    for (int32_t t = 0; t < ntok; t++) {\n        rsr_vacc sx = rsr_vzero();\n", out);
-    fprintf(out,
-            "        for (int32_t g = 0; g < %d; g++) sx = rsr_sum4(sx, x + (size_t)t * (size_t)x_stride + g * %d);\n",
-            kn->groups, 4 * V);
-    fputs("        sum_x[t] = rsr_vsum(sx);\n    }\n", out);
-    fprintf(out, "    int32_t t = 0;\n    for (; t + %d <= ntok; t += %d)\n", kn->batch_tile, kn->batch_tile);
-    fputs("        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "            const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
-    emit_i2_tile(out, kn, kn->batch_tile, "            ");
-    fputs("        }\n    for (; t < ntok; t++)\n        for (int32_t b = block_begin; b < block_end; b++) {\n", out);
-    fprintf(out, "            const uint8_t *w = data + (size_t)b * %d;\n", R * rb);
-    emit_i2_tile(out, kn, 1, "            ");
-    fputs("        }\n}\n\n", out);
+/* A loop's or an if's body, by its layout. */
+static void c_body(FILE *out, const kir_stmt *s, int depth) {
+    switch (s->layout) {
+    case KL_SAME_LINE:
+        fputc(' ', out);
+        c_stmt(out, s->body, depth);
+        break;
+    case KL_NEXT_LINE:
+        fprintf(out, "\n%*s", 4 * (depth + 1), "");
+        c_stmt(out, s->body, depth + 1);
+        break;
+    case KL_BRACES:
+        fputs(" {\n", out);
+        c_stmts(out, s->body, depth + 1);
+        fprintf(out, "%*s}", 4 * depth, "");
+        break;
+    }
+}
+
+static void c_stmts(FILE *out, const kir_stmt *s, int depth) {
+    for (const kir_stmt *first = s; s; s = s->next) {
+        if (s->join)
+            fputc(' ', out);
+        else
+            fprintf(out, "%s%*s", s == first ? "" : "\n", 4 * depth, "");
+        c_stmt(out, s, depth);
+        if (!s->next) fputc('\n', out);
+    }
+}
+
+static void c_signature(FILE *out, const kir_func *f) {
+    switch (f->sig) {
+    case KSIG_KERNEL:
+        fprintf(out,
+                "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t "
+                "block_begin, int32_t block_end) {\n",
+                f->name);
+        break;
+    case KSIG_BATCH:
+        fprintf(out,
+                "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
+                " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
+                f->name);
+        break;
+    case KSIG_BLOCK: fprintf(out, "static void %s(const int8_t *restrict x, int32_t *restrict y) {\n", f->name); break;
+    }
+}
+
+void emit_c_kir(FILE *out, const kir_module *m) {
+    for (const kir_func *f = m->funcs; f; f = f->next) {
+        if (f->comment) fprintf(out, "/* %s */\n", f->comment);
+        c_signature(out, f);
+        c_stmts(out, f->body, 1);
+        fputs(f->sig == KSIG_BLOCK ? "}\n" : "}\n\n", out);
+        for (const kir_table *t = m->tables; t; t = t->next) { /* after its last function */
+            if (!t->count || t->funcs[t->count - 1] != f) continue;
+            fprintf(out, "static void (*const %s[%d])(const int8_t *restrict, int32_t *restrict) = {\n", t->name,
+                    t->count);
+            for (int32_t i = 0; i < t->count; i++) fprintf(out, "    %s,\n", t->funcs[i]->name);
+            fputs("};\n", out);
+        }
+    }
 }
 
 /* The batched RSR form (kernel.c, "RSR lanes"): steps of fewer than lanes_min tokens go
@@ -654,32 +741,15 @@ static void emit_lut(FILE *out, const kernel *kn) {
 }
 
 void emit_c_kernel(FILE *out, const kernel *kn) {
-    const rsr_plan *p = kn->plan;
-    if (kn->form == KF_LUT) {
-        emit_lut(out, kn);
-        return;
-    }
-    if (kn->form == KF_I2) {
-        emit_i2(out, kn);
-        if (kn->batch_symbol) emit_i2_batch(out, kn, kn->lanes_min ? "_tiles" : "");
+    if (kir_lowers(kn)) {
+        kir_module *m = kir_lower(kn);
+        emit_c_kir(out, m);
+        kir_close(m);
         if (kn->lanes_min) emit_lanes_batch(out, kn);
         return;
     }
-    if (kn->form == KF_UNROLLED) emit_unrolled_blocks(out, kn);
-    fprintf(out, "/* %s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept */\n", kn->strategy, p->rows,
-            p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks, (unsigned long long)p->num_segments,
-            (unsigned long long)p->num_cols_kept);
-    fprintf(out,
-            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
-            " int32_t block_end) {\n",
-            kn->symbol);
-    if (kn->form == KF_UNROLLED) {
-        fputs("    (void)data;\n", out);
-        fprintf(out, "    for (int32_t b = block_begin; b < block_end; b++) %s_block[b](x, y);\n", kn->symbol);
-    } else {
-        emit_loop(out, kn);
-    }
-    fputs("}\n\n", out);
+    if (kn->form != KF_LUT) fatal("internal error: %s: form %d has no C kernel", kn->symbol, kn->form);
+    emit_lut(out, kn);
 }
 
 void emit_c_kernel_decl(FILE *out, const kernel *kn) {

@@ -30,6 +30,7 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "kir.h"
 #include "rsrc.h"
 
 struct llvm_emitter {
@@ -160,7 +161,7 @@ static void mark_kernel(llvm_emitter *e, LLVMValueRef fn) {
 }
 
 /* Starts a function: an alloca block, then the body's first block under e->b. */
-static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
+static LLVMValueRef declare_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
     LLVMValueRef fn = LLVMAddFunction(e->mod, name, type);
     if (exported && e->gpu)
         mark_kernel(e, fn);
@@ -172,11 +173,21 @@ static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRe
     add_fn_attr(e, fn, "target-features", e->features);
     if (e->t->vector_bits >= 512 && !e->gpu) add_fn_attr(e, fn, "prefer-vector-width", "512");
     add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "nounwind");
+    return fn;
+}
+
+/* Builds fn's body from here on: an alloca block, then the body's first block under e->b. */
+static void start_body(llvm_emitter *e, LLVMValueRef fn) {
     e->fn = fn;
     e->entry = LLVMAppendBasicBlockInContext(e->ctx, fn, "entry");
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, fn, "start");
     LLVMPositionBuilderAtEnd(e->allocas, e->entry);
     LLVMPositionBuilderAtEnd(e->b, body);
+}
+
+static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
+    LLVMValueRef fn = declare_function(e, name, type, exported);
+    start_body(e, fn);
     return fn;
 }
 
@@ -239,10 +250,6 @@ static void if_end(llvm_emitter *e, LLVMBasicBlockRef join) {
 /* &base[index] for an i8* or i32* base. */
 static LLVMValueRef at(llvm_emitter *e, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index) {
     return LLVMBuildGEP2(e->b, elem, base, &index, 1, "");
-}
-
-static LLVMValueRef load_x(llvm_emitter *e, LLVMValueRef x, LLVMValueRef index) {
-    return LLVMBuildSExt(e->b, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, index), ""), e->i32, "");
 }
 
 static void store_y(llvm_emitter *e, LLVMValueRef y, LLVMValueRef row, LLVMValueRef v) {
@@ -333,72 +340,7 @@ static LLVMValueRef vsum(llvm_emitter *e, const kernel *kn, LLVMValueRef acc) {
     return intrinsic(e, name, e->i32, &acc, 1);
 }
 
-/* Σ x over the padded columns (zero past cols by contract). */
-static LLVMValueRef sum_of_x(llvm_emitter *e, const kernel *kn, LLVMValueRef x) {
-    int V = kn->vec_bytes;
-    LLVMValueRef sx = var(e, acc_type(e, kn), LLVMConstNull(acc_type(e, kn)), "sx"), ones = splat(e->i8, V, 1);
-    loop G;
-    loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "sumx");
-    LLVMValueRef xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
-    LLVMValueRef acc = get(e, sx);
-    for (int i = 0; i < 4; i++)
-        acc = dot(e, kn, acc, ones, load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), "")));
-    set(e, sx, acc);
-    loop_end(e, &G);
-    return vsum(e, kn, get(e, sx));
-}
-
 static LLVMValueRef i64_of(llvm_emitter *e, LLVMValueRef v) { return LLVMBuildSExt(e->b, v, e->i64, ""); }
-
-static void emit_i2(llvm_emitter *e, const kernel *kn) {
-    int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
-    LLVMTypeRef at_ = acc_type(e, kn);
-    LLVMValueRef zero = LLVMConstNull(at_), three = splat(e->i8, V, 3);
-    LLVMValueRef sum_x = sum_of_x(e, kn, x), xg;
-    loop G, B;
-    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
-    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
-    /* one accumulator per row, or per row and field when fields are masked in place (kernel.c) */
-    bool scaled = dot_isa_field_scaled(kn->isa);
-    int F = scaled ? 4 : 1;
-    LLVMValueRef a[8][4];
-    for (int r = 0; r < R; r++)
-        for (int f = 0; f < F; f++) a[r][f] = var(e, at_, zero, "a");
-    loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "group");
-    xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), "");
-    LLVMValueRef xv[4];
-    for (int i = 0; i < 4; i++) xv[i] = load_vec(e, V, x, LLVMBuildAdd(e->b, xg, c32(e, i * V), ""));
-    LLVMValueRef wg = LLVMBuildMul(e->b, G.i, c32(e, R * V), "");
-    for (int r = 0; r < R; r++) {
-        LLVMValueRef p = load_vec(e, V, w, LLVMBuildAdd(e->b, wg, c32(e, r * V), ""));
-        LLVMValueRef ar = get(e, a[r][0]);
-        for (int i = 0; i < 4; i++) {
-            if (scaled) {
-                LLVMValueRef codes = LLVMBuildAnd(e->b, p, splat(e->i8, V, 3 << (2 * i)), "");
-                set(e, a[r][i], dot(e, kn, get(e, a[r][i]), codes, xv[i]));
-                continue;
-            }
-            LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
-            ar = dot(e, kn, ar, LLVMBuildAnd(e->b, shifted, three, ""), xv[i]);
-        }
-        if (!scaled) set(e, a[r][0], ar);
-    }
-    loop_end(e, &G);
-    LLVMValueRef row0 = LLVMBuildMul(e->b, B.i, c32(e, R), "");
-    for (int r = 0; r < R; r++) {
-        LLVMValueRef total = get(e, a[r][0]);
-        for (int f = 1; f < F; f++) /* lanes of field f are exact multiples of 4^f */
-            total = LLVMBuildAdd(e->b, total,
-                                 LLVMBuildAShr(e->b, get(e, a[r][f]), splat(e->i32, acc_lanes(kn), 2 * f), ""), "");
-        LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
-        LLVMBasicBlockRef join = NULL;
-        if (kn->rows % R) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-        store_y(e, y, row, LLVMBuildSub(e->b, vsum(e, kn, total), sum_x, ""));
-        if (join) if_end(e, join);
-    }
-    loop_end(e, &B);
-}
 
 /* ---- lut: tables of x's triplet sums, looked up with vpermt2b and added with vpdpbusd
  * (kernel.c, KF_LUT; emit_c.c's rsr_lut_* helpers are the same steps in C) ---- */
@@ -542,78 +484,6 @@ static void emit_lut(llvm_emitter *e, const kernel *kn) {
     loop_begin(e, &B, LLVMBuildAdd(e->b, b0, LLVMBuildMul(e->b, quads, c32(e, LUT_NB), ""), ""), b1, "block");
     lut_blocks(e, kn, tab, B.i, 1);
     loop_end(e, &B);
-}
-
-/* One tile of T tokens of block w (batched i2, emit_c.c says how): fields decoded once for T tokens. */
-static void emit_i2_tile(llvm_emitter *e, const kernel *kn, int T, LLVMValueRef w, LLVMValueRef b, LLVMValueRef t,
-                         LLVMValueRef sum_x) {
-    int V = kn->vec_bytes, R = kn->block_rows;
-    LLVMValueRef x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2), y = LLVMGetParam(e->fn, 3);
-    LLVMValueRef y_stride = LLVMGetParam(e->fn, 4);
-    LLVMTypeRef at_ = acc_type(e, kn);
-    LLVMValueRef xt[RSR_BATCH_TILE_MAX], a[4][RSR_BATCH_TILE_MAX];
-    for (int j = 0; j < T; j++) {
-        LLVMValueRef tj = i64_of(e, LLVMBuildAdd(e->b, t, c32(e, j), ""));
-        xt[j] = at(e, e->i8, x, LLVMBuildMul(e->b, tj, i64_of(e, x_stride), ""));
-        for (int r = 0; r < R; r++) a[r][j] = var(e, at_, LLVMConstNull(at_), "a");
-    }
-    loop G;
-    loop_begin(e, &G, c32(e, 0), c32(e, kn->groups), "group");
-    LLVMValueRef xg = LLVMBuildMul(e->b, G.i, c32(e, 4 * V), ""), wg = LLVMBuildMul(e->b, G.i, c32(e, R * V), "");
-    for (int i = 0; i < 4; i++) {
-        LLVMValueRef codes[4];
-        for (int r = 0; r < R; r++) {
-            LLVMValueRef p = load_vec(e, V, w, LLVMBuildAdd(e->b, wg, c32(e, r * V), ""));
-            if (i) p = LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "");
-            codes[r] = LLVMBuildAnd(e->b, p, splat(e->i8, V, 3), "");
-        }
-        for (int j = 0; j < T; j++) {
-            LLVMValueRef xv = load_vec(e, V, xt[j], LLVMBuildAdd(e->b, xg, c32(e, i * V), ""));
-            for (int r = 0; r < R; r++) set(e, a[r][j], dot(e, kn, get(e, a[r][j]), codes[r], xv));
-        }
-    }
-    loop_end(e, &G);
-    for (int j = 0; j < T; j++) {
-        LLVMValueRef tj = LLVMBuildAdd(e->b, t, c32(e, j), "");
-        LLVMValueRef sx = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, sum_x, tj), "");
-        LLVMValueRef yt = at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, tj), i64_of(e, y_stride), ""));
-        for (int r = 0; r < R; r++) {
-            LLVMValueRef row = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, b, c32(e, R), ""), c32(e, r), "");
-            LLVMBasicBlockRef join = NULL;
-            if (kn->rows % R) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-            store_y(e, yt, row, LLVMBuildSub(e->b, vsum(e, kn, get(e, a[r][j])), sx, ""));
-            if (join) if_end(e, join);
-        }
-    }
-}
-
-/* Batched i2 (rsr_kernel_batch_fn): Σx per token, then per block tiles of kn->batch_tile tokens, the rest singly. */
-static void emit_i2_batch(llvm_emitter *e, const kernel *kn) {
-    int R = kn->block_rows, rb = i2_row_bytes(kn);
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), x_stride = LLVMGetParam(e->fn, 2);
-    LLVMValueRef ntok = LLVMGetParam(e->fn, 5);
-    LLVMValueRef sum_x = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, RSR_BATCH_MAX), "sum_x");
-    loop T;
-    loop_begin(e, &T, c32(e, 0), ntok, "token");
-    LLVMValueRef xt = at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, T.i), i64_of(e, x_stride), ""));
-    LLVMBuildStore(e->b, sum_of_x(e, kn, xt), at(e, e->i32, sum_x, T.i));
-    loop_end(e, &T);
-
-    /* tiles outside, blocks inside: a tile's x stays in L1 while the blocks stream past it */
-    loop B;
-    LLVMValueRef tiles = LLVMBuildSDiv(e->b, ntok, c32(e, kn->batch_tile), "");
-    loop_begin(e, &T, c32(e, 0), tiles, "tile");
-    loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
-    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
-    emit_i2_tile(e, kn, kn->batch_tile, w, B.i, LLVMBuildMul(e->b, T.i, c32(e, kn->batch_tile), ""), sum_x);
-    loop_end(e, &B);
-    loop_end(e, &T);
-    loop_begin(e, &T, LLVMBuildMul(e->b, tiles, c32(e, kn->batch_tile), ""), ntok, "rest");
-    loop_begin(e, &B, LLVMGetParam(e->fn, 6), LLVMGetParam(e->fn, 7), "block");
-    w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, (int64_t)R * rb), ""));
-    emit_i2_tile(e, kn, 1, w, B.i, T.i, sum_x);
-    loop_end(e, &B);
-    loop_end(e, &T);
 }
 
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
@@ -914,153 +784,6 @@ static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef blo
 
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
 
-/* row r = 2·Σ_{bit r set} U − total, folding U in place (values known at compile time). */
-static void fold(llvm_emitter *e, int k, LLVMValueRef *U, LLVMValueRef total, LLVMValueRef *acc) {
-    for (int r = 0; r < k; r++) {
-        int half = 1 << (k - r - 1);
-        LLVMValueRef pos = c32(e, 0);
-        for (int j = 0; j < half; j++) pos = LLVMBuildAdd(e->b, pos, U[2 * j + 1], "");
-        acc[r] = LLVMBuildSub(e->b, LLVMBuildShl(e->b, pos, c32(e, 1), ""), total, "");
-        for (int j = 0; j < half; j++) U[j] = LLVMBuildAdd(e->b, U[2 * j], U[2 * j + 1], "");
-    }
-}
-
-/* Unrolled: one function per block, every column index an immediate offset. */
-static void emit_unrolled(llvm_emitter *e, const kernel *kn) {
-    const rsr_plan *p = kn->plan;
-    LLVMValueRef *blocks = xmalloc(sizeof *blocks * (size_t)(p->num_blocks ? p->num_blocks : 1));
-    LLVMValueRef main_fn = e->fn;
-    LLVMBasicBlockRef main_bb = LLVMGetInsertBlock(e->b), main_entry = e->entry;
-    LLVMValueRef U[1 << RSR_MAX_K];
-    for (int32_t b = 0; b < p->num_blocks; b++) {
-        char name[160];
-        snprintf(name, sizeof name, "%s_b%d", kn->symbol, b);
-        blocks[b] = begin_function(e, name, e->block_type, false);
-        add_enum_attr(e, blocks[b], LLVMAttributeFunctionIndex, "noinline"); /* keeps the optimiser linear */
-        LLVMValueRef x = LLVMGetParam(blocks[b], 0), y = LLVMGetParam(blocks[b], 1);
-        LLVMValueRef acc[RSR_MAX_K], total = c32(e, 0);
-        for (int r = 0; r < p->k; r++) acc[r] = c32(e, 0);
-        for (int i = 0; i < (1 << p->k); i++) U[i] = c32(e, 0);
-        const uint16_t *col = p->perm + p->block_col[b];
-        for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
-            LLVMValueRef u = c32(e, 0);
-            for (uint32_t j = 0; j < p->seg_len[s]; j++) u = LLVMBuildAdd(e->b, u, load_x(e, x, c32(e, *col++)), "");
-            if (p->binary) {
-                U[p->seg_code[s]] = u;
-                total = LLVMBuildAdd(e->b, total, u, "");
-                continue;
-            }
-            for (int r = 0; r < p->k; r++) {
-                int d = rsr_code_digit(p, p->seg_code[s], r);
-                if (d > 0) acc[r] = LLVMBuildAdd(e->b, acc[r], u, "");
-                if (d < 0) acc[r] = LLVMBuildSub(e->b, acc[r], u, "");
-            }
-        }
-        if (p->binary) fold(e, p->k, U, total, acc);
-        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++) store_y(e, y, c32(e, b * p->k + r), acc[r]);
-        end_function(e);
-    }
-    /* the kernel: a loop over a constant table of the block functions */
-    e->fn = main_fn;
-    e->entry = main_entry;
-    LLVMPositionBuilderAtEnd(e->b, main_bb);
-    LLVMPositionBuilderAtEnd(e->allocas, main_entry);
-    LLVMTypeRef fp = LLVMPointerType(e->block_type, 0);
-    LLVMTypeRef table_type = LLVMArrayType(fp, (unsigned)p->num_blocks);
-    char name[160];
-    snprintf(name, sizeof name, "%s_block", kn->symbol);
-    LLVMValueRef table = LLVMAddGlobal(e->mod, table_type, name);
-    LLVMSetInitializer(table, LLVMConstArray(fp, blocks, (unsigned)p->num_blocks));
-    LLVMSetGlobalConstant(table, 1);
-    LLVMSetLinkage(table, LLVMInternalLinkage);
-    loop B;
-    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
-    LLVMValueRef idx[] = {c32(e, 0), B.i};
-    LLVMValueRef slot = LLVMBuildGEP2(e->b, table_type, table, idx, 2, "");
-    LLVMValueRef f = LLVMBuildLoad2(e->b, fp, slot, "");
-    LLVMValueRef args[] = {LLVMGetParam(e->fn, 1), LLVMGetParam(e->fn, 2)};
-    LLVMBuildCall2(e->b, e->block_type, f, args, 2, "");
-    loop_end(e, &B);
-    free(blocks);
-}
-
-/* Loop: k, rows and the data layout are constants; the index is data (see kernel.c). */
-static void emit_loop(llvm_emitter *e, const kernel *kn) {
-    const rsr_plan *p = kn->plan;
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
-    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0);
-    LLVMValueRef block_seg =
-        LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_seg)), e->i32p, "");
-    LLVMValueRef block_col =
-        LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_block_col)), e->i32p, "");
-    LLVMValueRef seg = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_seg)), e->i32p, "");
-    LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_perm)), i16p, "");
-    int k = p->k, ncodes = 1 << k;
-    LLVMValueRef acc[RSR_MAX_K], U = NULL, total = NULL;
-    for (int r = 0; r < k; r++) acc[r] = LLVMBuildAlloca(e->allocas, e->i32, "acc");
-    LLVMTypeRef u_type = LLVMArrayType(e->i32, (unsigned)ncodes);
-    if (p->binary) {
-        U = LLVMBuildAlloca(e->allocas, u_type, "U");
-        total = LLVMBuildAlloca(e->allocas, e->i32, "total");
-    }
-
-    loop B;
-    loop_begin(e, &B, LLVMGetParam(e->fn, 3), LLVMGetParam(e->fn, 4), "block");
-    for (int r = 0; r < k; r++) set(e, acc[r], c32(e, 0));
-    if (p->binary) {
-        set(e, U, LLVMConstNull(u_type));
-        set(e, total, c32(e, 0));
-    }
-    LLVMValueRef col = var(e, e->i32, LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_col, B.i), ""), "col");
-    LLVMValueRef s0 = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, B.i), "");
-    LLVMValueRef s1 =
-        LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, block_seg, LLVMBuildAdd(e->b, B.i, c32(e, 1), "")), "");
-    loop S;
-    loop_begin(e, &S, s0, s1, "segment");
-    LLVMValueRef sv = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, seg, S.i), "");
-    LLVMValueRef code = LLVMBuildAnd(e->b, sv, c32(e, 0xffff), "");
-    LLVMValueRef len = LLVMBuildLShr(e->b, sv, c32(e, 16), "");
-    LLVMValueRef u = var(e, e->i32, c32(e, 0), "u");
-    LLVMValueRef c0 = get(e, col);
-    loop J;
-    loop_begin(e, &J, c32(e, 0), len, "column");
-    LLVMValueRef pi = LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, perm, LLVMBuildAdd(e->b, c0, J.i, "")), "");
-    set(e, u, LLVMBuildAdd(e->b, get(e, u), load_x(e, x, LLVMBuildZExt(e->b, pi, e->i32, "")), ""));
-    loop_end(e, &J);
-    set(e, col, LLVMBuildAdd(e->b, c0, len, ""));
-    LLVMValueRef uv = get(e, u);
-    if (p->binary) {
-        LLVMValueRef idx[] = {c32(e, 0), code};
-        set(e, LLVMBuildGEP2(e->b, u_type, U, idx, 2, ""), uv);
-        set(e, total, LLVMBuildAdd(e->b, get(e, total), uv, ""));
-    } else {
-        for (int r = 0; r < k; r++) {
-            LLVMValueRef pos = LLVMBuildAnd(e->b, LLVMBuildLShr(e->b, code, c32(e, k + r), ""), c32(e, 1), "");
-            LLVMValueRef neg = LLVMBuildAnd(e->b, LLVMBuildLShr(e->b, code, c32(e, r), ""), c32(e, 1), "");
-            LLVMValueRef d = LLVMBuildSub(e->b, pos, neg, "");
-            set(e, acc[r], LLVMBuildAdd(e->b, get(e, acc[r]), LLVMBuildMul(e->b, d, uv, ""), ""));
-        }
-    }
-    loop_end(e, &S);
-    LLVMValueRef out[RSR_MAX_K];
-    if (p->binary) {
-        LLVMValueRef Uv[1 << RSR_MAX_K], Ua = get(e, U);
-        for (int i = 0; i < ncodes; i++) Uv[i] = LLVMBuildExtractValue(e->b, Ua, (unsigned)i, "");
-        fold(e, k, Uv, get(e, total), out);
-    } else {
-        for (int r = 0; r < k; r++) out[r] = get(e, acc[r]);
-    }
-    LLVMValueRef row0 = LLVMBuildMul(e->b, B.i, c32(e, k), "");
-    for (int r = 0; r < k; r++) {
-        LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
-        LLVMBasicBlockRef join = NULL;
-        if (p->rows % k) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, p->rows), ""));
-        store_y(e, y, row, out[r]);
-        if (join) if_end(e, join);
-    }
-    loop_end(e, &B);
-}
-
 /* ---- GPU (NVPTX): the i2 form with dp4a, a warp per block of rows (see kernel.c) ---- */
 
 static LLVMValueRef sreg(llvm_emitter *e, const char *name) { return intrinsic(e, name, e->i32, NULL, 0); }
@@ -1144,46 +867,398 @@ static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
     if_end(e, join);
 }
 
+/* ---- the kernel IR (kir.h) as LLVM IR ----
+ *
+ * A variable the IR never assigns after its declaration is an SSA value; the others live in
+ * entry-block allocas (SROA makes them SSA again). A loop counter is read once per iteration; an
+ * unrolled loop (kir_stmt.unroll) repeats its body with the counter a constant. An accumulator
+ * of a field-scaled ISA (dot_isa_field_scaled) is four vectors, one per field. */
+
+typedef struct kval {
+    LLVMValueRef f[4]; /* f[0]: the value; KT_VACC of a field-scaled ISA: one per field */
+} kval;
+
+typedef struct kbind {
+    bool is_value;   /* SSA value (val), else allocas (slot) */
+    kval val, slot;
+    LLVMTypeRef array_type; /* a local array */
+} kbind;
+
+typedef struct kir_llvm {
+    llvm_emitter *e;
+    const kir_module *m;
+    const kernel *kn;
+    kbind *bind;          /* per variable id */
+    bool *assigned;       /* per variable id: set or stored after its declaration */
+    LLVMValueRef *params; /* per variable id of a parameter, else NULL */
+    LLVMValueRef *tables; /* globals of the module's tables, in order */
+    LLVMBasicBlockRef memo_block; /* x vectors loaded in this block: key f[0..3] of xptr */
+    LLVMValueRef memo_ptr, memo_x[4];
+} kir_llvm;
+
+static int kfields(const kir_llvm *k, enum kir_type t) {
+    return t == KT_VACC && dot_isa_field_scaled(k->kn->isa) ? 4 : 1;
+}
+
+static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
+    llvm_emitter *e = k->e;
+    switch (t) {
+    case KT_SIZE: return e->i64;
+    case KT_PU8:
+    case KT_PI8: return e->i8p;
+    case KT_PU16: return LLVMPointerType(e->i16, 0);
+    case KT_PU32:
+    case KT_PI32: return e->i32p;
+    case KT_VACC:
+    case KT_BACC: return acc_type(e, k->kn);
+    case KT_CODES: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
+    default: return e->i32;
+    }
+}
+
+static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
+    return ptr == KT_PU8 || ptr == KT_PI8 ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
+}
+
+static void kir_mark_assigned(kir_llvm *k, const kir_stmt *s) {
+    for (; s; s = s->next) {
+        if (s->kind == KS_SET) k->assigned[s->var->id] = true;
+        if (s->kind == KS_STORE && s->init->op == KO_VAR) k->assigned[s->init->var->id] = true;
+        if (s->kind == KS_FOR) k->assigned[s->var->id] = true;
+        kir_mark_assigned(k, s->body);
+        kir_mark_assigned(k, s->other);
+    }
+}
+
+static kval kev(kir_llvm *k, const kir_expr *x);
+static LLVMValueRef kev1(kir_llvm *k, const kir_expr *x) { return kev(k, x).f[0]; }
+
+static LLVMValueRef vload(llvm_emitter *e, int V, LLVMValueRef ptr, int offset) {
+    return load_vec(e, V, ptr, c32(e, offset));
+}
+
+/* &array[i] or &ptr[i] */
+static LLVMValueRef kir_element(kir_llvm *k, const kir_expr *base, LLVMValueRef index) {
+    llvm_emitter *e = k->e;
+    if (base->op == KO_VAR && base->var->array) {
+        kbind *bd = &k->bind[base->var->id];
+        LLVMValueRef idx[] = {c32(e, 0), index};
+        return LLVMBuildGEP2(e->b, bd->array_type, bd->slot.f[0], idx, 2, "");
+    }
+    return at(e, elem_type(k, base->type), kev1(k, base), index);
+}
+
+/* The x vectors of a group product, loaded once per block for all the rows that share them. */
+static void x_vectors(kir_llvm *k, LLVMValueRef xptr, LLVMValueRef xv[4]) {
+    llvm_emitter *e = k->e;
+    if (k->memo_block != LLVMGetInsertBlock(e->b) || k->memo_ptr != xptr) {
+        for (int i = 0; i < 4; i++) k->memo_x[i] = vload(e, k->kn->vec_bytes, xptr, i * k->kn->vec_bytes);
+        k->memo_block = LLVMGetInsertBlock(e->b), k->memo_ptr = xptr;
+    }
+    memcpy(xv, k->memo_x, sizeof k->memo_x);
+}
+
+static kval kev_vector(kir_llvm *k, const kir_expr *x) {
+    llvm_emitter *e = k->e;
+    const kernel *kn = k->kn;
+    int V = kn->vec_bytes, F = kfields(k, x->type);
+    kval r = {{0}};
+    switch (x->op) {
+    case KO_VZERO:
+        for (int f = 0; f < F; f++) r.f[f] = LLVMConstNull(ktype(k, x->type));
+        return r;
+    case KO_DOT4: {
+        kval a = kev(k, x->a);
+        LLVMValueRef xv[4], w = kev1(k, x->b);
+        x_vectors(k, kev1(k, x->c), xv);
+        LLVMValueRef p = vload(e, V, w, 0);
+        if (F == 4) {
+            for (int i = 0; i < 4; i++)
+                r.f[i] = dot(e, kn, a.f[i], LLVMBuildAnd(e->b, p, splat(e->i8, V, 3 << (2 * i)), ""), xv[i]);
+            return r;
+        }
+        r.f[0] = a.f[0];
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
+            r.f[0] = dot(e, kn, r.f[0], LLVMBuildAnd(e->b, shifted, splat(e->i8, V, 3), ""), xv[i]);
+        }
+        return r;
+    }
+    case KO_SUM4: {
+        r = kev(k, x->a);
+        LLVMValueRef xp = kev1(k, x->b);
+        for (int i = 0; i < 4; i++) r.f[0] = dot(e, kn, r.f[0], splat(e->i8, V, 1), vload(e, V, xp, i * V));
+        return r;
+    }
+    case KO_VSUM: {
+        kval a = kev(k, x->a);
+        LLVMValueRef total = a.f[0];
+        for (int f = 1; f < kfields(k, x->a->type); f++) /* lanes of field f are exact multiples of 4^f */
+            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, a.f[f], splat(e->i32, acc_lanes(kn), 2 * f), ""),
+                                 "");
+        r.f[0] = vsum(e, kn, total);
+        return r;
+    }
+    case KO_FIELD: {
+        LLVMValueRef p = vload(e, V, kev1(k, x->a), 0);
+        if (x->imm) p = LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * (int)x->imm), "");
+        r.f[0] = LLVMBuildAnd(e->b, p, splat(e->i8, V, 3), "");
+        return r;
+    }
+    case KO_BDOT: {
+        kval a = kev(k, x->a);
+        LLVMValueRef codes = kev1(k, x->b);
+        r.f[0] = dot(e, kn, a.f[0], codes, vload(e, V, kev1(k, x->c), 0));
+        return r;
+    }
+    default: fatal("internal error: kernel IR operation %s is not a vector one", kir_op_names[x->op]);
+    }
+}
+
+static kval kev(kir_llvm *k, const kir_expr *x) {
+    llvm_emitter *e = k->e;
+    kval r = {{0}};
+    switch (x->op) {
+    case KO_CONST: r.f[0] = x->type == KT_SIZE ? c64(e, x->imm) : c32(e, x->imm); return r;
+    case KO_VAR: {
+        if (k->params[x->var->id]) {
+            r.f[0] = k->params[x->var->id];
+            return r;
+        }
+        kbind *bd = &k->bind[x->var->id];
+        if (bd->is_value) return bd->val;
+        for (int f = 0; f < kfields(k, x->var->type); f++) r.f[f] = get(e, bd->slot.f[f]);
+        return r;
+    }
+    case KO_ADD: r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_SUB: r.f[0] = LLVMBuildSub(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_MUL: r.f[0] = LLVMBuildMul(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_SHL: r.f[0] = LLVMBuildShl(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_LSHR: r.f[0] = LLVMBuildLShr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_AND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_LT:
+    case KO_LE:
+    case KO_EQ: {
+        LLVMIntPredicate pred = x->op == KO_LT ? LLVMIntSLT : x->op == KO_LE ? LLVMIntSLE : LLVMIntEQ;
+        r.f[0] = LLVMBuildICmp(e->b, pred, kev1(k, x->a), kev1(k, x->b), "");
+        return r;
+    }
+    case KO_CAST:
+        r.f[0] = kev1(k, x->a);
+        if (x->type == KT_SIZE) r.f[0] = LLVMBuildSExt(e->b, r.f[0], e->i64, "");
+        return r;
+    case KO_INDEX: r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b)); return r;
+    case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
+    case KO_LOAD: {
+        enum kir_type base = x->a->op == KO_VAR && x->a->var->array ? KT_PI32 : x->a->type;
+        LLVMTypeRef et = elem_type(k, base);
+        r.f[0] = LLVMBuildLoad2(e->b, et, kir_element(k, x->a, kev1(k, x->b)), "");
+        if (et == e->i8) r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
+                                                 : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
+        if (et == e->i16) r.f[0] = LLVMBuildZExt(e->b, r.f[0], e->i32, "");
+        return r;
+    }
+    default: return kev_vector(k, x);
+    }
+}
+
+static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s);
+
+static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
+    llvm_emitter *e = k->e;
+    kbind *bd = &k->bind[d->var->id];
+    memset(bd, 0, sizeof *bd);
+    if (d->var->array) {
+        bd->array_type = LLVMArrayType(e->i32, (unsigned)d->var->array);
+        bd->slot.f[0] = LLVMBuildAlloca(e->allocas, bd->array_type, d->var->name);
+        if (d->init) set(e, bd->slot.f[0], LLVMConstNull(bd->array_type));
+        return;
+    }
+    if (!k->assigned[d->var->id] && d->init) {
+        bd->is_value = true;
+        bd->val = kev(k, d->init);
+        return;
+    }
+    kval init = d->init ? kev(k, d->init) : (kval){{0}};
+    for (int f = 0; f < kfields(k, d->var->type); f++) {
+        bd->slot.f[f] = LLVMBuildAlloca(e->allocas, ktype(k, d->var->type), d->var->name);
+        if (d->init) set(e, bd->slot.f[f], init.f[f]);
+    }
+}
+
+/* for over constants: the body once per value, the counter a constant */
+static void kir_llvm_unrolled(kir_llvm *k, const kir_stmt *s) {
+    kbind *bd = &k->bind[s->var->id];
+    LLVMValueRef from = kev1(k, s->init), to = kev1(k, s->cond->b);
+    if (!LLVMIsAConstantInt(from) || !LLVMIsAConstantInt(to) || s->cond->op != KO_LT || s->cond->a->var != s->var)
+        fatal("internal error: an unrolled loop over %s has bounds that are not constants", s->var->name);
+    for (long long i = LLVMConstIntGetSExtValue(from); i < LLVMConstIntGetSExtValue(to); i += s->step) {
+        memset(bd, 0, sizeof *bd);
+        bd->is_value = true;
+        bd->val.f[0] = c32(k->e, i);
+        kir_llvm_stmts(k, s->body);
+    }
+}
+
+static void kir_llvm_for(kir_llvm *k, const kir_stmt *s) {
+    llvm_emitter *e = k->e;
+    if (s->unroll) {
+        kir_llvm_unrolled(k, s);
+        return;
+    }
+    kbind *bd = &k->bind[s->var->id];
+    if (s->init) {
+        memset(bd, 0, sizeof *bd);
+        bd->slot.f[0] = var(e, e->i32, kev1(k, s->init), s->label ? s->label : s->var->name);
+    }
+    LLVMValueRef counter = bd->slot.f[0];
+    const char *name = s->label ? s->label : s->var->name;
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
+    LLVMBuildBr(e->b, head);
+    LLVMPositionBuilderAtEnd(e->b, head);
+    LLVMValueRef i = get(e, counter);
+    bd->is_value = true, bd->val.f[0] = i;
+    LLVMBuildCondBr(e->b, kev1(k, s->cond), body, exit);
+    LLVMPositionBuilderAtEnd(e->b, body);
+    kir_llvm_stmts(k, s->body);
+    set(e, counter, LLVMBuildAdd(e->b, i, c32(e, s->step), ""));
+    LLVMBuildBr(e->b, head);
+    LLVMPositionBuilderAtEnd(e->b, exit);
+    bd->is_value = false, bd->slot.f[0] = counter;
+}
+
+static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
+    llvm_emitter *e = k->e;
+    for (; s; s = s->next) switch (s->kind) {
+        case KS_DECL:
+            for (const kir_stmt *d = s; d; d = d->more) kir_llvm_decl(k, d);
+            break;
+        case KS_SET: {
+            kval v = kev(k, s->value);
+            kbind *bd = &k->bind[s->var->id];
+            for (int f = 0; f < kfields(k, s->var->type); f++) set(e, bd->slot.f[f], v.f[f]);
+            break;
+        }
+        case KS_STORE: {
+            LLVMValueRef v = kev1(k, s->value);
+            LLVMBuildStore(e->b, v, kir_element(k, s->init, kev1(k, s->index)));
+            break;
+        }
+        case KS_FOR: kir_llvm_for(k, s); break;
+        case KS_IF: {
+            LLVMBasicBlockRef join = if_begin(e, kev1(k, s->cond));
+            kir_llvm_stmts(k, s->body);
+            if_end(e, join);
+            break;
+        }
+        case KS_CALL: {
+            const kir_table *t = k->m->tables;
+            int n = 0;
+            while (t && strcmp(t->name, s->callee)) t = t->next, n++;
+            if (!t) fatal("internal error: no function table %s", s->callee);
+            LLVMTypeRef fp = LLVMPointerType(e->block_type, 0), tt = LLVMArrayType(fp, (unsigned)t->count);
+            LLVMValueRef idx[] = {c32(e, 0), kev1(k, s->index)};
+            LLVMValueRef f = LLVMBuildLoad2(e->b, fp, LLVMBuildGEP2(e->b, tt, k->tables[n], idx, 2, ""), "");
+            LLVMValueRef args[] = {kev1(k, s->args[0]), kev1(k, s->args[1])};
+            LLVMBuildCall2(e->b, e->block_type, f, args, 2, "");
+            break;
+        }
+        case KS_SCOPE: kir_llvm_stmts(k, s->body); break;
+        case KS_COMMENT:
+        case KS_UNUSED: break;
+        }
+}
+
+static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
+    return sig == KSIG_KERNEL ? e->kernel_type : sig == KSIG_BATCH ? e->batch_type : e->block_type;
+}
+
+static LLVMValueRef kir_llvm_declare(llvm_emitter *e, const kir_func *f) {
+    LLVMValueRef fn = declare_function(e, f->name, sig_type(e, f->sig), f->exported);
+    if (f->exported) {
+        add_enum_attr(e, fn, 2, "noalias"); /* x */
+        add_enum_attr(e, fn, f->sig == KSIG_BATCH ? 4 : 3, "noalias"); /* y */
+    }
+    if (f->noinline) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline"); /* keeps the optimiser linear */
+    return fn;
+}
+
+static void kir_llvm_body(kir_llvm *k, const kir_func *f, LLVMValueRef fn) {
+    start_body(k->e, fn);
+    for (int i = 0; i < f->nparams; i++) k->params[f->param[i]->id] = LLVMGetParam(fn, (unsigned)i);
+    k->memo_block = NULL;
+    kir_llvm_stmts(k, f->body);
+    end_function(k->e);
+}
+
+/* The module's functions are declared first (the kernel entry, then where the lanes form has
+ * them its helpers, then the rest in order), then the tables of them, then every body. */
+static void emit_llvm_kir(llvm_emitter *e, const kir_module *m, LLVMValueRef *lanes_fns) {
+    kir_llvm k = {.e = e, .m = m, .kn = m->kn};
+    k.bind = xcalloc((size_t)m->nvars + 1, sizeof *k.bind);
+    k.assigned = xcalloc((size_t)m->nvars + 1, sizeof *k.assigned);
+    k.params = xcalloc((size_t)m->nvars + 1, sizeof *k.params);
+    int nf = 0, nt = 0;
+    for (const kir_func *f = m->funcs; f; f = f->next) nf++, kir_mark_assigned(&k, f->body);
+    for (const kir_table *t = m->tables; t; t = t->next) nt++;
+    const kir_func **order = xcalloc((size_t)nf, sizeof *order);
+    LLVMValueRef *fns = xcalloc((size_t)nf, sizeof *fns);
+    int n = 0;
+    for (const kir_func *f = m->funcs; f; f = f->next)
+        if (f->sig == KSIG_KERNEL) order[n++] = f;
+    for (const kir_func *f = m->funcs; f; f = f->next)
+        if (f->sig != KSIG_KERNEL) order[n++] = f;
+    fns[0] = kir_llvm_declare(e, order[0]);
+    if (lanes_fns && m->kn->lanes_min) lanes_fns[0] = lanes_block_fn(e), lanes_fns[1] = lanes_transpose_fn(e);
+    for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
+    k.tables = xcalloc((size_t)nt + 1, sizeof *k.tables);
+    nt = 0;
+    for (const kir_table *t = m->tables; t; t = t->next, nt++) {
+        LLVMTypeRef fp = LLVMPointerType(sig_type(e, t->sig), 0);
+        LLVMValueRef *members = xcalloc((size_t)t->count + 1, sizeof *members);
+        for (int32_t j = 0; j < t->count; j++)
+            for (int i = 0; i < n; i++)
+                if (order[i] == t->funcs[j]) members[j] = fns[i];
+        k.tables[nt] = LLVMAddGlobal(e->mod, LLVMArrayType(fp, (unsigned)t->count), t->name);
+        LLVMSetInitializer(k.tables[nt], LLVMConstArray(fp, members, (unsigned)t->count));
+        LLVMSetGlobalConstant(k.tables[nt], 1);
+        LLVMSetLinkage(k.tables[nt], LLVMInternalLinkage);
+        free(members);
+    }
+    for (int i = 0; i < n; i++) kir_llvm_body(&k, order[i], fns[i]);
+    free(order), free(fns), free(k.bind), free(k.assigned), free(k.params), free(k.tables);
+}
+
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
+    if (!e->gpu && kir_lowers(kn)) {
+        kir_module *m = kir_lower(kn);
+        LLVMValueRef lanes[2] = {NULL, NULL}, tiles_fn = NULL;
+        emit_llvm_kir(e, m, lanes);
+        kir_close(m);
+        if (!kn->lanes_min) return;
+        char *name = xasprintf("%s_tiles", kn->batch_symbol);
+        tiles_fn = LLVMGetNamedFunction(e->mod, name);
+        free(name);
+        LLVMValueRef fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
+        add_enum_attr(e, fn, 2, "noalias"); /* x */
+        add_enum_attr(e, fn, 4, "noalias"); /* y */
+        emit_lanes_batch(e, kn, lanes[0], lanes[1], tiles_fn);
+        end_function(e);
+        return;
+    }
     LLVMValueRef fn = begin_function(e, kn->symbol, e->kernel_type, true);
     add_enum_attr(e, fn, 2, "noalias"); /* x */
     add_enum_attr(e, fn, 3, "noalias"); /* y */
-    if (e->gpu != (kn->form == KF_WARP || kn->isa == DOT_DP4A) || (e->gpu && kn->form != KF_I2))
+    if (e->gpu ? kn->form != KF_I2 || kn->isa != DOT_DP4A : kn->form != KF_LUT)
         fatal("internal error: %s: form %d has no %s kernel in the LLVM backend", kn->symbol, kn->form,
               e->gpu ? "NVPTX" : "CPU");
-    switch (kn->form) {
-    case KF_I2:
-        if (e->gpu)
-            emit_gpu_i2(e, kn);
-        else
-            emit_i2(e, kn);
-        break;
-    case KF_UNROLLED: emit_unrolled(e, kn); break;
-    case KF_LOOP: emit_loop(e, kn); break;
-    case KF_LUT: emit_lut(e, kn); break;
-    case KF_WARP: break;
-    }
+    if (e->gpu)
+        emit_gpu_i2(e, kn);
+    else
+        emit_lut(e, kn);
     end_function(e);
-    if (kn->batch_symbol) {
-        /* the lanes form's helpers first: begin_function moves the builder */
-        LLVMValueRef block_fn = kn->lanes_min ? lanes_block_fn(e) : NULL, tiles_fn = NULL;
-        LLVMValueRef transpose_fn = kn->lanes_min ? lanes_transpose_fn(e) : NULL;
-        if (kn->lanes_min) {
-            char *name = xasprintf("%s_tiles", kn->batch_symbol);
-            tiles_fn = begin_function(e, name, e->batch_type, false);
-            free(name);
-            emit_i2_batch(e, kn);
-            end_function(e);
-        }
-        fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
-        add_enum_attr(e, fn, 2, "noalias"); /* x */
-        add_enum_attr(e, fn, 4, "noalias"); /* y */
-        if (kn->lanes_min)
-            emit_lanes_batch(e, kn, block_fn, transpose_fn, tiles_fn);
-        else
-            emit_i2_batch(e, kn);
-        end_function(e);
-    }
 }
 
 /* ---- output ---- */

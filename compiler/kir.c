@@ -1,0 +1,322 @@
+/*
+ * kir.c — building the kernel IR (kir.h) and printing it as text (rsrc --print=kernel).
+ *
+ * The text is for people and tests of the lowering: one statement a line, expressions in prefix
+ * form with the operation's name, types after a colon where a variable is declared:
+ *
+ *   func rsr_kernel_0 kernel(data, x, y, block_begin, block_end)
+ *     decl sx:vacc = vzero
+ *     for g:int = 0; lt(g, 1); +1
+ *       set sx = sum4(sx, index(x, mul(g, 256)))
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kir.h"
+#include "rsrc.h"
+
+const char *const kir_type_names[KT_COUNT] = {"void", "int", "i32", "u32", "size", "pu8",  "pi8",
+                                              "pu16", "pu32", "pi32", "vacc", "codes", "bacc"};
+const char *const kir_op_names[KO_COUNT] = {"const", "var",   "add",   "sub",   "mul",   "shl",        "lshr",
+                                            "and",   "lt",    "le",    "eq",    "cast",  "load",       "index",
+                                            "reinterpret", "vzero", "dot4", "sum4", "vsum", "field", "bdot"};
+
+static const char *const param_names[][KIR_MAX_PARAMS] = {
+    [KSIG_KERNEL] = {"data", "x", "y", "block_begin", "block_end"},
+    [KSIG_BATCH] = {"data", "x", "x_stride", "y", "y_stride", "ntok", "block_begin", "block_end"},
+    [KSIG_BLOCK] = {"x", "y"},
+};
+static const enum kir_type param_types[][KIR_MAX_PARAMS] = {
+    [KSIG_KERNEL] = {KT_PU8, KT_PI8, KT_PI32, KT_I32, KT_I32},
+    [KSIG_BATCH] = {KT_PU8, KT_PI8, KT_I32, KT_PI32, KT_I32, KT_I32, KT_I32, KT_I32},
+    [KSIG_BLOCK] = {KT_PI8, KT_PI32},
+};
+static const int param_counts[] = {[KSIG_KERNEL] = 5, [KSIG_BATCH] = 8, [KSIG_BLOCK] = 2};
+static const char *const sig_names[] = {"kernel", "batch", "block"};
+
+static void *alloc(kir_module *m, size_t n) {
+    void *p = arena_alloc(m->arena, n);
+    memset(p, 0, n);
+    return p;
+}
+
+kir_module *kir_open(const struct kernel *kn) {
+    arena *a = arena_open();
+    kir_module *m = arena_alloc(a, sizeof *m);
+    memset(m, 0, sizeof *m);
+    m->arena = a;
+    m->kn = kn;
+    m->last_func = &m->funcs;
+    m->last_table = &m->tables;
+    return m;
+}
+
+void kir_close(kir_module *m) {
+    if (m) arena_close(m->arena);
+}
+
+const char *kir_strf(kir_module *m, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory");
+    va_end(ap);
+    char *copy = arena_printf(m->arena, "%s", s);
+    free(s);
+    return copy;
+}
+
+kir_var *kir_var_new(kir_module *m, const char *name, enum kir_type type, int32_t array) {
+    kir_var *v = alloc(m, sizeof *v);
+    v->name = arena_printf(m->arena, "%s", name);
+    v->type = type;
+    v->array = array;
+    v->id = m->nvars++;
+    return v;
+}
+
+kir_func *kir_func_add(kir_module *m, const char *name, enum kir_sig sig, bool exported) {
+    kir_func *f = alloc(m, sizeof *f);
+    f->name = arena_printf(m->arena, "%s", name);
+    f->sig = sig;
+    f->exported = exported;
+    f->nparams = param_counts[sig];
+    for (int i = 0; i < f->nparams; i++) f->param[i] = kir_var_new(m, param_names[sig][i], param_types[sig][i], 0);
+    *m->last_func = f;
+    m->last_func = &f->next;
+    return f;
+}
+
+kir_table *kir_table_add(kir_module *m, const char *name, enum kir_sig sig, kir_func **funcs, int32_t count) {
+    kir_table *t = alloc(m, sizeof *t);
+    t->name = arena_printf(m->arena, "%s", name);
+    t->sig = sig;
+    t->funcs = funcs;
+    t->count = count;
+    *m->last_table = t;
+    m->last_table = &t->next;
+    return t;
+}
+
+kir_var *kir_param(const kir_func *f, const char *name) {
+    for (int i = 0; i < f->nparams; i++)
+        if (!strcmp(f->param[i]->name, name)) return f->param[i];
+    fatal("internal error: %s has no parameter %s", f->name, name);
+}
+
+static kir_expr *node(kir_module *m, enum kir_op op, enum kir_type type) {
+    kir_expr *e = alloc(m, sizeof *e);
+    e->op = op;
+    e->type = type;
+    return e;
+}
+
+kir_expr *kir_const(kir_module *m, enum kir_type type, int64_t v) {
+    kir_expr *e = node(m, KO_CONST, type);
+    e->imm = v;
+    return e;
+}
+
+kir_expr *kir_ref(kir_module *m, kir_var *v) {
+    kir_expr *e = node(m, KO_VAR, v->array ? KT_PI32 : v->type);
+    e->var = v;
+    return e;
+}
+
+kir_expr *kir_bin(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, kir_expr *b) {
+    kir_expr *e = node(m, op, type);
+    e->a = a, e->b = b;
+    return e;
+}
+
+kir_expr *kir_cast(kir_module *m, enum kir_type type, kir_expr *a) { return kir_bin(m, KO_CAST, type, a, NULL); }
+
+kir_expr *kir_load(kir_module *m, enum kir_type type, kir_expr *base, kir_expr *index) {
+    return kir_bin(m, KO_LOAD, type, base, index);
+}
+
+kir_expr *kir_index(kir_module *m, kir_expr *base, kir_expr *offset) {
+    return kir_bin(m, KO_INDEX, base->type, base, offset);
+}
+
+kir_expr *kir_reinterpret(kir_module *m, enum kir_type type, kir_expr *a) {
+    return kir_bin(m, KO_REINTERPRET, type, a, NULL);
+}
+
+kir_expr *kir_vec(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, kir_expr *b, kir_expr *c,
+                  int64_t imm) {
+    kir_expr *e = node(m, op, type);
+    e->a = a, e->b = b, e->c = c, e->imm = imm;
+    return e;
+}
+
+kir_list kir_list_of(kir_stmt **head) { return (kir_list){head}; }
+
+kir_stmt *kir_stmt_add(kir_module *m, kir_list *l, enum kir_stmt_kind kind) {
+    kir_stmt *s = alloc(m, sizeof *s);
+    s->kind = kind;
+    *l->tail = s;
+    l->tail = &s->next;
+    return s;
+}
+
+kir_stmt *kir_decl(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, bool c_const) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_DECL);
+    s->var = v, s->init = init, s->c_const = c_const;
+    return s;
+}
+
+kir_stmt *kir_decl_also(kir_module *m, kir_stmt *decl, kir_var *v, kir_expr *init) {
+    kir_stmt *s = alloc(m, sizeof *s);
+    s->kind = KS_DECL;
+    s->var = v, s->init = init, s->c_const = decl->c_const;
+    kir_stmt **at = &decl->more;
+    while (*at) at = &(*at)->more;
+    *at = s;
+    return s;
+}
+
+kir_stmt *kir_set(kir_module *m, kir_list *l, kir_var *v, kir_expr *value) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_SET);
+    s->var = v, s->value = value;
+    return s;
+}
+
+kir_stmt *kir_store(kir_module *m, kir_list *l, kir_expr *target, kir_expr *index, kir_expr *value) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_STORE);
+    s->init = target, s->index = index, s->value = value;
+    return s;
+}
+
+kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_expr *cond, int32_t step,
+                  kir_list *body) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_FOR);
+    s->var = v, s->init = init, s->cond = cond, s->step = step;
+    *body = kir_list_of(&s->body);
+    return s;
+}
+
+kir_stmt *kir_for_range(kir_module *m, kir_list *l, kir_var *v, kir_expr *from, kir_expr *to, kir_list *body) {
+    return kir_for(m, l, v, from, kir_bin(m, KO_LT, KT_INT, kir_ref(m, v), to), 1, body);
+}
+
+kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_IF);
+    s->cond = cond;
+    *then = kir_list_of(&s->body);
+    return s;
+}
+
+void kir_comment(kir_module *m, kir_list *l, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory");
+    va_end(ap);
+    kir_stmt_add(m, l, KS_COMMENT)->text = arena_printf(m->arena, "%s", s);
+    free(s);
+}
+
+/* ---- text ---- */
+
+static void print_expr(FILE *out, const kir_expr *e) {
+    switch (e->op) {
+    case KO_CONST: fprintf(out, "%lld", (long long)e->imm); return;
+    case KO_VAR: fputs(e->var->name, out); return;
+    case KO_VZERO: fputs("vzero", out); return;
+    default: break;
+    }
+    fprintf(out, "%s", kir_op_names[e->op]);
+    if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET) fprintf(out, ".%s", kir_type_names[e->type]);
+    if (e->op == KO_FIELD) fprintf(out, ".%lld", (long long)e->imm);
+    fputc('(', out);
+    const kir_expr *ops[] = {e->a, e->b, e->c};
+    for (int i = 0, n = 0; i < 3; i++)
+        if (ops[i]) {
+            fputs(n++ ? ", " : "", out);
+            print_expr(out, ops[i]);
+        }
+    fputc(')', out);
+}
+
+static void print_var(FILE *out, const kir_var *v) {
+    fprintf(out, "%s:%s", v->name, kir_type_names[v->type]);
+    if (v->array) fprintf(out, "[%d]", v->array);
+}
+
+static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
+    for (; s; s = s->next) {
+        fprintf(out, "%*s", 2 * depth, "");
+        switch (s->kind) {
+        case KS_DECL:
+            fputs("decl ", out);
+            for (const kir_stmt *d = s; d; d = d->more) {
+                print_var(out, d->var);
+                if (d->init) fputs(" = ", out), print_expr(out, d->init);
+                if (d->more) fputs(", ", out);
+            }
+            break;
+        case KS_SET:
+            fprintf(out, "set %s = ", s->var->name);
+            print_expr(out, s->value);
+            break;
+        case KS_STORE:
+            fputs("store ", out);
+            print_expr(out, s->init);
+            fputc('[', out);
+            print_expr(out, s->index);
+            fputs("] = ", out);
+            print_expr(out, s->value);
+            break;
+        case KS_FOR:
+            fprintf(out, "for%s ", s->unroll ? ".unroll" : "");
+            print_var(out, s->var);
+            if (s->init) fputs(" = ", out), print_expr(out, s->init);
+            fputs("; ", out);
+            print_expr(out, s->cond);
+            fprintf(out, "; %+d\n", s->step);
+            print_stmts(out, s->body, depth + 1);
+            continue;
+        case KS_IF:
+            fputs("if ", out);
+            print_expr(out, s->cond);
+            fputc('\n', out);
+            print_stmts(out, s->body, depth + 1);
+            if (s->other) {
+                fprintf(out, "%*selse\n", 2 * depth, "");
+                print_stmts(out, s->other, depth + 1);
+            }
+            continue;
+        case KS_CALL:
+            fprintf(out, "call %s[", s->callee);
+            print_expr(out, s->index);
+            fputs("](", out);
+            print_expr(out, s->args[0]);
+            fputs(", ", out);
+            print_expr(out, s->args[1]);
+            fputc(')', out);
+            break;
+        case KS_SCOPE:
+            fputs("scope\n", out);
+            print_stmts(out, s->body, depth + 1);
+            continue;
+        case KS_COMMENT: fprintf(out, "# %s", s->text); break;
+        case KS_UNUSED: fprintf(out, "unused %s", s->var->name); break;
+        }
+        fputc('\n', out);
+    }
+}
+
+void kir_print(FILE *out, const kir_module *m) {
+    for (const kir_func *f = m->funcs; f; f = f->next) {
+        fprintf(out, "func %s %s%s%s(", f->name, sig_names[f->sig], f->exported ? " exported" : "",
+                f->noinline ? " noinline" : "");
+        for (int i = 0; i < f->nparams; i++) fprintf(out, "%s%s", i ? ", " : "", f->param[i]->name);
+        fputs(")\n", out);
+        print_stmts(out, f->body, 1);
+    }
+    for (const kir_table *t = m->tables; t; t = t->next)
+        fprintf(out, "table %s %s[%d] = %s .. %s\n", t->name, sig_names[t->sig], t->count,
+                t->count ? t->funcs[0]->name : "", t->count ? t->funcs[t->count - 1]->name : "");
+}

@@ -1,0 +1,210 @@
+/*
+ * kir.h — the kernel IR: what a matrix's kernel does, once, for every printer to translate.
+ *
+ *   kernel (kernel.c: form, shapes, layout) ──kir_lower──▶ kir_module ──▶ C (emit_c.c)
+ *                                                                   ──▶ LLVM IR (emit_llvm.c)
+ *                                                                   ──▶ text (kir_print, --print=kernel)
+ *
+ * A module is a list of functions; a function is a tree of statements over variables, and
+ * expressions are trees of the operations below. Nothing in it is a printer's: the integer
+ * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
+ * operations are the ones every printer already had under other names (the i2 group product
+ * dot4, sum4, vsum, the batched field/bdot/bsum). A printer maps the abstract types (KT_VACC: the
+ * dot ISA's accumulator) and the vector operations to its own vocabulary — C helper functions
+ * (compiler/templates/), LLVM intrinsics — and decides nothing about the algorithm. A new
+ * instruction set is a lowering choice (kernel.c) plus a case per vector operation in each printer.
+ *
+ * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
+ * line, the next one, or in braces; comments): the generated C stays readable and stable.
+ */
+#ifndef RSRC_KIR_H
+#define RSRC_KIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct kernel;
+struct arena;
+
+/* Types. Pointers point at constant data except KT_PI32 (the output y and local arrays). */
+enum kir_type {
+    KT_VOID,
+    KT_INT,  /* a loop counter of a few values: C int, LLVM i32 */
+    KT_I32,  /* int32_t */
+    KT_U32,  /* uint32_t: the same bits, unsigned in C only */
+    KT_SIZE, /* an offset in bytes or elements: size_t / i64 */
+    KT_PU8,  /* const uint8_t *: the kernel's data (the blob) */
+    KT_PI8,  /* const int8_t *: x */
+    KT_PU16, /* const uint16_t * */
+    KT_PU32, /* const uint32_t * */
+    KT_PI32, /* int32_t *: y */
+    KT_VACC, /* the i2 accumulator of the kernel's dot ISA (C rsr_vacc) */
+    KT_CODES, /* one decoded field of V packed bytes (C rsr_codes) */
+    KT_BACC,  /* a batched accumulator (C rsr_bacc) */
+    KT_COUNT
+};
+extern const char *const kir_type_names[KT_COUNT];
+
+enum kir_op {
+    /* leaves */
+    KO_CONST, /* imm */
+    KO_VAR,   /* var */
+    /* scalar arithmetic on a, b (type of the result: the node's) */
+    KO_ADD,
+    KO_SUB,
+    KO_MUL,
+    KO_SHL,
+    KO_LSHR,
+    KO_AND,
+    KO_LT, /* a < b (signed), as KT_INT */
+    KO_LE,
+    KO_EQ,
+    KO_CAST,  /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
+    KO_LOAD,  /* a[b]: the element of pointer or array a at index b, widened to the node's type */
+    KO_INDEX, /* a + b: pointer a advanced by b elements */
+    KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
+    /* the i2 vector vocabulary (kernel.c, KF_I2): V = the ISA's vector bytes */
+    KO_VZERO, /* an accumulator of zeros (KT_VACC or KT_BACC) */
+    KO_DOT4,  /* a + the codes of one group (V packed bytes at b) · x[0..4V) at c */
+    KO_SUM4,  /* a + Σ x[0..4V) at b */
+    KO_VSUM,  /* the int32 sum of accumulator a's lanes (KT_VACC or KT_BACC) */
+    KO_FIELD, /* the codes 0..2 of field imm of V packed bytes at a */
+    KO_BDOT,  /* a + codes b · x[0..V) at c */
+    KO_COUNT
+};
+extern const char *const kir_op_names[KO_COUNT];
+
+typedef struct kir_var {
+    const char *name;
+    enum kir_type type;
+    int32_t array; /* > 0: a local array of that many elements (KT_I32) */
+    int id;
+} kir_var;
+
+typedef struct kir_expr {
+    enum kir_op op;
+    enum kir_type type;
+    bool hex; /* KO_CONST: printed in hexadecimal */
+    int64_t imm;
+    kir_var *var;
+    struct kir_expr *a, *b, *c;
+} kir_expr;
+
+enum kir_stmt_kind {
+    KS_DECL,    /* var (= init), more declarators of the same type in `more` */
+    KS_SET,     /* var = value (C prints var += x, var -= x where value is var + x, var - x) */
+    KS_STORE,   /* target[index] = value: target a pointer or array expression */
+    KS_FOR,     /* for (var = init; cond; var += step) body; init NULL: var declared before */
+    KS_IF,      /* if (cond) body [else other] */
+    KS_CALL,    /* the function table `callee`[index](args): the unrolled form's blocks */
+    KS_SCOPE,   /* { body } */
+    KS_COMMENT, /* text, for readers of the C */
+    KS_UNUSED   /* (void)var: a C variable that may go unused */
+};
+/* The C printer's layout of a loop or if whose body is one statement: in braces, on the same
+ * line, or on the next line without braces. */
+enum kir_layout { KL_BRACES, KL_SAME_LINE, KL_NEXT_LINE };
+
+typedef struct kir_stmt {
+    enum kir_stmt_kind kind;
+    enum kir_layout layout;
+    bool c_const;     /* KS_DECL: C const (the variable is never set again) */
+    bool unroll;      /* KS_FOR: over constants; LLVM repeats the body with the counter a constant */
+    bool join;        /* C: printed on the line of the statement before */
+    kir_var *var;
+    kir_expr *init, *value, *cond, *index;
+    int32_t step;
+    const char *text;  /* KS_COMMENT; KS_DECL: a trailing comment */
+    const char *callee; /* KS_CALL: the table's name */
+    const char *label;  /* KS_FOR: names the loop's blocks in LLVM IR (else the counter's name) */
+    kir_expr *args[2];
+    struct kir_stmt *more;          /* KS_DECL: further declarators on the same line */
+    struct kir_stmt *body, *other;  /* KS_FOR, KS_IF, KS_SCOPE */
+    struct kir_stmt *next;
+} kir_stmt;
+
+/* The signatures every printer knows (rsr_artifact.h): params named as in C. */
+enum kir_sig {
+    KSIG_KERNEL, /* rsr_kernel_fn: data, x, y, block_begin, block_end */
+    KSIG_BATCH,  /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
+    KSIG_BLOCK   /* an unrolled block: x, y */
+};
+#define KIR_MAX_PARAMS 8
+
+typedef struct kir_func {
+    const char *name;
+    enum kir_sig sig;
+    bool exported;    /* the artifact names it (else internal) */
+    bool noinline;
+    const char *comment; /* printed before it */
+    kir_var *param[KIR_MAX_PARAMS];
+    int nparams;
+    kir_stmt *body;
+    struct kir_func *next;
+} kir_func;
+
+/* A constant table of functions of one signature (the unrolled form's blocks). */
+typedef struct kir_table {
+    const char *name;
+    enum kir_sig sig;
+    kir_func **funcs;
+    int32_t count;
+    struct kir_table *next;
+} kir_table;
+
+typedef struct kir_module {
+    struct arena *arena;
+    const struct kernel *kn; /* what it was lowered from: the printers' ISA and shapes */
+    kir_func *funcs, **last_func;
+    kir_table *tables, **last_table;
+    int nvars;
+} kir_module;
+
+/* ---- building (kir.c) ---- */
+kir_module *kir_open(const struct kernel *kn);
+void kir_close(kir_module *m);
+kir_func *kir_func_add(kir_module *m, const char *name, enum kir_sig sig, bool exported);
+kir_table *kir_table_add(kir_module *m, const char *name, enum kir_sig sig, kir_func **funcs, int32_t count);
+kir_var *kir_var_new(kir_module *m, const char *name, enum kir_type type, int32_t array);
+kir_var *kir_param(const kir_func *f, const char *name);
+
+kir_expr *kir_const(kir_module *m, enum kir_type type, int64_t v);
+kir_expr *kir_ref(kir_module *m, kir_var *v);
+kir_expr *kir_bin(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, kir_expr *b);
+kir_expr *kir_cast(kir_module *m, enum kir_type type, kir_expr *a);
+kir_expr *kir_load(kir_module *m, enum kir_type type, kir_expr *base, kir_expr *index);
+kir_expr *kir_index(kir_module *m, kir_expr *base, kir_expr *offset);
+kir_expr *kir_reinterpret(kir_module *m, enum kir_type type, kir_expr *a);
+kir_expr *kir_vec(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, kir_expr *b, kir_expr *c,
+                  int64_t imm);
+
+/* Statements are appended to a list through a cursor (a pointer to the list's last link). */
+typedef struct kir_list {
+    kir_stmt **tail;
+} kir_list;
+kir_list kir_list_of(kir_stmt **head);
+kir_stmt *kir_stmt_add(kir_module *m, kir_list *l, enum kir_stmt_kind kind);
+kir_stmt *kir_decl(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, bool c_const);
+/* another declarator of decl's type on its line: T a = 1, b = 2; */
+kir_stmt *kir_decl_also(kir_module *m, kir_stmt *decl, kir_var *v, kir_expr *init);
+kir_stmt *kir_set(kir_module *m, kir_list *l, kir_var *v, kir_expr *value);
+kir_stmt *kir_store(kir_module *m, kir_list *l, kir_expr *target, kir_expr *index, kir_expr *value);
+/* for (v = init; cond; v += step): returns the loop, whose body list *body is opened */
+kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_expr *cond, int32_t step,
+                  kir_list *body);
+/* for (v = from; v < to; v++), the common case */
+kir_stmt *kir_for_range(kir_module *m, kir_list *l, kir_var *v, kir_expr *from, kir_expr *to, kir_list *body);
+kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then);
+void kir_comment(kir_module *m, kir_list *l, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- lowering (lower.c): the forms of kernel.c that go through the IR ---- */
+bool kir_lowers(const struct kernel *kn); /* the unrolled, loop and CPU i2 forms */
+kir_module *kir_lower(const struct kernel *kn);
+
+/* ---- printing ---- */
+void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
+void emit_c_kir(FILE *out, const kir_module *m); /* the C printer (emit_c.c) */
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * lower.c — a kernel description (kernel.c) as kernel IR (kir.h): the RSR unrolled and loop forms
+ * and the CPU i2 forms (one token, and the tiles of the batched kernel). What each form computes
+ * and why is in kernel.c's header; this file says it once in the IR, and the printers translate.
+ *
+ * The lut, RSR-lanes and GPU forms are still printed by hand in each printer (emit_c.c,
+ * emit_llvm.c, emit_cuda.c); they move here next (docs/design.md, "Kernel IR").
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kir.h"
+#include "rsrc.h"
+
+typedef struct lower {
+    kir_module *m;
+    const kernel *kn;
+    kir_func *f;
+} lower;
+
+/* ---- expression shorthands ---- */
+static kir_expr *num(lower *L, int64_t v) { return kir_const(L->m, KT_I32, v); }
+static kir_expr *size(lower *L, int64_t v) { return kir_const(L->m, KT_SIZE, v); }
+static kir_expr *ref(lower *L, kir_var *v) { return kir_ref(L->m, v); }
+static kir_expr *param(lower *L, const char *name) { return kir_ref(L->m, kir_param(L->f, name)); }
+static kir_expr *add(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_ADD, a->type, a, b); }
+static kir_expr *sub(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_SUB, a->type, a, b); }
+static kir_expr *mul(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_MUL, a->type, a, b); }
+static kir_expr *lt(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_LT, KT_INT, a, b); }
+static kir_expr *wide(lower *L, kir_expr *a) { return kir_cast(L->m, KT_SIZE, a); }
+static kir_expr *idx(lower *L, kir_expr *p, kir_expr *off) { return kir_index(L->m, p, off); }
+static kir_var *var(lower *L, const char *name, enum kir_type t) { return kir_var_new(L->m, name, t, 0); }
+static kir_var *array(lower *L, const char *name, int32_t n) { return kir_var_new(L->m, name, KT_I32, n); }
+static const char *strf(lower *L, const char *fmt, int a, int b) { return kir_strf(L->m, fmt, a, b); }
+
+/* for (int32_t v = from; v < to; v++), its blocks called `label` in LLVM IR */
+static kir_stmt *loop(lower *L, kir_list *l, const char *name, const char *label, kir_expr *from, kir_expr *to,
+                      kir_list *body) {
+    kir_stmt *s = kir_for_range(L->m, l, var(L, name, KT_I32), from, to, body);
+    s->label = label;
+    return s;
+}
+
+/* ---- RSR: the unrolled and loop forms ---- */
+
+/* RSR++ fold of U[2^k] into the k row sums: row r = 2·Σ_{bit r set} U − total, U halved in place. */
+static void lower_fold(lower *L, kir_list *l, int k, kir_var *U, kir_var *total, kir_var *acc) {
+    kir_module *m = L->m;
+    kir_list body, sum, halve;
+    kir_var *r = var(L, "r", KT_INT), *half = var(L, "half", KT_I32), *pos = var(L, "pos", KT_I32);
+    kir_for_range(m, l, r, num(L, 0), num(L, k), &body)->unroll = true;
+    kir_expr *shift = sub(L, sub(L, num(L, k), ref(L, r)), num(L, 1));
+    kir_stmt *d = kir_decl(m, &body, half, kir_bin(m, KO_SHL, KT_INT, num(L, 1), shift), false);
+    kir_decl_also(m, d, pos, num(L, 0));
+    kir_var *j = var(L, "j", KT_INT);
+    kir_stmt *f = kir_for_range(m, &body, j, num(L, 0), ref(L, half), &sum);
+    f->unroll = true, f->layout = KL_SAME_LINE;
+    kir_expr *odd = add(L, mul(L, num(L, 2), ref(L, j)), num(L, 1));
+    kir_set(m, &sum, pos, add(L, ref(L, pos), kir_load(m, KT_I32, ref(L, U), odd)));
+    kir_store(m, &body, ref(L, acc), ref(L, r), sub(L, mul(L, num(L, 2), ref(L, pos)), ref(L, total)));
+    j = var(L, "j", KT_INT);
+    f = kir_for_range(m, &body, j, num(L, 0), ref(L, half), &halve);
+    f->unroll = true, f->layout = KL_SAME_LINE;
+    kir_expr *even = mul(L, num(L, 2), ref(L, j));
+    odd = add(L, mul(L, num(L, 2), ref(L, j)), num(L, 1));
+    kir_store(m, &halve, ref(L, U), ref(L, j),
+              add(L, kir_load(m, KT_I32, ref(L, U), even), kir_load(m, KT_I32, ref(L, U), odd)));
+}
+
+/* acc[r] += u or -= u, on the line before */
+static void lower_digit(lower *L, kir_list *l, kir_var *acc, int r, int d, kir_var *u) {
+    kir_expr *a = kir_load(L->m, KT_I32, ref(L, acc), num(L, r));
+    kir_stmt *s = kir_store(L->m, l, ref(L, acc), num(L, r), d > 0 ? add(L, a, ref(L, u)) : sub(L, a, ref(L, u)));
+    s->join = true;
+}
+
+/* One function per block (many small functions compile far faster than one giant one), the
+ * column indices immediate offsets, dispatched through a table; a block writes its rows to y. */
+static void lower_unrolled(lower *L) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const rsr_plan *p = kn->plan;
+    kir_func **blocks = arena_alloc(m->arena, sizeof *blocks * (size_t)(p->num_blocks ? p->num_blocks : 1));
+    for (int32_t b = 0; b < p->num_blocks; b++) {
+        L->f = blocks[b] = kir_func_add(m, kir_strf(m, "%s_b%d", kn->symbol, b), KSIG_BLOCK, false);
+        L->f->noinline = true; /* keeps the optimiser linear */
+        kir_list l = kir_list_of(&L->f->body);
+        kir_var *acc = array(L, "acc", p->k), *u = var(L, "u", KT_I32), *U = NULL, *total = NULL;
+        kir_decl_also(m, kir_decl(m, &l, acc, num(L, 0), false), u, NULL);
+        if (p->binary) {
+            U = array(L, "U", 1 << p->k), total = var(L, "total", KT_I32);
+            kir_decl_also(m, kir_decl(m, &l, U, num(L, 0), false), total, num(L, 0));
+        }
+        const uint16_t *col = p->perm + p->block_col[b];
+        for (uint32_t s = p->block_seg[b]; s < p->block_seg[b + 1]; s++) {
+            kir_expr *sum = NULL;
+            for (uint32_t j = 0; j < p->seg_len[s]; j++) {
+                kir_expr *xj = kir_load(m, KT_I32, param(L, "x"), num(L, *col++));
+                sum = sum ? add(L, sum, xj) : xj;
+            }
+            kir_set(m, &l, u, sum);
+            if (p->binary) {
+                kir_store(m, &l, ref(L, U), num(L, p->seg_code[s]), ref(L, u))->join = true;
+                kir_set(m, &l, total, add(L, ref(L, total), ref(L, u)))->join = true;
+                continue;
+            }
+            for (int r = 0; r < p->k; r++) {
+                int d = rsr_code_digit(p, p->seg_code[s], r);
+                if (d) lower_digit(L, &l, acc, r, d, u);
+            }
+        }
+        if (p->binary) lower_fold(L, &l, p->k, U, total, acc);
+        kir_stmt_add(m, &l, KS_UNUSED)->var = u;
+        for (int r = 0; r < p->k && b * p->k + r < p->rows; r++)
+            kir_store(m, &l, param(L, "y"), num(L, b * p->k + r), kir_load(m, KT_I32, ref(L, acc), num(L, r)));
+    }
+    kir_table *t = kir_table_add(m, kir_strf(m, "%s_block", kn->symbol), KSIG_BLOCK, blocks, p->num_blocks);
+    L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
+    L->f->comment = kir_strf(m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept", kn->strategy,
+                             p->rows, p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks,
+                             (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept);
+    kir_list l = kir_list_of(&L->f->body), body;
+    kir_stmt_add(m, &l, KS_UNUSED)->var = kir_param(L->f, "data");
+    kir_stmt *fb = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &body);
+    fb->layout = KL_SAME_LINE;
+    kir_stmt *call = kir_stmt_add(m, &body, KS_CALL);
+    call->callee = t->name;
+    call->index = ref(L, fb->var);
+    call->args[0] = param(L, "x"), call->args[1] = param(L, "y");
+}
+
+/* y[b·R + r] = value for the R rows of block b, each under `row < rows` if the last block is partial. */
+static void store_rows(lower *L, kir_list *l, kir_expr *y, kir_var *b, int R, kir_expr *(*value)(lower *, int, void *),
+                       void *ctx) {
+    for (int r = 0; r < R; r++) {
+        kir_expr *row = add(L, mul(L, ref(L, b), num(L, R)), num(L, r));
+        kir_list at = *l, then;
+        if (L->kn->rows % R) {
+            kir_if(L->m, l, lt(L, row, num(L, L->kn->rows)), &then)->layout = KL_SAME_LINE;
+            at = then;
+        }
+        kir_store(L->m, &at, y, row, value(L, r, ctx));
+        if (!(L->kn->rows % R)) *l = at;
+    }
+}
+
+static kir_expr *acc_row(lower *L, int r, void *acc) { return kir_load(L->m, KT_I32, ref(L, acc), num(L, r)); }
+
+/* The loop: k, rows and the data layout are constants; the index is data (kernel.c). */
+static void lower_loop(lower *L) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const rsr_plan *p = kn->plan;
+    int k = p->k;
+    L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
+    L->f->comment = kir_strf(m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept", kn->strategy,
+                             p->rows, p->cols, p->binary ? "binary" : "ternary", k, p->num_blocks,
+                             (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept);
+    kir_list l = kir_list_of(&L->f->body), blk, seg, col_loop, digits;
+    struct {
+        const char *name;
+        enum kir_type type;
+        uint64_t off;
+        kir_var *v;
+    } tab[] = {{"block_seg", KT_PU32, kn->off_block_seg, NULL},
+               {"block_col", KT_PU32, kn->off_block_col, NULL},
+               {"seg", KT_PU32, kn->off_seg, NULL},
+               {"perm", KT_PU16, kn->off_perm, NULL}};
+    for (int i = 0; i < 4; i++) {
+        tab[i].v = var(L, tab[i].name, tab[i].type);
+        kir_expr *at = kir_reinterpret(m, tab[i].type, idx(L, param(L, "data"), size(L, (int64_t)tab[i].off)));
+        kir_decl(m, &l, tab[i].v, at, true);
+    }
+    kir_var *block_seg = tab[0].v, *block_col = tab[1].v, *segs = tab[2].v, *perm = tab[3].v;
+    kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
+    kir_var *acc = array(L, "acc", k), *U = NULL, *total = NULL;
+    kir_decl(m, &blk, acc, num(L, 0), false);
+    if (p->binary) {
+        U = array(L, "U", 1 << k), total = var(L, "total", KT_I32);
+        kir_decl_also(m, kir_decl(m, &blk, U, num(L, 0), false), total, num(L, 0));
+    }
+    kir_var *col = var(L, "col", KT_PU16);
+    kir_decl(m, &blk, col, idx(L, ref(L, perm), kir_load(m, KT_U32, ref(L, block_col), ref(L, b))), false);
+    kir_var *s = var(L, "s", KT_U32);
+    kir_expr *s1 = kir_load(m, KT_U32, ref(L, block_seg), add(L, ref(L, b), num(L, 1)));
+    kir_for_range(m, &blk, s, kir_load(m, KT_U32, ref(L, block_seg), ref(L, b)), s1, &seg)->label = "segment";
+    kir_var *code = var(L, "code", KT_U32), *len = var(L, "len", KT_U32), *u = var(L, "u", KT_I32);
+    kir_expr *mask = kir_const(m, KT_U32, 0xffff);
+    mask->hex = true;
+    kir_stmt *d = kir_decl(m, &seg, code, kir_bin(m, KO_AND, KT_U32, kir_load(m, KT_U32, ref(L, segs), ref(L, s)), mask),
+                           false);
+    kir_decl_also(m, d, len,
+                  kir_bin(m, KO_LSHR, KT_U32, kir_load(m, KT_U32, ref(L, segs), ref(L, s)), kir_const(m, KT_U32, 16)));
+    kir_decl(m, &seg, u, num(L, 0), false);
+    kir_var *j = var(L, "j", KT_U32);
+    kir_stmt *cl = kir_for_range(m, &seg, j, kir_const(m, KT_U32, 0), ref(L, len), &col_loop);
+    cl->layout = KL_SAME_LINE, cl->label = "column";
+    kir_expr *xj = kir_load(m, KT_I32, param(L, "x"), kir_load(m, KT_U32, ref(L, col), ref(L, j)));
+    kir_set(m, &col_loop, u, add(L, ref(L, u), xj));
+    kir_set(m, &seg, col, idx(L, ref(L, col), ref(L, len)));
+    if (p->binary) {
+        kir_store(m, &seg, ref(L, U), ref(L, code), ref(L, u));
+        kir_set(m, &seg, total, add(L, ref(L, total), ref(L, u)));
+        lower_fold(L, &blk, k, U, total, acc);
+    } else {
+        /* acc[r] += digit(code, r) · u, the digit decoded as rsr_code_digit does */
+        kir_var *r = var(L, "r", KT_INT);
+        kir_stmt *f = kir_for_range(m, &seg, r, num(L, 0), num(L, k), &digits);
+        f->unroll = true, f->layout = KL_NEXT_LINE;
+        kir_expr *one = kir_const(m, KT_U32, 1);
+        kir_expr *pos = kir_bin(m, KO_AND, KT_U32,
+                                kir_bin(m, KO_LSHR, KT_U32, ref(L, code), add(L, num(L, k), ref(L, r))), one);
+        kir_expr *neg = kir_bin(m, KO_AND, KT_U32, kir_bin(m, KO_LSHR, KT_U32, ref(L, code), ref(L, r)), one);
+        kir_expr *digit = sub(L, kir_cast(m, KT_I32, pos), kir_cast(m, KT_I32, neg));
+        kir_expr *a = kir_load(m, KT_I32, ref(L, acc), ref(L, r));
+        kir_store(m, &digits, ref(L, acc), ref(L, r), add(L, a, mul(L, digit, ref(L, u))));
+    }
+    store_rows(L, &blk, param(L, "y"), b, k, acc_row, acc);
+}
+
+/* ---- i2 (kernel.c, KF_I2): dot products of 4 rows per group against x ---- */
+
+static kir_expr *vsum_minus(lower *L, int r, void *ctx) {
+    kir_var **v = ctx; /* a[0..R), then sum_x */
+    kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, v[r]), NULL, NULL, 0);
+    return sub(L, s, ref(L, v[L->kn->block_rows]));
+}
+
+/* Σx once per call, then per block of 4 rows one pass over the groups, x shared by the rows. */
+static void lower_i2(lower *L) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
+    L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
+    L->f->comment = kir_strf(m, "%s: %dx%d, %d rows per block, %d groups of %d columns, %s", kn->strategy, kn->rows,
+                             kn->cols, R, kn->groups, 4 * V, dot_isa_names[kn->isa]);
+    kir_list l = kir_list_of(&L->f->body), gl, blk;
+    kir_var *sx = var(L, "sx", KT_VACC), *sum_x = var(L, "sum_x", KT_I32);
+    kir_decl(m, &l, sx, kir_vec(m, KO_VZERO, KT_VACC, NULL, NULL, NULL, 0), false);
+    kir_stmt *f = loop(L, &l, "g", "sumx", num(L, 0), num(L, kn->groups), &gl);
+    f->layout = KL_SAME_LINE;
+    kir_expr *xg = idx(L, param(L, "x"), mul(L, ref(L, f->var), num(L, 4 * V)));
+    kir_set(m, &gl, sx, kir_vec(m, KO_SUM4, KT_VACC, ref(L, sx), xg, NULL, 0));
+    kir_decl(m, &l, sum_x, kir_vec(m, KO_VSUM, KT_I32, ref(L, sx), NULL, NULL, 0), true);
+    kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
+    kir_var *w = var(L, "w", KT_PU8), *a[9];
+    kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
+    for (int r = 0; r < R; r++) {
+        a[r] = var(L, strf(L, "a%d", r, 0), KT_VACC);
+        kir_decl(m, &blk, a[r], kir_vec(m, KO_VZERO, KT_VACC, NULL, NULL, NULL, 0), false);
+    }
+    a[R] = sum_x;
+    f = loop(L, &blk, "g", "group", num(L, 0), num(L, kn->groups), &gl);
+    kir_var *xv = var(L, "xg", KT_PI8);
+    kir_decl(m, &gl, xv, idx(L, param(L, "x"), mul(L, ref(L, f->var), num(L, 4 * V))), true);
+    for (int r = 0; r < R; r++) {
+        kir_expr *wr = idx(L, idx(L, ref(L, w), num(L, r * V)), mul(L, ref(L, f->var), num(L, R * V)));
+        kir_set(m, &gl, a[r], kir_vec(m, KO_DOT4, KT_VACC, ref(L, a[r]), wr, ref(L, xv), 0));
+    }
+    store_rows(L, &blk, param(L, "y"), b, R, vsum_minus, a);
+}
+
+/* One tile of T tokens of block b (at w): every field of the 4 rows is decoded once for the T tokens. */
+typedef struct tile_ctx {
+    kir_var *a[4][RSR_BATCH_TILE_MAX], *sum_x, *t;
+    int j;
+} tile_ctx;
+
+static kir_expr *tile_value(lower *L, int r, void *ctx) {
+    tile_ctx *c = ctx;
+    kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->a[r][c->j]), NULL, NULL, 0);
+    return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->sum_x), add(L, ref(L, c->t), num(L, c->j))));
+}
+
+static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    int V = kn->vec_bytes, R = kn->block_rows;
+    tile_ctx c = {.sum_x = sum_x, .t = t};
+    kir_var *x[RSR_BATCH_TILE_MAX];
+    for (int j = 0; j < T; j++) {
+        x[j] = var(L, strf(L, "x%d", j, 0), KT_PI8);
+        kir_expr *at = j ? idx(L, ref(L, x[j - 1]), param(L, "x_stride"))
+                         : idx(L, param(L, "x"), mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride"))));
+        kir_decl(m, l, x[j], at, true);
+    }
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < T; j++) {
+            c.a[r][j] = var(L, strf(L, "a%d_%d", r, j), KT_BACC);
+            kir_decl(m, l, c.a[r][j], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
+        }
+    kir_list gl, sc;
+    kir_var *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups), &gl)->var, *wg = var(L, "wg", KT_PU8);
+    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, R * V))), true);
+    for (int i = 0; i < 4; i++) {
+        sc = kir_list_of(&kir_stmt_add(m, &gl, KS_SCOPE)->body);
+        kir_var *codes[4];
+        for (int r = 0; r < R; r++) {
+            codes[r] = var(L, strf(L, "c%d", r, 0), KT_CODES);
+            kir_expr *field = kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wg), num(L, r * V)), NULL, NULL, i);
+            kir_decl(m, &sc, codes[r], field, false);
+        }
+        for (int j = 0; j < T; j++)
+            for (int r = 0; r < R; r++) {
+                kir_expr *xp = idx(L, idx(L, ref(L, x[j]), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
+                kir_set(m, &sc, c.a[r][j], kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.a[r][j]), ref(L, codes[r]), xp, 0));
+            }
+    }
+    for (c.j = 0; c.j < T; c.j++) {
+        for (int r = 0; r < R; r++) {
+            kir_expr *at = add(L, add(L, mul(L, wide(L, add(L, ref(L, t), num(L, c.j))), wide(L, param(L, "y_stride"))),
+                                      mul(L, wide(L, ref(L, b)), size(L, R))),
+                               size(L, r));
+            kir_list in = *l, then;
+            if (kn->rows % R) {
+                kir_expr *row = add(L, mul(L, ref(L, b), num(L, R)), num(L, r));
+                kir_if(m, l, lt(L, row, num(L, kn->rows)), &then)->layout = KL_SAME_LINE;
+                in = then;
+            }
+            kir_store(m, &in, param(L, "y"), at, tile_value(L, r, &c));
+            if (!(kn->rows % R)) *l = in;
+        }
+    }
+}
+
+/* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile tokens
+ * (block_rows × tile accumulators, the decoded fields and an x vector fit the registers), the rest
+ * one by one; per tile every block of the call, so the tile's x stays in L1 while the packed rows
+ * stream past it (kernel.c says why). */
+static void lower_i2_batch(lower *L, const char *name, bool exported) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn), T = kn->batch_tile;
+    L->f = kir_func_add(m, name, KSIG_BATCH, exported);
+    kir_list l = kir_list_of(&L->f->body), tl, gl, tiles, blk;
+    kir_var *sum_x = array(L, "sum_x", RSR_BATCH_MAX);
+    kir_decl(m, &l, sum_x, NULL, false)->text = "RSR_BATCH_MAX";
+    kir_var *t = loop(L, &l, "t", "token", num(L, 0), param(L, "ntok"), &tl)->var, *sx = var(L, "sx", KT_VACC);
+    kir_decl(m, &tl, sx, kir_vec(m, KO_VZERO, KT_VACC, NULL, NULL, NULL, 0), false);
+    kir_stmt *f = loop(L, &tl, "g", "sumx", num(L, 0), num(L, kn->groups), &gl);
+    f->layout = KL_SAME_LINE;
+    kir_expr *xt = idx(L, idx(L, param(L, "x"), mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride")))),
+                       mul(L, ref(L, f->var), num(L, 4 * V)));
+    kir_set(m, &gl, sx, kir_vec(m, KO_SUM4, KT_VACC, ref(L, sx), xt, NULL, 0));
+    kir_store(m, &tl, ref(L, sum_x), ref(L, t), kir_vec(m, KO_VSUM, KT_I32, ref(L, sx), NULL, NULL, 0));
+    t = var(L, "t", KT_I32);
+    kir_decl(m, &l, t, num(L, 0), false);
+    for (int pass = 0; pass < 2; pass++) { /* whole tiles, then the rest a token at a time */
+        int n = pass ? 1 : T;
+        kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
+                              : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
+        kir_stmt *f = kir_for(m, &l, t, NULL, cond, n, &tiles);
+        f->layout = KL_NEXT_LINE, f->label = pass ? "rest" : "tile";
+        kir_var *b = loop(L, &tiles, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
+        kir_var *w = var(L, "w", KT_PU8);
+        kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
+        lower_tile(L, &blk, n, t, b, w, sum_x);
+    }
+}
+
+bool kir_lowers(const kernel *kn) {
+    return kn->form == KF_UNROLLED || kn->form == KF_LOOP || (kn->form == KF_I2 && kn->isa != DOT_DP4A);
+}
+
+kir_module *kir_lower(const kernel *kn) {
+    if (!kir_lowers(kn)) fatal("internal error: %s: form %d does not go through the kernel IR", kn->symbol, kn->form);
+    lower L = {.m = kir_open(kn), .kn = kn};
+    switch (kn->form) {
+    case KF_UNROLLED: lower_unrolled(&L); break;
+    case KF_LOOP: lower_loop(&L); break;
+    default:
+        lower_i2(&L);
+        if (kn->batch_symbol) {
+            char *name = kn->lanes_min ? xasprintf("%s_tiles", kn->batch_symbol) : xstrdup(kn->batch_symbol);
+            lower_i2_batch(&L, kir_strf(L.m, "%s", name), !kn->lanes_min);
+            free(name);
+        }
+        break;
+    }
+    return L.m;
+}

@@ -28,7 +28,7 @@ typedef struct options {
     bool greedy_head;    /* an int8 copy of the LM head for certified greedy decoding */
     enum prefill_form prefill; /* --prefill: auto (the cost model's per matrix), i2 (tiles), rsr (lanes) */
     int opt_level;       /* -O0..-O3; -1: the defaults */
-    bool explain, stats, print_model, print_plan, print_target, print_gguf, verify;
+    bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
     bool tune;              /* measure the candidates here (tune.c) */
     const char *tune_cache; /* NULL: the default cache file */
     enum progress_mode progress;
@@ -85,7 +85,8 @@ static void usage(FILE *out) {
         "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why; with\n"
         "                        --tune also each candidate's measured times (measured now, or cached)\n"
         "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
-        "  --print=WHAT          print a stage to stdout: target, model, plan (comma-separated); gguf: a GGUF\n"
+        "  --print=WHAT          print a stage to stdout: target, model, plan, kernel (the kernel IR; comma-\n"
+        "                        separated); gguf: a GGUF\n"
         "                        file's metadata and tensor table, and nothing else\n"
         "  --verify              check every plan against the naive product before emitting it\n"
         "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
@@ -286,18 +287,20 @@ static options parse_args(int argc, char **argv) {
         case O_OPT_GIVEN: break;
         case O_PRINT: {
             char *list = xstrdup(optarg);
-            if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan, gguf)");
+            if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan, kernel, gguf)");
             for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
                 if (strcmp(w, "model") == 0)
                     o.print_model = true;
                 else if (strcmp(w, "plan") == 0)
                     o.print_plan = true;
+                else if (strcmp(w, "kernel") == 0)
+                    o.print_kernel = true;
                 else if (strcmp(w, "target") == 0)
                     o.print_target = true;
                 else if (strcmp(w, "gguf") == 0)
                     o.print_gguf = true;
                 else
-                    fatal("--print: unknown stage '%s' (target, model, plan, gguf)", w);
+                    fatal("--print: unknown stage '%s' (target, model, plan, kernel, gguf)", w);
             }
             free(list);
             break;
@@ -335,7 +338,7 @@ static options parse_args(int argc, char **argv) {
         fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
               emit_names[o.emit]);
     if (o.tune_cache && !o.tune) fatal("--tune-cache=%s needs --tune", o.tune_cache);
-    if (o.emit == EMIT_HEADER && (o.tune || o.explain || o.stats || o.verify || o.print_plan))
+    if (o.emit == EMIT_HEADER && (o.tune || o.explain || o.stats || o.verify || o.print_plan || o.print_kernel))
         fatal("--emit=header reads the configuration only: --%s has nothing to work on there", o.tune      ? "tune"
                                                                                                : o.explain ? "explain"
                                                                                                : o.stats   ? "stats"
@@ -353,7 +356,7 @@ static options parse_args(int argc, char **argv) {
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress)
         o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
-    else if (isatty(2) && !verbosity && !(isatty(1) && (o.explain || o.stats || o.print_model || o.print_plan)))
+    else if (isatty(2) && !verbosity && !(isatty(1) && (o.explain || o.stats || o.print_model || o.print_plan || o.print_kernel)))
         o.progress = PROGRESS_TERMINAL;
     o.flags = shaping_flags(&o);
     return o;
@@ -638,7 +641,8 @@ static void compile_matrices(build *b) {
                                        .index = idx,
                                        .tune = b->tune,
                                        .verify = o->verify,
-                                       .print_plan = o->print_plan};
+                                       .print_plan = o->print_plan,
+                                       .print_kernel = o->print_kernel};
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
             const kernel *kn = &cm.kn;

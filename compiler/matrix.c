@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kir.h"
 #include "rsrc.h"
 
 const char *const printer_names[NUM_PRINTERS] = {"c", "llvm", "llvm-nvptx", "cuda"};
@@ -136,6 +137,15 @@ void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_requ
                     const kernel_sink *out, compiled_matrix *cm) {
     matrix_decide(tm, t, rq, out->printer, cm);
     matrix_emit(tm, t, rq->index, blob, out, cm);
+    if (!rq->print_kernel) return;
+    printf("kernel %s: %s, %dx%d\n", tm->name, cm->kn.strategy, tm->rows, tm->cols);
+    if (!kir_lowers(&cm->kn)) {
+        printf("  (the %s form is printed by each printer directly, not through the kernel IR)\n", cm->kn.strategy);
+        return;
+    }
+    kir_module *m = kir_lower(&cm->kn);
+    kir_print(stdout, m);
+    kir_close(m);
 }
 
 void compiled_matrix_free(compiled_matrix *cm) {

@@ -447,6 +447,7 @@ typedef struct matrix_request {
                                     tiles only); 0: plan_prefill decides */
     tune_state *tune;            /* --tune: measure instead of predicting; NULL: the cost model */
     bool verify, print_plan;     /* --verify, --print=plan */
+    bool print_kernel;           /* --print=kernel: the kernel IR of each matrix */
 } matrix_request;
 typedef struct compiled_matrix {
     matrix_plan mp;             /* the final strategy, k and why */

@@ -1142,8 +1142,8 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
             break;
         }
         case KS_STORE: {
-            LLVMValueRef v = kev1(k, s->value);
-            LLVMBuildStore(e->b, v, kir_element(k, s->init, kev1(k, s->index)));
+            LLVMValueRef at_ = kir_element(k, s->init, kev1(k, s->index));
+            LLVMBuildStore(e->b, kev1(k, s->value), at_);
             break;
         }
         case KS_FOR: kir_llvm_for(k, s); break;

@@ -24,10 +24,10 @@ typedef struct options {
     enum emit_kind emit;
     int rsr_k; /* 0: chosen per matrix by the cost model */
     enum strategy strategy;
-    uint64_t max_memory; /* 0: no cap */
-    bool greedy_head;    /* an int8 copy of the LM head for certified greedy decoding */
+    uint64_t max_memory;       /* 0: no cap */
+    bool greedy_head;          /* an int8 copy of the LM head for certified greedy decoding */
     enum prefill_form prefill; /* --prefill: auto (the cost model's per matrix), i2 (tiles), rsr (lanes) */
-    int opt_level;       /* -O0..-O3; -1: the defaults */
+    int opt_level;             /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
     bool tune;              /* measure the candidates here (tune.c) */
     const char *tune_cache; /* NULL: the default cache file */
@@ -132,7 +132,9 @@ static char *shaping_flags(const options *o) {
     char opt[16] = "";
     if (o->opt_level >= 0) snprintf(opt, sizeof opt, " -O%d", o->opt_level);
     char *t = xasprintf("%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->greedy_head ? "" : " --no-greedy-head",
-                        o->prefill == PREFILL_LANES ? " --prefill=rsr" : o->prefill == PREFILL_TILES ? " --prefill=i2" : "",
+                        o->prefill == PREFILL_LANES   ? " --prefill=rsr"
+                        : o->prefill == PREFILL_TILES ? " --prefill=i2"
+                                                      : "",
                         opt);
     free(s);
     return t;
@@ -171,6 +173,80 @@ static noreturn void bad_option(const char *arg, int opt, const struct option *l
         fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
     if (hit->has_arg == no_argument && eq) fatal("option '--%s' takes no value", hit->name);
     fatal("option '--%s' needs a value (see --help)", hit->name);
+}
+
+/* clang's spellings: -march=X and -mcpu=X are --cpu=X (native: the host target); -O0..-O3 the
+ * optimisation level (returned; -1: none given), each rewritten in argv for getopt. */
+static int clang_spellings(int argc, char **argv) {
+    int opt_level = -1;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        if (argv[i][0] == '-' && argv[i][1] == 'O' && argv[i][2] >= '0' && argv[i][2] <= '3' && !argv[i][3]) {
+            opt_level = argv[i][2] - '0';
+            argv[i] = "--opt-level-given";
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] == 'O')
+            fatal("%s: the optimisation levels are -O0, -O1, -O2 and -O3", argv[i]);
+        const char *v = !strncmp(argv[i], "-march=", 7)  ? argv[i] + 7
+                        : !strncmp(argv[i], "-mcpu=", 6) ? argv[i] + 6
+                                                         : NULL;
+        if (v) argv[i] = !strcmp(v, "native") ? "--target=host" : xasprintf("--cpu=%s", v);
+    }
+    return opt_level;
+}
+
+/* --print=target,model,plan,kernel or gguf */
+static void parse_print(options *o, const char *arg) {
+    char *list = xstrdup(arg);
+    if (strspn(arg, ",") == strlen(arg)) fatal("--print: no stage named (target, model, plan, kernel, gguf)");
+    for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
+        if (strcmp(w, "model") == 0)
+            o->print_model = true;
+        else if (strcmp(w, "plan") == 0)
+            o->print_plan = true;
+        else if (strcmp(w, "kernel") == 0)
+            o->print_kernel = true;
+        else if (strcmp(w, "target") == 0)
+            o->print_target = true;
+        else if (strcmp(w, "gguf") == 0)
+            o->print_gguf = true;
+        else
+            fatal("--print: unknown stage '%s' (target, model, plan, kernel, gguf)", w);
+    }
+    free(list);
+}
+
+/* The options against each other, the default output, and whether a status line is shown. */
+static void check_options(options *o, bool force_progress) {
+    static const char *const default_out[NUM_EMIT] = {"model.so", "model.c", "model.ll", "model.s",
+                                                      "model.o",  "model.h", "model.cu", "model.ptx"};
+    if (!o->output) o->output = default_out[o->emit];
+    if (!strcmp(o->output, "-") && (o->emit == EMIT_SO || o->emit == EMIT_OBJ))
+        fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
+              emit_names[o->emit]);
+    if (o->tune_cache && !o->tune) fatal("--tune-cache=%s needs --tune", o->tune_cache);
+    if (o->emit == EMIT_HEADER && (o->tune || o->explain || o->stats || o->verify || o->print_plan || o->print_kernel))
+        fatal("--emit=header reads the configuration only: --%s has nothing to work on there", o->tune      ? "tune"
+                                                                                               : o->explain ? "explain"
+                                                                                               : o->stats   ? "stats"
+                                                                                               : o->verify  ? "verify"
+                                                                                               : o->print_plan
+                                                                                                   ? "print=plan"
+                                                                                                   : "print=kernel");
+    if (o->emit == EMIT_C && o->backend && !strcmp(o->backend, "llvm"))
+        fatal("--emit=c needs the C backend, not --backend=llvm");
+    if (EMIT_IS_LLVM(o->emit) && o->backend && !strcmp(o->backend, "c"))
+        fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o->emit]);
+    if (o->emit == EMIT_CUDA && o->backend && !strcmp(o->backend, "llvm"))
+        fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
+    if (o->backend && !strcmp(o->backend, "nvrtc") && o->emit != EMIT_SO && o->emit < EMIT_CUDA)
+        fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
+    /* A status line only where someone watches it, and not in the way of other output on stderr. */
+    if (force_progress)
+        o->progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
+    else if (isatty(2) && !verbosity &&
+             !(isatty(1) && (o->explain || o->stats || o->print_model || o->print_plan || o->print_kernel)))
+        o->progress = PROGRESS_TERMINAL;
 }
 
 static options parse_args(int argc, char **argv) {
@@ -227,22 +303,7 @@ static options parse_args(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     opterr = 0;
-    /* clang's spellings: -march=X and -mcpu=X are --cpu=X (native: the host target); -O0..-O3 the
-     * optimisation level */
-    o.opt_level = -1;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-        if (argv[i][0] == '-' && argv[i][1] == 'O' && argv[i][2] >= '0' && argv[i][2] <= '3' && !argv[i][3]) {
-            o.opt_level = argv[i][2] - '0';
-            argv[i] = "--opt-level-given";
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] == 'O')
-            fatal("%s: the optimisation levels are -O0, -O1, -O2 and -O3", argv[i]);
-        const char *v = !strncmp(argv[i], "-march=", 7)  ? argv[i] + 7
-                        : !strncmp(argv[i], "-mcpu=", 6) ? argv[i] + 6
-                                                         : NULL;
-        if (v) argv[i] = !strcmp(v, "native") ? "--target=host" : xasprintf("--cpu=%s", v);
-    }
+    o.opt_level = clang_spellings(argc, argv);
     const char *env_cap = getenv("RSRC_MAX_MEMORY");
     if (env_cap && *env_cap) o.max_memory = parse_size("RSRC_MAX_MEMORY", env_cap);
     int c;
@@ -285,26 +346,7 @@ static options parse_args(int argc, char **argv) {
             break;
         case O_STATS: o.stats = true; break;
         case O_OPT_GIVEN: break;
-        case O_PRINT: {
-            char *list = xstrdup(optarg);
-            if (strspn(optarg, ",") == strlen(optarg)) fatal("--print: no stage named (target, model, plan, kernel, gguf)");
-            for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
-                if (strcmp(w, "model") == 0)
-                    o.print_model = true;
-                else if (strcmp(w, "plan") == 0)
-                    o.print_plan = true;
-                else if (strcmp(w, "kernel") == 0)
-                    o.print_kernel = true;
-                else if (strcmp(w, "target") == 0)
-                    o.print_target = true;
-                else if (strcmp(w, "gguf") == 0)
-                    o.print_gguf = true;
-                else
-                    fatal("--print: unknown stage '%s' (target, model, plan, kernel, gguf)", w);
-            }
-            free(list);
-            break;
-        }
+        case O_PRINT: parse_print(&o, optarg); break;
         case O_VERIFY: o.verify = true; break;
         case O_MAXMEM: o.max_memory = parse_size("--max-memory", optarg); break;
         case O_NAME: {
@@ -331,33 +373,7 @@ static options parse_args(int argc, char **argv) {
     }
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
-    static const char *const default_out[NUM_EMIT] = {"model.so", "model.c", "model.ll", "model.s",
-                                                      "model.o",  "model.h", "model.cu", "model.ptx"};
-    if (!o.output) o.output = default_out[o.emit];
-    if (!strcmp(o.output, "-") && (o.emit == EMIT_SO || o.emit == EMIT_OBJ))
-        fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
-              emit_names[o.emit]);
-    if (o.tune_cache && !o.tune) fatal("--tune-cache=%s needs --tune", o.tune_cache);
-    if (o.emit == EMIT_HEADER && (o.tune || o.explain || o.stats || o.verify || o.print_plan || o.print_kernel))
-        fatal("--emit=header reads the configuration only: --%s has nothing to work on there", o.tune      ? "tune"
-                                                                                               : o.explain ? "explain"
-                                                                                               : o.stats   ? "stats"
-                                                                                               : o.verify
-                                                                                                   ? "verify"
-                                                                                                   : "print=plan");
-    if (o.emit == EMIT_C && o.backend && !strcmp(o.backend, "llvm"))
-        fatal("--emit=c needs the C backend, not --backend=llvm");
-    if (EMIT_IS_LLVM(o.emit) && o.backend && !strcmp(o.backend, "c"))
-        fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o.emit]);
-    if (o.emit == EMIT_CUDA && o.backend && !strcmp(o.backend, "llvm"))
-        fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
-    if (o.backend && !strcmp(o.backend, "nvrtc") && o.emit != EMIT_SO && o.emit < EMIT_CUDA)
-        fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
-    /* A status line only where someone watches it, and not in the way of other output on stderr. */
-    if (force_progress)
-        o.progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
-    else if (isatty(2) && !verbosity && !(isatty(1) && (o.explain || o.stats || o.print_model || o.print_plan || o.print_kernel)))
-        o.progress = PROGRESS_TERMINAL;
+    check_options(&o, force_progress);
     o.flags = shaping_flags(&o);
     return o;
 }
@@ -499,7 +515,7 @@ typedef struct build {
     target *t;
     model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
-    FILE *c; /* the generated C: descriptor, kernels or their declarations */
+    FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
     bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
@@ -729,7 +745,7 @@ static void write_output(build *b) {
     double llvm_s, all_s = backend_seconds(b, &llvm_s);
     progress_expect_backend(all_s - llvm_s);
     if (b->linked)
-        progress_stage(!b->use_llvm ? "the C compiler: compiling the kernels and linking"
+        progress_stage(!b->use_llvm         ? "the C compiler: compiling the kernels and linking"
                        : o->emit == EMIT_SO ? "linking the shared object"
                                             : "linking the object",
                        0);

@@ -252,11 +252,11 @@ typedef struct {
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
     uint64_t seed;
     int binary;
-    double embed_std; /* the embeddings' (and an untied head's) standard deviation */
-    int gguf_type;    /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
+    double embed_std;      /* the embeddings' (and an untied head's) standard deviation */
+    int gguf_type;         /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
     int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
-    int tokenizer;    /* write tokenizer.json (when the vocabulary has room for one) */
+    int tokenizer;         /* write tokenizer.json (when the vocabulary has room for one) */
     long shards;
     const char *out_dir;
     char *poison;          /* --poison: the tensor given one non-finite value, or NULL */
@@ -589,11 +589,11 @@ static float bf16_at(const uint8_t *p) { return rsr_bf16_to_f32((uint16_t)(p[0] 
 /* the GGUF name of a Hugging Face tensor name */
 static char *gguf_name(const char *hf) {
     static const char *const map[][2] = {
-        {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
-        {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
-        {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
-        {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
-        {"mlp.down_proj", "ffn_down"},       {"self_attn.attn_sub_norm", "attn_sub_norm"},
+        {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
+        {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
+        {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
+        {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},        {"self_attn.attn_sub_norm", "attn_sub_norm"},
         {"mlp.ffn_sub_norm", "ffn_sub_norm"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
@@ -690,7 +690,8 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             if (o->gguf_type == MKG_I2_S && rows * cols % 128)
                 die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
             /* bitnet-packed's scales are f16 values; llama-packed's 1/scale is rounded to one in TQ */
-            if (!sc->inverted && rsr_f16_to_f32(h) != beta) die("internal error: the scale of %s is not an f16 value", t->name);
+            if (!sc->inverted && rsr_f16_to_f32(h) != beta)
+                die("internal error: the scale of %s is not an f16 value", t->name);
             const int llama = !strcmp(o->gguf_arch, "llama");
             const uint64_t heads = !llama                       ? 0
                                    : strstr(t->name, ".q_proj") ? (uint64_t)o->heads
@@ -700,7 +701,8 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             uint8_t *codes = xmalloc(rows * cols);
             for (uint64_t r = 0; r < rows; r++) { /* llama: row s*hd/2 + i of a head is stored as row 2i + s */
                 uint64_t w = r % hd, gr = heads ? r - w + 2 * (w % (hd / 2)) + w / (hd / 2) : r;
-                for (uint64_t c = 0; c < cols; c++) codes[gr * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
+                for (uint64_t c = 0; c < cols; c++)
+                    codes[gr * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
             }
             uint64_t nb;
             uint8_t *enc = mkg_encode_ternary((uint32_t)o->gguf_type, codes, rows, cols, beta, h, &nb);
@@ -1025,6 +1027,89 @@ static uint64_t write_checkpoint(tlist_t *tl, const opts_t *o, uint64_t total, c
     return bytes_written;
 }
 
+/* --format: a checkpoint format, or gguf-i2s/tq1/tq2 (bitnet-packed's weights in GGUF) */
+static void parse_format(opts_t *o, const char *arg) {
+    int found = 0;
+    for (int f = 0; f < F_COUNT; f++)
+        if (!strcmp(arg, format_names[f])) o->format = (format_t)f, found = 1;
+    static const struct {
+        const char *name;
+        int type;
+    } ggufs[] = {{"gguf-i2s", MKG_I2_S}, {"gguf-tq1", MKG_TQ1_0}, {"gguf-tq2", MKG_TQ2_0}};
+    for (int f = 0; f < 3; f++) /* the weights of bitnet-packed, in GGUF */
+        if (!strcmp(arg, ggufs[f].name)) o->format = F_BITNET_PACKED, o->gguf_type = ggufs[f].type, found = 1;
+    if (!found)
+        die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e, "
+            "1bitllm, gguf-i2s, gguf-tq1 or gguf-tq2)",
+            arg);
+}
+
+/* The sizes: the explicit flags (ov, 0: not given) over the preset's, checked against each other. */
+static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[7]) {
+    o->hidden = ov[0] ? ov[0] : preset->hidden;
+    o->intermediate = ov[1] ? ov[1] : preset->intermediate;
+    o->layers = ov[2] ? ov[2] : preset->layers;
+    o->heads = ov[3] ? ov[3] : preset->heads;
+    o->kv_heads = ov[4] ? ov[4] : preset->kv_heads;
+    o->vocab = ov[5] ? ov[5] : preset->vocab;
+    o->max_pos = ov[6] ? ov[6] : preset->max_pos;
+    o->bos = preset->bos;
+    o->eos = preset->eos;
+
+    if (o->hidden % o->heads) die("hidden size %ld is not divisible by heads %ld", o->hidden, o->heads);
+    if (o->heads % o->kv_heads) die("heads %ld is not divisible by kv-heads %ld", o->heads, o->kv_heads);
+    const long head_dim = o->hidden / o->heads;
+    if (head_dim % 2)
+        die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", head_dim, o->hidden, o->heads);
+    if (format_packed(o->format)) {
+        const long rows[3] = {o->hidden, o->kv_heads * head_dim, o->intermediate};
+        const char *what[3] = {"hidden size (rows of q, o, down)", "kv-heads * head_dim (rows of k, v)",
+                               "intermediate size (rows of gate, up)"};
+        for (int i = 0; i < 3; i++)
+            if (rows[i] % 4)
+                die("%s %ld is not divisible by 4, as the packed format %s needs", what[i], rows[i],
+                    format_names[o->format]);
+    }
+    if (o->bos >= o->vocab || o->eos >= o->vocab)
+        die("the %s preset's bos/eos token ids %ld/%ld do not fit vocab %ld; use a preset with small ids (tiny, small, "
+            "large)",
+            preset->name, o->bos, o->eos, o->vocab);
+}
+
+/* --poison names a tensor of this model that can hold a non-finite value, and an index inside it. */
+static void check_poison(const tlist_t *tl, const opts_t *o) {
+    const tensor_t *t = NULL;
+    for (size_t i = 0; i < tl->n; i++)
+        if (!strcmp(tl->t[i].name, o->poison)) t = &tl->t[i];
+    if (!t) die("--poison: this %s model has no tensor '%s'", format_names[o->format], o->poison);
+    if (t->kind == K_PACKED) die("--poison: '%s' is packed ternary and cannot hold a non-finite value", o->poison);
+    const uint64_t n = t->kind == K_SCALE ? 1 : t->kind == K_LATENT ? t->out * t->in : t->shape[0] * t->shape[1];
+    if (o->poison_index >= n)
+        die("--poison: index %" PRIu64 " is beyond the %" PRIu64 " values of '%s'", o->poison_index, n, o->poison);
+}
+
+/* The summary line on stderr, and what main allocated. */
+static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t bytes_written) {
+    fprintf(stderr,
+            "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "
+            "max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
+            o->gguf_type == MKG_I2_S    ? "gguf-i2s"
+            : o->gguf_type == MKG_TQ1_0 ? "gguf-tq1"
+            : o->gguf_type              ? "gguf-tq2"
+                                        : format_names[o->format],
+            o->binary ? " (binary)" : "", o->hidden, o->intermediate, o->layers, o->heads, o->kv_heads, o->vocab,
+            o->max_pos, o->seed, params, n_out, bytes_written, o->out_dir);
+    for (size_t i = 0; i < n_out; i++) {
+        free(outfiles[i].final_path);
+        free(outfiles[i].tmp_path);
+        free(outfiles[i].file_name);
+    }
+    free(outfiles);
+    free(tmp_paths);
+    free(tl->t);
+    free(o->poison);
+}
+
 int main(int argc, char **argv) {
     static const struct option lopts[] = {{"format", required_argument, 0, O_FORMAT},
                                           {"out", required_argument, 0, O_OUT},
@@ -1067,23 +1152,10 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(stdout); return 0;
-        case O_FORMAT: {
-            int found = 0;
-            for (int f = 0; f < F_COUNT; f++)
-                if (!strcmp(optarg, format_names[f])) o.format = (format_t)f, found = 1;
-            static const struct {
-                const char *name;
-                int type;
-            } ggufs[] = {{"gguf-i2s", MKG_I2_S}, {"gguf-tq1", MKG_TQ1_0}, {"gguf-tq2", MKG_TQ2_0}};
-            for (int f = 0; f < 3; f++) /* the weights of bitnet-packed, in GGUF */
-                if (!strcmp(optarg, ggufs[f].name)) o.format = F_BITNET_PACKED, o.gguf_type = ggufs[f].type, found = 1;
-            if (!found)
-                die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e, "
-                    "1bitllm, gguf-i2s, gguf-tq1 or gguf-tq2)",
-                    optarg);
+        case O_FORMAT:
+            parse_format(&o, optarg);
             have_format = 1;
             break;
-        }
         case O_OUT:
             if (!*optarg) die("--out: empty directory name");
             o.out_dir = optarg;
@@ -1092,7 +1164,8 @@ int main(int argc, char **argv) {
             preset = NULL;
             for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
                 if (!strcmp(optarg, presets[p].name)) preset = &presets[p];
-            if (!preset) die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large, llama8b or llama1b)", optarg);
+            if (!preset)
+                die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large, llama8b or llama1b)", optarg);
             break;
         }
         case O_SEED: o.seed = parse_u64("--seed", optarg); break;
@@ -1138,47 +1211,11 @@ int main(int argc, char **argv) {
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");
 
-    o.hidden = ov[0] ? ov[0] : preset->hidden;
-    o.intermediate = ov[1] ? ov[1] : preset->intermediate;
-    o.layers = ov[2] ? ov[2] : preset->layers;
-    o.heads = ov[3] ? ov[3] : preset->heads;
-    o.kv_heads = ov[4] ? ov[4] : preset->kv_heads;
-    o.vocab = ov[5] ? ov[5] : preset->vocab;
-    o.max_pos = ov[6] ? ov[6] : preset->max_pos;
-    o.bos = preset->bos;
-    o.eos = preset->eos;
-
-    if (o.hidden % o.heads) die("hidden size %ld is not divisible by heads %ld", o.hidden, o.heads);
-    if (o.heads % o.kv_heads) die("heads %ld is not divisible by kv-heads %ld", o.heads, o.kv_heads);
-    const long head_dim = o.hidden / o.heads;
-    if (head_dim % 2)
-        die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", head_dim, o.hidden, o.heads);
-    if (format_packed(o.format)) {
-        const long rows[3] = {o.hidden, o.kv_heads * head_dim, o.intermediate};
-        const char *what[3] = {"hidden size (rows of q, o, down)", "kv-heads * head_dim (rows of k, v)",
-                               "intermediate size (rows of gate, up)"};
-        for (int i = 0; i < 3; i++)
-            if (rows[i] % 4)
-                die("%s %ld is not divisible by 4, as the packed format %s needs", what[i], rows[i],
-                    format_names[o.format]);
-    }
-    if (o.bos >= o.vocab || o.eos >= o.vocab)
-        die("the %s preset's bos/eos token ids %ld/%ld do not fit vocab %ld; use a preset with small ids (tiny, small, "
-            "large)",
-            preset->name, o.bos, o.eos, o.vocab);
+    finish_sizes(&o, preset, ov);
 
     tlist_t tl = {0};
     build_tensors(&tl, &o);
-    if (o.poison) {
-        const tensor_t *t = NULL;
-        for (size_t i = 0; i < tl.n; i++)
-            if (!strcmp(tl.t[i].name, o.poison)) t = &tl.t[i];
-        if (!t) die("--poison: this %s model has no tensor '%s'", format_names[o.format], o.poison);
-        if (t->kind == K_PACKED) die("--poison: '%s' is packed ternary and cannot hold a non-finite value", o.poison);
-        const uint64_t n = t->kind == K_SCALE ? 1 : t->kind == K_LATENT ? t->out * t->in : t->shape[0] * t->shape[1];
-        if (o.poison_index >= n)
-            die("--poison: index %" PRIu64 " is beyond the %" PRIu64 " values of '%s'", o.poison_index, n, o.poison);
-    }
+    if (o.poison) check_poison(&tl, &o);
     if (o.gguf_type && o.shards > 1) die("--shards applies to safetensors checkpoints, not to one GGUF file");
     if ((size_t)o.shards > tl.n) die("--shards %ld is more than the %zu tensors of this model", o.shards, tl.n);
     uint64_t total = 0, params = 0;
@@ -1210,19 +1247,6 @@ int main(int argc, char **argv) {
     remove_stale(o.out_dir, o.shards, tokenizer != NULL && !o.gguf_type);
     cJSON_Delete(tokenizer);
 
-    fprintf(stderr,
-            "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "
-            "max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
-            o.gguf_type == MKG_I2_S ? "gguf-i2s" : o.gguf_type == MKG_TQ1_0 ? "gguf-tq1" : o.gguf_type ? "gguf-tq2" : format_names[o.format], o.binary ? " (binary)" : "", o.hidden, o.intermediate, o.layers, o.heads,
-            o.kv_heads, o.vocab, o.max_pos, o.seed, params, n_out, bytes_written, o.out_dir);
-    for (size_t i = 0; i < n_out; i++) {
-        free(outfiles[i].final_path);
-        free(outfiles[i].tmp_path);
-        free(outfiles[i].file_name);
-    }
-    free(outfiles);
-    free(tmp_paths);
-    free(tl.t);
-    free(o.poison);
+    report_and_free(&o, &tl, params, bytes_written);
     return 0;
 }

@@ -951,30 +951,80 @@ static void attend_dense_heads(rsr_louver_scratch *sc, const head_q *hq, int32_t
     for (int32_t g = 0; g < nd; g++) st[dl[g]] = sd[g], kept[dl[g]] += cnt[g];
 }
 
+/* The policies' arguments checked: 1 where any head's is relative, 0 where none, -1 where one is
+ * out of its range. */
+static int policies_relative(const rsr_louver_policy *pol, int32_t gq) {
+    int relative = 0;
+    for (int32_t h = 0; h < gq; h++) {
+        switch (pol[h].kind) {
+        case RSR_LOUVER_RELATIVE:
+            if (!(pol[h].eps > 0 && pol[h].eps < 1)) return -1;
+            relative = 1;
+            break;
+        case RSR_LOUVER_ABSOLUTE:
+            if (isnan(pol[h].tau)) return -1;
+            break;
+        case RSR_LOUVER_BUDGET:
+            if (!(pol[h].budget > 0 && pol[h].budget <= 1)) return -1;
+            break;
+        default: return -1;
+        }
+    }
+    return relative;
+}
+
+/* Head h before the pass over the index: its state cleared, the recent-key buffer listed (its
+ * best score, already in sc->bd, is the first lower bound L), the quantised query, the bounds'
+ * slack, whether it must go dense, and τ where the policy gives it now. */
+static void prepare_head(const rsr_louver_index *ix, const float *q, int32_t h, attn_rows keys, int32_t n,
+                         const rsr_louver_policy *pp, rsr_louver_scratch *sc, attn_state *st) {
+    const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces, size = rsr_louver_size(ix), nq = ix->quads;
+    head_q *p = &sc->hq[h];
+    const float *qh = q + (size_t)h * (size_t)d;
+    *st = (attn_state){.o = sc->o + (size_t)h * (size_t)sc->cap_d};
+    attn_state_clear(st, d);
+    sc->nsc[h] = 0;
+    append_positions(sc, h, size, n);
+    p->lmax = -INFINITY, p->lbmax = -INFINITY, p->tau = -INFINITY; /* kept is counted once τ is final */
+    double Qbox;
+    quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
+    const double R = ((double)p->qnorm + 2.0 * (double)p->fnorm) * ix->nmax;
+    /* the key bound computes t1 = s·A before it scales by the key's c: |A| <= 127²·4·quads */
+    const double T1 = (double)p->s * 16129.0 * 4.0 * (double)nq;
+    p->dense =
+        size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT && T1 < DENSE_Q_LIMIT) ? RSR_LOUVER_DENSE_OVERFLOW : 0;
+    p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
+    p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
+    if (louver_bound_weakened_for_tests) p->slackk = p->slackb = 0;
+    p->bounded = 0;
+    const float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
+    for (int32_t j = 0; j < n - size; j++)
+        if (bd[j] > p->lmax) p->lmax = bd[j];
+    float tau = -INFINITY;
+    if (pp->kind == RSR_LOUVER_ABSOLUTE)
+        tau = pp->tau;
+    else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
+        int32_t m = size < 256 ? size : 256;
+        float *smp = sc->x; /* 512 floats */
+        for (int32_t i = 0; i < m; i++) smp[i] = attn_dot_kv(qh, keys, (int64_t)i * size / m, d);
+        qsort(smp, (size_t)m, sizeof(float), cmp_desc);
+        int32_t k = (int32_t)ceil((double)pp->budget * m);
+        tau = smp[(k < 1 ? 1 : k) - 1];
+        if (isnan(tau)) tau = -INFINITY;
+    }
+    set_tau(p, p->dense ? -INFINITY : tau);
+}
+
 rsr_status louver_attend_rows(const rsr_louver_index *ix, const float *q, int32_t gq, attn_rows keys, attn_rows values,
                               int32_t n, const rsr_louver_policy *pol, rsr_louver_scratch *sc, float *out,
                               rsr_louver_stats *stats) {
     if (!ix || !q || gq < 1 || gq > RSR_LOUVER_GROUP_MAX || !keys.base || !values.base || !pol || !sc || !out)
         return RSR_ERR_INVALID_ARGUMENT;
-    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, S = ix->cfg.subspaces, size = rsr_louver_size(ix);
+    const int32_t d = ix->cfg.head_dim, B = ix->cfg.block_keys, size = rsr_louver_size(ix);
     const int32_t nq = ix->quads, nb = ix->nblocks;
     if (n < size) return RSR_ERR_INVALID_ARGUMENT;
-    int relative = 0;
-    for (int32_t h = 0; h < gq; h++) {
-        switch (pol[h].kind) {
-        case RSR_LOUVER_RELATIVE:
-            if (!(pol[h].eps > 0 && pol[h].eps < 1)) return RSR_ERR_INVALID_ARGUMENT;
-            relative = 1;
-            break;
-        case RSR_LOUVER_ABSOLUTE:
-            if (isnan(pol[h].tau)) return RSR_ERR_INVALID_ARGUMENT;
-            break;
-        case RSR_LOUVER_BUDGET:
-            if (!(pol[h].budget > 0 && pol[h].budget <= 1)) return RSR_ERR_INVALID_ARGUMENT;
-            break;
-        default: return RSR_ERR_INVALID_ARGUMENT;
-        }
-    }
+    int relative = policies_relative(pol, gq);
+    if (relative < 0) return RSR_ERR_INVALID_ARGUMENT;
     if (scratch_reserve(sc, n > 256 ? n : 256, gq, d, nq, nb * gq, n - size)) return RSR_ERR_OUT_OF_MEMORY;
     const float scale = 1.0f / sqrtf((float)d);
     head_q *hq = sc->hq;
@@ -987,44 +1037,7 @@ rsr_status louver_attend_rows(const rsr_louver_index *ix, const float *q, int32_
      * the states below, once τ is known: kept needs τ). */
     PROF_START();
     attn_scores_kv(q, gq, keys, d, size, n, sc->bd, (size_t)sc->cap_buf);
-    for (int32_t h = 0; h < gq; h++) {
-        head_q *p = &hq[h];
-        const float *qh = q + (size_t)h * (size_t)d;
-        st[h] = (attn_state){.o = sc->o + (size_t)h * (size_t)sc->cap_d};
-        attn_state_clear(&st[h], d);
-        sc->nsc[h] = 0;
-        append_positions(sc, h, size, n);
-        p->lmax = -INFINITY, p->lbmax = -INFINITY, p->tau = -INFINITY; /* kept is counted once τ is final */
-        double Qbox;
-        quantise_query(ix, qh, p, sc->qw + (size_t)h * (size_t)nq, &Qbox);
-        const double R = ((double)p->qnorm + 2.0 * (double)p->fnorm) * ix->nmax;
-        /* the key bound computes t1 = s·A before it scales by the key's c: |A| <= 127²·4·quads */
-        const double T1 = (double)p->s * 16129.0 * 4.0 * (double)nq;
-        p->dense = size > 0 && !(Qbox < DENSE_Q_LIMIT && R < DENSE_Q_LIMIT && T1 < DENSE_Q_LIMIT)
-                       ? RSR_LOUVER_DENSE_OVERFLOW
-                       : 0;
-        p->slackk = (1.03 * d + 32) * 0x1p-24 * R + 0x1p-100;
-        p->slackb = 1.03 * (2.0 * d + S + 1) * 0x1p-24 * Qbox + 0x1p-100;
-        if (louver_bound_weakened_for_tests) p->slackk = p->slackb = 0;
-        p->bounded = 0;
-        const float *bd = sc->bd + (size_t)h * (size_t)sc->cap_buf;
-        for (int32_t j = 0; j < n - size; j++)
-            if (bd[j] > p->lmax) p->lmax = bd[j];
-        const rsr_louver_policy *pp = &pol[h];
-        float tau = -INFINITY;
-        if (pp->kind == RSR_LOUVER_ABSOLUTE)
-            tau = pp->tau;
-        else if (pp->kind == RSR_LOUVER_BUDGET && size > 0 && pp->budget < 1) {
-            int32_t m = size < 256 ? size : 256;
-            float *smp = sc->x; /* 512 floats */
-            for (int32_t i = 0; i < m; i++) smp[i] = attn_dot_kv(qh, keys, (int64_t)i * size / m, d);
-            qsort(smp, (size_t)m, sizeof(float), cmp_desc);
-            int32_t k = (int32_t)ceil((double)pp->budget * m);
-            tau = smp[(k < 1 ? 1 : k) - 1];
-            if (isnan(tau)) tau = -INFINITY;
-        }
-        set_tau(p, p->dense ? -INFINITY : tau);
-    }
+    for (int32_t h = 0; h < gq; h++) prepare_head(ix, q, h, keys, n, &pol[h], sc, &st[h]);
     if (size > 0) probe(ix, sc, hq, gq, pol);
 
     /* relative policy: τ = L − √d·ln(1/ε) from the best known lower bound L of the largest score

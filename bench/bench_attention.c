@@ -1,6 +1,6 @@
 /*
  * bench_attention — per-step attention time of one layer: Louver against the runtime's own dense
- * attention (the same kernels and the same work split as runtime/src/attention.c: GQA-shared
+ * attention (the same kernels and the same work split as runtime/cpu/attention.c: GQA-shared
  * key chunks on all threads), side by side in one run, on the same keys.
  *
  * Usage: bench_attention [--keys N,N,...] [--set structured|uniform|both] [--kv FILE]
@@ -20,7 +20,7 @@
  * head's scores (--tau-frac, default 0.01: 1% of the keys qualify). Every Louver result is checked
  * against brute force (recall). Values are Gaussian (model: the model's). The index is built
  * before timing (its build cost is printed per key). Louver runs one work item per KV head
- * (rsr_louver_attend_group: all its query heads in one pass), as runtime/src/attention.c does.
+ * (rsr_louver_attend_group: all its query heads in one pass), as runtime/cpu/attention.c does.
  * --cache: the element type the keys and values are stored in (default bf16, the runtime's
  * default KV cache), for dense attention and Louver alike; the keys are generated in fp32 and
  * rounded once, and recall is checked on the stored keys.
@@ -45,7 +45,7 @@
 
 #include "attn_kernels.h" /* the runtime's internal attention kernels: what this benchmark measures */
 #include "kv_types.h"     /* the cache types' names, as rsr-run's --kv takes them */
-#include "louver_rows.h" /* Louver over the cache's element type */
+#include "louver_rows.h"  /* Louver over the cache's element type */
 
 #define CHUNK 256
 
@@ -85,8 +85,8 @@ static void rope(float *x, int32_t d, int64_t pos) {
 static int32_t cache_type = ATTN_BF16, cache_maxn;
 static size_t cache_row;
 static attn_rows head_rows(const uint8_t *base, int32_t kvh) {
-    return (attn_rows){.base = base + (size_t)kvh * (size_t)cache_maxn * cache_row, .bytes = cache_row,
-                       .type = cache_type};
+    return (attn_rows){
+        .base = base + (size_t)kvh * (size_t)cache_maxn * cache_row, .bytes = cache_row, .type = cache_type};
 }
 
 typedef struct {
@@ -94,7 +94,7 @@ typedef struct {
     float *part_o, *part_ml, *scratch;
 } dense_ctx;
 
-/* The runtime's dense attention (runtime/src/attention.c) for one layer. */
+/* The runtime's dense attention (runtime/cpu/attention.c) for one layer. */
 static void dense(dense_ctx *c, const float *q, const uint8_t *K, const uint8_t *V, int32_t n, float *out) {
     const int32_t d = c->d, group = c->group, chunks = (n + CHUNK - 1) / CHUNK, mc = c->mc;
 #pragma omp parallel num_threads(c->threads)
@@ -246,20 +246,11 @@ int main(int argc, char **argv) {
     int32_t heads = 20, kv_heads = 5, d = 128, reps = 15, threads = 2, block = 0, subspaces = 0;
     double eps = 1e-4, tau_frac = 0.01;
     const char *keys_arg = "4096,16384,32768,65536,131072", *set_arg = "both", *policy_arg = "both", *kv_file = NULL;
-    static const struct option opts[] = {{"keys", 1, 0, 'k'},
-                                         {"set", 1, 0, 's'},
-                                         {"heads", 1, 0, 'h'},
-                                         {"kv-heads", 1, 0, 'v'},
-                                         {"eps", 1, 0, 'e'},
-                                         {"reps", 1, 0, 'r'},
-                                         {"threads", 1, 0, 't'},
-                                         {"block", 1, 0, 'b'},
-                                         {"subspaces", 1, 0, 'S'},
-                                         {"policy", 1, 0, 'p'},
-                                         {"tau-frac", 1, 0, 'f'},
-                                         {"kv", 1, 0, 'K'},
-                                         {"cache", 1, 0, 'C'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"keys", 1, 0, 'k'},      {"set", 1, 0, 's'},    {"heads", 1, 0, 'h'},    {"kv-heads", 1, 0, 'v'},
+        {"eps", 1, 0, 'e'},       {"reps", 1, 0, 'r'},   {"threads", 1, 0, 't'},  {"block", 1, 0, 'b'},
+        {"subspaces", 1, 0, 'S'}, {"policy", 1, 0, 'p'}, {"tau-frac", 1, 0, 'f'}, {"kv", 1, 0, 'K'},
+        {"cache", 1, 0, 'C'},     {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "rsrc.h"
-#include "../runtime/src/cpu.h"
+#include "../runtime/cpu/cpu.h"
 #include "../tools/bandwidth.h"
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
@@ -179,7 +179,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     FILE *f = fopen(c_path, "w");
     fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
     /* the printer rsrc uses for this target, through the pipeline's compile_matrix */
-    llvm_emitter *e = t->backend == BACKEND_LLVM ? emit_llvm_begin(t, "bench") : NULL;
+    llvm_emitter *e = t->backend == BACKEND_LLVM ? emit_llvm_begin(t, "bench", -1) : NULL;
     if (!e) {
         emit_c_dot_helpers(f, target_dot_isa(t));
         emit_c_lut_helpers(f, target_lut_vector(t));

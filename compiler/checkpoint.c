@@ -192,13 +192,12 @@ static void config_from_json(model *m, const char *path, arena *ar) {
         if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
-
 }
 
 model *model_load(const char *path) {
     arena *ar = arena_open();
     model *m = xcalloc(1, sizeof *m);
-    arena_own(ar, free_model, m); /* the result, released if the load fails */
+    arena_own(ar, free_model, m);    /* the result, released if the load fails */
     char *lone = st_lone_gguf(path); /* a directory holding only model.gguf, say */
     if (lone) {
         arena_own(ar, free, lone);

@@ -42,6 +42,7 @@ struct llvm_emitter {
     char *cpu, *features;
     LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, batch_type, block_type;
     bool gpu;                /* NVPTX: kernels are entries, PTX is the output */
+    int opt_level;           /* -O0..-O3, -1: O3 (compile_options) */
     LLVMValueRef fn;         /* the function being built */
     uint64_t instructions;   /* in the functions finished so far (emit_llvm_size) */
     LLVMBasicBlockRef entry; /* its alloca block */
@@ -69,9 +70,10 @@ static void llvm_fatal(const char *reason) {
     fatal("LLVM stopped: %s (%s)", reason, llvm_fatal_context ? llvm_fatal_context : "");
 }
 
-llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
+llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_level) {
     llvm_emitter *e = xcalloc(1, sizeof *e);
     e->t = t;
+    e->opt_level = opt_level;
     e->gpu = t->kind == TK_CUDA;
     if (e->gpu) {
         LLVMInitializeNVPTXTargetInfo();
@@ -108,8 +110,8 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name) {
     LLVMInstallFatalErrorHandler(llvm_fatal);
     static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
                                                  LLVMCodeGenLevelAggressive};
-    e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features,
-                                    levels[t->opt_level >= 0 ? t->opt_level : 3], LLVMRelocPIC, LLVMCodeModelDefault);
+    e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, levels[opt_level >= 0 ? opt_level : 3],
+                                    LLVMRelocPIC, LLVMCodeModelDefault);
     if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
     e->ctx = LLVMContextCreate();
     e->mod = LLVMModuleCreateWithNameInContext(module_name, e->ctx);
@@ -879,7 +881,7 @@ typedef struct kval {
 } kval;
 
 typedef struct kbind {
-    bool is_value;   /* SSA value (val), else allocas (slot) */
+    bool is_value; /* SSA value (val), else allocas (slot) */
     kval val, slot;
     LLVMTypeRef array_type; /* a local array */
 } kbind;
@@ -888,10 +890,10 @@ typedef struct kir_llvm {
     llvm_emitter *e;
     const kir_module *m;
     const kernel *kn;
-    kbind *bind;          /* per variable id */
-    bool *assigned;       /* per variable id: set or stored after its declaration */
-    LLVMValueRef *params; /* per variable id of a parameter, else NULL */
-    LLVMValueRef *tables; /* globals of the module's tables, in order */
+    kbind *bind;                  /* per variable id */
+    bool *assigned;               /* per variable id: set or stored after its declaration */
+    LLVMValueRef *params;         /* per variable id of a parameter, else NULL */
+    LLVMValueRef *tables;         /* globals of the module's tables, in order */
     LLVMBasicBlockRef memo_block; /* x vectors loaded in this block: key f[0..3] of xptr */
     LLVMValueRef memo_ptr, memo_x[4];
 } kir_llvm;
@@ -994,8 +996,7 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         kval a = kev(k, x->a);
         LLVMValueRef total = a.f[0];
         for (int f = 1; f < kfields(k, x->a->type); f++) /* lanes of field f are exact multiples of 4^f */
-            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, a.f[f], splat(e->i32, acc_lanes(kn), 2 * f), ""),
-                                 "");
+            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, a.f[f], splat(e->i32, acc_lanes(kn), 2 * f), ""), "");
         r.f[0] = vsum(e, kn, total);
         return r;
     }
@@ -1053,8 +1054,9 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         enum kir_type base = x->a->op == KO_VAR && x->a->var->array ? KT_PI32 : x->a->type;
         LLVMTypeRef et = elem_type(k, base);
         r.f[0] = LLVMBuildLoad2(e->b, et, kir_element(k, x->a, kev1(k, x->b)), "");
-        if (et == e->i8) r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
-                                                 : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
+        if (et == e->i8)
+            r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
+                                    : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
         if (et == e->i16) r.f[0] = LLVMBuildZExt(e->b, r.f[0], e->i32, "");
         return r;
     }
@@ -1178,7 +1180,7 @@ static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
 static LLVMValueRef kir_llvm_declare(llvm_emitter *e, const kir_func *f) {
     LLVMValueRef fn = declare_function(e, f->name, sig_type(e, f->sig), f->exported);
     if (f->exported) {
-        add_enum_attr(e, fn, 2, "noalias"); /* x */
+        add_enum_attr(e, fn, 2, "noalias");                            /* x */
         add_enum_attr(e, fn, f->sig == KSIG_BATCH ? 4 : 3, "noalias"); /* y */
     }
     if (f->noinline) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline"); /* keeps the optimiser linear */
@@ -1271,7 +1273,7 @@ void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) 
     LLVMDisposeMessage(err);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
     static const char *const pipelines[] = {"default<O0>", "default<O1>", "default<O2>", "default<O3>"};
-    LLVMErrorRef perr = LLVMRunPasses(e->mod, pipelines[e->t->opt_level >= 0 ? e->t->opt_level : 3], e->tm, opts);
+    LLVMErrorRef perr = LLVMRunPasses(e->mod, pipelines[e->opt_level >= 0 ? e->opt_level : 3], e->tm, opts);
     LLVMDisposePassBuilderOptions(opts);
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);

@@ -42,7 +42,7 @@
 #include "rsrc.h"
 
 static const char *const value_names[GGUF_NUM_VALUE_TYPES] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
-                                              "bool", "string", "array", "u64", "i64", "f64"};
+                                                              "bool", "string", "array", "u64", "i64", "f64"};
 static const int value_size[GGUF_NUM_VALUE_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 /* ggml tensor types: elements per block and bytes per block (I2_S: see gguf_tensor_bytes) */
@@ -50,11 +50,11 @@ static const struct {
     int type, block, bytes;
     const char *name;
 } types[] = {
-    {0, 1, 4, "F32"},       {1, 1, 2, "F16"},       {2, 32, 18, "Q4_0"},     {3, 32, 20, "Q4_1"},
-    {6, 32, 22, "Q5_0"},    {7, 32, 24, "Q5_1"},    {8, 32, 34, "Q8_0"},     {9, 32, 36, "Q8_1"},
-    {10, 256, 84, "Q2_K"},  {11, 256, 110, "Q3_K"}, {12, 256, 144, "Q4_K"},  {13, 256, 176, "Q5_K"},
-    {14, 256, 210, "Q6_K"}, {15, 256, 292, "Q8_K"}, {24, 1, 1, "I8"},        {25, 1, 2, "I16"},
-    {26, 1, 4, "I32"},      {27, 1, 8, "I64"},      {28, 1, 8, "F64"},       {30, 1, 2, "BF16"},
+    {0, 1, 4, "F32"},       {1, 1, 2, "F16"},       {2, 32, 18, "Q4_0"},    {3, 32, 20, "Q4_1"},
+    {6, 32, 22, "Q5_0"},    {7, 32, 24, "Q5_1"},    {8, 32, 34, "Q8_0"},    {9, 32, 36, "Q8_1"},
+    {10, 256, 84, "Q2_K"},  {11, 256, 110, "Q3_K"}, {12, 256, 144, "Q4_K"}, {13, 256, 176, "Q5_K"},
+    {14, 256, 210, "Q6_K"}, {15, 256, 292, "Q8_K"}, {24, 1, 1, "I8"},       {25, 1, 2, "I16"},
+    {26, 1, 4, "I32"},      {27, 1, 8, "I64"},      {28, 1, 8, "F64"},      {30, 1, 2, "BF16"},
     {34, 256, 54, "TQ1_0"}, {35, 256, 66, "TQ2_0"}, {36, 128, 32, "I2_S"},
 };
 static int type_index(uint32_t t) {
@@ -122,7 +122,8 @@ static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool
     if (t == GGUF_ARR) {
         if (in_array) fatal("%s: metadata '%s': an array of arrays, which GGUF readers do not take", c->g->path, key);
         v->atype = (uint32_t)rd(c, 4, key);
-        if (v->atype >= GGUF_NUM_VALUE_TYPES) fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
+        if (v->atype >= GGUF_NUM_VALUE_TYPES)
+            fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
         v->n = rd(c, 8, key);
         v->first = c->at;
         if (v->atype == GGUF_ARR) fatal("%s: metadata '%s': an array of arrays is not supported", c->g->path, key);
@@ -159,8 +160,10 @@ static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool
     case GGUF_F64: memcpy(&v->f, &raw, 8); break;
     default: v->u = raw; break; /* unsigned and bool */
     }
-    if (t == GGUF_I8 || t == GGUF_I16 || t == GGUF_I32 || t == GGUF_I64) v->f = (double)v->i, v->u = (uint64_t)v->i;
-    else if (t != GGUF_F32 && t != GGUF_F64) v->f = (double)v->u, v->i = (int64_t)v->u;
+    if (t == GGUF_I8 || t == GGUF_I16 || t == GGUF_I32 || t == GGUF_I64)
+        v->f = (double)v->i, v->u = (uint64_t)v->i;
+    else if (t != GGUF_F32 && t != GGUF_F64)
+        v->f = (double)v->u, v->i = (int64_t)v->u;
 }
 
 static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
@@ -204,8 +207,7 @@ gguf_file *gguf_open(const char *path) {
     if (memcmp(g->map, "GGUF", 4)) fatal("%s: not a GGUF file (no GGUF magic)", path);
     cursor c = {g, 4};
     g->version = (uint32_t)rd(&c, 4, "the version");
-    if (g->version != 2 && g->version != 3)
-        fatal("%s: GGUF version %u; rsrc reads versions 2 and 3", path, g->version);
+    if (g->version != 2 && g->version != 3) fatal("%s: GGUF version %u; rsrc reads versions 2 and 3", path, g->version);
     g->ntensors = rd(&c, 8, "the tensor count");
     g->nkv = rd(&c, 8, "the metadata count");
     /* each metadata entry takes at least 13 bytes, each tensor info at least 32 */
@@ -311,7 +313,9 @@ float gguf_array_f32(const gguf_file *g, const gguf_value *v, uint64_t i) {
 
 static void print_value(FILE *out, const gguf_file *g, const gguf_value *v) {
     switch (v->type) {
-    case GGUF_STR: fprintf(out, "\"%.*s%s\"", (int)(v->len > 120 ? 120 : v->len), v->str, v->len > 120 ? "..." : ""); break;
+    case GGUF_STR:
+        fprintf(out, "\"%.*s%s\"", (int)(v->len > 120 ? 120 : v->len), v->str, v->len > 120 ? "..." : "");
+        break;
     case GGUF_ARR:
         fprintf(out, "[%s × %" PRIu64 "]", value_names[v->atype], v->n);
         if (v->atype == GGUF_STR && v->n) {
@@ -332,8 +336,9 @@ static void print_value(FILE *out, const gguf_file *g, const gguf_value *v) {
 }
 
 void gguf_print(const gguf_file *g, FILE *out) {
-    fprintf(out, "gguf %s: version %u, %" PRIu64 " metadata entries, %" PRIu64 " tensors, alignment %" PRIu64
-                 ", data at byte %" PRIu64 "\n",
+    fprintf(out,
+            "gguf %s: version %u, %" PRIu64 " metadata entries, %" PRIu64 " tensors, alignment %" PRIu64
+            ", data at byte %" PRIu64 "\n",
             g->path, g->version, g->nkv, g->ntensors, g->alignment, g->data_offset);
     for (uint64_t i = 0; i < g->nkv; i++) {
         fprintf(out, "  %-44s %-6s ", g->kv[i].key, value_names[g->kv[i].v.type]);

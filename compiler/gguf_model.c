@@ -25,11 +25,11 @@
 static const struct {
     const char *gguf, *hf;
 } layer_names[] = {
-    {"attn_norm", "input_layernorm"},     {"ffn_norm", "post_attention_layernorm"},
-    {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},       {"attn_output", "self_attn.o_proj"},
-    {"ffn_gate", "mlp.gate_proj"},        {"ffn_up", "mlp.up_proj"},
-    {"ffn_down", "mlp.down_proj"},        {"attn_sub_norm", NULL}, /* per architecture */
+    {"attn_norm", "input_layernorm"}, {"ffn_norm", "post_attention_layernorm"},
+    {"attn_q", "self_attn.q_proj"},   {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"},
+    {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},    {"attn_sub_norm", NULL}, /* per architecture */
     {"ffn_sub_norm", NULL},
 };
 
@@ -57,9 +57,7 @@ static char *hf_name(const model *m, const char *g, int *proj) {
     return NULL;
 }
 
-static bool integer_type(uint32_t t) {
-    return t <= GGUF_I32 || t == GGUF_U64 || t == GGUF_I64;
-}
+static bool integer_type(uint32_t t) { return t <= GGUF_I32 || t == GGUF_U64 || t == GGUF_I64; }
 
 static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key, uint64_t fallback, uint64_t hi) {
     char k[160];
@@ -69,7 +67,8 @@ static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key,
     uint64_t r = fallback;
     if (v) {
         if (!integer_type(v->type)) fatal("%s: metadata '%s' is not an integer", g->path, k);
-        if (v->i < 1 || v->u > hi) fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
+        if (v->i < 1 || v->u > hi)
+            fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
         r = v->u;
     }
     return r;
@@ -111,9 +110,7 @@ static st_tensor *add_tensor(st_archive *a, char *name, enum st_dtype dt, int nd
 
 /* ---- the ternary encodings: code c in {0, 1, 2} of element e (value c - 1) ---- */
 
-static int code_i2s(const uint8_t *d, uint64_t e) {
-    return d[e / 128 * 32 + e % 32] >> (6 - 2 * (e % 128 / 32)) & 3;
-}
+static int code_i2s(const uint8_t *d, uint64_t e) { return d[e / 128 * 32 + e % 32] >> (6 - 2 * (e % 128 / 32)) & 3; }
 static int code_tq2(const uint8_t *blk, uint64_t e) { /* e within the block of 256 */
     return blk[e / 128 * 32 + e % 32] >> (2 * (e % 128 / 32)) & 3;
 }
@@ -193,14 +190,16 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
         memcpy(&s, st->data, 4);
         beta *= s;
     }
-    if (!(isfinite(beta) && beta > 0)) fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, beta);
+    if (!(isfinite(beta) && beta > 0))
+        fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, beta);
     /* "llama" runs NORM RoPE in llama.cpp, for which its converter interleaves Q's and K's rows;
      * the bitnet architectures run NEOX RoPE on the checkpoint's own order */
     const bool interleaved = !strcmp(m->architecture, "LlamaForCausalLM");
     int32_t heads = !interleaved ? 0 : proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
     uint64_t hd = heads ? rows / (uint64_t)heads : 0;
     if (heads && (rows % (uint64_t)heads || hd % 2))
-        fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows, heads);
+        fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows,
+              heads);
     const uint64_t R = rows / 4;
     uint8_t *packed = archive_memory(a, (size_t)(R * cols));
     for (uint64_t hr = 0; hr < rows; hr++) { /* hr: the Hugging Face row */
@@ -257,8 +256,8 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
         return;
     }
     default:
-        fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16, Q8_0 or Q6_K", g->path,
-              t->name, gguf_type_name(t->type));
+        fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16, Q8_0 or Q6_K",
+              g->path, t->name, gguf_type_name(t->type));
     }
 }
 
@@ -363,7 +362,8 @@ static void pb_string(pbuf *p, uint32_t field, const void *d, size_t n) {
 
 static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_value *types, int32_t bos, int32_t eos,
                        size_t *len) {
-    const gguf_value *scores = gguf_get(g, "tokenizer.ggml.scores"), *unk = gguf_get(g, "tokenizer.ggml.unknown_token_id"),
+    const gguf_value *scores = gguf_get(g, "tokenizer.ggml.scores"),
+                     *unk = gguf_get(g, "tokenizer.ggml.unknown_token_id"),
                      *prefix = gguf_get(g, "tokenizer.ggml.add_space_prefix");
     if (!scores || scores->type != GGUF_ARR || scores->atype != GGUF_F32 || scores->n != toks->n)
         fatal("%s: tokenizer.ggml.scores must be an f32 array as long as tokenizer.ggml.tokens", g->path);
@@ -402,7 +402,8 @@ static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_va
  * BOS added when tokenizer.ggml.add_bos_token is not false. NULL, with a note, for the others. */
 static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t *len) {
     const gguf_value *toks = gguf_get(g, "tokenizer.ggml.tokens"), *types = gguf_get(g, "tokenizer.ggml.token_type"),
-                     *merges = gguf_get(g, "tokenizer.ggml.merges"), *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token");
+                     *merges = gguf_get(g, "tokenizer.ggml.merges"),
+                     *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token");
     if (!gguf_get(g, "tokenizer.ggml.model")) return NULL;
     const bool spm = meta_is(g, "tokenizer.ggml.model", "llama");
     /* the names llama.cpp gives Llama 3's split (Falcon 3 uses it too) */
@@ -410,8 +411,10 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
                         meta_is(g, "tokenizer.ggml.pre", "llama-v3") || meta_is(g, "tokenizer.ggml.pre", "falcon3") ||
                         meta_is(g, "tokenizer.ggml.pre", "falcon-h1");
     if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !llama3)) {
-        note(0, "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
-                "Llama 3, the ones rsrc reads from GGUF: the artifact takes token ids only", g->path);
+        note(0,
+             "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
+             "Llama 3, the ones rsrc reads from GGUF: the artifact takes token ids only",
+             g->path);
         return NULL;
     }
     if (!toks || toks->type != GGUF_ARR || toks->atype != GGUF_STR)

@@ -110,22 +110,6 @@ int dot_isa_vector_bytes(enum dot_isa isa) {
     return isa == DOT_DP4A ? 4 : isa >= DOT_AVX512BW ? 64 : isa >= DOT_AVX2 ? 32 : 16;
 }
 
-bool target_has_feature(const target *t, const char *feature) {
-    for (int i = 0; i < t->nfeatures; i++)
-        if (strcmp(t->features[i], feature) == 0) return true;
-    return false;
-}
-
-enum dot_isa target_dot_isa(const target *t) {
-    if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
-    bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
-    if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
-    if (bw) return DOT_AVX512BW;
-    if (target_has_feature(t, "avx2") && target_has_feature(t, "avxvnni")) return DOT_AVXVNNI;
-    if (target_has_feature(t, "avx2")) return DOT_AVX2;
-    return DOT_SCALAR;
-}
-
 int lut_spread(int h, int j, int l) { return 3 * (2 * h + l / 16) + j; }
 
 void lut_digit_masks(int j, uint32_t *pos, uint32_t *neg) {
@@ -144,11 +128,6 @@ int lut_plane_source(int hi, int o) {
     int t = o / 32, n = o % 32;
     if (n >= LUT_PATTERNS) return 2 * 14 + hi;
     return n >= 13 ? 2 * (16 * t + n - 13) + hi : 64 + 2 * (16 * t + 13 - n) + hi;
-}
-
-/* The lut form's vector kernel needs VBMI's two-table byte permute and VNNI's dot products. */
-bool target_lut_vector(const target *t) {
-    return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");
 }
 
 /* Wide registers (32 of them) hold four accumulators per row, so the shifts can go. */
@@ -193,7 +172,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
         kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4; /* AVX2, AVX-VNNI */
-        if (lanes_min > 0 && plan_lanes_possible(tm, t)) {
+        if (lanes_min > 0 && kernel_lanes_possible(tm, t)) {
             uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
             kn->lanes_min = lanes_min;
             kn->lane_cols = (tm->cols + RSR_LANES - 1) / RSR_LANES * RSR_LANES;
@@ -242,6 +221,11 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->off_block_col = align64(4 * nb);
     kn->off_seg = kn->off_block_col + align64(4 * nb);
     kn->off_perm = kn->off_seg + align64(4 * p->num_segments);
+}
+
+/* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
+bool kernel_lanes_possible(const ternary_matrix *t, const target *tg) {
+    return tg->kind != TK_CUDA && t->cols <= 65535;
 }
 
 uint64_t lanes_scratch_bytes(const kernel *kn) { return (uint64_t)(kn->cols + 63) / 64 * 64 * RSR_LANES; }

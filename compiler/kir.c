@@ -16,10 +16,10 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void", "int", "i32", "u32", "size", "pu8",  "pi8",
+const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",  "u32",  "size",  "pu8", "pi8",
                                               "pu16", "pu32", "pi32", "vacc", "codes", "bacc"};
-const char *const kir_op_names[KO_COUNT] = {"const", "var",   "add",   "sub",   "mul",   "shl",        "lshr",
-                                            "and",   "lt",    "le",    "eq",    "cast",  "load",       "index",
+const char *const kir_op_names[KO_COUNT] = {"const",       "var",   "add",  "sub",  "mul",  "shl",   "lshr",
+                                            "and",         "lt",    "le",   "eq",   "cast", "load",  "index",
                                             "reinterpret", "vzero", "dot4", "sum4", "vsum", "field", "bdot"};
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {

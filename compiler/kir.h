@@ -30,16 +30,16 @@ struct arena;
 /* Types. Pointers point at constant data except KT_PI32 (the output y and local arrays). */
 enum kir_type {
     KT_VOID,
-    KT_INT,  /* a loop counter of a few values: C int, LLVM i32 */
-    KT_I32,  /* int32_t */
-    KT_U32,  /* uint32_t: the same bits, unsigned in C only */
-    KT_SIZE, /* an offset in bytes or elements: size_t / i64 */
-    KT_PU8,  /* const uint8_t *: the kernel's data (the blob) */
-    KT_PI8,  /* const int8_t *: x */
-    KT_PU16, /* const uint16_t * */
-    KT_PU32, /* const uint32_t * */
-    KT_PI32, /* int32_t *: y */
-    KT_VACC, /* the i2 accumulator of the kernel's dot ISA (C rsr_vacc) */
+    KT_INT,   /* a loop counter of a few values: C int, LLVM i32 */
+    KT_I32,   /* int32_t */
+    KT_U32,   /* uint32_t: the same bits, unsigned in C only */
+    KT_SIZE,  /* an offset in bytes or elements: size_t / i64 */
+    KT_PU8,   /* const uint8_t *: the kernel's data (the blob) */
+    KT_PI8,   /* const int8_t *: x */
+    KT_PU16,  /* const uint16_t * */
+    KT_PU32,  /* const uint32_t * */
+    KT_PI32,  /* int32_t *: y */
+    KT_VACC,  /* the i2 accumulator of the kernel's dot ISA (C rsr_vacc) */
     KT_CODES, /* one decoded field of V packed bytes (C rsr_codes) */
     KT_BACC,  /* a batched accumulator (C rsr_bacc) */
     KT_COUNT
@@ -60,9 +60,9 @@ enum kir_op {
     KO_LT, /* a < b (signed), as KT_INT */
     KO_LE,
     KO_EQ,
-    KO_CAST,  /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
-    KO_LOAD,  /* a[b]: the element of pointer or array a at index b, widened to the node's type */
-    KO_INDEX, /* a + b: pointer a advanced by b elements */
+    KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
+    KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
+    KO_INDEX,       /* a + b: pointer a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
     /* the i2 vector vocabulary (kernel.c, KF_I2): V = the ISA's vector bytes */
     KO_VZERO, /* an accumulator of zeros (KT_VACC or KT_BACC) */
@@ -109,18 +109,18 @@ enum kir_layout { KL_BRACES, KL_SAME_LINE, KL_NEXT_LINE };
 typedef struct kir_stmt {
     enum kir_stmt_kind kind;
     enum kir_layout layout;
-    bool c_const;     /* KS_DECL: C const (the variable is never set again) */
-    bool unroll;      /* KS_FOR: over constants; LLVM repeats the body with the counter a constant */
-    bool join;        /* C: printed on the line of the statement before */
+    bool c_const; /* KS_DECL: C const (the variable is never set again) */
+    bool unroll;  /* KS_FOR: over constants; LLVM repeats the body with the counter a constant */
+    bool join;    /* C: printed on the line of the statement before */
     kir_var *var;
     kir_expr *init, *value, *cond, *index;
     int32_t step;
-    const char *text;  /* KS_COMMENT; KS_DECL: a trailing comment */
+    const char *text;   /* KS_COMMENT; KS_DECL: a trailing comment */
     const char *callee; /* KS_CALL: the table's name */
     const char *label;  /* KS_FOR: names the loop's blocks in LLVM IR (else the counter's name) */
     kir_expr *args[2];
-    struct kir_stmt *more;          /* KS_DECL: further declarators on the same line */
-    struct kir_stmt *body, *other;  /* KS_FOR, KS_IF, KS_SCOPE */
+    struct kir_stmt *more;         /* KS_DECL: further declarators on the same line */
+    struct kir_stmt *body, *other; /* KS_FOR, KS_IF, KS_SCOPE */
     struct kir_stmt *next;
 } kir_stmt;
 
@@ -135,7 +135,7 @@ enum kir_sig {
 typedef struct kir_func {
     const char *name;
     enum kir_sig sig;
-    bool exported;    /* the artifact names it (else internal) */
+    bool exported; /* the artifact names it (else internal) */
     bool noinline;
     const char *comment; /* printed before it */
     kir_var *param[KIR_MAX_PARAMS];
@@ -191,8 +191,7 @@ kir_stmt *kir_decl_also(kir_module *m, kir_stmt *decl, kir_var *v, kir_expr *ini
 kir_stmt *kir_set(kir_module *m, kir_list *l, kir_var *v, kir_expr *value);
 kir_stmt *kir_store(kir_module *m, kir_list *l, kir_expr *target, kir_expr *index, kir_expr *value);
 /* for (v = init; cond; v += step): returns the loop, whose body list *body is opened */
-kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_expr *cond, int32_t step,
-                  kir_list *body);
+kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_expr *cond, int32_t step, kir_list *body);
 /* for (v = from; v < to; v++), the common case */
 kir_stmt *kir_for_range(kir_module *m, kir_list *l, kir_var *v, kir_expr *from, kir_expr *to, kir_list *body);
 kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then);
@@ -204,7 +203,7 @@ bool kir_lowers(const struct kernel *kn); /* the unrolled, loop and CPU i2 forms
 kir_module *kir_lower(const struct kernel *kn);
 
 /* ---- printing ---- */
-void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
+void kir_print(FILE *out, const kir_module *m);  /* the IR as text (--print=kernel) */
 void emit_c_kir(FILE *out, const kir_module *m); /* the C printer (emit_c.c) */
 
 #endif

@@ -56,7 +56,7 @@ int run_command(char **argv) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t, int opt_level,
                         const char *out_path, const char *workdir) {
     char *asm_path = xasprintf("%s/blob.S", workdir);
     register_temp(asm_path);
@@ -74,7 +74,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     char *flags = xstrdup(t->cflags);
     for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
     static char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
-    if (t->opt_level >= 0) argv[n++] = levels[t->opt_level]; /* -O0..-O3 given: the last -O wins */
+    if (opt_level >= 0) argv[n++] = levels[opt_level]; /* -O0..-O3 given: the last -O wins */
     /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
     char *sanitize = xstrdup(env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
     for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;

@@ -187,8 +187,8 @@ static void lower_loop(lower *L) {
     kir_var *code = var(L, "code", KT_U32), *len = var(L, "len", KT_U32), *u = var(L, "u", KT_I32);
     kir_expr *mask = kir_const(m, KT_U32, 0xffff);
     mask->hex = true;
-    kir_stmt *d = kir_decl(m, &seg, code, kir_bin(m, KO_AND, KT_U32, kir_load(m, KT_U32, ref(L, segs), ref(L, s)), mask),
-                           false);
+    kir_stmt *d =
+        kir_decl(m, &seg, code, kir_bin(m, KO_AND, KT_U32, kir_load(m, KT_U32, ref(L, segs), ref(L, s)), mask), false);
     kir_decl_also(m, d, len,
                   kir_bin(m, KO_LSHR, KT_U32, kir_load(m, KT_U32, ref(L, segs), ref(L, s)), kir_const(m, KT_U32, 16)));
     kir_decl(m, &seg, u, num(L, 0), false);
@@ -208,8 +208,8 @@ static void lower_loop(lower *L) {
         kir_stmt *f = kir_for_range(m, &seg, r, num(L, 0), num(L, k), &digits);
         f->unroll = true, f->layout = KL_NEXT_LINE;
         kir_expr *one = kir_const(m, KT_U32, 1);
-        kir_expr *pos = kir_bin(m, KO_AND, KT_U32,
-                                kir_bin(m, KO_LSHR, KT_U32, ref(L, code), add(L, num(L, k), ref(L, r))), one);
+        kir_expr *pos =
+            kir_bin(m, KO_AND, KT_U32, kir_bin(m, KO_LSHR, KT_U32, ref(L, code), add(L, num(L, k), ref(L, r))), one);
         kir_expr *neg = kir_bin(m, KO_AND, KT_U32, kir_bin(m, KO_LSHR, KT_U32, ref(L, code), ref(L, r)), one);
         kir_expr *digit = sub(L, kir_cast(m, KT_I32, pos), kir_cast(m, KT_I32, neg));
         kir_expr *a = kir_load(m, KT_I32, ref(L, acc), ref(L, r));
@@ -308,8 +308,9 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
     }
     for (c.j = 0; c.j < T; c.j++) {
         for (int r = 0; r < R; r++) {
-            kir_expr *at = add(L, add(L, mul(L, wide(L, add(L, ref(L, t), num(L, c.j))), wide(L, param(L, "y_stride"))),
-                                      mul(L, wide(L, ref(L, b)), size(L, R))),
+            kir_expr *at = add(L,
+                               add(L, mul(L, wide(L, add(L, ref(L, t), num(L, c.j))), wide(L, param(L, "y_stride"))),
+                                   mul(L, wide(L, ref(L, b)), size(L, R))),
                                size(L, r));
             kir_list in = *l, then;
             if (kn->rows % R) {

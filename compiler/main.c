@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "parse_num.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 
@@ -107,10 +108,8 @@ static void usage(FILE *out) {
 }
 
 static int parse_int(const char *flag, const char *s, int lo, int hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) fatal("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    long v;
+    if (!parse_long_in(s, lo, hi, &v)) fatal("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
     return (int)v;
 }
 
@@ -537,8 +536,6 @@ static void load_inputs(build *b) {
     check_cpu_features(o, t);
     if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
         fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
-    t->prefill = o->prefill;
-    t->opt_level = o->opt_level;
     if (o->print_target) target_print(t, stdout);
     if (verbosity >= 1) {
         fprintf(stderr, "rsrc: target %s%s%s%s, cpu %s, features", t->name, t->cpu_model ? " (" : "",
@@ -567,19 +564,21 @@ static void open_printers(build *b) {
     register_temp(b->blob_path);
     if (!(b->c = fopen(b->c_path, "w"))) fatal("%s: cannot create: %s", b->c_path, strerror(errno));
     blob_open(&b->blob, b->blob_path);
-    emit_c_prologue(b->c, o->input, b->t);
+    emit_c_prologue(b->c, o->input, b->t, o->prefill);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
     b->use_llvm = EMIT_IS_LLVM(o->emit) ||
                   (b->linked && (o->backend ? !strcmp(o->backend, "llvm") : b->t->backend == BACKEND_LLVM));
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
-    llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model") : NULL;
+    llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
     b->cpu = llvm ? (kernel_sink){.printer = PRINTER_LLVM, .c = b->c, .llvm = llvm}
                   : (kernel_sink){.printer = PRINTER_C, .c = b->c};
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
-    if (b->t->gpu) b->gpu = gpu_begin(b->t->gpu, o->input, b->workdir, o->backend, o->explain);
-    if (o->tune) b->tune = tune_begin(b->t, o->tune_cache, b->use_llvm, b->workdir, o->strategy, o->rsr_k);
+    if (b->t->gpu) b->gpu = gpu_begin(b->t->gpu, o->input, b->workdir, o->backend, o->explain, o->opt_level);
+    if (o->tune)
+        b->tune = tune_begin(b->t, (compile_options){o->prefill, o->opt_level}, o->tune_cache, b->use_llvm, b->workdir,
+                             o->strategy, o->rsr_k);
 }
 
 /* The tensors that are not ternary: embedding, LM head (and its int8 copy), final norm, tokenizer. */
@@ -651,14 +650,16 @@ static void compile_matrices(build *b) {
             stage_enter(STAGE_LOAD);
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
-            const matrix_request rq = {.strategy = o->strategy,
-                                       .k = o->rsr_k,
-                                       .user_strategy = o->strategy,
-                                       .index = idx,
-                                       .tune = b->tune,
-                                       .verify = o->verify,
-                                       .print_plan = o->print_plan,
-                                       .print_kernel = o->print_kernel};
+            matrix_request rq = {.strategy = o->strategy,
+                                 .k = o->rsr_k,
+                                 .user_strategy = o->strategy,
+                                 .index = idx,
+                                 .prefill = o->prefill,
+                                 .verify = o->verify,
+                                 .print_plan = o->print_plan,
+                                 .print_kernel = o->print_kernel};
+            matrix_plan decided;
+            if (b->tune) tune_decide(b->tune, &tm, b->t, &rq, &decided);
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
             const kernel *kn = &cm.kn;
@@ -750,7 +751,7 @@ static void write_output(build *b) {
                                             : "linking the object",
                        0);
     if (o->emit == EMIT_SO)
-        link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
+        link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->opt_level, o->output, b->workdir);
     else if (o->emit == EMIT_OBJ)
         link_relocatable_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
     else if (o->emit >= EMIT_CUDA)

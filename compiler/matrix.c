@@ -90,18 +90,16 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
 void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, enum printer pr,
                    compiled_matrix *cm) {
     memset(cm, 0, sizeof *cm);
-    plan_matrix(tm, t, rq->strategy, rq->k, &cm->mp);
-    if (rq->tune) {
-        stage_enter(STAGE_TUNE);
-        stage_hold(true); /* the candidates' own compiles count as tuning */
-        cm->measured = tune_matrix(rq->tune, tm, &cm->mp);
-        stage_hold(false);
-    }
+    if (rq->decided)
+        cm->mp = *rq->decided;
+    else
+        plan_matrix(tm, t, rq->strategy, rq->k, &cm->mp);
+    cm->measured = rq->measured;
     plan_for_printer(&cm->mp, t, pr);
     if (rq->lanes_min)
         cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 ? rq->lanes_min : 0;
     else
-        plan_prefill(tm, t, cm->measured ? tune_lanes_min(cm->measured) : 0, &cm->mp);
+        plan_prefill(tm, t, rq->prefill, rq->measured_lanes_min, &cm->mp);
     stage_enter(STAGE_ANALYSE);
     if (!strategy_is_rsr(cm->mp.strategy)) return;
     rsr_analyse(tm, cm->mp.k, &cm->plan);

@@ -85,10 +85,10 @@ typedef struct lanes_fit {
     double per_column, per_block_columns;
 } lanes_fit;
 static const lanes_fit lanes_fits[] = {
-    [DOT_AVX2] = {"AVX2", 0.32, 1030},        /* Zen 5 running AVX2 code: tiles of 2 tokens, maddubs */
+    [DOT_AVX2] = {"AVX2", 0.32, 1030}, /* Zen 5 running AVX2 code: tiles of 2 tokens, maddubs */
     /* Zen 5 running AVX-VNNI code: tiles/lanes 0.63-0.89 at 2560 columns, 1.13-1.14 at 6912 */
     [DOT_AVXVNNI] = {"AVX-VNNI", 0.65, 1580},
-    [DOT_AVX512BW] = {"AVX-512", 0.63, 650},  /* the VNNI fit (no AVX-512 BW machine measured) */
+    [DOT_AVX512BW] = {"AVX-512", 0.63, 650}, /* the VNNI fit (no AVX-512 BW machine measured) */
     [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
 };
 static const double lanes_auto_gain = 1.15;
@@ -109,25 +109,23 @@ int plan_lanes_from(double gain) {
     return n < RSR_LANES_EVERY_STEP ? RSR_LANES_EVERY_STEP : n > RSR_LANES ? RSR_LANES : n;
 }
 
-/* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
-bool plan_lanes_possible(const ternary_matrix *t, const target *tg) { return tg->kind != TK_CUDA && t->cols <= 65535; }
-
 /* Whether plan_prefill may choose the lanes on this target (so the printers need their helpers):
  * asked for, or auto where the cost model has a fit for the target's instruction set. */
-bool target_may_use_lanes(const target *tg) {
-    if (tg->kind == TK_CUDA || tg->prefill == PREFILL_TILES) return false;
-    return tg->prefill == PREFILL_LANES || lanes_fit_of(tg) != NULL;
+bool plan_may_use_lanes(const target *tg, enum prefill_form prefill) {
+    if (tg->kind == TK_CUDA || prefill == PREFILL_TILES) return false;
+    return prefill == PREFILL_LANES || lanes_fit_of(tg) != NULL;
 }
 
-void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp) {
+void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, int measured_lanes_min,
+                  matrix_plan *mp) {
     mp->lanes_min = 0;
-    if (mp->strategy != STRAT_I2 || !plan_lanes_possible(t, tg)) return;
+    if (mp->strategy != STRAT_I2 || !kernel_lanes_possible(t, tg)) return;
     const lanes_fit *fit = lanes_fit_of(tg);
     double gain = plan_lanes_gain(t, tg);
     char why[200];
-    if (tg->prefill == PREFILL_TILES) {
+    if (prefill == PREFILL_TILES) {
         snprintf(why, sizeof why, "tiles (--prefill=i2; RSR lanes predicted %.2fx as fast)", gain);
-    } else if (tg->prefill == PREFILL_LANES) {
+    } else if (prefill == PREFILL_LANES) {
         mp->lanes_min = RSR_LANES_EVERY_STEP;
         snprintf(why, sizeof why, "RSR lanes (--prefill=rsr; predicted %.2fx as fast as the tiles)", gain);
     } else if (measured_lanes_min > 0) {

@@ -147,11 +147,31 @@ extern const char *const proj_names[NUM_PROJ];
  * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */
 /* GGUF metadata value types, and the ggml tensor types rsrc reads */
 enum gguf_value_type {
-    GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL,
-    GGUF_STR, GGUF_ARR, GGUF_U64, GGUF_I64, GGUF_F64, GGUF_NUM_VALUE_TYPES
+    GGUF_U8,
+    GGUF_I8,
+    GGUF_U16,
+    GGUF_I16,
+    GGUF_U32,
+    GGUF_I32,
+    GGUF_F32,
+    GGUF_BOOL,
+    GGUF_STR,
+    GGUF_ARR,
+    GGUF_U64,
+    GGUF_I64,
+    GGUF_F64,
+    GGUF_NUM_VALUE_TYPES
 };
-enum ggml_type { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_Q6_K = 14, GGML_BF16 = 30,
-                 GGML_TQ1_0 = 34, GGML_TQ2_0 = 35, GGML_I2_S = 36 };
+enum ggml_type {
+    GGML_F32 = 0,
+    GGML_F16 = 1,
+    GGML_Q8_0 = 8,
+    GGML_Q6_K = 14,
+    GGML_BF16 = 30,
+    GGML_TQ1_0 = 34,
+    GGML_TQ2_0 = 35,
+    GGML_I2_S = 36
+};
 typedef struct gguf_value {
     uint32_t type, atype; /* the GGUF value type; an array's element type */
     uint64_t n, first;    /* an array's count and the byte its elements start at */
@@ -189,8 +209,8 @@ const char *gguf_next_str(const gguf_file *g, uint64_t *at, uint64_t *len);
 int32_t gguf_array_i32(const gguf_file *g, const gguf_value *v, uint64_t i);
 float gguf_array_f32(const gguf_file *g, const gguf_value *v, uint64_t i);
 const char *gguf_type_name(uint32_t type);
-void gguf_print(const gguf_file *g, FILE *out);           /* --print=gguf: metadata and tensor table */
-bool gguf_is(const char *path);                           /* a file that starts with the GGUF magic */
+void gguf_print(const gguf_file *g, FILE *out);          /* --print=gguf: metadata and tensor table */
+bool gguf_is(const char *path);                          /* a file that starts with the GGUF magic */
 void gguf_model_load(struct model *m, const char *path); /* fills m and m->ar */
 
 model *model_load(const char *path);
@@ -244,6 +264,15 @@ void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y); /* in
 
 /* ---- target.c: a target is data (a YAML spec in specs/, or the detected host) ---- */
 enum target_kind { TK_CPU, TK_CUDA };
+/* What the command line asks of the code beside the target, passed to whoever uses it (the
+ * planner, the printers, the link step); a target holds only what its spec says. */
+enum prefill_form { PREFILL_AUTO, PREFILL_TILES, PREFILL_LANES }; /* --prefill: auto, i2, rsr */
+typedef struct compile_options {
+    enum prefill_form prefill;
+    int opt_level; /* -O0..-O3: LLVM's pipeline and code generation, the C compiler's -O; -1: the
+                      defaults (LLVM O3 and aggressive code generation, C -O2) */
+} compile_options;
+#define COMPILE_DEFAULTS ((compile_options){PREFILL_AUTO, -1})
 typedef struct target {
     char *name, *description;
     char *path; /* the spec it came from, for messages */
@@ -255,9 +284,6 @@ typedef struct target {
     char **strategies; /* what the planner may choose from (empty: all) */
     int nstrategies;
     int vector_bits, threads; /* threads 0: auto */
-    enum prefill_form { PREFILL_AUTO, PREFILL_TILES, PREFILL_LANES } prefill; /* --prefill: auto, i2, rsr */
-    int opt_level;            /* -O0..-O3: LLVM's pipeline and code generation, the C compiler's -O;
-                                 -1: the defaults (LLVM O3 and aggressive code generation, C -O2) */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget; /* icache_budget: bytes of straight-line code one matrix may spend */
     enum target_backend { BACKEND_C, BACKEND_LLVM, BACKEND_NVRTC } backend; /* who prints the kernels */
@@ -309,9 +335,10 @@ bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the targ
  * matrix (the target's --prefill, --tune's measurement, or the model) and says why in mp->why. */
 double plan_lanes_gain(const ternary_matrix *t, const target *tg);
 int plan_lanes_from(double gain);
-bool plan_lanes_possible(const ternary_matrix *t, const target *tg);
-bool target_may_use_lanes(const target *tg);
-void plan_prefill(const ternary_matrix *t, const target *tg, int measured_lanes_min, matrix_plan *mp);
+bool kernel_lanes_possible(const ternary_matrix *t, const target *tg); /* kernel.c: the form exists here */
+bool plan_may_use_lanes(const target *tg, enum prefill_form prefill);
+void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, int measured_lanes_min,
+                  matrix_plan *mp);
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
 double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill);
@@ -324,8 +351,8 @@ typedef struct tune_class tune_class;
 void tune_check_target(const target *t, const char *name);
 char *tune_default_cache(void); /* $XDG_CACHE_HOME/rsrc/tune.txt or ~/.cache/rsrc/tune.txt */
 /* cache_path NULL: the default; the temporary kernels go to workdir. */
-tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir,
-                       enum strategy forced, int forced_k);
+tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+                       const char *workdir, enum strategy forced, int forced_k);
 /* Chooses tm's strategy and k by measurement (or the cache) and says why in mp->why; mp holds the
  * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
 const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
@@ -333,6 +360,11 @@ void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, con
 /* Where --tune chose i2: the batched kernel's lanes from this many tokens (measured faster), -1
  * (the tiles measured faster) or 0 (not measured: no lanes candidate). */
 int tune_lanes_min(const tune_class *tc);
+/* --tune's decision for one matrix, before compile_matrix: the planner's plan in *mp, then the
+ * measurement; fills rq's decided, measured and measured_lanes_min. tune.c is a driver above
+ * matrix.c (it compiles candidates through it); matrix.c calls nothing of tune.c. */
+struct matrix_request;
+void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq, matrix_plan *mp);
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
@@ -349,8 +381,8 @@ enum kernel_form {
 enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVXVNNI, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
 int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];
-enum dot_isa target_dot_isa(const target *t);
-bool dot_isa_field_scaled(enum dot_isa isa); /* i2 fields masked in place, one accumulator each */
+enum dot_isa target_dot_isa(const target *t); /* target.c, as are the other target_* queries */
+bool dot_isa_field_scaled(enum dot_isa isa);  /* i2 fields masked in place, one accumulator each */
 #define RSR_BATCH_TILE_MAX 8
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
@@ -365,13 +397,13 @@ typedef struct kernel {
     const char *strategy; /* shown in stats and the manifest */
     enum kernel_form form;
     int32_t rows, cols;
-    int32_t block_rows, num_blocks;       /* the unit of work a thread takes */
-    const rsr_plan *plan;                 /* RSR forms */
-    const ternary_matrix *tm;             /* i2: the weights it packs */
-    enum dot_isa isa;                     /* i2 */
-    int32_t vec_bytes;                    /* i2: bytes of one vector register (16, 32, 64) */
-    int32_t groups;                       /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
-    int32_t batch_tile;                   /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
+    int32_t block_rows, num_blocks; /* the unit of work a thread takes */
+    const rsr_plan *plan;           /* RSR forms */
+    const ternary_matrix *tm;       /* i2: the weights it packs */
+    enum dot_isa isa;               /* i2 */
+    int32_t vec_bytes;              /* i2: bytes of one vector register (16, 32, 64) */
+    int32_t groups;                 /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
+    int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     int lanes_min; /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
@@ -395,8 +427,8 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 uint64_t kernel_data_size(const kernel *kn);
 /* The lanes form's description, which every printer prints (kernel.c, "RSR lanes"): */
 uint64_t lanes_scratch_bytes(const kernel *kn); /* the transposed x: 64 bytes per column, cols rounded up to 64 */
-#define RSR_LANES_X_BUDGET (512u << 10)       /* the transposed x of one group of passes (half of L2) */
-int lanes_group(const kernel *kn);             /* passes of 64 tokens that share each block's index */
+#define RSR_LANES_X_BUDGET (512u << 10)         /* the transposed x of one group of passes (half of L2) */
+int lanes_group(const kernel *kn);              /* passes of 64 tokens that share each block's index */
 int lanes_token_of_row(int i);                  /* the token that row i of a transpose tile holds */
 int lanes_digit(int code, int r);               /* row r's weight (-1, 0, 1) in pattern code */
 void lanes_zip_mask(int half, int idx[64]);     /* a transpose round's byte shuffle of rows k, k + 32: half 0
@@ -439,15 +471,18 @@ typedef struct kernel_sink { /* where a matrix's kernel is printed */
     FILE *cuda;                /* PRINTER_CUDA */
 } kernel_sink;
 typedef struct matrix_request {
-    enum strategy strategy;      /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
-    int k;                       /* forced block size (--rsr-k, a candidate's); 0: the planner's */
-    enum strategy user_strategy; /* --strategy as given: an unrolled form it asked for is kept over budget */
-    int index;                   /* names the kernel: rsr_kernel_INDEX */
-    int lanes_min;               /* i2: forces the batched kernel's RSR lanes from this many tokens (-1:
-                                    tiles only); 0: plan_prefill decides */
-    tune_state *tune;            /* --tune: measure instead of predicting; NULL: the cost model */
-    bool verify, print_plan;     /* --verify, --print=plan */
-    bool print_kernel;           /* --print=kernel: the kernel IR of each matrix */
+    enum strategy strategy;            /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
+    int k;                             /* forced block size (--rsr-k, a candidate's); 0: the planner's */
+    enum strategy user_strategy;       /* --strategy as given: an unrolled form it asked for is kept over budget */
+    int index;                         /* names the kernel: rsr_kernel_INDEX */
+    enum prefill_form prefill;         /* --prefill */
+    int lanes_min;                     /* i2: forces the batched kernel's RSR lanes from this many tokens (-1:
+                                          tiles only); 0: plan_prefill decides */
+    const matrix_plan *decided;        /* the strategy and k decided already (tune_decide); NULL: plan_matrix's */
+    const struct tune_class *measured; /* --tune's measurements behind `decided` (for --explain), or NULL */
+    int measured_lanes_min;            /* i2: --tune's measured lanes threshold for plan_prefill (tune_lanes_min) */
+    bool verify, print_plan;           /* --verify, --print=plan */
+    bool print_kernel;                 /* --print=kernel: the kernel IR of each matrix */
 } matrix_request;
 typedef struct compiled_matrix {
     matrix_plan mp;             /* the final strategy, k and why */
@@ -498,7 +533,7 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_d
 uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what);
 
 /* ---- emit_c.c: the C printer ---- */
-void emit_c_prologue(FILE *out, const char *source, const target *t);
+void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
 void emit_c_lut_helpers(FILE *out, bool vector);      /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out);                 /* what batched RSR lanes kernels call */
@@ -548,7 +583,7 @@ bool valid_model_name(const char *name, char *why, size_t whylen);
 /* ---- emit_llvm.c: the LLVM printer (LLVM C API), optimised and emitted in-process ---- */
 typedef struct llvm_emitter llvm_emitter;
 enum llvm_output { LLVM_OUT_IR, LLVM_OUT_ASM, LLVM_OUT_OBJ };
-llvm_emitter *emit_llvm_begin(const target *t, const char *module_name);
+llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_level);
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
@@ -582,7 +617,8 @@ typedef struct gpu_build gpu_build;
 #define GPU_DESCRIPTOR "rsr_gpu"
 /* backend: "llvm" or "nvrtc" from --backend, NULL: the spec's; source names the model in the
  * CUDA C's first comment; explain: print each matrix's decision (--explain). */
-gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain);
+gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain,
+                     int opt_level);
 /* The matrix through compile_matrix for the GPU spec: rq's strategy, k and print_plan apply. */
 void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const matrix_request *rq);
 void gpu_finish(gpu_build *g, blob_writer *blob, int what); /* 0: CUDA C only, 1: a PTX file, 2: PTX in the blob */
@@ -598,7 +634,7 @@ const char *resource_env(enum resource r); /* the variable that overrides it */
 
 /* ---- link.c: C + blob + runtime → shared object ---- */
 /* obj_path: the kernels as an object (LLVM backend), or NULL when they are in the C file. */
-void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t, int opt_level,
                         const char *out_path, const char *workdir);
 const char *env_or(const char *name, const char *fallback);
 int run_command(char **argv);                                     /* waits; its diagnostics go straight to stderr */

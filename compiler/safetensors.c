@@ -280,7 +280,8 @@ static void load_file(st_archive *a, const char *path) {
 
     if (!memcmp(map, "GGUF", 4))
         fatal("%s: a GGUF file (llama.cpp's format) where a safetensors shard was expected: give rsrc the GGUF file "
-              "itself", path);
+              "itself",
+              path);
     if (!memcmp(map, "PK\x03\x04", 4) || (map[0] == 0x80 && map[1] >= 2 && map[1] <= 5))
         fatal("%s: PyTorch's pickle format (%s), not safetensors: rsrc does not read it (loading it would run Python "
               "code from the file): save the model as safetensors (in transformers, "
@@ -408,7 +409,7 @@ static void close_archive(void *a) { st_close(a); }
 typedef struct dir_contents {
     char *gguf, *pickle; /* a file of each kind, or NULL */
     int nggufs;
-    char **shards;       /* the shards' names, sorted */
+    char **shards; /* the shards' names, sorted */
     int nshards;
 } dir_contents;
 

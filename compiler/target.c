@@ -194,7 +194,6 @@ static target *parse_spec(const char *path) {
     if (!root) fatal("%s: empty target spec", path);
     if (root->type != YAML_MAPPING_NODE) SPEC_ERROR(path, root, "a target spec is a mapping of fields");
     target *t = sp.t = xcalloc(1, sizeof *t);
-    t->opt_level = -1; /* the defaults, unless -O says otherwise */
     t->path = xstrdup(path);
     t->vector_bits = 128;
     t->unroll_budget = 64 << 10;
@@ -272,7 +271,6 @@ static target *parse_spec(const char *path) {
 /* This machine, from the CPU flags the kernel reports (LLVM's host CPU name is unreliable here). */
 static target *detect_host(void) {
     target *t = xcalloc(1, sizeof *t);
-    t->opt_level = -1;
     t->name = xstrdup("host");
     t->description = xstrdup("this machine (-march=native), features detected from /proc/cpuinfo");
     t->path = xstrdup("detected from /proc/cpuinfo");
@@ -346,6 +344,29 @@ static char *cpuinfo_field(const char *key) {
 char *host_cpu_model(void) {
     char *m = cpuinfo_field("model name");
     return m ? m : xstrdup("unknown");
+}
+
+/* ---- queries of a loaded target ---- */
+
+bool target_has_feature(const target *t, const char *feature) {
+    for (int i = 0; i < t->nfeatures; i++)
+        if (strcmp(t->features[i], feature) == 0) return true;
+    return false;
+}
+
+enum dot_isa target_dot_isa(const target *t) {
+    if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
+    bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
+    if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
+    if (bw) return DOT_AVX512BW;
+    if (target_has_feature(t, "avx2") && target_has_feature(t, "avxvnni")) return DOT_AVXVNNI;
+    if (target_has_feature(t, "avx2")) return DOT_AVX2;
+    return DOT_SCALAR;
+}
+
+/* The lut form's vector kernel needs VBMI's two-table byte permute and VNNI's dot products. */
+bool target_lut_vector(const target *t) {
+    return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");
 }
 
 char *target_host_lacks(const target *t) {

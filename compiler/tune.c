@@ -70,6 +70,7 @@ struct tune_class {
 
 struct tune_state {
     const target *t;
+    compile_options opts; /* the candidates are compiled as the model is (--prefill, -O) */
     bool use_llvm;
     const char *workdir;
     enum strategy forced;
@@ -420,8 +421,8 @@ static int candidate_space(const tune_state *ts, const ternary_matrix *tm, int k
     }
     for (int s = STRAT_I2; s < NUM_STRATEGIES; s++)
         if (tune_considers(ts, (enum strategy)s)) c[nc++] = (tune_candidate){.strategy = (enum strategy)s};
-    bool lanes = tune_considers(ts, STRAT_I2) && ts->t->prefill == PREFILL_AUTO && target_may_use_lanes(ts->t) &&
-                 plan_lanes_possible(tm, ts->t);
+    bool lanes = tune_considers(ts, STRAT_I2) && ts->opts.prefill == PREFILL_AUTO &&
+                 plan_may_use_lanes(ts->t, ts->opts.prefill) && kernel_lanes_possible(tm, ts->t);
     if (lanes) c[nc++] = (tune_candidate){.strategy = STRAT_I2, .lanes = true};
     int used = snprintf(desc, n, "space");
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
@@ -453,8 +454,8 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     if (!c) fatal("%s: cannot create: %s", c_path, strerror(errno));
     blob_writer blob;
     blob_open(&blob, blob_path);
-    emit_c_prologue(c, tm->name, t);
-    llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune") : NULL;
+    emit_c_prologue(c, tm->name, t, ts->opts.prefill);
+    llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune", ts->opts.opt_level) : NULL;
     const kernel_sink sink = {.printer = llvm ? PRINTER_LLVM : PRINTER_C, .c = c, .llvm = llvm};
     compiled_matrix cm[TUNE_MAX_CANDIDATES];
     int n = 0;
@@ -464,6 +465,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
                                    .k = cd->k,
                                    .user_strategy = ts->forced,
                                    .index = n,
+                                   .prefill = ts->opts.prefill,
                                    .lanes_min = cd->lanes ? RSR_LANES_EVERY_STEP : -1};
         matrix_decide(tm, t, &rq, sink.printer, &cm[n]);
         if (cm[n].mp.strategy != cd->strategy) { /* unrolled over the icache budget: not a candidate */
@@ -492,7 +494,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
         emit_llvm_end(llvm);
         note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, now_seconds() - t_llvm);
     }
-    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, so_path, ts->workdir);
+    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, ts->opts.opt_level, so_path, ts->workdir);
     for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
     out->handle = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!out->handle) fatal("--tune: cannot load the candidate kernels of '%s': %s", tm->name, dlerror());
@@ -658,10 +660,11 @@ char *tune_default_cache(void) {
     return NULL;
 }
 
-tune_state *tune_begin(const target *t, const char *cache_path, bool use_llvm, const char *workdir,
-                       enum strategy forced, int forced_k) {
+tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+                       const char *workdir, enum strategy forced, int forced_k) {
     tune_state *ts = xcalloc(1, sizeof *ts);
     ts->t = t;
+    ts->opts = opts;
     ts->use_llvm = use_llvm;
     ts->workdir = workdir;
     ts->forced = forced;
@@ -727,6 +730,16 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
         }
     }
     return tc;
+}
+
+void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, matrix_request *rq, matrix_plan *mp) {
+    plan_matrix(tm, t, rq->strategy, rq->k, mp);
+    stage_enter(STAGE_TUNE);
+    stage_hold(true); /* the candidates' own compiles count as tuning */
+    rq->measured = tune_matrix(ts, tm, mp);
+    stage_hold(false);
+    rq->decided = mp;
+    rq->measured_lanes_min = rq->measured ? tune_lanes_min(rq->measured) : 0;
 }
 
 int tune_lanes_min(const tune_class *tc) {

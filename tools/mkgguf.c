@@ -136,7 +136,8 @@ uint8_t *mkg_quantize(uint32_t type, const float *x, uint64_t n, uint16_t (*to_f
             float s = rsr_f16_to_f32(h);
             uint8_t *blk = d + b * 34;
             blk[0] = (uint8_t)h, blk[1] = (uint8_t)(h >> 8);
-            for (int j = 0; j < 32; j++) blk[2 + j] = (uint8_t)(int8_t)(s ? lrintf(fminf(fmaxf(x[b * 32 + (uint64_t)j] / s, -127), 127)) : 0);
+            for (int j = 0; j < 32; j++)
+                blk[2 + j] = (uint8_t)(int8_t)(s ? lrintf(fminf(fmaxf(x[b * 32 + (uint64_t)j] / s, -127), 127)) : 0);
         }
         *nbytes = n / 32 * 34;
         return d;
@@ -192,7 +193,8 @@ int mkg_write(const mkg_file *f, FILE *o) {
         if (k->type == 7) err |= put(o, &(uint8_t){(uint8_t)k->u}, 1);
         if (k->type == 9) {
             err |= put_u32(o, k->atype) | put_u64(o, k->n);
-            for (uint64_t j = 0; j < k->n; j++) err |= k->atype == 8 ? put_str(o, k->strs[j]) : put_u32(o, (uint32_t)k->ints[j]);
+            for (uint64_t j = 0; j < k->n; j++)
+                err |= k->atype == 8 ? put_str(o, k->strs[j]) : put_u32(o, (uint32_t)k->ints[j]);
         }
     }
     uint64_t off = 0;

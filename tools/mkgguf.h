@@ -6,7 +6,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum { MKG_F32 = 0, MKG_F16 = 1, MKG_Q8_0 = 8, MKG_Q6_K = 14, MKG_BF16 = 30, MKG_TQ1_0 = 34, MKG_TQ2_0 = 35, MKG_I2_S = 36 };
+enum {
+    MKG_F32 = 0,
+    MKG_F16 = 1,
+    MKG_Q8_0 = 8,
+    MKG_Q6_K = 14,
+    MKG_BF16 = 30,
+    MKG_TQ1_0 = 34,
+    MKG_TQ2_0 = 35,
+    MKG_I2_S = 36
+};
 
 typedef struct mkg_file mkg_file;
 mkg_file *mkg_new(void);
@@ -16,7 +25,7 @@ void mkg_meta_u32(mkg_file *f, const char *key, uint32_t value);
 void mkg_meta_f32(mkg_file *f, const char *key, float value);
 void mkg_meta_bool(mkg_file *f, const char *key, int value);
 void mkg_meta_strs(mkg_file *f, const char *key, const char *const *values, uint64_t n); /* an array of strings */
-void mkg_meta_i32s(mkg_file *f, const char *key, const int32_t *values, uint64_t n);      /* an array of i32 */
+void mkg_meta_i32s(mkg_file *f, const char *key, const int32_t *values, uint64_t n);     /* an array of i32 */
 /* A tensor of ne0 x ne1 elements (ne0 innermost; ne1 = 1: one dimension); data is taken over
  * (freed by mkg_free). */
 void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,

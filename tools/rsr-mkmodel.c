@@ -27,6 +27,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "parse_num.h"
 #include "mkgguf.h"
 #include "rsr_numerics.h"
 #include "mktokenizer.h"
@@ -907,23 +908,16 @@ static void usage(FILE *out) {
 }
 
 static long parse_long(const char *flag, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-' || *s == '+' || *s == ' ')
+    long v;
+    if (*s == '-' || !parse_long_in(s, LONG_MIN, LONG_MAX, &v))
         die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
-    long v = strtol(s, &end, 10);
-    if (*end || errno) die("%s: invalid value '%s' (expected an integer %ld..%ld)", flag, s, lo, hi);
     if (v < lo || v > hi) die("%s: value %s out of range (%ld..%ld)", flag, s, lo, hi);
     return v;
 }
 
 static uint64_t parse_u64(const char *flag, const char *s) {
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-' || *s == '+' || *s == ' ')
-        die("%s: invalid value '%s' (expected an unsigned integer)", flag, s);
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || errno) die("%s: invalid value '%s' (expected an unsigned 64-bit integer)", flag, s);
+    unsigned long long v;
+    if (!parse_u64_in(s, &v)) die("%s: invalid value '%s' (expected an unsigned 64-bit integer)", flag, s);
     return (uint64_t)v;
 }
 

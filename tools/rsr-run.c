@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parse_num.h"
 #include "chat_default.h"
 #include "edit_distance.h"
 #include "kv_types.h"
@@ -181,10 +182,8 @@ static uint64_t random_seed(void) {
 }
 
 static long parse_num(const char *flag, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) die("%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+    long v;
+    if (!parse_long_in(s, lo, hi, &v)) die("%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
     return v;
 }
 

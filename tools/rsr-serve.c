@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "parse_num.h"
 #include "artifact_pin.h"
 #include "chat_default.h"
 #include "kv_types.h"
@@ -733,10 +734,8 @@ static void usage(FILE *out) {
 }
 
 static long number_arg(const char *opt, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < lo || n > hi) die("%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
+    long n;
+    if (!parse_long_in(v, lo, hi, &n)) die("%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
     return n;
 }
 

@@ -114,11 +114,8 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
             }
             if (!sl->j) continue;
             rsr_seq *x = &q[nq];
-            *x = (rsr_seq){.session = sl->s,
-                           .output = RSR_OUTPUT_SAMPLE,
-                           .token = &sl->next,
-                           .sampler = &sl->sp,
-                           .rng = &sl->rng};
+            *x = (rsr_seq){
+                .session = sl->s, .output = RSR_OUTPUT_SAMPLE, .token = &sl->next, .sampler = &sl->sp, .rng = &sl->rng};
             if (sl->fed < sl->j->n_ids) {
                 int32_t n = sl->j->n_ids - sl->fed < CHUNK ? sl->j->n_ids - sl->fed : CHUNK;
                 x->tokens = sl->j->ids + sl->fed, x->n = n;

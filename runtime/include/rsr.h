@@ -41,10 +41,18 @@
 extern "C" {
 #endif
 
+/* What a compiled model exports: the runtime is built with hidden visibility, so these functions
+ * (and the artifact's entry points) are all that a model.so shows. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RSR_API __attribute__((visibility("default")))
+#else
+#define RSR_API
+#endif
+
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
 #define RSR_API_VERSION 9
-uint32_t rsr_api_version(void);
+RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
     RSR_OK = 0,
@@ -61,7 +69,7 @@ typedef enum rsr_status {
                                    * driver refuses (the message says which) */
 } rsr_status;
 
-const char *rsr_status_to_string(rsr_status status);
+RSR_API const char *rsr_status_to_string(rsr_status status);
 
 typedef struct rsr_model rsr_model;
 typedef struct rsr_session rsr_session;
@@ -107,34 +115,35 @@ typedef struct rsr_model_params {
                                 * failing the open when it cannot; implies RSR_LOAD_COPY */
     int32_t load;        /* rsr_load; 0: copy */
 } rsr_model_params;
-rsr_model_params rsr_model_default_params(void);
+RSR_API rsr_model_params rsr_model_default_params(void);
 
 /* Opens the model compiled into the artifact this runtime is linked into (model.so, or an object
  * compiled without --name). *out is set even on failure (unless out is NULL) so that
  * rsr_model_errmsg can say why; close it either way. RSR_ERR_NOT_FOUND when the program holds
  * only models compiled with --name. */
-rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params);
+RSR_API rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params);
 
 /* A model compiled with --name=NAME (rsrc --emit=obj or a shared object) is opened through its
  * descriptor, NAME_artifact(), declared with NAME_model_open in the header rsrc --emit=header
  * writes; several such models link into one program side by side. */
 typedef struct rsr_artifact rsr_artifact;
-rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *artifact, const rsr_model_params *params);
+RSR_API rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *artifact,
+                                           const rsr_model_params *params);
 
-void rsr_model_close(rsr_model *model);
-const char *rsr_model_errmsg(const rsr_model *model);
-rsr_status rsr_model_get_info(const rsr_model *model, rsr_model_info *info);
+RSR_API void rsr_model_close(rsr_model *model);
+RSR_API const char *rsr_model_errmsg(const rsr_model *model);
+RSR_API rsr_status rsr_model_get_info(const rsr_model *model, rsr_model_info *info);
 /* Checks the model's constants against the checksum rsrc recorded when it compiled them (the
  * bytes the CPU code reads: the copy, or the file mapping): RSR_ERR_ABI with a message naming
  * the artifact when they differ (the file was altered after compilation, or memory is failing),
  * RSR_ERR_NOT_FOUND when the artifact records no checksum. It reads every byte once more: half
  * the open's own time or more, so the open does not do it by default (docs/robustness.md). */
-rsr_status rsr_model_verify(rsr_model *model);
+RSR_API rsr_status rsr_model_verify(rsr_model *model);
 
 /* What was compiled and how, as text with one "key value" line each: the compiler, the source
  * model, the target and its features, the flags that shape the code, and per matrix its shape,
  * strategy and k. Lives as long as the artifact; "" for a NULL handle. */
-const char *rsr_model_manifest(const rsr_model *model);
+RSR_API const char *rsr_model_manifest(const rsr_model *model);
 
 /* Attention over the KV cache. Dense is exact softmax attention over every cached key. Louver
  * (docs/louver.md) indexes the keys and computes exact softmax attention over a subset C that
@@ -181,8 +190,8 @@ typedef enum rsr_kv_type { RSR_KV_F32 = 0, RSR_KV_BF16 = 1, RSR_KV_F16 = 2, RSR_
 /* Bytes one cached row of head_dim elements takes (K or V of one KV head at one position). */
 static inline size_t rsr_kv_row_bytes(int32_t kv_type, int32_t head_dim) {
     return kv_type == RSR_KV_BF16 || kv_type == RSR_KV_F16 ? 2 * (size_t)head_dim
-           : kv_type == RSR_KV_Q8                         ? (size_t)head_dim + sizeof(float)
-                                                          : 4 * (size_t)head_dim;
+           : kv_type == RSR_KV_Q8                          ? (size_t)head_dim + sizeof(float)
+                                                           : 4 * (size_t)head_dim;
 }
 
 /* Start from rsr_session_default_params(): fields added later default to zero, which always
@@ -202,22 +211,22 @@ typedef struct rsr_session_params {
                                   [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most */
     int32_t kv_type;          /* rsr_kv_type; 0: fp32 (the default params: bf16) */
 } rsr_session_params;
-rsr_session_params rsr_session_default_params(void);
+RSR_API rsr_session_params rsr_session_default_params(void);
 
-rsr_status rsr_session_create(rsr_model *model, const rsr_session_params *params, rsr_session **out);
-void rsr_session_free(rsr_session *session);
-const char *rsr_session_errmsg(const rsr_session *session);
+RSR_API rsr_status rsr_session_create(rsr_model *model, const rsr_session_params *params, rsr_session **out);
+RSR_API void rsr_session_free(rsr_session *session);
+RSR_API const char *rsr_session_errmsg(const rsr_session *session);
 /* Forgets every evaluated token: the next eval starts at position 0. */
-rsr_status rsr_session_reset(rsr_session *session);
-int32_t rsr_session_position(const rsr_session *session);
+RSR_API rsr_status rsr_session_reset(rsr_session *session);
+RSR_API int32_t rsr_session_position(const rsr_session *session);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
-rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
+RSR_API rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
 /* Like rsr_session_eval, but instead of the logits gives the greedy token: exactly the token
  * rsr_sample_greedy would pick from the logits rsr_session_eval writes, certified while reading
  * an int8 copy of the LM head (when the model was compiled with one) and computing exact logits
  * only for the rows that could still win. Half the LM head's bytes per token. */
-rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, int32_t n, int32_t *token);
+RSR_API rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, int32_t n, int32_t *token);
 /* Like rsr_session_eval, but the logits come from the int8 copy of the LM head (half the bytes of
  * the exact head per token): lossy. Every logit is within *bound (when bound is not NULL) of the
  * one rsr_session_eval would write — a certified bound, computed per call from the rows' scales
@@ -225,7 +234,8 @@ rsr_status rsr_session_eval_greedy(rsr_session *session, const int32_t *tokens, 
  * wherever nothing can be certified (a hidden state with a NaN or an infinity, or all zero, or
  * logits that could overflow fp32: the domain in docs/numerics.md), the logits are the exact ones
  * and *bound is 0. CPU sessions only. */
-rsr_status rsr_session_eval_int8(rsr_session *session, const int32_t *tokens, int32_t n, float *logits, double *bound);
+RSR_API rsr_status rsr_session_eval_int8(rsr_session *session, const int32_t *tokens, int32_t n, float *logits,
+                                         double *bound);
 
 typedef struct rsr_sampler_params rsr_sampler_params;
 /* Evaluates tokens and draws the next token into *token by the sampler's rules (temperature,
@@ -237,8 +247,9 @@ typedef struct rsr_sampler_params rsr_sampler_params;
  * exact distribution puts outside C (at most 2^-24): the total variation between this draw and a
  * draw from the full exact logits (penalised), before the filters. 0 where the model has no int8 copy (the
  * full logits are used). CPU sessions; on the GPU the full logits are sampled. */
-rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
-                                   const rsr_sampler_params *params, uint64_t *rng, int32_t *token, double *tail);
+RSR_API rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
+                                           const rsr_sampler_params *params, uint64_t *rng, int32_t *token,
+                                           double *tail);
 
 /* ---- Many sequences in one step ----
  *
@@ -289,10 +300,10 @@ typedef struct rsr_batch rsr_batch;
  * activations of one step (allocated for the widest step a call has asked for so far). *out is
  * set even on failure (unless out is NULL) so that rsr_batch_errmsg can say why; free it either
  * way. Used from one thread at a time, with sessions no other thread is using. */
-rsr_status rsr_batch_create(rsr_model *model, int32_t rows, rsr_batch **out);
-void rsr_batch_free(rsr_batch *batch);
-const char *rsr_batch_errmsg(const rsr_batch *batch);
-rsr_status rsr_batch_eval(rsr_batch *batch, const rsr_seq *seqs, int32_t n_seqs);
+RSR_API rsr_status rsr_batch_create(rsr_model *model, int32_t rows, rsr_batch **out);
+RSR_API void rsr_batch_free(rsr_batch *batch);
+RSR_API const char *rsr_batch_errmsg(const rsr_batch *batch);
+RSR_API rsr_status rsr_batch_eval(rsr_batch *batch, const rsr_seq *seqs, int32_t n_seqs);
 
 /* What attention did in one layer for the last evaluated token, summed over the query heads.
  * Dense attention scans and keeps every key and drops nothing. */
@@ -311,7 +322,7 @@ typedef struct rsr_attention_stats {
     double dropped_bound;    /* the largest certified bound on the dropped softmax mass of a head */
 } rsr_attention_stats;
 /* Fails with RSR_ERR_INVALID_ARGUMENT for a layer out of range or before any evaluation. */
-rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer, rsr_attention_stats *stats);
+RSR_API rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer, rsr_attention_stats *stats);
 
 /* Reading back what attention works on (CPU sessions; for analysis and benchmarks): the keys
  * (after RoPE) and values of KV head kv_head at layer `layer` for the cached positions
@@ -320,13 +331,13 @@ rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer
  * be NULL, not both. Fails with RSR_ERR_INVALID_ARGUMENT, leaving a message, for a layer, head
  * or range out of bounds (first + count must not exceed rsr_session_position) and on a GPU
  * session. */
-rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_t kv_head, int32_t first, int32_t count,
-                               float *keys, float *values);
+RSR_API rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_t kv_head, int32_t first,
+                                       int32_t count, float *keys, float *values);
 /* The queries of the last evaluated position at layer `layer`, after RoPE, as attention used them:
  * num_heads × head_dim floats into q (query head h at q + h*head_dim; it shares KV head
  * h / (num_heads / num_kv_heads)). RSR_ERR_INVALID_ARGUMENT before any evaluation, after a reset
  * or a failed evaluation, for a layer out of range and on a GPU session. */
-rsr_status rsr_session_last_query(const rsr_session *session, int32_t layer, float *q);
+RSR_API rsr_status rsr_session_last_query(const rsr_session *session, int32_t layer, float *q);
 
 /* Sampling. temperature <= 0 means greedy; top_k <= 0, top_p >= 1 and min_p <= 0 disable those
  * filters. The order: the repetition penalty on the logits, then the probabilities at the
@@ -346,11 +357,11 @@ struct rsr_sampler_params {
     const int32_t *recent; /* the tokens the penalty applies to (ids outside the vocabulary are ignored) */
     int32_t n_recent;
 };
-rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
-int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);
+RSR_API rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
+RSR_API int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);
 /* scratch: vocab_size floats and vocab_size int32 the caller provides (no allocation here). */
-int32_t rsr_sample(const float *logits, int32_t vocab_size, const rsr_sampler_params *params, uint64_t *rng,
-                   float *scratch_probs, int32_t *scratch_ids);
+RSR_API int32_t rsr_sample(const float *logits, int32_t vocab_size, const rsr_sampler_params *params, uint64_t *rng,
+                           float *scratch_probs, int32_t *scratch_ids);
 
 /* Access to the compiled ternary matrices, for tests and tools: exact integer products. */
 typedef struct rsr_matrix_info {
@@ -360,12 +371,13 @@ typedef struct rsr_matrix_info {
     int32_t rsr_k;
     float scale; /* beta: y = sum * beta / x_scale */
 } rsr_matrix_info;
-rsr_status rsr_model_matrix_info(const rsr_model *model, int32_t index, rsr_matrix_info *info);
+RSR_API rsr_status rsr_model_matrix_info(const rsr_model *model, int32_t index, rsr_matrix_info *info);
 /* y[rows] = W_t · x[cols] exactly, x int8 and W ternary (or binary). */
-rsr_status rsr_model_matvec_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t *y);
+RSR_API rsr_status rsr_model_matvec_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t *y);
 /* Y[t][rows] = W_t · X[t][cols] for ntok tokens (rows of X and Y packed), through the batched
  * kernel that prefill uses where the matrix has one. */
-rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
+RSR_API rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t ntok,
+                                        int32_t *y);
 
 /* ---- Tokenizer: text ↔ token ids, as the model's tokenizer.json or tokenizer.model defines them ----
  *
@@ -378,15 +390,15 @@ typedef struct rsr_tokenizer rsr_tokenizer;
 
 /* The tokenizer compiled into the model. It is parsed on the first call and owned by the model
  * (do not free it). RSR_ERR_NOT_FOUND when the model was compiled without a tokenizer. */
-rsr_status rsr_model_tokenizer(rsr_model *model, rsr_tokenizer **out);
+RSR_API rsr_status rsr_model_tokenizer(rsr_model *model, rsr_tokenizer **out);
 
 /* A tokenizer from the text of a tokenizer.json file or the bytes of a SentencePiece
  * tokenizer.model (a BPE ModelProto; told apart by content: JSON begins with '{', a ModelProto
  * with its pieces), len bytes. *out is set even on failure (unless out is NULL or memory ran
  * out) so that rsr_tokenizer_errmsg can say why; free it either way. */
-rsr_status rsr_tokenizer_create(const char *data, size_t len, rsr_tokenizer **out);
-void rsr_tokenizer_free(rsr_tokenizer *tokenizer);
-const char *rsr_tokenizer_errmsg(const rsr_tokenizer *tokenizer);
+RSR_API rsr_status rsr_tokenizer_create(const char *data, size_t len, rsr_tokenizer **out);
+RSR_API void rsr_tokenizer_free(rsr_tokenizer *tokenizer);
+RSR_API const char *rsr_tokenizer_errmsg(const rsr_tokenizer *tokenizer);
 
 typedef struct rsr_tokenizer_info {
     const char *kind;          /* "byte-level BPE" or "BPE with byte fallback" */
@@ -397,7 +409,7 @@ typedef struct rsr_tokenizer_info {
     int32_t eot_token_id;      /* the end of a chat turn (<|eot_id|>, </s>); -1 when there is none */
     const char *chat_template; /* the template that suits this vocabulary, NULL when none does */
 } rsr_tokenizer_info;
-rsr_status rsr_tokenizer_get_info(const rsr_tokenizer *tokenizer, rsr_tokenizer_info *info);
+RSR_API rsr_status rsr_tokenizer_get_info(const rsr_tokenizer *tokenizer, rsr_tokenizer_info *info);
 
 enum {
     RSR_ENCODE_ADD_SPECIAL = 1,   /* add what the tokenizer's post-processor adds (a BOS token) */
@@ -407,8 +419,8 @@ enum {
 /* Encodes len bytes of text (len < 0: up to the NUL). Writes up to capacity ids and sets *n_ids
  * to the number of ids of the whole text; RSR_ERR_BUFFER_TOO_SMALL when that is more than
  * capacity (call again with a larger buffer). */
-rsr_status rsr_tokenizer_encode(rsr_tokenizer *tokenizer, const char *text, ptrdiff_t len, uint32_t flags, int32_t *ids,
-                                int32_t capacity, int32_t *n_ids);
+RSR_API rsr_status rsr_tokenizer_encode(rsr_tokenizer *tokenizer, const char *text, ptrdiff_t len, uint32_t flags,
+                                        int32_t *ids, int32_t capacity, int32_t *n_ids);
 
 enum {
     RSR_DECODE_SKIP_SPECIAL = 1, /* leave special tokens out of the text */
@@ -417,16 +429,16 @@ enum {
  * (Llama-2: the leading space is dropped). Writes up to capacity bytes plus a NUL when it fits,
  * sets *len to the length of the whole text; RSR_ERR_BUFFER_TOO_SMALL when it is capacity or more.
  * The text is UTF-8 when the ids came from encoding text; arbitrary ids may give any bytes. */
-rsr_status rsr_tokenizer_decode(rsr_tokenizer *tokenizer, const int32_t *ids, int32_t n, uint32_t flags, char *text,
-                                size_t capacity, size_t *len);
+RSR_API rsr_status rsr_tokenizer_decode(rsr_tokenizer *tokenizer, const int32_t *ids, int32_t n, uint32_t flags,
+                                        char *text, size_t capacity, size_t *len);
 
 /* The bytes one token adds to running text (for streaming output; a UTF-8 character may be
  * split across tokens). Points into the tokenizer; NULL for an id out of range. */
-const char *rsr_tokenizer_token_piece(const rsr_tokenizer *tokenizer, int32_t id, size_t *len);
+RSR_API const char *rsr_tokenizer_token_piece(const rsr_tokenizer *tokenizer, int32_t id, size_t *len);
 /* The id of a token written as in tokenizer.json ("<|eot_id|>", "Ġthe"), or -1. */
-int32_t rsr_tokenizer_token_id(const rsr_tokenizer *tokenizer, const char *token);
+RSR_API int32_t rsr_tokenizer_token_id(const rsr_tokenizer *tokenizer, const char *token);
 /* 1 for a special token (BOS, EOS, chat markers), 0 otherwise. */
-int rsr_tokenizer_is_special(const rsr_tokenizer *tokenizer, int32_t id);
+RSR_API int rsr_tokenizer_is_special(const rsr_tokenizer *tokenizer, int32_t id);
 
 /* Chat templates. A conversation becomes one text holding the template's special tokens; encode
  * it with RSR_ENCODE_PARSE_SPECIAL and without RSR_ENCODE_ADD_SPECIAL (the template adds BOS).
@@ -438,9 +450,10 @@ typedef struct rsr_chat_message {
     const char *role; /* "system", "user", "assistant" */
     const char *content;
 } rsr_chat_message;
-rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *tokenizer, const char *name,
-                                             const rsr_chat_message *messages, int32_t n_messages,
-                                             int add_generation_prompt, char *text, size_t capacity, size_t *len);
+RSR_API rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *tokenizer, const char *name,
+                                                     const rsr_chat_message *messages, int32_t n_messages,
+                                                     int add_generation_prompt, char *text, size_t capacity,
+                                                     size_t *len);
 
 #ifdef __cplusplus
 }

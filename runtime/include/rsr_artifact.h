@@ -70,7 +70,7 @@ typedef struct rsr_artifact_layer {
 /*
  * GPU code (compiled for a CUDA target, docs/cuda.md): PTX modules in the blob and, per matrix,
  * the entry that computes its exact int32 sums on the device. The runtime's own kernels
- * (compiler/gpu_kernels.cu) are in module 0.
+ * (cuda/device/kernels.cu) are in module 0.
  *   NVRTC route (group_ctas > 0): `kernel` is a group entry (rsr_gpu_call.h) that runs this matrix
  *     and the others reading the same input; it takes (call, blob) and is launched on group_ctas
  *     thread blocks of 32·cta_warps threads; bit group_slot of the call's mask selects this matrix.

@@ -63,27 +63,27 @@ typedef struct rsr_louver_config {
     int32_t subspaces;  /* S, 1..min(d, 32); 0: d/16 (at least 1) */
     int32_t block_keys; /* B, a multiple of 16 in [16, 256]; 0: 256 */
 } rsr_louver_config;
-rsr_louver_config rsr_louver_default_config(int32_t head_dim);
+RSR_API rsr_louver_config rsr_louver_default_config(int32_t head_dim);
 
 typedef struct rsr_louver_index rsr_louver_index;
 typedef struct rsr_louver_scratch rsr_louver_scratch;
 
 /* The config after defaults are filled in: fails with RSR_ERR_INVALID_ARGUMENT when out of range. */
-rsr_status rsr_louver_resolve_config(const rsr_louver_config *in, rsr_louver_config *out);
-rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **out);
-void rsr_louver_free(rsr_louver_index *ix);
+RSR_API rsr_status rsr_louver_resolve_config(const rsr_louver_config *in, rsr_louver_config *out);
+RSR_API rsr_status rsr_louver_create(const rsr_louver_config *cfg, rsr_louver_index **out);
+RSR_API void rsr_louver_free(rsr_louver_index *ix);
 /* Forgets every key (capacity is kept). */
-void rsr_louver_clear(rsr_louver_index *ix);
+RSR_API void rsr_louver_clear(rsr_louver_index *ix);
 /* Drops the blocks past the first `keys` keys (rounded down to whole blocks): what a failed step
  * appended. The maxima the bounds scale with keep the dropped blocks' share, which only widens
  * the slack. */
-void rsr_louver_truncate(rsr_louver_index *ix, int32_t keys);
+RSR_API void rsr_louver_truncate(rsr_louver_index *ix, int32_t keys);
 /* Number of indexed keys: a multiple of block_keys. */
-int32_t rsr_louver_size(const rsr_louver_index *ix);
-const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix);
+RSR_API int32_t rsr_louver_size(const rsr_louver_index *ix);
+RSR_API const rsr_louver_config *rsr_louver_get_config(const rsr_louver_index *ix);
 /* Indexes the next block_keys keys (keys[t*stride .. +d) for t < block_keys), which must be
  * the keys at positions size .. size+block_keys-1. Earlier blocks are never touched. */
-rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size_t stride);
+RSR_API rsr_status rsr_louver_append_block(rsr_louver_index *ix, const float *keys, size_t stride);
 
 typedef struct rsr_louver_policy {
     int32_t kind; /* rsr_louver_policy_kind (rsr.h) */
@@ -110,25 +110,26 @@ typedef struct rsr_louver_stats {
                              (n − |C|)·exp(x_τ − m) / Σ_{i∈C} exp(x_i − m), x_τ = fl(τ/√d) */
 } rsr_louver_stats;
 
-rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out);
-void rsr_louver_scratch_free(rsr_louver_scratch *sc);
+RSR_API rsr_status rsr_louver_scratch_create(rsr_louver_scratch **out);
+RSR_API void rsr_louver_scratch_free(rsr_louver_scratch *sc);
 /* The key positions the last call scanned (the set C) for its first query, in no particular
  * order; _head: for query `head` of the last rsr_louver_attend_group. */
-const int32_t *rsr_louver_scratch_scanned(const rsr_louver_scratch *sc, int32_t *count);
-const int32_t *rsr_louver_scratch_scanned_head(const rsr_louver_scratch *sc, int32_t head, int32_t *count);
+RSR_API const int32_t *rsr_louver_scratch_scanned(const rsr_louver_scratch *sc, int32_t *count);
+RSR_API const int32_t *rsr_louver_scratch_scanned_head(const rsr_louver_scratch *sc, int32_t head, int32_t *count);
 
 /* Attention of one query q[d] over keys [0, n) (rows at keys/values + j*stride), of which
  * [0, rsr_louver_size(ix)) are indexed: out[d] = Σ_{j∈C} softmax_j · v_j. stats may be NULL. */
-rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const float *keys, const float *values,
-                             size_t stride, int32_t n, const rsr_louver_policy *policy, rsr_louver_scratch *sc,
-                             float *out, rsr_louver_stats *stats);
+RSR_API rsr_status rsr_louver_attend(const rsr_louver_index *ix, const float *q, const float *keys, const float *values,
+                                     size_t stride, int32_t n, const rsr_louver_policy *policy, rsr_louver_scratch *sc,
+                                     float *out, rsr_louver_stats *stats);
 #define RSR_LOUVER_GROUP_MAX 64 /* the most queries one rsr_louver_attend_group call takes */
 /* The same for gq ≤ RSR_LOUVER_GROUP_MAX queries that share this KV head (GQA): q[gq][d], policy[gq], out[gq][d],
  * stats[gq] (may be NULL). One pass over the index serves all of them; each query gets its own τ,
  * its own set C and exactly the result rsr_louver_attend would give it. */
-rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
-                                   const float *values, size_t stride, int32_t n, const rsr_louver_policy *policy,
-                                   rsr_louver_scratch *sc, float *out, rsr_louver_stats *stats);
+RSR_API rsr_status rsr_louver_attend_group(const rsr_louver_index *ix, const float *q, int32_t gq, const float *keys,
+                                           const float *values, size_t stride, int32_t n,
+                                           const rsr_louver_policy *policy, rsr_louver_scratch *sc, float *out,
+                                           rsr_louver_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -103,13 +103,20 @@ struct rt_backend {
     rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head);
     /* y[t] = W_index · x[t] for ntok tokens of cols int8 each (rsr_model_matmul_int) */
     rsr_status (*matmul_int)(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
+    /* The backend's part of an opened model (m->a set; it names m->device), or a status with the
+     * reason in why (RSR_ERRMSG_SIZE bytes); NULL: nothing to open. model_close releases it, also
+     * after a failed open; NULL-safe. */
+    rsr_status (*model_open)(rsr_model *m, char *why);
+    void (*model_close)(rsr_model *m);
 };
 extern const rt_backend rt_backend_cpu; /* forward.c */
-extern const rt_backend rt_backend_gpu; /* gpu_forward.c */
+extern const rt_backend rt_backend_gpu; /* cuda/runtime/gpu_forward.c */
 rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
                              int32_t *y); /* model.c */
 rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
-                             int32_t *y); /* gpu_model.c */
+                             int32_t *y);              /* cuda/runtime/gpu_model.c */
+rsr_status rt_gpu_model_open(rsr_model *m, char *why); /* cuda/runtime/gpu_model.c */
+void rt_gpu_model_close(rsr_model *m);
 
 /* Writes the message into err (RSR_ERRMSG_SIZE bytes) and returns st. */
 rsr_status rt_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -11,7 +11,6 @@
  * here). Where the file cannot be found or read the copy comes from the mapping; where the
  * machine has too little memory available for a copy the mapping is used as it is.
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -25,100 +24,12 @@
 
 #include <omp.h>
 
+#include "cpu.h"
 #include "internal.h"
 
-/* ---- CPU features ---- */
-
-/* A feature as cpuid reports it: leaf, subleaf, register (0 eax .. 3 edx), bit; and the OS state
- * it needs in XCR0 (AVX: xmm+ymm; AVX-512: also opmask and zmm). */
-enum { XS_NONE = 0, XS_AVX = 0x6, XS_AVX512 = 0xe6 };
-static const struct cpu_feature {
-    const char *name; /* as the specs and /proc/cpuinfo spell it, without '_' and '.' */
-    unsigned leaf, sub, reg, bit, xstate;
-} cpu_features[] = {
-    {"sse3", 1, 0, 2, 0, XS_NONE},
-    {"pni", 1, 0, 2, 0, XS_NONE},
-    {"pclmulqdq", 1, 0, 2, 1, XS_NONE},
-    {"ssse3", 1, 0, 2, 9, XS_NONE},
-    {"fma", 1, 0, 2, 12, XS_AVX},
-    {"cx16", 1, 0, 2, 13, XS_NONE},
-    {"sse41", 1, 0, 2, 19, XS_NONE},
-    {"sse42", 1, 0, 2, 20, XS_NONE},
-    {"movbe", 1, 0, 2, 22, XS_NONE},
-    {"popcnt", 1, 0, 2, 23, XS_NONE},
-    {"aes", 1, 0, 2, 25, XS_NONE},
-    {"xsave", 1, 0, 2, 26, XS_NONE},
-    {"avx", 1, 0, 2, 28, XS_AVX},
-    {"f16c", 1, 0, 2, 29, XS_AVX},
-    {"rdrnd", 1, 0, 2, 30, XS_NONE},
-    {"sse", 1, 0, 3, 25, XS_NONE},
-    {"sse2", 1, 0, 3, 26, XS_NONE},
-    {"bmi", 7, 0, 1, 3, XS_NONE},
-    {"bmi1", 7, 0, 1, 3, XS_NONE},
-    {"avx2", 7, 0, 1, 5, XS_AVX},
-    {"bmi2", 7, 0, 1, 8, XS_NONE},
-    {"avx512f", 7, 0, 1, 16, XS_AVX512},
-    {"avx512dq", 7, 0, 1, 17, XS_AVX512},
-    {"rdseed", 7, 0, 1, 18, XS_NONE},
-    {"adx", 7, 0, 1, 19, XS_NONE},
-    {"avx512ifma", 7, 0, 1, 21, XS_AVX512},
-    {"avx512cd", 7, 0, 1, 28, XS_AVX512},
-    {"sha", 7, 0, 1, 29, XS_NONE},
-    {"avx512bw", 7, 0, 1, 30, XS_AVX512},
-    {"avx512vl", 7, 0, 1, 31, XS_AVX512},
-    {"avx512vbmi", 7, 0, 2, 1, XS_AVX512},
-    {"avx512vbmi2", 7, 0, 2, 6, XS_AVX512},
-    {"gfni", 7, 0, 2, 8, XS_NONE},
-    {"vaes", 7, 0, 2, 9, XS_AVX},
-    {"vpclmulqdq", 7, 0, 2, 10, XS_AVX},
-    {"avx512vnni", 7, 0, 2, 11, XS_AVX512},
-    {"avx512bitalg", 7, 0, 2, 12, XS_AVX512},
-    {"avx512vpopcntdq", 7, 0, 2, 14, XS_AVX512},
-    {"avx512vp2intersect", 7, 0, 3, 8, XS_AVX512},
-    {"avx512fp16", 7, 0, 3, 23, XS_AVX512},
-    {"amxbf16", 7, 0, 3, 22, XS_NONE},
-    {"amxtile", 7, 0, 3, 24, XS_NONE},
-    {"amxint8", 7, 0, 3, 25, XS_NONE},
-    {"avxvnni", 7, 1, 0, 4, XS_AVX},
-    {"avx512bf16", 7, 1, 0, 5, XS_AVX512},
-    {"lzcnt", 0x80000001, 0, 2, 5, XS_NONE},
-    {"abm", 0x80000001, 0, 2, 5, XS_NONE},
-};
-
-static bool cpu_has(const struct cpu_feature *f) {
-    unsigned r[4] = {0}, max = __get_cpuid_max(f->leaf & 0x80000000u, NULL);
-    if (max < f->leaf || !__get_cpuid_count(f->leaf, f->sub, &r[0], &r[1], &r[2], &r[3])) return false;
-    if (!(r[f->reg] >> f->bit & 1)) return false;
-    if (f->xstate == XS_NONE) return true;
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return false; /* OSXSAVE */
-    unsigned lo, hi;
-    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (lo & f->xstate) == f->xstate;
-}
-
 rsr_status rt_check_cpu(const rsr_artifact *a, char *err) {
-    if (!a->cpu_features || !*a->cpu_features) return RSR_OK;
-    char missing[160] = "";
-    size_t len = 0;
-    for (const char *p = a->cpu_features; *p && len < sizeof missing;) {
-        size_t n = strcspn(p, ",");
-        char key[48];
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (p[i] != '_' && p[i] != '.' && p[i] != '-' && p[i] != '+' && k + 1 < sizeof key) key[k++] = p[i];
-        key[k] = 0;
-        for (size_t i = 0; i < sizeof cpu_features / sizeof *cpu_features; i++) {
-            if (strcmp(key, cpu_features[i].name) || cpu_has(&cpu_features[i])) continue;
-            const char *name = *p == '+' ? p + 1 : p;
-            int shown = (int)(n - (size_t)(name - p));
-            len += (size_t)snprintf(missing + len, len < sizeof missing ? sizeof missing - len : 0, "%s%.*s",
-                                    len ? ", " : "", shown, name);
-            break;
-        }
-        p += n + (p[n] == ',');
-    }
-    if (!len) return RSR_OK;
+    char missing[160];
+    if (!a->cpu_features || !rt_cpu_missing(a->cpu_features, missing, sizeof missing)) return RSR_OK;
     return rt_set_error(err, RSR_ERR_ABI,
                         "the model's code was compiled for target %s and needs CPU features this "
                         "CPU lacks: %s; compile it again with --target host (this machine) or --target generic "

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "internal.h"
-#include "gpu.h"
 
 const char *rsr_status_to_string(rsr_status st) {
     switch (st) {
@@ -166,14 +165,12 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     if (m->status != RSR_OK) return m->status;
     if (p.device == RSR_DEVICE_GPU || (p.device == RSR_DEVICE_AUTO && m->a->gpu)) {
         char why[RSR_ERRMSG_SIZE];
-        rsr_status st = rt_gpu_open(m->a, &m->gpu, why);
+        rsr_status st = rt_backend_gpu.model_open(m, why);
         if (st == RSR_OK) { /* the GPU holds its own copy; the host keeps the mapping */
             m->backend = &rt_backend_gpu;
-            snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
             return RSR_OK;
         }
-        rt_gpu_close(m->gpu);
-        m->gpu = NULL;
+        rt_backend_gpu.model_close(m);
         if (p.device == RSR_DEVICE_GPU)
             return m->status = rt_set_error(m->err, st, "the GPU was asked for, but %s", why);
         snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
@@ -197,7 +194,7 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
     if (m->copy) munmap(m->copy, m->copy_size);
-    rt_gpu_close(m->gpu);
+    if (m->backend && m->backend->model_close) m->backend->model_close(m);
     rsr_tokenizer_free(m->tokenizer);
     free(m);
 }

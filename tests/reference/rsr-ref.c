@@ -7,6 +7,7 @@
  * floats, vocab of them), then generates N tokens greedily, stopping after an eos token.
  * stdout: one line, the generated ids separated by single spaces. Errors: stderr, exit 1.
  */
+#include "parse_num.h"
 #include "ref.h"
 
 #include <errno.h>
@@ -28,10 +29,8 @@ static void die(const char *fmt, ...) {
 }
 
 static long parse_long(const char *s, const char *what) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 0 || v > 0x7fffffff) die("bad %s '%s'", what, s);
+    long v;
+    if (!parse_long_in(s, 0, 0x7fffffff, &v)) die("bad %s '%s'", what, s);
     return v;
 }
 
@@ -53,7 +52,8 @@ int main(int argc, char **argv) {
         default: return 1;
         }
     }
-    if (optind != argc - 1 || !tokens_arg) die("usage: rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE] [--kv f32|bf16|f16|q8]");
+    if (optind != argc - 1 || !tokens_arg)
+        die("usage: rsr-ref MODEL --tokens 1,2,3 [-n N] [--logits FILE] [--kv f32|bf16|f16|q8]");
 
     int n = 0, cap = 16;
     int32_t *toks = malloc(cap * sizeof *toks);

@@ -1,5 +1,5 @@
 /*
- * test_chat.c — rsrc's chat templates (written in C, runtime/src/chat.c) against the models' Jinja
+ * test_chat.c — rsrc's chat templates (written in C, runtime/tokenizer/chat.c) against the models' Jinja
  * templates rendered by @huggingface/jinja: the same text, byte for byte, for every conversation
  * of chat_templates.json with and without a generation prompt; and an error wherever the Jinja
  * template raises one.

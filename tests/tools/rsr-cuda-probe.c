@@ -1,6 +1,6 @@
 /*
  * rsr-cuda-probe — is there a usable GPU? Loads the CUDA driver the way the runtime does
- * (runtime/src/cuda_driver.c) and prints the first device's architecture and name:
+ * (cuda/runtime/cuda_driver.c) and prints the first device's architecture and name:
  *
  *   sm_90 NVIDIA H100 80GB HBM3
  *

@@ -80,7 +80,13 @@ static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t
         {.temperature = 1, .top_k = 0, .top_p = 1, .repeat_penalty = 1.3f, .recent = recent, .n_recent = 8},
         {.temperature = 0, .top_k = 0, .top_p = 1, .repeat_penalty = 5, .recent = recent, .n_recent = 8},
         {.temperature = 0, .top_k = 0, .top_p = 1, .repeat_penalty = 0.5f, .recent = recent, .n_recent = 8},
-        {.temperature = 2, .top_k = 10, .top_p = 0.95f, .min_p = 0.1f, .repeat_penalty = 1.1f, .recent = recent, .n_recent = 5},
+        {.temperature = 2,
+         .top_k = 10,
+         .top_p = 0.95f,
+         .min_p = 0.1f,
+         .repeat_penalty = 1.1f,
+         .recent = recent,
+         .n_recent = 5},
     };
     float *rp = malloc(sizeof(float) * (size_t)V);
     int32_t *rids = malloc(sizeof(int32_t) * (size_t)V);

@@ -1,5 +1,5 @@
 /*
- * test_head.c — the LM head's certificates on heads built to break them (runtime/src/lm_head.c).
+ * test_head.c — the LM head's certificates on heads built to break them (runtime/cpu/lm_head.c).
  * Usage: test_head [--weakened]
  *
  * Each case builds a small head (bf16 rows and the int8 copy rsrc would store beside them, made

@@ -234,11 +234,12 @@ static void test_kv_types(rsr_model *m) {
                     memcpy(&u, &y[i], 4);
                     int ok = t == RSR_KV_BF16  ? err <= 0x1p-8 * ax && (u & 0xffffu) == 0
                              : t == RSR_KV_F16 ? err <= 0x1p-11 * ax + 0x1p-25 && ax < 65504
-                                               : err <= 0.5 * amax / 127 * (1 + 0x1p-20) + 0x1p-23 * ax; /* K = x/s rounded, in fp32 */
+                                               : err <= 0.5 * amax / 127 * (1 + 0x1p-20) +
+                                                            0x1p-23 * ax; /* K = x/s rounded, in fp32 */
                     bad += !ok, differ += y[i] != x[i];
                     if (!ok && bad <= 3)
-                        fprintf(stderr, "kv %s: row %d element %d: %.9g read back for %.9g (row max %.9g)\n", names[t], r,
-                                i, (double)y[i], (double)x[i], (double)amax);
+                        fprintf(stderr, "kv %s: row %d element %d: %.9g read back for %.9g (row max %.9g)\n", names[t],
+                                r, i, (double)y[i], (double)x[i], (double)amax);
                 }
             }
         }

@@ -163,7 +163,6 @@ static float naive_dot_desc(const float *q, const float *k, int32_t d) {
     return s;
 }
 
-
 static int cmp_desc(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);
@@ -749,8 +748,10 @@ static void test_cache_types(int32_t queries) {
                 EXPECT(st.kept == above, "cache type %d: kept %d, brute force %d", type, st.kept, above);
                 if (t % 2) scanned += cnt, total += N;
             }
-            EXPECT(scanned < total / 2, "cache type %d, %s keys: τ at 1%% scanned %lld of %lld keys: the index skips "
-                   "nothing", type, set ? "rope" : "clustered", (long long)scanned, (long long)total);
+            EXPECT(scanned < total / 2,
+                   "cache type %d, %s keys: τ at 1%% scanned %lld of %lld keys: the index skips "
+                   "nothing",
+                   type, set ? "rope" : "clustered", (long long)scanned, (long long)total);
             rsr_louver_free(ix);
             rsr_louver_scratch_free(scr);
         }

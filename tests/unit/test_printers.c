@@ -115,9 +115,9 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     FILE *c = fopen(c_path, "w");
     blob_writer blob;
     blob_open(&blob, blob_path);
-    t->prefill = PREFILL_LANES; /* the lanes helpers in the prologue; each kernel's request chooses */
-    emit_c_prologue(c, "test_printers", t);
-    llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test") : NULL;
+    /* the lanes helpers in the prologue (--prefill=rsr); each kernel's request chooses */
+    emit_c_prologue(c, "test_printers", t, PREFILL_LANES);
+    llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test", -1) : NULL;
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
     compiled_matrix cm[NV * NM];
     char what[NV * NM][160];
@@ -164,7 +164,7 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
         emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
         emit_llvm_end(llvm);
     }
-    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, so_path, dir);
+    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, -1, so_path, dir);
     void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
     const rsr_artifact_matrix *table = h ? dlsym(h, "test_kernels") : NULL;

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../runtime/src/cpu.h"
+#include "../../runtime/cpu/cpu.h"
 #include "rsrc.h"
 
 #include "expect.h"

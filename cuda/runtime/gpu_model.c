@@ -81,9 +81,10 @@ rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err) {
     rsr_status st = open_device(g, err);
     if (st != RSR_OK) return st;
     if ((st = load_modules(g, err)) != RSR_OK) return st;
-    static const char *const names[] = {"rsr_embed",   "rsr_quantize", "rsr_attend",
-                                        "rsr_dequant", "rsr_glu",      "rsr_lm_head"};
-    CUfunction *slots[] = {&g->embed, &g->quantize, &g->attend, &g->dequant, &g->glu, &g->lm_head};
+#define RSR_GPU_NAME(n) "rsr_" #n,
+#define RSR_GPU_SLOT(n) &g->n,
+    static const char *const names[] = {RSR_GPU_ENTRIES(RSR_GPU_NAME)};
+    CUfunction *slots[] = {RSR_GPU_ENTRIES(RSR_GPU_SLOT)};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if ((st = find(g, names[i], slots[i], err)) != RSR_OK) return st;
     g->matrix = calloc((size_t)a->num_matrices, sizeof *g->matrix);
@@ -155,4 +156,15 @@ rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x,
         if (st != RSR_OK) return st;
     }
     return RSR_OK;
+}
+
+rsr_status rt_gpu_model_open(rsr_model *m, char *why) {
+    rsr_status st = rt_gpu_open(m->a, &m->gpu, why);
+    if (st == RSR_OK) snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
+    return st;
+}
+
+void rt_gpu_model_close(rsr_model *m) {
+    rt_gpu_close(m->gpu);
+    m->gpu = NULL;
 }

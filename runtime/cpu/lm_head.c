@@ -53,7 +53,7 @@ RT_INLINE_BODY float dot_bf16_body(const uint16_t *restrict w, const float *rest
 }
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static float dot_bf16_avx512(const uint16_t *w, const float *x,
-                                                                                 int32_t n) {
+                                                                                  int32_t n) {
     return dot_bf16_body(w, x, n);
 }
 __attribute__((target("avx2"))) static float dot_bf16_avx2(const uint16_t *w, const float *x, int32_t n) {

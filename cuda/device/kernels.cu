@@ -1,9 +1,10 @@
 /*
- * rsr_kernels.cu — the runtime's own GPU kernels: everything of a token except the ternary
+ * kernels.cu — the runtime's own GPU kernels: everything of a token except the ternary
  * matrices, and the pieces of the group entries that run them (rsr_gpu_call.h). rsrc prints
- * this text, after rsr_gpu_call.h, at the top of every CUDA module it generates (the matrix
- * kernels and group entries follow it), and NVRTC compiles the whole module into the artifact's
- * PTX, so the runtime (runtime/src/gpu_forward.c) finds these entries next to rsr_group_N.
+ * this text, after rsr_gpu_entries.h and rsr_gpu_call.h, at the top of every CUDA module it
+ * generates (the matrix kernels and group entries follow it), and NVRTC compiles the whole module
+ * into the artifact's PTX, so the runtime (cuda/runtime/gpu_forward.c) finds these entries next
+ * to rsr_group_N. Each entry is named in rsr_gpu_entries.h, the table the host reads too.
  *
  * Numerics follow docs/numerics.md operation by operation (compiled with --fmad=false, so no
  * multiply-add is contracted); only the order of the long sums differs (tree reductions), which
@@ -72,7 +73,7 @@ __device__ __forceinline__ float rsr_load_elem(const unsigned char *row, int dty
 
 /* h = embed[token]: one thread per element. Thread 0 also clears the token's greedy key (the
  * first kernel of a token, so rsr_lm_head's atomics start from zero). */
-extern "C" __global__ void rsr_embed(const unsigned char *table, int dtype, int hidden, const rsr_step *step,
+RSR_GPU_ENTRY(embed)(const unsigned char *table, int dtype, int hidden, const rsr_step *step,
                                      float *h, unsigned long long *best) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i == 0) *best = 0;
@@ -104,7 +105,7 @@ __device__ __forceinline__ float rsr_glu1(int acc_gate, int acc_up, float beta_g
  * y is written to `y` (the normed activation), x_scale to *xs. Each thread owns the elements
  * i ≡ threadIdx.x (mod blockDim.x), so only the reductions need the whole block.
  */
-extern "C" __global__ void rsr_quantize(const float *x, const float *w, int norm, float eps, int bitlinear_norm,
+RSR_GPU_ENTRY(quantize)(const float *x, const float *w, int norm, float eps, int bitlinear_norm,
                                         float bitlinear_eps, int n, int n_pad, float *y, signed char *xq,
                                         float *xs) {
     __shared__ float sh[32];
@@ -132,7 +133,7 @@ extern "C" __global__ void rsr_quantize(const float *x, const float *w, int norm
 }
 
 /* y (=, or += when accumulate) = acc · beta / x_scale. */
-extern "C" __global__ void rsr_dequant(const int *acc, float beta, const float *xs, int n, int accumulate, float *y) {
+RSR_GPU_ENTRY(dequant)(const int *acc, float beta, const float *xs, int n, int accumulate, float *y) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float v = rsr_dequant1(acc[i], beta, *xs);
@@ -140,7 +141,7 @@ extern "C" __global__ void rsr_dequant(const int *acc, float beta, const float *
 }
 
 /* The gated FFN activation of n elements (rsr_glu1). */
-extern "C" __global__ void rsr_glu(const int *acc_gate, const int *acc_up, float beta_gate, float beta_up,
+RSR_GPU_ENTRY(glu)(const int *acc_gate, const int *acc_up, float beta_gate, float beta_up,
                                    const float *xs, int n, int silu, float *out) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = rsr_glu1(acc_gate[i], acc_up[i], beta_gate, beta_up, *xs, silu);
@@ -160,7 +161,7 @@ __device__ __forceinline__ unsigned long long rsr_greedy_key(float v, int row) {
  * other rows element by element. The greedy token comes out too: each block's best key, one
  * atomicMax per block into *best (cleared by rsr_embed); the host reads 8 bytes, not the logits.
  */
-extern "C" __global__ void rsr_lm_head(const unsigned char *head, int dtype, const float *x, int hidden, int vocab,
+RSR_GPU_ENTRY(lm_head)(const unsigned char *head, int dtype, const float *x, int hidden, int vocab,
                                        float *logits, unsigned long long *best) {
     __shared__ unsigned long long block_best[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -301,7 +302,7 @@ __device__ __forceinline__ void rsr_rope_pair(const int *acc, float beta, float 
  * over the block (a thread per dimension and share of the keys).
  * head_dim ≤ 256 (checked when the session is made).
  */
-extern "C" __global__ void rsr_attend(const int *acc_q, const int *acc_k, const int *acc_v, float beta_q,
+RSR_GPU_ENTRY(attend)(const int *acc_q, const int *acc_k, const int *acc_v, float beta_q,
                                       float beta_k, float beta_v, const float *xs, const float *rope, int heads,
                                       int kv_heads, int head_dim, const rsr_step *step, float *k_cache,
                                       float *v_cache, float *scores, int max_positions, float *out) {

@@ -34,11 +34,11 @@ _Static_assert((int)RSR_KV_F32 == ATTN_F32 && (int)RSR_KV_BF16 == ATTN_BF16 && (
                "rsr_kv_type names attn_kernels.h's element types");
 
 #define ATTN_CHUNK 256
-#define AUTO_EPS 0x1p-24f     /* auto's ε: docs/louver.md ("The default") says why this value */
-#define AUTO_MIN_KEYS 1024    /* below this many keys a decode step attends densely */
-#define AUTO_SAMPLE 64        /* exact scores per query head behind a layer's decision */
-#define AUTO_RECHECK 64       /* positions a layer stays dense once the sample says so */
-#define AUTO_FRACTION 0.2     /* Louver's own dense fallback: a fifth of the keys as candidates */
+#define AUTO_EPS 0x1p-24f  /* auto's ε: docs/louver.md ("The default") says why this value */
+#define AUTO_MIN_KEYS 1024 /* below this many keys a decode step attends densely */
+#define AUTO_SAMPLE 64     /* exact scores per query head behind a layer's decision */
+#define AUTO_RECHECK 64    /* positions a layer stays dense once the sample says so */
+#define AUTO_FRACTION 0.2  /* Louver's own dense fallback: a fifth of the keys as candidates */
 
 struct rt_attention {
     int32_t nthreads, max_chunks;
@@ -48,8 +48,8 @@ struct rt_attention {
     float *row_o;   /* [nthreads][2][group][d] running and chunk states of the rows path */
     /* Louver */
     int louver;
-    int autopilot;          /* RSR_ATTENTION_AUTO: the decisions above */
-    int32_t *dense_until;   /* [layers] auto: a decode step before this position attends densely */
+    int autopilot;                /* RSR_ATTENTION_AUTO: the decisions above */
+    int32_t *dense_until;         /* [layers] auto: a decode step before this position attends densely */
     rsr_louver_policy *policy;    /* [heads], all the same: the group call takes one per query */
     rsr_louver_index **index;     /* [layers][kv_heads] */
     rsr_louver_scratch **lsc;     /* [nthreads] */
@@ -78,7 +78,9 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     const int autopilot = p->attention == RSR_ATTENTION_AUTO && s->model->backend->host_memory && rt_louver_fast();
     const int louver = p->attention == RSR_ATTENTION_LOUVER || autopilot;
     rsr_louver_policy pol = {.kind = autopilot ? RSR_LOUVER_RELATIVE : p->louver_policy,
-                             .eps = autopilot ? AUTO_EPS : p->louver_eps ? p->louver_eps : 1e-4f,
+                             .eps = autopilot       ? AUTO_EPS
+                                    : p->louver_eps ? p->louver_eps
+                                                    : 1e-4f,
                              .tau = p->louver_tau,
                              .budget = p->louver_budget};
     rsr_louver_config cfg = {.head_dim = a->head_dim, .subspaces = p->louver_subspaces, .block_keys = p->louver_block};

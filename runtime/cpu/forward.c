@@ -1,6 +1,6 @@
 /*
- * forward.c — the CPU backend (rt_backend_cpu) and the session API in front of every backend:
- * sessions, the KV cache and a step's forward pass. The arithmetic follows docs/numerics.md to
+ * forward.c — the CPU backend (rt_backend_cpu): its sessions, the KV cache and a step's forward
+ * pass (the session API in front of every backend is session.c). The arithmetic follows docs/numerics.md to
  * the letter (fp32; what "exact" is relative to is said there), so that an independent
  * reference agrees with it closely.
  */
@@ -18,10 +18,6 @@
 #include "attn_kernels.h"
 #include "internal.h"
 #include "rsr_numerics.h"
-
-rsr_session_params rsr_session_default_params(void) {
-    return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_AUTO, .kv_type = RSR_KV_DEFAULT};
-}
 
 /*
  * The KV cache ([layers][kv_heads][max_positions][head_dim], kv_row) in transparent huge pages
@@ -155,100 +151,6 @@ const rt_backend rt_backend_cpu = {
     .matmul_int = rt_cpu_matmul_int,
 };
 
-/* ---- sessions: the arguments checked here, the work done by the model's backend ---- */
-
-rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rsr_session **out) {
-    if (!out) return RSR_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    if (!m || !m->a) return RSR_ERR_INVALID_ARGUMENT; /* a handle whose open failed */
-    if (m->status != RSR_OK) return m->status;
-    const rsr_artifact *a = m->a;
-    rsr_session_params p = params ? *params : rsr_session_default_params();
-    if (p.max_positions < 0 || p.max_positions > a->max_positions)
-        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "max_positions %d is out of range [0, %d]",
-                            p.max_positions, a->max_positions);
-    if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
-        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch,
-                            RSR_BATCH_MAX);
-    if (p.kv_type < RSR_KV_F32 || p.kv_type > RSR_KV_Q8)
-        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "kv_type %d is not f32 (0), bf16 (1), f16 (2) or q8 (3)",
-                            p.kv_type);
-    rsr_session *s = calloc(1, sizeof *s);
-    if (!s) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
-    s->model = m;
-    s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
-    s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
-    rsr_status st = m->backend->session_init(s, &p);
-    if (st == RSR_OK) st = rt_attention_init(s, &p);
-    if (st != RSR_OK) {
-        rsr_session_free(s);
-        return st;
-    }
-    *out = s;
-    return RSR_OK;
-}
-
-void rsr_session_free(rsr_session *s) {
-    if (!s) return;
-    s->model->backend->session_free(s);
-    rt_attention_free(s);
-    free(s);
-}
-
-const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no session (a NULL handle)"; }
-
-rsr_status rsr_session_reset(rsr_session *s) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    s->pos = 0;
-    rt_attention_reset(s);
-    return RSR_OK;
-}
-
-int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
-
-/* What every evaluation checks first: tokens to evaluate, room in the context, ids in the
- * vocabulary; then the backend evaluates them. */
-static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head) {
-    const rsr_artifact *a = s->model->a;
-    if (!tokens || n <= 0) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
-    if (n > s->max_positions - s->pos)
-        return rt_set_error(s->err, RSR_ERR_CONTEXT_FULL, "%d tokens at position %d exceed the context of %d", n,
-                            s->pos, s->max_positions);
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= a->vocab)
-            return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
-                                a->vocab);
-    return s->model->backend->eval(s, tokens, n, head);
-}
-
-rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    return eval(s, tokens, n, &(rt_head_request){.kind = logits ? RT_HEAD_LOGITS : RT_HEAD_NONE, .logits = logits});
-}
-
-rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
-    return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_INT8, .logits = logits, .bound = bound});
-}
-
-rsr_status rsr_session_eval_greedy(rsr_session *s, const int32_t *tokens, int32_t n, int32_t *token) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!token) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the greedy token (NULL)");
-    return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_GREEDY, .token = token});
-}
-
-rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
-                                   uint64_t *rng, int32_t *token, double *tail) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!token || !rng)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the token or the random state (NULL)");
-    if (tail) *tail = 0;
-    if (rt_sampler_plain_greedy(sp)) return rsr_session_eval_greedy(s, tokens, n, token);
-    return eval(s, tokens, n,
-                &(rt_head_request){.kind = RT_HEAD_SAMPLE, .token = token, .sampler = sp, .rng = rng, .tail = tail});
-}
-
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----
  * Row t of each activation buffer belongs to token t. Everything but the ternary products is
  * done token by token in the order of a single token's step, so a step of n tokens computes
@@ -266,7 +168,8 @@ RT_INLINE_BODY void rms_scale_body(float *restrict y, const float *restrict x, c
     else
         for (int32_t i = 0; i < n; i++) y[i] = x[i] * inv;
 }
-RT_ISA_CLONES(rms_scale, (float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps),
+RT_ISA_CLONES(rms_scale,
+              (float *restrict y, const float *restrict x, const float *restrict w, int32_t n, float ss, float eps),
               (y, x, w, n, ss, eps))
 
 static void rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) {

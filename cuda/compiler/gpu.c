@@ -40,7 +40,8 @@ struct gpu_build {
     bool explain;
 };
 
-gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain) {
+gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain,
+                     int opt_level) {
     gpu_build *g = xcalloc(1, sizeof *g);
     g->t = t;
     g->llvm = backend ? !strcmp(backend, "llvm") : t->backend == BACKEND_LLVM;
@@ -54,7 +55,7 @@ gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, c
     if (!(g->cu = fopen(g->cu_path, "w"))) fatal("%s: cannot create: %s", g->cu_path, strerror(errno));
     emit_cuda_prologue(g->cu, source, t);
     /* named for the model, not the path it came from, as the CPU module is (compile()) */
-    if (g->llvm) g->nvptx = emit_llvm_begin(t, "model");
+    if (g->llvm) g->nvptx = emit_llvm_begin(t, "model", opt_level);
     g->sink = g->llvm ? (kernel_sink){.printer = PRINTER_NVPTX, .llvm = g->nvptx}
                       : (kernel_sink){.printer = PRINTER_CUDA, .cuda = g->cu};
     if (explain && g->llvm && llvm_nvptx_sm(t) != t->sm)

@@ -16,7 +16,8 @@ static inline void bpe_json_pipeline(cJSON *root) {
     cJSON_AddNullToObject(root, "normalizer");
     cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
     cJSON_AddStringToObject(pre, "type", "Sequence");
-    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(),
+          *bl = cJSON_CreateObject();
     cJSON_AddStringToObject(split, "type", "Split");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", bpe_llama3_split);
     cJSON_AddStringToObject(split, "behavior", "Isolated");

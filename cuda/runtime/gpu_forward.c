@@ -1,5 +1,5 @@
 /*
- * gpu_forward.c — a token on the GPU: the same operations as runtime/src/forward.c, enqueued on
+ * gpu_forward.c — a token on the GPU: the same operations as runtime/cpu/forward.c, enqueued on
  * one stream. With group entries (the NVRTC route, rsr_gpu_call.h) a layer is five launches:
  *
  *   embed → per layer: [norm → quantise → q,k,v] → attend (dequantise, RoPE, cache, attention)
@@ -343,4 +343,6 @@ const rt_backend rt_backend_gpu = {
     .session_free = gpu_session_free,
     .eval = gpu_eval,
     .matmul_int = rt_gpu_matmul_int,
+    .model_open = rt_gpu_model_open,
+    .model_close = rt_gpu_model_close,
 };

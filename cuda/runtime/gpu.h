@@ -11,6 +11,7 @@
 #include "cuda_driver.h"
 #include "internal.h"
 #include "rsr_gpu_call.h"
+#include "rsr_gpu_entries.h"
 
 typedef struct rt_gpu {
     rt_cuda cu;
@@ -23,8 +24,9 @@ typedef struct rt_gpu {
     CUdeviceptr blob;   /* the artifact's constant data, uploaded once */
     CUfunction *matrix; /* [num_matrices]: its group entry (NVRTC) or its own entry (LLVM NVPTX) */
     bool fused;         /* group entries (rsr_gpu_call.h), else one entry per matrix */
-    CUfunction embed, quantize, attend, dequant, glu, lm_head;
-    CUdeviceptr mv_x, mv_y; /* rsr_model_matvec_int scratch */
+#define RSR_GPU_FIELD(n) CUfunction n;
+    RSR_GPU_ENTRIES(RSR_GPU_FIELD) /* the runtime's own entries (rsr_gpu_entries.h) */
+    CUdeviceptr mv_x, mv_y;        /* rsr_model_matvec_int scratch */
     int32_t max_cols_pad, max_rows, sms;
     char name[192]; /* "gpu 0: NVIDIA H100 80GB HBM3 (sm_90, driver 13.0)" */
 } rt_gpu;

@@ -1,7 +1,7 @@
 /*
  * rsr_gpu_call.h — what a fused matrix launch reads: one struct per call site, in device memory,
- * written once when a session is made. The host (runtime/src/gpu_forward.c, C) and the device (this
- * text is printed before compiler/gpu_kernels.cu into every CUDA module) share it: pointers first,
+ * written once when a session is made. The host (cuda/runtime/gpu_forward.c, C) and the device (this
+ * text is printed before cuda/device/kernels.cu into every CUDA module) share it: pointers first,
  * then 4-byte scalars, so C and CUDA C++ lay it out alike.
  *
  * A fused launch runs the matrices of one group (q,k,v / o / gate,up / down of a layer: the

@@ -1,0 +1,30 @@
+typedef __m256i rsr_codes, rsr_bacc;
+#define rsr_field(w, i) _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const void *)(w)), 2 * (i)), _mm256_set1_epi8(3))
+#define rsr_bdot(a, k, x) RSR_DOT(a, k, _mm256_loadu_si256((const void *)(x)))
+static inline rsr_bacc rsr_bzero(void) { return _mm256_setzero_si256(); }
+static inline int32_t rsr_bsum(rsr_bacc a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+typedef __m256i rsr_vacc;
+static inline rsr_vacc rsr_vzero(void) { return _mm256_setzero_si256(); }
+static inline rsr_vacc rsr_dot4(rsr_vacc acc, const uint8_t *w, const int8_t *x) {
+    __m256i p = _mm256_loadu_si256((const void *)w), m = _mm256_set1_epi8(3);
+    acc = RSR_DOT(acc, _mm256_and_si256(p, m), _mm256_loadu_si256((const void *)(x + 0)));
+    acc = RSR_DOT(acc, _mm256_and_si256(_mm256_srli_epi16(p, 2), m), _mm256_loadu_si256((const void *)(x + 32)));
+    acc = RSR_DOT(acc, _mm256_and_si256(_mm256_srli_epi16(p, 4), m), _mm256_loadu_si256((const void *)(x + 64)));
+    acc = RSR_DOT(acc, _mm256_and_si256(_mm256_srli_epi16(p, 6), m), _mm256_loadu_si256((const void *)(x + 96)));
+    return acc;
+}
+static inline rsr_vacc rsr_sum4(rsr_vacc acc, const int8_t *x) {
+    __m256i one = _mm256_set1_epi8(1);
+    acc = RSR_DOT(acc, one, _mm256_loadu_si256((const void *)(x + 0)));
+    acc = RSR_DOT(acc, one, _mm256_loadu_si256((const void *)(x + 32)));
+    acc = RSR_DOT(acc, one, _mm256_loadu_si256((const void *)(x + 64)));
+    acc = RSR_DOT(acc, one, _mm256_loadu_si256((const void *)(x + 96)));
+    return acc;
+}
+static inline int32_t rsr_vsum(rsr_vacc a) { return rsr_bsum(a); }
+

@@ -1,0 +1,32 @@
+typedef __m512i rsr_codes, rsr_bacc;
+#define rsr_field(w, i) _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512((const void *)(w)), 2 * (i)), _mm512_set1_epi8(3))
+#define rsr_bdot(a, k, x) RSR_DOT(a, k, _mm512_loadu_si512((const void *)(x)))
+static inline rsr_bacc rsr_bzero(void) { return _mm512_setzero_si512(); }
+static inline int32_t rsr_bsum(rsr_bacc a) { return _mm512_reduce_add_epi32(a); }
+typedef struct { __m512i f[4]; } rsr_vacc;
+static inline rsr_vacc rsr_vzero(void) {
+    rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()}};
+    return a;
+}
+static inline rsr_vacc rsr_dot4(rsr_vacc a, const uint8_t *w, const int8_t *x) {
+    __m512i p = _mm512_loadu_si512((const void *)w);
+    a.f[0] = RSR_DOT(a.f[0], _mm512_and_si512(p, _mm512_set1_epi8(3)), _mm512_loadu_si512((const void *)(x + 0)));
+    a.f[1] = RSR_DOT(a.f[1], _mm512_and_si512(p, _mm512_set1_epi8(12)), _mm512_loadu_si512((const void *)(x + 64)));
+    a.f[2] = RSR_DOT(a.f[2], _mm512_and_si512(p, _mm512_set1_epi8(48)), _mm512_loadu_si512((const void *)(x + 128)));
+    a.f[3] = RSR_DOT(a.f[3], _mm512_and_si512(p, _mm512_set1_epi8(192)), _mm512_loadu_si512((const void *)(x + 192)));
+    return a;
+}
+static inline rsr_vacc rsr_sum4(rsr_vacc a, const int8_t *x) {
+    __m512i one = _mm512_set1_epi8(1);
+    a.f[0] = RSR_DOT(a.f[0], one, _mm512_loadu_si512((const void *)(x + 0)));
+    a.f[0] = RSR_DOT(a.f[0], one, _mm512_loadu_si512((const void *)(x + 64)));
+    a.f[0] = RSR_DOT(a.f[0], one, _mm512_loadu_si512((const void *)(x + 128)));
+    a.f[0] = RSR_DOT(a.f[0], one, _mm512_loadu_si512((const void *)(x + 192)));
+    return a;
+}
+static inline int32_t rsr_vsum(rsr_vacc a) {
+    __m512i s = _mm512_add_epi32(_mm512_add_epi32(a.f[0], _mm512_srai_epi32(a.f[1], 2)),
+                                 _mm512_add_epi32(_mm512_srai_epi32(a.f[2], 4), _mm512_srai_epi32(a.f[3], 6)));
+    return _mm512_reduce_add_epi32(s);
+}
+

@@ -366,12 +366,13 @@ static options parse_args(int argc, char **argv) {
         default: bad_option(argv[optind - 1], optopt, longs);
         }
     }
-    if (optind >= argc) {
-        usage(stderr);
-        fatal("no MODEL given");
-    }
+    if (optind >= argc) fatal("no MODEL given (rsrc MODEL [-o model.so] [options]; --help for the options)");
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
+    /* a checkpoint's config.json names the checkpoint: its directory */
+    const char *slash = strrchr(o.input, '/'), *base = slash ? slash + 1 : o.input;
+    if (!strcmp(base, "config.json"))
+        o.input = slash ? xasprintf("%.*s", (int)(slash - o.input) + (slash == o.input), o.input) : ".";
     check_options(&o, force_progress);
     o.flags = shaping_flags(&o);
     return o;

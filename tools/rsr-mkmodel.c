@@ -38,9 +38,13 @@
 static char **tmp_paths; /* temporaries not yet renamed (NULL entries: done) */
 static volatile sig_atomic_t n_tmp;
 
+static char *made_dirs[32]; /* the directories this run created (rmdir'd on failure, when left empty) */
+static sig_atomic_t n_made;
+
 static void remove_temporaries(void) {
     for (sig_atomic_t i = 0; i < n_tmp; i++)
         if (tmp_paths && tmp_paths[i]) unlink(tmp_paths[i]);
+    for (sig_atomic_t i = n_made; i-- > 0;) rmdir(made_dirs[i]); /* fails, harmlessly, where not empty */
 }
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -824,15 +828,25 @@ static void remove_stale(const char *dir, long nshards, int wrote_tokenizer) {
     closedir(d);
 }
 
+/* mkdir(p), remembered for removal on failure where this run made it */
+static void make_dir(const char *p) {
+    if (mkdir(p, 0777) == 0) {
+        if (n_made < (sig_atomic_t)(sizeof made_dirs / sizeof *made_dirs)) made_dirs[n_made] = xasprintf("%s", p);
+        if (n_made < (sig_atomic_t)(sizeof made_dirs / sizeof *made_dirs)) n_made++;
+    } else if (errno != EEXIST) {
+        die("cannot create directory %s: %s", p, strerror(errno));
+    }
+}
+
 static void mkdir_p(const char *dir) {
     char *p = xasprintf("%s", dir);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/') continue;
         *s = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", p, strerror(errno));
+        make_dir(p);
         *s = '/';
     }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) die("cannot create directory %s: %s", p, strerror(errno));
+    make_dir(p);
     struct stat st;
     if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s is not a directory", p);
     free(p);
@@ -890,6 +904,7 @@ static void usage(FILE *out) {
           "  --hidden N, --intermediate N, --layers N, --heads N, --kv-heads N, --vocab N, --max-pos N\n"
           "                     model shape\n"
           "  -h, --help         this text\n"
+          "      --version      the version of rsr-mkmodel\n"
           "\n"
           "presets (hidden/intermediate/layers/heads/kv-heads/vocab/max-pos, bos/eos):\n"
           "  tiny     64/160/2/4/2/288/256, 1/2          small  256/704/4/8/2/1024/512, 1/2\n"
@@ -958,7 +973,8 @@ enum {
     O_POISON,
     O_EMBEDSTD,
     O_GGUFARCH,
-    O_GGUFEMBED
+    O_GGUFEMBED,
+    O_VERSION
 };
 
 /* The Hugging Face checkpoint: the safetensors shards (and their index when there are several),
@@ -1047,6 +1063,15 @@ static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[7]) {
     o->kv_heads = ov[4] ? ov[4] : preset->kv_heads;
     o->vocab = ov[5] ? ov[5] : preset->vocab;
     o->max_pos = ov[6] ? ov[6] : preset->max_pos;
+    if (o->gguf_type == MKG_TQ1_0 || o->gguf_type == MKG_TQ2_0) {
+        /* a TQ block is 256 weights of one row: a preset's widths are rounded up to it */
+        if (!ov[0]) o->hidden = (o->hidden + 255) / 256 * 256;
+        if (!ov[1]) o->intermediate = (o->intermediate + 255) / 256 * 256;
+        if (o->hidden % 256 || o->intermediate % 256)
+            die("--format %s: --hidden %ld and --intermediate %ld must be multiples of 256 (the weights of a TQ "
+                "block are 256 columns of one row)",
+                o->gguf_type == MKG_TQ1_0 ? "gguf-tq1" : "gguf-tq2", o->hidden, o->intermediate);
+    }
     o->bos = preset->bos;
     o->eos = preset->eos;
 
@@ -1124,6 +1149,7 @@ int main(int argc, char **argv) {
                                           {"gguf-arch", required_argument, 0, O_GGUFARCH},
                                           {"gguf-embed", required_argument, 0, O_GGUFEMBED},
                                           {"help", no_argument, 0, 'h'},
+                                          {"version", no_argument, 0, O_VERSION},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
     opts_t o;
@@ -1137,15 +1163,15 @@ int main(int argc, char **argv) {
     const preset_t *preset = &presets[0];
     long ov[7] = {0, 0, 0, 0, 0, 0, 0}; /* explicit size flags; 0: from the preset */
 
-    if (argc < 2) {
-        usage(stderr);
-        return 1;
-    }
+    if (argc < 2)
+        die("--format and --out are required (rsr-mkmodel --format FORMAT --out DIR [options]; --help for the "
+            "options)");
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(stdout); return 0;
+        case O_VERSION: printf("rsr-mkmodel %s\n", RSR_PROJECT_VERSION); return 0;
         case O_FORMAT:
             parse_format(&o, optarg);
             have_format = 1;

@@ -423,7 +423,8 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     putchar('\n');
     flush_stdout();
     if (totals) print_stats_summary(info, totals), free(totals);
-    if (full) fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", ctx);
+    if (full)
+        fprintf(stderr, "rsr-run: the context is full (%d tokens): %s\n", ctx, ctx_advice(ctx, info->max_positions));
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
@@ -598,7 +599,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case 'c': a->o.ctx = (int32_t)parse_num("-c", optarg, 0, INT32_MAX); break;
         case 'b': a->o.session.batch = (int32_t)parse_num("-b", optarg, 1, RSR_BATCH_MAX); break;
         case 'i': a->do_chat = 1; break;
-        case O_VERSION: printf("rsr-run, rsr API version %d\n", RSR_API_VERSION); return 1;
+        case O_VERSION: printf("rsr-run %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); return 1;
         case 'p': a->o.prompt = optarg; break;
         case 'f': a->prompt_file = optarg; break;
         case 'n': a->o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
@@ -709,10 +710,9 @@ static void check_args(int argc, char **argv, cli_args *a) {
     a->o.session.max_positions = a->o.ctx;
     if (a->max_memory) limit_memory(a->max_memory);
     if (a->model_opt && optind < argc) die("the model is given twice: -m %s and %s", a->model_opt, argv[optind]);
-    if (!a->model_opt && optind != argc - 1) {
-        usage(stderr);
-        die(optind >= argc ? "no MODEL.so given" : "exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);
-    }
+    if (!a->model_opt && optind >= argc)
+        die("no MODEL.so given (rsr-run MODEL.so [-p PROMPT | --chat | --bench] [options]; --help for the options)");
+    if (!a->model_opt && optind != argc - 1) die("exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);
     a->inputs = (a->o.prompt != NULL) + (a->prompt_file != NULL) + (a->tokens_arg != NULL) + a->do_chat;
     if (a->inputs > 1) die("give one of -p, -f, --tokens or --chat");
     if (a->do_tokenize && (a->tokens_arg || a->do_chat || a->do_bench))

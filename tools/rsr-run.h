@@ -35,6 +35,8 @@ void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 /* fflush(stdout), and an error (exit 1) when stdout cannot take the output (a full disk, a closed pipe) */
 void flush_stdout(void);
 double now(void);
+/* What to do when ctx tokens ran out: raise --ctx, or (ctx being the model's maximum) shorten. */
+const char *ctx_advice(int32_t ctx, int32_t model_max);
 void check(rsr_status st, rsr_session *s);
 /* Evaluates n tokens and writes the logits of the last one: exact, or from the int8 head (--head int8). */
 void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, float *logits);

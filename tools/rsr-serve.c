@@ -906,7 +906,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
             if (!artifact_digest_valid(optarg)) die("--digest: '%s' is not a SHA-256 (64 hexadecimal digits)", optarg);
             a->digest = optarg;
             break;
-        case O_VERSION: printf("rsr-serve, rsr API version %d\n", RSR_API_VERSION); exit(0);
+        case O_VERSION: printf("rsr-serve %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         case ':': die("option '%s' needs a value (see --help)", argv[optind - 1]);
         default: die("unknown option '%s' (see --help)", argv[optind - 1]);

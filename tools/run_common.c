@@ -79,3 +79,12 @@ rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {
     if (api.model_tokenizer(m, &tok) != RSR_OK) die("%s needs text, but %s", why, api.model_errmsg(m));
     return tok;
 }
+
+const char *ctx_advice(int32_t ctx, int32_t model_max) {
+    static __thread char buf[96];
+    if (ctx < model_max)
+        snprintf(buf, sizeof buf, "raise --ctx (the model allows %d)", model_max);
+    else
+        snprintf(buf, sizeof buf, "%d is the model's whole context", model_max);
+    return buf;
+}

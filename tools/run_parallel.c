@@ -83,7 +83,8 @@ void run_parallel(rsr_model *m, const rsr_model_info *info, rsr_tokenizer *tok, 
     for (int i = 0; i < count; i++) {
         jobs[i] = (job){.ids = prompts[i], .n_ids = lens[i], .text = texts ? texts[i] : NULL};
         if (lens[i] >= ctx)
-            die("prompt %d has %d tokens, the context %d: shorten it or raise --ctx", i + 1, lens[i], ctx);
+            die("prompt %d has %d tokens, the context %d: shorten it, or %s", i + 1, lens[i], ctx,
+                ctx_advice(ctx, info->max_positions));
     }
     rsr_batch *b;
     if (api.batch_create(m, 0, &b) != RSR_OK) die("--parallel: %s", api.batch_errmsg(b));

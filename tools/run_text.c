@@ -195,7 +195,8 @@ static int32_t generate(generator *g, const run_options *o, long n, text_out *ou
         if (piece && (o->special || !api.tokenizer_is_special(g->tok, t)) && out_add(out, piece, len)) break;
         if (api.session_position(g->s) >= g->max_positions) {
             out_finish(out);
-            fprintf(stderr, "rsr-run: the context is full (%d tokens); raise --ctx to go on\n", g->max_positions);
+            fprintf(stderr, "rsr-run: the context is full (%d tokens): %s\n", g->max_positions,
+                    ctx_advice(g->max_positions, g->info.max_positions));
             break;
         }
         eval(g, &t, 1);
@@ -217,7 +218,8 @@ void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         ids[n++] = bos;
     }
     if (n >= g.max_positions)
-        die("the prompt has %d tokens, the context %d: shorten the prompt or raise --ctx", n, g.max_positions);
+        die("the prompt has %d tokens, the context %d: shorten the prompt, or %s", n, g.max_positions,
+            ctx_advice(g.max_positions, g.info.max_positions));
     text_out out = {.stop = o->stop, .num_stop = o->num_stop, .last = -1};
     if (o->echo) {
         put_bytes(&out, prompt, strlen(prompt));
@@ -329,9 +331,8 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         int32_t *ids = encode(tok, text, RSR_ENCODE_PARSE_SPECIAL, &n);
         free(text);
         if (n >= g.max_positions) {
-            fprintf(stderr,
-                    "rsr-run: the conversation no longer fits the context (%d tokens of %d): /reset, or raise --ctx\n",
-                    n, g.max_positions);
+            fprintf(stderr, "rsr-run: the conversation no longer fits the context (%d tokens of %d): /reset, or %s\n",
+                    n, g.max_positions, ctx_advice(g.max_positions, g.info.max_positions));
             free((char *)msgs[--nmsgs].content);
             free(ids);
             continue;

@@ -127,8 +127,16 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
     size_t got = f ? fread(magic, 1, 4, f) : 0;
     if (f) fclose(f);
     if (got != 4 || memcmp(magic, "\177ELF", 4) != 0) {
-        const char *dot = strrchr(path, '.');
-        if (dot && (strcmp(dot, ".safetensors") == 0 || strcmp(dot, ".json") == 0))
+        const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        if (got == 4 && memcmp(magic, "GGUF", 4) == 0)
+            snprintf(err, errlen, "%s is a GGUF model, not a compiled one: compile it first: rsrc %s -o model.so", path,
+                     path);
+        else if (strcmp(base, "config.json") == 0) /* the checkpoint is its directory */
+            snprintf(err, errlen,
+                     "%s is a checkpoint's configuration, not a compiled model: compile the checkpoint first: "
+                     "rsrc %.*s -o model.so",
+                     path, slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+        else if (dot && (strcmp(dot, ".safetensors") == 0 || strcmp(dot, ".json") == 0))
             snprintf(err, errlen, "%s is a checkpoint, not a compiled model: compile it first (rsrc %s -o model.so)",
                      path, path);
         else

@@ -56,15 +56,20 @@ void kir_close(kir_module *m) {
     if (m) arena_close(m->arena);
 }
 
-const char *kir_strf(kir_module *m, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+static const char *vformat(kir_module *m, const char *fmt, va_list ap) {
     char *s = NULL;
     if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory");
-    va_end(ap);
     char *copy = arena_printf(m->arena, "%s", s);
     free(s);
     return copy;
+}
+
+const char *kir_strf(kir_module *m, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const char *s = vformat(m, fmt, ap);
+    va_end(ap);
+    return s;
 }
 
 kir_var *kir_var_new(kir_module *m, const char *name, enum kir_type type, int32_t array) {
@@ -211,11 +216,8 @@ kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then) {
 void kir_comment(kir_module *m, kir_list *l, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory");
+    kir_stmt_add(m, l, KS_COMMENT)->text = vformat(m, fmt, ap);
     va_end(ap);
-    kir_stmt_add(m, l, KS_COMMENT)->text = arena_printf(m->arena, "%s", s);
-    free(s);
 }
 
 /* ---- text ---- */

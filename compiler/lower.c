@@ -43,6 +43,14 @@ static kir_stmt *loop(lower *L, kir_list *l, const char *name, const char *label
 
 /* ---- RSR: the unrolled and loop forms ---- */
 
+/* What the C printer says above an RSR kernel: its shape and its index. */
+static const char *rsr_comment(lower *L) {
+    const rsr_plan *p = L->kn->plan;
+    return kir_strf(L->m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept", L->kn->strategy, p->rows,
+                    p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks, (unsigned long long)p->num_segments,
+                    (unsigned long long)p->num_cols_kept);
+}
+
 /* RSR++ fold of U[2^k] into the k row sums: row r = 2·Σ_{bit r set} U − total, U halved in place. */
 static void lower_fold(lower *L, kir_list *l, int k, kir_var *U, kir_var *total, kir_var *acc) {
     kir_module *m = L->m;
@@ -116,9 +124,7 @@ static void lower_unrolled(lower *L) {
     }
     kir_table *t = kir_table_add(m, kir_strf(m, "%s_block", kn->symbol), KSIG_BLOCK, blocks, p->num_blocks);
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
-    L->f->comment = kir_strf(m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept", kn->strategy,
-                             p->rows, p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks,
-                             (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept);
+    L->f->comment = rsr_comment(L);
     kir_list l = kir_list_of(&L->f->body), body;
     kir_stmt_add(m, &l, KS_UNUSED)->var = kir_param(L->f, "data");
     kir_stmt *fb = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &body);
@@ -153,9 +159,7 @@ static void lower_loop(lower *L) {
     const rsr_plan *p = kn->plan;
     int k = p->k;
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
-    L->f->comment = kir_strf(m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept", kn->strategy,
-                             p->rows, p->cols, p->binary ? "binary" : "ternary", k, p->num_blocks,
-                             (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept);
+    L->f->comment = rsr_comment(L);
     kir_list l = kir_list_of(&L->f->body), blk, seg, col_loop, digits;
     struct {
         const char *name;

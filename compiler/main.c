@@ -369,10 +369,14 @@ static options parse_args(int argc, char **argv) {
     if (optind >= argc) fatal("no MODEL given (rsrc MODEL [-o model.so] [options]; --help for the options)");
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
-    /* a checkpoint's config.json names the checkpoint: its directory */
-    const char *slash = strrchr(o.input, '/'), *base = slash ? slash + 1 : o.input;
-    if (!strcmp(base, "config.json"))
-        o.input = slash ? xasprintf("%.*s", (int)(slash - o.input) + (slash == o.input), o.input) : ".";
+    /* a checkpoint's config.json names the checkpoint: its directory (argv is cut there) */
+    char *slash = strrchr(argv[optind], '/');
+    if (!strcmp(slash ? slash + 1 : o.input, "config.json")) {
+        if (slash && slash > argv[optind])
+            *slash = 0;
+        else
+            o.input = slash ? "/" : ".";
+    }
     check_options(&o, force_progress);
     o.flags = shaping_flags(&o);
     return o;

@@ -413,7 +413,6 @@ static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
         c_stmts(out, s->body, depth + 1);
         fprintf(out, "%*s}", 4 * depth, "");
         break;
-    case KS_COMMENT: fprintf(out, "/* %s */", s->text); break;
     case KS_UNUSED: fprintf(out, "(void)%s;", s->var->name); break;
     }
 }

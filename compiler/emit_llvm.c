@@ -928,7 +928,6 @@ static void kir_mark_assigned(kir_llvm *k, const kir_stmt *s) {
         if (s->kind == KS_STORE && s->init->op == KO_VAR) k->assigned[s->init->var->id] = true;
         if (s->kind == KS_FOR) k->assigned[s->var->id] = true;
         kir_mark_assigned(k, s->body);
-        kir_mark_assigned(k, s->other);
     }
 }
 
@@ -1168,7 +1167,6 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
             break;
         }
         case KS_SCOPE: kir_llvm_stmts(k, s->body); break;
-        case KS_COMMENT:
         case KS_UNUSED: break;
         }
 }

@@ -213,13 +213,6 @@ kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then) {
     return s;
 }
 
-void kir_comment(kir_module *m, kir_list *l, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    kir_stmt_add(m, l, KS_COMMENT)->text = vformat(m, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- text ---- */
 
 static void print_expr(FILE *out, const kir_expr *e) {
@@ -285,10 +278,6 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             print_expr(out, s->cond);
             fputc('\n', out);
             print_stmts(out, s->body, depth + 1);
-            if (s->other) {
-                fprintf(out, "%*selse\n", 2 * depth, "");
-                print_stmts(out, s->other, depth + 1);
-            }
             continue;
         case KS_CALL:
             fprintf(out, "call %s[", s->callee);
@@ -303,7 +292,6 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             fputs("scope\n", out);
             print_stmts(out, s->body, depth + 1);
             continue;
-        case KS_COMMENT: fprintf(out, "# %s", s->text); break;
         case KS_UNUSED: fprintf(out, "unused %s", s->var->name); break;
         }
         fputc('\n', out);

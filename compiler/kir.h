@@ -15,7 +15,7 @@
  * instruction set is a lowering choice (kernel.c) plus a case per vector operation in each printer.
  *
  * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
- * line, the next one, or in braces; comments): the generated C stays readable and stable.
+ * line, the next one, or in braces): the generated C stays readable and stable.
  */
 #ifndef RSRC_KIR_H
 #define RSRC_KIR_H
@@ -92,15 +92,14 @@ typedef struct kir_expr {
 } kir_expr;
 
 enum kir_stmt_kind {
-    KS_DECL,    /* var (= init), more declarators of the same type in `more` */
-    KS_SET,     /* var = value (C prints var += x, var -= x where value is var + x, var - x) */
-    KS_STORE,   /* target[index] = value: target a pointer or array expression */
-    KS_FOR,     /* for (var = init; cond; var += step) body; init NULL: var declared before */
-    KS_IF,      /* if (cond) body [else other] */
-    KS_CALL,    /* the function table `callee`[index](args): the unrolled form's blocks */
-    KS_SCOPE,   /* { body } */
-    KS_COMMENT, /* text, for readers of the C */
-    KS_UNUSED   /* (void)var: a C variable that may go unused */
+    KS_DECL,  /* var (= init), more declarators of the same type in `more` */
+    KS_SET,   /* var = value (C prints var += x, var -= x where value is var + x, var - x) */
+    KS_STORE, /* target[index] = value: target a pointer or array expression */
+    KS_FOR,   /* for (var = init; cond; var += step) body; init NULL: var declared before */
+    KS_IF,    /* if (cond) body */
+    KS_CALL,  /* the function table `callee`[index](args): the unrolled form's blocks */
+    KS_SCOPE, /* { body } */
+    KS_UNUSED /* (void)var: a C variable that may go unused */
 };
 /* The C printer's layout of a loop or if whose body is one statement: in braces, on the same
  * line, or on the next line without braces. */
@@ -115,12 +114,12 @@ typedef struct kir_stmt {
     kir_var *var;
     kir_expr *init, *value, *cond, *index;
     int32_t step;
-    const char *text;   /* KS_COMMENT; KS_DECL: a trailing comment */
+    const char *text;   /* KS_DECL: a trailing comment */
     const char *callee; /* KS_CALL: the table's name */
     const char *label;  /* KS_FOR: names the loop's blocks in LLVM IR (else the counter's name) */
     kir_expr *args[2];
-    struct kir_stmt *more;         /* KS_DECL: further declarators on the same line */
-    struct kir_stmt *body, *other; /* KS_FOR, KS_IF, KS_SCOPE */
+    struct kir_stmt *more; /* KS_DECL: further declarators on the same line */
+    struct kir_stmt *body; /* KS_FOR, KS_IF, KS_SCOPE */
     struct kir_stmt *next;
 } kir_stmt;
 
@@ -195,7 +194,6 @@ kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_ex
 /* for (v = from; v < to; v++), the common case */
 kir_stmt *kir_for_range(kir_module *m, kir_list *l, kir_var *v, kir_expr *from, kir_expr *to, kir_list *body);
 kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then);
-void kir_comment(kir_module *m, kir_list *l, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- lowering (lower.c): the forms of kernel.c that go through the IR ---- */

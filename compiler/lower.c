@@ -135,18 +135,22 @@ static void lower_unrolled(lower *L) {
     call->args[0] = param(L, "x"), call->args[1] = param(L, "y");
 }
 
-/* y[b·R + r] = value for the R rows of block b, each under `row < rows` if the last block is partial. */
-static void store_rows(lower *L, kir_list *l, kir_expr *y, kir_var *b, int R, kir_expr *(*value)(lower *, int, void *),
-                       void *ctx) {
+/* An expression of row r of a block (ctx: the caller's). */
+typedef kir_expr *(*row_fn)(lower *L, int r, void *ctx);
+
+/* y[index(r)] = value(r) for the R rows of block b (index NULL: y[b·R + r]), each under
+ * `b·R + r < rows` where the last block is partial. */
+static void store_rows(lower *L, kir_list *l, kir_var *b, int R, row_fn index, row_fn value, void *ctx) {
+    const bool partial = L->kn->rows % R != 0;
     for (int r = 0; r < R; r++) {
         kir_expr *row = add(L, mul(L, ref(L, b), num(L, R)), num(L, r));
         kir_list at = *l, then;
-        if (L->kn->rows % R) {
+        if (partial) {
             kir_if(L->m, l, lt(L, row, num(L, L->kn->rows)), &then)->layout = KL_SAME_LINE;
             at = then;
         }
-        kir_store(L->m, &at, y, row, value(L, r, ctx));
-        if (!(L->kn->rows % R)) *l = at;
+        kir_store(L->m, &at, param(L, "y"), index ? index(L, r, ctx) : row, value(L, r, ctx));
+        if (!partial) *l = at;
     }
 }
 
@@ -219,7 +223,7 @@ static void lower_loop(lower *L) {
         kir_expr *a = kir_load(m, KT_I32, ref(L, acc), ref(L, r));
         kir_store(m, &digits, ref(L, acc), ref(L, r), add(L, a, mul(L, digit, ref(L, u))));
     }
-    store_rows(L, &blk, param(L, "y"), b, k, acc_row, acc);
+    store_rows(L, &blk, b, k, NULL, acc_row, acc);
 }
 
 /* ---- i2 (kernel.c, KF_I2): dot products of 4 rows per group against x ---- */
@@ -261,14 +265,23 @@ static void lower_i2(lower *L) {
         kir_expr *wr = idx(L, idx(L, ref(L, w), num(L, r * V)), mul(L, ref(L, f->var), num(L, R * V)));
         kir_set(m, &gl, a[r], kir_vec(m, KO_DOT4, KT_VACC, ref(L, a[r]), wr, ref(L, xv), 0));
     }
-    store_rows(L, &blk, param(L, "y"), b, R, vsum_minus, a);
+    store_rows(L, &blk, b, R, NULL, vsum_minus, a);
 }
 
 /* One tile of T tokens of block b (at w): every field of the 4 rows is decoded once for the T tokens. */
 typedef struct tile_ctx {
-    kir_var *a[4][RSR_BATCH_TILE_MAX], *sum_x, *t;
+    kir_var *a[4][RSR_BATCH_TILE_MAX], *sum_x, *t, *b;
     int j;
 } tile_ctx;
+
+/* y[(t + j)·y_stride + b·R + r]: row r of the block for token j of the tile */
+static kir_expr *tile_index(lower *L, int r, void *ctx) {
+    tile_ctx *c = ctx;
+    kir_expr *tj = wide(L, add(L, ref(L, c->t), num(L, c->j)));
+    return add(
+        L, add(L, mul(L, tj, wide(L, param(L, "y_stride"))), mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows))),
+        size(L, r));
+}
 
 static kir_expr *tile_value(lower *L, int r, void *ctx) {
     tile_ctx *c = ctx;
@@ -280,7 +293,7 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
     kir_module *m = L->m;
     const kernel *kn = L->kn;
     int V = kn->vec_bytes, R = kn->block_rows;
-    tile_ctx c = {.sum_x = sum_x, .t = t};
+    tile_ctx c = {.sum_x = sum_x, .t = t, .b = b};
     kir_var *x[RSR_BATCH_TILE_MAX];
     for (int j = 0; j < T; j++) {
         x[j] = var(L, strf(L, "x%d", j, 0), KT_PI8);
@@ -310,22 +323,7 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
                 kir_set(m, &sc, c.a[r][j], kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.a[r][j]), ref(L, codes[r]), xp, 0));
             }
     }
-    for (c.j = 0; c.j < T; c.j++) {
-        for (int r = 0; r < R; r++) {
-            kir_expr *at = add(L,
-                               add(L, mul(L, wide(L, add(L, ref(L, t), num(L, c.j))), wide(L, param(L, "y_stride"))),
-                                   mul(L, wide(L, ref(L, b)), size(L, R))),
-                               size(L, r));
-            kir_list in = *l, then;
-            if (kn->rows % R) {
-                kir_expr *row = add(L, mul(L, ref(L, b), num(L, R)), num(L, r));
-                kir_if(m, l, lt(L, row, num(L, kn->rows)), &then)->layout = KL_SAME_LINE;
-                in = then;
-            }
-            kir_store(m, &in, param(L, "y"), at, tile_value(L, r, &c));
-            if (!(kn->rows % R)) *l = in;
-        }
-    }
+    for (c.j = 0; c.j < T; c.j++) store_rows(L, l, b, R, tile_index, tile_value, &c);
 }
 
 /* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile tokens

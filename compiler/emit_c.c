@@ -194,23 +194,32 @@ void emit_c_lanes_helpers(FILE *out) {
  * Every product is exact: codes are 0..2, |x| <= 128, and vpmaddubsw's int16 pair sums stay
  * within ±512, far from saturation.
  */
-extern const char rsr_template_dot_scalar[], rsr_template_dot_256[], rsr_template_dot_512[]; /* embedded */
+extern const char rsr_template_dot_scalar[], rsr_template_dot_256[], rsr_template_dot_512[],
+    rsr_template_dot_neon[]; /* embedded */
 
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
-    if (isa < DOT_SCALAR || isa > DOT_AVX512VNNI) fatal("internal error: no C dot products for %s", dot_isa_names[isa]);
+    if (isa == DOT_DP4A) fatal("internal error: no C dot products for %s", dot_isa_names[isa]);
     fprintf(out, "/* i2 dot products: %s */\n", dot_isa_names[isa]);
     if (isa == DOT_SCALAR) {
         fputs(rsr_template_dot_scalar, out);
         return;
     }
-    /* RSR_DOT(acc, c, x): acc + the products of unsigned c and signed x, by the ISA's instruction */
-    static const char *const dot[] = {
+    /* RSR_DOT(acc, c, x): acc + the products of unsigned c (0..2, or 1) and signed x, by the ISA's
+     * instructions. NEON's are signed × signed, which the codes' range makes the same. */
+    static const char *const dot[DOT_ISA_COUNT] = {
         [DOT_AVX2] = "_mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, x), _mm256_set1_epi16(1)))",
         [DOT_AVXVNNI] = "_mm256_dpbusd_avx_epi32(acc, c, x)",
         [DOT_AVX512BW] = "_mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(c, x), _mm512_set1_epi16(1)))",
-        [DOT_AVX512VNNI] = "_mm512_dpbusd_epi32(acc, c, x)"};
-    fprintf(out, "#include <immintrin.h>\n#define RSR_DOT(acc, c, x) %s\n", dot[isa]);
-    fputs(dot_isa_vector_bytes(isa) == 64 ? rsr_template_dot_512 : rsr_template_dot_256, out);
+        [DOT_AVX512VNNI] = "_mm512_dpbusd_epi32(acc, c, x)",
+        [DOT_NEON] = "vpadalq_s16(vpadalq_s16(acc, vmull_s8(vget_low_s8(vreinterpretq_s8_u8(c)), vget_low_s8(x))), "
+                     "vmull_high_s8(vreinterpretq_s8_u8(c), x))",
+        [DOT_SDOT] = "vdotq_s32(acc, vreinterpretq_s8_u8(c), x)"};
+    bool arm = isa == DOT_NEON || isa == DOT_SDOT;
+    fprintf(out, "#include <%s>\n#define RSR_DOT(acc, c, x) %s\n", arm ? "arm_neon.h" : "immintrin.h", dot[isa]);
+    fputs(arm                               ? rsr_template_dot_neon
+          : dot_isa_vector_bytes(isa) == 64 ? rsr_template_dot_512
+                                            : rsr_template_dot_256,
+          out);
 }
 
 /* ---- the kernel IR (kir.h) as C ---- */

@@ -80,6 +80,11 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_
         LLVMInitializeNVPTXTarget();
         LLVMInitializeNVPTXTargetMC();
         LLVMInitializeNVPTXAsmPrinter();
+    } else if (!strcmp(target_arch(t), "aarch64")) {
+        LLVMInitializeAArch64TargetInfo();
+        LLVMInitializeAArch64Target();
+        LLVMInitializeAArch64TargetMC();
+        LLVMInitializeAArch64AsmPrinter();
     } else {
         LLVMInitializeX86TargetInfo();
         LLVMInitializeX86Target();
@@ -286,9 +291,11 @@ static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
 
 /* ---- i2: the dot products of one ISA (same contract as emit_c_dot_helpers) ---- */
 
-/* int32 lanes of an accumulator: a 256-bit vector on AVX2 and AVX-VNNI, else 16 (512-bit; the scalar form
- * sums 16 bytes into 16 lanes) */
-static int acc_lanes(const kernel *kn) { return dot_isa_vector_bytes(kn->isa) == 32 ? 8 : 16; }
+/* int32 lanes of an accumulator: a 256-bit vector on AVX2 and AVX-VNNI, a 128-bit one on NEON, else 16
+ * (512-bit; the scalar form sums 16 bytes into 16 lanes) */
+static int acc_lanes(const kernel *kn) {
+    return kn->isa == DOT_NEON || kn->isa == DOT_SDOT ? 4 : dot_isa_vector_bytes(kn->isa) == 32 ? 8 : 16;
+}
 
 static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) {
     return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn));
@@ -319,6 +326,22 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
         LLVMValueRef s32 =
             intrinsic(e, wide ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd", acc_type(e, kn), a2, 2);
         return LLVMBuildAdd(e->b, acc, s32, "");
+    }
+    case DOT_SDOT: { /* codes 0..2 are the same signed: sdot */
+        LLVMValueRef args[] = {acc, codes, x};
+        return intrinsic(e, "llvm.aarch64.neon.sdot.v4i32.v16i8", acc_type(e, kn), args, 3);
+    }
+    case DOT_NEON: { /* per half: smull to 8 int16 products, their pairs' sums added (sadalp) */
+        static const int lo[] = {0, 1, 2, 3, 4, 5, 6, 7}, hi[] = {8, 9, 10, 11, 12, 13, 14, 15};
+        LLVMTypeRef v8i16 = LLVMVectorType(e->i16, 8);
+        for (int h = 0; h < 2; h++) {
+            const int *idx = h ? hi : lo;
+            LLVMValueRef a[] = {shuffle(e, codes, codes, idx, 8), shuffle(e, x, x, idx, 8)};
+            LLVMValueRef prod = intrinsic(e, "llvm.aarch64.neon.smull.v8i16", v8i16, a, 2);
+            acc = LLVMBuildAdd(e->b, acc,
+                               intrinsic(e, "llvm.aarch64.neon.saddlp.v4i32.v8i16", acc_type(e, kn), &prod, 1), "");
+        }
+        return acc;
     }
     default: {
         LLVMTypeRef wide = LLVMVectorType(e->i32, (unsigned)V);

@@ -104,10 +104,18 @@ uint64_t kernel_unrolled_code_estimate(const rsr_plan *p) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-const char *const dot_isa_names[] = {"scalar", "avx2", "avxvnni", "avx512bw", "avx512vnni", "dp4a"};
+const char *const dot_isa_names[DOT_ISA_COUNT] = {"scalar",     "avx2", "avxvnni", "avx512bw",
+                                                  "avx512vnni", "dp4a", "neon",    "sdot"};
 
 int dot_isa_vector_bytes(enum dot_isa isa) {
-    return isa == DOT_DP4A ? 4 : isa >= DOT_AVX512BW ? 64 : isa >= DOT_AVX2 ? 32 : 16;
+    switch (isa) {
+    case DOT_DP4A: return 4;
+    case DOT_AVX2:
+    case DOT_AVXVNNI: return 32;
+    case DOT_AVX512BW:
+    case DOT_AVX512VNNI: return 64;
+    default: return 16; /* scalar C, and NEON's 128-bit registers */
+    }
 }
 
 int lut_spread(int h, int j, int l) { return 3 * (2 * h + l / 16) + j; }
@@ -184,6 +192,8 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
                        : kn->isa == DOT_AVX512VNNI ? "i2-vnni"
                        : kn->isa == DOT_AVXVNNI    ? "i2-avxvnni"
                        : kn->isa == DOT_SCALAR     ? "i2-scalar"
+                       : kn->isa == DOT_NEON       ? "i2-neon"
+                       : kn->isa == DOT_SDOT       ? "i2-sdot"
                                                    : "i2-maddubs";
         return;
     }

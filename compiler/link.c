@@ -56,6 +56,70 @@ int run_command(char **argv) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* ---- another architecture: its cross compiler and the runtime scripts/cross.sh built ----
+ *
+ * An artifact for a target of another architecture (aarch64 from an x86 machine) is linked by
+ * that architecture's C compiler (RSRC_CROSS_CC, else Debian's ARCH-linux-gnu-gcc) against the
+ * runtime built for it: RSRC_RUNTIME_LIB_ARCH, else PREFIX/lib/rsrc/ARCH/ beside an installed
+ * rsrc, else build-ARCH/ in the source tree. */
+
+const char *link_cc(const target *t) {
+    static char cross[64];
+    if (!target_is_foreign(t)) return env_or("RSRC_CC", RSRC_DEFAULT_CC);
+    snprintf(cross, sizeof cross, "%s-linux-gnu-gcc", target_arch(t));
+    return env_or("RSRC_CROSS_CC", cross);
+}
+
+static char *cross_runtime_env(const target *t) {
+    char *name = xasprintf("RSRC_RUNTIME_LIB_%s", target_arch(t));
+    for (char *c = name; *c; c++)
+        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    return name;
+}
+
+const char *link_runtime(const target *t) {
+    if (!target_is_foreign(t)) return resource_path(RES_RUNTIME_LIB);
+    static char *found;
+    free(found);
+    char *env = cross_runtime_env(t);
+    const char *set = getenv(env);
+    free(env);
+    if (set && *set) return found = xstrdup(set);
+    char *installed = installed_path(xasprintf(RSRC_INSTALL_CROSS_RUNTIME_LIB, target_arch(t)));
+    if (installed) return found = installed;
+    return found = xasprintf(RSRC_CROSS_RUNTIME_LIB, target_arch(t));
+}
+
+/* Is prog a file this process can run (a name found on PATH, or a path)? */
+static bool runnable(const char *prog) {
+    if (strchr(prog, '/')) return access(prog, X_OK) == 0;
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        char *full = xasprintf("%.*s/%s", (int)n, p, prog);
+        bool ok = access(full, X_OK) == 0;
+        free(full);
+        if (ok) return true;
+        p += n + (p[n] == ':');
+    }
+    return false;
+}
+
+void link_check(const target *t) {
+    if (!target_is_foreign(t)) return;
+    const char *arch = target_arch(t), *cc = link_cc(t), *rt = link_runtime(t);
+    char *env = cross_runtime_env(t);
+    if (!runnable(cc))
+        fatal("target %s is for %s: its C compiler '%s' is not installed (scripts/cross.sh %s installs it; "
+              "RSRC_CROSS_CC names another)",
+              t->name, arch, cc, arch);
+    if (access(rt, R_OK) != 0)
+        fatal("target %s is for %s: no %s runtime at %s (build it with scripts/cross.sh %s, or set %s to a "
+              "librsr_runtime.a built for %s)",
+              t->name, arch, arch, rt, arch, env, arch);
+    free(env);
+}
+
 void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t, int opt_level,
                         const char *out_path, const char *workdir) {
     char *asm_path = xasprintf("%s/blob.S", workdir);
@@ -66,7 +130,9 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
 
     char *argv[64];
     int n = 0;
-    argv[n++] = (char *)env_or("RSRC_CC", RSRC_DEFAULT_CC);
+    link_check(t);
+    const bool foreign = target_is_foreign(t);
+    argv[n++] = (char *)link_cc(t);
     argv[n++] = "-std=c11";
     argv[n++] = "-shared";
     argv[n++] = "-fPIC";
@@ -76,7 +142,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     static char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
     if (opt_level >= 0) argv[n++] = levels[opt_level]; /* -O0..-O3 given: the last -O wins */
     /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
-    char *sanitize = xstrdup(env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
+    char *sanitize = xstrdup(foreign ? "" : env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
     for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;
     char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     argv[n++] = inc;
@@ -84,7 +150,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     if (obj_path) argv[n++] = (char *)obj_path;
     argv[n++] = asm_path;
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
-    argv[n++] = (char *)resource_path(RES_RUNTIME_LIB);
+    argv[n++] = (char *)link_runtime(t);
     argv[n++] = "-Wl,--no-whole-archive";
     argv[n++] = RSRC_OPENMP_FLAG;
     char *deps = xstrdup(RSRC_RUNTIME_DEPS);

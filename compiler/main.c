@@ -547,10 +547,11 @@ static void load_inputs(build *b) {
                 t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->cpu ? t->cpu : "-");
         for (int i = 0; i < t->nfeatures; i++) fprintf(stderr, "%s+%s", i ? "," : " ", t->features[i]);
         fprintf(stderr, "%s\n", t->nfeatures ? "" : " (none)");
-        fprintf(stderr, "rsrc: specs %s, runtime %s, runtime headers %s\n", resource_path(RES_SPECS),
-                resource_path(RES_RUNTIME_LIB), resource_path(RES_RUNTIME_INCLUDE));
+        fprintf(stderr, "rsrc: specs %s, runtime %s, runtime headers %s\n", resource_path(RES_SPECS), link_runtime(t),
+                resource_path(RES_RUNTIME_INCLUDE));
     }
     if (o->tune) tune_check_target(t, o->target);
+    if (o->emit == EMIT_SO) link_check(t); /* before the work: another architecture's runtime and compiler */
     model *m = b->m = model_load(o->input);
     if (o->max_memory) {
         model_check_memory(m, o->rsr_k, o->max_memory);

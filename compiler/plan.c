@@ -65,11 +65,17 @@ enum strategy strategy_parse(const char *name) {
 /* Fitted to --tune's measurements on the reference machine (1 thread); see the header comment. */
 /* AVX-VNNI (bench_gemv --target avx-vnni on a Zen 5, 1 thread): decode as AVX2's (bound by the
  * bytes), the prefill tiles at 150-156 weights·tokens per ns (vpdpbusd where AVX2 spends three). */
-static const double i2_weights_per_ns[] = {
-    [DOT_SCALAR] = 5.7, [DOT_AVX2] = 88, [DOT_AVXVNNI] = 88, [DOT_AVX512BW] = 180, [DOT_AVX512VNNI] = 280};
+/* AArch64 (no machine here to fit on; predictions from instruction counts, docs/arm64.md): per
+ * group of 4 rows × 64 columns SDOT spends 16 sdot, 4 x loads, 4 weight loads and 24 shifts and
+ * masks (about 0.19 NEON instructions per weight; at 4 per cycle and 3 GHz, 60 per ns); plain
+ * NEON twice the multiplies' instructions (smull, smull2, sadalp ×2 per 16 products): 30. */
+static const double i2_weights_per_ns[DOT_ISA_COUNT] = {
+    [DOT_SCALAR] = 5.7,     [DOT_AVX2] = 88, [DOT_AVXVNNI] = 88, [DOT_AVX512BW] = 180,
+    [DOT_AVX512VNNI] = 280, [DOT_NEON] = 30, [DOT_SDOT] = 60};
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
-static const double i2_batch_weights_per_ns[] = {
-    [DOT_SCALAR] = 10, [DOT_AVX2] = 100, [DOT_AVXVNNI] = 155, [DOT_AVX512BW] = 200, [DOT_AVX512VNNI] = 375};
+static const double i2_batch_weights_per_ns[DOT_ISA_COUNT] = {
+    [DOT_SCALAR] = 10,      [DOT_AVX2] = 100, [DOT_AVXVNNI] = 155, [DOT_AVX512BW] = 200,
+    [DOT_AVX512VNNI] = 375, [DOT_NEON] = 45,  [DOT_SDOT] = 110};
 /* lut (VBMI + VNNI; no batched form, so a prefill token costs a call): weights per ns of the
  * lookups and ns per column of building the call's tables, fitted to --tune (warm, 1 thread):
  * 197–247 weights per ns on the 2B-4T shapes against i2-vnni's 231–328, the tables too cheap to
@@ -79,12 +85,12 @@ static const double loop_ns_per_kept = 0.335, loop_ns_per_segment_row = 2.6, loo
 static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unrolled_ns_per_digit = 0.08;
 /* RSR lanes, relative to the tiles (header comment), fitted per instruction set: a full step of
  * lanes costs per_column of the tiles' time per column plus the tiles' time of per_block_columns
- * columns per block. The scalar target has no fit (its tiles and lanes are both plain C). */
+ * columns per block. The scalar and AArch64 targets have no fit (not measured), so auto keeps the tiles. */
 typedef struct lanes_fit {
     const char *name;
     double per_column, per_block_columns;
 } lanes_fit;
-static const lanes_fit lanes_fits[] = {
+static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
     [DOT_AVX2] = {"AVX2", 0.32, 1030}, /* Zen 5 running AVX2 code: tiles of 2 tokens, maddubs */
     /* Zen 5 running AVX-VNNI code: tiles/lanes 0.63-0.89 at 2560 columns, 1.13-1.14 at 6912 */
     [DOT_AVXVNNI] = {"AVX-VNNI", 0.65, 1580},
@@ -95,7 +101,7 @@ static const double lanes_auto_gain = 1.15;
 
 static const lanes_fit *lanes_fit_of(const target *tg) {
     enum dot_isa isa = target_dot_isa(tg);
-    return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI ? &lanes_fits[isa] : NULL;
+    return dot_isa_x86(isa) ? &lanes_fits[isa] : NULL;
 }
 
 double plan_lanes_gain(const ternary_matrix *t, const target *tg) {

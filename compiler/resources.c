@@ -44,6 +44,16 @@ static const char *install_prefix(void) {
     return prefix[0] ? prefix : NULL;
 }
 
+char *installed_path(char *relative) {
+    const char *prefix = install_prefix();
+    struct stat st;
+    char *p = prefix ? xasprintf("%s/%s", prefix, relative) : NULL;
+    free(relative);
+    if (p && stat(p, &st) == 0) return p;
+    free(p);
+    return NULL;
+}
+
 const char *resource_path(enum resource r) {
     static char *found[sizeof where / sizeof *where];
     if (found[r]) return found[r];

@@ -303,6 +303,10 @@ void target_list(FILE *out);
 void target_print(const target *t, FILE *out);
 /* The features of t this machine's CPU lacks ("a, b"), or NULL when it can run t's code. */
 char *target_host_lacks(const target *t);
+/* The instruction set t's code is for, from its triple: "x86_64" (also a spec without one),
+ * "aarch64", "nvptx64"; and whether this machine runs it natively. */
+const char *target_arch(const target *t);
+bool target_is_foreign(const target *t);
 char *host_cpu_model(void); /* /proc/cpuinfo's model name, or "unknown" */
 
 /* ---- plan.c: the strategy of each matrix, chosen by a cost model for the target ---- */
@@ -377,8 +381,11 @@ enum kernel_form {
 };
 /* How an i2 kernel multiplies: the widest integer dot product the target has. */
 /* i2's dot products, in order of preference on a CPU (a GPU: dp4a). AVX2 and AVX-VNNI work on
- * 256-bit vectors, the AVX-512 ones on 512. */
-enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVXVNNI, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A };
+ * 256-bit vectors, the AVX-512 ones on 512; the AArch64 ones on NEON's 128 (NEON: smull + sadalp,
+ * 16 products in four instructions; SDOT: Armv8.2-A's dot product, 16 in one). */
+enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVXVNNI, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A, DOT_NEON, DOT_SDOT };
+#define DOT_ISA_COUNT (DOT_SDOT + 1)
+static inline bool dot_isa_x86(int isa) { return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI; }
 int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t); /* target.c, as are the other target_* queries */
@@ -631,11 +638,17 @@ void gpu_end(gpu_build *g);
 enum resource { RES_SPECS, RES_RUNTIME_INCLUDE, RES_RUNTIME_LIB };
 const char *resource_path(enum resource r);
 const char *resource_env(enum resource r); /* the variable that overrides it */
+char *installed_path(char *relative);      /* PREFIX/relative if it exists (relative freed), else NULL */
 
 /* ---- link.c: C + blob + runtime → shared object ---- */
 /* obj_path: the kernels as an object (LLVM backend), or NULL when they are in the C file. */
 void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t, int opt_level,
                         const char *out_path, const char *workdir);
+/* The C compiler and runtime archive that link an artifact for t (a cross compiler and the runtime
+ * scripts/cross.sh built, for another architecture); link_check refuses, naming what is missing. */
+const char *link_cc(const target *t);
+const char *link_runtime(const target *t);
+void link_check(const target *t);
 const char *env_or(const char *name, const char *fallback);
 int run_command(char **argv);                                     /* waits; its diagnostics go straight to stderr */
 void write_blob_asm(const char *asm_path, const char *blob_path); /* .incbin, hidden rsr_blob */

@@ -263,10 +263,34 @@ static target *parse_spec(const char *path) {
     }
     if (!t->name) fatal("%s: the spec has no 'name'", path);
     check_cuda_spec(path, root, t);
+    if (!strcmp(target_arch(t), "unknown"))
+        SPEC_ERROR(path, root, "triple '%s': rsrc compiles for x86_64-* and aarch64-* CPUs", t->triple);
     sp.t = NULL; /* the result: the close releases the parser and the document only */
     arena_close(ar);
     return t;
 }
+
+static char *cpuinfo_field(const char *key);
+
+/* The CPU flags of /proc/cpuinfo that name features the code generators use, and their names in
+ * the specs: x86 "flags" (the specs drop the '_'), AArch64 "Features". */
+#if defined(__aarch64__)
+static const char host_flags_key[] = "Features";
+static const char *const host_flags[][2] = {{"asimd", "neon"}, {"asimddp", "dotprod"}, {"i8mm", "i8mm"}};
+#else
+static const char host_flags_key[] = "flags";
+static const char *const host_flags[][2] = {{"avx2", "avx2"},
+                                            {"fma", "fma"},
+                                            {"bmi2", "bmi2"},
+                                            {"avx512f", "avx512f"},
+                                            {"avx512bw", "avx512bw"},
+                                            {"avx512vl", "avx512vl"},
+                                            {"avx512dq", "avx512dq"},
+                                            {"avx512cd", "avx512cd"},
+                                            {"avx512_vnni", "avx512vnni"},
+                                            {"avx512vbmi", "avx512vbmi"},
+                                            {"avx512_bf16", "avx512bf16"}};
+#endif
 
 /* This machine, from the CPU flags the kernel reports (LLVM's host CPU name is unreliable here). */
 static target *detect_host(void) {
@@ -281,27 +305,14 @@ static target *detect_host(void) {
     t->unroll_budget = 64 << 10;
     t->line = 64;
     t->vector_bits = 128;
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[8192];
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "flags", 5) != 0) continue;
-        static const char *const wanted[] = {"avx2",        "fma",        "bmi2",       "avx512f",
-                                             "avx512bw",    "avx512vl",   "avx512dq",   "avx512cd",
-                                             "avx512_vnni", "avx512vbmi", "avx512_bf16"};
-        for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++) {
-            char pat[64];
-            snprintf(pat, sizeof pat, " %s", wanted[i]);
-            const char *at = strstr(line, pat);
-            if (!at || (at[strlen(pat)] != ' ' && at[strlen(pat)] != '\n')) continue;
-            char name[32], *o = name;
-            for (const char *c = wanted[i]; *c; c++)
-                if (*c != '_') *o++ = *c;
-            *o = 0;
-            add_feature(t, name);
-        }
-        break;
-    }
-    if (f) fclose(f);
+#if defined(__aarch64__)
+    t->triple = xstrdup("aarch64-unknown-linux-gnu");
+#endif
+    char *flags = cpuinfo_field(host_flags_key), *save = NULL;
+    for (char *w = flags ? strtok_r(flags, " ", &save) : NULL; w; w = strtok_r(NULL, " ", &save))
+        for (size_t i = 0; i < sizeof host_flags / sizeof *host_flags; i++)
+            if (!strcmp(w, host_flags[i][0])) add_feature(t, host_flags[i][1]);
+    free(flags);
     for (int i = 0; i < t->nfeatures; i++) {
         if (!strcmp(t->features[i], "avx2") && t->vector_bits < 256) t->vector_bits = 256;
         if (!strcmp(t->features[i], "avx512f")) t->vector_bits = 512;
@@ -312,7 +323,8 @@ static target *detect_host(void) {
 /* A feature name as /proc/cpuinfo and the specs both spell it: no '_' or '.', and the kernel's
  * names for the few features it calls otherwise. */
 static void feature_key(const char *f, char *out, size_t n) {
-    static const char *const alias[][2] = {{"sse3", "pni"}, {"lzcnt", "abm"}, {"sahf", "lahfl"}};
+    static const char *const alias[][2] = {
+        {"sse3", "pni"}, {"lzcnt", "abm"}, {"sahf", "lahfl"}, {"neon", "asimd"}, {"dotprod", "asimddp"}};
     size_t o = 0;
     for (; *f && o + 1 < n; f++)
         if (*f != '_' && *f != '.') out[o++] = *f;
@@ -354,8 +366,28 @@ bool target_has_feature(const target *t, const char *feature) {
     return false;
 }
 
+/* The architecture rsrc itself runs on: a spec without a triple (generic, host) is for it. */
+static const char *host_arch(void) {
+#if defined(__aarch64__)
+    return "aarch64";
+#else
+    return "x86_64";
+#endif
+}
+
+const char *target_arch(const target *t) {
+    if (t->kind == TK_CUDA) return "nvptx64";
+    if (!t->triple) return host_arch();
+    if (!strncmp(t->triple, "aarch64", 7) || !strncmp(t->triple, "arm64", 5)) return "aarch64";
+    if (!strncmp(t->triple, "x86_64", 6)) return "x86_64";
+    return "unknown";
+}
+
+bool target_is_foreign(const target *t) { return strcmp(target_arch(t), host_arch()) != 0; }
+
 enum dot_isa target_dot_isa(const target *t) {
     if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
+    if (!strcmp(target_arch(t), "aarch64")) return target_has_feature(t, "dotprod") ? DOT_SDOT : DOT_NEON;
     bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
     if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
     if (bw) return DOT_AVX512BW;
@@ -370,7 +402,8 @@ bool target_lut_vector(const target *t) {
 }
 
 char *target_host_lacks(const target *t) {
-    char *flags = cpuinfo_field("flags");
+    if (target_is_foreign(t)) return xasprintf("an %s CPU: this one is %s", target_arch(t), host_arch());
+    char *flags = cpuinfo_field(host_flags_key);
     if (!flags) return xstrdup("(this machine's CPU features cannot be read from /proc/cpuinfo)");
     char *missing = xstrdup("");
     for (int i = 0; i < t->nfeatures; i++) {
@@ -396,9 +429,34 @@ char *target_host_lacks(const target *t) {
     return missing;
 }
 
+/* AArch64 flags for gcc and clang: -mcpu=CPU+feature+nofeature (NEON is "simd" to them); for the
+ * generic CPU -march= the architecture that has the features (gcc 12 refuses dotprod below
+ * Armv8.2-A), so the C compiler's arm_neon.h offers their intrinsics. */
+static void derive_aarch64_cflags(target *t) {
+    size_t cap = 64 + (t->cpu ? strlen(t->cpu) : 8);
+    for (int i = 0; i < t->nfeatures; i++) cap += strlen(t->features[i]) + 2;
+    for (int i = 0; i < t->ndisabled; i++) cap += strlen(t->disabled[i]) + 4;
+    char *s = xcalloc(cap, 1);
+    if (t->cpu && strcmp(t->cpu, "generic") && strcmp(t->cpu, "native"))
+        strcat(strcat(s, "-O2 -mcpu="), t->cpu);
+    else
+        strcat(s, target_has_feature(t, "i8mm")      ? "-O2 -march=armv8.6-a"
+                  : target_has_feature(t, "dotprod") ? "-O2 -march=armv8.2-a"
+                                                     : "-O2 -march=armv8-a");
+    for (int i = 0; i < t->nfeatures; i++)
+        strcat(strcat(s, "+"), strcmp(t->features[i], "neon") ? t->features[i] : "simd");
+    for (int i = 0; i < t->ndisabled; i++)
+        strcat(strcat(s, "+no"), strcmp(t->disabled[i], "neon") ? t->disabled[i] : "simd");
+    t->cflags = s;
+}
+
 /* Flags for the C backend: the spec's own, or -march from cpu and -m<feature> for each feature. */
 static void derive_cflags(target *t) {
     if (t->cflags) return;
+    if (!strcmp(target_arch(t), "aarch64")) {
+        derive_aarch64_cflags(t);
+        return;
+    }
     size_t cap = 256;
     for (int i = 0; i < t->nfeatures; i++) cap += strlen(t->features[i]) + 4;
     for (int i = 0; i < t->ndisabled; i++) cap += strlen(t->disabled[i]) + 8;
@@ -497,10 +555,16 @@ target *target_load(const char *name, const char *cpu, const char *features) {
     return t;
 }
 
-static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+/* Spec paths by name, ".yaml" left out: aarch64 before aarch64-dotprod. */
+static int by_name(const void *a, const void *b) {
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    size_t nx = strlen(x) - 5, ny = strlen(y) - 5;
+    int c = strncmp(x, y, nx < ny ? nx : ny);
+    return c ? c : (nx > ny) - (nx < ny);
+}
 
 void target_list(FILE *out) {
-    fprintf(out, "%-14s %s\n", "host", "this machine (-march=native), features detected from /proc/cpuinfo");
+    fprintf(out, "%-16s %s\n", "host", "this machine (-march=native), features detected from /proc/cpuinfo");
     DIR *d = opendir(specs_dir());
     if (!d) fatal("%s: cannot list target specs: %s", specs_dir(), strerror(errno));
     char **names = NULL;
@@ -512,10 +576,10 @@ void target_list(FILE *out) {
         names[n++] = xasprintf("%s/%s", specs_dir(), e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, by_string);
+    qsort(names, (size_t)n, sizeof *names, by_name);
     for (int i = 0; i < n; i++) {
         target *t = parse_spec(names[i]);
-        fprintf(out, "%-14s %s\n", t->name, t->description ? t->description : "");
+        fprintf(out, "%-16s %s\n", t->name, t->description ? t->description : "");
         target_free(t);
         free(names[i]);
     }

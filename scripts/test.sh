@@ -4,15 +4,22 @@
 # with sessions in threads under ThreadSanitizer and a few seconds of every fuzzer. The large
 # unrolled end-to-end models are left out of the sanitized pass (label "unrolled": minutes each to
 # compile instrumented), and so are the KV-type models the pass already covers (label "heavy").
-# RSRC_SANITIZED_TESTS=0 skips the sanitized pass. See docs/robustness.md.
+# RSRC_SANITIZED_TESTS=0 skips the sanitized pass. See docs/robustness.md. Before the suite it
+# cross-builds the aarch64 runtime (scripts/cross.sh), which the ARM targets' tests run under QEMU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
 jobs=$(nproc 2>/dev/null || echo 2)
 export RSRC_SETUP_TESTS=1
 "$root/scripts/setup.sh" "$build"
+# the aarch64 runtime and rsr-run (build-aarch64/): the ARM targets' tests run under qemu-user,
+# and must not skip here (docs/arm64.md)
+"$root/scripts/cross.sh" aarch64 >/dev/null
+export RSRC_REQUIRE_CROSS=1
 cd "$build"
 ctest --output-on-failure -j "$jobs" "$@"
+# the runtime's own tests, built for aarch64, under qemu-user (a minute)
+ctest --test-dir "$root/build-aarch64" --output-on-failure -j "$jobs" "$@"
 
 if [ "${RSRC_SANITIZED_TESTS:-1}" != 0 ]; then
   "$root/scripts/setup.sh" "$root/build-asan" -DCMAKE_C_COMPILER=clang-14 -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON

@@ -1,10 +1,14 @@
 /* cpu.c — the runtime's one CPU-feature module (cpu.h): the features of this CPU by name
- * (cpuid, and the OS's register state), the load-time check of an artifact's features, and the
- * kernel family, probed once. */
+ * (x86: cpuid, and the OS's register state; AArch64 Linux: the kernel's hwcaps), the load-time
+ * check of an artifact's features, and the kernel family, probed once. */
 #include "cpu.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
 #endif
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +17,31 @@
 
 /* ---- the features of the CPU, by name ---- */
 
+#if defined(__aarch64__) && defined(__linux__)
+/* A feature as the kernel reports it: bits of getauxval(AT_HWCAP) or AT_HWCAP2, all of which it
+ * needs. The hwcaps, not the ID registers: user space cannot read those without the kernel, and
+ * the kernel reports only what it lets user space use (as XCR0 does on x86). */
+static const struct cpu_feature {
+    const char *name; /* as the specs (LLVM's names) and /proc/cpuinfo spell it */
+    unsigned long type, bits;
+} cpu_features[] = {
+    {"neon", AT_HWCAP, HWCAP_ASIMD},
+    {"asimd", AT_HWCAP, HWCAP_ASIMD},
+    {"dotprod", AT_HWCAP, HWCAP_ASIMDDP},
+    {"asimddp", AT_HWCAP, HWCAP_ASIMDDP},
+    {"i8mm", AT_HWCAP2, HWCAP2_I8MM},
+    /* +fp16 lets the compiler use half-precision arithmetic on scalars and vectors alike */
+    {"fp16", AT_HWCAP, HWCAP_FPHP | HWCAP_ASIMDHP},
+    {"fullfp16", AT_HWCAP, HWCAP_FPHP | HWCAP_ASIMDHP},
+    {"fphp", AT_HWCAP, HWCAP_FPHP},
+    {"asimdhp", AT_HWCAP, HWCAP_ASIMDHP},
+    {"bf16", AT_HWCAP2, HWCAP2_BF16},
+    {"sve", AT_HWCAP, HWCAP_SVE},
+    {"sve2", AT_HWCAP2, HWCAP2_SVE2},
+};
+
+static bool cpu_has(const struct cpu_feature *f) { return (getauxval(f->type) & f->bits) == f->bits; }
+#else
 /* A feature as cpuid reports it: leaf, subleaf, register (0 eax .. 3 edx), bit; and the OS state
  * it needs in XCR0 (AVX: xmm+ymm; AVX-512: also opmask and zmm). */
 enum { XS_NONE = 0, XS_AVX = 0x6, XS_AVX512 = 0xe6 };
@@ -85,6 +114,7 @@ static bool cpu_has(const struct cpu_feature *f) {
     return false;
 #endif
 }
+#endif
 
 /* A feature's name as the specs and /proc/cpuinfo spell it, less '_', '.', '-' and a leading '+'. */
 static const struct cpu_feature *feature_named(const char *p, size_t n) {

@@ -50,8 +50,9 @@ rt_isa rt_cpu_isa_uncapped(void);
 #define RT_INLINE_BODY static inline __attribute__((always_inline))
 
 /* Whether this CPU (and the OS's register state) has a feature, by the name the specs and
- * /proc/cpuinfo use ("avx2", "avx512_vnni", "avxvnni"; '_', '.' and '-' ignored); 0 for a name not
- * known or off x86. */
+ * /proc/cpuinfo use ("avx2", "avx512_vnni", "avxvnni"; on AArch64 Linux "neon", "dotprod", "i8mm",
+ * "fp16", "bf16" and the kernel's names for them; '_', '.' and '-' ignored); 0 for a name not known,
+ * or on other CPUs. */
 int rt_cpu_has(const char *name);
 /* The features of a comma-separated list (an artifact's cpu_features) this CPU lacks, listed in
  * out; 1 if there are any. */

@@ -257,6 +257,8 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 #if defined(__x86_64__)
     if (family == 2) return quantize_avx512(q, x, n);
     if (family == 1) return quantize_avx2(q, x, n);
+#else
+    (void)family; /* off x86 every family is the portable one */
 #endif
     return quantize_scalar(q, x, n);
 }

@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <omp.h>
 
 #include "internal.h"
@@ -93,6 +95,9 @@ void rt_lm_head_logits(rsr_session *s, const float *x, float *logits) {
 
 /* ---- the int8 head ---- */
 
+#define HEAD_ROWS 4 /* the rows of a block of dot_q8_vnni_rows */
+
+#if defined(__x86_64__)
 /* Σ (q + 128)·xq over n entries (a multiple of 64); the caller removes 128·Σ xq. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x,
                                                                                   int32_t n) {
@@ -110,7 +115,6 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static int32_t dot_q8_vnn
  * (into wq, HEAD_ROWS·n entries) and every 32 entries of a vector are loaded once for all the rows;
  * sums[r·k + j] is then exactly dot_q8_vnni(row r, x[j]). Reading a vector from cache once per
  * block of rows instead of once per row is what lets many vectors share one pass. */
-#define HEAD_ROWS 4
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_q8_vnni_rows(const uint8_t *w, int32_t stride,
                                                                                     const int16_t *const *x, int32_t k,
                                                                                     int32_t n, int16_t *wq,
@@ -149,6 +153,7 @@ __attribute__((target("avx2"))) static int32_t dot_q8_avx2(const uint8_t *w, con
     r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
     return _mm_cvtsi128_si32(r);
 }
+#endif
 
 static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
     int32_t acc = 0;
@@ -163,6 +168,8 @@ struct rt_head_scratch {
     float *cand_logit, *probs; /* [vocab]: their exact logits; the sampler's scratch */
     uint8_t *pen;              /* [vocab]: the rows the repetition penalty applies to (zero between calls) */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
+    /* HEAD_ROWS rows with several vectors at once where the family has it (dot_q8_vnni_rows), or NULL */
+    void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *);
 };
 
 void rt_lm_head_free(rsr_session *s) {
@@ -193,8 +200,13 @@ static rsr_status head_scratch(rsr_session *s) {
         rt_lm_head_free(s);
         return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
     }
+#if defined(__x86_64__)
     const rt_isa isa = rt_cpu_isa();
     h->dot = isa == RT_ISA_AVX512_VNNI ? dot_q8_vnni : isa >= RT_ISA_AVX2 ? dot_q8_avx2 : dot_q8_scalar;
+    if (isa == RT_ISA_AVX512_VNNI) h->dot_rows = dot_q8_vnni_rows;
+#else
+    h->dot = dot_q8_scalar; /* off x86 the portable family is the only one */
+#endif
     return RSR_OK;
 }
 
@@ -261,6 +273,8 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     const float *err = (const float *)(m->blob + a->head_q8_err);
     const uint8_t *q8 = m->blob + a->head_q8;
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
+    void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *) =
+        px[0]->s->head->dot_rows;
     const int16_t *xqs[HEAD_PASS_MAX];
     for (int32_t j = 0; j < k; j++) {
         xqs[j] = px[j]->s->head->xq;
@@ -268,7 +282,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     }
     /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (dot_q8_vnni_rows); the
      * integer sums are the same either way */
-    const int blocked = dot == dot_q8_vnni && k > 1;
+    const int blocked = dot_rows && k > 1;
     const int32_t step = blocked ? HEAD_ROWS : 1, blocks = (a->vocab + step - 1) / step;
 #pragma omp parallel num_threads(m->num_threads > 0 ? m->num_threads : omp_get_max_threads())
     {
@@ -280,7 +294,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
         for (int32_t blk = 0; blk < blocks; blk++) {
             const int32_t v0 = blk * step, nr = a->vocab - v0 < step ? a->vocab - v0 : step;
             if (wq && nr == HEAD_ROWS)
-                dot_q8_vnni_rows(q8 + (size_t)v0 * (size_t)stride, stride, xqs, k, stride, wq, sums);
+                dot_rows(q8 + (size_t)v0 * (size_t)stride, stride, xqs, k, stride, wq, sums);
             else
                 for (int32_t r = 0; r < nr; r++)
                     for (int32_t j = 0; j < k; j++)

@@ -71,6 +71,17 @@ typedef struct rsr_api {
     rsr_status (*batch_eval)(rsr_batch *, const rsr_seq *, int32_t);
 } rsr_api;
 
+/* The ELF machine this process runs: an artifact for another (an aarch64 one on x86) is named,
+ * where dlopen would say only that it cannot open the file. */
+#if defined(__aarch64__)
+#define RSR_DL_MACHINE EM_AARCH64
+#else
+#define RSR_DL_MACHINE EM_X86_64
+#endif
+static inline const char *rsr_dl_machine_name(unsigned m) {
+    return m == EM_X86_64 ? "x86_64" : m == EM_AARCH64 ? "aarch64" : "another architecture";
+}
+
 /* dlopen trusts the file: a segment that the program headers place past the end of a truncated
  * file is mapped anyway, and touching it raises SIGBUS. So check first that the file holds
  * every loadable segment it declares. Returns 0, or -1 with a message in err. */
@@ -87,7 +98,15 @@ static inline int rsr_api_check_elf(const char *path, char *err, size_t errlen) 
     if (fread(&eh, sizeof eh, 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
         eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr))
         why = "not a 64-bit ELF shared object";
-    else if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0)
+    else if (eh.e_machine != RSR_DL_MACHINE) {
+        fclose(f);
+        snprintf(err, errlen,
+                 "%s: compiled for %s and this machine is %s: compile the model for it (rsrc MODEL --target host -o "
+                 "model.so), or run this file on %s",
+                 path, rsr_dl_machine_name(eh.e_machine), rsr_dl_machine_name(RSR_DL_MACHINE),
+                 rsr_dl_machine_name(eh.e_machine));
+        return -1;
+    } else if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0)
         why = "cannot determine its size";
     for (int i = 0; !why && i < eh.e_phnum; i++) {
         Elf64_Phdr ph;

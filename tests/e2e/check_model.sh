@@ -11,28 +11,43 @@
 # into a step of a different neighbour, and the activations' int8 quantisation turns such a step
 # into 1/127 of a token's largest activation; over 32 greedy tokens of a random model that can
 # change a token. The rounded types are tested on the models of the e2e.kv-* tests.
-# Usage: check_model.sh BUILD_DIR FORMAT [--kv T] [mkmodel args...] [-- rsrc args...]
+# Usage: check_model.sh BUILD_DIR FORMAT [--kv T] [--qemu CPU] [mkmodel args...] [-- rsrc args...]
 # Without a --target among the rsrc args the model is compiled for generic (the portable C
 # printer), so that the matrix of these tests covers both printers whatever rsrc's default is.
+# --qemu CPU: the target is AArch64 (compiled here, on x86): the model runs in rsr-run of the cross
+# build (scripts/cross.sh aarch64) under qemu-aarch64 on that CPU model, against the same x86
+# reference; the matrices' sums are left to unit.printers, which runs them there too. Without a
+# cross build the test is skipped (77), or fails where RSRC_REQUIRE_CROSS is set.
 set -euo pipefail
 build=$1 format=$2
 shift 2
-mk_args=() rsrc_args=() kv=f32
+mk_args=() rsrc_args=() kv=f32 qemu_cpu=
 while (($#)); do
   if [ "$1" = "--" ]; then shift; rsrc_args=("$@"); break; fi
   if [ "$1" = "--kv" ]; then kv=$2; shift 2; continue; fi
+  if [ "$1" = "--qemu" ]; then qemu_cpu=$2; shift 2; continue; fi
   mk_args+=("$1"); shift
 done
+run=("$build/rsr-run")
+if [ -n "$qemu_cpu" ]; then
+  cross=$(cd "$(dirname "$0")/../.." && pwd)/build-aarch64
+  if [ ! -x "$cross/rsr-run" ]; then
+    echo "no aarch64 build at $cross (scripts/cross.sh aarch64)" >&2
+    [ -n "${RSRC_REQUIRE_CROSS:-}" ] && exit 1
+    exit 77
+  fi
+  run=(qemu-aarch64 -L / -cpu "$qemu_cpu" "$cross/rsr-run")
+fi
 [[ " ${rsrc_args[*]} " == *" --target "* || " ${rsrc_args[*]}" == *" --target="* ]] || rsrc_args+=(--target generic)
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsrc-e2e.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 "$build/rsr-mkmodel" --format "$format" --out "$work/model" "${mk_args[@]}" 2>/dev/null
 "$build/rsrc" "$work/model" -o "$work/model.so" --verify "${rsrc_args[@]}"
-"$build/tests/rsr-matcheck" "$work/model.so" "$work/model"
+[ -n "$qemu_cpu" ] || "$build/tests/rsr-matcheck" "$work/model.so" "$work/model"
 
 prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4
-run=("$build/rsr-run" "$work/model.so")
+run+=("$work/model.so")
 [ "$kv" = bf16 ] || run+=(--kv "$kv") # bf16: what a user gets without the flag, tested as such
 "${run[@]}" --tokens "$prompt" -n 32 --logits "$work/got.f32" >"$work/got.txt" 2>/dev/null
 "$build/tests/rsr-ref" "$work/model" --kv "$kv" --tokens "$prompt" -n 32 --logits "$work/want.f32" >"$work/want.txt"

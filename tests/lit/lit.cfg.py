@@ -44,6 +44,15 @@ try:
 except OSError:
     pass
 
+# AArch64: the cross build of scripts/cross.sh (beside the source tree) and qemu-user run its programs.
+cross_run = os.path.join(os.path.dirname(os.path.dirname(config.test_source_root)), 'build-aarch64', 'rsr-run')
+if os.path.exists(cross_run) and shutil.which('qemu-aarch64'):
+    config.available_features.add('aarch64-qemu')
+    config.substitutions.append(('%qemu-aarch64', 'qemu-aarch64 -L /'))
+    config.substitutions.append(('%aarch64-rsr-run', cross_run))
+elif os.environ.get('RSRC_REQUIRE_CROSS'):
+    lit_config.fatal('RSRC_REQUIRE_CROSS is set but there is no %s and qemu-aarch64 (scripts/cross.sh aarch64)' % cross_run)
+
 if os.getuid() != 0:
     config.available_features.add('non-root')
 if getattr(config, 'rsrc_sanitize', ''):

@@ -7,10 +7,15 @@
  * avx512, avx512-vnni: those whose features the CPU has), wherever printer_prints() says the
  * printer has the form: ternary and binary matrices of awkward shapes go through compile_matrix,
  * as rsrc compiles them, into one shared object per (target, printer), and the decode kernel
- * (called in two halves, as two threads would) and the batched kernel (1, 3 and 64 tokens) must
- * give the naive int32 products for random and extreme vectors. Pairs the table denies are
+ * (called in two halves, as two threads would) and the batched kernel must give the naive int32
+ * products for random and extreme vectors (printers_check.h). Pairs the table denies are
  * counted, and must include the LLVM printer's missing scalar lut. The GPU printers cannot run
  * here (no GPU): their table rows are checked to deny every CPU form.
+ *
+ * The AArch64 targets are cross-compiled the same way, linked against the aarch64 runtime of
+ * scripts/cross.sh, and checked by printers_runner of that build under qemu-user, on the oldest
+ * CPU model that has the spec's features (aarch64: Cortex-A72, no dot product). Without a cross
+ * build they are skipped, unless RSRC_REQUIRE_CROSS is set (scripts/test.sh sets it).
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -20,14 +25,9 @@
 #include "rsrc.h"
 
 #include "expect.h"
+#include "printers_check.h"
 
-static uint64_t rng = 0x2545f4914f6cdd1du;
-static uint32_t next(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+_Static_assert(CHECK_LANES == RSR_LANES, "printers_check.h passes the lanes form's token counts");
 
 static ternary_matrix random_matrix(const char *name, int32_t rows, int32_t cols, bool binary) {
     ternary_matrix t = {.name = xstrdup(name), .rows = rows, .cols = cols, .beta = 1, .binary = binary};
@@ -36,23 +36,6 @@ static ternary_matrix random_matrix(const char *name, int32_t rows, int32_t cols
         t.w[i] = binary ? (next() & 1 ? 1 : -1) : (int8_t)((int)(next() % 3) - 1);
     return t;
 }
-
-/* kind 0: all 127, 1: all −128, else random */
-static void fill(int8_t *x, int32_t cols, int32_t xs, int kind) {
-    memset(x, 0, (size_t)xs);
-    for (int32_t c = 0; c < cols; c++) x[c] = kind == 0 ? 127 : kind == 1 ? -128 : (int8_t)next();
-}
-
-static void naive(const ternary_matrix *t, const int8_t *x, int32_t *y) {
-    for (int32_t r = 0; r < t->rows; r++) {
-        int32_t s = 0;
-        for (int32_t c = 0; c < t->cols; c++) s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-        y[r] = s;
-    }
-}
-
-/* the lanes variant's batched kernel takes steps of this many tokens and more as RSR lanes */
-#define LANES_MIN 40
 
 typedef struct variant {
     enum strategy strategy;
@@ -70,42 +53,52 @@ enum { NV = sizeof variants / sizeof *variants, NM = 5 };
 static ternary_matrix mats[NM];
 static int pairs_run, pairs_denied, llvm_denies_scalar_lut;
 
-static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, const ternary_matrix *tm,
-                         const char *what) {
-    const int32_t xs = (tm->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
-    int8_t *x = xmalloc((size_t)xs * RSR_BATCH_MAX);
-    int32_t *want = xmalloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
-    int32_t *got = xmalloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
-    const uint8_t *data = blob + am->data;
-    for (int kind = 0; kind < 4; kind++) {
-        fill(x, tm->cols, xs, kind);
-        naive(tm, x, want);
-        memset(got, 0x5a, sizeof(int32_t) * (size_t)tm->rows);
-        am->kernel(data, x, got, 0, am->num_blocks / 2);
-        am->kernel(data, x, got, am->num_blocks / 2, am->num_blocks);
-        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows), "%s: decode, vector %d", what, kind);
+/* ---- another architecture: the object carries its matrices and is checked under qemu-user ---- */
+
+/* The weights and descriptions of the object's kernels, for printers_runner (its test_matrix). */
+static void emit_matrices(FILE *c, int n, const ternary_matrix *const *of, char (*what)[160]) {
+    for (int m = 0; m < NM; m++) {
+        fprintf(c, "static const int8_t test_w%d[] = {", m);
+        for (size_t i = 0; i < (size_t)mats[m].rows * (size_t)mats[m].cols; i++)
+            fprintf(c, "%s%d", i % 32 ? ", " : i ? ",\n    " : "", mats[m].w[i]);
+        fputs("};\n", c);
     }
-    if (!am->kernel_batch) goto out;
-    /* 1 and 3: the tiles (below LANES_MIN); 47 and 64: the lanes form's partial and full pass;
-     * 130: two passes and 2 tokens left to the tiles; 169: three passes in one group, the last of
-     * 41 tokens; RSR_BATCH_MAX: every pass of a step (two groups on the 2900-column matrix) */
-    static const int32_t ntoks[] = {
-        1, 3, LANES_MIN + 7, RSR_LANES, 2 * RSR_LANES + 2, 2 * RSR_LANES + LANES_MIN + 1, RSR_BATCH_MAX};
-    for (size_t n = 0; n < sizeof ntoks / sizeof *ntoks; n++) {
-        int32_t ntok = ntoks[n];
-        for (int32_t t = 0; t < ntok; t++) {
-            fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4);
-            naive(tm, x + (size_t)t * (size_t)xs, want + (size_t)t * (size_t)tm->rows);
-        }
-        memset(got, 0x5a, sizeof(int32_t) * (size_t)tm->rows * (size_t)ntok);
-        am->kernel_batch(data, x, xs, got, tm->rows, ntok, 0, am->num_blocks / 2);
-        am->kernel_batch(data, x, xs, got, tm->rows, ntok, am->num_blocks / 2, am->num_blocks);
-        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows * (size_t)ntok), "%s: batched, %d tokens", what,
-               ntok);
+    fputs("__attribute__((visibility(\"default\"))) const struct { const int8_t *w; int32_t rows, cols; const char "
+          "*what; } test_matrices[] = {\n",
+          c);
+    for (int i = 0; i < n; i++) {
+        fprintf(c, "    {test_w%d, %d, %d, ", (int)(of[i] - mats), of[i]->rows, of[i]->cols);
+        emit_c_string(c, what[i]);
+        fputs("},\n", c);
     }
-out:
-    free(x), free(want), free(got);
+    fputs("    {0}};\n", c);
 }
+
+/* The qemu-user CPU model each foreign target is checked on: the oldest that has its features, so
+ * code that used more than the spec names would fault. */
+static const char *qemu_cpu(const target *t) {
+    return target_has_feature(t, "i8mm") ? "max" : target_has_feature(t, "dotprod") ? "neoverse-n1" : "cortex-a72";
+}
+
+/* printers_runner of the cross build (scripts/cross.sh) for t's architecture, or NULL */
+static char *foreign_runner(const target *t) {
+    char *runner = xasprintf(RSR_CROSS_BUILD_DIR "/tests/printers_runner", target_arch(t));
+    if (access(runner, X_OK) == 0) return runner;
+    free(runner);
+    return NULL;
+}
+
+static void run_foreign(const target *t, const char *so_path) {
+    char *runner = foreign_runner(t), *qemu = xasprintf("qemu-%s", target_arch(t));
+    char *argv[] = {qemu, "-L", "/", "-cpu", (char *)qemu_cpu(t), runner, (char *)so_path, NULL};
+    printf("%s: qemu-%s -cpu %s\n", t->name, target_arch(t), qemu_cpu(t));
+    fflush(stdout);
+    int rc = run_command(argv);
+    EXPECT(rc == 0, "%s: printers_runner under %s -cpu %s exited %d", so_path, qemu, qemu_cpu(t), rc);
+    free(runner), free(qemu);
+}
+
+static void run_here(const char *so_path, int n, const ternary_matrix *const *of, char (*what)[160]);
 
 /* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
  * object; then each kernel against the naive product. */
@@ -157,6 +150,7 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
     }
     fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
+    if (target_is_foreign(t)) emit_matrices(c, n, of, what);
     fclose(c);
     blob_align(&blob, 64);
     blob_close(&blob);
@@ -165,16 +159,27 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
         emit_llvm_end(llvm);
     }
     link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, -1, so_path, dir);
+    if (target_is_foreign(t))
+        run_foreign(t, so_path);
+    else
+        run_here(so_path, n, of, what);
+    for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
+    if (!getenv("TEST_PRINTERS_KEEP")) unlink(c_path), unlink(blob_path), unlink(obj_path), unlink(so_path);
+    free(c_path), free(blob_path), free(obj_path), free(so_path);
+}
+
+/* The kernels in this process, against the naive product. */
+static void run_here(const char *so_path, int n, const ternary_matrix *const *of, char (*what)[160]) {
     void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
     const rsr_artifact_matrix *table = h ? dlsym(h, "test_kernels") : NULL;
     const uint8_t *const *blob_sym = h ? dlsym(h, "test_blob") : NULL;
     EXPECT(!h || (table && blob_sym), "%s lacks its table", so_path);
-    for (int i = 0; table && blob_sym && i < n; i++) check_kernel(&table[i], *blob_sym, of[i], what[i]);
-    for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
+    for (int i = 0; table && blob_sym && i < n; i++) {
+        const check_matrix m = {of[i]->w, of[i]->rows, of[i]->cols};
+        check_kernel(&table[i], *blob_sym, &m, what[i]);
+    }
     if (h) dlclose(h);
-    if (!getenv("TEST_PRINTERS_KEEP")) unlink(c_path), unlink(blob_path), unlink(obj_path), unlink(so_path);
-    free(c_path), free(blob_path), free(obj_path), free(so_path);
 }
 
 int main(void) {
@@ -191,11 +196,21 @@ int main(void) {
      * group and RSR_BATCH_MAX tokens take two groups */
     mats[4] = random_matrix("long-runs", 7, 2900, false);
     for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 2900, 1, 600);
-    static const char *const targets[] = {"generic", "avx2", "avx-vnni", "avx512", "avx512-vnni"};
+    static const char *const targets[] = {"generic",     "avx2",    "avx-vnni",        "avx512",
+                                          "avx512-vnni", "aarch64", "aarch64-dotprod", "aarch64-i8mm"};
     int runnable = 0;
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
         target *t = target_load(targets[i], NULL, NULL);
-        char *lacks = target_host_lacks(t);
+        char *lacks = target_host_lacks(t), *runner = NULL;
+        if (target_is_foreign(t) && (runner = foreign_runner(t))) { /* run under qemu-user */
+            free(lacks);
+            free(runner);
+            lacks = NULL;
+        } else if (target_is_foreign(t)) {
+            /* CI builds the cross runtime first (scripts/test.sh) and asks for these to run */
+            EXPECT(!getenv("RSRC_REQUIRE_CROSS"), "%s: no %s build to run it (scripts/cross.sh %s)", targets[i],
+                   target_arch(t), target_arch(t));
+        }
         if (lacks) {
             printf("%s: not run here (this CPU lacks %s)\n", targets[i], lacks);
             free(lacks);

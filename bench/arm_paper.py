@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Speed on paper for the AArch64 targets: no ARM machine is at hand, so this counts what the
+compiled kernels execute and turns the counts into predicted rates for named cores.
+
+    bench/arm_paper.py [BUILD_DIR]          (default: build)
+
+It makes a one-layer model of the 2B-4T shape (hidden 2560, FFN 6912, 20 query and 5 KV heads),
+compiles its i2 kernels for each AArch64 target to assembly (rsrc --emit=asm), and finds in each
+kernel the innermost loop that multiplies: the decode kernel's group loop and the prompt tiles'.
+Work per iteration comes from the multiplies themselves (sdot: 16 int8 products, smull/smull2:
+8), so loop unrolling does not skew it. Per weight (decode) and per weight·token (prefill) it
+prints the NEON instructions (the ones that compete for the vector pipes), and from them the
+compute-bound rate of the whole 2B-4T model (2.08 G weights per token) on a few cores, beside
+the memory-bound decode rate (0.52 GB of 2-bit codes per token). The core figures (vector
+pipes, clock, memory bandwidth) are published specifications, not measurements; the rates are
+predictions, the instruction counts are exact.
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+build = sys.argv[1] if len(sys.argv) > 1 else 'build'
+WEIGHTS = 2.08e9       # ternary weights per token of the 2B-4T shape (30 layers)
+CODE_BYTES = WEIGHTS / 4  # 2-bit codes
+
+# name, cores, GHz, 128-bit vector pipes per core, memory bandwidth GB/s (published peak), target
+CORES = [
+    ('Raspberry Pi 5 (Cortex-A76)', 4, 2.4, 2, 17, 'aarch64-dotprod'),
+    ('Graviton2 (Neoverse N1), 8 vCPU', 8, 2.5, 2, 50, 'aarch64-dotprod'),
+    ('Cobalt 100 (Neoverse N2), 8 vCPU', 8, 3.4, 2, 60, 'aarch64-i8mm'),
+    ('Graviton3 (Neoverse V1), 8 vCPU', 8, 2.6, 4, 60, 'aarch64-i8mm'),
+    ('Apple M2 (4 P-cores)', 4, 3.5, 4, 100, 'aarch64-i8mm'),
+    ('Cortex-A72 (Raspberry Pi 4)', 4, 1.8, 2, 4, 'aarch64'),
+]
+SCALAR = re.compile(r'^(ldr|ldp|ldur|str|stp|add|sub|cmp|b\.|b$|mov|lsl|sxtw|smaddl|madd|prfm|cbz|cbnz)')
+
+
+def loops(asm, fn):
+    """The innermost loops of function fn: (label, instructions) for each label whose backward
+    branch is the next branch to it with no other label in between."""
+    body = asm.split(f'\n{fn}:\n', 1)[1].split('.Lfunc_end', 1)[0].splitlines()
+    out, label, ins = [], None, []
+    for line in body:
+        s = line.strip()
+        if re.match(r'^\.LBB\d+_\d+:', s):
+            label, ins = s[:-1], []
+        elif s and not s.startswith('.') and not s.startswith('//') and label:
+            ins.append(s.split()[0])
+            if s.split()[0].startswith('b') and s.endswith(label):
+                out.append((label, ins))
+                label = None
+    return out
+
+
+def hot_loop(asm, fn):
+    best = None
+    for label, ins in loops(asm, fn):
+        macs = 16 * sum(i == 'sdot' for i in ins) + 8 * sum(i in ('smull', 'smull2') for i in ins)
+        if macs and (not best or macs > best[0]):
+            best = (macs, ins)
+    return best
+
+
+def main():
+    work = tempfile.mkdtemp(prefix='rsrc-arm-paper.')
+    model = os.path.join(work, 'model')
+    subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'bitnet-packed', '--preset', 'small',
+                    '--hidden', '2560', '--intermediate', '6912', '--heads', '20', '--kv-heads', '5',
+                    '--layers', '1', '--out', model], check=True, capture_output=True)
+    per = {}
+    for target in ['aarch64', 'aarch64-dotprod', 'aarch64-i8mm']:
+        s = os.path.join(work, target + '.s')
+        subprocess.run([os.path.join(build, 'rsrc'), model, '--target', target, '--strategy=i2', '--emit=asm',
+                        '-o', s], check=True, capture_output=True)
+        asm = open(s).read()
+        rows = []
+        for fn, what in [('rsr_kernel_0', 'decode (per weight)'), ('rsr_kernel_0_batch', 'prefill tiles (per weight·token)')]:
+            macs, ins = hot_loop(asm, fn)
+            simd = sum(1 for i in ins if not SCALAR.match(i))
+            rows.append((what, len(ins), macs, simd / macs, len(ins) / macs))
+        per[target] = rows
+        print(f'{target}: hot loops of a 2560x2560 matrix')
+        for what, n, macs, simd, total in rows:
+            print(f'  {what:34s} {n:4d} instructions per {macs:5d} products: '
+                  f'{simd:.3f} NEON + {total - simd:.3f} other instructions')
+    print('\npredicted 2B-4T rates, tok/s (compute: NEON instructions / (pipes x GHz x cores); memory: '
+          f'{CODE_BYTES / 1e9:.2f} GB of codes per token / bandwidth)')
+    print(f'  {"core":36s} {"target":16s} {"decode compute":>15s} {"decode memory":>14s} {"prefill compute":>16s}')
+    for name, cores, ghz, pipes, bw, target in CORES:
+        dec, pre = per[target][0][3], per[target][1][3]
+        rate = pipes * ghz * 1e9 * cores
+        print(f'  {name:36s} {target:16s} {rate / (dec * WEIGHTS):15.0f} {bw * 1e9 / CODE_BYTES:14.0f} '
+              f'{rate / (pre * WEIGHTS):16.0f}')
+
+
+main()

@@ -36,4 +36,21 @@ clean_env=(env -i "PATH=$p/bin:/usr/bin:/bin" "HOME=$work" "TMPDIR=$work" "PKG_C
   ./generate m.so "Hello" 6 > generate.txt
   [ -s generate.txt ]
 '
+# the aarch64 cross build (scripts/cross.sh) installed into the same prefix: that prefix's rsrc
+# links aarch64 models with it, and its aarch64 rsr-run runs them (under qemu-user here)
+cross=$src/build-aarch64
+if [ -x "$cross/rsr-run" ]; then
+  cmake --install "$cross" --prefix "$p" >/dev/null
+  "${clean_env[@]}" bash -euo pipefail -c '
+    rsrc m -o arm.so --target aarch64-dotprod -O0 -v 2> compile-arm.log
+    grep -F "runtime '"$p"'/lib/rsrc/aarch64/librsr_runtime.a" compile-arm.log >/dev/null ||
+      { echo "rsrc does not link aarch64 models with the installed aarch64 runtime:"; grep "runtime" compile-arm.log; exit 1; } >&2
+    qemu-aarch64 -L / -cpu neoverse-n1 '"$p"'/lib/rsrc/aarch64/bin/rsr-run arm.so -p "Hello" -n 6 --ignore-eos > run-arm.txt 2>/dev/null
+    cmp run.txt run-arm.txt
+  '
+  echo "the aarch64 runtime installed beside it: an aarch64 model compiled from there gives the same text"
+elif [ -n "${RSRC_REQUIRE_CROSS:-}" ]; then
+  echo "no aarch64 build at $cross (scripts/cross.sh aarch64)" >&2
+  exit 1
+fi
 echo "installed into a prefix, moved it, compiled and ran a model from there: ok"

@@ -63,6 +63,19 @@ def hot_loop(asm, fn):
     return best
 
 
+def rsr_loop(model, target, work):
+    """The RSR loop form: its column loop's instructions per kept column (a gathered byte load per
+    column; the loop is unrolled), and the kept columns per token of the 2B-4T shape (rsrc --stats
+    of the one-layer model, times 30 layers)."""
+    s = os.path.join(work, target + '.loop.s')
+    stats = subprocess.run([os.path.join(build, 'rsrc'), model, '--target', target, '--strategy=rsr-loop', '--stats',
+                            '--emit=asm', '-o', s], check=True, capture_output=True, text=True).stdout
+    kept = 30 * sum(int(l.split()[4]) for l in stats.splitlines()[1:] if l.strip())
+    per_col = min(len(ins) / sum(i == 'ldrsb' for i in ins)
+                  for _, ins in loops(open(s).read(), 'rsr_kernel_0') if 'ldrsb' in ins)
+    return kept, per_col
+
+
 def main():
     work = tempfile.mkdtemp(prefix='rsrc-arm-paper.')
     model = os.path.join(work, 'model')
@@ -85,6 +98,11 @@ def main():
         for what, n, macs, simd, total in rows:
             print(f'  {what:34s} {n:4d} instructions per {macs:5d} products: '
                   f'{simd:.3f} NEON + {total - simd:.3f} other instructions')
+    kept, per_col = rsr_loop(model, 'aarch64-dotprod', work)
+    i2 = per['aarch64-dotprod'][0][4] * WEIGHTS
+    print(f'\nper 2B-4T token: i2 (sdot) {i2 / 1e9:.2f} G instructions; the RSR loop form {kept / 1e6:.0f} M kept '
+          f'columns at {per_col:.1f} instructions each in its column loop alone: {kept * per_col / 1e9:.2f} G '
+          '(and its segments\' digits on top): the cost model takes i2 for every matrix')
     print('\npredicted 2B-4T rates, tok/s (compute: NEON instructions / (pipes x GHz x cores); memory: '
           f'{CODE_BYTES / 1e9:.2f} GB of codes per token / bandwidth)')
     print(f'  {"core":36s} {"target":16s} {"decode compute":>15s} {"decode memory":>14s} {"prefill compute":>16s}')

@@ -60,7 +60,7 @@ int run_command(char **argv) {
  *
  * An artifact for a target of another architecture (aarch64 from an x86 machine) is linked by
  * that architecture's C compiler (RSRC_CROSS_CC, else Debian's ARCH-linux-gnu-gcc) against the
- * runtime built for it: RSRC_RUNTIME_LIB_ARCH, else PREFIX/lib/rsrc/ARCH/ beside an installed
+ * runtime built for it: --runtime, else RSRC_RUNTIME_LIB_ARCH, else PREFIX/lib/rsrc/ARCH/ beside an installed
  * rsrc, else build-ARCH/ in the source tree. */
 
 const char *link_cc(const target *t) {
@@ -77,7 +77,11 @@ static char *cross_runtime_env(const target *t) {
     return name;
 }
 
+static const char *runtime_given; /* --runtime */
+void link_use_runtime(const char *path) { runtime_given = path; }
+
 const char *link_runtime(const target *t) {
+    if (runtime_given) return runtime_given;
     if (!target_is_foreign(t)) return resource_path(RES_RUNTIME_LIB);
     static char *found;
     free(found);
@@ -106,6 +110,8 @@ static bool runnable(const char *prog) {
 }
 
 void link_check(const target *t) {
+    if (runtime_given && access(runtime_given, R_OK) != 0)
+        fatal("--runtime=%s: %s (a librsr_runtime.a built for %s)", runtime_given, strerror(errno), target_arch(t));
     if (!target_is_foreign(t)) return;
     const char *arch = target_arch(t), *cc = link_cc(t), *rt = link_runtime(t);
     char *env = cross_runtime_env(t);

@@ -93,11 +93,15 @@ static void usage(FILE *out) {
         "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
         "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
         "  --progress            report progress even when stderr is not a terminal (one line per layer)\n"
+        "  --runtime=FILE        the runtime archive (librsr_runtime.a) to link; for another architecture's\n"
+        "                        target (aarch64 on x86) the one built for it (default: scripts/cross.sh's\n"
+        "                        build-aarch64/, or PREFIX/lib/rsrc/aarch64/ beside an installed rsrc)\n"
         "  --list-targets        list the targets and exit\n"
         "  --version, -h/--help\n"
         "\n"
         "environment: RSRC_CC (C compiler, default: the one rsrc was built with), RSRC_OBJCOPY (--emit=obj),\n"
-        "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets)\n"
+        "  RSRC_SPECS_DIR, RSRC_RUNTIME_LIB, RSRC_RUNTIME_INCLUDE, RSRC_NVRTC (the NVRTC library for CUDA targets),\n"
+        "  RSRC_CROSS_CC and RSRC_RUNTIME_LIB_AARCH64 (another architecture's C compiler and runtime)\n"
         "\n"
         "files: the target specs, the runtime archive and its headers, beside an installed rsrc\n"
         "  (PREFIX/share/rsrc/specs, PREFIX/lib/rsrc/librsr_runtime.a, PREFIX/include/rsr), else in the\n"
@@ -272,6 +276,7 @@ static options parse_args(int argc, char **argv) {
         O_PREFILL,
         O_TUNE,
         O_TUNE_CACHE,
+        O_RUNTIME,
         O_OPT_GIVEN
     };
     static const struct option longs[] = {
@@ -299,6 +304,7 @@ static options parse_args(int argc, char **argv) {
         {"opt-level-given", no_argument, 0, O_OPT_GIVEN}, /* -O0..-O3, read before getopt */
         {"tune", no_argument, 0, O_TUNE},
         {"tune-cache", required_argument, 0, O_TUNE_CACHE},
+        {"runtime", required_argument, 0, O_RUNTIME},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -360,6 +366,7 @@ static options parse_args(int argc, char **argv) {
             if (!*optarg) fatal("--tune-cache: an empty file name");
             o.tune_cache = optarg;
             break;
+        case O_RUNTIME: link_use_runtime(optarg); break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':

@@ -648,6 +648,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
  * scripts/cross.sh built, for another architecture); link_check refuses, naming what is missing. */
 const char *link_cc(const target *t);
 const char *link_runtime(const target *t);
+void link_use_runtime(const char *path); /* --runtime: this archive whatever the target */
 void link_check(const target *t);
 const char *env_or(const char *name, const char *fallback);
 int run_command(char **argv);                                     /* waits; its diagnostics go straight to stderr */

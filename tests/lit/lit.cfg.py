@@ -50,6 +50,7 @@ if os.path.exists(cross_run) and shutil.which('qemu-aarch64'):
     config.available_features.add('aarch64-qemu')
     config.substitutions.append(('%qemu-aarch64', 'qemu-aarch64 -L /'))
     config.substitutions.append(('%aarch64-rsr-run', cross_run))
+    config.substitutions.append(('%aarch64-runtime', os.path.join(os.path.dirname(cross_run), 'librsr_runtime.a')))
 elif os.environ.get('RSRC_REQUIRE_CROSS'):
     lit_config.fatal('RSRC_REQUIRE_CROSS is set but there is no %s and qemu-aarch64 (scripts/cross.sh aarch64)' % cross_run)
 

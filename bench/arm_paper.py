@@ -7,7 +7,7 @@ compiled kernels execute and turns the counts into predicted rates for named cor
 It makes a one-layer model of the 2B-4T shape (hidden 2560, FFN 6912, 20 query and 5 KV heads),
 compiles its i2 kernels for each AArch64 target to assembly (rsrc --emit=asm), and finds in each
 kernel the innermost loop that multiplies: the decode kernel's group loop and the prompt tiles'.
-Work per iteration comes from the multiplies themselves (sdot: 16 int8 products, smull/smull2:
+Work per iteration comes from the multiplies themselves (sdot: 16 int8 products, smmla: 32, smull/smull2:
 8), so loop unrolling does not skew it. Per weight (decode) and per weight·token (prefill) it
 prints the NEON instructions (the ones that compete for the vector pipes), and from them the
 compute-bound rate of the whole 2B-4T model (2.08 G weights per token) on a few cores, beside
@@ -57,7 +57,8 @@ def loops(asm, fn):
 def hot_loop(asm, fn):
     best = None
     for label, ins in loops(asm, fn):
-        macs = 16 * sum(i == 'sdot' for i in ins) + 8 * sum(i in ('smull', 'smull2') for i in ins)
+        macs = (16 * sum(i == 'sdot' for i in ins) + 8 * sum(i in ('smull', 'smull2') for i in ins) +
+                32 * sum(i == 'smmla' for i in ins))
         if macs and (not best or macs > best[0]):
             best = (macs, ins)
     return best

@@ -213,8 +213,9 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
         [DOT_AVX512VNNI] = "_mm512_dpbusd_epi32(acc, c, x)",
         [DOT_NEON] = "vpadalq_s16(vpadalq_s16(acc, vmull_s8(vget_low_s8(vreinterpretq_s8_u8(c)), vget_low_s8(x))), "
                      "vmull_high_s8(vreinterpretq_s8_u8(c), x))",
-        [DOT_SDOT] = "vdotq_s32(acc, vreinterpretq_s8_u8(c), x)"};
-    bool arm = isa == DOT_NEON || isa == DOT_SDOT;
+        [DOT_SDOT] = "vdotq_s32(acc, vreinterpretq_s8_u8(c), x)",
+        [DOT_I8MM] = "vdotq_s32(acc, vreinterpretq_s8_u8(c), x)"};
+    bool arm = dot_isa_arm(isa);
     fprintf(out, "#include <%s>\n#define RSR_DOT(acc, c, x) %s\n", arm ? "arm_neon.h" : "immintrin.h", dot[isa]);
     fputs(arm                               ? rsr_template_dot_neon
           : dot_isa_vector_bytes(isa) == 64 ? rsr_template_dot_512
@@ -238,6 +239,7 @@ static const char *const c_types[KT_COUNT] = {
     [KT_VACC] = "rsr_vacc",
     [KT_CODES] = "rsr_codes",
     [KT_BACC] = "rsr_bacc",
+    [KT_PAIR] = "rsr_pair",
 };
 
 /* C's binding strength of an operation (higher binds tighter). */
@@ -307,6 +309,14 @@ static void c_expr(FILE *out, const kir_expr *e, int min) {
     case KO_SUM4: c_call(out, "rsr_sum4", e->a, e->b, NULL); break;
     case KO_VSUM: c_call(out, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL); break;
     case KO_BDOT: c_call(out, "rsr_bdot", e->a, e->b, e->c); break;
+    case KO_PAIR: c_call(out, "rsr_pair", e->a, e->b, NULL); break;
+    case KO_XPAIR: c_call(out, "rsr_xpair", e->a, e->b, NULL); break;
+    case KO_MMLA: c_call(out, "rsr_mmla", e->a, e->b, e->c); break;
+    case KO_LANE:
+        fputs("rsr_lane(", out);
+        c_expr(out, e->a, 0);
+        fprintf(out, ", %lld)", (long long)e->imm);
+        break;
     case KO_FIELD:
         fputs("rsr_field(", out);
         c_expr(out, e->a, 0);

@@ -294,7 +294,7 @@ static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
 /* int32 lanes of an accumulator: a 256-bit vector on AVX2 and AVX-VNNI, a 128-bit one on NEON, else 16
  * (512-bit; the scalar form sums 16 bytes into 16 lanes) */
 static int acc_lanes(const kernel *kn) {
-    return kn->isa == DOT_NEON || kn->isa == DOT_SDOT ? 4 : dot_isa_vector_bytes(kn->isa) == 32 ? 8 : 16;
+    return dot_isa_arm(kn->isa) ? 4 : dot_isa_vector_bytes(kn->isa) == 32 ? 8 : 16;
 }
 
 static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) {
@@ -327,6 +327,7 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
             intrinsic(e, wide ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd", acc_type(e, kn), a2, 2);
         return LLVMBuildAdd(e->b, acc, s32, "");
     }
+    case DOT_I8MM:   /* its single tokens: sdot (the tiles: KO_MMLA) */
     case DOT_SDOT: { /* codes 0..2 are the same signed: sdot */
         LLVMValueRef args[] = {acc, codes, x};
         return intrinsic(e, "llvm.aarch64.neon.sdot.v4i32.v16i8", acc_type(e, kn), args, 3);
@@ -922,7 +923,7 @@ typedef struct kir_llvm {
 } kir_llvm;
 
 static int kfields(const kir_llvm *k, enum kir_type t) {
-    return t == KT_VACC && dot_isa_field_scaled(k->kn->isa) ? 4 : 1;
+    return t == KT_VACC && dot_isa_field_scaled(k->kn->isa) ? 4 : t == KT_PAIR ? 2 : 1;
 }
 
 static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
@@ -936,7 +937,8 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_PI32: return e->i32p;
     case KT_VACC:
     case KT_BACC: return acc_type(e, k->kn);
-    case KT_CODES: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
+    case KT_CODES:
+    case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
     default: return e->i32;
     }
 }
@@ -980,6 +982,16 @@ static void x_vectors(kir_llvm *k, LLVMValueRef xptr, LLVMValueRef xv[4]) {
         k->memo_block = LLVMGetInsertBlock(e->b), k->memo_ptr = xptr;
     }
     memcpy(xv, k->memo_x, sizeof k->memo_x);
+}
+
+/* A KT_PAIR of two 16-byte vectors: their low 8-byte halves side by side (f[0]), their high (f[1]). */
+static kval zip_halves(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b) {
+    static const int lo[] = {0, 2}, hi[] = {1, 3};
+    LLVMTypeRef q = LLVMVectorType(e->i64, 2), v = LLVMTypeOf(a);
+    LLVMValueRef p = LLVMBuildBitCast(e->b, a, q, ""), s = LLVMBuildBitCast(e->b, b, q, "");
+    kval r = {{LLVMBuildBitCast(e->b, shuffle(e, p, s, lo, 2), v, ""),
+               LLVMBuildBitCast(e->b, shuffle(e, p, s, hi, 2), v, "")}};
+    return r;
 }
 
 static kval kev_vector(kir_llvm *k, const kir_expr *x) {
@@ -1034,6 +1046,22 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         r.f[0] = dot(e, kn, a.f[0], codes, vload(e, V, kev1(k, x->c), 0));
         return r;
     }
+    case KO_PAIR:
+    case KO_XPAIR: {
+        LLVMValueRef a = kev1(k, x->a), b = kev1(k, x->b);
+        if (x->op == KO_XPAIR) a = vload(e, V, a, 0), b = vload(e, V, b, 0);
+        return zip_halves(e, a, b);
+    }
+    case KO_MMLA: {
+        kval a = kev(k, x->a), rows = kev(k, x->b), tokens = kev(k, x->c);
+        r.f[0] = a.f[0];
+        for (int h = 0; h < 2; h++) {
+            LLVMValueRef args[] = {r.f[0], rows.f[h], tokens.f[h]};
+            r.f[0] = intrinsic(e, "llvm.aarch64.neon.smmla.v4i32.v16i8", acc_type(e, kn), args, 3);
+        }
+        return r;
+    }
+    case KO_LANE: r.f[0] = LLVMBuildExtractElement(e->b, kev1(k, x->a), c32(e, x->imm), ""); return r;
     default: fatal("internal error: kernel IR operation %s is not a vector one", kir_op_names[x->op]);
     }
 }

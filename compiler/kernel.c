@@ -104,8 +104,8 @@ uint64_t kernel_unrolled_code_estimate(const rsr_plan *p) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-const char *const dot_isa_names[DOT_ISA_COUNT] = {"scalar",     "avx2", "avxvnni", "avx512bw",
-                                                  "avx512vnni", "dp4a", "neon",    "sdot"};
+const char *const dot_isa_names[DOT_ISA_COUNT] = {"scalar", "avx2", "avxvnni", "avx512bw", "avx512vnni",
+                                                  "dp4a",   "neon", "sdot",    "i8mm"};
 
 int dot_isa_vector_bytes(enum dot_isa isa) {
     switch (isa) {
@@ -180,6 +180,9 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
         kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4; /* AVX2, AVX-VNNI */
+        /* smmla: 2 row pairs × 4 token pairs of 4-lane accumulators (8 of NEON's 32 registers), so
+         * a decoded field serves 8 tokens (lower.c, lower_tile_mmla) */
+        if (kn->isa == DOT_I8MM) kn->batch_tile = 8;
         if (lanes_min > 0 && kernel_lanes_possible(tm, t)) {
             uint64_t i2 = (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
             kn->lanes_min = lanes_min;
@@ -194,6 +197,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
                        : kn->isa == DOT_SCALAR     ? "i2-scalar"
                        : kn->isa == DOT_NEON       ? "i2-neon"
                        : kn->isa == DOT_SDOT       ? "i2-sdot"
+                       : kn->isa == DOT_I8MM       ? "i2-i8mm"
                                                    : "i2-maddubs";
         return;
     }

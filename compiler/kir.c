@@ -16,11 +16,11 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",  "u32",  "size",  "pu8", "pi8",
-                                              "pu16", "pu32", "pi32", "vacc", "codes", "bacc"};
-const char *const kir_op_names[KO_COUNT] = {"const",       "var",   "add",  "sub",  "mul",  "shl",   "lshr",
-                                            "and",         "lt",    "le",   "eq",   "cast", "load",  "index",
-                                            "reinterpret", "vzero", "dot4", "sum4", "vsum", "field", "bdot"};
+const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",  "u32",  "size",  "pu8",  "pi8",
+                                              "pu16", "pu32", "pi32", "vacc", "codes", "bacc", "pair"};
+const char *const kir_op_names[KO_COUNT] = {
+    "const", "var",         "add",   "sub",  "mul",  "shl",  "lshr",  "and",  "lt",   "le",    "eq",   "cast", "load",
+    "index", "reinterpret", "vzero", "dot4", "sum4", "vsum", "field", "bdot", "pair", "xpair", "mmla", "lane"};
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {
     [KSIG_KERNEL] = {"data", "x", "y", "block_begin", "block_end"},
@@ -224,7 +224,7 @@ static void print_expr(FILE *out, const kir_expr *e) {
     }
     fprintf(out, "%s", kir_op_names[e->op]);
     if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET) fprintf(out, ".%s", kir_type_names[e->type]);
-    if (e->op == KO_FIELD) fprintf(out, ".%lld", (long long)e->imm);
+    if (e->op == KO_FIELD || e->op == KO_LANE) fprintf(out, ".%lld", (long long)e->imm);
     fputc('(', out);
     const kir_expr *ops[] = {e->a, e->b, e->c};
     for (int i = 0, n = 0; i < 3; i++)

@@ -42,6 +42,7 @@ enum kir_type {
     KT_VACC,  /* the i2 accumulator of the kernel's dot ISA (C rsr_vacc) */
     KT_CODES, /* one decoded field of V packed bytes (C rsr_codes) */
     KT_BACC,  /* a batched accumulator (C rsr_bacc) */
+    KT_PAIR,  /* two rows' (or tokens') 16 bytes interleaved by 8-byte halves, for smmla (C rsr_pair) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -71,6 +72,11 @@ enum kir_op {
     KO_VSUM,  /* the int32 sum of accumulator a's lanes (KT_VACC or KT_BACC) */
     KO_FIELD, /* the codes 0..2 of field imm of V packed bytes at a */
     KO_BDOT,  /* a + codes b · x[0..V) at c */
+    /* the int8 matrix multiply (DOT_I8MM's tiles: 2 rows × 2 tokens per accumulator, kernel.c) */
+    KO_PAIR,  /* codes a and b (two rows) as a KT_PAIR */
+    KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */
+    KO_MMLA,  /* a + the 2 × 2 products of pair b (rows) and pair c (tokens): lane 2·row + token */
+    KO_LANE,  /* lane imm of accumulator a, as KT_I32 */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];

@@ -326,6 +326,69 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
     for (c.j = 0; c.j < T; c.j++) store_rows(L, l, b, R, tile_index, tile_value, &c);
 }
 
+/* The tile with the int8 matrix multiply (DOT_I8MM): accumulator (p, q) holds rows 2p, 2p+1 of the
+ * block for tokens 2q, 2q+1 (lane 2·row + token), and each decoded field, paired once per row pair,
+ * feeds T/2 smmla pairs; the tokens' x are paired as they are loaded. */
+typedef struct mmla_ctx {
+    tile_ctx c; /* first: tile_index reads it */
+    kir_var *acc[2][RSR_BATCH_TILE_MAX / 2];
+} mmla_ctx;
+
+static kir_expr *mmla_value(lower *L, int r, void *ctx) {
+    mmla_ctx *mc = ctx;
+    int j = mc->c.j;
+    kir_expr *s = kir_vec(L->m, KO_LANE, KT_I32, ref(L, mc->acc[r / 2][j / 2]), NULL, NULL, 2 * (r % 2) + j % 2);
+    return sub(L, s, kir_load(L->m, KT_I32, ref(L, mc->c.sum_x), add(L, ref(L, mc->c.t), num(L, j))));
+}
+
+static void lower_tile_mmla(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    int V = kn->vec_bytes, R = kn->block_rows;
+    if (R != 4 || T % 2) fatal("internal error: %s: smmla tiles pair 4 rows and an even number of tokens", kn->symbol);
+    mmla_ctx mc = {.c = {.sum_x = sum_x, .t = t, .b = b}};
+    kir_var *x[RSR_BATCH_TILE_MAX];
+    for (int j = 0; j < T; j++) {
+        x[j] = var(L, strf(L, "x%d", j, 0), KT_PI8);
+        kir_expr *at = j ? idx(L, ref(L, x[j - 1]), param(L, "x_stride"))
+                         : idx(L, param(L, "x"), mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride"))));
+        kir_decl(m, l, x[j], at, true);
+    }
+    for (int p = 0; p < 2; p++)
+        for (int q = 0; q < T / 2; q++) {
+            mc.acc[p][q] = var(L, strf(L, "m%d_%d", p, q), KT_BACC);
+            kir_decl(m, l, mc.acc[p][q], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
+        }
+    kir_list gl, sc;
+    kir_var *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups), &gl)->var, *wg = var(L, "wg", KT_PU8);
+    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, R * V))), true);
+    for (int i = 0; i < 4; i++) {
+        sc = kir_list_of(&kir_stmt_add(m, &gl, KS_SCOPE)->body);
+        kir_var *codes[4], *rows[2], *toks[RSR_BATCH_TILE_MAX / 2];
+        for (int r = 0; r < R; r++) {
+            codes[r] = var(L, strf(L, "c%d", r, 0), KT_CODES);
+            kir_expr *field = kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wg), num(L, r * V)), NULL, NULL, i);
+            kir_decl(m, &sc, codes[r], field, false);
+        }
+        for (int p = 0; p < 2; p++) {
+            rows[p] = var(L, strf(L, "r%d", p, 0), KT_PAIR);
+            kir_expr *pair = kir_vec(m, KO_PAIR, KT_PAIR, ref(L, codes[2 * p]), ref(L, codes[2 * p + 1]), NULL, 0);
+            kir_decl(m, &sc, rows[p], pair, false);
+        }
+        for (int q = 0; q < T / 2; q++) {
+            kir_expr *off = add(L, mul(L, ref(L, g), num(L, 4 * V)), num(L, i * V));
+            toks[q] = var(L, strf(L, "t%d", q, 0), KT_PAIR);
+            kir_expr *pair = kir_vec(m, KO_XPAIR, KT_PAIR, idx(L, ref(L, x[2 * q]), off),
+                                     idx(L, ref(L, x[2 * q + 1]), off), NULL, 0);
+            kir_decl(m, &sc, toks[q], pair, false);
+            for (int p = 0; p < 2; p++)
+                kir_set(m, &sc, mc.acc[p][q],
+                        kir_vec(m, KO_MMLA, KT_BACC, ref(L, mc.acc[p][q]), ref(L, rows[p]), ref(L, toks[q]), 0));
+        }
+    }
+    for (mc.c.j = 0; mc.c.j < T; mc.c.j++) store_rows(L, l, b, R, tile_index, mmla_value, &mc);
+}
+
 /* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile tokens
  * (block_rows × tile accumulators, the decoded fields and an x vector fit the registers), the rest
  * one by one; per tile every block of the call, so the tile's x stays in L1 while the packed rows
@@ -357,7 +420,10 @@ static void lower_i2_batch(lower *L, const char *name, bool exported) {
         kir_var *b = loop(L, &tiles, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
         kir_var *w = var(L, "w", KT_PU8);
         kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
-        lower_tile(L, &blk, n, t, b, w, sum_x);
+        if (n > 1 && kn->isa == DOT_I8MM)
+            lower_tile_mmla(L, &blk, n, t, b, w, sum_x);
+        else
+            lower_tile(L, &blk, n, t, b, w, sum_x);
     }
 }
 

@@ -69,13 +69,16 @@ enum strategy strategy_parse(const char *name) {
  * group of 4 rows × 64 columns SDOT spends 16 sdot, 4 x loads, 4 weight loads and 24 shifts and
  * masks (about 0.19 NEON instructions per weight; at 4 per cycle and 3 GHz, 60 per ns); plain
  * NEON twice the multiplies' instructions (smull, smull2, sadalp ×2 per 16 products): 30. */
+/* I8MM's tiles: per field of a group, 16 smmla, 12 zips and 6 decoding instructions for 8 tokens
+ * (512 products) against SDOT's 16 sdot and 6 decoding for 4 (256): 1.32x fewer NEON instructions
+ * per product (bench/arm_paper.py). */
 static const double i2_weights_per_ns[DOT_ISA_COUNT] = {
     [DOT_SCALAR] = 5.7,     [DOT_AVX2] = 88, [DOT_AVXVNNI] = 88, [DOT_AVX512BW] = 180,
-    [DOT_AVX512VNNI] = 280, [DOT_NEON] = 30, [DOT_SDOT] = 60};
+    [DOT_AVX512VNNI] = 280, [DOT_NEON] = 30, [DOT_SDOT] = 60,    [DOT_I8MM] = 60};
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns. */
 static const double i2_batch_weights_per_ns[DOT_ISA_COUNT] = {
     [DOT_SCALAR] = 10,      [DOT_AVX2] = 100, [DOT_AVXVNNI] = 155, [DOT_AVX512BW] = 200,
-    [DOT_AVX512VNNI] = 375, [DOT_NEON] = 45,  [DOT_SDOT] = 110};
+    [DOT_AVX512VNNI] = 375, [DOT_NEON] = 45,  [DOT_SDOT] = 110,    [DOT_I8MM] = 145};
 /* lut (VBMI + VNNI; no batched form, so a prefill token costs a call): weights per ns of the
  * lookups and ns per column of building the call's tables, fitted to --tune (warm, 1 thread):
  * 197–247 weights per ns on the 2B-4T shapes against i2-vnni's 231–328, the tables too cheap to

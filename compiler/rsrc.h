@@ -382,9 +382,21 @@ enum kernel_form {
 /* How an i2 kernel multiplies: the widest integer dot product the target has. */
 /* i2's dot products, in order of preference on a CPU (a GPU: dp4a). AVX2 and AVX-VNNI work on
  * 256-bit vectors, the AVX-512 ones on 512; the AArch64 ones on NEON's 128 (NEON: smull + sadalp,
- * 16 products in four instructions; SDOT: Armv8.2-A's dot product, 16 in one). */
-enum dot_isa { DOT_SCALAR, DOT_AVX2, DOT_AVXVNNI, DOT_AVX512BW, DOT_AVX512VNNI, DOT_DP4A, DOT_NEON, DOT_SDOT };
-#define DOT_ISA_COUNT (DOT_SDOT + 1)
+ * 16 products in four instructions; SDOT: Armv8.2-A's dot product, 16 in one; I8MM: Armv8.6-A's
+ * matrix multiply, 32 in one). */
+enum dot_isa {
+    DOT_SCALAR,
+    DOT_AVX2,
+    DOT_AVXVNNI,
+    DOT_AVX512BW,
+    DOT_AVX512VNNI,
+    DOT_DP4A,
+    DOT_NEON,
+    DOT_SDOT,
+    DOT_I8MM /* SDOT, and the prompt's tiles by smmla: 2 rows × 2 tokens × 8 columns per instruction */
+};
+#define DOT_ISA_COUNT (DOT_I8MM + 1)
+static inline bool dot_isa_arm(int isa) { return isa == DOT_NEON || isa == DOT_SDOT || isa == DOT_I8MM; }
 static inline bool dot_isa_x86(int isa) { return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI; }
 int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];

@@ -387,7 +387,8 @@ bool target_is_foreign(const target *t) { return strcmp(target_arch(t), host_arc
 
 enum dot_isa target_dot_isa(const target *t) {
     if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
-    if (!strcmp(target_arch(t), "aarch64")) return target_has_feature(t, "dotprod") ? DOT_SDOT : DOT_NEON;
+    if (!strcmp(target_arch(t), "aarch64"))
+        return !target_has_feature(t, "dotprod") ? DOT_NEON : target_has_feature(t, "i8mm") ? DOT_I8MM : DOT_SDOT;
     bool bw = target_has_feature(t, "avx512f") && target_has_feature(t, "avx512bw");
     if (bw && target_has_feature(t, "avx512vnni")) return DOT_AVX512VNNI;
     if (bw) return DOT_AVX512BW;

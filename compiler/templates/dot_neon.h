@@ -25,3 +25,19 @@ static inline rsr_vacc rsr_sum4(rsr_vacc acc, const int8_t *x) {
     return acc;
 }
 static inline int32_t rsr_vsum(rsr_vacc a) { return vaddvq_s32(a); }
+#ifdef __ARM_FEATURE_MATMUL_INT8
+/* smmla: r (2 × 2 int32, lane 2i + j) += rows i of a × rows j of b, 8 bytes each: a pair holds two
+ * rows' (or tokens') 16 bytes as their low halves side by side (lo) and their high halves (hi) */
+typedef struct { int8x16_t lo, hi; } rsr_pair;
+static inline rsr_pair rsr_pair_of(int8x16_t a, int8x16_t b) {
+    int64x2_t p = vreinterpretq_s64_s8(a), q = vreinterpretq_s64_s8(b);
+    rsr_pair r = {vreinterpretq_s8_s64(vzip1q_s64(p, q)), vreinterpretq_s8_s64(vzip2q_s64(p, q))};
+    return r;
+}
+#define rsr_pair(a, b) rsr_pair_of(vreinterpretq_s8_u8(a), vreinterpretq_s8_u8(b))
+#define rsr_xpair(x0, x1) rsr_pair_of(vld1q_s8(x0), vld1q_s8(x1))
+static inline rsr_bacc rsr_mmla(rsr_bacc acc, rsr_pair rows, rsr_pair tokens) {
+    return vmmlaq_s32(vmmlaq_s32(acc, rows.lo, tokens.lo), rows.hi, tokens.hi);
+}
+#define rsr_lane(a, i) vgetq_lane_s32(a, i)
+#endif

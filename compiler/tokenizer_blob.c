@@ -54,7 +54,10 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         path = xasprintf("%s/%s", m->ar->dir, name);
         data = read_whole(path, &len);
         if (!data) {
-            note(1, "no tokenizer.json or tokenizer.model next to the weights: the artifact will take token ids only");
+            warn("%s: no tokenizer (tokenizer.json or tokenizer.model beside the weights, or a GGUF's "
+                 "tokenizer.ggml.*): the model will take token ids only (rsr-run --tokens); put the "
+                 "checkpoint's tokenizer there and compile again for text",
+                 m->ar->dir);
             free(path);
             return RSR_NO_TENSOR;
         }

@@ -115,7 +115,8 @@ static void usage(FILE *out) {
           "                        other processes, but the kernel may evict the pages between tokens\n"
           "  --mlock               lock the copy of the constants in memory (needs `ulimit -l` room)\n"
           "  -v, --verbose         say where the constants live, the threads and the CPU code's target\n"
-          "  --info                print what the model is and how it was compiled\n"
+          "  --info                print what the model is and how it was compiled (a summary, the manifest,\n"
+          "                        the matrices by kind; with -v every matrix)\n"
           "  --tokenize            print the ids of the prompt (-p or -f) as --tokens takes them, and exit\n"
           "  --verify              check the model's constants (weights, segment index, tokenizer) against\n"
           "                        the checksum rsrc recorded: catches a damaged copy, not a forged one\n"
@@ -248,23 +249,91 @@ static char *tokens_file(const char *arg) {
 }
 
 /* What the model is, then the manifest: how it was compiled, matrix by matrix. */
-static void print_info(rsr_model *m, const rsr_model_info *info) {
+/* "512 B", "1.5 KiB", "3.2 GiB"; "384", "86.0 thousand", "2.41 billion" (out: 32 bytes) */
+static const char *human(char *out, double v, bool bytes) {
+    static const char *const units[2][4] = {{"", " thousand", " million", " billion"}, {" B", " KiB", " MiB", " GiB"}};
+    const double step = bytes ? 1024 : 1000;
+    int u = 0;
+    while (v >= step && u < 3) v /= step, u++;
+    snprintf(out, 32, u ? "%.3g%s" : "%.0f%s", v, units[bytes][u]);
+    return out;
+}
+
+/* --info's summary: the file, the weights, and the memory a sequence's KV cache takes. */
+static void print_summary(rsr_model *m, const rsr_model_info *info, const char *path) {
+    struct stat st;
+    double ternary = 0;
+    for (int32_t i = 0; i < info->num_matrices; i++) {
+        rsr_matrix_info mi;
+        if (api.model_matrix_info(m, i, &mi) == RSR_OK) ternary += (double)mi.rows * (double)mi.cols;
+    }
+    double kv = 2.0 * info->num_layers * info->num_kv_heads * info->head_dim * info->max_positions * 2; /* bf16 K, V */
+    char file[32], weights[32], cache[32];
+    printf("summary %s file; %s ternary weights in %d matrices, and a %d x %d embedding; a sequence's KV cache %s at "
+           "%d positions (bf16, the default; f32 twice that, q8 about half)\n",
+           human(file, stat(path, &st) == 0 ? (double)st.st_size : 0, true), human(weights, ternary, false),
+           info->num_matrices, info->vocab_size, info->hidden_size, human(cache, kv, true), info->max_positions);
+}
+
+/* The manifest's matrix lines ("matrix NAME RxC STRATEGY k=K"), as one line per kind: shape,
+ * strategy and k, how many, and which of a layer's matrices they are. */
+static void print_matrix_kinds(const char *manifest) {
+    enum { KINDS = 64 };
+    struct {
+        char what[96], names[160];
+        int count;
+    } kinds[KINDS];
+    int n = 0;
+    for (const char *l = manifest; (l = strstr(l, "matrix ")) != NULL; l++) {
+        if (l != manifest && l[-1] != '\n') continue;
+        char name[256], what[96];
+        size_t len = strcspn(l, "\n");
+        if (sscanf(l, "matrix %255s %95[^\n]", name, what) != 2 || len > 400) continue;
+        char *leaf = strncmp(name, "model.layers.", 13) ? name
+                     : strchr(name + 13, '.')           ? strchr(name + 13, '.') + 1
+                                                        : name;
+        char *dot = strstr(leaf, ".weight");
+        if (dot && !dot[7]) *dot = 0;
+        int k = 0;
+        while (k < n && strcmp(kinds[k].what, what)) k++;
+        if (k == n && n < KINDS)
+            snprintf(kinds[n].what, sizeof kinds[n].what, "%s", what), kinds[n].names[0] = 0, kinds[n++].count = 0;
+        if (k == n) continue;
+        kinds[k].count++;
+        if (!strstr(kinds[k].names, leaf) && strlen(kinds[k].names) + strlen(leaf) + 3 < sizeof kinds[k].names)
+            strcat(strcat(kinds[k].names, kinds[k].names[0] ? ", " : ""), leaf);
+    }
+    for (int k = 0; k < n; k++) printf("matrices %d x %s (%s)\n", kinds[k].count, kinds[k].what, kinds[k].names);
+}
+
+/* --info: the summary, the model, its tokenizer and the manifest (how it was compiled), the
+ * matrices by kind; -v: every matrix of the manifest. */
+static void print_info(rsr_model *m, const rsr_model_info *info, const char *path, bool every_matrix) {
+    print_summary(m, info, path);
     printf("architecture %s\ndevice %s\n", info->architecture, info->device);
     printf("hidden %d intermediate %d layers %d heads %d kv_heads %d head_dim %d vocab %d max_positions %d\n",
            info->hidden_size, info->intermediate_size, info->num_layers, info->num_heads, info->num_kv_heads,
            info->head_dim, info->vocab_size, info->max_positions);
+    const char *manifest = api.model_manifest(m), *from = strstr(manifest, "\ntokenizer ");
+    int from_len = from ? (int)strcspn(from + 11, "\n") : 0;
     rsr_tokenizer *tok;
     rsr_status st = api.model_tokenizer(m, &tok);
     rsr_tokenizer_info ti;
     if (st == RSR_OK && api.tokenizer_get_info(tok, &ti) == RSR_OK) { /* the template --chat uses */
         const char *chat = chat_template_for(&api, tok, info);
-        printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s\n", ti.kind, ti.vocab_size,
-               ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id, chat ? chat : "none");
+        printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s; compiled from %.*s\n",
+               ti.kind, ti.vocab_size, ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id,
+               chat ? chat : "none", from_len, from ? from + 11 : "");
     } else if (st == RSR_ERR_NOT_FOUND)
         printf("tokenizer none (token ids only)\n");
     else
         printf("tokenizer unreadable: %s\n", api.model_errmsg(m));
-    fputs(api.model_manifest(m), stdout);
+    for (const char *l = manifest; *l;) { /* the manifest, less what is said above or below */
+        size_t len = strcspn(l, "\n");
+        if (strncmp(l, "tokenizer ", 10) && (every_matrix || strncmp(l, "matrix ", 7))) printf("%.*s\n", (int)len, l);
+        l += len + (l[len] == '\n');
+    }
+    if (!every_matrix) print_matrix_kinds(manifest);
 }
 
 /* Token ids in, token ids out (on one line): the form the end-to-end tests compare. */
@@ -796,7 +865,7 @@ int main(int argc, char **argv) {
         if (api.model_verify(m) != RSR_OK) die("%s", api.model_errmsg(m));
         fprintf(stderr, "rsr-run: %s: the constants match their checksum (%.2f s)\n", a.o.model_path, now() - t);
     }
-    if (a.do_info) print_info(m, &info);
+    if (a.do_info) print_info(m, &info, a.o.model_path, a.verbose);
     if ((a.do_verify || a.do_info) && !a.do_bench && !a.inputs) { /* they alone: nothing more to do */
         api.model_close(m);
         return 0;

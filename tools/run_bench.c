@@ -9,12 +9,32 @@
  * prefill's token) and measures the int8 head's error against its certified bound.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bandwidth.h"
 #include "rsr-run.h"
+
+/* What is being measured, on one line of the terminal that the next overwrites (minutes pass on a
+ * large model); nothing when stderr is not a terminal, so the figures alone reach a pipe or a log.
+ * NULL: erase the line. */
+static void progress(const char *fmt, ...) {
+    static int tty = -1;
+    if (tty < 0) tty = isatty(2);
+    if (!tty) return;
+    fputs("\r\033[K", stderr);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("rsr-run: --bench: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+    }
+    fflush(stderr);
+}
 
 /* Bytes the exact model reads per decoded token: every ternary weight at 2 bits and the 16-bit
  * LM head (what the published checkpoints hold); the KV cache and activations are left out. */
@@ -299,7 +319,10 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
             die("--parallel: batches run on the CPU, and %s opened on the GPU: add --device cpu", o->model_path);
         parallel_open(&par, m, o, n_prompt + decode + 1);
     }
+    static const char *const phase_name[NUM_PHASES] = {"prefill", "decode (greedy head)", "decode (full logits)",
+                                                       "decode (sampled)", "read bandwidth"};
     for (int r = 0; r < rounds; r++) {
+        progress("round %d of %d: %s of %d tokens", r + 1, rounds, phase_name[PH_PREFILL], n_prompt);
         check(api.session_reset(s), s);
         double t = now();
         int32_t first;
@@ -309,13 +332,20 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
             tokens[0] = first;
         else if (first != tokens[0])
             die("--bench: round %d's prefill gives token %d, the first round's %d", r + 1, first, tokens[0]);
-        for (int p = PH_GREEDY; decode && p <= PH_SAMPLED; p++) /* the first greedy phase records the tokens */
+        for (int p = PH_GREEDY; decode && p <= PH_SAMPLED; p++) { /* the first greedy phase records the tokens */
+            progress("round %d of %d: %s of %d tokens (prefill %.1f tok/s)", r + 1, rounds, phase_name[p], decode,
+                     runs[r][PH_PREFILL]);
             runs[r][p] = decode / decode_phase(p, r == 0 && p == PH_GREEDY, s, info, o, prompt, n_prompt, tokens,
                                                decode, logits, exact, r == 0 ? keep : 0, &w);
+        }
+        progress("round %d of %d: %s", r + 1, rounds, phase_name[PH_BW]);
         runs[r][PH_BW] = on_gpu ? 0 : read_bandwidth(info->num_threads);
-        if (o->parallel > 1)
+        if (o->parallel > 1) {
+            progress("round %d of %d: %d sequences together", r + 1, rounds, o->parallel);
             parallel_phase(&par, prompt, n_prompt, tokens, decode, &runs[r][PH_PAR_PREFILL], &runs[r][PH_PAR_DECODE]);
+        }
     }
+    progress("the int8 head's error, and the prefill one token per step");
     if (o->parallel > 1) parallel_close(&par);
     if (decode && !on_gpu) int8_phase(s, info, prompt, n_prompt, tokens, decode, logits, exact, keep, &w);
     /* the same prefill one token per step (the batched kernels' gain), which must agree */
@@ -330,6 +360,7 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
     if (first1 != tokens[0])
         die("--bench: the prefill one token per step gives token %d, batched %d", first1, tokens[0]);
 
+    progress(NULL);
     stat3 st[NUM_PHASES];
     for (int p = 0; p < NUM_PHASES; p++) {
         double v[rounds];

@@ -289,37 +289,63 @@ static kir_expr *tile_value(lower *L, int r, void *ctx) {
     return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->sum_x), add(L, ref(L, c->t), num(L, c->j))));
 }
 
-static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
-    kir_module *m = L->m;
-    const kernel *kn = L->kn;
-    int V = kn->vec_bytes, R = kn->block_rows;
-    tile_ctx c = {.sum_x = sum_x, .t = t, .b = b};
-    kir_var *x[RSR_BATCH_TILE_MAX];
+/* The pieces both tile forms share: the tile's x pointers (x[j]: token t + j), a grid of zeroed
+ * accumulators, the loop over the groups of the block at w (returns its body; *g the group,
+ * *wg its bytes), and a scope per field i with the R rows' codes decoded. */
+static void tile_x(lower *L, kir_list *l, int T, kir_var *t, kir_var **x) {
     for (int j = 0; j < T; j++) {
         x[j] = var(L, strf(L, "x%d", j, 0), KT_PI8);
         kir_expr *at = j ? idx(L, ref(L, x[j - 1]), param(L, "x_stride"))
                          : idx(L, param(L, "x"), mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride"))));
-        kir_decl(m, l, x[j], at, true);
+        kir_decl(L->m, l, x[j], at, true);
     }
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < T; j++) {
-            c.a[r][j] = var(L, strf(L, "a%d_%d", r, j), KT_BACC);
-            kir_decl(m, l, c.a[r][j], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
+}
+
+static void tile_zero(lower *L, kir_list *l, const char *fmt, int rows, int cols, kir_var *acc[][RSR_BATCH_TILE_MAX]) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) {
+            acc[r][j] = var(L, strf(L, fmt, r, j), KT_BACC);
+            kir_decl(L->m, l, acc[r][j], kir_vec(L->m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
         }
-    kir_list gl, sc;
-    kir_var *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups), &gl)->var, *wg = var(L, "wg", KT_PU8);
-    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, R * V))), true);
+}
+
+static kir_list tile_groups(lower *L, kir_list *l, kir_var *w, kir_var **g, kir_var **wg) {
+    kir_list gl;
+    *g = loop(L, l, "g", "group", num(L, 0), num(L, L->kn->groups), &gl)->var, *wg = var(L, "wg", KT_PU8);
+    kir_decl(L->m, &gl, *wg, idx(L, ref(L, w), mul(L, ref(L, *g), num(L, L->kn->block_rows * L->kn->vec_bytes))), true);
+    return gl;
+}
+
+static kir_list tile_field(lower *L, kir_list *gl, kir_var *wg, int i, kir_var **codes) {
+    kir_list sc = kir_list_of(&kir_stmt_add(L->m, gl, KS_SCOPE)->body);
+    for (int r = 0; r < L->kn->block_rows; r++) {
+        codes[r] = var(L, strf(L, "c%d", r, 0), KT_CODES);
+        kir_expr *field =
+            kir_vec(L->m, KO_FIELD, KT_CODES, idx(L, ref(L, wg), num(L, r * L->kn->vec_bytes)), NULL, NULL, i);
+        kir_decl(L->m, &sc, codes[r], field, false);
+    }
+    return sc;
+}
+
+/* x[j] + g·4V + i·V: field i's columns of group g for token j */
+static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) {
+    int V = L->kn->vec_bytes;
+    return idx(L, idx(L, ref(L, xj), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
+}
+
+static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
+    kir_module *m = L->m;
+    int R = L->kn->block_rows;
+    tile_ctx c = {.sum_x = sum_x, .t = t, .b = b};
+    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
+    tile_x(L, l, T, t, x);
+    tile_zero(L, l, "a%d_%d", R, T, c.a);
+    kir_list gl = tile_groups(L, l, w, &g, &wg);
     for (int i = 0; i < 4; i++) {
-        sc = kir_list_of(&kir_stmt_add(m, &gl, KS_SCOPE)->body);
-        kir_var *codes[4];
-        for (int r = 0; r < R; r++) {
-            codes[r] = var(L, strf(L, "c%d", r, 0), KT_CODES);
-            kir_expr *field = kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wg), num(L, r * V)), NULL, NULL, i);
-            kir_decl(m, &sc, codes[r], field, false);
-        }
+        kir_list sc = tile_field(L, &gl, wg, i, codes);
         for (int j = 0; j < T; j++)
             for (int r = 0; r < R; r++) {
-                kir_expr *xp = idx(L, idx(L, ref(L, x[j]), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
+                kir_expr *xp = tile_xp(L, x[j], g, i);
                 kir_set(m, &sc, c.a[r][j], kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.a[r][j]), ref(L, codes[r]), xp, 0));
             }
     }
@@ -331,7 +357,7 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
  * feeds T/2 smmla pairs; the tokens' x are paired as they are loaded. */
 typedef struct mmla_ctx {
     tile_ctx c; /* first: tile_index reads it */
-    kir_var *acc[2][RSR_BATCH_TILE_MAX / 2];
+    kir_var *acc[2][RSR_BATCH_TILE_MAX];
 } mmla_ctx;
 
 static kir_expr *mmla_value(lower *L, int r, void *ctx) {
@@ -343,47 +369,32 @@ static kir_expr *mmla_value(lower *L, int r, void *ctx) {
 
 static void lower_tile_mmla(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
-    int V = kn->vec_bytes, R = kn->block_rows;
-    if (R != 4 || T % 2) fatal("internal error: %s: smmla tiles pair 4 rows and an even number of tokens", kn->symbol);
+    int R = L->kn->block_rows;
+    if (R != 4 || T % 2)
+        fatal("internal error: %s: smmla tiles pair 4 rows and an even number of tokens", L->kn->symbol);
     mmla_ctx mc = {.c = {.sum_x = sum_x, .t = t, .b = b}};
-    kir_var *x[RSR_BATCH_TILE_MAX];
-    for (int j = 0; j < T; j++) {
-        x[j] = var(L, strf(L, "x%d", j, 0), KT_PI8);
-        kir_expr *at = j ? idx(L, ref(L, x[j - 1]), param(L, "x_stride"))
-                         : idx(L, param(L, "x"), mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride"))));
-        kir_decl(m, l, x[j], at, true);
-    }
-    for (int p = 0; p < 2; p++)
-        for (int q = 0; q < T / 2; q++) {
-            mc.acc[p][q] = var(L, strf(L, "m%d_%d", p, q), KT_BACC);
-            kir_decl(m, l, mc.acc[p][q], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
-        }
-    kir_list gl, sc;
-    kir_var *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups), &gl)->var, *wg = var(L, "wg", KT_PU8);
-    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, R * V))), true);
+    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
+    tile_x(L, l, T, t, x);
+    tile_zero(L, l, "m%d_%d", 2, T / 2, mc.acc);
+    kir_list gl = tile_groups(L, l, w, &g, &wg);
     for (int i = 0; i < 4; i++) {
-        sc = kir_list_of(&kir_stmt_add(m, &gl, KS_SCOPE)->body);
-        kir_var *codes[4], *rows[2], *toks[RSR_BATCH_TILE_MAX / 2];
-        for (int r = 0; r < R; r++) {
-            codes[r] = var(L, strf(L, "c%d", r, 0), KT_CODES);
-            kir_expr *field = kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wg), num(L, r * V)), NULL, NULL, i);
-            kir_decl(m, &sc, codes[r], field, false);
-        }
+        kir_list sc = tile_field(L, &gl, wg, i, codes);
+        kir_var *rows[2];
         for (int p = 0; p < 2; p++) {
             rows[p] = var(L, strf(L, "r%d", p, 0), KT_PAIR);
             kir_expr *pair = kir_vec(m, KO_PAIR, KT_PAIR, ref(L, codes[2 * p]), ref(L, codes[2 * p + 1]), NULL, 0);
             kir_decl(m, &sc, rows[p], pair, false);
         }
         for (int q = 0; q < T / 2; q++) {
+            kir_var *toks = var(L, strf(L, "t%d", q, 0), KT_PAIR);
+            int V = L->kn->vec_bytes;
             kir_expr *off = add(L, mul(L, ref(L, g), num(L, 4 * V)), num(L, i * V));
-            toks[q] = var(L, strf(L, "t%d", q, 0), KT_PAIR);
             kir_expr *pair = kir_vec(m, KO_XPAIR, KT_PAIR, idx(L, ref(L, x[2 * q]), off),
                                      idx(L, ref(L, x[2 * q + 1]), off), NULL, 0);
-            kir_decl(m, &sc, toks[q], pair, false);
+            kir_decl(m, &sc, toks, pair, false);
             for (int p = 0; p < 2; p++)
                 kir_set(m, &sc, mc.acc[p][q],
-                        kir_vec(m, KO_MMLA, KT_BACC, ref(L, mc.acc[p][q]), ref(L, rows[p]), ref(L, toks[q]), 0));
+                        kir_vec(m, KO_MMLA, KT_BACC, ref(L, mc.acc[p][q]), ref(L, rows[p]), ref(L, toks), 0));
         }
     }
     for (mc.c.j = 0; mc.c.j < T; mc.c.j++) store_rows(L, l, b, R, tile_index, mmla_value, &mc);

@@ -102,6 +102,10 @@ static void usage(FILE *out) {
           "  --repeat N            with --bench: N rounds of every phase, alternating; the median, min\n"
           "                        and max of each (default 1)\n"
           "  --json                with --bench: the figures as one JSON object on stdout\n"
+          "  --bench -p 512 -n 128 llama-bench's tests: -p and -n lengths (lists: -p 128,512 -n 0,64) of a\n"
+          "                        synthetic prompt's prefill (ppN) and a decode from an empty context (tgN),\n"
+          "                        -r rounds (default 5) alternating, a table of mean ± sd tok/s; -o md\n"
+          "                        (default), csv or json\n"
           "  --parallel N          N sequences stepped together, 1 to 256: with -f, one prompt per line\n"
           "                        (continuations printed in order; each as `-p LINE --seed S+i` alone\n"
           "                        gives it, i the line's index from 0); with --tokens, N sequences from\n"
@@ -549,6 +553,7 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
 typedef struct cli_args {
     run_options o;
     const char *tokens_arg, *logits_path, *prompt_file, *model_opt, *max_memory;
+    const char *n_arg;  /* -n as given: a list of lengths with --bench -p LENGTHS */
     long threads, seed; /* seed -1: a new one each run */
     int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify, do_digest;
     const char *expect_digest;
@@ -662,7 +667,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
     opterr = 0;
     llama_spellings(argc, argv);
     int c;
-    while ((c = getopt_long(argc, argv, ":p:f:n:t:m:c:b:ihv", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:f:n:t:m:c:b:r:o:ihv", longs, NULL)) != -1) {
         switch (c) {
         case 'm': a->model_opt = optarg; break;
         case 'c': a->o.ctx = (int32_t)parse_num("-c", optarg, 0, INT32_MAX); break;
@@ -671,7 +676,16 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_VERSION: printf("rsr-run %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); return 1;
         case 'p': a->o.prompt = optarg; break;
         case 'f': a->prompt_file = optarg; break;
-        case 'n': a->o.n_gen = parse_num("-n", optarg, 0, 1 << 24); break;
+        case 'n':
+            a->n_arg = optarg;
+            if (!strchr(optarg, ',')) a->o.n_gen = parse_num("-n", optarg, 0, 1 << 24);
+            break;
+        case 'r': a->bench_opt = "-r", a->o.repeat = (int)parse_num("-r", optarg, 1, 1000); break;
+        case 'o':
+            if (strcmp(optarg, "md") && strcmp(optarg, "csv") && strcmp(optarg, "json"))
+                die("-o: '%s' is not a table format (md, csv, json)", optarg);
+            a->bench_opt = "-o", a->o.bench_format = optarg;
+            break;
         case 't': a->threads = parse_num("--threads", optarg, 0, 1024); break;
         case O_TOKENS: a->tokens_arg = optarg[0] == '@' ? tokens_file(optarg) : optarg; break;
         case O_LOGITS: a->logits_path = optarg; break;
@@ -803,6 +817,15 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (a->o.stats && !a->tokens_arg) die("--stats prints its figures per step with --tokens");
     if (a->do_bench && a->head_opt) die("--bench measures every head: drop --head");
     if (a->bench_opt && !a->do_bench) die("%s needs --bench", a->bench_opt);
+    const bool grid = a->do_bench && !a->prompt_file && bench_is_list(a->o.prompt);
+    if (a->n_arg && strchr(a->n_arg, ',') && !grid)
+        die("-n %s: one count; a list of lengths goes with --bench -p LENGTHS (e.g. --bench -p 512 -n 0,128)",
+            a->n_arg);
+    if (a->o.bench_format && !grid)
+        die("-o %s: the table of --bench -p LENGTHS (e.g. --bench -p 512 -n 128)", a->o.bench_format);
+    if (grid && (a->o.parallel > 1 || a->tokens_arg))
+        die("--bench -p %s: lengths of synthetic prompts; drop %s", a->o.prompt,
+            a->tokens_arg ? "--tokens" : "--parallel");
     if (a->o.parallel > 1 && !a->do_bench && !a->tokens_arg && !a->prompt_file)
         die("--parallel %d needs -f FILE (one prompt per line), --tokens or --bench", a->o.parallel);
     if (a->o.parallel > 1 && (a->logits_path || a->o.stats || a->head_opt || a->do_chat))
@@ -871,6 +894,12 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (a.do_bench && !a.prompt_file && bench_is_list(a.o.prompt)) { /* llama-bench's tests and table */
+        run_bench_grid(m, &info, &a.o, a.o.prompt, a.n_arg);
+        api.model_close(m);
+        flush_stdout();
+        return 0;
+    }
     if (a.o.parallel > 1 && !a.do_bench && strncmp(info.device, "cpu", 3))
         die("--parallel: batches run on the CPU, and %s opened on the GPU: add --device cpu", a.o.model_path);
     if (a.o.parallel > 1 && !a.do_bench) {

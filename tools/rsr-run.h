@@ -3,6 +3,7 @@
 #ifndef RSR_RUN_H
 #define RSR_RUN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -25,10 +26,11 @@ typedef struct run_options {
     const char **stop;          /* --stop strings */
     int num_stop;
     const char *chat_template, *system;
-    int threads;      /* the threads the model runs on (-t, or the runtime's default) */
-    int head_int8;    /* --head int8: logits from the int8 copy of the LM head (lossy) */
-    int repeat, json; /* --bench: rounds, and JSON output */
-    int parallel;     /* --parallel: sequences stepped together (0: one) */
+    int threads;              /* the threads the model runs on (-t, or the runtime's default) */
+    int head_int8;            /* --head int8: logits from the int8 copy of the LM head (lossy) */
+    int repeat, json;         /* --bench: rounds, and JSON output */
+    const char *bench_format; /* --bench with -p lengths: -o md, csv or json (NULL: md, or json with --json) */
+    int parallel;             /* --parallel: sequences stepped together (0: one) */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -58,6 +60,12 @@ void sample_state_free(sample_state *st);
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st);
 /* The model's tokenizer, or an exit that says what (why) needed it. */
 rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why);
+/* --bench's line on the terminal: what is being measured (NULL: erase it); nothing off a terminal */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* --bench -p 512[,...] -n 128[,...]: llama-bench's tests and table (run_bench_grid.c) */
+bool bench_is_list(const char *s); /* "512" or "128,512": lengths, not a prompt */
+void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const char *p_list,
+                    const char *n_list);
 
 /* run_bench.c: --bench (open_s: how long the model took to open) */
 void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt,

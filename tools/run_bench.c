@@ -21,7 +21,7 @@
 /* What is being measured, on one line of the terminal that the next overwrites (minutes pass on a
  * large model); nothing when stderr is not a terminal, so the figures alone reach a pipe or a log.
  * NULL: erase the line. */
-static void progress(const char *fmt, ...) {
+void bench_progress(const char *fmt, ...) {
     static int tty = -1;
     if (tty < 0) tty = isatty(2);
     if (!tty) return;
@@ -322,7 +322,7 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
     static const char *const phase_name[NUM_PHASES] = {"prefill", "decode (greedy head)", "decode (full logits)",
                                                        "decode (sampled)", "read bandwidth"};
     for (int r = 0; r < rounds; r++) {
-        progress("round %d of %d: %s of %d tokens", r + 1, rounds, phase_name[PH_PREFILL], n_prompt);
+        bench_progress("round %d of %d: %s of %d tokens", r + 1, rounds, phase_name[PH_PREFILL], n_prompt);
         check(api.session_reset(s), s);
         double t = now();
         int32_t first;
@@ -333,19 +333,19 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
         else if (first != tokens[0])
             die("--bench: round %d's prefill gives token %d, the first round's %d", r + 1, first, tokens[0]);
         for (int p = PH_GREEDY; decode && p <= PH_SAMPLED; p++) { /* the first greedy phase records the tokens */
-            progress("round %d of %d: %s of %d tokens (prefill %.1f tok/s)", r + 1, rounds, phase_name[p], decode,
-                     runs[r][PH_PREFILL]);
+            bench_progress("round %d of %d: %s of %d tokens (prefill %.1f tok/s)", r + 1, rounds, phase_name[p], decode,
+                           runs[r][PH_PREFILL]);
             runs[r][p] = decode / decode_phase(p, r == 0 && p == PH_GREEDY, s, info, o, prompt, n_prompt, tokens,
                                                decode, logits, exact, r == 0 ? keep : 0, &w);
         }
-        progress("round %d of %d: %s", r + 1, rounds, phase_name[PH_BW]);
+        bench_progress("round %d of %d: %s", r + 1, rounds, phase_name[PH_BW]);
         runs[r][PH_BW] = on_gpu ? 0 : read_bandwidth(info->num_threads);
         if (o->parallel > 1) {
-            progress("round %d of %d: %d sequences together", r + 1, rounds, o->parallel);
+            bench_progress("round %d of %d: %d sequences together", r + 1, rounds, o->parallel);
             parallel_phase(&par, prompt, n_prompt, tokens, decode, &runs[r][PH_PAR_PREFILL], &runs[r][PH_PAR_DECODE]);
         }
     }
-    progress("the int8 head's error, and the prefill one token per step");
+    bench_progress("the int8 head's error, and the prefill one token per step");
     if (o->parallel > 1) parallel_close(&par);
     if (decode && !on_gpu) int8_phase(s, info, prompt, n_prompt, tokens, decode, logits, exact, keep, &w);
     /* the same prefill one token per step (the batched kernels' gain), which must agree */
@@ -360,7 +360,7 @@ void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, c
     if (first1 != tokens[0])
         die("--bench: the prefill one token per step gives token %d, batched %d", first1, tokens[0]);
 
-    progress(NULL);
+    bench_progress(NULL);
     stat3 st[NUM_PHASES];
     for (int p = 0; p < NUM_PHASES; p++) {
         double v[rounds];

@@ -802,6 +802,8 @@ static void compile(const options *o) {
         note(1, "wrote %s", o->output);
     } else {
         open_printers(&b);
+        progress_open(o->progress);
+        progress_phase("the embedding, the LM head's int8 copy, the tokenizer");
         write_constants(&b);
         compile_matrices(&b);
         finish_kernels(&b);

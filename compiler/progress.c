@@ -53,6 +53,7 @@ static struct {
     int layers, last_layer;
     uint64_t total_work;
     double start, last_draw;
+    double work_start; /* when the per-matrix work began: its rate predicts its rest */
     double backend_s;  /* the predicted time of the stages after the per-matrix work */
     char *stage;       /* the stage running now (after the per-matrix work), or NULL */
     double stage_left; /* its predicted seconds left when it began, and the later ones' */
@@ -64,13 +65,28 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void progress_clear(void);
 
-void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
+static void stop_ticker(void);
+
+/* The compile's clock starts here; until progress_begin a phase line may say what runs. */
+void progress_open(enum progress_mode mode) {
     diag_before_message(progress_clear); /* a message first erases the status line */
+    P.mode = mode;
+    P.start = P.last_draw = now_seconds();
+}
+
+void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
+    if (P.start == 0) progress_open(mode);
+    stop_ticker(); /* a phase line before the matrices is over */
+    pthread_mutex_lock(&lock);
+    free(P.stage);
+    P.stage = NULL;
+    pthread_mutex_unlock(&lock);
     P.mode = mode;
     P.layers = layers;
     P.total_work = total_work ? total_work : 1;
     P.last_layer = 0;
-    P.start = P.last_draw = now_seconds();
+    P.work_start = now_seconds();
+    P.last_draw = 0; /* the first layer's line replaces the phase's at once */
 }
 
 void progress_expect_backend(double seconds) { P.backend_s = seconds > 0 ? seconds : 0; }
@@ -112,12 +128,14 @@ static void draw_locked(const char *text) {
 /* layer: the layer being compiled (0-based); done: work finished so far, in total_work's units. */
 void progress_update(int layer, uint64_t done, const char *what) {
     if (P.mode == PROGRESS_OFF) return;
-    double now = now_seconds(), elapsed = now - P.start;
+    double now = now_seconds(), elapsed = now - P.start, working = now - P.work_start;
     double frac = (double)done / (double)P.total_work;
     char el[32], eta[32];
     clock_text(el, sizeof el, elapsed);
-    if (frac > 0.0)
-        clock_text(eta, sizeof eta, elapsed / frac * (1.0 - frac) + P.backend_s);
+    /* the rate of a whole layer predicts the rest; the first matrices' alone (one-time costs,
+     * a cold cache) once read 56 minutes for a compile of two */
+    if (frac > 0.0 && layer >= 1)
+        clock_text(eta, sizeof eta, working / frac * (1.0 - frac) + P.backend_s);
     else
         snprintf(eta, sizeof eta, "?");
     if (P.mode == PROGRESS_LINES) {
@@ -150,7 +168,8 @@ static void draw_stage_locked(void) {
     clock_text(el, sizeof el, now - P.start);
     double left = P.stage_left - (now - P.stage_start);
     clock_text(eta, sizeof eta, left > 1 ? left : 1);
-    char *line = xasprintf("rsrc: %s  %s elapsed, ETA %s", P.stage, el, eta);
+    char *line = P.stage_left < 0 ? xasprintf("rsrc: %s  %s elapsed", P.stage, el)
+                                  : xasprintf("rsrc: %s  %s elapsed, ETA %s", P.stage, el, eta);
     draw_locked(line);
     free(line);
 }
@@ -175,9 +194,17 @@ static void stop_ticker(void) {
     if (was) pthread_join(P.ticker, NULL);
 }
 
+static void show_stage(const char *what, double left, double expect_s);
+
 /* A stage after the per-matrix work (it cannot report its own progress); expect_s: its share of
  * the backend prediction, which leaves the ETA of the stages after it. */
-void progress_stage(const char *what, double expect_s) {
+void progress_stage(const char *what, double expect_s) { show_stage(what, P.backend_s, expect_s); }
+
+/* Work before the matrices (the embedding, the LM head's int8 copy): named, with the clock, and
+ * no ETA (nothing predicts it). */
+void progress_phase(const char *what) { show_stage(what, -1, 0); }
+
+static void show_stage(const char *what, double left, double expect_s) {
     if (P.mode == PROGRESS_OFF) return;
     char el[32];
     clock_text(el, sizeof el, now_seconds() - P.start);
@@ -189,7 +216,7 @@ void progress_stage(const char *what, double expect_s) {
     free(P.stage);
     P.stage = xstrdup(what);
     P.stage_start = now_seconds();
-    P.stage_left = P.backend_s;
+    P.stage_left = left;
     P.backend_s -= expect_s > 0 ? expect_s : 0;
     if (P.backend_s < 0) P.backend_s = 0;
     draw_stage_locked();

@@ -679,6 +679,8 @@ void stage_enter(enum stage s);
 void stage_hold(bool on);        /* while on, stage_enter does nothing: nested work counts as the current stage */
 void stage_report(double total); /* -v */
 enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };
+void progress_open(enum progress_mode mode); /* the clock starts */
+void progress_phase(const char *what);       /* before the matrices: a named line, no ETA */
 void progress_begin(enum progress_mode mode, int layers, uint64_t total_work);
 void progress_update(int layer, uint64_t done, const char *what);
 /* The predicted seconds of the stages after the per-matrix work, counted into the ETA. */

@@ -18,7 +18,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$build/rsrc" "$work/model" -o "$work/model.so"
 
 info=$(run --info)
-grep -q '^tokenizer byte-level BPE, 512 tokens (5 added), bos 1 eos 2 eot 511, chat template bitnet$' <<<"$info" ||
+grep -q '^tokenizer byte-level BPE, 512 tokens (5 added), bos 1 eos 2 eot 511, chat template bitnet; compiled from tokenizer.json (byte-level BPE, 512 tokens)$' <<<"$info" ||
   fail "--info does not show the compiled-in tokenizer: $(grep tokenizer <<<"$info")"
 
 P="The capital of France is"

@@ -158,7 +158,8 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
     argv[n++] = (char *)link_runtime(t);
     argv[n++] = "-Wl,--no-whole-archive";
-    argv[n++] = RSRC_OPENMP_FLAG;
+    /* the cross runtime is built by that architecture's gcc (libgomp), whatever compiler built rsrc */
+    argv[n++] = foreign ? "-fopenmp" : RSRC_OPENMP_FLAG;
     char *deps = xstrdup(RSRC_RUNTIME_DEPS);
     for (char *tok = strtok(deps, " "); tok && n < 56; tok = strtok(NULL, " ")) argv[n++] = tok;
     argv[n++] = "-lm";

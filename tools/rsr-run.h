@@ -61,6 +61,8 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
 /* The model's tokenizer, or an exit that says what (why) needed it. */
 rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why);
 /* --bench's line on the terminal: what is being measured (NULL: erase it); nothing off a terminal */
+/* Bytes the exact model reads per decoded token (run_bench.c): the roofline's numerator */
+double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* --bench -p 512[,...] -n 128[,...]: llama-bench's tests and table (run_bench_grid.c) */
 bool bench_is_list(const char *s); /* "512" or "128,512": lengths, not a prompt */

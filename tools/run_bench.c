@@ -38,7 +38,7 @@ void bench_progress(const char *fmt, ...) {
 
 /* Bytes the exact model reads per decoded token: every ternary weight at 2 bits and the 16-bit
  * LM head (what the published checkpoints hold); the KV cache and activations are left out. */
-static double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info) {
+double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info) {
     double bytes = 2.0 * (double)info->vocab_size * (double)info->hidden_size;
     for (int32_t i = 0; i < info->num_matrices; i++) {
         rsr_matrix_info mi;

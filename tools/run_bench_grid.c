@@ -130,11 +130,7 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     int32_t *ids = malloc(sizeof *ids * (size_t)most);
     if (!ids) die("out of memory");
     for (int32_t i = 0; i < most; i++) ids[i] = (int32_t)((i * 2654435761u) % (uint32_t)info->vocab_size);
-    double bytes = 2.0 * (double)info->vocab_size * (double)info->hidden_size; /* as run_bench.c counts */
-    for (int32_t i = 0; i < info->num_matrices; i++) {
-        rsr_matrix_info mi;
-        if (api.model_matrix_info(m, i, &mi) == RSR_OK) bytes += (double)mi.rows * (double)mi.cols / 4;
-    }
+    const double bytes = exact_bytes_per_token(m, info);
     const bool on_gpu = !strncmp(info->device, "gpu", 3);
     run_test(s, &t[0], ids); /* warm-up */
     for (int r = 0; r < rounds; r++) {

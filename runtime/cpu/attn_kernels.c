@@ -1,7 +1,8 @@
 /*
  * attn_kernels.c — attention kernels: scores, online softmax, value accumulation. An AVX-512 version
- * is chosen at run time when the CPU has it (the runtime itself is built for the baseline ISA);
- * the portable version is the specification and the fallback.
+ * (here) or an 8-lane one (attn_v8.h: AVX2, NEON) is chosen at run time by the runtime's kernel
+ * family (the runtime itself is built for the baseline ISA); the portable version is the
+ * specification and the fallback.
  */
 #include "attn_kernels.h"
 
@@ -477,8 +478,10 @@ void attn_scores_kv(const float *q, int32_t gq, attn_rows keys, int32_t d, int32
         scores_avx512(q, gq, keys, d, j0, j1, dots, ostride);
         return;
     }
-    if (attn_avx2_enabled()) {
-        attn_avx2_scores(q, gq, keys, d, j0, j1, dots, ostride);
+#endif
+#ifdef ATTN_HAVE_V8
+    if (attn_v8_enabled()) {
+        attn_v8_scores(q, gq, keys, d, j0, j1, dots, ostride);
         return;
     }
 #endif
@@ -496,7 +499,9 @@ void attn_scores(const float *q, int32_t gq, const float *keys, size_t stride, i
 float attn_dot_kv(const float *q, attn_rows k, int64_t j, int32_t d) {
 #ifdef ATTN_X86
     if (attn_simd_enabled()) return dot_avx512(q, attn_row(k, j), d, k.type);
-    if (attn_avx2_enabled()) return attn_avx2_dot(q, attn_row(k, j), d, k.type);
+#endif
+#ifdef ATTN_HAVE_V8
+    if (attn_v8_enabled()) return attn_v8_dot(q, attn_row(k, j), d, k.type);
 #endif
     return dot_scalar(q, attn_row(k, j), k.type, d);
 }
@@ -510,8 +515,10 @@ void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, at
         accumulate_avx512(st, x, idx, n, values, d);
         return;
     }
-    if (attn_avx2_enabled()) {
-        attn_avx2_accumulate(st, x, idx, n, values, d);
+#endif
+#ifdef ATTN_HAVE_V8
+    if (attn_v8_enabled()) {
+        attn_v8_accumulate(st, x, idx, n, values, d);
         return;
     }
 #endif
@@ -526,8 +533,10 @@ void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows k
         dense_range_avx512(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
         return;
     }
-    if (attn_avx2_enabled()) {
-        attn_avx2_dense_range(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
+#endif
+#ifdef ATTN_HAVE_V8
+    if (attn_v8_enabled()) {
+        attn_v8_dense_range(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
         return;
     }
 #endif

@@ -149,18 +149,25 @@ int rt_cpu_missing(const char *features, char *out, size_t size) {
     return len > 0;
 }
 
-static const char *const isa_names[] = {"portable", "avx2", "avx512", "avx512vnni"};
+static const char *const isa_names[] = {"portable", "avx2", "avx512", "avx512vnni", "neon"};
 
 const char *rt_isa_name(rt_isa isa) {
-    return isa >= RT_ISA_PORTABLE && isa <= RT_ISA_AVX512_VNNI ? isa_names[isa] : "unknown";
+    return isa >= RT_ISA_PORTABLE && isa <= RT_ISA_NEON ? isa_names[isa] : "unknown";
 }
 
+/* A family's rank among those of its architecture: what a cap compares. */
+static int isa_rank(rt_isa isa) { return isa == RT_ISA_NEON ? 1 : (int)isa; }
+
 rt_isa rt_cpu_isa_uncapped(void) {
-    rt_isa isa = RT_ISA_PORTABLE; /* F16C: every AVX2 CPU has it; checked all the same */
+    rt_isa isa = RT_ISA_PORTABLE;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    if (rt_cpu_has("neon")) isa = RT_ISA_NEON;
+#else /* F16C: every AVX2 CPU has it; checked all the same */
     if (rt_cpu_has("avx2") && rt_cpu_has("fma") && rt_cpu_has("f16c")) isa = RT_ISA_AVX2;
     if (isa == RT_ISA_AVX2 && rt_cpu_has("avx512f") && rt_cpu_has("avx512bw") && rt_cpu_has("avx512vl"))
         isa = RT_ISA_AVX512;
     if (isa == RT_ISA_AVX512 && rt_cpu_has("avx512vnni")) isa = RT_ISA_AVX512_VNNI;
+#endif
     return isa;
 }
 
@@ -174,7 +181,7 @@ static rt_isa env_cap(void) {
     rt_isa cap = RT_ISA_AVX512_VNNI;
     const char *want = getenv("RSR_CPU");
     if (want && *want)
-        for (int i = RT_ISA_PORTABLE; i <= RT_ISA_AVX512_VNNI; i++)
+        for (int i = RT_ISA_PORTABLE; i <= RT_ISA_NEON; i++)
             if (!strcmp(want, isa_names[i])) cap = (rt_isa)i;
     if (set("RSR_DISABLE_AVX512") && cap > RT_ISA_AVX2) cap = RT_ISA_AVX2;
     if (set("RSR_DISABLE_AVX512") && set("RSR_DISABLE_AVX2")) cap = RT_ISA_PORTABLE;
@@ -187,7 +194,8 @@ rt_isa rt_cpu_isa(void) {
     int st = __atomic_load_n(&isa_state, __ATOMIC_RELAXED);
     if (st < 0) {
         rt_isa have = rt_cpu_isa_uncapped(), cap = env_cap();
-        st = (int)(have < cap ? have : cap);
+        /* the best family of this architecture within the cap's rank (x86 ranks are the x86 values) */
+        st = isa_rank(have) <= isa_rank(cap) ? (int)have : isa_rank(cap);
         __atomic_store_n(&isa_state, st, __ATOMIC_RELAXED);
     }
     return (rt_isa)st;

@@ -2,7 +2,7 @@
  *
  * Every CPU-dependent choice of the runtime (attention, Louver, the LM head, quantisation, the
  * element-wise loops of a step) asks rt_cpu_isa(), so one process runs one family throughout and
- * one knob caps it: RSR_CPU=portable|avx2|avx512|avx512vnni runs a lesser machine's path on a
+ * one knob caps it: RSR_CPU=portable|avx2|avx512|avx512vnni (|neon on AArch64) runs a lesser machine's path on a
  * bigger one (to test every family, or to measure an AVX2 CPU's path on an AVX-512 one).
  * The matrices' inputs, the head's integer sums and the element-wise loops have the same bits in
  * every family; attention's sums are ordered per family (docs/numerics.md). */
@@ -14,10 +14,15 @@ typedef enum rt_isa {
     RT_ISA_AVX2 = 1,        /* AVX2, FMA, F16C (Haswell, Zen 1-3) */
     RT_ISA_AVX512 = 2,      /* AVX-512 F, BW, VL */
     RT_ISA_AVX512_VNNI = 3, /* and AVX-512 VNNI (Ice Lake, Zen 4, Zen 5) */
+    RT_ISA_NEON = 4,        /* AArch64 Advanced SIMD (every Armv8-A core): the 8-lane attention */
 } rt_isa;
 
+/* The AVX-512 families (the values are names, not an order across architectures). */
+static inline int rt_isa_avx512(rt_isa isa) { return isa == RT_ISA_AVX512 || isa == RT_ISA_AVX512_VNNI; }
+
 /* The family: what the CPU has, capped by RSR_CPU (and by the older spellings RSR_DISABLE_AVX512=1,
- * which caps at avx2, and RSR_DISABLE_AVX2=1 with it, which caps at portable). Probed once. */
+ * which caps at avx2, and RSR_DISABLE_AVX2=1 with it, which caps at portable). On AArch64 the
+ * families are portable and neon, and any cap but portable leaves neon. Probed once. */
 rt_isa rt_cpu_isa(void);
 /* Its name as RSR_CPU spells it. */
 const char *rt_isa_name(rt_isa isa);
@@ -36,7 +41,7 @@ rt_isa rt_cpu_isa_uncapped(void);
     __attribute__((target("avx2"))) static void name##_avx2 params { name##_body args; }                               \
     static void name params {                                                                                          \
         const rt_isa isa_ = rt_cpu_isa();                                                                              \
-        if (isa_ >= RT_ISA_AVX512)                                                                                     \
+        if (rt_isa_avx512(isa_))                                                                                       \
             name##_avx512 args;                                                                                        \
         else if (isa_ == RT_ISA_AVX2)                                                                                  \
             name##_avx2 args;                                                                                          \

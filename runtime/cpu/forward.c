@@ -265,7 +265,7 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 
 static float quantize(int8_t *q, const float *x, int32_t n) {
     const rt_isa isa = rt_cpu_isa();
-    float scale = rt_quantize_family(isa >= RT_ISA_AVX512 ? 2 : isa == RT_ISA_AVX2 ? 1 : 0, q, x, n);
+    float scale = rt_quantize_family(rt_isa_avx512(isa) ? 2 : isa == RT_ISA_AVX2 ? 1 : 0, q, x, n);
     memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n)); /* kernels read whole groups */
     return scale;
 }

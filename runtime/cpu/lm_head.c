@@ -66,7 +66,7 @@ __attribute__((target("avx2"))) static float dot_bf16_avx2(const uint16_t *w, co
 static float dot_bf16(const uint16_t *w, const float *x, int32_t n) {
 #if defined(__x86_64__)
     const rt_isa isa = rt_cpu_isa();
-    if (isa >= RT_ISA_AVX512) return dot_bf16_avx512(w, x, n);
+    if (rt_isa_avx512(isa)) return dot_bf16_avx512(w, x, n);
     if (isa == RT_ISA_AVX2) return dot_bf16_avx2(w, x, n);
 #endif
     return dot_bf16_body(w, x, n);
@@ -202,7 +202,7 @@ static rsr_status head_scratch(rsr_session *s) {
     }
 #if defined(__x86_64__)
     const rt_isa isa = rt_cpu_isa();
-    h->dot = isa == RT_ISA_AVX512_VNNI ? dot_q8_vnni : isa >= RT_ISA_AVX2 ? dot_q8_avx2 : dot_q8_scalar;
+    h->dot = isa == RT_ISA_AVX512_VNNI ? dot_q8_vnni : isa != RT_ISA_PORTABLE ? dot_q8_avx2 : dot_q8_scalar;
     if (isa == RT_ISA_AVX512_VNNI) h->dot_rows = dot_q8_vnni_rows;
 #else
     h->dot = dot_q8_scalar; /* off x86 the portable family is the only one */

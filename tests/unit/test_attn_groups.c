@@ -4,7 +4,7 @@
  * once) gives every head the bits it gets alone: the running max, the sum of weights and every
  * element of the output, for every element type, head sizes with and without a fast path, 1 to 5
  * heads and any number of keys. Run in each kernel family (ctest: default, RSR_CPU=avx2
- * for AVX2, RSR_CPU=portable for the portable C).
+ * for AVX2, RSR_CPU=portable for the portable C; under qemu-aarch64, NEON and portable).
  */
 #include <math.h>
 #include <stdint.h>
@@ -51,10 +51,7 @@ int main(void) {
                 }
             free(K), free(V), free(q), free(x), free(scratch), free(o_all), free(o_one);
         }
-    printf("test_attn_groups (%s kernels): %d passed, %d failed\n",
-           attn_simd_enabled()   ? "AVX-512"
-           : attn_avx2_enabled() ? "AVX2"
-                                 : "portable",
-           checks - failures, failures);
+    printf("test_attn_groups (%s kernels): %d passed, %d failed\n", rt_isa_name(rt_cpu_isa()), checks - failures,
+           failures);
     return failures != 0;
 }

@@ -10,8 +10,10 @@
  * MISSING, or loaded when there is none — the cross build runs this under QEMU's CPU models.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "internal.h"
 
 #include "expect.h"
@@ -58,11 +60,33 @@ static void test_names(void) {
     expect_load(all, missing);
 }
 
+/* The kernel family: on AArch64 always NEON (every Armv8-A core has it), capped only by
+ * RSR_CPU=portable; on x86 the one its features give. */
+static void test_family(void) {
+    const char *cap = getenv("RSR_CPU");
+    const int portable = cap && !strcmp(cap, "portable");
+    const rt_isa have = rt_cpu_isa_uncapped(), isa = rt_cpu_isa();
+    printf("kernel family %s (the CPU's: %s)\n", rt_isa_name(isa), rt_isa_name(have));
+#if defined(__aarch64__)
+    EXPECT(have == RT_ISA_NEON, "an AArch64 CPU's family is %s, not neon", rt_isa_name(have));
+#else
+    EXPECT(have == (rt_cpu_has("avx512vnni") && rt_cpu_has("avx512bw") ? RT_ISA_AVX512_VNNI
+                    : rt_cpu_has("avx512bw")                           ? RT_ISA_AVX512
+                    : rt_cpu_has("avx2") && rt_cpu_has("fma")          ? RT_ISA_AVX2
+                                                                       : RT_ISA_PORTABLE),
+           "family %s for this CPU's features", rt_isa_name(have));
+#endif
+    EXPECT(isa == (portable ? RT_ISA_PORTABLE
+                   : cap    ? isa
+                            : have),
+           "RSR_CPU=%s gives %s", cap ? cap : "", rt_isa_name(isa));
+}
+
 int main(int argc, char **argv) {
     if (argc > 1)
         expect_load(argv[1], argc > 2 ? argv[2] : "");
     else
-        test_names();
+        test_names(), test_family();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

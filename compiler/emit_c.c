@@ -240,6 +240,8 @@ static const char *const c_types[KT_COUNT] = {
     [KT_CODES] = "rsr_codes",
     [KT_BACC] = "rsr_bacc",
     [KT_PAIR] = "rsr_pair",
+    [KT_LUT16] = "int16_t",
+    [KT_LUTV] = "__m512i",
 };
 
 /* C's binding strength of an operation (higher binds tighter). */
@@ -255,28 +257,30 @@ static int c_prec(const kir_expr *e) {
     case KO_LE: return 10;
     case KO_EQ: return 9;
     case KO_AND: return 8;
+    case KO_LAND: return 4;
     case KO_CAST:
     case KO_REINTERPRET: return 14;
     default: return 16;
     }
 }
 
-static void c_expr(FILE *out, const kir_expr *e, int min);
+static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min);
 
-static void c_call(FILE *out, const char *fn, const kir_expr *a, const kir_expr *b, const kir_expr *c) {
+static void c_call(FILE *out, const kernel *kn, const char *fn, const kir_expr *a, const kir_expr *b,
+                   const kir_expr *c) {
     fprintf(out, "%s(", fn);
     const kir_expr *args[] = {a, b, c};
     for (int i = 0; i < 3 && args[i]; i++) {
         if (i) fputs(", ", out);
-        c_expr(out, args[i], 0);
+        c_expr(out, kn, args[i], 0);
     }
     fputc(')', out);
 }
 
-static void c_expr(FILE *out, const kir_expr *e, int min) {
+static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min) {
     static const char *const infix[KO_COUNT] = {
-        [KO_ADD] = "+", [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<", [KO_LSHR] = ">>",
-        [KO_AND] = "&", [KO_LT] = "<",  [KO_LE] = "<=", [KO_EQ] = "==",  [KO_INDEX] = "+"};
+        [KO_ADD] = "+", [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<",  [KO_LSHR] = ">>", [KO_AND] = "&",
+        [KO_LT] = "<",  [KO_LE] = "<=", [KO_EQ] = "==", [KO_INDEX] = "+", [KO_LAND] = "&&"};
     int prec = c_prec(e);
     bool paren = prec < min;
     if (paren) fputc('(', out);
@@ -286,47 +290,76 @@ static void c_expr(FILE *out, const kir_expr *e, int min) {
     case KO_CAST:
         if (e->type == KT_SIZE) {
             fputs("(size_t)", out);
-            c_expr(out, e->a, 14);
+            c_expr(out, kn, e->a, 14);
         } else {
             fprintf(out, "(%s)(", c_types[e->type]);
-            c_expr(out, e->a, 0);
+            c_expr(out, kn, e->a, 0);
             fputc(')', out);
         }
         break;
     case KO_REINTERPRET:
         fprintf(out, "(%s)(", c_types[e->type]);
-        c_expr(out, e->a, 0);
+        c_expr(out, kn, e->a, 0);
         fputc(')', out);
         break;
     case KO_LOAD:
-        c_expr(out, e->a, 16);
+        c_expr(out, kn, e->a, 16);
         fputc('[', out);
-        c_expr(out, e->b, 0);
+        c_expr(out, kn, e->b, 0);
         fputc(']', out);
         break;
     case KO_VZERO: fputs(e->type == KT_BACC ? "rsr_bzero()" : "rsr_vzero()", out); break;
-    case KO_DOT4: c_call(out, "rsr_dot4", e->a, e->b, e->c); break;
-    case KO_SUM4: c_call(out, "rsr_sum4", e->a, e->b, NULL); break;
-    case KO_VSUM: c_call(out, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL); break;
-    case KO_BDOT: c_call(out, "rsr_bdot", e->a, e->b, e->c); break;
-    case KO_PAIR: c_call(out, "rsr_pair", e->a, e->b, NULL); break;
-    case KO_XPAIR: c_call(out, "rsr_xpair", e->a, e->b, NULL); break;
-    case KO_MMLA: c_call(out, "rsr_mmla", e->a, e->b, e->c); break;
+    case KO_DOT4: c_call(out, kn, "rsr_dot4", e->a, e->b, e->c); break;
+    case KO_SUM4: c_call(out, kn, "rsr_sum4", e->a, e->b, NULL); break;
+    case KO_VSUM: c_call(out, kn, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL); break;
+    case KO_BDOT: c_call(out, kn, "rsr_bdot", e->a, e->b, e->c); break;
+    case KO_PAIR: c_call(out, kn, "rsr_pair", e->a, e->b, NULL); break;
+    case KO_XPAIR: c_call(out, kn, "rsr_xpair", e->a, e->b, NULL); break;
+    case KO_MMLA: c_call(out, kn, "rsr_mmla", e->a, e->b, e->c); break;
     case KO_LANE:
         fputs("rsr_lane(", out);
-        c_expr(out, e->a, 0);
+        c_expr(out, kn, e->a, 0);
         fprintf(out, ", %lld)", (long long)e->imm);
         break;
     case KO_FIELD:
         fputs("rsr_field(", out);
-        c_expr(out, e->a, 0);
+        c_expr(out, kn, e->a, 0);
         fprintf(out, ", %lld)", (long long)e->imm);
         break;
+    case KO_LUT_TABLES: /* the templates' helpers count tables in groups (vector) or triplets (scalar) */
+        fputs("rsr_lut_tables(", out);
+        c_expr(out, kn, e->a, 0);
+        fprintf(out, ", %lld, %d, ", (long long)e->imm, kn->lut_vector ? kn->groups : 4 * kn->groups);
+        c_expr(out, kn, e->b, 0);
+        fputc(')', out);
+        break;
+    case KO_LUT_ROW:
+        fputs("rsr_lut_row(", out);
+        c_expr(out, kn, e->a, 0);
+        fputs(", ", out);
+        c_expr(out, kn, e->b, 0);
+        fprintf(out, ", %d, ", kn->groups);
+        c_expr(out, kn, e->c, 0);
+        fputc(')', out);
+        break;
+    case KO_LUT_BLOCKS: {
+        const int32_t G = kn->groups, GB = G * LUT_GROUP_BYTES;
+        fputs("rsr_lut_blocks(", out);
+        c_expr(out, kn, e->a, 0);
+        fprintf(out, ", %d, ", GB);
+        c_expr(out, kn, e->b, 0);
+        fprintf(out, ", %d, y + ", G);
+        c_expr(out, kn, e->c, 13);
+        fprintf(out, " * %d, %d - ", LUT_ROWS, kn->rows);
+        c_expr(out, kn, e->c, 13);
+        fprintf(out, " * %d, %lld)", LUT_ROWS, (long long)e->imm);
+        break;
+    }
     default:
         /* binary: left-associative; a shift's amount is bracketed when it is a sum, for the reader */
-        c_expr(out, e->a, prec);
+        c_expr(out, kn, e->a, prec);
         fprintf(out, " %s ", infix[e->op]);
-        c_expr(out, e->b, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec + 1);
+        c_expr(out, kn, e->b, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec + 1);
         break;
     }
     if (paren) fputc(')', out);
@@ -338,25 +371,25 @@ static bool same_expr(const kir_expr *a, const kir_expr *b) {
            same_expr(a->b, b->b) && same_expr(a->c, b->c);
 }
 
-static void c_stmts(FILE *out, const kir_stmt *s, int depth);
+static void c_stmts(FILE *out, const kernel *kn, const kir_stmt *s, int depth);
 
 /* v = v + e prints as v += e (and -), the way the kernels were always written */
-static void c_assign(FILE *out, const kir_expr *lhs, const kir_expr *value) {
+static void c_assign(FILE *out, const kernel *kn, const kir_expr *lhs, const kir_expr *value) {
     bool compound = (value->op == KO_ADD || value->op == KO_SUB || value->op == KO_INDEX) && same_expr(value->a, lhs);
-    c_expr(out, lhs, 0);
+    c_expr(out, kn, lhs, 0);
     if (compound) {
         fprintf(out, " %s= ", value->op == KO_SUB ? "-" : "+");
-        c_expr(out, value->b, 0);
+        c_expr(out, kn, value->b, 0);
     } else {
         fputs(" = ", out);
-        c_expr(out, value, 0);
+        c_expr(out, kn, value, 0);
     }
     fputc(';', out);
 }
 
-static void c_body(FILE *out, const kir_stmt *s, int depth);
+static void c_body(FILE *out, const kernel *kn, const kir_stmt *s, int depth);
 
-static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
+static void c_stmt(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
     switch (s->kind) {
     case KS_DECL: {
         enum kir_type t = s->var->type;
@@ -368,11 +401,11 @@ static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
             if (d->var->array) fprintf(out, "[%d]", d->var->array);
             if (d->init && d->var->array) {
                 fputs(" = {", out);
-                c_expr(out, d->init, 0);
+                c_expr(out, kn, d->init, 0);
                 fputc('}', out);
             } else if (d->init) {
                 fputs(" = ", out);
-                c_expr(out, d->init, 0);
+                c_expr(out, kn, d->init, 0);
             }
         }
         fputc(';', out);
@@ -381,7 +414,7 @@ static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
     }
     case KS_SET: {
         kir_expr lhs = {.op = KO_VAR, .type = s->var->type, .var = s->var};
-        c_assign(out, &lhs, s->value);
+        c_assign(out, kn, &lhs, s->value);
         break;
     }
     case KS_STORE: {
@@ -389,12 +422,12 @@ static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
         bool compound = (s->value->op == KO_ADD || s->value->op == KO_SUB) && s->value->a->op == KO_LOAD &&
                         same_expr(s->value->a->a, s->init) && same_expr(s->value->a->b, s->index);
         if (compound) {
-            c_expr(out, &lhs, 0);
+            c_expr(out, kn, &lhs, 0);
             fprintf(out, " %s= ", s->value->op == KO_SUB ? "-" : "+");
-            c_expr(out, s->value->b, 0);
+            c_expr(out, kn, s->value->b, 0);
             fputc(';', out);
         } else {
-            c_assign(out, &lhs, s->value);
+            c_assign(out, kn, &lhs, s->value);
         }
         break;
     }
@@ -402,66 +435,70 @@ static void c_stmt(FILE *out, const kir_stmt *s, int depth) {
         fputs("for (", out);
         if (s->init) {
             fprintf(out, "%s %s = ", c_types[s->var->type], s->var->name);
-            c_expr(out, s->init, 0);
+            c_expr(out, kn, s->init, 0);
         }
         fputs("; ", out);
-        c_expr(out, s->cond, 0);
+        c_expr(out, kn, s->cond, 0);
         if (s->step == 1)
             fprintf(out, "; %s++)", s->var->name);
         else
             fprintf(out, "; %s += %d)", s->var->name, s->step);
-        c_body(out, s, depth);
+        c_body(out, kn, s, depth);
         break;
     case KS_IF:
         fputs("if (", out);
-        c_expr(out, s->cond, 0);
+        c_expr(out, kn, s->cond, 0);
         fputc(')', out);
-        c_body(out, s, depth);
+        c_body(out, kn, s, depth);
         break;
     case KS_CALL:
         fprintf(out, "%s[", s->callee);
-        c_expr(out, s->index, 0);
+        c_expr(out, kn, s->index, 0);
         fputs("](", out);
-        c_expr(out, s->args[0], 0);
+        c_expr(out, kn, s->args[0], 0);
         fputs(", ", out);
-        c_expr(out, s->args[1], 0);
+        c_expr(out, kn, s->args[1], 0);
         fputs(");", out);
         break;
     case KS_SCOPE:
         fputs("{\n", out);
-        c_stmts(out, s->body, depth + 1);
+        c_stmts(out, kn, s->body, depth + 1);
         fprintf(out, "%*s}", 4 * depth, "");
         break;
     case KS_UNUSED: fprintf(out, "(void)%s;", s->var->name); break;
+    case KS_DO:
+        c_expr(out, kn, s->value, 0);
+        fputc(';', out);
+        break;
     }
 }
 
 /* A loop's or an if's body, by its layout. */
-static void c_body(FILE *out, const kir_stmt *s, int depth) {
+static void c_body(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
     switch (s->layout) {
     case KL_SAME_LINE:
         fputc(' ', out);
-        c_stmt(out, s->body, depth);
+        c_stmt(out, kn, s->body, depth);
         break;
     case KL_NEXT_LINE:
         fprintf(out, "\n%*s", 4 * (depth + 1), "");
-        c_stmt(out, s->body, depth + 1);
+        c_stmt(out, kn, s->body, depth + 1);
         break;
     case KL_BRACES:
         fputs(" {\n", out);
-        c_stmts(out, s->body, depth + 1);
+        c_stmts(out, kn, s->body, depth + 1);
         fprintf(out, "%*s}", 4 * depth, "");
         break;
     }
 }
 
-static void c_stmts(FILE *out, const kir_stmt *s, int depth) {
+static void c_stmts(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
     for (const kir_stmt *first = s; s; s = s->next) {
         if (s->join)
             fputc(' ', out);
         else
             fprintf(out, "%s%*s", s == first ? "" : "\n", 4 * depth, "");
-        c_stmt(out, s, depth);
+        c_stmt(out, kn, s, depth);
         if (!s->next) fputc('\n', out);
     }
 }
@@ -488,7 +525,7 @@ void emit_c_kir(FILE *out, const kir_module *m) {
     for (const kir_func *f = m->funcs; f; f = f->next) {
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
         c_signature(out, f);
-        c_stmts(out, f->body, 1);
+        c_stmts(out, m->kn, f->body, 1);
         fputs(f->sig == KSIG_BLOCK ? "}\n" : "}\n\n", out);
         for (const kir_table *t = m->tables; t; t = t->next) { /* after its last function */
             if (!t->count || t->funcs[t->count - 1] != f) continue;
@@ -567,45 +604,12 @@ static void emit_lanes_batch(FILE *out, const kernel *kn) {
         kn->batch_symbol);
 }
 
-/* lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c). */
-static void emit_lut(FILE *out, const kernel *kn) {
-    int32_t G = kn->groups;
-    fprintf(out, "/* %s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block */\n", kn->strategy,
-            kn->rows, kn->cols, LUT_ROWS, G, LUT_GROUP_COLS, G * LUT_GROUP_BYTES);
-    fprintf(out,
-            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t block_begin,"
-            " int32_t block_end) {\n",
-            kn->symbol);
-    if (!kn->lut_vector) {
-        fprintf(out, "    int16_t tab[%d]; /* 256 bytes per group: 306 KB at 14336 columns */\n", 4 * LUT_ENTRIES * G);
-        fprintf(out, "    rsr_lut_tables(x, %d, %d, tab);\n", kn->cols, 4 * G);
-        fputs("    for (int32_t b = block_begin; b < block_end; b++)\n", out);
-        fprintf(out, "        for (int r = 0; r < %d && b * %d + r < %d; r++)\n", LUT_ROWS, LUT_ROWS, kn->rows);
-        fprintf(out, "            y[b * %d + r] = rsr_lut_row(data + (size_t)b * %d, tab, %d, r);\n}\n\n", LUT_ROWS,
-                G * LUT_GROUP_BYTES, G);
-        return;
-    }
-    fprintf(out, "    __m512i tab[%d];\n", 4 * G);
-    fprintf(out, "    rsr_lut_tables(x, %d, %d, tab);\n", kn->cols, G);
-    fputs("    int32_t b = block_begin;\n", out);
-    for (int nb = LUT_NB; nb >= 1; nb /= LUT_NB) {
-        fprintf(out, "    for (; b + %d <= block_end; b += %d)\n", nb, nb);
-        fprintf(out, "        rsr_lut_blocks(data + (size_t)b * %d, %d, tab, %d, y + b * %d, %d - b * %d, %d);\n",
-                G * LUT_GROUP_BYTES, G * LUT_GROUP_BYTES, G, LUT_ROWS, kn->rows, LUT_ROWS, nb);
-    }
-    fputs("}\n\n", out);
-}
-
 void emit_c_kernel(FILE *out, const kernel *kn) {
-    if (kir_lowers(kn)) {
-        kir_module *m = kir_lower(kn);
-        emit_c_kir(out, m);
-        kir_close(m);
-        if (kn->lanes_min) emit_lanes_batch(out, kn);
-        return;
-    }
-    if (kn->form != KF_LUT) fatal("internal error: %s: form %d has no C kernel", kn->symbol, kn->form);
-    emit_lut(out, kn);
+    if (!kir_lowers(kn)) fatal("internal error: %s: form %d has no C kernel", kn->symbol, kn->form);
+    kir_module *m = kir_lower(kn);
+    emit_c_kir(out, m);
+    kir_close(m);
+    if (kn->lanes_min) emit_lanes_batch(out, kn);
 }
 
 void emit_c_kernel_decl(FILE *out, const kernel *kn) {

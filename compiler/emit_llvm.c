@@ -426,12 +426,11 @@ static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, 
     }
 }
 
-/* Blocks blk..blk+nb-1 of the matrix against the tables (rsr_lut_blocks in C). */
-static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVMValueRef blk, int nb) {
+/* Blocks blk..blk+nb-1 of the matrix (their packed rows at w) against the tables (rsr_lut_blocks in C). */
+static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVMValueRef w, LLVMValueRef blk, int nb) {
     const int32_t G = kn->groups;
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), y = LLVMGetParam(e->fn, 2);
+    LLVMValueRef y = LLVMGetParam(e->fn, 2);
     LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
-    LLVMValueRef w = at(e, e->i8, data, LLVMBuildMul(e->b, i64_of(e, blk), c64(e, (int64_t)G * LUT_GROUP_BYTES), ""));
     LLVMValueRef lo[2 * LUT_NB], hi[2 * LUT_NB];
     for (int j = 0; j < 2 * nb; j++)
         lo[j] = var(e, v16i32, LLVMConstNull(v16i32), "lo"), hi[j] = var(e, v16i32, LLVMConstNull(v16i32), "hi");
@@ -485,31 +484,15 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
     }
 }
 
-static void emit_lut(llvm_emitter *e, const kernel *kn) {
-    if (!kn->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", kn->symbol);
-    const int32_t G = kn->groups;
-    LLVMValueRef x = LLVMGetParam(e->fn, 1);
-    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);
-    LLVMValueRef tab = LLVMBuildArrayAlloca(e->allocas, v64i8, c32(e, 4 * G), "tab");
-    LLVMSetAlignment(tab, 64);
-    /* the tables: full groups in a loop, the tail group (fewer than 12 columns) after it */
+/* The tables of the call's x (KO_LUT_TABLES): full groups in a loop, the tail group (fewer than 12
+ * columns) after it. */
+static void lut_tables(llvm_emitter *e, const kernel *kn, LLVMValueRef x, LLVMValueRef tab) {
     int32_t full = kn->cols / LUT_GROUP_COLS;
     loop T;
     loop_begin(e, &T, c32(e, 0), c32(e, full), "tables");
     lut_group_tables(e, x, tab, T.i, LUT_GROUP_COLS);
     loop_end(e, &T);
-    if (full < G) lut_group_tables(e, x, tab, c32(e, full), kn->cols - LUT_GROUP_COLS * full);
-
-    /* blocks in fours (each load of a group's tables serves all of them: they outgrow L1), then one by one */
-    LLVMValueRef b0 = LLVMGetParam(e->fn, 3), b1 = LLVMGetParam(e->fn, 4);
-    LLVMValueRef quads = LLVMBuildSDiv(e->b, LLVMBuildSub(e->b, b1, b0, ""), c32(e, LUT_NB), "");
-    loop Q, B;
-    loop_begin(e, &Q, c32(e, 0), quads, "quad");
-    lut_blocks(e, kn, tab, LLVMBuildAdd(e->b, b0, LLVMBuildMul(e->b, Q.i, c32(e, LUT_NB), ""), ""), LUT_NB);
-    loop_end(e, &Q);
-    loop_begin(e, &B, LLVMBuildAdd(e->b, b0, LLVMBuildMul(e->b, quads, c32(e, LUT_NB), ""), ""), b1, "block");
-    lut_blocks(e, kn, tab, B.i, 1);
-    loop_end(e, &B);
+    if (full < kn->groups) lut_group_tables(e, x, tab, c32(e, full), kn->cols - LUT_GROUP_COLS * full);
 }
 
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
@@ -939,6 +922,8 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_BACC: return acc_type(e, k->kn);
     case KT_CODES:
     case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
+    case KT_LUT16: return e->i16;
+    case KT_LUTV: return LLVMVectorType(e->i8, 64);
     default: return e->i32;
     }
 }
@@ -1062,7 +1047,18 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         return r;
     }
     case KO_LANE: r.f[0] = LLVMBuildExtractElement(e->b, kev1(k, x->a), c32(e, x->imm), ""); return r;
-    default: fatal("internal error: kernel IR operation %s is not a vector one", kir_op_names[x->op]);
+    case KO_LUT_TABLES:
+    case KO_LUT_BLOCKS: {
+        if (!kn->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", kn->symbol);
+        LLVMValueRef tab =
+            LLVMBuildBitCast(e->b, k->bind[x->b->var->id].slot.f[0], LLVMPointerType(ktype(k, KT_LUTV), 0), "");
+        if (x->op == KO_LUT_TABLES)
+            lut_tables(e, kn, kev1(k, x->a), tab);
+        else
+            lut_blocks(e, kn, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
+        return r;
+    }
+    default: fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
     }
 }
 
@@ -1086,7 +1082,8 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_MUL: r.f[0] = LLVMBuildMul(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_SHL: r.f[0] = LLVMBuildShl(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_LSHR: r.f[0] = LLVMBuildLShr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
-    case KO_AND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_AND:
+    case KO_LAND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_LT:
     case KO_LE:
     case KO_EQ: {
@@ -1121,8 +1118,9 @@ static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
     kbind *bd = &k->bind[d->var->id];
     memset(bd, 0, sizeof *bd);
     if (d->var->array) {
-        bd->array_type = LLVMArrayType(e->i32, (unsigned)d->var->array);
+        bd->array_type = LLVMArrayType(ktype(k, d->var->type), (unsigned)d->var->array);
         bd->slot.f[0] = LLVMBuildAlloca(e->allocas, bd->array_type, d->var->name);
+        if (d->var->type == KT_LUTV) LLVMSetAlignment(bd->slot.f[0], 64);
         if (d->init) set(e, bd->slot.f[0], LLVMConstNull(bd->array_type));
         return;
     }
@@ -1219,6 +1217,7 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         }
         case KS_SCOPE: kir_llvm_stmts(k, s->body); break;
         case KS_UNUSED: break;
+        case KS_DO: kev(k, s->value); break;
         }
 }
 
@@ -1299,16 +1298,13 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
         end_function(e);
         return;
     }
+    if (!e->gpu || kn->form != KF_I2 || kn->isa != DOT_DP4A)
+        fatal("internal error: %s: form %d has no %s kernel in the LLVM backend", kn->symbol, kn->form,
+              e->gpu ? "NVPTX" : "CPU");
     LLVMValueRef fn = begin_function(e, kn->symbol, e->kernel_type, true);
     add_enum_attr(e, fn, 2, "noalias"); /* x */
     add_enum_attr(e, fn, 3, "noalias"); /* y */
-    if (e->gpu ? kn->form != KF_I2 || kn->isa != DOT_DP4A : kn->form != KF_LUT)
-        fatal("internal error: %s: form %d has no %s kernel in the LLVM backend", kn->symbol, kn->form,
-              e->gpu ? "NVPTX" : "CPU");
-    if (e->gpu)
-        emit_gpu_i2(e, kn);
-    else
-        emit_lut(e, kn);
+    emit_gpu_i2(e, kn);
     end_function(e);
 }
 

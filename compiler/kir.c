@@ -16,11 +16,12 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",  "u32",  "size",  "pu8",  "pi8",
-                                              "pu16", "pu32", "pi32", "vacc", "codes", "bacc", "pair"};
+const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",  "u32",   "size", "pu8",  "pi8",   "pu16",
+                                              "pu32", "pi32", "vacc", "codes", "bacc", "pair", "lut16", "lutv"};
 const char *const kir_op_names[KO_COUNT] = {
-    "const", "var",         "add",   "sub",  "mul",  "shl",  "lshr",  "and",  "lt",   "le",    "eq",   "cast", "load",
-    "index", "reinterpret", "vzero", "dot4", "sum4", "vsum", "field", "bdot", "pair", "xpair", "mmla", "lane"};
+    "const", "var",  "add",  "sub",   "mul",   "shl",         "lshr",       "and",     "lt",        "le",
+    "eq",    "land", "cast", "load",  "index", "reinterpret", "vzero",      "dot4",    "sum4",      "vsum",
+    "field", "bdot", "pair", "xpair", "mmla",  "lane",        "lut_tables", "lut_row", "lut_blocks"};
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {
     [KSIG_KERNEL] = {"data", "x", "y", "block_begin", "block_end"},
@@ -213,6 +214,12 @@ kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then) {
     return s;
 }
 
+kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_DO);
+    s->value = op;
+    return s;
+}
+
 /* ---- text ---- */
 
 static void print_expr(FILE *out, const kir_expr *e) {
@@ -224,7 +231,8 @@ static void print_expr(FILE *out, const kir_expr *e) {
     }
     fprintf(out, "%s", kir_op_names[e->op]);
     if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET) fprintf(out, ".%s", kir_type_names[e->type]);
-    if (e->op == KO_FIELD || e->op == KO_LANE) fprintf(out, ".%lld", (long long)e->imm);
+    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_LUT_TABLES || e->op == KO_LUT_BLOCKS)
+        fprintf(out, ".%lld", (long long)e->imm);
     fputc('(', out);
     const kir_expr *ops[] = {e->a, e->b, e->c};
     for (int i = 0, n = 0; i < 3; i++)
@@ -293,6 +301,10 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             print_stmts(out, s->body, depth + 1);
             continue;
         case KS_UNUSED: fprintf(out, "unused %s", s->var->name); break;
+        case KS_DO:
+            fputs("do ", out);
+            print_expr(out, s->value);
+            break;
         }
         fputc('\n', out);
     }

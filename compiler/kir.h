@@ -43,6 +43,8 @@ enum kir_type {
     KT_CODES, /* one decoded field of V packed bytes (C rsr_codes) */
     KT_BACC,  /* a batched accumulator (C rsr_bacc) */
     KT_PAIR,  /* two rows' (or tokens') 16 bytes interleaved by 8-byte halves, for smmla (C rsr_pair) */
+    KT_LUT16, /* an entry of the scalar lut's tables (int16_t; local arrays only) */
+    KT_LUTV,  /* one 64-byte plane of the vector lut's tables (C __m512i; local arrays only) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -61,6 +63,7 @@ enum kir_op {
     KO_LT, /* a < b (signed), as KT_INT */
     KO_LE,
     KO_EQ,
+    KO_LAND,        /* a && b (KT_INT) */
     KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
     KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
     KO_INDEX,       /* a + b: pointer a advanced by b elements */
@@ -77,6 +80,10 @@ enum kir_op {
     KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */
     KO_MMLA,  /* a + the 2 × 2 products of pair b (rows) and pair c (tokens): lane 2·row + token */
     KO_LANE,  /* lane imm of accumulator a, as KT_I32 */
+    /* the lut form (kernel.c, KF_LUT): tables of x's triplet sums, looked up per group of 12 columns */
+    KO_LUT_TABLES, /* the tables of x (a) for the call, into the local array b; imm: the columns */
+    KO_LUT_ROW,    /* row c (0..31) of the block whose packed rows are at a, from the tables b (scalar) */
+    KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b (vector) */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];
@@ -84,7 +91,7 @@ extern const char *const kir_op_names[KO_COUNT];
 typedef struct kir_var {
     const char *name;
     enum kir_type type;
-    int32_t array; /* > 0: a local array of that many elements (KT_I32) */
+    int32_t array; /* > 0: a local array of that many elements (of the type) */
     int id;
 } kir_var;
 
@@ -98,14 +105,15 @@ typedef struct kir_expr {
 } kir_expr;
 
 enum kir_stmt_kind {
-    KS_DECL,  /* var (= init), more declarators of the same type in `more` */
-    KS_SET,   /* var = value (C prints var += x, var -= x where value is var + x, var - x) */
-    KS_STORE, /* target[index] = value: target a pointer or array expression */
-    KS_FOR,   /* for (var = init; cond; var += step) body; init NULL: var declared before */
-    KS_IF,    /* if (cond) body */
-    KS_CALL,  /* the function table `callee`[index](args): the unrolled form's blocks */
-    KS_SCOPE, /* { body } */
-    KS_UNUSED /* (void)var: a C variable that may go unused */
+    KS_DECL,   /* var (= init), more declarators of the same type in `more` */
+    KS_SET,    /* var = value (C prints var += x, var -= x where value is var + x, var - x) */
+    KS_STORE,  /* target[index] = value: target a pointer or array expression */
+    KS_FOR,    /* for (var = init; cond; var += step) body; init NULL: var declared before */
+    KS_IF,     /* if (cond) body */
+    KS_CALL,   /* the function table `callee`[index](args): the unrolled form's blocks */
+    KS_SCOPE,  /* { body } */
+    KS_UNUSED, /* (void)var: a C variable that may go unused */
+    KS_DO      /* value, an operation done for its effect (the lut's tables and blocks) */
 };
 /* The C printer's layout of a loop or if whose body is one statement: in braces, on the same
  * line, or on the next line without braces. */
@@ -200,10 +208,11 @@ kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_ex
 /* for (v = from; v < to; v++), the common case */
 kir_stmt *kir_for_range(kir_module *m, kir_list *l, kir_var *v, kir_expr *from, kir_expr *to, kir_list *body);
 kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then);
+kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op);
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- lowering (lower.c): the forms of kernel.c that go through the IR ---- */
-bool kir_lowers(const struct kernel *kn); /* the unrolled, loop and CPU i2 forms */
+bool kir_lowers(const struct kernel *kn); /* the unrolled, loop, lut and CPU i2 forms */
 kir_module *kir_lower(const struct kernel *kn);
 
 /* ---- printing ---- */

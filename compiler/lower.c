@@ -1,9 +1,10 @@
 /*
- * lower.c — a kernel description (kernel.c) as kernel IR (kir.h): the RSR unrolled and loop forms
- * and the CPU i2 forms (one token, and the tiles of the batched kernel). What each form computes
- * and why is in kernel.c's header; this file says it once in the IR, and the printers translate.
+ * lower.c — a kernel description (kernel.c) as kernel IR (kir.h): the RSR unrolled and loop forms,
+ * the lut form and the CPU i2 forms (one token, and the tiles of the batched kernel). What each
+ * form computes and why is in kernel.c's header; this file says it once in the IR, and the
+ * printers translate.
  *
- * The lut, RSR-lanes and GPU forms are still printed by hand in each printer (emit_c.c,
+ * The RSR-lanes pass and the GPU forms are still printed by hand in each printer (emit_c.c,
  * emit_llvm.c, emit_cuda.c); they move here next (docs/design.md, "Kernel IR").
  */
 #include <stdlib.h>
@@ -438,8 +439,48 @@ static void lower_i2_batch(lower *L, const char *name, bool exported) {
     }
 }
 
+/* ---- lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c) ---- */
+
+static void lower_lut(lower *L) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const int32_t G = kn->groups, GB = G * LUT_GROUP_BYTES;
+    L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
+    L->f->comment = kir_strf(m, "%s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block",
+                             kn->strategy, kn->rows, kn->cols, LUT_ROWS, G, LUT_GROUP_COLS, GB);
+    kir_list l = kir_list_of(&L->f->body), blk, rows;
+    kir_var *tab =
+        kir_var_new(m, "tab", kn->lut_vector ? KT_LUTV : KT_LUT16, kn->lut_vector ? 4 * G : 4 * LUT_ENTRIES * G);
+    kir_stmt *d = kir_decl(m, &l, tab, NULL, false);
+    if (!kn->lut_vector) d->text = "256 bytes per group: 306 KB at 14336 columns";
+    kir_do(m, &l, kir_vec(m, KO_LUT_TABLES, KT_VOID, param(L, "x"), ref(L, tab), NULL, kn->cols));
+    if (!kn->lut_vector) { /* a block's rows one by one, the last block's only as far as the matrix goes */
+        kir_stmt *f = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk);
+        f->layout = KL_NEXT_LINE;
+        kir_var *b = f->var, *r = var(L, "r", KT_INT);
+        kir_expr *row = add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r));
+        kir_expr *cond = kir_bin(m, KO_LAND, KT_INT, lt(L, ref(L, r), num(L, LUT_ROWS)), lt(L, row, num(L, kn->rows)));
+        kir_for(m, &blk, r, num(L, 0), cond, 1, &rows)->layout = KL_NEXT_LINE;
+        kir_expr *w = idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, GB)));
+        kir_store(m, &rows, param(L, "y"), add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r)),
+                  kir_vec(m, KO_LUT_ROW, KT_I32, w, ref(L, tab), ref(L, r), 0));
+        return;
+    }
+    /* blocks in fours (each load of a group's tables serves all of them: they outgrow L1), then one by one */
+    kir_var *b = var(L, "b", KT_I32);
+    kir_decl(m, &l, b, param(L, "block_begin"), false);
+    for (int nb = LUT_NB; nb >= 1; nb /= LUT_NB) {
+        kir_expr *cond = kir_bin(m, KO_LE, KT_INT, add(L, ref(L, b), num(L, nb)), param(L, "block_end"));
+        kir_stmt *f = kir_for(m, &l, b, NULL, cond, nb, &blk);
+        f->layout = KL_NEXT_LINE, f->label = nb > 1 ? "quad" : "block";
+        kir_expr *w = idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, GB)));
+        kir_do(m, &blk, kir_vec(m, KO_LUT_BLOCKS, KT_VOID, w, ref(L, tab), ref(L, b), nb));
+    }
+}
+
 bool kir_lowers(const kernel *kn) {
-    return kn->form == KF_UNROLLED || kn->form == KF_LOOP || (kn->form == KF_I2 && kn->isa != DOT_DP4A);
+    return kn->form == KF_UNROLLED || kn->form == KF_LOOP || kn->form == KF_LUT ||
+           (kn->form == KF_I2 && kn->isa != DOT_DP4A);
 }
 
 kir_module *kir_lower(const kernel *kn) {
@@ -448,6 +489,7 @@ kir_module *kir_lower(const kernel *kn) {
     switch (kn->form) {
     case KF_UNROLLED: lower_unrolled(&L); break;
     case KF_LOOP: lower_loop(&L); break;
+    case KF_LUT: lower_lut(&L); break;
     default:
         lower_i2(&L);
         if (kn->batch_symbol) {

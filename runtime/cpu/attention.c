@@ -70,12 +70,8 @@ static int32_t threads_of(const rsr_session *s) {
 rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     const rsr_artifact *a = s->model->a;
     char *err = s->model->err;
-    if (p->attention < RSR_ATTENTION_DENSE || p->attention > RSR_ATTENTION_AUTO)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "attention %d is not dense (0), louver (1) or auto (2)",
-                            p->attention);
-    /* auto on a GPU (whose sessions attend on the device) is dense: no index; so it is on a CPU
-     * without Louver's VNNI kernels (rt_louver_fast) */
-    const int autopilot = p->attention == RSR_ATTENTION_AUTO && s->model->backend->host_memory && rt_louver_fast();
+    /* auto is dense on a CPU without Louver's VNNI kernels (rt_louver_fast) */
+    const int autopilot = p->attention == RSR_ATTENTION_AUTO && rt_louver_fast();
     const int louver = p->attention == RSR_ATTENTION_LOUVER || autopilot;
     rsr_louver_policy pol = {.kind = autopilot ? RSR_LOUVER_RELATIVE : p->louver_policy,
                              .eps = autopilot       ? AUTO_EPS
@@ -407,6 +403,9 @@ rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_
     rsr_session *w = (rsr_session *)s; /* the message buffer is the only thing written */
     if (layer < 0 || layer >= a->num_layers)
         return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (!s->attn)
+        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT,
+                            "attention statistics are kept by sessions on the CPU: open the model with device cpu");
     if (s->attn->stats_pos < 0)
         return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
     *out = s->attn->stats[layer];

@@ -104,13 +104,14 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
         return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
                             "out of memory creating a session of %d positions (a KV cache of %zu MiB)",
                             s->max_positions, (2 * cache) >> 20);
-    return RSR_OK;
+    return rt_attention_init(s, p);
 }
 
 static void cpu_session_free(rsr_session *s) {
     free(s->k_cache), free(s->v_cache);
     rt_work_free(&s->work);
     rt_lm_head_free(s);
+    rt_attention_free(s);
 }
 
 /* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in row 0
@@ -146,6 +147,7 @@ const rt_backend rt_backend_cpu = {
     .name = "cpu",
     .host_memory = true,
     .session_init = cpu_session_init,
+    .session_reset = rt_attention_reset,
     .session_free = cpu_session_free,
     .eval = cpu_eval,
     .matmul_int = rt_cpu_matmul_int,

@@ -97,7 +97,8 @@ struct rt_backend {
     /* The backend's part of a new session (max_positions and batch set), or a status with the
      * message in the model's err; the caller frees the session on failure. */
     rsr_status (*session_init)(rsr_session *s, const rsr_session_params *p);
-    void (*session_free)(rsr_session *s); /* its part only; NULL-safe for a part never made */
+    void (*session_free)(rsr_session *s);  /* its part only; NULL-safe for a part never made */
+    void (*session_reset)(rsr_session *s); /* back to position 0 (s->pos already 0); NULL: nothing to do */
     /* n checked tokens at s->pos (n <= room left); s->pos advances by those evaluated, and a
      * failed step leaves the session as it was before that step */
     rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head);

@@ -1,8 +1,8 @@
 /*
  * session.c — the session API in front of every backend: the arguments and tokens checked here,
  * the work done by the model's backend through its table (rt_backend, internal.h). Nothing here
- * knows which backend runs a session. (Attention's state is still made here for every backend:
- * its parameters are checked and its statistics kept in it, also for a GPU session.)
+ * knows which backend runs a session: attention's state (the CPU's KV index, its statistics) is
+ * the backend's own.
  */
 #include <stdlib.h>
 
@@ -27,6 +27,9 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (p.batch < 0 || p.batch > RSR_BATCH_MAX)
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "batch %d is out of range [0, %d]", p.batch,
                             RSR_BATCH_MAX);
+    if (p.attention < RSR_ATTENTION_DENSE || p.attention > RSR_ATTENTION_AUTO)
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "attention %d is not dense (0), louver (1) or auto (2)",
+                            p.attention);
     if (p.kv_type < RSR_KV_F32 || p.kv_type > RSR_KV_Q8)
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "kv_type %d is not f32 (0), bf16 (1), f16 (2) or q8 (3)",
                             p.kv_type);
@@ -36,7 +39,6 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
     s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
     rsr_status st = m->backend->session_init(s, &p);
-    if (st == RSR_OK) st = rt_attention_init(s, &p);
     if (st != RSR_OK) {
         rsr_session_free(s);
         return st;
@@ -48,7 +50,6 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     s->model->backend->session_free(s);
-    rt_attention_free(s);
     free(s);
 }
 
@@ -57,7 +58,7 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     s->pos = 0;
-    rt_attention_reset(s);
+    if (s->model->backend->session_reset) s->model->backend->session_reset(s);
     return RSR_OK;
 }
 

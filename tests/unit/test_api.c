@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rsr_dl.h"
 
@@ -241,6 +242,10 @@ int main(int argc, char **argv) {
     EXPECT(api.session_create(m, &sp, NULL) == RSR_ERR_INVALID_ARGUMENT, "session_create(out NULL)");
     rsr_session_params negative = {.max_positions = -1};
     EXPECT(api.session_create(m, &negative, &s) == RSR_ERR_INVALID_ARGUMENT && !s, "negative context");
+    rsr_session_params no_such = {.max_positions = 8, .attention = 7};
+    EXPECT(api.session_create(m, &no_such, &s) == RSR_ERR_INVALID_ARGUMENT && !s &&
+               strstr(api.model_errmsg(m), "attention 7 is not dense (0), louver (1) or auto (2)"),
+           "attention 7: %s", api.model_errmsg(m));
     EXPECT(api.session_eval(NULL, (int32_t[]){1}, 1, NULL) == RSR_ERR_INVALID_ARGUMENT, "eval of NULL session");
     EXPECT(api.session_reset(NULL) == RSR_ERR_INVALID_ARGUMENT, "reset of NULL session");
     EXPECT(api.session_position(NULL) == -1, "position of NULL session");

@@ -349,38 +349,8 @@ static noreturn void out_of_memory(size_t n) {
     fatal("out of memory allocating %zu bytes", n);
 }
 
-void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) out_of_memory(n);
-    return p;
-}
-
-void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) out_of_memory(n * size);
-    return p;
-}
-
-void *xrealloc(void *p, size_t n) {
-    p = realloc(p, n ? n : 1);
-    if (!p) out_of_memory(n);
-    return p;
-}
-
-char *xstrdup(const char *s) {
-    char *d = strdup(s);
-    if (!d) fatal("out of memory");
-    return d;
-}
-
-char *xasprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s;
-    if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory");
-    va_end(ap);
-    return s;
-}
+/* common/alloc.h's failure: the compiler's message, naming the cap when there is one */
+void xalloc_failed(size_t n) { out_of_memory(n); }
 
 double now_seconds(void) {
     struct timespec ts;

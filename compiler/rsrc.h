@@ -64,11 +64,7 @@ uint64_t parse_size(const char *what, const char *s);          /* 512M, 4G, ... 
 void limit_memory(uint64_t bytes);                             /* --max-memory */
 void unlimit_memory(void);                                     /* in a child, before exec */
 const char *format_size(uint64_t bytes, char buf[32]);
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);
-char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#include "alloc.h"         /* common/: xmalloc, xcalloc, xrealloc, xstrdup, xasprintf (failure: diag.c) */
 #include "edit_distance.h" /* tools/: the did-you-mean of an unknown option or target */
 double now_seconds(void);
 

@@ -27,6 +27,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "alloc.h"
 #include "parse_num.h"
 #include "mkgguf.h"
 #include "rsr_numerics.h"
@@ -75,22 +76,8 @@ static void install_signal_handlers(void) {
     signal(SIGXFSZ, SIG_IGN); /* past a file size limit, write fails (EFBIG) and we clean up */
 }
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) die("out of memory (%zu bytes)", n);
-    return p;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) die("out of memory");
-    return s;
-}
+/* common/alloc.h's failure */
+void xalloc_failed(size_t n) { die("out of memory (%zu bytes)", n); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* random numbers: splitmix64 for seeding, xoshiro256** for the streams                         */

@@ -242,6 +242,7 @@ static const char *const c_types[KT_COUNT] = {
     [KT_PAIR] = "rsr_pair",
     [KT_LUT16] = "int16_t",
     [KT_LUTV] = "__m512i",
+    [KT_BYTES] = "uint8_t *",
 };
 
 /* C's binding strength of an operation (higher binds tighter). */
@@ -266,11 +267,11 @@ static int c_prec(const kir_expr *e) {
 
 static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min);
 
-static void c_call(FILE *out, const kernel *kn, const char *fn, const kir_expr *a, const kir_expr *b,
-                   const kir_expr *c) {
+static void c_call(FILE *out, const kernel *kn, const char *fn, const kir_expr *a, const kir_expr *b, const kir_expr *c,
+                   const kir_expr *d) {
     fprintf(out, "%s(", fn);
-    const kir_expr *args[] = {a, b, c};
-    for (int i = 0; i < 3 && args[i]; i++) {
+    const kir_expr *args[] = {a, b, c, d};
+    for (int i = 0; i < 4 && args[i]; i++) {
         if (i) fputs(", ", out);
         c_expr(out, kn, args[i], 0);
     }
@@ -309,13 +310,13 @@ static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min) {
         fputc(']', out);
         break;
     case KO_VZERO: fputs(e->type == KT_BACC ? "rsr_bzero()" : "rsr_vzero()", out); break;
-    case KO_DOT4: c_call(out, kn, "rsr_dot4", e->a, e->b, e->c); break;
-    case KO_SUM4: c_call(out, kn, "rsr_sum4", e->a, e->b, NULL); break;
-    case KO_VSUM: c_call(out, kn, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL); break;
-    case KO_BDOT: c_call(out, kn, "rsr_bdot", e->a, e->b, e->c); break;
-    case KO_PAIR: c_call(out, kn, "rsr_pair", e->a, e->b, NULL); break;
-    case KO_XPAIR: c_call(out, kn, "rsr_xpair", e->a, e->b, NULL); break;
-    case KO_MMLA: c_call(out, kn, "rsr_mmla", e->a, e->b, e->c); break;
+    case KO_DOT4: c_call(out, kn, "rsr_dot4", e->a, e->b, e->c, NULL); break;
+    case KO_SUM4: c_call(out, kn, "rsr_sum4", e->a, e->b, NULL, NULL); break;
+    case KO_VSUM: c_call(out, kn, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
+    case KO_BDOT: c_call(out, kn, "rsr_bdot", e->a, e->b, e->c, NULL); break;
+    case KO_PAIR: c_call(out, kn, "rsr_pair", e->a, e->b, NULL, NULL); break;
+    case KO_XPAIR: c_call(out, kn, "rsr_xpair", e->a, e->b, NULL, NULL); break;
+    case KO_MMLA: c_call(out, kn, "rsr_mmla", e->a, e->b, e->c, NULL); break;
     case KO_LANE:
         fputs("rsr_lane(", out);
         c_expr(out, kn, e->a, 0);
@@ -326,6 +327,20 @@ static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min) {
         c_expr(out, kn, e->a, 0);
         fprintf(out, ", %lld)", (long long)e->imm);
         break;
+    case KO_ISNULL:
+        fputc('!', out);
+        c_expr(out, kn, e->a, 15);
+        break;
+    case KO_ALLOC: fprintf(out, "aligned_alloc(64, %lld)", (long long)e->imm); break;
+    case KO_FREE: c_call(out, kn, "free", e->a, NULL, NULL, NULL); break;
+    case KO_LANES_BLOCK: c_call(out, kn, "rsr_lanes_block", e->a, e->b, e->c, e->d); break;
+    case KO_LANES_TRANSPOSE: {
+        const kir_expr *args[] = {e->a, e->b, e->c, e->d};
+        fputs("rsr_lanes_transpose(", out);
+        for (int i = 0; i < 4; i++) c_expr(out, kn, args[i], 0), fputs(", ", out);
+        fprintf(out, "%lld)", (long long)e->imm);
+        break;
+    }
     case KO_LUT_TABLES: /* the templates' helpers count tables in groups (vector) or triplets (scalar) */
         fputs("rsr_lut_tables(", out);
         c_expr(out, kn, e->a, 0);
@@ -356,8 +371,8 @@ static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min) {
         break;
     }
     default:
-        /* binary: left-associative; a shift's amount is bracketed when it is a sum, for the reader */
-        c_expr(out, kn, e->a, prec);
+        /* binary: left-associative; a shift's operands are bracketed when they are sums, for the reader */
+        c_expr(out, kn, e->a, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec);
         fprintf(out, " %s ", infix[e->op]);
         c_expr(out, kn, e->b, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec + 1);
         break;
@@ -397,8 +412,9 @@ static void c_stmt(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
         const char *type = c_types[t];
         fprintf(out, "%s%s%s", s->c_const && scalar ? "const " : "", type, type[strlen(type) - 1] == '*' ? "" : " ");
         for (const kir_stmt *d = s; d; d = d->more) {
-            fprintf(out, "%s%s", d == s ? "" : ", ", d->var->name);
-            if (d->var->array) fprintf(out, "[%d]", d->var->array);
+            fprintf(out, "%s%s", d == s ? "" : type[strlen(type) - 1] == '*' ? ", *" : ", ", d->var->name);
+            if (d->var->array)
+                fprintf(out, "[%d]%s", d->var->array, d->var->align64 ? " __attribute__((aligned(64)))" : "");
             if (d->init && d->var->array) {
                 fputs(" = {", out);
                 c_expr(out, kn, d->init, 0);
@@ -470,6 +486,15 @@ static void c_stmt(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
         c_expr(out, kn, s->value, 0);
         fputc(';', out);
         break;
+    case KS_CALLF:
+        fprintf(out, "%s(", s->callee);
+        for (int i = 0; i < s->nargs; i++) {
+            if (i) fputs(", ", out);
+            c_expr(out, kn, s->args[i], 0);
+        }
+        fputs(");", out);
+        break;
+    case KS_RETURN: fputs("return;", out); break;
     }
 }
 
@@ -537,79 +562,11 @@ void emit_c_kir(FILE *out, const kir_module *m) {
     }
 }
 
-/* The batched RSR form (kernel.c, "RSR lanes"): steps of fewer than lanes_min tokens go
- * through the tiles (printed as <batch>_tiles); larger ones in passes of up to 64 tokens, x
- * transposed once per pass and each block through rsr_lanes_block. Where the scratch cannot be
- * had, the tiles take the whole step. */
-static void emit_lanes_batch(FILE *out, const kernel *kn) {
-    const int32_t R = kn->block_rows;
-    fprintf(out, "/* %s: RSR with up to %d tokens in lanes, 81 patterns per block of %d rows */\n", kn->batch_symbol,
-            RSR_LANES, R);
-    fprintf(out,
-            "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
-            " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
-            kn->batch_symbol);
-    const int G = lanes_group(kn);
-    const unsigned long long slot = (unsigned long long)lanes_scratch_bytes(kn);
-    fprintf(out, "    uint8_t *xu = ntok >= %d ? aligned_alloc(64, %llu) : NULL;\n", kn->lanes_min, G * slot);
-    fprintf(out,
-            "    if (!xu) {\n        %s_tiles(data, x, x_stride, y, y_stride, ntok, block_begin, block_end);\n"
-            "        return;\n    }\n",
-            kn->batch_symbol);
-    fprintf(out,
-            "    const uint16_t *hdr = (const uint16_t *)(const void *)(data + %llu), *perm = (const uint16_t *)(const "
-            "void *)(data + %llu);\n",
-            (unsigned long long)kn->off_lane_seg, (unsigned long long)kn->off_lane_perm);
-    fprintf(out, "    int32_t out[%d] __attribute__((aligned(64)));\n", R * RSR_LANES);
-    fputs("    /* the whole passes as lanes, and a last one only if it has lanes_min tokens; the tiles take\n"
-          "     * a shorter rest after them */\n",
-          out);
-    fprintf(out, "    const int32_t all = ntok;\n    if (ntok %% %d < %d) ntok -= ntok %% %d;\n", RSR_LANES,
-            kn->lanes_min, RSR_LANES);
-    fprintf(out, "    /* passes of %d tokens, %d at a time sharing each block's index */\n", RSR_LANES, G);
-    fprintf(out, "    for (int32_t g0 = 0; g0 < ntok; g0 += %d) {\n", G * RSR_LANES);
-    fprintf(out, "        int32_t gn = (ntok - g0 + %d) / %d, m[%d]; /* passes in the group; tokens of each */\n",
-            RSR_LANES - 1, RSR_LANES, G);
-    fprintf(out, "        if (gn > %d) gn = %d;\n", G, G);
-    fputs("        for (int32_t p = 0; p < gn; p++) {\n", out);
-    fprintf(out, "            int32_t t0 = g0 + %d * p;\n            m[p] = ntok - t0 < %d ? ntok - t0 : %d;\n",
-            RSR_LANES, RSR_LANES, RSR_LANES);
-    fprintf(out,
-            "            rsr_lanes_transpose(xu + %lluu * p, x + (size_t)t0 * (size_t)x_stride, x_stride, m[p], %d);\n",
-            slot, kn->cols);
-    fputs("        }\n", out);
-    fputs("        for (int32_t b = block_begin; b < block_end; b++)\n", out);
-    fputs("            for (int32_t p = 0; p < gn; p++) {\n", out);
-    fprintf(out, "                int32_t t0 = g0 + %d * p;\n", RSR_LANES);
-    fprintf(out, "                rsr_lanes_block(xu + %lluu * p, hdr + (size_t)b * %d, perm + (size_t)b * %d, out);\n",
-            slot, RSR_LANE_SEG_STRIDE, kn->lane_cols);
-    fprintf(out, "                int32_t *yb = y + (size_t)t0 * (size_t)y_stride + (size_t)b * %d;\n", R);
-    fprintf(out, "                if (b * %d + %d <= %d)\n", R, R, kn->rows);
-    fprintf(
-        out,
-        "                    for (int32_t t = 0; t < m[p]; t++) __builtin_memcpy(yb + (size_t)t * (size_t)y_stride, "
-        "out + %d * t, %d);\n",
-        R, 4 * R);
-    fputs("                else\n", out);
-    fprintf(out,
-            "                    for (int32_t t = 0; t < m[p]; t++)\n                        for (int32_t r = 0; b * "
-            "%d + r "
-            "< %d; r++) yb[(size_t)t * (size_t)y_stride + (size_t)r] = out[%d * t + r];\n",
-            R, kn->rows, R);
-    fputs("            }\n    }\n    free(xu);\n", out);
-    fprintf(
-        out,
-        "    if (ntok < all)\n        %s_tiles(data, x + (size_t)ntok * (size_t)x_stride, x_stride, y + (size_t)ntok"
-        " * (size_t)y_stride, y_stride, all - ntok, block_begin, block_end);\n}\n\n",
-        kn->batch_symbol);
-}
-
 void emit_c_kernel(FILE *out, const kernel *kn) {
     if (!kir_lowers(kn)) fatal("internal error: %s: form %d has no C kernel", kn->symbol, kn->form);
     kir_module *m = kir_lower(kn);
     emit_c_kir(out, m);
     kir_close(m);
-    if (kn->lanes_min) emit_lanes_batch(out, kn);
 }
 
 void emit_c_kernel_decl(FILE *out, const kernel *kn) {

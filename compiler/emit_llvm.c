@@ -677,120 +677,6 @@ static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
     return fn;
 }
 
-/* if (cond) { tiles_fn(the caller's arguments); return; } */
-static void tiles_instead_if(llvm_emitter *e, LLVMValueRef cond, LLVMValueRef tiles_fn, LLVMValueRef *params) {
-    LLVMBasicBlockRef join = if_begin(e, cond);
-    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, params, 8, "");
-    LLVMBuildRetVoid(e->b);
-    LLVMPositionBuilderAtEnd(e->b, join);
-}
-
-/* Pass `slot` of the group whose first pass is `first`, of the nl tokens taken as lanes: its
- * first token (*t0), its tokens (*m, at most 64) and its transposed x in xu (returned). */
-static LLVMValueRef lanes_pass(llvm_emitter *e, const kernel *kn, LLVMValueRef xu, LLVMValueRef first,
-                               LLVMValueRef slot, LLVMValueRef nl, LLVMValueRef *t0, LLVMValueRef *m) {
-    *t0 = LLVMBuildMul(e->b, LLVMBuildAdd(e->b, first, slot, ""), c32(e, RSR_LANES), "");
-    *m = smin(e, LLVMBuildSub(e->b, nl, *t0, ""), c32(e, RSR_LANES));
-    return at(e, e->i8, xu, LLVMBuildMul(e->b, i64_of(e, slot), c64(e, (int64_t)lanes_scratch_bytes(kn)), ""));
-}
-
-/* The body of rsr_kernel_N_batch in the lanes form (its function is begun by the caller): steps
- * of fewer than lanes_min tokens, or without scratch, through tiles_fn (the same arguments);
- * larger ones in passes of up to 64 tokens, x transposed once per pass. */
-static void emit_lanes_batch(llvm_emitter *e, const kernel *kn, LLVMValueRef block_fn, LLVMValueRef transpose_fn,
-                             LLVMValueRef tiles_fn) {
-    const int R = kn->block_rows;
-    LLVMValueRef params[8];
-    for (unsigned i = 0; i < 8; i++) params[i] = LLVMGetParam(e->fn, i);
-    LLVMValueRef data = params[0], x = params[1], x_stride = params[2], y = params[3], y_stride = params[4];
-    LLVMValueRef ntok = params[5], b0 = params[6], b1 = params[7];
-    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0);
-    LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
-    LLVMTypeRef alloc_t = LLVMFunctionType(e->i8p, alloc_params, 2, 0),
-                free_t = LLVMFunctionType(e->voidt, free_params, 1, 0);
-    const int G = lanes_group(kn);
-    tiles_instead_if(e, LLVMBuildICmp(e->b, LLVMIntSLT, ntok, c32(e, kn->lanes_min), ""), tiles_fn, params);
-    LLVMValueRef args[2] = {c64(e, 64), c64(e, G * (int64_t)lanes_scratch_bytes(kn))};
-    LLVMValueRef xu = LLVMBuildCall2(e->b, alloc_t, libc_fn(e, "aligned_alloc", alloc_t), args, 2, "xu");
-    tiles_instead_if(e, LLVMBuildIsNull(e->b, xu, ""), tiles_fn, params);
-    /* the whole passes as lanes, and a last one only if it has lanes_min tokens; the tiles take
-     * a shorter rest after them */
-    LLVMValueRef in_passes = LLVMBuildAnd(e->b, ntok, c32(e, -RSR_LANES), "");
-    LLVMValueRef nl = LLVMBuildSelect(
-        e->b, LLVMBuildICmp(e->b, LLVMIntSGE, LLVMBuildSub(e->b, ntok, in_passes, ""), c32(e, kn->lanes_min), ""), ntok,
-        in_passes, "nl");
-    LLVMValueRef hdr = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_seg)), i16p, "");
-    LLVMValueRef perm = LLVMBuildBitCast(e->b, at(e, e->i8, data, c64(e, (int64_t)kn->off_lane_perm)), i16p, "");
-    LLVMValueRef out = LLVMBuildArrayAlloca(e->allocas, e->i32, c32(e, 4 * RSR_LANES), "out");
-    LLVMSetAlignment(out, 64);
-
-    /* Passes of 64 tokens in groups of G sharing each block's index while it is in L1 */
-    LLVMValueRef passes = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, nl, c32(e, RSR_LANES - 1), ""), c32(e, RSR_LANES), "");
-    LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, passes, c32(e, G - 1), ""), c32(e, G), "");
-    loop P;
-    loop_begin(e, &P, c32(e, 0), groups, "group");
-    LLVMValueRef first = LLVMBuildMul(e->b, P.i, c32(e, G), ""); /* the group's first pass */
-    LLVMValueRef gleft = LLVMBuildSub(e->b, passes, first, "");
-    LLVMValueRef gn = smin(e, gleft, c32(e, G)), t0, m;
-    loop T;
-    loop_begin(e, &T, c32(e, 0), gn, "slot");
-    LLVMValueRef xp = lanes_pass(e, kn, xu, first, T.i, nl, &t0, &m);
-    LLVMValueRef targs[] = {xp, at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, x_stride), "")), x_stride,
-                            m, c32(e, kn->cols)};
-    LLVMBuildCall2(e->b, LLVMGlobalGetValueType(transpose_fn), transpose_fn, targs, 5, "");
-    loop_end(e, &T);
-
-    loop B;
-    loop_begin(e, &B, b0, b1, "block");
-    LLVMValueRef hb = at(e, e->i16, hdr, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, RSR_LANE_SEG_STRIDE), ""));
-    LLVMValueRef pb = at(e, e->i16, perm, LLVMBuildMul(e->b, i64_of(e, B.i), c64(e, kn->lane_cols), ""));
-    LLVMValueRef full =
-        LLVMBuildICmp(e->b, LLVMIntSLE, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, B.i, c32(e, 1), ""), c32(e, R), ""),
-                      c32(e, kn->rows), "");
-    loop_begin(e, &T, c32(e, 0), gn, "slot");
-    LLVMValueRef bargs[] = {lanes_pass(e, kn, xu, first, T.i, nl, &t0, &m), hb, pb, out};
-    LLVMBuildCall2(e->b, LLVMGlobalGetValueType(block_fn), block_fn, bargs, 4, "");
-    /* y[t0 + t][4b + r] = out[4t + r]: 16 bytes per token where the block has all its rows */
-    LLVMTypeRef v4 = LLVMVectorType(e->i32, 4), v4p = LLVMPointerType(v4, 0);
-    LLVMValueRef yb = at(e, e->i32, y,
-                         LLVMBuildAdd(e->b, LLVMBuildMul(e->b, i64_of(e, t0), i64_of(e, y_stride), ""),
-                                      i64_of(e, LLVMBuildMul(e->b, B.i, c32(e, R), "")), ""));
-    for (int whole = 1; whole >= 0; whole--) {
-        LLVMBasicBlockRef wjoin = if_begin(e, whole ? full : LLVMBuildNot(e->b, full, ""));
-        loop L;
-        loop_begin(e, &L, c32(e, 0), m, "token");
-        LLVMValueRef yt = at(e, e->i32, yb, LLVMBuildMul(e->b, i64_of(e, L.i), i64_of(e, y_stride), ""));
-        LLVMValueRef o = at(e, e->i32, out, i64_of(e, LLVMBuildMul(e->b, L.i, c32(e, R), "")));
-        if (whole) {
-            LLVMValueRef v = LLVMBuildLoad2(e->b, v4, LLVMBuildBitCast(e->b, o, v4p, ""), "");
-            LLVMSetAlignment(v, 4);
-            LLVMValueRef st = LLVMBuildStore(e->b, v, LLVMBuildBitCast(e->b, yt, v4p, ""));
-            LLVMSetAlignment(st, 4);
-        } else {
-            for (int r = 0; r < R; r++) {
-                LLVMValueRef rowi = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, B.i, c32(e, R), ""), c32(e, r), "");
-                LLVMBasicBlockRef rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, rowi, c32(e, kn->rows), ""));
-                store_y(e, yt, c32(e, r), LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, o, c64(e, r)), ""));
-                if_end(e, rjoin);
-            }
-        }
-        loop_end(e, &L);
-        if_end(e, wjoin);
-    }
-    loop_end(e, &T);
-    loop_end(e, &B);
-    loop_end(e, &P);
-    LLVMValueRef fargs[] = {xu};
-    LLVMBuildCall2(e->b, free_t, libc_fn(e, "free", free_t), fargs, 1, "");
-    LLVMBasicBlockRef rjoin = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, nl, ntok, ""));
-    LLVMValueRef rest[8] = {data,     at(e, e->i8, x, LLVMBuildMul(e->b, i64_of(e, nl), i64_of(e, x_stride), "")),
-                            x_stride, at(e, e->i32, y, LLVMBuildMul(e->b, i64_of(e, nl), i64_of(e, y_stride), "")),
-                            y_stride, LLVMBuildSub(e->b, ntok, nl, ""),
-                            b0,       b1};
-    LLVMBuildCall2(e->b, e->batch_type, tiles_fn, rest, 8, "");
-    if_end(e, rjoin);
-}
-
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
 
 /* ---- GPU (NVPTX): the i2 form with dp4a, a warp per block of rows (see kernel.c) ---- */
@@ -903,6 +789,10 @@ typedef struct kir_llvm {
     LLVMValueRef *tables;         /* globals of the module's tables, in order */
     LLVMBasicBlockRef memo_block; /* x vectors loaded in this block: key f[0..3] of xptr */
     LLVMValueRef memo_ptr, memo_x[4];
+    const kir_func **order; /* the module's functions, and their LLVM functions (fns[i] of order[i]) */
+    LLVMValueRef *fns;
+    int nfns;
+    LLVMValueRef lanes_block, lanes_transpose; /* the lanes pass's helpers, where the kernel has it */
 } kir_llvm;
 
 static int kfields(const kir_llvm *k, enum kir_type t) {
@@ -924,12 +814,13 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
     case KT_LUT16: return e->i16;
     case KT_LUTV: return LLVMVectorType(e->i8, 64);
+    case KT_BYTES: return e->i8p;
     default: return e->i32;
     }
 }
 
 static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
-    return ptr == KT_PU8 || ptr == KT_PI8 ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
+    return ptr == KT_PU8 || ptr == KT_PI8 || ptr == KT_BYTES ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
 }
 
 static void kir_mark_assigned(kir_llvm *k, const kir_stmt *s) {
@@ -1047,6 +938,28 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         return r;
     }
     case KO_LANE: r.f[0] = LLVMBuildExtractElement(e->b, kev1(k, x->a), c32(e, x->imm), ""); return r;
+    case KO_ISNULL: r.f[0] = LLVMBuildIsNull(e->b, kev1(k, x->a), ""); return r;
+    case KO_ALLOC:
+    case KO_FREE: {
+        LLVMTypeRef alloc_params[] = {e->i64, e->i64}, free_params[] = {e->i8p};
+        LLVMTypeRef t = x->op == KO_ALLOC ? LLVMFunctionType(e->i8p, alloc_params, 2, 0)
+                                          : LLVMFunctionType(e->voidt, free_params, 1, 0);
+        LLVMValueRef args[2] = {c64(e, 64), c64(e, x->imm)};
+        if (x->op == KO_FREE) args[0] = kev1(k, x->a);
+        r.f[0] = LLVMBuildCall2(e->b, t, libc_fn(e, x->op == KO_ALLOC ? "aligned_alloc" : "free", t), args,
+                                x->op == KO_ALLOC ? 2 : 1, "");
+        return r;
+    }
+    case KO_LANES_TRANSPOSE:
+    case KO_LANES_BLOCK: {
+        LLVMValueRef f = x->op == KO_LANES_BLOCK ? k->lanes_block : k->lanes_transpose;
+        if (!f) fatal("internal error: %s: the lanes pass without its helpers", kn->symbol);
+        LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), NULL, c32(e, x->imm)};
+        args[3] = x->op == KO_LANES_BLOCK ? LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, "")
+                                          : kev1(k, x->d);
+        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, x->op == KO_LANES_BLOCK ? 4 : 5, "");
+        return r;
+    }
     case KO_LUT_TABLES:
     case KO_LUT_BLOCKS: {
         if (!kn->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", kn->symbol);
@@ -1113,6 +1026,10 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
 
 static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s);
 
+static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
+    return sig == KSIG_KERNEL ? e->kernel_type : sig == KSIG_BATCH ? e->batch_type : e->block_type;
+}
+
 static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
     llvm_emitter *e = k->e;
     kbind *bd = &k->bind[d->var->id];
@@ -1120,7 +1037,7 @@ static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
     if (d->var->array) {
         bd->array_type = LLVMArrayType(ktype(k, d->var->type), (unsigned)d->var->array);
         bd->slot.f[0] = LLVMBuildAlloca(e->allocas, bd->array_type, d->var->name);
-        if (d->var->type == KT_LUTV) LLVMSetAlignment(bd->slot.f[0], 64);
+        if (d->var->type == KT_LUTV || d->var->align64) LLVMSetAlignment(bd->slot.f[0], 64);
         if (d->init) set(e, bd->slot.f[0], LLVMConstNull(bd->array_type));
         return;
     }
@@ -1218,11 +1135,20 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         case KS_SCOPE: kir_llvm_stmts(k, s->body); break;
         case KS_UNUSED: break;
         case KS_DO: kev(k, s->value); break;
+        case KS_CALLF: {
+            int i = 0;
+            while (i < k->nfns && strcmp(k->order[i]->name, s->callee)) i++;
+            if (i == k->nfns) fatal("internal error: no function %s in the module", s->callee);
+            LLVMValueRef args[8];
+            for (int j = 0; j < s->nargs; j++) args[j] = kev1(k, s->args[j]);
+            LLVMBuildCall2(e->b, sig_type(e, k->order[i]->sig), k->fns[i], args, (unsigned)s->nargs, "");
+            break;
         }
-}
-
-static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
-    return sig == KSIG_KERNEL ? e->kernel_type : sig == KSIG_BATCH ? e->batch_type : e->block_type;
+        case KS_RETURN: /* what follows in its block is dead: it goes in a block of its own */
+            LLVMBuildRetVoid(e->b);
+            LLVMPositionBuilderAtEnd(e->b, LLVMAppendBasicBlockInContext(e->ctx, e->fn, "dead"));
+            break;
+        }
 }
 
 static LLVMValueRef kir_llvm_declare(llvm_emitter *e, const kir_func *f) {
@@ -1245,7 +1171,7 @@ static void kir_llvm_body(kir_llvm *k, const kir_func *f, LLVMValueRef fn) {
 
 /* The module's functions are declared first (the kernel entry, then where the lanes form has
  * them its helpers, then the rest in order), then the tables of them, then every body. */
-static void emit_llvm_kir(llvm_emitter *e, const kir_module *m, LLVMValueRef *lanes_fns) {
+static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     kir_llvm k = {.e = e, .m = m, .kn = m->kn};
     k.bind = xcalloc((size_t)m->nvars + 1, sizeof *k.bind);
     k.assigned = xcalloc((size_t)m->nvars + 1, sizeof *k.assigned);
@@ -1261,8 +1187,9 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m, LLVMValueRef *la
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig != KSIG_KERNEL) order[n++] = f;
     fns[0] = kir_llvm_declare(e, order[0]);
-    if (lanes_fns && m->kn->lanes_min) lanes_fns[0] = lanes_block_fn(e), lanes_fns[1] = lanes_transpose_fn(e);
+    if (m->kn->lanes_min) k.lanes_block = lanes_block_fn(e), k.lanes_transpose = lanes_transpose_fn(e);
     for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
+    k.order = order, k.fns = fns, k.nfns = n;
     k.tables = xcalloc((size_t)nt + 1, sizeof *k.tables);
     nt = 0;
     for (const kir_table *t = m->tables; t; t = t->next, nt++) {
@@ -1284,18 +1211,8 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m, LLVMValueRef *la
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
     if (!e->gpu && kir_lowers(kn)) {
         kir_module *m = kir_lower(kn);
-        LLVMValueRef lanes[2] = {NULL, NULL}, tiles_fn = NULL;
-        emit_llvm_kir(e, m, lanes);
+        emit_llvm_kir(e, m);
         kir_close(m);
-        if (!kn->lanes_min) return;
-        char *name = xasprintf("%s_tiles", kn->batch_symbol);
-        tiles_fn = LLVMGetNamedFunction(e->mod, name);
-        free(name);
-        LLVMValueRef fn = begin_function(e, kn->batch_symbol, e->batch_type, true);
-        add_enum_attr(e, fn, 2, "noalias"); /* x */
-        add_enum_attr(e, fn, 4, "noalias"); /* y */
-        emit_lanes_batch(e, kn, lanes[0], lanes[1], tiles_fn);
-        end_function(e);
         return;
     }
     if (!e->gpu || kn->form != KF_I2 || kn->isa != DOT_DP4A)

@@ -16,12 +16,20 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",  "u32",   "size", "pu8",  "pi8",   "pu16",
-                                              "pu32", "pi32", "vacc", "codes", "bacc", "pair", "lut16", "lutv"};
-const char *const kir_op_names[KO_COUNT] = {
-    "const", "var",  "add",  "sub",   "mul",   "shl",         "lshr",       "and",     "lt",        "le",
-    "eq",    "land", "cast", "load",  "index", "reinterpret", "vzero",      "dot4",    "sum4",      "vsum",
-    "field", "bdot", "pair", "xpair", "mmla",  "lane",        "lut_tables", "lut_row", "lut_blocks"};
+const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",   "u32",  "size", "pu8",   "pi8",  "pu16", "pu32",
+                                              "pi32", "vacc", "codes", "bacc", "pair", "lut16", "lutv", "bytes"};
+const char *const kir_op_names[KO_COUNT] = {"const",       "var",        "add",
+                                            "sub",         "mul",        "shl",
+                                            "lshr",        "and",        "lt",
+                                            "le",          "eq",         "land",
+                                            "cast",        "load",       "index",
+                                            "reinterpret", "vzero",      "dot4",
+                                            "sum4",        "vsum",       "field",
+                                            "bdot",        "pair",       "xpair",
+                                            "mmla",        "lane",       "lut_tables",
+                                            "lut_row",     "lut_blocks", "isnull",
+                                            "alloc",       "free",       "lanes_transpose",
+                                            "lanes_block"};
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {
     [KSIG_KERNEL] = {"data", "x", "y", "block_begin", "block_end"},
@@ -157,6 +165,12 @@ kir_expr *kir_vec(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a
     return e;
 }
 
+kir_expr *kir_vec4(kir_module *m, enum kir_op op, kir_expr *a, kir_expr *b, kir_expr *c, kir_expr *d, int64_t imm) {
+    kir_expr *e = kir_vec(m, op, KT_VOID, a, b, c, imm);
+    e->d = d;
+    return e;
+}
+
 kir_list kir_list_of(kir_stmt **head) { return (kir_list){head}; }
 
 kir_stmt *kir_stmt_add(kir_module *m, kir_list *l, enum kir_stmt_kind kind) {
@@ -214,6 +228,14 @@ kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then) {
     return s;
 }
 
+kir_stmt *kir_callf(kir_module *m, kir_list *l, const kir_func *f, kir_expr *const *args) {
+    kir_stmt *s = kir_stmt_add(m, l, KS_CALLF);
+    s->callee = f->name;
+    s->nargs = param_counts[f->sig];
+    for (int i = 0; i < s->nargs; i++) s->args[i] = args[i];
+    return s;
+}
+
 kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op) {
     kir_stmt *s = kir_stmt_add(m, l, KS_DO);
     s->value = op;
@@ -231,11 +253,12 @@ static void print_expr(FILE *out, const kir_expr *e) {
     }
     fprintf(out, "%s", kir_op_names[e->op]);
     if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET) fprintf(out, ".%s", kir_type_names[e->type]);
-    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_LUT_TABLES || e->op == KO_LUT_BLOCKS)
+    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_LUT_TABLES || e->op == KO_LUT_BLOCKS ||
+        e->op == KO_ALLOC || e->op == KO_LANES_TRANSPOSE)
         fprintf(out, ".%lld", (long long)e->imm);
     fputc('(', out);
-    const kir_expr *ops[] = {e->a, e->b, e->c};
-    for (int i = 0, n = 0; i < 3; i++)
+    const kir_expr *ops[] = {e->a, e->b, e->c, e->d};
+    for (int i = 0, n = 0; i < 4; i++)
         if (ops[i]) {
             fputs(n++ ? ", " : "", out);
             print_expr(out, ops[i]);
@@ -245,7 +268,7 @@ static void print_expr(FILE *out, const kir_expr *e) {
 
 static void print_var(FILE *out, const kir_var *v) {
     fprintf(out, "%s:%s", v->name, kir_type_names[v->type]);
-    if (v->array) fprintf(out, "[%d]", v->array);
+    if (v->array) fprintf(out, "[%d]%s", v->array, v->align64 ? " align 64" : "");
 }
 
 static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
@@ -305,6 +328,12 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             fputs("do ", out);
             print_expr(out, s->value);
             break;
+        case KS_CALLF:
+            fprintf(out, "call %s(", s->callee);
+            for (int i = 0; i < s->nargs; i++) fputs(i ? ", " : "", out), print_expr(out, s->args[i]);
+            fputc(')', out);
+            break;
+        case KS_RETURN: fputs("return", out); break;
         }
         fputc('\n', out);
     }

@@ -9,7 +9,8 @@
  * expressions are trees of the operations below. Nothing in it is a printer's: the integer
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
  * operations are the ones every printer already had under other names (the i2 group product
- * dot4, sum4, vsum, the batched field/bdot/bsum). A printer maps the abstract types (KT_VACC: the
+ * dot4, sum4, vsum, the batched field/bdot/bsum, the lut's tables and the lanes pass's
+ * transpose and block, whose bodies stay each printer's helpers). A printer maps the abstract types (KT_VACC: the
  * dot ISA's accumulator) and the vector operations to its own vocabulary — C helper functions
  * (compiler/templates/), LLVM intrinsics — and decides nothing about the algorithm. A new
  * instruction set is a lowering choice (kernel.c) plus a case per vector operation in each printer.
@@ -45,6 +46,7 @@ enum kir_type {
     KT_PAIR,  /* two rows' (or tokens') 16 bytes interleaved by 8-byte halves, for smmla (C rsr_pair) */
     KT_LUT16, /* an entry of the scalar lut's tables (int16_t; local arrays only) */
     KT_LUTV,  /* one 64-byte plane of the vector lut's tables (C __m512i; local arrays only) */
+    KT_BYTES, /* uint8_t *: scratch the kernel allocates and writes (the lanes pass's transposed x) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -84,6 +86,12 @@ enum kir_op {
     KO_LUT_TABLES, /* the tables of x (a) for the call, into the local array b; imm: the columns */
     KO_LUT_ROW,    /* row c (0..31) of the block whose packed rows are at a, from the tables b (scalar) */
     KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b (vector) */
+    /* scratch memory, and the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") */
+    KO_ISNULL,          /* a is a null pointer (KT_INT) */
+    KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */
+    KO_FREE,            /* frees a */
+    KO_LANES_TRANSPOSE, /* x's d tokens at b (c bytes apart), imm columns, transposed into the scratch at a */
+    KO_LANES_BLOCK,     /* one block against the transposed x at a: header b, permutation c; out d[4t + r] */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];
@@ -92,6 +100,7 @@ typedef struct kir_var {
     const char *name;
     enum kir_type type;
     int32_t array; /* > 0: a local array of that many elements (of the type) */
+    bool align64;  /* the array aligned to 64 bytes */
     int id;
 } kir_var;
 
@@ -101,7 +110,7 @@ typedef struct kir_expr {
     bool hex; /* KO_CONST: printed in hexadecimal */
     int64_t imm;
     kir_var *var;
-    struct kir_expr *a, *b, *c;
+    struct kir_expr *a, *b, *c, *d; /* operands; d: of the lanes pass's four-operand operations only */
 } kir_expr;
 
 enum kir_stmt_kind {
@@ -113,7 +122,9 @@ enum kir_stmt_kind {
     KS_CALL,   /* the function table `callee`[index](args): the unrolled form's blocks */
     KS_SCOPE,  /* { body } */
     KS_UNUSED, /* (void)var: a C variable that may go unused */
-    KS_DO      /* value, an operation done for its effect (the lut's tables and blocks) */
+    KS_DO,     /* value, an operation done for its effect (the lut's tables and blocks) */
+    KS_CALLF,  /* the module's function `callee`(args[0..nargs)) */
+    KS_RETURN  /* return from the function */
 };
 /* The C printer's layout of a loop or if whose body is one statement: in braces, on the same
  * line, or on the next line without braces. */
@@ -129,9 +140,10 @@ typedef struct kir_stmt {
     kir_expr *init, *value, *cond, *index;
     int32_t step;
     const char *text;   /* KS_DECL: a trailing comment */
-    const char *callee; /* KS_CALL: the table's name */
+    const char *callee; /* KS_CALL: the table's name; KS_CALLF: the function's */
     const char *label;  /* KS_FOR: names the loop's blocks in LLVM IR (else the counter's name) */
-    kir_expr *args[2];
+    kir_expr *args[8];  /* KS_CALL: 2; KS_CALLF: nargs */
+    int nargs;
     struct kir_stmt *more; /* KS_DECL: further declarators on the same line */
     struct kir_stmt *body; /* KS_FOR, KS_IF, KS_SCOPE */
     struct kir_stmt *next;
@@ -191,6 +203,7 @@ kir_expr *kir_index(kir_module *m, kir_expr *base, kir_expr *offset);
 kir_expr *kir_reinterpret(kir_module *m, enum kir_type type, kir_expr *a);
 kir_expr *kir_vec(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, kir_expr *b, kir_expr *c,
                   int64_t imm);
+kir_expr *kir_vec4(kir_module *m, enum kir_op op, kir_expr *a, kir_expr *b, kir_expr *c, kir_expr *d, int64_t imm);
 
 /* Statements are appended to a list through a cursor (a pointer to the list's last link). */
 typedef struct kir_list {
@@ -209,10 +222,12 @@ kir_stmt *kir_for(kir_module *m, kir_list *l, kir_var *v, kir_expr *init, kir_ex
 kir_stmt *kir_for_range(kir_module *m, kir_list *l, kir_var *v, kir_expr *from, kir_expr *to, kir_list *body);
 kir_stmt *kir_if(kir_module *m, kir_list *l, kir_expr *cond, kir_list *then);
 kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op);
+/* the module's function f called with its signature's arguments */
+kir_stmt *kir_callf(kir_module *m, kir_list *l, const kir_func *f, kir_expr *const *args);
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- lowering (lower.c): the forms of kernel.c that go through the IR ---- */
-bool kir_lowers(const struct kernel *kn); /* the unrolled, loop, lut and CPU i2 forms */
+bool kir_lowers(const struct kernel *kn); /* the unrolled, loop, lut and CPU i2 forms (with the lanes pass) */
 kir_module *kir_lower(const struct kernel *kn);
 
 /* ---- printing ---- */

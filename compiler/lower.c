@@ -1,11 +1,11 @@
 /*
  * lower.c — a kernel description (kernel.c) as kernel IR (kir.h): the RSR unrolled and loop forms,
- * the lut form and the CPU i2 forms (one token, and the tiles of the batched kernel). What each
- * form computes and why is in kernel.c's header; this file says it once in the IR, and the
- * printers translate.
+ * the lut form and the CPU i2 forms (one token, the tiles of the batched kernel, and the batched
+ * RSR lanes pass in front of them). What each form computes and why is in kernel.c's header; this
+ * file says it once in the IR, and the printers translate.
  *
- * The RSR-lanes pass and the GPU forms are still printed by hand in each printer (emit_c.c,
- * emit_llvm.c, emit_cuda.c); they move here next (docs/design.md, "Kernel IR").
+ * The GPU forms are still printed by hand in their printers (emit_llvm.c, emit_cuda.c); they move
+ * here next (docs/design.md, "Kernel IR").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -439,6 +439,123 @@ static void lower_i2_batch(lower *L, const char *name, bool exported) {
     }
 }
 
+/* ---- the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") ----
+ *
+ * Steps of fewer than lanes_min tokens, or without scratch, go to the tiles (<batch>_tiles, the
+ * same arguments); larger ones in passes of 64 tokens, groups of G passes sharing each block's
+ * index while it is in L1: x transposed once per pass (lanes_transpose), each block through
+ * lanes_block into out[4t + r], copied to y. A last pass of fewer than lanes_min tokens is left to
+ * the tiles after the passes. */
+
+/* an if whose one statement goes on its line */
+static void same_line(kir_stmt *s) { s->layout = KL_SAME_LINE; }
+
+/* the tiles on `ntok` tokens from token `from` (NULL: 0) */
+static void call_tiles(lower *L, kir_list *l, const kir_func *tiles, kir_expr *from, kir_expr *ntok) {
+    kir_expr *x = param(L, "x"), *y = param(L, "y");
+    if (from) {
+        x = idx(L, x, mul(L, wide(L, from), wide(L, param(L, "x_stride"))));
+        y = idx(L, y, mul(L, wide(L, from), wide(L, param(L, "y_stride"))));
+    }
+    kir_expr *args[] = {param(L, "data"),     x,    param(L, "x_stride"),    y,
+                        param(L, "y_stride"), ntok, param(L, "block_begin"), param(L, "block_end")};
+    kir_callf(L->m, l, tiles, args);
+}
+
+/* if (cond) { the tiles take the whole step; return } */
+static void tiles_instead_if(lower *L, kir_list *l, const kir_func *tiles, kir_expr *cond) {
+    kir_list then;
+    kir_if(L->m, l, cond, &then);
+    call_tiles(L, &then, tiles, NULL, param(L, "ntok"));
+    kir_stmt_add(L->m, &then, KS_RETURN);
+}
+
+/* the rows of one block for the pass's m tokens: out[R·t + r] to yb[t·y_stride + r], every row
+ * where the block has them all, else those below the matrix's last */
+static void lanes_rows_out(lower *L, kir_list *l, kir_var *b, kir_var *yb, kir_var *out, kir_expr *m_tokens) {
+    kir_module *m = L->m;
+    const int R = L->kn->block_rows;
+    kir_expr *end = mul(L, add(L, ref(L, b), num(L, 1)), num(L, R));
+    for (int whole = 1; whole >= 0; whole--) {
+        kir_list then, toks, rows;
+        kir_expr *cond = whole ? kir_bin(m, KO_LE, KT_INT, end, num(L, L->kn->rows)) : lt(L, num(L, L->kn->rows), end);
+        kir_if(m, l, cond, &then);
+        kir_var *t = loop(L, &then, "t", "token", num(L, 0), m_tokens, &toks)->var, *r = var(L, "r", KT_INT);
+        kir_expr *in = whole ? lt(L, ref(L, r), num(L, R))
+                             : lt(L, add(L, mul(L, ref(L, b), num(L, R)), ref(L, r)), num(L, L->kn->rows));
+        kir_stmt *f = kir_for(m, &toks, r, num(L, 0), in, 1, &rows);
+        f->unroll = whole;
+        kir_expr *at = add(L, mul(L, wide(L, ref(L, t)), wide(L, param(L, "y_stride"))), wide(L, ref(L, r)));
+        kir_store(m, &rows, ref(L, yb), at,
+                  kir_load(m, KT_I32, ref(L, out), add(L, mul(L, ref(L, t), num(L, R)), ref(L, r))));
+    }
+}
+
+static void lower_lanes_batch(lower *L, const kir_func *tiles) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const int R = kn->block_rows, G = lanes_group(kn);
+    const int64_t slot = (int64_t)lanes_scratch_bytes(kn);
+    L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
+    L->f->comment = kir_strf(m, "%s: RSR with up to %d tokens in lanes, 81 patterns per block of %d rows",
+                             kn->batch_symbol, RSR_LANES, R);
+    kir_list l = kir_list_of(&L->f->body), then, groups, passes, blocks, pblk;
+    tiles_instead_if(L, &l, tiles, lt(L, param(L, "ntok"), num(L, kn->lanes_min)));
+    kir_var *xu = var(L, "xu", KT_BYTES);
+    kir_decl(m, &l, xu, kir_vec(m, KO_ALLOC, KT_BYTES, NULL, NULL, NULL, G * slot), true);
+    tiles_instead_if(L, &l, tiles, kir_vec(m, KO_ISNULL, KT_INT, ref(L, xu), NULL, NULL, 0));
+    kir_var *hdr = var(L, "hdr", KT_PU16), *perm = var(L, "perm", KT_PU16);
+    kir_stmt *d =
+        kir_decl(m, &l, hdr, kir_reinterpret(m, KT_PU16, idx(L, param(L, "data"), size(L, kn->off_lane_seg))), true);
+    kir_decl_also(m, d, perm, kir_reinterpret(m, KT_PU16, idx(L, param(L, "data"), size(L, kn->off_lane_perm))));
+    kir_var *out = kir_var_new(m, "out", KT_I32, R * RSR_LANES), *mt = kir_var_new(m, "m", KT_I32, G);
+    out->align64 = true;
+    kir_decl(m, &l, out, NULL, false)->text = "block rows by token: out[4t + r]";
+    /* the whole passes as lanes, and a last one only if it has lanes_min tokens */
+    kir_var *nl = var(L, "nl", KT_I32), *np = var(L, "passes", KT_I32);
+    kir_decl(m, &l, nl, kir_bin(m, KO_AND, KT_I32, param(L, "ntok"), num(L, -RSR_LANES)), false);
+    same_line(
+        kir_if(m, &l, kir_bin(m, KO_LE, KT_INT, num(L, kn->lanes_min), sub(L, param(L, "ntok"), ref(L, nl))), &then));
+    kir_set(m, &then, nl, param(L, "ntok"));
+    kir_decl(m, &l, np, kir_bin(m, KO_LSHR, KT_I32, add(L, ref(L, nl), num(L, RSR_LANES - 1)), num(L, 6)), true);
+    /* groups of G passes: x transposed once per pass, then every block against each */
+    kir_var *q = var(L, "q", KT_I32), *gn = var(L, "gn", KT_I32);
+    kir_for(m, &l, q, num(L, 0), lt(L, ref(L, q), ref(L, np)), G, &groups)->label = "group";
+    kir_decl(m, &groups, mt, NULL, false);
+    kir_decl(m, &groups, gn, sub(L, ref(L, np), ref(L, q)), false);
+    same_line(kir_if(m, &groups, lt(L, num(L, G), ref(L, gn)), &then));
+    kir_set(m, &then, gn, num(L, G));
+    kir_var *p = loop(L, &groups, "p", "pass", num(L, 0), ref(L, gn), &passes)->var, *t0 = var(L, "t0", KT_I32);
+    kir_decl(m, &passes, t0, mul(L, add(L, ref(L, q), ref(L, p)), num(L, RSR_LANES)), true);
+    kir_store(m, &passes, ref(L, mt), ref(L, p), sub(L, ref(L, nl), ref(L, t0)));
+    same_line(kir_if(m, &passes, lt(L, num(L, RSR_LANES), kir_load(m, KT_I32, ref(L, mt), ref(L, p))), &then));
+    kir_store(m, &then, ref(L, mt), ref(L, p), num(L, RSR_LANES));
+    kir_expr *xp = idx(L, ref(L, xu), mul(L, wide(L, ref(L, p)), size(L, slot)));
+    kir_expr *xt = idx(L, param(L, "x"), mul(L, wide(L, ref(L, t0)), wide(L, param(L, "x_stride"))));
+    kir_do(m, &passes,
+           kir_vec4(m, KO_LANES_TRANSPOSE, xp, xt, param(L, "x_stride"), kir_load(m, KT_I32, ref(L, mt), ref(L, p)),
+                    kn->cols));
+    kir_var *b = loop(L, &groups, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blocks)->var;
+    kir_var *hb = var(L, "hb", KT_PU16), *pb = var(L, "pb", KT_PU16);
+    d = kir_decl(m, &blocks, hb, idx(L, ref(L, hdr), mul(L, wide(L, ref(L, b)), size(L, RSR_LANE_SEG_STRIDE))), true);
+    kir_decl_also(m, d, pb, idx(L, ref(L, perm), mul(L, wide(L, ref(L, b)), size(L, kn->lane_cols))));
+    p = loop(L, &blocks, "p", "pass", num(L, 0), ref(L, gn), &pblk)->var;
+    kir_do(m, &pblk,
+           kir_vec4(m, KO_LANES_BLOCK, idx(L, ref(L, xu), mul(L, wide(L, ref(L, p)), size(L, slot))), ref(L, hb),
+                    ref(L, pb), ref(L, out), 0));
+    kir_var *yb = var(L, "yb", KT_PI32);
+    kir_expr *tok = mul(L, add(L, ref(L, q), ref(L, p)), num(L, RSR_LANES));
+    kir_decl(m, &pblk, yb,
+             idx(L, param(L, "y"),
+                 add(L, mul(L, wide(L, tok), wide(L, param(L, "y_stride"))), wide(L, mul(L, ref(L, b), num(L, R))))),
+             true);
+    lanes_rows_out(L, &pblk, b, yb, out, kir_load(m, KT_I32, ref(L, mt), ref(L, p)));
+    kir_do(m, &l, kir_vec(m, KO_FREE, KT_VOID, ref(L, xu), NULL, NULL, 0));
+    /* the tiles take a shorter rest after the passes */
+    kir_if(m, &l, lt(L, ref(L, nl), param(L, "ntok")), &then);
+    call_tiles(L, &then, tiles, ref(L, nl), sub(L, param(L, "ntok"), ref(L, nl)));
+}
+
 /* ---- lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c) ---- */
 
 static void lower_lut(lower *L) {
@@ -496,6 +613,7 @@ kir_module *kir_lower(const kernel *kn) {
             char *name = kn->lanes_min ? xasprintf("%s_tiles", kn->batch_symbol) : xstrdup(kn->batch_symbol);
             lower_i2_batch(&L, kir_strf(L.m, "%s", name), !kn->lanes_min);
             free(name);
+            if (kn->lanes_min) lower_lanes_batch(&L, L.f);
         }
         break;
     }

@@ -51,7 +51,8 @@ typedef struct server {
                                  arrive on a thread per connection */
     rsr_model_info info;
     serve_engine *e;
-    const char *model_id;      /* what /v1/models lists and "model" may name */
+    const char *model_id;      /* what /v1/models lists and responses name */
+    bool strict_model;         /* "model" must name model_id (else any name gets this model) */
     const char *chat_template; /* NULL: the tokenizer's */
     size_t max_body;
     long started;
@@ -344,7 +345,7 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
     const int32_t ctx = serve_ctx(sv->e);
     enum MHD_Result refused = MHD_NO;
     bool bad = true;
-    if (j->p.model && strcmp(j->p.model, sv->model_id))
+    if (sv->strict_model && j->p.model && strcmp(j->p.model, sv->model_id))
         refused = send_error(c, 400, "invalid_request_error", "model", "model_not_found",
                              "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)",
                              j->p.model, sv->model_id);
@@ -433,6 +434,8 @@ static enum MHD_Result models(server *sv, struct MHD_Connection *c) {
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", (double)sv->started);
     cJSON_AddStringToObject(m, "owned_by", "rsrc");
+    /* one model is served: a request naming any other gets it, unless --strict-model */
+    cJSON_AddBoolToObject(m, "any_name", !sv->strict_model);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), m);
     return send_json(c, MHD_HTTP_OK, root, 0);
 }
@@ -697,6 +700,8 @@ static void usage(FILE *out) {
           "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
+          "  --strict-model     refuse a request whose \"model\" names another (default: as llama-server,\n"
+          "                     any name gets the one model served)\n"
           "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
           "  --drain S          on SIGINT/SIGTERM, seconds running requests may take to finish (default 10)\n"
@@ -800,6 +805,7 @@ static void raise_file_limit(long connections) {
 
 typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template;
+    bool strict_model;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client;
     int kv;
     size_t max_body;
@@ -826,6 +832,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         O_QUEUE,
         O_CHUNK,
         O_MODEL_ID,
+        O_STRICT_MODEL,
         O_TEMPLATE,
         O_MAX_BODY,
         O_DRAIN,
@@ -853,6 +860,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"kv", required_argument, 0, O_KV},
         {"threads", required_argument, 0, 't'},
         {"model-id", required_argument, 0, O_MODEL_ID},
+        {"strict-model", no_argument, 0, O_STRICT_MODEL},
         {"chat-template", required_argument, 0, O_TEMPLATE},
         {"max-body", required_argument, 0, O_MAX_BODY},
         {"drain", required_argument, 0, O_DRAIN},
@@ -887,6 +895,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case 't': a->threads = number_arg("--threads", optarg, 0, 1024); break;
         case 'm': a->model_path = optarg; break;
         case O_MODEL_ID: a->model_id = optarg; break;
+        case O_STRICT_MODEL: a->strict_model = true; break;
         case O_TEMPLATE: a->chat_template = optarg; break;
         case O_MAX_BODY: a->max_body = (size_t)number_arg("--max-body", optarg, 16, 1L << 30); break;
         case O_DRAIN: a->drain = number_arg("--drain", optarg, 0, 3600); break;
@@ -970,6 +979,7 @@ int main(int argc, char **argv) {
     server sv = {.max_body = a.max_body,
                  .tok_lock = PTHREAD_MUTEX_INITIALIZER,
                  .model_id = a.model_id,
+                 .strict_model = a.strict_model,
                  .chat_template = a.chat_template};
     open_model(&sv, &a);
     if (a.ctx > sv.info.max_positions)

@@ -85,6 +85,39 @@ static bool read_stop(reader *r, const cJSON *root, serve_params *p) {
     return true;
 }
 
+/* A message's content: a string, or an array of text parts ({"type": "text", "text": ...}) joined
+ * with newlines as llama-server joins them; other parts (images, audio) are refused by name. */
+static bool read_content(reader *r, const cJSON *content, int i, char **out) {
+    if (cJSON_IsString(content)) return (*out = dup_string(content->valuestring)) || fail(r, NULL, "out of memory");
+    if (!cJSON_IsArray(content))
+        return fail(r, "messages", "messages[%d].content must be a string or an array of text parts", i);
+    size_t len = 0;
+    const cJSON *part;
+    int j = 0;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type))
+            return fail(r, "messages", "messages[%d].content[%d] must be an object with a string 'type'", i, j);
+        if (strcmp(type->valuestring, "text"))
+            return fail(r, "messages", "messages[%d].content[%d] is a '%.40s' part; rsr-serve takes text parts only", i,
+                        j, type->valuestring);
+        if (!cJSON_IsString(text)) return fail(r, "messages", "messages[%d].content[%d].text must be a string", i, j);
+        len += strlen(text->valuestring) + 1, j++;
+    }
+    char *joined = malloc(len + 1), *at = joined;
+    if (!joined) return fail(r, NULL, "out of memory");
+    cJSON_ArrayForEach(part, content) {
+        const char *text = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+        if (at > joined) *at++ = '\n';
+        size_t n = strlen(text);
+        memcpy(at, text, n), at += n;
+    }
+    *at = 0;
+    *out = joined;
+    return true;
+}
+
 static bool read_messages(reader *r, const cJSON *root, serve_params *p) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!v) return fail(r, "messages", "'messages' is required");
@@ -99,14 +132,16 @@ static bool read_messages(reader *r, const cJSON *root, serve_params *p) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (!cJSON_IsObject(m) || !cJSON_IsString(role))
             return fail(r, "messages", "messages[%d] must be an object with a string 'role'", p->n_messages);
+        /* "developer" is OpenAI's newer name for the system role */
+        const bool developer = !strcmp(role->valuestring, "developer");
         if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
-            strcmp(role->valuestring, "assistant"))
-            return fail(r, "messages", "messages[%d].role '%.40s' is not system, user or assistant", p->n_messages,
-                        role->valuestring);
-        if (!cJSON_IsString(content))
-            return fail(r, "messages", "messages[%d].content must be a string", p->n_messages);
-        p->messages[p->n_messages].role = dup_string(role->valuestring);
-        p->messages[p->n_messages].content = dup_string(content->valuestring);
+            strcmp(role->valuestring, "assistant") && !developer)
+            return fail(r, "messages", "messages[%d].role '%.40s' is not system, developer, user or assistant",
+                        p->n_messages, role->valuestring);
+        char *text = NULL;
+        if (!read_content(r, content, p->n_messages, &text)) return false;
+        p->messages[p->n_messages].content = text;
+        p->messages[p->n_messages].role = dup_string(developer ? "system" : role->valuestring);
         p->n_messages++;
     }
     return true;

@@ -67,8 +67,18 @@ test('a bad request is a BadRequestError naming the field', async () => {
     assert.match(e.message, /'top_p' is 3; it must be in \[0, 1\]/);
     return true;
   });
-  await assert.rejects(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }),
-                       (e) => e instanceof OpenAI.BadRequestError && e.code === 'model_not_found');
+  await assert.rejects(
+    client.chat.completions.create({ model: 'small', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:' } }] }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages' && /text parts only/.test(e.message));
+});
+
+test('another model name, the developer role and content parts are served as llama-server serves them', async () => {
+  const r = await client.chat.completions.create({
+    model: 'gpt-4o', max_tokens: 2, temperature: 0,
+    messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: [{ type: 'text', text: 'Hi' }] }],
+  });
+  assert.equal(r.model, 'small');
+  assert.equal(r.choices[0].finish_reason, 'length');
 });
 
 test('a full server is a 503 the client reports as such', async () => {

@@ -426,6 +426,111 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
 
 /* ---- the other endpoints ---- */
 
+/* A boolean field of a tokenize request: absent or null gives def. */
+static bool flag_of(const cJSON *root, const char *key, bool def, bool *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return *out = def, true;
+    return cJSON_IsBool(v) && (*out = cJSON_IsTrue(v), true);
+}
+
+/* A piece as llama-server gives it: a string where its bytes are UTF-8, else their values. */
+static void add_piece(cJSON *token, const char *piece, size_t len) {
+    char *clean = serve_utf8_clean(piece, len);
+    if (clean && strlen(clean) == len && !memcmp(clean, piece, len)) {
+        cJSON_AddStringToObject(token, "piece", clean);
+    } else {
+        cJSON *bytes = cJSON_AddArrayToObject(token, "piece");
+        for (size_t i = 0; i < len; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)piece[i]));
+    }
+    free(clean);
+}
+
+/* POST /tokenize, as llama-server's: {"content": TEXT, "add_special": false, "parse_special": true,
+ * "with_pieces": false} → {"tokens": [ids]} or, with pieces, [{"id", "piece"}]. */
+static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(body, len), *out = NULL;
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
+    bool add = false, parse = true, pieces = false;
+    const char *bad = !cJSON_IsObject(root)                           ? NULL
+                      : !cJSON_IsString(content)                      ? "content"
+                      : !flag_of(root, "add_special", false, &add)    ? "add_special"
+                      : !flag_of(root, "parse_special", true, &parse) ? "parse_special"
+                      : !flag_of(root, "with_pieces", false, &pieces) ? "with_pieces"
+                                                                      : "";
+    if (!bad || *bad) {
+        cJSON_Delete(root);
+        return send_error(c, 400, "invalid_request_error", bad, NULL, "%s",
+                          !bad ? "the body must be a JSON object: {\"content\": TEXT}"
+                          : !strcmp(bad, "content")
+                              ? "'content' must be a string"
+                              : "'add_special', 'parse_special' and 'with_pieces' are true or false");
+    }
+    size_t n_text = strlen(content->valuestring);
+    int32_t *ids = malloc(sizeof *ids * (n_text + 16)), n = 0;
+    pthread_mutex_lock(&sv->tok_lock);
+    rsr_status st =
+        ids ? api.tokenizer_encode(sv->tok, content->valuestring, (ptrdiff_t)n_text,
+                                   (add ? RSR_ENCODE_ADD_SPECIAL : 0) | (parse ? RSR_ENCODE_PARSE_SPECIAL : 0), ids,
+                                   (int32_t)n_text + 16, &n)
+            : RSR_ERR_OUT_OF_MEMORY;
+    if (st == RSR_OK && (out = cJSON_CreateObject())) {
+        cJSON *list = cJSON_AddArrayToObject(out, "tokens");
+        for (int32_t i = 0; i < n; i++) {
+            if (!pieces) {
+                cJSON_AddItemToArray(list, cJSON_CreateNumber(ids[i]));
+                continue;
+            }
+            cJSON *t = cJSON_CreateObject();
+            size_t plen = 0;
+            const char *piece = api.tokenizer_token_piece(sv->tok, ids[i], &plen);
+            cJSON_AddNumberToObject(t, "id", ids[i]);
+            add_piece(t, piece ? piece : "", piece ? plen : 0);
+            cJSON_AddItemToArray(list, t);
+        }
+    }
+    pthread_mutex_unlock(&sv->tok_lock);
+    free(ids);
+    cJSON_Delete(root);
+    if (!out) return send_error(c, 500, "server_error", NULL, NULL, "out of memory tokenizing");
+    return send_json(c, MHD_HTTP_OK, out, 0);
+}
+
+/* POST /detokenize, as llama-server's: {"tokens": [ids]} → {"content": TEXT} (special tokens
+ * written out; bytes that are not UTF-8 as U+FFFD). */
+static enum MHD_Result detokenize(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(root, "tokens"), *t;
+    int32_t n = cJSON_IsArray(tokens) ? cJSON_GetArraySize(tokens) : -1, k = 0;
+    int32_t *ids = n >= 0 ? malloc(sizeof *ids * (size_t)(n + 1)) : NULL;
+    const char *why = !cJSON_IsObject(root) || n < 0 ? "'tokens' must be an array of token ids" : !ids ? "" : NULL;
+    cJSON_ArrayForEach(t, tokens) {
+        if (why) break;
+        if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int32_t)t->valuedouble || t->valuedouble < 0 ||
+            t->valuedouble >= sv->info.vocab_size)
+            why = "every element of 'tokens' must be a token id of this model, in [0, vocab_size)";
+        else
+            ids[k++] = (int32_t)t->valuedouble;
+    }
+    char *text = NULL, *clean = NULL;
+    size_t tlen = 0;
+    if (!why) {
+        pthread_mutex_lock(&sv->tok_lock);
+        rsr_status st = api.tokenizer_decode(sv->tok, ids, k, 0, NULL, 0, &tlen);
+        if ((st == RSR_OK || st == RSR_ERR_BUFFER_TOO_SMALL) && (text = malloc(tlen + 1)))
+            st = api.tokenizer_decode(sv->tok, ids, k, 0, text, tlen + 1, &tlen);
+        pthread_mutex_unlock(&sv->tok_lock);
+        if (!text || st != RSR_OK || !(clean = serve_utf8_clean(text, tlen))) why = "";
+    }
+    free(ids), free(text);
+    cJSON_Delete(root);
+    if (why && *why) return send_error(c, 400, "invalid_request_error", "tokens", NULL, "%s", why);
+    cJSON *out = why ? NULL : cJSON_CreateObject();
+    if (!out) return free(clean), send_error(c, 500, "server_error", NULL, NULL, "out of memory detokenizing");
+    cJSON_AddStringToObject(out, "content", clean);
+    free(clean);
+    return send_json(c, MHD_HTTP_OK, out, 0);
+}
+
 static enum MHD_Result models(server *sv, struct MHD_Connection *c) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "object", "list");
@@ -555,14 +660,18 @@ static bool refuse(server *sv, struct MHD_Connection *c, const char *url, const 
 static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *url, const char *method, request *rq) {
     bool post = !strcmp(method, "POST");
     bool completions = !strcmp(url, "/v1/completions"), chat = !strcmp(url, "/v1/chat/completions");
-    if (completions || chat) {
+    bool tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize");
+    if (completions || chat || tok || detok) {
         if (!post)
             return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
                               "%s takes POST, not %s", url, method);
         if (rq->too_large)
             return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, NULL,
                               "the body is over %zu bytes (rsr-serve --max-body)", sv->max_body);
-        return complete(sv, c, chat, rq->body ? rq->body : "", rq->len);
+        const char *body = rq->body ? rq->body : "";
+        return tok     ? tokenize(sv, c, body, rq->len)
+               : detok ? detokenize(sv, c, body, rq->len)
+                       : complete(sv, c, chat, body, rq->len);
     }
     static const char *const gets[] = {"/", "/index.html", "/health", "/v1/models", "/metrics", "/info"};
     int which = -1;
@@ -570,8 +679,8 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
         if (!strcmp(url, gets[i])) which = i;
     if (which < 0)
         return send_error(c, MHD_HTTP_NOT_FOUND, "invalid_request_error", NULL, "not_found",
-                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions; GET /v1/models, /health, "
-                          "/metrics, /info, /)",
+                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; GET "
+                          "/v1/models, /health, /metrics, /info, /)",
                           url);
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
         return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL, "%s takes GET, not %s",

@@ -573,7 +573,7 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     serve_metrics mt;
     int32_t active, queued;
     serve_get_metrics(sv->e, &mt, &active, &queued);
-    char buf[2048];
+    char buf[4096];
     int n = snprintf(
         buf, sizeof buf,
         "# HELP rsr_requests_total Completion requests by outcome.\n# TYPE rsr_requests_total counter\n"
@@ -593,10 +593,25 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# HELP rsr_tokens_per_second Generated tokens per second over the last seconds.\n"
         "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n"
         "# HELP rsr_connections_timed_out_total Connections closed for taking too long over a request.\n"
-        "# TYPE rsr_connections_timed_out_total counter\nrsr_connections_timed_out_total %ld\n",
+        "# TYPE rsr_connections_timed_out_total counter\nrsr_connections_timed_out_total %ld\n"
+        /* what inference gateways route on (the Gateway API Inference Extension), also under vLLM's names */
+        "# HELP rsr_num_requests_running Requests in a slot.\n# TYPE rsr_num_requests_running gauge\n"
+        "rsr_num_requests_running %d\n"
+        "# HELP rsr_num_requests_waiting Requests waiting for a slot.\n# TYPE rsr_num_requests_waiting gauge\n"
+        "rsr_num_requests_waiting %d\n"
+        "# HELP rsr_kv_cache_usage_perc The KV cache the running requests hold, 0 to 1.\n"
+        "# TYPE rsr_kv_cache_usage_perc gauge\nrsr_kv_cache_usage_perc %.6g\n"
+        "# HELP vllm:num_requests_running rsr_num_requests_running under vLLM's name.\n"
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running %d\n"
+        "# HELP vllm:num_requests_waiting rsr_num_requests_waiting under vLLM's name.\n"
+        "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting %d\n"
+        "# HELP vllm:kv_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's name.\n"
+        "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc %.6g\n"
+        "# HELP vllm:gpu_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's older name.\n"
+        "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
         mt.prompt_tokens, mt.completion_tokens, mt.steps, mt.busy_s, queued, active, mt.recent_tok_s,
-        serve_guard_reaped(sv->guard));
+        serve_guard_reaped(sv->guard), active, queued, mt.kv_usage, active, queued, mt.kv_usage, mt.kv_usage);
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
 }
 

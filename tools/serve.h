@@ -84,6 +84,7 @@ typedef struct serve_metrics {
     long prompt_tokens, completion_tokens, steps;
     double busy_s;       /* time spent in steps */
     double recent_tok_s; /* generated tokens per second over the last few seconds */
+    double kv_usage;     /* the share of the slots' KV cache positions the running requests hold, 0..1 */
 } serve_metrics;
 
 typedef struct serve_engine serve_engine;

@@ -26,6 +26,7 @@ typedef struct slot {
     int32_t fed;  /* prompt tokens given */
     int32_t next; /* the token drawn at the last step */
     int32_t last; /* the token to give the next step */
+    int32_t pos;  /* the session's position after the last step (read under the lock, for /metrics) */
     uint64_t rng;
     recent_tokens recent;  /* the repetition penalty's tokens (room for the whole context) */
     rsr_sampler_params sp; /* the job's sampler with them, for this step */
@@ -140,7 +141,7 @@ static void admit(serve_engine *e) {
             k--;
             continue;
         }
-        sl->j = j, sl->fed = 0;
+        sl->j = j, sl->fed = 0, sl->pos = 0;
         uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
         sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
         sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
@@ -179,6 +180,7 @@ static void take_tokens(serve_engine *e, int32_t nq) {
     for (int32_t i = 0; i < nq; i++) {
         slot *sl = &e->slots[e->owner[i]];
         serve_job *j = sl->j;
+        sl->pos = api.session_position(sl->s);
         if (!j || e->seqs[i].output == RSR_OUTPUT_NONE) continue;
         int32_t tok = sl->next;
         if (tok == e->stop_ids[0] || tok == e->stop_ids[1] || tok == e->stop_ids[2]) {
@@ -379,7 +381,10 @@ void serve_get_metrics(serve_engine *e, serve_metrics *out, int32_t *active, int
     pthread_mutex_lock(&e->lock);
     *out = e->metrics;
     *queued = e->q_len, *active = 0;
-    for (int32_t k = 0; k < e->ep.slots; k++) *active += e->slots[k].j != NULL;
+    double held = 0;
+    for (int32_t k = 0; k < e->ep.slots; k++)
+        if (e->slots[k].j) ++*active, held += e->slots[k].pos;
+    out->kv_usage = held / ((double)e->ep.slots * (double)e->ep.ctx);
     pthread_mutex_unlock(&e->lock);
 }
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <netdb.h>
 #include <sys/resource.h>
 
@@ -53,6 +54,7 @@ typedef struct server {
     serve_engine *e;
     const char *model_id;      /* what /v1/models lists and responses name */
     bool strict_model;         /* "model" must name model_id (else any name gets this model) */
+    bool verbose;              /* -v: the request log's probes and refusal messages */
     const char *chat_template; /* NULL: the tokenizer's */
     size_t max_body;
     long started;
@@ -61,6 +63,26 @@ typedef struct server {
 } server;
 
 static serve_guard *guard; /* the server's, for the CORS headers of every reply */
+
+static double wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One HTTP request: its body as it arrives, and what the request log says of it. */
+typedef struct request {
+    char *body;
+    size_t len, cap;
+    bool too_large, answered;
+    char line[96];   /* "POST /v1/completions" */
+    unsigned status; /* of the reply queued (0: none) */
+    double t0;       /* when its headers came */
+    char why[200];   /* a refusal's message (the log's -v) */
+} request;
+/* The request this thread is answering, while route() runs: send_text and send_error note their
+ * status and message in it. */
+static __thread request *current;
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...) {
@@ -99,6 +121,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     MHD_add_response_header(r, "Content-Type", type);
     if (retry_after) MHD_add_response_header(r, "Retry-After", "1");
+    if (current) current->status = status;
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -124,6 +147,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     char *clean = serve_utf8_clean(msg, strlen(msg));
+    if (current) snprintf(current->why, sizeof current->why, "%s", clean ? clean : msg);
     cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", clean ? clean : "error");
     cJSON_AddStringToObject(err, "type", type);
@@ -389,6 +413,7 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
         st->sv = sv, st->j = j, st->fd = connection_fd(c);
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
+        if (current) current->status = MHD_HTTP_OK;
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
         return ret;
@@ -617,12 +642,6 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
 
 /* ---- requests ---- */
 
-typedef struct request {
-    char *body;
-    size_t len, cap;
-    bool too_large, answered;
-} request;
-
 static serve_conn *conn_of(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
@@ -727,9 +746,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!rq) { /* the headers: checked before a byte of the body is read */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         *con_cls = rq;
+        snprintf(rq->line, sizeof rq->line, "%.7s %.80s", method, url);
+        rq->t0 = wall_seconds();
         __atomic_add_fetch(&sv->in_flight, 1, __ATOMIC_SEQ_CST);
         enum MHD_Result ret;
-        if (refuse(sv, c, url, method, &ret)) {
+        current = rq;
+        bool refused = refuse(sv, c, url, method, &ret);
+        current = NULL;
+        if (refused) {
             rq->answered = true;
             return ret;
         }
@@ -757,7 +781,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         serve_guard_conn_wait(sv->guard, conn_of(c), SERVE_WAIT_NONE); /* the body is in */
     }
     rq->answered = true;
-    return route(sv, c, url, method, rq);
+    current = rq;
+    enum MHD_Result ret = route(sv, c, url, method, rq);
+    current = NULL;
+    return ret;
+}
+
+/* The request log: a line per request answered (probes of /health and /metrics and CORS
+ * preflights only with -v), with -v the message of a refusal. */
+static void log_request(const server *sv, struct MHD_Connection *c, const request *rq) {
+    const char *path = strchr(rq->line, ' ');
+    bool probe =
+        path && (!strcmp(path + 1, "/health") || !strcmp(path + 1, "/metrics") || !strncmp(rq->line, "OPTIONS", 7));
+    if (!rq->status || (probe && !sv->verbose)) return;
+    char who[64] = "?";
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, who, sizeof who);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, who, sizeof who);
+    fprintf(stderr, "rsr-serve: %s %s %u %.3f s%s%s\n", who, rq->line, rq->status, wall_seconds() - rq->t0,
+            sv->verbose && *rq->why ? ": " : "", sv->verbose ? rq->why : "");
 }
 
 /* A request is over (answered in full, or its connection gone): a kept-alive connection has
@@ -767,6 +812,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     server *sv = cls;
     request *rq = *con_cls;
     if (rq) {
+        log_request(sv, c, rq);
         free(rq->body), free(rq);
         __atomic_sub_fetch(&sv->in_flight, 1, __ATOMIC_SEQ_CST);
     }
@@ -824,6 +870,8 @@ static void usage(FILE *out) {
           "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
+          "  -v, --verbose      the request log (a line per request on stderr) also shows probes of /health\n"
+          "                     and /metrics and the message of every refusal\n"
           "  --strict-model     refuse a request whose \"model\" names another (default: as llama-server,\n"
           "                     any name gets the one model served)\n"
           "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
@@ -929,7 +977,7 @@ static void raise_file_limit(long connections) {
 
 typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template;
-    bool strict_model;
+    bool strict_model, verbose;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client;
     int kv;
     size_t max_body;
@@ -1000,12 +1048,13 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"digest", required_argument, 0, O_DIGEST},
         {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, 'h'},
+        {"verbose", no_argument, 0, 'v'},
         {"model", required_argument, 0, 'm'},
         {0, 0, 0, 0},
     };
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:t:m:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:t:m:hv", longs, NULL)) != -1) {
         switch (c) {
         case O_HOST: a->host = optarg; break;
         case O_PORT: a->port = number_arg("--port", optarg, 0, 65535); break;
@@ -1041,6 +1090,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
             break;
         case O_VERSION: printf("rsr-serve %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
+        case 'v': a->verbose = true; break;
         case ':': die("option '%s' needs a value (see --help)", argv[optind - 1]);
         default: die("unknown option '%s' (see --help)", argv[optind - 1]);
         }
@@ -1066,10 +1116,15 @@ static void open_model(server *sv, const serve_args *a) {
         if (artifact_pin(a->model_path, a->digest, path, sizeof path, err, sizeof err) != 0) die("%s", err);
         load = path; /* the descriptor whose bytes were hashed */
     }
+    struct stat st;
+    double t0 = wall_seconds();
+    fprintf(stderr, "rsr-serve: loading %s (%.0f MiB)\n", a->model_path,
+            stat(a->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0.0);
     if (rsr_api_load(&api, load, err, sizeof err) != 0) die("%s", err);
     rsr_model_params mp = {.num_threads = (int32_t)a->threads, .device = RSR_DEVICE_CPU};
     if (api.model_open(&sv->m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv->m));
     api.model_get_info(sv->m, &sv->info);
+    fprintf(stderr, "rsr-serve: loaded in %.1f s\n", wall_seconds() - t0);
     if (api.model_tokenizer(sv->m, &sv->tok) != RSR_OK)
         die("%s has no tokenizer (compile it with tokenizer.json next to the weights): %s", a->model_path,
             api.model_errmsg(sv->m));
@@ -1104,6 +1159,7 @@ int main(int argc, char **argv) {
                  .tok_lock = PTHREAD_MUTEX_INITIALIZER,
                  .model_id = a.model_id,
                  .strict_model = a.strict_model,
+                 .verbose = a.verbose,
                  .chat_template = a.chat_template};
     open_model(&sv, &a);
     if (a.ctx > sv.info.max_positions)

@@ -157,6 +157,62 @@ static bool asks_for(const cJSON *u, bool one_is_default) {
     return true;
 }
 
+/* response_format: plain text is what every reply is; JSON modes are refused until served. */
+static bool read_response_format(reader *r, const cJSON *root) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (!v || cJSON_IsNull(v)) return true;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+    if (cJSON_IsObject(v) && cJSON_IsString(type) && !strcmp(type->valuestring, "text")) return true;
+    return fail(r, "response_format", "'response_format' %s is not served by rsr-serve (only {\"type\": \"text\"})",
+                cJSON_IsString(type) ? type->valuestring : "of that shape");
+}
+
+static bool listed(const char *key, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(key, names[i])) return true;
+    return false;
+}
+
+/* Every field of the body is one this server reads, or one it does not serve with a value that
+ * asks for nothing (logprobs: false, presence_penalty: 0, ...): anything else is a 400 naming it,
+ * never silently ignored. The name outlives the parsed body in this thread's copy. */
+static bool only_served(reader *r, const cJSON *root, bool chat) {
+    static const char *const served[] = {"model",
+                                         "stream",
+                                         "stream_options",
+                                         "max_tokens",
+                                         "max_completion_tokens",
+                                         "temperature",
+                                         "top_p",
+                                         "top_k",
+                                         "min_p",
+                                         "repeat_penalty",
+                                         "repeat_last_n",
+                                         "seed",
+                                         "n",
+                                         "stop",
+                                         "user",
+                                         "response_format",
+                                         "cache_prompt" /* llama-server's; results are the same either way */};
+    static const char *const unserved[] = {
+        "logprobs", "top_logprobs", "tools", "functions",        "tool_choice",       "parallel_tool_calls",
+        "best_of",  "suffix",       "echo",  "presence_penalty", "frequency_penalty", "logit_bias",
+        "store",    "metadata"};
+    static __thread char name[64];
+    const cJSON *f;
+    cJSON_ArrayForEach(f, root) {
+        if (!strcmp(f->string, chat ? "messages" : "prompt") ||
+            listed(f->string, served, sizeof served / sizeof *served))
+            continue;
+        snprintf(name, sizeof name, "%s", f->string);
+        if (!listed(f->string, unserved, sizeof unserved / sizeof *unserved))
+            return fail(r, name, "'%s' is not a field rsr-serve serves for %s", name,
+                        chat ? "/v1/chat/completions" : "/v1/completions");
+        if (asks_for(f, !strcmp(f->string, "best_of"))) return fail(r, name, "'%s' is not served by rsr-serve", name);
+    }
+    return true;
+}
+
 static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     if (!cJSON_IsObject(root)) return fail(r, NULL, "the body must be a JSON object");
     p->chat = chat;
@@ -211,12 +267,8 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     v = NAN;
     if (!integer(r, root, "n", 1, 1 << 30, &v)) return false;
     if (!isnan(v) && v != 1) return fail(r, "n", "'n' is %g; this server gives one choice per request (n = 1)", v);
-    static const char *const unserved[] = {"logprobs", "top_logprobs", "tools", "functions",
-                                           "best_of",  "suffix",       "echo"};
-    for (size_t i = 0; i < sizeof unserved / sizeof *unserved; i++)
-        if (asks_for(cJSON_GetObjectItemCaseSensitive(root, unserved[i]), !strcmp(unserved[i], "best_of")))
-            return fail(r, unserved[i], "'%s' is not served by rsr-serve", unserved[i]);
-    return read_stop(r, root, p);
+    if (!read_response_format(r, root)) return false;
+    return read_stop(r, root, p) && only_served(r, root, chat);
 }
 
 /* A \u0000 escape anywhere (escapes only occur inside strings): a backslash that is not itself

@@ -30,6 +30,27 @@ test('the chat page loads, streams a reply and is photographed', async () => {
                                { timeout: 20000 });
     const reply = await page.textContent('.msg.assistant');
     assert.ok(!reply.startsWith('error:'), reply);
+    // a system prompt goes first in the messages sent; Stop ends a reply (held on its way here, so
+    // that Stop comes before the server could finish it) and leaves the page ready for the next
+    await page.click('#sys-box summary');
+    await page.fill('#system', 'Answer in one word.');
+    let release;
+    await page.route('**/v1/chat/completions', async (route) => {
+      await new Promise((r) => { release = r; });
+      await route.continue().catch(() => {}); // the page has aborted it by then
+    });
+    const sent = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
+    await page.fill('#input', 'And more?');
+    await page.click('#send');
+    const body = JSON.parse((await sent).postData());
+    assert.deepEqual(body.messages[0], { role: 'system', content: 'Answer in one word.' });
+    assert.equal(body.messages.length, 4); // the system message, the first exchange, this message
+    await page.click('#stop');
+    await page.waitForSelector('.msg.assistant .stopped', { timeout: 10000 });
+    release();
+    await page.unroute('**/v1/chat/completions');
+    assert.ok(!(await page.isDisabled('#send')));
+    assert.ok(await page.isHidden('#stop'));
     // the header's counters follow the server (/info, polled every 2 s)
     await page.waitForFunction(() => Number(document.getElementById('generated').textContent) > 0, null,
                                { timeout: 10000 });

@@ -64,12 +64,6 @@ typedef struct server {
 
 static serve_guard *guard; /* the server's, for the CORS headers of every reply */
 
-static double wall_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* One HTTP request: its body as it arrives, and what the request log says of it. */
 typedef struct request {
     char *body;
@@ -747,7 +741,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         *con_cls = rq;
         snprintf(rq->line, sizeof rq->line, "%.7s %.80s", method, url);
-        rq->t0 = wall_seconds();
+        rq->t0 = serve_now();
         __atomic_add_fetch(&sv->in_flight, 1, __ATOMIC_SEQ_CST);
         enum MHD_Result ret;
         current = rq;
@@ -801,7 +795,7 @@ static void log_request(const server *sv, struct MHD_Connection *c, const reques
         inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, who, sizeof who);
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, who, sizeof who);
-    fprintf(stderr, "rsr-serve: %s %s %u %.3f s%s%s\n", who, rq->line, rq->status, wall_seconds() - rq->t0,
+    fprintf(stderr, "rsr-serve: %s %s %u %.3f s%s%s\n", who, rq->line, rq->status, serve_now() - rq->t0,
             sv->verbose && *rq->why ? ": " : "", sv->verbose ? rq->why : "");
 }
 
@@ -1117,14 +1111,14 @@ static void open_model(server *sv, const serve_args *a) {
         load = path; /* the descriptor whose bytes were hashed */
     }
     struct stat st;
-    double t0 = wall_seconds();
+    double t0 = serve_now();
     fprintf(stderr, "rsr-serve: loading %s (%.0f MiB)\n", a->model_path,
             stat(a->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0.0);
     if (rsr_api_load(&api, load, err, sizeof err) != 0) die("%s", err);
     rsr_model_params mp = {.num_threads = (int32_t)a->threads, .device = RSR_DEVICE_CPU};
     if (api.model_open(&sv->m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv->m));
     api.model_get_info(sv->m, &sv->info);
-    fprintf(stderr, "rsr-serve: loaded in %.1f s\n", wall_seconds() - t0);
+    fprintf(stderr, "rsr-serve: loaded in %.1f s\n", serve_now() - t0);
     if (api.model_tokenizer(sv->m, &sv->tok) != RSR_OK)
         die("%s has no tokenizer (compile it with tokenizer.json next to the weights): %s", a->model_path,
             api.model_errmsg(sv->m));

@@ -11,9 +11,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "recent_tokens.h"
 #include "rsr_dl.h"
+
+/* Seconds on the monotonic clock: the engine's step times, the guard's deadlines, the request log. */
+static inline double serve_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
 

@@ -52,12 +52,6 @@ struct serve_engine {
     long recent_tokens;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void job_free(serve_job *j) {
     serve_params_free(&j->p);
     free(j->ids);
@@ -204,9 +198,9 @@ static int32_t turn(serve_engine *e) {
     int32_t nq = build_step(e);
     if (!nq) return 0;
     pthread_mutex_unlock(&e->lock);
-    double t0 = now_s();
+    double t0 = serve_now();
     rsr_status st = api.batch_eval(e->b, e->seqs, nq);
-    double t1 = now_s();
+    double t1 = serve_now();
     pthread_mutex_lock(&e->lock);
     e->metrics.steps++, e->metrics.busy_s += t1 - t0;
     if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
@@ -286,7 +280,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->changed, NULL);
-    e->recent_t0 = now_s();
+    e->recent_t0 = serve_now();
     if (!ep->manual && pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         snprintf(err, errlen, "cannot start the engine's thread");
         goto fail;
@@ -300,13 +294,13 @@ fail:
 }
 
 void serve_engine_drain(serve_engine *e, double drain_s) {
-    double until = now_s() + drain_s;
+    double until = serve_now() + drain_s;
     pthread_mutex_lock(&e->lock);
     e->draining = true;
     for (;;) { /* running requests finish while the deadline allows */
         bool busy = e->q_len > 0;
         for (int32_t k = 0; k < e->ep.slots; k++) busy |= e->slots[k].j != NULL;
-        if (!busy || now_s() >= until) break;
+        if (!busy || serve_now() >= until) break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100000000;

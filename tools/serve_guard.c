@@ -46,12 +46,6 @@ struct serve_guard {
     long reaped;
 };
 
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static uint64_t received(int fd) {
     struct tcp_info ti;
     socklen_t len = sizeof ti;
@@ -76,7 +70,7 @@ static void *reaper(void *arg) {
     serve_guard *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
-        double now = mono();
+        double now = serve_now();
         for (serve_conn *c = g->head.next; c != &g->head; c = c->next)
             if (c->deadline > 0 && now > c->deadline) {
                 if (c->body || received(c->fd) > c->bytes) time_out(c->fd); /* idle: closed without a word */
@@ -128,7 +122,7 @@ serve_conn *serve_guard_conn_open(serve_guard *g, int fd) {
         return NULL;
     }
     pthread_mutex_lock(&g->lock);
-    c->deadline = mono() + g->p.header_timeout;
+    c->deadline = serve_now() + g->p.header_timeout;
     c->bytes = 0;
     c->next = g->head.next, c->prev = &g->head;
     g->head.next->prev = c, g->head.next = c;
@@ -148,8 +142,8 @@ void serve_guard_conn_close(serve_guard *g, serve_conn *c) {
 void serve_guard_conn_wait(serve_guard *g, serve_conn *c, serve_wait_for what) {
     if (!c) return;
     pthread_mutex_lock(&g->lock);
-    c->deadline = what == SERVE_WAIT_HEADERS ? mono() + g->p.header_timeout
-                  : what == SERVE_WAIT_BODY  ? mono() + g->p.body_timeout
+    c->deadline = what == SERVE_WAIT_HEADERS ? serve_now() + g->p.header_timeout
+                  : what == SERVE_WAIT_BODY  ? serve_now() + g->p.body_timeout
                                              : 0;
     c->body = what == SERVE_WAIT_BODY;
     if (what == SERVE_WAIT_HEADERS) c->bytes = received(c->fd);

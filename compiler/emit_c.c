@@ -225,6 +225,13 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
 
 /* ---- the kernel IR (kir.h) as C ---- */
 
+/* One printing: where, what kernel, and the dialect's names. */
+typedef struct cpr {
+    FILE *out;
+    const kernel *kn;
+    const char *const *types;
+} cpr;
+
 static const char *const c_types[KT_COUNT] = {
     [KT_VOID] = "void",
     [KT_INT] = "int",
@@ -256,128 +263,176 @@ static int c_prec(const kir_expr *e) {
     case KO_LSHR: return 11;
     case KO_LT:
     case KO_LE: return 10;
-    case KO_EQ: return 9;
+    case KO_EQ:
+    case KO_NE: return 9;
     case KO_AND: return 8;
     case KO_LAND: return 4;
+    case KO_LOR: return 3;
+    case KO_SELECT: return 2;
     case KO_CAST:
     case KO_REINTERPRET: return 14;
+    case KO_NEG: return 15;
     default: return 16;
     }
 }
 
-static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min);
+static void c_expr(const cpr *P, const kir_expr *e, int min);
 
-static void c_call(FILE *out, const kernel *kn, const char *fn, const kir_expr *a, const kir_expr *b, const kir_expr *c,
+static void c_call(const cpr *P, const char *fn, const kir_expr *a, const kir_expr *b, const kir_expr *c,
                    const kir_expr *d) {
-    fprintf(out, "%s(", fn);
+    fprintf(P->out, "%s(", fn);
     const kir_expr *args[] = {a, b, c, d};
     for (int i = 0; i < 4 && args[i]; i++) {
-        if (i) fputs(", ", out);
-        c_expr(out, kn, args[i], 0);
+        if (i) fputs(", ", P->out);
+        c_expr(P, args[i], 0);
     }
-    fputc(')', out);
+    fputc(')', P->out);
 }
 
-static void c_expr(FILE *out, const kernel *kn, const kir_expr *e, int min) {
+static void c_expr(const cpr *P, const kir_expr *e, int min) {
     static const char *const infix[KO_COUNT] = {
-        [KO_ADD] = "+", [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<",  [KO_LSHR] = ">>", [KO_AND] = "&",
-        [KO_LT] = "<",  [KO_LE] = "<=", [KO_EQ] = "==", [KO_INDEX] = "+", [KO_LAND] = "&&"};
+        [KO_ADD] = "+",   [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<", [KO_LSHR] = ">>",
+        [KO_AND] = "&",   [KO_LT] = "<",  [KO_LE] = "<=", [KO_EQ] = "==",  [KO_INDEX] = "+",
+        [KO_LAND] = "&&", [KO_NE] = "!=", [KO_LOR] = "||"};
     int prec = c_prec(e);
     bool paren = prec < min;
-    if (paren) fputc('(', out);
+    if (paren) fputc('(', P->out);
     switch (e->op) {
-    case KO_CONST: fprintf(out, e->hex ? "0x%llx" : "%lld", (long long)e->imm); break;
-    case KO_VAR: fputs(e->var->name, out); break;
+    case KO_CONST: { /* hexadecimal in whole bytes: 0xffff, 0x01010101 */
+        int digits = 1;
+        while (digits < 16 && (unsigned long long)e->imm >> (4 * digits)) digits++;
+        if (e->hex)
+            fprintf(P->out, "0x%0*llx", (digits + 1) / 2 * 2, (unsigned long long)e->imm);
+        else
+            fprintf(P->out, "%lld", (long long)e->imm);
+        break;
+    }
+    case KO_VAR: fputs(e->var->name, P->out); break;
     case KO_CAST:
         if (e->type == KT_SIZE) {
-            fputs("(size_t)", out);
-            c_expr(out, kn, e->a, 14);
+            fprintf(P->out, "(%s)", P->types[KT_SIZE]);
+            c_expr(P, e->a, 14);
         } else {
-            fprintf(out, "(%s)(", c_types[e->type]);
-            c_expr(out, kn, e->a, 0);
-            fputc(')', out);
+            fprintf(P->out, "(%s)(", P->types[e->type]);
+            c_expr(P, e->a, 0);
+            fputc(')', P->out);
         }
         break;
     case KO_REINTERPRET:
-        fprintf(out, "(%s)(", c_types[e->type]);
-        c_expr(out, kn, e->a, 0);
-        fputc(')', out);
+        fprintf(P->out, "(%s)(", P->types[e->type]);
+        c_expr(P, e->a, 0);
+        fputc(')', P->out);
         break;
     case KO_LOAD:
-        c_expr(out, kn, e->a, 16);
-        fputc('[', out);
-        c_expr(out, kn, e->b, 0);
-        fputc(']', out);
+        c_expr(P, e->a, 16);
+        fputc('[', P->out);
+        c_expr(P, e->b, 0);
+        fputc(']', P->out);
         break;
-    case KO_VZERO: fputs(e->type == KT_BACC ? "rsr_bzero()" : "rsr_vzero()", out); break;
-    case KO_DOT4: c_call(out, kn, "rsr_dot4", e->a, e->b, e->c, NULL); break;
-    case KO_SUM4: c_call(out, kn, "rsr_sum4", e->a, e->b, NULL, NULL); break;
-    case KO_VSUM: c_call(out, kn, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
-    case KO_BDOT: c_call(out, kn, "rsr_bdot", e->a, e->b, e->c, NULL); break;
-    case KO_PAIR: c_call(out, kn, "rsr_pair", e->a, e->b, NULL, NULL); break;
-    case KO_XPAIR: c_call(out, kn, "rsr_xpair", e->a, e->b, NULL, NULL); break;
-    case KO_MMLA: c_call(out, kn, "rsr_mmla", e->a, e->b, e->c, NULL); break;
+    case KO_VZERO: fputs(e->type == KT_BACC ? "rsr_bzero()" : "rsr_vzero()", P->out); break;
+    case KO_DOT4: c_call(P, "rsr_dot4", e->a, e->b, e->c, NULL); break;
+    case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
+    case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
+    case KO_BDOT: c_call(P, "rsr_bdot", e->a, e->b, e->c, NULL); break;
+    case KO_PAIR: c_call(P, "rsr_pair", e->a, e->b, NULL, NULL); break;
+    case KO_XPAIR: c_call(P, "rsr_xpair", e->a, e->b, NULL, NULL); break;
+    case KO_MMLA: c_call(P, "rsr_mmla", e->a, e->b, e->c, NULL); break;
     case KO_LANE:
-        fputs("rsr_lane(", out);
-        c_expr(out, kn, e->a, 0);
-        fprintf(out, ", %lld)", (long long)e->imm);
+        fputs("rsr_lane(", P->out);
+        c_expr(P, e->a, 0);
+        fprintf(P->out, ", %lld)", (long long)e->imm);
         break;
     case KO_FIELD:
-        fputs("rsr_field(", out);
-        c_expr(out, kn, e->a, 0);
-        fprintf(out, ", %lld)", (long long)e->imm);
+        fputs("rsr_field(", P->out);
+        c_expr(P, e->a, 0);
+        fprintf(P->out, ", %lld)", (long long)e->imm);
         break;
     case KO_ISNULL:
-        fputc('!', out);
-        c_expr(out, kn, e->a, 15);
+        fputc('!', P->out);
+        c_expr(P, e->a, 15);
         break;
-    case KO_ALLOC: fprintf(out, "aligned_alloc(64, %lld)", (long long)e->imm); break;
-    case KO_FREE: c_call(out, kn, "free", e->a, NULL, NULL, NULL); break;
-    case KO_LANES_BLOCK: c_call(out, kn, "rsr_lanes_block", e->a, e->b, e->c, e->d); break;
+    case KO_ALLOC: fprintf(P->out, "aligned_alloc(64, %lld)", (long long)e->imm); break;
+    case KO_NEG:
+        fputc('-', P->out);
+        c_expr(P, e->a, 15);
+        break;
+    case KO_SELECT:
+        c_expr(P, e->a, 3);
+        fputs(" ? ", P->out);
+        c_expr(P, e->b, 0);
+        fputs(" : ", P->out);
+        c_expr(P, e->c, 2);
+        break;
+    /* the GPU's, in CUDA's names (cuda/device/kernels.cu has rsr_warp_sum_i32) */
+    case KO_THREAD: fputs("threadIdx.x", P->out); break;
+    case KO_CTA: fputs("blockIdx.x", P->out); break;
+    case KO_DP4A: c_call(P, "__dp4a", e->a, e->b, e->c, NULL); break;
+    case KO_WARP_SUM: c_call(P, "rsr_warp_sum_i32", e->a, NULL, NULL, NULL); break;
+    case KO_SHFL_DOWN:
+    case KO_SHFL_UP:
+        fprintf(P->out, "__shfl_%s_sync(0xffffffffu, ", e->op == KO_SHFL_DOWN ? "down" : "up");
+        c_expr(P, e->a, 0);
+        fputs(", ", P->out);
+        c_expr(P, e->b, 0);
+        fputc(')', P->out);
+        break;
+    case KO_LDG:
+        fputs("__ldg(", P->out);
+        c_expr(P, e->a, 12);
+        fputs(" + ", P->out);
+        c_expr(P, e->b, 13);
+        fputc(')', P->out);
+        break;
+    case KO_ELEM:
+        c_expr(P, e->a, 16);
+        fprintf(P->out, ".%c", "xyzw"[e->imm & 3]);
+        break;
+    case KO_FREE: c_call(P, "free", e->a, NULL, NULL, NULL); break;
+    case KO_LANES_BLOCK: c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d); break;
     case KO_LANES_TRANSPOSE: {
         const kir_expr *args[] = {e->a, e->b, e->c, e->d};
-        fputs("rsr_lanes_transpose(", out);
-        for (int i = 0; i < 4; i++) c_expr(out, kn, args[i], 0), fputs(", ", out);
-        fprintf(out, "%lld)", (long long)e->imm);
+        fputs("rsr_lanes_transpose(", P->out);
+        for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
+        fprintf(P->out, "%lld)", (long long)e->imm);
         break;
     }
     case KO_LUT_TABLES: /* the templates' helpers count tables in groups (vector) or triplets (scalar) */
-        fputs("rsr_lut_tables(", out);
-        c_expr(out, kn, e->a, 0);
-        fprintf(out, ", %lld, %d, ", (long long)e->imm, kn->lut_vector ? kn->groups : 4 * kn->groups);
-        c_expr(out, kn, e->b, 0);
-        fputc(')', out);
+        fputs("rsr_lut_tables(", P->out);
+        c_expr(P, e->a, 0);
+        fprintf(P->out, ", %lld, %d, ", (long long)e->imm, P->kn->lut_vector ? P->kn->groups : 4 * P->kn->groups);
+        c_expr(P, e->b, 0);
+        fputc(')', P->out);
         break;
     case KO_LUT_ROW:
-        fputs("rsr_lut_row(", out);
-        c_expr(out, kn, e->a, 0);
-        fputs(", ", out);
-        c_expr(out, kn, e->b, 0);
-        fprintf(out, ", %d, ", kn->groups);
-        c_expr(out, kn, e->c, 0);
-        fputc(')', out);
+        fputs("rsr_lut_row(", P->out);
+        c_expr(P, e->a, 0);
+        fputs(", ", P->out);
+        c_expr(P, e->b, 0);
+        fprintf(P->out, ", %d, ", P->kn->groups);
+        c_expr(P, e->c, 0);
+        fputc(')', P->out);
         break;
     case KO_LUT_BLOCKS: {
-        const int32_t G = kn->groups, GB = G * LUT_GROUP_BYTES;
-        fputs("rsr_lut_blocks(", out);
-        c_expr(out, kn, e->a, 0);
-        fprintf(out, ", %d, ", GB);
-        c_expr(out, kn, e->b, 0);
-        fprintf(out, ", %d, y + ", G);
-        c_expr(out, kn, e->c, 13);
-        fprintf(out, " * %d, %d - ", LUT_ROWS, kn->rows);
-        c_expr(out, kn, e->c, 13);
-        fprintf(out, " * %d, %lld)", LUT_ROWS, (long long)e->imm);
+        const int32_t G = P->kn->groups, GB = G * LUT_GROUP_BYTES;
+        fputs("rsr_lut_blocks(", P->out);
+        c_expr(P, e->a, 0);
+        fprintf(P->out, ", %d, ", GB);
+        c_expr(P, e->b, 0);
+        fprintf(P->out, ", %d, y + ", G);
+        c_expr(P, e->c, 13);
+        fprintf(P->out, " * %d, %d - ", LUT_ROWS, P->kn->rows);
+        c_expr(P, e->c, 13);
+        fprintf(P->out, " * %d, %lld)", LUT_ROWS, (long long)e->imm);
         break;
     }
     default:
         /* binary: left-associative; a shift's operands are bracketed when they are sums, for the reader */
-        c_expr(out, kn, e->a, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec);
-        fprintf(out, " %s ", infix[e->op]);
-        c_expr(out, kn, e->b, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec + 1);
+        c_expr(P, e->a, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec);
+        fprintf(P->out, " %s ", infix[e->op]);
+        c_expr(P, e->b, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec + 1);
         break;
     }
-    if (paren) fputc(')', out);
+    if (paren) fputc(')', P->out);
 }
 
 static bool same_expr(const kir_expr *a, const kir_expr *b) {
@@ -386,51 +441,52 @@ static bool same_expr(const kir_expr *a, const kir_expr *b) {
            same_expr(a->b, b->b) && same_expr(a->c, b->c);
 }
 
-static void c_stmts(FILE *out, const kernel *kn, const kir_stmt *s, int depth);
+static void c_stmts(const cpr *P, const kir_stmt *s, int depth);
 
 /* v = v + e prints as v += e (and -), the way the kernels were always written */
-static void c_assign(FILE *out, const kernel *kn, const kir_expr *lhs, const kir_expr *value) {
+static void c_assign(const cpr *P, const kir_expr *lhs, const kir_expr *value) {
     bool compound = (value->op == KO_ADD || value->op == KO_SUB || value->op == KO_INDEX) && same_expr(value->a, lhs);
-    c_expr(out, kn, lhs, 0);
+    c_expr(P, lhs, 0);
     if (compound) {
-        fprintf(out, " %s= ", value->op == KO_SUB ? "-" : "+");
-        c_expr(out, kn, value->b, 0);
+        fprintf(P->out, " %s= ", value->op == KO_SUB ? "-" : "+");
+        c_expr(P, value->b, 0);
     } else {
-        fputs(" = ", out);
-        c_expr(out, kn, value, 0);
+        fputs(" = ", P->out);
+        c_expr(P, value, 0);
     }
-    fputc(';', out);
+    fputc(';', P->out);
 }
 
-static void c_body(FILE *out, const kernel *kn, const kir_stmt *s, int depth);
+static void c_body(const cpr *P, const kir_stmt *s, int depth);
 
-static void c_stmt(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
+static void c_stmt(const cpr *P, const kir_stmt *s, int depth) {
     switch (s->kind) {
     case KS_DECL: {
         enum kir_type t = s->var->type;
-        bool scalar = t == KT_INT || t == KT_I32 || t == KT_U32 || t == KT_SIZE;
-        const char *type = c_types[t];
-        fprintf(out, "%s%s%s", s->c_const && scalar ? "const " : "", type, type[strlen(type) - 1] == '*' ? "" : " ");
+        bool scalar =
+            t == KT_INT || t == KT_I32 || t == KT_U32 || t == KT_SIZE || t == KT_I32X4 || t == KT_U32X4 || t == KT_BOOL;
+        const char *type = P->types[t];
+        fprintf(P->out, "%s%s%s", s->c_const && scalar ? "const " : "", type, type[strlen(type) - 1] == '*' ? "" : " ");
         for (const kir_stmt *d = s; d; d = d->more) {
-            fprintf(out, "%s%s", d == s ? "" : type[strlen(type) - 1] == '*' ? ", *" : ", ", d->var->name);
+            fprintf(P->out, "%s%s", d == s ? "" : type[strlen(type) - 1] == '*' ? ", *" : ", ", d->var->name);
             if (d->var->array)
-                fprintf(out, "[%d]%s", d->var->array, d->var->align64 ? " __attribute__((aligned(64)))" : "");
+                fprintf(P->out, "[%d]%s", d->var->array, d->var->align64 ? " __attribute__((aligned(64)))" : "");
             if (d->init && d->var->array) {
-                fputs(" = {", out);
-                c_expr(out, kn, d->init, 0);
-                fputc('}', out);
+                fputs(" = {", P->out);
+                c_expr(P, d->init, 0);
+                fputc('}', P->out);
             } else if (d->init) {
-                fputs(" = ", out);
-                c_expr(out, kn, d->init, 0);
+                fputs(" = ", P->out);
+                c_expr(P, d->init, 0);
             }
         }
-        fputc(';', out);
-        if (s->text) fprintf(out, " /* %s */", s->text);
+        fputc(';', P->out);
+        if (s->text) fprintf(P->out, " /* %s */", s->text);
         break;
     }
     case KS_SET: {
         kir_expr lhs = {.op = KO_VAR, .type = s->var->type, .var = s->var};
-        c_assign(out, kn, &lhs, s->value);
+        c_assign(P, &lhs, s->value);
         break;
     }
     case KS_STORE: {
@@ -438,93 +494,99 @@ static void c_stmt(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
         bool compound = (s->value->op == KO_ADD || s->value->op == KO_SUB) && s->value->a->op == KO_LOAD &&
                         same_expr(s->value->a->a, s->init) && same_expr(s->value->a->b, s->index);
         if (compound) {
-            c_expr(out, kn, &lhs, 0);
-            fprintf(out, " %s= ", s->value->op == KO_SUB ? "-" : "+");
-            c_expr(out, kn, s->value->b, 0);
-            fputc(';', out);
+            c_expr(P, &lhs, 0);
+            fprintf(P->out, " %s= ", s->value->op == KO_SUB ? "-" : "+");
+            c_expr(P, s->value->b, 0);
+            fputc(';', P->out);
         } else {
-            c_assign(out, kn, &lhs, s->value);
+            c_assign(P, &lhs, s->value);
         }
         break;
     }
     case KS_FOR:
-        fputs("for (", out);
+        fputs("for (", P->out);
         if (s->init) {
-            fprintf(out, "%s %s = ", c_types[s->var->type], s->var->name);
-            c_expr(out, kn, s->init, 0);
+            fprintf(P->out, "%s %s = ", P->types[s->var->type], s->var->name);
+            c_expr(P, s->init, 0);
         }
-        fputs("; ", out);
-        c_expr(out, kn, s->cond, 0);
-        if (s->step == 1)
-            fprintf(out, "; %s++)", s->var->name);
+        fputs("; ", P->out);
+        c_expr(P, s->cond, 0);
+        if (s->shift)
+            fprintf(P->out, "; %s <<= %d)", s->var->name, s->step);
+        else if (s->step == 1)
+            fprintf(P->out, "; %s++)", s->var->name);
         else
-            fprintf(out, "; %s += %d)", s->var->name, s->step);
-        c_body(out, kn, s, depth);
+            fprintf(P->out, "; %s += %d)", s->var->name, s->step);
+        c_body(P, s, depth);
         break;
     case KS_IF:
-        fputs("if (", out);
-        c_expr(out, kn, s->cond, 0);
-        fputc(')', out);
-        c_body(out, kn, s, depth);
+        fputs("if (", P->out);
+        c_expr(P, s->cond, 0);
+        fputc(')', P->out);
+        c_body(P, s, depth);
         break;
     case KS_CALL:
-        fprintf(out, "%s[", s->callee);
-        c_expr(out, kn, s->index, 0);
-        fputs("](", out);
-        c_expr(out, kn, s->args[0], 0);
-        fputs(", ", out);
-        c_expr(out, kn, s->args[1], 0);
-        fputs(");", out);
+        fprintf(P->out, "%s[", s->callee);
+        c_expr(P, s->index, 0);
+        fputs("](", P->out);
+        c_expr(P, s->args[0], 0);
+        fputs(", ", P->out);
+        c_expr(P, s->args[1], 0);
+        fputs(");", P->out);
         break;
     case KS_SCOPE:
-        fputs("{\n", out);
-        c_stmts(out, kn, s->body, depth + 1);
-        fprintf(out, "%*s}", 4 * depth, "");
+        fputs("{\n", P->out);
+        c_stmts(P, s->body, depth + 1);
+        fprintf(P->out, "%*s}", 4 * depth, "");
         break;
-    case KS_UNUSED: fprintf(out, "(void)%s;", s->var->name); break;
+    case KS_UNUSED: fprintf(P->out, "(void)%s;", s->var->name); break;
     case KS_DO:
-        c_expr(out, kn, s->value, 0);
-        fputc(';', out);
+        c_expr(P, s->value, 0);
+        fputc(';', P->out);
         break;
     case KS_CALLF:
-        fprintf(out, "%s(", s->callee);
+        fprintf(P->out, "%s(", s->callee);
         for (int i = 0; i < s->nargs; i++) {
-            if (i) fputs(", ", out);
-            c_expr(out, kn, s->args[i], 0);
+            if (i) fputs(", ", P->out);
+            c_expr(P, s->args[i], 0);
         }
-        fputs(");", out);
+        fputs(");", P->out);
         break;
-    case KS_RETURN: fputs("return;", out); break;
+    case KS_RETURN: fputs("return;", P->out); break;
     }
 }
 
 /* A loop's or an if's body, by its layout. */
-static void c_body(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
+static void c_body(const cpr *P, const kir_stmt *s, int depth) {
     switch (s->layout) {
     case KL_SAME_LINE:
-        fputc(' ', out);
-        c_stmt(out, kn, s->body, depth);
+        fputc(' ', P->out);
+        c_stmt(P, s->body, depth);
         break;
     case KL_NEXT_LINE:
-        fprintf(out, "\n%*s", 4 * (depth + 1), "");
-        c_stmt(out, kn, s->body, depth + 1);
+        fprintf(P->out, "\n%*s", 4 * (depth + 1), "");
+        c_stmt(P, s->body, depth + 1);
         break;
     case KL_BRACES:
-        fputs(" {\n", out);
-        c_stmts(out, kn, s->body, depth + 1);
-        fprintf(out, "%*s}", 4 * depth, "");
+        fputs(" {\n", P->out);
+        c_stmts(P, s->body, depth + 1);
+        fprintf(P->out, "%*s}", 4 * depth, "");
         break;
     }
 }
 
-static void c_stmts(FILE *out, const kernel *kn, const kir_stmt *s, int depth) {
+static void c_stmts(const cpr *P, const kir_stmt *s, int depth) {
     for (const kir_stmt *first = s; s; s = s->next) {
-        if (s->join)
-            fputc(' ', out);
-        else
-            fprintf(out, "%s%*s", s == first ? "" : "\n", 4 * depth, "");
-        c_stmt(out, kn, s, depth);
-        if (!s->next) fputc('\n', out);
+        if (s->join) {
+            fputc(' ', P->out);
+        } else {
+            fputs(s == first ? "" : "\n", P->out);
+            if (s->kind == KS_FOR && s->unroll_hint) /* CUDA's; a C compiler ignores it */
+                fprintf(P->out, s->unroll_hint > 0 ? "#pragma unroll %d\n" : "#pragma unroll\n", s->unroll_hint);
+            fprintf(P->out, "%*s", 4 * depth, "");
+        }
+        c_stmt(P, s, depth);
+        if (!s->next) fputc('\n', P->out);
     }
 }
 
@@ -543,14 +605,16 @@ static void c_signature(FILE *out, const kir_func *f) {
                 f->name);
         break;
     case KSIG_BLOCK: fprintf(out, "static void %s(const int8_t *restrict x, int32_t *restrict y) {\n", f->name); break;
+    default: fatal("internal error: %s: a GPU function has no C signature", f->name);
     }
 }
 
-void emit_c_kir(FILE *out, const kir_module *m) {
+void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
+    const cpr P = {out, m->kn, d ? d->types : c_types};
     for (const kir_func *f = m->funcs; f; f = f->next) {
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
-        c_signature(out, f);
-        c_stmts(out, m->kn, f->body, 1);
+        (d ? d->signature : c_signature)(out, f);
+        c_stmts(&P, f->body, 1);
         fputs(f->sig == KSIG_BLOCK ? "}\n" : "}\n\n", out);
         for (const kir_table *t = m->tables; t; t = t->next) { /* after its last function */
             if (!t->count || t->funcs[t->count - 1] != f) continue;
@@ -563,9 +627,8 @@ void emit_c_kir(FILE *out, const kir_module *m) {
 }
 
 void emit_c_kernel(FILE *out, const kernel *kn) {
-    if (!kir_lowers(kn)) fatal("internal error: %s: form %d has no C kernel", kn->symbol, kn->form);
     kir_module *m = kir_lower(kn);
-    emit_c_kir(out, m);
+    emit_c_kir(out, m, NULL);
     kir_close(m);
 }
 

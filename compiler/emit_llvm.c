@@ -679,7 +679,7 @@ static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
 
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
 
-/* ---- GPU (NVPTX): the i2 form with dp4a, a warp per block of rows (see kernel.c) ---- */
+/* ---- GPU (NVPTX): what the GPU forms' IR operations are (cuda/compiler/lower_gpu.c) ---- */
 
 static LLVMValueRef sreg(llvm_emitter *e, const char *name) { return intrinsic(e, name, e->i32, NULL, 0); }
 
@@ -693,73 +693,18 @@ static LLVMValueRef dp4a(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMVa
     return LLVMBuildCall2(e->b, type, fn, v, 3, "");
 }
 
+/* v of lane ± delta: the llvm.nvvm.shfl.sync intrinsics (mask, value, delta, clamp) */
+static LLVMValueRef shfl(llvm_emitter *e, bool down, LLVMValueRef v, LLVMValueRef delta) {
+    LLVMValueRef a[] = {c32(e, -1), v, delta, c32(e, down ? 31 : 0)};
+    return intrinsic(e, down ? "llvm.nvvm.shfl.sync.down.i32" : "llvm.nvvm.shfl.sync.up.i32", e->i32, a, 4);
+}
+
 static LLVMValueRef warp_sum(llvm_emitter *e, LLVMValueRef v) {
     for (int offset = 16; offset > 0; offset /= 2) {
         LLVMValueRef a[] = {c32(e, -1), v, c32(e, offset), c32(e, 31)};
         v = LLVMBuildAdd(e->b, v, intrinsic(e, "llvm.nvvm.shfl.sync.bfly.i32", e->i32, a, 4), "");
     }
     return v;
-}
-
-static void emit_gpu_i2(llvm_emitter *e, const kernel *kn) {
-    int R = kn->block_rows, words = i2_row_bytes(kn) / 4; /* group g: the R rows' words g*R .. g*R+R-1 */
-    LLVMValueRef data = LLVMGetParam(e->fn, 0), x = LLVMGetParam(e->fn, 1), y = LLVMGetParam(e->fn, 2);
-    LLVMValueRef tid = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"), cta = sreg(e, "llvm.nvvm.read.ptx.sreg.ctaid.x");
-    LLVMValueRef lane = LLVMBuildAnd(e->b, tid, c32(e, 31), "lane");
-    LLVMValueRef b = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, cta, c32(e, kn->cta_warps), ""),
-                                  LLVMBuildLShr(e->b, tid, c32(e, 5), ""), "block");
-    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, b, c32(e, kn->num_blocks), ""));
-    LLVMValueRef w = LLVMBuildBitCast(
-        e->b,
-        at(e, e->i8, data, LLVMBuildMul(e->b, LLVMBuildSExt(e->b, b, e->i64, ""), c64(e, (int64_t)R * words * 4), "")),
-        e->i32p, "");
-    LLVMValueRef xw = LLVMBuildBitCast(e->b, x, e->i32p, "");
-    LLVMValueRef a[8], sx = var(e, e->i32, c32(e, 0), "sx");
-    for (int r = 0; r < R; r++) a[r] = var(e, e->i32, c32(e, 0), "a");
-    LLVMValueRef g = var(e, e->i32, lane, "g");
-    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "group");
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "group");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "group");
-    LLVMBuildBr(e->b, head);
-    LLVMPositionBuilderAtEnd(e->b, head);
-    LLVMValueRef gi = get(e, g);
-    LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, gi, c32(e, words), ""), body, done);
-    LLVMPositionBuilderAtEnd(e->b, body);
-    LLVMValueRef xv[4];
-    for (int i = 0; i < 4; i++) {
-        xv[i] = LLVMBuildLoad2(
-            e->b, e->i32, at(e, e->i32, xw, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, 4), ""), c32(e, i), "")),
-            "");
-        set(e, sx, dp4a(e, c32(e, 0x01010101), xv[i], get(e, sx)));
-    }
-    for (int r = 0; r < R; r++) {
-        LLVMValueRef p = LLVMBuildLoad2(
-            e->b, e->i32, at(e, e->i32, w, LLVMBuildAdd(e->b, LLVMBuildMul(e->b, gi, c32(e, R), ""), c32(e, r), "")),
-            "");
-        LLVMValueRef acc = get(e, a[r]);
-        for (int i = 0; i < 4; i++) {
-            LLVMValueRef codes =
-                LLVMBuildAnd(e->b, i ? LLVMBuildLShr(e->b, p, c32(e, 2 * i), "") : p, c32(e, 0x03030303), "");
-            acc = dp4a(e, codes, xv[i], acc);
-        }
-        set(e, a[r], acc);
-    }
-    set(e, g, LLVMBuildAdd(e->b, gi, c32(e, 32), ""));
-    LLVMBuildBr(e->b, head);
-    LLVMPositionBuilderAtEnd(e->b, done);
-    LLVMValueRef sum_x = warp_sum(e, get(e, sx)), sums[8];
-    for (int r = 0; r < R; r++) sums[r] = warp_sum(e, get(e, a[r]));
-    LLVMBasicBlockRef lane0 = if_begin(e, LLVMBuildICmp(e->b, LLVMIntEQ, lane, c32(e, 0), ""));
-    LLVMValueRef row0 = LLVMBuildMul(e->b, b, c32(e, R), "");
-    for (int r = 0; r < R; r++) {
-        LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, r), "");
-        LLVMBasicBlockRef in = NULL;
-        if (kn->rows % R) in = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
-        store_y(e, y, row, LLVMBuildSub(e->b, sums[r], sum_x, ""));
-        if (in) if_end(e, in);
-    }
-    if_end(e, lane0);
-    if_end(e, join);
 }
 
 /* ---- the kernel IR (kir.h) as LLVM IR ----
@@ -815,11 +760,17 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_LUT16: return e->i16;
     case KT_LUTV: return LLVMVectorType(e->i8, 64);
     case KT_BYTES: return e->i8p;
+    case KT_I32X4:
+    case KT_U32X4: return LLVMVectorType(e->i32, 4);
+    case KT_BOOL: return LLVMInt1TypeInContext(e->ctx);
+    case KT_PI32X4:
+    case KT_PU32X4: return LLVMPointerType(LLVMVectorType(e->i32, 4), 0);
     default: return e->i32;
     }
 }
 
 static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
+    if (ptr == KT_PI32X4 || ptr == KT_PU32X4) return LLVMVectorType(k->e->i32, 4);
     return ptr == KT_PU8 || ptr == KT_PI8 || ptr == KT_BYTES ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
 }
 
@@ -971,6 +922,13 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
             lut_blocks(e, kn, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
         return r;
     }
+    case KO_THREAD: r.f[0] = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"); return r;
+    case KO_CTA: r.f[0] = sreg(e, "llvm.nvvm.read.ptx.sreg.ctaid.x"); return r;
+    case KO_DP4A: r.f[0] = dp4a(e, kev1(k, x->a), kev1(k, x->b), kev1(k, x->c)); return r;
+    case KO_WARP_SUM: r.f[0] = warp_sum(e, kev1(k, x->a)); return r;
+    case KO_SHFL_DOWN:
+    case KO_SHFL_UP: r.f[0] = shfl(e, x->op == KO_SHFL_DOWN, kev1(k, x->a), kev1(k, x->b)); return r;
+    case KO_ELEM: r.f[0] = LLVMBuildExtractElement(e->b, kev1(k, x->a), c32(e, x->imm), ""); return r;
     default: fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
     }
 }
@@ -997,10 +955,23 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_LSHR: r.f[0] = LLVMBuildLShr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_AND:
     case KO_LAND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_LOR: r.f[0] = LLVMBuildOr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_NEG: r.f[0] = LLVMBuildNeg(e->b, kev1(k, x->a), ""); return r;
+    case KO_SELECT: {
+        LLVMValueRef c = kev1(k, x->a);
+        if (LLVMGetIntTypeWidth(LLVMTypeOf(c)) != 1)
+            c = LLVMBuildICmp(e->b, LLVMIntNE, c, LLVMConstNull(LLVMTypeOf(c)), "");
+        r.f[0] = LLVMBuildSelect(e->b, c, kev1(k, x->b), kev1(k, x->c), "");
+        return r;
+    }
     case KO_LT:
     case KO_LE:
-    case KO_EQ: {
-        LLVMIntPredicate pred = x->op == KO_LT ? LLVMIntSLT : x->op == KO_LE ? LLVMIntSLE : LLVMIntEQ;
+    case KO_EQ:
+    case KO_NE: {
+        LLVMIntPredicate pred = x->op == KO_LT   ? LLVMIntSLT
+                                : x->op == KO_LE ? LLVMIntSLE
+                                : x->op == KO_EQ ? LLVMIntEQ
+                                                 : LLVMIntNE;
         r.f[0] = LLVMBuildICmp(e->b, pred, kev1(k, x->a), kev1(k, x->b), "");
         return r;
     }
@@ -1010,10 +981,12 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         return r;
     case KO_INDEX: r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b)); return r;
     case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
-    case KO_LOAD: {
+    case KO_LOAD:
+    case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
         enum kir_type base = x->a->op == KO_VAR && x->a->var->array ? KT_PI32 : x->a->type;
         LLVMTypeRef et = elem_type(k, base);
         r.f[0] = LLVMBuildLoad2(e->b, et, kir_element(k, x->a, kev1(k, x->b)), "");
+        if (base == KT_PI32X4 || base == KT_PU32X4) LLVMSetAlignment(r.f[0], 16);
         if (et == e->i8)
             r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
                                     : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
@@ -1027,7 +1000,10 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
 static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s);
 
 static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
-    return sig == KSIG_KERNEL ? e->kernel_type : sig == KSIG_BATCH ? e->batch_type : e->block_type;
+    if (sig == KSIG_GPU_ROWS) fatal("internal error: the LLVM printer has no CUDA device functions");
+    return sig == KSIG_KERNEL || sig == KSIG_GPU_ENTRY ? e->kernel_type /* (data, x, y) on NVPTX */
+           : sig == KSIG_BATCH                         ? e->batch_type
+                                                       : e->block_type;
 }
 
 static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
@@ -1090,7 +1066,7 @@ static void kir_llvm_for(kir_llvm *k, const kir_stmt *s) {
     LLVMBuildCondBr(e->b, kev1(k, s->cond), body, exit);
     LLVMPositionBuilderAtEnd(e->b, body);
     kir_llvm_stmts(k, s->body);
-    set(e, counter, LLVMBuildAdd(e->b, i, c32(e, s->step), ""));
+    set(e, counter, s->shift ? LLVMBuildShl(e->b, i, c32(e, s->step), "") : LLVMBuildAdd(e->b, i, c32(e, s->step), ""));
     LLVMBuildBr(e->b, head);
     LLVMPositionBuilderAtEnd(e->b, exit);
     bd->is_value = false, bd->slot.f[0] = counter;
@@ -1183,9 +1159,9 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     LLVMValueRef *fns = xcalloc((size_t)nf, sizeof *fns);
     int n = 0;
     for (const kir_func *f = m->funcs; f; f = f->next)
-        if (f->sig == KSIG_KERNEL) order[n++] = f;
+        if (f->sig == KSIG_KERNEL || f->sig == KSIG_GPU_ENTRY) order[n++] = f;
     for (const kir_func *f = m->funcs; f; f = f->next)
-        if (f->sig != KSIG_KERNEL) order[n++] = f;
+        if (f->sig != KSIG_KERNEL && f->sig != KSIG_GPU_ENTRY) order[n++] = f;
     fns[0] = kir_llvm_declare(e, order[0]);
     if (m->kn->lanes_min) k.lanes_block = lanes_block_fn(e), k.lanes_transpose = lanes_transpose_fn(e);
     for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
@@ -1209,20 +1185,12 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
 }
 
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
-    if (!e->gpu && kir_lowers(kn)) {
-        kir_module *m = kir_lower(kn);
-        emit_llvm_kir(e, m);
-        kir_close(m);
-        return;
-    }
-    if (!e->gpu || kn->form != KF_I2 || kn->isa != DOT_DP4A)
-        fatal("internal error: %s: form %d has no %s kernel in the LLVM backend", kn->symbol, kn->form,
-              e->gpu ? "NVPTX" : "CPU");
-    LLVMValueRef fn = begin_function(e, kn->symbol, e->kernel_type, true);
-    add_enum_attr(e, fn, 2, "noalias"); /* x */
-    add_enum_attr(e, fn, 3, "noalias"); /* y */
-    emit_gpu_i2(e, kn);
-    end_function(e);
+    if (e->gpu != kn->gpu_entry)
+        fatal("internal error: %s was lowered for %s, not for the LLVM %s printer", kn->symbol,
+              kn->gpu_entry ? "NVPTX" : "another route", e->gpu ? "NVPTX" : "CPU");
+    kir_module *m = kir_lower(kn);
+    emit_llvm_kir(e, m);
+    kir_close(m);
 }
 
 /* ---- output ---- */

@@ -165,6 +165,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->data_offset = RSR_NO_TENSOR;
     bool nvptx = pr == PRINTER_NVPTX;
     if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
+    kn->gpu_entry = t->kind == TK_CUDA && nvptx;
     if (s == STRAT_I2) {
         kn->form = KF_I2;
         kn->isa = target_dot_isa(t);

@@ -16,33 +16,41 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void", "int",  "i32",   "u32",  "size", "pu8",   "pi8",  "pu16", "pu32",
-                                              "pi32", "vacc", "codes", "bacc", "pair", "lut16", "lutv", "bytes"};
-const char *const kir_op_names[KO_COUNT] = {"const",       "var",        "add",
-                                            "sub",         "mul",        "shl",
-                                            "lshr",        "and",        "lt",
-                                            "le",          "eq",         "land",
-                                            "cast",        "load",       "index",
-                                            "reinterpret", "vzero",      "dot4",
-                                            "sum4",        "vsum",       "field",
-                                            "bdot",        "pair",       "xpair",
-                                            "mmla",        "lane",       "lut_tables",
-                                            "lut_row",     "lut_blocks", "isnull",
-                                            "alloc",       "free",       "lanes_transpose",
-                                            "lanes_block"};
+const char *const kir_type_names[KT_COUNT] = {"void",  "int",   "i32",   "u32",    "size",   "pu8",  "pi8",   "pu16",
+                                              "pu32",  "pi32",  "vacc",  "codes",  "bacc",   "pair", "lut16", "lutv",
+                                              "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4", "bool"};
+/* clang-format off */
+const char *const kir_op_names[KO_COUNT] = {
+    [KO_CONST] = "const", [KO_VAR] = "var", [KO_ADD] = "add", [KO_SUB] = "sub", [KO_MUL] = "mul",
+    [KO_SHL] = "shl", [KO_LSHR] = "lshr", [KO_AND] = "and", [KO_LT] = "lt", [KO_LE] = "le", [KO_EQ] = "eq",
+    [KO_NE] = "ne", [KO_LAND] = "land", [KO_LOR] = "lor", [KO_NEG] = "neg", [KO_SELECT] = "select",
+    [KO_CAST] = "cast", [KO_LOAD] = "load", [KO_INDEX] = "index", [KO_REINTERPRET] = "reinterpret",
+    [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_FIELD] = "field",
+    [KO_BDOT] = "bdot", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair", [KO_MMLA] = "mmla", [KO_LANE] = "lane",
+    [KO_LUT_TABLES] = "lut_tables", [KO_LUT_ROW] = "lut_row", [KO_LUT_BLOCKS] = "lut_blocks",
+    [KO_ISNULL] = "isnull", [KO_ALLOC] = "alloc", [KO_FREE] = "free",
+    [KO_LANES_TRANSPOSE] = "lanes_transpose", [KO_LANES_BLOCK] = "lanes_block",
+    [KO_THREAD] = "thread", [KO_CTA] = "cta", [KO_DP4A] = "dp4a", [KO_WARP_SUM] = "warp_sum",
+    [KO_SHFL_DOWN] = "shfl_down", [KO_SHFL_UP] = "shfl_up", [KO_LDG] = "ldg", [KO_ELEM] = "elem"};
+/* clang-format on */
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {
     [KSIG_KERNEL] = {"data", "x", "y", "block_begin", "block_end"},
     [KSIG_BATCH] = {"data", "x", "x_stride", "y", "y_stride", "ntok", "block_begin", "block_end"},
     [KSIG_BLOCK] = {"x", "y"},
+    [KSIG_GPU_ENTRY] = {"data", "x", "y"},
+    [KSIG_GPU_ROWS] = {"data", "xq", "b", "slice", "lane", "sums"},
 };
 static const enum kir_type param_types[][KIR_MAX_PARAMS] = {
     [KSIG_KERNEL] = {KT_PU8, KT_PI8, KT_PI32, KT_I32, KT_I32},
     [KSIG_BATCH] = {KT_PU8, KT_PI8, KT_I32, KT_PI32, KT_I32, KT_I32, KT_I32, KT_I32},
     [KSIG_BLOCK] = {KT_PI8, KT_PI32},
+    [KSIG_GPU_ENTRY] = {KT_PU8, KT_PI8, KT_PI32},
+    [KSIG_GPU_ROWS] = {KT_PU8, KT_PI8, KT_I32, KT_I32, KT_I32, KT_PI32},
 };
-static const int param_counts[] = {[KSIG_KERNEL] = 5, [KSIG_BATCH] = 8, [KSIG_BLOCK] = 2};
-static const char *const sig_names[] = {"kernel", "batch", "block"};
+static const int param_counts[] = {
+    [KSIG_KERNEL] = 5, [KSIG_BATCH] = 8, [KSIG_BLOCK] = 2, [KSIG_GPU_ENTRY] = 3, [KSIG_GPU_ROWS] = 6};
+static const char *const sig_names[] = {"kernel", "batch", "block", "gpu_entry", "gpu_rows"};
 
 static void *alloc(kir_module *m, size_t n) {
     void *p = arena_alloc(m->arena, n);
@@ -246,15 +254,16 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op) {
 
 static void print_expr(FILE *out, const kir_expr *e) {
     switch (e->op) {
-    case KO_CONST: fprintf(out, "%lld", (long long)e->imm); return;
+    case KO_CONST: fprintf(out, e->hex ? "0x%llx" : "%lld", (long long)e->imm); return;
     case KO_VAR: fputs(e->var->name, out); return;
     case KO_VZERO: fputs("vzero", out); return;
     default: break;
     }
     fprintf(out, "%s", kir_op_names[e->op]);
-    if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET) fprintf(out, ".%s", kir_type_names[e->type]);
+    if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET || e->op == KO_LDG)
+        fprintf(out, ".%s", kir_type_names[e->type]);
     if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_LUT_TABLES || e->op == KO_LUT_BLOCKS ||
-        e->op == KO_ALLOC || e->op == KO_LANES_TRANSPOSE)
+        e->op == KO_ALLOC || e->op == KO_LANES_TRANSPOSE || e->op == KO_ELEM)
         fprintf(out, ".%lld", (long long)e->imm);
     fputc('(', out);
     const kir_expr *ops[] = {e->a, e->b, e->c, e->d};
@@ -301,7 +310,7 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             if (s->init) fputs(" = ", out), print_expr(out, s->init);
             fputs("; ", out);
             print_expr(out, s->cond);
-            fprintf(out, "; %+d\n", s->step);
+            fprintf(out, s->shift ? "; <<%d\n" : "; %+d\n", s->step);
             print_stmts(out, s->body, depth + 1);
             continue;
         case KS_IF:

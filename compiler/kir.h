@@ -2,7 +2,8 @@
  * kir.h — the kernel IR: what a matrix's kernel does, once, for every printer to translate.
  *
  *   kernel (kernel.c: form, shapes, layout) ──kir_lower──▶ kir_module ──▶ C (emit_c.c)
- *                                                                   ──▶ LLVM IR (emit_llvm.c)
+ *                                                                   ──▶ CUDA C (emit_c.c's CUDA dialect)
+ *                                                                   ──▶ LLVM IR, CPU or NVPTX (emit_llvm.c)
  *                                                                   ──▶ text (kir_print, --print=kernel)
  *
  * A module is a list of functions; a function is a tree of statements over variables, and
@@ -10,9 +11,10 @@
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
  * operations are the ones every printer already had under other names (the i2 group product
  * dot4, sum4, vsum, the batched field/bdot/bsum, the lut's tables and the lanes pass's
- * transpose and block, whose bodies stay each printer's helpers). A printer maps the abstract types (KT_VACC: the
- * dot ISA's accumulator) and the vector operations to its own vocabulary — C helper functions
- * (compiler/templates/), LLVM intrinsics — and decides nothing about the algorithm. A new
+ * transpose and block, whose bodies stay each printer's helpers, and the GPU's warp operations).
+ * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
+ * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
+ * LLVM intrinsics — and decides nothing about the algorithm. A new
  * instruction set is a lowering choice (kernel.c) plus a case per vector operation in each printer.
  *
  * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
@@ -47,6 +49,12 @@ enum kir_type {
     KT_LUT16, /* an entry of the scalar lut's tables (int16_t; local arrays only) */
     KT_LUTV,  /* one 64-byte plane of the vector lut's tables (C __m512i; local arrays only) */
     KT_BYTES, /* uint8_t *: scratch the kernel allocates and writes (the lanes pass's transposed x) */
+    /* the GPU forms' 16-byte words (CUDA int4/uint4, LLVM <4 x i32>) and pointers to them */
+    KT_I32X4,
+    KT_U32X4,
+    KT_PI32X4,
+    KT_PU32X4,
+    KT_BOOL, /* a condition kept in a variable (CUDA bool, LLVM i1) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -62,10 +70,14 @@ enum kir_op {
     KO_SHL,
     KO_LSHR,
     KO_AND,
-    KO_LT, /* a < b (signed), as KT_INT */
+    KO_LT, /* a < b as KT_INT, signed (C compares KT_U32 unsigned: the same below 2^31, as indices are) */
     KO_LE,
     KO_EQ,
+    KO_NE,
     KO_LAND,        /* a && b (KT_INT) */
+    KO_LOR,         /* a || b (KT_INT) */
+    KO_NEG,         /* -a */
+    KO_SELECT,      /* a ? b : c */
     KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
     KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
     KO_INDEX,       /* a + b: pointer a advanced by b elements */
@@ -92,6 +104,15 @@ enum kir_op {
     KO_FREE,            /* frees a */
     KO_LANES_TRANSPOSE, /* x's d tokens at b (c bytes apart), imm columns, transposed into the scratch at a */
     KO_LANES_BLOCK,     /* one block against the transposed x at a: header b, permutation c; out d[4t + r] */
+    /* the GPU forms (kernel.c, KF_I2 with DOT_DP4A, and KF_WARP): a warp of 32 lanes */
+    KO_THREAD,    /* the thread's index in its block (threadIdx.x) */
+    KO_CTA,       /* the block's index in the grid (blockIdx.x) */
+    KO_DP4A,      /* c + the dot product of the four signed bytes of a and of b (int32) */
+    KO_WARP_SUM,  /* the sum of a over the warp's 32 lanes, in every lane */
+    KO_SHFL_DOWN, /* a of lane + b (a lane's own a where lane + b is past the warp) */
+    KO_SHFL_UP,   /* a of lane - b (a lane's own a where lane - b is below 0) */
+    KO_LDG,       /* a[b] through the read-only data cache */
+    KO_ELEM,      /* element imm (0..3) of the 16-byte word a */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];
@@ -133,9 +154,11 @@ enum kir_layout { KL_BRACES, KL_SAME_LINE, KL_NEXT_LINE };
 typedef struct kir_stmt {
     enum kir_stmt_kind kind;
     enum kir_layout layout;
-    bool c_const; /* KS_DECL: C const (the variable is never set again) */
-    bool unroll;  /* KS_FOR: over constants; LLVM repeats the body with the counter a constant */
-    bool join;    /* C: printed on the line of the statement before */
+    bool c_const;        /* KS_DECL: C const (the variable is never set again) */
+    bool unroll;         /* KS_FOR: over constants; LLVM repeats the body with the counter a constant */
+    bool shift;          /* KS_FOR: the counter steps by var <<= step, not var += step */
+    int32_t unroll_hint; /* KS_FOR, CUDA: #pragma unroll (-1) or #pragma unroll N; others ignore it */
+    bool join;           /* C: printed on the line of the statement before */
     kir_var *var;
     kir_expr *init, *value, *cond, *index;
     int32_t step;
@@ -151,9 +174,12 @@ typedef struct kir_stmt {
 
 /* The signatures every printer knows (rsr_artifact.h): params named as in C. */
 enum kir_sig {
-    KSIG_KERNEL, /* rsr_kernel_fn: data, x, y, block_begin, block_end */
-    KSIG_BATCH,  /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
-    KSIG_BLOCK   /* an unrolled block: x, y */
+    KSIG_KERNEL,    /* rsr_kernel_fn: data, x, y, block_begin, block_end */
+    KSIG_BATCH,     /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
+    KSIG_BLOCK,     /* an unrolled block: x, y */
+    KSIG_GPU_ENTRY, /* a GPU entry of its own (LLVM NVPTX): data, x, y; one warp per block of rows */
+    KSIG_GPU_ROWS   /* a warp's share of a block of rows (CUDA, under a group entry):
+                       data, xq, b, slice, lane, sums */
 };
 #define KIR_MAX_PARAMS 8
 
@@ -226,12 +252,18 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op);
 kir_stmt *kir_callf(kir_module *m, kir_list *l, const kir_func *f, kir_expr *const *args);
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- lowering (lower.c): the forms of kernel.c that go through the IR ---- */
-bool kir_lowers(const struct kernel *kn); /* the unrolled, loop, lut and CPU i2 forms (with the lanes pass) */
-kir_module *kir_lower(const struct kernel *kn);
+/* ---- lowering (lower.c; the GPU forms in cuda/compiler/lower_gpu.c) ---- */
+kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c */
+void kir_lower_gpu(kir_module *m, const struct kernel *kn); /* the GPU forms, for the route kn was lowered for */
 
 /* ---- printing ---- */
-void kir_print(FILE *out, const kir_module *m);  /* the IR as text (--print=kernel) */
-void emit_c_kir(FILE *out, const kir_module *m); /* the C printer (emit_c.c) */
+void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
+/* The C printer (emit_c.c) in a dialect: C for the CPU, or CUDA C (emit_cuda.c) with its own names
+ * for the types and its own signatures. */
+typedef struct c_dialect {
+    const char *const *types; /* per kir_type */
+    void (*signature)(FILE *out, const kir_func *f);
+} c_dialect;
+void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C */
 
 #endif

@@ -3,44 +3,14 @@
  * the lut form and the CPU i2 forms (one token, the tiles of the batched kernel, and the batched
  * RSR lanes pass in front of them). What each form computes and why is in kernel.c's header; this
  * file says it once in the IR, and the printers translate.
- *
- * The GPU forms are still printed by hand in their printers (emit_llvm.c, emit_cuda.c); they move
- * here next (docs/design.md, "Kernel IR").
+ * The GPU forms are lowered by cuda/compiler/lower_gpu.c, with the shorthands of lower.h.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kir.h"
+#include "lower.h"
 #include "rsrc.h"
-
-typedef struct lower {
-    kir_module *m;
-    const kernel *kn;
-    kir_func *f;
-} lower;
-
-/* ---- expression shorthands ---- */
-static kir_expr *num(lower *L, int64_t v) { return kir_const(L->m, KT_I32, v); }
-static kir_expr *size(lower *L, int64_t v) { return kir_const(L->m, KT_SIZE, v); }
-static kir_expr *ref(lower *L, kir_var *v) { return kir_ref(L->m, v); }
-static kir_expr *param(lower *L, const char *name) { return kir_ref(L->m, kir_param(L->f, name)); }
-static kir_expr *add(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_ADD, a->type, a, b); }
-static kir_expr *sub(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_SUB, a->type, a, b); }
-static kir_expr *mul(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_MUL, a->type, a, b); }
-static kir_expr *lt(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_LT, KT_INT, a, b); }
-static kir_expr *wide(lower *L, kir_expr *a) { return kir_cast(L->m, KT_SIZE, a); }
-static kir_expr *idx(lower *L, kir_expr *p, kir_expr *off) { return kir_index(L->m, p, off); }
-static kir_var *var(lower *L, const char *name, enum kir_type t) { return kir_var_new(L->m, name, t, 0); }
-static kir_var *array(lower *L, const char *name, int32_t n) { return kir_var_new(L->m, name, KT_I32, n); }
-static const char *strf(lower *L, const char *fmt, int a, int b) { return kir_strf(L->m, fmt, a, b); }
-
-/* for (int32_t v = from; v < to; v++), its blocks called `label` in LLVM IR */
-static kir_stmt *loop(lower *L, kir_list *l, const char *name, const char *label, kir_expr *from, kir_expr *to,
-                      kir_list *body) {
-    kir_stmt *s = kir_for_range(L->m, l, var(L, name, KT_I32), from, to, body);
-    s->label = label;
-    return s;
-}
 
 /* ---- RSR: the unrolled and loop forms ---- */
 
@@ -595,13 +565,12 @@ static void lower_lut(lower *L) {
     }
 }
 
-bool kir_lowers(const kernel *kn) {
-    return kn->form == KF_UNROLLED || kn->form == KF_LOOP || kn->form == KF_LUT ||
-           (kn->form == KF_I2 && kn->isa != DOT_DP4A);
-}
-
 kir_module *kir_lower(const kernel *kn) {
-    if (!kir_lowers(kn)) fatal("internal error: %s: form %d does not go through the kernel IR", kn->symbol, kn->form);
+    if (kn->form == KF_WARP || (kn->form == KF_I2 && kn->isa == DOT_DP4A)) {
+        kir_module *m = kir_open(kn);
+        kir_lower_gpu(m, kn);
+        return m;
+    }
     lower L = {.m = kir_open(kn), .kn = kn};
     switch (kn->form) {
     case KF_UNROLLED: lower_unrolled(&L); break;

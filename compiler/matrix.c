@@ -136,11 +136,8 @@ void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_requ
     matrix_decide(tm, t, rq, out->printer, cm);
     matrix_emit(tm, t, rq->index, blob, out, cm);
     if (!rq->print_kernel) return;
-    printf("kernel %s: %s, %dx%d\n", tm->name, cm->kn.strategy, tm->rows, tm->cols);
-    if (!kir_lowers(&cm->kn)) {
-        printf("  (the %s form is printed by each printer directly, not through the kernel IR)\n", cm->kn.strategy);
-        return;
-    }
+    printf("kernel %s: %s, %dx%d%s%s\n", tm->name, cm->kn.strategy, tm->rows, tm->cols,
+           t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");
     kir_module *m = kir_lower(&cm->kn);
     kir_print(stdout, m);
     kir_close(m);

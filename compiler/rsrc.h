@@ -428,6 +428,7 @@ typedef struct kernel {
     uint64_t off_entry; /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
     int32_t cta_warps;  /* GPU forms: warps per thread block */
     int32_t gpu_split;  /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
+    bool gpu_entry;     /* GPU forms: an entry of its own (LLVM NVPTX), else a group entry's device function */
     bool lut_vector;    /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);

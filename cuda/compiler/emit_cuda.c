@@ -7,10 +7,12 @@
  * of one block of rows; group entries `rsr_group_N(call, blob)` (one per set of matrices that read
  * the same input: q,k,v / o / gate,up / down) make the input in shared memory and run them. Shapes,
  * k, offsets and the split of a row block over warps are literals, so NVRTC sees constant trip
- * counts; the index data stays in the blob (device memory).
+ * counts; the index data stays in the blob (device memory). The matrices' functions are kernel IR
+ * (lower_gpu.c) printed by the C printer in CUDA's dialect; the group entries are printed here.
  */
 #include <string.h>
 
+#include "kir.h"
 #include "rsrc.h"
 
 extern const char cuda_runtime_source[]; /* cuda/device/kernels.cu, generated into the build */
@@ -22,115 +24,46 @@ void emit_cuda_prologue(FILE *out, const char *source, const target *t) {
     fputs("\n/* ---- the ternary matrices ---- */\n\n", out);
 }
 
-/* ---- NVRTC route: a matrix is a warp-level device function, rsr_rows_N; a group entry runs
- * the matrices that share an input (rsr_gpu_call.h) ----
+/* ---- NVRTC route: a matrix is a warp-level device function; a group entry runs the matrices
+ * that share an input (rsr_gpu_call.h) ----
  *
  *   rsr_kernel_N(data, xq, b, slice, lane, sums): the warp's share (slice of gpu_split) of row
  *   block b, x in shared memory; on return every lane holds the block's R partial sums. Blocks past
- *   the end give zeros (the warp still takes part in the entry's barriers).
+ *   the end give zeros (the warp still takes part in the entry's barriers). Its body is the kernel
+ *   IR (cuda/compiler/lower_gpu.c) printed by the C printer in CUDA's dialect: CUDA's names for the
+ *   types (NVRTC compiles without headers, so no <stdint.h>) and this signature.
  */
-static void emit_rows_begin(FILE *out, const kernel *kn) {
+static const char *const cuda_types[KT_COUNT] = {
+    [KT_VOID] = "void",
+    [KT_INT] = "int",
+    [KT_I32] = "int",
+    [KT_U32] = "unsigned",
+    [KT_SIZE] = "long long",
+    [KT_PU8] = "const unsigned char *",
+    [KT_PI8] = "const signed char *",
+    [KT_PU32] = "const unsigned *",
+    [KT_PI32] = "int *",
+    [KT_I32X4] = "int4",
+    [KT_U32X4] = "uint4",
+    [KT_PI32X4] = "const int4 *",
+    [KT_PU32X4] = "const uint4 *",
+    [KT_BOOL] = "bool",
+};
+
+static void cuda_signature(FILE *out, const kir_func *f) {
+    if (f->sig != KSIG_GPU_ROWS) fatal("internal error: %s: a CUDA kernel is a warp's device function", f->name);
     fprintf(
         out,
         "__device__ __forceinline__ void %s(const unsigned char *__restrict__ data, const signed char *__restrict__ xq,"
         " int b, int slice, int lane, int *sums) {\n",
-        kn->symbol);
-}
-
-/* i2 with dp4a: lanes stride over the groups of the block (slice s of S takes groups s·32 + lane,
- * step S·32); group g holds 16 columns of each of the R rows as R consecutive 32-bit words (rows
- * interleaved group by group, as on the CPU), so a lane reads one 16-byte vector per group and a
- * warp 512 consecutive bytes. Word r holds the columns 16g..16g+15 of row r as four bit fields;
- * x's words 4g..4g+3 are one 16-byte load from shared memory. */
-static void emit_i2(FILE *out, const kernel *kn) {
-    int R = kn->block_rows, words = i2_row_bytes(kn) / 4, S = kn->gpu_split;
-    if (R != 4) fatal("internal error: %s: the dp4a kernel reads blocks of 4 rows", kn->symbol);
-    fprintf(out, "/* %s: %dx%d, %d blocks of %d rows, %d groups of 16 columns, %d warps per block */\n", kn->strategy,
-            kn->rows, kn->cols, kn->num_blocks, R, words, S);
-    emit_rows_begin(out, kn);
-    fputs("    int sx = 0", out);
-    for (int r = 0; r < R; r++) fprintf(out, ", a%d = 0", r);
-    fputs(";\n", out);
-    fprintf(out, "    if (b < %d) {\n", kn->num_blocks);
-    fprintf(out, "        const uint4 *w = (const uint4 *)(data + (long long)b * %d);\n", R * words * 4);
-    fputs("        const int4 *xv = (const int4 *)xq;\n", out);
-    fprintf(out, "#pragma unroll 4\n        for (int g = slice * 32 + lane; g < %d; g += %d) {\n", words, 32 * S);
-    fputs("            const int4 xg = xv[g];\n            const uint4 p4 = __ldg(w + g);\n", out);
-    fputs("            sx = __dp4a(xg.x, 0x01010101, sx); sx = __dp4a(xg.y, 0x01010101, sx);\n", out);
-    fputs("            sx = __dp4a(xg.z, 0x01010101, sx); sx = __dp4a(xg.w, 0x01010101, sx);\n", out);
-    static const char field[] = "xyzw";
-    for (int r = 0; r < R; r++) {
-        fprintf(out, "            { const int p = (int)p4.%c;\n", field[r]);
-        fprintf(
-            out,
-            "              a%d = __dp4a(p & 0x03030303, xg.x, a%d); a%d = __dp4a((p >> 2) & 0x03030303, xg.y, a%d);\n",
-            r, r, r, r);
-        fprintf(out,
-                "              a%d = __dp4a((p >> 4) & 0x03030303, xg.z, a%d); a%d = __dp4a((p >> 6) & 0x03030303, "
-                "xg.w, a%d); }\n",
-                r, r, r, r);
-    }
-    fputs("        }\n    }\n    sx = rsr_warp_sum_i32(sx);\n", out);
-    for (int r = 0; r < R; r++) fprintf(out, "    sums[%d] = rsr_warp_sum_i32(a%d) - sx;\n", r, r);
-    fputs("}\n\n", out);
-}
-
-/* RSR warp form: 32 kept columns of the block at a time (slice s of S starts at s·32, step S·32);
- * a segment is a run of lanes with equal codes. */
-static void emit_warp(FILE *out, const kernel *kn) {
-    const rsr_plan *p = kn->plan;
-    int k = p->k, S = kn->gpu_split;
-    fprintf(out, "/* %s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept, %d warps per block */\n",
-            kn->strategy, p->rows, p->cols, p->binary ? "binary" : "ternary", k, p->num_blocks,
-            (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept, S);
-    emit_rows_begin(out, kn);
-    fputs("    int acc0 = 0", out);
-    for (int r = 1; r < k; r++) fprintf(out, ", acc%d = 0", r);
-    fputs(";\n", out);
-    fputs("    const unsigned *block_col = (const unsigned *)data;\n", out);
-    fprintf(out, "    const unsigned *entry = (const unsigned *)(data + %llu);\n", (unsigned long long)kn->off_entry);
-    fprintf(out, "    const bool in = b < %d; /* past the last block: no entries */\n", p->num_blocks);
-    fputs("    const unsigned e1 = in ? block_col[b + 1] : 0u;\n", out);
-    fprintf(out, "    for (unsigned base = (in ? block_col[b] : 0u) + slice * 32; base < e1; base += %d) {\n", 32 * S);
-    fputs("        const unsigned j = base + lane;\n"
-          "        unsigned code = 0xffffffffu; /* past the end: a code no column has */\n"
-          "        int v = 0;\n"
-          "        if (j < e1) {\n"
-          "            const unsigned e = __ldg(entry + j);\n"
-          "            code = e >> 16;\n"
-          "            v = xq[e & 0xffff];\n"
-          "        }\n"
-          "        /* segmented suffix sums: each lane ends with the sum of its run from itself on */\n"
-          "#pragma unroll\n"
-          "        for (int d = 1; d < 32; d <<= 1) {\n"
-          "            const int ov = __shfl_down_sync(0xffffffffu, v, d);\n"
-          "            const unsigned oc = __shfl_down_sync(0xffffffffu, code, d);\n"
-          "            if (lane + d < 32 && oc == code) v += ov;\n"
-          "        }\n"
-          "        const unsigned prev = __shfl_up_sync(0xffffffffu, code, 1);\n"
-          "        if (j < e1 && (lane == 0 || prev != code)) { /* the run's first lane holds its sum */\n",
-          out);
-    for (int r = 0; r < k; r++) {
-        if (p->binary)
-            fprintf(out, "            acc%d += (code >> %d) & 1 ? v : -v;\n", r, r);
-        else
-            fprintf(out, "            acc%d += (int)((code >> %d) & 1) * v - (int)((code >> %d) & 1) * v;\n", r, k + r,
-                    r);
-    }
-    fputs("        }\n    }\n", out);
-    for (int r = 0; r < k; r++) fprintf(out, "    sums[%d] = rsr_warp_sum_i32(acc%d);\n", r, r);
-    fputs("}\n\n", out);
+        f->name);
 }
 
 void emit_cuda_kernel(FILE *out, const kernel *kn) {
-    switch (kn->form) {
-    case KF_I2:
-        if (kn->isa != DOT_DP4A) fatal("internal error: %s: a CUDA i2 kernel needs the dp4a layout", kn->symbol);
-        emit_i2(out, kn);
-        break;
-    case KF_WARP: emit_warp(out, kn); break;
-    default: fatal("internal error: %s: form %d has no CUDA kernel", kn->symbol, kn->form);
-    }
+    static const c_dialect cuda = {cuda_types, cuda_signature};
+    kir_module *m = kir_lower(kn);
+    emit_c_kir(out, m, &cuda);
+    kir_close(m);
 }
 
 gpu_member gpu_member_of(const kernel *kn) {

@@ -91,7 +91,8 @@ void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *
                                      .k = rq->k,
                                      .user_strategy = rq->user_strategy,
                                      .index = index,
-                                     .print_plan = rq->print_plan},
+                                     .print_plan = rq->print_plan,
+                                     .print_kernel = rq->print_kernel},
                    blob, &g->sink, &cm);
     const kernel *kn = &cm.kn;
     if (g->explain) printf("%-44s %11s %s\n", tm->name, kn->strategy, cm.mp.why);

@@ -194,6 +194,8 @@ static void add_usage(cJSON *root, const serve_job *j) {
     cJSON_AddNumberToObject(u, "prompt_tokens", j->n_ids);
     cJSON_AddNumberToObject(u, "completion_tokens", j->n_gen);
     cJSON_AddNumberToObject(u, "total_tokens", j->n_ids + j->n_gen);
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details"); /* OpenAI's: the prompt found cached */
+    cJSON_AddNumberToObject(d, "cached_tokens", j->n_cached);
 }
 
 /* ---- streaming: server-sent events ---- */
@@ -592,7 +594,7 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     serve_metrics mt;
     int32_t active, queued;
     serve_get_metrics(sv->e, &mt, &active, &queued);
-    char buf[4096];
+    char buf[8192];
     int n = snprintf(
         buf, sizeof buf,
         "# HELP rsr_requests_total Completion requests by outcome.\n# TYPE rsr_requests_total counter\n"
@@ -601,6 +603,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "rsr_requests_total{outcome=\"invalid\"} %ld\n"
         "# HELP rsr_prompt_tokens_total Prompt tokens evaluated.\n# TYPE rsr_prompt_tokens_total counter\n"
         "rsr_prompt_tokens_total %ld\n"
+        "# HELP rsr_prompt_tokens_cached_total Prompt tokens a slot's cache held (prefix reuse): not evaluated.\n"
+        "# TYPE rsr_prompt_tokens_cached_total counter\nrsr_prompt_tokens_cached_total %ld\n"
         "# HELP rsr_completion_tokens_total Tokens generated.\n# TYPE rsr_completion_tokens_total counter\n"
         "rsr_completion_tokens_total %ld\n"
         "# HELP rsr_steps_total Batched forward steps.\n# TYPE rsr_steps_total counter\nrsr_steps_total %ld\n"
@@ -629,8 +633,9 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# HELP vllm:gpu_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's older name.\n"
         "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
-        mt.prompt_tokens, mt.completion_tokens, mt.steps, mt.busy_s, queued, active, mt.recent_tok_s,
-        serve_guard_reaped(sv->guard), active, queued, mt.kv_usage, active, queued, mt.kv_usage, mt.kv_usage);
+        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, queued, active,
+        mt.recent_tok_s, serve_guard_reaped(sv->guard), active, queued, mt.kv_usage, active, queued, mt.kv_usage,
+        mt.kv_usage);
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
 }
 

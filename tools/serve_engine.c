@@ -11,6 +11,14 @@
  * condition the engine broadcasts after every step; everything a connection reads of a job is
  * under the engine's lock. The sessions give each request exactly the tokens it would get alone
  * (rsr_batch_eval's guarantee), and each request draws from a random state of its own (its seed).
+ *
+ * Prefix reuse: a slot keeps its cache after its request ends, with the tokens it holds (hist). A
+ * new request takes the free slot whose cache shares the longest prefix with its prompt (else the
+ * one least recently used), cuts the cache back to that prefix (rsr_session_truncate) and
+ * evaluates only the rest: the next turn of a chat evaluates its new message, not the whole
+ * conversation. The results are the same bits as without it: the kept positions are ones
+ * rsr_session_reusable vouches for, at least two prompt tokens are always evaluated (a prompt
+ * step, as a fresh evaluation of the prompt would make), and no prompt step is one token long.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +38,9 @@ typedef struct slot {
     uint64_t rng;
     recent_tokens recent;  /* the repetition penalty's tokens (room for the whole context) */
     rsr_sampler_params sp; /* the job's sampler with them, for this step */
+    int32_t *hist;         /* the tokens in the session's cache, in order (room for the context) */
+    int32_t n_hist;
+    long used; /* the admission that last gave it a job: the least recently used free slot goes first */
 } slot;
 
 struct serve_engine {
@@ -48,6 +59,7 @@ struct serve_engine {
     pthread_cond_t changed; /* a step ended, or a job came or went */
     bool stopping, draining;
     serve_metrics metrics;
+    long admissions;
     double recent_t0;
     long recent_tokens;
 };
@@ -118,6 +130,42 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
     return false;
 }
 
+/* The prompt's leading tokens slot sl's cache can keep for job j: the prefix they share, within
+ * what the session vouches for, leaving at least two tokens to evaluate. */
+static int32_t reusable_prefix(const slot *sl, const serve_job *j) {
+    int32_t n = sl->n_hist < j->n_ids - 2 ? sl->n_hist : j->n_ids - 2, reusable = api.session_reusable(sl->s);
+    if (n > reusable) n = reusable;
+    int32_t k = 0;
+    while (k < n && sl->hist[k] == j->ids[k]) k++;
+    return k;
+}
+
+/* The free slot for job j: the longest reusable prefix, then the least recently used. */
+static slot *pick_slot(serve_engine *e, const serve_job *j, int32_t *keep) {
+    slot *best = NULL;
+    *keep = -1;
+    for (int32_t k = 0; k < e->ep.slots; k++) {
+        slot *sl = &e->slots[k];
+        if (sl->j) continue;
+        int32_t n = j->p.cache_prompt ? reusable_prefix(sl, j) : 0;
+        if (n > *keep || (n == *keep && sl->used < best->used)) best = sl, *keep = n;
+    }
+    return best;
+}
+
+/* Job j starts in slot sl, keeping the first `keep` prompt tokens of its cache. */
+static void start_job(serve_engine *e, slot *sl, serve_job *j, int32_t keep) {
+    sl->j = j, sl->used = ++e->admissions;
+    if (keep > 0 && api.session_truncate(sl->s, keep) != RSR_OK) keep = 0;
+    if (keep == 0) api.session_reset(sl->s);
+    sl->fed = keep, sl->n_hist = keep, sl->pos = keep;
+    j->n_cached = keep, e->metrics.prompt_tokens_cached += keep;
+    uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
+    sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
+    sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
+    recent_push(&sl->recent, j->ids, keep); /* the penalty sees the kept tokens as if evaluated */
+}
+
 /* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
  * this order: a turn whose every busy slot was cancelled must still admit the queue (the engine
  * once went to sleep there with requests waiting, until some other event woke it). A job that
@@ -125,21 +173,18 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
 static void admit(serve_engine *e) {
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (e->slots[k].j && e->slots[k].j->cancelled) finish(e, &e->slots[k], SERVE_CANCELLED);
-    for (int32_t k = 0; k < e->ep.slots && e->q_len > 0; k++) {
-        slot *sl = &e->slots[k];
-        if (sl->j) continue;
+    while (e->q_len > 0) {
         serve_job *j = e->queue[e->q_head];
-        e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
         if (j->cancelled || j->p.max_tokens == 0) { /* gone before it started, or nothing to do */
+            e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
             end_job(e, j, j->cancelled ? SERVE_CANCELLED : SERVE_LENGTH);
-            k--;
             continue;
         }
-        sl->j = j, sl->fed = 0, sl->pos = 0;
-        uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
-        sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
-        sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
-        api.session_reset(sl->s);
+        int32_t keep;
+        slot *sl = pick_slot(e, j, &keep);
+        if (!sl) break;
+        e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
+        start_job(e, sl, j, keep);
     }
 }
 
@@ -154,7 +199,8 @@ static int32_t build_step(serve_engine *e) {
         *q = (rsr_seq){
             .session = sl->s, .output = RSR_OUTPUT_SAMPLE, .token = &sl->next, .sampler = &sl->sp, .rng = &sl->rng};
         if (sl->fed < j->n_ids) {
-            int32_t n = j->n_ids - sl->fed < e->ep.chunk ? j->n_ids - sl->fed : e->ep.chunk;
+            int32_t left = j->n_ids - sl->fed, n = left < e->ep.chunk ? left : e->ep.chunk;
+            if (left - n == 1 && n > 2) n--; /* no one-token prompt step (a decode step's attention) */
             q->tokens = j->ids + sl->fed, q->n = n;
             if (sl->fed + n < j->n_ids) q->output = RSR_OUTPUT_NONE;
             sl->fed += n;
@@ -163,6 +209,10 @@ static int32_t build_step(serve_engine *e) {
             q->tokens = &sl->last, q->n = 1;
         }
         recent_push(&sl->recent, q->tokens, q->n);
+        if (sl->n_hist + q->n <= e->ep.ctx) /* else the step fails on the context: nothing is kept */
+            memcpy(sl->hist + sl->n_hist, q->tokens, sizeof(int32_t) * (size_t)q->n), sl->n_hist += q->n;
+        else
+            sl->n_hist = 0;
         sl->sp = recent_sampler(&sl->recent, j->p.sampler);
         e->owner[nq++] = k;
     }
@@ -203,6 +253,11 @@ static int32_t turn(serve_engine *e) {
     double t1 = serve_now();
     pthread_mutex_lock(&e->lock);
     e->metrics.steps++, e->metrics.busy_s += t1 - t0;
+    for (int32_t i = 0; i < nq; i++) { /* the cache holds what the session holds (a failed step: less) */
+        slot *sl = &e->slots[e->owner[i]];
+        int32_t pos = api.session_position(sl->s);
+        if (sl->n_hist > pos) sl->n_hist = pos > 0 ? pos : 0;
+    }
     if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
         for (int32_t i = 0; i < nq; i++) {
             slot *sl = &e->slots[e->owner[i]];
@@ -273,7 +328,8 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
             snprintf(err, errlen, "slot %d of %d: %s", k + 1, ep->slots, api.model_errmsg(m));
             goto fail;
         }
-        if (!recent_init(&e->slots[k].recent, ep->ctx)) {
+        e->slots[k].hist = malloc(sizeof(int32_t) * (size_t)ep->ctx);
+        if (!recent_init(&e->slots[k].recent, ep->ctx) || !e->slots[k].hist) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
@@ -287,7 +343,8 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     return e;
 fail:
-    for (int32_t k = 0; e->slots && k < ep->slots; k++) api.session_free(e->slots[k].s), free(e->slots[k].recent.ids);
+    for (int32_t k = 0; e->slots && k < ep->slots; k++)
+        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist);
     api.batch_free(e->b);
     free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
     return NULL;
@@ -321,7 +378,8 @@ void serve_engine_free(serve_engine *e) {
     pthread_cond_broadcast(&e->changed);
     pthread_mutex_unlock(&e->lock);
     if (!e->ep.manual) pthread_join(e->thread, NULL);
-    for (int32_t k = 0; k < e->ep.slots; k++) api.session_free(e->slots[k].s), free(e->slots[k].recent.ids);
+    for (int32_t k = 0; k < e->ep.slots; k++)
+        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist);
     api.batch_free(e->b);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->changed);

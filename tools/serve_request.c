@@ -177,23 +177,10 @@ static bool listed(const char *key, const char *const *names, size_t n) {
  * asks for nothing (logprobs: false, presence_penalty: 0, ...): anything else is a 400 naming it,
  * never silently ignored. The name outlives the parsed body in this thread's copy. */
 static bool only_served(reader *r, const cJSON *root, bool chat) {
-    static const char *const served[] = {"model",
-                                         "stream",
-                                         "stream_options",
-                                         "max_tokens",
-                                         "max_completion_tokens",
-                                         "temperature",
-                                         "top_p",
-                                         "top_k",
-                                         "min_p",
-                                         "repeat_penalty",
-                                         "repeat_last_n",
-                                         "seed",
-                                         "n",
-                                         "stop",
-                                         "user",
-                                         "response_format",
-                                         "cache_prompt" /* llama-server's; results are the same either way */};
+    static const char *const served[] = {
+        "model", "stream", "stream_options", "max_tokens",      "max_completion_tokens", "temperature",
+        "top_p", "top_k",  "min_p",          "repeat_penalty",  "repeat_last_n",         "seed",
+        "n",     "stop",   "user",           "response_format", "cache_prompt"};
     static const char *const unserved[] = {
         "logprobs", "top_logprobs", "tools", "functions",        "tool_choice",       "parallel_tool_calls",
         "best_of",  "suffix",       "echo",  "presence_penalty", "frequency_penalty", "logit_bias",
@@ -228,6 +215,12 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     if (stream && !cJSON_IsNull(stream)) {
         if (!cJSON_IsBool(stream)) return fail(r, "stream", "'stream' must be true or false");
         p->stream = cJSON_IsTrue(stream);
+    }
+    p->cache_prompt = true; /* the results are the same either way (serve_engine.c, admit) */
+    const cJSON *cache = cJSON_GetObjectItemCaseSensitive(root, "cache_prompt");
+    if (cache && !cJSON_IsNull(cache)) {
+        if (!cJSON_IsBool(cache)) return fail(r, "cache_prompt", "'cache_prompt' must be true or false");
+        p->cache_prompt = cJSON_IsTrue(cache);
     }
     if (chat) {
         if (!read_messages(r, root, p)) return false;

@@ -466,6 +466,17 @@ class Session(_Handle):
         self._check(self._lib.rsr_session_reset(self._s))
 
     @_serialised
+    def truncate(self, position: int):
+        """Keeps the first `position` evaluated tokens and forgets the rest (rsr_session_truncate)."""
+        self._check(self._lib.rsr_session_truncate(self._s, int(position)))
+
+    @property
+    @_serialised
+    def reusable(self) -> int:
+        """Leading positions whose cache is bit for bit a fresh evaluation's (rsr_session_reusable)."""
+        return self._lib.rsr_session_reusable(self._s)
+
+    @_serialised
     def eval(self, tokens: Sequence[int]):
         """Appends tokens; the exact logits of the last one (a numpy array when numpy is there)."""
         ids = _ids(_token_ids(tokens, "tokens", _INT32_MIN, _INT32_MAX + 1))  # the runtime checks the vocabulary

@@ -109,6 +109,17 @@ def test_session_logits_and_greedy(model):
         assert s.position == 3
 
 
+def test_session_truncate(model):
+    with model.session(max_positions=64) as s, model.session(max_positions=64) as fresh:
+        s.eval([5, 6, 7, 8, 9, 10])
+        assert s.reusable == 6
+        s.truncate(3)
+        assert s.position == 3
+        assert list(s.eval([11, 12])) == list(fresh.eval([5, 6, 7, 11, 12]))
+        with pytest.raises(rsr.Error, match="holds 5"):
+            s.truncate(6)
+
+
 def test_kv_types(model):
     logits = {}
     for kv in rsr.Session.KV_TYPES:

@@ -158,6 +158,18 @@ void rt_attention_reset(rsr_session *s) {
     if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)a->num_layers);
 }
 
+/* After rsr_session_truncate: the indexes as the new position implies, and auto's decisions and
+ * the statistics as a session that evaluated only those positions has them (auto decides from
+ * the keys, so it decides again as that session would). */
+void rt_attention_truncate(rsr_session *s) {
+    rt_attention_rollback(s);
+    struct rt_attention *t = s->attn;
+    const rsr_artifact *a = s->model->a;
+    t->stats_pos = -1;
+    for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
+    if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)a->num_layers);
+}
+
 /* After a failed step: every index back to what the session's position implies. A step grows an
  * index as it attends (the buffer keeps 1..B keys), so after positions [0, pos) an index holds
  * B·⌈(pos − B)/B⌉ keys; blocks a failed step appended hold keys of positions the session does
@@ -383,6 +395,8 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
     if (t->louver && !(t->autopilot && (n > 1 || auto_dense(s, layer, pos0, q)))) {
         st = attention_louver(s, layer, pos0, n, q, out);
+        if (t->autopilot && pos0 < s->louver_from) /* a prompt step there would have been dense */
+            s->louver_from = pos0;
     } else {
         if (n == 1)
             attention_dense(s, layer, pos0, q, out);

@@ -148,6 +148,7 @@ const rt_backend rt_backend_cpu = {
     .host_memory = true,
     .session_init = cpu_session_init,
     .session_reset = rt_attention_reset,
+    .session_truncate = rt_attention_truncate,
     .session_free = cpu_session_free,
     .eval = cpu_eval,
     .matmul_int = rt_cpu_matmul_int,

@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 9
+#define RSR_API_VERSION 10
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -219,6 +219,17 @@ RSR_API const char *rsr_session_errmsg(const rsr_session *session);
 /* Forgets every evaluated token: the next eval starts at position 0. */
 RSR_API rsr_status rsr_session_reset(rsr_session *session);
 RSR_API int32_t rsr_session_position(const rsr_session *session);
+/* Keeps the first pos evaluated positions (0 <= pos <= the position) and forgets the rest: the
+ * next eval continues at pos. A server keeps a conversation's cache this way and evaluates only
+ * what a new request adds to it (prefix reuse). Over the positions rsr_session_reusable counts,
+ * what follows gets exactly the bits a session that evaluated only those tokens would give. */
+RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
+/* The leading positions whose keys and values are exactly, bit for bit, those an evaluation of
+ * the same tokens from an empty session as one prompt gives, whatever steps they came in: every
+ * position (dense and Louver attention do not depend on the steps), but from the first decode
+ * step that auto (RSR_ATTENTION_AUTO) attended with Louver, where a prompt step attends densely
+ * (both exact to the certified bound, not to the bit). */
+RSR_API int32_t rsr_session_reusable(const rsr_session *session);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 RSR_API rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);

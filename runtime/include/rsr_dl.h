@@ -42,6 +42,8 @@ typedef struct rsr_api {
     const char *(*session_errmsg)(const rsr_session *);
     rsr_status (*session_reset)(rsr_session *);
     int32_t (*session_position)(const rsr_session *);
+    rsr_status (*session_truncate)(rsr_session *, int32_t);
+    int32_t (*session_reusable)(const rsr_session *);
     rsr_status (*session_eval)(rsr_session *, const int32_t *, int32_t, float *);
     rsr_status (*session_eval_greedy)(rsr_session *, const int32_t *, int32_t, int32_t *);
     rsr_status (*session_eval_int8)(rsr_session *, const int32_t *, int32_t, float *, double *);
@@ -190,6 +192,8 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(session_errmsg),
         RSR_DL_SYMBOL(session_reset),
         RSR_DL_SYMBOL(session_position),
+        RSR_DL_SYMBOL(session_truncate),
+        RSR_DL_SYMBOL(session_reusable),
         RSR_DL_SYMBOL(session_eval),
         RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_eval_int8),

@@ -60,7 +60,8 @@ void rt_work_free(rt_work *w);
 struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
-    int32_t batch;                /* tokens of one prefill step (s->work.rows on the CPU) */
+    int32_t louver_from; /* the first position auto attended with Louver (rsr_session_reusable); INT32_MAX: none */
+    int32_t batch;       /* tokens of one prefill step (s->work.rows on the CPU) */
     uint8_t *k_cache, *v_cache;   /* [layers][kv_heads][max_positions] rows of kv_type: kv_row() */
     int32_t kv_type;              /* rsr_kv_type = attn_kernels.h's ATTN_* */
     size_t kv_bytes;              /* bytes of one row (head_dim elements) */
@@ -97,8 +98,9 @@ struct rt_backend {
     /* The backend's part of a new session (max_positions and batch set), or a status with the
      * message in the model's err; the caller frees the session on failure. */
     rsr_status (*session_init)(rsr_session *s, const rsr_session_params *p);
-    void (*session_free)(rsr_session *s);  /* its part only; NULL-safe for a part never made */
-    void (*session_reset)(rsr_session *s); /* back to position 0 (s->pos already 0); NULL: nothing to do */
+    void (*session_free)(rsr_session *s);     /* its part only; NULL-safe for a part never made */
+    void (*session_reset)(rsr_session *s);    /* back to position 0 (s->pos already 0); NULL: nothing to do */
+    void (*session_truncate)(rsr_session *s); /* back to s->pos (already set); NULL: nothing to do */
     /* n checked tokens at s->pos (n <= room left); s->pos advances by those evaluated, and a
      * failed step leaves the session as it was before that step */
     rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head);
@@ -174,6 +176,7 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p);
 void rt_attention_free(rsr_session *s);
 void rt_attention_reset(rsr_session *s);
 void rt_attention_rollback(rsr_session *s); /* after a failed step: the indexes as s->pos implies */
+void rt_attention_truncate(rsr_session *s); /* after rsr_session_truncate */
 /* Attention of the n tokens at positions pos0..pos0+n-1 whose keys and values are in the cache:
  * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
 rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);

@@ -36,6 +36,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     rsr_session *s = calloc(1, sizeof *s);
     if (!s) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
+    s->louver_from = INT32_MAX;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
     s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
     rsr_status st = m->backend->session_init(s, &p);
@@ -57,12 +58,29 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    s->pos = 0;
+    s->pos = 0, s->louver_from = INT32_MAX;
     if (s->model->backend->session_reset) s->model->backend->session_reset(s);
     return RSR_OK;
 }
 
 int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
+
+rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (pos < 0 || pos > s->pos)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
+                            pos, s->pos);
+    if (pos == 0) return rsr_session_reset(s);
+    s->pos = pos;
+    if (s->louver_from >= pos) s->louver_from = INT32_MAX;
+    if (s->model->backend->session_truncate) s->model->backend->session_truncate(s);
+    return RSR_OK;
+}
+
+int32_t rsr_session_reusable(const rsr_session *s) {
+    if (!s) return 0;
+    return s->louver_from < s->pos ? s->louver_from : s->pos;
+}
 
 /* What every evaluation checks first: tokens to evaluate, room in the context, ids in the
  * vocabulary; then the backend evaluates them. */

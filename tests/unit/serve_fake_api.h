@@ -74,6 +74,12 @@ static void fake_session_free(rsr_session *s) {
 }
 static rsr_status fake_session_reset(rsr_session *s) { return ((fake_session *)s)->pos = 0, RSR_OK; }
 static int32_t fake_session_position(const rsr_session *s) { return ((const fake_session *)s)->pos; }
+static rsr_status fake_session_truncate(rsr_session *s, int32_t pos) {
+    fake_session *f = (fake_session *)s;
+    if (pos < 0 || pos > f->pos) return RSR_ERR_INVALID_ARGUMENT;
+    return f->pos = pos, RSR_OK;
+}
+static int32_t fake_session_reusable(const rsr_session *s) { return ((const fake_session *)s)->pos; }
 static const char *fake_model_errmsg(const rsr_model *m) { return (void)m, "fake"; }
 
 static rsr_status fake_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n) {
@@ -113,6 +119,8 @@ static void fake_api_install(rsr_api *a) {
     a->session_free = fake_session_free;
     a->session_reset = fake_session_reset;
     a->session_position = fake_session_position;
+    a->session_truncate = fake_session_truncate;
+    a->session_reusable = fake_session_reusable;
     a->model_errmsg = fake_model_errmsg;
 }
 

@@ -41,6 +41,10 @@ typedef struct slot {
     int32_t *hist;         /* the tokens in the session's cache, in order (room for the context) */
     int32_t n_hist;
     long used; /* the admission that last gave it a job: the least recently used free slot goes first */
+    /* a job that needs the exact logits (serve_needs_logits): made at its admission, kept after */
+    float *logits, *probs;
+    int32_t *ids;
+    serve_logprob pending; /* the token the last step drew from them, for the job's logprobs */
 } slot;
 
 struct serve_engine {
@@ -60,6 +64,7 @@ struct serve_engine {
     bool stopping, draining;
     serve_metrics metrics;
     long admissions;
+    int32_t vocab;
     double recent_t0;
     long recent_tokens;
 };
@@ -68,6 +73,7 @@ static void job_free(serve_job *j) {
     serve_params_free(&j->p);
     free(j->ids);
     free(j->text);
+    free(j->lp);
     free(j);
 }
 
@@ -156,6 +162,17 @@ static slot *pick_slot(serve_engine *e, const serve_job *j, int32_t *keep) {
 /* Job j starts in slot sl, keeping the first `keep` prompt tokens of its cache. */
 static void start_job(serve_engine *e, slot *sl, serve_job *j, int32_t keep) {
     sl->j = j, sl->used = ++e->admissions;
+    if (serve_needs_logits(&j->p) && !sl->logits) {
+        sl->logits = malloc(sizeof(float) * (size_t)e->vocab), sl->probs = malloc(sizeof(float) * (size_t)e->vocab);
+        sl->ids = malloc(sizeof(int32_t) * (size_t)e->vocab);
+        if (!sl->logits || !sl->probs || !sl->ids) {
+            free(sl->logits), free(sl->probs), free(sl->ids);
+            sl->logits = sl->probs = NULL, sl->ids = NULL;
+            snprintf(j->err, sizeof j->err, "out of memory for the logits of penalties or logprobs");
+            finish(e, sl, SERVE_FAILED);
+            return;
+        }
+    }
     if (keep > 0 && api.session_truncate(sl->s, keep) != RSR_OK) keep = 0;
     if (keep == 0) api.session_reset(sl->s);
     sl->fed = keep, sl->n_hist = keep, sl->pos = keep;
@@ -214,6 +231,8 @@ static int32_t build_step(serve_engine *e) {
         else
             sl->n_hist = 0;
         sl->sp = recent_sampler(&sl->recent, j->p.sampler);
+        if (q->output == RSR_OUTPUT_SAMPLE && serve_needs_logits(&j->p))
+            q->output = RSR_OUTPUT_LOGITS, q->logits = sl->logits; /* drawn from them after the step */
         e->owner[nq++] = k;
     }
     return nq;
@@ -233,11 +252,73 @@ static void take_tokens(serve_engine *e, int32_t nq) {
         }
         j->n_gen++, e->metrics.completion_tokens++, e->recent_tokens++;
         sl->last = tok;
+        if (j->p.logprobs) {
+            serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));
+            if (grown) j->lp = grown, j->lp[j->n_lp++] = sl->pending;
+        }
         if (add_token(e, j, tok))
             finish(e, sl, SERVE_STOP);
         else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->s) >= e->ep.ctx)
             finish(e, sl, SERVE_LENGTH);
     }
+}
+
+/* The penalties on the logits, as llama.cpp orders them: each distinct recent token's logit is
+ * first divided by the repetition penalty where positive (multiplied where negative: the runtime's
+ * rule, rt_penalise), then lowered by presence + count × frequency. counts: vocab zeros, left so. */
+static void penalise(float *lg, int32_t vocab, const rsr_sampler_params *sp, const serve_params *p, int32_t *counts) {
+    float rp = sp->repeat_penalty;
+    bool repeat = rp > 0 && rp != 1.0f;
+    for (int32_t k = 0; k < sp->n_recent; k++)
+        if (sp->recent[k] >= 0 && sp->recent[k] < vocab) counts[sp->recent[k]]++;
+    for (int32_t k = 0; k < sp->n_recent; k++) {
+        int32_t t = sp->recent[k];
+        if (t < 0 || t >= vocab || !counts[t]) continue;
+        if (repeat) lg[t] = lg[t] > 0 ? lg[t] / rp : lg[t] * rp;
+        lg[t] -= p->presence_penalty + (float)counts[t] * p->frequency_penalty;
+        counts[t] = 0;
+    }
+}
+
+/* The top n logits' tokens into lp, most likely first (ties: the lower id). */
+static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob *lp) {
+    lp->n_top = 0;
+    for (int32_t i = 0; i < vocab && n > 0; i++) {
+        int32_t k = lp->n_top;
+        if (k == n && !(lg[i] > lg[lp->top[k - 1]])) continue;
+        if (k < n)
+            lp->n_top++;
+        else
+            k--;
+        while (k > 0 && lg[i] > lg[lp->top[k - 1]]) lp->top[k] = lp->top[k - 1], k--;
+        lp->top[k] = i;
+    }
+}
+
+/* The token of a job that asked for the exact logits (outside the lock: the slot's buffers are the
+ * engine's): the penalties applied, the draw rsr_sample makes from them (the runtime's own draw
+ * without presence or frequency penalties, bit for bit: rsr_session_eval_sample's guarantee),
+ * and its log-probability and the alternatives' under the penalised distribution. */
+static void draw(serve_engine *e, slot *sl) {
+    const serve_params *p = &sl->j->p;
+    float *lg = sl->logits;
+    rsr_sampler_params sp = sl->sp;
+    memset(sl->ids, 0, sizeof(int32_t) * (size_t)e->vocab);
+    penalise(lg, e->vocab, &sp, p, sl->ids);
+    sp.repeat_penalty = 1.0f; /* applied */
+    serve_logprob *lp = &sl->pending;
+    double lse = 0;
+    if (p->logprobs) {
+        float m = lg[api.sample_greedy(lg, e->vocab)];
+        double sum = 0;
+        for (int32_t i = 0; i < e->vocab; i++) sum += exp((double)lg[i] - m);
+        lse = m + log(sum);
+        top_tokens(lg, e->vocab, p->top_logprobs, lp);
+        for (int32_t k = 0; k < lp->n_top; k++) lp->top_logprob[k] = (float)(lg[lp->top[k]] - lse);
+    }
+    sl->next = api.sample(lg, e->vocab, &sp, &sl->rng, sl->probs, sl->ids);
+    lp->token = sl->next;
+    lp->logprob = p->logprobs && sl->next >= 0 ? (float)(lg[sl->next] - lse) : 0;
 }
 
 /* One turn of the engine (under the lock, which it lets go during the step): admission, then one
@@ -250,6 +331,8 @@ static int32_t turn(serve_engine *e) {
     pthread_mutex_unlock(&e->lock);
     double t0 = serve_now();
     rsr_status st = api.batch_eval(e->b, e->seqs, nq);
+    for (int32_t i = 0; st == RSR_OK && i < nq; i++)
+        if (e->seqs[i].output == RSR_OUTPUT_LOGITS) draw(e, &e->slots[e->owner[i]]);
     double t1 = serve_now();
     pthread_mutex_lock(&e->lock);
     e->metrics.steps++, e->metrics.busy_s += t1 - t0;
@@ -313,6 +396,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     rsr_tokenizer_info ti;
     api.tokenizer_get_info(tok, &ti);
     e->stop_ids[0] = info.eos_token_id, e->stop_ids[1] = ti.eos_token_id, e->stop_ids[2] = ti.eot_token_id;
+    e->vocab = info.vocab_size;
     if (!e->slots || !e->seqs || !e->owner || !e->queue) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -344,7 +428,8 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     return e;
 fail:
     for (int32_t k = 0; e->slots && k < ep->slots; k++)
-        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist);
+        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist), free(e->slots[k].logits),
+            free(e->slots[k].probs), free(e->slots[k].ids);
     api.batch_free(e->b);
     free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
     return NULL;
@@ -379,7 +464,8 @@ void serve_engine_free(serve_engine *e) {
     pthread_mutex_unlock(&e->lock);
     if (!e->ep.manual) pthread_join(e->thread, NULL);
     for (int32_t k = 0; k < e->ep.slots; k++)
-        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist);
+        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist), free(e->slots[k].logits),
+            free(e->slots[k].probs), free(e->slots[k].ids);
     api.batch_free(e->b);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->changed);

@@ -177,14 +177,30 @@ static bool listed(const char *key, const char *const *names, size_t n) {
  * asks for nothing (logprobs: false, presence_penalty: 0, ...): anything else is a 400 naming it,
  * never silently ignored. The name outlives the parsed body in this thread's copy. */
 static bool only_served(reader *r, const cJSON *root, bool chat) {
-    static const char *const served[] = {
-        "model", "stream", "stream_options", "max_tokens",      "max_completion_tokens", "temperature",
-        "top_p", "top_k",  "min_p",          "repeat_penalty",  "repeat_last_n",         "seed",
-        "n",     "stop",   "user",           "response_format", "cache_prompt"};
-    static const char *const unserved[] = {
-        "logprobs", "top_logprobs", "tools", "functions",        "tool_choice",       "parallel_tool_calls",
-        "best_of",  "suffix",       "echo",  "presence_penalty", "frequency_penalty", "logit_bias",
-        "store",    "metadata"};
+    static const char *const served[] = {"model",
+                                         "stream",
+                                         "stream_options",
+                                         "max_tokens",
+                                         "max_completion_tokens",
+                                         "temperature",
+                                         "top_p",
+                                         "top_k",
+                                         "min_p",
+                                         "repeat_penalty",
+                                         "repeat_last_n",
+                                         "seed",
+                                         "n",
+                                         "stop",
+                                         "user",
+                                         "response_format",
+                                         "cache_prompt",
+                                         "logprobs",
+                                         "top_logprobs",
+                                         "presence_penalty",
+                                         "frequency_penalty"};
+    static const char *const unserved[] = {"tools",   "functions", "tool_choice", "parallel_tool_calls",
+                                           "best_of", "suffix",    "echo",        "logit_bias",
+                                           "store",   "metadata"};
     static __thread char name[64];
     const cJSON *f;
     cJSON_ArrayForEach(f, root) {
@@ -197,6 +213,26 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                         chat ? "/v1/chat/completions" : "/v1/completions");
         if (asks_for(f, !strcmp(f->string, "best_of"))) return fail(r, name, "'%s' is not served by rsr-serve", name);
     }
+    return true;
+}
+
+/* logprobs: chat's a boolean with top_logprobs (0..20) beside it; completions' the number of
+ * alternatives (0..5), as OpenAI has them. */
+static bool read_logprobs(reader *r, const cJSON *root, serve_params *p) {
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    double v = NAN;
+    if (p->chat) {
+        if (lp && !cJSON_IsNull(lp) && !cJSON_IsBool(lp))
+            return fail(r, "logprobs", "'logprobs' must be true or false");
+        if (!integer(r, root, "top_logprobs", 0, SERVE_MAX_TOP_LOGPROBS, &v)) return false;
+        if (!isnan(v) && !cJSON_IsTrue(lp)) return fail(r, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        p->logprobs = cJSON_IsTrue(lp), p->top_logprobs = isnan(v) ? 0 : (int32_t)v;
+        return true;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(root, "top_logprobs"))
+        return fail(r, "top_logprobs", "'top_logprobs' is a chat field; completions take 'logprobs': N");
+    if (!integer(r, root, "logprobs", 0, 5, &v)) return false;
+    if (!isnan(v)) p->logprobs = true, p->top_logprobs = (int32_t)v;
     return true;
 }
 
@@ -260,7 +296,13 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     v = NAN;
     if (!integer(r, root, "n", 1, 1 << 30, &v)) return false;
     if (!isnan(v) && v != 1) return fail(r, "n", "'n' is %g; this server gives one choice per request (n = 1)", v);
-    if (!read_response_format(r, root)) return false;
+    if (!read_response_format(r, root) || !read_logprobs(r, root, p)) return false;
+    v = NAN;
+    if (!number(r, root, "presence_penalty", -2, 2, &v)) return false;
+    if (!isnan(v)) p->presence_penalty = (float)v;
+    v = NAN;
+    if (!number(r, root, "frequency_penalty", -2, 2, &v)) return false;
+    if (!isnan(v)) p->frequency_penalty = (float)v;
     return read_stop(r, root, p) && only_served(r, root, chat);
 }
 

@@ -32,8 +32,23 @@ typedef struct options {
     bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
     bool tune;              /* measure the candidates here (tune.c) */
     const char *tune_cache; /* NULL: the default cache file */
+    const char *hf_file;    /* --hf-file: the GGUF of an hf: repository */
     enum progress_mode progress;
 } options;
+
+/* ORG/NAME that is no path here: what a user of llama.cpp's -hf types */
+static bool looks_like_repo(const char *s) {
+    const char *slash = strchr(s, '/');
+    struct stat st;
+    return slash && slash != s && *s != '.' && slash[1] && !strchr(slash + 1, '/') && stat(s, &st) != 0;
+}
+
+static void check_input(const options *o) {
+    bool hub = !strncmp(o->input, "hf:", 3);
+    if (o->hf_file && !hub) fatal("--hf-file=%s needs a model on the Hub (hf:ORG/NAME)", o->hf_file);
+    if (!hub && looks_like_repo(o->input))
+        fatal("%s: no such file or directory; a model on the Hugging Face Hub is named hf:%s", o->input, o->input);
+}
 
 static void usage(FILE *out) {
     fputs(
@@ -44,7 +59,10 @@ static void usage(FILE *out) {
         "\n"
         "MODEL is a .safetensors file, a model.safetensors.index.json shard index, or a directory\n"
         "holding either, with config.json next to the weights; or a GGUF file (bitnet.cpp's I2_S,\n"
-        "llama.cpp's TQ1_0 and TQ2_0), which holds its configuration itself.\n"
+        "llama.cpp's TQ1_0 and TQ2_0), which holds its configuration itself; or hf:ORG/NAME[@REVISION],\n"
+        "a repository on the Hugging Face Hub, downloaded into its cache ($HF_HUB_CACHE, else\n"
+        "$HF_HOME/hub, else ~/.cache/huggingface/hub; $HF_TOKEN for gated models; HF_HUB_OFFLINE=1:\n"
+        "the cached copy only).\n"
         "\n"
         "options:\n"
         "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c; -: stdout,\n"
@@ -96,6 +114,7 @@ static void usage(FILE *out) {
         "  --runtime=FILE        the runtime archive (librsr_runtime.a) to link; for another architecture's\n"
         "                        target (aarch64 on x86) the one built for it (default: scripts/cross.sh's\n"
         "                        build-aarch64/, or PREFIX/lib/rsrc/aarch64/ beside an installed rsrc)\n"
+        "  --hf-file=FILE        with hf:ORG/NAME, the GGUF file of a repository that holds several\n"
         "  --list-targets        list the targets and exit\n"
         "  --version, -h/--help\n"
         "\n"
@@ -276,6 +295,7 @@ static options parse_args(int argc, char **argv) {
         O_PREFILL,
         O_TUNE,
         O_TUNE_CACHE,
+        O_HF_FILE,
         O_RUNTIME,
         O_OPT_GIVEN
     };
@@ -304,6 +324,7 @@ static options parse_args(int argc, char **argv) {
         {"opt-level-given", no_argument, 0, O_OPT_GIVEN}, /* -O0..-O3, read before getopt */
         {"tune", no_argument, 0, O_TUNE},
         {"tune-cache", required_argument, 0, O_TUNE_CACHE},
+        {"hf-file", required_argument, 0, O_HF_FILE},
         {"runtime", required_argument, 0, O_RUNTIME},
         {0, 0, 0, 0},
     };
@@ -366,6 +387,10 @@ static options parse_args(int argc, char **argv) {
             if (!*optarg) fatal("--tune-cache: an empty file name");
             o.tune_cache = optarg;
             break;
+        case O_HF_FILE:
+            if (!*optarg) fatal("--hf-file: an empty file name");
+            o.hf_file = optarg;
+            break;
         case O_RUNTIME: link_use_runtime(optarg); break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
@@ -376,6 +401,7 @@ static options parse_args(int argc, char **argv) {
     if (optind >= argc) fatal("no MODEL given (rsrc MODEL [-o model.so] [options]; --help for the options)");
     if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
+    check_input(&o);
     /* a checkpoint's config.json names the checkpoint: its directory (argv is cut there) */
     char *slash = strrchr(argv[optind], '/');
     if (!strcmp(slash ? slash + 1 : o.input, "config.json")) {
@@ -815,15 +841,17 @@ static void compile(const options *o) {
 
 int main(int argc, char **argv) {
     options o = parse_args(argc, argv);
+    char *downloaded = !strncmp(o.input, "hf:", 3) ? hub_fetch(o.input, o.hf_file) : NULL;
+    if (downloaded) o.input = downloaded;
     if (o.print_gguf) { /* a look inside the file, like gguf-dump; nothing is compiled */
         if (!gguf_is(o.input)) fatal("--print=gguf: %s is not a GGUF file", o.input);
         gguf_file *g = gguf_open(o.input);
         gguf_print(g, stdout);
         gguf_close(g);
-        free(o.flags);
+        free(o.flags), free(downloaded);
         return 0;
     }
     compile(&o);
-    free(o.flags);
+    free(o.flags), free(downloaded);
     return 0;
 }

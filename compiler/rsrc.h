@@ -675,6 +675,10 @@ enum stage { STAGE_LOAD, STAGE_ANALYSE, STAGE_TUNE, STAGE_EMIT, STAGE_LLVM, STAG
 void stage_enter(enum stage s);
 void stage_hold(bool on);        /* while on, stage_enter does nothing: nested work counts as the current stage */
 void stage_report(double total); /* -v */
+/* hub.c: hf:ORG/NAME[@REVISION] downloaded into the Hugging Face cache; what to compile there
+ * (the snapshot's directory, or its GGUF file: only, or the repository's one) */
+char *hub_fetch(const char *spec, const char *only);
+
 enum progress_mode { PROGRESS_OFF, PROGRESS_TERMINAL, PROGRESS_LINES };
 void progress_open(enum progress_mode mode); /* the clock starts */
 void progress_phase(const char *what);       /* before the matrices: a named line, no ETA */

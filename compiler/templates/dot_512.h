@@ -13,7 +13,7 @@ static inline rsr_vacc rsr_dot4(rsr_vacc a, const uint8_t *w, const int8_t *x) {
     a.f[0] = RSR_DOT(a.f[0], _mm512_and_si512(p, _mm512_set1_epi8(3)), _mm512_loadu_si512((const void *)(x + 0)));
     a.f[1] = RSR_DOT(a.f[1], _mm512_and_si512(p, _mm512_set1_epi8(12)), _mm512_loadu_si512((const void *)(x + 64)));
     a.f[2] = RSR_DOT(a.f[2], _mm512_and_si512(p, _mm512_set1_epi8(48)), _mm512_loadu_si512((const void *)(x + 128)));
-    a.f[3] = RSR_DOT(a.f[3], _mm512_and_si512(p, _mm512_set1_epi8(192)), _mm512_loadu_si512((const void *)(x + 192)));
+    a.f[3] = RSR_DOT(a.f[3], _mm512_and_si512(p, _mm512_set1_epi8((char)0xc0)), _mm512_loadu_si512((const void *)(x + 192)));
     return a;
 }
 static inline rsr_vacc rsr_sum4(rsr_vacc a, const int8_t *x) {

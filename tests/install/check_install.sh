@@ -12,7 +12,8 @@ cmake --install "$build" --prefix "$work/first" >/dev/null
 mv "$work/first" "$work/moved"
 p=$work/moved
 for f in bin/rsrc bin/rsr-run bin/rsr-serve bin/rsr-mkmodel share/rsrc/specs/generic.yaml lib/rsrc/librsr_runtime.a \
-         include/rsr/rsr.h include/rsr/rsr_dl.h lib/pkgconfig/rsr.pc share/doc/rsrc/docs/user-guide.md; do
+         include/rsr/rsr.h include/rsr/rsr_dl.h lib/pkgconfig/rsr.pc share/doc/rsrc/docs/user-guide.md \
+         share/man/man1/rsrc.1 share/man/man1/rsr-serve.1 share/bash-completion/completions/rsr-run; do
   [ -e "$p/$f" ] || { echo "not installed: $f" >&2; exit 1; }
 done
 cd "$work"

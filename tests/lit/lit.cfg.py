@@ -23,8 +23,12 @@ config.substitutions.append(('%serve-stop', 'sh ' + os.path.join(config.test_sou
 config.substitutions.append(('%hostile', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'hostile.py')))
 config.substitutions.append(('%json', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'json_get.py')))
 config.substitutions.append(('%mktiny', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mktiny.py')))
+config.substitutions.append(('%bindir', bindir))
+config.substitutions.append(('%completion', os.path.join(config.test_source_root, '..', '..', 'tools', 'completion', 'rsr.bash')))
 config.substitutions.append(('%mkspm', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mkspm.py')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', '')])
+if os.path.isdir(os.path.join(bindir, 'man')):
+    config.available_features.add('man-pages')
 for var in ['TMPDIR', 'HOME']:
     if var in os.environ:
         config.environment[var] = os.environ[var]

@@ -27,7 +27,8 @@ extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
 
 /* ---- serve_request.c: a request body, read and checked ---- */
 
-#define SERVE_MAX_STOP 4 /* OpenAI's limit on stop strings */
+#define SERVE_MAX_STOP 4              /* OpenAI's limit on stop strings */
+typedef struct json_shape json_shape; /* a compiled schema (serve_json.c) */
 typedef struct serve_params {
     bool chat;    /* /v1/chat/completions: messages; else /v1/completions: prompt */
     bool stream;  /* server-sent events */
@@ -45,6 +46,7 @@ typedef struct serve_params {
     bool cache_prompt; /* reuse a slot's cache of an earlier request (llama-server's field; default true) */
     float presence_penalty, frequency_penalty; /* OpenAI's, over the penalty's recent tokens */
     bool logprobs;                             /* the generated tokens' log-probabilities */
+    json_shape *shape;                         /* response_format's JSON: the reply's grammar, or NULL */
     int32_t top_logprobs;                      /* and this many alternatives per token (0..20) */
 } serve_params;
 
@@ -59,7 +61,7 @@ typedef struct serve_logprob {
 } serve_logprob;
 /* The job needs the exact logits of every step (the penalties or logprobs), not the runtime's draw. */
 static inline bool serve_needs_logits(const serve_params *p) {
-    return p->logprobs || p->presence_penalty != 0 || p->frequency_penalty != 0;
+    return p->logprobs || p->shape || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
 
 /* Reads a JSON body into p. On failure returns false with the message in err and the offending
@@ -67,6 +69,30 @@ static inline bool serve_needs_logits(const serve_params *p) {
 bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char *err, size_t errlen,
                  const char **param);
 void serve_params_free(serve_params *p);
+
+/* ---- serve_json.c: structured output (response_format json_object, json_schema) ---- */
+
+struct cJSON;
+#define JSON_MAX_DEPTH 16
+typedef struct json_frame { /* one value being read (serve_json.c says what each field means) */
+    uint8_t kind, phase;
+    uint16_t pos;
+    int16_t node, cur;
+    uint32_t seen, cand, count;
+} json_frame;
+typedef struct json_state { /* the reply so far */
+    int depth;
+    json_frame f[JSON_MAX_DEPTH];
+} json_state;
+/* The schema (NULL: json_object, an object of anything), or NULL with the message and the
+ * keyword refused (64 bytes). */
+json_shape *json_shape_compile(const struct cJSON *schema, char *err, size_t errlen, char keyword[64]);
+void json_shape_free(json_shape *s);
+void json_state_init(json_state *st, const json_shape *sh);
+/* false: no valid reply continues with these bytes (st is then spoilt: feed a copy) */
+bool json_state_feed(json_state *st, const json_shape *sh, const char *bytes, size_t n);
+bool json_state_done(const json_state *st, const json_shape *sh); /* a whole value: the reply may end */
+void json_state_copy(json_state *dst, const json_state *src);
 
 /* ---- serve_text.c: UTF-8 for JSON ---- */
 

@@ -45,6 +45,8 @@ typedef struct slot {
     float *logits, *probs;
     int32_t *ids;
     serve_logprob pending; /* the token the last step drew from them, for the job's logprobs */
+    json_state js;         /* response_format's JSON: the reply so far */
+    bool stuck;            /* no token of the vocabulary continues the reply's JSON */
 } slot;
 
 struct serve_engine {
@@ -181,6 +183,8 @@ static void start_job(serve_engine *e, slot *sl, serve_job *j, int32_t keep) {
     sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
     sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
     recent_push(&sl->recent, j->ids, keep); /* the penalty sees the kept tokens as if evaluated */
+    if (j->p.shape) json_state_init(&sl->js, j->p.shape);
+    sl->stuck = false;
 }
 
 /* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
@@ -245,6 +249,11 @@ static void take_tokens(serve_engine *e, int32_t nq) {
         serve_job *j = sl->j;
         sl->pos = api.session_position(sl->s);
         if (!j || e->seqs[i].output == RSR_OUTPUT_NONE) continue;
+        if (sl->stuck) {
+            snprintf(j->err, sizeof j->err, "no token of the vocabulary continues the reply's JSON");
+            finish(e, sl, SERVE_FAILED);
+            continue;
+        }
         int32_t tok = sl->next;
         if (tok == e->stop_ids[0] || tok == e->stop_ids[1] || tok == e->stop_ids[2]) {
             finish(e, sl, SERVE_STOP);
@@ -280,10 +289,12 @@ static void penalise(float *lg, int32_t vocab, const rsr_sampler_params *sp, con
     }
 }
 
-/* The top n logits' tokens into lp, most likely first (ties: the lower id). */
+/* The top n logits' tokens into lp, most likely first (ties: the lower id); masked ones (-inf)
+ * are no alternatives. */
 static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob *lp) {
     lp->n_top = 0;
     for (int32_t i = 0; i < vocab && n > 0; i++) {
+        if (!(lg[i] > -INFINITY)) continue;
         int32_t k = lp->n_top;
         if (k == n && !(lg[i] > lg[lp->top[k - 1]])) continue;
         if (k < n)
@@ -293,6 +304,39 @@ static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob 
         while (k > 0 && lg[i] > lg[lp->top[k - 1]]) lp->top[k] = lp->top[k - 1], k--;
         lp->top[k] = i;
     }
+}
+
+static bool is_stop(const serve_engine *e, int32_t t) {
+    return t == e->stop_ids[0] || t == e->stop_ids[1] || t == e->stop_ids[2];
+}
+
+/* Structured output: every token whose bytes cannot continue the reply's JSON weighs nothing; the
+ * end token only once the value is whole, and then nothing else. A byte table of the state's
+ * first step turns most tokens away without a copy of the state. Returns the tokens allowed. */
+static int32_t mask_json(serve_engine *e, slot *sl, float *lg) {
+    const json_shape *sh = sl->j->p.shape;
+    bool done = json_state_done(&sl->js, sh), first[256];
+    json_state tmp;
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        json_state_copy(&tmp, &sl->js);
+        first[b] = json_state_feed(&tmp, sh, &c, 1);
+    }
+    int32_t allowed = 0;
+    for (int32_t t = 0; t < e->vocab; t++) {
+        bool ok;
+        if (is_stop(e, t)) {
+            ok = done;
+        } else {
+            size_t len = 0;
+            const char *piece = api.tokenizer_is_special(e->tok, t) ? NULL : api.tokenizer_token_piece(e->tok, t, &len);
+            ok = piece && len && first[(unsigned char)piece[0]];
+            if (ok && len > 1) json_state_copy(&tmp, &sl->js), ok = json_state_feed(&tmp, sh, piece, len);
+        }
+        if (!ok) lg[t] = -INFINITY;
+        allowed += ok;
+    }
+    return allowed;
 }
 
 /* The token of a job that asked for the exact logits (outside the lock: the slot's buffers are the
@@ -306,6 +350,10 @@ static void draw(serve_engine *e, slot *sl) {
     memset(sl->ids, 0, sizeof(int32_t) * (size_t)e->vocab);
     penalise(lg, e->vocab, &sp, p, sl->ids);
     sp.repeat_penalty = 1.0f; /* applied */
+    if (p->shape && !mask_json(e, sl, lg)) {
+        sl->stuck = true;
+        return;
+    }
     serve_logprob *lp = &sl->pending;
     double lse = 0;
     if (p->logprobs) {
@@ -317,6 +365,11 @@ static void draw(serve_engine *e, slot *sl) {
         for (int32_t k = 0; k < lp->n_top; k++) lp->top_logprob[k] = (float)(lg[lp->top[k]] - lse);
     }
     sl->next = api.sample(lg, e->vocab, &sp, &sl->rng, sl->probs, sl->ids);
+    if (p->shape && sl->next >= 0 && !is_stop(e, sl->next)) { /* the reply advances by the token's bytes */
+        size_t len = 0;
+        const char *piece = api.tokenizer_token_piece(e->tok, sl->next, &len);
+        json_state_feed(&sl->js, p->shape, piece, len);
+    }
     lp->token = sl->next;
     lp->logprob = p->logprobs && sl->next >= 0 ? (float)(lg[sl->next] - lse) : 0;
 }

@@ -19,6 +19,7 @@ void serve_params_free(serve_params *p) {
     free(p->messages);
     for (int32_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->model);
+    json_shape_free(p->shape);
     memset(p, 0, sizeof *p);
 }
 
@@ -157,14 +158,28 @@ static bool asks_for(const cJSON *u, bool one_is_default) {
     return true;
 }
 
-/* response_format: plain text is what every reply is; JSON modes are refused until served. */
-static bool read_response_format(reader *r, const cJSON *root) {
+/* response_format: text (what every reply is), json_object (any JSON object) or json_schema
+ * ({"json_schema": {"schema": {...}}}, the subset serve_json.c serves): the reply's grammar. */
+static bool read_response_format(reader *r, const cJSON *root, serve_params *p) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (!v || cJSON_IsNull(v)) return true;
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
-    if (cJSON_IsObject(v) && cJSON_IsString(type) && !strcmp(type->valuestring, "text")) return true;
-    return fail(r, "response_format", "'response_format' %s is not served by rsr-serve (only {\"type\": \"text\"})",
-                cJSON_IsString(type) ? type->valuestring : "of that shape");
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "type"));
+    if (!cJSON_IsObject(v) || !type)
+        return fail(r, "response_format", "'response_format' must be an object with a 'type'");
+    if (!strcmp(type, "text")) return true;
+    const cJSON *schema = NULL;
+    if (!strcmp(type, "json_schema")) {
+        schema = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(v, "json_schema"), "schema");
+        if (!cJSON_IsObject(schema) && !cJSON_IsTrue(schema))
+            return fail(r, "response_format",
+                        "'response_format' json_schema needs {\"json_schema\": {\"schema\": {...}}}");
+    } else if (strcmp(type, "json_object")) {
+        return fail(r, "response_format", "'response_format' %s is not one of text, json_object, json_schema", type);
+    }
+    char why[256], keyword[64];
+    if (!(p->shape = json_shape_compile(schema, why, sizeof why, keyword)))
+        return fail(r, "response_format", "'response_format' json_schema: %s", why);
+    return true;
 }
 
 static bool listed(const char *key, const char *const *names, size_t n) {
@@ -296,7 +311,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     v = NAN;
     if (!integer(r, root, "n", 1, 1 << 30, &v)) return false;
     if (!isnan(v) && v != 1) return fail(r, "n", "'n' is %g; this server gives one choice per request (n = 1)", v);
-    if (!read_response_format(r, root) || !read_logprobs(r, root, p)) return false;
+    if (!read_response_format(r, root, p) || !read_logprobs(r, root, p)) return false;
     v = NAN;
     if (!number(r, root, "presence_penalty", -2, 2, &v)) return false;
     if (!isnan(v)) p->presence_penalty = (float)v;

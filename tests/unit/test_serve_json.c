@@ -1,0 +1,108 @@
+/*
+ * test_serve_json — structured output's recognizer (tools/serve_json.c): replies that must be
+ * accepted whole, prefixes that must be turned away at a given byte, and schemas refused with the
+ * keyword named. Each reject case names the byte at which no valid reply continues.
+ */
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "expect.h"
+#include "serve.h"
+
+/* the reply fed a byte at a time: -1 when every byte is taken, else the index of the first refused */
+static int feed(const json_shape *sh, const char *text, size_t n, bool *done) {
+    json_state st;
+    json_state_init(&st, sh);
+    for (size_t i = 0; i < n; i++)
+        if (!json_state_feed(&st, sh, text + i, 1)) return (int)i;
+    *done = json_state_done(&st, sh);
+    return -1;
+}
+
+static json_shape *shape_of(const char *schema) {
+    char err[256];
+    char kw[64];
+    cJSON *j = schema ? cJSON_Parse(schema) : NULL;
+    json_shape *sh = json_shape_compile(j, err, sizeof err, kw);
+    cJSON_Delete(j);
+    EXPECT(sh, "schema %s: %s", schema, err);
+    return sh;
+}
+
+static void accepts(const json_shape *sh, const char *text, bool whole) {
+    bool done = false;
+    int at = feed(sh, text, strlen(text), &done);
+    EXPECT(at < 0 && done == whole, "'%s': refused at %d, whole %d (want taken, whole %d)", text, at, done, whole);
+}
+
+static void refuses(const json_shape *sh, const char *text, size_t n, int want) {
+    bool done;
+    int at = feed(sh, text, n, &done);
+    EXPECT(at == want, "'%.*s': refused at %d, want %d", (int)n, text, at, want);
+}
+
+static void refused_schema(const char *schema, const char *keyword) {
+    char err[256];
+    char kw[64];
+    cJSON *j = cJSON_Parse(schema);
+    json_shape *sh = json_shape_compile(j, err, sizeof err, kw);
+    cJSON_Delete(j);
+    EXPECT(!sh && !strcmp(kw, keyword), "%s: refused for '%s' (%s), want '%s'", schema, kw, err, keyword);
+    json_shape_free(sh);
+}
+
+int main(void) {
+    json_shape *obj = shape_of(NULL); /* json_object */
+    accepts(obj, "{}", true);
+    accepts(obj, "{\"a\":[1,-2.5e+3,{\"b\":null}],\"c\":\"\\u00e9\\n\",\"d\":true}", true);
+    accepts(obj, "{\"a\":1", false);
+    refuses(obj, "[1]", 3, 0);              /* the root is an object */
+    refuses(obj, "{} ", 3, 2);              /* nothing after the value */
+    refuses(obj, "{\"a\" :1}", 8, 4);       /* compact: no whitespace */
+    refuses(obj, "{\"a\":01}", 8, 6);       /* no leading zero */
+    refuses(obj, "{\"a\":1,}", 8, 7);       /* no trailing comma */
+    refuses(obj, "{\"a\":tru}", 9, 8);      /* literals whole */
+    refuses(obj, "{\"a\":\"\x01\"}", 9, 6); /* controls escaped */
+    refuses(obj, "{\"a\":\"\\x\"}", 10, 7); /* escapes JSON's */
+    refuses(obj, "{\"a\":\"\xbf\"}", 9, 6); /* a continuation byte alone */
+    refuses(obj, "{\"\0", 3, 2);            /* NUL */
+    json_shape_free(obj);
+
+    json_shape *p = shape_of("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":3},"
+                             "\"age\":{\"type\":\"integer\"},\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\","
+                             "\"ab\",3,null]},\"minItems\":1,\"maxItems\":2}},\"required\":[\"name\",\"age\"]}");
+    accepts(p, "{\"age\":3,\"name\":\"é€x\"}", true);
+    accepts(p, "{\"name\":\"\",\"tags\":[\"ab\",null],\"age\":-12}", true);
+    refuses(p, "{\"nam\"", 6, 5);                         /* a property's whole name */
+    refuses(p, "{\"name\0", 7, 6);                        /* NUL does not end a name */
+    refuses(p, "{\"x\"", 4, 2);                           /* only the properties */
+    refuses(p, "{\"age\":3}", 9, 8);                      /* required: name */
+    refuses(p, "{\"age\":3,\"age\"", 14, 10);             /* each key once */
+    refuses(p, "{\"age\":3.5", 10, 8);                    /* integer */
+    refuses(p, "{\"name\":\"abcd\"", 14, 12);             /* maxLength 3 characters */
+    refuses(p, "{\"name\":\"ab\xe2\x82\xac\xe2", 15, 14); /* ... of UTF-8 */
+    refuses(p, "{\"tags\":[]", 10, 9);                    /* minItems 1 */
+    refuses(p, "{\"tags\":[3,3,", 13, 12);                /* maxItems 2 */
+    refuses(p, "{\"tags\":[\"b\"", 12, 10);               /* enum */
+    refuses(p, "{\"tags\":[\"a\"x", 13, 12);
+    refuses(p, "{\"tags\":[33", 11, 10);
+    accepts(p, "{\"tags\":[\"a\",3],\"name\":\"x\",\"age\":0}", true);
+    json_shape_free(p);
+
+    json_shape *n = shape_of("{\"type\":[\"number\",\"null\"]}");
+    accepts(n, "12", true); /* a number may go on, and may end: whole */
+    accepts(n, "1.5e", false);
+    accepts(n, "null", true);
+    refuses(n, "12345678901234567890123456", 26, 24); /* at most 24 characters */
+    json_shape_free(n);
+
+    refused_schema("{\"type\":\"string\",\"pattern\":\"a+\"}", "pattern");
+    refused_schema("{\"anyOf\":[{\"type\":\"string\"}]}", "anyOf");
+    refused_schema("{\"type\":\"object\",\"properties\":{},\"additionalProperties\":true}", "additionalProperties");
+    refused_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"date\"}}}", "format");
+    refused_schema("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required");
+    refused_schema("{\"type\":\"thing\"}", "type");
+    printf("test_serve_json: %d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}

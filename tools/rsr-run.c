@@ -105,7 +105,8 @@ static void usage(FILE *out) {
           "  --bench -p 512 -n 128 llama-bench's tests: -p and -n lengths (lists: -p 128,512 -n 0,64) of a\n"
           "                        synthetic prompt's prefill (ppN) and a decode from an empty context (tgN),\n"
           "                        -r rounds (default 5) alternating, a table of mean ± sd tok/s; -o md\n"
-          "                        (default), csv or json\n"
+          "                        (default), csv or json; -pg 512,128: a prompt of 512 then 128 decoded,\n"
+          "                        as one test (pp512+tg128); -t 1,2: each test at each thread count\n"
           "  --parallel N          N sequences stepped together, 1 to 256: with -f, one prompt per line\n"
           "                        (continuations printed in order; each as `-p LINE --seed S+i` alone\n"
           "                        gives it, i the line's index from 0); with --tokens, N sequences from\n"
@@ -171,6 +172,8 @@ static void llama_spellings(int argc, char **argv) {
     for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strcmp(argv[i], "-cnv"))
             argv[i] = "--chat";
+        else if (!strcmp(argv[i], "-pg")) /* llama-bench's prompt-then-generate test */
+            argv[i] = "--pg";
         else if (!strcmp(argv[i], "-ngl") || !strncmp(argv[i], "-ngl=", 5))
             die("%s (llama.cpp's GPU layers): rsr-run runs the whole model on one device; --device gpu puts it on "
                 "the GPU",
@@ -554,6 +557,8 @@ typedef struct cli_args {
     run_options o;
     const char *tokens_arg, *logits_path, *prompt_file, *model_opt, *max_memory;
     const char *n_arg;  /* -n as given: a list of lengths with --bench -p LENGTHS */
+    const char *pg_arg; /* -pg P,G: a prompt of P then G decoded, as one test */
+    const char *t_arg;  /* -t as given: a list of thread counts with --bench -p LENGTHS */
     long threads, seed; /* seed -1: a new one each run */
     int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify, do_digest;
     const char *expect_digest;
@@ -598,6 +603,7 @@ enum {
     O_HEAD,
     O_REPEAT,
     O_JSON,
+    O_PG,
     O_VERIFY,
     O_DIGEST,
     O_EXPECT_DIGEST,
@@ -645,6 +651,7 @@ static const struct option longs[] = {
     {"head", required_argument, 0, O_HEAD},
     {"repeat", required_argument, 0, O_REPEAT},
     {"json", no_argument, 0, O_JSON},
+    {"pg", required_argument, 0, O_PG},
     {"verify", no_argument, 0, O_VERIFY},
     {"digest", no_argument, 0, O_DIGEST},
     {"expect-digest", required_argument, 0, O_EXPECT_DIGEST},
@@ -686,7 +693,13 @@ static int parse_args(int argc, char **argv, cli_args *a) {
                 die("-o: '%s' is not a table format (md, csv, json)", optarg);
             a->bench_opt = "-o", a->o.bench_format = optarg;
             break;
-        case 't': a->threads = parse_num("--threads", optarg, 0, 1024); break;
+        case 't':
+            if (strchr(optarg, ',')) { /* a list: one table row per count (--bench -p; read there) */
+                a->t_arg = optarg;
+                break;
+            }
+            a->threads = parse_num("--threads", optarg, 0, 1024);
+            break;
         case O_TOKENS: a->tokens_arg = optarg[0] == '@' ? tokens_file(optarg) : optarg; break;
         case O_LOGITS: a->logits_path = optarg; break;
         case O_TEMP: a->o.sampler.temperature = parse_float("--temp", optarg, 0, 100); break;
@@ -756,6 +769,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_BENCH: a->do_bench = 1; break;
         case O_REPEAT: a->bench_opt = "--repeat", a->o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
         case O_JSON: a->bench_opt = "--json", a->o.json = 1; break;
+        case O_PG: a->bench_opt = "-pg", a->pg_arg = optarg; break;
         case O_PARALLEL: a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
         case O_KV:
             if ((a->o.session.kv_type = kv_type_parse(optarg)) < 0)
@@ -821,6 +835,9 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (a->n_arg && strchr(a->n_arg, ',') && !grid)
         die("-n %s: one count; a list of lengths goes with --bench -p LENGTHS (e.g. --bench -p 512 -n 0,128)",
             a->n_arg);
+    if ((a->pg_arg || a->t_arg) && !grid)
+        die("%s %s: a test of --bench -p LENGTHS (e.g. --bench -p 512 -n 128 %s %s)", a->pg_arg ? "-pg" : "-t",
+            a->pg_arg ? a->pg_arg : a->t_arg, a->pg_arg ? "-pg" : "-t", a->pg_arg ? a->pg_arg : a->t_arg);
     if (a->o.bench_format && !grid)
         die("-o %s: the table of --bench -p LENGTHS (e.g. --bench -p 512 -n 128)", a->o.bench_format);
     if (grid && (a->o.parallel > 1 || a->tokens_arg))
@@ -895,7 +912,7 @@ int main(int argc, char **argv) {
     }
 
     if (a.do_bench && !a.prompt_file && bench_is_list(a.o.prompt)) { /* llama-bench's tests and table */
-        run_bench_grid(m, &info, &a.o, a.o.prompt, a.n_arg);
+        run_bench_grid(m, &info, &a.o, &mp, (bench_lists){a.o.prompt, a.n_arg, a.pg_arg, a.t_arg});
         api.model_close(m);
         flush_stdout();
         return 0;

@@ -66,8 +66,11 @@ double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* --bench -p 512[,...] -n 128[,...]: llama-bench's tests and table (run_bench_grid.c) */
 bool bench_is_list(const char *s); /* "512" or "128,512": lengths, not a prompt */
-void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const char *p_list,
-                    const char *n_list);
+typedef struct bench_lists {
+    const char *p, *n, *pg, *t; /* -p, -n, -pg and -t as given (n, pg, t may be NULL) */
+} bench_lists;
+void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const rsr_model_params *mp,
+                    bench_lists l);
 
 /* run_bench.c: --bench (open_s: how long the model took to open) */
 void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt,

@@ -1,8 +1,10 @@
 /*
  * run_bench_grid.c — rsr-run --bench in llama-bench's manner: `--bench -p 512 -n 128 -r 5`
  * measures a prefill of 512 tokens (pp512) and a decode of 128 from an empty context (tg128),
- * each -r times; lists (-p 128,512 -n 0,64) give one test per length (0: none). Every round runs
- * every test once, alternating, and the table gives each test's mean ± standard deviation of
+ * each -r times; lists (-p 128,512 -n 0,64) give one test per length (0: none), -pg 512,128 a
+ * prompt of 512 then 128 decoded as one test (pp512+tg128: its tokens over its time), and -t 1,2
+ * every test at each thread count (the model opened again for each). Every round runs every test
+ * once, alternating, and the table gives each test's mean ± standard deviation of
  * tok/s; -o md (default), csv or json. Prompts are synthetic token ids, decode goes through the
  * certified greedy head (what a user gets), and a decode test's column "roofline" is its share of
  * the rate that the streaming read bandwidth measured in the same round allows. run_bench.c keeps
@@ -26,10 +28,11 @@ bool bench_is_list(const char *s) {
 }
 
 typedef struct grid_test {
-    char name[24];
-    int32_t prompt, decode; /* one of them */
-    double *runs;           /* tok/s per round */
-    double *roof;           /* decode: share of the round's bandwidth limit */
+    char name[48];
+    int32_t prompt, decode; /* one of them, or both (-pg) */
+    int32_t threads;
+    double *runs; /* tok/s per round */
+    double *roof; /* decode: share of the round's bandwidth limit */
 } grid_test;
 
 /* "512,128" → tests named prefix<N> for each N > 0 */
@@ -52,19 +55,34 @@ static int add_tests(grid_test *t, int n, int cap, const char *list, const char 
     return n;
 }
 
-/* One run of a test: tok/s. A decode starts from one (untimed) token. */
+/* -pg P,G: one test of both */
+static int add_pg(grid_test *t, int n, int cap, const char *pg, int rounds) {
+    long p, g;
+    char tail;
+    if (sscanf(pg, "%ld,%ld%c", &p, &g, &tail) != 2 || p < 1 || g < 1 || p > (1 << 24) || g > (1 << 24))
+        die("-pg: '%s' is not PROMPT,GENERATED such as 512,128", pg);
+    if (n == cap) die("-pg: too many tests");
+    t[n] = (grid_test){.prompt = (int32_t)p, .decode = (int32_t)g};
+    snprintf(t[n].name, sizeof t[n].name, "pp%ld+tg%ld", p, g);
+    t[n].runs = calloc((size_t)rounds, sizeof(double)), t[n].roof = calloc((size_t)rounds, sizeof(double));
+    if (!t[n].runs || !t[n].roof) die("out of memory");
+    return n + 1;
+}
+
+/* One run of a test: tok/s. A decode alone starts from one (untimed) token; -pg's is timed with
+ * its prompt, as llama-bench times it. */
 static double run_test(rsr_session *s, const grid_test *t, const int32_t *ids) {
     check(api.session_reset(s), s);
     int32_t next;
     double t0 = now();
-    if (t->prompt) {
-        check(api.session_eval_greedy(s, ids, t->prompt, &next), s);
-        return t->prompt / (now() - t0);
+    if (t->prompt) check(api.session_eval_greedy(s, ids, t->prompt, &next), s);
+    if (!t->decode) return t->prompt / (now() - t0);
+    if (!t->prompt) {
+        check(api.session_eval_greedy(s, ids, 1, &next), s);
+        t0 = now();
     }
-    check(api.session_eval_greedy(s, ids, 1, &next), s);
-    t0 = now();
     for (int32_t i = 0; i < t->decode; i++) check(api.session_eval_greedy(s, &next, 1, &next), s);
-    return t->decode / (now() - t0);
+    return (t->prompt + t->decode) / (now() - t0);
 }
 
 static void mean_sd(const double *v, int n, double *mean, double *sd) {
@@ -89,21 +107,20 @@ static void print_table(const grid_test *t, int n, int rounds, const rsr_model_i
         mean_sd(t[i].runs, rounds, &m, &sd);
         if (t[i].decode) mean_sd(t[i].roof, rounds, &roof, &unused);
         if (!strcmp(fmt, "md")) {
-            printf("| %s | %.1f MiB | %s | %d | %s | %.2f ± %.2f | ", o->model_path, mib, info->target,
-                   info->num_threads, t[i].name, m, sd);
-            if (t[i].decode && roof > 0)
+            printf("| %s | %.1f MiB | %s | %d | %s | %.2f ± %.2f | ", o->model_path, mib, info->target, t[i].threads,
+                   t[i].name, m, sd);
+            if (t[i].decode && !t[i].prompt && roof > 0)
                 printf("%.0f%% |\n", 100 * roof);
             else
                 printf(" |\n");
         } else if (!strcmp(fmt, "csv")) {
-            printf("%s,%.2f,%s,%d,%s,%.4f,%.4f,%d,%.4f\n", o->model_path, mib, info->target, info->num_threads,
-                   t[i].name, m, sd, rounds, roof);
+            printf("%s,%.2f,%s,%d,%s,%.4f,%.4f,%d,%.4f\n", o->model_path, mib, info->target, t[i].threads, t[i].name, m,
+                   sd, rounds, roof);
         } else {
             printf("  {\"model\": \"%s\", \"size_mib\": %.2f, \"target\": \"%s\", \"threads\": %d, \"test\": \"%s\", "
                    "\"n_prompt\": %d, \"n_gen\": %d, \"tok_s_mean\": %.4f, \"tok_s_sd\": %.4f, \"rounds\": %d, "
                    "\"runs\": [",
-                   o->model_path, mib, info->target, info->num_threads, t[i].name, t[i].prompt, t[i].decode, m, sd,
-                   rounds);
+                   o->model_path, mib, info->target, t[i].threads, t[i].name, t[i].prompt, t[i].decode, m, sd, rounds);
             for (int r = 0; r < rounds; r++) printf("%s%.4f", r ? ", " : "", t[i].runs[r]);
             printf("], \"roofline\": %.4f}%s\n", roof, i + 1 < n ? "," : "");
         }
@@ -111,19 +128,15 @@ static void print_table(const grid_test *t, int n, int rounds, const rsr_model_i
     if (strcmp(fmt, "md") && strcmp(fmt, "csv")) printf("]\n");
 }
 
-void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const char *p_list,
-                    const char *n_list) {
-    const int rounds = o->repeat > 0 ? o->repeat : 5, cap = 32;
-    grid_test t[32];
-    int n = add_tests(t, 0, cap, p_list, "-p", false, rounds);
-    n = add_tests(t, n, cap, n_list ? n_list : "128", "-n", true, rounds);
-    if (!n) die("--bench: -p and -n name no test (every length is 0)");
+/* The rounds of tests t[0..n) on model m (its threads): every round runs each once. */
+static void run_rounds(rsr_model *m, const rsr_model_info *info, const run_options *o, grid_test *t, int n,
+                       int rounds) {
     rsr_session_params sp = o->session;
     rsr_session *s;
     if (api.session_create(m, &sp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
     int32_t limit = o->ctx ? o->ctx : info->max_positions, most = 1;
     for (int i = 0; i < n; i++) {
-        int32_t need = t[i].prompt ? t[i].prompt : t[i].decode + 1;
+        int32_t need = t[i].prompt + t[i].decode + !t[i].prompt;
         if (need > limit) die("--bench: %s needs %d positions, the context has %d (--ctx)", t[i].name, need, limit);
         most = need > most ? need : most;
     }
@@ -134,18 +147,62 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     const bool on_gpu = !strncmp(info->device, "gpu", 3);
     run_test(s, &t[0], ids); /* warm-up */
     for (int r = 0; r < rounds; r++) {
-        bench_progress("round %d of %d: streaming read bandwidth", r + 1, rounds);
+        bench_progress("%d threads, round %d of %d: streaming read bandwidth", info->num_threads, r + 1, rounds);
         double limit_tok_s = on_gpu ? 0 : read_bandwidth(info->num_threads) * 1e9 / bytes;
         for (int i = 0; i < n; i++) {
-            bench_progress("round %d of %d: %s", r + 1, rounds, t[i].name);
+            bench_progress("%d threads, round %d of %d: %s", info->num_threads, r + 1, rounds, t[i].name);
+            t[i].threads = info->num_threads;
             t[i].runs[r] = run_test(s, &t[i], ids);
             t[i].roof[r] = limit_tok_s > 0 ? t[i].runs[r] / limit_tok_s : 0;
         }
     }
-    bench_progress(NULL);
-    struct stat st;
-    print_table(t, n, rounds, info, o, stat(o->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0);
-    for (int i = 0; i < n; i++) free(t[i].runs), free(t[i].roof);
     free(ids);
     api.session_free(s);
+}
+
+void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const rsr_model_params *mp,
+                    bench_lists l) {
+    const int rounds = o->repeat > 0 ? o->repeat : 5, cap = 32;
+    grid_test base[32];
+    int n = add_tests(base, 0, cap, l.p, "-p", false, rounds);
+    n = add_tests(base, n, cap, l.n ? l.n : "128", "-n", true, rounds);
+    if (l.pg) n = add_pg(base, n, cap, l.pg, rounds);
+    if (!n) die("--bench: -p and -n name no test (every length is 0)");
+    long counts[16];
+    int nt = 0;
+    for (const char *p = l.t; p && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1024 || (*end && *end != ',') || nt == 16)
+            die("-t: '%s' is not a list of up to 16 thread counts such as 1,2", l.t);
+        counts[nt++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!nt) counts[nt++] = info->num_threads;
+    grid_test *t = calloc((size_t)(n * nt), sizeof *t);
+    if (!t) die("out of memory");
+    for (int k = 0; k < nt; k++) {
+        rsr_model *mk = m;
+        rsr_model_info ik = *info;
+        if (counts[k] != info->num_threads) { /* the model again, with these threads */
+            rsr_model_params p = *mp;
+            p.num_threads = (int32_t)counts[k];
+            if (api.model_open(&mk, &p) != RSR_OK) die("%s", api.model_errmsg(mk));
+            api.model_get_info(mk, &ik);
+        }
+        for (int i = 0; i < n; i++) {
+            t[k * n + i] = base[i];
+            t[k * n + i].runs = calloc((size_t)rounds, sizeof(double));
+            t[k * n + i].roof = calloc((size_t)rounds, sizeof(double));
+            if (!t[k * n + i].runs || !t[k * n + i].roof) die("out of memory");
+        }
+        run_rounds(mk, &ik, o, t + k * n, n, rounds);
+        if (mk != m) api.model_close(mk);
+    }
+    bench_progress(NULL);
+    struct stat st;
+    print_table(t, n * nt, rounds, info, o, stat(o->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0);
+    for (int i = 0; i < n * nt; i++) free(t[i].runs), free(t[i].roof);
+    for (int i = 0; i < n; i++) free(base[i].runs), free(base[i].roof);
+    free(t);
 }

@@ -52,6 +52,34 @@ static void refused_schema(const char *schema, const char *keyword) {
     json_shape_free(sh);
 }
 
+/* Random replies, a byte at a time from an alphabet of JSON's pieces and some bytes that are not,
+ * each byte kept where the recognizer takes it: every reply it calls whole must parse (cJSON,
+ * apart from the recognizer) and match `root` (an object, or an array). Returns the whole ones. */
+static int random_walks(const json_shape *sh, bool object, int walks) {
+    static const char alpha[] = "{}[]\",:0123456789-+.eEtrufalsn\\ubx\xc3\xa9\x80\xff ";
+    uint32_t seed = 12345;
+    int whole = 0;
+    for (int w = 0; w < walks; w++) {
+        json_state st, tmp;
+        json_state_init(&st, sh);
+        char buf[65];
+        int n = 0;
+        for (int i = 0; i < 64 && !json_state_done(&st, sh); i++) {
+            seed = seed * 1664525u + 1013904223u;
+            char c = alpha[(seed >> 8) % (sizeof alpha - 1)];
+            json_state_copy(&tmp, &st);
+            if (json_state_feed(&tmp, sh, &c, 1)) json_state_copy(&st, &tmp), buf[n++] = c;
+        }
+        if (!json_state_done(&st, sh)) continue;
+        buf[n] = 0, whole++;
+        cJSON *v = cJSON_ParseWithOpts(buf, NULL, true); /* the whole text, nothing after it */
+        EXPECT(v && (object ? cJSON_IsObject(v) : cJSON_IsArray(v)), "a whole reply that is no JSON %s: '%s'",
+               object ? "object" : "array", buf);
+        cJSON_Delete(v);
+    }
+    return whole;
+}
+
 int main(void) {
     json_shape *obj = shape_of(NULL); /* json_object */
     accepts(obj, "{}", true);
@@ -67,7 +95,13 @@ int main(void) {
     refuses(obj, "{\"a\":\"\\x\"}", 10, 7); /* escapes JSON's */
     refuses(obj, "{\"a\":\"\xbf\"}", 9, 6); /* a continuation byte alone */
     refuses(obj, "{\"\0", 3, 2);            /* NUL */
+    int whole = random_walks(obj, true, 200000);
+    EXPECT(whole > 1000, "only %d random replies were whole", whole);
     json_shape_free(obj);
+    json_shape *arrays = shape_of("{\"type\":\"array\",\"items\":{\"type\":\"array\",\"maxItems\":2}}");
+    whole = random_walks(arrays, false, 200000);
+    EXPECT(whole > 1000, "only %d random replies were whole", whole);
+    json_shape_free(arrays);
 
     json_shape *p = shape_of("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":3},"
                              "\"age\":{\"type\":\"integer\"},\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\","

@@ -170,8 +170,7 @@ static long long file_size(const char *path) {
 }
 
 /* a file of a checkpoint that rsrc reads (at the top of the repository) */
-static bool wanted(const char *name, const char *only) {
-    if (only) return !strcmp(name, only);
+static bool wanted(const char *name) {
     if (strchr(name, '/')) return false;
     static const char *const exact[] = {
         "config.json",     "model.safetensors.index.json", "tokenizer.json",        "tokenizer_config.json",
@@ -198,14 +197,14 @@ static char **choose_files(const hub *h, const cJSON *siblings, const char *only
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "rfilename"));
         if (!name) continue;
         ggufs += is_gguf(name), config |= !strcmp(name, "config.json");
-        weights += wanted(name, NULL) && strstr(name, ".safetensors") != NULL;
+        weights += wanted(name) && strstr(name, ".safetensors") != NULL;
     }
     bool checkpoint = !only && config && weights > 0;
     char *list = "";
     cJSON_ArrayForEach(s, siblings) {
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "rfilename"));
         if (!name) continue;
-        if (only ? !strcmp(name, only) : checkpoint ? wanted(name, NULL) : is_gguf(name) && ggufs == 1)
+        if (only ? !strcmp(name, only) : checkpoint ? wanted(name) : is_gguf(name) && ggufs == 1)
             files[k++] = arena_printf(h->a, "%s", name);
         if (is_gguf(name)) list = arena_printf(h->a, "%s\n  %s", list, name);
     }

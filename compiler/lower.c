@@ -164,8 +164,7 @@ static void lower_loop(lower *L) {
     kir_expr *s1 = kir_load(m, KT_U32, ref(L, block_seg), add(L, ref(L, b), num(L, 1)));
     kir_for_range(m, &blk, s, kir_load(m, KT_U32, ref(L, block_seg), ref(L, b)), s1, &seg)->label = "segment";
     kir_var *code = var(L, "code", KT_U32), *len = var(L, "len", KT_U32), *u = var(L, "u", KT_I32);
-    kir_expr *mask = kir_const(m, KT_U32, 0xffff);
-    mask->hex = true;
+    kir_expr *mask = hex(L, KT_U32, 0xffff);
     kir_stmt *d =
         kir_decl(m, &seg, code, kir_bin(m, KO_AND, KT_U32, kir_load(m, KT_U32, ref(L, segs), ref(L, s)), mask), false);
     kir_decl_also(m, d, len,

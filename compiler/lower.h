@@ -18,6 +18,12 @@ typedef struct lower {
 /* ---- expression shorthands ---- */
 static inline kir_expr *num(lower *L, int64_t v) { return kir_const(L->m, KT_I32, v); }
 static inline kir_expr *size(lower *L, int64_t v) { return kir_const(L->m, KT_SIZE, v); }
+/* a constant the C printer writes in hexadecimal (a mask) */
+static inline kir_expr *hex(lower *L, enum kir_type t, int64_t v) {
+    kir_expr *e = kir_const(L->m, t, v);
+    e->hex = true;
+    return e;
+}
 static inline kir_expr *ref(lower *L, kir_var *v) { return kir_ref(L->m, v); }
 static inline kir_expr *param(lower *L, const char *name) { return kir_ref(L->m, kir_param(L->f, name)); }
 static inline kir_expr *add(lower *L, kir_expr *a, kir_expr *b) { return kir_bin(L->m, KO_ADD, a->type, a, b); }

@@ -178,65 +178,63 @@ static cJSON *choice(const serve_job *j, const char *text, const char *finish, b
     return ch;
 }
 
-/* A token's text and bytes (OpenAI's "token" and "bytes"). */
-static void add_token_text(const server *sv, cJSON *o, const char *key, int32_t id, size_t *len) {
+/* A token's text as JSON shows it (invalid UTF-8 replaced); *len: its bytes' count, 0 for none. */
+static cJSON *token_text(const server *sv, int32_t id, const char **bytes, size_t *len) {
     const char *piece = api.tokenizer_token_piece(sv->tok, id, len);
     if (!piece) piece = "", *len = 0;
     char *clean = serve_utf8_clean(piece, *len);
-    cJSON_AddStringToObject(o, key, clean ? clean : "");
+    cJSON *s = cJSON_CreateString(clean ? clean : "");
     free(clean);
-    if (strcmp(key, "token")) return;
-    cJSON *bytes = cJSON_AddArrayToObject(o, "bytes");
-    for (size_t i = 0; i < *len; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)piece[i]));
+    if (bytes) *bytes = piece;
+    return s;
+}
+
+/* A chat logprobs entry: token, logprob, bytes (OpenAI's shape). */
+static cJSON *chat_token(const server *sv, int32_t id, float logprob) {
+    cJSON *o = cJSON_CreateObject(), *bytes;
+    const char *piece;
+    size_t len;
+    cJSON_AddItemToObject(o, "token", token_text(sv, id, &piece, &len));
+    cJSON_AddNumberToObject(o, "logprob", logprob);
+    bytes = cJSON_AddArrayToObject(o, "bytes");
+    for (size_t i = 0; i < len; i++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)piece[i]));
+    return o;
 }
 
 /* The logprobs of the job's tokens [from, to) into choice ch, in OpenAI's shape for chat
  * (content: token, logprob, bytes, top_logprobs) or for completions (tokens, token_logprobs,
- * top_logprobs as token → logprob, text_offset). */
-static void add_logprobs(const server *sv, cJSON *ch, const serve_job *j, int32_t from, int32_t to) {
+ * top_logprobs as token → logprob, text_offset; *offset: where token `from`'s text starts, moved
+ * past token to - 1's, so that a stream's chunks go on from each other). */
+static void add_logprobs(const server *sv, cJSON *ch, const serve_job *j, int32_t from, int32_t to, size_t *offset) {
     if (!j->p.logprobs) return;
     cJSON_DeleteItemFromObjectCaseSensitive(ch, "logprobs");
     cJSON *lp = cJSON_AddObjectToObject(ch, "logprobs");
-    size_t len = 0, offset = 0;
     if (j->p.chat) {
         cJSON *content = cJSON_AddArrayToObject(lp, "content");
         for (int32_t i = from; i < to; i++) {
-            cJSON *t = cJSON_CreateObject(), *top;
-            add_token_text(sv, t, "token", j->lp[i].token, &len);
-            cJSON_AddNumberToObject(t, "logprob", j->lp[i].logprob);
-            top = cJSON_AddArrayToObject(t, "top_logprobs");
-            for (int32_t k = 0; k < j->lp[i].n_top; k++) {
-                cJSON *a = cJSON_CreateObject();
-                add_token_text(sv, a, "token", j->lp[i].top[k], &len);
-                cJSON_AddNumberToObject(a, "logprob", j->lp[i].top_logprob[k]);
-                cJSON_AddItemToArray(top, a);
-            }
+            cJSON *t = chat_token(sv, j->lp[i].token, j->lp[i].logprob);
+            cJSON *top = cJSON_AddArrayToObject(t, "top_logprobs");
+            for (int32_t k = 0; k < j->lp[i].n_top; k++)
+                cJSON_AddItemToArray(top, chat_token(sv, j->lp[i].top[k], j->lp[i].top_logprob[k]));
             cJSON_AddItemToArray(content, t);
         }
         cJSON_AddNullToObject(lp, "refusal");
         return;
     }
-    for (int32_t i = 0; i < from; i++) /* where the first token's text starts */
-        if (!api.tokenizer_is_special(sv->tok, j->lp[i].token) &&
-            api.tokenizer_token_piece(sv->tok, j->lp[i].token, &len))
-            offset += len;
     cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens"), *lps = cJSON_AddArrayToObject(lp, "token_logprobs");
     cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs"), *offsets = cJSON_AddArrayToObject(lp, "text_offset");
     for (int32_t i = from; i < to; i++) {
-        cJSON *t = cJSON_CreateObject(), *top = cJSON_CreateObject();
-        add_token_text(sv, t, "text", j->lp[i].token, &len);
-        cJSON_AddItemToArray(tokens, cJSON_DetachItemFromObject(t, "text"));
-        cJSON_Delete(t);
+        size_t len;
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddItemToArray(tokens, token_text(sv, j->lp[i].token, NULL, &len));
         cJSON_AddItemToArray(lps, cJSON_CreateNumber(j->lp[i].logprob));
-        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)offset));
-        if (!api.tokenizer_is_special(sv->tok, j->lp[i].token)) offset += len;
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)*offset));
+        if (!api.tokenizer_is_special(sv->tok, j->lp[i].token)) *offset += len;
         for (int32_t k = 0; k < j->lp[i].n_top; k++) {
-            size_t n = 0;
-            const char *piece = api.tokenizer_token_piece(sv->tok, j->lp[i].top[k], &n);
-            char *clean = serve_utf8_clean(piece ? piece : "", piece ? n : 0);
-            if (clean && !cJSON_GetObjectItemCaseSensitive(top, clean))
-                cJSON_AddNumberToObject(top, clean, j->lp[i].top_logprob[k]);
-            free(clean);
+            cJSON *name = token_text(sv, j->lp[i].top[k], NULL, &len);
+            if (!cJSON_GetObjectItemCaseSensitive(top, name->valuestring))
+                cJSON_AddNumberToObject(top, name->valuestring, j->lp[i].top_logprob[k]);
+            cJSON_Delete(name);
         }
         cJSON_AddItemToArray(tops, top);
     }
@@ -270,8 +268,9 @@ typedef struct stream {
     int fd;    /* the client's socket: a client gone while its request waits cancels it */
     char *out; /* an event not yet sent */
     size_t n_out, at;
-    int phase;       /* 0: the chat role chunk; 1: content; 2: [DONE] queued; 3: done */
-    int32_t lp_sent; /* the job's logprobs sent */
+    int phase;        /* 0: the chat role chunk; 1: content; 2: [DONE] queued; 3: done */
+    int32_t lp_sent;  /* the job's logprobs sent */
+    size_t lp_offset; /* completions: where the next one's text starts (text_offset) */
 } stream;
 
 static void queue_event(stream *st, cJSON *json) {
@@ -319,7 +318,7 @@ static void next_event(stream *st) {
     cJSON *root = envelope(st->sv, j, true);
     if (text) { /* new text first, with the logprobs of the tokens so far; the final chunk comes next */
         cJSON *ch = choice(j, text, NULL, true, false);
-        add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp);
+        add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset);
         st->lp_sent = j->n_lp;
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
     } else if (fin == SERVE_FAILED || fin == SERVE_CANCELLED) { /* the runtime failed, or the server stopped */
@@ -332,7 +331,8 @@ static void next_event(stream *st) {
         st->phase = 2;
     } else {
         cJSON *ch = choice(j, j->p.chat ? NULL : "", finish_reason(fin), true, false);
-        if (st->lp_sent < j->n_lp) add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp), st->lp_sent = j->n_lp;
+        if (st->lp_sent < j->n_lp) add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset);
+        st->lp_sent = j->n_lp;
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
         add_usage(root, j);
         st->phase = 2;
@@ -505,7 +505,8 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
         char *text = serve_utf8_clean(j->text ? j->text : "", j->n_text);
         cJSON *root = envelope(sv, j, false);
         cJSON *ch = choice(j, text ? text : "", finish_reason(j->finish), false, true);
-        add_logprobs(sv, ch, j, 0, j->n_lp);
+        size_t offset = 0;
+        add_logprobs(sv, ch, j, 0, j->n_lp, &offset);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
         add_usage(root, j);
         free(text);

@@ -36,7 +36,7 @@ typedef struct grid_test {
 } grid_test;
 
 /* "512,128" → tests named prefix<N> for each N > 0 */
-static int add_tests(grid_test *t, int n, int cap, const char *list, const char *flag, bool decode, int rounds) {
+static int add_tests(grid_test *t, int n, int cap, const char *list, const char *flag, bool decode) {
     for (const char *p = list; *p;) {
         char *end;
         long v = strtol(p, &end, 10);
@@ -46,8 +46,6 @@ static int add_tests(grid_test *t, int n, int cap, const char *list, const char 
             if (n == cap) die("%s: at most %d lengths", flag, cap / 2);
             t[n] = (grid_test){.prompt = decode ? 0 : (int32_t)v, .decode = decode ? (int32_t)v : 0};
             snprintf(t[n].name, sizeof t[n].name, "%s%ld", decode ? "tg" : "pp", v);
-            t[n].runs = calloc((size_t)rounds, sizeof(double)), t[n].roof = calloc((size_t)rounds, sizeof(double));
-            if (!t[n].runs || !t[n].roof) die("out of memory");
             n++;
         }
         p = *end ? end + 1 : end;
@@ -56,7 +54,7 @@ static int add_tests(grid_test *t, int n, int cap, const char *list, const char 
 }
 
 /* -pg P,G: one test of both */
-static int add_pg(grid_test *t, int n, int cap, const char *pg, int rounds) {
+static int add_pg(grid_test *t, int n, int cap, const char *pg) {
     long p, g;
     char tail;
     if (sscanf(pg, "%ld,%ld%c", &p, &g, &tail) != 2 || p < 1 || g < 1 || p > (1 << 24) || g > (1 << 24))
@@ -64,8 +62,6 @@ static int add_pg(grid_test *t, int n, int cap, const char *pg, int rounds) {
     if (n == cap) die("-pg: too many tests");
     t[n] = (grid_test){.prompt = (int32_t)p, .decode = (int32_t)g};
     snprintf(t[n].name, sizeof t[n].name, "pp%ld+tg%ld", p, g);
-    t[n].runs = calloc((size_t)rounds, sizeof(double)), t[n].roof = calloc((size_t)rounds, sizeof(double));
-    if (!t[n].runs || !t[n].roof) die("out of memory");
     return n + 1;
 }
 
@@ -164,9 +160,9 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
                     bench_lists l) {
     const int rounds = o->repeat > 0 ? o->repeat : 5, cap = 32;
     grid_test base[32];
-    int n = add_tests(base, 0, cap, l.p, "-p", false, rounds);
-    n = add_tests(base, n, cap, l.n ? l.n : "128", "-n", true, rounds);
-    if (l.pg) n = add_pg(base, n, cap, l.pg, rounds);
+    int n = add_tests(base, 0, cap, l.p, "-p", false);
+    n = add_tests(base, n, cap, l.n ? l.n : "128", "-n", true);
+    if (l.pg) n = add_pg(base, n, cap, l.pg);
     if (!n) die("--bench: -p and -n name no test (every length is 0)");
     long counts[16];
     int nt = 0;
@@ -203,6 +199,5 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     struct stat st;
     print_table(t, n * nt, rounds, info, o, stat(o->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0);
     for (int i = 0; i < n * nt; i++) free(t[i].runs), free(t[i].roof);
-    for (int i = 0; i < n; i++) free(base[i].runs), free(base[i].roof);
     free(t);
 }

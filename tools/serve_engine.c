@@ -67,6 +67,8 @@ struct serve_engine {
     serve_metrics metrics;
     long admissions;
     int32_t vocab;
+    const char **piece; /* structured output: each token's bytes (NULL: a special token), made once */
+    size_t *piece_len;
     double recent_t0;
     long recent_tokens;
 };
@@ -242,6 +244,10 @@ static int32_t build_step(serve_engine *e) {
     return nq;
 }
 
+static bool is_stop(const serve_engine *e, int32_t t) {
+    return t == e->stop_ids[0] || t == e->stop_ids[1] || t == e->stop_ids[2];
+}
+
 /* What the step drew (under the lock). */
 static void take_tokens(serve_engine *e, int32_t nq) {
     for (int32_t i = 0; i < nq; i++) {
@@ -255,7 +261,7 @@ static void take_tokens(serve_engine *e, int32_t nq) {
             continue;
         }
         int32_t tok = sl->next;
-        if (tok == e->stop_ids[0] || tok == e->stop_ids[1] || tok == e->stop_ids[2]) {
+        if (is_stop(e, tok)) {
             finish(e, sl, SERVE_STOP);
             continue;
         }
@@ -306,15 +312,27 @@ static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob 
     }
 }
 
-static bool is_stop(const serve_engine *e, int32_t t) {
-    return t == e->stop_ids[0] || t == e->stop_ids[1] || t == e->stop_ids[2];
-}
-
 /* Structured output: every token whose bytes cannot continue the reply's JSON weighs nothing; the
  * end token only once the value is whole, and then nothing else. A byte table of the state's
  * first step turns most tokens away without a copy of the state. Returns the tokens allowed. */
+/* The tokens' bytes, looked up once for every later step (the engine's thread only); false when
+ * out of memory. */
+static bool token_pieces(serve_engine *e) {
+    if (e->piece) return true;
+    const char **piece = malloc(sizeof *piece * (size_t)e->vocab);
+    size_t *len = malloc(sizeof *len * (size_t)e->vocab);
+    if (!piece || !len) return free(piece), free(len), false;
+    for (int32_t t = 0; t < e->vocab; t++) {
+        len[t] = 0;
+        piece[t] = api.tokenizer_is_special(e->tok, t) ? NULL : api.tokenizer_token_piece(e->tok, t, &len[t]);
+    }
+    e->piece = piece, e->piece_len = len;
+    return true;
+}
+
 static int32_t mask_json(serve_engine *e, slot *sl, float *lg) {
     const json_shape *sh = sl->j->p.shape;
+    if (!token_pieces(e)) return 0;
     bool done = json_state_done(&sl->js, sh), first[256];
     json_state tmp;
     for (int b = 0; b < 256; b++) {
@@ -328,8 +346,8 @@ static int32_t mask_json(serve_engine *e, slot *sl, float *lg) {
         if (is_stop(e, t)) {
             ok = done;
         } else {
-            size_t len = 0;
-            const char *piece = api.tokenizer_is_special(e->tok, t) ? NULL : api.tokenizer_token_piece(e->tok, t, &len);
+            const char *piece = e->piece[t];
+            size_t len = e->piece_len[t];
             ok = piece && len && first[(unsigned char)piece[0]];
             if (ok && len > 1) json_state_copy(&tmp, &sl->js), ok = json_state_feed(&tmp, sh, piece, len);
         }
@@ -366,9 +384,7 @@ static void draw(serve_engine *e, slot *sl) {
     }
     sl->next = api.sample(lg, e->vocab, &sp, &sl->rng, sl->probs, sl->ids);
     if (p->shape && sl->next >= 0 && !is_stop(e, sl->next)) { /* the reply advances by the token's bytes */
-        size_t len = 0;
-        const char *piece = api.tokenizer_token_piece(e->tok, sl->next, &len);
-        json_state_feed(&sl->js, p->shape, piece, len);
+        json_state_feed(&sl->js, p->shape, e->piece[sl->next], e->piece_len[sl->next]);
     }
     lp->token = sl->next;
     lp->logprob = p->logprobs && sl->next >= 0 ? (float)(lg[sl->next] - lse) : 0;
@@ -484,6 +500,7 @@ fail:
         api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist), free(e->slots[k].logits),
             free(e->slots[k].probs), free(e->slots[k].ids);
     api.batch_free(e->b);
+    free(e->piece), free(e->piece_len);
     free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
     return NULL;
 }
@@ -522,6 +539,7 @@ void serve_engine_free(serve_engine *e) {
     api.batch_free(e->b);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->changed);
+    free(e->piece), free(e->piece_len);
     free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
 }
 

@@ -21,12 +21,6 @@ static kir_expr *dp4a(lower *L, kir_expr *a, kir_expr *b, kir_expr *c) {
     return kir_vec(L->m, KO_DP4A, KT_I32, a, b, c, 0);
 }
 
-static kir_expr *hex(lower *L, int64_t v) {
-    kir_expr *e = num(L, v);
-    e->hex = true;
-    return e;
-}
-
 static kir_expr *bin(lower *L, enum kir_op op, kir_expr *a, kir_expr *b) { return kir_bin(L->m, op, a->type, a, b); }
 
 static kir_expr *warp_sum(lower *L, kir_expr *a) { return kir_vec(L->m, KO_WARP_SUM, KT_I32, a, NULL, NULL, 0); }
@@ -35,7 +29,7 @@ static kir_expr *warp_sum(lower *L, kir_expr *a) { return kir_vec(L->m, KO_WARP_
  * and row r's word of codes, word(r), into a[r]: field i of the word, (p >> 2i) & 0x03030303,
  * against x's word i. The codes are weight + 1, so Σx comes off at the end. */
 static void dp4a_sum_x(lower *L, kir_list *l, kir_expr *xw, kir_var *sx, int i) {
-    kir_set(L->m, l, sx, dp4a(L, xw, hex(L, DP4A_ONES), ref(L, sx)))->join = i % 2 == 1;
+    kir_set(L->m, l, sx, dp4a(L, xw, hex(L, KT_I32, DP4A_ONES), ref(L, sx)))->join = i % 2 == 1;
 }
 
 typedef kir_expr *(*row_word_fn)(lower *L, kir_list *l, int r, void *ctx);
@@ -43,7 +37,7 @@ static void dp4a_rows(lower *L, kir_list *l, kir_expr *const xw[4], kir_var *con
     for (int r = 0; r < L->kn->block_rows; r++) {
         kir_expr *p = word(L, l, r, ctx);
         for (int i = 0; i < 4; i++) {
-            kir_expr *field = bin(L, KO_AND, i ? bin(L, KO_LSHR, p, num(L, 2 * i)) : p, hex(L, DP4A_CODES));
+            kir_expr *field = bin(L, KO_AND, i ? bin(L, KO_LSHR, p, num(L, 2 * i)) : p, hex(L, KT_I32, DP4A_CODES));
             kir_set(L->m, l, a[r], dp4a(L, field, xw[i], ref(L, a[r])))->join = i % 2 == 1;
         }
     }
@@ -212,14 +206,12 @@ static void lower_warp(lower *L) {
     kir_var *j = var(L, "j", KT_U32), *code = var(L, "code", KT_U32), *v = var(L, "v", KT_I32),
             *e = var(L, "e", KT_U32);
     kir_decl(m, &body, j, add(L, ref(L, base), param(L, "lane")), true);
-    kir_expr *none = kir_const(m, KT_U32, 0xffffffff);
-    none->hex = true;
-    kir_decl(m, &body, code, none, false)->text = "past the end: a code no column has";
+    kir_decl(m, &body, code, hex(L, KT_U32, 0xffffffff), false)->text = "past the end: a code no column has";
     kir_decl(m, &body, v, num(L, 0), false);
     kir_if(m, &body, lt(L, ref(L, j), ref(L, e1)), &hit);
     kir_decl(m, &hit, e, kir_vec(m, KO_LDG, KT_U32, ref(L, entry), ref(L, j), NULL, 0), true);
     kir_set(m, &hit, code, bin(L, KO_LSHR, ref(L, e), num(L, 16)));
-    kir_set(m, &hit, v, kir_load(m, KT_I32, param(L, "xq"), bin(L, KO_AND, ref(L, e), hex(L, 0xffff))));
+    kir_set(m, &hit, v, kir_load(m, KT_I32, param(L, "xq"), bin(L, KO_AND, ref(L, e), hex(L, KT_I32, 0xffff))));
     /* segmented suffix sums: each lane ends with the sum of its run from itself on */
     kir_var *dd = var(L, "d", KT_INT), *ov = var(L, "ov", KT_I32), *oc = var(L, "oc", KT_U32);
     kir_stmt *sf = kir_for(m, &body, dd, kir_const(m, KT_INT, 1), lt(L, ref(L, dd), kir_const(m, KT_INT, 32)), 1, &sh);

@@ -246,6 +246,7 @@ void model_free(model *m) {
     st_close(m->ar);
     free((char *)m->architecture);
     free(m->tokenizer);
+    free(m->chat_template);
     free(m);
 }
 

@@ -762,7 +762,9 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_lines(out, d->manifest ? d->manifest : "");
     fputs(",\n    .cpu_features = \"", out);
     for (int i = 0; i < d->t->nfeatures; i++) fprintf(out, "%s%s", i ? "," : "", d->t->features[i]);
-    fprintf(out, "\",\n    .has_checksum = 1, .blob_checksum = 0x%016llxu,\n};\n\n",
+    fprintf(out, "\",\n    .has_checksum = 1, .blob_checksum = 0x%016llxu,\n    .chat_template = ",
             (unsigned long long)d->blob_checksum);
+    emit_c_offset(out, d->chat_template);
+    fprintf(out, ", .chat_template_size = %lluu,\n};\n\n", (unsigned long long)d->chat_template_size);
     emit_c_entry_points(out, d);
 }

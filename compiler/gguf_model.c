@@ -474,6 +474,8 @@ void gguf_model_load(model *m, const char *path) {
     arena_own(ar, free, arch);
     configure(m, g, arch);
     m->tokenizer = tokenizer_json(g, m->bos, m->eos, &m->tokenizer_len);
+    const gguf_value *tmpl = gguf_get(g, "tokenizer.chat_template");
+    if (tmpl && tmpl->type == GGUF_STR) m->chat_template = xasprintf("%.*s", (int)tmpl->len, tmpl->str);
     st_archive *a = xcalloc(1, sizeof *a);
     a->path = xstrdup(path), a->dir = st_dir_of(path);
     a->files = xcalloc(1, sizeof *a->files);

@@ -631,7 +631,10 @@ static void write_constants(build *b) {
     else
         d->lm_head = blob_copy_tensor(&b->blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
     d->final_norm = blob_norm(&b->blob, m, -1, "model.norm.weight", m->hidden);
-    d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer);
+    rsr_tokenizer *tok;
+    d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer, &tok);
+    d->chat_template = blob_chat_template(&b->blob, m, tok, &d->chat_template_size);
+    rsr_tokenizer_free(tok);
     d->head_q8 = d->head_q8_scale = d->head_q8_err = RSR_NO_TENSOR;
     if (b->o->greedy_head) {
         double t_head = now_seconds();

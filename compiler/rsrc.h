@@ -125,6 +125,7 @@ typedef struct model {
     double rope_theta;
     char *tokenizer;      /* a GGUF's tokenizer as tokenizer.json text or a tokenizer.model, or NULL (then */
     size_t tokenizer_len; /* the files beside the weights) */
+    char *chat_template;  /* a GGUF's tokenizer.chat_template (NUL-terminated), or NULL */
 } model;
 
 typedef struct ternary_matrix {
@@ -546,7 +547,14 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_d
 
 /* ---- tokenizer_blob.c: tokenizer.json (or else tokenizer.model) next to the weights, checked and
  * copied into the blob; *what says which, for the manifest. RSR_NO_TENSOR when there is none. ---- */
-uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what);
+/* The tokenizer, checked with the runtime's; *tok keeps it (free it) for blob_chat_template, NULL
+ * when there is none. */
+uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what, rsr_tokenizer **tok);
+/* The model's own chat template (a GGUF's tokenizer.chat_template, or chat_template.jinja or
+ * tokenizer_config.json's chat_template beside the weights), checked with the runtime's Jinja
+ * subset on tok (NULL: no tokenizer, so no template); RSR_NO_TENSOR, with a warning naming what it
+ * cannot read, when there is none it can use. */
+uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, uint64_t *size);
 
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill);
@@ -577,7 +585,8 @@ typedef struct artifact_desc {
     uint64_t blob_checksum; /* blob_checksum() of the whole blob */
     int32_t embed_dtype, lm_head_dtype;
     uint64_t tokenizer_json, tokenizer_json_size;
-    char *tokenizer; /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */
+    char *tokenizer;                            /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */
+    uint64_t chat_template, chat_template_size; /* the model's own Jinja chat template, or RSR_NO_TENSOR */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
     int32_t head_q8_stride;
     const char *gpu;      /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "rsr.h"
 #include "rsrc.h"
 
@@ -33,9 +35,10 @@ static char *read_whole(const char *path, size_t *len) {
     return data;
 }
 
-uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what) {
+uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what, rsr_tokenizer **tok) {
     *size = 0;
     *what = NULL;
+    *tok = NULL;
     const char *name = "tokenizer.json";
     char *path = xasprintf("%s/%s", m->ar->dir, name);
     size_t len;
@@ -94,12 +97,77 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         free(spm);
     }
     *what = xasprintf("%s (%s, %d tokens)", m->tokenizer ? "tokenizer.ggml.*" : name, info.kind, info.vocab_size);
-    rsr_tokenizer_free(t);
+    *tok = t;
 
     uint64_t at = blob_align(b, 64);
     blob_write(b, data, len);
     *size = len;
     free(data);
     free(path);
+    return at;
+}
+
+/* ---- the model's own chat template ---- */
+
+/* tokenizer_config.json's chat_template: a string, or a list of {name, template} whose "default"
+ * entry is the chat one. NULL when absent; *from says where it was found. */
+static char *config_template(const char *dir, char **from) {
+    char *path = xasprintf("%s/tokenizer_config.json", dir);
+    size_t len;
+    char *text = read_whole(path, &len), *found = NULL;
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsString(t)) found = xstrdup(t->valuestring);
+    for (const cJSON *e = cJSON_IsArray(t) ? t->child : NULL; e && !found; e = e->next) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name"),
+                    *body = cJSON_GetObjectItemCaseSensitive(e, "template");
+        if (cJSON_IsString(name) && !strcmp(name->valuestring, "default") && cJSON_IsString(body))
+            found = xstrdup(body->valuestring);
+    }
+    if (text && !root) warn("%s: not valid JSON; its chat_template is not read", path);
+    cJSON_Delete(root);
+    free(text);
+    *from = found ? xasprintf("%s (chat_template)", path) : NULL;
+    free(path);
+    return found;
+}
+
+uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, uint64_t *size) {
+    *size = 0;
+    char *from = NULL, *src = NULL;
+    size_t len = 0;
+    if (m->chat_template) {
+        src = xstrdup(m->chat_template), from = xasprintf("%s (tokenizer.chat_template)", m->ar->path);
+    } else if (!m->tokenizer) { /* a checkpoint directory: chat_template.jinja, else tokenizer_config.json */
+        from = xasprintf("%s/chat_template.jinja", m->ar->dir);
+        if (!(src = read_whole(from, &len))) free(from), src = config_template(m->ar->dir, &from);
+    }
+    if (!src) return RSR_NO_TENSOR;
+    len = strlen(src);
+    uint64_t at = RSR_NO_TENSOR;
+    if (!tok) {
+        warn("%s: a chat template but no tokenizer: the template is not kept", from);
+    } else if (rsr_tokenizer_set_chat_template(tok, src, len) != RSR_OK) {
+        rsr_tokenizer_info info;
+        rsr_tokenizer_get_info(tok, &info);
+        warn("%s: %s; chats will use %s", from, rsr_tokenizer_errmsg(tok),
+             info.chat_template ? info.chat_template : "no template (the model answers raw prompts only)");
+    } else {
+        /* one render, so that a template that fails on every conversation is found now */
+        static const rsr_chat_message hello[] = {{"user", "Hello"}};
+        char out[1];
+        size_t n;
+        rsr_status st = rsr_tokenizer_apply_chat_template(tok, "model", hello, 1, 1, out, 0, &n);
+        if (st == RSR_ERR_FORMAT) {
+            warn("%s: %s; it is not kept", from, rsr_tokenizer_errmsg(tok));
+        } else {
+            note(1, "chat template: %s (%zu bytes of Jinja)", from, len);
+            at = blob_align(b, 64);
+            blob_write(b, src, len);
+            *size = len;
+        }
+    }
+    free(src);
+    free(from);
     return at;
 }

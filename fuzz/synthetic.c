@@ -120,7 +120,7 @@ void synth_build(synth *s, fuzz_bytes *b) {
     a->embed = embed;
     a->lm_head = lm_head;
     a->final_norm = final_norm;
-    a->tokenizer_json = a->head_q8 = a->head_q8_scale = a->head_q8_err = RSR_NO_TENSOR;
+    a->tokenizer_json = a->chat_template = a->head_q8 = a->head_q8_scale = a->head_q8_err = RSR_NO_TENSOR;
 
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_artifact_layer *L = &s->layer[l];

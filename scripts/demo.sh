@@ -14,7 +14,7 @@ rm -rf "$work" && mkdir -p "$work"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "A BitNet b1.58 checkpoint with random weights (embeddings scaled as in trained models)"
-"$build/rsr-mkmodel" --format bitnet-packed --preset small --embed-std 0.0625 --out "$work/bitnet-small"
+"$build/rsr-mkmodel" --format bitnet-packed --preset small --out "$work/bitnet-small"
 ls -l "$work/bitnet-small"
 
 say "Compile it for this machine; per matrix, the strategy the cost model chose and why (first 3 of 28)"

@@ -249,6 +249,7 @@ typedef struct {
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
     int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
     int tokenizer;         /* write tokenizer.json (when the vocabulary has room for one) */
+    char *chat_template;   /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
     long shards;
     const char *out_dir;
     char *poison;          /* --poison: the tensor given one non-finite value, or NULL */
@@ -662,6 +663,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
     mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
     if (tj) gguf_tokenizer(g, tj, o->vocab);
+    if (o->chat_template) mkg_meta_str(g, "tokenizer.chat_template", o->chat_template);
 #undef META_U32
     for (size_t i = 0; i < l->n; i++) {
         const tensor_t *t = &l->t[i];
@@ -787,7 +789,7 @@ static cJSON *build_config(const opts_t *o) {
 
 /* Remove files of an earlier run in another layout (single file vs shards) that would make the
  * directory ambiguous. Only names this tool writes are touched. */
-static void remove_stale(const char *dir, long nshards, int wrote_tokenizer) {
+static void remove_stale(const char *dir, long nshards, int wrote_tokenizer, int wrote_config) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -802,6 +804,8 @@ static void remove_stale(const char *dir, long nshards, int wrote_tokenizer) {
             ours = 1, stale = nshards == 1;
         else if (!strcmp(n, "tokenizer.json"))
             ours = 1, stale = !wrote_tokenizer;
+        else if (!strcmp(n, "tokenizer_config.json"))
+            ours = 1, stale = !wrote_config;
         else if (strlen(n) == 32 && sscanf(n, "model-%5u-of-%5u%31s", &a, &b, tail) == 3 &&
                  !strcmp(tail, ".safetensors"))
             ours = 1, stale = nshards == 1 || (long)b != nshards;
@@ -846,7 +850,7 @@ static void usage(FILE *out) {
     fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large|llama8b|llama1b] [--seed N]\n"
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
           "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N] [--no-tokenizer]\n"
-          "                   [--embed-std S]\n"
+          "                   [--embed-std S] [--chat-template FILE]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --help\n"
           "\n"
@@ -877,14 +881,18 @@ static void usage(FILE *out) {
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
           "  --no-tokenizer     do not write tokenizer.json\n"
+          "  --chat-template FILE\n"
+          "                     the model's chat template (Jinja): written as tokenizer_config.json's\n"
+          "                     chat_template, or a gguf-* format's tokenizer.chat_template\n"
           "  --gguf-arch A      general.architecture of a gguf-* format: bitnet-b1.58 (default), bitnet, or\n"
           "                     llama (llama-packed's weights, Q and K rows interleaved as llama.cpp's\n"
           "                     converter stores them, 1/weight_scale rounded to f16 in TQ blocks)\n"
           "  --gguf-embed T     store the embeddings and head of a gguf-* format as q8_0 or q6_k (lossy;\n"
           "                     default: F16 where exact, else BF16)\n"
-          "  --embed-std S      standard deviation of the embeddings (default 1: each row's norm is about\n"
-          "                     sqrt(hidden), so the tied head makes an untrained model repeat its input;\n"
-          "                     1/sqrt(hidden), as in trained models, makes it write varied noise)\n"
+          "  --embed-std S      standard deviation of the embeddings (default 1/sqrt(hidden), as in trained\n"
+          "                     models: each row's norm is about 1, and the untrained model writes varied\n"
+          "                     noise; at 1 a row's norm is sqrt(hidden) and the tied head makes it\n"
+          "                     repeat its input)\n"
           "  --poison TENSOR@INDEX=VALUE\n"
           "                     write VALUE (nan, inf or -inf) as element INDEX (row-major) of TENSOR, a\n"
           "                     tensor of floats (not packed ternary): a checkpoint rsrc must refuse\n"
@@ -957,6 +965,7 @@ enum {
     O_VOCAB,
     O_MAXPOS,
     O_NOTOKENIZER,
+    O_CHAT_TEMPLATE,
     O_POISON,
     O_EMBEDSTD,
     O_GGUFARCH,
@@ -1020,8 +1029,28 @@ static uint64_t write_checkpoint(tlist_t *tl, const opts_t *o, uint64_t total, c
     bytes_written += write_json_file(o->out_dir, "config.json", config);
     cJSON_Delete(config);
     if (tj) bytes_written += write_json_file(o->out_dir, "tokenizer.json", tj);
+    if (o->chat_template) {
+        cJSON *tc = cJSON_CreateObject();
+        cJSON_AddStringToObject(tc, "chat_template", o->chat_template);
+        bytes_written += write_json_file(o->out_dir, "tokenizer_config.json", tc);
+        cJSON_Delete(tc);
+    }
     free(s.buf);
     return bytes_written;
+}
+
+/* A text file's contents (NUL-terminated; at most 1 MiB), or die naming the option. */
+static char *read_text_file(const char *path, const char *opt) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot read %s: %s", opt, path, strerror(errno));
+    char *text = xmalloc((1 << 20) + 1);
+    size_t n = fread(text, 1, 1 << 20, f);
+    int more = fgetc(f) != EOF, bad = ferror(f);
+    fclose(f);
+    if (bad || more) die("%s: %s: %s", opt, path, bad ? "cannot read it" : "larger than 1 MiB");
+    if (memchr(text, 0, n)) die("%s: %s holds a NUL byte: not a template", opt, path);
+    text[n] = 0;
+    return text;
 }
 
 /* --format: a checkpoint format, or gguf-i2s/tq1/tq2 (bitnet-packed's weights in GGUF) */
@@ -1131,6 +1160,7 @@ int main(int argc, char **argv) {
                                           {"vocab", required_argument, 0, O_VOCAB},
                                           {"max-pos", required_argument, 0, O_MAXPOS},
                                           {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
+                                          {"chat-template", required_argument, 0, O_CHAT_TEMPLATE},
                                           {"poison", required_argument, 0, O_POISON},
                                           {"embed-std", required_argument, 0, O_EMBEDSTD},
                                           {"gguf-arch", required_argument, 0, O_GGUFARCH},
@@ -1142,7 +1172,7 @@ int main(int argc, char **argv) {
     opts_t o;
     memset(&o, 0, sizeof o);
     o.seed = 1;
-    o.embed_std = 1;
+    o.embed_std = 0; /* 0: 1/sqrt(hidden), once the sizes are known */
     o.gguf_arch = "bitnet-b1.58";
     o.shards = 1;
     o.tokenizer = 1;
@@ -1179,6 +1209,7 @@ int main(int argc, char **argv) {
         case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
         case O_BINARY: o.binary = 1; break;
         case O_NOTOKENIZER: o.tokenizer = 0; break;
+        case O_CHAT_TEMPLATE: o.chat_template = read_text_file(optarg, "--chat-template"); break;
         case O_GGUFEMBED:
             if (!strcmp(optarg, "q8_0"))
                 o.gguf_embed = MKG_Q8_0;
@@ -1219,6 +1250,7 @@ int main(int argc, char **argv) {
     if (!o.out_dir) die("--out is required (see --help)");
 
     finish_sizes(&o, preset, ov);
+    if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);
 
     tlist_t tl = {0};
     build_tensors(&tl, &o);
@@ -1236,7 +1268,7 @@ int main(int argc, char **argv) {
 
     mkdir_p(o.out_dir);
     install_signal_handlers();
-    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 2;
+    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 3;
     outfiles = xmalloc(nfiles * sizeof *outfiles);
     tmp_paths = xmalloc(nfiles * sizeof *tmp_paths);
     memset(tmp_paths, 0, nfiles * sizeof *tmp_paths);
@@ -1251,7 +1283,8 @@ int main(int argc, char **argv) {
             die("cannot rename %s to %s: %s", outfiles[i].tmp_path, outfiles[i].final_path, strerror(errno));
         tmp_paths[i] = NULL;
     }
-    remove_stale(o.out_dir, o.shards, tokenizer != NULL && !o.gguf_type);
+    remove_stale(o.out_dir, o.shards, tokenizer != NULL && !o.gguf_type, o.chat_template && !o.gguf_type);
+    free(o.chat_template);
     cJSON_Delete(tokenizer);
 
     report_and_free(&o, &tl, params, bytes_written);

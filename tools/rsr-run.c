@@ -44,7 +44,10 @@ static void usage(FILE *out) {
           "                        @FILE reads the ids from FILE (a prompt longer than a command line)\n"
           "  -i, -cnv, --chat      an interactive conversation: one user turn per line of stdin;\n"
           "                        /reset forgets the conversation, /exit or end of input quits\n"
-          "  --chat-template NAME  llama3, bitnet or llama2 (default: the one that fits the model)\n"
+          "  --chat-template NAME  model (the checkpoint's own Jinja template), llama3, bitnet or\n"
+          "                        llama2 (default: the model's own, else the one that fits)\n"
+          "  --chat-template-file FILE  a Jinja chat template to use instead (as in a\n"
+          "                        tokenizer_config.json's chat_template)\n"
           "  --system TEXT         a system message at the start of the conversation\n"
           "\n"
           "generation:\n"
@@ -330,7 +333,10 @@ static void print_info(rsr_model *m, const rsr_model_info *info, const char *pat
         const char *chat = chat_template_for(&api, tok, info);
         printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s; compiled from %.*s\n",
                ti.kind, ti.vocab_size, ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id,
-               chat ? chat : "none", from_len, from ? from + 11 : "");
+               !chat                   ? "none"
+               : strcmp(chat, "model") ? chat
+                                       : "model (the checkpoint's own, Jinja)",
+               from_len, from ? from + 11 : "");
     } else if (st == RSR_ERR_NOT_FOUND)
         printf("tokenizer none (token ids only)\n");
     else
@@ -585,6 +591,7 @@ enum {
     O_NOEOS,
     O_CHAT,
     O_TEMPLATE,
+    O_TEMPLATE_FILE,
     O_SYSTEM,
     O_STOP,
     O_NOECHO,
@@ -631,6 +638,7 @@ static const struct option longs[] = {
     {"ignore-eos", no_argument, 0, O_NOEOS},
     {"chat", no_argument, 0, O_CHAT},
     {"chat-template", required_argument, 0, O_TEMPLATE},
+    {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
     {"system", required_argument, 0, O_SYSTEM},
     {"stop", required_argument, 0, O_STOP},
     {"no-echo", no_argument, 0, O_NOECHO},
@@ -787,6 +795,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_NOEOS: a->o.ignore_eos = 1; break;
         case O_CHAT: a->do_chat = 1; break;
         case O_TEMPLATE: a->chat_opt = "--chat-template", a->o.chat_template = optarg; break;
+        case O_TEMPLATE_FILE: a->chat_opt = "--chat-template-file", a->o.chat_template_file = optarg; break;
         case O_SYSTEM: a->chat_opt = "--system", a->o.system = optarg; break;
         case O_STOP:
             if (!*optarg) die("--stop: empty text");

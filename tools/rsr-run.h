@@ -25,7 +25,7 @@ typedef struct run_options {
     int stats;                  /* --stats: per step and layer attention figures */
     const char **stop;          /* --stop strings */
     int num_stop;
-    const char *chat_template, *system;
+    const char *chat_template, *chat_template_file, *system;
     int threads;              /* the threads the model runs on (-t, or the runtime's default) */
     int head_int8;            /* --head int8: logits from the int8 copy of the LM head (lossy) */
     int repeat, json;         /* --bench: rounds, and JSON output */

@@ -367,26 +367,35 @@ static void stream_free(void *cls) {
 
 /* ---- completions ---- */
 
+/* The conversation through the chat template (under tok_lock), or NULL with a message. */
+static char *chat_text_locked(server *sv, const serve_params *p, char *err, size_t errlen) {
+    size_t len = 0, cap = 4096;
+    char *text = malloc(cap);
+    rsr_status st = text ? api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1,
+                                                             text, cap, &len)
+                         : RSR_ERR_OUT_OF_MEMORY;
+    if (st == RSR_ERR_BUFFER_TOO_SMALL) {
+        char *grown = realloc(text, cap = len + 1);
+        st = grown ? api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1,
+                                                       text = grown, cap, &len)
+                   : RSR_ERR_OUT_OF_MEMORY;
+    }
+    if (st != RSR_OK) {
+        snprintf(err, errlen, "the chat template: %s",
+                 st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 /* The prompt's tokens: the text with special tokens read as such and BOS added, or the
  * conversation through the chat template. NULL with a message on failure. */
 static int32_t *prompt_ids_locked(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
     char *text = NULL;
     uint32_t flags = RSR_ENCODE_PARSE_SPECIAL;
     if (p->chat) {
-        size_t len = 0, cap = 4096;
-        text = malloc(cap);
-        rsr_status st = api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1,
-                                                          text, cap, &len);
-        if (st == RSR_ERR_BUFFER_TOO_SMALL) {
-            text = realloc(text, cap = len + 1);
-            st = api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1, text, cap,
-                                                   &len);
-        }
-        if (st != RSR_OK) {
-            snprintf(err, errlen, "the chat template: %s", api.tokenizer_errmsg(sv->tok));
-            free(text);
-            return NULL;
-        }
+        if (!(text = chat_text_locked(sv, p, err, errlen))) return NULL;
     } else {
         flags |= RSR_ENCODE_ADD_SPECIAL;
     }
@@ -587,6 +596,28 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char
     return send_json(c, MHD_HTTP_OK, out, 0);
 }
 
+/* POST /apply-template, as llama-server's: a chat request's messages → {"prompt": the text the
+ * chat template makes of them, ending where the assistant's reply begins}. */
+static enum MHD_Result apply_template(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    serve_params p;
+    char err[512];
+    const char *param;
+    if (!serve_parse(body, len, true, &p, err, sizeof err, &param))
+        return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
+    pthread_mutex_lock(&sv->tok_lock);
+    char *text = chat_text_locked(sv, &p, err, sizeof err);
+    pthread_mutex_unlock(&sv->tok_lock);
+    serve_params_free(&p);
+    if (!text) return send_error(c, 400, "invalid_request_error", "messages", NULL, "%s", err);
+    char *clean = serve_utf8_clean(text, strlen(text));
+    free(text);
+    cJSON *out = clean ? cJSON_CreateObject() : NULL;
+    if (!out) return free(clean), send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    cJSON_AddStringToObject(out, "prompt", clean);
+    free(clean);
+    return send_json(c, MHD_HTTP_OK, out, 0);
+}
+
 /* POST /detokenize, as llama-server's: {"tokens": [ids]} → {"content": TEXT} (special tokens
  * written out; bytes that are not UTF-8 as U+FFFD). */
 static enum MHD_Result detokenize(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
@@ -764,8 +795,8 @@ static bool refuse(server *sv, struct MHD_Connection *c, const char *url, const 
 static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *url, const char *method, request *rq) {
     bool post = !strcmp(method, "POST");
     bool completions = !strcmp(url, "/v1/completions"), chat = !strcmp(url, "/v1/chat/completions");
-    bool tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize");
-    if (completions || chat || tok || detok) {
+    bool tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize"), tmpl = !strcmp(url, "/apply-template");
+    if (completions || chat || tok || detok || tmpl) {
         if (!post)
             return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
                               "%s takes POST, not %s", url, method);
@@ -775,6 +806,7 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
         const char *body = rq->body ? rq->body : "";
         return tok     ? tokenize(sv, c, body, rq->len)
                : detok ? detokenize(sv, c, body, rq->len)
+               : tmpl  ? apply_template(sv, c, body, rq->len)
                        : complete(sv, c, chat, body, rq->len);
     }
     static const char *const gets[] = {"/", "/index.html", "/health", "/v1/models", "/metrics", "/info"};
@@ -783,7 +815,8 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
         if (!strcmp(url, gets[i])) which = i;
     if (which < 0)
         return send_error(c, MHD_HTTP_NOT_FOUND, "invalid_request_error", NULL, "not_found",
-                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize; GET "
+                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize, "
+                          "/apply-template; GET "
                           "/v1/models, /health, /metrics, /info, /)",
                           url);
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
@@ -933,6 +966,8 @@ static void usage(FILE *out) {
           "                     every interface)\n"
           "  --port N           TCP port (default 8080; 0: any free port, printed at start)\n"
           "  --parallel N       requests stepped together, 1 to 256 (default 4)\n"
+          "  --cache-mem MIB    memory for KV caches beyond one per slot, in MiB (default 0): each keeps\n"
+          "                     an ended conversation for prefix reuse, least recently used first out\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64)\n"
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
           "                     KV cache of every slot is allocated at start\n"
@@ -944,7 +979,10 @@ static void usage(FILE *out) {
           "                     and /metrics and the message of every refusal\n"
           "  --strict-model     refuse a request whose \"model\" names another (default: as llama-server,\n"
           "                     any name gets the one model served)\n"
-          "  --chat-template T  llama3, bitnet or llama2 (default: the tokenizer's)\n"
+          "  --chat-template T  model (the checkpoint's own Jinja template), llama3, bitnet or llama2\n"
+          "                     (default: the model's own, else the built-in one that fits)\n"
+          "  --chat-template-file FILE\n"
+          "                     a Jinja chat template to use instead\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
           "  --drain S          on SIGINT/SIGTERM, seconds running requests may take to finish (default 10)\n"
           "  --digest SHA256    refuse to load MODEL.so unless its SHA-256 is this (rsr-run --digest\n"
@@ -1046,9 +1084,9 @@ static void raise_file_limit(long connections) {
 }
 
 typedef struct serve_args {
-    const char *host, *model_path, *digest, *model_id, *chat_template;
+    const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
-    long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client;
+    long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib;
     int kv;
     size_t max_body;
     strlist keys, hosts, origins;
@@ -1071,11 +1109,13 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         O_HOST = 256,
         O_PORT,
         O_PARALLEL,
+        O_CACHE_MEM,
         O_QUEUE,
         O_CHUNK,
         O_MODEL_ID,
         O_STRICT_MODEL,
         O_TEMPLATE,
+        O_TEMPLATE_FILE,
         O_MAX_BODY,
         O_DRAIN,
         O_KV,
@@ -1095,6 +1135,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
         {"parallel", required_argument, 0, O_PARALLEL},
+        {"cache-mem", required_argument, 0, O_CACHE_MEM},
         {"queue", required_argument, 0, O_QUEUE},
         {"ctx", required_argument, 0, 'c'},
         {"ctx-size", required_argument, 0, 'c'},
@@ -1104,6 +1145,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"model-id", required_argument, 0, O_MODEL_ID},
         {"strict-model", no_argument, 0, O_STRICT_MODEL},
         {"chat-template", required_argument, 0, O_TEMPLATE},
+        {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
         {"max-body", required_argument, 0, O_MAX_BODY},
         {"drain", required_argument, 0, O_DRAIN},
         {"api-key", required_argument, 0, O_KEY},
@@ -1129,6 +1171,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case O_HOST: a->host = optarg; break;
         case O_PORT: a->port = number_arg("--port", optarg, 0, 65535); break;
         case O_PARALLEL: a->slots = number_arg("--parallel", optarg, 1, RSR_BATCH_MAX); break;
+        case O_CACHE_MEM: a->cache_mib = number_arg("--cache-mem", optarg, 0, 1L << 24); break;
         case O_QUEUE: a->queue = number_arg("--queue", optarg, 0, 1 << 20); break;
         case 'c': a->ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNK: a->chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
@@ -1140,6 +1183,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case O_MODEL_ID: a->model_id = optarg; break;
         case O_STRICT_MODEL: a->strict_model = true; break;
         case O_TEMPLATE: a->chat_template = optarg; break;
+        case O_TEMPLATE_FILE: a->chat_template_file = optarg; break;
         case O_MAX_BODY: a->max_body = (size_t)number_arg("--max-body", optarg, 16, 1L << 30); break;
         case O_DRAIN: a->drain = number_arg("--drain", optarg, 0, 3600); break;
         case O_KEY:
@@ -1240,6 +1284,10 @@ int main(int argc, char **argv) {
         sv.model_id = slash ? slash + 1 : a.model_path;
     }
     sv.started = (long)time(NULL);
+    char why[512];
+    if (a.chat_template_file && !chat_template_file(&api, sv.tok, a.chat_template_file, why, sizeof why))
+        die("%s", why);
+    if (a.chat_template_file) sv.chat_template = "model";
     if (!sv.chat_template) sv.chat_template = chat_template_for(&api, sv.tok, &sv.info); /* as rsr-run --chat */
     strlist_add(&a.hosts, a.host);                                                       /* --host may be a name */
     a.gp.hosts = a.hosts.v, a.gp.n_hosts = a.hosts.n;
@@ -1251,8 +1299,17 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* --cache-mem: whole sessions' KV caches (K and V of every layer, KV head and position) */
+    double per_cache = 2.0 * sv.info.num_layers * sv.info.num_kv_heads * (double)ctx *
+                       (double)rsr_kv_row_bytes(a.kv, sv.info.head_dim);
+    long spare = (long)((double)a.cache_mib * 1048576.0 / per_cache);
+    if (spare > 4096) spare = 4096;
+    if (a.cache_mib && !spare)
+        fprintf(stderr, "rsr-serve: warning: --cache-mem %ld MiB holds no KV cache of %.0f MiB (%ld positions)\n",
+                a.cache_mib, per_cache / 1048576.0, ctx);
     serve_engine_params ep = {
         .slots = (int32_t)a.slots,
+        .spare = (int32_t)spare,
         .queue = (int32_t)a.queue,
         .ctx = (int32_t)ctx,
         .chunk = (int32_t)a.chunk,
@@ -1272,10 +1329,10 @@ int main(int argc, char **argv) {
     if (!d) die("cannot listen on %s port %ld: %s", a.host, a.port, strerror(errno));
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr,
-            "rsr-serve: listening on http://%s%s%s:%u/ (model %s, %ld slots of %ld positions, queue %ld, %d threads, "
-            "%s, pid %ld)\n",
+            "rsr-serve: listening on http://%s%s%s:%u/ (model %s, %ld slots of %ld positions, %ld spare KV caches, "
+            "queue %ld, %d threads, %s, pid %ld)\n",
             v6 ? "[" : "", a.host, v6 ? "]" : "", bound ? bound->port : (unsigned)a.port, sv.model_id, a.slots, ctx,
-            a.queue, sv.info.num_threads, a.keys.n ? "API key required" : "no API key", (long)getpid());
+            spare, a.queue, sv.info.num_threads, a.keys.n ? "API key required" : "no API key", (long)getpid());
     fflush(stderr);
 
     int sig = 0;

@@ -255,7 +255,8 @@ static char *render(rsr_tokenizer *tok, const char *name, const rsr_chat_message
 static const char *default_template(const generator *g) {
     const char *name = chat_template_for(&api, g->tok, &g->info);
     if (!name)
-        die("no chat template fits this model's vocabulary; name one with --chat-template (llama3, bitnet, llama2)");
+        die("the model has no chat template of its own and none of the built-in ones fits its vocabulary; name "
+            "one with --chat-template (llama3, bitnet, llama2) or give one with --chat-template-file");
     return name;
 }
 
@@ -279,7 +280,9 @@ static ssize_t read_turn(int interactive, char **line, size_t *cap) {
 void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     generator g;
     generator_init(&g, m, tok, o);
-    const char *name = o->chat_template ? o->chat_template : default_template(&g);
+    char why[512];
+    if (o->chat_template_file && !chat_template_file(&api, tok, o->chat_template_file, why, sizeof why)) die("%s", why);
+    const char *name = o->chat_template_file ? "model" : o->chat_template ? o->chat_template : default_template(&g);
     rsr_chat_message *msgs = NULL;
     int32_t nmsgs = 0, base = 0;
     if (o->system) {

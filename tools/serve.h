@@ -27,8 +27,9 @@ extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
 
 /* ---- serve_request.c: a request body, read and checked ---- */
 
-#define SERVE_MAX_STOP 4              /* OpenAI's limit on stop strings */
-typedef struct json_shape json_shape; /* a compiled schema (serve_json.c) */
+#define SERVE_MAX_STOP 4                  /* OpenAI's limit on stop strings */
+typedef struct json_shape json_shape;     /* a compiled schema (serve_json.c) */
+typedef struct gbnf_grammar gbnf_grammar; /* a compiled GBNF grammar (serve_gbnf.c) */
 typedef struct serve_params {
     bool chat;    /* /v1/chat/completions: messages; else /v1/completions: prompt */
     bool stream;  /* server-sent events */
@@ -47,6 +48,7 @@ typedef struct serve_params {
     float presence_penalty, frequency_penalty; /* OpenAI's, over the penalty's recent tokens */
     bool logprobs;                             /* the generated tokens' log-probabilities */
     json_shape *shape;                         /* response_format's JSON: the reply's grammar, or NULL */
+    gbnf_grammar *grammar;                     /* the grammar field's GBNF, or NULL (never with shape) */
     int32_t top_logprobs;                      /* and this many alternatives per token (0..20) */
 } serve_params;
 
@@ -61,7 +63,7 @@ typedef struct serve_logprob {
 } serve_logprob;
 /* The job needs the exact logits of every step (the penalties or logprobs), not the runtime's draw. */
 static inline bool serve_needs_logits(const serve_params *p) {
-    return p->logprobs || p->shape || p->presence_penalty != 0 || p->frequency_penalty != 0;
+    return p->logprobs || p->shape || p->grammar || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
 
 /* Reads a JSON body into p. On failure returns false with the message in err and the offending
@@ -149,6 +151,7 @@ typedef struct serve_engine_params {
     int32_t queue; /* requests waiting for a slot, beyond which submit refuses */
     int32_t ctx;   /* positions of each slot's session */
     int32_t chunk; /* prompt tokens one sequence gives a step */
+    int32_t spare; /* KV caches beyond one per slot, kept for prefix reuse (--cache-mem) */
     rsr_session_params session;
     bool manual; /* no thread: the caller turns the engine (serve_engine_turn; the fuzzer does) */
 } serve_engine_params;

@@ -12,12 +12,14 @@
  * under the engine's lock. The sessions give each request exactly the tokens it would get alone
  * (rsr_batch_eval's guarantee), and each request draws from a random state of its own (its seed).
  *
- * Prefix reuse: a slot keeps its cache after its request ends, with the tokens it holds (hist). A
- * new request takes the free slot whose cache shares the longest prefix with its prompt (else the
- * one least recently used), cuts the cache back to that prefix (rsr_session_truncate) and
- * evaluates only the rest: the next turn of a chat evaluates its new message, not the whole
- * conversation. The results are the same bits as without it: the kept positions are ones
- * rsr_session_reusable vouches for, at least two prompt tokens are always evaluated (a prompt
+ * Prefix reuse: the KV caches (sessions) are apart from the slots. There is one per slot and
+ * `spare` more (rsr-serve's --cache-mem); a cache keeps its contents after its request ends, with
+ * the tokens it holds (hist). A request that a free slot takes gets the idle cache that shares the
+ * longest prefix with its prompt (else the one least recently used), cuts it back to that prefix
+ * (rsr_session_truncate) and evaluates only the rest: the next turn of a chat evaluates its new
+ * message, not the whole conversation, though other conversations came between, as long as
+ * there are caches enough. The results are the same bits as without it: the kept positions are
+ * ones rsr_session_reusable vouches for, at least two prompt tokens are always evaluated (a prompt
  * step, as a fresh evaluation of the prompt would make), and no prompt step is one token long.
  */
 #include <math.h>
@@ -27,9 +29,18 @@
 #include <time.h>
 
 #include "serve.h"
+#include "serve_gbnf.h"
+
+typedef struct kv_cache {
+    rsr_session *s;
+    int32_t *hist; /* the tokens in the session's cache, in order (room for the context) */
+    int32_t n_hist;
+    long used; /* the admission that last took it: the least recently used idle cache goes first */
+    bool busy; /* a slot's job is using it */
+} kv_cache;
 
 typedef struct slot {
-    rsr_session *s;
+    kv_cache *c;  /* the cache of its job, or of its last one */
     serve_job *j; /* NULL: free */
     int32_t fed;  /* prompt tokens given */
     int32_t next; /* the token drawn at the last step */
@@ -38,15 +49,15 @@ typedef struct slot {
     uint64_t rng;
     recent_tokens recent;  /* the repetition penalty's tokens (room for the whole context) */
     rsr_sampler_params sp; /* the job's sampler with them, for this step */
-    int32_t *hist;         /* the tokens in the session's cache, in order (room for the context) */
-    int32_t n_hist;
-    long used; /* the admission that last gave it a job: the least recently used free slot goes first */
     /* a job that needs the exact logits (serve_needs_logits): made at its admission, kept after */
     float *logits, *probs;
     int32_t *ids;
     serve_logprob pending; /* the token the last step drew from them, for the job's logprobs */
     json_state js;         /* response_format's JSON: the reply so far */
-    bool stuck;            /* no token of the vocabulary continues the reply's JSON */
+    gbnf_state *gs, *gtmp; /* the grammar field's: the reply so far, and a scratch copy (made with the
+                            * job's grammar; freed by the next job's start or the engine's end) */
+    const char *stuck;     /* why no token may come next (no token continues the reply in its grammar,
+                            * or the mask ran past its time), or NULL */
 } slot;
 
 struct serve_engine {
@@ -55,6 +66,8 @@ struct serve_engine {
     serve_engine_params ep;
     rsr_batch *b;
     slot *slots;
+    kv_cache *caches; /* ep.slots + ep.spare */
+    int32_t n_caches;
     rsr_seq *seqs;
     int32_t *owner;
     serve_job **queue; /* a ring of ep.queue */
@@ -100,10 +113,11 @@ static void end_job(serve_engine *e, serve_job *j, serve_finish why) {
     unref(j);
 }
 
-/* The job leaves its slot (under the lock). */
+/* The job leaves its slot (under the lock); its cache keeps what it holds. */
 static void finish(serve_engine *e, slot *sl, serve_finish why) {
     serve_job *j = sl->j;
     sl->j = NULL;
+    sl->c->busy = false; /* sl->c stays: a step in flight may still be filling it */
     end_job(e, j, why);
 }
 
@@ -140,32 +154,45 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
     return false;
 }
 
-/* The prompt's leading tokens slot sl's cache can keep for job j: the prefix they share, within
- * what the session vouches for, leaving at least two tokens to evaluate. */
-static int32_t reusable_prefix(const slot *sl, const serve_job *j) {
-    int32_t n = sl->n_hist < j->n_ids - 2 ? sl->n_hist : j->n_ids - 2, reusable = api.session_reusable(sl->s);
+/* The prompt's leading tokens cache c can keep for job j: the prefix they share, within what the
+ * session vouches for, leaving at least two tokens to evaluate. */
+static int32_t reusable_prefix(const kv_cache *c, const serve_job *j) {
+    int32_t n = c->n_hist < j->n_ids - 2 ? c->n_hist : j->n_ids - 2, reusable = api.session_reusable(c->s);
     if (n > reusable) n = reusable;
     int32_t k = 0;
-    while (k < n && sl->hist[k] == j->ids[k]) k++;
+    while (k < n && c->hist[k] == j->ids[k]) k++;
     return k;
 }
 
-/* The free slot for job j: the longest reusable prefix, then the least recently used. */
-static slot *pick_slot(serve_engine *e, const serve_job *j, int32_t *keep) {
-    slot *best = NULL;
-    *keep = -1;
-    for (int32_t k = 0; k < e->ep.slots; k++) {
-        slot *sl = &e->slots[k];
-        if (sl->j) continue;
-        int32_t n = j->p.cache_prompt ? reusable_prefix(sl, j) : 0;
-        if (n > *keep || (n == *keep && sl->used < best->used)) best = sl, *keep = n;
+/* The idle cache for job j (there is one whenever a slot is free: a cache per slot, and only busy
+ * slots hold one). Among those the prompt continues for at least half of what they hold (an
+ * empty cache too), the longest reusable prefix, then the least recently used; if none, the
+ * least recently used: a new conversation does not overwrite another's long history to reuse the
+ * few tokens of a chat template's header they share. */
+static kv_cache *pick_cache(serve_engine *e, const serve_job *j, int32_t *keep) {
+    kv_cache *best = NULL, *lru = NULL;
+    int32_t best_n = -1, lru_n = 0;
+    for (int32_t k = 0; k < e->n_caches; k++) {
+        kv_cache *c = &e->caches[k];
+        if (c->busy) continue;
+        int32_t n = j->p.cache_prompt ? reusable_prefix(c, j) : 0;
+        if (!lru || c->used < lru->used) lru = c, lru_n = n;
+        if (2 * n >= c->n_hist && (n > best_n || (n == best_n && c->used < best->used))) best = c, best_n = n;
     }
+    if (!best) best = lru, best_n = lru_n;
+    *keep = best_n;
     return best;
 }
 
-/* Job j starts in slot sl, keeping the first `keep` prompt tokens of its cache. */
-static void start_job(serve_engine *e, slot *sl, serve_job *j, int32_t keep) {
-    sl->j = j, sl->used = ++e->admissions;
+static slot *free_slot(serve_engine *e) {
+    for (int32_t k = 0; k < e->ep.slots; k++)
+        if (!e->slots[k].j) return &e->slots[k];
+    return NULL;
+}
+
+/* Job j starts in slot sl with cache c, keeping the first `keep` prompt tokens of the cache. */
+static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int32_t keep) {
+    sl->j = j, sl->c = c, c->busy = true, c->used = ++e->admissions;
     if (serve_needs_logits(&j->p) && !sl->logits) {
         sl->logits = malloc(sizeof(float) * (size_t)e->vocab), sl->probs = malloc(sizeof(float) * (size_t)e->vocab);
         sl->ids = malloc(sizeof(int32_t) * (size_t)e->vocab);
@@ -177,16 +204,23 @@ static void start_job(serve_engine *e, slot *sl, serve_job *j, int32_t keep) {
             return;
         }
     }
-    if (keep > 0 && api.session_truncate(sl->s, keep) != RSR_OK) keep = 0;
-    if (keep == 0) api.session_reset(sl->s);
-    sl->fed = keep, sl->n_hist = keep, sl->pos = keep;
+    if (keep > 0 && api.session_truncate(c->s, keep) != RSR_OK) keep = 0;
+    if (keep == 0) api.session_reset(c->s);
+    sl->fed = keep, c->n_hist = keep, sl->pos = keep;
     j->n_cached = keep, e->metrics.prompt_tokens_cached += keep;
     uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
     sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
     sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
     recent_push(&sl->recent, j->ids, keep); /* the penalty sees the kept tokens as if evaluated */
     if (j->p.shape) json_state_init(&sl->js, j->p.shape);
-    sl->stuck = false;
+    gbnf_state_free(sl->gs), gbnf_state_free(sl->gtmp);
+    sl->gs = sl->gtmp = NULL;
+    if (j->p.grammar && (!(sl->gs = gbnf_state_new(j->p.grammar)) || !(sl->gtmp = gbnf_state_new(j->p.grammar)))) {
+        snprintf(j->err, sizeof j->err, "out of memory for the grammar's state");
+        finish(e, sl, SERVE_FAILED);
+        return;
+    }
+    sl->stuck = NULL;
 }
 
 /* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
@@ -204,10 +238,11 @@ static void admit(serve_engine *e) {
             continue;
         }
         int32_t keep;
-        slot *sl = pick_slot(e, j, &keep);
+        slot *sl = free_slot(e);
         if (!sl) break;
+        kv_cache *c = pick_cache(e, j, &keep);
         e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
-        start_job(e, sl, j, keep);
+        start_job(e, sl, c, j, keep);
     }
 }
 
@@ -220,7 +255,7 @@ static int32_t build_step(serve_engine *e) {
         serve_job *j = sl->j;
         rsr_seq *q = &e->seqs[nq];
         *q = (rsr_seq){
-            .session = sl->s, .output = RSR_OUTPUT_SAMPLE, .token = &sl->next, .sampler = &sl->sp, .rng = &sl->rng};
+            .session = sl->c->s, .output = RSR_OUTPUT_SAMPLE, .token = &sl->next, .sampler = &sl->sp, .rng = &sl->rng};
         if (sl->fed < j->n_ids) {
             int32_t left = j->n_ids - sl->fed, n = left < e->ep.chunk ? left : e->ep.chunk;
             if (left - n == 1 && n > 2) n--; /* no one-token prompt step (a decode step's attention) */
@@ -232,10 +267,11 @@ static int32_t build_step(serve_engine *e) {
             q->tokens = &sl->last, q->n = 1;
         }
         recent_push(&sl->recent, q->tokens, q->n);
-        if (sl->n_hist + q->n <= e->ep.ctx) /* else the step fails on the context: nothing is kept */
-            memcpy(sl->hist + sl->n_hist, q->tokens, sizeof(int32_t) * (size_t)q->n), sl->n_hist += q->n;
+        kv_cache *c = sl->c;
+        if (c->n_hist + q->n <= e->ep.ctx) /* else the step fails on the context: nothing is kept */
+            memcpy(c->hist + c->n_hist, q->tokens, sizeof(int32_t) * (size_t)q->n), c->n_hist += q->n;
         else
-            sl->n_hist = 0;
+            c->n_hist = 0;
         sl->sp = recent_sampler(&sl->recent, j->p.sampler);
         if (q->output == RSR_OUTPUT_SAMPLE && serve_needs_logits(&j->p))
             q->output = RSR_OUTPUT_LOGITS, q->logits = sl->logits; /* drawn from them after the step */
@@ -253,10 +289,10 @@ static void take_tokens(serve_engine *e, int32_t nq) {
     for (int32_t i = 0; i < nq; i++) {
         slot *sl = &e->slots[e->owner[i]];
         serve_job *j = sl->j;
-        sl->pos = api.session_position(sl->s);
+        sl->pos = api.session_position(sl->c->s);
         if (!j || e->seqs[i].output == RSR_OUTPUT_NONE) continue;
         if (sl->stuck) {
-            snprintf(j->err, sizeof j->err, "no token of the vocabulary continues the reply's JSON");
+            snprintf(j->err, sizeof j->err, "%s", sl->stuck);
             finish(e, sl, SERVE_FAILED);
             continue;
         }
@@ -273,7 +309,7 @@ static void take_tokens(serve_engine *e, int32_t nq) {
         }
         if (add_token(e, j, tok))
             finish(e, sl, SERVE_STOP);
-        else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->s) >= e->ep.ctx)
+        else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->c->s) >= e->ep.ctx)
             finish(e, sl, SERVE_LENGTH);
     }
 }
@@ -312,9 +348,6 @@ static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob 
     }
 }
 
-/* Structured output: every token whose bytes cannot continue the reply's JSON weighs nothing; the
- * end token only once the value is whole, and then nothing else. A byte table of the state's
- * first step turns most tokens away without a copy of the state. Returns the tokens allowed. */
 /* The tokens' bytes, looked up once for every later step (the engine's thread only); false when
  * out of memory. */
 static bool token_pieces(serve_engine *e) {
@@ -330,18 +363,40 @@ static bool token_pieces(serve_engine *e) {
     return true;
 }
 
-static int32_t mask_json(serve_engine *e, slot *sl, float *lg) {
+/* The reply's grammar (response_format's JSON, or the grammar field's GBNF): may the reply so far
+ * go on with these bytes (tmp: scratch for JSON's state)? Is it whole? Then it goes on with them. */
+static bool reply_may(slot *sl, json_state *tmp, const char *bytes, size_t n) {
     const json_shape *sh = sl->j->p.shape;
-    if (!token_pieces(e)) return 0;
-    bool done = json_state_done(&sl->js, sh), first[256];
+    if (sh) return json_state_copy(tmp, &sl->js), json_state_feed(tmp, sh, bytes, n);
+    return gbnf_state_copy(sl->gtmp, sl->gs) && gbnf_state_feed(sl->gtmp, bytes, n);
+}
+static bool reply_whole(const slot *sl) {
+    return sl->j->p.shape ? json_state_done(&sl->js, sl->j->p.shape) : gbnf_state_done(sl->gs);
+}
+static void reply_advance(slot *sl, const char *bytes, size_t n) {
+    if (sl->j->p.shape)
+        json_state_feed(&sl->js, sl->j->p.shape, bytes, n);
+    else
+        gbnf_state_feed(sl->gs, bytes, n);
+}
+
+/* Structured output: every token whose bytes cannot continue the reply in its grammar weighs
+ * nothing; the end token only once the reply is whole. A byte table of the state's first step
+ * turns most tokens away without a copy of the state. Returns the tokens allowed. */
+#define MASK_BUDGET_S 2.0 /* a step's mask may take this long: an ambiguous grammar costs more a token */
+static int32_t mask_reply(serve_engine *e, slot *sl, float *lg) {
+    if (!token_pieces(e)) return sl->stuck = "out of memory for the tokens' bytes", 0;
+    double until = serve_now() + MASK_BUDGET_S;
+    bool done = reply_whole(sl), first[256];
     json_state tmp;
     for (int b = 0; b < 256; b++) {
         char c = (char)b;
-        json_state_copy(&tmp, &sl->js);
-        first[b] = json_state_feed(&tmp, sh, &c, 1);
+        first[b] = reply_may(sl, &tmp, &c, 1);
     }
     int32_t allowed = 0;
     for (int32_t t = 0; t < e->vocab; t++) {
+        if ((t & 4095) == 4095 && serve_now() > until)
+            return sl->stuck = "the reply's grammar took over 2 s to mask one step: make it less ambiguous", 0;
         bool ok;
         if (is_stop(e, t)) {
             ok = done;
@@ -349,11 +404,13 @@ static int32_t mask_json(serve_engine *e, slot *sl, float *lg) {
             const char *piece = e->piece[t];
             size_t len = e->piece_len[t];
             ok = piece && len && first[(unsigned char)piece[0]];
-            if (ok && len > 1) json_state_copy(&tmp, &sl->js), ok = json_state_feed(&tmp, sh, piece, len);
+            if (ok && len > 1) ok = reply_may(sl, &tmp, piece, len);
         }
         if (!ok) lg[t] = -INFINITY;
         allowed += ok;
     }
+    if (!allowed)
+        sl->stuck = "no token of the vocabulary continues the reply in its grammar (response_format or grammar)";
     return allowed;
 }
 
@@ -368,10 +425,7 @@ static void draw(serve_engine *e, slot *sl) {
     memset(sl->ids, 0, sizeof(int32_t) * (size_t)e->vocab);
     penalise(lg, e->vocab, &sp, p, sl->ids);
     sp.repeat_penalty = 1.0f; /* applied */
-    if (p->shape && !mask_json(e, sl, lg)) {
-        sl->stuck = true;
-        return;
-    }
+    if ((p->shape || p->grammar) && !mask_reply(e, sl, lg)) return;
     serve_logprob *lp = &sl->pending;
     double lse = 0;
     if (p->logprobs) {
@@ -383,9 +437,8 @@ static void draw(serve_engine *e, slot *sl) {
         for (int32_t k = 0; k < lp->n_top; k++) lp->top_logprob[k] = (float)(lg[lp->top[k]] - lse);
     }
     sl->next = api.sample(lg, e->vocab, &sp, &sl->rng, sl->probs, sl->ids);
-    if (p->shape && sl->next >= 0 && !is_stop(e, sl->next)) { /* the reply advances by the token's bytes */
-        json_state_feed(&sl->js, p->shape, e->piece[sl->next], e->piece_len[sl->next]);
-    }
+    if ((p->shape || p->grammar) && sl->next >= 0 && !is_stop(e, sl->next)) /* the reply goes on by its bytes */
+        reply_advance(sl, e->piece[sl->next], e->piece_len[sl->next]);
     lp->token = sl->next;
     lp->logprob = p->logprobs && sl->next >= 0 ? (float)(lg[sl->next] - lse) : 0;
 }
@@ -406,9 +459,9 @@ static int32_t turn(serve_engine *e) {
     pthread_mutex_lock(&e->lock);
     e->metrics.steps++, e->metrics.busy_s += t1 - t0;
     for (int32_t i = 0; i < nq; i++) { /* the cache holds what the session holds (a failed step: less) */
-        slot *sl = &e->slots[e->owner[i]];
-        int32_t pos = api.session_position(sl->s);
-        if (sl->n_hist > pos) sl->n_hist = pos > 0 ? pos : 0;
+        kv_cache *c = e->slots[e->owner[i]].c;
+        int32_t pos = api.session_position(c->s);
+        if (c->n_hist > pos) c->n_hist = pos > 0 ? pos : 0;
     }
     if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
         for (int32_t i = 0; i < nq; i++) {
@@ -448,6 +501,17 @@ int32_t serve_engine_turn(serve_engine *e) {
     return n;
 }
 
+/* Everything serve_engine_start allocates (some of it may be missing). */
+static void free_parts(serve_engine *e) {
+    for (int32_t k = 0; e->caches && k < e->n_caches; k++) api.session_free(e->caches[k].s), free(e->caches[k].hist);
+    for (int32_t k = 0; e->slots && k < e->ep.slots; k++)
+        free(e->slots[k].recent.ids), free(e->slots[k].logits), free(e->slots[k].probs), free(e->slots[k].ids),
+            gbnf_state_free(e->slots[k].gs), gbnf_state_free(e->slots[k].gtmp);
+    api.batch_free(e->b);
+    free(e->piece), free(e->piece_len);
+    free(e->slots), free(e->caches), free(e->seqs), free(e->owner), free(e->queue), free(e);
+}
+
 serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
                                  size_t errlen) {
     serve_engine *e = calloc(1, sizeof *e);
@@ -457,6 +521,8 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     e->m = m, e->tok = tok, e->ep = *ep;
     e->slots = calloc((size_t)ep->slots, sizeof *e->slots);
+    e->n_caches = ep->slots + ep->spare;
+    e->caches = calloc((size_t)e->n_caches, sizeof *e->caches);
     e->seqs = calloc((size_t)ep->slots, sizeof *e->seqs);
     e->owner = calloc((size_t)ep->slots, sizeof *e->owner);
     e->queue = calloc((size_t)(ep->slots + ep->queue), sizeof *e->queue); /* every job not in a slot */
@@ -466,7 +532,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     api.tokenizer_get_info(tok, &ti);
     e->stop_ids[0] = info.eos_token_id, e->stop_ids[1] = ti.eos_token_id, e->stop_ids[2] = ti.eot_token_id;
     e->vocab = info.vocab_size;
-    if (!e->slots || !e->seqs || !e->owner || !e->queue) {
+    if (!e->slots || !e->caches || !e->seqs || !e->owner || !e->queue) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -476,17 +542,21 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     rsr_session_params sp = ep->session;
     sp.max_positions = ep->ctx, sp.batch = 1; /* the batch holds the steps' activations */
-    for (int32_t k = 0; k < ep->slots; k++) {
-        if (api.session_create(m, &sp, &e->slots[k].s) != RSR_OK) {
-            snprintf(err, errlen, "slot %d of %d: %s", k + 1, ep->slots, api.model_errmsg(m));
+    for (int32_t k = 0; k < e->n_caches; k++) {
+        if (api.session_create(m, &sp, &e->caches[k].s) != RSR_OK) {
+            snprintf(err, errlen, "KV cache %d of %d: %s", k + 1, e->n_caches, api.model_errmsg(m));
             goto fail;
         }
-        e->slots[k].hist = malloc(sizeof(int32_t) * (size_t)ep->ctx);
-        if (!recent_init(&e->slots[k].recent, ep->ctx) || !e->slots[k].hist) {
+        if (!(e->caches[k].hist = malloc(sizeof(int32_t) * (size_t)ep->ctx))) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
     }
+    for (int32_t k = 0; k < ep->slots; k++)
+        if (!recent_init(&e->slots[k].recent, ep->ctx)) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->changed, NULL);
     e->recent_t0 = serve_now();
@@ -496,12 +566,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     return e;
 fail:
-    for (int32_t k = 0; e->slots && k < ep->slots; k++)
-        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist), free(e->slots[k].logits),
-            free(e->slots[k].probs), free(e->slots[k].ids);
-    api.batch_free(e->b);
-    free(e->piece), free(e->piece_len);
-    free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
+    free_parts(e);
     return NULL;
 }
 
@@ -533,14 +598,9 @@ void serve_engine_free(serve_engine *e) {
     pthread_cond_broadcast(&e->changed);
     pthread_mutex_unlock(&e->lock);
     if (!e->ep.manual) pthread_join(e->thread, NULL);
-    for (int32_t k = 0; k < e->ep.slots; k++)
-        api.session_free(e->slots[k].s), free(e->slots[k].recent.ids), free(e->slots[k].hist), free(e->slots[k].logits),
-            free(e->slots[k].probs), free(e->slots[k].ids);
-    api.batch_free(e->b);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->changed);
-    free(e->piece), free(e->piece_len);
-    free(e->slots), free(e->seqs), free(e->owner), free(e->queue), free(e);
+    free_parts(e);
 }
 
 bool serve_draining(serve_engine *e) {

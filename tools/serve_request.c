@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "serve.h"
+#include "serve_gbnf.h"
 
 void serve_params_free(serve_params *p) {
     free(p->prompt);
@@ -20,6 +21,7 @@ void serve_params_free(serve_params *p) {
     for (int32_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->model);
     json_shape_free(p->shape);
+    gbnf_free(p->grammar);
     memset(p, 0, sizeof *p);
 }
 
@@ -182,6 +184,18 @@ static bool read_response_format(reader *r, const cJSON *root, serve_params *p) 
     return true;
 }
 
+/* grammar: GBNF text (llama-server's field), whose sentences are the replies allowed. */
+static bool read_grammar(reader *r, const cJSON *root, serve_params *p) {
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "grammar");
+    if (!g || cJSON_IsNull(g) || (cJSON_IsString(g) && !*g->valuestring)) return true;
+    if (!cJSON_IsString(g)) return fail(r, "grammar", "'grammar' must be a string of GBNF");
+    if (p->shape) return fail(r, "grammar", "'grammar' and a JSON 'response_format' cannot be given together");
+    char why[256];
+    if (!(p->grammar = gbnf_compile(g->valuestring, strlen(g->valuestring), why, sizeof why)))
+        return fail(r, "grammar", "'grammar': %s", why);
+    return true;
+}
+
 static bool listed(const char *key, const char *const *names, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!strcmp(key, names[i])) return true;
@@ -208,6 +222,7 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "stop",
                                          "user",
                                          "response_format",
+                                         "grammar",
                                          "cache_prompt",
                                          "logprobs",
                                          "top_logprobs",
@@ -311,7 +326,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     v = NAN;
     if (!integer(r, root, "n", 1, 1 << 30, &v)) return false;
     if (!isnan(v) && v != 1) return fail(r, "n", "'n' is %g; this server gives one choice per request (n = 1)", v);
-    if (!read_response_format(r, root, p) || !read_logprobs(r, root, p)) return false;
+    if (!read_response_format(r, root, p) || !read_grammar(r, root, p) || !read_logprobs(r, root, p)) return false;
     v = NAN;
     if (!number(r, root, "presence_penalty", -2, 2, &v)) return false;
     if (!isnan(v)) p->presence_penalty = (float)v;

@@ -273,6 +273,23 @@ class Model(_Handle):
         """The assistant's reply to messages ([{"role", "content"}]), streamed as generate streams."""
         return self.generate(_Chat(messages, template), **kw)
 
+    def apply_chat_template(self, messages, template: Optional[str] = None) -> str:
+        """The text a chat's messages ([{"role", "content"}]) make with the template (None: the
+        model's own, else the built-in one that fits; or "model", "llama3", "bitnet", "llama2"),
+        ending where the assistant's reply begins."""
+        return self._chat_text(_Chat(messages, template))
+
+    @_serialised
+    def set_chat_template(self, source: Optional[str]) -> None:
+        """Makes the Jinja text source the template "model" names and chats use by default (None:
+        back to the built-in one). Error (8) naming the line when the subset cannot read it."""
+        self._check_tok()
+        data = source.encode() if source is not None else None
+        st = self._lib.rsr_tokenizer_set_chat_template(self._tok, data, len(data) if data is not None else 0)
+        if st:
+            raise self._tok_error(st)
+        self._lib.rsr_tokenizer_get_info(self._tok, ctypes.byref(self._tok_info))
+
     @_serialised
     def _chat_text(self, chat: _Chat) -> str:
         self._check_tok()

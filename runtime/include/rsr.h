@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 10
+#define RSR_API_VERSION 11
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -418,7 +418,8 @@ typedef struct rsr_tokenizer_info {
     int32_t bos_token_id;      /* <|begin_of_text|>, <s>; -1 when there is none */
     int32_t eos_token_id;      /* <|end_of_text|>, </s>; -1 when there is none */
     int32_t eot_token_id;      /* the end of a chat turn (<|eot_id|>, </s>); -1 when there is none */
-    const char *chat_template; /* the template that suits this vocabulary, NULL when none does */
+    const char *chat_template; /* what a chat renders with by default: "model" (the model's own Jinja
+                                * template), else the built-in one that suits this vocabulary, or NULL */
 } rsr_tokenizer_info;
 RSR_API rsr_status rsr_tokenizer_get_info(const rsr_tokenizer *tokenizer, rsr_tokenizer_info *info);
 
@@ -453,14 +454,23 @@ RSR_API int rsr_tokenizer_is_special(const rsr_tokenizer *tokenizer, int32_t id)
 
 /* Chat templates. A conversation becomes one text holding the template's special tokens; encode
  * it with RSR_ENCODE_PARSE_SPECIAL and without RSR_ENCODE_ADD_SPECIAL (the template adds BOS).
- * Templates: "llama3" (<|start_header_id|>role<|end_header_id|>), "bitnet" (BitNet b1.58
- * 2B-4T: "User: ...<|eot_id|>"), "llama2" ([INST] ... [/INST]). name NULL: the tokenizer's
- * own (rsr_tokenizer_info.chat_template). With add_generation_prompt the text ends where the
- * assistant's reply begins. Output as for rsr_tokenizer_decode. */
+ * Templates: "model" (the model's own Jinja template: the checkpoint's tokenizer.chat_template or
+ * tokenizer_config.json chat_template, compiled into the artifact, or one set with
+ * rsr_tokenizer_set_chat_template), and three built in: "llama3"
+ * (<|start_header_id|>role<|end_header_id|>), "bitnet" (BitNet b1.58 2B-4T: "User: ...<|eot_id|>"),
+ * "llama2" ([INST] ... [/INST]). name NULL: rsr_tokenizer_info.chat_template (the model's own when
+ * it has one). With add_generation_prompt the text ends where the assistant's reply begins.
+ * Output as for rsr_tokenizer_decode. A template that refuses the conversation (raise_exception,
+ * roles out of order) gives RSR_ERR_INVALID_ARGUMENT with its message. */
 typedef struct rsr_chat_message {
     const char *role; /* "system", "user", "assistant" */
     const char *content;
 } rsr_chat_message;
+/* Sets the template "model" names: len bytes of Jinja text, in the subset docs/chat-templates.md
+ * describes (NULL: none, and the default is the built-in one again). RSR_ERR_FORMAT, with the
+ * line and construct in rsr_tokenizer_errmsg, when the subset cannot read it (the template in
+ * use is then unchanged). */
+RSR_API rsr_status rsr_tokenizer_set_chat_template(rsr_tokenizer *tokenizer, const char *source, size_t len);
 RSR_API rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *tokenizer, const char *name,
                                                      const rsr_chat_message *messages, int32_t n_messages,
                                                      int add_generation_prompt, char *text, size_t capacity,

@@ -16,7 +16,7 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 7u /* 7: RSR_BATCH_MAX 256 (was 64) */
+#define RSR_ABI_VERSION 8u /* 8: chat_template; 7: RSR_BATCH_MAX 256 (was 64) */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -130,6 +130,8 @@ typedef struct rsr_artifact {
                                  * the runtime refuses to open it on a CPU without one of them */
     uint32_t has_checksum;       /* 1: blob_checksum holds rsr_checksum_add over the whole blob */
     uint64_t blob_checksum;
+    uint64_t chat_template; /* blob offset of the model's own Jinja chat template (UTF-8), RSR_NO_TENSOR if none */
+    uint64_t chat_template_size;
 } rsr_artifact;
 
 #endif

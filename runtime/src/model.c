@@ -107,6 +107,11 @@ static rsr_status check_artifact(rsr_model *m) {
         return rt_set_error(m->err, RSR_ERR_ABI, "artifact tokenizer [%llu, +%llu) lies outside the %llu-byte blob",
                             (unsigned long long)a->tokenizer_json, (unsigned long long)a->tokenizer_json_size,
                             (unsigned long long)a->blob_size);
+    if (a->chat_template != RSR_NO_TENSOR &&
+        (a->chat_template > a->blob_size || a->chat_template_size > a->blob_size - a->chat_template))
+        return rt_set_error(m->err, RSR_ERR_ABI, "artifact chat template [%llu, +%llu) lies outside the %llu-byte blob",
+                            (unsigned long long)a->chat_template, (unsigned long long)a->chat_template_size,
+                            (unsigned long long)a->blob_size);
     if (a->head_q8 != RSR_NO_TENSOR) {
         uint64_t v = (uint64_t)a->vocab, end_q = a->head_q8 + v * (uint64_t)a->head_q8_stride;
         if (a->head_q8_stride < a->hidden || a->head_q8_stride % RSR_X_PAD || end_q > a->blob_size ||
@@ -210,6 +215,8 @@ rsr_status rsr_model_tokenizer(rsr_model *m, rsr_tokenizer **out) {
     if (!m->tokenizer) {
         rsr_tokenizer *t;
         rsr_status st = rsr_tokenizer_create((const char *)a->blob + a->tokenizer_json, a->tokenizer_json_size, &t);
+        if (st == RSR_OK && a->chat_template != RSR_NO_TENSOR)
+            st = rsr_tokenizer_set_chat_template(t, (const char *)a->blob + a->chat_template, a->chat_template_size);
         if (st != RSR_OK) {
             rt_set_error(m->err, st, "%s", rsr_tokenizer_errmsg(t));
             rsr_tokenizer_free(t);

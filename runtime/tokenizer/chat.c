@@ -1,12 +1,17 @@
 /*
  * chat.c — chat templates: a conversation rendered as the text a chat model was trained on.
  *
- * Each template is the model family's Jinja template (tokenizer_config.json) written out in C;
- * the Jinja filters they use are `trim` (Python's str.strip) and `capitalize`.
+ * Two kinds. The model's own: the Jinja text its checkpoint ships (a GGUF's
+ * tokenizer.chat_template, tokenizer_config.json's chat_template), which rsrc compiles into the
+ * artifact and jinja.c renders. And three built in, chosen by the vocabulary when a model ships
+ * none: each is a family's Jinja template written out in C (the filters they use are `trim`,
+ * Python's str.strip, and `capitalize`).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jinja.h"
 #include "tokenizer.h"
 
 static bool is_python_space(uint32_t c) {
@@ -95,6 +100,47 @@ static rsr_status render_llama2(rsr_tokenizer *t, bytes *b, const chat_tokens *k
     return ok ? RSR_OK : tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
 }
 
+rsr_status rsr_tokenizer_set_chat_template(rsr_tokenizer *t, const char *source, size_t len) {
+    if (!t || !t->text) return RSR_ERR_INVALID_ARGUMENT;
+    jinja_template *j = NULL;
+    if (source) {
+        char why[256];
+        if (!(j = jinja_parse(source, len, why, sizeof why)))
+            return tok_error(t, RSR_ERR_FORMAT, "chat template: %s", why);
+    }
+    jinja_free(t->jinja);
+    t->jinja = j;
+    t->chat_template = j ? "model" : t->builtin_template;
+    return RSR_OK;
+}
+
+/* The text of a special token for the template's bos_token and eos_token, or NULL. */
+static const char *token_text(const rsr_tokenizer *t, int32_t id, char buf[128]) {
+    size_t n;
+    const char *p = id >= 0 ? rsr_tokenizer_token_piece(t, id, &n) : NULL;
+    if (!p || n >= 128) return NULL;
+    memcpy(buf, p, n), buf[n] = 0;
+    return buf;
+}
+
+/* The model's own template (rsr_tokenizer_set_chat_template) over clean messages, into b. */
+static rsr_status render_model(rsr_tokenizer *t, bytes *b, const rsr_chat_message *m, int32_t n, int gen) {
+    jinja_message *jm = malloc(((size_t)n + 1) * sizeof *jm);
+    if (!jm) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
+    for (int32_t i = 0; i < n; i++) jm[i] = (jinja_message){m[i].role, m[i].content};
+    char bos[128], eos[128], why[256], *out = NULL;
+    size_t out_len = 0;
+    int r = jinja_render(t->jinja, jm, n, gen, token_text(t, t->bos_id, bos), token_text(t, t->eos_id, eos), &out,
+                         &out_len, why, sizeof why);
+    free(jm);
+    if (r > 0)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat template (the model's) refuses the conversation: %s", why);
+    if (r < 0) return tok_error(t, RSR_ERR_FORMAT, "chat template (the model's): %s", why);
+    bool ok = bytes_append(b, out, out_len);
+    free(out);
+    return ok ? RSR_OK : tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
+}
+
 rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name, const rsr_chat_message *messages,
                                              int32_t n, int add_generation_prompt, char *text, size_t capacity,
                                              size_t *len) {
@@ -108,25 +154,32 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
     if (!name) name = t->chat_template;
     if (!name)
         return tok_error(t, RSR_ERR_NOT_FOUND,
-                         "chat: this vocabulary suits no known chat template; name one (llama3, bitnet, llama2)");
+                         "chat: the model has no chat template of its own and its vocabulary suits no built-in one; "
+                         "name one (llama3, bitnet, llama2)");
+    if (strcmp(name, "model") == 0 && !t->jinja)
+        return tok_error(t, RSR_ERR_NOT_FOUND,
+                         "chat: the model has no chat template of its own (its checkpoint shipped none); name a "
+                         "built-in one (llama3, bitnet, llama2)");
     static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                                                "<|eot_id|>", NULL};
     static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
     static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
-    const char *const *needs;
-    if (strcmp(name, "llama3") == 0)
+    const char *const *needs = NULL;
+    if (strcmp(name, "model") == 0)
+        ;
+    else if (strcmp(name, "llama3") == 0)
         needs = needs_llama3;
     else if (strcmp(name, "bitnet") == 0)
         needs = needs_bitnet;
     else if (strcmp(name, "llama2") == 0)
         needs = needs_llama2;
     else
-        return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (llama3, bitnet, llama2)", name);
-    for (const char *const *k = needs; *k; k++)
+        return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (model, llama3, bitnet, llama2)", name);
+    for (const char *const *k = needs; k && *k; k++)
         if (rsr_tokenizer_token_id(t, *k) < 0)
             return tok_error(t, RSR_ERR_NOT_FOUND,
                              "chat: template '%s' needs the token '%s', which this vocabulary lacks", name, *k);
-    chat_tokens k = {needs[0], needs == needs_llama2 ? "</s>" : NULL};
+    chat_tokens k = {needs ? needs[0] : NULL, needs == needs_llama2 ? "</s>" : NULL};
 
     /* Contents are text people typed or a model sampled: invalid UTF-8 is read as U+FFFD. */
     rsr_chat_message *clean = calloc((size_t)n + 1, sizeof *clean);
@@ -140,7 +193,9 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
     bytes *b = &t->normed;
     b->len = 0;
     ok = ok && bytes_append(b, "", 0);
-    if (ok && needs == needs_llama3)
+    if (ok && !needs)
+        st = render_model(t, b, clean, n, add_generation_prompt);
+    else if (ok && needs == needs_llama3)
         ok = render_llama3(b, &k, clean, n, add_generation_prompt);
     else if (ok && needs == needs_bitnet)
         ok = render_bitnet(b, &k, clean, n, add_generation_prompt);

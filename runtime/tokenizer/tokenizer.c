@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "jinja.h"
 #include "tokenizer.h"
 
 rsr_status tok_error(rsr_tokenizer *t, rsr_status st, const char *fmt, ...) {
@@ -784,6 +785,7 @@ static void describe(rsr_tokenizer *t) {
         t->chat_template = "llama3";
     else if (!t->byte_level && rsr_tokenizer_token_id(t, "<s>") >= 0 && rsr_tokenizer_token_id(t, "</s>") >= 0)
         t->chat_template = "llama2";
+    t->builtin_template = t->chat_template;
 }
 
 /* ---- the public entry points ---- */
@@ -850,6 +852,7 @@ void rsr_tokenizer_free(rsr_tokenizer *t) {
     free(t->clean.p), free(t->normed.p), free(t->pretok.p), free(t->mapped.p);
     free(t->sections.p), free(t->subsections.p), free(t->pieces.p), free(t->pieces_next.p), free(t->matches.p);
     free(t->syms), free(t->heap), free(t->out);
+    jinja_free(t->jinja);
     free(t);
 }
 

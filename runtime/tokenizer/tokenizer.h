@@ -125,7 +125,9 @@ struct rsr_tokenizer {
     int32_t strip_start, strip_stop;
 
     int32_t bos_id, eos_id, eot_id;
-    const char *chat_template;
+    const char *chat_template;    /* what name NULL renders: "model" when jinja is set, else builtin_template */
+    const char *builtin_template; /* the built-in template that suits the vocabulary, or NULL */
+    struct jinja_template *jinja; /* the model's own Jinja template (rsr_tokenizer_set_chat_template), or NULL */
 
     /* encoder scratch, reused between calls */
     bytes clean, normed, pretok, mapped;

@@ -15,8 +15,8 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$build/gguf-ref
-packages="node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1"
 who=check_reference.sh
+. "$here/packages.sh"
 . "$here/../npm_fetch.sh"
 # shellcheck disable=SC2086
 npm_fetch "$dir" --omit=optional --ignore-scripts $packages

@@ -1,0 +1,234 @@
+/* jinja_internal.h — what jinja.c (lexer, parser), jinja_eval.c (evaluator) and jinja_lib.c (values:
+ * strings, numbers, JSON, filters, tests, methods) share. Not part of the interface (jinja.h). */
+#ifndef RSR_JINJA_INTERNAL_H
+#define RSR_JINJA_INTERNAL_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+#include "jinja.h"
+
+#define JINJA_MAX_DEPTH 200            /* nesting of the tree, of the parser and of values */
+#define JINJA_MAX_TEMPLATE (16u << 20) /* bytes of template source */
+#define JINJA_MAX_OUTPUT (64u << 20)   /* bytes of rendered text */
+#define JINJA_MAX_MEMORY (256u << 20)  /* bytes of values one rendering may make */
+#define JINJA_MAX_WORK 400000000LL     /* steps (nodes evaluated, bytes scanned) one rendering may take */
+#define JINJA_MAX_RANGE 10000000       /* items of one range() */
+
+/* ---- memory: a bump allocator freed all at once ---- */
+typedef struct jinja_chunk jinja_chunk;
+typedef struct {
+    jinja_chunk *head;
+    size_t used, limit;
+} jinja_arena;
+void *jinja_arena_alloc(jinja_arena *a, size_t n); /* zeroed; NULL past the limit */
+void jinja_arena_free(jinja_arena *a);
+
+/* ---- errors: a longjmp back to jinja_parse or jinja_render with the message written ---- */
+typedef struct {
+    jmp_buf jb;
+    char *msg;
+    size_t cap;
+} jinja_err;
+noreturn void jinja_fail(jinja_err *e, int line, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+typedef struct {
+    const char *p;
+    size_t n;
+} jstr;
+
+/* ---- the tree ---- */
+typedef enum {
+    N_TEXT,
+    N_STR,
+    N_INT,
+    N_FLOAT,
+    N_NAME,
+    N_LIST,
+    N_TUPLE,
+    N_DICT,
+    N_MEMBER,
+    N_INDEX,
+    N_SLICE,
+    N_CALL,
+    N_KWARG,
+    N_UNARY,
+    N_BINARY,
+    N_FILTER,
+    N_TEST,
+    N_SELECT,
+    N_TERNARY,
+    N_SET,
+    N_IF,
+    N_FOR,
+    N_BREAK,
+    N_CONTINUE
+} jnode_kind;
+typedef enum {
+    OP_NOT,
+    OP_NEG,
+    OP_POS,
+    OP_AND,
+    OP_OR,
+    OP_ADD,
+    OP_SUB,
+    OP_CONCAT,
+    OP_MUL,
+    OP_DIV,
+    OP_FLOORDIV,
+    OP_MOD,
+    OP_POW,
+    OP_EQ,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_IN,
+    OP_NOTIN
+} jop;
+typedef struct jnode jnode;
+typedef struct {
+    jnode **v;
+    int n, cap;
+} jnodes;
+/* What each kind uses: TEXT, STR, NAME: s; INT, FLOAT: num; LIST, TUPLE: list; DICT: list (keys), list2
+ * (values); MEMBER: a.s; INDEX: a[b]; SLICE: a[list.v[0]:list.v[1]:list.v[2]] (NULL: left out); CALL:
+ * a(list), with KWARG s=a among them; UNARY: op a; BINARY: a op b; FILTER: a|s, op 1 with (list);
+ * (op 2: with a call, member or index after the arguments, b, an error when evaluated);
+ * TEST: a is [not: op] s; SELECT: a if b; TERNARY: b if a else c; SET: a = b, or a = the text of
+ * list when b is NULL; IF: if a: list else list2; FOR: for a in b [if c]: list else list2. */
+struct jnode {
+    jnode_kind kind;
+    int line, op, depth;
+    double num;
+    jstr s;
+    jnode *a, *b, *c;
+    jnodes list, list2;
+};
+
+struct jinja_template {
+    jinja_arena arena;
+    jnodes body;
+};
+
+/* ---- values ---- */
+typedef enum { JV_UNDEF, JV_NONE, JV_BOOL, JV_INT, JV_FLOAT, JV_STR, JV_LIST, JV_DICT, JV_NS, JV_FUNC } jvtype;
+typedef struct jlist jlist;
+typedef struct jdict jdict;
+typedef struct jfunc jfunc;
+typedef struct {
+    jvtype t;
+    union {
+        int b;
+        double n; /* INT (an integral number, as JavaScript keeps it) and FLOAT */
+        jstr s;
+        jlist *l;
+        jdict *d; /* DICT and NS (a namespace: the one mutable kind) */
+        jfunc *f;
+    } u;
+} jv;
+struct jlist {
+    int n, tuple;
+    jv *v;
+};
+struct jdict {
+    int n, cap;
+    jstr *k;
+    jv *v;
+};
+typedef enum {
+    F_NAMESPACE,
+    F_RAISE,
+    F_RANGE,
+    F_STRFTIME,
+    F_UPPER,
+    F_LOWER,
+    F_STRIP,
+    F_TITLE,
+    F_CAPITALIZE,
+    F_RSTRIP,
+    F_LSTRIP,
+    F_STARTSWITH,
+    F_ENDSWITH,
+    F_SPLIT,
+    F_REPLACE,
+    F_GET,
+    F_ITEMS,
+    F_KEYS,
+    F_VALUES,
+    F_DICTSORT
+} jfunc_id;
+struct jfunc {
+    jfunc_id id;
+    jv self; /* the string or dict of a method */
+};
+
+/* Arguments of a call: positional ones, then keyword ones. */
+typedef struct {
+    int npos, nkw;
+    jv *pos, *kwv;
+    jstr *kwk;
+} jargs;
+
+/* A growing string: in the arena, or (heap) malloc'd, for the output. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int heap;
+} jsb;
+
+typedef struct jscope jscope;
+typedef struct {
+    jinja_err e;
+    jinja_arena arena;
+    jsb out;
+    long long work;
+    int raised, jump_line;
+} jctx;
+
+/* jinja_eval.c */
+jv jx_eval(jctx *c, jscope *s, const jnode *n);
+void jx_eval_args(jctx *c, jscope *s, const jnodes *args, jargs *out);
+
+/* jinja_lib.c: memory and strings */
+void *jx_alloc(jctx *c, size_t n, int line);
+void jx_work(jctx *c, long long n, int line);
+void jx_put(jctx *c, jsb *b, const char *p, size_t n, int line);
+void jx_puts(jctx *c, jsb *b, const char *p, int line);
+jv jx_str(jsb *b);
+jv jx_cstr(jctx *c, const char *p, size_t n, int line);
+jlist *jx_list(jctx *c, int n, int line);
+jdict *jx_dict(jctx *c, int cap, int line);
+void jx_dict_set(jctx *c, jdict *d, jstr k, jv v, int line);
+jv *jx_dict_get(const jdict *d, jstr k);
+int jx_streq(jstr a, const char *b);
+const char *jx_type_name(jv v);
+
+/* jinja_lib.c: UTF-8 and JavaScript's white space */
+size_t jx_space_at(const char *s, size_t n, size_t i);
+size_t jx_space_before(const char *s, size_t i);
+jstr jx_trim(jstr s, int left, int right);
+
+/* jinja_lib.c: conversions and comparisons as the reference renderer makes them */
+int jx_truthy(jv v);
+void jx_to_str(jctx *c, jsb *b, jv v, int depth, int line);
+void jx_raw_str(jctx *c, jsb *b, jv v, int line);
+int jx_loose_eq(jctx *c, jv a, jv b, int line);
+int jx_strict_eq(jv a, jv b);
+
+/* jinja_lib.c: the library */
+jv jx_member(jctx *c, jv obj, jv prop, int line);
+jv jx_call(jctx *c, jv fn, const jargs *a, int line);
+jv jx_filter(jctx *c, jscope *s, const jnode *f, jv x);
+int jx_test(jctx *c, jstr name, jv x, const jv *arg, int line);
+int jx_test_known(jstr name);
+jv jx_slice(jctx *c, jv obj, jv start, jv stop, jv step, int line);
+
+#endif

@@ -49,7 +49,8 @@ enum frame_kind { F_VALUE, F_OBJECT, F_KEY, F_ARRAY, F_STRING, F_NUMBER, F_LITER
  * false, null (cand bits 0..2), else the node's enum texts. */
 /* F_OBJECT phases: 0 after '{' or ',' (a key, or '}' after '{'), 1 after a key (':'), 2 after a
  * value (',' or '}'). F_ARRAY: 0 after '[' or ',', 1 after a value. F_NUMBER: the state of JSON's
- * number grammar (num_step). F_STRING: 0 in the text, 1 after '\', 2..5 in \uXXXX. */
+ * number grammar (num_step). F_STRING: 0 in the text, 1 after '\', 2..5 in \uXXXX, 6..9 before the first
+ * continuation byte after E0, ED, F0, F4 (a narrower range). */
 
 static void shape_free_nodes(json_shape *s) {
     for (int i = 0; i < s->n; i++) {
@@ -290,6 +291,15 @@ static bool start_value(const json_shape *sh, json_state *st, unsigned char b) {
 }
 
 static bool in_string(json_frame *f, const node *n, unsigned char b, json_state *st, int *done) {
+    if (f->pos) { /* the continuation bytes of a UTF-8 character (pos: how many are still due); after
+                   * E0, ED, F0 and F4 the first is narrower (phase 6..9): no overlong form, no
+                   * surrogate, nothing past U+10FFFF, as a strict decoder reads UTF-8 */
+        unsigned char lo = f->phase == 6 ? 0xa0 : f->phase == 8 ? 0x90 : 0x80,
+                      hi = f->phase == 7 ? 0x9f : f->phase == 9 ? 0x8f : 0xbf;
+        if (b < lo || b > hi) return false;
+        f->phase = 0;
+        return f->pos--, true;
+    }
     if (f->phase == 1) { /* after a backslash */
         if (b == 'u') return f->phase = 2, true;
         return strchr("\"\\/bfnrt", b) && b ? (f->phase = 0, true) : false;
@@ -297,10 +307,6 @@ static bool in_string(json_frame *f, const node *n, unsigned char b, json_state 
     if (f->phase >= 2) { /* \uXXXX */
         bool hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
         return hex ? (f->phase = f->phase == 5 ? 0 : f->phase + 1, true) : false;
-    }
-    if (f->pos) { /* the continuation bytes of a UTF-8 character (pos: how many are still due) */
-        if ((b & 0xc0) != 0x80) return false;
-        return f->pos--, true;
     }
     if (b == '"') {
         if (n && n->min_len > 0 && (int)f->count < n->min_len) return false;
@@ -311,7 +317,7 @@ static bool in_string(json_frame *f, const node *n, unsigned char b, json_state 
     if (n && n->max_len >= 0 && (int)f->count >= n->max_len) return false;
     f->count++; /* a character starts */
     f->pos = b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : b >= 0xc2 ? 1 : 0;
-    if (b == '\\') f->phase = 1;
+    f->phase = b == 0xe0 ? 6 : b == 0xed ? 7 : b == 0xf0 ? 8 : b == 0xf4 ? 9 : b == '\\' ? 1 : 0;
     return true;
 }
 

@@ -52,11 +52,31 @@ static void refused_schema(const char *schema, const char *keyword) {
     json_shape_free(sh);
 }
 
+/* s is strict UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past U+10FFFF), checked
+ * apart from the recognizer. */
+static bool strict_utf8(const unsigned char *s) {
+    while (*s) {
+        unsigned char b = *s++;
+        int more = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+        if (more < 0) return false;
+        uint32_t cp = more ? b & (0x3f >> more) : b;
+        for (int k = 0; k < more; k++, s++) {
+            if ((*s & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (*s & 0x3f);
+        }
+        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
 /* Random replies, a byte at a time from an alphabet of JSON's pieces and some bytes that are not,
  * each byte kept where the recognizer takes it: every reply it calls whole must parse (cJSON,
- * apart from the recognizer) and match `root` (an object, or an array). Returns the whole ones. */
+ * apart from the recognizer), match `root` (an object, or an array) and be strict UTF-8 (a server
+ * would send a byte that is not as U+FFFD: more characters than the schema allows). Returns the
+ * whole ones. */
 static int random_walks(const json_shape *sh, bool object, int walks) {
-    static const char alpha[] = "{}[]\",:0123456789-+.eEtrufalsn\\ubx\xc3\xa9\x80\xff ";
+    static const char alpha[] = "{}[]\",:0123456789-+.eEtrufalsn\\ubx\xc3\xa9\x80\xff \xe0\xed\xf0\xf4\x8f\x90\x9f\xa0\xbf";
     uint32_t seed = 12345;
     int whole = 0;
     for (int w = 0; w < walks; w++) {
@@ -75,6 +95,7 @@ static int random_walks(const json_shape *sh, bool object, int walks) {
         cJSON *v = cJSON_ParseWithOpts(buf, NULL, true); /* the whole text, nothing after it */
         EXPECT(v && (object ? cJSON_IsObject(v) : cJSON_IsArray(v)), "a whole reply that is no JSON %s: '%s'",
                object ? "object" : "array", buf);
+        EXPECT(strict_utf8((const unsigned char *)buf), "a whole reply that is not strict UTF-8: '%s'", buf);
         cJSON_Delete(v);
     }
     return whole;
@@ -94,6 +115,11 @@ int main(void) {
     refuses(obj, "{\"a\":\"\x01\"}", 9, 6); /* controls escaped */
     refuses(obj, "{\"a\":\"\\x\"}", 10, 7); /* escapes JSON's */
     refuses(obj, "{\"a\":\"\xbf\"}", 9, 6); /* a continuation byte alone */
+    refuses(obj, "{\"a\":\"\xe0\x9f\xbf\"}", 11, 7); /* overlong (U+07FF in three bytes) */
+    refuses(obj, "{\"a\":\"\xed\xa0\x80\"}", 11, 7); /* a surrogate (U+D800) */
+    refuses(obj, "{\"a\":\"\xf0\x8f\xbf\xbf\"}", 12, 7); /* overlong (U+FFFF in four bytes) */
+    refuses(obj, "{\"a\":\"\xf4\x90\x80\x80\"}", 12, 7); /* past U+10FFFF */
+    accepts(obj, "{\"a\":\"\xe0\xa0\x80\xed\x9f\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"}", true); /* the edges */
     refuses(obj, "{\"\0", 3, 2);            /* NUL */
     int whole = random_walks(obj, true, 200000);
     EXPECT(whole > 1000, "only %d random replies were whole", whole);

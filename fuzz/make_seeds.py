@@ -11,7 +11,7 @@ mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
         ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
-         'sentencepiece', 'serve_request', 'serve_engine', 'gguf']}
+         'sentencepiece', 'serve_request', 'serve_engine', 'gguf', 'jinja', 'gbnf']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -125,3 +125,27 @@ def engine_program(seed):
 put('serve_engine', 'stall', bytes([0, 200, 4, 3, 0, 10, 0, 10, 1, 0, 4, 0, 4, 9]))
 for i in range(6):
     put('serve_engine', 'seed%d' % i, engine_program(i))
+
+# chat templates (the first byte: the conversation), from this project's test templates
+with open(os.path.join(src, 'tests', 'tokenizer', 'chat_templates.json')) as f:
+    import json
+    for i, t in enumerate(t for t in json.load(f)['templates'] if 'template' in t):
+        put('jinja', 'chat%d' % i, bytes([4 | 128]) + t['template'].encode())
+with open(os.path.join(src, 'tests', 'tokenizer', 'jinja_cases.json')) as f:
+    for i, t in enumerate(t for t in json.load(f)['templates'] if 'template' in t):
+        src_ = t['template'] if isinstance(t['template'], str) else ''.join(t['template'])
+        put('jinja', 'case%d' % i, bytes([i % 5 | (i & 1) << 7]) + src_.encode())
+put('jinja', 'ns', b'\x84{%- set ns = namespace(n=0) %}{% for m in messages[::-1] if m.role != "system" %}'
+    b'{% set ns.n = ns.n + 1 %}{{ loop.index ~ m.content | trim | tojson }}{% endfor %}{{ ns.n }}')
+
+# grammars, then a NUL and a reply
+gbnf = [
+    (b'root ::= "yes" | "no"', b'yes'),
+    (b'root ::= expr\nexpr ::= term ("+" term)*\nterm ::= [0-9]+ | "(" expr ")"', b'(1+23)+4'),
+    (b'root ::= obj\nobj ::= "{" (pair ("," pair)*)? "}"\npair ::= str ":" val\nval ::= str | [0-9]+ | obj\n'
+     b'str ::= "\\"" [^"\\\\]* "\\""', b'{"a":1,"b":{"c":"d"}}'),
+    (b'root ::= [\xce\xb1-\xcf\x89]{2,4} "." # greek\n', '\u03b1\u03b2.'.encode()),
+    (b'root ::= ("a" | "b"){0,3} .', b'ab\xe2\x82\xac'),
+]
+for i, (g, r) in enumerate(gbnf):
+    put('gbnf', 'seed%d' % i, g + b'\0' + r)

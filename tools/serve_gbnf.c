@@ -1037,6 +1037,7 @@ gbnf_grammar *gbnf_compile(const char *src, size_t len, char *err, size_t errlen
 static inline bool class_has(const gbnf_grammar *g, int k, uint32_t c) {
     const gclass *cl = &g->cls[k];
     if (c < 128) return cl->ascii[c >> 5] >> (c & 31) & 1;
+    if (cl->n == 0) return false; /* no ranges above ASCII (then g->rg may be NULL) */
     const grange *r = g->rg + cl->off;
     int lo = 0, hi = cl->n;
     while (lo < hi) {
@@ -1051,6 +1052,7 @@ static inline bool class_has(const gbnf_grammar *g, int k, uint32_t c) {
 
 static bool class_meets(const gbnf_grammar *g, int k, uint32_t lo, uint32_t hi) { /* lo >= 0x80 */
     const gclass *cl = &g->cls[k];
+    if (cl->n == 0) return false; /* an empty class (then g->rg may be NULL) */
     const grange *r = g->rg + cl->off;
     for (int i = 0; i < cl->n; i++)
         if (r[i].hi >= lo) return r[i].lo <= hi;

@@ -294,8 +294,12 @@ static bool in_string(json_frame *f, const node *n, unsigned char b, json_state 
     if (f->pos) { /* the continuation bytes of a UTF-8 character (pos: how many are still due); after
                    * E0, ED, F0 and F4 the first is narrower (phase 6..9): no overlong form, no
                    * surrogate, nothing past U+10FFFF, as a strict decoder reads UTF-8 */
-        unsigned char lo = f->phase == 6 ? 0xa0 : f->phase == 8 ? 0x90 : 0x80,
-                      hi = f->phase == 7 ? 0x9f : f->phase == 9 ? 0x8f : 0xbf;
+        unsigned char lo = f->phase == 6   ? 0xa0
+                           : f->phase == 8 ? 0x90
+                                           : 0x80,
+                      hi = f->phase == 7   ? 0x9f
+                           : f->phase == 9 ? 0x8f
+                                           : 0xbf;
         if (b < lo || b > hi) return false;
         f->phase = 0;
         return f->pos--, true;

@@ -92,6 +92,27 @@ def test_chat_is_rsr_runs_chat(model, model_path):
     assert out.rstrip("\n") == reply.rstrip("\n")
 
 
+def test_chat_templates(model_path):
+    with rsr.Model(model_path) as m:
+        msgs = [{"role": "user", "content": " Hi "}]
+        builtin = m.apply_chat_template(msgs)
+        assert builtin == "<|begin_of_text|>User: Hi<|eot_id|>Assistant: "
+        mine = "<|begin_of_text|>[user] Hi\n[assistant] "
+        m.set_chat_template("{{ bos_token }}{% for x in messages %}[{{ x.role }}] {{ x.content | trim }}\n"
+                            "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+        assert m.apply_chat_template(msgs) == mine
+        assert m.apply_chat_template(msgs, template="model") == mine
+        assert m.apply_chat_template(msgs, template="llama3").startswith("<|begin_of_text|><|start_header_id|>user")
+        with pytest.raises(rsr.Error, match="line 1"):
+            m.set_chat_template("{% macro turn() %}{% endmacro %}")
+        assert m.apply_chat_template(msgs) == mine  # the template in use is unchanged
+        m.set_chat_template("{{ raise_exception('no ' + messages[0].role + 's here') }}")
+        with pytest.raises(rsr.Error, match="no users here"):
+            m.apply_chat_template(msgs)
+        m.set_chat_template(None)
+        assert m.apply_chat_template(msgs) == builtin
+
+
 def test_generate_many_is_each_alone(model):
     prompts = ["Once upon a time", "In 1492", "hello"]
     together = model.generate_many(prompts, max_tokens=12, temperature=60, seed=20)

@@ -781,7 +781,8 @@ static noreturn void fn_raise(jctx *c, const jargs *a, int line) {
         jx_puts(c, &m, "null", line);
     else
         jx_raw_str(c, &m, msg, line);
-    if (c->e.cap) snprintf(c->e.msg, c->e.cap, "%.*s", (int)(m.n < 65536 ? m.n : 65536), m.p ? m.p : "");
+    if (c->e.cap && m.n) snprintf(c->e.msg, c->e.cap, "%.*s", (int)(m.n < 65536 ? m.n : 65536), m.p);
+    if (c->e.cap && !m.n) snprintf(c->e.msg, c->e.cap, "line %d: raise_exception with an empty message", line);
     c->raised = 1;
     longjmp(c->e.jb, 1);
 }

@@ -57,14 +57,19 @@ static void refused_schema(const char *schema, const char *keyword) {
 static bool strict_utf8(const unsigned char *s) {
     while (*s) {
         unsigned char b = *s++;
-        int more = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+        int more = b < 0x80                 ? 0
+                   : b >= 0xc2 && b <= 0xdf ? 1
+                   : b >= 0xe0 && b <= 0xef ? 2
+                   : b >= 0xf0 && b <= 0xf4 ? 3
+                                            : -1;
         if (more < 0) return false;
         uint32_t cp = more ? b & (0x3f >> more) : b;
         for (int k = 0; k < more; k++, s++) {
             if ((*s & 0xc0) != 0x80) return false;
             cp = cp << 6 | (*s & 0x3f);
         }
-        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
             return false;
     }
     return true;
@@ -76,7 +81,8 @@ static bool strict_utf8(const unsigned char *s) {
  * would send a byte that is not as U+FFFD: more characters than the schema allows). Returns the
  * whole ones. */
 static int random_walks(const json_shape *sh, bool object, int walks) {
-    static const char alpha[] = "{}[]\",:0123456789-+.eEtrufalsn\\ubx\xc3\xa9\x80\xff \xe0\xed\xf0\xf4\x8f\x90\x9f\xa0\xbf";
+    static const char alpha[] =
+        "{}[]\",:0123456789-+.eEtrufalsn\\ubx\xc3\xa9\x80\xff \xe0\xed\xf0\xf4\x8f\x90\x9f\xa0\xbf";
     uint32_t seed = 12345;
     int whole = 0;
     for (int w = 0; w < walks; w++) {
@@ -106,21 +112,21 @@ int main(void) {
     accepts(obj, "{}", true);
     accepts(obj, "{\"a\":[1,-2.5e+3,{\"b\":null}],\"c\":\"\\u00e9\\n\",\"d\":true}", true);
     accepts(obj, "{\"a\":1", false);
-    refuses(obj, "[1]", 3, 0);              /* the root is an object */
-    refuses(obj, "{} ", 3, 2);              /* nothing after the value */
-    refuses(obj, "{\"a\" :1}", 8, 4);       /* compact: no whitespace */
-    refuses(obj, "{\"a\":01}", 8, 6);       /* no leading zero */
-    refuses(obj, "{\"a\":1,}", 8, 7);       /* no trailing comma */
-    refuses(obj, "{\"a\":tru}", 9, 8);      /* literals whole */
-    refuses(obj, "{\"a\":\"\x01\"}", 9, 6); /* controls escaped */
-    refuses(obj, "{\"a\":\"\\x\"}", 10, 7); /* escapes JSON's */
-    refuses(obj, "{\"a\":\"\xbf\"}", 9, 6); /* a continuation byte alone */
-    refuses(obj, "{\"a\":\"\xe0\x9f\xbf\"}", 11, 7); /* overlong (U+07FF in three bytes) */
-    refuses(obj, "{\"a\":\"\xed\xa0\x80\"}", 11, 7); /* a surrogate (U+D800) */
+    refuses(obj, "[1]", 3, 0);                           /* the root is an object */
+    refuses(obj, "{} ", 3, 2);                           /* nothing after the value */
+    refuses(obj, "{\"a\" :1}", 8, 4);                    /* compact: no whitespace */
+    refuses(obj, "{\"a\":01}", 8, 6);                    /* no leading zero */
+    refuses(obj, "{\"a\":1,}", 8, 7);                    /* no trailing comma */
+    refuses(obj, "{\"a\":tru}", 9, 8);                   /* literals whole */
+    refuses(obj, "{\"a\":\"\x01\"}", 9, 6);              /* controls escaped */
+    refuses(obj, "{\"a\":\"\\x\"}", 10, 7);              /* escapes JSON's */
+    refuses(obj, "{\"a\":\"\xbf\"}", 9, 6);              /* a continuation byte alone */
+    refuses(obj, "{\"a\":\"\xe0\x9f\xbf\"}", 11, 7);     /* overlong (U+07FF in three bytes) */
+    refuses(obj, "{\"a\":\"\xed\xa0\x80\"}", 11, 7);     /* a surrogate (U+D800) */
     refuses(obj, "{\"a\":\"\xf0\x8f\xbf\xbf\"}", 12, 7); /* overlong (U+FFFF in four bytes) */
     refuses(obj, "{\"a\":\"\xf4\x90\x80\x80\"}", 12, 7); /* past U+10FFFF */
     accepts(obj, "{\"a\":\"\xe0\xa0\x80\xed\x9f\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"}", true); /* the edges */
-    refuses(obj, "{\"\0", 3, 2);            /* NUL */
+    refuses(obj, "{\"\0", 3, 2);                                                                /* NUL */
     int whole = random_walks(obj, true, 200000);
     EXPECT(whole > 1000, "only %d random replies were whole", whole);
     json_shape_free(obj);

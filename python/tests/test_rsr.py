@@ -19,8 +19,9 @@ BUILD = os.environ.get("RSR_BUILD", os.path.join(os.path.dirname(__file__), ".."
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
-    subprocess.run([os.path.join(BUILD, "rsr-mkmodel"), "--format", "bitnet-packed", "--preset", "small", "--out",
-                    str(d / "m")], check=True, stderr=subprocess.DEVNULL)
+    # embeddings of std 1: logits spread wide enough that min_p and the penalties change draws at temperature 60
+    subprocess.run([os.path.join(BUILD, "rsr-mkmodel"), "--format", "bitnet-packed", "--preset", "small",
+                    "--embed-std", "1", "--out", str(d / "m")], check=True, stderr=subprocess.DEVNULL)
     subprocess.run([os.path.join(BUILD, "rsrc"), str(d / "m"), "-O0", "-o", str(d / "m.so")], check=True)
     return str(d / "m.so")
 

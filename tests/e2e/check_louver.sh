@@ -10,7 +10,11 @@ shift 2
 work=$(mktemp -d "${TMPDIR:-/tmp}/rsrc-louver.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-"$build/rsr-mkmodel" --format "$format" --out "$work/model" --max-pos 1024 "$@" 2>/dev/null
+# embeddings of std 1 unless the args say otherwise: wide margins between a random model's greedy
+# tokens, so that 256 of them compare Louver with dense (at 1/sqrt(hidden) a near tie can flip)
+mk_args=("$@")
+[[ " ${mk_args[*]} " == *" --embed-std "* ]] || mk_args+=(--embed-std 1)
+"$build/rsr-mkmodel" --format "$format" --out "$work/model" --max-pos 1024 "${mk_args[@]}" 2>/dev/null
 "$build/rsrc" "$work/model" -o "$work/model.so"
 prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4
 run() { "$build/rsr-run" "$work/model.so" --tokens "$prompt" -n 256 --ignore-eos "$@"; }

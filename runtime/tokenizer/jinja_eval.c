@@ -17,24 +17,6 @@ struct jscope {
     jv *v;
 };
 
-static const jv undef = {JV_UNDEF, {0}};
-
-static jv vstr(jstr s) {
-    jv v = {JV_STR, {0}};
-    v.u.s = s;
-    return v;
-}
-static jv vnum(jvtype t, double n) {
-    jv v = {t, {0}};
-    v.u.n = n;
-    return v;
-}
-static jv vbool(int b) {
-    jv v = {JV_BOOL, {0}};
-    v.u.b = !!b;
-    return v;
-}
-
 /* ---- scopes ---- */
 
 static jscope *new_scope(jctx *c, jscope *parent, int line) {

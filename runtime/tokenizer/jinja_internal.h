@@ -134,6 +134,24 @@ typedef struct {
         jfunc *f;
     } u;
 } jv;
+
+/* Values made from a string, a number (JV_INT or JV_FLOAT) and a truth value; the undefined one. */
+static const jv undef = {JV_UNDEF, {0}};
+static inline jv vstr(jstr s) {
+    jv v = {JV_STR, {0}};
+    v.u.s = s;
+    return v;
+}
+static inline jv vnum(jvtype t, double n) {
+    jv v = {t, {0}};
+    v.u.n = n;
+    return v;
+}
+static inline jv vbool(int b) {
+    jv v = {JV_BOOL, {0}};
+    v.u.b = !!b;
+    return v;
+}
 struct jlist {
     int n, tuple;
     jv *v;

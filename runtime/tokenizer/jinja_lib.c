@@ -51,22 +51,6 @@ void jx_put(jctx *c, jsb *b, const char *p, size_t n, int line) {
 
 void jx_puts(jctx *c, jsb *b, const char *p, int line) { jx_put(c, b, p, strlen(p), line); }
 
-static jv vstr(jstr s) {
-    jv v = {JV_STR, {0}};
-    v.u.s = s;
-    return v;
-}
-static jv vnum(jvtype t, double n) {
-    jv v = {t, {0}};
-    v.u.n = n;
-    return v;
-}
-static jv vbool(int b) {
-    jv v = {JV_BOOL, {0}};
-    v.u.b = !!b;
-    return v;
-}
-static const jv undef = {JV_UNDEF, {0}};
 static const jv none = {JV_NONE, {0}};
 
 jv jx_str(jsb *b) { return vstr((jstr){b->p ? b->p : "", b->n}); }

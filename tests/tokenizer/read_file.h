@@ -1,5 +1,6 @@
 /* read_file.h — for the tokenizer tests: a whole file into a NUL-terminated buffer (NULL when it
- * cannot be opened), and the hex of UTF-8 bytes (how the references write texts) back into bytes. */
+ * cannot be opened), the hex of UTF-8 bytes (how the references write texts) back into bytes, and
+ * a text shown with its control characters escaped (for a failure message). */
 #ifndef RSR_TESTS_READ_FILE_H
 #define RSR_TESTS_READ_FILE_H
 
@@ -31,6 +32,19 @@ static char *unhex(const char *h, size_t *len) {
     out[n] = 0;
     *len = n;
     return out;
+}
+
+/* Shows text with control characters escaped, on stderr. */
+static inline void show(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            fputs("\\n", stderr);
+        else if (c < 0x20)
+            fprintf(stderr, "\\x%02x", c);
+        else
+            fputc(c, stderr);
+    }
 }
 
 #endif

@@ -16,19 +16,6 @@
 #include "rsr.h"
 #include "read_file.h"
 
-/* Shows text with control characters escaped, for a failure message. */
-static void show(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n')
-            fputs("\\n", stderr);
-        else if (c < 0x20)
-            fprintf(stderr, "\\x%02x", c);
-        else
-            fputc(c, stderr);
-    }
-}
-
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_chat CHAT_REFERENCE.json\n");

@@ -16,18 +16,6 @@
 #include "jinja.h"
 #include "read_file.h"
 
-static void show(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n')
-            fputs("\\n", stderr);
-        else if (c < 0x20)
-            fprintf(stderr, "\\x%02x", c);
-        else
-            fputc(c, stderr);
-    }
-}
-
 /* A template that must not parse (want_parse 0), or that must parse and then fail to render (1), or
  * render within the limits whatever it gives (2). */
 typedef struct {

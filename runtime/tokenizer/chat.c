@@ -164,16 +164,14 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
                                                "<|eot_id|>", NULL};
     static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
     static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
-    const char *const *needs = NULL;
-    if (strcmp(name, "model") == 0)
-        ;
-    else if (strcmp(name, "llama3") == 0)
+    const char *const *needs = NULL; /* NULL: the model's own */
+    if (strcmp(name, "llama3") == 0)
         needs = needs_llama3;
     else if (strcmp(name, "bitnet") == 0)
         needs = needs_bitnet;
     else if (strcmp(name, "llama2") == 0)
         needs = needs_llama2;
-    else
+    else if (strcmp(name, "model") != 0)
         return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (model, llama3, bitnet, llama2)", name);
     for (const char *const *k = needs; k && *k; k++)
         if (rsr_tokenizer_token_id(t, *k) < 0)

@@ -5,6 +5,7 @@
  * defines it for the value's type. */
 #define _POSIX_C_SOURCE 200809L
 #include "jinja_internal.h"
+#include "tokenizer.h" /* utf8_encode */
 
 #include <math.h>
 #include <stdio.h>
@@ -141,18 +142,6 @@ static uint32_t u8(const char *s, size_t n, size_t i, size_t *len) {
     return cp;
 }
 
-static size_t put_cp(char *o, uint32_t cp) {
-    if (cp < 0x80) return o[0] = (char)cp, 1;
-    if (cp < 0x800) return o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3F)), 2;
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | (cp >> 6 & 0x3F)), o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (char)(0x80 | (cp >> 6 & 0x3F)), o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* What JavaScript's trim and \s take for white space. */
 static int js_space(uint32_t c) {
     return (c >= 9 && c <= 13) || c == 32 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
@@ -266,16 +255,16 @@ static jv change_case(jctx *c, jstr s, int up, int line) {
         if (up && cp == 0xDF) {
             o[k++] = 'S', o[k++] = 'S';
         } else if (up && cp == 0x149) {
-            k += put_cp(o + k, 0x2BC), o[k++] = 'N';
+            k += (size_t)utf8_encode(0x2BC, o + k), o[k++] = 'N';
         } else if (!up && cp == 0x130) {
-            o[k++] = 'i', k += put_cp(o + k, 0x307);
+            o[k++] = 'i', k += (size_t)utf8_encode(0x307, o + k);
         } else if (cp == 0xFFFD || m == cp) {
             memcpy(o + k, s.p + i, len), k += len;
         } else {
             size_t next;
             if (!up && cp == 0x3A3 && prev_cased && !(i + len < s.n && cased(u8(s.p, s.n, i + len, &next))))
                 m = 0x3C2; /* a final sigma */
-            k += put_cp(o + k, m);
+            k += (size_t)utf8_encode(m, o + k);
         }
         prev_cased = cased(cp);
     }

@@ -11,15 +11,19 @@
 static const char bpe_llama3_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
                                        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/* "normalizer", "pre_tokenizer" and "decoder" of root */
-static inline void bpe_json_pipeline(cJSON *root) {
+/* Qwen2's (llama.cpp's "qwen2", also Qwen3's): digits one at a time */
+static const char bpe_qwen2_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                                      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* "normalizer", "pre_tokenizer" (the split regex, then the byte-level alphabet) and "decoder" of root */
+static inline void bpe_json_pipeline(cJSON *root, const char *split_regex) {
     cJSON_AddNullToObject(root, "normalizer");
     cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
     cJSON_AddStringToObject(pre, "type", "Sequence");
     cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(),
           *bl = cJSON_CreateObject();
     cJSON_AddStringToObject(split, "type", "Split");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", bpe_llama3_split);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", split_regex);
     cJSON_AddStringToObject(split, "behavior", "Isolated");
     cJSON_AddBoolToObject(split, "invert", 0);
     cJSON_AddStringToObject(bl, "type", "ByteLevel");

@@ -85,7 +85,11 @@ static bool tensor_expected(const model *m, const char *name) {
         if (!strcmp(rest, buf)) return true;
         snprintf(buf, sizeof buf, "%s.weight_scale", proj_names[p]);
         if (m->wformat == WF_PACKED && !strcmp(rest, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight_group_scale", proj_names[p]);
+        if (m->wformat == WF_PACKED && !strcmp(rest, buf)) return true;
     }
+    if (m->qk_norm && (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")))
+        return true;
     return false;
 }
 
@@ -331,16 +335,39 @@ static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t 
     return t;
 }
 
-/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]. */
+/* A packed matrix's scales per group of columns, NAME_group_scale f32 [rows][groups] (GGUF's Q1_0
+ * and Q2_0), into out->scales; false when there is none. */
+static bool load_group_scales(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+    char *sname = xasprintf("%s_group_scale", name);
+    const st_tensor *s = st_find(m->ar, sname);
+    free(sname);
+    if (!s) return false;
+    int64_t groups = s->ndim == 2 ? s->shape[1] : 0;
+    if (s->dtype != ST_F32 || s->ndim != 2 || s->shape[0] != rows || groups < 1 || cols % groups)
+        fatal("%s: tensor '%s_group_scale' is not f32 [%d][a divisor of %d]", s->file, name, rows, cols);
+    out->scale_cols = (int32_t)(cols / groups);
+    out->scales = xmalloc((size_t)s->nbytes);
+    memcpy(out->scales, s->data, (size_t)s->nbytes);
+    for (uint64_t i = 0; i < (uint64_t)rows * (uint64_t)groups; i++)
+        if (!isfinite(out->scales[i]))
+            fatal("%s: tensor '%s': scale %g of row %llu, columns from %llu, is not finite", s->file, name,
+                  out->scales[i], (unsigned long long)(i / (uint64_t)groups),
+                  (unsigned long long)(i % (uint64_t)groups * (uint64_t)out->scale_cols));
+    return true;
+}
+
+/* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]; code 3
+ * is +2 where the matrix has group scales (Q2_0), else invalid. */
 static void load_packed(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
                         ternary_matrix *out) {
+    const bool grouped = load_group_scales(m, name, rows, cols, out);
     int32_t R = rows / 4;
     for (int32_t r = 0; r < R; r++)
         for (int32_t c = 0; c < cols; c++) {
             uint8_t byte = t->data[(size_t)r * (size_t)cols + (size_t)c];
             for (int i = 0; i < 4; i++) {
                 int code = (byte >> (2 * i)) & 3;
-                if (code == 3)
+                if (code == 3 && !grouped)
                     fatal("%s: tensor '%s': code 3 at row %d, col %d is not a valid ternary code", t->file, name,
                           i * R + r, c);
                 out->w[(size_t)(i * R + r) * (size_t)cols + (size_t)c] = (int8_t)(code - 1);
@@ -376,7 +403,7 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
     const st_tensor *t = matrix_tensor(m, name, rows, cols);
     arena *ar = arena_open();
     out->name = xstrdup(name);
-    out->rows = rows;
+    out->rows = out->src_rows = rows;
     out->cols = cols;
     out->w = xmalloc((size_t)rows * (size_t)cols);
     arena_own(ar, free_matrix, out);
@@ -395,8 +422,31 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
 void ternary_matrix_free(ternary_matrix *t) {
     free(t->name);
     free(t->w);
+    free(t->scales);
     t->name = NULL;
     t->w = NULL;
+    t->scales = NULL;
+}
+
+void ternary_matrix_expand(ternary_matrix *t, int32_t act_block) {
+    if (!act_block && !t->scales) return;
+    int32_t unit = act_block ? act_block : t->scale_cols, R = t->src_rows;
+    if (t->scales && t->scale_cols % unit)
+        fatal("tensor '%s': groups of %d columns do not split into the activation's blocks of %d", t->name,
+              t->scale_cols, unit);
+    if (t->cols % unit) fatal("tensor '%s': %d columns are not a multiple of %d", t->name, t->cols, unit);
+    if (!t->scales) { /* one scale: the same for every row and unit */
+        t->scales = xmalloc(sizeof *t->scales * (size_t)R);
+        for (int32_t r = 0; r < R; r++) t->scales[r] = t->beta;
+        t->scale_cols = t->cols;
+    }
+    bool plus2 = false;
+    for (size_t i = 0; i < (size_t)R * (size_t)t->cols && !plus2; i++) plus2 = t->w[i] == 2;
+    t->unit_cols = unit, t->planes = plus2 ? 2 : 1;
+    int64_t rows = (int64_t)(t->cols / unit) * t->planes * R;
+    if (rows > INT32_MAX / 2) fatal("tensor '%s': %lld rows of units of %d columns are too many", t->name, (long long)rows, unit);
+    t->rows = (int32_t)rows;
+    t->binary = false; /* a unit's rows are zero outside its columns */
 }
 
 void model_print(const model *m, FILE *out) {

@@ -675,7 +675,10 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     emit_c_string(out, r->strategy);
     fprintf(out, ", %d, %d, %d, %d, %a, ", r->rows, r->cols, r->block_rows, r->blocks, (double)r->beta);
     emit_c_offset(out, r->data);
-    fprintf(out, ", %s, %s},\n", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL");
+    fprintf(out, ", %s, %s, %d, %d, %d, ", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL", r->unit_cols,
+            r->planes, r->scale_cols);
+    emit_c_offset(out, r->group_scale);
+    fputs("},\n", out);
 }
 
 /* A long text as one literal per line, so that the generated C stays readable. */
@@ -721,7 +724,11 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         emit_c_offset(out, L->attn_sub_norm);
         fputs(", ", out);
         emit_c_offset(out, L->ffn_sub_norm);
-        fprintf(out, ", %d, %d, %d, %d, %d, %d, %d},\n", L->q, L->k, L->v, L->o, L->gate, L->up, L->down);
+        fprintf(out, ", %d, %d, %d, %d, %d, %d, %d, ", L->q, L->k, L->v, L->o, L->gate, L->up, L->down);
+        emit_c_offset(out, L->q_norm);
+        fputs(", ", out);
+        emit_c_offset(out, L->k_norm);
+        fputs("},\n", out);
     }
     fputs("};\n\n", out);
     fputs("static const rsr_artifact artifact = {\n", out);
@@ -737,9 +744,10 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     fprintf(out, "    .vocab = %d, .max_positions = %d, .bos = %d, .eos = %d,\n", m->vocab, m->max_positions, m->bos,
             m->eos);
     fprintf(out,
-            "    .activation = %d, .bitlinear_norm = %d, .rms_eps = %a, .bitlinear_eps = %a,"
+            "    .activation = %d, .bitlinear_norm = %d, .act_block = %d, .rms_eps = %a, .bitlinear_eps = %a,"
             " .rope_theta = %a,\n",
-            m->activation, m->bitlinear_norm ? 1 : 0, (double)m->rms_eps, (double)m->bitlinear_eps, m->rope_theta);
+            m->activation, m->bitlinear_norm ? 1 : 0, m->act_block, (double)m->rms_eps, (double)m->bitlinear_eps,
+            m->rope_theta);
     fprintf(out, "    .blob = rsr_blob, .blob_size = %lluu,\n", (unsigned long long)d->blob_size);
     fputs("    .embed = ", out);
     emit_c_offset(out, d->embed);

@@ -19,6 +19,10 @@
  * non-zero weight must carry the same scale (a ternary model's blocks all hold ±beta), else the
  * matrix is refused naming the block. Each becomes the packed U8 form of the Hugging Face
  * checkpoints (four rows per byte) with a "_scale" tensor, so checkpoint.c reads it unchanged.
+ * Group-scaled weights (llama.cpp's, 2026): Q1_0 (blocks of 128: an f16 scale d, then 16 bytes,
+ * bit j%8 of byte j/8 set for +d, clear for -d) and Q2_0 (blocks of 64: an f16 scale d, then 16
+ * bytes, the 2-bit code c of element j at bits 2(j%4) of byte j/4, value (c - 1)·d: -1, 0, +1, +2)
+ * keep their scales: packed codes (code 3 is +2) and a "_group_scale" tensor, f32 [rows][blocks].
  * Embeddings, norms and the head: F32, F16 and BF16 in place; Q8_0 (blocks of 32: an f16 scale,
  * 32 int8) and Q6_K (blocks of 256: 128 bytes of low 4 bits, 64 of high 2 bits, 16 int8 scales
  * of 16 weights each, an f16 scale; weight 128h + 32k + l has its low bits in byte
@@ -55,7 +59,8 @@ static const struct {
     {10, 256, 84, "Q2_K"},  {11, 256, 110, "Q3_K"}, {12, 256, 144, "Q4_K"}, {13, 256, 176, "Q5_K"},
     {14, 256, 210, "Q6_K"}, {15, 256, 292, "Q8_K"}, {24, 1, 1, "I8"},       {25, 1, 2, "I16"},
     {26, 1, 4, "I32"},      {27, 1, 8, "I64"},      {28, 1, 8, "F64"},      {30, 1, 2, "BF16"},
-    {34, 256, 54, "TQ1_0"}, {35, 256, 66, "TQ2_0"}, {36, 128, 32, "I2_S"},
+    {34, 256, 54, "TQ1_0"}, {35, 256, 66, "TQ2_0"}, {36, 128, 32, "I2_S"},  {41, 128, 18, "Q1_0"},
+    {42, 64, 18, "Q2_0"},
 };
 static int type_index(uint32_t t) {
     for (int i = 0; i < (int)(sizeof types / sizeof *types); i++)

@@ -6,7 +6,8 @@
  *
  * Architectures (general.architecture): "bitnet-b1.58" (bitnet.cpp's BitNet b1.58 2B-4T:
  * ReLU², sub-norms; also "bitnet-25"), "bitnet" (llama.cpp's, for 1bitLLM's models: SiLU,
- * sub-norms) and "llama" (Llama3-8B-1.58, Falcon3-1.58: SiLU). Their keys are
+ * sub-norms), "llama" (Llama3-8B-1.58, Falcon3-1.58: SiLU) and "qwen3" (Bonsai: SiLU, RMSNorm of
+ * each head of q and k, a head dimension of its own, activations per block of 32). Their keys are
  * ARCH.embedding_length, .feed_forward_length, .block_count, .attention.head_count(_kv),
  * .context_length, .attention.layer_norm_rms_epsilon, .rope.freq_base; token ids from
  * tokenizer.ggml.bos_token_id and eos_token_id.
@@ -30,7 +31,8 @@ static const struct {
     {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"},
     {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},    {"attn_sub_norm", NULL}, /* per architecture */
-    {"ffn_sub_norm", NULL},
+    {"ffn_sub_norm", NULL},           {"attn_q_norm", "self_attn.q_norm"},
+    {"attn_k_norm", "self_attn.k_norm"},
 };
 
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
@@ -50,6 +52,7 @@ static char *hf_name(const model *m, const char *g, int *proj) {
         const char *hf = layer_names[i].hf;
         if (i == 9) hf = m->sub_norms ? m->attn_sub_norm : NULL;
         if (i == 10) hf = m->sub_norms ? m->ffn_sub_norm : NULL;
+        if (i >= 11 && !m->qk_norm) hf = NULL;
         if (!hf) return NULL;
         if (i >= 2 && i <= 8) *proj = (int)i - 2;
         return xasprintf("model.layers.%d.%s.weight", layer, hf);
@@ -166,19 +169,45 @@ static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *o
     return beta != 0 ? beta : 1.0f; /* all zero: any scale */
 }
 
+/* The codes of a Q1_0 or Q2_0 tensor into out (row-major, value + 1: Q1_0 gives 0 and 2, Q2_0 0..3)
+ * and its f16 scales widened into scales [rows][blocks]; a scale that is not finite is refused. */
+static void decode_grouped(const gguf_file *g, const gguf_tensor *t, uint8_t *out, float *scales) {
+    const bool q1 = t->type == GGML_Q1_0;
+    const uint64_t qk = q1 ? 128 : 64, n = t->ne[0] * t->ne[1];
+    for (uint64_t b = 0; b < n / qk; b++) {
+        const uint8_t *blk = t->data + b * 18, *qs = blk + 2;
+        float d = rsr_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+        if (!isfinite(d))
+            fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", g->path, t->name, b,
+                  b * qk / t->ne[0], d);
+        scales[b] = d;
+        for (uint64_t j = 0; j < qk; j++)
+            out[b * qk + j] = q1 ? (uint8_t)(qs[j / 8] >> (j % 8) & 1) * 2 : (uint8_t)(qs[j / 4] >> (2 * (j % 4)) & 3);
+    }
+}
+
 /* A ternary projection: decoded, Q and K rows put back in Hugging Face order, packed as
- * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), with NAME_scale. */
+ * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), with NAME_scale, and a
+ * group-scaled one's NAME_group_scale ([rows][blocks], rows in the same order). */
 static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t, char *name, int proj) {
-    if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S)
-        fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0 or TQ2_0", g->path, t->name,
-              gguf_type_name(t->type));
+    const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
+    if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !grouped)
+        fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0 or Q2_0", g->path,
+              t->name, gguf_type_name(t->type));
     if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
     const uint64_t rows = t->ne[1], cols = t->ne[0];
     if (rows % 4) fatal("%s: tensor '%s': %" PRIu64 " rows cannot be packed four to a byte", g->path, t->name, rows);
     arena *ar = arena_open();
     uint8_t *codes = xmalloc((size_t)(rows * cols));
     arena_own(ar, free, codes);
-    float beta = decode_ternary(g, t, codes);
+    const uint64_t G = grouped ? cols / (t->type == GGML_Q1_0 ? 128 : 64) : 0;
+    float *gs = grouped ? (float *)archive_memory(a, (size_t)(rows * G) * 4) : NULL, *gsrc = NULL;
+    if (grouped) {
+        gsrc = xmalloc((size_t)(rows * G) * 4);
+        arena_own(ar, free, gsrc);
+        decode_grouped(g, t, codes, gsrc);
+    }
+    float beta = grouped ? 1.0f : decode_ternary(g, t, codes);
     /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight */
     char *sname = xasprintf("%.*s.scale", (int)(strlen(t->name) - strlen(".weight")), t->name);
     const gguf_tensor *st = gguf_find(g, sname);
@@ -210,6 +239,7 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
         }
         const uint8_t *src = codes + gr * cols;
         uint8_t *dst = packed + (hr % R) * cols;
+        if (grouped) memcpy(gs + hr * G, gsrc + gr * G, (size_t)G * 4);
         int shift = (int)(2 * (hr / R));
         for (uint64_t c = 0; c < cols; c++) dst[c] |= (uint8_t)(src[c] << shift);
     }
@@ -218,6 +248,9 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
     float *scale = (float *)archive_memory(a, 4);
     *scale = beta;
     add_tensor(a, xasprintf("%s_scale", name), ST_F32, 1, 1, 0, (const uint8_t *)scale, 4, g->path);
+    if (grouped)
+        add_tensor(a, xasprintf("%s_group_scale", name), ST_F32, 2, (int64_t)rows, (int64_t)G, (const uint8_t *)gs,
+                   rows * G * 4, g->path);
 }
 
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
@@ -273,8 +306,12 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     } else if (!strcmp(arch, "llama")) {
         m->architecture = xstrdup("LlamaForCausalLM");
         m->activation = RSR_ACT_SILU;
+    } else if (!strcmp(arch, "qwen3")) { /* trained in floats: activations per block of 32, as llama.cpp's Q8_0 */
+        m->architecture = xstrdup("Qwen3ForCausalLM");
+        m->activation = RSR_ACT_SILU;
+        m->qk_norm = true, m->act_block = 32;
     } else {
-        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama)", g->path, arch);
+        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3)", g->path, arch);
     }
     m->wformat = WF_PACKED;
     m->hidden = (int32_t)meta_uint(g, arch, "embedding_length", UINT64_MAX, 65535);
@@ -283,10 +320,18 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->num_heads = (int32_t)meta_uint(g, arch, "attention.head_count", UINT64_MAX, 4096);
     m->num_kv_heads = (int32_t)meta_uint(g, arch, "attention.head_count_kv", (uint64_t)m->num_heads, 4096);
     m->max_positions = (int32_t)meta_uint(g, arch, "context_length", 2048, 1 << 24);
-    if (m->hidden % m->num_heads || m->num_heads % m->num_kv_heads)
-        fatal("%s: embedding_length %d, head_count %d and head_count_kv %d do not divide", g->path, m->hidden,
-              m->num_heads, m->num_kv_heads);
-    m->head_dim = m->hidden / m->num_heads;
+    if (m->num_heads % m->num_kv_heads)
+        fatal("%s: head_count %d is not a multiple of head_count_kv %d", g->path, m->num_heads, m->num_kv_heads);
+    uint64_t key_len = meta_uint(g, arch, "attention.key_length", 0, 65535);
+    if (!key_len && m->hidden % m->num_heads)
+        fatal("%s: embedding_length %d is not a multiple of head_count %d, and %s.attention.key_length is absent",
+              g->path, m->hidden, m->num_heads, arch);
+    m->head_dim = key_len ? (int32_t)key_len : m->hidden / m->num_heads;
+    if (meta_uint(g, arch, "attention.value_length", (uint64_t)m->head_dim, 65535) != (uint64_t)m->head_dim)
+        fatal("%s: %s.attention.value_length differs from key_length %d (not supported)", g->path, arch, m->head_dim);
+    if ((int64_t)m->num_heads * m->head_dim > 65535)
+        fatal("%s: %d heads of %d is above 65535, the widest matrix input supported", g->path, m->num_heads,
+              m->head_dim);
     if (m->head_dim % 2) fatal("%s: head dimension %d is odd; RoPE needs pairs", g->path, m->head_dim);
     uint64_t rope_dim = meta_uint(g, arch, "rope.dimension_count", (uint64_t)m->head_dim, 65535);
     if (rope_dim != (uint64_t)m->head_dim)
@@ -396,7 +441,7 @@ static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_va
     return (char *)model.b;
 }
 
-/* A byte-level BPE tokenizer (tokenizer.ggml.model "gpt2" with the "llama-bpe" pre-tokenizer) as
+/* A byte-level BPE tokenizer (tokenizer.ggml.model "gpt2" with the "llama-bpe" or "qwen2" pre-tokenizer) as
  * tokenizer.json text: normal and byte tokens (types 1, 6) in the model's vocabulary, control and
  * user-defined ones (3, 4) as added tokens (special when control), unused ones (5) left out;
  * BOS added when tokenizer.ggml.add_bos_token is not false. NULL, with a note, for the others. */
@@ -410,10 +455,11 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     const bool llama3 = meta_is(g, "tokenizer.ggml.pre", "llama-bpe") || meta_is(g, "tokenizer.ggml.pre", "llama3") ||
                         meta_is(g, "tokenizer.ggml.pre", "llama-v3") || meta_is(g, "tokenizer.ggml.pre", "falcon3") ||
                         meta_is(g, "tokenizer.ggml.pre", "falcon-h1");
-    if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !llama3)) {
+    const bool qwen2 = meta_is(g, "tokenizer.ggml.pre", "qwen2");
+    if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !(llama3 || qwen2))) {
         note(0,
              "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
-             "Llama 3, the ones rsrc reads from GGUF: the artifact takes token ids only",
+             "Llama 3 or Qwen2, the ones rsrc reads from GGUF: the artifact takes token ids only",
              g->path);
         return NULL;
     }
@@ -445,7 +491,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     }
     cJSON *ml = cJSON_CreateArray(); /* no refusal from here until it is attached */
     for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i]));
-    bpe_json_pipeline(root);
+    bpe_json_pipeline(root, qwen2 ? bpe_qwen2_split : bpe_llama3_split);
     if (bos >= 0 && !(addbos && addbos->type == GGUF_BOOL && !addbos->u)) { /* BOS, then the text */
         const cJSON *bt = NULL, *a;
         cJSON_ArrayForEach(a, added) if (cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble == bos) bt = a;
@@ -453,7 +499,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     }
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddBoolToObject(model, "byte_fallback", 0);
-    cJSON_AddBoolToObject(model, "ignore_merges", 1); /* llama.cpp's llama-bpe does so too */
+    cJSON_AddBoolToObject(model, "ignore_merges", llama3); /* llama.cpp's llama-bpe does so, its qwen2 not */
     cJSON_AddItemToObject(model, "merges", ml);
     char *text = cJSON_PrintUnformatted(root);
     if (!text) fatal("out of memory");
@@ -504,7 +550,11 @@ void gguf_model_load(model *m, const char *path) {
         arena_disown(ar, name);
     }
     st_sort_and_check(a, path);
-    m->format_name = ternary_type == GGML_I2_S ? "gguf-i2_s" : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0" : "gguf-tq2_0";
+    m->format_name = ternary_type == GGML_I2_S    ? "gguf-i2_s"
+                     : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0"
+                     : ternary_type == GGML_Q1_0  ? "gguf-q1_0"
+                     : ternary_type == GGML_Q2_0  ? "gguf-q2_0"
+                                                  : "gguf-tq2_0";
     note(1, "%s: GGUF v%u, %s (%s), %" PRIu64 " tensors", path, g->version, arch, m->format_name, g->ntensors);
     arena_close(ar); /* the file's tables; its tensors' data lives on in the archive's mapping */
 }

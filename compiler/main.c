@@ -684,6 +684,8 @@ static void compile_matrices(build *b) {
         L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
         L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, out_dim[PROJ_Q]) : RSR_NO_TENSOR;
         L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
+        L->q_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
+        L->k_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int pj = 0; pj < NUM_PROJ; pj++) {
             int32_t idx = l * NUM_PROJ + pj;
@@ -692,6 +694,7 @@ static void compile_matrices(build *b) {
             stage_enter(STAGE_LOAD);
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
+            ternary_matrix_expand(&tm, m->act_block);
             matrix_request rq = {.strategy = o->strategy,
                                  .k = o->rsr_k,
                                  .user_strategy = o->strategy,
@@ -710,16 +713,25 @@ static void compile_matrices(build *b) {
                                  xstrdup(kn->symbol),
                                  kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL,
                                  kn->strategy,
-                                 tm.rows,
+                                 tm.src_rows,
                                  tm.cols,
                                  kn->block_rows,
                                  kn->num_blocks,
                                  tm.beta,
                                  kn->data_offset,
-                                 cm.index_bytes};
+                                 cm.index_bytes,
+                                 tm.unit_cols,
+                                 tm.planes,
+                                 tm.scale_cols,
+                                 RSR_NO_TENSOR};
+            if (tm.unit_cols) {
+                blob_align(&b->blob, 64);
+                r->group_scale = blob_write(&b->blob, tm.scales,
+                                            sizeof *tm.scales * (size_t)tm.src_rows * (size_t)(tm.cols / tm.scale_cols));
+            }
             *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
-            b->weights += (uint64_t)tm.rows * (uint64_t)tm.cols;
+            b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
             progress_expect_backend(backend_seconds(b, NULL) * (double)all_weights / (double)b->weights);
             b->index_bytes += r->index_bytes;
             compiled_matrix_free(&cm);

@@ -78,7 +78,7 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
         rsr_reference_matvec(p, x, y);
         for (int32_t r = 0; r < t->rows; r++) {
             int32_t want = 0;
-            for (int32_t c = 0; c < t->cols; c++) want += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
+            for (int32_t c = 0; c < t->cols; c++) want += ternary_weight(t, r, c) * x[c];
             if (want != y[r])
                 fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r], r, want);
         }

@@ -244,6 +244,11 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
 
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
+    if (t->unit_cols && (tg->kind == TK_CUDA || (forced != STRAT_AUTO && !strategy_is_rsr(forced))))
+        fatal("tensor '%s': its scales per group of columns (or the activations' per block) have RSR kernels for "
+              "the CPU only so far, not %s%s",
+              t->name, tg->kind == TK_CUDA ? "GPU kernels on " : "--strategy=",
+              tg->kind == TK_CUDA ? tg->name : strategy_names[forced]);
     if (tg->kind == TK_CUDA) {
         plan_gpu(t, tg, forced, forced_k, out);
         return;
@@ -266,7 +271,7 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         if (k_of[s]) out->cost[s] = best_ns;
     }
     if (forced_k) snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", forced_k);
-    for (int s = STRAT_I2; s < NUM_STRATEGIES; s++)
+    for (int s = STRAT_I2; s < NUM_STRATEGIES && !t->unit_cols; s++) /* i2 and lut: one sum per row only */
         if (plan_candidate(tg, (enum strategy)s)) out->cost[s] = plan_predict(t, tg, (enum strategy)s, 0, false);
 
     enum strategy best = STRAT_AUTO;

@@ -22,7 +22,7 @@
 static uint32_t column_code(const ternary_matrix *t, int k, int32_t r0, int32_t c, bool binary) {
     uint32_t pos = 0, neg = 0;
     for (int r = 0; r < k && r0 + r < t->rows; r++) {
-        int8_t w = t->w[(size_t)(r0 + r) * (size_t)t->cols + (size_t)c];
+        int w = ternary_weight(t, r0 + r, c);
         pos |= (uint32_t)(w > 0) << r;
         neg |= (uint32_t)(w < 0) << r;
     }
@@ -39,14 +39,18 @@ void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *p) {
     p->binary = t->binary;
     p->num_blocks = (t->rows + k - 1) / k;
     uint32_t ncodes = p->binary ? 1u << k : 1u << (2 * k);
-    size_t cols = (size_t)t->cols, blocks = (size_t)p->num_blocks;
-    size_t max_segs = blocks * (cols < ncodes ? cols : ncodes);
+    size_t cols = (size_t)t->cols, blocks = (size_t)p->num_blocks, max_segs = 0, max_kept = 0;
+    for (size_t b = 0; b < blocks; b++) { /* a block's columns: all, or its units' (ternary_block_cols) */
+        int32_t c0, c1;
+        ternary_block_cols(t, (int32_t)(b * (size_t)k), k, &c0, &c1);
+        max_kept += (size_t)(c1 - c0), max_segs += (size_t)(c1 - c0) < ncodes ? (size_t)(c1 - c0) : ncodes;
+    }
 
     p->block_seg = xmalloc(sizeof *p->block_seg * (blocks + 1));
     p->block_col = xmalloc(sizeof *p->block_col * (blocks + 1));
-    p->seg_code = xmalloc(sizeof *p->seg_code * max_segs);
-    p->seg_len = xmalloc(sizeof *p->seg_len * max_segs);
-    p->perm = xmalloc(sizeof *p->perm * blocks * cols);
+    p->seg_code = xmalloc(sizeof *p->seg_code * (max_segs ? max_segs : 1));
+    p->seg_len = xmalloc(sizeof *p->seg_len * (max_segs ? max_segs : 1));
+    p->perm = xmalloc(sizeof *p->perm * (max_kept ? max_kept : 1));
     uint32_t *code = xmalloc(sizeof *code * cols);
     uint32_t *count = xcalloc(ncodes, sizeof *count);
     uint32_t *start = xmalloc(sizeof *start * ncodes);
@@ -55,7 +59,9 @@ void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *p) {
     for (size_t b = 0; b < blocks; b++) {
         p->block_seg[b] = (uint32_t)nseg;
         p->block_col[b] = (uint32_t)nkept;
-        for (size_t c = 0; c < cols; c++) {
+        int32_t c0, c1;
+        ternary_block_cols(t, (int32_t)(b * (size_t)k), k, &c0, &c1);
+        for (size_t c = (size_t)c0; c < (size_t)c1; c++) {
             code[c] = column_code(t, k, (int32_t)(b * (size_t)k), (int32_t)c, p->binary);
             count[code[c]]++;
         }
@@ -69,10 +75,10 @@ void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *p) {
             p->seg_len[nseg] = (uint16_t)count[cd];
             nseg++;
         }
-        for (size_t c = 0; c < cols; c++)
+        for (size_t c = (size_t)c0; c < (size_t)c1; c++)
             if (code[c] >= first_code) p->perm[start[code[c]]++] = (uint16_t)c;
         nkept = at;
-        for (size_t c = 0; c < cols; c++) count[code[c]] = 0;
+        for (size_t c = (size_t)c0; c < (size_t)c1; c++) count[code[c]] = 0;
     }
     p->block_seg[blocks] = (uint32_t)nseg;
     p->block_col[blocks] = (uint32_t)nkept;
@@ -111,7 +117,9 @@ void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out) {
     for (int32_t s = 0; s < sample; s++) {
         int32_t b = (int32_t)((int64_t)s * nblocks / sample);
         memset(seen, 0, ncodes);
-        for (int32_t c = 0; c < t->cols; c++) {
+        int32_t c0, c1;
+        ternary_block_cols(t, b * k, k, &c0, &c1);
+        for (int32_t c = c0; c < c1; c++) {
             uint32_t cd = column_code(t, k, b * k, c, t->binary);
             if (!t->binary && cd == 0) continue;
             kept++;

@@ -119,6 +119,8 @@ typedef struct model {
     const char *attn_sub_norm, *ffn_sub_norm; /* tensor name suffixes, when sub_norms */
     bool tied;
     int activation; /* enum rsr_activation */
+    bool qk_norm;   /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
+    int32_t act_block; /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
     int32_t vocab, max_positions, bos, eos;
     float rms_eps, bitlinear_eps;
@@ -131,10 +133,35 @@ typedef struct model {
 typedef struct ternary_matrix {
     char *name;
     int32_t rows, cols;
-    int8_t *w; /* [rows][cols], values -1, 0, 1 */
+    int8_t *w; /* [src_rows][cols], values -1, 0, 1 (and +2 with group scales) */
     float beta;
     bool binary; /* no zeros: every weight is ±1 */
+    /* Scales per group of columns (Q1_0, Q2_0), or activations scaled per block: the matrix the
+     * kernels see is the expanded one of rsr_artifact_matrix (rows = units · planes · src_rows, row
+     * (u·planes + p)·src_rows + r holding row r's weights of plane p in unit u's columns, zero
+     * elsewhere); ternary_weight reads it. unit_cols 0: not expanded, rows == src_rows. */
+    int32_t src_rows, unit_cols, planes, scale_cols;
+    float *scales; /* [src_rows][cols / scale_cols], or NULL (beta) */
 } ternary_matrix;
+
+/* Weight (r, c) of the matrix the kernels see. */
+static inline int ternary_weight(const ternary_matrix *t, int32_t r, int32_t c) {
+    if (!t->unit_cols) return t->w[(size_t)r * (size_t)t->cols + (size_t)c];
+    int32_t R = t->src_rows, u = r / (R * t->planes), p = r / R % t->planes;
+    if (c / t->unit_cols != u) return 0;
+    int w = t->w[(size_t)(r % R) * (size_t)t->cols + (size_t)c];
+    return p == 0 ? (w > 1 ? 1 : w) : w == 2;
+}
+/* The columns [*c0, *c1) where rows [r0, r0 + k) of the matrix the kernels see may be nonzero. */
+static inline void ternary_block_cols(const ternary_matrix *t, int32_t r0, int k, int32_t *c0, int32_t *c1) {
+    *c0 = 0, *c1 = t->cols;
+    if (!t->unit_cols) return;
+    int32_t span = t->src_rows * t->planes, last = r0 + k - 1 < t->rows ? r0 + k - 1 : t->rows - 1;
+    *c0 = r0 / span * t->unit_cols, *c1 = (last / span + 1) * t->unit_cols;
+}
+/* Expands t for units of unit_cols columns (checkpoint.c): per-block activations (act_block) or
+ * its own group scales; nothing when both are absent. */
+void ternary_matrix_expand(ternary_matrix *t, int32_t act_block);
 
 /* The seven linear layers of a block, in the order they are compiled. */
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, NUM_PROJ };
@@ -167,7 +194,9 @@ enum ggml_type {
     GGML_BF16 = 30,
     GGML_TQ1_0 = 34,
     GGML_TQ2_0 = 35,
-    GGML_I2_S = 36
+    GGML_I2_S = 36,
+    GGML_Q1_0 = 41,
+    GGML_Q2_0 = 42
 };
 typedef struct gguf_value {
     uint32_t type, atype; /* the GGUF value type; an array's element type */
@@ -573,6 +602,8 @@ typedef struct matrix_record {
     float beta;
     uint64_t data;
     uint64_t index_bytes;
+    int32_t unit_cols, planes, scale_cols; /* rsr_artifact_matrix's */
+    uint64_t group_scale;
 } matrix_record;
 void emit_c_matrix_entry(FILE *out, const matrix_record *r);
 typedef struct artifact_desc {

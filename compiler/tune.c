@@ -482,7 +482,8 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
         const kernel *kn = &cm[i].kn;
         emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn->symbol, kn->batch_symbol, kn->strategy, kn->rows,
                                                 kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
-                                                kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0});
+                                                kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0, 0, 0, 0,
+                                                RSR_NO_TENSOR});
     }
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
@@ -734,6 +735,10 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
 
 void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, matrix_request *rq, matrix_plan *mp) {
     plan_matrix(tm, t, rq->strategy, rq->k, mp);
+    if (tm->unit_cols) { /* the RSR forms of a group-scaled matrix: the cost model's k (not measured yet) */
+        rq->decided = mp;
+        return;
+    }
     stage_enter(STAGE_TUNE);
     stage_hold(true); /* the candidates' own compiles count as tuning */
     rq->measured = tune_matrix(ts, tm, mp);

@@ -63,6 +63,10 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     w->up = malloc(sizeof(float) * B * (size_t)a->intermediate);
     w->xq = calloc(B, (size_t)w->xq_stride);
     w->xs = malloc(sizeof(float) * B);
+    if (a->act_block > 0) {
+        w->xd_stride = (int32_t)((widest + (size_t)a->act_block - 1) / (size_t)a->act_block);
+        if (!(w->xd = malloc(sizeof(float) * B * (size_t)w->xd_stride))) w->xs = (free(w->xs), NULL);
+    }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     w->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
     w->acc = malloc(sizeof(int32_t) * B * (size_t)w->acc_stride);
@@ -85,7 +89,7 @@ rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows) {
 
 void rt_work_free(rt_work *w) {
     free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
-    free(w->up), free(w->xq), free(w->xs), free(w->rope), free(w->acc);
+    free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->acc);
     *w = (rt_work){0};
 }
 
@@ -266,6 +270,20 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
     return quantize_scalar(q, x, n);
 }
 
+/* Per block of B values (rsr_artifact.act_block; docs/numerics.md, "Group scales"): Q8_0's form
+ * as llama.cpp's CPU code makes it, amax of the block, q = rint(x · (127 / amax)) (0 when amax is
+ * 0), and the block's scale amax / 127 rounded to f16, as Q8_0 stores it. n a multiple of B. */
+static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B) {
+    for (int32_t b0 = 0; b0 < n; b0 += B) {
+        float amax = 0;
+        for (int32_t i = b0; i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
+        for (int32_t i = b0; i < b0 + B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
+        xd[b0 / B] = rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
+    }
+    memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n));
+}
+
 static float quantize(int8_t *q, const float *x, int32_t n) {
     const rt_isa isa = rt_cpu_isa();
     float scale = rt_quantize_family(rt_isa_avx512(isa) ? 2 : isa == RT_ISA_AVX2 ? 1 : 0, q, x, n);
@@ -304,21 +322,28 @@ RT_ISA_CLONES(dequantize,
                int accumulate),
               (y, acc, beta, x_scale, r0, r1, accumulate))
 
+/* Chunk c of `chunks` of the blocks of one matrix, [*b0, *b1): its kernel for the n tokens. acc
+ * holds this matrix's sums. */
+static void kernel_part(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t *acc, int32_t n,
+                        int32_t c, int32_t chunks, int32_t *b0, int32_t *b1) {
+    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+    int32_t nb = mx->num_blocks, xs_stride = w->xq_stride, acc_stride = w->acc_stride;
+    *b0 = (int32_t)((int64_t)nb * c / chunks), *b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
+    if (n > 1 && mx->kernel_batch) {
+        mx->kernel_batch(data, w->xq, xs_stride, acc, acc_stride, n, *b0, *b1);
+    } else {
+        for (int32_t t = 0; t < n; t++)
+            mx->kernel(data, w->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, *b0, *b1);
+    }
+}
+
 /* The thread's blocks [b0, b1) of one matrix: the kernel, then its own rows to fp32 while they
  * are in its cache (no second pass, no barrier). acc holds this matrix's rows. */
 static void bitlinear_part(const rsr_model *m, const rt_work *w, const bl_out *o, int32_t *acc, int32_t n, int32_t c,
                            int32_t chunks, int32_t *r0, int32_t *r1) {
-    const rsr_artifact *a = m->a;
-    const rsr_artifact_matrix *mx = &a->matrix[o->index];
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
-    int32_t nb = mx->num_blocks, xs_stride = w->xq_stride, acc_stride = w->acc_stride;
-    int32_t b0 = (int32_t)((int64_t)nb * c / chunks), b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
-    if (n > 1 && mx->kernel_batch) {
-        mx->kernel_batch(data, w->xq, xs_stride, acc, acc_stride, n, b0, b1);
-    } else {
-        for (int32_t t = 0; t < n; t++)
-            mx->kernel(data, w->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, b0, b1);
-    }
+    const rsr_artifact_matrix *mx = &m->a->matrix[o->index];
+    int32_t acc_stride = w->acc_stride, b0, b1;
+    kernel_part(m, w, mx, acc, n, c, chunks, &b0, &b1);
     *r0 = b0 * mx->rsr_k, *r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
     for (int32_t t = 0; t < n; t++)
         dequantize(o->y + (size_t)t * o->stride, acc + (size_t)t * (size_t)acc_stride, mx->scale, w->xs[t], *r0, *r1,
@@ -346,8 +371,84 @@ RT_INLINE_BODY void activate_body(const rsr_artifact *a, float *restrict g, cons
 RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1),
               (a, g, u, r0, r1))
 
+/* Rows [r0, r1) of a matrix with scales per group of columns, token t (docs/numerics.md, "Group
+ * scales"): y[r] (=, or +=) Σ_u (float)(Σ_p S[u][p][r]) · scale[r][u] · xd[u] over the units in
+ * ascending order; with per-token activations (xd NULL), that sum / x_scale. */
+static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, float *restrict y,
+                             const int32_t *restrict acc, const float *xd, float x_scale, int32_t r0, int32_t r1,
+                             int accumulate) {
+    const int32_t R = mx->rows, U = mx->cols / mx->unit_cols, P = mx->planes, S = mx->cols / mx->scale_cols;
+    const int32_t per = mx->scale_cols / mx->unit_cols;
+    const float *gs = blob_f32(m, mx->group_scale);
+    for (int32_t r = r0; r < r1; r++) {
+        float sum = 0;
+        for (int32_t u = 0; u < U; u++) {
+            int32_t sp = acc[(size_t)u * (size_t)P * (size_t)R + (size_t)r];
+            if (P == 2) sp += acc[((size_t)u * 2 + 1) * (size_t)R + (size_t)r];
+            float v = (float)sp * gs[(size_t)r * (size_t)S + (size_t)(u / per)];
+            sum += xd ? v * xd[u] : v;
+        }
+        if (!xd) sum = sum / x_scale;
+        y[r] = accumulate ? y[r] + sum : sum;
+    }
+}
+
+/* bitlinear's form when a matrix has scales per group of columns: the kernels over every thread's
+ * blocks, then (their sums of one row being spread over the blocks of every unit) the rows split
+ * among the threads anew for the conversion to fp32 and the activation. */
+static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
+    const rsr_artifact *a = m->a;
+    int32_t nb = 0, rows = 0;
+    for (int j = 0; j < count; j++) {
+        const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+        nb = mx->num_blocks > nb ? mx->num_blocks : nb, rows = mx->rows > rows ? mx->rows : rows;
+    }
+    const int32_t team = m->num_threads > 0 ? m->num_threads : omp_get_max_threads();
+    const int32_t chunks = nb < team ? nb : team, row_chunks = rows < team ? rows : team;
+#pragma omp parallel num_threads(team)
+    {
+#pragma omp for schedule(static, 1)
+        for (int32_t c = 0; c < chunks; c++) {
+            int64_t offset = 0;
+            for (int j = 0; j < count; j++) {
+                const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+                int32_t b0, b1;
+                kernel_part(m, w, mx, w->acc + offset, n, c, chunks, &b0, &b1);
+                offset += rt_kernel_rows(mx);
+            }
+        }
+#pragma omp for schedule(static, 1)
+        for (int32_t c = 0; c < row_chunks; c++) {
+            int64_t offset = 0;
+            int32_t r0 = 0, r1 = 0;
+            for (int j = 0; j < count; j++) {
+                const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+                r0 = (int32_t)((int64_t)mx->rows * c / row_chunks), r1 = (int32_t)((int64_t)mx->rows * (c + 1) / row_chunks);
+                for (int32_t t = 0; t < n; t++) {
+                    const int32_t *acc = w->acc + (size_t)t * (size_t)w->acc_stride + offset;
+                    float *y = outs[j].y + (size_t)t * outs[j].stride;
+                    if (mx->unit_cols)
+                        group_dequantize(m, mx, y, acc, w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL,
+                                         w->xs[t], r0, r1, outs[j].accumulate);
+                    else
+                        dequantize(y, acc, mx->scale, w->xs[t], r0, r1, outs[j].accumulate);
+                }
+                offset += rt_kernel_rows(mx);
+            }
+            if (glu) /* gate and up have the same rows: r0, r1 are both's */
+                for (int32_t t = 0; t < n; t++)
+                    activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
+        }
+    }
+}
+
 static void bitlinear(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
     const rsr_artifact *a = m->a;
+    for (int j = 0; j < count; j++)
+        if (a->matrix[outs[j].index].unit_cols) {
+            bitlinear_grouped(m, w, outs, count, n, glu);
+            return;
+        }
     if (glu) { /* in the region only where gate and up split into the same rows per thread */
         const rsr_artifact_matrix *g = &a->matrix[outs[0].index], *u = &a->matrix[outs[1].index];
         if (g->rows != u->rows || g->rsr_k != u->rsr_k || g->num_blocks != u->num_blocks) {
@@ -378,6 +479,17 @@ static void bitlinear1(const rsr_model *m, rt_work *w, int32_t index, int32_t n,
                        int accumulate) {
     bl_out o = {index, y, stride, accumulate};
     bitlinear(m, w, &o, 1, n, 0);
+}
+
+/* RMSNorm of each of the heads of x in place, weights w [d] (Qwen3's q and k norms): rmsnorm's
+ * arithmetic, head by head. */
+static void head_norms(float *x, int32_t heads, int32_t d, const float *w, float eps) {
+    for (int32_t h = 0; h < heads; h++) {
+        float *v = x + (size_t)h * (size_t)d, ss = 0;
+        for (int32_t i = 0; i < d; i++) ss += v[i] * v[i];
+        float inv = 1.0f / sqrtf(ss / (float)d + eps);
+        for (int32_t i = 0; i < d; i++) v[i] = (v[i] * inv) * w[i];
+    }
 }
 
 static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
@@ -426,7 +538,11 @@ static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x
                 rmsnorm(tmp, xt, NULL, cols, a->bitlinear_eps);
                 xt = tmp;
             }
-            w->xs[t] = quantize(w->xq + (size_t)t * (size_t)w->xq_stride, xt, cols);
+            if (a->act_block)
+                quantize_blocks(w->xq + (size_t)t * (size_t)w->xq_stride, w->xd + (size_t)t * (size_t)w->xd_stride, xt,
+                                cols, a->act_block);
+            else
+                w->xs[t] = quantize(w->xq + (size_t)t * (size_t)w->xq_stride, xt, cols);
         }
     }
 }
@@ -454,6 +570,8 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
     for (int32_t t = 0; t < rows; t++) { /* RoPE and the cache rows of token t: its own rows only */
         const rt_run *r = run_of(runs, nruns, t);
         float *qt = w->q + (size_t)t * q_out, *kt = w->k + (size_t)t * kv_out;
+        if (L->q_norm != RSR_NO_TENSOR) head_norms(qt, a->num_heads, d, blob_f32(m, L->q_norm), a->rms_eps);
+        if (L->k_norm != RSR_NO_TENSOR) head_norms(kt, a->num_kv_heads, d, blob_f32(m, L->k_norm), a->rms_eps);
         rope(qt, a->num_heads, d, w->rope + (size_t)t * (size_t)d);
         rope(kt, a->num_kv_heads, d, w->rope + (size_t)t * (size_t)d);
         for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {

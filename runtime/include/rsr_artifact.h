@@ -16,7 +16,7 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 8u /* 8: chat_template; 7: RSR_BATCH_MAX 256 (was 64) */
+#define RSR_ABI_VERSION 9u /* 9: group scales, act_block, q/k norms; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -59,12 +59,21 @@ typedef struct rsr_artifact_matrix {
     uint64_t data;      /* blob offset of the index data, RSR_NO_TENSOR if none */
     rsr_kernel_fn kernel;
     rsr_kernel_batch_fn kernel_batch; /* NULL: the runtime calls `kernel` once per token */
+    /* Scales per group of columns (docs/numerics.md, "Group scales"), unit_cols > 0: the kernel's
+     * rows are units · planes · rows sums (num_blocks counts blocks of those), the one of unit u,
+     * plane p and row r at y[(u·planes + p)·rows + r] over columns [u·unit_cols, (u+1)·unit_cols)
+     * (plane 0: the weights clamped to ±1; plane 1: 1 where a weight is +2), and row r's output is
+     * Σ_u group_scale[r][u·unit_cols / scale_cols] · (Σ_p sum) · (the activation's scale of unit u).
+     * unit_cols 0: one sum per row, scaled by `scale`. */
+    int32_t unit_cols, planes, scale_cols;
+    uint64_t group_scale; /* f32 [rows][cols / scale_cols]; RSR_NO_TENSOR when unit_cols is 0 */
 } rsr_artifact_matrix;
 
 typedef struct rsr_artifact_layer {
     uint64_t attn_norm, ffn_norm;         /* f32 [hidden] */
     uint64_t attn_sub_norm, ffn_sub_norm; /* f32 [hidden], [intermediate]; or RSR_NO_TENSOR */
     int32_t q, k, v, o, gate, up, down;   /* indices into matrix[] */
+    uint64_t q_norm, k_norm;              /* f32 [head_dim]: RMSNorm of each head of q and k (Qwen3), or RSR_NO_TENSOR */
 } rsr_artifact_layer;
 
 /*
@@ -107,6 +116,8 @@ typedef struct rsr_artifact {
     int32_t vocab, max_positions, bos, eos;
     int32_t activation;     /* enum rsr_activation */
     int32_t bitlinear_norm; /* 1: weightless RMSNorm inside every BitLinear (Falcon-E) */
+    int32_t act_block;      /* 0: int8 activations with one scale per token; else one per block of act_block
+                               columns (Q8_0's form; every matrix then has unit_cols == act_block) */
     float rms_eps, bitlinear_eps;
     double rope_theta;
     const uint8_t *blob;

@@ -48,7 +48,9 @@ typedef struct rt_work {
     float *q, *k, *v, *att;    /* [rows][q_out], [rows][kv_out], [rows][kv_out], [rows][q_out] */
     float *gate, *up;          /* [rows][intermediate] */
     int8_t *xq;                /* [rows][xq_stride] quantised activation */
-    float *xs;                 /* [rows] its scales */
+    float *xs;                 /* [rows] its scales (per-token activations) */
+    float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
+    int32_t xd_stride;
     float *rope;               /* [rows][head_dim] cos, sin of each token's rotary angles */
     int32_t *acc;              /* [rows][acc_stride] integer products */
     int32_t acc_stride;        /* room for the rows of q, k and v together */
@@ -123,6 +125,11 @@ void rt_gpu_model_close(rsr_model *m);
 
 /* Writes the message into err (RSR_ERRMSG_SIZE bytes) and returns st. */
 rsr_status rt_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The sums a matrix's kernel writes per token: one per row, or per unit, plane and row
+ * (rsr_artifact_matrix.unit_cols). */
+static inline int64_t rt_kernel_rows(const rsr_artifact_matrix *x) {
+    return x->unit_cols > 0 ? (int64_t)(x->cols / x->unit_cols) * x->planes * x->rows : x->rows;
+}
 /* n rounded up to RSR_X_PAD: the padded length of a quantised activation (the kernel contract). */
 static inline int32_t rt_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
 /* load.c: refuses an artifact whose code needs CPU features this CPU lacks; the threads of a

@@ -69,8 +69,9 @@ static rsr_status check_artifact(rsr_model *m) {
         return BAD("vocab %d, max_positions %d", a->vocab, a->max_positions);
     if (a->bos < -1 || a->bos >= a->vocab || a->eos < -1 || a->eos >= a->vocab)
         return BAD("bos %d, eos %d for vocab %d", a->bos, a->eos, a->vocab);
-    if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU) || (a->bitlinear_norm & ~1))
-        return BAD("activation %d, bitlinear_norm %d", a->activation, a->bitlinear_norm);
+    if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU) || (a->bitlinear_norm & ~1) ||
+        a->act_block < 0 || a->act_block > 4096 || a->act_block % 16)
+        return BAD("activation %d, bitlinear_norm %d, act_block %d", a->activation, a->bitlinear_norm, a->act_block);
     if (!(a->rms_eps >= 0 && a->rms_eps <= 1) || !(a->bitlinear_eps >= 0 && a->bitlinear_eps <= 1) ||
         !(a->rope_theta >= 1 && a->rope_theta <= 1e12))
         return BAD("rms_eps %g, bitlinear_eps %g, rope_theta %g", (double)a->rms_eps, (double)a->bitlinear_eps,
@@ -91,16 +92,25 @@ static rsr_status check_artifact(rsr_model *m) {
     }
     if (!blob_range_ok(a, a->final_norm, 4 * H, 4)) return BAD("final norm at %llu", (unsigned long long)a->final_norm);
 
-    int32_t max_rows = 0;
+    int64_t max_rows = 0;
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_matrix *x = &a->matrix[i];
+        if (x->unit_cols != a->act_block && (a->act_block || x->unit_cols < 0))
+            return BAD("matrix %d: units of %d columns, activations per block of %d", i, x->unit_cols, a->act_block);
+        if (x->unit_cols > 0 &&
+            (x->cols <= 0 || x->cols % x->unit_cols || x->planes < 1 || x->planes > 2 || x->scale_cols <= 0 ||
+             x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 ||
+             !blob_range_ok(a, x->group_scale, 4 * (uint64_t)x->rows * (uint64_t)(x->cols / x->scale_cols), 4)))
+            return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns", i, x->cols, x->unit_cols,
+                       x->planes, x->scale_cols);
+        int64_t kr = x->rows > 0 && x->cols > 0 ? rt_kernel_rows(x) : 0;
         if (!x->kernel || x->rows <= 0 || x->cols <= 0 || x->cols > 65535 || x->rsr_k <= 0 || x->rsr_k > 64 ||
-            x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < x->rows ||
-            (int64_t)(x->num_blocks - 1) * x->rsr_k >= x->rows || !isfinite(x->scale) ||
+            kr > (1 << 28) || x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < kr ||
+            (int64_t)(x->num_blocks - 1) * x->rsr_k >= kr || !isfinite(x->scale) ||
             (x->data != RSR_NO_TENSOR && x->data >= a->blob_size))
             return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols, x->rsr_k,
                        x->num_blocks);
-        if (x->rows > max_rows) max_rows = x->rows;
+        if (kr > max_rows) max_rows = kr;
     }
     if (a->tokenizer_json != RSR_NO_TENSOR &&
         (a->tokenizer_json > a->blob_size || a->tokenizer_json_size > a->blob_size - a->tokenizer_json))
@@ -122,7 +132,9 @@ static rsr_status check_artifact(rsr_model *m) {
         const rsr_artifact_layer *L = &a->layer[l];
         if (!blob_range_ok(a, L->attn_norm, 4 * H, 4) || !blob_range_ok(a, L->ffn_norm, 4 * H, 4) ||
             (L->attn_sub_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->attn_sub_norm, 4 * q_out, 4)) ||
-            (L->ffn_sub_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->ffn_sub_norm, 4 * I, 4)))
+            (L->ffn_sub_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->ffn_sub_norm, 4 * I, 4)) ||
+            (L->q_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->q_norm, 4 * (uint64_t)a->head_dim, 4)) ||
+            (L->k_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->k_norm, 4 * (uint64_t)a->head_dim, 4)))
             return BAD("layer %d: a norm leaves the blob", l);
         const int32_t idx[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
         const uint64_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
@@ -135,7 +147,7 @@ static rsr_status check_artifact(rsr_model *m) {
         }
     }
 #undef BAD
-    m->max_rows = max_rows;
+    m->max_rows = (int32_t)max_rows;
     return RSR_OK;
 }
 
@@ -280,6 +292,7 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     if (!m || !m->a || !x || !y || ntok <= 0) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
+    if (m->a->matrix[index].unit_cols) return RSR_ERR_NOT_FOUND; /* sums per unit of columns, not per row */
     return m->backend->matmul_int(m, index, x, ntok, y);
 }
 

@@ -40,28 +40,5 @@ for c in "${cases[@]}"; do
       --logits "$work/$fmt.$k.f32" >/dev/null 2>&1
   done
   node "$dir/llama_ref.mjs" "$work/$fmt/model.gguf" "$prompt" >"$work/$fmt.ref.json"
-  python3 - "$work" "$fmt" "$n" <<'PY'
-import json, math, struct, sys
-work, fmt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ref = json.load(open('%s/%s.ref.json' % (work, fmt)))['probs']
-worst_kl = worst_dp = worst_tie = 0.0
-same = 0
-for k in range(1, n + 1):
-    raw = open('%s/%s.%d.f32' % (work, fmt, k), 'rb').read()
-    logits = struct.unpack('<%df' % (len(raw) // 4), raw)
-    m = max(logits)
-    e = [math.exp(x - m) for x in logits]
-    s = sum(e)
-    p, r = [x / s for x in e], ref[k - 1]
-    top, rtop = max(range(len(p)), key=p.__getitem__), max(range(len(r)), key=r.__getitem__)
-    same += top == rtop
-    worst_tie = max(worst_tie, r[rtop] - r[top])  # what llama.cpp's best has over rsrc's best
-    worst_kl = max(worst_kl, sum(a * math.log(a / b) for a, b in zip(r, p) if a > 0 and b > 0))
-    worst_dp = max(worst_dp, max(abs(a - b) for a, b in zip(p, r)))
-print('%s: llama.cpp and rsrc agree on the most likely token at %d of %d positions (elsewhere a near tie: '
-      'llama.cpp puts at most %.2e more on its own); largest KL(llama.cpp || rsrc) %.2e, largest |dp| %.2e'
-      % (fmt, same, n, worst_tie, worst_kl, worst_dp))
-if same < n - 2 or worst_tie > 2e-3 or worst_kl > 0.01 or worst_dp > 0.01:
-    sys.exit('%s: rsrc does not agree with llama.cpp closely enough' % fmt)
-PY
+  python3 "$here/compare_probs.py" "$work" "$fmt" "$n" "$work/$fmt.ref.json" llama.cpp
 done

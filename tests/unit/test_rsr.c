@@ -4,7 +4,9 @@
  * For random ternary and binary matrices of awkward shapes (rows not a multiple of k, one
  * column, all-zero rows) and every k from 1 to 8: the plan's interpretation equals the naive
  * product, the plan is a permutation of the kept columns, and the C emitted for both kernel
- * forms — compiled with the system C compiler and loaded — gives bit-identical int32 sums.
+ * forms — compiled with the system C compiler and loaded — gives bit-identical int32 sums. The
+ * same for matrices expanded per unit of columns (group scales, activations per block), against
+ * their per-unit sums written out from the weights as loaded.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -36,7 +38,38 @@ static ternary_matrix random_matrix(int32_t rows, int32_t cols, bool binary, int
     return t;
 }
 
+/* A matrix expanded per unit of columns (ternary_matrix_expand): weights -1, 0, 1 and, with
+ * plus2, some +2 (Q2_0's code 3), in units of `unit` columns. */
+static ternary_matrix random_grouped(int32_t rows, int32_t cols, int32_t unit, bool plus2) {
+    ternary_matrix t = {.name = xstrdup("grouped"), .rows = rows, .src_rows = rows, .cols = cols, .beta = 1};
+    t.w = xmalloc((size_t)rows * (size_t)cols);
+    for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
+        t.w[i] = plus2 && next() % 16 == 0 ? 2 : (int8_t)((int)(next() % 3) - 1);
+    ternary_matrix_expand(&t, unit);
+    return t;
+}
+
+/* The sums of an expanded matrix from its weights as loaded, written out here apart from
+ * ternary_weight: unit u, plane p, row r at (u·planes + p)·src_rows + r, plane 0 counting a +2 as
+ * +1 and plane 1 counting it once more. */
+static void naive_grouped(const ternary_matrix *t, const int8_t *x, int32_t *y) {
+    for (int32_t u = 0; u < t->cols / t->unit_cols; u++)
+        for (int p = 0; p < t->planes; p++)
+            for (int32_t r = 0; r < t->src_rows; r++) {
+                int32_t s = 0;
+                for (int32_t c = u * t->unit_cols; c < (u + 1) * t->unit_cols; c++) {
+                    int w = t->w[(size_t)r * (size_t)t->cols + (size_t)c];
+                    s += (p == 0 ? (w == 2 ? 1 : w) : (w == 2)) * x[c];
+                }
+                y[(u * t->planes + p) * t->src_rows + r] = s;
+            }
+}
+
 static void naive(const ternary_matrix *t, const int8_t *x, int32_t *y) {
+    if (t->unit_cols) {
+        naive_grouped(t, x, y);
+        return;
+    }
     for (int32_t r = 0; r < t->rows; r++) {
         int32_t s = 0;
         for (int32_t c = 0; c < t->cols; c++) s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
@@ -247,9 +280,27 @@ int main(void) {
     check_plan(&z, 4);
     ternary_matrix_free(&z);
 
+    /* matrices expanded per unit of columns (scales per group, activations per block): blocks
+     * of k rows that straddle two units or planes, rows not a multiple of k */
+    static const int32_t grouped[][3] = {{4, 64, 32}, {7, 96, 32}, {13, 64, 16}, {33, 128, 64}};
+    for (size_t s = 0; s < sizeof grouped / sizeof *grouped; s++)
+        for (int plus2 = 0; plus2 < 2; plus2++)
+            for (int k = 1; k <= RSR_MAX_K; k++) {
+                ternary_matrix t = random_grouped(grouped[s][0], grouped[s][1], grouped[s][2], plus2);
+                EXPECT(t.planes == 1 + plus2, "%dx%d: %d planes", grouped[s][0], grouped[s][1], t.planes);
+                check_plan(&t, k);
+                ternary_matrix_free(&t);
+            }
+
     char dir[] = "/tmp/rsrc-unit.XXXXXX";
     if (!mkdtemp(dir)) return 1;
     int serial = 0;
+    for (size_t s = 0; s < sizeof grouped / sizeof *grouped; s++)
+        for (int k = 1; k <= RSR_MAX_K; k += 3) { /* k = 1, 4, 7 */
+            ternary_matrix t = random_grouped(grouped[s][0], grouped[s][1], grouped[s][2], true);
+            check_emitted(&t, k, dir, serial++);
+            ternary_matrix_free(&t);
+        }
     static const int32_t emit_shapes[][2] = {{4, 8}, {7, 5}, {13, 33}, {64, 100}};
     for (size_t s = 0; s < sizeof emit_shapes / sizeof *emit_shapes; s++)
         for (int k = 1; k <= RSR_MAX_K; k += (k < 4 ? 1 : 4)) /* k = 1, 2, 3, 4, 8 */

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Qwen3 GGUF files with llama.cpp's group-scaled types beside two references: tests/gguf/qwen3_model.py
+# (shares no code with rsrc) writes each file (Q2_0 ternary, Q1_0 binary, Q2_0 with codes of +2,
+# and a tied head; random scales per block, q/k norms, head dimension 96 where hidden/heads is 64)
+# and computes its logits in float64 with nothing quantised but the weights; upstream llama.cpp
+# (npm's node-llama-cpp) gives its next-token probabilities; rsrc compiles the file and gives its
+# logits after each prefix of a prompt. Both comparisons must pass compare_probs.py's check (the
+# same most likely token but in near ties, KL below 0.01, no probability off by more than 0.03;
+# measured: KL at most 1.1e-3, |dp| at most 0.014: the int8 activations' rounding, which llama.cpp's
+# Q8_0 blocks have too). Exits 77 (ctest: skipped) without node, npm or the registry.
+# Usage: check_qwen3.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$build/gguf-ref
+who=check_qwen3.sh
+. "$here/packages.sh"
+. "$here/../npm_fetch.sh"
+# shellcheck disable=SC2086
+npm_fetch "$dir" --omit=optional --ignore-scripts $packages
+cp "$here/llama_ref.mjs" "$dir/"
+work=$build/tests/gguf-qwen3
+rm -rf "$work" && mkdir -p "$work"
+prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
+n=$(echo "$prompt" | tr ',' '\n' | wc -l)
+# name, then qwen3_model.py write's arguments
+cases=("q2_0 --weights q2_0 --seed 1"
+       "q1_0 --weights q1_0 --seed 2"
+       "q2_0-plus2 --weights q2_0-plus2 --seed 3"
+       "q2_0-tied --weights q2_0 --seed 4 --tied")
+for c in "${cases[@]}"; do
+  read -r name args <<<"$c"
+  # shellcheck disable=SC2086
+  python3 "$here/qwen3_model.py" write "$work/$name.gguf" $args
+  "$build/rsrc" "$work/$name.gguf" -o "$work/$name.so" -O0
+  for k in $(seq 1 "$n"); do
+    "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
+      --logits "$work/$name.$k.f32" >/dev/null 2>&1
+  done
+  python3 "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
+  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  node "$dir/llama_ref.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"
+  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+done

@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+# An independent writer and exact float reference for small Qwen3 GGUF models: the check of rsrc's
+# Qwen3 support against something that shares no code with tools/mkgguf.c. Standard library only.
+#
+# write: a GGUF v3 file (little-endian, alignment 32) of llama.cpp's "qwen3" architecture: vocab
+# 384, hidden 256, 4 query heads and 2 KV heads of head_dim 96 (not hidden/heads), FFN 512, 2
+# layers. The seven matrices of each layer in llama.cpp's Q2_0 (blocks of 64: f16 d, 16 bytes of
+# 2-bit codes, element j at bits 2*(j%4) of byte j/4, value (code-1)*d) or Q1_0 (blocks of 128: f16
+# d, 16 bytes, bit j%8 of byte j/8 set: +d, clear: -d), random codes (ternary, or ternary with ~2%
+# of +2 for q2_0-plus2, or +-1) and a scale per block of U(0.5, 1.5)/sqrt(cols); token_embd and
+# output (absent with --tied) F16 of N(0, 0.125), the norms F32 of 1 + N(0, 0.1); a byte-level
+# "gpt2" tokenizer (pre "qwen2") of 256 byte tokens, 125 merges learnt from a fixed text and 3
+# ChatML specials. Deterministic for a seed.
+# reference: reads such a file (sizes from its metadata) with its own reader and runs the Qwen3
+# forward pass in float64 with nothing quantised but the weights (llama.cpp's graph: pre-norm,
+# per-head RMSNorm of q and k before NEOX RoPE, GQA, SwiGLU), giving the logits after each prefix
+# of a list of token ids.
+# Usage: qwen3_model.py write OUT.gguf --weights {q2_0,q1_0,q2_0-plus2} [--seed N] [--tied]
+#        qwen3_model.py reference MODEL.gguf ID,ID,... [--json OUT]
+import argparse
+import json
+import math
+import random
+import struct
+import sys
+
+VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FF, LAYERS = 384, 256, 4, 2, 96, 512, 2
+CTX, THETA, EPS = 512, 1000000.0, 1e-6
+EMBED_STD = 0.125                   # token_embd and output; logits of std ~2 after output_norm
+SCALE_LO, SCALE_HI = 0.5, 1.5       # block scale d = U(lo, hi) / sqrt(cols)
+F32, F16, Q1_0, Q2_0 = 0, 1, 41, 42
+BLOCK = {F32: (1, 4), F16: (1, 2), Q1_0: (128, 18), Q2_0: (64, 18)}  # elements, bytes
+FTYPE = {Q1_0: 40, Q2_0: 41}        # llama_ftype MOSTLY_Q1_0, MOSTLY_Q2_0
+ALIGN = 32
+U32, I32, F32V, BOOL, STR, ARR = 4, 5, 6, 7, 8, 9   # GGUF value types
+SCALAR = {0: '<B', 1: '<b', 2: '<H', 3: '<h', 4: '<I', 5: '<i', 6: '<f', 7: '<?',
+          10: '<Q', 11: '<q', 12: '<d'}
+SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
+CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+                 "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+                 "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+CORPUS = ("the quick brown fox jumps over the lazy dog and then the dog runs after the fox into "
+          "the forest where the trees stand tall and the birds sing their morning songs while "
+          "the river flows past the old stone bridge that the farmers built many years ago when "
+          "the village was young and the people worked together in the fields from dawn until "
+          "the evening light faded behind the distant mountains covered with snow; children "
+          "played near the water, throwing pebbles and laughing, as their mothers watched from "
+          "the shade of the willow trees. 0123456789 + - * / = ( ) [ ] { } < > # @ ! ? % & ~")
+
+
+# ---- tokenizer ----
+
+def byte_chars():
+    """GPT-2's byte-to-unicode map: printable bytes stand for themselves, the rest 256 + n."""
+    keep = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
+    out, n = [], 0
+    for b in range(256):
+        if b in keep:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + n))
+            n += 1
+    return out
+
+
+def learn_merges(n_new):
+    """BPE merges learnt from CORPUS (words with their leading space) until n_new new tokens."""
+    chars = byte_chars()
+    words = [[chars[b] for b in ((' ' if i else '') + w).encode()]
+             for i, w in enumerate(CORPUS.split())]
+    tokens, merges, new = set(chars), [], []
+    while len(new) < n_new:
+        counts = {}
+        for w in words:
+            for pair in zip(w, w[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            sys.exit('qwen3_model.py: corpus too small for %d merges' % n_new)
+        best = max(sorted(counts), key=counts.get)     # ties: the lexically first pair
+        merges.append(best[0] + ' ' + best[1])
+        if best[0] + best[1] not in tokens:
+            tokens.add(best[0] + best[1])
+            new.append(best[0] + best[1])
+        words = [merge_word(w, best) for w in words]
+    return new, merges
+
+
+def merge_word(w, pair):
+    out, i = [], 0
+    while i < len(w):
+        if i + 1 < len(w) and (w[i], w[i + 1]) == pair:
+            out.append(w[i] + w[i + 1])
+            i += 2
+        else:
+            out.append(w[i])
+            i += 1
+    return out
+
+
+def tokenizer_kv():
+    new, merges = learn_merges(VOCAB - 256 - len(SPECIALS))
+    tokens = byte_chars() + new + SPECIALS
+    types = [1] * (len(tokens) - len(SPECIALS)) + [3] * len(SPECIALS)
+    return [('tokenizer.ggml.model', STR, 'gpt2'), ('tokenizer.ggml.pre', STR, 'qwen2'),
+            ('tokenizer.ggml.tokens', (ARR, STR), tokens),
+            ('tokenizer.ggml.token_type', (ARR, I32), types),
+            ('tokenizer.ggml.merges', (ARR, STR), merges),
+            ('tokenizer.ggml.bos_token_id', U32, tokens.index('<|endoftext|>')),
+            ('tokenizer.ggml.eos_token_id', U32, tokens.index('<|im_end|>')),
+            ('tokenizer.ggml.padding_token_id', U32, tokens.index('<|endoftext|>')),
+            ('tokenizer.ggml.add_bos_token', BOOL, False),
+            ('tokenizer.chat_template', STR, CHAT_TEMPLATE)]
+
+
+# ---- random tensors ----
+
+def q2_block(rng, cols, plus2):
+    d = rng.uniform(SCALE_LO, SCALE_HI) / math.sqrt(cols)
+    codes = [3 if plus2 and rng.random() < 0.02 else rng.randrange(3) for _ in range(64)]
+    qs = bytes(codes[i] | codes[i + 1] << 2 | codes[i + 2] << 4 | codes[i + 3] << 6
+               for i in range(0, 64, 4))
+    return struct.pack('<e', d) + qs
+
+
+def q1_block(rng, cols):
+    d = rng.uniform(SCALE_LO, SCALE_HI) / math.sqrt(cols)
+    return struct.pack('<e', d) + bytes(rng.getrandbits(8) for _ in range(16))
+
+
+def matrix(rng, weights, rows, cols):
+    """W[rows][cols] as (ggml type, bytes): rows * cols/qk blocks, row after row."""
+    if weights == 'q1_0':
+        return Q1_0, b''.join(q1_block(rng, cols) for _ in range(rows * cols // 128))
+    plus2 = weights == 'q2_0-plus2'
+    return Q2_0, b''.join(q2_block(rng, cols, plus2) for _ in range(rows * cols // 64))
+
+
+def f16s(rng, n, std):
+    return F16, struct.pack('<%de' % n, *(rng.gauss(0, std) for _ in range(n)))
+
+
+def norm(rng, n):
+    return F32, struct.pack('<%df' % n, *(1 + 0.1 * rng.gauss(0, 1) for _ in range(n)))
+
+
+def tensors(rng, weights, tied):
+    """(name, ne innermost first, type, data) of every tensor."""
+    out = [('token_embd.weight', [HIDDEN, VOCAB]) + f16s(rng, VOCAB * HIDDEN, EMBED_STD)]
+    q, kv = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    shapes = [('attn_q', q, HIDDEN), ('attn_k', kv, HIDDEN), ('attn_v', kv, HIDDEN),
+              ('attn_output', HIDDEN, q), ('ffn_gate', FF, HIDDEN), ('ffn_up', FF, HIDDEN),
+              ('ffn_down', HIDDEN, FF)]
+    for l in range(LAYERS):
+        pre = 'blk.%d.' % l
+        out.append((pre + 'attn_norm.weight', [HIDDEN]) + norm(rng, HIDDEN))
+        out.append((pre + 'attn_q_norm.weight', [HEAD_DIM]) + norm(rng, HEAD_DIM))
+        out.append((pre + 'attn_k_norm.weight', [HEAD_DIM]) + norm(rng, HEAD_DIM))
+        out.append((pre + 'ffn_norm.weight', [HIDDEN]) + norm(rng, HIDDEN))
+        for name, rows, cols in shapes:
+            out.append((pre + name + '.weight', [cols, rows]) + matrix(rng, weights, rows, cols))
+    out.append(('output_norm.weight', [HIDDEN]) + norm(rng, HIDDEN))
+    if not tied:
+        out.append(('output.weight', [HIDDEN, VOCAB]) + f16s(rng, VOCAB * HIDDEN, EMBED_STD))
+    return out
+
+
+# ---- GGUF writer ----
+
+def gstr(s):
+    b = s.encode()
+    return struct.pack('<Q', len(b)) + b
+
+
+def gval(t, v):
+    if t == STR:
+        return gstr(v)
+    if isinstance(t, tuple):
+        return struct.pack('<IQ', t[1], len(v)) + b''.join(gval(t[1], x) for x in v)
+    return struct.pack(SCALAR[t], v)
+
+
+def metadata(weights, seed):
+    a = 'qwen3.'
+    return [('general.architecture', STR, 'qwen3'),
+            ('general.name', STR, 'rsrc qwen3 test %s seed %d' % (weights, seed)),
+            ('general.alignment', U32, ALIGN),
+            ('general.file_type', U32, FTYPE[Q1_0 if weights == 'q1_0' else Q2_0]),
+            ('general.quantization_version', U32, 2),
+            (a + 'context_length', U32, CTX), (a + 'embedding_length', U32, HIDDEN),
+            (a + 'block_count', U32, LAYERS), (a + 'feed_forward_length', U32, FF),
+            (a + 'attention.head_count', U32, HEADS),
+            (a + 'attention.head_count_kv', U32, KV_HEADS),
+            (a + 'attention.key_length', U32, HEAD_DIM),
+            (a + 'attention.value_length', U32, HEAD_DIM),
+            (a + 'rope.freq_base', F32V, THETA),
+            (a + 'attention.layer_norm_rms_epsilon', F32V, EPS)] + tokenizer_kv()
+
+
+def pad(n):
+    return -n % ALIGN
+
+
+def write(path, weights, seed, tied):
+    rng = random.Random(seed)
+    kvs, ts = metadata(weights, seed), tensors(rng, weights, tied)
+    head = b'GGUF' + struct.pack('<IQQ', 3, len(ts), len(kvs))
+    head += b''.join(gstr(k) + struct.pack('<I', t[0] if isinstance(t, tuple) else t) + gval(t, v)
+                     for k, t, v in kvs)
+    data, infos = b'', b''
+    for name, ne, typ, raw in ts:
+        infos += gstr(name) + struct.pack('<I%dQ' % len(ne), len(ne), *ne)
+        infos += struct.pack('<IQ', typ, len(data))
+        data += raw + bytes(pad(len(raw)))
+    head += infos
+    with open(path, 'wb') as f:
+        f.write(head + bytes(pad(len(head))) + data)
+
+
+# ---- GGUF reader ----
+
+class Reader:
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self):
+        n = self.take('<Q')
+        self.pos += n
+        return self.buf[self.pos - n:self.pos].decode('utf-8', 'replace')
+
+    def value(self, t):
+        if t == STR:
+            return self.string()
+        if t == ARR:
+            et, n = self.take('<I'), self.take('<Q')
+            return [self.value(et) for _ in range(n)]
+        return self.take(SCALAR[t])
+
+
+def read_gguf(path):
+    """(metadata dict, {name: (ne, type, raw bytes)})."""
+    with open(path, 'rb') as f:
+        buf = f.read()
+    r = Reader(buf)
+    if r.take('<4s') != b'GGUF' or r.take('<I') != 3:
+        sys.exit('qwen3_model.py: %s: not a GGUF v3 file' % path)
+    nt, nkv = r.take('<Q'), r.take('<Q')
+    meta = {}
+    for _ in range(nkv):
+        k = r.string()
+        meta[k] = r.value(r.take('<I'))
+    infos = []
+    for _ in range(nt):
+        name, nd = r.string(), r.take('<I')
+        ne = [r.take('<Q') for _ in range(nd)]
+        infos.append((name, ne, r.take('<I'), r.take('<Q')))
+    align = meta.get('general.alignment', ALIGN)
+    base = r.pos + (-r.pos % align)
+    out = {}
+    for name, ne, typ, off in infos:
+        n = math.prod(ne)
+        qk, size = BLOCK[typ]
+        out[name] = (ne, typ, buf[base + off:base + off + n // qk * size])
+    return meta, out
+
+
+Q1_SIGNS = [tuple(1.0 if b >> k & 1 else -1.0 for k in range(8)) for b in range(256)]
+Q2_CODES = [tuple(float((b >> 2 * k & 3) - 1) for k in range(4)) for b in range(256)]
+
+
+def dequant(typ, raw, n):
+    if typ == F32:
+        return list(struct.unpack('<%df' % n, raw))
+    if typ == F16:
+        return list(struct.unpack('<%de' % n, raw))
+    table = Q1_SIGNS if typ == Q1_0 else Q2_CODES
+    out = []
+    for o in range(0, len(raw), 18):
+        d = struct.unpack_from('<e', raw, o)[0]
+        out += [c * d for byte in raw[o + 2:o + 18] for c in table[byte]]
+    return out
+
+
+def load(tensors_, name):
+    """A 1-d tensor as a list, a 2-d one as a list of rows (ne1 rows of ne0)."""
+    ne, typ, raw = tensors_[name]
+    v = dequant(typ, raw, math.prod(ne))
+    if len(ne) == 1:
+        return v
+    return [v[i:i + ne[0]] for i in range(0, len(v), ne[0])]
+
+
+# ---- float64 forward pass ----
+
+class Model:
+    def __init__(self, path):
+        meta, ts = read_gguf(path)
+        a = meta['general.architecture'] + '.'
+        self.hidden = meta[a + 'embedding_length']
+        self.heads = meta[a + 'attention.head_count']
+        self.kv_heads = meta.get(a + 'attention.head_count_kv', self.heads)
+        self.head_dim = meta.get(a + 'attention.key_length', self.hidden // self.heads)
+        self.theta = meta.get(a + 'rope.freq_base', 10000.0)
+        self.eps = meta[a + 'attention.layer_norm_rms_epsilon']
+        self.embd = load(ts, 'token_embd.weight')
+        self.output = load(ts, 'output.weight') if 'output.weight' in ts else self.embd
+        self.output_norm = load(ts, 'output_norm.weight')
+        names = ['attn_norm', 'attn_q_norm', 'attn_k_norm', 'ffn_norm', 'attn_q', 'attn_k',
+                 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down']
+        self.layers = [{n: load(ts, 'blk.%d.%s.weight' % (l, n)) for n in names}
+                       for l in range(meta[a + 'block_count'])]
+        d = self.head_dim
+        self.inv_freq = [self.theta ** (-2.0 * i / d) for i in range(d // 2)]
+
+    def rmsnorm(self, x, w):
+        s = 1.0 / math.sqrt(sum(v * v for v in x) / len(x) + self.eps)
+        return [v * s * g for v, g in zip(x, w)]
+
+    def rope(self, x, pos):
+        """NEOX rotation: element i pairs with i + d/2."""
+        h = len(x) // 2
+        out = [0.0] * len(x)
+        for i, f in enumerate(self.inv_freq):
+            c, s = math.cos(pos * f), math.sin(pos * f)
+            out[i] = x[i] * c - x[i + h] * s
+            out[i + h] = x[i] * s + x[i + h] * c
+        return out
+
+    def heads_of(self, v, n):
+        d = self.head_dim
+        return [v[i * d:(i + 1) * d] for i in range(n)]
+
+    def attention(self, L, x, pos, cache):
+        """Wo . attn(q, k, v) for one new token; cache: [(k heads, v heads)] of earlier ones."""
+        q = [self.rope(self.rmsnorm(h, L['attn_q_norm']), pos)
+             for h in self.heads_of(matvec(L['attn_q'], x), self.heads)]
+        k = [self.rope(self.rmsnorm(h, L['attn_k_norm']), pos)
+             for h in self.heads_of(matvec(L['attn_k'], x), self.kv_heads)]
+        cache.append((k, self.heads_of(matvec(L['attn_v'], x), self.kv_heads)))
+        scale, group, out = 1.0 / math.sqrt(self.head_dim), self.heads // self.kv_heads, []
+        for h in range(self.heads):
+            g = h // group
+            p = softmax([dot(q[h], kt[g]) * scale for kt, _ in cache])
+            acc = [0.0] * self.head_dim
+            for w, (_, vt) in zip(p, cache):
+                acc = [a + w * b for a, b in zip(acc, vt[g])]
+            out += acc
+        return matvec(L['attn_output'], out)
+
+    def ffn(self, L, x):
+        g, u = matvec(L['ffn_gate'], x), matvec(L['ffn_up'], x)
+        return matvec(L['ffn_down'], [a / (1.0 + math.exp(-a)) * b for a, b in zip(g, u)])
+
+    def step(self, tok, pos, caches):
+        """The logits after token tok at position pos; caches: one KV list per layer."""
+        h = list(self.embd[tok])
+        for L, cache in zip(self.layers, caches):
+            h = add(h, self.attention(L, self.rmsnorm(h, L['attn_norm']), pos, cache))
+            h = add(h, self.ffn(L, self.rmsnorm(h, L['ffn_norm'])))
+        return matvec(self.output, self.rmsnorm(h, self.output_norm))
+
+    def run(self, ids):
+        caches = [[] for _ in self.layers]
+        return [self.step(t, p, caches) for p, t in enumerate(ids)]
+
+
+def dot(a, b):
+    return sum(x * y for x, y in zip(a, b))
+
+
+def matvec(w, x):
+    return [dot(row, x) for row in w]
+
+
+def add(a, b):
+    return [x + y for x, y in zip(a, b)]
+
+
+def softmax(v):
+    m = max(v)
+    e = [math.exp(x - m) for x in v]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+# ---- command line ----
+
+def main():
+    ap = argparse.ArgumentParser(description='Qwen3 GGUF test models and their float reference')
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    w = sub.add_parser('write', help='write a random model')
+    w.add_argument('out')
+    w.add_argument('--weights', choices=['q2_0', 'q1_0', 'q2_0-plus2'], required=True)
+    w.add_argument('--seed', type=int, default=1)
+    w.add_argument('--tied', action='store_true', help='no output.weight: tied to token_embd')
+    r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
+    r.add_argument('model')
+    r.add_argument('ids')
+    r.add_argument('--json', help='output file (default stdout)')
+    args = ap.parse_args()
+    if args.cmd == 'write':
+        write(args.out, args.weights, args.seed, args.tied)
+        return
+    logits = Model(args.model).run([int(t) for t in args.ids.split(',')])
+    text = json.dumps({'logits': logits})
+    if args.json:
+        with open(args.json, 'w') as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == '__main__':
+    main()

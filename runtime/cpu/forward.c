@@ -43,6 +43,8 @@ static uint8_t *alloc_cache(const rsr_artifact *a, int32_t max_positions, size_t
     return p;
 }
 
+#define RT_GROUPED_ACC_BYTES ((size_t)16 << 20) /* a grouped model's integer sums held at once (rt_work_init) */
+
 static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 /* ---- the activations of a step ---- */
@@ -69,7 +71,11 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     w->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
-    w->acc = malloc(sizeof(int32_t) * B * (size_t)w->acc_stride);
+    /* a grouped model's sums are units · planes per row (40 MB a token for an 8B model's down):
+     * its steps go through them RT_GROUPED_ACC_BYTES at a time (bitlinear_grouped) */
+    size_t per_token = sizeof(int32_t) * (size_t)w->acc_stride, cap = RT_GROUPED_ACC_BYTES / per_token;
+    w->acc_rows = m->grouped && cap < B ? (int32_t)(cap ? cap : 1) : rows;
+    w->acc = malloc(per_token * (size_t)w->acc_rows);
     if (!w->h || !w->xn || !w->tmp || !w->q || !w->k || !w->v || !w->att || !w->gate || !w->up || !w->xq || !w->xs ||
         !w->rope || !w->acc) {
         rt_work_free(w);
@@ -322,18 +328,19 @@ RT_ISA_CLONES(dequantize,
                int accumulate),
               (y, acc, beta, x_scale, r0, r1, accumulate))
 
-/* Chunk c of `chunks` of the blocks of one matrix, [*b0, *b1): its kernel for the n tokens. acc
- * holds this matrix's sums. */
-static void kernel_part(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t *acc, int32_t n,
-                        int32_t c, int32_t chunks, int32_t *b0, int32_t *b1) {
+/* Chunk c of `chunks` of the blocks of one matrix, [*b0, *b1): its kernel for the n tokens from
+ * token t0. acc holds this matrix's sums of token t0 in its first row. */
+static void kernel_part(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t *acc, int32_t t0,
+                        int32_t n, int32_t c, int32_t chunks, int32_t *b0, int32_t *b1) {
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
     int32_t nb = mx->num_blocks, xs_stride = w->xq_stride, acc_stride = w->acc_stride;
+    const int8_t *xq = w->xq + (size_t)t0 * (size_t)xs_stride;
     *b0 = (int32_t)((int64_t)nb * c / chunks), *b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
     if (n > 1 && mx->kernel_batch) {
-        mx->kernel_batch(data, w->xq, xs_stride, acc, acc_stride, n, *b0, *b1);
+        mx->kernel_batch(data, xq, xs_stride, acc, acc_stride, n, *b0, *b1);
     } else {
         for (int32_t t = 0; t < n; t++)
-            mx->kernel(data, w->xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, *b0, *b1);
+            mx->kernel(data, xq + (size_t)t * (size_t)xs_stride, acc + (size_t)t * (size_t)acc_stride, *b0, *b1);
     }
 }
 
@@ -343,7 +350,7 @@ static void bitlinear_part(const rsr_model *m, const rt_work *w, const bl_out *o
                            int32_t chunks, int32_t *r0, int32_t *r1) {
     const rsr_artifact_matrix *mx = &m->a->matrix[o->index];
     int32_t acc_stride = w->acc_stride, b0, b1;
-    kernel_part(m, w, mx, acc, n, c, chunks, &b0, &b1);
+    kernel_part(m, w, mx, acc, 0, n, c, chunks, &b0, &b1);
     *r0 = b0 * mx->rsr_k, *r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows;
     for (int32_t t = 0; t < n; t++)
         dequantize(o->y + (size_t)t * o->stride, acc + (size_t)t * (size_t)acc_stride, mx->scale, w->xs[t], *r0, *r1,
@@ -393,9 +400,34 @@ static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, 
     }
 }
 
-/* bitlinear's form when a matrix has scales per group of columns: the kernels over every thread's
- * blocks, then (their sums of one row being spread over the blocks of every unit) the rows split
- * among the threads anew for the conversion to fp32 and the activation. */
+/* bitlinear's form when a matrix has scales per group of columns (and for every matrix of such a
+ * model, whose acc may hold fewer tokens than a step: w->acc_rows at a time): the kernels over
+ * every thread's blocks, then (their sums of one row being spread over the blocks of every unit)
+ * the rows split among the threads anew for the conversion to fp32 and the activation. */
+static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t t0, int32_t n, int glu,
+                         int32_t c, int32_t chunks) {
+    const rsr_artifact *a = m->a;
+    int64_t offset = 0;
+    int32_t r0 = 0, r1 = 0;
+    for (int j = 0; j < count; j++) {
+        const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+        r0 = (int32_t)((int64_t)mx->rows * c / chunks), r1 = (int32_t)((int64_t)mx->rows * (c + 1) / chunks);
+        for (int32_t t = t0; t < t0 + n; t++) {
+            const int32_t *acc = w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset;
+            float *y = outs[j].y + (size_t)t * outs[j].stride;
+            if (mx->unit_cols)
+                group_dequantize(m, mx, y, acc, w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL, w->xs[t], r0,
+                                 r1, outs[j].accumulate);
+            else
+                dequantize(y, acc, mx->scale, w->xs[t], r0, r1, outs[j].accumulate);
+        }
+        offset += rt_kernel_rows(mx);
+    }
+    if (glu) /* gate and up have the same rows: r0, r1 are both's */
+        for (int32_t t = t0; t < t0 + n; t++)
+            activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
+}
+
 static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
     const rsr_artifact *a = m->a;
     int32_t nb = 0, rows = 0;
@@ -405,50 +437,32 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
     }
     const int32_t team = m->num_threads > 0 ? m->num_threads : omp_get_max_threads();
     const int32_t chunks = nb < team ? nb : team, row_chunks = rows < team ? rows : team;
+    for (int32_t t0 = 0; t0 < n; t0 += w->acc_rows) {
+        const int32_t k = n - t0 < w->acc_rows ? n - t0 : w->acc_rows;
 #pragma omp parallel num_threads(team)
-    {
+        {
 #pragma omp for schedule(static, 1)
-        for (int32_t c = 0; c < chunks; c++) {
-            int64_t offset = 0;
-            for (int j = 0; j < count; j++) {
-                const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
-                int32_t b0, b1;
-                kernel_part(m, w, mx, w->acc + offset, n, c, chunks, &b0, &b1);
-                offset += rt_kernel_rows(mx);
-            }
-        }
-#pragma omp for schedule(static, 1)
-        for (int32_t c = 0; c < row_chunks; c++) {
-            int64_t offset = 0;
-            int32_t r0 = 0, r1 = 0;
-            for (int j = 0; j < count; j++) {
-                const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
-                r0 = (int32_t)((int64_t)mx->rows * c / row_chunks), r1 = (int32_t)((int64_t)mx->rows * (c + 1) / row_chunks);
-                for (int32_t t = 0; t < n; t++) {
-                    const int32_t *acc = w->acc + (size_t)t * (size_t)w->acc_stride + offset;
-                    float *y = outs[j].y + (size_t)t * outs[j].stride;
-                    if (mx->unit_cols)
-                        group_dequantize(m, mx, y, acc, w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL,
-                                         w->xs[t], r0, r1, outs[j].accumulate);
-                    else
-                        dequantize(y, acc, mx->scale, w->xs[t], r0, r1, outs[j].accumulate);
+            for (int32_t c = 0; c < chunks; c++) {
+                int64_t offset = 0;
+                for (int j = 0; j < count; j++) {
+                    const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+                    int32_t b0, b1;
+                    kernel_part(m, w, mx, w->acc + offset, t0, k, c, chunks, &b0, &b1);
+                    offset += rt_kernel_rows(mx);
                 }
-                offset += rt_kernel_rows(mx);
             }
-            if (glu) /* gate and up have the same rows: r0, r1 are both's */
-                for (int32_t t = 0; t < n; t++)
-                    activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
+#pragma omp for schedule(static, 1)
+            for (int32_t c = 0; c < row_chunks; c++) grouped_rows(m, w, outs, count, t0, k, glu, c, row_chunks);
         }
     }
 }
 
 static void bitlinear(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
     const rsr_artifact *a = m->a;
-    for (int j = 0; j < count; j++)
-        if (a->matrix[outs[j].index].unit_cols) {
-            bitlinear_grouped(m, w, outs, count, n, glu);
-            return;
-        }
+    if (m->grouped) {
+        bitlinear_grouped(m, w, outs, count, n, glu);
+        return;
+    }
     if (glu) { /* in the region only where gate and up split into the same rows per thread */
         const rsr_artifact_matrix *g = &a->matrix[outs[0].index], *u = &a->matrix[outs[1].index];
         if (g->rows != u->rows || g->rsr_k != u->rsr_k || g->num_blocks != u->num_blocks) {

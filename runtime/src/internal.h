@@ -31,7 +31,8 @@ struct rsr_model {
     struct rt_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];          /* rsr_model_info.device */
     int32_t num_threads;
-    int32_t max_rows;         /* the largest matrix output (scratch sizes) */
+    int32_t max_rows;         /* the largest kernel output, rt_kernel_rows (scratch sizes) */
+    bool grouped;             /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
     rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
     rsr_status status;        /* of the open: a model that failed to open refuses every use */
     char err[RSR_ERRMSG_SIZE];
@@ -52,8 +53,9 @@ typedef struct rt_work {
     float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
     int32_t xd_stride;
     float *rope;               /* [rows][head_dim] cos, sin of each token's rotary angles */
-    int32_t *acc;              /* [rows][acc_stride] integer products */
+    int32_t *acc;              /* [acc_rows][acc_stride] integer products */
     int32_t acc_stride;        /* room for the rows of q, k and v together */
+    int32_t acc_rows;          /* tokens acc holds: rows, or fewer where a grouped model's sums are many */
 } rt_work;
 rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows);    /* RSR_ERR_OUT_OF_MEMORY */
 rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows); /* grows to rows; RSR_ERR_OUT_OF_MEMORY */

@@ -111,6 +111,7 @@ static rsr_status check_artifact(rsr_model *m) {
             return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols, x->rsr_k,
                        x->num_blocks);
         if (kr > max_rows) max_rows = kr;
+        m->grouped |= x->unit_cols > 0;
     }
     if (a->tokenizer_json != RSR_NO_TENSOR &&
         (a->tokenizer_json > a->blob_size || a->tokenizer_json_size > a->blob_size - a->tokenizer_json))

@@ -37,6 +37,11 @@ for c in "${cases[@]}"; do
     "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
       --logits "$work/$name.$k.f32" >/dev/null 2>&1
   done
+  # steps of 1 and 5 tokens give the bits of one step of all 16 (docs/design.md)
+  for b in 1 5; do
+    "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b --logits "$work/$name.b$b.f32" >/dev/null 2>&1
+    cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"
+  done
   python3 "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   node "$dir/llama_ref.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"

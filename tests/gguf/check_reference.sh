@@ -28,7 +28,11 @@ prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
 cases=("tq1-bitnet --format gguf-tq1 --gguf-arch bitnet"
        "tq2-bitnet --format gguf-tq2 --gguf-arch bitnet"
        "tq2-llama-q6_k --format gguf-tq2 --gguf-arch llama --gguf-embed q6_k"
-       "tq1-llama-q8_0 --format gguf-tq1 --gguf-arch llama --gguf-embed q8_0")
+       "tq1-llama-q8_0 --format gguf-tq1 --gguf-arch llama --gguf-embed q8_0"
+       "q2-qwen3 --format gguf-q2 --gguf-arch qwen3 --heads 4 --head-dim 96"
+       "q1-qwen3 --format gguf-q1 --gguf-arch qwen3"
+       "q2p-qwen3 --format gguf-q2 --gguf-arch qwen3 --plus2 2"
+       "i2s-qwen3 --format gguf-i2s --gguf-arch qwen3 --untied")
 for c in "${cases[@]}"; do
   read -r fmt args <<<"$c"
   # shellcheck disable=SC2086

@@ -444,7 +444,8 @@ void ternary_matrix_expand(ternary_matrix *t, int32_t act_block) {
     for (size_t i = 0; i < (size_t)R * (size_t)t->cols && !plus2; i++) plus2 = t->w[i] == 2;
     t->unit_cols = unit, t->planes = plus2 ? 2 : 1;
     int64_t rows = (int64_t)(t->cols / unit) * t->planes * R;
-    if (rows > INT32_MAX / 2) fatal("tensor '%s': %lld rows of units of %d columns are too many", t->name, (long long)rows, unit);
+    if (rows > INT32_MAX / 2)
+        fatal("tensor '%s': %lld rows of units of %d columns are too many", t->name, (long long)rows, unit);
     t->rows = (int32_t)rows;
     t->binary = false; /* a unit's rows are zero outside its columns */
 }

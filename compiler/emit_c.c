@@ -744,10 +744,10 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     fprintf(out, "    .vocab = %d, .max_positions = %d, .bos = %d, .eos = %d,\n", m->vocab, m->max_positions, m->bos,
             m->eos);
     fprintf(out,
-            "    .activation = %d, .bitlinear_norm = %d, .act_block = %d, .rms_eps = %a, .bitlinear_eps = %a,"
-            " .rope_theta = %a,\n",
-            m->activation, m->bitlinear_norm ? 1 : 0, m->act_block, (double)m->rms_eps, (double)m->bitlinear_eps,
-            m->rope_theta);
+            "    .activation = %d, .bitlinear_norm = %d, .act_block = %d, .pooling = %d, .rms_eps = %a,"
+            " .bitlinear_eps = %a, .rope_theta = %a,\n",
+            m->activation, m->bitlinear_norm ? 1 : 0, m->act_block, m->pooling ? m->pooling : RSR_POOLING_LAST,
+            (double)m->rms_eps, (double)m->bitlinear_eps, m->rope_theta);
     fprintf(out, "    .blob = rsr_blob, .blob_size = %lluu,\n", (unsigned long long)d->blob_size);
     fputs("    .embed = ", out);
     emit_c_offset(out, d->embed);

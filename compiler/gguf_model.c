@@ -26,12 +26,18 @@
 static const struct {
     const char *gguf, *hf;
 } layer_names[] = {
-    {"attn_norm", "input_layernorm"}, {"ffn_norm", "post_attention_layernorm"},
-    {"attn_q", "self_attn.q_proj"},   {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"},
-    {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},
-    {"ffn_down", "mlp.down_proj"},    {"attn_sub_norm", NULL}, /* per architecture */
-    {"ffn_sub_norm", NULL},           {"attn_q_norm", "self_attn.q_norm"},
+    {"attn_norm", "input_layernorm"},
+    {"ffn_norm", "post_attention_layernorm"},
+    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"},
+    {"ffn_gate", "mlp.gate_proj"},
+    {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+    {"attn_sub_norm", NULL}, /* per architecture */
+    {"ffn_sub_norm", NULL},
+    {"attn_q_norm", "self_attn.q_norm"},
     {"attn_k_norm", "self_attn.k_norm"},
 };
 
@@ -342,6 +348,13 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->rms_eps = (float)meta_float(g, k, 1e-5, 0, 1);
     snprintf(k, sizeof k, "%s.rope.freq_base", arch);
     m->rope_theta = meta_float(g, k, 10000.0, 1.0, 1e12);
+    snprintf(k, sizeof k, "%s.pooling_type", arch); /* llama.cpp's numbers: 0 none, 1 mean, 2 cls, 3 last, 4 rank */
+    const gguf_value *pool = gguf_get(g, k);
+    if (pool && (!integer_type(pool->type) || pool->i < 0 || pool->i > 3))
+        fatal("%s: metadata '%s' is %" PRId64 "; rsrc pools embeddings by mean (1), first (2) or last token (3), not a "
+              "reranker's rank (4)",
+              g->path, k, pool->i);
+    m->pooling = pool && pool->i ? (int32_t)pool->i : RSR_POOLING_LAST; /* none: the last token's, as llama.cpp */
     const gguf_tensor *emb = gguf_find(g, "token_embd.weight");
     if (!emb || emb->ndim != 2) fatal("%s: no two-dimensional tensor 'token_embd.weight'", g->path);
     if (emb->ne[1] > (1u << 24)) fatal("%s: a vocabulary of %" PRIu64 " tokens", g->path, emb->ne[1]);

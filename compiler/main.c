@@ -726,8 +726,8 @@ static void compile_matrices(build *b) {
                                  RSR_NO_TENSOR};
             if (tm.unit_cols) {
                 blob_align(&b->blob, 64);
-                r->group_scale = blob_write(&b->blob, tm.scales,
-                                            sizeof *tm.scales * (size_t)tm.src_rows * (size_t)(tm.cols / tm.scale_cols));
+                r->group_scale = blob_write(
+                    &b->blob, tm.scales, sizeof *tm.scales * (size_t)tm.src_rows * (size_t)(tm.cols / tm.scale_cols));
             }
             *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);

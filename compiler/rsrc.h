@@ -118,9 +118,10 @@ typedef struct model {
     bool sub_norms;
     const char *attn_sub_norm, *ffn_sub_norm; /* tensor name suffixes, when sub_norms */
     bool tied;
-    int activation; /* enum rsr_activation */
-    bool qk_norm;   /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
+    int activation;    /* enum rsr_activation */
+    bool qk_norm;      /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
     int32_t act_block; /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
+    int32_t pooling;   /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
     int32_t vocab, max_positions, bos, eos;
     float rms_eps, bitlinear_eps;

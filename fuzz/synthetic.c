@@ -92,6 +92,7 @@ void synth_build(synth *s, fuzz_bytes *b) {
     a->rms_eps = 1e-5f;
     a->bitlinear_eps = 1e-6f;
     a->rope_theta = 10000.0;
+    a->pooling = RSR_POOLING_MEAN + fb_u8(b) % 3;
 
     const int32_t H = a->hidden, I = a->intermediate, q_out = a->num_heads * a->head_dim;
     const int32_t kv_out = a->num_kv_heads * a->head_dim;
@@ -129,6 +130,7 @@ void synth_build(synth *s, fuzz_bytes *b) {
         L->ffn_norm = at + 4 * (size_t)H;
         L->attn_sub_norm = sub_norms ? at + 8 * (size_t)H : RSR_NO_TENSOR;
         L->ffn_sub_norm = sub_norms ? at + 4 * (size_t)(2 * H + q_out) : RSR_NO_TENSOR;
+        L->q_norm = L->k_norm = RSR_NO_TENSOR;
         const int32_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
         int32_t *slot[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int j = 0; j < 7; j++) {
@@ -142,7 +144,8 @@ void synth_build(synth *s, fuzz_bytes *b) {
             mx->rsr_k = 1 + fb_u8(b) % 8;
             mx->num_blocks = (mx->rows + mx->rsr_k - 1) / mx->rsr_k;
             mx->scale = 0.25f + (float)(fb_u8(b) % 8) / 8.0f;
-            mx->data = RSR_NO_TENSOR;
+            mx->data = mx->group_scale = RSR_NO_TENSOR;
+            mx->unit_cols = mx->planes = mx->scale_cols = 0;
             mx->kernel = kernels[idx];
             s->w[idx] = malloc((size_t)rows[j] * (size_t)cols[j]);
             for (int32_t i = 0; i < rows[j] * cols[j]; i++) s->w[idx][i] = (int8_t)(fb_u8(b) % 3) - 1;

@@ -126,6 +126,10 @@ static void usage(FILE *out) {
           "  --info                print what the model is and how it was compiled (a summary, the manifest,\n"
           "                        the matrices by kind; with -v every matrix)\n"
           "  --tokenize            print the ids of the prompt (-p or -f) as --tokens takes them, and exit\n"
+          "  --embed               print the prompt's embedding (-p, -f or --tokens) as a JSON array, and\n"
+          "                        exit: the final-normed hidden states pooled as the model says (a GGUF's\n"
+          "                        pooling_type: mean, first or last token; else the last), unit length\n"
+          "  --embed-raw           the same, not scaled to unit length\n"
           "  --verify              check the model's constants (weights, segment index, tokenizer) against\n"
           "                        the checksum rsrc recorded: catches a damaged copy, not a forged one\n"
           "                        (the checksum travels in the same file, and the code is not covered);\n"
@@ -430,6 +434,35 @@ static rsr_model *open_model(const char *path, const rsr_model_params *mp, int v
     return m;
 }
 
+/* --embed: the ids of --tokens, or the prompt's as its tokenizer makes them (BOS and EOS where the
+ * model adds them), pooled into one vector, printed as JSON. */
+static void run_embed(rsr_model *m, const rsr_model_info *info, const run_options *o, const char *tokens_arg,
+                      bool normalize) {
+    int32_t n = 0, *ids;
+    if (tokens_arg) {
+        ids = parse_tokens(tokens_arg, &n);
+    } else {
+        rsr_tokenizer *tok = require_tokenizer(m, "--embed of a text");
+        int32_t cap = (int32_t)strlen(o->prompt) + 16;
+        ids = malloc(sizeof *ids * (size_t)cap);
+        if (api.tokenizer_encode(tok, o->prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) !=
+            RSR_OK)
+            die("%s", api.tokenizer_errmsg(tok));
+        if (!n) die("--embed: the prompt has no tokens");
+    }
+    rsr_session *s;
+    rsr_session_params ssp = o->session;
+    if (!ssp.max_positions) ssp.max_positions = n < info->max_positions ? n : info->max_positions;
+    if (api.session_create(m, &ssp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
+    float *e = malloc(sizeof *e * (size_t)info->hidden_size);
+    if (api.session_embed(s, ids, n, normalize, e) != RSR_OK) die("--embed: %s", api.session_errmsg(s));
+    for (int32_t i = 0; i < info->hidden_size; i++) printf("%s%.9g", i ? ", " : "[", (double)e[i]);
+    puts("]");
+    flush_stdout();
+    free(e), free(ids);
+    api.session_free(s);
+}
+
 /* --logits: written under a temporary name next to the file and renamed when whole; removed on
  * any exit before that */
 static char *logits_tmp;
@@ -567,6 +600,7 @@ typedef struct cli_args {
     const char *t_arg;  /* -t as given: a list of thread counts with --bench -p LENGTHS */
     long threads, seed; /* seed -1: a new one each run */
     int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify, do_digest;
+    int do_embed; /* 1: --embed, 2: --embed-raw */
     const char *expect_digest;
     /* options that only mean something beside others: refused alone rather than ignored */
     const char *louver_opt, *sampling_opt, *bench_opt, *text_opt, *chat_opt, *head_opt;
@@ -587,6 +621,8 @@ enum {
     O_BENCH,
     O_INFO,
     O_TOKENIZE,
+    O_EMBED,
+    O_EMBED_RAW,
     O_CTX,
     O_NOEOS,
     O_CHAT,
@@ -635,6 +671,8 @@ static const struct option longs[] = {
     {"bench", no_argument, 0, O_BENCH},
     {"info", no_argument, 0, O_INFO},
     {"tokenize", no_argument, 0, O_TOKENIZE},
+    {"embed", no_argument, 0, O_EMBED},
+    {"embed-raw", no_argument, 0, O_EMBED_RAW},
     {"ignore-eos", no_argument, 0, O_NOEOS},
     {"chat", no_argument, 0, O_CHAT},
     {"chat-template", required_argument, 0, O_TEMPLATE},
@@ -785,6 +823,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             break;
         case O_INFO: a->do_info = 1; break;
         case O_TOKENIZE: a->do_tokenize = 1; break;
+        case O_EMBED: a->do_embed = 1; break;
+        case O_EMBED_RAW: a->do_embed = 2; break;
         case O_VERIFY: a->do_verify = 1; break;
         case O_DIGEST: a->do_digest = 1; break;
         case O_EXPECT_DIGEST:
@@ -823,6 +863,8 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (a->inputs > 1) die("give one of -p, -f, --tokens or --chat");
     if (a->do_tokenize && (a->tokens_arg || a->do_chat || a->do_bench))
         die("--tokenize takes a text prompt (-p or -f) alone");
+    if (a->do_embed && (a->do_chat || a->do_bench || a->do_tokenize || a->logits_path || !a->inputs))
+        die("--embed takes a prompt (-p, -f or --tokens) alone");
     if (a->louver_policies > 1) die("give one of --louver-eps, --louver-tau or --louver-budget");
     if (a->louver_opt && a->o.session.attention != RSR_ATTENTION_LOUVER)
         die("%s needs --attention louver", a->louver_opt);
@@ -945,7 +987,9 @@ int main(int argc, char **argv) {
         a.o.prompt = owned_prompt = read_all(stdin, "stdin");
     }
 
-    if (a.do_chat) {
+    if (a.do_embed) {
+        run_embed(m, &info, &a.o, a.tokens_arg, a.do_embed == 1);
+    } else if (a.do_chat) {
         run_chat(m, require_tokenizer(m, "--chat"), &a.o);
     } else if (a.tokens_arg ||
                (!a.o.prompt && !a.do_bench && api.model_tokenizer(m, &(rsr_tokenizer *){0}) != RSR_OK)) {

@@ -139,8 +139,11 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
     return RSR_OK;
 }
 
+static rsr_status embed_steps(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h);
+
 static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
     rsr_status st;
+    if (h->kind == RT_HEAD_EMBED) return embed_steps(s, tokens, n, h);
     if (h->kind == RT_HEAD_NONE || h->kind == RT_HEAD_LOGITS) {
         st = eval_steps(s, tokens, n, h->kind == RT_HEAD_LOGITS);
         if (st == RSR_OK && h->kind == RT_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
@@ -633,6 +636,41 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         runs[j].s->pos += runs[j].n;
         const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
         if (head) rmsnorm(w->xn + (size_t)j * (size_t)w->widest, last, blob_f32(m, a->final_norm), H, a->rms_eps);
+    }
+    return RSR_OK;
+}
+
+/* rsr_session_embed on the CPU: eval_steps' steps, each row's final-normed hidden state (rmsnorm
+ * with the final norm, as the head's input) pooled as the model says: the mean summed in fp32 in
+ * token order and divided by n, or the first or last row's; then, with normalize, divided by its
+ * Euclidean length (summed in double, rounded to float once). */
+static rsr_status embed_steps(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
+    const rsr_model *m = s->model;
+    const rsr_artifact *a = m->a;
+    const int32_t H = a->hidden, rows = n < s->batch ? n : s->batch;
+    if (rt_work_reserve(&s->work, m, rows) != RSR_OK)
+        return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d tokens", rows);
+    float *out = h->embed, *row = s->work.tmp;
+    memset(out, 0, sizeof(float) * (size_t)H);
+    for (int32_t i = 0; i < n; i += s->batch) {
+        int32_t c = n - i < s->batch ? n - i : s->batch;
+        rsr_status st = rt_forward(m, &s->work, tokens + i, &(rt_run){s, 0, c}, 1, c, false);
+        if (st != RSR_OK) return st;
+        for (int32_t t = 0; t < c; t++) {
+            int32_t at = i + t;
+            if ((a->pooling == RSR_POOLING_LAST && at != n - 1) || (a->pooling == RSR_POOLING_CLS && at != 0)) continue;
+            rmsnorm(row, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
+            for (int32_t j = 0; j < H; j++) out[j] = a->pooling == RSR_POOLING_MEAN ? out[j] + row[j] : row[j];
+        }
+    }
+    if (a->pooling == RSR_POOLING_MEAN)
+        for (int32_t j = 0; j < H; j++) out[j] /= (float)n;
+    if (h->normalize) {
+        double ss = 0;
+        for (int32_t j = 0; j < H; j++) ss += (double)out[j] * (double)out[j];
+        float len = (float)sqrt(ss);
+        if (len > 0)
+            for (int32_t j = 0; j < H; j++) out[j] /= len;
     }
     return RSR_OK;
 }

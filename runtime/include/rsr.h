@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 11
+#define RSR_API_VERSION 12
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -88,6 +88,7 @@ typedef struct rsr_model_info {
     int32_t num_threads;                /* threads the CPU code runs on (the open's num_threads, resolved) */
     const char *constants;              /* where the CPU reads the constants from, and how they got there:
                                 * "anonymous memory, 2 MiB pages, read from FILE in 0.41 s", ... */
+    int32_t pooling;                    /* rsr_pooling: how rsr_session_embed pools the tokens */
 } rsr_model_info;
 
 /* Where the model runs. A model compiled for a CUDA target (rsrc --target sm_90 or avx512,sm_90)
@@ -233,6 +234,17 @@ RSR_API int32_t rsr_session_reusable(const rsr_session *session);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 RSR_API rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
+/* How rsr_session_embed makes one vector of a text's tokens (rsr_model_info.pooling): a GGUF's
+ * ARCH.pooling_type, numbered as llama.cpp numbers it; a model that names none (or none at all, a
+ * generative model) gives its last token's, as llama.cpp does. */
+typedef enum rsr_pooling { RSR_POOLING_MEAN = 1, RSR_POOLING_CLS = 2, RSR_POOLING_LAST = 3 } rsr_pooling;
+/* The embedding of tokens[0..n) into out (hidden_size floats): the session is reset and the tokens
+ * evaluated from position 0 (a text's tokens as its tokenizer makes them, BOS and EOS where the
+ * model adds them); the final-normed hidden states (what the LM head reads) are pooled as the
+ * model says (mean over the tokens, the first, or the last) and, with normalize, scaled to unit
+ * Euclidean length (an all-zero vector stays zero). The session then holds the tokens. CPU sessions
+ * only: RSR_ERR_NOT_FOUND on a GPU. */
+RSR_API rsr_status rsr_session_embed(rsr_session *session, const int32_t *tokens, int32_t n, int normalize, float *out);
 /* Like rsr_session_eval, but instead of the logits gives the greedy token: exactly the token
  * rsr_sample_greedy would pick from the logits rsr_session_eval writes, certified while reading
  * an int8 copy of the LM head (when the model was compiled with one) and computing exact logits

@@ -16,7 +16,7 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 9u /* 9: group scales, act_block, q/k norms; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+#define RSR_ABI_VERSION 9u /* 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -73,7 +73,7 @@ typedef struct rsr_artifact_layer {
     uint64_t attn_norm, ffn_norm;         /* f32 [hidden] */
     uint64_t attn_sub_norm, ffn_sub_norm; /* f32 [hidden], [intermediate]; or RSR_NO_TENSOR */
     int32_t q, k, v, o, gate, up, down;   /* indices into matrix[] */
-    uint64_t q_norm, k_norm;              /* f32 [head_dim]: RMSNorm of each head of q and k (Qwen3), or RSR_NO_TENSOR */
+    uint64_t q_norm, k_norm; /* f32 [head_dim]: RMSNorm of each head of q and k (Qwen3), or RSR_NO_TENSOR */
 } rsr_artifact_layer;
 
 /*
@@ -116,6 +116,7 @@ typedef struct rsr_artifact {
     int32_t vocab, max_positions, bos, eos;
     int32_t activation;     /* enum rsr_activation */
     int32_t bitlinear_norm; /* 1: weightless RMSNorm inside every BitLinear (Falcon-E) */
+    int32_t pooling;        /* rsr_pooling (rsr.h) of rsr_session_embed */
     int32_t act_block;      /* 0: int8 activations with one scale per token; else one per block of act_block
                                columns (Q8_0's form; every matrix then has unit_cols == act_block) */
     float rms_eps, bitlinear_eps;

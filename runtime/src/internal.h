@@ -52,10 +52,10 @@ typedef struct rt_work {
     float *xs;                 /* [rows] its scales (per-token activations) */
     float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
     int32_t xd_stride;
-    float *rope;               /* [rows][head_dim] cos, sin of each token's rotary angles */
-    int32_t *acc;              /* [acc_rows][acc_stride] integer products */
-    int32_t acc_stride;        /* room for the rows of q, k and v together */
-    int32_t acc_rows;          /* tokens acc holds: rows, or fewer where a grouped model's sums are many */
+    float *rope;        /* [rows][head_dim] cos, sin of each token's rotary angles */
+    int32_t *acc;       /* [acc_rows][acc_stride] integer products */
+    int32_t acc_stride; /* room for the rows of q, k and v together */
+    int32_t acc_rows;   /* tokens acc holds: rows, or fewer where a grouped model's sums are many */
 } rt_work;
 rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows);    /* RSR_ERR_OUT_OF_MEMORY */
 rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows); /* grows to rows; RSR_ERR_OUT_OF_MEMORY */
@@ -86,6 +86,7 @@ typedef enum rt_head_kind {
     RT_HEAD_INT8,   /* the int8 head's logits and their certified bound */
     RT_HEAD_GREEDY, /* the greedy token of the exact logits */
     RT_HEAD_SAMPLE, /* a token drawn by the sampler's rules */
+    RT_HEAD_EMBED,  /* the tokens' pooled final-normed hidden states (rsr_session_embed) */
 } rt_head_kind;
 typedef struct rt_head_request {
     rt_head_kind kind;
@@ -95,6 +96,8 @@ typedef struct rt_head_request {
     const rsr_sampler_params *sampler; /* SAMPLE: not plain greedy (rt_sampler_plain_greedy) */
     uint64_t *rng;                     /* SAMPLE */
     double *tail;                      /* SAMPLE (may be NULL) */
+    float *embed;                      /* EMBED: hidden floats */
+    int normalize;                     /* EMBED: to unit length */
 } rt_head_request;
 struct rt_backend {
     const char *name;

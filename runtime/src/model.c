@@ -70,8 +70,10 @@ static rsr_status check_artifact(rsr_model *m) {
     if (a->bos < -1 || a->bos >= a->vocab || a->eos < -1 || a->eos >= a->vocab)
         return BAD("bos %d, eos %d for vocab %d", a->bos, a->eos, a->vocab);
     if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU) || (a->bitlinear_norm & ~1) ||
-        a->act_block < 0 || a->act_block > 4096 || a->act_block % 16)
-        return BAD("activation %d, bitlinear_norm %d, act_block %d", a->activation, a->bitlinear_norm, a->act_block);
+        a->act_block < 0 || a->act_block > 4096 || a->act_block % 16 || a->pooling < RSR_POOLING_MEAN ||
+        a->pooling > RSR_POOLING_LAST)
+        return BAD("activation %d, bitlinear_norm %d, act_block %d, pooling %d", a->activation, a->bitlinear_norm,
+                   a->act_block, a->pooling);
     if (!(a->rms_eps >= 0 && a->rms_eps <= 1) || !(a->bitlinear_eps >= 0 && a->bitlinear_eps <= 1) ||
         !(a->rope_theta >= 1 && a->rope_theta <= 1e12))
         return BAD("rms_eps %g, bitlinear_eps %g, rope_theta %g", (double)a->rms_eps, (double)a->bitlinear_eps,
@@ -272,6 +274,7 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
         .gpu_arch = a->gpu ? a->gpu->arch : NULL,
         .num_threads = m->num_threads,
         .constants = m->constants,
+        .pooling = a->pooling,
     };
     return RSR_OK;
 }

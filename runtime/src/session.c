@@ -97,6 +97,15 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
     return s->model->backend->eval(s, tokens, n, head);
 }
 
+rsr_status rsr_session_embed(rsr_session *s, const int32_t *tokens, int32_t n, int normalize, float *out) {
+    if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
+    if (s->model->backend != &rt_backend_cpu)
+        return rt_set_error(s->err, RSR_ERR_NOT_FOUND, "embeddings are computed on the CPU: this session runs on %s",
+                            s->model->backend->name);
+    rsr_session_reset(s);
+    return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_EMBED, .embed = out, .normalize = normalize});
+}
+
 rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     return eval(s, tokens, n, &(rt_head_request){.kind = logits ? RT_HEAD_LOGITS : RT_HEAD_NONE, .logits = logits});

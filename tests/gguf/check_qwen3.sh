@@ -7,7 +7,9 @@
 # logits after each prefix of a prompt. Both comparisons must pass compare_probs.py's check (the
 # same most likely token but in near ties, KL below 0.01, no probability off by more than 0.03;
 # measured: KL at most 1.1e-3, |dp| at most 0.014: the int8 activations' rounding, which llama.cpp's
-# Q8_0 blocks have too). Exits 77 (ctest: skipped) without node, npm or the registry.
+# Q8_0 blocks have too). Then embeddings (rsr-run --embed) of files whose qwen3.pooling_type asks
+# for mean, first-token and last-token pooling beside llama.cpp's and the float reference's
+# (compare_embed.py). Exits 77 (ctest: skipped) without node, npm or the registry.
 # Usage: check_qwen3.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -18,7 +20,7 @@ who=check_qwen3.sh
 . "$here/../npm_fetch.sh"
 # shellcheck disable=SC2086
 npm_fetch "$dir" --omit=optional --ignore-scripts $packages
-cp "$here/llama_ref.mjs" "$dir/"
+cp "$here/llama_ref.mjs" "$here/llama_embed.mjs" "$dir/"
 work=$build/tests/gguf-qwen3
 rm -rf "$work" && mkdir -p "$work"
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
@@ -46,4 +48,16 @@ for c in "${cases[@]}"; do
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   node "$dir/llama_ref.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+done
+# embeddings: mean (1), first-token (2) and last-token (3) pooling, as qwen3.pooling_type says
+for pooling in 1 2 3; do
+  name=embed-$pooling
+  python3 "$here/qwen3_model.py" write "$work/$name.gguf" --weights q2_0 --seed 5 --pooling $pooling
+  "$build/rsrc" "$work/$name.gguf" -o "$work/$name.so" -O0
+  "$build/rsr-run" "$work/$name.so" --tokens "$prompt" --embed-raw >"$work/$name.raw.json"
+  "$build/rsr-run" "$work/$name.so" --tokens "$prompt" --embed >"$work/$name.unit.json"
+  node "$dir/llama_embed.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"
+  python3 "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
+  python3 "$here/compare_embed.py" "$work/$name.raw.json" "$work/$name.unit.json" "$work/$name.llama.json" \
+    "$work/$name.float.json" $pooling $name
 done

@@ -14,8 +14,9 @@
 # reference: reads such a file (sizes from its metadata) with its own reader and runs the Qwen3
 # forward pass in float64 with nothing quantised but the weights (llama.cpp's graph: pre-norm,
 # per-head RMSNorm of q and k before NEOX RoPE, GQA, SwiGLU), giving the logits after each prefix
-# of a list of token ids.
-# Usage: qwen3_model.py write OUT.gguf --weights {q2_0,q1_0,q2_0-plus2} [--seed N] [--tied]
+# of a list of token ids and each position's final-normed hidden state (what embeddings pool;
+# write --pooling sets qwen3.pooling_type).
+# Usage: qwen3_model.py write OUT.gguf --weights {q2_0,q1_0,q2_0-plus2} [--seed N] [--tied] [--pooling N]
 #        qwen3_model.py reference MODEL.gguf ID,ID,... [--json OUT]
 import argparse
 import json
@@ -179,9 +180,10 @@ def gval(t, v):
     return struct.pack(SCALAR[t], v)
 
 
-def metadata(weights, seed):
+def metadata(weights, seed, pooling):
     a = 'qwen3.'
-    return [('general.architecture', STR, 'qwen3'),
+    pool = [(a + 'pooling_type', U32, pooling)] if pooling is not None else []
+    return pool + [('general.architecture', STR, 'qwen3'),
             ('general.name', STR, 'rsrc qwen3 test %s seed %d' % (weights, seed)),
             ('general.alignment', U32, ALIGN),
             ('general.file_type', U32, FTYPE[Q1_0 if weights == 'q1_0' else Q2_0]),
@@ -200,9 +202,9 @@ def pad(n):
     return -n % ALIGN
 
 
-def write(path, weights, seed, tied):
+def write(path, weights, seed, tied, pooling=None):
     rng = random.Random(seed)
-    kvs, ts = metadata(weights, seed), tensors(rng, weights, tied)
+    kvs, ts = metadata(weights, seed, pooling), tensors(rng, weights, tied)
     head = b'GGUF' + struct.pack('<IQQ', 3, len(ts), len(kvs))
     head += b''.join(gstr(k) + struct.pack('<I', t[0] if isinstance(t, tuple) else t) + gval(t, v)
                      for k, t, v in kvs)
@@ -356,12 +358,14 @@ class Model:
         return matvec(L['ffn_down'], [a / (1.0 + math.exp(-a)) * b for a, b in zip(g, u)])
 
     def step(self, tok, pos, caches):
-        """The logits after token tok at position pos; caches: one KV list per layer."""
+        """The final-normed hidden state and the logits after token tok at position pos; caches:
+        one KV list per layer."""
         h = list(self.embd[tok])
         for L, cache in zip(self.layers, caches):
             h = add(h, self.attention(L, self.rmsnorm(h, L['attn_norm']), pos, cache))
             h = add(h, self.ffn(L, self.rmsnorm(h, L['ffn_norm'])))
-        return matvec(self.output, self.rmsnorm(h, self.output_norm))
+        hn = self.rmsnorm(h, self.output_norm)
+        return hn, matvec(self.output, hn)
 
     def run(self, ids):
         caches = [[] for _ in self.layers]
@@ -397,16 +401,17 @@ def main():
     w.add_argument('--weights', choices=['q2_0', 'q1_0', 'q2_0-plus2'], required=True)
     w.add_argument('--seed', type=int, default=1)
     w.add_argument('--tied', action='store_true', help='no output.weight: tied to token_embd')
+    w.add_argument('--pooling', type=int, choices=[0, 1, 2, 3], help='qwen3.pooling_type (embeddings)')
     r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
     r.add_argument('model')
     r.add_argument('ids')
     r.add_argument('--json', help='output file (default stdout)')
     args = ap.parse_args()
     if args.cmd == 'write':
-        write(args.out, args.weights, args.seed, args.tied)
+        write(args.out, args.weights, args.seed, args.tied, args.pooling)
         return
-    logits = Model(args.model).run([int(t) for t in args.ids.split(',')])
-    text = json.dumps({'logits': logits})
+    out = Model(args.model).run([int(t) for t in args.ids.split(',')])
+    text = json.dumps({'logits': [l for _, l in out], 'hidden': [h for h, _ in out]})
     if args.json:
         with open(args.json, 'w') as f:
             f.write(text)

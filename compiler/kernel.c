@@ -166,6 +166,21 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     bool nvptx = pr == PRINTER_NVPTX;
     if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
     kn->gpu_entry = t->kind == TK_CUDA && nvptx;
+    if (s == STRAT_I2 && tm->unit_cols) { /* the source rows, summed per unit (lower_i2_units) */
+        kn->form = KF_I2;
+        int isa = kernel_units_isa(t, pr, tm);
+        if (isa < 0)
+            fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
+        kn->isa = (enum dot_isa)isa;
+        kn->vec_bytes = dot_isa_vector_bytes(kn->isa);
+        kn->rows = tm->src_rows;
+        kn->unit_cols = tm->unit_cols;
+        kn->groups = tm->cols / (4 * kn->vec_bytes);
+        kn->block_rows = I2_BLOCK_ROWS;
+        kn->num_blocks = (tm->src_rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
+        kn->strategy = "i2-units";
+        return;
+    }
     if (s == STRAT_I2) {
         kn->form = KF_I2;
         kn->isa = target_dot_isa(t);
@@ -238,6 +253,18 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->off_perm = kn->off_seg + align64(4 * p->num_segments);
 }
 
+/* The dot ISA of the i2 form of a matrix summed per unit of columns (ternary_matrix.unit_cols), or
+ * -1: a field of V columns may not straddle a unit, nor a unit a group of 4V (unit % V == 0,
+ * 4V % unit == 0, cols % 4V == 0). AVX-512's 64-byte fields are too wide for units of 32, so its
+ * targets take AVX2's instructions through LLVM; the C printer's helpers are the target's own ISA's. */
+int kernel_units_isa(const target *t, enum printer pr, const ternary_matrix *tm) {
+    if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
+    enum dot_isa isa = target_dot_isa(t);
+    if ((isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) && pr == PRINTER_LLVM) isa = DOT_AVX2;
+    int V = dot_isa_vector_bytes(isa), U = tm->unit_cols;
+    return U % V == 0 && (4 * V) % U == 0 && tm->cols % (4 * V) == 0 ? (int)isa : -1;
+}
+
 /* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
 bool kernel_lanes_possible(const ternary_matrix *t, const target *tg) {
     return tg->kind != TK_CUDA && t->cols <= 65535;
@@ -296,7 +323,7 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
         memset(block, 0, (size_t)R * (size_t)rb);
         for (int32_t r = 0; r < R; r++) {
             int32_t row = blk * R + r;
-            for (int32_t c = 0; row < t->rows && c < t->cols; c++) {
+            for (int32_t c = 0; row < kn->rows && c < t->cols; c++) {
                 int32_t g = c / (4 * V), i = c % (4 * V) / V, j = c % V;
                 uint8_t code = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
                 block[g * R * V + r * V + j] |= (uint8_t)(code << (2 * i));

@@ -303,6 +303,70 @@ static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) {
     return idx(L, idx(L, ref(L, xj), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
 }
 
+/* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
+ * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
+ * fields of a unit (1, 2 or 4 of them) into one accumulator per row, each unit's sum stored at
+ * y[u·rows + row] less the unit's Σx. A code of 3 is a weight of +2 (Q2_0), as c − 1 reads it. */
+typedef struct units_ctx {
+    kir_var **acc, *su, *g, *b;
+    int unit; /* of the group's units */
+} units_ctx;
+
+static kir_expr *unit_of(lower *L, const units_ctx *c) {
+    return add(L, mul(L, ref(L, c->g), num(L, 4 * L->kn->vec_bytes / L->kn->unit_cols)), num(L, c->unit));
+}
+static kir_expr *units_index(lower *L, int r, void *ctx) {
+    units_ctx *c = ctx;
+    kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
+    return add(L, mul(L, wide(L, unit_of(L, c)), size(L, L->kn->rows)), row);
+}
+static kir_expr *units_value(lower *L, int r, void *ctx) {
+    units_ctx *c = ctx;
+    kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r]), NULL, NULL, 0);
+    return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->su), unit_of(L, c)));
+}
+
+static void lower_i2_units(lower *L) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn), U = kn->unit_cols, per = U / V;
+    const int32_t units = kn->cols / U;
+    L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
+    L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, %d rows per block, %s", kn->strategy,
+                             kn->rows, kn->cols, U, R, dot_isa_names[kn->isa]);
+    kir_list l = kir_list_of(&L->f->body), ul, cl, blk;
+    kir_var *su = array(L, "su", units), *s = var(L, "s", KT_I32);
+    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d", units);
+    kir_var *u = loop(L, &l, "u", "unit", num(L, 0), num(L, units), &ul)->var;
+    kir_decl(m, &ul, s, num(L, 0), false);
+    kir_stmt *f = loop(L, &ul, "c", "column", num(L, 0), num(L, U), &cl);
+    f->layout = KL_SAME_LINE;
+    kir_expr *xc = kir_load(m, KT_I32, param(L, "x"), add(L, mul(L, ref(L, u), num(L, U)), ref(L, f->var)));
+    kir_set(m, &cl, s, add(L, ref(L, s), xc));
+    kir_store(m, &ul, ref(L, su), ref(L, u), ref(L, s));
+    kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
+    kir_var *w = var(L, "w", KT_PU8), *g, *wg, *codes[4], *acc[4];
+    kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
+    kir_list gl = tile_groups(L, &blk, w, &g, &wg);
+    units_ctx uc = {.acc = acc, .su = su, .g = g, .b = b};
+    for (int i = 0; i < 4; i++) {
+        if (i % per == 0)
+            for (int r = 0; r < R; r++) {
+                acc[r] = var(L, strf(L, "a%d_%d", r, i / per), KT_BACC);
+                kir_decl(m, &gl, acc[r], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
+            }
+        kir_list sc = tile_field(L, &gl, wg, i, codes);
+        for (int r = 0; r < R; r++) {
+            kir_expr *xp = idx(L, idx(L, param(L, "x"), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
+            kir_set(m, &sc, acc[r], kir_vec(m, KO_BDOT, KT_BACC, ref(L, acc[r]), ref(L, codes[r]), xp, 0));
+        }
+        if (i % per == per - 1) {
+            uc.unit = i / per;
+            store_rows(L, &gl, b, R, units_index, units_value, &uc);
+        }
+    }
+}
+
 static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
     kir_module *m = L->m;
     int R = L->kn->block_rows;
@@ -576,6 +640,10 @@ kir_module *kir_lower(const kernel *kn) {
     case KF_LOOP: lower_loop(&L); break;
     case KF_LUT: lower_lut(&L); break;
     default:
+        if (kn->unit_cols) {
+            lower_i2_units(&L);
+            break;
+        }
         lower_i2(&L);
         if (kn->batch_symbol) {
             char *name = kn->lanes_min ? xasprintf("%s_tiles", kn->batch_symbol) : xstrdup(kn->batch_symbol);

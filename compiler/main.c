@@ -721,7 +721,7 @@ static void compile_matrices(build *b) {
                                  kn->data_offset,
                                  cm.index_bytes,
                                  tm.unit_cols,
-                                 tm.planes,
+                                 kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
                                  tm.scale_cols,
                                  RSR_NO_TENSOR};
             if (tm.unit_cols) {

@@ -95,9 +95,15 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
     else
         plan_matrix(tm, t, rq->strategy, rq->k, &cm->mp);
     cm->measured = rq->measured;
+    if (cm->mp.strategy == STRAT_I2 && tm->unit_cols && kernel_units_isa(t, pr, tm) < 0) { /* --backend=c */
+        cm->mp.strategy = STRAT_RSR_LOOP;
+        size_t n = strlen(cm->mp.why);
+        snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; rsr-loop because the %s printer has no i2 per unit here",
+                 printer_names[pr]);
+    }
     plan_for_printer(&cm->mp, t, pr);
-    if (rq->lanes_min)
-        cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 ? rq->lanes_min : 0;
+    if (rq->lanes_min || tm->unit_cols)
+        cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 && !tm->unit_cols ? rq->lanes_min : 0;
     else
         plan_prefill(tm, t, rq->prefill, rq->measured_lanes_min, &cm->mp);
     stage_enter(STAGE_ANALYSE);
@@ -136,7 +142,7 @@ void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_requ
     matrix_decide(tm, t, rq, out->printer, cm);
     matrix_emit(tm, t, rq->index, blob, out, cm);
     if (!rq->print_kernel) return;
-    printf("kernel %s: %s, %dx%d%s%s\n", tm->name, cm->kn.strategy, tm->rows, tm->cols,
+    printf("kernel %s: %s, %dx%d%s%s\n", tm->name, cm->kn.strategy, cm->kn.rows, tm->cols,
            t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");
     kir_module *m = kir_lower(&cm->kn);
     kir_print(stdout, m);

@@ -244,10 +244,12 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
 
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
-    if (t->unit_cols && (tg->kind == TK_CUDA || (forced != STRAT_AUTO && !strategy_is_rsr(forced))))
-        fatal("tensor '%s': its scales per group of columns (or the activations' per block) have RSR kernels for "
-              "the CPU only so far, not %s%s",
-              t->name, tg->kind == TK_CUDA ? "GPU kernels on " : "--strategy=",
+    const enum printer pr = tg->backend == BACKEND_C ? PRINTER_C : PRINTER_LLVM;
+    const bool units_i2 = kernel_units_isa(tg, pr, t) >= 0;
+    if (t->unit_cols && (tg->kind == TK_CUDA || forced == STRAT_LUT || (forced == STRAT_I2 && !units_i2)))
+        fatal("tensor '%s': its scales per group of columns (or the activations' per block) have CPU kernels of "
+              "the RSR forms and, where a unit of %d columns fits the target's vectors, i2; not %s%s",
+              t->name, t->unit_cols, tg->kind == TK_CUDA ? "GPU kernels on " : "--strategy=",
               tg->kind == TK_CUDA ? tg->name : strategy_names[forced]);
     if (tg->kind == TK_CUDA) {
         plan_gpu(t, tg, forced, forced_k, out);
@@ -271,8 +273,13 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         if (k_of[s]) out->cost[s] = best_ns;
     }
     if (forced_k) snprintf(kwhy, sizeof kwhy, "k=%d forced by --rsr-k", forced_k);
-    for (int s = STRAT_I2; s < NUM_STRATEGIES && !t->unit_cols; s++) /* i2 and lut: one sum per row only */
+    for (int s = STRAT_I2; s < NUM_STRATEGIES && !t->unit_cols; s++)
         if (plan_candidate(tg, (enum strategy)s)) out->cost[s] = plan_predict(t, tg, (enum strategy)s, 0, false);
+    if (units_i2 && plan_allowed(tg, STRAT_I2)) { /* the source rows' i2, a sum per unit: as 2 rows' work */
+        ternary_matrix src = *t;
+        src.rows = 2 * t->src_rows, src.unit_cols = 0;
+        out->cost[STRAT_I2] = plan_predict(&src, tg, STRAT_I2, 0, false);
+    }
 
     enum strategy best = STRAT_AUTO;
     for (int s = 1; s < NUM_STRATEGIES; s++)

@@ -449,6 +449,7 @@ typedef struct kernel {
     enum dot_isa isa;               /* i2 */
     int32_t vec_bytes;              /* i2: bytes of one vector register (16, 32, 64) */
     int32_t groups;                 /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
+    int32_t unit_cols;              /* i2: sums per unit of this many columns (scales per group), 0: per row */
     int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     int lanes_min; /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */
@@ -466,6 +467,8 @@ bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
 /* The printers of kernels (emit_c.c, emit_llvm.c for the CPU and for NVPTX, emit_cuda.c). */
 enum printer { PRINTER_C, PRINTER_LLVM, PRINTER_NVPTX, PRINTER_CUDA, NUM_PRINTERS };
+/* The dot ISA of i2 summed per unit of columns for this matrix on t through pr, or -1 (kernel.c). */
+int kernel_units_isa(const target *t, enum printer pr, const ternary_matrix *tm);
 extern const char *const printer_names[NUM_PRINTERS];
 /* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
  * for i2 and lut). */

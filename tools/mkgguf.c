@@ -5,7 +5,11 @@
  * 6-2*(j/32) of byte j%32) and puts one f32 scale after the codes, in 32 bytes; TQ2_0 blocks of
  * 256 hold 64 bytes of codes (weight 128h + 32n + m at bits 2n of byte 32h + m) and an f16
  * scale; TQ1_0 blocks hold 48 bytes of five base-3 digits and 4 of four (the value v of the
- * digits, most significant first, stored as ceil(v * 256 / 243)) and an f16 scale.
+ * digits, most significant first, stored as ceil(v * 256 / 243)) and an f16 scale. The
+ * group-scaled types have a scale per block, first: Q2_0 blocks of 64 weights are an f16 scale d
+ * and 16 bytes of 2-bit codes (weight j at bits 2*(j%4) of byte j/4, value (code - 1) * d: -1, 0,
+ * +1 or +2); Q1_0 blocks of 128 are an f16 d and 16 bytes of signs (bit j%8 of byte j/8 set: +d,
+ * clear: -d). A matrix's blocks follow its rows, each row a whole number of them.
  */
 #include "mkgguf.h"
 
@@ -123,6 +127,21 @@ uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, 
         blk[bytes - 2] = (uint8_t)h, blk[bytes - 1] = (uint8_t)(h >> 8);
     }
     *nbytes = nb * bytes;
+    return d;
+}
+
+uint8_t *mkg_encode_grouped(uint32_t type, const uint8_t *codes, const uint16_t *scales, uint64_t n, uint64_t *nbytes) {
+    const int q1 = type == MKG_Q1_0;
+    const uint64_t qk = q1 ? 128 : 64, nb = n / qk;
+    uint8_t *d = grow(calloc(1, nb * 18 + 1), nb * 18 + 1);
+    for (uint64_t b = 0; b < nb; b++) {
+        uint8_t *blk = d + b * 18, *qs = blk + 2;
+        const uint8_t *c = codes + b * qk;
+        blk[0] = (uint8_t)scales[b], blk[1] = (uint8_t)(scales[b] >> 8);
+        for (uint64_t j = 0; j < qk; j++)
+            qs[q1 ? j / 8 : j / 4] |= q1 ? (uint8_t)((c[j] == 2) << (j % 8)) : (uint8_t)((c[j] & 3) << (2 * (j % 4)));
+    }
+    *nbytes = nb * 18;
     return d;
 }
 

@@ -1,5 +1,5 @@
 /* mkgguf.h — writes GGUF files (rsr-mkmodel --format gguf-*): metadata, tensors, and the ternary
- * encodings rsrc reads (compiler/gguf.c describes them). */
+ * and binary encodings rsrc reads (compiler/gguf.c describes them; mkgguf.c's header too). */
 #ifndef RSR_MKGGUF_H
 #define RSR_MKGGUF_H
 
@@ -14,7 +14,9 @@ enum {
     MKG_BF16 = 30,
     MKG_TQ1_0 = 34,
     MKG_TQ2_0 = 35,
-    MKG_I2_S = 36
+    MKG_I2_S = 36,
+    MKG_Q1_0 = 41,
+    MKG_Q2_0 = 42
 };
 
 typedef struct mkg_file mkg_file;
@@ -35,6 +37,10 @@ void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint
  * receives its size. */
 uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, uint64_t cols, float beta,
                             uint16_t beta_f16, uint64_t *nbytes);
+/* n weights of 2-bit codes (row-major, rows a whole number of blocks) in llama.cpp's group-scaled
+ * type: MKG_Q2_0, codes 0..3 (values -1, 0, +1, +2), blocks of 64; or MKG_Q1_0, codes 0 and 2
+ * (-1 and +1), blocks of 128; block b's scale is the f16 bits scales[b]; *nbytes receives the size. */
+uint8_t *mkg_encode_grouped(uint32_t type, const uint8_t *codes, const uint16_t *scales, uint64_t n, uint64_t *nbytes);
 /* n floats (a multiple of 32 for Q8_0, of 256 for Q6_K) quantised as ggml's blocks of that type
  * (a plain rounding quantiser: any valid encoding will do for the readers' tests); to_f16 is the
  * caller's f32 -> f16 rounding. */

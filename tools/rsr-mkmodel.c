@@ -7,6 +7,14 @@
  * order of writing). Packed ternary matrices draw each logical row from its own generator, so a
  * packed row (four logical rows, one per bit pair) is produced with O(in) memory. Data are streamed
  * through a buffered FILE*; output files are written under temporary names and renamed at the end.
+ *
+ * --format gguf-* writes the same model as one GGUF file instead (mkgguf.c encodes it), for the
+ * architectures bitnet-b1.58, bitnet, llama and qwen3 (--gguf-arch; qwen3 adds RMSNorms of each
+ * head of q and k, drops the sub-norms and may have heads wider than hidden/heads, --head-dim):
+ * the ternary matrices in I2_S, TQ1_0 or TQ2_0 with the matrix's one scale, or in llama.cpp's
+ * group-scaled Q2_0 (ternary, optionally some +2: --plus2) or Q1_0 (binary: a zero weight becomes
+ * -1 or +1 at random) with a scale per block of 64 or 128 weights, the matrix's scale times a
+ * random factor in [0.5, 1.5].
  */
 #include <errno.h>
 #include <getopt.h>
@@ -209,15 +217,18 @@ static int format_bitnet(format_t f) { return f == F_BITNET_PACKED || f == F_BIT
 typedef struct {
     const char *name;
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
+    long head_dim; /* 0: hidden / heads */
 } preset_t;
 
 static const preset_t presets[] = {
-    {"tiny", 64, 160, 2, 4, 2, 288, 256, 1, 2},
-    {"small", 256, 704, 4, 8, 2, 1024, 512, 1, 2},
-    {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001},
-    {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2},
-    {"llama8b", 4096, 14336, 32, 32, 8, 128256, 8192, 128000, 128001},
-    {"llama1b", 2048, 8192, 16, 32, 8, 128256, 32768, 128000, 128001}, /* Llama 3.2 1B's shape, 32K positions */
+    {"tiny", 64, 160, 2, 4, 2, 288, 256, 1, 2, 0},
+    {"small", 256, 704, 4, 8, 2, 1024, 512, 1, 2, 0},
+    {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001, 0},
+    {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2, 0},
+    {"llama8b", 4096, 14336, 32, 32, 8, 128256, 8192, 128000, 128001, 0},
+    {"llama1b", 2048, 8192, 16, 32, 8, 128256, 32768, 128000, 128001, 0}, /* Llama 3.2 1B's shape, 32K positions */
+    /* Qwen3-0.6B's matrices (heads of 128, not hidden/heads) with small's vocabulary and 4K positions */
+    {"qwen3-0.6b", 1024, 3072, 28, 16, 8, 1024, 4096, 1, 2, 128},
 };
 
 typedef enum { DT_BF16, DT_F16, DT_U8 } dtype_t;
@@ -242,11 +253,15 @@ typedef struct {
 typedef struct {
     format_t format;
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
+    long head_dim; /* the width of an attention head: hidden / heads but where qwen3 says otherwise */
     uint64_t seed;
     int binary;
     double embed_std;      /* the embeddings' (and an untied head's) standard deviation */
     int gguf_type;         /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
+    int qwen3;             /* a gguf-* format of architecture qwen3: q/k head norms, no sub-norms */
+    int untied;            /* --untied: qwen3's head is a tensor of its own (output.weight) */
+    double plus2;          /* --plus2 / 100: gguf-q2's share of weights made +2 */
     int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
     int tokenizer;         /* write tokenizer.json (when the vocabulary has room for one) */
     char *chat_template;   /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
@@ -304,7 +319,8 @@ static void add_matrix(tlist_t *l, const opts_t *o, const char *base, uint64_t o
 static void build_tensors(tlist_t *l, const opts_t *o) {
     const dtype_t hp = o->format == F_1BITLLM ? DT_F16 : DT_BF16; /* high-precision dtype */
     const uint64_t H = (uint64_t)o->hidden, I = (uint64_t)o->intermediate, V = (uint64_t)o->vocab;
-    const uint64_t KV = (uint64_t)o->kv_heads * (H / (uint64_t)o->heads);
+    const uint64_t HD = (uint64_t)o->head_dim, Q = (uint64_t)o->heads * HD, KV = (uint64_t)o->kv_heads * HD;
+    const int sub_norms = (format_bitnet(o->format) || o->format == F_1BITLLM) && !o->qwen3;
     char name[160], base[128];
     tadd(l, "model.embed_tokens.weight", hp, K_EMBED, 2, V, H);
     for (long L = 0; L < o->layers; L++) {
@@ -313,9 +329,13 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         static const char *const attn[4] = {"q", "k", "v", "o"};
         for (int p = 0; p < 4; p++) {
             snprintf(base, sizeof base, "model.layers.%ld.self_attn.%s_proj", L, attn[p]);
-            add_matrix(l, o, base, (p == 1 || p == 2) ? KV : H, H);
+            add_matrix(l, o, base, p == 0 ? Q : p == 3 ? H : KV, p == 3 ? Q : H);
         }
-        if (format_bitnet(o->format) || o->format == F_1BITLLM) {
+        for (int p = 0; p < 2 && o->qwen3; p++) { /* RMSNorm of each head of q and of k */
+            snprintf(name, sizeof name, "model.layers.%ld.self_attn.%s_norm.weight", L, p ? "k" : "q");
+            tadd(l, name, hp, K_NORM, 1, HD, 0);
+        }
+        if (sub_norms) {
             snprintf(name, sizeof name, "model.layers.%ld.self_attn.%s.weight", L,
                      o->format == F_1BITLLM ? "inner_attn_ln" : "attn_sub_norm");
             tadd(l, name, hp, K_NORM, 1, H, 0);
@@ -328,14 +348,14 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         add_matrix(l, o, base, I, H);
         snprintf(base, sizeof base, "model.layers.%ld.mlp.down_proj", L);
         add_matrix(l, o, base, H, I);
-        if (format_bitnet(o->format) || o->format == F_1BITLLM) {
+        if (sub_norms) {
             snprintf(name, sizeof name, "model.layers.%ld.mlp.%s.weight", L,
                      o->format == F_1BITLLM ? "ffn_layernorm" : "ffn_sub_norm");
             tadd(l, name, hp, K_NORM, 1, I, 0);
         }
     }
     tadd(l, "model.norm.weight", hp, K_NORM, 1, H, 0);
-    if (!format_bitnet(o->format)) tadd(l, "lm_head.weight", hp, K_EMBED, 2, V, H);
+    if (!format_bitnet(o->format) || o->untied) tadd(l, "lm_head.weight", hp, K_EMBED, 2, V, H);
 }
 
 /* Assign tensors to shards in order, every shard non-empty: each shard takes tensors until it is
@@ -587,7 +607,8 @@ static char *gguf_name(const char *hf) {
         {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
         {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
         {"mlp.down_proj", "ffn_down"},        {"self_attn.attn_sub_norm", "attn_sub_norm"},
-        {"mlp.ffn_sub_norm", "ffn_sub_norm"},
+        {"mlp.ffn_sub_norm", "ffn_sub_norm"}, {"self_attn.q_norm", "attn_q_norm"},
+        {"self_attn.k_norm", "attn_k_norm"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
@@ -603,9 +624,10 @@ static char *gguf_name(const char *hf) {
 }
 
 /* The tokenizer as llama.cpp's converters write a byte-level BPE one (tokenizer.ggml.model "gpt2",
- * pre-tokenizer "llama-bpe"): every id's string, its type (1 normal, 3 control for the special
- * tokens, 5 unused for an id without a token), the merges, and whether BOS is added. */
-static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab) {
+ * pre-tokenizer pre: "llama-bpe", or "qwen2" for qwen3): every id's string, its type (1 normal, 3
+ * control for the special tokens, 5 unused for an id without a token), the merges, and whether BOS
+ * is added. */
+static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char *pre) {
     const char **tokens = xmalloc(sizeof *tokens * (size_t)vocab);
     int32_t *types = xmalloc(sizeof *types * (size_t)vocab);
     char **pads = xmalloc(sizeof *pads * (size_t)vocab);
@@ -628,7 +650,7 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab) {
     const char **m = xmalloc(sizeof *m * (size_t)(nm ? nm : 1));
     cJSON_ArrayForEach(e, merges) m[k++] = e->valuestring;
     mkg_meta_str(g, "tokenizer.ggml.model", "gpt2");
-    mkg_meta_str(g, "tokenizer.ggml.pre", "llama-bpe");
+    mkg_meta_str(g, "tokenizer.ggml.pre", pre);
     mkg_meta_strs(g, "tokenizer.ggml.tokens", tokens, (uint64_t)vocab);
     mkg_meta_i32s(g, "tokenizer.ggml.token_type", types, (uint64_t)vocab);
     mkg_meta_strs(g, "tokenizer.ggml.merges", m, (uint64_t)nm);
@@ -637,14 +659,79 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab) {
     free(pads), free(tokens), free(types), free(m);
 }
 
-/* DIR/model.gguf: the metadata of the architecture o->gguf_arch ("bitnet-b1.58", bitnet.cpp's
- * BitNet b1.58 2B-4T, the same model as bitnet-packed's; or "bitnet", llama.cpp's, which runs
- * SiLU instead of ReLU²) and the tokenizer (when tj), the norms as F32, the embeddings as F16
- * when each value is one exactly, else BF16 (the checkpoint's values), and each ternary matrix in
- * o->gguf_type, rows in the checkpoint's order (both architectures' RoPE takes them so). */
-static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
+/* The GGUF row of Hugging Face row r of matrix t: "llama" stores row s*hd/2 + i of each head of Q
+ * and K as row 2i + s (its converter interleaves them for llama.cpp's RoPE); the other
+ * architectures keep the checkpoint's order (their RoPE takes it so). */
+static uint64_t gguf_row(const tensor_t *t, const opts_t *o, uint64_t r) {
+    if (strcmp(o->gguf_arch, "llama") || !(strstr(t->name, ".q_proj") || strstr(t->name, ".k_proj"))) return r;
+    const uint64_t hd = (uint64_t)o->head_dim, w = r % hd;
+    return r - w + 2 * (w % (hd / 2)) + w / (hd / 2);
+}
+
+/* gguf-q2 and gguf-q1: the f16 scales of the blocks of matrix t (codes: its ternary codes,
+ * row-major in the checkpoint's order, changed in place), each beta times a factor uniform in
+ * [0.5, 1.5]; gguf-q2 makes a share o->plus2 of the weights +2 (code 3), gguf-q1 each zero -1 or +1
+ * (and scales beta by sqrt(0.6), ternary weights' variance, so that outputs keep their size). The
+ * draws come from a generator of the matrix's own, apart from its rows'. */
+static uint16_t *group_scales(uint8_t *codes, const tensor_t *t, const opts_t *o, float beta) {
+    const int q1 = o->gguf_type == MKG_Q1_0;
+    const uint64_t qk = q1 ? 128 : 64, nb = t->out * t->in / qk;
+    if (q1 && !o->binary) beta *= sqrtf(0.6f);
+    rng_t r;
+    rng_seed(&r, tensor_key(o->seed, t->name) ^ 0x47524F5550ull); /* "GROUP" */
+    uint16_t *scales = xmalloc(sizeof *scales * nb);
+    for (uint64_t b = 0; b < nb; b++) {
+        scales[b] = f32_to_f16(beta * (float)rng_uniform(&r, 0.5, 1.5));
+        for (uint8_t *c = codes + b * qk; c < codes + (b + 1) * qk; c++)
+            if (q1 && *c == 1)
+                *c = (rng_next(&r) >> 63) ? 2 : 0;
+            else if (!q1 && o->plus2 > 0 && rng_unit(&r) < o->plus2)
+                *c = 3;
+    }
+    return scales;
+}
+
+/* Ternary matrix t (bytes: its packed codes; beta: its scale, an f16 value unless llama-packed's
+ * 1/scale) as GGUF tensor name of o->gguf_type, rows in gguf_row's order. */
+static void gguf_matrix(mkg_file *g, const char *name, const tensor_t *t, const opts_t *o, const uint8_t *bytes,
+                        float beta, int inverted) {
+    const uint64_t rows = t->out, cols = t->in, R = rows / 4;
+    const int grouped = o->gguf_type == MKG_Q1_0 || o->gguf_type == MKG_Q2_0;
+    const uint64_t qk = o->gguf_type == MKG_Q1_0 ? 128 : 64, G = grouped ? cols / qk : 0; /* blocks per row */
+    if (!grouped && o->gguf_type != MKG_I2_S && cols % 256)
+        die("%s has %" PRIu64 " columns, not a multiple of the 256 of a TQ block: choose sizes that are "
+            "(--hidden, --intermediate)",
+            t->name, cols);
+    if (o->gguf_type == MKG_I2_S && rows * cols % 128)
+        die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
+    if (grouped && cols % qk) die("internal error: %s has %" PRIu64 " columns, not whole blocks", t->name, cols);
+    /* bitnet-packed's scales are f16 values; llama-packed's 1/scale is rounded to one in TQ */
+    const uint16_t h = f32_to_f16(beta);
+    if (!grouped && !inverted && rsr_f16_to_f32(h) != beta)
+        die("internal error: the scale of %s is not an f16 value", t->name);
+    uint8_t *codes = xmalloc(rows * cols), *out = xmalloc(rows * cols);
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t c = 0; c < cols; c++) codes[r * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
+    uint16_t *scales = grouped ? group_scales(codes, t, o, beta) : NULL;
+    uint16_t *gs = grouped ? xmalloc(sizeof *gs * rows * G) : NULL;
+    for (uint64_t r = 0; r < rows; r++) {
+        const uint64_t gr = gguf_row(t, o, r);
+        memcpy(out + gr * cols, codes + r * cols, cols);
+        if (grouped) memcpy(gs + gr * G, scales + r * G, sizeof *gs * G);
+    }
+    uint64_t nb;
+    uint8_t *enc = grouped ? mkg_encode_grouped((uint32_t)o->gguf_type, out, gs, rows * cols, &nb)
+                           : mkg_encode_ternary((uint32_t)o->gguf_type, out, rows, cols, beta, h, &nb);
+    free(codes), free(out), free(scales), free(gs);
+    mkg_tensor(g, name, (uint32_t)o->gguf_type, cols, rows, enc, nb);
+}
+
+/* The metadata of the architecture o->gguf_arch ("bitnet-b1.58", bitnet.cpp's BitNet b1.58 2B-4T,
+ * the same model as bitnet-packed's; "bitnet", llama.cpp's, which runs SiLU instead of ReLU²;
+ * "llama"; or "qwen3", with its head dimension and Qwen3's epsilon and RoPE base) and the
+ * tokenizer (when tj). */
+static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     const char *A = o->gguf_arch;
-    mkg_file *g = mkg_new();
     char key[128];
 #define META_U32(k, v) (snprintf(key, sizeof key, "%s.%s", A, k), mkg_meta_u32(g, key, (uint32_t)(v)))
     mkg_meta_str(g, "general.architecture", A);
@@ -656,15 +743,24 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
     META_U32("block_count", o->layers);
     META_U32("attention.head_count", o->heads);
     META_U32("attention.head_count_kv", o->kv_heads);
-    META_U32("rope.dimension_count", o->hidden / o->heads);
+    META_U32("rope.dimension_count", o->head_dim);
     META_U32("vocab_size", o->vocab);
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A), mkg_meta_f32(g, key, 1e-5f);
-    snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, 500000.0f);
+    if (o->qwen3) META_U32("attention.key_length", o->head_dim), META_U32("attention.value_length", o->head_dim);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A), mkg_meta_f32(g, key, o->qwen3 ? 1e-6f : 1e-5f);
+    snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, o->qwen3 ? 1e6f : 500000.0f);
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
     mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
-    if (tj) gguf_tokenizer(g, tj, o->vocab);
+    if (tj) gguf_tokenizer(g, tj, o->vocab, o->qwen3 ? "qwen2" : "llama-bpe");
     if (o->chat_template) mkg_meta_str(g, "tokenizer.chat_template", o->chat_template);
 #undef META_U32
+}
+
+/* DIR/model.gguf: gguf_metadata's keys, the norms as F32, the embeddings (and an untied head) as
+ * F16 when each value is one exactly, else BF16 (the checkpoint's values), or as --gguf-embed
+ * says, and each ternary matrix as gguf_matrix writes it. */
+static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
+    mkg_file *g = mkg_new();
+    gguf_metadata(g, o, tj);
     for (size_t i = 0; i < l->n; i++) {
         const tensor_t *t = &l->t[i];
         if (t->kind == K_SCALE) continue; /* with its matrix, just before it */
@@ -675,33 +771,8 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             uint8_t *sb = tensor_bytes(sc, o);
             float beta = sc->inverted ? 1.0f / bf16_at(sb) : bf16_at(sb); /* as rsrc reads llama-packed */
             free(sb);
-            uint16_t h = f32_to_f16(beta);
-            const uint64_t rows = t->out, cols = t->in, R = rows / 4;
-            if (o->gguf_type != MKG_I2_S && cols % 256)
-                die("%s has %" PRIu64 " columns, not a multiple of the 256 of a TQ block: choose sizes that are "
-                    "(--hidden, --intermediate)",
-                    t->name, cols);
-            if (o->gguf_type == MKG_I2_S && rows * cols % 128)
-                die("%s has %" PRIu64 " weights, not a multiple of the 128 of an I2_S group", t->name, rows * cols);
-            /* bitnet-packed's scales are f16 values; llama-packed's 1/scale is rounded to one in TQ */
-            if (!sc->inverted && rsr_f16_to_f32(h) != beta)
-                die("internal error: the scale of %s is not an f16 value", t->name);
-            const int llama = !strcmp(o->gguf_arch, "llama");
-            const uint64_t heads = !llama                       ? 0
-                                   : strstr(t->name, ".q_proj") ? (uint64_t)o->heads
-                                   : strstr(t->name, ".k_proj") ? (uint64_t)o->kv_heads
-                                                                : 0;
-            const uint64_t hd = (uint64_t)(o->hidden / o->heads);
-            uint8_t *codes = xmalloc(rows * cols);
-            for (uint64_t r = 0; r < rows; r++) { /* llama: row s*hd/2 + i of a head is stored as row 2i + s */
-                uint64_t w = r % hd, gr = heads ? r - w + 2 * (w % (hd / 2)) + w / (hd / 2) : r;
-                for (uint64_t c = 0; c < cols; c++)
-                    codes[gr * cols + c] = (bytes[(r % R) * cols + c] >> (2 * (r / R))) & 3;
-            }
-            uint64_t nb;
-            uint8_t *enc = mkg_encode_ternary((uint32_t)o->gguf_type, codes, rows, cols, beta, h, &nb);
-            free(codes), free(bytes);
-            mkg_tensor(g, name, (uint32_t)o->gguf_type, cols, rows, enc, nb);
+            gguf_matrix(g, name, t, o, bytes, beta, sc->inverted);
+            free(bytes);
         } else if (t->kind == K_EMBED && o->gguf_embed) { /* quantised (lossy) */
             const uint64_t n = t->shape[0] * t->shape[1];
             float *f = xmalloc(4 * n);
@@ -847,10 +918,11 @@ static void mkdir_p(const char *dir) {
 /* command line                                                                                */
 
 static void usage(FILE *out) {
-    fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset tiny|small|2b4t|large|llama8b|llama1b] [--seed N]\n"
+    fputs("usage: rsr-mkmodel --format FORMAT --out DIR [--preset NAME] [--seed N]\n"
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
-          "                   [--heads N] [--kv-heads N] [--vocab N] [--max-pos N] [--no-tokenizer]\n"
-          "                   [--embed-std S] [--chat-template FILE]\n"
+          "                   [--heads N] [--kv-heads N] [--head-dim N] [--vocab N] [--max-pos N]\n"
+          "                   [--no-tokenizer] [--embed-std S] [--chat-template FILE]\n"
+          "                   [--gguf-arch A] [--gguf-embed T] [--plus2 P] [--untied]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --help\n"
           "\n"
@@ -871,12 +943,18 @@ static void usage(FILE *out) {
           "                  bitnet-packed's weights as DIR/model.gguf (architecture bitnet-b1.58), the ternary\n"
           "                  matrices in bitnet.cpp's I2_S or llama.cpp's TQ1_0 or TQ2_0 (--gguf-arch bitnet:\n"
           "                  llama.cpp's architecture of that name, which runs SiLU instead of ReLU²)\n"
+          "  gguf-q2, gguf-q1\n"
+          "                  the same in llama.cpp's group-scaled Q2_0 (ternary, codes of +2 with --plus2;\n"
+          "                  blocks of 64) or Q1_0 (binary: each zero weight made -1 or +1 at random; blocks of\n"
+          "                  128), a random f16 scale per block (the matrix's scale times U(0.5, 1.5)); every\n"
+          "                  matrix input (--hidden, --heads x --head-dim, --intermediate) a multiple of the\n"
+          "                  block. Mainly for --gguf-arch qwen3\n"
           "\n"
           "options:\n"
           "  --format FORMAT    one of the formats above (required)\n"
           "  --out DIR          output directory, created if missing (required)\n"
-          "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b; explicit size flags\n"
-          "                     override it\n"
+          "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b, qwen3-0.6b; explicit\n"
+          "                     size flags override it\n"
           "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
@@ -884,9 +962,16 @@ static void usage(FILE *out) {
           "  --chat-template FILE\n"
           "                     the model's chat template (Jinja): written as tokenizer_config.json's\n"
           "                     chat_template, or a gguf-* format's tokenizer.chat_template\n"
-          "  --gguf-arch A      general.architecture of a gguf-* format: bitnet-b1.58 (default), bitnet, or\n"
+          "  --gguf-arch A      general.architecture of a gguf-* format: bitnet-b1.58 (default), bitnet,\n"
           "                     llama (llama-packed's weights, Q and K rows interleaved as llama.cpp's\n"
-          "                     converter stores them, 1/weight_scale rounded to f16 in TQ blocks)\n"
+          "                     converter stores them, 1/weight_scale rounded to f16 in TQ blocks), or qwen3\n"
+          "                     (no sub-norms; an RMSNorm of each head of q and k; heads --head-dim wide;\n"
+          "                     epsilon 1e-6, RoPE base 1e6; pre-tokenizer qwen2; a head tied unless --untied)\n"
+          "  --head-dim N       the width of an attention head, --gguf-arch qwen3 only (default hidden/heads;\n"
+          "                     the other formats cannot hold another): q has heads x N rows, k and v\n"
+          "                     kv-heads x N, o heads x N columns\n"
+          "  --plus2 P          gguf-q2: make P percent of the weights +2 (code 3; default 0)\n"
+          "  --untied           --gguf-arch qwen3: a head of its own (output.weight) instead of the embeddings\n"
           "  --gguf-embed T     store the embeddings and head of a gguf-* format as q8_0 or q6_k (lossy;\n"
           "                     default: F16 where exact, else BF16)\n"
           "  --embed-std S      standard deviation of the embeddings (default 1/sqrt(hidden), as in trained\n"
@@ -897,7 +982,8 @@ static void usage(FILE *out) {
           "                     write VALUE (nan, inf or -inf) as element INDEX (row-major) of TENSOR, a\n"
           "                     tensor of floats (not packed ternary): a checkpoint rsrc must refuse\n"
           "  --hidden N, --intermediate N, --layers N, --heads N, --kv-heads N, --vocab N, --max-pos N\n"
-          "                     model shape\n"
+          "                     model shape (a block format rounds a preset's hidden and intermediate sizes\n"
+          "                     up to its block, and refuses explicit sizes that are not multiples)\n"
           "  -h, --help         this text\n"
           "      --version      the version of rsr-mkmodel\n"
           "\n"
@@ -907,11 +993,15 @@ static void usage(FILE *out) {
           "  large    1536/4096/24/16/16/32002/2048, 1/2\n"
           "  llama8b  4096/14336/32/32/8/128256/8192, 128000/128001\n"
           "  llama1b  2048/8192/16/32/8/128256/32768, 128000/128001 (a long-context shape)\n"
+          "  qwen3-0.6b  1024/3072/28/16/8/1024/4096, 1/2, head-dim 128: Qwen3-0.6B's matrices with small's\n"
+          "           synthetic vocabulary (not Qwen's 151936; --vocab to change) and 4096 positions (not\n"
+          "           40960); --gguf-arch qwen3 only (its heads are not hidden/heads wide)\n"
           "Every preset has room for the tokenizer (the random weights make its text noise).\n"
           "\n"
           "examples:\n"
           "  rsr-mkmodel --format bitnet-packed --preset small --out m && rsrc m -o m.so\n"
           "  rsr-mkmodel --format llama-packed --preset 2b4t --shards 3 --out big\n"
+          "  rsr-mkmodel --format gguf-q2 --gguf-arch qwen3 --preset qwen3-0.6b --out q && rsrc q -o q.so\n"
           "\n"
           "exit status: 0 when DIR is written; 1 on any error (files of a run that failed are removed).\n",
           out);
@@ -962,6 +1052,7 @@ enum {
     O_LAYERS,
     O_HEADS,
     O_KVHEADS,
+    O_HEADDIM,
     O_VOCAB,
     O_MAXPOS,
     O_NOTOKENIZER,
@@ -970,6 +1061,8 @@ enum {
     O_EMBEDSTD,
     O_GGUFARCH,
     O_GGUFEMBED,
+    O_PLUS2,
+    O_UNTIED,
     O_VERSION
 };
 
@@ -1053,25 +1146,66 @@ static char *read_text_file(const char *path, const char *opt) {
     return text;
 }
 
-/* --format: a checkpoint format, or gguf-i2s/tq1/tq2 (bitnet-packed's weights in GGUF) */
+/* the gguf-* formats: bitnet-packed's weights (llama-packed's for --gguf-arch llama) in one GGUF
+ * file, the ternary matrices in the type */
+static const struct {
+    const char *name;
+    int type;
+} gguf_formats[] = {{"gguf-i2s", MKG_I2_S},
+                    {"gguf-tq1", MKG_TQ1_0},
+                    {"gguf-tq2", MKG_TQ2_0},
+                    {"gguf-q2", MKG_Q2_0},
+                    {"gguf-q1", MKG_Q1_0}};
+
+static const char *gguf_format_name(int type) {
+    for (size_t f = 0; f < sizeof gguf_formats / sizeof *gguf_formats; f++)
+        if (gguf_formats[f].type == type) return gguf_formats[f].name;
+    return "gguf";
+}
+
+/* --format: a checkpoint format, or a gguf-* one */
 static void parse_format(opts_t *o, const char *arg) {
     int found = 0;
     for (int f = 0; f < F_COUNT; f++)
         if (!strcmp(arg, format_names[f])) o->format = (format_t)f, found = 1;
-    static const struct {
-        const char *name;
-        int type;
-    } ggufs[] = {{"gguf-i2s", MKG_I2_S}, {"gguf-tq1", MKG_TQ1_0}, {"gguf-tq2", MKG_TQ2_0}};
-    for (int f = 0; f < 3; f++) /* the weights of bitnet-packed, in GGUF */
-        if (!strcmp(arg, ggufs[f].name)) o->format = F_BITNET_PACKED, o->gguf_type = ggufs[f].type, found = 1;
+    for (size_t f = 0; f < sizeof gguf_formats / sizeof *gguf_formats; f++)
+        if (!strcmp(arg, gguf_formats[f].name))
+            o->format = F_BITNET_PACKED, o->gguf_type = gguf_formats[f].type, found = 1;
     if (!found)
         die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e, "
-            "1bitllm, gguf-i2s, gguf-tq1 or gguf-tq2)",
+            "1bitllm, gguf-i2s, gguf-tq1, gguf-tq2, gguf-q2 or gguf-q1)",
             arg);
 }
 
+/* The weights of a block of o->gguf_type, the columns of one row (0: no blocks of rows). */
+static long gguf_block(const opts_t *o) {
+    return o->gguf_type == MKG_TQ1_0 || o->gguf_type == MKG_TQ2_0 ? 256
+           : o->gguf_type == MKG_Q1_0                             ? 128
+           : o->gguf_type == MKG_Q2_0                             ? 64
+                                                                  : 0;
+}
+
+/* The head dimension: --head-dim (ov7, 0: not given) or the preset's, which only qwen3 files can
+ * hold unless it is hidden/heads, else hidden/heads. */
+static void finish_head_dim(opts_t *o, const preset_t *preset, long ov7) {
+    const long given = ov7 ? ov7 : preset->head_dim;
+    if (ov7 && !o->qwen3)
+        die("--head-dim: only --gguf-arch qwen3 (with a gguf-* format) can say how wide a head is; the other "
+            "formats' heads are hidden/heads wide (set --hidden and --heads)");
+    if (given && !o->qwen3 && given * o->heads != o->hidden)
+        die("the %s preset's heads are %ld wide, not hidden/heads (%ld/%ld): only --gguf-arch qwen3 (with a gguf-* "
+            "format) can hold them",
+            preset->name, given, o->hidden, o->heads);
+    if (!given && o->hidden % o->heads) die("hidden size %ld is not divisible by heads %ld", o->hidden, o->heads);
+    o->head_dim = given ? given : o->hidden / o->heads;
+    if (o->head_dim % 2) {
+        if (given) die("--head-dim %ld is odd; rope needs it even", o->head_dim);
+        die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", o->head_dim, o->hidden, o->heads);
+    }
+}
+
 /* The sizes: the explicit flags (ov, 0: not given) over the preset's, checked against each other. */
-static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[7]) {
+static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[8]) {
     o->hidden = ov[0] ? ov[0] : preset->hidden;
     o->intermediate = ov[1] ? ov[1] : preset->intermediate;
     o->layers = ov[2] ? ov[2] : preset->layers;
@@ -1079,35 +1213,38 @@ static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[7]) {
     o->kv_heads = ov[4] ? ov[4] : preset->kv_heads;
     o->vocab = ov[5] ? ov[5] : preset->vocab;
     o->max_pos = ov[6] ? ov[6] : preset->max_pos;
-    if (o->gguf_type == MKG_TQ1_0 || o->gguf_type == MKG_TQ2_0) {
-        /* a TQ block is 256 weights of one row: a preset's widths are rounded up to it */
-        if (!ov[0]) o->hidden = (o->hidden + 255) / 256 * 256;
-        if (!ov[1]) o->intermediate = (o->intermediate + 255) / 256 * 256;
-        if (o->hidden % 256 || o->intermediate % 256)
-            die("--format %s: --hidden %ld and --intermediate %ld must be multiples of 256 (the weights of a TQ "
-                "block are 256 columns of one row)",
-                o->gguf_type == MKG_TQ1_0 ? "gguf-tq1" : "gguf-tq2", o->hidden, o->intermediate);
+    const long block = gguf_block(o);
+    const char *kind = block == 256 ? "TQ" : block == 128 ? "Q1_0" : "Q2_0";
+    if (block) {
+        /* a block is weights of one row: a preset's widths are rounded up to it */
+        if (!ov[0]) o->hidden = (o->hidden + block - 1) / block * block;
+        if (!ov[1]) o->intermediate = (o->intermediate + block - 1) / block * block;
+        if (o->hidden % block || o->intermediate % block)
+            die("--format %s: --hidden %ld and --intermediate %ld must be multiples of %ld (the weights of a %s "
+                "block are %ld columns of one row)",
+                gguf_format_name(o->gguf_type), o->hidden, o->intermediate, block, kind, block);
     }
     o->bos = preset->bos;
     o->eos = preset->eos;
 
-    if (o->hidden % o->heads) die("hidden size %ld is not divisible by heads %ld", o->hidden, o->heads);
+    finish_head_dim(o, preset, ov[7]);
     if (o->heads % o->kv_heads) die("heads %ld is not divisible by kv-heads %ld", o->heads, o->kv_heads);
-    const long head_dim = o->hidden / o->heads;
-    if (head_dim % 2)
-        die("head_dim %ld (hidden %ld / heads %ld) is odd; rope needs it even", head_dim, o->hidden, o->heads);
+    if (block && o->heads * o->head_dim % block)
+        die("--format %s: --heads %ld x --head-dim %ld = %ld (the columns of attn_output) must be a multiple of %ld "
+            "(the weights of a %s block are %ld columns of one row)",
+            gguf_format_name(o->gguf_type), o->heads, o->head_dim, o->heads * o->head_dim, block, kind, block);
     if (format_packed(o->format)) {
-        const long rows[3] = {o->hidden, o->kv_heads * head_dim, o->intermediate};
-        const char *what[3] = {"hidden size (rows of q, o, down)", "kv-heads * head_dim (rows of k, v)",
-                               "intermediate size (rows of gate, up)"};
-        for (int i = 0; i < 3; i++)
+        const long rows[4] = {o->hidden, o->kv_heads * o->head_dim, o->intermediate, o->heads * o->head_dim};
+        const char *what[4] = {"hidden size (rows of o, down)", "kv-heads * head_dim (rows of k, v)",
+                               "intermediate size (rows of gate, up)", "heads * head_dim (rows of q)"};
+        for (int i = 0; i < 4; i++)
             if (rows[i] % 4)
                 die("%s %ld is not divisible by 4, as the packed format %s needs", what[i], rows[i],
                     format_names[o->format]);
     }
     if (o->bos >= o->vocab || o->eos >= o->vocab)
         die("the %s preset's bos/eos token ids %ld/%ld do not fit vocab %ld; use a preset with small ids (tiny, small, "
-            "large)",
+            "large, qwen3-0.6b)",
             preset->name, o->bos, o->eos, o->vocab);
 }
 
@@ -1126,14 +1263,11 @@ static void check_poison(const tlist_t *tl, const opts_t *o) {
 /* The summary line on stderr, and what main allocated. */
 static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t bytes_written) {
     fprintf(stderr,
-            "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld vocab=%ld "
-            "max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
-            o->gguf_type == MKG_I2_S    ? "gguf-i2s"
-            : o->gguf_type == MKG_TQ1_0 ? "gguf-tq1"
-            : o->gguf_type              ? "gguf-tq2"
-                                        : format_names[o->format],
-            o->binary ? " (binary)" : "", o->hidden, o->intermediate, o->layers, o->heads, o->kv_heads, o->vocab,
-            o->max_pos, o->seed, params, n_out, bytes_written, o->out_dir);
+            "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld head_dim=%ld "
+            "vocab=%ld max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
+            o->gguf_type ? gguf_format_name(o->gguf_type) : format_names[o->format], o->binary ? " (binary)" : "",
+            o->hidden, o->intermediate, o->layers, o->heads, o->kv_heads, o->head_dim, o->vocab, o->max_pos, o->seed,
+            params, n_out, bytes_written, o->out_dir);
     for (size_t i = 0; i < n_out; i++) {
         free(outfiles[i].final_path);
         free(outfiles[i].tmp_path);
@@ -1145,7 +1279,39 @@ static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t by
     free(o->poison);
 }
 
-int main(int argc, char **argv) {
+/* --gguf-arch, --gguf-embed, --embed-std and --plus2 into o */
+static void parse_gguf_option(opts_t *o, int c, const char *arg) {
+    char *end;
+    switch (c) {
+    case O_GGUFEMBED:
+        if (!strcmp(arg, "q8_0"))
+            o->gguf_embed = MKG_Q8_0;
+        else if (!strcmp(arg, "q6_k"))
+            o->gguf_embed = MKG_Q6_K;
+        else
+            die("--gguf-embed: '%s' is not q8_0 or q6_k", arg);
+        break;
+    case O_GGUFARCH:
+        if (strcmp(arg, "bitnet-b1.58") && strcmp(arg, "bitnet") && strcmp(arg, "llama") && strcmp(arg, "qwen3"))
+            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama or qwen3", arg);
+        o->gguf_arch = arg;
+        break;
+    case O_EMBEDSTD:
+        o->embed_std = strtod(arg, &end);
+        if (end == arg || *end || !(o->embed_std > 0 && o->embed_std <= 100))
+            die("--embed-std: '%s' is not a number in (0, 100]", arg);
+        break;
+    case O_PLUS2:
+        o->plus2 = strtod(arg, &end) / 100;
+        if (end == arg || *end || !(o->plus2 >= 0 && o->plus2 <= 1))
+            die("--plus2: '%s' is not a percentage in [0, 100]", arg);
+        break;
+    }
+}
+
+/* The command line into o, *preset and the explicit sizes ov (0: not given); whether --format was
+ * given. --help and --version print and exit. */
+static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset, long ov[8]) {
     static const struct option lopts[] = {{"format", required_argument, 0, O_FORMAT},
                                           {"out", required_argument, 0, O_OUT},
                                           {"preset", required_argument, 0, O_PRESET},
@@ -1157,6 +1323,7 @@ int main(int argc, char **argv) {
                                           {"layers", required_argument, 0, O_LAYERS},
                                           {"heads", required_argument, 0, O_HEADS},
                                           {"kv-heads", required_argument, 0, O_KVHEADS},
+                                          {"head-dim", required_argument, 0, O_HEADDIM},
                                           {"vocab", required_argument, 0, O_VOCAB},
                                           {"max-pos", required_argument, 0, O_MAXPOS},
                                           {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
@@ -1165,72 +1332,47 @@ int main(int argc, char **argv) {
                                           {"embed-std", required_argument, 0, O_EMBEDSTD},
                                           {"gguf-arch", required_argument, 0, O_GGUFARCH},
                                           {"gguf-embed", required_argument, 0, O_GGUFEMBED},
+                                          {"plus2", required_argument, 0, O_PLUS2},
+                                          {"untied", no_argument, 0, O_UNTIED},
                                           {"help", no_argument, 0, 'h'},
                                           {"version", no_argument, 0, O_VERSION},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
-    opts_t o;
-    memset(&o, 0, sizeof o);
-    o.seed = 1;
-    o.embed_std = 0; /* 0: 1/sqrt(hidden), once the sizes are known */
-    o.gguf_arch = "bitnet-b1.58";
-    o.shards = 1;
-    o.tokenizer = 1;
-    int have_format = 0;
-    const preset_t *preset = &presets[0];
-    long ov[7] = {0, 0, 0, 0, 0, 0, 0}; /* explicit size flags; 0: from the preset */
-
-    if (argc < 2)
-        die("--format and --out are required (rsr-mkmodel --format FORMAT --out DIR [options]; --help for the "
-            "options)");
+    int have_format = 0, c;
     opterr = 0;
-    int c;
     while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
         switch (c) {
-        case 'h': usage(stdout); return 0;
-        case O_VERSION: printf("rsr-mkmodel %s\n", RSR_PROJECT_VERSION); return 0;
+        case 'h': usage(stdout); exit(0);
+        case O_VERSION: printf("rsr-mkmodel %s\n", RSR_PROJECT_VERSION); exit(0);
         case O_FORMAT:
-            parse_format(&o, optarg);
+            parse_format(o, optarg);
             have_format = 1;
             break;
         case O_OUT:
             if (!*optarg) die("--out: empty directory name");
-            o.out_dir = optarg;
+            o->out_dir = optarg;
             break;
         case O_PRESET: {
-            preset = NULL;
+            *preset = NULL;
             for (size_t p = 0; p < sizeof presets / sizeof presets[0]; p++)
-                if (!strcmp(optarg, presets[p].name)) preset = &presets[p];
-            if (!preset)
-                die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large, llama8b or llama1b)", optarg);
+                if (!strcmp(optarg, presets[p].name)) *preset = &presets[p];
+            if (!*preset)
+                die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large, llama8b, llama1b or "
+                    "qwen3-0.6b)",
+                    optarg);
             break;
         }
-        case O_SEED: o.seed = parse_u64("--seed", optarg); break;
-        case O_SHARDS: o.shards = parse_long("--shards", optarg, 1, 99999); break;
-        case O_BINARY: o.binary = 1; break;
-        case O_NOTOKENIZER: o.tokenizer = 0; break;
-        case O_CHAT_TEMPLATE: o.chat_template = read_text_file(optarg, "--chat-template"); break;
+        case O_SEED: o->seed = parse_u64("--seed", optarg); break;
+        case O_SHARDS: o->shards = parse_long("--shards", optarg, 1, 99999); break;
+        case O_BINARY: o->binary = 1; break;
+        case O_NOTOKENIZER: o->tokenizer = 0; break;
+        case O_UNTIED: o->untied = 1; break;
+        case O_CHAT_TEMPLATE: o->chat_template = read_text_file(optarg, "--chat-template"); break;
         case O_GGUFEMBED:
-            if (!strcmp(optarg, "q8_0"))
-                o.gguf_embed = MKG_Q8_0;
-            else if (!strcmp(optarg, "q6_k"))
-                o.gguf_embed = MKG_Q6_K;
-            else
-                die("--gguf-embed: '%s' is not q8_0 or q6_k", optarg);
-            break;
         case O_GGUFARCH:
-            if (strcmp(optarg, "bitnet-b1.58") && strcmp(optarg, "bitnet") && strcmp(optarg, "llama"))
-                die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet or llama", optarg);
-            o.gguf_arch = optarg;
-            break;
-        case O_EMBEDSTD: {
-            char *end;
-            o.embed_std = strtod(optarg, &end);
-            if (end == optarg || *end || !(o.embed_std > 0 && o.embed_std <= 100))
-                die("--embed-std: '%s' is not a number in (0, 100]", optarg);
-            break;
-        }
-        case O_POISON: parse_poison(&o, optarg); break;
+        case O_EMBEDSTD:
+        case O_PLUS2: parse_gguf_option(o, c, optarg); break;
+        case O_POISON: parse_poison(o, optarg); break;
         case O_HIDDEN: ov[0] = parse_long("--hidden", optarg, 1, DMAX); break;
         case O_INTER: ov[1] = parse_long("--intermediate", optarg, 1, DMAX); break;
         case O_LAYERS: ov[2] = parse_long("--layers", optarg, 1, 100000); break;
@@ -1238,6 +1380,7 @@ int main(int argc, char **argv) {
         case O_KVHEADS: ov[4] = parse_long("--kv-heads", optarg, 1, DMAX); break;
         case O_VOCAB: ov[5] = parse_long("--vocab", optarg, 1, DMAX); break;
         case O_MAXPOS: ov[6] = parse_long("--max-pos", optarg, 1, DMAX); break;
+        case O_HEADDIM: ov[7] = parse_long("--head-dim", optarg, 1, 65535); break;
         case ':': die("%s needs a value", argv[optind - 1]);
         default:
             if (optopt) die("unknown option '-%c' (see --help)", optopt);
@@ -1245,9 +1388,38 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) die("unexpected argument '%s' (see --help)", argv[optind]);
+    return have_format;
+}
+
+/* The options that only some formats take, against the format and architecture. */
+static void check_format_options(const opts_t *o) {
+    if (o->plus2 > 0 && o->gguf_type != MKG_Q2_0)
+        die("--plus2: only --format gguf-q2 has a code for +2 (Q2_0's code 3)");
+    if (o->untied && !o->qwen3)
+        die("--untied: only --gguf-arch qwen3 (with a gguf-* format) has the choice; bitnet-packed and its GGUF "
+            "architectures tie the head to the embeddings, llama-packed and --gguf-arch llama never do");
+}
+
+int main(int argc, char **argv) {
+    opts_t o;
+    memset(&o, 0, sizeof o);
+    o.seed = 1;
+    o.embed_std = 0; /* 0: 1/sqrt(hidden), once the sizes are known */
+    o.gguf_arch = "bitnet-b1.58";
+    o.shards = 1;
+    o.tokenizer = 1;
+    const preset_t *preset = &presets[0];
+    long ov[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* explicit size flags; 0: from the preset */
+
+    if (argc < 2)
+        die("--format and --out are required (rsr-mkmodel --format FORMAT --out DIR [options]; --help for the "
+            "options)");
+    int have_format = parse_args(argc, argv, &o, &preset, ov);
     if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
+    o.qwen3 = o.gguf_type && !strcmp(o.gguf_arch, "qwen3");
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");
+    check_format_options(&o);
 
     finish_sizes(&o, preset, ov);
     if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);

@@ -7,7 +7,8 @@
  * HTTP is libmicrohttpd's (a thread per connection, so that a streaming response can wait for
  * its next tokens); JSON is cJSON's. The requests go to one engine (serve_engine.c) that steps
  * every admitted request together through rsr_batch_eval. Endpoints: POST /v1/completions and
- * /v1/chat/completions (streamed as server-sent events with "stream": true), GET /v1/models,
+ * /v1/chat/completions (streamed as server-sent events with "stream": true), POST /v1/embeddings
+ * (on a thread of its own beside the engine: "embeddings" below says why), GET /v1/models,
  * /health, /metrics (Prometheus text), /info (the model and its manifest) and / (a chat page).
  * Errors are OpenAI-shaped JSON: 400 for a request that cannot be served as given (named field),
  * 404 for an unknown path, 413 for a body over --max-body, 503 with Retry-After when the queue is
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -45,6 +47,8 @@ rsr_api api;
 extern const unsigned char serve_page_html[]; /* serve_page.html, compiled in (CMake) */
 extern const unsigned int serve_page_html_len;
 
+typedef struct embedder embedder; /* /v1/embeddings' thread (below) */
+
 typedef struct server {
     rsr_model *m;
     rsr_tokenizer *tok;
@@ -52,6 +56,7 @@ typedef struct server {
                                  arrive on a thread per connection */
     rsr_model_info info;
     serve_engine *e;
+    embedder *emb;
     const char *model_id;      /* what /v1/models lists and responses name */
     bool strict_model;         /* "model" must name model_id (else any name gets this model) */
     bool verbose;              /* -v: the request log's probes and refusal messages */
@@ -525,6 +530,375 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
     return ret;
 }
 
+/* ---- embeddings ---- */
+
+/* POST /v1/embeddings is computed on a thread of its own (the embedder) with a session of its own,
+ * made at the first request and kept (a KV cache of --ctx positions), one request at a time in
+ * the order they came. Not in the engine: rsr_session_embed evaluates a whole text in one call,
+ * which between two of the engine's steps would stall every running completion for as long as
+ * the text takes (the engine feeds prompts --chunk tokens a step for that reason). Not on the
+ * connections' threads: each would keep an OpenMP thread pool of its own for as long as it lives.
+ * Distinct sessions of one model run at once (rsr.h), so the engine and the embedder share the
+ * CPUs: completions come slower while embeddings are computed, but never stop, and nothing is
+ * held by both (the embedder never takes the engine's lock; a connection takes the tokenizer's,
+ * then neither). Up to --queue requests wait (503 beyond, as for completions); a request whose
+ * client goes away leaves the queue at once, or stops after the input being computed; a drain
+ * lets running and waiting requests finish until --drain's deadline and cancels the rest. */
+typedef enum { EMBED_QUEUED, EMBED_RUNNING, EMBED_DONE, EMBED_FAILED, EMBED_CANCELLED } embed_state;
+
+typedef struct embed_job {
+    serve_embed_params p;   /* every input with its ids */
+    int32_t tokens;         /* the inputs' tokens together */
+    float *out;             /* p.n_in vectors of hidden_size floats */
+    embed_state state;      /* state, cancelled, refs and next: under the embedder's lock */
+    bool cancelled;         /* the client went away, or the server is stopping */
+    int refs;               /* the embedder's and the connection's: freed by the last */
+    char err[256];          /* EMBED_FAILED's message (the thread's until the state is final) */
+    struct embed_job *next; /* in the queue */
+} embed_job;
+
+struct embedder {
+    rsr_model *m;
+    rsr_session_params sp;
+    int32_t hidden, max_queue;
+    rsr_session *s; /* the embedder's thread's alone; NULL until the first request */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a job came, finished or was cancelled */
+    embed_job *head, *tail; /* waiting, first come first */
+    int32_t queued;
+    embed_job *busy; /* the job being computed, or NULL */
+    bool draining, stopping;
+    long inputs, tokens; /* embedded: /metrics */
+};
+
+static void embed_unref(embed_job *j) { /* under the lock */
+    if (--j->refs) return;
+    serve_embed_params_free(&j->p);
+    free(j->out), free(j);
+}
+
+/* Whether the job goes on to its next input (not cancelled: read under the lock). */
+static bool embed_goes_on(embedder *em, embed_job *j) {
+    pthread_mutex_lock(&em->lock);
+    bool on = !j->cancelled;
+    pthread_mutex_unlock(&em->lock);
+    return on;
+}
+
+/* Every input of j, outside the lock (j's inputs and vectors are the thread's while it runs). */
+static embed_state embed_compute(embedder *em, embed_job *j) {
+    if (!em->s && api.session_create(em->m, &em->sp, &em->s) != RSR_OK) {
+        snprintf(j->err, sizeof j->err, "the embeddings' session: %s", api.model_errmsg(em->m));
+        em->s = NULL; /* made again at the next request */
+        return EMBED_FAILED;
+    }
+    for (int32_t i = 0; i < j->p.n_in; i++) {
+        if (!embed_goes_on(em, j)) return EMBED_CANCELLED;
+        float *v = j->out + (size_t)i * (size_t)em->hidden;
+        if (api.session_embed(em->s, j->p.in[i].ids, j->p.in[i].n_ids, 1, v) != RSR_OK) {
+            snprintf(j->err, sizeof j->err, "%s", api.session_errmsg(em->s));
+            return EMBED_FAILED;
+        }
+        for (int32_t k = 0; k < em->hidden; k++)
+            if (!isfinite(v[k])) {
+                snprintf(j->err, sizeof j->err, "the embedding of input %d is not finite (the model overflowed)", i);
+                return EMBED_FAILED;
+            }
+        pthread_mutex_lock(&em->lock);
+        em->inputs++, em->tokens += j->p.in[i].n_ids;
+        pthread_mutex_unlock(&em->lock);
+    }
+    return EMBED_DONE;
+}
+
+static void *embed_main(void *arg) {
+    embedder *em = arg;
+    pthread_mutex_lock(&em->lock);
+    for (;;) {
+        while (!em->head && !em->stopping) pthread_cond_wait(&em->changed, &em->lock);
+        if (em->stopping) break; /* the connections are gone: embedder_free drops what waits */
+        embed_job *j = em->head;
+        em->head = j->next, em->queued--, em->busy = j;
+        if (!em->head) em->tail = NULL;
+        j->state = EMBED_RUNNING;
+        pthread_mutex_unlock(&em->lock);
+        embed_state st = embed_compute(em, j);
+        pthread_mutex_lock(&em->lock);
+        j->state = st, em->busy = NULL;
+        embed_unref(j);
+        pthread_cond_broadcast(&em->changed);
+    }
+    pthread_mutex_unlock(&em->lock);
+    return NULL;
+}
+
+static embedder *embedder_start(rsr_model *m, const rsr_session_params *sp, int32_t hidden, int32_t max_queue) {
+    embedder *em = calloc(1, sizeof *em);
+    if (!em) return NULL;
+    em->m = m, em->sp = *sp, em->hidden = hidden, em->max_queue = max_queue;
+    pthread_mutex_init(&em->lock, NULL);
+    pthread_cond_init(&em->changed, NULL);
+    if (pthread_create(&em->thread, NULL, embed_main, em) != 0) {
+        pthread_mutex_destroy(&em->lock), pthread_cond_destroy(&em->changed), free(em);
+        return NULL;
+    }
+    return em;
+}
+
+/* Takes the job (refs 2: the embedder's and the caller's): 0, or 1 when the server is draining,
+ * 2 when the queue is full. */
+static int embedder_submit(embedder *em, embed_job *j) {
+    pthread_mutex_lock(&em->lock);
+    int refused = em->draining ? 1 : em->queued + (em->busy != NULL) > em->max_queue ? 2 : 0;
+    if (!refused) {
+        j->refs = 2, j->state = EMBED_QUEUED, j->next = NULL;
+        if (em->tail)
+            em->tail->next = j;
+        else
+            em->head = j;
+        em->tail = j, em->queued++;
+        pthread_cond_broadcast(&em->changed);
+    }
+    pthread_mutex_unlock(&em->lock);
+    return refused;
+}
+
+/* Out of the queue, cancelled (under the lock): the embedder's reference given up. */
+static void embed_dequeue(embedder *em, embed_job *j) {
+    embed_job **at = &em->head, *prev = NULL;
+    while (*at && *at != j) prev = *at, at = &(*at)->next;
+    if (!*at) return;
+    *at = j->next, em->queued--;
+    if (em->tail == j) em->tail = prev;
+    j->state = EMBED_CANCELLED;
+    embed_unref(j);
+}
+
+/* Waits for the job to end, looking at the client's socket four times a second; true when the
+ * client has gone (the caller then gives the job up). */
+static bool embedder_wait(embedder *em, embed_job *j, int fd) {
+    bool gone = false;
+    pthread_mutex_lock(&em->lock);
+    while ((j->state == EMBED_QUEUED || j->state == EMBED_RUNNING) && !gone) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&em->changed, &em->lock, &ts);
+        gone = (j->state == EMBED_QUEUED || j->state == EMBED_RUNNING) && serve_client_gone(fd);
+    }
+    pthread_mutex_unlock(&em->lock);
+    return gone;
+}
+
+/* The connection's reference given up: a job still waiting leaves the queue, a running one stops
+ * after its input. */
+static void embedder_release(embedder *em, embed_job *j) {
+    pthread_mutex_lock(&em->lock);
+    if (j->state == EMBED_QUEUED)
+        embed_dequeue(em, j);
+    else if (j->state == EMBED_RUNNING)
+        j->cancelled = true;
+    embed_unref(j);
+    pthread_mutex_unlock(&em->lock);
+}
+
+/* SIGINT/SIGTERM: no new request; the running and waiting ones finish until `until` (serve_now's
+ * clock), then the rest are cancelled (their connections answer 503). */
+static void embedder_drain(embedder *em, double until) {
+    pthread_mutex_lock(&em->lock);
+    em->draining = true;
+    while ((em->head || em->busy) && serve_now() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&em->changed, &em->lock, &ts);
+    }
+    while (em->head) embed_dequeue(em, em->head);
+    if (em->busy) em->busy->cancelled = true; /* it stops after its input */
+    pthread_cond_broadcast(&em->changed);
+    pthread_mutex_unlock(&em->lock);
+}
+
+/* After the connections are gone: the thread stopped, the session freed. */
+static void embedder_free(embedder *em) {
+    pthread_mutex_lock(&em->lock);
+    em->stopping = true;
+    pthread_cond_broadcast(&em->changed);
+    pthread_mutex_unlock(&em->lock);
+    pthread_join(em->thread, NULL);
+    while (em->head) embed_dequeue(em, em->head);
+    api.session_free(em->s);
+    pthread_mutex_destroy(&em->lock), pthread_cond_destroy(&em->changed);
+    free(em);
+}
+
+/* For /metrics: inputs and tokens embedded, requests waiting. */
+static void embedder_counts(embedder *em, long *inputs, long *tokens, int32_t *waiting) {
+    pthread_mutex_lock(&em->lock);
+    *inputs = em->inputs, *tokens = em->tokens, *waiting = em->queued;
+    pthread_mutex_unlock(&em->lock);
+}
+
+/* How a message names input i: "input" alone, or "input[i]" of a list. */
+static const char *embed_where(const serve_embed_params *p, int32_t i, char where[32]) {
+    if (!p->list) return "input";
+    snprintf(where, 32, "input[%d]", i);
+    return where;
+}
+
+/* The request's checks that need the model, and its texts' tokens (as rsr-run --embed makes
+ * them: BOS and EOS where the model adds them, special tokens read as such). false with a 400
+ * queued in *ret. */
+static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enum MHD_Result *ret) {
+    const int32_t ctx = serve_ctx(sv->e);
+    serve_embed_params *p = &j->p;
+    char err[512] = "", where[32];
+    if (sv->strict_model && p->model && strcmp(p->model, sv->model_id))
+        return *ret = send_error(c, 400, "invalid_request_error", "model", "model_not_found",
+                                 "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)",
+                                 p->model, sv->model_id),
+               false;
+    if (p->dimensions >= 0 && p->dimensions != sv->info.hidden_size)
+        return *ret = send_error(c, 400, "invalid_request_error", "dimensions", NULL,
+                                 "'dimensions' is %d; this model's embeddings have %d (its hidden size), and are not "
+                                 "shortened",
+                                 p->dimensions, sv->info.hidden_size),
+               false;
+    pthread_mutex_lock(&sv->tok_lock);
+    for (int32_t i = 0; i < p->n_in && !*err; i++) {
+        serve_embed_input *in = &p->in[i];
+        if (!in->text) continue;
+        int32_t cap = (int32_t)strlen(in->text) + 16;
+        rsr_status st =
+            (in->ids = malloc(sizeof *in->ids * (size_t)cap))
+                ? api.tokenizer_encode(sv->tok, in->text, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL,
+                                       in->ids, cap, &in->n_ids)
+                : RSR_ERR_OUT_OF_MEMORY;
+        if (st != RSR_OK)
+            snprintf(err, sizeof err, "%s: %s", embed_where(p, i, where),
+                     st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
+        else if (!in->n_ids)
+            snprintf(err, sizeof err, "%s has no tokens", embed_where(p, i, where));
+    }
+    pthread_mutex_unlock(&sv->tok_lock);
+    if (*err) return *ret = send_error(c, 400, "invalid_request_error", "input", NULL, "%s", err), false;
+    for (int32_t i = 0; i < p->n_in; i++) {
+        if (p->in[i].n_ids > ctx)
+            return *ret = send_error(c, 400, "invalid_request_error", "input", "context_length_exceeded",
+                                     "%s has %d tokens; the context here is %d (rsr-serve --ctx)",
+                                     embed_where(p, i, where), p->in[i].n_ids, ctx),
+                   false;
+        j->tokens += p->in[i].n_ids;
+    }
+    if (!(j->out = malloc(sizeof(float) * (size_t)p->n_in * (size_t)sv->info.hidden_size)))
+        return *ret = send_error(c, 500, "server_error", NULL, NULL, "out of memory for the embeddings"), false;
+    return true;
+}
+
+/* n floats as their little-endian bytes in base64 (OpenAI's encoding_format "base64"). */
+static char *base64_f32(const float *v, int32_t n) {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = 4 * (size_t)n;
+    unsigned char *b = malloc(len);
+    char *out = malloc(4 * ((len + 2) / 3) + 1), *w = out;
+    if (!b || !out) return free(b), free(out), NULL;
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int k = 0; k < 4; k++) b[4 * i + k] = (unsigned char)(u >> (8 * k));
+    }
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t x = (uint32_t)b[i] << 16 | (i + 1 < len ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < len ? b[i + 2] : 0);
+        *w++ = digits[x >> 18], *w++ = digits[(x >> 12) & 63];
+        *w++ = i + 1 < len ? digits[(x >> 6) & 63] : '=';
+        *w++ = i + 2 < len ? digits[x & 63] : '=';
+    }
+    *w = 0;
+    free(b);
+    return out;
+}
+
+/* n floats as a JSON array, each with the 9 significant digits that give its float back. */
+static char *json_f32(const float *v, int32_t n) {
+    size_t cap = 24 * (size_t)n + 3, at = 1;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = '[';
+    for (int32_t i = 0; i < n; i++) at += (size_t)snprintf(out + at, cap - at, "%s%.9g", i ? "," : "", (double)v[i]);
+    snprintf(out + at, cap - at, "]");
+    return out;
+}
+
+/* {"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"} */
+static enum MHD_Result embed_reply(server *sv, struct MHD_Connection *c, const embed_job *j) {
+    const int32_t h = sv->info.hidden_size;
+    cJSON *root = cJSON_CreateObject(), *data;
+    cJSON_AddStringToObject(root, "object", "list");
+    data = cJSON_AddArrayToObject(root, "data");
+    bool ok = data != NULL;
+    for (int32_t i = 0; ok && i < j->p.n_in; i++) {
+        char *v =
+            j->p.base64 ? base64_f32(j->out + (size_t)i * (size_t)h, h) : json_f32(j->out + (size_t)i * (size_t)h, h);
+        cJSON *e = v ? cJSON_CreateObject() : NULL;
+        ok = e != NULL;
+        if (ok) {
+            cJSON_AddStringToObject(e, "object", "embedding");
+            cJSON_AddNumberToObject(e, "index", i);
+            cJSON_AddItemToObject(e, "embedding", j->p.base64 ? cJSON_CreateString(v) : cJSON_CreateRaw(v));
+            cJSON_AddItemToArray(data, e);
+        }
+        free(v);
+    }
+    if (!ok) {
+        cJSON_Delete(root);
+        return send_error(c, 500, "server_error", NULL, NULL, "out of memory for the reply");
+    }
+    cJSON_AddStringToObject(root, "model", sv->model_id);
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", j->tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", j->tokens);
+    return send_json(c, MHD_HTTP_OK, root, 0);
+}
+
+/* POST /v1/embeddings: OpenAI's, every vector of unit length. */
+static enum MHD_Result embeddings(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    embed_job *j = calloc(1, sizeof *j);
+    char err[512];
+    const char *param;
+    enum MHD_Result ret;
+    if (!j) return send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    if (!serve_embed_parse(body, len, sv->info.vocab_size, &j->p, err, sizeof err, &param)) {
+        free(j);
+        return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
+    }
+    int refused = -1; /* -1: refused by embed_inputs (ret); 1: draining; 2: the queue is full */
+    if (embed_inputs(sv, c, j, &ret)) refused = serve_draining(sv->e) ? 1 : embedder_submit(sv->emb, j);
+    if (refused) {
+        serve_embed_params_free(&j->p), free(j->out), free(j);
+        return refused < 0
+                   ? ret
+                   : send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                                refused == 1 ? "the server is shutting down"
+                                             : "the embeddings' queue is full (rsr-serve --queue); retry shortly");
+    }
+    if (embedder_wait(sv->emb, j, connection_fd(c))) { /* no one to answer: the work stops */
+        embedder_release(sv->emb, j);
+        return MHD_NO;
+    }
+    if (j->state == EMBED_FAILED)
+        ret = send_error(c, 500, "server_error", NULL, NULL, "%s", j->err);
+    else if (j->state == EMBED_CANCELLED)
+        ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                         "the server stopped before the request finished");
+    else
+        ret = embed_reply(sv, c, j);
+    embedder_release(sv->emb, j);
+    return ret;
+}
+
 /* ---- the other endpoints ---- */
 
 /* A boolean field of a tokenize request: absent or null gives def. */
@@ -682,6 +1056,8 @@ static enum MHD_Result info(server *sv, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(root, "threads", i->num_threads);
     cJSON_AddNumberToObject(root, "layers", i->num_layers);
     cJSON_AddNumberToObject(root, "hidden_size", i->hidden_size);
+    static const char *const pooling[] = {"none", "mean", "cls", "last"}; /* how /v1/embeddings pools */
+    cJSON_AddStringToObject(root, "pooling", i->pooling >= 1 && i->pooling <= 3 ? pooling[i->pooling] : "none");
     cJSON_AddNumberToObject(root, "vocab_size", i->vocab_size);
     cJSON_AddNumberToObject(root, "context", serve_ctx(sv->e));
     cJSON_AddNumberToObject(root, "active", active);
@@ -738,6 +1114,19 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, queued, active,
         mt.recent_tok_s, serve_guard_reaped(sv->guard), active, queued, mt.kv_usage, active, queued, mt.kv_usage,
         mt.kv_usage);
+    long inputs, tokens;
+    int32_t waiting;
+    embedder_counts(sv->emb, &inputs, &tokens, &waiting);
+    if (n > 0 && (size_t)n < sizeof buf)
+        n += snprintf(buf + n, sizeof buf - (size_t)n,
+                      "# HELP rsr_embedding_inputs_total Inputs embedded (/v1/embeddings).\n"
+                      "# TYPE rsr_embedding_inputs_total counter\nrsr_embedding_inputs_total %ld\n"
+                      "# HELP rsr_embedding_tokens_total Tokens of the inputs embedded.\n"
+                      "# TYPE rsr_embedding_tokens_total counter\nrsr_embedding_tokens_total %ld\n"
+                      "# HELP rsr_embedding_requests_waiting Embedding requests waiting for the one being computed.\n"
+                      "# TYPE rsr_embedding_requests_waiting gauge\nrsr_embedding_requests_waiting %d\n",
+                      inputs, tokens, waiting);
+    if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
 }
 
@@ -796,7 +1185,8 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
     bool post = !strcmp(method, "POST");
     bool completions = !strcmp(url, "/v1/completions"), chat = !strcmp(url, "/v1/chat/completions");
     bool tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize"), tmpl = !strcmp(url, "/apply-template");
-    if (completions || chat || tok || detok || tmpl) {
+    bool embed = !strcmp(url, "/v1/embeddings");
+    if (completions || chat || tok || detok || tmpl || embed) {
         if (!post)
             return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
                               "%s takes POST, not %s", url, method);
@@ -807,6 +1197,7 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
         return tok     ? tokenize(sv, c, body, rq->len)
                : detok ? detokenize(sv, c, body, rq->len)
                : tmpl  ? apply_template(sv, c, body, rq->len)
+               : embed ? embeddings(sv, c, body, rq->len)
                        : complete(sv, c, chat, body, rq->len);
     }
     static const char *const gets[] = {"/", "/index.html", "/health", "/v1/models", "/metrics", "/info"};
@@ -815,8 +1206,8 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
         if (!strcmp(url, gets[i])) which = i;
     if (which < 0)
         return send_error(c, MHD_HTTP_NOT_FOUND, "invalid_request_error", NULL, "not_found",
-                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions, /tokenize, /detokenize, "
-                          "/apply-template; GET "
+                          "no endpoint %.200s (POST /v1/completions, /v1/chat/completions, /v1/embeddings, /tokenize, "
+                          "/detokenize, /apply-template; GET "
                           "/v1/models, /health, /metrics, /info, /)",
                           url);
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
@@ -957,9 +1348,9 @@ static void usage(FILE *out) {
     fputs("usage: rsr-serve MODEL.so [options]\n"
           "\n"
           "Serves a model compiled by rsrc over HTTP with OpenAI's API: POST /v1/completions and\n"
-          "/v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models, /health,\n"
-          "/metrics (Prometheus), /info, and a chat page at /. Requests are stepped together through\n"
-          "one batch (continuous batching): each gets the tokens it would get alone.\n"
+          "/v1/chat/completions (\"stream\": true for server-sent events), /v1/embeddings, GET /v1/models,\n"
+          "/health, /metrics (Prometheus), /info, and a chat page at /. Requests are stepped together\n"
+          "through one batch (continuous batching): each gets the tokens it would get alone.\n"
           "\n"
           "options:\n"
           "  --host ADDR        address to listen on, IPv4 or IPv6 (default 127.0.0.1; 0.0.0.0 or :: for\n"
@@ -968,7 +1359,8 @@ static void usage(FILE *out) {
           "  --parallel N       requests stepped together, 1 to 256 (default 4)\n"
           "  --cache-mem MIB    memory for KV caches beyond one per slot, in MiB (default 0): each keeps\n"
           "                     an ended conversation for prefix reuse, least recently used first out\n"
-          "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64)\n"
+          "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64);\n"
+          "                     as many embedding requests may wait for the one being computed\n"
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
           "                     KV cache of every slot is allocated at start\n"
           "  --chunk N          prompt tokens one sequence gives a step, 1 to 256 (default 32)\n"
@@ -1249,7 +1641,9 @@ static void open_model(server *sv, const serve_args *a) {
 static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain) {
     fprintf(stderr, "rsr-serve: %s: finishing running requests (up to %ld s), taking no new ones\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM", drain);
+    double until = serve_now() + (double)drain;
     serve_engine_drain(sv->e, (double)drain);
+    embedder_drain(sv->emb, until); /* the embeddings' the same deadline */
     for (int i = 0; i < 50 && __atomic_load_n(&sv->in_flight, __ATOMIC_SEQ_CST) > 0; i++) {
         struct timespec ts = {0, 100000000};
         nanosleep(&ts, NULL);
@@ -1257,6 +1651,7 @@ static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain
     MHD_stop_daemon(d);
     serve_guard_stop(sv->guard);
     guard = NULL;
+    embedder_free(sv->emb);
     serve_engine_free(sv->e);
     api.model_close(sv->m);
     fprintf(stderr, "rsr-serve: stopped\n");
@@ -1317,6 +1712,10 @@ int main(int argc, char **argv) {
     };
     char err[1024];
     if (!(sv.e = serve_engine_start(sv.m, sv.tok, &ep, err, sizeof err))) die("%s", err);
+    rsr_session_params esp = ep.session; /* the slots' cache type: the vectors rsr-run --embed gives */
+    esp.max_positions = (int32_t)ctx;
+    if (!(sv.emb = embedder_start(sv.m, &esp, sv.info.hidden_size, (int32_t)a.queue)))
+        die("cannot start the embeddings' thread");
     if (!(guard = sv.guard = serve_guard_start(&a.gp))) die("cannot start the connections' guard");
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                      (v6 ? MHD_USE_IPv6 : 0);

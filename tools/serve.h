@@ -72,6 +72,25 @@ bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char 
                  const char **param);
 void serve_params_free(serve_params *p);
 
+/* /v1/embeddings: "input" is a text, texts, token ids or lists of them (OpenAI's four shapes). */
+#define SERVE_MAX_EMBED_INPUTS 256 /* inputs of one request */
+typedef struct serve_embed_input {
+    char *text;          /* a text, or NULL where ids were given */
+    int32_t *ids, n_ids; /* the ids given (each in [0, vocab)), or the text's once it is tokenized */
+} serve_embed_input;
+typedef struct serve_embed_params {
+    serve_embed_input *in;
+    int32_t n_in;       /* 1 to SERVE_MAX_EMBED_INPUTS */
+    bool list;          /* input was a list of inputs (texts or lists of ids), not a single one */
+    char *model;        /* as given, or NULL */
+    bool base64;        /* encoding_format "base64": little-endian f32 bytes; else floats */
+    int32_t dimensions; /* -1: not given */
+} serve_embed_params;
+/* Reads an embeddings body into p, token ids checked against vocab; as serve_parse on failure. */
+bool serve_embed_parse(const char *body, size_t len, int32_t vocab, serve_embed_params *p, char *err, size_t errlen,
+                       const char **param);
+void serve_embed_params_free(serve_embed_params *p);
+
 /* ---- serve_json.c: structured output (response_format json_object, json_schema) ---- */
 
 struct cJSON;

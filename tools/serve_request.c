@@ -347,31 +347,144 @@ static bool has_nul_escape(const char *s, size_t n) {
     return false;
 }
 
-bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char *err, size_t errlen,
-                 const char **param) {
-    memset(p, 0, sizeof *p);
-    *param = NULL;
-    reader r = {err, errlen, param};
+/* The body's one JSON value, with nothing after it and no \u0000 in it; NULL with the message. */
+static cJSON *read_root(reader *r, const char *body, size_t len) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!root) {
-        fail(&r, NULL, "the body is not valid JSON");
-        return false;
+        fail(r, NULL, "the body is not valid JSON");
+        return NULL;
     }
     size_t at = (size_t)(end - body);
     while (at < len && strchr(" \t\r\n", body[at]) && body[at]) at++;
     if (at < len) { /* cJSON stops after the first value */
         cJSON_Delete(root);
-        fail(&r, NULL, "the body is not valid JSON: more follows the object, at byte %zu", at);
-        return false;
+        fail(r, NULL, "the body is not valid JSON: more follows the object, at byte %zu", at);
+        return NULL;
     }
     if (has_nul_escape(body, len)) { /* a C string would end there: the text would be cut short */
         cJSON_Delete(root);
-        fail(&r, NULL, "the body holds \\u0000 (a NUL character), which no prompt or message may contain");
-        return false;
+        fail(r, NULL, "the body holds \\u0000 (a NUL character), which no prompt or message may contain");
+        return NULL;
     }
+    return root;
+}
+
+bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char *err, size_t errlen,
+                 const char **param) {
+    memset(p, 0, sizeof *p);
+    *param = NULL;
+    reader r = {err, errlen, param};
+    cJSON *root = read_root(&r, body, len);
+    if (!root) return false;
     bool ok = read_all(&r, root, chat, p);
     cJSON_Delete(root);
     if (!ok) serve_params_free(p);
+    return ok;
+}
+
+/* ---- /v1/embeddings ---- */
+
+void serve_embed_params_free(serve_embed_params *p) {
+    for (int32_t i = 0; p->in && i < p->n_in; i++) free(p->in[i].text), free(p->in[i].ids);
+    free(p->in);
+    free(p->model);
+    memset(p, 0, sizeof *p);
+}
+
+/* Token ids (a non-empty array of integers in [0, vocab)) into in; where names the input in the
+ * message ("input", "input[3]"). */
+static bool read_embed_ids(reader *r, const cJSON *v, int32_t vocab, const char *where, serve_embed_input *in) {
+    int n = cJSON_GetArraySize(v), k = 0;
+    if (n == 0) return fail(r, "input", "%s is an empty list of token ids", where);
+    if (!(in->ids = malloc(sizeof *in->ids * (size_t)n))) return fail(r, NULL, "out of memory");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, v) {
+        if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble))
+            return fail(r, "input", "%s[%d] is not a token id (an integer)", where, k);
+        if (!(t->valuedouble >= 0 && t->valuedouble < vocab))
+            return fail(r, "input", "%s[%d] is %.0f, outside this model's vocabulary [0, %d)", where, k, t->valuedouble,
+                        vocab);
+        in->ids[k++] = (int32_t)t->valuedouble;
+    }
+    in->n_ids = n;
+    return true;
+}
+
+/* One input: a non-empty text, or token ids. */
+static bool read_embed_input(reader *r, const cJSON *v, int32_t vocab, const char *where, serve_embed_input *in) {
+    if (cJSON_IsString(v)) {
+        if (!*v->valuestring) return fail(r, "input", "%s is an empty string", where);
+        return (in->text = dup_string(v->valuestring)) || fail(r, NULL, "out of memory");
+    }
+    if (cJSON_IsArray(v)) return read_embed_ids(r, v, vocab, where, in);
+    return fail(r, "input", "%s must be a string or a list of token ids", where);
+}
+
+/* input: "text", ["text", ...], [id, ...] or [[id, ...], ...]; at most SERVE_MAX_EMBED_INPUTS. */
+static bool read_embed_inputs(reader *r, const cJSON *root, int32_t vocab, serve_embed_params *p) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "input");
+    if (!v || cJSON_IsNull(v)) return fail(r, "input", "'input' is required");
+    const cJSON *first = cJSON_IsArray(v) ? v->child : NULL;
+    p->list = first && !cJSON_IsNumber(first); /* a list of texts or of lists of ids (else one input) */
+    int n = p->list ? cJSON_GetArraySize(v) : 1;
+    if (cJSON_IsArray(v) && !first) return fail(r, "input", "'input' is an empty list");
+    if (n > SERVE_MAX_EMBED_INPUTS)
+        return fail(r, "input", "'input' holds %d inputs; at most %d a request", n, SERVE_MAX_EMBED_INPUTS);
+    if (!(p->in = calloc((size_t)n, sizeof *p->in))) return fail(r, NULL, "out of memory");
+    if (!p->list) return p->n_in = 1, read_embed_input(r, v, vocab, "input", &p->in[0]);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        char where[32];
+        snprintf(where, sizeof where, "input[%d]", p->n_in);
+        if (!cJSON_IsString(e) && !cJSON_IsArray(e))
+            return fail(r, "input", "%s must be a string or a list of token ids", where);
+        if (!read_embed_input(r, e, vocab, where, &p->in[p->n_in++])) return false;
+    }
+    return true;
+}
+
+/* model, encoding_format, dimensions (checked against the model by the caller), user; any other
+ * field is a 400 naming it. */
+static bool read_embed_fields(reader *r, const cJSON *root, serve_embed_params *p) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) return fail(r, "model", "'model' must be a string");
+        if (!(p->model = dup_string(model->valuestring))) return fail(r, NULL, "out of memory");
+    }
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "encoding_format");
+    if (fmt && !cJSON_IsNull(fmt)) {
+        const char *f = cJSON_GetStringValue(fmt);
+        if (!f || (strcmp(f, "float") && strcmp(f, "base64")))
+            return fail(r, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+        p->base64 = !strcmp(f, "base64");
+    }
+    double v = NAN;
+    if (!integer(r, root, "dimensions", 1, 1 << 30, &v)) return false;
+    p->dimensions = isnan(v) ? -1 : (int32_t)v;
+    const cJSON *user = cJSON_GetObjectItemCaseSensitive(root, "user");
+    if (user && !cJSON_IsNull(user) && !cJSON_IsString(user)) return fail(r, "user", "'user' must be a string");
+    static const char *const served[] = {"input", "model", "encoding_format", "dimensions", "user"};
+    static __thread char name[64];
+    const cJSON *f;
+    cJSON_ArrayForEach(f, root) {
+        if (listed(f->string, served, sizeof served / sizeof *served)) continue;
+        snprintf(name, sizeof name, "%s", f->string);
+        return fail(r, name, "'%s' is not a field rsr-serve serves for /v1/embeddings", name);
+    }
+    return true;
+}
+
+bool serve_embed_parse(const char *body, size_t len, int32_t vocab, serve_embed_params *p, char *err, size_t errlen,
+                       const char **param) {
+    memset(p, 0, sizeof *p);
+    *param = NULL;
+    reader r = {err, errlen, param};
+    cJSON *root = read_root(&r, body, len);
+    if (!root) return false;
+    bool ok = cJSON_IsObject(root) ? read_embed_fields(&r, root, p) && read_embed_inputs(&r, root, vocab, p)
+                                   : fail(&r, NULL, "the body must be a JSON object");
+    cJSON_Delete(root);
+    if (!ok) serve_embed_params_free(p);
     return ok;
 }

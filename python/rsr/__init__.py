@@ -34,6 +34,7 @@ loading it: the bytes hashed are the bytes loaded, read through one file descrip
 import contextlib
 import ctypes
 import functools
+import operator
 import random
 import threading
 import weakref
@@ -60,10 +61,24 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 _ENCODE_ADD_SPECIAL, _ENCODE_PARSE_SPECIAL, _DECODE_SKIP_SPECIAL = 1, 2, 1
 _OUTPUT_NONE, _OUTPUT_SAMPLE = 0, 3
+_POOLING = {1: "mean", 2: "cls", 3: "last"}  # rsr_pooling
 
 
 def _ids(tokens: Sequence[int]):
     return (ctypes.c_int32 * len(tokens))(*tokens)
+
+
+def _floats(buf):
+    """A ctypes float array as a numpy array where numpy is there, else as a list."""
+    return _np.ctypeslib.as_array(buf).copy() if _np is not None else list(buf)
+
+
+def _is_id(x) -> bool:
+    try:
+        operator.index(x)
+        return True
+    except TypeError:
+        return False
 
 
 def _rng_for(seed: Optional[int]) -> int:
@@ -236,6 +251,43 @@ class Model(_Handle):
 
     def session(self, max_positions: int = 0, kv: str = "bf16") -> "Session":
         return Session(self, max_positions, kv)
+
+    @property
+    def pooling(self) -> str:
+        """How embed makes one vector of a text's tokens (rsr_model_info.pooling): "mean" over them,
+        "cls" (the first token's) or "last" (the last token's: a generative model's)."""
+        return _POOLING.get(self.info["pooling"], f"unknown ({self.info['pooling']})")
+
+    def embed(self, text_or_ids, normalize: bool = True):
+        """The embedding of a text, or of token ids (rsr_session_embed): the final-normed hidden
+        states of its tokens pooled as the model says (pooling), of unit length when normalize; a
+        numpy float32 array of hidden_size where numpy is there, else a list of floats. A text is
+        tokenized as rsr-run --embed tokenizes it (BOS and EOS where the model adds them, special
+        tokens read as such). A list of texts or of lists of ids gives a list of embeddings, each
+        the one its input gives alone. ValueError for an input with no tokens, more than the model's
+        max_positions, or an id outside [0, vocab_size)."""
+        if isinstance(text_or_ids, str):
+            return self._embed([self._embed_ids(text_or_ids, "text")], normalize)[0]
+        try:
+            items = list(text_or_ids)
+        except TypeError:
+            raise ValueError(f"text_or_ids: {text_or_ids!r} is neither text nor token ids") from None
+        if items and not _is_id(items[0]):  # texts, or lists of ids
+            return self._embed([self._embed_ids(x, f"text_or_ids[{i}]") for i, x in enumerate(items)], normalize)
+        return self._embed([self._embed_ids(items, "text_or_ids")], normalize)[0]
+
+    def _embed_ids(self, x, name: str) -> List[int]:
+        """One input's token ids, checked: a text tokenized, or ids in [0, vocab_size)."""
+        ids = self.tokenize(x) if isinstance(x, str) else _token_ids(x, name, 0, self.vocab_size)
+        if not ids:
+            raise ValueError(f"{name}: no tokens to embed")
+        if len(ids) > self.info["max_positions"]:
+            raise ValueError(f"{name}: {len(ids)} tokens; the model holds at most {self.info['max_positions']}")
+        return ids
+
+    def _embed(self, inputs: List[List[int]], normalize: bool) -> list:
+        with self.session(max_positions=max(len(ids) for ids in inputs)) as s:
+            return [s.embed(ids, normalize) for ids in inputs]
 
     def _prompt_ids(self, prompt) -> List[int]:
         """A prompt's token ids: text tokenized, a chat through its template, ids checked."""
@@ -499,7 +551,7 @@ class Session(_Handle):
         ids = _ids(_token_ids(tokens, "tokens", _INT32_MIN, _INT32_MAX + 1))  # the runtime checks the vocabulary
         logits = (ctypes.c_float * self.model.vocab_size)()
         self._check(self._lib.rsr_session_eval(self._s, ids, len(ids), logits))
-        return _np.ctypeslib.as_array(logits).copy() if _np is not None else list(logits)
+        return _floats(logits)
 
     @_serialised
     def eval_greedy(self, tokens: Sequence[int]) -> int:
@@ -508,6 +560,15 @@ class Session(_Handle):
         t = ctypes.c_int32()
         self._check(self._lib.rsr_session_eval_greedy(self._s, ids, len(ids), ctypes.byref(t)))
         return t.value
+
+    @_serialised
+    def embed(self, tokens: Sequence[int], normalize: bool = True):
+        """The session reset, then the embedding of tokens (rsr_session_embed: Model.embed's, which
+        says what it is); the session then holds the tokens."""
+        ids = _ids(_token_ids(tokens, "tokens", _INT32_MIN, _INT32_MAX + 1))  # the runtime checks the vocabulary
+        out = (ctypes.c_float * self.model.info["hidden_size"])()
+        self._check(self._lib.rsr_session_embed(self._s, ids, len(ids), 1 if normalize else 0, out))
+        return _floats(out)
 
     @_serialised
     def _sample(self, feed, sampler: _Sampler, rng, t) -> int:

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 11 # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 12  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):
@@ -22,7 +22,7 @@ class _Info(ctypes.Structure):
                 ("head_dim", ctypes.c_int32), ("vocab_size", ctypes.c_int32), ("max_positions", ctypes.c_int32),
                 ("bos_token_id", ctypes.c_int32), ("eos_token_id", ctypes.c_int32),
                 ("num_matrices", ctypes.c_int32), ("device", ctypes.c_char_p), ("gpu_arch", ctypes.c_char_p),
-                ("num_threads", ctypes.c_int32), ("constants", ctypes.c_char_p)]
+                ("num_threads", ctypes.c_int32), ("constants", ctypes.c_char_p), ("pooling", ctypes.c_int32)]
 
 
 class _ModelParams(ctypes.Structure):
@@ -79,6 +79,7 @@ _SIGNATURES = {
     "rsr_session_reusable": (ctypes.c_int32, [_P]),
     "rsr_session_eval": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)]),
     "rsr_session_eval_greedy": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, _I32P]),
+    "rsr_session_embed": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]),
     "rsr_session_eval_sample": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(_Sampler),
                                                 ctypes.POINTER(ctypes.c_uint64), _I32P,
                                                 ctypes.POINTER(ctypes.c_double)]),

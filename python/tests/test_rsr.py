@@ -2,9 +2,12 @@
 rsr-mkmodel and rsr-run): every text compared with what rsr-run prints for the same prompt and
 seed, tokens with the tokenizer's round trip, errors as rsr.Error with the runtime's message."""
 import hashlib
+import json
+import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -156,6 +159,81 @@ def test_kv_types(model):
     assert all(0 < d < 5 for d in diff.values()), diff
     with pytest.raises(ValueError, match="q4"):
         model.session(kv="q4")
+
+
+def f32(vector):
+    """The floats of an embedding (numpy's or a list) as float32 values, to compare bit for bit."""
+    return [struct.unpack("<f", struct.pack("<f", float(x)))[0] for x in vector]
+
+
+def rsr_run_embed(model_path, *args):
+    """The vector rsr-run --embed (or --embed-raw) prints: a JSON array of 9-digit floats."""
+    out = subprocess.run([os.path.join(BUILD, "rsr-run"), model_path, *args], check=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL).stdout
+    return f32(json.loads(out))
+
+
+@pytest.fixture(scope="session")
+def mean_model_path(tmp_path_factory):
+    """A Qwen3 model whose GGUF says to pool by mean (tests/gguf/qwen3_model.py, byte-level tokenizer)."""
+    d = tmp_path_factory.mktemp("mean")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "gguf", "qwen3_model.py")
+    subprocess.run([sys.executable, script, "write", str(d / "e.gguf"), "--weights", "q2_0", "--seed", "5",
+                    "--pooling", "1"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BUILD, "rsrc"), str(d / "e.gguf"), "-O0", "-o", str(d / "e.so")], check=True)
+    return str(d / "e.so")
+
+
+@pytest.mark.parametrize("which", ["last", "mean"])
+def test_embed_is_rsr_runs(which, model_path, mean_model_path):
+    path = model_path if which == "last" else mean_model_path
+    with rsr.Model(path) as m:
+        assert m.pooling == which and m.info["pooling"] == {"mean": 1, "last": 3}[which]
+        text = "The quick brown fox"
+        v = m.embed(text)
+        assert len(v) == m.info["hidden_size"]
+        assert f32(v) == rsr_run_embed(path, "--embed", "-p", text)
+        ids = m.tokenize(text)  # BOS where the model adds it, as rsr-run --embed tokenizes
+        assert f32(m.embed(ids)) == f32(v)
+        assert f32(m.embed(ids)) == rsr_run_embed(path, "--embed", "--tokens", ",".join(map(str, ids)))
+        raw = m.embed(ids, normalize=False)
+        assert f32(raw) == rsr_run_embed(path, "--embed-raw", "--tokens", ",".join(map(str, ids)))
+        with m.session(max_positions=64) as s:
+            assert f32(s.embed(ids)) == f32(v)
+            assert s.position == len(ids)  # the session holds the tokens, from position 0 again
+            assert f32(s.embed(ids)) == f32(v)
+
+
+def test_embed_is_deterministic_and_of_unit_length(mean_model_path):
+    with rsr.Model(mean_model_path) as m:
+        v, again = m.embed("jumps over the lazy dog"), m.embed("jumps over the lazy dog")
+        assert f32(v) == f32(again)
+        assert abs(math.sqrt(math.fsum(float(x) ** 2 for x in v)) - 1) < 1e-6
+        raw = m.embed("jumps over the lazy dog", normalize=False)
+        norm = math.sqrt(math.fsum(float(x) ** 2 for x in raw))
+        assert abs(norm - 1) > 1e-3  # a hidden state is not of unit length by itself
+        assert all(abs(float(r) / norm - float(x)) < 1e-6 for r, x in zip(raw, v))
+        assert f32(m.embed("the lazy dog")) != f32(v)
+
+
+def test_embed_many_is_each_alone(mean_model_path):
+    with rsr.Model(mean_model_path) as m:
+        texts = ["The quick brown fox", "jumps over", "the lazy dog"]
+        together = m.embed(texts)
+        assert len(together) == 3
+        assert [f32(v) for v in together] == [f32(m.embed(t)) for t in texts]
+        ids = [m.tokenize(t) for t in texts]
+        assert [f32(v) for v in m.embed(ids)] == [f32(v) for v in together]
+        assert [f32(v) for v in m.embed((texts[0], ids[1]))] == [f32(v) for v in together[:2]]
+
+
+def test_embed_arguments_are_checked(model):
+    for bad, match in [([], "no tokens"), ([1, model.vocab_size], "token id"), ([[1], [-1]], r"text_or_ids\[1\]"),
+                       ([1] * (model.info["max_positions"] + 1), "holds at most"), (5, "neither text nor")]:
+        with pytest.raises(ValueError, match=match):
+            model.embed(bad)
+    with model.session(max_positions=4) as s, pytest.raises(rsr.Error, match="exceed the context of 4"):
+        s.embed([1, 2, 3, 4, 5])
 
 
 def test_errors_carry_the_runtime_message(model):

@@ -105,10 +105,13 @@ static rsr_status check_artifact(rsr_model *m) {
              !blob_range_ok(a, x->group_scale, 4 * (uint64_t)x->rows * (uint64_t)(x->cols / x->scale_cols), 4)))
             return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns", i, x->cols, x->unit_cols,
                        x->planes, x->scale_cols);
+        /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the
+         * matrix's (i2, which writes every unit of its rows) */
         int64_t kr = x->rows > 0 && x->cols > 0 ? rt_kernel_rows(x) : 0;
+        int64_t span = x->unit_cols && (int64_t)x->num_blocks * x->rsr_k < kr ? x->rows : kr;
         if (!x->kernel || x->rows <= 0 || x->cols <= 0 || x->cols > 65535 || x->rsr_k <= 0 || x->rsr_k > 64 ||
-            kr > (1 << 28) || x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < kr ||
-            (int64_t)(x->num_blocks - 1) * x->rsr_k >= kr || !isfinite(x->scale) ||
+            kr > (1 << 28) || x->num_blocks <= 0 || (int64_t)x->num_blocks * x->rsr_k < span ||
+            (int64_t)(x->num_blocks - 1) * x->rsr_k >= span || !isfinite(x->scale) ||
             (x->data != RSR_NO_TENSOR && x->data >= a->blob_size))
             return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols, x->rsr_k,
                        x->num_blocks);

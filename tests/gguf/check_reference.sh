@@ -2,14 +2,19 @@
 # rsrc's logits beside upstream llama.cpp's on the same GGUF files: the prebuilt libraries of the
 # npm package node-llama-cpp read rsr-mkmodel's TQ1_0 and TQ2_0 files of llama.cpp's "bitnet"
 # architecture (SiLU, sub-norms) and "llama" architecture (Q and K rows interleaved for its
-# RoPE; the embeddings and head in Q6_K or Q8_0), embeddings scaled as trained models' so that
-# the distribution has a spread, and give the next-token probabilities after each prefix of a
-# prompt; rsrc's artifact of the same file gives its logits. llama.cpp quantises the activations per block of
-# 256 values, rsrc per token, so they agree closely, not exactly: the check is the same most
-# likely token at all but two positions (and there a near tie: llama.cpp's own choice at most
-# 2e-3 more probable, under llama.cpp, than rsrc's), a KL divergence below 0.01 and no probability
-# off by more than 0.01 (measured: KL below 1e-3, |dp| below 1e-3). Installs the package into
-# BUILD_DIR/gguf-ref; exits 77 (ctest: skipped) without node, npm or the registry.
+# RoPE; the embeddings and head in Q6_K or Q8_0), and its "qwen3" files (q/k head norms, heads
+# 96 wide where hidden/heads is 64, an untied head) with the group-scaled Q2_0 (ternary, and with
+# 2% of +2) and Q1_0 (binary), embeddings scaled as trained models' so that the distribution has
+# a spread, and give the next-token probabilities after each prefix of a prompt; rsrc's artifact
+# of the same file gives its logits. llama.cpp quantises the activations per block of 256 values
+# (Q8_0's 32 for Q1_0 and Q2_0), rsrc per token (per 32 for qwen3), so they agree closely, not
+# exactly: the check is the same most likely token at all but two positions (and there a near
+# tie: llama.cpp's own choice at most 2e-3 more probable, under llama.cpp, than rsrc's), a KL
+# divergence below 0.01 and no probability off by more than 0.01 (measured: KL at most 1.2e-3,
+# |dp| at most 1.5e-3). Upstream llama.cpp has no I2_S (bitnet.cpp's type): rsrc's logits of the
+# qwen3 file in I2_S must be, bit for bit, those of the TQ2_0 file of the same weights and
+# scales. Installs the package into BUILD_DIR/gguf-ref; exits 77 (ctest: skipped) without node,
+# npm or the registry.
 # Usage: check_reference.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -24,6 +29,18 @@ cp "$here/llama_ref.mjs" "$dir/"
 work=$build/tests/gguf-reference
 rm -rf "$work" && mkdir -p "$work"
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
+n=$(echo "$prompt" | tr ',' '\n' | wc -l)
+# rsr-mkmodel's file NAME (then its arguments), compiled by rsrc, and its logits after each prefix
+rsrc_logits() {
+  local name=$1
+  shift
+  "$build/rsr-mkmodel" "$@" --preset small --intermediate 768 --embed-std 0.0625 --out "$work/$name" 2>/dev/null
+  "$build/rsrc" "$work/$name/model.gguf" -o "$work/$name.so" -O0
+  for k in $(seq 1 "$n"); do
+    "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
+      --logits "$work/$name.$k.f32" >/dev/null 2>&1
+  done
+}
 # name, then rsr-mkmodel's arguments
 cases=("tq1-bitnet --format gguf-tq1 --gguf-arch bitnet"
        "tq2-bitnet --format gguf-tq2 --gguf-arch bitnet"
@@ -32,17 +49,23 @@ cases=("tq1-bitnet --format gguf-tq1 --gguf-arch bitnet"
        "q2-qwen3 --format gguf-q2 --gguf-arch qwen3 --heads 4 --head-dim 96"
        "q1-qwen3 --format gguf-q1 --gguf-arch qwen3"
        "q2p-qwen3 --format gguf-q2 --gguf-arch qwen3 --plus2 2"
-       "i2s-qwen3 --format gguf-i2s --gguf-arch qwen3 --untied")
+       "tq2-qwen3 --format gguf-tq2 --gguf-arch qwen3 --untied")
 for c in "${cases[@]}"; do
-  read -r fmt args <<<"$c"
+  read -r name args <<<"$c"
   # shellcheck disable=SC2086
-  "$build/rsr-mkmodel" $args --preset small --intermediate 768 --embed-std 0.0625 --out "$work/$fmt" 2>/dev/null
-  "$build/rsrc" "$work/$fmt/model.gguf" -o "$work/$fmt.so" -O0
-  n=$(echo "$prompt" | tr ',' '\n' | wc -l)
+  rsrc_logits "$name" $args
+  node "$dir/llama_ref.mjs" "$work/$name/model.gguf" "$prompt" >"$work/$name.ref.json"
+  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.ref.json" llama.cpp
+done
+# name, the case above with the same weights, then rsr-mkmodel's arguments
+twins=("i2s-qwen3 tq2-qwen3 --format gguf-i2s --gguf-arch qwen3 --untied")
+for c in "${twins[@]}"; do
+  read -r name twin args <<<"$c"
+  # shellcheck disable=SC2086
+  rsrc_logits "$name" $args
   for k in $(seq 1 "$n"); do
-    "$build/rsr-run" "$work/$fmt.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
-      --logits "$work/$fmt.$k.f32" >/dev/null 2>&1
+    cmp -s "$work/$name.$k.f32" "$work/$twin.$k.f32" ||
+      { echo "$name: rsrc's logits after $k tokens differ from $twin's" >&2; exit 1; }
   done
-  node "$dir/llama_ref.mjs" "$work/$fmt/model.gguf" "$prompt" >"$work/$fmt.ref.json"
-  python3 "$here/compare_probs.py" "$work" "$fmt" "$n" "$work/$fmt.ref.json" llama.cpp
+  echo "$name: rsrc's logits are $twin's, bit for bit, at all $n positions"
 done

@@ -65,6 +65,18 @@ static void naive_grouped(const ternary_matrix *t, const int8_t *x, int32_t *y) 
             }
 }
 
+/* What the i2 form of an expanded matrix writes (lower_i2_units): a sum per unit and row of the
+ * weights as loaded (a +2 counts twice), at u·src_rows + r. */
+static void naive_units(const ternary_matrix *t, const int8_t *x, int32_t *y) {
+    for (int32_t u = 0; u < t->cols / t->unit_cols; u++)
+        for (int32_t r = 0; r < t->src_rows; r++) {
+            int32_t s = 0;
+            for (int32_t c = u * t->unit_cols; c < (u + 1) * t->unit_cols; c++)
+                s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
+            y[u * t->src_rows + r] = s;
+        }
+}
+
 static void naive(const ternary_matrix *t, const int8_t *x, int32_t *y) {
     if (t->unit_cols) {
         naive_grouped(t, x, y);
@@ -193,6 +205,9 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
     blob_open(&blob, blob_path);
     kernel kn;
     kernel_lower(&kn, t, NULL, &tgt, PRINTER_C, STRAT_I2, 0, 0);
+    /* an expanded matrix's i2 sums per unit of its source rows */
+    const int32_t rows = t->unit_cols ? t->src_rows * (t->cols / t->unit_cols) : t->rows;
+    void (*expect)(const ternary_matrix *, const int8_t *, int32_t *) = t->unit_cols ? naive_units : naive;
     kernel_write_data(&kn, &blob);
     blob_close(&blob);
     FILE *f = fopen(c_path, "w");
@@ -200,7 +215,7 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
     emit_c_dot_helpers(f, isa);
     emit_c_kernel(f, &kn);
     fprintf(f, "void *get_0(void) { return (void *)%s; }\n", kn.symbol);
-    fprintf(f, "void *get_b(void) { return (void *)%s; }\n", kn.batch_symbol);
+    if (kn.batch_symbol) fprintf(f, "void *get_b(void) { return (void *)%s; }\n", kn.batch_symbol);
     fclose(f);
     const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
     char *cmd = xasprintf("%s -std=c11 %s -shared -fPIC -o %s %s", cc, isas[isa].cflags, so_path, c_path);
@@ -215,17 +230,18 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
         fclose(bf);
         size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
         int8_t *x = xcalloc(padded, 1);
-        int32_t *want = xmalloc(sizeof(int32_t) * (size_t)t->rows), *got = xmalloc(sizeof(int32_t) * (size_t)t->rows);
+        int32_t *want = xmalloc(sizeof(int32_t) * (size_t)rows), *got = xmalloc(sizeof(int32_t) * (size_t)rows);
         kernel_fn fn = (kernel_fn)((void *(*)(void))dlsym(h, "get_0"))();
         for (int kind = 0; kind < 5; kind++) {
             fill_vector(x, t->cols, kind);
-            naive(t, x, want);
-            memset(got, 0x5a, sizeof(int32_t) * (size_t)t->rows);
+            expect(t, x, want);
+            memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
             fn(data, x, got, 0, kn.num_blocks / 2);
             fn(data, x, got, kn.num_blocks / 2, kn.num_blocks);
-            EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s (%s) %dx%d %s vector %d", kn.strategy,
+            EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)rows) == 0, "%s (%s) %dx%d %s vector %d", kn.strategy,
                    dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
         }
+        if (!kn.batch_symbol) goto done;
         /* the batched kernel: two full tiles of tokens and one more (the extreme vectors and
          * random ones), rows of y wider than the matrix, the blocks in two calls as two threads
          * would take them */
@@ -245,6 +261,7 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
         EXPECT(memcmp(wantb, gotb, sizeof(int32_t) * (size_t)ys * (size_t)ntok) == 0, "%s batched (%s) %dx%d %s",
                kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary");
         free(xb), free(wantb), free(gotb);
+    done:
         free(data), free(x), free(want), free(got);
         dlclose(h);
     }
@@ -322,6 +339,15 @@ int main(void) {
                 check_i2(&t, (enum dot_isa)isa, dir, serial++);
                 ternary_matrix_free(&t);
             }
+        /* summed per unit of 32 or 64 columns, with +2 weights, where the ISA's fields fit a unit */
+        static const int32_t unit_shapes[][3] = {{4, 128, 32}, {7, 256, 32}, {13, 128, 64}, {8, 256, 64}};
+        for (size_t s = 0; s < sizeof unit_shapes / sizeof *unit_shapes; s++) {
+            ternary_matrix t = random_grouped(unit_shapes[s][0], unit_shapes[s][1], unit_shapes[s][2], true);
+            int V = dot_isa_vector_bytes((enum dot_isa)isa);
+            if (t.unit_cols % V == 0 && 4 * V % t.unit_cols == 0 && t.cols % (4 * V) == 0)
+                check_i2(&t, (enum dot_isa)isa, dir, serial++);
+            ternary_matrix_free(&t);
+        }
     }
     rmdir(dir);
     printf("%d passed, %d failed\n", checks - failures, failures);

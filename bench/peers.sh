@@ -56,16 +56,8 @@ say() { echo "peers.sh: $*" >&2; }
 # ---- the peers ----
 say "building ik_llama.cpp ($isa) in $work/ik-$isa (once)"
 ik=$("$peers/build-ik.sh" "$work/ik-$isa" "${ik_flags[@]}")
-if [ ! -f "$work/node/installed" ]; then
-  say "installing node-llama-cpp@3.22.1 in $work/node (once)"
-  mkdir -p "$work/node"
-  echo '{"private": true, "type": "module"}' >"$work/node/package.json"
-  npm install --prefix "$work/node" --no-audit --no-fund --no-save --omit=optional --ignore-scripts --loglevel=error \
-    node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >&2
-  touch "$work/node/installed"
-fi
-cp "$root/bench/llama_peer.mjs" "$work/node/"
-llama_peer() { node "$work/node/llama_peer.mjs" "$@"; }
+. "$root/bench/llama_node.sh"
+llama_node_install "$work"
 
 # ---- the weights and the artifacts ----
 for f in i2s tq2; do

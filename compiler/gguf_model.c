@@ -245,7 +245,7 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
         }
         const uint8_t *src = codes + gr * cols;
         uint8_t *dst = packed + (hr % R) * cols;
-        if (grouped) memcpy(gs + hr * G, gsrc + gr * G, (size_t)G * 4);
+        for (uint64_t j = 0; j < G; j++) gs[hr * G + j] = gsrc[gr * G + j] * beta; /* beta: the .scale tensor's */
         int shift = (int)(2 * (hr / R));
         for (uint64_t c = 0; c < cols; c++) dst[c] |= (uint8_t)(src[c] << shift);
     }

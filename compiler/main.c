@@ -643,6 +643,18 @@ static void write_constants(build *b) {
     }
 }
 
+/* A grouped matrix's scales as the runtime reads them: by group, then row (rsr_artifact_matrix). */
+static uint64_t write_group_scales(blob_writer *blob, const ternary_matrix *tm) {
+    const size_t R = (size_t)tm->src_rows, S = (size_t)(tm->cols / tm->scale_cols);
+    float *t = xmalloc(sizeof *t * R * S);
+    for (size_t r = 0; r < R; r++)
+        for (size_t g = 0; g < S; g++) t[g * R + r] = tm->scales[r * S + g];
+    blob_align(blob, 64);
+    uint64_t at = blob_write(blob, t, sizeof *t * R * S);
+    free(t);
+    return at;
+}
+
 /* What the options ask to see of one compiled matrix: --explain, --stats, -vv. */
 static void report_matrix(const build *b, const ternary_matrix *tm, const compiled_matrix *cm, const matrix_record *r) {
     note(2, "%s: %s", tm->name, cm->mp.why);
@@ -721,14 +733,10 @@ static void compile_matrices(build *b) {
                                  kn->data_offset,
                                  cm.index_bytes,
                                  tm.unit_cols,
-                                 kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
+                                 tm.unit_cols && kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
                                  tm.scale_cols,
                                  RSR_NO_TENSOR};
-            if (tm.unit_cols) {
-                blob_align(&b->blob, 64);
-                r->group_scale = blob_write(
-                    &b->blob, tm.scales, sizeof *tm.scales * (size_t)tm.src_rows * (size_t)(tm.cols / tm.scale_cols));
-            }
+            if (tm.unit_cols) r->group_scale = write_group_scales(&b->blob, &tm);
             *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;

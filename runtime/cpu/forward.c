@@ -381,25 +381,40 @@ RT_INLINE_BODY void activate_body(const rsr_artifact *a, float *restrict g, cons
 RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1),
               (a, g, u, r0, r1))
 
+/* One unit's term of a row: (sum · scale) · the unit's activation scale, or sum · scale. */
+static inline float group_term(int32_t sum, float scale, const float *xd, int32_t u) {
+    float v = (float)sum * scale;
+    return xd ? v * xd[u] : v;
+}
+
 /* Rows [r0, r1) of a matrix with scales per group of columns, token t (docs/numerics.md, "Group
- * scales"): y[r] (=, or +=) Σ_u (float)(Σ_p S[u][p][r]) · scale[r][u] · xd[u] over the units in
- * ascending order; with per-token activations (xd NULL), that sum / x_scale. */
+ * scales"): y[r] (=, or +=) Σ_u (float)(Σ_p S[u][p][r]) · scale[u][r] · xd[u] over the units in
+ * ascending order; with per-token activations (xd NULL), that sum / x_scale. Unit by unit over a
+ * chunk of rows, so that the sums and scales are read in order (and the loop vectorises); each
+ * row's operations are those of a loop over its units. */
+#define GROUP_ROWS 256
 static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, float *restrict y,
                              const int32_t *restrict acc, const float *xd, float x_scale, int32_t r0, int32_t r1,
                              int accumulate) {
-    const int32_t R = mx->rows, U = mx->cols / mx->unit_cols, P = mx->planes, S = mx->cols / mx->scale_cols;
-    const int32_t per = mx->scale_cols / mx->unit_cols;
+    const size_t R = (size_t)mx->rows;
+    const int32_t U = mx->cols / mx->unit_cols, P = mx->planes, per = mx->scale_cols / mx->unit_cols;
     const float *gs = blob_f32(m, mx->group_scale);
-    for (int32_t r = r0; r < r1; r++) {
-        float sum = 0;
+    float sum[GROUP_ROWS];
+    for (int32_t c0 = r0; c0 < r1; c0 += GROUP_ROWS) {
+        const int32_t n = r1 - c0 < GROUP_ROWS ? r1 - c0 : GROUP_ROWS;
+        for (int32_t i = 0; i < n; i++) sum[i] = 0;
         for (int32_t u = 0; u < U; u++) {
-            int32_t sp = acc[(size_t)u * (size_t)P * (size_t)R + (size_t)r];
-            if (P == 2) sp += acc[((size_t)u * 2 + 1) * (size_t)R + (size_t)r];
-            float v = (float)sp * gs[(size_t)r * (size_t)S + (size_t)(u / per)];
-            sum += xd ? v * xd[u] : v;
+            const int32_t *s0 = acc + (size_t)u * (size_t)P * R + (size_t)c0;
+            const float *g = gs + (size_t)(u / per) * R + (size_t)c0;
+            if (P == 2)
+                for (int32_t i = 0; i < n; i++) sum[i] += group_term(s0[i] + s0[R + (size_t)i], g[i], xd, u);
+            else
+                for (int32_t i = 0; i < n; i++) sum[i] += group_term(s0[i], g[i], xd, u);
         }
-        if (!xd) sum = sum / x_scale;
-        y[r] = accumulate ? y[r] + sum : sum;
+        for (int32_t i = 0; i < n; i++) {
+            float v = xd ? sum[i] : sum[i] / x_scale;
+            y[c0 + i] = accumulate ? y[c0 + i] + v : v;
+        }
     }
 }
 

@@ -63,10 +63,10 @@ typedef struct rsr_artifact_matrix {
      * rows are units · planes · rows sums (num_blocks counts blocks of those), the one of unit u,
      * plane p and row r at y[(u·planes + p)·rows + r] over columns [u·unit_cols, (u+1)·unit_cols)
      * (plane 0: the weights clamped to ±1; plane 1: 1 where a weight is +2), and row r's output is
-     * Σ_u group_scale[r][u·unit_cols / scale_cols] · (Σ_p sum) · (the activation's scale of unit u).
+     * Σ_u group_scale[u·unit_cols / scale_cols][r] · (Σ_p sum) · (the activation's scale of unit u).
      * unit_cols 0: one sum per row, scaled by `scale`. */
     int32_t unit_cols, planes, scale_cols;
-    uint64_t group_scale; /* f32 [rows][cols / scale_cols]; RSR_NO_TENSOR when unit_cols is 0 */
+    uint64_t group_scale; /* f32 [cols / scale_cols][rows] (by group, then row); RSR_NO_TENSOR when unit_cols is 0 */
 } rsr_artifact_matrix;
 
 typedef struct rsr_artifact_layer {

@@ -92,6 +92,19 @@ if __name__ == '__main__':
         data += bytes((32 - len(data) % 32) % 32)
         tensors.append([b'blk.0.attn_q.scale', [], 0, len(data)])
         data += struct.pack('<f', 2.0)
+    elif brk == 'q2-nan-scale':  # Q2_0: block 2 of attn_q's scale a NaN
+        t = tensor(b'blk.0.attn_q.weight'); at = t[3] + 2 * 18
+        data[at:at + 2] = struct.pack('<H', 0x7e00)
+    elif brk == 'pooling-rank':  # a reranker's pooling
+        kvs.append([b'qwen3.pooling_type', 4, struct.pack('<I', 4)])
+    elif brk == 'q2-scale-tensor':  # not broken: attn_q's Q2_0 scales halved, a scalar F32 ".scale" of 2
+        t = tensor(b'blk.0.attn_q.weight')
+        for blk in range(t[1][0] * t[1][1] // 64):
+            at = t[3] + blk * 18
+            data[at:at + 2] = struct.pack('<e', struct.unpack('<e', bytes(data[at:at + 2]))[0] / 2)
+        data += bytes((32 - len(data) % 32) % 32)
+        tensors.append([b'blk.0.attn_q.scale', [], 0, len(data)])
+        data += struct.pack('<f', 2.0)
     elif brk == 'pre-falcon3':  # not broken: Falcon 3's name for Llama 3's split
         kvs[kv_index(b'tokenizer.ggml.pre')][2] = s(b'falcon3')
     elif brk != 'truncated': sys.exit('unknown break ' + brk)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Group-scaled weights (llama.cpp's Q2_0 and Q1_0: a scale per 64 or 128 weights of a row) on the
+# Qwen3-0.6B shape (rsr-mkmodel --preset qwen3-0.6b: 28 layers, hidden 1024, heads of 128, random
+# weights), as a user runs them (no flags but the threads and the prompt):
+#   - rsrc's default (i2 summed per unit of 32 columns, docs/numerics.md "Group scales") and its
+#     RSR form over the matrix expanded per unit (--strategy=rsr-loop), on the Q2_0 file;
+#   - rsrc's default on the Q1_0 file;
+#   - upstream llama.cpp (the npm package node-llama-cpp) on the same two files;
+#   - rsrc on one-scale weights of the same widths (TQ2_0, --gguf-arch llama: hidden 1024,
+#     intermediate 3072, 28 layers, 16 heads of 64), whose i2 sums whole rows, per weight.
+# Before any timing the greedy tokens after a 32-token prompt are compared with llama.cpp's on
+# each file (the first must agree: the same model; how many of 8 agree is printed). Every round
+# times each engine once, alternating: prefill of a 64-token prompt and greedy decode after it
+# (rsr-run --bench, 32 tokens; llama.cpp 16 tokens). Prints the medians, the ternary weights per
+# token and the rate in weights per second, and the ratios, naming the CPU.
+# Usage: bench/grouped.sh [--rounds N] [--threads T] [--build DIR]
+# Work (weights, artifacts, the npm package) stays in BUILD/grouped/ between runs.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build rounds=3 threads=2
+while [ $# -gt 0 ]; do
+  case $1 in
+  --rounds) rounds=$2; shift 2 ;;
+  --threads) threads=$2; shift 2 ;;
+  --build) build=$2; shift 2 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "grouped.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+build=$(cd "$build" && pwd)
+work=$build/grouped
+mkdir -p "$work"
+say() { echo "grouped.sh: $*" >&2; }
+. "$root/bench/llama_node.sh"
+llama_node_install "$work"
+
+# ---- the weights and the artifacts ----
+mk() { # NAME, then rsr-mkmodel's arguments
+  local name=$1; shift
+  [ -f "$work/w-$name/model.gguf" ] || { say "writing $name"; "$build/rsr-mkmodel" "$@" --out "$work/w-$name" >&2; }
+}
+mk q2 --format gguf-q2 --gguf-arch qwen3 --preset qwen3-0.6b
+mk q1 --format gguf-q1 --gguf-arch qwen3 --preset qwen3-0.6b
+mk tq2 --format gguf-tq2 --gguf-arch llama --hidden 1024 --intermediate 3072 --layers 28 --heads 16 --kv-heads 8 \
+  --vocab 1024 --max-pos 4096
+for a in "q2 q2" "q2-rsr q2 --strategy=rsr-loop" "q1 q1" "tq2 tq2"; do
+  read -r name w args <<<"$a"
+  # shellcheck disable=SC2086
+  [ -f "$work/$name.so" ] || { say "compiling $name"; "$build/rsrc" "$work/w-$w/model.gguf" -o "$work/$name.so" $args; }
+done
+ids=$(python3 -c "print(','.join(str((i * 2654435761) % 1000) for i in range(64)))")
+short=$(echo "$ids" | cut -d, -f1-32)
+
+# ---- the same model? ----
+agree=""
+for w in q2 q1; do
+  mine=$("$build/rsr-run" "$work/$w.so" --tokens "$short" -n 8 -t "$threads" 2>/dev/null | tail -1 | tr -s ' ' ',')
+  theirs=$(llama_peer tokens "$work/w-$w/model.gguf" "$short" 8 "$threads")
+  n=$(python3 -c "import sys; a, b = sys.argv[1].split(','), sys.argv[2].split(','); print(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))" "$mine" "$theirs")
+  if [ "$n" = 0 ]; then
+    say "llama.cpp's first greedy token differs from rsrc's on $w: another model?"
+    printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
+    exit 1
+  fi
+  agree="$agree $w:$n"
+done
+say "greedy tokens agree with llama.cpp's for the first (of 8):$agree"
+
+# ---- the rounds ----
+runs=$work/runs.jsonl
+: >"$runs"
+for r in $(seq 1 "$rounds"); do
+  say "round $r of $rounds"
+  for name in q2 q2-rsr q1 tq2; do
+    "$build/rsr-run" "$work/$name.so" --bench --json -t "$threads" --tokens "$ids" -n 32 2>/dev/null |
+      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$name', 'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" >>"$runs"
+  done
+  for w in q2 q1; do
+    llama_peer time "$work/w-$w/model.gguf" "$ids" 16 "$threads" |
+      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'llama-$w', 'prefill': j['prefill_tok_s'], 'decode': j['decode_after_tok_s']}))" >>"$runs"
+  done
+done
+
+weights() { "$build/rsr-run" "$1" --info 2>/dev/null | sed -n 's/.*; \([0-9.]*\) million ternary weights.*/\1/p'; }
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$(weights "$work/q2.so")" "$(weights "$work/tq2.so")" <<'PY'
+import json, statistics, sys
+path, threads, cpu, flags, wq, wt = sys.argv[1:]
+runs = [json.loads(l) for l in open(path)]
+def med(engine, key):
+    v = [r[key] for r in runs if r['engine'] == engine]
+    return statistics.median(x[key] for x in v) if v else None
+n = sum(r['engine'] == 'llama-q2' for r in runs)
+print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
+rows = [('rsrc-q2', 'rsrc, Q2_0 (i2 per unit)', wq), ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),
+        ('llama-q2', 'llama.cpp, Q2_0', wq), ('rsrc-q1', 'rsrc, Q1_0 (i2 per unit)', wq), ('llama-q1', 'llama.cpp, Q1_0', wq),
+        ('rsrc-tq2', 'rsrc, TQ2_0 one scale, same widths', wt)]
+print(f"{'':36} {'prefill 64':>11} {'decode':>8} {'M weights/token':>16} {'G weights/s decode':>19}")
+for key, name, w in rows:
+    p, d = med(key, 'prefill'), med(key, 'decode')
+    print(f"{name:36} {p:11.1f} {d:8.1f} {float(w):16.0f} {float(w) * d / 1000:19.2f}")
+for a, b, what in (('rsrc-q2', 'llama-q2', 'Q2_0: rsrc / llama.cpp'), ('rsrc-q1', 'llama-q1', 'Q1_0: rsrc / llama.cpp'),
+                   ('rsrc-q2', 'rsrc-q2-rsr', 'Q2_0: i2 per unit / RSR expanded')):
+    print(f"{what:36} prefill {med(a, 'prefill') / med(b, 'prefill'):.2f}x, decode {med(a, 'decode') / med(b, 'decode'):.2f}x")
+gw = float(wq) * med('rsrc-q2', 'decode') / (float(wt) * med('rsrc-tq2', 'decode'))
+print(f"{'Q2_0 per unit / one scale, per weight':36} decode {gw:.2f}x")
+PY

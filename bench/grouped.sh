@@ -90,7 +90,7 @@ path, threads, cpu, flags, wq, wt = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(engine, key):
     v = [r[key] for r in runs if r['engine'] == engine]
-    return statistics.median(x[key] for x in v) if v else None
+    return statistics.median(v) if v else None
 n = sum(r['engine'] == 'llama-q2' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
 rows = [('rsrc-q2', 'rsrc, Q2_0 (i2 per unit)', wq), ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),

@@ -166,28 +166,24 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     bool nvptx = pr == PRINTER_NVPTX;
     if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
     kn->gpu_entry = t->kind == TK_CUDA && nvptx;
-    if (s == STRAT_I2 && tm->unit_cols) { /* the source rows, summed per unit (lower_i2_units) */
-        kn->form = KF_I2;
-        int isa = kernel_units_isa(t, pr, tm);
+    if (s == STRAT_I2) {
+        /* a matrix summed per unit (scales per group): its source rows, one sum per unit each
+         * (lower_i2_units), one-token kernels only */
+        int isa = tm->unit_cols ? kernel_units_isa(t, pr, tm) : (int)target_dot_isa(t);
         if (isa < 0)
             fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
+        kn->form = KF_I2;
         kn->isa = (enum dot_isa)isa;
         kn->vec_bytes = dot_isa_vector_bytes(kn->isa);
-        kn->rows = tm->src_rows;
+        kn->rows = tm->unit_cols ? tm->src_rows : tm->rows;
         kn->unit_cols = tm->unit_cols;
-        kn->groups = tm->cols / (4 * kn->vec_bytes);
-        kn->block_rows = I2_BLOCK_ROWS;
-        kn->num_blocks = (tm->src_rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
-        kn->strategy = "i2-units";
-        return;
-    }
-    if (s == STRAT_I2) {
-        kn->form = KF_I2;
-        kn->isa = target_dot_isa(t);
-        kn->vec_bytes = dot_isa_vector_bytes(kn->isa);
         kn->groups = (tm->cols + 4 * kn->vec_bytes - 1) / (4 * kn->vec_bytes);
         kn->block_rows = I2_BLOCK_ROWS;
-        kn->num_blocks = (tm->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
+        kn->num_blocks = (kn->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
+        if (tm->unit_cols) {
+            kn->strategy = "i2-units";
+            return;
+        }
         if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
         /* tokens per tile of the batched kernel: block_rows × tile accumulators, the decoded
          * fields and an x vector must fit the vector registers (32 zmm: 16 + 4 + 1; AVX2's 16 ymm:

@@ -67,7 +67,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     w->xs = malloc(sizeof(float) * B);
     if (a->act_block > 0) {
         w->xd_stride = (int32_t)((widest + (size_t)a->act_block - 1) / (size_t)a->act_block);
-        if (!(w->xd = malloc(sizeof(float) * B * (size_t)w->xd_stride))) w->xs = (free(w->xs), NULL);
+        w->xd = malloc(sizeof(float) * B * (size_t)w->xd_stride);
     }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     w->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
@@ -77,7 +77,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     w->acc_rows = m->grouped && cap < B ? (int32_t)(cap ? cap : 1) : rows;
     w->acc = malloc(per_token * (size_t)w->acc_rows);
     if (!w->h || !w->xn || !w->tmp || !w->q || !w->k || !w->v || !w->att || !w->gate || !w->up || !w->xq || !w->xs ||
-        !w->rope || !w->acc) {
+        (a->act_block > 0 && !w->xd) || !w->rope || !w->acc) {
         rt_work_free(w);
         return RSR_ERR_OUT_OF_MEMORY;
     }
@@ -124,10 +124,16 @@ static void cpu_session_free(rsr_session *s) {
     rt_attention_free(s);
 }
 
-/* Steps of at most s->batch tokens; with head, the last leaves the input of the LM head in row 0
- * of s->work.xn. The activations grow to the widest step asked for (a session that only decodes
- * keeps one row: 220 KB on the 2B-4T shape, against 56 MB for RSR_BATCH_MAX rows). */
-static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, bool head) {
+/* What a step's rows leave for the caller: after the step of tokens [i, i + c) of n, their
+ * residual stream in s->work.h (rsr_session_embed pools it). */
+typedef void (*step_fn)(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+
+/* Steps of at most s->batch tokens, each handed to after (when given); with head, the last leaves
+ * the input of the LM head in row 0 of s->work.xn. The activations grow to the widest step asked
+ * for (a session that only decodes keeps one row: 220 KB on the 2B-4T shape, against 56 MB for
+ * RSR_BATCH_MAX rows). */
+static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, bool head, step_fn after,
+                             const rt_head_request *h) {
     int32_t rows = n < s->batch ? n : s->batch;
     if (rt_work_reserve(&s->work, s->model, rows) != RSR_OK)
         return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d tokens", rows);
@@ -135,21 +141,28 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
         int32_t c = n - i < s->batch ? n - i : s->batch;
         rsr_status st = rt_forward(s->model, &s->work, tokens + i, &(rt_run){s, 0, c}, 1, c, head && i + c == n);
         if (st != RSR_OK) return st;
+        if (after) after(s, i, c, n, h);
     }
     return RSR_OK;
 }
 
-static rsr_status embed_steps(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h);
+static void embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+static void embed_finish(const rsr_artifact *a, int32_t n, const rt_head_request *h);
 
 static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
     rsr_status st;
-    if (h->kind == RT_HEAD_EMBED) return embed_steps(s, tokens, n, h);
+    if (h->kind == RT_HEAD_EMBED) {
+        memset(h->embed, 0, sizeof(float) * (size_t)s->model->a->hidden);
+        if ((st = eval_steps(s, tokens, n, false, embed_pool, h)) == RSR_OK) embed_finish(s->model->a, n, h);
+        return st;
+    }
     if (h->kind == RT_HEAD_NONE || h->kind == RT_HEAD_LOGITS) {
-        st = eval_steps(s, tokens, n, h->kind == RT_HEAD_LOGITS);
+        st = eval_steps(s, tokens, n, h->kind == RT_HEAD_LOGITS, NULL, NULL);
         if (st == RSR_OK && h->kind == RT_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
         return st;
     }
-    if ((st = rt_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true)) != RSR_OK) return st;
+    if ((st = rt_lm_head_reserve(s)) != RSR_OK || (st = eval_steps(s, tokens, n, true, NULL, NULL)) != RSR_OK)
+        return st;
     const float *x = s->work.xn;
     if (h->kind == RT_HEAD_INT8) return rt_lm_head_logits_q8(s, x, h->logits, h->bound);
     if (h->kind == RT_HEAD_GREEDY) return rt_lm_head_argmax(s, x, h->token);
@@ -279,6 +292,9 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
     return quantize_scalar(q, x, n);
 }
 
+/* The quantised activation's columns past n up to rt_pad_cols(n): kernels read whole groups. */
+static void zero_pad(int8_t *q, int32_t n) { memset(q + n, 0, (size_t)(rt_pad_cols(n) - n)); }
+
 /* Per block of B values (rsr_artifact.act_block; docs/numerics.md, "Group scales"): Q8_0's form
  * as llama.cpp's CPU code makes it, amax of the block, q = rint(x · (127 / amax)) (0 when amax is
  * 0), and the block's scale amax / 127 rounded to f16, as Q8_0 stores it. n a multiple of B. */
@@ -290,13 +306,13 @@ static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int
         for (int32_t i = b0; i < b0 + B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
         xd[b0 / B] = rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
     }
-    memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n));
+    zero_pad(q, n);
 }
 
 static float quantize(int8_t *q, const float *x, int32_t n) {
     const rt_isa isa = rt_cpu_isa();
     float scale = rt_quantize_family(rt_isa_avx512(isa) ? 2 : isa == RT_ISA_AVX2 ? 1 : 0, q, x, n);
-    memset(q + n, 0, (size_t)((n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD - n)); /* kernels read whole groups */
+    zero_pad(q, n);
     return scale;
 }
 
@@ -655,37 +671,32 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     return RSR_OK;
 }
 
-/* rsr_session_embed on the CPU: eval_steps' steps, each row's final-normed hidden state (rmsnorm
- * with the final norm, as the head's input) pooled as the model says: the mean summed in fp32 in
- * token order and divided by n, or the first or last row's; then, with normalize, divided by its
- * Euclidean length (summed in double, rounded to float once). */
-static rsr_status embed_steps(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
+/* rsr_session_embed on the CPU, after each of eval_steps' steps: each row's final-normed hidden
+ * state (rmsnorm with the final norm, as the head's input) pooled as the model says, the mean
+ * summed in fp32 in token order (divided by n in embed_finish), or the first or last row's. */
+static void embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
     const rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
-    const int32_t H = a->hidden, rows = n < s->batch ? n : s->batch;
-    if (rt_work_reserve(&s->work, m, rows) != RSR_OK)
-        return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d tokens", rows);
+    const int32_t H = a->hidden;
     float *out = h->embed, *row = s->work.tmp;
-    memset(out, 0, sizeof(float) * (size_t)H);
-    for (int32_t i = 0; i < n; i += s->batch) {
-        int32_t c = n - i < s->batch ? n - i : s->batch;
-        rsr_status st = rt_forward(m, &s->work, tokens + i, &(rt_run){s, 0, c}, 1, c, false);
-        if (st != RSR_OK) return st;
-        for (int32_t t = 0; t < c; t++) {
-            int32_t at = i + t;
-            if ((a->pooling == RSR_POOLING_LAST && at != n - 1) || (a->pooling == RSR_POOLING_CLS && at != 0)) continue;
-            rmsnorm(row, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
-            for (int32_t j = 0; j < H; j++) out[j] = a->pooling == RSR_POOLING_MEAN ? out[j] + row[j] : row[j];
-        }
+    for (int32_t t = 0; t < c; t++) {
+        int32_t at = i + t;
+        if ((a->pooling == RSR_POOLING_LAST && at != n - 1) || (a->pooling == RSR_POOLING_CLS && at != 0)) continue;
+        rmsnorm(row, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
+        for (int32_t j = 0; j < H; j++) out[j] = a->pooling == RSR_POOLING_MEAN ? out[j] + row[j] : row[j];
     }
+}
+
+/* The mean's division, then, with normalize, the division by the Euclidean length (summed in
+ * double, rounded to float once). */
+static void embed_finish(const rsr_artifact *a, int32_t n, const rt_head_request *h) {
+    float *out = h->embed;
     if (a->pooling == RSR_POOLING_MEAN)
-        for (int32_t j = 0; j < H; j++) out[j] /= (float)n;
-    if (h->normalize) {
-        double ss = 0;
-        for (int32_t j = 0; j < H; j++) ss += (double)out[j] * (double)out[j];
-        float len = (float)sqrt(ss);
-        if (len > 0)
-            for (int32_t j = 0; j < H; j++) out[j] /= len;
-    }
-    return RSR_OK;
+        for (int32_t j = 0; j < a->hidden; j++) out[j] /= (float)n;
+    if (!h->normalize) return;
+    double ss = 0;
+    for (int32_t j = 0; j < a->hidden; j++) ss += (double)out[j] * (double)out[j];
+    float len = (float)sqrt(ss);
+    if (len > 0)
+        for (int32_t j = 0; j < a->hidden; j++) out[j] /= len;
 }

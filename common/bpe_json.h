@@ -39,24 +39,33 @@ static inline void bpe_json_pipeline(cJSON *root, const char *split_regex) {
     cJSON_AddBoolToObject(dec, "use_regex", 1);
 }
 
-/* "post_processor": token bos (named name) before every text */
-static inline void bpe_json_bos(cJSON *root, const char *name, int bos) {
-    cJSON *post = cJSON_AddObjectToObject(root, "post_processor");
-    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
-    cJSON *single = cJSON_AddArrayToObject(post, "single"), *item = cJSON_CreateObject(), *seq = cJSON_CreateObject();
-    cJSON *st = cJSON_AddObjectToObject(item, "SpecialToken");
+/* One special token of a "post_processor"'s template: its item, and its entry in special_tokens. */
+static inline void bpe_json_special(cJSON *single, cJSON *specials, const char *name, int id) {
+    cJSON *item = cJSON_CreateObject(), *st = cJSON_AddObjectToObject(item, "SpecialToken");
     cJSON_AddStringToObject(st, "id", name);
     cJSON_AddNumberToObject(st, "type_id", 0);
+    cJSON_AddItemToArray(single, item);
+    if (cJSON_GetObjectItemCaseSensitive(specials, name)) return;
+    cJSON *sp = cJSON_AddObjectToObject(specials, name);
+    cJSON_AddStringToObject(sp, "id", name);
+    cJSON_AddItemToObject(sp, "ids", cJSON_CreateIntArray((const int[]){id}, 1));
+    cJSON_AddItemToObject(sp, "tokens", cJSON_CreateStringArray((const char *const[]){name}, 1));
+}
+
+/* "post_processor": token bos (named bos_name) before every text and eos after it; a negative id
+ * leaves its side bare */
+static inline void bpe_json_specials(cJSON *root, const char *bos_name, int bos, const char *eos_name, int eos) {
+    cJSON *post = cJSON_AddObjectToObject(root, "post_processor");
+    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(post, "single"), *seq = cJSON_CreateObject();
+    cJSON_AddArrayToObject(post, "pair");
+    cJSON *specials = cJSON_AddObjectToObject(post, "special_tokens");
+    if (bos >= 0) bpe_json_special(single, specials, bos_name, bos);
     cJSON *sa = cJSON_AddObjectToObject(seq, "Sequence");
     cJSON_AddStringToObject(sa, "id", "A");
     cJSON_AddNumberToObject(sa, "type_id", 0);
-    cJSON_AddItemToArray(single, item);
     cJSON_AddItemToArray(single, seq);
-    cJSON_AddArrayToObject(post, "pair");
-    cJSON *sp = cJSON_AddObjectToObject(cJSON_AddObjectToObject(post, "special_tokens"), name);
-    cJSON_AddStringToObject(sp, "id", name);
-    cJSON_AddItemToObject(sp, "ids", cJSON_CreateIntArray((const int[]){bos}, 1));
-    cJSON_AddItemToObject(sp, "tokens", cJSON_CreateStringArray((const char *const[]){name}, 1));
+    if (eos >= 0) bpe_json_special(single, specials, eos_name, eos);
 }
 
 #endif

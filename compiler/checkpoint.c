@@ -87,6 +87,8 @@ static bool tensor_expected(const model *m, const char *name) {
         if (m->wformat == WF_PACKED && !strcmp(rest, buf)) return true;
         snprintf(buf, sizeof buf, "%s.weight_group_scale", proj_names[p]);
         if (m->wformat == WF_PACKED && !strcmp(rest, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.norm.weight", proj_names[p]);
+        if (m->proj_norms && !strcmp(rest, buf)) return true;
     }
     if (m->qk_norm && (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")))
         return true;
@@ -104,6 +106,76 @@ static void check_no_extra_tensors(const model *m) {
                   "weights disagree",
                   t->file, t->name, m->architecture, m->format_name, m->num_layers);
     }
+}
+
+/* sentence-transformers' pooling (1_Pooling/config.json beside the weights) as rsr_pooling; the
+ * last token's when there is none. */
+static int32_t st_pooling(const char *dir, arena *ar) {
+    char *path = arena_printf(ar, "%s/1_Pooling/config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return RSR_POOLING_LAST;
+    fclose(f);
+    cJSON *cfg = parse_json_file(path);
+    arena_own(ar, delete_json, cfg);
+    static const struct {
+        const char *key;
+        int32_t pooling; /* 0: not supported */
+    } modes[] = {{"pooling_mode_lasttoken", RSR_POOLING_LAST}, {"pooling_mode_mean_tokens", RSR_POOLING_MEAN},
+                 {"pooling_mode_cls_token", RSR_POOLING_CLS},  {"pooling_mode_max_tokens", 0},
+                 {"pooling_mode_mean_sqrt_len_tokens", 0},     {"pooling_mode_weightedmean_tokens", 0}};
+    int32_t pooling = 0;
+    const char *chosen = NULL;
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, modes[i].key))) continue;
+        if (!modes[i].pooling)
+            fatal("%s: '%s' is true; rsrc pools embeddings by the last token, the mean or the first token only", path,
+                  modes[i].key);
+        if (chosen) fatal("%s: both '%s' and '%s' are true; rsrc pools one way", path, chosen, modes[i].key);
+        chosen = modes[i].key, pooling = modes[i].pooling;
+    }
+    if (!chosen) fatal("%s: no pooling_mode_* is true", path);
+    return pooling;
+}
+
+/* The BitNet embedding models' tensors are named without "model." (the checkpoint of a
+ * Qwen3Model): read as the names the rest of rsrc uses, in this one place. */
+static void prefix_model_names(st_archive *a) {
+    int renamed = 0;
+    for (int i = 0; i < a->ntensors; i++) {
+        char *n = a->tensors[i].name;
+        if (!strncmp(n, "model.", 6) || !strcmp(n, "lm_head.weight")) continue;
+        a->tensors[i].name = xasprintf("model.%s", n);
+        free(n);
+        renamed++;
+    }
+    st_sort_and_check(a, a->path);
+    if (renamed) note(1, "%s: %d tensors named without 'model.', read as model.NAME", a->path, renamed);
+}
+
+/* Qwen3: Qwen3ForCausalLM as a dense checkpoint whose matrices are ternary per group of columns
+ * (Ternary-Bonsai's "unpacked" ones: -s, 0 or +s in every group, activations per block of 32 as
+ * for a qwen3 GGUF), and Qwen3Model as the BitNet embedding models (bf16 latent weights,
+ * BitLinear's RMSNorm with weights before every projection, int8 activations per token, no head).
+ * Both have RMSNorm of each head of q and k. */
+static void config_qwen3(model *m, cJSON *cfg, const char *cfg_path, bool quantized, arena *ar) {
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "use_sliding_window")))
+        fatal("%s: 'use_sliding_window' is true: sliding-window attention is not supported", cfg_path);
+    m->qk_norm = true;
+    if (!strcmp(m->architecture, "Qwen3Model")) {
+        m->wformat = WF_LATENT, m->format_name = "bitnet-embedding";
+        m->proj_norms = m->sub_norms = true;
+        m->attn_sub_norm = "self_attn.o_proj.norm", m->ffn_sub_norm = "mlp.down_proj.norm";
+        m->act_block = 0; /* BitNet-trained: one absmax scale per token */
+        m->pooling = st_pooling(m->ar->dir, ar);
+        prefix_model_names(m->ar);
+        return;
+    }
+    if (quantized)
+        fatal("%s: Qwen3ForCausalLM with a quantization_config: rsrc reads Qwen3 as dense weights that are ternary "
+              "per group of columns, with none",
+              cfg_path);
+    m->wformat = WF_GROUPED, m->format_name = "qwen3-grouped";
+    m->act_block = 32; /* trained in floats: as the qwen3 GGUF files */
 }
 
 /* config.json beside the weights: the architecture, its format and shapes. */
@@ -153,8 +225,11 @@ static void config_from_json(model *m, const char *path, arena *ar) {
         m->attn_sub_norm = "self_attn.inner_attn_ln";
         m->ffn_sub_norm = "mlp.ffn_layernorm";
         m->format_name = "1bitllm";
+    } else if (!strcmp(m->architecture, "Qwen3ForCausalLM") || !strcmp(m->architecture, "Qwen3Model")) {
+        config_qwen3(m, cfg, cfg_path, q != NULL, ar);
     } else {
-        fatal("%s: unknown architecture '%s' (supported: BitNetForCausalLM, LlamaForCausalLM, BitnetForCausalLM)",
+        fatal("%s: unknown architecture '%s' (supported: BitNetForCausalLM, LlamaForCausalLM, BitnetForCausalLM, "
+              "Qwen3ForCausalLM, Qwen3Model)",
               cfg_path, m->architecture);
     }
     if (strcmp(act, "relu2") == 0)
@@ -192,11 +267,14 @@ static void config_from_json(model *m, const char *path, arena *ar) {
     m->eos = config_token(cfg_path, cfg, "eos_token_id", m->vocab);
     cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
     m->tied = tie ? cJSON_IsTrue(tie) : strcmp(m->architecture, "BitNetForCausalLM") == 0;
+    if (m->proj_norms) m->tied = true; /* an embedding model: no head */
     if (!m->tied && !st_find(m->ar, "lm_head.weight")) {
         if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
 }
+
+static void find_group_cols(model *m);
 
 model *model_load(const char *path) {
     arena *ar = arena_open();
@@ -228,6 +306,11 @@ model *model_load(const char *path) {
             snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, m->ffn_sub_norm);
             model_require(m, n, 1, m->intermediate, 0);
         }
+        for (int p = 0; p < NUM_PROJ && m->proj_norms; p++) {
+            if (p == PROJ_O || p == PROJ_DOWN) continue; /* the sub-norms, above */
+            snprintf(n, sizeof n, "model.layers.%d.%s.norm.weight", l, proj_names[p]);
+            model_require(m, n, 1, m->hidden, 0);
+        }
     }
     /* and every matrix: present, its dtype and shape, a packed one's scale (the codes themselves
      * are read when the matrix is compiled) */
@@ -240,6 +323,7 @@ model *model_load(const char *path) {
             matrix_tensor(m, name, rows, cols);
         }
     check_no_extra_tensors(m);
+    if (m->wformat == WF_GROUPED) find_group_cols(m);
     arena_disown(ar, m);
     arena_close(ar);
     return m;
@@ -395,6 +479,104 @@ static void load_latent(const st_tensor *t, const char *name, int32_t rows, int3
     out->beta = beta;
 }
 
+/* ---- WF_GROUPED: a dense matrix ternary per group of columns (docs/numerics.md, "Group scales") ---- */
+
+/* Whether weights [at, at + n) of t are ternary: each -s, 0 or +s for one s >= 0, their common
+ * |w| as stored, widened to f32 (0 when all are zero), into *s; their values -1, 0, 1 into codes
+ * (unless NULL). Else false, bad[0] the index of a weight of the largest magnitude and bad[1] one's
+ * that is neither ±s nor 0 (or not finite). */
+static bool group_ternary(const st_tensor *t, int64_t at, int32_t n, float *s, int8_t *codes, int64_t bad[2]) {
+    float top = 0;
+    bad[0] = at;
+    for (int64_t i = at; i < at + n; i++) {
+        float a = fabsf(st_get_f32(t, i));
+        if (isfinite(a) && a > top) top = a, bad[0] = i;
+    }
+    *s = top;
+    for (int64_t i = at; i < at + n; i++) {
+        float w = st_get_f32(t, i);
+        int8_t c = w == 0 ? 0 : w == top ? 1 : w == -top ? -1 : 2;
+        if (c == 2) {
+            bad[1] = i;
+            return false;
+        }
+        if (codes) codes[i - at] = c;
+    }
+    return true;
+}
+
+static noreturn void not_grouped(const st_tensor *t, const char *name, int32_t cols, int64_t at, int32_t G,
+                                 const int64_t bad[2], const char *why) {
+    fatal("%s: tensor '%s': row %lld, columns %lld-%lld hold %g (column %lld) and %g (column %lld), not -s, 0 and +s "
+          "for one s: %s",
+          t->file, name, (long long)(at / cols), (long long)(at % cols), (long long)(at % cols + G - 1),
+          st_get_f32(t, bad[0]), (long long)(bad[0] % cols), st_get_f32(t, bad[1]), (long long)(bad[1] % cols), why);
+}
+
+/* The largest of 128, 64 and 32 columns per group at which every row of tensor `name` is ternary
+ * (two groups of 32 agree when their scales do or one is all zero); refused, naming the first
+ * group of 32 that is not, when none is. */
+static int32_t tensor_group_cols(const model *m, const char *name, int32_t rows, int32_t cols) {
+    const st_tensor *t = matrix_tensor(m, name, rows, cols);
+    if (cols % 32) fatal("%s: tensor '%s': %d columns do not split into groups of 32, 64 or 128", t->file, name, cols);
+    bool ok64 = cols % 64 == 0, ok128 = cols % 128 == 0;
+    float s[4] = {0};
+    for (int32_t r = 0; r < rows; r++)
+        for (int32_t g = 0; g < cols / 32; g++) {
+            int64_t at = (int64_t)r * cols + (int64_t)g * 32, bad[2];
+            if (!group_ternary(t, at, 32, &s[g % 4], NULL, bad))
+                not_grouped(t, name, cols, at, 32, bad,
+                            "not ternary per group of 128, 64 or 32 columns (a float model, not a ternary one)");
+            float a = s[g % 4], b = s[g % 4 ^ 1];
+            if (g % 2 && a != 0 && b != 0 && a != b) ok64 = ok128 = false;
+            if (g % 4 == 3)
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) ok128 &= s[i] == 0 || s[j] == 0 || s[i] == s[j];
+        }
+    st_release(t);
+    return ok128 ? 128 : ok64 ? 64 : 32;
+}
+
+/* The model's columns per group: the largest at which layer 0's seven matrices are all ternary
+ * (the rest are held to it as they are compiled). */
+static void find_group_cols(model *m) {
+    m->group_cols = 128;
+    for (int p = 0; p < NUM_PROJ; p++) {
+        int32_t rows, cols, g;
+        model_matrix_dims(m, p, &rows, &cols);
+        char *name = model_tensor_name(m, 0, p);
+        g = tensor_group_cols(m, name, rows, cols);
+        free(name);
+        if (g < m->group_cols) m->group_cols = g;
+    }
+    m->format_name = m->group_cols == 128  ? "qwen3-grouped-g128"
+                     : m->group_cols == 64 ? "qwen3-grouped-g64"
+                                           : "qwen3-grouped-g32";
+    note(1, "%s: matrices ternary per group of %d columns (one scale each, from layer 0's matrices)", m->ar->path,
+         m->group_cols);
+}
+
+/* The codes and group scales of a WF_GROUPED matrix, as load_group_scales and load_packed give a
+ * GGUF's Q2_0: scale_cols = group_cols, scales [rows][groups], beta 1. */
+static void load_grouped(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
+                         ternary_matrix *out) {
+    const int32_t G = m->group_cols, groups = cols / G;
+    if (cols % G)
+        fatal("%s: tensor '%s': %d columns are not a multiple of the model's groups of %d", t->file, name, cols, G);
+    out->scale_cols = G;
+    out->scales = xmalloc(sizeof *out->scales * (size_t)rows * (size_t)groups);
+    for (int32_t r = 0; r < rows; r++)
+        for (int32_t g = 0; g < groups; g++) {
+            int64_t at = (int64_t)r * cols + (int64_t)g * G, bad[2];
+            if (!group_ternary(t, at, G, &out->scales[(size_t)r * (size_t)groups + (size_t)g], out->w + at, bad)) {
+                char why[96];
+                snprintf(why, sizeof why, "not ternary per group of %d columns, as layer 0's matrices are", G);
+                not_grouped(t, name, cols, at, G, bad, why);
+            }
+        }
+    out->beta = 1.0f;
+}
+
 static void free_matrix(void *t) { ternary_matrix_free(t); }
 
 /* Shapes are checked against the tensor before anything is allocated: a small file claiming a
@@ -409,6 +591,8 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
     arena_own(ar, free_matrix, out);
     if (m->wformat == WF_PACKED)
         load_packed(m, t, name, rows, cols, out);
+    else if (m->wformat == WF_GROUPED)
+        load_grouped(m, t, name, rows, cols, out);
     else
         load_latent(t, name, rows, cols, out);
     st_release(t);
@@ -458,6 +642,9 @@ void model_print(const model *m, FILE *out) {
     fprintf(out, "  act=%s sub_norms=%s tied=%s scale=%s bitlinear_norm=%s rms_eps=%g rope_theta=%g\n",
             m->activation == RSR_ACT_RELU2 ? "relu2" : "silu", m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no",
             m->scale_inverted ? "inverted" : "direct", m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
+    fprintf(out, "  qk_norm=%s proj_norms=%s act_block=%d pooling=%s\n", m->qk_norm ? "yes" : "no",
+            m->proj_norms ? "yes" : "no", m->act_block,
+            m->pooling == RSR_POOLING_MEAN ? "mean" : m->pooling == RSR_POOLING_CLS ? "first" : "last");
 }
 
 /* What one matrix costs while it is compiled (rsr.c and kernel.c): its unpacked weights, one

@@ -728,7 +728,12 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         emit_c_offset(out, L->q_norm);
         fputs(", ", out);
         emit_c_offset(out, L->k_norm);
-        fputs("},\n", out);
+        fputs(", {", out);
+        for (int j = 0; j < RSR_IN_NORMS; j++) {
+            if (j) fputs(", ", out);
+            emit_c_offset(out, L->in_norm[j]);
+        }
+        fputs("}},\n", out);
     }
     fputs("};\n\n", out);
     fputs("static const rsr_artifact artifact = {\n", out);

@@ -39,6 +39,13 @@ static const struct {
     {"ffn_sub_norm", NULL},
     {"attn_q_norm", "self_attn.q_norm"},
     {"attn_k_norm", "self_attn.k_norm"},
+    {"attn_q_norm_in", "self_attn.q_proj.norm"}, /* BitLinear's own norms (the BitNet embedding models) */
+    {"attn_k_norm_in", "self_attn.k_proj.norm"},
+    {"attn_v_norm_in", "self_attn.v_proj.norm"},
+    {"ffn_gate_norm_in", "mlp.gate_proj.norm"},
+    {"ffn_up_norm_in", "mlp.up_proj.norm"},
+    {"attn_output_norm_in", NULL}, /* the sub-norms of these models */
+    {"ffn_down_norm_in", NULL},
 };
 
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
@@ -58,7 +65,9 @@ static char *hf_name(const model *m, const char *g, int *proj) {
         const char *hf = layer_names[i].hf;
         if (i == 9) hf = m->sub_norms ? m->attn_sub_norm : NULL;
         if (i == 10) hf = m->sub_norms ? m->ffn_sub_norm : NULL;
-        if (i >= 11 && !m->qk_norm) hf = NULL;
+        if ((i == 11 || i == 12) && !m->qk_norm) hf = NULL;
+        if (i >= 13 && !m->proj_norms) hf = NULL;
+        if (i == 18 || i == 19) hf = m->proj_norms ? (i == 18 ? m->attn_sub_norm : m->ffn_sub_norm) : NULL;
         if (!hf) return NULL;
         if (i >= 2 && i <= 8) *proj = (int)i - 2;
         return xasprintf("model.layers.%d.%s.weight", layer, hf);
@@ -316,6 +325,10 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
         m->architecture = xstrdup("Qwen3ForCausalLM");
         m->activation = RSR_ACT_SILU;
         m->qk_norm = true, m->act_block = 32;
+        if (gguf_find(g, "blk.0.attn_q_norm_in.weight")) { /* BitLinear layers, trained so: per-token activations */
+            m->proj_norms = true, m->act_block = 0;
+            m->sub_norms = true, m->attn_sub_norm = "self_attn.o_proj.norm", m->ffn_sub_norm = "mlp.down_proj.norm";
+        }
     } else {
         fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3)", g->path, arch);
     }
@@ -457,11 +470,21 @@ static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_va
 /* A byte-level BPE tokenizer (tokenizer.ggml.model "gpt2" with the "llama-bpe" or "qwen2" pre-tokenizer) as
  * tokenizer.json text: normal and byte tokens (types 1, 6) in the model's vocabulary, control and
  * user-defined ones (3, 4) as added tokens (special when control), unused ones (5) left out;
- * BOS added when tokenizer.ggml.add_bos_token is not false. NULL, with a note, for the others. */
+ * BOS added when tokenizer.ggml.add_bos_token is not false, EOS when add_eos_token is true (the
+ * embedding models that pool the last token). NULL, with a note, for the others. */
+static const char *added_name(const cJSON *added, int32_t id, const char *fallback) {
+    const cJSON *a;
+    cJSON_ArrayForEach(a, added) if (cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble ==
+                                     id) return cJSON_GetObjectItemCaseSensitive(a, "content")
+        ->valuestring;
+    return fallback;
+}
+
 static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t *len) {
     const gguf_value *toks = gguf_get(g, "tokenizer.ggml.tokens"), *types = gguf_get(g, "tokenizer.ggml.token_type"),
                      *merges = gguf_get(g, "tokenizer.ggml.merges"),
-                     *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token");
+                     *addbos = gguf_get(g, "tokenizer.ggml.add_bos_token"),
+                     *addeos = gguf_get(g, "tokenizer.ggml.add_eos_token");
     if (!gguf_get(g, "tokenizer.ggml.model")) return NULL;
     const bool spm = meta_is(g, "tokenizer.ggml.model", "llama");
     /* the names llama.cpp gives Llama 3's split (Falcon 3 uses it too) */
@@ -505,11 +528,11 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     cJSON *ml = cJSON_CreateArray(); /* no refusal from here until it is attached */
     for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i]));
     bpe_json_pipeline(root, qwen2 ? bpe_qwen2_split : bpe_llama3_split);
-    if (bos >= 0 && !(addbos && addbos->type == GGUF_BOOL && !addbos->u)) { /* BOS, then the text */
-        const cJSON *bt = NULL, *a;
-        cJSON_ArrayForEach(a, added) if (cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble == bos) bt = a;
-        bpe_json_bos(root, bt ? cJSON_GetObjectItemCaseSensitive(bt, "content")->valuestring : "<bos>", bos);
-    }
+    const bool with_bos = bos >= 0 && !(addbos && addbos->type == GGUF_BOOL && !addbos->u),
+               with_eos = eos >= 0 && addeos && addeos->type == GGUF_BOOL && addeos->u;
+    if (with_bos || with_eos) /* BOS, the text, EOS */
+        bpe_json_specials(root, added_name(added, bos, "<bos>"), with_bos ? bos : -1, added_name(added, eos, "<eos>"),
+                          with_eos ? eos : -1);
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddBoolToObject(model, "byte_fallback", 0);
     cJSON_AddBoolToObject(model, "ignore_merges", llama3); /* llama.cpp's llama-bpe does so, its qwen2 not */

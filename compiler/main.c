@@ -591,6 +591,12 @@ static void load_inputs(build *b) {
         limit_memory(o->max_memory);
     }
     if (o->print_model) model_print(m, stdout);
+    if ((t->kind == TK_CUDA || t->gpu) && (m->qk_norm || m->proj_norms || m->act_block))
+        fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
+              m->architecture,
+              m->proj_norms ? "a norm before each projection"
+              : m->qk_norm  ? "q/k head norms"
+                            : "activations per block");
     note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
 }
 
@@ -698,6 +704,12 @@ static void compile_matrices(build *b) {
         L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
         L->q_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
         L->k_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
+        static const int in_proj[RSR_IN_NORMS] = {PROJ_Q, PROJ_K, PROJ_V, PROJ_GATE, PROJ_UP};
+        for (int j = 0; j < RSR_IN_NORMS; j++) {
+            char *nm = xasprintf("%s.norm", proj_names[in_proj[j]]);
+            L->in_norm[j] = m->proj_norms ? blob_norm(&b->blob, m, l, nm, m->hidden) : RSR_NO_TENSOR;
+            free(nm);
+        }
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int pj = 0; pj < NUM_PROJ; pj++) {
             int32_t idx = l * NUM_PROJ + pj;

@@ -107,6 +107,7 @@ char *st_lone_gguf(const char *path);
 enum weight_format {
     WF_PACKED, /* uint8 [out/4, in] + weight_scale */
     WF_LATENT, /* bf16/f16 [out, in], absmean ternarised here */
+    WF_GROUPED /* f16/bf16/f32 [out, in], every group of group_cols columns of a row -s, 0 or +s (its scale s) */
 };
 typedef struct model {
     st_archive *ar;
@@ -117,11 +118,17 @@ typedef struct model {
     bool bitlinear_norm; /* Falcon-E */
     bool sub_norms;
     const char *attn_sub_norm, *ffn_sub_norm; /* tensor name suffixes, when sub_norms */
+    /* BitLinear's own RMSNorm with weights before each projection (the BitNet embedding models):
+     * model.layers.N.<proj_names[p]>.norm.weight [its input width] for q, k, v, gate and up, applied
+     * after the layer's norm; o's and down's are read as the sub-norms (attn_sub_norm
+     * "self_attn.o_proj.norm", ffn_sub_norm "mlp.down_proj.norm", with sub_norms set). */
+    bool proj_norms;
     bool tied;
-    int activation;    /* enum rsr_activation */
-    bool qk_norm;      /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
-    int32_t act_block; /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
-    int32_t pooling;   /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
+    int activation;     /* enum rsr_activation */
+    bool qk_norm;       /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
+    int32_t act_block;  /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
+    int32_t pooling;    /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
+    int32_t group_cols; /* WF_GROUPED: the columns of a group (128, 64 or 32), one for the whole model */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
     int32_t vocab, max_positions, bos, eos;
     float rms_eps, bitlinear_eps;

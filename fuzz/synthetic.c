@@ -131,6 +131,7 @@ void synth_build(synth *s, fuzz_bytes *b) {
         L->attn_sub_norm = sub_norms ? at + 8 * (size_t)H : RSR_NO_TENSOR;
         L->ffn_sub_norm = sub_norms ? at + 4 * (size_t)(2 * H + q_out) : RSR_NO_TENSOR;
         L->q_norm = L->k_norm = RSR_NO_TENSOR;
+        for (int j = 0; j < RSR_IN_NORMS; j++) L->in_norm[j] = RSR_NO_TENSOR;
         const int32_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
         int32_t *slot[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int j = 0; j < 7; j++) {

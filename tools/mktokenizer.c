@@ -193,7 +193,7 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
     for (int i = 0; i < 5; i++) cJSON_AddItemToArray(added, added_token((int32_t)special_id[i], special_name[i]));
     bpe_json_pipeline(root, bpe_llama3_split);
-    bpe_json_bos(root, special_name[0], (int)bos);
+    bpe_json_specials(root, special_name[0], (int)bos, NULL, -1);
 
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddNullToObject(model, "dropout");

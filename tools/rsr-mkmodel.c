@@ -261,6 +261,7 @@ typedef struct {
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
     int qwen3;             /* a gguf-* format of architecture qwen3: q/k head norms, no sub-norms */
     int untied;            /* --untied: qwen3's head is a tensor of its own (output.weight) */
+    int proj_norms;        /* --proj-norms: qwen3 with BitLinear's RMSNorm before each projection */
     double plus2;          /* --plus2 / 100: gguf-q2's share of weights made +2 */
     int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
     int tokenizer;         /* write tokenizer.json (when the vocabulary has room for one) */
@@ -316,6 +317,14 @@ static void add_matrix(tlist_t *l, const opts_t *o, const char *base, uint64_t o
     }
 }
 
+/* --proj-norms: BASE.norm.weight, the RMSNorm of the projection's input (width cols) */
+static void proj_norm(tlist_t *l, const opts_t *o, const char *base, uint64_t cols) {
+    if (!o->proj_norms) return;
+    char name[160];
+    snprintf(name, sizeof name, "%s.norm.weight", base);
+    tadd(l, name, DT_BF16, K_NORM, 1, cols, 0);
+}
+
 static void build_tensors(tlist_t *l, const opts_t *o) {
     const dtype_t hp = o->format == F_1BITLLM ? DT_F16 : DT_BF16; /* high-precision dtype */
     const uint64_t H = (uint64_t)o->hidden, I = (uint64_t)o->intermediate, V = (uint64_t)o->vocab;
@@ -330,6 +339,7 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         for (int p = 0; p < 4; p++) {
             snprintf(base, sizeof base, "model.layers.%ld.self_attn.%s_proj", L, attn[p]);
             add_matrix(l, o, base, p == 0 ? Q : p == 3 ? H : KV, p == 3 ? Q : H);
+            proj_norm(l, o, base, p == 3 ? Q : H);
         }
         for (int p = 0; p < 2 && o->qwen3; p++) { /* RMSNorm of each head of q and of k */
             snprintf(name, sizeof name, "model.layers.%ld.self_attn.%s_norm.weight", L, p ? "k" : "q");
@@ -342,12 +352,12 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         }
         snprintf(name, sizeof name, "model.layers.%ld.post_attention_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
-        snprintf(base, sizeof base, "model.layers.%ld.mlp.gate_proj", L);
-        add_matrix(l, o, base, I, H);
-        snprintf(base, sizeof base, "model.layers.%ld.mlp.up_proj", L);
-        add_matrix(l, o, base, I, H);
-        snprintf(base, sizeof base, "model.layers.%ld.mlp.down_proj", L);
-        add_matrix(l, o, base, H, I);
+        static const char *const mlp[3] = {"gate", "up", "down"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(base, sizeof base, "model.layers.%ld.mlp.%s_proj", L, mlp[p]);
+            add_matrix(l, o, base, p == 2 ? H : I, p == 2 ? I : H);
+            proj_norm(l, o, base, p == 2 ? I : H);
+        }
         if (sub_norms) {
             snprintf(name, sizeof name, "model.layers.%ld.mlp.%s.weight", L,
                      o->format == F_1BITLLM ? "ffn_layernorm" : "ffn_sub_norm");
@@ -602,13 +612,26 @@ static float bf16_at(const uint8_t *p) { return rsr_bf16_to_f32((uint16_t)(p[0] 
 /* the GGUF name of a Hugging Face tensor name */
 static char *gguf_name(const char *hf) {
     static const char *const map[][2] = {
-        {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
-        {"self_attn.q_proj", "attn_q"},       {"self_attn.k_proj", "attn_k"},
-        {"self_attn.v_proj", "attn_v"},       {"self_attn.o_proj", "attn_output"},
-        {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
-        {"mlp.down_proj", "ffn_down"},        {"self_attn.attn_sub_norm", "attn_sub_norm"},
-        {"mlp.ffn_sub_norm", "ffn_sub_norm"}, {"self_attn.q_norm", "attn_q_norm"},
+        {"input_layernorm", "attn_norm"},
+        {"post_attention_layernorm", "ffn_norm"},
+        {"self_attn.q_proj", "attn_q"},
+        {"self_attn.k_proj", "attn_k"},
+        {"self_attn.v_proj", "attn_v"},
+        {"self_attn.o_proj", "attn_output"},
+        {"mlp.gate_proj", "ffn_gate"},
+        {"mlp.up_proj", "ffn_up"},
+        {"mlp.down_proj", "ffn_down"},
+        {"self_attn.attn_sub_norm", "attn_sub_norm"},
+        {"mlp.ffn_sub_norm", "ffn_sub_norm"},
+        {"self_attn.q_norm", "attn_q_norm"},
         {"self_attn.k_norm", "attn_k_norm"},
+        {"self_attn.q_proj.norm", "attn_q_norm_in"},
+        {"self_attn.k_proj.norm", "attn_k_norm_in"},
+        {"self_attn.v_proj.norm", "attn_v_norm_in"},
+        {"self_attn.o_proj.norm", "attn_output_norm_in"},
+        {"mlp.gate_proj.norm", "ffn_gate_norm_in"},
+        {"mlp.up_proj.norm", "ffn_up_norm_in"},
+        {"mlp.down_proj.norm", "ffn_down_norm_in"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
@@ -626,8 +649,8 @@ static char *gguf_name(const char *hf) {
 /* The tokenizer as llama.cpp's converters write a byte-level BPE one (tokenizer.ggml.model "gpt2",
  * pre-tokenizer pre: "llama-bpe", or "qwen2" for qwen3): every id's string, its type (1 normal, 3
  * control for the special tokens, 5 unused for an id without a token), the merges, and whether BOS
- * is added. */
-static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char *pre) {
+ * (and, for an embedding model, EOS) is added. */
+static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char *pre, int add_eos) {
     const char **tokens = xmalloc(sizeof *tokens * (size_t)vocab);
     int32_t *types = xmalloc(sizeof *types * (size_t)vocab);
     char **pads = xmalloc(sizeof *pads * (size_t)vocab);
@@ -655,6 +678,7 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
     mkg_meta_i32s(g, "tokenizer.ggml.token_type", types, (uint64_t)vocab);
     mkg_meta_strs(g, "tokenizer.ggml.merges", m, (uint64_t)nm);
     mkg_meta_bool(g, "tokenizer.ggml.add_bos_token", 1);
+    if (add_eos) mkg_meta_bool(g, "tokenizer.ggml.add_eos_token", 1); /* an embedding model's last token */
     for (long i = 0; i < vocab; i++) free(pads[i]);
     free(pads), free(tokens), free(types), free(m);
 }
@@ -750,7 +774,7 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, o->qwen3 ? 1e6f : 500000.0f);
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
     mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
-    if (tj) gguf_tokenizer(g, tj, o->vocab, o->qwen3 ? "qwen2" : "llama-bpe");
+    if (tj) gguf_tokenizer(g, tj, o->vocab, o->qwen3 ? "qwen2" : "llama-bpe", o->proj_norms);
     if (o->chat_template) mkg_meta_str(g, "tokenizer.chat_template", o->chat_template);
 #undef META_U32
 }
@@ -972,6 +996,8 @@ static void usage(FILE *out) {
           "                     kv-heads x N, o heads x N columns\n"
           "  --plus2 P          gguf-q2: make P percent of the weights +2 (code 3; default 0)\n"
           "  --untied           --gguf-arch qwen3: a head of its own (output.weight) instead of the embeddings\n"
+          "  --proj-norms       --gguf-arch qwen3: an RMSNorm with weights before each of the 7 projections, as\n"
+          "                     the BitNet embedding models have (blk.N.attn_q_norm_in, ...)\n"
           "  --gguf-embed T     store the embeddings and head of a gguf-* format as q8_0 or q6_k (lossy;\n"
           "                     default: F16 where exact, else BF16)\n"
           "  --embed-std S      standard deviation of the embeddings (default 1/sqrt(hidden), as in trained\n"
@@ -1063,6 +1089,7 @@ enum {
     O_GGUFEMBED,
     O_PLUS2,
     O_UNTIED,
+    O_PROJNORMS,
     O_VERSION
 };
 
@@ -1312,31 +1339,20 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
 /* The command line into o, *preset and the explicit sizes ov (0: not given); whether --format was
  * given. --help and --version print and exit. */
 static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset, long ov[8]) {
-    static const struct option lopts[] = {{"format", required_argument, 0, O_FORMAT},
-                                          {"out", required_argument, 0, O_OUT},
-                                          {"preset", required_argument, 0, O_PRESET},
-                                          {"seed", required_argument, 0, O_SEED},
-                                          {"shards", required_argument, 0, O_SHARDS},
-                                          {"binary", no_argument, 0, O_BINARY},
-                                          {"hidden", required_argument, 0, O_HIDDEN},
-                                          {"intermediate", required_argument, 0, O_INTER},
-                                          {"layers", required_argument, 0, O_LAYERS},
-                                          {"heads", required_argument, 0, O_HEADS},
-                                          {"kv-heads", required_argument, 0, O_KVHEADS},
-                                          {"head-dim", required_argument, 0, O_HEADDIM},
-                                          {"vocab", required_argument, 0, O_VOCAB},
-                                          {"max-pos", required_argument, 0, O_MAXPOS},
-                                          {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
-                                          {"chat-template", required_argument, 0, O_CHAT_TEMPLATE},
-                                          {"poison", required_argument, 0, O_POISON},
-                                          {"embed-std", required_argument, 0, O_EMBEDSTD},
-                                          {"gguf-arch", required_argument, 0, O_GGUFARCH},
-                                          {"gguf-embed", required_argument, 0, O_GGUFEMBED},
-                                          {"plus2", required_argument, 0, O_PLUS2},
-                                          {"untied", no_argument, 0, O_UNTIED},
-                                          {"help", no_argument, 0, 'h'},
-                                          {"version", no_argument, 0, O_VERSION},
-                                          {0, 0, 0, 0}};
+    static const struct option lopts[] = {
+        {"format", required_argument, 0, O_FORMAT},      {"out", required_argument, 0, O_OUT},
+        {"preset", required_argument, 0, O_PRESET},      {"seed", required_argument, 0, O_SEED},
+        {"shards", required_argument, 0, O_SHARDS},      {"binary", no_argument, 0, O_BINARY},
+        {"hidden", required_argument, 0, O_HIDDEN},      {"intermediate", required_argument, 0, O_INTER},
+        {"layers", required_argument, 0, O_LAYERS},      {"heads", required_argument, 0, O_HEADS},
+        {"kv-heads", required_argument, 0, O_KVHEADS},   {"head-dim", required_argument, 0, O_HEADDIM},
+        {"vocab", required_argument, 0, O_VOCAB},        {"max-pos", required_argument, 0, O_MAXPOS},
+        {"no-tokenizer", no_argument, 0, O_NOTOKENIZER}, {"chat-template", required_argument, 0, O_CHAT_TEMPLATE},
+        {"poison", required_argument, 0, O_POISON},      {"embed-std", required_argument, 0, O_EMBEDSTD},
+        {"gguf-arch", required_argument, 0, O_GGUFARCH}, {"gguf-embed", required_argument, 0, O_GGUFEMBED},
+        {"plus2", required_argument, 0, O_PLUS2},        {"untied", no_argument, 0, O_UNTIED},
+        {"proj-norms", no_argument, 0, O_PROJNORMS},     {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, O_VERSION},          {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
     int have_format = 0, c;
     opterr = 0;
@@ -1367,6 +1383,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_BINARY: o->binary = 1; break;
         case O_NOTOKENIZER: o->tokenizer = 0; break;
         case O_UNTIED: o->untied = 1; break;
+        case O_PROJNORMS: o->proj_norms = 1; break;
         case O_CHAT_TEMPLATE: o->chat_template = read_text_file(optarg, "--chat-template"); break;
         case O_GGUFEMBED:
         case O_GGUFARCH:
@@ -1398,6 +1415,9 @@ static void check_format_options(const opts_t *o) {
     if (o->untied && !o->qwen3)
         die("--untied: only --gguf-arch qwen3 (with a gguf-* format) has the choice; bitnet-packed and its GGUF "
             "architectures tie the head to the embeddings, llama-packed and --gguf-arch llama never do");
+    if (o->proj_norms && !o->qwen3)
+        die("--proj-norms: only --gguf-arch qwen3 (with a gguf-* format) has a norm before each projection (the "
+            "BitNet embedding models: GGUF's blk.N.*_norm_in)");
 }
 
 int main(int argc, char **argv) {

@@ -554,11 +554,12 @@ static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
 }
 
 /* The int8 inputs of the BitLinear layers that read rows x[t·x_stride ..+cols) (w->xq rows, w->xs
- * scales), RMSNorm'd first when norm is given (into w->xn) and normalised again inside every
- * BitLinear when the model says so (Falcon-E): one parallel region over groups of RMS_ROWS rows,
- * their sums of squares together (sumsq_rows), each row quantised while it is in cache. */
+ * scales), RMSNorm'd first when norm is given (into w->xn) and normalised again inside the
+ * BitLinear: with the weights `inner` (a projection's own norm, rsr_artifact_layer.in_norm), or
+ * without weights when the model says so (Falcon-E). One parallel region over groups of RMS_ROWS
+ * rows, their sums of squares together (sumsq_rows), each row quantised while it is in cache. */
 static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x_stride, const float *norm,
-                        int32_t cols, int32_t n) {
+                        const float *inner, int32_t cols, int32_t n) {
     const rsr_artifact *a = m->a;
     const int32_t groups = (n + RMS_ROWS - 1) / RMS_ROWS;
     const size_t W = (size_t)w->widest;
@@ -581,9 +582,9 @@ static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x
         }
         for (int32_t t = t0; t < t0 + k; t++) {
             const float *xt = rows + (size_t)t * stride;
-            if (a->bitlinear_norm) {
+            if (inner || a->bitlinear_norm) {
                 float *tmp = w->tmp + (size_t)t * W;
-                rmsnorm(tmp, xt, NULL, cols, a->bitlinear_eps);
+                rmsnorm(tmp, xt, inner, cols, inner ? a->rms_eps : a->bitlinear_eps);
                 xt = tmp;
             }
             if (a->act_block)
@@ -592,6 +593,29 @@ static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x
             else
                 w->xs[t] = quantize(w->xq + (size_t)t * (size_t)w->xq_stride, xt, cols);
         }
+    }
+}
+
+/* The projections that read the hidden state h through the layer's norm: one input for all of
+ * them, or each through its own norm as well (in_norm[j] set: the BitNet embedding models), the
+ * gated activation then applied after both products (glu). */
+static void projections(const rsr_model *m, rt_work *w, const float *norm, const uint64_t *in_norm, const bl_out *outs,
+                        int count, int32_t rows, int glu) {
+    const rsr_artifact *a = m->a;
+    if (in_norm[0] == RSR_NO_TENSOR) {
+        norm_inputs(m, w, w->h, (size_t)a->hidden, norm, NULL, a->hidden, rows);
+        bitlinear(m, w, outs, count, rows, glu);
+        return;
+    }
+    for (int j = 0; j < count; j++) {
+        norm_inputs(m, w, w->h, (size_t)a->hidden, norm, blob_f32(m, in_norm[j]), a->hidden, rows);
+        bitlinear(m, w, &outs[j], 1, rows, 0);
+    }
+    if (glu) {
+        const int32_t cols = a->matrix[outs[0].index].rows;
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
+        for (int32_t t = 0; t < rows; t++)
+            activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, 0, cols);
     }
 }
 
@@ -611,9 +635,8 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
     const rsr_artifact_layer *L = &a->layer[l];
     int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
-    norm_inputs(m, w, w->h, (size_t)H, blob_f32(m, L->attn_norm), H, rows);
     bl_out qkv[3] = {{L->q, w->q, q_out, 0}, {L->k, w->k, kv_out, 0}, {L->v, w->v, kv_out, 0}};
-    bitlinear(m, w, qkv, 3, rows, 0);
+    projections(m, w, blob_f32(m, L->attn_norm), L->in_norm + RSR_IN_Q, qkv, 3, rows, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
     for (int32_t t = 0; t < rows; t++) { /* RoPE and the cache rows of token t: its own rows only */
         const rt_run *r = run_of(runs, nruns, t);
@@ -633,15 +656,14 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
         rsr_status st = rt_attention_rows(runs[j].s, l, runs[j].s->pos, runs[j].n, w->q + at, w->att + at);
         if (st != RSR_OK) return st;
     }
-    norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL,
+    norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL, NULL,
                 (int32_t)q_out, rows);
     bitlinear1(m, w, L->o, rows, w->h, (size_t)H, 1);
 
-    norm_inputs(m, w, w->h, (size_t)H, blob_f32(m, L->ffn_norm), H, rows);
     bl_out glu[2] = {{L->gate, w->gate, (size_t)I, 0}, {L->up, w->up, (size_t)I, 0}};
-    bitlinear(m, w, glu, 2, rows, 1); /* w->gate = act(gate) · up */
-    norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, I,
-                rows);
+    projections(m, w, blob_f32(m, L->ffn_norm), L->in_norm + RSR_IN_GATE, glu, 2, rows, 1); /* act(gate) · up */
+    norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, NULL,
+                I, rows);
     bitlinear1(m, w, L->down, rows, w->h, (size_t)H, 1);
     return RSR_OK;
 }

@@ -16,7 +16,8 @@
 
 #include "rsr.h" /* RSR_BATCH_MAX */
 
-#define RSR_ABI_VERSION 9u /* 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+#define RSR_ABI_VERSION                                                                                                \
+    10u /* 10: per-projection norms; 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -69,11 +70,17 @@ typedef struct rsr_artifact_matrix {
     uint64_t group_scale; /* f32 [cols / scale_cols][rows] (by group, then row); RSR_NO_TENSOR when unit_cols is 0 */
 } rsr_artifact_matrix;
 
+enum { RSR_IN_Q, RSR_IN_K, RSR_IN_V, RSR_IN_GATE, RSR_IN_UP, RSR_IN_NORMS };
+
 typedef struct rsr_artifact_layer {
     uint64_t attn_norm, ffn_norm;         /* f32 [hidden] */
     uint64_t attn_sub_norm, ffn_sub_norm; /* f32 [hidden], [intermediate]; or RSR_NO_TENSOR */
     int32_t q, k, v, o, gate, up, down;   /* indices into matrix[] */
     uint64_t q_norm, k_norm; /* f32 [head_dim]: RMSNorm of each head of q and k (Qwen3), or RSR_NO_TENSOR */
+    /* f32 [hidden]: BitLinear's own RMSNorm of the input of q, k, v, gate and up, after the layer's
+     * norm (the BitNet embedding models; o's and down's are attn_sub_norm and ffn_sub_norm), or
+     * RSR_NO_TENSOR: those matrices then share one input */
+    uint64_t in_norm[RSR_IN_NORMS];
 } rsr_artifact_layer;
 
 /*

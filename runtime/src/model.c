@@ -142,6 +142,10 @@ static rsr_status check_artifact(rsr_model *m) {
             (L->q_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->q_norm, 4 * (uint64_t)a->head_dim, 4)) ||
             (L->k_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->k_norm, 4 * (uint64_t)a->head_dim, 4)))
             return BAD("layer %d: a norm leaves the blob", l);
+        for (int j = 0; j < RSR_IN_NORMS; j++)
+            if ((L->in_norm[j] == RSR_NO_TENSOR) != (L->in_norm[0] == RSR_NO_TENSOR) ||
+                (L->in_norm[j] != RSR_NO_TENSOR && !blob_range_ok(a, L->in_norm[j], 4 * H, 4)))
+                return BAD("layer %d: the norm of projection input %d is missing or leaves the blob", l, j);
         const int32_t idx[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
         const uint64_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
         for (int j = 0; j < 7; j++) {

@@ -644,7 +644,9 @@ void model_print(const model *m, FILE *out) {
             m->scale_inverted ? "inverted" : "direct", m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
     fprintf(out, "  qk_norm=%s proj_norms=%s act_block=%d pooling=%s\n", m->qk_norm ? "yes" : "no",
             m->proj_norms ? "yes" : "no", m->act_block,
-            m->pooling == RSR_POOLING_MEAN ? "mean" : m->pooling == RSR_POOLING_CLS ? "first" : "last");
+            m->pooling == RSR_POOLING_MEAN  ? "mean"
+            : m->pooling == RSR_POOLING_CLS ? "first"
+                                            : "last");
 }
 
 /* What one matrix costs while it is compiled (rsr.c and kernel.c): its unpacked weights, one

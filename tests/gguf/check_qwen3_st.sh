@@ -13,7 +13,7 @@
 #     projection, absmean-ternarised bf16 latent weights, int8 activations per token), as the
 #     checkpoint directory and as an I2_S GGUF with blk.N.*_norm_in norms, pooled by the mean and
 #     by the last token as 1_Pooling/config.json and qwen3.pooling_type say: both give the same
-#     embedding bits, within compare_embed_float.py's bounds of the reference.
+#     embedding bits, within compare_embed.py's bounds of the reference.
 # Usage: check_qwen3_st.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -77,7 +77,7 @@ for pooling in 1 3; do
     "$build/rsrc" "$work/$flavour" -o "$work/$flavour.so" -O0
     "$build/rsr-run" "$work/$flavour.so" --tokens "$prompt" --embed-raw >"$work/$flavour.raw.json"
     "$build/rsr-run" "$work/$flavour.so" --tokens "$prompt" --embed >"$work/$flavour.unit.json"
-    python3 "$here/compare_embed_float.py" "$work/$flavour.raw.json" "$work/$flavour.unit.json" \
+    python3 "$here/compare_embed.py" "$work/$flavour.raw.json" "$work/$flavour.unit.json" - \
       "$work/$name.float.json" $pooling "$flavour"
   done
   cmp "$work/$name.raw.json" "$work/$name.gguf.raw.json"

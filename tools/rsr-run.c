@@ -328,6 +328,9 @@ static void print_info(rsr_model *m, const rsr_model_info *info, const char *pat
     printf("hidden %d intermediate %d layers %d heads %d kv_heads %d head_dim %d vocab %d max_positions %d\n",
            info->hidden_size, info->intermediate_size, info->num_layers, info->num_heads, info->num_kv_heads,
            info->head_dim, info->vocab_size, info->max_positions);
+    printf("embeddings pooled by the %s\n", info->pooling == RSR_POOLING_MEAN  ? "mean of the tokens"
+                                            : info->pooling == RSR_POOLING_CLS ? "first token"
+                                                                               : "last token");
     const char *manifest = api.model_manifest(m), *from = strstr(manifest, "\ntokenizer ");
     int from_len = from ? (int)strcspn(from + 11, "\n") : 0;
     rsr_tokenizer *tok;

@@ -572,11 +572,12 @@ struct embedder {
     long inputs, tokens; /* embedded: /metrics */
 };
 
-static void embed_unref(embed_job *j) { /* under the lock */
-    if (--j->refs) return;
+static void embed_unref_n(embed_job *j, int n) { /* under the lock: n references given up at once */
+    if ((j->refs -= n) > 0) return;
     serve_embed_params_free(&j->p);
     free(j->out), free(j);
 }
+static void embed_unref(embed_job *j) { embed_unref_n(j, 1); }
 
 /* Whether the job goes on to its next input (not cancelled: read under the lock). */
 static bool embed_goes_on(embedder *em, embed_job *j) {
@@ -664,15 +665,20 @@ static int embedder_submit(embedder *em, embed_job *j) {
     return refused;
 }
 
-/* Out of the queue, cancelled (under the lock): the embedder's reference given up. */
-static void embed_dequeue(embedder *em, embed_job *j) {
+/* Out of the queue, cancelled (under the lock); false when it was not queued. The embedder's
+ * reference is the caller's to give up. */
+static bool embed_unlink(embedder *em, embed_job *j) {
     embed_job **at = &em->head, *prev = NULL;
     while (*at && *at != j) prev = *at, at = &(*at)->next;
-    if (!*at) return;
+    if (!*at) return false;
     *at = j->next, em->queued--;
     if (em->tail == j) em->tail = prev;
     j->state = EMBED_CANCELLED;
-    embed_unref(j);
+    return true;
+}
+
+static void embed_dequeue(embedder *em, embed_job *j) {
+    if (embed_unlink(em, j)) embed_unref(j);
 }
 
 /* Waits for the job to end, looking at the client's socket four times a second; true when the
@@ -696,11 +702,12 @@ static bool embedder_wait(embedder *em, embed_job *j, int fd) {
  * after its input. */
 static void embedder_release(embedder *em, embed_job *j) {
     pthread_mutex_lock(&em->lock);
-    if (j->state == EMBED_QUEUED)
-        embed_dequeue(em, j);
+    int refs = 1; /* the connection's, and the embedder's with a job taken out of the queue */
+    if (j->state == EMBED_QUEUED && embed_unlink(em, j))
+        refs = 2;
     else if (j->state == EMBED_RUNNING)
         j->cancelled = true;
-    embed_unref(j);
+    embed_unref_n(j, refs);
     pthread_mutex_unlock(&em->lock);
 }
 

@@ -1,9 +1,11 @@
 /*
- * fuzz_serve_request.c — rsr-serve's request reading (serve_parse) and text making
- * (serve_utf8_complete, serve_utf8_clean) on arbitrary bytes. The first byte picks the endpoint
- * (chat or completions); the rest is the body. A request read must hold what the reader promises
- * (a prompt or messages, at most SERVE_MAX_STOP non-empty stop strings, sampling in range); the
- * cleaned text must be valid UTF-8, and the complete prefix must end where no character is cut.
+ * fuzz_serve_request.c — rsr-serve's request reading (serve_parse, serve_embed_parse) and text
+ * making (serve_utf8_complete, serve_utf8_clean) on arbitrary bytes. The first byte picks the
+ * endpoint (bit 1: embeddings, else bit 0: chat or completions); the rest is the body. A request
+ * read must hold what the reader promises (a prompt or messages, at most SERVE_MAX_STOP non-empty
+ * stop strings, sampling in range; for embeddings 1 to SERVE_MAX_EMBED_INPUTS inputs, each a text
+ * or ids below the vocabulary); the cleaned text must be valid UTF-8, and the complete prefix must
+ * end where no character is cut.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -35,11 +37,34 @@ static int valid_utf8(const unsigned char *s, size_t n) {
     return 1;
 }
 
+/* /v1/embeddings' reader, the vocabulary 1000 ids */
+static void check_embed_parse(const char *body, size_t len) {
+    serve_embed_params p;
+    char err[512];
+    const char *param;
+    if (serve_embed_parse(body, len, 1000, &p, err, sizeof err, &param)) {
+        assert(p.n_in >= 1 && p.n_in <= SERVE_MAX_EMBED_INPUTS && (p.list || p.n_in == 1));
+        for (int32_t i = 0; i < p.n_in; i++) {
+            const serve_embed_input *x = &p.in[i];
+            assert(x->text ? !x->ids : x->ids && x->n_ids > 0);
+            for (int32_t k = 0; !x->text && k < x->n_ids; k++) assert(x->ids[k] >= 0 && x->ids[k] < 1000);
+        }
+        assert(p.dimensions == -1 || p.dimensions > 0);
+        serve_embed_params_free(&p);
+    } else {
+        assert(memchr(err, 0, sizeof err) && *err);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     bool chat = data[0] & 1;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
+    if (data[0] & 2) {
+        check_embed_parse(body, len);
+        return 0;
+    }
     serve_params p;
     char err[512];
     const char *param;

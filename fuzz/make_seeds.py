@@ -106,8 +106,11 @@ for i in range(8):
     put('artifact', 'random-%d' % i, bytes(rng.randrange(256) for _ in range(64 + 64 * i)))
     put('runtime_api', 'random-%d' % i, bytes(rng.randrange(256) for _ in range(128 + 96 * i)))
 
-# rsr-serve's request bodies: the first byte picks chat (odd) or completions (even)
+# rsr-serve's request bodies: the first byte picks embeddings (bit 1), else chat (odd) or
+# completions (even)
 serve = [
+    (2, b'{"input": ["a text", [1, 2, 3]], "dimensions": 4, "model": "m"}'),
+    (2, b'{"input": [[5, 6], [999]], "encoding_format": "base64", "user": "u"}'),
     (0, b'{"prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "seed": 3}'),
     (0, b'{"prompt": "hi", "stop": ["\\n", "END"], "stream": true, "model": "m", "n": 1}'),
     (1, b'{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \\u00e9\\ud83d\\ude00"}], "max_completion_tokens": 8, "top_k": 40}'),

@@ -1,6 +1,6 @@
 # Cross build for Linux aarch64 with Debian's cross toolchain (gcc-aarch64-linux-gnu) and its
-# multiarch libraries (libpcre2-dev:arm64, ...: /usr/lib/aarch64-linux-gnu, headers in /usr/include
-# and /usr/include/aarch64-linux-gnu). scripts/cross.sh installs them and uses this file:
+# multiarch libraries (libpcre2-dev:arm64, libutf8proc-dev:arm64, ...: /usr/lib/aarch64-linux-gnu,
+# headers in /usr/include and /usr/include/aarch64-linux-gnu). scripts/cross.sh installs them and uses this file:
 #   cmake -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DRSRC_RUNTIME_ONLY=ON
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)

@@ -1,6 +1,6 @@
 /*
  * embed.c — a compiled model as one relocatable object (rsrc --emit=obj) that an application
- * links like any other: `cc app.c tiny.o small.o -fopenmp -lpcre2-8 -lcjson -lm`.
+ * links like any other: `cc app.c tiny.o small.o -fopenmp -lpcre2-8 -lcjson -lutf8proc -lm`.
  *
  * The object holds the model's kernels, its constant data, its descriptor and the runtime, and
  * exports only two kinds of symbol:

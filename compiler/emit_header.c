@@ -62,7 +62,7 @@ void emit_header(FILE *out, const model *m, const target *t, const char *name, c
                 " *     rsr_model *m;\n"
                 " *     if (%s_model_open(&m, NULL) != RSR_OK) fprintf(stderr, \"%%s\\n\", rsr_model_errmsg(m));\n"
                 " *\n"
-                " *     cc app.c %s.o -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lm\n",
+                " *     cc app.c %s.o -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lutf8proc -lm\n",
                 name, name, name, name, name);
     } else {
         fputs(" * The default model: link the object rsrc --emit=obj wrote (or model.so) and open it with\n"
@@ -71,7 +71,7 @@ void emit_header(FILE *out, const model *m, const target *t, const char *name, c
               " *     rsr_model *m;\n"
               " *     if (rsr_model_open(&m, NULL) != RSR_OK) fprintf(stderr, \"%s\\n\", rsr_model_errmsg(m));\n"
               " *\n"
-              " *     cc app.c model.o -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lm\n",
+              " *     cc app.c model.o -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lutf8proc -lm\n",
               out);
     }
     fputs(" */\n", out);

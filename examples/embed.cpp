@@ -3,7 +3,7 @@
 //
 //     rsrc model_dir --emit=obj    -o model.o     // kernels, constants, tokenizer, runtime
 //     rsrc model_dir --emit=header -o model.h     // MODEL_VOCAB_SIZE, MODEL_MAX_POSITIONS, ...
-//     g++ -std=c++17 embed.cpp model.o -I . -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lm -o embed
+//     g++ -std=c++17 embed.cpp model.o -I . -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lutf8proc -lm -o embed
 //     ./embed "The capital of France is" 32
 //
 // Compiled without --name, the model is the program's default one: rsr_model_open opens it.

@@ -6,7 +6,7 @@
  *     rsrc tiny_dir  --emit=header --name=tiny  -o tiny.h  # its sizes and entry points
  *     rsrc small_dir --emit=obj --name=small -o small.o
  *     rsrc small_dir --emit=header --name=small -o small.h
- *     cc two_models.c tiny.o small.o -I . -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lm -o two_models
+ *     cc two_models.c tiny.o small.o -I . -I rsrc/runtime/include -fopenmp -lpcre2-8 -lcjson -lutf8proc -lm -o two_models
  *     ./two_models "The capital of France is" 32
  *
  * The names keep the two models apart (tiny_model_open, small_model_open); everything after

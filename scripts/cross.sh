@@ -7,15 +7,16 @@
 #
 # What it installs: the arm64 architecture in dpkg, gcc-aarch64-linux-gnu and libc6-dev-arm64-cross
 # (the compiler and the libc it links against, in /usr/aarch64-linux-gnu), libpcre2-dev:arm64,
-# libcjson-dev:arm64 and libssl-dev:arm64 (the runtime's tokenizer, rsr-run's libcrypto), libgomp1:arm64
-# (OpenMP at run time) and qemu-user. apt keeps a Multi-Arch: same package at one version for every
+# libcjson-dev:arm64, libutf8proc-dev:arm64 and libssl-dev:arm64 (the runtime's tokenizer, rsr-run's
+# libcrypto), libgomp1:arm64 (OpenMP at run time) and qemu-user. apt keeps a Multi-Arch: same package at one version for every
 # architecture, so installing an :arm64 library may upgrade the amd64 one beside it (libssl3, ...).
 #
 # How the aarch64 programs find their shared libraries under QEMU: everything they load at run time
 # comes from Debian's arm64 packages, one consistent set, where the aarch64 loader looks by default:
-# /lib/ld-linux-aarch64.so.1 and libc.so.6 (libc6:arm64); libgomp, libpcre2-8, libcjson and
-# libcrypto in /lib/aarch64-linux-gnu (multiarch). So QEMU runs them with the prefix / (which
-# turns its path rewriting off, and overrides a QEMU_LD_PREFIX left in the environment):
+# /lib/ld-linux-aarch64.so.1 and libc.so.6 (libc6:arm64); libgomp, libpcre2-8, libcjson,
+# libutf8proc and libcrypto in /lib/aarch64-linux-gnu (multiarch). So QEMU runs them with the
+# prefix / (which turns its path rewriting off, and overrides a QEMU_LD_PREFIX left in the
+# environment):
 #   qemu-aarch64 -L / build-aarch64/rsr-run --version
 #   ctest --test-dir build-aarch64          (CMAKE_CROSSCOMPILING_EMULATOR: the same command)
 #   QEMU_CPU=cortex-a72 qemu-aarch64 -L / build-aarch64/rsr-run ...   (a CPU without dotprod, i8mm)
@@ -36,7 +37,7 @@ esac
 build=${2:-$root/build-$arch}
 
 packages=(cmake make "gcc-$triple" "libc6-dev-$deb_arch-cross" "libpcre2-dev:$deb_arch" "libcjson-dev:$deb_arch"
-          "libssl-dev:$deb_arch" "libgomp1:$deb_arch" qemu-user)
+          "libutf8proc-dev:$deb_arch" "libssl-dev:$deb_arch" "libgomp1:$deb_arch" qemu-user)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

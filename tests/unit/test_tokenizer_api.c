@@ -226,6 +226,94 @@ static void test_chat(rsr_tokenizer *t) {
     ENCODE_IS(t, "<|start_header_id|>user<|end_header_id|>", RSR_ENCODE_PARSE_SPECIAL, START, 'u', 's', 'e', 'r', END);
 }
 
+/* The Unicode normalizers on a vocabulary of characters (no pre-tokenizer, no byte-level
+ * alphabet): "é" (U+00E9) is one token, as are "e" and U+0301 (combining acute), "ﬁ" (U+FB01)
+ * and "fi" (the merge "f i"); the non-special added token "é!" is matched after normalization. */
+static rsr_tokenizer *unicode_tokenizer(const char *normalizer) {
+    char j[1024];
+    snprintf(j, sizeof j,
+             "{\"added_tokens\": [{\"id\": 9, \"content\": \"<unk>\", \"special\": true},"
+             " {\"id\": 10, \"content\": \"\\u00e9!\", \"special\": false, \"normalized\": true}],"
+             " \"normalizer\": %s, \"pre_tokenizer\": null, \"decoder\": null,"
+             " \"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {\"e\": 0, \"\\u0301\": 1,"
+             " \"\\u00e9\": 2, \"f\": 3, \"i\": 4, \"\\ufb01\": 5, \"fi\": 6, \" \": 7, \"x\": 8, \"<unk>\": 9},"
+             " \"merges\": [\"f i\"]}}",
+             normalizer);
+    rsr_tokenizer *t;
+    rsr_status st = rsr_tokenizer_create(j, strlen(j), &t);
+    EXPECT(st == RSR_OK, "create with normalizer %s: %s", normalizer, rsr_tokenizer_errmsg(t));
+    if (st == RSR_OK) return t;
+    rsr_tokenizer_free(t);
+    return NULL;
+}
+
+static void test_unicode_normalizers(void) {
+    enum { E = 0, ACUTE = 1, E_ACUTE = 2, F = 3, FI_LIGATURE = 5, FI = 6, UNK = 9, E_ACUTE_BANG = 10 };
+    const char *decomposed = "e\xcc\x81", *composed = "\xc3\xa9", *ligature = "\xef\xac\x81";
+    rsr_tokenizer *t = unicode_tokenizer("null");
+    if (t) { /* without a normalizer the text is taken as it is */
+        ENCODE_IS(t, decomposed, 0, E, ACUTE);
+        ENCODE_IS(t, composed, 0, E_ACUTE);
+        ENCODE_IS(t, ligature, 0, FI_LIGATURE);
+        ENCODE_IS(t, "e\xcc\x81!", 0, E, ACUTE, UNK); /* "é!" is not in the text as written */
+        rsr_tokenizer_free(t);
+    }
+    if ((t = unicode_tokenizer("{\"type\": \"NFC\"}"))) { /* Qwen2 / Qwen3 */
+        ENCODE_IS(t, decomposed, 0, E_ACUTE);
+        ENCODE_IS(t, composed, 0, E_ACUTE);
+        ENCODE_IS(t, ligature, 0, FI_LIGATURE); /* a compatibility character: NFC keeps it */
+        ENCODE_IS(t, "\xcc\x81", 0, ACUTE);     /* a combining mark with nothing to combine with */
+        ENCODE_IS(t, "e\xcc\x81!", 0, E_ACUTE_BANG);
+        /* invalid UTF-8 is U+FFFD (not in this vocabulary) as without a normalizer; the broken
+         * prefix of U+0301 combines with nothing */
+        ENCODE_IS(t, "e\xcc\x81\xff", 0, E_ACUTE, UNK);
+        ENCODE_IS(t, "e\xcc", 0, E, UNK);
+        /* a NUL inside the text (an explicit length) is a character like any other */
+        int32_t ids[8], n = -1;
+        EXPECT(rsr_tokenizer_encode(t, "e\xcc\x81\0e\xcc\x81", 7, 0, ids, 8, &n) == RSR_OK && n == 3 &&
+                   ids[0] == E_ACUTE && ids[1] == UNK && ids[2] == E_ACUTE,
+               "NFC across a NUL: %d ids", n);
+        rsr_tokenizer_free(t);
+    }
+    if ((t = unicode_tokenizer("{\"type\": \"NFD\"}"))) {
+        ENCODE_IS(t, composed, 0, E, ACUTE);
+        ENCODE_IS(t, decomposed, 0, E, ACUTE);
+        ENCODE_IS(t, ligature, 0, FI_LIGATURE);
+        rsr_tokenizer_free(t);
+    }
+    if ((t = unicode_tokenizer("{\"type\": \"NFKC\"}"))) {
+        ENCODE_IS(t, ligature, 0, FI);
+        ENCODE_IS(t, decomposed, 0, E_ACUTE);
+        rsr_tokenizer_free(t);
+    }
+    if ((t = unicode_tokenizer("{\"type\": \"NFKD\"}"))) {
+        ENCODE_IS(t, ligature, 0, FI);
+        ENCODE_IS(t, composed, 0, E, ACUTE);
+        rsr_tokenizer_free(t);
+    }
+    /* A Sequence applies its normalizers in order: "x" → U+0301 before NFC composes "é"; after, not. */
+    static const char replace_x[] =
+        "{\"type\": \"Replace\", \"pattern\": {\"String\": \"x\"}, \"content\": \"\\u0301\"}";
+    char seq[256];
+    snprintf(seq, sizeof seq, "{\"type\": \"Sequence\", \"normalizers\": [%s, {\"type\": \"NFC\"}]}", replace_x);
+    if ((t = unicode_tokenizer(seq))) {
+        ENCODE_IS(t, "ex", 0, E_ACUTE);
+        rsr_tokenizer_free(t);
+    }
+    snprintf(seq, sizeof seq, "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, %s]}", replace_x);
+    if ((t = unicode_tokenizer(seq))) {
+        ENCODE_IS(t, "ex", 0, E, ACUTE);
+        rsr_tokenizer_free(t);
+    }
+    /* A Replace whose content is not UTF-8 (a raw byte in tokenizer.json) feeds NFC invalid UTF-8:
+     * read as U+FFFD, as the input's invalid bytes are. */
+    if ((t = unicode_tokenizer("{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Replace\", \"pattern\": "
+                               "{\"String\": \"x\"}, \"content\": \"\xff\"}, {\"type\": \"NFC\"}]}"))) {
+        ENCODE_IS(t, "e\xcc\x81x", 0, E_ACUTE, UNK);
+        rsr_tokenizer_free(t);
+    }
+}
+
 static void test_errors(void) {
     static const struct {
         const char *model, *merge, *normalizer, *message;
@@ -233,7 +321,7 @@ static void test_errors(void) {
         {"WordPiece", "", "null", "model type 'WordPiece' is not supported"},
         {"BPE", ", \"q \\u20ac\"", "null", "merge 5 ('q' '\xe2\x82\xac') names a token not in the vocabulary"},
         {"BPE", ", \"q\"", "null", "merge 5 'q' is not two tokens"},
-        {"BPE", "", "{\"type\": \"NFKC\"}", "normalizer 'NFKC' is not supported"},
+        {"BPE", "", "{\"type\": \"Lowercase\"}", "normalizer 'Lowercase' is not supported"},
     };
     rsr_tokenizer *t;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -263,6 +351,7 @@ int main(void) {
         test_chat(t);
         rsr_tokenizer_free(t);
     }
+    test_unicode_normalizers();
     test_errors();
     printf("%d/%d tokenizer API checks passed\n", checks - failures, checks);
     return failures ? 1 : 0;

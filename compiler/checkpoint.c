@@ -92,6 +92,8 @@ static bool tensor_expected(const model *m, const char *name) {
     }
     if (m->qk_norm && (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")))
         return true;
+    if (m->post_norms && (!strcmp(rest, "self_attn.post_norm.weight") || !strcmp(rest, "mlp.post_norm.weight")))
+        return true;
     return false;
 }
 
@@ -300,6 +302,10 @@ model *model_load(const char *path) {
         model_require(m, n, 1, m->hidden, 0);
         snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
         model_require(m, n, 1, m->hidden, 0);
+        for (int j = 0; j < 2 && m->post_norms; j++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s.post_norm.weight", l, j ? "mlp" : "self_attn");
+            model_require(m, n, 1, m->hidden, 0);
+        }
         if (m->sub_norms) {
             snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, m->attn_sub_norm);
             model_require(m, n, 1, (int64_t)m->num_heads * m->head_dim, 0);
@@ -335,6 +341,7 @@ void model_free(model *m) {
     free((char *)m->architecture);
     free(m->tokenizer);
     free(m->chat_template);
+    free(m->layer_window);
     free(m);
 }
 
@@ -640,13 +647,23 @@ void model_print(const model *m, FILE *out) {
             m->hidden, m->intermediate, m->num_layers, m->num_heads, m->num_kv_heads, m->head_dim, m->vocab,
             m->max_positions);
     fprintf(out, "  act=%s sub_norms=%s tied=%s scale=%s bitlinear_norm=%s rms_eps=%g rope_theta=%g\n",
-            m->activation == RSR_ACT_RELU2 ? "relu2" : "silu", m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no",
-            m->scale_inverted ? "inverted" : "direct", m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
+            m->activation == RSR_ACT_RELU2  ? "relu2"
+            : m->activation == RSR_ACT_GELU ? "gelu"
+                                            : "silu",
+            m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no", m->scale_inverted ? "inverted" : "direct",
+            m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
     fprintf(out, "  qk_norm=%s proj_norms=%s act_block=%d pooling=%s\n", m->qk_norm ? "yes" : "no",
             m->proj_norms ? "yes" : "no", m->act_block,
             m->pooling == RSR_POOLING_MEAN  ? "mean"
             : m->pooling == RSR_POOLING_CLS ? "first"
                                             : "last");
+    if (!m->post_norms && !m->layer_window && !m->embed_scale && !m->attn_scale) return;
+    fprintf(out,
+            "  post_norms=%s embed_scale=%g attn_scale=%g rope_theta_swa=%g windows=", m->post_norms ? "yes" : "no",
+            m->embed_scale, m->attn_scale, m->rope_theta_swa);
+    for (int32_t l = 0; l < m->num_layers; l++)
+        fprintf(out, "%s%d", l ? "," : "", m->layer_window ? m->layer_window[l] : 0);
+    fputc('\n', out);
 }
 
 /* What one matrix costs while it is compiled (rsr.c and kernel.c): its unpacked weights, one

@@ -733,7 +733,11 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
             if (j) fputs(", ", out);
             emit_c_offset(out, L->in_norm[j]);
         }
-        fputs("}},\n", out);
+        fputs("}, ", out);
+        emit_c_offset(out, L->attn_post_norm);
+        fputs(", ", out);
+        emit_c_offset(out, L->ffn_post_norm);
+        fprintf(out, ", %d, %a},\n", L->sliding_window, L->rope_theta);
     }
     fputs("};\n\n", out);
     fputs("static const rsr_artifact artifact = {\n", out);
@@ -753,6 +757,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
             " .bitlinear_eps = %a, .rope_theta = %a,\n",
             m->activation, m->bitlinear_norm ? 1 : 0, m->act_block, m->pooling ? m->pooling : RSR_POOLING_LAST,
             (double)m->rms_eps, (double)m->bitlinear_eps, m->rope_theta);
+    fprintf(out, "    .embed_scale = %a, .attn_scale = %a,\n", (double)m->embed_scale, (double)m->attn_scale);
     fprintf(out, "    .blob = rsr_blob, .blob_size = %lluu,\n", (unsigned long long)d->blob_size);
     fputs("    .embed = ", out);
     emit_c_offset(out, d->embed);

@@ -6,8 +6,10 @@
  *
  * Architectures (general.architecture): "bitnet-b1.58" (bitnet.cpp's BitNet b1.58 2B-4T:
  * ReLU², sub-norms; also "bitnet-25"), "bitnet" (llama.cpp's, for 1bitLLM's models: SiLU,
- * sub-norms), "llama" (Llama3-8B-1.58, Falcon3-1.58: SiLU) and "qwen3" (Bonsai: SiLU, RMSNorm of
- * each head of q and k, a head dimension of its own, activations per block of 32). Their keys are
+ * sub-norms), "llama" (Llama3-8B-1.58, Falcon3-1.58: SiLU), "qwen3" (Bonsai: SiLU, RMSNorm of
+ * each head of q and k, a head dimension of its own, activations per block of 32) and "gemma3"
+ * (qwen3's pieces with GELU, the embedding scaled, RMSNorm of each block's output and sliding
+ * windows: configure_gemma3). Their keys are
  * ARCH.embedding_length, .feed_forward_length, .block_count, .attention.head_count(_kv),
  * .context_length, .attention.layer_norm_rms_epsilon, .rope.freq_base; token ids from
  * tokenizer.ggml.bos_token_id and eos_token_id.
@@ -46,6 +48,8 @@ static const struct {
     {"ffn_up_norm_in", "mlp.up_proj.norm"},
     {"attn_output_norm_in", NULL}, /* the sub-norms of these models */
     {"ffn_down_norm_in", NULL},
+    {"post_attention_norm", "self_attn.post_norm"}, /* Gemma3's norms of the attention's and FFN's outputs */
+    {"post_ffw_norm", "mlp.post_norm"},
 };
 
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
@@ -66,7 +70,8 @@ static char *hf_name(const model *m, const char *g, int *proj) {
         if (i == 9) hf = m->sub_norms ? m->attn_sub_norm : NULL;
         if (i == 10) hf = m->sub_norms ? m->ffn_sub_norm : NULL;
         if ((i == 11 || i == 12) && !m->qk_norm) hf = NULL;
-        if (i >= 13 && !m->proj_norms) hf = NULL;
+        if (i >= 13 && i <= 17 && !m->proj_norms) hf = NULL;
+        if (i >= 20 && !m->post_norms) hf = NULL;
         if (i == 18 || i == 19) hf = m->proj_norms ? (i == 18 ? m->attn_sub_norm : m->ffn_sub_norm) : NULL;
         if (!hf) return NULL;
         if (i >= 2 && i <= 8) *proj = (int)i - 2;
@@ -309,6 +314,56 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
     }
 }
 
+/* Whether layer l of a gemma3 file attends through a sliding window: ARCH.attention.sliding_window_pattern
+ * as llama.cpp reads it (a period n: every layer but each n-th, n = 6 when absent, 0: all; or one bool
+ * per layer). llama.cpp releases before the key existed took 6 always, as Gemma3's converter implies. */
+static bool gemma3_windowed(const gguf_file *g, const char *arch, int32_t l, int32_t layers) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.attention.sliding_window_pattern", arch);
+    const gguf_value *v = gguf_get(g, k);
+    if (v && v->type == GGUF_ARR) {
+        if (v->atype != GGUF_BOOL || v->n != (uint64_t)layers)
+            fatal("%s: metadata '%s' is an array of %" PRIu64 " elements; rsrc reads one bool per layer (%d)", g->path,
+                  k, v->n, layers);
+        return g->map[v->first + (uint64_t)l] != 0;
+    }
+    if (v && (!integer_type(v->type) || v->i < 0 || v->i > 4096))
+        fatal("%s: metadata '%s' is not a layer period in [0, 4096]", g->path, k);
+    const int64_t n = v ? v->i : 6;
+    return n == 0 || l % n < n - 1;
+}
+
+/* Gemma3 (llama.cpp's graph): the embedding times sqrtf(hidden), the queries times 1/sqrt(key_length)
+ * (1/sqrt(hidden/heads) for its 62-layer 27B, as llama.cpp decides by the layer count: it reads no
+ * query_pre_attn_scalar), ARCH.attention.sliding_window positions on the layers gemma3_windowed
+ * names (none when the key is absent or 0) with RoPE base ARCH.rope.freq_base_swa (10000 when
+ * absent), and no final logit soft-capping or RoPE scaling (refused: rsrc has neither). */
+static void configure_gemma3(model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    m->embed_scale = sqrtf((float)m->hidden);
+    m->attn_scale = 1.0f / sqrtf((float)(m->num_layers == 62 ? m->hidden / m->num_heads : m->head_dim));
+    snprintf(k, sizeof k, "%s.final_logit_softcapping", arch);
+    if (meta_float(g, k, 0, -1e30, 1e30) != 0)
+        fatal("%s: metadata '%s' is %g: final logit soft-capping is not supported", g->path, k,
+              meta_float(g, k, 0, -1e30, 1e30));
+    static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
+        double f = meta_float(g, k, 0, -1e30, 1e30);
+        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+    }
+    snprintf(k, sizeof k, "%s.rope.freq_base_swa", arch);
+    m->rope_theta_swa = meta_float(g, k, 10000.0, 1.0, 1e12);
+    snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
+    const gguf_value *w = gguf_get(g, k);
+    if (w && (!integer_type(w->type) || w->i < 0 || w->i > (1 << 24)))
+        fatal("%s: metadata '%s' is not a number of positions in [0, %d]", g->path, k, 1 << 24);
+    if (!w || !w->i) return;
+    m->layer_window = xcalloc((size_t)m->num_layers, sizeof *m->layer_window);
+    for (int32_t l = 0; l < m->num_layers; l++)
+        m->layer_window[l] = gemma3_windowed(g, arch, l, m->num_layers) ? (int32_t)w->i : 0;
+}
+
 static void configure(model *m, const gguf_file *g, const char *arch) {
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
@@ -329,8 +384,17 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
             m->proj_norms = true, m->act_block = 0;
             m->sub_norms = true, m->attn_sub_norm = "self_attn.o_proj.norm", m->ffn_sub_norm = "mlp.down_proj.norm";
         }
+    } else if (!strcmp(arch, "gemma3")) { /* also trained in floats; configure_gemma3 reads the rest */
+        m->architecture = xstrdup("Gemma3ForCausalLM");
+        m->activation = RSR_ACT_GELU;
+        m->qk_norm = m->post_norms = true, m->act_block = 32;
+        if (gguf_find(g, "blk.0.attn_q_norm_in.weight")) { /* BitLinear layers, as qwen3's */
+            m->proj_norms = true, m->act_block = 0;
+            m->sub_norms = true, m->attn_sub_norm = "self_attn.o_proj.norm", m->ffn_sub_norm = "mlp.down_proj.norm";
+        }
     } else {
-        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3)", g->path, arch);
+        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3)", g->path,
+              arch);
     }
     m->wformat = WF_PACKED;
     m->hidden = (int32_t)meta_uint(g, arch, "embedding_length", UINT64_MAX, 65535);
@@ -375,6 +439,7 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->bos = meta_token(g, "tokenizer.ggml.bos_token_id", m->vocab);
     m->eos = meta_token(g, "tokenizer.ggml.eos_token_id", m->vocab);
     m->tied = !gguf_find(g, "output.weight");
+    if (m->post_norms) configure_gemma3(m, g, arch);
 }
 
 static void close_file(void *g) { gguf_close(g); }

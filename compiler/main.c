@@ -591,7 +591,7 @@ static void load_inputs(build *b) {
         limit_memory(o->max_memory);
     }
     if (o->print_model) model_print(m, stdout);
-    if ((t->kind == TK_CUDA || t->gpu) && (m->qk_norm || m->proj_norms || m->act_block))
+    if ((t->kind == TK_CUDA || t->gpu) && (m->qk_norm || m->proj_norms || m->act_block || m->post_norms))
         fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
               m->architecture,
               m->proj_norms ? "a norm before each projection"
@@ -683,6 +683,28 @@ static double backend_seconds(const build *b, double *llvm_s) {
     return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 10e-9 * (double)b->blob.size : 0);
 }
 
+/* Layer l's norms into the blob and the rest of its descriptor but the matrices: its window and
+ * RoPE base. */
+static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_out) {
+    const model *m = b->m;
+    L->attn_norm = blob_norm(&b->blob, m, l, "input_layernorm", m->hidden);
+    L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
+    L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
+    L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
+    L->q_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
+    L->k_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
+    static const int in_proj[RSR_IN_NORMS] = {PROJ_Q, PROJ_K, PROJ_V, PROJ_GATE, PROJ_UP};
+    for (int j = 0; j < RSR_IN_NORMS; j++) {
+        char *nm = xasprintf("%s.norm", proj_names[in_proj[j]]);
+        L->in_norm[j] = m->proj_norms ? blob_norm(&b->blob, m, l, nm, m->hidden) : RSR_NO_TENSOR;
+        free(nm);
+    }
+    L->attn_post_norm = m->post_norms ? blob_norm(&b->blob, m, l, "self_attn.post_norm", m->hidden) : RSR_NO_TENSOR;
+    L->ffn_post_norm = m->post_norms ? blob_norm(&b->blob, m, l, "mlp.post_norm", m->hidden) : RSR_NO_TENSOR;
+    L->sliding_window = m->layer_window ? m->layer_window[l] : 0;
+    L->rope_theta = L->sliding_window ? m->rope_theta_swa : 0; /* 0: the model's */
+}
+
 static void compile_matrices(build *b) {
     const options *o = b->o;
     const model *m = b->m;
@@ -698,18 +720,7 @@ static void compile_matrices(build *b) {
     progress_begin(o->progress, m->num_layers, all_weights);
     for (int32_t l = 0; l < m->num_layers; l++) {
         rsr_artifact_layer *L = &b->layers[l];
-        L->attn_norm = blob_norm(&b->blob, m, l, "input_layernorm", m->hidden);
-        L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
-        L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, out_dim[PROJ_Q]) : RSR_NO_TENSOR;
-        L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
-        L->q_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
-        L->k_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
-        static const int in_proj[RSR_IN_NORMS] = {PROJ_Q, PROJ_K, PROJ_V, PROJ_GATE, PROJ_UP};
-        for (int j = 0; j < RSR_IN_NORMS; j++) {
-            char *nm = xasprintf("%s.norm", proj_names[in_proj[j]]);
-            L->in_norm[j] = m->proj_norms ? blob_norm(&b->blob, m, l, nm, m->hidden) : RSR_NO_TENSOR;
-            free(nm);
-        }
+        layer_norms(b, l, L, out_dim[PROJ_Q]);
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int pj = 0; pj < NUM_PROJ; pj++) {
             int32_t idx = l * NUM_PROJ + pj;

@@ -124,9 +124,17 @@ typedef struct model {
      * "self_attn.o_proj.norm", ffn_sub_norm "mlp.down_proj.norm", with sub_norms set). */
     bool proj_norms;
     bool tied;
-    int activation;     /* enum rsr_activation */
-    bool qk_norm;       /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
-    int32_t act_block;  /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
+    int activation;    /* enum rsr_activation */
+    bool qk_norm;      /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
+    int32_t act_block; /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
+    /* Gemma3: RMSNorm of the attention's and the FFN's output before the residual add
+     * (model.layers.N.self_attn.post_norm, mlp.post_norm), the embedding's and attention's scales
+     * (rsr_artifact's; 0: none, 1/sqrt(head_dim)), and sliding windows: layer_window[l] positions
+     * (0: global) with RoPE base rope_theta_swa on the windowed layers (layer_window NULL: none) */
+    bool post_norms;
+    float embed_scale, attn_scale;
+    int32_t *layer_window;
+    double rope_theta_swa;
     int32_t pooling;    /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
     int32_t group_cols; /* WF_GROUPED: the columns of a group (128, 64 or 32), one for the whole model */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;

@@ -93,6 +93,8 @@ void synth_build(synth *s, fuzz_bytes *b) {
     a->bitlinear_eps = 1e-6f;
     a->rope_theta = 10000.0;
     a->pooling = RSR_POOLING_MEAN + fb_u8(b) % 3;
+    uint8_t gemma = fb_u8(b); /* Gemma3's pieces: GELU, scales, post norms, windows with their own RoPE base */
+    if (gemma & 1) a->activation = RSR_ACT_GELU, a->embed_scale = 4.0f, a->attn_scale = 0.5f;
 
     const int32_t H = a->hidden, I = a->intermediate, q_out = a->num_heads * a->head_dim;
     const int32_t kv_out = a->num_kv_heads * a->head_dim;
@@ -132,6 +134,10 @@ void synth_build(synth *s, fuzz_bytes *b) {
         L->ffn_sub_norm = sub_norms ? at + 4 * (size_t)(2 * H + q_out) : RSR_NO_TENSOR;
         L->q_norm = L->k_norm = RSR_NO_TENSOR;
         for (int j = 0; j < RSR_IN_NORMS; j++) L->in_norm[j] = RSR_NO_TENSOR;
+        L->attn_post_norm = gemma & 2 ? L->attn_norm : RSR_NO_TENSOR;
+        L->ffn_post_norm = gemma & 2 ? L->ffn_norm : RSR_NO_TENSOR;
+        L->sliding_window = l % 2 ? gemma >> 2 & 3 : 0;
+        L->rope_theta = L->sliding_window ? 1000.0 : 0;
         const int32_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
         int32_t *slot[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
         for (int j = 0; j < 7; j++) {

@@ -9,8 +9,9 @@
  * through a buffered FILE*; output files are written under temporary names and renamed at the end.
  *
  * --format gguf-* writes the same model as one GGUF file instead (mkgguf.c encodes it), for the
- * architectures bitnet-b1.58, bitnet, llama and qwen3 (--gguf-arch; qwen3 adds RMSNorms of each
- * head of q and k, drops the sub-norms and may have heads wider than hidden/heads, --head-dim):
+ * architectures bitnet-b1.58, bitnet, llama, qwen3 and gemma3 (--gguf-arch; qwen3 adds RMSNorms of
+ * each head of q and k, drops the sub-norms and may have heads wider than hidden/heads, --head-dim;
+ * gemma3 is qwen3's tensors with norms of the attention's and the FFN's outputs, and sliding windows):
  * the ternary matrices in I2_S, TQ1_0 or TQ2_0 with the matrix's one scale, or in llama.cpp's
  * group-scaled Q2_0 (ternary, optionally some +2: --plus2) or Q1_0 (binary: a zero weight becomes
  * -1 or +1 at random) with a scale per block of 64 or 128 weights, the matrix's scale times a
@@ -259,7 +260,9 @@ typedef struct {
     double embed_std;      /* the embeddings' (and an untied head's) standard deviation */
     int gguf_type;         /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
-    int qwen3;             /* a gguf-* format of architecture qwen3: q/k head norms, no sub-norms */
+    int qwen3;             /* a gguf-* format of architecture qwen3 or gemma3: q/k head norms, no sub-norms */
+    int gemma3;            /* of architecture gemma3: post norms too, and sliding windows */
+    long sliding_window;   /* --sliding-window: gemma3's window of its local layers (0: none) */
     int untied;            /* --untied: qwen3's head is a tensor of its own (output.weight) */
     int proj_norms;        /* --proj-norms: qwen3 with BitLinear's RMSNorm before each projection */
     double plus2;          /* --plus2 / 100: gguf-q2's share of weights made +2 */
@@ -340,6 +343,10 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
             snprintf(base, sizeof base, "model.layers.%ld.self_attn.%s_proj", L, attn[p]);
             add_matrix(l, o, base, p == 0 ? Q : p == 3 ? H : KV, p == 3 ? Q : H);
             proj_norm(l, o, base, p == 3 ? Q : H);
+        }
+        for (int p = 0; p < 2 && o->gemma3; p++) { /* RMSNorm of the attention's and the FFN's output */
+            snprintf(name, sizeof name, "model.layers.%ld.%s.post_norm.weight", L, p ? "mlp" : "self_attn");
+            tadd(l, name, hp, K_NORM, 1, H, 0);
         }
         for (int p = 0; p < 2 && o->qwen3; p++) { /* RMSNorm of each head of q and of k */
             snprintf(name, sizeof name, "model.layers.%ld.self_attn.%s_norm.weight", L, p ? "k" : "q");
@@ -632,6 +639,8 @@ static char *gguf_name(const char *hf) {
         {"mlp.gate_proj.norm", "ffn_gate_norm_in"},
         {"mlp.up_proj.norm", "ffn_up_norm_in"},
         {"mlp.down_proj.norm", "ffn_down_norm_in"},
+        {"self_attn.post_norm", "post_attention_norm"},
+        {"mlp.post_norm", "post_ffw_norm"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
@@ -770,6 +779,7 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     META_U32("rope.dimension_count", o->head_dim);
     META_U32("vocab_size", o->vocab);
     if (o->qwen3) META_U32("attention.key_length", o->head_dim), META_U32("attention.value_length", o->head_dim);
+    if (o->gemma3 && o->sliding_window) META_U32("attention.sliding_window", o->sliding_window);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A), mkg_meta_f32(g, key, o->qwen3 ? 1e-6f : 1e-5f);
     snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, o->qwen3 ? 1e6f : 500000.0f);
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
@@ -946,7 +956,7 @@ static void usage(FILE *out) {
           "                   [--shards N] [--binary] [--hidden N] [--intermediate N] [--layers N]\n"
           "                   [--heads N] [--kv-heads N] [--head-dim N] [--vocab N] [--max-pos N]\n"
           "                   [--no-tokenizer] [--embed-std S] [--chat-template FILE]\n"
-          "                   [--gguf-arch A] [--gguf-embed T] [--plus2 P] [--untied]\n"
+          "                   [--gguf-arch A] [--gguf-embed T] [--plus2 P] [--untied] [--sliding-window N]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --help\n"
           "\n"
@@ -990,14 +1000,20 @@ static void usage(FILE *out) {
           "                     llama (llama-packed's weights, Q and K rows interleaved as llama.cpp's\n"
           "                     converter stores them, 1/weight_scale rounded to f16 in TQ blocks), or qwen3\n"
           "                     (no sub-norms; an RMSNorm of each head of q and k; heads --head-dim wide;\n"
-          "                     epsilon 1e-6, RoPE base 1e6; pre-tokenizer qwen2; a head tied unless --untied)\n"
-          "  --head-dim N       the width of an attention head, --gguf-arch qwen3 only (default hidden/heads;\n"
+          "                     epsilon 1e-6, RoPE base 1e6; pre-tokenizer qwen2; a head tied unless --untied),\n"
+          "                     or gemma3 (qwen3's tensors and keys, an RMSNorm of the attention's and the FFN's\n"
+          "                     output, gemma3.attention.sliding_window: llama.cpp's local layers, all but every\n"
+          "                     6th, attend to that many positions with RoPE base 10000; GELU, the embedding\n"
+          "                     times sqrt(hidden), as llama.cpp runs the architecture)\n"
+          "  --sliding-window N --gguf-arch gemma3: the local layers' window (default 4; 0: no key, all global)\n"
+          "  --head-dim N       the width of an attention head, --gguf-arch qwen3, gemma3 (default hidden/heads;\n"
           "                     the other formats cannot hold another): q has heads x N rows, k and v\n"
           "                     kv-heads x N, o heads x N columns\n"
           "  --plus2 P          gguf-q2: make P percent of the weights +2 (code 3; default 0)\n"
-          "  --untied           --gguf-arch qwen3: a head of its own (output.weight) instead of the embeddings\n"
-          "  --proj-norms       --gguf-arch qwen3: an RMSNorm with weights before each of the 7 projections, as\n"
-          "                     the BitNet embedding models have (blk.N.attn_q_norm_in, ...)\n"
+          "  --untied           --gguf-arch qwen3, gemma3: a head of its own (output.weight) instead of the\n"
+          "                     embeddings\n"
+          "  --proj-norms       --gguf-arch qwen3, gemma3: an RMSNorm with weights before each of the 7\n"
+          "                     projections, as the BitNet embedding models have (blk.N.attn_q_norm_in, ...)\n"
           "  --gguf-embed T     store the embeddings and head of a gguf-* format as q8_0 or q6_k (lossy;\n"
           "                     default: F16 where exact, else BF16)\n"
           "  --embed-std S      standard deviation of the embeddings (default 1/sqrt(hidden), as in trained\n"
@@ -1090,6 +1106,7 @@ enum {
     O_PLUS2,
     O_UNTIED,
     O_PROJNORMS,
+    O_SWA,
     O_VERSION
 };
 
@@ -1319,8 +1336,9 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
             die("--gguf-embed: '%s' is not q8_0 or q6_k", arg);
         break;
     case O_GGUFARCH:
-        if (strcmp(arg, "bitnet-b1.58") && strcmp(arg, "bitnet") && strcmp(arg, "llama") && strcmp(arg, "qwen3"))
-            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama or qwen3", arg);
+        if (strcmp(arg, "bitnet-b1.58") && strcmp(arg, "bitnet") && strcmp(arg, "llama") && strcmp(arg, "qwen3") &&
+            strcmp(arg, "gemma3"))
+            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3 or gemma3", arg);
         o->gguf_arch = arg;
         break;
     case O_EMBEDSTD:
@@ -1339,20 +1357,33 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
 /* The command line into o, *preset and the explicit sizes ov (0: not given); whether --format was
  * given. --help and --version print and exit. */
 static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset, long ov[8]) {
-    static const struct option lopts[] = {
-        {"format", required_argument, 0, O_FORMAT},      {"out", required_argument, 0, O_OUT},
-        {"preset", required_argument, 0, O_PRESET},      {"seed", required_argument, 0, O_SEED},
-        {"shards", required_argument, 0, O_SHARDS},      {"binary", no_argument, 0, O_BINARY},
-        {"hidden", required_argument, 0, O_HIDDEN},      {"intermediate", required_argument, 0, O_INTER},
-        {"layers", required_argument, 0, O_LAYERS},      {"heads", required_argument, 0, O_HEADS},
-        {"kv-heads", required_argument, 0, O_KVHEADS},   {"head-dim", required_argument, 0, O_HEADDIM},
-        {"vocab", required_argument, 0, O_VOCAB},        {"max-pos", required_argument, 0, O_MAXPOS},
-        {"no-tokenizer", no_argument, 0, O_NOTOKENIZER}, {"chat-template", required_argument, 0, O_CHAT_TEMPLATE},
-        {"poison", required_argument, 0, O_POISON},      {"embed-std", required_argument, 0, O_EMBEDSTD},
-        {"gguf-arch", required_argument, 0, O_GGUFARCH}, {"gguf-embed", required_argument, 0, O_GGUFEMBED},
-        {"plus2", required_argument, 0, O_PLUS2},        {"untied", no_argument, 0, O_UNTIED},
-        {"proj-norms", no_argument, 0, O_PROJNORMS},     {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},          {0, 0, 0, 0}};
+    static const struct option lopts[] = {{"format", required_argument, 0, O_FORMAT},
+                                          {"out", required_argument, 0, O_OUT},
+                                          {"preset", required_argument, 0, O_PRESET},
+                                          {"seed", required_argument, 0, O_SEED},
+                                          {"shards", required_argument, 0, O_SHARDS},
+                                          {"binary", no_argument, 0, O_BINARY},
+                                          {"hidden", required_argument, 0, O_HIDDEN},
+                                          {"intermediate", required_argument, 0, O_INTER},
+                                          {"layers", required_argument, 0, O_LAYERS},
+                                          {"heads", required_argument, 0, O_HEADS},
+                                          {"kv-heads", required_argument, 0, O_KVHEADS},
+                                          {"head-dim", required_argument, 0, O_HEADDIM},
+                                          {"vocab", required_argument, 0, O_VOCAB},
+                                          {"max-pos", required_argument, 0, O_MAXPOS},
+                                          {"no-tokenizer", no_argument, 0, O_NOTOKENIZER},
+                                          {"chat-template", required_argument, 0, O_CHAT_TEMPLATE},
+                                          {"poison", required_argument, 0, O_POISON},
+                                          {"embed-std", required_argument, 0, O_EMBEDSTD},
+                                          {"gguf-arch", required_argument, 0, O_GGUFARCH},
+                                          {"gguf-embed", required_argument, 0, O_GGUFEMBED},
+                                          {"plus2", required_argument, 0, O_PLUS2},
+                                          {"untied", no_argument, 0, O_UNTIED},
+                                          {"proj-norms", no_argument, 0, O_PROJNORMS},
+                                          {"help", no_argument, 0, 'h'},
+                                          {"sliding-window", required_argument, 0, O_SWA},
+                                          {"version", no_argument, 0, O_VERSION},
+                                          {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
     int have_format = 0, c;
     opterr = 0;
@@ -1384,6 +1415,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_NOTOKENIZER: o->tokenizer = 0; break;
         case O_UNTIED: o->untied = 1; break;
         case O_PROJNORMS: o->proj_norms = 1; break;
+        case O_SWA: o->sliding_window = parse_long("--sliding-window", optarg, 0, 1L << 24); break;
         case O_CHAT_TEMPLATE: o->chat_template = read_text_file(optarg, "--chat-template"); break;
         case O_GGUFEMBED:
         case O_GGUFARCH:
@@ -1416,8 +1448,10 @@ static void check_format_options(const opts_t *o) {
         die("--untied: only --gguf-arch qwen3 (with a gguf-* format) has the choice; bitnet-packed and its GGUF "
             "architectures tie the head to the embeddings, llama-packed and --gguf-arch llama never do");
     if (o->proj_norms && !o->qwen3)
-        die("--proj-norms: only --gguf-arch qwen3 (with a gguf-* format) has a norm before each projection (the "
-            "BitNet embedding models: GGUF's blk.N.*_norm_in)");
+        die("--proj-norms: only --gguf-arch qwen3 or gemma3 (with a gguf-* format) has a norm before each projection "
+            "(the BitNet embedding models: GGUF's blk.N.*_norm_in)");
+    if (o->sliding_window >= 0 && !o->gemma3)
+        die("--sliding-window: only --gguf-arch gemma3 (with a gguf-* format) has sliding windows");
 }
 
 int main(int argc, char **argv) {
@@ -1428,6 +1462,7 @@ int main(int argc, char **argv) {
     o.gguf_arch = "bitnet-b1.58";
     o.shards = 1;
     o.tokenizer = 1;
+    o.sliding_window = -1; /* not given: 4 for gemma3 */
     const preset_t *preset = &presets[0];
     long ov[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* explicit size flags; 0: from the preset */
 
@@ -1436,10 +1471,12 @@ int main(int argc, char **argv) {
             "options)");
     int have_format = parse_args(argc, argv, &o, &preset, ov);
     if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
-    o.qwen3 = o.gguf_type && !strcmp(o.gguf_arch, "qwen3");
+    o.gemma3 = o.gguf_type && !strcmp(o.gguf_arch, "gemma3");
+    o.qwen3 = (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3;
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");
     check_format_options(&o);
+    if (o.sliding_window < 0) o.sliding_window = o.gemma3 ? 4 : 0;
 
     finish_sizes(&o, preset, ov);
     if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);

@@ -18,6 +18,9 @@
  * (auto_dense) whether the index would skip enough keys, and when it would not, attends densely
  * and asks again only AUTO_RECHECK positions later. The index is brought up to date only when it
  * is used, so a context where it never pays costs only the samples.
+ * Sliding windows (Gemma3's local layers, rsr_artifact_layer.sliding_window = W): a query at
+ * position p attends to positions p − W + 1 .. p, densely, with the chunks of the full range
+ * (those wholly before the window skipped); Louver and auto attend densely on such layers.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -184,15 +187,24 @@ void rt_attention_rollback(rsr_session *s) {
     }
 }
 
-/* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of the first n keys
- * of one KV head (kc, vc: its rows, stride d). Every dense path computes its chunks here. */
-static void dense_chunk(attn_state *st, const float *q, int32_t gn, attn_rows kc, attn_rows vc, int32_t d, int32_t c,
-                        int32_t n, float *scratch) {
-    int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n;
-    for (int32_t g = 0; g < gn; g++) attn_state_clear(&st[g], d);
-    attn_dense_range_kv(st, q, gn, kc, vc, d, c * ATTN_CHUNK, j1, scratch, NULL, NULL);
+/* The first key a query at position n − 1 attends to in layer `layer`: 0, or the start of the
+ * layer's sliding window of the last W positions (rsr_artifact_layer.sliding_window). */
+static int32_t window_start(const rsr_session *s, int32_t layer, int32_t n) {
+    const int32_t W = s->model->a->layer[layer].sliding_window;
+    return W > 0 && n > W ? n - W : 0;
 }
 
+/* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of keys [j0, n) of one
+ * KV head (kc, vc: its rows, stride d): the chunk's keys from j0 on. Every dense path computes its
+ * chunks here; a chunk is the same ATTN_CHUNK positions for any j0, so a window only drops keys. */
+static void dense_chunk(attn_state *st, const float *q, int32_t gn, attn_rows kc, attn_rows vc, int32_t d, int32_t c,
+                        int32_t j0, int32_t n, float *scratch) {
+    int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n, first = c * ATTN_CHUNK > j0 ? c * ATTN_CHUNK : j0;
+    for (int32_t g = 0; g < gn; g++) attn_state_clear(&st[g], d);
+    attn_dense_range_kv(st, q, gn, kc, vc, d, first, j1, scratch, NULL, NULL);
+}
+
+/* n: the keys each query head attended to */
 static void dense_stats(rsr_session *s, int32_t layer, int32_t n) {
     const int32_t heads = s->model->a->num_heads;
     s->attn->stats[layer] = (rsr_attention_stats){.keys = (int64_t)heads * n,
@@ -210,19 +222,20 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
     struct rt_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const int32_t n = pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
+    const int32_t j0 = window_start(s, layer, n), c0 = j0 / ATTN_CHUNK, nc = chunks - c0; /* chunks c0.. */
 #pragma omp parallel num_threads(t->nthreads)
     {
         float *scratch = t->scratch + (size_t)omp_get_thread_num() * (size_t)group * ATTN_CHUNK;
 #pragma omp for schedule(dynamic, 1)
-        for (int32_t item = 0; item < kv_heads * chunks; item++) {
-            int32_t kvh = item / chunks, c = item % chunks;
+        for (int32_t item = 0; item < kv_heads * nc; item++) {
+            int32_t kvh = item / nc, c = c0 + item % nc;
             const attn_rows kc = kv_rows(s, s->k_cache, layer, kvh), vc = kv_rows(s, s->v_cache, layer, kvh);
             for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) { /* more query heads per KV head: in slices */
                 attn_state st[ATTN_GROUP_MAX];
                 int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
                 for (int32_t g = 0; g < gn; g++)
                     st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
-                dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, kc, vc, d, c, n, scratch);
+                dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, kc, vc, d, c, j0, n, scratch);
                 for (int32_t g = 0; g < gn; g++) {
                     float *ml = t->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * 2;
                     ml[0] = st[g].m, ml[1] = st[g].l;
@@ -231,11 +244,12 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
         }
 #pragma omp for schedule(static)
         for (int32_t h = 0; h < a->num_heads; h++) {
-            attn_merge_chunks(t->part_o + (size_t)h * (size_t)mc * (size_t)d, t->part_ml + (size_t)h * (size_t)mc * 2,
-                              chunks, d, out + (size_t)h * (size_t)d);
+            attn_merge_chunks(t->part_o + ((size_t)h * (size_t)mc + (size_t)c0) * (size_t)d,
+                              t->part_ml + ((size_t)h * (size_t)mc + (size_t)c0) * 2, nc, d,
+                              out + (size_t)h * (size_t)d);
         }
     }
-    dense_stats(s, layer, n);
+    dense_stats(s, layer, n - j0);
 }
 
 /* Dense attention of the tokens at positions pos0..pos0+n-1 in one parallel region. A work item
@@ -256,7 +270,7 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
 #pragma omp for schedule(dynamic, 1)
         for (int32_t item = 0; item < n * kv_heads; item++) { /* KV head by KV head: its rows stay in cache */
             int32_t kvh = item / n, tok = item % n, keys = pos0 + tok + 1;
-            int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK;
+            int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK, j0 = window_start(s, layer, keys);
             const attn_rows kc = kv_rows(s, s->k_cache, layer, kvh), vc = kv_rows(s, s->v_cache, layer, kvh);
             for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) {
                 attn_state run[ATTN_GROUP_MAX], part[ATTN_GROUP_MAX];
@@ -266,9 +280,9 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
                     run[g].o = run_o + (size_t)g * (size_t)d;
                     part[g].o = chunk_o + (size_t)g * (size_t)d;
                 }
-                dense_chunk(run, qh, gn, kc, vc, d, 0, keys, scratch);
-                for (int32_t c = 1; c < chunks; c++) {
-                    dense_chunk(part, qh, gn, kc, vc, d, c, keys, scratch);
+                dense_chunk(run, qh, gn, kc, vc, d, j0 / ATTN_CHUNK, j0, keys, scratch);
+                for (int32_t c = j0 / ATTN_CHUNK + 1; c < chunks; c++) {
+                    dense_chunk(part, qh, gn, kc, vc, d, c, j0, keys, scratch);
                     for (int32_t g = 0; g < gn; g++) attn_state_merge(&run[g], &part[g], d);
                 }
                 for (int32_t g = 0; g < gn; g++)
@@ -276,7 +290,7 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
             }
         }
     }
-    dense_stats(s, layer, pos0 + n);
+    dense_stats(s, layer, pos0 + n - window_start(s, layer, pos0 + n));
 }
 
 /* Indexes the keys of layer `layer` until at most B of the first n are left in the buffer (1..B
@@ -393,7 +407,9 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
     struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     const size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim;
-    if (t->louver && !(t->autopilot && (n > 1 || auto_dense(s, layer, pos0, q)))) {
+    /* a windowed layer attends densely: Louver's index holds every key, and its bounds know no window */
+    const int windowed = a->layer[layer].sliding_window > 0;
+    if (t->louver && !windowed && !(t->autopilot && (n > 1 || auto_dense(s, layer, pos0, q)))) {
         st = attention_louver(s, layer, pos0, n, q, out);
         if (t->autopilot && pos0 < s->louver_from) /* a prompt step there would have been dense */
             s->louver_from = pos0;
@@ -402,7 +418,7 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
             attention_dense(s, layer, pos0, q, out);
         else
             attention_dense_rows(s, layer, pos0, n, q, out);
-        if (t->autopilot && n == 1 && pos0 + 1 >= AUTO_MIN_KEYS) /* auto chose dense for the whole layer */
+        if ((t->autopilot && n == 1 && pos0 + 1 >= AUTO_MIN_KEYS) || (t->louver && windowed)) /* dense: the layer */
             t->stats[layer].dense_fallbacks = a->num_heads;
     }
     memcpy(t->last_q + (size_t)layer * q_out, q + (size_t)(n - 1) * q_out, sizeof(float) * q_out);

@@ -70,6 +70,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
         w->xd = malloc(sizeof(float) * B * (size_t)w->xd_stride);
     }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
+    if (m->rope_theta2 != 0) w->rope2 = malloc(sizeof(float) * B * (size_t)a->head_dim);
     w->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
     /* a grouped model's sums are units · planes per row (40 MB a token for an 8B model's down):
      * its steps go through them RT_GROUPED_ACC_BYTES at a time (bitlinear_grouped) */
@@ -77,7 +78,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     w->acc_rows = m->grouped && cap < B ? (int32_t)(cap ? cap : 1) : rows;
     w->acc = malloc(per_token * (size_t)w->acc_rows);
     if (!w->h || !w->xn || !w->tmp || !w->q || !w->k || !w->v || !w->att || !w->gate || !w->up || !w->xq || !w->xs ||
-        (a->act_block > 0 && !w->xd) || !w->rope || !w->acc) {
+        (a->act_block > 0 && !w->xd) || !w->rope || (m->rope_theta2 != 0 && !w->rope2) || !w->acc) {
         rt_work_free(w);
         return RSR_ERR_OUT_OF_MEMORY;
     }
@@ -95,7 +96,7 @@ rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows) {
 
 void rt_work_free(rt_work *w) {
     free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
-    free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->acc);
+    free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->rope2), free(w->acc);
     *w = (rt_work){0};
 }
 
@@ -382,13 +383,21 @@ static void bitlinear_part(const rsr_model *m, const rt_work *w, const bl_out *o
  * docs/performance.md). With glu, outs are gate and up of one shape, and each thread applies the
  * activation to its own rows: gate = act(gate) · up. */
 /* g = act(g) · u for rows [r0, r1). relu² is written with a comparison (NaN → 0, as fmaxf(g, 0)
- * gives) so that the clones vectorise it; SiLU calls expf. */
+ * gives) so that the clones vectorise it; SiLU calls expf, GELU tanhf. */
 RT_INLINE_BODY void activate_body(const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0,
                                   int32_t r1) {
     if (a->activation == RSR_ACT_RELU2) {
         for (int32_t i = r0; i < r1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
             g[i] = r * r * u[i];
+        }
+        return;
+    }
+    if (a->activation == RSR_ACT_GELU) { /* the tanh form, as ggml writes it (docs/numerics.md) */
+        for (int32_t i = r0; i < r1; i++) {
+            const float x = g[i];
+            g[i] = (0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)))) *
+                   u[i];
         }
         return;
     }
@@ -462,8 +471,57 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
             activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
 }
 
+/* Whether a grouped matrix's kernel blocks are blocks of its source rows, all their units together
+ * (i2 per unit), not of the expanded rows (the RSR forms: units · planes · rows). */
+static bool rows_blocked(const rsr_artifact_matrix *mx) {
+    return (int64_t)mx->num_blocks * mx->rsr_k < rt_kernel_rows(mx) || rt_kernel_rows(mx) == mx->rows;
+}
+
+/* Blocks of a thread's range done at once in rows_grouped: 256 rows, whose sums for every unit
+ * (U · 256 · 4 bytes, 96 KB at 3072 columns) and packed weights (256 rows · cols/4 bytes) stay in
+ * L2 until they are converted and for the tokens of the step; each kernel call sums x per unit
+ * first, so much smaller pieces would repeat that. */
+#define ROW_SUB_BLOCKS 64
+
+/* bitlinear_grouped where every matrix's blocks are source rows: each thread runs its own blocks
+ * ROW_SUB_BLOCKS at a time, the kernel for the k tokens from t0 and at once the conversion of those
+ * rows to fp32 (and the activation, glu), while the sums are in cache: no pass over memory-sized
+ * sums and no barrier between the kernels and the conversion. The same operations per row. */
+static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t t0, int32_t k, int glu,
+                         int32_t c, int32_t chunks) {
+    const rsr_artifact *a = m->a;
+    int32_t lo[3], hi[3], longest = 0;
+    for (int j = 0; j < count; j++) {
+        const int32_t nb = a->matrix[outs[j].index].num_blocks;
+        lo[j] = (int32_t)((int64_t)nb * c / chunks), hi[j] = (int32_t)((int64_t)nb * (c + 1) / chunks);
+        longest = hi[j] - lo[j] > longest ? hi[j] - lo[j] : longest;
+    }
+    for (int32_t s = 0; s < longest; s += ROW_SUB_BLOCKS) {
+        int32_t r0 = 0, r1 = 0;
+        int64_t offset = 0;
+        for (int j = 0; j < count; j++) {
+            const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+            const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+            const int32_t s0 = lo[j] + s, s1 = s0 + ROW_SUB_BLOCKS < hi[j] ? s0 + ROW_SUB_BLOCKS : hi[j];
+            r0 = s0 * mx->rsr_k, r1 = s1 * mx->rsr_k < mx->rows ? s1 * mx->rsr_k : mx->rows;
+            for (int32_t t = t0; s0 < s1 && t < t0 + k; t++) {
+                int32_t *acc = w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset;
+                const float *xd = w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL;
+                mx->kernel(data, w->xq + (size_t)t * (size_t)w->xq_stride, acc, s0, s1);
+                group_dequantize(m, mx, outs[j].y + (size_t)t * outs[j].stride, acc, xd, w->xs[t], r0, r1,
+                                 outs[j].accumulate);
+            }
+            offset += rt_kernel_rows(mx);
+        }
+        for (int32_t t = t0; glu && r0 < r1 && t < t0 + k; t++) /* gate and up: the same rows */
+            activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
+    }
+}
+
 static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
     const rsr_artifact *a = m->a;
+    bool by_rows = true;
+    for (int j = 0; j < count; j++) by_rows &= rows_blocked(&a->matrix[outs[j].index]);
     int32_t nb = 0, rows = 0;
     for (int j = 0; j < count; j++) {
         const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
@@ -473,6 +531,11 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
     const int32_t chunks = nb < team ? nb : team, row_chunks = rows < team ? rows : team;
     for (int32_t t0 = 0; t0 < n; t0 += w->acc_rows) {
         const int32_t k = n - t0 < w->acc_rows ? n - t0 : w->acc_rows;
+        if (by_rows) {
+#pragma omp parallel for schedule(static, 1) num_threads(team)
+            for (int32_t c = 0; c < chunks; c++) rows_grouped(m, w, outs, count, t0, k, glu, c, chunks);
+            continue;
+        }
 #pragma omp parallel num_threads(team)
         {
 #pragma omp for schedule(static, 1)
@@ -626,6 +689,29 @@ static const rt_run *run_of(const rt_run *runs, int32_t nruns, int32_t r) {
     return &runs[j];
 }
 
+/* h += rmsnorm(y, post) for the rows' outputs y in w->tmp (Gemma3's norm of the attention's and the
+ * FFN's output before the residual add), normed into w->xn. */
+static void post_norm_add(const rsr_model *m, rt_work *w, const float *post, int32_t rows) {
+    const rsr_artifact *a = m->a;
+    const size_t W = (size_t)w->widest, H = (size_t)a->hidden;
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
+    for (int32_t t = 0; t < rows; t++) {
+        float *y = w->xn + (size_t)t * W, *h = w->h + (size_t)t * H;
+        rmsnorm(y, w->tmp + (size_t)t * W, post, a->hidden, a->rms_eps);
+        for (size_t i = 0; i < H; i++) h[i] += y[i];
+    }
+}
+
+/* A matrix whose output goes to the residual stream (o, down): added to h, or through the post norm. */
+static void residual_out(const rsr_model *m, rt_work *w, int32_t index, uint64_t post, int32_t rows) {
+    if (post == RSR_NO_TENSOR) {
+        bitlinear1(m, w, index, rows, w->h, (size_t)m->a->hidden, 1);
+        return;
+    }
+    bitlinear1(m, w, index, rows, w->tmp, (size_t)w->widest, 0);
+    post_norm_add(m, w, blob_f32(m, post), rows);
+}
+
 /* Layer l for every row: the products over all rows at once, RoPE and the KV cache row by row
  * into the row's own session, attention run by run over that session's cache (token t of a run
  * sees its session's positions up to pos + t). */
@@ -633,18 +719,24 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
                              int32_t rows) {
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
-    int32_t H = a->hidden, I = a->intermediate, d = a->head_dim;
+    int32_t I = a->intermediate, d = a->head_dim;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
     bl_out qkv[3] = {{L->q, w->q, q_out, 0}, {L->k, w->k, kv_out, 0}, {L->v, w->v, kv_out, 0}};
     projections(m, w, blob_f32(m, L->attn_norm), L->in_norm + RSR_IN_Q, qkv, 3, rows, 0);
+    /* the RoPE table of the layer's base; a scale of the scores other than the kernels' 1/sqrtf(d) on q */
+    const float *cs = L->rope_theta != 0 && L->rope_theta != a->rope_theta ? w->rope2 : w->rope;
+    const float qscale =
+        a->attn_scale != 0 && a->attn_scale != 1.0f / sqrtf((float)d) ? a->attn_scale * sqrtf((float)d) : 1.0f;
 #pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
     for (int32_t t = 0; t < rows; t++) { /* RoPE and the cache rows of token t: its own rows only */
         const rt_run *r = run_of(runs, nruns, t);
         float *qt = w->q + (size_t)t * q_out, *kt = w->k + (size_t)t * kv_out;
         if (L->q_norm != RSR_NO_TENSOR) head_norms(qt, a->num_heads, d, blob_f32(m, L->q_norm), a->rms_eps);
         if (L->k_norm != RSR_NO_TENSOR) head_norms(kt, a->num_kv_heads, d, blob_f32(m, L->k_norm), a->rms_eps);
-        rope(qt, a->num_heads, d, w->rope + (size_t)t * (size_t)d);
-        rope(kt, a->num_kv_heads, d, w->rope + (size_t)t * (size_t)d);
+        rope(qt, a->num_heads, d, cs + (size_t)t * (size_t)d);
+        rope(kt, a->num_kv_heads, d, cs + (size_t)t * (size_t)d);
+        if (qscale != 1.0f)
+            for (size_t i = 0; i < q_out; i++) qt[i] *= qscale;
         for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
             size_t at = kv_row(r->s, l, kvh, r->s->pos + t - r->row0), off = (size_t)kvh * (size_t)d;
             attn_narrow_row(r->s->kv_type, kt + off, d, r->s->k_cache + at);
@@ -658,13 +750,13 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
     }
     norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL, NULL,
                 (int32_t)q_out, rows);
-    bitlinear1(m, w, L->o, rows, w->h, (size_t)H, 1);
+    residual_out(m, w, L->o, L->attn_post_norm, rows);
 
     bl_out glu[2] = {{L->gate, w->gate, (size_t)I, 0}, {L->up, w->up, (size_t)I, 0}};
     projections(m, w, blob_f32(m, L->ffn_norm), L->in_norm + RSR_IN_GATE, glu, 2, rows, 1); /* act(gate) · up */
     norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, NULL,
                 I, rows);
-    bitlinear1(m, w, L->down, rows, w->h, (size_t)H, 1);
+    residual_out(m, w, L->down, L->ffn_post_norm, rows);
     return RSR_OK;
 }
 
@@ -675,8 +767,13 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     for (int32_t t = 0; t < rows; t++) {
         const rt_run *r = run_of(runs, nruns, t);
         const uint8_t *erow = m->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
-        for (int32_t i = 0; i < H; i++) w->h[(size_t)t * (size_t)H + (size_t)i] = load_elem(erow, a->embed_dtype, i);
-        rsr_rope_angles(w->rope + (size_t)t * (size_t)d, d, r->s->pos + t - r->row0, a->rope_theta); /* every layer */
+        float *h = w->h + (size_t)t * (size_t)H;
+        for (int32_t i = 0; i < H; i++) h[i] = load_elem(erow, a->embed_dtype, i);
+        if (a->embed_scale != 0) /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
+            for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;
+        const int32_t pos = r->s->pos + t - r->row0; /* the tables of every layer */
+        rsr_rope_angles(w->rope + (size_t)t * (size_t)d, d, pos, a->rope_theta);
+        if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, d, pos, m->rope_theta2);
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    10u /* 10: per-projection norms; 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    10u /* 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -35,7 +35,8 @@ typedef void (*rsr_kernel_batch_fn)(const uint8_t *data, const int8_t *x, int32_
                                     int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end);
 
 enum rsr_dtype { RSR_DTYPE_F32 = 0, RSR_DTYPE_F16 = 1, RSR_DTYPE_BF16 = 2 };
-enum rsr_activation { RSR_ACT_RELU2 = 0, RSR_ACT_SILU = 1 };
+/* GELU: the tanh approximation (Gemma3), docs/numerics.md */
+enum rsr_activation { RSR_ACT_RELU2 = 0, RSR_ACT_SILU = 1, RSR_ACT_GELU = 2 };
 
 /* The checksum of the constants (rsr_artifact.blob_checksum): Σ w_i·(2i + 1) mod 2^64 over the
  * blob read as little-endian 64-bit words w_i, the last one zero-padded. A change of any one word
@@ -81,6 +82,11 @@ typedef struct rsr_artifact_layer {
      * norm (the BitNet embedding models; o's and down's are attn_sub_norm and ffn_sub_norm), or
      * RSR_NO_TENSOR: those matrices then share one input */
     uint64_t in_norm[RSR_IN_NORMS];
+    /* f32 [hidden]: RMSNorm of the attention's (o's) and the FFN's (down's) output before it is added
+     * to the residual stream (Gemma3's post_attention_norm, post_ffw_norm), or RSR_NO_TENSOR */
+    uint64_t attn_post_norm, ffn_post_norm;
+    int32_t sliding_window; /* 0: attends to every earlier position; W: to the last W (itself included) */
+    double rope_theta;      /* this layer's RoPE base; 0: rsr_artifact.rope_theta (at most one other per model) */
 } rsr_artifact_layer;
 
 /*
@@ -128,6 +134,8 @@ typedef struct rsr_artifact {
                                columns (Q8_0's form; every matrix then has unit_cols == act_block) */
     float rms_eps, bitlinear_eps;
     double rope_theta;
+    float embed_scale; /* the embedding row times this as it enters the first layer (Gemma3: sqrtf(hidden)); 0: 1 */
+    float attn_scale;  /* the attention scores' factor; 0: 1/sqrtf(head_dim) */
     const uint8_t *blob;
     uint64_t blob_size;
     uint64_t embed, lm_head; /* [vocab][hidden]; lm_head == embed when tied */

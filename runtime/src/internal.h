@@ -33,6 +33,8 @@ struct rsr_model {
     int32_t num_threads;
     int32_t max_rows;         /* the largest kernel output, rt_kernel_rows (scratch sizes) */
     bool grouped;             /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
+    double rope_theta2;       /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
+                                 layers), or 0: every layer rotates with rope_theta */
     rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
     rsr_status status;        /* of the open: a model that failed to open refuses every use */
     char err[RSR_ERRMSG_SIZE];
@@ -53,6 +55,7 @@ typedef struct rt_work {
     float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
     int32_t xd_stride;
     float *rope;        /* [rows][head_dim] cos, sin of each token's rotary angles */
+    float *rope2;       /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
     int32_t *acc;       /* [acc_rows][acc_stride] integer products */
     int32_t acc_stride; /* room for the rows of q, k and v together */
     int32_t acc_rows;   /* tokens acc holds: rows, or fewer where a grouped model's sums are many */

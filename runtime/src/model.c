@@ -45,6 +45,39 @@ static int blob_range_ok(const rsr_artifact *a, uint64_t off, uint64_t bytes, ui
     return off <= a->blob_size && bytes <= a->blob_size - off && off % align == 0;
 }
 
+/* Layer l's Gemma3 pieces: its post norms in the blob, a window of 0 (global) or more positions, a
+ * RoPE base of 0 (the model's) or its own, of which a model has at most one besides rope_theta
+ * (rsr_model.rope_theta2); none of them in a model with GPU code, whose forward pass has none. */
+static rsr_status check_gemma_layer(rsr_model *m, int32_t l) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
+    const uint64_t H = 4 * (uint64_t)a->hidden;
+    if ((L->attn_post_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->attn_post_norm, H, 4)) ||
+        (L->ffn_post_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->ffn_post_norm, H, 4)))
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "artifact descriptor is inconsistent: layer %d: a post norm leaves the blob", l);
+    if (L->sliding_window < 0 || !(L->rope_theta == 0 || (L->rope_theta >= 1 && L->rope_theta <= 1e12)))
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "artifact descriptor is inconsistent: layer %d: sliding window %d, rope_theta %g", l,
+                            L->sliding_window, L->rope_theta);
+    if (L->rope_theta != 0 && L->rope_theta != a->rope_theta) {
+        if (m->rope_theta2 != 0 && m->rope_theta2 != L->rope_theta)
+            return rt_set_error(m->err, RSR_ERR_ABI,
+                                "artifact descriptor is inconsistent: layer %d: a third RoPE base %g (%g and %g "
+                                "before); the runtime takes at most two",
+                                l, L->rope_theta, a->rope_theta, m->rope_theta2);
+        m->rope_theta2 = L->rope_theta;
+    }
+    const bool gemma = L->attn_post_norm != RSR_NO_TENSOR || L->ffn_post_norm != RSR_NO_TENSOR || L->sliding_window ||
+                       m->rope_theta2 || a->activation == RSR_ACT_GELU || a->embed_scale || a->attn_scale;
+    if (a->gpu && gemma)
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "artifact descriptor is inconsistent: layer %d: GELU, post norms, sliding windows or "
+                            "scales in a model with GPU code, whose forward pass has none of them",
+                            l);
+    return RSR_OK;
+}
+
 /* Everything the forward pass will index with, checked once so that a damaged or hostile
  * descriptor is refused here instead of corrupting memory later. The limits are the compiler's
  * (16-bit RSR column indices, config.json ranges), so every product below fits in 64 bits. */
@@ -69,15 +102,17 @@ static rsr_status check_artifact(rsr_model *m) {
         return BAD("vocab %d, max_positions %d", a->vocab, a->max_positions);
     if (a->bos < -1 || a->bos >= a->vocab || a->eos < -1 || a->eos >= a->vocab)
         return BAD("bos %d, eos %d for vocab %d", a->bos, a->eos, a->vocab);
-    if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU) || (a->bitlinear_norm & ~1) ||
-        a->act_block < 0 || a->act_block > 4096 || a->act_block % 16 || a->pooling < RSR_POOLING_MEAN ||
-        a->pooling > RSR_POOLING_LAST)
+    if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU && a->activation != RSR_ACT_GELU) ||
+        (a->bitlinear_norm & ~1) || a->act_block < 0 || a->act_block > 4096 || a->act_block % 16 ||
+        a->pooling < RSR_POOLING_MEAN || a->pooling > RSR_POOLING_LAST)
         return BAD("activation %d, bitlinear_norm %d, act_block %d, pooling %d", a->activation, a->bitlinear_norm,
                    a->act_block, a->pooling);
     if (!(a->rms_eps >= 0 && a->rms_eps <= 1) || !(a->bitlinear_eps >= 0 && a->bitlinear_eps <= 1) ||
         !(a->rope_theta >= 1 && a->rope_theta <= 1e12))
         return BAD("rms_eps %g, bitlinear_eps %g, rope_theta %g", (double)a->rms_eps, (double)a->bitlinear_eps,
                    a->rope_theta);
+    if (!(a->embed_scale >= 0 && a->embed_scale <= 65536) || !(a->attn_scale >= 0 && a->attn_scale <= 65536))
+        return BAD("embed_scale %g, attn_scale %g", (double)a->embed_scale, (double)a->attn_scale);
     if (!a->blob || !a->layer || !a->matrix || a->num_matrices != a->num_layers * 7)
         return BAD("%d matrices for %d layers", a->num_matrices, a->num_layers);
     const uint64_t H = (uint64_t)a->hidden, I = (uint64_t)a->intermediate, V = (uint64_t)a->vocab;
@@ -142,6 +177,8 @@ static rsr_status check_artifact(rsr_model *m) {
             (L->q_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->q_norm, 4 * (uint64_t)a->head_dim, 4)) ||
             (L->k_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->k_norm, 4 * (uint64_t)a->head_dim, 4)))
             return BAD("layer %d: a norm leaves the blob", l);
+        rsr_status gst = check_gemma_layer(m, l);
+        if (gst != RSR_OK) return gst;
         for (int j = 0; j < RSR_IN_NORMS; j++)
             if ((L->in_norm[j] == RSR_NO_TENSOR) != (L->in_norm[0] == RSR_NO_TENSOR) ||
                 (L->in_norm[j] != RSR_NO_TENSOR && !blob_range_ok(a, L->in_norm[j], 4 * H, 4)))

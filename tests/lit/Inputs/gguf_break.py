@@ -107,5 +107,12 @@ if __name__ == '__main__':
         data += struct.pack('<f', 2.0)
     elif brk == 'pre-falcon3':  # not broken: Falcon 3's name for Llama 3's split
         kvs[kv_index(b'tokenizer.ggml.pre')][2] = s(b'falcon3')
+    elif brk == 'gemma3-softcap':  # Gemma2's final logit soft-capping, which rsrc has not
+        kvs.append([b'gemma3.final_logit_softcapping', 6, struct.pack('<f', 30.0)])
+    elif brk == 'gemma3-rope-scaling':  # the larger Gemma3's linear RoPE scaling of the global layers
+        kvs.append([b'gemma3.rope.scaling.factor', 6, struct.pack('<f', 8.0)])
+    elif brk == 'gemma3-pattern':  # not broken: every other layer local, another local RoPE base
+        kvs.append([b'gemma3.attention.sliding_window_pattern', 4, struct.pack('<I', 2)])
+        kvs.append([b'gemma3.rope.freq_base_swa', 6, struct.pack('<f', 5000.0)])
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

@@ -755,7 +755,8 @@ static noreturn void fn_raise(jctx *c, const jargs *a, int line) {
     else
         jx_raw_str(c, &m, msg, line);
     if (c->e.cap && m.n) snprintf(c->e.msg, c->e.cap, "%.*s", (int)(m.n < 65536 ? m.n : 65536), m.p);
-    if (c->e.cap && !m.n) snprintf(c->e.msg, c->e.cap, "line %d: raise_exception with an empty message", line);
+    if (c->e.cap && (!m.n || !c->e.msg[0])) /* nothing, or a NUL byte first */
+        snprintf(c->e.msg, c->e.cap, "line %d: raise_exception with an empty message", line);
     c->raised = 1;
     longjmp(c->e.jb, 1);
 }

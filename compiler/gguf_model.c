@@ -25,32 +25,52 @@
 #include "rsr_numerics.h"
 #include "rsrc.h"
 
+/* When a layer tensor's name is read, and as what: the architectures' own norms name the tensor
+ * they hold through the model (sub-norms), the others only when the model has them. */
+enum name_need { N_ALWAYS, N_SUB_ATTN, N_SUB_FFN, N_QK, N_PROJ, N_PROJ_ATTN, N_PROJ_FFN, N_POST };
 static const struct {
     const char *gguf, *hf;
+    uint8_t need;
+    int8_t proj; /* which ternary projection (PROJ_Q ...), or -1 */
 } layer_names[] = {
-    {"attn_norm", "input_layernorm"},
-    {"ffn_norm", "post_attention_layernorm"},
-    {"attn_q", "self_attn.q_proj"},
-    {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},
-    {"attn_output", "self_attn.o_proj"},
-    {"ffn_gate", "mlp.gate_proj"},
-    {"ffn_up", "mlp.up_proj"},
-    {"ffn_down", "mlp.down_proj"},
-    {"attn_sub_norm", NULL}, /* per architecture */
-    {"ffn_sub_norm", NULL},
-    {"attn_q_norm", "self_attn.q_norm"},
-    {"attn_k_norm", "self_attn.k_norm"},
-    {"attn_q_norm_in", "self_attn.q_proj.norm"}, /* BitLinear's own norms (the BitNet embedding models) */
-    {"attn_k_norm_in", "self_attn.k_proj.norm"},
-    {"attn_v_norm_in", "self_attn.v_proj.norm"},
-    {"ffn_gate_norm_in", "mlp.gate_proj.norm"},
-    {"ffn_up_norm_in", "mlp.up_proj.norm"},
-    {"attn_output_norm_in", NULL}, /* the sub-norms of these models */
-    {"ffn_down_norm_in", NULL},
-    {"post_attention_norm", "self_attn.post_norm"}, /* Gemma3's norms of the attention's and FFN's outputs */
-    {"post_ffw_norm", "mlp.post_norm"},
+    {"attn_norm", "input_layernorm", N_ALWAYS, -1},
+    {"ffn_norm", "post_attention_layernorm", N_ALWAYS, -1},
+    {"attn_q", "self_attn.q_proj", N_ALWAYS, PROJ_Q},
+    {"attn_k", "self_attn.k_proj", N_ALWAYS, PROJ_K},
+    {"attn_v", "self_attn.v_proj", N_ALWAYS, PROJ_V},
+    {"attn_output", "self_attn.o_proj", N_ALWAYS, PROJ_O},
+    {"ffn_gate", "mlp.gate_proj", N_ALWAYS, PROJ_GATE},
+    {"ffn_up", "mlp.up_proj", N_ALWAYS, PROJ_UP},
+    {"ffn_down", "mlp.down_proj", N_ALWAYS, PROJ_DOWN},
+    {"attn_sub_norm", NULL, N_SUB_ATTN, -1}, /* per architecture */
+    {"ffn_sub_norm", NULL, N_SUB_FFN, -1},
+    {"attn_q_norm", "self_attn.q_norm", N_QK, -1},
+    {"attn_k_norm", "self_attn.k_norm", N_QK, -1},
+    {"attn_q_norm_in", "self_attn.q_proj.norm", N_PROJ, -1}, /* BitLinear's own norms (BitNet embedding models) */
+    {"attn_k_norm_in", "self_attn.k_proj.norm", N_PROJ, -1},
+    {"attn_v_norm_in", "self_attn.v_proj.norm", N_PROJ, -1},
+    {"ffn_gate_norm_in", "mlp.gate_proj.norm", N_PROJ, -1},
+    {"ffn_up_norm_in", "mlp.up_proj.norm", N_PROJ, -1},
+    {"attn_output_norm_in", NULL, N_PROJ_ATTN, -1}, /* the sub-norms of these models */
+    {"ffn_down_norm_in", NULL, N_PROJ_FFN, -1},
+    {"post_attention_norm", "self_attn.post_norm", N_POST, -1}, /* Gemma3's norms of the attention's and */
+    {"post_ffw_norm", "mlp.post_norm", N_POST, -1},             /* the FFN's outputs */
 };
+
+/* The Hugging Face suffix layer_names[i] is read as in this model, or NULL (not read). */
+static const char *layer_hf(const model *m, size_t i) {
+    const char *hf = layer_names[i].hf;
+    switch (layer_names[i].need) {
+    case N_SUB_ATTN: return m->sub_norms ? m->attn_sub_norm : NULL;
+    case N_SUB_FFN: return m->sub_norms ? m->ffn_sub_norm : NULL;
+    case N_QK: return m->qk_norm ? hf : NULL;
+    case N_PROJ: return m->proj_norms ? hf : NULL;
+    case N_PROJ_ATTN: return m->proj_norms ? m->attn_sub_norm : NULL;
+    case N_PROJ_FFN: return m->proj_norms ? m->ffn_sub_norm : NULL;
+    case N_POST: return m->post_norms ? hf : NULL;
+    default: return hf;
+    }
+}
 
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
  * projection it is (PROJ_Q ...), or -1. */
@@ -66,15 +86,9 @@ static char *hf_name(const model *m, const char *g, int *proj) {
     size_t n = (size_t)(dot - rest);
     for (size_t i = 0; i < sizeof layer_names / sizeof *layer_names; i++) {
         if (strlen(layer_names[i].gguf) != n || strncmp(rest, layer_names[i].gguf, n)) continue;
-        const char *hf = layer_names[i].hf;
-        if (i == 9) hf = m->sub_norms ? m->attn_sub_norm : NULL;
-        if (i == 10) hf = m->sub_norms ? m->ffn_sub_norm : NULL;
-        if ((i == 11 || i == 12) && !m->qk_norm) hf = NULL;
-        if (i >= 13 && i <= 17 && !m->proj_norms) hf = NULL;
-        if (i >= 20 && !m->post_norms) hf = NULL;
-        if (i == 18 || i == 19) hf = m->proj_norms ? (i == 18 ? m->attn_sub_norm : m->ffn_sub_norm) : NULL;
+        const char *hf = layer_hf(m, i);
         if (!hf) return NULL;
-        if (i >= 2 && i <= 8) *proj = (int)i - 2;
+        *proj = layer_names[i].proj;
         return xasprintf("model.layers.%d.%s.weight", layer, hf);
     }
     return NULL;

@@ -670,8 +670,10 @@ static void projections(const rsr_model *m, rt_work *w, const float *norm, const
         bitlinear(m, w, outs, count, rows, glu);
         return;
     }
-    for (int j = 0; j < count; j++) {
-        norm_inputs(m, w, w->h, (size_t)a->hidden, norm, blob_f32(m, in_norm[j]), a->hidden, rows);
+    for (int j = 0; j < count; j++) { /* the layer's norm once, into w->xn; then read from there */
+        const float *x = j ? w->xn : w->h;
+        norm_inputs(m, w, x, j ? (size_t)w->widest : (size_t)a->hidden, j ? NULL : norm, blob_f32(m, in_norm[j]),
+                    a->hidden, rows);
         bitlinear(m, w, &outs[j], 1, rows, 0);
     }
     if (glu) {

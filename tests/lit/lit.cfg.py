@@ -32,6 +32,8 @@ if os.path.isdir(os.path.join(bindir, 'man')):
 for var in ['TMPDIR', 'HOME']:
     if var in os.environ:
         config.environment[var] = os.environ[var]
+# OpenMP threads sleep when they wait: lit runs tests side by side (tests/CMakeLists.txt says why)
+config.environment['OMP_WAIT_POLICY'] = os.environ.get('OMP_WAIT_POLICY', 'passive')
 
 # A CPU feature this machine lacks, which gcc and LLVM both know: what the load-time CPU check is
 # tested with (the first of these absent from /proc/cpuinfo's flags).

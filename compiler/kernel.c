@@ -168,7 +168,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->gpu_entry = t->kind == TK_CUDA && nvptx;
     if (s == STRAT_I2) {
         /* a matrix summed per unit (scales per group): its source rows, one sum per unit each
-         * (lower_i2_units), one-token kernels only */
+         * (lower_i2_units; lower_i2_units_batch for several tokens) */
         int isa = tm->unit_cols ? kernel_units_isa(t, pr, tm) : (int)target_dot_isa(t);
         if (isa < 0)
             fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
@@ -180,11 +180,12 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         kn->groups = (tm->cols + 4 * kn->vec_bytes - 1) / (4 * kn->vec_bytes);
         kn->block_rows = I2_BLOCK_ROWS;
         kn->num_blocks = (kn->rows + I2_BLOCK_ROWS - 1) / I2_BLOCK_ROWS;
-        if (tm->unit_cols) {
+        if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
+        if (tm->unit_cols) { /* tiles as below; per unit, the accumulators live for a unit's fields only */
             kn->strategy = "i2-units";
+            kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4;
             return;
         }
-        if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
         /* tokens per tile of the batched kernel: block_rows × tile accumulators, the decoded
          * fields and an x vector must fit the vector registers (32 zmm: 16 + 4 + 1; AVX2's 16 ymm:
          * 8 + 4 + 1). Tiles are the outer loop and blocks the inner one, so a tile's x (4 tokens,
@@ -252,10 +253,13 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 /* The dot ISA of the i2 form of a matrix summed per unit of columns (ternary_matrix.unit_cols), or
  * -1: a field of V columns may not straddle a unit, nor a unit a group of 4V (unit % V == 0,
  * 4V % unit == 0, cols % 4V == 0). AVX-512's 64-byte fields are too wide for units of 32, so its
- * targets take AVX2's instructions through LLVM; the C printer's helpers are the target's own ISA's. */
+ * targets take 32-byte ones through LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's);
+ * the C printer's helpers are the target's own ISA's. */
 int kernel_units_isa(const target *t, enum printer pr, const ternary_matrix *tm) {
     if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
     enum dot_isa isa = target_dot_isa(t);
+    /* VNNI's vpdpbusd on ymm where AVX512VL allows it (EVEX): one instruction for AVX2's three */
+    if (isa == DOT_AVX512VNNI && pr == PRINTER_LLVM && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
     if ((isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) && pr == PRINTER_LLVM) isa = DOT_AVX2;
     int V = dot_isa_vector_bytes(isa), U = tm->unit_cols;
     return U % V == 0 && (4 * V) % U == 0 && tm->cols % (4 * V) == 0 ? (int)isa : -1;

@@ -367,6 +367,96 @@ static void lower_i2_units(lower *L) {
     }
 }
 
+/* The same sums for several tokens (rsr_kernel_batch_fn): tiles of kn->batch_tile tokens, then the
+ * rest one by one. Per tile, Σx of each unit for its tokens (su[j·units + u]), then every block of
+ * the call with each decoded field serving the tile's tokens; token t's sums go to
+ * y[t·y_stride + u·rows + row], as the one-token kernel's to y[u·rows + row]. */
+typedef struct utile_ctx {
+    kir_var *acc[4][RSR_BATCH_TILE_MAX], *su, *t, *b, *g;
+    int j, unit; /* token of the tile, unit of the group */
+} utile_ctx;
+
+static kir_expr *utile_unit(lower *L, const utile_ctx *c) {
+    return add(L, mul(L, ref(L, c->g), num(L, 4 * L->kn->vec_bytes / L->kn->unit_cols)), num(L, c->unit));
+}
+static kir_expr *utile_index(lower *L, int r, void *ctx) {
+    utile_ctx *c = ctx;
+    kir_expr *tj = wide(L, add(L, ref(L, c->t), num(L, c->j)));
+    kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
+    kir_expr *unit = mul(L, wide(L, utile_unit(L, c)), size(L, L->kn->rows));
+    return add(L, add(L, mul(L, tj, wide(L, param(L, "y_stride"))), unit), row);
+}
+static kir_expr *utile_value(lower *L, int r, void *ctx) {
+    utile_ctx *c = ctx;
+    kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r][c->j]), NULL, NULL, 0);
+    kir_expr *at = add(L, utile_unit(L, c), num(L, c->j * (L->kn->cols / L->kn->unit_cols)));
+    return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->su), at));
+}
+
+/* su[j·units + u] = Σ x[j][u·U .. (u+1)·U) for the tile's T tokens */
+static void utile_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
+    const int U = L->kn->unit_cols, units = L->kn->cols / U;
+    for (int j = 0; j < T; j++) {
+        kir_list ul, cl;
+        kir_var *u = loop(L, l, "u", "unit", num(L, 0), num(L, units), &ul)->var, *s = var(L, "s", KT_I32);
+        kir_decl(L->m, &ul, s, num(L, 0), false);
+        kir_stmt *f = loop(L, &ul, "c", "column", num(L, 0), num(L, U), &cl);
+        f->layout = KL_SAME_LINE;
+        kir_expr *xc = kir_load(L->m, KT_I32, ref(L, x[j]), add(L, mul(L, ref(L, u), num(L, U)), ref(L, f->var)));
+        kir_set(L->m, &cl, s, add(L, ref(L, s), xc));
+        kir_store(L->m, &ul, ref(L, su), add(L, ref(L, u), num(L, j * units)), ref(L, s));
+    }
+}
+
+static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const int V = kn->vec_bytes, R = kn->block_rows, per = kn->unit_cols / V;
+    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4], *w = var(L, "w", KT_PU8);
+    tile_x(L, l, T, t, x);
+    utile_sums(L, l, T, x, su);
+    kir_list blk;
+    kir_var *b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
+    kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * i2_row_bytes(kn)))),
+             true);
+    kir_list gl = tile_groups(L, &blk, w, &g, &wg);
+    utile_ctx c = {.su = su, .t = t, .b = b, .g = g};
+    for (int i = 0; i < 4; i++) {
+        for (int r = 0; i % per == 0 && r < R; r++)
+            for (int j = 0; j < T; j++) {
+                c.acc[r][j] = var(L, kir_strf(m, "a%d_%d_%d", r, j, i / per), KT_BACC);
+                kir_decl(m, &gl, c.acc[r][j], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
+            }
+        kir_list sc = tile_field(L, &gl, wg, i, codes);
+        for (int j = 0; j < T; j++)
+            for (int r = 0; r < R; r++) {
+                kir_expr *dot =
+                    kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.acc[r][j]), ref(L, codes[r]), tile_xp(L, x[j], g, i), 0);
+                kir_set(m, &sc, c.acc[r][j], dot);
+            }
+        if (i % per == per - 1)
+            for (c.unit = i / per, c.j = 0; c.j < T; c.j++) store_rows(L, &gl, b, R, utile_index, utile_value, &c);
+    }
+}
+
+static void lower_i2_units_batch(lower *L) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    const int T = kn->batch_tile;
+    L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
+    kir_list l = kir_list_of(&L->f->body), tiles;
+    kir_var *su = array(L, "su", T * (kn->cols / kn->unit_cols)), *t = var(L, "t", KT_I32);
+    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d tokens x %d units", T, kn->cols / kn->unit_cols);
+    kir_decl(m, &l, t, num(L, 0), false);
+    for (int pass = 0; pass < 2; pass++) { /* whole tiles, then the rest a token at a time */
+        int n = pass ? 1 : T;
+        kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
+                              : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
+        kir_for(m, &l, t, NULL, cond, n, &tiles)->label = pass ? "rest" : "tile";
+        lower_units_tile(L, &tiles, n, t, su);
+    }
+}
+
 static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
     kir_module *m = L->m;
     int R = L->kn->block_rows;
@@ -642,6 +732,7 @@ kir_module *kir_lower(const kernel *kn) {
     default:
         if (kn->unit_cols) {
             lower_i2_units(&L);
+            if (kn->batch_symbol) lower_i2_units_batch(&L);
             break;
         }
         lower_i2(&L);

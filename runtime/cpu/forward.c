@@ -484,9 +484,10 @@ static bool rows_blocked(const rsr_artifact_matrix *mx) {
 #define ROW_SUB_BLOCKS 64
 
 /* bitlinear_grouped where every matrix's blocks are source rows: each thread runs its own blocks
- * ROW_SUB_BLOCKS at a time, the kernel for the k tokens from t0 and at once the conversion of those
- * rows to fp32 (and the activation, glu), while the sums are in cache: no pass over memory-sized
- * sums and no barrier between the kernels and the conversion. The same operations per row. */
+ * ROW_SUB_BLOCKS at a time, the kernel for the k tokens from t0 (the batched one when there are
+ * several) and at once the conversion of those rows to fp32 (and the activation, glu), while the
+ * sums are in cache: no pass over memory-sized sums and no barrier between the kernels and the
+ * conversion. The same operations per row. */
 static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t t0, int32_t k, int glu,
                          int32_t c, int32_t chunks) {
     const rsr_artifact *a = m->a;
@@ -504,10 +505,14 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
             const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
             const int32_t s0 = lo[j] + s, s1 = s0 + ROW_SUB_BLOCKS < hi[j] ? s0 + ROW_SUB_BLOCKS : hi[j];
             r0 = s0 * mx->rsr_k, r1 = s1 * mx->rsr_k < mx->rows ? s1 * mx->rsr_k : mx->rows;
+            const int8_t *xq = w->xq + (size_t)t0 * (size_t)w->xq_stride;
+            if (s0 < s1 && k > 1 && mx->kernel_batch)
+                mx->kernel_batch(data, xq, w->xq_stride, w->acc + offset, w->acc_stride, k, s0, s1);
             for (int32_t t = t0; s0 < s1 && t < t0 + k; t++) {
                 int32_t *acc = w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset;
                 const float *xd = w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL;
-                mx->kernel(data, w->xq + (size_t)t * (size_t)w->xq_stride, acc, s0, s1);
+                if (k == 1 || !mx->kernel_batch)
+                    mx->kernel(data, w->xq + (size_t)t * (size_t)w->xq_stride, acc, s0, s1);
                 group_dequantize(m, mx, outs[j].y + (size_t)t * outs[j].stride, acc, xd, w->xs[t], r0, r1,
                                  outs[j].accumulate);
             }

@@ -243,10 +243,10 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
         }
         if (!kn.batch_symbol) goto done;
         /* the batched kernel: two full tiles of tokens and one more (the extreme vectors and
-         * random ones), rows of y wider than the matrix, the blocks in two calls as two threads
-         * would take them */
+         * random ones), rows of y wider than the matrix (or than its units' sums), the blocks in
+         * two calls as two threads would take them */
         batch_fn bf_ = (batch_fn)((void *(*)(void))dlsym(h, "get_b"))();
-        int32_t ntok = 2 * kn.batch_tile + 1, ys = t->rows + 3;
+        int32_t ntok = 2 * kn.batch_tile + 1, ys = rows + 3;
         int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
         int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok),
                 *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
@@ -254,7 +254,7 @@ static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir,
         memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
         for (int k = 0; k < ntok; k++) {
             fill_vector(xb + padded * (size_t)k, t->cols, k);
-            naive(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
+            expect(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
         }
         bf_(data, xb, (int32_t)padded, gotb, ys, ntok, 0, kn.num_blocks / 2);
         bf_(data, xb, (int32_t)padded, gotb, ys, ntok, kn.num_blocks / 2, kn.num_blocks);

@@ -401,7 +401,7 @@ static double meta_layer(const gguf_file *g, const char *arch, const char *key, 
             !(v->atype == GGUF_U32 || v->atype == GGUF_I32 || (real && v->atype == GGUF_F32)))
             fatal("%s: metadata '%s' is an array of %" PRIu64 " elements of type %u; rsrc reads one %s per layer (%d)",
                   g->path, k, v->n, v->atype, real ? "f32, u32 or i32" : "u32 or i32", layers);
-        x = v->atype == GGUF_F32 ? (double)gguf_array_f32(g, v, (uint64_t)l)
+        x = v->atype == GGUF_F32   ? (double)gguf_array_f32(g, v, (uint64_t)l)
             : v->atype == GGUF_U32 ? (double)(uint32_t)gguf_array_i32(g, v, (uint64_t)l)
                                    : (double)gguf_array_i32(g, v, (uint64_t)l);
     } else if (integer_type(v->type) || (real && (v->type == GGUF_F32 || v->type == GGUF_F64))) {
@@ -564,7 +564,8 @@ static int expert_of(const char *name) {
     if (sscanf(name, "blk.%d.%n", &layer, &used) != 1 || !used) return -1;
     for (int p = 0; p < 3; p++) {
         size_t n = strlen(kinds[p]);
-        if (!strncmp(name + used, kinds[p], n) && (!strcmp(name + used + n, ".weight") || !strcmp(name + used + n, ".scale")))
+        if (!strncmp(name + used, kinds[p], n) &&
+            (!strcmp(name + used + n, ".weight") || !strcmp(name + used + n, ".scale")))
             return PROJ_GATE + p;
     }
     return -1;

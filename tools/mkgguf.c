@@ -95,8 +95,8 @@ void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint
     f->t[f->nt++] = (tensor){dup(name), type, ne0, ne1, 1, nbytes, 0, data};
 }
 
-void mkg_tensor3(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint64_t ne2,
-                 uint8_t *data, uint64_t nbytes) {
+void mkg_tensor3(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint64_t ne2, uint8_t *data,
+                 uint64_t nbytes) {
     mkg_tensor(f, name, type, ne0, ne1, data, nbytes);
     f->t[f->nt - 1].ne2 = ne2;
 }

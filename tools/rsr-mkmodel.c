@@ -267,12 +267,12 @@ typedef struct {
     long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple) */
     double swiglu_clamp;                   /* --swiglu-clamp (maple; 0: no key) */
     const char *swa_pattern;               /* --swa-pattern: maple's windowed layers, "1" or "0" each */
-    int untied;            /* --untied: qwen3's head is a tensor of its own (output.weight) */
-    int proj_norms;        /* --proj-norms: qwen3 with BitLinear's RMSNorm before each projection */
-    double plus2;          /* --plus2 / 100: gguf-q2's share of weights made +2 */
-    int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
-    int tokenizer;         /* write tokenizer.json (when the vocabulary has room for one) */
-    char *chat_template;   /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
+    int untied;                            /* --untied: qwen3's head is a tensor of its own (output.weight) */
+    int proj_norms;                        /* --proj-norms: qwen3 with BitLinear's RMSNorm before each projection */
+    double plus2;                          /* --plus2 / 100: gguf-q2's share of weights made +2 */
+    int gguf_embed;      /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
+    int tokenizer;       /* write tokenizer.json (when the vocabulary has room for one) */
+    char *chat_template; /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
     long shards;
     const char *out_dir;
     char *poison;          /* --poison: the tensor given one non-finite value, or NULL */

@@ -117,7 +117,8 @@ rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows) {
 void rt_work_free(rt_work *w) {
     free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
     free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->rope2), free(w->acc);
-    free(w->moe_xq), free(w->moe_xs), free(w->moe_xd), free(w->moe_p), free(w->moe_w), free(w->moe_pick), free(w->moe_rows);
+    free(w->moe_xq), free(w->moe_xs), free(w->moe_xd), free(w->moe_p), free(w->moe_w), free(w->moe_pick),
+        free(w->moe_rows);
     free(w->moe_out);
     *w = (rt_work){0};
 }
@@ -766,8 +767,8 @@ static void route_row(const float *router, const float *x, int32_t H, int32_t E,
 }
 
 /* RSR_TRACE_ROUTING: a line "POS LAYER E1 E2 ..." per row, the chosen experts in their order. */
-static void trace_routes(const rsr_model *m, const rt_work *w, int32_t l, int32_t k, const rt_run *runs,
-                         int32_t nruns, int32_t rows) {
+static void trace_routes(const rsr_model *m, const rt_work *w, int32_t l, int32_t k, const rt_run *runs, int32_t nruns,
+                         int32_t rows) {
     for (int32_t t = 0; t < rows; t++) {
         const rt_run *r = run_of(runs, nruns, t);
         fprintf(m->route_trace, "%d %d", r->s->pos + t - r->row0, l);

@@ -32,12 +32,12 @@ struct rsr_model {
     struct rt_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];          /* rsr_model_info.device */
     int32_t num_threads;
-    int32_t max_rows;         /* the largest kernel output, rt_kernel_rows (scratch sizes) */
-    bool grouped;             /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
-    double rope_theta2;       /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
+    int32_t max_rows;   /* the largest kernel output, rt_kernel_rows (scratch sizes) */
+    bool grouped;       /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
+    double rope_theta2; /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
                                  layers), or 0: every layer rotates with rope_theta */
     int32_t max_experts, max_experts_used; /* the most of any layer's mixture of experts; 0: none */
-    FILE *route_trace; /* RSR_TRACE_ROUTING=FILE: each token's chosen experts per layer (docs/moe.md), or NULL */
+    FILE *route_trace;        /* RSR_TRACE_ROUTING=FILE: each token's chosen experts per layer (docs/moe.md), or NULL */
     rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
     rsr_status status;        /* of the open: a model that failed to open refuses every use */
     char err[RSR_ERRMSG_SIZE];
@@ -57,8 +57,8 @@ typedef struct rt_work {
     float *xs;                 /* [rows] its scales (per-token activations) */
     float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
     int32_t xd_stride;
-    float *rope;        /* [rows][head_dim] cos, sin of each token's rotary angles */
-    float *rope2;       /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
+    float *rope;  /* [rows][head_dim] cos, sin of each token's rotary angles */
+    float *rope2; /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
     /* A mixture of experts' step (rsr_model.max_experts > 0; else NULL): every row's quantised FFN
      * input kept while each expert's tokens are gathered into xq ([rows][xq_stride], [rows],
      * [rows][xd_stride]), each row's router probabilities ([rows][max_experts]), chosen experts

@@ -96,7 +96,9 @@ static int64_t expected_matrices(const rsr_artifact *a) {
 static rsr_status check_experts(rsr_model *m, int32_t l) {
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
-    if (L->no_rope & ~1) return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: no_rope %d", l, L->no_rope);
+    if (L->no_rope & ~1)
+        return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: no_rope %d", l,
+                            L->no_rope);
     if (!L->num_experts) return RSR_OK;
     const uint64_t H = (uint64_t)a->hidden, E = (uint64_t)L->num_experts, F = (uint64_t)L->expert_ff;
     if (a->gpu || L->experts_used < 1 || L->experts_used > L->num_experts || L->expert_ff < 1 ||

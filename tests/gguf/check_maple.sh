@@ -9,9 +9,11 @@
 # probability off by more than 0.03). Steps of 1 and 5 tokens give the bits of one step of all 16.
 # The routing: rsrc's chosen experts of every token and layer (RSR_TRACE_ROUTING) must be the
 # float reference's, but where the reference's k-th and (k+1)-th router probabilities are within
-# MARGIN (a near tie that rsrc's int8 activations may tip either way; a flip changes that token's
-# output, so the seeds below are ones whose prompt has no such tie: the test says so when one
-# appears). The test would fail if rsrc did not renormalise the chosen experts' weights, rotated
+# MARGIN: a near tie, which rounding tips either way (rsrc's int8 activations move the router's
+# probabilities by up to about 5e-3 here), and where the reference then takes rsrc's choice
+# (maple_model.py --follow; a flipped expert changes the token's output entirely). llama.cpp's
+# routing cannot be read, and its own rounding (Q8_K activations for TQ2_0, an f16 KV cache) tips
+# ties too: the seeds below are ones where it and rsrc choose alike (docs/moe.md). The test would fail if rsrc did not renormalise the chosen experts' weights, rotated
 # the global layers or ignored the clamp: the float reference so (--ablate) must disagree with rsrc
 # beyond the same thresholds. Exits 77 (ctest: skipped) without node, npm or the registry.
 # Usage: check_maple.sh BUILD_DIR
@@ -29,7 +31,7 @@ work=$build/tests/gguf-maple
 rm -rf "$work" && mkdir -p "$work"
 prompt=1,17,42,99,5,30,7,250,18,64,33,121,8,77,200,9
 n=$(echo "$prompt" | tr ',' '\n' | wc -l)
-margin=0.002
+margin=0.01
 sizes="--hidden 256 --intermediate 512 --layers 4 --heads 4 --kv-heads 2 --experts 8 --experts-used 2 --expert-ff 256"
 sizes="$sizes --swiglu-clamp 5 --swa-pattern 1010 --sliding-window 4"
 # name, then rsr-mkmodel's arguments
@@ -51,7 +53,7 @@ for c in "${cases[@]}"; do
     cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"
   done
   python3 "$here/maple_model.py" reference "$gguf" "$prompt" --json "$work/$name.float.json" \
-    --routes "$work/$name.float.routes"
+    --routes "$work/$name.float.routes" --follow "$work/$name.b5.routes" $margin
   python3 "$here/compare_routes.py" "$work/$name.b5.routes" "$work/$name.float.routes" "$n" $margin
   cmp <(sort -n -k1,1 -k2,2 "$work/$name.b1.routes") <(sort -n -k1,1 -k2,2 "$work/$name.b5.routes")
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03

@@ -3,9 +3,9 @@
 # against maple_model.py --routes ("POS LAYER E1 E2 ... GAP"): every position below N and every
 # layer must be there, with the same set of chosen experts, but where the reference's GAP (its k-th
 # largest router probability less the (k+1)-th) is below MARGIN: a near tie, which the int8
-# activations of rsrc may tip either way (reported, not failed). Fails too when the reference has
-# such a near tie at all and rsrc did tip it, naming it, and when the prompt used fewer than two
-# experts of a layer (a test that could not see routing).
+# activations of rsrc may tip either way (reported, not failed). Fails, naming position and layer,
+# on any other difference, and when the prompt used fewer than two experts of a layer (a test that
+# could not see routing).
 # Usage: compare_routes.py RSRC_ROUTES REFERENCE_ROUTES N MARGIN
 import sys
 

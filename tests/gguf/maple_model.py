@@ -20,6 +20,11 @@
 # --ablate renorm|rope|clamp: without the renormalisation of the chosen weights, with RoPE (base
 # rope.freq_base) on the global layers as well, or without the clamp: what a runtime that missed
 # one of them would compute (the test checks that rsrc's logits disagree with these).
+# --follow FILE MARGIN: where the reference's own choice differs from FILE's (rsrc's routing,
+# RSR_TRACE_ROUTING) in a near tie, its k-th and (k+1)-th probabilities within MARGIN, take FILE's:
+# such a tie is tipped either way by rounding, and a flipped expert changes the token's output
+# entirely, so the logits are compared along the same choice (the count goes to stderr). Choices
+# that differ beyond MARGIN are kept (compare_routes.py fails on them).
 # --routes FILE: a line "POS LAYER E1 E2 ... GAP" per token and layer, the chosen experts in
 # descending order of probability and GAP the k-th largest probability less the (k+1)-th (0 when
 # every expert is used): how near the choice came to another.
@@ -44,7 +49,7 @@ def silu(x):
 
 
 class Maple:
-    def __init__(self, path, ablate=None):
+    def __init__(self, path, ablate=None, follow=None, margin=0.0):
         meta, ts = q3.read_gguf(path)
         if meta['general.architecture'] != 'maple':
             sys.exit('maple_model.py: %s is not a maple file' % path)
@@ -77,7 +82,7 @@ class Maple:
                 R = len(rows) // self.n_expert
                 L[n] = [rows[e * R:(e + 1) * R] for e in range(self.n_expert)]
             self.layers.append(L)
-        self.routes = []
+        self.routes, self.follow, self.margin, self.followed = [], follow or {}, margin, 0
 
     def rmsnorm(self, x, w):
         s = 1.0 / math.sqrt(math.fsum(v * v for v in x) / len(x) + self.eps)
@@ -113,6 +118,9 @@ class Maple:
         chosen = order[:self.n_used]
         gap = p[chosen[-1]] - p[order[self.n_used]] if self.n_used < self.n_expert else 0.0
         self.routes.append((pos, l, chosen, gap))
+        other = self.follow.get((pos, l))
+        if other and sorted(other) != sorted(chosen) and gap < self.margin:
+            chosen, self.followed = other, self.followed + 1
         total = sum(p[e] for e in chosen) if self.ablate != 'renorm' else 1.0
         out = [0.0] * self.hidden
         for e in chosen:
@@ -147,16 +155,27 @@ def main():
     r.add_argument('ids')
     r.add_argument('--json', help='output file (default stdout)')
     r.add_argument('--routes', help='each token\'s chosen experts per layer, and the gap to the next')
+    r.add_argument('--follow', nargs=2, metavar=('ROUTES', 'MARGIN'), help='take these choices in near ties')
     r.add_argument('--ablate', choices=['renorm', 'rope', 'clamp'],
                    help='no renormalised weights, RoPE on the global layers, or no SwiGLU clamp')
     args = ap.parse_args()
-    m = Maple(args.model, args.ablate)
+    follow, margin = {}, 0.0
+    if args.follow:
+        margin = float(args.follow[1])
+        with open(args.follow[0]) as f:
+            for line in f:
+                v = [int(x) for x in line.split()]
+                follow[(v[0], v[1])] = v[2:]
+    m = Maple(args.model, args.ablate, follow, margin)
     text = json.dumps({'logits': m.run([int(t) for t in args.ids.split(',')])})
     if args.json:
         with open(args.json, 'w') as f:
             f.write(text)
     else:
         sys.stdout.write(text)
+    if args.follow:
+        print('maple_model.py: took rsrc\'s choice in %d near ties (within %g)' % (m.followed, margin),
+              file=sys.stderr)
     if args.routes:
         with open(args.routes, 'w') as f:
             for pos, l, chosen, gap in m.routes:

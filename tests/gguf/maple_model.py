@@ -5,7 +5,7 @@
 # gemma3_model.py's).
 #
 # reference: reads the file (sizes from its metadata) and runs llama.cpp's maple graph in float64
-# with nothing quantised but the weights (TQ2_0, Q2_0, Q1_0 or TQ1_0-free files as stored): per
+# with nothing quantised but the weights (TQ2_0, Q2_0 or Q1_0, as stored): per
 # layer RMSNorm, q, k, v, RMSNorm of each head of q and k, NEOX RoPE on the windowed layers only
 # (base ARCH.rope.freq_base_swa, ARCH.rope.freq_base when absent; the other layers rotate nothing),
 # the scores scaled by 1/sqrt(key_length), GQA attention over the cache, restricted on the windowed

@@ -125,6 +125,10 @@ if __name__ == '__main__':
         data += bytes((32 - len(data) % 32) % 32)
         tensors.append([b'blk.0.ffn_up_exps.scale', [1], 0, len(data)])
         data += struct.pack('<f', 2.0)
+    elif brk == 'maple-router-zero':  # not broken: every router weight 0, so every expert ties everywhere
+        for name, dims, typ, off in tensors:
+            if name.endswith(b'.ffn_gate_inp.weight'):
+                data[off:off + 4 * dims[0] * dims[1]] = bytes(4 * dims[0] * dims[1])
     elif brk == 'maple-clamp-array':  # not broken: swiglu_clamp_exp per layer (0: none, then 3, 4, 5)
         kvs.append([b'maple.swiglu_clamp_exp', 9, struct.pack('<IQ', 6, 4) + struct.pack('<4f', 0, 3, 4, 5)])
     elif brk != 'truncated': sys.exit('unknown break ' + brk)

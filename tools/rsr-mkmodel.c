@@ -265,6 +265,7 @@ typedef struct {
     long sliding_window;   /* --sliding-window: gemma3's window of its local layers (0: none) */
     int maple;             /* of architecture maple: qwen3's attention, experts for the FFN, windows */
     long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple) */
+    const char *expert_ff_list;            /* --expert-ff A,B,...: one per layer (expert_ff: the first) */
     double swiglu_clamp;                   /* --swiglu-clamp (maple; 0: no key) */
     const char *swa_pattern;               /* --swa-pattern: maple's windowed layers, "1" or "0" each */
     int untied;                            /* --untied: qwen3's head is a tensor of its own (output.weight) */
@@ -332,10 +333,17 @@ static void proj_norm(tlist_t *l, const opts_t *o, const char *base, uint64_t co
     tadd(l, name, DT_BF16, K_NORM, 1, cols, 0);
 }
 
+/* maple's rows of layer L's experts: --expert-ff's L-th value, or its one value. */
+static long layer_ff(const opts_t *o, long L) {
+    const char *p = o->expert_ff_list;
+    for (long i = 0; p && i < L; i++) p = strchr(p, ',') + 1;
+    return p ? strtol(p, NULL, 10) : o->expert_ff;
+}
+
 /* maple's FFN of layer L: the router [experts][hidden], then every expert's gate, then every up,
  * then every down (write_gguf stacks each run into one tensor of the experts). */
 static void expert_tensors(tlist_t *l, const opts_t *o, long L) {
-    const uint64_t H = (uint64_t)o->hidden, F = (uint64_t)o->expert_ff;
+    const uint64_t H = (uint64_t)o->hidden, F = (uint64_t)layer_ff(o, L);
     char name[160], base[128];
     snprintf(name, sizeof name, "model.layers.%ld.mlp.gate.weight", L);
     tadd(l, name, DT_BF16, K_ROUTER, 2, (uint64_t)o->experts, H);
@@ -824,7 +832,14 @@ static size_t gguf_experts(mkg_file *g, const tlist_t *l, const opts_t *o, size_
 static void maple_metadata(mkg_file *g, const opts_t *o) {
     mkg_meta_u32(g, "maple.expert_count", (uint32_t)o->experts);
     mkg_meta_u32(g, "maple.expert_used_count", (uint32_t)o->experts_used);
-    mkg_meta_u32(g, "maple.expert_feed_forward_length", (uint32_t)o->expert_ff);
+    if (o->expert_ff_list) { /* one per layer, an i32 array */
+        int32_t *ff = xmalloc(sizeof *ff * (size_t)o->layers);
+        for (long l = 0; l < o->layers; l++) ff[l] = (int32_t)layer_ff(o, l);
+        mkg_meta_i32s(g, "maple.expert_feed_forward_length", ff, (uint64_t)o->layers);
+        free(ff);
+    } else {
+        mkg_meta_u32(g, "maple.expert_feed_forward_length", (uint32_t)o->expert_ff);
+    }
     if (o->swiglu_clamp > 0) mkg_meta_f32(g, "maple.swiglu_clamp_exp", (float)o->swiglu_clamp);
     mkg_meta_u32(g, "maple.attention.sliding_window", (uint32_t)o->sliding_window);
     int32_t *swa = xmalloc(sizeof *swa * (size_t)o->layers);
@@ -1098,7 +1113,7 @@ static void usage(FILE *out) {
           "                     key, all global)\n"
           "  --experts N, --experts-used K, --expert-ff F\n"
           "                     --gguf-arch maple: N experts (default 8), K of them per token (default 2), F\n"
-          "                     rows of each gate and up (default --intermediate)\n"
+          "                     rows of each gate and up (default --intermediate; or one per layer, F1,F2,...)\n"
           "  --swiglu-clamp C   --gguf-arch maple: maple.swiglu_clamp_exp (silu(min(gate, C)) * clamp(up, -C, C);\n"
           "                     default 0: no key)\n"
           "  --swa-pattern P    --gguf-arch maple: one 0 or 1 per layer, 1 windowed (default 1010...)\n"
@@ -1533,7 +1548,13 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_SWA: o->sliding_window = parse_long("--sliding-window", optarg, 0, 1L << 24); break;
         case O_EXPERTS: o->experts = parse_long("--experts", optarg, 1, 4096); break;
         case O_EXPERTS_USED: o->experts_used = parse_long("--experts-used", optarg, 1, 4096); break;
-        case O_EXPERT_FF: o->expert_ff = parse_long("--expert-ff", optarg, 1, 65535); break;
+        case O_EXPERT_FF: { /* N, or one per layer: N,M,... */
+            char first[32];
+            snprintf(first, sizeof first, "%.*s", (int)strcspn(optarg, ","), optarg);
+            o->expert_ff_list = strchr(optarg, ',') ? optarg : NULL;
+            o->expert_ff = parse_long("--expert-ff", first, 1, 65535);
+            break;
+        }
         case O_SWIGLU_CLAMP:
         case O_SWA_PATTERN: parse_gguf_option(o, c, optarg); break;
         case O_CHAT_TEMPLATE: o->chat_template = read_text_file(optarg, "--chat-template"); break;
@@ -1588,9 +1609,16 @@ static void finish_maple(opts_t *o) {
     if (!o->expert_ff) o->expert_ff = o->intermediate;
     if (o->experts_used > o->experts) die("--experts-used %ld is more than --experts %ld", o->experts_used, o->experts);
     const long block = gguf_block(o);
-    if ((block && o->expert_ff % block) || o->expert_ff % 4)
-        die("--expert-ff %ld must be a multiple of %ld (a block of the format) and of 4", o->expert_ff,
-            block > 4 ? block : 4);
+    long n = 1;
+    for (const char *p = o->expert_ff_list; p && (p = strchr(p, ',')); p++) n++;
+    if (o->expert_ff_list && n != o->layers)
+        die("--expert-ff '%s' has %ld values, the model %ld layers", o->expert_ff_list, n, o->layers);
+    for (long l = 0; l < o->layers; l++) {
+        const long ff = layer_ff(o, l);
+        if (ff < 4 || ff > 65535 || (block && ff % block) || ff % 4)
+            die("--expert-ff %ld must be in [4, 65535], a multiple of %ld (a block of the format) and of 4", ff,
+                block > 4 ? block : 4);
+    }
     if (o->swa_pattern && (long)strlen(o->swa_pattern) != o->layers)
         die("--swa-pattern '%s' has %zu layers, the model %ld", o->swa_pattern, strlen(o->swa_pattern), o->layers);
     if (o->sliding_window < 1) die("--gguf-arch maple needs a sliding window of 1 position or more");

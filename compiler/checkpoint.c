@@ -59,6 +59,23 @@ static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t 
 static void free_model(void *m) { model_free(m); }
 static void delete_json(void *j) { cJSON_Delete(j); }
 
+/* Whether `rest` (after "model.layers.N.") is the router or one of an expert's matrices. */
+static bool expert_tensor(const model *m, const char *rest) {
+    if (!strcmp(rest, "mlp.gate.weight")) return true;
+    int e, used = 0;
+    if (sscanf(rest, "mlp.experts.%d.%n", &e, &used) != 1 || !used || e < 0 || e >= m->num_experts) return false;
+    for (int p = PROJ_GATE; p <= PROJ_DOWN; p++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s.weight", proj_names[p] + 4); /* without "mlp." */
+        if (!strcmp(rest + used, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight_scale", proj_names[p] + 4);
+        if (!strcmp(rest + used, buf)) return true;
+        snprintf(buf, sizeof buf, "%s.weight_group_scale", proj_names[p] + 4);
+        if (!strcmp(rest + used, buf)) return true;
+    }
+    return false;
+}
+
 /* Whether the compiler reads tensor `name` of this model (or may skip it knowingly). */
 static bool tensor_expected(const model *m, const char *name) {
     if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return true;
@@ -90,6 +107,7 @@ static bool tensor_expected(const model *m, const char *name) {
         snprintf(buf, sizeof buf, "%s.norm.weight", proj_names[p]);
         if (m->proj_norms && !strcmp(rest, buf)) return true;
     }
+    if (m->num_experts && expert_tensor(m, rest)) return true;
     if (m->qk_norm && (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")))
         return true;
     if (m->post_norms && (!strcmp(rest, "self_attn.post_norm.weight") || !strcmp(rest, "mlp.post_norm.weight")))
@@ -318,13 +336,18 @@ model *model_load(const char *path) {
             model_require(m, n, 1, m->hidden, 0);
         }
     }
+    for (int l = 0; l < m->num_layers && m->num_experts; l++) {
+        char n[192];
+        snprintf(n, sizeof n, "model.layers.%d.mlp.gate.weight", l);
+        model_require(m, n, 2, m->num_experts, m->hidden);
+    }
     /* and every matrix: present, its dtype and shape, a packed one's scale (the codes themselves
      * are read when the matrix is compiled) */
     for (int l = 0; l < m->num_layers; l++)
-        for (int p = 0; p < NUM_PROJ; p++) {
+        for (int j = 0; j < model_layer_matrices(m); j++) {
             int32_t rows, cols;
-            model_matrix_dims(m, p, &rows, &cols);
-            char *name = model_tensor_name(m, l, p);
+            int p;
+            char *name = model_layer_matrix(m, l, j, &rows, &cols, &p);
             arena_own(ar, free, name);
             matrix_tensor(m, name, rows, cols);
         }
@@ -342,12 +365,29 @@ void model_free(model *m) {
     free(m->tokenizer);
     free(m->chat_template);
     free(m->layer_window);
+    free(m->expert_ff);
+    free(m->swiglu_clamp);
     free(m);
 }
 
 char *model_tensor_name(const model *m, int layer, int proj) {
     (void)m;
     return xasprintf("model.layers.%d.%s.weight", layer, proj_names[proj]);
+}
+
+int model_layer_matrices(const model *m) { return m->num_experts ? 4 + 3 * m->num_experts : NUM_PROJ; }
+
+char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj) {
+    if (!m->num_experts || j < PROJ_GATE) {
+        *proj = j;
+        model_matrix_dims(m, j, rows, cols);
+        return model_tensor_name(m, l, j);
+    }
+    const int e = (j - PROJ_GATE) / 3, p = PROJ_GATE + (j - PROJ_GATE) % 3;
+    const int32_t ff = m->expert_ff[l];
+    *proj = p;
+    *rows = p == PROJ_DOWN ? m->hidden : ff, *cols = p == PROJ_DOWN ? ff : m->hidden;
+    return xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", l, e, proj_names[p] + 4);
 }
 
 static bool is_float(enum st_dtype t) { return t == ST_F32 || t == ST_F16 || t == ST_BF16; }
@@ -548,10 +588,10 @@ static int32_t tensor_group_cols(const model *m, const char *name, int32_t rows,
  * (the rest are held to it as they are compiled). */
 static void find_group_cols(model *m) {
     m->group_cols = 128;
-    for (int p = 0; p < NUM_PROJ; p++) {
+    for (int j = 0; j < model_layer_matrices(m); j++) {
         int32_t rows, cols, g;
-        model_matrix_dims(m, p, &rows, &cols);
-        char *name = model_tensor_name(m, 0, p);
+        int p;
+        char *name = model_layer_matrix(m, 0, j, &rows, &cols, &p);
         g = tensor_group_cols(m, name, rows, cols);
         free(name);
         if (g < m->group_cols) m->group_cols = g;
@@ -641,6 +681,17 @@ void ternary_matrix_expand(ternary_matrix *t, int32_t act_block) {
     t->binary = false; /* a unit's rows are zero outside its columns */
 }
 
+/* A mixture of experts' line of --print=model: experts, their rows and clamp per layer. */
+static void print_experts(const model *m, FILE *out) {
+    if (!m->num_experts) return;
+    fprintf(out, "  experts=%d used=%d gating=softmax norm_weights=yes rope_global=%s expert_ff=", m->num_experts,
+            m->experts_used, m->nope_global ? "none" : "yes");
+    for (int32_t l = 0; l < m->num_layers; l++) fprintf(out, "%s%d", l ? "," : "", m->expert_ff[l]);
+    fputs(" swiglu_clamp=", out);
+    for (int32_t l = 0; l < m->num_layers; l++) fprintf(out, "%s%g", l ? "," : "", (double)m->swiglu_clamp[l]);
+    fputc('\n', out);
+}
+
 void model_print(const model *m, FILE *out) {
     fprintf(out, "model %s format=%s\n", m->architecture, m->format_name);
     fprintf(out, "  hidden=%d intermediate=%d layers=%d heads=%d kv_heads=%d head_dim=%d vocab=%d max_pos=%d\n",
@@ -657,6 +708,7 @@ void model_print(const model *m, FILE *out) {
             m->pooling == RSR_POOLING_MEAN  ? "mean"
             : m->pooling == RSR_POOLING_CLS ? "first"
                                             : "last");
+    print_experts(m, out);
     if (!m->post_norms && !m->layer_window && !m->embed_scale && !m->attn_scale) return;
     fprintf(out,
             "  post_norms=%s embed_scale=%g attn_scale=%g rope_theta_swa=%g windows=", m->post_norms ? "yes" : "no",

@@ -737,7 +737,10 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         emit_c_offset(out, L->attn_post_norm);
         fputs(", ", out);
         emit_c_offset(out, L->ffn_post_norm);
-        fprintf(out, ", %d, %a},\n", L->sliding_window, L->rope_theta);
+        fprintf(out, ", %d, %a, %d, %d, %d, %d, %d, %d, %a, ", L->sliding_window, L->rope_theta, L->no_rope,
+                L->num_experts, L->experts_used, L->expert_first, L->expert_ff, L->gating, (double)L->swiglu_clamp);
+        emit_c_offset(out, L->router);
+        fputs("},\n", out);
     }
     fputs("};\n\n", out);
     fputs("static const rsr_artifact artifact = {\n", out);

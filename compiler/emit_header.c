@@ -94,7 +94,8 @@ void emit_header(FILE *out, const model *m, const target *t, const char *name, c
     fprintf(out, "#define %s_MAX_POSITIONS %d\n", P, m->max_positions);
     fprintf(out, "#define %s_BOS_TOKEN_ID %d /* -1: none */\n", P, m->bos);
     fprintf(out, "#define %s_EOS_TOKEN_ID %d /* -1: none */\n", P, m->eos);
-    fprintf(out, "#define %s_NUM_MATRICES %d /* ternary matrices, 7 per layer */\n\n", P, m->num_layers * NUM_PROJ);
+    fprintf(out, "#define %s_NUM_MATRICES %d /* ternary matrices: 7 per layer, or 4 + 3 per expert */\n\n", P,
+            m->num_layers * model_layer_matrices(m));
 
     fputs("/* how it was compiled */\n", out);
     fprintf(out, "#define %s_TARGET ", P);

@@ -27,7 +27,7 @@
 
 /* When a layer tensor's name is read, and as what: the architectures' own norms name the tensor
  * they hold through the model (sub-norms), the others only when the model has them. */
-enum name_need { N_ALWAYS, N_SUB_ATTN, N_SUB_FFN, N_QK, N_PROJ, N_PROJ_ATTN, N_PROJ_FFN, N_POST };
+enum name_need { N_ALWAYS, N_DENSE, N_MOE, N_SUB_ATTN, N_SUB_FFN, N_QK, N_PROJ, N_PROJ_ATTN, N_PROJ_FFN, N_POST };
 static const struct {
     const char *gguf, *hf;
     uint8_t need;
@@ -39,9 +39,10 @@ static const struct {
     {"attn_k", "self_attn.k_proj", N_ALWAYS, PROJ_K},
     {"attn_v", "self_attn.v_proj", N_ALWAYS, PROJ_V},
     {"attn_output", "self_attn.o_proj", N_ALWAYS, PROJ_O},
-    {"ffn_gate", "mlp.gate_proj", N_ALWAYS, PROJ_GATE},
-    {"ffn_up", "mlp.up_proj", N_ALWAYS, PROJ_UP},
-    {"ffn_down", "mlp.down_proj", N_ALWAYS, PROJ_DOWN},
+    {"ffn_gate", "mlp.gate_proj", N_DENSE, PROJ_GATE},
+    {"ffn_up", "mlp.up_proj", N_DENSE, PROJ_UP},
+    {"ffn_down", "mlp.down_proj", N_DENSE, PROJ_DOWN},
+    {"ffn_gate_inp", "mlp.gate", N_MOE, -1}, /* a mixture of experts' router (the experts: add_experts) */
     {"attn_sub_norm", NULL, N_SUB_ATTN, -1}, /* per architecture */
     {"ffn_sub_norm", NULL, N_SUB_FFN, -1},
     {"attn_q_norm", "self_attn.q_norm", N_QK, -1},
@@ -61,6 +62,8 @@ static const struct {
 static const char *layer_hf(const model *m, size_t i) {
     const char *hf = layer_names[i].hf;
     switch (layer_names[i].need) {
+    case N_DENSE: return m->num_experts ? NULL : hf;
+    case N_MOE: return m->num_experts ? hf : NULL;
     case N_SUB_ATTN: return m->sub_norms ? m->attn_sub_norm : NULL;
     case N_SUB_FFN: return m->sub_norms ? m->ffn_sub_norm : NULL;
     case N_QK: return m->qk_norm ? hf : NULL;
@@ -242,10 +245,15 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
         decode_grouped(g, t, codes, gsrc);
     }
     float beta = grouped ? 1.0f : decode_ternary(g, t, codes);
-    /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight */
-    char *sname = xasprintf("%.*s.scale", (int)(strlen(t->name) - strlen(".weight")), t->name);
-    const gguf_tensor *st = gguf_find(g, sname);
-    free(sname);
+    /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight (not
+     * for an expert's slice, named "blk.N.ffn_up_exps.weight[expert E]": add_experts refuses those) */
+    const size_t tn = strlen(t->name);
+    const gguf_tensor *st = NULL;
+    if (tn > 7 && !strcmp(t->name + tn - 7, ".weight")) {
+        char *sname = xasprintf("%.*s.scale", (int)(tn - 7), t->name);
+        st = gguf_find(g, sname);
+        free(sname);
+    }
     if (st) {
         if (st->type != GGML_F32 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
             fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
@@ -378,6 +386,90 @@ static void configure_gemma3(model *m, const gguf_file *g, const char *arch) {
         m->layer_window[l] = gemma3_windowed(g, arch, l, m->num_layers) ? (int32_t)w->i : 0;
 }
 
+/* ARCH.KEY for layer l: one integer (or number, real) for every layer, or an array of one per
+ * layer (llama.cpp's get_key_or_arr); fallback when absent (NAN: required). Checked in [lo, hi]. */
+static double meta_layer(const gguf_file *g, const char *arch, const char *key, int32_t l, int32_t layers,
+                         double fallback, double lo, double hi, bool real) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    const gguf_value *v = gguf_get(g, k);
+    if (!v && isnan(fallback)) fatal("%s: metadata '%s' is missing", g->path, k);
+    if (!v) return fallback;
+    double x;
+    if (v->type == GGUF_ARR) {
+        if (v->n != (uint64_t)layers ||
+            !(v->atype == GGUF_U32 || v->atype == GGUF_I32 || (real && v->atype == GGUF_F32)))
+            fatal("%s: metadata '%s' is an array of %" PRIu64 " elements of type %u; rsrc reads one %s per layer (%d)",
+                  g->path, k, v->n, v->atype, real ? "f32, u32 or i32" : "u32 or i32", layers);
+        x = v->atype == GGUF_F32   ? (double)gguf_array_f32(g, v, (uint64_t)l)
+            : v->atype == GGUF_U32 ? (double)(uint32_t)gguf_array_i32(g, v, (uint64_t)l)
+                                   : (double)gguf_array_i32(g, v, (uint64_t)l);
+    } else if (integer_type(v->type) || (real && (v->type == GGUF_F32 || v->type == GGUF_F64))) {
+        x = v->f;
+    } else {
+        fatal("%s: metadata '%s' is not %s", g->path, k, real ? "a number" : "an integer");
+    }
+    if (!(x >= lo && x <= hi)) fatal("%s: metadata '%s' (layer %d) is %g, outside [%g, %g]", g->path, k, l, x, lo, hi);
+    return x;
+}
+
+/* Whether layer l of a maple file is windowed: ARCH.attention.sliding_window_pattern, which maple
+ * requires as one bool (or integer) per layer. */
+static bool maple_windowed(const gguf_file *g, const char *arch, int32_t l, int32_t layers) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.attention.sliding_window_pattern", arch);
+    const gguf_value *v = gguf_get(g, k);
+    if (!v) fatal("%s: metadata '%s' is missing (maple names its windowed layers)", g->path, k);
+    if (v->type != GGUF_ARR || v->n != (uint64_t)layers ||
+        !(v->atype == GGUF_BOOL || v->atype == GGUF_U8 || v->atype == GGUF_I32 || v->atype == GGUF_U32))
+        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, layers);
+    if (v->atype == GGUF_I32 || v->atype == GGUF_U32) return gguf_array_i32(g, v, (uint64_t)l) != 0;
+    return g->map[v->first + (uint64_t)l] != 0;
+}
+
+/* Maple (llama.cpp's graph, docs/moe.md): ARCH.expert_count experts, expert_used_count of them per
+ * token, expert_feed_forward_length and swiglu_clamp_exp for every layer or per layer; softmax
+ * gating with the chosen weights renormalised (llama.cpp fixes both for maple and reads no key for
+ * them); no shared experts (refused when expert_shared_count says so); ARCH.attention.sliding_window
+ * positions on the layers sliding_window_pattern names, RoPE only there, with base
+ * rope.freq_base_swa (rope.freq_base when absent); the other layers take no positional rotation. */
+static void configure_maple(model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    const int32_t L = m->num_layers;
+    m->num_experts = (int32_t)meta_uint(g, arch, "expert_count", UINT64_MAX, 4096);
+    m->experts_used = (int32_t)meta_uint(g, arch, "expert_used_count", UINT64_MAX, (uint64_t)m->num_experts);
+    snprintf(k, sizeof k, "%s.expert_shared_count", arch);
+    const gguf_value *sh = gguf_get(g, k);
+    if (sh && (!integer_type(sh->type) || sh->i != 0))
+        fatal("%s: metadata '%s' is %" PRId64 ": maple has no shared experts (llama.cpp's graph reads none)", g->path,
+              k, sh->i);
+    m->expert_ff = xcalloc((size_t)L, sizeof *m->expert_ff);
+    m->swiglu_clamp = xcalloc((size_t)L, sizeof *m->swiglu_clamp);
+    m->intermediate = 0;
+    for (int32_t l = 0; l < L; l++) {
+        m->expert_ff[l] = (int32_t)meta_layer(g, arch, "expert_feed_forward_length", l, L, NAN, 1, 65535, false);
+        double c = meta_layer(g, arch, "swiglu_clamp_exp", l, L, 0, 0, 1e30, true);
+        m->swiglu_clamp[l] = c > 1e-6 ? (float)c : 0.0f; /* llama.cpp clamps above 1e-6 only */
+        if (m->expert_ff[l] > m->intermediate) m->intermediate = m->expert_ff[l];
+    }
+    static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
+        double f = meta_float(g, k, 0, -1e30, 1e30);
+        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+    }
+    snprintf(k, sizeof k, "%s.rope.freq_base_swa", arch);
+    m->rope_theta_swa = meta_float(g, k, m->rope_theta, 1.0, 1e12);
+    snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
+    const gguf_value *w = gguf_get(g, k);
+    if (!w || !integer_type(w->type) || w->i < 1 || w->i > (1 << 24))
+        fatal("%s: metadata '%s' is %s; maple needs a window of [1, %d] positions", g->path, k,
+              w ? "out of range or not an integer" : "missing", 1 << 24);
+    m->layer_window = xcalloc((size_t)L, sizeof *m->layer_window);
+    for (int32_t l = 0; l < L; l++) m->layer_window[l] = maple_windowed(g, arch, l, L) ? (int32_t)w->i : 0;
+    m->nope_global = true;
+}
+
 static void configure(model *m, const gguf_file *g, const char *arch) {
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
@@ -406,13 +498,18 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
             m->proj_norms = true, m->act_block = 0;
             m->sub_norms = true, m->attn_sub_norm = "self_attn.o_proj.norm", m->ffn_sub_norm = "mlp.down_proj.norm";
         }
+    } else if (!strcmp(arch, "maple")) { /* qwen3's attention, experts in place of the FFN: configure_maple */
+        m->architecture = xstrdup("MapleForCausalLM");
+        m->activation = RSR_ACT_SILU;
+        m->qk_norm = true, m->act_block = 32;
+        m->num_experts = 1; /* for now: the FFN's length is optional */
     } else {
-        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3)", g->path,
-              arch);
+        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple)",
+              g->path, arch);
     }
     m->wformat = WF_PACKED;
     m->hidden = (int32_t)meta_uint(g, arch, "embedding_length", UINT64_MAX, 65535);
-    m->intermediate = (int32_t)meta_uint(g, arch, "feed_forward_length", UINT64_MAX, 65535);
+    m->intermediate = (int32_t)meta_uint(g, arch, "feed_forward_length", m->num_experts ? 1 : UINT64_MAX, 65535);
     m->num_layers = (int32_t)meta_uint(g, arch, "block_count", UINT64_MAX, 4096);
     m->num_heads = (int32_t)meta_uint(g, arch, "attention.head_count", UINT64_MAX, 4096);
     m->num_kv_heads = (int32_t)meta_uint(g, arch, "attention.head_count_kv", (uint64_t)m->num_heads, 4096);
@@ -454,9 +551,49 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->eos = meta_token(g, "tokenizer.ggml.eos_token_id", m->vocab);
     m->tied = !gguf_find(g, "output.weight");
     if (m->post_norms) configure_gemma3(m, g, arch);
+    if (m->num_experts) configure_maple(m, g, arch);
 }
 
 static void close_file(void *g) { gguf_close(g); }
+
+/* Which of an expert's matrices "blk.N.ffn_{gate,up,down}_exps.weight" (or .scale) names:
+ * PROJ_GATE, PROJ_UP, PROJ_DOWN; -1 for any other name. */
+static int expert_of(const char *name) {
+    static const char *const kinds[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    int layer, used = 0;
+    if (sscanf(name, "blk.%d.%n", &layer, &used) != 1 || !used) return -1;
+    for (int p = 0; p < 3; p++) {
+        size_t n = strlen(kinds[p]);
+        if (!strncmp(name + used, kinds[p], n) &&
+            (!strcmp(name + used + n, ".weight") || !strcmp(name + used + n, ".scale")))
+            return PROJ_GATE + p;
+    }
+    return -1;
+}
+
+/* A stacked expert tensor [cols, rows, num_experts] (ggml's order: expert e's rows follow
+ * expert e-1's, rows e·rows ... of the tensor seen as a matrix) as num_experts ternary matrices
+ * model.layers.N.mlp.experts.E.{gate,up,down}_proj, each with its own scale. */
+static void add_experts(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t) {
+    int layer = -1;
+    sscanf(t->name, "blk.%d.", &layer);
+    const int p = expert_of(t->name);
+    if (strcmp(t->name + strlen(t->name) - 7, ".weight"))
+        fatal("%s: tensor '%s': per-tensor scales of stacked expert matrices are not supported", g->path, t->name);
+    if (layer < 0 || layer >= m->num_layers) fatal("%s: tensor '%s' names a layer the model has not", g->path, t->name);
+    if (t->ndim != 3 || t->ne[2] != (uint64_t)m->num_experts)
+        fatal("%s: tensor '%s': %u dimensions [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "], expected 3 with %d experts",
+              g->path, t->name, t->ndim, t->ne[0], t->ne[1], t->ne[2], m->num_experts);
+    const uint64_t per = t->nbytes / t->ne[2];
+    for (int32_t e = 0; e < m->num_experts; e++) {
+        gguf_tensor sl = *t;
+        sl.ndim = 2, sl.ne[2] = 1, sl.nbytes = per, sl.data = t->data + (uint64_t)e * per;
+        sl.name = xasprintf("%s[expert %d]", t->name, e);
+        char *name = xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", layer, e, proj_names[p] + 4);
+        add_ternary(a, m, g, &sl, name, p);
+        free(sl.name);
+    }
+}
 
 /* ---- the tokenizer: tokenizer.ggml.* as the tokenizer.json or tokenizer.model the runtime reads ---- */
 
@@ -649,6 +786,11 @@ void gguf_model_load(model *m, const char *path) {
         const gguf_tensor *t = &g->tensors[i];
         size_t n = strlen(t->name);
         int proj;
+        if (m->num_experts && expert_of(t->name) >= 0) {
+            add_experts(a, m, g, t);
+            ternary_type = t->type;
+            continue;
+        }
         if (n > 6 && !strcmp(t->name + n - 6, ".scale")) { /* a projection's: read with it */
             char *w = xasprintf("%.*s.weight", (int)(n - 6), t->name), *hn = hf_name(m, w, &proj);
             free(w), free(hn);

@@ -591,12 +591,14 @@ static void load_inputs(build *b) {
         limit_memory(o->max_memory);
     }
     if (o->print_model) model_print(m, stdout);
-    if ((t->kind == TK_CUDA || t->gpu) && (m->qk_norm || m->proj_norms || m->act_block || m->post_norms))
+    if ((t->kind == TK_CUDA || t->gpu) &&
+        (m->qk_norm || m->proj_norms || m->act_block || m->post_norms || m->num_experts))
         fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
               m->architecture,
-              m->proj_norms ? "a norm before each projection"
-              : m->qk_norm  ? "q/k head norms"
-                            : "activations per block");
+              m->num_experts  ? "a mixture of experts"
+              : m->proj_norms ? "a norm before each projection"
+              : m->qk_norm    ? "q/k head norms"
+                              : "activations per block");
     note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
 }
 
@@ -703,32 +705,48 @@ static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_ou
     L->ffn_post_norm = m->post_norms ? blob_norm(&b->blob, m, l, "mlp.post_norm", m->hidden) : RSR_NO_TENSOR;
     L->sliding_window = m->layer_window ? m->layer_window[l] : 0;
     L->rope_theta = L->sliding_window ? m->rope_theta_swa : 0; /* 0: the model's */
+    L->no_rope = m->nope_global && !L->sliding_window;
+    L->gate = L->up = L->down = -1, L->router = RSR_NO_TENSOR;
+    if (!m->num_experts) return;
+    char *rn = xasprintf("model.layers.%d.mlp.gate.weight", l);
+    L->router = blob_write_f32_of(&b->blob, model_require(m, rn, 2, m->num_experts, m->hidden));
+    free(rn);
+    L->num_experts = m->num_experts, L->experts_used = m->experts_used, L->expert_ff = m->expert_ff[l];
+    L->gating = RSR_GATING_SOFTMAX, L->swiglu_clamp = m->swiglu_clamp[l];
 }
+
+/* The matrices of all layers (model_layer_matrices each). */
+static int32_t total_matrices(const model *m) { return m->num_layers * model_layer_matrices(m); }
 
 static void compile_matrices(build *b) {
     const options *o = b->o;
     const model *m = b->m;
-    int32_t total = m->num_layers * NUM_PROJ, out_dim[NUM_PROJ], in_dim[NUM_PROJ];
+    const int per_layer = model_layer_matrices(m);
+    int32_t total = total_matrices(m), out_dim, in_dim, q_out = m->num_heads * m->head_dim;
     b->mats = xcalloc((size_t)total, sizeof *b->mats);
     b->layers = xcalloc((size_t)m->num_layers, sizeof *b->layers);
     uint64_t all_weights = 0;
-    for (int pj = 0; pj < NUM_PROJ; pj++) {
-        model_matrix_dims(m, pj, &out_dim[pj], &in_dim[pj]);
-        all_weights += (uint64_t)out_dim[pj] * (uint64_t)in_dim[pj] * (uint64_t)m->num_layers;
-    }
+    for (int32_t l = 0; l < m->num_layers; l++)
+        for (int j = 0; j < per_layer; j++) {
+            int pj;
+            free(model_layer_matrix(m, l, j, &out_dim, &in_dim, &pj));
+            all_weights += (uint64_t)out_dim * (uint64_t)in_dim;
+        }
     if (o->stats) print_stats_header();
     progress_begin(o->progress, m->num_layers, all_weights);
     for (int32_t l = 0; l < m->num_layers; l++) {
         rsr_artifact_layer *L = &b->layers[l];
-        layer_norms(b, l, L, out_dim[PROJ_Q]);
+        layer_norms(b, l, L, q_out);
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-        for (int pj = 0; pj < NUM_PROJ; pj++) {
-            int32_t idx = l * NUM_PROJ + pj;
-            char *name = model_tensor_name(m, l, pj);
+        L->expert_first = m->num_experts ? l * per_layer + PROJ_GATE : -1;
+        for (int j = 0; j < per_layer; j++) {
+            int32_t idx = l * per_layer + j;
+            int pj;
+            char *name = model_layer_matrix(m, l, j, &out_dim, &in_dim, &pj);
             progress_update(l, b->weights, name);
             stage_enter(STAGE_LOAD);
             ternary_matrix tm = {0};
-            model_load_matrix(m, name, out_dim[pj], in_dim[pj], &tm);
+            model_load_matrix(m, name, out_dim, in_dim, &tm);
             ternary_matrix_expand(&tm, m->act_block);
             matrix_request rq = {.strategy = o->strategy,
                                  .k = o->rsr_k,
@@ -760,7 +778,7 @@ static void compile_matrices(build *b) {
                                  tm.scale_cols,
                                  RSR_NO_TENSOR};
             if (tm.unit_cols) r->group_scale = write_group_scales(&b->blob, &tm);
-            *slot[pj] = idx;
+            if (!m->num_experts || j < PROJ_GATE) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
             progress_expect_backend(backend_seconds(b, NULL) * (double)all_weights / (double)b->weights);
@@ -786,7 +804,7 @@ static void finish_kernels(build *b) {
     const options *o = b->o;
     artifact_desc *d = &b->d;
     stage_enter(STAGE_EMIT);
-    d->num_matrices = b->m->num_layers * NUM_PROJ;
+    d->num_matrices = total_matrices(b->m);
     d->mats = b->mats;
     d->layers = b->layers;
     if (b->gpu) {
@@ -853,7 +871,7 @@ static void write_output(build *b) {
 
 static void build_free(build *b) {
     gpu_end(b->gpu);
-    for (int32_t i = 0; b->mats && i < b->m->num_layers * NUM_PROJ; i++)
+    for (int32_t i = 0; b->mats && i < total_matrices(b->m); i++)
         free(b->mats[i].name), free(b->mats[i].symbol), free(b->mats[i].batch_symbol);
     free(b->mats);
     free(b->layers);

@@ -135,6 +135,16 @@ typedef struct model {
     float embed_scale, attn_scale;
     int32_t *layer_window;
     double rope_theta_swa;
+    /* A mixture of experts in place of every layer's FFN (maple; rsr_artifact_layer's fields):
+     * num_experts > 0 experts, experts_used of them per token, expert_ff[l] rows of layer l's
+     * gate and up (intermediate is the widest), swiglu_clamp[l] (0: none); the router
+     * model.layers.N.mlp.gate.weight [num_experts][hidden] and the experts'
+     * model.layers.N.mlp.experts.E.{gate,up,down}_proj.weight. nope_global: the layers without a
+     * window take no RoPE. */
+    int32_t num_experts, experts_used;
+    int32_t *expert_ff;
+    float *swiglu_clamp;
+    bool nope_global;
     int32_t pooling;    /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
     int32_t group_cols; /* WF_GROUPED: the columns of a group (128, 64 or 32), one for the whole model */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
@@ -182,6 +192,12 @@ void ternary_matrix_expand(ternary_matrix *t, int32_t act_block);
 /* The seven linear layers of a block, in the order they are compiled. */
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, NUM_PROJ };
 extern const char *const proj_names[NUM_PROJ];
+/* The ternary matrices of one layer: the seven, or with experts q, k, v, o then each expert's
+ * gate, up and down (4 + 3 · num_experts). */
+int model_layer_matrices(const model *m);
+/* Matrix j of layer l in that order: its tensor name (the caller frees it), shape and which
+ * projection it is (PROJ_GATE ... for an expert's). */
+char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj);
 
 /* ---- gguf.c: llama.cpp's GGUF container, checked against the file; gguf_model.c: a GGUF model
  * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */

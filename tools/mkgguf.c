@@ -25,7 +25,7 @@ typedef struct kv {
     char *s;
     uint32_t u;
     float f;
-    uint32_t atype; /* an array's: 8 or 5 */
+    uint32_t atype; /* an array's: 8, 5 or 7 (bools, one byte each) */
     char **strs;
     int32_t *ints;
     uint64_t n;
@@ -33,7 +33,7 @@ typedef struct kv {
 typedef struct tensor {
     char *name;
     uint32_t type;
-    uint64_t ne0, ne1, nbytes, offset;
+    uint64_t ne0, ne1, ne2, nbytes, offset;
     uint8_t *data;
 } tensor;
 struct mkg_file {
@@ -84,11 +84,21 @@ void mkg_meta_i32s(mkg_file *f, const char *key, const int32_t *values, uint64_t
     k->atype = 5, k->n = n, k->ints = grow(NULL, sizeof *k->ints * (n ? n : 1));
     memcpy(k->ints, values, sizeof *k->ints * n);
 }
+void mkg_meta_bools(mkg_file *f, const char *key, const int32_t *values, uint64_t n) {
+    mkg_meta_i32s(f, key, values, n);
+    f->kv[f->nkv - 1].atype = 7;
+}
 
 void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,
                 uint64_t nbytes) {
     f->t = grow(f->t, sizeof *f->t * (f->nt + 1));
-    f->t[f->nt++] = (tensor){dup(name), type, ne0, ne1, nbytes, 0, data};
+    f->t[f->nt++] = (tensor){dup(name), type, ne0, ne1, 1, nbytes, 0, data};
+}
+
+void mkg_tensor3(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint64_t ne2, uint8_t *data,
+                 uint64_t nbytes) {
+    mkg_tensor(f, name, type, ne0, ne1, data, nbytes);
+    f->t[f->nt - 1].ne2 = ne2;
 }
 
 uint8_t *mkg_encode_ternary(uint32_t type, const uint8_t *codes, uint64_t rows, uint64_t cols, float beta,
@@ -213,7 +223,9 @@ int mkg_write(const mkg_file *f, FILE *o) {
         if (k->type == 9) {
             err |= put_u32(o, k->atype) | put_u64(o, k->n);
             for (uint64_t j = 0; j < k->n; j++)
-                err |= k->atype == 8 ? put_str(o, k->strs[j]) : put_u32(o, (uint32_t)k->ints[j]);
+                err |= k->atype == 8   ? put_str(o, k->strs[j])
+                       : k->atype == 7 ? put(o, &(uint8_t){(uint8_t)(k->ints[j] != 0)}, 1)
+                                       : put_u32(o, (uint32_t)k->ints[j]);
         }
     }
     uint64_t off = 0;
@@ -221,8 +233,10 @@ int mkg_write(const mkg_file *f, FILE *o) {
         tensor *t = &f->t[i];
         t->offset = off;
         off = (off + t->nbytes + 31) / 32 * 32;
-        err |= put_str(o, t->name) | put_u32(o, t->ne1 > 1 ? 2 : 1) | put_u64(o, t->ne0);
-        if (t->ne1 > 1) err |= put_u64(o, t->ne1);
+        const uint32_t ndim = t->ne2 > 1 ? 3 : t->ne1 > 1 ? 2 : 1;
+        err |= put_str(o, t->name) | put_u32(o, ndim) | put_u64(o, t->ne0);
+        if (ndim > 1) err |= put_u64(o, t->ne1);
+        if (ndim > 2) err |= put_u64(o, t->ne2);
         err |= put_u32(o, t->type) | put_u64(o, t->offset);
     }
     static const uint8_t zeros[32];

@@ -28,10 +28,14 @@ void mkg_meta_f32(mkg_file *f, const char *key, float value);
 void mkg_meta_bool(mkg_file *f, const char *key, int value);
 void mkg_meta_strs(mkg_file *f, const char *key, const char *const *values, uint64_t n); /* an array of strings */
 void mkg_meta_i32s(mkg_file *f, const char *key, const int32_t *values, uint64_t n);     /* an array of i32 */
+void mkg_meta_bools(mkg_file *f, const char *key, const int32_t *values, uint64_t n);    /* of bools (non-zero) */
 /* A tensor of ne0 x ne1 elements (ne0 innermost; ne1 = 1: one dimension); data is taken over
  * (freed by mkg_free). */
 void mkg_tensor(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint8_t *data,
                 uint64_t nbytes);
+/* A tensor of ne0 x ne1 x ne2 elements (a stack of ne2 matrices, as mkg_tensor otherwise). */
+void mkg_tensor3(mkg_file *f, const char *name, uint32_t type, uint64_t ne0, uint64_t ne1, uint64_t ne2, uint8_t *data,
+                 uint64_t nbytes);
 /* A rows x cols ternary matrix of codes 0/1/2 (-1/0/+1, row-major) with scale beta (I2_S: as f32;
  * TQ: the f16 bits beta_f16), encoded as type (MKG_I2_S, MKG_TQ1_0 or MKG_TQ2_0); *nbytes
  * receives its size. */

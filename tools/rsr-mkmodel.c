@@ -236,7 +236,7 @@ typedef enum { DT_BF16, DT_F16, DT_U8 } dtype_t;
 static const char *const dtype_names[] = {"BF16", "F16", "U8"};
 static const int dtype_size[] = {2, 2, 1};
 
-typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED } kind_t;
+typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED, K_ROUTER } kind_t; /* K_ROUTER: as K_EMBED, F32 in GGUF */
 
 typedef struct {
     char name[128];
@@ -263,12 +263,17 @@ typedef struct {
     int qwen3;             /* a gguf-* format of architecture qwen3 or gemma3: q/k head norms, no sub-norms */
     int gemma3;            /* of architecture gemma3: post norms too, and sliding windows */
     long sliding_window;   /* --sliding-window: gemma3's window of its local layers (0: none) */
-    int untied;            /* --untied: qwen3's head is a tensor of its own (output.weight) */
-    int proj_norms;        /* --proj-norms: qwen3 with BitLinear's RMSNorm before each projection */
-    double plus2;          /* --plus2 / 100: gguf-q2's share of weights made +2 */
-    int gguf_embed;        /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
-    int tokenizer;         /* write tokenizer.json (when the vocabulary has room for one) */
-    char *chat_template;   /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
+    int maple;             /* of architecture maple: qwen3's attention, experts for the FFN, windows */
+    long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple) */
+    const char *expert_ff_list;            /* --expert-ff A,B,...: one per layer (expert_ff: the first) */
+    double swiglu_clamp;                   /* --swiglu-clamp (maple; 0: no key) */
+    const char *swa_pattern;               /* --swa-pattern: maple's windowed layers, "1" or "0" each */
+    int untied;                            /* --untied: qwen3's head is a tensor of its own (output.weight) */
+    int proj_norms;                        /* --proj-norms: qwen3 with BitLinear's RMSNorm before each projection */
+    double plus2;                          /* --plus2 / 100: gguf-q2's share of weights made +2 */
+    int gguf_embed;      /* --gguf-embed: the type of the embeddings and head (0: F16 or BF16, exact) */
+    int tokenizer;       /* write tokenizer.json (when the vocabulary has room for one) */
+    char *chat_template; /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
     long shards;
     const char *out_dir;
     char *poison;          /* --poison: the tensor given one non-finite value, or NULL */
@@ -328,6 +333,28 @@ static void proj_norm(tlist_t *l, const opts_t *o, const char *base, uint64_t co
     tadd(l, name, DT_BF16, K_NORM, 1, cols, 0);
 }
 
+/* maple's rows of layer L's experts: --expert-ff's L-th value, or its one value. */
+static long layer_ff(const opts_t *o, long L) {
+    const char *p = o->expert_ff_list;
+    for (long i = 0; p && i < L; i++) p = strchr(p, ',') + 1;
+    return p ? strtol(p, NULL, 10) : o->expert_ff;
+}
+
+/* maple's FFN of layer L: the router [experts][hidden], then every expert's gate, then every up,
+ * then every down (write_gguf stacks each run into one tensor of the experts). */
+static void expert_tensors(tlist_t *l, const opts_t *o, long L) {
+    const uint64_t H = (uint64_t)o->hidden, F = (uint64_t)layer_ff(o, L);
+    char name[160], base[128];
+    snprintf(name, sizeof name, "model.layers.%ld.mlp.gate.weight", L);
+    tadd(l, name, DT_BF16, K_ROUTER, 2, (uint64_t)o->experts, H);
+    static const char *const mlp[3] = {"gate", "up", "down"};
+    for (int p = 0; p < 3; p++)
+        for (long e = 0; e < o->experts; e++) {
+            snprintf(base, sizeof base, "model.layers.%ld.mlp.experts.%ld.%s_proj", L, e, mlp[p]);
+            add_matrix(l, o, base, p == 2 ? H : F, p == 2 ? F : H);
+        }
+}
+
 static void build_tensors(tlist_t *l, const opts_t *o) {
     const dtype_t hp = o->format == F_1BITLLM ? DT_F16 : DT_BF16; /* high-precision dtype */
     const uint64_t H = (uint64_t)o->hidden, I = (uint64_t)o->intermediate, V = (uint64_t)o->vocab;
@@ -360,6 +387,10 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         snprintf(name, sizeof name, "model.layers.%ld.post_attention_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
         static const char *const mlp[3] = {"gate", "up", "down"};
+        if (o->maple) {
+            expert_tensors(l, o, L);
+            continue;
+        }
         for (int p = 0; p < 3; p++) {
             snprintf(base, sizeof base, "model.layers.%ld.mlp.%s_proj", L, mlp[p]);
             add_matrix(l, o, base, p == 2 ? H : I, p == 2 ? I : H);
@@ -505,6 +536,7 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
         break;
     }
     case K_NORM:
+    case K_ROUTER:
     case K_EMBED: {
         const uint64_t n = t->shape[0] * t->shape[1];
         for (uint64_t k = 0; k < n; k++) {
@@ -641,6 +673,7 @@ static char *gguf_name(const char *hf) {
         {"mlp.down_proj.norm", "ffn_down_norm_in"},
         {"self_attn.post_norm", "post_attention_norm"},
         {"mlp.post_norm", "post_ffw_norm"},
+        {"mlp.gate", "ffn_gate_inp"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
@@ -726,8 +759,8 @@ static uint16_t *group_scales(uint8_t *codes, const tensor_t *t, const opts_t *o
 
 /* Ternary matrix t (bytes: its packed codes; beta: its scale, an f16 value unless llama-packed's
  * 1/scale) as GGUF tensor name of o->gguf_type, rows in gguf_row's order. */
-static void gguf_matrix(mkg_file *g, const char *name, const tensor_t *t, const opts_t *o, const uint8_t *bytes,
-                        float beta, int inverted) {
+static uint8_t *gguf_encode(const tensor_t *t, const opts_t *o, const uint8_t *bytes, float beta, int inverted,
+                            uint64_t *nbytes) {
     const uint64_t rows = t->out, cols = t->in, R = rows / 4;
     const int grouped = o->gguf_type == MKG_Q1_0 || o->gguf_type == MKG_Q2_0;
     const uint64_t qk = o->gguf_type == MKG_Q1_0 ? 128 : 64, G = grouped ? cols / qk : 0; /* blocks per row */
@@ -752,11 +785,68 @@ static void gguf_matrix(mkg_file *g, const char *name, const tensor_t *t, const 
         memcpy(out + gr * cols, codes + r * cols, cols);
         if (grouped) memcpy(gs + gr * G, scales + r * G, sizeof *gs * G);
     }
-    uint64_t nb;
-    uint8_t *enc = grouped ? mkg_encode_grouped((uint32_t)o->gguf_type, out, gs, rows * cols, &nb)
-                           : mkg_encode_ternary((uint32_t)o->gguf_type, out, rows, cols, beta, h, &nb);
+    uint8_t *enc = grouped ? mkg_encode_grouped((uint32_t)o->gguf_type, out, gs, rows * cols, nbytes)
+                           : mkg_encode_ternary((uint32_t)o->gguf_type, out, rows, cols, beta, h, nbytes);
     free(codes), free(out), free(scales), free(gs);
-    mkg_tensor(g, name, (uint32_t)o->gguf_type, cols, rows, enc, nb);
+    return enc;
+}
+
+static void gguf_matrix(mkg_file *g, const char *name, const tensor_t *t, const opts_t *o, const uint8_t *bytes,
+                        float beta, int inverted) {
+    uint64_t nb;
+    uint8_t *enc = gguf_encode(t, o, bytes, beta, inverted, &nb);
+    mkg_tensor(g, name, (uint32_t)o->gguf_type, t->in, t->out, enc, nb);
+}
+
+/* maple: the o->experts matrices (each with its scale after it) from l->t[i] on, one projection of
+ * one layer's experts, as one tensor [cols, rows, experts] blk.N.ffn_{gate,up,down}_exps.weight
+ * (expert e's blocks after expert e-1's); returns the index of the last one's scale. */
+static size_t gguf_experts(mkg_file *g, const tlist_t *l, const opts_t *o, size_t i) {
+    const tensor_t *t0 = &l->t[i];
+    int layer = 0;
+    char kind[8] = "";
+    if (sscanf(t0->name, "model.layers.%d.mlp.experts.0.%7[a-z]_proj", &layer, kind) != 2)
+        die("internal error: %s is not expert 0's", t0->name);
+    uint8_t *all = NULL;
+    uint64_t total = 0;
+    for (long e = 0; e < o->experts; e++, i += 2) {
+        const tensor_t *t = &l->t[i], *sc = &l->t[i + 1];
+        uint8_t *bytes = tensor_bytes(t, o), *sb = tensor_bytes(sc, o), *enc;
+        uint64_t nb;
+        enc = gguf_encode(t, o, bytes, bf16_at(sb), 0, &nb);
+        uint8_t *grown = realloc(all, total + nb);
+        if (!grown) die("out of memory");
+        all = grown;
+        memcpy(all + total, enc, nb);
+        total += nb;
+        free(bytes), free(sb), free(enc);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.ffn_%s_exps.weight", layer, kind);
+    mkg_tensor3(g, name, (uint32_t)o->gguf_type, t0->in, t0->out, (uint64_t)o->experts, all, total);
+    return i - 1;
+}
+
+/* maple's keys: the experts, their rows and clamp, the window and which layers have it, and the
+ * windowed layers' RoPE base (10000, the global layers having none). */
+static void maple_metadata(mkg_file *g, const opts_t *o) {
+    mkg_meta_u32(g, "maple.expert_count", (uint32_t)o->experts);
+    mkg_meta_u32(g, "maple.expert_used_count", (uint32_t)o->experts_used);
+    if (o->expert_ff_list) { /* one per layer, an i32 array */
+        int32_t *ff = xmalloc(sizeof *ff * (size_t)o->layers);
+        for (long l = 0; l < o->layers; l++) ff[l] = (int32_t)layer_ff(o, l);
+        mkg_meta_i32s(g, "maple.expert_feed_forward_length", ff, (uint64_t)o->layers);
+        free(ff);
+    } else {
+        mkg_meta_u32(g, "maple.expert_feed_forward_length", (uint32_t)o->expert_ff);
+    }
+    if (o->swiglu_clamp > 0) mkg_meta_f32(g, "maple.swiglu_clamp_exp", (float)o->swiglu_clamp);
+    mkg_meta_u32(g, "maple.attention.sliding_window", (uint32_t)o->sliding_window);
+    int32_t *swa = xmalloc(sizeof *swa * (size_t)o->layers);
+    for (long l = 0; l < o->layers; l++) swa[l] = o->swa_pattern ? o->swa_pattern[l] == '1' : l % 2 == 0;
+    mkg_meta_bools(g, "maple.attention.sliding_window_pattern", swa, (uint64_t)o->layers);
+    free(swa);
+    mkg_meta_f32(g, "maple.rope.freq_base_swa", 10000.0f);
 }
 
 /* The metadata of the architecture o->gguf_arch ("bitnet-b1.58", bitnet.cpp's BitNet b1.58 2B-4T,
@@ -780,6 +870,7 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     META_U32("vocab_size", o->vocab);
     if (o->qwen3) META_U32("attention.key_length", o->head_dim), META_U32("attention.value_length", o->head_dim);
     if (o->gemma3 && o->sliding_window) META_U32("attention.sliding_window", o->sliding_window);
+    if (o->maple) maple_metadata(g, o);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A), mkg_meta_f32(g, key, o->qwen3 ? 1e-6f : 1e-5f);
     snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, o->qwen3 ? 1e6f : 500000.0f);
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
@@ -798,9 +889,19 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
     for (size_t i = 0; i < l->n; i++) {
         const tensor_t *t = &l->t[i];
         if (t->kind == K_SCALE) continue; /* with its matrix, just before it */
+        if (o->maple && strstr(t->name, ".mlp.experts.")) {
+            i = gguf_experts(g, l, o, i);
+            continue;
+        }
         char *name = gguf_name(t->name);
         uint8_t *bytes = tensor_bytes(t, o);
-        if (t->kind == K_PACKED) {
+        if (t->kind == K_ROUTER) { /* F32, as llama.cpp's converters write a router */
+            const uint64_t n = t->shape[0] * t->shape[1];
+            float *f = xmalloc(4 * n);
+            for (uint64_t k = 0; k < n; k++) f[k] = bf16_at(bytes + 2 * k);
+            free(bytes);
+            mkg_tensor(g, name, MKG_F32, t->shape[1], t->shape[0], (uint8_t *)f, 4 * n);
+        } else if (t->kind == K_PACKED) {
             const tensor_t *sc = &l->t[i + 1];
             uint8_t *sb = tensor_bytes(sc, o);
             float beta = sc->inverted ? 1.0f / bf16_at(sb) : bf16_at(sb); /* as rsrc reads llama-packed */
@@ -1004,8 +1105,18 @@ static void usage(FILE *out) {
           "                     or gemma3 (qwen3's tensors and keys, an RMSNorm of the attention's and the FFN's\n"
           "                     output, gemma3.attention.sliding_window: llama.cpp's local layers, all but every\n"
           "                     6th, attend to that many positions with RoPE base 10000; GELU, the embedding\n"
-          "                     times sqrt(hidden), as llama.cpp runs the architecture)\n"
-          "  --sliding-window N --gguf-arch gemma3: the local layers' window (default 4; 0: no key, all global)\n"
+          "                     times sqrt(hidden), as llama.cpp runs the architecture), or maple (qwen3's\n"
+          "                     attention and a head of its own; a mixture of experts for each FFN: a router\n"
+          "                     blk.N.ffn_gate_inp (F32) and the experts stacked in blk.N.ffn_{gate,up,down}_exps;\n"
+          "                     windowed layers with RoPE base 10000, the others without RoPE)\n"
+          "  --sliding-window N --gguf-arch gemma3, maple: the local layers' window (default 4; gemma3: 0 for no\n"
+          "                     key, all global)\n"
+          "  --experts N, --experts-used K, --expert-ff F\n"
+          "                     --gguf-arch maple: N experts (default 8), K of them per token (default 2), F\n"
+          "                     rows of each gate and up (default --intermediate; or one per layer, F1,F2,...)\n"
+          "  --swiglu-clamp C   --gguf-arch maple: maple.swiglu_clamp_exp (silu(min(gate, C)) * clamp(up, -C, C);\n"
+          "                     default 0: no key)\n"
+          "  --swa-pattern P    --gguf-arch maple: one 0 or 1 per layer, 1 windowed (default 1010...)\n"
           "  --head-dim N       the width of an attention head, --gguf-arch qwen3, gemma3 (default hidden/heads;\n"
           "                     the other formats cannot hold another): q has heads x N rows, k and v\n"
           "                     kv-heads x N, o heads x N columns\n"
@@ -1107,6 +1218,11 @@ enum {
     O_UNTIED,
     O_PROJNORMS,
     O_SWA,
+    O_EXPERTS,
+    O_EXPERTS_USED,
+    O_EXPERT_FF,
+    O_SWIGLU_CLAMP,
+    O_SWA_PATTERN,
     O_VERSION
 };
 
@@ -1337,9 +1453,18 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
         break;
     case O_GGUFARCH:
         if (strcmp(arg, "bitnet-b1.58") && strcmp(arg, "bitnet") && strcmp(arg, "llama") && strcmp(arg, "qwen3") &&
-            strcmp(arg, "gemma3"))
-            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3 or gemma3", arg);
+            strcmp(arg, "gemma3") && strcmp(arg, "maple"))
+            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3, gemma3 or maple", arg);
         o->gguf_arch = arg;
+        break;
+    case O_SWIGLU_CLAMP:
+        o->swiglu_clamp = strtod(arg, &end);
+        if (end == arg || *end || !(o->swiglu_clamp >= 0 && o->swiglu_clamp <= 1e6))
+            die("--swiglu-clamp: '%s' is not a number in [0, 1e6]", arg);
+        break;
+    case O_SWA_PATTERN:
+        if (strspn(arg, "01") != strlen(arg) || !*arg) die("--swa-pattern: '%s' is not a string of 0 and 1", arg);
+        o->swa_pattern = arg;
         break;
     case O_EMBEDSTD:
         o->embed_std = strtod(arg, &end);
@@ -1382,6 +1507,11 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                                           {"proj-norms", no_argument, 0, O_PROJNORMS},
                                           {"help", no_argument, 0, 'h'},
                                           {"sliding-window", required_argument, 0, O_SWA},
+                                          {"experts", required_argument, 0, O_EXPERTS},
+                                          {"experts-used", required_argument, 0, O_EXPERTS_USED},
+                                          {"expert-ff", required_argument, 0, O_EXPERT_FF},
+                                          {"swiglu-clamp", required_argument, 0, O_SWIGLU_CLAMP},
+                                          {"swa-pattern", required_argument, 0, O_SWA_PATTERN},
                                           {"version", no_argument, 0, O_VERSION},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
@@ -1416,6 +1546,17 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_UNTIED: o->untied = 1; break;
         case O_PROJNORMS: o->proj_norms = 1; break;
         case O_SWA: o->sliding_window = parse_long("--sliding-window", optarg, 0, 1L << 24); break;
+        case O_EXPERTS: o->experts = parse_long("--experts", optarg, 1, 4096); break;
+        case O_EXPERTS_USED: o->experts_used = parse_long("--experts-used", optarg, 1, 4096); break;
+        case O_EXPERT_FF: { /* N, or one per layer: N,M,... */
+            char first[32];
+            snprintf(first, sizeof first, "%.*s", (int)strcspn(optarg, ","), optarg);
+            o->expert_ff_list = strchr(optarg, ',') ? optarg : NULL;
+            o->expert_ff = parse_long("--expert-ff", first, 1, 65535);
+            break;
+        }
+        case O_SWIGLU_CLAMP:
+        case O_SWA_PATTERN: parse_gguf_option(o, c, optarg); break;
         case O_CHAT_TEMPLATE: o->chat_template = read_text_file(optarg, "--chat-template"); break;
         case O_GGUFEMBED:
         case O_GGUFARCH:
@@ -1450,8 +1591,37 @@ static void check_format_options(const opts_t *o) {
     if (o->proj_norms && !o->qwen3)
         die("--proj-norms: only --gguf-arch qwen3 or gemma3 (with a gguf-* format) has a norm before each projection "
             "(the BitNet embedding models: GGUF's blk.N.*_norm_in)");
-    if (o->sliding_window >= 0 && !o->gemma3)
-        die("--sliding-window: only --gguf-arch gemma3 (with a gguf-* format) has sliding windows");
+    if (o->sliding_window >= 0 && !o->gemma3 && !o->maple)
+        die("--sliding-window: only --gguf-arch gemma3 or maple (with a gguf-* format) has sliding windows");
+    if ((o->experts || o->experts_used || o->expert_ff || o->swiglu_clamp > 0 || o->swa_pattern) && !o->maple)
+        die("--experts, --experts-used, --expert-ff, --swiglu-clamp, --swa-pattern: only --gguf-arch maple (with a "
+            "gguf-* format) has experts");
+    if (o->maple && o->gguf_type == MKG_I2_S)
+        die("--gguf-arch maple: I2_S holds at most two dimensions; the experts are stacked in three");
+}
+
+/* maple's defaults (8 experts, 2 used, the intermediate size each, a window of 4 on every other
+ * layer), checked against the sizes. */
+static void finish_maple(opts_t *o) {
+    if (!o->maple) return;
+    if (!o->experts) o->experts = 8;
+    if (!o->experts_used) o->experts_used = o->experts < 2 ? o->experts : 2;
+    if (!o->expert_ff) o->expert_ff = o->intermediate;
+    if (o->experts_used > o->experts) die("--experts-used %ld is more than --experts %ld", o->experts_used, o->experts);
+    const long block = gguf_block(o);
+    long n = 1;
+    for (const char *p = o->expert_ff_list; p && (p = strchr(p, ',')); p++) n++;
+    if (o->expert_ff_list && n != o->layers)
+        die("--expert-ff '%s' has %ld values, the model %ld layers", o->expert_ff_list, n, o->layers);
+    for (long l = 0; l < o->layers; l++) {
+        const long ff = layer_ff(o, l);
+        if (ff < 4 || ff > 65535 || (block && ff % block) || ff % 4)
+            die("--expert-ff %ld must be in [4, 65535], a multiple of %ld (a block of the format) and of 4", ff,
+                block > 4 ? block : 4);
+    }
+    if (o->swa_pattern && (long)strlen(o->swa_pattern) != o->layers)
+        die("--swa-pattern '%s' has %zu layers, the model %ld", o->swa_pattern, strlen(o->swa_pattern), o->layers);
+    if (o->sliding_window < 1) die("--gguf-arch maple needs a sliding window of 1 position or more");
 }
 
 int main(int argc, char **argv) {
@@ -1472,13 +1642,16 @@ int main(int argc, char **argv) {
     int have_format = parse_args(argc, argv, &o, &preset, ov);
     if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
     o.gemma3 = o.gguf_type && !strcmp(o.gguf_arch, "gemma3");
-    o.qwen3 = (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3;
+    o.maple = o.gguf_type && !strcmp(o.gguf_arch, "maple");
+    o.qwen3 = (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3 || o.maple;
+    if (o.maple) o.untied = 1; /* llama.cpp's maple requires output.weight */
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");
     check_format_options(&o);
-    if (o.sliding_window < 0) o.sliding_window = o.gemma3 ? 4 : 0;
+    if (o.sliding_window < 0) o.sliding_window = o.gemma3 || o.maple ? 4 : 0;
 
     finish_sizes(&o, preset, ov);
+    finish_maple(&o);
     if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);
 
     tlist_t tl = {0};

@@ -49,6 +49,22 @@ static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a
 
 /* ---- the activations of a step ---- */
 
+/* rt_work's buffers of a mixture of experts, for B rows (after xq_stride and xd_stride are set). */
+static rsr_status moe_work_init(rt_work *w, const rsr_model *m, size_t B) {
+    const size_t K = (size_t)m->max_experts_used, E = (size_t)m->max_experts, H = (size_t)m->a->hidden;
+    w->moe_xq = malloc(B * (size_t)w->xq_stride);
+    w->moe_xs = malloc(sizeof(float) * B);
+    w->moe_xd = malloc(sizeof(float) * B * (size_t)(w->xd_stride ? w->xd_stride : 1));
+    w->moe_p = malloc(sizeof(float) * B * E);
+    w->moe_w = malloc(sizeof(float) * B * K);
+    w->moe_pick = malloc(sizeof(int32_t) * B * K);
+    w->moe_rows = malloc(sizeof(int32_t) * B * 2);
+    w->moe_out = malloc(sizeof(float) * B * H);
+    return w->moe_xq && w->moe_xs && w->moe_xd && w->moe_p && w->moe_w && w->moe_pick && w->moe_rows && w->moe_out
+               ? RSR_OK
+               : RSR_ERR_OUT_OF_MEMORY;
+}
+
 rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     const rsr_artifact *a = m->a;
     size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
@@ -71,6 +87,10 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     if (m->rope_theta2 != 0) w->rope2 = malloc(sizeof(float) * B * (size_t)a->head_dim);
+    if (m->max_experts && moe_work_init(w, m, B) != RSR_OK) {
+        rt_work_free(w);
+        return RSR_ERR_OUT_OF_MEMORY;
+    }
     w->acc_stride = 3 * m->max_rows; /* q, k and v (or gate and up) side by side */
     /* a grouped model's sums are units · planes per row (40 MB a token for an 8B model's down):
      * its steps go through them RT_GROUPED_ACC_BYTES at a time (bitlinear_grouped) */
@@ -97,6 +117,9 @@ rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows) {
 void rt_work_free(rt_work *w) {
     free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
     free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->rope2), free(w->acc);
+    free(w->moe_xq), free(w->moe_xs), free(w->moe_xd), free(w->moe_p), free(w->moe_w), free(w->moe_pick),
+        free(w->moe_rows);
+    free(w->moe_out);
     *w = (rt_work){0};
 }
 
@@ -719,6 +742,118 @@ static void residual_out(const rsr_model *m, rt_work *w, int32_t index, uint64_t
     post_norm_add(m, w, blob_f32(m, post), rows);
 }
 
+/* ---- a mixture of experts (rsr_artifact_layer.num_experts > 0; docs/moe.md) ---- */
+
+/* Row x's routing: logits = router · x (fp32, in column order), p = softmax(logits) (exp(l - max),
+ * times 1 / Σ), the k largest p in descending order (ties: the lower index first; pick), and their
+ * weights p / max(Σ of the k, 2^-14) as llama.cpp renormalises (wt). p: [E] scratch. */
+static void route_row(const float *router, const float *x, int32_t H, int32_t E, int32_t k, float *p, int32_t *pick,
+                      float *wt) {
+    float mx = -INFINITY, sum = 0, chosen = 0;
+    for (int32_t e = 0; e < E; e++) {
+        const float *r = router + (size_t)e * (size_t)H;
+        float s = 0;
+        for (int32_t i = 0; i < H; i++) s += r[i] * x[i];
+        p[e] = s, mx = fmaxf(mx, s);
+    }
+    for (int32_t e = 0; e < E; e++) p[e] = expf(p[e] - mx), sum += p[e];
+    for (int32_t e = 0; e < E; e++) p[e] *= 1.0f / sum;
+    for (int32_t j = 0; j < k; j++) {
+        int32_t best = -1;
+        for (int32_t e = 0; e < E; e++) {
+            bool taken = false;
+            for (int32_t i = 0; i < j; i++) taken |= pick[i] == e;
+            if (!taken && (best < 0 || p[e] > p[best])) best = e;
+        }
+        pick[j] = best, chosen += p[best];
+    }
+    chosen = fmaxf(chosen, 6.103515625e-5f);
+    for (int32_t j = 0; j < k; j++) wt[j] = p[pick[j]] / chosen;
+}
+
+/* RSR_TRACE_ROUTING: a line "POS LAYER E1 E2 ..." per row, the chosen experts in their order. */
+static void trace_routes(const rsr_model *m, const rt_work *w, int32_t l, int32_t k, const rt_run *runs, int32_t nruns,
+                         int32_t rows) {
+    for (int32_t t = 0; t < rows; t++) {
+        const rt_run *r = run_of(runs, nruns, t);
+        fprintf(m->route_trace, "%d %d", r->s->pos + t - r->row0, l);
+        for (int32_t j = 0; j < k; j++) fprintf(m->route_trace, " %d", w->moe_pick[(size_t)t * (size_t)k + (size_t)j]);
+        fputc('\n', m->route_trace);
+    }
+    fflush(m->route_trace);
+}
+
+/* g = silu(g) · u over n values; with clamp c > 0, silu(min(g, c)) · clamp(u, -c, c) (ggml's
+ * swiglu_clamp). */
+static void swiglu_clamped(float *g, const float *u, int32_t n, float c) {
+    for (int32_t i = 0; i < n; i++) {
+        float x = c > 0 ? fminf(g[i], c) : g[i], y = c > 0 ? fminf(fmaxf(u[i], -c), c) : u[i];
+        g[i] = (x / (1.0f + expf(-x))) * y;
+    }
+}
+
+/* The n rows of w->moe_rows (row t, slot j as t·k + j) through expert e: their kept inputs gathered
+ * into rows 0..n-1 of xq, gate and up in one call, the clamped SiLU-GLU, down into w->tmp; then
+ * each row's output times its weight added to its row of w->moe_out. */
+static void run_expert(const rsr_model *m, rt_work *w, const rsr_artifact_layer *L, int32_t e, int32_t n) {
+    const rsr_artifact *a = m->a;
+    const size_t I = (size_t)a->intermediate, W = (size_t)w->widest, H = (size_t)a->hidden, K = (size_t)L->experts_used;
+    const size_t xq = (size_t)w->xq_stride, xd = (size_t)w->xd_stride;
+    for (int32_t i = 0; i < n; i++) {
+        const size_t t = (size_t)w->moe_rows[i] / K;
+        memcpy(w->xq + (size_t)i * xq, w->moe_xq + t * xq, xq);
+        w->xs[i] = w->moe_xs[t];
+        if (w->xd) memcpy(w->xd + (size_t)i * xd, w->moe_xd + t * xd, sizeof(float) * xd);
+    }
+    const int32_t g = L->expert_first + 3 * e, F = L->expert_ff;
+    bl_out gu[2] = {{g, w->gate, I, 0}, {g + 1, w->up, I, 0}};
+    bitlinear(m, w, gu, 2, n, 0);
+#pragma omp parallel for schedule(static) num_threads(team_for(m, n))
+    for (int32_t i = 0; i < n; i++) swiglu_clamped(w->gate + (size_t)i * I, w->up + (size_t)i * I, F, L->swiglu_clamp);
+    norm_inputs(m, w, w->gate, I, NULL, NULL, F, n);
+    bitlinear1(m, w, g + 2, n, w->tmp, W, 0);
+#pragma omp parallel for schedule(static) num_threads(team_for(m, n))
+    for (int32_t i = 0; i < n; i++) { /* each row once per expert: no two threads share one */
+        const size_t slot = (size_t)w->moe_rows[i], t = slot / K;
+        const float wt = w->moe_w[slot], *y = w->tmp + (size_t)i * W;
+        float *out = w->moe_out + t * H;
+        for (size_t c = 0; c < H; c++) out[c] += y[c] * wt;
+    }
+}
+
+/* Layer l's FFN as a mixture of experts for every row: the normed input quantised once and kept,
+ * each row routed, then expert by expert (ascending) the rows that chose it in one batched call of
+ * its kernels, their weighted outputs summed per row in that order and added to h. A row's sums are
+ * the same whichever rows share its step. */
+static void moe_ffn(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
+    const size_t H = (size_t)a->hidden, W = (size_t)w->widest, K = (size_t)L->experts_used, E = (size_t)L->num_experts;
+    norm_inputs(m, w, w->h, H, blob_f32(m, L->ffn_norm), NULL, a->hidden, rows);
+    memcpy(w->moe_xq, w->xq, (size_t)rows * (size_t)w->xq_stride);
+    memcpy(w->moe_xs, w->xs, sizeof(float) * (size_t)rows);
+    if (w->xd) memcpy(w->moe_xd, w->xd, sizeof(float) * (size_t)rows * (size_t)w->xd_stride);
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
+    for (int32_t t = 0; t < rows; t++) {
+        route_row(blob_f32(m, L->router), w->xn + (size_t)t * W, a->hidden, L->num_experts, L->experts_used,
+                  w->moe_p + (size_t)t * E, w->moe_pick + (size_t)t * K, w->moe_w + (size_t)t * K);
+        memset(w->moe_out + (size_t)t * H, 0, sizeof(float) * H);
+    }
+    if (m->route_trace) trace_routes(m, w, l, L->experts_used, runs, nruns, rows);
+    for (int32_t e = 0; e < L->num_experts; e++) {
+        int32_t n = 0;
+        for (size_t s = 0; s < (size_t)rows * K; s++)
+            if (w->moe_pick[s] == e) w->moe_rows[n++] = (int32_t)s;
+        if (n) run_expert(m, w, L, e, n);
+    }
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
+    for (int32_t t = 0; t < rows; t++) {
+        float *h = w->h + (size_t)t * H;
+        const float *y = w->moe_out + (size_t)t * H;
+        for (size_t c = 0; c < H; c++) h[c] += y[c];
+    }
+}
+
 /* Layer l for every row: the products over all rows at once, RoPE and the KV cache row by row
  * into the row's own session, attention run by run over that session's cache (token t of a run
  * sees its session's positions up to pos + t). */
@@ -740,8 +875,10 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
         float *qt = w->q + (size_t)t * q_out, *kt = w->k + (size_t)t * kv_out;
         if (L->q_norm != RSR_NO_TENSOR) head_norms(qt, a->num_heads, d, blob_f32(m, L->q_norm), a->rms_eps);
         if (L->k_norm != RSR_NO_TENSOR) head_norms(kt, a->num_kv_heads, d, blob_f32(m, L->k_norm), a->rms_eps);
-        rope(qt, a->num_heads, d, cs + (size_t)t * (size_t)d);
-        rope(kt, a->num_kv_heads, d, cs + (size_t)t * (size_t)d);
+        if (!L->no_rope) { /* maple's global layers: no positions at all */
+            rope(qt, a->num_heads, d, cs + (size_t)t * (size_t)d);
+            rope(kt, a->num_kv_heads, d, cs + (size_t)t * (size_t)d);
+        }
         if (qscale != 1.0f)
             for (size_t i = 0; i < q_out; i++) qt[i] *= qscale;
         for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
@@ -758,7 +895,10 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
     norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL, NULL,
                 (int32_t)q_out, rows);
     residual_out(m, w, L->o, L->attn_post_norm, rows);
-
+    if (L->num_experts) {
+        moe_ffn(m, w, l, runs, nruns, rows);
+        return RSR_OK;
+    }
     bl_out glu[2] = {{L->gate, w->gate, (size_t)I, 0}, {L->up, w->up, (size_t)I, 0}};
     projections(m, w, blob_f32(m, L->ffn_norm), L->in_norm + RSR_IN_GATE, glu, 2, rows, 1); /* act(gate) · up */
     norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, NULL,

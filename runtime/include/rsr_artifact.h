@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    10u /* 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    11u /* 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -71,6 +71,9 @@ typedef struct rsr_artifact_matrix {
     uint64_t group_scale; /* f32 [cols / scale_cols][rows] (by group, then row); RSR_NO_TENSOR when unit_cols is 0 */
 } rsr_artifact_matrix;
 
+/* How a mixture of experts weighs its experts (rsr_artifact_layer.gating) */
+enum rsr_gating { RSR_GATING_SOFTMAX = 0 }; /* softmax of the router's logits, the top k renormalised to sum 1 */
+
 enum { RSR_IN_Q, RSR_IN_K, RSR_IN_V, RSR_IN_GATE, RSR_IN_UP, RSR_IN_NORMS };
 
 typedef struct rsr_artifact_layer {
@@ -87,6 +90,19 @@ typedef struct rsr_artifact_layer {
     uint64_t attn_post_norm, ffn_post_norm;
     int32_t sliding_window; /* 0: attends to every earlier position; W: to the last W (itself included) */
     double rope_theta;      /* this layer's RoPE base; 0: rsr_artifact.rope_theta (at most one other per model) */
+    int32_t no_rope;        /* 1: q and k are not rotated at all (maple's global layers) */
+    /* A mixture of experts in place of the FFN (maple, docs/moe.md), num_experts > 0; gate, up and
+     * down are then -1 and ffn_sub_norm, ffn_post_norm, in_norm[GATE, UP] absent. The FFN's input
+     * x = RMSNorm(h, ffn_norm); logits = router · x in fp32; p = softmax(logits); the experts_used
+     * largest p (ties: the lower index first) weighted by p / Σ(their p), each expert e's output
+     * down_e(act(gate_e · x) · (up_e · x)) (SiLU; with swiglu_clamp c > 0: silu(min(g, c)) · clamp(u,
+     * -c, c)) summed in ascending expert order and added to h. Expert e's gate, up and down are
+     * matrices expert_first + 3e, + 3e + 1, + 3e + 2 ([expert_ff][hidden], [expert_ff][hidden],
+     * [hidden][expert_ff]). */
+    int32_t num_experts, experts_used, expert_first, expert_ff;
+    int32_t gating;     /* enum rsr_gating */
+    float swiglu_clamp; /* 0: none */
+    uint64_t router;    /* f32 [num_experts][hidden]; RSR_NO_TENSOR without experts */
 } rsr_artifact_layer;
 
 /*

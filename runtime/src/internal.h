@@ -4,6 +4,7 @@
 #define RSR_RUNTIME_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "attn_kernels.h"
 #include "rsr.h"
@@ -31,10 +32,12 @@ struct rsr_model {
     struct rt_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];          /* rsr_model_info.device */
     int32_t num_threads;
-    int32_t max_rows;         /* the largest kernel output, rt_kernel_rows (scratch sizes) */
-    bool grouped;             /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
-    double rope_theta2;       /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
+    int32_t max_rows;   /* the largest kernel output, rt_kernel_rows (scratch sizes) */
+    bool grouped;       /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
+    double rope_theta2; /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
                                  layers), or 0: every layer rotates with rope_theta */
+    int32_t max_experts, max_experts_used; /* the most of any layer's mixture of experts; 0: none */
+    FILE *route_trace;        /* RSR_TRACE_ROUTING=FILE: each token's chosen experts per layer (docs/moe.md), or NULL */
     rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
     rsr_status status;        /* of the open: a model that failed to open refuses every use */
     char err[RSR_ERRMSG_SIZE];
@@ -54,8 +57,16 @@ typedef struct rt_work {
     float *xs;                 /* [rows] its scales (per-token activations) */
     float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
     int32_t xd_stride;
-    float *rope;        /* [rows][head_dim] cos, sin of each token's rotary angles */
-    float *rope2;       /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
+    float *rope;  /* [rows][head_dim] cos, sin of each token's rotary angles */
+    float *rope2; /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
+    /* A mixture of experts' step (rsr_model.max_experts > 0; else NULL): every row's quantised FFN
+     * input kept while each expert's tokens are gathered into xq ([rows][xq_stride], [rows],
+     * [rows][xd_stride]), each row's router probabilities ([rows][max_experts]), chosen experts
+     * and their weights ([rows][max_experts_used]), one expert's rows and their weights ([2][rows])
+     * and the sum of the experts' outputs ([rows][hidden]) */
+    int8_t *moe_xq;
+    float *moe_xs, *moe_xd, *moe_p, *moe_w, *moe_out;
+    int32_t *moe_pick, *moe_rows;
     int32_t *acc;       /* [acc_rows][acc_stride] integer products */
     int32_t acc_stride; /* room for the rows of q, k and v together */
     int32_t acc_rows;   /* tokens acc holds: rows, or fewer where a grouped model's sums are many */

@@ -78,6 +78,53 @@ static rsr_status check_gemma_layer(rsr_model *m, int32_t l) {
     return RSR_OK;
 }
 
+/* The matrices the layers say there are: 7 per layer, 4 + 3 per expert in a mixture of experts;
+ * -1 when a layer's count of experts is out of range. */
+static int64_t expected_matrices(const rsr_artifact *a) {
+    int64_t n = 0;
+    for (int32_t l = 0; a->layer && l < a->num_layers; l++) {
+        const int32_t E = a->layer[l].num_experts;
+        if (E < 0 || E > 4096) return -1;
+        n += E ? 4 + 3 * (int64_t)E : 7;
+    }
+    return n;
+}
+
+/* Layer l's mixture of experts, if it has one: its counts, router in the blob, gating and clamp,
+ * and each expert's three matrices of the shapes expert_ff implies; none in a model with GPU code
+ * (its forward pass has no experts); no_rope 0 or 1. Tracks the widest count (rsr_model.max_experts). */
+static rsr_status check_experts(rsr_model *m, int32_t l) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
+    if (L->no_rope & ~1)
+        return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: no_rope %d", l,
+                            L->no_rope);
+    if (!L->num_experts) return RSR_OK;
+    const uint64_t H = (uint64_t)a->hidden, E = (uint64_t)L->num_experts, F = (uint64_t)L->expert_ff;
+    if (a->gpu || L->experts_used < 1 || L->experts_used > L->num_experts || L->expert_ff < 1 ||
+        L->expert_ff > a->intermediate || L->gating != RSR_GATING_SOFTMAX || !(L->swiglu_clamp >= 0) ||
+        !isfinite(L->swiglu_clamp) || !blob_range_ok(a, L->router, 4 * E * H, 4) || L->expert_first < 0 ||
+        (int64_t)L->expert_first + 3 * (int64_t)E > a->num_matrices)
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "artifact descriptor is inconsistent: layer %d: %d experts (%d used) of %d rows from "
+                            "matrix %d, gating %d, clamp %g%s",
+                            l, L->num_experts, L->experts_used, L->expert_ff, L->expert_first, L->gating,
+                            (double)L->swiglu_clamp, a->gpu ? ", in a model with GPU code" : "");
+    for (uint64_t j = 0; j < 3 * E; j++) {
+        const rsr_artifact_matrix *x = &a->matrix[(uint64_t)L->expert_first + j];
+        const uint64_t rows = j % 3 == 2 ? H : F, cols = j % 3 == 2 ? F : H;
+        if ((uint64_t)x->rows != rows || (uint64_t)x->cols != cols)
+            return rt_set_error(m->err, RSR_ERR_ABI,
+                                "artifact descriptor is inconsistent: layer %d: expert %llu's matrix is %dx%d where "
+                                "%llux%llu belongs",
+                                l, (unsigned long long)(j / 3), x->rows, x->cols, (unsigned long long)rows,
+                                (unsigned long long)cols);
+    }
+    if (L->num_experts > m->max_experts) m->max_experts = L->num_experts;
+    if (L->experts_used > m->max_experts_used) m->max_experts_used = L->experts_used;
+    return RSR_OK;
+}
+
 /* Everything the forward pass will index with, checked once so that a damaged or hostile
  * descriptor is refused here instead of corrupting memory later. The limits are the compiler's
  * (16-bit RSR column indices, config.json ranges), so every product below fits in 64 bits. */
@@ -113,7 +160,7 @@ static rsr_status check_artifact(rsr_model *m) {
                    a->rope_theta);
     if (!(a->embed_scale >= 0 && a->embed_scale <= 65536) || !(a->attn_scale >= 0 && a->attn_scale <= 65536))
         return BAD("embed_scale %g, attn_scale %g", (double)a->embed_scale, (double)a->attn_scale);
-    if (!a->blob || !a->layer || !a->matrix || a->num_matrices != a->num_layers * 7)
+    if (!a->blob || !a->layer || !a->matrix || a->num_matrices != expected_matrices(a))
         return BAD("%d matrices for %d layers", a->num_matrices, a->num_layers);
     const uint64_t H = (uint64_t)a->hidden, I = (uint64_t)a->intermediate, V = (uint64_t)a->vocab;
     const uint64_t q_out = (uint64_t)a->num_heads * (uint64_t)a->head_dim;
@@ -185,13 +232,15 @@ static rsr_status check_artifact(rsr_model *m) {
                 return BAD("layer %d: the norm of projection input %d is missing or leaves the blob", l, j);
         const int32_t idx[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
         const uint64_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
-        for (int j = 0; j < 7; j++) {
+        for (int j = 0; j < (L->num_experts ? 4 : 7); j++) {
             if (idx[j] < 0 || idx[j] >= a->num_matrices) return BAD("layer %d: matrix index %d", l, idx[j]);
             const rsr_artifact_matrix *x = &a->matrix[idx[j]];
             if ((uint64_t)x->rows != rows[j] || (uint64_t)x->cols != cols[j])
                 return BAD("layer %d: matrix %d is %dx%d where %llux%llu belongs", l, idx[j], x->rows, x->cols,
                            (unsigned long long)rows[j], (unsigned long long)cols[j]);
         }
+        rsr_status est = check_experts(m, l);
+        if (est != RSR_OK) return est;
     }
 #undef BAD
     m->max_rows = (int32_t)max_rows;
@@ -240,6 +289,10 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
         snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
     }
     if ((m->status = rt_check_cpu(a, m->err)) != RSR_OK) return m->status;
+    const char *trace = m->max_experts ? getenv("RSR_TRACE_ROUTING") : NULL; /* docs/moe.md */
+    if (trace && *trace && !(m->route_trace = fopen(trace, "w")))
+        return m->status = rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "RSR_TRACE_ROUTING: cannot create %s: %s",
+                                        trace, strerror(errno));
     return m->status = rt_load_constants(m, &p);
 }
 
@@ -258,6 +311,7 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
     if (m->copy) munmap(m->copy, m->copy_size);
+    if (m->route_trace) fclose(m->route_trace);
     if (m->backend && m->backend->model_close) m->backend->model_close(m);
     rsr_tokenizer_free(m->tokenizer);
     free(m);

@@ -114,5 +114,22 @@ if __name__ == '__main__':
     elif brk == 'gemma3-pattern':  # not broken: every other layer local, another local RoPE base
         kvs.append([b'gemma3.attention.sliding_window_pattern', 4, struct.pack('<I', 2)])
         kvs.append([b'gemma3.rope.freq_base_swa', 6, struct.pack('<f', 5000.0)])
+    elif brk == 'maple-shared':  # shared experts, which maple has not
+        kvs.append([b'maple.expert_shared_count', 4, struct.pack('<I', 1)])
+    elif brk == 'maple-no-pattern':  # maple needs the list of its windowed layers
+        del kvs[kv_index(b'maple.attention.sliding_window_pattern')]
+    elif brk == 'maple-experts':  # blk.0.ffn_up_exps with one expert fewer than maple.expert_count
+        t = tensor(b'blk.0.ffn_up_exps.weight')
+        t[1][2] -= 1
+    elif brk == 'maple-exps-scale':  # a per-tensor scale of a stacked expert tensor
+        data += bytes((32 - len(data) % 32) % 32)
+        tensors.append([b'blk.0.ffn_up_exps.scale', [1], 0, len(data)])
+        data += struct.pack('<f', 2.0)
+    elif brk == 'maple-router-zero':  # not broken: every router weight 0, so every expert ties everywhere
+        for name, dims, typ, off in tensors:
+            if name.endswith(b'.ffn_gate_inp.weight'):
+                data[off:off + 4 * dims[0] * dims[1]] = bytes(4 * dims[0] * dims[1])
+    elif brk == 'maple-clamp-array':  # not broken: swiglu_clamp_exp per layer (0: none, then 3, 4, 5)
+        kvs.append([b'maple.swiglu_clamp_exp', 9, struct.pack('<IQ', 6, 4) + struct.pack('<4f', 0, 3, 4, 5)])
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

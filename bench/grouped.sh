@@ -46,7 +46,11 @@ mk tq2 --format gguf-tq2 --gguf-arch llama --hidden 1024 --intermediate 3072 --l
 for a in "q2 q2" "q2-rsr q2 --strategy=rsr-loop" "q1 q1" "tq2 tq2"; do
   read -r name w args <<<"$a"
   # shellcheck disable=SC2086
-  [ -f "$work/$name.so" ] || { say "compiling $name"; "$build/rsrc" "$work/w-$w/model.gguf" -o "$work/$name.so" $args; }
+  # again whenever rsrc or the runtime it links in is newer than the artifact
+  if [ ! "$work/$name.so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$work/$name.so" ]; then
+    say "compiling $name"
+    "$build/rsrc" "$work/w-$w/model.gguf" -o "$work/$name.so" $args
+  fi
 done
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % 1000) for i in range(64)))")
 short=$(echo "$ids" | cut -d, -f1-32)

@@ -361,6 +361,7 @@ model *model_load(const char *path) {
 void model_free(model *m) {
     if (!m) return;
     st_close(m->ar);
+    gguf_lazy_free(m->lazy);
     free((char *)m->architecture);
     free(m->tokenizer);
     free(m->chat_template);
@@ -462,7 +463,7 @@ static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t 
     if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
     if (m->wformat != WF_PACKED) return model_require(m, name, 2, rows, cols);
     const st_tensor *t = packed_tensor(m, name, rows, cols);
-    packed_beta(m, name);
+    if (t->data) packed_beta(m, name); /* a GGUF's, converted later: checked then (gguf_model_prepare) */
     return t;
 }
 
@@ -629,6 +630,7 @@ static void free_matrix(void *t) { ternary_matrix_free(t); }
 /* Shapes are checked against the tensor before anything is allocated: a small file claiming a
  * huge matrix is refused, not obeyed. */
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+    const bool converted = gguf_model_prepare(m, name);
     const st_tensor *t = matrix_tensor(m, name, rows, cols);
     arena *ar = arena_open();
     out->name = xstrdup(name);
@@ -642,7 +644,10 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
         load_grouped(m, t, name, rows, cols, out);
     else
         load_latent(t, name, rows, cols, out);
-    st_release(t);
+    if (converted)
+        gguf_model_release(m, name);
+    else
+        st_release(t);
     arena_disown(ar, out);
     arena_close(ar);
     size_t n = (size_t)rows * (size_t)cols, zeros = 0;

@@ -30,7 +30,7 @@ static void run_or_die(char **argv, const char *what, const char *env, const cha
     if (rc != 0) fatal("%s failed (exit %d) building %s", what, rc, out_path);
 }
 
-void link_relocatable_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+void link_relocatable_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
                              const char *out_path, const char *workdir) {
     const char *cc = env_or("RSRC_CC", RSRC_DEFAULT_CC);
     const char *objcopy = env_or("RSRC_OBJCOPY", RSRC_OBJCOPY);
@@ -39,10 +39,12 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     register_temp(asm_path);
     register_temp(model_o);
     register_temp(runtime_o);
-    write_blob_asm(asm_path, blob_path);
+    write_blob_asm(asm_path, blob_path, 0);
 
-    /* The model: descriptor and kernels (C, or the LLVM object) and the blob, its internals local. */
-    char *argv[64];
+    /* The model: descriptor and kernels (C, or the LLVM objects) and the blob, its internals local. */
+    int nobjs = 0;
+    while (objs && objs[nobjs]) nobjs++;
+    char **argv = xcalloc((size_t)nobjs + 64, sizeof *argv);
     int n = 0;
     argv[n++] = (char *)cc;
     argv[n++] = "-r";
@@ -55,7 +57,7 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
-    if (obj_path) argv[n++] = (char *)obj_path;
+    for (int i = 0; i < nobjs; i++) argv[n++] = (char *)objs[i];
     argv[n++] = asm_path;
     argv[n++] = "-o";
     argv[n++] = model_o;
@@ -84,6 +86,7 @@ void link_relocatable_object(const char *c_path, const char *obj_path, const cha
     char *join[] = {(char *)cc, "-r", "-nostdlib", model_o, runtime_o, "-o", tmp_out, NULL};
     run_or_die(join, "the C compiler", "RSRC_CC to a C compiler", out_path);
     output_commit(tmp_out, out_path, 0644);
+    free(argv);
     free(flags);
     free(inc);
     free(asm_path);

@@ -41,10 +41,12 @@ struct llvm_emitter {
     LLVMTargetMachineRef tm;
     char *cpu, *features;
     LLVMTypeRef i1, i8, i16, i32, i64, voidt, i8p, i32p, kernel_type, batch_type, block_type;
-    bool gpu;                /* NVPTX: kernels are entries, PTX is the output */
-    int opt_level;           /* -O0..-O3, -1: O3 (compile_options) */
-    LLVMValueRef fn;         /* the function being built */
-    uint64_t instructions;   /* in the functions finished so far (emit_llvm_size) */
+    bool gpu;              /* NVPTX: kernels are entries, PTX is the output */
+    int opt_level;         /* -O0..-O3, -1: O3 (compile_options) */
+    LLVMValueRef fn;       /* the function being built */
+    uint64_t instructions; /* in the functions finished so far (emit_llvm_size) */
+    uint64_t flushed;      /* of those, in the parts already emitted (emit_llvm_flush) */
+    char *module_name, *triple;
     LLVMBasicBlockRef entry; /* its alloca block */
 };
 
@@ -68,6 +70,17 @@ int llvm_nvptx_sm(const target *t) { return t->sm < LLVM_NVPTX_MAX_SM ? t->sm : 
 static char *llvm_fatal_context;
 static void llvm_fatal(const char *reason) {
     fatal("LLVM stopped: %s (%s)", reason, llvm_fatal_context ? llvm_fatal_context : "");
+}
+
+/* An empty module for the target, the kernels' home until emit_llvm_finish or _flush. */
+static void new_module(llvm_emitter *e) {
+    e->mod = LLVMModuleCreateWithNameInContext(e->module_name, e->ctx);
+    LLVMSetTarget(e->mod, e->triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(e->tm);
+    char *layout_str = LLVMCopyStringRepOfTargetData(layout);
+    LLVMSetDataLayout(e->mod, layout_str);
+    LLVMDisposeMessage(layout_str);
+    LLVMDisposeTargetData(layout);
 }
 
 llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_level) {
@@ -119,13 +132,8 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_
                                     LLVMRelocPIC, LLVMCodeModelDefault);
     if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
     e->ctx = LLVMContextCreate();
-    e->mod = LLVMModuleCreateWithNameInContext(module_name, e->ctx);
-    LLVMSetTarget(e->mod, triple);
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(e->tm);
-    char *layout_str = LLVMCopyStringRepOfTargetData(layout);
-    LLVMSetDataLayout(e->mod, layout_str);
-    LLVMDisposeMessage(layout_str);
-    LLVMDisposeTargetData(layout);
+    e->module_name = xstrdup(module_name), e->triple = xstrdup(triple);
+    new_module(e);
     e->b = LLVMCreateBuilderInContext(e->ctx);
     e->allocas = LLVMCreateBuilderInContext(e->ctx);
     e->i1 = LLVMInt1TypeInContext(e->ctx);
@@ -1196,6 +1204,7 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
 /* ---- output ---- */
 
 uint64_t emit_llvm_size(const llvm_emitter *e) { return e ? e->instructions : 0; }
+uint64_t emit_llvm_pending(const llvm_emitter *e) { return e ? e->instructions - e->flushed : 0; }
 
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) {
     char *err = NULL;
@@ -1219,8 +1228,16 @@ void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) 
         fatal("%s: LLVM cannot emit code: %s", path, err);
 }
 
+void emit_llvm_flush(llvm_emitter *e, const char *path) {
+    emit_llvm_finish(e, LLVM_OUT_OBJ, path);
+    LLVMDisposeModule(e->mod);
+    new_module(e);
+    e->flushed = e->instructions;
+}
+
 void emit_llvm_end(llvm_emitter *e) {
     if (!e) return;
+    free(e->module_name), free(e->triple);
     LLVMDisposeBuilder(e->b);
     LLVMDisposeBuilder(e->allocas);
     LLVMDisposeModule(e->mod);

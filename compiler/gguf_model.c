@@ -169,12 +169,12 @@ static int code_tq1(const uint8_t *blk, uint64_t e) {
 
 /* The codes of a rows x cols ternary tensor into out (row-major, value + 1) and its one scale;
  * a TQ matrix whose non-zero blocks disagree on the scale is refused, naming the block. */
-static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *out) {
+static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out) {
     const uint64_t n = t->ne[0] * t->ne[1];
     if (t->type == GGML_I2_S) {
         for (uint64_t e = 0; e < n; e++) {
             int c = code_i2s(t->data, e);
-            if (c == 3) fatal("%s: tensor '%s': code 3 at element %" PRIu64 " is not ternary", g->path, t->name, e);
+            if (c == 3) fatal("%s: tensor '%s': code 3 at element %" PRIu64 " is not ternary", path, t->name, e);
             out[e] = (uint8_t)c;
         }
         float s;
@@ -190,7 +190,7 @@ static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *o
         bool nonzero = false;
         for (uint64_t e = 0; e < 256; e++) {
             int c = tq1 ? code_tq1(blk, e) : code_tq2(blk, e);
-            if (c == 3) fatal("%s: tensor '%s': block %" PRIu64 ": code 3 is not ternary", g->path, t->name, b);
+            if (c == 3) fatal("%s: tensor '%s': block %" PRIu64 ": code 3 is not ternary", path, t->name, b);
             out[b * 256 + e] = (uint8_t)c;
             nonzero |= c != 1;
         }
@@ -201,21 +201,21 @@ static float decode_ternary(const gguf_file *g, const gguf_tensor *t, uint8_t *o
         else if (d != beta)
             fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g, block %" PRIu64
                   " has %g: rsrc takes one scale per ternary matrix, as BitNet models have",
-                  g->path, t->name, b, b * 256 / t->ne[0], d, first, beta);
+                  path, t->name, b, b * 256 / t->ne[0], d, first, beta);
     }
     return beta != 0 ? beta : 1.0f; /* all zero: any scale */
 }
 
 /* The codes of a Q1_0 or Q2_0 tensor into out (row-major, value + 1: Q1_0 gives 0 and 2, Q2_0 0..3)
  * and its f16 scales widened into scales [rows][blocks]; a scale that is not finite is refused. */
-static void decode_grouped(const gguf_file *g, const gguf_tensor *t, uint8_t *out, float *scales) {
+static void decode_grouped(const char *path, const gguf_tensor *t, uint8_t *out, float *scales) {
     const bool q1 = t->type == GGML_Q1_0;
     const uint64_t qk = q1 ? 128 : 64, n = t->ne[0] * t->ne[1];
     for (uint64_t b = 0; b < n / qk; b++) {
         const uint8_t *blk = t->data + b * 18, *qs = blk + 2;
         float d = rsr_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
         if (!isfinite(d))
-            fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", g->path, t->name, b,
+            fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", path, t->name, b,
                   b * qk / t->ne[0], d);
         scales[b] = d;
         for (uint64_t j = 0; j < qk; j++)
@@ -223,56 +223,55 @@ static void decode_grouped(const gguf_file *g, const gguf_tensor *t, uint8_t *ou
     }
 }
 
-/* A ternary projection: decoded, Q and K rows put back in Hugging Face order, packed as
- * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), with NAME_scale, and a
- * group-scaled one's NAME_group_scale ([rows][blocks], rows in the same order). */
-static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t, char *name, int proj) {
+/* A ternary projection is converted when its matrix is compiled, not when the file opens: the
+ * codes of a 20B model (5 GB at 2 bits) need not all be in memory at once, and each matrix's pages
+ * of the file are released after it (docs/moe.md). Opening registers its tensors with their dtype
+ * and shape and no data (the checks that need no codes run then); gguf_model_prepare converts one
+ * and gguf_model_release frees it. */
+typedef struct deferred {
+    char *name;       /* the archive's tensor name (model.layers.N.<proj>.weight) */
+    gguf_tensor src;  /* its bytes in the file (src.name owned) */
+    float per_tensor; /* llama.cpp's NAME.scale, or 1 */
+    int proj;
+} deferred;
+struct gguf_lazy {
+    char *path;
+    int64_t n, cap;
+    deferred *d; /* sorted by name once the file is read */
+};
+
+/* Q's and K's rows in llama.cpp's order for "llama" (its NORM RoPE: the converter interleaves
+ * them): the heads of proj, 0 for any other projection or architecture. */
+static int32_t interleaved_heads(const model *m, int proj) {
+    if (strcmp(m->architecture, "LlamaForCausalLM")) return 0; /* the bitnet architectures and qwen3: as stored */
+    return proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
+}
+
+/* The codes of one deferred projection, Q and K rows put back in Hugging Face order, packed as
+ * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), its scale into *beta_out and a
+ * group-scaled one's scales into gs ([rows][blocks], rows in the same order). */
+static uint8_t *convert_ternary(const model *m, const char *path, const deferred *d, float *beta_out, float **gs_out) {
+    const gguf_tensor *t = &d->src;
     const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
-    if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !grouped)
-        fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0 or Q2_0", g->path,
-              t->name, gguf_type_name(t->type));
-    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
     const uint64_t rows = t->ne[1], cols = t->ne[0];
-    if (rows % 4) fatal("%s: tensor '%s': %" PRIu64 " rows cannot be packed four to a byte", g->path, t->name, rows);
     arena *ar = arena_open();
     uint8_t *codes = xmalloc((size_t)(rows * cols));
     arena_own(ar, free, codes);
     const uint64_t G = grouped ? cols / (t->type == GGML_Q1_0 ? 128 : 64) : 0;
-    float *gs = grouped ? (float *)archive_memory(a, (size_t)(rows * G) * 4) : NULL, *gsrc = NULL;
+    float *gs = NULL, *gsrc = NULL;
     if (grouped) {
         gsrc = xmalloc((size_t)(rows * G) * 4);
         arena_own(ar, free, gsrc);
-        decode_grouped(g, t, codes, gsrc);
+        decode_grouped(path, t, codes, gsrc);
     }
-    float beta = grouped ? 1.0f : decode_ternary(g, t, codes);
-    /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight (not
-     * for an expert's slice, named "blk.N.ffn_up_exps.weight[expert E]": add_experts refuses those) */
-    const size_t tn = strlen(t->name);
-    const gguf_tensor *st = NULL;
-    if (tn > 7 && !strcmp(t->name + tn - 7, ".weight")) {
-        char *sname = xasprintf("%.*s.scale", (int)(tn - 7), t->name);
-        st = gguf_find(g, sname);
-        free(sname);
-    }
-    if (st) {
-        if (st->type != GGML_F32 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
-            fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
-        float s;
-        memcpy(&s, st->data, 4);
-        beta *= s;
-    }
+    float beta = (grouped ? 1.0f : decode_ternary(path, t, codes)) * d->per_tensor;
     if (!(isfinite(beta) && beta > 0))
-        fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, beta);
-    /* "llama" runs NORM RoPE in llama.cpp, for which its converter interleaves Q's and K's rows;
-     * the bitnet architectures run NEOX RoPE on the checkpoint's own order */
-    const bool interleaved = !strcmp(m->architecture, "LlamaForCausalLM");
-    int32_t heads = !interleaved ? 0 : proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
-    uint64_t hd = heads ? rows / (uint64_t)heads : 0;
-    if (heads && (rows % (uint64_t)heads || hd % 2))
-        fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows,
-              heads);
-    const uint64_t R = rows / 4;
-    uint8_t *packed = archive_memory(a, (size_t)(R * cols));
+        fatal("%s: tensor '%s': scale %g is not a finite positive number", path, t->name, beta);
+    st_release_bytes(t->data, t->nbytes); /* the file's pages: read once */
+    const int32_t heads = interleaved_heads(m, d->proj);
+    const uint64_t hd = heads ? rows / (uint64_t)heads : 0, R = rows / 4;
+    uint8_t *packed = xcalloc(R * cols > 0 ? (size_t)(R * cols) : 1, 1);
+    if (grouped) gs = xmalloc((size_t)(rows * G) * 4 + 4);
     for (uint64_t hr = 0; hr < rows; hr++) { /* hr: the Hugging Face row */
         uint64_t gr = hr;
         if (heads) { /* row s*hd/2 + i of a head is GGUF row 2i + s */
@@ -286,13 +285,103 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
         for (uint64_t c = 0; c < cols; c++) dst[c] |= (uint8_t)(src[c] << shift);
     }
     arena_close(ar); /* the codes */
-    add_tensor(a, name, ST_U8, 2, (int64_t)R, (int64_t)cols, packed, R * cols, g->path);
-    float *scale = (float *)archive_memory(a, 4);
+    *beta_out = beta;
+    *gs_out = gs;
+    return packed;
+}
+
+/* A ternary projection registered for later conversion: NAME (U8 [rows/4, cols]), NAME_scale and
+ * a group-scaled one's NAME_group_scale ([rows][blocks]), all without data until
+ * gguf_model_prepare. What can be checked without the codes is checked here. */
+static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t, char *name, int proj,
+                        struct gguf_lazy *lazy) {
+    const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
+    if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !grouped)
+        fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0 or Q2_0", g->path,
+              t->name, gguf_type_name(t->type));
+    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
+    const uint64_t rows = t->ne[1], cols = t->ne[0];
+    if (rows % 4) fatal("%s: tensor '%s': %" PRIu64 " rows cannot be packed four to a byte", g->path, t->name, rows);
+    float per_tensor = 1.0f;
+    /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight (not
+     * for an expert's slice, named "blk.N.ffn_up_exps.weight[expert E]": add_experts refuses those) */
+    const size_t tn = strlen(t->name);
+    const gguf_tensor *st = NULL;
+    if (tn > 7 && !strcmp(t->name + tn - 7, ".weight")) {
+        char *sname = xasprintf("%.*s.scale", (int)(tn - 7), t->name);
+        st = gguf_find(g, sname);
+        free(sname);
+    }
+    if (st) {
+        if (st->type != GGML_F32 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
+            fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
+        memcpy(&per_tensor, st->data, 4);
+        if (!(isfinite(per_tensor) && per_tensor > 0))
+            fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, per_tensor);
+    }
+    const int32_t heads = interleaved_heads(m, proj);
+    if (heads && (rows % (uint64_t)heads || rows / (uint64_t)heads % 2))
+        fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows,
+              heads);
+    if (lazy->n == lazy->cap) lazy->d = xrealloc(lazy->d, sizeof *lazy->d * (size_t)(lazy->cap = 2 * lazy->cap + 64));
+    deferred *d = &lazy->d[lazy->n++];
+    *d = (deferred){xstrdup(name), *t, per_tensor, proj};
+    d->src.name = xstrdup(t->name);
+    const uint64_t R = rows / 4;
+    add_tensor(a, name, ST_U8, 2, (int64_t)R, (int64_t)cols, NULL, R * cols, g->path);
+    add_tensor(a, xasprintf("%s_scale", name), ST_F32, 1, 1, 0, NULL, 4, g->path);
+    if (grouped) {
+        const uint64_t G = cols / (t->type == GGML_Q1_0 ? 128 : 64);
+        add_tensor(a, xasprintf("%s_group_scale", name), ST_F32, 2, (int64_t)rows, (int64_t)G, NULL, rows * G * 4,
+                   g->path);
+    }
+}
+
+static int deferred_cmp(const void *a, const void *b) {
+    return strcmp(((const deferred *)a)->name, ((const deferred *)b)->name);
+}
+
+static deferred *find_deferred(const struct gguf_lazy *lazy, const char *name) {
+    deferred key = {.name = (char *)name};
+    return bsearch(&key, lazy->d, (size_t)lazy->n, sizeof *lazy->d, deferred_cmp);
+}
+
+/* The archive's tensor of that name, writable (the archive belongs to the model). */
+static st_tensor *tensor_of(const model *m, const char *name) { return (st_tensor *)st_find(m->ar, name); }
+
+bool gguf_model_prepare(const model *m, const char *name) {
+    const deferred *d = m->lazy ? find_deferred(m->lazy, name) : NULL;
+    if (!d) return false;
+    float beta, *gs;
+    uint8_t *packed = convert_ternary(m, m->lazy->path, d, &beta, &gs);
+    char *sname = xasprintf("%s_scale", name), *gname = xasprintf("%s_group_scale", name);
+    float *scale = xmalloc(sizeof *scale);
     *scale = beta;
-    add_tensor(a, xasprintf("%s_scale", name), ST_F32, 1, 1, 0, (const uint8_t *)scale, 4, g->path);
-    if (grouped)
-        add_tensor(a, xasprintf("%s_group_scale", name), ST_F32, 2, (int64_t)rows, (int64_t)G, (const uint8_t *)gs,
-                   rows * G * 4, g->path);
+    tensor_of(m, name)->data = packed;
+    tensor_of(m, sname)->data = (const uint8_t *)scale;
+    st_tensor *gt = tensor_of(m, gname);
+    if (gt) gt->data = (const uint8_t *)gs;
+    free(sname), free(gname);
+    return true;
+}
+
+void gguf_model_release(const model *m, const char *name) {
+    if (!m->lazy || !find_deferred(m->lazy, name)) return;
+    char *sname = xasprintf("%s_scale", name), *gname = xasprintf("%s_group_scale", name);
+    const char *names[3] = {name, sname, gname};
+    for (int i = 0; i < 3; i++) {
+        st_tensor *t = tensor_of(m, names[i]);
+        if (t) free((void *)t->data), t->data = NULL;
+    }
+    free(sname), free(gname);
+}
+
+void gguf_lazy_free(struct gguf_lazy *lazy) {
+    if (!lazy) return;
+    for (int64_t i = 0; i < lazy->n; i++) free(lazy->d[i].name), free(lazy->d[i].src.name);
+    free(lazy->d);
+    free(lazy->path);
+    free(lazy);
 }
 
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
@@ -574,7 +663,8 @@ static int expert_of(const char *name) {
 /* A stacked expert tensor [cols, rows, num_experts] (ggml's order: expert e's rows follow
  * expert e-1's, rows e·rows ... of the tensor seen as a matrix) as num_experts ternary matrices
  * model.layers.N.mlp.experts.E.{gate,up,down}_proj, each with its own scale. */
-static void add_experts(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t) {
+static void add_experts(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t,
+                        struct gguf_lazy *lazy) {
     int layer = -1;
     sscanf(t->name, "blk.%d.", &layer);
     const int p = expert_of(t->name);
@@ -590,7 +680,7 @@ static void add_experts(st_archive *a, const model *m, const gguf_file *g, const
         sl.ndim = 2, sl.ne[2] = 1, sl.nbytes = per, sl.data = t->data + (uint64_t)e * per;
         sl.name = xasprintf("%s[expert %d]", t->name, e);
         char *name = xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", layer, e, proj_names[p] + 4);
-        add_ternary(a, m, g, &sl, name, p);
+        add_ternary(a, m, g, &sl, name, p, lazy);
         free(sl.name);
     }
 }
@@ -781,13 +871,15 @@ void gguf_model_load(model *m, const char *path) {
     a->nfiles = 1;
     g->map = NULL;
     m->ar = a;
+    m->lazy = xcalloc(1, sizeof *m->lazy);
+    m->lazy->path = xstrdup(path);
     uint32_t ternary_type = 0;
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         size_t n = strlen(t->name);
         int proj;
         if (m->num_experts && expert_of(t->name) >= 0) {
-            add_experts(a, m, g, t);
+            add_experts(a, m, g, t, m->lazy);
             ternary_type = t->type;
             continue;
         }
@@ -801,12 +893,13 @@ void gguf_model_load(model *m, const char *path) {
         if (!name) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
         arena_own(ar, free, name); /* the archive's once added */
         if (proj >= 0)
-            add_ternary(a, m, g, t, name, proj), ternary_type = t->type;
+            add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type;
         else
             add_float(a, g, t, name);
         arena_disown(ar, name);
     }
     st_sort_and_check(a, path);
+    qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);
     m->format_name = ternary_type == GGML_I2_S    ? "gguf-i2_s"
                      : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0"
                      : ternary_type == GGML_Q1_0  ? "gguf-q1_0"

@@ -1,7 +1,9 @@
 /*
  * link.c — the generated C, the constant data blob and the runtime library become one shared
  * object. The blob enters through the assembler's .incbin, so gigabytes of constants never pass
- * through the C compiler. The output is written under a temporary name and renamed at the end.
+ * through the C compiler; for a shared object only its first bytes do, and splice.c copies the
+ * rest into the linked file (the assembler and the linker would each hold all of it in memory).
+ * The output is written under a temporary name and renamed at the end.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,10 +20,12 @@ const char *env_or(const char *name, const char *fallback) {
     return v && *v ? v : fallback;
 }
 
-void write_blob_asm(const char *asm_path, const char *blob_path) {
+void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head) {
     FILE *f = fopen(asm_path, "w");
     if (!f) fatal("%s: cannot create: %s", asm_path, strerror(errno));
     if (strchr(blob_path, '"') || strchr(blob_path, '\\')) fatal("%s: unsupported character in path", blob_path);
+    char range[48] = ""; /* the first head bytes only (splice.c adds the rest) */
+    if (head) snprintf(range, sizeof range, ", 0, %llu", (unsigned long long)head);
     fprintf(f,
             "    .section .lrodata.rsr_blob,\"a\",@progbits\n" /* placed after .bss: code stays near */
             "    .balign 64\n"
@@ -29,10 +33,10 @@ void write_blob_asm(const char *asm_path, const char *blob_path) {
             "    .hidden rsr_blob\n"
             "    .type rsr_blob, @object\n"
             "rsr_blob:\n"
-            "    .incbin \"%s\"\n"
+            "    .incbin \"%s\"%s\n"
             "    .size rsr_blob, . - rsr_blob\n"
             "    .section .note.GNU-stack,\"\",@progbits\n",
-            blob_path);
+            blob_path, range);
     if (fclose(f) != 0) fatal("%s: write failed: %s", asm_path, strerror(errno));
 }
 
@@ -95,6 +99,12 @@ const char *link_runtime(const target *t) {
 }
 
 /* Is prog a file this process can run (a name found on PATH, or a path)? */
+static void run_linker(char **argv, const char *out_path) {
+    int rc = run_command(argv);
+    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
+    if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
+}
+
 static bool runnable(const char *prog) {
     if (strchr(prog, '/')) return access(prog, X_OK) == 0;
     const char *path = getenv("PATH");
@@ -126,15 +136,26 @@ void link_check(const target *t) {
     free(env);
 }
 
-void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t, int opt_level,
-                        const char *out_path, const char *workdir) {
+/* The blob's bytes linked in place when splicing (splice.c): the rest is copied in after the link. */
+enum { SPLICE_HEAD = 64 };
+
+void link_shared_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
+                        int opt_level, const char *out_path, const char *workdir) {
     char *asm_path = xasprintf("%s/blob.S", workdir);
     register_temp(asm_path);
-    write_blob_asm(asm_path, blob_path);
+    struct stat bs;
+    if (stat(blob_path, &bs) != 0) fatal("%s: cannot stat: %s", blob_path, strerror(errno));
+    /* RSRC_SPLICE_BLOB=0: the whole blob through the assembler and the linker, as before */
+    const bool splice = (uint64_t)bs.st_size > SPLICE_HEAD && strcmp(env_or("RSRC_SPLICE_BLOB", "1"), "0");
+    write_blob_asm(asm_path, blob_path, splice ? SPLICE_HEAD : 0);
 
     char *tmp_out = output_temp(out_path, NULL);
+    char *linked = splice ? xasprintf("%s/linked.so", workdir) : tmp_out;
+    if (splice) register_temp(linked);
 
-    char *argv[64];
+    int nobjs = 0;
+    while (objs && objs[nobjs]) nobjs++;
+    char **argv = xcalloc((size_t)nobjs + 64, sizeof *argv);
     int n = 0;
     link_check(t);
     const bool foreign = target_is_foreign(t);
@@ -153,7 +174,7 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
-    if (obj_path) argv[n++] = (char *)obj_path;
+    for (int i = 0; objs && objs[i]; i++) argv[n++] = (char *)objs[i];
     argv[n++] = asm_path;
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
     argv[n++] = (char *)link_runtime(t);
@@ -161,17 +182,31 @@ void link_shared_object(const char *c_path, const char *obj_path, const char *bl
     /* the cross runtime is built by that architecture's gcc (libgomp), whatever compiler built rsrc */
     argv[n++] = foreign ? "-fopenmp" : RSRC_OPENMP_FLAG;
     char *deps = xstrdup(RSRC_RUNTIME_DEPS);
-    for (char *tok = strtok(deps, " "); tok && n < 56; tok = strtok(NULL, " ")) argv[n++] = tok;
+    for (char *tok = strtok(deps, " "); tok && n < nobjs + 56; tok = strtok(NULL, " ")) argv[n++] = tok;
     argv[n++] = "-lm";
     argv[n++] = "-o";
-    argv[n++] = tmp_out;
+    argv[n++] = linked;
     argv[n] = NULL;
     double t0 = now_seconds();
-    int rc = run_command(argv);
-    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
-    if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
+    run_linker(argv, out_path);
+    if (splice) {
+        const char *why = splice_blob(linked, blob_path, SPLICE_HEAD, tmp_out);
+        if (why) { /* laid out otherwise: the whole blob through the linker after all */
+            note(1, "%s: the constants cannot be added after the link (%s): linking all %.1f MB", out_path, why,
+                 (double)bs.st_size / 1e6);
+            write_blob_asm(asm_path, blob_path, 0);
+            argv[n - 1] = tmp_out;
+            run_linker(argv, out_path);
+        } else {
+            note(1, "added %.1f MB of constants after the link", (double)(bs.st_size - SPLICE_HEAD) / 1e6);
+        }
+        unlink(linked);
+        release_temp(linked);
+        free(linked);
+    }
     note(1, "compiled and linked in %.2f s", now_seconds() - t0);
     output_commit(tmp_out, out_path, 0755);
+    free(argv);
     free(flags);
     free(deps);
     free(sanitize);

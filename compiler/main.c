@@ -552,6 +552,8 @@ typedef struct build {
     target *t;
     model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
+    char **parts; /* the LLVM kernels' objects emitted before obj_path (emit_llvm_flush), NULL-terminated */
+    int nparts;
     FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
@@ -620,6 +622,7 @@ static void open_printers(build *b) {
     llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
     b->cpu = llvm ? (kernel_sink){.printer = PRINTER_LLVM, .c = b->c, .llvm = llvm}
                   : (kernel_sink){.printer = PRINTER_C, .c = b->c};
+    b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
     if (b->t->gpu) b->gpu = gpu_begin(b->t->gpu, o->input, b->workdir, o->backend, o->explain, o->opt_level);
@@ -680,7 +683,7 @@ static void report_matrix(const build *b, const ternary_matrix *tm, const compil
  * docs/user-guide.md lists the 2B-4T shape's times). */
 static double backend_seconds(const build *b, double *llvm_s) {
     double c_bytes = b->c ? (double)ftell(b->c) : (double)b->c_bytes;
-    double llvm = b->use_llvm ? 0.3 + 55e-6 * (double)emit_llvm_size(b->cpu.llvm) : 0;
+    double llvm = b->use_llvm ? 0.3 + 55e-6 * (double)emit_llvm_pending(b->cpu.llvm) : 0;
     if (llvm_s) *llvm_s = llvm;
     return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 10e-9 * (double)b->blob.size : 0);
 }
@@ -713,6 +716,32 @@ static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_ou
     free(rn);
     L->num_experts = m->num_experts, L->experts_used = m->experts_used, L->expert_ff = m->expert_ff[l];
     L->gating = RSR_GATING_SOFTMAX, L->swiglu_clamp = m->swiglu_clamp[l];
+}
+
+/* An object of kernels for the link (b->parts stays NULL-terminated). */
+static void add_part(build *b, char *path) {
+    b->parts = xrealloc(b->parts, sizeof *b->parts * (size_t)(b->nparts + 2));
+    b->parts[b->nparts++] = path, b->parts[b->nparts] = NULL;
+}
+
+/* Instructions after which the kernels so far are optimised and emitted as an object of their
+ * own (emit_llvm_flush): LLVM's memory grows with its module, and a 20B mixture of experts has
+ * 9312 matrices. Small enough to hold LLVM under about 1 GB, large enough that models up to
+ * the 2B-4T shape stay one module. */
+enum { LLVM_PART_INSTRUCTIONS = 2000000 };
+
+static void flush_part(build *b) {
+    if (!b->use_llvm || !b->linked || emit_llvm_pending(b->cpu.llvm) < LLVM_PART_INSTRUCTIONS) return;
+    stage_enter(STAGE_LLVM);
+    double t0 = now_seconds();
+    char *path = xasprintf("%s/kernels.%d.o", b->workdir, b->nparts);
+    register_temp(path);
+    uint64_t n = emit_llvm_pending(b->cpu.llvm);
+    emit_llvm_flush(b->cpu.llvm, path);
+    add_part(b, path);
+    note(1, "LLVM: optimised and emitted part %d (%llu instructions) in %.2f s", b->nparts, (unsigned long long)n,
+         now_seconds() - t0);
+    stage_enter(STAGE_ANALYSE);
 }
 
 /* The matrices of all layers (model_layer_matrices each). */
@@ -786,6 +815,7 @@ static void compile_matrices(build *b) {
             compiled_matrix_free(&cm);
             if (b->gpu) gpu_matrix(b->gpu, &tm, idx, &b->blob, &rq);
             ternary_matrix_free(&tm);
+            flush_part(b);
         }
     }
     progress_update(m->num_layers, b->weights, NULL);
@@ -830,12 +860,13 @@ static void finish_kernels(build *b) {
     progress_expect_backend(backend_seconds(b, &llvm_s));
     progress_stage("LLVM: optimising and generating the kernels", llvm_s);
     note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
-         (unsigned long long)emit_llvm_size(b->cpu.llvm), llvm_s);
+         (unsigned long long)emit_llvm_pending(b->cpu.llvm), llvm_s);
     static const enum llvm_output what[] = {
         [EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR, [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
     b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
     register_temp(b->obj_path);
     emit_llvm_finish(b->cpu.llvm, what[o->emit], b->obj_path);
+    add_part(b, b->obj_path);
     emit_llvm_end(b->cpu.llvm);
     b->cpu.llvm = NULL;
     note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t0);
@@ -853,10 +884,11 @@ static void write_output(build *b) {
                        : o->emit == EMIT_SO ? "linking the shared object"
                                             : "linking the object",
                        0);
+    const char *const *objs = (const char *const *)b->parts;
     if (o->emit == EMIT_SO)
-        link_shared_object(b->c_path, b->obj_path, b->blob_path, b->t, o->opt_level, o->output, b->workdir);
+        link_shared_object(b->c_path, objs, b->blob_path, b->t, o->opt_level, o->output, b->workdir);
     else if (o->emit == EMIT_OBJ)
-        link_relocatable_object(b->c_path, b->obj_path, b->blob_path, b->t, o->output, b->workdir);
+        link_relocatable_object(b->c_path, objs, b->blob_path, b->t, o->output, b->workdir);
     else if (o->emit >= EMIT_CUDA)
         copy_to_output(gpu_output(b->gpu, o->emit == EMIT_PTX), o->output);
     else
@@ -871,12 +903,16 @@ static void write_output(build *b) {
 
 static void build_free(build *b) {
     gpu_end(b->gpu);
+    kernel_cache_close(b->cpu.cache);
     for (int32_t i = 0; b->mats && i < total_matrices(b->m); i++)
         free(b->mats[i].name), free(b->mats[i].symbol), free(b->mats[i].batch_symbol);
     free(b->mats);
     free(b->layers);
     free(b->manifest);
     free(b->d.tokenizer);
+    for (int i = 0; i < b->nparts; i++)
+        if (b->parts[i] != b->obj_path) free(b->parts[i]);
+    free(b->parts);
     free(b->c_path), free(b->obj_path), free(b->blob_path), free(b->workdir);
     model_free(b->m);
     target_free(b->t);

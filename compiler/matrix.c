@@ -9,11 +9,15 @@
  *            the same k, unless --strategy=rsr-unrolled asked for it; for i2, the batched kernel's
  *            form (plan_prefill: tiles, or RSR lanes from some number of tokens)
  *   lower    the kernel description (kernel.c) and its constant data into the blob
- *   print    the kernel through the printer the caller chose (C, LLVM, LLVM NVPTX, CUDA C)
+ *   print    the kernel through the printer the caller chose (C, LLVM, LLVM NVPTX, CUDA C), once
+ *            per distinct code for i2 (kernel_cache: a mixture of experts has hundreds of
+ *            matrices of one shape, whose i2 kernels differ only in the data they are given)
  *
  * Which printer prints which kernel is one table (printer_forms); the planner consults it before
  * anything is lowered, so a printer never meets a form it lacks.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +120,63 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
         cm->mp.strategy = STRAT_RSR_LOOP;
 }
 
+struct kernel_cache {
+    int64_t n, cap, shared;
+    struct cached_kernel {
+        uint64_t hash;
+        char *key, *symbol, *batch_symbol;
+    } * k;
+};
+
+kernel_cache *kernel_cache_open(void) { return xcalloc(1, sizeof(kernel_cache)); }
+
+void kernel_cache_close(kernel_cache *kc) {
+    if (!kc) return;
+    if (kc->shared)
+        note(1, "%" PRId64 " matrices share the i2 kernels of others (%" PRId64 " kernels)", kc->shared, kc->n);
+    for (int64_t i = 0; i < kc->n; i++) free(kc->k[i].key), free(kc->k[i].symbol), free(kc->k[i].batch_symbol);
+    free(kc->k);
+    free(kc);
+}
+
+/* What makes an i2 kernel's code: the fields the printers read and its KIR, printed with
+ * placeholder names. */
+static char *kernel_key(kernel *kn) {
+    char *text = NULL, *sym = kn->symbol, *batch = kn->batch_symbol;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) fatal("out of memory");
+    fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d\n", kn->form, kn->rows, kn->cols, kn->block_rows, kn->num_blocks,
+            kn->isa, kn->vec_bytes, kn->groups, kn->unit_cols, kn->batch_tile, kn->lanes_min, kn->lut_vector);
+    kn->symbol = "K", kn->batch_symbol = batch ? "KB" : NULL;
+    kir_module *m = kir_lower(kn);
+    kn->symbol = sym, kn->batch_symbol = batch;
+    kir_print(f, m);
+    kir_close(m);
+    if (fclose(f) != 0) fatal("out of memory");
+    return text;
+}
+
+/* True when an earlier matrix's kernel is the same code: kn then names that one's symbols. */
+static bool reuse_kernel(kernel_cache *kc, kernel *kn) {
+    char *key = kernel_key(kn);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = key; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    for (int64_t i = 0; i < kc->n; i++)
+        if (kc->k[i].hash == h && !strcmp(kc->k[i].key, key)) {
+            free(key);
+            free(kn->symbol), free(kn->batch_symbol);
+            kn->symbol = xstrdup(kc->k[i].symbol);
+            kn->batch_symbol = kc->k[i].batch_symbol ? xstrdup(kc->k[i].batch_symbol) : NULL;
+            kc->shared++;
+            return true;
+        }
+    if (kc->n == kc->cap) kc->k = xrealloc(kc->k, sizeof *kc->k * (size_t)(kc->cap = 2 * kc->cap + 16));
+    kc->k[kc->n++] =
+        (struct cached_kernel){h, key, xstrdup(kn->symbol), kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL};
+    return false;
+}
+
 void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
                  compiled_matrix *cm) {
     stage_enter(STAGE_EMIT);
@@ -123,6 +184,11 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     kernel *kn = &cm->kn;
     kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index, cm->mp.lanes_min);
     kernel_write_data(kn, blob);
+    cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
+    cm->lowered = true;
+    if (out->cache && kn->form == KF_I2 && (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) &&
+        reuse_kernel(out->cache, kn))
+        return;
     switch (out->printer) {
     case PRINTER_C: emit_c_kernel(out->c, kn); break;
     case PRINTER_LLVM:
@@ -133,8 +199,6 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     case PRINTER_CUDA: emit_cuda_kernel(out->cuda, kn); break;
     case NUM_PRINTERS: break;
     }
-    cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
-    cm->lowered = true;
 }
 
 void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, blob_writer *blob,

@@ -151,9 +151,10 @@ typedef struct model {
     int32_t vocab, max_positions, bos, eos;
     float rms_eps, bitlinear_eps;
     double rope_theta;
-    char *tokenizer;      /* a GGUF's tokenizer as tokenizer.json text or a tokenizer.model, or NULL (then */
-    size_t tokenizer_len; /* the files beside the weights) */
-    char *chat_template;  /* a GGUF's tokenizer.chat_template (NUL-terminated), or NULL */
+    char *tokenizer;        /* a GGUF's tokenizer as tokenizer.json text or a tokenizer.model, or NULL (then */
+    size_t tokenizer_len;   /* the files beside the weights) */
+    char *chat_template;    /* a GGUF's tokenizer.chat_template (NUL-terminated), or NULL */
+    struct gguf_lazy *lazy; /* a GGUF's ternary matrices, converted one at a time (gguf_model_prepare) */
 } model;
 
 typedef struct ternary_matrix {
@@ -270,6 +271,12 @@ const char *gguf_type_name(uint32_t type);
 void gguf_print(const gguf_file *g, FILE *out);          /* --print=gguf: metadata and tensor table */
 bool gguf_is(const char *path);                          /* a file that starts with the GGUF magic */
 void gguf_model_load(struct model *m, const char *path); /* fills m and m->ar */
+/* A GGUF's ternary matrix NAME (and NAME_scale, NAME_group_scale) converted into the archive's
+ * tensors, which until then have no data; false when NAME is not one of those. Release frees
+ * them again. */
+bool gguf_model_prepare(const struct model *m, const char *name);
+void gguf_model_release(const struct model *m, const char *name);
+void gguf_lazy_free(struct gguf_lazy *lazy);
 
 model *model_load(const char *path);
 void model_free(model *m);
@@ -545,8 +552,10 @@ bool target_lut_vector(const target *t);
 /* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
 /* Whether printer p has the kernel strategy s lowers to on t (the capability table). */
 bool printer_prints(enum printer p, enum strategy s, const target *t);
+typedef struct kernel_cache kernel_cache;
 typedef struct kernel_sink { /* where a matrix's kernel is printed */
     enum printer printer;
+    kernel_cache *cache;       /* i2 kernels printed once per distinct code (matrix.c), or NULL */
     FILE *c;                   /* PRINTER_C: the kernels; PRINTER_LLVM: their declarations */
     struct llvm_emitter *llvm; /* PRINTER_LLVM, PRINTER_NVPTX */
     FILE *cuda;                /* PRINTER_CUDA */
@@ -582,6 +591,10 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
 void matrix_emit(const ternary_matrix *tm, const target *t, int index, struct blob_writer *blob, const kernel_sink *out,
                  compiled_matrix *cm);
 void compiled_matrix_free(compiled_matrix *cm);
+/* The i2 kernels already printed, by their code: a matrix whose kernel is the same code (the same
+ * form, shape and instructions; its weights are data, not code) calls the first one's. */
+kernel_cache *kernel_cache_open(void);
+void kernel_cache_close(kernel_cache *kc); /* says how many kernels were shared (-v) */
 
 /* ---- blob.c: the artifact's constant data, streamed to a file ---- */
 struct blob_writer {
@@ -679,6 +692,11 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
 uint64_t emit_llvm_size(const llvm_emitter *e); /* instructions in the module, before optimisation */
+/* A model with many matrices is emitted in parts, each an object of its own, so that LLVM never
+ * holds them all: flush optimises and emits the kernels so far into path (LLVM_OUT_OBJ) and
+ * starts an empty module; pending counts the instructions not yet emitted. */
+void emit_llvm_flush(llvm_emitter *e, const char *path);
+uint64_t emit_llvm_pending(const llvm_emitter *e);
 /* NVPTX: the newest GPU and PTX version LLVM 14 knows; newer specs get sm_86 PTX (JIT-compiled by
  * the driver). Raise both when the minimum LLVM is raised. */
 #define LLVM_NVPTX_MAX_SM 86
@@ -725,9 +743,10 @@ const char *resource_env(enum resource r); /* the variable that overrides it */
 char *installed_path(char *relative);      /* PREFIX/relative if it exists (relative freed), else NULL */
 
 /* ---- link.c: C + blob + runtime → shared object ---- */
-/* obj_path: the kernels as an object (LLVM backend), or NULL when they are in the C file. */
-void link_shared_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t, int opt_level,
-                        const char *out_path, const char *workdir);
+/* objs: the kernels as objects (LLVM backend: one per part, NULL-terminated), or NULL when they
+ * are in the C file. */
+void link_shared_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
+                        int opt_level, const char *out_path, const char *workdir);
 /* The C compiler and runtime archive that link an artifact for t (a cross compiler and the runtime
  * scripts/cross.sh built, for another architecture); link_check refuses, naming what is missing. */
 const char *link_cc(const target *t);
@@ -735,13 +754,18 @@ const char *link_runtime(const target *t);
 void link_use_runtime(const char *path); /* --runtime: this archive whatever the target */
 void link_check(const target *t);
 const char *env_or(const char *name, const char *fallback);
-int run_command(char **argv);                                     /* waits; its diagnostics go straight to stderr */
-void write_blob_asm(const char *asm_path, const char *blob_path); /* .incbin, hidden rsr_blob */
+int run_command(char **argv); /* waits; its diagnostics go straight to stderr */
+/* .incbin of the blob (its first head bytes, 0: all), as hidden rsr_blob in .lrodata.rsr_blob */
+void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head);
+/* splice.c: the rest of the blob (after its first head bytes, which the link placed) copied into
+ * the linked shared object `linked`, written to out_path; NULL, or why its layout does not allow
+ * it (out_path then untouched). */
+const char *splice_blob(const char *linked, const char *blob_path, uint64_t head, const char *out_path);
 
 /* ---- embed.c: C + blob + runtime → one relocatable object to link into an application ---- */
 /* Exports only the model's entry points and the runtime's rsr_* API (weak: two models linked
  * together share one runtime); kernels, blob and runtime internals are local to the object. */
-void link_relocatable_object(const char *c_path, const char *obj_path, const char *blob_path, const target *t,
+void link_relocatable_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
                              const char *out_path, const char *workdir);
 
 /* ---- progress.c: the status line of a long compile, and per-stage timings for -v ---- */

@@ -495,7 +495,8 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
         emit_llvm_end(llvm);
         note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, now_seconds() - t_llvm);
     }
-    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, ts->opts.opt_level, so_path, ts->workdir);
+    const char *objs[] = {obj_path, NULL};
+    link_shared_object(c_path, llvm ? objs : NULL, blob_path, t, ts->opts.opt_level, so_path, ts->workdir);
     for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
     out->handle = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!out->handle) fatal("--tune: cannot load the candidate kernels of '%s': %s", tm->name, dlerror());

@@ -159,7 +159,8 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
         emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
         emit_llvm_end(llvm);
     }
-    link_shared_object(c_path, llvm ? obj_path : NULL, blob_path, t, -1, so_path, dir);
+    const char *objs[] = {obj_path, NULL};
+    link_shared_object(c_path, llvm ? objs : NULL, blob_path, t, -1, so_path, dir);
     if (target_is_foreign(t))
         run_foreign(t, so_path);
     else

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A ternary mixture of experts of the Maple 20B-A1B shape (llama.cpp's `maple` architecture, random
-# weights, TQ2_0: 24 layers, hidden 2048, 32 heads of 64 with 4 KV heads, 128 experts of 1024 rows
-# (SwiGLU clamped at 7, a key llama.cpp requires),
-# 6 used per token, vocabulary 32000; 19.7 G weights, 5.3 GB), as a user compiles and runs it:
+# weights, TQ2_0: 24 layers, hidden 2048, 32 heads of 64 with 4 KV heads, 128 experts of 1024 rows,
+# 6 used per token, SwiGLU clamped at 7 (llama.cpp requires the key), vocabulary 32000; 19.7 G
+# weights, 5.3 GB), as a user compiles and runs it:
 #   - rsrc's compile: wall time and the peak resident memory of rsrc and the programs it runs
 #     (GNU time's maximum resident set size);
 #   - the greedy tokens after a 32-token prompt beside upstream llama.cpp's (the npm package

@@ -730,8 +730,13 @@ static void add_part(build *b, char *path) {
  * the 2B-4T shape stay one module. */
 enum { LLVM_PART_INSTRUCTIONS = 2000000 };
 
+static uint64_t part_instructions(void) { /* RSRC_LLVM_PART_INSTRUCTIONS: another size, for tests */
+    long long n = atoll(env_or("RSRC_LLVM_PART_INSTRUCTIONS", "0"));
+    return n > 0 ? (uint64_t)n : LLVM_PART_INSTRUCTIONS;
+}
+
 static void flush_part(build *b) {
-    if (!b->use_llvm || !b->linked || emit_llvm_pending(b->cpu.llvm) < LLVM_PART_INSTRUCTIONS) return;
+    if (!b->use_llvm || !b->linked || emit_llvm_pending(b->cpu.llvm) < part_instructions()) return;
     stage_enter(STAGE_LLVM);
     double t0 = now_seconds();
     char *path = xasprintf("%s/kernels.%d.o", b->workdir, b->nparts);

@@ -630,9 +630,10 @@ static void free_matrix(void *t) { ternary_matrix_free(t); }
 /* Shapes are checked against the tensor before anything is allocated: a small file claiming a
  * huge matrix is refused, not obeyed. */
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
-    const bool converted = gguf_model_prepare(m, name);
     const st_tensor *t = matrix_tensor(m, name, rows, cols);
     arena *ar = arena_open();
+    void *converted = gguf_model_prepare(m, name); /* a GGUF's: converted now, freed with the arena */
+    arena_own(ar, gguf_model_release, converted);
     out->name = xstrdup(name);
     out->rows = out->src_rows = rows;
     out->cols = cols;
@@ -644,10 +645,7 @@ void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t c
         load_grouped(m, t, name, rows, cols, out);
     else
         load_latent(t, name, rows, cols, out);
-    if (converted)
-        gguf_model_release(m, name);
-    else
-        st_release(t);
+    if (!converted) st_release(t);
     arena_disown(ar, out);
     arena_close(ar);
     size_t n = (size_t)rows * (size_t)cols, zeros = 0;

@@ -229,6 +229,7 @@ static void decode_grouped(const char *path, const gguf_tensor *t, uint8_t *out,
  * and shape and no data (the checks that need no codes run then); gguf_model_prepare converts one
  * and gguf_model_release frees it. */
 typedef struct deferred {
+    struct gguf_lazy *lazy;
     char *name;       /* the archive's tensor name (model.layers.N.<proj>.weight) */
     gguf_tensor src;  /* its bytes in the file (src.name owned) */
     float per_tensor; /* llama.cpp's NAME.scale, or 1 */
@@ -236,6 +237,7 @@ typedef struct deferred {
 } deferred;
 struct gguf_lazy {
     char *path;
+    st_archive *ar;
     int64_t n, cap;
     deferred *d; /* sorted by name once the file is read */
 };
@@ -325,7 +327,7 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
               heads);
     if (lazy->n == lazy->cap) lazy->d = xrealloc(lazy->d, sizeof *lazy->d * (size_t)(lazy->cap = 2 * lazy->cap + 64));
     deferred *d = &lazy->d[lazy->n++];
-    *d = (deferred){xstrdup(name), *t, per_tensor, proj};
+    *d = (deferred){lazy, xstrdup(name), *t, per_tensor, proj};
     d->src.name = xstrdup(t->name);
     const uint64_t R = rows / 4;
     add_tensor(a, name, ST_U8, 2, (int64_t)R, (int64_t)cols, NULL, R * cols, g->path);
@@ -347,30 +349,31 @@ static deferred *find_deferred(const struct gguf_lazy *lazy, const char *name) {
 }
 
 /* The archive's tensor of that name, writable (the archive belongs to the model). */
-static st_tensor *tensor_of(const model *m, const char *name) { return (st_tensor *)st_find(m->ar, name); }
+static st_tensor *tensor_of(st_archive *a, const char *name) { return (st_tensor *)st_find(a, name); }
 
-bool gguf_model_prepare(const model *m, const char *name) {
-    const deferred *d = m->lazy ? find_deferred(m->lazy, name) : NULL;
-    if (!d) return false;
+void *gguf_model_prepare(const model *m, const char *name) {
+    deferred *d = m->lazy ? find_deferred(m->lazy, name) : NULL;
+    if (!d) return NULL;
     float beta, *gs;
     uint8_t *packed = convert_ternary(m, m->lazy->path, d, &beta, &gs);
     char *sname = xasprintf("%s_scale", name), *gname = xasprintf("%s_group_scale", name);
     float *scale = xmalloc(sizeof *scale);
     *scale = beta;
-    tensor_of(m, name)->data = packed;
-    tensor_of(m, sname)->data = (const uint8_t *)scale;
-    st_tensor *gt = tensor_of(m, gname);
+    st_archive *a = m->lazy->ar;
+    tensor_of(a, name)->data = packed;
+    tensor_of(a, sname)->data = (const uint8_t *)scale;
+    st_tensor *gt = tensor_of(a, gname);
     if (gt) gt->data = (const uint8_t *)gs;
     free(sname), free(gname);
-    return true;
+    return d;
 }
 
-void gguf_model_release(const model *m, const char *name) {
-    if (!m->lazy || !find_deferred(m->lazy, name)) return;
-    char *sname = xasprintf("%s_scale", name), *gname = xasprintf("%s_group_scale", name);
-    const char *names[3] = {name, sname, gname};
+void gguf_model_release(void *converted) {
+    const deferred *d = converted;
+    char *sname = xasprintf("%s_scale", d->name), *gname = xasprintf("%s_group_scale", d->name);
+    const char *names[3] = {d->name, sname, gname};
     for (int i = 0; i < 3; i++) {
-        st_tensor *t = tensor_of(m, names[i]);
+        st_tensor *t = tensor_of(d->lazy->ar, names[i]);
         if (t) free((void *)t->data), t->data = NULL;
     }
     free(sname), free(gname);
@@ -872,7 +875,7 @@ void gguf_model_load(model *m, const char *path) {
     g->map = NULL;
     m->ar = a;
     m->lazy = xcalloc(1, sizeof *m->lazy);
-    m->lazy->path = xstrdup(path);
+    m->lazy->path = xstrdup(path), m->lazy->ar = a;
     uint32_t ternary_type = 0;
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];

@@ -272,10 +272,10 @@ void gguf_print(const gguf_file *g, FILE *out);          /* --print=gguf: metada
 bool gguf_is(const char *path);                          /* a file that starts with the GGUF magic */
 void gguf_model_load(struct model *m, const char *path); /* fills m and m->ar */
 /* A GGUF's ternary matrix NAME (and NAME_scale, NAME_group_scale) converted into the archive's
- * tensors, which until then have no data; false when NAME is not one of those. Release frees
- * them again. */
-bool gguf_model_prepare(const struct model *m, const char *name);
-void gguf_model_release(const struct model *m, const char *name);
+ * tensors, which until then have no data; NULL when NAME is not one of those, else a handle for
+ * gguf_model_release, which frees them again. */
+void *gguf_model_prepare(const struct model *m, const char *name);
+void gguf_model_release(void *converted);
 void gguf_lazy_free(struct gguf_lazy *lazy);
 
 model *model_load(const char *path);

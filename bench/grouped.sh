@@ -58,14 +58,7 @@ short=$(echo "$ids" | cut -d, -f1-32)
 # ---- the same model? ----
 agree=""
 for w in q2 q1; do
-  mine=$("$build/rsr-run" "$work/$w.so" --tokens "$short" -n 8 -t "$threads" 2>/dev/null | tail -1 | tr -s ' ' ',')
-  theirs=$(llama_peer tokens "$work/w-$w/model.gguf" "$short" 8 "$threads")
-  n=$(python3 -c "import sys; a, b = sys.argv[1].split(','), sys.argv[2].split(','); print(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))" "$mine" "$theirs")
-  if [ "$n" = 0 ]; then
-    say "llama.cpp's first greedy token differs from rsrc's on $w: another model?"
-    printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
-    exit 1
-  fi
+  n=$(llama_agree "$build/rsr-run" "$work/$w.so" "$work/w-$w/model.gguf" "$short" 8 "$threads")
   agree="$agree $w:$n"
 done
 say "greedy tokens agree with llama.cpp's for the first (of 8):$agree"

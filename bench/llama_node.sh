@@ -17,3 +17,18 @@ llama_node_install() {
   llama_node_dir=$node
 }
 llama_peer() { node "$llama_node_dir/llama_peer.mjs" "$@"; }
+# llama_agree RSR_RUN ARTIFACT MODEL.gguf IDS N THREADS: how many of the N greedy tokens after IDS
+# rsrc's artifact and llama.cpp (on the GGUF file it was compiled from) agree on, from the first;
+# fails, printing both, when not even the first does (another model).
+llama_agree() {
+  local mine theirs n
+  mine=$("$1" "$2" --tokens "$4" -n "$5" -t "$6" 2>/dev/null | tail -1 | tr -s ' ' ',')
+  theirs=$(llama_peer tokens "$3" "$4" "$5" "$6")
+  n=$(python3 -c "import sys; a, b = sys.argv[1].split(','), sys.argv[2].split(','); print(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))" "$mine" "$theirs")
+  if [ "$n" = 0 ]; then
+    echo "llama.cpp's first greedy token differs from rsrc's on $3: another model?" >&2
+    printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
+    return 1
+  fi
+  echo "$n"
+}

@@ -51,14 +51,7 @@ say "compiled in $compile_s s, peak resident $((compile_kb / 1024)) MiB"
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % 30000) for i in range(64)))")
 short=$(echo "$ids" | cut -d, -f1-32)
 
-mine=$("$build/rsr-run" "$so" --tokens "$short" -n 8 -t "$threads" 2>/dev/null | tail -1 | tr -s ' ' ',')
-theirs=$(llama_peer tokens "$w/model.gguf" "$short" 8 "$threads")
-agree=$(python3 -c "import sys; a, b = sys.argv[1].split(','), sys.argv[2].split(','); print(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))" "$mine" "$theirs")
-if [ "$agree" = 0 ]; then
-  say "llama.cpp's first greedy token differs from rsrc's: another model?"
-  printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
-  exit 1
-fi
+agree=$(llama_agree "$build/rsr-run" "$so" "$w/model.gguf" "$short" 8 "$threads")
 say "greedy tokens agree with llama.cpp's for the first $agree of 8"
 
 runs=$work/runs.jsonl

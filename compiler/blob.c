@@ -49,10 +49,10 @@ uint64_t blob_align(blob_writer *b, unsigned alignment) {
 
 /* Every element of t finite, or an error naming the tensor and the first bad element (fmaxf and
  * comparisons pass NaN silently, so the check is explicit). */
-void blob_check_finite(const st_tensor *t) {
-    int64_t n = 1, cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : 0;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
-    for (int64_t i = 0; i < n; i++) {
+/* Elements [i0, i1) of t finite, else fatal naming the first that is not. */
+static void check_finite_range(const st_tensor *t, int64_t i0, int64_t i1) {
+    int64_t cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : 0;
+    for (int64_t i = i0; i < i1; i++) {
         float f = st_get_f32(t, i);
         if (isfinite(f)) continue;
         if (cols)
@@ -61,6 +61,14 @@ void blob_check_finite(const st_tensor *t) {
         fatal("%s: tensor '%s': %g at index %lld is not finite", t->file, t->name, (double)f, (long long)i);
     }
 }
+
+static int64_t elements(const st_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+void blob_check_finite(const st_tensor *t) { check_finite_range(t, 0, elements(t)); }
 
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t) {
     blob_check_finite(t);
@@ -113,6 +121,10 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d)
                   (double)amax);
         scale[v] = s, err[v] = ef;
         blob_write(b, row, (size_t)stride);
+        if (v % 4096 == 4095 || v == vocab - 1) { /* the rows read so far leave the resident set */
+            const uint64_t row_bytes = head->nbytes / (uint64_t)vocab, first = (uint64_t)(v / 4096) * 4096;
+            st_release_bytes(head->data + first * row_bytes, ((uint64_t)v + 1 - first) * row_bytes);
+        }
     }
     d->head_q8_scale = blob_align(b, 64);
     blob_write(b, scale, sizeof *scale * (size_t)vocab);
@@ -121,16 +133,20 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d)
     free(scale), free(err), free(row);
 }
 
-/* A tensor copied as stored, a slice at a time, each slice's mapped pages released once
- * written: the embedding (656 MB in 2B-4T) never sits whole in memory. */
-void blob_write_tensor(blob_writer *b, const st_tensor *t) {
-    const uint64_t slice = 32u << 20;
+/* A tensor copied as stored, a slice at a time (each checked finite first when `finite`), each
+ * slice's mapped pages released once written: the embedding (656 MB in 2B-4T) never sits whole
+ * in memory. */
+static void write_slices(blob_writer *b, const st_tensor *t, bool finite) {
+    const uint64_t slice = 32u << 20, esize = t->nbytes / (uint64_t)(elements(t) ? elements(t) : 1);
     for (uint64_t done = 0; done < t->nbytes; done += slice) {
         uint64_t n = t->nbytes - done < slice ? t->nbytes - done : slice;
+        if (finite && esize) check_finite_range(t, (int64_t)(done / esize), (int64_t)((done + n) / esize));
         blob_write(b, t->data + done, (size_t)n);
         st_release_bytes(t->data + done, n);
     }
 }
+
+void blob_write_tensor(blob_writer *b, const st_tensor *t) { write_slices(b, t, false); }
 
 void blob_close(blob_writer *b) {
     if (b->f && fclose(b->f) != 0) fatal("%s: write failed: %s", b->path, strerror(errno));
@@ -147,9 +163,8 @@ uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
     case ST_BF16: *dtype = RSR_DTYPE_BF16; break;
     default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
     }
-    blob_check_finite(t);
     uint64_t at = blob_align(b, 64);
-    blob_write_tensor(b, t);
+    write_slices(b, t, true); /* checked slice by slice: its pages are read once */
     return at;
 }
 

@@ -137,7 +137,8 @@ void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d)
  * slice's mapped pages released once written: the embedding (656 MB in 2B-4T) never sits whole
  * in memory. */
 static void write_slices(blob_writer *b, const st_tensor *t, bool finite) {
-    const uint64_t slice = 32u << 20, esize = t->nbytes / (uint64_t)(elements(t) ? elements(t) : 1);
+    const int64_t count = elements(t);
+    const uint64_t slice = 32u << 20, esize = count ? t->nbytes / (uint64_t)count : 0;
     for (uint64_t done = 0; done < t->nbytes; done += slice) {
         uint64_t n = t->nbytes - done < slice ? t->nbytes - done : slice;
         if (finite && esize) check_finite_range(t, (int64_t)(done / esize), (int64_t)((done + n) / esize));

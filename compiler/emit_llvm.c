@@ -44,7 +44,7 @@ struct llvm_emitter {
     bool gpu;              /* NVPTX: kernels are entries, PTX is the output */
     int opt_level;         /* -O0..-O3, -1: O3 (compile_options) */
     LLVMValueRef fn;       /* the function being built */
-    uint64_t instructions; /* in the functions finished so far (emit_llvm_size) */
+    uint64_t instructions; /* in the functions finished so far */
     uint64_t flushed;      /* of those, in the parts already emitted (emit_llvm_flush) */
     char *module_name, *triple;
     LLVMBasicBlockRef entry; /* its alloca block */
@@ -1203,7 +1203,6 @@ void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
 
 /* ---- output ---- */
 
-uint64_t emit_llvm_size(const llvm_emitter *e) { return e ? e->instructions : 0; }
 uint64_t emit_llvm_pending(const llvm_emitter *e) { return e ? e->instructions - e->flushed : 0; }
 
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) {

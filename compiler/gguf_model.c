@@ -236,8 +236,7 @@ typedef struct deferred {
     int proj;
 } deferred;
 struct gguf_lazy {
-    char *path;
-    st_archive *ar;
+    st_archive *ar; /* its path is the file's */
     int64_t n, cap;
     deferred *d; /* sorted by name once the file is read */
 };
@@ -252,8 +251,9 @@ static int32_t interleaved_heads(const model *m, int proj) {
 /* The codes of one deferred projection, Q and K rows put back in Hugging Face order, packed as
  * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), its scale into *beta_out and a
  * group-scaled one's scales into gs ([rows][blocks], rows in the same order). */
-static uint8_t *convert_ternary(const model *m, const char *path, const deferred *d, float *beta_out, float **gs_out) {
+static uint8_t *convert_ternary(const model *m, const deferred *d, float *beta_out, float **gs_out) {
     const gguf_tensor *t = &d->src;
+    const char *path = d->lazy->ar->path;
     const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
     const uint64_t rows = t->ne[1], cols = t->ne[0];
     arena *ar = arena_open();
@@ -355,7 +355,7 @@ void *gguf_model_prepare(const model *m, const char *name) {
     deferred *d = m->lazy ? find_deferred(m->lazy, name) : NULL;
     if (!d) return NULL;
     float beta, *gs;
-    uint8_t *packed = convert_ternary(m, m->lazy->path, d, &beta, &gs);
+    uint8_t *packed = convert_ternary(m, d, &beta, &gs);
     char *sname = xasprintf("%s_scale", name), *gname = xasprintf("%s_group_scale", name);
     float *scale = xmalloc(sizeof *scale);
     *scale = beta;
@@ -383,7 +383,6 @@ void gguf_lazy_free(struct gguf_lazy *lazy) {
     if (!lazy) return;
     for (int64_t i = 0; i < lazy->n; i++) free(lazy->d[i].name), free(lazy->d[i].src.name);
     free(lazy->d);
-    free(lazy->path);
     free(lazy);
 }
 
@@ -875,7 +874,7 @@ void gguf_model_load(model *m, const char *path) {
     g->map = NULL;
     m->ar = a;
     m->lazy = xcalloc(1, sizeof *m->lazy);
-    m->lazy->path = xstrdup(path), m->lazy->ar = a;
+    m->lazy->ar = a;
     uint32_t ternary_type = 0;
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];

@@ -98,13 +98,13 @@ const char *link_runtime(const target *t) {
     return found = xasprintf(RSRC_CROSS_RUNTIME_LIB, target_arch(t));
 }
 
-/* Is prog a file this process can run (a name found on PATH, or a path)? */
 static void run_linker(char **argv, const char *out_path) {
     int rc = run_command(argv);
     if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
     if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
 }
 
+/* Is prog a file this process can run (a name found on PATH, or a path)? */
 static bool runnable(const char *prog) {
     if (strchr(prog, '/')) return access(prog, X_OK) == 0;
     const char *path = getenv("PATH");
@@ -145,8 +145,11 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
     register_temp(asm_path);
     struct stat bs;
     if (stat(blob_path, &bs) != 0) fatal("%s: cannot stat: %s", blob_path, strerror(errno));
-    /* RSRC_SPLICE_BLOB=0: the whole blob through the assembler and the linker, as before */
-    const bool splice = (uint64_t)bs.st_size > SPLICE_HEAD && strcmp(env_or("RSRC_SPLICE_BLOB", "1"), "0");
+    /* x86-64's linker script puts .lrodata after .bss, where splice.c can grow it (aarch64's has a
+     * segment after it: linked whole, not linked twice); RSRC_SPLICE_BLOB=0: the whole blob through
+     * the assembler and the linker, as before */
+    const bool splice = (uint64_t)bs.st_size > SPLICE_HEAD && !strcmp(target_arch(t), "x86_64") &&
+                        strcmp(env_or("RSRC_SPLICE_BLOB", "1"), "0");
     write_blob_asm(asm_path, blob_path, splice ? SPLICE_HEAD : 0);
 
     char *tmp_out = output_temp(out_path, NULL);
@@ -174,7 +177,7 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
     char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     argv[n++] = inc;
     argv[n++] = (char *)c_path;
-    for (int i = 0; objs && objs[i]; i++) argv[n++] = (char *)objs[i];
+    for (int i = 0; i < nobjs; i++) argv[n++] = (char *)objs[i];
     argv[n++] = asm_path;
     argv[n++] = "-Wl,--whole-archive"; /* the runtime's API must be exported even though nothing calls it */
     argv[n++] = (char *)link_runtime(t);

@@ -552,7 +552,7 @@ typedef struct build {
     target *t;
     model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
-    char **parts; /* the LLVM kernels' objects emitted before obj_path (emit_llvm_flush), NULL-terminated */
+    char **parts; /* the LLVM kernels' objects (emit_llvm_flush's, then obj_path), NULL-terminated */
     int nparts;
     FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
@@ -871,7 +871,7 @@ static void finish_kernels(build *b) {
     b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
     register_temp(b->obj_path);
     emit_llvm_finish(b->cpu.llvm, what[o->emit], b->obj_path);
-    add_part(b, b->obj_path);
+    add_part(b, xstrdup(b->obj_path));
     emit_llvm_end(b->cpu.llvm);
     b->cpu.llvm = NULL;
     note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t0);
@@ -915,8 +915,7 @@ static void build_free(build *b) {
     free(b->layers);
     free(b->manifest);
     free(b->d.tokenizer);
-    for (int i = 0; i < b->nparts; i++)
-        if (b->parts[i] != b->obj_path) free(b->parts[i]);
+    for (int i = 0; i < b->nparts; i++) free(b->parts[i]);
     free(b->parts);
     free(b->c_path), free(b->obj_path), free(b->blob_path), free(b->workdir);
     model_free(b->m);

@@ -691,7 +691,6 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_
 void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
-uint64_t emit_llvm_size(const llvm_emitter *e); /* instructions in the module, before optimisation */
 /* A model with many matrices is emitted in parts, each an object of its own, so that LLVM never
  * holds them all: flush optimises and emits the kernels so far into path (LLVM_OUT_OBJ) and
  * starts an empty module; pending counts the instructions not yet emitted. */

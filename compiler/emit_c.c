@@ -289,6 +289,15 @@ static void c_call(const cpr *P, const char *fn, const kir_expr *a, const kir_ex
     fputc(')', P->out);
 }
 
+/* A lut operation's tables (b), from the window's first group (d) where the block has one:
+ * per_group table elements to a group. */
+static void c_lut_tab(const cpr *P, const kir_expr *e, int per_group) {
+    c_expr(P, e->b, e->d ? 12 : 0);
+    if (!e->d) return;
+    fprintf(P->out, " + %d * ", per_group);
+    c_expr(P, e->d, 13);
+}
+
 static void c_expr(const cpr *P, const kir_expr *e, int min) {
     static const char *const infix[KO_COUNT] = {
         [KO_ADD] = "+",   [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<", [KO_LSHR] = ">>",
@@ -403,21 +412,21 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         c_expr(P, e->b, 0);
         fputc(')', P->out);
         break;
-    case KO_LUT_ROW:
+    case KO_LUT_ROW: /* d: the window's first group (a scalar table is 4 · 32 entries per group) */
         fputs("rsr_lut_row(", P->out);
         c_expr(P, e->a, 0);
         fputs(", ", P->out);
-        c_expr(P, e->b, 0);
-        fprintf(P->out, ", %d, ", P->kn->groups);
+        c_lut_tab(P, e, 4 * LUT_ENTRIES);
+        fprintf(P->out, ", %d, ", lut_block_groups(P->kn));
         c_expr(P, e->c, 0);
         fputc(')', P->out);
         break;
     case KO_LUT_BLOCKS: {
-        const int32_t G = P->kn->groups, GB = G * LUT_GROUP_BYTES;
+        const int32_t G = lut_block_groups(P->kn), GB = lut_block_bytes(P->kn);
         fputs("rsr_lut_blocks(", P->out);
         c_expr(P, e->a, 0);
         fprintf(P->out, ", %d, ", GB);
-        c_expr(P, e->b, 0);
+        c_lut_tab(P, e, 4);
         fprintf(P->out, ", %d, y + ", G);
         c_expr(P, e->c, 13);
         fprintf(P->out, " * %d, %d - ", LUT_ROWS, P->kn->rows);

@@ -436,7 +436,7 @@ static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, 
 
 /* Blocks blk..blk+nb-1 of the matrix (their packed rows at w) against the tables (rsr_lut_blocks in C). */
 static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVMValueRef w, LLVMValueRef blk, int nb) {
-    const int32_t G = kn->groups;
+    const int32_t G = lut_block_groups(kn);
     LLVMValueRef y = LLVMGetParam(e->fn, 2);
     LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
     LLVMValueRef lo[2 * LUT_NB], hi[2 * LUT_NB];
@@ -456,7 +456,7 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
     }
     for (int j = 0; j < nb; j++) {
         LLVMValueRef wg = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""),
-                                       c32(e, j * G * LUT_GROUP_BYTES), "");
+                                       c32(e, j * lut_block_bytes(kn)), "");
         LLVMValueRef p = load_vec(e, 64, w, wg);
         LLVMValueRef idx[2] = {LLVMBuildAnd(e->b, p, low, ""), LLVMBuildLShr(e->b, p, splat(e->i8, 64, 4), "")};
         for (int h = 0; h < 2; h++) {
@@ -924,10 +924,13 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         if (!kn->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", kn->symbol);
         LLVMValueRef tab =
             LLVMBuildBitCast(e->b, k->bind[x->b->var->id].slot.f[0], LLVMPointerType(ktype(k, KT_LUTV), 0), "");
-        if (x->op == KO_LUT_TABLES)
+        if (x->op == KO_LUT_TABLES) {
             lut_tables(e, kn, kev1(k, x->a), tab);
-        else
-            lut_blocks(e, kn, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
+            return r;
+        }
+        if (x->d) /* the window's first group: 4 tables to a group */
+            tab = at(e, ktype(k, KT_LUTV), tab, LLVMBuildMul(e->b, kev1(k, x->d), c32(e, 4), ""));
+        lut_blocks(e, kn, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
         return r;
     }
     case KO_THREAD: r.f[0] = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"); return r;

@@ -155,6 +155,21 @@ static int32_t gpu_split(int32_t units_per_block) {
     return s;
 }
 
+/* The groups [*g0, *g1) that block b of a lut over an expanded matrix needs. */
+static void lut_window_of(const kernel *kn, int32_t b, int32_t *g0, int32_t *g1) {
+    int32_t c0, c1;
+    ternary_block_cols(kn->tm, b * LUT_ROWS, LUT_ROWS, &c0, &c1);
+    *g0 = c0 / LUT_GROUP_COLS, *g1 = (c1 + LUT_GROUP_COLS - 1) / LUT_GROUP_COLS;
+}
+
+/* Block b's first group under the widest window: its own, moved back where the window would pass
+ * the last group (the groups it takes in then are zero in its rows). */
+static int32_t lut_window_start(const kernel *kn, int32_t b) {
+    int32_t g0, g1;
+    lut_window_of(kn, b, &g0, &g1);
+    return g0 < kn->groups - kn->lut_window ? g0 : kn->groups - kn->lut_window;
+}
+
 void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
                   enum strategy s, int index, int lanes_min) {
     memset(kn, 0, sizeof *kn);
@@ -222,6 +237,14 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         kn->block_rows = LUT_ROWS;
         kn->num_blocks = (tm->rows + LUT_ROWS - 1) / LUT_ROWS;
         kn->strategy = kn->lut_vector ? "lut-vpermb" : "lut-scalar";
+        if (tm->unit_cols) { /* expanded per unit: a block keeps the groups its units' columns lie in */
+            for (int32_t b = 0; b < kn->num_blocks; b++) {
+                int32_t g0, g1;
+                lut_window_of(kn, b, &g0, &g1);
+                if (g1 - g0 > kn->lut_window) kn->lut_window = g1 - g0;
+            }
+            kn->strategy = kn->lut_vector ? "lut-units-vpermb" : "lut-units-scalar";
+        }
         return;
     }
     if (!p) fatal("internal error: %s lowered as RSR without a plan", tm->name);
@@ -305,7 +328,7 @@ void lanes_quad_mask(int k, int idx[16]) {
 }
 
 uint64_t kernel_data_size(const kernel *kn) {
-    if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)kn->groups * LUT_GROUP_BYTES;
+    if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)lut_block_bytes(kn);
     if (kn->form == KF_I2 && kn->lanes_min)
         return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
@@ -334,25 +357,31 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
     free(block);
 }
 
-/* The triplet patterns in the layout described above; rows and columns past the end are weight 0. */
+/* The triplet patterns in the layout described above; rows and columns past the end are weight 0.
+ * An expanded matrix's blocks keep their window of groups after a header (its first group). */
 static void write_lut_data(kernel *kn, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
-    uint8_t *block = xmalloc((size_t)kn->groups * LUT_GROUP_BYTES);
+    const int32_t groups = lut_block_groups(kn), head = kn->lut_window ? LUT_WINDOW_HEADER : 0;
+    uint8_t *block = xmalloc((size_t)lut_block_bytes(kn));
     for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
-        memset(block, 0, (size_t)kn->groups * LUT_GROUP_BYTES);
+        memset(block, 0, (size_t)lut_block_bytes(kn));
+        const int32_t g0 = kn->lut_window ? lut_window_start(kn, blk) : 0;
+        if (head) memcpy(block, &(uint32_t){(uint32_t)g0}, 4); /* little-endian u32 */
         for (int32_t r = 0; r < LUT_ROWS; r++) {
             int32_t row = blk * LUT_ROWS + r;
-            const int8_t *w = row < t->rows ? t->w + (size_t)row * (size_t)t->cols : NULL;
-            for (int32_t tr = 0; tr < 4 * kn->groups; tr++) {
+            for (int32_t tr = 0; tr < 4 * groups; tr++) {
                 int n = 0;
-                for (int j = 0; j < 3; j++) n = 3 * n + 1 + (w && 3 * tr + j < t->cols ? w[3 * tr + j] : 0);
+                for (int j = 0; j < 3; j++) {
+                    int32_t c = 3 * (4 * g0 + tr) + j;
+                    n = 3 * n + 1 + (row < t->rows && c < t->cols ? ternary_weight(t, row, c) : 0);
+                }
                 int L = tr % 4, k = r % 16, bit = 4 * k + L;
-                uint8_t *gb = block + (size_t)(tr / 4) * LUT_GROUP_BYTES;
+                uint8_t *gb = block + head + (size_t)(tr / 4) * LUT_GROUP_BYTES;
                 gb[bit] |= (uint8_t)((n & 15) << (r < 16 ? 0 : 4));
                 if (n & 16) gb[64 + 8 * (r / 16) + bit / 8] |= (uint8_t)(1u << (bit % 8)); /* little-endian u64 */
             }
         }
-        blob_write(b, block, (size_t)kn->groups * LUT_GROUP_BYTES);
+        blob_write(b, block, (size_t)lut_block_bytes(kn));
     }
     free(block);
 }

@@ -684,26 +684,46 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
 static void lower_lut(lower *L) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
-    const int32_t G = kn->groups, GB = G * LUT_GROUP_BYTES;
+    const int32_t G = kn->groups, GB = lut_block_bytes(kn);
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
     L->f->comment = kir_strf(m, "%s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block",
                              kn->strategy, kn->rows, kn->cols, LUT_ROWS, G, LUT_GROUP_COLS, GB);
+    if (kn->lut_window)
+        L->f->comment =
+            kir_strf(m, "%s (a window of %d groups from the block's header)", L->f->comment, kn->lut_window);
     kir_list l = kir_list_of(&L->f->body), blk, rows;
     kir_var *tab =
         kir_var_new(m, "tab", kn->lut_vector ? KT_LUTV : KT_LUT16, kn->lut_vector ? 4 * G : 4 * LUT_ENTRIES * G);
     kir_stmt *d = kir_decl(m, &l, tab, NULL, false);
     if (!kn->lut_vector) d->text = "256 bytes per group: 306 KB at 14336 columns";
     kir_do(m, &l, kir_vec(m, KO_LUT_TABLES, KT_VOID, param(L, "x"), ref(L, tab), NULL, kn->cols));
-    if (!kn->lut_vector) { /* a block's rows one by one, the last block's only as far as the matrix goes */
+    if (!kn->lut_vector || kn->lut_window) { /* blocks one by one */
         kir_stmt *f = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk);
-        f->layout = KL_NEXT_LINE;
-        kir_var *b = f->var, *r = var(L, "r", KT_INT);
+        kir_var *b = f->var, *w = var(L, "w", KT_PU8), *g0 = NULL;
+        kir_expr *at = idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, GB)));
+        if (kn->lut_window) { /* the window's first group from the header, then its groups */
+            kir_var *hdr = var(L, "hdr", KT_PU8);
+            g0 = var(L, "g0", KT_I32);
+            kir_decl(m, &blk, hdr, at, true);
+            kir_decl(m, &blk, g0, kir_load(m, KT_I32, kir_reinterpret(m, KT_PU32, ref(L, hdr)), num(L, 0)), true);
+            at = idx(L, ref(L, hdr), size(L, LUT_WINDOW_HEADER));
+        }
+        kir_decl(m, &blk, w, at, true);
+        kir_expr *first = g0 ? ref(L, g0) : NULL;
+        if (kn->lut_vector) {
+            kir_expr *op = kir_vec(m, KO_LUT_BLOCKS, KT_VOID, ref(L, w), ref(L, tab), ref(L, b), 1);
+            op->d = first;
+            kir_do(m, &blk, op);
+            return;
+        }
+        /* a block's rows one by one, the last block's only as far as the matrix goes */
+        kir_var *r = var(L, "r", KT_INT);
         kir_expr *row = add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r));
         kir_expr *cond = kir_bin(m, KO_LAND, KT_INT, lt(L, ref(L, r), num(L, LUT_ROWS)), lt(L, row, num(L, kn->rows)));
         kir_for(m, &blk, r, num(L, 0), cond, 1, &rows)->layout = KL_NEXT_LINE;
-        kir_expr *w = idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, GB)));
-        kir_store(m, &rows, param(L, "y"), add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r)),
-                  kir_vec(m, KO_LUT_ROW, KT_I32, w, ref(L, tab), ref(L, r), 0));
+        kir_expr *op = kir_vec(m, KO_LUT_ROW, KT_I32, ref(L, w), ref(L, tab), ref(L, r), 0);
+        op->d = first;
+        kir_store(m, &rows, param(L, "y"), add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r)), op);
         return;
     }
     /* blocks in fours (each load of a group's tables serves all of them: they outgrow L1), then one by one */

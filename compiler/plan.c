@@ -246,9 +246,9 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
     memset(out, 0, sizeof *out);
     const enum printer pr = tg->backend == BACKEND_C ? PRINTER_C : PRINTER_LLVM;
     const bool units_i2 = kernel_units_isa(tg, pr, t) >= 0;
-    if (t->unit_cols && (tg->kind == TK_CUDA || forced == STRAT_LUT || (forced == STRAT_I2 && !units_i2)))
+    if (t->unit_cols && (tg->kind == TK_CUDA || (forced == STRAT_I2 && !units_i2)))
         fatal("tensor '%s': its scales per group of columns (or the activations' per block) have CPU kernels of "
-              "the RSR forms and, where a unit of %d columns fits the target's vectors, i2; not %s%s",
+              "the RSR forms, lut and, where a unit of %d columns fits the target's vectors, i2; not %s%s",
               t->name, t->unit_cols, tg->kind == TK_CUDA ? "GPU kernels on " : "--strategy=",
               tg->kind == TK_CUDA ? tg->name : strategy_names[forced]);
     if (tg->kind == TK_CUDA) {
@@ -279,6 +279,11 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         ternary_matrix src = *t;
         src.rows = 2 * t->src_rows, src.unit_cols = 0;
         out->cost[STRAT_I2] = plan_predict(&src, tg, STRAT_I2, 0, false);
+    }
+    if (t->unit_cols && plan_candidate(tg, STRAT_LUT)) { /* a block sums the groups of its unit (kernel.c) */
+        double window = LUT_GROUP_COLS * ((t->unit_cols + LUT_GROUP_COLS - 1) / LUT_GROUP_COLS + 1);
+        out->cost[STRAT_LUT] = (double)t->rows * (window < t->cols ? window : t->cols) / lut_weights_per_ns +
+                               t->cols * lut_table_ns_per_col;
     }
 
     enum strategy best = STRAT_AUTO;

@@ -500,6 +500,7 @@ typedef struct kernel {
     int32_t gpu_split;  /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
     bool gpu_entry;     /* GPU forms: an entry of its own (LLVM NVPTX), else a group entry's device function */
     bool lut_vector;    /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
+    int32_t lut_window; /* lut of a matrix expanded per unit: the groups each block keeps (its window), 0: all */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
@@ -526,7 +527,10 @@ void lanes_quad_mask(int k, int idx[16]);       /* two pairs' tokens 4k..4k+3, f
 void kernel_write_data(kernel *kn, struct blob_writer *b);
 void kernel_free(kernel *kn);
 /* lut layout (kernel.c): per block of LUT_ROWS rows and group of 4 column triplets, 64 bytes of
- * pattern nibbles and two u64 masks of the patterns' fifth bits. */
+ * pattern nibbles and two u64 masks of the patterns' fifth bits. A matrix expanded per unit of
+ * columns keeps per block only the lut_window groups from the one its columns start in (a block's
+ * rows are zero outside their units): a 64-byte header whose first u32 is that first group, then
+ * the window's groups. */
 #define LUT_ROWS 32
 #define LUT_GROUP_COLS 12
 #define LUT_GROUP_BYTES 80
@@ -545,6 +549,12 @@ int lut_plane_source(int hi, int o);
 static inline int lut_quarter(int i) { return 32 * (i % 4); }
 /* i2 layout: block b, group g, row r, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
 static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
+/* lut: the bytes of one block, and the groups it sums */
+#define LUT_WINDOW_HEADER 64
+static inline int32_t lut_block_groups(const kernel *kn) { return kn->lut_window ? kn->lut_window : kn->groups; }
+static inline int32_t lut_block_bytes(const kernel *kn) {
+    return (kn->lut_window ? LUT_WINDOW_HEADER : 0) + lut_block_groups(kn) * LUT_GROUP_BYTES;
+}
 /* lut: the AVX-512 form (VBMI's two-table byte permute, VNNI's dot products), else scalar code
  * over the same layout */
 bool target_lut_vector(const target *t);

@@ -7,8 +7,8 @@
 # logits after each prefix of a prompt. Both comparisons must pass compare_probs.py's check (the
 # same most likely token but in near ties, KL below 0.01, no probability off by more than 0.03;
 # measured: KL at most 1.1e-3, |dp| at most 0.014: the int8 activations' rounding, which llama.cpp's
-# Q8_0 blocks have too). The RSR forms' artifact (--strategy=rsr-loop) gives the default i2's logits
-# bit for bit. Then embeddings (rsr-run --embed) of files whose qwen3.pooling_type asks
+# Q8_0 blocks have too). The RSR forms' artifact (--strategy=rsr-loop) and lut's give the default
+# i2's logits bit for bit. Then embeddings (rsr-run --embed) of files whose qwen3.pooling_type asks
 # for mean, first-token and last-token pooling beside llama.cpp's and the float reference's
 # (compare_embed.py). Exits 77 (ctest: skipped) without node, npm or the registry.
 # Usage: check_qwen3.sh BUILD_DIR
@@ -49,6 +49,11 @@ for c in "${cases[@]}"; do
   "$build/rsrc" "$work/$name.gguf" -o "$work/$name.rsr.so" -O0 --strategy=rsr-loop
   "$build/rsr-run" "$work/$name.rsr.so" --tokens "$prompt" -n 1 --logits "$work/$name.rsr.f32" >/dev/null 2>&1
   cmp "$work/$name.rsr.f32" "$work/$name.$n.f32"
+  # and so does lut, each block over its window of groups (the C printer: its scalar form where
+  # the CPU has no VBMI)
+  "$build/rsrc" "$work/$name.gguf" -o "$work/$name.lut.so" -O0 --strategy=lut --backend=c
+  "$build/rsr-run" "$work/$name.lut.so" --tokens "$prompt" -n 1 --logits "$work/$name.lut.f32" >/dev/null 2>&1
+  cmp "$work/$name.lut.f32" "$work/$name.$n.f32"
   python3 "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   node "$dir/llama_ref.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"

@@ -6,7 +6,8 @@
  * and with its RSR-lanes prefill, lut) and every target this machine can run (generic, avx2,
  * avx512, avx512-vnni: those whose features the CPU has), wherever printer_prints() says the
  * printer has the form: ternary and binary matrices of awkward shapes go through compile_matrix,
- * as rsrc compiles them, into one shared object per (target, printer), and the decode kernel
+ * as rsrc compiles them (and one expanded per unit of columns, as group scales make it, through
+ * the forms that compute it: RSR and lut), into one shared object per (target, printer), and the decode kernel
  * (called in two halves, as two threads would) and the batched kernel must give the naive int32
  * products for random and extreme vectors (printers_check.h). Pairs the table denies are
  * counted, and must include the LLVM printer's missing scalar lut. The GPU printers cannot run
@@ -37,6 +38,28 @@ static ternary_matrix random_matrix(const char *name, int32_t rows, int32_t cols
     return t;
 }
 
+/* A matrix expanded per unit of columns (group scales: ternary_matrix_expand) with some +2
+ * weights, and in *flat the matrix its kernels compute, written out here apart from
+ * ternary_weight: row (u·planes + p)·src_rows + r holds row r's weights of plane p (0: a +2 counted
+ * as +1; 1: a 1 where the weight is +2) in unit u's columns, zero elsewhere. */
+static ternary_matrix grouped_matrix(const char *name, int32_t rows, int32_t cols, int32_t unit, int8_t **flat) {
+    ternary_matrix t = {.name = xstrdup(name), .rows = rows, .src_rows = rows, .cols = cols, .beta = 1};
+    t.w = xmalloc((size_t)rows * (size_t)cols);
+    for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
+        t.w[i] = next() % 16 == 0 ? 2 : (int8_t)((int)(next() % 3) - 1);
+    ternary_matrix_expand(&t, unit);
+    *flat = xcalloc((size_t)t.rows * (size_t)cols, 1);
+    for (int32_t u = 0; u < cols / unit; u++)
+        for (int p = 0; p < t.planes; p++)
+            for (int32_t r = 0; r < rows; r++)
+                for (int32_t c = u * unit; c < (u + 1) * unit; c++) {
+                    int w = t.w[(size_t)r * (size_t)cols + (size_t)c];
+                    (*flat)[((size_t)(u * t.planes + p) * (size_t)rows + (size_t)r) * (size_t)cols + (size_t)c] =
+                        (int8_t)(p == 0 ? (w == 2 ? 1 : w) : w == 2);
+                }
+    return t;
+}
+
 typedef struct variant {
     enum strategy strategy;
     bool lanes; /* i2: the batched kernel as RSR with tokens in lanes (--prefill=rsr) */
@@ -48,9 +71,10 @@ static const variant variants[] = {
     {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
     {STRAT_LUT, false, 0},
 };
-enum { NV = sizeof variants / sizeof *variants, NM = 5 };
+enum { NV = sizeof variants / sizeof *variants, NM = 6 };
 
 static ternary_matrix mats[NM];
+static int8_t *flat[NM]; /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
 static int pairs_run, pairs_denied, llvm_denies_scalar_lut;
 
 /* ---- another architecture: the object carries its matrices and is checked under qemu-user ---- */
@@ -60,7 +84,7 @@ static void emit_matrices(FILE *c, int n, const ternary_matrix *const *of, char 
     for (int m = 0; m < NM; m++) {
         fprintf(c, "static const int8_t test_w%d[] = {", m);
         for (size_t i = 0; i < (size_t)mats[m].rows * (size_t)mats[m].cols; i++)
-            fprintf(c, "%s%d", i % 32 ? ", " : i ? ",\n    " : "", mats[m].w[i]);
+            fprintf(c, "%s%d", i % 32 ? ", " : i ? ",\n    " : "", flat[m][i]);
         fputs("};\n", c);
     }
     fputs("__attribute__((visibility(\"default\"))) const struct { const int8_t *w; int32_t rows, cols; const char "
@@ -129,6 +153,8 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
              * each scalar lanes kernel, so those two run on the small shapes only */
             if ((variants[v].strategy == STRAT_RSR_UNROLLED && mats[m].cols > 100) || (variants[v].lanes && m % 2))
                 continue;
+            /* an expanded matrix's i2 sums per unit of its source rows (test_rsr.c checks them) */
+            if (mats[m].unit_cols && variants[v].strategy == STRAT_I2) continue;
             const matrix_request rq = {.strategy = variants[v].strategy,
                                        .k = variants[v].k,
                                        .user_strategy = variants[v].strategy,
@@ -178,7 +204,7 @@ static void run_here(const char *so_path, int n, const ternary_matrix *const *of
     const uint8_t *const *blob_sym = h ? dlsym(h, "test_blob") : NULL;
     EXPECT(!h || (table && blob_sym), "%s lacks its table", so_path);
     for (int i = 0; table && blob_sym && i < n; i++) {
-        const check_matrix m = {of[i]->w, of[i]->rows, of[i]->cols};
+        const check_matrix m = {flat[of[i] - mats], of[i]->rows, of[i]->cols};
         check_kernel(&table[i], *blob_sym, &m, what[i]);
     }
     if (h) dlclose(h);
@@ -198,6 +224,10 @@ int main(void) {
      * group and RSR_BATCH_MAX tokens take two groups */
     mats[4] = random_matrix("long-runs", 7, 2900, false);
     for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 2900, 1, 600);
+    for (int m = 0; m < 5; m++) flat[m] = mats[m].w;
+    /* scales per group of 32 columns with +2 weights: blocks straddle units and planes (37 rows),
+     * the last unit ends in the middle of a lut group */
+    mats[5] = grouped_matrix("grouped", 37, 160, 32, &flat[5]);
     static const char *const targets[] = {"generic",     "avx2",    "avx-vnni",        "avx512",
                                           "avx512-vnni", "aarch64", "aarch64-dotprod", "aarch64-i8mm"};
     int runnable = 0;
@@ -233,7 +263,8 @@ int main(void) {
     EXPECT(llvm_denies_scalar_lut > 0, "the LLVM printer's missing scalar lut was not met");
     target_free(t);
     if (!getenv("TEST_PRINTERS_KEEP")) rmdir(dir);
-    for (int m = 0; m < NM; m++) free(mats[m].name), free(mats[m].w);
+    free(flat[5]);
+    for (int m = 0; m < NM; m++) ternary_matrix_free(&mats[m]);
     printf("%d (printer, form, target) triples run, %d denied by the table\n", pairs_run, pairs_denied);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;

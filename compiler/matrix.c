@@ -10,8 +10,8 @@
  *            form (plan_prefill: tiles, or RSR lanes from some number of tokens)
  *   lower    the kernel description (kernel.c) and its constant data into the blob
  *   print    the kernel through the printer the caller chose (C, LLVM, LLVM NVPTX, CUDA C), once
- *            per distinct code for i2 (kernel_cache: a mixture of experts has hundreds of
- *            matrices of one shape, whose i2 kernels differ only in the data they are given)
+ *            per distinct code for i2 and lut (kernel_cache: a mixture of experts has hundreds of
+ *            matrices of one shape, whose i2 or lut kernels differ only in the data they are given)
  *
  * Which printer prints which kernel is one table (printer_forms); the planner consults it before
  * anything is lowered, so a printer never meets a form it lacks.
@@ -105,6 +105,10 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
         snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; rsr-loop because the %s printer has no i2 per unit here",
                  printer_names[pr]);
     }
+    if (tm->unit_cols && pr == PRINTER_NVPTX)
+        fatal("tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "
+              "NVPTX printer lacks: leave out --backend=llvm (the GPU code is then CUDA C through NVRTC)",
+              tm->name);
     plan_for_printer(&cm->mp, t, pr);
     if (rq->lanes_min || tm->unit_cols)
         cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 && !tm->unit_cols ? rq->lanes_min : 0;
@@ -133,21 +137,22 @@ kernel_cache *kernel_cache_open(void) { return xcalloc(1, sizeof(kernel_cache));
 void kernel_cache_close(kernel_cache *kc) {
     if (!kc) return;
     if (kc->shared)
-        note(1, "%" PRId64 " matrices share the i2 kernels of others (%" PRId64 " kernels)", kc->shared, kc->n);
+        note(1, "%" PRId64 " matrices share the kernels of others (%" PRId64 " i2 and lut kernels)", kc->shared, kc->n);
     for (int64_t i = 0; i < kc->n; i++) free(kc->k[i].key), free(kc->k[i].symbol), free(kc->k[i].batch_symbol);
     free(kc->k);
     free(kc);
 }
 
-/* What makes an i2 kernel's code: the fields the printers read and its KIR, printed with
- * placeholder names. */
+/* What makes an i2 or lut kernel's code (their index is all data): the fields the printers read
+ * and its KIR, printed with placeholder names. */
 static char *kernel_key(kernel *kn) {
     char *text = NULL, *sym = kn->symbol, *batch = kn->batch_symbol;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) fatal("out of memory");
-    fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d\n", kn->form, kn->rows, kn->cols, kn->block_rows, kn->num_blocks,
-            kn->isa, kn->vec_bytes, kn->groups, kn->unit_cols, kn->batch_tile, kn->lanes_min, kn->lut_vector);
+    fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d %d\n", kn->form, kn->rows, kn->cols, kn->block_rows, kn->num_blocks,
+            kn->isa, kn->vec_bytes, kn->groups, kn->unit_cols, kn->batch_tile, kn->lanes_min, kn->lut_vector,
+            kn->lut_window);
     kn->symbol = "K", kn->batch_symbol = batch ? "KB" : NULL;
     kir_module *m = kir_lower(kn);
     kn->symbol = sym, kn->batch_symbol = batch;
@@ -186,8 +191,8 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     kernel_write_data(kn, blob);
     cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
     cm->lowered = true;
-    if (out->cache && kn->form == KF_I2 && (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) &&
-        reuse_kernel(out->cache, kn))
+    if (out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) &&
+        (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) && reuse_kernel(out->cache, kn))
         return;
     switch (out->printer) {
     case PRINTER_C: emit_c_kernel(out->c, kn); break;

@@ -229,28 +229,28 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
     double i2_bytes = blocks * 4 * groups * 4;
     double i2_ns = gpu_time(g, i2_bytes, blocks * (ceil(groups / 32) * 60 + 50));
     if (plan_allowed(g, STRAT_RSR_LOOP) || plan_allowed(g, STRAT_RSR_UNROLLED)) out->cost[STRAT_RSR_LOOP] = rsr_ns;
-    if (plan_allowed(g, STRAT_I2)) out->cost[STRAT_I2] = i2_ns;
+    if (plan_allowed(g, STRAT_I2) && !t->unit_cols) out->cost[STRAT_I2] = i2_ns; /* dp4a sums whole rows */
     enum strategy best_s =
         out->cost[STRAT_I2] > 0 && (!out->cost[STRAT_RSR_LOOP] || i2_ns <= rsr_ns) ? STRAT_I2 : STRAT_RSR_LOOP;
     const char *reason = "least predicted time";
     if (forced != STRAT_AUTO)
         best_s = strategy_is_rsr(forced) ? STRAT_RSR_LOOP : STRAT_I2, reason = "forced by --strategy";
     out->strategy = best_s;
-    snprintf(out->why, sizeof out->why,
-             "%s (%s); predicted ns on %s: rsr-warp=%.0f (%.2f MB, k=%d) i2-dp4a=%.0f (%.2f MB); %s",
-             best_s == STRAT_I2 ? "i2" : "rsr-warp", reason, g->name, rsr_ns, rsr_bytes / 1e6, k, i2_ns, i2_bytes / 1e6,
-             kwhy);
+    char i2why[64] = "n/a (scales per group: dp4a sums whole rows)";
+    if (!t->unit_cols) snprintf(i2why, sizeof i2why, "%.0f (%.2f MB)", i2_ns, i2_bytes / 1e6);
+    snprintf(out->why, sizeof out->why, "%s (%s); predicted ns on %s: rsr-warp=%.0f (%.2f MB, k=%d) i2-dp4a=%s; %s",
+             best_s == STRAT_I2 ? "i2" : "rsr-warp", reason, g->name, rsr_ns, rsr_bytes / 1e6, k, i2why, kwhy);
 }
 
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
     const enum printer pr = tg->backend == BACKEND_C ? PRINTER_C : PRINTER_LLVM;
     const bool units_i2 = kernel_units_isa(tg, pr, t) >= 0;
-    if (t->unit_cols && (tg->kind == TK_CUDA || (forced == STRAT_I2 && !units_i2)))
-        fatal("tensor '%s': its scales per group of columns (or the activations' per block) have CPU kernels of "
-              "the RSR forms, lut and, where a unit of %d columns fits the target's vectors, i2; not %s%s",
-              t->name, t->unit_cols, tg->kind == TK_CUDA ? "GPU kernels on " : "--strategy=",
-              tg->kind == TK_CUDA ? tg->name : strategy_names[forced]);
+    if (t->unit_cols && forced == STRAT_I2 && (tg->kind == TK_CUDA || !units_i2))
+        fatal("tensor '%s': its scales per group of columns (or the activations' per block) have kernels of the RSR "
+              "forms, lut on a CPU and, where a unit of %d columns fits a CPU target's vectors, i2; not "
+              "--strategy=i2 on %s",
+              t->name, t->unit_cols, tg->name);
     if (tg->kind == TK_CUDA) {
         plan_gpu(t, tg, forced, forced_k, out);
         return;

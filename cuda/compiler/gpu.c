@@ -22,6 +22,7 @@ typedef struct gpu_record {
     int32_t block_rows, blocks, cta_warps;
     int32_t group_slot, group_ctas; /* NVRTC: its bit in the call's mask, the entry's thread blocks */
     uint64_t data;
+    int32_t planes; /* scales per group: the planes of its sums per unit (the warp form's, tm->planes) */
 } gpu_record;
 
 struct gpu_build {
@@ -99,8 +100,15 @@ void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *
     note(2, "%s on %s: %s", tm->name, g->t->name, cm.mp.why);
     if (g->num_mats == g->cap)
         g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
-    g->mats[g->num_mats++] = (gpu_record){
-        xstrdup(kn->symbol), kn->strategy, kn->block_rows, kn->num_blocks, kn->cta_warps, 0, 0, kn->data_offset};
+    g->mats[g->num_mats++] = (gpu_record){xstrdup(kn->symbol),
+                                          kn->strategy,
+                                          kn->block_rows,
+                                          kn->num_blocks,
+                                          kn->cta_warps,
+                                          0,
+                                          0,
+                                          kn->data_offset,
+                                          tm->unit_cols ? tm->planes : 0};
     if (!g->llvm) {
         g->group[g->group_size] = gpu_member_of(kn);
         g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
@@ -179,7 +187,7 @@ void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
         emit_c_string(out, r->strategy);
         fprintf(out, ", %d, %d, %d, %d, %d, ", r->block_rows, r->blocks, r->cta_warps, r->group_slot, r->group_ctas);
         emit_c_offset(out, r->data);
-        fputs("},\n", out);
+        fprintf(out, ", %d},\n", r->planes);
     }
     fprintf(out, "};\n\nstatic const rsr_artifact_gpu %s = {\n    .arch = \"%s\",\n", GPU_DESCRIPTOR, g->t->arch);
     if (g->llvm)

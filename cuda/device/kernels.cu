@@ -89,10 +89,13 @@ __device__ __forceinline__ signed char rsr_q8(float v, float scale) {
     return (signed char)fminf(fmaxf(rintf(v * scale), -128.0f), 127.0f);
 }
 __device__ __forceinline__ float rsr_dequant1(int acc, float beta, float xs) { return ((float)acc * beta) / xs; }
-/* The gated FFN activation of one element from the integer sums of gate and up: relu²(g)·u or
- * silu(g)·u. */
-__device__ __forceinline__ float rsr_glu1(int acc_gate, int acc_up, float beta_gate, float beta_up, float xs, int silu) {
-    const float g = rsr_dequant1(acc_gate, beta_gate, xs), u = rsr_dequant1(acc_up, beta_up, xs);
+/* Element i of a matrix's output: its integer sum · beta / x_scale, or for a matrix with scales per
+ * group (f not NULL) the sum of its units that rsr_units made, / x_scale. */
+__device__ __forceinline__ float rsr_value(const int *acc, const float *f, int i, float beta, float xs) {
+    return f ? f[i] / xs : rsr_dequant1(acc[i], beta, xs);
+}
+/* The gated FFN activation of one element of gate (g) and up (u): relu²(g)·u or silu(g)·u. */
+__device__ __forceinline__ float rsr_glu1(float g, float u, int silu) {
     if (silu) return (g / (1.0f + expf(-g))) * u;
     const float r = fmaxf(g, 0.0f);
     return r * r * u;
@@ -140,11 +143,32 @@ RSR_GPU_ENTRY(dequant)(const int *acc, float beta, const float *xs, int n, int a
     y[i] = accumulate ? y[i] + v : v;
 }
 
-/* The gated FFN activation of n elements (rsr_glu1). */
-RSR_GPU_ENTRY(glu)(const int *acc_gate, const int *acc_up, float beta_gate, float beta_up,
-                                   const float *xs, int n, int silu, float *out) {
+/* The gated FFN activation of n elements (rsr_glu1); f_gate, f_up: rsr_units' sums, or NULL. */
+RSR_GPU_ENTRY(glu)(const int *acc_gate, const int *acc_up, const float *f_gate, const float *f_up, float beta_gate,
+                   float beta_up, const float *xs, int n, int silu, float *out) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = rsr_glu1(acc_gate[i], acc_up[i], beta_gate, beta_up, *xs, silu);
+    if (i < n)
+        out[i] = rsr_glu1(rsr_value(acc_gate, f_gate, i, beta_gate, *xs), rsr_value(acc_up, f_up, i, beta_up, *xs),
+                          silu);
+}
+
+/*
+ * A matrix with scales per group of columns (docs/numerics.md, "Group scales"; per-token
+ * activations): the sums of its kernel, unit u, plane p and row r at acc[(u·planes + p)·rows + r],
+ * to Σ_u (float)(Σ_p sum) · scale[u / per][r] over the units in ascending order, as the CPU
+ * computes it (no contraction into fused multiply-adds). add: out[r] += that / x_scale (o and down
+ * onto h), else out[r] = that (q, k, v, gate and up, read through rsr_value).
+ */
+RSR_GPU_ENTRY(units)(const int *acc, const float *scale, int rows, int units, int planes, int per, const float *xs,
+                     int add, float *out) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    float sum = 0.0f;
+    for (int u = 0; u < units; u++) {
+        const int *s = acc + (long long)u * planes * rows + r;
+        sum = __fadd_rn(sum, __fmul_rn((float)(planes == 2 ? s[0] + s[rows] : s[0]), scale[(long long)(u / per) * rows + r]));
+    }
+    out[r] = add ? out[r] + sum / *xs : sum;
 }
 
 /* A logit and its row as one 64-bit key whose unsigned order is the greedy order: larger value
@@ -203,7 +227,8 @@ RSR_GPU_ENTRY(lm_head)(const unsigned char *head, int dtype, const float *x, int
  * integer sums of gate and up (rsr_glu1). */
 __device__ __forceinline__ float rsr_input_elem(const rsr_gpu_call &c, int i) {
     if (c.in == RSR_IN_FLOAT) return c.x[i];
-    return rsr_glu1(c.gate[i], c.up[i], c.beta_gate, c.beta_up, *c.gate_xs, c.silu);
+    const float xs = *c.gate_xs;
+    return rsr_glu1(rsr_value(c.gate, c.gate_f, i, c.beta_gate, xs), rsr_value(c.up, c.up_f, i, c.beta_up, xs), c.silu);
 }
 
 /* 1 / sqrt(mean square + eps) of a block's n values, PER per thread (the rest zero). */
@@ -286,9 +311,9 @@ __device__ __forceinline__ void rsr_rows_done(const rsr_gpu_call &c, int j, int 
 }
 
 /* Pair (i, i + half) of a head from its integer sums, dequantised and rotated (rope: cos then sin). */
-__device__ __forceinline__ void rsr_rope_pair(const int *acc, float beta, float xs, const float *cs, int i, int half,
-                                              float *out) {
-    const float c = cs[i], sn = cs[half + i], x0 = rsr_dequant1(acc[i], beta, xs), x1 = rsr_dequant1(acc[i + half], beta, xs);
+__device__ __forceinline__ void rsr_rope_pair(const int *acc, const float *f, float beta, float xs, const float *cs,
+                                              int i, int half, float *out) {
+    const float c = cs[i], sn = cs[half + i], x0 = rsr_value(acc, f, i, beta, xs), x1 = rsr_value(acc, f, i + half, beta, xs);
     out[i] = x0 * c - x1 * sn;
     out[i + half] = x1 * c + x0 * sn;
 }
@@ -302,8 +327,9 @@ __device__ __forceinline__ void rsr_rope_pair(const int *acc, float beta, float 
  * over the block (a thread per dimension and share of the keys).
  * head_dim ≤ 256 (checked when the session is made).
  */
-RSR_GPU_ENTRY(attend)(const int *acc_q, const int *acc_k, const int *acc_v, float beta_q,
-                                      float beta_k, float beta_v, const float *xs, const float *rope, int heads,
+RSR_GPU_ENTRY(attend)(const int *acc_q, const int *acc_k, const int *acc_v, const float *f_q, const float *f_k,
+                                      const float *f_v, float beta_q, float beta_k, float beta_v, const float *xs,
+                                      const float *rope, int heads,
                                       int kv_heads, int head_dim, const rsr_step *step, float *k_cache,
                                       float *v_cache, float *scores, int max_positions, float *out) {
     __shared__ float sh[32], qs[256], kn[256], vn[256], part[1024];
@@ -312,10 +338,10 @@ RSR_GPU_ENTRY(attend)(const int *acc_q, const int *acc_k, const int *acc_v, floa
     const int kv_out = kv_heads * d;
     const float s = *xs, *cs = rope + (long long)pos * d;
     for (int i = t; i < half; i += T) {
-        rsr_rope_pair(acc_q + h * d, beta_q, s, cs, i, half, qs);
-        rsr_rope_pair(acc_k + kvh * d, beta_k, s, cs, i, half, kn);
+        rsr_rope_pair(acc_q + h * d, f_q ? f_q + h * d : f_q, beta_q, s, cs, i, half, qs);
+        rsr_rope_pair(acc_k + kvh * d, f_k ? f_k + kvh * d : f_k, beta_k, s, cs, i, half, kn);
     }
-    for (int i = t; i < d; i += T) vn[i] = rsr_dequant1(acc_v[kvh * d + i], beta_v, s);
+    for (int i = t; i < d; i += T) vn[i] = rsr_value(acc_v, f_v, kvh * d + i, beta_v, s);
     __syncthreads();
     const float *kh = k_cache + kvh * d, *vh = v_cache + kvh * d;
     if (h % group == 0)

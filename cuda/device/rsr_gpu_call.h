@@ -29,6 +29,8 @@ typedef struct rsr_gpu_call {
     RSR_DEV(const int) gate;               /* RSR_IN_GLU: the integer sums of gate and up ... */
     RSR_DEV(const int) up;
     RSR_DEV(const float) gate_xs;          /* ... and the x_scale of their input */
+    RSR_DEV(const float) gate_f;           /* ... or, with scales per group, rsr_units' sums (else NULL) */
+    RSR_DEV(const float) up_f;
     RSR_DEV(const float) norm;             /* RMSNorm weight; NULL: no RMSNorm */
     RSR_DEV(float) xs;                     /* where block 0 writes the input's x_scale; NULL: nowhere */
     RSR_DEV(int) y[RSR_GROUP_MAX];         /* RSR_OUT_INT: each matrix's int32 sums */

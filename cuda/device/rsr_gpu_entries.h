@@ -7,7 +7,7 @@
 #ifndef RSR_GPU_ENTRIES_H
 #define RSR_GPU_ENTRIES_H
 
-#define RSR_GPU_ENTRIES(X) X(embed) X(quantize) X(attend) X(dequant) X(glu) X(lm_head)
+#define RSR_GPU_ENTRIES(X) X(embed) X(quantize) X(attend) X(dequant) X(glu) X(units) X(lm_head)
 
 #ifdef __CUDACC__
 #define RSR_GPU_ENTRY(name) extern "C" __global__ void rsr_##name

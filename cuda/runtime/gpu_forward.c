@@ -33,9 +33,10 @@ struct rt_gpu_session {
     int32_t max_positions;
     CUdeviceptr step; /* struct rsr_step {int token, pos;} */
     CUdeviceptr h, y, act, xq, att, scores, logits, best, rope;
-    rsr_gpu_call *calls;          /* [layers][CALLS_PER_LAYER] group launches' parameters (host memory) */
-    CUdeviceptr xs;               /* x_scale of: [0] q,k,v's input, [1] gate,up's, [2] o's or down's */
-    CUdeviceptr acc[7];           /* integer sums of q, k, v, o, gate, up, down */
+    rsr_gpu_call *calls; /* [layers][CALLS_PER_LAYER] group launches' parameters (host memory) */
+    CUdeviceptr xs;      /* x_scale of: [0] q,k,v's input, [1] gate,up's, [2] o's or down's */
+    CUdeviceptr acc[7];  /* integer sums of q, k, v, o, gate, up, down (per unit with group scales) */
+    CUdeviceptr f[7];    /* with scales per group: q, k, v, gate and up's rows from rsr_units (o, down: unused) */
     CUdeviceptr k_cache, v_cache; /* [layers][max_positions][kv_heads * head_dim] */
     CUgraphExec graph;
     int graph_state; /* 0: not tried, 1: in use, -1: unavailable */
@@ -80,6 +81,39 @@ static void dequant_add(rt_gpu_session *s, int32_t index, CUdeviceptr acc, CUdev
     launch(s, s->g->dequant, "rsr_dequant", blocks_of(n, 256), 256, args);
 }
 
+/* Matrix index's sums per unit of columns (rsr_artifact_matrix.unit_cols) to its rows: into out, or
+ * (add) divided by x_scale onto out (rsr_units). */
+static void units(rt_gpu_session *s, int32_t index, CUdeviceptr acc, CUdeviceptr xs, int32_t add, CUdeviceptr out) {
+    const rsr_artifact_matrix *mx = &s->g->a->matrix[index];
+    CUdeviceptr scale = s->g->blob + mx->group_scale;
+    int32_t rows = mx->rows, U = mx->cols / mx->unit_cols, P = s->g->a->gpu->matrix[index].planes,
+            per = mx->scale_cols / mx->unit_cols;
+    void *args[] = {&acc, &scale, &rows, &U, &P, &per, &xs, &add, &out};
+    launch(s, s->g->units, "rsr_units", blocks_of(rows, 256), 256, args);
+}
+
+static bool grouped(const rt_gpu_session *s, int32_t index) { return s->g->a->matrix[index].unit_cols > 0; }
+
+/* Where a matrix's output is read from: its rows from rsr_units with scales per group, else its
+ * integer sums (the pointer NULL). */
+static CUdeviceptr rows_of(const rt_gpu_session *s, int32_t index, int slot) {
+    return grouped(s, index) ? s->f[slot] : 0;
+}
+
+/* After q, k and v (or gate and up) summed: the grouped ones' rows. */
+static void units_of(rt_gpu_session *s, const int32_t *index, const int *slot, int n, CUdeviceptr xs) {
+    for (int j = 0; j < n; j++)
+        if (grouped(s, index[j])) units(s, index[j], s->acc[slot[j]], xs, 0, s->f[slot[j]]);
+}
+
+/* o or down's output onto h: its integer sums dequantised, or its units' rows. */
+static void add_to_h(rt_gpu_session *s, int32_t index, CUdeviceptr acc, CUdeviceptr xs) {
+    if (grouped(s, index))
+        units(s, index, acc, xs, 1, s->h);
+    else
+        dequant_add(s, index, acc, xs);
+}
+
 /* ---- the NVRTC route: group entries ---- */
 
 static void group(rt_gpu_session *s, int32_t index, int32_t call) {
@@ -93,7 +127,7 @@ static void fill_calls(rt_gpu_session *s, rsr_gpu_call *calls) {
     const rt_gpu *g = s->g;
     const rsr_artifact *a = g->a;
     int32_t q_out = a->num_heads * a->head_dim;
-    CUdeviceptr xs_qkv = s->xs, xs_ffn = s->xs + 4;
+    CUdeviceptr xs_qkv = s->xs, xs_ffn = s->xs + 4, xs_other = s->xs + 8;
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
         rsr_gpu_call base = {
@@ -103,13 +137,17 @@ static void fill_calls(rt_gpu_session *s, rsr_gpu_call *calls) {
         c[0].out = RSR_OUT_INT, c[0].mask = 7, c[0].y[0] = s->acc[0], c[0].y[1] = s->acc[1], c[0].y[2] = s->acc[2];
         c[1] = base, c[1].x = s->att, c[1].norm = blob_or_null(g, L->attn_sub_norm), c[1].n = q_out;
         c[1].out = RSR_OUT_ADD, c[1].mask = 1, c[1].h = s->h, c[1].beta[0] = a->matrix[L->o].scale;
+        if (grouped(s, L->o)) /* its sums per unit, then rsr_units onto h */
+            c[1].out = RSR_OUT_INT, c[1].y[0] = s->acc[3], c[1].xs = xs_other;
         c[2] = base, c[2].x = s->h, c[2].norm = blob_or_null(g, L->ffn_norm), c[2].xs = xs_ffn, c[2].n = a->hidden;
         c[2].out = RSR_OUT_INT, c[2].mask = 3, c[2].y[0] = s->acc[4], c[2].y[1] = s->acc[5];
         c[3] = base, c[3].in = RSR_IN_GLU, c[3].gate = s->acc[4], c[3].up = s->acc[5], c[3].gate_xs = xs_ffn;
+        c[3].gate_f = rows_of(s, L->gate, 4), c[3].up_f = rows_of(s, L->up, 5);
         c[3].beta_gate = a->matrix[L->gate].scale, c[3].beta_up = a->matrix[L->up].scale;
         c[3].silu = a->activation == RSR_ACT_SILU, c[3].norm = blob_or_null(g, L->ffn_sub_norm),
         c[3].n = a->intermediate;
         c[3].out = RSR_OUT_ADD, c[3].mask = 1, c[3].h = s->h, c[3].beta[0] = a->matrix[L->down].scale;
+        if (grouped(s, L->down)) c[3].out = RSR_OUT_INT, c[3].y[0] = s->acc[6], c[3].xs = xs_other;
     }
 }
 
@@ -135,29 +173,37 @@ static void enqueue_token(rt_gpu_session *s) {
             matvec(s, L->k, s->acc[1]);
             matvec(s, L->v, s->acc[2]);
         }
+        const int32_t qkv[] = {L->q, L->k, L->v}, ffn[] = {L->gate, L->up};
+        units_of(s, qkv, (const int[]){0, 1, 2}, 3, xs_qkv);
         float bq = a->matrix[L->q].scale, bk = a->matrix[L->k].scale, bv = a->matrix[L->v].scale;
-        void *a_args[] = {&s->acc[0], &s->acc[1], &s->acc[2], &bq, &bk, &bv,        &xs_qkv,  &s->rope, &heads,
-                          &kv_heads,  &d,         &s->step,   &kc, &vc, &s->scores, &max_pos, &s->att};
+        CUdeviceptr fq = rows_of(s, L->q, 0), fk = rows_of(s, L->k, 1), fv = rows_of(s, L->v, 2);
+        void *a_args[] = {&s->acc[0], &s->acc[1], &s->acc[2], &fq, &fk,      &fv, &bq, &bk,        &bv,      &xs_qkv,
+                          &s->rope,   &heads,     &kv_heads,  &d,  &s->step, &kc, &vc, &s->scores, &max_pos, &s->att};
         launch(s, g->attend, "rsr_attend", (unsigned)heads, 256, a_args);
         if (g->fused) {
             group(s, L->o, l * CALLS_PER_LAYER + 1);
+            if (grouped(s, L->o)) add_to_h(s, L->o, s->acc[3], xs_other);
             group(s, L->gate, l * CALLS_PER_LAYER + 2);
+            units_of(s, ffn, (const int[]){4, 5}, 2, xs_ffn);
             group(s, L->down, l * CALLS_PER_LAYER + 3);
+            if (grouped(s, L->down)) add_to_h(s, L->down, s->acc[6], xs_other);
             continue;
         }
         quantize(s, s->att, L->attn_sub_norm, q_out, 1, xs_other);
         matvec(s, L->o, s->acc[3]);
-        dequant_add(s, L->o, s->acc[3], xs_other);
+        add_to_h(s, L->o, s->acc[3], xs_other);
         quantize(s, s->h, L->ffn_norm, H, 1, xs_ffn);
         matvec(s, L->gate, s->acc[4]);
         matvec(s, L->up, s->acc[5]);
+        units_of(s, ffn, (const int[]){4, 5}, 2, xs_ffn);
         float bg = a->matrix[L->gate].scale, bu = a->matrix[L->up].scale;
         int32_t silu = a->activation == RSR_ACT_SILU;
-        void *g_args[] = {&s->acc[4], &s->acc[5], &bg, &bu, &xs_ffn, &I, &silu, &s->act};
+        CUdeviceptr fg = rows_of(s, L->gate, 4), fu = rows_of(s, L->up, 5);
+        void *g_args[] = {&s->acc[4], &s->acc[5], &fg, &fu, &bg, &bu, &xs_ffn, &I, &silu, &s->act};
         launch(s, g->glu, "rsr_glu", blocks_of(I, 256), 256, g_args);
         quantize(s, s->act, L->ffn_sub_norm, I, 1, xs_other);
         matvec(s, L->down, s->acc[6]);
-        dequant_add(s, L->down, s->acc[6], xs_other);
+        add_to_h(s, L->down, s->acc[6], xs_other);
     }
     quantize(s, s->h, a->final_norm, H, 0, xs_other); /* s->y = rmsnorm(h) * norm; its int8 copy is unused */
     void *l_args[] = {&head, &head_dtype, &s->y, &H, &vocab, &s->logits, &s->best};
@@ -210,6 +256,19 @@ rsr_status rt_gpu_eval(rt_gpu_session *s, int32_t pos, const int32_t *tokens, in
     return RSR_OK;
 }
 
+/* The int32 sums of projection j (q, k, v, o, gate, up, down) in the layer where they are most: its
+ * rows, or units · planes · rows with scales per group (rt_gpu_kernel_rows). */
+static size_t sums_of(const rsr_artifact *a, int j) {
+    size_t most = 0;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rsr_artifact_layer *L = &a->layer[l];
+        const int32_t index[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
+        size_t n = (size_t)rt_gpu_kernel_rows(a, index[j]);
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
 rsr_status rt_gpu_session_create(rt_gpu *g, int32_t max_positions, rt_gpu_session **out, char *err) {
     *out = NULL;
     const rsr_artifact *a = g->a;
@@ -241,13 +300,18 @@ rsr_status rt_gpu_session_create(rt_gpu *g, int32_t max_positions, rt_gpu_sessio
         {&s->logits, 4 * (size_t)a->vocab},
         {&s->best, 8},
         {&s->rope, rope},
-        {&s->acc[0], 4 * q_out},
-        {&s->acc[1], 4 * kv_out},
-        {&s->acc[2], 4 * kv_out},
-        {&s->acc[3], 4 * (size_t)a->hidden},
-        {&s->acc[4], 4 * (size_t)a->intermediate},
-        {&s->acc[5], 4 * (size_t)a->intermediate},
-        {&s->acc[6], 4 * (size_t)a->hidden},
+        {&s->acc[0], 4 * sums_of(a, 0)},
+        {&s->acc[1], 4 * sums_of(a, 1)},
+        {&s->acc[2], 4 * sums_of(a, 2)},
+        {&s->acc[3], 4 * sums_of(a, 3)},
+        {&s->acc[4], 4 * sums_of(a, 4)},
+        {&s->acc[5], 4 * sums_of(a, 5)},
+        {&s->acc[6], 4 * sums_of(a, 6)},
+        {&s->f[0], 4 * q_out},
+        {&s->f[1], 4 * kv_out},
+        {&s->f[2], 4 * kv_out},
+        {&s->f[4], 4 * (size_t)a->intermediate},
+        {&s->f[5], 4 * (size_t)a->intermediate},
         {&s->k_cache, cache},
         {&s->v_cache, cache},
     };
@@ -283,9 +347,10 @@ void rt_gpu_session_free(rt_gpu_session *s) {
     rt_cuda *cu = &s->g->cu;
     cu->CtxSetCurrent(s->g->ctx);
     if (s->graph) cu->GraphExecDestroy(s->graph);
-    CUdeviceptr *all[] = {&s->step,   &s->h,      &s->y,      &s->act,    &s->xq,      &s->xs,     &s->att,
-                          &s->scores, &s->logits, &s->best,   &s->rope,   &s->acc[0],  &s->acc[1], &s->acc[2],
-                          &s->acc[3], &s->acc[4], &s->acc[5], &s->acc[6], &s->k_cache, &s->v_cache};
+    CUdeviceptr *all[] = {&s->step,   &s->h,      &s->y,      &s->act,    &s->xq,      &s->xs,      &s->att,
+                          &s->scores, &s->logits, &s->best,   &s->rope,   &s->acc[0],  &s->acc[1],  &s->acc[2],
+                          &s->acc[3], &s->acc[4], &s->acc[5], &s->acc[6], &s->k_cache, &s->v_cache, &s->f[0],
+                          &s->f[1],   &s->f[2],   &s->f[4],   &s->f[5]};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (*all[i]) cu->MemFree(*all[i]);
     free(s->calls);

@@ -92,11 +92,13 @@ rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err) {
     g->fused = a->num_matrices > 0 && a->gpu->matrix[0].group_ctas > 0;
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_gpu_matrix *gm = &a->gpu->matrix[i];
-        if (gm->cta_warps <= 0 || gm->rows_per_warp <= 0 || gm->num_blocks * gm->rows_per_warp < a->matrix[i].rows ||
+        const int64_t sums = rt_gpu_kernel_rows(a, i);
+        if ((a->matrix[i].unit_cols > 0 && gm->planes != 1 && gm->planes != 2) || gm->cta_warps <= 0 ||
+            gm->rows_per_warp <= 0 || (int64_t)gm->num_blocks * gm->rows_per_warp < sums ||
             (gm->group_ctas > 0) != g->fused || gm->group_slot < 0 || gm->group_slot >= RSR_GROUP_MAX)
             return ERR(RSR_ERR_ABI, "artifact GPU matrix %d (%s) is inconsistent", i, a->matrix[i].name);
         if ((st = find(g, gm->kernel, &g->matrix[i], err)) != RSR_OK) return st;
-        if (a->matrix[i].rows > g->max_rows) g->max_rows = a->matrix[i].rows;
+        if (sums > g->max_rows) g->max_rows = (int32_t)sums;
         if (rt_pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = rt_pad_cols(a->matrix[i].cols);
     }
     CUresult r;
@@ -142,7 +144,8 @@ rsr_status rt_gpu_matvec_int(rt_gpu *g, int32_t index, const int8_t *x, int32_t 
         (r = g->cu.MemcpyHtoD(g->mv_x, x, (size_t)mx->cols)) != 0 ||
         (r = g->cu.LaunchKernel(g->matrix[index], grid, 1, 1, 32u * (unsigned)gm->cta_warps, 1, 1, 0, g->stream,
                                 g->fused ? group_args : plain_args, NULL)) != 0 ||
-        (r = g->cu.StreamSynchronize(g->stream)) != 0 || (r = g->cu.MemcpyDtoH(y, g->mv_y, 4 * (size_t)mx->rows)) != 0)
+        (r = g->cu.StreamSynchronize(g->stream)) != 0 ||
+        (r = g->cu.MemcpyDtoH(y, g->mv_y, 4 * (size_t)rt_gpu_kernel_rows(g->a, index))) != 0)
         return ERR(RSR_ERR_DEVICE, "%s: matrix %d (%s, kernel %s): %s", g->name, index, mx->name, gm->kernel,
                    rt_cuda_error(&g->cu, r));
     return RSR_OK;
@@ -151,8 +154,9 @@ rsr_status rt_gpu_matvec_int(rt_gpu *g, int32_t index, const int8_t *x, int32_t 
 rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     for (int32_t t = 0; t < ntok; t++) {
-        rsr_status st = rt_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols,
-                                          y + (size_t)t * (size_t)mx->rows, ((rsr_model *)m)->err);
+        rsr_status st =
+            rt_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols,
+                              y + (size_t)t * (size_t)rt_gpu_kernel_rows(m->a, index), ((rsr_model *)m)->err);
         if (st != RSR_OK) return st;
     }
     return RSR_OK;

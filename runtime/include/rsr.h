@@ -393,11 +393,14 @@ typedef struct rsr_matrix_info {
     const char *strategy; /* "rsr-unrolled", "rsr-loop", ... */
     int32_t rsr_k;
     float scale; /* beta: y = sum * beta / x_scale */
+    /* Sums per row: 1, or with scales per group of columns (Q1_0, Q2_0; activations per block in
+     * Qwen3) the units of columns each row is summed over, cols / units columns apiece. */
+    int32_t units;
 } rsr_matrix_info;
 RSR_API rsr_status rsr_model_matrix_info(const rsr_model *model, int32_t index, rsr_matrix_info *info);
-/* y[rows] = W_t · x[cols] exactly, x int8 and W ternary (or binary). RSR_ERR_NOT_FOUND for a
- * matrix with scales per group of columns (Q1_0, Q2_0) or a model whose activations are scaled per
- * block (Qwen3): their kernels sum per group of columns, and no one sum per row exists. */
+/* y[rows] = W_t · x[cols] exactly, x int8 and W ternary (or binary). A matrix with scales per group
+ * of columns (rsr_matrix_info.units > 1) is summed per unit: y[u · rows + r] over the columns of
+ * unit u, units · rows sums (a +2 weight of Q2_0 counted as 2). */
 RSR_API rsr_status rsr_model_matvec_int(const rsr_model *model, int32_t index, const int8_t *x, int32_t *y);
 /* Y[t][rows] = W_t · X[t][cols] for ntok tokens (rows of X and Y packed), through the batched
  * kernel that prefill uses where the matrix has one. */

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    11u /* 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    12u /* 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -126,6 +126,8 @@ typedef struct rsr_artifact_gpu_matrix {
     int32_t group_slot;    /* NVRTC: the matrix's place in its group entry */
     int32_t group_ctas;    /* NVRTC: thread blocks of the group entry; 0: an entry of its own */
     uint64_t data;         /* blob offset of the kernel's constant data, RSR_NO_TENSOR if none */
+    int32_t planes;        /* scales per group (unit_cols): the planes of the GPU kernel's sums per unit,
+                              which may differ from the CPU kernel's (rsr_artifact_matrix.planes); else 0 */
 } rsr_artifact_gpu_matrix;
 
 typedef struct rsr_artifact_gpu {

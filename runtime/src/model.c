@@ -382,7 +382,8 @@ rsr_status rsr_model_matrix_info(const rsr_model *m, int32_t index, rsr_matrix_i
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *x = &m->a->matrix[index];
-    *info = (rsr_matrix_info){x->name, x->rows, x->cols, x->strategy, x->rsr_k, x->scale};
+    *info = (rsr_matrix_info){
+        x->name, x->rows, x->cols, x->strategy, x->rsr_k, x->scale, x->unit_cols > 0 ? x->cols / x->unit_cols : 1};
     return RSR_OK;
 }
 
@@ -394,13 +395,28 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     if (!m || !m->a || !x || !y || ntok <= 0) return RSR_ERR_INVALID_ARGUMENT;
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
-    if (m->a->matrix[index].unit_cols) return RSR_ERR_NOT_FOUND; /* sums per unit of columns, not per row */
-    return m->backend->matmul_int(m, index, x, ntok, y);
+    const rsr_artifact_matrix *mx = &m->a->matrix[index];
+    if (!mx->unit_cols) return m->backend->matmul_int(m, index, x, ntok, y);
+    /* scales per group: the kernel's sums per unit and plane, the planes added (the GPU kernel's
+     * planes may differ from the CPU kernel's: rsr_artifact_gpu_matrix.planes) */
+    const int32_t P = m->backend == &rt_backend_gpu ? m->a->gpu->matrix[index].planes : mx->planes;
+    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = U * (size_t)P * R;
+    int32_t *k = malloc(sizeof *k * K * (size_t)ntok);
+    if (!k) return RSR_ERR_OUT_OF_MEMORY;
+    rsr_status st = m->backend->matmul_int(m, index, x, ntok, k);
+    for (size_t t = 0; st == RSR_OK && t < (size_t)ntok; t++)
+        for (size_t u = 0; u < U; u++)
+            for (size_t r = 0; r < R; r++) {
+                const int32_t *s = k + t * K + u * (size_t)P * R + r;
+                y[t * U * R + u * R + r] = P == 2 ? s[0] + s[R] : s[0];
+            }
+    free(k);
+    return st;
 }
 
 rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
-    size_t cols = (size_t)mx->cols, rows = (size_t)mx->rows;
+    size_t cols = (size_t)mx->cols, rows = (size_t)rt_kernel_rows(mx);
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
     size_t padded = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;

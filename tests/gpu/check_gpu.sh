@@ -15,6 +15,10 @@
 # identical. So logits pass within 1e-3, or else within one such flip's reach (atol 0.5,
 # rtol 0.05) with a note; garbage or a wrong token still fails.
 # --full (the 2B-4T widths, 2 layers): fewer tokens, for the naive reference's sake.
+# GGUF formats (gguf-q2, gguf-q1: scales per group of columns), which the reference does not read:
+# the GPU's integer sums against the same artifact's CPU kernels (rsr-matcheck --devices; the CPU
+# kernels are checked against naive products by unit.rsr, unit.printers and gguf.*), and the
+# logits and tokens against the CPU path only.
 # Usage: check_gpu.sh BUILD_DIR FORMAT [mkmodel args...] [--full] [-- rsrc args...]
 set -euo pipefail
 build=$1 format=$2
@@ -39,15 +43,49 @@ trap 'rm -rf "$work"' EXIT
 "$build/rsr-mkmodel" --format "$format" --out "$work/model" "${mk_args[@]}" 2>/dev/null
 "$build/rsrc" "$work/model" -o "$work/model.so" --target "host,$arch" "${rsrc_args[@]}"
 "$build/rsr-run" "$work/model.so" --device gpu --info | grep '^device gpu'
-"$build/tests/rsr-matcheck" "$work/model.so" "$work/model"   # opens on the GPU (device auto)
+gguf=0
+[ -f "$work/model/model.gguf" ] && gguf=1
+if ((gguf)); then
+  "$build/tests/rsr-matcheck" --devices "$work/model.so"
+else
+  "$build/tests/rsr-matcheck" "$work/model.so" "$work/model"   # opens on the GPU (device auto)
+fi
 
 prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4 n=32
 ((full)) && prompt=1,17,42,3,99,7,250,18 n=16
 "$build/rsr-run" "$work/model.so" --device gpu --tokens "$prompt" -n $n --logits "$work/gpu.f32" >"$work/gpu.txt"
-"$build/rsr-run" "$work/model.so" --device cpu --tokens "$prompt" -n $n --logits "$work/cpu.f32" >"$work/cpu.txt"
-"$build/tests/rsr-ref" "$work/model" --tokens "$prompt" -n $n --logits "$work/ref.f32" >"$work/ref.txt"
+# the CPU with the GPU's KV cache (f32; the CPU's default is bf16)
+"$build/rsr-run" "$work/model.so" --device cpu --kv f32 --tokens "$prompt" -n $n --logits "$work/cpu.f32" >"$work/cpu.txt"
+# Where other's greedy tokens and the GPU's part: accepted as a near tie when the CPU, fed the
+# GPU's tokens up to there, puts the GPU's choice within 0.25 of its own (a rounding flip's reach:
+# flips moved logits by up to 0.12 on the Q2_0 models; seen on an H200 with the llama-gqa model,
+# whose GPU and CPU logits after the prompt agree within 1e-6 and part at the 25th token).
+near_tie() {
+  local other=$1 i=0 j prefix=$prompt a b
+  read -r -a a <"$work/$other.txt"
+  read -r -a b <"$work/gpu.txt"
+  while ((i < ${#a[@]} && i < ${#b[@]})) && [ "${a[i]}" = "${b[i]}" ]; do i=$((i + 1)); done
+  ((i < ${#a[@]} && i < ${#b[@]})) || return 1
+  for ((j = 0; j < i; j++)); do prefix+=,${b[j]}; done
+  "$build/rsr-run" "$work/model.so" --device cpu --kv f32 --tokens "$prefix" -n 1 --logits "$work/tie.f32" >/dev/null
+  python3 - "$work/tie.f32" "${a[i]}" "${b[i]}" "$i" "$other" <<'PY'
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+logits = struct.unpack("<%df" % (len(raw) // 4), raw)
+mine, gpu, step, other = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+gap = logits[mine] - logits[gpu]
+print("note: %s and the GPU part at generated token %s: %d (%.6f) against %d (%.6f), a gap of %.2g under the CPU"
+      % (other, step, mine, logits[mine], gpu, logits[gpu], gap))
+sys.exit(0 if gap <= 0.25 else 1)
+PY
+}
 status=0
 others=(ref cpu)
+if ((gguf)); then
+  others=(cpu)
+else
+  "$build/tests/rsr-ref" "$work/model" --tokens "$prompt" -n $n --logits "$work/ref.f32" >"$work/ref.txt"
+fi
 for other in "${others[@]}"; do
   if ! "$build/tests/rsr-cmpf32" "$work/gpu.f32" "$work/$other.f32" --atol 1e-3 --rtol 1e-3; then
     if "$build/tests/rsr-cmpf32" "$work/gpu.f32" "$work/$other.f32" --atol 0.5 --rtol 0.05; then
@@ -57,7 +95,7 @@ for other in "${others[@]}"; do
       status=1
     fi
   fi
-  if ! diff "$work/$other.txt" "$work/gpu.txt" >/dev/null; then
+  if ! diff "$work/$other.txt" "$work/gpu.txt" >/dev/null && ! near_tie "$other"; then
     echo "greedy tokens differ from $other" >&2
     status=1
   fi

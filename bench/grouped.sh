@@ -2,8 +2,9 @@
 # Group-scaled weights (llama.cpp's Q2_0 and Q1_0: a scale per 64 or 128 weights of a row) on the
 # Qwen3-0.6B shape (rsr-mkmodel --preset qwen3-0.6b: 28 layers, hidden 1024, heads of 128, random
 # weights), as a user runs them (no flags but the threads and the prompt):
-#   - rsrc's default (i2 summed per unit of 32 columns, docs/numerics.md "Group scales") and its
-#     RSR form over the matrix expanded per unit (--strategy=rsr-loop), on the Q2_0 file;
+#   - rsrc's default (lut over each block's window of columns where the CPU has AVX-512 VBMI, else
+#     i2 summed per unit of 32 columns: docs/numerics.md "Group scales"; printed under the table)
+#     and its RSR form over the matrix expanded per unit (--strategy=rsr-loop), on the Q2_0 file;
 #   - rsrc's default on the Q1_0 file;
 #   - upstream llama.cpp (the npm package node-llama-cpp) on the same two files;
 #   - rsrc on one-scale weights of the same widths (TQ2_0, --gguf-arch llama: hidden 1024,
@@ -90,16 +91,19 @@ def med(engine, key):
     return statistics.median(v) if v else None
 n = sum(r['engine'] == 'llama-q2' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
-rows = [('rsrc-q2', 'rsrc, Q2_0 (i2 per unit)', wq), ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),
-        ('llama-q2', 'llama.cpp, Q2_0', wq), ('rsrc-q1', 'rsrc, Q1_0 (i2 per unit)', wq), ('llama-q1', 'llama.cpp, Q1_0', wq),
+rows = [('rsrc-q2', 'rsrc, Q2_0 (the default)', wq), ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),
+        ('llama-q2', 'llama.cpp, Q2_0', wq), ('rsrc-q1', 'rsrc, Q1_0 (the default)', wq), ('llama-q1', 'llama.cpp, Q1_0', wq),
         ('rsrc-tq2', 'rsrc, TQ2_0 one scale, same widths', wt)]
 print(f"{'':36} {'prefill 64':>11} {'decode':>8} {'M weights/token':>16} {'G weights/s decode':>19}")
 for key, name, w in rows:
     p, d = med(key, 'prefill'), med(key, 'decode')
     print(f"{name:36} {p:11.1f} {d:8.1f} {float(w):16.0f} {float(w) * d / 1000:19.2f}")
 for a, b, what in (('rsrc-q2', 'llama-q2', 'Q2_0: rsrc / llama.cpp'), ('rsrc-q1', 'llama-q1', 'Q1_0: rsrc / llama.cpp'),
-                   ('rsrc-q2', 'rsrc-q2-rsr', 'Q2_0: i2 per unit / RSR expanded')):
+                   ('rsrc-q2', 'rsrc-q2-rsr', 'Q2_0: the default / RSR expanded')):
     print(f"{what:36} prefill {med(a, 'prefill') / med(b, 'prefill'):.2f}x, decode {med(a, 'decode') / med(b, 'decode'):.2f}x")
 gw = float(wq) * med('rsrc-q2', 'decode') / (float(wt) * med('rsrc-tq2', 'decode'))
 print(f"{'Q2_0 per unit / one scale, per weight':36} decode {gw:.2f}x")
 PY
+for name in q2 q1; do
+  echo "the default's kernels, $name: $("$build/rsr-run" "$work/$name.so" --info | awk '/^matrices/ {n[$5] += $2} END {for (s in n) printf "%s%d %s", (k++ ? ", " : ""), n[s], s}')"
+done

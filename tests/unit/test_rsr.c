@@ -125,149 +125,176 @@ static void check_plan(const ternary_matrix *t, int k) {
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
 typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, int32_t, int32_t, int32_t, int32_t);
 
-/* Emits both kernel forms for t into one C file, compiles it as a shared object, loads it. */
-static void check_emitted(const ternary_matrix *t, int k, const char *dir, int serial) {
-    static const target tgt = {.name = "test", .cflags = "-O1", .unroll_budget = 1 << 20};
-    rsr_plan p;
-    rsr_analyse(t, k, &p);
-    char *c_path = xasprintf("%s/k%d.c", dir, serial), *so_path = xasprintf("%s/k%d.so", dir, serial);
-    char *blob_path = xasprintf("%s/k%d.bin", dir, serial);
+/* ---- the emitted kernels, compiled in batches ----
+ * A batch is one C file, one blob and one run of the C compiler (for the RSR forms, and per i2
+ * ISA with its flags); each check adds its kernels to the open batch, and they run against the
+ * naive product once the batch is compiled and loaded (126 compiler runs were most of this
+ * test's time). */
+typedef struct check {
+    ternary_matrix t; /* the check's own copy: the kernel points at it */
+    rsr_plan plan;    /* RSR forms */
+    kernel kn;
+    enum dot_isa isa; /* i2 */
+    int k;            /* RSR forms; 0: i2 */
+} check;
+
+typedef struct batch {
+    char *c_path, *so_path, *blob_path;
+    const char *cflags;
+    FILE *c;
     blob_writer blob;
-    blob_open(&blob, blob_path);
-    kernel forms[2];
-    kernel_lower(&forms[0], t, &p, &tgt, PRINTER_C, STRAT_RSR_UNROLLED, 0, 0);
-    kernel_lower(&forms[1], t, &p, &tgt, PRINTER_C, STRAT_RSR_LOOP, 1, 0);
-    kernel_write_data(&forms[1], &blob);
-    blob_close(&blob);
-    FILE *f = fopen(c_path, "w");
-    fputs("#include <stdint.h>\n", f);
-    for (int i = 0; i < 2; i++) {
-        emit_c_kernel(f, &forms[i]);
-        fprintf(f, "void *get_%d(void) { return (void *)%s; }\n", i, forms[i].symbol);
-    }
-    fclose(f);
-    const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
-    char *cmd = xasprintf("%s -std=c11 -O1 -shared -fPIC -o %s %s", cc, so_path, c_path);
-    EXPECT(system(cmd) == 0, "compiling %s", c_path);
-    void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
-    if (h) {
-        FILE *bf = fopen(blob_path, "rb");
-        size_t size = (size_t)kernel_data_size(&forms[1]);
-        uint8_t *data = xmalloc(size + 64);
-        EXPECT(fread(data, 1, size, bf) == size, "reading %s", blob_path);
-        fclose(bf);
-        int8_t *x = xmalloc((size_t)t->cols);
-        int32_t *want = xmalloc(sizeof(int32_t) * (size_t)t->rows), *got = xmalloc(sizeof(int32_t) * (size_t)t->rows);
-        for (int i = 0; i < 2; i++) {
-            void *(*get)(void) = (void *(*)(void))dlsym(h, i ? "get_1" : "get_0");
-            kernel_fn fn = (kernel_fn)get();
-            for (int kind = 0; kind < 5; kind++) {
-                fill_vector(x, t->cols, kind);
-                naive(t, x, want);
-                memset(got, 0x5a, sizeof(int32_t) * (size_t)t->rows);
-                /* in two halves, as threads would call it */
-                fn(data, x, got, 0, p.num_blocks / 2);
-                fn(data, x, got, p.num_blocks / 2, p.num_blocks);
-                EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "%s %dx%d k=%d %s vector %d",
-                       forms[i].strategy, t->rows, t->cols, k, t->binary ? "binary" : "ternary", kind);
-            }
-        }
-        free(data), free(x), free(want), free(got);
-        dlclose(h);
-    }
-    for (int i = 0; i < 2; i++) kernel_free(&forms[i]);
-    unlink(c_path), unlink(so_path), unlink(blob_path);
-    free(c_path), free(so_path), free(blob_path), free(cmd);
-    rsr_plan_free(&p);
+    check **checks;
+    int n, cap, serial;
+} batch;
+
+static void batch_open(batch *b, const char *dir, const char *name, const char *cflags, int isa) {
+    memset(b, 0, sizeof *b);
+    b->c_path = xasprintf("%s/%s.c", dir, name), b->so_path = xasprintf("%s/%s.so", dir, name);
+    b->blob_path = xasprintf("%s/%s.bin", dir, name);
+    b->cflags = cflags;
+    blob_open(&b->blob, b->blob_path);
+    b->c = fopen(b->c_path, "w");
+    fputs("#include <stddef.h>\n#include <stdint.h>\n", b->c);
+    if (isa >= 0) emit_c_dot_helpers(b->c, (enum dot_isa)isa);
 }
 
-/* An i2 kernel for the given ISA, compiled with that ISA's flags, against the naive product. */
-static void check_i2(const ternary_matrix *t, enum dot_isa isa, const char *dir, int serial) {
-    static char *avx2[] = {"avx2"}, *avxvnni[] = {"avx2", "avxvnni"}, *bw[] = {"avx512f", "avx512bw"},
-                *vnni[] = {"avx512f", "avx512bw", "avx512vnni"};
-    static const struct {
-        char **features;
-        int n;
-        const char *cflags;
-    } isas[] = {
-        [DOT_SCALAR] = {NULL, 0, "-O2"},
-        [DOT_AVX2] = {avx2, 1, "-O2 -mavx2"},
-        [DOT_AVXVNNI] = {avxvnni, 2, "-O2 -mavx2 -mavxvnni"},
-        [DOT_AVX512BW] = {bw, 2, "-O2 -mavx512f -mavx512bw"},
-        [DOT_AVX512VNNI] = {vnni, 3, "-O2 -mavx512f -mavx512bw -mavx512vnni"},
-    };
-    target tgt = {.name = "test", .kind = TK_CPU, .features = isas[isa].features, .nfeatures = isas[isa].n};
-    EXPECT(target_dot_isa(&tgt) == isa, "target_dot_isa %d", isa);
-    char *c_path = xasprintf("%s/i%d.c", dir, serial), *so_path = xasprintf("%s/i%d.so", dir, serial);
-    char *blob_path = xasprintf("%s/i%d.bin", dir, serial);
-    blob_writer blob;
-    blob_open(&blob, blob_path);
-    kernel kn;
-    kernel_lower(&kn, t, NULL, &tgt, PRINTER_C, STRAT_I2, 0, 0);
-    /* an expanded matrix's i2 sums per unit of its source rows */
-    const int32_t rows = t->unit_cols ? t->src_rows * (t->cols / t->unit_cols) : t->rows;
-    void (*expect)(const ternary_matrix *, const int8_t *, int32_t *) = t->unit_cols ? naive_units : naive;
-    kernel_write_data(&kn, &blob);
-    blob_close(&blob);
-    FILE *f = fopen(c_path, "w");
-    fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
-    emit_c_dot_helpers(f, isa);
-    emit_c_kernel(f, &kn);
-    fprintf(f, "void *get_0(void) { return (void *)%s; }\n", kn.symbol);
-    if (kn.batch_symbol) fprintf(f, "void *get_b(void) { return (void *)%s; }\n", kn.batch_symbol);
-    fclose(f);
-    const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
-    char *cmd = xasprintf("%s -std=c11 %s -shared -fPIC -o %s %s", cc, isas[isa].cflags, so_path, c_path);
-    EXPECT(system(cmd) == 0, "compiling %s", c_path);
-    void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
-    if (h) {
-        size_t size = (size_t)kernel_data_size(&kn);
-        uint8_t *data = xmalloc(size);
-        FILE *bf = fopen(blob_path, "rb");
-        EXPECT(fread(data, 1, size, bf) == size, "reading %s", blob_path);
-        fclose(bf);
-        size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
-        int8_t *x = xcalloc(padded, 1);
-        int32_t *want = xmalloc(sizeof(int32_t) * (size_t)rows), *got = xmalloc(sizeof(int32_t) * (size_t)rows);
-        kernel_fn fn = (kernel_fn)((void *(*)(void))dlsym(h, "get_0"))();
-        for (int kind = 0; kind < 5; kind++) {
-            fill_vector(x, t->cols, kind);
-            expect(t, x, want);
-            memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
-            fn(data, x, got, 0, kn.num_blocks / 2);
-            fn(data, x, got, kn.num_blocks / 2, kn.num_blocks);
-            EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)rows) == 0, "%s (%s) %dx%d %s vector %d", kn.strategy,
-                   dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary", kind);
-        }
-        if (!kn.batch_symbol) goto done;
-        /* the batched kernel: two full tiles of tokens and one more (the extreme vectors and
-         * random ones), rows of y wider than the matrix (or than its units' sums), the blocks in
-         * two calls as two threads would take them */
-        batch_fn bf_ = (batch_fn)((void *(*)(void))dlsym(h, "get_b"))();
-        int32_t ntok = 2 * kn.batch_tile + 1, ys = rows + 3;
-        int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
-        int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok),
-                *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
-        memset(wantb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
-        memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
-        for (int k = 0; k < ntok; k++) {
-            fill_vector(xb + padded * (size_t)k, t->cols, k);
-            expect(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
-        }
-        bf_(data, xb, (int32_t)padded, gotb, ys, ntok, 0, kn.num_blocks / 2);
-        bf_(data, xb, (int32_t)padded, gotb, ys, ntok, kn.num_blocks / 2, kn.num_blocks);
-        EXPECT(memcmp(wantb, gotb, sizeof(int32_t) * (size_t)ys * (size_t)ntok) == 0, "%s batched (%s) %dx%d %s",
-               kn.strategy, dot_isa_names[isa], t->rows, t->cols, t->binary ? "binary" : "ternary");
-        free(xb), free(wantb), free(gotb);
-    done:
-        free(data), free(x), free(want), free(got);
-        dlclose(h);
+static ternary_matrix copy_matrix(const ternary_matrix *t) {
+    ternary_matrix c = *t;
+    c.name = xstrdup(t->name);
+    const size_t n = (size_t)(t->unit_cols ? t->src_rows : t->rows) * (size_t)t->cols;
+    c.w = xmalloc(n ? n : 1);
+    memcpy(c.w, t->w, n);
+    if (t->scales) {
+        const size_t g = (size_t)t->src_rows * (size_t)(t->cols / t->scale_cols);
+        c.scales = xmalloc(sizeof *c.scales * g);
+        memcpy(c.scales, t->scales, sizeof *c.scales * g);
     }
-    kernel_free(&kn);
-    unlink(c_path), unlink(so_path), unlink(blob_path);
-    free(c_path), free(so_path), free(blob_path), free(cmd);
+    return c;
+}
+
+/* A new check of t in the batch: its kernel lowered with strategy s, its data in the batch's
+ * blob, its code in the batch's file with getters get_N (and get_N_b for a batched kernel). */
+static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const target *tgt, int k, int isa) {
+    check *c = xcalloc(1, sizeof *c);
+    c->t = copy_matrix(t), c->k = k, c->isa = (enum dot_isa)isa;
+    if (strategy_is_rsr(s)) rsr_analyse(&c->t, k, &c->plan);
+    kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, tgt, PRINTER_C, s, b->serial, 0);
+    kernel_write_data(&c->kn, &b->blob);
+    emit_c_kernel(b->c, &c->kn);
+    fprintf(b->c, "void *get_%d(void) { return (void *)%s; }\n", b->serial, c->kn.symbol);
+    if (c->kn.batch_symbol)
+        fprintf(b->c, "void *get_%d_b(void) { return (void *)%s; }\n", b->serial, c->kn.batch_symbol);
+    b->serial++;
+    if (b->n == b->cap) b->checks = xrealloc(b->checks, sizeof *b->checks * (size_t)(b->cap = 2 * b->cap + 8));
+    b->checks[b->n++] = c;
+}
+
+/* Both RSR forms of t at block size k. */
+static void check_emitted(batch *b, const ternary_matrix *t, int k) {
+    static const target tgt = {.name = "test", .cflags = "-O1", .unroll_budget = 1 << 20};
+    batch_add(b, t, STRAT_RSR_UNROLLED, &tgt, k, -1);
+    batch_add(b, t, STRAT_RSR_LOOP, &tgt, k, -1);
+}
+
+static const struct {
+    const char *features[3];
+    int n;
+    const char *cflags;
+} isas[] = {
+    [DOT_SCALAR] = {{NULL}, 0, "-O2"},
+    [DOT_AVX2] = {{"avx2"}, 1, "-O2 -mavx2"},
+    [DOT_AVXVNNI] = {{"avx2", "avxvnni"}, 2, "-O2 -mavx2 -mavxvnni"},
+    [DOT_AVX512BW] = {{"avx512f", "avx512bw"}, 2, "-O2 -mavx512f -mavx512bw"},
+    [DOT_AVX512VNNI] = {{"avx512f", "avx512bw", "avx512vnni"}, 3, "-O2 -mavx512f -mavx512bw -mavx512vnni"},
+};
+
+/* The i2 kernel of t for the given ISA (the batch's flags). */
+static void check_i2(batch *b, const ternary_matrix *t, enum dot_isa isa) {
+    target tgt = {.name = "test", .kind = TK_CPU, .features = (char **)isas[isa].features, .nfeatures = isas[isa].n};
+    EXPECT(target_dot_isa(&tgt) == isa, "target_dot_isa %d", isa);
+    batch_add(b, t, STRAT_I2, &tgt, 0, isa);
+}
+
+/* The decode kernel of one check: every vector kind, the blocks in two calls as two threads
+ * would take them. An expanded matrix's i2 sums per unit of its source rows (naive_units). */
+static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
+    const ternary_matrix *t = &c->t;
+    const bool units = t->unit_cols && c->kn.form == KF_I2;
+    const int32_t rows = units ? t->src_rows * (t->cols / t->unit_cols) : t->rows;
+    size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int8_t *x = xcalloc(padded, 1);
+    int32_t *want = xmalloc(sizeof(int32_t) * (size_t)rows), *got = xmalloc(sizeof(int32_t) * (size_t)rows);
+    for (int kind = 0; kind < 5; kind++) {
+        fill_vector(x, t->cols, kind);
+        (units ? naive_units : naive)(t, x, want);
+        memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
+        fn(data, x, got, 0, c->kn.num_blocks / 2);
+        fn(data, x, got, c->kn.num_blocks / 2, c->kn.num_blocks);
+        EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)rows) == 0, "%s (%s) %dx%d k=%d %s vector %d",
+               c->kn.strategy, c->kn.form == KF_I2 ? dot_isa_names[c->isa] : "C", t->rows, t->cols, c->k,
+               t->binary ? "binary" : "ternary", kind);
+    }
+    free(x), free(want), free(got);
+}
+
+/* The batched i2 kernel: two full tiles of tokens and one more (the extreme vectors and random
+ * ones), rows of y wider than the matrix (or than its units' sums), the blocks in two calls. */
+static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
+    const ternary_matrix *t = &c->t;
+    const bool units = t->unit_cols != 0;
+    const int32_t rows = units ? t->src_rows * (t->cols / t->unit_cols) : t->rows;
+    size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int32_t ntok = 2 * c->kn.batch_tile + 1, ys = rows + 3;
+    int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
+    int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok),
+            *gotb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+    memset(wantb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+    memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
+    for (int k = 0; k < ntok; k++) {
+        fill_vector(xb + padded * (size_t)k, t->cols, k);
+        (units ? naive_units : naive)(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
+    }
+    bfn(data, xb, (int32_t)padded, gotb, ys, ntok, 0, c->kn.num_blocks / 2);
+    bfn(data, xb, (int32_t)padded, gotb, ys, ntok, c->kn.num_blocks / 2, c->kn.num_blocks);
+    EXPECT(memcmp(wantb, gotb, sizeof(int32_t) * (size_t)ys * (size_t)ntok) == 0, "%s batched (%s) %dx%d %s",
+           c->kn.strategy, dot_isa_names[c->isa], t->rows, t->cols, t->binary ? "binary" : "ternary");
+    free(xb), free(wantb), free(gotb);
+}
+
+/* Compiles the batch, loads it and runs every check; frees it all. */
+static void batch_run(batch *b) {
+    fclose(b->c);
+    uint64_t size = blob_align(&b->blob, 64);
+    blob_close(&b->blob);
+    const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
+    char *cmd = xasprintf("%s -std=c11 %s -shared -fPIC -o %s %s", cc, b->cflags, b->so_path, b->c_path);
+    EXPECT(system(cmd) == 0, "compiling %s", b->c_path);
+    void *h = dlopen(b->so_path, RTLD_NOW | RTLD_LOCAL);
+    EXPECT(h != NULL, "dlopen %s: %s", b->so_path, dlerror());
+    uint8_t *blob = aligned_alloc(64, (size_t)size + 64);
+    FILE *bf = fopen(b->blob_path, "rb");
+    EXPECT(bf && fread(blob, 1, (size_t)size, bf) == (size_t)size, "reading %s", b->blob_path);
+    if (bf) fclose(bf);
+    for (int i = 0; h && i < b->n; i++) {
+        check *c = b->checks[i];
+        char name[32];
+        snprintf(name, sizeof name, "get_%d", i);
+        const uint8_t *data = blob + (c->kn.data_offset == RSR_NO_TENSOR ? 0 : c->kn.data_offset);
+        run_decode(c, data, (kernel_fn)((void *(*)(void))dlsym(h, name))());
+        snprintf(name, sizeof name, "get_%d_b", i);
+        if (c->kn.batch_symbol) run_batched(c, data, (batch_fn)((void *(*)(void))dlsym(h, name))());
+    }
+    if (h) dlclose(h);
+    for (int i = 0; i < b->n; i++) {
+        check *c = b->checks[i];
+        kernel_free(&c->kn);
+        if (c->k) rsr_plan_free(&c->plan);
+        ternary_matrix_free(&c->t);
+        free(c);
+    }
+    free(blob), free(b->checks);
+    unlink(b->c_path), unlink(b->so_path), unlink(b->blob_path);
+    free(b->c_path), free(b->so_path), free(b->blob_path), free(cmd);
 }
 
 static bool cpu_has(enum dot_isa isa) {
@@ -311,11 +338,12 @@ int main(void) {
 
     char dir[] = "/tmp/rsrc-unit.XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    int serial = 0;
+    batch rsr;
+    batch_open(&rsr, dir, "rsr", "-O1", -1);
     for (size_t s = 0; s < sizeof grouped / sizeof *grouped; s++)
         for (int k = 1; k <= RSR_MAX_K; k += 3) { /* k = 1, 4, 7 */
             ternary_matrix t = random_grouped(grouped[s][0], grouped[s][1], grouped[s][2], true);
-            check_emitted(&t, k, dir, serial++);
+            check_emitted(&rsr, &t, k);
             ternary_matrix_free(&t);
         }
     static const int32_t emit_shapes[][2] = {{4, 8}, {7, 5}, {13, 33}, {64, 100}};
@@ -323,9 +351,10 @@ int main(void) {
         for (int k = 1; k <= RSR_MAX_K; k += (k < 4 ? 1 : 4)) /* k = 1, 2, 3, 4, 8 */
             for (int binary = 0; binary < 2; binary++) {
                 ternary_matrix t = random_matrix(emit_shapes[s][0], emit_shapes[s][1], binary, 30);
-                check_emitted(&t, k, dir, serial++);
+                check_emitted(&rsr, &t, k);
                 ternary_matrix_free(&t);
             }
+    batch_run(&rsr);
     /* i2 on every dot-product ISA this CPU runs; shapes cross the group and block boundaries */
     static const int32_t i2_shapes[][2] = {{1, 1}, {4, 8}, {7, 5}, {13, 300}, {64, 256}, {9, 1000}};
     for (int isa = DOT_SCALAR; isa <= DOT_AVX512VNNI; isa++) {
@@ -333,10 +362,14 @@ int main(void) {
             printf("skipping i2 %s: this CPU lacks it\n", dot_isa_names[isa]);
             continue;
         }
+        batch b;
+        char name[16];
+        snprintf(name, sizeof name, "i2-%d", isa);
+        batch_open(&b, dir, name, isas[isa].cflags, isa);
         for (size_t s = 0; s < sizeof i2_shapes / sizeof *i2_shapes; s++)
             for (int binary = 0; binary < 2; binary++) {
                 ternary_matrix t = random_matrix(i2_shapes[s][0], i2_shapes[s][1], binary, 40);
-                check_i2(&t, (enum dot_isa)isa, dir, serial++);
+                check_i2(&b, &t, (enum dot_isa)isa);
                 ternary_matrix_free(&t);
             }
         /* summed per unit of 32 or 64 columns, with +2 weights, where the ISA's fields fit a unit */
@@ -345,9 +378,10 @@ int main(void) {
             ternary_matrix t = random_grouped(unit_shapes[s][0], unit_shapes[s][1], unit_shapes[s][2], true);
             int V = dot_isa_vector_bytes((enum dot_isa)isa);
             if (t.unit_cols % V == 0 && 4 * V % t.unit_cols == 0 && t.cols % (4 * V) == 0)
-                check_i2(&t, (enum dot_isa)isa, dir, serial++);
+                check_i2(&b, &t, (enum dot_isa)isa);
             ternary_matrix_free(&t);
         }
+        batch_run(&b);
     }
     rmdir(dir);
     printf("%d passed, %d failed\n", checks - failures, failures);

@@ -901,7 +901,8 @@ void gguf_model_load(model *m, const char *path) {
         arena_disown(ar, name);
     }
     st_sort_and_check(a, path);
-    qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);
+    if (m->lazy->n) /* none in a file without ternary tensors (refused later, naming what it lacks) */
+        qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);
     m->format_name = ternary_type == GGML_I2_S    ? "gguf-i2_s"
                      : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0"
                      : ternary_type == GGML_Q1_0  ? "gguf-q1_0"

@@ -577,7 +577,7 @@ void target_list(FILE *out) {
         names[n++] = xasprintf("%s/%s", specs_dir(), e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, by_name);
+    if (n) qsort(names, (size_t)n, sizeof *names, by_name);
     for (int i = 0; i < n; i++) {
         target *t = parse_spec(names[i]);
         fprintf(out, "%-16s %s\n", t->name, t->description ? t->description : "");

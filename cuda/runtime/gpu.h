@@ -36,8 +36,7 @@ typedef struct rt_gpu_session rt_gpu_session;
 /* Matrix i's int32 sums on the GPU: its rows, or with scales per group units · planes · rows, the
  * planes those of its GPU kernel (rsr_artifact_gpu_matrix.planes). */
 static inline int64_t rt_gpu_kernel_rows(const rsr_artifact *a, int32_t i) {
-    const rsr_artifact_matrix *x = &a->matrix[i];
-    return x->unit_cols > 0 ? (int64_t)(x->cols / x->unit_cols) * a->gpu->matrix[i].planes * x->rows : x->rows;
+    return rt_sums_rows(&a->matrix[i], a->gpu->matrix[i].planes);
 }
 
 rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err);

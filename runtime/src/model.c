@@ -400,7 +400,7 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     /* scales per group: the kernel's sums per unit and plane, the planes added (the GPU kernel's
      * planes may differ from the CPU kernel's: rsr_artifact_gpu_matrix.planes) */
     const int32_t P = m->backend == &rt_backend_gpu ? m->a->gpu->matrix[index].planes : mx->planes;
-    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = U * (size_t)P * R;
+    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = (size_t)rt_sums_rows(mx, P);
     int32_t *k = malloc(sizeof *k * K * (size_t)ntok);
     if (!k) return RSR_ERR_OUT_OF_MEMORY;
     rsr_status st = m->backend->matmul_int(m, index, x, ntok, k);

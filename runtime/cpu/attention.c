@@ -20,7 +20,8 @@
  * is used, so a context where it never pays costs only the samples.
  * Sliding windows (Gemma3's local layers, rsr_artifact_layer.sliding_window = W): a query at
  * position p attends to positions p − W + 1 .. p, densely, with the chunks of the full range
- * (those wholly before the window skipped); Louver and auto attend densely on such layers.
+ * (those wholly before the window skipped); Louver and auto attend densely on such layers. Such a
+ * layer's cache is a ring of its last positions (rt_kv_layer in internal.h).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -194,14 +195,17 @@ static int32_t window_start(const rsr_session *s, int32_t layer, int32_t n) {
     return W > 0 && n > W ? n - W : 0;
 }
 
-/* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of keys [j0, n) of one
- * KV head (kc, vc: its rows, stride d): the chunk's keys from j0 on. Every dense path computes its
- * chunks here; a chunk is the same ATTN_CHUNK positions for any j0, so a window only drops keys. */
-static void dense_chunk(attn_state *st, const float *q, int32_t gn, attn_rows kc, attn_rows vc, int32_t d, int32_t c,
-                        int32_t j0, int32_t n, float *scratch) {
+/* The partial softmax states st[0..gn) of the queries q[0..gn) over chunk c of keys [j0, n) of KV
+ * head kvh of layer `layer`: the chunk's keys from j0 on. Every dense path computes its chunks
+ * here; a chunk is the same ATTN_CHUNK positions for any j0, so a window only drops keys, and its
+ * rows are contiguous in a windowed layer's ring too (kv_rows_at). */
+static void dense_chunk(attn_state *st, const float *q, int32_t gn, const rsr_session *s, int32_t layer, int32_t kvh,
+                        int32_t c, int32_t j0, int32_t n, float *scratch) {
     int32_t j1 = (c + 1) * ATTN_CHUNK < n ? (c + 1) * ATTN_CHUNK : n, first = c * ATTN_CHUNK > j0 ? c * ATTN_CHUNK : j0;
-    for (int32_t g = 0; g < gn; g++) attn_state_clear(&st[g], d);
-    attn_dense_range_kv(st, q, gn, kc, vc, d, first, j1, scratch, NULL, NULL);
+    for (int32_t g = 0; g < gn; g++) attn_state_clear(&st[g], s->model->a->head_dim);
+    attn_dense_range_kv(st, q, gn, kv_rows_at(s, s->k_cache, layer, kvh, first),
+                        kv_rows_at(s, s->v_cache, layer, kvh, first), s->model->a->head_dim, 0, j1 - first, scratch,
+                        NULL, NULL);
 }
 
 /* n: the keys each query head attended to */
@@ -229,13 +233,12 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
 #pragma omp for schedule(dynamic, 1)
         for (int32_t item = 0; item < kv_heads * nc; item++) {
             int32_t kvh = item / nc, c = c0 + item % nc;
-            const attn_rows kc = kv_rows(s, s->k_cache, layer, kvh), vc = kv_rows(s, s->v_cache, layer, kvh);
             for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) { /* more query heads per KV head: in slices */
                 attn_state st[ATTN_GROUP_MAX];
                 int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
                 for (int32_t g = 0; g < gn; g++)
                     st[g].o = t->part_o + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * (size_t)d;
-                dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, kc, vc, d, c, j0, n, scratch);
+                dense_chunk(st, q + (size_t)h0 * (size_t)d, gn, s, layer, kvh, c, j0, n, scratch);
                 for (int32_t g = 0; g < gn; g++) {
                     float *ml = t->part_ml + ((size_t)(h0 + g) * (size_t)mc + (size_t)c) * 2;
                     ml[0] = st[g].m, ml[1] = st[g].l;
@@ -271,7 +274,6 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
         for (int32_t item = 0; item < n * kv_heads; item++) { /* KV head by KV head: its rows stay in cache */
             int32_t kvh = item / n, tok = item % n, keys = pos0 + tok + 1;
             int32_t chunks = (keys + ATTN_CHUNK - 1) / ATTN_CHUNK, j0 = window_start(s, layer, keys);
-            const attn_rows kc = kv_rows(s, s->k_cache, layer, kvh), vc = kv_rows(s, s->v_cache, layer, kvh);
             for (int32_t g0 = 0; g0 < group; g0 += ATTN_GROUP_MAX) {
                 attn_state run[ATTN_GROUP_MAX], part[ATTN_GROUP_MAX];
                 int32_t gn = group - g0 < ATTN_GROUP_MAX ? group - g0 : ATTN_GROUP_MAX, h0 = kvh * group + g0;
@@ -280,9 +282,9 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
                     run[g].o = run_o + (size_t)g * (size_t)d;
                     part[g].o = chunk_o + (size_t)g * (size_t)d;
                 }
-                dense_chunk(run, qh, gn, kc, vc, d, j0 / ATTN_CHUNK, j0, keys, scratch);
+                dense_chunk(run, qh, gn, s, layer, kvh, j0 / ATTN_CHUNK, j0, keys, scratch);
                 for (int32_t c = j0 / ATTN_CHUNK + 1; c < chunks; c++) {
-                    dense_chunk(part, qh, gn, kc, vc, d, c, j0, keys, scratch);
+                    dense_chunk(part, qh, gn, s, layer, kvh, c, j0, keys, scratch);
                     for (int32_t g = 0; g < gn; g++) attn_state_merge(&run[g], &part[g], d);
                 }
                 for (int32_t g = 0; g < gn; g++)
@@ -455,17 +457,18 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
     if (kv_head < 0 || kv_head >= a->num_kv_heads)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head,
                             a->num_kv_heads);
-    if (first < 0 || count < 0 || (int64_t)first + count > s->pos)
+    const int32_t oldest = kv_oldest(s, layer);
+    if (first < oldest || count < 0 || (int64_t)first + count > s->pos)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                            "positions [%d, %lld) are not all in the cache: it holds positions [0, %d)", first,
-                            (long long)first + count, s->pos);
+                            "positions [%d, %lld) are not all in the cache: layer %d holds positions [%d, %d)%s", first,
+                            (long long)first + count, layer, oldest, s->pos,
+                            oldest ? " (a windowed layer keeps its last positions only)" : "");
     if (!keys && !values)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
     const int32_t d = a->head_dim;
     for (int32_t j = 0; j < count; j++) {
-        if (keys) attn_widen_row(kv_rows(s, s->k_cache, layer, kv_head), first + j, d, keys + (size_t)j * (size_t)d);
-        if (values)
-            attn_widen_row(kv_rows(s, s->v_cache, layer, kv_head), first + j, d, values + (size_t)j * (size_t)d);
+        if (keys) attn_widen_row(kv_rows_at(s, s->k_cache, layer, kv_head, first + j), 0, d, keys + (size_t)j * d);
+        if (values) attn_widen_row(kv_rows_at(s, s->v_cache, layer, kv_head, first + j), 0, d, values + (size_t)j * d);
     }
     return RSR_OK;
 }

@@ -2,7 +2,8 @@
  * batch.c — many sequences in one step (rsr_batch_eval, rsr.h).
  *
  * A call's tokens are cut into steps of at most b->cap rows, filled in the order of the
- * sequences: a step holds runs (rt_run), each a consecutive piece of one sequence's tokens.
+ * sequences: a step holds runs (rt_run), each a consecutive piece of one sequence's tokens, at
+ * most its session's batch (a windowed layer's ring has room for that many, rt_kv_layer).
  * rt_forward takes a step's runs through the model with the products of all rows together; the
  * sequences whose last token falls in the step get their outputs from one pass over the LM
  * head's rows (rt_lm_head_many). Everything but the products and the head pass is done row by
@@ -134,6 +135,7 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
         while (i < n_seqs && rows < cap) {
             const rsr_seq *q = &seqs[i];
             int32_t take = q->n - done < cap - rows ? q->n - done : cap - rows;
+            if (take > q->session->batch) take = q->session->batch; /* a step's tokens, as its session's own */
             memcpy(b->tokens + rows, q->tokens + done, sizeof(int32_t) * (size_t)take);
             b->runs[nruns] = (rt_run){q->session, rows, take};
             rows += take, done += take;
@@ -145,6 +147,9 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
                     nheads++;
                 }
                 i++, done = 0;
+            } else if (rows < cap) { /* the rest of this sequence waits for the next step */
+                nruns++;
+                break;
             }
             nruns++;
         }

@@ -20,27 +20,56 @@
 #include "rsr_numerics.h"
 
 /*
- * The KV cache ([layers][kv_heads][max_positions][head_dim], kv_row) in transparent huge pages
- * where the kernel gives them on request, with the first RSR_CACHE_TOUCHED positions of every
- * head touched here, so that the token path takes no page faults: first touches in the middle
- * of a prefill cost 0.05–0.5 s of a 512-token prefill of the 2B-4T shape (measured on the Zen 5 VM of
- * docs/performance.md; up to 16% of
- * it, varying with how readily the kernel finds free 2 MB pages), and 0.01–0.15 s here. Positions
- * past that are touched when first written, so a long max_positions commits memory only as used.
+ * The KV cache (per layer [kv_heads][rows][head_dim], rt_kv_layer and kv_row in internal.h) in
+ * transparent huge pages where the kernel gives them on request, with the first RSR_CACHE_TOUCHED
+ * rows of every head touched here, so that the token path takes no page faults: first touches in
+ * the middle of a prefill cost 0.05–0.5 s of a 512-token prefill of the 2B-4T shape (measured on
+ * the Zen 5 VM of docs/performance.md; up to 16% of it, varying with how readily the kernel finds
+ * free 2 MB pages), and 0.01–0.15 s here. Rows past that are touched when first written, so a
+ * long max_positions commits memory only as used.
  */
 #define RSR_CACHE_TOUCHED 4096
-static uint8_t *alloc_cache(const rsr_artifact *a, int32_t max_positions, size_t row) {
-    const size_t huge = (size_t)2 << 20;
-    const size_t per_head = row * (size_t)max_positions, heads = (size_t)a->num_layers * (size_t)a->num_kv_heads;
-    size_t bytes = (per_head * heads + huge - 1) / huge * huge;
+
+/* Each layer's rows: every position on a global layer, a ring on a windowed one (rt_kv_layer);
+ * returns the rows of all layers and KV heads together. */
+static size_t plan_cache(rsr_session *s) {
+    const rsr_artifact *a = s->model->a;
+    size_t total = 0;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        rt_kv_layer *L = &s->kv_layer[l];
+        const int32_t W = a->layer[l].sliding_window, ring = W > 0 ? W - 1 + s->batch : 0;
+        *L = (rt_kv_layer){.first = total, .rows = s->max_positions, .window = W};
+        if (ring && (int64_t)ring + W - 1 < s->max_positions) L->ring = ring, L->rows = ring + W - 1;
+        total += (size_t)a->num_kv_heads * (size_t)L->rows;
+    }
+    return total;
+}
+
+static uint8_t *alloc_cache(const rsr_session *s, size_t rows) {
+    const size_t huge = (size_t)2 << 20, row = s->kv_bytes;
+    size_t bytes = (row * rows + huge - 1) / huge * huge;
     void *p = NULL;
     if (!bytes || posix_memalign(&p, huge, bytes) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: without it, 4 KB pages */
 #endif
-    size_t touched = row * (size_t)(max_positions < RSR_CACHE_TOUCHED ? max_positions : RSR_CACHE_TOUCHED);
-    for (size_t h = 0; h < heads; h++) memset((char *)p + h * per_head, 0, touched);
+    const rsr_artifact *a = s->model->a;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rt_kv_layer *L = &s->kv_layer[l];
+        size_t touched = row * (size_t)(L->rows < RSR_CACHE_TOUCHED ? L->rows : RSR_CACHE_TOUCHED);
+        for (int32_t h = 0; h < a->num_kv_heads; h++)
+            memset((char *)p + (L->first + (size_t)h * (size_t)L->rows) * row, 0, touched);
+    }
     return p;
+}
+
+int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer) {
+    int32_t floor = 1;
+    for (int32_t l = 0; s->kv_layer && l < s->model->a->num_layers; l++) {
+        const int32_t oldest = kv_oldest(s, l), need = oldest ? oldest + s->kv_layer[l].window - 1 : 1;
+        if (need > floor) floor = need, *layer = l;
+    }
+    return floor;
 }
 
 #define RT_GROUPED_ACC_BYTES ((size_t)16 << 20) /* a grouped model's integer sums held at once (rt_work_init) */
@@ -130,9 +159,11 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     const rsr_artifact *a = m->a;
     s->kv_type = p->kv_type;
     s->kv_bytes = attn_row_bytes(p->kv_type, a->head_dim);
-    size_t cache = (size_t)a->num_layers * (size_t)a->num_kv_heads * (size_t)s->max_positions * s->kv_bytes;
-    s->k_cache = alloc_cache(a, s->max_positions, s->kv_bytes);
-    s->v_cache = alloc_cache(a, s->max_positions, s->kv_bytes);
+    s->kv_layer = malloc(sizeof(rt_kv_layer) * (size_t)a->num_layers);
+    if (!s->kv_layer) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    const size_t rows = plan_cache(s), cache = rows * s->kv_bytes;
+    s->k_cache = alloc_cache(s, rows);
+    s->v_cache = alloc_cache(s, rows);
     /* the activations of one row; eval_steps widens them to the steps a call takes */
     if (!s->k_cache || !s->v_cache || rt_work_init(&s->work, m, 1) != RSR_OK)
         return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
@@ -142,7 +173,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
-    free(s->k_cache), free(s->v_cache);
+    free(s->k_cache), free(s->v_cache), free(s->kv_layer);
     rt_work_free(&s->work);
     rt_lm_head_free(s);
     rt_attention_free(s);
@@ -866,6 +897,22 @@ static void moe_ffn(const rsr_model *m, rt_work *w, int32_t l, const rt_run *run
     }
 }
 
+/* Writes KV head kvh's key and value of the token at position pos (kt, vt: the token's rows of all
+ * KV heads) into its session's cache, narrowed to the cache's type; twice where a windowed layer
+ * mirrors the slot (rt_kv_layer). */
+static void kv_store(rsr_session *s, int32_t l, int32_t kvh, int32_t pos, const float *kt, const float *vt) {
+    const int32_t d = s->model->a->head_dim;
+    const size_t off = (size_t)kvh * (size_t)d, at = kv_row(s, l, kvh, pos);
+    attn_narrow_row(s->kv_type, kt + off, d, s->k_cache + at);
+    attn_narrow_row(s->kv_type, vt + off, d, s->v_cache + at);
+    const rt_kv_layer *L = &s->kv_layer[l];
+    if (L->ring && pos % L->ring < L->window - 1) {
+        const size_t mirror = at + (size_t)L->ring * s->kv_bytes;
+        memcpy(s->k_cache + mirror, s->k_cache + at, s->kv_bytes);
+        memcpy(s->v_cache + mirror, s->v_cache + at, s->kv_bytes);
+    }
+}
+
 /* Layer l for every row: the products over all rows at once, RoPE and the KV cache row by row
  * into the row's own session, attention run by run over that session's cache (token t of a run
  * sees its session's positions up to pos + t). */
@@ -893,11 +940,8 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
         }
         if (qscale != 1.0f)
             for (size_t i = 0; i < q_out; i++) qt[i] *= qscale;
-        for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++) {
-            size_t at = kv_row(r->s, l, kvh, r->s->pos + t - r->row0), off = (size_t)kvh * (size_t)d;
-            attn_narrow_row(r->s->kv_type, kt + off, d, r->s->k_cache + at);
-            attn_narrow_row(r->s->kv_type, w->v + (size_t)t * kv_out + off, d, r->s->v_cache + at);
-        }
+        for (int32_t kvh = 0; kvh < a->num_kv_heads; kvh++)
+            kv_store(r->s, l, kvh, r->s->pos + t - r->row0, kt, w->v + (size_t)t * kv_out);
     }
     for (int32_t j = 0; j < nruns; j++) {
         size_t at = (size_t)runs[j].row0 * q_out;
@@ -934,6 +978,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         rsr_rope_angles(w->rope + (size_t)t * (size_t)d, d, pos, a->rope_theta);
         if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, d, pos, m->rope_theta2);
     }
+    for (int32_t j = 0; j < nruns; j++) /* a failed step's rows count too: they overwrote older ones */
+        if (runs[j].s->pos + runs[j].n > runs[j].s->kv_written) runs[j].s->kv_written = runs[j].s->pos + runs[j].n;
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);
         if (st != RSR_OK) {

@@ -209,7 +209,8 @@ typedef struct rsr_session_params {
                                   multiple of 16 in [16, 256]; 0: 256 */
     int32_t louver_subspaces; /* subspaces of the head dimension; 0: head_dim / 16 */
     int32_t batch;            /* tokens evaluated together by one prefill step, in
-                                  [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most */
+                                  [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most.
+                                  A layer with a sliding window of W keeps W - 1 + batch positions */
     int32_t kv_type;          /* rsr_kv_type; 0: fp32 (the default params: bf16) */
 } rsr_session_params;
 RSR_API rsr_session_params rsr_session_default_params(void);
@@ -222,7 +223,11 @@ RSR_API rsr_status rsr_session_reset(rsr_session *session);
 RSR_API int32_t rsr_session_position(const rsr_session *session);
 /* Keeps the first pos evaluated positions (0 <= pos <= the position) and forgets the rest: the
  * next eval continues at pos. A server keeps a conversation's cache this way and evaluates only
- * what a new request adds to it (prefix reuse). Over the positions rsr_session_reusable counts,
+ * what a new request adds to it (prefix reuse). A model with sliding windows keeps only the last
+ * W - 1 + batch positions of its windowed layers: there pos must leave the W - 1 positions before
+ * it in the cache (going back at most batch positions, from the furthest position evaluated since
+ * the last reset), else RSR_ERR_INVALID_ARGUMENT with a message that names the earliest position
+ * allowed; 0 always works. Over the positions rsr_session_reusable counts,
  * what follows gets exactly the bits a session that evaluated only those tokens would give. */
 RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
 /* The leading positions whose keys and values are exactly, bit for bit, those an evaluation of
@@ -295,7 +300,7 @@ RSR_API rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *
  *
  * Sessions join and leave between calls: a call advances the sessions it names. A call holding
  * more tokens than the batch has rows runs several steps, filled in the order of seqs (a long
- * prompt split across steps); to keep other sequences' decode moving, give a prompt a chunk per
+ * prompt split across steps; a step takes at most its session's params.batch tokens of a sequence); to keep other sequences' decode moving, give a prompt a chunk per
  * call. Before any work every sequence is checked (its session of the batch's model and named
  * once, tokens in the vocabulary and room in its context, the output's pointers): a bad one fails
  * the call with nothing evaluated and a message naming it. A step that fails later (out of
@@ -352,8 +357,8 @@ RSR_API rsr_status rsr_session_attention_stats(const rsr_session *session, int32
  * [first, first + count), as fp32 (widened exactly from the cache's kv_type: what attention
  * reads), row j at keys + j*head_dim and values + j*head_dim; either pointer may
  * be NULL, not both. Fails with RSR_ERR_INVALID_ARGUMENT, leaving a message, for a layer, head
- * or range out of bounds (first + count must not exceed rsr_session_position) and on a GPU
- * session. */
+ * or range out of bounds (first + count must not exceed rsr_session_position; a layer with a
+ * sliding window holds only its last positions, rsr_session_truncate) and on a GPU session. */
 RSR_API rsr_status rsr_session_kv_read(const rsr_session *session, int32_t layer, int32_t kv_head, int32_t first,
                                        int32_t count, float *keys, float *values);
 /* The queries of the last evaluated position at layer `layer`, after RoPE, as attention used them:

@@ -80,7 +80,9 @@ struct rsr_session {
     int32_t max_positions, pos;
     int32_t louver_from; /* the first position auto attended with Louver (rsr_session_reusable); INT32_MAX: none */
     int32_t batch;       /* tokens of one prefill step (s->work.rows on the CPU) */
-    uint8_t *k_cache, *v_cache;   /* [layers][kv_heads][max_positions] rows of kv_type: kv_row() */
+    uint8_t *k_cache, *v_cache;   /* per layer, [kv_heads][its rows] rows of kv_type: kv_row() */
+    struct rt_kv_layer *kv_layer; /* [layers] where each layer's rows are (CPU sessions; NULL on a GPU) */
+    int32_t kv_written;           /* positions written since the last reset, a failed step's included */
     int32_t kv_type;              /* rsr_kv_type = attn_kernels.h's ATTN_* */
     size_t kv_bytes;              /* bytes of one row (head_dim elements) */
     rt_work work;                 /* the CPU backend's activations of this session's own steps */
@@ -210,17 +212,45 @@ void rt_attention_truncate(rsr_session *s); /* after rsr_session_truncate */
  * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
 rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);
 
-/* Byte offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache.
- * Each KV head's rows are contiguous, so attention streams them. */
+/* The KV budget of a layer kind (docs/moe.md, "Sliding windows"). A global layer keeps a row per
+ * position (ring 0, rows max_positions). A layer with a sliding window of W keeps only the last
+ * ring = W − 1 + batch positions (a step of up to s->batch tokens reads back W − 1 positions before
+ * its own): position p in slot p mod ring, and slots 0 .. W − 2 mirrored after the ring, so that
+ * any W consecutive positions are W consecutive rows and attention streams a window as it streams
+ * a global layer's cache. Where that would take as many rows as max_positions, the layer keeps
+ * every position. Each KV head's rows are contiguous. */
+typedef struct rt_kv_layer {
+    size_t first; /* rows of the layers before this one */
+    int32_t rows; /* per KV head */
+    int32_t ring; /* 0: row = position */
+    int32_t window;
+} rt_kv_layer;
+/* Byte offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache (the
+ * first of the two where the window mirrors it: kv_store writes both). */
 static inline size_t kv_row(const rsr_session *s, int32_t layer, int32_t kvh, int32_t pos) {
-    const rsr_artifact *a = s->model->a;
-    return (((size_t)layer * (size_t)a->num_kv_heads + (size_t)kvh) * (size_t)s->max_positions + (size_t)pos) *
-           s->kv_bytes;
+    const rt_kv_layer *L = &s->kv_layer[layer];
+    const int32_t slot = L->ring ? pos % L->ring : pos;
+    return (L->first + (size_t)kvh * (size_t)L->rows + (size_t)slot) * s->kv_bytes;
 }
-/* The rows of one KV head of one layer of cache (k_cache or v_cache), from position 0. */
+/* The rows of one KV head of one layer of cache (k_cache or v_cache) whose row 0 is position pos:
+ * row i is position pos + i, on a global layer for every later position, on a windowed layer for
+ * the W positions of a window starting at pos. */
+static inline attn_rows kv_rows_at(const rsr_session *s, const uint8_t *cache, int32_t layer, int32_t kvh,
+                                   int32_t pos) {
+    return (attn_rows){.base = cache + kv_row(s, layer, kvh, pos), .bytes = s->kv_bytes, .type = s->kv_type};
+}
+/* A global layer's rows from position 0 (Louver's index and auto's samples: never a windowed layer). */
 static inline attn_rows kv_rows(const rsr_session *s, const uint8_t *cache, int32_t layer, int32_t kvh) {
-    return (attn_rows){.base = cache + kv_row(s, layer, kvh, 0), .bytes = s->kv_bytes, .type = s->kv_type};
+    return kv_rows_at(s, cache, layer, kvh, 0);
 }
+/* The oldest position of layer `layer` still in the cache of a session at s->pos. */
+static inline int32_t kv_oldest(const rsr_session *s, int32_t layer) {
+    const rt_kv_layer *L = &s->kv_layer[layer];
+    return L->ring && s->kv_written > L->ring ? s->kv_written - L->ring : 0;
+}
+/* The smallest position above 0 that rsr_session_truncate can go back to (forward.c): a windowed
+ * layer needs the W − 1 positions before it. */
+int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer);
 
 /* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
 static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {

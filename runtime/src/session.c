@@ -58,7 +58,7 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    s->pos = 0, s->louver_from = INT32_MAX;
+    s->pos = 0, s->louver_from = INT32_MAX, s->kv_written = 0;
     if (s->model->backend->session_reset) s->model->backend->session_reset(s);
     return RSR_OK;
 }
@@ -71,6 +71,12 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
                             pos, s->pos);
     if (pos == 0) return rsr_session_reset(s);
+    int32_t layer = -1, floor = rt_kv_truncate_floor(s, &layer);
+    if (pos < floor)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "cannot truncate to position %d: layer %d keeps the last %d positions of a sliding window "
+                            "of %d, so position %d is the earliest to go back to (or 0: reset)",
+                            pos, layer, s->kv_layer[layer].ring, s->kv_layer[layer].window, floor);
     s->pos = pos;
     if (s->louver_from >= pos) s->louver_from = INT32_MAX;
     if (s->model->backend->session_truncate) s->model->backend->session_truncate(s);

@@ -14,7 +14,7 @@ void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefil
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
     if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_lut_vector(t));
-    if (plan_may_use_lanes(t, prefill)) emit_c_lanes_helpers(out);
+    if (plan_may_use_lanes(t, prefill)) emit_c_lanes_helpers(out, t->vector_bits);
 }
 
 extern const char rsr_template_lut_scalar[], rsr_template_lut_vector[]; /* compiler/templates/, embedded */
@@ -60,9 +60,60 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
     fputs(rsr_template_lut_vector, out);
 }
 
+/* rsr_lanes_block in two stages: every code's segment sums into U (80 codes x 64 tokens of int32,
+ * 20 KB: L1), then per 16 tokens the four rows from U. */
+static void emit_c_lanes_block_staged(FILE *out) {
+    fputs("/* out[4t + r] = row r of the block for token t: the sums of the 80 codes' segments into U, then\n"
+          "   per 16 tokens each row from the codes whose digit for it is not 0, less the bias 128 * row_sum[r] */\n"
+          "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
+          "const uint16_t *p, int32_t *out) {\n",
+          out);
+    fprintf(out, "    rsr_y32 U[%d][4];\n", RSR_LANE_CODES - 1);
+    for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+        if (c == RSR_LANE_ZERO) continue;
+        if (c)
+            fprintf(out, "    rsr_lanes_seg(xu, p, hdr[%d], hdr[%d], U[%d]);\n", c - 1, c, k);
+        else
+            fprintf(out, "    rsr_lanes_seg(xu, p, 0, hdr[0], U[%d]);\n", k);
+        k++;
+    }
+    fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
+    for (int q = 0; q < 4; q++) {
+        fputs("    {\n        rsr_y32 r0 = (rsr_y32){0} - 128 * rs[0], r1 = (rsr_y32){0} - 128 * rs[1], r2 = "
+              "(rsr_y32){0} - 128 * rs[2], r3 = (rsr_y32){0} - 128 * rs[3], u;\n",
+              out);
+        for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+            if (c == RSR_LANE_ZERO) continue;
+            fprintf(out, "        u = U[%d][%d];", k++, q);
+            for (int r = 0; r < 4; r++) {
+                int d = lanes_digit(c, r);
+                if (d) fprintf(out, " r%d %c= u;", r, d > 0 ? '+' : '-');
+            }
+            fputc('\n', out);
+        }
+        for (int h = 0; h < 2; h++) {
+            int pair[16], quad[16];
+            lanes_pair_mask(h, pair);
+            fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
+            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
+            fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", h);
+            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
+            fputs(");\n", out);
+            for (int k = 0; k < 2; k++) {
+                lanes_quad_mask(k, quad);
+                fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
+                for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
+                fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", 64 * q + 32 * h + 16 * k, h, k);
+            }
+        }
+        fputs("    }\n", out);
+    }
+    fputs("}\n\n", out);
+}
+
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
  * serves every ISA; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
-void emit_c_lanes_helpers(FILE *out) {
+void emit_c_lanes_helpers(FILE *out, int vector_bits) {
     char zip[2][400], token[300]; /* a transpose round's two shuffles; the token of each row */
     for (int h = 0; h < 2; h++) {
         int idx[64], n = 0;
@@ -130,6 +181,10 @@ void emit_c_lanes_helpers(FILE *out) {
         "    }\n"
         "}\n",
         token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
+    if (vector_bits < 512) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
+        emit_c_lanes_block_staged(out);
+        return;
+    }
     fputs("/* out[4t + r] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
           "   subtracted from the rows its digits name, less the bias 128 * row_sum[r] */\n"
           "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "

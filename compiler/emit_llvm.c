@@ -545,6 +545,14 @@ static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVM
     loop_end(e, &C);
 }
 
+/* Pointer v itself, through an empty asm statement: what it points to is opaque to the optimiser
+ * (an alloca's stores are not promoted to values). */
+static LLVMValueRef launder(llvm_emitter *e, LLVMValueRef v) {
+    LLVMTypeRef t = LLVMTypeOf(v), type = LLVMFunctionType(t, &t, 1, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, "=r,0", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
+    return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
+}
+
 /* v itself, through an empty asm statement with side effects: the segment's additions stay after
  * its loop. Without it LLVM sinks every accumulator's additions to the end of the block, keeping
  * all 80 × 4 segment sums alive (20 KB of spills). */
@@ -578,17 +586,30 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
     LLVMTypeRef params[] = {e->i8p, i16p, i16p, e->i32p};
     fn = begin_function(e, "rsr_lanes_block", LLVMFunctionType(e->voidt, params, 4, 0), false);
     add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
-    /* optsize: no runtime unrolling of the 80 column loops, which at O3 grows the function to
-     * ~100K instructions and spills the 16 accumulators around every loop */
-    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
+    /* Registers of 512 bits hold the 16 accumulators (4 rows x 64 tokens of int32) through the
+     * block, and each segment's sums are added to its rows as they come; optsize: no runtime
+     * unrolling of the 80 column loops, which at O3 grows the function to ~100K instructions and
+     * spills the accumulators around every loop. Narrower registers cannot hold them (AVX2: 32
+     * ymm of accumulators in 16 registers): there each segment's sums go to U in L1 (20 KB), and
+     * the rows are summed from U after the last segment, 16 tokens at a time (the column loops
+     * unrolled). On AVX2 that made the lanes 8-12% faster at 2560 columns (bench_gemv, Zen 5); on
+     * AVX-512 VNNI it made them 20% slower. */
+    const bool staged = e->t->vector_bits < 512;
+    if (!staged) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
     LLVMValueRef xu = LLVMGetParam(fn, 0), hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2),
                  out = LLVMGetParam(fn, 3);
     LLVMValueRef acc[4][4], u[4];
     for (int r = 0; r < 4; r++)
         for (int q = 0; q < 4; q++) acc[r][q] = LLVMConstNull(lanes32(e));
     for (int q = 0; q < 4; q++) u[q] = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
+    LLVMValueRef U = NULL;
+    if (staged) {
+        LLVMValueRef a = LLVMBuildAlloca(e->allocas, LLVMArrayType(lanes32(e), 4 * (RSR_LANE_CODES - 1)), "U");
+        LLVMSetAlignment(a, 64);
+        U = launder(e, LLVMBuildBitCast(e->b, a, v32p, ""));
+    }
     LLVMValueRef begin = c32(e, 0);
-    for (int c = 0; c < RSR_LANE_CODES; c++) {
+    for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
         if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
         LLVMValueRef end =
             LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
@@ -596,6 +617,14 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         lanes_segment(e, xu, p, begin, end, u);
         LLVMValueRef uv[4];
         for (int q = 0; q < 4; q++) uv[q] = get(e, u[q]);
+        if (staged) {
+            for (int q = 0; q < 4; q++) {
+                LLVMValueRef idx = c64(e, 4 * k + q);
+                LLVMSetAlignment(LLVMBuildStore(e->b, uv[q], LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "")), 64);
+            }
+            k++, begin = end;
+            continue;
+        }
         for (int r = 0; r < 4; r++) {
             int d = lanes_digit(c, r);
             for (int q = 0; q < 4 && d; q++)
@@ -604,6 +633,18 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         }
         begin = end;
     }
+    for (int q = 0; staged && q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
+        for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+            if (c == RSR_LANE_ZERO) continue;
+            LLVMValueRef idx = c64(e, 4 * k++ + q);
+            LLVMValueRef ld = LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, ""), "");
+            LLVMSetAlignment(ld, 64);
+            for (int r = 0; r < 4; r++) {
+                int d = lanes_digit(c, r);
+                if (d)
+                    acc[r][q] = d > 0 ? LLVMBuildAdd(e->b, acc[r][q], ld, "") : LLVMBuildSub(e->b, acc[r][q], ld, "");
+            }
+        }
     LLVMValueRef rs = LLVMBuildBitCast(e->b, at(e, e->i16, hdr, c64(e, RSR_LANE_ROW_SUM)), e->i32p, "");
     LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, ""), row[4];
     for (int r = 0; r < 4; r++) {

@@ -645,9 +645,9 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
 
 /* ---- emit_c.c: the C printer ---- */
 void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill);
-void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
-void emit_c_lut_helpers(FILE *out, bool vector);      /* what lut kernels call, once per file */
-void emit_c_lanes_helpers(FILE *out);                 /* what batched RSR lanes kernels call */
+void emit_c_dot_helpers(FILE *out, enum dot_isa isa);  /* what i2 kernels call, once per file */
+void emit_c_lut_helpers(FILE *out, bool vector);       /* what lut kernels call, once per file */
+void emit_c_lanes_helpers(FILE *out, int vector_bits); /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
 void emit_c_string(FILE *out, const char *s);         /* a C string literal, escaped */

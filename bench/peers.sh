@@ -66,7 +66,8 @@ for f in i2s tq2; do
     arch=(); [ $f = tq2 ] && arch=(--gguf-arch bitnet)
     "$build/rsr-mkmodel" --format gguf-$f "${arch[@]}" --preset 2b4t --embed-std 0.02 --out "$work/w-$f" >&2
   fi
-  if [ ! -f "$work/rsrc-$f-$target.so" ]; then
+  so=$work/rsrc-$f-$target.so
+  if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
     say "compiling $f for --target $target"
     "$build/rsrc" "$work/w-$f/model.gguf" --target "$target" -o "$work/rsrc-$f-$target.so"
   fi

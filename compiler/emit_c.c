@@ -61,53 +61,61 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
 }
 
 /* rsr_lanes_block in two stages: every code's segment sums into U (80 codes x 64 tokens of int32,
- * 20 KB: L1), then per 16 tokens the four rows from U. */
-static void emit_c_lanes_block_staged(FILE *out) {
-    fputs("/* out[4t + r] = row r of the block for token t: the sums of the 80 codes' segments into U, then\n"
-          "   per 16 tokens each row from the codes whose digit for it is not 0, less the bias 128 * row_sum[r] */\n"
-          "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
-          "const uint16_t *p, int32_t *out) {\n",
-          out);
-    fprintf(out, "    rsr_y32 U[%d][4];\n", RSR_LANE_CODES - 1);
+ * 20 KB: L1), then per 16 tokens the four rows from U; and rsr_lanes_block2, the same for two
+ * passes at once (the second's x `slot` bytes after the first's, its rows at out + 256), each
+ * column's index entry read once for both (kernel.c lanes_pairs). */
+static void emit_c_lanes_block_staged(FILE *out, int np) {
+    fprintf(out,
+            "/* out[4t + r] = row r of the block for token t%s: the sums of the 80 codes' segments into U, then\n"
+            "   per 16 tokens each row from the codes whose digit for it is not 0, less the bias 128 * row_sum[r] */\n"
+            "__attribute__((noinline, unused)) static void rsr_lanes_block%s(const uint8_t *xu, const uint16_t *hdr, "
+            "const uint16_t *p, int32_t *out%s) {\n",
+            np == 2 ? " (out[256 + 4t + r]: of the pass at xu + slot)" : "", np == 2 ? "2" : "",
+            np == 2 ? ", int64_t slot" : "");
+    fprintf(out, "    rsr_y32 U[%d][%d][4];\n", np, RSR_LANE_CODES - 1);
     for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
         if (c == RSR_LANE_ZERO) continue;
-        if (c)
-            fprintf(out, "    rsr_lanes_seg(xu, p, hdr[%d], hdr[%d], U[%d]);\n", c - 1, c, k);
+        char from[32];
+        snprintf(from, sizeof from, c ? "hdr[%d]" : "0", c - 1);
+        if (np == 2)
+            fprintf(out, "    rsr_lanes_seg2(xu, xu + slot, p, %s, hdr[%d], U[0][%d], U[1][%d]);\n", from, c, k, k);
         else
-            fprintf(out, "    rsr_lanes_seg(xu, p, 0, hdr[0], U[%d]);\n", k);
+            fprintf(out, "    rsr_lanes_seg(xu, p, %s, hdr[%d], U[0][%d]);\n", from, c, k);
         k++;
     }
     fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
-    for (int q = 0; q < 4; q++) {
-        fputs("    {\n        rsr_y32 r0 = (rsr_y32){0} - 128 * rs[0], r1 = (rsr_y32){0} - 128 * rs[1], r2 = "
-              "(rsr_y32){0} - 128 * rs[2], r3 = (rsr_y32){0} - 128 * rs[3], u;\n",
-              out);
-        for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
-            if (c == RSR_LANE_ZERO) continue;
-            fprintf(out, "        u = U[%d][%d];", k++, q);
-            for (int r = 0; r < 4; r++) {
-                int d = lanes_digit(c, r);
-                if (d) fprintf(out, " r%d %c= u;", r, d > 0 ? '+' : '-');
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) {
+            fputs("    {\n        rsr_y32 r0 = (rsr_y32){0} - 128 * rs[0], r1 = (rsr_y32){0} - 128 * rs[1], r2 = "
+                  "(rsr_y32){0} - 128 * rs[2], r3 = (rsr_y32){0} - 128 * rs[3], u;\n",
+                  out);
+            for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+                if (c == RSR_LANE_ZERO) continue;
+                fprintf(out, "        u = U[%d][%d][%d];", h, k++, q);
+                for (int r = 0; r < 4; r++) {
+                    int d = lanes_digit(c, r);
+                    if (d) fprintf(out, " r%d %c= u;", r, d > 0 ? '+' : '-');
+                }
+                fputc('\n', out);
             }
-            fputc('\n', out);
-        }
-        for (int h = 0; h < 2; h++) {
-            int pair[16], quad[16];
-            lanes_pair_mask(h, pair);
-            fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
-            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-            fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", h);
-            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-            fputs(");\n", out);
-            for (int k = 0; k < 2; k++) {
-                lanes_quad_mask(k, quad);
-                fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
-                for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
-                fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", 64 * q + 32 * h + 16 * k, h, k);
+            for (int half = 0; half < 2; half++) {
+                int pair[16], quad[16];
+                lanes_pair_mask(half, pair);
+                fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", half);
+                for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
+                fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", half);
+                for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
+                fputs(");\n", out);
+                for (int k = 0; k < 2; k++) {
+                    lanes_quad_mask(k, quad);
+                    fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", half, k, half, half);
+                    for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
+                    fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n",
+                            256 * h + 64 * q + 32 * half + 16 * k, half, k);
+                }
             }
+            fputs("    }\n", out);
         }
-        fputs("    }\n", out);
-    }
     fputs("}\n\n", out);
 }
 
@@ -155,9 +163,23 @@ void emit_c_lanes_helpers(FILE *out, int vector_bits) {
         "        __builtin_memcpy(xu + 64 * (size_t)c0, r, sizeof r);\n"
         "    }\n"
         "}\n"
-        "/* u[0..3] = the sums of columns p[j..e) of xu, tokens 0-15, 16-31, 32-47, 48-63, still biased:\n"
-        "   per run of at most %d columns the words and the high bytes in 16-bit lanes (both exact), then\n"
-        "   widened */\n"
+        "/* u[0..3] += a run's sums (tokens 0-15, 16-31, 32-47, 48-63, still biased) from the sums of its\n"
+        "   words sw and of its high bytes sh, both exact in 16-bit lanes */\n"
+        "static inline void rsr_lanes_widen(rsr_w16 sw, rsr_w16 sh, rsr_y32 *u) {\n"
+        "    rsr_w16 lo = sw - (sh << 8);\n"
+        "    u[0] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "
+        "13, 14, 15), rsr_y32);\n"
+        "    u[1] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
+        "26, "
+        "27, 28, 29, 30, 31), rsr_y32);\n"
+        "    u[2] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "
+        "13, 14, 15), rsr_y32);\n"
+        "    u[3] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
+        "26, "
+        "27, 28, 29, 30, 31), rsr_y32);\n"
+        "}\n"
+        "/* u[0..3] = the sums of columns p[j..e) of xu, still biased: per run of at most %d columns the\n"
+        "   words and the high bytes in 16-bit lanes, then widened */\n"
         "static inline void rsr_lanes_seg(const uint8_t *xu, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *u) {\n"
         "    u[0] = u[1] = u[2] = u[3] = (rsr_y32){0};\n"
         "    while (j < e) {\n"
@@ -167,22 +189,31 @@ void emit_c_lanes_helpers(FILE *out, int vector_bits) {
         "            rsr_w16 v = *(const rsr_w16 *)(const void *)(xu + 64 * (size_t)p[j]);\n"
         "            sw += v, sh += v >> 8;\n"
         "        }\n"
-        "        rsr_w16 lo = sw - (sh << 8);\n"
-        "        u[0] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
-        "12, 13, 14, 15), rsr_y32);\n"
-        "        u[1] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 16, 17, 18, 19, 20, 21, 22, 23, 24, "
-        "25, "
-        "26, 27, 28, 29, 30, 31), rsr_y32);\n"
-        "        u[2] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "
-        "12, 13, 14, 15), rsr_y32);\n"
-        "        u[3] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 16, 17, 18, 19, 20, 21, 22, 23, 24, "
-        "25, "
-        "26, 27, 28, 29, 30, 31), rsr_y32);\n"
+        "        rsr_lanes_widen(sw, sh, u);\n"
+        "    }\n"
+        "}\n"
+        "/* the same for two passes' x at once (xa, xb), each column's index read once */\n"
+        "__attribute__((unused)) static inline void rsr_lanes_seg2(const uint8_t *xa, const uint8_t *xb, const "
+        "uint16_t *p, "
+        "int32_t j, int32_t e, rsr_y32 *ua, rsr_y32 *ub) {\n"
+        "    ua[0] = ua[1] = ua[2] = ua[3] = ub[0] = ub[1] = ub[2] = ub[3] = (rsr_y32){0};\n"
+        "    while (j < e) {\n"
+        "        int32_t stop = e - j > %d ? j + %d : e;\n"
+        "        rsr_w16 aw = {0}, ah = {0}, bw = {0}, bh = {0};\n"
+        "        for (; j < stop; j++) {\n"
+        "            const size_t o = 64 * (size_t)p[j];\n"
+        "            rsr_w16 va = *(const rsr_w16 *)(const void *)(xa + o), vb = *(const rsr_w16 *)(const void *)(xb + "
+        "o);\n"
+        "            aw += va, ah += va >> 8, bw += vb, bh += vb >> 8;\n"
+        "        }\n"
+        "        rsr_lanes_widen(aw, ah, ua);\n"
+        "        rsr_lanes_widen(bw, bh, ub);\n"
         "    }\n"
         "}\n",
-        token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
+        token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
     if (vector_bits < 512) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
-        emit_c_lanes_block_staged(out);
+        emit_c_lanes_block_staged(out, 1);
+        emit_c_lanes_block_staged(out, 2); /* the pairs of passes (kernel.c lanes_pairs) */
         return;
     }
     fputs("/* out[4t + r] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
@@ -452,7 +483,16 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fprintf(P->out, ".%c", "xyzw"[e->imm & 3]);
         break;
     case KO_FREE: c_call(P, "free", e->a, NULL, NULL, NULL); break;
-    case KO_LANES_BLOCK: c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d); break;
+    case KO_LANES_BLOCK:
+        if (!e->imm) {
+            c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d);
+            break;
+        }
+        fputs("rsr_lanes_block2(", P->out);
+        const kir_expr *args[] = {e->a, e->b, e->c, e->d};
+        for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
+        fprintf(P->out, "%lld)", (long long)e->imm);
+        break;
     case KO_LANES_TRANSPOSE: {
         const kir_expr *args[] = {e->a, e->b, e->c, e->d};
         fputs("rsr_lanes_transpose(", P->out);

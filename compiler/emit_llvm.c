@@ -515,10 +515,11 @@ static LLVMValueRef quarter(llvm_emitter *e, LLVMValueRef a, int half) {
     return LLVMBuildZExt(e->b, shuffle(e, a, NULL, idx, 16), lanes32(e), "");
 }
 
-/* u[0..3] (vars) += the sums of columns p[j..end) of xu, still biased (tokens 0-15, 16-31, 32-47,
- * 48-63): per run of at most RSR_LANE_RUN columns the words and the high bytes in 16-bit lanes. */
-static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVMValueRef j, LLVMValueRef end,
-                          LLVMValueRef *u) {
+/* u[h][0..3] (vars) += the sums of columns p[j..end) of pass h's x xu[h] (h < np: 1, or 2 with
+ * each column's index read once), still biased (tokens 0-15, 16-31, 32-47, 48-63): per run of at
+ * most RSR_LANE_RUN columns the words and the high bytes in 16-bit lanes. */
+static void lanes_segment(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
+                          LLVMValueRef end, LLVMValueRef (*u)[4]) {
     LLVMTypeRef w16 = words(e), w16p = LLVMPointerType(w16, 0);
     LLVMValueRef runs =
         LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
@@ -528,20 +529,28 @@ static void lanes_segment(llvm_emitter *e, LLVMValueRef xu, LLVMValueRef p, LLVM
     LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
     LLVMValueRef lim = LLVMBuildAdd(e->b, from, c32(e, RSR_LANE_RUN), "");
     LLVMValueRef stop = smin(e, lim, end);
-    LLVMValueRef sw = var(e, w16, LLVMConstNull(w16), "sw"), sh = var(e, w16, LLVMConstNull(w16), "sh");
+    LLVMValueRef sw[2], sh[2];
+    for (int h = 0; h < np; h++)
+        sw[h] = var(e, w16, LLVMConstNull(w16), "sw"), sh[h] = var(e, w16, LLVMConstNull(w16), "sh");
     loop K;
     loop_begin(e, &K, from, stop, "col");
     LLVMValueRef col = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, p, K.i), ""), e->i64, "");
-    LLVMValueRef addr = LLVMBuildBitCast(e->b, at(e, e->i8, xu, LLVMBuildShl(e->b, col, c64(e, 6), "")), w16p, "");
-    LLVMValueRef v = LLVMBuildLoad2(e->b, w16, addr, "");
-    LLVMSetAlignment(v, 64);
-    set(e, sw, LLVMBuildAdd(e->b, get(e, sw), v, ""));
-    set(e, sh, LLVMBuildAdd(e->b, get(e, sh), LLVMBuildLShr(e->b, v, splat(e->i16, RSR_LANES / 2, 8), ""), ""));
+    LLVMValueRef off = LLVMBuildShl(e->b, col, c64(e, 6), "");
+    for (int h = 0; h < np; h++) {
+        LLVMValueRef v = LLVMBuildLoad2(e->b, w16, LLVMBuildBitCast(e->b, at(e, e->i8, xu[h], off), w16p, ""), "");
+        LLVMSetAlignment(v, 64);
+        set(e, sw[h], LLVMBuildAdd(e->b, get(e, sw[h]), v, ""));
+        set(e, sh[h],
+            LLVMBuildAdd(e->b, get(e, sh[h]), LLVMBuildLShr(e->b, v, splat(e->i16, RSR_LANES / 2, 8), ""), ""));
+    }
     loop_end(e, &K);
-    LLVMValueRef hi = get(e, sh);
-    LLVMValueRef lo = LLVMBuildSub(e->b, get(e, sw), LLVMBuildShl(e->b, hi, splat(e->i16, RSR_LANES / 2, 8), ""), "");
-    LLVMValueRef parts[4] = {quarter(e, lo, 0), quarter(e, lo, 1), quarter(e, hi, 0), quarter(e, hi, 1)};
-    for (int q = 0; q < 4; q++) set(e, u[q], LLVMBuildAdd(e->b, get(e, u[q]), parts[q], ""));
+    for (int h = 0; h < np; h++) {
+        LLVMValueRef hi = get(e, sh[h]);
+        LLVMValueRef lo =
+            LLVMBuildSub(e->b, get(e, sw[h]), LLVMBuildShl(e->b, hi, splat(e->i16, RSR_LANES / 2, 8), ""), "");
+        LLVMValueRef parts[4] = {quarter(e, lo, 0), quarter(e, lo, 1), quarter(e, hi, 0), quarter(e, hi, 1)};
+        for (int q = 0; q < 4; q++) set(e, u[h][q], LLVMBuildAdd(e->b, get(e, u[h][q]), parts[q], ""));
+    }
     loop_end(e, &C);
 }
 
@@ -578,33 +587,38 @@ static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
 
 /* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[4t + r] = row r of the block for
  * token t — the 80 codes' segments, each added to or subtracted from the rows its digits name,
- * less the bias 128·row_sum[r]. Once per module (the same for every matrix). */
-static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
-    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_block");
+ * less the bias 128·row_sum[r]. Once per module (the same for every matrix). np 2:
+ * rsr_lanes_block2(..., i64 slot), the same for two passes at once, the second's x at xu + slot
+ * and its rows at out + 256 (kernel.c lanes_pairs). */
+static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
+    const char *name = np == 2 ? "rsr_lanes_block2" : "rsr_lanes_block";
+    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
     if (fn) return fn;
     LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v32p = LLVMPointerType(lanes32(e), 0);
-    LLVMTypeRef params[] = {e->i8p, i16p, i16p, e->i32p};
-    fn = begin_function(e, "rsr_lanes_block", LLVMFunctionType(e->voidt, params, 4, 0), false);
+    LLVMTypeRef params[] = {e->i8p, i16p, i16p, e->i32p, e->i64};
+    fn = begin_function(e, name, LLVMFunctionType(e->voidt, params, np == 2 ? 5 : 4, 0), false);
     add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
     /* Registers of 512 bits hold the 16 accumulators (4 rows x 64 tokens of int32) through the
      * block, and each segment's sums are added to its rows as they come; optsize: no runtime
      * unrolling of the 80 column loops, which at O3 grows the function to ~100K instructions and
      * spills the accumulators around every loop. Narrower registers cannot hold them (AVX2: 32
-     * ymm of accumulators in 16 registers): there each segment's sums go to U in L1 (20 KB), and
-     * the rows are summed from U after the last segment, 16 tokens at a time (the column loops
-     * unrolled). On AVX2 that made the lanes 8-12% faster at 2560 columns (bench_gemv, Zen 5); on
-     * AVX-512 VNNI it made them 20% slower. */
-    const bool staged = e->t->vector_bits < 512;
+     * ymm of accumulators in 16 registers), nor can any hold two passes': there each segment's
+     * sums go to U in L1 (20 KB a pass), and the rows are summed from U after the last segment,
+     * 16 tokens at a time (the column loops unrolled). On AVX2 that made the lanes 8-12% faster
+     * at 2560 columns (bench_gemv, Zen 5); on AVX-512 VNNI it made them 20% slower. */
+    const bool staged = np == 2 || e->t->vector_bits < 512;
     if (!staged) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
-    LLVMValueRef xu = LLVMGetParam(fn, 0), hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2),
-                 out = LLVMGetParam(fn, 3);
-    LLVMValueRef acc[4][4], u[4];
-    for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = LLVMConstNull(lanes32(e));
-    for (int q = 0; q < 4; q++) u[q] = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
-    LLVMValueRef U = NULL;
+    LLVMValueRef hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2), out = LLVMGetParam(fn, 3), xu[2];
+    xu[0] = LLVMGetParam(fn, 0);
+    if (np == 2) xu[1] = at(e, e->i8, xu[0], LLVMGetParam(fn, 4));
+    LLVMValueRef acc[2][4][4], u[2][4], U = NULL;
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) {
+            u[h][q] = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
+            for (int r = 0; r < 4; r++) acc[h][r][q] = LLVMConstNull(lanes32(e));
+        }
     if (staged) {
-        LLVMValueRef a = LLVMBuildAlloca(e->allocas, LLVMArrayType(lanes32(e), 4 * (RSR_LANE_CODES - 1)), "U");
+        LLVMValueRef a = LLVMBuildAlloca(e->allocas, LLVMArrayType(lanes32(e), np * 4 * (RSR_LANE_CODES - 1)), "U");
         LLVMSetAlignment(a, 64);
         U = launder(e, LLVMBuildBitCast(e->b, a, v32p, ""));
     }
@@ -613,38 +627,40 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
         LLVMValueRef end =
             LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
-        for (int q = 0; q < 4; q++) set(e, u[q], LLVMConstNull(lanes32(e)));
-        lanes_segment(e, xu, p, begin, end, u);
-        LLVMValueRef uv[4];
-        for (int q = 0; q < 4; q++) uv[q] = get(e, u[q]);
-        if (staged) {
+        for (int h = 0; h < np; h++)
+            for (int q = 0; q < 4; q++) set(e, u[h][q], LLVMConstNull(lanes32(e)));
+        lanes_segment(e, xu, np, p, begin, end, u);
+        for (int h = 0; h < np; h++)
             for (int q = 0; q < 4; q++) {
-                LLVMValueRef idx = c64(e, 4 * k + q);
-                LLVMSetAlignment(LLVMBuildStore(e->b, uv[q], LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "")), 64);
+                LLVMValueRef uv = get(e, u[h][q]);
+                if (staged) {
+                    LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k) * 4 + q);
+                    LLVMSetAlignment(LLVMBuildStore(e->b, uv, LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "")), 64);
+                    continue;
+                }
+                for (int r = 0; r < 4; r++) {
+                    int d = lanes_digit(c, r);
+                    if (d)
+                        acc[h][r][q] = pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[h][r][q], uv, "")
+                                                    : LLVMBuildSub(e->b, acc[h][r][q], uv, ""));
+                }
             }
-            k++, begin = end;
-            continue;
-        }
-        for (int r = 0; r < 4; r++) {
-            int d = lanes_digit(c, r);
-            for (int q = 0; q < 4 && d; q++)
-                acc[r][q] =
-                    pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[r][q], uv[q], "") : LLVMBuildSub(e->b, acc[r][q], uv[q], ""));
-        }
-        begin = end;
+        k++, begin = end;
     }
-    for (int q = 0; staged && q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
-        for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
-            if (c == RSR_LANE_ZERO) continue;
-            LLVMValueRef idx = c64(e, 4 * k++ + q);
-            LLVMValueRef ld = LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, ""), "");
-            LLVMSetAlignment(ld, 64);
-            for (int r = 0; r < 4; r++) {
-                int d = lanes_digit(c, r);
-                if (d)
-                    acc[r][q] = d > 0 ? LLVMBuildAdd(e->b, acc[r][q], ld, "") : LLVMBuildSub(e->b, acc[r][q], ld, "");
+    for (int h = 0; staged && h < np; h++)
+        for (int q = 0; q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
+            for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+                if (c == RSR_LANE_ZERO) continue;
+                LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q);
+                LLVMValueRef ld = LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, ""), "");
+                LLVMSetAlignment(ld, 64);
+                for (int r = 0; r < 4; r++) {
+                    int d = lanes_digit(c, r);
+                    if (d)
+                        acc[h][r][q] =
+                            d > 0 ? LLVMBuildAdd(e->b, acc[h][r][q], ld, "") : LLVMBuildSub(e->b, acc[h][r][q], ld, "");
+                }
             }
-        }
     LLVMValueRef rs = LLVMBuildBitCast(e->b, at(e, e->i16, hdr, c64(e, RSR_LANE_ROW_SUM)), e->i32p, "");
     LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, ""), row[4];
     for (int r = 0; r < 4; r++) {
@@ -655,22 +671,23 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e) {
         row[r] = shuffle(e, bv, NULL, zeros, 16); /* the bias of row r in every lane */
     }
     /* out[4t + r]: the four rows of token t side by side (emit_c.c prints the same shuffles) */
-    for (int q = 0; q < 4; q++) {
-        LLVMValueRef v[4];
-        for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[r][q], row[r], "");
-        for (int h = 0; h < 2; h++) {
-            int pair[16], quad[16];
-            lanes_pair_mask(h, pair);
-            LLVMValueRef lo = shuffle(e, v[0], v[1], pair, 16), hi = shuffle(e, v[2], v[3], pair, 16);
-            for (int k = 0; k < 2; k++) {
-                lanes_quad_mask(k, quad);
-                LLVMValueRef idx = c64(e, 4 * q + 2 * h + k);
-                LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, lo, hi, quad, 16),
-                                                 LLVMBuildGEP2(e->b, lanes32(e), outv, &idx, 1, ""));
-                LLVMSetAlignment(st, 4);
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) {
+            LLVMValueRef v[4];
+            for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[h][r][q], row[r], "");
+            for (int half = 0; half < 2; half++) {
+                int pair[16], quad[16];
+                lanes_pair_mask(half, pair);
+                LLVMValueRef lo = shuffle(e, v[0], v[1], pair, 16), hi = shuffle(e, v[2], v[3], pair, 16);
+                for (int k = 0; k < 2; k++) {
+                    lanes_quad_mask(k, quad);
+                    LLVMValueRef idx = c64(e, 16 * h + 4 * q + 2 * half + k);
+                    LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, lo, hi, quad, 16),
+                                                     LLVMBuildGEP2(e->b, lanes32(e), outv, &idx, 1, ""));
+                    LLVMSetAlignment(st, 4);
+                }
             }
         }
-    }
     end_function(e);
     return fn;
 }
@@ -786,7 +803,7 @@ typedef struct kir_llvm {
     const kir_func **order; /* the module's functions, and their LLVM functions (fns[i] of order[i]) */
     LLVMValueRef *fns;
     int nfns;
-    LLVMValueRef lanes_block, lanes_transpose; /* the lanes pass's helpers, where the kernel has it */
+    LLVMValueRef lanes_block, lanes_block2, lanes_transpose; /* the lanes pass's helpers, where the kernel has it */
 } kir_llvm;
 
 static int kfields(const kir_llvm *k, enum kir_type t) {
@@ -952,12 +969,13 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     }
     case KO_LANES_TRANSPOSE:
     case KO_LANES_BLOCK: {
-        LLVMValueRef f = x->op == KO_LANES_BLOCK ? k->lanes_block : k->lanes_transpose;
+        const bool block = x->op == KO_LANES_BLOCK, pair = block && x->imm;
+        LLVMValueRef f = block ? (pair ? k->lanes_block2 : k->lanes_block) : k->lanes_transpose;
         if (!f) fatal("internal error: %s: the lanes pass without its helpers", kn->symbol);
-        LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), NULL, c32(e, x->imm)};
-        args[3] = x->op == KO_LANES_BLOCK ? LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, "")
-                                          : kev1(k, x->d);
-        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, x->op == KO_LANES_BLOCK ? 4 : 5, "");
+        LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), NULL,
+                                pair ? c64(e, x->imm) : c32(e, x->imm)};
+        args[3] = block ? LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, "") : kev1(k, x->d);
+        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, block && !pair ? 4 : 5, "");
         return r;
     }
     case KO_LUT_TABLES:
@@ -1215,7 +1233,8 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig != KSIG_KERNEL && f->sig != KSIG_GPU_ENTRY) order[n++] = f;
     fns[0] = kir_llvm_declare(e, order[0]);
-    if (m->kn->lanes_min) k.lanes_block = lanes_block_fn(e), k.lanes_transpose = lanes_transpose_fn(e);
+    if (m->kn->lanes_min) k.lanes_block = lanes_block_fn(e, 1), k.lanes_transpose = lanes_transpose_fn(e);
+    if (m->kn->lanes_min && lanes_pairs(m->kn)) k.lanes_block2 = lanes_block_fn(e, 2);
     for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
     k.order = order, k.fns = fns, k.nfns = n;
     k.tables = xcalloc((size_t)nt + 1, sizeof *k.tables);

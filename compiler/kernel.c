@@ -298,8 +298,15 @@ uint64_t lanes_scratch_bytes(const kernel *kn) { return (uint64_t)(kn->cols + 63
 /* Passes of lanes that share each block's index: as many as keep their x in half of L2. */
 int lanes_group(const kernel *kn) {
     uint64_t g = RSR_LANES_X_BUDGET / lanes_scratch_bytes(kn), most = RSR_BATCH_MAX / RSR_LANES;
+    if (kn->vec_bytes < 64 && g > 2) g &= ~(uint64_t)1; /* whole pairs (lanes_pairs) */
     return g < 1 ? 1 : g > most ? (int)most : (int)g;
 }
+
+/* Whether a block takes two passes at once (the helpers' two-pass form): where vector registers
+ * are narrower than 512 bits (the printers' staged block, emit_llvm.c lanes_block_fn) and two
+ * passes' x fit the budget. Each column's index entry then serves 128 tokens, and each segment's
+ * loop (its setup, its mispredicted exit) too. */
+bool lanes_pairs(const kernel *kn) { return kn->vec_bytes < 64 && lanes_group(kn) >= 2; }
 
 /* Row i of a transpose tile holds token t with lane l(t) = i: l = 2t (t < 32), 2(t - 32) + 1. */
 int lanes_token_of_row(int i) { return i & 1 ? RSR_LANES / 2 + i / 2 : i / 2; }

@@ -263,7 +263,7 @@ static void print_expr(FILE *out, const kir_expr *e) {
     if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET || e->op == KO_LDG)
         fprintf(out, ".%s", kir_type_names[e->type]);
     if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_LUT_TABLES || e->op == KO_LUT_BLOCKS ||
-        e->op == KO_ALLOC || e->op == KO_LANES_TRANSPOSE || e->op == KO_ELEM)
+        e->op == KO_ALLOC || e->op == KO_LANES_TRANSPOSE || e->op == KO_ELEM || (e->op == KO_LANES_BLOCK && e->imm))
         fprintf(out, ".%lld", (long long)e->imm);
     fputc('(', out);
     const kir_expr *ops[] = {e->a, e->b, e->c, e->d};

@@ -103,7 +103,8 @@ enum kir_op {
     KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */
     KO_FREE,            /* frees a */
     KO_LANES_TRANSPOSE, /* x's d tokens at b (c bytes apart), imm columns, transposed into the scratch at a */
-    KO_LANES_BLOCK,     /* one block against the transposed x at a: header b, permutation c; out d[4t + r] */
+    KO_LANES_BLOCK,     /* one block against the transposed x at a: header b, permutation c; out d[4t + r];
+                           imm > 0: also against a second pass at a + imm, out d[256 + 4t + r] */
     /* the GPU forms (kernel.c, KF_I2 with DOT_DP4A, and KF_WARP): a warp of 32 lanes */
     KO_THREAD,    /* the thread's index in its block (threadIdx.x) */
     KO_CTA,       /* the block's index in the grid (blockIdx.x) */

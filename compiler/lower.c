@@ -595,7 +595,8 @@ static void tiles_instead_if(lower *L, kir_list *l, const kir_func *tiles, kir_e
 
 /* the rows of one block for the pass's m tokens: out[R·t + r] to yb[t·y_stride + r], every row
  * where the block has them all, else those below the matrix's last */
-static void lanes_rows_out(lower *L, kir_list *l, kir_var *b, kir_var *yb, kir_var *out, kir_expr *m_tokens) {
+static void lanes_rows_out(lower *L, kir_list *l, kir_var *b, kir_var *yb, kir_var *out, int out_at,
+                           kir_expr *m_tokens) {
     kir_module *m = L->m;
     const int R = L->kn->block_rows;
     kir_expr *end = mul(L, add(L, ref(L, b), num(L, 1)), num(L, R));
@@ -609,8 +610,33 @@ static void lanes_rows_out(lower *L, kir_list *l, kir_var *b, kir_var *yb, kir_v
         kir_stmt *f = kir_for(m, &toks, r, num(L, 0), in, 1, &rows);
         f->unroll = whole;
         kir_expr *at = add(L, mul(L, wide(L, ref(L, t)), wide(L, param(L, "y_stride"))), wide(L, ref(L, r)));
-        kir_store(m, &rows, ref(L, yb), at,
-                  kir_load(m, KT_I32, ref(L, out), add(L, mul(L, ref(L, t), num(L, R)), ref(L, r))));
+        kir_store(
+            m, &rows, ref(L, yb), at,
+            kir_load(m, KT_I32, ref(L, out),
+                     add(L, mul(L, ref(L, t), num(L, R)), out_at ? add(L, ref(L, r), num(L, out_at)) : ref(L, r))));
+    }
+}
+
+/* One block against passes p (and p + 1 with pair: the helper's two-pass form, its x slot bytes
+ * further, its rows at out + R·64), then each pass's rows to y. */
+static void lanes_block_passes(lower *L, kir_list *l, kir_var *b, kir_var *xu, kir_var *hb, kir_var *pb, kir_var *out,
+                               kir_var *q, kir_var *mt, kir_expr *p, bool pair) {
+    kir_module *m = L->m;
+    const int R = L->kn->block_rows;
+    const int64_t slot = (int64_t)lanes_scratch_bytes(L->kn);
+    kir_do(m, l,
+           kir_vec4(m, KO_LANES_BLOCK, idx(L, ref(L, xu), mul(L, wide(L, p), size(L, slot))), ref(L, hb), ref(L, pb),
+                    ref(L, out), pair ? slot : 0));
+    for (int h = 0; h < (pair ? 2 : 1); h++) {
+        kir_expr *ph = h ? add(L, p, num(L, 1)) : p;
+        kir_var *yb = var(L, h ? "yb1" : "yb", KT_PI32);
+        kir_expr *tok = mul(L, add(L, ref(L, q), ph), num(L, RSR_LANES));
+        kir_decl(
+            m, l, yb,
+            idx(L, param(L, "y"),
+                add(L, mul(L, wide(L, tok), wide(L, param(L, "y_stride"))), wide(L, mul(L, ref(L, b), num(L, R))))),
+            true);
+        lanes_rows_out(L, l, b, yb, out, h * R * RSR_LANES, kir_load(m, KT_I32, ref(L, mt), ph));
     }
 }
 
@@ -631,7 +657,8 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_stmt *d =
         kir_decl(m, &l, hdr, kir_reinterpret(m, KT_PU16, idx(L, param(L, "data"), size(L, kn->off_lane_seg))), true);
     kir_decl_also(m, d, perm, kir_reinterpret(m, KT_PU16, idx(L, param(L, "data"), size(L, kn->off_lane_perm))));
-    kir_var *out = kir_var_new(m, "out", KT_I32, R * RSR_LANES), *mt = kir_var_new(m, "m", KT_I32, G);
+    const bool pairs = lanes_pairs(kn);
+    kir_var *out = kir_var_new(m, "out", KT_I32, (pairs ? 2 : 1) * R * RSR_LANES), *mt = kir_var_new(m, "m", KT_I32, G);
     out->align64 = true;
     kir_decl(m, &l, out, NULL, false)->text = "block rows by token: out[4t + r]";
     /* the whole passes as lanes, and a last one only if it has lanes_min tokens */
@@ -662,17 +689,16 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_var *hb = var(L, "hb", KT_PU16), *pb = var(L, "pb", KT_PU16);
     d = kir_decl(m, &blocks, hb, idx(L, ref(L, hdr), mul(L, wide(L, ref(L, b)), size(L, RSR_LANE_SEG_STRIDE))), true);
     kir_decl_also(m, d, pb, idx(L, ref(L, perm), mul(L, wide(L, ref(L, b)), size(L, kn->lane_cols))));
-    p = loop(L, &blocks, "p", "pass", num(L, 0), ref(L, gn), &pblk)->var;
-    kir_do(m, &pblk,
-           kir_vec4(m, KO_LANES_BLOCK, idx(L, ref(L, xu), mul(L, wide(L, ref(L, p)), size(L, slot))), ref(L, hb),
-                    ref(L, pb), ref(L, out), 0));
-    kir_var *yb = var(L, "yb", KT_PI32);
-    kir_expr *tok = mul(L, add(L, ref(L, q), ref(L, p)), num(L, RSR_LANES));
-    kir_decl(m, &pblk, yb,
-             idx(L, param(L, "y"),
-                 add(L, mul(L, wide(L, tok), wide(L, param(L, "y_stride"))), wide(L, mul(L, ref(L, b), num(L, R))))),
-             true);
-    lanes_rows_out(L, &pblk, b, yb, out, kir_load(m, KT_I32, ref(L, mt), ref(L, p)));
+    kir_expr *first = num(L, 0); /* the first pass taken alone */
+    if (pairs) {
+        kir_var *pp = loop(L, &blocks, "pp", "pair of passes", num(L, 0),
+                           kir_bin(m, KO_LSHR, KT_I32, ref(L, gn), num(L, 1)), &pblk)
+                          ->var;
+        lanes_block_passes(L, &pblk, b, xu, hb, pb, out, q, mt, mul(L, ref(L, pp), num(L, 2)), true);
+        first = kir_bin(m, KO_AND, KT_I32, ref(L, gn), num(L, -2));
+    }
+    p = loop(L, &blocks, "p", "pass", first, ref(L, gn), &pblk)->var;
+    lanes_block_passes(L, &pblk, b, xu, hb, pb, out, q, mt, ref(L, p), false);
     kir_do(m, &l, kir_vec(m, KO_FREE, KT_VOID, ref(L, xu), NULL, NULL, 0));
     /* the tiles take a shorter rest after the passes */
     kir_if(m, &l, lt(L, ref(L, nl), param(L, "ntok")), &then);

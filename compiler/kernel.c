@@ -55,7 +55,11 @@
  *                 once per artifact in rsr_lanes_block) and the bias comes off at the end as
  *                 128·Σ_c w[r][c], a constant of the row. Per column and block that is 3 vector
  *                 operations for 4 rows × 64 tokens, against 4 vpdpbusd plus decoding for the
- *                 tiles: fewer operations, RSR's gain. Data after the i2 codes, per block:
+ *                 tiles: fewer operations, RSR's gain. Where vector registers are narrower
+ *                 than 512 bits the 16 accumulators do not fit: there the block's helper stores
+ *                 each segment's sums (L1) and sums the rows from them after the last segment,
+ *                 and takes two passes per call (lanes_pairs), so that each column's index entry
+ *                 and each segment's loop serve 128 tokens. Data after the i2 codes, per block:
  *                   u16 header[96]: seg_end[81] (end of code c's segment in perm), pad,
  *                                   i32 row_sum[4] at u16 index 88
  *                 then u16 perm[blocks][lane_cols] (zero past the kept columns).

@@ -375,6 +375,18 @@ static void c_call(const cpr *P, const char *fn, const kir_expr *a, const kir_ex
     fputc(')', P->out);
 }
 
+/* One block against one pass of lanes, or two (imm: the second's x that many bytes on). */
+static void c_lanes_block(const cpr *P, const kir_expr *e) {
+    if (!e->imm) {
+        c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d);
+        return;
+    }
+    fputs("rsr_lanes_block2(", P->out);
+    const kir_expr *args[] = {e->a, e->b, e->c, e->d};
+    for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
+    fprintf(P->out, "%lld)", (long long)e->imm);
+}
+
 /* A lut operation's tables (b), from the window's first group (d) where the block has one:
  * per_group table elements to a group. */
 static void c_lut_tab(const cpr *P, const kir_expr *e, int per_group) {
@@ -483,16 +495,7 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fprintf(P->out, ".%c", "xyzw"[e->imm & 3]);
         break;
     case KO_FREE: c_call(P, "free", e->a, NULL, NULL, NULL); break;
-    case KO_LANES_BLOCK:
-        if (!e->imm) {
-            c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d);
-            break;
-        }
-        fputs("rsr_lanes_block2(", P->out);
-        const kir_expr *args[] = {e->a, e->b, e->c, e->d};
-        for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
-        fprintf(P->out, "%lld)", (long long)e->imm);
-        break;
+    case KO_LANES_BLOCK: c_lanes_block(P, e); break;
     case KO_LANES_TRANSPOSE: {
         const kir_expr *args[] = {e->a, e->b, e->c, e->d};
         fputs("rsr_lanes_transpose(", P->out);

@@ -60,6 +60,25 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
     fputs(rsr_template_lut_vector, out);
 }
 
+/* The rows r0..r3 of 16 tokens (16q..16q+15 of a pass) stored side by side at out + at: out[4t + r]. */
+static void emit_c_lanes_rows_out(FILE *out, int at) {
+    for (int h = 0; h < 2; h++) {
+        int pair[16], quad[16];
+        lanes_pair_mask(h, pair);
+        fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
+        for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
+        fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", h);
+        for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
+        fputs(");\n", out);
+        for (int k = 0; k < 2; k++) {
+            lanes_quad_mask(k, quad);
+            fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
+            for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
+            fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", at + 32 * h + 16 * k, h, k);
+        }
+    }
+}
+
 /* rsr_lanes_block in two stages: every code's segment sums into U (80 codes x 64 tokens of int32,
  * 20 KB: L1), then per 16 tokens the four rows from U; and rsr_lanes_block2, the same for two
  * passes at once (the second's x `slot` bytes after the first's, its rows at out + 256), each
@@ -98,22 +117,7 @@ static void emit_c_lanes_block_staged(FILE *out, int np) {
                 }
                 fputc('\n', out);
             }
-            for (int half = 0; half < 2; half++) {
-                int pair[16], quad[16];
-                lanes_pair_mask(half, pair);
-                fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", half);
-                for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-                fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", half);
-                for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-                fputs(");\n", out);
-                for (int k = 0; k < 2; k++) {
-                    lanes_quad_mask(k, quad);
-                    fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", half, k, half, half);
-                    for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
-                    fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n",
-                            256 * h + 64 * q + 32 * half + 16 * k, half, k);
-                }
-            }
+            emit_c_lanes_rows_out(out, 256 * h + 64 * q);
             fputs("    }\n", out);
         }
     fputs("}\n\n", out);
@@ -246,21 +250,7 @@ void emit_c_lanes_helpers(FILE *out, int vector_bits) {
             "    {\n        rsr_y32 r0 = a0%d - 128 * rs[0], r1 = a1%d - 128 * rs[1], r2 = a2%d - 128 * rs[2], r3 = "
             "a3%d - 128 * rs[3];\n",
             q, q, q, q);
-        for (int h = 0; h < 2; h++) {
-            int pair[16], quad[16];
-            lanes_pair_mask(h, pair);
-            fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
-            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-            fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", h);
-            for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-            fputs(");\n", out);
-            for (int k = 0; k < 2; k++) {
-                lanes_quad_mask(k, quad);
-                fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
-                for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
-                fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", 64 * q + 32 * h + 16 * k, h, k);
-            }
-        }
+        emit_c_lanes_rows_out(out, 64 * q);
         fputs("    }\n", out);
     }
     fputs("}\n\n", out);

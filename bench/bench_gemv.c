@@ -183,7 +183,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     if (!e) {
         emit_c_dot_helpers(f, target_dot_isa(t));
         emit_c_lut_helpers(f, target_lut_vector(t));
-        if (lanes) emit_c_lanes_helpers(f, t->vector_bits);
+        if (lanes) emit_c_lanes_helpers(f, t);
     }
     const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
     compiled_matrix cm;

@@ -80,8 +80,9 @@ ids=$(python3 -c "print(','.join(str((i * 2654435761) % 128000) for i in range(5
 # ---- the same model? greedy tokens, rsrc against each peer ----
 text="The capital of France is"
 mine=$(rsr_run "$work/rsrc-i2s-$target.so" -p "$text" -n 16 --no-echo -t "$threads" 2>/dev/null)
-theirs=$("$ik/llama-cli" -m "$work/w-i2s/iq2bn.gguf" -p "$text" -n 16 --temp 0 --top-k 1 --no-display-prompt -t "$threads" \
-  2>/dev/null </dev/null)
+# (in $work: llama-cli writes its main.log into the current directory)
+theirs=$(cd "$work" && "$ik/llama-cli" -m "$work/w-i2s/iq2bn.gguf" -p "$text" -n 16 --temp 0 --top-k 1 \
+  --no-display-prompt -t "$threads" 2>/dev/null </dev/null)
 if [ "$mine" != "$theirs" ]; then
   say "ik_llama.cpp's greedy text differs from rsrc's on the same weights:"
   printf '  rsrc:         %q\n  ik_llama.cpp: %q\n' "$mine" "$theirs" >&2

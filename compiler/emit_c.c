@@ -14,7 +14,7 @@ void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefil
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
     if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_lut_vector(t));
-    if (plan_may_use_lanes(t, prefill)) emit_c_lanes_helpers(out, t->vector_bits);
+    if (plan_may_use_lanes(t, prefill)) emit_c_lanes_helpers(out, t);
 }
 
 extern const char rsr_template_lut_scalar[], rsr_template_lut_vector[]; /* compiler/templates/, embedded */
@@ -125,7 +125,7 @@ static void emit_c_lanes_block_staged(FILE *out, int np) {
 
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
  * serves every ISA; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
-void emit_c_lanes_helpers(FILE *out, int vector_bits) {
+void emit_c_lanes_helpers(FILE *out, const target *t) {
     char zip[2][400], token[300]; /* a transpose round's two shuffles; the token of each row */
     for (int h = 0; h < 2; h++) {
         int idx[64], n = 0;
@@ -215,7 +215,7 @@ void emit_c_lanes_helpers(FILE *out, int vector_bits) {
         "    }\n"
         "}\n",
         token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
-    if (vector_bits < 512) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
+    if (lanes_staged(t)) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
         emit_c_lanes_block_staged(out, 1);
         emit_c_lanes_block_staged(out, 2); /* the pairs of passes (kernel.c lanes_pairs) */
         return;

@@ -585,6 +585,16 @@ static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
     return shuffle(e, lo, hi, idx, 16);
 }
 
+/* rows[r] ± u for the rows whose digit of code c is not 0 (through pin() with pinned). */
+static void lanes_add_code(llvm_emitter *e, LLVMValueRef *rows, int c, LLVMValueRef u, bool pinned) {
+    for (int r = 0; r < 4; r++) {
+        int d = lanes_digit(c, r);
+        if (!d) continue;
+        LLVMValueRef v = d > 0 ? LLVMBuildAdd(e->b, rows[r], u, "") : LLVMBuildSub(e->b, rows[r], u, "");
+        rows[r] = pinned ? pin(e, v) : v;
+    }
+}
+
 /* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[4t + r] = row r of the block for
  * token t — the 80 codes' segments, each added to or subtracted from the rows its digits name,
  * less the bias 128·row_sum[r]. Once per module (the same for every matrix). np 2:
@@ -606,16 +616,16 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
      * sums go to U in L1 (20 KB a pass), and the rows are summed from U after the last segment,
      * 16 tokens at a time (the column loops unrolled). On AVX2 that made the lanes 8-12% faster
      * at 2560 columns (bench_gemv, Zen 5); on AVX-512 VNNI it made them 20% slower. */
-    const bool staged = np == 2 || e->t->vector_bits < 512;
+    const bool staged = np == 2 || lanes_staged(e->t);
     if (!staged) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
     LLVMValueRef hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2), out = LLVMGetParam(fn, 3), xu[2];
     xu[0] = LLVMGetParam(fn, 0);
     if (np == 2) xu[1] = at(e, e->i8, xu[0], LLVMGetParam(fn, 4));
-    LLVMValueRef acc[2][4][4], u[2][4], U = NULL;
+    LLVMValueRef acc[2][4][4], u[2][4], U = NULL; /* acc[pass][q][row]: row r of tokens 16q.. */
     for (int h = 0; h < np; h++)
         for (int q = 0; q < 4; q++) {
             u[h][q] = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
-            for (int r = 0; r < 4; r++) acc[h][r][q] = LLVMConstNull(lanes32(e));
+            for (int r = 0; r < 4; r++) acc[h][q][r] = LLVMConstNull(lanes32(e));
         }
     if (staged) {
         LLVMValueRef a = LLVMBuildAlloca(e->allocas, LLVMArrayType(lanes32(e), np * 4 * (RSR_LANE_CODES - 1)), "U");
@@ -633,17 +643,12 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
         for (int h = 0; h < np; h++)
             for (int q = 0; q < 4; q++) {
                 LLVMValueRef uv = get(e, u[h][q]);
-                if (staged) {
-                    LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k) * 4 + q);
-                    LLVMSetAlignment(LLVMBuildStore(e->b, uv, LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "")), 64);
+                if (!staged) {
+                    lanes_add_code(e, acc[h][q], c, uv, true);
                     continue;
                 }
-                for (int r = 0; r < 4; r++) {
-                    int d = lanes_digit(c, r);
-                    if (d)
-                        acc[h][r][q] = pin(e, d > 0 ? LLVMBuildAdd(e->b, acc[h][r][q], uv, "")
-                                                    : LLVMBuildSub(e->b, acc[h][r][q], uv, ""));
-                }
+                LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k) * 4 + q);
+                LLVMSetAlignment(LLVMBuildStore(e->b, uv, LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "")), 64);
             }
         k++, begin = end;
     }
@@ -654,12 +659,7 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
                 LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q);
                 LLVMValueRef ld = LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, ""), "");
                 LLVMSetAlignment(ld, 64);
-                for (int r = 0; r < 4; r++) {
-                    int d = lanes_digit(c, r);
-                    if (d)
-                        acc[h][r][q] =
-                            d > 0 ? LLVMBuildAdd(e->b, acc[h][r][q], ld, "") : LLVMBuildSub(e->b, acc[h][r][q], ld, "");
-                }
+                lanes_add_code(e, acc[h][q], c, ld, false);
             }
     LLVMValueRef rs = LLVMBuildBitCast(e->b, at(e, e->i16, hdr, c64(e, RSR_LANE_ROW_SUM)), e->i32p, "");
     LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, ""), row[4];
@@ -674,7 +674,7 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
     for (int h = 0; h < np; h++)
         for (int q = 0; q < 4; q++) {
             LLVMValueRef v[4];
-            for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[h][r][q], row[r], "");
+            for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[h][q][r], row[r], "");
             for (int half = 0; half < 2; half++) {
                 int pair[16], quad[16];
                 lanes_pair_mask(half, pair);

@@ -306,10 +306,13 @@ int lanes_group(const kernel *kn) {
     return g < 1 ? 1 : g > most ? (int)most : (int)g;
 }
 
-/* Whether a block takes two passes at once (the helpers' two-pass form): where vector registers
- * are narrower than 512 bits (the printers' staged block, emit_llvm.c lanes_block_fn) and two
- * passes' x fit the budget. Each column's index entry then serves 128 tokens, and each segment's
- * loop (its setup, its mispredicted exit) too. */
+/* Whether the target's lanes block is staged: its vector registers, narrower than 512 bits, cannot
+ * hold the block's 16 accumulators (the printers' helpers, emit_llvm.c lanes_block_fn). */
+bool lanes_staged(const target *t) { return dot_isa_vector_bytes(target_dot_isa(t)) < 64; }
+
+/* Whether a block takes two passes at once (the helpers' two-pass form): where the block is
+ * staged and two passes' x fit the budget. Each column's index entry then serves 128 tokens, and
+ * each segment's loop (its setup, its mispredicted exit) too. */
 bool lanes_pairs(const kernel *kn) { return kn->vec_bytes < 64 && lanes_group(kn) >= 2; }
 
 /* Row i of a transpose tile holds token t with lane l(t) = i: l = 2t (t < 32), 2(t - 32) + 1. */

@@ -519,6 +519,7 @@ uint64_t lanes_scratch_bytes(const kernel *kn); /* the transposed x: 64 bytes pe
 #define RSR_LANES_X_BUDGET (512u << 10)         /* the transposed x of one group of passes (half of L2) */
 int lanes_group(const kernel *kn);              /* passes of 64 tokens that share each block's index */
 bool lanes_pairs(const kernel *kn);             /* a block against two passes at once */
+bool lanes_staged(const target *t);             /* the block's sums through L1 (narrow registers) */
 int lanes_token_of_row(int i);                  /* the token that row i of a transpose tile holds */
 int lanes_digit(int code, int r);               /* row r's weight (-1, 0, 1) in pattern code */
 void lanes_zip_mask(int half, int idx[64]);     /* a transpose round's byte shuffle of rows k, k + 32: half 0
@@ -648,7 +649,7 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
 void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa);  /* what i2 kernels call, once per file */
 void emit_c_lut_helpers(FILE *out, bool vector);       /* what lut kernels call, once per file */
-void emit_c_lanes_helpers(FILE *out, int vector_bits); /* what batched RSR lanes kernels call */
+void emit_c_lanes_helpers(FILE *out, const target *t); /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
 void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
 void emit_c_string(FILE *out, const char *s);         /* a C string literal, escaped */

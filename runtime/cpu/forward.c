@@ -38,7 +38,7 @@ static size_t plan_cache(rsr_session *s) {
     for (int32_t l = 0; l < a->num_layers; l++) {
         rt_kv_layer *L = &s->kv_layer[l];
         const int32_t W = a->layer[l].sliding_window, ring = W > 0 ? W - 1 + s->batch : 0;
-        *L = (rt_kv_layer){.first = total, .rows = s->max_positions, .window = W};
+        *L = (rt_kv_layer){.first = total, .rows = s->max_positions};
         if (ring && (int64_t)ring + W - 1 < s->max_positions) L->ring = ring, L->rows = ring + W - 1;
         total += (size_t)a->num_kv_heads * (size_t)L->rows;
     }
@@ -66,7 +66,7 @@ static uint8_t *alloc_cache(const rsr_session *s, size_t rows) {
 int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer) {
     int32_t floor = 1;
     for (int32_t l = 0; s->kv_layer && l < s->model->a->num_layers; l++) {
-        const int32_t oldest = kv_oldest(s, l), need = oldest ? oldest + s->kv_layer[l].window - 1 : 1;
+        const int32_t oldest = kv_oldest(s, l), need = oldest ? oldest + s->kv_layer[l].rows - s->kv_layer[l].ring : 1;
         if (need > floor) floor = need, *layer = l;
     }
     return floor;
@@ -906,7 +906,7 @@ static void kv_store(rsr_session *s, int32_t l, int32_t kvh, int32_t pos, const 
     attn_narrow_row(s->kv_type, kt + off, d, s->k_cache + at);
     attn_narrow_row(s->kv_type, vt + off, d, s->v_cache + at);
     const rt_kv_layer *L = &s->kv_layer[l];
-    if (L->ring && pos % L->ring < L->window - 1) {
+    if (L->ring && pos % L->ring < L->rows - L->ring) {
         const size_t mirror = at + (size_t)L->ring * s->kv_bytes;
         memcpy(s->k_cache + mirror, s->k_cache + at, s->kv_bytes);
         memcpy(s->v_cache + mirror, s->v_cache + at, s->kv_bytes);

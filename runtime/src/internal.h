@@ -222,8 +222,7 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
 typedef struct rt_kv_layer {
     size_t first; /* rows of the layers before this one */
     int32_t rows; /* per KV head */
-    int32_t ring; /* 0: row = position */
-    int32_t window;
+    int32_t ring; /* 0: row = position; else rows − ring = W − 1 slots mirrored */
 } rt_kv_layer;
 /* Byte offset of the row of KV head kvh at position pos of layer `layer` in k_cache / v_cache (the
  * first of the two where the window mirrors it: kv_store writes both). */

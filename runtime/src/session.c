@@ -76,7 +76,7 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                             "cannot truncate to position %d: layer %d keeps the last %d positions of a sliding window "
                             "of %d, so position %d is the earliest to go back to (or 0: reset)",
-                            pos, layer, s->kv_layer[layer].ring, s->kv_layer[layer].window, floor);
+                            pos, layer, s->kv_layer[layer].ring, s->model->a->layer[layer].sliding_window, floor);
     s->pos = pos;
     if (s->louver_from >= pos) s->louver_from = INT32_MAX;
     if (s->model->backend->session_truncate) s->model->backend->session_truncate(s);

@@ -167,6 +167,7 @@ struct rt_head_scratch {
     int32_t *cand, *ids;       /* [vocab]: sampling's candidate rows; the sampler's scratch */
     float *cand_logit, *probs; /* [vocab]: their exact logits; the sampler's scratch */
     uint8_t *pen;              /* [vocab]: the rows the repetition penalty applies to (zero between calls) */
+    bool skip_pass;            /* the next draw computes every row exactly (sample_skips_pass) */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
     /* HEAD_ROWS rows with several vectors at once where the family has it (dot_q8_vnni_rows), or NULL */
     void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *);
@@ -370,6 +371,12 @@ rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
  * under a repetition penalty) the candidates are the rows that could reach L, and nothing else
  * has any mass.
  *
+ * The sampler's own cut (rt_sample) leaves out rows of weight below 2^-24 / V relative to the
+ * largest exact logit M >= L. The candidates' test is one factor e looser, (u − L)/T >= ln(2^-24
+ * / V) − 1, so every row the cut keeps (l >= M + T·ln(2^-24 / V), and u >= l) is a candidate with
+ * a margin far above the roundings of either test: the sampler sees the same rows, in the same
+ * order, with the same sums as on the full logits, and draws the same token.
+ *
  * The repetition penalty maps each penalised row's logit by a non-decreasing function, so it
  * maps the row's interval [approx − bound, approx + bound] to one holding the penalised logit
  * (widened by 2^-23 relative for the rounding of the map in fp32 and in double); L is then taken
@@ -391,23 +398,41 @@ static double penalise_bounds(const rsr_sampler_params *sp, struct rt_head_scrat
     return best_lo;
 }
 
+/*
+ * Whether a draw reads the int8 copy first. Its pass reads half the bf16 head's bytes, so it pays
+ * only where it leaves out more than half the rows: with flat logits (every row likely at this
+ * temperature) nothing can be left out, and the pass and the candidates' rows together read
+ * more than every exact row. So a draw that kept more than half the rows (candidates, or rows
+ * the cut kept) makes the next draw skip the pass. Either way the token is the same (the cut,
+ * above): the choice changes only the bytes read. tests/unit/test_api.c forces each way through
+ * head_sample_policy_for_tests (1: always the pass, 2: never).
+ */
+int head_sample_policy_for_tests;
+static bool sample_skips_pass(const rsr_session *s) {
+    if (head_sample_policy_for_tests) return head_sample_policy_for_tests == 2;
+    return s->head && s->head->skip_pass;
+}
+
+/* p->have = 0: every row's exact logit, in h->cand_logit when `ready`, computed here otherwise. */
 static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uint64_t *rng, int32_t *token,
-                              double *tail) {
+                              double *tail, bool ready) {
     rsr_session *s = p->s;
     const int32_t V = s->model->a->vocab;
     rsr_status st = head_scratch(s);
     if (st != RSR_OK) return st;
     struct rt_head_scratch *h = s->head;
-    if (!p->have || !isfinite(p->best_lo)) { /* the full exact logits: nothing left out */
-        rt_lm_head_logits(s, p->x, h->cand_logit);
-        *token = rsr_sample(h->cand_logit, V, sp, rng, h->probs, h->ids);
-        if (tail) *tail = 0;
+    rt_sample_info info;
+    if (!p->have || !isfinite(p->best_lo)) { /* every exact logit: only the sampler's cut leaves rows out */
+        if (!ready) rt_lm_head_logits(s, p->x, h->cand_logit);
+        *token = rt_sample(h->cand_logit, V, V, sp, rng, h->probs, h->ids, &info);
+        h->skip_pass = info.kept > V / 2;
+        if (tail) *tail = info.cut;
         return RSR_OK;
     }
     const bool penal = rt_sampler_penalises(sp);
     const double T = sp->temperature > 0 ? sp->temperature : 0;
     const double best_lo = penal ? penalise_bounds(sp, h, V) : p->best_lo;
-    const double cut = T > 0 ? best_lo + T * (log(0x1p-24) - log((double)V)) : best_lo;
+    const double cut = T > 0 ? best_lo + T * (log(0x1p-24) - log((double)V) - 1) : best_lo;
     double mass = 0;
     int32_t n = 0;
     for (int32_t v = 0; v < V; v++) {
@@ -427,17 +452,18 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
             if (sp->recent[j] >= 0 && sp->recent[j] < V) h->pen[sp->recent[j]] = 0;
         plain.n_recent = 0; /* applied above, in the candidates' order */
     }
-    int32_t pick = rsr_sample(h->cand_logit, n, &plain, rng, h->probs, h->ids);
+    int32_t pick = rt_sample(h->cand_logit, n, V, &plain, rng, h->probs, h->ids, &info);
     *token = h->cand[pick];
-    if (tail) *tail = mass * (1 + 1e-12);
+    h->skip_pass = n > V / 2;
+    if (tail) *tail = (mass + info.cut) * (1 + 1e-12);
     return RSR_OK;
 }
 
 rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                              int32_t *token, double *tail) {
-    head_x p;
-    rsr_status st = approx_rows(s, x, &p);
-    return st == RSR_OK ? pick_sample(&p, sp, rng, token, tail) : st;
+    head_x p = {.s = s, .x = x};
+    rsr_status st = sample_skips_pass(s) ? RSR_OK : approx_rows(s, x, &p);
+    return st == RSR_OK ? pick_sample(&p, sp, rng, token, tail, false) : st;
 }
 
 /* Several sessions' heads at once (rsr_batch_eval): the exact logits' rows and the int8 copy's
@@ -449,10 +475,19 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
     const rsr_artifact *a = m->a;
     head_x px[HEAD_PASS_MAX], *pass[HEAD_PASS_MAX];
     int32_t nlog = 0, npass = 0, logit_of[HEAD_PASS_MAX];
+    float *logit_to[HEAD_PASS_MAX];
+    bool ready[HEAD_PASS_MAX] = {0};
     for (int32_t j = 0; j < k; j++) {
         px[j] = (head_x){.s = calls[j].s, .x = calls[j].x};
-        if (calls[j].req->kind == RT_HEAD_LOGITS) {
-            logit_of[nlog++] = j;
+        const rt_head_request *r = calls[j].req;
+        if (r->kind == RT_HEAD_LOGITS) {
+            logit_to[nlog] = r->logits, logit_of[nlog++] = j;
+            continue;
+        }
+        if (r->kind == RT_HEAD_SAMPLE && sample_skips_pass(calls[j].s)) { /* every row exactly, as its own call */
+            rsr_status st = head_scratch(calls[j].s);
+            if (st != RSR_OK) return st;
+            ready[j] = true, logit_to[nlog] = calls[j].s->head->cand_logit, logit_of[nlog++] = j;
             continue;
         }
         rsr_status st = head_prepare(&px[j]);
@@ -462,14 +497,14 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
     if (nlog) {
 #pragma omp parallel for schedule(static) num_threads(threads_of(calls[0].s))
         for (int32_t v = 0; v < a->vocab; v++)
-            for (int32_t i = 0; i < nlog; i++) calls[logit_of[i]].req->logits[v] = dot_row(m, v, calls[logit_of[i]].x);
+            for (int32_t i = 0; i < nlog; i++) logit_to[i][v] = dot_row(m, v, calls[logit_of[i]].x);
     }
     if (npass) head_pass(m, pass, npass);
     for (int32_t j = 0; j < k; j++) {
         const rt_head_request *r = calls[j].req;
         if (r->kind == RT_HEAD_GREEDY) *r->token = pick_greedy(&px[j]);
         if (r->kind == RT_HEAD_SAMPLE) {
-            rsr_status st = pick_sample(&px[j], r->sampler, r->rng, r->token, r->tail);
+            rsr_status st = pick_sample(&px[j], r->sampler, r->rng, r->token, r->tail, ready[j]);
             if (st != RSR_OK) return st;
         }
     }

@@ -270,11 +270,13 @@ typedef struct rsr_sampler_params rsr_sampler_params;
  * top-k, top-p, min-p, repetition penalty; greedy at temperature <= 0, exactly as
  * rsr_session_eval_greedy when no penalty applies), reading the int8 copy of the LM head and computing exact logits only for the candidate rows C: every row whose
  * exact probability at this temperature could reach 2^-24 / vocab_size. The token is drawn from
- * the exact logits' distribution restricted to C (the same rsr_sample rules and random draws on
- * those logits), and *tail (when not NULL) receives a certified bound on the probability the
- * exact distribution puts outside C (at most 2^-24): the total variation between this draw and a
- * draw from the full exact logits (penalised), before the filters. 0 where the model has no int8 copy (the
- * full logits are used). CPU sessions; on the GPU the full logits are sampled. */
+ * the exact logits' distribution restricted to C; C holds every row rsr_sample's cut keeps, so the
+ * token is the one rsr_sample draws from the full exact logits with the same random state, bit for
+ * bit. *tail (when not NULL) receives a certified bound on the probability the exact distribution
+ * puts on the rows left out (C's complement and the cut; at most 2^-24): the total variation
+ * between this draw and a draw from every exact logit (penalised), before the filters. Where the
+ * last draws kept most rows (flat logits), the int8 pass is skipped and every row computed
+ * exactly: the same token, fewer bytes. CPU sessions; on the GPU the full logits are sampled. */
 RSR_API rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
                                            const rsr_sampler_params *params, uint64_t *rng, int32_t *token,
                                            double *tail);
@@ -387,7 +389,11 @@ struct rsr_sampler_params {
 };
 RSR_API rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
 RSR_API int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);
-/* scratch: vocab_size floats and vocab_size int32 the caller provides (no allocation here). */
+/* The penalty applied, then at a temperature T > 0 every token whose weight exp((logit − max)/T)
+ * is below 2^-24 / vocab_size is left out (together they weigh below 2^-24: a total variation of
+ * at most 2^-24), then top-k, top-p and min-p, then one draw. rsr_session_eval_sample draws the
+ * same token from the same random state without computing every logit.
+ * scratch: vocab_size floats and vocab_size int32 the caller provides (no allocation here). */
 RSR_API int32_t rsr_sample(const float *logits, int32_t vocab_size, const rsr_sampler_params *params, uint64_t *rng,
                            float *scratch_probs, int32_t *scratch_ids);
 

@@ -183,6 +183,7 @@ rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, d
 /* test-only (hidden, never set by the runtime): nonzero halves every head bound and drops its
  * fp32 term, which tests/unit/test_head.c must notice */
 extern int head_bound_weakened_for_tests __attribute__((visibility("hidden")));
+extern int head_sample_policy_for_tests __attribute__((visibility("hidden")));
 /* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
 rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                              int32_t *token, double *tail);
@@ -281,6 +282,16 @@ static inline bool rt_sampler_penalises(const rsr_sampler_params *p) {
     return p && p->recent && p->n_recent > 0 && p->repeat_penalty > 0 && p->repeat_penalty != 1.0f;
 }
 static inline float rt_penalise(float logit, float penalty) { return logit > 0 ? logit / penalty : logit * penalty; }
+/* rsr_sample over n rows of a vocabulary of `vocab` (n <= vocab; a caller's rows in index order,
+ * ids then index them): the cut leaves out rows whose weight is below 2^-24 / vocab (sample.c).
+ * info (may be NULL): the rows kept, and the summed weight of those cut (a bound on their
+ * probability). */
+typedef struct rt_sample_info {
+    int32_t kept;
+    double cut;
+} rt_sample_info;
+int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
+                  float *probs, int32_t *ids, rt_sample_info *info);
 /* Greedy as rsr_session_eval_greedy: temperature <= 0 (or no parameters) and no penalty. */
 static inline bool rt_sampler_plain_greedy(const rsr_sampler_params *p) {
     return !p || (!(p->temperature > 0) && !rt_sampler_penalises(p));

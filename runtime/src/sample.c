@@ -35,42 +35,61 @@ static int by_prob_desc(const void *a, const void *b) {
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng, float *probs,
-                   int32_t *ids) {
-    if (!logits || vocab <= 0 || !rng || !probs || !ids) return -1;
+/*
+ * The sampler's cut: at a temperature T, a row whose weight exp((l − max)/T) is below 2^-24 / V
+ * (V the vocabulary) has probability below that (the softmax's denominator is at least 1 relative
+ * to its maximum), so the rows cut weigh below 2^-24 together, and nothing else is left out. The
+ * cut is what lets a caller that computed only some rows draw exactly what a caller that
+ * computed every row draws: lm_head.c keeps every row the cut could keep (with a margin), and
+ * both then draw from the same rows with the same sums.
+ */
+int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
+                  float *probs, int32_t *ids, rt_sample_info *info) {
+    if (info) *info = (rt_sample_info){.kept = 1};
+    if (!logits || n <= 0 || vocab < n || !rng || !probs || !ids) return -1;
     rsr_sampler_params p = params ? *params : rsr_sampler_default_params();
     if (rt_sampler_penalises(&p)) { /* the penalised logits, in probs (each distinct token once) */
-        for (int32_t i = 0; i < vocab; i++) probs[i] = logits[i], ids[i] = 0;
+        for (int32_t i = 0; i < n; i++) probs[i] = logits[i], ids[i] = 0;
         for (int32_t j = 0; j < p.n_recent; j++) {
             int32_t t = p.recent[j];
-            if (t >= 0 && t < vocab && !ids[t]) ids[t] = 1, probs[t] = rt_penalise(probs[t], p.repeat_penalty);
+            if (t >= 0 && t < n && !ids[t]) ids[t] = 1, probs[t] = rt_penalise(probs[t], p.repeat_penalty);
         }
         logits = probs; /* read before written below, index by index */
     }
-    if (!(p.temperature > 0)) return rsr_sample_greedy(logits, vocab);
-    float m = logits[rsr_sample_greedy(logits, vocab)];
-    if (!isfinite(m)) return rsr_sample_greedy(logits, vocab); /* +inf, or nothing finite to weigh */
-    double sum = 0;
-    for (int32_t i = 0; i < vocab; i++) {
+    if (!(p.temperature > 0)) return rsr_sample_greedy(logits, n);
+    float m = logits[rsr_sample_greedy(logits, n)];
+    if (!isfinite(m)) return rsr_sample_greedy(logits, n); /* +inf, or nothing finite to weigh */
+    const float floor_w = (float)(0x1p-24 / vocab);
+    double sum = 0, cut = 0;
+    int32_t live = 0; /* ids[0..live): the rows kept, in index order */
+    for (int32_t i = 0; i < n; i++) {
         float e = expf((logits[i] - m) / p.temperature);
-        probs[i] = e >= 0 ? e : 0; /* NaN logits weigh nothing; the maximum weighs 1, so sum >= 1 */
-        sum += probs[i];
-        ids[i] = i;
+        e = e >= 0 ? e : 0; /* NaN logits weigh nothing; the maximum weighs 1, so sum >= 1 */
+        if (e < floor_w) {
+            cut += e;
+            continue;
+        }
+        probs[i] = e, sum += e, ids[live++] = i;
     }
-    for (int32_t i = 0; i < vocab; i++) probs[i] = (float)(probs[i] / sum);
-    int32_t keep = vocab;
-    if (p.top_k > 0 || p.top_p < 1.0f) {
+    if (info) *info = (rt_sample_info){.kept = live, .cut = cut * (1 + 0x1p-20)}; /* expf's error */
+    for (int32_t j = 0; j < live; j++) probs[ids[j]] = (float)(probs[ids[j]] / sum);
+    int32_t keep = live, need_k = p.top_k > 0 && p.top_k < live ? p.top_k : 0;
+    if (need_k || p.top_p < 1.0f) {
         /* Only the most likely tokens need their order: those with a probability of at least t,
          * with t lowered until they hold top_k tokens and a mass of top_p (every other token comes
-         * after them in the full order, and the filters drop it). */
-        int32_t need_k = p.top_k > 0 && p.top_k < vocab ? p.top_k : 0, head = 0;
-        float best = probs[ids[0]];
-        for (int32_t i = 1; i < vocab; i++) best = probs[i] > best ? probs[i] : best;
+         * after them in the full order, and the filters drop it). Each round moves them to the
+         * front of ids[0..live), which keeps every live row. */
+        int32_t head = 0;
+        float best = 0;
+        for (int32_t j = 0; j < live; j++) best = probs[ids[j]] > best ? probs[ids[j]] : best;
         for (float t = best * 0x1p-12f;; t = t > 0x1p-100f ? t * 0x1p-12f : 0) {
             double mass = 0;
             head = 0;
-            for (int32_t i = 0; i < vocab; i++)
-                if (probs[i] >= t) ids[head++] = i, mass += probs[i];
+            for (int32_t j = 0; j < live; j++)
+                if (probs[ids[j]] >= t) {
+                    int32_t id = ids[j];
+                    ids[j] = ids[head], ids[head++] = id, mass += probs[id];
+                }
             if (t == 0 || ((!need_k || head >= need_k) && (p.top_p >= 1.0f || mass >= p.top_p))) break;
         }
         sort_probs = probs;
@@ -104,4 +123,9 @@ int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params 
         if (r < cum) return ids[i];
     }
     return ids[keep - 1];
+}
+
+int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng, float *probs,
+                   int32_t *ids) {
+    return rt_sample(logits, vocab, vocab, params, rng, probs, ids, NULL);
 }

@@ -36,13 +36,16 @@ static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_para
     if (!(sp->temperature > 0)) return free(l), best;
     float m = l[best];
     double sum = 0;
-    for (int32_t i = 0; i < V; i++) p[i] = expf((l[i] - m) / sp->temperature), sum += p[i], ids[i] = i;
+    int32_t keep = 0; /* the rows of weight at least 2^-24 / V, in index order */
+    for (int32_t i = 0; i < V; i++) {
+        p[i] = expf((l[i] - m) / sp->temperature);
+        if (p[i] >= (float)(0x1p-24 / V)) sum += p[i], ids[keep++] = i;
+    }
     for (int32_t i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
     free(l);
-    int32_t keep = V;
-    if (sp->top_k > 0 || sp->top_p < 1) {
+    if ((sp->top_k > 0 && sp->top_k < keep) || sp->top_p < 1) { /* a top-k of every row is no filter */
         ref_p = p;
-        qsort(ids, (size_t)V, sizeof *ids, ref_cmp);
+        qsort(ids, (size_t)keep, sizeof *ids, ref_cmp);
         if (sp->top_k > 0 && sp->top_k < keep) keep = sp->top_k;
         double cum = 0;
         for (int32_t i = 0; sp->top_p < 1 && i < keep; i++)
@@ -76,6 +79,9 @@ static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t
         {.temperature = 1, .top_k = 0, .top_p = 0.9f},
         {.temperature = 4, .top_k = 40, .top_p = 0.5f},
         {.temperature = 1.5f, .top_k = 1, .top_p = 1},
+        {.temperature = 0.3f, .top_k = 0, .top_p = 1}, /* most rows weigh below 2^-24 / V: the cut */
+        {.temperature = 0.3f, .top_k = 1 << 30, .top_p = 1},
+        {.temperature = 0.4f, .top_k = 100, .top_p = 0.999f},
         {.temperature = 3, .top_k = 0, .top_p = 1, .min_p = 0.05f},
         {.temperature = 2, .top_k = 30, .top_p = 0.9f, .min_p = 0.3f},
         {.temperature = 1, .top_k = 0, .top_p = 1, .repeat_penalty = 1.3f, .recent = recent, .n_recent = 8},

@@ -8,7 +8,11 @@
  *     bits): on heads whose int8 order of the top rows is the reverse of the exact order, on exact
  *     ties (the first row wins), on inputs whose exact logits overflow fp32, on NaN inputs, and on
  *     random heads;
- *   - every int8 logit lies within the bound it reports.
+ *   - every int8 logit lies within the bound it reports;
+ *   - the sampling head draws what rsr_sample draws from the exact logits, with the same random
+ *     state, whether it reads the int8 copy first or computes every row (both forced), at
+ *     temperatures that leave most rows out and at ones that keep them all; and the sampler's
+ *     cut leaves out exactly the rows of weight below 2^-24 / vocab.
  * With --weakened the runtime halves every bound and drops its fp32 term, and this test must
  * fail (ctest runs it so, expecting failure): the cases are tight enough to notice.
  */
@@ -85,6 +89,52 @@ static void head_free(head *h) {
     free(h->blob);
 }
 
+/* The sampling head against rsr_sample on the exact logits: the same token from the same random
+ * state, with the int8 pass and without it, and a tail of at most 2^-24. */
+static void check_sampling(head *h, const float *x, const float *exact, const char *what) {
+    static const float temps[] = {0.002f, 0.05f, 0.7f, 6.0f};
+    float probs[MAXV];
+    int32_t ids[MAXV];
+    for (int policy = 1; policy <= 2; policy++)
+        for (int k = 0; k < 4; k++) {
+            rsr_sampler_params sp = {.temperature = temps[k], .top_k = k == 2 ? 3 : 0, .top_p = 1};
+            uint64_t r1 = 5 + (uint64_t)k, r2 = r1;
+            for (int draw = 0; draw < 6; draw++) {
+                head_sample_policy_for_tests = policy;
+                int32_t got = -1;
+                double tail = -1;
+                rsr_status st = rt_lm_head_sample(&h->s, x, &sp, &r1, &got, &tail);
+                head_sample_policy_for_tests = 0;
+                int32_t want = rsr_sample(exact, h->vocab, &sp, &r2, probs, ids);
+                EXPECT(st == RSR_OK && got == want && tail >= 0 && tail <= 0x1p-24,
+                       "%s: %s, T %g, draw %d: the sampling head drew %d (tail %g), rsr_sample %d", what,
+                       policy == 1 ? "int8 pass" : "every row", (double)temps[k], draw, got, tail, want);
+            }
+        }
+}
+
+/* The cut: rows just above 2^-24 / vocab of the maximum's weight stay, rows just below go. */
+static void sampler_cut(void) {
+    enum { V = 40 };
+    float logits[V], probs[V];
+    int32_t ids[V], above = 1;
+    const double edge = log(0x1p-24 / V);
+    for (int32_t v = 0; v < V; v++) {
+        double off = (1 + v % 5) * 1e-3; /* far above expf's and the float rounding's errors */
+        logits[v] = v == 7 ? 0.0f : (float)(edge + (v % 2 ? off : -off));
+        above += v != 7 && v % 2;
+    }
+    rsr_sampler_params sp = {.temperature = 1, .top_p = 1};
+    uint64_t r = 3;
+    rt_sample_info info;
+    int32_t t = rt_sample(logits, V, V, &sp, &r, probs, ids, &info);
+    EXPECT(t >= 0 && info.kept == above, "the cut kept %d rows, %d are at or above 2^-24/%d", info.kept, above, V);
+    EXPECT(info.cut > 0 && info.cut <= 0x1p-24, "the cut's weight %g", info.cut);
+    sp.temperature = 2; /* the same logits at a higher temperature: all weigh more than the edge */
+    t = rt_sample(logits, V, V, &sp, &r, probs, ids, &info);
+    EXPECT(info.kept == V && info.cut == 0, "at T 2 the cut kept %d of %d rows", info.kept, V);
+}
+
 /* The certificates for one x: greedy token and int8 bound. Returns the exact argmax. */
 static int32_t check(head *h, const float *x, const char *what) {
     float exact[MAXV], q8[MAXV];
@@ -100,6 +150,7 @@ static int32_t check(head *h, const float *x, const char *what) {
         EXPECT(same || fabs((double)q8[v] - (double)exact[v]) <= bound, "%s: row %d: int8 logit %g, exact %g, bound %g",
                what, v, (double)q8[v], (double)exact[v], bound);
     }
+    check_sampling(h, x, exact, what);
     return want;
 }
 
@@ -199,6 +250,7 @@ static void random_heads(void) {
 
 int main(int argc, char **argv) {
     head_bound_weakened_for_tests = argc > 1 && !strcmp(argv[1], "--weakened");
+    sampler_cut();
     adversarial();
     ties();
     overflow();

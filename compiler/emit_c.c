@@ -91,17 +91,18 @@ static void emit_c_lanes_block_staged(FILE *out, int np) {
             "const uint16_t *p, int32_t *out%s) {\n",
             np == 2 ? " (out[256 + 4t + r]: of the pass at xu + slot)" : "", np == 2 ? "2" : "",
             np == 2 ? ", int64_t slot" : "");
+    /* the segments in a loop: their sums land in memory either way, and one copy of the segment
+     * loop compiles in a second where 80 took gcc 10-20 */
     fprintf(out, "    rsr_y32 U[%d][%d][4];\n", np, RSR_LANE_CODES - 1);
-    for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
-        if (c == RSR_LANE_ZERO) continue;
-        char from[32];
-        snprintf(from, sizeof from, c ? "hdr[%d]" : "0", c - 1);
-        if (np == 2)
-            fprintf(out, "    rsr_lanes_seg2(xu, xu + slot, p, %s, hdr[%d], U[0][%d], U[1][%d]);\n", from, c, k, k);
-        else
-            fprintf(out, "    rsr_lanes_seg(xu, p, %s, hdr[%d], U[0][%d]);\n", from, c, k);
-        k++;
-    }
+    fprintf(out,
+            "    for (int32_t c = 0, k = 0; c < %d; c++) {\n        if (c == %d) continue;\n"
+            "        const int32_t from = c ? hdr[c - 1] : 0;\n",
+            RSR_LANE_CODES, RSR_LANE_ZERO);
+    if (np == 2)
+        fputs("        rsr_lanes_seg2(xu, xu + slot, p, from, hdr[c], U[0][k], U[1][k]);\n", out);
+    else
+        fputs("        rsr_lanes_seg(xu, p, from, hdr[c], U[0][k]);\n", out);
+    fputs("        k++;\n    }\n", out);
     fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
     for (int h = 0; h < np; h++)
         for (int q = 0; q < 4; q++) {

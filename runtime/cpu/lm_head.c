@@ -213,6 +213,10 @@ static rsr_status head_scratch(rsr_session *s) {
 
 rsr_status rt_lm_head_reserve(rsr_session *s) { return head_scratch(s); }
 
+void rt_lm_head_forget(rsr_session *s) {
+    if (s->head) s->head->skip_pass = false; /* a reset session draws as a fresh one, tails included */
+}
+
 static int32_t full_argmax(const rsr_model *m, const float *x) {
     int32_t best = 0;
     float best_logit = dot_row(m, 0, x);
@@ -404,7 +408,7 @@ static double penalise_bounds(const rsr_sampler_params *sp, struct rt_head_scrat
  * temperature) nothing can be left out, and the pass and the candidates' rows together read
  * more than every exact row. So a draw that kept more than half the rows (candidates, or rows
  * the cut kept) makes the next draw skip the pass. Either way the token is the same (the cut,
- * above): the choice changes only the bytes read. tests/unit/test_api.c forces each way through
+ * above): the choice changes only the bytes read. tests/unit/test_head.c forces each way through
  * head_sample_policy_for_tests (1: always the pass, 2: never).
  */
 int head_sample_policy_for_tests;

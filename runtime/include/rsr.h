@@ -390,7 +390,7 @@ struct rsr_sampler_params {
 RSR_API rsr_sampler_params rsr_sampler_default_params(void); /* greedy */
 RSR_API int32_t rsr_sample_greedy(const float *logits, int32_t vocab_size);
 /* The penalty applied, then at a temperature T > 0 every token whose weight exp((logit − max)/T)
- * is below 2^-24 / vocab_size is left out (together they weigh below 2^-24: a total variation of
+ * is below 2^-24 / vocab_size (less 2^-12 of it, a margin for the roundings) is left out (together they weigh below 2^-24: a total variation of
  * at most 2^-24), then top-k, top-p and min-p, then one draw. rsr_session_eval_sample draws the
  * same token from the same random state without computing every logit.
  * scratch: vocab_size floats and vocab_size int32 the caller provides (no allocation here). */

@@ -199,6 +199,8 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k);
 /* the three above's buffers, made before a call advances the session, so that running out of
  * memory for them leaves the session where it was */
 rsr_status rt_lm_head_reserve(rsr_session *s);
+/* forgets what the sampling head learnt of the session's logits (rsr_session_reset) */
+void rt_lm_head_forget(rsr_session *s);
 void rt_lm_head_free(rsr_session *s);
 
 /* attention.c: attention of layer `layer` for the query q ([heads][head_dim]) of the token at

@@ -37,7 +37,7 @@ static int by_prob_desc(const void *a, const void *b) {
 
 /*
  * The sampler's cut: at a temperature T, a row whose weight exp((l − max)/T) is below 2^-24 / V
- * (V the vocabulary) has probability below that (the softmax's denominator is at least 1 relative
+ * (V the vocabulary; less 2^-12 of it, for the roundings) has probability below that (the softmax's denominator is at least 1 relative
  * to its maximum), so the rows cut weigh below 2^-24 together, and nothing else is left out. The
  * cut is what lets a caller that computed only some rows draw exactly what a caller that
  * computed every row draws: lm_head.c keeps every row the cut could keep (with a margin), and
@@ -59,7 +59,9 @@ int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampl
     if (!(p.temperature > 0)) return rsr_sample_greedy(logits, n);
     float m = logits[rsr_sample_greedy(logits, n)];
     if (!isfinite(m)) return rsr_sample_greedy(logits, n); /* +inf, or nothing finite to weigh */
-    const float floor_w = (float)(0x1p-24 / vocab);
+    /* 2^-12 under the edge: a weight's roundings ((l − m)/T, expf) stay within 2^-17 of it, so a
+     * row cut here truly weighs below 2^-24/vocab, and the cut's reported weight bounds theirs */
+    const float floor_w = (float)(0x1p-24 / vocab * (1 - 0x1p-12));
     double sum = 0, cut = 0;
     int32_t live = 0; /* ids[0..live): the rows kept, in index order */
     for (int32_t i = 0; i < n; i++) {
@@ -71,7 +73,7 @@ int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampl
         }
         probs[i] = e, sum += e, ids[live++] = i;
     }
-    if (info) *info = (rt_sample_info){.kept = live, .cut = cut * (1 + 0x1p-20)}; /* expf's error */
+    if (info) *info = (rt_sample_info){.kept = live, .cut = cut * (1 + 0x1p-12)}; /* the roundings above */
     for (int32_t j = 0; j < live; j++) probs[ids[j]] = (float)(probs[ids[j]] / sum);
     int32_t keep = live, need_k = p.top_k > 0 && p.top_k < live ? p.top_k : 0;
     if (need_k || p.top_p < 1.0f) {

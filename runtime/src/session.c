@@ -59,6 +59,7 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     s->pos = 0, s->louver_from = INT32_MAX, s->kv_written = 0;
+    rt_lm_head_forget(s);
     if (s->model->backend->session_reset) s->model->backend->session_reset(s);
     return RSR_OK;
 }

@@ -39,7 +39,7 @@ static int32_t ref_sample(const float *logits, int32_t V, const rsr_sampler_para
     int32_t keep = 0; /* the rows of weight at least 2^-24 / V, in index order */
     for (int32_t i = 0; i < V; i++) {
         p[i] = expf((l[i] - m) / sp->temperature);
-        if (p[i] >= (float)(0x1p-24 / V)) sum += p[i], ids[keep++] = i;
+        if (p[i] >= (float)(0x1p-24 / V * (1 - 0x1p-12))) sum += p[i], ids[keep++] = i;
     }
     for (int32_t i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
     free(l);

@@ -10,9 +10,10 @@
  *     random heads;
  *   - every int8 logit lies within the bound it reports;
  *   - the sampling head draws what rsr_sample draws from the exact logits, with the same random
- *     state, whether it reads the int8 copy first or computes every row (both forced), at
- *     temperatures that leave most rows out and at ones that keep them all; and the sampler's
- *     cut leaves out exactly the rows of weight below 2^-24 / vocab.
+ *     state, whether it reads the int8 copy first or computes every row (both forced), alone or
+ *     batched, at temperatures that leave most rows out and at ones that keep them all, with
+ *     top-k, top-p, min-p and the repetition penalty; and the sampler's cut leaves out exactly
+ *     the rows of weight below 2^-24 / vocab (less its margin).
  * With --weakened the runtime halves every bound and drops its fp32 term, and this test must
  * fail (ctest runs it so, expecting failure): the cases are tight enough to notice.
  */
@@ -90,27 +91,51 @@ static void head_free(head *h) {
 }
 
 /* The sampling head against rsr_sample on the exact logits: the same token from the same random
- * state, with the int8 pass and without it, and a tail of at most 2^-24. */
+ * state, with the int8 pass and without it, alone and as two sessions of one batched head
+ * (rt_lm_head_many), and a tail of at most 2^-24. */
 static void check_sampling(head *h, const float *x, const float *exact, const char *what) {
-    static const float temps[] = {0.002f, 0.05f, 0.7f, 6.0f};
+    static const int32_t recent[] = {0, 2, 1, 2};
+    static const rsr_sampler_params rules[] = {
+        {.temperature = 0.002f, .top_p = 1},
+        {.temperature = 0.05f, .top_p = 1},
+        {.temperature = 0.7f, .top_k = 3, .top_p = 1},
+        {.temperature = 6, .top_p = 1},
+        {.temperature = 1, .top_p = 0.8f, .min_p = 0.05f},
+        {.temperature = 0.5f, .top_p = 1, .repeat_penalty = 1.5f, .recent = recent, .n_recent = 4},
+        {.temperature = 0, .top_p = 1, .repeat_penalty = 3, .recent = recent, .n_recent = 4},
+    };
+    enum { NR = sizeof rules / sizeof *rules };
     float probs[MAXV];
     int32_t ids[MAXV];
+    rsr_session s2 = {.model = &h->m}; /* a second session of the head, for the batched draws */
     for (int policy = 1; policy <= 2; policy++)
-        for (int k = 0; k < 4; k++) {
-            rsr_sampler_params sp = {.temperature = temps[k], .top_k = k == 2 ? 3 : 0, .top_p = 1};
-            uint64_t r1 = 5 + (uint64_t)k, r2 = r1;
-            for (int draw = 0; draw < 6; draw++) {
+        for (int k = 0; k < NR; k++) {
+            const rsr_sampler_params *sp = &rules[k];
+            uint64_t r1 = 5 + (uint64_t)k, r2 = r1, b1 = 50 + (uint64_t)k, b2 = b1, w1 = b1 + 1, w2 = w1;
+            for (int draw = 0; draw < 4; draw++) {
                 head_sample_policy_for_tests = policy;
-                int32_t got = -1;
-                double tail = -1;
-                rsr_status st = rt_lm_head_sample(&h->s, x, &sp, &r1, &got, &tail);
+                int32_t got = -1, bt[2] = {-1, -1};
+                double tail = -1, bta[2] = {-1, -1};
+                rsr_status st = rt_lm_head_sample(&h->s, x, sp, &r1, &got, &tail);
+                const rt_head_request req[2] = {
+                    {.kind = RT_HEAD_SAMPLE, .token = &bt[0], .sampler = sp, .rng = &b1, .tail = &bta[0]},
+                    {.kind = RT_HEAD_SAMPLE, .token = &bt[1], .sampler = sp, .rng = &w1, .tail = &bta[1]}};
+                const rt_head_call calls[2] = {{&h->s, x, &req[0]}, {&s2, x, &req[1]}};
+                rsr_status bst = rt_lm_head_many(calls, 2);
                 head_sample_policy_for_tests = 0;
-                int32_t want = rsr_sample(exact, h->vocab, &sp, &r2, probs, ids);
+                const char *how = policy == 1 ? "int8 pass" : "every row";
+                int32_t want = rsr_sample(exact, h->vocab, sp, &r2, probs, ids);
                 EXPECT(st == RSR_OK && got == want && tail >= 0 && tail <= 0x1p-24,
-                       "%s: %s, T %g, draw %d: the sampling head drew %d (tail %g), rsr_sample %d", what,
-                       policy == 1 ? "int8 pass" : "every row", (double)temps[k], draw, got, tail, want);
+                       "%s: %s, rules %d, draw %d: the sampling head drew %d (tail %g), rsr_sample %d", what, how, k,
+                       draw, got, tail, want);
+                int32_t want_b = rsr_sample(exact, h->vocab, sp, &b2, probs, ids);
+                int32_t want_w = rsr_sample(exact, h->vocab, sp, &w2, probs, ids);
+                EXPECT(bst == RSR_OK && bt[0] == want_b && bt[1] == want_w && bta[0] <= 0x1p-24 && bta[1] <= 0x1p-24,
+                       "%s: %s, rules %d, draw %d: batched draws %d and %d, rsr_sample %d and %d", what, how, k, draw,
+                       bt[0], bt[1], want_b, want_w);
             }
         }
+    rt_lm_head_free(&s2);
 }
 
 /* The cut: rows just above 2^-24 / vocab of the maximum's weight stay, rows just below go. */

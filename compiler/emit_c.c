@@ -265,6 +265,10 @@ void emit_c_lanes_helpers(FILE *out, const target *t) {
  *   rsr_dot4(acc, w, x)       acc += codes of one group (V packed bytes = 4V columns) · x[0..4V)
  *   rsr_sum4(acc, x)          acc += x[0..4V)
  *   rsr_vsum(acc)             the int32 sum of the lanes
+ * and where the ISA keeps pair sums (AVX2, dot_isa_pair_sums):
+ *   rsr_vacc16                16-bit lanes of vpmaddubsw's pair sums (rsr_vzero16)
+ *   rsr_dot4p(h, w, x)        rsr_dot4 into h, no widening
+ *   rsr_widen(acc, h)         acc += h's lanes summed in pairs (vpmaddwd by ones)
  * and for batched kernels, which decode a field once and use it for several tokens:
  *   rsr_field(w, i)           the codes (0..2) of field i of V packed bytes: rsr_codes
  *   rsr_bdot(acc, k, x)       acc += k · x[0..V), acc an rsr_bacc (rsr_bzero, rsr_bsum)
@@ -321,6 +325,7 @@ static const char *const c_types[KT_COUNT] = {
     [KT_PU32] = "const uint32_t *",
     [KT_PI32] = "int32_t *",
     [KT_VACC] = "rsr_vacc",
+    [KT_VACC16] = "rsr_vacc16",
     [KT_CODES] = "rsr_codes",
     [KT_BACC] = "rsr_bacc",
     [KT_PAIR] = "rsr_pair",
@@ -427,8 +432,12 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         c_expr(P, e->b, 0);
         fputc(']', P->out);
         break;
-    case KO_VZERO: fputs(e->type == KT_BACC ? "rsr_bzero()" : "rsr_vzero()", P->out); break;
+    case KO_VZERO:
+        fputs(e->type == KT_BACC ? "rsr_bzero()" : e->type == KT_VACC16 ? "rsr_vzero16()" : "rsr_vzero()", P->out);
+        break;
     case KO_DOT4: c_call(P, "rsr_dot4", e->a, e->b, e->c, NULL); break;
+    case KO_DOT4P: c_call(P, "rsr_dot4p", e->a, e->b, e->c, NULL); break;
+    case KO_WIDEN: c_call(P, "rsr_widen", e->a, e->b, NULL, NULL); break;
     case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
     case KO_BDOT: c_call(P, "rsr_bdot", e->a, e->b, e->c, NULL); break;

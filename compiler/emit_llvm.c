@@ -821,6 +821,7 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_PI32: return e->i32p;
     case KT_VACC:
     case KT_BACC: return acc_type(e, k->kn);
+    case KT_VACC16: return LLVMVectorType(e->i16, (unsigned)k->kn->vec_bytes / 2);
     case KT_CODES:
     case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
     case KT_LUT16: return e->i16;
@@ -911,6 +912,23 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
             LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
             r.f[0] = dot(e, kn, r.f[0], LLVMBuildAnd(e->b, shifted, splat(e->i8, V, 3), ""), xv[i]);
         }
+        return r;
+    }
+    case KO_DOT4P: { /* AVX2 (dot_isa_pair_sums): vpmaddubsw's pair sums added in 16 bits */
+        LLVMValueRef xv[4], p = vload(e, V, kev1(k, x->b), 0);
+        x_vectors(k, kev1(k, x->c), xv);
+        r.f[0] = kev1(k, x->a);
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
+            LLVMValueRef a1[] = {LLVMBuildAnd(e->b, shifted, splat(e->i8, V, 3), ""), xv[i]};
+            LLVMValueRef s16 = intrinsic(e, "llvm.x86.avx2.pmadd.ub.sw", ktype(k, KT_VACC16), a1, 2);
+            r.f[0] = LLVMBuildAdd(e->b, r.f[0], s16, "");
+        }
+        return r;
+    }
+    case KO_WIDEN: {
+        LLVMValueRef a2[] = {kev1(k, x->b), splat(e->i16, V / 2, 1)};
+        r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), intrinsic(e, "llvm.x86.avx2.pmadd.wd", acc_type(e, kn), a2, 2), "");
         return r;
     }
     case KO_SUM4: {

@@ -31,6 +31,9 @@
  *                codes are scaled by 4^i (at most 128, still a u8; maddubs pair sums stay within
  *                int16), into one accumulator per field, and the exact multiple of 4^i is shifted
  *                back once per row at the end — 9 instructions per row and group instead of 12.
+ *                AVX2 (16 registers) shifts the fields down, but sums a row's vpmaddubsw pair
+ *                sums in 16-bit lanes for runs of up to 16 groups and widens them once a run
+ *                (vpmaddwd; dot_isa_pair_sums): one multiply per 32 columns instead of two.
  *                The caller's x is zero past `cols` up to a multiple of RSR_X_PAD (Σ x then
  *                needs no bounds), see rsr_artifact.h.
  *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to RSR_BATCH_MAX (256) tokens:
@@ -144,6 +147,15 @@ int lut_plane_source(int hi, int o) {
 
 /* Wide registers (32 of them) hold four accumulators per row, so the shifts can go. */
 bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa == DOT_AVX512VNNI; }
+
+/* With 16 registers the fields cannot have an accumulator each, so AVX2 shifts them down; but
+ * vpmaddwd need not follow every vpmaddubsw. A lane of vpmaddubsw is c0·x0 + c1·x1 with codes
+ * 0..2 and x in [-128, 127]: within [-512, 508]. A group adds four of them to a 16-bit lane,
+ * [-2048, 2032], so 16 groups stay within [-32768, 32512] and are widened once (vpmaddwd by ones):
+ * one multiply per 32 weights instead of two. The runs are of equal length (lower.c): a short last
+ * run was unrolled whole by LLVM, its x hoisted and spilled, and made 2560 columns 20% slower. */
+bool dot_isa_pair_sums(enum dot_isa isa) { return isa == DOT_AVX2; }
+int dot_pair_sums_groups(void) { return 16; }
 
 #define I2_BLOCK_ROWS 4
 #define GPU_CTA_WARPS 8    /* LLVM NVPTX entries: 256 threads, a warp per block of rows */

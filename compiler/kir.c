@@ -18,7 +18,7 @@
 
 const char *const kir_type_names[KT_COUNT] = {"void",  "int",   "i32",   "u32",    "size",   "pu8",  "pi8",   "pu16",
                                               "pu32",  "pi32",  "vacc",  "codes",  "bacc",   "pair", "lut16", "lutv",
-                                              "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4", "bool"};
+                                              "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4", "bool", "vacc16"};
 /* clang-format off */
 const char *const kir_op_names[KO_COUNT] = {
     [KO_CONST] = "const", [KO_VAR] = "var", [KO_ADD] = "add", [KO_SUB] = "sub", [KO_MUL] = "mul",
@@ -26,7 +26,8 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_NE] = "ne", [KO_LAND] = "land", [KO_LOR] = "lor", [KO_NEG] = "neg", [KO_SELECT] = "select",
     [KO_CAST] = "cast", [KO_LOAD] = "load", [KO_INDEX] = "index", [KO_REINTERPRET] = "reinterpret",
     [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_FIELD] = "field",
-    [KO_BDOT] = "bdot", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair", [KO_MMLA] = "mmla", [KO_LANE] = "lane",
+    [KO_BDOT] = "bdot", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
+    [KO_MMLA] = "mmla", [KO_LANE] = "lane",
     [KO_LUT_TABLES] = "lut_tables", [KO_LUT_ROW] = "lut_row", [KO_LUT_BLOCKS] = "lut_blocks",
     [KO_ISNULL] = "isnull", [KO_ALLOC] = "alloc", [KO_FREE] = "free",
     [KO_LANES_TRANSPOSE] = "lanes_transpose", [KO_LANES_BLOCK] = "lanes_block",

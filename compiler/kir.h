@@ -54,7 +54,8 @@ enum kir_type {
     KT_U32X4,
     KT_PI32X4,
     KT_PU32X4,
-    KT_BOOL, /* a condition kept in a variable (CUDA bool, LLVM i1) */
+    KT_BOOL,   /* a condition kept in a variable (CUDA bool, LLVM i1) */
+    KT_VACC16, /* the i2 pair sums of a maddubs ISA, 16-bit lanes (C rsr_vacc16; dot_isa_pair_sums) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -89,6 +90,8 @@ enum kir_op {
     KO_VSUM,  /* the int32 sum of accumulator a's lanes (KT_VACC or KT_BACC) */
     KO_FIELD, /* the codes 0..2 of field imm of V packed bytes at a */
     KO_BDOT,  /* a + codes b · x[0..V) at c */
+    KO_DOT4P, /* KO_DOT4 into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening per group */
+    KO_WIDEN, /* a (KT_VACC) + the 16-bit lanes of b (KT_VACC16) summed in pairs (vpmaddwd by ones) */
     /* the int8 matrix multiply (DOT_I8MM's tiles: 2 rows × 2 tokens per accumulator, kernel.c) */
     KO_PAIR,  /* codes a and b (two rows) as a KT_PAIR */
     KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */

@@ -204,7 +204,23 @@ static kir_expr *vsum_minus(lower *L, int r, void *ctx) {
     return sub(L, s, ref(L, v[L->kn->block_rows]));
 }
 
-/* Σx once per call, then per block of 4 rows one pass over the groups, x shared by the rows. */
+/* Row r's group product: a[r] = dot4(a[r], row r's codes of group g, xg); with pair sums (AVX2)
+ * into h[r], the 16-bit sums widened into a[r] by the caller. */
+static void i2_group(lower *L, kir_list *gl, kir_var *w, kir_var *g, kir_var **a, kir_var **h) {
+    kir_module *m = L->m;
+    int V = L->kn->vec_bytes, R = L->kn->block_rows;
+    kir_var *xv = var(L, "xg", KT_PI8);
+    kir_decl(m, gl, xv, idx(L, param(L, "x"), mul(L, ref(L, g), num(L, 4 * V))), true);
+    for (int r = 0; r < R; r++) {
+        kir_expr *wr = idx(L, idx(L, ref(L, w), num(L, r * V)), mul(L, ref(L, g), num(L, R * V)));
+        kir_var *acc = h ? h[r] : a[r];
+        kir_set(m, gl, acc, kir_vec(m, h ? KO_DOT4P : KO_DOT4, acc->type, ref(L, acc), wr, ref(L, xv), 0));
+    }
+}
+
+/* Σx once per call, then per block of 4 rows one pass over the groups, x shared by the rows. On a
+ * pair-sums ISA (dot_isa_pair_sums) the groups go in runs of dot_pair_sums_groups(), summed in
+ * 16-bit lanes and widened once per run. */
 static void lower_i2(lower *L) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
@@ -221,19 +237,38 @@ static void lower_i2(lower *L) {
     kir_set(m, &gl, sx, kir_vec(m, KO_SUM4, KT_VACC, ref(L, sx), xg, NULL, 0));
     kir_decl(m, &l, sum_x, kir_vec(m, KO_VSUM, KT_I32, ref(L, sx), NULL, NULL, 0), true);
     kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
-    kir_var *w = var(L, "w", KT_PU8), *a[9];
+    kir_var *w = var(L, "w", KT_PU8), *a[9], *h[8];
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
     for (int r = 0; r < R; r++) {
         a[r] = var(L, strf(L, "a%d", r, 0), KT_VACC);
         kir_decl(m, &blk, a[r], kir_vec(m, KO_VZERO, KT_VACC, NULL, NULL, NULL, 0), false);
     }
     a[R] = sum_x;
-    f = loop(L, &blk, "g", "group", num(L, 0), num(L, kn->groups), &gl);
-    kir_var *xv = var(L, "xg", KT_PI8);
-    kir_decl(m, &gl, xv, idx(L, param(L, "x"), mul(L, ref(L, f->var), num(L, 4 * V))), true);
-    for (int r = 0; r < R; r++) {
-        kir_expr *wr = idx(L, idx(L, ref(L, w), num(L, r * V)), mul(L, ref(L, f->var), num(L, R * V)));
-        kir_set(m, &gl, a[r], kir_vec(m, KO_DOT4, KT_VACC, ref(L, a[r]), wr, ref(L, xv), 0));
+    if (!dot_isa_pair_sums(kn->isa)) {
+        f = loop(L, &blk, "g", "group", num(L, 0), num(L, kn->groups), &gl);
+        i2_group(L, &gl, w, f->var, a, NULL);
+    } else {
+        /* runs of equal length (a short last run would be unrolled whole, its x hoisted and spilled) */
+        const int runs = (kn->groups + dot_pair_sums_groups() - 1) / dot_pair_sums_groups();
+        const int run = (kn->groups + runs - 1) / runs;
+        kir_list rl;
+        kir_var *g0 = var(L, "g0", KT_I32), *end = var(L, "end", KT_I32);
+        kir_stmt *fr = kir_for(m, &blk, g0, num(L, 0), lt(L, ref(L, g0), num(L, kn->groups)), run, &rl);
+        fr->label = "run";
+        for (int r = 0; r < R; r++) {
+            h[r] = var(L, strf(L, "h%d", r, 0), KT_VACC16);
+            kir_decl(m, &rl, h[r], kir_vec(m, KO_VZERO, KT_VACC16, NULL, NULL, NULL, 0), false);
+        }
+        kir_expr *last = add(L, ref(L, g0), num(L, run));
+        if (kn->groups % run) {
+            kir_expr *in = lt(L, add(L, ref(L, g0), num(L, run)), num(L, kn->groups));
+            last = kir_vec(m, KO_SELECT, KT_I32, in, last, num(L, kn->groups), 0);
+        }
+        kir_decl(m, &rl, end, last, true);
+        f = loop(L, &rl, "g", "group", ref(L, g0), ref(L, end), &gl);
+        i2_group(L, &gl, w, f->var, a, h);
+        for (int r = 0; r < R; r++)
+            kir_set(m, &rl, a[r], kir_vec(m, KO_WIDEN, KT_VACC, ref(L, a[r]), ref(L, h[r]), NULL, 0));
     }
     store_rows(L, &blk, b, R, NULL, vsum_minus, a);
 }

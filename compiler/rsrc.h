@@ -467,6 +467,8 @@ int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const target *t); /* target.c, as are the other target_* queries */
 bool dot_isa_field_scaled(enum dot_isa isa);  /* i2 fields masked in place, one accumulator each */
+bool dot_isa_pair_sums(enum dot_isa isa);     /* i2 rows summed as 16-bit pair sums between widenings */
+int dot_pair_sums_groups(void);               /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */

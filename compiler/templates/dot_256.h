@@ -28,3 +28,18 @@ static inline rsr_vacc rsr_sum4(rsr_vacc acc, const int8_t *x) {
 }
 static inline int32_t rsr_vsum(rsr_vacc a) { return rsr_bsum(a); }
 
+/* AVX2's pair sums (dot_isa_pair_sums): a group's four fields added as vpmaddubsw's 16-bit pair
+ * sums, widened to int32 once per run of groups (kernel.c: at most 16 groups, within int16) */
+typedef __m256i rsr_vacc16;
+static inline rsr_vacc16 rsr_vzero16(void) { return _mm256_setzero_si256(); }
+static inline rsr_vacc16 rsr_dot4p(rsr_vacc16 h, const uint8_t *w, const int8_t *x) {
+    __m256i p = _mm256_loadu_si256((const void *)w), m = _mm256_set1_epi8(3);
+    for (int i = 0; i < 4; i++) {
+        __m256i c = _mm256_and_si256(_mm256_srli_epi16(p, 2 * i), m);
+        h = _mm256_add_epi16(h, _mm256_maddubs_epi16(c, _mm256_loadu_si256((const void *)(x + 32 * i))));
+    }
+    return h;
+}
+static inline rsr_vacc rsr_widen(rsr_vacc acc, rsr_vacc16 h) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(h, _mm256_set1_epi16(1)));
+}

@@ -224,6 +224,9 @@ int main(void) {
      * group and RSR_BATCH_MAX tokens take two groups */
     mats[4] = random_matrix("long-runs", 7, 2900, false);
     for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 2900, 1, 600);
+    /* AVX2's i2 rows add 16 groups (2048 columns) of pair sums in 16-bit lanes: a row of +1
+     * against x = -128 brings each lane to exactly -32768 there (one group more would wrap) */
+    memset(mats[4].w + 4 * 2900, 1, 2900);
     for (int m = 0; m < 5; m++) flat[m] = mats[m].w;
     /* scales per group of 32 columns with +2 weights: blocks straddle units and planes (37 rows),
      * the last unit ends in the middle of a lut group */

@@ -5,13 +5,17 @@
 #   32 greedy tokens identical to the reference forward pass (rsr-ref), both from the full logits
 #   and from the certified greedy head (int8 LM head copy + exact recheck of possible winners);
 #   the prompt's logits bit-identical whether it is evaluated in one step or in steps of 1 or 7.
-# The KV cache is fp32 unless --kv T among the mkmodel args names another type; the reference
-# rounds its cache the same way (rsr-ref --kv). fp32 is the exact comparison: the two
+# The KV cache is fp32 unless --kv T among the mkmodel args names another type (or several, comma
+# separated: each is checked on the one compiled model); the reference rounds its cache the same
+# way (rsr-ref --kv). --cpus LIST runs every check once per runtime ISA cap (RSR_CPU: a name of
+# runtime/cpu/cpu.h, or "native" for none), so the AVX2 attention kernels are checked where AVX-512's
+# would run. fp32 is the exact comparison: the two
 # implementations' K and V differ in the last bits, which a rounding to 8 or 11 bits can turn
 # into a step of a different neighbour, and the activations' int8 quantisation turns such a step
 # into 1/127 of a token's largest activation; over 32 greedy tokens of a random model that can
 # change a token. The rounded types are tested on the models of the e2e.kv-* tests.
-# Usage: check_model.sh BUILD_DIR FORMAT [--kv T] [--qemu CPU] [mkmodel args...] [-- rsrc args...]
+# Usage: check_model.sh BUILD_DIR FORMAT [--kv T[,T...]] [--cpus C[,C...]] [--qemu CPU] [mkmodel args...]
+#                       [-- rsrc args...]
 # Without a --target among the rsrc args the model is compiled for generic (the portable C
 # printer), so that the matrix of these tests covers both printers whatever rsrc's default is.
 # --qemu CPU: the target is AArch64 (compiled here, on x86): the model runs in rsr-run of the cross
@@ -21,10 +25,11 @@
 set -euo pipefail
 build=$1 format=$2
 shift 2
-mk_args=() rsrc_args=() kv=f32 qemu_cpu=
+mk_args=() rsrc_args=() kvs=f32 cpus=native qemu_cpu=
 while (($#)); do
   if [ "$1" = "--" ]; then shift; rsrc_args=("$@"); break; fi
-  if [ "$1" = "--kv" ]; then kv=$2; shift 2; continue; fi
+  if [ "$1" = "--kv" ]; then kvs=$2; shift 2; continue; fi
+  if [ "$1" = "--cpus" ]; then cpus=$2; shift 2; continue; fi
   if [ "$1" = "--qemu" ]; then qemu_cpu=$2; shift 2; continue; fi
   mk_args+=("$1"); shift
 done
@@ -52,28 +57,39 @@ trap 'rm -rf "$work"' EXIT
 
 prompt=1,17,42,3,99,7,250,18,64,5,33,121,8,77,200,9,150,11,60,4
 run+=("$work/model.so")
-[ "$kv" = bf16 ] || run+=(--kv "$kv") # bf16: what a user gets without the flag, tested as such
-"${run[@]}" --tokens "$prompt" -n 32 --logits "$work/got.f32" >"$work/got.txt" 2>/dev/null
-"$build/tests/rsr-ref" "$work/model" --kv "$kv" --tokens "$prompt" -n 32 --logits "$work/want.f32" >"$work/want.txt"
-"$build/tests/rsr-cmpf32" "$work/got.f32" "$work/want.f32" --atol 1e-3 --rtol 1e-3
-# the prompt in steps of 1 and of 7 tokens (tiles of 4 and single tokens): the same logits, bit for bit
-for batch in 1 7; do
-  "${run[@]}" --tokens "$prompt" -n 1 --batch $batch --logits "$work/b$batch.f32" >/dev/null 2>&1
-  if ! cmp -s "$work/got.f32" "$work/b$batch.f32"; then
-    echo "logits of the prompt evaluated $batch token(s) per step differ from those of one step of 20" >&2
+
+# One KV type under one ISA cap: the logits and tokens against the reference's.
+check_kv() {
+  local kv=$1 cpu=$2 r=("${run[@]}")
+  [ "$kv" = bf16 ] || r+=(--kv "$kv") # bf16: what a user gets without the flag, tested as such
+  local env=()
+  [ "$cpu" = native ] || env=(RSR_CPU="$cpu")
+  env "${env[@]}" "${r[@]}" --tokens "$prompt" -n 32 --logits "$work/got.f32" >"$work/got.txt" 2>/dev/null
+  local want=$work/want.$kv
+  [ -f "$want.txt" ] || "$build/tests/rsr-ref" "$work/model" --kv "$kv" --tokens "$prompt" -n 32 --logits "$want.f32" >"$want.txt"
+  "$build/tests/rsr-cmpf32" "$work/got.f32" "$want.f32" --atol 1e-3 --rtol 1e-3
+  # the prompt in steps of 1 and of 7 tokens (tiles of 4 and single tokens): the same logits, bit for bit
+  for batch in 1 7; do
+    env "${env[@]}" "${r[@]}" --tokens "$prompt" -n 1 --batch $batch --logits "$work/b$batch.f32" >/dev/null 2>&1
+    if ! cmp -s "$work/got.f32" "$work/b$batch.f32"; then
+      echo "KV cache $kv, CPU $cpu: logits of the prompt evaluated $batch token(s) per step differ from those of one step of 20" >&2
+      exit 1
+    fi
+  done
+  if ! diff "$want.txt" "$work/got.txt" >/dev/null; then
+    echo "KV cache $kv, CPU $cpu: greedy tokens differ: reference: $(cat "$want.txt")" >&2
+    echo "                      compiled:  $(cat "$work/got.txt")" >&2
     exit 1
   fi
+  # the same decode through the certified greedy head (no --logits: int8 head + exact recheck)
+  env "${env[@]}" "${r[@]}" --tokens "$prompt" -n 32 >"$work/greedy.txt" 2>/dev/null
+  if ! diff "$want.txt" "$work/greedy.txt" >/dev/null; then
+    echo "KV cache $kv, CPU $cpu: greedy-head tokens differ: reference: $(cat "$want.txt")" >&2
+    echo "                           compiled:  $(cat "$work/greedy.txt")" >&2
+    exit 1
+  fi
+  echo "KV cache $kv, CPU $cpu: greedy tokens identical (full logits and certified greedy head): $(cat "$work/got.txt")"
+}
+for cpu in ${cpus//,/ }; do
+  for kv in ${kvs//,/ }; do check_kv "$kv" "$cpu"; done
 done
-if ! diff "$work/want.txt" "$work/got.txt" >/dev/null; then
-  echo "greedy tokens differ: reference: $(cat "$work/want.txt")" >&2
-  echo "                      compiled:  $(cat "$work/got.txt")" >&2
-  exit 1
-fi
-# the same decode through the certified greedy head (no --logits: int8 head + exact recheck)
-"${run[@]}" --tokens "$prompt" -n 32 >"$work/greedy.txt" 2>/dev/null
-if ! diff "$work/want.txt" "$work/greedy.txt" >/dev/null; then
-  echo "greedy-head tokens differ: reference: $(cat "$work/want.txt")" >&2
-  echo "                           compiled:  $(cat "$work/greedy.txt")" >&2
-  exit 1
-fi
-echo "KV cache $kv: greedy tokens identical (full logits and certified greedy head): $(cat "$work/got.txt")"

@@ -273,7 +273,8 @@ void emit_c_lanes_helpers(FILE *out, const target *t) {
  *   rsr_field(w, i)           the codes (0..2) of field i of V packed bytes: rsr_codes
  *   rsr_bdot(acc, k, x)       acc += k · x[0..V), acc an rsr_bacc (rsr_bzero, rsr_bsum)
  * Every product is exact: codes are 0..2, |x| <= 128, and vpmaddubsw's int16 pair sums stay
- * within ±512, far from saturation.
+ * within ±512, far from saturation; rsr_dot4p's running 16-bit sums reach the int16 limit exactly
+ * (kernel.c, dot_isa_pair_sums), and wrap nowhere.
  */
 extern const char rsr_template_dot_scalar[], rsr_template_dot_256[], rsr_template_dot_512[],
     rsr_template_dot_neon[]; /* embedded */

@@ -152,7 +152,7 @@ bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa 
  * vpmaddwd need not follow every vpmaddubsw. A lane of vpmaddubsw is c0·x0 + c1·x1 with codes
  * 0..2 and x in [-128, 127]: within [-512, 508]. A group adds four of them to a 16-bit lane,
  * [-2048, 2032], so 16 groups stay within [-32768, 32512] and are widened once (vpmaddwd by ones):
- * one multiply per 32 weights instead of two. The runs are of equal length (lower.c): a short last
+ * one multiply per 32 weights instead of two. The runs are of nearly equal length (lower.c): a short last
  * run was unrolled whole by LLVM, its x hoisted and spilled, and made 2560 columns 20% slower. */
 bool dot_isa_pair_sums(enum dot_isa isa) { return isa == DOT_AVX2; }
 int dot_pair_sums_groups(void) { return 16; }

@@ -84,7 +84,7 @@ enum kir_op {
     KO_INDEX,       /* a + b: pointer a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
     /* the i2 vector vocabulary (kernel.c, KF_I2): V = the ISA's vector bytes */
-    KO_VZERO, /* an accumulator of zeros (KT_VACC or KT_BACC) */
+    KO_VZERO, /* an accumulator of zeros (KT_VACC, KT_VACC16 or KT_BACC) */
     KO_DOT4,  /* a + the codes of one group (V packed bytes at b) · x[0..4V) at c */
     KO_SUM4,  /* a + Σ x[0..4V) at b */
     KO_VSUM,  /* the int32 sum of accumulator a's lanes (KT_VACC or KT_BACC) */

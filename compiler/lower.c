@@ -248,9 +248,9 @@ static void lower_i2(lower *L) {
         f = loop(L, &blk, "g", "group", num(L, 0), num(L, kn->groups), &gl);
         i2_group(L, &gl, w, f->var, a, NULL);
     } else {
-        /* runs of equal length (a short last run would be unrolled whole, its x hoisted and spilled) */
-        const int runs = (kn->groups + dot_pair_sums_groups() - 1) / dot_pair_sums_groups();
-        const int run = (kn->groups + runs - 1) / runs;
+        /* runs of nearly equal length (a short last run would be unrolled whole, its x hoisted and spilled) */
+        const int most = dot_pair_sums_groups(), runs = (kn->groups + most - 1) / most;
+        const int run = runs > 0 ? (kn->groups + runs - 1) / runs : 1;
         kir_list rl;
         kir_var *g0 = var(L, "g0", KT_I32), *end = var(L, "end", KT_I32);
         kir_stmt *fr = kir_for(m, &blk, g0, num(L, 0), lt(L, ref(L, g0), num(L, kn->groups)), run, &rl);

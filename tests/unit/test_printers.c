@@ -71,7 +71,7 @@ static const variant variants[] = {
     {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
     {STRAT_LUT, false, 0},
 };
-enum { NV = sizeof variants / sizeof *variants, NM = 6 };
+enum { NV = sizeof variants / sizeof *variants, NM = 8 };
 
 static ternary_matrix mats[NM];
 static int8_t *flat[NM]; /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
@@ -155,6 +155,8 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
                 continue;
             /* an expanded matrix's i2 sums per unit of its source rows (test_rsr.c checks them) */
             if (mats[m].unit_cols && variants[v].strategy == STRAT_I2) continue;
+            /* the pair sums' rows: the i2 form's decode kernel only */
+            if (m >= 6 && (variants[v].strategy != STRAT_I2 || variants[v].lanes)) continue;
             const matrix_request rq = {.strategy = variants[v].strategy,
                                        .k = variants[v].k,
                                        .user_strategy = variants[v].strategy,
@@ -224,13 +226,20 @@ int main(void) {
      * group and RSR_BATCH_MAX tokens take two groups */
     mats[4] = random_matrix("long-runs", 7, 2900, false);
     for (int32_t r = 0; r < 4; r++) memset(mats[4].w + (size_t)r * 2900, 1, 600);
-    /* AVX2's i2 rows add 16 groups (2048 columns) of pair sums in 16-bit lanes: a row of +1
-     * against x = -128 brings each lane to exactly -32768 there (one group more would wrap) */
-    memset(mats[4].w + 4 * 2900, 1, 2900);
     for (int m = 0; m < 5; m++) flat[m] = mats[m].w;
     /* scales per group of 32 columns with +2 weights: blocks straddle units and planes (37 rows),
      * the last unit ends in the middle of a lut group */
     mats[5] = grouped_matrix("grouped", 37, 160, 32, &flat[5]);
+    /* AVX2's i2 rows add their vpmaddubsw pair sums in 16-bit lanes for runs of at most 16 groups
+     * of 128 columns (kernel.c, dot_isa_pair_sums), split evenly. A row of +1 against x = -128:
+     * over 2048 columns (one run of 16) each lane reaches exactly -32768; over 2176 (17 groups:
+     * runs of 9 and 8) a limit of 17 would make one run, and wrap. Row 1: -1, row 2: random. */
+    for (int m = 6; m < NM; m++) {
+        mats[m] = random_matrix(m == 6 ? "pair-sums-16" : "pair-sums-17", 3, m == 6 ? 2048 : 2176, false);
+        memset(mats[m].w, 1, (size_t)mats[m].cols);
+        memset(mats[m].w + mats[m].cols, -1, (size_t)mats[m].cols);
+        flat[m] = mats[m].w;
+    }
     static const char *const targets[] = {"generic",     "avx2",    "avx-vnni",        "avx512",
                                           "avx512-vnni", "aarch64", "aarch64-dotprod", "aarch64-i8mm"};
     int runnable = 0;

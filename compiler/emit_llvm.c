@@ -309,6 +309,27 @@ static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) {
     return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn));
 }
 
+/* vpmaddubsw: the 16-bit sums of adjacent products of codes (unsigned) and x (signed), <V x i8> each */
+static LLVMValueRef pair_sums(llvm_emitter *e, const kernel *kn, LLVMValueRef codes, LLVMValueRef x) {
+    LLVMValueRef args[] = {codes, x};
+    return intrinsic(e, kn->isa == DOT_AVX512BW ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw",
+                     LLVMVectorType(e->i16, (unsigned)kn->vec_bytes / 2), args, 2);
+}
+
+/* acc + the 16-bit lanes of s16 summed in pairs (vpmaddwd by ones) */
+static LLVMValueRef widen(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLVMValueRef s16) {
+    LLVMValueRef args[] = {s16, splat(e->i16, kn->vec_bytes / 2, 1)};
+    LLVMValueRef s32 = intrinsic(e, kn->isa == DOT_AVX512BW ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd",
+                                 acc_type(e, kn), args, 2);
+    return LLVMBuildAdd(e->b, acc, s32, "");
+}
+
+/* The codes 0..2 of field i of V packed bytes p: shifted down and masked */
+static LLVMValueRef field_codes(llvm_emitter *e, int V, LLVMValueRef p, int i) {
+    LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
+    return LLVMBuildAnd(e->b, shifted, splat(e->i8, V, 3), "");
+}
+
 /* acc += codes · x, codes and x being <V x i8> (codes unsigned 0..2, x signed). */
 static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLVMValueRef codes, LLVMValueRef x) {
     int V = kn->vec_bytes;
@@ -324,17 +345,7 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
         return intrinsic(e, "llvm.x86.avx512.vpdpbusd.256", v8, args, 3);
     }
     case DOT_AVX512BW:
-    case DOT_AVX2: {
-        bool wide = kn->isa == DOT_AVX512BW;
-        LLVMTypeRef pairs = LLVMVectorType(e->i16, (unsigned)V / 2);
-        LLVMValueRef a1[] = {codes, x};
-        LLVMValueRef s16 =
-            intrinsic(e, wide ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw", pairs, a1, 2);
-        LLVMValueRef a2[] = {s16, splat(e->i16, V / 2, 1)};
-        LLVMValueRef s32 =
-            intrinsic(e, wide ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd", acc_type(e, kn), a2, 2);
-        return LLVMBuildAdd(e->b, acc, s32, "");
-    }
+    case DOT_AVX2: return widen(e, kn, acc, pair_sums(e, kn, codes, x));
     case DOT_I8MM:   /* its single tokens: sdot (the tiles: KO_MMLA) */
     case DOT_SDOT: { /* codes 0..2 are the same signed: sdot */
         LLVMValueRef args[] = {acc, codes, x};
@@ -908,29 +919,18 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
             return r;
         }
         r.f[0] = a.f[0];
-        for (int i = 0; i < 4; i++) {
-            LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
-            r.f[0] = dot(e, kn, r.f[0], LLVMBuildAnd(e->b, shifted, splat(e->i8, V, 3), ""), xv[i]);
-        }
+        for (int i = 0; i < 4; i++) r.f[0] = dot(e, kn, r.f[0], field_codes(e, V, p, i), xv[i]);
         return r;
     }
     case KO_DOT4P: { /* AVX2 (dot_isa_pair_sums): vpmaddubsw's pair sums added in 16 bits */
         LLVMValueRef xv[4], p = vload(e, V, kev1(k, x->b), 0);
         x_vectors(k, kev1(k, x->c), xv);
         r.f[0] = kev1(k, x->a);
-        for (int i = 0; i < 4; i++) {
-            LLVMValueRef shifted = i ? LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * i), "") : p;
-            LLVMValueRef a1[] = {LLVMBuildAnd(e->b, shifted, splat(e->i8, V, 3), ""), xv[i]};
-            LLVMValueRef s16 = intrinsic(e, "llvm.x86.avx2.pmadd.ub.sw", ktype(k, KT_VACC16), a1, 2);
-            r.f[0] = LLVMBuildAdd(e->b, r.f[0], s16, "");
-        }
+        for (int i = 0; i < 4; i++)
+            r.f[0] = LLVMBuildAdd(e->b, r.f[0], pair_sums(e, kn, field_codes(e, V, p, i), xv[i]), "");
         return r;
     }
-    case KO_WIDEN: {
-        LLVMValueRef a2[] = {kev1(k, x->b), splat(e->i16, V / 2, 1)};
-        r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), intrinsic(e, "llvm.x86.avx2.pmadd.wd", acc_type(e, kn), a2, 2), "");
-        return r;
-    }
+    case KO_WIDEN: r.f[0] = widen(e, kn, kev1(k, x->a), kev1(k, x->b)); return r;
     case KO_SUM4: {
         r = kev(k, x->a);
         LLVMValueRef xp = kev1(k, x->b);
@@ -945,12 +945,7 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         r.f[0] = vsum(e, kn, total);
         return r;
     }
-    case KO_FIELD: {
-        LLVMValueRef p = vload(e, V, kev1(k, x->a), 0);
-        if (x->imm) p = LLVMBuildLShr(e->b, p, splat(e->i8, V, 2 * (int)x->imm), "");
-        r.f[0] = LLVMBuildAnd(e->b, p, splat(e->i8, V, 3), "");
-        return r;
-    }
+    case KO_FIELD: r.f[0] = field_codes(e, V, vload(e, V, kev1(k, x->a), 0), (int)x->imm); return r;
     case KO_BDOT: {
         kval a = kev(k, x->a);
         LLVMValueRef codes = kev1(k, x->b);

@@ -33,11 +33,8 @@ static inline int32_t rsr_vsum(rsr_vacc a) { return rsr_bsum(a); }
 typedef __m256i rsr_vacc16;
 static inline rsr_vacc16 rsr_vzero16(void) { return _mm256_setzero_si256(); }
 static inline rsr_vacc16 rsr_dot4p(rsr_vacc16 h, const uint8_t *w, const int8_t *x) {
-    __m256i p = _mm256_loadu_si256((const void *)w), m = _mm256_set1_epi8(3);
-    for (int i = 0; i < 4; i++) {
-        __m256i c = _mm256_and_si256(_mm256_srli_epi16(p, 2 * i), m);
-        h = _mm256_add_epi16(h, _mm256_maddubs_epi16(c, _mm256_loadu_si256((const void *)(x + 32 * i))));
-    }
+    for (int i = 0; i < 4; i++)
+        h = _mm256_add_epi16(h, _mm256_maddubs_epi16(rsr_field(w, i), _mm256_loadu_si256((const void *)(x + 32 * i))));
     return h;
 }
 static inline rsr_vacc rsr_widen(rsr_vacc acc, rsr_vacc16 h) {

@@ -158,19 +158,8 @@ static void check_sampling(rsr_api api, rsr_session *s, rsr_session *s2, int32_t
     }
 }
 
-int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_api MODEL.so\n");
-        return 2;
-    }
-    rsr_api api;
-    char err[512];
-    if (rsr_api_load(&api, argv[1], err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    EXPECT(rsr_api_load(&(rsr_api){0}, "/nonexistent/model.so", err, sizeof err) == -1, "loading a missing file");
-
+/* Opening: the refusals, a model of 2 threads, its info and its manifest. */
+static rsr_model *check_open(rsr_api api, rsr_model_info *out) {
     /* opening */
     EXPECT(api.model_open(NULL, NULL) == RSR_ERR_INVALID_ARGUMENT, "model_open(NULL)");
     rsr_model *m = NULL;
@@ -196,7 +185,7 @@ int main(int argc, char **argv) {
     EXPECT(strcmp(api.status_to_string((rsr_status)99), "unknown status") == 0, "unknown status");
     rsr_model_params mp = {.num_threads = 2};
     EXPECT(api.model_open(&m, &mp) == RSR_OK, "model_open: %s", api.model_errmsg(m));
-    rsr_model_info info;
+    rsr_model_info info = {0};
     EXPECT(api.model_get_info(m, NULL) == RSR_ERR_INVALID_ARGUMENT, "get_info(NULL)");
     EXPECT(api.model_get_info(m, &info) == RSR_OK, "get_info");
     EXPECT(info.num_matrices == info.num_layers * 7, "7 matrices per layer, got %d", info.num_matrices);
@@ -210,6 +199,12 @@ int main(int argc, char **argv) {
            info.num_matrices);
     EXPECT(strcmp(api.model_manifest(NULL), "") == 0, "manifest of NULL");
 
+    *out = info;
+    return m;
+}
+
+/* The tokenizer's absence, and the matrices by index. */
+static void check_matrices(rsr_api api, rsr_model *m, rsr_model_info info) {
     /* a model compiled without tokenizer.json: text needs one, and the message says how to get it */
     rsr_tokenizer *tok = (rsr_tokenizer *)&tok;
     EXPECT(api.model_tokenizer(m, &tok) == RSR_ERR_NOT_FOUND && tok == NULL, "no tokenizer in this artifact");
@@ -238,6 +233,114 @@ int main(int argc, char **argv) {
         EXPECT(zero, "W x 0 = 0");
         free(x), free(y);
     }
+}
+
+/* The sampler on the logits a: greedy, top-k 1, a hot draw, the seed, and odd inputs. */
+static void check_sampler(rsr_api api, const float *a, int32_t V, int32_t *toks, float *probs, int32_t *ids) {
+    /* sampling */
+    int32_t greedy = api.sample_greedy(a, V);
+    for (int32_t i = 0; i < V; i++) EXPECT(a[i] <= a[greedy], "greedy is not the argmax");
+    uint64_t rng = 7;
+    rsr_sampler_params top1 = {.temperature = 1.0f, .top_k = 1, .top_p = 1.0f};
+    for (int i = 0; i < 20; i++) EXPECT(api.sample(a, V, &top1, &rng, probs, ids) == greedy, "top_k=1 is greedy");
+    rsr_sampler_params hot = {.temperature = 100.0f, .top_k = 0, .top_p = 1.0f};
+    int distinct = 0;
+    int32_t first = api.sample(a, V, &hot, &rng, probs, ids);
+    for (int i = 0; i < 50; i++) distinct |= api.sample(a, V, &hot, &rng, probs, ids) != first;
+    EXPECT(distinct, "a hot sampler always drew the same token");
+    uint64_t r1 = 42, r2 = 42;
+    int same = 1;
+    for (int i = 0; i < 20; i++)
+        same &= api.sample(a, V, &hot, &r1, probs, ids) == api.sample(a, V, &hot, &r2, probs, ids);
+    EXPECT(same, "the same seed must draw the same tokens");
+    EXPECT(api.sample(NULL, V, &hot, &rng, probs, ids) == -1, "sample(NULL logits)");
+    EXPECT(api.sample(a, V, &hot, NULL, probs, ids) == -1, "sample(NULL rng)");
+    EXPECT(api.sample(a, V, &hot, &rng, NULL, ids) == -1, "sample(NULL scratch)");
+    EXPECT(api.sample(a, 0, &hot, &rng, probs, ids) == -1, "sample of an empty vocabulary");
+    EXPECT(api.sample_greedy(NULL, V) == -1 && api.sample_greedy(a, -1) == -1, "greedy of nothing");
+    /* NaN and infinite logits and parameters still draw a token of the vocabulary */
+    float *odd = malloc(sizeof(float) * (size_t)V);
+    for (int32_t i = 0; i < V; i++) odd[i] = i % 3 == 0 ? NAN : (float)i;
+    EXPECT(api.sample_greedy(odd, V) == (V - 1) - ((V - 1) % 3 == 0), "greedy skips NaN");
+    odd[0] = NAN;
+    rsr_sampler_params weird[] = {
+        {.temperature = NAN, .top_p = 1.0f},
+        {.temperature = INFINITY, .top_p = 1.0f},
+        {.temperature = 1e-30f, .top_p = 1.0f},
+        {.temperature = 1.0f, .top_k = -7, .top_p = NAN},
+        {.temperature = 1.0f, .top_k = V + 10, .top_p = -1.0f},
+        {.temperature = 1.0f, .top_p = 1.0f, .min_p = NAN, .repeat_penalty = NAN, .recent = toks, .n_recent = 9},
+        {.temperature = 1.0f, .top_p = 1.0f, .min_p = 7, .repeat_penalty = INFINITY, .recent = toks, .n_recent = 9},
+        {.temperature = 0, .top_p = 1.0f, .min_p = -1, .repeat_penalty = 1e-30f, .recent = toks, .n_recent = 9}};
+    for (size_t w = 0; w < sizeof weird / sizeof *weird; w++) {
+        int32_t t = api.sample(odd, V, &weird[w], &rng, probs, ids);
+        EXPECT(t >= 0 && t < V && !isnan(odd[t]), "parameters %zu drew %d", w, t);
+    }
+    for (int32_t i = 0; i < V; i++) odd[i] = NAN;
+    EXPECT(api.sample(odd, V, &hot, &rng, probs, ids) == 0, "all-NaN logits: the first token");
+    free(odd);
+}
+
+/* The certified greedy head and the int8 logits against the exact logits of a second session. */
+static void check_heads(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V, const int32_t *toks, int32_t bad_tok,
+                        float *a, float *b) {
+    /* the certified greedy head gives argmax of the full logits, step after step */
+    int32_t gt = -1;
+    EXPECT(api.session_eval_greedy(s, toks, 1, NULL) == RSR_ERR_INVALID_ARGUMENT, "eval_greedy(NULL token)");
+    EXPECT(api.session_eval_greedy(s, toks, 0, &gt) == RSR_ERR_INVALID_ARGUMENT, "eval_greedy of 0 tokens");
+    EXPECT(api.session_eval_greedy(s, toks, 1, &gt) == RSR_ERR_CONTEXT_FULL, "eval_greedy past the context");
+    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
+    EXPECT(api.session_eval_greedy(s, &bad_tok, 1, &gt) == RSR_ERR_BAD_TOKEN, "eval_greedy of a bad token");
+    EXPECT(api.session_position(s) == 0, "a refused eval_greedy must not advance the position");
+    EXPECT(api.session_eval_greedy(s, toks, 3, &gt) == RSR_OK, "eval_greedy: %s", api.session_errmsg(s));
+    EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
+    for (int step = 0; step < 5; step++) {
+        int32_t want = api.sample_greedy(a, V);
+        EXPECT(gt == want, "step %d: greedy head %d, argmax of the logits %d", step, gt, want);
+        EXPECT(api.session_eval_greedy(s, &want, 1, &gt) == RSR_OK, "eval_greedy step %d", step);
+        EXPECT(api.session_eval(s2, &want, 1, a) == RSR_OK, "eval step %d", step);
+    }
+
+    /* logits from the int8 head: each within the certified bound of the exact logit, step after
+     * step, and not the exact logits themselves (the copy is read) */
+    double bound = -1;
+    EXPECT(api.session_eval_int8(s, toks, 1, NULL, &bound) == RSR_ERR_INVALID_ARGUMENT, "eval_int8(NULL logits)");
+    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
+    EXPECT(api.session_eval_int8(s, &bad_tok, 1, b, &bound) == RSR_ERR_BAD_TOKEN, "eval_int8 of a bad token");
+    EXPECT(api.session_position(s) == 0 && bound == -1, "a refused eval_int8 must not advance or write the bound");
+    EXPECT(api.session_eval_int8(s, toks, 3, b, NULL) == RSR_OK, "eval_int8 without a bound: %s",
+           api.session_errmsg(s));
+    EXPECT(api.session_reset(s) == RSR_OK, "reset");
+    EXPECT(api.session_eval_int8(s, toks, 3, b, &bound) == RSR_OK, "eval_int8: %s", api.session_errmsg(s));
+    EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
+    for (int step = 0; step < 5; step++) {
+        double worst = 0;
+        int32_t differ = 0;
+        for (int32_t v = 0; v < V; v++) worst = fmax(worst, fabs((double)b[v] - (double)a[v])), differ += b[v] != a[v];
+        EXPECT(bound > 0 && worst <= bound, "step %d: int8 logits off by %g, certified bound %g", step, worst, bound);
+        EXPECT(differ > 0, "step %d: the int8 logits are the exact ones", step);
+        int32_t next = api.sample_greedy(a, V);
+        EXPECT(api.session_eval_int8(s, &next, 1, b, &bound) == RSR_OK, "eval_int8 step %d", step);
+        EXPECT(api.session_eval(s2, &next, 1, a) == RSR_OK, "eval step %d", step);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_api MODEL.so\n");
+        return 2;
+    }
+    rsr_api api;
+    char err[512];
+    if (rsr_api_load(&api, argv[1], err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    EXPECT(rsr_api_load(&(rsr_api){0}, "/nonexistent/model.so", err, sizeof err) == -1, "loading a missing file");
+
+    rsr_model_info info;
+    rsr_model *m = check_open(api, &info);
+    check_matrices(api, m, info);
 
     /* sessions */
     rsr_session *s = NULL, *s2 = NULL;
@@ -286,91 +389,10 @@ int main(int argc, char **argv) {
     for (int32_t i = 0; i < V; i++) finite &= isfinite(a[i]);
     EXPECT(finite, "logits are finite");
 
-    /* sampling */
-    int32_t greedy = api.sample_greedy(a, V);
-    for (int32_t i = 0; i < V; i++) EXPECT(a[i] <= a[greedy], "greedy is not the argmax");
     float *probs = malloc(sizeof(float) * (size_t)V);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)V);
-    uint64_t rng = 7;
-    rsr_sampler_params top1 = {.temperature = 1.0f, .top_k = 1, .top_p = 1.0f};
-    for (int i = 0; i < 20; i++) EXPECT(api.sample(a, V, &top1, &rng, probs, ids) == greedy, "top_k=1 is greedy");
-    rsr_sampler_params hot = {.temperature = 100.0f, .top_k = 0, .top_p = 1.0f};
-    int distinct = 0;
-    int32_t first = api.sample(a, V, &hot, &rng, probs, ids);
-    for (int i = 0; i < 50; i++) distinct |= api.sample(a, V, &hot, &rng, probs, ids) != first;
-    EXPECT(distinct, "a hot sampler always drew the same token");
-    uint64_t r1 = 42, r2 = 42;
-    int same = 1;
-    for (int i = 0; i < 20; i++)
-        same &= api.sample(a, V, &hot, &r1, probs, ids) == api.sample(a, V, &hot, &r2, probs, ids);
-    EXPECT(same, "the same seed must draw the same tokens");
-    EXPECT(api.sample(NULL, V, &hot, &rng, probs, ids) == -1, "sample(NULL logits)");
-    EXPECT(api.sample(a, V, &hot, NULL, probs, ids) == -1, "sample(NULL rng)");
-    EXPECT(api.sample(a, V, &hot, &rng, NULL, ids) == -1, "sample(NULL scratch)");
-    EXPECT(api.sample(a, 0, &hot, &rng, probs, ids) == -1, "sample of an empty vocabulary");
-    EXPECT(api.sample_greedy(NULL, V) == -1 && api.sample_greedy(a, -1) == -1, "greedy of nothing");
-    /* NaN and infinite logits and parameters still draw a token of the vocabulary */
-    float *odd = malloc(sizeof(float) * (size_t)V);
-    for (int32_t i = 0; i < V; i++) odd[i] = i % 3 == 0 ? NAN : (float)i;
-    EXPECT(api.sample_greedy(odd, V) == (V - 1) - ((V - 1) % 3 == 0), "greedy skips NaN");
-    odd[0] = NAN;
-    rsr_sampler_params weird[] = {
-        {.temperature = NAN, .top_p = 1.0f},
-        {.temperature = INFINITY, .top_p = 1.0f},
-        {.temperature = 1e-30f, .top_p = 1.0f},
-        {.temperature = 1.0f, .top_k = -7, .top_p = NAN},
-        {.temperature = 1.0f, .top_k = V + 10, .top_p = -1.0f},
-        {.temperature = 1.0f, .top_p = 1.0f, .min_p = NAN, .repeat_penalty = NAN, .recent = toks, .n_recent = 9},
-        {.temperature = 1.0f, .top_p = 1.0f, .min_p = 7, .repeat_penalty = INFINITY, .recent = toks, .n_recent = 9},
-        {.temperature = 0, .top_p = 1.0f, .min_p = -1, .repeat_penalty = 1e-30f, .recent = toks, .n_recent = 9}};
-    for (size_t w = 0; w < sizeof weird / sizeof *weird; w++) {
-        int32_t t = api.sample(odd, V, &weird[w], &rng, probs, ids);
-        EXPECT(t >= 0 && t < V && !isnan(odd[t]), "parameters %zu drew %d", w, t);
-    }
-    for (int32_t i = 0; i < V; i++) odd[i] = NAN;
-    EXPECT(api.sample(odd, V, &hot, &rng, probs, ids) == 0, "all-NaN logits: the first token");
-    free(odd);
-
-    /* the certified greedy head gives argmax of the full logits, step after step */
-    int32_t gt = -1;
-    EXPECT(api.session_eval_greedy(s, toks, 1, NULL) == RSR_ERR_INVALID_ARGUMENT, "eval_greedy(NULL token)");
-    EXPECT(api.session_eval_greedy(s, toks, 0, &gt) == RSR_ERR_INVALID_ARGUMENT, "eval_greedy of 0 tokens");
-    EXPECT(api.session_eval_greedy(s, toks, 1, &gt) == RSR_ERR_CONTEXT_FULL, "eval_greedy past the context");
-    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
-    EXPECT(api.session_eval_greedy(s, &bad_tok, 1, &gt) == RSR_ERR_BAD_TOKEN, "eval_greedy of a bad token");
-    EXPECT(api.session_position(s) == 0, "a refused eval_greedy must not advance the position");
-    EXPECT(api.session_eval_greedy(s, toks, 3, &gt) == RSR_OK, "eval_greedy: %s", api.session_errmsg(s));
-    EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
-    for (int step = 0; step < 5; step++) {
-        int32_t want = api.sample_greedy(a, V);
-        EXPECT(gt == want, "step %d: greedy head %d, argmax of the logits %d", step, gt, want);
-        EXPECT(api.session_eval_greedy(s, &want, 1, &gt) == RSR_OK, "eval_greedy step %d", step);
-        EXPECT(api.session_eval(s2, &want, 1, a) == RSR_OK, "eval step %d", step);
-    }
-
-    /* logits from the int8 head: each within the certified bound of the exact logit, step after
-     * step, and not the exact logits themselves (the copy is read) */
-    double bound = -1;
-    EXPECT(api.session_eval_int8(s, toks, 1, NULL, &bound) == RSR_ERR_INVALID_ARGUMENT, "eval_int8(NULL logits)");
-    EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
-    EXPECT(api.session_eval_int8(s, &bad_tok, 1, b, &bound) == RSR_ERR_BAD_TOKEN, "eval_int8 of a bad token");
-    EXPECT(api.session_position(s) == 0 && bound == -1, "a refused eval_int8 must not advance or write the bound");
-    EXPECT(api.session_eval_int8(s, toks, 3, b, NULL) == RSR_OK, "eval_int8 without a bound: %s",
-           api.session_errmsg(s));
-    EXPECT(api.session_reset(s) == RSR_OK, "reset");
-    EXPECT(api.session_eval_int8(s, toks, 3, b, &bound) == RSR_OK, "eval_int8: %s", api.session_errmsg(s));
-    EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
-    for (int step = 0; step < 5; step++) {
-        double worst = 0;
-        int32_t differ = 0;
-        for (int32_t v = 0; v < V; v++) worst = fmax(worst, fabs((double)b[v] - (double)a[v])), differ += b[v] != a[v];
-        EXPECT(bound > 0 && worst <= bound, "step %d: int8 logits off by %g, certified bound %g", step, worst, bound);
-        EXPECT(differ > 0, "step %d: the int8 logits are the exact ones", step);
-        int32_t next = api.sample_greedy(a, V);
-        EXPECT(api.session_eval_int8(s, &next, 1, b, &bound) == RSR_OK, "eval_int8 step %d", step);
-        EXPECT(api.session_eval(s2, &next, 1, a) == RSR_OK, "eval step %d", step);
-    }
-
+    check_sampler(api, a, V, toks, probs, ids);
+    check_heads(api, s, s2, V, toks, bad_tok, a, b);
     check_sampling(api, s, s2, V, toks, bad_tok, a, probs, ids);
 
     api.session_free(s);

@@ -526,20 +526,20 @@ static LLVMValueRef quarter(llvm_emitter *e, LLVMValueRef a, int half) {
     return LLVMBuildZExt(e->b, shuffle(e, a, NULL, idx, 16), lanes32(e), "");
 }
 
-/* u[h][0..3] (vars) += the sums of columns p[j..end) of pass h's x xu[h] (h < np: 1, or 2 with
- * each column's index read once), still biased (tokens 0-15, 16-31, 32-47, 48-63): per run of at
- * most RSR_LANE_RUN columns the words and the high bytes in 16-bit lanes. */
-static void lanes_segment(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
-                          LLVMValueRef end, LLVMValueRef (*u)[4]) {
+/* Pointer v itself, through an empty asm statement: what it points to is opaque to the optimiser
+ * (an alloca's stores are not promoted to values). */
+static LLVMValueRef launder(llvm_emitter *e, LLVMValueRef v) {
+    LLVMTypeRef t = LLVMTypeOf(v), type = LLVMFunctionType(t, &t, 1, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, "=r,0", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
+    return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
+}
+
+/* The sums of columns p[from..stop) (at most RSR_LANE_RUN) of pass h's x xu[h] (h < np: 1, or 2
+ * with each column's index read once), still biased, widened to int32: parts[h][0..3] hold tokens
+ * 0-15, 16-31, 32-47, 48-63. In the loop the words and the high bytes add in 16-bit lanes. */
+static void lanes_run(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef from,
+                      LLVMValueRef stop, LLVMValueRef (*parts)[4]) {
     LLVMTypeRef w16 = words(e), w16p = LLVMPointerType(w16, 0);
-    LLVMValueRef runs =
-        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
-                      c32(e, RSR_LANE_RUN), "");
-    loop C;
-    loop_begin(e, &C, c32(e, 0), runs, "run");
-    LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
-    LLVMValueRef lim = LLVMBuildAdd(e->b, from, c32(e, RSR_LANE_RUN), "");
-    LLVMValueRef stop = smin(e, lim, end);
     LLVMValueRef sw[2], sh[2];
     for (int h = 0; h < np; h++)
         sw[h] = var(e, w16, LLVMConstNull(w16), "sw"), sh[h] = var(e, w16, LLVMConstNull(w16), "sh");
@@ -559,18 +559,63 @@ static void lanes_segment(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMV
         LLVMValueRef hi = get(e, sh[h]);
         LLVMValueRef lo =
             LLVMBuildSub(e->b, get(e, sw[h]), LLVMBuildShl(e->b, hi, splat(e->i16, RSR_LANES / 2, 8), ""), "");
-        LLVMValueRef parts[4] = {quarter(e, lo, 0), quarter(e, lo, 1), quarter(e, hi, 0), quarter(e, hi, 1)};
-        for (int q = 0; q < 4; q++) set(e, u[h][q], LLVMBuildAdd(e->b, get(e, u[h][q]), parts[q], ""));
+        parts[h][0] = quarter(e, lo, 0), parts[h][1] = quarter(e, lo, 1);
+        parts[h][2] = quarter(e, hi, 0), parts[h][3] = quarter(e, hi, 1);
     }
+}
+
+/* The runs of columns p[j..end) after the first, for (j, end) of at least one run: each run's
+ * sums added to u[h][q] (vars) or, where U is given, to the slots U[slot[h] + q]. */
+static void lanes_more_runs(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
+                            LLVMValueRef end, LLVMValueRef (*u)[4], LLVMValueRef U, const int *slot) {
+    LLVMValueRef runs =
+        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
+                      c32(e, RSR_LANE_RUN), "");
+    loop C;
+    loop_begin(e, &C, c32(e, 0), runs, "run");
+    LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
+    LLVMValueRef stop = smin(e, LLVMBuildAdd(e->b, from, c32(e, RSR_LANE_RUN), ""), end), parts[2][4];
+    lanes_run(e, xu, np, p, from, stop, parts);
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) {
+            if (!U) {
+                set(e, u[h][q], LLVMBuildAdd(e->b, get(e, u[h][q]), parts[h][q], ""));
+                continue;
+            }
+            LLVMValueRef at_q = LLVMBuildGEP2(e->b, lanes32(e), U, (LLVMValueRef[]){c64(e, slot[h] + q)}, 1, "");
+            LLVMValueRef old = LLVMBuildLoad2(e->b, lanes32(e), at_q, "");
+            LLVMSetAlignment(old, 64);
+            LLVMSetAlignment(LLVMBuildStore(e->b, LLVMBuildAdd(e->b, old, parts[h][q], ""), at_q), 64);
+        }
     loop_end(e, &C);
 }
 
-/* Pointer v itself, through an empty asm statement: what it points to is opaque to the optimiser
- * (an alloca's stores are not promoted to values). */
-static LLVMValueRef launder(llvm_emitter *e, LLVMValueRef v) {
-    LLVMTypeRef t = LLVMTypeOf(v), type = LLVMFunctionType(t, &t, 1, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, "=r,0", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
-    return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
+/* A segment, columns p[j..end), into the vars u[h][q] (registers: the block's accumulators stay
+ * live beside them). */
+static void lanes_segment(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
+                          LLVMValueRef end, LLVMValueRef (*u)[4]) {
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) set(e, u[h][q], LLVMConstNull(lanes32(e)));
+    lanes_more_runs(e, xu, np, p, j, end, u, NULL, NULL);
+}
+
+/* A segment, columns p[j..end), into U's slots slot[h] + q in memory: the first run's sums are
+ * stored, later runs (rare: a segment of more than RSR_LANE_RUN columns) added. Nothing but the
+ * run's own sums is live through its loop, so none of it spills. */
+static void lanes_segment_staged(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
+                                 LLVMValueRef end, LLVMValueRef U, const int *slot) {
+    LLVMValueRef stop = smin(e, LLVMBuildAdd(e->b, j, c32(e, RSR_LANE_RUN), ""), end), parts[2][4];
+    lanes_run(e, xu, np, p, j, stop, parts);
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) {
+            LLVMValueRef at_q = LLVMBuildGEP2(e->b, lanes32(e), U, (LLVMValueRef[]){c64(e, slot[h] + q)}, 1, "");
+            LLVMSetAlignment(LLVMBuildStore(e->b, parts[h][q], at_q), 64);
+        }
+    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, stop, end, ""));
+    /* U laundered again: LLVM cannot forward the stores above to the loads of the later runs, so
+     * the first run's sums are not kept in registers (spilled) past them */
+    lanes_more_runs(e, xu, np, p, stop, end, NULL, launder(e, U), slot);
+    if_end(e, join);
 }
 
 /* v itself, through an empty asm statement with side effects: the segment's additions stay after
@@ -620,22 +665,25 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
     fn = begin_function(e, name, LLVMFunctionType(e->voidt, params, np == 2 ? 5 : 4, 0), false);
     add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
     /* Registers of 512 bits hold the 16 accumulators (4 rows x 64 tokens of int32) through the
-     * block, and each segment's sums are added to its rows as they come; optsize: no runtime
-     * unrolling of the 80 column loops, which at O3 grows the function to ~100K instructions and
-     * spills the accumulators around every loop. Narrower registers cannot hold them (AVX2: 32
-     * ymm of accumulators in 16 registers), nor can any hold two passes': there each segment's
-     * sums go to U in L1 (20 KB a pass), and the rows are summed from U after the last segment,
-     * 16 tokens at a time (the column loops unrolled). On AVX2 that made the lanes 8-12% faster
-     * at 2560 columns (bench_gemv, Zen 5); on AVX-512 VNNI it made them 20% slower. */
+     * block, and each segment's sums are added to its rows as they come. Narrower registers
+     * cannot hold them (AVX2: 32 ymm of accumulators in 16 registers), nor can any hold two
+     * passes': there each segment's sums go to U in L1 (20 KB a pass), stored straight from its
+     * loop (lanes_segment_staged), and the rows are summed from U after the last segment, 16
+     * tokens at a time (the column loops unrolled). On AVX2 that made the lanes 8-12% faster at
+     * 2560 columns (bench_gemv, Zen 5); on AVX-512 VNNI it made them 20% slower. optsize: no
+     * unrolling of the 80 column loops. At O3 the register form grew to ~100K instructions and
+     * spilled the accumulators around every loop; the staged form's loops were unrolled by 4
+     * with a remainder loop, two mispredicted exits a segment instead of one (with optsize and
+     * nothing live through the loop, the lanes got 1.2-1.3x faster: docs/performance.md). */
     const bool staged = np == 2 || lanes_staged(e->t);
-    if (!staged) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
+    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
     LLVMValueRef hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2), out = LLVMGetParam(fn, 3), xu[2];
     xu[0] = LLVMGetParam(fn, 0);
     if (np == 2) xu[1] = at(e, e->i8, xu[0], LLVMGetParam(fn, 4));
     LLVMValueRef acc[2][4][4], u[2][4], U = NULL; /* acc[pass][q][row]: row r of tokens 16q.. */
     for (int h = 0; h < np; h++)
         for (int q = 0; q < 4; q++) {
-            u[h][q] = var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
+            u[h][q] = staged ? NULL : var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
             for (int r = 0; r < 4; r++) acc[h][q][r] = LLVMConstNull(lanes32(e));
         }
     if (staged) {
@@ -648,19 +696,14 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
         if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
         LLVMValueRef end =
             LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
-        for (int h = 0; h < np; h++)
-            for (int q = 0; q < 4; q++) set(e, u[h][q], LLVMConstNull(lanes32(e)));
-        lanes_segment(e, xu, np, p, begin, end, u);
-        for (int h = 0; h < np; h++)
-            for (int q = 0; q < 4; q++) {
-                LLVMValueRef uv = get(e, u[h][q]);
-                if (!staged) {
-                    lanes_add_code(e, acc[h][q], c, uv, true);
-                    continue;
-                }
-                LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k) * 4 + q);
-                LLVMSetAlignment(LLVMBuildStore(e->b, uv, LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "")), 64);
-            }
+        if (staged) {
+            int slot[2] = {k * 4, ((RSR_LANE_CODES - 1) + k) * 4};
+            lanes_segment_staged(e, xu, np, p, begin, end, U, slot);
+        } else {
+            lanes_segment(e, xu, np, p, begin, end, u);
+            for (int h = 0; h < np; h++)
+                for (int q = 0; q < 4; q++) lanes_add_code(e, acc[h][q], c, get(e, u[h][q]), true);
+        }
         k++, begin = end;
     }
     for (int h = 0; staged && h < np; h++)

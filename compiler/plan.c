@@ -24,15 +24,16 @@
  * 1.38× at 6912. Fitted to bench_gemv's side-by-side rows on an AMD EPYC (Zen 4 class) with
  * AVX-512 VNNI, the mean of 1 and 2 threads, cold weights (docs/performance.md). On AVX2 the tiles
  * are 2 tokens wide and multiply with vpmaddubsw + vpmaddwd while the lanes' 16-bit adds lose
- * nothing to the narrower vectors, so the lanes fit there is 0.32 per column plus 1030 columns per
- * block (the same benchmark, the same machine running --target avx2, two runs): 1.39× at 2560 columns,
- * 2.15× at 6912. The lanes also cost 0.5 bytes per weight of index (twice the 2-bit codes), so
+ * nothing to the narrower vectors, so the lanes fit there is 0.33 per column plus 770 columns per
+ * block (the same benchmark on a Zen 5 running --target avx2, two runs, the 1/gain of the three
+ * 2560-column shapes averaged against the down projection's): 1.60× at 2560 columns, 2.28× at
+ * 6912. The lanes also cost 0.5 bytes per weight of index (twice the 2-bit codes), so
  * --prefill=auto takes them where the tiles are predicted 1.15× slower or more: on AVX-512 VNNI
- * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1900 columns or more.
+ * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1430 columns or more.
  * With AVX-VNNI the tiles need one vpdpbusd on ymm where AVX2 spends three instructions, and the
- * fit is 0.65 per column plus 1580 columns per block (bench_gemv --target avx-vnni on a Zen 5, 1
- * and 2 threads): the tiles win every 2B-4T matrix (1.14× for the lanes at 6912 columns, under
- * the 1.15× the index costs).
+ * fit is 0.61 per column plus 1155 columns per block (bench_gemv --target avx-vnni on a Zen 5, 1
+ * and 2 threads, two runs): the tiles win at 2560 columns (0.94×) and the lanes from 4480
+ * columns on (1.28× at 6912: the 2B-4T down projection).
  * --explain names the fit used.
  *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
@@ -94,9 +95,9 @@ typedef struct lanes_fit {
     double per_column, per_block_columns;
 } lanes_fit;
 static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
-    [DOT_AVX2] = {"AVX2", 0.32, 1030}, /* Zen 5 running AVX2 code: tiles of 2 tokens, maddubs */
-    /* Zen 5 running AVX-VNNI code: tiles/lanes 0.63-0.89 at 2560 columns, 1.13-1.14 at 6912 */
-    [DOT_AVXVNNI] = {"AVX-VNNI", 0.65, 1580},
+    [DOT_AVX2] = {"AVX2", 0.33, 770}, /* Zen 5 running AVX2 code: tiles of 2 tokens, maddubs */
+    /* Zen 5 running AVX-VNNI code: tiles/lanes 0.57-1.12 at 2560 columns, 1.13-1.34 at 6912 */
+    [DOT_AVXVNNI] = {"AVX-VNNI", 0.61, 1155},
     [DOT_AVX512BW] = {"AVX-512", 0.63, 650}, /* the VNNI fit (no AVX-512 BW machine measured) */
     [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
 };

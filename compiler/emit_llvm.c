@@ -564,8 +564,8 @@ static void lanes_run(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValue
     }
 }
 
-/* The runs of columns p[j..end) after the first, for (j, end) of at least one run: each run's
- * sums added to u[h][q] (vars) or, where U is given, to the slots U[slot[h] + q]. */
+/* The columns p[j..end) in runs of RSR_LANE_RUN (none where j >= end): each run's sums added to
+ * u[h][q] (vars) or, where U is given, to the slots U[slot[h] + q] in memory. */
 static void lanes_more_runs(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
                             LLVMValueRef end, LLVMValueRef (*u)[4], LLVMValueRef U, const int *slot) {
     LLVMValueRef runs =

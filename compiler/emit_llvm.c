@@ -534,6 +534,12 @@ static LLVMValueRef launder(llvm_emitter *e, LLVMValueRef v) {
     return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
 }
 
+/* &U[i], U a staged array of <16 x i32> (64-byte aligned slots) */
+static LLVMValueRef slot_at(llvm_emitter *e, LLVMValueRef U, int64_t i) {
+    LLVMValueRef idx = c64(e, i);
+    return LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "");
+}
+
 /* The sums of columns p[from..stop) (at most RSR_LANE_RUN) of pass h's x xu[h] (h < np: 1, or 2
  * with each column's index read once), still biased, widened to int32: parts[h][0..3] hold tokens
  * 0-15, 16-31, 32-47, 48-63. In the loop the words and the high bytes add in 16-bit lanes. */
@@ -582,8 +588,7 @@ static void lanes_more_runs(llvm_emitter *e, const LLVMValueRef *xu, int np, LLV
                 set(e, u[h][q], LLVMBuildAdd(e->b, get(e, u[h][q]), parts[h][q], ""));
                 continue;
             }
-            LLVMValueRef at_q = LLVMBuildGEP2(e->b, lanes32(e), U, (LLVMValueRef[]){c64(e, slot[h] + q)}, 1, "");
-            LLVMValueRef old = LLVMBuildLoad2(e->b, lanes32(e), at_q, "");
+            LLVMValueRef at_q = slot_at(e, U, slot[h] + q), old = LLVMBuildLoad2(e->b, lanes32(e), at_q, "");
             LLVMSetAlignment(old, 64);
             LLVMSetAlignment(LLVMBuildStore(e->b, LLVMBuildAdd(e->b, old, parts[h][q], ""), at_q), 64);
         }
@@ -608,8 +613,7 @@ static void lanes_segment_staged(llvm_emitter *e, const LLVMValueRef *xu, int np
     lanes_run(e, xu, np, p, j, stop, parts);
     for (int h = 0; h < np; h++)
         for (int q = 0; q < 4; q++) {
-            LLVMValueRef at_q = LLVMBuildGEP2(e->b, lanes32(e), U, (LLVMValueRef[]){c64(e, slot[h] + q)}, 1, "");
-            LLVMSetAlignment(LLVMBuildStore(e->b, parts[h][q], at_q), 64);
+            LLVMSetAlignment(LLVMBuildStore(e->b, parts[h][q], slot_at(e, U, slot[h] + q)), 64);
         }
     LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, stop, end, ""));
     /* U laundered again: LLVM cannot forward the stores above to the loads of the later runs, so
@@ -710,8 +714,8 @@ static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
         for (int q = 0; q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
             for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
                 if (c == RSR_LANE_ZERO) continue;
-                LLVMValueRef idx = c64(e, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q);
-                LLVMValueRef ld = LLVMBuildLoad2(e->b, lanes32(e), LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, ""), "");
+                LLVMValueRef ld =
+                    LLVMBuildLoad2(e->b, lanes32(e), slot_at(e, U, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q), "");
                 LLVMSetAlignment(ld, 64);
                 lanes_add_code(e, acc[h][q], c, ld, false);
             }

@@ -169,7 +169,11 @@ V8_FN static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d)
 /* Rows ahead whose lines the first slice's pass prefetches (vacc_t, vacc4_t): the slices go down
  * the rows a slice at a time, so each row's lines are first touched a row stride apart and come
  * from memory in a decode step (bench_attention, 4K keys of bf16: 15% faster). */
-#define VACC4_AHEAD 8
+#define VACC_AHEAD 8
+static inline void prefetch_row(attn_rows values, int64_t j) {
+    const char *row = (const char *)attn_row(values, j);
+    for (size_t line = 0; line < values.bytes; line += 64) __builtin_prefetch(row + line);
+}
 
 /* o[d] += Σ_j x[j] · v_j, each element's terms added in j order: D = 64 (a constant: eight
  * accumulators in registers) for each 64-element slice of a d that is a multiple of 64, D = 0
@@ -194,10 +198,7 @@ V8_TYPED static void vacc_t(float *o, const float *x, const int32_t *idx, int32_
 #pragma GCC unroll 8
         for (int i = 0; i < D / 8; i++) acc[i] = v8_loadu(o + at + 8 * i);
         for (int32_t j = 0; j < n; j++) {
-            if (at == 0 && j + VACC4_AHEAD < n) { /* as vacc4_t does */
-                const char *ahead = (const char *)attn_row(values, idx ? idx[j + VACC4_AHEAD] : j + VACC4_AHEAD);
-                for (size_t line = 0; line < values.bytes; line += 64) __builtin_prefetch(ahead + line);
-            }
+            if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD);
             if (x[j] == 0.0f) continue;
             const v8 e = v8_set1(x[j]);
             const void *v = attn_row(values, idx ? idx[j] : j);
@@ -231,10 +232,7 @@ V8_TYPED static void vacc4_t(float *const o[4], const float *const x[4], int32_t
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) acc[g][0] = v8_loadu(o[g] + at), acc[g][1] = v8_loadu(o[g] + at + 8);
         for (int32_t j = 0; j < n; j++) {
-            if (at == 0 && j + VACC4_AHEAD < n) { /* the rows come from memory: ask ahead */
-                const char *ahead = (const char *)attn_row(values, j + VACC4_AHEAD);
-                for (size_t line = 0; line < values.bytes; line += 64) __builtin_prefetch(ahead + line);
-            }
+            if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, j + VACC_AHEAD);
             const int live = (x[0][j] != 0.0f) + (x[1][j] != 0.0f) + (x[2][j] != 0.0f) + (x[3][j] != 0.0f);
             if (!live) continue;
             const void *v = attn_row(values, j);

@@ -60,6 +60,16 @@ V8_FN float attn_v8_dot(const float *q, const void *k, int32_t d, int32_t type) 
     }
 }
 
+/* Rows ahead whose lines are asked for before they are read: the values' first slice (vacc_t,
+ * vacc4_t), whose slices go down the rows a slice at a time, so each row's lines are first touched
+ * a row stride apart and come from memory in a decode step (bench_attention, 4K keys of bf16: 15%
+ * faster); and the keys of the four-head scores (scores_t). */
+#define VACC_AHEAD 8
+static inline void prefetch_row(attn_rows rows, int64_t j) {
+    const char *row = (const char *)attn_row(rows, j);
+    for (size_t line = 0; line < rows.bytes; line += 64) __builtin_prefetch(row + line);
+}
+
 /* Scores of 8 consecutive rows of k for one query; d a multiple of 8. */
 V8_TYPED static v8 scores8(const float *q, attn_rows k, int32_t d, int32_t type) {
     v8 acc[8], sc[8];
@@ -101,6 +111,8 @@ V8_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32_
     const int32_t n = j1 - j0, g4 = d % 8 == 0 ? gq / 4 * 4 : 0;
     for (int32_t g = 0; g < g4; g += 4)
         for (int32_t j = 0; j + 2 <= n; j += 2) {
+            if (g == 0 && j + VACC_AHEAD + 2 <= n)
+                prefetch_row(keys, j0 + j + VACC_AHEAD), prefetch_row(keys, j0 + j + VACC_AHEAD + 1);
             float r[8];
             v8_storeu(r, scores2x4(q + (size_t)g * (size_t)d, d, attn_rows_from(keys, j0 + j), type));
 #pragma GCC unroll 4
@@ -166,15 +178,6 @@ V8_FN static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d)
     return 1;
 }
 
-/* Rows ahead whose lines the first slice's pass prefetches (vacc_t, vacc4_t): the slices go down
- * the rows a slice at a time, so each row's lines are first touched a row stride apart and come
- * from memory in a decode step (bench_attention, 4K keys of bf16: 15% faster). */
-#define VACC_AHEAD 8
-static inline void prefetch_row(attn_rows values, int64_t j) {
-    const char *row = (const char *)attn_row(values, j);
-    for (size_t line = 0; line < values.bytes; line += 64) __builtin_prefetch(row + line);
-}
-
 /* o[d] += Σ_j x[j] · v_j, each element's terms added in j order: D = 64 (a constant: eight
  * accumulators in registers) for each 64-element slice of a d that is a multiple of 64, D = 0
  * for any d through memory. */
@@ -222,28 +225,53 @@ V8_FN static void vacc(float *o, const float *x, const int32_t *idx, int32_t n, 
 #undef VACC1
 }
 
+/* 1 when none of the four heads' n weights is zero: the usual case (a weight is 0 only where
+ * exp underflows or the score is −inf), where vacc4_t's rows skip nothing and need no test. */
+static inline int none_zero4(const float *const x[4], int32_t n) {
+    int zero = 0;
+    for (int g = 0; g < 4; g++)
+        for (int32_t j = 0; j < n; j++) zero |= x[g][j] == 0.0f;
+    return !zero;
+}
+
+/* Row j of vacc4_t's slice at: each live head's acc[g] += x_g[j] · v_j[at .. at+16). checked: some
+ * weight may be zero, so the row's are tested (a head with a zero weight adds nothing). */
+V8_TYPED static void vacc4_row(v8 acc[4][2], const float *const x[4], int32_t j, attn_rows values, int32_t at,
+                               int32_t d, int32_t type, int checked) {
+    const int live = checked ? (x[0][j] != 0.0f) + (x[1][j] != 0.0f) + (x[2][j] != 0.0f) + (x[3][j] != 0.0f) : 4;
+    if (!live) return;
+    const void *v = attn_row(values, j);
+    const v8 sc = scale8(v, type, d), a = v8_row(v, at, type, sc), b = v8_row(v, at + 8, type, sc);
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        if (live < 4 && x[g][j] == 0.0f) continue;
+        const v8 e = v8_set1(x[g][j]);
+        acc[g][0] = v8_fma(e, a, acc[g][0]), acc[g][1] = v8_fma(e, b, acc[g][1]);
+    }
+}
+
 /* Four heads' o_g[d] += Σ_j x_g[j] · v_j over the same value rows (the query heads of a KV head):
  * each row widened once for the four, 16 elements at a time (eight accumulators). Each head adds
- * its terms in vacc_t's order and skips the same zero weights, so it gets vacc_t's bits. */
+ * its terms in vacc_t's order and skips the same zero weights, so it gets vacc_t's bits. The
+ * weights are tested once for the whole range: per row and slice the tests cost as much as the
+ * row's FMAs (perf of a decode step at 4K positions), and are rarely needed. */
 V8_TYPED static void vacc4_t(float *const o[4], const float *const x[4], int32_t n, attn_rows values, int32_t d,
                              int32_t type) {
+    const int checked = !none_zero4(x, n);
     for (int32_t at = 0; at < d; at += 16) {
         v8 acc[4][2];
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) acc[g][0] = v8_loadu(o[g] + at), acc[g][1] = v8_loadu(o[g] + at + 8);
-        for (int32_t j = 0; j < n; j++) {
-            if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, j + VACC_AHEAD);
-            const int live = (x[0][j] != 0.0f) + (x[1][j] != 0.0f) + (x[2][j] != 0.0f) + (x[3][j] != 0.0f);
-            if (!live) continue;
-            const void *v = attn_row(values, j);
-            const v8 sc = scale8(v, type, d), a = v8_row(v, at, type, sc), b = v8_row(v, at + 8, type, sc);
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                if (live < 4 && x[g][j] == 0.0f) continue;
-                const v8 e = v8_set1(x[g][j]);
-                acc[g][0] = v8_fma(e, a, acc[g][0]), acc[g][1] = v8_fma(e, b, acc[g][1]);
+        if (checked)
+            for (int32_t j = 0; j < n; j++) {
+                if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, j + VACC_AHEAD);
+                vacc4_row(acc, x, j, values, at, d, type, 1);
             }
-        }
+        else
+            for (int32_t j = 0; j < n; j++) {
+                if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, j + VACC_AHEAD);
+                vacc4_row(acc, x, j, values, at, d, type, 0);
+            }
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) v8_storeu(o[g] + at, acc[g][0]), v8_storeu(o[g] + at + 8, acc[g][1]);
     }
@@ -271,10 +299,9 @@ V8_FN void attn_v8_dense_range(attn_state *st, const float *q, int32_t gq, attn_
     int w[ATTN_GROUP_MAX];
     for (int32_t g = 0; g < gq; g++) {
         float *x = scratch + (size_t)g * (size_t)n;
-        for (int32_t j = 0; j < n; j++) { /* the compiler vectorises this */
-            if (count) count[g] += x[j] >= tau[g];
-            x[j] *= scale;
-        }
+        if (count) /* apart from the scaling, which gcc then vectorises */
+            for (int32_t j = 0; j < n; j++) count[g] += x[j] >= tau[g];
+        for (int32_t j = 0; j < n; j++) x[j] *= scale;
         w[g] = softmax_weights(&st[g], x, n, d);
     }
     /* the values: heads four at a time over the same rows where every one of them has weights */

@@ -3,7 +3,9 @@
  * kernels may speed up by sharing each key and value row between the heads: loaded once, widened
  * once) gives every head the bits it gets alone: the running max, the sum of weights and every
  * element of the output, for every element type, head sizes with and without a fast path, 1 to 5
- * heads and any number of keys. Run in each kernel family (ctest: default, RSR_CPU=avx2
+ * heads and any number of keys; with queries of ordinary size and with some heads' queries made so
+ * large that many of their weights underflow to exactly 0 (which the kernels skip) while the
+ * other heads' do not. Run in each kernel family (ctest: default, RSR_CPU=avx2
  * for AVX2, RSR_CPU=portable for the portable C; under qemu-aarch64, NEON and portable).
  */
 #include <math.h>
@@ -15,8 +17,19 @@
 #include "attn_kernels.h"
 #include "expect.h"
 
+/* Keys whose weight underflows for query q (exp((s − max)/√d) below FLT_MIN), by scalar scores. */
+static int32_t underflowing(const float *q, attn_rows kr, int32_t d, int32_t j0, int32_t j1) {
+    float mx = -INFINITY;
+    for (int32_t j = j0; j < j1; j++) mx = fmaxf(mx, attn_dot_kv(q, kr, j, d));
+    int32_t zeros = 0;
+    for (int32_t j = j0; j < j1; j++) zeros += (attn_dot_kv(q, kr, j, d) - mx) / sqrtf((float)d) < -88.0f;
+    return zeros;
+}
+
 int main(void) {
     unsigned seed = 11;
+    const float big[2][5] = {{1, 1, 1, 1, 1}, {1, 60, 1, 200, 1}}; /* the query heads' scales */
+    int64_t zero_weights = 0;
     const int32_t dims[] = {128, 64, 40, 96};
     for (int32_t type = 0; type < ATTN_TYPES; type++)
         for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
@@ -32,25 +45,32 @@ int main(void) {
                 for (int32_t i = 0; i < d; i++) x[i] = (float)rand_r(&seed) / (float)RAND_MAX * 2.0f - 1.0f;
                 attn_narrow_row(type, x, d, V + row * (size_t)j);
             }
-            for (int32_t i = 0; i < d * gq_max; i++) q[i] = (float)rand_r(&seed) / (float)RAND_MAX * 2.0f - 1.0f;
             const attn_rows kr = {.base = K, .bytes = row, .type = type}, vr = {.base = V, .bytes = row, .type = type};
-            for (int32_t gq = 1; gq <= gq_max; gq++)
-                for (int32_t n = 1; n <= n_max; n += n < 20 ? 1 : 37) {
-                    attn_state all[5], one;
-                    for (int32_t g = 0; g < gq; g++) all[g].o = o_all + g * d, attn_state_clear(&all[g], d);
-                    attn_dense_range_kv(all, q, gq, kr, vr, d, 3, 3 + n < n_max ? 3 + n : n_max, scratch, NULL, NULL);
-                    for (int32_t g = 0; g < gq; g++) {
-                        one.o = o_one, attn_state_clear(&one, d);
-                        attn_dense_range_kv(&one, q + g * d, 1, kr, vr, d, 3, 3 + n < n_max ? 3 + n : n_max, scratch,
-                                            NULL, NULL);
-                        EXPECT(!memcmp(&one.m, &all[g].m, sizeof one.m) && !memcmp(&one.l, &all[g].l, sizeof one.l) &&
-                                   !memcmp(one.o, all[g].o, sizeof(float) * (size_t)d),
-                               "type %d, d %d, %d heads, %d keys: head %d together differs from alone (l %.9g vs %.9g)",
-                               type, d, gq, n, g, (double)all[g].l, (double)one.l);
+            for (int b = 0; b < 2; b++) {
+                for (int32_t i = 0; i < d * gq_max; i++)
+                    q[i] = ((float)rand_r(&seed) / (float)RAND_MAX * 2.0f - 1.0f) * big[b][i / d];
+                for (int32_t gq = 1; gq <= gq_max; gq++)
+                    for (int32_t n = 1; n <= n_max; n += n < 20 ? 1 : 37) {
+                        const int32_t j1 = 3 + n < n_max ? 3 + n : n_max;
+                        attn_state all[5], one;
+                        for (int32_t g = 0; g < gq; g++) all[g].o = o_all + g * d, attn_state_clear(&all[g], d);
+                        attn_dense_range_kv(all, q, gq, kr, vr, d, 3, j1, scratch, NULL, NULL);
+                        for (int32_t g = 0; g < gq; g++) {
+                            one.o = o_one, attn_state_clear(&one, d);
+                            attn_dense_range_kv(&one, q + g * d, 1, kr, vr, d, 3, j1, scratch, NULL, NULL);
+                            EXPECT(!memcmp(&one.m, &all[g].m, sizeof one.m) &&
+                                       !memcmp(&one.l, &all[g].l, sizeof one.l) &&
+                                       !memcmp(one.o, all[g].o, sizeof(float) * (size_t)d),
+                                   "type %d, d %d, %d heads, %d keys, scales %d: head %d together differs from alone "
+                                   "(l %.9g vs %.9g)",
+                                   type, d, gq, n, b, g, (double)all[g].l, (double)one.l);
+                            if (gq == gq_max) zero_weights += underflowing(q + g * d, kr, d, 3, j1);
+                        }
                     }
-                }
+            }
             free(K), free(V), free(q), free(x), free(scratch), free(o_all), free(o_one);
         }
+    EXPECT(zero_weights > 0, "no weight underflowed: the kernels' zero-weight path was not tried");
     printf("test_attn_groups (%s kernels): %d passed, %d failed\n", rt_isa_name(rt_cpu_isa()), checks - failures,
            failures);
     return failures != 0;

@@ -22,11 +22,18 @@ void die(const char *fmt, ...) {
     exit(1);
 }
 
+/* A write error on stdout is fatal, except a write that Ctrl-C interrupted: the chat's handler has
+ * no SA_RESTART (so that a read at the prompt returns), and a reply written to a terminal that
+ * is slow to drain can be blocked in write() when Ctrl-C stops it. What that write had not
+ * written is dropped (stdio's buffer is reset), a piece of the reply being stopped. */
 void flush_stdout(void) {
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        int e = errno ? errno : EIO;
+    for (int tries = 0;; tries++) {
+        const int failed = ferror(stdout), e_before = errno;
+        errno = 0;
+        if (fflush(stdout) == 0 && !failed) return;
+        const int e = errno ? errno : failed && e_before ? e_before : EIO;
         clearerr(stdout);
-        die("stdout: %s", strerror(e));
+        if (e != EINTR || tries == 8) die("stdout: %s", strerror(e));
     }
 }
 

@@ -60,14 +60,28 @@ V8_FN float attn_v8_dot(const float *q, const void *k, int32_t d, int32_t type) 
     }
 }
 
-/* Rows ahead whose lines are asked for before they are read: the values' first slice (vacc_t,
- * vacc4_t), whose slices go down the rows a slice at a time, so each row's lines are first touched
- * a row stride apart and come from memory in a decode step (bench_attention, 4K keys of bf16: 15%
- * faster); and the keys of the four-head scores (scores_t). */
+/* Rows whose lines are asked for before they are read. The keys of the scores, KEYS_AHEAD rows
+ * ahead. The values: in dense_range the scores' pass asks for the value rows of the keys it is
+ * scoring (into L2: a chunk's are 64 KB), so that the values' pass, which goes down the rows a
+ * 16-element slice at a time and would otherwise meet each row's lines from memory one by one,
+ * finds them there; elsewhere the values' first slice asks for its rows VACC_AHEAD ahead. */
+#define KEYS_AHEAD 16
 #define VACC_AHEAD 8
-static inline void prefetch_row(attn_rows rows, int64_t j) {
+V8_TYPED static void prefetch_row(attn_rows rows, int64_t j, int to_l2) {
     const char *row = (const char *)attn_row(rows, j);
-    for (size_t line = 0; line < rows.bytes; line += 64) __builtin_prefetch(row + line);
+    for (size_t line = 0; line < rows.bytes; line += 64)
+        if (to_l2)
+            __builtin_prefetch(row + line, 0, 2);
+        else
+            __builtin_prefetch(row + line);
+}
+
+/* Before rows j, j + 1 of keys (from j0) are scored: their keys KEYS_AHEAD on, and their values
+ * (vals.base NULL: none). */
+V8_TYPED static void prefetch_pair(attn_rows keys, attn_rows vals, int32_t j0, int32_t j, int32_t n) {
+    if (j + KEYS_AHEAD + 2 <= n)
+        prefetch_row(keys, j0 + j + KEYS_AHEAD, 0), prefetch_row(keys, j0 + j + KEYS_AHEAD + 1, 0);
+    if (vals.base) prefetch_row(vals, j0 + j, 1), prefetch_row(vals, j0 + j + 1, 1);
 }
 
 /* Scores of 8 consecutive rows of k for one query; d a multiple of 8. */
@@ -105,14 +119,14 @@ V8_TYPED static v8 scores2x4(const float *q, int32_t d, attn_rows k, int32_t typ
 }
 
 /* dots[g·ostride + j] = q_g·k_{j0+j}: where d allows, the query heads four at a time over pairs of
- * keys and the rest 8 keys at a time; the remaining keys one by one. */
+ * keys and the rest 8 keys at a time; the remaining keys one by one. vals: rows asked for into L2
+ * as their keys are scored (prefetch_pair), or base NULL. */
 V8_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1,
-                              float *dots, size_t ostride, int32_t type) {
+                              float *dots, size_t ostride, int32_t type, attn_rows vals) {
     const int32_t n = j1 - j0, g4 = d % 8 == 0 ? gq / 4 * 4 : 0;
     for (int32_t g = 0; g < g4; g += 4)
         for (int32_t j = 0; j + 2 <= n; j += 2) {
-            if (g == 0 && j + VACC_AHEAD + 2 <= n)
-                prefetch_row(keys, j0 + j + VACC_AHEAD), prefetch_row(keys, j0 + j + VACC_AHEAD + 1);
+            if (g == 0) prefetch_pair(keys, vals, j0, j, n);
             float r[8];
             v8_storeu(r, scores2x4(q + (size_t)g * (size_t)d, d, attn_rows_from(keys, j0 + j), type));
 #pragma GCC unroll 4
@@ -122,11 +136,13 @@ V8_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32_
     if (g4 && n % 2) /* the last key of an odd count */
         for (int32_t g = 0; g < g4; g++)
             dots[(size_t)g * ostride + n - 1] = dot_t(q + (size_t)g * (size_t)d, attn_row(keys, j1 - 1), d, type);
+    if (g4) vals.base = NULL; /* asked for above */
     q += (size_t)g4 * (size_t)d, dots += (size_t)g4 * ostride, gq -= g4;
     int32_t j = 0;
-    if (d % 8 == 0)
+    if (d % 8 == 0 && gq > 0)
         for (; j + 8 <= n; j += 8) {
             const attn_rows k = attn_rows_from(keys, j0 + j);
+            for (int t = 0; t < 8; t += 2) prefetch_pair(keys, vals, j0, j + t, n);
             for (int32_t g = 0; g < gq; g++)
                 v8_storeu(dots + (size_t)g * ostride + j, scores8(q + (size_t)g * (size_t)d, k, d, type));
         }
@@ -135,14 +151,22 @@ V8_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32_
             dots[(size_t)g * ostride + j] = dot_t(q + (size_t)g * (size_t)d, attn_row(keys, j0 + j), d, type);
 }
 
+/* The scores of dense_range, or alone (vals.base NULL). */
+V8_FN static void scores_vals(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1,
+                              float *dots, size_t ostride, attn_rows vals) {
+    switch (keys.type) {
+    case ATTN_BF16: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_BF16, vals); break;
+    case ATTN_F16: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_F16, vals); break;
+    case ATTN_Q8: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_Q8, vals); break;
+    default: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_F32, vals); break;
+    }
+}
+
 V8_FN void attn_v8_scores(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
                           size_t ostride) {
-    switch (keys.type) {
-    case ATTN_BF16: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_BF16); break;
-    case ATTN_F16: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_F16); break;
-    case ATTN_Q8: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_Q8); break;
-    default: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_F32); break;
-    }
+    attn_rows none = keys;
+    none.base = NULL;
+    scores_vals(q, gq, keys, d, j0, j1, dots, ostride, none);
 }
 
 /* The softmax half of attn_accumulate: raises st->m to the chunk's maximum, turns x into the
@@ -201,7 +225,7 @@ V8_TYPED static void vacc_t(float *o, const float *x, const int32_t *idx, int32_
 #pragma GCC unroll 8
         for (int i = 0; i < D / 8; i++) acc[i] = v8_loadu(o + at + 8 * i);
         for (int32_t j = 0; j < n; j++) {
-            if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD);
+            if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD, 0);
             if (x[j] == 0.0f) continue;
             const v8 e = v8_set1(x[j]);
             const void *v = attn_row(values, idx ? idx[j] : j);
@@ -264,12 +288,10 @@ V8_TYPED static void vacc4_t(float *const o[4], const float *const x[4], int32_t
         for (int g = 0; g < 4; g++) acc[g][0] = v8_loadu(o[g] + at), acc[g][1] = v8_loadu(o[g] + at + 8);
         if (checked)
             for (int32_t j = 0; j < n; j++) {
-                if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, j + VACC_AHEAD);
                 vacc4_row(acc, x, j, values, at, d, type, 1);
             }
         else
             for (int32_t j = 0; j < n; j++) {
-                if (at == 0 && j + VACC_AHEAD < n) prefetch_row(values, j + VACC_AHEAD);
                 vacc4_row(acc, x, j, values, at, d, type, 0);
             }
 #pragma GCC unroll 4
@@ -294,7 +316,7 @@ V8_FN void attn_v8_dense_range(attn_state *st, const float *q, int32_t gq, attn_
                                int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count) {
     const float scale = 1.0f / sqrtf((float)d);
     const int32_t n = j1 - j0;
-    attn_v8_scores(q, gq, keys, d, j0, j1, scratch, (size_t)n);
+    scores_vals(q, gq, keys, d, j0, j1, scratch, (size_t)n, values);
     const attn_rows v0 = attn_rows_from(values, j0);
     int w[ATTN_GROUP_MAX];
     for (int32_t g = 0; g < gq; g++) {

@@ -25,12 +25,17 @@ void die(const char *fmt, ...) {
 /* A write error on stdout is fatal, except a write that Ctrl-C interrupted: the chat's handler has
  * no SA_RESTART (so that a read at the prompt returns), and a reply written to a terminal that
  * is slow to drain can be blocked in write() when Ctrl-C stops it. What that write had not
- * written is dropped (stdio's buffer is reset), a piece of the reply being stopped. */
+ * written is dropped (stdio's buffer is reset), a piece of the reply being stopped. Output is
+ * flushed after each piece, so errno still tells why a write of the piece failed. */
 void flush_stdout(void) {
+    const int saved = errno;
     for (int tries = 0;; tries++) {
         const int failed = ferror(stdout), e_before = errno;
         errno = 0;
-        if (fflush(stdout) == 0 && !failed) return;
+        if (fflush(stdout) == 0 && !failed) {
+            errno = saved;
+            return;
+        }
         const int e = errno ? errno : failed && e_before ? e_before : EIO;
         clearerr(stdout);
         if (e != EINTR || tries == 8) die("stdout: %s", strerror(e));

@@ -62,18 +62,20 @@ V8_FN float attn_v8_dot(const float *q, const void *k, int32_t d, int32_t type) 
 
 /* Rows whose lines are asked for before they are read. The keys of the scores, KEYS_AHEAD rows
  * ahead. The values: in dense_range the scores' pass asks for the value rows of the keys it is
- * scoring (into L2: a chunk's are 64 KB), so that the values' pass, which goes down the rows a
- * 16-element slice at a time and would otherwise meet each row's lines from memory one by one,
- * finds them there; elsewhere the values' first slice asks for its rows VACC_AHEAD ahead. */
+ * scoring, into L2 (a chunk's values are 64 KB at d 128 in 16 bits), so that the values' pass,
+ * which goes down the rows a 16-element slice at a time and would otherwise meet each row's lines
+ * from memory one by one, finds them there. vacc_t's first slice also asks for its rows
+ * VACC_AHEAD ahead (Louver's rows, given by index, are not scored here first). Every line a row
+ * touches is asked for, from the one its first byte is in (q8 rows are not line-aligned). */
 #define KEYS_AHEAD 16
 #define VACC_AHEAD 8
 V8_TYPED static void prefetch_row(attn_rows rows, int64_t j, int to_l2) {
-    const char *row = (const char *)attn_row(rows, j);
-    for (size_t line = 0; line < rows.bytes; line += 64)
+    const uintptr_t row = (uintptr_t)attn_row(rows, j), end = row + rows.bytes;
+    for (uintptr_t line = row & ~(uintptr_t)63; line < end; line += 64)
         if (to_l2)
-            __builtin_prefetch(row + line, 0, 2);
+            __builtin_prefetch((const void *)line, 0, 2);
         else
-            __builtin_prefetch(row + line);
+            __builtin_prefetch((const void *)line);
 }
 
 /* Before rows j, j + 1 of keys (from j0) are scored: their keys KEYS_AHEAD on, and their values

@@ -22,23 +22,11 @@ void die(const char *fmt, ...) {
     exit(1);
 }
 
-/* A write error on stdout is fatal, except a write that Ctrl-C interrupted: the chat's handler has
- * no SA_RESTART (so that a read at the prompt returns), and a reply written to a terminal that
- * is slow to drain can be blocked in write() when Ctrl-C stops it. What that write had not
- * written is dropped (stdio's buffer is reset), a piece of the reply being stopped. Output is
- * flushed after each piece, so errno still tells why a write of the piece failed. */
 void flush_stdout(void) {
-    const int saved = errno;
-    for (int tries = 0;; tries++) {
-        const int failed = ferror(stdout), e_before = errno;
-        errno = 0;
-        if (fflush(stdout) == 0 && !failed) {
-            errno = saved;
-            return;
-        }
-        const int e = errno ? errno : failed && e_before ? e_before : EIO;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno ? errno : EIO;
         clearerr(stdout);
-        if (e != EINTR || tries == 8) die("stdout: %s", strerror(e));
+        die("stdout: %s", strerror(e));
     }
 }
 

@@ -299,7 +299,9 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
                 "rsr-run: chatting with %s (template %s); /help lists the commands, Ctrl-C stops a reply, "
                 "Ctrl-D quits\n",
                 o->model_path, name);
-        struct sigaction sa = {.sa_handler = on_interrupt}; /* no SA_RESTART: a read in progress returns */
+        /* SA_RESTART: the handler returns only during a reply (at the prompt it ends rsr-run), where
+         * a write to a terminal slow to drain may be blocked; it goes on instead of failing EINTR */
+        struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESTART};
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
     }

@@ -166,9 +166,7 @@ V8_FN static void scores_vals(const float *q, int32_t gq, attn_rows keys, int32_
 
 V8_FN void attn_v8_scores(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
                           size_t ostride) {
-    attn_rows none = keys;
-    none.base = NULL;
-    scores_vals(q, gq, keys, d, j0, j1, dots, ostride, none);
+    scores_vals(q, gq, keys, d, j0, j1, dots, ostride, (attn_rows){.base = NULL});
 }
 
 /* The softmax half of attn_accumulate: raises st->m to the chunk's maximum, turns x into the
@@ -288,14 +286,10 @@ V8_TYPED static void vacc4_t(float *const o[4], const float *const x[4], int32_t
         v8 acc[4][2];
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) acc[g][0] = v8_loadu(o[g] + at), acc[g][1] = v8_loadu(o[g] + at + 8);
-        if (checked)
-            for (int32_t j = 0; j < n; j++) {
-                vacc4_row(acc, x, j, values, at, d, type, 1);
-            }
+        if (checked) /* two loops, so that the usual one has no tests in it */
+            for (int32_t j = 0; j < n; j++) vacc4_row(acc, x, j, values, at, d, type, 1);
         else
-            for (int32_t j = 0; j < n; j++) {
-                vacc4_row(acc, x, j, values, at, d, type, 0);
-            }
+            for (int32_t j = 0; j < n; j++) vacc4_row(acc, x, j, values, at, d, type, 0);
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) v8_storeu(o[g] + at, acc[g][0]), v8_storeu(o[g] + at + 8, acc[g][1]);
     }

@@ -12,8 +12,8 @@
  * /health, /metrics (Prometheus text), /info (the model and its manifest) and / (a chat page).
  * Errors are OpenAI-shaped JSON: 400 for a request that cannot be served as given (named field),
  * 404 for an unknown path, 413 for a body over --max-body, 503 with Retry-After when the queue is
- * full or the server is stopping. SIGINT and SIGTERM stop taking requests, let the running ones
- * finish for up to --drain seconds, cancel the rest, and exit 0.
+ * full or the server is stopping. SIGINT, SIGTERM and SIGHUP stop taking requests, let the running
+ * ones finish for up to --drain seconds, cancel the rest, and exit 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -74,6 +74,7 @@ typedef struct request {
     char *body;
     size_t len, cap;
     bool too_large, answered;
+    bool closing;    /* the client asked for the connection to close after this reply */
     char line[96];   /* "POST /v1/completions" */
     unsigned status; /* of the reply queued (0: none) */
     double t0;       /* when its headers came */
@@ -1079,6 +1080,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
     serve_metrics mt;
     int32_t active, queued;
     serve_get_metrics(sv->e, &mt, &active, &queued);
+    long reaped, refused_client, refused_total;
+    serve_guard_counts(sv->guard, &reaped, &refused_client, &refused_total);
     char buf[8192];
     int n = snprintf(
         buf, sizeof buf,
@@ -1102,6 +1105,10 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n"
         "# HELP rsr_connections_timed_out_total Connections closed for taking too long over a request.\n"
         "# TYPE rsr_connections_timed_out_total counter\nrsr_connections_timed_out_total %ld\n"
+        "# HELP rsr_connections_refused_total Connections told 503 at once (over --max-per-client or "
+        "--max-connections).\n# TYPE rsr_connections_refused_total counter\n"
+        "rsr_connections_refused_total{limit=\"per_client\"} %ld\n"
+        "rsr_connections_refused_total{limit=\"total\"} %ld\n"
         /* what inference gateways route on (the Gateway API Inference Extension), also under vLLM's names */
         "# HELP rsr_num_requests_running Requests in a slot.\n# TYPE rsr_num_requests_running gauge\n"
         "rsr_num_requests_running %d\n"
@@ -1119,8 +1126,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
         mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, queued, active,
-        mt.recent_tok_s, serve_guard_reaped(sv->guard), active, queued, mt.kv_usage, active, queued, mt.kv_usage,
-        mt.kv_usage);
+        mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
+        mt.kv_usage, mt.kv_usage);
     long inputs, tokens;
     int32_t waiting;
     embedder_counts(sv->emb, &inputs, &tokens, &waiting);
@@ -1241,14 +1248,16 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
  * its body, and once more when the body is complete. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *data, size_t *data_size, void **con_cls) {
-    (void)version;
     server *sv = cls;
     request *rq = *con_cls;
     if (!rq) { /* the headers: checked before a byte of the body is read */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         *con_cls = rq;
+        if (serve_guard_conn_refused(conn_of(c))) return MHD_NO; /* told 503 when it opened */
         snprintf(rq->line, sizeof rq->line, "%.7s %.80s", method, url);
         rq->t0 = serve_now();
+        const char *conn = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Connection");
+        rq->closing = conn ? strcasestr(conn, "close") != NULL : !strcmp(version, MHD_HTTP_VERSION_1_0);
         __atomic_add_fetch(&sv->in_flight, 1, __ATOMIC_SEQ_CST);
         enum MHD_Result ret;
         current = rq;
@@ -1307,11 +1316,13 @@ static void log_request(const server *sv, struct MHD_Connection *c, const reques
 }
 
 /* A request is over (answered in full, or its connection gone): a kept-alive connection has
- * --header-timeout for its next request. */
+ * --header-timeout for its next request; one the client asked to close counts no more against
+ * the connection limits (its client may already be opening the next). */
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)toe;
     server *sv = cls;
     request *rq = *con_cls;
+    if (rq && (rq->closing || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK))
+        serve_guard_conn_closing(sv->guard, conn_of(c));
     if (rq) {
         log_request(sv, c, rq);
         free(rq->body), free(rq);
@@ -1325,9 +1336,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
                              enum MHD_ConnectionNotificationCode what) {
     server *sv = cls;
-    if (what == MHD_CONNECTION_NOTIFY_STARTED)
-        *socket_context = serve_guard_conn_open(sv->guard, connection_fd(c));
-    else if (what == MHD_CONNECTION_NOTIFY_CLOSED)
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        *socket_context = serve_guard_conn_open(sv->guard, connection_fd(c), ci ? ci->client_addr : NULL);
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED)
         serve_guard_conn_close(sv->guard, *socket_context), *socket_context = NULL;
 }
 
@@ -1383,7 +1395,8 @@ static void usage(FILE *out) {
           "  --chat-template-file FILE\n"
           "                     a Jinja chat template to use instead\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
-          "  --drain S          on SIGINT/SIGTERM, seconds running requests may take to finish (default 10)\n"
+          "  --drain S          on SIGINT, SIGTERM or SIGHUP, seconds running requests may take to finish\n"
+          "                     (default 10)\n"
           "  --digest SHA256    refuse to load MODEL.so unless its SHA-256 is this (rsr-run --digest\n"
           "                     prints it); checked before any of its code runs\n"
           "\n"
@@ -1410,8 +1423,8 @@ static void usage(FILE *out) {
           "  curl -s localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'\n"
           "  rsr-serve model.so --host 0.0.0.0 --api-key-file keys.txt --allow-host llm.example.org\n"
           "\n"
-          "signals: SIGINT or SIGTERM stop taking requests (503 from then on) and let running ones\n"
-          "finish (--drain), their replies sent in full, then exit.\n"
+          "signals: SIGINT, SIGTERM or SIGHUP stop taking requests (503 from then on) and let running\n"
+          "ones finish (--drain), their replies sent in full, then exit.\n"
           "exit status: 0 after a clean stop; 1 when the model cannot be served (the reason on stderr).\n"
           "See docs/deploy.md (PREFIX/share/doc/rsrc/docs/deploy.md when installed).\n",
           out);
@@ -1471,6 +1484,11 @@ static socklen_t listen_address(const char *host, long port, struct sockaddr_sto
 }
 
 /* Room for the connections' sockets and the guard's duplicates of them. */
+/* The connections the HTTP library takes beyond --max-connections: the guard counts the limits and
+ * tells a connection over them 503 (serve_guard.c), which it can only do to one the library took;
+ * past this margin too the library closes new connections without a word. */
+#define REFUSAL_ROOM 256
+
 static void raise_file_limit(long connections) {
     struct rlimit rl;
     rlim_t need = (rlim_t)(2 * connections + 256);
@@ -1619,6 +1637,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
     a->gp.keys = a->keys.v, a->gp.n_keys = a->keys.n;
     a->gp.hosts = a->hosts.v, a->gp.n_hosts = a->hosts.n;
     a->gp.origins = a->origins.v, a->gp.n_origins = a->origins.n;
+    a->gp.max_connections = a->max_conn, a->gp.per_client = a->per_client;
 }
 
 /* Opens the model (its digest checked first when one is given) into sv; dies with the reason. */
@@ -1643,11 +1662,16 @@ static void open_model(server *sv, const serve_args *a) {
             api.model_errmsg(sv->m));
 }
 
-/* SIGINT/SIGTERM: new requests get 503 while the running ones finish (up to --drain seconds) and
- * their replies go out in full (a few seconds more at most); then the connections close. */
+/* SIGINT/SIGTERM/SIGHUP: new requests get 503 while the running ones finish (up to --drain
+ * seconds) and their replies go out in full (a few seconds more at most); then the connections
+ * close. SIGHUP (a closed terminal, or a supervisor's reload) drains too: there is nothing to
+ * reload in place, and its default action would cut every stream without an end. */
 static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain) {
     fprintf(stderr, "rsr-serve: %s: finishing running requests (up to %ld s), taking no new ones\n",
-            sig == SIGINT ? "SIGINT" : "SIGTERM", drain);
+            sig == SIGINT   ? "SIGINT"
+            : sig == SIGHUP ? "SIGHUP"
+                            : "SIGTERM",
+            drain);
     double until = serve_now() + (double)drain;
     serve_engine_drain(sv->e, (double)drain);
     embedder_drain(sv->emb, until); /* the embeddings' the same deadline */
@@ -1670,7 +1694,7 @@ int main(int argc, char **argv) {
     struct sockaddr_storage addr;
     bool v6;
     listen_address(a.host, a.port, &addr, &v6);
-    raise_file_limit(a.max_conn);
+    raise_file_limit(a.max_conn + REFUSAL_ROOM);
     server sv = {.max_body = a.max_body,
                  .tok_lock = PTHREAD_MUTEX_INITIALIZER,
                  .model_id = a.model_id,
@@ -1697,7 +1721,7 @@ int main(int argc, char **argv) {
     /* the signals go to sigwait below, not to a thread of the server's */
     sigset_t stop;
     sigemptyset(&stop);
-    sigaddset(&stop, SIGINT), sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT), sigaddset(&stop, SIGTERM), sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -1729,9 +1753,9 @@ int main(int argc, char **argv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
         completed, &sv, MHD_OPTION_NOTIFY_CONNECTION, connection_event, &sv, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)a.max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)a.per_client, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)a.gp.body_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+        NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(a.max_conn + REFUSAL_ROOM), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)a.gp.body_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+        MHD_OPTION_END);
     if (!d) die("cannot listen on %s port %ld: %s", a.host, a.port, strerror(errno));
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr,

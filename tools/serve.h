@@ -213,9 +213,12 @@ typedef struct serve_guard_params {
     int n_origins;
     double header_timeout; /* from connecting (or the end of the last response) to a request's headers */
     double body_timeout;   /* from a request's headers to the end of its body */
+    long max_connections;  /* open connections at most (counted here: over it, 503) */
+    long per_client;       /* open connections from one address at most (0: no limit) */
 } serve_guard_params;
 
 typedef struct serve_guard serve_guard;
+struct sockaddr;
 typedef struct serve_conn serve_conn;
 
 /* Starts the thread that ends connections past their deadline; NULL when it cannot. */
@@ -233,15 +236,20 @@ bool serve_guard_needs_key(const serve_guard *g, const char *path);
 bool serve_guard_key_ok(const serve_guard *g, const char *authorization);
 /* A connection accepted on socket fd (watched through a duplicate of its own, so that the socket
  * number cannot be reused under the guard), waiting for its first request's headers. */
-serve_conn *serve_guard_conn_open(serve_guard *g, int fd);
+serve_conn *serve_guard_conn_open(serve_guard *g, int fd, const struct sockaddr *from);
 void serve_guard_conn_close(serve_guard *g, serve_conn *c);
+/* Whether the connection was over a limit when it opened (told 503 and shut down: nothing it
+ * sends is served). */
+bool serve_guard_conn_refused(const serve_conn *c);
+/* The reply now complete closes the connection: it counts against the limits no more. */
+void serve_guard_conn_closing(serve_guard *g, serve_conn *c);
 /* The connection's next deadline: SERVE_WAIT_HEADERS (a new request), SERVE_WAIT_BODY (a body
  * being read) or SERVE_WAIT_NONE (the request is being served). A connection past its deadline is
  * shut down, however many bytes it trickles in: with a 408 when part of a request had come, with
  * no word when it was idle between requests. */
 typedef enum { SERVE_WAIT_NONE, SERVE_WAIT_HEADERS, SERVE_WAIT_BODY } serve_wait_for;
 void serve_guard_conn_wait(serve_guard *g, serve_conn *c, serve_wait_for what);
-long serve_guard_reaped(const serve_guard *g);
+void serve_guard_counts(serve_guard *g, long *reaped, long *refused_client, long *refused_total);
 /* The client on socket fd has closed its end (or the socket failed): no one will read a reply. */
 bool serve_client_gone(int fd);
 

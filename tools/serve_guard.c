@@ -11,6 +11,13 @@
  * library's timeout restarts on every byte, so a client trickling one byte a second holds its
  * connection (and its thread) forever; here every connection has an absolute deadline for its
  * request's headers and one for its body, and a thread shuts down the connections past theirs.
+ *
+ * Limits: the connections from one address (--max-per-client) and in all (--max-connections) are
+ * counted here, not by the HTTP library, which closes a connection over its limits without a word:
+ * a client that opens a new connection as soon as its last reply has come (before that connection's
+ * thread has gone) was cut so at exactly its limit, its request lost with no status. Over a limit,
+ * the connection is told 503 with Retry-After and closed; a connection whose last reply closes it
+ * stops counting when that reply is complete, so a client's next connection finds room.
  */
 #include <arpa/inet.h>
 #include <linux/tcp.h>
@@ -29,10 +36,13 @@
 #include "serve.h"
 
 struct serve_conn {
-    int fd;          /* a duplicate of the connection's socket: ours to shut down and close */
-    double deadline; /* monotonic seconds; 0: none */
-    bool body;       /* the deadline is a body's */
-    uint64_t bytes;  /* received when its wait for a request's headers began */
+    int fd;                       /* a duplicate of the connection's socket: ours to shut down and close */
+    double deadline;              /* monotonic seconds; 0: none */
+    bool body;                    /* the deadline is a body's */
+    uint64_t bytes;               /* received when its wait for a request's headers began */
+    struct sockaddr_storage from; /* the client's address (family and address; the port is not kept) */
+    bool counted;                 /* counts against the limits: open, its last reply not closing it */
+    bool refused;                 /* over a limit: told 503 and shut down */
     serve_conn *prev, *next;
 };
 
@@ -43,7 +53,8 @@ struct serve_guard {
     bool stopping;
     pthread_t thread;
     serve_conn head; /* a ring of the open connections */
-    long reaped;
+    long reaped, refused_client, refused_total;
+    long counted; /* connections that count against --max-connections */
 };
 
 static uint64_t received(int fd) {
@@ -53,17 +64,24 @@ static uint64_t received(int fd) {
     return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_bytes_received : 0;
 }
 
-/* A request cut at its deadline is told so (the library has sent nothing yet on it). */
-static void time_out(int fd) {
-    static const char body[] = "{\"error\":{\"message\":\"the request took too long to arrive\",\"type\":"
-                               "\"invalid_request_error\",\"param\":null,\"code\":\"request_timeout\"}}";
-    char reply[512];
+/* A connection the library has sent nothing on is told why it ends (a JSON error in OpenAI's shape). */
+static void tell(int fd, const char *status, const char *extra, const char *code, const char *message) {
+    char body[512], reply[1024];
+    int nb = snprintf(body, sizeof body,
+                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"param\":null,"
+                      "\"code\":\"%s\"}}",
+                      message, code);
     int n = snprintf(reply, sizeof reply,
-                     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     sizeof body - 1, body);
+                     "HTTP/1.1 %s\r\nConnection: close\r\n%sContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n\r\n%s",
+                     status, extra, nb, body);
     if (n > 0 && send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
     } /* a peer that is gone or reads nothing: the shutdown follows either way */
+}
+
+/* A request cut at its deadline is told so. */
+static void time_out(int fd) {
+    tell(fd, "408 Request Timeout", "", "request_timeout", "the request took too long to arrive");
 }
 
 static void *reaper(void *arg) {
@@ -113,7 +131,36 @@ void serve_guard_stop(serve_guard *g) {
     free(g);
 }
 
-serve_conn *serve_guard_conn_open(serve_guard *g, int fd) {
+static bool same_client(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    if (a->ss_family != b->ss_family) return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, sizeof(struct in6_addr));
+    return true; /* another family (a local socket): one client */
+}
+
+/* Over a limit (under the lock): the connection is told 503 and shut down, and counts no more. */
+static bool over_limits(serve_guard *g, serve_conn *c) {
+    long same = 0;
+    for (serve_conn *o = g->head.next; o != &g->head; o = o->next)
+        same += o->counted && same_client(&o->from, &c->from);
+    bool client = g->p.per_client > 0 && same >= g->p.per_client, total = g->counted >= g->p.max_connections;
+    if (!client && !total) return false;
+    if (client)
+        g->refused_client++, tell(c->fd, "503 Service Unavailable", "Retry-After: 1\r\n", "too_many_connections",
+                                  "this client has as many connections open as it may (rsr-serve --max-per-client)");
+    else
+        g->refused_total++, tell(c->fd, "503 Service Unavailable", "Retry-After: 1\r\n", "too_many_connections",
+                                 "the server has as many connections open as it may (rsr-serve --max-connections)");
+    shutdown(c->fd, SHUT_RDWR);
+    c->refused = true, c->deadline = 0;
+    return true;
+}
+
+serve_conn *serve_guard_conn_open(serve_guard *g, int fd, const struct sockaddr *from) {
     serve_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fd = dup(fd);
@@ -121,19 +168,35 @@ serve_conn *serve_guard_conn_open(serve_guard *g, int fd) {
         free(c);
         return NULL;
     }
+    if (from)
+        memcpy(&c->from, from,
+               from->sa_family == AF_INET6  ? sizeof(struct sockaddr_in6)
+               : from->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                            : sizeof(sa_family_t));
     pthread_mutex_lock(&g->lock);
     c->deadline = serve_now() + g->p.header_timeout;
     c->bytes = 0;
+    if (!over_limits(g, c)) c->counted = true, g->counted++;
     c->next = g->head.next, c->prev = &g->head;
     g->head.next->prev = c, g->head.next = c;
     pthread_mutex_unlock(&g->lock);
     return c;
 }
 
+bool serve_guard_conn_refused(const serve_conn *c) { return c && c->refused; }
+
+void serve_guard_conn_closing(serve_guard *g, serve_conn *c) {
+    if (!c) return;
+    pthread_mutex_lock(&g->lock);
+    if (c->counted) c->counted = false, g->counted--;
+    pthread_mutex_unlock(&g->lock);
+}
+
 void serve_guard_conn_close(serve_guard *g, serve_conn *c) {
     if (!c) return;
     pthread_mutex_lock(&g->lock);
     c->prev->next = c->next, c->next->prev = c->prev;
+    if (c->counted) g->counted--;
     pthread_mutex_unlock(&g->lock);
     close(c->fd);
     free(c);
@@ -150,11 +213,10 @@ void serve_guard_conn_wait(serve_guard *g, serve_conn *c, serve_wait_for what) {
     pthread_mutex_unlock(&g->lock);
 }
 
-long serve_guard_reaped(const serve_guard *g) {
-    pthread_mutex_lock((pthread_mutex_t *)&g->lock);
-    long n = g->reaped;
-    pthread_mutex_unlock((pthread_mutex_t *)&g->lock);
-    return n;
+void serve_guard_counts(serve_guard *g, long *reaped, long *refused_client, long *refused_total) {
+    pthread_mutex_lock(&g->lock);
+    *reaped = g->reaped, *refused_client = g->refused_client, *refused_total = g->refused_total;
+    pthread_mutex_unlock(&g->lock);
 }
 
 bool serve_client_gone(int fd) {

@@ -10,6 +10,11 @@ Inputs/serve.sh started in DIR, each printing what it saw for FileCheck.
   drain                 a stream running when the server gets SIGTERM: how it ended, and what a request
                         made during the drain got
   streams N             N streams opened and dropped after their first event
+  signal NAME N         N streams running (or queued) when the server gets signal NAME: how many
+                        ended with [DONE] (after their final chunk or an error event), and how many
+                        were cut without one
+  clients N SECONDS     N clients, each with one connection at a time (closed after every reply),
+                        asking for completions back to back: replies with a status, and without
 """
 import ast
 import json
@@ -171,6 +176,85 @@ def streams(n):
     print("dropped %d streams" % n)
 
 
+def read_stream(out, i):
+    s = connect()
+    body = b'{"prompt": "hi", "max_tokens": 3000, "stream": true}'
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    s.settimeout(60)
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError:
+        pass
+    s.close()
+    out[i] = data
+
+
+def stop_signal(name, n):
+    pid = int(open(os.path.join(server_dir, "pid")).read())
+    out = [None] * n
+    threads = [threading.Thread(target=read_stream, args=(out, i)) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    os.kill(pid, getattr(signal, name))
+    for t in threads:
+        t.join()
+    done = cut = errors = 0
+    for data in out:
+        events = [l[6:] for l in data.decode(errors="replace").split("\n") if l.startswith("data: ")]
+        if events and events[-1] == "[DONE]":
+            done += 1
+            errors += any('"error"' in e for e in events)
+        else:
+            cut += 1
+    print("%s: %d of %d streams ended with [DONE] (%d after an error event), %d cut" % (name, done, n, errors, cut))
+
+
+def clients(n, seconds):
+    counts = {"status": 0, "none": 0}
+    lock = threading.Lock()
+    body = b'{"prompt": "hi", "max_tokens": 2}'
+
+    def one():
+        end = time.time() + seconds
+        while time.time() < end:
+            data = b""
+            try:
+                s = connect()
+                s.settimeout(30)
+                s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    data += b
+                s.close()
+            except OSError:
+                pass
+            status = data.split(b" ")[1].decode() if data.startswith(b"HTTP/1.1 ") else None
+            with lock:
+                counts["status" if status else "none"] += 1
+                if status:
+                    counts[status] = counts.get(status, 0) + 1
+            if status == "503":
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("%d clients: %d requests without a status" % (n, counts["none"]))
+    print("%d clients: 200 %d, 503 %d" % (n, counts.get("200", 0), counts.get("503", 0)))
+
+
 cmd, args = sys.argv[2], sys.argv[3:]
 if cmd == "slow":
     slow(int(args[0]), float(args[1]))
@@ -182,3 +266,7 @@ elif cmd == "drain":
     drain()
 elif cmd == "streams":
     streams(int(args[0]))
+elif cmd == "signal":
+    stop_signal(args[0], int(args[1]))
+elif cmd == "clients":
+    clients(int(args[0]), float(args[1]))

@@ -35,6 +35,7 @@
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <openssl/evp.h>
 
 #include "parse_num.h"
 #include "artifact_pin.h"
@@ -435,6 +436,23 @@ static int connection_fd(struct MHD_Connection *c) {
     return ci ? ci->connect_fd : -1;
 }
 
+/* Whose cached prefixes a request may reuse: a digest of the API key it authenticated with (when
+ * the server takes keys) and its cache_salt; all zero when it has neither. */
+static void tenant_of(const server *sv, struct MHD_Connection *c, serve_params *p, unsigned char out[32]) {
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *key = serve_guard_needs_key(sv->guard, "/v1/completions") && auth ? auth : NULL;
+    memset(out, 0, 32);
+    if (!key && !p->cache_salt) return;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned len = 0;
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, "key", 4) &&
+              (!key || EVP_DigestUpdate(ctx, key, strlen(key) + 1)) && EVP_DigestUpdate(ctx, "salt", 5) &&
+              (!p->cache_salt || EVP_DigestUpdate(ctx, p->cache_salt, strlen(p->cache_salt) + 1)) &&
+              EVP_DigestFinal_ex(ctx, out, &len);
+    EVP_MD_CTX_free(ctx);
+    if (!ok) p->cache_prompt = false; /* no digest: no reuse, rather than another tenant's */
+}
+
 static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat, const char *body, size_t len) {
     serve_job *j = calloc(1, sizeof *j);
     char err[512];
@@ -447,6 +465,7 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
     }
     const char *prompt_param = chat ? "messages" : "prompt";
     const int32_t ctx = serve_ctx(sv->e);
+    tenant_of(sv, c, &j->p, j->tenant);
     enum MHD_Result refused = MHD_NO;
     bool bad = true;
     if (sv->strict_model && j->p.model && strcmp(j->p.model, sv->model_id))

@@ -21,6 +21,9 @@
  * there are caches enough. The results are the same bits as without it: the kept positions are
  * ones rsr_session_reusable vouches for, at least two prompt tokens are always evaluated (a prompt
  * step, as a fresh evaluation of the prompt would make), and no prompt step is one token long.
+ * A cache is reused only by the tenant whose prompt filled it (the same API key and cache_salt):
+ * otherwise how many tokens another's request found cached, or how soon its first token came,
+ * would tell one client the prompts of another, a token at a time.
  */
 #include <math.h>
 #include <stdio.h>
@@ -35,8 +38,9 @@ typedef struct kv_cache {
     rsr_session *s;
     int32_t *hist; /* the tokens in the session's cache, in order (room for the context) */
     int32_t n_hist;
-    long used; /* the admission that last took it: the least recently used idle cache goes first */
-    bool busy; /* a slot's job is using it */
+    long used;                /* the admission that last took it: the least recently used idle cache goes first */
+    unsigned char tenant[32]; /* the serve_job.tenant of what it holds: reused by that tenant only */
+    bool busy;                /* a slot's job is using it */
 } kv_cache;
 
 typedef struct slot {
@@ -157,6 +161,7 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
 /* The prompt's leading tokens cache c can keep for job j: the prefix they share, within what the
  * session vouches for, leaving at least two tokens to evaluate. */
 static int32_t reusable_prefix(const kv_cache *c, const serve_job *j) {
+    if (memcmp(c->tenant, j->tenant, sizeof c->tenant)) return 0;
     int32_t n = c->n_hist < j->n_ids - 2 ? c->n_hist : j->n_ids - 2, reusable = api.session_reusable(c->s);
     if (n > reusable) n = reusable;
     int32_t k = 0;
@@ -193,6 +198,7 @@ static slot *free_slot(serve_engine *e) {
 /* Job j starts in slot sl with cache c, keeping the first `keep` prompt tokens of the cache. */
 static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int32_t keep) {
     sl->j = j, sl->c = c, c->busy = true, c->used = ++e->admissions;
+    memcpy(c->tenant, j->tenant, sizeof c->tenant);
     if (serve_needs_logits(&j->p) && !sl->logits) {
         sl->logits = malloc(sizeof(float) * (size_t)e->vocab), sl->probs = malloc(sizeof(float) * (size_t)e->vocab);
         sl->ids = malloc(sizeof(int32_t) * (size_t)e->vocab);

@@ -20,6 +20,7 @@ void serve_params_free(serve_params *p) {
     free(p->messages);
     for (int32_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->model);
+    free(p->cache_salt);
     json_shape_free(p->shape);
     gbnf_free(p->grammar);
     memset(p, 0, sizeof *p);
@@ -224,6 +225,7 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "response_format",
                                          "grammar",
                                          "cache_prompt",
+                                         "cache_salt",
                                          "logprobs",
                                          "top_logprobs",
                                          "presence_penalty",
@@ -287,6 +289,12 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     if (cache && !cJSON_IsNull(cache)) {
         if (!cJSON_IsBool(cache)) return fail(r, "cache_prompt", "'cache_prompt' must be true or false");
         p->cache_prompt = cJSON_IsTrue(cache);
+    }
+    const cJSON *salt = cJSON_GetObjectItemCaseSensitive(root, "cache_salt");
+    if (salt && !cJSON_IsNull(salt)) {
+        if (!cJSON_IsString(salt) || !*salt->valuestring)
+            return fail(r, "cache_salt", "'cache_salt' must be a non-empty string");
+        p->cache_salt = dup_string(salt->valuestring);
     }
     if (chat) {
         if (!read_messages(r, root, p)) return false;

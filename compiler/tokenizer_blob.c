@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "rsr.h"
+#include "chat_name.h"
 #include "rsrc.h"
 
 /* The file's bytes, or NULL when it does not exist. */
@@ -85,8 +86,7 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
     if (info.vocab_size > m->vocab)
         fatal("%s: the tokenizer has token ids up to %d, but the model's embedding has only %d rows", path,
               info.vocab_size - 1, m->vocab);
-    note(1, "tokenizer: %s: %s, %d tokens (%d added), chat template %s", path, info.kind, info.vocab_size,
-         info.num_added_tokens, info.chat_template ? info.chat_template : "none");
+    note(1, "tokenizer: %s: %s, %d tokens (%d added)", path, info.kind, info.vocab_size, info.num_added_tokens);
     if (strcmp(name, "tokenizer.json") == 0 && !m->tokenizer) {
         char *spm = xasprintf("%s/tokenizer.model", m->ar->dir);
         FILE *g = fopen(spm, "rb");
@@ -108,6 +108,18 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 }
 
 /* ---- the model's own chat template ---- */
+
+/* What chats will use, named as rsr-run --info names it; from: where the model's own came from
+ * (freed here), or NULL. */
+static void chat_template_note(const model *m, rsr_tokenizer *tok, char *from) {
+    rsr_tokenizer_info info;
+    if (tok && rsr_tokenizer_get_info(tok, &info) == RSR_OK) {
+        const char *name = rsr_chat_template_name(info.chat_template, m->architecture);
+        note(1, "chat template: %s%s%s%s", rsr_chat_template_described(name), from ? " (" : "", from ? from : "",
+             from ? ")" : "");
+    }
+    free(from);
+}
 
 /* tokenizer_config.json's chat_template: a string, or a list of {name, template} whose "default"
  * entry is the chat one. NULL when absent; *from says where it was found. */
@@ -142,7 +154,10 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
         from = xasprintf("%s/chat_template.jinja", m->ar->dir);
         if (!(src = read_whole(from, &len))) free(from), src = config_template(m->ar->dir, &from);
     }
-    if (!src) return RSR_NO_TENSOR;
+    if (!src) {
+        chat_template_note(m, tok, NULL);
+        return RSR_NO_TENSOR;
+    }
     len = strlen(src);
     uint64_t at = RSR_NO_TENSOR;
     if (!tok) {
@@ -150,8 +165,10 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
     } else if (rsr_tokenizer_set_chat_template(tok, src, len) != RSR_OK) {
         rsr_tokenizer_info info;
         rsr_tokenizer_get_info(tok, &info);
+        const char *name = rsr_chat_template_name(info.chat_template, m->architecture);
         warn("%s: %s; chats will use %s", from, rsr_tokenizer_errmsg(tok),
-             info.chat_template ? info.chat_template : "no template (the model answers raw prompts only)");
+             name ? name : "no template (the model answers raw prompts only)");
+        chat_template_note(m, tok, NULL);
     } else {
         /* one render, so that a template that fails on every conversation is found now */
         static const rsr_chat_message hello[] = {{"user", "Hello"}};
@@ -160,8 +177,9 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
         rsr_status st = rsr_tokenizer_apply_chat_template(tok, "model", hello, 1, 1, out, 0, &n);
         if (st == RSR_ERR_FORMAT) {
             warn("%s: %s; it is not kept", from, rsr_tokenizer_errmsg(tok));
+            chat_template_note(m, tok, NULL);
         } else {
-            note(1, "chat template: %s (%zu bytes of Jinja)", from, len);
+            chat_template_note(m, tok, xasprintf("%s, %zu bytes", from, len));
             at = blob_align(b, 64);
             blob_write(b, src, len);
             *size = len;

@@ -341,10 +341,7 @@ static void print_info(rsr_model *m, const rsr_model_info *info, const char *pat
         const char *chat = chat_template_for(&api, tok, info);
         printf("tokenizer %s, %d tokens (%d added), bos %d eos %d eot %d, chat template %s; compiled from %.*s\n",
                ti.kind, ti.vocab_size, ti.num_added_tokens, ti.bos_token_id, ti.eos_token_id, ti.eot_token_id,
-               !chat                   ? "none"
-               : strcmp(chat, "model") ? chat
-                                       : "model (the checkpoint's own, Jinja)",
-               from_len, from ? from + 11 : "");
+               rsr_chat_template_described(chat), from_len, from ? from + 11 : "");
     } else if (st == RSR_ERR_NOT_FOUND)
         printf("tokenizer none (token ids only)\n");
     else

@@ -72,6 +72,17 @@ const char *gguf_type_name(uint32_t t) {
     return i >= 0 ? types[i].name : "unknown";
 }
 
+/* ggml's names of the types rsrc does not read, so that a refusal can say which one a file holds. */
+static const char *other_type_name(uint32_t t) {
+    static const char *const names[] = {
+        [2] = "Q4_0",     [3] = "Q4_1",    [6] = "Q5_0",     [7] = "Q5_1",   [9] = "Q8_1",
+        [10] = "Q2_K",    [11] = "Q3_K",   [12] = "Q4_K",    [13] = "Q5_K",  [15] = "Q8_K",
+        [16] = "IQ2_XXS", [17] = "IQ2_XS", [18] = "IQ3_XXS", [19] = "IQ1_S", [20] = "IQ4_NL",
+        [21] = "IQ3_S",   [22] = "IQ2_S",  [23] = "IQ4_XS",  [24] = "I8",    [25] = "I16",
+        [26] = "I32",     [27] = "I64",    [28] = "F64",     [29] = "IQ1_M", [39] = "MXFP4"};
+    return t < sizeof names / sizeof *names && names[t] ? names[t] : NULL;
+}
+
 /* ---- the container ---- */
 
 static char *xstrndup(const char *s, size_t n) {
@@ -173,7 +184,12 @@ static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool
 
 static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
     int k = type_index(t->type);
-    if (k < 0) fatal("%s: tensor '%s': ggml type %u is not one rsrc knows", g->path, t->name, t->type);
+    if (k < 0) {
+        const char *name = other_type_name(t->type);
+        fatal("%s: tensor '%s': ggml type %u%s%s%s is not one rsrc reads (ternary and binary weights: I2_S, TQ1_0, "
+              "TQ2_0, Q1_0, Q2_0; beside them F32, F16, BF16, Q8_0, Q6_K)",
+              g->path, t->name, t->type, name ? " (" : "", name ? name : "", name ? ")" : "");
+    }
     if (t->type == GGML_I2_S) { /* groups of 128 run through the whole tensor, not per row */
         if (t->ndim > 2 || t->ne[0] > UINT64_MAX / t->ne[1] || t->ne[0] * t->ne[1] % 128)
             fatal("%s: tensor '%s': I2_S holds whole groups of 128 weights in at most 2 dimensions", g->path, t->name);

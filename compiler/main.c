@@ -59,10 +59,10 @@ static void usage(FILE *out) {
         "\n"
         "MODEL is a .safetensors file, a model.safetensors.index.json shard index, or a directory\n"
         "holding either, with config.json next to the weights; or a GGUF file (bitnet.cpp's I2_S,\n"
-        "llama.cpp's TQ1_0 and TQ2_0), which holds its configuration itself; or hf:ORG/NAME[@REVISION],\n"
-        "a repository on the Hugging Face Hub, downloaded into its cache ($HF_HUB_CACHE, else\n"
-        "$HF_HOME/hub, else ~/.cache/huggingface/hub; $HF_TOKEN for gated models; HF_HUB_OFFLINE=1:\n"
-        "the cached copy only).\n"
+        "llama.cpp's TQ1_0, TQ2_0 and the group-scaled Q1_0 and Q2_0), which holds its configuration\n"
+        "itself; or hf:ORG/NAME[@REVISION], a repository on the Hugging Face Hub, downloaded into its\n"
+        "cache ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub; $HF_TOKEN for gated\n"
+        "models; HF_HUB_OFFLINE=1: the cached copy only).\n"
         "\n"
         "options:\n"
         "  -o, --output FILE     where to write the result (default: model.so, or model.c with --emit=c; -: stdout,\n"
@@ -901,7 +901,8 @@ static void write_output(build *b) {
     progress_end();
     /* the last word of a compile, where someone watches (or with -v) */
     struct stat st;
-    if ((verbosity >= 1 || isatty(2)) && strcmp(o->output, "-") && stat(o->output, &st) == 0 && S_ISREG(st.st_mode))
+    if ((verbosity >= 1 || o->progress || isatty(2)) && strcmp(o->output, "-") && stat(o->output, &st) == 0 &&
+        S_ISREG(st.st_mode))
         fprintf(stderr, "rsrc: wrote %s (%.1f MB) in %.1f s\n", o->output, (double)st.st_size / 1e6,
                 now_seconds() - b->t_start);
 }

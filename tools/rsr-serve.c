@@ -1669,8 +1669,8 @@ static void open_model(server *sv, const serve_args *a) {
     }
     struct stat st;
     double t0 = serve_now();
-    fprintf(stderr, "rsr-serve: loading %s (%.0f MiB)\n", a->model_path,
-            stat(a->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0.0);
+    if (stat(a->model_path, &st) == 0 && S_ISREG(st.st_mode)) /* else loading says what it is */
+        fprintf(stderr, "rsr-serve: loading %s (%.0f MiB)\n", a->model_path, (double)st.st_size / (1 << 20));
     if (rsr_api_load(&api, load, err, sizeof err) != 0) die("%s", err);
     rsr_model_params mp = {.num_threads = (int32_t)a->threads, .device = RSR_DEVICE_CPU};
     if (api.model_open(&sv->m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv->m));
@@ -1778,10 +1778,11 @@ int main(int argc, char **argv) {
     if (!d) die("cannot listen on %s port %ld: %s", a.host, a.port, strerror(errno));
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr,
-            "rsr-serve: listening on http://%s%s%s:%u/ (model %s, %ld slots of %ld positions, %ld spare KV caches, "
-            "queue %ld, %d threads, %s, pid %ld)\n",
-            v6 ? "[" : "", a.host, v6 ? "]" : "", bound ? bound->port : (unsigned)a.port, sv.model_id, a.slots, ctx,
-            spare, a.queue, sv.info.num_threads, a.keys.n ? "API key required" : "no API key", (long)getpid());
+            "rsr-serve: listening on http://%s%s%s:%u/ (model %s, %ld slot%s of %ld positions, %ld spare KV cache%s, "
+            "queue %ld, %d thread%s, %s, pid %ld)\n",
+            v6 ? "[" : "", a.host, v6 ? "]" : "", bound ? bound->port : (unsigned)a.port, sv.model_id, a.slots,
+            a.slots == 1 ? "" : "s", ctx, spare, spare == 1 ? "" : "s", a.queue, sv.info.num_threads,
+            sv.info.num_threads == 1 ? "" : "s", a.keys.n ? "API key required" : "no API key", (long)getpid());
     fflush(stderr);
 
     int sig = 0;

@@ -166,8 +166,12 @@ def _check_elf(path: str, fd: int):
     if head[:4] != b"\x7fELF":
         kind = _kind(head)
         if kind:
-            raise Error(_ERR_FORMAT, f"{path} is {kind}, not a model compiled by rsrc (a shared object): "
-                                     f"compile it first: rsrc {path} -o model.so")
+            # a checkpoint's config.json or index is compiled through its directory, as rsr-run says
+            base, where = os.path.basename(path), os.path.dirname(path) or "."
+            source = where if kind == "a text file" and base.endswith(".json") else path
+            what = "a checkpoint's configuration" if base == "config.json" else kind
+            raise Error(_ERR_FORMAT, f"{path} is {what}, not a model compiled by rsrc (a shared object): "
+                                     f"compile it first: rsrc {source} -o model.so")
         raise Error(_ERR_FORMAT, f"{path} is not a shared object: expected a model compiled by rsrc "
                                  f"(compile one first: rsrc MODEL -o model.so)")
     if len(head) < 64 or head[4] != 2 or head[5] != 1 or struct.unpack_from("<H", head, 54)[0] != 56:

@@ -149,7 +149,7 @@ def test_kv_types(model):
     logits = {}
     for kv in rsr.Session.KV_TYPES:
         with model.session(max_positions=64, kv=kv) as s:
-            logits[kv] = s.eval([1, 2, 3, 4, 5, 6])
+            logits[kv] = list(s.eval([1, 2, 3, 4, 5, 6]))  # an array where numpy is there
     # a rounded cache changes the logits a little, and not at all the way another rounding does
     assert logits["bf16"] != logits["f32"] and logits["q8"] != logits["f32"]
     # the activations' int8 quantisation turns any change of K or V into steps of 1/127 of a
@@ -425,6 +425,10 @@ def test_foreign_files_are_refused(tmp_path, model_path):
     with pytest.raises(rsr.Error, match=re.escape(f"{tmp_path / 'model.bin'} is not a shared object") + ".*" +
                        re.escape("compile one first: rsrc MODEL -o model.so")):
         rsr.Model(str(tmp_path / "model.bin"))
+    (tmp_path / "config.json").write_bytes(b'{"architectures": ["BitNetForCausalLM"]}\n')
+    with pytest.raises(rsr.Error, match=re.escape(f"{tmp_path / 'config.json'} is a checkpoint's configuration") +
+                       ".*" + re.escape(f"compile it first: rsrc {tmp_path} -o model.so")):
+        rsr.Model(str(tmp_path / "config.json"))
     with pytest.raises(rsr.Error, match="/dev/null is not a regular file"):
         rsr.Model("/dev/null")
     with pytest.raises(rsr.Error, match=re.escape(f"{tmp_path} is a directory") + ".*" +

@@ -75,6 +75,7 @@ if __name__ == '__main__':
     elif brk == 'misaligned': tensor(b'blk.0.attn_q.weight')[3] += 1
     elif brk == 'past-end': tensor(b'blk.0.attn_q.weight')[3] = 1 << 40
     elif brk == 'bad-type': tensor(b'blk.0.attn_k.weight')[2] = 99
+    elif brk == 'iq2-type': tensor(b'blk.0.attn_k.weight')[2] = 16
     elif brk == 'arch': kvs[kv_index(b'general.architecture')][2] = s(b'mamba')
     elif brk == 'missing-key': del kvs[kv_index(b'bitnet-b1.58.embedding_length')]
     elif brk == 'unknown-tensor': tensor(b'blk.0.attn_norm.weight')[0] = b'blk.0.rope_freqs.weight'

@@ -60,3 +60,37 @@ test('the chat page loads, streams a reply and is photographed', async () => {
     await browser.close();
   }
 });
+
+// A phone's width (420 px): nothing runs off the screen (Send and New conversation were cut off
+// by the manifest's long lines widening the page), the manifest's lines wrap rather than hide,
+// and an empty conversation says so where its messages will come.
+test('the chat page fits a narrow screen', async () => {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 420, height: 800 } });
+    await page.goto(process.env.RSR_URL + '/');
+    await page.waitForFunction(() => /matrix/.test(document.getElementById('manifest').textContent));
+    const fit = await page.evaluate(() => {
+      const right = (id) => document.getElementById(id).getBoundingClientRect().right;
+      const pre = document.getElementById('manifest');
+      return { page: document.documentElement.scrollWidth, send: right('send'), reset: right('reset'),
+               input: right('input'), clipped: pre.scrollWidth - pre.clientWidth,
+               hint: getComputedStyle(document.getElementById('log'), '::before').content };
+    });
+    assert.ok(fit.page <= 420, `the page is ${fit.page} px wide`);
+    for (const id of ['send', 'reset', 'input']) assert.ok(fit[id] <= 420, `#${id} ends at ${fit[id]} px`);
+    assert.ok(fit.clipped <= 0, `the manifest's lines run ${fit.clipped} px past its box`);
+    assert.match(fit.hint, /conversation appears here/);
+    // the log is short while empty: the input sits under the hint, not at the foot of a tall blank
+    const gap = await page.evaluate(() => document.getElementById('input').getBoundingClientRect().top -
+                                          document.getElementById('log').getBoundingClientRect().top);
+    assert.ok(gap < 250, `the input is ${gap} px below the empty log's top`);
+    await page.screenshot({ path: process.env.RSR_SCREENSHOT.replace(/\.png$/, '-narrow.png'), fullPage: true });
+  } finally {
+    await browser.close();
+  }
+});

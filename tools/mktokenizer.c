@@ -4,8 +4,12 @@
  *
  * Layout as in Llama-3: the Llama-3 pre-tokenizer regex, the 256-character byte alphabet, merges
  * learned here from a paragraph of English, special tokens <|begin_of_text|> and
- * <|end_of_text|> at the model's bos / eos ids and the chat markers at the top ids.
+ * <|end_of_text|> at the model's bos / eos ids and the chat markers at the top ids. A vocabulary
+ * larger than the paragraph teaches (the 2b4t preset's 128256) is filled with made-up words, each
+ * a word token of the vocabulary followed by one of its first letter runs: every id then prints
+ * text, as a real model's do, and each is a merge of two tokens that the pre-tokenizer can give.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +115,77 @@ static cJSON *added_token(int32_t id, const char *content) {
     return t;
 }
 
+/* The byte-level space (byte 0x20 in the alphabet), and whether a token is a run of letters after
+ * an optional space: one the pre-tokenizer can give whole. */
+static bool word_token(const char *t, bool space_ok) {
+    char space[4];
+    space[put_utf8(space, byte_codepoint(' '))] = 0;
+    if (space_ok && !strncmp(t, space, strlen(space))) t += strlen(space);
+    if (!*t) return false;
+    for (; *t; t++)
+        if (!is_letter((unsigned char)*t)) return false;
+    return true;
+}
+
+/* A set of strings (open addressing; the table has room for n). */
+typedef struct strset {
+    const char **slot;
+    size_t mask;
+} strset;
+
+static size_t str_hash(const char *s) {
+    size_t h = 1469598103934665603u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static bool strset_add(strset *set, const char *s) { /* false: already there */
+    size_t i = str_hash(s) & set->mask;
+    for (; set->slot[i]; i = (i + 1) & set->mask)
+        if (!strcmp(set->slot[i], s)) return false;
+    set->slot[i] = s;
+    return true;
+}
+
+/* Ids from next on that the learned merges left free become words: a word token (letters after an
+ * optional space) followed by one of the first 64 letter-only tokens, in the order of ids, the
+ * new words being word tokens too; each is a merge of the two. */
+static void fill_vocabulary(char **tok, long vocab, long next, cJSON *merges) {
+    size_t cap = 1;
+    while (cap < 2 * (size_t)vocab) cap *= 2;
+    strset set = {calloc(cap, sizeof(char *)), cap - 1};
+    int32_t tails[64];
+    int ntails = 0;
+    if (!set.slot) return;
+    for (long i = 0; i < vocab; i++) {
+        if (!tok[i]) continue;
+        strset_add(&set, tok[i]);
+        if (ntails < 64 && word_token(tok[i], false)) tails[ntails++] = (int32_t)i;
+    }
+    for (long head = 0; head < vocab && next < vocab; head++) {
+        if (!tok[head] || !word_token(tok[head], true)) continue;
+        for (int k = 0; k < ntails && next < vocab; k++) {
+            size_t la = strlen(tok[head]), lb = strlen(tok[tails[k]]);
+            char *joined = malloc(la + lb + 1), *pair = malloc(la + lb + 2);
+            if (!joined || !pair) {
+                free(joined), free(pair);
+                break;
+            }
+            sprintf(joined, "%s%s", tok[head], tok[tails[k]]);
+            sprintf(pair, "%s %s", tok[head], tok[tails[k]]);
+            if (strset_add(&set, joined)) {
+                cJSON_AddItemToArray(merges, cJSON_CreateString(pair));
+                tok[next] = joined;
+                while (next < vocab && tok[next]) next++;
+            } else {
+                free(joined);
+            }
+            free(pair);
+        }
+    }
+    free(set.slot);
+}
+
 cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t whylen) {
     const char *special_name[5] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                                    "<|eot_id|>"};
@@ -185,6 +260,7 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
     }
     for (int i = 0; i < nwords; i++) free(words[i].sym);
     free(pairs);
+    fill_vocabulary(tok, vocab, next, merges);
 
     cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *v = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", "1.0");

@@ -2,6 +2,7 @@
  * emit_c.c — the C printer: kernel descriptions (kernel.c) and the artifact descriptor
  * (rsr_artifact.h) as C source. Large constants never appear here: they live in the blob.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -698,24 +699,29 @@ static void c_stmts(const cpr *P, const kir_stmt *s, int depth) {
     }
 }
 
-static void c_signature(FILE *out, const kir_func *f) {
+/* A kernel's entry points are static in the one C file, or hidden externals in a part of its own
+ * (emit_c_kernel_part), which the C file declares (emit_c_kernel_decl); block functions stay static. */
+static void c_signature_in(FILE *out, const kir_func *f, bool external) {
+    const char *linkage = external ? "__attribute__((visibility(\"hidden\"))) void" : "static void";
     switch (f->sig) {
     case KSIG_KERNEL:
         fprintf(out,
-                "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t "
+                "%s %s(const uint8_t *data, const int8_t *restrict x, int32_t *restrict y, int32_t "
                 "block_begin, int32_t block_end) {\n",
-                f->name);
+                linkage, f->name);
         break;
     case KSIG_BATCH:
         fprintf(out,
-                "static void %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
+                "%s %s(const uint8_t *data, const int8_t *restrict x, int32_t x_stride, int32_t *restrict y,"
                 " int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end) {\n",
-                f->name);
+                linkage, f->name);
         break;
     case KSIG_BLOCK: fprintf(out, "static void %s(const int8_t *restrict x, int32_t *restrict y) {\n", f->name); break;
     default: fatal("internal error: %s: a GPU function has no C signature", f->name);
     }
 }
+static void c_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, false); }
+static void c_part_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, true); }
 
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
     const cpr P = {out, m->kn, d ? d->types : c_types};
@@ -740,8 +746,22 @@ void emit_c_kernel(FILE *out, const kernel *kn) {
     kir_close(m);
 }
 
-void emit_c_kernel_decl(FILE *out, const kernel *kn) {
-    fprintf(out, "/* %s: %dx%d, %s, built by the LLVM backend */\n", kn->symbol, kn->rows, kn->cols, kn->strategy);
+void emit_c_kernel_part(c_parts *parts, const kernel *kn) {
+    char *path = xasprintf("%s/kernel.%d.c", parts->dir, parts->n);
+    register_temp(path);
+    FILE *f = fopen(path, "w");
+    if (!f) fatal("%s: cannot create: %s", path, strerror(errno));
+    emit_c_prologue(f, parts->source, parts->t, parts->prefill);
+    kir_module *m = kir_lower(kn);
+    emit_c_kir(f, m, &(c_dialect){c_types, c_part_signature});
+    kir_close(m);
+    if (fclose(f) != 0) fatal("%s: write failed: %s", path, strerror(errno));
+    parts->paths = xrealloc(parts->paths, sizeof *parts->paths * (size_t)(parts->n + 1));
+    parts->paths[parts->n++] = path;
+}
+
+void emit_c_kernel_decl(FILE *out, const kernel *kn, const char *built_by) {
+    fprintf(out, "/* %s: %dx%d, %s, built by %s */\n", kn->symbol, kn->rows, kn->cols, kn->strategy, built_by);
     fprintf(out,
             "extern void %s(const uint8_t *data, const int8_t *x, int32_t *y, int32_t block_begin, int32_t block_end)"
             " __attribute__((visibility(\"hidden\")));\n",

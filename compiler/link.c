@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +41,7 @@ void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head) 
     if (fclose(f) != 0) fatal("%s: write failed: %s", asm_path, strerror(errno));
 }
 
-int run_command(char **argv) {
+static pid_t start_command(char **argv) {
     if (verbosity >= 2) {
         fputs("rsrc: running:", stderr);
         for (char **a = argv; *a; a++) fprintf(stderr, " %s", *a);
@@ -54,11 +55,20 @@ int run_command(char **argv) {
         fprintf(stderr, "rsrc: error: cannot run '%s': %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    return pid;
+}
+
+/* pid: one command's, or -1: any; its exit status (128 + N: killed by signal N), its pid in *who. */
+static int wait_command(pid_t pid, pid_t *who) {
     int status;
-    while (waitpid(pid, &status, 0) < 0)
+    pid_t got;
+    while ((got = waitpid(pid, &status, 0)) < 0)
         if (errno != EINTR) fatal("waitpid: %s", strerror(errno));
+    if (who) *who = got;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+int run_command(char **argv) { return wait_command(start_command(argv), NULL); }
 
 /* ---- another architecture: its cross compiler and the runtime scripts/cross.sh built ----
  *
@@ -136,6 +146,73 @@ void link_check(const target *t) {
     free(env);
 }
 
+/* The C compiler and the flags every kernel's C is compiled with, the link's and each part's, into
+ * argv from 0 (room for 48); returns the count. The strings it made are in *own. */
+typedef struct cc_strings {
+    char *flags, *sanitize, *inc;
+} cc_strings;
+
+static int cc_command(char **argv, const target *t, int opt_level, cc_strings *own) {
+    int n = 0;
+    argv[n++] = (char *)link_cc(t);
+    argv[n++] = "-std=c11";
+    argv[n++] = "-fPIC";
+    argv[n++] = "-ffp-contract=off";
+    own->flags = xstrdup(t->cflags);
+    for (char *tok = strtok(own->flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
+    static char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
+    if (opt_level >= 0) argv[n++] = levels[opt_level]; /* -O0..-O3 given: the last -O wins */
+    /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
+    own->sanitize = xstrdup(target_is_foreign(t) ? "" : env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
+    for (char *tok = strtok(own->sanitize, " "); tok && n < 46; tok = strtok(NULL, " ")) argv[n++] = tok;
+    argv[n++] = own->inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
+    return n;
+}
+
+static void cc_strings_free(cc_strings *own) { free(own->flags), free(own->sanitize), free(own->inc); }
+
+/* The processors this process may run on (sched_getaffinity), at least 1. */
+static int online_cpus(void) {
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
+void link_compile_parts(char *const *c_parts, char **objs, int n, const target *t, int opt_level) {
+    if (n <= 0) return;
+    link_check(t);
+    int jobs = online_cpus();
+    if (jobs > n) jobs = n;
+    note(1, "compiling %d kernel%s of C in %d job%s", n, n == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
+    pid_t *running = xcalloc((size_t)jobs, sizeof *running);
+    int *which = xcalloc((size_t)jobs, sizeof *which), next = 0, busy = 0, failed = -1, rc = 0;
+    double t0 = now_seconds();
+    while (next < n || busy > 0) {
+        while (busy < jobs && next < n && failed < 0) { /* a free job takes the next part */
+            char *argv[56];
+            cc_strings own;
+            int k = cc_command(argv, t, opt_level, &own);
+            argv[k++] = "-c", argv[k++] = c_parts[next], argv[k++] = "-o", argv[k++] = objs[next], argv[k] = NULL;
+            int slot = 0;
+            while (running[slot]) slot++;
+            running[slot] = start_command(argv), which[slot] = next++, busy++;
+            cc_strings_free(&own);
+        }
+        if (!busy) break;
+        pid_t who;
+        int status = wait_command(-1, &who);
+        for (int s = 0; s < jobs; s++)
+            if (running[s] == who) {
+                running[s] = 0, busy--;
+                if (status != 0 && failed < 0) failed = which[s], rc = status;
+            }
+    }
+    free(running), free(which);
+    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", link_cc(t));
+    if (failed >= 0) fatal("the C compiler failed (exit %d) on %s", rc, c_parts[failed]);
+    note(1, "compiled %d kernel%s of C in %.2f s", n, n == 1 ? "" : "s", now_seconds() - t0);
+}
+
 /* The blob's bytes linked in place when splicing (splice.c): the rest is copied in after the link. */
 enum { SPLICE_HEAD = 64 };
 
@@ -159,23 +236,11 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
     int nobjs = 0;
     while (objs && objs[nobjs]) nobjs++;
     char **argv = xcalloc((size_t)nobjs + 64, sizeof *argv);
-    int n = 0;
     link_check(t);
     const bool foreign = target_is_foreign(t);
-    argv[n++] = (char *)link_cc(t);
-    argv[n++] = "-std=c11";
+    cc_strings own;
+    int n = cc_command(argv, t, opt_level, &own);
     argv[n++] = "-shared";
-    argv[n++] = "-fPIC";
-    argv[n++] = "-ffp-contract=off";
-    char *flags = xstrdup(t->cflags);
-    for (char *tok = strtok(flags, " "); tok && n < 40; tok = strtok(NULL, " ")) argv[n++] = tok;
-    static char *const levels[] = {"-O0", "-O1", "-O2", "-O3"};
-    if (opt_level >= 0) argv[n++] = levels[opt_level]; /* -O0..-O3 given: the last -O wins */
-    /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
-    char *sanitize = xstrdup(foreign ? "" : env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
-    for (char *tok = strtok(sanitize, " "); tok && n < 48; tok = strtok(NULL, " ")) argv[n++] = tok;
-    char *inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
-    argv[n++] = inc;
     argv[n++] = (char *)c_path;
     for (int i = 0; i < nobjs; i++) argv[n++] = (char *)objs[i];
     argv[n++] = asm_path;
@@ -210,9 +275,7 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
     note(1, "compiled and linked in %.2f s", now_seconds() - t0);
     output_commit(tmp_out, out_path, 0755);
     free(argv);
-    free(flags);
     free(deps);
-    free(sanitize);
-    free(inc);
+    cc_strings_free(&own);
     free(asm_path);
 }

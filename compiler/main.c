@@ -552,8 +552,9 @@ typedef struct build {
     target *t;
     model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
-    char **parts; /* the LLVM kernels' objects (emit_llvm_flush's, then obj_path), NULL-terminated */
+    char **parts; /* the kernels' objects (emit_llvm_flush's, then obj_path; or c_parts'), NULL-terminated */
     int nparts;
+    c_parts c_parts;  /* the C printer into a shared object: the unrolled kernels' files */
     FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
@@ -622,6 +623,8 @@ static void open_printers(build *b) {
     llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
     b->cpu = llvm ? (kernel_sink){.printer = PRINTER_LLVM, .c = b->c, .llvm = llvm}
                   : (kernel_sink){.printer = PRINTER_C, .c = b->c};
+    b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t, .prefill = o->prefill};
+    if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
@@ -889,6 +892,15 @@ static void write_output(build *b) {
                        : o->emit == EMIT_SO ? "linking the shared object"
                                             : "linking the object",
                        0);
+    if (b->c_parts.n) { /* the unrolled kernels' C, compiled in parallel before the link */
+        int first = b->nparts;
+        for (int i = 0; i < b->c_parts.n; i++) {
+            char *obj = xasprintf("%s.o", b->c_parts.paths[i]);
+            register_temp(obj);
+            add_part(b, obj);
+        }
+        link_compile_parts(b->c_parts.paths, b->parts + first, b->c_parts.n, b->t, o->opt_level);
+    }
     const char *const *objs = (const char *const *)b->parts;
     if (o->emit == EMIT_SO)
         link_shared_object(b->c_path, objs, b->blob_path, b->t, o->opt_level, o->output, b->workdir);
@@ -918,6 +930,8 @@ static void build_free(build *b) {
     free(b->d.tokenizer);
     for (int i = 0; i < b->nparts; i++) free(b->parts[i]);
     free(b->parts);
+    for (int i = 0; i < b->c_parts.n; i++) free(b->c_parts.paths[i]);
+    free(b->c_parts.paths);
     free(b->c_path), free(b->obj_path), free(b->blob_path), free(b->workdir);
     model_free(b->m);
     target_free(b->t);

@@ -195,10 +195,17 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
         (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) && reuse_kernel(out->cache, kn))
         return;
     switch (out->printer) {
-    case PRINTER_C: emit_c_kernel(out->c, kn); break;
+    case PRINTER_C:
+        if (out->parts && kn->form == KF_UNROLLED) { /* compiled apart, in parallel with the others */
+            emit_c_kernel_part(out->parts, kn);
+            emit_c_kernel_decl(out->c, kn, "the C compiler apart");
+        } else {
+            emit_c_kernel(out->c, kn);
+        }
+        break;
     case PRINTER_LLVM:
         emit_llvm_kernel(out->llvm, kn);
-        emit_c_kernel_decl(out->c, kn);
+        emit_c_kernel_decl(out->c, kn, "the LLVM backend");
         break;
     case PRINTER_NVPTX: emit_llvm_kernel(out->llvm, kn); break;
     case PRINTER_CUDA: emit_cuda_kernel(out->cuda, kn); break;

@@ -571,6 +571,7 @@ typedef struct kernel_sink { /* where a matrix's kernel is printed */
     enum printer printer;
     kernel_cache *cache;       /* i2 kernels printed once per distinct code (matrix.c), or NULL */
     FILE *c;                   /* PRINTER_C: the kernels; PRINTER_LLVM: their declarations */
+    struct c_parts *parts;     /* PRINTER_C: where unrolled kernels go, or NULL (all in c) */
     struct llvm_emitter *llvm; /* PRINTER_LLVM, PRINTER_NVPTX */
     FILE *cuda;                /* PRINTER_CUDA */
 } kernel_sink;
@@ -653,9 +654,22 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa);  /* what i2 kernels call, 
 void emit_c_lut_helpers(FILE *out, bool vector);       /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out, const target *t); /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const kernel *kn);
-void emit_c_kernel_decl(FILE *out, const kernel *kn); /* the kernel is defined elsewhere (LLVM object) */
-void emit_c_string(FILE *out, const char *s);         /* a C string literal, escaped */
-void emit_c_offset(FILE *out, uint64_t off);          /* a blob offset, or RSR_NO_TENSOR */
+/* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */
+void emit_c_kernel_decl(FILE *out, const kernel *kn, const char *built_by);
+/* Into a shared object by the C printer, each unrolled kernel (most of the C's size) is written to
+ * a file of its own, and the files are compiled in parallel (link_compile_parts) before the link. */
+typedef struct c_parts {
+    const char *dir, *source; /* where the files go; the model, for their prologue */
+    const target *t;
+    enum prefill_form prefill;
+    char **paths; /* the files written */
+    int n;
+} c_parts;
+void emit_c_kernel_part(c_parts *parts, const kernel *kn);
+/* Compiles c_parts[i] into objs[i] (n files), as many at once as this process has processors. */
+void link_compile_parts(char *const *c_parts, char **objs, int n, const target *t, int opt_level);
+void emit_c_string(FILE *out, const char *s); /* a C string literal, escaped */
+void emit_c_offset(FILE *out, uint64_t off);  /* a blob offset, or RSR_NO_TENSOR */
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
 typedef struct matrix_record {
     char *name, *symbol, *batch_symbol; /* batch_symbol may be NULL */

@@ -2,6 +2,8 @@
  * fuzz_common.h — what the compiler-side fuzzers share: fuzz bytes written to files the
  * loaders open by path, and a fatal() that returns to the harness (the loaders release what
  * they hold through the cleanup stack, so a long campaign neither leaks nor runs out of maps).
+ * The helpers are inline so that a fuzzer without files (fuzz_hub) may include this for
+ * FUZZ_GUARDED alone.
  */
 #ifndef RSR_FUZZ_COMMON_H
 #define RSR_FUZZ_COMMON_H
@@ -14,12 +16,12 @@
 
 /* A scratch directory for the run, removed at exit. */
 static char fuzz_dir[64];
-static void fuzz_remove_dir(void) {
+static inline void fuzz_remove_dir(void) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fuzz_dir);
     if (system(cmd) != 0) return;
 }
-static const char *fuzz_scratch(void) {
+static inline const char *fuzz_scratch(void) {
     if (!fuzz_dir[0]) {
         /* Memory-backed when possible: every input is written to a file and read back. */
         const char *tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
@@ -31,7 +33,7 @@ static const char *fuzz_scratch(void) {
     return fuzz_dir;
 }
 
-static void fuzz_write(const char *path, const uint8_t *data, size_t size) {
+static inline void fuzz_write(const char *path, const uint8_t *data, size_t size) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) abort();
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Seed corpora for the fuzzers, made from the test models: every tiny checkpoint format that
 rsr-mkmodel writes (shrunk to a few KB), mktiny.py's model and each of its broken variants,
-the target specs, shard indexes over fuzz_index's fixed shards, and fixed byte strings for
-the runtime fuzzers. Usage: make_seeds.py BUILD_DIR OUT_DIR"""
+the target specs, shard indexes over fuzz_index's fixed shards, the Hub's answers (honest and
+hostile), and fixed byte strings for the runtime fuzzers. Usage: make_seeds.py BUILD_DIR OUT_DIR"""
 import os, random, shutil, struct, subprocess, sys, tempfile
 
 build, out = sys.argv[1], sys.argv[2]
@@ -11,7 +11,7 @@ mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
         ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
-         'sentencepiece', 'serve_request', 'serve_engine', 'gguf', 'jinja', 'gbnf']}
+         'sentencepiece', 'serve_request', 'serve_engine', 'gguf', 'jinja', 'gbnf', 'hub']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -152,3 +152,34 @@ gbnf = [
 ]
 for i, (g, r) in enumerate(gbnf):
     put('gbnf', 'seed%d' % i, g + b'\0' + r)
+
+# the Hub's answers (fuzz_hub.c: the first byte odd, header lines; even, a revision's listing),
+# as huggingface.co gives them and as the hostile mirror of tests/lit/cli/hub-hostile.test does
+sha, digest = 'a' * 40, '77196407e59c3fdebfeba820d7a73babbbc2996d6fe49563ec94bf34d830e87e'
+heads = [
+    'HTTP/1.1 302 Found\r\nLocation: /cdn/%s\r\nX-Linked-Etag: "%s"\r\nX-Linked-Size: 366144\r\n'
+    'Content-Length: 0\r\n\r\n' % (digest, digest),
+    'HTTP/2 200\r\netag: W/"%s"\r\ncontent-length: 1234\r\nx-repo-commit: %s\r\n\r\n' % (sha, sha),
+    'HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\nHTTP/1.1 206 Partial Content\r\n'
+    'Content-Range: bytes 20000-366143/366144\r\nContent-Length: 346144\r\n\r\n',
+    'HTTP/1.1 302 Found\r\nX-Linked-Etag: "../../../x/victim.txt"\r\nX-Linked-Size: -1\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nETag: "' + 'e' * 200 + '"\r\nContent-Length: 99999999999999999999\r\n\r\n',
+    'main\nrefs/pr/1\nv1.0+x\n../../x\norg/model-GGUF\norg--x/y\nsub/dir/model.gguf\n/abs\na//b\n',
+]
+for i, h in enumerate(heads):
+    put('hub', 'head%d' % i, b'\x01' + h.encode())
+listings = [
+    {'id': 'org/x', 'sha': sha, 'siblings': [{'rfilename': f} for f in
+     ['.gitattributes', 'README.md', 'config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']]},
+    {'sha': sha, 'siblings': [{'rfilename': 'a.gguf'}, {'rfilename': 'q4/b.gguf'}, {'rfilename': 'c.txt'}]},
+    {'sha': sha, 'siblings': [{'rfilename': 'model-00001-of-00002.safetensors'}, {'rfilename': 'config.json'},
+                              {'rfilename': 'model-00002-of-00002.safetensors'},
+                              {'rfilename': 'model.safetensors.index.json'}]},
+    {'sha': sha, 'siblings': [{'rfilename': '../../../../x/victim.gguf'}]},
+    {'sha': sha, 'siblings': [{'rfilename': '/x/victim.gguf'}, {'rfilename': 'b.gguf'}]},
+    {'sha': '..', 'siblings': [{'rfilename': 'model.gguf'}]},
+    {'sha': sha.upper(), 'siblings': []},
+    {'sha': sha, 'siblings': [{'rfilename': 'a\\b.gguf'}, {'rfilename': 'c\x1b[2J.gguf'}]},
+]
+for i, l in enumerate(listings):
+    put('hub', 'listing%d' % i, b'\x00' + json.dumps(l).encode())

@@ -13,6 +13,11 @@ background; STATE/url holds the endpoint (HF_ENDPOINT), STATE/log one line per r
     GET  the same, following to /cdn/SHA256 (Range honoured)
 REV is "main" or the commit. A gated repository answers 401 without "Authorization: Bearer T".
 --cut BYTES: the first GET of a /cdn/ file sends BYTES bytes of it and drops the connection.
+
+A malicious mirror: while STATE/mode holds one of HOSTILE's names, the server answers as that
+says (read at every request, so one server plays each part in turn), about ROOT/org/x/model.gguf:
+the API answers for any revision, and a path it does not know as resolve/COMMIT/model.gguf
+does, so that a client that squashes "../" in a URL still gets a file.
 """
 import hashlib
 import http.server
@@ -51,6 +56,22 @@ def lfs(name):
     return name.endswith(".safetensors") or name.endswith(".gguf")
 
 
+HOSTILE = {
+    "etag-escape": "the HEAD's X-Linked-Etag is ../../../x/victim.txt (blobs/ETAG is TMP/x/victim.txt)",
+    "name-escape": "the listing's one file is ../../../../x/victim.gguf (snapshots/COMMIT/FILE is TMP/x/...)",
+    "name-absolute": "the listing's one file is /x/victim.gguf",
+    "bad-commit": "the listing's sha is ..",
+    "stall-api": "the API answer's headers, then nothing",
+    "drip-api": "the API answer a byte every 0.3 s",
+    "endless-api": "an API answer without end (512 MiB, no Content-Length)",
+    "stall-body": "a file's first 1000 bytes, then nothing",
+    "long-body": "a file 64 MiB longer than its HEAD said",
+    "ignore-range": "a file whole, with 200, whatever the Range asked",
+    "redirect-loop": "a file's GET redirected to /loop/1, /loop/1 to /loop/2, and on",
+}
+CHUNK = 1 << 16
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -75,8 +96,84 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return True
         return self.headers.get("Authorization") == f"Bearer {self.server.token}"
 
+    def mode(self):
+        try:
+            with open(self.server.state + "/mode") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def stream(self, status, headers, chunks):
+        """status and headers, then each chunk (bytes, or a number: seconds to wait), until the client leaves"""
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for c in chunks:
+                if isinstance(c, bytes):
+                    self.wfile.write(c)
+                    self.wfile.flush()
+                else:
+                    time.sleep(c)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def hostile(self, mode, head):
+        """Answers as HOSTILE[mode] says; False: left to the honest Hub."""
+        parts, repo = self.path.split("/"), "org/x"
+        sha = commit_of(self.server.root, repo)
+        path = os.path.join(self.server.root, repo, "model.gguf")
+        with open(path, "rb") as fh:
+            body = fh.read()
+        names = {"name-escape": "../../../../x/victim.gguf", "name-absolute": "/x/victim.gguf"}
+        if self.path.startswith("/api/models/"):
+            if mode in names or mode == "bad-commit":
+                listing = {"sha": ".." if mode == "bad-commit" else sha,
+                           "siblings": [{"rfilename": names.get(mode, "model.gguf")}]}
+                self.reply(200, json.dumps(listing).encode(), {"Content-Type": "application/json"}, head)
+            elif mode == "stall-api":
+                self.stream(200, {"Content-Length": "1000"}, [60])
+            elif mode == "drip-api":
+                self.stream(200, {"Content-Length": "100000"}, [b" ", 0.3] * 200)
+            elif mode == "endless-api":
+                item = b'{"rfilename": "a"}, ' * (CHUNK // 20)
+                start = b'{"sha": "%s", "siblings": [' % sha.encode()
+                self.stream(200, {"Content-Type": "application/json"}, [start] + [item] * ((512 << 20) // CHUNK))
+            elif len(parts) >= 7 and parts[6] not in ("main", sha):  # any revision, refs/../.. too
+                listing = {"sha": sha, "siblings": [{"rfilename": f} for f in repo_files(self.server.root, repo)]}
+                self.reply(200, json.dumps(listing).encode(), {"Content-Type": "application/json"}, head)
+            else:
+                return False
+        elif self.path.startswith("/loop/"):
+            self.reply(302, b"", {"Location": f"/loop/{int(parts[2]) + 1}"}, head)
+        elif self.path.startswith("/cdn/"):
+            if mode == "stall-body":
+                self.stream(200, {"Content-Length": str(len(body))}, [body[:1000], 60])
+            elif mode == "long-body":
+                extra = 64 << 20
+                self.stream(200, {"Content-Length": str(len(body) + extra)}, [body] + [bytes(CHUNK)] * (extra // CHUNK))
+            elif mode == "ignore-range":
+                self.reply(200, body, head=head)
+            else:
+                return False
+        elif mode == "redirect-loop" and not head:
+            self.reply(302, b"", {"Location": "/loop/1"})
+        elif parts[3:6] == ["resolve", sha, "model.gguf"] and mode != "etag-escape":
+            return False
+        else:  # model.gguf's HEAD, whatever the path (a client may squash ../ in it)
+            digest = sha256_of(path)
+            etag = "../../../x/victim.txt" if mode == "etag-escape" else digest
+            self.reply(302, b"", {"Location": f"/cdn/{digest}", "X-Linked-Etag": f'"{etag}"',
+                                  "X-Linked-Size": str(len(body))}, head)
+        return True
+
     def route(self, head):
         self.record()
+        mode = self.mode()
+        if mode and self.hostile(mode, head):
+            return
         root, parts = self.server.root, self.path.split("/")
         if self.path.startswith("/api/models/") and len(parts) >= 7 and parts[5] == "revision":
             repo = parts[3] + "/" + parts[4]

@@ -187,6 +187,10 @@ static long request(hub *h, const char *url, transfer *t, bool head, char *err) 
 }
 
 static void refuse_status(const hub *h, const char *what, long status) {
+    if ((status == 401 || status == 403) && h->auth)
+        fatal("%s: the Hub refused %s (HTTP %ld) with the HF_TOKEN given: check that the token is valid and "
+              "that access to the repository was granted to its account on the repository's page",
+              h->spec, what, status);
     if (status == 401 || status == 403)
         fatal("%s: the Hub refused %s (HTTP %ld): a gated or private repository needs HF_TOKEN, and access "
               "granted on its page",

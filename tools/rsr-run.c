@@ -131,6 +131,10 @@ static void usage(FILE *out) {
           "                        exit: the final-normed hidden states pooled as the model says (a GGUF's\n"
           "                        pooling_type: mean, first or last token; else the last), unit length\n"
           "  --embed-raw           the same, not scaled to unit length\n"
+          "  --perplexity FILE     the model's perplexity on the text of FILE, as llama-perplexity computes\n"
+          "                        it: chunks of --ctx tokens (default 512), the second half of each scored\n"
+          "                        from the exact logits; '[k]PPL,' per chunk, then the final estimate\n"
+          "  --chunks N            with --perplexity: at most N chunks (default: as many as the text holds)\n"
           "  --verify              check the model's constants (weights, segment index, tokenizer) against\n"
           "                        the checksum rsrc recorded: catches a damaged copy, not a forged one\n"
           "                        (the checksum travels in the same file, and the code is not covered);\n"
@@ -596,10 +600,12 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
 typedef struct cli_args {
     run_options o;
     const char *tokens_arg, *logits_path, *prompt_file, *model_opt, *max_memory;
-    const char *n_arg;  /* -n as given: a list of lengths with --bench -p LENGTHS */
-    const char *pg_arg; /* -pg P,G: a prompt of P then G decoded, as one test */
-    const char *t_arg;  /* -t as given: a list of thread counts with --bench -p LENGTHS */
-    long threads, seed; /* seed -1: a new one each run */
+    const char *perplexity_path; /* --perplexity FILE */
+    long chunks;                 /* --chunks N (0: every chunk)*/
+    const char *n_arg;           /* -n as given: a list of lengths with --bench -p LENGTHS */
+    const char *pg_arg;          /* -pg P,G: a prompt of P then G decoded, as one test */
+    const char *t_arg;           /* -t as given: a list of thread counts with --bench -p LENGTHS */
+    long threads, seed;          /* seed -1: a new one each run */
     int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify, do_digest;
     int do_embed; /* 1: --embed, 2: --embed-raw */
     const char *expect_digest;
@@ -649,6 +655,8 @@ enum {
     O_JSON,
     O_PG,
     O_VERIFY,
+    O_PERPLEXITY,
+    O_CHUNKS,
     O_DIGEST,
     O_EXPECT_DIGEST,
     O_VERSION,
@@ -700,6 +708,8 @@ static const struct option longs[] = {
     {"json", no_argument, 0, O_JSON},
     {"pg", required_argument, 0, O_PG},
     {"verify", no_argument, 0, O_VERIFY},
+    {"perplexity", required_argument, 0, O_PERPLEXITY},
+    {"chunks", required_argument, 0, O_CHUNKS},
     {"digest", no_argument, 0, O_DIGEST},
     {"expect-digest", required_argument, 0, O_EXPECT_DIGEST},
     {"version", no_argument, 0, O_VERSION},
@@ -827,6 +837,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_EMBED: a->do_embed = 1; break;
         case O_EMBED_RAW: a->do_embed = 2; break;
         case O_VERIFY: a->do_verify = 1; break;
+        case O_PERPLEXITY: a->perplexity_path = optarg; break;
+        case O_CHUNKS: a->chunks = parse_num("--chunks", optarg, 1, 1L << 30); break;
         case O_DIGEST: a->do_digest = 1; break;
         case O_EXPECT_DIGEST:
             if (!artifact_digest_valid(optarg))
@@ -860,8 +872,12 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (!a->model_opt && optind >= argc)
         die("no MODEL.so given (rsr-run MODEL.so [-p PROMPT | --chat | --bench] [options]; --help for the options)");
     if (!a->model_opt && optind != argc - 1) die("exactly one MODEL.so expected, got '%s' too", argv[optind + 1]);
-    a->inputs = (a->o.prompt != NULL) + (a->prompt_file != NULL) + (a->tokens_arg != NULL) + a->do_chat;
-    if (a->inputs > 1) die("give one of -p, -f, --tokens or --chat");
+    a->inputs = (a->o.prompt != NULL) + (a->prompt_file != NULL) + (a->tokens_arg != NULL) + a->do_chat +
+                (a->perplexity_path != NULL);
+    if (a->inputs > 1) die("give one of -p, -f, --tokens, --chat or --perplexity");
+    if (a->perplexity_path && (a->do_bench || a->do_embed || a->do_tokenize || a->logits_path))
+        die("--perplexity FILE takes the text alone (with --ctx and --chunks)");
+    if (a->chunks && !a->perplexity_path) die("--chunks %ld needs --perplexity FILE", a->chunks);
     if (a->do_tokenize && (a->tokens_arg || a->do_chat || a->do_bench))
         die("--tokenize takes a text prompt (-p or -f) alone");
     if (a->do_embed && (a->do_chat || a->do_bench || a->do_tokenize || a->logits_path || !a->inputs))
@@ -988,7 +1004,9 @@ int main(int argc, char **argv) {
         a.o.prompt = owned_prompt = read_all(stdin, "stdin");
     }
 
-    if (a.do_embed) {
+    if (a.perplexity_path) {
+        run_perplexity(m, &info, &a.o, a.perplexity_path, a.chunks);
+    } else if (a.do_embed) {
         run_embed(m, &info, &a.o, a.tokens_arg, a.do_embed == 1);
     } else if (a.do_chat) {
         run_chat(m, require_tokenizer(m, "--chat"), &a.o);

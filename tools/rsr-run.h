@@ -72,6 +72,9 @@ typedef struct bench_lists {
 void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const rsr_model_params *mp,
                     bench_lists l);
 
+/* run_perplexity.c: --perplexity FILE, at most chunks chunks of --ctx tokens (0: all) */
+void run_perplexity(rsr_model *m, const rsr_model_info *info, const run_options *o, const char *path, long chunks);
+
 /* run_bench.c: --bench (open_s: how long the model took to open) */
 void run_bench(rsr_model *m, const rsr_model_info *info, const run_options *o, const int32_t *prompt, int32_t n_prompt,
                double open_s);

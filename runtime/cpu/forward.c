@@ -202,6 +202,7 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
 }
 
 static void embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
 static void embed_finish(const rsr_artifact *a, int32_t n, const rt_head_request *h);
 
 static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
@@ -211,6 +212,7 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
         if ((st = eval_steps(s, tokens, n, false, embed_pool, h)) == RSR_OK) embed_finish(s->model->a, n, h);
         return st;
     }
+    if (h->kind == RT_HEAD_ALL) return eval_steps(s, tokens, n, false, every_logits, h);
     if (h->kind == RT_HEAD_NONE || h->kind == RT_HEAD_LOGITS) {
         st = eval_steps(s, tokens, n, h->kind == RT_HEAD_LOGITS, NULL, NULL);
         if (st == RSR_OK && h->kind == RT_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
@@ -993,6 +995,19 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         if (head) rmsnorm(w->xn + (size_t)j * (size_t)w->widest, last, blob_f32(m, a->final_norm), H, a->rms_eps);
     }
     return RSR_OK;
+}
+
+/* rsr_session_eval_all on the CPU, after each of eval_steps' steps: each row's final-normed hidden
+ * state, normed as rt_forward norms the last one for the head, through the exact head. */
+static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
+    (void)n;
+    const rsr_model *m = s->model;
+    const rsr_artifact *a = m->a;
+    const int32_t H = a->hidden;
+    for (int32_t t = 0; t < c; t++) {
+        rmsnorm(s->work.tmp, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
+        rt_lm_head_logits(s, s->work.tmp, h->logits + (size_t)(i + t) * (size_t)a->vocab);
+    }
 }
 
 /* rsr_session_embed on the CPU, after each of eval_steps' steps: each row's final-normed hidden

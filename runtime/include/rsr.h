@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 12
+#define RSR_API_VERSION 13
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -239,6 +239,11 @@ RSR_API int32_t rsr_session_reusable(const rsr_session *session);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 RSR_API rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
+/* Like rsr_session_eval, but the logits of every one of the n tokens: n x vocab_size floats, row t
+ * the distribution of the token after tokens[t], the same bits rsr_session_eval gives for a prefix
+ * ending there (what perplexity and a prompt's log-probabilities read). CPU sessions only:
+ * RSR_ERR_NOT_FOUND on a GPU. */
+RSR_API rsr_status rsr_session_eval_all(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);
 /* How rsr_session_embed makes one vector of a text's tokens (rsr_model_info.pooling): a GGUF's
  * ARCH.pooling_type, numbered as llama.cpp numbers it; a model that names none (or none at all, a
  * generative model) gives its last token's, as llama.cpp does. */

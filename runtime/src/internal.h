@@ -99,6 +99,7 @@ struct rsr_session {
 typedef enum rt_head_kind {
     RT_HEAD_NONE,   /* the tokens go into the cache; nothing comes back */
     RT_HEAD_LOGITS, /* the exact logits of the last token */
+    RT_HEAD_ALL,    /* the exact logits of every token (rsr_session_eval_all) */
     RT_HEAD_INT8,   /* the int8 head's logits and their certified bound */
     RT_HEAD_GREEDY, /* the greedy token of the exact logits */
     RT_HEAD_SAMPLE, /* a token drawn by the sampler's rules */

@@ -118,6 +118,16 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
     return eval(s, tokens, n, &(rt_head_request){.kind = logits ? RT_HEAD_LOGITS : RT_HEAD_NONE, .logits = logits});
 }
 
+rsr_status rsr_session_eval_all(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
+    if (s->model->backend != &rt_backend_cpu)
+        return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
+                            "every token's logits are computed on the CPU: this session runs on %s",
+                            s->model->backend->name);
+    return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_ALL, .logits = logits});
+}
+
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");

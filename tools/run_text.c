@@ -6,6 +6,7 @@
  * may be no valid UTF-8 at all. The output keeps incomplete characters back until they are
  * complete and writes U+FFFD for what can never be, so that a terminal only ever sees text.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -127,7 +128,9 @@ typedef struct generator {
     int32_t stop_ids[3];
     sample_state sample;
     const run_options *o;
-    int32_t next; /* the token chosen after the last eval */
+    int32_t next;   /* the token chosen after the last eval */
+    bool chat;      /* a conversation: a full context is ended with /reset */
+    bool full;      /* the last generate ended because the context was full */
 } generator;
 
 /* Evaluates tokens; the token that follows goes to g->next. */
@@ -195,8 +198,10 @@ static int32_t generate(generator *g, const run_options *o, long n, text_out *ou
         if (piece && (o->special || !api.tokenizer_is_special(g->tok, t)) && out_add(out, piece, len)) break;
         if (api.session_position(g->s) >= g->max_positions) {
             out_finish(out);
-            fprintf(stderr, "rsr-run: the context is full (%d tokens): %s\n", g->max_positions,
+            fprintf(stderr, "rsr-run: the context is full (%d tokens): %s%s\n", g->max_positions,
+                    g->chat ? "/reset starts a new conversation; or " : "",
                     ctx_advice(g->max_positions, g->info.max_positions));
+            g->full = true;
             break;
         }
         eval(g, &t, 1);
@@ -280,6 +285,7 @@ static ssize_t read_turn(int interactive, char **line, size_t *cap) {
 void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     generator g;
     generator_init(&g, m, tok, o);
+    g.chat = true;
     char why[512];
     if (o->chat_template_file && !chat_template_file(&api, tok, o->chat_template_file, why, sizeof why)) die("%s", why);
     const char *name = o->chat_template_file ? "model" : o->chat_template ? o->chat_template : default_template(&g);
@@ -356,8 +362,7 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         free(history);
         history = ids, nhistory = n;
 
-        int32_t room = g.max_positions - api.session_position(g.s);
-        long limit = o->n_gen >= 0 && o->n_gen < room ? o->n_gen : room;
+        long limit = o->n_gen >= 0 ? o->n_gen : LONG_MAX; /* else until an end token, or a full context */
         int32_t *reply = NULL, nreply = 0;
         out.last = -1;
         generate(&g, o, limit, &out, &reply, &nreply);

@@ -47,7 +47,7 @@ from ._artifact import (API_VERSION, _I32P, _P, _ChatMessage, _Info, _ModelParam
 from ._artifact import _check_elf  # noqa: F401 - rsr._check_elf still (_load calls _artifact's)
 from ._errors import _ERR_INVALID, Error
 
-__all__ = ["Error", "Model", "Session", "API_VERSION", "__version__"]
+__all__ = ["Error", "Model", "Session", "Generation", "API_VERSION", "__version__"]
 _VERSION = "0.1.0"  # python/pyproject.toml's version, for a package run uninstalled (a test keeps them equal)
 try:
     __version__ = metadata.version("rsr")
@@ -300,23 +300,24 @@ class Model(_Handle):
 
     def generate(self, prompt, max_tokens: int = 256, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                  seed: Optional[int] = None, stop: Sequence[str] = (), ignore_eos: bool = False,
-                 min_p: float = 0.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64) -> Iterator[str]:
+                 min_p: float = 0.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64) -> "Generation":
         """The continuation of prompt (text, or a list of token ids), as text pieces while they are
         generated: whole characters only, never past the start of a stop string (stop: one, or a
         list). min_p and repeat_penalty (over the last repeat_last_n tokens) as rsr-run's --min-p and
         --repeat-penalty; seed None (or -1): a random one. The arguments are checked here, before
-        the first token."""
+        the first token. Once the pieces are all read, .finish_reason says why they ended."""
         sampler = _sampler(temperature, top_k, top_p, min_p, repeat_penalty)
         max_tokens = _int_arg("max_tokens", max_tokens, 0, 1 << 24)
         repeat_last_n = _int_arg("repeat_last_n", repeat_last_n, 0, 1 << 20)
         rng = _rng_for(None if seed is None else _int_arg("seed", seed, -1, _SEED_MAX))
         stop = _stop_arg(stop)
         ids = self._prompt_ids(prompt)
-        return self._generate(ids, sampler, max_tokens, repeat_last_n, rng, stop, ignore_eos)
+        end = {}
+        return Generation(self._generate(ids, sampler, max_tokens, repeat_last_n, rng, stop, ignore_eos, end), end)
 
-    def _generate(self, ids, sampler, max_tokens, repeat_last_n, rng, stop, ignore_eos) -> Iterator[str]:
+    def _generate(self, ids, sampler, max_tokens, repeat_last_n, rng, stop, ignore_eos, end) -> Iterator[str]:
         with self.session() as s:
-            yield from _Text(self, s._decode(ids, max_tokens, sampler, repeat_last_n, rng, ignore_eos), stop)
+            yield from _Text(self, s._decode(ids, max_tokens, sampler, repeat_last_n, rng, ignore_eos, end), stop, end)
 
     def complete(self, prompt, **kw) -> str:
         return "".join(self.generate(prompt, **kw))
@@ -456,12 +457,32 @@ def _complete(b: bytes, n: int) -> int:
     return n
 
 
+class Generation:
+    """What Model.generate returns: an iterator of the text pieces, and once they are all read,
+    finish_reason: "stop" (the model's end token, or a stop string) or "length" (max_tokens, or
+    the session's context full), as OpenAI's API names them; None before."""
+
+    def __init__(self, pieces: Iterator[str], end: dict):
+        self._pieces, self._end = pieces, end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self._end.get("finish_reason")
+
+
 class _Text:
     """Token ids to text pieces as they come: whole UTF-8 characters only (bytes that form none
-    become U+FFFD), and nothing from the start of a stop string on."""
+    become U+FFFD), and nothing from the start of a stop string on (end["finish_reason"] "stop")."""
 
-    def __init__(self, model: Model, tokens, stop: Sequence[str]):
+    def __init__(self, model: Model, tokens, stop: Sequence[str], end: Optional[dict] = None):
         self.model, self.tokens, self.stop = model, tokens, [s.encode() for s in stop if s]
+        self.end = end if end is not None else {}
 
     def __iter__(self):
         held = b""
@@ -470,6 +491,7 @@ class _Text:
             held += self.model._piece(t)
             hits = [held.find(s) for s in self.stop if s in held]
             if hits:
+                self.end["finish_reason"] = "stop"
                 if min(hits):
                     yield held[:min(hits)].decode(errors="replace")
                 return
@@ -577,7 +599,10 @@ class Session(_Handle):
                                                       ctypes.byref(rng), ctypes.byref(t), None))
         return self._lib.rsr_session_position(self._s)
 
-    def _decode(self, ids, max_tokens, sampler, repeat_last_n, rng_state, ignore_eos):
+    def _decode(self, ids, max_tokens, sampler, repeat_last_n, rng_state, ignore_eos, end=None):
+        """The tokens drawn after ids; end["finish_reason"]: "stop" at an end token, else "length"."""
+        end = end if end is not None else {}
+        end["finish_reason"] = "length"
         rng = ctypes.c_uint64(rng_state)
         t = ctypes.c_int32()
         stops = set() if ignore_eos else self.model._stop_ids()
@@ -589,6 +614,7 @@ class Session(_Handle):
             position = self._sample(feed, sampler, rng, t)
             recent.append(t.value)
             if t.value in stops:
+                end["finish_reason"] = "stop"
                 return
             yield t.value
             if position >= self.max_positions:

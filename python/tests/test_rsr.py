@@ -550,3 +550,16 @@ def test_the_file_hashed_is_the_file_loaded(tmp_path, model, model_path, monkeyp
     with rsr.Model(str(pinned), digest=digest) as m:  # the model hashed, not what the path holds now
         assert m.complete("In 1492", max_tokens=8) == model.complete("In 1492", max_tokens=8)
     assert not other.exists()  # it was swapped in
+
+
+def test_generate_says_why_it_ended(model):
+    g = model.generate("In 1492", max_tokens=4, temperature=60, seed=7)
+    assert g.finish_reason is None  # nothing read yet
+    whole = "".join(g)
+    assert g.finish_reason == "length"
+    at = next(i for i in range(1, len(whole) - 2) if "\ufffd" not in whole[i:i + 2])
+    g = model.generate("In 1492", max_tokens=4, temperature=60, seed=7, stop=[whole[at:at + 2]])
+    assert "".join(g) == whole[:whole.find(whole[at:at + 2])] and g.finish_reason == "stop"
+    g = model.generate("In 1492", max_tokens=1 << 20, ignore_eos=True)  # until the context is full
+    n = len(model.tokenize("".join(g)))
+    assert g.finish_reason == "length" and n > 8

@@ -31,6 +31,8 @@
 #include <arpa/inet.h>
 #include <sys/stat.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 
 #include <cjson/cJSON.h>
@@ -66,6 +68,7 @@ typedef struct server {
     long started;
     serve_guard *guard;
     int in_flight; /* requests read and not yet answered in full (atomic) */
+    bool ready;    /* the model is loaded, its engine started (atomic): until then, 503 */
 } server;
 
 static serve_guard *guard; /* the server's, for the CORS headers of every reply */
@@ -1215,6 +1218,15 @@ static bool refuse(server *sv, struct MHD_Connection *c, const char *url, const 
 }
 
 static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *url, const char *method, request *rq) {
+    if (!__atomic_load_n(&sv->ready, __ATOMIC_ACQUIRE) && strcmp(url, "/") && strcmp(url, "/index.html")) {
+        if (!strcmp(url, "/health")) { /* as llama-server: 503 while the model loads */
+            cJSON *root = cJSON_CreateObject();
+            cJSON_AddStringToObject(root, "status", "loading");
+            return send_json(c, MHD_HTTP_SERVICE_UNAVAILABLE, root, 1);
+        }
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable_error", NULL, "model_loading",
+                          "the model is loading: try again in a moment (GET /health says when it is ready)");
+    }
     bool post = !strcmp(method, "POST");
     bool completions = !strcmp(url, "/v1/completions"), chat = !strcmp(url, "/v1/chat/completions");
     bool tok = !strcmp(url, "/tokenize"), detok = !strcmp(url, "/detokenize"), tmpl = !strcmp(url, "/apply-template");
@@ -1707,12 +1719,77 @@ static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain
     fprintf(stderr, "rsr-serve: stopped\n");
 }
 
+/* What the loading thread needs, and what main needs back from it. */
+typedef struct loader {
+    server *sv;
+    serve_args *a;
+    pthread_t main;
+    long ctx, spare;
+} loader;
+
+/* The model, its engine and the embeddings' thread, made while the port already answers (503,
+ * /health "loading"); main is told by SIGUSR1. A failure ends the process with its message. */
+static void *load(void *arg) {
+    loader *L = arg;
+    server *sv = L->sv;
+    serve_args *a = L->a;
+    open_model(sv, a);
+    if (a->ctx > sv->info.max_positions)
+        die("--ctx %ld: the model holds at most %d positions", a->ctx, sv->info.max_positions);
+    long ctx = L->ctx = a->ctx ? a->ctx : sv->info.max_positions < 4096 ? sv->info.max_positions : 4096;
+    char why[512];
+    if (a->chat_template_file && !chat_template_file(&api, sv->tok, a->chat_template_file, why, sizeof why))
+        die("%s", why);
+    if (a->chat_template_file) sv->chat_template = "model";
+    if (!sv->chat_template) sv->chat_template = chat_template_for(&api, sv->tok, &sv->info); /* as rsr-run --chat */
+    /* --cache-mem: whole sessions' KV caches (K and V of every layer, KV head and position) */
+    double per_cache = 2.0 * sv->info.num_layers * sv->info.num_kv_heads * (double)ctx *
+                       (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim);
+    long spare = (long)((double)a->cache_mib * 1048576.0 / per_cache);
+    if (spare > 4096) spare = 4096;
+    if (a->cache_mib && !spare)
+        fprintf(stderr, "rsr-serve: warning: --cache-mem %ld MiB holds no KV cache of %.0f MiB (%ld positions)\n",
+                a->cache_mib, per_cache / 1048576.0, ctx);
+    L->spare = spare;
+    serve_engine_params ep = {
+        .slots = (int32_t)a->slots,
+        .spare = (int32_t)spare,
+        .queue = (int32_t)a->queue,
+        .ctx = (int32_t)ctx,
+        .chunk = (int32_t)a->chunk,
+        .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO},
+    };
+    char err[1024];
+    if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);
+    rsr_session_params esp = ep.session; /* the slots' cache type: the vectors rsr-run --embed gives */
+    esp.max_positions = (int32_t)ctx;
+    if (!(sv->emb = embedder_start(sv->m, &esp, sv->info.hidden_size, (int32_t)a->queue)))
+        die("cannot start the embeddings' thread");
+    sv->started = (long)time(NULL);
+    __atomic_store_n(&sv->ready, true, __ATOMIC_RELEASE);
+    pthread_kill(L->main, SIGUSR1);
+    return NULL;
+}
+
+/* The listening socket, bound before the model loads: a port in use fails at once, with one message. */
+static int bind_listener(const serve_args *a, const struct sockaddr_storage *addr, socklen_t len, bool v6) {
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0) die("cannot open a socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)addr, len) != 0)
+        die("cannot listen on %s port %ld: %s%s", a->host, a->port, strerror(errno),
+            errno == EADDRINUSE ? " (another server holds it: stop it, or give --port)" : "");
+    if (listen(fd, 128) != 0) die("cannot listen on %s port %ld: %s", a->host, a->port, strerror(errno));
+    return fd;
+}
+
 int main(int argc, char **argv) {
     serve_args a;
     parse_args(argc, argv, &a);
     struct sockaddr_storage addr;
     bool v6;
-    listen_address(a.host, a.port, &addr, &v6);
+    socklen_t addr_len = listen_address(a.host, a.port, &addr, &v6);
     raise_file_limit(a.max_conn + REFUSAL_ROOM);
     server sv = {.max_body = a.max_body,
                  .tok_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -1720,73 +1797,57 @@ int main(int argc, char **argv) {
                  .strict_model = a.strict_model,
                  .verbose = a.verbose,
                  .chat_template = a.chat_template};
-    open_model(&sv, &a);
-    if (a.ctx > sv.info.max_positions)
-        die("--ctx %ld: the model holds at most %d positions", a.ctx, sv.info.max_positions);
-    long ctx = a.ctx ? a.ctx : sv.info.max_positions < 4096 ? sv.info.max_positions : 4096;
     if (!sv.model_id) {
         const char *slash = strrchr(a.model_path, '/');
         sv.model_id = slash ? slash + 1 : a.model_path;
     }
-    sv.started = (long)time(NULL);
-    char why[512];
-    if (a.chat_template_file && !chat_template_file(&api, sv.tok, a.chat_template_file, why, sizeof why))
-        die("%s", why);
-    if (a.chat_template_file) sv.chat_template = "model";
-    if (!sv.chat_template) sv.chat_template = chat_template_for(&api, sv.tok, &sv.info); /* as rsr-run --chat */
-    strlist_add(&a.hosts, a.host);                                                       /* --host may be a name */
+    strlist_add(&a.hosts, a.host); /* --host may be a name */
     a.gp.hosts = a.hosts.v, a.gp.n_hosts = a.hosts.n;
 
-    /* the signals go to sigwait below, not to a thread of the server's */
+    /* the signals go to sigwait below, not to a thread of the server's (they inherit the mask);
+     * SIGUSR1: the model is loaded */
     sigset_t stop;
     sigemptyset(&stop);
-    sigaddset(&stop, SIGINT), sigaddset(&stop, SIGTERM), sigaddset(&stop, SIGHUP);
+    sigaddset(&stop, SIGINT), sigaddset(&stop, SIGTERM), sigaddset(&stop, SIGHUP), sigaddset(&stop, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* --cache-mem: whole sessions' KV caches (K and V of every layer, KV head and position) */
-    double per_cache = 2.0 * sv.info.num_layers * sv.info.num_kv_heads * (double)ctx *
-                       (double)rsr_kv_row_bytes(a.kv, sv.info.head_dim);
-    long spare = (long)((double)a.cache_mib * 1048576.0 / per_cache);
-    if (spare > 4096) spare = 4096;
-    if (a.cache_mib && !spare)
-        fprintf(stderr, "rsr-serve: warning: --cache-mem %ld MiB holds no KV cache of %.0f MiB (%ld positions)\n",
-                a.cache_mib, per_cache / 1048576.0, ctx);
-    serve_engine_params ep = {
-        .slots = (int32_t)a.slots,
-        .spare = (int32_t)spare,
-        .queue = (int32_t)a.queue,
-        .ctx = (int32_t)ctx,
-        .chunk = (int32_t)a.chunk,
-        .session = {.kv_type = a.kv, .attention = RSR_ATTENTION_AUTO},
-    };
-    char err[1024];
-    if (!(sv.e = serve_engine_start(sv.m, sv.tok, &ep, err, sizeof err))) die("%s", err);
-    rsr_session_params esp = ep.session; /* the slots' cache type: the vectors rsr-run --embed gives */
-    esp.max_positions = (int32_t)ctx;
-    if (!(sv.emb = embedder_start(sv.m, &esp, sv.info.hidden_size, (int32_t)a.queue)))
-        die("cannot start the embeddings' thread");
+    int lfd = bind_listener(&a, &addr, addr_len, v6);
     if (!(guard = sv.guard = serve_guard_start(&a.gp))) die("cannot start the connections' guard");
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                      (v6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        completed, &sv, MHD_OPTION_NOTIFY_CONNECTION, connection_event, &sv, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(a.max_conn + REFUSAL_ROOM), MHD_OPTION_CONNECTION_TIMEOUT,
+        flags, 0, NULL, NULL, handle, &sv, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_NOTIFY_COMPLETED, completed, &sv,
+        MHD_OPTION_NOTIFY_CONNECTION, connection_event, &sv, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(a.max_conn + REFUSAL_ROOM), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)a.gp.body_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_STRICT_FOR_CLIENT, 1,
         MHD_OPTION_END);
-    if (!d) die("cannot listen on %s port %ld: %s", a.host, a.port, strerror(errno));
+    if (!d) die("cannot serve on %s port %ld: %s", a.host, a.port, strerror(errno));
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = bound ? bound->port : (unsigned)a.port;
+
+    fprintf(stderr, "rsr-serve: http://%s%s%s:%u/ answers 503 until the model is loaded (GET /health)\n", v6 ? "[" : "",
+            a.host, v6 ? "]" : "", port);
+    fflush(stderr);
+    loader L = {.sv = &sv, .a = &a, .main = pthread_self()};
+    pthread_t loading;
+    if (pthread_create(&loading, NULL, load, &L) != 0) die("cannot start loading the model");
+    int sig = 0;
+    while (sigwait(&stop, &sig) == 0 && sig == SIGUSR1 && !__atomic_load_n(&sv.ready, __ATOMIC_ACQUIRE)) {}
+    if (sig != SIGUSR1) { /* stopped while the model loads: nothing runs yet to finish */
+        fprintf(stderr, "rsr-serve: %s while loading the model: stopped\n", strsignal(sig));
+        _exit(0);
+    }
+    pthread_join(loading, NULL);
     fprintf(stderr,
             "rsr-serve: listening on http://%s%s%s:%u/ (model %s, %ld slot%s of %ld positions, %ld spare KV cache%s, "
             "queue %ld, %d thread%s, %s, pid %ld)\n",
-            v6 ? "[" : "", a.host, v6 ? "]" : "", bound ? bound->port : (unsigned)a.port, sv.model_id, a.slots,
-            a.slots == 1 ? "" : "s", ctx, spare, spare == 1 ? "" : "s", a.queue, sv.info.num_threads,
-            sv.info.num_threads == 1 ? "" : "s", a.keys.n ? "API key required" : "no API key", (long)getpid());
+            v6 ? "[" : "", a.host, v6 ? "]" : "", port, sv.model_id, a.slots, a.slots == 1 ? "" : "s", L.ctx, L.spare,
+            L.spare == 1 ? "" : "s", a.queue, sv.info.num_threads, sv.info.num_threads == 1 ? "" : "s",
+            a.keys.n ? "API key required" : "no API key", (long)getpid());
     fflush(stderr);
-
-    int sig = 0;
-    sigwait(&stop, &sig);
+    do sigwait(&stop, &sig);
+    while (sig == SIGUSR1);
     drain_and_stop(&sv, d, sig, a.drain);
     return 0;
 }

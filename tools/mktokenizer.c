@@ -186,7 +186,7 @@ static void fill_vocabulary(char **tok, long vocab, long next, cJSON *merges) {
     free(set.slot);
 }
 
-cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t whylen) {
+cJSON *synthetic_tokenizer(long vocab, long bos, long eos, int add_eos, char *why, size_t whylen) {
     const char *special_name[5] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                                    "<|eot_id|>"};
     long special_id[5] = {bos, eos, vocab - 3, vocab - 2, vocab - 1};
@@ -269,7 +269,7 @@ cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t why
     cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
     for (int i = 0; i < 5; i++) cJSON_AddItemToArray(added, added_token((int32_t)special_id[i], special_name[i]));
     bpe_json_pipeline(root, bpe_llama3_split);
-    bpe_json_specials(root, special_name[0], (int)bos, NULL, -1);
+    bpe_json_specials(root, special_name[0], (int)bos, special_name[1], add_eos ? (int)eos : -1);
 
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddNullToObject(model, "dropout");

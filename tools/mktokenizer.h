@@ -6,8 +6,9 @@
 
 #include <cjson/cJSON.h>
 
-/* A byte-level BPE tokenizer with ids in [0, vocab) and its special tokens at bos and eos; NULL
- * with the reason in why when the vocabulary is too small for one. */
-cJSON *synthetic_tokenizer(long vocab, long bos, long eos, char *why, size_t whylen);
+/* A byte-level BPE tokenizer with ids in [0, vocab) and its special tokens at bos and eos, which
+ * adds bos before every text (and eos after it, with add_eos: an embedding model's); NULL with the
+ * reason in why when the vocabulary is too small for one. */
+cJSON *synthetic_tokenizer(long vocab, long bos, long eos, int add_eos, char *why, size_t whylen);
 
 #endif

@@ -16,6 +16,12 @@
  * group-scaled Q2_0 (ternary, optionally some +2: --plus2) or Q1_0 (binary: a zero weight becomes
  * -1 or +1 at random) with a scale per block of 64 or 128 weights, the matrix's scale times a
  * random factor in [0.5, 1.5].
+ *
+ * --format qwen3-grouped and qwen3-embed write the two Qwen3 checkpoints rsrc reads from safetensors:
+ * Qwen3ForCausalLM with dense bf16 or f16 matrices ternary per group of --group columns (every
+ * weight -d, 0 or +d for its group's d, as Ternary-Bonsai's "unpacked" checkpoints), and Qwen3Model,
+ * the BitNet embedding model (names without "model.", no head, bf16 latent matrices, an RMSNorm with
+ * weights before each projection, sentence-transformers' 1_Pooling/config.json).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -207,13 +213,23 @@ static uint16_t f32_to_f16(float f) {
 /* ------------------------------------------------------------------------------------------ */
 /* formats, presets, tensors                                                                    */
 
-typedef enum { F_BITNET_PACKED, F_BITNET_BF16, F_LLAMA_PACKED, F_FALCON_E, F_1BITLLM, F_COUNT } format_t;
+typedef enum {
+    F_BITNET_PACKED,
+    F_BITNET_BF16,
+    F_LLAMA_PACKED,
+    F_FALCON_E,
+    F_1BITLLM,
+    F_QWEN3_GROUPED,
+    F_QWEN3_EMBED,
+    F_COUNT
+} format_t;
 
-static const char *const format_names[F_COUNT] = {"bitnet-packed", "bitnet-bf16", "llama-packed", "falcon-e",
-                                                  "1bitllm"};
+static const char *const format_names[F_COUNT] = {"bitnet-packed", "bitnet-bf16",   "llama-packed", "falcon-e",
+                                                  "1bitllm",       "qwen3-grouped", "qwen3-embed"};
 
 static int format_packed(format_t f) { return f == F_BITNET_PACKED || f == F_LLAMA_PACKED || f == F_FALCON_E; }
 static int format_bitnet(format_t f) { return f == F_BITNET_PACKED || f == F_BITNET_BF16; }
+static int format_qwen3(format_t f) { return f == F_QWEN3_GROUPED || f == F_QWEN3_EMBED; }
 
 typedef struct {
     const char *name;
@@ -236,7 +252,8 @@ typedef enum { DT_BF16, DT_F16, DT_U8 } dtype_t;
 static const char *const dtype_names[] = {"BF16", "F16", "U8"};
 static const int dtype_size[] = {2, 2, 1};
 
-typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED, K_ROUTER } kind_t; /* K_ROUTER: as K_EMBED, F32 in GGUF */
+/* K_ROUTER: as K_EMBED, F32 in GGUF; K_GROUPED: dense, ternary per group of --group columns */
+typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED, K_ROUTER, K_GROUPED } kind_t;
 
 typedef struct {
     char name[128];
@@ -244,7 +261,7 @@ typedef struct {
     kind_t kind;
     int ndim;
     uint64_t shape[2];
-    uint64_t out, in; /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT) */
+    uint64_t out, in; /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT, K_GROUPED) */
     int inverted;     /* K_SCALE: store 1/beta */
     uint64_t nbytes;
     int shard;
@@ -260,7 +277,12 @@ typedef struct {
     double embed_std;      /* the embeddings' (and an untied head's) standard deviation */
     int gguf_type;         /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
     const char *gguf_arch; /* its general.architecture (--gguf-arch) */
-    int qwen3;             /* a gguf-* format of architecture qwen3 or gemma3: q/k head norms, no sub-norms */
+    int qwen3;             /* a qwen3-* format, or a gguf-* one of architecture qwen3 or gemma3: q/k head norms,
+                              no sub-norms */
+    dtype_t dtype;         /* the floats of a safetensors checkpoint: bf16, f16 for 1bitllm or --dtype f16 */
+    int dtype_given;       /* --dtype was given */
+    long group;            /* qwen3-grouped's columns per group (--group; 0: another format) */
+    const char *pooling;   /* qwen3-embed's pooling: mean, last or cls (--pooling) */
     int gemma3;            /* of architecture gemma3: post norms too, and sliding windows */
     long sliding_window;   /* --sliding-window: gemma3's window of its local layers (0: none) */
     int maple;             /* of architecture maple: qwen3's attention, experts for the FFN, windows */
@@ -319,7 +341,7 @@ static void add_matrix(tlist_t *l, const opts_t *o, const char *base, uint64_t o
         t->in = in;
         t->inverted = o->format == F_LLAMA_PACKED;
     } else {
-        t = tadd(l, name, o->format == F_1BITLLM ? DT_F16 : DT_BF16, K_LATENT, 2, out, in);
+        t = tadd(l, name, o->dtype, o->format == F_QWEN3_GROUPED ? K_GROUPED : K_LATENT, 2, out, in);
         t->out = out;
         t->in = in;
     }
@@ -355,8 +377,14 @@ static void expert_tensors(tlist_t *l, const opts_t *o, long L) {
         }
 }
 
+/* qwen3-embed's tensors are named without "model." (the checkpoint of a Qwen3Model) */
+static void drop_model_prefix(tlist_t *l) {
+    for (size_t i = 0; i < l->n; i++)
+        if (!strncmp(l->t[i].name, "model.", 6)) memmove(l->t[i].name, l->t[i].name + 6, strlen(l->t[i].name + 6) + 1);
+}
+
 static void build_tensors(tlist_t *l, const opts_t *o) {
-    const dtype_t hp = o->format == F_1BITLLM ? DT_F16 : DT_BF16; /* high-precision dtype */
+    const dtype_t hp = o->dtype; /* high-precision dtype */
     const uint64_t H = (uint64_t)o->hidden, I = (uint64_t)o->intermediate, V = (uint64_t)o->vocab;
     const uint64_t HD = (uint64_t)o->head_dim, Q = (uint64_t)o->heads * HD, KV = (uint64_t)o->kv_heads * HD;
     const int sub_norms = (format_bitnet(o->format) || o->format == F_1BITLLM) && !o->qwen3;
@@ -403,7 +431,11 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         }
     }
     tadd(l, "model.norm.weight", hp, K_NORM, 1, H, 0);
-    if (!format_bitnet(o->format) || o->untied) tadd(l, "lm_head.weight", hp, K_EMBED, 2, V, H);
+    /* bitnet-packed (and its GGUF architectures) and qwen3-grouped tie the head unless --untied; an
+     * embedding model has none */
+    const int head = format_bitnet(o->format) || o->format == F_QWEN3_GROUPED ? o->untied : o->format != F_QWEN3_EMBED;
+    if (head) tadd(l, "lm_head.weight", hp, K_EMBED, 2, V, H);
+    if (o->format == F_QWEN3_EMBED) drop_model_prefix(l);
 }
 
 /* Assign tensors to shards in order, every shard non-empty: each shard takes tensors until it is
@@ -533,6 +565,22 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
             }
             put_value(s, t->dt, poisoned(t, o, k, (float)w));
         }
+        break;
+    }
+    case K_GROUPED: { /* the codes of a packed matrix's rows, times a scale per group, U(0.5, 1.5) x beta's base */
+        const double base = o->binary ? 1.0 / sqrt((double)t->in) : 1.0 / sqrt(0.6 * (double)t->in);
+        unsigned char *codes = xmalloc(t->in);
+        for (uint64_t row = 0; row < t->out; row++) {
+            gen_codes_row(codes, t->in, key, row, o->binary);
+            rng_t g;
+            rng_seed(&g, row_key(key ^ 0x47524F5550ull, row)); /* "GROUP" */
+            float d = 0;
+            for (uint64_t c = 0; c < t->in; c++) {
+                if (c % (uint64_t)o->group == 0) d = (float)(base * rng_uniform(&g, 0.5, 1.5));
+                put_value(s, t->dt, poisoned(t, o, row * t->in + c, (float)(codes[c] - 1) * d));
+            }
+        }
+        free(codes);
         break;
     }
     case K_NORM:
@@ -993,9 +1041,39 @@ static cJSON *build_config(const opts_t *o) {
     return c;
 }
 
+/* A Qwen3 config.json: Qwen3ForCausalLM (qwen3-grouped; no quantization_config, the matrices being
+ * ternary as they stand) or Qwen3Model (qwen3-embed), with Qwen3's epsilon and RoPE base and a head
+ * dimension of its own. */
+static cJSON *build_qwen3_config(const opts_t *o) {
+    cJSON *c = cJSON_CreateObject(), *archs = cJSON_CreateArray();
+    if (!c || !archs) die("out of memory");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(o->format == F_QWEN3_EMBED ? "Qwen3Model" : "Qwen3ForCausalLM"));
+    json_add(c, "architectures", archs);
+    json_add(c, "model_type", cJSON_CreateString("qwen3"));
+    json_add(c, "hidden_act", cJSON_CreateString("silu"));
+    const struct {
+        const char *key;
+        long v;
+    } sizes[] = {
+        {"hidden_size", o->hidden},        {"intermediate_size", o->intermediate},  {"num_hidden_layers", o->layers},
+        {"num_attention_heads", o->heads}, {"num_key_value_heads", o->kv_heads},    {"head_dim", o->head_dim},
+        {"vocab_size", o->vocab},          {"max_position_embeddings", o->max_pos}, {"bos_token_id", o->bos},
+        {"eos_token_id", o->eos}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        json_add(c, sizes[i].key, cJSON_CreateNumber((double)sizes[i].v));
+    json_add(c, "rms_norm_eps", cJSON_CreateNumber(1e-6));
+    json_add(c, "rope_theta", cJSON_CreateNumber(1000000.0));
+    json_add(c, "rope_scaling", cJSON_CreateNull());
+    json_add(c, "attention_bias", cJSON_CreateBool(0));
+    json_add(c, "use_sliding_window", cJSON_CreateBool(0));
+    json_add(c, "tie_word_embeddings", cJSON_CreateBool(!o->untied));
+    json_add(c, "torch_dtype", cJSON_CreateString(o->dtype == DT_F16 ? "float16" : "bfloat16"));
+    return c;
+}
+
 /* Remove files of an earlier run in another layout (single file vs shards) that would make the
  * directory ambiguous. Only names this tool writes are touched. */
-static void remove_stale(const char *dir, long nshards, int wrote_tokenizer, int wrote_config) {
+static void remove_stale(const char *dir, long nshards, int wrote_tokenizer, int wrote_config, int wrote_pooling) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -1015,10 +1093,14 @@ static void remove_stale(const char *dir, long nshards, int wrote_tokenizer, int
         else if (strlen(n) == 32 && sscanf(n, "model-%5u-of-%5u%31s", &a, &b, tail) == 3 &&
                  !strcmp(tail, ".safetensors"))
             ours = 1, stale = nshards == 1 || (long)b != nshards;
+        else if (!strcmp(n, "1_Pooling"))
+            ours = 1, stale = !wrote_pooling;
         if (ours && stale) {
-            char *p = xasprintf("%s/%s", dir, n);
-            if (unlink(p) != 0)
+            const int pooling = !strcmp(n, "1_Pooling"); /* its config.json, and it where nothing else is in it */
+            char *p = xasprintf("%s/%s%s", dir, n, pooling ? "/config.json" : "");
+            if (unlink(p) != 0 && errno != ENOENT)
                 fprintf(stderr, "rsr-mkmodel: warning: cannot remove stale %s: %s\n", p, strerror(errno));
+            if (pooling) p[strlen(p) - strlen("/config.json")] = 0, rmdir(p);
             free(p);
         }
     }
@@ -1049,6 +1131,26 @@ static void mkdir_p(const char *dir) {
     free(p);
 }
 
+/* qwen3-embed's DIR/1_Pooling/config.json, as sentence-transformers writes it: the mode of
+ * o->pooling true, the others false. */
+static uint64_t write_pooling(const opts_t *o) {
+    static const char *const modes[] = {"pooling_mode_cls_token",           "pooling_mode_mean_tokens",
+                                        "pooling_mode_max_tokens",          "pooling_mode_mean_sqrt_len_tokens",
+                                        "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
+    const char *mode = !strcmp(o->pooling, "mean") ? modes[1] : !strcmp(o->pooling, "cls") ? modes[0] : modes[5];
+    char *dir = xasprintf("%s/1_Pooling", o->out_dir);
+    make_dir(dir);
+    cJSON *p = cJSON_CreateObject();
+    if (!p) die("out of memory");
+    json_add(p, "word_embedding_dimension", cJSON_CreateNumber((double)o->hidden));
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) json_add(p, modes[i], cJSON_CreateBool(modes[i] == mode));
+    json_add(p, "include_prompt", cJSON_CreateBool(1));
+    uint64_t n = write_json_file(dir, "config.json", p);
+    cJSON_Delete(p);
+    free(dir);
+    return n;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* command line                                                                                */
 
@@ -1058,6 +1160,7 @@ static void usage(FILE *out) {
           "                   [--heads N] [--kv-heads N] [--head-dim N] [--vocab N] [--max-pos N]\n"
           "                   [--no-tokenizer] [--embed-std S] [--chat-template FILE]\n"
           "                   [--gguf-arch A] [--gguf-embed T] [--plus2 P] [--untied] [--sliding-window N]\n"
+          "                   [--group N] [--dtype T] [--pooling P]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --help\n"
           "\n"
@@ -1074,6 +1177,14 @@ static void usage(FILE *out) {
           "                  (HF1BitLLM/Llama3-8B-1.58, Falcon3-1.58bit)\n"
           "  falcon-e        LlamaForCausalLM, packed, bitlinear with use_rms_norm, weight_scale = beta\n"
           "  1bitllm         BitnetForCausalLM (1bitLLM/bitnet_b1_58), fp16 latent weights, sub-norms\n"
+          "  qwen3-grouped   Qwen3ForCausalLM, dense bf16 (--dtype f16) matrices whose weights are -d, 0 or +d\n"
+          "                  for a random d of each group of --group columns (Ternary-Bonsai's \"unpacked\"\n"
+          "                  checkpoints); an RMSNorm of each head of q and k, heads --head-dim wide, epsilon\n"
+          "                  1e-6, RoPE base 1e6, a head tied unless --untied\n"
+          "  qwen3-embed     Qwen3Model, the BitNet embedding model (microsoft/bitnet-embedding-0.6b): qwen3's\n"
+          "                  layers with tensors named without \"model.\", no head, bf16 latent weights, an\n"
+          "                  RMSNorm with weights before each of the 7 projections, DIR/1_Pooling/config.json\n"
+          "                  (--pooling) and a tokenizer that ends every text with EOS\n"
           "  gguf-i2s, gguf-tq1, gguf-tq2\n"
           "                  bitnet-packed's weights as DIR/model.gguf (architecture bitnet-b1.58), the ternary\n"
           "                  matrices in bitnet.cpp's I2_S or llama.cpp's TQ1_0 or TQ2_0 (--gguf-arch bitnet:\n"
@@ -1118,15 +1229,20 @@ static void usage(FILE *out) {
           "  --swiglu-clamp C   with --gguf-arch maple, maple.swiglu_clamp_exp (silu(min(gate, C)) *\n"
           "                     clamp(up, -C, C); default 0: no key)\n"
           "  --swa-pattern P    with --gguf-arch maple, one 0 or 1 per layer, 1 windowed (default 1010...)\n"
-          "  --head-dim N       the width of an attention head, --gguf-arch qwen3, gemma3 (default hidden/heads;\n"
-          "                     the other formats cannot hold another): q has heads x N rows, k and v\n"
-          "                     kv-heads x N, o heads x N columns\n"
+          "  --head-dim N       the width of an attention head, --gguf-arch qwen3, gemma3 and the qwen3-*\n"
+          "                     formats (default hidden/heads; the other formats cannot hold another): q has\n"
+          "                     heads x N rows, k and v kv-heads x N, o heads x N columns\n"
+          "  --group N          qwen3-grouped: the columns of a group, 32, 64 or 128 (default 128); --hidden,\n"
+          "                     --intermediate and --heads x --head-dim multiples of it (a preset's rounded up)\n"
+          "  --dtype T          qwen3-grouped: the checkpoint's floats, bf16 (default) or f16\n"
+          "  --pooling P        qwen3-embed: what 1_Pooling/config.json says to pool, mean, last (the last\n"
+          "                     token's state; default) or cls (the first token's)\n"
           "  --plus2 P          gguf-q2: make P percent of the weights +2 (code 3; default 0)\n"
-          "  --untied           with --gguf-arch qwen3 or gemma3, a head of its own (output.weight) instead\n"
-          "                     of the embeddings\n"
+          "  --untied           with --gguf-arch qwen3 or gemma3 or --format qwen3-grouped, a head of its own\n"
+          "                     (output.weight, lm_head.weight) instead of the embeddings\n"
           "  --proj-norms       with --gguf-arch qwen3 or gemma3, an RMSNorm with weights before each of\n"
           "                     the 7 projections, as the BitNet embedding models have\n"
-          "                     (blk.N.attn_q_norm_in, ...)\n"
+          "                     (blk.N.attn_q_norm_in, ...; qwen3-embed always has them)\n"
           "  --gguf-embed T     store the embeddings and head of a gguf-* format as q8_0 or q6_k (lossy;\n"
           "                     default: F16 where exact, else BF16)\n"
           "  --embed-std S      standard deviation of the embeddings (default 1/sqrt(hidden), as in trained\n"
@@ -1150,13 +1266,16 @@ static void usage(FILE *out) {
           "  llama1b  2048/8192/16/32/8/128256/32768, 128000/128001 (a long-context shape)\n"
           "  qwen3-0.6b  1024/3072/28/16/8/1024/4096, 1/2, head-dim 128: Qwen3-0.6B's matrices with small's\n"
           "           synthetic vocabulary (not Qwen's 151936; --vocab to change) and 4096 positions (not\n"
-          "           40960); --gguf-arch qwen3 only (its heads are not hidden/heads wide)\n"
+          "           40960); --gguf-arch qwen3 and the qwen3-* formats only (its heads are not hidden/heads\n"
+          "           wide)\n"
           "Every preset has room for the tokenizer (the random weights make its text noise).\n"
           "\n"
           "examples:\n"
           "  rsr-mkmodel --format bitnet-packed --preset small --out m && rsrc m -o m.so\n"
           "  rsr-mkmodel --format llama-packed --preset 2b4t --shards 3 --out big\n"
           "  rsr-mkmodel --format gguf-q2 --gguf-arch qwen3 --preset qwen3-0.6b --out q && rsrc q -o q.so\n"
+          "  rsr-mkmodel --format qwen3-grouped --group 64 --preset qwen3-0.6b --out b && rsrc b -o b.so\n"
+          "  rsr-mkmodel --format qwen3-embed --pooling mean --out e && rsrc e -o e.so\n"
           "\n"
           "exit status: 0 when DIR is written; 1 on any error (files of a run that failed are removed).\n",
           out);
@@ -1225,6 +1344,9 @@ enum {
     O_EXPERT_FF,
     O_SWIGLU_CLAMP,
     O_SWA_PATTERN,
+    O_GROUP,
+    O_DTYPE,
+    O_POOLING,
     O_VERSION
 };
 
@@ -1280,9 +1402,10 @@ static uint64_t write_checkpoint(tlist_t *tl, const opts_t *o, uint64_t total, c
         bytes_written += write_json_file(o->out_dir, "model.safetensors.index.json", index);
         cJSON_Delete(index);
     }
-    cJSON *config = build_config(o);
+    cJSON *config = format_qwen3(o->format) ? build_qwen3_config(o) : build_config(o);
     bytes_written += write_json_file(o->out_dir, "config.json", config);
     cJSON_Delete(config);
+    if (o->format == F_QWEN3_EMBED) bytes_written += write_pooling(o);
     if (tj) bytes_written += write_json_file(o->out_dir, "tokenizer.json", tj);
     if (o->chat_template) {
         cJSON *tc = cJSON_CreateObject();
@@ -1335,16 +1458,43 @@ static void parse_format(opts_t *o, const char *arg) {
             o->format = F_BITNET_PACKED, o->gguf_type = gguf_formats[f].type, found = 1;
     if (!found)
         die("--format: unknown format '%s' (expected bitnet-packed, bitnet-bf16, llama-packed, falcon-e, "
-            "1bitllm, gguf-i2s, gguf-tq1, gguf-tq2, gguf-q2 or gguf-q1)",
+            "1bitllm, qwen3-grouped, qwen3-embed, gguf-i2s, gguf-tq1, gguf-tq2, gguf-q2 or gguf-q1)",
             arg);
 }
 
-/* The weights of a block of o->gguf_type, the columns of one row (0: no blocks of rows). */
-static long gguf_block(const opts_t *o) {
-    return o->gguf_type == MKG_TQ1_0 || o->gguf_type == MKG_TQ2_0 ? 256
-           : o->gguf_type == MKG_Q1_0                             ? 128
-           : o->gguf_type == MKG_Q2_0                             ? 64
-                                                                  : 0;
+/* --group, --dtype and --pooling (the qwen3-* formats') into o */
+static void parse_qwen3_option(opts_t *o, int c, const char *arg) {
+    switch (c) {
+    case O_GROUP:
+        if (strcmp(arg, "32") && strcmp(arg, "64") && strcmp(arg, "128"))
+            die("--group: '%s' is not 32, 64 or 128 (the groups rsrc finds)", arg);
+        o->group = strtol(arg, NULL, 10);
+        break;
+    case O_DTYPE:
+        if (strcmp(arg, "bf16") && strcmp(arg, "f16")) die("--dtype: '%s' is not bf16 or f16", arg);
+        o->dtype = strcmp(arg, "f16") ? DT_BF16 : DT_F16, o->dtype_given = 1;
+        break;
+    case O_POOLING:
+        if (strcmp(arg, "mean") && strcmp(arg, "last") && strcmp(arg, "cls"))
+            die("--pooling: '%s' is not mean, last or cls", arg);
+        o->pooling = arg;
+        break;
+    }
+}
+
+/* The columns of one row that a block of o->gguf_type, or a group of qwen3-grouped, holds (0: no
+ * blocks of rows). */
+static long block_cols(const opts_t *o) {
+    return o->format == F_QWEN3_GROUPED                             ? o->group
+           : o->gguf_type == MKG_TQ1_0 || o->gguf_type == MKG_TQ2_0 ? 256
+           : o->gguf_type == MKG_Q1_0                               ? 128
+           : o->gguf_type == MKG_Q2_0                               ? 64
+                                                                    : 0;
+}
+
+/* The name of o's format in messages. */
+static const char *format_name(const opts_t *o) {
+    return o->gguf_type ? gguf_format_name(o->gguf_type) : format_names[o->format];
 }
 
 /* The head dimension: --head-dim (ov7, 0: not given) or the preset's, which only qwen3 files can
@@ -1352,11 +1502,11 @@ static long gguf_block(const opts_t *o) {
 static void finish_head_dim(opts_t *o, const preset_t *preset, long ov7) {
     const long given = ov7 ? ov7 : preset->head_dim;
     if (ov7 && !o->qwen3)
-        die("--head-dim: only --gguf-arch qwen3 (with a gguf-* format) can say how wide a head is; the other "
-            "formats' heads are hidden/heads wide (set --hidden and --heads)");
+        die("--head-dim: only --gguf-arch qwen3 (with a gguf-* format) can say how wide a head is (and the "
+            "qwen3-* formats); the other formats' heads are hidden/heads wide (set --hidden and --heads)");
     if (given && !o->qwen3 && given * o->heads != o->hidden)
         die("the %s preset's heads are %ld wide, not hidden/heads (%ld/%ld): only --gguf-arch qwen3 (with a gguf-* "
-            "format) can hold them",
+            "format) can hold them (and the qwen3-* formats)",
             preset->name, given, o->hidden, o->heads);
     if (!given && o->hidden % o->heads) die("hidden size %ld is not divisible by heads %ld", o->hidden, o->heads);
     o->head_dim = given ? given : o->hidden / o->heads;
@@ -1375,16 +1525,19 @@ static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[8]) {
     o->kv_heads = ov[4] ? ov[4] : preset->kv_heads;
     o->vocab = ov[5] ? ov[5] : preset->vocab;
     o->max_pos = ov[6] ? ov[6] : preset->max_pos;
-    const long block = gguf_block(o);
-    const char *kind = block == 256 ? "TQ" : block == 128 ? "Q1_0" : "Q2_0";
+    const long block = block_cols(o);
+    const char *kind = o->format == F_QWEN3_GROUPED ? "group"
+                       : block == 256               ? "TQ block"
+                       : block == 128               ? "Q1_0 block"
+                                                    : "Q2_0 block";
     if (block) {
         /* a block is weights of one row: a preset's widths are rounded up to it */
         if (!ov[0]) o->hidden = (o->hidden + block - 1) / block * block;
         if (!ov[1]) o->intermediate = (o->intermediate + block - 1) / block * block;
         if (o->hidden % block || o->intermediate % block)
             die("--format %s: --hidden %ld and --intermediate %ld must be multiples of %ld (the weights of a %s "
-                "block are %ld columns of one row)",
-                gguf_format_name(o->gguf_type), o->hidden, o->intermediate, block, kind, block);
+                "are %ld columns of one row)",
+                format_name(o), o->hidden, o->intermediate, block, kind, block);
     }
     o->bos = preset->bos;
     o->eos = preset->eos;
@@ -1393,8 +1546,8 @@ static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[8]) {
     if (o->heads % o->kv_heads) die("heads %ld is not divisible by kv-heads %ld", o->heads, o->kv_heads);
     if (block && o->heads * o->head_dim % block)
         die("--format %s: --heads %ld x --head-dim %ld = %ld (the columns of attn_output) must be a multiple of %ld "
-            "(the weights of a %s block are %ld columns of one row)",
-            gguf_format_name(o->gguf_type), o->heads, o->head_dim, o->heads * o->head_dim, block, kind, block);
+            "(the weights of a %s are %ld columns of one row)",
+            format_name(o), o->heads, o->head_dim, o->heads * o->head_dim, block, kind, block);
     if (format_packed(o->format)) {
         const long rows[4] = {o->hidden, o->kv_heads * o->head_dim, o->intermediate, o->heads * o->head_dim};
         const char *what[4] = {"hidden size (rows of o, down)", "kv-heads * head_dim (rows of k, v)",
@@ -1417,19 +1570,23 @@ static void check_poison(const tlist_t *tl, const opts_t *o) {
         if (!strcmp(tl->t[i].name, o->poison)) t = &tl->t[i];
     if (!t) die("--poison: this %s model has no tensor '%s'", format_names[o->format], o->poison);
     if (t->kind == K_PACKED) die("--poison: '%s' is packed ternary and cannot hold a non-finite value", o->poison);
-    const uint64_t n = t->kind == K_SCALE ? 1 : t->kind == K_LATENT ? t->out * t->in : t->shape[0] * t->shape[1];
+    const uint64_t n = t->kind == K_SCALE ? 1 : t->shape[0] * t->shape[1]; /* a dense matrix's out x in */
     if (o->poison_index >= n)
         die("--poison: index %" PRIu64 " is beyond the %" PRIu64 " values of '%s'", o->poison_index, n, o->poison);
 }
 
 /* The summary line on stderr, and what main allocated. */
 static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t bytes_written) {
+    char detail[64] = ""; /* the qwen3-* formats' choices */
+    if (o->format == F_QWEN3_GROUPED)
+        snprintf(detail, sizeof detail, " (%s, groups of %ld)", o->dtype == DT_F16 ? "f16" : "bf16", o->group);
+    else if (o->format == F_QWEN3_EMBED)
+        snprintf(detail, sizeof detail, " (pooling %s)", o->pooling);
     fprintf(stderr,
-            "rsr-mkmodel: wrote %s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld head_dim=%ld "
+            "rsr-mkmodel: wrote %s%s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld head_dim=%ld "
             "vocab=%ld max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
-            o->gguf_type ? gguf_format_name(o->gguf_type) : format_names[o->format], o->binary ? " (binary)" : "",
-            o->hidden, o->intermediate, o->layers, o->heads, o->kv_heads, o->head_dim, o->vocab, o->max_pos, o->seed,
-            params, n_out, bytes_written, o->out_dir);
+            format_name(o), detail, o->binary ? " (binary)" : "", o->hidden, o->intermediate, o->layers, o->heads,
+            o->kv_heads, o->head_dim, o->vocab, o->max_pos, o->seed, params, n_out, bytes_written, o->out_dir);
     for (size_t i = 0; i < n_out; i++) {
         free(outfiles[i].final_path);
         free(outfiles[i].tmp_path);
@@ -1514,6 +1671,9 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                                           {"expert-ff", required_argument, 0, O_EXPERT_FF},
                                           {"swiglu-clamp", required_argument, 0, O_SWIGLU_CLAMP},
                                           {"swa-pattern", required_argument, 0, O_SWA_PATTERN},
+                                          {"group", required_argument, 0, O_GROUP},
+                                          {"dtype", required_argument, 0, O_DTYPE},
+                                          {"pooling", required_argument, 0, O_POOLING},
                                           {"version", no_argument, 0, O_VERSION},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
@@ -1559,6 +1719,9 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         }
         case O_SWIGLU_CLAMP:
         case O_SWA_PATTERN: parse_gguf_option(o, c, optarg); break;
+        case O_GROUP:
+        case O_DTYPE:
+        case O_POOLING: parse_qwen3_option(o, c, optarg); break;
         case O_CHAT_TEMPLATE: o->chat_template = read_text_file(optarg, "--chat-template"); break;
         case O_GGUFEMBED:
         case O_GGUFARCH:
@@ -1587,9 +1750,19 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
 static void check_format_options(const opts_t *o) {
     if (o->plus2 > 0 && o->gguf_type != MKG_Q2_0)
         die("--plus2: only --format gguf-q2 has a code for +2 (Q2_0's code 3)");
+    if (o->group && o->format != F_QWEN3_GROUPED) die("--group: only --format qwen3-grouped has groups of columns");
+    if (o->dtype_given && o->format != F_QWEN3_GROUPED)
+        die("--dtype: only --format qwen3-grouped has the choice (bf16 or f16)");
+    if (o->pooling && o->format != F_QWEN3_EMBED) die("--pooling: only --format qwen3-embed is an embedding model");
+    if (o->untied && o->format == F_QWEN3_EMBED)
+        die("--untied: --format qwen3-embed is an embedding model, with no head");
+    if (o->proj_norms && o->format == F_QWEN3_GROUPED)
+        die("--proj-norms: rsrc reads a Qwen3ForCausalLM (qwen3-grouped) without norms before the projections; "
+            "--format qwen3-embed has them");
     if (o->untied && !o->qwen3)
-        die("--untied: only --gguf-arch qwen3 (with a gguf-* format) has the choice; bitnet-packed and its GGUF "
-            "architectures tie the head to the embeddings, llama-packed and --gguf-arch llama never do");
+        die("--untied: only --gguf-arch qwen3 (with a gguf-* format) has the choice (and --format qwen3-grouped); "
+            "bitnet-packed and its GGUF architectures tie the head to the embeddings, llama-packed and --gguf-arch "
+            "llama never do");
     if (o->proj_norms && !o->qwen3)
         die("--proj-norms: only --gguf-arch qwen3 or gemma3 (with a gguf-* format) has a norm before each projection "
             "(the BitNet embedding models: GGUF's blk.N.*_norm_in)");
@@ -1610,7 +1783,7 @@ static void finish_maple(opts_t *o) {
     if (!o->experts_used) o->experts_used = o->experts < 2 ? o->experts : 2;
     if (!o->expert_ff) o->expert_ff = o->intermediate;
     if (o->experts_used > o->experts) die("--experts-used %ld is more than --experts %ld", o->experts_used, o->experts);
-    const long block = gguf_block(o);
+    const long block = block_cols(o);
     long n = 1;
     for (const char *p = o->expert_ff_list; p && (p = strchr(p, ',')); p++) n++;
     if (o->expert_ff_list && n != o->layers)
@@ -1626,12 +1799,24 @@ static void finish_maple(opts_t *o) {
     if (o->sliding_window < 1) die("--gguf-arch maple needs a sliding window of 1 position or more");
 }
 
+/* The defaults that follow from the format: 1bitllm's f16; qwen3-grouped's groups of 128;
+ * qwen3-embed's norms before each projection and last-token pooling. */
+static void finish_format(opts_t *o) {
+    if (o->format == F_QWEN3_GROUPED && !o->group) o->group = 128;
+    if (o->format == F_QWEN3_EMBED) {
+        o->proj_norms = 1;
+        if (!o->pooling) o->pooling = "last";
+    }
+    if (o->format == F_1BITLLM) o->dtype = DT_F16;
+}
+
 int main(int argc, char **argv) {
     opts_t o;
     memset(&o, 0, sizeof o);
     o.seed = 1;
     o.embed_std = 0; /* 0: 1/sqrt(hidden), once the sizes are known */
     o.gguf_arch = "bitnet-b1.58";
+    o.dtype = DT_BF16;
     o.shards = 1;
     o.tokenizer = 1;
     o.sliding_window = -1; /* not given: 4 for gemma3 */
@@ -1645,12 +1830,13 @@ int main(int argc, char **argv) {
     if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
     o.gemma3 = o.gguf_type && !strcmp(o.gguf_arch, "gemma3");
     o.maple = o.gguf_type && !strcmp(o.gguf_arch, "maple");
-    o.qwen3 = (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3 || o.maple;
+    o.qwen3 = (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3 || o.maple || format_qwen3(o.format);
     if (o.maple) o.untied = 1; /* llama.cpp's maple requires output.weight */
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");
     check_format_options(&o);
     if (o.sliding_window < 0) o.sliding_window = o.gemma3 || o.maple ? 4 : 0;
+    finish_format(&o);
 
     finish_sizes(&o, preset, ov);
     finish_maple(&o);
@@ -1672,13 +1858,13 @@ int main(int argc, char **argv) {
 
     mkdir_p(o.out_dir);
     install_signal_handlers();
-    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 3;
+    size_t nfiles = (size_t)o.shards + (o.shards > 1) + 4;
     outfiles = xmalloc(nfiles * sizeof *outfiles);
     tmp_paths = xmalloc(nfiles * sizeof *tmp_paths);
     memset(tmp_paths, 0, nfiles * sizeof *tmp_paths);
 
     char why[256] = "--no-tokenizer";
-    cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, why, sizeof why) : NULL;
+    cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, o.proj_norms, why, sizeof why) : NULL;
     if (!tokenizer) fprintf(stderr, "rsr-mkmodel: no tokenizer: %s\n", why);
     uint64_t bytes_written = o.gguf_type ? write_gguf(&tl, &o, tokenizer) : write_checkpoint(&tl, &o, total, tokenizer);
 
@@ -1687,7 +1873,8 @@ int main(int argc, char **argv) {
             die("cannot rename %s to %s: %s", outfiles[i].tmp_path, outfiles[i].final_path, strerror(errno));
         tmp_paths[i] = NULL;
     }
-    remove_stale(o.out_dir, o.shards, tokenizer != NULL && !o.gguf_type, o.chat_template && !o.gguf_type);
+    remove_stale(o.out_dir, o.shards, tokenizer != NULL && !o.gguf_type, o.chat_template && !o.gguf_type,
+                 o.format == F_QWEN3_EMBED);
     free(o.chat_template);
     cJSON_Delete(tokenizer);
 

@@ -62,12 +62,16 @@ _rsr_complete() {
     *:--head) _rsr_words exact int8; return ;;
     *:--device) _rsr_words auto cpu gpu; return ;;
     rsr-mkmodel:--format)
-        _rsr_words bitnet-packed bitnet-bf16 llama-packed falcon-e 1bitllm gguf-i2s gguf-tq1 gguf-tq2 gguf-q2 gguf-q1
+        _rsr_words bitnet-packed bitnet-bf16 llama-packed falcon-e 1bitllm qwen3-grouped qwen3-embed gguf-i2s gguf-tq1 \
+            gguf-tq2 gguf-q2 gguf-q1
         return
         ;;
     rsr-mkmodel:--preset) _rsr_words tiny small 2b4t large llama8b llama1b qwen3-0.6b; return ;;
     rsr-mkmodel:--gguf-arch) _rsr_words bitnet-b1.58 bitnet llama qwen3 gemma3 maple; return ;;
     rsr-mkmodel:--gguf-embed) _rsr_words q8_0 q6_k; return ;;
+    rsr-mkmodel:--group) _rsr_words 32 64 128; return ;;
+    rsr-mkmodel:--dtype) _rsr_words bf16 f16; return ;;
+    rsr-mkmodel:--pooling) _rsr_words mean last cls; return ;;
     rsr-run:--chat-template | rsr-serve:--chat-template) _rsr_words model llama3 bitnet llama2; return ;;
     *:-o | *:--output | *:--out | *:--tune-cache | *:--runtime | *:--api-key-file | *:--hf-file | \
         *:--chat-template | *:--chat-template-file | *:--log | *:--logits | *:-f | *:--file)

@@ -39,7 +39,7 @@ void link_relocatable_object(const char *c_path, const char *const *objs, const 
     register_temp(asm_path);
     register_temp(model_o);
     register_temp(runtime_o);
-    write_blob_asm(asm_path, blob_path, 0);
+    write_blob_asm(asm_path, blob_path, 0, false);
 
     /* The model: descriptor and kernels (C, or the LLVM objects) and the blob, its internals local. */
     int nobjs = 0;

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "rsr_elf.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 
@@ -21,7 +22,7 @@ const char *env_or(const char *name, const char *fallback) {
     return v && *v ? v : fallback;
 }
 
-void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head) {
+void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head, bool digest_note) {
     FILE *f = fopen(asm_path, "w");
     if (!f) fatal("%s: cannot create: %s", asm_path, strerror(errno));
     if (strchr(blob_path, '"') || strchr(blob_path, '\\')) fatal("%s: unsupported character in path", blob_path);
@@ -38,6 +39,15 @@ void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head) 
             "    .size rsr_blob, . - rsr_blob\n"
             "    .section .note.GNU-stack,\"\",@progbits\n",
             blob_path, range);
+    if (digest_note) /* rsr_elf.h's layout: namesz, descsz, type, the name padded to 8, the desc zero until stamped */
+        fprintf(f,
+                "    .section " RSR_DIGEST_SECTION ",\"a\",@note\n"
+                "    .balign 4\n"
+                "    .long %zu, 16, %u\n"
+                "    .asciz \"" RSR_DIGEST_NOTE_NAME "\"\n"
+                "    .balign 4\n"
+                "    .quad 0, 0\n",
+                sizeof RSR_DIGEST_NOTE_NAME, RSR_DIGEST_NOTE_TYPE);
     if (fclose(f) != 0) fatal("%s: write failed: %s", asm_path, strerror(errno));
 }
 
@@ -227,7 +237,7 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
      * the assembler and the linker, as before */
     const bool splice = (uint64_t)bs.st_size > SPLICE_HEAD && !strcmp(target_arch(t), "x86_64") &&
                         strcmp(env_or("RSRC_SPLICE_BLOB", "1"), "0");
-    write_blob_asm(asm_path, blob_path, splice ? SPLICE_HEAD : 0);
+    write_blob_asm(asm_path, blob_path, splice ? SPLICE_HEAD : 0, true);
 
     char *tmp_out = output_temp(out_path, NULL);
     char *linked = splice ? xasprintf("%s/linked.so", workdir) : tmp_out;
@@ -262,7 +272,7 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
         if (why) { /* laid out otherwise: the whole blob through the linker after all */
             note(1, "%s: the constants cannot be added after the link (%s): linking all %.1f MB", out_path, why,
                  (double)bs.st_size / 1e6);
-            write_blob_asm(asm_path, blob_path, 0);
+            write_blob_asm(asm_path, blob_path, 0, true);
             argv[n - 1] = tmp_out;
             run_linker(argv, out_path);
         } else {
@@ -272,6 +282,7 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
         release_temp(linked);
         free(linked);
     }
+    stamp_digest(tmp_out);
     note(1, "compiled and linked in %.2f s", now_seconds() - t0);
     output_commit(tmp_out, out_path, 0755);
     free(argv);

@@ -782,12 +782,16 @@ void link_use_runtime(const char *path); /* --runtime: this archive whatever the
 void link_check(const target *t);
 const char *env_or(const char *name, const char *fallback);
 int run_command(char **argv); /* waits; its diagnostics go straight to stderr */
-/* .incbin of the blob (its first head bytes, 0: all), as hidden rsr_blob in .lrodata.rsr_blob */
-void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head);
+/* .incbin of the blob (its first head bytes, 0: all), as hidden rsr_blob in .lrodata.rsr_blob;
+ * with digest_note, the note that stamp_digest fills (a shared object's, not an object's) */
+void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head, bool digest_note);
 /* splice.c: the rest of the blob (after its first head bytes, which the link placed) copied into
  * the linked shared object `linked`, written to out_path; NULL, or why its layout does not allow
  * it (out_path then untouched). */
 const char *splice_blob(const char *linked, const char *blob_path, uint64_t head, const char *out_path);
+/* splice.c: the linked shared object at path checked as the loader's checks will (rsr_elf.h) and
+ * the digest of the whole file written into its note */
+void stamp_digest(const char *path);
 
 /* ---- embed.c: C + blob + runtime → one relocatable object to link into an application ---- */
 /* Exports only the model's entry points and the runtime's rsr_* API (weak: two models linked

@@ -1,5 +1,6 @@
 /*
- * splice.c — the constants put into a linked shared object after the link.
+ * splice.c — what is done to a linked shared object after the link: the constants put in, then
+ * the digest of the whole file stamped into it.
  *
  * GNU as reads an .incbin's whole file into memory, and ld copies each input section through a
  * buffer as large as the largest one, so linking a 5 GB blob costs two processes of 5 GB each.
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rsr_elf.h"
 #include "rsrc.h"
 
 static bool read_at(int fd, void *buf, size_t n, uint64_t off) {
@@ -170,4 +172,25 @@ const char *splice_blob(const char *linked, const char *blob_path, uint64_t head
     close(in), close(blob);
     free(L.sh), free(L.ph);
     return why;
+}
+
+/* The checks are the ones rsr_dl.h makes before dlopen: a linker whose output they refuse is
+ * reported here, not where the model is loaded. The desc is zero in the linked file, as the
+ * digest reads it. */
+void stamp_digest(const char *path) {
+    FILE *f = fopen(path, "r+b");
+    if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
+    rsr_elf e;
+    uint64_t note = 0, desc[2];
+    if (rsr_elf_open(&e, f) != 0 || rsr_elf_check(&e) != 0)
+        fatal("%s: the linked shared object fails the checks made before loading it: %s", path, e.why);
+    if (rsr_elf_find_digest(&e, &note) != 1)
+        fatal("%s: the linked shared object has no digest note (section %s)%s%s", path, RSR_DIGEST_SECTION,
+              e.why[0] ? ": " : "", e.why);
+    desc[0] = e.size;
+    if (rsr_elf_checksum(&e, note, &desc[1]) != 0) fatal("%s: read failed: %s", path, strerror(errno));
+    rsr_elf_close(&e);
+    if (fseek(f, (long)(note + RSR_DIGEST_DESC), SEEK_SET) != 0 || fwrite(desc, sizeof desc, 1, f) != 1 ||
+        fclose(f) != 0)
+        fatal("%s: write failed: %s", path, strerror(errno));
 }

@@ -135,10 +135,11 @@ static void usage(FILE *out) {
           "                        it: chunks of --ctx tokens (default 512), the second half of each scored\n"
           "                        from the exact logits; '[k]PPL,' per chunk, then the final estimate\n"
           "  --chunks N            with --perplexity: at most N chunks (default: as many as the text holds)\n"
-          "  --verify              check the model's constants (weights, segment index, tokenizer) against\n"
-          "                        the checksum rsrc recorded: catches a damaged copy, not a forged one\n"
-          "                        (the checksum travels in the same file, and the code is not covered);\n"
-          "                        alone: only that. The model is loaded (its code runs) to check it\n"
+          "  --verify              check the whole file against the digest rsrc recorded in it, and its ELF\n"
+          "                        structure, before loading it; then the model's constants (weights,\n"
+          "                        segment index, tokenizer) against their checksum: catches a damaged\n"
+          "                        copy, not a forged one (the digests travel in the same file); alone:\n"
+          "                        only that\n"
           "  --digest              print the SHA-256 of MODEL.so (as sha256sum does) without loading it:\n"
           "                        the fingerprint to publish and pin\n"
           "  --expect-digest SHA256  refuse to load MODEL.so unless its SHA-256 is this (checked before\n"
@@ -937,6 +938,19 @@ int main(int argc, char **argv) {
         if (artifact_digest(a.o.model_path, hex, err, sizeof err) != 0) die("%s", err);
         printf("%s  %s\n", hex, a.o.model_path);
         return 0;
+    }
+    if (a.do_verify) { /* before any of it is loaded: damage is reported, not run */
+        double t = now();
+        int digested = rsr_api_verify_file(a.o.model_path, err, sizeof err);
+        if (digested < 0) die("%s", err);
+        if (digested)
+            fprintf(stderr, "rsr-run: %s: the file matches the digest rsrc recorded in it (%.2f s)\n", a.o.model_path,
+                    now() - t);
+        else
+            fprintf(stderr,
+                    "rsr-run: %s: the file records no digest (compiled by an older rsrc): its ELF structure alone was "
+                    "checked\n",
+                    a.o.model_path);
     }
     if (a.expect_digest && artifact_pin(a.o.model_path, a.expect_digest, pinned, sizeof pinned, err, sizeof err) != 0)
         die("%s", err);

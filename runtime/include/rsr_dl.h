@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "rsr.h"
+#include "rsr_elf.h"
 
 typedef struct rsr_api {
     void *handle;
@@ -87,47 +88,89 @@ static inline const char *rsr_dl_machine_name(unsigned m) {
     return m == EM_X86_64 ? "x86_64" : m == EM_AARCH64 ? "aarch64" : "another architecture";
 }
 
-/* dlopen trusts the file: a segment that the program headers place past the end of a truncated
- * file is mapped anyway, and touching it raises SIGBUS. So check first that the file holds
- * every loadable segment it declares. Returns 0, or -1 with a message in err. */
-static inline int rsr_api_check_elf(const char *path, char *err, size_t errlen) {
+/* The file at path opened and its ELF header read into e: 0, or -1 with a message in err (also
+ * for a file of another machine: an aarch64 one on x86 is named, where dlopen would say only that
+ * it cannot open it). Close e->f and e after a 0. */
+static inline int rsr_dl_open_elf(const char *path, rsr_elf *e, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    Elf64_Ehdr eh;
-    const char *why = NULL;
-    unsigned long long need = 0;
-    long size = -1;
-    if (fread(&eh, sizeof eh, 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-        eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr))
-        why = "not a 64-bit ELF shared object";
-    else if (eh.e_machine != RSR_DL_MACHINE) {
-        fclose(f);
+    if (rsr_elf_open(e, f) != 0)
+        snprintf(err, errlen, "%s: %s (is it a model compiled by rsrc?)", path, e->why);
+    else if (e->eh.e_machine != RSR_DL_MACHINE)
         snprintf(err, errlen,
                  "%s: compiled for %s and this machine is %s: compile the model for it (rsrc MODEL --target host -o "
                  "model.so), or run this file on %s",
-                 path, rsr_dl_machine_name(eh.e_machine), rsr_dl_machine_name(RSR_DL_MACHINE),
-                 rsr_dl_machine_name(eh.e_machine));
-        return -1;
-    } else if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0)
-        why = "cannot determine its size";
-    for (int i = 0; !why && i < eh.e_phnum; i++) {
-        Elf64_Phdr ph;
-        long at = (long)(eh.e_phoff + (unsigned long long)i * sizeof ph);
-        if (fseek(f, at, SEEK_SET) != 0 || fread(&ph, sizeof ph, 1, f) != 1)
-            why = "truncated program headers";
-        else if (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > need)
-            need = ph.p_offset + ph.p_filesz;
-    }
+                 path, rsr_dl_machine_name(e->eh.e_machine), rsr_dl_machine_name(RSR_DL_MACHINE),
+                 rsr_dl_machine_name(e->eh.e_machine));
+    else
+        return 0;
     fclose(f);
-    if (!why && need > (unsigned long long)size) {
-        snprintf(err, errlen, "%s: truncated: %ld bytes, its segments need %llu", path, size, need);
-        return -1;
+    return -1;
+}
+
+/* The message for what rsr_elf_check found. */
+static inline void rsr_dl_elf_damage(const char *path, const rsr_elf *e, char *err, size_t errlen) {
+    if (e->truncated)
+        snprintf(err, errlen, "%s: %s", path, e->why);
+    else
+        snprintf(err, errlen, "%s: damaged: %s (copy the file again, or compile the model again)", path, e->why);
+}
+
+/* dlopen trusts the file: a segment that the program headers place past the end of a truncated
+ * file is mapped anyway, and touching it raises SIGBUS; a damaged program header, dynamic entry
+ * or relocation sends the loader outside the object, or into one of its assertions. So the
+ * structure of the file is checked first (rsr_elf.h: the headers and the tables the loader
+ * reads, not the whole file). Returns 0, or -1 with a message in err. */
+static inline int rsr_api_check_elf(const char *path, char *err, size_t errlen) {
+    rsr_elf e;
+    if (rsr_dl_open_elf(path, &e, err, errlen) != 0) return -1;
+    const int rc = rsr_elf_check(&e);
+    if (rc != 0) rsr_dl_elf_damage(path, &e, err, errlen);
+    fclose(e.f);
+    rsr_elf_close(&e);
+    return rc;
+}
+
+/* Checks the whole file at path without loading it: its structure (rsr_api_check_elf) and, when
+ * rsrc recorded one, the digest of all its bytes (rsr_elf.h), so that damage anywhere, code
+ * included, is reported instead of run. Returns 1 (the digest matches), 0 (the file records no
+ * digest, written by an older rsrc: its structure alone was checked) or -1 with a message in err. */
+static inline int rsr_api_verify_file(const char *path, char *err, size_t errlen) {
+    rsr_elf e;
+    if (rsr_dl_open_elf(path, &e, err, errlen) != 0) return -1;
+    const int sound = rsr_elf_check(&e) == 0;
+    char found_damage[sizeof e.why + 32] = "";
+    if (!sound) {
+        rsr_dl_elf_damage(path, &e, err, errlen);
+        snprintf(found_damage, sizeof found_damage, "; damage found: %s", e.why);
     }
-    if (why) snprintf(err, errlen, "%s: %s (is it a model compiled by rsrc?)", path, why);
-    return why ? -1 : 0;
+    uint64_t note = 0, desc[2] = {0, 0}, sum = 0;
+    int rc = rsr_elf_find_digest(&e, &note);
+    if (rc < 0)
+        snprintf(err, errlen, "%s: damaged: %s (copy the file again, or compile the model again)", path, e.why);
+    else if (rc > 0 &&
+             (!rsr_elf_read(&e, desc, sizeof desc, note + RSR_DIGEST_DESC) || rsr_elf_checksum(&e, note, &sum) != 0))
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno)), rc = -1;
+    else if (rc > 0 && desc[0] != e.size)
+        snprintf(err, errlen,
+                 "%s: %llu bytes, and rsrc recorded %llu: the file was cut short or extended after rsrc wrote it; copy "
+                 "it again, or compile the model again",
+                 path, (unsigned long long)e.size, (unsigned long long)desc[0]),
+            rc = -1;
+    else if (rc > 0 && desc[1] != sum)
+        snprintf(err, errlen,
+                 "%s: the file fails the digest rsrc recorded in it (%016llx, written as %016llx%s): it was altered "
+                 "after rsrc wrote it, or the disk or memory is failing; copy it again, or compile the model again",
+                 path, (unsigned long long)sum, (unsigned long long)desc[1], found_damage),
+            rc = -1;
+    else if (!sound)
+        rc = -1; /* err holds the damage */
+    fclose(e.f);
+    rsr_elf_close(&e);
+    return rc;
 }
 
 /* Returns 0, or -1 with a message in err. A path without '/' is taken relative to the current

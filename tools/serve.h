@@ -94,7 +94,7 @@ void serve_embed_params_free(serve_embed_params *p);
 /* ---- serve_json.c: structured output (response_format json_object, json_schema) ---- */
 
 struct cJSON;
-#define JSON_MAX_DEPTH 16
+#define JSON_MAX_DEPTH 17   /* frames: a schema's 16 levels (serve_json.c refuses more), a value inside the deepest */
 typedef struct json_frame { /* one value being read (serve_json.c says what each field means) */
     uint8_t kind, phase;
     uint16_t pos;

@@ -337,7 +337,11 @@ static void next_event(stream *st) {
         cJSON *err = cJSON_AddObjectToObject(root, "error");
         cJSON_AddStringToObject(err, "message",
                                 fin == SERVE_FAILED ? j->err : "the server stopped before the request finished");
-        cJSON_AddStringToObject(err, "type", fin == SERVE_FAILED ? "server_error" : "server_overloaded");
+        cJSON_AddStringToObject(err, "type",
+                                fin != SERVE_FAILED ? "server_overloaded"
+                                : j->err_param      ? "invalid_request_error"
+                                                    : "server_error");
+        if (fin == SERVE_FAILED && j->err_param) cJSON_AddStringToObject(err, "param", j->err_param);
         st->phase = 2;
     } else {
         cJSON *ch = choice(j, j->p.chat ? NULL : "", finish_reason(fin), true, false);
@@ -533,7 +537,9 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
         return MHD_NO;
     }
     enum MHD_Result ret;
-    if (j->finish == SERVE_FAILED) {
+    if (j->finish == SERVE_FAILED && j->err_param) { /* the request's own doing: its grammar or schema */
+        ret = send_error(c, 400, "invalid_request_error", j->err_param, NULL, "%s", j->err);
+    } else if (j->finish == SERVE_FAILED) {
         ret = send_error(c, 500, "server_error", NULL, NULL, "%s", j->err);
     } else if (j->finish == SERVE_CANCELLED) {
         ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
@@ -1120,6 +1126,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# HELP rsr_steps_total Batched forward steps.\n# TYPE rsr_steps_total counter\nrsr_steps_total %ld\n"
         "# HELP rsr_busy_seconds_total Time spent in steps.\n# TYPE rsr_busy_seconds_total counter\n"
         "rsr_busy_seconds_total %.3f\n"
+        "# HELP rsr_mask_seconds_total Time spent masking logits to a grammar or JSON schema (part of busy).\n"
+        "# TYPE rsr_mask_seconds_total counter\nrsr_mask_seconds_total %.3f\n"
         "# HELP rsr_queue_depth Requests waiting for a slot.\n# TYPE rsr_queue_depth gauge\nrsr_queue_depth %d\n"
         "# HELP rsr_active_sequences Requests in a slot.\n# TYPE rsr_active_sequences gauge\n"
         "rsr_active_sequences %d\n"
@@ -1147,8 +1155,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# HELP vllm:gpu_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's older name.\n"
         "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
-        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, queued, active,
-        mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
+        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, mt.mask_s, queued,
+        active, mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
         mt.kv_usage, mt.kv_usage);
     long inputs, tokens;
     int32_t waiting;
@@ -1414,6 +1422,8 @@ static void usage(FILE *out) {
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
           "                     KV cache of every slot is allocated at start\n"
           "  --chunk N          prompt tokens one sequence gives a step, 1 to 256 (default 32)\n"
+          "  --mask-budget S    seconds of work the masks of one request's grammar or JSON schema may take\n"
+          "                     in all (default 10; one token's at most 2): past it the request gets 400\n"
           "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
@@ -1534,7 +1544,7 @@ static void raise_file_limit(long connections) {
 typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
-    long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib;
+    long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib, mask_budget;
     int kv;
     size_t max_body;
     strlist keys, hosts, origins;
@@ -1548,6 +1558,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
                       .queue = 64,
                       .chunk = 32,
                       .drain = 10,
+                      .mask_budget = 10,
                       .max_conn = 512,
                       .per_client = 64,
                       .kv = RSR_KV_DEFAULT,
@@ -1560,6 +1571,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         O_CACHE_MEM,
         O_QUEUE,
         O_CHUNK,
+        O_MASK_BUDGET,
         O_MODEL_ID,
         O_STRICT_MODEL,
         O_TEMPLATE,
@@ -1588,6 +1600,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"ctx", required_argument, 0, 'c'},
         {"ctx-size", required_argument, 0, 'c'},
         {"chunk", required_argument, 0, O_CHUNK},
+        {"mask-budget", required_argument, 0, O_MASK_BUDGET},
         {"kv", required_argument, 0, O_KV},
         {"threads", required_argument, 0, 't'},
         {"model-id", required_argument, 0, O_MODEL_ID},
@@ -1623,6 +1636,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case O_QUEUE: a->queue = number_arg("--queue", optarg, 0, 1 << 20); break;
         case 'c': a->ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNK: a->chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
+        case O_MASK_BUDGET: a->mask_budget = number_arg("--mask-budget", optarg, 1, 3600); break;
         case O_KV:
             if ((a->kv = kv_type_parse(optarg)) < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
             break;
@@ -1758,6 +1772,7 @@ static void *load(void *arg) {
         .ctx = (int32_t)ctx,
         .chunk = (int32_t)a->chunk,
         .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO},
+        .mask_budget = (double)a->mask_budget,
     };
     char err[1024];
     if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);

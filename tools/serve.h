@@ -95,7 +95,7 @@ void serve_embed_params_free(serve_embed_params *p);
 /* ---- serve_json.c: structured output (response_format json_object, json_schema) ---- */
 
 struct cJSON;
-#define JSON_MAX_DEPTH 16
+#define JSON_MAX_DEPTH 17   /* frames: a schema's 16 levels (serve_json.c refuses more), a value inside the deepest */
 typedef struct json_frame { /* one value being read (serve_json.c says what each field means) */
     uint8_t kind, phase;
     uint16_t pos;
@@ -152,6 +152,7 @@ typedef struct serve_job {
     int32_t n_lp;
     serve_finish finish;
     char err[256];
+    const char *err_param; /* SERVE_FAILED by the request's own field (a 400 naming it), or NULL: the server's */
     /* written by the connection under the engine's lock */
     bool cancelled;
     size_t sent; /* bytes of text the connection has sent */
@@ -162,7 +163,8 @@ typedef struct serve_metrics {
     long requests_ok, requests_cancelled, requests_failed, requests_rejected_full, requests_invalid;
     long prompt_tokens, completion_tokens, steps;
     long prompt_tokens_cached; /* prompt tokens a slot's cache already held (prefix reuse) */
-    double busy_s;             /* time spent in steps */
+    double busy_s;             /* time spent in steps (and masks) */
+    double mask_s;             /* time spent masking structured output's logits */
     double recent_tok_s;       /* generated tokens per second over the last few seconds */
     double kv_usage;           /* the share of the slots' KV cache positions the running requests hold, 0..1 */
 } serve_metrics;
@@ -175,14 +177,15 @@ typedef struct serve_engine_params {
     int32_t chunk; /* prompt tokens one sequence gives a step */
     int32_t spare; /* KV caches beyond one per slot, kept for prefix reuse (--cache-mem) */
     rsr_session_params session;
-    bool manual; /* no thread: the caller turns the engine (serve_engine_turn; the fuzzer does) */
+    bool manual;        /* no thread: the caller turns the engine (serve_engine_turn; the fuzzer does) */
+    double mask_budget; /* seconds of mask work (structured output) one request may spend in all (0: 10) */
 } serve_engine_params;
 
 /* Starts the engine's thread over an opened CPU model; NULL with a message in err on failure. */
 serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
                                  size_t errlen);
-/* One turn of an engine started with ep->manual: admission and one step; the sequences stepped
- * (0: nothing to do, and then no request waits in the queue). */
+/* One turn of an engine started with ep->manual: admission, one step and time for the masks; the
+ * slots served, stepped or masking (0: nothing to do, and then no request waits in the queue). */
 int32_t serve_engine_turn(serve_engine *e);
 /* Stops taking requests, waits up to drain_s for the running and queued ones, and cancels the
  * rest: every job is finished when it returns (the connections can still read theirs). */

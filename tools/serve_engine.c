@@ -24,8 +24,25 @@
  * A cache is reused only by the tenant whose prompt filled it (the same API key and cache_salt):
  * otherwise how many tokens another's request found cached, or how soon its first token came,
  * would tell one client the prompts of another, a token at a time.
+ *
+ * Structured output (response_format's JSON schema, the grammar field's GBNF) draws from the step's
+ * logits once every token whose bytes cannot continue the reply is masked. A mask walks the
+ * vocabulary in byte order (sorted once at start): a token starts from the state of the bytes it
+ * shares with the one before it, and a refused byte refuses at once every later token that shares
+ * it. The states the reply meets are kept with their transitions for the whole request (the memo),
+ * so a byte is fed to the recognizer once per distinct state; most of a mask is table lookups.
+ * A mask may still take long (an ambiguous grammar keeps thousands of readings, each state new), so
+ * it never holds the others: its walk is resumable, and a slot whose mask is unfinished is left out
+ * of the steps while the engine gives the masks a share of each step's time (MASK_SHARE; what a
+ * mask took past it is paid back from later turns), or slices of MASK_ALONE_S back to back when no
+ * slot steps, stopping early for a new request. The mask's work is bounded: MASK_STEP_S a token and
+ * --mask-budget a request, past which the request ends with a 400 naming its field. The draw is
+ * the one it would be without slicing: the same logits, masked alike, and the slot's own random
+ * state.
  */
 #include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +60,40 @@ typedef struct kv_cache {
     bool busy;                /* a slot's job is using it */
 } kv_cache;
 
+/* A mask's walk over the vocabulary in byte order, resumable between turns: the next token (at) and
+ * the next of its bytes (k, -1 between tokens), with the states along the token's bytes (path:
+ * memo ids by depth), so that the tokens after it start from the bytes they share with it. */
+typedef struct mask_walk {
+    int32_t at, k;
+    int32_t good;        /* bytes of the last token walked the reply took (path[0..good] hold) */
+    bool broke;          /* the byte after those was refused: every token that shares it is refused too */
+    int32_t allowed;     /* tokens allowed so far */
+    bool over;           /* a token was refused by the recognizer's limits, not by the grammar */
+    double spent;        /* this step's mask work, seconds */
+    int32_t fed, stride; /* bytes fed since the clock was last read, and how many between reads */
+    double last;         /* when it was */
+} mask_walk;
+
+/* The states a request's reply has met in its masks, and their transitions: the reply's grammar is
+ * a function of its state, and states recur (the reply in a string, or the n-th letter of a word,
+ * reads the same whatever came before), so each byte is fed to the recognizer once per distinct
+ * state and the rest of a mask is table lookups. Kept for the whole request (freed when it ends);
+ * cleared, but for the states on the walk's path, when it holds MEMO_STATES or MEMO_BYTES. */
+#define MEMO_STATES 2048
+#define MEMO_BYTES (8u << 20)
+enum { MEMO_UNKNOWN = -1, MEMO_REFUSED = -2, MEMO_OVER = -3 /* refused by the recognizer's limits */ };
+typedef struct mask_memo {
+    int32_t hi, cap;         /* ids [0, hi) given out, room for cap */
+    int32_t *spare, n_spare; /* ids below hi that a clear gave back */
+    bool *live;              /* [cap]: the id holds a state */
+    int32_t *next;           /* [cap][256]: the state after each byte, or MEMO_* */
+    uint64_t *hash;          /* [cap] */
+    json_state *js;          /* [cap]: a schema's states */
+    gbnf_state **gs;         /* [cap]: a grammar's (gbnf_state_dup copies) */
+    int32_t *table;          /* [2 * cap]: id + 1 by hash, open addressing (0: empty) */
+    size_t bytes;            /* held by the grammar's copies */
+} mask_memo;
+
 typedef struct slot {
     kv_cache *c;  /* the cache of its job, or of its last one */
     serve_job *j; /* NULL: free */
@@ -58,10 +109,19 @@ typedef struct slot {
     int32_t *ids;
     serve_logprob pending; /* the token the last step drew from them, for the job's logprobs */
     json_state js;         /* response_format's JSON: the reply so far */
-    gbnf_state *gs, *gtmp; /* the grammar field's: the reply so far, and a scratch copy (made with the
-                            * job's grammar; freed by the next job's start or the engine's end) */
-    const char *stuck;     /* why no token may come next (no token continues the reply in its grammar,
-                            * or the mask ran past its time), or NULL */
+    gbnf_state *gs, *gtmp; /* the grammar field's: the reply so far, and the state the mask feeds (made
+                            * with the job's grammar; freed by the next job's start or the engine's end) */
+    json_state jw;         /* the state the mask feeds, for a schema (gtmp for a grammar) */
+    mask_memo memo;
+    int32_t *path; /* [max_len + 1]: the walk's states by depth */
+    mask_walk mw;
+    bool masking;            /* the last step's logits wait for their mask: the slot is left out of the steps */
+    bool ready;              /* a token is drawn, for take */
+    double mask_s;           /* the job's mask work so far, seconds */
+    const char *stuck;       /* why no token may come next (none continues the reply, the mask is past its
+                              * budget, memory ran out), or NULL: its text, in stuck_msg */
+    const char *stuck_param; /* the request's field at fault, or NULL: the server's own failure */
+    char stuck_msg[240];
 } slot;
 
 struct serve_engine {
@@ -84,8 +144,21 @@ struct serve_engine {
     serve_metrics metrics;
     long admissions;
     int32_t vocab;
-    const char **piece; /* structured output: each token's bytes (NULL: a special token), made once */
+    const char **piece; /* structured output: each token's bytes (NULL: a special token), made at start */
     size_t *piece_len;
+    int32_t *order, *lcp, n_order; /* the tokens with bytes, not special nor an end token, in byte order,
+                                    * and how many leading bytes each shares with the one before it */
+    char *bytes;                   /* order[i]'s bytes at bytes[off[i], off[i + 1]): in the walk's order */
+    size_t *off;
+    int32_t *outside, n_outside; /* the others: allowed only as an end token once the reply is whole */
+    int32_t max_len;             /* the longest token's bytes */
+    int32_t mask_next;           /* the slot whose mask goes first in the next turn */
+    double mask_owed;            /* seconds the masks took past their share, paid back by later turns */
+    double mask_work;            /* seconds of walks since the metrics took them (the engine's thread) */
+    double mask_budget;          /* seconds of mask work one request may spend in all */
+    bool in_flight;              /* the engine's thread is in a step or mask, outside the lock */
+    atomic_bool arrived;         /* a job was submitted since the last admission: a mask stops for it */
+    bool halted;                 /* drained: no more turns */
     double recent_t0;
     long recent_tokens;
 };
@@ -117,10 +190,14 @@ static void end_job(serve_engine *e, serve_job *j, serve_finish why) {
     unref(j);
 }
 
-/* The job leaves its slot (under the lock); its cache keeps what it holds. */
+static void memo_free(mask_memo *m);
+
+/* The job leaves its slot (under the lock, never while the engine's thread is in flight: it owns the
+ * slot's mask); its cache keeps what it holds. */
 static void finish(serve_engine *e, slot *sl, serve_finish why) {
     serve_job *j = sl->j;
-    sl->j = NULL;
+    sl->j = NULL, sl->masking = sl->ready = false;
+    memo_free(&sl->memo);
     sl->c->busy = false; /* sl->c stays: a step in flight may still be filling it */
     end_job(e, j, why);
 }
@@ -195,6 +272,108 @@ static slot *free_slot(serve_engine *e) {
     return NULL;
 }
 
+static void memo_free(mask_memo *m) {
+    for (int32_t id = 0; m->gs && id < m->hi; id++) gbnf_state_free(m->gs[id]);
+    free(m->spare), free(m->live), free(m->next), free(m->hash), free(m->js), free(m->gs), free(m->table);
+    memset(m, 0, sizeof *m);
+}
+
+static void memo_index(mask_memo *m) { /* the hash table over the live states */
+    uint32_t mask = (uint32_t)(2 * m->cap - 1);
+    memset(m->table, 0, sizeof *m->table * 2 * (size_t)m->cap);
+    for (int32_t id = 0; id < m->hi; id++) {
+        if (!m->live[id]) continue;
+        uint32_t h = (uint32_t)m->hash[id] & mask;
+        while (m->table[h]) h = (h + 1) & mask;
+        m->table[h] = id + 1;
+    }
+}
+
+/* The memo emptied but for the states path[0..keep), whose ids stay. */
+static void memo_clear(mask_memo *m, int32_t keep, const int32_t *path) {
+    int32_t hi = 0;
+    for (int32_t d = 0; d < keep; d++) hi = path[d] + 1 > hi ? path[d] + 1 : hi;
+    m->bytes = 0, m->n_spare = 0;
+    for (int32_t id = 0; id < m->hi; id++) {
+        bool kept = false;
+        for (int32_t d = 0; d < keep && !kept; d++) kept = path[d] == id;
+        if (kept && m->gs) m->bytes += gbnf_state_bytes(m->gs[id]);
+        if (!kept && m->gs) gbnf_state_free(m->gs[id]), m->gs[id] = NULL;
+        m->live[id] = kept;
+        if (!kept && id < hi) m->spare[m->n_spare++] = id;
+    }
+    for (size_t i = 0; i < (size_t)m->hi * 256; i++) m->next[i] = MEMO_UNKNOWN;
+    m->hi = hi;
+    memo_index(m);
+}
+
+/* Room for twice the states, at most MEMO_STATES; false when there is none, or no memory. */
+static bool memo_grow(mask_memo *m, bool grammar) {
+    int32_t cap = m->cap ? 2 * m->cap : 64;
+    if (cap > MEMO_STATES) return false;
+    void *p;
+#define GROW(field, n)                                                                                                 \
+    if (!(p = realloc(m->field, sizeof *m->field * (size_t)(n)))) return false;                                        \
+    m->field = p
+    GROW(next, cap * 256);
+    GROW(hash, cap);
+    GROW(live, cap);
+    GROW(spare, cap);
+    if (grammar) {
+        GROW(gs, cap);
+    } else {
+        GROW(js, cap);
+    }
+    int32_t *table = calloc(2 * (size_t)cap, sizeof *table);
+    if (!table) return false;
+#undef GROW
+    for (size_t i = (size_t)m->cap * 256; i < (size_t)cap * 256; i++) m->next[i] = MEMO_UNKNOWN;
+    for (int32_t id = m->cap; id < cap; id++) m->live[id] = false;
+    if (grammar)
+        for (int32_t id = m->cap; id < cap; id++) m->gs[id] = NULL;
+    free(m->table), m->table = table, m->cap = cap;
+    memo_index(m);
+    return true;
+}
+
+static uint64_t json_hash(const json_state *st) {
+    const unsigned char *b = (const unsigned char *)st->f;
+    uint64_t h = 1469598103934665603u ^ (uint64_t)st->depth;
+    for (size_t i = 0; i < sizeof *st->f * (size_t)st->depth; i++) h = (h ^ b[i]) * 1099511628211u;
+    return h ^ h >> 29;
+}
+
+/* The id of the state the mask feeds (jw, or gtmp for a grammar), added if new: -1 when the memo is
+ * full, -2 when out of memory. */
+static int32_t memo_id(slot *sl) {
+    mask_memo *m = &sl->memo;
+    bool grammar = sl->j->p.grammar != NULL;
+    uint64_t h = grammar ? gbnf_state_hash(sl->gtmp) : json_hash(&sl->jw);
+    uint32_t mask = (uint32_t)(2 * m->cap - 1), at = (uint32_t)h & mask;
+    for (; m->cap && m->table[at]; at = (at + 1) & mask) {
+        int32_t id = m->table[at] - 1;
+        if (m->hash[id] != h) continue;
+        if (grammar ? gbnf_state_same(m->gs[id], sl->gtmp)
+                    : m->js[id].depth == sl->jw.depth &&
+                          !memcmp(m->js[id].f, sl->jw.f, sizeof *sl->jw.f * (size_t)sl->jw.depth))
+            return id;
+    }
+    if (m->bytes > MEMO_BYTES || (m->hi - m->n_spare == m->cap && !memo_grow(m, grammar)))
+        return m->cap == MEMO_STATES || m->bytes > MEMO_BYTES ? -1 : -2;
+    int32_t id = m->n_spare ? m->spare[--m->n_spare] : m->hi++;
+    if (grammar) {
+        if (!(m->gs[id] = gbnf_state_dup(sl->gtmp))) return m->spare[m->n_spare++] = id, -2;
+        m->bytes += gbnf_state_bytes(m->gs[id]);
+    } else {
+        json_state_copy(&m->js[id], &sl->jw);
+    }
+    m->hash[id] = h, m->live[id] = true;
+    mask = (uint32_t)(2 * m->cap - 1);
+    for (at = (uint32_t)h & mask; m->table[at]; at = (at + 1) & mask) continue;
+    m->table[at] = id + 1;
+    return id;
+}
+
 /* Job j starts in slot sl with cache c, keeping the first `keep` prompt tokens of the cache. */
 static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int32_t keep) {
     sl->j = j, sl->c = c, c->busy = true, c->used = ++e->admissions;
@@ -221,12 +400,18 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     if (j->p.shape) json_state_init(&sl->js, j->p.shape);
     gbnf_state_free(sl->gs), gbnf_state_free(sl->gtmp);
     sl->gs = sl->gtmp = NULL;
-    if (j->p.grammar && (!(sl->gs = gbnf_state_new(j->p.grammar)) || !(sl->gtmp = gbnf_state_new(j->p.grammar)))) {
-        snprintf(j->err, sizeof j->err, "out of memory for the grammar's state");
+    memo_free(&sl->memo);
+    bool room = true;
+    if ((j->p.shape || j->p.grammar) && !sl->path)
+        room = (sl->path = malloc(sizeof *sl->path * (size_t)(e->max_len + 1)));
+    if (j->p.grammar && room)
+        room = (sl->gs = gbnf_state_new(j->p.grammar)) && (sl->gtmp = gbnf_state_new(j->p.grammar));
+    if (!room) {
+        snprintf(j->err, sizeof j->err, "out of memory for the %s's state", j->p.grammar ? "grammar" : "schema");
         finish(e, sl, SERVE_FAILED);
         return;
     }
-    sl->stuck = NULL;
+    sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0;
 }
 
 /* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
@@ -234,6 +419,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
  * once went to sleep there with requests waiting, until some other event woke it). A job that
  * asks for no tokens ends at once, without a slot. */
 static void admit(serve_engine *e) {
+    atomic_store_explicit(&e->arrived, false, memory_order_relaxed);
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (e->slots[k].j && e->slots[k].j->cancelled) finish(e, &e->slots[k], SERVE_CANCELLED);
     while (e->q_len > 0) {
@@ -252,12 +438,13 @@ static void admit(serve_engine *e) {
     }
 }
 
-/* The step's sequences (under the lock): each busy slot's prompt chunk or last token. */
+/* The step's sequences (under the lock): each busy slot's prompt chunk or last token (a slot whose
+ * mask is unfinished waits). */
 static int32_t build_step(serve_engine *e) {
     int32_t nq = 0;
     for (int32_t k = 0; k < e->ep.slots; k++) {
         slot *sl = &e->slots[k];
-        if (!sl->j) continue;
+        if (!sl->j || sl->masking) continue;
         serve_job *j = sl->j;
         rsr_seq *q = &e->seqs[nq];
         *q = (rsr_seq){
@@ -290,34 +477,31 @@ static bool is_stop(const serve_engine *e, int32_t t) {
     return t == e->stop_ids[0] || t == e->stop_ids[1] || t == e->stop_ids[2];
 }
 
-/* What the step drew (under the lock). */
-static void take_tokens(serve_engine *e, int32_t nq) {
-    for (int32_t i = 0; i < nq; i++) {
-        slot *sl = &e->slots[e->owner[i]];
-        serve_job *j = sl->j;
-        sl->pos = api.session_position(sl->c->s);
-        if (!j || e->seqs[i].output == RSR_OUTPUT_NONE) continue;
-        if (sl->stuck) {
-            snprintf(j->err, sizeof j->err, "%s", sl->stuck);
-            finish(e, sl, SERVE_FAILED);
-            continue;
-        }
-        int32_t tok = sl->next;
-        if (is_stop(e, tok)) {
-            finish(e, sl, SERVE_STOP);
-            continue;
-        }
-        j->n_gen++, e->metrics.completion_tokens++, e->recent_tokens++;
-        sl->last = tok;
-        if (j->p.logprobs) {
-            serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));
-            if (grown) j->lp = grown, j->lp[j->n_lp++] = sl->pending;
-        }
-        if (add_token(e, j, tok))
-            finish(e, sl, SERVE_STOP);
-        else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->c->s) >= e->ep.ctx)
-            finish(e, sl, SERVE_LENGTH);
+/* The token the slot drew (under the lock). */
+static void take(serve_engine *e, slot *sl) {
+    serve_job *j = sl->j;
+    sl->ready = false;
+    if (sl->stuck) {
+        snprintf(j->err, sizeof j->err, "%s", sl->stuck);
+        j->err_param = sl->stuck_param;
+        finish(e, sl, SERVE_FAILED);
+        return;
     }
+    int32_t tok = sl->next;
+    if (is_stop(e, tok)) {
+        finish(e, sl, SERVE_STOP);
+        return;
+    }
+    j->n_gen++, e->metrics.completion_tokens++, e->recent_tokens++;
+    sl->last = tok;
+    if (j->p.logprobs) {
+        serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));
+        if (grown) j->lp = grown, j->lp[j->n_lp++] = sl->pending;
+    }
+    if (add_token(e, j, tok))
+        finish(e, sl, SERVE_STOP);
+    else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->c->s) >= e->ep.ctx)
+        finish(e, sl, SERVE_LENGTH);
 }
 
 /* The penalties on the logits, as llama.cpp orders them: each distinct recent token's logit is
@@ -354,28 +538,57 @@ static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob 
     }
 }
 
-/* The tokens' bytes, looked up once for every later step (the engine's thread only); false when
- * out of memory. */
-static bool token_pieces(serve_engine *e) {
-    if (e->piece) return true;
-    const char **piece = malloc(sizeof *piece * (size_t)e->vocab);
-    size_t *len = malloc(sizeof *len * (size_t)e->vocab);
-    if (!piece || !len) return free(piece), free(len), false;
-    for (int32_t t = 0; t < e->vocab; t++) {
-        len[t] = 0;
-        piece[t] = api.tokenizer_is_special(e->tok, t) ? NULL : api.tokenizer_token_piece(e->tok, t, &len[t]);
+/* The tokens' bytes, and the mask's order of them (byte order, and the bytes each shares with the
+ * one before it), made once at start; false when out of memory. */
+typedef struct piece_ref {
+    const char *p;
+    size_t len;
+    int32_t id;
+} piece_ref;
+static int by_bytes(const void *a, const void *b) {
+    const piece_ref *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+static bool token_order(serve_engine *e) {
+    int32_t v = e->vocab;
+    e->piece = malloc(sizeof *e->piece * (size_t)v), e->piece_len = malloc(sizeof *e->piece_len * (size_t)v);
+    e->order = malloc(sizeof *e->order * (size_t)v), e->lcp = malloc(sizeof *e->lcp * (size_t)v);
+    e->outside = malloc(sizeof *e->outside * (size_t)v);
+    piece_ref *r = malloc(sizeof *r * (size_t)v);
+    if (!e->piece || !e->piece_len || !e->order || !e->lcp || !e->outside || !r) return free(r), false;
+    int32_t n = 0;
+    for (int32_t t = 0; t < v; t++) {
+        e->piece_len[t] = 0;
+        e->piece[t] =
+            api.tokenizer_is_special(e->tok, t) ? NULL : api.tokenizer_token_piece(e->tok, t, &e->piece_len[t]);
+        if (e->piece[t] && e->piece_len[t] && !is_stop(e, t) && e->piece_len[t] < INT32_MAX / 2)
+            r[n++] = (piece_ref){e->piece[t], e->piece_len[t], t};
+        else
+            e->outside[e->n_outside++] = t;
     }
-    e->piece = piece, e->piece_len = len;
+    qsort(r, (size_t)n, sizeof *r, by_bytes);
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++) total += r[i].len;
+    e->bytes = malloc(total ? total : 1), e->off = malloc(sizeof *e->off * ((size_t)n + 1));
+    if (!e->bytes || !e->off) return free(r), false;
+    e->off[0] = 0;
+    for (int32_t i = 0; i < n; i++) {
+        size_t l = 0;
+        while (i && l < r[i].len && l < r[i - 1].len && r[i].p[l] == r[i - 1].p[l]) l++;
+        e->order[i] = r[i].id, e->lcp[i] = (int32_t)l;
+        memcpy(e->bytes + e->off[i], r[i].p, r[i].len), e->off[i + 1] = e->off[i] + r[i].len;
+        if ((int32_t)r[i].len > e->max_len) e->max_len = (int32_t)r[i].len;
+    }
+    e->n_order = n;
+    free(r);
     return true;
 }
 
-/* The reply's grammar (response_format's JSON, or the grammar field's GBNF): may the reply so far
- * go on with these bytes (tmp: scratch for JSON's state)? Is it whole? Then it goes on with them. */
-static bool reply_may(slot *sl, json_state *tmp, const char *bytes, size_t n) {
-    const json_shape *sh = sl->j->p.shape;
-    if (sh) return json_state_copy(tmp, &sl->js), json_state_feed(tmp, sh, bytes, n);
-    return gbnf_state_copy(sl->gtmp, sl->gs) && gbnf_state_feed(sl->gtmp, bytes, n);
-}
+/* The reply's grammar (response_format's JSON, or the grammar field's GBNF): is it whole? Then it
+ * goes on with these bytes. */
 static bool reply_whole(const slot *sl) {
     return sl->j->p.shape ? json_state_done(&sl->js, sl->j->p.shape) : gbnf_state_done(sl->gs);
 }
@@ -386,52 +599,167 @@ static void reply_advance(slot *sl, const char *bytes, size_t n) {
         gbnf_state_feed(sl->gs, bytes, n);
 }
 
-/* Structured output: every token whose bytes cannot continue the reply in its grammar weighs
- * nothing; the end token only once the reply is whole. A byte table of the state's first step
- * turns most tokens away without a copy of the state. Returns the tokens allowed. */
-#define MASK_BUDGET_S 2.0 /* a step's mask may take this long: an ambiguous grammar costs more a token */
-static int32_t mask_reply(serve_engine *e, slot *sl, float *lg) {
-    if (!token_pieces(e)) return sl->stuck = "out of memory for the tokens' bytes", 0;
-    double until = serve_now() + MASK_BUDGET_S;
-    bool done = reply_whole(sl), first[256];
-    json_state tmp;
-    for (int b = 0; b < 256; b++) {
-        char c = (char)b;
-        first[b] = reply_may(sl, &tmp, &c, 1);
+/* The state after state `cur` and byte c (MEMO_REFUSED, MEMO_OVER), fed to the recognizer and kept
+ * in the memo; when the memo is full it is cleared but for the walk's path[0..k]. MEMO_FULL when the
+ * path alone fills it, MEMO_NOMEM when out of memory. */
+enum { MEMO_FULL = -4, MEMO_NOMEM = -5 };
+static int32_t memo_step(slot *sl, int32_t cur, unsigned char c, int32_t k) {
+    mask_memo *m = &sl->memo;
+    char byte = (char)c;
+    int32_t id;
+    if (sl->j->p.shape) {
+        json_state_copy(&sl->jw, &m->js[cur]);
+        if (!json_state_feed(&sl->jw, sl->j->p.shape, &byte, 1)) return m->next[(size_t)cur * 256 + c] = MEMO_REFUSED;
+    } else {
+        if (!gbnf_state_copy(sl->gtmp, m->gs[cur])) return MEMO_NOMEM;
+        if (!gbnf_state_feed(sl->gtmp, &byte, 1))
+            return m->next[(size_t)cur * 256 + c] = gbnf_state_over(sl->gtmp) ? MEMO_OVER : MEMO_REFUSED;
     }
-    int32_t allowed = 0;
-    for (int32_t t = 0; t < e->vocab; t++) {
-        if ((t & 4095) == 4095 && serve_now() > until)
-            return sl->stuck = "the reply's grammar took over 2 s to mask one step: make it less ambiguous", 0;
-        bool ok;
-        if (is_stop(e, t)) {
-            ok = done;
-        } else {
-            const char *piece = e->piece[t];
-            size_t len = e->piece_len[t];
-            ok = piece && len && first[(unsigned char)piece[0]];
-            if (ok && len > 1) ok = reply_may(sl, &tmp, piece, len);
+    if ((id = memo_id(sl)) == -1) {
+        memo_clear(m, k + 1, sl->path);
+        id = memo_id(sl);
+    }
+    if (id < 0) return id == -1 ? MEMO_FULL : MEMO_NOMEM;
+    return m->next[(size_t)cur * 256 + c] = id;
+}
+
+static const char *field_of(const slot *sl) { return sl->j->p.shape ? "response_format" : "grammar"; }
+
+static void stuck(slot *sl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void stuck(slot *sl, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sl->stuck_msg, sizeof sl->stuck_msg, fmt, ap);
+    va_end(ap);
+    sl->stuck = sl->stuck_msg;
+}
+
+/* A mask begins (structured output): every token outside the order weighs nothing, but the end
+ * tokens once the reply is whole; the walk over the order starts at its first token, from the
+ * reply's state. */
+static void mask_begin(serve_engine *e, slot *sl, float *lg) {
+    bool done = reply_whole(sl);
+    sl->mw = (mask_walk){.k = -1, .stride = 1};
+    if (sl->j->p.shape)
+        json_state_copy(&sl->jw, &sl->js);
+    else if (!gbnf_state_copy(sl->gtmp, sl->gs))
+        stuck(sl, "out of memory for the mask");
+    int32_t id = sl->stuck ? -2 : memo_id(sl);
+    if (id == -1) memo_clear(&sl->memo, 0, NULL), id = memo_id(sl);
+    if (id < 0 && !sl->stuck) stuck(sl, "out of memory for the mask");
+    sl->path[0] = id;
+    for (int32_t i = 0; i < e->n_outside; i++) {
+        int32_t t = e->outside[i];
+        if (done && is_stop(e, t))
+            sl->mw.allowed++;
+        else
+            lg[t] = -INFINITY;
+    }
+    sl->masking = true;
+}
+
+/* Whether the walk must stop: the clock is past `until`, or a job waits for admission. The clock
+ * is read every `stride` bytes fed, a stride kept to about 10 to 40 microseconds of feeding, since a
+ * byte costs from nanoseconds (a schema) to milliseconds (an ambiguous grammar). */
+static bool clock_up(serve_engine *e, mask_walk *w, double until) {
+    double now = serve_now(), gap = now - w->last;
+    w->last = now, w->fed = 0;
+    if (gap < 1e-5 && w->stride < 4096) w->stride *= 2;
+    if (gap > 4e-5 && w->stride > 1) w->stride /= 2;
+    return now >= until || atomic_load_explicit(&e->arrived, memory_order_relaxed);
+}
+
+/* The walk from where it stopped until it is done (true) or clock_up (false): a token whose bytes
+ * cannot continue the reply weighs nothing, as does every token after it in the order that shares
+ * the byte refused; the others start from the state of the bytes they share with the token
+ * before them. */
+static bool mask_walk_on(serve_engine *e, slot *sl, float *lg, double until) {
+    mask_walk *w = &sl->mw;
+    const int32_t *next = sl->memo.next;
+    w->last = serve_now(), w->fed = 0;
+    while (!sl->stuck) {
+        if (w->k < 0) { /* the next token */
+            if (w->at == e->n_order) return true;
+            int32_t l = e->lcp[w->at]; /* <= good unless the byte after good was refused */
+            if (w->broke && l > w->good) {
+                lg[e->order[w->at++]] = -INFINITY;
+                continue;
+            }
+            w->k = l;
         }
-        if (!ok) lg[t] = -INFINITY;
-        allowed += ok;
+        if (w->k == (int32_t)(e->off[w->at + 1] - e->off[w->at])) { /* every byte taken */
+            w->good = w->k, w->broke = false, w->allowed++;
+            w->at++, w->k = -1;
+            continue;
+        }
+        if (++w->fed >= w->stride && clock_up(e, w, until)) return false;
+        unsigned char c = (unsigned char)e->bytes[e->off[w->at] + (size_t)w->k];
+        int32_t cur = sl->path[w->k], to = next[(size_t)cur * 256 + c];
+        if (to == MEMO_UNKNOWN) to = memo_step(sl, cur, c, w->k), next = sl->memo.next;
+        if (to == MEMO_NOMEM) stuck(sl, "out of memory for the mask");
+        if (to == MEMO_FULL) /* the grammar's doing: a 400 */
+            stuck(sl, "'%s': the reply's readings outgrow the mask's memory", sl->stuck_param = field_of(sl));
+        if (to >= 0) {
+            sl->path[++w->k] = to;
+            continue;
+        }
+        w->over |= to == MEMO_OVER;
+        lg[e->order[w->at]] = -INFINITY;
+        w->good = w->k, w->broke = true;
+        w->at++, w->k = -1;
     }
-    if (!allowed)
-        sl->stuck = "no token of the vocabulary continues the reply in its grammar (response_format or grammar)";
-    return allowed;
+    return true;
+}
+
+/* Up to `slice` seconds more of the slot's mask, within its budgets; true when it is finished
+ * (done, or stuck: over a budget, or no token allowed). */
+#define MASK_STEP_S 2.0 /* the most one token's mask may take: an ambiguous grammar costs more a token */
+static bool mask_run(serve_engine *e, slot *sl, double slice) {
+    const char *field = field_of(sl);
+    double t0 = serve_now(), left_step = MASK_STEP_S - sl->mw.spent, left_job = e->mask_budget - sl->mask_s;
+    double room = slice < left_step ? slice : left_step;
+    if (left_job < room) room = left_job;
+    bool done = mask_walk_on(e, sl, sl->logits, t0 + room);
+    double took = serve_now() - t0;
+    sl->mw.spent += took, sl->mask_s += took, e->mask_work += took;
+    if (sl->stuck) return true; /* named by the walk, or out of memory (the server's failure) */
+    sl->stuck_param = field;
+    if (!done && sl->mw.spent >= MASK_STEP_S)
+        stuck(sl, "'%s': masking one token took over %g s of work (a token's most): make it less ambiguous", field,
+              MASK_STEP_S);
+    else if (!done && sl->mask_s >= e->mask_budget)
+        stuck(sl,
+              "'%s': masking the reply took over %g s of work in all (rsr-serve --mask-budget): make it less "
+              "ambiguous, or ask for fewer tokens",
+              field, e->mask_budget);
+    else if (done && !sl->mw.allowed && sl->mw.over)
+        stuck(sl,
+              "'%s': too ambiguous: the reply so far goes on only past the recognizer's limits (%d readings at "
+              "once, %d rules deep, 65536 steps a character)",
+              field, GBNF_MAX_STACKS, GBNF_MAX_DEPTH);
+    else if (done && !sl->mw.allowed)
+        stuck(sl, "'%s': no token of the vocabulary continues the reply", field);
+    if (!sl->stuck) sl->stuck_param = NULL;
+    return done || sl->stuck;
 }
 
 /* The token of a job that asked for the exact logits (outside the lock: the slot's buffers are the
- * engine's): the penalties applied, the draw rsr_sample makes from them (the runtime's own draw
- * without presence or frequency penalties, bit for bit: rsr_session_eval_sample's guarantee),
- * and its log-probability and the alternatives' under the penalised distribution. */
-static void draw(serve_engine *e, slot *sl) {
+ * engine's), in two parts around the mask of structured output, which may take several turns:
+ * the penalties applied, the mask begun; then the draw rsr_sample makes from the logits (the
+ * runtime's own draw without presence or frequency penalties, bit for bit: rsr_session_eval_sample's
+ * guarantee), and its log-probability and the alternatives' under the penalised distribution. */
+static void draw_begin(serve_engine *e, slot *sl) {
+    const serve_params *p = &sl->j->p;
+    memset(sl->ids, 0, sizeof(int32_t) * (size_t)e->vocab);
+    penalise(sl->logits, e->vocab, &sl->sp, p, sl->ids);
+    sl->sp.repeat_penalty = 1.0f; /* applied */
+    if (p->shape || p->grammar) mask_begin(e, sl, sl->logits);
+}
+static void draw_end(serve_engine *e, slot *sl) {
     const serve_params *p = &sl->j->p;
     float *lg = sl->logits;
-    rsr_sampler_params sp = sl->sp;
-    memset(sl->ids, 0, sizeof(int32_t) * (size_t)e->vocab);
-    penalise(lg, e->vocab, &sp, p, sl->ids);
-    sp.repeat_penalty = 1.0f; /* applied */
-    if ((p->shape || p->grammar) && !mask_reply(e, sl, lg)) return;
+    sl->masking = false, sl->ready = true;
+    if (sl->stuck) return;
     serve_logprob *lp = &sl->pending;
     double lse = 0;
     if (p->logprobs) {
@@ -442,32 +770,75 @@ static void draw(serve_engine *e, slot *sl) {
         top_tokens(lg, e->vocab, p->top_logprobs, lp);
         for (int32_t k = 0; k < lp->n_top; k++) lp->top_logprob[k] = (float)(lg[lp->top[k]] - lse);
     }
-    sl->next = api.sample(lg, e->vocab, &sp, &sl->rng, sl->probs, sl->ids);
+    sl->next = api.sample(lg, e->vocab, &sl->sp, &sl->rng, sl->probs, sl->ids);
     if ((p->shape || p->grammar) && sl->next >= 0 && !is_stop(e, sl->next)) /* the reply goes on by its bytes */
         reply_advance(sl, e->piece[sl->next], e->piece_len[sl->next]);
     lp->token = sl->next;
     lp->logprob = p->logprobs && sl->next >= 0 ? (float)(lg[sl->next] - lse) : 0;
 }
 
-/* One turn of the engine (under the lock, which it lets go during the step): admission, then one
- * step of every busy slot. Returns the sequences stepped; 0 when there is nothing to do, which
- * admission guarantees means no request is waiting either. */
+/* The turn's time for masks (outside the lock): `slice` seconds in all, the slots waiting for one
+ * served in turn from where the last turn stopped, so that one costly mask neither holds the
+ * others' steps past a share of the turn nor starves another slot's mask. Returns the time taken,
+ * which may pass the slice by what one recognizer feed or state copy takes. */
+static double masks(serve_engine *e, double slice) {
+    double t0 = serve_now(), until = t0 + slice;
+    int32_t n = e->ep.slots;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t k = (e->mask_next + i) % n;
+        slot *sl = &e->slots[k];
+        if (!sl->j || !sl->masking) continue;
+        double left = until - serve_now();
+        if (left <= 0 || !mask_run(e, sl, left)) {
+            e->mask_next = (k + 1) % n; /* it stopped at the clock: the next slot first next time */
+            break;
+        }
+        draw_end(e, sl);
+    }
+    return serve_now() - t0;
+}
+
+/* One turn of the engine (under the lock, which it lets go during the step): admission, one step
+ * of every busy slot but those waiting for their mask, then time for the masks: a share of the
+ * step's (MASK_SHARE) less what earlier turns' masks took past theirs (mask_owed: a feed cannot be
+ * cut short), or MASK_ALONE_S when no slot was stepped. Returns the slots served; 0 when there is
+ * nothing to do, which admission guarantees means no request is waiting either. */
+#define MASK_SHARE 0.2      /* of a step's time, for the masks after it: the others' steps slow by 1.2x */
+#define MASK_SLICE_MIN 2e-5 /* seconds: a step faster than 5 times this still leaves the masks this much */
+#define MASK_ALONE_S 2.5e-4 /* seconds of mask between two looks at the queue when no slot steps */
 static int32_t turn(serve_engine *e) {
+    if (e->halted) return 0;
     admit(e);
-    int32_t nq = build_step(e);
-    if (!nq) return 0;
+    int32_t nq = build_step(e), nm = 0;
+    for (int32_t k = 0; k < e->ep.slots; k++) nm += e->slots[k].j && e->slots[k].masking;
+    if (!nq && !nm) return 0;
+    e->in_flight = true;
     pthread_mutex_unlock(&e->lock);
     double t0 = serve_now();
-    rsr_status st = api.batch_eval(e->b, e->seqs, nq);
-    for (int32_t i = 0; st == RSR_OK && i < nq; i++)
-        if (e->seqs[i].output == RSR_OUTPUT_LOGITS) draw(e, &e->slots[e->owner[i]]);
+    rsr_status st = nq ? api.batch_eval(e->b, e->seqs, nq) : RSR_OK;
     double t1 = serve_now();
+    for (int32_t i = 0; st == RSR_OK && i < nq; i++) {
+        slot *sl = &e->slots[e->owner[i]];
+        if (e->seqs[i].output == RSR_OUTPUT_SAMPLE) sl->ready = true;
+        if (e->seqs[i].output != RSR_OUTPUT_LOGITS) continue;
+        draw_begin(e, sl);
+        if (!sl->masking) draw_end(e, sl);
+    }
+    double share = nq ? MASK_SHARE * (t1 - t0) : MASK_ALONE_S;
+    if (share < MASK_SLICE_MIN) share = MASK_SLICE_MIN;
+    if (!nq) e->mask_owed = 0; /* no one waits on the masks */
+    double took = share > e->mask_owed ? masks(e, share - e->mask_owed) : 0;
+    e->mask_owed = e->mask_owed + took > share ? e->mask_owed + took - share : 0;
+    double t2 = serve_now();
     pthread_mutex_lock(&e->lock);
-    e->metrics.steps++, e->metrics.busy_s += t1 - t0;
+    e->in_flight = false;
+    e->metrics.steps += nq > 0, e->metrics.busy_s += t2 - t0, e->metrics.mask_s += e->mask_work;
+    e->mask_work = 0;
     for (int32_t i = 0; i < nq; i++) { /* the cache holds what the session holds (a failed step: less) */
-        kv_cache *c = e->slots[e->owner[i]].c;
-        int32_t pos = api.session_position(c->s);
-        if (c->n_hist > pos) c->n_hist = pos > 0 ? pos : 0;
+        slot *sl = &e->slots[e->owner[i]];
+        int32_t pos = api.session_position(sl->c->s);
+        sl->pos = pos;
+        if (sl->c->n_hist > pos) sl->c->n_hist = pos > 0 ? pos : 0;
     }
     if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
         for (int32_t i = 0; i < nq; i++) {
@@ -476,15 +847,16 @@ static int32_t turn(serve_engine *e) {
             snprintf(sl->j->err, sizeof sl->j->err, "%s", api.batch_errmsg(e->b));
             finish(e, sl, SERVE_FAILED);
         }
-    } else {
-        take_tokens(e, nq);
     }
-    if (t1 - e->recent_t0 >= 2.0) {
-        e->metrics.recent_tok_s = (double)e->recent_tokens / (t1 - e->recent_t0);
-        e->recent_t0 = t1, e->recent_tokens = 0;
+    bool moved = nq > 0;
+    for (int32_t k = 0; k < e->ep.slots; k++)
+        if (e->slots[k].j && e->slots[k].ready) take(e, &e->slots[k]), moved = true;
+    if (t2 - e->recent_t0 >= 2.0) {
+        e->metrics.recent_tok_s = (double)e->recent_tokens / (t2 - e->recent_t0);
+        e->recent_t0 = t2, e->recent_tokens = 0;
     }
-    pthread_cond_broadcast(&e->changed);
-    return nq;
+    if (moved) pthread_cond_broadcast(&e->changed);
+    return nq + nm;
 }
 
 static void *engine_main(void *arg) {
@@ -510,11 +882,14 @@ int32_t serve_engine_turn(serve_engine *e) {
 /* Everything serve_engine_start allocates (some of it may be missing). */
 static void free_parts(serve_engine *e) {
     for (int32_t k = 0; e->caches && k < e->n_caches; k++) api.session_free(e->caches[k].s), free(e->caches[k].hist);
-    for (int32_t k = 0; e->slots && k < e->ep.slots; k++)
-        free(e->slots[k].recent.ids), free(e->slots[k].logits), free(e->slots[k].probs), free(e->slots[k].ids),
-            gbnf_state_free(e->slots[k].gs), gbnf_state_free(e->slots[k].gtmp);
+    for (int32_t k = 0; e->slots && k < e->ep.slots; k++) {
+        slot *sl = &e->slots[k];
+        free(sl->recent.ids), free(sl->logits), free(sl->probs), free(sl->ids), free(sl->path);
+        gbnf_state_free(sl->gs), gbnf_state_free(sl->gtmp);
+        memo_free(&sl->memo);
+    }
     api.batch_free(e->b);
-    free(e->piece), free(e->piece_len);
+    free(e->piece), free(e->piece_len), free(e->order), free(e->lcp), free(e->outside), free(e->bytes), free(e->off);
     free(e->slots), free(e->caches), free(e->seqs), free(e->owner), free(e->queue), free(e);
 }
 
@@ -538,7 +913,8 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     api.tokenizer_get_info(tok, &ti);
     e->stop_ids[0] = info.eos_token_id, e->stop_ids[1] = ti.eos_token_id, e->stop_ids[2] = ti.eot_token_id;
     e->vocab = info.vocab_size;
-    if (!e->slots || !e->caches || !e->seqs || !e->owner || !e->queue) {
+    e->mask_budget = ep->mask_budget > 0 ? ep->mask_budget : 10.0;
+    if (!e->slots || !e->caches || !e->seqs || !e->owner || !e->queue || !token_order(e)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -590,6 +966,8 @@ void serve_engine_drain(serve_engine *e, double drain_s) {
         if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
         pthread_cond_timedwait(&e->changed, &e->lock, &ts);
     }
+    e->halted = true; /* no more turns, and the one in flight ends before its jobs do: it reads them */
+    while (e->in_flight) serve_wait(e, 0.1);
     for (; e->q_len > 0; e->q_len--, e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue))
         end_job(e, e->queue[e->q_head], SERVE_CANCELLED);
     for (int32_t k = 0; k < e->ep.slots; k++)
@@ -625,6 +1003,7 @@ bool serve_submit(serve_engine *e, serve_job *j) {
         j->refs = 2;
         e->queue[(e->q_head + e->q_len) % ring] = j;
         e->q_len++;
+        atomic_store_explicit(&e->arrived, true, memory_order_relaxed);
         pthread_cond_broadcast(&e->changed);
     } else {
         e->metrics.requests_rejected_full++;

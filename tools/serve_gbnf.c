@@ -536,6 +536,10 @@ static bool char_class(parser *p, int r) {
         if (!tmp_push(p, lo, hi)) return false;
     }
     int k = add_class(p, neg);
+    if (k >= 0 && !p->ntmp) { /* [] or [^\x00-\U0010FFFF]: every sentence through it is cut short */
+        fail(p, open, "empty character class: it matches no character");
+        return false;
+    }
     return k >= 0 && add(p, r, ELEM(E_CHAR, k));
 }
 
@@ -846,6 +850,73 @@ static void check_left_recursion(parser *p) {
     free(c.mark), free(c.nullable), free(c.path);
 }
 
+/* Which rules can match some text, by a worklist: a rule can once one of its alternatives refers
+ * only to rules that can (classes are never empty). A named rule that cannot recurses without
+ * end, and every sentence through it would be cut short: it is refused (the first defined). */
+static void check_productive(parser *p) {
+    int nalt = 0, nref = 0;
+    for (int r = 0; r < p->nr; r++)
+        for (int i = 0; i < p->r[r].body.n; i++)
+            nalt += p->r[r].body.v[i] == E_END, nref += TAG(p->r[r].body.v[i]) == E_RULE;
+    int *need = calloc((size_t)nalt + 1, sizeof(int)), *alt_rule = malloc(sizeof(int) * ((size_t)nalt + 1));
+    int *ref_off = calloc((size_t)p->nr + 1, sizeof(int)), *refs = malloc(sizeof(int) * ((size_t)nref + 1));
+    int *queue = malloc(sizeof(int) * (size_t)p->nr);
+    bool *can = calloc((size_t)p->nr, sizeof(bool));
+    if (!need || !alt_rule || !ref_off || !refs || !queue || !can) {
+        oom(p);
+        goto done;
+    }
+    for (int r = 0, a = 0; r < p->nr; r++) /* need: each alternative's rule references; per rule, how many */
+        for (int i = 0; i < p->r[r].body.n; i++) {
+            int e = p->r[r].body.v[i];
+            if (e == E_END) alt_rule[a++] = r;
+            if (TAG(e) == E_RULE) need[a]++, ref_off[ARG(e) + 1]++;
+        }
+    for (int r = 0; r < p->nr; r++) ref_off[r + 1] += ref_off[r];
+    for (int r = 0, a = 0; r < p->nr; r++) /* refs: the alternatives that refer to each rule, once a reference */
+        for (int i = 0; i < p->r[r].body.n; i++) {
+            int e = p->r[r].body.v[i];
+            if (e == E_END) a++;
+            if (TAG(e) == E_RULE) refs[ref_off[ARG(e)]++] = a;
+        }
+    for (int r = p->nr; r > 0; r--) ref_off[r] = ref_off[r - 1];
+    ref_off[0] = 0;
+    int nq = 0;
+    for (int a = 0; a < nalt; a++)
+        if (!need[a] && !can[alt_rule[a]]) can[alt_rule[a]] = true, queue[nq++] = alt_rule[a];
+    while (nq > 0) {
+        int r = queue[--nq];
+        for (int k = ref_off[r]; k < ref_off[r + 1]; k++)
+            if (--need[refs[k]] == 0 && !can[alt_rule[refs[k]]])
+                can[alt_rule[refs[k]]] = true, queue[nq++] = alt_rule[refs[k]];
+    }
+    int r = -1;
+    for (int k = 0; k < p->nr; k++)
+        if (!p->r[k].dead && !can[k] && (r < 0 || p->r[k].def_at < p->r[r].def_at)) r = k;
+    if (r < 0) goto done;
+    /* r needs a rule that cannot, which needs another...: along them to a cycle, the rules that recurse
+     * without end, and the first defined named rule of it (a cycle of groups and repetitions alone
+     * has none: each of those can match something or refers to a named rule) */
+    int *seen = queue, step = 0; /* seen[rule]: 1 + the step it was reached at */
+    memset(seen, 0, sizeof(int) * (size_t)p->nr);
+    while (!seen[r]) {
+        seen[r] = ++step;
+        const ivec *b = &p->r[r].body;
+        int i = 0;
+        while (TAG(b->v[i]) != E_RULE || can[ARG(b->v[i])]) i++; /* its first alternative has one */
+        r = ARG(b->v[i]);
+    }
+    int first = seen[r], worst = -1;
+    for (int k = 0; k < p->nr; k++)
+        if (seen[k] >= first && p->r[k].kind == K_NAMED && (worst < 0 || p->r[k].def_at < p->r[worst].def_at))
+            worst = k;
+    if (worst >= 0)
+        fail(p, p->r[worst].def_at, "rule '%.*s' can match no text: each of its alternatives recurses without end",
+             short_len(p->r[worst].name), p->s + p->r[worst].name_off);
+done:
+    free(need), free(alt_rule), free(ref_off), free(refs), free(queue), free(can);
+}
+
 /* after reading: every rule defined, a root, the limits, no left recursion; root's index or -1 */
 static int check(parser *p) {
     if (!p->nr) {
@@ -870,6 +941,7 @@ static int check(parser *p) {
         return -1;
     }
     check_left_recursion(p);
+    if (!p->failed) check_productive(p);
     return p->failed ? -1 : root;
 }
 
@@ -1003,6 +1075,24 @@ static void parser_free(parser *p) {
     free(p);
 }
 
+/* g, unless its empty reply is already past the recognizer's limits (then every feed would fail:
+ * the grammar allows nothing it can read), or memory runs out. */
+static gbnf_grammar *try_start(parser *p, gbnf_grammar *g, int root) {
+    gbnf_state *st = gbnf_state_new(g);
+    if (!st || gbnf_state_over(st)) {
+        if (st)
+            fail(p, p->r[root].def_at,
+                 "rule 'root' is too ambiguous: before its first character it takes more than the recognizer's "
+                 "limits (%d readings at once, %d rules deep, %d steps a character)",
+                 GBNF_MAX_STACKS, GBNF_MAX_DEPTH, MAX_STEPS);
+        else
+            oom(p);
+        gbnf_free(g), g = NULL;
+    }
+    gbnf_state_free(st);
+    return g;
+}
+
 gbnf_grammar *gbnf_compile(const char *src, size_t len, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     parser *p = calloc(1, sizeof *p);
@@ -1027,6 +1117,7 @@ gbnf_grammar *gbnf_compile(const char *src, size_t len, char *err, size_t errlen
         int root = p->failed ? -1 : check(p);
         if (root >= 0) g = layout(p, root);
         if (g && !build_closures(g)) gbnf_free(g), g = NULL, oom(p);
+        if (g) g = try_start(p, g, root);
     }
     parser_free(p);
     return g;
@@ -1069,19 +1160,32 @@ struct gbnf_state {
     const gbnf_grammar *g;
     int n, used, cap; /* stacks; ints of buf in use, held: each stack is its length, then its positions, top last */
     int *buf;
-    bool accept, bad; /* accept: an empty stack (the reply may end); bad: spoilt */
-    int npend;        /* bytes of an unfinished UTF-8 character */
+    bool accept, bad, over; /* accept: an empty stack (the reply may end); bad: spoilt; over: by a limit */
+    int npend;              /* bytes of an unfinished UTF-8 character */
     unsigned char pend[4];
-    /* scratch, never copied: the next stacks, the stacks still to expand, the one expanding */
+    /* scratch, never copied, made by the first feed (a state only copied to and from has none): the
+     * next stacks, the stacks still to expand, the one expanding */
     int *obuf, ocap, on, oused;
     bool oaccept;
     int *work, wcap, wn;
     long steps;
     uint32_t gen; /* ht's slots of this generation are taken */
     slot *ht;
-    int ooff[GBNF_MAX_STACKS]; /* the next stacks' offsets in obuf */
+    int *ooff; /* [GBNF_MAX_STACKS]: the next stacks' offsets in obuf */
     int cur[GBNF_MAX_DEPTH + 2];
 };
+
+static bool scratch(gbnf_state *st) {
+    if (st->ht) return true;
+    st->obuf = grow(NULL, &st->ocap, 1024, sizeof(int));
+    st->work = grow(NULL, &st->wcap, 1024, sizeof(int));
+    st->ooff = malloc(sizeof(int) * GBNF_MAX_STACKS);
+    st->ht = calloc(DEDUPE, sizeof *st->ht);
+    if (st->obuf && st->work && st->ooff && st->ht) return true;
+    free(st->obuf), free(st->work), free(st->ooff), free(st->ht);
+    st->obuf = st->work = st->ooff = NULL, st->ht = NULL, st->ocap = st->wcap = 0;
+    return false;
+}
 
 static void round_begin(gbnf_state *st) {
     if (++st->gen == 0) { /* wrapped: every slot empty again */
@@ -1230,7 +1334,7 @@ static bool step_into(gbnf_state *st, const int *s, int len, const int *item, in
     return settle(st, len - 1 + n);
 }
 
-/* the reply goes on with code point c: false when no stack takes it, or past a limit */
+/* the reply goes on with code point c: false when no stack takes it, or past a limit (st->over) */
 static bool advance(gbnf_state *st, uint32_t c) {
     const gbnf_grammar *g = st->g;
     round_begin(st);
@@ -1240,12 +1344,13 @@ static bool advance(gbnf_state *st, uint32_t c) {
         if (!len) continue;
         int top = b[i + len], e = g->code[top];
         if (TAG(e) == E_CHAR) {
-            if (class_has(g, ARG(e), c) && !step_into(st, b + i + 1, len, &top, 1)) return false;
+            if (class_has(g, ARG(e), c) && !step_into(st, b + i + 1, len, &top, 1)) return st->over = true, false;
             continue;
         }
         const int *it = g->clo + g->clo_off[top] + 2; /* a rule reference: its closure's items */
         for (int m = g->clo[g->clo_off[top]]; m > 0; m--, it += it[0] + 1)
-            if (class_has(g, ARG(g->code[it[it[0]]]), c) && !step_into(st, b + i + 1, len, it + 1, it[0])) return false;
+            if (class_has(g, ARG(g->code[it[it[0]]]), c) && !step_into(st, b + i + 1, len, it + 1, it[0]))
+                return st->over = true, false;
     }
     round_end(st);
     return st->n > 0;
@@ -1255,21 +1360,27 @@ gbnf_state *gbnf_state_new(const gbnf_grammar *g) {
     gbnf_state *st = calloc(1, sizeof *st);
     if (!st) return NULL;
     st->g = g;
-    st->ht = calloc(DEDUPE, sizeof *st->ht);
     st->buf = grow(NULL, &st->cap, 1024, sizeof(int));
-    st->obuf = grow(NULL, &st->ocap, 1024, sizeof(int));
-    st->work = grow(NULL, &st->wcap, 1024, sizeof(int));
-    if (!st->ht || !st->buf || !st->obuf || !st->work) return gbnf_state_free(st), NULL;
+    if (!st->buf || !scratch(st)) return gbnf_state_free(st), NULL;
     round_begin(st);
-    st->cur[0] = 0;                     /* the reference to root */
-    if (!settle(st, 1)) st->bad = true; /* past a limit, or out of memory: every feed fails */
+    st->cur[0] = 0;                                /* the reference to root */
+    if (!settle(st, 1)) st->bad = st->over = true; /* past a limit, or out of memory: every feed fails */
     round_end(st);
+    return st;
+}
+
+gbnf_state *gbnf_state_dup(const gbnf_state *src) {
+    gbnf_state *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->g = src->g;
+    st->buf = grow(NULL, &st->cap, src->used > 16 ? src->used : 16, sizeof(int));
+    if (!st->buf || !gbnf_state_copy(st, src)) return gbnf_state_free(st), NULL;
     return st;
 }
 
 void gbnf_state_free(gbnf_state *st) {
     if (!st) return;
-    free(st->buf), free(st->obuf), free(st->work), free(st->ht);
+    free(st->buf), free(st->obuf), free(st->work), free(st->ooff), free(st->ht);
     free(st);
 }
 
@@ -1278,11 +1389,11 @@ bool gbnf_state_copy(gbnf_state *dst, const gbnf_state *src) {
     if (dst->g != src->g) return false;
     if (src->used > dst->cap) {
         int *n = grow(dst->buf, &dst->cap, src->used, sizeof *n);
-        if (!n) return dst->bad = true, false;
+        if (!n) return dst->bad = dst->over = true, false;
         dst->buf = n;
     }
     memcpy(dst->buf, src->buf, sizeof(int) * (size_t)src->used);
-    dst->n = src->n, dst->used = src->used, dst->accept = src->accept, dst->bad = src->bad;
+    dst->n = src->n, dst->used = src->used, dst->accept = src->accept, dst->bad = src->bad, dst->over = src->over;
     dst->npend = src->npend;
     memcpy(dst->pend, src->pend, sizeof dst->pend);
     return true;
@@ -1317,6 +1428,7 @@ static bool pending_possible(const gbnf_state *st) {
 
 bool gbnf_state_feed(gbnf_state *st, const char *bytes, size_t n) {
     if (st->bad) return false;
+    if (n && !scratch(st)) return st->bad = st->over = true, false;
     const unsigned char *u = (const unsigned char *)bytes;
     for (size_t i = 0; i < n; i++) {
         unsigned char b = u[i];
@@ -1343,3 +1455,21 @@ bool gbnf_state_feed(gbnf_state *st, const char *bytes, size_t n) {
 }
 
 bool gbnf_state_done(const gbnf_state *st) { return !st->bad && !st->npend && st->accept; }
+
+bool gbnf_state_over(const gbnf_state *st) { return st->over; }
+
+uint64_t gbnf_state_hash(const gbnf_state *st) {
+    uint64_t h = 1469598103934665603u ^ (uint64_t)st->n ^ (uint64_t)st->npend << 16 ^
+                 (uint64_t)(st->accept | st->bad << 1 | st->over << 2) << 20;
+    for (int i = 0; i < st->npend; i++) h = (h ^ st->pend[i]) * 1099511628211u;
+    for (int i = 0; i < st->used; i++) h = (h ^ (uint32_t)st->buf[i]) * 1099511628211u;
+    return h ^ h >> 29;
+}
+
+bool gbnf_state_same(const gbnf_state *a, const gbnf_state *b) {
+    return a->g == b->g && a->n == b->n && a->used == b->used && a->accept == b->accept && a->bad == b->bad &&
+           a->over == b->over && a->npend == b->npend && !memcmp(a->pend, b->pend, (size_t)a->npend) &&
+           !memcmp(a->buf, b->buf, sizeof(int) * (size_t)a->used);
+}
+
+size_t gbnf_state_bytes(const gbnf_state *st) { return sizeof *st + sizeof(int) * (size_t)st->cap; }

@@ -105,7 +105,7 @@ static int bound(compiler *c, const cJSON *v, const char *key, int *out) {
     return 0;
 }
 
-static int compile_node(compiler *c, const cJSON *sch);
+static int compile_node(compiler *c, const cJSON *sch, const char *via);
 
 static int compile_props(compiler *c, int id, const cJSON *props, const cJSON *req) {
     if (!cJSON_IsObject(props)) return refuse(c, "properties", "must be an object");
@@ -122,7 +122,7 @@ static int compile_props(compiler *c, int id, const cJSON *props, const cJSON *r
         int k = c->s->nodes[id].nprops;
         if (!(names[k] = strdup(p->string))) return refuse(c, "properties", "is too large (out of memory)");
         c->s->nodes[id].nprops++;
-        int child = compile_node(c, p);
+        int child = compile_node(c, p, "properties");
         if (child < 0) return -1;
         c->s->nodes[id].prop_node[k] = child;
     }
@@ -155,9 +155,24 @@ static int compile_enum(compiler *c, int id, const cJSON *values, bool is_const)
     return 0;
 }
 
-/* One schema object into a node; its id, or -1 with the message. */
-static int compile_node(compiler *c, const cJSON *sch) {
-    if (++c->depth > 16) return refuse(c, "properties", "nests more than 16 levels");
+/* Bounds that no value can meet both of (the schema would allow nothing where they apply): -1 with
+ * the message. */
+static int check_bounds(compiler *c, const node *nd) {
+    char why[96];
+    if (nd->min_len >= 0 && nd->max_len >= 0 && nd->min_len > nd->max_len) {
+        snprintf(why, sizeof why, "%d is more than 'maxLength' %d: no string has both", nd->min_len, nd->max_len);
+        return refuse(c, "minLength", why);
+    }
+    if (nd->min_items >= 0 && nd->max_items >= 0 && nd->min_items > nd->max_items) {
+        snprintf(why, sizeof why, "%d is more than 'maxItems' %d: no array has both", nd->min_items, nd->max_items);
+        return refuse(c, "minItems", why);
+    }
+    return 0;
+}
+
+/* One schema object into a node (via: the keyword that holds it); its id, or -1 with the message. */
+static int compile_node(compiler *c, const cJSON *sch, const char *via) {
+    if (++c->depth > 16) return refuse(c, via, "nests more than 16 levels");
     if (cJSON_IsTrue(sch)) return c->depth--, c->s->any;
     if (!cJSON_IsObject(sch)) return refuse(c, "schema", "must be an object");
     int id = new_node(c);
@@ -184,7 +199,7 @@ static int compile_node(compiler *c, const cJSON *sch) {
         } else if (!strcmp(key, "additionalProperties")) {
             if (!cJSON_IsFalse(k)) return refuse(c, key, "is served as false only");
         } else if (!strcmp(key, "items")) {
-            int child = compile_node(c, k);
+            int child = compile_node(c, k, "items");
             if (child < 0) return -1;
             c->s->nodes[id].items = child;
         } else if (!strcmp(key, "minItems") || !strcmp(key, "maxItems") || !strcmp(key, "minLength") ||
@@ -201,6 +216,7 @@ static int compile_node(compiler *c, const cJSON *sch) {
                           "false, items, minItems, maxItems, minLength, maxLength, enum, const)");
         }
     }
+    if (check_bounds(c, &c->s->nodes[id]) < 0) return -1;
     c->depth--;
     return id;
 }
@@ -211,7 +227,7 @@ json_shape *json_shape_compile(const cJSON *schema, char *err, size_t errlen, ch
     keyword[0] = 0;
     if (!s) return snprintf(err, errlen, "out of memory"), NULL;
     s->any = new_node(&c);
-    s->root = schema ? compile_node(&c, schema) : new_node(&c);
+    s->root = schema ? compile_node(&c, schema, "schema") : new_node(&c);
     if (s->any < 0 || s->root < 0) {
         json_shape_free(s);
         return NULL;

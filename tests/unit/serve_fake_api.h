@@ -1,7 +1,8 @@
 /*
  * serve_fake_api.h — a stand-in for a model's API under rsr-serve's engine (serve_engine.c), for
  * the scheduler's stress test and fuzzer: sessions that only count positions, a batch step that
- * draws token ids from each sequence's random state (now and then the end token), may sleep a
+ * draws token ids from each sequence's random state (now and then the end token), or gives
+ * logits that the position decides (for the engine's own draw: structured output), may sleep a
  * few microseconds, and fails when told to. No model, so thousands of requests run in seconds.
  */
 #ifndef SERVE_FAKE_API_H
@@ -101,8 +102,30 @@ static rsr_status fake_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n) 
             int every = fake.eos_every;
             *seqs[i].token = every && r % (uint32_t)every == 0 ? FAKE_EOS : 2 + (int32_t)(r % (FAKE_VOCAB - 2));
         }
+        uint64_t at = (uint64_t)s->pos;
+        for (int32_t t = 0; seqs[i].output == RSR_OUTPUT_LOGITS && t < FAKE_VOCAB; t++)
+            seqs[i].logits[t] = (float)(fake_next(&at) % 64);
     }
     return RSR_OK;
+}
+
+/* The most likely token, and a draw among the tokens whose logits are finite (the mask's). */
+static int32_t fake_greedy(const float *lg, int32_t n) {
+    int32_t best = 0;
+    for (int32_t t = 1; t < n; t++)
+        if (lg[t] > lg[best]) best = t;
+    return best;
+}
+static int32_t fake_sample(const float *lg, int32_t n, const rsr_sampler_params *sp, uint64_t *rng, float *probs,
+                           int32_t *ids) {
+    (void)sp, (void)probs, (void)ids;
+    int32_t finite = 0;
+    for (int32_t t = 0; t < n; t++) finite += lg[t] > -1e30f;
+    if (!finite) return -1;
+    int32_t k = (int32_t)(fake_next(rng) % (uint64_t)finite);
+    for (int32_t t = 0; t < n; t++)
+        if (lg[t] > -1e30f && k-- == 0) return t;
+    return -1;
 }
 
 static void fake_api_install(rsr_api *a) {
@@ -122,6 +145,8 @@ static void fake_api_install(rsr_api *a) {
     a->session_truncate = fake_session_truncate;
     a->session_reusable = fake_session_reusable;
     a->model_errmsg = fake_model_errmsg;
+    a->sample_greedy = fake_greedy;
+    a->sample = fake_sample;
 }
 
 /* A request of n_ids prompt tokens asking for max_tokens (-1: until the end token or the

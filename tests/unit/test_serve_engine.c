@@ -8,7 +8,8 @@
  *  2. max_tokens 0 ends at once with no token; a failing step fails exactly its requests.
  *  3. Many client threads submitting, reading as a stream, waiting, and cancelling before
  *     admission, mid-prompt, mid-decode and after the end, at random, against a queue that is
- *     often full; then the counts add up and the engine is idle.
+ *     often full, some asking for a grammar (masked by the engine): then the counts add up, the
+ *     engine is idle, and every masked reply is a sentence of its grammar or the start of one.
  *  4. Drain: running requests finish within the deadline, the rest are cancelled, and a request
  *     submitted while draining is refused.
  */
@@ -20,6 +21,7 @@
 
 #include "expect.h"
 #include "serve_fake_api.h"
+#include "serve_gbnf.h"
 
 rsr_api api;
 
@@ -100,6 +102,19 @@ static void zero_tokens_and_failure(void) {
     serve_engine_free(e);
 }
 
+/* The structured clients' grammar over the fake vocabulary (" a", "c", and "x" for most ids), and
+ * whether s[0, n) is one of its sentences (whole) or the start of one, read apart from the
+ * recognizer. */
+static const char fake_grammar[] = "root ::= (\"x\" | \" a\")+ \"c\"";
+static bool fake_sentence(const char *s, size_t n, bool whole) {
+    size_t i = 0;
+    int items = 0;
+    while (i < n && (s[i] == 'x' || (s[i] == ' ' && (i + 1 == n ? !whole : s[i + 1] == 'a'))))
+        i += s[i] == 'x' ? 1 : 2, items++;
+    if (i >= n) return !whole;
+    return s[i] == 'c' && i + 1 == n && items > 0;
+}
+
 typedef struct client {
     serve_engine *e;
     int id, requests;
@@ -112,8 +127,9 @@ static atomic_int stalled;
 static void *client_main(void *arg) {
     client *cl = arg;
     for (int r = 0; r < cl->requests && !stalled; r++) {
-        int kind = rand_r(&cl->seed) % 6, max_tokens = (int)(rand_r(&cl->seed) % 40) - 1;
+        int kind = rand_r(&cl->seed) % 7, max_tokens = (int)(rand_r(&cl->seed) % 40) - 1;
         serve_job *j = fake_job(1 + (int32_t)(rand_r(&cl->seed) % 30), max_tokens, kind == 5 ? " b" : NULL);
+        if (kind == 6) j->p.grammar = gbnf_compile(fake_grammar, strlen(fake_grammar), NULL, 0);
         if (!serve_submit(cl->e, j)) {
             cl->refused++;
             serve_params_free(&j->p), free(j->ids), free(j);
@@ -137,6 +153,7 @@ static void *client_main(void *arg) {
             if (ended && j->finish != SERVE_FAILED) {
                 if (max_tokens >= 0 && j->n_gen > max_tokens) stalled = 2;
                 if (j->ready != j->n_text || j->sent > j->ready) stalled = 3;
+                if (j->p.grammar && !fake_sentence(j->text, j->n_text, j->finish == SERVE_STOP)) stalled = 4;
             }
             serve_unlock(cl->e);
             if (!ended) stalled = 1;
@@ -170,7 +187,8 @@ static void many_clients(void) {
     EXPECT(!stalled, "clients: %s",
            stalled == 1   ? "a request never ended (the engine stalled)"
            : stalled == 2 ? "a request got more than max_tokens"
-                          : "a finished request's text was not all ready");
+           : stalled == 3 ? "a finished request's text was not all ready"
+                          : "a masked reply broke its grammar");
     idle_within(e, 5, "clients");
     serve_metrics mt;
     int32_t active, queued;

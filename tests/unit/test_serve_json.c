@@ -169,6 +169,27 @@ int main(void) {
     refused_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"date\"}}}", "format");
     refused_schema("{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}", "required");
     refused_schema("{\"type\":\"thing\"}", "type");
+    /* bounds no value meets: the schema would allow nothing */
+    refused_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"maxLength\":2,\"minLength\":3}}}", "minLength");
+    refused_schema("{\"type\":\"array\",\"minItems\":4,\"maxItems\":3}", "minItems");
+    /* 16 levels are served, with something inside the deepest (whole replies read at that depth),
+     * 17 refused, named by the keyword that nests */
+    char deep[2][2048] = {"{\"type\":\"array\",\"minItems\":1}", "{\"type\":\"object\"}"}, tmp[2200];
+    for (int i = 1; i < 17; i++) {
+        snprintf(tmp, sizeof tmp, "{\"type\":\"array\",\"minItems\":1,\"items\":%s}", deep[0]), strcpy(deep[0], tmp);
+        snprintf(tmp, sizeof tmp, "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":%s}}", deep[1]);
+        strcpy(deep[1], tmp);
+        if (i != 15) continue;
+        char ra[64] = "", ro[128] = "";
+        for (int k = 0; k < 16; k++) strcat(ra, "["), strcat(ro, k < 15 ? "{\"a\":" : "{\"k\":");
+        strcat(ra, "0"), strcat(ro, "0");
+        for (int k = 0; k < 16; k++) strcat(ra, "]"), strcat(ro, "}");
+        json_shape *a = shape_of(deep[0]), *o = shape_of(deep[1]);
+        accepts(a, ra, true), accepts(o, ro, true);
+        json_shape_free(a), json_shape_free(o);
+    }
+    refused_schema(deep[0], "items");
+    refused_schema(deep[1], "properties");
     printf("test_serve_json: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }

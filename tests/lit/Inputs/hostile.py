@@ -15,8 +15,14 @@ Inputs/serve.sh started in DIR, each printing what it saw for FileCheck.
                         were cut without one
   clients N SECONDS     N clients, each with one connection at a time (closed after every reply),
                         asking for completions back to back: replies with a status, and without
+  beside BODY N ROUNDS  a request (BODY: a JSON file for /v1/completions, one whose grammar is slow
+                        to mask) runs while another client makes N short completions one after the
+                        other, with N on the idle server before and after it: the ratio of their
+                        medians, whether the request ran through all of them, and how it ended; up to
+                        ROUNDS rounds until one is within 2x (other processes' load is noise)
 """
 import ast
+import http.client
 import json
 import os
 import signal
@@ -255,6 +261,68 @@ def clients(n, seconds):
     print("%d clients: 200 %d, 503 %d" % (n, counts.get("200", 0), counts.get("503", 0)))
 
 
+def post(body, conn=None, timeout=120):
+    """POST /v1/completions (on conn, kept open, or a connection of its own): (status, parsed reply,
+    the time it ended)."""
+    c = conn or http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
+    c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    if not conn:
+        c.close()
+    return r.status, json.loads(data), time.time()
+
+
+def beside(body_file, n, rounds):
+    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=120)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    short = json.dumps({"prompt": "hi", "max_tokens": 8, "temperature": 0})
+
+    def times():
+        took = []
+        for _ in range(n):
+            t0 = time.time()
+            status, reply, t1 = post(short, conn)
+            assert status == 200 and reply["usage"]["completion_tokens"] == 8, reply
+            took.append(t1 - t0)
+        return took, t1
+
+    def median(v):
+        return sorted(v)[len(v) // 2]
+
+    times()  # warm
+    before, _ = times()
+    for r in range(rounds):
+        ended = {}
+
+        def slow():
+            ended["status"], ended["reply"], ended["t"] = post(open(body_file).read())
+
+        th = threading.Thread(target=slow)
+        th.start()
+        t0 = time.time()
+        while time.time() - t0 < 10 and "t" not in ended:  # until its slot is taken
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+                if b"rsr_active_sequences 1" in resp.read():
+                    break
+            time.sleep(0.01)
+        time.sleep(0.2)
+        loaded, last = times()
+        th.join()
+        after, _ = times()  # idle on both sides: drift in the machine's load weighs on both
+        ratio = median(loaded) / median(before + after)
+        print("round %d: median %.1f ms idle, %.1f ms beside it (longest %.1f ms): %.2fx" %
+              (r + 1, median(before + after) * 1e3, median(loaded) * 1e3, max(loaded) * 1e3, ratio), file=sys.stderr)
+        if ratio <= 2 and ended["t"] > last:
+            break
+        before = after
+    print("within 2x: %s" % (ratio <= 2))
+    print("it ran through them: %s" % (ended["t"] > last))
+    e = ended["reply"].get("error", {})
+    print("it ended %d %s: %s" % (ended["status"], e.get("param"), e.get("message")))
+
+
 cmd, args = sys.argv[2], sys.argv[3:]
 if cmd == "slow":
     slow(int(args[0]), float(args[1]))
@@ -270,3 +338,5 @@ elif cmd == "signal":
     stop_signal(args[0], int(args[1]))
 elif cmd == "clients":
     clients(int(args[0]), float(args[1]))
+elif cmd == "beside":
+    beside(args[0], int(args[1]), int(args[2]))

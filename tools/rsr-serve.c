@@ -1155,8 +1155,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         "# HELP vllm:gpu_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's older name.\n"
         "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
-        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, mt.mask_s, queued,
-        active, mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
+        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, mt.mask_s, queued, active,
+        mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
         mt.kv_usage, mt.kv_usage);
     long inputs, tokens;
     int32_t waiting;

@@ -24,9 +24,9 @@ def who(tenant):
     return ({"Authorization": "Bearer sk-" + tenant}, {}) if mode == "keys" else ({}, {"cache_salt": tenant})
 
 
-def complete(tenant, prompt):
+def complete(tenant, prompt, more=None):
     headers, extra = who(tenant)
-    body = dict({"prompt": prompt, "max_tokens": 1, "temperature": 0}, **extra)
+    body = dict({"prompt": prompt, "max_tokens": 1, "temperature": 0}, **extra, **(more or {}))
     req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
                                  headers=dict(headers, **{"Content-Type": "application/json"}))
     with urllib.request.urlopen(req, timeout=60) as r:
@@ -55,3 +55,9 @@ print("B's guesses alike:", len(set(cached[1:])) == 1 and len(set(work[1:])) == 
 if secret:
     r = complete("a", base + " and")
     print("A's own follow-up cached:", r["usage"]["prompt_tokens_details"]["cached_tokens"] > 0)
+    # the greedy text is the same with the cache and without it
+    again = complete("a", base + " and", {"max_tokens": 12})
+    fresh = complete("a", base + " and", {"max_tokens": 12, "cache_prompt": False})
+    print("A's text with and without the cache alike:", again["choices"][0]["text"] == fresh["choices"][0]["text"],
+          again["usage"]["prompt_tokens_details"]["cached_tokens"] > 0,
+          fresh["usage"]["prompt_tokens_details"]["cached_tokens"] == 0)

@@ -182,23 +182,28 @@ def streams(n):
     print("dropped %d streams" % n)
 
 
-def read_stream(out, i):
-    s = connect()
-    body = b'{"prompt": "hi", "max_tokens": 3000, "stream": true}'
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    s.settimeout(60)
+def post_closing(body, timeout):
+    """POST body to /v1/completions on a connection of its own, asking it closed after the reply, and
+    read until the server closes it: the bytes received (b"" when the connection failed)."""
     data = b""
     try:
+        s = connect()
+        s.settimeout(timeout)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         while True:
             b = s.recv(65536)
             if not b:
                 break
             data += b
+        s.close()
     except OSError:
         pass
-    s.close()
-    out[i] = data
+    return data
+
+
+def read_stream(out, i):
+    out[i] = post_closing(b'{"prompt": "hi", "max_tokens": 3000, "stream": true}', 60)
 
 
 def stop_signal(name, n):
@@ -230,20 +235,7 @@ def clients(n, seconds):
     def one():
         end = time.time() + seconds
         while time.time() < end:
-            data = b""
-            try:
-                s = connect()
-                s.settimeout(30)
-                s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                while True:
-                    b = s.recv(65536)
-                    if not b:
-                        break
-                    data += b
-                s.close()
-            except OSError:
-                pass
+            data = post_closing(body, 30)
             status = data.split(b" ")[1].decode() if data.startswith(b"HTTP/1.1 ") else None
             with lock:
                 counts["status" if status else "none"] += 1

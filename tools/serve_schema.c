@@ -186,9 +186,10 @@ typedef struct conv {
     int nrules;
     memo *memo;
     int nmemo, capmemo;
-    cJSON *owned; /* the objects merges make (an array that owns them) */
-    cJSON *empty; /* {} */
-    int depth;    /* emit_rule within emit_rule */
+    cJSON *owned;         /* the objects merges make (an array that owns them) */
+    cJSON *empty;         /* {} */
+    int depth;            /* emit_rule within emit_rule */
+    const char *rules_kw; /* the keyword named when the rules run out */
     char *err;
     size_t errlen;
     char *keyword;
@@ -246,7 +247,8 @@ static cJSON *own(conv *c, cJSON *x) {
 }
 
 static int new_rule(conv *c) {
-    if (c->nrules >= GBNF_MAX_RULES) return refuse(c, "schema", "needs a grammar of over %d rules", GBNF_MAX_RULES), -1;
+    if (c->nrules >= GBNF_MAX_RULES)
+        return refuse(c, c->rules_kw ? c->rules_kw : "schema", "needs a grammar of over %d rules", GBNF_MAX_RULES), -1;
     return c->nrules++;
 }
 
@@ -393,6 +395,23 @@ static cJSON *merge_keyword(conv *c, const cJSON *ka, const cJSON *kb, bool *non
         }
         return v ? v : (oom(c), NULL);
     }
+    if (!strcmp(key, "const")) { /* two different constants: no value */
+        *none = !cJSON_Compare(ka, kb, true);
+        cJSON *v = cJSON_Duplicate(ka, true);
+        return v ? v : (oom(c), NULL);
+    }
+    if (!strcmp(key, "enum")) { /* the values both list */
+        if (!cJSON_IsArray(ka) || !cJSON_IsArray(kb)) return refuse(c, key, "must be a non-empty array"), NULL;
+        cJSON *v = cJSON_CreateArray();
+        const cJSON *x, *y;
+        cJSON_ArrayForEach(x, ka) {
+            bool both_list = false;
+            cJSON_ArrayForEach(y, kb) both_list |= cJSON_Compare(x, y, true);
+            if (v && both_list) cJSON_AddItemToArray(v, cJSON_Duplicate(x, true));
+        }
+        *none = v && !v->child;
+        return v ? v : (oom(c), NULL);
+    }
     if (LISTED(key, schemas) && !cJSON_IsArray(ka) && !cJSON_IsArray(kb)) {
         cJSON *v = both(c, ka, kb);
         return v ? v : (oom(c), NULL);
@@ -521,8 +540,10 @@ static bool normalize(conv *c, const cJSON *s, alts *out, int depth) {
 static int emit_rule(conv *c, const cJSON *s);
 static int emit_plain(conv *c, const cJSON *s, sbuf *b);
 
+/* x repeated: a rule's name bare (its repetitions' helpers are then shared), else in parentheses */
 static void group(sbuf *b, const char *x, const char *suffix) {
-    sb_str(b, "("), sb_str(b, x), sb_str(b, ")"), sb_str(b, suffix);
+    bool name = strspn(x, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(x);
+    sb_str(b, name ? "" : "("), sb_str(b, x), sb_str(b, name ? "" : ")"), sb_str(b, suffix);
 }
 
 /* x (one GBNF item) m to n times (n < 0: no most); a most over MAX_COUNT is served as MAX_COUNT */
@@ -545,27 +566,33 @@ static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n)
     }
     /* many optional ones, in blocks of w: y_j ::= x{0,w-1} | x{w} y_(j-1), y_0 ::= x{0,r} (w*j + r at most) */
     long extra = n - m, w = (long)ceil(sqrt((double)extra)), q = extra / w, r = extra % w;
-    int xr = new_rule(c), prev = new_rule(c);
-    if (xr < 0 || prev < 0) return false;
-    sbuf body = {0};
-    sb_str(&body, x);
-    bool ok = write_rule(c, xr, &body);
+    sbuf name = {0}, body = {0};
+    bool ok = true;
+    if (strspn(x, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(x)) {
+        sb_str(&name, x);
+    } else { /* x as a rule of its own */
+        int xr = new_rule(c);
+        sb_str(&body, x);
+        ok = xr >= 0 && write_rule(c, xr, &body);
+        sb_fmt(&name, "r%d", xr);
+    }
+    int prev = new_rule(c);
     body.n = 0;
     if (r)
-        sb_fmt(&body, "(r%d){0,%ld}", xr, r);
+        sb_fmt(&body, "%s{0,%ld}", name.s, r);
     else
         sb_str(&body, "\"\"");
-    ok = ok && write_rule(c, prev, &body);
+    ok = ok && !name.oom && prev >= 0 && write_rule(c, prev, &body);
     for (long j = 1; ok && j <= q; j++) {
         int y = new_rule(c);
         body.n = 0;
-        sb_fmt(&body, "(r%d){0,%ld} | (r%d){%ld} r%d", xr, w - 1, xr, w, prev);
+        sb_fmt(&body, "%s{0,%ld} | %s{%ld} r%d", name.s, w - 1, name.s, w, prev);
         ok = y >= 0 && write_rule(c, y, &body);
         prev = y;
     }
-    free(body.s);
-    if (ok && m) sb_fmt(b, "(r%d){%ld} ", xr, m);
+    if (ok && m) sb_fmt(b, "%s{%ld} ", name.s, m);
     if (ok) sb_fmt(b, "r%d", prev);
+    free(body.s), free(name.s);
     return ok;
 }
 
@@ -1301,9 +1328,11 @@ static bool int_range(conv *c, sbuf *b, long long lo, long long hi, long long k,
         for (long long i = 0; i < 19 * k; i++) d.tails[i] = -1;
     }
     bool ok = true;
+    c->rules_kw = "multipleOf";
     if (lo < 0 && lo <= hi) ok = segs(&d, hi < 0 ? -hi : 1, -lo);
     d.sign = "";
     if (ok && hi >= 0 && lo <= hi) ok = segs(&d, lo > 0 ? lo : 0, hi);
+    c->rules_kw = NULL;
     free(d.tails);
     *n = d.n;
     return ok;

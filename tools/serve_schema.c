@@ -13,7 +13,8 @@
  * JSON pointer into the schema (`#/$defs/Name`, `#/definitions/Name`, `#`), recursive ones as
  * recursive rules; objects: `properties` in the declared order, the `required` ones always and any
  * subset of the others, `additionalProperties` (absent beside properties: no other key; false;
- * true or a schema: other keys, spelt apart from the declared names, after the declared ones),
+ * true or a schema: other keys after the declared ones, none of the declared names: a trie of
+ * them, where an escape may come only once the key has left it),
  * `propertyNames` for objects without properties; arrays: `items`, `prefixItems` (and draft 7's
  * items array with additionalItems), `minItems`, `maxItems`, `uniqueItems` false; strings:
  * `minLength`, `maxLength` (characters), `pattern`, `format` (date, date-time, time, uuid, email,
@@ -37,11 +38,18 @@
  * Bounds, so that replies stay finite and the grammar within serve_gbnf.h's limits: integers of up
  * to 18 digits, numbers of up to 18 digits before the point, 16 after, exponents of 2; counts
  * (minLength, minItems, {m,n}) up to 4096, a larger maxLength or maxItems served as 4096; anyOf
- * up to 64 alternatives once allOf is distributed; $ref, allOf and anyOf nested 32 deep.
+ * up to 64 alternatives once allOf is distributed; $ref, allOf and anyOf nested 32 deep, and
+ * schemas within schemas; a recursive reply as deep as serve_gbnf.h's stacks allow.
  *
- * How: each schema becomes a rule (memoised, so a $ref's target is written once and recursion is a
- * rule that refers to itself); a schema's alternatives (anyOf, type lists) become the rule's
- * alternatives; an object's optional properties a chain of rules, one per position.
+ * How: each schema becomes a rule, memoised by its keywords' identity, so a $ref's target is
+ * written once and recursion is a rule that refers to itself. A schema is first normalised into
+ * alternatives free of $ref, allOf, anyOf and oneOf (normalize: allOf and siblings merged into
+ * each anyOf alternative; a bare $ref kept as its target's rule); each alternative's types then
+ * become the rule's alternatives. An optional property is a group (`("," "\"k\":" v)?`) and what
+ * may follow the first key written a rule per position; a range of integers is split into runs of
+ * equal length and leading digits (a digit class, then free digits), and with multipleOf k the
+ * free digits are rules per (digits left, residue mod k); a count past 32 optional items becomes
+ * blocks of rules (y ::= x{0,w-1} | x{w} y'), about 2 sqrt(n) of them.
  */
 #include <math.h>
 #include <stdarg.h>

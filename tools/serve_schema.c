@@ -559,17 +559,19 @@ static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n)
     if (m > MAX_COUNT) return refuse(c, kw, "asks for %ld; at most %d are served", m, MAX_COUNT);
     if (n > MAX_COUNT) n = MAX_COUNT;
     if (n == 0) return sb_str(b, "\"\""), true;
-    char suffix[48];
+    char suffix[48] = "";
     for (; m > 256; m -= 256, n -= n >= 0 ? 256 : 0) group(b, x, "{256} ");
-    if (n < 0) {
-        snprintf(suffix, sizeof suffix, m == 0 ? "*" : m == 1 ? "+" : "{%ld,}", m);
-        return group(b, x, suffix), true;
-    }
-    if (n - m <= 32) {
-        if (m == n)
-            snprintf(suffix, sizeof suffix, m == 1 ? "" : "{%ld}", m);
-        else
-            snprintf(suffix, sizeof suffix, m == 0 && n == 1 ? "?" : "{%ld,%ld}", m, n);
+    if (n < 0 || n - m <= 32) {
+        if (n < 0 && m <= 1)
+            strcpy(suffix, m ? "+" : "*");
+        else if (n < 0)
+            snprintf(suffix, sizeof suffix, "{%ld,}", m);
+        else if (m == 0 && n == 1)
+            strcpy(suffix, "?");
+        else if (m == n && m > 1)
+            snprintf(suffix, sizeof suffix, "{%ld}", m);
+        else if (m != n)
+            snprintf(suffix, sizeof suffix, "{%ld,%ld}", m, n);
         return group(b, x, suffix), true;
     }
     /* many optional ones, in blocks of w: y_j ::= x{0,w-1} | x{w} y_(j-1), y_0 ::= x{0,r} (w*j + r at most) */

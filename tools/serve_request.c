@@ -13,6 +13,7 @@
 
 #include "serve.h"
 #include "serve_gbnf.h"
+#include "serve_schema.h"
 
 void serve_params_free(serve_params *p) {
     free(p->prompt);
@@ -162,7 +163,8 @@ static bool asks_for(const cJSON *u, bool one_is_default) {
 }
 
 /* response_format: text (what every reply is), json_object (any JSON object) or json_schema
- * ({"json_schema": {"schema": {...}}}, the subset serve_json.c serves): the reply's grammar. */
+ * ({"json_schema": {"schema": {...}}}): the reply's grammar, serve_json.c's where its subset
+ * holds the schema, else the schema as GBNF (serve_schema.c). */
 static bool read_response_format(reader *r, const cJSON *root, serve_params *p) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (!v || cJSON_IsNull(v)) return true;
@@ -179,8 +181,9 @@ static bool read_response_format(reader *r, const cJSON *root, serve_params *p) 
     } else if (strcmp(type, "json_object")) {
         return fail(r, "response_format", "'response_format' %s is not one of text, json_object, json_schema", type);
     }
-    char why[256], keyword[64];
-    if (!(p->shape = json_shape_compile(schema, why, sizeof why, keyword)))
+    char why[400], keyword[64];
+    if ((p->shape = json_shape_compile(schema, why, sizeof why, keyword))) return true;
+    if (!(p->grammar = schema_grammar(schema, why, sizeof why, keyword)))
         return fail(r, "response_format", "'response_format' json_schema: %s", why);
     return true;
 }
@@ -190,7 +193,8 @@ static bool read_grammar(reader *r, const cJSON *root, serve_params *p) {
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "grammar");
     if (!g || cJSON_IsNull(g) || (cJSON_IsString(g) && !*g->valuestring)) return true;
     if (!cJSON_IsString(g)) return fail(r, "grammar", "'grammar' must be a string of GBNF");
-    if (p->shape) return fail(r, "grammar", "'grammar' and a JSON 'response_format' cannot be given together");
+    if (p->shape || p->grammar)
+        return fail(r, "grammar", "'grammar' and a JSON 'response_format' cannot be given together");
     char why[256];
     if (!(p->grammar = gbnf_compile(g->valuestring, strlen(g->valuestring), why, sizeof why)))
         return fail(r, "grammar", "'grammar': %s", why);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # rsr-serve as its users meet it, under node's test runner: the official openai npm client
 # (openai.test.mjs: both endpoints with and without streaming, the client's error types for 400
-# and 503), and with "page", the chat page in headless Chromium driven by playwright-core
+# and 503, structured output's replies validated with ajv and ajv-formats), and with "page", the chat page in headless Chromium driven by playwright-core
 # (page.test.mjs: it loads, a message gets a streamed reply, a screenshot is written to
 # BUILD_DIR/tests/serve-page.png). Installs the packages from the npm registry into
 # BUILD_DIR/serve-ref (never into the source tree); exits 77 (ctest: skipped) when node, npm or
@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
 dir=$build/serve-ref
-packages="openai@7.57.0 playwright-core@1.65.1"
+packages="openai@7.57.0 playwright-core@1.65.1 ajv@8.17.1 ajv-formats@3.0.1"
 what=${2:-openai}
 if [ "$what" = page ] && [ ! -x /usr/bin/chromium ]; then
   echo "client.sh: /usr/bin/chromium is not installed (scripts/setup.sh installs it): skipped" >&2

@@ -1,9 +1,12 @@
-// The official openai client against rsr-serve (run by openai.sh): what an application written
-// for OpenAI's API gets from it. Each text is compared with rsr-run's for the same prompt and seed.
+// The official openai client against rsr-serve (run by client.sh): what an application written
+// for OpenAI's API gets from it. Each text is compared with rsr-run's for the same prompt and seed;
+// structured output's replies are validated with ajv (and ajv-formats), apart from rsr-serve.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import OpenAI from 'openai';
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 
 const client = new OpenAI({ baseURL: process.env.RSR_URL + '/v1', apiKey: 'unused', maxRetries: 0 });
 const full = new OpenAI({ baseURL: process.env.RSR_FULL_URL + '/v1', apiKey: 'unused', maxRetries: 0 });
@@ -92,4 +95,56 @@ test('a full server is a 503 the client reports as such', async () => {
   });
   const done = await long;
   assert.equal(done.choices[0].finish_reason, 'length');
+});
+
+// What Pydantic writes for a model with a nested model ($ref), an Optional field (anyOf with null),
+// patterns, an integer range, an enum, a list and formats.
+const person = {
+  $defs: {
+    Address: {
+      properties: { city: { maxLength: 12, title: 'City', type: 'string' },
+                    zip: { pattern: '^[0-9]{5}$', title: 'Zip', type: 'string' } },
+      required: ['city', 'zip'], title: 'Address', type: 'object',
+    },
+    Color: { enum: ['red', 'green', 'blue'], title: 'Color', type: 'string' },
+  },
+  properties: {
+    name: { maxLength: 10, title: 'Name', type: 'string' },
+    age: { maximum: 120, minimum: 0, title: 'Age', type: 'integer' },
+    nickname: { anyOf: [{ maxLength: 8, type: 'string' }, { type: 'null' }], default: null, title: 'Nickname' },
+    address: { $ref: '#/$defs/Address' },
+    friend: { anyOf: [{ $ref: '#/$defs/Address' }, { type: 'null' }], default: null },
+    color: { $ref: '#/$defs/Color' },
+    code: { pattern: '^[A-Z]{2}-[0-9]{2,4}$', title: 'Code', type: 'string' },
+    tags: { items: { maxLength: 5, type: 'string' }, maxItems: 3, title: 'Tags', type: 'array' },
+    born: { format: 'date', title: 'Born', type: 'string' },
+    id: { format: 'uuid', title: 'Id', type: 'string' },
+  },
+  required: ['name', 'age', 'address', 'color', 'code', 'born', 'id'],
+  title: 'Person', type: 'object',
+};
+
+test('structured output: 20 replies to a Pydantic-style schema at temperature 1 validate with ajv', async () => {
+  const ajv = new Ajv2020({ allErrors: true });
+  addFormats(ajv);
+  const validate = ajv.compile(person);
+  const replies = [];
+  for (let seed = 0; seed < 20; seed += 2) { // two at a time: the server's slots
+    replies.push(...await Promise.all([seed, seed + 1].map((s) => client.chat.completions.create({
+      model: 'small', messages: [{ role: 'user', content: `Person ${s}, as JSON.` }], max_tokens: 400, temperature: 1,
+      seed: s, response_format: { type: 'json_schema', json_schema: { name: 'person', schema: person } },
+    }))));
+  }
+  const texts = replies.map((r) => r.choices[0].message.content);
+  replies.forEach((r, i) => {
+    assert.equal(r.choices[0].finish_reason, 'stop', texts[i]);
+    const v = JSON.parse(texts[i]);
+    assert.ok(validate(v), `${texts[i]}: ${ajv.errorsText(validate.errors)}`);
+  });
+  assert.ok(new Set(texts).size >= 15, 'the seeds give different replies');
+  // a schema neither way serves is a 400 naming the keyword
+  await assert.rejects(client.chat.completions.create({
+    model: 'small', messages: [{ role: 'user', content: 'x' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', not: {} } } },
+  }), (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format' && /'not' is not served/.test(e.message));
 });

@@ -181,11 +181,13 @@ static bool read_response_format(reader *r, const cJSON *root, serve_params *p) 
     } else if (strcmp(type, "json_object")) {
         return fail(r, "response_format", "'response_format' %s is not one of text, json_object, json_schema", type);
     }
-    char why[400], keyword[64];
+    char why[400], keyword[64], why_grammar[400];
     if ((p->shape = json_shape_compile(schema, why, sizeof why, keyword))) return true;
-    if (!(p->grammar = schema_grammar(schema, why, sizeof why, keyword)))
-        return fail(r, "response_format", "'response_format' json_schema: %s", why);
-    return true;
+    if ((p->grammar = schema_grammar(schema, why_grammar, sizeof why_grammar, keyword))) return true;
+    /* neither serves it: the recognizer's reason is the more precise one (the bounds that allow
+     * nothing, how deep it nests), unless it only met a keyword beyond its subset */
+    return fail(r, "response_format", "'response_format' json_schema: %s",
+                strstr(why, "is not served") ? why_grammar : why);
 }
 
 /* grammar: GBNF text (llama-server's field), whose sentences are the replies allowed. */

@@ -1,10 +1,11 @@
 /*
- * fuzz_serve_request.c — rsr-serve's request reading (serve_parse, serve_embed_parse) and text
- * making (serve_utf8_complete, serve_utf8_clean) on arbitrary bytes. The first byte picks the
- * endpoint (bit 1: embeddings, else bit 0: chat or completions); the rest is the body. A request
- * read must hold what the reader promises (a prompt or messages, at most SERVE_MAX_STOP non-empty
- * stop strings, sampling in range; for embeddings 1 to SERVE_MAX_EMBED_INPUTS inputs, each a text
- * or ids below the vocabulary); the cleaned text must be valid UTF-8, and the complete prefix must
+ * fuzz_serve_request.c — rsr-serve's request reading (serve_parse, serve_parse_all,
+ * serve_embed_parse) and text making (serve_utf8_complete, serve_utf8_clean) on arbitrary bytes.
+ * The first byte picks the endpoint (bit 1: embeddings, else bit 0: chat or completions); the rest
+ * is the body. A request read must hold what the reader promises (a prompt, text or ids, or
+ * messages; every prompt of a list read in its place; at most SERVE_MAX_STOP non-empty stop
+ * strings, sampling in range; for embeddings 1 to SERVE_MAX_EMBED_INPUTS inputs, each a text or
+ * ids below the vocabulary); the cleaned text must be valid UTF-8, and the complete prefix must
  * end where no character is cut.
  */
 #include <assert.h>
@@ -70,17 +71,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *param;
     if (serve_parse(body, len, chat, &p, err, sizeof err, &param)) {
         assert(p.chat == chat);
-        assert(chat ? p.messages && p.n_messages > 0 && !p.prompt : p.prompt && !p.messages);
+        assert(chat ? p.messages && p.n_messages > 0 && !p.prompt && !p.prompt_ids
+                    : !p.messages && (p.prompt ? !p.prompt_ids : p.prompt_ids && p.n_prompt_ids > 0));
+        assert(p.n_prompts >= 1 && p.n_prompts <= SERVE_MAX_PROMPTS && p.index == 0 &&
+               (p.prompt_list || p.n_prompts == 1));
+        for (int32_t i = 0; i < p.n_prompt_ids; i++) assert(p.prompt_ids[i] >= 0);
         for (int32_t i = 0; i < p.n_messages; i++) assert(p.messages[i].role && p.messages[i].content);
         assert(p.n_stop >= 0 && p.n_stop <= SERVE_MAX_STOP);
         for (int32_t i = 0; i < p.n_stop; i++) assert(p.stop[i] && *p.stop[i]);
         assert(p.max_tokens >= -1);
         assert(p.sampler.temperature >= 0 && p.sampler.temperature <= 100);
         assert(p.sampler.top_p > 0 && p.sampler.top_p <= 1 && p.sampler.top_k >= 0);
+        /* every prompt read apart, each in its place with the same fields */
+        serve_params *ps;
+        int32_t n;
+        assert(serve_parse_all(body, len, chat, &ps, &n, err, sizeof err, &param) && n == p.n_prompts);
+        for (int32_t k = 0; k < n; k++) {
+            assert(ps[k].index == k && ps[k].n_prompts == n && ps[k].max_tokens == p.max_tokens);
+            assert(chat || (ps[k].prompt ? !ps[k].prompt_ids : ps[k].prompt_ids && ps[k].n_prompt_ids > 0));
+            serve_params_free(&ps[k]);
+        }
+        free(ps);
         serve_params_free(&p);
     } else {
         assert(memchr(err, 0, sizeof err) && *err);
-        assert(!p.prompt && !p.messages && !p.n_stop);
+        assert(!p.prompt && !p.prompt_ids && !p.messages && !p.n_stop);
     }
     size_t whole = serve_utf8_complete(body, len);
     assert(whole <= len && len - whole <= 3);

@@ -50,11 +50,12 @@ rsr_api api;
 extern const unsigned char serve_page_html[]; /* serve_page.html, compiled in (CMake) */
 extern const unsigned int serve_page_html_len;
 
-typedef struct embedder embedder; /* /v1/embeddings' thread (below) */
+typedef struct embedder embedder;   /* /v1/embeddings' thread, which scores prompts too (below) */
+typedef struct embed_job embed_job; /* an embeddings request, or a prompt scored for echo */
 
 typedef struct server {
     rsr_model *m;
-    rsr_tokenizer *tok;
+    rsr_tokenizer *tok;       /* NULL: the model has none (requests give token ids, replies have none but theirs) */
     pthread_mutex_t tok_lock; /* a tokenizer encodes in one thread at a time (rsr.h); requests
                                  arrive on a thread per connection */
     rsr_model_info info;
@@ -167,12 +168,20 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     return send_json(c, status, root, status == MHD_HTTP_SERVICE_UNAVAILABLE);
 }
 
+/* 400: what the request asks for needs the tokenizer the model lacks. */
+static enum MHD_Result no_tokenizer(struct MHD_Connection *c, const char *param, const char *what) {
+    return send_error(c, 400, "invalid_request_error", param, NULL,
+                      "%s needs the model's tokenizer, and this model has none (compiled without tokenizer.json): "
+                      "give token ids (a /v1/completions 'prompt' or a /v1/embeddings 'input')",
+                      what);
+}
+
 static const char *finish_reason(serve_finish f) { return f == SERVE_LENGTH ? "length" : "stop"; }
 
 /* The choice of a finished or partial job: text (or a chat message / delta), finish_reason. */
 static cJSON *choice(const serve_job *j, const char *text, const char *finish, bool delta, bool role) {
     cJSON *ch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddNumberToObject(ch, "index", j->p.index);
     if (!j->p.chat) {
         cJSON_AddStringToObject(ch, "text", text);
         cJSON_AddNullToObject(ch, "logprobs");
@@ -188,15 +197,59 @@ static cJSON *choice(const serve_job *j, const char *text, const char *finish, b
     return ch;
 }
 
-/* A token's text as JSON shows it (invalid UTF-8 replaced); *len: its bytes' count, 0 for none. */
+/* A token's text as JSON shows it (invalid UTF-8 replaced); *len: its bytes' count, 0 for none.
+ * Without a tokenizer, "token_id:ID" (vLLM's way of naming a token by its id), of no bytes. */
 static cJSON *token_text(const server *sv, int32_t id, const char **bytes, size_t *len) {
-    const char *piece = api.tokenizer_token_piece(sv->tok, id, len);
+    const char *piece = sv->tok ? api.tokenizer_token_piece(sv->tok, id, len) : NULL;
     if (!piece) piece = "", *len = 0;
-    char *clean = serve_utf8_clean(piece, *len);
-    cJSON *s = cJSON_CreateString(clean ? clean : "");
+    char *clean = sv->tok ? serve_utf8_clean(piece, *len) : NULL, name[32];
+    if (!sv->tok) snprintf(name, sizeof name, "token_id:%d", id);
+    cJSON *s = cJSON_CreateString(!sv->tok ? name : clean ? clean : "");
     free(clean);
     if (bytes) *bytes = piece;
     return s;
+}
+
+/* Whether the token's bytes are in the text (special tokens are left out of it). */
+static bool in_text(const server *sv, int32_t id) { return sv->tok && !api.tokenizer_is_special(sv->tok, id); }
+
+/* The text of the prompt's tokens, as a reply's text is made of its tokens (special tokens left
+ * out): what echo puts before the reply. *len: its bytes. */
+static char *prompt_text(const server *sv, const serve_job *j, size_t *len) {
+    size_t n = 0, plen;
+    for (int32_t i = 0; i < j->n_ids; i++)
+        if (in_text(sv, j->ids[i]) && api.tokenizer_token_piece(sv->tok, j->ids[i], &plen)) n += plen;
+    char *text = malloc(n + 1);
+    if (!text) return NULL;
+    *len = 0;
+    for (int32_t i = 0; i < j->n_ids; i++) {
+        const char *piece = in_text(sv, j->ids[i]) ? api.tokenizer_token_piece(sv->tok, j->ids[i], &plen) : NULL;
+        if (piece) memcpy(text + *len, piece, plen), *len += plen;
+    }
+    text[*len] = 0;
+    return text;
+}
+
+/* Whether the replies carry token ids: asked for (return_token_ids), or the model has no tokenizer
+ * (they are all there is). */
+static bool wants_ids(const server *sv, const serve_job *j) { return j->p.return_token_ids || !sv->tok; }
+
+static void add_ids(cJSON *o, const char *key, const int32_t *ids, int32_t n) {
+    cJSON *a = cJSON_AddArrayToObject(o, key);
+    for (int32_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+}
+
+/* A completions logprobs entry's alternatives: token → logprob (the first of a token named twice). */
+static cJSON *top_object(const server *sv, const serve_logprob *x) {
+    cJSON *top = cJSON_CreateObject();
+    for (int32_t k = 0; k < x->n_top; k++) {
+        size_t len;
+        cJSON *name = token_text(sv, x->top[k], NULL, &len);
+        if (!cJSON_GetObjectItemCaseSensitive(top, name->valuestring))
+            cJSON_AddNumberToObject(top, name->valuestring, x->top_logprob[k]);
+        cJSON_Delete(name);
+    }
+    return top;
 }
 
 /* A chat logprobs entry: token, logprob, bytes (OpenAI's shape). */
@@ -214,8 +267,11 @@ static cJSON *chat_token(const server *sv, int32_t id, float logprob) {
 /* The logprobs of the job's tokens [from, to) into choice ch, in OpenAI's shape for chat
  * (content: token, logprob, bytes, top_logprobs) or for completions (tokens, token_logprobs,
  * top_logprobs as token → logprob, text_offset; *offset: where token `from`'s text starts, moved
- * past token to - 1's, so that a stream's chunks go on from each other). */
-static void add_logprobs(const server *sv, cJSON *ch, const serve_job *j, int32_t from, int32_t to, size_t *offset) {
+ * past token to - 1's, so that a stream's chunks go on from each other). With echo, plp holds the
+ * prompt's tokens' (serve_prompt_score), which come first, the first without one (null), as
+ * OpenAI gives it; else NULL. */
+static void add_logprobs(const server *sv, cJSON *ch, const serve_job *j, int32_t from, int32_t to, size_t *offset,
+                         const serve_logprob *plp) {
     if (!j->p.logprobs) return;
     cJSON_DeleteItemFromObjectCaseSensitive(ch, "logprobs");
     cJSON *lp = cJSON_AddObjectToObject(ch, "logprobs");
@@ -233,20 +289,21 @@ static void add_logprobs(const server *sv, cJSON *ch, const serve_job *j, int32_
     }
     cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens"), *lps = cJSON_AddArrayToObject(lp, "token_logprobs");
     cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs"), *offsets = cJSON_AddArrayToObject(lp, "text_offset");
+    for (int32_t i = 0; plp && i < j->n_ids; i++) {
+        size_t len;
+        cJSON_AddItemToArray(tokens, token_text(sv, j->ids[i], NULL, &len));
+        cJSON_AddItemToArray(lps, i ? cJSON_CreateNumber(plp[i].logprob) : cJSON_CreateNull());
+        cJSON_AddItemToArray(tops, i ? top_object(sv, &plp[i]) : cJSON_CreateNull());
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)*offset));
+        if (in_text(sv, j->ids[i])) *offset += len;
+    }
     for (int32_t i = from; i < to; i++) {
         size_t len;
-        cJSON *top = cJSON_CreateObject();
         cJSON_AddItemToArray(tokens, token_text(sv, j->lp[i].token, NULL, &len));
         cJSON_AddItemToArray(lps, cJSON_CreateNumber(j->lp[i].logprob));
         cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)*offset));
-        if (!api.tokenizer_is_special(sv->tok, j->lp[i].token)) *offset += len;
-        for (int32_t k = 0; k < j->lp[i].n_top; k++) {
-            cJSON *name = token_text(sv, j->lp[i].top[k], NULL, &len);
-            if (!cJSON_GetObjectItemCaseSensitive(top, name->valuestring))
-                cJSON_AddNumberToObject(top, name->valuestring, j->lp[i].top_logprob[k]);
-            cJSON_Delete(name);
-        }
-        cJSON_AddItemToArray(tops, top);
+        if (in_text(sv, j->lp[i].token)) *offset += len;
+        cJSON_AddItemToArray(tops, top_object(sv, &j->lp[i]));
     }
 }
 
@@ -261,13 +318,16 @@ static cJSON *envelope(const server *sv, const serve_job *j, bool chunk) {
     return root;
 }
 
-static void add_usage(cJSON *root, const serve_job *j) {
+/* The usage of the request's n jobs (one a prompt), summed. */
+static void add_usage(cJSON *root, serve_job *const *js, int32_t n) {
+    double prompt = 0, gen = 0, cached = 0;
+    for (int32_t k = 0; k < n; k++) prompt += js[k]->n_ids, gen += js[k]->n_gen, cached += js[k]->n_cached;
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", j->n_ids);
-    cJSON_AddNumberToObject(u, "completion_tokens", j->n_gen);
-    cJSON_AddNumberToObject(u, "total_tokens", j->n_ids + j->n_gen);
+    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", gen);
+    cJSON_AddNumberToObject(u, "total_tokens", prompt + gen);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details"); /* OpenAI's: the prompt found cached */
-    cJSON_AddNumberToObject(d, "cached_tokens", j->n_cached);
+    cJSON_AddNumberToObject(d, "cached_tokens", cached);
 }
 
 /* ---- streaming: server-sent events ---- */
@@ -275,11 +335,14 @@ static void add_usage(cJSON *root, const serve_job *j) {
 typedef struct stream {
     server *sv;
     serve_job *j;
-    int fd;    /* the client's socket: a client gone while its request waits cancels it */
-    char *out; /* an event not yet sent */
+    embed_job *score;         /* echo with logprobs: the prompt's, scored before the stream starts; or NULL */
+    const serve_logprob *plp; /* its log-probabilities */
+    int fd;                   /* the client's socket: a client gone while its request waits cancels it */
+    char *out;                /* an event not yet sent */
     size_t n_out, at;
-    int phase;        /* 0: the chat role chunk; 1: content; 2: [DONE] queued; 3: done */
+    int phase;        /* 0: the chat role chunk, or completions' echo; 1: content; 2: [DONE] queued; 3: done */
     int32_t lp_sent;  /* the job's logprobs sent */
+    int32_t ids_sent; /* the job's token ids sent (wants_ids) */
     size_t lp_offset; /* completions: where the next one's text starts (text_offset) */
 } stream;
 
@@ -298,11 +361,24 @@ static void queue_event(stream *st, cJSON *json) {
 static void next_event(stream *st) {
     serve_job *j = st->j;
     serve_engine *e = st->sv->e;
+    const bool ids = wants_ids(st->sv, j);
     if (st->phase == 0) {
         st->phase = 1;
         if (j->p.chat) {
             cJSON *root = envelope(st->sv, j, true);
             cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice(j, "", NULL, true, true));
+            if (ids) add_ids(root, "prompt_token_ids", j->ids, j->n_ids);
+            queue_event(st, root);
+            return;
+        }
+        if (j->p.echo || ids) { /* the prompt's text and log-probabilities, its ids, before the reply's */
+            size_t len = 0;
+            char *raw = j->p.echo ? prompt_text(st->sv, j, &len) : NULL, *text = serve_utf8_clean(raw ? raw : "", len);
+            cJSON *root = envelope(st->sv, j, true), *ch = choice(j, text ? text : "", NULL, true, false);
+            if (j->p.echo) add_logprobs(st->sv, ch, j, 0, 0, &st->lp_offset, st->plp);
+            if (ids) add_ids(ch, "prompt_token_ids", j->ids, j->n_ids);
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
+            free(raw), free(text);
             queue_event(st, root);
             return;
         }
@@ -312,7 +388,7 @@ static void next_event(stream *st) {
         return;
     }
     serve_lock(e);
-    while (j->finish == SERVE_RUNNING && j->ready <= j->sent) {
+    while (j->finish == SERVE_RUNNING && j->ready <= j->sent && !(ids && j->n_gen > st->ids_sent)) {
         serve_wait(e, 0.25);
         if (j->finish == SERVE_RUNNING && serve_client_gone(st->fd)) {
             j->cancelled = true; /* the engine frees its slot or queue entry at its next turn */
@@ -324,12 +400,16 @@ static void next_event(stream *st) {
     size_t from = j->sent, to = j->ready;
     serve_finish fin = j->finish;
     char *text = to > from ? serve_utf8_clean(j->text + from, to - from) : NULL;
+    bool new_ids = ids && j->n_gen > st->ids_sent && fin != SERVE_FAILED && fin != SERVE_CANCELLED;
     j->sent = to;
     cJSON *root = envelope(st->sv, j, true);
-    if (text) { /* new text first, with the logprobs of the tokens so far; the final chunk comes next */
-        cJSON *ch = choice(j, text, NULL, true, false);
-        add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset);
+    if (text || (new_ids && fin == SERVE_RUNNING)) { /* new text (or ids) first, with the logprobs of the
+                                                     * tokens so far; the final chunk comes next */
+        cJSON *ch = choice(j, text ? text : j->p.chat ? NULL : "", NULL, true, false);
+        add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset, NULL);
         st->lp_sent = j->n_lp;
+        if (ids) add_ids(ch, "token_ids", j->out_ids + st->ids_sent, j->n_gen - st->ids_sent);
+        st->ids_sent = j->n_gen;
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
     } else if (fin == SERVE_FAILED || fin == SERVE_CANCELLED) { /* the runtime failed, or the server stopped */
         cJSON_Delete(root);
@@ -345,10 +425,12 @@ static void next_event(stream *st) {
         st->phase = 2;
     } else {
         cJSON *ch = choice(j, j->p.chat ? NULL : "", finish_reason(fin), true, false);
-        if (st->lp_sent < j->n_lp) add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset);
+        if (st->lp_sent < j->n_lp) add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset, NULL);
         st->lp_sent = j->n_lp;
+        if (new_ids) add_ids(ch, "token_ids", j->out_ids + st->ids_sent, j->n_gen - st->ids_sent);
+        st->ids_sent = j->n_gen;
         cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
-        add_usage(root, j);
+        add_usage(root, &st->j, 1);
         st->phase = 2;
     }
     serve_unlock(e);
@@ -372,9 +454,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 /* The connection is done with the stream, finished or not: a client that went away cancels its
  * request, which leaves its slot at the next step. */
+static void embedder_release(embedder *em, embed_job *j);
 static void stream_free(void *cls) {
     stream *st = cls;
     serve_release(st->sv->e, st->j);
+    if (st->score) embedder_release(st->sv->emb, st->score);
     free(st->out);
     free(st);
 }
@@ -432,6 +516,21 @@ static int32_t *prompt_ids_locked(server *sv, const serve_params *p, int32_t *n,
 }
 
 static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
+    if (p->prompt_ids) { /* as given, each in the vocabulary */
+        char where[32];
+        snprintf(where, sizeof where, p->prompt_list ? "prompt[%d]" : "prompt", p->index);
+        for (int32_t i = 0; i < p->n_prompt_ids; i++)
+            if (p->prompt_ids[i] >= sv->info.vocab_size) {
+                snprintf(err, errlen, "%s[%d] is %d, outside this model's vocabulary [0, %d)", where, i,
+                         p->prompt_ids[i], sv->info.vocab_size);
+                return NULL;
+            }
+        int32_t *ids = malloc(sizeof *ids * (size_t)p->n_prompt_ids);
+        if (!ids) return snprintf(err, errlen, "out of memory"), NULL;
+        memcpy(ids, p->prompt_ids, sizeof *ids * (size_t)p->n_prompt_ids);
+        *n = p->n_prompt_ids;
+        return ids;
+    }
     pthread_mutex_lock(&sv->tok_lock);
     int32_t *ids = prompt_ids_locked(sv, p, n, err, errlen);
     pthread_mutex_unlock(&sv->tok_lock);
@@ -460,110 +559,12 @@ static void tenant_of(const server *sv, struct MHD_Connection *c, serve_params *
     if (!ok) p->cache_prompt = false; /* no digest: no reuse, rather than another tenant's */
 }
 
-static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat, const char *body, size_t len) {
-    serve_job *j = calloc(1, sizeof *j);
-    char err[512];
-    const char *param;
-    if (!j) return send_error(c, 500, "server_error", NULL, NULL, "out of memory");
-    if (!serve_parse(body, len, chat, &j->p, err, sizeof err, &param)) {
-        free(j);
-        serve_count_invalid(sv->e);
-        return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
-    }
-    const char *prompt_param = chat ? "messages" : "prompt";
-    const int32_t ctx = serve_ctx(sv->e);
-    tenant_of(sv, c, &j->p, j->tenant);
-    enum MHD_Result refused = MHD_NO;
-    bool bad = true;
-    if (sv->strict_model && j->p.model && strcmp(j->p.model, sv->model_id))
-        refused = send_error(c, 400, "invalid_request_error", "model", "model_not_found",
-                             "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)",
-                             j->p.model, sv->model_id);
-    else if (!(j->ids = prompt_ids(sv, &j->p, &j->n_ids, err, sizeof err)))
-        refused = send_error(c, 400, "invalid_request_error", prompt_param, NULL, "%s", err);
-    else if (j->n_ids >= ctx)
-        refused = send_error(c, 400, "invalid_request_error", prompt_param, "context_length_exceeded",
-                             "the prompt has %d tokens; the context of a sequence here is %d (rsr-serve --ctx)",
-                             j->n_ids, ctx);
-    else if (j->p.max_tokens > ctx - j->n_ids)
-        refused = send_error(c, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
-                             "max_tokens %d with a prompt of %d tokens exceeds the context of %d (at most %d here)",
-                             j->p.max_tokens, j->n_ids, ctx, ctx - j->n_ids);
-    else
-        bad = false;
-    if (bad) {
-        serve_count_invalid(sv->e);
-        serve_params_free(&j->p), free(j->ids), free(j);
-        return refused;
-    }
-    static unsigned long counter;
-    j->created = (long)time(NULL);
-    snprintf(j->id, sizeof j->id, "%s-%lx%04lx", chat ? "chatcmpl" : "cmpl", (unsigned long)j->created,
-             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff);
-    bool stream_it = j->p.stream;
-    if (!serve_submit(sv->e, j)) {
-        serve_params_free(&j->p), free(j->ids), free(j);
-        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
-                          serve_draining(sv->e) ? "the server is shutting down"
-                                                : "every slot is busy and the queue is full; retry shortly");
-    }
-    if (stream_it) {
-        stream *st = calloc(1, sizeof *st);
-        struct MHD_Response *r =
-            st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free) : NULL;
-        if (!r) {
-            if (st) free(st);
-            serve_release(sv->e, j);
-            return MHD_NO;
-        }
-        st->sv = sv, st->j = j, st->fd = connection_fd(c);
-        MHD_add_response_header(r, "Content-Type", "text/event-stream");
-        MHD_add_response_header(r, "Cache-Control", "no-cache");
-        if (current) current->status = MHD_HTTP_OK;
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
-    int fd = connection_fd(c);
-    bool gone = false;
-    serve_lock(sv->e);
-    while (j->finish == SERVE_RUNNING && !gone) {
-        serve_wait(sv->e, 0.25);
-        gone = j->finish == SERVE_RUNNING && serve_client_gone(fd); /* no one to answer: stop the work */
-    }
-    serve_unlock(sv->e); /* a finished job is no longer written by the engine */
-    if (gone) {
-        serve_release(sv->e, j);
-        return MHD_NO;
-    }
-    enum MHD_Result ret;
-    if (j->finish == SERVE_FAILED && j->err_param) { /* the request's own doing: its grammar or schema */
-        ret = send_error(c, 400, "invalid_request_error", j->err_param, NULL, "%s", j->err);
-    } else if (j->finish == SERVE_FAILED) {
-        ret = send_error(c, 500, "server_error", NULL, NULL, "%s", j->err);
-    } else if (j->finish == SERVE_CANCELLED) {
-        ret = send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
-                         "the server stopped before the request finished");
-    } else {
-        char *text = serve_utf8_clean(j->text ? j->text : "", j->n_text);
-        cJSON *root = envelope(sv, j, false);
-        cJSON *ch = choice(j, text ? text : "", finish_reason(j->finish), false, true);
-        size_t offset = 0;
-        add_logprobs(sv, ch, j, 0, j->n_lp, &offset);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
-        add_usage(root, j);
-        free(text);
-        ret = send_json(c, MHD_HTTP_OK, root, 0);
-    }
-    serve_release(sv->e, j);
-    return ret;
-}
-
 /* ---- embeddings ---- */
 
 /* POST /v1/embeddings is computed on a thread of its own (the embedder) with a session of its own,
  * made at the first request and kept (a KV cache of --ctx positions), one request at a time in
- * the order they came. Not in the engine: rsr_session_embed evaluates a whole text in one call,
+ * the order they came. So are the prompts of completions with echo and logprobs: their tokens'
+ * log-probabilities need the logits of every position, which the engine's steps do not give. Not in the engine: rsr_session_embed evaluates a whole text in one call,
  * which between two of the engine's steps would stall every running completion for as long as
  * the text takes (the engine feeds prompts --chunk tokens a step for that reason). Not on the
  * connections' threads: each would keep an OpenMP thread pool of its own for as long as it lives.
@@ -575,21 +576,24 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
  * lets running and waiting requests finish until --drain's deadline and cancels the rest. */
 typedef enum { EMBED_QUEUED, EMBED_RUNNING, EMBED_DONE, EMBED_FAILED, EMBED_CANCELLED } embed_state;
 
-typedef struct embed_job {
+struct embed_job {
     serve_embed_params p;   /* every input with its ids */
     int32_t tokens;         /* the inputs' tokens together */
-    float *out;             /* p.n_in vectors of hidden_size floats */
+    float *out;             /* p.n_in vectors of hidden_size floats (embeddings) */
+    serve_logprob *lp;      /* a prompt scored (echo): each input's tokens' log-probabilities, input after
+                             * input (the first token of each has none); NULL for embeddings */
+    int32_t top;            /* a prompt scored: the alternatives given with each token */
     embed_state state;      /* state, cancelled, refs and next: under the embedder's lock */
     bool cancelled;         /* the client went away, or the server is stopping */
     int refs;               /* the embedder's and the connection's: freed by the last */
     char err[256];          /* EMBED_FAILED's message (the thread's until the state is final) */
     struct embed_job *next; /* in the queue */
-} embed_job;
+};
 
 struct embedder {
     rsr_model *m;
     rsr_session_params sp;
-    int32_t hidden, max_queue;
+    int32_t hidden, vocab, max_queue;
     rsr_session *s; /* the embedder's thread's alone; NULL until the first request */
     pthread_t thread;
     pthread_mutex_t lock;
@@ -599,12 +603,13 @@ struct embedder {
     embed_job *busy; /* the job being computed, or NULL */
     bool draining, stopping;
     long inputs, tokens; /* embedded: /metrics */
+    long scored;         /* prompt tokens scored */
 };
 
 static void embed_unref_n(embed_job *j, int n) { /* under the lock: n references given up at once */
     if ((j->refs -= n) > 0) return;
     serve_embed_params_free(&j->p);
-    free(j->out), free(j);
+    free(j->out), free(j->lp), free(j);
 }
 static void embed_unref(embed_job *j) { embed_unref_n(j, 1); }
 
@@ -616,6 +621,43 @@ static bool embed_goes_on(embedder *em, embed_job *j) {
     return on;
 }
 
+/* A prompt scored (echo with logprobs): the log-probability of each of its tokens after the first,
+ * and the alternatives', from the exact logits of every position (rsr_session_eval_all, SCORE_CHUNK
+ * positions a call), under the definition of a generated token's (serve_log_softmax: temperature
+ * 1, no penalty). */
+#define SCORE_CHUNK 64
+static embed_state score_compute(embedder *em, embed_job *j) {
+    float *lg = malloc(sizeof *lg * SCORE_CHUNK * (size_t)em->vocab);
+    if (!lg) return snprintf(j->err, sizeof j->err, "out of memory for the prompt's logits"), EMBED_FAILED;
+    serve_logprob *lp = j->lp;
+    embed_state st = EMBED_DONE;
+    for (int32_t i = 0; i < j->p.n_in && st == EMBED_DONE; lp += j->p.in[i++].n_ids) {
+        const int32_t *ids = j->p.in[i].ids, n = j->p.in[i].n_ids;
+        if (api.session_reset(em->s) != RSR_OK) st = EMBED_FAILED;
+        for (int32_t at = 0; at < n - 1 && st == EMBED_DONE; at += SCORE_CHUNK) { /* the last token scores none */
+            int32_t m = n - 1 - at < SCORE_CHUNK ? n - 1 - at : SCORE_CHUNK;
+            if (!embed_goes_on(em, j)) {
+                st = EMBED_CANCELLED;
+            } else if (api.session_eval_all(em->s, ids + at, m, lg) != RSR_OK) {
+                st = EMBED_FAILED;
+            } else {
+                for (int32_t r = 0; r < m; r++) {
+                    const float *row = lg + (size_t)r * (size_t)em->vocab;
+                    serve_logprob *x = &lp[at + r + 1];
+                    double lse = serve_log_softmax(row, em->vocab, j->top, x);
+                    x->token = ids[at + r + 1], x->logprob = (float)(row[x->token] - lse);
+                }
+            }
+        }
+        if (st == EMBED_FAILED) snprintf(j->err, sizeof j->err, "%s", api.session_errmsg(em->s));
+        pthread_mutex_lock(&em->lock);
+        em->scored += st == EMBED_DONE ? n - 1 : 0;
+        pthread_mutex_unlock(&em->lock);
+    }
+    free(lg);
+    return st;
+}
+
 /* Every input of j, outside the lock (j's inputs and vectors are the thread's while it runs). */
 static embed_state embed_compute(embedder *em, embed_job *j) {
     if (!em->s && api.session_create(em->m, &em->sp, &em->s) != RSR_OK) {
@@ -623,6 +665,7 @@ static embed_state embed_compute(embedder *em, embed_job *j) {
         em->s = NULL; /* made again at the next request */
         return EMBED_FAILED;
     }
+    if (j->lp) return score_compute(em, j);
     for (int32_t i = 0; i < j->p.n_in; i++) {
         if (!embed_goes_on(em, j)) return EMBED_CANCELLED;
         float *v = j->out + (size_t)i * (size_t)em->hidden;
@@ -663,10 +706,11 @@ static void *embed_main(void *arg) {
     return NULL;
 }
 
-static embedder *embedder_start(rsr_model *m, const rsr_session_params *sp, int32_t hidden, int32_t max_queue) {
+static embedder *embedder_start(rsr_model *m, const rsr_session_params *sp, int32_t hidden, int32_t vocab,
+                                int32_t max_queue) {
     embedder *em = calloc(1, sizeof *em);
     if (!em) return NULL;
-    em->m = m, em->sp = *sp, em->hidden = hidden, em->max_queue = max_queue;
+    em->m = m, em->sp = *sp, em->hidden = hidden, em->vocab = vocab, em->max_queue = max_queue;
     pthread_mutex_init(&em->lock, NULL);
     pthread_cond_init(&em->changed, NULL);
     if (pthread_create(&em->thread, NULL, embed_main, em) != 0) {
@@ -771,10 +815,10 @@ static void embedder_free(embedder *em) {
     free(em);
 }
 
-/* For /metrics: inputs and tokens embedded, requests waiting. */
-static void embedder_counts(embedder *em, long *inputs, long *tokens, int32_t *waiting) {
+/* For /metrics: inputs and tokens embedded, prompt tokens scored, requests waiting. */
+static void embedder_counts(embedder *em, long *inputs, long *tokens, long *scored, int32_t *waiting) {
     pthread_mutex_lock(&em->lock);
-    *inputs = em->inputs, *tokens = em->tokens, *waiting = em->queued;
+    *inputs = em->inputs, *tokens = em->tokens, *scored = em->scored, *waiting = em->queued;
     pthread_mutex_unlock(&em->lock);
 }
 
@@ -803,6 +847,11 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
                                  "shortened",
                                  p->dimensions, sv->info.hidden_size),
                false;
+    for (int32_t i = 0; i < p->n_in && !sv->tok; i++)
+        if (p->in[i].text) {
+            snprintf(err, sizeof err, "%s, a text,", embed_where(p, i, where));
+            return *ret = no_tokenizer(c, "input", err), false;
+        }
     pthread_mutex_lock(&sv->tok_lock);
     for (int32_t i = 0; i < p->n_in && !*err; i++) {
         serve_embed_input *in = &p->in[i];
@@ -904,7 +953,7 @@ static enum MHD_Result embeddings(server *sv, struct MHD_Connection *c, const ch
     embed_job *j = calloc(1, sizeof *j);
     char err[512];
     const char *param;
-    enum MHD_Result ret;
+    enum MHD_Result ret = MHD_NO;
     if (!j) return send_error(c, 500, "server_error", NULL, NULL, "out of memory");
     if (!serve_embed_parse(body, len, sv->info.vocab_size, &j->p, err, sizeof err, &param)) {
         free(j);
@@ -935,6 +984,262 @@ static enum MHD_Result embeddings(server *sv, struct MHD_Connection *c, const ch
     return ret;
 }
 
+/* ---- completions ---- */
+
+/* A job the engine never took: its params, prompt and itself freed. */
+static void job_drop(serve_job *j) {
+    if (!j) return;
+    serve_params_free(&j->p);
+    free(j->ids), free(j);
+}
+
+static void jobs_drop(serve_job **js, int32_t n) {
+    for (int32_t k = 0; js && k < n; k++) job_drop(js[k]);
+    free(js);
+}
+
+static void jobs_release(server *sv, serve_job **js, int32_t n) {
+    for (int32_t k = 0; k < n; k++) serve_release(sv->e, js[k]);
+    free(js);
+}
+
+/* The request's checks that need the model, each prompt's tokens, and each reply's room in the
+ * context: max_tokens is cut to what fits (the reply then ends with "length"), and only a prompt
+ * that leaves no room is refused (one that fills the context whole, with max_tokens 0). false
+ * with a 400 queued in *ret. */
+static bool complete_check(server *sv, struct MHD_Connection *c, serve_job **js, int32_t n, enum MHD_Result *ret) {
+    const serve_params *p = &js[0]->p;
+    const int32_t ctx = serve_ctx(sv->e);
+    const char *prompt_param = p->chat ? "messages" : "prompt";
+    char err[512], where[48];
+    if (sv->strict_model && p->model && strcmp(p->model, sv->model_id))
+        return *ret = send_error(c, 400, "invalid_request_error", "model", "model_not_found",
+                                 "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)",
+                                 p->model, sv->model_id),
+               false;
+    if (!sv->tok) { /* no text in or out */
+        const char *param = p->chat      ? "messages"
+                            : p->n_stop  ? "stop"
+                            : p->grammar ? "grammar"
+                            : p->shape   ? "response_format"
+                                         : NULL;
+        for (int32_t k = 0; k < n && !param; k++)
+            if (js[k]->p.prompt) param = "prompt";
+        if (param) {
+            snprintf(where, sizeof where, "%s%s%s", p->chat ? "" : "'", p->chat ? "/v1/chat/completions" : param,
+                     p->chat                    ? ""
+                     : !strcmp(param, "prompt") ? "' as text"
+                                                : "'");
+            return *ret = no_tokenizer(c, param, where), false;
+        }
+    }
+    if (p->stream && n > 1)
+        return *ret = send_error(c, 400, "invalid_request_error", "stream", NULL,
+                                 "'stream' with %d prompts is not served: stream one prompt a request, or ask for "
+                                 "them together without streaming",
+                                 n),
+               false;
+    if (n > serve_room(sv->e))
+        return *ret = send_error(c, 400, "invalid_request_error", "prompt", NULL,
+                                 "'prompt' holds %d prompts; this server holds at most %d requests at once "
+                                 "(rsr-serve --parallel and --queue)",
+                                 n, serve_room(sv->e)),
+               false;
+    for (int32_t k = 0; k < n; k++) {
+        serve_job *j = js[k];
+        if (!(j->ids = prompt_ids(sv, &j->p, &j->n_ids, err, sizeof err)))
+            return *ret = send_error(c, 400, "invalid_request_error", prompt_param, NULL, "%s", err), false;
+        if (j->n_ids > ctx || (j->n_ids == ctx && j->p.max_tokens != 0)) {
+            snprintf(where, sizeof where, j->p.prompt_list ? "prompt[%d] has" : "the prompt has", k);
+            return *ret = send_error(c, 400, "invalid_request_error", prompt_param, "context_length_exceeded",
+                                     "%s %d tokens; the context of a sequence here is %d (rsr-serve --ctx)", where,
+                                     j->n_ids, ctx),
+                   false;
+        }
+        if (j->p.max_tokens < 0 || j->p.max_tokens > ctx - j->n_ids) j->p.max_tokens = ctx - j->n_ids;
+    }
+    return true;
+}
+
+/* The embedder's job that scores every prompt of the request (echo with logprobs), or NULL when
+ * out of memory. */
+static embed_job *score_job(serve_job *const *js, int32_t n) {
+    embed_job *s = calloc(1, sizeof *s);
+    if (!s || !(s->p.in = calloc((size_t)n, sizeof *s->p.in))) return free(s), NULL;
+    s->p.n_in = n, s->top = js[0]->p.top_logprobs;
+    bool ok = true;
+    for (int32_t k = 0; k < n && ok; k++) {
+        serve_embed_input *in = &s->p.in[k];
+        if ((ok = (in->ids = malloc(sizeof *in->ids * (size_t)js[k]->n_ids)) != NULL))
+            memcpy(in->ids, js[k]->ids, sizeof *in->ids * (size_t)js[k]->n_ids), in->n_ids = js[k]->n_ids;
+        s->tokens += js[k]->n_ids;
+    }
+    if (!ok || !(s->lp = calloc((size_t)s->tokens, sizeof *s->lp))) {
+        serve_embed_params_free(&s->p), free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The text of a choice: the prompt's first with echo, then the reply's (invalid UTF-8 replaced). */
+static char *choice_text(const server *sv, const serve_job *j) {
+    size_t plen = 0;
+    char *raw = j->p.echo ? prompt_text(sv, j, &plen) : NULL;
+    if (j->p.echo && !raw) return NULL;
+    char *all = realloc(raw, plen + j->n_text + 1);
+    if (!all) return free(raw), NULL;
+    if (j->n_text) memcpy(all + plen, j->text, j->n_text);
+    char *text = serve_utf8_clean(all, plen + j->n_text);
+    free(all);
+    return text;
+}
+
+/* The reply to a request whose jobs have all finished: a choice for each, in the prompts' order
+ * (plp: the prompts' scores, one after another, or NULL); an error when one of them failed. */
+static enum MHD_Result complete_reply(server *sv, struct MHD_Connection *c, serve_job *const *js, int32_t n,
+                                      const serve_logprob *plp) {
+    for (int32_t k = 0; k < n; k++) {
+        const serve_job *j = js[k];
+        if (j->finish == SERVE_FAILED && j->err_param) /* the request's own doing: its grammar or schema */
+            return send_error(c, 400, "invalid_request_error", j->err_param, NULL, "%s", j->err);
+        if (j->finish == SERVE_FAILED) return send_error(c, 500, "server_error", NULL, NULL, "%s", j->err);
+        if (j->finish == SERVE_CANCELLED)
+            return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                              "the server stopped before the request finished");
+    }
+    cJSON *root = envelope(sv, js[0], false), *choices = cJSON_AddArrayToObject(root, "choices");
+    for (int32_t k = 0; k < n; k++) {
+        const serve_job *j = js[k];
+        char *text = choice_text(sv, j);
+        if (!text) {
+            cJSON_Delete(root);
+            return send_error(c, 500, "server_error", NULL, NULL, "out of memory for the reply");
+        }
+        cJSON *ch = choice(j, text, finish_reason(j->finish), false, true);
+        size_t offset = 0;
+        add_logprobs(sv, ch, j, 0, j->n_lp, &offset, plp);
+        if (wants_ids(sv, j)) {
+            if (!j->p.chat) add_ids(ch, "prompt_token_ids", j->ids, j->n_ids);
+            add_ids(ch, "token_ids", j->out_ids, j->n_gen);
+        }
+        cJSON_AddItemToArray(choices, ch);
+        free(text);
+        if (plp) plp += j->n_ids;
+    }
+    if (js[0]->p.chat && wants_ids(sv, js[0])) add_ids(root, "prompt_token_ids", js[0]->ids, js[0]->n_ids);
+    add_usage(root, js, n);
+    return send_json(c, MHD_HTTP_OK, root, 0);
+}
+
+/* A stream of the request's one job (and its prompt's score, already computed, or NULL). */
+static enum MHD_Result complete_stream(server *sv, struct MHD_Connection *c, serve_job *j, embed_job *score) {
+    stream *st = calloc(1, sizeof *st);
+    struct MHD_Response *r =
+        st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free) : NULL;
+    if (!r) {
+        free(st);
+        serve_release(sv->e, j);
+        if (score) embedder_release(sv->emb, score);
+        return MHD_NO;
+    }
+    st->sv = sv, st->j = j, st->fd = connection_fd(c);
+    st->score = score, st->plp = score ? score->lp : NULL;
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    if (current) current->status = MHD_HTTP_OK;
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* POST /v1/completions (each prompt of a list a job of the engine, their choices gathered into one
+ * reply) and /v1/chat/completions. With echo and logprobs the embedder scores the prompts while
+ * the engine generates; a stream starts once they are scored. */
+static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat, const char *body, size_t len) {
+    serve_params *ps;
+    int32_t n;
+    char err[512];
+    const char *param;
+    if (!serve_parse_all(body, len, chat, &ps, &n, err, sizeof err, &param)) {
+        serve_count_invalid(sv->e);
+        return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
+    }
+    serve_job **js = calloc((size_t)n, sizeof *js);
+    bool ok = js != NULL;
+    for (int32_t k = 0; k < n; k++) {
+        if (ok && (ok = (js[k] = calloc(1, sizeof **js)) != NULL)) js[k]->p = ps[k], memset(&ps[k], 0, sizeof ps[k]);
+        serve_params_free(&ps[k]);
+    }
+    free(ps);
+    if (!ok) return jobs_drop(js, n), send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    enum MHD_Result ret = MHD_NO;
+    if (!complete_check(sv, c, js, n, &ret)) {
+        serve_count_invalid(sv->e);
+        jobs_drop(js, n);
+        return ret;
+    }
+    static unsigned long counter;
+    long created = (long)time(NULL);
+    unsigned long serial = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff;
+    for (int32_t k = 0; k < n; k++) {
+        js[k]->created = created;
+        snprintf(js[k]->id, sizeof js[k]->id, "%s-%lx%04lx", chat ? "chatcmpl" : "cmpl", (unsigned long)created,
+                 serial);
+        tenant_of(sv, c, &js[k]->p, js[k]->tenant);
+    }
+    const bool stream_it = js[0]->p.stream, scored = js[0]->p.echo && js[0]->p.logprobs;
+    embed_job *score = scored ? score_job(js, n) : NULL;
+    if (scored && !score)
+        return jobs_drop(js, n),
+               send_error(c, 500, "server_error", NULL, NULL, "out of memory for the prompt's scores");
+    if (!serve_submit_all(sv->e, js, n)) {
+        jobs_drop(js, n);
+        if (score) serve_embed_params_free(&score->p), free(score->lp), free(score);
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                          serve_draining(sv->e) ? "the server is shutting down"
+                                                : "every slot is busy and the queue is full; retry shortly");
+    }
+    int refused = score ? embedder_submit(sv->emb, score) : 0;
+    if (refused) {
+        serve_embed_params_free(&score->p), free(score->lp), free(score);
+        jobs_release(sv, js, n);
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL, NULL,
+                          refused == 1 ? "the server is shutting down"
+                                       : "the queue of prompts to score is full (rsr-serve --queue); retry shortly");
+    }
+    int fd = connection_fd(c);
+    if (score && embedder_wait(sv->emb, score, fd)) { /* no one to answer: the work stops */
+        embedder_release(sv->emb, score);
+        jobs_release(sv, js, n);
+        return MHD_NO;
+    }
+    if (score && score->state != EMBED_DONE) {
+        ret = score->state == EMBED_FAILED ? send_error(c, 500, "server_error", NULL, NULL, "%s", score->err)
+                                           : send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_overloaded", NULL,
+                                                        NULL, "the server stopped before the request finished");
+        embedder_release(sv->emb, score);
+        jobs_release(sv, js, n);
+        return ret;
+    }
+    if (stream_it) { /* one job (complete_check) */
+        serve_job *j = js[0];
+        free(js);
+        return complete_stream(sv, c, j, score);
+    }
+    bool gone = false;
+    serve_lock(sv->e);
+    for (int32_t k = 0; k < n && !gone; k++)
+        while (js[k]->finish == SERVE_RUNNING && !gone) {
+            serve_wait(sv->e, 0.25);
+            gone = js[k]->finish == SERVE_RUNNING && serve_client_gone(fd); /* no one to answer: stop the work */
+        }
+    serve_unlock(sv->e); /* a finished job is no longer written by the engine */
+    ret = gone ? MHD_NO : complete_reply(sv, c, js, n, score ? score->lp : NULL);
+    if (score) embedder_release(sv->emb, score);
+    jobs_release(sv, js, n);
+    return ret;
+}
+
 /* ---- the other endpoints ---- */
 
 /* A boolean field of a tokenize request: absent or null gives def. */
@@ -959,6 +1264,7 @@ static void add_piece(cJSON *token, const char *piece, size_t len) {
 /* POST /tokenize, as llama-server's: {"content": TEXT, "add_special": false, "parse_special": true,
  * "with_pieces": false} → {"tokens": [ids]} or, with pieces, [{"id", "piece"}]. */
 static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    if (!sv->tok) return no_tokenizer(c, NULL, "/tokenize");
     cJSON *root = cJSON_ParseWithLength(body, len), *out = NULL;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
     bool add = false, parse = true, pieces = false;
@@ -1009,6 +1315,7 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char
 /* POST /apply-template, as llama-server's: a chat request's messages → {"prompt": the text the
  * chat template makes of them, ending where the assistant's reply begins}. */
 static enum MHD_Result apply_template(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    if (!sv->tok) return no_tokenizer(c, NULL, "/apply-template");
     serve_params p;
     char err[512];
     const char *param;
@@ -1031,6 +1338,7 @@ static enum MHD_Result apply_template(server *sv, struct MHD_Connection *c, cons
 /* POST /detokenize, as llama-server's: {"tokens": [ids]} → {"content": TEXT} (special tokens
  * written out; bytes that are not UTF-8 as U+FFFD). */
 static enum MHD_Result detokenize(server *sv, struct MHD_Connection *c, const char *body, size_t len) {
+    if (!sv->tok) return no_tokenizer(c, NULL, "/detokenize");
     cJSON *root = cJSON_ParseWithLength(body, len);
     const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(root, "tokens"), *t;
     int32_t n = cJSON_IsArray(tokens) ? cJSON_GetArraySize(tokens) : -1, k = 0;
@@ -1095,6 +1403,7 @@ static enum MHD_Result info(server *sv, struct MHD_Connection *c) {
     static const char *const pooling[] = {"none", "mean", "cls", "last"}; /* how /v1/embeddings pools */
     cJSON_AddStringToObject(root, "pooling", i->pooling >= 1 && i->pooling <= 3 ? pooling[i->pooling] : "none");
     cJSON_AddNumberToObject(root, "vocab_size", i->vocab_size);
+    cJSON_AddBoolToObject(root, "tokenizer", sv->tok != NULL); /* false: requests give token ids */
     cJSON_AddNumberToObject(root, "context", serve_ctx(sv->e));
     cJSON_AddNumberToObject(root, "active", active);
     cJSON_AddNumberToObject(root, "queued", queued);
@@ -1158,18 +1467,21 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c) {
         mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, mt.mask_s, queued, active,
         mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
         mt.kv_usage, mt.kv_usage);
-    long inputs, tokens;
+    long inputs, tokens, scored;
     int32_t waiting;
-    embedder_counts(sv->emb, &inputs, &tokens, &waiting);
+    embedder_counts(sv->emb, &inputs, &tokens, &scored, &waiting);
     if (n > 0 && (size_t)n < sizeof buf)
         n += snprintf(buf + n, sizeof buf - (size_t)n,
                       "# HELP rsr_embedding_inputs_total Inputs embedded (/v1/embeddings).\n"
                       "# TYPE rsr_embedding_inputs_total counter\nrsr_embedding_inputs_total %ld\n"
                       "# HELP rsr_embedding_tokens_total Tokens of the inputs embedded.\n"
                       "# TYPE rsr_embedding_tokens_total counter\nrsr_embedding_tokens_total %ld\n"
-                      "# HELP rsr_embedding_requests_waiting Embedding requests waiting for the one being computed.\n"
-                      "# TYPE rsr_embedding_requests_waiting gauge\nrsr_embedding_requests_waiting %d\n",
-                      inputs, tokens, waiting);
+                      "# HELP rsr_embedding_requests_waiting Embedding requests (and prompts to score) waiting "
+                      "for the one being computed.\n"
+                      "# TYPE rsr_embedding_requests_waiting gauge\nrsr_embedding_requests_waiting %d\n"
+                      "# HELP rsr_prompt_tokens_scored_total Prompt tokens given log-probabilities (echo).\n"
+                      "# TYPE rsr_prompt_tokens_scored_total counter\nrsr_prompt_tokens_scored_total %ld\n",
+                      inputs, tokens, waiting, scored);
     if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
     return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
 }
@@ -1702,9 +2014,14 @@ static void open_model(server *sv, const serve_args *a) {
     if (api.model_open(&sv->m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv->m));
     api.model_get_info(sv->m, &sv->info);
     fprintf(stderr, "rsr-serve: loaded in %.1f s\n", serve_now() - t0);
-    if (api.model_tokenizer(sv->m, &sv->tok) != RSR_OK)
-        die("%s has no tokenizer (compile it with tokenizer.json next to the weights): %s", a->model_path,
-            api.model_errmsg(sv->m));
+    if (api.model_tokenizer(sv->m, &sv->tok) != RSR_OK) {
+        sv->tok = NULL;
+        fprintf(stderr,
+                "rsr-serve: note: %s has no tokenizer: requests must give token ids (/v1/completions' prompt, "
+                "/v1/embeddings' input), and replies give theirs; chat, /tokenize, /detokenize and /apply-template "
+                "are refused\n",
+                a->model_path);
+    }
 }
 
 /* SIGINT/SIGTERM/SIGHUP: new requests get 503 while the running ones finish (up to --drain
@@ -1752,10 +2069,14 @@ static void *load(void *arg) {
         die("--ctx %ld: the model holds at most %d positions", a->ctx, sv->info.max_positions);
     long ctx = L->ctx = a->ctx ? a->ctx : sv->info.max_positions < 4096 ? sv->info.max_positions : 4096;
     char why[512];
+    if (!sv->tok && (a->chat_template || a->chat_template_file))
+        die("%s: the model has no tokenizer to chat with",
+            a->chat_template ? "--chat-template" : "--chat-template-file");
     if (a->chat_template_file && !chat_template_file(&api, sv->tok, a->chat_template_file, why, sizeof why))
         die("%s", why);
     if (a->chat_template_file) sv->chat_template = "model";
-    if (!sv->chat_template) sv->chat_template = chat_template_for(&api, sv->tok, &sv->info); /* as rsr-run --chat */
+    if (!sv->chat_template && sv->tok)
+        sv->chat_template = chat_template_for(&api, sv->tok, &sv->info); /* as rsr-run --chat */
     /* --cache-mem: whole sessions' KV caches (K and V of every layer, KV head and position) */
     double per_cache = 2.0 * sv->info.num_layers * sv->info.num_kv_heads * (double)ctx *
                        (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim);
@@ -1778,7 +2099,7 @@ static void *load(void *arg) {
     if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);
     rsr_session_params esp = ep.session; /* the slots' cache type: the vectors rsr-run --embed gives */
     esp.max_positions = (int32_t)ctx;
-    if (!(sv->emb = embedder_start(sv->m, &esp, sv->info.hidden_size, (int32_t)a->queue)))
+    if (!(sv->emb = embedder_start(sv->m, &esp, sv->info.hidden_size, sv->info.vocab_size, (int32_t)a->queue)))
         die("cannot start the embeddings' thread");
     sv->started = (long)time(NULL);
     __atomic_store_n(&sv->ready, true, __ATOMIC_RELEASE);

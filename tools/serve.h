@@ -28,12 +28,21 @@ extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
 /* ---- serve_request.c: a request body, read and checked ---- */
 
 #define SERVE_MAX_STOP 4                  /* OpenAI's limit on stop strings */
+#define SERVE_MAX_PROMPTS 256             /* completions: prompts of one request */
 typedef struct json_shape json_shape;     /* a compiled schema (serve_json.c) */
 typedef struct gbnf_grammar gbnf_grammar; /* a compiled GBNF grammar (serve_gbnf.c) */
 typedef struct serve_params {
     bool chat;    /* /v1/chat/completions: messages; else /v1/completions: prompt */
     bool stream;  /* server-sent events */
-    char *prompt; /* completions */
+    char *prompt; /* completions: the prompt's text, or NULL where token ids were given */
+    /* completions: the prompt's token ids as given (each >= 0: the vocabulary is the caller's to
+     * check) or NULL, the request's prompts and which this is (the choice's index), and whether
+     * prompt was a list of prompts (named prompt[i]) */
+    int32_t *prompt_ids, n_prompt_ids;
+    int32_t n_prompts, index;
+    bool prompt_list;
+    bool echo;             /* completions: the reply's text (and logprobs) begin with the prompt's */
+    bool return_token_ids; /* vLLM's: the prompt's and the reply's token ids beside the text */
     rsr_chat_message *messages;
     int32_t n_messages;
     int32_t max_tokens;         /* -1: not given */
@@ -62,15 +71,24 @@ typedef struct serve_logprob {
     int32_t top[SERVE_MAX_TOP_LOGPROBS];
     float top_logprob[SERVE_MAX_TOP_LOGPROBS];
 } serve_logprob;
+/* The log-probabilities of the n_top most likely tokens into lp->top (most likely first; ties:
+ * the lower id; masked tokens, -inf, are none): the log-softmax of the logits at temperature 1.
+ * Returns the log of the softmax's sum, the logit less which is a token's log-probability. */
+double serve_log_softmax(const float *lg, int32_t vocab, int32_t n_top, serve_logprob *lp);
 /* The job needs the exact logits of every step (the penalties or logprobs), not the runtime's draw. */
 static inline bool serve_needs_logits(const serve_params *p) {
     return p->logprobs || p->shape || p->grammar || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
 
-/* Reads a JSON body into p. On failure returns false with the message in err and the offending
- * field's name (or NULL) in *param; p is left empty either way on failure. */
+/* Reads a JSON body into p (completions: its first prompt; p->n_prompts says how many it holds).
+ * On failure returns false with the message in err and the offending field's name (or NULL) in
+ * *param; p is left empty either way on failure. */
 bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char *err, size_t errlen,
                  const char **param);
+/* As serve_parse, one serve_params per prompt (*n of them, in an array to free with each one's
+ * serve_params_free), each holding its prompt and its own copy of the other fields. */
+bool serve_parse_all(const char *body, size_t len, bool chat, serve_params **ps, int32_t *n, char *err, size_t errlen,
+                     const char **param);
 void serve_params_free(serve_params *p);
 
 /* /v1/embeddings: "input" is a text, texts, token ids or lists of them (OpenAI's four shapes). */
@@ -150,6 +168,8 @@ typedef struct serve_job {
     int32_t n_cached;  /* prompt tokens found in a slot's cache, not evaluated again */
     serve_logprob *lp; /* p.logprobs: one per token of the text */
     int32_t n_lp;
+    int32_t *out_ids; /* the n_gen tokens generated (the end token left out) */
+    int32_t out_cap;
     serve_finish finish;
     char err[256];
     const char *err_param; /* SERVE_FAILED by the request's own field (a 400 naming it), or NULL: the server's */
@@ -181,7 +201,8 @@ typedef struct serve_engine_params {
     double mask_budget; /* seconds of mask work (structured output) one request may spend in all (0: 10) */
 } serve_engine_params;
 
-/* Starts the engine's thread over an opened CPU model; NULL with a message in err on failure. */
+/* Starts the engine's thread over an opened CPU model (tok NULL: a model without a tokenizer, whose
+ * replies have no text, only their token ids); NULL with a message in err on failure. */
 serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
                                  size_t errlen);
 /* One turn of an engine started with ep->manual: admission, one step and time for the masks; the
@@ -195,6 +216,10 @@ void serve_engine_free(serve_engine *e);
 bool serve_draining(serve_engine *e);
 /* Takes a job (refs 2: the engine's and the caller's); false when the queue is full. */
 bool serve_submit(serve_engine *e, serve_job *j);
+/* Takes n jobs at once (a request of several prompts), or none when they do not all fit. */
+bool serve_submit_all(serve_engine *e, serve_job **js, int32_t n);
+/* The most jobs the engine holds at once: one a slot, and the queue's. */
+int32_t serve_room(const serve_engine *e);
 /* Waits for the engine's next change (a step, a job come or gone) or timeout_s, under the
  * engine's lock, which the caller holds (serve_lock) while it reads its job: callers loop on
  * the condition they wait for. */

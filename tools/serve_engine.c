@@ -168,6 +168,7 @@ static void job_free(serve_job *j) {
     free(j->ids);
     free(j->text);
     free(j->lp);
+    free(j->out_ids);
     free(j);
 }
 
@@ -206,7 +207,7 @@ static void finish(serve_engine *e, slot *sl, serve_finish why) {
  * now appears (the text is cut before it). */
 static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
     size_t len = 0;
-    const char *piece = api.tokenizer_token_piece(e->tok, t, &len);
+    const char *piece = e->tok ? api.tokenizer_token_piece(e->tok, t, &len) : NULL;
     if (piece && len && !api.tokenizer_is_special(e->tok, t)) {
         char *grown = realloc(j->text, j->n_text + len + 1);
         if (!grown) return false;
@@ -492,7 +493,16 @@ static void take(serve_engine *e, slot *sl) {
         finish(e, sl, SERVE_STOP);
         return;
     }
-    j->n_gen++, e->metrics.completion_tokens++, e->recent_tokens++;
+    if (j->n_gen == j->out_cap) {
+        int32_t cap = j->out_cap ? 2 * j->out_cap : 16, *grown = realloc(j->out_ids, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            snprintf(j->err, sizeof j->err, "out of memory for the reply's tokens");
+            finish(e, sl, SERVE_FAILED);
+            return;
+        }
+        j->out_ids = grown, j->out_cap = cap;
+    }
+    j->out_ids[j->n_gen++] = tok, e->metrics.completion_tokens++, e->recent_tokens++;
     sl->last = tok;
     if (j->p.logprobs) {
         serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));
@@ -538,6 +548,16 @@ static void top_tokens(const float *lg, int32_t vocab, int32_t n, serve_logprob 
     }
 }
 
+double serve_log_softmax(const float *lg, int32_t vocab, int32_t n_top, serve_logprob *lp) {
+    float m = lg[api.sample_greedy(lg, vocab)];
+    double sum = 0;
+    for (int32_t i = 0; i < vocab; i++) sum += exp((double)lg[i] - m);
+    double lse = m + log(sum);
+    top_tokens(lg, vocab, n_top, lp);
+    for (int32_t k = 0; k < lp->n_top; k++) lp->top_logprob[k] = (float)(lg[lp->top[k]] - lse);
+    return lse;
+}
+
 /* The tokens' bytes, and the mask's order of them (byte order, and the bytes each shares with the
  * one before it), made once at start; false when out of memory. */
 typedef struct piece_ref {
@@ -562,8 +582,9 @@ static bool token_order(serve_engine *e) {
     int32_t n = 0;
     for (int32_t t = 0; t < v; t++) {
         e->piece_len[t] = 0;
-        e->piece[t] =
-            api.tokenizer_is_special(e->tok, t) ? NULL : api.tokenizer_token_piece(e->tok, t, &e->piece_len[t]);
+        e->piece[t] = !e->tok || api.tokenizer_is_special(e->tok, t)
+                          ? NULL
+                          : api.tokenizer_token_piece(e->tok, t, &e->piece_len[t]);
         if (e->piece[t] && e->piece_len[t] && !is_stop(e, t) && e->piece_len[t] < INT32_MAX / 2)
             r[n++] = (piece_ref){e->piece[t], e->piece_len[t], t};
         else
@@ -761,15 +782,7 @@ static void draw_end(serve_engine *e, slot *sl) {
     sl->masking = false, sl->ready = true;
     if (sl->stuck) return;
     serve_logprob *lp = &sl->pending;
-    double lse = 0;
-    if (p->logprobs) {
-        float m = lg[api.sample_greedy(lg, e->vocab)];
-        double sum = 0;
-        for (int32_t i = 0; i < e->vocab; i++) sum += exp((double)lg[i] - m);
-        lse = m + log(sum);
-        top_tokens(lg, e->vocab, p->top_logprobs, lp);
-        for (int32_t k = 0; k < lp->n_top; k++) lp->top_logprob[k] = (float)(lg[lp->top[k]] - lse);
-    }
+    double lse = p->logprobs ? serve_log_softmax(lg, e->vocab, p->top_logprobs, lp) : 0;
     sl->next = api.sample(lg, e->vocab, &sl->sp, &sl->rng, sl->probs, sl->ids);
     if ((p->shape || p->grammar) && sl->next >= 0 && !is_stop(e, sl->next)) /* the reply goes on by its bytes */
         reply_advance(sl, e->piece[sl->next], e->piece_len[sl->next]);
@@ -909,8 +922,8 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     e->queue = calloc((size_t)(ep->slots + ep->queue), sizeof *e->queue); /* every job not in a slot */
     rsr_model_info info;
     api.model_get_info(m, &info);
-    rsr_tokenizer_info ti;
-    api.tokenizer_get_info(tok, &ti);
+    rsr_tokenizer_info ti = {.eos_token_id = -1, .eot_token_id = -1};
+    if (tok) api.tokenizer_get_info(tok, &ti);
     e->stop_ids[0] = info.eos_token_id, e->stop_ids[1] = ti.eos_token_id, e->stop_ids[2] = ti.eot_token_id;
     e->vocab = info.vocab_size;
     e->mask_budget = ep->mask_budget > 0 ? ep->mask_budget : 10.0;
@@ -994,15 +1007,19 @@ bool serve_draining(serve_engine *e) {
     return d;
 }
 
-bool serve_submit(serve_engine *e, serve_job *j) {
+bool serve_submit(serve_engine *e, serve_job *j) { return serve_submit_all(e, &j, 1); }
+
+bool serve_submit_all(serve_engine *e, serve_job **js, int32_t n) {
     pthread_mutex_lock(&e->lock);
     int32_t busy = 0, ring = e->ep.slots + e->ep.queue;
     for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j != NULL;
-    bool ok = !e->draining && busy + e->q_len < ring; /* a free slot, or room in the queue */
+    bool ok = !e->draining && busy + e->q_len + n <= ring; /* free slots, or room in the queue */
     if (ok) {
-        j->refs = 2;
-        e->queue[(e->q_head + e->q_len) % ring] = j;
-        e->q_len++;
+        for (int32_t i = 0; i < n; i++) {
+            js[i]->refs = 2;
+            e->queue[(e->q_head + e->q_len) % ring] = js[i];
+            e->q_len++;
+        }
         atomic_store_explicit(&e->arrived, true, memory_order_relaxed);
         pthread_cond_broadcast(&e->changed);
     } else {
@@ -1049,3 +1066,4 @@ void serve_count_invalid(serve_engine *e) {
 }
 
 int32_t serve_ctx(const serve_engine *e) { return e->ep.ctx; }
+int32_t serve_room(const serve_engine *e) { return e->ep.slots + e->ep.queue; }

@@ -1,10 +1,12 @@
 /*
  * serve_request.c — an OpenAI completions or chat completions request body, read with cJSON and
  * checked field by field: every type, range and the fields rsr-serve does not do (n > 1,
- * logprobs, tools) named in the message, so that a client gets a 400 that says what to change.
+ * tools, logit_bias) named in the message, so that a client gets a 400 that says what to change.
+ * A completions prompt is a text, token ids, or a list of either: one serve_params per prompt.
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 
 void serve_params_free(serve_params *p) {
     free(p->prompt);
+    free(p->prompt_ids);
     for (int32_t i = 0; i < p->n_messages; i++) free((char *)p->messages[i].role), free((char *)p->messages[i].content);
     free(p->messages);
     for (int32_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
@@ -60,6 +63,15 @@ static bool integer(reader *r, const cJSON *root, const char *key, double lo, do
     if (isnan(v)) return true;
     if (v != floor(v)) return fail(r, key, "'%s' must be an integer, not %g", key, v);
     *out = v;
+    return true;
+}
+
+/* A true-or-false field; absent or null leaves *out. */
+static bool flag(reader *r, const cJSON *root, const char *key, bool *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsBool(v)) return fail(r, key, "'%s' must be true or false", key);
+    *out = cJSON_IsTrue(v);
     return true;
 }
 
@@ -235,14 +247,15 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "logprobs",
                                          "top_logprobs",
                                          "presence_penalty",
-                                         "frequency_penalty"};
+                                         "frequency_penalty",
+                                         "return_token_ids"};
     static const char *const unserved[] = {"tools",   "functions", "tool_choice", "parallel_tool_calls",
                                            "best_of", "suffix",    "echo",        "logit_bias",
                                            "store",   "metadata"};
     static __thread char name[64];
     const cJSON *f;
     cJSON_ArrayForEach(f, root) {
-        if (!strcmp(f->string, chat ? "messages" : "prompt") ||
+        if (!strcmp(f->string, chat ? "messages" : "prompt") || (!chat && !strcmp(f->string, "echo")) ||
             listed(f->string, served, sizeof served / sizeof *served))
             continue;
         snprintf(name, sizeof name, "%s", f->string);
@@ -274,9 +287,60 @@ static bool read_logprobs(reader *r, const cJSON *root, serve_params *p) {
     return true;
 }
 
-static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
+/* Token ids: a non-empty array of integers in [0, 2^31) (the vocabulary is the caller's to check);
+ * where names it in a message ("prompt", "prompt[2]"). ids NULL: checked only. */
+static bool read_prompt_ids(reader *r, const cJSON *v, const char *where, int32_t **ids, int32_t *n) {
+    int count = cJSON_GetArraySize(v), k = 0;
+    if (count == 0) return fail(r, "prompt", "%s is an empty list of token ids", where);
+    if (ids && !(*ids = malloc(sizeof **ids * (size_t)count))) return fail(r, NULL, "out of memory");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, v) {
+        if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || !(t->valuedouble >= 0) ||
+            t->valuedouble > INT32_MAX)
+            return fail(r, "prompt", "%s[%d] is not a token id (an integer from 0)", where, k);
+        if (ids) (*ids)[k] = (int32_t)t->valuedouble;
+        k++;
+    }
+    if (n) *n = count;
+    return true;
+}
+
+/* One prompt: a text, or token ids. */
+static bool read_one_prompt(reader *r, const cJSON *v, const char *where, serve_params *p, bool keep) {
+    if (cJSON_IsString(v)) return !keep || (p->prompt = dup_string(v->valuestring)) || fail(r, NULL, "out of memory");
+    if (cJSON_IsArray(v))
+        return read_prompt_ids(r, v, where, keep ? &p->prompt_ids : NULL, keep ? &p->n_prompt_ids : NULL);
+    return fail(r, "prompt", "%s must be a string or a list of token ids", where);
+}
+
+/* prompt: "text", [id, ...], or a list of up to SERVE_MAX_PROMPTS of those ("text" or [id, ...]).
+ * Keeps prompt `which`; the first call (which 0) checks them all and counts them. */
+static bool read_prompt(reader *r, const cJSON *root, int32_t which, serve_params *p) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!v || cJSON_IsNull(v)) return fail(r, "prompt", "'prompt' is required");
+    const cJSON *first = cJSON_IsArray(v) ? v->child : NULL;
+    if (cJSON_IsArray(v) && !first) return fail(r, "prompt", "'prompt' is an empty list");
+    p->prompt_list = first && !cJSON_IsNumber(first); /* a list of prompts, not one prompt's ids */
+    p->n_prompts = p->prompt_list ? cJSON_GetArraySize(v) : 1, p->index = which;
+    if (!p->prompt_list) return read_one_prompt(r, v, "prompt", p, true);
+    if (p->n_prompts > SERVE_MAX_PROMPTS)
+        return fail(r, "prompt", "'prompt' holds %d prompts; at most %d a request", p->n_prompts, SERVE_MAX_PROMPTS);
+    const cJSON *e;
+    int32_t k = 0;
+    cJSON_ArrayForEach(e, v) {
+        char where[32];
+        snprintf(where, sizeof where, "prompt[%d]", k);
+        if ((which == 0 || k == which) && !read_one_prompt(r, e, where, p, k == which)) return false;
+        k++;
+    }
+    return true;
+}
+
+/* Prompt `which` of the body (the first also checks every other and counts them). */
+static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, serve_params *p) {
     if (!cJSON_IsObject(root)) return fail(r, NULL, "the body must be a JSON object");
     p->chat = chat;
+    p->n_prompts = 1;
     p->max_tokens = -1;
     p->sampler = (rsr_sampler_params){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f}; /* OpenAI's defaults */
     p->repeat_last_n = 64;
@@ -304,12 +368,8 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     }
     if (chat) {
         if (!read_messages(r, root, p)) return false;
-    } else {
-        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-        if (!prompt) return fail(r, "prompt", "'prompt' is required");
-        if (!cJSON_IsString(prompt))
-            return fail(r, "prompt", "'prompt' must be a string (arrays of prompts or of tokens are not served)");
-        p->prompt = dup_string(prompt->valuestring);
+    } else if (!read_prompt(r, root, which, p)) {
+        return false;
     }
     double v = NAN;
     const char *max_key =
@@ -347,6 +407,8 @@ static bool read_all(reader *r, const cJSON *root, bool chat, serve_params *p) {
     v = NAN;
     if (!number(r, root, "frequency_penalty", -2, 2, &v)) return false;
     if (!isnan(v)) p->frequency_penalty = (float)v;
+    if (!flag(r, root, "return_token_ids", &p->return_token_ids) || (!chat && !flag(r, root, "echo", &p->echo)))
+        return false;
     return read_stop(r, root, p) && only_served(r, root, chat);
 }
 
@@ -391,9 +453,37 @@ bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char 
     reader r = {err, errlen, param};
     cJSON *root = read_root(&r, body, len);
     if (!root) return false;
-    bool ok = read_all(&r, root, chat, p);
+    bool ok = read_all(&r, root, chat, 0, p);
     cJSON_Delete(root);
     if (!ok) serve_params_free(p);
+    return ok;
+}
+
+bool serve_parse_all(const char *body, size_t len, bool chat, serve_params **ps, int32_t *n, char *err, size_t errlen,
+                     const char **param) {
+    *ps = NULL, *n = 0, *param = NULL;
+    reader r = {err, errlen, param};
+    cJSON *root = read_root(&r, body, len);
+    if (!root) return false;
+    serve_params first;
+    memset(&first, 0, sizeof first);
+    bool ok = read_all(&r, root, chat, 0, &first);
+    serve_params *all = ok ? calloc((size_t)first.n_prompts, sizeof *all) : NULL;
+    if (ok && !all) ok = fail(&r, NULL, "out of memory");
+    if (ok) {
+        all[0] = first;
+        for (int32_t k = 1; k < first.n_prompts && ok; k++) /* checked with the first: only memory may fail */
+            if (!(ok = read_all(&r, root, chat, k, &all[k]))) serve_params_free(&all[k]);
+        *n = first.n_prompts;
+        if (!ok) {
+            for (int32_t k = 0; k < *n; k++) serve_params_free(&all[k]);
+            free(all), all = NULL, *n = 0;
+        }
+    } else {
+        serve_params_free(&first);
+    }
+    cJSON_Delete(root);
+    *ps = all;
     return ok;
 }
 

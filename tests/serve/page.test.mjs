@@ -31,7 +31,7 @@ test('the chat page loads, streams a reply and is photographed', async () => {
                                      document.querySelectorAll('.msg.assistant').length === 1, null,
                                { timeout: 20000 });
     const reply = await page.textContent('.msg.assistant');
-    assert.ok(!reply.startsWith('error:'), reply);
+    assert.equal(await page.locator('.msg.error').count(), 0, reply);
     // a system prompt goes first in the messages sent; Stop ends a reply (held on its way here, so
     // that Stop comes before the server could finish it) and leaves the page ready for the next
     await page.click('#sys-box summary');
@@ -57,6 +57,59 @@ test('the chat page loads, streams a reply and is photographed', async () => {
     await page.waitForFunction(() => Number(document.getElementById('generated').textContent) > 0, null,
                                { timeout: 10000 });
     await page.screenshot({ path: process.env.RSR_SCREENSHOT, fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+// An error is shown as one (not as a reply), and the end of the context is said as such: a reply
+// cut short by it (the server cuts max_tokens to what fits) and a conversation the server refuses
+// for its length each bring a notice with "New conversation", which empties the log; a reply that
+// ends at max tokens brings none. (The server's context is 512 positions; a "word " is 3 tokens.)
+test('the chat page shows errors and the end of the context', async () => {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(process.env.RSR_URL + '/');
+    await page.waitForFunction(() => document.getElementById('model').textContent === 'small');
+    const idle = () => page.waitForFunction(() => !document.getElementById('send').disabled, null, { timeout: 20000 });
+    const say = async (text) => { await page.fill('#input', text); await page.click('#send'); await idle(); };
+    const bubbles = () => page.evaluate(() => [...document.querySelectorAll('#log > *')].map((e) => e.className));
+
+    await page.fill('#temp', '-1'); // the server's 400
+    await say('hi');
+    assert.match(await page.textContent('.msg.error'), /^Error: 'temperature' is -1; it must be in \[0, 100\]/);
+    assert.deepEqual(await bubbles(), ['msg user', 'msg error']);
+    const colour = (sel) => page.$eval(sel, (e) => getComputedStyle(e).backgroundColor);
+    await page.fill('#temp', '0');
+    await page.fill('#max', '4');
+    await say('hi');
+    assert.notEqual(await colour('.msg.error'), await colour('.msg.assistant'));
+    assert.equal(await page.locator('.notice').count(), 0); // ended at max tokens
+
+    await page.click('#reset');
+    await page.fill('#max', '128');
+    await say('word '.repeat(150)); // 465 tokens: 47 fit after them
+    assert.deepEqual(await bubbles(), ['msg user', 'msg assistant', 'notice']);
+    assert.match(await page.textContent('.notice'), /filled the model's context \(512 tokens\)/);
+    assert.ok((await page.textContent('.msg.assistant')).length > 0);
+    await page.click('.notice button');
+    assert.deepEqual(await bubbles(), []);
+
+    await say('word '.repeat(200)); // 615 tokens: refused
+    assert.deepEqual(await bubbles(), ['msg user', 'msg error', 'notice']);
+    assert.match(await page.textContent('.msg.error'), /the context of a sequence here is 512/);
+    assert.match(await page.textContent('.notice'), /no longer fits the model's context \(512 tokens\)/);
+    await page.screenshot({ path: process.env.RSR_SCREENSHOT.replace(/\.png$/, '-context.png'), fullPage: true });
+    await page.click('.notice button');
+    assert.deepEqual(await bubbles(), []);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

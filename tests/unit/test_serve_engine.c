@@ -5,7 +5,9 @@
  *
  *  1. The stall once seen in production: the one busy slot cancelled while requests wait; the
  *     next request in the queue must start with no other event to wake the engine.
- *  2. max_tokens 0 ends at once with no token; a failing step fails exactly its requests.
+ *  2. max_tokens 0 ends at once with no token; a failing step fails exactly its requests; a
+ *     request's prompts are taken all together or not at all, and each reply's token ids are its
+ *     text's tokens (with no tokenizer, ids and no text).
  *  3. Many client threads submitting, reading as a stream, waiting, and cancelling before
  *     admission, mid-prompt, mid-decode and after the end, at random, against a queue that is
  *     often full, some asking for a grammar (masked by the engine): then the counts add up, the
@@ -100,6 +102,46 @@ static void zero_tokens_and_failure(void) {
     serve_release(e, f);
     serve_engine_drain(e, 0);
     serve_engine_free(e);
+}
+
+/* A request's prompts submitted together: all of them or none (more than the slots and the queue
+ * hold is refused, nothing left queued); each reply's token ids are its text's tokens, and an
+ * engine without a tokenizer gives the ids with no text. */
+static void groups_and_ids(void) {
+    fake.step_us = 0;
+    fake.eos_every = 0;
+    for (int with_tok = 1; with_tok >= 0; with_tok--) {
+        serve_engine_params ep = {.slots = 1, .queue = 2, .ctx = FAKE_CTX, .chunk = 7};
+        char err[256];
+        serve_engine *e =
+            serve_engine_start((rsr_model *)&fake, with_tok ? (rsr_tokenizer *)&fake : NULL, &ep, err, sizeof err);
+        EXPECT(e && serve_room(e) == 3, "room %d", e ? serve_room(e) : -1);
+        serve_job *js[4];
+        for (int k = 0; k < 4; k++) js[k] = fake_job(3 + k, 6, NULL);
+        EXPECT(!serve_submit_all(e, js, 4), "4 jobs taken where 3 fit");
+        serve_metrics mt;
+        int32_t active, queued;
+        serve_get_metrics(e, &mt, &active, &queued);
+        EXPECT(active == 0 && queued == 0, "a refused group left %d active, %d queued", active, queued);
+        EXPECT(serve_submit_all(e, js, 3), "3 jobs refused where 3 fit");
+        for (int k = 0; k < 3; k++) {
+            EXPECT(wait_for(e, js[k], 99, 5), "job %d of the group never ended", k);
+            char text[64] = "";
+            size_t n = 0, len;
+            for (int32_t i = 0; i < js[k]->n_gen && n + 4 < sizeof text; i++) {
+                const char *piece = fake_piece(NULL, js[k]->out_ids[i], &len);
+                if (!fake_is_special(NULL, js[k]->out_ids[i])) memcpy(text + n, piece, len), n += len;
+            }
+            EXPECT(js[k]->finish == SERVE_LENGTH && js[k]->n_gen == 6, "job %d: finish %d, %d tokens", k, js[k]->finish,
+                   js[k]->n_gen);
+            EXPECT(with_tok ? js[k]->n_text == n && !memcmp(js[k]->text, text, n) : js[k]->n_text == 0,
+                   "job %d's text is not its ids' (%zu bytes, the ids' %zu)", k, js[k]->n_text, n);
+            serve_release(e, js[k]);
+        }
+        serve_params_free(&js[3]->p), free(js[3]->ids), free(js[3]); /* never taken */
+        serve_engine_drain(e, 0);
+        serve_engine_free(e);
+    }
 }
 
 /* The structured clients' grammar over the fake vocabulary (" a", "c", and "x" for most ids), and
@@ -231,6 +273,7 @@ int main(void) {
     fake_api_install(&api);
     stall_after_cancel();
     zero_tokens_and_failure();
+    groups_and_ids();
     many_clients();
     drain();
     EXPECT(fake.sessions == 0, "%d sessions left", (int)fake.sessions);

@@ -128,9 +128,9 @@ typedef struct generator {
     int32_t stop_ids[3];
     sample_state sample;
     const run_options *o;
-    int32_t next;   /* the token chosen after the last eval */
-    bool chat;      /* a conversation: a full context is ended with /reset */
-    bool full;      /* the last generate ended because the context was full */
+    int32_t next; /* the token chosen after the last eval */
+    bool chat;    /* a conversation: a full context is ended with /reset */
+    bool full;    /* the last generate ended because the context was full */
 } generator;
 
 /* Evaluates tokens; the token that follows goes to g->next. */

@@ -960,7 +960,12 @@ int main(int argc, char **argv) {
     rsr_model_params mp = {.num_threads = (int32_t)a.threads,
                            .device = a.device,
                            .lock_memory = a.lock_memory,
-                           .load = a.use_mmap ? RSR_LOAD_MMAP : RSR_LOAD_COPY};
+                           /* --info or --verify alone reads a few of the constants (or reads them
+                            * once): from the file's pages, not a copy of them all */
+                           .load =
+                               a.use_mmap || ((a.do_info || a.do_verify) && !a.do_bench && !a.inputs && !a.lock_memory)
+                                   ? RSR_LOAD_MMAP
+                                   : RSR_LOAD_COPY};
     rsr_model_info info;
     double t_open;
     rsr_model *m = open_model(a.o.model_path, &mp, a.verbose, a.do_info, &info, &t_open);

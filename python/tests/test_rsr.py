@@ -149,7 +149,7 @@ def test_kv_types(model):
     logits = {}
     for kv in rsr.Session.KV_TYPES:
         with model.session(max_positions=64, kv=kv) as s:
-            logits[kv] = s.eval([1, 2, 3, 4, 5, 6])
+            logits[kv] = list(s.eval([1, 2, 3, 4, 5, 6]))  # a list, also where numpy makes it an array
     # a rounded cache changes the logits a little, and not at all the way another rounding does
     assert logits["bf16"] != logits["f32"] and logits["q8"] != logits["f32"]
     # the activations' int8 quantisation turns any change of K or V into steps of 1/127 of a

@@ -22,6 +22,8 @@
  * weight -d, 0 or +d for its group's d, as Ternary-Bonsai's "unpacked" checkpoints), and Qwen3Model,
  * the BitNet embedding model (names without "model.", no head, bf16 latent matrices, an RMSNorm with
  * weights before each projection, sentence-transformers' 1_Pooling/config.json).
+ * --from DIR converts instead: the weights, sizes and tokenizer of a bitnet-packed checkpoint in DIR
+ * (a trained model) written as an I2_S, TQ1_0 or TQ2_0 GGUF file, nothing drawn from a seed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <dirent.h>
@@ -43,6 +46,7 @@
 #include <cjson/cJSON.h>
 
 #include "alloc.h"
+#include "bpe_json.h"
 #include "parse_num.h"
 #include "mkgguf.h"
 #include "rsr_numerics.h"
@@ -298,8 +302,11 @@ typedef struct {
     char *chat_template; /* --chat-template FILE's text: tokenizer_config.json or tokenizer.chat_template */
     long shards;
     const char *out_dir;
-    char *poison;          /* --poison: the tensor given one non-finite value, or NULL */
-    uint64_t poison_index; /* the value's index in the tensor, row-major */
+    const char *from;           /* --from DIR: the checkpoint to convert (NULL: seeded weights) */
+    const char *seeded_opt;     /* the last option that --from leaves no room for (a size, the seed...) */
+    double rms_eps, rope_theta; /* the GGUF's epsilon and RoPE base (0: the architecture's default) */
+    char *poison;               /* --poison: the tensor given one non-finite value, or NULL */
+    uint64_t poison_index;      /* the value's index in the tensor, row-major */
     float poison_value;
 } opts_t;
 
@@ -687,8 +694,147 @@ static uint64_t write_json_file(const char *dir, const char *file_name, const cJ
 
 /* ---- GGUF (--format gguf-*): bitnet-packed's weights as bitnet.cpp's and llama.cpp's files hold them ---- */
 
-/* A generated tensor's bytes, in memory. */
+/* ---- --from DIR: a bitnet-packed checkpoint's model.safetensors, config.json and tokenizer.json ---- */
+
+static struct {
+    const uint8_t *map; /* model.safetensors, mapped */
+    size_t size;
+    uint64_t data; /* the offset of its data block */
+    cJSON *header;
+    char *path;
+} src;
+
+/* A JSON file's contents (NULL when it does not exist and !required). */
+static cJSON *read_json(const char *path, int required) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (!required && errno == ENOENT) return NULL;
+        die("cannot read %s: %s", path, strerror(errno));
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *text = xmalloc(cap);
+    for (size_t got; (got = fread(text + n, 1, cap - n, f)) > 0;)
+        if ((n += got) == cap && !(text = realloc(text, cap *= 2))) die("out of memory reading %s", path);
+    if (ferror(f)) die("cannot read %s: %s", path, strerror(errno));
+    fclose(f);
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    free(text);
+    if (!j) die("%s is not valid JSON", path);
+    return j;
+}
+
+/* config.json's number key (a default where dflt >= 0 and the key is absent) */
+static double config_num(const cJSON *c, const char *path, const char *key, double dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+    if (!v && dflt >= 0) return dflt;
+    if (!cJSON_IsNumber(v)) die("--from: %s has no number '%s'", path, key);
+    return v->valuedouble;
+}
+
+static const char *config_str(const cJSON *c, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* DIR/config.json: a BitNetForCausalLM with packed weights (quantization_mode offline), ReLU² and
+ * a tied head; its sizes into *p, its epsilon and RoPE base into o. */
+static void source_config(opts_t *o, preset_t *p) {
+    char *path = xasprintf("%s/config.json", o->from);
+    cJSON *c = read_json(path, 1);
+    const cJSON *arch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "architectures"), 0);
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(c, "quantization_config");
+    const cJSON *tied = cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings");
+    if (!cJSON_IsString(arch) || strcmp(arch->valuestring, "BitNetForCausalLM") ||
+        strcmp(config_str(q, "quant_method"), "bitnet") || strcmp(config_str(q, "quantization_mode"), "offline"))
+        die("--from: %s is not a bitnet-packed checkpoint (BitNetForCausalLM, quant_method bitnet, "
+            "quantization_mode offline)",
+            path);
+    if (cJSON_IsFalse(tied)) die("--from: %s has a head of its own; the bitnet-b1.58 GGUF ties it", path);
+    if (*config_str(c, "hidden_act") && strcmp(config_str(c, "hidden_act"), "relu2"))
+        die("--from: %s: hidden_act '%s' is not relu2", path, config_str(c, "hidden_act"));
+    static const char *const keys[9] = {
+        "hidden_size", "intermediate_size",       "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+        "vocab_size",  "max_position_embeddings", "bos_token_id",      "eos_token_id"};
+    long v[9];
+    for (int i = 0; i < 9; i++) {
+        double x = config_num(c, path, keys[i], i == 4 ? config_num(c, path, keys[3], -1) : -1);
+        if (!(x >= (i >= 7 ? 0 : 1) && x <= (1 << 24) && x == (double)(long)x))
+            die("--from: %s: %s %g is not a size rsr-mkmodel writes", path, keys[i], x);
+        v[i] = (long)x;
+    }
+    *p = (preset_t){path, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], 0};
+    o->rms_eps = config_num(c, path, "rms_norm_eps", 1e-6);
+    o->rope_theta = config_num(c, path, "rope_theta", 10000.0);
+    cJSON_Delete(c);
+}
+
+/* DIR/model.safetensors, mapped, and its header */
+static void source_open(const opts_t *o) {
+    src.path = xasprintf("%s/model.safetensors", o->from);
+    int fd = open(src.path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) die("--from: cannot open %s: %s", src.path, strerror(errno));
+    src.size = (size_t)st.st_size;
+    uint64_t n = 0;
+    if (src.size >= 8) src.map = mmap(NULL, src.size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (src.size < 8 || src.map == MAP_FAILED) die("--from: %s is not a safetensors file", src.path);
+    for (int b = 0; b < 8; b++) n |= (uint64_t)src.map[b] << (8 * b);
+    if (n > src.size - 8 || !(src.header = cJSON_ParseWithLength((const char *)src.map + 8, (size_t)n)))
+        die("--from: %s: the header is not JSON of the file's length", src.path);
+    src.data = 8 + n;
+}
+
+/* The checkpoint's bytes of tensor t, after checking its dtype and shape against what the
+ * bitnet-packed layout of the configured sizes says. */
+static uint8_t *source_bytes(const tensor_t *t) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(src.header, t->name);
+    if (!e) die("--from: %s has no tensor %s", src.path, t->name);
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape"),
+                *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    int same = !strcmp(config_str(e, "dtype"), dtype_names[t->dt]) && cJSON_GetArraySize(shape) == t->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = cJSON_GetArrayItem(shape, d)->valuedouble == (double)t->shape[d];
+    if (!same)
+        die("--from: %s: %s is not %s [%" PRIu64 "%s%.0" PRIu64 "], as config.json's sizes make it", src.path, t->name,
+            dtype_names[t->dt], t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? t->shape[1] : 0);
+    const double a = cJSON_GetArrayItem(offs, 0) ? cJSON_GetArrayItem(offs, 0)->valuedouble : -1,
+                 b = cJSON_GetArrayItem(offs, 1) ? cJSON_GetArrayItem(offs, 1)->valuedouble : -1;
+    if (!(a >= 0 && b - a == (double)t->nbytes && src.data + (uint64_t)b <= src.size))
+        die("--from: %s: the data_offsets of %s do not hold its %" PRIu64 " bytes", src.path, t->name, t->nbytes);
+    return memcpy(xmalloc(t->nbytes), src.map + src.data + (uint64_t)a, t->nbytes);
+}
+
+/* Every tensor of the checkpoint is one of the layout's (the layout's are checked as they are read). */
+static void source_check_names(const tlist_t *l) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, src.header) {
+        if (!strcmp(e->string, "__metadata__")) continue;
+        size_t i = 0;
+        while (i < l->n && strcmp(l->t[i].name, e->string)) i++;
+        if (i == l->n) die("--from: %s holds %s, which a bitnet-packed checkpoint has not", src.path, e->string);
+    }
+}
+
+/* DIR/tokenizer.json (NULL, saying so, when there is none): a byte-level BPE with Llama 3's split,
+ * which the GGUF's tokenizer.ggml.pre "llama-bpe" names. */
+static cJSON *source_tokenizer(const opts_t *o) {
+    char *path = xasprintf("%s/tokenizer.json", o->from);
+    cJSON *tj = read_json(path, 0);
+    if (!tj) fprintf(stderr, "rsr-mkmodel: no tokenizer: %s does not exist\n", path);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
+    char *pre = tj ? cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tj, "pre_tokenizer")) : NULL;
+    char *want = cJSON_PrintUnformatted(cJSON_CreateString(bpe_llama3_split));
+    if (tj && (strcmp(config_str(model, "type"), "BPE") || !pre || !strstr(pre, want) || !strstr(pre, "ByteLevel")))
+        die("--from: %s is not a byte-level BPE tokenizer with Llama 3's split, which a GGUF's llama-bpe "
+            "pre-tokenizer means",
+            path);
+    free(pre), free(want), free(path);
+    return tj;
+}
+
+/* A tensor's bytes, in memory: generated, or the checkpoint's (--from). */
 static uint8_t *tensor_bytes(const tensor_t *t, const opts_t *o) {
+    if (o->from) return source_bytes(t);
     sink_t s = {.buf = xmalloc(t->nbytes ? t->nbytes : 1), .cap = t->nbytes, .path = t->name};
     write_tensor(&s, t, o);
     return s.buf;
@@ -761,7 +907,15 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     int nm = cJSON_GetArraySize(merges), k = 0;
     const char **m = xmalloc(sizeof *m * (size_t)(nm ? nm : 1));
-    cJSON_ArrayForEach(e, merges) m[k++] = e->valuestring;
+    char **joined = xmalloc(sizeof *joined * (size_t)(nm ? nm : 1)); /* "left right" of a pair */
+    cJSON_ArrayForEach(e, merges) {
+        const cJSON *l = cJSON_GetArrayItem(e, 0), *r = cJSON_GetArrayItem(e, 1);
+        joined[k] = cJSON_IsString(e)                        ? NULL
+                    : cJSON_IsString(l) && cJSON_IsString(r) ? xasprintf("%s %s", l->valuestring, r->valuestring)
+                                                             : NULL;
+        m[k] = joined[k] ? joined[k] : cJSON_IsString(e) ? e->valuestring : "";
+        k++;
+    }
     mkg_meta_str(g, "tokenizer.ggml.model", "gpt2");
     mkg_meta_str(g, "tokenizer.ggml.pre", pre);
     mkg_meta_strs(g, "tokenizer.ggml.tokens", tokens, (uint64_t)vocab);
@@ -770,7 +924,8 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
     mkg_meta_bool(g, "tokenizer.ggml.add_bos_token", 1);
     if (add_eos) mkg_meta_bool(g, "tokenizer.ggml.add_eos_token", 1); /* an embedding model's last token */
     for (long i = 0; i < vocab; i++) free(pads[i]);
-    free(pads), free(tokens), free(types), free(m);
+    for (int i = 0; i < nm; i++) free(joined[i]);
+    free(pads), free(tokens), free(types), free(m), free(joined);
 }
 
 /* The GGUF row of Hugging Face row r of matrix t: "llama" stores row s*hd/2 + i of each head of Q
@@ -919,8 +1074,10 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     if (o->qwen3) META_U32("attention.key_length", o->head_dim), META_U32("attention.value_length", o->head_dim);
     if (o->gemma3 && o->sliding_window) META_U32("attention.sliding_window", o->sliding_window);
     if (o->maple) maple_metadata(g, o);
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A), mkg_meta_f32(g, key, o->qwen3 ? 1e-6f : 1e-5f);
-    snprintf(key, sizeof key, "%s.rope.freq_base", A), mkg_meta_f32(g, key, o->qwen3 ? 1e6f : 500000.0f);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A);
+    mkg_meta_f32(g, key, o->rms_eps ? (float)o->rms_eps : o->qwen3 ? 1e-6f : 1e-5f);
+    snprintf(key, sizeof key, "%s.rope.freq_base", A);
+    mkg_meta_f32(g, key, o->rope_theta ? (float)o->rope_theta : o->qwen3 ? 1e6f : 500000.0f);
     mkg_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)o->bos);
     mkg_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)o->eos);
     if (tj) gguf_tokenizer(g, tj, o->vocab, o->qwen3 ? "qwen2" : "llama-bpe", o->proj_norms);
@@ -1162,6 +1319,7 @@ static void usage(FILE *out) {
           "                   [--gguf-arch A] [--gguf-embed T] [--plus2 P] [--untied] [--sliding-window N]\n"
           "                   [--group N] [--dtype T] [--pooling P]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
+          "       rsr-mkmodel --format gguf-i2s|gguf-tq1|gguf-tq2 --from CHECKPOINT_DIR --out DIR\n"
           "       rsr-mkmodel --help\n"
           "\n"
           "Writes a ternary language model with deterministic seeded weights in a Hugging Face\n"
@@ -1199,6 +1357,10 @@ static void usage(FILE *out) {
           "options:\n"
           "  --format FORMAT    one of the formats above (required)\n"
           "  --out DIR          output directory, created if missing (required)\n"
+          "  --from DIR         convert DIR's bitnet-packed checkpoint (config.json, model.safetensors and\n"
+          "                     tokenizer.json, as a trained BitNetForCausalLM has them) to --format gguf-i2s,\n"
+          "                     gguf-tq1 or gguf-tq2: its weights, sizes, epsilon, RoPE base and tokenizer\n"
+          "                     instead of seeded ones (no --preset, size flags, --seed or --gguf-arch)\n"
           "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b, qwen3-0.6b; explicit\n"
           "                     size flags override it\n"
           "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
@@ -1276,6 +1438,7 @@ static void usage(FILE *out) {
           "  rsr-mkmodel --format gguf-q2 --gguf-arch qwen3 --preset qwen3-0.6b --out q && rsrc q -o q.so\n"
           "  rsr-mkmodel --format qwen3-grouped --group 64 --preset qwen3-0.6b --out b && rsrc b -o b.so\n"
           "  rsr-mkmodel --format qwen3-embed --pooling mean --out e && rsrc e -o e.so\n"
+          "  rsr-mkmodel --format gguf-i2s --from ckpt --out ckpt-i2s && rsrc ckpt-i2s -o ckpt.so\n"
           "\n"
           "exit status: 0 when DIR is written; 1 on any error (files of a run that failed are removed).\n",
           out);
@@ -1347,6 +1510,7 @@ enum {
     O_GROUP,
     O_DTYPE,
     O_POOLING,
+    O_FROM,
     O_VERSION
 };
 
@@ -1535,9 +1699,10 @@ static void finish_sizes(opts_t *o, const preset_t *preset, const long ov[8]) {
         if (!ov[0]) o->hidden = (o->hidden + block - 1) / block * block;
         if (!ov[1]) o->intermediate = (o->intermediate + block - 1) / block * block;
         if (o->hidden % block || o->intermediate % block)
-            die("--format %s: --hidden %ld and --intermediate %ld must be multiples of %ld (the weights of a %s "
-                "are %ld columns of one row)",
-                format_name(o), o->hidden, o->intermediate, block, kind, block);
+            die("--format %s: %s %ld and %s %ld must be multiples of %ld (the weights of a %s block are %ld columns "
+                "of one row)",
+                format_name(o), o->from ? "hidden_size" : "--hidden", o->hidden,
+                o->from ? "intermediate_size" : "--intermediate", o->intermediate, block, kind, block);
     }
     o->bos = preset->bos;
     o->eos = preset->eos;
@@ -1582,11 +1747,12 @@ static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t by
         snprintf(detail, sizeof detail, " (%s, groups of %ld)", o->dtype == DT_F16 ? "f16" : "bf16", o->group);
     else if (o->format == F_QWEN3_EMBED)
         snprintf(detail, sizeof detail, " (pooling %s)", o->pooling);
+    char *origin = o->from ? xasprintf("from %s", o->from) : xasprintf("seed=%" PRIu64, o->seed);
     fprintf(stderr,
             "rsr-mkmodel: wrote %s%s%s hidden=%ld intermediate=%ld layers=%ld heads=%ld kv_heads=%ld head_dim=%ld "
-            "vocab=%ld max_pos=%ld seed=%" PRIu64 ": %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
+            "vocab=%ld max_pos=%ld %s: %" PRIu64 " parameters, %zu files, %" PRIu64 " bytes in %s\n",
             format_name(o), detail, o->binary ? " (binary)" : "", o->hidden, o->intermediate, o->layers, o->heads,
-            o->kv_heads, o->head_dim, o->vocab, o->max_pos, o->seed, params, n_out, bytes_written, o->out_dir);
+            o->kv_heads, o->head_dim, o->vocab, o->max_pos, origin, params, n_out, bytes_written, o->out_dir);
     for (size_t i = 0; i < n_out; i++) {
         free(outfiles[i].final_path);
         free(outfiles[i].tmp_path);
@@ -1596,6 +1762,7 @@ static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t by
     free(tmp_paths);
     free(tl->t);
     free(o->poison);
+    free(origin);
 }
 
 /* --gguf-arch, --gguf-embed, --embed-std and --plus2 into o */
@@ -1674,12 +1841,19 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                                           {"group", required_argument, 0, O_GROUP},
                                           {"dtype", required_argument, 0, O_DTYPE},
                                           {"pooling", required_argument, 0, O_POOLING},
+                                          {"from", required_argument, 0, O_FROM},
                                           {"version", no_argument, 0, O_VERSION},
                                           {0, 0, 0, 0}};
     const long DMAX = 1L << 24; /* per-dimension limit */
-    int have_format = 0, c;
+    int have_format = 0, c, li = -1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", lopts, &li)) != -1) {
+        static const int seeded[] = {O_PRESET,   O_SEED,    O_BINARY,  O_HIDDEN, O_INTER,  O_LAYERS,
+                                     O_HEADS,    O_KVHEADS, O_HEADDIM, O_VOCAB,  O_MAXPOS, O_EMBEDSTD,
+                                     O_GGUFARCH, O_POISON,  O_SHARDS,  O_PLUS2,  O_UNTIED, O_PROJNORMS};
+        for (size_t k = 0; k < sizeof seeded / sizeof *seeded; k++)
+            if (c == seeded[k] && li >= 0) o->seeded_opt = lopts[li].name;
+        li = -1;
         switch (c) {
         case 'h': usage(stdout); exit(0);
         case O_VERSION: printf("rsr-mkmodel %s\n", RSR_PROJECT_VERSION); exit(0);
@@ -1690,6 +1864,10 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_OUT:
             if (!*optarg) die("--out: empty directory name");
             o->out_dir = optarg;
+            break;
+        case O_FROM:
+            if (!*optarg) die("--from: empty directory name");
+            o->from = optarg;
             break;
         case O_PRESET: {
             *preset = NULL;
@@ -1775,6 +1953,17 @@ static void check_format_options(const opts_t *o) {
         die("--gguf-arch maple: I2_S holds at most two dimensions; the experts are stacked in three");
 }
 
+/* --from: a gguf-* format of one scale per matrix, and none of the options that describe a seeded model */
+static void check_from_options(const opts_t *o) {
+    if (!o->gguf_type || o->gguf_type == MKG_Q2_0 || o->gguf_type == MKG_Q1_0)
+        die("--from: only --format gguf-i2s, gguf-tq1 or gguf-tq2 convert a checkpoint (one scale per matrix, as "
+            "a bitnet-packed checkpoint has)");
+    if (o->seeded_opt)
+        die("--from: --%s describes a seeded model; the checkpoint's config.json gives the sizes and the "
+            "architecture is bitnet-b1.58",
+            o->seeded_opt);
+}
+
 /* maple's defaults (8 experts, 2 used, the intermediate size each, a window of 4 on every other
  * layer), checked against the sizes. */
 static void finish_maple(opts_t *o) {
@@ -1838,6 +2027,15 @@ int main(int argc, char **argv) {
     if (o.sliding_window < 0) o.sliding_window = o.gemma3 || o.maple ? 4 : 0;
     finish_format(&o);
 
+    preset_t from_sizes;
+    if (o.from) { /* the checkpoint's sizes, as if given: finish_sizes refuses what a block cannot hold */
+        check_from_options(&o);
+        source_config(&o, &from_sizes);
+        preset = &from_sizes;
+        const long sz[7] = {preset->hidden,   preset->intermediate, preset->layers, preset->heads,
+                            preset->kv_heads, preset->vocab,        preset->max_pos};
+        memcpy(ov, sz, sizeof sz);
+    }
     finish_sizes(&o, preset, ov);
     finish_maple(&o);
     if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);
@@ -1845,6 +2043,7 @@ int main(int argc, char **argv) {
     tlist_t tl = {0};
     build_tensors(&tl, &o);
     if (o.poison) check_poison(&tl, &o);
+    if (o.from) source_open(&o), source_check_names(&tl);
     if (o.gguf_type && o.shards > 1) die("--shards applies to safetensors checkpoints, not to one GGUF file");
     if ((size_t)o.shards > tl.n) die("--shards %ld is more than the %zu tensors of this model", o.shards, tl.n);
     uint64_t total = 0, params = 0;
@@ -1864,8 +2063,10 @@ int main(int argc, char **argv) {
     memset(tmp_paths, 0, nfiles * sizeof *tmp_paths);
 
     char why[256] = "--no-tokenizer";
-    cJSON *tokenizer = o.tokenizer ? synthetic_tokenizer(o.vocab, o.bos, o.eos, o.proj_norms, why, sizeof why) : NULL;
-    if (!tokenizer) fprintf(stderr, "rsr-mkmodel: no tokenizer: %s\n", why);
+    cJSON *tokenizer = !o.tokenizer ? NULL
+                       : o.from     ? source_tokenizer(&o)
+                                    : synthetic_tokenizer(o.vocab, o.bos, o.eos, o.proj_norms, why, sizeof why);
+    if (!tokenizer && !(o.from && o.tokenizer)) fprintf(stderr, "rsr-mkmodel: no tokenizer: %s\n", why);
     uint64_t bytes_written = o.gguf_type ? write_gguf(&tl, &o, tokenizer) : write_checkpoint(&tl, &o, total, tokenizer);
 
     for (size_t i = 0; i < n_out; i++) {
@@ -1877,6 +2078,7 @@ int main(int argc, char **argv) {
                  o.format == F_QWEN3_EMBED);
     free(o.chat_template);
     cJSON_Delete(tokenizer);
+    if (o.from) munmap((void *)src.map, src.size), cJSON_Delete(src.header), free(src.path);
 
     report_and_free(&o, &tl, params, bytes_written);
     return 0;

@@ -84,7 +84,8 @@ static void usage(FILE *out) {
           "  --louver-block N      keys per block of the index, 16 to 256\n"
           "  --stats               with --tokens: attention's figures per step and layer, then summed per\n"
           "                        layer and for the model: keys, bounded, scanned, kept, dense fallbacks,\n"
-          "                        the largest certified bound on the dropped mass (stderr)\n"
+          "                        the largest certified bound on the dropped mass; then the LM head's:\n"
+          "                        tokens picked and the rows whose exact logit they computed (stderr)\n"
           "\n"
           "other:\n"
           "  --logits FILE         with --tokens: write the fp32 logits of the last prompt position\n"
@@ -405,8 +406,8 @@ static void print_stats(rsr_session *s, const rsr_model_info *info, int32_t step
     }
 }
 
-/* The summary after the steps: per layer, then the whole model. */
-static void print_stats_summary(const rsr_model_info *info, const stats_total *totals) {
+/* The summary after the steps: per layer, then the whole model, then the LM head's rows. */
+static void print_stats_summary(rsr_session *s, const rsr_model_info *info, const stats_total *totals) {
     for (int32_t l = 0; l <= info->num_layers; l++) {
         const stats_total *t = &totals[l];
         char what[32];
@@ -419,6 +420,12 @@ static void print_stats_summary(const rsr_model_info *info, const stats_total *t
                 t->keys ? 100.0 * (double)t->kept / (double)t->keys : 0.0, t->fallbacks, t->heads,
                 t->heads ? 100.0 * (double)t->fallbacks / (double)t->heads : 0.0, t->dropped);
     }
+    rsr_head_stats hs;
+    check(api.session_head_stats(s, &hs), s);
+    const double all = (double)hs.picks * (double)hs.vocab;
+    fprintf(stderr, "stats head: %lld tokens picked, %lld through the int8 copy; exact rows %lld of %.0f (%.2f%%)\n",
+            (long long)hs.picks, (long long)hs.passes, (long long)hs.exact_rows, all,
+            all > 0 ? 100.0 * (double)hs.exact_rows / all : 0.0);
 }
 
 /* Opens the model (-v: how long it took and where it runs); a model that cannot open is an
@@ -543,7 +550,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     }
     putchar('\n');
     flush_stdout();
-    if (totals) print_stats_summary(info, totals), free(totals);
+    if (totals) print_stats_summary(s, info, totals), free(totals);
     if (full)
         fprintf(stderr, "rsr-run: the context is full (%d tokens): %s\n", ctx, ctx_advice(ctx, info->max_positions));
     double t2 = now();

@@ -345,13 +345,20 @@ static rsr_status approx_rows(rsr_session *s, const float *x, head_x *p) {
  * exactly; the first maximum wins. */
 static int32_t pick_greedy(const head_x *p) {
     const rsr_model *m = p->s->model;
-    if (!p->have) return full_argmax(m, p->x); /* no int8 head, or nothing it could bound */
+    rsr_head_stats *hs = &p->s->head_stats;
+    hs->picks++;
+    if (!p->have) { /* no int8 head, or nothing it could bound */
+        hs->exact_rows += m->a->vocab;
+        return full_argmax(m, p->x);
+    }
     const struct rt_head_scratch *h = p->s->head;
     int32_t best = -1;
     float best_logit = 0;
+    hs->passes++;
     for (int32_t v = 0; v < m->a->vocab; v++) {
         if (h->approx[v] + h->bound[v] < p->best_lo) continue;
         float l = dot_row(m, v, p->x);
+        hs->exact_rows++;
         if (best < 0 || rt_logit_better(l, best_logit)) best = v, best_logit = l;
     }
     return best;
@@ -426,7 +433,9 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
     if (st != RSR_OK) return st;
     struct rt_head_scratch *h = s->head;
     rt_sample_info info;
+    s->head_stats.picks++, s->head_stats.passes += p->have;
     if (!p->have || !isfinite(p->best_lo)) { /* every exact logit: only the sampler's cut leaves rows out */
+        s->head_stats.exact_rows += V;
         if (!ready) rt_lm_head_logits(s, p->x, h->cand_logit);
         *token = rt_sample(h->cand_logit, V, V, sp, rng, h->probs, h->ids, &info);
         h->skip_pass = info.kept > V / 2;
@@ -448,6 +457,7 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
     }
 #pragma omp parallel for schedule(static) num_threads(threads_of(s)) if (n > 256)
     for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], p->x);
+    s->head_stats.exact_rows += n;
     rsr_sampler_params plain = *sp;
     if (penal) {
         for (int32_t i = 0; i < n; i++)
@@ -512,6 +522,13 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
             if (st != RSR_OK) return st;
         }
     }
+    return RSR_OK;
+}
+
+rsr_status rsr_session_head_stats(const rsr_session *s, rsr_head_stats *out) {
+    if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
+    *out = s->head_stats;
+    out->vocab = s->model->a->vocab;
     return RSR_OK;
 }
 

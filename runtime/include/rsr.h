@@ -359,6 +359,20 @@ typedef struct rsr_attention_stats {
 /* Fails with RSR_ERR_INVALID_ARGUMENT for a layer out of range or before any evaluation. */
 RSR_API rsr_status rsr_session_attention_stats(const rsr_session *session, int32_t layer, rsr_attention_stats *stats);
 
+/* What the certified LM heads did since the session was created: every token picked by
+ * rsr_session_eval_greedy or rsr_session_eval_sample (or a batch's RSR_OUTPUT_GREEDY and
+ * RSR_OUTPUT_SAMPLE), and the rows whose exact fp32 logit each pick computed; the int8 copy's
+ * bounds left the others out (docs/numerics.md). A pick without the pass (no int8 copy, a hidden
+ * state outside its domain, a sampled draw after flat logits) computes every row. CPU sessions
+ * (a GPU session samples its full logits and counts nothing). */
+typedef struct rsr_head_stats {
+    int64_t picks;      /* tokens picked through the certified heads */
+    int64_t passes;     /* of those, the picks that read the int8 copy */
+    int64_t exact_rows; /* rows whose exact logit was computed, summed over the picks */
+    int32_t vocab;      /* rows of the head */
+} rsr_head_stats;
+RSR_API rsr_status rsr_session_head_stats(const rsr_session *session, rsr_head_stats *stats);
+
 /* Reading back what attention works on (CPU sessions; for analysis and benchmarks): the keys
  * (after RoPE) and values of KV head kv_head at layer `layer` for the cached positions
  * [first, first + count), as fp32 (widened exactly from the cache's kv_type: what attention

@@ -75,6 +75,7 @@ typedef struct rsr_api {
     rsr_status (*batch_eval)(rsr_batch *, const rsr_seq *, int32_t);
     rsr_status (*session_embed)(rsr_session *, const int32_t *, int32_t, int, float *);
     rsr_status (*session_eval_all)(rsr_session *, const int32_t *, int32_t, float *);
+    rsr_status (*session_head_stats)(const rsr_session *, rsr_head_stats *);
 } rsr_api;
 
 /* The ELF machine this process runs: an artifact for another (an aarch64 one on x86) is named,
@@ -268,6 +269,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(batch_eval),
         RSR_DL_SYMBOL(session_embed),
         RSR_DL_SYMBOL(session_eval_all),
+        RSR_DL_SYMBOL(session_head_stats),
 #undef RSR_DL_SYMBOL
     };
     if (!dlsym(api->handle, "rsr_api_version")) {

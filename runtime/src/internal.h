@@ -88,6 +88,7 @@ struct rsr_session {
     rt_work work;                 /* the CPU backend's activations of this session's own steps */
     struct rt_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
     struct rt_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
+    rsr_head_stats head_stats;    /* lm_head.c: what the certified heads computed (rsr_session_head_stats) */
     struct rt_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
     char err[RSR_ERRMSG_SIZE];
 };

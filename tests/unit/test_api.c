@@ -292,6 +292,9 @@ static void check_heads(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V,
     EXPECT(api.session_reset(s) == RSR_OK && api.session_reset(s2) == RSR_OK, "reset both");
     EXPECT(api.session_eval_greedy(s, &bad_tok, 1, &gt) == RSR_ERR_BAD_TOKEN, "eval_greedy of a bad token");
     EXPECT(api.session_position(s) == 0, "a refused eval_greedy must not advance the position");
+    rsr_head_stats h0, h1, e0, e1;
+    EXPECT(api.session_head_stats(s, NULL) == RSR_ERR_INVALID_ARGUMENT, "head_stats(NULL)");
+    EXPECT(api.session_head_stats(s, &h0) == RSR_OK && api.session_head_stats(s2, &e0) == RSR_OK, "head_stats");
     EXPECT(api.session_eval_greedy(s, toks, 3, &gt) == RSR_OK, "eval_greedy: %s", api.session_errmsg(s));
     EXPECT(api.session_eval(s2, toks, 3, a) == RSR_OK, "eval");
     for (int step = 0; step < 5; step++) {
@@ -300,6 +303,14 @@ static void check_heads(rsr_api api, rsr_session *s, rsr_session *s2, int32_t V,
         EXPECT(api.session_eval_greedy(s, &want, 1, &gt) == RSR_OK, "eval_greedy step %d", step);
         EXPECT(api.session_eval(s2, &want, 1, a) == RSR_OK, "eval step %d", step);
     }
+    /* six picks (a refused call counts none), each through the int8 copy (the test model has one)
+     * computing the winner's row at least; the session of full logits picked nothing */
+    EXPECT(api.session_head_stats(s, &h1) == RSR_OK && api.session_head_stats(s2, &e1) == RSR_OK, "head_stats");
+    EXPECT(h1.vocab == V && h1.picks - h0.picks == 6 && h1.passes - h0.passes == 6,
+           "head stats: %lld picks, %lld passes", (long long)(h1.picks - h0.picks), (long long)(h1.passes - h0.passes));
+    EXPECT(h1.exact_rows - h0.exact_rows >= 6 && h1.exact_rows - h0.exact_rows < 6 * (int64_t)V,
+           "head stats: %lld exact rows for 6 greedy picks of %d rows", (long long)(h1.exact_rows - h0.exact_rows), V);
+    EXPECT(e1.picks == e0.picks && e1.exact_rows == e0.exact_rows, "head stats: full logits counted as picks");
 
     /* logits from the int8 head: each within the certified bound of the exact logit, step after
      * step, and not the exact logits themselves (the copy is read) */

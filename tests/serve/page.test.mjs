@@ -68,11 +68,7 @@ test('the chat page loads, streams a reply and is photographed', async () => {
 // for its length each bring a notice with "New conversation", which empties the log; a reply that
 // ends at max tokens brings none. (The server's context is 512 positions; a "word " is 3 tokens.)
 test('the chat page shows errors and the end of the context', async () => {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     const errors = [];

@@ -823,7 +823,9 @@ static cJSON *source_tokenizer(const opts_t *o) {
     if (!tj) fprintf(stderr, "rsr-mkmodel: no tokenizer: %s does not exist\n", path);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
     char *pre = tj ? cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tj, "pre_tokenizer")) : NULL;
-    char *want = cJSON_PrintUnformatted(cJSON_CreateString(bpe_llama3_split));
+    cJSON *split = cJSON_CreateString(bpe_llama3_split);
+    char *want = cJSON_PrintUnformatted(split);
+    cJSON_Delete(split);
     if (tj && (strcmp(config_str(model, "type"), "BPE") || !pre || !strstr(pre, want) || !strstr(pre, "ByteLevel")))
         die("--from: %s is not a byte-level BPE tokenizer with Llama 3's split, which a GGUF's llama-bpe "
             "pre-tokenizer means",
@@ -2079,6 +2081,7 @@ int main(int argc, char **argv) {
     free(o.chat_template);
     cJSON_Delete(tokenizer);
     if (o.from) munmap((void *)src.map, src.size), cJSON_Delete(src.header), free(src.path);
+    if (o.from) free((char *)from_sizes.name); /* source_config's path of config.json */
 
     report_and_free(&o, &tl, params, bytes_written);
     return 0;

@@ -11,12 +11,21 @@ const launch = () => chromium.launch({
          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 
-test('the chat page loads, streams a reply and is photographed', async () => {
+/* A page of the server at a viewport width, closed afterwards; body gets it and the page errors so far. */
+async function onPage(width, body) {
   const browser = await launch();
   try {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const page = await browser.newPage({ viewport: { width, height: 800 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
+    await body(page, errors);
+  } finally {
+    await browser.close();
+  }
+}
+
+test('the chat page loads, streams a reply and is photographed', async () => {
+  await onPage(1200, async (page, errors) => {
     await page.goto(process.env.RSR_URL + '/');
     await page.waitForFunction(() => document.getElementById('model').textContent === 'small');
     assert.match(await page.textContent('#manifest'), /matrix/);
@@ -58,9 +67,7 @@ test('the chat page loads, streams a reply and is photographed', async () => {
                                { timeout: 10000 });
     await page.screenshot({ path: process.env.RSR_SCREENSHOT, fullPage: true });
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 // An error is shown as one (not as a reply), and the end of the context is said as such: a reply
@@ -68,11 +75,7 @@ test('the chat page loads, streams a reply and is photographed', async () => {
 // for its length each bring a notice with "New conversation", which empties the log; a reply that
 // ends at max tokens brings none. (The server's context is 512 positions; a "word " is 3 tokens.)
 test('the chat page shows errors and the end of the context', async () => {
-  const browser = await launch();
-  try {
-    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
+  await onPage(1200, async (page, errors) => {
     await page.goto(process.env.RSR_URL + '/');
     await page.waitForFunction(() => document.getElementById('model').textContent === 'small');
     const idle = () => page.waitForFunction(() => !document.getElementById('send').disabled, null, { timeout: 20000 });
@@ -107,18 +110,14 @@ test('the chat page shows errors and the end of the context', async () => {
     await page.click('.notice button');
     assert.deepEqual(await bubbles(), []);
     assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 // A phone's width (420 px): nothing runs off the screen (Send and New conversation were cut off
 // by the manifest's long lines widening the page), the manifest's lines wrap rather than hide,
 // and an empty conversation says so where its messages will come.
 test('the chat page fits a narrow screen', async () => {
-  const browser = await launch();
-  try {
-    const page = await browser.newPage({ viewport: { width: 420, height: 800 } });
+  await onPage(420, async (page) => {
     await page.goto(process.env.RSR_URL + '/');
     await page.waitForFunction(() => /matrix/.test(document.getElementById('manifest').textContent));
     const fit = await page.evaluate(() => {
@@ -137,7 +136,5 @@ test('the chat page fits a narrow screen', async () => {
                                           document.getElementById('log').getBoundingClientRect().top);
     assert.ok(gap < 250, `the input is ${gap} px below the empty log's top`);
     await page.screenshot({ path: process.env.RSR_SCREENSHOT.replace(/\.png$/, '-narrow.png'), fullPage: true });
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -11,8 +11,11 @@ packages=(cmake make gcc g++ python3 libcjson-dev libcurl4-openssl-dev libyaml-d
 # skipped without them); a node installation that brings its own npm is left alone.
 command -v npm >/dev/null || packages+=(nodejs npm)
 # what only the test suite uses (scripts/test.sh sets RSRC_SETUP_TESTS=1): curl for rsr-serve's
-# API tests, Chromium for its page, haproxy for its scale-out test; venv and pytest for python/
-[ "${RSRC_SETUP_TESTS:-0}" = 1 ] && packages+=(curl chromium haproxy python3-venv python3-pytest man-db)
+# API tests, Chromium for its page, haproxy for its scale-out test; venv and pytest for python/;
+# man-db for the man pages' test; PyTorch, numpy, regex and the King James Bible for the trained
+# model's tests (scripts/train_tiny.py)
+[ "${RSRC_SETUP_TESTS:-0}" = 1 ] && packages+=(curl chromium haproxy python3-venv python3-pytest man-db
+                                             python3-torch python3-numpy python3-regex bible-kjv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -25,9 +25,10 @@ rm -rf "$work" && mkdir -p "$work"
 "$build/rsrc" "$work/i2s/model.gguf" -o "$work/i2s.so"
 "$build/rsrc" "$work/tq2/model.gguf" -o "$work/tq2.so"
 
-# A verse the model learnt by heart: "Moreover the word of the LORD came unto me, saying," (30
-# verses of Jeremiah, Ezekiel and Zechariah are this formula after And, Again, Also, Then or
-# Moreover): the greedy continuation of its first three words is the rest of it, word for word
+# A verse the model learnt by heart: Ezekiel 22:1, "Moreover the word of the LORD came unto me,
+# saying," (eight verses are these words; 30 verses of Jeremiah, Ezekiel and Zechariah are the
+# formula after And, Again, Also, Then or Moreover): the greedy continuation of its first three
+# words is the rest of it, word for word
 prompt="Moreover the word"
 want=" of the LORD came unto me, saying,"
 for so in st i2s tq2; do

@@ -44,6 +44,7 @@
 #include "chat_default.h"
 #include "kv_types.h"
 #include "serve.h"
+#include "serve_gbnf.h"
 
 rsr_api api;
 
@@ -65,6 +66,9 @@ typedef struct server {
     bool strict_model;         /* "model" must name model_id (else any name gets this model) */
     bool verbose;              /* -v: the request log's probes and refusal messages */
     const char *chat_template; /* NULL: the tokenizer's */
+    serve_tool_format tool_format; /* how the template shows tools and the model calls them */
+    bool tool_marker_text;         /* the format's opening marker is text the grammar can hold */
+    int reasoning_format;          /* --reasoning-format: SERVE_REASONING_* */
     size_t max_body;
     long started;
     serve_guard *guard;
@@ -194,6 +198,36 @@ static cJSON *choice(const serve_job *j, const char *text, const char *finish, b
         cJSON_AddStringToObject(ch, "finish_reason", finish);
     else
         cJSON_AddNullToObject(ch, "finish_reason");
+    return ch;
+}
+
+/* A chat reply's calls are named after its id: call_<the id's tail>_<k>. */
+static const char *call_base(const serve_job *j) {
+    const char *dash = strrchr(j->id, '-');
+    return dash ? dash + 1 : j->id;
+}
+
+static void add_text(cJSON *o, const char *key, const char *s, size_t n) {
+    char *t = serve_utf8_clean(s, n);
+    cJSON_AddStringToObject(o, key, t ? t : "");
+    free(t);
+}
+
+/* A whole chat choice split into its parts (p->reply): thoughts as reasoning_content, the text,
+ * and the tool calls (finish_reason "tool_calls"). */
+static cJSON *chat_choice(const serve_job *j, const char *text) {
+    serve_reply_parts parts;
+    serve_split_reply((const serve_reply_shape *)&j->p.reply, text, strlen(text), true, call_base(j), &parts);
+    const bool calls = parts.tool_calls != NULL;
+    cJSON *ch = choice(j, NULL, calls ? "tool_calls" : finish_reason(j->finish), false, true);
+    cJSON *msg = cJSON_GetObjectItemCaseSensitive(ch, "message");
+    if (calls && !parts.n_content)
+        cJSON_AddNullToObject(msg, "content");
+    else
+        add_text(msg, "content", parts.content, parts.n_content);
+    if (parts.reasoning) add_text(msg, "reasoning_content", parts.reasoning, parts.n_reasoning);
+    if (calls) cJSON_AddItemToObject(msg, "tool_calls", parts.tool_calls), parts.tool_calls = NULL;
+    serve_reply_parts_free(&parts);
     return ch;
 }
 
@@ -344,16 +378,83 @@ typedef struct stream {
     int32_t lp_sent;  /* the job's logprobs sent */
     int32_t ids_sent; /* the job's token ids sent (wants_ids) */
     size_t lp_offset; /* completions: where the next one's text starts (text_offset) */
+    size_t sent_reasoning, sent_content; /* a split chat reply (p->reply): the parts' bytes sent */
 } stream;
 
+/* Queues an event after those not yet sent (json NULL: [DONE]); json is freed. */
 static void queue_event(stream *st, cJSON *json) {
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;
     if (json) cJSON_Delete(json);
     const char *payload = text ? text : "[DONE]";
-    size_t n = strlen(payload) + 8;
+    size_t n = strlen(payload) + 8, keep = st->out ? st->n_out - st->at : 0;
+    char *out = malloc(keep + n + 1);
+    if (out) {
+        if (keep) memcpy(out, st->out + st->at, keep);
+        st->n_out = keep + (size_t)snprintf(out + keep, n + 1, "data: %s\n\n", payload);
+    }
     free(st->out);
-    st->out = malloc(n + 1);
-    st->n_out = st->out ? (size_t)snprintf(st->out, n + 1, "data: %s\n\n", payload) : 0, st->at = 0;
+    st->out = out, st->at = 0;
+    if (!out) st->n_out = 0;
+    free(text);
+}
+
+/* A split chat reply's chunk: the thoughts and text that have become certain since the last
+ * (delta.reasoning_content, delta.content); at the end the rest, each tool call as OpenAI streams
+ * it (index, id, type and name first, then the arguments), and the final chunk. Under the lock. */
+static void split_events(stream *st, size_t to, serve_finish fin) {
+    serve_job *j = st->j;
+    const bool final = fin != SERVE_RUNNING;
+    char *text = serve_utf8_clean(j->text ? j->text : "", to);
+    serve_reply_parts parts;
+    serve_split_reply((const serve_reply_shape *)&j->p.reply, text ? text : "", text ? strlen(text) : 0, final,
+                      call_base(j), &parts);
+    cJSON *delta_chunk = NULL;
+    if (parts.n_reasoning > st->sent_reasoning || parts.n_content > st->sent_content) {
+        delta_chunk = envelope(st->sv, j, true);
+        cJSON *ch = choice(j, NULL, NULL, true, false), *d = cJSON_GetObjectItemCaseSensitive(ch, "delta");
+        if (parts.n_reasoning > st->sent_reasoning)
+            add_text(d, "reasoning_content", parts.reasoning + st->sent_reasoning,
+                     parts.n_reasoning - st->sent_reasoning);
+        if (parts.n_content > st->sent_content)
+            add_text(d, "content", parts.content + st->sent_content, parts.n_content - st->sent_content);
+        add_logprobs(st->sv, ch, j, st->lp_sent, j->n_lp, &st->lp_offset, NULL);
+        st->lp_sent = j->n_lp;
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(delta_chunk, "choices"), ch);
+        st->sent_reasoning = parts.n_reasoning, st->sent_content = parts.n_content;
+    }
+    if (delta_chunk) queue_event(st, delta_chunk);
+    if (final) {
+        const cJSON *call;
+        int k = 0;
+        cJSON_ArrayForEach(call, parts.tool_calls) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
+            for (int half = 0; half < 2; half++) {
+                cJSON *root = envelope(st->sv, j, true), *ch = choice(j, NULL, NULL, true, false);
+                cJSON *tc = cJSON_CreateObject(), *fn;
+                cJSON_AddNumberToObject(tc, "index", k);
+                if (!half) {
+                    cJSON_AddStringToObject(tc, "id", cJSON_GetStringValue(cJSON_GetObjectItem(call, "id")));
+                    cJSON_AddStringToObject(tc, "type", "function");
+                }
+                fn = cJSON_AddObjectToObject(tc, "function");
+                if (!half) cJSON_AddStringToObject(fn, "name", cJSON_GetStringValue(cJSON_GetObjectItem(f, "name")));
+                cJSON_AddStringToObject(fn, "arguments",
+                                        half ? cJSON_GetStringValue(cJSON_GetObjectItem(f, "arguments")) : "");
+                cJSON *list = cJSON_AddArrayToObject(cJSON_GetObjectItemCaseSensitive(ch, "delta"), "tool_calls");
+                cJSON_AddItemToArray(list, tc);
+                cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), ch);
+                queue_event(st, root);
+            }
+            k++;
+        }
+        cJSON *root = envelope(st->sv, j, true);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"),
+                             choice(j, NULL, k ? "tool_calls" : finish_reason(fin), true, false));
+        add_usage(root, &st->j, 1);
+        queue_event(st, root);
+        st->phase = 2;
+    }
+    serve_reply_parts_free(&parts);
     free(text);
 }
 
@@ -399,6 +500,18 @@ static void next_event(stream *st) {
     }
     size_t from = j->sent, to = j->ready;
     serve_finish fin = j->finish;
+    if (j->p.chat && (j->p.reply.reasoning || j->p.reply.tools) && fin != SERVE_FAILED && fin != SERVE_CANCELLED) {
+        j->sent = to;
+        free(st->out), st->out = NULL, st->n_out = st->at = 0;
+        split_events(st, to, fin);
+        serve_unlock(e);
+        if (!st->out) { /* nothing certain yet (a marker may be beginning): an empty delta */
+            cJSON *root = envelope(st->sv, j, true);
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice(j, NULL, NULL, true, false));
+            queue_event(st, root);
+        }
+        return;
+    }
     char *text = to > from ? serve_utf8_clean(j->text + from, to - from) : NULL;
     bool new_ids = ids && j->n_gen > st->ids_sent && fin != SERVE_FAILED && fin != SERVE_CANCELLED;
     j->sent = to;
@@ -465,31 +578,71 @@ static void stream_free(void *cls) {
 
 /* ---- completions ---- */
 
-/* The conversation through the chat template (under tok_lock), or NULL with a message. */
-static char *chat_text_locked(server *sv, const serve_params *p, char *err, size_t errlen) {
+/* The context a request gives the template: its own, or (tools in the generic format) without
+ * the tools and with a system message that says how to call them. NULL: out of memory. */
+static char *chat_context(const server *sv, const serve_params *p) {
+    if (!p->tools || sv->tool_format != SERVE_TOOL_GENERIC) return strdup(p->context);
+    cJSON *ctx = cJSON_Parse(p->context);
+    char *ask = serve_generic_tools_prompt(p->tools), *text = NULL;
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(ctx, "messages"), *first = cJSON_GetArrayItem(msgs, 0);
+    cJSON_DeleteItemFromObjectCaseSensitive(ctx, "tools");
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "role"));
+    const char *said = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "content"));
+    if (ctx && ask && role && !strcmp(role, "system") && said) { /* the system message says it after its own */
+        size_t n = strlen(said) + strlen(ask) + 3;
+        char *both = malloc(n);
+        if (both) snprintf(both, n, "%s\n\n%s", said, ask);
+        cJSON_ReplaceItemInObjectCaseSensitive(first, "content", cJSON_CreateString(both ? both : ask));
+        free(both);
+    } else if (ctx && ask) {
+        cJSON *sys = cJSON_CreateObject();
+        cJSON_AddStringToObject(sys, "role", "system");
+        cJSON_AddStringToObject(sys, "content", ask);
+        cJSON_InsertItemInArray(msgs, 0, sys);
+    }
+    if (ctx && ask) text = cJSON_PrintUnformatted(ctx);
+    cJSON_Delete(ctx), free(ask);
+    return text;
+}
+
+/* Whether a prompt ends inside <think> (the template opened the thoughts for the model). */
+static bool ends_in_think(const char *text, size_t len) {
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ' ')) len--;
+    return len >= 7 && !memcmp(text + len - 7, "<think>", 7);
+}
+
+/* The conversation through the chat template (under tok_lock), or NULL with a message; notes in
+ * p->reply how the reply is to be split. */
+static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t errlen) {
     size_t len = 0, cap = 4096;
-    char *text = malloc(cap);
-    rsr_status st = text ? api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1,
-                                                             text, cap, &len)
-                         : RSR_ERR_OUT_OF_MEMORY;
+    char *text = malloc(cap), *ctx = chat_context(sv, p);
+    size_t n = ctx ? strlen(ctx) : 0;
+    rsr_status st = text && ctx ? api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, ctx, n, text, cap,
+                                                                         &len)
+                                : RSR_ERR_OUT_OF_MEMORY;
     if (st == RSR_ERR_BUFFER_TOO_SMALL) {
         char *grown = realloc(text, cap = len + 1);
-        st = grown ? api.tokenizer_apply_chat_template(sv->tok, sv->chat_template, p->messages, p->n_messages, 1,
-                                                       text = grown, cap, &len)
+        st = grown ? api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, ctx, n, text = grown, cap, &len)
                    : RSR_ERR_OUT_OF_MEMORY;
     }
+    free(ctx);
     if (st != RSR_OK) {
         snprintf(err, errlen, "the chat template: %s",
                  st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
         free(text);
         return NULL;
     }
+    int format = p->reasoning_format >= 0 ? p->reasoning_format : sv->reasoning_format;
+    p->reply = (serve_reply_shape){.reasoning = format == SERVE_REASONING_DEEPSEEK,
+                                   .think_open = format == SERVE_REASONING_DEEPSEEK && ends_in_think(text, len),
+                                   .tools = p->tools != NULL,
+                                   .format = sv->tool_format};
     return text;
 }
 
 /* The prompt's tokens: the text with special tokens read as such and BOS added, or the
  * conversation through the chat template. NULL with a message on failure. */
-static int32_t *prompt_ids_locked(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
+static int32_t *prompt_ids_locked(server *sv, serve_params *p, int32_t *n, char *err, size_t errlen) {
     char *text = NULL;
     uint32_t flags = RSR_ENCODE_PARSE_SPECIAL;
     if (p->chat) {
@@ -515,7 +668,7 @@ static int32_t *prompt_ids_locked(server *sv, const serve_params *p, int32_t *n,
     return ids;
 }
 
-static int32_t *prompt_ids(server *sv, const serve_params *p, int32_t *n, char *err, size_t errlen) {
+static int32_t *prompt_ids(server *sv, serve_params *p, int32_t *n, char *err, size_t errlen) {
     if (p->prompt_ids) { /* as given, each in the vocabulary */
         char where[32];
         snprintf(where, sizeof where, p->prompt_list ? "prompt[%d]" : "prompt", p->index);
@@ -1003,6 +1156,29 @@ static void jobs_release(server *sv, serve_job **js, int32_t n) {
     free(js);
 }
 
+/* tool_choice required or a named function: the reply is calls in the model's format from its
+ * first token, their arguments under the functions' schemas (the structured output's mask). false
+ * with a 400 queued in *ret. */
+static bool tool_grammar(server *sv, struct MHD_Connection *c, serve_job *j, enum MHD_Result *ret) {
+    serve_params *p = &j->p;
+    if (!p->tools || (p->tool_choice != SERVE_TOOLS_REQUIRED && p->tool_choice != SERVE_TOOLS_NAMED)) return true;
+    if (p->grammar || p->shape)
+        return *ret = send_error(c, 400, "invalid_request_error", "tool_choice", NULL,
+                                 "'tool_choice' %s constrains the reply to tool calls: it cannot be given with "
+                                 "'grammar' or a JSON 'response_format'",
+                                 p->tool_choice == SERVE_TOOLS_NAMED ? "naming a function" : "required"),
+               false;
+    char err[512];
+    char *text = serve_tool_gbnf(sv->tool_format, p->tools, p->tool_name, p->parallel_tool_calls, sv->tool_marker_text,
+                                 err, sizeof err);
+    if (text && !(p->grammar = gbnf_compile(text, strlen(text), err, sizeof err)))
+        snprintf(err + strlen(err), sizeof err - strlen(err), " (the tools' grammar)");
+    free(text);
+    if (!p->grammar)
+        return *ret = send_error(c, 400, "invalid_request_error", "tools", NULL, "the tools' calls: %s", err), false;
+    return true;
+}
+
 /* The request's checks that need the model, each prompt's tokens, and each reply's room in the
  * context: max_tokens is cut to what fits (the reply then ends with "length"), and only a prompt
  * that leaves no room is refused (one that fills the context whole, with max_tokens 0). false
@@ -1058,7 +1234,7 @@ static bool complete_check(server *sv, struct MHD_Connection *c, serve_job **js,
         }
         if (j->p.max_tokens < 0 || j->p.max_tokens > ctx - j->n_ids) j->p.max_tokens = ctx - j->n_ids;
     }
-    return true;
+    return tool_grammar(sv, c, js[0], ret);
 }
 
 /* The embedder's job that scores every prompt of the request (echo with logprobs), or NULL when
@@ -1115,7 +1291,7 @@ static enum MHD_Result complete_reply(server *sv, struct MHD_Connection *c, serv
             cJSON_Delete(root);
             return send_error(c, 500, "server_error", NULL, NULL, "out of memory for the reply");
         }
-        cJSON *ch = choice(j, text, finish_reason(j->finish), false, true);
+        cJSON *ch = j->p.chat ? chat_choice(j, text) : choice(j, text, finish_reason(j->finish), false, true);
         size_t offset = 0;
         add_logprobs(sv, ch, j, 0, j->n_lp, &offset, plp);
         if (wants_ids(sv, j)) {
@@ -1747,6 +1923,9 @@ static void usage(FILE *out) {
           "                     (default: the model's own, else the built-in one that fits)\n"
           "  --chat-template-file FILE\n"
           "                     a Jinja chat template to use instead\n"
+          "  --reasoning-format F  deepseek (default): a reply's <think>...</think> goes to\n"
+          "                     message.reasoning_content (delta.reasoning_content streamed); none: it\n"
+          "                     stays in the content. A request's \"reasoning_format\" overrides it\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
           "  --drain S          on SIGINT, SIGTERM or SIGHUP, seconds running requests may take to finish\n"
           "                     (default 10)\n"
@@ -1857,7 +2036,7 @@ typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib, mask_budget;
-    int kv;
+    int kv, reasoning_format;
     size_t max_body;
     strlist keys, hosts, origins;
     serve_guard_params gp;
@@ -1874,6 +2053,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
                       .max_conn = 512,
                       .per_client = 64,
                       .kv = RSR_KV_DEFAULT,
+                      .reasoning_format = SERVE_REASONING_DEEPSEEK,
                       .max_body = 1 << 20,
                       .gp = {.header_timeout = 10, .body_timeout = 30}};
     enum {
@@ -1888,6 +2068,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         O_STRICT_MODEL,
         O_TEMPLATE,
         O_TEMPLATE_FILE,
+        O_REASONING,
         O_MAX_BODY,
         O_DRAIN,
         O_KV,
@@ -1919,6 +2100,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"strict-model", no_argument, 0, O_STRICT_MODEL},
         {"chat-template", required_argument, 0, O_TEMPLATE},
         {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
+        {"reasoning-format", required_argument, 0, O_REASONING},
         {"max-body", required_argument, 0, O_MAX_BODY},
         {"drain", required_argument, 0, O_DRAIN},
         {"api-key", required_argument, 0, O_KEY},
@@ -1958,6 +2140,14 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case O_STRICT_MODEL: a->strict_model = true; break;
         case O_TEMPLATE: a->chat_template = optarg; break;
         case O_TEMPLATE_FILE: a->chat_template_file = optarg; break;
+        case O_REASONING:
+            if (!strcmp(optarg, "none"))
+                a->reasoning_format = SERVE_REASONING_NONE;
+            else if (!strcmp(optarg, "deepseek") || !strcmp(optarg, "auto"))
+                a->reasoning_format = SERVE_REASONING_DEEPSEEK;
+            else
+                die("--reasoning-format: '%s' is not one of deepseek, none", optarg);
+            break;
         case O_MAX_BODY: a->max_body = (size_t)number_arg("--max-body", optarg, 16, 1L << 30); break;
         case O_DRAIN: a->drain = number_arg("--drain", optarg, 0, 3600); break;
         case O_KEY:
@@ -2050,6 +2240,25 @@ static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain
     fprintf(stderr, "rsr-serve: stopped\n");
 }
 
+/* How the template shows tools, from its rendering of a conversation offered one probe tool (a
+ * template that refuses it, or a built-in one, shows none: the generic format). */
+static void detect_tool_format(server *sv) {
+    static const char probe[] =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"rsr_probe_tool\",\"description\":\"a probe\",\"parameters\":{\"type\":"
+        "\"object\",\"properties\":{}}}}],\"add_generation_prompt\":true}";
+    char text[16384];
+    size_t len = 0;
+    sv->tool_format = SERVE_TOOL_GENERIC;
+    if (api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, probe, strlen(probe), text, sizeof text,
+                                               &len) == RSR_OK)
+        sv->tool_format = serve_tool_format_of(text, "rsr_probe_tool");
+    int32_t marker = api.tokenizer_token_id(sv->tok, "<tool_call>");
+    sv->tool_marker_text = marker < 0 || !api.tokenizer_is_special(sv->tok, marker);
+    fprintf(stderr, "rsr-serve: tool calls in the %s format (the chat template's)\n",
+            serve_tool_format_name(sv->tool_format));
+}
+
 /* What the loading thread needs, and what main needs back from it. */
 typedef struct loader {
     server *sv;
@@ -2077,6 +2286,8 @@ static void *load(void *arg) {
     if (a->chat_template_file) sv->chat_template = "model";
     if (!sv->chat_template && sv->tok)
         sv->chat_template = chat_template_for(&api, sv->tok, &sv->info); /* as rsr-run --chat */
+    sv->reasoning_format = a->reasoning_format;
+    if (sv->tok) detect_tool_format(sv);
     /* --cache-mem: whole sessions' KV caches (K and V of every layer, KV head and position) */
     double per_cache = 2.0 * sv->info.num_layers * sv->info.num_kv_heads * (double)ctx *
                        (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim);

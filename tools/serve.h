@@ -60,7 +60,24 @@ typedef struct serve_params {
     json_shape *shape;                         /* response_format's JSON: the reply's grammar, or NULL */
     gbnf_grammar *grammar;                     /* the grammar field's GBNF, or NULL (never with shape) */
     int32_t top_logprobs;                      /* and this many alternatives per token (0..20) */
+    /* chat: the template's variables as JSON text (the messages as given, tool calls and thoughts
+     * included; the tools; chat_template_kwargs; add_generation_prompt), rendered by the model's
+     * template (rsr_tokenizer_apply_chat_template_json) */
+    char *context;
+    struct cJSON *tools;     /* the functions offered (a JSON array), or NULL: none, or tool_choice none */
+    int tool_choice;         /* SERVE_TOOLS_* */
+    char *tool_name;         /* SERVE_TOOLS_NAMED: the function */
+    bool parallel_tool_calls; /* more than one call in a reply (default true) */
+    int reasoning_format;     /* SERVE_REASONING_*, or -1: the server's (--reasoning-format) */
+    struct serve_reply_shape {
+        bool reasoning;  /* split <think>...</think> off as reasoning_content */
+        bool think_open; /* the prompt ends inside <think>: the reply begins with thoughts */
+        bool tools;      /* tools were offered: parse calls in format */
+        int format;      /* serve_tool_format */
+    } reply;             /* chat: how the reply is split (set where the template renders it) */
 } serve_params;
+enum { SERVE_TOOLS_AUTO, SERVE_TOOLS_NONE, SERVE_TOOLS_REQUIRED, SERVE_TOOLS_NAMED };
+enum { SERVE_REASONING_NONE, SERVE_REASONING_DEEPSEEK };
 
 /* The log-probability of a generated token and of the most likely alternatives (the exact
  * distribution after the penalties, before the temperature and the filters). */
@@ -109,6 +126,36 @@ typedef struct serve_embed_params {
 bool serve_embed_parse(const char *body, size_t len, int32_t vocab, serve_embed_params *p, char *err, size_t errlen,
                        const char **param);
 void serve_embed_params_free(serve_embed_params *p);
+
+/* ---- serve_tools.c: a chat reply's thoughts, text and tool calls ---- */
+
+typedef enum { SERVE_TOOL_GENERIC, SERVE_TOOL_HERMES, SERVE_TOOL_LLAMA3, SERVE_TOOL_MISTRAL } serve_tool_format;
+const char *serve_tool_format_name(serve_tool_format f);
+/* The format a model's template asks for, from its rendering of a conversation offered one tool
+ * named probe_name. */
+serve_tool_format serve_tool_format_of(const char *rendered, const char *probe_name);
+/* GBNF of a reply that is only tool calls in format f: one of the tools (or the function only
+ * names), its arguments under the function's schema; one call or, with parallel, several.
+ * marker_text: the format's opening marker is text (not a special token) and begins the reply.
+ * NULL with a message in err. */
+char *serve_tool_gbnf(serve_tool_format f, const struct cJSON *tools, const char *only, bool parallel,
+                      bool marker_text, char *err, size_t errlen);
+/* What the system message asks of a model whose template shows no tools (malloc'd). */
+char *serve_generic_tools_prompt(const struct cJSON *tools);
+
+typedef struct serve_reply_shape serve_reply_shape; /* serve_params.reply */
+typedef struct serve_reply_parts {
+    const char *reasoning, *content; /* into the text split (or owned) */
+    size_t n_reasoning, n_content;
+    struct cJSON *tool_calls; /* OpenAI's tool_calls array, or NULL (final only) */
+    char *owned;
+} serve_reply_parts;
+/* Splits the reply's text s[0, n). Before the end (final false) the parts are what is certain so
+ * far: a tail that may still become a marker is held back, and calls are parsed only at the end
+ * (content then stops where they begin). Call ids are call_<id_base>_<k>. */
+void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, bool final, const char *id_base,
+                       serve_reply_parts *out);
+void serve_reply_parts_free(serve_reply_parts *p);
 
 /* ---- serve_json.c: structured output (response_format json_object, json_schema) ---- */
 

@@ -4,6 +4,7 @@
  * tools, logit_bias) named in the message, so that a client gets a 400 that says what to change.
  * A completions prompt is a text, token ids, or a list of either: one serve_params per prompt.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -22,6 +23,9 @@ void serve_params_free(serve_params *p) {
     free(p->prompt_ids);
     for (int32_t i = 0; i < p->n_messages; i++) free((char *)p->messages[i].role), free((char *)p->messages[i].content);
     free(p->messages);
+    free(p->context);
+    cJSON_Delete(p->tools);
+    free(p->tool_name);
     for (int32_t i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->model);
     free(p->cache_salt);
@@ -135,7 +139,40 @@ static bool read_content(reader *r, const cJSON *content, int i, char **out) {
     return true;
 }
 
-static bool read_messages(reader *r, const cJSON *root, serve_params *p) {
+/* An assistant turn's tool_calls as the context shows them: each {id, type, function: {name,
+ * arguments}}, the arguments an object where the string parses as one (what Hugging Face's
+ * templates expect: `tool_call.arguments | tojson`), else the string. */
+static bool read_tool_calls(reader *r, const cJSON *calls, int i, cJSON *out) {
+    if (!cJSON_IsArray(calls)) return fail(r, "messages", "messages[%d].tool_calls must be an array", i);
+    const cJSON *c;
+    int k = 0;
+    cJSON *list = cJSON_AddArrayToObject(out, "tool_calls");
+    cJSON_ArrayForEach(c, calls) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+        if (!cJSON_IsObject(c) || !name || !(cJSON_IsString(args) || cJSON_IsObject(args)))
+            return fail(r, "messages",
+                        "messages[%d].tool_calls[%d] must be {\"type\": \"function\", \"function\": {\"name\": ..., "
+                        "\"arguments\": \"{...}\"}}",
+                        i, k);
+        cJSON *call = cJSON_CreateObject(), *fn = cJSON_AddObjectToObject(call, "function");
+        cJSON_AddItemToArray(list, call);
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "id"));
+        if (id) cJSON_AddStringToObject(call, "id", id);
+        cJSON_AddStringToObject(call, "type", "function");
+        cJSON_AddStringToObject(fn, "name", name);
+        cJSON *parsed = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : cJSON_Duplicate(args, 1);
+        if (!cJSON_IsObject(parsed)) cJSON_Delete(parsed), parsed = cJSON_CreateString(args->valuestring);
+        cJSON_AddItemToObject(fn, "arguments", parsed);
+        k++;
+    }
+    return true;
+}
+
+/* The messages, each into p->messages (role and text) and into the template's context (ctx's
+ * "messages": what a chat template reads, tool calls and thoughts included). */
+static bool read_messages(reader *r, const cJSON *root, serve_params *p, cJSON *ctx) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!v) return fail(r, "messages", "'messages' is required");
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
@@ -143,25 +180,171 @@ static bool read_messages(reader *r, const cJSON *root, serve_params *p) {
     int n = cJSON_GetArraySize(v);
     p->messages = calloc((size_t)n, sizeof *p->messages);
     if (!p->messages) return fail(r, NULL, "out of memory");
+    cJSON *list = cJSON_AddArrayToObject(ctx, "messages");
     const cJSON *m;
     cJSON_ArrayForEach(m, v) {
+        const int i = p->n_messages;
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
         if (!cJSON_IsObject(m) || !cJSON_IsString(role))
-            return fail(r, "messages", "messages[%d] must be an object with a string 'role'", p->n_messages);
+            return fail(r, "messages", "messages[%d] must be an object with a string 'role'", i);
         /* "developer" is OpenAI's newer name for the system role */
         const bool developer = !strcmp(role->valuestring, "developer");
-        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
-            strcmp(role->valuestring, "assistant") && !developer)
-            return fail(r, "messages", "messages[%d].role '%.40s' is not system, developer, user or assistant",
-                        p->n_messages, role->valuestring);
+        const bool assistant = !strcmp(role->valuestring, "assistant"), tool = !strcmp(role->valuestring, "tool");
+        if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") && !assistant && !tool &&
+            !developer)
+            return fail(r, "messages", "messages[%d].role '%.40s' is not system, developer, user, assistant or tool", i,
+                        role->valuestring);
+        const cJSON *call_id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+        if (tool && !cJSON_IsString(call_id))
+            return fail(r, "messages", "messages[%d] (role tool) needs the 'tool_call_id' it answers", i);
+        const bool has_calls = assistant && calls && !cJSON_IsNull(calls);
         char *text = NULL;
-        if (!read_content(r, content, p->n_messages, &text)) return false;
-        p->messages[p->n_messages].content = text;
-        p->messages[p->n_messages].role = dup_string(developer ? "system" : role->valuestring);
+        if ((!content || cJSON_IsNull(content)) && has_calls)
+            text = dup_string("");
+        else if (!read_content(r, content, i, &text))
+            return false;
+        p->messages[i].content = text;
+        p->messages[i].role = dup_string(developer ? "system" : role->valuestring);
         p->n_messages++;
+        if (!text || !p->messages[i].role) return fail(r, NULL, "out of memory");
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddItemToArray(list, out);
+        cJSON_AddStringToObject(out, "role", p->messages[i].role);
+        if (has_calls && !*text)
+            cJSON_AddNullToObject(out, "content");
+        else
+            cJSON_AddStringToObject(out, "content", text);
+        if (has_calls && !read_tool_calls(r, calls, i, out)) return false;
+        if (tool) cJSON_AddStringToObject(out, "tool_call_id", call_id->valuestring);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "name"));
+        if (name) cJSON_AddStringToObject(out, "name", name);
+        const char *thoughts = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "reasoning_content"));
+        if (assistant && thoughts) cJSON_AddStringToObject(out, "reasoning_content", thoughts);
     }
     return true;
+}
+
+/* A function's name as OpenAI allows it: 1 to 64 of [A-Za-z0-9_-]. */
+static bool tool_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-') return false;
+    return true;
+}
+
+/* tools (functions with JSON-schema parameters, each schema one the structured output serves),
+ * tool_choice and parallel_tool_calls; the tools go into the context unless the choice is none. */
+static bool read_tools(reader *r, const cJSON *root, serve_params *p, cJSON *ctx) {
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+    p->parallel_tool_calls = true;
+    if (!flag(r, root, "parallel_tool_calls", &p->parallel_tool_calls)) return false;
+    if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
+        return fail(r, "tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
+    int n = cJSON_GetArraySize(tools), k = 0;
+    const cJSON *t, *listed_tools = n ? tools : NULL;
+    cJSON_ArrayForEach(t, listed_tools) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "type"));
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+        if (!type || strcmp(type, "function") || !cJSON_IsObject(f))
+            return fail(r, "tools", "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", k);
+        if (!name || !tool_name_ok(name))
+            return fail(r, "tools", "tools[%d].function.name must be 1 to 64 letters, digits, '_' or '-'", k);
+        for (const cJSON *u = tools->child; u != t; u = u->next)
+            if (!strcmp(name, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                                  cJSON_GetObjectItemCaseSensitive(u, "function"), "name"))))
+                return fail(r, "tools", "tools[%d].function.name '%s' is given twice", k, name);
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+        char why[400], keyword[64];
+        if (params && !cJSON_IsObject(params))
+            return fail(r, "tools", "tools[%d].function.parameters must be a JSON schema (an object)", k);
+        char *g = params ? schema_gbnf(params, why, sizeof why, keyword) : NULL;
+        if (params && !g) return fail(r, "tools", "tools[%d].function.parameters: %s", k, why);
+        free(g);
+        k++;
+    }
+    p->tool_choice = SERVE_TOOLS_AUTO;
+    if (cJSON_IsString(choice)) {
+        const char *c = choice->valuestring;
+        p->tool_choice = !strcmp(c, "auto")       ? SERVE_TOOLS_AUTO
+                         : !strcmp(c, "none")     ? SERVE_TOOLS_NONE
+                         : !strcmp(c, "required") ? SERVE_TOOLS_REQUIRED
+                                                  : -1;
+        if (p->tool_choice < 0)
+            return fail(r, "tool_choice", "'tool_choice' '%.40s' is not auto, none, required or a function", c);
+    } else if (cJSON_IsObject(choice)) {
+        const char *name = cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(choice, "function"), "name"));
+        if (!name) return fail(r, "tool_choice", "'tool_choice' as an object is {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        const cJSON *u;
+        bool found = false;
+        cJSON_ArrayForEach(u, listed_tools) found = found || !strcmp(name, cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(u, "function"), "name")));
+        if (!found) return fail(r, "tool_choice", "'tool_choice' names '%.64s', which is not among 'tools'", name);
+        p->tool_choice = SERVE_TOOLS_NAMED;
+        if (!(p->tool_name = dup_string(name))) return fail(r, NULL, "out of memory");
+    } else if (choice && !cJSON_IsNull(choice)) {
+        return fail(r, "tool_choice", "'tool_choice' must be auto, none, required or {\"type\": \"function\", ...}");
+    }
+    if (!n && (p->tool_choice == SERVE_TOOLS_REQUIRED))
+        return fail(r, "tool_choice", "'tool_choice' required needs 'tools'");
+    if (!n || p->tool_choice == SERVE_TOOLS_NONE) return true;
+    if (!(p->tools = cJSON_Duplicate(tools, 1))) return fail(r, NULL, "out of memory");
+    cJSON_AddItemToObject(ctx, "tools", cJSON_Duplicate(tools, 1));
+    return true;
+}
+
+/* chat_template_kwargs (the template's own keywords: enable_thinking), reasoning_effort (the
+ * template reads it where it knows it) and reasoning_format (none or deepseek), into the context. */
+static bool read_reasoning(reader *r, const cJSON *root, serve_params *p, cJSON *ctx) {
+    const cJSON *kw = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs"), *e;
+    const cJSON *kws = cJSON_IsObject(kw) ? kw : NULL;
+    if (kw && !cJSON_IsNull(kw) && !cJSON_IsObject(kw))
+        return fail(r, "chat_template_kwargs", "'chat_template_kwargs' must be an object of the template's variables");
+    cJSON_ArrayForEach(e, kws) {
+        if (!strcmp(e->string, "messages") || !strcmp(e->string, "tools") ||
+            !strcmp(e->string, "add_generation_prompt"))
+            return fail(r, "chat_template_kwargs", "'chat_template_kwargs' cannot set '%s': the request's own field does",
+                        e->string);
+        cJSON_DeleteItemFromObjectCaseSensitive(ctx, e->string);
+        cJSON_AddItemToObject(ctx, e->string, cJSON_Duplicate(e, 1));
+    }
+    const cJSON *effort = cJSON_GetObjectItemCaseSensitive(root, "reasoning_effort");
+    if (effort && !cJSON_IsNull(effort)) {
+        const char *v = cJSON_GetStringValue(effort);
+        if (!v || (strcmp(v, "minimal") && strcmp(v, "low") && strcmp(v, "medium") && strcmp(v, "high")))
+            return fail(r, "reasoning_effort", "'reasoning_effort' must be minimal, low, medium or high");
+        if (!cJSON_GetObjectItemCaseSensitive(ctx, "reasoning_effort")) cJSON_AddStringToObject(ctx, "reasoning_effort", v);
+    }
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "reasoning_format");
+    p->reasoning_format = -1;
+    if (format && !cJSON_IsNull(format)) {
+        const char *v = cJSON_GetStringValue(format);
+        p->reasoning_format = !v ? -2 : !strcmp(v, "none") ? SERVE_REASONING_NONE
+                                    : !strcmp(v, "deepseek") || !strcmp(v, "auto") ? SERVE_REASONING_DEEPSEEK
+                                                                                  : -2;
+        if (p->reasoning_format == -2)
+            return fail(r, "reasoning_format", "'reasoning_format' must be none, deepseek or auto");
+    }
+    return true;
+}
+
+/* The chat's fields: messages, tools, the template's keywords; the context as JSON text. */
+static bool read_chat(reader *r, const cJSON *root, serve_params *p) {
+    cJSON *ctx = cJSON_CreateObject();
+    if (!ctx) return fail(r, NULL, "out of memory");
+    bool ok = read_messages(r, root, p, ctx) && read_tools(r, root, p, ctx) && read_reasoning(r, root, p, ctx);
+    if (ok) {
+        cJSON_DeleteItemFromObjectCaseSensitive(ctx, "add_generation_prompt");
+        cJSON_AddTrueToObject(ctx, "add_generation_prompt");
+        if (!(p->context = cJSON_PrintUnformatted(ctx))) ok = fail(r, NULL, "out of memory");
+    }
+    cJSON_Delete(ctx);
+    return ok;
 }
 
 /* Whether a field the server does not do asks for something: present and not null, false, 0
@@ -249,14 +432,16 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "presence_penalty",
                                          "frequency_penalty",
                                          "return_token_ids"};
-    static const char *const unserved[] = {"tools",   "functions", "tool_choice", "parallel_tool_calls",
-                                           "best_of", "suffix",    "echo",        "logit_bias",
-                                           "store",   "metadata"};
+    static const char *const chat_only[] = {"tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs",
+                                            "reasoning_effort", "reasoning_format"};
+    static const char *const unserved[] = {"functions", "function_call", "best_of", "suffix", "echo",
+                                           "logit_bias", "store",         "metadata"};
     static __thread char name[64];
     const cJSON *f;
     cJSON_ArrayForEach(f, root) {
         if (!strcmp(f->string, chat ? "messages" : "prompt") || (!chat && !strcmp(f->string, "echo")) ||
-            listed(f->string, served, sizeof served / sizeof *served))
+            listed(f->string, served, sizeof served / sizeof *served) ||
+            (chat && listed(f->string, chat_only, sizeof chat_only / sizeof *chat_only)))
             continue;
         snprintf(name, sizeof name, "%s", f->string);
         if (!listed(f->string, unserved, sizeof unserved / sizeof *unserved))
@@ -367,7 +552,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, ser
         p->cache_salt = dup_string(salt->valuestring);
     }
     if (chat) {
-        if (!read_messages(r, root, p)) return false;
+        if (!read_chat(r, root, p)) return false;
     } else if (!read_prompt(r, root, which, p)) {
         return false;
     }

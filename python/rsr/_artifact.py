@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 13  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 14  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):
@@ -95,6 +95,9 @@ _SIGNATURES = {
                                                           ctypes.c_int32, ctypes.c_int, ctypes.c_char_p,
                                                           ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     "rsr_tokenizer_set_chat_template": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_size_t]),
+    "rsr_tokenizer_apply_chat_template_json": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                                               ctypes.c_char_p, ctypes.c_size_t,
+                                                               ctypes.POINTER(ctypes.c_size_t)]),
     "rsr_batch_create": (ctypes.c_int, [_P, ctypes.c_int32, ctypes.POINTER(_P)]),
     "rsr_batch_free": (None, [_P]),
     "rsr_batch_errmsg": (ctypes.c_char_p, [_P]),

@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 13
+#define RSR_API_VERSION 14
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -522,6 +522,16 @@ RSR_API rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *tokenizer, c
                                                      const rsr_chat_message *messages, int32_t n_messages,
                                                      int add_generation_prompt, char *text, size_t capacity,
                                                      size_t *len);
+/* As rsr_tokenizer_apply_chat_template, with the template's variables given as a JSON object
+ * (context_len bytes): "messages" as an OpenAI chat request gives them (an assistant turn's
+ * tool_calls with their arguments, a tool message's tool_call_id, reasoning_content),
+ * "tools", "add_generation_prompt", and any keyword the template reads ("enable_thinking",
+ * "reasoning_effort": chat_template_kwargs). The built-in templates take the messages' roles and
+ * text and refuse tools. RSR_ERR_INVALID_ARGUMENT when the context is not a JSON object.
+ * (API version 14) */
+RSR_API rsr_status rsr_tokenizer_apply_chat_template_json(rsr_tokenizer *tokenizer, const char *name,
+                                                          const char *context, size_t context_len, char *text,
+                                                          size_t capacity, size_t *len);
 
 #ifdef __cplusplus
 }

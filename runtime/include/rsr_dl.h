@@ -69,6 +69,8 @@ typedef struct rsr_api {
     rsr_status (*tokenizer_apply_chat_template)(rsr_tokenizer *, const char *, const rsr_chat_message *, int32_t, int,
                                                 char *, size_t, size_t *);
     rsr_status (*tokenizer_set_chat_template)(rsr_tokenizer *, const char *, size_t);
+    rsr_status (*tokenizer_apply_chat_template_json)(rsr_tokenizer *, const char *, const char *, size_t, char *,
+                                                     size_t, size_t *);
     rsr_status (*batch_create)(rsr_model *, int32_t, rsr_batch **);
     void (*batch_free)(rsr_batch *);
     const char *(*batch_errmsg)(const rsr_batch *);
@@ -263,6 +265,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(tokenizer_is_special),
         RSR_DL_SYMBOL(tokenizer_apply_chat_template),
         RSR_DL_SYMBOL(tokenizer_set_chat_template),
+        RSR_DL_SYMBOL(tokenizer_apply_chat_template_json),
         RSR_DL_SYMBOL(batch_create),
         RSR_DL_SYMBOL(batch_free),
         RSR_DL_SYMBOL(batch_errmsg),

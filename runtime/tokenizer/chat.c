@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "jinja.h"
 #include "tokenizer.h"
 
@@ -141,6 +143,38 @@ static rsr_status render_model(rsr_tokenizer *t, bytes *b, const rsr_chat_messag
     return ok ? RSR_OK : tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
 }
 
+static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                                           "<|eot_id|>", NULL};
+static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
+static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
+
+/* The template a name stands for: *needs the tokens of the built-in one, NULL for the model's own. */
+static rsr_status resolve(rsr_tokenizer *t, const char **name, const char *const **needs) {
+    if (!*name) *name = t->chat_template;
+    if (!*name)
+        return tok_error(t, RSR_ERR_NOT_FOUND,
+                         "chat: the model has no chat template of its own and its vocabulary suits no built-in one; "
+                         "name one (llama3, bitnet, llama2)");
+    if (strcmp(*name, "model") == 0 && !t->jinja)
+        return tok_error(t, RSR_ERR_NOT_FOUND,
+                         "chat: the model has no chat template of its own (its checkpoint shipped none); name a "
+                         "built-in one (llama3, bitnet, llama2)");
+    *needs = NULL;
+    if (strcmp(*name, "llama3") == 0)
+        *needs = needs_llama3;
+    else if (strcmp(*name, "bitnet") == 0)
+        *needs = needs_bitnet;
+    else if (strcmp(*name, "llama2") == 0)
+        *needs = needs_llama2;
+    else if (strcmp(*name, "model") != 0)
+        return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (model, llama3, bitnet, llama2)", *name);
+    for (const char *const *k = *needs; k && *k; k++)
+        if (rsr_tokenizer_token_id(t, *k) < 0)
+            return tok_error(t, RSR_ERR_NOT_FOUND,
+                             "chat: template '%s' needs the token '%s', which this vocabulary lacks", *name, *k);
+    return RSR_OK;
+}
+
 rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name, const rsr_chat_message *messages,
                                              int32_t n, int add_generation_prompt, char *text, size_t capacity,
                                              size_t *len) {
@@ -151,32 +185,9 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
     for (int32_t i = 0; i < n; i++)
         if (!messages[i].role || !messages[i].content)
             return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: message %d has a NULL role or content", i);
-    if (!name) name = t->chat_template;
-    if (!name)
-        return tok_error(t, RSR_ERR_NOT_FOUND,
-                         "chat: the model has no chat template of its own and its vocabulary suits no built-in one; "
-                         "name one (llama3, bitnet, llama2)");
-    if (strcmp(name, "model") == 0 && !t->jinja)
-        return tok_error(t, RSR_ERR_NOT_FOUND,
-                         "chat: the model has no chat template of its own (its checkpoint shipped none); name a "
-                         "built-in one (llama3, bitnet, llama2)");
-    static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                                               "<|eot_id|>", NULL};
-    static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
-    static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
-    const char *const *needs = NULL; /* NULL: the model's own */
-    if (strcmp(name, "llama3") == 0)
-        needs = needs_llama3;
-    else if (strcmp(name, "bitnet") == 0)
-        needs = needs_bitnet;
-    else if (strcmp(name, "llama2") == 0)
-        needs = needs_llama2;
-    else if (strcmp(name, "model") != 0)
-        return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (model, llama3, bitnet, llama2)", name);
-    for (const char *const *k = needs; k && *k; k++)
-        if (rsr_tokenizer_token_id(t, *k) < 0)
-            return tok_error(t, RSR_ERR_NOT_FOUND,
-                             "chat: template '%s' needs the token '%s', which this vocabulary lacks", name, *k);
+    const char *const *needs;
+    rsr_status st = resolve(t, &name, &needs);
+    if (st != RSR_OK) return st;
     chat_tokens k = {needs ? needs[0] : NULL, needs == needs_llama2 ? "</s>" : NULL};
 
     /* Contents are text people typed or a model sampled: invalid UTF-8 is read as U+FFFD. */
@@ -187,7 +198,6 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
         ok = utf8_sanitize(&c, messages[i].content, strlen(messages[i].content));
         clean[i] = (rsr_chat_message){messages[i].role, c.p};
     }
-    rsr_status st = RSR_OK;
     bytes *b = &t->normed;
     b->len = 0;
     ok = ok && bytes_append(b, "", 0);
@@ -203,5 +213,81 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
     free(clean);
     if (!ok) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
     if (st != RSR_OK) return st;
+    return tok_copy_out(t, b->p, b->len, text, capacity, len);
+}
+
+/* A built-in template over a JSON context: its messages' roles and text contents (a list of text
+ * parts joined by newlines; null: empty); tools and tool calls are the model's own template's. */
+static rsr_status builtin_from_context(rsr_tokenizer *t, const char *name, const cJSON *ctx, char *text,
+                                       size_t capacity, size_t *len) {
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(ctx, "messages"), *m;
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(ctx, "tools");
+    if (cJSON_GetArraySize(tools) > 0)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT,
+                         "chat template '%s' (built in) cannot show tools: the model's own template can", name);
+    if (!cJSON_IsArray(msgs)) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: the context has no messages list");
+    int n = cJSON_GetArraySize(msgs), i = 0;
+    rsr_chat_message *mm = calloc((size_t)n + 1, sizeof *mm);
+    char **owned = calloc((size_t)n + 1, sizeof *owned);
+    rsr_status st = mm && owned ? RSR_OK : tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
+    cJSON_ArrayForEach(m, msgs) {
+        if (st != RSR_OK) break;
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content"), *part;
+        const cJSON *parts = cJSON_IsArray(c) ? c : NULL;
+        if (!role) {
+            st = tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: message %d has no role", i);
+            break;
+        }
+        bytes b = {0};
+        bool ok = bytes_append(&b, "", 0);
+        if (cJSON_IsString(c)) ok = append(&b, c->valuestring);
+        cJSON_ArrayForEach(part, parts) {
+            const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "text"));
+            if (s && ok) ok = (b.len == 0 || bytes_append(&b, "\n", 1)) && append(&b, s);
+        }
+        if (!ok) st = tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
+        owned[i] = b.p, mm[i] = (rsr_chat_message){role, b.p ? b.p : ""}, i++;
+    }
+    const cJSON *gen = cJSON_GetObjectItemCaseSensitive(ctx, "add_generation_prompt");
+    if (st == RSR_OK)
+        st = rsr_tokenizer_apply_chat_template(t, name, mm, n, gen ? cJSON_IsTrue(gen) : 1, text, capacity, len);
+    for (int k = 0; owned && k < n; k++) free(owned[k]);
+    free(owned), free(mm);
+    return st;
+}
+
+rsr_status rsr_tokenizer_apply_chat_template_json(rsr_tokenizer *t, const char *name, const char *context,
+                                                  size_t context_len, char *text, size_t capacity, size_t *len) {
+    if (len) *len = 0;
+    if (!t || !t->text) return RSR_ERR_INVALID_ARGUMENT;
+    if (!len || !context || (capacity && !text))
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: context, text and len must not be NULL");
+    const char *const *needs;
+    rsr_status st = resolve(t, &name, &needs);
+    if (st != RSR_OK) return st;
+    cJSON *ctx = cJSON_ParseWithLength(context, context_len);
+    if (!cJSON_IsObject(ctx)) {
+        cJSON_Delete(ctx);
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat: the context is not a JSON object");
+    }
+    if (needs) {
+        st = builtin_from_context(t, name, ctx, text, capacity, len);
+        cJSON_Delete(ctx);
+        return st;
+    }
+    char bos[128], eos[128], why[256], *out = NULL;
+    size_t out_len = 0;
+    int r = jinja_render_context(t->jinja, ctx, token_text(t, t->bos_id, bos), token_text(t, t->eos_id, eos), &out,
+                                 &out_len, why, sizeof why);
+    cJSON_Delete(ctx);
+    if (r > 0)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat template (the model's) refuses the conversation: %s", why);
+    if (r < 0) return tok_error(t, RSR_ERR_FORMAT, "chat template (the model's): %s", why);
+    bytes *b = &t->normed;
+    b->len = 0;
+    bool ok = bytes_append(b, out, out_len);
+    free(out);
+    if (!ok) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
     return tok_copy_out(t, b->p, b->len, text, capacity, len);
 }

@@ -26,4 +26,13 @@ void jinja_free(jinja_template *t);
 int jinja_render(const jinja_template *t, const jinja_message *messages, int n, int add_generation_prompt,
                  const char *bos_token, const char *eos_token, char **out, size_t *out_len, char *err, size_t errlen);
 
+/* Renders with every key of context (a JSON object) as a variable: messages as OpenAI's chat
+ * requests give them (tool_calls, tool_call_id, ...), tools, add_generation_prompt and the
+ * template's own keywords (enable_thinking, reasoning_effort). bos_token and eos_token as above,
+ * unless the context names them. Returns as jinja_render. */
+struct cJSON;
+#define JINJA_MAX_JSON_DEPTH 128 /* the context's nesting */
+int jinja_render_context(const jinja_template *t, const struct cJSON *context, const char *bos_token,
+                         const char *eos_token, char **out, size_t *out_len, char *err, size_t errlen);
+
 #endif

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 enum { EXEC_OK, EXEC_BREAK, EXEC_CONTINUE };
 
 struct jscope {
@@ -372,8 +374,36 @@ static jv builtin(jctx *c, jfunc_id id) {
     return v;
 }
 
-static jscope *globals(jctx *c, const jinja_message *m, int n, int add_generation_prompt, const char *bos,
-                       const char *eos) {
+/* A JSON value as a template value: strings point into the JSON, which outlives the render. */
+static jv from_json(jctx *c, const cJSON *j, int depth) {
+    if (depth > JINJA_MAX_JSON_DEPTH)
+        jinja_fail(&c->e, 0, "the context nests deeper than %d levels", JINJA_MAX_JSON_DEPTH);
+    if (cJSON_IsNull(j)) return (jv){JV_NONE, {0}};
+    if (cJSON_IsBool(j)) return vbool(cJSON_IsTrue(j));
+    if (cJSON_IsNumber(j)) {
+        double x = j->valuedouble;
+        return vnum(x == floor(x) && fabs(x) < 9007199254740992.0 ? JV_INT : JV_FLOAT, x);
+    }
+    if (cJSON_IsString(j)) return vstr((jstr){j->valuestring, strlen(j->valuestring)});
+    int n = cJSON_GetArraySize(j), i = 0;
+    const cJSON *e;
+    jv v = {cJSON_IsArray(j) ? JV_LIST : JV_DICT, {0}};
+    if (cJSON_IsArray(j)) {
+        v.u.l = jx_list(c, n, 0);
+        cJSON_ArrayForEach(e, j) v.u.l->v[i++] = from_json(c, e, depth + 1);
+    } else if (cJSON_IsObject(j)) {
+        v.u.d = jx_dict(c, n ? n : 1, 0);
+        cJSON_ArrayForEach(e, j) jx_dict_set(c, v.u.d, (jstr){e->string, strlen(e->string)}, from_json(c, e, depth + 1), 0);
+    } else {
+        return undef;
+    }
+    return v;
+}
+
+/* The names every template sees (true, none, range, raise_exception, ...), then either the
+ * messages as {role, content} dicts and add_generation_prompt, or every key of the JSON context. */
+static jscope *globals(jctx *c, const jinja_message *m, int n, int add_generation_prompt, const cJSON *context,
+                       const char *bos, const char *eos) {
     static const char *names[] = {"false", "true", "False", "True"};
     jscope *g = new_scope(c, NULL, 0);
     for (int i = 0; i < 4; i++) assign_c(c, g, names[i], vbool(i & 1));
@@ -383,6 +413,13 @@ static jscope *globals(jctx *c, const jinja_message *m, int n, int add_generatio
     assign_c(c, g, "raise_exception", builtin(c, F_RAISE));
     assign_c(c, g, "range", builtin(c, F_RANGE));
     assign_c(c, g, "strftime_now", builtin(c, F_STRFTIME));
+    if (bos) assign_c(c, g, "bos_token", vstr((jstr){bos, strlen(bos)}));
+    if (eos) assign_c(c, g, "eos_token", vstr((jstr){eos, strlen(eos)}));
+    if (context) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, context) assign_c(c, g, e->string, from_json(c, e, 1));
+        return g;
+    }
     jlist *l = jx_list(c, n, 0);
     for (int i = 0; i < n; i++) {
         jdict *d = jx_dict(c, 2, 0);
@@ -397,13 +434,12 @@ static jscope *globals(jctx *c, const jinja_message *m, int n, int add_generatio
     msgs.u.l = l;
     assign_c(c, g, "messages", msgs);
     assign_c(c, g, "add_generation_prompt", vbool(add_generation_prompt));
-    if (bos) assign_c(c, g, "bos_token", vstr((jstr){bos, strlen(bos)}));
-    if (eos) assign_c(c, g, "eos_token", vstr((jstr){eos, strlen(eos)}));
     return g;
 }
 
-int jinja_render(const jinja_template *t, const jinja_message *messages, int n, int add_generation_prompt,
-                 const char *bos_token, const char *eos_token, char **out, size_t *out_len, char *err, size_t errlen) {
+static int render(const jinja_template *t, const jinja_message *messages, int n, int add_generation_prompt,
+                  const cJSON *context, const char *bos_token, const char *eos_token, char **out, size_t *out_len,
+                  char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (out) *out = NULL;
     if (out_len) *out_len = 0;
@@ -421,7 +457,7 @@ int jinja_render(const jinja_template *t, const jinja_message *messages, int n, 
         rc = c->raised ? 1 : -1;
         free(c->out.p);
     } else {
-        jscope *g = globals(c, messages, n, add_generation_prompt, bos_token, eos_token);
+        jscope *g = globals(c, messages, n, add_generation_prompt, context, bos_token, eos_token);
         int r = exec_block(c, g, &t->body);
         if (r != EXEC_OK)
             jinja_fail(&c->e, c->jump_line, "'%s' outside a loop", r == EXEC_BREAK ? "break" : "continue");
@@ -433,4 +469,18 @@ int jinja_render(const jinja_template *t, const jinja_message *messages, int n, 
     jinja_arena_free(&c->arena);
     free(c);
     return rc;
+}
+
+int jinja_render(const jinja_template *t, const jinja_message *messages, int n, int add_generation_prompt,
+                 const char *bos_token, const char *eos_token, char **out, size_t *out_len, char *err, size_t errlen) {
+    return render(t, messages, n, add_generation_prompt, NULL, bos_token, eos_token, out, out_len, err, errlen);
+}
+
+int jinja_render_context(const jinja_template *t, const cJSON *context, const char *bos_token, const char *eos_token,
+                         char **out, size_t *out_len, char *err, size_t errlen) {
+    if (!cJSON_IsObject(context)) {
+        if (err && errlen) snprintf(err, errlen, "the context is not a JSON object");
+        return -1;
+    }
+    return render(t, NULL, 0, 0, context, bos_token, eos_token, out, out_len, err, errlen);
 }

@@ -62,10 +62,10 @@ typedef struct server {
     rsr_model_info info;
     serve_engine *e;
     embedder *emb;
-    const char *model_id;      /* what /v1/models lists and responses name */
-    bool strict_model;         /* "model" must name model_id (else any name gets this model) */
-    bool verbose;              /* -v: the request log's probes and refusal messages */
-    const char *chat_template; /* NULL: the tokenizer's */
+    const char *model_id;          /* what /v1/models lists and responses name */
+    bool strict_model;             /* "model" must name model_id (else any name gets this model) */
+    bool verbose;                  /* -v: the request log's probes and refusal messages */
+    const char *chat_template;     /* NULL: the tokenizer's */
     serve_tool_format tool_format; /* how the template shows tools and the model calls them */
     bool tool_marker_text;         /* the format's opening marker is text the grammar can hold */
     int reasoning_format;          /* --reasoning-format: SERVE_REASONING_* */
@@ -617,9 +617,9 @@ static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t err
     size_t len = 0, cap = 4096;
     char *text = malloc(cap), *ctx = chat_context(sv, p);
     size_t n = ctx ? strlen(ctx) : 0;
-    rsr_status st = text && ctx ? api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, ctx, n, text, cap,
-                                                                         &len)
-                                : RSR_ERR_OUT_OF_MEMORY;
+    rsr_status st = text && ctx
+                        ? api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, ctx, n, text, cap, &len)
+                        : RSR_ERR_OUT_OF_MEMORY;
     if (st == RSR_ERR_BUFFER_TOO_SMALL) {
         char *grown = realloc(text, cap = len + 1);
         st = grown ? api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, ctx, n, text = grown, cap, &len)

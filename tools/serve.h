@@ -64,9 +64,9 @@ typedef struct serve_params {
      * included; the tools; chat_template_kwargs; add_generation_prompt), rendered by the model's
      * template (rsr_tokenizer_apply_chat_template_json) */
     char *context;
-    struct cJSON *tools;     /* the functions offered (a JSON array), or NULL: none, or tool_choice none */
-    int tool_choice;         /* SERVE_TOOLS_* */
-    char *tool_name;         /* SERVE_TOOLS_NAMED: the function */
+    struct cJSON *tools;      /* the functions offered (a JSON array), or NULL: none, or tool_choice none */
+    int tool_choice;          /* SERVE_TOOLS_* */
+    char *tool_name;          /* SERVE_TOOLS_NAMED: the function */
     bool parallel_tool_calls; /* more than one call in a reply (default true) */
     int reasoning_format;     /* SERVE_REASONING_*, or -1: the server's (--reasoning-format) */
     struct serve_reply_shape {
@@ -138,8 +138,8 @@ serve_tool_format serve_tool_format_of(const char *rendered, const char *probe_n
  * names), its arguments under the function's schema; one call or, with parallel, several.
  * marker_text: the format's opening marker is text (not a special token) and begins the reply.
  * NULL with a message in err. */
-char *serve_tool_gbnf(serve_tool_format f, const struct cJSON *tools, const char *only, bool parallel,
-                      bool marker_text, char *err, size_t errlen);
+char *serve_tool_gbnf(serve_tool_format f, const struct cJSON *tools, const char *only, bool parallel, bool marker_text,
+                      char *err, size_t errlen);
 /* What the system message asks of a model whose template shows no tools (malloc'd). */
 char *serve_generic_tools_prompt(const struct cJSON *tools);
 

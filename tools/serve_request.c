@@ -279,11 +279,14 @@ static bool read_tools(reader *r, const cJSON *root, serve_params *p, cJSON *ctx
     } else if (cJSON_IsObject(choice)) {
         const char *name = cJSON_GetStringValue(
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(choice, "function"), "name"));
-        if (!name) return fail(r, "tool_choice", "'tool_choice' as an object is {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        if (!name)
+            return fail(r, "tool_choice",
+                        "'tool_choice' as an object is {\"type\": \"function\", \"function\": {\"name\": ...}}");
         const cJSON *u;
         bool found = false;
-        cJSON_ArrayForEach(u, listed_tools) found = found || !strcmp(name, cJSON_GetStringValue(
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(u, "function"), "name")));
+        cJSON_ArrayForEach(u, listed_tools) found =
+            found || !strcmp(name, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                                       cJSON_GetObjectItemCaseSensitive(u, "function"), "name")));
         if (!found) return fail(r, "tool_choice", "'tool_choice' names '%.64s', which is not among 'tools'", name);
         p->tool_choice = SERVE_TOOLS_NAMED;
         if (!(p->tool_name = dup_string(name))) return fail(r, NULL, "out of memory");
@@ -308,8 +311,8 @@ static bool read_reasoning(reader *r, const cJSON *root, serve_params *p, cJSON 
     cJSON_ArrayForEach(e, kws) {
         if (!strcmp(e->string, "messages") || !strcmp(e->string, "tools") ||
             !strcmp(e->string, "add_generation_prompt"))
-            return fail(r, "chat_template_kwargs", "'chat_template_kwargs' cannot set '%s': the request's own field does",
-                        e->string);
+            return fail(r, "chat_template_kwargs",
+                        "'chat_template_kwargs' cannot set '%s': the request's own field does", e->string);
         cJSON_DeleteItemFromObjectCaseSensitive(ctx, e->string);
         cJSON_AddItemToObject(ctx, e->string, cJSON_Duplicate(e, 1));
     }
@@ -318,15 +321,17 @@ static bool read_reasoning(reader *r, const cJSON *root, serve_params *p, cJSON 
         const char *v = cJSON_GetStringValue(effort);
         if (!v || (strcmp(v, "minimal") && strcmp(v, "low") && strcmp(v, "medium") && strcmp(v, "high")))
             return fail(r, "reasoning_effort", "'reasoning_effort' must be minimal, low, medium or high");
-        if (!cJSON_GetObjectItemCaseSensitive(ctx, "reasoning_effort")) cJSON_AddStringToObject(ctx, "reasoning_effort", v);
+        if (!cJSON_GetObjectItemCaseSensitive(ctx, "reasoning_effort"))
+            cJSON_AddStringToObject(ctx, "reasoning_effort", v);
     }
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "reasoning_format");
     p->reasoning_format = -1;
     if (format && !cJSON_IsNull(format)) {
         const char *v = cJSON_GetStringValue(format);
-        p->reasoning_format = !v ? -2 : !strcmp(v, "none") ? SERVE_REASONING_NONE
-                                    : !strcmp(v, "deepseek") || !strcmp(v, "auto") ? SERVE_REASONING_DEEPSEEK
-                                                                                  : -2;
+        p->reasoning_format = !v                                             ? -2
+                              : !strcmp(v, "none")                           ? SERVE_REASONING_NONE
+                              : !strcmp(v, "deepseek") || !strcmp(v, "auto") ? SERVE_REASONING_DEEPSEEK
+                                                                             : -2;
         if (p->reasoning_format == -2)
             return fail(r, "reasoning_format", "'reasoning_format' must be none, deepseek or auto");
     }
@@ -432,10 +437,10 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "presence_penalty",
                                          "frequency_penalty",
                                          "return_token_ids"};
-    static const char *const chat_only[] = {"tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs",
-                                            "reasoning_effort", "reasoning_format"};
-    static const char *const unserved[] = {"functions", "function_call", "best_of", "suffix", "echo",
-                                           "logit_bias", "store",         "metadata"};
+    static const char *const chat_only[] = {
+        "tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs", "reasoning_effort", "reasoning_format"};
+    static const char *const unserved[] = {"functions", "function_call", "best_of", "suffix",
+                                           "echo",      "logit_bias",    "store",   "metadata"};
     static __thread char name[64];
     const cJSON *f;
     cJSON_ArrayForEach(f, root) {

@@ -71,22 +71,24 @@ char *serve_tool_gbnf(serve_tool_format f, const cJSON *tools, const char *only,
     cJSON_Delete(schema);
     if (!calls) return NULL;
     /* the reply's rule is the format's around `call`, the schema's rule */
-    const char *more = parallel ? "*" : "";
-    char root[512];
+    /* with parallel_tool_calls, more calls after the first (each in its own markers for hermes) */
+    const char *open = "", *sep = "", *close = "";
     switch (f) {
     case SERVE_TOOL_HERMES:
-        if (marker_text)
-            snprintf(root, sizeof root,
-                     "root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\" (\"\\n<tool_call>\\n\" call "
-                     "\"\\n</tool_call>\")%s\n",
-                     more);
-        else
-            snprintf(root, sizeof root, "root ::= call (\"\\n\" call)%s\n", more);
+        open = marker_text ? "\"<tool_call>\\n\" " : "", close = marker_text ? " \"\\n</tool_call>\"" : "";
         break;
-    case SERVE_TOOL_LLAMA3: snprintf(root, sizeof root, "root ::= call\n"); break;
-    case SERVE_TOOL_MISTRAL: snprintf(root, sizeof root, "root ::= \"[\" call (\",\" call)%s \"]\"\n", more); break;
-    default: snprintf(root, sizeof root, "root ::= \"{\\\"tool_calls\\\":[\" call (\",\" call)%s \"]}\"\n", more);
+    case SERVE_TOOL_LLAMA3: break; /* one call: the template asks for one */
+    case SERVE_TOOL_MISTRAL: open = "\"[\" ", sep = "\",\"", close = " \"]\""; break;
+    default: open = "\"{\\\"tool_calls\\\":[\" ", sep = "\",\"", close = " \"]}\"";
     }
+    char root[512];
+    if (f == SERVE_TOOL_HERMES)
+        snprintf(root, sizeof root, "root ::= one%s\none ::= %scall%s\n", parallel ? " (\"\\n\" one)*" : "", open,
+                 close);
+    else if (f == SERVE_TOOL_LLAMA3 || !parallel)
+        snprintf(root, sizeof root, "root ::= %scall%s\n", open, close);
+    else
+        snprintf(root, sizeof root, "root ::= %scall (%s call)*%s\n", open, sep, close);
     size_t n = strlen(root) + strlen(calls) + 8;
     char *text = malloc(n);
     if (!text) {
@@ -263,8 +265,8 @@ static size_t calls_start(serve_tool_format f, const char *s, size_t n, size_t *
     /* the others: a reply that begins with the call's JSON (after the marker token, which is not text) */
     size_t i = skip_space(s, 0, n);
     if (i == n) return *hold = n, n;
-    if (f == SERVE_TOOL_MISTRAL ? s[i] == '[' : s[i] == '{') return i;
-    if (f == SERVE_TOOL_LLAMA3 && !strncmp(s + i, "<|python_tag|>", n - i < 14 ? n - i : 14)) return i;
+    if (f == SERVE_TOOL_MISTRAL ? s[i] == '[' : s[i] == '{') return 0; /* the white space before is no text */
+    if (f == SERVE_TOOL_LLAMA3 && !strncmp(s + i, "<|python_tag|>", n - i < 14 ? n - i : 14)) return 0;
     return n;
 }
 

@@ -393,7 +393,8 @@ static jv from_json(jctx *c, const cJSON *j, int depth) {
         cJSON_ArrayForEach(e, j) v.u.l->v[i++] = from_json(c, e, depth + 1);
     } else if (cJSON_IsObject(j)) {
         v.u.d = jx_dict(c, n ? n : 1, 0);
-        cJSON_ArrayForEach(e, j) jx_dict_set(c, v.u.d, (jstr){e->string, strlen(e->string)}, from_json(c, e, depth + 1), 0);
+        cJSON_ArrayForEach(e, j)
+            jx_dict_set(c, v.u.d, (jstr){e->string, strlen(e->string)}, from_json(c, e, depth + 1), 0);
     } else {
         return undef;
     }

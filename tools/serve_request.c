@@ -212,10 +212,8 @@ static bool read_messages(reader *r, const cJSON *root, serve_params *p, cJSON *
         cJSON *out = cJSON_CreateObject();
         cJSON_AddItemToArray(list, out);
         cJSON_AddStringToObject(out, "role", p->messages[i].role);
-        if (has_calls && !*text)
-            cJSON_AddNullToObject(out, "content");
-        else
-            cJSON_AddStringToObject(out, "content", text);
+        /* a null content is "" to the template (Qwen3's asks '</think>' in it, which none refuses) */
+        cJSON_AddStringToObject(out, "content", text);
         if (has_calls && !read_tool_calls(r, calls, i, out)) return false;
         if (tool) cJSON_AddStringToObject(out, "tool_call_id", call_id->valuestring);
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "name"));

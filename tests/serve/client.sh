@@ -25,10 +25,20 @@ work=$build/tests/serve-$what
 rm -rf "$work" && mkdir -p "$work"
 "$build/rsr-mkmodel" --format bitnet-packed --preset small --max-pos 4096 --out "$work/m" 2>/dev/null
 "$build/rsrc" "$work/m" -o "$work/m.so"
-stop() { for d in "$work/s" "$work/full"; do [ -f "$d/pid" ] && sh "$here/../lit/Inputs/serve_stop.sh" "$d" >/dev/null; done; }
+stop() { for d in "$work/s" "$work/full" "$work/qwen3" "$work/llama31"; do [ -f "$d/pid" ] && sh "$here/../lit/Inputs/serve_stop.sh" "$d" >/dev/null; done; }
 trap stop EXIT
 RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/s" "$work/m.so" --parallel 2 --ctx 512 --model-id small
 RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/full" "$work/m.so" --parallel 1 --queue 0 --ctx 4096 --model-id small
+# tool calls: the model served with Qwen3's and Llama 3.1's published templates (tokenizer.jinja.fetch
+# takes them from llama.cpp's source into tokenizer-ref/templates; without them those tests skip)
+templates=$build/tokenizer-ref/templates
+if [ "$what" = openai ] && [ -f "$templates/Qwen-Qwen3-0.6B.jinja" ] && [ -f "$templates/meta-llama-Llama-3.1-8B-Instruct.jinja" ]; then
+  RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/qwen3" "$work/m.so" --parallel 2 --ctx 2048 \
+    --model-id small --chat-template-file "$templates/Qwen-Qwen3-0.6B.jinja"
+  RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/llama31" "$work/m.so" --parallel 2 --ctx 2048 \
+    --model-id small --chat-template-file "$templates/meta-llama-Llama-3.1-8B-Instruct.jinja"
+  export RSR_QWEN3_URL=$(cat "$work/qwen3/url") RSR_LLAMA31_URL=$(cat "$work/llama31/url")
+fi
 ln -sfn "$dir/node_modules" "$work/node_modules" # the test imports openai from its own directory
 cp "$here/$what.test.mjs" "$work/"
 RSR_URL=$(cat "$work/s/url") RSR_FULL_URL=$(cat "$work/full/url") RSR_RUN="$build/rsr-run" RSR_MODEL="$work/m.so" \

@@ -73,6 +73,7 @@ _rsr_complete() {
     rsr-mkmodel:--dtype) _rsr_words bf16 f16; return ;;
     rsr-mkmodel:--pooling) _rsr_words mean last cls; return ;;
     rsr-run:--chat-template | rsr-serve:--chat-template) _rsr_words model llama3 bitnet llama2; return ;;
+    rsr-serve:--reasoning-format) _rsr_words deepseek none; return ;;
     *:-o | *:--output | *:--out | *:--tune-cache | *:--runtime | *:--api-key-file | *:--hf-file | \
         *:--chat-template | *:--chat-template-file | *:--log | *:--logits | *:-f | *:--file)
         _rsr_files

@@ -1156,11 +1156,31 @@ static void jobs_release(server *sv, serve_job **js, int32_t n) {
     free(js);
 }
 
+/* tool_choice auto: the model may write text or calls; from where a call begins in its format (the
+ * text <tool_call> anywhere, or a reply that opens with the call's JSON), the calls' grammar holds
+ * the rest, so that a call that starts is one that parses and holds its schema. Where the marker is
+ * a special token (not text), the reply stays free. */
+static bool lazy_tool_grammar(server *sv, serve_params *p) {
+    const char *trigger = sv->tool_format == SERVE_TOOL_HERMES    ? (sv->tool_marker_text ? "<tool_call>" : NULL)
+                          : sv->tool_format == SERVE_TOOL_MISTRAL ? "["
+                                                                  : "{";
+    if (!trigger) return true;
+    char err[512];
+    char *text =
+        serve_tool_gbnf(sv->tool_format, p->tools, NULL, p->parallel_tool_calls, sv->tool_marker_text, err, sizeof err);
+    p->lazy = text ? gbnf_compile(text, strlen(text), err, sizeof err) : NULL;
+    free(text);
+    snprintf(p->trigger, sizeof p->trigger, "%s", trigger);
+    p->trigger_at_start = sv->tool_format != SERVE_TOOL_HERMES;
+    return true; /* a grammar that cannot be made leaves the reply free, as without it */
+}
+
 /* tool_choice required or a named function: the reply is calls in the model's format from its
  * first token, their arguments under the functions' schemas (the structured output's mask). false
  * with a 400 queued in *ret. */
 static bool tool_grammar(server *sv, struct MHD_Connection *c, serve_job *j, enum MHD_Result *ret) {
     serve_params *p = &j->p;
+    if (p->tools && p->tool_choice == SERVE_TOOLS_AUTO && !p->grammar && !p->shape) return lazy_tool_grammar(sv, p);
     if (!p->tools || (p->tool_choice != SERVE_TOOLS_REQUIRED && p->tool_choice != SERVE_TOOLS_NAMED)) return true;
     if (p->grammar || p->shape)
         return *ret = send_error(c, 400, "invalid_request_error", "tool_choice", NULL,

@@ -69,6 +69,11 @@ typedef struct serve_params {
     char *tool_name;          /* SERVE_TOOLS_NAMED: the function */
     bool parallel_tool_calls; /* more than one call in a reply (default true) */
     int reasoning_format;     /* SERVE_REASONING_*, or -1: the server's (--reasoning-format) */
+    /* tool_choice auto: the calls' grammar, which becomes `grammar` once the reply shows trigger
+     * (anywhere; with trigger_at_start, as the reply's first byte past white space: else never) */
+    gbnf_grammar *lazy;
+    char trigger[16];
+    bool trigger_at_start;
     struct serve_reply_shape {
         bool reasoning;  /* split <think>...</think> off as reasoning_content */
         bool think_open; /* the prompt ends inside <think>: the reply begins with thoughts */
@@ -94,7 +99,7 @@ typedef struct serve_logprob {
 double serve_log_softmax(const float *lg, int32_t vocab, int32_t n_top, serve_logprob *lp);
 /* The job needs the exact logits of every step (the penalties or logprobs), not the runtime's draw. */
 static inline bool serve_needs_logits(const serve_params *p) {
-    return p->logprobs || p->shape || p->grammar || p->presence_penalty != 0 || p->frequency_penalty != 0;
+    return p->logprobs || p->shape || p->grammar || p->lazy || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
 
 /* Reads a JSON body into p (completions: its first prompt; p->n_prompts says how many it holds).

@@ -478,6 +478,36 @@ static bool is_stop(const serve_engine *e, int32_t t) {
     return t == e->stop_ids[0] || t == e->stop_ids[1] || t == e->stop_ids[2];
 }
 
+/* tool_choice auto: once the reply shows where a call begins, the rest of it is under the calls'
+ * grammar, fed the reply from there (a call already off the grammar leaves the reply free). */
+static void lazy_grammar(serve_engine *e, slot *sl) {
+    serve_params *p = &sl->j->p;
+    const char *text = sl->j->text ? sl->j->text : "";
+    size_t n = sl->j->n_text, at = 0, t = strlen(p->trigger);
+    if (p->trigger_at_start) {
+        while (at < n && (text[at] == ' ' || text[at] == '\n' || text[at] == '\t' || text[at] == '\r')) at++;
+        if (at == n) return;
+        if (n - at < t ? memcmp(text + at, p->trigger, n - at) != 0 : memcmp(text + at, p->trigger, t) != 0) {
+            gbnf_free(p->lazy), p->lazy = NULL; /* the reply began otherwise: text */
+            return;
+        }
+        if (n - at < t) return;
+    } else {
+        const char *hit = memmem(text, n, p->trigger, t);
+        if (!hit) return;
+        at = (size_t)(hit - text);
+    }
+    p->grammar = p->lazy, p->lazy = NULL;
+    bool ok = (sl->path || (sl->path = malloc(sizeof *sl->path * (size_t)(e->max_len + 1)))) &&
+              (sl->gs = gbnf_state_new(p->grammar)) && (sl->gtmp = gbnf_state_new(p->grammar)) &&
+              gbnf_state_feed(sl->gs, text + at, n - at);
+    if (!ok) { /* out of memory, or the call is already off the grammar: the reply stays free */
+        gbnf_state_free(sl->gs), gbnf_state_free(sl->gtmp);
+        sl->gs = sl->gtmp = NULL;
+        gbnf_free(p->grammar), p->grammar = NULL;
+    }
+}
+
 /* The token the slot drew (under the lock). */
 static void take(serve_engine *e, slot *sl) {
     serve_job *j = sl->j;
@@ -508,7 +538,9 @@ static void take(serve_engine *e, slot *sl) {
         serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));
         if (grown) j->lp = grown, j->lp[j->n_lp++] = sl->pending;
     }
-    if (add_token(e, j, tok))
+    bool stop = add_token(e, j, tok);
+    if (j->p.lazy && !stop) lazy_grammar(e, sl);
+    if (stop)
         finish(e, sl, SERVE_STOP);
     else if ((j->p.max_tokens >= 0 && j->n_gen >= j->p.max_tokens) || api.session_position(sl->c->s) >= e->ep.ctx)
         finish(e, sl, SERVE_LENGTH);

@@ -31,6 +31,7 @@ void serve_params_free(serve_params *p) {
     free(p->cache_salt);
     json_shape_free(p->shape);
     gbnf_free(p->grammar);
+    gbnf_free(p->lazy);
     memset(p, 0, sizeof *p);
 }
 

@@ -269,12 +269,51 @@ static void drain(void) {
     serve_engine_free(e);
 }
 
+/* tool_choice auto's grammar: free until the trigger (" a") appears, then the grammar's from there
+ * on: each reply is free text, then (once " a" comes) a sentence of the grammar or the start of one. */
+static void lazy_grammar(void) {
+    static const char g[] = "root ::= \" a\" \"x\"{2} \"c\"";
+    fake.step_us = 0;
+    fake.eos_every = 0;
+    serve_engine *e = start(2, 40);
+    serve_job *js[40];
+    int fired = 0;
+    for (int k = 0; k < 40; k++) {
+        js[k] = fake_job(2 + k % 5, 24, NULL);
+        js[k]->p.lazy = gbnf_compile(g, strlen(g), NULL, 0);
+        js[k]->p.has_seed = true, js[k]->p.seed = (uint64_t)k;
+        snprintf(js[k]->p.trigger, sizeof js[k]->p.trigger, " a");
+        EXPECT(serve_submit(e, js[k]), "lazy %d refused", k);
+    }
+    for (int k = 0; k < 40; k++) {
+        serve_job *j = js[k];
+        EXPECT(wait_for(e, j, 999, 10), "lazy %d never ended", k);
+        serve_lock(e);
+        const char *at = j->text ? memmem(j->text, j->n_text, " a", 2) : NULL;
+        if (at) {
+            size_t from = (size_t)(at - j->text), n = j->n_text - from;
+            bool whole = n == 5 && !memcmp(at, " axxc", 5), start = n < 5 && !memcmp(at, " axxc", n);
+            EXPECT(whole || (start && j->finish == SERVE_LENGTH), "lazy %d: after the trigger '%.*s' (finish %d)", k,
+                   (int)n, at, j->finish);
+            EXPECT(!whole || j->finish == SERVE_STOP, "lazy %d: the grammar whole, the reply went on", k);
+            fired++;
+        }
+        serve_unlock(e);
+        serve_release(e, j);
+    }
+    EXPECT(fired >= 10, "only %d of 40 replies met the trigger", fired);
+    idle_within(e, 5, "lazy");
+    serve_engine_drain(e, 0);
+    serve_engine_free(e);
+}
+
 int main(void) {
     fake_api_install(&api);
     stall_after_cancel();
     zero_tokens_and_failure();
     groups_and_ids();
     many_clients();
+    lazy_grammar();
     drain();
     EXPECT(fake.sessions == 0, "%d sessions left", (int)fake.sessions);
     printf("test_serve_engine: %d passed, %d failed\n", checks - failures, failures);

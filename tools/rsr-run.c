@@ -49,6 +49,12 @@ static void usage(FILE *out) {
           "  --chat-template-file FILE  a Jinja chat template to use instead (as in a\n"
           "                        tokenizer_config.json's chat_template)\n"
           "  --system TEXT         a system message at the start of the conversation\n"
+          "  --chat-template-kwargs JSON  variables for the template, a JSON object (as\n"
+          "                        llama-server's): '{\"enable_thinking\": false}'\n"
+          "  --no-think            a reasoning model answers without thinking first (the\n"
+          "                        template's enable_thinking false: Qwen3's and others')\n"
+          "  --hide-thoughts       leave a reply's <think>...</think> out of what is shown (a\n"
+          "                        note on stderr says the model is thinking)\n"
           "\n"
           "generation:\n"
           "  -n, --n-predict N     tokens to generate (default: 256 for text, 16 for --tokens; in a\n"
@@ -644,6 +650,9 @@ enum {
     O_TEMPLATE,
     O_TEMPLATE_FILE,
     O_SYSTEM,
+    O_KWARGS,
+    O_NO_THINK,
+    O_HIDE_THOUGHTS,
     O_STOP,
     O_NOECHO,
     O_SPECIAL,
@@ -695,6 +704,9 @@ static const struct option longs[] = {
     {"chat-template", required_argument, 0, O_TEMPLATE},
     {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
     {"system", required_argument, 0, O_SYSTEM},
+    {"chat-template-kwargs", required_argument, 0, O_KWARGS},
+    {"no-think", no_argument, 0, O_NO_THINK},
+    {"hide-thoughts", no_argument, 0, O_HIDE_THOUGHTS},
     {"stop", required_argument, 0, O_STOP},
     {"no-echo", no_argument, 0, O_NOECHO},
     {"special", no_argument, 0, O_SPECIAL},
@@ -858,6 +870,15 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_TEMPLATE: a->chat_opt = "--chat-template", a->o.chat_template = optarg; break;
         case O_TEMPLATE_FILE: a->chat_opt = "--chat-template-file", a->o.chat_template_file = optarg; break;
         case O_SYSTEM: a->chat_opt = "--system", a->o.system = optarg; break;
+        case O_KWARGS:
+            if (a->o.template_kwargs) die("give --chat-template-kwargs or --no-think, once");
+            a->chat_opt = "--chat-template-kwargs", a->o.template_kwargs = optarg;
+            break;
+        case O_NO_THINK:
+            if (a->o.template_kwargs) die("give --chat-template-kwargs or --no-think, once");
+            a->chat_opt = "--no-think", a->o.template_kwargs = "{\"enable_thinking\": false}";
+            break;
+        case O_HIDE_THOUGHTS: a->chat_opt = "--hide-thoughts", a->o.hide_thoughts = true; break;
         case O_STOP:
             if (!*optarg) die("--stop: empty text");
             a->text_opt = "--stop";

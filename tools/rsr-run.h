@@ -26,11 +26,13 @@ typedef struct run_options {
     const char **stop;          /* --stop strings */
     int num_stop;
     const char *chat_template, *chat_template_file, *system;
-    int threads;              /* the threads the model runs on (-t, or the runtime's default) */
-    int head_int8;            /* --head int8: logits from the int8 copy of the LM head (lossy) */
-    int repeat, json;         /* --bench: rounds, and JSON output */
-    const char *bench_format; /* --bench with -p lengths: -o md, csv or json (NULL: md, or json with --json) */
-    int parallel;             /* --parallel: sequences stepped together (0: one) */
+    const char *template_kwargs; /* --chat-template-kwargs (a JSON object), or NULL; --no-think sets it */
+    bool hide_thoughts;          /* --hide-thoughts: a reply's <think>...</think> is not shown */
+    int threads;                 /* the threads the model runs on (-t, or the runtime's default) */
+    int head_int8;               /* --head int8: logits from the int8 copy of the LM head (lossy) */
+    int repeat, json;            /* --bench: rounds, and JSON output */
+    const char *bench_format;    /* --bench with -p lengths: -o md, csv or json (NULL: md, or json with --json) */
+    int parallel;                /* --parallel: sequences stepped together (0: one) */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

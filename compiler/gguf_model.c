@@ -75,6 +75,46 @@ static const char *layer_hf(const model *m, size_t i) {
     }
 }
 
+/* qwen35's tensors (llama.cpp's names) of layer `layer` after "blk.N.": the gated DeltaNet's on its
+ * DeltaNet layers, q, k, v, o and the head norms on the others, the norms and the FFN on both (its
+ * post_attention_norm is the FFN's input norm). NULL: not one of that layer's. */
+static char *qwen35_name(const model *m, int layer, const char *rest, int *proj) {
+    static const struct {
+        const char *gguf, *hf;
+        int8_t where; /* 0: every layer, 1: DeltaNet layers, 2: attention layers */
+        int8_t proj;
+    } names[] = {
+        {"attn_norm.weight", "input_layernorm.weight", 0, -1},
+        {"post_attention_norm.weight", "post_attention_layernorm.weight", 0, -1},
+        {"ffn_gate.weight", "mlp.gate_proj.weight", 0, PROJ_GATE},
+        {"ffn_up.weight", "mlp.up_proj.weight", 0, PROJ_UP},
+        {"ffn_down.weight", "mlp.down_proj.weight", 0, PROJ_DOWN},
+        {"attn_qkv.weight", "linear_attn.in_proj_qkv.weight", 1, PROJ_Q},
+        {"attn_gate.weight", "linear_attn.in_proj_z.weight", 1, PROJ_K},
+        {"ssm_out.weight", "linear_attn.out_proj.weight", 1, PROJ_O},
+        {"ssm_beta.weight", "linear_attn.in_proj_b.weight", 1, -1},
+        {"ssm_alpha.weight", "linear_attn.in_proj_a.weight", 1, -1},
+        {"ssm_conv1d.weight", "linear_attn.conv1d.weight", 1, -1},
+        {"ssm_dt.bias", "linear_attn.dt_bias", 1, -1},
+        {"ssm_a", "linear_attn.ssm_a", 1, -1},
+        {"ssm_norm.weight", "linear_attn.norm.weight", 1, -1},
+        {"attn_q.weight", "self_attn.q_proj.weight", 2, PROJ_Q},
+        {"attn_k.weight", "self_attn.k_proj.weight", 2, PROJ_K},
+        {"attn_v.weight", "self_attn.v_proj.weight", 2, PROJ_V},
+        {"attn_output.weight", "self_attn.o_proj.weight", 2, PROJ_O},
+        {"attn_q_norm.weight", "self_attn.q_norm.weight", 2, -1},
+        {"attn_k_norm.weight", "self_attn.k_norm.weight", 2, -1},
+    };
+    if (layer >= m->num_layers) return NULL;
+    const int where = m->layer_kind[layer] == RSR_LAYER_DELTANET ? 1 : 2;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(rest, names[i].gguf) && (names[i].where == 0 || names[i].where == where)) {
+            *proj = names[i].proj;
+            return xasprintf("model.layers.%d.%s", layer, names[i].hf);
+        }
+    return NULL;
+}
+
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
  * projection it is (PROJ_Q ...), or -1. */
 static char *hf_name(const model *m, const char *g, int *proj) {
@@ -85,6 +125,7 @@ static char *hf_name(const model *m, const char *g, int *proj) {
     int layer, used = 0;
     if (sscanf(g, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return NULL;
     const char *rest = g + used, *dot = strchr(rest, '.');
+    if (m->layer_kind) return qwen35_name(m, layer, rest, proj);
     if (!dot || strcmp(dot, ".weight")) return NULL;
     size_t n = (size_t)(dot - rest);
     for (size_t i = 0; i < sizeof layer_names / sizeof *layer_names; i++) {
@@ -561,6 +602,51 @@ static void configure_maple(model *m, const gguf_file *g, const char *arch) {
     m->nope_global = true;
 }
 
+/* Qwen3.5 (llama.cpp's qwen35 graph, docs/qwen35.md): the gated DeltaNet's sizes (ARCH.ssm.group_count
+ * K heads, ssm.time_step_rank V heads, ssm.state_size the width of both, ssm.inner_size V heads x
+ * that width, ssm.conv_kernel), which layers are DeltaNet layers (ARCH.attention.recurrent_layers, one
+ * bool per layer, else every layer but each full_attention_interval-th, 4 when absent), and the
+ * text-only multi-section RoPE: every section rotates by the token's position, which is the NeoX
+ * rotation of the first rope.dimension_count dims. */
+static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
+    const int32_t L = m->num_layers;
+    m->dn_k_heads = (int32_t)meta_uint(g, arch, "ssm.group_count", UINT64_MAX, 4096);
+    m->dn_v_heads = (int32_t)meta_uint(g, arch, "ssm.time_step_rank", UINT64_MAX, 4096);
+    m->dn_head = (int32_t)meta_uint(g, arch, "ssm.state_size", UINT64_MAX, 1024);
+    m->dn_conv = (int32_t)meta_uint(g, arch, "ssm.conv_kernel", UINT64_MAX, 64);
+    const uint64_t inner = meta_uint(g, arch, "ssm.inner_size", UINT64_MAX, 1 << 24);
+    if (inner != (uint64_t)m->dn_v_heads * (uint64_t)m->dn_head)
+        fatal("%s: %s.ssm.inner_size %" PRIu64 " is not ssm.time_step_rank %d x ssm.state_size %d (heads of keys and "
+              "values of one width, as llama.cpp's qwen35 requires)",
+              g->path, arch, inner, m->dn_v_heads, m->dn_head);
+    if (m->dn_v_heads % m->dn_k_heads)
+        fatal("%s: %s.ssm.time_step_rank %d is not a multiple of ssm.group_count %d", g->path, arch, m->dn_v_heads,
+              m->dn_k_heads);
+    if ((int64_t)m->dn_v_heads * m->dn_head > 65535 || 2 * (int64_t)m->dn_k_heads * m->dn_head + inner > (1 << 20))
+        fatal("%s: a gated DeltaNet of %d V heads of %d is wider than the 65535 columns of a matrix input", g->path,
+              m->dn_v_heads, m->dn_head);
+    static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
+    char k[160];
+    for (int i = 0; i < 2; i++) {
+        snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
+        double f = meta_float(g, k, 0, -1e30, 1e30);
+        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+    }
+    m->layer_kind = xcalloc((size_t)L, sizeof *m->layer_kind);
+    snprintf(k, sizeof k, "%s.attention.recurrent_layers", arch);
+    const gguf_value *rl = gguf_get(g, k);
+    if (rl && (rl->type != GGUF_ARR || rl->n != (uint64_t)L ||
+               !(rl->atype == GGUF_BOOL || rl->atype == GGUF_U8 || rl->atype == GGUF_I32 || rl->atype == GGUF_U32)))
+        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, L);
+    const uint64_t interval = rl ? 0 : meta_uint(g, arch, "full_attention_interval", 4, 4096);
+    for (int32_t l = 0; l < L; l++) {
+        bool recurrent = !rl                                              ? (l + 1) % (int64_t)interval != 0
+                         : rl->atype == GGUF_I32 || rl->atype == GGUF_U32 ? gguf_array_i32(g, rl, (uint64_t)l) != 0
+                                                                          : g->map[rl->first + (uint64_t)l] != 0;
+        m->layer_kind[l] = recurrent ? RSR_LAYER_DELTANET : RSR_LAYER_ATTENTION;
+    }
+}
+
 static void configure(model *m, const gguf_file *g, const char *arch) {
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
@@ -593,9 +679,14 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
         m->architecture = xstrdup("MapleForCausalLM");
         m->activation = RSR_ACT_SILU;
         m->qk_norm = true, m->act_block = 32;
-        m->num_experts = 1; /* for now: the FFN's length is optional */
+        m->num_experts = 1;               /* for now: the FFN's length is optional */
+    } else if (!strcmp(arch, "qwen35")) { /* qwen3's attention with gated DeltaNet layers: configure_qwen35 */
+        m->architecture = xstrdup("Qwen3_5ForCausalLM");
+        m->activation = RSR_ACT_SILU;
+        m->qk_norm = true, m->act_block = 32, m->attn_gate = true;
     } else {
-        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple)",
+        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple, "
+              "qwen35)",
               g->path, arch);
     }
     m->wformat = WF_PACKED;
@@ -619,7 +710,12 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
               m->head_dim);
     if (m->head_dim % 2) fatal("%s: head dimension %d is odd; RoPE needs pairs", g->path, m->head_dim);
     uint64_t rope_dim = meta_uint(g, arch, "rope.dimension_count", (uint64_t)m->head_dim, 65535);
-    if (rope_dim != (uint64_t)m->head_dim)
+    if (m->attn_gate && (rope_dim > (uint64_t)m->head_dim || rope_dim % 2))
+        fatal("%s: %s.rope.dimension_count %" PRIu64 " is odd or above the head dimension %d", g->path, arch, rope_dim,
+              m->head_dim);
+    if (m->attn_gate) /* qwen35: partial RoPE */
+        m->rope_dims = rope_dim == (uint64_t)m->head_dim ? 0 : (int32_t)rope_dim;
+    else if (rope_dim != (uint64_t)m->head_dim)
         fatal("%s: %s.rope.dimension_count %" PRIu64 " is not the head dimension %d (partial RoPE is not supported)",
               g->path, arch, rope_dim, m->head_dim);
     char k[160];
@@ -641,6 +737,7 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->bos = meta_token(g, "tokenizer.ggml.bos_token_id", m->vocab);
     m->eos = meta_token(g, "tokenizer.ggml.eos_token_id", m->vocab);
     m->tied = !gguf_find(g, "output.weight");
+    if (m->attn_gate) configure_qwen35(m, g, arch);
     if (m->post_norms) configure_gemma3(m, g, arch);
     if (m->num_experts) configure_maple(m, g, arch);
 }
@@ -900,6 +997,7 @@ void gguf_model_load(model *m, const char *path) {
             add_float(a, g, t, name);
         arena_disown(ar, name);
     }
+    for (int i = 0; i < a->ntensors; i++) a->tensors[i].file = a->path; /* g->path goes with the file's tables */
     st_sort_and_check(a, path);
     if (m->lazy->n) /* none in a file without ternary tensors (refused later, naming what it lacks) */
         qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);

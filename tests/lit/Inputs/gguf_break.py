@@ -132,5 +132,11 @@ if __name__ == '__main__':
                 data[off:off + 4 * dims[0] * dims[1]] = bytes(4 * dims[0] * dims[1])
     elif brk == 'maple-clamp-array':  # not broken: swiglu_clamp_exp per layer (0: none, then 3, 4, 5)
         kvs.append([b'maple.swiglu_clamp_exp', 9, struct.pack('<IQ', 6, 4) + struct.pack('<4f', 0, 3, 4, 5)])
+    elif brk == 'qwen35-no-conv':  # a DeltaNet layer without its convolution
+        tensors.remove(tensor(b'blk.1.ssm_conv1d.weight'))
+    elif brk == 'qwen35-conv-shape':  # the convolution of half the channels
+        tensor(b'blk.1.ssm_conv1d.weight')[1][1] //= 2
+    elif brk == 'qwen35-attn-in-deltanet':  # a DeltaNet layer's output projection named as attention's
+        tensor(b'blk.0.ssm_out.weight')[0] = b'blk.0.attn_output.weight'
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

@@ -24,8 +24,8 @@
 # --act-q8: each ternary matrix's input rounded as rsrc rounds it (Q8_0's form, per block of 32: amax,
 # the scale amax / 127 rounded to f16, q = rint(x * 127 / amax)), so that only the order of the
 # float operations separates the two (a check of the graph, free of int8 noise).
-# --ablate kmap|conv|gate: V head h reading K head h // (Hv / Hk), no convolution history, or no
-# attention output gate: what a runtime that got one of them wrong would compute (the test checks
+# --ablate kmap|conv|gate|qg: V head h reading K head h // (Hv / Hk), no convolution history, no
+# attention output gate, or q's rows read as [gate | q] per head: what a runtime that got one of them wrong would compute (the test checks
 # that rsrc's logits disagree with these).
 # Usage: qwen35_model.py reference MODEL.gguf ID,ID,... [--json OUT] [--ablate ...]
 #        qwen35_model.py compare REF.json K RSR.f32 TOL: rsrc's logits after the first K ids against
@@ -162,6 +162,8 @@ class Qwen35:
     def attention(self, L, x, pos, cache):
         d = self.d
         qg = self.proj(L, 'attn_q', x)
+        if self.ablate == 'qg':  # [gate | q] per head instead of [q | gate]
+            qg = [t for h in range(self.heads) for t in qg[2 * h * d + d:2 * h * d + 2 * d] + qg[2 * h * d:2 * h * d + d]]
         q = [self.rope(self.rmsnorm(qg[2 * h * d:2 * h * d + d], L['attn_q_norm']), pos) for h in range(self.heads)]
         gate = [qg[2 * h * d + d:2 * h * d + 2 * d] for h in range(self.heads)]
         kx, vx = self.proj(L, 'attn_k', x), self.proj(L, 'attn_v', x)
@@ -248,7 +250,7 @@ def main():
     r.add_argument('model')
     r.add_argument('ids')
     r.add_argument('--json', help='output file (default stdout)')
-    r.add_argument('--ablate', choices=['kmap', 'conv', 'gate'])
+    r.add_argument('--ablate', choices=['kmap', 'conv', 'gate', 'qg'])
     r.add_argument('--act-q8', action='store_true', help="round the ternary matrices' inputs as rsrc does")
     c = sub.add_parser('compare', help="rsrc's logits after K ids against the reference's")
     c.add_argument('ref')

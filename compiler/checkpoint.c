@@ -786,8 +786,9 @@ void model_print(const model *m, FILE *out) {
         fputs("  deltanet layers=", out);
         for (int32_t l = 0, n = 0; l < m->num_layers; l++)
             if (model_deltanet(m, l)) fprintf(out, "%s%d", n++ ? "," : "", l);
-        fprintf(out, " k_heads=%d v_heads=%d head=%d conv=%d rope_dims=%d attn_gate=%s\n", m->dn_k_heads, m->dn_v_heads,
-                m->dn_head, m->dn_conv, m->rope_dims, m->attn_gate ? "yes" : "no");
+        fprintf(out, " k_heads=%d v_heads=%d head=%d conv=%d rope_dims=%d attn_gate=%s mtp_layers=%d (not read)\n",
+                m->dn_k_heads, m->dn_v_heads, m->dn_head, m->dn_conv, m->rope_dims, m->attn_gate ? "yes" : "no",
+                m->mtp_layers);
     }
     if (!m->post_norms && !m->layer_window && !m->embed_scale && !m->attn_scale) return;
     fprintf(out,

@@ -427,6 +427,23 @@ void gguf_lazy_free(struct gguf_lazy *lazy) {
     free(lazy);
 }
 
+/* A Q1_0 or Q2_0 tensor that rsrc computes in fp32 (qwen35's ssm_beta and ssm_alpha, [n_embd, V heads],
+ * which a converter may quantise as the matrices): its weights widened to f32. */
+static void add_grouped_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
+    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
+    const uint64_t n = t->ne[0] * t->ne[1], qk = t->type == GGML_Q1_0 ? 128 : 64;
+    arena *ar = arena_open(); /* decode_grouped may refuse a scale */
+    uint8_t *codes = xmalloc((size_t)n);
+    arena_own(ar, free, codes);
+    float *scales = xmalloc(sizeof *scales * (size_t)(n / qk));
+    arena_own(ar, free, scales);
+    decode_grouped(g->path, t, codes, scales);
+    float *f = (float *)archive_memory(a, (size_t)n * 4);
+    for (uint64_t e = 0; e < n; e++) f[e] = scales[e / qk] * (float)((int)codes[e] - 1);
+    arena_close(ar);
+    add_tensor(a, name, ST_F32, 2, (int64_t)t->ne[1], (int64_t)t->ne[0], (const uint8_t *)f, n * 4, g->path);
+}
+
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
 static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
     if (t->ndim < 1 || t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
@@ -609,6 +626,14 @@ static void configure_maple(model *m, const gguf_file *g, const char *arch) {
  * text-only multi-section RoPE: every section rotates by the token's position, which is the NeoX
  * rotation of the first rope.dimension_count dims. */
 static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.nextn_predict_layers", arch); /* the MTP layers, after the model's: skipped */
+    const gguf_value *nx = gguf_get(g, k);
+    if (nx && (!integer_type(nx->type) || nx->i < 0 || nx->i >= m->num_layers))
+        fatal("%s: metadata '%s' is not a count of layers below block_count %d", g->path, k, m->num_layers);
+    const int32_t all = m->num_layers;
+    m->mtp_layers = nx ? (int32_t)nx->i : 0;
+    m->num_layers -= m->mtp_layers;
     const int32_t L = m->num_layers;
     m->dn_k_heads = (int32_t)meta_uint(g, arch, "ssm.group_count", UINT64_MAX, 4096);
     m->dn_v_heads = (int32_t)meta_uint(g, arch, "ssm.time_step_rank", UINT64_MAX, 4096);
@@ -626,7 +651,6 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
         fatal("%s: a gated DeltaNet of %d V heads of %d is wider than the 65535 columns of a matrix input", g->path,
               m->dn_v_heads, m->dn_head);
     static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
-    char k[160];
     for (int i = 0; i < 2; i++) {
         snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
         double f = meta_float(g, k, 0, -1e30, 1e30);
@@ -635,9 +659,9 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
     m->layer_kind = xcalloc((size_t)L, sizeof *m->layer_kind);
     snprintf(k, sizeof k, "%s.attention.recurrent_layers", arch);
     const gguf_value *rl = gguf_get(g, k);
-    if (rl && (rl->type != GGUF_ARR || rl->n != (uint64_t)L ||
+    if (rl && (rl->type != GGUF_ARR || (rl->n != (uint64_t)L && rl->n != (uint64_t)all) ||
                !(rl->atype == GGUF_BOOL || rl->atype == GGUF_U8 || rl->atype == GGUF_I32 || rl->atype == GGUF_U32)))
-        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, L);
+        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, all);
     const uint64_t interval = rl ? 0 : meta_uint(g, arch, "full_attention_interval", 4, 4096);
     for (int32_t l = 0; l < L; l++) {
         bool recurrent = !rl                                              ? (l + 1) % (int64_t)interval != 0
@@ -976,7 +1000,10 @@ void gguf_model_load(model *m, const char *path) {
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         size_t n = strlen(t->name);
-        int proj;
+        int proj, layer = -1;
+        if (m->mtp_layers && sscanf(t->name, "blk.%d.", &layer) == 1 && layer >= m->num_layers &&
+            layer < m->num_layers + m->mtp_layers)
+            continue; /* a multi-token-prediction layer's (qwen35): not read */
         if (m->num_experts && expert_of(t->name) >= 0) {
             add_experts(a, m, g, t, m->lazy);
             ternary_type = t->type;
@@ -993,6 +1020,8 @@ void gguf_model_load(model *m, const char *path) {
         arena_own(ar, free, name); /* the archive's once added */
         if (proj >= 0)
             add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type;
+        else if (m->layer_kind && (t->type == GGML_Q1_0 || t->type == GGML_Q2_0))
+            add_grouped_float(a, g, t, name); /* qwen35's beta and alpha rows, quantised as its matrices */
         else
             add_float(a, g, t, name);
         arena_disown(ar, name);

@@ -152,6 +152,7 @@ typedef struct model {
     int32_t dn_k_heads, dn_v_heads, dn_head, dn_conv;
     bool attn_gate;
     int32_t rope_dims;
+    int32_t mtp_layers; /* qwen35: multi-token-prediction layers after the model's (not read, skipped) */
     int32_t pooling;    /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
     int32_t group_cols; /* WF_GROUPED: the columns of a group (128, 64 or 32), one for the whole model */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;

@@ -982,6 +982,30 @@ static float *dn_state_of(const rsr_session *s, int32_t l) {
 static float softplus(float x) { return x > 20.0f ? x : logf(1.0f + expf(x)); }
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
+/* V head h's step of the delta rule on its state T [D (key dimension j)][D (value dimension i)]:
+ * T = e^g T; delta = beta (v − Tᵀ k); T += k deltaᵀ; o = Tᵀ q. Every sum runs over j in ascending
+ * order, each a vector across i (rows of T contiguous), so the clones round alike. sk: [D] scratch. */
+RT_INLINE_BODY void delta_rule_body(float *restrict T, const float *restrict q, const float *restrict k,
+                                    const float *restrict v, float decay, float b, float *restrict o,
+                                    float *restrict sk, int32_t D) {
+    for (int32_t i = 0; i < D; i++) sk[i] = 0, o[i] = 0;
+    for (int32_t j = 0; j < D; j++) {
+        float *restrict Tj = T + (size_t)j * (size_t)D;
+        const float kj = k[j];
+        for (int32_t i = 0; i < D; i++) Tj[i] *= decay, sk[i] += Tj[i] * kj;
+    }
+    for (int32_t i = 0; i < D; i++) sk[i] = b * (v[i] - sk[i]); /* delta */
+    for (int32_t j = 0; j < D; j++) {
+        float *restrict Tj = T + (size_t)j * (size_t)D;
+        const float kj = k[j], qj = q[j];
+        for (int32_t i = 0; i < D; i++) Tj[i] += kj * sk[i], o[i] += Tj[i] * qj;
+    }
+}
+RT_ISA_CLONES(delta_rule,
+              (float *restrict T, const float *restrict q, const float *restrict k, const float *restrict v,
+               float decay, float b, float *restrict o, float *restrict sk, int32_t D),
+              (T, q, k, v, decay, b, o, sk, D))
+
 /* One token of layer L through the recurrence of session state st: x its [q|k|v] before the
  * convolution (overwritten), z its gate, beta and g per V head; o the gated, normed output. */
 static void deltanet_token(const rsr_model *m, const rsr_artifact_layer *L, float *st, float *x, const float *z,
@@ -1008,17 +1032,11 @@ static void deltanet_token(const rsr_model *m, const rsr_artifact_layer *L, floa
         const float inv = 1.0f / sqrtf(ss + a->rms_eps) * (h < Hk ? qs : 1.0f);
         for (int32_t i = 0; i < D; i++) u[i] *= inv;
     }
-    for (int32_t h = 0; h < Hv; h++) {
+    for (int32_t h = 0; h < Hv; h++) { /* one thread: a fork per token and layer did not pay on a busy 2-core host */
         const float *qh = q + (size_t)(h % Hk) * (size_t)D, *kh = k + (size_t)(h % Hk) * (size_t)D;
-        const float *vh = v + (size_t)h * (size_t)D, decay = expf(g[h]), b = beta[h];
-        float *S = S0 + (size_t)h * (size_t)D * (size_t)D, *oh = o + (size_t)h * (size_t)D;
-        for (int32_t i = 0; i < D; i++) { /* row i of S: value dimension i */
-            float *Si = S + (size_t)i * (size_t)D, sk = 0, out = 0;
-            for (int32_t j = 0; j < D; j++) Si[j] *= decay, sk += Si[j] * kh[j];
-            const float delta = b * (vh[i] - sk);
-            for (int32_t j = 0; j < D; j++) Si[j] += kh[j] * delta, out += Si[j] * qh[j];
-            oh[i] = out;
-        }
+        const float *vh = v + (size_t)h * (size_t)D;
+        float *oh = o + (size_t)h * (size_t)D, sk[1024]; /* D <= 1024 (model.c) */
+        delta_rule(S0 + (size_t)h * (size_t)D * (size_t)D, qh, kh, vh, expf(g[h]), beta[h], oh, sk, D);
         float ss = 0; /* RMSNorm of the head's output times SiLU of its gate */
         for (int32_t i = 0; i < D; i++) ss += oh[i] * oh[i];
         const float inv = 1.0f / sqrtf(ss / (float)D + a->rms_eps);

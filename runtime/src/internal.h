@@ -100,7 +100,7 @@ struct rsr_session {
     struct rt_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
     /* forward.c: each gated DeltaNet layer's recurrent state in layer order (Qwen3.5; NULL: none),
      * rsr_model.dn_state_floats: the last dn_conv − 1 tokens' [q|k|v] before the convolution, oldest
-     * first, then per V head the state S [dn_head][dn_head] */
+     * first, then per V head the state [dn_head (key)][dn_head (value)] */
     float *dn_state;
     char err[RSR_ERRMSG_SIZE];
 };

@@ -812,9 +812,14 @@ static uint64_t matrix_compile_bytes(int64_t rows, int64_t cols, int k) {
 void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
     int k = rsr_k ? rsr_k : 1, worst = 0;
     int32_t rows[NUM_PROJ], cols[NUM_PROJ];
+    const char *what[NUM_PROJ];
     uint64_t need = 0;
     for (int p = 0; p < NUM_PROJ; p++) {
         model_matrix_dims(m, p, &rows[p], &cols[p]);
+        what[p] = p == PROJ_V && m->layer_kind ? "linear_attn.in_proj_qkv" : proj_names[p];
+        if (p == PROJ_Q && m->attn_gate) rows[p] *= 2; /* qwen35: [q | gate] */
+        if (p == PROJ_V && m->layer_kind)              /* qwen35: the widest of a DeltaNet layer, [q|k|v] */
+            rows[p] = 2 * m->dn_k_heads * m->dn_head + m->dn_v_heads * m->dn_head, cols[p] = m->hidden;
         uint64_t b = matrix_compile_bytes(rows[p], cols[p], k);
         if (b > need) need = b, worst = p;
     }
@@ -822,6 +827,6 @@ void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
     if (need > max_bytes)
         fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
               "at k=%d), above --max-memory %s",
-              m->ar->path, proj_names[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have),
-              k, format_size(max_bytes, cap));
+              m->ar->path, what[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have), k,
+              format_size(max_bytes, cap));
 }

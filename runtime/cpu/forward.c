@@ -1069,7 +1069,8 @@ static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const
             w->dn_g[(size_t)t * HS + (size_t)h] = A[h] * softplus(sa + dt[h]);
         }
     }
-    for (int32_t j = 0; j < nruns; j++) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, nruns))
+    for (int32_t j = 0; j < nruns; j++) { /* sessions apart, each run's tokens in order */
         float *st = dn_state_of(runs[j].s, l);
         for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
             deltanet_token(m, L, st, w->dn_qkv + (size_t)t * CS, w->dn_z + (size_t)t * VS, w->dn_beta + (size_t)t * HS,

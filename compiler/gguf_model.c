@@ -619,6 +619,35 @@ static void configure_maple(model *m, const gguf_file *g, const char *arch) {
     m->nope_global = true;
 }
 
+/* qwen35's ARCH.rope.dimension_sections [t, h, w, e] as llama.cpp's interleaved multi-section RoPE
+ * reads them: pair i's sector i % (t + h + w + e) rotates by the position of t, h or w (for text, all
+ * the token's) when sector % 3 is 0, 1 or 2 and below 3t, 3h or 3w, else by e's (0 for text). rsrc
+ * rotates every pair by the token's position, so a pair that falls to e is refused. */
+static void qwen35_sections(const model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.rope.dimension_sections", arch);
+    const gguf_value *v = gguf_get(g, k);
+    if (!v) return;
+    if (v->type != GGUF_ARR || v->n < 3 || v->n > 4 || (v->atype != GGUF_I32 && v->atype != GGUF_U32))
+        fatal("%s: metadata '%s' is not an array of 3 or 4 integers", g->path, k);
+    int64_t sec[4] = {0, 0, 0, 0}, width = 0;
+    for (uint64_t i = 0; i < v->n; i++) {
+        sec[i] = gguf_array_i32(g, v, i);
+        if (sec[i] < 0 || sec[i] > 65535)
+            fatal("%s: metadata '%s': section %d is %" PRId64, g->path, k, (int)i, sec[i]);
+        width += sec[i];
+    }
+    if (width == 0) fatal("%s: metadata '%s': every section is empty", g->path, k);
+    const int32_t pairs = (m->rope_dims ? m->rope_dims : m->head_dim) / 2;
+    for (int32_t i = 0; i < pairs; i++) {
+        const int64_t sector = i % width, r = sector % 3;
+        if (!((r == 0 && sector < 3 * sec[0]) || (r == 1 && sector < 3 * sec[1]) || (r == 2 && sector < 3 * sec[2])))
+            fatal("%s: metadata '%s' = [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]: RoPE pair %d falls in "
+                  "the fourth section, which text does not rotate; rsrc rotates every pair by the token's position",
+                  g->path, k, sec[0], sec[1], sec[2], sec[3], i);
+    }
+}
+
 /* Qwen3.5 (llama.cpp's qwen35 graph, docs/qwen35.md): the gated DeltaNet's sizes (ARCH.ssm.group_count
  * K heads, ssm.time_step_rank V heads, ssm.state_size the width of both, ssm.inner_size V heads x
  * that width, ssm.conv_kernel), which layers are DeltaNet layers (ARCH.attention.recurrent_layers, one
@@ -656,6 +685,7 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
         double f = meta_float(g, k, 0, -1e30, 1e30);
         if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
     }
+    qwen35_sections(m, g, arch);
     m->layer_kind = xcalloc((size_t)L, sizeof *m->layer_kind);
     snprintf(k, sizeof k, "%s.attention.recurrent_layers", arch);
     const gguf_value *rl = gguf_get(g, k);

@@ -152,5 +152,7 @@ if __name__ == '__main__':
         for blk in range(4):
             data[t[3] + 18 * blk:t[3] + 18 * blk + 18] = struct.pack('<e', 0.05 + 0.01 * blk) + \
                 bytes((37 * i + 11 * blk) & 0xff for i in range(16))
+    elif brk == 'qwen35-sections':  # RoPE pair 1 of 2 in the fourth (text: unrotated) section
+        kvs[kv_index(b'qwen35.rope.dimension_sections')][2] = struct.pack('<IQ4i', 5, 4, 1, 0, 0, 1)
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

@@ -76,6 +76,43 @@ static bool expert_tensor(const model *m, const char *rest) {
     return false;
 }
 
+/* The tensors of a qwen35 layer after "model.layers.N." besides its norms: the gated DeltaNet's on
+ * its DeltaNet layers, q, k, v, o and the q/k head norms on the others, the FFN on both. */
+static const char *const deltanet_floats[] = {"linear_attn.in_proj_b.weight",
+                                              "linear_attn.in_proj_a.weight",
+                                              "linear_attn.conv1d.weight",
+                                              "linear_attn.dt_bias",
+                                              "linear_attn.ssm_a",
+                                              "linear_attn.norm.weight"};
+static const char *const deltanet_matrices[] = {"linear_attn.in_proj_qkv", "linear_attn.in_proj_z",
+                                                "linear_attn.out_proj"};
+static bool qwen35_tensor(const model *m, int layer, const char *rest) {
+    const bool dn = model_deltanet(m, layer);
+    char buf[96];
+    for (int p = 0; p < NUM_PROJ; p++) {
+        if (p <= PROJ_O && dn) continue;
+        for (int k = 0; k < 3; k++) {
+            snprintf(buf, sizeof buf, "%s.%s", proj_names[p],
+                     k == 0   ? "weight"
+                     : k == 1 ? "weight_scale"
+                              : "weight_group_scale");
+            if (!strcmp(rest, buf)) return true;
+        }
+    }
+    if (!dn) return !strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight");
+    for (size_t i = 0; i < sizeof deltanet_floats / sizeof *deltanet_floats; i++)
+        if (!strcmp(rest, deltanet_floats[i])) return true;
+    for (size_t i = 0; i < sizeof deltanet_matrices / sizeof *deltanet_matrices; i++)
+        for (int k = 0; k < 3; k++) {
+            snprintf(buf, sizeof buf, "%s.%s", deltanet_matrices[i],
+                     k == 0   ? "weight"
+                     : k == 1 ? "weight_scale"
+                              : "weight_group_scale");
+            if (!strcmp(rest, buf)) return true;
+        }
+    return false;
+}
+
 /* Whether the compiler reads tensor `name` of this model (or may skip it knowingly). */
 static bool tensor_expected(const model *m, const char *name) {
     if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return true;
@@ -108,6 +145,7 @@ static bool tensor_expected(const model *m, const char *name) {
         if (m->proj_norms && !strcmp(rest, buf)) return true;
     }
     if (m->num_experts && expert_tensor(m, rest)) return true;
+    if (m->layer_kind) return qwen35_tensor(m, (int)layer, rest);
     if (m->qk_norm && (!strcmp(rest, "self_attn.q_norm.weight") || !strcmp(rest, "self_attn.k_norm.weight")))
         return true;
     if (m->post_norms && (!strcmp(rest, "self_attn.post_norm.weight") || !strcmp(rest, "mlp.post_norm.weight")))
@@ -336,6 +374,22 @@ model *model_load(const char *path) {
             model_require(m, n, 1, m->hidden, 0);
         }
     }
+    for (int l = 0; l < m->num_layers && m->layer_kind; l++) { /* qwen35: each layer's own small tensors */
+        char n[192];
+        const int64_t H = m->hidden, HD = m->dn_head, Hv = m->dn_v_heads, conv = 2 * m->dn_k_heads * HD + Hv * HD;
+        if (!model_deltanet(m, l)) {
+            for (int j = 0; j < 2; j++) {
+                snprintf(n, sizeof n, "model.layers.%d.self_attn.%s_norm.weight", l, j ? "k" : "q");
+                model_require(m, n, 1, m->head_dim, 0);
+            }
+            continue;
+        }
+        const int64_t d0[6] = {Hv, Hv, conv, Hv, Hv, HD}, d1[6] = {H, H, m->dn_conv, 0, 0, 0};
+        for (int j = 0; j < 6; j++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, deltanet_floats[j]);
+            model_require(m, n, d1[j] ? 2 : 1, d0[j], d1[j]);
+        }
+    }
     for (int l = 0; l < m->num_layers && m->num_experts; l++) {
         char n[192];
         snprintf(n, sizeof n, "model.layers.%d.mlp.gate.weight", l);
@@ -348,6 +402,7 @@ model *model_load(const char *path) {
             int32_t rows, cols;
             int p;
             char *name = model_layer_matrix(m, l, j, &rows, &cols, &p);
+            if (!name) continue; /* a DeltaNet layer's empty slot */
             arena_own(ar, free, name);
             matrix_tensor(m, name, rows, cols);
         }
@@ -368,6 +423,7 @@ void model_free(model *m) {
     free(m->layer_window);
     free(m->expert_ff);
     free(m->swiglu_clamp);
+    free(m->layer_kind);
     free(m);
 }
 
@@ -378,10 +434,24 @@ char *model_tensor_name(const model *m, int layer, int proj) {
 
 int model_layer_matrices(const model *m) { return m->num_experts ? 4 + 3 * m->num_experts : NUM_PROJ; }
 
+int32_t model_total_matrices(const model *m) {
+    int32_t n = m->num_layers * model_layer_matrices(m);
+    for (int l = 0; l < m->num_layers; l++) n -= model_deltanet(m, l); /* no v */
+    return n;
+}
+
 char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj) {
+    if (model_deltanet(m, l) && j <= PROJ_O) { /* [q|k|v], z, none, the output projection */
+        const int32_t vd = m->dn_v_heads * m->dn_head, conv = 2 * m->dn_k_heads * m->dn_head + vd;
+        *proj = j;
+        if (j == PROJ_V) return NULL;
+        *rows = j == PROJ_Q ? conv : j == PROJ_K ? vd : m->hidden, *cols = j == PROJ_O ? vd : m->hidden;
+        return xasprintf("model.layers.%d.%s.weight", l, deltanet_matrices[j == PROJ_O ? 2 : j]);
+    }
     if (!m->num_experts || j < PROJ_GATE) {
         *proj = j;
         model_matrix_dims(m, j, rows, cols);
+        if (j == PROJ_Q && m->attn_gate) *rows *= 2; /* [q | gate] per head */
         return model_tensor_name(m, l, j);
     }
     const int e = (j - PROJ_GATE) / 3, p = PROJ_GATE + (j - PROJ_GATE) % 3;
@@ -712,6 +782,14 @@ void model_print(const model *m, FILE *out) {
             : m->pooling == RSR_POOLING_CLS ? "first"
                                             : "last");
     print_experts(m, out);
+    if (m->layer_kind) { /* qwen35 */
+        fputs("  deltanet layers=", out);
+        for (int32_t l = 0, n = 0; l < m->num_layers; l++)
+            if (model_deltanet(m, l)) fprintf(out, "%s%d", n++ ? "," : "", l);
+        fprintf(out, " k_heads=%d v_heads=%d head=%d conv=%d rope_dims=%d attn_gate=%s mtp_layers=%d (not read)\n",
+                m->dn_k_heads, m->dn_v_heads, m->dn_head, m->dn_conv, m->rope_dims, m->attn_gate ? "yes" : "no",
+                m->mtp_layers);
+    }
     if (!m->post_norms && !m->layer_window && !m->embed_scale && !m->attn_scale) return;
     fprintf(out,
             "  post_norms=%s embed_scale=%g attn_scale=%g rope_theta_swa=%g windows=", m->post_norms ? "yes" : "no",
@@ -734,9 +812,14 @@ static uint64_t matrix_compile_bytes(int64_t rows, int64_t cols, int k) {
 void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
     int k = rsr_k ? rsr_k : 1, worst = 0;
     int32_t rows[NUM_PROJ], cols[NUM_PROJ];
+    const char *what[NUM_PROJ];
     uint64_t need = 0;
     for (int p = 0; p < NUM_PROJ; p++) {
         model_matrix_dims(m, p, &rows[p], &cols[p]);
+        what[p] = p == PROJ_V && m->layer_kind ? "linear_attn.in_proj_qkv" : proj_names[p];
+        if (p == PROJ_Q && m->attn_gate) rows[p] *= 2; /* qwen35: [q | gate] */
+        if (p == PROJ_V && m->layer_kind)              /* qwen35: the widest of a DeltaNet layer, [q|k|v] */
+            rows[p] = 2 * m->dn_k_heads * m->dn_head + m->dn_v_heads * m->dn_head, cols[p] = m->hidden;
         uint64_t b = matrix_compile_bytes(rows[p], cols[p], k);
         if (b > need) need = b, worst = p;
     }
@@ -744,6 +827,6 @@ void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
     if (need > max_bytes)
         fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
               "at k=%d), above --max-memory %s",
-              m->ar->path, proj_names[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have),
-              k, format_size(max_bytes, cap));
+              m->ar->path, what[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have), k,
+              format_size(max_bytes, cap));
 }

@@ -868,6 +868,12 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         fprintf(out, ", %d, %a, %d, %d, %d, %d, %d, %d, %a, ", L->sliding_window, L->rope_theta, L->no_rope,
                 L->num_experts, L->experts_used, L->expert_first, L->expert_ff, L->gating, (double)L->swiglu_clamp);
         emit_c_offset(out, L->router);
+        if (m->layer_kind) { /* qwen35 (the fields are zero in every other model's layers) */
+            fprintf(out, ", %d, %d, %d, %d, %d, %d", L->kind, L->attn_gate, L->dn_k_heads, L->dn_v_heads, L->dn_head,
+                    L->dn_conv);
+            const uint64_t dn[6] = {L->dn_conv_w, L->dn_alpha, L->dn_beta, L->dn_dt_bias, L->dn_a, L->dn_norm};
+            for (int j = 0; j < 6; j++) fputs(", ", out), emit_c_offset(out, dn[j]);
+        }
         fputs("},\n", out);
     }
     fputs("};\n\n", out);
@@ -914,6 +920,8 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     fprintf(out, "\",\n    .has_checksum = 1, .blob_checksum = 0x%016llxu,\n    .chat_template = ",
             (unsigned long long)d->blob_checksum);
     emit_c_offset(out, d->chat_template);
-    fprintf(out, ", .chat_template_size = %lluu,\n};\n\n", (unsigned long long)d->chat_template_size);
+    fprintf(out, ", .chat_template_size = %lluu,\n", (unsigned long long)d->chat_template_size);
+    if (m->rope_dims) fprintf(out, "    .rope_dims = %d,\n", m->rope_dims);
+    fputs("};\n\n", out);
     emit_c_entry_points(out, d);
 }

@@ -95,7 +95,7 @@ void emit_header(FILE *out, const model *m, const target *t, const char *name, c
     fprintf(out, "#define %s_BOS_TOKEN_ID %d /* -1: none */\n", P, m->bos);
     fprintf(out, "#define %s_EOS_TOKEN_ID %d /* -1: none */\n", P, m->eos);
     fprintf(out, "#define %s_NUM_MATRICES %d /* ternary matrices: 7 per layer, or 4 + 3 per expert */\n\n", P,
-            m->num_layers * model_layer_matrices(m));
+            model_total_matrices(m));
 
     fputs("/* how it was compiled */\n", out);
     fprintf(out, "#define %s_TARGET ", P);

@@ -75,6 +75,46 @@ static const char *layer_hf(const model *m, size_t i) {
     }
 }
 
+/* qwen35's tensors (llama.cpp's names) of layer `layer` after "blk.N.": the gated DeltaNet's on its
+ * DeltaNet layers, q, k, v, o and the head norms on the others, the norms and the FFN on both (its
+ * post_attention_norm is the FFN's input norm). NULL: not one of that layer's. */
+static char *qwen35_name(const model *m, int layer, const char *rest, int *proj) {
+    static const struct {
+        const char *gguf, *hf;
+        int8_t where; /* 0: every layer, 1: DeltaNet layers, 2: attention layers */
+        int8_t proj;
+    } names[] = {
+        {"attn_norm.weight", "input_layernorm.weight", 0, -1},
+        {"post_attention_norm.weight", "post_attention_layernorm.weight", 0, -1},
+        {"ffn_gate.weight", "mlp.gate_proj.weight", 0, PROJ_GATE},
+        {"ffn_up.weight", "mlp.up_proj.weight", 0, PROJ_UP},
+        {"ffn_down.weight", "mlp.down_proj.weight", 0, PROJ_DOWN},
+        {"attn_qkv.weight", "linear_attn.in_proj_qkv.weight", 1, PROJ_Q},
+        {"attn_gate.weight", "linear_attn.in_proj_z.weight", 1, PROJ_K},
+        {"ssm_out.weight", "linear_attn.out_proj.weight", 1, PROJ_O},
+        {"ssm_beta.weight", "linear_attn.in_proj_b.weight", 1, -1},
+        {"ssm_alpha.weight", "linear_attn.in_proj_a.weight", 1, -1},
+        {"ssm_conv1d.weight", "linear_attn.conv1d.weight", 1, -1},
+        {"ssm_dt.bias", "linear_attn.dt_bias", 1, -1},
+        {"ssm_a", "linear_attn.ssm_a", 1, -1},
+        {"ssm_norm.weight", "linear_attn.norm.weight", 1, -1},
+        {"attn_q.weight", "self_attn.q_proj.weight", 2, PROJ_Q},
+        {"attn_k.weight", "self_attn.k_proj.weight", 2, PROJ_K},
+        {"attn_v.weight", "self_attn.v_proj.weight", 2, PROJ_V},
+        {"attn_output.weight", "self_attn.o_proj.weight", 2, PROJ_O},
+        {"attn_q_norm.weight", "self_attn.q_norm.weight", 2, -1},
+        {"attn_k_norm.weight", "self_attn.k_norm.weight", 2, -1},
+    };
+    if (layer >= m->num_layers) return NULL;
+    const int where = m->layer_kind[layer] == RSR_LAYER_DELTANET ? 1 : 2;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(rest, names[i].gguf) && (names[i].where == 0 || names[i].where == where)) {
+            *proj = names[i].proj;
+            return xasprintf("model.layers.%d.%s", layer, names[i].hf);
+        }
+    return NULL;
+}
+
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
  * projection it is (PROJ_Q ...), or -1. */
 static char *hf_name(const model *m, const char *g, int *proj) {
@@ -85,6 +125,7 @@ static char *hf_name(const model *m, const char *g, int *proj) {
     int layer, used = 0;
     if (sscanf(g, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return NULL;
     const char *rest = g + used, *dot = strchr(rest, '.');
+    if (m->layer_kind) return qwen35_name(m, layer, rest, proj);
     if (!dot || strcmp(dot, ".weight")) return NULL;
     size_t n = (size_t)(dot - rest);
     for (size_t i = 0; i < sizeof layer_names / sizeof *layer_names; i++) {
@@ -386,6 +427,23 @@ void gguf_lazy_free(struct gguf_lazy *lazy) {
     free(lazy);
 }
 
+/* A Q1_0 or Q2_0 tensor that rsrc computes in fp32 (qwen35's ssm_beta and ssm_alpha, [n_embd, V heads],
+ * which a converter may quantise as the matrices): its weights widened to f32. */
+static void add_grouped_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
+    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
+    const uint64_t n = t->ne[0] * t->ne[1], qk = t->type == GGML_Q1_0 ? 128 : 64;
+    arena *ar = arena_open(); /* decode_grouped may refuse a scale */
+    uint8_t *codes = xmalloc((size_t)n);
+    arena_own(ar, free, codes);
+    float *scales = xmalloc(sizeof *scales * (size_t)(n / qk));
+    arena_own(ar, free, scales);
+    decode_grouped(g->path, t, codes, scales);
+    float *f = (float *)archive_memory(a, (size_t)n * 4);
+    for (uint64_t e = 0; e < n; e++) f[e] = scales[e / qk] * (float)((int)codes[e] - 1);
+    arena_close(ar);
+    add_tensor(a, name, ST_F32, 2, (int64_t)t->ne[1], (int64_t)t->ne[0], (const uint8_t *)f, n * 4, g->path);
+}
+
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
 static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
     if (t->ndim < 1 || t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
@@ -561,6 +619,88 @@ static void configure_maple(model *m, const gguf_file *g, const char *arch) {
     m->nope_global = true;
 }
 
+/* qwen35's ARCH.rope.dimension_sections [t, h, w, e] as llama.cpp's interleaved multi-section RoPE
+ * reads them: pair i's sector i % (t + h + w + e) rotates by the position of t, h or w (for text, all
+ * the token's) when sector % 3 is 0, 1 or 2 and below 3t, 3h or 3w, else by e's (0 for text). rsrc
+ * rotates every pair by the token's position, so a pair that falls to e is refused. */
+static void qwen35_sections(const model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.rope.dimension_sections", arch);
+    const gguf_value *v = gguf_get(g, k);
+    if (!v) return;
+    if (v->type != GGUF_ARR || v->n < 3 || v->n > 4 || (v->atype != GGUF_I32 && v->atype != GGUF_U32))
+        fatal("%s: metadata '%s' is not an array of 3 or 4 integers", g->path, k);
+    int64_t sec[4] = {0, 0, 0, 0}, width = 0;
+    for (uint64_t i = 0; i < v->n; i++) {
+        sec[i] = gguf_array_i32(g, v, i);
+        if (sec[i] < 0 || sec[i] > 65535)
+            fatal("%s: metadata '%s': section %d is %" PRId64, g->path, k, (int)i, sec[i]);
+        width += sec[i];
+    }
+    if (width == 0) fatal("%s: metadata '%s': every section is empty", g->path, k);
+    const int32_t pairs = (m->rope_dims ? m->rope_dims : m->head_dim) / 2;
+    for (int32_t i = 0; i < pairs; i++) {
+        const int64_t sector = i % width, r = sector % 3;
+        if (!((r == 0 && sector < 3 * sec[0]) || (r == 1 && sector < 3 * sec[1]) || (r == 2 && sector < 3 * sec[2])))
+            fatal("%s: metadata '%s' = [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]: RoPE pair %d falls in "
+                  "the fourth section, which text does not rotate; rsrc rotates every pair by the token's position",
+                  g->path, k, sec[0], sec[1], sec[2], sec[3], i);
+    }
+}
+
+/* Qwen3.5 (llama.cpp's qwen35 graph, docs/qwen35.md): the gated DeltaNet's sizes (ARCH.ssm.group_count
+ * K heads, ssm.time_step_rank V heads, ssm.state_size the width of both, ssm.inner_size V heads x
+ * that width, ssm.conv_kernel), which layers are DeltaNet layers (ARCH.attention.recurrent_layers, one
+ * bool per layer, else every layer but each full_attention_interval-th, 4 when absent), and the
+ * text-only multi-section RoPE: every section rotates by the token's position, which is the NeoX
+ * rotation of the first rope.dimension_count dims. */
+static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.nextn_predict_layers", arch); /* the MTP layers, after the model's: skipped */
+    const gguf_value *nx = gguf_get(g, k);
+    if (nx && (!integer_type(nx->type) || nx->i < 0 || nx->i >= m->num_layers))
+        fatal("%s: metadata '%s' is not a count of layers below block_count %d", g->path, k, m->num_layers);
+    const int32_t all = m->num_layers;
+    m->mtp_layers = nx ? (int32_t)nx->i : 0;
+    m->num_layers -= m->mtp_layers;
+    const int32_t L = m->num_layers;
+    m->dn_k_heads = (int32_t)meta_uint(g, arch, "ssm.group_count", UINT64_MAX, 4096);
+    m->dn_v_heads = (int32_t)meta_uint(g, arch, "ssm.time_step_rank", UINT64_MAX, 4096);
+    m->dn_head = (int32_t)meta_uint(g, arch, "ssm.state_size", UINT64_MAX, 1024);
+    m->dn_conv = (int32_t)meta_uint(g, arch, "ssm.conv_kernel", UINT64_MAX, 64);
+    const uint64_t inner = meta_uint(g, arch, "ssm.inner_size", UINT64_MAX, 1 << 24);
+    if (inner != (uint64_t)m->dn_v_heads * (uint64_t)m->dn_head)
+        fatal("%s: %s.ssm.inner_size %" PRIu64 " is not ssm.time_step_rank %d x ssm.state_size %d (heads of keys and "
+              "values of one width, as llama.cpp's qwen35 requires)",
+              g->path, arch, inner, m->dn_v_heads, m->dn_head);
+    if (m->dn_v_heads % m->dn_k_heads)
+        fatal("%s: %s.ssm.time_step_rank %d is not a multiple of ssm.group_count %d", g->path, arch, m->dn_v_heads,
+              m->dn_k_heads);
+    if ((int64_t)m->dn_v_heads * m->dn_head > 65535 || 2 * (int64_t)m->dn_k_heads * m->dn_head + inner > (1 << 20))
+        fatal("%s: a gated DeltaNet of %d V heads of %d is wider than the 65535 columns of a matrix input", g->path,
+              m->dn_v_heads, m->dn_head);
+    static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
+        double f = meta_float(g, k, 0, -1e30, 1e30);
+        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+    }
+    qwen35_sections(m, g, arch);
+    m->layer_kind = xcalloc((size_t)L, sizeof *m->layer_kind);
+    snprintf(k, sizeof k, "%s.attention.recurrent_layers", arch);
+    const gguf_value *rl = gguf_get(g, k);
+    if (rl && (rl->type != GGUF_ARR || (rl->n != (uint64_t)L && rl->n != (uint64_t)all) ||
+               !(rl->atype == GGUF_BOOL || rl->atype == GGUF_U8 || rl->atype == GGUF_I32 || rl->atype == GGUF_U32)))
+        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, all);
+    const uint64_t interval = rl ? 0 : meta_uint(g, arch, "full_attention_interval", 4, 4096);
+    for (int32_t l = 0; l < L; l++) {
+        bool recurrent = !rl                                              ? (l + 1) % (int64_t)interval != 0
+                         : rl->atype == GGUF_I32 || rl->atype == GGUF_U32 ? gguf_array_i32(g, rl, (uint64_t)l) != 0
+                                                                          : g->map[rl->first + (uint64_t)l] != 0;
+        m->layer_kind[l] = recurrent ? RSR_LAYER_DELTANET : RSR_LAYER_ATTENTION;
+    }
+}
+
 static void configure(model *m, const gguf_file *g, const char *arch) {
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
@@ -593,9 +733,14 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
         m->architecture = xstrdup("MapleForCausalLM");
         m->activation = RSR_ACT_SILU;
         m->qk_norm = true, m->act_block = 32;
-        m->num_experts = 1; /* for now: the FFN's length is optional */
+        m->num_experts = 1;               /* for now: the FFN's length is optional */
+    } else if (!strcmp(arch, "qwen35")) { /* qwen3's attention with gated DeltaNet layers: configure_qwen35 */
+        m->architecture = xstrdup("Qwen3_5ForCausalLM");
+        m->activation = RSR_ACT_SILU;
+        m->qk_norm = true, m->act_block = 32, m->attn_gate = true;
     } else {
-        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple)",
+        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple, "
+              "qwen35)",
               g->path, arch);
     }
     m->wformat = WF_PACKED;
@@ -619,7 +764,12 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
               m->head_dim);
     if (m->head_dim % 2) fatal("%s: head dimension %d is odd; RoPE needs pairs", g->path, m->head_dim);
     uint64_t rope_dim = meta_uint(g, arch, "rope.dimension_count", (uint64_t)m->head_dim, 65535);
-    if (rope_dim != (uint64_t)m->head_dim)
+    if (m->attn_gate && (rope_dim > (uint64_t)m->head_dim || rope_dim % 2))
+        fatal("%s: %s.rope.dimension_count %" PRIu64 " is odd or above the head dimension %d", g->path, arch, rope_dim,
+              m->head_dim);
+    if (m->attn_gate) /* qwen35: partial RoPE */
+        m->rope_dims = rope_dim == (uint64_t)m->head_dim ? 0 : (int32_t)rope_dim;
+    else if (rope_dim != (uint64_t)m->head_dim)
         fatal("%s: %s.rope.dimension_count %" PRIu64 " is not the head dimension %d (partial RoPE is not supported)",
               g->path, arch, rope_dim, m->head_dim);
     char k[160];
@@ -641,6 +791,7 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->bos = meta_token(g, "tokenizer.ggml.bos_token_id", m->vocab);
     m->eos = meta_token(g, "tokenizer.ggml.eos_token_id", m->vocab);
     m->tied = !gguf_find(g, "output.weight");
+    if (m->attn_gate) configure_qwen35(m, g, arch);
     if (m->post_norms) configure_gemma3(m, g, arch);
     if (m->num_experts) configure_maple(m, g, arch);
 }
@@ -879,7 +1030,10 @@ void gguf_model_load(model *m, const char *path) {
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         size_t n = strlen(t->name);
-        int proj;
+        int proj, layer = -1;
+        if (m->mtp_layers && sscanf(t->name, "blk.%d.", &layer) == 1 && layer >= m->num_layers &&
+            layer < m->num_layers + m->mtp_layers)
+            continue; /* a multi-token-prediction layer's (qwen35): not read */
         if (m->num_experts && expert_of(t->name) >= 0) {
             add_experts(a, m, g, t, m->lazy);
             ternary_type = t->type;
@@ -896,10 +1050,13 @@ void gguf_model_load(model *m, const char *path) {
         arena_own(ar, free, name); /* the archive's once added */
         if (proj >= 0)
             add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type;
+        else if (m->layer_kind && (t->type == GGML_Q1_0 || t->type == GGML_Q2_0))
+            add_grouped_float(a, g, t, name); /* qwen35's beta and alpha rows, quantised as its matrices */
         else
             add_float(a, g, t, name);
         arena_disown(ar, name);
     }
+    for (int i = 0; i < a->ntensors; i++) a->tensors[i].file = a->path; /* g->path goes with the file's tables */
     st_sort_and_check(a, path);
     if (m->lazy->n) /* none in a file without ternary tensors (refused later, naming what it lacks) */
         qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);

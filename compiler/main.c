@@ -595,13 +595,14 @@ static void load_inputs(build *b) {
     }
     if (o->print_model) model_print(m, stdout);
     if ((t->kind == TK_CUDA || t->gpu) &&
-        (m->qk_norm || m->proj_norms || m->act_block || m->post_norms || m->num_experts))
+        (m->qk_norm || m->proj_norms || m->act_block || m->post_norms || m->num_experts || m->layer_kind))
         fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
               m->architecture,
-              m->num_experts  ? "a mixture of experts"
-              : m->proj_norms ? "a norm before each projection"
-              : m->qk_norm    ? "q/k head norms"
-                              : "activations per block");
+              m->layer_kind    ? "gated DeltaNet layers (a recurrent state)"
+              : m->num_experts ? "a mixture of experts"
+              : m->proj_norms  ? "a norm before each projection"
+              : m->qk_norm     ? "q/k head norms"
+                               : "activations per block");
     note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
 }
 
@@ -689,6 +690,28 @@ static double backend_seconds(const build *b, double *llvm_s) {
     return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 5e-9 * (double)b->blob.size : 0);
 }
 
+/* A qwen35 layer's kind, and a DeltaNet layer's small tensors as f32 (checked by model_load). */
+static void deltanet_tensors(build *b, int32_t l, rsr_artifact_layer *L) {
+    const model *m = b->m;
+    L->dn_conv_w = L->dn_alpha = L->dn_beta = L->dn_dt_bias = L->dn_a = L->dn_norm = RSR_NO_TENSOR;
+    L->attn_gate = m->attn_gate && !model_deltanet(m, l);
+    if (!model_deltanet(m, l)) return;
+    L->kind = RSR_LAYER_DELTANET;
+    L->dn_k_heads = m->dn_k_heads, L->dn_v_heads = m->dn_v_heads, L->dn_head = m->dn_head, L->dn_conv = m->dn_conv;
+    static const char *const names[6] = {"linear_attn.conv1d.weight",
+                                         "linear_attn.in_proj_a.weight",
+                                         "linear_attn.in_proj_b.weight",
+                                         "linear_attn.dt_bias",
+                                         "linear_attn.ssm_a",
+                                         "linear_attn.norm.weight"};
+    uint64_t *at[6] = {&L->dn_conv_w, &L->dn_alpha, &L->dn_beta, &L->dn_dt_bias, &L->dn_a, &L->dn_norm};
+    for (int j = 0; j < 6; j++) {
+        char *n = xasprintf("model.layers.%d.%s", l, names[j]);
+        *at[j] = blob_write_f32_of(&b->blob, st_find(m->ar, n));
+        free(n);
+    }
+}
+
 /* Layer l's norms into the blob and the rest of its descriptor but the matrices: its window and
  * RoPE base. */
 static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_out) {
@@ -697,8 +720,10 @@ static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_ou
     L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
     L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
     L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
-    L->q_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
-    L->k_norm = m->qk_norm ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
+    const bool dn = model_deltanet(m, l);
+    L->q_norm = m->qk_norm && !dn ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
+    L->k_norm = m->qk_norm && !dn ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
+    deltanet_tensors(b, l, L);
     static const int in_proj[RSR_IN_NORMS] = {PROJ_Q, PROJ_K, PROJ_V, PROJ_GATE, PROJ_UP};
     for (int j = 0; j < RSR_IN_NORMS; j++) {
         char *nm = xasprintf("%s.norm", proj_names[in_proj[j]]);
@@ -751,7 +776,7 @@ static void flush_part(build *b) {
 }
 
 /* The matrices of all layers (model_layer_matrices each). */
-static int32_t total_matrices(const model *m) { return m->num_layers * model_layer_matrices(m); }
+static int32_t total_matrices(const model *m) { return model_total_matrices(m); }
 
 /* Every layer: its norms, then its seven matrices, each through compile_matrix (and again for
  * the GPU), one at a time, freed as it goes. */
@@ -763,11 +788,13 @@ static void compile_matrices(build *b) {
     b->mats = xcalloc((size_t)total, sizeof *b->mats);
     b->layers = xcalloc((size_t)m->num_layers, sizeof *b->layers);
     uint64_t all_weights = 0;
+    int32_t next = 0; /* the next matrix's index */
     for (int32_t l = 0; l < m->num_layers; l++)
         for (int j = 0; j < per_layer; j++) {
             int pj;
-            free(model_layer_matrix(m, l, j, &out_dim, &in_dim, &pj));
-            all_weights += (uint64_t)out_dim * (uint64_t)in_dim;
+            char *name = model_layer_matrix(m, l, j, &out_dim, &in_dim, &pj);
+            if (name) all_weights += (uint64_t)out_dim * (uint64_t)in_dim;
+            free(name);
         }
     if (o->stats) print_stats_header();
     progress_begin(o->progress, m->num_layers, all_weights);
@@ -775,11 +802,15 @@ static void compile_matrices(build *b) {
         rsr_artifact_layer *L = &b->layers[l];
         layer_norms(b, l, L, q_out);
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-        L->expert_first = m->num_experts ? l * per_layer + PROJ_GATE : -1;
+        L->expert_first = m->num_experts ? next + PROJ_GATE : -1;
         for (int j = 0; j < per_layer; j++) {
-            int32_t idx = l * per_layer + j;
             int pj;
             char *name = model_layer_matrix(m, l, j, &out_dim, &in_dim, &pj);
+            if (!name) { /* a DeltaNet layer's empty slot */
+                *slot[pj] = -1;
+                continue;
+            }
+            int32_t idx = next++;
             progress_update(l, b->weights, name);
             stage_enter(STAGE_LOAD);
             ternary_matrix tm = {0};

@@ -145,6 +145,14 @@ typedef struct model {
     int32_t *expert_ff;
     float *swiglu_clamp;
     bool nope_global;
+    /* Qwen3.5 (qwen35, docs/qwen35.md): layer_kind[l] (rsr_layer_kind; NULL: every layer attention),
+     * the gated DeltaNet's K heads, V heads, head width and convolution length, q's rows [q | gate] per
+     * head on the attention layers (attn_gate) and RoPE on the first rope_dims of a head (0: all) */
+    int32_t *layer_kind;
+    int32_t dn_k_heads, dn_v_heads, dn_head, dn_conv;
+    bool attn_gate;
+    int32_t rope_dims;
+    int32_t mtp_layers; /* qwen35: multi-token-prediction layers after the model's (not read, skipped) */
     int32_t pooling;    /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
     int32_t group_cols; /* WF_GROUPED: the columns of a group (128, 64 or 32), one for the whole model */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
@@ -199,6 +207,11 @@ int model_layer_matrices(const model *m);
 /* Matrix j of layer l in that order: its tensor name (the caller frees it), shape and which
  * projection it is (PROJ_GATE ... for an expert's). */
 char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj);
+/* Whether layer l is a gated DeltaNet (qwen35): its slots q, k, o are [q|k|v], z and the output
+ * projection, and slot v has no matrix (model_layer_matrix returns NULL for it). */
+static inline bool model_deltanet(const model *m, int l) { return m->layer_kind && m->layer_kind[l] == 1; }
+/* The ternary matrices of the whole model (model_layer_matrices per layer, less the absent slots). */
+int32_t model_total_matrices(const model *m);
 
 /* ---- gguf.c: llama.cpp's GGUF container, checked against the file; gguf_model.c: a GGUF model
  * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */

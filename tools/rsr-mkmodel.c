@@ -257,7 +257,8 @@ static const char *const dtype_names[] = {"BF16", "F16", "U8"};
 static const int dtype_size[] = {2, 2, 1};
 
 /* K_ROUTER: as K_EMBED, F32 in GGUF; K_GROUPED: dense, ternary per group of --group columns */
-typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED, K_ROUTER, K_GROUPED } kind_t;
+/* K_FLOAT: F32 in GGUF, mean + sd · N(0, 1) each (qwen35's small tensors), or -exp of that (fneg) */
+typedef enum { K_PACKED, K_SCALE, K_LATENT, K_NORM, K_EMBED, K_ROUTER, K_GROUPED, K_FLOAT } kind_t;
 
 typedef struct {
     char name[128];
@@ -265,8 +266,10 @@ typedef struct {
     kind_t kind;
     int ndim;
     uint64_t shape[2];
-    uint64_t out, in; /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT, K_GROUPED) */
-    int inverted;     /* K_SCALE: store 1/beta */
+    uint64_t out, in;  /* logical [out, in] of the ternary matrix (K_PACKED, K_SCALE, K_LATENT, K_GROUPED) */
+    int inverted;      /* K_SCALE: store 1/beta */
+    double fmean, fsd; /* K_FLOAT */
+    int fneg;
     uint64_t nbytes;
     int shard;
     uint64_t offset; /* within its shard's data block */
@@ -290,6 +293,8 @@ typedef struct {
     int gemma3;            /* of architecture gemma3: post norms too, and sliding windows */
     long sliding_window;   /* --sliding-window: gemma3's window of its local layers (0: none) */
     int maple;             /* of architecture maple: qwen3's attention, experts for the FFN, windows */
+    int qwen35;            /* of architecture qwen35: every 4th layer qwen3's attention (q with a gate, partial
+                              RoPE), the others gated DeltaNet layers (K heads kv_heads, V heads heads, of head_dim) */
     long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple) */
     const char *expert_ff_list;            /* --expert-ff A,B,...: one per layer (expert_ff: the first) */
     double swiglu_clamp;                   /* --swiglu-clamp (maple; 0: no key) */
@@ -384,6 +389,40 @@ static void expert_tensors(tlist_t *l, const opts_t *o, long L) {
         }
 }
 
+static tensor_t *tfloat(tlist_t *l, const char *name, int ndim, uint64_t d0, uint64_t d1, double mean, double sd,
+                        int neg) {
+    tensor_t *t = tadd(l, name, DT_BF16, K_FLOAT, ndim, d0, d1);
+    t->fmean = mean, t->fsd = sd, t->fneg = neg;
+    return t;
+}
+
+/* qwen35's gated DeltaNet layer L: [q|k|v] (K heads of kv_heads, V heads of heads, all of head_dim),
+ * the output gate z and the output projection as ternary matrices; beta's and alpha's rows, the
+ * convolution (4 taps), dt's bias, A = -exp(.) and the norm of each V head as floats. */
+static void deltanet_tensors(tlist_t *l, const opts_t *o, long L) {
+    const uint64_t H = (uint64_t)o->hidden, D = (uint64_t)o->head_dim, Vh = (uint64_t)o->heads;
+    const uint64_t conv = 2 * (uint64_t)o->kv_heads * D + Vh * D;
+    char name[160], base[128];
+    snprintf(base, sizeof base, "model.layers.%ld.linear_attn.in_proj_qkv", L);
+    add_matrix(l, o, base, conv, H);
+    snprintf(base, sizeof base, "model.layers.%ld.linear_attn.in_proj_z", L);
+    add_matrix(l, o, base, Vh * D, H);
+    snprintf(name, sizeof name, "model.layers.%ld.linear_attn.in_proj_b.weight", L);
+    tfloat(l, name, 2, Vh, H, 0, 1.0 / sqrt((double)H), 0);
+    snprintf(name, sizeof name, "model.layers.%ld.linear_attn.in_proj_a.weight", L);
+    tfloat(l, name, 2, Vh, H, 0, 1.0 / sqrt((double)H), 0);
+    snprintf(name, sizeof name, "model.layers.%ld.linear_attn.conv1d.weight", L);
+    tfloat(l, name, 2, conv, 4, 0, 0.5, 0);
+    snprintf(name, sizeof name, "model.layers.%ld.linear_attn.dt_bias", L);
+    tfloat(l, name, 1, Vh, 0, 0, 0.5, 0);
+    snprintf(name, sizeof name, "model.layers.%ld.linear_attn.ssm_a", L);
+    tfloat(l, name, 1, Vh, 0, -0.5, 0.5, 1);
+    snprintf(name, sizeof name, "model.layers.%ld.linear_attn.norm.weight", L);
+    tadd(l, name, DT_BF16, K_NORM, 1, D, 0);
+    snprintf(base, sizeof base, "model.layers.%ld.linear_attn.out_proj", L);
+    add_matrix(l, o, base, H, Vh * D);
+}
+
 /* qwen3-embed's tensors are named without "model." (the checkpoint of a Qwen3Model) */
 static void drop_model_prefix(tlist_t *l) {
     for (size_t i = 0; i < l->n; i++)
@@ -400,10 +439,14 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
     for (long L = 0; L < o->layers; L++) {
         snprintf(name, sizeof name, "model.layers.%ld.input_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
+        if (o->qwen35 && (L + 1) % 4) { /* a gated DeltaNet layer */
+            deltanet_tensors(l, o, L);
+            goto ffn;
+        }
         static const char *const attn[4] = {"q", "k", "v", "o"};
         for (int p = 0; p < 4; p++) {
             snprintf(base, sizeof base, "model.layers.%ld.self_attn.%s_proj", L, attn[p]);
-            add_matrix(l, o, base, p == 0 ? Q : p == 3 ? H : KV, p == 3 ? Q : H);
+            add_matrix(l, o, base, p == 0 ? (o->qwen35 ? 2 * Q : Q) : p == 3 ? H : KV, p == 3 ? Q : H);
             proj_norm(l, o, base, p == 3 ? Q : H);
         }
         for (int p = 0; p < 2 && o->gemma3; p++) { /* RMSNorm of the attention's and the FFN's output */
@@ -419,6 +462,7 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
                      o->format == F_1BITLLM ? "inner_attn_ln" : "attn_sub_norm");
             tadd(l, name, hp, K_NORM, 1, H, 0);
         }
+    ffn:
         snprintf(name, sizeof name, "model.layers.%ld.post_attention_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
         static const char *const mlp[3] = {"gate", "up", "down"};
@@ -588,6 +632,14 @@ static void write_tensor(sink_t *s, const tensor_t *t, const opts_t *o) {
             }
         }
         free(codes);
+        break;
+    }
+    case K_FLOAT: {
+        const uint64_t n = t->shape[0] * t->shape[1];
+        for (uint64_t k = 0; k < n; k++) {
+            double v = t->fmean + t->fsd * rng_normal(&r);
+            put_value(s, t->dt, poisoned(t, o, k, (float)(t->fneg ? -exp(v) : v)));
+        }
         break;
     }
     case K_NORM:
@@ -874,7 +926,22 @@ static char *gguf_name(const char *hf) {
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
     if (!strcmp(hf, "lm_head.weight")) return xasprintf("output.weight");
+    static const char *const exact[][2] = {
+        /* qwen35's gated DeltaNet (llama.cpp's names) */
+        {"linear_attn.in_proj_qkv.weight", "attn_qkv.weight"},
+        {"linear_attn.in_proj_z.weight", "attn_gate.weight"},
+        {"linear_attn.out_proj.weight", "ssm_out.weight"},
+        {"linear_attn.in_proj_b.weight", "ssm_beta.weight"},
+        {"linear_attn.in_proj_a.weight", "ssm_alpha.weight"},
+        {"linear_attn.conv1d.weight", "ssm_conv1d.weight"},
+        {"linear_attn.dt_bias", "ssm_dt.bias"},
+        {"linear_attn.ssm_a", "ssm_a"},
+        {"linear_attn.norm.weight", "ssm_norm.weight"},
+    };
     int layer, used = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used)
+        for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+            if (!strcmp(hf + used, exact[i][0])) return xasprintf("blk.%d.%s", layer, exact[i][1]);
     if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used)
         for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
             size_t n = strlen(map[i][0]);
@@ -1054,6 +1121,22 @@ static void maple_metadata(mkg_file *g, const opts_t *o) {
     mkg_meta_f32(g, "maple.rope.freq_base_swa", 10000.0f);
 }
 
+/* qwen35's RoPE: a quarter of the head (Qwen3.5's partial_rotary_factor), at least one pair. */
+static long qwen35_rope_dims(const opts_t *o) { return o->head_dim / 4 >= 2 ? o->head_dim / 4 / 2 * 2 : 2; }
+
+/* qwen35's keys: the gated DeltaNet's sizes (K heads kv_heads, V heads heads, of head_dim; 4 taps),
+ * every 4th layer full attention, and the three sections of the text's multi-section RoPE. */
+static void qwen35_metadata(mkg_file *g, const opts_t *o) {
+    mkg_meta_u32(g, "qwen35.ssm.conv_kernel", 4);
+    mkg_meta_u32(g, "qwen35.ssm.state_size", (uint32_t)o->head_dim);
+    mkg_meta_u32(g, "qwen35.ssm.group_count", (uint32_t)o->kv_heads);
+    mkg_meta_u32(g, "qwen35.ssm.time_step_rank", (uint32_t)o->heads);
+    mkg_meta_u32(g, "qwen35.ssm.inner_size", (uint32_t)(o->heads * o->head_dim));
+    mkg_meta_u32(g, "qwen35.full_attention_interval", 4);
+    const int32_t n = (int32_t)qwen35_rope_dims(o) / 2, sections[4] = {(n + 2) / 3, (n + 1) / 3, n / 3, 0};
+    mkg_meta_i32s(g, "qwen35.rope.dimension_sections", sections, 4);
+}
+
 /* The metadata of the architecture o->gguf_arch ("bitnet-b1.58", bitnet.cpp's BitNet b1.58 2B-4T,
  * the same model as bitnet-packed's; "bitnet", llama.cpp's, which runs SiLU instead of ReLU²;
  * "llama"; or "qwen3", with its head dimension and Qwen3's epsilon and RoPE base) and the
@@ -1071,11 +1154,12 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     META_U32("block_count", o->layers);
     META_U32("attention.head_count", o->heads);
     META_U32("attention.head_count_kv", o->kv_heads);
-    META_U32("rope.dimension_count", o->head_dim);
+    META_U32("rope.dimension_count", o->qwen35 ? qwen35_rope_dims(o) : o->head_dim);
     META_U32("vocab_size", o->vocab);
     if (o->qwen3) META_U32("attention.key_length", o->head_dim), META_U32("attention.value_length", o->head_dim);
     if (o->gemma3 && o->sliding_window) META_U32("attention.sliding_window", o->sliding_window);
     if (o->maple) maple_metadata(g, o);
+    if (o->qwen35) qwen35_metadata(g, o);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A);
     mkg_meta_f32(g, key, o->rms_eps ? (float)o->rms_eps : o->qwen3 ? 1e-6f : 1e-5f);
     snprintf(key, sizeof key, "%s.rope.freq_base", A);
@@ -1101,13 +1185,20 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
             continue;
         }
         char *name = gguf_name(t->name);
+        if (o->qwen35 && strstr(name, ".ffn_norm.weight")) { /* qwen35 names the FFN's norm so */
+            char *q = xasprintf("%.*spost_attention_norm.weight", (int)(strstr(name, "ffn_norm") - name), name);
+            free(name), name = q;
+        }
         uint8_t *bytes = tensor_bytes(t, o);
-        if (t->kind == K_ROUTER) { /* F32, as llama.cpp's converters write a router */
+        if (t->kind == K_ROUTER || t->kind == K_FLOAT) { /* F32, as llama.cpp's converters write a router */
             const uint64_t n = t->shape[0] * t->shape[1];
             float *f = xmalloc(4 * n);
             for (uint64_t k = 0; k < n; k++) f[k] = bf16_at(bytes + 2 * k);
             free(bytes);
-            mkg_tensor(g, name, MKG_F32, t->shape[1], t->shape[0], (uint8_t *)f, 4 * n);
+            if (t->ndim == 1)
+                mkg_tensor(g, name, MKG_F32, t->shape[0], 1, (uint8_t *)f, 4 * n);
+            else
+                mkg_tensor(g, name, MKG_F32, t->shape[1], t->shape[0], (uint8_t *)f, 4 * n);
         } else if (t->kind == K_PACKED) {
             const tensor_t *sc = &l->t[i + 1];
             uint8_t *sb = tensor_bytes(sc, o);
@@ -1383,7 +1474,10 @@ static void usage(FILE *out) {
           "                     times sqrt(hidden), as llama.cpp runs the architecture), or maple (qwen3's\n"
           "                     attention and a head of its own; a mixture of experts for each FFN: a router\n"
           "                     blk.N.ffn_gate_inp (F32) and the experts stacked in blk.N.ffn_{gate,up,down}_exps;\n"
-          "                     windowed layers with RoPE base 10000, the others without RoPE)\n"
+          "                     windowed layers with RoPE base 10000, the others without RoPE), or qwen35\n"
+          "                     (Qwen3.5: every 4th layer qwen3's attention with a gate per head in q and RoPE\n"
+          "                     on a quarter of the head, the others gated DeltaNet layers: --kv-heads K heads,\n"
+          "                     --heads V heads, of --head-dim; F32 beta, alpha, 4-tap convolution, dt, A)\n"
           "  --sliding-window N\n"
           "                     with --gguf-arch gemma3 or maple, the local layers' window (default 4;\n"
           "                     gemma3: 0 for no key, all global)\n"
@@ -1781,8 +1875,8 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
         break;
     case O_GGUFARCH:
         if (strcmp(arg, "bitnet-b1.58") && strcmp(arg, "bitnet") && strcmp(arg, "llama") && strcmp(arg, "qwen3") &&
-            strcmp(arg, "gemma3") && strcmp(arg, "maple"))
-            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3, gemma3 or maple", arg);
+            strcmp(arg, "gemma3") && strcmp(arg, "maple") && strcmp(arg, "qwen35"))
+            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple or qwen35", arg);
         o->gguf_arch = arg;
         break;
     case O_SWIGLU_CLAMP:
@@ -2021,7 +2115,9 @@ int main(int argc, char **argv) {
     if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
     o.gemma3 = o.gguf_type && !strcmp(o.gguf_arch, "gemma3");
     o.maple = o.gguf_type && !strcmp(o.gguf_arch, "maple");
-    o.qwen3 = (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3 || o.maple || format_qwen3(o.format);
+    o.qwen35 = o.gguf_type && !strcmp(o.gguf_arch, "qwen35");
+    o.qwen3 =
+        (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3 || o.maple || o.qwen35 || format_qwen3(o.format);
     if (o.maple) o.untied = 1; /* llama.cpp's maple requires output.weight */
     if (!have_format) die("--format is required (see --help)");
     if (!o.out_dir) die("--out is required (see --help)");

@@ -454,6 +454,10 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
                             "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
     if (layer < 0 || layer >= a->num_layers)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (a->layer[layer].kind == RSR_LAYER_DELTANET)
+        return rt_set_error(
+            err, RSR_ERR_INVALID_ARGUMENT,
+            "layer %d is a gated DeltaNet layer: it keeps a recurrent state, no keys, values or queries", layer);
     if (kv_head < 0 || kv_head >= a->num_kv_heads)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head,
                             a->num_kv_heads);
@@ -482,6 +486,10 @@ rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q)
                             "the queries of a GPU session are in device memory: read them from a session on the CPU");
     if (layer < 0 || layer >= a->num_layers)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (a->layer[layer].kind == RSR_LAYER_DELTANET)
+        return rt_set_error(
+            err, RSR_ERR_INVALID_ARGUMENT,
+            "layer %d is a gated DeltaNet layer: it keeps a recurrent state, no keys, values or queries", layer);
     if (!q) return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
     if (s->pos == 0 || s->attn->last_q_pos[layer] != s->pos - 1)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,

@@ -40,6 +40,7 @@ static size_t plan_cache(rsr_session *s) {
         const int32_t W = a->layer[l].sliding_window, ring = W > 0 ? W - 1 + s->batch : 0;
         *L = (rt_kv_layer){.first = total, .rows = s->max_positions};
         if (ring && (int64_t)ring + W - 1 < s->max_positions) L->ring = ring, L->rows = ring + W - 1;
+        if (a->layer[l].kind == RSR_LAYER_DELTANET) L->rows = 0; /* a recurrent state instead (dn_state) */
         total += (size_t)a->num_kv_heads * (size_t)L->rows;
     }
     return total;
@@ -94,10 +95,36 @@ static rsr_status moe_work_init(rt_work *w, const rsr_model *m, size_t B) {
                : RSR_ERR_OUT_OF_MEMORY;
 }
 
+/* rt_work's buffers of Qwen3.5's layers for B rows: those of its DeltaNet layers, of its gated
+ * attention; none in another model. */
+static bool any_attn_gate(const rsr_artifact *a) {
+    for (int32_t l = 0; l < a->num_layers; l++)
+        if (a->layer[l].attn_gate) return true;
+    return false;
+}
+static rsr_status qwen35_work_init(rt_work *w, const rsr_model *m, size_t B) {
+    const size_t q_out = (size_t)m->a->num_heads * (size_t)m->a->head_dim;
+    if (m->dn_conv_dim) {
+        w->dn_qkv = malloc(sizeof(float) * B * (size_t)m->dn_conv_dim);
+        w->dn_z = malloc(sizeof(float) * B * (size_t)m->dn_value_dim);
+        w->dn_beta = malloc(sizeof(float) * B * (size_t)m->dn_v_heads);
+        w->dn_g = malloc(sizeof(float) * B * (size_t)m->dn_v_heads);
+        if (!w->dn_qkv || !w->dn_z || !w->dn_beta || !w->dn_g) return RSR_ERR_OUT_OF_MEMORY;
+    }
+    if (any_attn_gate(m->a)) {
+        w->qg = malloc(sizeof(float) * B * 2 * q_out);
+        w->gate_q = malloc(sizeof(float) * B * q_out);
+        if (!w->qg || !w->gate_q) return RSR_ERR_OUT_OF_MEMORY;
+    }
+    return RSR_OK;
+}
+
 rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     const rsr_artifact *a = m->a;
     size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
     size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)rows;
+    if ((size_t)m->dn_value_dim > widest) widest = (size_t)m->dn_value_dim; /* a DeltaNet's output projection */
+    const size_t att = q_out > (size_t)m->dn_value_dim ? q_out : (size_t)m->dn_value_dim;
     *w = (rt_work){.rows = rows, .widest = (int32_t)widest, .xq_stride = rt_pad_cols((int32_t)widest)};
     w->h = malloc(sizeof(float) * B * (size_t)a->hidden);
     w->xn = malloc(sizeof(float) * B * widest);
@@ -105,7 +132,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     w->q = malloc(sizeof(float) * B * q_out);
     w->k = malloc(sizeof(float) * B * kv_out);
     w->v = malloc(sizeof(float) * B * kv_out);
-    w->att = malloc(sizeof(float) * B * q_out);
+    w->att = malloc(sizeof(float) * B * att);
     w->gate = malloc(sizeof(float) * B * (size_t)a->intermediate);
     w->up = malloc(sizeof(float) * B * (size_t)a->intermediate);
     w->xq = calloc(B, (size_t)w->xq_stride);
@@ -116,7 +143,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     if (m->rope_theta2 != 0) w->rope2 = malloc(sizeof(float) * B * (size_t)a->head_dim);
-    if (m->max_experts && moe_work_init(w, m, B) != RSR_OK) {
+    if (qwen35_work_init(w, m, B) != RSR_OK || (m->max_experts && moe_work_init(w, m, B) != RSR_OK)) {
         rt_work_free(w);
         return RSR_ERR_OUT_OF_MEMORY;
     }
@@ -149,6 +176,7 @@ void rt_work_free(rt_work *w) {
     free(w->moe_xq), free(w->moe_xs), free(w->moe_xd), free(w->moe_p), free(w->moe_w), free(w->moe_pick),
         free(w->moe_rows);
     free(w->moe_out);
+    free(w->dn_qkv), free(w->dn_z), free(w->dn_beta), free(w->dn_g), free(w->qg), free(w->gate_q);
     *w = (rt_work){0};
 }
 
@@ -157,6 +185,16 @@ void rt_work_free(rt_work *w) {
 static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) {
     rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
+    rsr_session_params dense = *p;
+    if (m->dn_state_floats) { /* Qwen3.5: a recurrent state; dense attention on its attention layers */
+        if (p->attention == RSR_ATTENTION_LOUVER)
+            return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
+                                "attention louver: this model has gated DeltaNet layers, whose recurrent state cannot "
+                                "go back or be indexed; its attention layers attend densely (auto and dense do so)");
+        dense.attention = RSR_ATTENTION_DENSE, p = &dense;
+        s->dn_state = calloc(m->dn_state_floats, sizeof(float));
+        if (!s->dn_state) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    }
     s->kv_type = p->kv_type;
     s->kv_bytes = attn_row_bytes(p->kv_type, a->head_dim);
     s->kv_layer = malloc(sizeof(rt_kv_layer) * (size_t)a->num_layers);
@@ -173,7 +211,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
-    free(s->k_cache), free(s->v_cache), free(s->kv_layer);
+    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state);
     rt_work_free(&s->work);
     rt_lm_head_free(s);
     rt_attention_free(s);
@@ -226,11 +264,17 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
     return rt_lm_head_sample(s, x, h->sampler, h->rng, h->token, h->tail);
 }
 
+/* Back to position 0: the attention's state, and a recurrent state back to zeros. */
+static void cpu_session_reset(rsr_session *s) {
+    if (s->dn_state) memset(s->dn_state, 0, sizeof(float) * s->model->dn_state_floats);
+    rt_attention_reset(s);
+}
+
 const rt_backend rt_backend_cpu = {
     .name = "cpu",
     .host_memory = true,
     .session_init = cpu_session_init,
-    .session_reset = rt_attention_reset,
+    .session_reset = cpu_session_reset,
     .session_truncate = rt_attention_truncate,
     .session_free = cpu_session_free,
     .eval = cpu_eval,
@@ -676,8 +720,10 @@ static void head_norms(float *x, int32_t heads, int32_t d, const float *w, float
     }
 }
 
-static void rope(float *x, int32_t heads, int32_t d, const float *cs) {
-    int32_t half = d / 2;
+/* The NeoX rotation of the first rd of each head's d values (rd = d: all), pairs i and i + rd/2, the
+ * angles' cos and sin in cs (rsr_rope_angles of rd). */
+static void rope(float *x, int32_t heads, int32_t d, int32_t rd, const float *cs) {
+    int32_t half = rd / 2;
     for (int32_t i = 0; i < half; i++) {
         float c = cs[i], sn = cs[half + i];
         for (int32_t h = 0; h < heads; h++) {
@@ -915,6 +961,127 @@ static void kv_store(rsr_session *s, int32_t l, int32_t kvh, int32_t pos, const 
     }
 }
 
+static void ffn_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows);
+
+/* ---- Qwen3.5's gated DeltaNet (rsr_artifact_layer.kind RSR_LAYER_DELTANET; docs/qwen35.md) ---- */
+
+/* Layer l's recurrent state in session s: the layers' states one after the other (rsr_session.dn_state). */
+static float *dn_state_of(const rsr_session *s, int32_t l) {
+    const rsr_artifact *a = s->model->a;
+    size_t at = 0;
+    for (int32_t j = 0; j < l; j++) {
+        const rsr_artifact_layer *L = &a->layer[j];
+        if (L->kind != RSR_LAYER_DELTANET) continue;
+        const size_t D = (size_t)L->dn_head, conv = 2 * (size_t)L->dn_k_heads * D + (size_t)L->dn_v_heads * D;
+        at += (size_t)(L->dn_conv - 1) * conv + (size_t)L->dn_v_heads * D * D;
+    }
+    return s->dn_state + at;
+}
+
+/* ggml's softplus: x above 20, else log(1 + e^x) */
+static float softplus(float x) { return x > 20.0f ? x : logf(1.0f + expf(x)); }
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* V head h's step of the delta rule on its state T [D (key dimension j)][D (value dimension i)]:
+ * T = e^g T; delta = beta (v − Tᵀ k); T += k deltaᵀ; o = Tᵀ q. Every sum runs over j in ascending
+ * order, each a vector across i (rows of T contiguous), so the clones round alike. sk: [D] scratch. */
+RT_INLINE_BODY void delta_rule_body(float *restrict T, const float *restrict q, const float *restrict k,
+                                    const float *restrict v, float decay, float b, float *restrict o,
+                                    float *restrict sk, int32_t D) {
+    for (int32_t i = 0; i < D; i++) sk[i] = 0, o[i] = 0;
+    for (int32_t j = 0; j < D; j++) {
+        float *restrict Tj = T + (size_t)j * (size_t)D;
+        const float kj = k[j];
+        for (int32_t i = 0; i < D; i++) Tj[i] *= decay, sk[i] += Tj[i] * kj;
+    }
+    for (int32_t i = 0; i < D; i++) sk[i] = b * (v[i] - sk[i]); /* delta */
+    for (int32_t j = 0; j < D; j++) {
+        float *restrict Tj = T + (size_t)j * (size_t)D;
+        const float kj = k[j], qj = q[j];
+        for (int32_t i = 0; i < D; i++) Tj[i] += kj * sk[i], o[i] += Tj[i] * qj;
+    }
+}
+RT_ISA_CLONES(delta_rule,
+              (float *restrict T, const float *restrict q, const float *restrict k, const float *restrict v,
+               float decay, float b, float *restrict o, float *restrict sk, int32_t D),
+              (T, q, k, v, decay, b, o, sk, D))
+
+/* One token of layer L through the recurrence of session state st: x its [q|k|v] before the
+ * convolution (overwritten), z its gate, beta and g per V head; o the gated, normed output. */
+static void deltanet_token(const rsr_model *m, const rsr_artifact_layer *L, float *st, float *x, const float *z,
+                           const float *beta, const float *g, float *o) {
+    const rsr_artifact *a = m->a;
+    const int32_t Hk = L->dn_k_heads, Hv = L->dn_v_heads, D = L->dn_head, K = L->dn_conv;
+    const size_t conv = 2 * (size_t)Hk * (size_t)D + (size_t)Hv * (size_t)D;
+    const float *cw = (const float *)(m->blob + L->dn_conv_w), *nw = (const float *)(m->blob + L->dn_norm);
+    float *hist = st, *S0 = st + (size_t)(K - 1) * conv;
+    for (size_t c = 0; c < conv; c++) { /* the causal convolution, oldest token first, then SiLU */
+        const float *wc = cw + c * (size_t)K;
+        float y = 0;
+        for (int32_t k = 0; k < K - 1; k++) y += wc[k] * hist[(size_t)k * conv + c];
+        y += wc[K - 1] * x[c];
+        for (int32_t k = 0; k + 1 < K - 1; k++) hist[(size_t)k * conv + c] = hist[(size_t)(k + 1) * conv + c];
+        if (K > 1) hist[(size_t)(K - 2) * conv + c] = x[c];
+        x[c] = silu(y);
+    }
+    float *q = x, *k = x + (size_t)Hk * (size_t)D, *v = x + 2 * (size_t)Hk * (size_t)D;
+    const float qs = 1.0f / sqrtf((float)D);
+    for (int32_t h = 0; h < 2 * Hk; h++) { /* q and k of each head to unit length; q times 1/sqrt(D) */
+        float *u = x + (size_t)h * (size_t)D, ss = 0;
+        for (int32_t i = 0; i < D; i++) ss += u[i] * u[i];
+        const float inv = 1.0f / sqrtf(ss + a->rms_eps) * (h < Hk ? qs : 1.0f);
+        for (int32_t i = 0; i < D; i++) u[i] *= inv;
+    }
+    for (int32_t h = 0; h < Hv; h++) { /* one thread: a fork per token and layer did not pay on a busy 2-core host */
+        const float *qh = q + (size_t)(h % Hk) * (size_t)D, *kh = k + (size_t)(h % Hk) * (size_t)D;
+        const float *vh = v + (size_t)h * (size_t)D;
+        float *oh = o + (size_t)h * (size_t)D, sk[1024]; /* D <= 1024 (model.c) */
+        delta_rule(S0 + (size_t)h * (size_t)D * (size_t)D, qh, kh, vh, expf(g[h]), beta[h], oh, sk, D);
+        float ss = 0; /* RMSNorm of the head's output times SiLU of its gate */
+        for (int32_t i = 0; i < D; i++) ss += oh[i] * oh[i];
+        const float inv = 1.0f / sqrtf(ss / (float)D + a->rms_eps);
+        for (int32_t i = 0; i < D; i++) oh[i] = (oh[i] * inv) * nw[i] * silu(z[(size_t)h * (size_t)D + (size_t)i]);
+    }
+}
+
+/* Layer l, a gated DeltaNet, for every row: [q|k|v] and z over all rows at once, beta and g in fp32
+ * from the normed input, then each run's tokens in order through its session's recurrent state (the
+ * same operations whatever the step: a prompt at once or token by token gives the same bits), the
+ * output projection added to h, and the FFN. */
+static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns,
+                                int32_t rows) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
+    const size_t CS = (size_t)m->dn_conv_dim, VS = (size_t)m->dn_value_dim, HS = (size_t)m->dn_v_heads;
+    const size_t W = (size_t)w->widest, H = (size_t)a->hidden;
+    const int32_t Hv = L->dn_v_heads, vd = Hv * L->dn_head;
+    bl_out in[2] = {{L->q, w->dn_qkv, CS, 0}, {L->k, w->dn_z, VS, 0}};
+    projections(m, w, blob_f32(m, L->attn_norm), L->in_norm + RSR_IN_Q, in, 2, rows, 0);
+    const float *wb = blob_f32(m, L->dn_beta), *wa = blob_f32(m, L->dn_alpha), *dt = blob_f32(m, L->dn_dt_bias),
+                *A = blob_f32(m, L->dn_a);
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
+    for (int32_t t = 0; t < rows; t++) { /* w->xn: the normed input (projections) */
+        const float *x = w->xn + (size_t)t * W;
+        for (int32_t h = 0; h < Hv; h++) {
+            float sb = 0, sa = 0;
+            for (size_t i = 0; i < H; i++) sb += wb[(size_t)h * H + i] * x[i], sa += wa[(size_t)h * H + i] * x[i];
+            w->dn_beta[(size_t)t * HS + (size_t)h] = 1.0f / (1.0f + expf(-sb));
+            w->dn_g[(size_t)t * HS + (size_t)h] = A[h] * softplus(sa + dt[h]);
+        }
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, nruns))
+    for (int32_t j = 0; j < nruns; j++) { /* sessions apart, each run's tokens in order */
+        float *st = dn_state_of(runs[j].s, l);
+        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
+            deltanet_token(m, L, st, w->dn_qkv + (size_t)t * CS, w->dn_z + (size_t)t * VS, w->dn_beta + (size_t)t * HS,
+                           w->dn_g + (size_t)t * HS, w->att + (size_t)t * VS);
+    }
+    norm_inputs(m, w, w->att, VS, NULL, NULL, vd, rows);
+    residual_out(m, w, L->o, L->attn_post_norm, rows);
+    ffn_step(m, w, l, runs, nruns, rows);
+    return RSR_OK;
+}
+
 /* Layer l for every row: the products over all rows at once, RoPE and the KV cache row by row
  * into the row's own session, attention run by run over that session's cache (token t of a run
  * sees its session's positions up to pos + t). */
@@ -922,9 +1089,12 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
                              int32_t rows) {
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
-    int32_t I = a->intermediate, d = a->head_dim;
+    if (L->kind == RSR_LAYER_DELTANET) return deltanet_step(m, w, l, runs, nruns, rows);
+    int32_t d = a->head_dim, rd = a->rope_dims ? a->rope_dims : d;
     size_t q_out = (size_t)a->num_heads * (size_t)d, kv_out = (size_t)a->num_kv_heads * (size_t)d;
-    bl_out qkv[3] = {{L->q, w->q, q_out, 0}, {L->k, w->k, kv_out, 0}, {L->v, w->v, kv_out, 0}};
+    bl_out qkv[3] = {{L->q, L->attn_gate ? w->qg : w->q, L->attn_gate ? 2 * q_out : q_out, 0},
+                     {L->k, w->k, kv_out, 0},
+                     {L->v, w->v, kv_out, 0}};
     projections(m, w, blob_f32(m, L->attn_norm), L->in_norm + RSR_IN_Q, qkv, 3, rows, 0);
     /* the RoPE table of the layer's base; a scale of the scores other than the kernels' 1/sqrtf(d) on q */
     const float *cs = L->rope_theta != 0 && L->rope_theta != a->rope_theta ? w->rope2 : w->rope;
@@ -934,11 +1104,17 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
     for (int32_t t = 0; t < rows; t++) { /* RoPE and the cache rows of token t: its own rows only */
         const rt_run *r = run_of(runs, nruns, t);
         float *qt = w->q + (size_t)t * q_out, *kt = w->k + (size_t)t * kv_out;
+        if (L->attn_gate) /* q's rows per head [q | gate] (Qwen3.5) */
+            for (int32_t h = 0; h < a->num_heads; h++) {
+                const float *src = w->qg + (size_t)t * 2 * q_out + (size_t)h * 2 * (size_t)d;
+                memcpy(qt + (size_t)h * (size_t)d, src, sizeof(float) * (size_t)d);
+                memcpy(w->gate_q + (size_t)t * q_out + (size_t)h * (size_t)d, src + d, sizeof(float) * (size_t)d);
+            }
         if (L->q_norm != RSR_NO_TENSOR) head_norms(qt, a->num_heads, d, blob_f32(m, L->q_norm), a->rms_eps);
         if (L->k_norm != RSR_NO_TENSOR) head_norms(kt, a->num_kv_heads, d, blob_f32(m, L->k_norm), a->rms_eps);
         if (!L->no_rope) { /* maple's global layers: no positions at all */
-            rope(qt, a->num_heads, d, cs + (size_t)t * (size_t)d);
-            rope(kt, a->num_kv_heads, d, cs + (size_t)t * (size_t)d);
+            rope(qt, a->num_heads, d, rd, cs + (size_t)t * (size_t)d);
+            rope(kt, a->num_kv_heads, d, rd, cs + (size_t)t * (size_t)d);
         }
         if (qscale != 1.0f)
             for (size_t i = 0; i < q_out; i++) qt[i] *= qscale;
@@ -950,25 +1126,35 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
         rsr_status st = rt_attention_rows(runs[j].s, l, runs[j].s->pos, runs[j].n, w->q + at, w->att + at);
         if (st != RSR_OK) return st;
     }
+    if (L->attn_gate) /* the attention's output times sigmoid(gate) (Qwen3.5) */
+        for (size_t i = 0; i < (size_t)rows * q_out; i++) w->att[i] *= 1.0f / (1.0f + expf(-w->gate_q[i]));
     norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL, NULL,
                 (int32_t)q_out, rows);
     residual_out(m, w, L->o, L->attn_post_norm, rows);
+    ffn_step(m, w, l, runs, nruns, rows);
+    return RSR_OK;
+}
+
+/* Layer l's FFN for every row: a mixture of experts, or act(gate) · up through down, added to h. */
+static void ffn_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
+    const int32_t I = a->intermediate;
     if (L->num_experts) {
         moe_ffn(m, w, l, runs, nruns, rows);
-        return RSR_OK;
+        return;
     }
     bl_out glu[2] = {{L->gate, w->gate, (size_t)I, 0}, {L->up, w->up, (size_t)I, 0}};
     projections(m, w, blob_f32(m, L->ffn_norm), L->in_norm + RSR_IN_GATE, glu, 2, rows, 1); /* act(gate) · up */
     norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, NULL,
                 I, rows);
     residual_out(m, w, L->down, L->ffn_post_norm, rows);
-    return RSR_OK;
 }
 
 rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
                       int32_t rows, bool head) {
     const rsr_artifact *a = m->a;
-    int32_t H = a->hidden, d = a->head_dim;
+    int32_t H = a->hidden, d = a->head_dim, rd = a->rope_dims ? a->rope_dims : d;
     for (int32_t t = 0; t < rows; t++) {
         const rt_run *r = run_of(runs, nruns, t);
         const uint8_t *erow = m->blob + a->embed + (size_t)tokens[t] * (size_t)H * dtype_size(a->embed_dtype);
@@ -977,8 +1163,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         if (a->embed_scale != 0) /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
             for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;
         const int32_t pos = r->s->pos + t - r->row0; /* the tables of every layer */
-        rsr_rope_angles(w->rope + (size_t)t * (size_t)d, d, pos, a->rope_theta);
-        if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, d, pos, m->rope_theta2);
+        rsr_rope_angles(w->rope + (size_t)t * (size_t)d, rd, pos, a->rope_theta);
+        if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, rd, pos, m->rope_theta2);
     }
     for (int32_t j = 0; j < nruns; j++) /* a failed step's rows count too: they overwrote older ones */
         if (runs[j].s->pos + runs[j].n > runs[j].s->kv_written) runs[j].s->kv_written = runs[j].s->pos + runs[j].n;

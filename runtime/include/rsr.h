@@ -230,6 +230,9 @@ RSR_API int32_t rsr_session_position(const rsr_session *session);
  * allowed; 0 always works. Over the positions rsr_session_reusable counts,
  * what follows gets exactly the bits a session that evaluated only those tokens would give. */
 RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
+/* A model with gated DeltaNet layers (Qwen3.5, docs/qwen35.md) keeps a recurrent state that cannot
+ * go back: there pos must be 0 or the current position (else RSR_ERR_INVALID_ARGUMENT), and
+ * rsr_session_reusable is 0. Its sessions refuse RSR_ATTENTION_LOUVER (auto attends densely). */
 /* The leading positions whose keys and values are exactly, bit for bit, those an evaluation of
  * the same tokens from an empty session as one prompt gives, whatever steps they came in: every
  * position (dense and Louver attention do not depend on the steps), but from the first decode

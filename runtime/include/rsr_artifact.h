@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    12u /* 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    13u /* 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -103,7 +103,27 @@ typedef struct rsr_artifact_layer {
     int32_t gating;     /* enum rsr_gating */
     float swiglu_clamp; /* 0: none */
     uint64_t router;    /* f32 [num_experts][hidden]; RSR_NO_TENSOR without experts */
+    /* Qwen3.5's hybrid stack (docs/qwen35.md). kind RSR_LAYER_ATTENTION: the fields above; with
+     * attn_gate 1, q's rows are per head [q (head_dim) | gate (head_dim)] (q is then 2·heads·head_dim
+     * rows) and the attention's output is multiplied by sigmoid(gate) before o.
+     * kind RSR_LAYER_DELTANET, a gated DeltaNet (linear attention, a recurrent state per session):
+     * x = RMSNorm(h, attn_norm); q is the matrix of [q | k | v] (conv_dim = 2·dn_k_heads·dn_head +
+     * dn_v_heads·dn_head rows), k the output gate z (dn_v_heads·dn_head rows), v -1, o the output
+     * projection; beta = sigmoid(dn_beta · x), g = dn_a · softplus(dn_alpha · x + dn_dt_bias) per V
+     * head (f32 products); the causal depthwise convolution of [q | k | v] over the last dn_conv
+     * tokens (weights dn_conv_w, no bias), then SiLU; q and k of each head divided by
+     * sqrt(Σ x² + rms_eps), q times 1/sqrt(dn_head); V head h reads K head h % dn_k_heads; per V head
+     * a state S [dn_head (v)][dn_head (k)]: S = e^g S; d = beta (v − S k); S += d kᵀ; o = S q; then
+     * RMSNorm(o, dn_norm) · SiLU(z) per head into o's input. q_norm, k_norm absent. */
+    int32_t kind; /* enum rsr_layer_kind */
+    int32_t attn_gate;
+    int32_t dn_k_heads, dn_v_heads, dn_head, dn_conv;
+    uint64_t dn_conv_w;         /* f32 [conv_dim][dn_conv], the oldest token's weight first */
+    uint64_t dn_alpha, dn_beta; /* f32 [dn_v_heads][hidden] */
+    uint64_t dn_dt_bias, dn_a;  /* f32 [dn_v_heads] */
+    uint64_t dn_norm;           /* f32 [dn_head] */
 } rsr_artifact_layer;
+enum rsr_layer_kind { RSR_LAYER_ATTENTION = 0, RSR_LAYER_DELTANET = 1 };
 
 /*
  * GPU code (compiled for a CUDA target, docs/cuda.md): PTX modules in the blob and, per matrix,
@@ -177,6 +197,8 @@ typedef struct rsr_artifact {
     uint64_t blob_checksum;
     uint64_t chat_template; /* blob offset of the model's own Jinja chat template (UTF-8), RSR_NO_TENSOR if none */
     uint64_t chat_template_size;
+    int32_t rope_dims; /* RoPE rotates the first rope_dims of each head's head_dim (NeoX pairs i, i + rope_dims/2,
+                          angles pos·theta^(-2i/rope_dims)); 0: all of them */
 } rsr_artifact;
 
 #endif

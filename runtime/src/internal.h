@@ -37,6 +37,10 @@ struct rsr_model {
     double rope_theta2; /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
                                  layers), or 0: every layer rotates with rope_theta */
     int32_t max_experts, max_experts_used; /* the most of any layer's mixture of experts; 0: none */
+    /* gated DeltaNet layers (Qwen3.5, rsr_artifact_layer.kind; 0: none): the widest [q|k|v], value
+     * width and V heads of any, and the floats of a session's recurrent state over all of them */
+    int32_t dn_conv_dim, dn_value_dim, dn_v_heads;
+    size_t dn_state_floats;
     FILE *route_trace;        /* RSR_TRACE_ROUTING=FILE: each token's chosen experts per layer (docs/moe.md), or NULL */
     rsr_tokenizer *tokenizer; /* parsed from the artifact's tokenizer.json on first use */
     rsr_status status;        /* of the open: a model that failed to open refuses every use */
@@ -67,6 +71,10 @@ typedef struct rt_work {
     int8_t *moe_xq;
     float *moe_xs, *moe_xd, *moe_p, *moe_w, *moe_out;
     int32_t *moe_pick, *moe_rows;
+    /* Qwen3.5 (else NULL): a DeltaNet layer's [q|k|v] and z ([rows][rsr_model.dn_conv_dim],
+     * [rows][dn_value_dim]), beta and g ([rows][dn_v_heads] each); a gated attention layer's q
+     * with its gates ([rows][2·q_out]) and the gates ([rows][q_out]) */
+    float *dn_qkv, *dn_z, *dn_beta, *dn_g, *qg, *gate_q;
     int32_t *acc;       /* [acc_rows][acc_stride] integer products */
     int32_t acc_stride; /* room for the rows of q, k and v together */
     int32_t acc_rows;   /* tokens acc holds: rows, or fewer where a grouped model's sums are many */
@@ -90,6 +98,10 @@ struct rsr_session {
     struct rt_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     rsr_head_stats head_stats;    /* lm_head.c: what the certified heads computed (rsr_session_head_stats) */
     struct rt_gpu_session *gpu;   /* gpu_forward.c: the GPU backend's session (device buffers) */
+    /* forward.c: each gated DeltaNet layer's recurrent state in layer order (Qwen3.5; NULL: none),
+     * rsr_model.dn_state_floats: the last dn_conv − 1 tokens' [q|k|v] before the convolution, oldest
+     * first, then per V head the state [dn_head (key)][dn_head (value)] */
+    float *dn_state;
     char err[RSR_ERRMSG_SIZE];
 };
 

@@ -85,9 +85,55 @@ static int64_t expected_matrices(const rsr_artifact *a) {
     for (int32_t l = 0; a->layer && l < a->num_layers; l++) {
         const int32_t E = a->layer[l].num_experts;
         if (E < 0 || E > 4096) return -1;
-        n += E ? 4 + 3 * (int64_t)E : 7;
+        n += E ? 4 + 3 * (int64_t)E : a->layer[l].kind == RSR_LAYER_DELTANET ? 6 : 7;
     }
     return n;
+}
+
+/* Layer l's kind and, for a gated DeltaNet layer (Qwen3.5, rsr_artifact_layer), its sizes, its small
+ * tensors in the blob and its three matrices of the shapes they imply; none in a model with GPU code
+ * or experts. Tracks the widest (rsr_model.dn_*) and the recurrent state a session keeps. */
+static rsr_status check_deltanet(rsr_model *m, int32_t l) {
+    const rsr_artifact *a = m->a;
+    const rsr_artifact_layer *L = &a->layer[l];
+    const uint64_t H = (uint64_t)a->hidden;
+    if ((L->kind != RSR_LAYER_ATTENTION && L->kind != RSR_LAYER_DELTANET) || (L->attn_gate & ~1) ||
+        (L->kind == RSR_LAYER_DELTANET && (L->attn_gate || L->num_experts)) || (L->attn_gate && a->gpu))
+        return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: kind %d, attn_gate %d",
+                            l, L->kind, L->attn_gate);
+    if (L->kind != RSR_LAYER_DELTANET) return RSR_OK;
+    const int64_t Hk = L->dn_k_heads, Hv = L->dn_v_heads, D = L->dn_head, K = L->dn_conv;
+    const int64_t vd = Hv * D, conv = 2 * Hk * D + vd;
+    if (a->gpu || Hk < 1 || Hv < 1 || Hv % Hk || D < 1 || D > 1024 || K < 1 || K > 64 || vd > 65535 ||
+        conv > (1 << 20) || !blob_range_ok(a, L->dn_conv_w, 4 * (uint64_t)(conv * K), 4) ||
+        !blob_range_ok(a, L->dn_alpha, 4 * (uint64_t)Hv * H, 4) ||
+        !blob_range_ok(a, L->dn_beta, 4 * (uint64_t)Hv * H, 4) ||
+        !blob_range_ok(a, L->dn_dt_bias, 4 * (uint64_t)Hv, 4) || !blob_range_ok(a, L->dn_a, 4 * (uint64_t)Hv, 4) ||
+        !blob_range_ok(a, L->dn_norm, 4 * (uint64_t)D, 4) || L->v != -1 || L->q_norm != RSR_NO_TENSOR ||
+        L->k_norm != RSR_NO_TENSOR)
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "artifact descriptor is inconsistent: layer %d: a gated DeltaNet of %d K heads, %d V heads "
+                            "of %d, %d taps%s",
+                            l, L->dn_k_heads, L->dn_v_heads, L->dn_head, L->dn_conv,
+                            a->gpu ? ", in a model with GPU code" : "");
+    const int32_t idx[3] = {L->q, L->k, L->o};
+    const int64_t rows[3] = {conv, vd, (int64_t)H}, cols[3] = {(int64_t)H, (int64_t)H, vd};
+    for (int j = 0; j < 3; j++) {
+        if (idx[j] < 0 || idx[j] >= a->num_matrices)
+            return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: matrix index %d",
+                                l, idx[j]);
+        const rsr_artifact_matrix *x = &a->matrix[idx[j]];
+        if (x->rows != rows[j] || x->cols != cols[j])
+            return rt_set_error(m->err, RSR_ERR_ABI,
+                                "artifact descriptor is inconsistent: layer %d: matrix %d is %dx%d where %lldx%lld "
+                                "belongs",
+                                l, idx[j], x->rows, x->cols, (long long)rows[j], (long long)cols[j]);
+    }
+    if (conv > m->dn_conv_dim) m->dn_conv_dim = (int32_t)conv;
+    if (vd > m->dn_value_dim) m->dn_value_dim = (int32_t)vd;
+    if (Hv > m->dn_v_heads) m->dn_v_heads = (int32_t)Hv;
+    m->dn_state_floats += (size_t)((K - 1) * conv + Hv * D * D);
+    return RSR_OK;
 }
 
 /* Layer l's mixture of experts, if it has one: its counts, router in the blob, gating and clamp,
@@ -160,6 +206,8 @@ static rsr_status check_artifact(rsr_model *m) {
                    a->rope_theta);
     if (!(a->embed_scale >= 0 && a->embed_scale <= 65536) || !(a->attn_scale >= 0 && a->attn_scale <= 65536))
         return BAD("embed_scale %g, attn_scale %g", (double)a->embed_scale, (double)a->attn_scale);
+    if (a->rope_dims < 0 || a->rope_dims > a->head_dim || a->rope_dims % 2 || (a->rope_dims && a->gpu))
+        return BAD("rope_dims %d for head_dim %d%s", a->rope_dims, a->head_dim, a->gpu ? " with GPU code" : "");
     if (!a->blob || !a->layer || !a->matrix || a->num_matrices != expected_matrices(a))
         return BAD("%d matrices for %d layers", a->num_matrices, a->num_layers);
     const uint64_t H = (uint64_t)a->hidden, I = (uint64_t)a->intermediate, V = (uint64_t)a->vocab;
@@ -226,12 +274,16 @@ static rsr_status check_artifact(rsr_model *m) {
             return BAD("layer %d: a norm leaves the blob", l);
         rsr_status gst = check_gemma_layer(m, l);
         if (gst != RSR_OK) return gst;
+        rsr_status dst = check_deltanet(m, l);
+        if (dst != RSR_OK) return dst;
+        if (L->kind == RSR_LAYER_DELTANET) continue; /* its matrices: check_deltanet */
         for (int j = 0; j < RSR_IN_NORMS; j++)
             if ((L->in_norm[j] == RSR_NO_TENSOR) != (L->in_norm[0] == RSR_NO_TENSOR) ||
                 (L->in_norm[j] != RSR_NO_TENSOR && !blob_range_ok(a, L->in_norm[j], 4 * H, 4)))
                 return BAD("layer %d: the norm of projection input %d is missing or leaves the blob", l, j);
         const int32_t idx[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
-        const uint64_t rows[7] = {q_out, kv_out, kv_out, H, I, I, H}, cols[7] = {H, H, H, q_out, H, H, I};
+        const uint64_t rows[7] = {L->attn_gate ? 2 * q_out : q_out, kv_out, kv_out, H, I, I, H},
+                       cols[7] = {H, H, H, q_out, H, H, I};
         for (int j = 0; j < (L->num_experts ? 4 : 7); j++) {
             if (idx[j] < 0 || idx[j] >= a->num_matrices) return BAD("layer %d: matrix index %d", l, idx[j]);
             const rsr_artifact_matrix *x = &a->matrix[idx[j]];

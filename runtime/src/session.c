@@ -72,6 +72,11 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
                             pos, s->pos);
     if (pos == 0) return rsr_session_reset(s);
+    if (s->model->dn_state_floats && pos != s->pos)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
+                            "state of all %d positions, which cannot go back (0: reset)",
+                            pos, s->pos);
     int32_t layer = -1, floor = rt_kv_truncate_floor(s, &layer);
     if (pos < floor)
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
@@ -86,6 +91,7 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
 
 int32_t rsr_session_reusable(const rsr_session *s) {
     if (!s) return 0;
+    if (s->model->dn_state_floats) return 0; /* a recurrent state: no prefix to go back to */
     return s->louver_from < s->pos ? s->louver_from : s->pos;
 }
 

@@ -132,5 +132,27 @@ if __name__ == '__main__':
                 data[off:off + 4 * dims[0] * dims[1]] = bytes(4 * dims[0] * dims[1])
     elif brk == 'maple-clamp-array':  # not broken: swiglu_clamp_exp per layer (0: none, then 3, 4, 5)
         kvs.append([b'maple.swiglu_clamp_exp', 9, struct.pack('<IQ', 6, 4) + struct.pack('<4f', 0, 3, 4, 5)])
+    elif brk == 'qwen35-no-conv':  # a DeltaNet layer without its convolution
+        tensors.remove(tensor(b'blk.1.ssm_conv1d.weight'))
+    elif brk == 'qwen35-conv-shape':  # the convolution of half the channels
+        tensor(b'blk.1.ssm_conv1d.weight')[1][1] //= 2
+    elif brk == 'qwen35-attn-in-deltanet':  # a DeltaNet layer's output projection named as attention's
+        tensor(b'blk.0.ssm_out.weight')[0] = b'blk.0.attn_output.weight'
+    elif brk == 'qwen35-mtp':  # not broken: a multi-token-prediction layer after the 4 (its tensors alias others')
+        kvs[kv_index(b'qwen35.block_count')][2] = struct.pack('<I', 5)
+        kvs.append([b'qwen35.nextn_predict_layers', 4, struct.pack('<I', 1)])
+        for old, new in [(b'blk.3.attn_norm.weight', b'blk.4.attn_norm.weight'),
+                         (b'blk.3.attn_q.weight', b'blk.4.attn_q.weight'),
+                         (b'output_norm.weight', b'blk.4.nextn.enorm.weight')]:
+            t = tensor(old)
+            tensors.append([new, list(t[1]), t[2], t[3]])
+    elif brk == 'qwen35-q2-beta':  # not broken: layer 0's beta rows [64, 4] as Q2_0 (4 blocks, some +2)
+        t = tensor(b'blk.0.ssm_beta.weight')
+        t[2] = 42
+        for blk in range(4):
+            data[t[3] + 18 * blk:t[3] + 18 * blk + 18] = struct.pack('<e', 0.05 + 0.01 * blk) + \
+                bytes((37 * i + 11 * blk) & 0xff for i in range(16))
+    elif brk == 'qwen35-sections':  # RoPE pair 1 of 2 in the fourth (text: unrotated) section
+        kvs[kv_index(b'qwen35.rope.dimension_sections')][2] = struct.pack('<IQ4i', 5, 4, 1, 0, 0, 1)
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Qwen3.5 GGUF files (rsr-mkmodel --gguf-arch qwen35: 8 layers, 3 and 7 full attention with a gate
+# per head in q and RoPE on a quarter of the head, the others gated DeltaNet layers with 8 V heads
+# reading 4 K heads; Q2_0 with some +2 weights, and TQ2_0) beside two references:
+# tests/gguf/qwen35_model.py (float64 with the ternary matrices' inputs rounded as rsrc rounds
+# them, shares no code with rsrc) and upstream llama.cpp (npm's node-llama-cpp; Q2_0 only, below).
+# rsrc compiles each
+# file and gives its logits after each prefix of a 12-token prompt (three times the convolution's
+# taps); both comparisons must pass compare_probs.py's check with check_qwen3.sh's thresholds. Steps
+# of 1 and 5 tokens give the bits of one step of all 12. References that read the K heads as
+# h // 2 or forget the convolution's history must disagree (the attention's gate and q's layout
+# move this model's logits too little, its FFN outputs dominating the residual stream: the lit test
+# gguf/qwen35.test, 4 layers of 64, holds the reference to them).
+# Exits 77 (ctest: skipped) without node, npm or the registry.
+# Usage: check_qwen35.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$build/gguf-ref
+who=check_qwen35.sh
+. "$here/packages.sh"
+. "$here/../npm_fetch.sh"
+# shellcheck disable=SC2086
+npm_fetch "$dir" --omit=optional --ignore-scripts $packages
+cp "$here/llama_ref.mjs" "$dir/"
+work=$build/tests/gguf-qwen35
+rm -rf "$work" && mkdir -p "$work"
+prompt=1,17,42,99,5,30,7,250,18,64,33,121
+n=$(echo "$prompt" | tr ',' '\n' | wc -l)
+sizes="--hidden 256 --intermediate 256 --layers 8 --heads 8 --kv-heads 4 --head-dim 32"
+# name, then rsr-mkmodel's arguments
+cases=("q2 --format gguf-q2 --plus2 5 --seed 3"
+       "tq2 --format gguf-tq2 --seed 7")
+for c in "${cases[@]}"; do
+  read -r name args <<<"$c"
+  # shellcheck disable=SC2086
+  "$build/rsr-mkmodel" $args $sizes --gguf-arch qwen35 --out "$work/$name" 2>/dev/null
+  gguf=$work/$name/model.gguf
+  "$build/rsrc" "$gguf" -o "$work/$name.so" -O0
+  for k in $(seq 1 "$n"); do
+    "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
+      --logits "$work/$name.$k.f32" >/dev/null 2>&1
+  done
+  for b in 1 5; do
+    "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b --logits "$work/$name.b$b.f32" >/dev/null 2>&1
+    cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"
+  done
+  python3 "$here/qwen35_model.py" reference "$gguf" "$prompt" --act-q8 --json "$work/$name.float.json"
+  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  # llama.cpp rounds a TQ2_0 product's input per block of 256 (Q8_K), rsrc and the reference per 32:
+  # this random model's DeltaNet outputs (RMS-normalised sums of small q.k products) move with that
+  # rounding by more than the thresholds (KL 0.05), so only Q2_0 (Q8_0's blocks of 32 on both sides)
+  # is held to llama.cpp's logits
+  [ "$name" = q2 ] || continue
+  node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
+  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+done
+for ablate in kmap conv; do
+  python3 "$here/qwen35_model.py" reference "$work/q2/model.gguf" "$prompt" --act-q8 --ablate $ablate \
+    --json "$work/q2.no-$ablate.json"
+  if python3 "$here/compare_probs.py" "$work" q2 "$n" "$work/q2.no-$ablate.json" "the float reference \
+ablated ($ablate)" 0.02 0.01 0.03; then
+    echo "$who: the float reference ablated ($ablate) agrees with rsrc: the test cannot see that feature" >&2
+    exit 1
+  fi
+done
+echo "$who: ok"

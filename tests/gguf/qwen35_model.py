@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+# An independent float64 reference for qwen35 GGUF files (Qwen3.5's hybrid stack: gated DeltaNet
+# layers with full-attention layers between them), the check of rsrc's qwen35 support: standard
+# library only, nothing shared with rsrc's C code (the GGUF reader and the dequantisers are
+# tests/gguf/qwen3_model.py's and gemma3_model.py's). Written from the description of the graph
+# (docs/qwen35.md), token by token, nothing quantised but the weights as stored.
+#
+# Per layer h += mixer(RMSNorm(h, attn_norm)), then h += FFN(RMSNorm(h, post_attention_norm)) with
+# the FFN down(silu(gate . x) * (up . x)); the output norm and output.weight (or the embedding).
+# A layer is full attention when ARCH.attention.recurrent_layers says it is not recurrent, or
+# without that key when (l + 1) % ARCH.full_attention_interval == 0 (4 when absent).
+#   full attention: attn_q gives per head [q (d) | gate (d)]; RMSNorm of each q and k head
+#     (attn_q_norm, attn_k_norm); the multi-section rotation (IMROPE) of the first
+#     rope.dimension_count dims with every section at the token's position (text: t, h, w = pos,
+#     the fourth 0), pairs i and i + n/2; softmax(q.k / sqrt(d)) over the cache (GQA: query head h
+#     reads KV head h // (heads / kv_heads)); each head's output times sigmoid(gate); attn_output.
+#   gated DeltaNet: qkv = attn_qkv . x, z = attn_gate . x, beta = sigmoid(ssm_beta . x),
+#     g = ssm_a * softplus(ssm_alpha . x + ssm_dt.bias) per V head; the depthwise causal
+#     convolution of qkv over the last ssm.conv_kernel tokens (zeros before the first; the
+#     kernel's last tap the current token) then SiLU; q, k, v split [Hk heads | Hk heads | Hv heads]
+#     of ssm.state_size; q and k divided by sqrt(sum x^2 + eps), q times 1/sqrt(d); V head h reads
+#     K head h % Hk; the state M [d_k][d_v] per V head: M = e^g M; delta = beta (v - M^T k);
+#     M += k delta^T; o = M^T q; RMSNorm(o, ssm_norm) * silu(z) per head; ssm_out.
+# --act-q8: each ternary matrix's input rounded as rsrc rounds it (Q8_0's form, per block of 32: amax,
+# the scale amax / 127 rounded to f16, q = rint(x * 127 / amax)), so that only the order of the
+# float operations separates the two (a check of the graph, free of int8 noise).
+# --ablate kmap|conv|gate|qg: V head h reading K head h // (Hv / Hk), no convolution history, no
+# attention output gate, or q's rows read as [gate | q] per head: what a runtime that got one of them wrong would compute (the test checks
+# that rsrc's logits disagree with these).
+# Usage: qwen35_model.py reference MODEL.gguf ID,ID,... [--json OUT] [--ablate ...]
+#        qwen35_model.py compare REF.json K RSR.f32 TOL: rsrc's logits after the first K ids against
+#        the reference's: argmax equal and max |difference| <= TOL x max |reference logit|.
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qwen3_model as q3  # noqa: E402  (its GGUF reader)
+import gemma3_model as g3  # noqa: E402  (BF16 and the other types, as lists)
+
+
+def silu(x):
+    return x / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+def softplus(x):
+    return x if x > 20 else math.log1p(math.exp(x))
+
+
+def dot(a, b):
+    return sum(x * y for x, y in zip(a, b))
+
+
+def matvec(w, x):
+    return [dot(row, x) for row in w]
+
+
+def add(a, b):
+    return [x + y for x, y in zip(a, b)]
+
+
+def softmax(v):
+    m = max(v)
+    e = [math.exp(x - m) for x in v]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+def q8_blocks(x, block=32):
+    out = []
+    for b in range(0, len(x), block):
+        v = x[b:b + block]
+        amax = max(abs(t) for t in v)
+        d = struct.unpack('<e', struct.pack('<e', amax / 127.0))[0]
+        inv = 127.0 / amax if amax else 0.0
+        out += [max(-127, min(127, round(t * inv))) * d for t in v]
+    return out
+
+
+ATTN = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'attn_q_norm', 'attn_k_norm']
+DELTA = ['attn_qkv', 'attn_gate', 'ssm_beta', 'ssm_alpha', 'ssm_conv1d', 'ssm_norm', 'ssm_out']
+BOTH = ['attn_norm', 'post_attention_norm', 'ffn_gate', 'ffn_up', 'ffn_down']
+
+
+class Qwen35:
+    def __init__(self, path, ablate=None, act_q8=False):
+        meta, ts = q3.read_gguf(path)
+        self.act_q8 = act_q8
+        self.ternary = {name for name, (_, typ, _) in ts.items() if typ in (34, 35, 36, 41, 42)}
+        if meta['general.architecture'] != 'qwen35':
+            sys.exit('qwen35_model.py: %s is not a qwen35 file' % path)
+        a = 'qwen35.'
+        self.ablate = ablate
+        self.heads = meta[a + 'attention.head_count']
+        self.kv_heads = meta.get(a + 'attention.head_count_kv', self.heads)
+        self.d = meta[a + 'attention.key_length']
+        self.eps = meta[a + 'attention.layer_norm_rms_epsilon']
+        self.theta = meta.get(a + 'rope.freq_base', 10000.0)
+        self.n_rot = meta.get(a + 'rope.dimension_count', self.d)
+        self.sections = meta.get(a + 'rope.dimension_sections', [self.n_rot // 2, 0, 0, 0])
+        self.hk, self.hv = meta[a + 'ssm.group_count'], meta[a + 'ssm.time_step_rank']
+        self.dk, self.taps = meta[a + 'ssm.state_size'], meta[a + 'ssm.conv_kernel']
+        n = meta[a + 'block_count']
+        if a + 'attention.recurrent_layers' in meta:
+            self.recurrent = [bool(x) for x in meta[a + 'attention.recurrent_layers']]
+        else:
+            every = meta.get(a + 'full_attention_interval', 4)
+            self.recurrent = [(l + 1) % every != 0 for l in range(n)]
+        self.embd = g3.load(ts, 'token_embd.weight')
+        self.output = g3.load(ts, 'output.weight') if 'output.weight' in ts else self.embd
+        self.output_norm = g3.load(ts, 'output_norm.weight')
+        self.layers = []
+        for l in range(n):
+            L = {}
+            for name in BOTH + (DELTA if self.recurrent[l] else ATTN):
+                L[name] = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
+                L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
+            if self.recurrent[l]:
+                L['ssm_dt'] = g3.load(ts, 'blk.%d.ssm_dt.bias' % l)
+                L['ssm_a'] = g3.load(ts, 'blk.%d.ssm_a' % l)
+            self.layers.append(L)
+
+    def proj(self, L, name, x):
+        if L[name + '.q8']:
+            x = q8_blocks(x)
+        return matvec(L[name], x)
+
+    def rmsnorm(self, x, w):
+        s = 1.0 / math.sqrt(sum(v * v for v in x) / len(x) + self.eps)
+        return [v * s * g for v, g in zip(x, w)]
+
+    def rope(self, x, pos):
+        """ggml's IMROPE of the first n_rot dims: pair i (of n_rot / 2) turns by p * theta^(-2i/n_rot)
+        with p the position of its section (sector i % 3 within 3 x sections[0, 1, 2]: t, h, w;
+        else e); text has t = h = w = pos and e = 0."""
+        n, s = self.n_rot, self.sections
+        half, width = n // 2, sum(s)
+        out = list(x)
+        for i in range(half):
+            sector = i % width
+            if sector % 3 == 1 and sector < 3 * s[1]:
+                p = pos
+            elif sector % 3 == 2 and sector < 3 * s[2]:
+                p = pos
+            elif sector % 3 == 0 and sector < 3 * s[0]:
+                p = pos
+            else:
+                p = 0
+            ang = p * self.theta ** (-2.0 * i / n)
+            c, sn = math.cos(ang), math.sin(ang)
+            out[i] = x[i] * c - x[i + half] * sn
+            out[i + half] = x[i] * sn + x[i + half] * c
+        return out
+
+    def attention(self, L, x, pos, cache):
+        d = self.d
+        qg = self.proj(L, 'attn_q', x)
+        if self.ablate == 'qg':  # [gate | q] per head instead of [q | gate]
+            qg = [t for h in range(self.heads) for t in qg[2 * h * d + d:2 * h * d + 2 * d] + qg[2 * h * d:2 * h * d + d]]
+        q = [self.rope(self.rmsnorm(qg[2 * h * d:2 * h * d + d], L['attn_q_norm']), pos) for h in range(self.heads)]
+        gate = [qg[2 * h * d + d:2 * h * d + 2 * d] for h in range(self.heads)]
+        kx, vx = self.proj(L, 'attn_k', x), self.proj(L, 'attn_v', x)
+        k = [self.rope(self.rmsnorm(kx[h * d:h * d + d], L['attn_k_norm']), pos) for h in range(self.kv_heads)]
+        v = [vx[h * d:h * d + d] for h in range(self.kv_heads)]
+        cache.append((k, v))
+        group, out = self.heads // self.kv_heads, []
+        for h in range(self.heads):
+            g = h // group
+            p = softmax([dot(q[h], kt[g]) / math.sqrt(d) for kt, _ in cache])
+            acc = [0.0] * d
+            for w, (_, vt) in zip(p, cache):
+                acc = [s + w * b for s, b in zip(acc, vt[g])]
+            if self.ablate != 'gate':
+                acc = [s * sigmoid(t) for s, t in zip(acc, gate[h])]
+            out += acc
+        return self.proj(L, 'attn_output', out)
+
+    def deltanet(self, L, x, st):
+        d, hk, hv = self.dk, self.hk, self.hv
+        qkv = self.proj(L, 'attn_qkv', x)
+        z = self.proj(L, 'attn_gate', x)
+        beta = [sigmoid(b) for b in matvec(L['ssm_beta'], x)]
+        g = [ai * softplus(al + dt) for ai, al, dt in zip(L['ssm_a'], matvec(L['ssm_alpha'], x), L['ssm_dt'])]
+        if self.ablate != 'conv':
+            st['hist'].append(qkv)
+        hist = st['hist'][-self.taps:] if self.ablate != 'conv' else [qkv]
+        window = [[0.0] * len(qkv)] * (self.taps - len(hist)) + hist  # oldest first, the current token last
+        conv = [silu(sum(L['ssm_conv1d'][c][t] * window[t][c] for t in range(self.taps))) for c in range(len(qkv))]
+        heads = [conv[i * d:(i + 1) * d] for i in range(2 * hk)]
+        for i in range(2 * hk):
+            inv = 1.0 / math.sqrt(sum(u * u for u in heads[i]) + self.eps)
+            heads[i] = [u * inv * (1.0 / math.sqrt(d) if i < hk else 1.0) for u in heads[i]]
+        out = []
+        for h in range(hv):
+            kh = h // (hv // hk) if self.ablate == 'kmap' else h % hk
+            q, k, v = heads[kh], heads[hk + kh], conv[2 * hk * d + h * d:2 * hk * d + (h + 1) * d]
+            M = st['M'][h]  # M[j][i]: key dimension j, value dimension i
+            e = math.exp(g[h])
+            M = [[m * e for m in row] for row in M]
+            kv = [sum(M[j][i] * k[j] for j in range(d)) for i in range(d)]
+            delta = [beta[h] * (v[i] - kv[i]) for i in range(d)]
+            M = [[M[j][i] + k[j] * delta[i] for i in range(d)] for j in range(d)]
+            st['M'][h] = M
+            o = [sum(M[j][i] * q[j] for j in range(d)) for i in range(d)]
+            o = self.rmsnorm(o, L['ssm_norm'])
+            out += [a * silu(b) for a, b in zip(o, z[h * d:(h + 1) * d])]
+        return self.proj(L, 'ssm_out', out)
+
+    def ffn(self, L, x):
+        g, u = self.proj(L, 'ffn_gate', x), self.proj(L, 'ffn_up', x)
+        return self.proj(L, 'ffn_down', [silu(a) * b for a, b in zip(g, u)])
+
+    def run(self, ids):
+        states = [{'hist': [], 'M': [[[0.0] * self.dk for _ in range(self.dk)] for _ in range(self.hv)]}
+                  if r else [] for r in self.recurrent]
+        logits = []
+        for pos, tok in enumerate(ids):
+            h = list(self.embd[tok])
+            for L, r, st in zip(self.layers, self.recurrent, states):
+                x = self.rmsnorm(h, L['attn_norm'])
+                h = add(h, self.deltanet(L, x, st) if r else self.attention(L, x, pos, st))
+                h = add(h, self.ffn(L, self.rmsnorm(h, L['post_attention_norm'])))
+            logits.append(matvec(self.output, self.rmsnorm(h, self.output_norm)))
+        return logits
+
+
+def compare(ref_path, k, f32_path, tol):
+    ref = json.load(open(ref_path))['logits'][k - 1]
+    raw = open(f32_path, 'rb').read()
+    got = struct.unpack('<%df' % (len(raw) // 4), raw)
+    big = max(abs(x) for x in ref)
+    err = max(abs(a - b) for a, b in zip(got, ref))
+    top, rtop = max(range(len(got)), key=got.__getitem__), max(range(len(ref)), key=ref.__getitem__)
+    print('qwen35: after %d tokens: max |rsrc - reference| %.3e of the largest |logit| %.3e (%.2e); argmax %d, '
+          'reference %d' % (k, err, big, err / big, top, rtop))
+    return err <= tol * big and top == rtop
+
+
+def main():
+    ap = argparse.ArgumentParser(description='float64 logits of a qwen35 GGUF file after each prefix')
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
+    r.add_argument('model')
+    r.add_argument('ids')
+    r.add_argument('--json', help='output file (default stdout)')
+    r.add_argument('--ablate', choices=['kmap', 'conv', 'gate', 'qg'])
+    r.add_argument('--act-q8', action='store_true', help="round the ternary matrices' inputs as rsrc does")
+    c = sub.add_parser('compare', help="rsrc's logits after K ids against the reference's")
+    c.add_argument('ref')
+    c.add_argument('k', type=int)
+    c.add_argument('logits')
+    c.add_argument('tol', type=float)
+    c.add_argument('--expect-differ', action='store_true', help='pass when they disagree (an ablation)')
+    args = ap.parse_args()
+    if args.cmd == 'compare':
+        ok = compare(args.ref, args.k, args.logits, args.tol)
+        sys.exit(0 if ok != args.expect_differ else 1)
+    m = Qwen35(args.model, args.ablate, args.act_q8)
+    text = json.dumps({'logits': m.run([int(t) for t in args.ids.split(',')])})
+    if args.json:
+        with open(args.json, 'w') as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == '__main__':
+    main()

@@ -70,6 +70,11 @@ struct rt_attention {
 static int32_t threads_of(const rsr_session *s) {
     return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
 }
+/* The threads a region runs with now (threads.c), within the scratch made for threads_of's. */
+static int32_t team_now(const rsr_session *s) {
+    int32_t n = rt_team_of(s->model);
+    return n < s->attn->nthreads ? n : s->attn->nthreads;
+}
 
 rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     const rsr_artifact *a = s->model->a;
@@ -227,7 +232,7 @@ static void attention_dense(rsr_session *s, int32_t layer, int32_t pos, const fl
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const int32_t n = pos + 1, chunks = (n + ATTN_CHUNK - 1) / ATTN_CHUNK, mc = t->max_chunks;
     const int32_t j0 = window_start(s, layer, n), c0 = j0 / ATTN_CHUNK, nc = chunks - c0; /* chunks c0.. */
-#pragma omp parallel num_threads(t->nthreads)
+#pragma omp parallel num_threads(team_now(s))
     {
         float *scratch = t->scratch + (size_t)omp_get_thread_num() * (size_t)group * ATTN_CHUNK;
 #pragma omp for schedule(dynamic, 1)
@@ -264,7 +269,7 @@ static void attention_dense_rows(rsr_session *s, int32_t layer, int32_t pos0, in
     struct rt_attention *t = s->attn;
     const int32_t d = a->head_dim, kv_heads = a->num_kv_heads, group = a->num_heads / kv_heads;
     const size_t q_out = (size_t)a->num_heads * (size_t)d;
-#pragma omp parallel num_threads(t->nthreads)
+#pragma omp parallel num_threads(team_now(s))
     {
         const int tid = omp_get_thread_num();
         float *scratch = t->scratch + (size_t)tid * (size_t)group * ATTN_CHUNK;
@@ -304,7 +309,7 @@ static rsr_status grow_index(rsr_session *s, int32_t layer, int32_t n) {
     const int32_t B = rsr_louver_get_config(ix[0])->block_keys;
     while (n - rsr_louver_size(ix[0]) > B) {
         int status = RSR_OK;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(max : status)
+#pragma omp parallel for schedule(static) num_threads(team_now(s)) reduction(max : status)
         for (int32_t kvh = 0; kvh < kv_heads; kvh++) {
             int32_t at = rsr_louver_size(ix[kvh]);
             int st = louver_append_rows(ix[kvh], attn_rows_from(kv_rows(s, s->k_cache, layer, kvh), at));
@@ -365,7 +370,7 @@ static rsr_status attention_louver(rsr_session *s, int32_t layer, int32_t pos0, 
         if (status != RSR_OK) return status;
         /* the rows r with pos0 + r + 1 − size ≤ B */
         const int32_t end = rsr_louver_size(ix[0]) + B - pos0, i1 = end < rows ? end : rows, nr = i1 - i;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team_now(s))
         for (int32_t item = 0; item < kv_heads * nr; item++) {
             const int32_t kvh = item / nr, r = i + item % nr, h0 = kvh * group;
             const float *qr = q + (size_t)r * q_out;

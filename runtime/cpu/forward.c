@@ -421,7 +421,7 @@ static float quantize(int8_t *q, const float *x, int32_t n) {
  * no fork for it), the session's team for a prefill step. */
 static int team_for(const rsr_model *m, int32_t n) {
     if (n == 1) return 1;
-    int team = m->num_threads > 0 ? m->num_threads : omp_get_max_threads();
+    int team = rt_team_of(m);
     return team < n ? team : n;
 }
 
@@ -644,7 +644,7 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
         const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
         nb = mx->num_blocks > nb ? mx->num_blocks : nb, rows = mx->rows > rows ? mx->rows : rows;
     }
-    const int32_t team = m->num_threads > 0 ? m->num_threads : omp_get_max_threads();
+    const int32_t team = rt_team_of(m);
     const int32_t chunks = nb < team ? nb : team, row_chunks = rows < team ? rows : team;
     for (int32_t t0 = 0; t0 < n; t0 += w->acc_rows) {
         const int32_t k = n - t0 < w->acc_rows ? n - t0 : w->acc_rows;
@@ -686,10 +686,10 @@ static void bitlinear(const rsr_model *m, rt_work *w, const bl_out *outs, int co
             return;
         }
     }
-    int32_t nb = a->matrix[outs[0].index].num_blocks, nthreads = m->num_threads;
+    int32_t nb = a->matrix[outs[0].index].num_blocks;
     for (int j = 1; j < count; j++)
         if (a->matrix[outs[j].index].num_blocks > nb) nb = a->matrix[outs[j].index].num_blocks;
-    int32_t team = nthreads > 0 ? nthreads : omp_get_max_threads(), chunks = nb < team ? nb : team;
+    int32_t team = rt_team_of(m), chunks = nb < team ? nb : team;
 #pragma omp parallel for schedule(static, 1) num_threads(team)
     for (int32_t c = 0; c < chunks; c++) {
         int32_t r0 = 0, r1 = 0, offset = 0;

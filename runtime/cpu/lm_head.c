@@ -83,9 +83,7 @@ static float dot_row(const rsr_model *m, int32_t v, const float *x) {
 
 int head_bound_weakened_for_tests;
 
-static int32_t threads_of(const rsr_session *s) {
-    return s->model->num_threads > 0 ? s->model->num_threads : omp_get_max_threads();
-}
+static int32_t threads_of(const rsr_session *s) { return rt_team_of(s->model); }
 
 void rt_lm_head_logits(rsr_session *s, const float *x, float *logits) {
     const rsr_artifact *a = s->model->a;
@@ -289,7 +287,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
      * integer sums are the same either way */
     const int blocked = dot_rows && k > 1;
     const int32_t step = blocked ? HEAD_ROWS : 1, blocks = (a->vocab + step - 1) / step;
-#pragma omp parallel num_threads(m->num_threads > 0 ? m->num_threads : omp_get_max_threads())
+#pragma omp parallel num_threads(rt_team_of(m))
     {
         double lo[HEAD_PASS_MAX], big[HEAD_PASS_MAX];
         int32_t sums[HEAD_ROWS * HEAD_PASS_MAX];

@@ -32,9 +32,12 @@ struct rsr_model {
     struct rt_gpu *gpu;        /* gpu_model.c: the GPU backend's model (device, modules, blob) */
     char device[200];          /* rsr_model_info.device */
     int32_t num_threads;
-    int32_t max_rows;   /* the largest kernel output, rt_kernel_rows (scratch sizes) */
-    bool grouped;       /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
-    double rope_theta2; /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
+    int32_t team;           /* threads a parallel region runs with now (atomic; rt_team_of): num_threads,
+                              * or fewer while threads.c finds that faster on the cores free */
+    struct rt_adapt *adapt; /* threads.c: the adaptive count of a default open, else NULL */
+    int32_t max_rows;       /* the largest kernel output, rt_kernel_rows (scratch sizes) */
+    bool grouped;           /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
+    double rope_theta2;     /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
                                  layers), or 0: every layer rotates with rope_theta */
     int32_t max_experts, max_experts_used; /* the most of any layer's mixture of experts; 0: none */
     /* gated DeltaNet layers (Qwen3.5, rsr_artifact_layer.kind; 0: none): the widest [q|k|v], value
@@ -174,6 +177,13 @@ static inline int32_t rt_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_
  * default open (the affinity mask's CPUs); the constants put where params say (m->blob). */
 rsr_status rt_check_cpu(const rsr_artifact *a, char *err);
 int32_t rt_default_threads(void);
+/* threads.c: the adaptive thread count (a default open) and the count regions run with now */
+typedef struct rt_adapt rt_adapt;
+void rt_adapt_init(rsr_model *m, bool fixed);
+void rt_adapt_free(rsr_model *m);
+double rt_adapt_begin(const rsr_model *m, int32_t n); /* a decode step's start time, or 0: not timed */
+void rt_adapt_end(rsr_model *m, double t0);
+int32_t rt_team_of(const rsr_model *m);
 rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *params);
 /* One step's rows, in runs: run j is n tokens of session s at its position, rows row0 .. row0+n-1
  * of the work buffers. */

@@ -322,6 +322,8 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     else
         m->status = check_artifact(m);
     m->num_threads = p.num_threads > 0 ? p.num_threads : rt_default_threads();
+    const char *omp = getenv("OMP_NUM_THREADS");
+    rt_adapt_init(m, p.num_threads > 0 || (omp && *omp)); /* a count the user gave stays */
     if (a) m->blob = a->blob;
     const rt_isa isa = rt_cpu_isa(); /* the runtime's kernels: the family and whether RSR_CPU capped it */
     snprintf(m->device, sizeof m->device, "cpu (%s runtime kernels%s)", rt_isa_name(isa),
@@ -364,6 +366,7 @@ void rsr_model_close(rsr_model *m) {
     if (!m) return;
     if (m->copy) munmap(m->copy, m->copy_size);
     if (m->route_trace) fclose(m->route_trace);
+    rt_adapt_free(m);
     if (m->backend && m->backend->model_close) m->backend->model_close(m);
     rsr_tokenizer_free(m->tokenizer);
     free(m);

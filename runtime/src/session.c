@@ -107,7 +107,10 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
-    return s->model->backend->eval(s, tokens, n, head);
+    const double t0 = s->model->backend == &rt_backend_cpu ? rt_adapt_begin(s->model, n) : 0;
+    rsr_status st = s->model->backend->eval(s, tokens, n, head);
+    if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);
+    return st;
 }
 
 rsr_status rsr_session_embed(rsr_session *s, const int32_t *tokens, int32_t n, int normalize, float *out) {

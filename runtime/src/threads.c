@@ -1,0 +1,131 @@
+/*
+ * threads.c — how many threads a step runs with: all of the model's (num_threads), or, when the
+ * caller left the count to the runtime, the count that decodes fastest on the cores actually free.
+ *
+ * On an idle machine every core speeds a decode step. On a busy desktop one core may be taken by
+ * another program: then the step's threads meet at every parallel region's barrier, one of them
+ * waits for a core, and the team decodes at half the speed of one thread (measured: 2 threads on
+ * 2 cores with one busy, 58 tok/s against 137 for one thread). A passive wait policy or shorter
+ * spins do not help enough (passive: 106 tok/s busy, 88 idle against 199). So the count is
+ * measured instead: single-token steps (decode) are timed; now and then, and at once when the
+ * steps slow down by 40%, three steps run with one thread more or fewer, and the count whose
+ * median step was faster by 5% is kept. Trials come every 128 steps (48 while the count is
+ * reduced, to notice the cores coming back), twice as far apart after every second trial in a row
+ * that changed nothing (up to 16 times): a few tenths of a percent of the steps.
+ *
+ * Only a default open adapts: a num_threads the caller gave, OMP_NUM_THREADS, or RSR_THREADS_ADAPT=0
+ * keep the count fixed. Parallel regions read the count with rt_team; results do not depend on
+ * it (every kernel's sums are exact or ordered within a row).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+enum { TRIAL = 3, PERIOD = 128, PERIOD_REDUCED = 48, WARMUP = 3 };
+
+struct rt_adapt {
+    pthread_mutex_t mu;
+    int32_t max, cur, trial; /* trial: the count on trial, 0: none */
+    int32_t steps;           /* steps at cur since the last trial */
+    double recent[TRIAL], tried[TRIAL];
+    int32_t n_recent, n_tried, next_recent;
+    double settled; /* the median step when cur was last chosen; 0: not yet */
+    int32_t dir;    /* the next trial's direction: -1 or +1 */
+    int32_t failed; /* trials in a row that kept cur: each doubles the period (up to 8 times) */
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double median3(const double *v) {
+    double a = v[0], b = v[1], c = v[2];
+    if (a > b) {
+        double t = a;
+        a = b, b = t;
+    }
+    return c < a ? a : c > b ? b : c;
+}
+
+void rt_adapt_init(rsr_model *m, bool fixed) {
+    m->team = m->num_threads;
+    const char *env = getenv("RSR_THREADS_ADAPT");
+    if (fixed || m->num_threads < 2 || (env && !strcmp(env, "0"))) return;
+    rt_adapt *ad = calloc(1, sizeof *ad);
+    if (!ad) return; /* the count stays fixed */
+    pthread_mutex_init(&ad->mu, NULL);
+    ad->max = ad->cur = m->num_threads, ad->dir = -1;
+    m->adapt = ad;
+}
+
+void rt_adapt_free(rsr_model *m) {
+    if (!m->adapt) return;
+    pthread_mutex_destroy(&m->adapt->mu);
+    free(m->adapt), m->adapt = NULL;
+}
+
+double rt_adapt_begin(const rsr_model *m, int32_t n) { return m->adapt && n == 1 ? now() : 0; }
+
+/* A trial of one thread more or fewer than cur (in dir first), or none at the ends. */
+static int32_t candidate(const rt_adapt *ad) {
+    int32_t c = ad->cur + ad->dir;
+    if (c < 1 || c > ad->max) c = ad->cur - ad->dir;
+    return c >= 1 && c <= ad->max && c != ad->cur ? c : 0;
+}
+
+void rt_adapt_end(rsr_model *m, double t0) {
+    rt_adapt *ad = m->adapt;
+    if (!ad || t0 <= 0) return;
+    double d = now() - t0;
+    pthread_mutex_lock(&ad->mu);
+    if (ad->trial) {
+        ad->tried[ad->n_tried++] = d;
+        if (ad->n_tried == TRIAL) {
+            double tried = median3(ad->tried), kept = median3(ad->recent);
+            if (getenv("RSR_THREADS_TRACE"))
+                fprintf(stderr, "threads: %d at %.3f ms against %d at %.3f ms\n", ad->trial, tried * 1e3, ad->cur,
+                        kept * 1e3);
+            if (tried < 0.95 * kept) {
+                ad->cur = ad->trial, ad->settled = tried, ad->failed = 0;
+                memcpy(ad->recent, ad->tried, sizeof ad->recent);
+            } else {
+                ad->settled = kept;
+                ad->dir = -ad->dir; /* the other way next time */
+                if (ad->failed < 8) ad->failed++;
+            }
+            ad->trial = 0, ad->steps = 0;
+            __atomic_store_n(&m->team, ad->cur, __ATOMIC_RELAXED);
+        }
+    } else {
+        ad->recent[ad->next_recent] = d, ad->next_recent = (ad->next_recent + 1) % TRIAL;
+        if (ad->n_recent < TRIAL) ad->n_recent++;
+        ad->steps++;
+        const bool full = ad->n_recent == TRIAL;
+        const double med = full ? median3(ad->recent) : 0;
+        const bool slower = full && ad->settled > 0 && med > 1.4 * ad->settled;
+        const int32_t period =
+            ad->settled == 0 ? WARMUP : (ad->cur < ad->max ? PERIOD_REDUCED : PERIOD) << (ad->failed / 2);
+        if (full && (ad->steps >= period || slower)) {
+            if (slower) ad->dir = -1, ad->failed = 0; /* steps slowed down: fewer threads first */
+            int32_t c = candidate(ad);
+            if (c) {
+                ad->trial = c, ad->n_tried = 0;
+                __atomic_store_n(&m->team, c, __ATOMIC_RELAXED);
+            } else {
+                ad->steps = 0, ad->settled = med;
+            }
+        }
+    }
+    pthread_mutex_unlock(&ad->mu);
+}
+
+int32_t rt_team_of(const rsr_model *m) {
+    int32_t t = __atomic_load_n(&m->team, __ATOMIC_RELAXED);
+    return t > 0 ? t : 1;
+}

@@ -25,7 +25,11 @@ work=$build/tests/serve-$what
 rm -rf "$work" && mkdir -p "$work"
 "$build/rsr-mkmodel" --format bitnet-packed --preset small --max-pos 4096 --out "$work/m" 2>/dev/null
 "$build/rsrc" "$work/m" -o "$work/m.so"
-stop() { for d in "$work/s" "$work/full" "$work/qwen3" "$work/llama31"; do [ -f "$d/pid" ] && sh "$here/../lit/Inputs/serve_stop.sh" "$d" >/dev/null; done; }
+stop() {
+  for d in "$work/s" "$work/full" "$work/qwen3" "$work/llama31"; do
+    if [ -f "$d/pid" ]; then sh "$here/../lit/Inputs/serve_stop.sh" "$d" >/dev/null; fi
+  done
+}
 trap stop EXIT
 RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/s" "$work/m.so" --parallel 2 --ctx 512 --model-id small
 RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/full" "$work/m.so" --parallel 1 --queue 0 --ctx 4096 --model-id small

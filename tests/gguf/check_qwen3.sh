@@ -15,15 +15,8 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$build/gguf-ref
 who=check_qwen3.sh
-. "$here/packages.sh"
-. "$here/../npm_fetch.sh"
-# shellcheck disable=SC2086
-npm_fetch "$dir" --omit=optional --ignore-scripts $packages
-cp "$here/llama_ref.mjs" "$here/llama_embed.mjs" "$dir/"
-work=$build/tests/gguf-qwen3
-rm -rf "$work" && mkdir -p "$work"
+. "$here/prelude.sh" qwen3 llama_embed.mjs
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
 n=$(echo "$prompt" | tr ',' '\n' | wc -l)
 # name, then qwen3_model.py write's arguments
@@ -36,10 +29,7 @@ for c in "${cases[@]}"; do
   # shellcheck disable=SC2086
   python3 "$here/qwen3_model.py" write "$work/$name.gguf" $args
   "$build/rsrc" "$work/$name.gguf" -o "$work/$name.so" -O0
-  for k in $(seq 1 "$n"); do
-    "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
-      --logits "$work/$name.$k.f32" >/dev/null 2>&1
-  done
+  prefix_logits "$name" "$prompt" "$n"
   # steps of 1 and 5 tokens give the bits of one step of all 16 (docs/design.md)
   for b in 1 5; do
     "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b --logits "$work/$name.b$b.f32" >/dev/null 2>&1

@@ -16,15 +16,8 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$build/gguf-ref
 who=check_qwen35.sh
-. "$here/packages.sh"
-. "$here/../npm_fetch.sh"
-# shellcheck disable=SC2086
-npm_fetch "$dir" --omit=optional --ignore-scripts $packages
-cp "$here/llama_ref.mjs" "$dir/"
-work=$build/tests/gguf-qwen35
-rm -rf "$work" && mkdir -p "$work"
+. "$here/prelude.sh" qwen35
 prompt=1,17,42,99,5,30,7,250,18,64,33,121
 n=$(echo "$prompt" | tr ',' '\n' | wc -l)
 sizes="--hidden 256 --intermediate 256 --layers 8 --heads 8 --kv-heads 4 --head-dim 32"
@@ -37,10 +30,7 @@ for c in "${cases[@]}"; do
   "$build/rsr-mkmodel" $args $sizes --gguf-arch qwen35 --out "$work/$name" 2>/dev/null
   gguf=$work/$name/model.gguf
   "$build/rsrc" "$gguf" -o "$work/$name.so" -O0
-  for k in $(seq 1 "$n"); do
-    "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
-      --logits "$work/$name.$k.f32" >/dev/null 2>&1
-  done
+  prefix_logits "$name" "$prompt" "$n"
   for b in 1 5; do
     "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b --logits "$work/$name.b$b.f32" >/dev/null 2>&1
     cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"

@@ -19,15 +19,8 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$build/gguf-ref
 who=check_reference.sh
-. "$here/packages.sh"
-. "$here/../npm_fetch.sh"
-# shellcheck disable=SC2086
-npm_fetch "$dir" --omit=optional --ignore-scripts $packages
-cp "$here/llama_ref.mjs" "$dir/"
-work=$build/tests/gguf-reference
-rm -rf "$work" && mkdir -p "$work"
+. "$here/prelude.sh" reference
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
 n=$(echo "$prompt" | tr ',' '\n' | wc -l)
 # rsr-mkmodel's file NAME (then its arguments), compiled by rsrc, and its logits after each prefix
@@ -36,10 +29,7 @@ rsrc_logits() {
   shift
   "$build/rsr-mkmodel" "$@" --preset small --intermediate 768 --embed-std 0.0625 --out "$work/$name" 2>/dev/null
   "$build/rsrc" "$work/$name/model.gguf" -o "$work/$name.so" -O0
-  for k in $(seq 1 "$n"); do
-    "$build/rsr-run" "$work/$name.so" --tokens "$(echo "$prompt" | cut -d, -f1-"$k")" -n 1 \
-      --logits "$work/$name.$k.f32" >/dev/null 2>&1
-  done
+  prefix_logits "$name" "$prompt" "$n"
 }
 # name, then rsr-mkmodel's arguments
 cases=("tq1-bitnet --format gguf-tq1 --gguf-arch bitnet"

@@ -54,23 +54,7 @@ def softplus(x):
     return x if x > 20 else math.log1p(math.exp(x))
 
 
-def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
-
-
-def matvec(w, x):
-    return [dot(row, x) for row in w]
-
-
-def add(a, b):
-    return [x + y for x, y in zip(a, b)]
-
-
-def softmax(v):
-    m = max(v)
-    e = [math.exp(x - m) for x in v]
-    s = sum(e)
-    return [x / s for x in e]
+dot, matvec, add, softmax = q3.dot, q3.matvec, q3.add, q3.softmax  # float64 lists, as qwen3_model's
 
 
 def q8_blocks(x, block=32):

@@ -1157,13 +1157,16 @@ static void jobs_release(server *sv, serve_job **js, int32_t n) {
 }
 
 /* tool_choice auto: the model may write text or calls; from where a call begins in its format (the
- * text <tool_call> anywhere, or a reply that opens with the call's JSON), the calls' grammar holds
- * the rest, so that a call that starts is one that parses and holds its schema. Where the marker is
- * a special token (not text), the reply stays free. */
+ * text <tool_call> anywhere, or a reply that opens as the call's JSON: {"name", [{"name",
+ * {"tool_calls") the calls' grammar holds the rest, so that a call that starts is one that parses
+ * and holds its schema. Where the marker is a special token (not text), the reply stays free. */
 static bool lazy_tool_grammar(server *sv, serve_params *p) {
+    /* the opening the grammar starts with, as far as it says "a call" (a reply that is other JSON,
+     * {"answer": ...} or {"response": ...}, stays free) */
     const char *trigger = sv->tool_format == SERVE_TOOL_HERMES    ? (sv->tool_marker_text ? "<tool_call>" : NULL)
-                          : sv->tool_format == SERVE_TOOL_MISTRAL ? "["
-                                                                  : "{";
+                          : sv->tool_format == SERVE_TOOL_MISTRAL ? "[{\"name\""
+                          : sv->tool_format == SERVE_TOOL_LLAMA3  ? "{\"name\""
+                                                                  : "{\"tool_calls\"";
     if (!trigger) return true;
     char err[512];
     char *text =

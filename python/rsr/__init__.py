@@ -34,6 +34,7 @@ loading it: the bytes hashed are the bytes loaded, read through one file descrip
 import contextlib
 import ctypes
 import functools
+import json
 import operator
 import random
 import threading
@@ -115,10 +116,22 @@ class _Handle:
 
 
 class _Chat:
-    """A chat prompt: messages and a template name, made into token ids by Model._prompt_ids."""
+    """A chat prompt: messages and a template name (and the tools and keywords the template is
+    given), made into token ids by Model._prompt_ids."""
 
-    def __init__(self, messages, template: Optional[str]):
-        self.messages, self.template = messages, template
+    def __init__(self, messages, template: Optional[str], tools=None, template_kwargs=None):
+        self.messages, self.template, self.tools, self.kwargs = messages, template, tools, template_kwargs or {}
+
+    def context(self) -> Optional[bytes]:
+        """The template's variables as JSON (rsr_tokenizer_apply_chat_template_json), or None where
+        the messages' roles and texts are all it needs."""
+        plain = all(set(m) <= {"role", "content"} and isinstance(m.get("content"), str) for m in self.messages)
+        if plain and not self.tools and not self.kwargs:
+            return None
+        ctx = dict(self.kwargs, messages=list(self.messages), add_generation_prompt=True)
+        if self.tools:
+            ctx["tools"] = list(self.tools)
+        return json.dumps(ctx).encode()
 
 
 class Model(_Handle):
@@ -322,15 +335,19 @@ class Model(_Handle):
     def complete(self, prompt, **kw) -> str:
         return "".join(self.generate(prompt, **kw))
 
-    def chat(self, messages, template: Optional[str] = None, **kw) -> Iterator[str]:
-        """The assistant's reply to messages ([{"role", "content"}]), streamed as generate streams."""
-        return self.generate(_Chat(messages, template), **kw)
+    def chat(self, messages, template: Optional[str] = None, tools=None, template_kwargs=None,
+             **kw) -> Iterator[str]:
+        """The assistant's reply to messages ([{"role", "content"}]), streamed as generate streams;
+        tools and template_kwargs as apply_chat_template takes them."""
+        return self.generate(_Chat(messages, template, tools, template_kwargs), **kw)
 
-    def apply_chat_template(self, messages, template: Optional[str] = None) -> str:
-        """The text a chat's messages ([{"role", "content"}]) make with the template (None: the
-        model's own, else the built-in one that fits; or "model", "llama3", "bitnet", "llama2"),
-        ending where the assistant's reply begins."""
-        return self._chat_text(_Chat(messages, template))
+    def apply_chat_template(self, messages, template: Optional[str] = None, tools=None, **template_kwargs) -> str:
+        """The text a chat's messages ([{"role", "content"}], or OpenAI's with tool_calls and tool
+        messages) make with the template (None: the model's own, else the built-in one that fits;
+        or "model", "llama3", "bitnet", "llama2"), ending where the assistant's reply begins. As
+        Hugging Face's: tools (OpenAI's function list) and keywords (enable_thinking=False) are
+        the template's variables."""
+        return self._chat_text(_Chat(messages, template, tools, template_kwargs))
 
     @_serialised
     def set_chat_template(self, source: Optional[str]) -> None:
@@ -346,8 +363,9 @@ class Model(_Handle):
     @_serialised
     def _chat_text(self, chat: _Chat) -> str:
         self._check_tok()
-        arr = (_ChatMessage * len(chat.messages))(*[_ChatMessage(m["role"].encode(), m["content"].encode())
-                                                   for m in chat.messages])
+        context = chat.context()
+        arr = None if context else (_ChatMessage * len(chat.messages))(
+            *[_ChatMessage(m["role"].encode(), m["content"].encode()) for m in chat.messages])
         name = chat.template.encode() if chat.template else None
         if not name and self._tok_info and self._tok_info.chat_template == b"llama3" and \
                 self.info["architecture"] == "BitNetForCausalLM":
@@ -355,8 +373,12 @@ class Model(_Handle):
         n, cap = ctypes.c_size_t(), 4096
         for _ in range(2):
             buf = ctypes.create_string_buffer(cap)
-            st = self._lib.rsr_tokenizer_apply_chat_template(self._tok, name, arr, len(arr), 1, buf, cap,
-                                                             ctypes.byref(n))
+            if context:
+                st = self._lib.rsr_tokenizer_apply_chat_template_json(self._tok, name, context, len(context), buf,
+                                                                      cap, ctypes.byref(n))
+            else:
+                st = self._lib.rsr_tokenizer_apply_chat_template(self._tok, name, arr, len(arr), 1, buf, cap,
+                                                                 ctypes.byref(n))
             if st != 9:
                 break
             cap = n.value + 1

@@ -120,6 +120,26 @@ def test_chat_templates(model_path):
         assert m.apply_chat_template(msgs) == builtin
 
 
+def test_chat_template_tools_and_keywords(model_path):
+    """As Hugging Face's apply_chat_template: tools, tool calls and keywords reach the template."""
+    with rsr.Model(model_path) as m:
+        m.set_chat_template("{% if tools %}[tools {{ tools | map(attribute='function') | map(attribute='name') | "
+                            "join(',') }}]{% endif %}{% for x in messages %}[{{ x.role }}]"
+                            "{% for c in x.tool_calls or [] %}call {{ c.function.name }}({{ c.function.arguments.a }})"
+                            "{% endfor %}{{ x.content or '' }}{% endfor %}"
+                            "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}")
+        tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+        msgs = [{"role": "user", "content": "2+3?"},
+                {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c", "type": "function", "function": {"name": "add", "arguments": {"a": 2}}}]},
+                {"role": "tool", "tool_call_id": "c", "content": "5"}]
+        assert m.apply_chat_template(msgs, tools=tools, enable_thinking=False) == \
+            "[tools add][user]2+3?[assistant]call add(2)[tool]5<think></think>"
+        assert m.apply_chat_template(msgs[:1]) == "[user]2+3?"
+        with pytest.raises(rsr.Error, match="cannot show tools"):
+            m.apply_chat_template(msgs[:1], template="llama3", tools=tools)
+
+
 def test_generate_many_is_each_alone(model):
     prompts = ["Once upon a time", "In 1492", "hello"]
     together = model.generate_many(prompts, max_tokens=12, temperature=60, seed=20)

@@ -11,7 +11,8 @@ flip_bits.py sweep RSR_RUN MODEL.so DIR [COUNT] [--older]
     the structural checks cover whole): a run may also succeed (a harmless flip), but never die of a
     signal; prints "N flips: none crashed".
 flip_bits.py dynamic MODEL.so OUT.so TAG BIT
-    OUT.so: MODEL.so with bit BIT of the value of its dynamic entry TAG (a number) flipped.
+    OUT.so: MODEL.so with bit BIT of the value of its dynamic entry TAG (a number) flipped; BIT
+    written +N adds N to the value instead (one more than it counts, whatever its bits).
 flip_bits.py section MODEL.so OUT.so NAME BIT
     OUT.so: MODEL.so with bit BIT of the contents of its section NAME flipped.
 """
@@ -39,7 +40,10 @@ def flip_dynamic(model, out, tag, bit):
     begin, end = layout(data)[".dynamic"]
     for at in range(begin, end, 16):
         if struct.unpack_from("<q", data, at)[0] == tag:
-            data[at + 8 + bit // 8] ^= 1 << (bit % 8)
+            if bit.startswith("+"):
+                struct.pack_into("<Q", data, at + 8, struct.unpack_from("<Q", data, at + 8)[0] + int(bit[1:]))
+            else:
+                data[at + 8 + int(bit) // 8] ^= 1 << (int(bit) % 8)
             open(out, "wb").write(data)
             os.chmod(out, 0o755)
             return
@@ -108,7 +112,7 @@ def sweep(rsr_run, model, out_dir, count, older):
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--older"]
     if args and args[0] == "dynamic" and len(args) == 5:
-        flip_dynamic(args[1], args[2], int(args[3], 0), int(args[4]))
+        flip_dynamic(args[1], args[2], int(args[3], 0), args[4])
     elif args and args[0] == "section" and len(args) == 5:
         flip_section(args[1], args[2], args[3], int(args[4]))
     elif args and args[0] == "sweep" and len(args) in (4, 5):

@@ -44,6 +44,7 @@
 #include "chat_default.h"
 #include "kv_types.h"
 #include "serve.h"
+#include "think.h"
 #include "serve_gbnf.h"
 
 rsr_api api;
@@ -605,12 +606,6 @@ static char *chat_context(const server *sv, const serve_params *p) {
     return text;
 }
 
-/* Whether a prompt ends inside <think> (the template opened the thoughts for the model). */
-static bool ends_in_think(const char *text, size_t len) {
-    while (len && (text[len - 1] == '\n' || text[len - 1] == ' ')) len--;
-    return len >= 7 && !memcmp(text + len - 7, "<think>", 7);
-}
-
 /* The conversation through the chat template (under tok_lock), or NULL with a message; notes in
  * p->reply how the reply is to be split. */
 static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t errlen) {
@@ -634,7 +629,7 @@ static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t err
     }
     int format = p->reasoning_format >= 0 ? p->reasoning_format : sv->reasoning_format;
     p->reply = (serve_reply_shape){.reasoning = format == SERVE_REASONING_DEEPSEEK,
-                                   .think_open = format == SERVE_REASONING_DEEPSEEK && ends_in_think(text, len),
+                                   .think_open = format == SERVE_REASONING_DEEPSEEK && rsr_ends_in_think(text, len),
                                    .tools = p->tools != NULL,
                                    .format = sv->tool_format};
     return text;
@@ -1161,20 +1156,14 @@ static void jobs_release(server *sv, serve_job **js, int32_t n) {
  * {"tool_calls") the calls' grammar holds the rest, so that a call that starts is one that parses
  * and holds its schema. Where the marker is a special token (not text), the reply stays free. */
 static bool lazy_tool_grammar(server *sv, serve_params *p) {
-    /* the opening the grammar starts with, as far as it says "a call" (a reply that is other JSON,
-     * {"answer": ...} or {"response": ...}, stays free) */
-    const char *trigger = sv->tool_format == SERVE_TOOL_HERMES    ? (sv->tool_marker_text ? "<tool_call>" : NULL)
-                          : sv->tool_format == SERVE_TOOL_MISTRAL ? "[{\"name\""
-                          : sv->tool_format == SERVE_TOOL_LLAMA3  ? "{\"name\""
-                                                                  : "{\"tool_calls\"";
+    bool at_start;
+    const char *trigger = serve_tool_trigger(sv->tool_format, sv->tool_marker_text, &at_start);
     if (!trigger) return true;
     char err[512];
-    char *text =
-        serve_tool_gbnf(sv->tool_format, p->tools, NULL, p->parallel_tool_calls, sv->tool_marker_text, err, sizeof err);
-    p->lazy = text ? gbnf_compile(text, strlen(text), err, sizeof err) : NULL;
-    free(text);
+    p->lazy = serve_tool_grammar(sv->tool_format, p->tools, NULL, p->parallel_tool_calls, sv->tool_marker_text, err,
+                                 sizeof err);
     snprintf(p->trigger, sizeof p->trigger, "%s", trigger);
-    p->trigger_at_start = sv->tool_format != SERVE_TOOL_HERMES;
+    p->trigger_at_start = at_start;
     return true; /* a grammar that cannot be made leaves the reply free, as without it */
 }
 
@@ -1192,12 +1181,8 @@ static bool tool_grammar(server *sv, struct MHD_Connection *c, serve_job *j, enu
                                  p->tool_choice == SERVE_TOOLS_NAMED ? "naming a function" : "required"),
                false;
     char err[512];
-    char *text = serve_tool_gbnf(sv->tool_format, p->tools, p->tool_name, p->parallel_tool_calls, sv->tool_marker_text,
-                                 err, sizeof err);
-    if (text && !(p->grammar = gbnf_compile(text, strlen(text), err, sizeof err)))
-        snprintf(err + strlen(err), sizeof err - strlen(err), " (the tools' grammar)");
-    free(text);
-    if (!p->grammar)
+    if (!(p->grammar = serve_tool_grammar(sv->tool_format, p->tools, p->tool_name, p->parallel_tool_calls,
+                                          sv->tool_marker_text, err, sizeof err)))
         return *ret = send_error(c, 400, "invalid_request_error", "tools", NULL, "the tools' calls: %s", err), false;
     return true;
 }

@@ -13,11 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #ifdef RSR_HAVE_LIBEDIT
 #include <editline/readline.h>
 #endif
 
 #include "chat_default.h"
+#include "think.h"
 #include "rsr-run.h"
 
 /* ---- output: UTF-8 repair and stop strings ---- */
@@ -82,7 +85,7 @@ static void think_put(text_out *t, const char *s, size_t n) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        const char *want = t->in_think ? "</think>" : "<think>";
+        const char *want = t->in_think ? RSR_THINK_CLOSE : RSR_THINK_OPEN;
         if (s[i] == want[t->ntag]) {
             t->tag[t->ntag++] = s[i];
             if (want[t->ntag]) continue;
@@ -278,54 +281,27 @@ void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
 
 /* ---- chat ---- */
 
-/* s as a JSON string, appended to b (cap grown as needed). */
-static void json_string(char **b, size_t *len, size_t *cap, const char *s) {
-    size_t need = *len + 6 * strlen(s) + 3;
-    if (need > *cap && !(*b = realloc(*b, *cap = need * 2))) die("out of memory");
-    char *o = *b + *len;
-    *o++ = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            *o++ = '\\', *o++ = (char)*p;
-        else if (*p < 0x20)
-            o += sprintf(o, "\\u%04x", *p);
-        else
-            *o++ = (char)*p;
-    }
-    *o++ = '"';
-    *len = (size_t)(o - *b);
-}
-
-/* The conversation as the template's JSON variables: messages, add_generation_prompt, and the
- * members of --chat-template-kwargs. */
+/* The conversation as the template's JSON variables: the members of --chat-template-kwargs,
+ * messages and add_generation_prompt. */
 static char *chat_context(const rsr_chat_message *msgs, int32_t n, const char *kwargs) {
-    size_t len = 0, cap = 256;
-    char *b = malloc(cap);
-    if (!b) die("out of memory");
-    len = (size_t)sprintf(b, "{\"messages\":[");
-    for (int32_t i = 0; i < n; i++) {
-        if (len + 32 > cap && !(b = realloc(b, cap *= 2))) die("out of memory");
-        len += (size_t)sprintf(b + len, "%s{\"role\":", i ? "," : "");
-        json_string(&b, &len, &cap, msgs[i].role);
-        if (len + 16 > cap && !(b = realloc(b, cap *= 2))) die("out of memory");
-        len += (size_t)sprintf(b + len, ",\"content\":");
-        json_string(&b, &len, &cap, msgs[i].content);
-        if (len + 4 > cap && !(b = realloc(b, cap *= 2))) die("out of memory");
-        b[len++] = '}';
-    }
-    const char *k = kwargs;
-    while (*k == ' ' || *k == '\n' || *k == '\t') k++;
-    size_t klen = strlen(k);
-    while (klen && (k[klen - 1] == ' ' || k[klen - 1] == '\n' || k[klen - 1] == '\t')) klen--;
-    if (klen < 2 || k[0] != '{' || k[klen - 1] != '}')
+    cJSON *ctx = cJSON_Parse(kwargs);
+    if (!cJSON_IsObject(ctx))
         die("--chat-template-kwargs: '%s' is not a JSON object ('{\"enable_thinking\": false}')", kwargs);
-    bool empty = true;
-    for (size_t i = 1; i + 1 < klen && empty; i++) empty = k[i] == ' ' || k[i] == '\n' || k[i] == '\t';
-    size_t need = len + klen + 64;
-    if (need > cap && !(b = realloc(b, cap = need))) die("out of memory");
-    len += (size_t)sprintf(b + len, "],\"add_generation_prompt\":true%s%.*s}", empty ? "" : ",",
-                           empty ? 0 : (int)(klen - 2), k + 1);
-    return b;
+    cJSON *list = cJSON_CreateArray();
+    for (int32_t i = 0; i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", msgs[i].role);
+        cJSON_AddStringToObject(m, "content", msgs[i].content);
+        cJSON_AddItemToArray(list, m);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(ctx, "messages");
+    cJSON_DeleteItemFromObjectCaseSensitive(ctx, "add_generation_prompt");
+    cJSON_AddItemToObject(ctx, "messages", list);
+    cJSON_AddTrueToObject(ctx, "add_generation_prompt");
+    char *text = cJSON_PrintUnformatted(ctx);
+    cJSON_Delete(ctx);
+    if (!text) die("out of memory");
+    return text;
 }
 
 static char *render(rsr_tokenizer *tok, const char *name, const rsr_chat_message *msgs, int32_t n, const char *kwargs) {
@@ -341,13 +317,6 @@ static char *render(rsr_tokenizer *tok, const char *name, const rsr_chat_message
     free(ctx);
     if (st != RSR_OK) die("%s", api.tokenizer_errmsg(tok));
     return text;
-}
-
-/* Whether a prompt ends inside <think> (the template opened the thoughts for the model). */
-static bool ends_in_think(const char *text) {
-    size_t len = strlen(text);
-    while (len && (text[len - 1] == '\n' || text[len - 1] == ' ')) len--;
-    return len >= 7 && !memcmp(text + len - 7, "<think>", 7);
 }
 
 static const char *default_template(const generator *g) {
@@ -432,7 +401,7 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
         msgs = realloc(msgs, sizeof *msgs * (size_t)(nmsgs + 2));
         msgs[nmsgs++] = (rsr_chat_message){"user", strdup(line)};
         char *text = render(tok, name, msgs, nmsgs, o->template_kwargs);
-        out.in_think = out.hide_think && ends_in_think(text);
+        out.in_think = out.hide_think && rsr_ends_in_think(text, strlen(text));
         if (out.in_think) fputs("rsr-run: [thinking]\n", stderr);
         int32_t n;
         int32_t *ids = encode(tok, text, RSR_ENCODE_PARSE_SPECIAL, &n);

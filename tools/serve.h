@@ -145,6 +145,13 @@ serve_tool_format serve_tool_format_of(const char *rendered, const char *probe_n
  * NULL with a message in err. */
 char *serve_tool_gbnf(serve_tool_format f, const struct cJSON *tools, const char *only, bool parallel, bool marker_text,
                       char *err, size_t errlen);
+/* serve_tool_gbnf's text compiled (gbnf_compile); NULL with a message in err. */
+gbnf_grammar *serve_tool_grammar(serve_tool_format f, const struct cJSON *tools, const char *only, bool parallel,
+                                 bool marker_text, char *err, size_t errlen);
+/* Where tool_choice auto's grammar starts: the text that opens a call in format f (anywhere; with
+ * *at_start, as the reply's first bytes past white space), or NULL where the opening is a special
+ * token, not text. Other JSON ({"answer": ...}, {"response": ...}) opens no call. */
+const char *serve_tool_trigger(serve_tool_format f, bool marker_text, bool *at_start);
 /* What the system message asks of a model whose template shows no tools (malloc'd). */
 char *serve_generic_tools_prompt(const struct cJSON *tools);
 
@@ -193,6 +200,9 @@ size_t serve_utf8_complete(const char *s, size_t n);
 /* s[0, n) with every invalid sequence (and every NUL byte) replaced by U+FFFD, as a WHATWG
  * decoder reads it, into a new NUL-terminated string. */
 char *serve_utf8_clean(const char *s, size_t n);
+/* The length of the longest tail of s[0, n) that begins tag without being all of it: text to
+ * hold back while a stop string or a marker may still be arriving. */
+size_t serve_partial_tail(const char *s, size_t n, const char *tag);
 
 /* ---- serve_engine.c: requests, slots, one batch per step ---- */
 

@@ -109,6 +109,7 @@ typedef struct slot {
     int32_t *ids;
     serve_logprob pending; /* the token the last step drew from them, for the job's logprobs */
     json_state js;         /* response_format's JSON: the reply so far */
+    size_t lazy_seen;      /* tool_choice auto: the reply's bytes searched for the trigger so far */
     gbnf_state *gs, *gtmp; /* the grammar field's: the reply so far, and the state the mask feeds (made
                             * with the job's grammar; freed by the next job's start or the engine's end) */
     json_state jw;         /* the state the mask feeds, for a schema (gtmp for a grammar) */
@@ -225,11 +226,8 @@ static bool add_token(serve_engine *e, serve_job *j, int32_t t) {
             j->n_text = (size_t)(at - j->text), j->text[j->n_text] = 0;
             return true;
         }
-        for (size_t l = sl - 1; l > hold; l--) /* the longest tail that may still become the stop string */
-            if (l <= j->n_text && !memcmp(j->text + j->n_text - l, stop, l)) {
-                hold = l;
-                break;
-            }
+        size_t tail = j->text ? serve_partial_tail(j->text, j->n_text, stop) : 0; /* may still become it */
+        if (tail > hold) hold = tail;
     }
     size_t safe = j->n_text - hold;
     j->ready = serve_utf8_complete(j->text, safe);
@@ -412,7 +410,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
         finish(e, sl, SERVE_FAILED);
         return;
     }
-    sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0;
+    sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0, sl->lazy_seen = 0;
 }
 
 /* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
@@ -493,7 +491,10 @@ static void lazy_grammar(serve_engine *e, slot *sl) {
         }
         if (n - at < t) return;
     } else {
-        const char *hit = memmem(text, n, p->trigger, t);
+        size_t from = sl->lazy_seen >= t ? sl->lazy_seen - (t - 1) : 0; /* a trigger across the last token */
+        if (from > n) from = n;
+        const char *hit = memmem(text + from, n - from, p->trigger, t);
+        sl->lazy_seen = n;
         if (!hit) return;
         at = (size_t)(hit - text);
     }

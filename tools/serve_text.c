@@ -70,3 +70,10 @@ char *serve_utf8_clean(const char *str, size_t n) {
     *o = 0;
     return out;
 }
+
+size_t serve_partial_tail(const char *s, size_t n, const char *tag) {
+    size_t t = strlen(tag);
+    for (size_t l = t - 1 < n ? t - 1 : n; l > 0; l--)
+        if (!memcmp(s + n - l, tag, l)) return l;
+    return 0;
+}

@@ -22,7 +22,9 @@
 #include <cjson/cJSON.h>
 
 #include "serve.h"
+#include "serve_gbnf.h"
 #include "serve_schema.h"
+#include "think.h"
 
 const char *serve_tool_format_name(serve_tool_format f) {
     static const char *const names[] = {"generic", "hermes", "llama3", "mistral"};
@@ -101,17 +103,27 @@ char *serve_tool_gbnf(serve_tool_format f, const cJSON *tools, const char *only,
     return text;
 }
 
+gbnf_grammar *serve_tool_grammar(serve_tool_format f, const cJSON *tools, const char *only, bool parallel,
+                                 bool marker_text, char *err, size_t errlen) {
+    char *text = serve_tool_gbnf(f, tools, only, parallel, marker_text, err, errlen);
+    gbnf_grammar *g = text ? gbnf_compile(text, strlen(text), err, errlen) : NULL;
+    free(text);
+    return g;
+}
+
+const char *serve_tool_trigger(serve_tool_format f, bool marker_text, bool *at_start) {
+    *at_start = f != SERVE_TOOL_HERMES;
+    switch (f) {
+    case SERVE_TOOL_HERMES: return marker_text ? "<tool_call>" : NULL;
+    case SERVE_TOOL_MISTRAL: return "[{\"name\"";
+    case SERVE_TOOL_LLAMA3: return "{\"name\"";
+    default: return "{\"tool_calls\"";
+    }
+}
+
 /* ---- a reply's parts ---- */
 
-static const char think_open[] = "<think>", think_close[] = "</think>";
-
-/* The length of the longest tail of s[0, n) that begins tag (a tag that may still arrive). */
-static size_t partial_tail(const char *s, size_t n, const char *tag) {
-    size_t t = strlen(tag);
-    for (size_t l = t - 1 < n ? t - 1 : n; l > 0; l--)
-        if (!memcmp(s + n - l, tag, l)) return l;
-    return 0;
-}
+static const char think_open[] = RSR_THINK_OPEN, think_close[] = RSR_THINK_CLOSE;
 
 static size_t skip_space(const char *s, size_t i, size_t n) {
     while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) i++;
@@ -259,7 +271,7 @@ static size_t calls_start(serve_tool_format f, const char *s, size_t n, size_t *
     if (f == SERVE_TOOL_HERMES) {
         const char *at = memmem(s, n, "<tool_call>", 11);
         if (at) return (size_t)(at - s);
-        *hold = partial_tail(s, n, "<tool_call>");
+        *hold = serve_partial_tail(s, n, "<tool_call>");
         return n;
     }
     /* the others: a reply that begins with the call's JSON (after the marker token, which is not text) */
@@ -284,7 +296,7 @@ void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, boo
         if (open) {
             size_t from = open && !sh->think_open ? k : 0;
             const char *close = memmem(s + from, n - from, think_close, strlen(think_close));
-            size_t to = close ? (size_t)(close - s) : final ? n : n - partial_tail(s, n, think_close);
+            size_t to = close ? (size_t)(close - s) : final ? n : n - serve_partial_tail(s, n, think_close);
             out->reasoning = s + from, out->n_reasoning = to - from;
             if (!close) return;
             content_from = skip_space(s, to + strlen(think_close), n);

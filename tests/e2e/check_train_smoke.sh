@@ -10,11 +10,7 @@ build=$(cd "$1" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$build/tests/train-smoke
 fail() { echo "FAIL: $*" >&2; exit 1; }
-py=
-for p in python3 /usr/bin/python3; do
-  if "$p" -c 'import numpy, regex, torch' 2>/dev/null; then py=$p; break; fi
-done
-[ -n "$py" ] || { echo "skipped: no python3 with torch, numpy and regex (python3-torch, python3-numpy, python3-regex)"; exit 77; }
+. "$(dirname "$0")/torch_python.sh"
 command -v bible >/dev/null || { echo "skipped: no bible command (bible-kjv)"; exit 77; }
 rm -rf "$work" && mkdir -p "$work"
 

@@ -12,11 +12,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 model=$root/models/kjv-tiny
 work=$build/tests/trained
 fail() { echo "FAIL: $*" >&2; exit 1; }
-py=
-for p in python3 /usr/bin/python3; do
-  if "$p" -c 'import numpy, regex, torch' 2>/dev/null; then py=$p; break; fi
-done
-[ -n "$py" ] || { echo "skipped: no python3 with torch, numpy and regex (python3-torch, python3-numpy, python3-regex)"; exit 77; }
+. "$(dirname "$0")/torch_python.sh"
 rm -rf "$work" && mkdir -p "$work"
 
 "$build/rsr-mkmodel" --format gguf-i2s --from "$model" --out "$work/i2s" 2>/dev/null

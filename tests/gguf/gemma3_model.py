@@ -20,8 +20,6 @@
 # base for all layers: what a runtime ignoring them would compute (the test checks that rsrc's
 # logits disagree with these).
 # Usage: gemma3_model.py reference MODEL.gguf ID,ID,... [--json OUT] [--ablate window|rope]
-import argparse
-import json
 import math
 import operator
 import os
@@ -177,20 +175,10 @@ class Gemma3:
 
 
 def main():
-    ap = argparse.ArgumentParser(description='float64 logits of a Gemma3 GGUF file after each prefix')
-    sub = ap.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
-    r.add_argument('model')
-    r.add_argument('ids')
-    r.add_argument('--json', help='output file (default stdout)')
+    ap, _, r = q3.reference_parser('Gemma3')
     r.add_argument('--ablate', choices=['window', 'rope'], help='ignore the sliding windows, or the local RoPE base')
     args = ap.parse_args()
-    text = json.dumps({'logits': Gemma3(args.model, args.ablate).run([int(t) for t in args.ids.split(',')])})
-    if args.json:
-        with open(args.json, 'w') as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
+    q3.emit_json(args.json, {'logits': Gemma3(args.model, args.ablate).run([int(t) for t in args.ids.split(',')])})
 
 
 if __name__ == '__main__':

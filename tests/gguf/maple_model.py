@@ -29,8 +29,6 @@
 # descending order of probability and GAP the k-th largest probability less the (k+1)-th (0 when
 # every expert is used): how near the choice came to another.
 # Usage: maple_model.py reference MODEL.gguf ID,ID,... [--json OUT] [--routes FILE] [--ablate ...]
-import argparse
-import json
 import math
 import os
 import sys
@@ -148,12 +146,7 @@ class Maple:
 
 
 def main():
-    ap = argparse.ArgumentParser(description='float64 logits of a maple GGUF file after each prefix')
-    sub = ap.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
-    r.add_argument('model')
-    r.add_argument('ids')
-    r.add_argument('--json', help='output file (default stdout)')
+    ap, _, r = q3.reference_parser('maple')
     r.add_argument('--routes', help='each token\'s chosen experts per layer, and the gap to the next')
     r.add_argument('--follow', nargs=2, metavar=('ROUTES', 'MARGIN'), help='take these choices in near ties')
     r.add_argument('--ablate', choices=['renorm', 'rope', 'clamp'],
@@ -167,12 +160,7 @@ def main():
                 v = [int(x) for x in line.split()]
                 follow[(v[0], v[1])] = v[2:]
     m = Maple(args.model, args.ablate, follow, margin)
-    text = json.dumps({'logits': m.run([int(t) for t in args.ids.split(',')])})
-    if args.json:
-        with open(args.json, 'w') as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
+    q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
     if args.follow:
         print('maple_model.py: took rsrc\'s choice in %d near ties (within %g)' % (m.followed, margin),
               file=sys.stderr)

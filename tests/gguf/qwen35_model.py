@@ -30,7 +30,6 @@
 # Usage: qwen35_model.py reference MODEL.gguf ID,ID,... [--json OUT] [--ablate ...]
 #        qwen35_model.py compare REF.json K RSR.f32 TOL: rsrc's logits after the first K ids against
 #        the reference's: argmax equal and max |difference| <= TOL x max |reference logit|.
-import argparse
 import json
 import math
 import os
@@ -228,12 +227,7 @@ def compare(ref_path, k, f32_path, tol):
 
 
 def main():
-    ap = argparse.ArgumentParser(description='float64 logits of a qwen35 GGUF file after each prefix')
-    sub = ap.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
-    r.add_argument('model')
-    r.add_argument('ids')
-    r.add_argument('--json', help='output file (default stdout)')
+    ap, sub, r = q3.reference_parser('qwen35')
     r.add_argument('--ablate', choices=['kmap', 'conv', 'gate', 'qg'])
     r.add_argument('--act-q8', action='store_true', help="round the ternary matrices' inputs as rsrc does")
     c = sub.add_parser('compare', help="rsrc's logits after K ids against the reference's")
@@ -247,12 +241,7 @@ def main():
         ok = compare(args.ref, args.k, args.logits, args.tol)
         sys.exit(0 if ok != args.expect_differ else 1)
     m = Qwen35(args.model, args.ablate, args.act_q8)
-    text = json.dumps({'logits': m.run([int(t) for t in args.ids.split(',')])})
-    if args.json:
-        with open(args.json, 'w') as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
+    q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
 
 
 if __name__ == '__main__':

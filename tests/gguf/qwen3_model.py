@@ -662,6 +662,29 @@ def softmax(v):
 
 # ---- command line ----
 
+def reference_parser(family):
+    """The parser of a *_model.py: its subcommands, and `reference MODEL IDS [--json FILE]` (the
+    float64 logits after each prefix of the ids) added to them; returns (parser, subparsers,
+    reference's parser) for each file's own options."""
+    ap = argparse.ArgumentParser(description=f'float64 logits of a {family} GGUF file after each prefix')
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('reference', help='float64 logits after each prefix of the ids')
+    r.add_argument('model')
+    r.add_argument('ids')
+    r.add_argument('--json', help='output file (default stdout)')
+    return ap, sub, r
+
+
+def emit_json(path, value):
+    """value as JSON into the file path, or to stdout when path is None."""
+    text = json.dumps(value)
+    if path:
+        with open(path, 'w') as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description='Qwen3 GGUF test models and their float reference')
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -699,12 +722,7 @@ def main():
         write_embed(args.out, args.seed, args.pooling, args.gguf)
         return
     out = Model(args.model).run([int(t) for t in args.ids.split(',')])
-    text = json.dumps({'logits': [l for _, l in out], 'hidden': [h for h, _ in out]})
-    if args.json:
-        with open(args.json, 'w') as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
+    emit_json(args.json, {'logits': [l for _, l in out], 'hidden': [h for h, _ in out]})
 
 
 if __name__ == '__main__':

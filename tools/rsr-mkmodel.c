@@ -238,18 +238,22 @@ static int format_qwen3(format_t f) { return f == F_QWEN3_GROUPED || f == F_QWEN
 typedef struct {
     const char *name;
     long hidden, intermediate, layers, heads, kv_heads, vocab, max_pos, bos, eos;
-    long head_dim; /* 0: hidden / heads */
+    long head_dim;            /* 0: hidden / heads */
+    long ssm_k, ssm_v, ssm_d; /* qwen35's DeltaNet heads and their width (0: kv_heads, heads, head_dim) */
 } preset_t;
 
 static const preset_t presets[] = {
-    {"tiny", 64, 160, 2, 4, 2, 288, 256, 1, 2, 0},
-    {"small", 256, 704, 4, 8, 2, 1024, 512, 1, 2, 0},
-    {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001, 0},
-    {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2, 0},
-    {"llama8b", 4096, 14336, 32, 32, 8, 128256, 8192, 128000, 128001, 0},
-    {"llama1b", 2048, 8192, 16, 32, 8, 128256, 32768, 128000, 128001, 0}, /* Llama 3.2 1B's shape, 32K positions */
+    {"tiny", 64, 160, 2, 4, 2, 288, 256, 1, 2, 0, 0, 0, 0},
+    {"small", 256, 704, 4, 8, 2, 1024, 512, 1, 2, 0, 0, 0, 0},
+    {"2b4t", 2560, 6912, 30, 20, 5, 128256, 4096, 128000, 128001, 0, 0, 0, 0},
+    {"large", 1536, 4096, 24, 16, 16, 32002, 2048, 1, 2, 0, 0, 0, 0},
+    {"llama8b", 4096, 14336, 32, 32, 8, 128256, 8192, 128000, 128001, 0, 0, 0, 0},
+    {"llama1b", 2048, 8192, 16, 32, 8, 128256, 32768, 128000, 128001, 0, 0, 0,
+     0}, /* Llama 3.2 1B's shape, 32K positions */
     /* Qwen3-0.6B's matrices (heads of 128, not hidden/heads) with small's vocabulary and 4K positions */
-    {"qwen3-0.6b", 1024, 3072, 28, 16, 8, 1024, 4096, 1, 2, 128},
+    {"qwen3-0.6b", 1024, 3072, 28, 16, 8, 1024, 4096, 1, 2, 128, 0, 0, 0},
+    /* Qwen3.5-27B's shape (Ternary-Bonsai-27B): 64 layers, attention 24/4 heads of 256, DeltaNet 16/48 of 128 */
+    {"qwen35-27b", 5120, 17408, 64, 24, 4, 248320, 4096, 1, 2, 256, 16, 48, 128},
 };
 
 typedef enum { DT_BF16, DT_F16, DT_U8 } dtype_t;
@@ -281,20 +285,21 @@ typedef struct {
     long head_dim; /* the width of an attention head: hidden / heads but where qwen3 says otherwise */
     uint64_t seed;
     int binary;
-    double embed_std;      /* the embeddings' (and an untied head's) standard deviation */
-    int gguf_type;         /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
-    const char *gguf_arch; /* its general.architecture (--gguf-arch) */
-    int qwen3;             /* a qwen3-* format, or a gguf-* one of architecture qwen3 or gemma3: q/k head norms,
+    double embed_std;         /* the embeddings' (and an untied head's) standard deviation */
+    int gguf_type;            /* --format gguf-*: the ternary type of DIR/model.gguf (MKG_*); 0: safetensors */
+    const char *gguf_arch;    /* its general.architecture (--gguf-arch) */
+    int qwen3;                /* a qwen3-* format, or a gguf-* one of architecture qwen3 or gemma3: q/k head norms,
                               no sub-norms */
-    dtype_t dtype;         /* the floats of a safetensors checkpoint: bf16, f16 for 1bitllm or --dtype f16 */
-    int dtype_given;       /* --dtype was given */
-    long group;            /* qwen3-grouped's columns per group (--group; 0: another format) */
-    const char *pooling;   /* qwen3-embed's pooling: mean, last or cls (--pooling) */
-    int gemma3;            /* of architecture gemma3: post norms too, and sliding windows */
-    long sliding_window;   /* --sliding-window: gemma3's window of its local layers (0: none) */
-    int maple;             /* of architecture maple: qwen3's attention, experts for the FFN, windows */
-    int qwen35;            /* of architecture qwen35: every 4th layer qwen3's attention (q with a gate, partial
-                              RoPE), the others gated DeltaNet layers (K heads kv_heads, V heads heads, of head_dim) */
+    dtype_t dtype;            /* the floats of a safetensors checkpoint: bf16, f16 for 1bitllm or --dtype f16 */
+    int dtype_given;          /* --dtype was given */
+    long group;               /* qwen3-grouped's columns per group (--group; 0: another format) */
+    const char *pooling;      /* qwen3-embed's pooling: mean, last or cls (--pooling) */
+    int gemma3;               /* of architecture gemma3: post norms too, and sliding windows */
+    long sliding_window;      /* --sliding-window: gemma3's window of its local layers (0: none) */
+    int maple;                /* of architecture maple: qwen3's attention, experts for the FFN, windows */
+    int qwen35;               /* of architecture qwen35: every 4th layer qwen3's attention (q with a gate, partial
+                              RoPE), the others gated DeltaNet layers (ssm_k K heads, ssm_v V heads, of ssm_d) */
+    long ssm_k, ssm_v, ssm_d; /* --ssm-heads K,V and --ssm-head D (0: not given; then kv_heads, heads, head_dim) */
     long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple) */
     const char *expert_ff_list;            /* --expert-ff A,B,...: one per layer (expert_ff: the first) */
     double swiglu_clamp;                   /* --swiglu-clamp (maple; 0: no key) */
@@ -396,12 +401,12 @@ static tensor_t *tfloat(tlist_t *l, const char *name, int ndim, uint64_t d0, uin
     return t;
 }
 
-/* qwen35's gated DeltaNet layer L: [q|k|v] (K heads of kv_heads, V heads of heads, all of head_dim),
+/* qwen35's gated DeltaNet layer L: [q|k|v] (ssm_k K heads, ssm_v V heads, all of ssm_d),
  * the output gate z and the output projection as ternary matrices; beta's and alpha's rows, the
  * convolution (4 taps), dt's bias, A = -exp(.) and the norm of each V head as floats. */
 static void deltanet_tensors(tlist_t *l, const opts_t *o, long L) {
-    const uint64_t H = (uint64_t)o->hidden, D = (uint64_t)o->head_dim, Vh = (uint64_t)o->heads;
-    const uint64_t conv = 2 * (uint64_t)o->kv_heads * D + Vh * D;
+    const uint64_t H = (uint64_t)o->hidden, D = (uint64_t)o->ssm_d, Vh = (uint64_t)o->ssm_v;
+    const uint64_t conv = 2 * (uint64_t)o->ssm_k * D + Vh * D;
     char name[160], base[128];
     snprintf(base, sizeof base, "model.layers.%ld.linear_attn.in_proj_qkv", L);
     add_matrix(l, o, base, conv, H);
@@ -814,7 +819,7 @@ static void source_config(opts_t *o, preset_t *p) {
             die("--from: %s: %s %g is not a size rsr-mkmodel writes", path, keys[i], x);
         v[i] = (long)x;
     }
-    *p = (preset_t){path, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], 0};
+    *p = (preset_t){path, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], 0, 0, 0, 0};
     o->rms_eps = config_num(c, path, "rms_norm_eps", 1e-6);
     o->rope_theta = config_num(c, path, "rope_theta", 10000.0);
     cJSON_Delete(c);
@@ -1124,14 +1129,14 @@ static void maple_metadata(mkg_file *g, const opts_t *o) {
 /* qwen35's RoPE: a quarter of the head (Qwen3.5's partial_rotary_factor), at least one pair. */
 static long qwen35_rope_dims(const opts_t *o) { return o->head_dim / 4 >= 2 ? o->head_dim / 4 / 2 * 2 : 2; }
 
-/* qwen35's keys: the gated DeltaNet's sizes (K heads kv_heads, V heads heads, of head_dim; 4 taps),
+/* qwen35's keys: the gated DeltaNet's sizes (ssm_k K heads, ssm_v V heads, of ssm_d; 4 taps),
  * every 4th layer full attention, and the three sections of the text's multi-section RoPE. */
 static void qwen35_metadata(mkg_file *g, const opts_t *o) {
     mkg_meta_u32(g, "qwen35.ssm.conv_kernel", 4);
-    mkg_meta_u32(g, "qwen35.ssm.state_size", (uint32_t)o->head_dim);
-    mkg_meta_u32(g, "qwen35.ssm.group_count", (uint32_t)o->kv_heads);
-    mkg_meta_u32(g, "qwen35.ssm.time_step_rank", (uint32_t)o->heads);
-    mkg_meta_u32(g, "qwen35.ssm.inner_size", (uint32_t)(o->heads * o->head_dim));
+    mkg_meta_u32(g, "qwen35.ssm.state_size", (uint32_t)o->ssm_d);
+    mkg_meta_u32(g, "qwen35.ssm.group_count", (uint32_t)o->ssm_k);
+    mkg_meta_u32(g, "qwen35.ssm.time_step_rank", (uint32_t)o->ssm_v);
+    mkg_meta_u32(g, "qwen35.ssm.inner_size", (uint32_t)(o->ssm_v * o->ssm_d));
     mkg_meta_u32(g, "qwen35.full_attention_interval", 4);
     const int32_t n = (int32_t)qwen35_rope_dims(o) / 2, sections[4] = {(n + 2) / 3, (n + 1) / 3, n / 3, 0};
     mkg_meta_i32s(g, "qwen35.rope.dimension_sections", sections, 4);
@@ -1410,7 +1415,7 @@ static void usage(FILE *out) {
           "                   [--heads N] [--kv-heads N] [--head-dim N] [--vocab N] [--max-pos N]\n"
           "                   [--no-tokenizer] [--embed-std S] [--chat-template FILE]\n"
           "                   [--gguf-arch A] [--gguf-embed T] [--plus2 P] [--untied] [--sliding-window N]\n"
-          "                   [--group N] [--dtype T] [--pooling P]\n"
+          "                   [--group N] [--dtype T] [--pooling P] [--ssm-heads K,V] [--ssm-head D]\n"
           "                   [--poison TENSOR@INDEX=nan|inf|-inf]\n"
           "       rsr-mkmodel --format gguf-i2s|gguf-tq1|gguf-tq2 --from CHECKPOINT_DIR --out DIR\n"
           "       rsr-mkmodel --help\n"
@@ -1454,8 +1459,8 @@ static void usage(FILE *out) {
           "                     tokenizer.json, as a trained BitNetForCausalLM has them) to --format gguf-i2s,\n"
           "                     gguf-tq1 or gguf-tq2: its weights, sizes, epsilon, RoPE base and tokenizer\n"
           "                     instead of seeded ones (no --preset, size flags, --seed or --gguf-arch)\n"
-          "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b, qwen3-0.6b; explicit\n"
-          "                     size flags override it\n"
+          "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b, qwen3-0.6b,\n"
+          "                     qwen35-27b; explicit size flags override it\n"
           "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
@@ -1476,8 +1481,11 @@ static void usage(FILE *out) {
           "                     blk.N.ffn_gate_inp (F32) and the experts stacked in blk.N.ffn_{gate,up,down}_exps;\n"
           "                     windowed layers with RoPE base 10000, the others without RoPE), or qwen35\n"
           "                     (Qwen3.5: every 4th layer qwen3's attention with a gate per head in q and RoPE\n"
-          "                     on a quarter of the head, the others gated DeltaNet layers: --kv-heads K heads,\n"
-          "                     --heads V heads, of --head-dim; F32 beta, alpha, 4-tap convolution, dt, A)\n"
+          "                     on a quarter of the head, the others gated DeltaNet layers: --ssm-heads K,V\n"
+          "                     heads of --ssm-head (default --kv-heads, --heads, --head-dim); F32 beta, alpha,\n"
+          "                     4-tap convolution, dt, A)\n"
+          "  --ssm-heads K,V    with --gguf-arch qwen35, the DeltaNet layers' K and V heads (V a multiple of K)\n"
+          "  --ssm-head D       with --gguf-arch qwen35, the width of a DeltaNet head (the state is D x D)\n"
           "  --sliding-window N\n"
           "                     with --gguf-arch gemma3 or maple, the local layers' window (default 4;\n"
           "                     gemma3: 0 for no key, all global)\n"
@@ -1522,6 +1530,8 @@ static void usage(FILE *out) {
           "  large    1536/4096/24/16/16/32002/2048, 1/2\n"
           "  llama8b  4096/14336/32/32/8/128256/8192, 128000/128001\n"
           "  llama1b  2048/8192/16/32/8/128256/32768, 128000/128001 (a long-context shape)\n"
+          "  qwen35-27b  5120/17408/64/24/4/248320/4096, 1/2, head-dim 256, DeltaNet 16,48 heads of 128: the\n"
+          "              shape of Qwen3.5-27B (Ternary-Bonsai-27B) for --gguf-arch qwen35 (cut it with --layers)\n"
           "  qwen3-0.6b  1024/3072/28/16/8/1024/4096, 1/2, head-dim 128: Qwen3-0.6B's matrices with small's\n"
           "           synthetic vocabulary (not Qwen's 151936; --vocab to change) and 4096 positions (not\n"
           "           40960); --gguf-arch qwen3 and the qwen3-* formats only (its heads are not hidden/heads\n"
@@ -1603,6 +1613,8 @@ enum {
     O_EXPERT_FF,
     O_SWIGLU_CLAMP,
     O_SWA_PATTERN,
+    O_SSM_HEADS,
+    O_SSM_HEAD,
     O_GROUP,
     O_DTYPE,
     O_POOLING,
@@ -1934,6 +1946,8 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                                           {"expert-ff", required_argument, 0, O_EXPERT_FF},
                                           {"swiglu-clamp", required_argument, 0, O_SWIGLU_CLAMP},
                                           {"swa-pattern", required_argument, 0, O_SWA_PATTERN},
+                                          {"ssm-heads", required_argument, 0, O_SSM_HEADS},
+                                          {"ssm-head", required_argument, 0, O_SSM_HEAD},
                                           {"group", required_argument, 0, O_GROUP},
                                           {"dtype", required_argument, 0, O_DTYPE},
                                           {"pooling", required_argument, 0, O_POOLING},
@@ -1993,6 +2007,15 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         }
         case O_SWIGLU_CLAMP:
         case O_SWA_PATTERN: parse_gguf_option(o, c, optarg); break;
+        case O_SSM_HEADS: {
+            char *end;
+            o->ssm_k = strtol(optarg, &end, 10);
+            o->ssm_v = *end == ',' ? strtol(end + 1, &end, 10) : 0;
+            if (*end || o->ssm_k < 1 || o->ssm_v < 1 || o->ssm_k > 4096 || o->ssm_v > 4096)
+                die("--ssm-heads: '%s' is not K,V (two counts of heads in [1, 4096])", optarg);
+            break;
+        }
+        case O_SSM_HEAD: o->ssm_d = parse_long("--ssm-head", optarg, 1, 1024); break;
         case O_GROUP:
         case O_DTYPE:
         case O_POOLING: parse_qwen3_option(o, c, optarg); break;
@@ -2058,6 +2081,23 @@ static void check_from_options(const opts_t *o) {
         die("--from: --%s describes a seeded model; the checkpoint's config.json gives the sizes and the "
             "architecture is bitnet-b1.58",
             o->seeded_opt);
+}
+
+/* qwen35's DeltaNet sizes: the flags, the preset's, or the attention's (K heads kv_heads, V heads
+ * heads, of head_dim), checked as rsrc and llama.cpp read them. */
+static void finish_qwen35(opts_t *o, const preset_t *preset) {
+    if (!o->qwen35) {
+        if (o->ssm_k || o->ssm_d) die("--ssm-heads and --ssm-head: only --gguf-arch qwen35 has DeltaNet layers");
+        return;
+    }
+    if (!o->ssm_k) o->ssm_k = preset->ssm_k ? preset->ssm_k : o->kv_heads;
+    if (!o->ssm_v) o->ssm_v = preset->ssm_v ? preset->ssm_v : o->heads;
+    if (!o->ssm_d) o->ssm_d = preset->ssm_d ? preset->ssm_d : o->head_dim;
+    if (o->ssm_v % o->ssm_k) die("--ssm-heads %ld,%ld: V heads must be a multiple of K heads", o->ssm_k, o->ssm_v);
+    const long block = block_cols(o);
+    if (block && o->ssm_v * o->ssm_d % block)
+        die("--ssm-heads and --ssm-head: V heads %ld x %ld = %ld (the columns of ssm_out) must be a multiple of %ld",
+            o->ssm_v, o->ssm_d, o->ssm_v * o->ssm_d, block);
 }
 
 /* maple's defaults (8 experts, 2 used, the intermediate size each, a window of 4 on every other
@@ -2136,6 +2176,7 @@ int main(int argc, char **argv) {
     }
     finish_sizes(&o, preset, ov);
     finish_maple(&o);
+    finish_qwen35(&o, preset);
     if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);
 
     tlist_t tl = {0};

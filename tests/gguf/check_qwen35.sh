@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Qwen3.5 GGUF files (rsr-mkmodel --gguf-arch qwen35: 8 layers, 3 and 7 full attention with a gate
 # per head in q and RoPE on a quarter of the head, the others gated DeltaNet layers with 8 V heads
-# reading 4 K heads; Q2_0 with some +2 weights, and TQ2_0) beside two references:
+# reading 4 K heads, or 6 V heads of their own width reading 2; Q2_0 with some +2 weights, and TQ2_0)
+# beside two references:
 # tests/gguf/qwen35_model.py (float64 with the ternary matrices' inputs rounded as rsrc rounds
 # them, shares no code with rsrc) and upstream llama.cpp (npm's node-llama-cpp; Q2_0 only, below).
 # rsrc compiles each
@@ -22,8 +23,11 @@ prompt=1,17,42,99,5,30,7,250,18,64,33,121
 n=$(echo "$prompt" | tr ',' '\n' | wc -l)
 sizes="--hidden 256 --intermediate 256 --layers 8 --heads 8 --kv-heads 4 --head-dim 32"
 # name, then rsr-mkmodel's arguments
+# (q2-ssm: DeltaNet heads of their own sizes, 6 V heads of 64 reading 2 K heads, as Qwen3.5's differ
+# from its attention's; the sizes below come after, so a case's own flags must not repeat them)
 cases=("q2 --format gguf-q2 --plus2 5 --seed 3"
-       "tq2 --format gguf-tq2 --seed 7")
+       "tq2 --format gguf-tq2 --seed 7"
+       "q2-ssm --format gguf-q2 --plus2 5 --seed 5 --ssm-heads 2,6 --ssm-head 64")
 for c in "${cases[@]}"; do
   read -r name args <<<"$c"
   # shellcheck disable=SC2086
@@ -41,7 +45,7 @@ for c in "${cases[@]}"; do
   # this random model's DeltaNet outputs (RMS-normalised sums of small q.k products) move with that
   # rounding by more than the thresholds (KL 0.05), so only Q2_0 (Q8_0's blocks of 32 on both sides)
   # is held to llama.cpp's logits
-  [ "$name" = q2 ] || continue
+  [ "${name%-ssm}" = q2 ] || continue
   node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done

@@ -1006,15 +1006,14 @@ RT_ISA_CLONES(delta_rule,
                float decay, float b, float *restrict o, float *restrict sk, int32_t D),
               (T, q, k, v, decay, b, o, sk, D))
 
-/* One token of layer L through the recurrence of session state st: x its [q|k|v] before the
- * convolution (overwritten), z its gate, beta and g per V head; o the gated, normed output. */
-static void deltanet_token(const rsr_model *m, const rsr_artifact_layer *L, float *st, float *x, const float *z,
-                           const float *beta, const float *g, float *o) {
-    const rsr_artifact *a = m->a;
+/* One token of layer L into the recurrence's inputs, with session state st's convolution history:
+ * x its [q|k|v] before the convolution, overwritten by the convolution's SiLU, q and k of each head
+ * to unit length and q times 1/sqrt(D); the history moves on by the token. */
+static void deltanet_mix(const rsr_model *m, const rsr_artifact_layer *L, float *st, float *x) {
     const int32_t Hk = L->dn_k_heads, Hv = L->dn_v_heads, D = L->dn_head, K = L->dn_conv;
     const size_t conv = 2 * (size_t)Hk * (size_t)D + (size_t)Hv * (size_t)D;
-    const float *cw = (const float *)(m->blob + L->dn_conv_w), *nw = (const float *)(m->blob + L->dn_norm);
-    float *hist = st, *S0 = st + (size_t)(K - 1) * conv;
+    const float *cw = (const float *)(m->blob + L->dn_conv_w);
+    float *hist = st;
     for (size_t c = 0; c < conv; c++) { /* the causal convolution, oldest token first, then SiLU */
         const float *wc = cw + c * (size_t)K;
         float y = 0;
@@ -1024,30 +1023,62 @@ static void deltanet_token(const rsr_model *m, const rsr_artifact_layer *L, floa
         if (K > 1) hist[(size_t)(K - 2) * conv + c] = x[c];
         x[c] = silu(y);
     }
-    float *q = x, *k = x + (size_t)Hk * (size_t)D, *v = x + 2 * (size_t)Hk * (size_t)D;
     const float qs = 1.0f / sqrtf((float)D);
     for (int32_t h = 0; h < 2 * Hk; h++) { /* q and k of each head to unit length; q times 1/sqrt(D) */
         float *u = x + (size_t)h * (size_t)D, ss = 0;
         for (int32_t i = 0; i < D; i++) ss += u[i] * u[i];
-        const float inv = 1.0f / sqrtf(ss + a->rms_eps) * (h < Hk ? qs : 1.0f);
+        const float inv = 1.0f / sqrtf(ss + m->a->rms_eps) * (h < Hk ? qs : 1.0f);
         for (int32_t i = 0; i < D; i++) u[i] *= inv;
     }
-    for (int32_t h = 0; h < Hv; h++) { /* one thread: a fork per token and layer did not pay on a busy 2-core host */
-        const float *qh = q + (size_t)(h % Hk) * (size_t)D, *kh = k + (size_t)(h % Hk) * (size_t)D;
-        const float *vh = v + (size_t)h * (size_t)D;
-        float *oh = o + (size_t)h * (size_t)D, sk[1024]; /* D <= 1024 (model.c) */
-        delta_rule(S0 + (size_t)h * (size_t)D * (size_t)D, qh, kh, vh, expf(g[h]), beta[h], oh, sk, D);
-        float ss = 0; /* RMSNorm of the head's output times SiLU of its gate */
-        for (int32_t i = 0; i < D; i++) ss += oh[i] * oh[i];
-        const float inv = 1.0f / sqrtf(ss / (float)D + a->rms_eps);
-        for (int32_t i = 0; i < D; i++) oh[i] = (oh[i] * inv) * nw[i] * silu(z[(size_t)h * (size_t)D + (size_t)i]);
+}
+
+/* V head h of one token through its state in session state st (after deltanet_mix: x the token's
+ * [q|k|v], z its gate, beta and g per V head): o's head h, the gated, normed output. */
+static void deltanet_head(const rsr_model *m, const rsr_artifact_layer *L, float *st, const float *x, const float *z,
+                          const float *beta, const float *g, float *o, int32_t h) {
+    const int32_t Hk = L->dn_k_heads, Hv = L->dn_v_heads, D = L->dn_head, K = L->dn_conv;
+    const size_t conv = 2 * (size_t)Hk * (size_t)D + (size_t)Hv * (size_t)D;
+    const float *nw = (const float *)(m->blob + L->dn_norm);
+    float *S = st + (size_t)(K - 1) * conv + (size_t)h * (size_t)D * (size_t)D;
+    const float *qh = x + (size_t)(h % Hk) * (size_t)D, *kh = x + (size_t)(Hk + h % Hk) * (size_t)D;
+    const float *vh = x + 2 * (size_t)Hk * (size_t)D + (size_t)h * (size_t)D;
+    float *oh = o + (size_t)h * (size_t)D, sk[1024]; /* D <= 1024 (model.c) */
+    delta_rule(S, qh, kh, vh, expf(g[h]), beta[h], oh, sk, D);
+    float ss = 0; /* RMSNorm of the head's output times SiLU of its gate */
+    for (int32_t i = 0; i < D; i++) ss += oh[i] * oh[i];
+    const float inv = 1.0f / sqrtf(ss / (float)D + m->a->rms_eps);
+    for (int32_t i = 0; i < D; i++) oh[i] = (oh[i] * inv) * nw[i] * silu(z[(size_t)h * (size_t)D + (size_t)i]);
+}
+
+/* Layer l's recurrence for the rows of every run: the convolution and the norms token by token in
+ * each run, then each (run, V head) pair's tokens in order through the head's state, the pairs
+ * spread over the team when a run has more than one token (a prompt: 48 heads of a 27B layer keep
+ * both cores busy; a decode step of one session stays on one thread, where a fork per token and
+ * layer did not pay on a busy 2-core host). Every head runs the same operations on the same
+ * values whichever thread runs it: a prompt at once or token by token gives the same bits. */
+static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows) {
+    const rsr_artifact_layer *L = &m->a->layer[l];
+    const size_t CS = (size_t)m->dn_conv_dim, VS = (size_t)m->dn_value_dim, HS = (size_t)m->dn_v_heads;
+    const int32_t Hv = L->dn_v_heads, pairs = nruns * Hv;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, nruns))
+    for (int32_t j = 0; j < nruns; j++) { /* sessions apart, each run's tokens in order */
+        float *st = dn_state_of(runs[j].s, l);
+        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
+            deltanet_mix(m, L, st, w->dn_qkv + (size_t)t * CS);
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, rows > nruns ? pairs : nruns))
+    for (int32_t p = 0; p < pairs; p++) {
+        const int32_t j = p / Hv, h = p % Hv;
+        float *st = dn_state_of(runs[j].s, l);
+        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
+            deltanet_head(m, L, st, w->dn_qkv + (size_t)t * CS, w->dn_z + (size_t)t * VS, w->dn_beta + (size_t)t * HS,
+                          w->dn_g + (size_t)t * HS, w->att + (size_t)t * VS, h);
     }
 }
 
 /* Layer l, a gated DeltaNet, for every row: [q|k|v] and z over all rows at once, beta and g in fp32
- * from the normed input, then each run's tokens in order through its session's recurrent state (the
- * same operations whatever the step: a prompt at once or token by token gives the same bits), the
- * output projection added to h, and the FFN. */
+ * from the normed input, then the recurrence (deltanet_recur), the output projection added to h, and
+ * the FFN. */
 static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns,
                                 int32_t rows) {
     const rsr_artifact *a = m->a;
@@ -1069,13 +1100,7 @@ static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const
             w->dn_g[(size_t)t * HS + (size_t)h] = A[h] * softplus(sa + dt[h]);
         }
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, nruns))
-    for (int32_t j = 0; j < nruns; j++) { /* sessions apart, each run's tokens in order */
-        float *st = dn_state_of(runs[j].s, l);
-        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
-            deltanet_token(m, L, st, w->dn_qkv + (size_t)t * CS, w->dn_z + (size_t)t * VS, w->dn_beta + (size_t)t * HS,
-                           w->dn_g + (size_t)t * HS, w->att + (size_t)t * VS);
-    }
+    deltanet_recur(m, w, l, runs, nruns, rows);
     norm_inputs(m, w, w->att, VS, NULL, NULL, vd, rows);
     residual_out(m, w, L->o, L->attn_post_norm, rows);
     ffn_step(m, w, l, runs, nruns, rows);

@@ -75,11 +75,33 @@ const char *gguf_type_name(uint32_t t) {
 /* ggml's names of the types rsrc does not read, so that a refusal can say which one a file holds. */
 static const char *other_type_name(uint32_t t) {
     static const char *const names[] = {
-        [2] = "Q4_0",     [3] = "Q4_1",    [6] = "Q5_0",     [7] = "Q5_1",   [9] = "Q8_1",
-        [10] = "Q2_K",    [11] = "Q3_K",   [12] = "Q4_K",    [13] = "Q5_K",  [15] = "Q8_K",
-        [16] = "IQ2_XXS", [17] = "IQ2_XS", [18] = "IQ3_XXS", [19] = "IQ1_S", [20] = "IQ4_NL",
-        [21] = "IQ3_S",   [22] = "IQ2_S",  [23] = "IQ4_XS",  [24] = "I8",    [25] = "I16",
-        [26] = "I32",     [27] = "I64",    [28] = "F64",     [29] = "IQ1_M", [39] = "MXFP4"};
+        [2] = "Q4_0",
+        [3] = "Q4_1",
+        [6] = "Q5_0",
+        [7] = "Q5_1",
+        [9] = "Q8_1",
+        [10] = "Q2_K",
+        [11] = "Q3_K",
+        [12] = "Q4_K",
+        [13] = "Q5_K",
+        [15] = "Q8_K",
+        [16] = "IQ2_XXS",
+        [17] = "IQ2_XS",
+        [18] = "IQ3_XXS",
+        [19] = "IQ1_S",
+        [20] = "IQ4_NL",
+        [21] = "IQ3_S",
+        [22] = "IQ2_S",
+        [23] = "IQ4_XS",
+        [24] = "I8",
+        [25] = "I16",
+        [26] = "I32",
+        [27] = "I64",
+        [28] = "F64",
+        [29] = "IQ1_M",
+        [39] = "MXFP4",
+        [142] = "PQ2_0, PrismML's: its block layout is not published; the same models come as Q2_0",
+        [143] = "PTQ1_0, PrismML's: its base-3 packing is not published; the same models come as Q2_0 or Q1_0"};
     return t < sizeof names / sizeof *names && names[t] ? names[t] : NULL;
 }
 

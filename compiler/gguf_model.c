@@ -701,7 +701,21 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
     }
 }
 
+/* PrismML's keys (Bonsai-2's prism.hadamard.*: a Walsh-Hadamard rotation of listed weights' inputs,
+ * the embedding stored rotated) say the weights mean something else than their codes: without a
+ * published statement of the transform's blocks, signs and order, such a file is refused by its key
+ * rather than run wrong (docs/qwen35.md). */
+static void refuse_prism(const gguf_file *g) {
+    for (uint64_t i = 0; i < g->nkv; i++)
+        if (!strncmp(g->kv[i].key, "prism.", 6))
+            fatal("%s: metadata '%s': PrismML's rotated weights (a Hadamard transform of the inputs) are not read: "
+                  "the transform is not published exactly enough to run it; the same models come as Q2_0 or Q1_0 "
+                  "files without it",
+                  g->path, g->kv[i].key);
+}
+
 static void configure(model *m, const gguf_file *g, const char *arch) {
+    refuse_prism(g);
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
         m->activation = RSR_ACT_RELU2;

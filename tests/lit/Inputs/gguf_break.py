@@ -154,5 +154,11 @@ if __name__ == '__main__':
                 bytes((37 * i + 11 * blk) & 0xff for i in range(16))
     elif brk == 'qwen35-sections':  # RoPE pair 1 of 2 in the fourth (text: unrotated) section
         kvs[kv_index(b'qwen35.rope.dimension_sections')][2] = struct.pack('<IQ4i', 5, 4, 1, 0, 0, 1)
+    elif brk == 'prism-pq2':  # PrismML's PQ2_0 (type 142) for a matrix
+        tensor(b'blk.0.attn_k.weight')[2] = 142
+    elif brk == 'prism-ptq1':  # PrismML's PTQ1_0 (type 143)
+        tensor(b'blk.0.attn_k.weight')[2] = 143
+    elif brk == 'prism-hadamard':  # Bonsai-2's rotation of the inputs
+        kvs.append([b'prism.hadamard.block_size', 4, struct.pack('<I', 128)])
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

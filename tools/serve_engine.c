@@ -242,7 +242,7 @@ static int32_t reusable_prefix(const kv_cache *c, const serve_job *j) {
     if (n > reusable) n = reusable;
     int32_t k = 0;
     while (k < n && c->hist[k] == j->ids[k]) k++;
-    return k;
+    return api.session_reachable(c->s, k); /* a recurrent state: where the last prompt ended, or 0 */
 }
 
 /* The idle cache for job j (there is one whenever a slot is free: a cache per slot, and only busy
@@ -969,7 +969,9 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
         goto fail;
     }
     rsr_session_params sp = ep->session;
-    sp.max_positions = ep->ctx, sp.batch = 1; /* the batch holds the steps' activations */
+    /* a prompt's chunk is one run of a step (rsr_batch_eval cuts a sequence's tokens at its session's
+     * batch; a windowed layer keeps W - 1 + batch positions); the batch holds the activations */
+    sp.max_positions = ep->ctx, sp.batch = ep->chunk;
     for (int32_t k = 0; k < e->n_caches; k++) {
         if (api.session_create(m, &sp, &e->caches[k].s) != RSR_OK) {
             snprintf(err, errlen, "KV cache %d of %d: %s", k + 1, e->n_caches, api.model_errmsg(m));

@@ -590,6 +590,11 @@ class Session(_Handle):
         return self._lib.rsr_session_reusable(self._s)
 
     @_serialised
+    def reachable(self, position: int) -> int:
+        """The largest position at most `position` that truncate can go back to (rsr_session_reachable)."""
+        return self._lib.rsr_session_reachable(self._s, int(position))
+
+    @_serialised
     def eval(self, tokens: Sequence[int]):
         """Appends tokens; the exact logits of the last one (a numpy array when numpy is there)."""
         ids = _ids(_token_ids(tokens, "tokens", _INT32_MIN, _INT32_MAX + 1))  # the runtime checks the vocabulary

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 14  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 15  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):
@@ -77,6 +77,7 @@ _SIGNATURES = {
     "rsr_session_position": (ctypes.c_int32, [_P]),
     "rsr_session_truncate": (ctypes.c_int, [_P, ctypes.c_int32]),
     "rsr_session_reusable": (ctypes.c_int32, [_P]),
+    "rsr_session_reachable": (ctypes.c_int32, [_P, ctypes.c_int32]),
     "rsr_session_eval": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)]),
     "rsr_session_eval_greedy": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, _I32P]),
     "rsr_session_embed": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]),

@@ -193,7 +193,10 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
                                 "go back or be indexed; its attention layers attend densely (auto and dense do so)");
         dense.attention = RSR_ATTENTION_DENSE, p = &dense;
         s->dn_state = calloc(m->dn_state_floats, sizeof(float));
-        if (!s->dn_state) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+        s->dn_snap = malloc(m->dn_state_floats * sizeof(float));
+        s->dn_snap_pos = -1;
+        if (!s->dn_state || !s->dn_snap)
+            return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     }
     s->kv_type = p->kv_type;
     s->kv_bytes = attn_row_bytes(p->kv_type, a->head_dim);
@@ -211,7 +214,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
-    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state);
+    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state), free(s->dn_snap);
     rt_work_free(&s->work);
     rt_lm_head_free(s);
     rt_attention_free(s);
@@ -267,7 +270,15 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
 /* Back to position 0: the attention's state, and a recurrent state back to zeros. */
 static void cpu_session_reset(rsr_session *s) {
     if (s->dn_state) memset(s->dn_state, 0, sizeof(float) * s->model->dn_state_floats);
+    s->dn_snap_pos = -1;
     rt_attention_reset(s);
+}
+
+/* Back to s->pos (rsr_session_truncate checked it): a recurrent state from its snapshot. */
+static void cpu_session_truncate(rsr_session *s) {
+    if (s->dn_state && s->pos == s->dn_snap_pos)
+        memcpy(s->dn_state, s->dn_snap, sizeof(float) * s->model->dn_state_floats);
+    rt_attention_truncate(s);
 }
 
 const rt_backend rt_backend_cpu = {
@@ -275,7 +286,7 @@ const rt_backend rt_backend_cpu = {
     .host_memory = true,
     .session_init = cpu_session_init,
     .session_reset = cpu_session_reset,
-    .session_truncate = rt_attention_truncate,
+    .session_truncate = cpu_session_truncate,
     .session_free = cpu_session_free,
     .eval = cpu_eval,
     .matmul_int = rt_cpu_matmul_int,
@@ -965,9 +976,14 @@ static void ffn_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *ru
 
 /* ---- Qwen3.5's gated DeltaNet (rsr_artifact_layer.kind RSR_LAYER_DELTANET; docs/qwen35.md) ---- */
 
-/* Layer l's recurrent state in session s: the layers' states one after the other (rsr_session.dn_state). */
-static float *dn_state_of(const rsr_session *s, int32_t l) {
-    const rsr_artifact *a = s->model->a;
+/* A step of more than DN_SNAP_BACK tokens (a prompt) keeps the recurrent state DN_SNAP_BACK tokens
+ * before its end (rsr_session.dn_snap), which rsr_session_truncate can go back to: the next turn of
+ * a chat shares the prompt but for its last few tokens (a template closes a turn otherwise than it
+ * opened the reply: Qwen3.5's drops the empty <think></think> of an earlier turn). */
+#define DN_SNAP_BACK 8
+
+/* The offset of layer l's recurrent state in a session's: the layers' states one after the other. */
+static size_t dn_state_at(const rsr_artifact *a, int32_t l) {
     size_t at = 0;
     for (int32_t j = 0; j < l; j++) {
         const rsr_artifact_layer *L = &a->layer[j];
@@ -975,7 +991,12 @@ static float *dn_state_of(const rsr_session *s, int32_t l) {
         const size_t D = (size_t)L->dn_head, conv = 2 * (size_t)L->dn_k_heads * D + (size_t)L->dn_v_heads * D;
         at += (size_t)(L->dn_conv - 1) * conv + (size_t)L->dn_v_heads * D * D;
     }
-    return s->dn_state + at;
+    return at;
+}
+
+/* Token t of run r is where the run's step keeps its snapshot (DN_SNAP_BACK before its end). */
+static bool dn_snap_token(const rt_run *r, int32_t t) {
+    return r->s->dn_snap && r->n > DN_SNAP_BACK && t == r->row0 + r->n - 1 - DN_SNAP_BACK;
 }
 
 /* ggml's softplus: x above 20, else log(1 + e^x) */
@@ -1060,19 +1081,25 @@ static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_r
     const rsr_artifact_layer *L = &m->a->layer[l];
     const size_t CS = (size_t)m->dn_conv_dim, VS = (size_t)m->dn_value_dim, HS = (size_t)m->dn_v_heads;
     const int32_t Hv = L->dn_v_heads, pairs = nruns * Hv;
+    const size_t at = dn_state_at(m->a, l), hist = (size_t)(L->dn_conv - 1) * CS, D2 = (size_t)L->dn_head * L->dn_head;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, nruns))
     for (int32_t j = 0; j < nruns; j++) { /* sessions apart, each run's tokens in order */
-        float *st = dn_state_of(runs[j].s, l);
-        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
+        float *st = runs[j].s->dn_state + at;
+        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++) {
             deltanet_mix(m, L, st, w->dn_qkv + (size_t)t * CS);
+            if (dn_snap_token(&runs[j], t)) memcpy(runs[j].s->dn_snap + at, st, sizeof(float) * hist);
+        }
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, rows > nruns ? pairs : nruns))
     for (int32_t p = 0; p < pairs; p++) {
         const int32_t j = p / Hv, h = p % Hv;
-        float *st = dn_state_of(runs[j].s, l);
-        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++)
+        float *st = runs[j].s->dn_state + at;
+        const size_t S = hist + (size_t)h * D2; /* head h's state within the layer's */
+        for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++) {
             deltanet_head(m, L, st, w->dn_qkv + (size_t)t * CS, w->dn_z + (size_t)t * VS, w->dn_beta + (size_t)t * HS,
                           w->dn_g + (size_t)t * HS, w->att + (size_t)t * VS, h);
+            if (dn_snap_token(&runs[j], t)) memcpy(runs[j].s->dn_snap + at + S, st + S, sizeof(float) * D2);
+        }
     }
 }
 
@@ -1191,8 +1218,10 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         rsr_rope_angles(w->rope + (size_t)t * (size_t)d, rd, pos, a->rope_theta);
         if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, rd, pos, m->rope_theta2);
     }
-    for (int32_t j = 0; j < nruns; j++) /* a failed step's rows count too: they overwrote older ones */
+    for (int32_t j = 0; j < nruns; j++) { /* a failed step's rows count too: they overwrote older ones */
         if (runs[j].s->pos + runs[j].n > runs[j].s->kv_written) runs[j].s->kv_written = runs[j].s->pos + runs[j].n;
+        if (runs[j].s->dn_snap && runs[j].n > DN_SNAP_BACK) runs[j].s->dn_snap_pos = -1; /* overwritten below */
+    }
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);
         if (st != RSR_OK) {
@@ -1201,7 +1230,9 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         }
     }
     for (int32_t j = 0; j < nruns; j++) {
-        runs[j].s->pos += runs[j].n;
+        rsr_session *s = runs[j].s;
+        s->pos += runs[j].n;
+        if (s->dn_snap && runs[j].n > DN_SNAP_BACK) s->dn_snap_pos = s->pos - DN_SNAP_BACK; /* deltanet_recur */
         const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
         if (head) rmsnorm(w->xn + (size_t)j * (size_t)w->widest, last, blob_f32(m, a->final_norm), H, a->rms_eps);
     }

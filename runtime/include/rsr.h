@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 14
+#define RSR_API_VERSION 15
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -231,14 +231,22 @@ RSR_API int32_t rsr_session_position(const rsr_session *session);
  * what follows gets exactly the bits a session that evaluated only those tokens would give. */
 RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
 /* A model with gated DeltaNet layers (Qwen3.5, docs/qwen35.md) keeps a recurrent state that cannot
- * go back: there pos must be 0 or the current position (else RSR_ERR_INVALID_ARGUMENT), and
- * rsr_session_reusable is 0. Its sessions refuse RSR_ATTENTION_LOUVER (auto attends densely). */
+ * be unwound: there pos must be 0, the current position, or the position 8 tokens before the end
+ * of the last eval of more than 8 tokens (a prompt: the session keeps a copy of the state there, as
+ * much memory again as the state; the next turn of a chat shares a prompt but for the few tokens
+ * that close it), else RSR_ERR_INVALID_ARGUMENT naming the positions allowed. A server that reuses
+ * a conversation's cache thus evaluates the last reply and the new message, not the conversation.
+ * Its sessions refuse RSR_ATTENTION_LOUVER (auto attends densely). */
 /* The leading positions whose keys and values are exactly, bit for bit, those an evaluation of
  * the same tokens from an empty session as one prompt gives, whatever steps they came in: every
  * position (dense and Louver attention do not depend on the steps), but from the first decode
  * step that auto (RSR_ATTENTION_AUTO) attended with Louver, where a prompt step attends densely
  * (both exact to the certified bound, not to the bit). */
 RSR_API int32_t rsr_session_reusable(const rsr_session *session);
+/* The largest position at most pos that rsr_session_truncate can go back to: pos itself but for a
+ * model with sliding windows (0 below the earliest position allowed) or gated DeltaNet layers (the
+ * kept position near the last prompt's end, or 0); the position when pos is past it. */
+RSR_API int32_t rsr_session_reachable(const rsr_session *session, int32_t pos);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 RSR_API rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);

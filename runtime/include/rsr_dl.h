@@ -45,6 +45,7 @@ typedef struct rsr_api {
     int32_t (*session_position)(const rsr_session *);
     rsr_status (*session_truncate)(rsr_session *, int32_t);
     int32_t (*session_reusable)(const rsr_session *);
+    int32_t (*session_reachable)(const rsr_session *, int32_t);
     rsr_status (*session_eval)(rsr_session *, const int32_t *, int32_t, float *);
     rsr_status (*session_eval_greedy)(rsr_session *, const int32_t *, int32_t, int32_t *);
     rsr_status (*session_eval_int8)(rsr_session *, const int32_t *, int32_t, float *, double *);
@@ -243,6 +244,7 @@ static inline int rsr_api_load(rsr_api *api, const char *path, char *err, size_t
         RSR_DL_SYMBOL(session_position),
         RSR_DL_SYMBOL(session_truncate),
         RSR_DL_SYMBOL(session_reusable),
+        RSR_DL_SYMBOL(session_reachable),
         RSR_DL_SYMBOL(session_eval),
         RSR_DL_SYMBOL(session_eval_greedy),
         RSR_DL_SYMBOL(session_eval_int8),

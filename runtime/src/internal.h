@@ -105,6 +105,11 @@ struct rsr_session {
      * rsr_model.dn_state_floats: the last dn_conv − 1 tokens' [q|k|v] before the convolution, oldest
      * first, then per V head the state [dn_head (key)][dn_head (value)] */
     float *dn_state;
+    /* forward.c: a copy of dn_state DN_SNAP_BACK (8) tokens before the end of the last step longer
+     * than that (a prompt's), at position dn_snap_pos, which rsr_session_truncate can go back to
+     * (-1: none) */
+    float *dn_snap;
+    int32_t dn_snap_pos;
     char err[RSR_ERRMSG_SIZE];
 };
 

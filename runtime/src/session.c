@@ -72,11 +72,18 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
                             pos, s->pos);
     if (pos == 0) return rsr_session_reset(s);
-    if (s->model->dn_state_floats && pos != s->pos)
+    if (s->model->dn_state_floats && pos != s->pos && pos != s->dn_snap_pos) {
+        if (s->dn_snap_pos > 0)
+            return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                                "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
+                                "state, which goes back only to %d (kept near the last prompt's end), to the position "
+                                "(%d) or to 0 (reset)",
+                                pos, s->dn_snap_pos, s->pos);
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                             "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
                             "state of all %d positions, which cannot go back (0: reset)",
                             pos, s->pos);
+    }
     int32_t layer = -1, floor = rt_kv_truncate_floor(s, &layer);
     if (pos < floor)
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
@@ -91,8 +98,15 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
 
 int32_t rsr_session_reusable(const rsr_session *s) {
     if (!s) return 0;
-    if (s->model->dn_state_floats) return 0; /* a recurrent state: no prefix to go back to */
     return s->louver_from < s->pos ? s->louver_from : s->pos;
+}
+
+int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
+    if (!s || pos <= 0) return 0;
+    if (pos >= s->pos) return s->pos;
+    if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
+    int32_t layer = -1;
+    return pos >= rt_kv_truncate_floor(s, &layer) ? pos : 0;
 }
 
 /* What every evaluation checks first: tokens to evaluate, room in the context, ids in the

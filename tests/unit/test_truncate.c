@@ -114,6 +114,10 @@ static void check_windowed(rsr_model *m) {
     EXPECT(api.session_truncate(s, N - STEP - 1) == RSR_ERR_INVALID_ARGUMENT && strstr(api.session_errmsg(s), want),
            "one position past the ring: %s", api.session_errmsg(s));
     EXPECT(api.session_position(s) == N, "a refused truncation changes nothing");
+    EXPECT(api.session_reachable(s, N - STEP) == N - STEP && api.session_reachable(s, N - STEP - 1) == 0 &&
+               api.session_reachable(s, N + 5) == N,
+           "reachable: %d %d %d", api.session_reachable(s, N - STEP), api.session_reachable(s, N - STEP - 1),
+           api.session_reachable(s, N + 5));
     /* the last STEP positions of every layer as the full session has them; a windowed layer refuses position 0 */
     const int32_t d = info.head_dim;
     float *a = malloc(sizeof(float) * 4 * STEP * (size_t)d), *b = a + 2 * STEP * (size_t)d;
@@ -185,6 +189,8 @@ int main(int argc, char **argv) {
            "past the end: %s", api.session_errmsg(s));
     EXPECT(api.session_truncate(s, -1) == RSR_ERR_INVALID_ARGUMENT, "a negative position");
     EXPECT(api.session_position(s) == 4, "a refused truncation changes nothing");
+    EXPECT(api.session_reachable(s, 3) == 3 && api.session_reachable(s, 9) == 4 && api.session_reachable(s, -2) == 0,
+           "reachable without windows: every position");
     EXPECT(api.session_truncate(NULL, 0) == RSR_ERR_INVALID_ARGUMENT && api.session_reusable(NULL) == 0, "NULL");
     api.session_free(s);
     api.model_close(m);

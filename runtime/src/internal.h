@@ -213,10 +213,17 @@ rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);
 /* logits from the int8 copy of the head, each within *bound of the exact one (exact logits and
  * *bound = 0 where there is no copy or nothing it could bound) */
 rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, double *bound);
-/* test-only (hidden, never set by the runtime): nonzero halves every head bound and drops its
- * fp32 term, which tests/unit/test_head.c must notice */
-extern int head_bound_weakened_for_tests __attribute__((visibility("hidden")));
-extern int head_sample_policy_for_tests __attribute__((visibility("hidden")));
+/* The unit tests' hooks, defined RT_TEST_HOOK int NAME: variables the tests set in the runtime
+ * they link (rsr_runtime_internal, compiled with RSR_TEST_HOOKS), and constants 0 elsewhere, so
+ * that the product holds neither them nor the code they select. head_bound_weakened_for_tests:
+ * nonzero halves every head bound and drops its fp32 term, which tests/unit/test_head.c must
+ * notice; head_sample_policy_for_tests (lm_head.c). */
+#ifdef RSR_TEST_HOOKS
+#define RT_TEST_HOOK __attribute__((visibility("hidden")))
+extern RT_TEST_HOOK int head_bound_weakened_for_tests, head_sample_policy_for_tests;
+#else
+#define RT_TEST_HOOK static const
+#endif
 /* a token drawn by the sampler from the exact logits of the rows that could matter (rsr.h) */
 rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                              int32_t *token, double *tail);

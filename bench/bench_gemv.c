@@ -27,7 +27,7 @@
 
 #include "rsrc.h"
 #include "../runtime/cpu/cpu.h"
-#include "../tools/bandwidth.h"
+#include "bandwidth.h"
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
 typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, int32_t, int32_t, int32_t, int32_t);

@@ -1,5 +1,5 @@
 /*
- * fuzz_gbnf.c — the grammar field's GBNF (tools/serve_gbnf.c) on arbitrary input: the bytes up to
+ * fuzz_gbnf.c — the grammar field's GBNF (tools/serve/grammar/serve_gbnf.c) on arbitrary input: the bytes up to
  * the first NUL are the grammar (a request's, untrusted), the rest a reply fed to it. Compiling
  * either gives a grammar or a message; a reply fed at once, byte by byte and through copies gives
  * the same answers, and a spoilt state stays spoilt; nothing crashes, leaks or hangs.

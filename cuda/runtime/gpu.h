@@ -1,6 +1,6 @@
 /*
- * gpu.h — the runtime's GPU backend (rt_backend_gpu), as the rest of the runtime sees it: a model opened on
- * the GPU (gpu_model.c) and sessions whose tokens run entirely on the device (gpu_forward.c).
+ * gpu.h — the runtime's GPU device (rt_backend_gpu, its entry of rt_devices) between its two files: a
+ * model opened on the GPU (gpu_model.c) and sessions whose tokens run entirely on the device (gpu_forward.c).
  * Everything returns an rsr_status with the message in err (RSR_ERRMSG_SIZE bytes).
  */
 #ifndef RSR_CUDA_GPU_H
@@ -38,6 +38,12 @@ typedef struct rt_gpu_session rt_gpu_session;
 static inline int64_t rt_gpu_kernel_rows(const rsr_artifact *a, int32_t i) {
     return rt_sums_rows(&a->matrix[i], a->gpu->matrix[i].planes);
 }
+
+/* The device's entry of rt_devices (gpu_forward.c) and its model's part (gpu_model.c). */
+extern const rt_backend rt_backend_gpu;
+rsr_status rt_gpu_model_open(rsr_model *m, char *why);
+void rt_gpu_model_close(rsr_model *m);
+rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
 
 rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err);
 void rt_gpu_close(rt_gpu *g);

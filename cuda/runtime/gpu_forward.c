@@ -365,10 +365,13 @@ static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) 
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
                             "Louver attention runs on the CPU only: open the model "
                             "with device cpu (rsr-run --device cpu)");
-    return rt_gpu_session_create(m->gpu, s->max_positions, &s->gpu, m->err);
+    rt_gpu_session *g = NULL;
+    rsr_status st = rt_gpu_session_create(m->dev, s->max_positions, &g, m->err);
+    s->dev = g;
+    return st;
 }
 
-static void gpu_session_free(rsr_session *s) { rt_gpu_session_free(s->gpu); }
+static void gpu_session_free(rsr_session *s) { rt_gpu_session_free(s->dev); }
 
 static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
     rsr_status st;
@@ -378,7 +381,7 @@ static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
                             "the int8 LM head runs on the CPU: open the model on the CPU, or use rsr_session_eval");
     case RT_HEAD_GREEDY: { /* the device computes full logits and their first maximum; only the token comes back */
         int32_t best;
-        st = rt_gpu_eval(s->gpu, s->pos, tokens, n, NULL, &best, s->err);
+        st = rt_gpu_eval(s->dev, s->pos, tokens, n, NULL, &best, s->err);
         if (st == RSR_OK) *h->token = best;
         break;
     }
@@ -390,20 +393,32 @@ static rsr_status gpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
             free(logits), free(ids);
             return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the logits");
         }
-        st = rt_gpu_eval(s->gpu, s->pos, tokens, n, logits, NULL, s->err);
+        st = rt_gpu_eval(s->dev, s->pos, tokens, n, logits, NULL, s->err);
         if (st == RSR_OK) *h->token = rsr_sample(logits, V, h->sampler, h->rng, logits + V, ids);
         free(logits), free(ids);
         break;
     }
-    default: st = rt_gpu_eval(s->gpu, s->pos, tokens, n, h->logits, NULL, s->err); break;
+    default: st = rt_gpu_eval(s->dev, s->pos, tokens, n, h->logits, NULL, s->err); break;
     }
     if (st == RSR_OK) s->pos += n;
     return st;
 }
 
+static bool gpu_has_code(const rsr_artifact *a) { return a->gpu != NULL; }
+
+/* The GPU kernel's planes may differ from the CPU kernel's (rsr_artifact_gpu_matrix.planes). */
+static int32_t gpu_planes(const rsr_model *m, int32_t index) { return m->a->gpu->matrix[index].planes; }
+
+/* The runtime's entry for the GPU (rt_devices: CMake's RSR_RUNTIME_DEVICES names it). */
 const rt_backend rt_backend_gpu = {
     .name = "gpu",
+    .title = "GPU",
+    .device = RSR_DEVICE_GPU,
     .host_memory = false,
+    .own_threads = true,
+    .last_only = true,
+    .has_code = gpu_has_code,
+    .planes = gpu_planes,
     .session_init = gpu_session_init,
     .session_free = gpu_session_free,
     .eval = gpu_eval,

@@ -155,7 +155,7 @@ rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x,
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     for (int32_t t = 0; t < ntok; t++) {
         rsr_status st =
-            rt_gpu_matvec_int(m->gpu, index, x + (size_t)t * (size_t)mx->cols,
+            rt_gpu_matvec_int(m->dev, index, x + (size_t)t * (size_t)mx->cols,
                               y + (size_t)t * (size_t)rt_gpu_kernel_rows(m->a, index), ((rsr_model *)m)->err);
         if (st != RSR_OK) return st;
     }
@@ -163,12 +163,14 @@ rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x,
 }
 
 rsr_status rt_gpu_model_open(rsr_model *m, char *why) {
-    rsr_status st = rt_gpu_open(m->a, &m->gpu, why);
-    if (st == RSR_OK) snprintf(m->device, sizeof m->device, "%s", m->gpu->name);
+    rt_gpu *g = NULL;
+    rsr_status st = rt_gpu_open(m->a, &g, why);
+    m->dev = g;
+    if (st == RSR_OK) snprintf(m->device, sizeof m->device, "%s", g->name);
     return st;
 }
 
 void rt_gpu_model_close(rsr_model *m) {
-    rt_gpu_close(m->gpu);
-    m->gpu = NULL;
+    rt_gpu_close(m->dev);
+    m->dev = NULL;
 }

@@ -81,7 +81,7 @@ static float dot_row(const rsr_model *m, int32_t v, const float *x) {
     return dot;
 }
 
-int head_bound_weakened_for_tests;
+RT_TEST_HOOK int head_bound_weakened_for_tests;
 
 static int32_t threads_of(const rsr_session *s) { return rt_team_of(s->model); }
 
@@ -416,7 +416,7 @@ static double penalise_bounds(const rsr_sampler_params *sp, struct rt_head_scrat
  * above): the choice changes only the bytes read. tests/unit/test_head.c forces each way through
  * head_sample_policy_for_tests (1: always the pass, 2: never).
  */
-int head_sample_policy_for_tests;
+RT_TEST_HOOK int head_sample_policy_for_tests;
 static bool sample_skips_pass(const rsr_session *s) {
     if (head_sample_policy_for_tests) return head_sample_policy_for_tests == 2;
     return s->head && s->head->skip_pass;

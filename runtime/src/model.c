@@ -299,13 +299,28 @@ static rsr_status check_artifact(rsr_model *m) {
     return RSR_OK;
 }
 
+/* Opens m on dev, a device other than the host: RSR_OK with m->backend = dev; where it cannot, the
+ * failure when the caller asked for dev, else RSR_OK with m on the host and m->device saying why. */
+static rsr_status open_on(rsr_model *m, const rt_backend *dev, bool asked) {
+    char why[RSR_ERRMSG_SIZE];
+    rsr_status st = dev->model_open(m, why);
+    if (st == RSR_OK) { /* the device holds its own copy; the host keeps the mapping */
+        m->backend = dev;
+        return RSR_OK;
+    }
+    dev->model_close(m);
+    if (asked) return m->status = rt_set_error(m->err, st, "the %s was asked for, but %s", dev->title, why);
+    snprintf(m->device, sizeof m->device, "%s (the %s is unavailable: %.160s)", m->backend->name, dev->title, why);
+    return RSR_OK;
+}
+
 rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_model *m = calloc(1, sizeof *m);
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
     m->a = a;
-    m->backend = &rt_backend_cpu;
+    m->backend = rt_devices[0];
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
         m->status =
@@ -330,18 +345,17 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
              isa < rt_cpu_isa_uncapped() ? ", capped by RSR_CPU" : "");
     snprintf(m->constants, sizeof m->constants, "the file mapping");
     if (m->status != RSR_OK) return m->status;
-    if (p.device == RSR_DEVICE_GPU || (p.device == RSR_DEVICE_AUTO && m->a->gpu)) {
-        char why[RSR_ERRMSG_SIZE];
-        rsr_status st = rt_backend_gpu.model_open(m, why);
-        if (st == RSR_OK) { /* the GPU holds its own copy; the host keeps the mapping */
-            m->backend = &rt_backend_gpu;
-            return RSR_OK;
-        }
-        rt_backend_gpu.model_close(m);
-        if (p.device == RSR_DEVICE_GPU)
-            return m->status = rt_set_error(m->err, st, "the GPU was asked for, but %s", why);
-        snprintf(m->device, sizeof m->device, "cpu (the GPU is unavailable: %.160s)", why);
+    bool built = p.device == RSR_DEVICE_AUTO || p.device == RSR_DEVICE_CPU; /* the host: always */
+    for (const rt_backend *const *d = rt_devices + 1; *d; d++) {
+        const bool asked = p.device == (*d)->device;
+        built |= asked;
+        if (!asked && !(p.device == RSR_DEVICE_AUTO && (*d)->has_code(a))) continue;
+        rsr_status st = open_on(m, *d, asked);
+        if (st != RSR_OK || m->backend != rt_devices[0]) return st;
     }
+    if (!built)
+        return m->status =
+                   rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not built into this runtime", p.device);
     if ((m->status = rt_check_cpu(a, m->err)) != RSR_OK) return m->status;
     const char *trace = m->max_experts ? getenv("RSR_TRACE_ROUTING") : NULL; /* docs/moe.md */
     if (trace && *trace && !(m->route_trace = fopen(trace, "w")))
@@ -452,9 +466,9 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     if (!mx->unit_cols) return m->backend->matmul_int(m, index, x, ntok, y);
-    /* scales per group: the kernel's sums per unit and plane, the planes added (the GPU kernel's
-     * planes may differ from the CPU kernel's: rsr_artifact_gpu_matrix.planes) */
-    const int32_t P = m->backend == &rt_backend_gpu ? m->a->gpu->matrix[index].planes : mx->planes;
+    /* scales per group: the kernel's sums per unit and plane, the planes added (a device's kernel
+     * may have other planes than the CPU's: rt_backend.planes) */
+    const int32_t P = m->backend->planes ? m->backend->planes(m, index) : mx->planes;
     const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = (size_t)rt_sums_rows(mx, P);
     int32_t *k = malloc(sizeof *k * K * (size_t)ntok);
     if (!k) return RSR_ERR_OUT_OF_MEMORY;

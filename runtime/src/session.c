@@ -121,7 +121,7 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
-    const double t0 = s->model->backend == &rt_backend_cpu ? rt_adapt_begin(s->model, n) : 0;
+    const double t0 = s->model->backend->own_threads ? 0 : rt_adapt_begin(s->model, n);
     rsr_status st = s->model->backend->eval(s, tokens, n, head);
     if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);
     return st;
@@ -129,7 +129,7 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
 
 rsr_status rsr_session_embed(rsr_session *s, const int32_t *tokens, int32_t n, int normalize, float *out) {
     if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
-    if (s->model->backend != &rt_backend_cpu)
+    if (s->model->backend->last_only)
         return rt_set_error(s->err, RSR_ERR_NOT_FOUND, "embeddings are computed on the CPU: this session runs on %s",
                             s->model->backend->name);
     rsr_session_reset(s);
@@ -144,7 +144,7 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
 rsr_status rsr_session_eval_all(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
-    if (s->model->backend != &rt_backend_cpu)
+    if (s->model->backend->last_only)
         return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
                             "every token's logits are computed on the CPU: this session runs on %s",
                             s->model->backend->name);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # An independent writer and exact float reference for small Qwen3 GGUF models: the check of rsrc's
-# Qwen3 support against something that shares no code with tools/mkgguf.c. Standard library only.
+# Qwen3 support against something that shares no code with tools/mkmodel/mkgguf.c. Standard library only.
 #
 # write: a GGUF v3 file (little-endian, alignment 32) of llama.cpp's "qwen3" architecture: vocab
 # 384, hidden 256, 4 query heads and 2 KV heads of head_dim 96 (not hidden/heads), FFN 512, 2

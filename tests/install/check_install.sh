@@ -16,6 +16,8 @@ for f in bin/rsrc bin/rsr-run bin/rsr-serve bin/rsr-mkmodel share/rsrc/specs/gen
          share/man/man1/rsrc.1 share/man/man1/rsr-serve.1 share/bash-completion/completions/rsr-run; do
   [ -e "$p/$f" ] || { echo "not installed: $f" >&2; exit 1; }
 done
+# the installed runtime shows a program that links it its rsr_* names only
+sh "$src/tests/install/check_symbols.sh" nm "$p/lib/rsrc/librsr_runtime.a" >/dev/null
 cd "$work"
 clean_env=(env -i "PATH=$p/bin:/usr/bin:/bin" "HOME=$work" "TMPDIR=$work" "PKG_CONFIG_PATH=$p/lib/pkgconfig")
 # a sanitized build's programs need their runtime's options

@@ -1,5 +1,5 @@
 /*
- * test_serve_gbnf — the GBNF recognizer behind a request's `grammar` (tools/serve_gbnf.c):
+ * test_serve_gbnf — the GBNF recognizer behind a request's `grammar` (tools/serve/grammar/serve_gbnf.c):
  * grammars compiled and refused (each refusal names the line and column), whole replies
  * accepted and turned away, the prefix property (every prefix of a sentence feeds, and is done
  * only when it is itself a sentence, checked against a parser written apart for each grammar),

@@ -1,5 +1,5 @@
 /*
- * test_serve_json — structured output's recognizer (tools/serve_json.c): replies that must be
+ * test_serve_json — structured output's recognizer (tools/serve/grammar/serve_json.c): replies that must be
  * accepted whole, prefixes that must be turned away at a given byte, and schemas refused with the
  * keyword named. Each reject case names the byte at which no valid reply continues.
  */

@@ -1,6 +1,6 @@
 /*
  * test_serve_schema — JSON schemas beyond serve_json.c's subset written as GBNF
- * (tools/serve_schema.c) and fed through serve_gbnf.c's recognizer: for each keyword, JSON
+ * (tools/serve/grammar/serve_schema.c) and fed through serve_gbnf.c's recognizer: for each keyword, JSON
  * documents the grammar must take whole and ones it must turn away; integer ranges and
  * multipleOf checked value by value against arithmetic, dates day by day against the calendar;
  * random walks along the bytes a Pydantic-style schema allows, each whole one checked with cJSON

@@ -1,5 +1,5 @@
 /*
- * test_serve_tools — a chat reply's parts (tools/serve_tools.c): tool calls parsed from each
+ * test_serve_tools — a chat reply's parts (tools/serve/serve_tools.c): tool calls parsed from each
  * model format into OpenAI's tool_calls (the arguments as the model wrote them), the text before
  * them, thoughts split off at </think>; a reply split as it grows holds back a tail that may still
  * become a marker and never takes back what it gave; the tools' grammar takes the format's calls

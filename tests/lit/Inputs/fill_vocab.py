@@ -12,7 +12,7 @@ import sys
 
 
 def byte_alphabet():
-    """byte -> the character a byte-level BPE vocabulary writes it as (tools/mktokenizer.c)."""
+    """byte -> the character a byte-level BPE vocabulary writes it as (tools/mkmodel/mktokenizer.c)."""
     printable = [b for b in range(256) if 33 <= b <= 126 or 0xA1 <= b <= 0xAC or b >= 0xAE]
     table, n = {}, 0
     for b in range(256):

@@ -13,12 +13,13 @@
  * default, examples, $schema, strict) are ignored; any other keyword is refused, named. The
  * reply is compact JSON: no whitespace between tokens; a number has at most 24 characters.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "serve.h"
+#include "serve_json.h"
 
 enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOL = 32, T_NULL = 64, T_ANY = 127 };
 #define MAX_PROPS 32

@@ -15,6 +15,7 @@
 
 #include "recent_tokens.h"
 #include "rsr_dl.h"
+#include "serve_json.h"
 
 /* Seconds on the monotonic clock: the engine's step times, the guard's deadlines, the request log. */
 static inline double serve_now(void) {
@@ -29,7 +30,6 @@ extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
 
 #define SERVE_MAX_STOP 4                  /* OpenAI's limit on stop strings */
 #define SERVE_MAX_PROMPTS 256             /* completions: prompts of one request */
-typedef struct json_shape json_shape;     /* a compiled schema (serve_json.c) */
 typedef struct gbnf_grammar gbnf_grammar; /* a compiled GBNF grammar (serve_gbnf.c) */
 typedef struct serve_params {
     bool chat;    /* /v1/chat/completions: messages; else /v1/completions: prompt */
@@ -168,30 +168,6 @@ typedef struct serve_reply_parts {
 void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, bool final, const char *id_base,
                        serve_reply_parts *out);
 void serve_reply_parts_free(serve_reply_parts *p);
-
-/* ---- serve_json.c: structured output (response_format json_object, json_schema) ---- */
-
-struct cJSON;
-#define JSON_MAX_DEPTH 17   /* frames: a schema's 16 levels (serve_json.c refuses more), a value inside the deepest */
-typedef struct json_frame { /* one value being read (serve_json.c says what each field means) */
-    uint8_t kind, phase;
-    uint16_t pos;
-    int16_t node, cur;
-    uint32_t seen, cand, count;
-} json_frame;
-typedef struct json_state { /* the reply so far */
-    int depth;
-    json_frame f[JSON_MAX_DEPTH];
-} json_state;
-/* The schema (NULL: json_object, an object of anything), or NULL with the message and the
- * keyword refused (64 bytes). */
-json_shape *json_shape_compile(const struct cJSON *schema, char *err, size_t errlen, char keyword[64]);
-void json_shape_free(json_shape *s);
-void json_state_init(json_state *st, const json_shape *sh);
-/* false: no valid reply continues with these bytes (st is then spoilt: feed a copy) */
-bool json_state_feed(json_state *st, const json_shape *sh, const char *bytes, size_t n);
-bool json_state_done(const json_state *st, const json_shape *sh); /* a whole value: the reply may end */
-void json_state_copy(json_state *dst, const json_state *src);
 
 /* ---- serve_text.c: UTF-8 for JSON ---- */
 

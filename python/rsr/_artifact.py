@@ -22,7 +22,8 @@ class _Info(ctypes.Structure):
                 ("head_dim", ctypes.c_int32), ("vocab_size", ctypes.c_int32), ("max_positions", ctypes.c_int32),
                 ("bos_token_id", ctypes.c_int32), ("eos_token_id", ctypes.c_int32),
                 ("num_matrices", ctypes.c_int32), ("device", ctypes.c_char_p), ("gpu_arch", ctypes.c_char_p),
-                ("num_threads", ctypes.c_int32), ("constants", ctypes.c_char_p), ("pooling", ctypes.c_int32)]
+                ("num_threads", ctypes.c_int32), ("constants", ctypes.c_char_p), ("pooling", ctypes.c_int32),
+                ("num_kv_layers", ctypes.c_int32), ("state_bytes", ctypes.c_int64)]
 
 
 class _ModelParams(ctypes.Structure):

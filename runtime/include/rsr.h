@@ -89,6 +89,9 @@ typedef struct rsr_model_info {
     const char *constants;              /* where the CPU reads the constants from, and how they got there:
                                 * "anonymous memory, 2 MiB pages, read from FILE in 0.41 s", ... */
     int32_t pooling;                    /* rsr_pooling: how rsr_session_embed pools the tokens */
+    int32_t num_kv_layers;              /* layers with a KV cache: all but gated DeltaNet layers (API 15) */
+    int64_t state_bytes;                /* a session's recurrent state whatever its length, with the copy kept near a
+                          * prompt's end (gated DeltaNet layers; 0: none) (API 15) */
 } rsr_model_info;
 
 /* Where the model runs. A model compiled for a CUDA target (rsrc --target sm_90 or avx512,sm_90)

@@ -442,7 +442,9 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
         .num_threads = m->num_threads,
         .constants = m->constants,
         .pooling = a->pooling,
+        .state_bytes = (int64_t)(2 * m->dn_state_floats * sizeof(float)),
     };
+    for (int32_t l = 0; l < a->num_layers; l++) info->num_kv_layers += a->layer[l].kind != RSR_LAYER_DELTANET;
     return RSR_OK;
 }
 

@@ -294,12 +294,19 @@ static void print_summary(rsr_model *m, const rsr_model_info *info, const char *
         rsr_matrix_info mi;
         if (api.model_matrix_info(m, i, &mi) == RSR_OK) ternary += (double)mi.rows * (double)mi.cols;
     }
-    double kv = 2.0 * info->num_layers * info->num_kv_heads * info->head_dim * info->max_positions * 2; /* bf16 K, V */
-    char file[32], weights[32], cache[32];
+    double kv = 2.0 * info->num_kv_layers * info->num_kv_heads * info->head_dim * info->max_positions * 2; /* bf16 */
+    char file[32], weights[32], cache[32], state[32], layers[64] = "";
+    if (info->num_kv_layers < info->num_layers)
+        snprintf(layers, sizeof layers, " (%d of %d layers)", info->num_kv_layers, info->num_layers);
     printf("summary %s file; %s ternary weights in %d matrices, and a %d x %d embedding; a sequence's KV cache %s at "
-           "%d positions (bf16, the default; f32 twice that, q8 about half)\n",
+           "%d positions%s (bf16, the default; f32 twice that, q8 about half)",
            human(file, stat(path, &st) == 0 ? (double)st.st_size : 0, true), human(weights, ternary, false),
-           info->num_matrices, info->vocab_size, info->hidden_size, human(cache, kv, true), info->max_positions);
+           info->num_matrices, info->vocab_size, info->hidden_size, human(cache, kv, true), info->max_positions,
+           layers);
+    if (info->state_bytes)
+        printf(" and a recurrent state of %s (%d gated DeltaNet layers, with its copy near a prompt's end)",
+               human(state, (double)info->state_bytes, true), info->num_layers - info->num_kv_layers);
+    putchar('\n');
 }
 
 /* The manifest's matrix lines ("matrix NAME RxC STRATEGY k=K"), as one line per kind: shape,
@@ -1006,8 +1013,9 @@ int main(int argc, char **argv) {
         const double row = (double)rsr_kv_row_bytes(a.o.session.kv_type, info.head_dim);
         static const char *const attn[] = {"dense", "louver", "auto"};
         fprintf(stderr, "rsr-run: KV cache %s, %.1f MiB per sequence of %d positions; attention %s\n",
-                kv_type_name(a.o.session.kv_type), 2.0 * row * info.num_layers * info.num_kv_heads * pos / 1048576.0,
-                pos, attn[a.o.session.attention]);
+                kv_type_name(a.o.session.kv_type),
+                (2.0 * row * info.num_kv_layers * info.num_kv_heads * pos + (double)info.state_bytes) / 1048576.0, pos,
+                attn[a.o.session.attention]);
     }
     if (a.verbose && a.o.sampler.temperature > 0)
         fprintf(stderr, "rsr-run: sampling with seed %llu (--seed %llu repeats this run)\n",

@@ -2296,9 +2296,11 @@ static void *load(void *arg) {
         sv->chat_template = chat_template_for(&api, sv->tok, &sv->info); /* as rsr-run --chat */
     sv->reasoning_format = a->reasoning_format;
     if (sv->tok) detect_tool_format(sv);
-    /* --cache-mem: whole sessions' KV caches (K and V of every layer, KV head and position) */
-    double per_cache = 2.0 * sv->info.num_layers * sv->info.num_kv_heads * (double)ctx *
-                       (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim);
+    /* --cache-mem: whole sessions' KV caches (K and V of every layer that has them, KV head and
+     * position) and recurrent states */
+    double per_cache = 2.0 * sv->info.num_kv_layers * sv->info.num_kv_heads * (double)ctx *
+                           (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim) +
+                       (double)sv->info.state_bytes;
     long spare = (long)((double)a->cache_mib * 1048576.0 / per_cache);
     if (spare > 4096) spare = 4096;
     if (a->cache_mib && !spare)

@@ -208,16 +208,40 @@ typedef struct kir_table {
     struct kir_table *next;
 } kir_table;
 
+/* What a module says of itself beside its code, for the printers (which never see the kernel
+ * description it was lowered from): the names of its entries, the instruction set its vector
+ * operations are of, the constants of the operations whose bodies are still the printers' helpers
+ * (the lut's and the lanes pass's), and what a GPU printer records of the matrix. The lowering
+ * fills it (kir_lower). */
+typedef struct kir_info {
+    const char *symbol, *batch_symbol; /* the entries the artifact calls; batch_symbol NULL: none */
+    const char *strategy;              /* for the comments and records */
+    int32_t rows, cols;
+    int isa;           /* enum dot_isa: KT_VACC's instructions */
+    int32_t vec_bytes; /* bytes of one vector of that ISA */
+    bool gpu_entry;    /* GPU: entries of their own (LLVM NVPTX), else a group entry's device functions */
+    /* the lut operations: vector tables (else scalar), column groups, and per block of rows the
+     * groups it keeps and their bytes */
+    bool lut_vector;
+    int32_t groups, block_groups, block_bytes;
+    bool lanes, lanes_pairs; /* the lanes operations occur; against two passes at once */
+    /* a GPU matrix: what the group entries and the artifact's GPU descriptor need */
+    int32_t block_rows, num_blocks, cta_warps, gpu_split;
+    int32_t i2_block_bytes; /* i2: the bytes of one block of rows; 0: RSR */
+    int32_t planes;         /* sums per unit of columns: the planes of them (0: per row) */
+    uint64_t data_offset;   /* the blob offset of the constant data */
+} kir_info;
+
 typedef struct kir_module {
     struct arena *arena;
-    const struct kernel *kn; /* what it was lowered from: the printers' ISA and shapes */
+    kir_info info;
     kir_func *funcs, **last_func;
     kir_table *tables, **last_table;
     int nvars;
 } kir_module;
 
 /* ---- building (kir.c) ---- */
-kir_module *kir_open(const struct kernel *kn);
+kir_module *kir_open(void);
 void kir_close(kir_module *m);
 kir_func *kir_func_add(kir_module *m, const char *name, enum kir_sig sig, bool exported);
 kir_table *kir_table_add(kir_module *m, const char *name, enum kir_sig sig, kir_func **funcs, int32_t count);
@@ -256,12 +280,15 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op);
 kir_stmt *kir_callf(kir_module *m, kir_list *l, const kir_func *f, kir_expr *const *args);
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- lowering (lower.c; the GPU forms in cuda/compiler/lower_gpu.c) ---- */
-kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c */
-void kir_lower_gpu(kir_module *m, const struct kernel *kn); /* the GPU forms, for the route kn was lowered for */
+/* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
+kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c, once per matrix (matrix.c) */
+void kir_info_fill(kir_module *m, const struct kernel *kn); /* m->info from the kernel */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
+/* the same with the names of functions and tables that begin with `from` (then '_' or their end)
+ * beginning with `to` instead: a shared kernel under the first one's names, or placeholders */
+void kir_print_renamed(FILE *out, const kir_module *m, const char *from, const char *to);
 /* The C printer (emit_c.c) in a dialect: C for the CPU, or CUDA C (emit_cuda.c) with its own names
  * for the types and its own signatures. */
 typedef struct c_dialect {

@@ -799,13 +799,34 @@ static void lower_lut(lower *L) {
     }
 }
 
+void kir_info_fill(kir_module *m, const kernel *kn) {
+    kir_info *i = &m->info;
+    i->symbol = kir_strf(m, "%s", kn->symbol);
+    i->batch_symbol = kn->batch_symbol ? kir_strf(m, "%s", kn->batch_symbol) : NULL;
+    i->strategy = kn->strategy;
+    i->rows = kn->rows, i->cols = kn->cols;
+    i->isa = kn->isa, i->vec_bytes = kn->vec_bytes;
+    i->gpu_entry = kn->gpu_entry;
+    i->lut_vector = kn->lut_vector;
+    i->groups = kn->groups;
+    if (kn->form == KF_LUT) i->block_groups = lut_block_groups(kn), i->block_bytes = lut_block_bytes(kn);
+    i->lanes = kn->lanes_min != 0;
+    i->lanes_pairs = i->lanes && lanes_pairs(kn);
+    i->block_rows = kn->block_rows, i->num_blocks = kn->num_blocks;
+    i->cta_warps = kn->cta_warps, i->gpu_split = kn->gpu_split;
+    i->i2_block_bytes = kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0;
+    i->planes = kn->tm && kn->tm->unit_cols ? kn->tm->planes : 0;
+    i->data_offset = kn->data_offset;
+}
+
 kir_module *kir_lower(const kernel *kn) {
+    kir_module *m = kir_open();
+    kir_info_fill(m, kn);
     if (kn->form == KF_WARP || (kn->form == KF_I2 && kn->isa == DOT_DP4A)) {
-        kir_module *m = kir_open(kn);
         kir_lower_gpu(m, kn);
         return m;
     }
-    lower L = {.m = kir_open(kn), .kn = kn};
+    lower L = {.m = m, .kn = kn};
     switch (kn->form) {
     case KF_UNROLLED: lower_unrolled(&L); break;
     case KF_LOOP: lower_loop(&L); break;

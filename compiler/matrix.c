@@ -145,26 +145,22 @@ void kernel_cache_close(kernel_cache *kc) {
 
 /* What makes an i2 or lut kernel's code (their index is all data): the fields the printers read
  * and its KIR, printed with placeholder names. */
-static char *kernel_key(kernel *kn) {
-    char *text = NULL, *sym = kn->symbol, *batch = kn->batch_symbol;
+static char *kernel_key(const kernel *kn, const kir_module *m) {
+    char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) fatal("out of memory");
     fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d %d\n", kn->form, kn->rows, kn->cols, kn->block_rows, kn->num_blocks,
             kn->isa, kn->vec_bytes, kn->groups, kn->unit_cols, kn->batch_tile, kn->lanes_min, kn->lut_vector,
             kn->lut_window);
-    kn->symbol = "K", kn->batch_symbol = batch ? "KB" : NULL;
-    kir_module *m = kir_lower(kn);
-    kn->symbol = sym, kn->batch_symbol = batch;
-    kir_print(f, m);
-    kir_close(m);
+    kir_print_renamed(f, m, kn->symbol, "K");
     if (fclose(f) != 0) fatal("out of memory");
     return text;
 }
 
 /* True when an earlier matrix's kernel is the same code: kn then names that one's symbols. */
-static bool reuse_kernel(kernel_cache *kc, kernel *kn) {
-    char *key = kernel_key(kn);
+static bool reuse_kernel(kernel_cache *kc, kernel *kn, const kir_module *m) {
+    char *key = kernel_key(kn, m);
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (const char *c = key; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
     for (int64_t i = 0; i < kc->n; i++)
@@ -182,8 +178,32 @@ static bool reuse_kernel(kernel_cache *kc, kernel *kn) {
     return false;
 }
 
-void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
-                 compiled_matrix *cm) {
+/* The module through the sink's printer. */
+static void print_kernel(const kernel_sink *out, const kir_module *m) {
+    switch (out->printer) {
+    case PRINTER_C:
+        if (out->parts && m->tables) { /* the unrolled form: compiled apart, in parallel with the others */
+            emit_c_kernel_part(out->parts, m);
+            emit_c_kernel_decl(out->c, m, "the C compiler apart");
+        } else {
+            emit_c_kernel(out->c, m);
+        }
+        break;
+    case PRINTER_LLVM:
+        emit_llvm_kernel(out->llvm, m);
+        emit_c_kernel_decl(out->c, m, "the LLVM backend");
+        break;
+    case PRINTER_NVPTX: emit_llvm_kernel(out->llvm, m); break;
+    case PRINTER_CUDA: emit_cuda_kernel(out->cuda, m); break;
+    case NUM_PRINTERS: break;
+    }
+}
+
+/* lower (the kernel description and its data, then its kernel IR, once) → print; with print_ir,
+ * the IR as text too (--print=kernel), a shared kernel's under the first one's names, which the
+ * artifact calls. The module lives in an arena of its own, closed here: arenas nest. */
+static void emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+                 compiled_matrix *cm, bool print_ir) {
     stage_enter(STAGE_EMIT);
     bool rsr = strategy_is_rsr(cm->mp.strategy);
     kernel *kn = &cm->kn;
@@ -191,38 +211,27 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     kernel_write_data(kn, blob);
     cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
     cm->lowered = true;
-    if (out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) &&
-        (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) && reuse_kernel(out->cache, kn))
-        return;
-    switch (out->printer) {
-    case PRINTER_C:
-        if (out->parts && kn->form == KF_UNROLLED) { /* compiled apart, in parallel with the others */
-            emit_c_kernel_part(out->parts, kn);
-            emit_c_kernel_decl(out->c, kn, "the C compiler apart");
-        } else {
-            emit_c_kernel(out->c, kn);
-        }
-        break;
-    case PRINTER_LLVM:
-        emit_llvm_kernel(out->llvm, kn);
-        emit_c_kernel_decl(out->c, kn, "the LLVM backend");
-        break;
-    case PRINTER_NVPTX: emit_llvm_kernel(out->llvm, kn); break;
-    case PRINTER_CUDA: emit_cuda_kernel(out->cuda, kn); break;
-    case NUM_PRINTERS: break;
+    kir_module *m = kir_lower(kn);
+    if (!(out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) &&
+          (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) && reuse_kernel(out->cache, kn, m)))
+        print_kernel(out, m);
+    if (print_ir) {
+        printf("kernel %s: %s, %dx%d%s%s\n", tm->name, kn->strategy, kn->rows, tm->cols,
+               t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");
+        kir_print_renamed(stdout, m, m->info.symbol, kn->symbol);
     }
+    kir_close(m);
+}
+
+void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+                 compiled_matrix *cm) {
+    emit(tm, t, index, blob, out, cm, false);
 }
 
 void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, blob_writer *blob,
                     const kernel_sink *out, compiled_matrix *cm) {
     matrix_decide(tm, t, rq, out->printer, cm);
-    matrix_emit(tm, t, rq->index, blob, out, cm);
-    if (!rq->print_kernel) return;
-    printf("kernel %s: %s, %dx%d%s%s\n", tm->name, cm->kn.strategy, cm->kn.rows, tm->cols,
-           t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");
-    kir_module *m = kir_lower(&cm->kn);
-    kir_print(stdout, m);
-    kir_close(m);
+    emit(tm, t, rq->index, blob, out, cm, rq->print_kernel);
 }
 
 void compiled_matrix_free(compiled_matrix *cm) {

@@ -450,6 +450,7 @@ void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, stru
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 
 /* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
+struct kir_module; /* its kernel IR (kir.h), which the printers print */
 enum kernel_form {
     KF_UNROLLED, /* RSR: the index exists only as instructions (immediate offsets) */
     KF_LOOP,     /* RSR: a loop specialised to the matrix over constant index data */
@@ -666,9 +667,9 @@ void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefil
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa);  /* what i2 kernels call, once per file */
 void emit_c_lut_helpers(FILE *out, bool vector);       /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out, const target *t); /* what batched RSR lanes kernels call */
-void emit_c_kernel(FILE *out, const kernel *kn);
+void emit_c_kernel(FILE *out, const struct kir_module *m);
 /* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */
-void emit_c_kernel_decl(FILE *out, const kernel *kn, const char *built_by);
+void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built_by);
 /* Into a shared object by the C printer, each unrolled kernel (most of the C's size) is written to
  * a file of its own, and the files are compiled in parallel (link_compile_parts) before the link. */
 typedef struct c_parts {
@@ -678,7 +679,7 @@ typedef struct c_parts {
     char **paths; /* the files written */
     int n;
 } c_parts;
-void emit_c_kernel_part(c_parts *parts, const kernel *kn);
+void emit_c_kernel_part(c_parts *parts, const struct kir_module *m);
 /* Compiles c_parts[i] into objs[i] (n files), as many at once as this process has processors. */
 void link_compile_parts(char *const *c_parts, char **objs, int n, const target *t, int opt_level);
 void emit_c_string(FILE *out, const char *s); /* a C string literal, escaped */
@@ -729,7 +730,7 @@ bool valid_model_name(const char *name, char *why, size_t whylen);
 typedef struct llvm_emitter llvm_emitter;
 enum llvm_output { LLVM_OUT_IR, LLVM_OUT_ASM, LLVM_OUT_OBJ };
 llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_level);
-void emit_llvm_kernel(llvm_emitter *e, const kernel *kn);
+void emit_llvm_kernel(llvm_emitter *e, const struct kir_module *m);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
 /* A model with many matrices is emitted in parts, each an object of its own, so that LLVM never
@@ -752,8 +753,8 @@ typedef struct gpu_member { /* a matrix in a group entry */
     uint64_t data;          /* blob offset of its constant data */
 } gpu_member;
 void emit_cuda_prologue(FILE *out, const char *source, const target *t);
-void emit_cuda_kernel(FILE *out, const kernel *kn);
-gpu_member gpu_member_of(const kernel *kn);
+void emit_cuda_kernel(FILE *out, const struct kir_module *m);
+gpu_member gpu_member_of(const struct kir_module *m);
 int32_t gpu_member_ctas(const gpu_member *m);
 void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count);
 

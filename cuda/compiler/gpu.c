@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kir.h"
 #include "rsr_gpu_call.h"
 #include "rsrc.h"
 
@@ -110,7 +111,9 @@ void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *
                                           kn->data_offset,
                                           tm->unit_cols ? tm->planes : 0};
     if (!g->llvm) {
-        g->group[g->group_size] = gpu_member_of(kn);
+        kir_module *m = kir_lower(kn);
+        g->group[g->group_size] = gpu_member_of(m);
+        kir_close(m);
         g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
         g->group_size++;
         /* the groups of a layer: q,k,v | o | gate,up | down (the matrices that read one input) */

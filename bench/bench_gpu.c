@@ -19,6 +19,7 @@
 
 #include "cuda_driver.h"
 #include "rsr_gpu_call.h"
+#include "../cuda/compiler/cuda_printer.h"
 #include "kir.h"
 #include "rsrc.h"
 
@@ -138,7 +139,7 @@ int main(int argc, char **argv) {
             rsr_plan p = {0};
             if (which) rsr_analyse(tm, mp.k, &p);
             kernel kn;
-            kernel_lower(&kn, tm, which ? &p : NULL, t, PRINTER_CUDA, mp.strategy, nk, 0);
+            kernel_lower(&kn, tm, which ? &p : NULL, t, &printer_cuda, mp.strategy, nk, 0);
             kernel_write_data(&kn, &blob);
             kir_module *km = kir_lower(&kn);
             emit_cuda_kernel(src, km);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
 
 void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill) {
@@ -753,6 +754,26 @@ void emit_c_kernel_part(c_parts *parts, const kir_module *m) {
     parts->paths = xrealloc(parts->paths, sizeof *parts->paths * (size_t)(parts->n + 1));
     parts->paths[parts->n++] = path;
 }
+
+/* The C printer's hook: a module with a table of block functions (the unrolled form, most of the
+ * C's size) goes to a file of its own where the sink has parts, compiled in parallel. */
+static void c_kernel(const kernel_sink *out, const kir_module *m) {
+    if (out->parts && m->tables) {
+        emit_c_kernel_part(out->parts, m);
+        emit_c_kernel_decl(out->c, m, "the C compiler apart");
+    } else {
+        emit_c_kernel(out->c, m);
+    }
+}
+
+/* C has every CPU form; its i2 helpers are the target's own ISA's (one set per file). */
+const kernel_printer printer_c = {.name = "c",
+                                  .title = "C",
+                                  .backend = "c",
+                                  .kind = TK_CPU,
+                                  .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) |
+                                           KV(KV_LUT_VECTOR),
+                                  .kernel = c_kernel};
 
 void emit_c_kernel_decl(FILE *out, const kir_module *m, const char *built_by) {
     const kir_info *i = &m->info;

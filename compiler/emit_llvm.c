@@ -31,6 +31,7 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
 
 struct llvm_emitter {
@@ -1322,6 +1323,21 @@ void emit_llvm_kernel(llvm_emitter *e, const kir_module *m) {
               m->info.gpu_entry ? "NVPTX" : "another route", e->gpu ? "NVPTX" : "CPU");
     emit_llvm_kir(e, m);
 }
+
+/* The LLVM printer's hook: the kernel into the module, its declaration into the C. */
+static void llvm_kernel(const kernel_sink *out, const kir_module *m) {
+    emit_llvm_kernel(out->llvm, m);
+    emit_c_kernel_decl(out->c, m, "the LLVM backend");
+}
+
+/* LLVM has every CPU form but the scalar lut, and i2 in any of the target's dot ISAs. */
+const kernel_printer printer_llvm = {.name = "llvm",
+                                     .title = "LLVM",
+                                     .backend = "llvm",
+                                     .kind = TK_CPU,
+                                     .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_VECTOR),
+                                     .any_isa = true,
+                                     .kernel = llvm_kernel};
 
 /* ---- output ---- */
 

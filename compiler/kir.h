@@ -6,6 +6,12 @@
  *                                                                   ──▶ LLVM IR, CPU or NVPTX (emit_llvm.c)
  *                                                                   ──▶ text (kir_print, --print=kernel)
  *
+ * The stages: matrix.c lowers each matrix once (kir_lower: lower.c for the CPU forms, the
+ * printer's own `lower` for the forms of its target, the GPU's in cuda/compiler/lower_gpu.c) and
+ * hands the module to the printer the sink names (printer.h: a printer is a value in a table,
+ * compiler/printers.c, and compiler/ reaches cuda/ only through it). A printer reads the module
+ * and its kir_info, never the kernel description.
+ *
  * A module is a list of functions; a function is a tree of statements over variables, and
  * expressions are trees of the operations below. Nothing in it is a printer's: the integer
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
@@ -14,8 +20,9 @@
  * transpose and block, whose bodies stay each printer's helpers, and the GPU's warp operations).
  * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
  * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
- * LLVM intrinsics — and decides nothing about the algorithm. A new
- * instruction set is a lowering choice (kernel.c) plus a case per vector operation in each printer.
+ * LLVM intrinsics — and decides nothing about the algorithm. A new instruction set is a lowering
+ * choice (kernel.c) plus a case per vector operation in each printer; a new printer is a
+ * kernel_printer in the table that translates these operations (docs/design.md).
  *
  * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
  * line, the next one, or in braces): the generated C stays readable and stable.

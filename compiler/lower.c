@@ -10,6 +10,7 @@
 
 #include "kir.h"
 #include "lower.h"
+#include "printer.h"
 #include "rsrc.h"
 
 /* ---- RSR: the unrolled and loop forms ---- */
@@ -822,8 +823,8 @@ void kir_info_fill(kir_module *m, const kernel *kn) {
 kir_module *kir_lower(const kernel *kn) {
     kir_module *m = kir_open();
     kir_info_fill(m, kn);
-    if (kn->form == KF_WARP || (kn->form == KF_I2 && kn->isa == DOT_DP4A)) {
-        kir_lower_gpu(m, kn);
+    if (kn->printer && kn->printer->lower) { /* the forms its printer's target has of its own */
+        kn->printer->lower(m, kn);
         return m;
     }
     lower L = {.m = m, .kn = kn};

@@ -44,7 +44,4 @@ static inline kir_stmt *loop(lower *L, kir_list *l, const char *name, const char
     return s;
 }
 
-/* the GPU forms (cuda/compiler/lower_gpu.c), for the route kn was lowered for */
-void kir_lower_gpu(kir_module *m, const struct kernel *kn);
-
 #endif

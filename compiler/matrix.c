@@ -13,8 +13,8 @@
  *            per distinct code for i2 and lut (kernel_cache: a mixture of experts has hundreds of
  *            matrices of one shape, whose i2 or lut kernels differ only in the data they are given)
  *
- * Which printer prints which kernel is one table (printer_forms); the planner consults it before
- * anything is lowered, so a printer never meets a form it lacks.
+ * Which printer prints which kernel each printer says (kernel_printer.forms, printer.h); the
+ * planner consults it before anything is lowered, so a printer never meets a form it lacks.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,19 +22,8 @@
 #include <string.h>
 
 #include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
-
-const char *const printer_names[NUM_PRINTERS] = {"c", "llvm", "llvm-nvptx", "cuda"};
-
-/* The kernels a strategy lowers to, told apart where the printers differ. */
-enum kernel_variant { KV_UNROLLED, KV_LOOP, KV_I2_CPU, KV_I2_DP4A, KV_LUT_SCALAR, KV_LUT_VECTOR, KV_WARP };
-#define KV(v) (1u << (v))
-static const unsigned printer_forms[NUM_PRINTERS] = {
-    [PRINTER_C] = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) | KV(KV_LUT_VECTOR),
-    [PRINTER_LLVM] = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_VECTOR),
-    [PRINTER_NVPTX] = KV(KV_I2_DP4A),
-    [PRINTER_CUDA] = KV(KV_I2_DP4A) | KV(KV_WARP),
-};
 
 /* What strategy s lowers to on t (kernel_lower's choice of form, without lowering). */
 static enum kernel_variant variant_of(enum strategy s, const target *t) {
@@ -44,20 +33,18 @@ static enum kernel_variant variant_of(enum strategy s, const target *t) {
     return gpu ? KV_I2_DP4A : KV_I2_CPU;
 }
 
-bool printer_prints(enum printer p, enum strategy s, const target *t) {
-    return (printer_forms[p] >> variant_of(s, t)) & 1u;
+bool printer_prints(const kernel_printer *p, enum strategy s, const target *t) {
+    return p->kind == t->kind && ((p->forms >> variant_of(s, t)) & 1u);
 }
 
-enum printer printer_of(const kernel_sink *out) { return out->printer; }
-
-/* The plan as the printer can carry it out: a GPU form the LLVM NVPTX printer lacks becomes i2,
- * which every GPU printer has; a forced form the CPU printer lacks is refused. */
-static void plan_for_printer(matrix_plan *mp, const target *t, enum printer pr) {
+/* The plan as the printer can carry it out: a GPU form a GPU printer lacks becomes i2, which
+ * every GPU printer has; a forced form the CPU printer lacks is refused. */
+static void plan_for_printer(matrix_plan *mp, const target *t, const kernel_printer *pr) {
     if (printer_prints(pr, mp->strategy, t)) return;
-    if (pr == PRINTER_NVPTX) {
+    if (pr->kind == TK_CUDA) {
         mp->strategy = STRAT_I2;
         size_t n = strlen(mp->why);
-        snprintf(mp->why + n, sizeof mp->why - n, "; i2 because LLVM NVPTX prints i2 kernels only");
+        snprintf(mp->why + n, sizeof mp->why - n, "; i2 because %s prints i2 kernels only", pr->title);
         return;
     }
     if (mp->strategy == STRAT_LUT)
@@ -65,8 +52,8 @@ static void plan_for_printer(matrix_plan *mp, const target *t, enum printer pr) 
             "--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
             "target lacks; --backend=c prints a scalar one",
             t->name);
-    fatal("internal error: the %s printer has no %s kernel for target %s", printer_names[pr],
-          strategy_names[mp->strategy], t->name);
+    fatal("internal error: the %s printer has no %s kernel for target %s", pr->name, strategy_names[mp->strategy],
+          t->name);
 }
 
 /* Checks a plan against the naive product on a few deterministic vectors. */
@@ -91,7 +78,7 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
     free(y);
 }
 
-void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, enum printer pr,
+void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, const kernel_printer *pr,
                    compiled_matrix *cm) {
     memset(cm, 0, sizeof *cm);
     if (rq->decided)
@@ -103,9 +90,9 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
         cm->mp.strategy = STRAT_RSR_LOOP;
         size_t n = strlen(cm->mp.why);
         snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; rsr-loop because the %s printer has no i2 per unit here",
-                 printer_names[pr]);
+                 pr->name);
     }
-    if (tm->unit_cols && pr == PRINTER_NVPTX)
+    if (tm->unit_cols && pr->kind == TK_CUDA && !(pr->forms & KV(KV_WARP)))
         fatal("tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "
               "NVPTX printer lacks: leave out --backend=llvm (the GPU code is then CUDA C through NVRTC)",
               tm->name);
@@ -178,27 +165,6 @@ static bool reuse_kernel(kernel_cache *kc, kernel *kn, const kir_module *m) {
     return false;
 }
 
-/* The module through the sink's printer. */
-static void print_kernel(const kernel_sink *out, const kir_module *m) {
-    switch (out->printer) {
-    case PRINTER_C:
-        if (out->parts && m->tables) { /* the unrolled form: compiled apart, in parallel with the others */
-            emit_c_kernel_part(out->parts, m);
-            emit_c_kernel_decl(out->c, m, "the C compiler apart");
-        } else {
-            emit_c_kernel(out->c, m);
-        }
-        break;
-    case PRINTER_LLVM:
-        emit_llvm_kernel(out->llvm, m);
-        emit_c_kernel_decl(out->c, m, "the LLVM backend");
-        break;
-    case PRINTER_NVPTX: emit_llvm_kernel(out->llvm, m); break;
-    case PRINTER_CUDA: emit_cuda_kernel(out->cuda, m); break;
-    case NUM_PRINTERS: break;
-    }
-}
-
 /* lower (the kernel description and its data, then its kernel IR, once) → print; with print_ir,
  * the IR as text too (--print=kernel), a shared kernel's under the first one's names, which the
  * artifact calls. The module lives in an arena of its own, closed here: arenas nest. */
@@ -212,9 +178,8 @@ static void emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
     cm->lowered = true;
     kir_module *m = kir_lower(kn);
-    if (!(out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) &&
-          (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) && reuse_kernel(out->cache, kn, m)))
-        print_kernel(out, m);
+    if (!(out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) && reuse_kernel(out->cache, kn, m)))
+        out->printer->kernel(out, m);
     if (print_ir) {
         printf("kernel %s: %s, %dx%d%s%s\n", tm->name, kn->strategy, kn->rows, tm->cols,
                t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");

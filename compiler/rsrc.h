@@ -364,9 +364,10 @@ typedef struct target {
     int vector_bits, threads; /* threads 0: auto */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget; /* icache_budget: bytes of straight-line code one matrix may spend */
-    enum target_backend { BACKEND_C, BACKEND_LLVM, BACKEND_NVRTC } backend; /* who prints the kernels */
-    char *cflags;                                                           /* for the C backend */
-    char *arch, *ptx_isa, *mem_bandwidth;                                   /* CUDA targets */
+    /* the target's backend: the printer of its kernels (printer.h), as its spec's backend: says */
+    const struct kernel_printer *backend;
+    char *cflags;                         /* for the C printer's compiler */
+    char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
     uint64_t smem_per_block;
     int sms;
     int sm;              /* CUDA: the compute capability as a number (sm_90: 90) */
@@ -449,7 +450,7 @@ struct matrix_request;
 void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq, matrix_plan *mp);
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 
-/* ---- kernel.c: a matrix's kernel, described once, printed by each backend ---- */
+/* ---- kernel.c: a matrix's kernel, described once, printed by each printer ---- */
 struct kir_module; /* its kernel IR (kir.h), which the printers print */
 enum kernel_form {
     KF_UNROLLED, /* RSR: the index exists only as instructions (immediate offsets) */
@@ -515,19 +516,19 @@ typedef struct kernel {
     int32_t cta_warps;  /* GPU forms: warps per thread block */
     int32_t gpu_split;  /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
     bool gpu_entry;     /* GPU forms: an entry of its own (LLVM NVPTX), else a group entry's device function */
-    bool lut_vector;    /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
+    const struct kernel_printer *printer; /* the printer it is lowered for, whose lower takes its own forms */
+    bool lut_vector;                      /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
     int32_t lut_window; /* lut of a matrix expanded per unit: the groups each block keeps (its window), 0: all */
 } kernel;
 bool target_has_feature(const target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
-/* The printers of kernels (emit_c.c, emit_llvm.c for the CPU and for NVPTX, emit_cuda.c). */
-enum printer { PRINTER_C, PRINTER_LLVM, PRINTER_NVPTX, PRINTER_CUDA, NUM_PRINTERS };
+/* The printers of kernels are values in a table (printer.h). */
+typedef struct kernel_printer kernel_printer;
 /* The dot ISA of i2 summed per unit of columns for this matrix on t through pr, or -1 (kernel.c). */
-int kernel_units_isa(const target *t, enum printer pr, const ternary_matrix *tm);
-extern const char *const printer_names[NUM_PRINTERS];
+int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_matrix *tm);
 /* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
  * for i2 and lut). */
-void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
+void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, const kernel_printer *pr,
                   enum strategy s, int index, int lanes_min);
 uint64_t kernel_data_size(const kernel *kn);
 /* The lanes form's description, which every printer prints (kernel.c, "RSR lanes"): */
@@ -578,16 +579,16 @@ static inline int32_t lut_block_bytes(const kernel *kn) {
 bool target_lut_vector(const target *t);
 
 /* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
-/* Whether printer p has the kernel strategy s lowers to on t (the capability table). */
-bool printer_prints(enum printer p, enum strategy s, const target *t);
+/* Whether printer p has the kernel strategy s lowers to on t (its forms). */
+bool printer_prints(const kernel_printer *p, enum strategy s, const target *t);
 typedef struct kernel_cache kernel_cache;
 typedef struct kernel_sink { /* where a matrix's kernel is printed */
-    enum printer printer;
+    const kernel_printer *printer;
     kernel_cache *cache;       /* i2 kernels printed once per distinct code (matrix.c), or NULL */
-    FILE *c;                   /* PRINTER_C: the kernels; PRINTER_LLVM: their declarations */
-    struct c_parts *parts;     /* PRINTER_C: where unrolled kernels go, or NULL (all in c) */
-    struct llvm_emitter *llvm; /* PRINTER_LLVM, PRINTER_NVPTX */
-    FILE *cuda;                /* PRINTER_CUDA */
+    FILE *c;                   /* the C printer: the kernels; the LLVM printer: their declarations */
+    struct c_parts *parts;     /* the C printer: where unrolled kernels go, or NULL (all in c) */
+    struct llvm_emitter *llvm; /* the LLVM printer's module */
+    void *state;               /* a printer with a half of its own: what its begin returned */
 } kernel_sink;
 typedef struct matrix_request {
     enum strategy strategy;            /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
@@ -615,7 +616,7 @@ void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_requ
                     const kernel_sink *out, compiled_matrix *cm);
 /* The two halves of compile_matrix, for a caller that looks at the decision first (--tune drops
  * a candidate the planner would not keep). */
-void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, enum printer pr,
+void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, const kernel_printer *pr,
                    compiled_matrix *cm);
 void matrix_emit(const ternary_matrix *tm, const target *t, int index, struct blob_writer *blob, const kernel_sink *out,
                  compiled_matrix *cm);
@@ -744,38 +745,6 @@ uint64_t emit_llvm_pending(const llvm_emitter *e);
 #define LLVM_NVPTX_PTX_FEATURE "+ptx75"
 int llvm_nvptx_sm(const target *t);
 
-/* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, a device function per matrix, an
- * entry per group of matrices that read the same input) ---- */
-typedef struct gpu_member { /* a matrix in a group entry */
-    const char *symbol;
-    int32_t rows, cols, block_rows, num_blocks, cta_warps, split;
-    int32_t i2_block_bytes; /* i2: bytes of one row block (prefetched); 0: RSR */
-    uint64_t data;          /* blob offset of its constant data */
-} gpu_member;
-void emit_cuda_prologue(FILE *out, const char *source, const target *t);
-void emit_cuda_kernel(FILE *out, const struct kir_module *m);
-gpu_member gpu_member_of(const struct kir_module *m);
-int32_t gpu_member_ctas(const gpu_member *m);
-void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count);
-
-/* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
-char *nvrtc_compile(const target *t, const char *source, const char *name, size_t *size);
-char *nvrtc_version_string(void);
-
-/* ---- gpu.c: the CUDA half of the pipeline: per matrix plan → lower → data → print; PTX ---- */
-typedef struct gpu_build gpu_build;
-#define GPU_DESCRIPTOR "rsr_gpu"
-/* backend: "llvm" or "nvrtc" from --backend, NULL: the spec's; source names the model in the
- * CUDA C's first comment; explain: print each matrix's decision (--explain). */
-gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain,
-                     int opt_level);
-/* The matrix through compile_matrix for the GPU spec: rq's strategy, k and print_plan apply. */
-void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const matrix_request *rq);
-void gpu_finish(gpu_build *g, blob_writer *blob, int what); /* 0: CUDA C only, 1: a PTX file, 2: PTX in the blob */
-const char *gpu_output(const gpu_build *g, bool ptx);
-void gpu_emit_descriptor(const gpu_build *g, FILE *out);
-void gpu_end(gpu_build *g);
-
 /* ---- resources.c: the specs, runtime headers and runtime archive rsrc ships with: from the
  * environment, beside an installed rsrc, or in the build tree ---- */
 enum resource { RES_SPECS, RES_RUNTIME_INCLUDE, RES_RUNTIME_LIB };
@@ -829,7 +798,7 @@ void progress_phase(const char *what);       /* before the matrices: a named lin
 void progress_begin(enum progress_mode mode, int layers, uint64_t total_work);
 void progress_update(int layer, uint64_t done, const char *what);
 /* The predicted seconds of the stages after the per-matrix work, counted into the ETA. */
-void progress_expect_backend(double seconds);
+void progress_expect_after(double seconds);
 /* A stage after the per-matrix work: its line ticks while it runs; expect_s is its part of the
  * prediction. */
 void progress_stage(const char *what, double expect_s);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kir.h"
+#include "cuda_printer.h"
 #include "rsrc.h"
 
 extern const char cuda_runtime_source[]; /* cuda/device/kernels.cu, generated into the build */

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "printer.h"
 #include "rsrc.h"
 
 #include "expect.h"
@@ -126,15 +127,15 @@ static void run_here(const char *so_path, int n, const ternary_matrix *const *of
 
 /* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
  * object; then each kernel against the naive product. */
-static void check_printer(target *t, enum printer pr, const char *dir) {
+static void check_printer(target *t, const kernel_printer *pr, const char *dir) {
     char *c_path = xasprintf("%s/k.c", dir), *blob_path = xasprintf("%s/k.bin", dir);
-    char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, printer_names[pr]);
+    char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, pr->name);
     FILE *c = fopen(c_path, "w");
     blob_writer blob;
     blob_open(&blob, blob_path);
     /* the lanes helpers in the prologue (--prefill=rsr); each kernel's request chooses */
     emit_c_prologue(c, "test_printers", t, PREFILL_LANES);
-    llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test", -1) : NULL;
+    llvm_emitter *llvm = pr == &printer_llvm ? emit_llvm_begin(t, "test", -1) : NULL;
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
     compiled_matrix cm[NV * NM];
     char what[NV * NM][160];
@@ -143,7 +144,7 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     for (int v = 0; v < NV; v++) {
         if (!printer_prints(pr, variants[v].strategy, t)) {
             pairs_denied++;
-            if (pr == PRINTER_LLVM && variants[v].strategy == STRAT_LUT && !target_lut_vector(t))
+            if (pr == &printer_llvm && variants[v].strategy == STRAT_LUT && !target_lut_vector(t))
                 llvm_denies_scalar_lut++;
             continue;
         }
@@ -163,7 +164,7 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
                                        .index = n,
                                        .lanes_min = variants[v].lanes ? LANES_MIN : -1};
             compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
-            snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, printer_names[pr],
+            snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, pr->name,
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
                      mats[m].cols, mats[m].binary ? "binary" : "ternary");
             of[n++] = &mats[m];
@@ -260,8 +261,8 @@ int main(void) {
             free(lacks);
         } else {
             runnable++;
-            check_printer(t, PRINTER_C, dir);
-            check_printer(t, PRINTER_LLVM, dir);
+            check_printer(t, &printer_c, dir);
+            check_printer(t, &printer_llvm, dir);
         }
         target_free(t);
     }
@@ -269,8 +270,8 @@ int main(void) {
     /* the GPU printers have no CPU form */
     target *t = target_load("generic", NULL, NULL);
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
-        EXPECT(!printer_prints(PRINTER_NVPTX, (enum strategy)s, t) &&
-                   !printer_prints(PRINTER_CUDA, (enum strategy)s, t),
+        EXPECT(!printer_prints(printer_named("llvm-nvptx"), (enum strategy)s, t) &&
+                   !printer_prints(printer_named("cuda"), (enum strategy)s, t),
                "a GPU printer claims the CPU form of %s", strategy_names[s]);
     EXPECT(llvm_denies_scalar_lut > 0, "the LLVM printer's missing scalar lut was not met");
     target_free(t);

@@ -21,9 +21,11 @@ void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefil
 
 extern const char rsr_template_lut_scalar[], rsr_template_lut_vector[]; /* compiler/templates/, embedded */
 
-/* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the constants computed
- * here, the code from compiler/templates/lut_{scalar,vector}.h. The pattern digits and
- * the permutes are printed from lut_digit, so the tables and the compiler's encoding agree. */
+/* The vector lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the constants
+ * computed here, the code from compiler/templates/lut_vector.h. The permutes are printed from
+ * lut_digit, so the tables and the compiler's encoding agree. The scalar form is kernel IR whole
+ * (lower.c): no kernel calls the scalar helpers any more, which stay in the prologue only so that
+ * the generated C of the targets without VBMI is what it was. */
 void emit_c_lut_helpers(FILE *out, bool vector) {
     fprintf(out,
             "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' "
@@ -506,20 +508,11 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fprintf(P->out, "%lld)", (long long)e->imm);
         break;
     }
-    case KO_LUT_TABLES: /* the templates' helpers count tables in groups (vector) or triplets (scalar) */
+    case KO_LUT_TABLES: /* the vector template's helper, its tables counted in groups */
         fputs("rsr_lut_tables(", P->out);
         c_expr(P, e->a, 0);
-        fprintf(P->out, ", %lld, %d, ", (long long)e->imm, P->info->lut_vector ? P->info->groups : 4 * P->info->groups);
+        fprintf(P->out, ", %lld, %d, ", (long long)e->imm, P->info->groups);
         c_expr(P, e->b, 0);
-        fputc(')', P->out);
-        break;
-    case KO_LUT_ROW: /* d: the window's first group (a scalar table is 4 · 32 entries per group) */
-        fputs("rsr_lut_row(", P->out);
-        c_expr(P, e->a, 0);
-        fputs(", ", P->out);
-        c_lut_tab(P, e, 4 * LUT_ENTRIES);
-        fprintf(P->out, ", %d, ", P->info->block_groups);
-        c_expr(P, e->c, 0);
         fputc(')', P->out);
         break;
     case KO_LUT_BLOCKS: {

@@ -1042,7 +1042,6 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     }
     case KO_LUT_TABLES:
     case KO_LUT_BLOCKS: {
-        if (!mi->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", mi->symbol);
         LLVMValueRef tab =
             LLVMBuildBitCast(e->b, k->bind[x->b->var->id].slot.f[0], LLVMPointerType(ktype(k, KT_LUTV), 0), "");
         if (x->op == KO_LUT_TABLES) {
@@ -1110,19 +1109,22 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_CAST:
         r.f[0] = kev1(k, x->a);
         if (x->type == KT_SIZE) r.f[0] = LLVMBuildSExt(e->b, r.f[0], e->i64, "");
+        if (x->type == KT_LUT16) r.f[0] = LLVMBuildTrunc(e->b, r.f[0], e->i16, "");
         return r;
     case KO_INDEX: r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b)); return r;
     case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
-        enum kir_type base = x->a->op == KO_VAR && x->a->var->array ? KT_PI32 : x->a->type;
-        LLVMTypeRef et = elem_type(k, base);
+        bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
+        enum kir_type base = array ? KT_PI32 : x->a->type;
+        LLVMTypeRef et = lut16 ? e->i16 : elem_type(k, base);
         r.f[0] = LLVMBuildLoad2(e->b, et, kir_element(k, x->a, kev1(k, x->b)), "");
         if (base == KT_PI32X4 || base == KT_PU32X4) LLVMSetAlignment(r.f[0], 16);
         if (et == e->i8)
             r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
                                     : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
-        if (et == e->i16) r.f[0] = LLVMBuildZExt(e->b, r.f[0], e->i32, "");
+        if (et == e->i16) /* a table entry is signed, a u16 index entry not */
+            r.f[0] = lut16 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
         return r;
     }
     default: return kev_vector(k, x);
@@ -1330,12 +1332,13 @@ static void llvm_kernel(const kernel_sink *out, const kir_module *m) {
     emit_c_kernel_decl(out->c, m, "the LLVM backend");
 }
 
-/* LLVM has every CPU form but the scalar lut, and i2 in any of the target's dot ISAs. */
+/* LLVM has every CPU form, and i2 in any of the target's dot ISAs. */
 const kernel_printer printer_llvm = {.name = "llvm",
                                      .title = "LLVM",
                                      .backend = "llvm",
                                      .kind = TK_CPU,
-                                     .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_VECTOR),
+                                     .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) |
+                                              KV(KV_LUT_VECTOR),
                                      .any_isa = true,
                                      .kernel = llvm_kernel};
 

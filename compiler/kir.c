@@ -28,7 +28,7 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_FIELD] = "field",
     [KO_BDOT] = "bdot", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
     [KO_MMLA] = "mmla", [KO_LANE] = "lane",
-    [KO_LUT_TABLES] = "lut_tables", [KO_LUT_ROW] = "lut_row", [KO_LUT_BLOCKS] = "lut_blocks",
+    [KO_LUT_TABLES] = "lut_tables", [KO_LUT_BLOCKS] = "lut_blocks",
     [KO_ISNULL] = "isnull", [KO_ALLOC] = "alloc", [KO_FREE] = "free",
     [KO_LANES_TRANSPOSE] = "lanes_transpose", [KO_LANES_BLOCK] = "lanes_block",
     [KO_THREAD] = "thread", [KO_CTA] = "cta", [KO_DP4A] = "dp4a", [KO_WARP_SUM] = "warp_sum",

@@ -53,7 +53,7 @@ enum kir_type {
     KT_CODES, /* one decoded field of V packed bytes (C rsr_codes) */
     KT_BACC,  /* a batched accumulator (C rsr_bacc) */
     KT_PAIR,  /* two rows' (or tokens') 16 bytes interleaved by 8-byte halves, for smmla (C rsr_pair) */
-    KT_LUT16, /* an entry of the scalar lut's tables (int16_t; local arrays only) */
+    KT_LUT16, /* an entry of the scalar lut's tables (int16_t, signed; local arrays only) */
     KT_LUTV,  /* one 64-byte plane of the vector lut's tables (C __m512i; local arrays only) */
     KT_BYTES, /* uint8_t *: scratch the kernel allocates and writes (the lanes pass's transposed x) */
     /* the GPU forms' 16-byte words (CUDA int4/uint4, LLVM <4 x i32>) and pointers to them */
@@ -86,7 +86,8 @@ enum kir_op {
     KO_LOR,         /* a || b (KT_INT) */
     KO_NEG,         /* -a */
     KO_SELECT,      /* a ? b : c */
-    KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
+    KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32,
+                       truncates to KT_LUT16 */
     KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
     KO_INDEX,       /* a + b: pointer a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
@@ -104,10 +105,10 @@ enum kir_op {
     KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */
     KO_MMLA,  /* a + the 2 × 2 products of pair b (rows) and pair c (tokens): lane 2·row + token */
     KO_LANE,  /* lane imm of accumulator a, as KT_I32 */
-    /* the lut form (kernel.c, KF_LUT): tables of x's triplet sums, looked up per group of 12 columns */
+    /* the vector lut form (kernel.c, KF_LUT with lut_vector): tables of x's triplet sums, looked up
+     * per group of 12 columns (the scalar form is integer operations over a KT_LUT16 array) */
     KO_LUT_TABLES, /* the tables of x (a) for the call, into the local array b; imm: the columns */
-    KO_LUT_ROW,    /* row c (0..31) of the block whose packed rows are at a, from the tables b (scalar) */
-    KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b (vector) */
+    KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b */
     /* scratch memory, and the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") */
     KO_ISNULL,          /* a is a null pointer (KT_INT) */
     KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */

@@ -38,22 +38,15 @@ bool printer_prints(const kernel_printer *p, enum strategy s, const target *t) {
 }
 
 /* The plan as the printer can carry it out: a GPU form a GPU printer lacks becomes i2, which
- * every GPU printer has; a forced form the CPU printer lacks is refused. */
+ * every GPU printer has (the CPU printers have every CPU form). */
 static void plan_for_printer(matrix_plan *mp, const target *t, const kernel_printer *pr) {
     if (printer_prints(pr, mp->strategy, t)) return;
-    if (pr->kind == TK_CUDA) {
-        mp->strategy = STRAT_I2;
-        size_t n = strlen(mp->why);
-        snprintf(mp->why + n, sizeof mp->why - n, "; i2 because %s prints i2 kernels only", pr->title);
-        return;
-    }
-    if (mp->strategy == STRAT_LUT)
-        fatal(
-            "--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
-            "target lacks; --backend=c prints a scalar one",
-            t->name);
-    fatal("internal error: the %s printer has no %s kernel for target %s", pr->name, strategy_names[mp->strategy],
-          t->name);
+    if (pr->kind != TK_CUDA)
+        fatal("internal error: the %s printer has no %s kernel for target %s", pr->name, strategy_names[mp->strategy],
+              t->name);
+    mp->strategy = STRAT_I2;
+    size_t n = strlen(mp->why);
+    snprintf(mp->why + n, sizeof mp->why - n, "; i2 because %s prints i2 kernels only", pr->title);
 }
 
 /* Checks a plan against the naive product on a few deterministic vectors. */

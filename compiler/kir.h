@@ -16,8 +16,9 @@
  * expressions are trees of the operations below. Nothing in it is a printer's: the integer
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
  * operations are the ones every printer already had under other names (the i2 group product
- * dot4, sum4, vsum, the batched field/bdot/bsum, the lut's tables and the lanes pass's
- * transpose and block, whose bodies stay each printer's helpers, and the GPU's warp operations).
+ * dot4, sum4, vsum, the batched field/bdot/bsum, the GPU's warp operations, and the vector lut's
+ * tables and blocks and the lanes pass's transpose and block, whose bodies are still each
+ * printer's helpers; the scalar lut is integer operations whole).
  * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
  * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
  * LLVM intrinsics — and decides nothing about the algorithm. A new instruction set is a lowering

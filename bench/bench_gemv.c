@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "printer.h"
 #include "rsrc.h"
 #include "../runtime/cpu/cpu.h"
 #include "bandwidth.h"
@@ -179,13 +180,13 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     FILE *f = fopen(c_path, "w");
     fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
     /* the printer rsrc uses for this target, through the pipeline's compile_matrix */
-    llvm_emitter *e = t->backend == BACKEND_LLVM ? emit_llvm_begin(t, "bench", -1) : NULL;
+    llvm_emitter *e = t->backend == &printer_llvm ? emit_llvm_begin(t, "bench", -1) : NULL;
     if (!e) {
         emit_c_dot_helpers(f, target_dot_isa(t));
         emit_c_lut_helpers(f, target_lut_vector(t));
         if (lanes) emit_c_lanes_helpers(f, t);
     }
-    const kernel_sink sink = {.printer = e ? PRINTER_LLVM : PRINTER_C, .c = f, .llvm = e};
+    const kernel_sink sink = {.printer = e ? &printer_llvm : &printer_c, .c = f, .llvm = e};
     compiled_matrix cm;
     compile_matrix(tm, t,
                    &(matrix_request){.strategy = st,
@@ -333,7 +334,7 @@ int main(int argc, char **argv) {
     }
     if (reps < 3) reps = 3;
     target *t = target_load(target_name, NULL, NULL);
-    if (backend) t->backend = !strcmp(backend, "c") ? BACKEND_C : BACKEND_LLVM;
+    if (backend) t->backend = !strcmp(backend, "c") ? &printer_c : &printer_llvm;
     enum strategy list[NUM_STRATEGIES];
     int nlist = 0;
     char *names = xstrdup(strategies);
@@ -354,7 +355,7 @@ int main(int argc, char **argv) {
     const bool have[3] = {__builtin_cpu_supports("avx512vnni"), __builtin_cpu_supports("avx2"),
                           __builtin_cpu_supports("avx2") && rt_cpu_has_avxvnni()};
     printf("machine: streaming read bandwidth %.1f GB/s (1 thread), %.1f GB/s (2 threads); target %s, %s backend\n",
-           bw[1], bw[2], t->name, t->backend == BACKEND_LLVM ? "LLVM" : "C");
+           bw[1], bw[2], t->name, t->backend == &printer_llvm ? "LLVM" : "C");
     for (int p = 0; p < 3; p++) {
         if (!have[p]) continue;
         peaks[p][1] = dot_peak(p, 1), peaks[p][2] = dot_peak(p, 2);

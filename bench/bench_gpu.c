@@ -19,6 +19,8 @@
 
 #include "cuda_driver.h"
 #include "rsr_gpu_call.h"
+#include "../cuda/compiler/cuda_printer.h"
+#include "kir.h"
 #include "rsrc.h"
 
 static const struct {
@@ -137,16 +139,18 @@ int main(int argc, char **argv) {
             rsr_plan p = {0};
             if (which) rsr_analyse(tm, mp.k, &p);
             kernel kn;
-            kernel_lower(&kn, tm, which ? &p : NULL, t, PRINTER_CUDA, mp.strategy, nk, 0);
+            kernel_lower(&kn, tm, which ? &p : NULL, t, &printer_cuda, mp.strategy, nk, 0);
             kernel_write_data(&kn, &blob);
-            emit_cuda_kernel(src, &kn);
-            gpu_member member = gpu_member_of(&kn); /* a group of one, as the runtime's matvec_int runs it */
+            kir_module *km = kir_lower(&kn);
+            emit_cuda_kernel(src, km);
+            gpu_member member = gpu_member_of(km); /* a group of one, as the runtime's matvec_int runs it */
             snprintf(ks[nk].symbol, sizeof ks[nk].symbol, "bench_group_%d", nk);
             emit_cuda_group(src, ks[nk].symbol, &member, 1);
             ks[nk].shape = s, ks[nk].strategy = kn.strategy, ks[nk].ctas = gpu_member_ctas(&member),
             ks[nk].warps = kn.cta_warps;
             ks[nk].k = kn.block_rows, ks[nk].bytes = kernel_data_size(&kn);
             nk++;
+            kir_close(km);
             kernel_free(&kn);
             rsr_plan_free(&p);
         }

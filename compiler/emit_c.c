@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
 
 void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill) {
@@ -20,9 +21,11 @@ void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefil
 
 extern const char rsr_template_lut_scalar[], rsr_template_lut_vector[]; /* compiler/templates/, embedded */
 
-/* The lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the constants computed
- * here, the code from compiler/templates/lut_{scalar,vector}.h. The pattern digits and
- * the permutes are printed from lut_digit, so the tables and the compiler's encoding agree. */
+/* The vector lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the constants
+ * computed here, the code from compiler/templates/lut_vector.h. The permutes are printed from
+ * lut_digit, so the tables and the compiler's encoding agree. The scalar form is kernel IR whole
+ * (lower.c): no kernel calls the scalar helpers any more, which stay in the prologue only so that
+ * the generated C of the targets without VBMI is what it was. */
 void emit_c_lut_helpers(FILE *out, bool vector) {
     fprintf(out,
             "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' "
@@ -311,7 +314,7 @@ void emit_c_dot_helpers(FILE *out, enum dot_isa isa) {
 /* One printing: where, what kernel, and the dialect's names. */
 typedef struct cpr {
     FILE *out;
-    const kernel *kn;
+    const kir_info *info;
     const char *const *types;
 } cpr;
 
@@ -505,31 +508,22 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fprintf(P->out, "%lld)", (long long)e->imm);
         break;
     }
-    case KO_LUT_TABLES: /* the templates' helpers count tables in groups (vector) or triplets (scalar) */
+    case KO_LUT_TABLES: /* the vector template's helper, its tables counted in groups */
         fputs("rsr_lut_tables(", P->out);
         c_expr(P, e->a, 0);
-        fprintf(P->out, ", %lld, %d, ", (long long)e->imm, P->kn->lut_vector ? P->kn->groups : 4 * P->kn->groups);
+        fprintf(P->out, ", %lld, %d, ", (long long)e->imm, P->info->groups);
         c_expr(P, e->b, 0);
         fputc(')', P->out);
         break;
-    case KO_LUT_ROW: /* d: the window's first group (a scalar table is 4 · 32 entries per group) */
-        fputs("rsr_lut_row(", P->out);
-        c_expr(P, e->a, 0);
-        fputs(", ", P->out);
-        c_lut_tab(P, e, 4 * LUT_ENTRIES);
-        fprintf(P->out, ", %d, ", lut_block_groups(P->kn));
-        c_expr(P, e->c, 0);
-        fputc(')', P->out);
-        break;
     case KO_LUT_BLOCKS: {
-        const int32_t G = lut_block_groups(P->kn), GB = lut_block_bytes(P->kn);
+        const int32_t G = P->info->block_groups, GB = P->info->block_bytes;
         fputs("rsr_lut_blocks(", P->out);
         c_expr(P, e->a, 0);
         fprintf(P->out, ", %d, ", GB);
         c_lut_tab(P, e, 4);
         fprintf(P->out, ", %d, y + ", G);
         c_expr(P, e->c, 13);
-        fprintf(P->out, " * %d, %d - ", LUT_ROWS, P->kn->rows);
+        fprintf(P->out, " * %d, %d - ", LUT_ROWS, P->info->rows);
         c_expr(P, e->c, 13);
         fprintf(P->out, " * %d, %lld)", LUT_ROWS, (long long)e->imm);
         break;
@@ -724,7 +718,7 @@ static void c_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, f
 static void c_part_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, true); }
 
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
-    const cpr P = {out, m->kn, d ? d->types : c_types};
+    const cpr P = {out, &m->info, d ? d->types : c_types};
     for (const kir_func *f = m->funcs; f; f = f->next) {
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
         (d ? d->signature : c_signature)(out, f);
@@ -740,37 +734,52 @@ void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
     }
 }
 
-void emit_c_kernel(FILE *out, const kernel *kn) {
-    kir_module *m = kir_lower(kn);
-    emit_c_kir(out, m, NULL);
-    kir_close(m);
-}
+void emit_c_kernel(FILE *out, const kir_module *m) { emit_c_kir(out, m, NULL); }
 
-void emit_c_kernel_part(c_parts *parts, const kernel *kn) {
+void emit_c_kernel_part(c_parts *parts, const kir_module *m) {
     char *path = xasprintf("%s/kernel.%d.c", parts->dir, parts->n);
     register_temp(path);
     FILE *f = fopen(path, "w");
     if (!f) fatal("%s: cannot create: %s", path, strerror(errno));
     emit_c_prologue(f, parts->source, parts->t, parts->prefill);
-    kir_module *m = kir_lower(kn);
     emit_c_kir(f, m, &(c_dialect){c_types, c_part_signature});
-    kir_close(m);
     if (fclose(f) != 0) fatal("%s: write failed: %s", path, strerror(errno));
     parts->paths = xrealloc(parts->paths, sizeof *parts->paths * (size_t)(parts->n + 1));
     parts->paths[parts->n++] = path;
 }
 
-void emit_c_kernel_decl(FILE *out, const kernel *kn, const char *built_by) {
-    fprintf(out, "/* %s: %dx%d, %s, built by %s */\n", kn->symbol, kn->rows, kn->cols, kn->strategy, built_by);
+/* The C printer's hook: a module with a table of block functions (the unrolled form, most of the
+ * C's size) goes to a file of its own where the sink has parts, compiled in parallel. */
+static void c_kernel(const kernel_sink *out, const kir_module *m) {
+    if (out->parts && m->tables) {
+        emit_c_kernel_part(out->parts, m);
+        emit_c_kernel_decl(out->c, m, "the C compiler apart");
+    } else {
+        emit_c_kernel(out->c, m);
+    }
+}
+
+/* C has every CPU form; its i2 helpers are the target's own ISA's (one set per file). */
+const kernel_printer printer_c = {.name = "c",
+                                  .title = "C",
+                                  .backend = "c",
+                                  .kind = TK_CPU,
+                                  .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) |
+                                           KV(KV_LUT_VECTOR),
+                                  .kernel = c_kernel};
+
+void emit_c_kernel_decl(FILE *out, const kir_module *m, const char *built_by) {
+    const kir_info *i = &m->info;
+    fprintf(out, "/* %s: %dx%d, %s, built by %s */\n", i->symbol, i->rows, i->cols, i->strategy, built_by);
     fprintf(out,
             "extern void %s(const uint8_t *data, const int8_t *x, int32_t *y, int32_t block_begin, int32_t block_end)"
             " __attribute__((visibility(\"hidden\")));\n",
-            kn->symbol);
-    if (kn->batch_symbol)
+            i->symbol);
+    if (i->batch_symbol)
         fprintf(out,
                 "extern void %s(const uint8_t *data, const int8_t *x, int32_t x_stride, int32_t *y, int32_t y_stride,"
                 " int32_t ntok, int32_t block_begin, int32_t block_end) __attribute__((visibility(\"hidden\")));\n",
-                kn->batch_symbol);
+                i->batch_symbol);
 }
 
 void emit_c_string(FILE *out, const char *s) {

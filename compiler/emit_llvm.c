@@ -31,6 +31,7 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
 
 struct llvm_emitter {
@@ -301,26 +302,26 @@ static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
 
 /* int32 lanes of an accumulator: a 256-bit vector on AVX2 and AVX-VNNI, a 128-bit one on NEON, else 16
  * (512-bit; the scalar form sums 16 bytes into 16 lanes) */
-static int acc_lanes(const kernel *kn) {
-    return dot_isa_arm(kn->isa) ? 4 : dot_isa_vector_bytes(kn->isa) == 32 ? 8 : 16;
+static int acc_lanes(const kir_info *mi) {
+    return dot_isa_arm(mi->isa) ? 4 : dot_isa_vector_bytes(mi->isa) == 32 ? 8 : 16;
 }
 
-static LLVMTypeRef acc_type(llvm_emitter *e, const kernel *kn) {
-    return LLVMVectorType(e->i32, (unsigned)acc_lanes(kn));
+static LLVMTypeRef acc_type(llvm_emitter *e, const kir_info *mi) {
+    return LLVMVectorType(e->i32, (unsigned)acc_lanes(mi));
 }
 
 /* vpmaddubsw: the 16-bit sums of adjacent products of codes (unsigned) and x (signed), <V x i8> each */
-static LLVMValueRef pair_sums(llvm_emitter *e, const kernel *kn, LLVMValueRef codes, LLVMValueRef x) {
+static LLVMValueRef pair_sums(llvm_emitter *e, const kir_info *mi, LLVMValueRef codes, LLVMValueRef x) {
     LLVMValueRef args[] = {codes, x};
-    return intrinsic(e, kn->isa == DOT_AVX512BW ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw",
-                     LLVMVectorType(e->i16, (unsigned)kn->vec_bytes / 2), args, 2);
+    return intrinsic(e, mi->isa == DOT_AVX512BW ? "llvm.x86.avx512.pmaddubs.w.512" : "llvm.x86.avx2.pmadd.ub.sw",
+                     LLVMVectorType(e->i16, (unsigned)mi->vec_bytes / 2), args, 2);
 }
 
 /* acc + the 16-bit lanes of s16 summed in pairs (vpmaddwd by ones) */
-static LLVMValueRef widen(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLVMValueRef s16) {
-    LLVMValueRef args[] = {s16, splat(e->i16, kn->vec_bytes / 2, 1)};
-    LLVMValueRef s32 = intrinsic(e, kn->isa == DOT_AVX512BW ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd",
-                                 acc_type(e, kn), args, 2);
+static LLVMValueRef widen(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc, LLVMValueRef s16) {
+    LLVMValueRef args[] = {s16, splat(e->i16, mi->vec_bytes / 2, 1)};
+    LLVMValueRef s32 = intrinsic(e, mi->isa == DOT_AVX512BW ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd",
+                                 acc_type(e, mi), args, 2);
     return LLVMBuildAdd(e->b, acc, s32, "");
 }
 
@@ -331,9 +332,9 @@ static LLVMValueRef field_codes(llvm_emitter *e, int V, LLVMValueRef p, int i) {
 }
 
 /* acc += codes · x, codes and x being <V x i8> (codes unsigned 0..2, x signed). */
-static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLVMValueRef codes, LLVMValueRef x) {
-    int V = kn->vec_bytes;
-    switch (kn->isa) {
+static LLVMValueRef dot(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc, LLVMValueRef codes, LLVMValueRef x) {
+    int V = mi->vec_bytes;
+    switch (mi->isa) {
     case DOT_AVX512VNNI: {
         LLVMTypeRef v16 = LLVMVectorType(e->i32, 16);
         LLVMValueRef args[] = {acc, LLVMBuildBitCast(e->b, codes, v16, ""), LLVMBuildBitCast(e->b, x, v16, "")};
@@ -345,11 +346,11 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
         return intrinsic(e, "llvm.x86.avx512.vpdpbusd.256", v8, args, 3);
     }
     case DOT_AVX512BW:
-    case DOT_AVX2: return widen(e, kn, acc, pair_sums(e, kn, codes, x));
+    case DOT_AVX2: return widen(e, mi, acc, pair_sums(e, mi, codes, x));
     case DOT_I8MM:   /* its single tokens: sdot (the tiles: KO_MMLA) */
     case DOT_SDOT: { /* codes 0..2 are the same signed: sdot */
         LLVMValueRef args[] = {acc, codes, x};
-        return intrinsic(e, "llvm.aarch64.neon.sdot.v4i32.v16i8", acc_type(e, kn), args, 3);
+        return intrinsic(e, "llvm.aarch64.neon.sdot.v4i32.v16i8", acc_type(e, mi), args, 3);
     }
     case DOT_NEON: { /* per half: smull to 8 int16 products, their pairs' sums added (sadalp) */
         static const int lo[] = {0, 1, 2, 3, 4, 5, 6, 7}, hi[] = {8, 9, 10, 11, 12, 13, 14, 15};
@@ -359,7 +360,7 @@ static LLVMValueRef dot(llvm_emitter *e, const kernel *kn, LLVMValueRef acc, LLV
             LLVMValueRef a[] = {shuffle(e, codes, codes, idx, 8), shuffle(e, x, x, idx, 8)};
             LLVMValueRef prod = intrinsic(e, "llvm.aarch64.neon.smull.v8i16", v8i16, a, 2);
             acc = LLVMBuildAdd(e->b, acc,
-                               intrinsic(e, "llvm.aarch64.neon.saddlp.v4i32.v8i16", acc_type(e, kn), &prod, 1), "");
+                               intrinsic(e, "llvm.aarch64.neon.saddlp.v4i32.v8i16", acc_type(e, mi), &prod, 1), "");
         }
         return acc;
     }
@@ -379,9 +380,9 @@ static LLVMValueRef load_vec(llvm_emitter *e, int V, LLVMValueRef base, LLVMValu
     return v;
 }
 
-static LLVMValueRef vsum(llvm_emitter *e, const kernel *kn, LLVMValueRef acc) {
+static LLVMValueRef vsum(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc) {
     char name[48];
-    snprintf(name, sizeof name, "llvm.vector.reduce.add.v%di32", acc_lanes(kn));
+    snprintf(name, sizeof name, "llvm.vector.reduce.add.v%di32", acc_lanes(mi));
     return intrinsic(e, name, e->i32, &acc, 1);
 }
 
@@ -446,8 +447,9 @@ static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, 
 }
 
 /* Blocks blk..blk+nb-1 of the matrix (their packed rows at w) against the tables (rsr_lut_blocks in C). */
-static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVMValueRef w, LLVMValueRef blk, int nb) {
-    const int32_t G = lut_block_groups(kn);
+static void lut_blocks(llvm_emitter *e, const kir_info *mi, LLVMValueRef tab, LLVMValueRef w, LLVMValueRef blk,
+                       int nb) {
+    const int32_t G = mi->block_groups;
     LLVMValueRef y = LLVMGetParam(e->fn, 2);
     LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
     LLVMValueRef lo[2 * LUT_NB], hi[2 * LUT_NB];
@@ -466,8 +468,8 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
         LLVMSetAlignment(t[i], 64);
     }
     for (int j = 0; j < nb; j++) {
-        LLVMValueRef wg = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""),
-                                       c32(e, j * lut_block_bytes(kn)), "");
+        LLVMValueRef wg =
+            LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""), c32(e, j * mi->block_bytes), "");
         LLVMValueRef p = load_vec(e, 64, w, wg);
         LLVMValueRef idx[2] = {LLVMBuildAnd(e->b, p, low, ""), LLVMBuildLShr(e->b, p, splat(e->i8, 64, 4), "")};
         for (int h = 0; h < 2; h++) {
@@ -496,7 +498,7 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
         for (int k = 0; k < 16; k++) {
             LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, 16 * j + k), "");
             LLVMBasicBlockRef join = NULL;
-            if (kn->rows % LUT_ROWS) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, kn->rows), ""));
+            if (mi->rows % LUT_ROWS) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, mi->rows), ""));
             store_y(e, y, row, LLVMBuildExtractElement(e->b, s, c32(e, k), ""));
             if (join) if_end(e, join);
         }
@@ -505,13 +507,13 @@ static void lut_blocks(llvm_emitter *e, const kernel *kn, LLVMValueRef tab, LLVM
 
 /* The tables of the call's x (KO_LUT_TABLES): full groups in a loop, the tail group (fewer than 12
  * columns) after it. */
-static void lut_tables(llvm_emitter *e, const kernel *kn, LLVMValueRef x, LLVMValueRef tab) {
-    int32_t full = kn->cols / LUT_GROUP_COLS;
+static void lut_tables(llvm_emitter *e, const kir_info *mi, LLVMValueRef x, LLVMValueRef tab) {
+    int32_t full = mi->cols / LUT_GROUP_COLS;
     loop T;
     loop_begin(e, &T, c32(e, 0), c32(e, full), "tables");
     lut_group_tables(e, x, tab, T.i, LUT_GROUP_COLS);
     loop_end(e, &T);
-    if (full < kn->groups) lut_group_tables(e, x, tab, c32(e, full), kn->cols - LUT_GROUP_COLS * full);
+    if (full < mi->groups) lut_group_tables(e, x, tab, c32(e, full), mi->cols - LUT_GROUP_COLS * full);
 }
 
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
@@ -851,7 +853,7 @@ typedef struct kbind {
 typedef struct kir_llvm {
     llvm_emitter *e;
     const kir_module *m;
-    const kernel *kn;
+    const kir_info *mi;
     kbind *bind;                  /* per variable id */
     bool *assigned;               /* per variable id: set or stored after its declaration */
     LLVMValueRef *params;         /* per variable id of a parameter, else NULL */
@@ -865,7 +867,7 @@ typedef struct kir_llvm {
 } kir_llvm;
 
 static int kfields(const kir_llvm *k, enum kir_type t) {
-    return t == KT_VACC && dot_isa_field_scaled(k->kn->isa) ? 4 : t == KT_PAIR ? 2 : 1;
+    return t == KT_VACC && dot_isa_field_scaled(k->mi->isa) ? 4 : t == KT_PAIR ? 2 : 1;
 }
 
 static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
@@ -878,10 +880,10 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_PU32:
     case KT_PI32: return e->i32p;
     case KT_VACC:
-    case KT_BACC: return acc_type(e, k->kn);
-    case KT_VACC16: return LLVMVectorType(e->i16, (unsigned)k->kn->vec_bytes / 2);
+    case KT_BACC: return acc_type(e, k->mi);
+    case KT_VACC16: return LLVMVectorType(e->i16, (unsigned)k->mi->vec_bytes / 2);
     case KT_CODES:
-    case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->kn->vec_bytes);
+    case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->mi->vec_bytes);
     case KT_LUT16: return e->i16;
     case KT_LUTV: return LLVMVectorType(e->i8, 64);
     case KT_BYTES: return e->i8p;
@@ -930,7 +932,7 @@ static LLVMValueRef kir_element(kir_llvm *k, const kir_expr *base, LLVMValueRef 
 static void x_vectors(kir_llvm *k, LLVMValueRef xptr, LLVMValueRef xv[4]) {
     llvm_emitter *e = k->e;
     if (k->memo_block != LLVMGetInsertBlock(e->b) || k->memo_ptr != xptr) {
-        for (int i = 0; i < 4; i++) k->memo_x[i] = vload(e, k->kn->vec_bytes, xptr, i * k->kn->vec_bytes);
+        for (int i = 0; i < 4; i++) k->memo_x[i] = vload(e, k->mi->vec_bytes, xptr, i * k->mi->vec_bytes);
         k->memo_block = LLVMGetInsertBlock(e->b), k->memo_ptr = xptr;
     }
     memcpy(xv, k->memo_x, sizeof k->memo_x);
@@ -948,8 +950,8 @@ static kval zip_halves(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b) {
 
 static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     llvm_emitter *e = k->e;
-    const kernel *kn = k->kn;
-    int V = kn->vec_bytes, F = kfields(k, x->type);
+    const kir_info *mi = k->mi;
+    int V = mi->vec_bytes, F = kfields(k, x->type);
     kval r = {{0}};
     switch (x->op) {
     case KO_VZERO:
@@ -962,11 +964,11 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         LLVMValueRef p = vload(e, V, w, 0);
         if (F == 4) {
             for (int i = 0; i < 4; i++)
-                r.f[i] = dot(e, kn, a.f[i], LLVMBuildAnd(e->b, p, splat(e->i8, V, 3 << (2 * i)), ""), xv[i]);
+                r.f[i] = dot(e, mi, a.f[i], LLVMBuildAnd(e->b, p, splat(e->i8, V, 3 << (2 * i)), ""), xv[i]);
             return r;
         }
         r.f[0] = a.f[0];
-        for (int i = 0; i < 4; i++) r.f[0] = dot(e, kn, r.f[0], field_codes(e, V, p, i), xv[i]);
+        for (int i = 0; i < 4; i++) r.f[0] = dot(e, mi, r.f[0], field_codes(e, V, p, i), xv[i]);
         return r;
     }
     case KO_DOT4P: { /* AVX2 (dot_isa_pair_sums): vpmaddubsw's pair sums added in 16 bits */
@@ -974,29 +976,29 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         x_vectors(k, kev1(k, x->c), xv);
         r.f[0] = kev1(k, x->a);
         for (int i = 0; i < 4; i++)
-            r.f[0] = LLVMBuildAdd(e->b, r.f[0], pair_sums(e, kn, field_codes(e, V, p, i), xv[i]), "");
+            r.f[0] = LLVMBuildAdd(e->b, r.f[0], pair_sums(e, mi, field_codes(e, V, p, i), xv[i]), "");
         return r;
     }
-    case KO_WIDEN: r.f[0] = widen(e, kn, kev1(k, x->a), kev1(k, x->b)); return r;
+    case KO_WIDEN: r.f[0] = widen(e, mi, kev1(k, x->a), kev1(k, x->b)); return r;
     case KO_SUM4: {
         r = kev(k, x->a);
         LLVMValueRef xp = kev1(k, x->b);
-        for (int i = 0; i < 4; i++) r.f[0] = dot(e, kn, r.f[0], splat(e->i8, V, 1), vload(e, V, xp, i * V));
+        for (int i = 0; i < 4; i++) r.f[0] = dot(e, mi, r.f[0], splat(e->i8, V, 1), vload(e, V, xp, i * V));
         return r;
     }
     case KO_VSUM: {
         kval a = kev(k, x->a);
         LLVMValueRef total = a.f[0];
         for (int f = 1; f < kfields(k, x->a->type); f++) /* lanes of field f are exact multiples of 4^f */
-            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, a.f[f], splat(e->i32, acc_lanes(kn), 2 * f), ""), "");
-        r.f[0] = vsum(e, kn, total);
+            total = LLVMBuildAdd(e->b, total, LLVMBuildAShr(e->b, a.f[f], splat(e->i32, acc_lanes(mi), 2 * f), ""), "");
+        r.f[0] = vsum(e, mi, total);
         return r;
     }
     case KO_FIELD: r.f[0] = field_codes(e, V, vload(e, V, kev1(k, x->a), 0), (int)x->imm); return r;
     case KO_BDOT: {
         kval a = kev(k, x->a);
         LLVMValueRef codes = kev1(k, x->b);
-        r.f[0] = dot(e, kn, a.f[0], codes, vload(e, V, kev1(k, x->c), 0));
+        r.f[0] = dot(e, mi, a.f[0], codes, vload(e, V, kev1(k, x->c), 0));
         return r;
     }
     case KO_PAIR:
@@ -1010,7 +1012,7 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         r.f[0] = a.f[0];
         for (int h = 0; h < 2; h++) {
             LLVMValueRef args[] = {r.f[0], rows.f[h], tokens.f[h]};
-            r.f[0] = intrinsic(e, "llvm.aarch64.neon.smmla.v4i32.v16i8", acc_type(e, kn), args, 3);
+            r.f[0] = intrinsic(e, "llvm.aarch64.neon.smmla.v4i32.v16i8", acc_type(e, mi), args, 3);
         }
         return r;
     }
@@ -1031,7 +1033,7 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     case KO_LANES_BLOCK: {
         const bool block = x->op == KO_LANES_BLOCK, pair = block && x->imm;
         LLVMValueRef f = block ? (pair ? k->lanes_block2 : k->lanes_block) : k->lanes_transpose;
-        if (!f) fatal("internal error: %s: the lanes pass without its helpers", kn->symbol);
+        if (!f) fatal("internal error: %s: the lanes pass without its helpers", mi->symbol);
         LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), NULL,
                                 pair ? c64(e, x->imm) : c32(e, x->imm)};
         args[3] = block ? LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, "") : kev1(k, x->d);
@@ -1040,16 +1042,15 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     }
     case KO_LUT_TABLES:
     case KO_LUT_BLOCKS: {
-        if (!kn->lut_vector) fatal("internal error: %s: the LLVM printer has the vector lut form only", kn->symbol);
         LLVMValueRef tab =
             LLVMBuildBitCast(e->b, k->bind[x->b->var->id].slot.f[0], LLVMPointerType(ktype(k, KT_LUTV), 0), "");
         if (x->op == KO_LUT_TABLES) {
-            lut_tables(e, kn, kev1(k, x->a), tab);
+            lut_tables(e, mi, kev1(k, x->a), tab);
             return r;
         }
         if (x->d) /* the window's first group: 4 tables to a group */
             tab = at(e, ktype(k, KT_LUTV), tab, LLVMBuildMul(e->b, kev1(k, x->d), c32(e, 4), ""));
-        lut_blocks(e, kn, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
+        lut_blocks(e, mi, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
         return r;
     }
     case KO_THREAD: r.f[0] = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"); return r;
@@ -1108,19 +1109,22 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_CAST:
         r.f[0] = kev1(k, x->a);
         if (x->type == KT_SIZE) r.f[0] = LLVMBuildSExt(e->b, r.f[0], e->i64, "");
+        if (x->type == KT_LUT16) r.f[0] = LLVMBuildTrunc(e->b, r.f[0], e->i16, "");
         return r;
     case KO_INDEX: r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b)); return r;
     case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
-        enum kir_type base = x->a->op == KO_VAR && x->a->var->array ? KT_PI32 : x->a->type;
-        LLVMTypeRef et = elem_type(k, base);
+        bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
+        enum kir_type base = array ? KT_PI32 : x->a->type;
+        LLVMTypeRef et = lut16 ? e->i16 : elem_type(k, base);
         r.f[0] = LLVMBuildLoad2(e->b, et, kir_element(k, x->a, kev1(k, x->b)), "");
         if (base == KT_PI32X4 || base == KT_PU32X4) LLVMSetAlignment(r.f[0], 16);
         if (et == e->i8)
             r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
                                     : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
-        if (et == e->i16) r.f[0] = LLVMBuildZExt(e->b, r.f[0], e->i32, "");
+        if (et == e->i16) /* a table entry is signed, a u16 index entry not */
+            r.f[0] = lut16 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
         return r;
     }
     default: return kev_vector(k, x);
@@ -1278,7 +1282,7 @@ static void kir_llvm_body(kir_llvm *k, const kir_func *f, LLVMValueRef fn) {
 /* The module's functions are declared first (the kernel entry, then where the lanes form has
  * them its helpers, then the rest in order), then the tables of them, then every body. */
 static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
-    kir_llvm k = {.e = e, .m = m, .kn = m->kn};
+    kir_llvm k = {.e = e, .m = m, .mi = &m->info};
     k.bind = xcalloc((size_t)m->nvars + 1, sizeof *k.bind);
     k.assigned = xcalloc((size_t)m->nvars + 1, sizeof *k.assigned);
     k.params = xcalloc((size_t)m->nvars + 1, sizeof *k.params);
@@ -1293,8 +1297,8 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig != KSIG_KERNEL && f->sig != KSIG_GPU_ENTRY) order[n++] = f;
     fns[0] = kir_llvm_declare(e, order[0]);
-    if (m->kn->lanes_min) k.lanes_block = lanes_block_fn(e, 1), k.lanes_transpose = lanes_transpose_fn(e);
-    if (m->kn->lanes_min && lanes_pairs(m->kn)) k.lanes_block2 = lanes_block_fn(e, 2);
+    if (m->info.lanes) k.lanes_block = lanes_block_fn(e, 1), k.lanes_transpose = lanes_transpose_fn(e);
+    if (m->info.lanes_pairs) k.lanes_block2 = lanes_block_fn(e, 2);
     for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
     k.order = order, k.fns = fns, k.nfns = n;
     k.tables = xcalloc((size_t)nt + 1, sizeof *k.tables);
@@ -1315,14 +1319,28 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     free(order), free(fns), free(k.bind), free(k.assigned), free(k.params), free(k.tables);
 }
 
-void emit_llvm_kernel(llvm_emitter *e, const kernel *kn) {
-    if (e->gpu != kn->gpu_entry)
-        fatal("internal error: %s was lowered for %s, not for the LLVM %s printer", kn->symbol,
-              kn->gpu_entry ? "NVPTX" : "another route", e->gpu ? "NVPTX" : "CPU");
-    kir_module *m = kir_lower(kn);
+void emit_llvm_kernel(llvm_emitter *e, const kir_module *m) {
+    if (e->gpu != m->info.gpu_entry)
+        fatal("internal error: %s was lowered for %s, not for the LLVM %s printer", m->info.symbol,
+              m->info.gpu_entry ? "NVPTX" : "another route", e->gpu ? "NVPTX" : "CPU");
     emit_llvm_kir(e, m);
-    kir_close(m);
 }
+
+/* The LLVM printer's hook: the kernel into the module, its declaration into the C. */
+static void llvm_kernel(const kernel_sink *out, const kir_module *m) {
+    emit_llvm_kernel(out->llvm, m);
+    emit_c_kernel_decl(out->c, m, "the LLVM backend");
+}
+
+/* LLVM has every CPU form, and i2 in any of the target's dot ISAs. */
+const kernel_printer printer_llvm = {.name = "llvm",
+                                     .title = "LLVM",
+                                     .backend = "llvm",
+                                     .kind = TK_CPU,
+                                     .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) |
+                                              KV(KV_LUT_VECTOR),
+                                     .any_isa = true,
+                                     .kernel = llvm_kernel};
 
 /* ---- output ---- */
 

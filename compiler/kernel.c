@@ -98,6 +98,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "printer.h"
 #include "rsrc.h"
 
 /* Rough bytes of x86 code: a gathered add ~6, a segment's scatter ~4 per nonzero digit. */
@@ -186,7 +187,7 @@ static int32_t lut_window_start(const kernel *kn, int32_t b) {
     return g0 < kn->groups - kn->lut_window ? g0 : kn->groups - kn->lut_window;
 }
 
-void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, enum printer pr,
+void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, const kernel_printer *pr,
                   enum strategy s, int index, int lanes_min) {
     memset(kn, 0, sizeof *kn);
     kn->symbol = xasprintf("rsr_kernel_%d", index);
@@ -194,7 +195,8 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
     kn->cols = tm->cols;
     kn->tm = tm;
     kn->data_offset = RSR_NO_TENSOR;
-    bool nvptx = pr == PRINTER_NVPTX;
+    kn->printer = pr;
+    bool nvptx = pr->gpu_entries;
     if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
     kn->gpu_entry = t->kind == TK_CUDA && nvptx;
     if (s == STRAT_I2) {
@@ -294,12 +296,12 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
  * 4V % unit == 0, cols % 4V == 0). AVX-512's 64-byte fields are too wide for units of 32, so its
  * targets take 32-byte ones through LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's);
  * the C printer's helpers are the target's own ISA's. */
-int kernel_units_isa(const target *t, enum printer pr, const ternary_matrix *tm) {
+int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_matrix *tm) {
     if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
     enum dot_isa isa = target_dot_isa(t);
     /* VNNI's vpdpbusd on ymm where AVX512VL allows it (EVEX): one instruction for AVX2's three */
-    if (isa == DOT_AVX512VNNI && pr == PRINTER_LLVM && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
-    if ((isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) && pr == PRINTER_LLVM) isa = DOT_AVX2;
+    if (isa == DOT_AVX512VNNI && pr->any_isa && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
+    if ((isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) && pr->any_isa) isa = DOT_AVX2;
     int V = dot_isa_vector_bytes(isa), U = tm->unit_cols;
     return U % V == 0 && (4 * V) % U == 0 && tm->cols % (4 * V) == 0 ? (int)isa : -1;
 }

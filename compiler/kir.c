@@ -28,7 +28,7 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_FIELD] = "field",
     [KO_BDOT] = "bdot", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
     [KO_MMLA] = "mmla", [KO_LANE] = "lane",
-    [KO_LUT_TABLES] = "lut_tables", [KO_LUT_ROW] = "lut_row", [KO_LUT_BLOCKS] = "lut_blocks",
+    [KO_LUT_TABLES] = "lut_tables", [KO_LUT_BLOCKS] = "lut_blocks",
     [KO_ISNULL] = "isnull", [KO_ALLOC] = "alloc", [KO_FREE] = "free",
     [KO_LANES_TRANSPOSE] = "lanes_transpose", [KO_LANES_BLOCK] = "lanes_block",
     [KO_THREAD] = "thread", [KO_CTA] = "cta", [KO_DP4A] = "dp4a", [KO_WARP_SUM] = "warp_sum",
@@ -59,12 +59,11 @@ static void *alloc(kir_module *m, size_t n) {
     return p;
 }
 
-kir_module *kir_open(const struct kernel *kn) {
+kir_module *kir_open(void) {
     arena *a = arena_open();
     kir_module *m = arena_alloc(a, sizeof *m);
     memset(m, 0, sizeof *m);
     m->arena = a;
-    m->kn = kn;
     m->last_func = &m->funcs;
     m->last_table = &m->tables;
     return m;
@@ -281,7 +280,20 @@ static void print_var(FILE *out, const kir_var *v) {
     if (v->array) fprintf(out, "[%d]%s", v->array, v->align64 ? " align 64" : "");
 }
 
-static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
+/* A name as printed: `from` and what follows it as `to` and the same (kir_print_renamed). */
+typedef struct renaming {
+    const char *from, *to;
+} renaming;
+
+static void print_name(FILE *out, const char *name, const renaming *rn) {
+    size_t n = rn->from ? strlen(rn->from) : 0;
+    if (n && !strncmp(name, rn->from, n) && (name[n] == 0 || name[n] == '_'))
+        fprintf(out, "%s%s", rn->to, name + n);
+    else
+        fputs(name, out);
+}
+
+static void print_stmts(FILE *out, const kir_stmt *s, int depth, const renaming *rn) {
     for (; s; s = s->next) {
         fprintf(out, "%*s", 2 * depth, "");
         switch (s->kind) {
@@ -312,16 +324,18 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             fputs("; ", out);
             print_expr(out, s->cond);
             fprintf(out, s->shift ? "; <<%d\n" : "; %+d\n", s->step);
-            print_stmts(out, s->body, depth + 1);
+            print_stmts(out, s->body, depth + 1, rn);
             continue;
         case KS_IF:
             fputs("if ", out);
             print_expr(out, s->cond);
             fputc('\n', out);
-            print_stmts(out, s->body, depth + 1);
+            print_stmts(out, s->body, depth + 1, rn);
             continue;
         case KS_CALL:
-            fprintf(out, "call %s[", s->callee);
+            fputs("call ", out);
+            print_name(out, s->callee, rn);
+            fputc('[', out);
             print_expr(out, s->index);
             fputs("](", out);
             print_expr(out, s->args[0]);
@@ -331,7 +345,7 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             break;
         case KS_SCOPE:
             fputs("scope\n", out);
-            print_stmts(out, s->body, depth + 1);
+            print_stmts(out, s->body, depth + 1, rn);
             continue;
         case KS_UNUSED: fprintf(out, "unused %s", s->var->name); break;
         case KS_DO:
@@ -339,7 +353,9 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
             print_expr(out, s->value);
             break;
         case KS_CALLF:
-            fprintf(out, "call %s(", s->callee);
+            fputs("call ", out);
+            print_name(out, s->callee, rn);
+            fputc('(', out);
             for (int i = 0; i < s->nargs; i++) fputs(i ? ", " : "", out), print_expr(out, s->args[i]);
             fputc(')', out);
             break;
@@ -349,15 +365,25 @@ static void print_stmts(FILE *out, const kir_stmt *s, int depth) {
     }
 }
 
-void kir_print(FILE *out, const kir_module *m) {
+void kir_print_renamed(FILE *out, const kir_module *m, const char *from, const char *to) {
+    const renaming rn = {from, to};
     for (const kir_func *f = m->funcs; f; f = f->next) {
-        fprintf(out, "func %s %s%s%s(", f->name, sig_names[f->sig], f->exported ? " exported" : "",
-                f->noinline ? " noinline" : "");
+        fputs("func ", out);
+        print_name(out, f->name, &rn);
+        fprintf(out, " %s%s%s(", sig_names[f->sig], f->exported ? " exported" : "", f->noinline ? " noinline" : "");
         for (int i = 0; i < f->nparams; i++) fprintf(out, "%s%s", i ? ", " : "", f->param[i]->name);
         fputs(")\n", out);
-        print_stmts(out, f->body, 1);
+        print_stmts(out, f->body, 1, &rn);
     }
-    for (const kir_table *t = m->tables; t; t = t->next)
-        fprintf(out, "table %s %s[%d] = %s .. %s\n", t->name, sig_names[t->sig], t->count,
-                t->count ? t->funcs[0]->name : "", t->count ? t->funcs[t->count - 1]->name : "");
+    for (const kir_table *t = m->tables; t; t = t->next) {
+        fputs("table ", out);
+        print_name(out, t->name, &rn);
+        fprintf(out, " %s[%d] = ", sig_names[t->sig], t->count);
+        if (t->count) print_name(out, t->funcs[0]->name, &rn);
+        fputs(" .. ", out);
+        if (t->count) print_name(out, t->funcs[t->count - 1]->name, &rn);
+        fputc('\n', out);
+    }
 }
+
+void kir_print(FILE *out, const kir_module *m) { kir_print_renamed(out, m, NULL, NULL); }

@@ -6,16 +6,24 @@
  *                                                                   ──▶ LLVM IR, CPU or NVPTX (emit_llvm.c)
  *                                                                   ──▶ text (kir_print, --print=kernel)
  *
+ * The stages: matrix.c lowers each matrix once (kir_lower: lower.c for the CPU forms, the
+ * printer's own `lower` for the forms of its target, the GPU's in cuda/compiler/lower_gpu.c) and
+ * hands the module to the printer the sink names (printer.h: a printer is a value in a table,
+ * compiler/printers.c, and compiler/ reaches cuda/ only through it). A printer reads the module
+ * and its kir_info, never the kernel description.
+ *
  * A module is a list of functions; a function is a tree of statements over variables, and
  * expressions are trees of the operations below. Nothing in it is a printer's: the integer
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
  * operations are the ones every printer already had under other names (the i2 group product
- * dot4, sum4, vsum, the batched field/bdot/bsum, the lut's tables and the lanes pass's
- * transpose and block, whose bodies stay each printer's helpers, and the GPU's warp operations).
+ * dot4, sum4, vsum, the batched field/bdot/bsum, the GPU's warp operations, and the vector lut's
+ * tables and blocks and the lanes pass's transpose and block, whose bodies are still each
+ * printer's helpers; the scalar lut is integer operations whole).
  * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
  * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
- * LLVM intrinsics — and decides nothing about the algorithm. A new
- * instruction set is a lowering choice (kernel.c) plus a case per vector operation in each printer.
+ * LLVM intrinsics — and decides nothing about the algorithm. A new instruction set is a lowering
+ * choice (kernel.c) plus a case per vector operation in each printer; a new printer is a
+ * kernel_printer in the table that translates these operations (docs/design.md).
  *
  * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
  * line, the next one, or in braces): the generated C stays readable and stable.
@@ -46,7 +54,7 @@ enum kir_type {
     KT_CODES, /* one decoded field of V packed bytes (C rsr_codes) */
     KT_BACC,  /* a batched accumulator (C rsr_bacc) */
     KT_PAIR,  /* two rows' (or tokens') 16 bytes interleaved by 8-byte halves, for smmla (C rsr_pair) */
-    KT_LUT16, /* an entry of the scalar lut's tables (int16_t; local arrays only) */
+    KT_LUT16, /* an entry of the scalar lut's tables (int16_t, signed; local arrays only) */
     KT_LUTV,  /* one 64-byte plane of the vector lut's tables (C __m512i; local arrays only) */
     KT_BYTES, /* uint8_t *: scratch the kernel allocates and writes (the lanes pass's transposed x) */
     /* the GPU forms' 16-byte words (CUDA int4/uint4, LLVM <4 x i32>) and pointers to them */
@@ -79,7 +87,8 @@ enum kir_op {
     KO_LOR,         /* a || b (KT_INT) */
     KO_NEG,         /* -a */
     KO_SELECT,      /* a ? b : c */
-    KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32 */
+    KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32,
+                       truncates to KT_LUT16 */
     KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
     KO_INDEX,       /* a + b: pointer a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
@@ -97,10 +106,10 @@ enum kir_op {
     KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */
     KO_MMLA,  /* a + the 2 × 2 products of pair b (rows) and pair c (tokens): lane 2·row + token */
     KO_LANE,  /* lane imm of accumulator a, as KT_I32 */
-    /* the lut form (kernel.c, KF_LUT): tables of x's triplet sums, looked up per group of 12 columns */
+    /* the vector lut form (kernel.c, KF_LUT with lut_vector): tables of x's triplet sums, looked up
+     * per group of 12 columns (the scalar form is integer operations over a KT_LUT16 array) */
     KO_LUT_TABLES, /* the tables of x (a) for the call, into the local array b; imm: the columns */
-    KO_LUT_ROW,    /* row c (0..31) of the block whose packed rows are at a, from the tables b (scalar) */
-    KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b (vector) */
+    KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b */
     /* scratch memory, and the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") */
     KO_ISNULL,          /* a is a null pointer (KT_INT) */
     KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */
@@ -208,16 +217,40 @@ typedef struct kir_table {
     struct kir_table *next;
 } kir_table;
 
+/* What a module says of itself beside its code, for the printers (which never see the kernel
+ * description it was lowered from): the names of its entries, the instruction set its vector
+ * operations are of, the constants of the operations whose bodies are still the printers' helpers
+ * (the lut's and the lanes pass's), and what a GPU printer records of the matrix. The lowering
+ * fills it (kir_lower). */
+typedef struct kir_info {
+    const char *symbol, *batch_symbol; /* the entries the artifact calls; batch_symbol NULL: none */
+    const char *strategy;              /* for the comments and records */
+    int32_t rows, cols;
+    int isa;           /* enum dot_isa: KT_VACC's instructions */
+    int32_t vec_bytes; /* bytes of one vector of that ISA */
+    bool gpu_entry;    /* GPU: entries of their own (LLVM NVPTX), else a group entry's device functions */
+    /* the lut operations: vector tables (else scalar), column groups, and per block of rows the
+     * groups it keeps and their bytes */
+    bool lut_vector;
+    int32_t groups, block_groups, block_bytes;
+    bool lanes, lanes_pairs; /* the lanes operations occur; against two passes at once */
+    /* a GPU matrix: what the group entries and the artifact's GPU descriptor need */
+    int32_t block_rows, num_blocks, cta_warps, gpu_split;
+    int32_t i2_block_bytes; /* i2: the bytes of one block of rows; 0: RSR */
+    int32_t planes;         /* sums per unit of columns: the planes of them (0: per row) */
+    uint64_t data_offset;   /* the blob offset of the constant data */
+} kir_info;
+
 typedef struct kir_module {
     struct arena *arena;
-    const struct kernel *kn; /* what it was lowered from: the printers' ISA and shapes */
+    kir_info info;
     kir_func *funcs, **last_func;
     kir_table *tables, **last_table;
     int nvars;
 } kir_module;
 
 /* ---- building (kir.c) ---- */
-kir_module *kir_open(const struct kernel *kn);
+kir_module *kir_open(void);
 void kir_close(kir_module *m);
 kir_func *kir_func_add(kir_module *m, const char *name, enum kir_sig sig, bool exported);
 kir_table *kir_table_add(kir_module *m, const char *name, enum kir_sig sig, kir_func **funcs, int32_t count);
@@ -256,12 +289,15 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op);
 kir_stmt *kir_callf(kir_module *m, kir_list *l, const kir_func *f, kir_expr *const *args);
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- lowering (lower.c; the GPU forms in cuda/compiler/lower_gpu.c) ---- */
-kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c */
-void kir_lower_gpu(kir_module *m, const struct kernel *kn); /* the GPU forms, for the route kn was lowered for */
+/* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
+kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c, once per matrix (matrix.c) */
+void kir_info_fill(kir_module *m, const struct kernel *kn); /* m->info from the kernel */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
+/* the same with the names of functions and tables that begin with `from` (then '_' or their end)
+ * beginning with `to` instead: a shared kernel under the first one's names, or placeholders */
+void kir_print_renamed(FILE *out, const kir_module *m, const char *from, const char *to);
 /* The C printer (emit_c.c) in a dialect: C for the CPU, or CUDA C (emit_cuda.c) with its own names
  * for the types and its own signatures. */
 typedef struct c_dialect {

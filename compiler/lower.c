@@ -10,6 +10,7 @@
 
 #include "kir.h"
 #include "lower.h"
+#include "printer.h"
 #include "rsrc.h"
 
 /* ---- RSR: the unrolled and loop forms ---- */
@@ -742,6 +743,91 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
 
 /* ---- lut: the tables of this call's x, then per block of 32 rows its groups (kernel.c) ---- */
 
+/* ---- lut (kernel.c, KF_LUT): scalar, every table entry and lookup an IR operation ---- */
+
+/* tab[32t + n] for the 32 patterns n of triplet t (an expression, or the constant tt where t is
+ * NULL) whose columns `cols` (0..3) lie inside x: pattern n's sum over them, constant digits
+ * (lut_digit), and 0 for n >= 27. */
+static void lut_triplet(lower *L, kir_list *l, kir_var *tab, kir_expr *t, int32_t tt, int cols) {
+    kir_module *m = L->m;
+    kir_var *xv[3] = {0};
+    kir_stmt *d = NULL;
+    for (int j = 0; j < cols && j < 3; j++) {
+        xv[j] = var(L, strf(L, "x%d", j, 0), KT_I32);
+        kir_expr *col = t ? add(L, mul(L, num(L, 3), t), num(L, j)) : num(L, 3 * tt + j);
+        kir_expr *xj = kir_load(m, KT_I32, param(L, "x"), col);
+        if (d)
+            kir_decl_also(m, d, xv[j], xj);
+        else
+            d = kir_decl(m, l, xv[j], xj, true);
+    }
+    for (int n = 0; n < LUT_ENTRIES; n++) {
+        kir_expr *sum = NULL;
+        for (int j = 0; j < 3 && n < LUT_PATTERNS; j++) {
+            int w = lut_digit(n, j);
+            if (!w || !xv[j]) continue;
+            kir_expr *xj = ref(L, xv[j]);
+            sum =
+                sum ? (w > 0 ? add(L, sum, xj) : sub(L, sum, xj)) : (w > 0 ? xj : kir_bin(m, KO_NEG, KT_I32, xj, NULL));
+        }
+        kir_expr *at = t ? add(L, mul(L, num(L, LUT_ENTRIES), t), num(L, n)) : num(L, LUT_ENTRIES * tt + n);
+        kir_store(m, l, ref(L, tab), at, kir_cast(m, KT_LUT16, sum ? sum : num(L, 0)));
+    }
+}
+
+/* The call's tables: the triplets wholly inside x in a loop, the one the last columns fall in (in
+ * a scope of its own), then zeros up to the last group's end. */
+static void lut_scalar_tables(lower *L, kir_list *l, kir_var *tab) {
+    const kernel *kn = L->kn;
+    const int32_t full = kn->cols / 3, part = kn->cols % 3 != 0, triplets = 4 * kn->groups;
+    kir_list body;
+    kir_stmt *f = loop(L, l, "t", "tables", num(L, 0), num(L, full), &body);
+    lut_triplet(L, &body, tab, ref(L, f->var), 0, 3);
+    if (part) lut_triplet(L, &(kir_list){&kir_stmt_add(L->m, l, KS_SCOPE)->body}, tab, NULL, full, kn->cols % 3);
+    if (full + part == triplets) return;
+    kir_list zl;
+    kir_stmt *z = loop(L, l, "i", "zeros", num(L, LUT_ENTRIES * (full + part)), num(L, LUT_ENTRIES * triplets), &zl);
+    z->layout = KL_NEXT_LINE;
+    kir_store(L->m, &zl, ref(L, tab), ref(L, z->var), kir_cast(L->m, KT_LUT16, num(L, 0)));
+}
+
+/* Row r (0..31) of the block whose packed rows are at w (its window's first group g0, or
+ * NULL): per group of 80 bytes, the pattern of each of its 4 triplets is the row's nibble of byte
+ * 4(r % 16) + L (the low one for r < 16) and a fifth bit from the masks at byte 64 + 8(r / 16),
+ * bit 4(r % 16) + L; the row's sum adds the tables' entries. */
+static kir_expr *lut_scalar_row(lower *L, kir_list *l, kir_var *w, kir_var *tab, kir_var *r, kir_var *g0) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    kir_expr *rr = ref(L, r), *low = kir_bin(m, KO_AND, KT_I32, rr, num(L, 15));
+    kir_expr *half = kir_bin(m, KO_LSHR, KT_I32, rr, num(L, 4));
+    kir_var *q = var(L, "q", KT_I32), *ns = var(L, "ns", KT_I32), *mb = var(L, "mb", KT_I32),
+            *ms = var(L, "ms", KT_I32);
+    kir_stmt *d = kir_decl(m, l, q, mul(L, num(L, 4), low), true);
+    kir_decl_also(m, d, ns, mul(L, num(L, 4), half));
+    kir_decl_also(m, d, mb,
+                  add(L, add(L, num(L, LUT_GROUP_BYTES - 16), mul(L, num(L, 8), half)),
+                      kir_bin(m, KO_LSHR, KT_I32, low, num(L, 1))));
+    kir_decl_also(m, d, ms, mul(L, num(L, 4), kir_bin(m, KO_AND, KT_I32, rr, num(L, 1))));
+    kir_var *sum = var(L, "sum", KT_I32);
+    kir_decl(m, l, sum, num(L, 0), false);
+    kir_list gl;
+    kir_stmt *f = loop(L, l, "g", "group", num(L, 0), num(L, lut_block_groups(kn)), &gl);
+    kir_var *g = f->var, *wg = var(L, "wg", KT_PU8);
+    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, wide(L, ref(L, g)), size(L, LUT_GROUP_BYTES))), true);
+    kir_expr *group = g0 ? add(L, ref(L, g0), ref(L, g)) : ref(L, g);
+    for (int t = 0; t < 4; t++) {
+        kir_expr *nib = kir_load(m, KT_I32, ref(L, wg), add(L, ref(L, q), num(L, t)));
+        kir_expr *n = kir_bin(m, KO_AND, KT_I32, kir_bin(m, KO_LSHR, KT_I32, nib, ref(L, ns)), num(L, 15));
+        kir_expr *mask = kir_load(m, KT_I32, ref(L, wg), ref(L, mb));
+        kir_expr *bit =
+            kir_bin(m, KO_AND, KT_I32, kir_bin(m, KO_LSHR, KT_I32, mask, add(L, ref(L, ms), num(L, t))), num(L, 1));
+        n = add(L, n, kir_bin(m, KO_SHL, KT_I32, bit, num(L, 4)));
+        kir_expr *at = add(L, add(L, mul(L, group, num(L, 4 * LUT_ENTRIES)), num(L, LUT_ENTRIES * t)), n);
+        kir_set(m, &gl, sum, add(L, ref(L, sum), kir_load(m, KT_I32, ref(L, tab), at)));
+    }
+    return ref(L, sum);
+}
+
 static void lower_lut(lower *L) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
@@ -757,7 +843,10 @@ static void lower_lut(lower *L) {
         kir_var_new(m, "tab", kn->lut_vector ? KT_LUTV : KT_LUT16, kn->lut_vector ? 4 * G : 4 * LUT_ENTRIES * G);
     kir_stmt *d = kir_decl(m, &l, tab, NULL, false);
     if (!kn->lut_vector) d->text = "256 bytes per group: 306 KB at 14336 columns";
-    kir_do(m, &l, kir_vec(m, KO_LUT_TABLES, KT_VOID, param(L, "x"), ref(L, tab), NULL, kn->cols));
+    if (kn->lut_vector)
+        kir_do(m, &l, kir_vec(m, KO_LUT_TABLES, KT_VOID, param(L, "x"), ref(L, tab), NULL, kn->cols));
+    else
+        lut_scalar_tables(L, &l, tab);
     if (!kn->lut_vector || kn->lut_window) { /* blocks one by one */
         kir_stmt *f = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk);
         kir_var *b = f->var, *w = var(L, "w", KT_PU8), *g0 = NULL;
@@ -770,8 +859,8 @@ static void lower_lut(lower *L) {
             at = idx(L, ref(L, hdr), size(L, LUT_WINDOW_HEADER));
         }
         kir_decl(m, &blk, w, at, true);
-        kir_expr *first = g0 ? ref(L, g0) : NULL;
         if (kn->lut_vector) {
+            kir_expr *first = g0 ? ref(L, g0) : NULL;
             kir_expr *op = kir_vec(m, KO_LUT_BLOCKS, KT_VOID, ref(L, w), ref(L, tab), ref(L, b), 1);
             op->d = first;
             kir_do(m, &blk, op);
@@ -781,10 +870,9 @@ static void lower_lut(lower *L) {
         kir_var *r = var(L, "r", KT_INT);
         kir_expr *row = add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r));
         kir_expr *cond = kir_bin(m, KO_LAND, KT_INT, lt(L, ref(L, r), num(L, LUT_ROWS)), lt(L, row, num(L, kn->rows)));
-        kir_for(m, &blk, r, num(L, 0), cond, 1, &rows)->layout = KL_NEXT_LINE;
-        kir_expr *op = kir_vec(m, KO_LUT_ROW, KT_I32, ref(L, w), ref(L, tab), ref(L, r), 0);
-        op->d = first;
-        kir_store(m, &rows, param(L, "y"), add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r)), op);
+        kir_for(m, &blk, r, num(L, 0), cond, 1, &rows)->label = "row";
+        kir_expr *sum = lut_scalar_row(L, &rows, w, tab, r, g0);
+        kir_store(m, &rows, param(L, "y"), add(L, mul(L, ref(L, b), num(L, LUT_ROWS)), ref(L, r)), sum);
         return;
     }
     /* blocks in fours (each load of a group's tables serves all of them: they outgrow L1), then one by one */
@@ -799,13 +887,34 @@ static void lower_lut(lower *L) {
     }
 }
 
+void kir_info_fill(kir_module *m, const kernel *kn) {
+    kir_info *i = &m->info;
+    i->symbol = kir_strf(m, "%s", kn->symbol);
+    i->batch_symbol = kn->batch_symbol ? kir_strf(m, "%s", kn->batch_symbol) : NULL;
+    i->strategy = kn->strategy;
+    i->rows = kn->rows, i->cols = kn->cols;
+    i->isa = kn->isa, i->vec_bytes = kn->vec_bytes;
+    i->gpu_entry = kn->gpu_entry;
+    i->lut_vector = kn->lut_vector;
+    i->groups = kn->groups;
+    if (kn->form == KF_LUT) i->block_groups = lut_block_groups(kn), i->block_bytes = lut_block_bytes(kn);
+    i->lanes = kn->lanes_min != 0;
+    i->lanes_pairs = i->lanes && lanes_pairs(kn);
+    i->block_rows = kn->block_rows, i->num_blocks = kn->num_blocks;
+    i->cta_warps = kn->cta_warps, i->gpu_split = kn->gpu_split;
+    i->i2_block_bytes = kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0;
+    i->planes = kn->tm && kn->tm->unit_cols ? kn->tm->planes : 0;
+    i->data_offset = kn->data_offset;
+}
+
 kir_module *kir_lower(const kernel *kn) {
-    if (kn->form == KF_WARP || (kn->form == KF_I2 && kn->isa == DOT_DP4A)) {
-        kir_module *m = kir_open(kn);
-        kir_lower_gpu(m, kn);
+    kir_module *m = kir_open();
+    kir_info_fill(m, kn);
+    if (kn->printer && kn->printer->lower) { /* the forms its printer's target has of its own */
+        kn->printer->lower(m, kn);
         return m;
     }
-    lower L = {.m = kir_open(kn), .kn = kn};
+    lower L = {.m = m, .kn = kn};
     switch (kn->form) {
     case KF_UNROLLED: lower_unrolled(&L); break;
     case KF_LOOP: lower_loop(&L); break;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "parse_num.h"
+#include "printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 
@@ -560,7 +561,7 @@ typedef struct build {
     blob_writer blob;
     bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
     kernel_sink cpu;       /* the CPU kernels' printer */
-    gpu_build *gpu;        /* a CUDA target's half, or NULL */
+    kernel_sink gpu;       /* a CUDA target's half (its printer's state), or printer NULL */
     tune_state *tune;      /* --tune, or NULL */
     artifact_desc d;
     matrix_record *mats;
@@ -617,19 +618,26 @@ static void open_printers(build *b) {
     blob_open(&b->blob, b->blob_path);
     emit_c_prologue(b->c, o->input, b->t, o->prefill);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
-    b->use_llvm = EMIT_IS_LLVM(o->emit) ||
-                  (b->linked && (o->backend ? !strcmp(o->backend, "llvm") : b->t->backend == BACKEND_LLVM));
+    /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
+    const kernel_printer *cpu = EMIT_IS_LLVM(o->emit) ? &printer_llvm
+                                : !b->linked          ? &printer_c
+                                : o->backend          ? printer_for(TK_CPU, o->backend)
+                                                      : b->t->backend;
+    b->use_llvm = cpu == &printer_llvm;
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
     llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
-    b->cpu = llvm ? (kernel_sink){.printer = PRINTER_LLVM, .c = b->c, .llvm = llvm}
-                  : (kernel_sink){.printer = PRINTER_C, .c = b->c};
+    b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .llvm = llvm};
     b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t, .prefill = o->prefill};
     if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
-    if (b->t->gpu) b->gpu = gpu_begin(b->t->gpu, o->input, b->workdir, o->backend, o->explain, o->opt_level);
+    if (b->t->gpu) { /* --backend, or the CUDA spec's */
+        const kernel_printer *gp = o->backend ? printer_for(TK_CUDA, o->backend) : b->t->gpu->backend;
+        const printer_begin pb = {b->t->gpu, o->input, b->workdir, o->explain, o->opt_level};
+        b->gpu = (kernel_sink){.printer = gp, .state = gp->begin(&pb)};
+    }
     if (o->tune)
         b->tune = tune_begin(b->t, (compile_options){o->prefill, o->opt_level}, o->tune_cache, b->use_llvm, b->workdir,
                              o->strategy, o->rsr_k);
@@ -683,7 +691,7 @@ static void report_matrix(const build *b, const ternary_matrix *tm, const compil
  * of generated C a second, and the link adds the constants at about 200 MB/s (spliced into the
  * linked file: 1.8 GB in 6 s, 5.3 GB in 33 s) (measured on a 2-core x86-64 for i2, lut, rsr-loop
  * and rsr-unrolled kernels, within 2× of each; docs/user-guide.md lists the 2B-4T shape's times). */
-static double backend_seconds(const build *b, double *llvm_s) {
+static double after_seconds(const build *b, double *llvm_s) {
     double c_bytes = b->c ? (double)ftell(b->c) : (double)b->c_bytes;
     double llvm = b->use_llvm ? 0.3 + 55e-6 * (double)emit_llvm_pending(b->cpu.llvm) : 0;
     if (llvm_s) *llvm_s = llvm;
@@ -778,6 +786,26 @@ static void flush_part(build *b) {
 /* The matrices of all layers (model_layer_matrices each). */
 static int32_t total_matrices(const model *m) { return model_total_matrices(m); }
 
+/* The matrix through compile_matrix again for a CUDA target's spec, into its printer: rq's
+ * strategy, k and prints apply. The matrices that read one input (a layer's q,k,v | o | gate,up |
+ * down) end a group. */
+static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, int pj, const matrix_request *rq) {
+    const target *g = b->t->gpu;
+    compiled_matrix cm;
+    compile_matrix(tm, g,
+                   &(matrix_request){.strategy = rq->strategy,
+                                     .k = rq->k,
+                                     .user_strategy = rq->user_strategy,
+                                     .index = idx,
+                                     .print_plan = rq->print_plan,
+                                     .print_kernel = rq->print_kernel},
+                   &b->blob, &b->gpu, &cm);
+    if (b->o->explain) printf("%-44s %11s %s\n", tm->name, cm.kn.strategy, cm.mp.why);
+    note(2, "%s on %s: %s", tm->name, g->name, cm.mp.why);
+    if (pj == PROJ_V || pj == PROJ_O || pj == PROJ_UP || pj == PROJ_DOWN) b->gpu.printer->group(b->gpu.state);
+    compiled_matrix_free(&cm);
+}
+
 /* Every layer: its norms, then its seven matrices, each through compile_matrix (and again for
  * the GPU), one at a time, freed as it goes. */
 static void compile_matrices(build *b) {
@@ -849,10 +877,10 @@ static void compile_matrices(build *b) {
             if (!m->num_experts || j < PROJ_GATE) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
-            progress_expect_backend(backend_seconds(b, NULL) * (double)all_weights / (double)b->weights);
+            progress_expect_after(after_seconds(b, NULL) * (double)all_weights / (double)b->weights);
             b->index_bytes += r->index_bytes;
             compiled_matrix_free(&cm);
-            if (b->gpu) gpu_matrix(b->gpu, &tm, idx, &b->blob, &rq);
+            if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
             ternary_matrix_free(&tm);
             flush_part(b);
         }
@@ -876,10 +904,10 @@ static void finish_kernels(build *b) {
     d->num_matrices = total_matrices(b->m);
     d->mats = b->mats;
     d->layers = b->layers;
-    if (b->gpu) {
-        gpu_finish(b->gpu, &b->blob, o->emit == EMIT_CUDA ? 0 : o->emit == EMIT_PTX ? 1 : 2);
-        gpu_emit_descriptor(b->gpu, b->c);
-        d->gpu = GPU_DESCRIPTOR;
+    if (b->gpu.printer) {
+        const kernel_printer *gp = b->gpu.printer;
+        gp->finish(b->gpu.state, &b->blob, o->emit == EMIT_CUDA ? 0 : o->emit == EMIT_PTX ? 1 : 2);
+        d->gpu = gp->descriptor(b->gpu.state, b->c);
     }
     d->blob_size = blob_align(&b->blob, 64);
     d->blob_checksum = blob_checksum(&b->blob);
@@ -896,7 +924,7 @@ static void finish_kernels(build *b) {
     stage_enter(STAGE_LLVM);
     double t0 = now_seconds();
     double llvm_s;
-    progress_expect_backend(backend_seconds(b, &llvm_s));
+    progress_expect_after(after_seconds(b, &llvm_s));
     progress_stage("LLVM: optimising and generating the kernels", llvm_s);
     note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
          (unsigned long long)emit_llvm_pending(b->cpu.llvm), llvm_s);
@@ -916,8 +944,8 @@ static void finish_kernels(build *b) {
 static void write_output(build *b) {
     const options *o = b->o;
     stage_enter(STAGE_LINK);
-    double llvm_s, all_s = backend_seconds(b, &llvm_s);
-    progress_expect_backend(all_s - llvm_s);
+    double llvm_s, all_s = after_seconds(b, &llvm_s);
+    progress_expect_after(all_s - llvm_s);
     if (b->linked)
         progress_stage(!b->use_llvm         ? "the C compiler: compiling the kernels and linking"
                        : o->emit == EMIT_SO ? "linking the shared object"
@@ -938,7 +966,7 @@ static void write_output(build *b) {
     else if (o->emit == EMIT_OBJ)
         link_relocatable_object(b->c_path, objs, b->blob_path, b->t, o->output, b->workdir);
     else if (o->emit >= EMIT_CUDA)
-        copy_to_output(gpu_output(b->gpu, o->emit == EMIT_PTX), o->output);
+        copy_to_output(b->gpu.printer->output(b->gpu.state, o->emit == EMIT_PTX), o->output);
     else
         copy_to_output(o->emit == EMIT_C ? b->c_path : b->obj_path, o->output);
     progress_end();
@@ -951,7 +979,7 @@ static void write_output(build *b) {
 }
 
 static void build_free(build *b) {
-    gpu_end(b->gpu);
+    if (b->gpu.printer) b->gpu.printer->end(b->gpu.state);
     kernel_cache_close(b->cpu.cache);
     for (int32_t i = 0; b->mats && i < total_matrices(b->m); i++)
         free(b->mats[i].name), free(b->mats[i].symbol), free(b->mats[i].batch_symbol);

@@ -13,8 +13,8 @@
  *            per distinct code for i2 and lut (kernel_cache: a mixture of experts has hundreds of
  *            matrices of one shape, whose i2 or lut kernels differ only in the data they are given)
  *
- * Which printer prints which kernel is one table (printer_forms); the planner consults it before
- * anything is lowered, so a printer never meets a form it lacks.
+ * Which printer prints which kernel each printer says (kernel_printer.forms, printer.h); the
+ * planner consults it before anything is lowered, so a printer never meets a form it lacks.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,19 +22,8 @@
 #include <string.h>
 
 #include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
-
-const char *const printer_names[NUM_PRINTERS] = {"c", "llvm", "llvm-nvptx", "cuda"};
-
-/* The kernels a strategy lowers to, told apart where the printers differ. */
-enum kernel_variant { KV_UNROLLED, KV_LOOP, KV_I2_CPU, KV_I2_DP4A, KV_LUT_SCALAR, KV_LUT_VECTOR, KV_WARP };
-#define KV(v) (1u << (v))
-static const unsigned printer_forms[NUM_PRINTERS] = {
-    [PRINTER_C] = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) | KV(KV_LUT_VECTOR),
-    [PRINTER_LLVM] = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_VECTOR),
-    [PRINTER_NVPTX] = KV(KV_I2_DP4A),
-    [PRINTER_CUDA] = KV(KV_I2_DP4A) | KV(KV_WARP),
-};
 
 /* What strategy s lowers to on t (kernel_lower's choice of form, without lowering). */
 static enum kernel_variant variant_of(enum strategy s, const target *t) {
@@ -44,29 +33,20 @@ static enum kernel_variant variant_of(enum strategy s, const target *t) {
     return gpu ? KV_I2_DP4A : KV_I2_CPU;
 }
 
-bool printer_prints(enum printer p, enum strategy s, const target *t) {
-    return (printer_forms[p] >> variant_of(s, t)) & 1u;
+bool printer_prints(const kernel_printer *p, enum strategy s, const target *t) {
+    return p->kind == t->kind && ((p->forms >> variant_of(s, t)) & 1u);
 }
 
-enum printer printer_of(const kernel_sink *out) { return out->printer; }
-
-/* The plan as the printer can carry it out: a GPU form the LLVM NVPTX printer lacks becomes i2,
- * which every GPU printer has; a forced form the CPU printer lacks is refused. */
-static void plan_for_printer(matrix_plan *mp, const target *t, enum printer pr) {
+/* The plan as the printer can carry it out: a GPU form a GPU printer lacks becomes i2, which
+ * every GPU printer has (the CPU printers have every CPU form). */
+static void plan_for_printer(matrix_plan *mp, const target *t, const kernel_printer *pr) {
     if (printer_prints(pr, mp->strategy, t)) return;
-    if (pr == PRINTER_NVPTX) {
-        mp->strategy = STRAT_I2;
-        size_t n = strlen(mp->why);
-        snprintf(mp->why + n, sizeof mp->why - n, "; i2 because LLVM NVPTX prints i2 kernels only");
-        return;
-    }
-    if (mp->strategy == STRAT_LUT)
-        fatal(
-            "--strategy=lut on target '%s': the LLVM backend prints the AVX-512 form only (VBMI and VNNI), which this "
-            "target lacks; --backend=c prints a scalar one",
-            t->name);
-    fatal("internal error: the %s printer has no %s kernel for target %s", printer_names[pr],
-          strategy_names[mp->strategy], t->name);
+    if (pr->kind != TK_CUDA)
+        fatal("internal error: the %s printer has no %s kernel for target %s", pr->name, strategy_names[mp->strategy],
+              t->name);
+    mp->strategy = STRAT_I2;
+    size_t n = strlen(mp->why);
+    snprintf(mp->why + n, sizeof mp->why - n, "; i2 because %s prints i2 kernels only", pr->title);
 }
 
 /* Checks a plan against the naive product on a few deterministic vectors. */
@@ -91,7 +71,7 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
     free(y);
 }
 
-void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, enum printer pr,
+void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, const kernel_printer *pr,
                    compiled_matrix *cm) {
     memset(cm, 0, sizeof *cm);
     if (rq->decided)
@@ -103,9 +83,9 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
         cm->mp.strategy = STRAT_RSR_LOOP;
         size_t n = strlen(cm->mp.why);
         snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; rsr-loop because the %s printer has no i2 per unit here",
-                 printer_names[pr]);
+                 pr->name);
     }
-    if (tm->unit_cols && pr == PRINTER_NVPTX)
+    if (tm->unit_cols && pr->kind == TK_CUDA && !(pr->forms & KV(KV_WARP)))
         fatal("tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "
               "NVPTX printer lacks: leave out --backend=llvm (the GPU code is then CUDA C through NVRTC)",
               tm->name);
@@ -145,26 +125,22 @@ void kernel_cache_close(kernel_cache *kc) {
 
 /* What makes an i2 or lut kernel's code (their index is all data): the fields the printers read
  * and its KIR, printed with placeholder names. */
-static char *kernel_key(kernel *kn) {
-    char *text = NULL, *sym = kn->symbol, *batch = kn->batch_symbol;
+static char *kernel_key(const kernel *kn, const kir_module *m) {
+    char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) fatal("out of memory");
     fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d %d\n", kn->form, kn->rows, kn->cols, kn->block_rows, kn->num_blocks,
             kn->isa, kn->vec_bytes, kn->groups, kn->unit_cols, kn->batch_tile, kn->lanes_min, kn->lut_vector,
             kn->lut_window);
-    kn->symbol = "K", kn->batch_symbol = batch ? "KB" : NULL;
-    kir_module *m = kir_lower(kn);
-    kn->symbol = sym, kn->batch_symbol = batch;
-    kir_print(f, m);
-    kir_close(m);
+    kir_print_renamed(f, m, kn->symbol, "K");
     if (fclose(f) != 0) fatal("out of memory");
     return text;
 }
 
 /* True when an earlier matrix's kernel is the same code: kn then names that one's symbols. */
-static bool reuse_kernel(kernel_cache *kc, kernel *kn) {
-    char *key = kernel_key(kn);
+static bool reuse_kernel(kernel_cache *kc, kernel *kn, const kir_module *m) {
+    char *key = kernel_key(kn, m);
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (const char *c = key; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
     for (int64_t i = 0; i < kc->n; i++)
@@ -182,8 +158,11 @@ static bool reuse_kernel(kernel_cache *kc, kernel *kn) {
     return false;
 }
 
-void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
-                 compiled_matrix *cm) {
+/* lower (the kernel description and its data, then its kernel IR, once) → print; with print_ir,
+ * the IR as text too (--print=kernel), a shared kernel's under the first one's names, which the
+ * artifact calls. The module lives in an arena of its own, closed here: arenas nest. */
+static void emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+                 compiled_matrix *cm, bool print_ir) {
     stage_enter(STAGE_EMIT);
     bool rsr = strategy_is_rsr(cm->mp.strategy);
     kernel *kn = &cm->kn;
@@ -191,38 +170,26 @@ void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     kernel_write_data(kn, blob);
     cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
     cm->lowered = true;
-    if (out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) &&
-        (out->printer == PRINTER_C || out->printer == PRINTER_LLVM) && reuse_kernel(out->cache, kn))
-        return;
-    switch (out->printer) {
-    case PRINTER_C:
-        if (out->parts && kn->form == KF_UNROLLED) { /* compiled apart, in parallel with the others */
-            emit_c_kernel_part(out->parts, kn);
-            emit_c_kernel_decl(out->c, kn, "the C compiler apart");
-        } else {
-            emit_c_kernel(out->c, kn);
-        }
-        break;
-    case PRINTER_LLVM:
-        emit_llvm_kernel(out->llvm, kn);
-        emit_c_kernel_decl(out->c, kn, "the LLVM backend");
-        break;
-    case PRINTER_NVPTX: emit_llvm_kernel(out->llvm, kn); break;
-    case PRINTER_CUDA: emit_cuda_kernel(out->cuda, kn); break;
-    case NUM_PRINTERS: break;
+    kir_module *m = kir_lower(kn);
+    if (!(out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) && reuse_kernel(out->cache, kn, m)))
+        out->printer->kernel(out, m);
+    if (print_ir) {
+        printf("kernel %s: %s, %dx%d%s%s\n", tm->name, kn->strategy, kn->rows, tm->cols,
+               t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");
+        kir_print_renamed(stdout, m, m->info.symbol, kn->symbol);
     }
+    kir_close(m);
+}
+
+void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+                 compiled_matrix *cm) {
+    emit(tm, t, index, blob, out, cm, false);
 }
 
 void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, blob_writer *blob,
                     const kernel_sink *out, compiled_matrix *cm) {
     matrix_decide(tm, t, rq, out->printer, cm);
-    matrix_emit(tm, t, rq->index, blob, out, cm);
-    if (!rq->print_kernel) return;
-    printf("kernel %s: %s, %dx%d%s%s\n", tm->name, cm->kn.strategy, cm->kn.rows, tm->cols,
-           t->kind == TK_CUDA ? " on " : "", t->kind == TK_CUDA ? t->name : "");
-    kir_module *m = kir_lower(&cm->kn);
-    kir_print(stdout, m);
-    kir_close(m);
+    emit(tm, t, rq->index, blob, out, cm, rq->print_kernel);
 }
 
 void compiled_matrix_free(compiled_matrix *cm) {

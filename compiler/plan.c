@@ -53,6 +53,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "printer.h"
 #include "rsrc.h"
 
 const char *const strategy_names[NUM_STRATEGIES] = {"auto", "rsr-unrolled", "rsr-loop", "i2", "lut"};
@@ -245,8 +246,7 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
 
 void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
-    const enum printer pr = tg->backend == BACKEND_C ? PRINTER_C : PRINTER_LLVM;
-    const bool units_i2 = kernel_units_isa(tg, pr, t) >= 0;
+    const bool units_i2 = kernel_units_isa(tg, tg->backend ? tg->backend : &printer_c, t) >= 0;
     if (t->unit_cols && forced == STRAT_I2 && (tg->kind == TK_CUDA || !units_i2))
         fatal("tensor '%s': its scales per group of columns (or the activations' per block) have kernels of the RSR "
               "forms, lut on a CPU and, where a unit of %d columns fits a CPU target's vectors, i2; not "

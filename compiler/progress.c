@@ -6,7 +6,7 @@
  * well in a build log. The per-matrix work (load, analyse, emit) costs about the same per layer,
  * so the rate so far predicts its rest; the stages after it (LLVM, the C compiler, the link)
  * report nothing while they run, so their time is predicted from the amount of code they get
- * (backend_estimate) and added to the ETA from the start. While such a stage runs, a thread
+ * (progress_expect_after) and added to the ETA from the start. While such a stage runs, a thread
  * redraws the line every quarter second so that its clock moves. Stage timings are summed as the
  * pipeline goes and printed by -v.
  */
@@ -54,7 +54,7 @@ static struct {
     uint64_t total_work;
     double start, last_draw;
     double work_start; /* when the per-matrix work began: its rate predicts its rest */
-    double backend_s;  /* the predicted time of the stages after the per-matrix work */
+    double after_s;    /* the predicted time of the stages after the per-matrix work */
     char *stage;       /* the stage running now (after the per-matrix work), or NULL */
     double stage_left; /* its predicted seconds left when it began, and the later ones' */
     double stage_start;
@@ -89,7 +89,7 @@ void progress_begin(enum progress_mode mode, int layers, uint64_t total_work) {
     P.last_draw = 0; /* the first layer's line replaces the phase's at once */
 }
 
-void progress_expect_backend(double seconds) { P.backend_s = seconds > 0 ? seconds : 0; }
+void progress_expect_after(double seconds) { P.after_s = seconds > 0 ? seconds : 0; }
 
 static void clock_text(char *buf, size_t n, double seconds) {
     long s = seconds < 0 ? 0 : (long)(seconds + 0.5);
@@ -135,7 +135,7 @@ void progress_update(int layer, uint64_t done, const char *what) {
     /* the rate of a whole layer predicts the rest; the first matrices' alone (one-time costs,
      * a cold cache) once read 56 minutes for a compile of two */
     if (frac > 0.0 && layer >= 1)
-        clock_text(eta, sizeof eta, working / frac * (1.0 - frac) + P.backend_s);
+        clock_text(eta, sizeof eta, working / frac * (1.0 - frac) + P.after_s);
     else
         snprintf(eta, sizeof eta, "?");
     if (P.mode == PROGRESS_LINES) {
@@ -197,8 +197,8 @@ static void stop_ticker(void) {
 static void show_stage(const char *what, double left, double expect_s);
 
 /* A stage after the per-matrix work (it cannot report its own progress); expect_s: its share of
- * the backend prediction, which leaves the ETA of the stages after it. */
-void progress_stage(const char *what, double expect_s) { show_stage(what, P.backend_s, expect_s); }
+ * the prediction of the stages after the matrices, which leaves the ETA of the stages after it. */
+void progress_stage(const char *what, double expect_s) { show_stage(what, P.after_s, expect_s); }
 
 /* Work before the matrices (the embedding, the LM head's int8 copy): named, with the clock, and
  * no ETA (nothing predicts it). */
@@ -217,8 +217,8 @@ static void show_stage(const char *what, double left, double expect_s) {
     P.stage = xstrdup(what);
     P.stage_start = now_seconds();
     P.stage_left = left;
-    P.backend_s -= expect_s > 0 ? expect_s : 0;
-    if (P.backend_s < 0) P.backend_s = 0;
+    P.after_s -= expect_s > 0 ? expect_s : 0;
+    if (P.after_s < 0) P.after_s = 0;
     draw_stage_locked();
     bool start = !P.ticking;
     P.ticking = true;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 
@@ -85,7 +86,9 @@ static void check_cuda_spec(const char *path, yaml_node_t *root, target *t) {
     if (t->kind != TK_CUDA) {
         if (t->arch || t->ptx_isa || t->sms || t->mem_bandwidth)
             SPEC_ERROR(path, root, "'arch', 'ptx_isa', 'sms' and 'mem_bandwidth' belong to CUDA specs (kind: cuda)");
-        if (t->backend == BACKEND_NVRTC) SPEC_ERROR(path, root, "backend 'nvrtc' is for CUDA specs (kind: cuda)");
+        if (t->backend && t->backend->kind == TK_CUDA)
+            SPEC_ERROR(path, root, "backend 'nvrtc' is for CUDA specs (kind: cuda)");
+        if (!t->backend) t->backend = &printer_c;
         return;
     }
     char *end = NULL;
@@ -97,8 +100,8 @@ static void check_cuda_spec(const char *path, yaml_node_t *root, target *t) {
     t->sm = (int)sm;
     if (!t->sms || !t->mem_bandwidth)
         SPEC_ERROR(path, root, "a CUDA spec needs 'sms' and 'mem_bandwidth' (the cost model uses them)");
-    if (t->backend == BACKEND_C) SPEC_ERROR(path, root, "a CUDA spec's backend is nvrtc or llvm, not c");
-    if (t->backend != BACKEND_LLVM) t->backend = BACKEND_NVRTC;
+    if (t->backend == &printer_c) SPEC_ERROR(path, root, "a CUDA spec's backend is nvrtc or llvm, not c");
+    t->backend = printer_for(TK_CUDA, t->backend ? t->backend->backend : NULL); /* llvm: LLVM NVPTX's */
 }
 
 static void add_feature(target *t, const char *f) {
@@ -235,15 +238,12 @@ static target *parse_spec(const char *path) {
         else if (!strcmp(key, "cflags"))
             t->cflags = xstrdup(scalar(path, v, key));
         else if (!strcmp(key, "backend")) {
-            const char *b = scalar(path, v, key);
-            if (!strcmp(b, "c"))
-                t->backend = BACKEND_C;
-            else if (!strcmp(b, "llvm"))
-                t->backend = BACKEND_LLVM;
-            else if (!strcmp(b, "nvrtc"))
-                t->backend = BACKEND_NVRTC;
-            else
-                SPEC_ERROR(path, v, "'backend' must be c, llvm or nvrtc, not '%s'", b);
+            const char *b = scalar(path, v, key); /* its kind's printer once the kind is known */
+            t->backend = !strcmp(b, "c")       ? &printer_c
+                         : !strcmp(b, "llvm")  ? &printer_llvm
+                         : !strcmp(b, "nvrtc") ? printer_for(TK_CUDA, "nvrtc")
+                                               : NULL;
+            if (!t->backend) SPEC_ERROR(path, v, "'backend' must be c, llvm or nvrtc, not '%s'", b);
         } else if (!strcmp(key, "threads")) {
             const char *s = scalar(path, v, key);
             t->threads = strcmp(s, "auto") == 0 ? 0 : (int)integer(path, v, key, 1, 4096);
@@ -301,7 +301,7 @@ static target *detect_host(void) {
     t->kind = TK_CPU;
     t->cpu = xstrdup("native");
     t->cpu_model = host_cpu_model();
-    t->backend = BACKEND_LLVM;
+    t->backend = &printer_llvm;
     t->unroll_budget = 64 << 10;
     t->line = 64;
     t->vector_bits = 128;
@@ -604,7 +604,7 @@ void target_print(const target *t, FILE *out) {
     fprintf(out, "target %s (%s) kind=%s cpu=%s%s%s%s vector_bits=%d unroll_budget=%u backend=%s\n", t->name, t->path,
             t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->cpu_model ? " (" : "",
             t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->vector_bits, t->unroll_budget,
-            t->backend == BACKEND_LLVM ? "llvm" : "c");
+            t->backend->backend);
     fputs("  features:", out);
     for (int i = 0; i < t->nfeatures; i++) fprintf(out, " +%s", t->features[i]);
     for (int i = 0; i < t->ndisabled; i++) fprintf(out, " -%s", t->disabled[i]);
@@ -615,5 +615,5 @@ void target_print(const target *t, FILE *out) {
                 "target %s (%s) kind=cuda arch=%s ptx_isa=%s sms=%d mem_bandwidth=%.0fGB/s smem_per_block=%llu "
                 "backend=%s\n",
                 g->name, g->path, g->arch, g->ptx_isa ? g->ptx_isa : "-", g->sms, g->bytes_per_ns,
-                (unsigned long long)g->smem_per_block, g->backend == BACKEND_LLVM ? "llvm" : "nvrtc");
+                (unsigned long long)g->smem_per_block, g->backend->backend);
 }

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 
@@ -456,7 +457,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     blob_open(&blob, blob_path);
     emit_c_prologue(c, tm->name, t, ts->opts.prefill);
     llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune", ts->opts.opt_level) : NULL;
-    const kernel_sink sink = {.printer = llvm ? PRINTER_LLVM : PRINTER_C, .c = c, .llvm = llvm};
+    const kernel_sink sink = {.printer = llvm ? &printer_llvm : &printer_c, .c = c, .llvm = llvm};
     compiled_matrix cm[TUNE_MAX_CANDIDATES];
     int n = 0;
     for (int i = 0; i < tc->n; i++) {

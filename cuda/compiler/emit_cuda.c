@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kir.h"
+#include "cuda_printer.h"
 #include "rsrc.h"
 
 extern const char cuda_runtime_source[]; /* cuda/device/kernels.cu, generated into the build */
@@ -59,18 +60,15 @@ static void cuda_signature(FILE *out, const kir_func *f) {
         f->name);
 }
 
-void emit_cuda_kernel(FILE *out, const kernel *kn) {
+void emit_cuda_kernel(FILE *out, const kir_module *m) {
     static const c_dialect cuda = {cuda_types, cuda_signature};
-    kir_module *m = kir_lower(kn);
     emit_c_kir(out, m, &cuda);
-    kir_close(m);
 }
 
-gpu_member gpu_member_of(const kernel *kn) {
-    return (gpu_member){
-        kn->symbol,     kn->rows,      kn->cols,      kn->block_rows,
-        kn->num_blocks, kn->cta_warps, kn->gpu_split, kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0,
-        kn->data_offset};
+gpu_member gpu_member_of(const kir_module *m) {
+    const kir_info *i = &m->info;
+    return (gpu_member){i->symbol,    i->rows,      i->cols,           i->block_rows, i->num_blocks,
+                        i->cta_warps, i->gpu_split, i->i2_block_bytes, i->data_offset};
 }
 
 int32_t gpu_member_ctas(const gpu_member *m) {

@@ -1,7 +1,9 @@
 /*
- * gpu.c — the CUDA half of the pipeline, for a target such as sm_90 or avx512,sm_90. Each
- * matrix goes through compile_matrix (matrix.c) for the GPU spec, as compile() sends it for the
- * CPU, into the GPU's printer; at the end the module becomes PTX, which goes into the blob:
+ * gpu.c — the CUDA half of the pipeline, for a target such as sm_90 or avx512,sm_90: the two
+ * printers of CUDA targets (printer.h's table). The driver sends each matrix through
+ * compile_matrix (matrix.c) for the GPU spec, as it does for the CPU, into the printer's sink; the
+ * printer's kernel hook receives its kernel IR and records it, group closes the matrices that read
+ * one input, and at the end (finish) the module becomes PTX, which goes into the blob:
  *
  *   NVRTC route (default): CUDA C (emit_cuda.c: runtime kernels + matrix kernels) → nvrtc.c →
  *                          one PTX module for compute_XX.
@@ -13,8 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_printer.h"
+#include "kir.h"
 #include "rsr_gpu_call.h"
 #include "rsrc.h"
+
+#define GPU_DESCRIPTOR "rsr_gpu"
 
 typedef struct gpu_record {
     char *symbol; /* NVRTC: the group entry that runs it; LLVM NVPTX: its own entry */
@@ -25,10 +31,9 @@ typedef struct gpu_record {
     int32_t planes; /* scales per group: the planes of its sums per unit (the warp form's, tm->planes) */
 } gpu_record;
 
-struct gpu_build {
+typedef struct gpu_build {
     const target *t;
-    bool llvm;        /* matrix kernels through LLVM NVPTX */
-    kernel_sink sink; /* PRINTER_CUDA (NVRTC) or PRINTER_NVPTX */
+    bool llvm; /* matrix kernels through LLVM NVPTX (printer_nvptx), else NVRTC (printer_cuda) */
     char *cu_path, *ptx_path, *llvm_ptx_path;
     FILE *cu;
     llvm_emitter *nvptx;
@@ -38,39 +43,41 @@ struct gpu_build {
     int32_t group_size;
     uint64_t module[RSR_GPU_MAX_MODULES], module_size[RSR_GPU_MAX_MODULES];
     int32_t num_modules;
-    bool explain;
-};
+} gpu_build;
 
-gpu_build *gpu_begin(const target *t, const char *source, const char *workdir, const char *backend, bool explain,
-                     int opt_level) {
+static gpu_build *gpu_begin(const printer_begin *pb, bool llvm) {
+    const target *t = pb->t;
+    const char *workdir = pb->workdir;
     gpu_build *g = xcalloc(1, sizeof *g);
     g->t = t;
-    g->llvm = backend ? !strcmp(backend, "llvm") : t->backend == BACKEND_LLVM;
+    g->llvm = llvm;
     g->cu_path = xasprintf("%s/model.cu", workdir);
     g->ptx_path = xasprintf("%s/model.ptx", workdir);
     g->llvm_ptx_path = xasprintf("%s/kernels.ptx", workdir);
-    g->explain = explain;
     register_temp(g->cu_path);
     register_temp(g->ptx_path);
     register_temp(g->llvm_ptx_path);
     if (!(g->cu = fopen(g->cu_path, "w"))) fatal("%s: cannot create: %s", g->cu_path, strerror(errno));
-    emit_cuda_prologue(g->cu, source, t);
+    emit_cuda_prologue(g->cu, pb->source, t);
     /* named for the model, not the path it came from, as the CPU module is (compile()) */
-    if (g->llvm) g->nvptx = emit_llvm_begin(t, "model", opt_level);
-    g->sink = g->llvm ? (kernel_sink){.printer = PRINTER_NVPTX, .llvm = g->nvptx}
-                      : (kernel_sink){.printer = PRINTER_CUDA, .cuda = g->cu};
-    if (explain && g->llvm && llvm_nvptx_sm(t) != t->sm)
+    if (g->llvm) g->nvptx = emit_llvm_begin(t, "model", pb->opt_level);
+    if (pb->explain && g->llvm && llvm_nvptx_sm(t) != t->sm)
         printf("%s: matrix kernels as PTX through LLVM NVPTX for sm_%d: LLVM 14 stops at sm_%d, so the driver "
                "JIT-compiles this PTX for %s when the model is loaded (NVRTC, the default route, emits %s PTX)\n",
                t->name, llvm_nvptx_sm(t), LLVM_NVPTX_MAX_SM, t->arch, t->arch);
-    else if (explain)
+    else if (pb->explain)
         printf("%s: kernels as PTX through %s for %s\n", t->name, g->llvm ? "LLVM NVPTX" : "NVRTC (CUDA C)",
                g->llvm ? t->arch : "compute_XX of the spec's arch");
     return g;
 }
 
+static void *begin_nvrtc(const printer_begin *pb) { return gpu_begin(pb, false); }
+static void *begin_llvm(const printer_begin *pb) { return gpu_begin(pb, true); }
+
 /* Prints the entry of the open group, named for its first matrix, and points its matrices at it. */
-static void gpu_close_group(gpu_build *g) {
+static void gpu_close_group(void *state) {
+    gpu_build *g = state;
+    if (g->llvm || !g->group_size) return; /* LLVM NVPTX: each matrix is an entry of its own */
     int32_t first = g->num_mats - g->group_size, ctas = 0;
     char *symbol = xasprintf("rsr_group_%d", first);
     emit_cuda_group(g->cu, symbol, g->group, g->group_size);
@@ -85,39 +92,23 @@ static void gpu_close_group(gpu_build *g) {
     g->group_size = 0;
 }
 
-void gpu_matrix(gpu_build *g, const ternary_matrix *tm, int index, blob_writer *blob, const matrix_request *rq) {
-    compiled_matrix cm;
-    compile_matrix(tm, g->t,
-                   &(matrix_request){.strategy = rq->strategy,
-                                     .k = rq->k,
-                                     .user_strategy = rq->user_strategy,
-                                     .index = index,
-                                     .print_plan = rq->print_plan,
-                                     .print_kernel = rq->print_kernel},
-                   blob, &g->sink, &cm);
-    const kernel *kn = &cm.kn;
-    if (g->explain) printf("%-44s %11s %s\n", tm->name, kn->strategy, cm.mp.why);
-    note(2, "%s on %s: %s", tm->name, g->t->name, cm.mp.why);
+/* One matrix's kernel IR: printed (CUDA C, or LLVM NVPTX), recorded for the descriptor and, for
+ * NVRTC, added to the open group. */
+static void gpu_kernel(const kernel_sink *out, const kir_module *m) {
+    gpu_build *g = out->state;
+    const kir_info *i = &m->info;
+    if (g->llvm)
+        emit_llvm_kernel(g->nvptx, m);
+    else
+        emit_cuda_kernel(g->cu, m);
     if (g->num_mats == g->cap)
         g->mats = xrealloc(g->mats, sizeof *g->mats * (size_t)(g->cap = g->cap ? 2 * g->cap : 64));
-    g->mats[g->num_mats++] = (gpu_record){xstrdup(kn->symbol),
-                                          kn->strategy,
-                                          kn->block_rows,
-                                          kn->num_blocks,
-                                          kn->cta_warps,
-                                          0,
-                                          0,
-                                          kn->data_offset,
-                                          tm->unit_cols ? tm->planes : 0};
-    if (!g->llvm) {
-        g->group[g->group_size] = gpu_member_of(kn);
-        g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
-        g->group_size++;
-        /* the groups of a layer: q,k,v | o | gate,up | down (the matrices that read one input) */
-        int pj = index % NUM_PROJ;
-        if (pj == PROJ_V || pj == PROJ_O || pj == PROJ_UP || pj == PROJ_DOWN) gpu_close_group(g);
-    }
-    compiled_matrix_free(&cm);
+    g->mats[g->num_mats++] = (gpu_record){
+        xstrdup(i->symbol), i->strategy, i->block_rows, i->num_blocks, i->cta_warps, 0, 0, i->data_offset, i->planes};
+    if (g->llvm) return;
+    g->group[g->group_size] = gpu_member_of(m);
+    g->group[g->group_size].symbol = g->mats[g->num_mats - 1].symbol;
+    g->group_size++;
 }
 
 static char *read_file(const char *path, size_t *size) {
@@ -146,7 +137,8 @@ static void add_module(gpu_build *g, blob_writer *blob, const char *ptx, size_t 
 }
 
 /* what: 0 nothing more (--emit=cuda), 1 the PTX file (--emit=ptx), 2 PTX into the blob (model.so). */
-void gpu_finish(gpu_build *g, blob_writer *blob, int what) {
+static void gpu_finish(void *state, blob_writer *blob, int what) {
+    gpu_build *g = state;
     if (g->group_size) gpu_close_group(g);
     if (fclose(g->cu) != 0) fatal("%s: write failed: %s", g->cu_path, strerror(errno));
     g->cu = NULL;
@@ -174,10 +166,14 @@ void gpu_finish(gpu_build *g, blob_writer *blob, int what) {
     }
 }
 
-const char *gpu_output(const gpu_build *g, bool ptx) { return ptx ? g->ptx_path : g->cu_path; }
+static const char *gpu_output(const void *state, bool ptx) {
+    const gpu_build *g = state;
+    return ptx ? g->ptx_path : g->cu_path;
+}
 
 /* The rsr_artifact_gpu descriptor, before the artifact that points to it (emit_c_artifact). */
-void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
+static const char *gpu_emit_descriptor(const void *state, FILE *out) {
+    const gpu_build *g = state;
     fputs("static const rsr_artifact_gpu_matrix gpu_matrices[] = {\n", out);
     for (int32_t i = 0; i < g->num_mats; i++) {
         const gpu_record *r = &g->mats[i];
@@ -201,9 +197,11 @@ void gpu_emit_descriptor(const gpu_build *g, FILE *out) {
     for (int32_t i = 0; i < g->num_modules; i++)
         fprintf(out, "%s%lluu", i ? ", " : "", (unsigned long long)g->module_size[i]);
     fputs("},\n    .matrix = gpu_matrices,\n};\n\n", out);
+    return GPU_DESCRIPTOR;
 }
 
-void gpu_end(gpu_build *g) {
+static void gpu_end(void *state) {
+    gpu_build *g = state;
     if (!g) return;
     if (g->cu) fclose(g->cu);
     emit_llvm_end(g->nvptx);
@@ -212,3 +210,33 @@ void gpu_end(gpu_build *g) {
     free(g->cu_path), free(g->ptx_path), free(g->llvm_ptx_path);
     free(g);
 }
+
+/* The printers of CUDA targets (printer.h): NVRTC's, the default, and LLVM NVPTX's, which has
+ * i2 only (an entry of its own per matrix, no group entries). */
+const kernel_printer printer_cuda = {.name = "cuda",
+                                     .title = "NVRTC",
+                                     .backend = "nvrtc",
+                                     .kind = TK_CUDA,
+                                     .forms = KV(KV_I2_DP4A) | KV(KV_WARP),
+                                     .lower = kir_lower_gpu,
+                                     .kernel = gpu_kernel,
+                                     .begin = begin_nvrtc,
+                                     .group = gpu_close_group,
+                                     .finish = gpu_finish,
+                                     .output = gpu_output,
+                                     .descriptor = gpu_emit_descriptor,
+                                     .end = gpu_end};
+const kernel_printer printer_nvptx = {.name = "llvm-nvptx",
+                                      .title = "LLVM NVPTX",
+                                      .backend = "llvm",
+                                      .kind = TK_CUDA,
+                                      .forms = KV(KV_I2_DP4A),
+                                      .gpu_entries = true,
+                                      .lower = kir_lower_gpu,
+                                      .kernel = gpu_kernel,
+                                      .begin = begin_llvm,
+                                      .group = gpu_close_group,
+                                      .finish = gpu_finish,
+                                      .output = gpu_output,
+                                      .descriptor = gpu_emit_descriptor,
+                                      .end = gpu_end};

@@ -11,6 +11,7 @@
  */
 #include "kir.h"
 #include "lower.h"
+#include "cuda_printer.h"
 #include "rsrc.h"
 
 #define DP4A_CODES 0x03030303 /* the low 2 bits of each byte: a field of 4 columns' codes */

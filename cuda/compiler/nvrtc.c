@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_printer.h"
 #include "rsrc.h"
 
 typedef struct nvrtc_program *nvrtc_program;

@@ -1,6 +1,6 @@
 /*
- * test_printers.c — every (printer, form) pair the capability table claims, run against the
- * naive product bit for bit.
+ * test_printers.c — every (printer, form) pair the printers claim (kernel_printer.forms), run
+ * against the naive product bit for bit.
  *
  * For the CPU printers (C and LLVM), every strategy (rsr-unrolled, rsr-loop, i2 with its tiles
  * and with its RSR-lanes prefill, lut) and every target this machine can run (generic, avx2,
@@ -9,9 +9,9 @@
  * as rsrc compiles them (and one expanded per unit of columns, as group scales make it, through
  * the forms that compute it: RSR and lut), into one shared object per (target, printer), and the decode kernel
  * (called in two halves, as two threads would) and the batched kernel must give the naive int32
- * products for random and extreme vectors (printers_check.h). Pairs the table denies are
- * counted, and must include the LLVM printer's missing scalar lut. The GPU printers cannot run
- * here (no GPU): their table rows are checked to deny every CPU form.
+ * products for random and extreme vectors (printers_check.h). A CPU printer denies no CPU form
+ * (the LLVM printer's scalar lut included). The GPU printers cannot run here (no GPU): they are
+ * checked to deny every CPU form.
  *
  * The AArch64 targets are cross-compiled the same way, linked against the aarch64 runtime of
  * scripts/cross.sh, and checked by printers_runner of that build under qemu-user, on the oldest
@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "printer.h"
 #include "rsrc.h"
 
 #include "expect.h"
@@ -75,7 +76,7 @@ enum { NV = sizeof variants / sizeof *variants, NM = 8 };
 
 static ternary_matrix mats[NM];
 static int8_t *flat[NM]; /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
-static int pairs_run, pairs_denied, llvm_denies_scalar_lut;
+static int pairs_run, pairs_denied;
 
 /* ---- another architecture: the object carries its matrices and is checked under qemu-user ---- */
 
@@ -126,15 +127,15 @@ static void run_here(const char *so_path, int n, const ternary_matrix *const *of
 
 /* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
  * object; then each kernel against the naive product. */
-static void check_printer(target *t, enum printer pr, const char *dir) {
+static void check_printer(target *t, const kernel_printer *pr, const char *dir) {
     char *c_path = xasprintf("%s/k.c", dir), *blob_path = xasprintf("%s/k.bin", dir);
-    char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, printer_names[pr]);
+    char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, pr->name);
     FILE *c = fopen(c_path, "w");
     blob_writer blob;
     blob_open(&blob, blob_path);
     /* the lanes helpers in the prologue (--prefill=rsr); each kernel's request chooses */
     emit_c_prologue(c, "test_printers", t, PREFILL_LANES);
-    llvm_emitter *llvm = pr == PRINTER_LLVM ? emit_llvm_begin(t, "test", -1) : NULL;
+    llvm_emitter *llvm = pr == &printer_llvm ? emit_llvm_begin(t, "test", -1) : NULL;
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
     compiled_matrix cm[NV * NM];
     char what[NV * NM][160];
@@ -143,8 +144,6 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
     for (int v = 0; v < NV; v++) {
         if (!printer_prints(pr, variants[v].strategy, t)) {
             pairs_denied++;
-            if (pr == PRINTER_LLVM && variants[v].strategy == STRAT_LUT && !target_lut_vector(t))
-                llvm_denies_scalar_lut++;
             continue;
         }
         if (variants[v].lanes && variants[v].strategy != STRAT_I2) continue;
@@ -163,7 +162,7 @@ static void check_printer(target *t, enum printer pr, const char *dir) {
                                        .index = n,
                                        .lanes_min = variants[v].lanes ? LANES_MIN : -1};
             compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
-            snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, printer_names[pr],
+            snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, pr->name,
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
                      mats[m].cols, mats[m].binary ? "binary" : "ternary");
             of[n++] = &mats[m];
@@ -212,7 +211,33 @@ static void run_here(const char *so_path, int n, const ternary_matrix *const *of
     if (h) dlclose(h);
 }
 
+/* The table (printer.h): names unique, every printer a kernel hook, every CUDA one its half's
+ * hooks and the GPU lowering, each kind's default its first, a backend word of the other kind
+ * falling back to it, and the specs' backends found in it. */
+static void check_table(void) {
+    int n = 0;
+    for (const kernel_printer *const *p = kernel_printers; *p; p++, n++) {
+        const kernel_printer *q = *p;
+        EXPECT(printer_named(q->name) == q, "printer %s is not found by its name", q->name);
+        EXPECT(q->kernel != NULL, "printer %s has no kernel hook", q->name);
+        bool half = q->begin && q->group && q->finish && q->output && q->descriptor && q->end;
+        EXPECT(q->kind == TK_CUDA ? half && q->lower : !q->begin && !q->lower,
+               "printer %s: the hooks of its kind are not all there", q->name);
+        EXPECT(printer_for(q->kind, q->backend) == q, "backend %s does not select printer %s", q->backend, q->name);
+    }
+    EXPECT(n == 4, "%d printers in the table", n);
+    EXPECT(printer_for(TK_CPU, NULL) == &printer_c && printer_for(TK_CPU, "nvrtc") == &printer_c,
+           "the CPU targets' default printer is not C");
+    EXPECT(printer_for(TK_CUDA, NULL) == printer_named("cuda") && printer_for(TK_CUDA, "c") == printer_named("cuda"),
+           "the CUDA targets' default printer is not CUDA C through NVRTC");
+    target *t = target_load("avx2,sm_90", NULL, NULL);
+    EXPECT(t->backend == &printer_llvm && t->gpu->backend == printer_named("cuda"), "avx2,sm_90: backends %s and %s",
+           t->backend->name, t->gpu->backend->name);
+    target_free(t);
+}
+
 int main(void) {
+    check_table();
     char dir[] = "/tmp/test_printers.XXXXXX";
     if (!mkdtemp(dir)) return 2;
     /* shapes that are multiples of no block or vector width; one wide enough for two i2 groups */
@@ -260,8 +285,8 @@ int main(void) {
             free(lacks);
         } else {
             runnable++;
-            check_printer(t, PRINTER_C, dir);
-            check_printer(t, PRINTER_LLVM, dir);
+            check_printer(t, &printer_c, dir);
+            check_printer(t, &printer_llvm, dir);
         }
         target_free(t);
     }
@@ -269,15 +294,15 @@ int main(void) {
     /* the GPU printers have no CPU form */
     target *t = target_load("generic", NULL, NULL);
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
-        EXPECT(!printer_prints(PRINTER_NVPTX, (enum strategy)s, t) &&
-                   !printer_prints(PRINTER_CUDA, (enum strategy)s, t),
+        EXPECT(!printer_prints(printer_named("llvm-nvptx"), (enum strategy)s, t) &&
+                   !printer_prints(printer_named("cuda"), (enum strategy)s, t),
                "a GPU printer claims the CPU form of %s", strategy_names[s]);
-    EXPECT(llvm_denies_scalar_lut > 0, "the LLVM printer's missing scalar lut was not met");
+    EXPECT(pairs_denied == 0, "a CPU printer denied %d of the CPU forms", pairs_denied);
     target_free(t);
     if (!getenv("TEST_PRINTERS_KEEP")) rmdir(dir);
     free(flat[5]);
     for (int m = 0; m < NM; m++) ternary_matrix_free(&mats[m]);
-    printf("%d (printer, form, target) triples run, %d denied by the table\n", pairs_run, pairs_denied);
+    printf("%d (printer, form, target) triples run, %d denied\n", pairs_run, pairs_denied);
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;
 }

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "../../runtime/cpu/cpu.h"
+#include "kir.h"
+#include "printer.h"
 #include "rsrc.h"
 
 #include "expect.h"
@@ -178,9 +180,11 @@ static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const 
     check *c = xcalloc(1, sizeof *c);
     c->t = copy_matrix(t), c->k = k, c->isa = (enum dot_isa)isa;
     if (strategy_is_rsr(s)) rsr_analyse(&c->t, k, &c->plan);
-    kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, tgt, PRINTER_C, s, b->serial, 0);
+    kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, tgt, &printer_c, s, b->serial, 0);
     kernel_write_data(&c->kn, &b->blob);
-    emit_c_kernel(b->c, &c->kn);
+    kir_module *m = kir_lower(&c->kn);
+    emit_c_kernel(b->c, m);
+    kir_close(m);
     fprintf(b->c, "void *get_%d(void) { return (void *)%s; }\n", b->serial, c->kn.symbol);
     if (c->kn.batch_symbol)
         fprintf(b->c, "void *get_%d_b(void) { return (void *)%s; }\n", b->serial, c->kn.batch_symbol);

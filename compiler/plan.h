@@ -1,0 +1,157 @@
+/*
+ * plan.h — the decisions for each matrix: the RSR analysis, the target, the cost model's plan
+ * and --tune's measurement.
+ */
+#ifndef RSRC_PLAN_H
+#define RSRC_PLAN_H
+
+#include "model.h"
+
+/* ---- rsr.c: Redundant Segment Reduction analysis ---- */
+/* Ternary block code: (pos_bits << k) | neg_bits, bit r = row r of the block.
+ * Binary block code: bit r set when W = +1 (all columns are kept). */
+typedef struct rsr_plan {
+    int32_t rows, cols, k, num_blocks;
+    bool binary;
+    uint32_t *block_seg; /* [num_blocks + 1] first segment of each block */
+    uint32_t *block_col; /* [num_blocks + 1] first perm entry of each block */
+    uint16_t *seg_code;  /* [segments] */
+    uint16_t *seg_len;   /* [segments] columns in the segment */
+    uint16_t *perm;      /* [columns kept] column indices, segment after segment */
+    uint64_t num_segments, num_cols_kept;
+} rsr_plan;
+#define RSR_MAX_K 8
+/* The digit of row r (0..k-1) in a segment's pattern code: ternary codes are pos_bits << k |
+ * neg_bits (+1, -1 or 0); binary codes have bit r set for +1, clear for -1. Every printer decodes
+ * codes this way (the loop forms print the same expression into the kernels they write). */
+static inline int rsr_code_digit(const rsr_plan *p, uint32_t code, int r) {
+    if (p->binary) return (code >> r) & 1 ? 1 : -1;
+    return (int)((code >> (p->k + r)) & 1) - (int)((code >> r) & 1);
+}
+void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *out);
+/* Averages per block over a sample of up to 32 blocks of k rows. */
+typedef struct rsr_sample_stats {
+    int32_t blocks;                /* blocks of the whole matrix */
+    double kept, segments, digits; /* per block: columns kept, non-empty segments, nonzero digits */
+} rsr_sample_stats;
+void rsr_sample_blocks(const ternary_matrix *t, int k, rsr_sample_stats *out);
+/* Predicted cost units of one row for block size k (units: see rsr.c). */
+double rsr_units_per_row(const ternary_matrix *t, int k);
+/* The k of least predicted cost (units: see rsr.c), and that cost per output row in *cost_per_row. */
+int rsr_choose_k(const ternary_matrix *t, int max_k, double *cost_per_row, char *why, size_t whylen);
+uint64_t rsr_index_bytes(const rsr_plan *p);
+void rsr_plan_free(rsr_plan *p);
+void rsr_plan_print(const rsr_plan *p, const char *name, FILE *out);
+void rsr_reference_matvec(const rsr_plan *p, const int8_t *x, int32_t *y); /* interprets the plan */
+
+/* ---- target.c: a target is data (a YAML spec in specs/, or the detected host) ---- */
+enum target_kind { TK_CPU, TK_CUDA };
+/* What the command line asks of the code beside the target, passed to whoever uses it (the
+ * planner, the printers, the link step); a target holds only what its spec says. */
+enum prefill_form { PREFILL_AUTO, PREFILL_TILES, PREFILL_LANES }; /* --prefill: auto, i2, rsr */
+typedef struct compile_options {
+    enum prefill_form prefill;
+    int opt_level; /* -O0..-O3: LLVM's pipeline and code generation, the C compiler's -O; -1: the
+                      defaults (LLVM O3 and aggressive code generation, C -O2) */
+} compile_options;
+#define COMPILE_DEFAULTS ((compile_options){PREFILL_AUTO, -1})
+typedef struct target {
+    char *name, *description;
+    char *path; /* the spec it came from, for messages */
+    enum target_kind kind;
+    char *triple, *cpu;
+    char *cpu_model; /* host: the CPU it was detected on (/proc/cpuinfo's model name) */
+    char **features, **disabled;
+    int nfeatures, ndisabled;
+    char **strategies; /* what the planner may choose from (empty: all) */
+    int nstrategies;
+    int vector_bits, threads; /* threads 0: auto */
+    uint64_t l1d, l2, l3, line;
+    uint32_t unroll_budget; /* icache_budget: bytes of straight-line code one matrix may spend */
+    /* the target's backend: the printer of its kernels (printer.h), as its spec's backend: says */
+    const struct kernel_printer *backend;
+    char *cflags;                         /* for the C printer's compiler */
+    char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
+    uint64_t smem_per_block;
+    int sms;
+    int sm;              /* CUDA: the compute capability as a number (sm_90: 90) */
+    double bytes_per_ns; /* CUDA: mem_bandwidth in bytes per ns (= GB/s) */
+    struct target *gpu;  /* a CPU target's CUDA companion (--target avx512,sm_90), or NULL */
+} target;
+/* name: one spec, or a CPU and a CUDA spec separated by a comma. The result is always a CPU
+ * target (generic when only a CUDA spec is named); the CUDA spec hangs off it as ->gpu. */
+target *target_load(const char *name, const char *cpu, const char *features);
+void target_free(target *t);
+void target_list(FILE *out);
+void target_print(const target *t, FILE *out);
+/* The features of t this machine's CPU lacks ("a, b"), or NULL when it can run t's code. */
+char *target_host_lacks(const target *t);
+/* The instruction set t's code is for, from its triple: "x86_64" (also a spec without one),
+ * "aarch64", "nvptx64"; and whether this machine runs it natively. */
+const char *target_arch(const target *t);
+bool target_is_foreign(const target *t);
+char *host_cpu_model(void); /* /proc/cpuinfo's model name, or "unknown" */
+
+/* ---- plan.c: the strategy of each matrix, chosen by a cost model for the target ---- */
+enum strategy {
+    STRAT_AUTO,
+    STRAT_RSR_UNROLLED, /* RSR, the index as instructions (immediate offsets) */
+    STRAT_RSR_LOOP,     /* RSR, a loop specialised to the matrix over constant index data */
+    STRAT_I2,           /* packed 2-bit codes, int8 dot products (VNNI / maddubs / scalar) */
+    STRAT_LUT,          /* 1.67-bit triplet codes, table lookups (vpermt2b) of x's partial sums */
+    NUM_STRATEGIES
+};
+static inline bool strategy_is_rsr(enum strategy s) { return s == STRAT_RSR_UNROLLED || s == STRAT_RSR_LOOP; }
+extern const char *const strategy_names[NUM_STRATEGIES];
+enum strategy strategy_parse(const char *name); /* -1 when unknown */
+typedef struct matrix_plan {
+    enum strategy strategy;
+    int k;                       /* RSR rows per block */
+    double cost[NUM_STRATEGIES]; /* predicted ns per call, single thread; 0: not a candidate */
+    int lanes_min;               /* i2: batched steps of at least this many tokens as RSR lanes; 0: tiles only */
+    char why[448];               /* for --explain and -vv */
+} matrix_plan;
+void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
+bool plan_allowed(const target *tg, enum strategy s);   /* by the spec's 'strategies' */
+bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
+/* i2's batched kernel as RSR with tokens in lanes (kernel.c) against the tiles, by the cost
+ * model fitted to the target's instruction set: the predicted time of a full step's tiles over the
+ * lanes'. plan_lanes_from: the tokens
+ * from which a pass of lanes (which costs the same for 1 or 64 tokens) beats the tiles (which
+ * cost in proportion), given that ratio predicted or measured. plan_prefill decides it for an i2
+ * matrix (the target's --prefill, --tune's measurement, or the model) and says why in mp->why. */
+double plan_lanes_gain(const ternary_matrix *t, const target *tg);
+int plan_lanes_from(double gain);
+bool kernel_lanes_possible(const ternary_matrix *t, const target *tg); /* kernel.c: the form exists here */
+bool plan_may_use_lanes(const target *tg, enum prefill_form prefill);
+void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, int measured_lanes_min,
+                  matrix_plan *mp);
+/* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
+ * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
+double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill);
+
+/* ---- tune.c: --tune, the strategy of each matrix chosen by measuring its candidates here ---- */
+typedef struct tune_state tune_state;
+typedef struct tune_class tune_class;
+/* Refuses (fatal) a target this machine cannot run: a CUDA part, another architecture, or
+ * CPU features this machine lacks (named). */
+void tune_check_target(const target *t, const char *name);
+char *tune_default_cache(void); /* $XDG_CACHE_HOME/rsrc/tune.txt or ~/.cache/rsrc/tune.txt */
+/* cache_path NULL: the default; the temporary kernels go to workdir. */
+tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+                       const char *workdir, enum strategy forced, int forced_k);
+/* Chooses tm's strategy and k by measurement (or the cache) and says why in mp->why; mp holds the
+ * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
+const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
+void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t);
+/* Where --tune chose i2: the batched kernel's lanes from this many tokens (measured faster), -1
+ * (the tiles measured faster) or 0 (not measured: no lanes candidate). */
+int tune_lanes_min(const tune_class *tc);
+/* --tune's decision for one matrix, before compile_matrix: the planner's plan in *mp, then the
+ * measurement; fills rq's decided, measured and measured_lanes_min. tune.c is a driver above
+ * matrix.c (it compiles candidates through it); matrix.c calls nothing of tune.c. */
+struct matrix_request;
+void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq, matrix_plan *mp);
+void tune_end(tune_state *ts); /* writes the cache, if something was measured */
+
+#endif

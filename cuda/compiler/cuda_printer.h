@@ -1,0 +1,42 @@
+/*
+ * cuda_printer.h — the compiler's CUDA part: two printers of the table (printer.h) for CUDA
+ * targets, which gpu.c defines, and what they are made of. Nothing in compiler/ includes it: the
+ * pipeline reaches these through the table. bench_gpu uses the parts directly.
+ *
+ *   printer_cuda   (backend nvrtc, the default): CUDA C (emit_cuda.c), then PTX through NVRTC
+ *   printer_nvptx  (backend llvm): the matrices through emit_llvm.c's NVPTX target
+ *
+ * Both lower the GPU forms with kir_lower_gpu (lower_gpu.c), building the IR with compiler/'s
+ * lower.h, the IR's API.
+ */
+#ifndef RSRC_CUDA_PRINTER_H
+#define RSRC_CUDA_PRINTER_H
+
+#include "printer.h"
+
+/* ---- lower_gpu.c: the GPU forms as kernel IR, for the route kn was lowered for ---- */
+void kir_lower_gpu(kir_module *m, const kernel *kn);
+
+/* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, a device function per matrix, an
+ * entry per group of matrices that read the same input) ---- */
+typedef struct gpu_member { /* a matrix in a group entry */
+    const char *symbol;
+    int32_t rows, cols, block_rows, num_blocks, cta_warps, split;
+    int32_t i2_block_bytes; /* i2: bytes of one row block (prefetched); 0: RSR */
+    uint64_t data;          /* blob offset of its constant data */
+} gpu_member;
+void emit_cuda_prologue(FILE *out, const char *source, const target *t);
+void emit_cuda_kernel(FILE *out, const kir_module *m);
+gpu_member gpu_member_of(const kir_module *m);
+int32_t gpu_member_ctas(const gpu_member *m);
+void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count);
+
+/* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
+char *nvrtc_compile(const target *t, const char *source, const char *name, size_t *size);
+char *nvrtc_version_string(void);
+
+/* ---- gpu.c: the CUDA half of the pipeline (the two printers' begin, kernel, group, finish,
+ * descriptor, end); the PTX goes into the blob ---- */
+extern const kernel_printer printer_cuda, printer_nvptx;
+
+#endif

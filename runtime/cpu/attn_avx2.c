@@ -1,35 +1,45 @@
 /*
- * attn_avx2.c — the attention kernels for x86-64 CPUs with AVX2, FMA and F16C but no AVX-512
- * (Zen 1–3, Intel client cores): the machines most people run on. attn_kernels.c calls them in
- * place of the portable C (whose sequential sums cannot be vectorised) when its AVX-512 kernels
- * are not in use: the AVX2 family of cpu.h (RSR_CPU=avx2 selects it on a bigger CPU, RSR_CPU=portable
- * leaves the C; the tests run every family).
+ * attn_avx2.c — the attention kernels' vocabulary (attn_generic.h) for x86-64 CPUs with AVX2, FMA
+ * and F16C but no AVX-512 (Zen 1–3, Intel client cores): the machines most people run on. 8 lanes,
+ * one ymm register per vector; the AVX2 family of cpu.h (RSR_CPU=avx2 selects it on a bigger CPU).
  *
- * The kernels are attn_v8.h's, shared with the NEON family; this file gives them their vectors,
- * one ymm register each. v8_reduce's tree: P_lo + P_hi, P = (l0 + l2) + (l1 + l3) over each
- * 128-bit half.
+ * vec_reduce's tree: P_lo + P_hi, P = (l0 + l2) + (l1 + l3) over each 128-bit half; vec_total is
+ * the same. Tails go through masked loads and stores, but a dot product's is added one by one.
  */
+#include <math.h>
+
 #include "attn_kernels.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef ATTN_FAMILIES_X86
 #include <immintrin.h>
 
-typedef __m256 v8;
-#define V8_FN __attribute__((target("avx2,fma,f16c")))
-#define V8_TYPED __attribute__((target("avx2,fma,f16c"), always_inline)) inline
-#define V8 static __attribute__((unused)) V8_TYPED /* the vocabulary: each family uses its own part */
+typedef __m256 vec;
+#define VEC_W 8
+#define VEC_ACCS 8
+#define VEC_MASKED_TAIL 0
+#define VEC_FN __attribute__((target("avx2,fma,f16c")))
+#define VEC_TYPED __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+#define VEC static __attribute__((unused)) VEC_TYPED /* the vocabulary: the kernels use what they need */
+#define VEC_FAMILY attn_family_avx2
 
-V8 v8 v8_zero(void) { return _mm256_setzero_ps(); }
-V8 v8 v8_set1(float x) { return _mm256_set1_ps(x); }
-V8 v8 v8_loadu(const float *p) { return _mm256_loadu_ps(p); }
-V8 void v8_storeu(float *p, v8 a) { _mm256_storeu_ps(p, a); }
-V8 v8 v8_add(v8 a, v8 b) { return _mm256_add_ps(a, b); }
-V8 v8 v8_sub(v8 a, v8 b) { return _mm256_sub_ps(a, b); }
-V8 v8 v8_mul(v8 a, v8 b) { return _mm256_mul_ps(a, b); }
-V8 v8 v8_fma(v8 a, v8 b, v8 c) { return _mm256_fmadd_ps(a, b, c); }
-V8 v8 v8_max(v8 a, v8 b) { return _mm256_max_ps(a, b); }
+VEC vec vec_zero(void) { return _mm256_setzero_ps(); }
+VEC vec vec_set1(float x) { return _mm256_set1_ps(x); }
+VEC vec vec_loadu(const float *p) { return _mm256_loadu_ps(p); }
+VEC void vec_storeu(float *p, vec a) { _mm256_storeu_ps(p, a); }
+VEC vec vec_add(vec a, vec b) { return _mm256_add_ps(a, b); }
+VEC vec vec_sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+VEC vec vec_mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+VEC vec vec_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+VEC vec vec_max(vec a, vec b) { return _mm256_max_ps(a, b); }
 
-V8 v8 v8_row(const void *row, int32_t i, int32_t type, v8 sc) {
+VEC __m256i lanes_below(int32_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+VEC vec vec_load_part(const float *p, int32_t n) { return _mm256_maskload_ps(p, lanes_below(n)); }
+VEC void vec_store_part(float *p, int32_t n, vec a) { _mm256_maskstore_ps(p, lanes_below(n), a); }
+VEC vec vec_keep(vec a, int32_t n) { return _mm256_and_ps(a, _mm256_castsi256_ps(lanes_below(n))); }
+
+VEC vec vec_row(const void *row, int32_t i, int32_t type, vec sc) {
     switch (type) {
     case ATTN_BF16:
         return _mm256_castsi256_ps(_mm256_slli_epi32(
@@ -43,14 +53,14 @@ V8 v8 v8_row(const void *row, int32_t i, int32_t type, v8 sc) {
 }
 
 /* The eight lanes summed as (P_lo) + (P_hi), P = (l0 + l2) + (l1 + l3) over a 128-bit half. */
-V8 float v8_reduce(v8 a) {
+VEC float vec_reduce(vec a) {
     a = _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
     a = _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)));
 }
 
-/* Eight vectors in, one vector of their eight horizontal sums out, each added in v8_reduce's order. */
-V8 v8 v8_hsum8(const v8 a[8]) {
+/* Eight vectors in, one vector of their eight horizontal sums out, each added in vec_reduce's order. */
+VEC vec vec_hsum(const vec a[8]) {
     __m256 s[4], u[2];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
@@ -62,9 +72,18 @@ V8 v8 v8_hsum8(const v8 a[8]) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20), _mm256_permute2f128_ps(u[0], u[1], 0x31));
 }
 
+VEC float vec_total(vec a) { return vec_reduce(a); }
+VEC float vec_reduce_max(vec a) { /* fmaxf over the lanes in order */
+    float lanes[8], m = -INFINITY;
+    _mm256_storeu_ps(lanes, a);
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) m = fmaxf(m, lanes[t]);
+    return m;
+}
+
 /* exp(x) as the AVX-512 family computes it (2^n · p(r), the degree-7 Taylor polynomial), with 2^n
  * made from its exponent bits: a result below FLT_MIN (x < −87.33, −∞, NaN) is 0. */
-V8 v8 v8_exp(v8 x) {
+VEC vec vec_exp(vec x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-104.0f)); /* NaN → −104, as vmaxps takes the second operand */
     x = _mm256_min_ps(x, _mm256_set1_ps(88.5f));
     const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
@@ -89,5 +108,5 @@ V8 v8 v8_exp(v8 x) {
     return _mm256_andnot_ps(tiny, _mm256_mul_ps(_mm256_mul_ps(p, f1), f2));
 }
 
-#include "attn_v8.h"
+#include "attn_generic.h"
 #endif

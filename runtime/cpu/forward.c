@@ -186,6 +186,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
     rsr_session_params dense = *p;
+    attn_family_choose();     /* the attention kernels' family, once, before any step */
     if (m->dn_state_floats) { /* Qwen3.5: a recurrent state; dense attention on its attention layers */
         if (p->attention == RSR_ATTENTION_LOUVER)
             return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,

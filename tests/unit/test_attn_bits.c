@@ -162,10 +162,8 @@ static const struct {
     const char *arch, *family;
     uint64_t sum;
 } expected[] = {
-    {"x86_64", "avx512", 0x09dce810a907f48bull},
-    {"x86_64", "avx2", 0xd293cefab5d3b9f3ull},
-    {"x86_64", "portable", 0xc1b56b73d7c5314dull},
-    {"aarch64", "neon", 0x53193a7440fea969ull},
+    {"x86_64", "avx512", 0x09dce810a907f48bull},    {"x86_64", "avx2", 0xd293cefab5d3b9f3ull},
+    {"x86_64", "portable", 0xc1b56b73d7c5314dull},  {"aarch64", "neon", 0x53193a7440fea969ull},
     {"aarch64", "portable", 0xc1b56b73d7c5314dull},
 };
 

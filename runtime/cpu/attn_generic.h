@@ -1,0 +1,455 @@
+/*
+ * attn_generic.h — the attention kernels, written once for every kernel family.
+ *
+ * A family is one file (attn_avx512.c, attn_avx2.c, attn_neon.c, attn_portable.c) that defines the
+ * small vector vocabulary below and then includes this file, which builds the family's kernels
+ * from it and defines the family's table (attn_family in attn_kernels.h) under the name
+ * VEC_FAMILY. attn_kernels.c picks one table once, from the runtime's kernel family (cpu.h,
+ * RSR_CPU), and every entry point goes through it. So the kernels' structure (the blocking of keys
+ * and query heads, the prefetching, the value kernels over one, two or four heads, the masked or
+ * scalar tails) is the same in every family; a fix or a new fast path here lands on all of them.
+ *
+ * The vocabulary (static, always inlined where used):
+ *   vec                          VEC_W floats: 16 (AVX-512), 8 (AVX2, NEON: two q registers), 1 (C)
+ *   VEC_W                        the lanes
+ *   VEC_ACCS                     accumulators the value kernels may keep in registers (heads × vectors)
+ *   VEC_FN, VEC_TYPED            attributes of a kernel (the family's instruction set), and of one
+ *                                written for every element type (always inlined where `type` is a
+ *                                constant, so that each type gets its own loads)
+ *   vec_zero, vec_set1, vec_loadu, vec_storeu, vec_add, vec_sub, vec_mul, vec_max
+ *   vec_fma(a, b, c)             a·b + c: rounded once (the C family: twice, as its C always did)
+ *   vec_load_part(p, n)          p[0 .. n) for 0 < n < VEC_W, the other lanes 0
+ *   vec_store_part(p, n, a)      lanes [0, n) of a to p
+ *   vec_keep(a, n)               lanes [0, n) of a, the others 0
+ *   vec_row(row, i, type, sc)    elements i .. i+VEC_W−1 of a KV row as fp32, as attn_elem() gives
+ *                                them (exactly, for the 16-bit types; q8: K_i·sc rounded once)
+ *   vec_reduce(a)                the sum of the lanes in the family's fixed tree
+ *   vec_hsum(a[VEC_W])           the VEC_W horizontal sums of VEC_W vectors, lane t the sum of a[t]
+ *                                in vec_reduce's tree
+ *   vec_total(a)                 the sum of the lanes where no kernel has to agree with
+ *                                vec_reduce: the softmax's sum of weights, a masked-tail dot
+ *   vec_reduce_max(a)            the largest lane
+ *   vec_exp(x)                   exp(x) lane by lane (the SIMD families: 2^n · p(r) with the
+ *                                degree-7 Taylor polynomial; the C family: expf)
+ *   VEC_MASKED_TAIL              1: a dot product over a d that is not a multiple of VEC_W keeps
+ *                                two accumulators over alternate blocks, takes its last partial
+ *                                block through vec_load_part into the second and sums with
+ *                                vec_total (AVX-512); 0: one accumulator, vec_reduce, then the
+ *                                remaining elements one by one
+ *
+ * Bits. Each family keeps its own summation order, and every kernel of a family agrees with the
+ * others: a dot product keeps one accumulator over the VEC_W-float blocks in order and sums its
+ * lanes with vec_reduce, and the key-blocked kernels (scores_w, scores_wx4) run each (query, key)
+ * accumulator through the same FMAs in the same order and sum it with vec_hsum in the same tree,
+ * so attn_dot, the dense kernel and Louver's batched scores agree bit for bit within a family
+ * (unit.louver, unit.attn_groups). The value kernels add each output element's terms in key order
+ * whatever their blocking (one, two or four heads, any slice of the elements), and a vector family
+ * skips a row whose weight is 0 (it adds nothing; a 0·inf would make NaN), so a head gets the same
+ * bits alone or with others. The families' trees differ, so their bits may too; unit.attn_bits
+ * holds each family's bits on fixed inputs, so that a change of order fails there.
+ * The C family (VEC_W 1) is the specification: sequential sums, libm's expf, every weight added
+ * into l in turn and every row added (the two places below that ask VEC_W == 1).
+ *
+ * A new instruction set: a new attn_<family>.c with this vocabulary (a width of 16, 8 or 1
+ * lanes, or another power of two at least 4), its table in attn_kernels.h's list and its choice
+ * in attn_kernels.c, and its checksum in unit.attn_bits.
+ */
+#ifndef RSR_RUNTIME_ATTN_GENERIC_H
+#define RSR_RUNTIME_ATTN_GENERIC_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "attn_kernels.h"
+
+#define SKIPS_ZERO (VEC_W > 1) /* the vector families skip rows of weight 0 */
+
+VEC_TYPED static vec row_scale(const void *row, int32_t type, int32_t d) {
+    return vec_set1(type == ATTN_Q8 ? attn_q8_scale(row, d) : 0.0f);
+}
+
+/* The first n < VEC_W elements of a row from i, the rest 0. */
+VEC_TYPED static vec row_part(const void *row, int32_t i, int32_t n, int32_t type, float sc) {
+    if (type == ATTN_F32) return vec_load_part((const float *)row + i, n);
+    float b[VEC_W] = {0};
+    for (int32_t t = 0; t < n; t++) b[t] = attn_elem(row, i + t, type, sc);
+    return vec_loadu(b);
+}
+
+/* q·k: one accumulator over the blocks in order, summed with vec_reduce (the key-blocked kernels'
+ * bits); a d that is not a multiple of VEC_W as VEC_MASKED_TAIL says. */
+VEC_TYPED static float dot_t(const float *q, const void *k, int32_t d, int32_t type) {
+    const float s1 = type == ATTN_Q8 ? attn_q8_scale(k, d) : 0.0f;
+    const vec sc = vec_set1(s1);
+    int32_t i = 0;
+    if (d % VEC_W == 0) {
+        vec a = vec_zero();
+        for (; i < d; i += VEC_W) a = vec_fma(vec_loadu(q + i), vec_row(k, i, type, sc), a);
+        return vec_reduce(a);
+    }
+#if VEC_MASKED_TAIL
+    vec a0 = vec_zero(), a1 = vec_zero();
+    for (; i + 2 * VEC_W <= d; i += 2 * VEC_W) {
+        a0 = vec_fma(vec_loadu(q + i), vec_row(k, i, type, sc), a0);
+        a1 = vec_fma(vec_loadu(q + i + VEC_W), vec_row(k, i + VEC_W, type, sc), a1);
+    }
+    if (i + VEC_W <= d) a0 = vec_fma(vec_loadu(q + i), vec_row(k, i, type, sc), a0), i += VEC_W;
+    if (i < d) a1 = vec_fma(vec_load_part(q + i, d - i), row_part(k, i, d - i, type, s1), a1);
+    return vec_total(vec_add(a0, a1));
+#else
+    vec a = vec_zero();
+    for (; i + VEC_W <= d; i += VEC_W) a = vec_fma(vec_loadu(q + i), vec_row(k, i, type, sc), a);
+    float s = vec_reduce(a);
+    for (; i < d; i++) s += q[i] * attn_elem(k, i, type, s1);
+    return s;
+#endif
+}
+
+VEC_FN static float dot(const float *q, const void *k, int32_t d, int32_t type) {
+    switch (type) {
+    case ATTN_BF16: return dot_t(q, k, d, ATTN_BF16);
+    case ATTN_F16: return dot_t(q, k, d, ATTN_F16);
+    case ATTN_Q8: return dot_t(q, k, d, ATTN_Q8);
+    default: return dot_t(q, k, d, ATTN_F32);
+    }
+}
+
+/* Rows whose lines are asked for before they are read. The keys of the scores, KEYS_AHEAD rows
+ * ahead. The values: in dense_range the scores' pass asks for the value rows of the keys it is
+ * scoring, into L2 (a chunk's values are 64 KB at d 128 in 16 bits), so that the values' pass,
+ * which goes down the rows a slice at a time and would otherwise meet each row's lines from
+ * memory one by one, finds them there. The one-head value kernel's first slice also asks for its
+ * rows VACC_AHEAD ahead (Louver's rows, given by index, are not scored here first). Every line a
+ * row touches is asked for, from the one its first byte is in (q8 rows are not line-aligned). */
+#define KEYS_AHEAD 16
+#define VACC_AHEAD 8
+VEC_TYPED static void prefetch_row(attn_rows rows, int64_t j, int to_l2) {
+    const uintptr_t row = (uintptr_t)attn_row(rows, j), end = row + rows.bytes;
+    for (uintptr_t line = row & ~(uintptr_t)63; line < end; line += 64)
+        if (to_l2)
+            __builtin_prefetch((const void *)line, 0, 2);
+        else
+            __builtin_prefetch((const void *)line);
+}
+
+/* Before keys j .. j + c − 1 (from j0, of n) are scored: the keys KEYS_AHEAD on, and their values
+ * into L2 (vals.base NULL: none). */
+VEC_TYPED static void prefetch_keys(attn_rows keys, attn_rows vals, int32_t j0, int32_t j, int32_t c, int32_t n) {
+    for (int32_t t = j; t < j + c; t++) {
+        if (t + KEYS_AHEAD < n) prefetch_row(keys, j0 + t + KEYS_AHEAD, 0);
+        if (vals.base) prefetch_row(vals, j0 + t, 1);
+    }
+}
+
+/* Scores of VEC_W consecutive rows of k for one query; d a multiple of VEC_W. */
+VEC_TYPED static vec scores_w(const float *q, attn_rows k, int32_t d, int32_t type) {
+    vec acc[VEC_W], sc[VEC_W];
+#pragma GCC unroll 16
+    for (int t = 0; t < VEC_W; t++) acc[t] = vec_zero(), sc[t] = row_scale(attn_row(k, t), type, d);
+    for (int32_t i = 0; i < d; i += VEC_W) {
+        const vec qv = vec_loadu(q + i);
+#pragma GCC unroll 16
+        for (int t = 0; t < VEC_W; t++) acc[t] = vec_fma(qv, vec_row(attn_row(k, t), i, type, sc[t]), acc[t]);
+    }
+    return vec_hsum(acc);
+}
+
+#if VEC_W >= 4
+#define KB (VEC_W / 4) /* keys of one block of scores_wx4: KB keys × 4 queries fill VEC_W accumulators */
+
+/* Scores of VEC_W consecutive keys (keys j0 + j ..) for four queries q, q + d, q + 2d, q + 3d (the
+ * query heads of a KV head), out[g] for query g; d a multiple of VEC_W. Blocks of KB keys × 4
+ * queries load and widen each key block once for the four queries; each (query, key) accumulator
+ * takes the FMAs of scores_w in its order and goes through the same vec_hsum tree, so every score
+ * has scores_w's bits. fetch: the keys' and values' lines are asked for block by block (prefetch_keys). */
+VEC_TYPED static void scores_wx4(const float *q, int32_t d, attn_rows keys, attn_rows vals, int32_t j0, int32_t j,
+                                 int32_t n, int fetch, vec out[4], int32_t type) {
+    const attn_rows k = attn_rows_from(keys, j0 + j);
+    vec r[4][VEC_W];
+    for (int kb = 0; kb < 4; kb++) { /* keys KB·kb .. KB·kb + KB − 1 */
+        if (fetch) prefetch_keys(keys, vals, j0, j + KB * kb, KB, n);
+        vec acc[VEC_W], sc[KB];
+#pragma GCC unroll 16
+        for (int t = 0; t < VEC_W; t++) acc[t] = vec_zero();
+#pragma GCC unroll 4
+        for (int c = 0; c < KB; c++) sc[c] = row_scale(attn_row(k, KB * kb + c), type, d);
+        for (int32_t i = 0; i < d; i += VEC_W) {
+            vec kv[KB], qv[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < KB; c++) kv[c] = vec_row(attn_row(k, KB * kb + c), i, type, sc[c]);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) qv[g] = vec_loadu(q + (size_t)g * (size_t)d + i);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+#pragma GCC unroll 4
+                for (int c = 0; c < KB; c++) acc[KB * g + c] = vec_fma(qv[g], kv[c], acc[KB * g + c]);
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < VEC_W; t++) r[t / KB][KB * kb + t % KB] = acc[t];
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) out[g] = vec_hsum(r[g]);
+}
+#endif
+
+/* dots[g·ostride + j] = q_g·k_{j0+j} for the gq queries q + g·d and keys [j0, j1): VEC_W keys at a
+ * time (four queries together where there are four), the rest one by one. vals: rows asked for
+ * into L2 as their keys are scored, or base NULL. */
+VEC_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1,
+                               float *dots, size_t ostride, int32_t type, attn_rows vals) {
+    const int32_t n = j1 - j0, g4 = VEC_W >= 4 ? gq / 4 * 4 : 0; /* heads scored four at a time */
+    int32_t j = 0;
+    if (d % VEC_W == 0)
+        for (; j + VEC_W <= n; j += VEC_W) {
+            if (!g4) prefetch_keys(keys, vals, j0, j, VEC_W, n);
+            vec four[4];
+            for (int32_t g = 0; g < gq; g++) {
+#if VEC_W >= 4
+                if (g < g4 && g % 4 == 0)
+                    scores_wx4(q + (size_t)g * (size_t)d, d, keys, vals, j0, j, n, g == 0, four, type);
+#endif
+                vec_storeu(dots + (size_t)g * ostride + j,
+                           g < g4 ? four[g % 4]
+                                  : scores_w(q + (size_t)g * (size_t)d, attn_rows_from(keys, j0 + j), d, type));
+            }
+        }
+    for (; j < n; j++)
+        for (int32_t g = 0; g < gq; g++)
+            dots[(size_t)g * ostride + j] = dot_t(q + (size_t)g * (size_t)d, attn_row(keys, j0 + j), d, type);
+}
+
+/* The scores of dense_range, or alone (vals.base NULL). */
+VEC_FN static void scores_vals(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1,
+                               float *dots, size_t ostride, attn_rows vals) {
+    switch (keys.type) {
+    case ATTN_BF16: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_BF16, vals); break;
+    case ATTN_F16: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_F16, vals); break;
+    case ATTN_Q8: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_Q8, vals); break;
+    default: scores_t(q, gq, keys, d, j0, j1, dots, ostride, ATTN_F32, vals); break;
+    }
+}
+
+VEC_FN static void scores(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
+                          size_t ostride) {
+    scores_vals(q, gq, keys, d, j0, j1, dots, ostride, (attn_rows){.base = NULL});
+}
+
+/* The softmax half of attn_accumulate: raises st->m to the chunk's maximum, turns x into the
+ * weights exp(x − m) and adds them to st->l. Returns 0 when every score is −inf. */
+VEC_FN static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d) {
+    vec vmax = vec_set1(-INFINITY);
+    int32_t j = 0;
+    for (; j + VEC_W <= n; j += VEC_W) vmax = vec_max(vmax, vec_loadu(x + j));
+    float xmax = vec_reduce_max(vmax);
+    for (; j < n; j++) xmax = fmaxf(xmax, x[j]);
+    if (xmax == -INFINITY) return 0;
+    if (xmax > st->m) attn_raise_max(st, xmax, d);
+    const vec m = vec_set1(st->m);
+    vec sum = vec_zero();
+    for (j = 0; j + VEC_W <= n; j += VEC_W) {
+        const vec e = vec_exp(vec_sub(vec_loadu(x + j), m));
+        vec_storeu(x + j, e);
+#if VEC_W == 1 /* the specification's order: each weight into l in turn */
+        st->l += e;
+#else
+        sum = vec_add(sum, e);
+#endif
+    }
+    if (j < n) { /* the tail: the lanes past it are left out of the sum */
+        const vec e = vec_exp(vec_sub(vec_load_part(x + j, n - j), m));
+        vec_store_part(x + j, n - j, e);
+        sum = vec_add(sum, vec_keep(e, n - j));
+    }
+    if (VEC_W > 1) st->l += vec_total(sum);
+    return 1;
+}
+
+/* 1 when one of the h heads' n weights is zero (and the family skips such rows): the rare case
+ * (a weight is 0 only where exp underflows or the score is −inf), where vacc_t tests each row. */
+static inline int some_zero(const float *const x[], int h, int32_t n) {
+    int zero = 0;
+    for (int g = 0; SKIPS_ZERO && g < h; g++)
+        for (int32_t j = 0; j < n; j++) zero |= x[g][j] == 0.0f;
+    return zero;
+}
+
+/* Row j of vacc_t's slice at: each live head's acc[g·V + v] += x_g[j] · v_j[at + v·VEC_W ..].
+ * checked: some weight may be zero, so the row's are tested (a head with a zero weight adds
+ * nothing). */
+VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t *idx, int32_t j, attn_rows values,
+                               int32_t at, int32_t d, int H, int V, int32_t type, int checked) {
+    int live = H;
+    if (checked) {
+        live = 0;
+#pragma GCC unroll 4
+        for (int g = 0; g < H; g++) live += x[g][j] != 0.0f;
+        if (!live) return;
+    }
+    const void *v = attn_row(values, idx ? idx[j] : j);
+    const vec sc = row_scale(v, type, d);
+    vec r[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < V; c++) r[c] = vec_row(v, at + c * VEC_W, type, sc);
+#pragma GCC unroll 4
+    for (int g = 0; g < H; g++) {
+        if (live < H && x[g][j] == 0.0f) continue;
+        const vec e = vec_set1(x[g][j]);
+#pragma GCC unroll 8
+        for (int c = 0; c < V; c++) acc[g * V + c] = vec_fma(e, r[c], acc[g * V + c]);
+    }
+}
+
+/* H heads' o_g[d] += Σ_j x_g[j] · v_j over the same value rows (row idx[j], or j), each row widened
+ * once for the H heads, V vectors of each at a time (H·V accumulators in registers; d a multiple
+ * of V·VEC_W). Each head adds its terms in key order and skips the same zero weights, so it gets
+ * the bits it gets alone. The weights are tested once for the whole range: per row and slice the
+ * tests cost as much as the row's FMAs, and are rarely needed. One head asks for its rows
+ * VACC_AHEAD ahead in its first slice. */
+VEC_TYPED static void vacc_t(float *const o[], const float *const x[], const int32_t *idx, int32_t n, attn_rows values,
+                             int32_t d, int H, int V, int32_t type) {
+    const int checked = some_zero(x, H, n);
+    for (int32_t at = 0; at < d; at += V * VEC_W) {
+        vec acc[16];
+#pragma GCC unroll 4
+        for (int g = 0; g < H; g++)
+#pragma GCC unroll 8
+            for (int c = 0; c < V; c++) acc[g * V + c] = vec_loadu(o[g] + at + c * VEC_W);
+        for (int32_t j = 0; j < n; j++) {
+            if (H == 1 && at == 0 && j + VACC_AHEAD < n)
+                prefetch_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD, 0);
+            if (checked) /* two calls, so that the usual one has no tests in it */
+                vacc_row(acc, x, idx, j, values, at, d, H, V, type, 1);
+            else
+                vacc_row(acc, x, idx, j, values, at, d, H, V, type, 0);
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < H; g++)
+#pragma GCC unroll 8
+            for (int c = 0; c < V; c++) vec_storeu(o[g] + at + c * VEC_W, acc[g * V + c]);
+    }
+}
+
+/* One head's o[d] += Σ_j x[j] · v_j for any d, through memory: the VEC_W-element blocks with
+ * vec_fma, the rest one by one. */
+VEC_TYPED static void vacc_any_t(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d,
+                                 int32_t type) {
+    for (int32_t j = 0; j < n; j++) {
+        if (SKIPS_ZERO && x[j] == 0.0f) continue;
+        const vec e = vec_set1(x[j]);
+        const void *v = attn_row(values, idx ? idx[j] : j);
+        const float s1 = type == ATTN_Q8 ? attn_q8_scale(v, d) : 0.0f;
+        const vec sc = vec_set1(s1);
+        int32_t i = 0;
+        for (; i + VEC_W <= d; i += VEC_W) vec_storeu(o + i, vec_fma(e, vec_row(v, i, type, sc), vec_loadu(o + i)));
+        for (; i < d; i++) o[i] += x[j] * attn_elem(v, i, type, s1);
+    }
+}
+
+/* The value kernels' vectors per head: four heads share VEC_ACCS accumulators, two heads too (at
+ * most 8 each), one head 8 or else 4. */
+#define V4 (VEC_ACCS / 4)
+#define V2 (VEC_ACCS / 2 < 8 ? VEC_ACCS / 2 : 8)
+
+/* One head's value kernel: 8 vectors a slice where d allows, else 4, else through memory. */
+VEC_TYPED static void vacc1_t(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d,
+                              int32_t type) {
+    float *const os[1] = {o};
+    const float *const xs[1] = {x};
+    if (d % (8 * VEC_W) == 0)
+        vacc_t(os, xs, idx, n, values, d, 1, 8, type);
+    else if (d % (4 * VEC_W) == 0)
+        vacc_t(os, xs, idx, n, values, d, 1, 4, type);
+    else
+        vacc_any_t(o, x, idx, n, values, d, type);
+}
+
+VEC_FN static void vacc1(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d) {
+    switch (values.type) {
+    case ATTN_BF16: vacc1_t(o, x, idx, n, values, d, ATTN_BF16); break;
+    case ATTN_F16: vacc1_t(o, x, idx, n, values, d, ATTN_F16); break;
+    case ATTN_Q8: vacc1_t(o, x, idx, n, values, d, ATTN_Q8); break;
+    default: vacc1_t(o, x, idx, n, values, d, ATTN_F32); break;
+    }
+}
+
+/* H (2 or 4) heads over rows 0 .. n − 1 of values, V vectors each a slice: d a multiple of V·VEC_W. */
+VEC_FN static void vacc_heads(float *const o[], const float *const x[], int32_t n, attn_rows values, int32_t d, int H) {
+#define VACC_HEADS(T) (H == 4 ? vacc_t(o, x, NULL, n, values, d, 4, V4, T) : vacc_t(o, x, NULL, n, values, d, 2, V2, T))
+    switch (values.type) {
+    case ATTN_BF16: VACC_HEADS(ATTN_BF16); break;
+    case ATTN_F16: VACC_HEADS(ATTN_F16); break;
+    case ATTN_Q8: VACC_HEADS(ATTN_Q8); break;
+    default: VACC_HEADS(ATTN_F32); break;
+    }
+#undef VACC_HEADS
+}
+
+VEC_FN static void accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d) {
+    if (softmax_weights(st, x, n, d)) vacc1(st->o, x, idx, n, values, d);
+}
+
+/* x[j] ×= scale for j < n, counting into *count the x[j] ≥ tau before (count NULL: none). */
+VEC_FN static void scale_scores(float *x, int32_t n, float scale, const float *tau, int32_t *count) {
+    if (count)
+        for (int32_t j = 0; j < n; j++) *count += x[j] >= *tau;
+    const vec vs = vec_set1(scale);
+    int32_t j = 0;
+    for (; j + VEC_W <= n; j += VEC_W) vec_storeu(x + j, vec_mul(vec_loadu(x + j), vs));
+    if (j < n) vec_store_part(x + j, n - j, vec_mul(vec_load_part(x + j, n - j), vs));
+}
+
+/* The values of heads [g0, g1) (at most ATTN_GROUP_MAX) whose weights w[g − g0] are in x:
+ * four heads at a time over the same rows where all four have weights and d allows, else two,
+ * else one. */
+VEC_FN static void values_of(attn_state *st, const float *x, const int *w, int32_t g0, int32_t g1, attn_rows v0,
+                             int32_t d, int32_t n) {
+    for (int32_t g = g0; g < g1;) {
+        const int *wg = w + (g - g0);
+        const int four = g + 4 <= g1 && wg[0] && wg[1] && wg[2] && wg[3] && d % (V4 * VEC_W) == 0;
+        const int two = !four && g + 2 <= g1 && wg[0] && wg[1] && d % (V2 * VEC_W) == 0;
+        if (four || two) {
+            const int h = four ? 4 : 2;
+            float *const o[4] = {st[g].o, st[g + 1].o, four ? st[g + 2].o : NULL, four ? st[g + 3].o : NULL};
+            const float *const xs[4] = {x + (size_t)g * (size_t)n, x + (size_t)(g + 1) * (size_t)n,
+                                        four ? x + (size_t)(g + 2) * (size_t)n : NULL,
+                                        four ? x + (size_t)(g + 3) * (size_t)n : NULL};
+            vacc_heads(o, xs, n, v0, d, h);
+            g += h;
+        } else {
+            if (wg[0]) vacc1(st[g].o, x + (size_t)g * (size_t)n, NULL, n, v0, d);
+            g++;
+        }
+    }
+}
+
+VEC_FN static void dense_range(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
+                               int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count) {
+    const float scale = 1.0f / sqrtf((float)d);
+    const int32_t n = j1 - j0;
+    scores_vals(q, gq, keys, d, j0, j1, scratch, (size_t)n, values);
+    const attn_rows v0 = attn_rows_from(values, j0);
+    for (int32_t g0 = 0; g0 < gq; g0 += ATTN_GROUP_MAX) {
+        const int32_t g1 = gq - g0 < ATTN_GROUP_MAX ? gq : g0 + ATTN_GROUP_MAX;
+        int w[ATTN_GROUP_MAX];
+        for (int32_t g = g0; g < g1; g++) {
+            float *x = scratch + (size_t)g * (size_t)n;
+            scale_scores(x, n, scale, count ? tau + g : NULL, count ? count + g : NULL);
+            w[g - g0] = softmax_weights(&st[g], x, n, d);
+        }
+        values_of(st, scratch, w, g0, g1, v0, d, n);
+    }
+}
+
+const attn_family VEC_FAMILY = {
+    .dot = dot,
+    .scores = scores,
+    .accumulate = accumulate,
+    .dense_range = dense_range,
+};
+
+#undef KB
+#undef V4
+#undef V2
+#undef SKIPS_ZERO
+#endif

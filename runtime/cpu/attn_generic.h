@@ -1,8 +1,8 @@
 /*
  * attn_generic.h — the attention kernels, written once for every kernel family.
  *
- * A family is one file (attn_avx512.c, attn_avx2.c, attn_neon.c, attn_portable.c) that defines the
- * small vector vocabulary below and then includes this file, which builds the family's kernels
+ * A family is one file (family_avx512.c, family_avx2.c, family_neon.c, family_portable.c: every
+ * intrinsic of the family is there, family.h) that defines the small vector vocabulary below and then includes this file, which builds the family's kernels
  * from it and defines the family's table (attn_family in attn_kernels.h) under the name
  * VEC_FAMILY. attn_kernels.c picks one table once, from the runtime's kernel family (cpu.h,
  * RSR_CPU), and every entry point goes through it. So the kernels' structure (the blocking of keys
@@ -50,7 +50,7 @@
  * The C family (VEC_W 1) is the specification: sequential sums, libm's expf, every weight added
  * into l in turn and every row added (the two places below that ask VEC_W == 1).
  *
- * A new instruction set: a new attn_<family>.c with this vocabulary (a width of 16, 8 or 1
+ * A new instruction set: a new family_<name>.c with this vocabulary (a width of 16, 8 or 1
  * lanes, or another power of two at least 4), its table in attn_kernels.h's list and its choice
  * in attn_kernels.c, and its checksum in unit.attn_bits.
  */
@@ -124,9 +124,10 @@ VEC_FN static float dot(const float *q, const void *k, int32_t d, int32_t type) 
  * row touches is asked for, from the one its first byte is in (q8 rows are not line-aligned). */
 #define KEYS_AHEAD 16
 #define VACC_AHEAD 8
-VEC_TYPED static void prefetch_row(attn_rows rows, int64_t j, int to_l2) {
-    const uintptr_t row = (uintptr_t)attn_row(rows, j), end = row + rows.bytes;
-    for (uintptr_t line = row & ~(uintptr_t)63; line < end; line += 64)
+/* Every line of [p, p + bytes). */
+VEC_TYPED static void prefetch_range(const void *p, size_t bytes, int to_l2) {
+    const uintptr_t end = (uintptr_t)p + bytes;
+    for (uintptr_t line = (uintptr_t)p & ~(uintptr_t)63; line < end; line += 64)
         if (to_l2)
             __builtin_prefetch((const void *)line, 0, 2);
         else
@@ -134,12 +135,14 @@ VEC_TYPED static void prefetch_row(attn_rows rows, int64_t j, int to_l2) {
 }
 
 /* Before keys j .. j + c − 1 (from j0, of n) are scored: the keys KEYS_AHEAD on, and their values
- * into L2 (vals.base NULL: none). */
+ * into L2 (vals.base NULL: none). Consecutive rows are one range of memory (with the gaps of a
+ * stride wider than a row, if any): one loop over its lines costs less than one per row (a
+ * tenth of a chunk's time at 4K bf16 keys in L3, AVX-512), and a line two q8 rows share is asked
+ * for once. */
 VEC_TYPED static void prefetch_keys(attn_rows keys, attn_rows vals, int32_t j0, int32_t j, int32_t c, int32_t n) {
-    for (int32_t t = j; t < j + c; t++) {
-        if (t + KEYS_AHEAD < n) prefetch_row(keys, j0 + t + KEYS_AHEAD, 0);
-        if (vals.base) prefetch_row(vals, j0 + t, 1);
-    }
+    const int32_t a = j + KEYS_AHEAD, b = a + c < n ? a + c : n;
+    if (a < b) prefetch_range(attn_row(keys, j0 + a), (size_t)(b - a) * keys.bytes, 0);
+    if (vals.base) prefetch_range(attn_row(vals, j0 + j), (size_t)c * vals.bytes, 1);
 }
 
 /* Scores of VEC_W consecutive rows of k for one query; d a multiple of VEC_W. */
@@ -235,46 +238,51 @@ VEC_FN static void scores(const float *q, int32_t gq, attn_rows keys, int32_t d,
     scores_vals(q, gq, keys, d, j0, j1, dots, ostride, (attn_rows){.base = NULL});
 }
 
+/* What softmax_weights found: no weights (every score −inf), weights none of which is 0 (the
+ * usual case), or weights some of which are 0 (exp underflowed, or a score was −inf), whose rows
+ * a vector family then skips. */
+enum { W_NONE = 0, W_ALL = 1, W_SOME_ZERO = 2 };
+
 /* The softmax half of attn_accumulate: raises st->m to the chunk's maximum, turns x into the
- * weights exp(x − m) and adds them to st->l. Returns 0 when every score is −inf. */
+ * weights exp(x − m) and adds them to st->l. Also notes whether a weight is 0 (the largest −e is
+ * 0), so that the value kernels test each row's weights only then; a NaN counts as a possible 0
+ * (the tested path is exact in every case). */
 VEC_FN static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d) {
     vec vmax = vec_set1(-INFINITY);
     int32_t j = 0;
     for (; j + VEC_W <= n; j += VEC_W) vmax = vec_max(vmax, vec_loadu(x + j));
     float xmax = vec_reduce_max(vmax);
     for (; j < n; j++) xmax = fmaxf(xmax, x[j]);
-    if (xmax == -INFINITY) return 0;
+    if (xmax == -INFINITY) return W_NONE;
     if (xmax > st->m) attn_raise_max(st, xmax, d);
     const vec m = vec_set1(st->m);
-    vec sum = vec_zero();
+    vec sum = vec_zero(), neg = vec_set1(-INFINITY); /* the largest −e */
     for (j = 0; j + VEC_W <= n; j += VEC_W) {
         const vec e = vec_exp(vec_sub(vec_loadu(x + j), m));
         vec_storeu(x + j, e);
+        neg = vec_max(neg, vec_sub(vec_zero(), e));
 #if VEC_W == 1 /* the specification's order: each weight into l in turn */
         st->l += e;
 #else
         sum = vec_add(sum, e);
 #endif
     }
+    int zero = vec_reduce_max(neg) == 0.0f;
     if (j < n) { /* the tail: the lanes past it are left out of the sum */
         const vec e = vec_exp(vec_sub(vec_load_part(x + j, n - j), m));
         vec_store_part(x + j, n - j, e);
         sum = vec_add(sum, vec_keep(e, n - j));
+        for (; j < n; j++) zero |= x[j] == 0.0f;
     }
-    if (VEC_W > 1) st->l += vec_total(sum);
-    return 1;
+    if (VEC_W > 1) {
+        const float total = vec_total(sum);
+        st->l += total;
+        zero |= total != total; /* a NaN weight: the max may have lost a 0 beside it */
+    }
+    return SKIPS_ZERO && zero ? W_SOME_ZERO : W_ALL;
 }
 
-/* 1 when one of the h heads' n weights is zero (and the family skips such rows): the rare case
- * (a weight is 0 only where exp underflows or the score is −inf), where vacc_t tests each row. */
-static inline int some_zero(const float *const x[], int h, int32_t n) {
-    int zero = 0;
-    for (int g = 0; SKIPS_ZERO && g < h; g++)
-        for (int32_t j = 0; j < n; j++) zero |= x[g][j] == 0.0f;
-    return zero;
-}
-
-/* Row j of vacc_t's slice at: each live head's acc[g·V + v] += x_g[j] · v_j[at + v·VEC_W ..].
+/* Row j of vacc_t's slice at: each live head's acc[g·V + c] += x_g[j] · v_j[at + c·VEC_W ..].
  * checked: some weight may be zero, so the row's are tested (a head with a zero weight adds
  * nothing). */
 VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t *idx, int32_t j, attn_rows values,
@@ -288,9 +296,11 @@ VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t 
     }
     const void *v = attn_row(values, idx ? idx[j] : j);
     const vec sc = row_scale(v, type, d);
+    /* the slice's first element: the vectors of the slice then sit at constant offsets */
+    const char *p = (const char *)v + (size_t)at * (type == ATTN_F32 ? 4 : type == ATTN_Q8 ? 1 : 2);
     vec r[8];
 #pragma GCC unroll 8
-    for (int c = 0; c < V; c++) r[c] = vec_row(v, at + c * VEC_W, type, sc);
+    for (int c = 0; c < V; c++) r[c] = vec_row(p, c * VEC_W, type, sc);
 #pragma GCC unroll 4
     for (int g = 0; g < H; g++) {
         if (live < H && x[g][j] == 0.0f) continue;
@@ -303,12 +313,11 @@ VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t 
 /* H heads' o_g[d] += Σ_j x_g[j] · v_j over the same value rows (row idx[j], or j), each row widened
  * once for the H heads, V vectors of each at a time (H·V accumulators in registers; d a multiple
  * of V·VEC_W). Each head adds its terms in key order and skips the same zero weights, so it gets
- * the bits it gets alone. The weights are tested once for the whole range: per row and slice the
- * tests cost as much as the row's FMAs, and are rarely needed. One head asks for its rows
- * VACC_AHEAD ahead in its first slice. */
+ * the bits it gets alone. checked: some weight of the H heads is 0 (softmax_weights), so each
+ * row's are tested; per row and slice the tests would cost as much as the row's FMAs, and are
+ * rarely needed. One head asks for its rows VACC_AHEAD ahead in its first slice. */
 VEC_TYPED static void vacc_t(float *const o[], const float *const x[], const int32_t *idx, int32_t n, attn_rows values,
-                             int32_t d, int H, int V, int32_t type) {
-    const int checked = some_zero(x, H, n);
+                             int32_t d, int H, int V, int32_t type, int checked) {
     for (int32_t at = 0; at < d; at += V * VEC_W) {
         vec acc[16];
 #pragma GCC unroll 4
@@ -317,7 +326,7 @@ VEC_TYPED static void vacc_t(float *const o[], const float *const x[], const int
             for (int c = 0; c < V; c++) acc[g * V + c] = vec_loadu(o[g] + at + c * VEC_W);
         for (int32_t j = 0; j < n; j++) {
             if (H == 1 && at == 0 && j + VACC_AHEAD < n)
-                prefetch_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD, 0);
+                prefetch_range(attn_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD), values.bytes, 0);
             if (checked) /* two calls, so that the usual one has no tests in it */
                 vacc_row(acc, x, idx, j, values, at, d, H, V, type, 1);
             else
@@ -353,29 +362,32 @@ VEC_TYPED static void vacc_any_t(float *o, const float *x, const int32_t *idx, i
 
 /* One head's value kernel: 8 vectors a slice where d allows, else 4, else through memory. */
 VEC_TYPED static void vacc1_t(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d,
-                              int32_t type) {
+                              int32_t type, int checked) {
     float *const os[1] = {o};
     const float *const xs[1] = {x};
     if (d % (8 * VEC_W) == 0)
-        vacc_t(os, xs, idx, n, values, d, 1, 8, type);
+        vacc_t(os, xs, idx, n, values, d, 1, 8, type, checked);
     else if (d % (4 * VEC_W) == 0)
-        vacc_t(os, xs, idx, n, values, d, 1, 4, type);
+        vacc_t(os, xs, idx, n, values, d, 1, 4, type, checked);
     else
         vacc_any_t(o, x, idx, n, values, d, type);
 }
 
-VEC_FN static void vacc1(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d) {
+VEC_FN static void vacc1(float *o, const float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d,
+                         int checked) {
     switch (values.type) {
-    case ATTN_BF16: vacc1_t(o, x, idx, n, values, d, ATTN_BF16); break;
-    case ATTN_F16: vacc1_t(o, x, idx, n, values, d, ATTN_F16); break;
-    case ATTN_Q8: vacc1_t(o, x, idx, n, values, d, ATTN_Q8); break;
-    default: vacc1_t(o, x, idx, n, values, d, ATTN_F32); break;
+    case ATTN_BF16: vacc1_t(o, x, idx, n, values, d, ATTN_BF16, checked); break;
+    case ATTN_F16: vacc1_t(o, x, idx, n, values, d, ATTN_F16, checked); break;
+    case ATTN_Q8: vacc1_t(o, x, idx, n, values, d, ATTN_Q8, checked); break;
+    default: vacc1_t(o, x, idx, n, values, d, ATTN_F32, checked); break;
     }
 }
 
 /* H (2 or 4) heads over rows 0 .. n − 1 of values, V vectors each a slice: d a multiple of V·VEC_W. */
-VEC_FN static void vacc_heads(float *const o[], const float *const x[], int32_t n, attn_rows values, int32_t d, int H) {
-#define VACC_HEADS(T) (H == 4 ? vacc_t(o, x, NULL, n, values, d, 4, V4, T) : vacc_t(o, x, NULL, n, values, d, 2, V2, T))
+VEC_FN static void vacc_heads(float *const o[], const float *const x[], int32_t n, attn_rows values, int32_t d, int H,
+                              int checked) {
+#define VACC_HEADS(T)                                                                                                  \
+    (H == 4 ? vacc_t(o, x, NULL, n, values, d, 4, V4, T, checked) : vacc_t(o, x, NULL, n, values, d, 2, V2, T, checked))
     switch (values.type) {
     case ATTN_BF16: VACC_HEADS(ATTN_BF16); break;
     case ATTN_F16: VACC_HEADS(ATTN_F16); break;
@@ -386,7 +398,8 @@ VEC_FN static void vacc_heads(float *const o[], const float *const x[], int32_t 
 }
 
 VEC_FN static void accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d) {
-    if (softmax_weights(st, x, n, d)) vacc1(st->o, x, idx, n, values, d);
+    const int w = softmax_weights(st, x, n, d);
+    if (w != W_NONE) vacc1(st->o, x, idx, n, values, d, w == W_SOME_ZERO);
 }
 
 /* x[j] ×= scale for j < n, counting into *count the x[j] ≥ tau before (count NULL: none). */
@@ -414,10 +427,12 @@ VEC_FN static void values_of(attn_state *st, const float *x, const int *w, int32
             const float *const xs[4] = {x + (size_t)g * (size_t)n, x + (size_t)(g + 1) * (size_t)n,
                                         four ? x + (size_t)(g + 2) * (size_t)n : NULL,
                                         four ? x + (size_t)(g + 3) * (size_t)n : NULL};
-            vacc_heads(o, xs, n, v0, d, h);
+            int checked = 0;
+            for (int t = 0; t < h; t++) checked |= wg[t] == W_SOME_ZERO;
+            vacc_heads(o, xs, n, v0, d, h, checked);
             g += h;
         } else {
-            if (wg[0]) vacc1(st[g].o, x + (size_t)g * (size_t)n, NULL, n, v0, d);
+            if (wg[0] != W_NONE) vacc1(st[g].o, x + (size_t)g * (size_t)n, NULL, n, v0, d, wg[0] == W_SOME_ZERO);
             g++;
         }
     }

@@ -104,8 +104,8 @@ static inline int attn_simd_enabled(void) { return rt_isa_avx512(rt_cpu_isa()); 
  * 32K structured keys), so --attention auto attends densely there. */
 static inline int rt_louver_fast(void) { return rt_cpu_isa() == RT_ISA_AVX512_VNNI; }
 
-/* ---- the kernel families (attn_generic.h, one file each: attn_avx512.c, attn_avx2.c,
- * attn_neon.c, attn_portable.c) ---- */
+/* ---- the kernel families (attn_generic.h, one file each: family_avx512.c, family_avx2.c,
+ * family_neon.c, family_portable.c) ---- */
 
 /* What a family gives the entry points above (rows of `type`; the entry points take attn_rows). */
 typedef struct attn_family {

@@ -1,7 +1,8 @@
 /*
- * attn_neon.c — the attention kernels' vocabulary (attn_generic.h) for AArch64 (Advanced SIMD,
- * which every Armv8-A core has): 8 lanes, vectors of two q registers. The NEON family of cpu.h
- * (RSR_CPU=portable leaves the C; the tests run both under qemu-aarch64).
+ * family_neon.c — the NEON family of cpu.h: AArch64 (Advanced SIMD, which every Armv8-A core has;
+ * RSR_CPU=portable leaves the C; the tests run both under qemu-aarch64). Its one set of intrinsics
+ * is the attention kernels' vocabulary (attn_generic.h): 8 lanes, vectors of two q registers. The
+ * rest of its kernels are gcc's vectorisation of the portable C.
  *
  * Every operation is one the base architecture has: FCVTL widens f16 (no +fp16 needed), bf16 is
  * a shift, q8 is SXTL then SCVTF and one multiplication. vec_reduce's tree: s = lo + hi lane by

@@ -1,5 +1,6 @@
 /*
- * attn_portable.c — the attention kernels' vocabulary in plain C (attn_generic.h): one lane, so
+ * family_portable.c — the portable family of cpu.h: the attention kernels' vocabulary in plain C
+ * (attn_generic.h; the family's other kernels are its callers' C): one lane, so
  * every sum is sequential and each operation rounds as the C does (-ffp-contract=off: vec_fma is a
  * multiplication and an addition), exp is the C library's expf. The specification of the other
  * families and the family of every other CPU (RSR_CPU=portable selects it anywhere).

@@ -1,7 +1,9 @@
 /*
- * attn_avx2.c — the attention kernels' vocabulary (attn_generic.h) for x86-64 CPUs with AVX2, FMA
- * and F16C but no AVX-512 (Zen 1–3, Intel client cores): the machines most people run on. 8 lanes,
- * one ymm register per vector; the AVX2 family of cpu.h (RSR_CPU=avx2 selects it on a bigger CPU).
+ * family_avx2.c — the AVX2 family of cpu.h: x86-64 CPUs with AVX2, FMA and F16C but no AVX-512
+ * (Zen 1–3, Intel client cores), the machines most people run on (RSR_CPU=avx2 selects it on a
+ * bigger CPU). Every AVX2 intrinsic of the runtime: the attention kernels' vocabulary
+ * (attn_generic.h: 8 lanes, one ymm register per vector), the activations' int8 quantisation
+ * (forward.c) and the int8 LM head's dot (lm_head.c).
  *
  * vec_reduce's tree: P_lo + P_hi, P = (l0 + l2) + (l1 + l3) over each 128-bit half; vec_total is
  * the same. Tails go through masked loads and stores, but a dot product's is added one by one.
@@ -9,6 +11,7 @@
 #include <math.h>
 
 #include "attn_kernels.h"
+#include "family.h"
 
 #ifdef ATTN_FAMILIES_X86
 #include <immintrin.h>
@@ -109,4 +112,54 @@ VEC vec vec_exp(vec x) {
 }
 
 #include "attn_generic.h"
+
+/* ---- the activations' int8 quantisation (forward.c) ---- */
+
+/* forward.c's per-token absmax quantisation to int8 (quantize_scalar) on AVX2, bit for bit: max_ps
+ * returns its second operand when either is NaN, so max(|x|, amax) skips a NaN and max(v, -128)
+ * maps one to -128, as fmaxf does; rounding to nearest even is rintf's default mode; 32 values packed to bytes at a time (the
+ * packs interleave 128-bit lanes, the permutation puts them back in order). */
+__attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x, int32_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
+    float lanes[8], amax = 0;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int t = 0; t < 8; t++) amax = fmaxf(amax, lanes[t]);
+    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float scale = 127.0f / fmaxf(amax, 1e-5f);
+    const __m256 vs = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i v[4];
+    for (i = 0; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+        }
+        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(bytes, order));
+    }
+    for (; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
+    return scale;
+}
+
+/* ---- the int8 LM head (lm_head.c) ---- */
+
+/* lm_head.c's int8 head: Σ (q + 128)·xq with AVX2: vpmaddwd adds pairs of products, each pair within int32 (255·32767·2). */
+__attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    for (int32_t i = 0; i < n; i += 32) {
+        __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i)));
+        __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i + 16)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(w0, _mm256_loadu_si256((const void *)(x + i))));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(w1, _mm256_loadu_si256((const void *)(x + i + 16))));
+    }
+    __m256i acc = _mm256_add_epi32(acc0, acc1);
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
+    return _mm_cvtsi128_si32(r);
+}
 #endif

@@ -1,11 +1,12 @@
 /*
  * attn_generic.h — the attention kernels, written once for every kernel family.
  *
- * A family is one file (family_avx512.c, family_avx2.c, family_neon.c, family_portable.c: every
- * intrinsic of the family is there, family.h) that defines the small vector vocabulary below and then includes this file, which builds the family's kernels
- * from it and defines the family's table (attn_family in attn_kernels.h) under the name
- * VEC_FAMILY. attn_kernels.c picks one table once, from the runtime's kernel family (cpu.h,
- * RSR_CPU), and every entry point goes through it. So the kernels' structure (the blocking of keys
+ * A family (cpu.h) is one file, family_avx512.c, family_avx2.c, family_neon.c or
+ * family_portable.c, which holds every intrinsic of the family (its other kernels: family.h). For
+ * attention it defines the small vector vocabulary below and then includes this file, which
+ * builds the family's kernels from it and defines the family's table (attn_family in
+ * attn_kernels.h) under the name VEC_FAMILY. attn_kernels.c picks one table once, from the
+ * runtime's kernel family (cpu.h, RSR_CPU), and every entry point goes through it. So the kernels' structure (the blocking of keys
  * and query heads, the prefetching, the value kernels over one, two or four heads, the masked or
  * scalar tails) is the same in every family; a fix or a new fast path here lands on all of them.
  *
@@ -48,11 +49,13 @@
  * bits alone or with others. The families' trees differ, so their bits may too; unit.attn_bits
  * holds each family's bits on fixed inputs, so that a change of order fails there.
  * The C family (VEC_W 1) is the specification: sequential sums, libm's expf, every weight added
- * into l in turn and every row added (the two places below that ask VEC_W == 1).
+ * into l in turn and every row added (the two places below that ask VEC_W == 1 or SKIPS_ZERO).
  *
- * A new instruction set: a new family_<name>.c with this vocabulary (a width of 16, 8 or 1
- * lanes, or another power of two at least 4), its table in attn_kernels.h's list and its choice
- * in attn_kernels.c, and its checksum in unit.attn_bits.
+ * A new instruction set (SVE, AVX10, RISC-V V...): a new family_<name>.c that defines this
+ * vocabulary (a width of 1 or a power of two from 4: scores_wx4 blocks VEC_W / 4 keys × 4
+ * queries) and includes this file, its kernels for the other loops of family.h where it has them,
+ * its name in cpu.h's rt_isa, its table in attn_kernels.h's list and its choice in
+ * attn_family_choose (attn_kernels.c), and its checksum in unit.attn_bits (which prints it).
  */
 #ifndef RSR_RUNTIME_ATTN_GENERIC_H
 #define RSR_RUNTIME_ATTN_GENERIC_H
@@ -298,15 +301,17 @@ VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t 
     const vec sc = row_scale(v, type, d);
     /* the slice's first element: the vectors of the slice then sit at constant offsets */
     const char *p = (const char *)v + (size_t)at * (type == ATTN_F32 ? 4 : type == ATTN_Q8 ? 1 : 2);
-    vec r[8];
-#pragma GCC unroll 8
-    for (int c = 0; c < V; c++) r[c] = vec_row(p, c * VEC_W, type, sc);
+    vec e[4];
 #pragma GCC unroll 4
-    for (int g = 0; g < H; g++) {
-        if (live < H && x[g][j] == 0.0f) continue;
-        const vec e = vec_set1(x[g][j]);
+    for (int g = 0; g < H; g++) e[g] = vec_set1(x[g][j]);
+        /* one vector of the row at a time, for every head: H·V accumulators, H weights and the vector
+     * in registers (AVX2 has 16) */
 #pragma GCC unroll 8
-        for (int c = 0; c < V; c++) acc[g * V + c] = vec_fma(e, r[c], acc[g * V + c]);
+    for (int c = 0; c < V; c++) {
+        const vec r = vec_row(p, c * VEC_W, type, sc);
+#pragma GCC unroll 4
+        for (int g = 0; g < H; g++)
+            if (live == H || x[g][j] != 0.0f) acc[g * V + c] = vec_fma(e[g], r, acc[g * V + c]);
     }
 }
 

@@ -117,8 +117,9 @@ VEC vec vec_exp(vec x) {
 
 /* forward.c's per-token absmax quantisation to int8 (quantize_scalar) on AVX2, bit for bit: max_ps
  * returns its second operand when either is NaN, so max(|x|, amax) skips a NaN and max(v, -128)
- * maps one to -128, as fmaxf does; rounding to nearest even is rintf's default mode; 32 values packed to bytes at a time (the
- * packs interleave 128-bit lanes, the permutation puts them back in order). */
+ * maps one to -128, as fmaxf does; rounding to nearest even is rintf's default mode; x·scale is
+ * the same single multiplication. 32 values packed to bytes at a time (the packs interleave
+ * 128-bit lanes, the permutation puts them back in order). */
 __attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x, int32_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 vmax = _mm256_setzero_ps();
@@ -147,7 +148,8 @@ __attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x
 
 /* ---- the int8 LM head (lm_head.c) ---- */
 
-/* lm_head.c's int8 head: Σ (q + 128)·xq with AVX2: vpmaddwd adds pairs of products, each pair within int32 (255·32767·2). */
+/* lm_head.c's int8 head: Σ (q + 128)·xq with AVX2; vpmaddwd adds pairs of products, each pair
+ * within int32 (255·32767·2). */
 __attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
     __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     for (int32_t i = 0; i < n; i += 32) {

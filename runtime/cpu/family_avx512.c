@@ -109,9 +109,9 @@ VEC vec vec_exp(vec x) {
 /* ---- the activations' int8 quantisation (forward.c) ---- */
 
 /* forward.c's per-token absmax quantisation to int8 (quantize_scalar), 16 lanes at a time and
- * bit for bit: max_ps returns its second operand when either is
- * NaN, so max(|x|, amax) skips a NaN and max(v, -128) maps one to -128, as fmaxf does; rounding
- * to nearest even is rintf's default mode; x·scale is the same single multiplication. */
+ * bit for bit: max_ps returns its second operand when either is NaN, so max(|x|, amax) skips a
+ * NaN and max(v, -128) maps one to -128, as fmaxf does; rounding to nearest even is rintf's
+ * default mode; x·scale is the same single multiplication. */
 __attribute__((target("avx512f"))) float rt_quantize_avx512(int8_t *q, const float *x, int32_t n) {
     __m512 vmax = _mm512_setzero_ps();
     int32_t i = 0;
@@ -132,7 +132,8 @@ __attribute__((target("avx512f"))) float rt_quantize_avx512(int8_t *q, const flo
 
 /* ---- the int8 LM head (lm_head.c) ---- */
 
-/* lm_head.c's int8 head: Σ (q + 128)·xq over n entries (a multiple of 64); the caller removes 128·Σ xq. */
+/* lm_head.c's int8 head: Σ (q + 128)·xq over n entries (a multiple of 64); the caller removes
+ * 128·Σ xq. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x,
                                                                                    int32_t n) {
     __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();

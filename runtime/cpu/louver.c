@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "louver_kernels.h" /* the index, head_q, and the AVX-512 passes (family_avx512.c) */
 #include "louver_rows.h"
-
-#include "louver_kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOUVER_X86 1

@@ -301,17 +301,29 @@ VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t 
     const vec sc = row_scale(v, type, d);
     /* the slice's first element: the vectors of the slice then sit at constant offsets */
     const char *p = (const char *)v + (size_t)at * (type == ATTN_F32 ? 4 : type == ATTN_Q8 ? 1 : 2);
+    if (live < H) { /* some heads skip the row (H > 1: then V ≤ 4, the row's vectors fit beside) */
+        vec r[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < V; c++) r[c] = vec_row(p, c * VEC_W, type, sc);
+#pragma GCC unroll 4
+        for (int g = 0; g < H; g++) {
+            if (x[g][j] == 0.0f) continue;
+            const vec e = vec_set1(x[g][j]);
+#pragma GCC unroll 8
+            for (int c = 0; c < V; c++) acc[g * V + c] = vec_fma(e, r[c], acc[g * V + c]);
+        }
+        return;
+    }
+    /* one vector of the row at a time, for every head: H·V accumulators, H weights and the vector
+     * in registers (AVX2 has 16) */
     vec e[4];
 #pragma GCC unroll 4
     for (int g = 0; g < H; g++) e[g] = vec_set1(x[g][j]);
-        /* one vector of the row at a time, for every head: H·V accumulators, H weights and the vector
-     * in registers (AVX2 has 16) */
 #pragma GCC unroll 8
     for (int c = 0; c < V; c++) {
         const vec r = vec_row(p, c * VEC_W, type, sc);
 #pragma GCC unroll 4
-        for (int g = 0; g < H; g++)
-            if (live == H || x[g][j] != 0.0f) acc[g * V + c] = vec_fma(e[g], r, acc[g * V + c]);
+        for (int g = 0; g < H; g++) acc[g * V + c] = vec_fma(e[g], r, acc[g * V + c]);
     }
 }
 

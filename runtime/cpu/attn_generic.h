@@ -32,6 +32,10 @@
  *   vec_reduce_max(a)            the largest lane
  *   vec_exp(x)                   exp(x) lane by lane (the SIMD families: 2^n · p(r) with the
  *                                degree-7 Taylor polynomial; the C family: expf)
+ *   VEC_SCORES_BY_BLOCK          1: scores_wx4 sums each block of VEC_W / 4 keys × 4 queries at
+ *                                once and scatters the sums (8 lanes: the block's accumulators
+ *                                stay in AVX2's 16 registers); 0: it keeps the VEC_W keys' sums of
+ *                                each query and stores one vector per query (16 lanes)
  *   VEC_MASKED_TAIL              1: a dot product over a d that is not a multiple of VEC_W keeps
  *                                two accumulators over alternate blocks, takes its last partial
  *                                block through vec_load_part into the second and sums with
@@ -165,12 +169,13 @@ VEC_TYPED static vec scores_w(const float *q, attn_rows k, int32_t d, int32_t ty
 #define KB (VEC_W / 4) /* keys of one block of scores_wx4: KB keys × 4 queries fill VEC_W accumulators */
 
 /* Scores of VEC_W consecutive keys (keys j0 + j ..) for four queries q, q + d, q + 2d, q + 3d (the
- * query heads of a KV head), out[g] for query g; d a multiple of VEC_W. Blocks of KB keys × 4
+ * query heads of a KV head) into dots[g·ostride + t]; d a multiple of VEC_W. Blocks of KB keys × 4
  * queries load and widen each key block once for the four queries; each (query, key) accumulator
  * takes the FMAs of scores_w in its order and goes through the same vec_hsum tree, so every score
- * has scores_w's bits. fetch: the keys' and values' lines are asked for block by block (prefetch_keys). */
+ * has scores_w's bits. fetch: the keys' and values' lines are asked for block by block
+ * (prefetch_keys). */
 VEC_TYPED static void scores_wx4(const float *q, int32_t d, attn_rows keys, attn_rows vals, int32_t j0, int32_t j,
-                                 int32_t n, int fetch, vec out[4], int32_t type) {
+                                 int32_t n, int fetch, float *dots, size_t ostride, int32_t type) {
     const attn_rows k = attn_rows_from(keys, j0 + j);
     vec r[4][VEC_W];
     for (int kb = 0; kb < 4; kb++) { /* keys KB·kb .. KB·kb + KB − 1 */
@@ -181,21 +186,29 @@ VEC_TYPED static void scores_wx4(const float *q, int32_t d, attn_rows keys, attn
 #pragma GCC unroll 4
         for (int c = 0; c < KB; c++) sc[c] = row_scale(attn_row(k, KB * kb + c), type, d);
         for (int32_t i = 0; i < d; i += VEC_W) {
-            vec kv[KB], qv[4];
+            vec kv[KB];
 #pragma GCC unroll 4
             for (int c = 0; c < KB; c++) kv[c] = vec_row(attn_row(k, KB * kb + c), i, type, sc[c]);
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) qv[g] = vec_loadu(q + (size_t)g * (size_t)d + i);
+            for (int g = 0; g < 4; g++) { /* one query vector at a time: AVX2 has 16 registers */
+                const vec qv = vec_loadu(q + (size_t)g * (size_t)d + i);
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++)
-#pragma GCC unroll 4
-                for (int c = 0; c < KB; c++) acc[KB * g + c] = vec_fma(qv[g], kv[c], acc[KB * g + c]);
+                for (int c = 0; c < KB; c++) acc[KB * g + c] = vec_fma(qv, kv[c], acc[KB * g + c]);
+            }
         }
+        if (VEC_SCORES_BY_BLOCK) { /* the block's sums now, scattered: lane KB·g + c is query g, key c */
+            float t[VEC_W];
+            vec_storeu(t, vec_hsum(acc));
 #pragma GCC unroll 16
-        for (int t = 0; t < VEC_W; t++) r[t / KB][KB * kb + t % KB] = acc[t];
+            for (int u = 0; u < VEC_W; u++) dots[(size_t)(u / KB) * ostride + (size_t)(KB * kb + u % KB)] = t[u];
+        } else {
+#pragma GCC unroll 16
+            for (int t = 0; t < VEC_W; t++) r[t / KB][KB * kb + t % KB] = acc[t];
+        }
     }
+    if (!VEC_SCORES_BY_BLOCK)
 #pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) out[g] = vec_hsum(r[g]);
+        for (int g = 0; g < 4; g++) vec_storeu(dots + (size_t)g * ostride, vec_hsum(r[g]));
 }
 #endif
 
@@ -209,16 +222,15 @@ VEC_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32
     if (d % VEC_W == 0)
         for (; j + VEC_W <= n; j += VEC_W) {
             if (!g4) prefetch_keys(keys, vals, j0, j, VEC_W, n);
-            vec four[4];
-            for (int32_t g = 0; g < gq; g++) {
+            int32_t g = 0;
 #if VEC_W >= 4
-                if (g < g4 && g % 4 == 0)
-                    scores_wx4(q + (size_t)g * (size_t)d, d, keys, vals, j0, j, n, g == 0, four, type);
+            for (; g < g4; g += 4)
+                scores_wx4(q + (size_t)g * (size_t)d, d, keys, vals, j0, j, n, g == 0, dots + (size_t)g * ostride + j,
+                           ostride, type);
 #endif
+            for (; g < gq; g++)
                 vec_storeu(dots + (size_t)g * ostride + j,
-                           g < g4 ? four[g % 4]
-                                  : scores_w(q + (size_t)g * (size_t)d, attn_rows_from(keys, j0 + j), d, type));
-            }
+                           scores_w(q + (size_t)g * (size_t)d, attn_rows_from(keys, j0 + j), d, type));
         }
     for (; j < n; j++)
         for (int32_t g = 0; g < gq; g++)

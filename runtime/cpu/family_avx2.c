@@ -20,6 +20,7 @@ typedef __m256 vec;
 #define VEC_W 8
 #define VEC_ACCS 8
 #define VEC_MASKED_TAIL 0
+#define VEC_SCORES_BY_BLOCK 1
 #define VEC_FN __attribute__((target("avx2,fma,f16c")))
 #define VEC_TYPED __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 #define VEC static __attribute__((unused)) VEC_TYPED /* the vocabulary: the kernels use what they need */

@@ -22,6 +22,7 @@ typedef __m512 vec;
 #define VEC_W 16
 #define VEC_ACCS 16
 #define VEC_MASKED_TAIL 1
+#define VEC_SCORES_BY_BLOCK 0
 #define VEC_FN __attribute__((target("avx512f")))
 #define VEC_TYPED __attribute__((target("avx512f"), always_inline)) inline
 #define VEC static __attribute__((unused)) VEC_TYPED /* the vocabulary: the kernels use what they need */

@@ -13,6 +13,7 @@ typedef float vec;
 #define VEC_W 1
 #define VEC_ACCS 8
 #define VEC_MASKED_TAIL 0
+#define VEC_SCORES_BY_BLOCK 0
 #define VEC_FN
 #if defined(__GNUC__) || defined(__clang__)
 #define VEC_TYPED __attribute__((always_inline)) inline

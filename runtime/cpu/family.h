@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#define RT_HEAD_ROWS 4 /* the rows of a block of rt_head_dot_q8_vnni_rows (lm_head.c blocks by it) */
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 /* forward.c: the per-token absmax quantisation to int8 (quantize_scalar's bits); returns x_scale. */
 float rt_quantize_avx512(int8_t *q, const float *x, int32_t n);
@@ -19,7 +21,6 @@ float rt_quantize_avx2(int8_t *q, const float *x, int32_t n);
 /* lm_head.c, the int8 head: Σ (w + 128)·x over n entries (a multiple of 64; the caller removes
  * 128·Σ x), and the same for RT_HEAD_ROWS rows (row r at w + r·stride) with each of k vectors at
  * once: sums[r·k + j] (wq: RT_HEAD_ROWS·n int16 of scratch). */
-#define RT_HEAD_ROWS 4
 int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n);
 void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t k, int32_t n,
                               int16_t *wq, int32_t *sums);

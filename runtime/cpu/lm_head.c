@@ -225,7 +225,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
         xqs[j] = px[j]->s->head->xq;
         px[j]->fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * px[j]->x_l1;
     }
-    /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (dot_q8_vnni_rows); the
+    /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (rt_head_dot_q8_vnni_rows); the
      * integer sums are the same either way */
     const int blocked = dot_rows && k > 1;
     const int32_t step = blocked ? HEAD_ROWS : 1, blocks = (a->vocab + step - 1) / step;

@@ -339,6 +339,11 @@ VEC_TYPED static void vacc_row(vec acc[], const float *const x[], const int32_t 
     }
 }
 
+/* Asks for value row idx[j] (or j) into L1. */
+VEC_TYPED static void vacc_fetch(attn_rows values, const int32_t *idx, int32_t j) {
+    prefetch_range(attn_row(values, idx ? idx[j] : j), values.bytes, 0);
+}
+
 /* H heads' o_g[d] += Σ_j x_g[j] · v_j over the same value rows (row idx[j], or j), each row widened
  * once for the H heads, V vectors of each at a time (H·V accumulators in registers; d a multiple
  * of V·VEC_W). Each head adds its terms in key order and skips the same zero weights, so it gets
@@ -353,14 +358,16 @@ VEC_TYPED static void vacc_t(float *const o[], const float *const x[], const int
         for (int g = 0; g < H; g++)
 #pragma GCC unroll 8
             for (int c = 0; c < V; c++) acc[g * V + c] = vec_loadu(o[g] + at + c * VEC_W);
-        for (int32_t j = 0; j < n; j++) {
-            if (H == 1 && at == 0 && j + VACC_AHEAD < n)
-                prefetch_range(attn_row(values, idx ? idx[j + VACC_AHEAD] : j + VACC_AHEAD), values.bytes, 0);
-            if (checked) /* two calls, so that the usual one has no tests in it */
+        if (checked) /* two loops, so that the usual one has no tests in it */
+            for (int32_t j = 0; j < n; j++) {
+                if (H == 1 && at == 0 && j + VACC_AHEAD < n) vacc_fetch(values, idx, j + VACC_AHEAD);
                 vacc_row(acc, x, idx, j, values, at, d, H, V, type, 1);
-            else
+            }
+        else
+            for (int32_t j = 0; j < n; j++) {
+                if (H == 1 && at == 0 && j + VACC_AHEAD < n) vacc_fetch(values, idx, j + VACC_AHEAD);
                 vacc_row(acc, x, idx, j, values, at, d, H, V, type, 0);
-        }
+            }
 #pragma GCC unroll 4
         for (int g = 0; g < H; g++)
 #pragma GCC unroll 8

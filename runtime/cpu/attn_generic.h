@@ -450,14 +450,16 @@ VEC_FN static void scale_scores(float *x, int32_t n, float scale, const float *t
 
 /* The values of heads [g0, g1) (at most ATTN_GROUP_MAX) whose weights w[g − g0] are in x:
  * four heads at a time over the same rows where all four have weights and d allows, else two,
- * else one. */
+ * else one. The C family takes each head alone, as the specification does: it adds every row, and
+ * where a value is NaN or inf the NaN it makes then has the same bits in a head attended alone
+ * or with others (which operand's NaN an addition keeps is the compiler's choice per kernel). */
 VEC_FN static void values_of(attn_state *st, const float *x, const int *w, int32_t g0, int32_t g1, attn_rows v0,
                              int32_t d, int32_t n) {
     for (int32_t g = g0; g < g1;) {
         const int *wg = w + (g - g0);
         const int four = g + 4 <= g1 && wg[0] && wg[1] && wg[2] && wg[3] && d % (V4 * VEC_W) == 0;
         const int two = !four && g + 2 <= g1 && wg[0] && wg[1] && d % (V2 * VEC_W) == 0;
-        if (four || two) {
+        if (SKIPS_ZERO && (four || two)) {
             const int h = four ? 4 : 2;
             float *const o[4] = {st[g].o, st[g + 1].o, four ? st[g + 2].o : NULL, four ? st[g + 3].o : NULL};
             const float *const xs[4] = {x + (size_t)g * (size_t)n, x + (size_t)(g + 1) * (size_t)n,

@@ -97,20 +97,39 @@ void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *k
 void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
                          int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count);
 
-/* 1 when the AVX-512 kernels are in use; 1 when the 8-lane ones are (attn_v8.h: AVX2 with FMA and
- * F16C on x86, NEON on AArch64). Both follow the runtime's one choice of kernel family (cpu.h,
- * RSR_CPU). */
+/* 1 when the AVX-512 family is in use (Louver's AVX-512 passes, louver.c, follow it). */
 static inline int attn_simd_enabled(void) { return rt_isa_avx512(rt_cpu_isa()); }
-static inline int attn_v8_enabled(void) {
-    const rt_isa isa = rt_cpu_isa();
-    return isa == RT_ISA_AVX2 || isa == RT_ISA_NEON;
-}
 /* 1 when Louver's pass over the codes runs on the AVX-512 VNNI kernels (louver.c). Elsewhere its
  * portable pass loses to dense attention at every length (bench_attention on AVX2: 0.2x at 4K and
  * 32K structured keys), so --attention auto attends densely there. */
 static inline int rt_louver_fast(void) { return rt_cpu_isa() == RT_ISA_AVX512_VNNI; }
 
-/* ---- what the kernel families share (attn_kernels.c, attn_v8.h) ---- */
+/* ---- the kernel families (attn_generic.h, one file each: family_avx512.c, family_avx2.c,
+ * family_neon.c, family_portable.c) ---- */
+
+/* What a family gives the entry points above (rows of `type`; the entry points take attn_rows). */
+typedef struct attn_family {
+    float (*dot)(const float *q, const void *k, int32_t d, int32_t type);
+    void (*scores)(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
+                   size_t ostride);
+    void (*accumulate)(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d);
+    void (*dense_range)(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
+                        int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count);
+} attn_family;
+
+extern const attn_family attn_family_portable;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ATTN_FAMILIES_X86 1
+extern const attn_family attn_family_avx512, attn_family_avx2;
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define ATTN_FAMILIES_NEON 1
+extern const attn_family attn_family_neon;
+#endif
+
+/* The family of the runtime's kernel family (rt_cpu_isa()), chosen on the first call and kept:
+ * the CPU backend asks when it makes a session, the entry points when they are called before. */
+const attn_family *attn_family_choose(void);
 
 static inline float attn_q8_scale(const void *row, int32_t d) {
     float s;
@@ -138,17 +157,5 @@ static inline float attn_elem(const void *row, int32_t i, int32_t type, float sc
 
 /* A new running maximum: what was summed so far is rescaled to it (online softmax). */
 void attn_raise_max(attn_state *st, float xmax, int32_t d);
-
-/* The 8-lane family (attn_v8.h: attn_avx2.c on x86, attn_neon.c on AArch64), called by the entry
- * points above when attn_v8_enabled(). */
-#if (defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))) || (defined(__aarch64__) && defined(__ARM_NEON))
-#define ATTN_HAVE_V8 1
-float attn_v8_dot(const float *q, const void *k, int32_t d, int32_t type);
-void attn_v8_scores(const float *q, int32_t gq, attn_rows keys, int32_t d, int32_t j0, int32_t j1, float *dots,
-                    size_t ostride);
-void attn_v8_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d);
-void attn_v8_dense_range(attn_state *st, const float *q, int32_t gq, attn_rows keys, attn_rows values, int32_t d,
-                         int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count);
-#endif
 
 #endif

@@ -11,11 +11,9 @@
 #include <sys/mman.h>
 
 #include <omp.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include "attn_kernels.h"
+#include "family.h"
 #include "internal.h"
 #include "rsr_numerics.h"
 
@@ -186,6 +184,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
     rsr_session_params dense = *p;
+    attn_family_choose();     /* the attention kernels' family, once, before any step */
     if (m->dn_state_floats) { /* Qwen3.5: a recurrent state; dense attention on its attention layers */
         if (p->attention == RSR_ATTENTION_LOUVER)
             return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT,
@@ -343,61 +342,10 @@ static float quantize_scalar(int8_t *q, const float *x, int32_t n) {
     return scale;
 }
 
-#if defined(__x86_64__)
-/* The same, 16 lanes at a time and bit for bit: max_ps returns its second operand when either is
- * NaN, so max(|x|, amax) skips a NaN and max(v, -128) maps one to -128, as fmaxf does; rounding
- * to nearest even is rintf's default mode; x·scale is the same single multiplication. */
-__attribute__((target("avx512f"))) static float quantize_avx512(int8_t *q, const float *x, int32_t n) {
-    __m512 vmax = _mm512_setzero_ps();
-    int32_t i = 0;
-    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), vmax);
-    float amax = _mm512_reduce_max_ps(vmax);
-    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    float scale = 127.0f / fmaxf(amax, 1e-5f);
-    __m512 vs = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
-    for (i = 0; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        _mm_storeu_si128((__m128i *)(void *)(q + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
-    }
-    for (; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
-    return scale;
-}
-
-/* The same on AVX2, bit for bit for the same reasons; 32 values packed to bytes at a time (the
- * packs interleave 128-bit lanes, the permutation puts them back in order). */
-__attribute__((target("avx2"))) static float quantize_avx2(int8_t *q, const float *x, int32_t n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 vmax = _mm256_setzero_ps();
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
-    float lanes[8], amax = 0;
-    _mm256_storeu_ps(lanes, vmax);
-    for (int t = 0; t < 8; t++) amax = fmaxf(amax, lanes[t]);
-    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    float scale = 127.0f / fmaxf(amax, 1e-5f);
-    const __m256 vs = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    __m256i v[4];
-    for (i = 0; i + 32 <= n; i += 32) {
-        for (int k = 0; k < 4; k++) {
-            __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
-        }
-        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-        _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(bytes, order));
-    }
-    for (; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
-    return scale;
-}
-#endif
-
 float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 #if defined(__x86_64__)
-    if (family == 2) return quantize_avx512(q, x, n);
-    if (family == 1) return quantize_avx2(q, x, n);
+    if (family == 2) return rt_quantize_avx512(q, x, n);
+    if (family == 1) return rt_quantize_avx2(q, x, n);
 #else
     (void)family; /* off x86 every family is the portable one */
 #endif

@@ -24,11 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 #include <omp.h>
 
+#include "family.h"
 #include "internal.h"
 
 /*
@@ -93,65 +91,7 @@ void rt_lm_head_logits(rsr_session *s, const float *x, float *logits) {
 
 /* ---- the int8 head ---- */
 
-#define HEAD_ROWS 4 /* the rows of a block of dot_q8_vnni_rows */
-
-#if defined(__x86_64__)
-/* Σ (q + 128)·xq over n entries (a multiple of 64); the caller removes 128·Σ xq. */
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static int32_t dot_q8_vnni(const uint8_t *w, const int16_t *x,
-                                                                                  int32_t n) {
-    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-    for (int32_t i = 0; i < n; i += 64) {
-        __m512i w0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + i)));
-        __m512i w1 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + i + 32)));
-        acc0 = _mm512_dpwssd_epi32(acc0, w0, _mm512_loadu_si512((const void *)(x + i)));
-        acc1 = _mm512_dpwssd_epi32(acc1, w1, _mm512_loadu_si512((const void *)(x + i + 32)));
-    }
-    return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
-}
-
-/* dot_q8_vnni of HEAD_ROWS rows with each of k vectors: the rows' bytes are widened to int16 once
- * (into wq, HEAD_ROWS·n entries) and every 32 entries of a vector are loaded once for all the rows;
- * sums[r·k + j] is then exactly dot_q8_vnni(row r, x[j]). Reading a vector from cache once per
- * block of rows instead of once per row is what lets many vectors share one pass. */
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot_q8_vnni_rows(const uint8_t *w, int32_t stride,
-                                                                                    const int16_t *const *x, int32_t k,
-                                                                                    int32_t n, int16_t *wq,
-                                                                                    int32_t *sums) {
-    for (int32_t r = 0; r < HEAD_ROWS; r++)
-        for (int32_t i = 0; i < n; i += 32)
-            _mm512_storeu_si512((void *)(wq + (size_t)r * (size_t)n + i),
-                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + (size_t)r * stride + i))));
-    const int16_t *w0 = wq, *w1 = wq + n, *w2 = wq + 2 * (size_t)n, *w3 = wq + 3 * (size_t)n;
-    for (int32_t j = 0; j < k; j++) {
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        for (int32_t i = 0; i < n; i += 32) {
-            __m512i xv = _mm512_loadu_si512((const void *)(x[j] + i));
-            a0 = _mm512_dpwssd_epi32(a0, _mm512_loadu_si512((const void *)(w0 + i)), xv);
-            a1 = _mm512_dpwssd_epi32(a1, _mm512_loadu_si512((const void *)(w1 + i)), xv);
-            a2 = _mm512_dpwssd_epi32(a2, _mm512_loadu_si512((const void *)(w2 + i)), xv);
-            a3 = _mm512_dpwssd_epi32(a3, _mm512_loadu_si512((const void *)(w3 + i)), xv);
-        }
-        sums[0 * k + j] = _mm512_reduce_add_epi32(a0), sums[1 * k + j] = _mm512_reduce_add_epi32(a1);
-        sums[2 * k + j] = _mm512_reduce_add_epi32(a2), sums[3 * k + j] = _mm512_reduce_add_epi32(a3);
-    }
-}
-
-/* The same sum with AVX2: vpmaddwd adds pairs of products, each pair within int32 (255·32767·2). */
-__attribute__((target("avx2"))) static int32_t dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
-    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-    for (int32_t i = 0; i < n; i += 32) {
-        __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i)));
-        __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i + 16)));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(w0, _mm256_loadu_si256((const void *)(x + i))));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(w1, _mm256_loadu_si256((const void *)(x + i + 16))));
-    }
-    __m256i acc = _mm256_add_epi32(acc0, acc1);
-    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
-    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
-    return _mm_cvtsi128_si32(r);
-}
-#endif
+#define HEAD_ROWS RT_HEAD_ROWS /* the rows of a block of rt_head_dot_q8_vnni_rows */
 
 static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
     int32_t acc = 0;
@@ -167,7 +107,7 @@ struct rt_head_scratch {
     uint8_t *pen;              /* [vocab]: the rows the repetition penalty applies to (zero between calls) */
     bool skip_pass;            /* the next draw computes every row exactly (sample_skips_pass) */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
-    /* HEAD_ROWS rows with several vectors at once where the family has it (dot_q8_vnni_rows), or NULL */
+    /* HEAD_ROWS rows with several vectors at once where the family has it (rt_head_dot_q8_vnni_rows), or NULL */
     void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *);
 };
 
@@ -201,8 +141,10 @@ static rsr_status head_scratch(rsr_session *s) {
     }
 #if defined(__x86_64__)
     const rt_isa isa = rt_cpu_isa();
-    h->dot = isa == RT_ISA_AVX512_VNNI ? dot_q8_vnni : isa != RT_ISA_PORTABLE ? dot_q8_avx2 : dot_q8_scalar;
-    if (isa == RT_ISA_AVX512_VNNI) h->dot_rows = dot_q8_vnni_rows;
+    h->dot = isa == RT_ISA_AVX512_VNNI ? rt_head_dot_q8_vnni
+             : isa != RT_ISA_PORTABLE  ? rt_head_dot_q8_avx2
+                                       : dot_q8_scalar;
+    if (isa == RT_ISA_AVX512_VNNI) h->dot_rows = rt_head_dot_q8_vnni_rows;
 #else
     h->dot = dot_q8_scalar; /* off x86 the portable family is the only one */
 #endif
@@ -283,7 +225,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
         xqs[j] = px[j]->s->head->xq;
         px[j]->fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * px[j]->x_l1;
     }
-    /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (dot_q8_vnni_rows); the
+    /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (rt_head_dot_q8_vnni_rows); the
      * integer sums are the same either way */
     const int blocked = dot_rows && k > 1;
     const int32_t step = blocked ? HEAD_ROWS : 1, blocks = (a->vocab + step - 1) / step;

@@ -13,18 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "louver_kernels.h" /* the index, head_q, and the AVX-512 passes (family_avx512.c) */
 #include "louver_rows.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOUVER_X86 1
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
-#define AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #endif
 
 #define FORCE_LIMIT 18446744073709551616.0f /* 2^64: larger key components are scanned, not bounded */
 #define DENSE_Q_LIMIT 1e37                  /* beyond this the fp32 bound arithmetic could overflow */
-#define TILE 16                             /* keys per code tile: one AVX-512 vector of int32 dots */
 #define DENSE_CHUNK 256                     /* keys per call of the dense kernel (dense fallback) */
 
 /* Per-phase cycle counts for bench_louver_phases only (built with -DRSR_LOUVER_PROFILE); the
@@ -45,35 +42,6 @@ static _Thread_local unsigned long long prof_last;
 #define PROF(ph) (void)0
 #endif
 enum { PH_PREP, PH_BOX, PH_BOUND, PH_FETCH, PH_DOT, PH_ACC, PH_FINISH };
-
-struct rsr_louver_index {
-    rsr_louver_config cfg;
-    int32_t sub_start[RSR_LOUVER_MAX_SUBSPACES + 1];
-    int32_t quads; /* ⌈d/4⌉: code bytes per key are 4·quads (zero-padded) */
-    int32_t nblocks, cap;
-    float *box;      /* [cap][2][d] */
-    float *bnorm;    /* [cap][S] the largest ‖k_s‖ of the block per subspace (rounded up) */
-    uint8_t *codes;  /* [cap][B/16][quads][16][4] K + 128 */
-    float *kscale;   /* [cap][B] c */
-    float *kint;     /* [cap][B] ‖K‖, rounded up */
-    float *kerr;     /* [cap][B] ‖e‖ = ‖k − c·K‖, rounded up */
-    uint16_t *force; /* [cap][B/16] */
-    uint8_t *forced; /* [cap] 1 when any key of the block is forced */
-    float *absmax;   /* [d] the largest |component| per dim over the index: the box slack's scale */
-    double nmax;     /* the largest ‖k‖ + 2‖e‖ over the index: the key-bound slack's scale */
-};
-
-/* Per query head of a call: the quantised query and its scalars. */
-typedef struct {
-    float s, fnorm, qnorm; /* q = s·Q + f; ‖f‖ and ‖q‖ rounded up */
-    int32_t off;           /* 128·ΣQ: the codes carry K + 128 */
-    float tau, taub, tauk; /* τ; τ' for the block test; τ' for the key bound */
-    double slackk, slackb;
-    int32_t bounded;
-    float qn[RSR_LOUVER_MAX_SUBSPACES];
-    float lmax, lbmax; /* best exact score; best key lower bound (relative policy) */
-    int dense;
-} head_q;
 
 struct rsr_louver_scratch {
     int32_t cap_keys, cap_heads, cap_d, cap_quads;
@@ -391,200 +359,10 @@ static void tile_bounds_scalar(const uint8_t *tile, int32_t quads, const int32_t
     }
 }
 
-#ifdef LOUVER_X86
-
-/* Integer dots of the 16 keys of a tile with NH quantised queries, two accumulators per head so
- * that the dependency chains overlap. */
-#define DEFINE_TILE_DOTS(NH)                                                                                           \
-    AVX512VNNI static inline void tile_dots_##NH(const uint8_t *tile, int32_t quads, const int32_t *qw,                \
-                                                 size_t qstride, __m512i *out) {                                       \
-        __m512i a0[NH], a1[NH];                                                                                        \
-        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] = a1[h] = _mm512_setzero_si512();                   \
-        int32_t c = 0;                                                                                                 \
-        for (; c + 2 <= quads; c += 2) {                                                                               \
-            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64),                                                    \
-                    k1 = _mm512_loadu_si512(tile + (size_t)c * 64 + 64);                                               \
-            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) {                                                     \
-                a0[h] = _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));        \
-                a1[h] = _mm512_dpbusd_epi32(a1[h], k1, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c + 1]));    \
-            }                                                                                                          \
-        }                                                                                                              \
-        if (c < quads) {                                                                                               \
-            __m512i k0 = _mm512_loadu_si512(tile + (size_t)c * 64);                                                    \
-            _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) a0[h] =                                               \
-                _mm512_dpbusd_epi32(a0[h], k0, _mm512_set1_epi32(qw[(size_t)h * qstride + (size_t)c]));                \
-        }                                                                                                              \
-        _Pragma("GCC unroll 8") for (int h = 0; h < NH; h++) out[h] = _mm512_add_epi32(a0[h], a1[h]);                  \
-    }
-DEFINE_TILE_DOTS(1)
-DEFINE_TILE_DOTS(2)
-DEFINE_TILE_DOTS(4)
-
-AVX512VNNI static void tile_bounds_vnni(const uint8_t *tile, int32_t quads, const int32_t *qw, size_t qstride,
-                                        const head_q *hq, int32_t nh, const float *kc, const float *ki, const float *ke,
-                                        float (*ub)[TILE], float (*lb)[TILE]) {
-    const __m512 vc = _mm512_loadu_ps(kc), vi = _mm512_loadu_ps(ki), ve = _mm512_loadu_ps(ke);
-    for (int32_t h0 = 0; h0 < nh;) {
-        __m512i I[4];
-        int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-        if (m == 4)
-            tile_dots_4(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
-        else if (m == 2)
-            tile_dots_2(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
-        else
-            tile_dots_1(tile, quads, qw + (size_t)h0 * qstride, qstride, I);
-        for (int32_t g = 0; g < m; g++) {
-            const head_q *p = &hq[h0 + g];
-            __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
-            __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), A), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
-            __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
-            _mm512_storeu_ps(ub[h0 + g], _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3));
-            if (lb) _mm512_storeu_ps(lb[h0 + g], _mm512_sub_ps(_mm512_mul_ps(vc, _mm512_sub_ps(t1, t2)), t3));
-        }
-        h0 += m;
-    }
-}
-
-/* One block's code pass for nh query heads at once: per 16-key tile the integer dots of every
- * head (one read of the tile's codes), the upper bounds in registers, and the positions of the
- * keys with ub ≥ τ'' (or forced) appended at out[h], which advances. qw: the heads' Q, packed,
- * quads int32 per head in the order of hp. With ubo (the relative policy, whose τ may still rise):
- * the selected keys' upper bounds appended at ubo[h] too (+∞ for a forced key), and lbmax[h]
- * raised to the best lower bound of a key that is not forced. */
-AVX512VNNI static void block_select_vnni(const uint8_t *codes, int32_t tiles, int32_t quads, const int32_t *qw,
-                                         const head_q *const *hp, int32_t nh, const float *kc, const float *ki,
-                                         const float *ke, const uint16_t *frc, int32_t base, int32_t **out, float **ubo,
-                                         float *lbmax) {
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __m512 lbm[RSR_LOUVER_GROUP_MAX];
-    for (int32_t h = 0; ubo && h < nh; h++) lbm[h] = _mm512_set1_ps(-INFINITY);
-    for (int32_t t = 0; t < tiles; t++) {
-        const uint8_t *tile = codes + (size_t)t * 64 * (size_t)quads;
-        const __m512 vc = _mm512_loadu_ps(kc + TILE * t), vi = _mm512_loadu_ps(ki + TILE * t);
-        const __m512 ve = _mm512_loadu_ps(ke + TILE * t);
-        const __m512i pos = _mm512_add_epi32(iota, _mm512_set1_epi32(base + TILE * t));
-        for (int32_t h0 = 0; h0 < nh;) {
-            __m512i I[4];
-            int32_t m = nh - h0 >= 4 ? 4 : nh - h0 >= 2 ? 2 : 1;
-            if (m == 4)
-                tile_dots_4(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else if (m == 2)
-                tile_dots_2(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            else
-                tile_dots_1(tile, quads, qw + (size_t)h0 * (size_t)quads, (size_t)quads, I);
-            for (int32_t g = 0; g < m; g++) {
-                const head_q *p = hp[h0 + g];
-                __m512 A = _mm512_cvtepi32_ps(_mm512_sub_epi32(I[g], _mm512_set1_epi32(p->off)));
-                __m512 t1 = _mm512_mul_ps(_mm512_set1_ps(p->s), A), t2 = _mm512_mul_ps(_mm512_set1_ps(p->fnorm), vi);
-                __m512 t3 = _mm512_mul_ps(_mm512_set1_ps(p->qnorm), ve);
-                __m512 ub = _mm512_add_ps(_mm512_mul_ps(vc, _mm512_add_ps(t1, t2)), t3);
-                __mmask16 k = (__mmask16)(_mm512_cmp_ps_mask(ub, _mm512_set1_ps(p->tauk), _CMP_GE_OQ) | frc[t]);
-                /* compressed in a register and stored whole (TILE slots of slack: scratch_reserve):
-                 * the memory form of vpcompressd is microcoded on AMD Zen 4, and with it this pass
-                 * took 7.2 ms instead of 3.7 at 128K keys (docs/louver.md) */
-                _mm512_storeu_si512(out[h0 + g], _mm512_maskz_compress_epi32(k, pos));
-                out[h0 + g] += __builtin_popcount(k);
-                if (ubo) {
-                    _mm512_storeu_ps(ubo[h0 + g], _mm512_maskz_compress_ps(
-                                                      k, _mm512_mask_mov_ps(ub, frc[t], _mm512_set1_ps(INFINITY))));
-                    ubo[h0 + g] += __builtin_popcount(k);
-                    __m512 lb = _mm512_sub_ps(_mm512_mul_ps(vc, _mm512_sub_ps(t1, t2)), t3);
-                    /* max(lb, m) gives m where lb is NaN */
-                    lbm[h0 + g] = _mm512_mask_max_ps(lbm[h0 + g], (__mmask16)~frc[t], lb, lbm[h0 + g]);
-                }
-            }
-            h0 += m;
-        }
-    }
-    for (int32_t h = 0; ubo && h < nh; h++) {
-        float v = _mm512_reduce_max_ps(lbm[h]);
-        if (v > lbmax[h]) lbmax[h] = v;
-    }
-}
-
-/* The box bound of one block when d = 128 is cut into 8 subspaces of 16: the eight horizontal
- * sums in one transposed reduction instead of eight separate ones. The sums come out in another
- * order than box_bounds_avx512's; the slack covers any order (docs/louver.md). */
-AVX512 static float box_bound_128x8(const float *q, const float *lo, const float *hi, const float *qn,
-                                    const float *bn) {
-    __m512 m[8], u[4], v[2];
-    for (int32_t s = 0; s < 8; s++) {
-        __m512 qv = _mm512_loadu_ps(q + 16 * s);
-        m[s] = _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + 16 * s)),
-                             _mm512_mul_ps(qv, _mm512_loadu_ps(hi + 16 * s)));
-    }
-    /* u[p]: the halves of m[2p] and of m[2p+1] added (four 4-lane partial sums) */
-    for (int32_t p = 0; p < 4; p++)
-        u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], 0x44),
-                             _mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], 0xEE));
-    /* v[r]: 128-bit lane c holds four partial sums of m[4r + c] */
-    for (int32_t r = 0; r < 2; r++)
-        v[r] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * r], u[2 * r + 1], 0x88),
-                             _mm512_shuffle_f32x4(u[2 * r], u[2 * r + 1], 0xDD));
-    float acc[32];
-    for (int32_t r = 0; r < 2; r++) {
-        __m512 w = _mm512_add_ps(v[r], _mm512_permute_ps(v[r], 0x4E));
-        _mm512_storeu_ps(acc + 16 * r, _mm512_add_ps(w, _mm512_permute_ps(w, 0xB1)));
-    }
-    float total = 0;
-    for (int32_t s = 0; s < 8; s++) {
-        float nb = qn[s] * bn[s];
-        total += acc[4 * s] < nb ? acc[4 * s] : nb;
-    }
-    return total;
-}
-
-/* bub[b] = the box bound of every step-th block for one query (AVX-512F). */
-AVX512 static void box_bounds_avx512(const rsr_louver_index *ix, const float *q, const float *qn, float *bub,
-                                     int32_t step) {
-    const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;
-    float t[4096 + 16];
-    if (d == 128 && S == 8) { /* subspaces of 16 (sub_start[s] = 16·s) */
-        for (int32_t b = 0; b < ix->nblocks; b += step) {
-            const float *lo = ix->box + (size_t)b * 2 * (size_t)d;
-            bub[b] = box_bound_128x8(q, lo, lo + d, qn, ix->bnorm + (size_t)b * (size_t)S);
-        }
-        return;
-    }
-    for (int32_t b = 0; b < ix->nblocks; b += step) {
-        const float *lo = ix->box + (size_t)b * 2 * (size_t)d, *hi = lo + d, *bn = ix->bnorm + (size_t)b * (size_t)S;
-        int32_t i = 0;
-        for (; i + 16 <= d; i += 16) {
-            __m512 qv = _mm512_loadu_ps(q + i);
-            _mm512_storeu_ps(t + i, _mm512_max_ps(_mm512_mul_ps(qv, _mm512_loadu_ps(lo + i)),
-                                                  _mm512_mul_ps(qv, _mm512_loadu_ps(hi + i))));
-        }
-        for (; i < d; i++) t[i] = fmaxf(q[i] * lo[i], q[i] * hi[i]);
-        float total = 0;
-        for (int32_t s = 0; s < S; s++) {
-            float acc = 0;
-            int32_t i0 = ix->sub_start[s], i1 = ix->sub_start[s + 1];
-            if (i1 - i0 == 16)
-                acc = _mm512_reduce_add_ps(_mm512_loadu_ps(t + i0));
-            else
-                for (int32_t k = i0; k < i1; k++) acc += t[k];
-            float nb = qn[s] * bn[s];
-            total += acc < nb ? acc : nb;
-        }
-        bub[b] = total;
-    }
-}
-
-/* Appends the positions base + t of the tile's keys with ub[t] ≥ tk or forced; returns the count. */
-AVX512 static int32_t select_avx512(const float *ub, float tk, uint16_t frc, int32_t base, int32_t *out) {
-    __mmask16 m = (__mmask16)(_mm512_cmp_ps_mask(_mm512_loadu_ps(ub), _mm512_set1_ps(tk), _CMP_GE_OQ) | frc);
-    if (!m) return 0;
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    /* compressed in a register, then stored whole (TILE slots of slack: scratch_reserve) */
-    _mm512_storeu_si512(out, _mm512_maskz_compress_epi32(m, _mm512_add_epi32(iota, _mm512_set1_epi32(base))));
-    return __builtin_popcount(m);
-}
-#endif
-
 static void box_bounds(const rsr_louver_index *ix, const float *q, const float *qn, float *bub, int32_t step) {
 #ifdef LOUVER_X86
     if (attn_simd_enabled()) {
-        box_bounds_avx512(ix, q, qn, bub, step);
+        louver_box_bounds_avx512(ix, q, qn, bub, step);
         return;
     }
 #endif
@@ -615,7 +393,7 @@ static void block_bounds(const rsr_louver_index *ix, const float *q, const head_
 
 static int32_t select_keys(const float *ub, float tk, uint16_t frc, int32_t base, int32_t *out) {
 #ifdef LOUVER_X86
-    if (attn_simd_enabled()) return select_avx512(ub, tk, frc, base, out);
+    if (attn_simd_enabled()) return louver_select_avx512(ub, tk, frc, base, out);
 #endif
     int32_t n = 0;
     for (int32_t t = 0; t < TILE; t++)
@@ -641,7 +419,7 @@ static void tile_bounds(const uint8_t *tile, int32_t quads, const int32_t *qw, s
                         float (*lb)[TILE]) {
 #ifdef LOUVER_X86
     if (rt_louver_fast()) { /* the VNNI integer dots */
-        tile_bounds_vnni(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
+        louver_tile_bounds_vnni(tile, quads, qw, qstride, hq, nh, kc, ki, ke, ub, lb);
         return;
     }
 #endif
@@ -887,8 +665,8 @@ static void select_block(const rsr_louver_index *ix, rsr_louver_scratch *sc, hea
             const size_t o = (size_t)bl[g] * ck + (size_t)sc->nsc[bl[g]];
             hp[g] = &hq[bl[g]], at[g] = sc->idx + o, uo[g] = sc->cub + o;
         }
-        block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc, b * B,
-                          at, relative ? uo : NULL, lbm);
+        louver_block_select_vnni(codes, B / TILE, nq, qw, hp, nbl, ix->kscale + kb, ix->kint + kb, ix->kerr + kb, frc,
+                                 b * B, at, relative ? uo : NULL, lbm);
         for (int32_t g = 0; g < nbl; g++) sc->nsc[bl[g]] = (int32_t)(at[g] - (sc->idx + (size_t)bl[g] * ck));
     } else
 #endif

@@ -1,0 +1,30 @@
+/*
+ * family.h — the kernels of a family (cpu.h) other than attention's, each written with its
+ * family's intrinsics in the family's file, beside the family's attention vocabulary
+ * (attn_generic.h): family_avx512.c, family_avx2.c (family_neon.c and family_portable.c have none
+ * of these: on those families the callers' C is the kernel). forward.c, lm_head.c and louver.c
+ * (louver_kernels.h) call them when rt_cpu_isa() is their family; each gives the bits of the C it
+ * stands for.
+ */
+#ifndef RSR_RUNTIME_FAMILY_H
+#define RSR_RUNTIME_FAMILY_H
+
+#include <stdint.h>
+
+#define RT_HEAD_ROWS 4 /* the rows of a block of rt_head_dot_q8_vnni_rows (lm_head.c blocks by it) */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* forward.c: the per-token absmax quantisation to int8 (quantize_scalar's bits); returns x_scale. */
+float rt_quantize_avx512(int8_t *q, const float *x, int32_t n);
+float rt_quantize_avx2(int8_t *q, const float *x, int32_t n);
+
+/* lm_head.c, the int8 head: Σ (w + 128)·x over n entries (a multiple of 64; the caller removes
+ * 128·Σ x), and the same for RT_HEAD_ROWS rows (row r at w + r·stride) with each of k vectors at
+ * once: sums[r·k + j] (wq: RT_HEAD_ROWS·n int16 of scratch). */
+int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n);
+void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t k, int32_t n,
+                              int16_t *wq, int32_t *sums);
+int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
+#endif
+
+#endif

@@ -1,0 +1,168 @@
+/*
+ * family_avx2.c — the AVX2 family of cpu.h: x86-64 CPUs with AVX2, FMA and F16C but no AVX-512
+ * (Zen 1–3, Intel client cores), the machines most people run on (RSR_CPU=avx2 selects it on a
+ * bigger CPU). Every AVX2 intrinsic of the runtime: the attention kernels' vocabulary
+ * (attn_generic.h: 8 lanes, one ymm register per vector), the activations' int8 quantisation
+ * (forward.c) and the int8 LM head's dot (lm_head.c).
+ *
+ * vec_reduce's tree: P_lo + P_hi, P = (l0 + l2) + (l1 + l3) over each 128-bit half; vec_total is
+ * the same. Tails go through masked loads and stores, but a dot product's is added one by one.
+ */
+#include <math.h>
+
+#include "attn_kernels.h"
+#include "family.h"
+
+#ifdef ATTN_FAMILIES_X86
+#include <immintrin.h>
+
+typedef __m256 vec;
+#define VEC_W 8
+#define VEC_ACCS 8
+#define VEC_MASKED_TAIL 0
+#define VEC_SCORES_BY_BLOCK 1
+#define VEC_FN __attribute__((target("avx2,fma,f16c")))
+#define VEC_TYPED __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+#define VEC static __attribute__((unused)) VEC_TYPED /* the vocabulary: the kernels use what they need */
+#define VEC_FAMILY attn_family_avx2
+
+VEC vec vec_zero(void) { return _mm256_setzero_ps(); }
+VEC vec vec_set1(float x) { return _mm256_set1_ps(x); }
+VEC vec vec_loadu(const float *p) { return _mm256_loadu_ps(p); }
+VEC void vec_storeu(float *p, vec a) { _mm256_storeu_ps(p, a); }
+VEC vec vec_add(vec a, vec b) { return _mm256_add_ps(a, b); }
+VEC vec vec_sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+VEC vec vec_mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+VEC vec vec_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+VEC vec vec_max(vec a, vec b) { return _mm256_max_ps(a, b); }
+
+VEC __m256i lanes_below(int32_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+VEC vec vec_load_part(const float *p, int32_t n) { return _mm256_maskload_ps(p, lanes_below(n)); }
+VEC void vec_store_part(float *p, int32_t n, vec a) { _mm256_maskstore_ps(p, lanes_below(n), a); }
+VEC vec vec_keep(vec a, int32_t n) { return _mm256_and_ps(a, _mm256_castsi256_ps(lanes_below(n))); }
+
+VEC vec vec_row(const void *row, int32_t i, int32_t type, vec sc) {
+    switch (type) {
+    case ATTN_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i))), 16));
+    case ATTN_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+    case ATTN_Q8:
+        return _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)row + i)))), sc);
+    default: return _mm256_loadu_ps((const float *)row + i);
+    }
+}
+
+/* The eight lanes summed as (P_lo) + (P_hi), P = (l0 + l2) + (l1 + l3) over a 128-bit half. */
+VEC float vec_reduce(vec a) {
+    a = _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
+    a = _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)));
+}
+
+/* Eight vectors in, one vector of their eight horizontal sums out, each added in vec_reduce's order. */
+VEC vec vec_hsum(const vec a[8]) {
+    __m256 s[4], u[2];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        s[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        u[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20), _mm256_permute2f128_ps(u[0], u[1], 0x31));
+}
+
+VEC float vec_total(vec a) { return vec_reduce(a); }
+VEC float vec_reduce_max(vec a) { /* fmaxf over the lanes in order */
+    float lanes[8], m = -INFINITY;
+    _mm256_storeu_ps(lanes, a);
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) m = fmaxf(m, lanes[t]);
+    return m;
+}
+
+/* exp(x) as the AVX-512 family computes it (2^n · p(r), the degree-7 Taylor polynomial), with 2^n
+ * made from its exponent bits: a result below FLT_MIN (x < −87.33, −∞, NaN) is 0. */
+VEC vec vec_exp(vec x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-104.0f)); /* NaN → −104, as vmaxps takes the second operand */
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.5f));
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* n in [-126, 128]: 2^n in two factors, so that n = 128 (x near 88.5) does not overflow the bits */
+    const __m256i ni = _mm256_cvtps_epi32(n), half = _mm256_srai_epi32(ni, 1);
+    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+    const __m256 f2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(_mm256_mul_ps(p, f1), f2));
+}
+
+#include "attn_generic.h"
+
+/* ---- the activations' int8 quantisation (forward.c) ---- */
+
+/* forward.c's per-token absmax quantisation to int8 (quantize_scalar) on AVX2, bit for bit: max_ps
+ * returns its second operand when either is NaN, so max(|x|, amax) skips a NaN and max(v, -128)
+ * maps one to -128, as fmaxf does; rounding to nearest even is rintf's default mode; x·scale is
+ * the same single multiplication. 32 values packed to bytes at a time (the packs interleave
+ * 128-bit lanes, the permutation puts them back in order). */
+__attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x, int32_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
+    float lanes[8], amax = 0;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int t = 0; t < 8; t++) amax = fmaxf(amax, lanes[t]);
+    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float scale = 127.0f / fmaxf(amax, 1e-5f);
+    const __m256 vs = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i v[4];
+    for (i = 0; i + 32 <= n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+        }
+        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(bytes, order));
+    }
+    for (; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
+    return scale;
+}
+
+/* ---- the int8 LM head (lm_head.c) ---- */
+
+/* lm_head.c's int8 head: Σ (q + 128)·xq with AVX2; vpmaddwd adds pairs of products, each pair
+ * within int32 (255·32767·2). */
+__attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    for (int32_t i = 0; i < n; i += 32) {
+        __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i)));
+        __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const void *)(w + i + 16)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(w0, _mm256_loadu_si256((const void *)(x + i))));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(w1, _mm256_loadu_si256((const void *)(x + i + 16))));
+    }
+    __m256i acc = _mm256_add_epi32(acc0, acc1);
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
+    return _mm_cvtsi128_si32(r);
+}
+#endif

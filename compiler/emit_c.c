@@ -340,6 +340,7 @@ static const char *const c_types[KT_COUNT] = {
     [KT_V16] = "__m512i",
     [KT_V32] = "__m512i",
     [KT_MASK64] = "__mmask64",
+    [KT_PLUTV] = "const __m512i *",
 };
 
 static bool c_vector(enum kir_type t) {
@@ -473,8 +474,10 @@ static bool c_vector_expr(const cpr *P, const kir_expr *e) {
 
 static void c_expr(const cpr *P, const kir_expr *e, int min) {
     if (c_vector(e->type) && c_vector_expr(P, e)) return;
-    if (e->op == KO_LANE && e->a->type == KT_V32) { /* a variable's lane */
-        fprintf(P->out, "((__v16si)%s)[%lld]", e->a->var->name, (long long)e->imm);
+    if (e->op == KO_LANE && e->a->type == KT_V32) { /* GNU C's subscript of a vector of int32 */
+        fputs("((__v16si)", P->out);
+        c_expr(P, e->a, 16);
+        fprintf(P->out, ")[%lld]", (long long)e->imm);
         return;
     }
     static const char *const infix[KO_COUNT] = {

@@ -758,6 +758,7 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_V16: return LLVMVectorType(e->i16, 32);
     case KT_V32: return LLVMVectorType(e->i32, 16);
     case KT_MASK64: return LLVMVectorType(e->i1, 64);
+    case KT_PLUTV: return LLVMPointerType(LLVMVectorType(e->i8, 64), 0);
     case KT_BYTES: return e->i8p;
     case KT_I32X4:
     case KT_U32X4: return LLVMVectorType(e->i32, 4);
@@ -769,6 +770,7 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
 }
 
 static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
+    if (ptr == KT_PLUTV) return LLVMVectorType(k->e->i8, 64);
     if (ptr == KT_PI32X4 || ptr == KT_PU32X4) return LLVMVectorType(k->e->i32, 4);
     return ptr == KT_PU8 || ptr == KT_PI8 || ptr == KT_BYTES ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
 }
@@ -1086,12 +1088,18 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         if (x->type == KT_SIZE) r.f[0] = LLVMBuildSExt(e->b, r.f[0], e->i64, "");
         if (x->type == KT_LUT16) r.f[0] = LLVMBuildTrunc(e->b, r.f[0], e->i16, "");
         return r;
-    case KO_INDEX: r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b)); return r;
+    case KO_INDEX:
+        if (x->a->op == KO_VAR && x->a->var->array) { /* into a local array */
+            r.f[0] = kir_element(k, x->a, kev1(k, x->b));
+            return r;
+        }
+        r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b));
+        return r;
     case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
         bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
-        if (array && x->a->var->type == KT_LUTV) { /* a plane of the vector lut's tables */
+        if ((array && x->a->var->type == KT_LUTV) || x->a->type == KT_PLUTV) { /* a plane of the vector lut's tables */
             r.f[0] = LLVMBuildLoad2(e->b, ktype(k, KT_LUTV), kir_element(k, x->a, kev1(k, x->b)), "");
             LLVMSetAlignment(r.f[0], 64);
             return r;

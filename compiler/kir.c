@@ -19,7 +19,7 @@
 const char *const kir_type_names[KT_COUNT] = {"void",  "int",    "i32",   "u32",   "size",  "pu8",    "pi8",
                                               "pu16",  "pu32",   "pi32",  "vacc",  "codes", "bacc",   "pair",
                                               "lut16", "lutv",   "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4",
-                                              "bool",  "vacc16", "xw",    "v16",   "v32",   "mask64"};
+                                              "bool",  "vacc16", "xw",    "v16",   "v32",   "mask64", "plutv"};
 /* clang-format off */
 const char *const kir_op_names[KO_COUNT] = {
     [KO_CONST] = "const", [KO_VAR] = "var", [KO_ADD] = "add", [KO_SUB] = "sub", [KO_MUL] = "mul",

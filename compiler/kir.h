@@ -70,6 +70,7 @@ enum kir_type {
     KT_V16,    /* 32 16-bit lanes */
     KT_V32,    /* 16 int32 lanes */
     KT_MASK64, /* 64 bits, one per byte lane */
+    KT_PLUTV,  /* const pointer to KT_LUTV planes (into a local array of them) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -96,7 +97,7 @@ enum kir_op {
     KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32,
                        truncates to KT_LUT16 */
     KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
-    KO_INDEX,       /* a + b: pointer a advanced by b elements */
+    KO_INDEX,       /* a + b: pointer (or local array) a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
     /* the i2 vector vocabulary (kernel.c, KF_I2): V = the ISA's vector bytes */
     KO_VZERO, /* an accumulator of zeros (KT_VACC, KT_VACC16 or KT_BACC) */

@@ -931,6 +931,8 @@ static void lut_vector_blocks(lower *L, kir_list *l, kir_var *tab, kir_var *w, k
     kir_module *m = L->m;
     const kernel *kn = L->kn;
     kir_var *lo[2 * LUT_NB], *hi[2 * LUT_NB], *t[4];
+    if (g0) /* the window's tables, from its first group's */
+        tab = value(L, l, "tw", KT_PLUTV, kir_bin(m, KO_INDEX, KT_PLUTV, ref(L, tab), mul(L, ref(L, g0), num(L, 4))));
     for (int j = 0; j < 2 * nb; j++) {
         kir_decl(m, l, lo[j] = var(L, strf(L, "lo%d", j, 0), KT_V32), vec(L, KO_VZERO, KT_V32, NULL, NULL, NULL, 0),
                  false);
@@ -939,10 +941,9 @@ static void lut_vector_blocks(lower *L, kir_list *l, kir_var *tab, kir_var *w, k
     }
     kir_list gl;
     kir_stmt *f = loop(L, l, "g", "group", num(L, 0), num(L, lut_block_groups(kn)), &gl);
-    kir_expr *group = g0 ? add(L, ref(L, g0), ref(L, f->var)) : ref(L, f->var);
     for (int i = 0; i < 4; i++)
         t[i] = value(L, &gl, strf(L, "t%d", i, 0), KT_LUTV,
-                     kir_load(m, KT_LUTV, ref(L, tab), add(L, mul(L, group, num(L, 4)), num(L, i))));
+                     kir_load(m, KT_LUTV, ref(L, tab), add(L, mul(L, ref(L, f->var), num(L, 4)), num(L, i))));
     for (int j = 0; j < nb; j++) lut_vector_group_rows(L, &gl, w, t, f->var, j, lo, hi);
     kir_var *row0 = value(L, l, "row0", KT_I32, mul(L, b, num(L, LUT_ROWS)));
     for (int j = 0; j < 2 * nb; j++) {

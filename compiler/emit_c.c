@@ -473,6 +473,11 @@ static bool c_vector_expr(const cpr *P, const kir_expr *e) {
 }
 
 static void c_expr(const cpr *P, const kir_expr *e, int min) {
+    if (e->op == KO_REINTERPRET && P->types[e->type] && P->types[e->a->type] &&
+        !strcmp(P->types[e->type], P->types[e->a->type])) { /* the same C type */
+        c_expr(P, e->a, min);
+        return;
+    }
     if (c_vector(e->type) && c_vector_expr(P, e)) return;
     if (e->op == KO_LANE && e->a->type == KT_V32) { /* GNU C's subscript of a vector of int32 */
         fputs("((__v16si)", P->out);

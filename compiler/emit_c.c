@@ -21,11 +21,10 @@ void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefil
 
 extern const char rsr_template_lut_scalar[], rsr_template_lut_vector[]; /* compiler/templates/, embedded */
 
-/* The vector lut form's per-call tables and its inner loop (kernel.c, KF_LUT): the constants
- * computed here, the code from compiler/templates/lut_vector.h. The permutes are printed from
- * lut_digit, so the tables and the compiler's encoding agree. The scalar form is kernel IR whole
- * (lower.c): no kernel calls the scalar helpers any more, which stay in the prologue only so that
- * the generated C of the targets without VBMI is what it was. */
+/* The lut form's helpers of old (kernel.c, KF_LUT): both forms are kernel IR whole (lower.c; the
+ * vector one's operations printed as AVX-512 intrinsics, c_vector_expr), so no kernel calls these
+ * any more. They stay in the prologue (and with them the #include <immintrin.h> the intrinsics
+ * need) only so that the generated C of every other kernel is what it was. */
 void emit_c_lut_helpers(FILE *out, bool vector) {
     fprintf(out,
             "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' "
@@ -337,10 +336,20 @@ static const char *const c_types[KT_COUNT] = {
     [KT_LUT16] = "int16_t",
     [KT_LUTV] = "__m512i",
     [KT_BYTES] = "uint8_t *",
+    [KT_XW] = "__m512i",
+    [KT_V16] = "__m512i",
+    [KT_V32] = "__m512i",
+    [KT_MASK64] = "__mmask64",
+    [KT_PLUTV] = "const __m512i *",
 };
+
+static bool c_vector(enum kir_type t) {
+    return t == KT_LUTV || t == KT_V16 || t == KT_V32 || t == KT_XW || t == KT_MASK64;
+}
 
 /* C's binding strength of an operation (higher binds tighter). */
 static int c_prec(const kir_expr *e) {
+    if (c_vector(e->type)) return 16; /* intrinsics */
     switch (e->op) {
     case KO_MUL: return 13;
     case KO_ADD:
@@ -353,6 +362,7 @@ static int c_prec(const kir_expr *e) {
     case KO_EQ:
     case KO_NE: return 9;
     case KO_AND: return 8;
+    case KO_OR: return 6;
     case KO_LAND: return 4;
     case KO_LOR: return 3;
     case KO_SELECT: return 2;
@@ -388,20 +398,97 @@ static void c_lanes_block(const cpr *P, const kir_expr *e) {
     fprintf(P->out, "%lld)", (long long)e->imm);
 }
 
-/* A lut operation's tables (b), from the window's first group (d) where the block has one:
- * per_group table elements to a group. */
-static void c_lut_tab(const cpr *P, const kir_expr *e, int per_group) {
-    c_expr(P, e->b, e->d ? 12 : 0);
-    if (!e->d) return;
-    fprintf(P->out, " + %d * ", per_group);
-    c_expr(P, e->d, 13);
+/* The 512-bit operations (the vector lut's) as AVX-512 intrinsics. */
+static void c_lanes_const(const cpr *P, const kir_expr *e) {
+    fprintf(P->out, "_mm512_set_epi%d(", e->nvals == 64 ? 8 : 16);
+    for (int32_t i = e->nvals - 1; i >= 0; i--) fprintf(P->out, "%d%s", e->vals[i], i ? ", " : ")");
+}
+
+static void c_args(const cpr *P, const kir_expr *a, const kir_expr *b, const kir_expr *c) {
+    const kir_expr *args[] = {a, b, c};
+    for (int i = 0; i < 3 && args[i]; i++) {
+        if (i) fputs(", ", P->out);
+        c_expr(P, args[i], 0);
+    }
+    fputc(')', P->out);
+}
+
+static bool c_vector_expr(const cpr *P, const kir_expr *e) {
+    static const char *const width[KT_COUNT] = {[KT_LUTV] = "8", [KT_V16] = "16", [KT_V32] = "32"};
+    FILE *out = P->out;
+    switch (e->op) {
+    case KO_CONST: fprintf(out, "_mm512_set1_epi%s(%lld)", width[e->type], (long long)e->imm); return true;
+    case KO_VZERO: fputs("_mm512_setzero_si512()", out); return true;
+    case KO_VCONST: c_lanes_const(P, e); return true;
+    case KO_XWORDS:
+        fprintf(out, "_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(0x%xu, ", (1u << e->imm) - 1);
+        c_expr(P, e->a, 12), fputs(" + ", out), c_expr(P, e->b, 13);
+        fputs("))", out);
+        return true;
+    case KO_PERMW:
+        fputs("_mm512_permutexvar_epi16(", out);
+        c_lanes_const(P, e);
+        fputs(", ", out);
+        c_args(P, e->a, NULL, NULL);
+        return true;
+    case KO_MADDW:
+    case KO_MSUBW: /* a is a variable: it is named twice */
+        fprintf(out, "_mm512_mask_%s_epi16(", e->op == KO_MADDW ? "add" : "sub");
+        c_expr(P, e->a, 0);
+        fprintf(out, ", 0x%08llxu, ", (unsigned long long)e->imm);
+        c_args(P, e->a, e->b, NULL);
+        return true;
+    case KO_NEG: fputs("_mm512_sub_epi16(_mm512_setzero_si512(), ", out), c_args(P, e->a, NULL, NULL); return true;
+    case KO_PERM2B: fputs("_mm512_permutex2var_epi8(", out), c_args(P, e->a, e->b, e->c); return true;
+    case KO_VLOADB:
+    case KO_MASK64:
+        fputs(e->op == KO_VLOADB ? "_mm512_loadu_si512((const void *)(" : "_load_mask64((__mmask64 *)(", out);
+        c_expr(P, e->a, 12), fputs(" + ", out), c_expr(P, e->b, 13);
+        fputs("))", out);
+        return true;
+    case KO_DPBUSD: fputs("_mm512_dpbusd_epi32(", out), c_args(P, e->a, e->b, e->c); return true;
+    case KO_AND: fputs("_mm512_and_si512(", out), c_args(P, e->a, e->b, NULL); return true;
+    case KO_OR: fputs("_mm512_or_si512(", out), c_args(P, e->a, e->b, NULL); return true;
+    case KO_ADD: fprintf(out, "_mm512_add_epi%s(", width[e->type]), c_args(P, e->a, e->b, NULL); return true;
+    case KO_SHL:
+    case KO_LSHR: { /* by a constant; bytes shift as words, less the bits from the next byte */
+        const char *dir = e->op == KO_SHL ? "slli" : "srli";
+        long long n = e->b->imm;
+        if (e->type == KT_LUTV)
+            fprintf(out, "_mm512_and_si512(_mm512_%s_epi16(", dir);
+        else
+            fprintf(out, "_mm512_%s_epi%s(", dir, width[e->type]);
+        c_expr(P, e->a, 0);
+        if (e->type == KT_LUTV)
+            fprintf(out, ", %lld), _mm512_set1_epi8(%d))", n, (e->op == KO_SHL ? 0xff << n : 0xff >> n) & 0xff);
+        else
+            fprintf(out, ", %lld)", n);
+        return true;
+    }
+    case KO_SELECT: /* per byte, b where mask a, else c */
+        fputs("_mm512_mask_blend_epi8(", out), c_args(P, e->a, e->c, e->b);
+        return true;
+    default: return false;
+    }
 }
 
 static void c_expr(const cpr *P, const kir_expr *e, int min) {
+    if (e->op == KO_REINTERPRET && P->types[e->type] && P->types[e->a->type] &&
+        !strcmp(P->types[e->type], P->types[e->a->type])) { /* the same C type */
+        c_expr(P, e->a, min);
+        return;
+    }
+    if (c_vector(e->type) && c_vector_expr(P, e)) return;
+    if (e->op == KO_LANE && e->a->type == KT_V32) { /* GNU C's subscript of a vector of int32 */
+        fputs("((__v16si)", P->out);
+        c_expr(P, e->a, 16);
+        fprintf(P->out, ")[%lld]", (long long)e->imm);
+        return;
+    }
     static const char *const infix[KO_COUNT] = {
-        [KO_ADD] = "+",   [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<", [KO_LSHR] = ">>",
-        [KO_AND] = "&",   [KO_LT] = "<",  [KO_LE] = "<=", [KO_EQ] = "==",  [KO_INDEX] = "+",
-        [KO_LAND] = "&&", [KO_NE] = "!=", [KO_LOR] = "||"};
+        [KO_ADD] = "+",   [KO_SUB] = "-", [KO_MUL] = "*",  [KO_SHL] = "<<", [KO_LSHR] = ">>",
+        [KO_AND] = "&",   [KO_LT] = "<",  [KO_LE] = "<=",  [KO_EQ] = "==",  [KO_INDEX] = "+",
+        [KO_LAND] = "&&", [KO_NE] = "!=", [KO_LOR] = "||", [KO_OR] = "|"};
     int prec = c_prec(e);
     bool paren = prec < min;
     if (paren) fputc('(', P->out);
@@ -506,26 +593,6 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fputs("rsr_lanes_transpose(", P->out);
         for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
         fprintf(P->out, "%lld)", (long long)e->imm);
-        break;
-    }
-    case KO_LUT_TABLES: /* the vector template's helper, its tables counted in groups */
-        fputs("rsr_lut_tables(", P->out);
-        c_expr(P, e->a, 0);
-        fprintf(P->out, ", %lld, %d, ", (long long)e->imm, P->info->groups);
-        c_expr(P, e->b, 0);
-        fputc(')', P->out);
-        break;
-    case KO_LUT_BLOCKS: {
-        const int32_t G = P->info->block_groups, GB = P->info->block_bytes;
-        fputs("rsr_lut_blocks(", P->out);
-        c_expr(P, e->a, 0);
-        fprintf(P->out, ", %d, ", GB);
-        c_lut_tab(P, e, 4);
-        fprintf(P->out, ", %d, y + ", G);
-        c_expr(P, e->c, 13);
-        fprintf(P->out, " * %d, %d - ", LUT_ROWS, P->info->rows);
-        c_expr(P, e->c, 13);
-        fprintf(P->out, " * %d, %lld)", LUT_ROWS, (long long)e->imm);
         break;
     }
     default:

@@ -268,10 +268,6 @@ static LLVMValueRef at(llvm_emitter *e, LLVMTypeRef elem, LLVMValueRef base, LLV
     return LLVMBuildGEP2(e->b, elem, base, &index, 1, "");
 }
 
-static void store_y(llvm_emitter *e, LLVMValueRef y, LLVMValueRef row, LLVMValueRef v) {
-    LLVMBuildStore(e->b, v, at(e, e->i32, y, row));
-}
-
 static LLVMValueRef smin(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, a, b, ""), a, b, "");
 }
@@ -387,134 +383,6 @@ static LLVMValueRef vsum(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc) 
 }
 
 static LLVMValueRef i64_of(llvm_emitter *e, LLVMValueRef v) { return LLVMBuildSExt(e->b, v, e->i64, ""); }
-
-/* ---- lut: tables of x's triplet sums, looked up with vpermt2b and added with vpdpbusd
- * (kernel.c, KF_LUT; emit_c.c's rsr_lut_* helpers are the same steps in C) ---- */
-
-static LLVMValueRef mask_const(llvm_emitter *e, uint32_t bits) {
-    LLVMValueRef m[32];
-    for (int i = 0; i < 32; i++) m[i] = LLVMConstInt(e->i1, (bits >> i) & 1, 0);
-    return LLVMConstVector(m, 32);
-}
-
-/* Group g's four planes into tab (an array of <64 x i8>): x's columns 12g.. (`left` of them
- * readable when fewer than 12: the tail group, a constant), the same steps as rsr_lut_tables. */
-static void lut_group_tables(llvm_emitter *e, LLVMValueRef x, LLVMValueRef tab, LLVMValueRef g, int left) {
-    LLVMTypeRef v16i8 = LLVMVectorType(e->i8, 16), v4i32 = LLVMVectorType(e->i32, 4),
-                v32i16 = LLVMVectorType(e->i16, 32);
-    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64);
-    LLVMValueRef x0 = LLVMBuildMul(e->b, g, c32(e, LUT_GROUP_COLS), ""), xb;
-    if (left >= LUT_GROUP_COLS) { /* three in-bounds words */
-        LLVMValueRef w = LLVMConstNull(v4i32);
-        for (int i = 0; i < 3; i++) {
-            LLVMValueRef p =
-                LLVMBuildBitCast(e->b, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, 4 * i), "")), e->i32p, "");
-            LLVMValueRef v = LLVMBuildLoad2(e->b, e->i32, p, "");
-            LLVMSetAlignment(v, 1);
-            w = LLVMBuildInsertElement(e->b, w, v, c32(e, i), "");
-        }
-        xb = LLVMBuildBitCast(e->b, w, v16i8, "");
-    } else {
-        xb = LLVMConstNull(v16i8);
-        for (int i = 0; i < left; i++)
-            xb = LLVMBuildInsertElement(
-                e->b, xb, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, LLVMBuildAdd(e->b, x0, c32(e, i), "")), ""),
-                c32(e, i), "");
-    }
-    LLVMValueRef xw = LLVMBuildSExt(e->b, xb, LLVMVectorType(e->i16, 16), "");
-    int plane[2][64];
-    for (int hi = 0; hi < 2; hi++)
-        for (int o = 0; o < 64; o++) plane[hi][o] = lut_plane_source(hi, o);
-    for (int h = 0; h < 2; h++) {
-        LLVMValueRef v = LLVMConstNull(v32i16);
-        for (int j = 0; j < 3; j++) {
-            int sel[32];
-            uint32_t pos, neg;
-            for (int l = 0; l < 32; l++) sel[l] = lut_spread(h, j, l);
-            lut_digit_masks(j, &pos, &neg);
-            LLVMValueRef xj = shuffle(e, xw, NULL, sel, 32);
-            v = LLVMBuildSelect(e->b, mask_const(e, pos), LLVMBuildAdd(e->b, v, xj, ""), v, "");
-            v = LLVMBuildSelect(e->b, mask_const(e, neg), LLVMBuildSub(e->b, v, xj, ""), v, "");
-        }
-        LLVMValueRef vb = LLVMBuildBitCast(e->b, v, v64i8, "");
-        LLVMValueRef nb = LLVMBuildBitCast(e->b, LLVMBuildNeg(e->b, v, ""), v64i8, "");
-        for (int hi = 0; hi < 2; hi++) {
-            LLVMValueRef slot = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, g, c32(e, 4), ""), c32(e, 2 * hi + h), "");
-            LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, vb, nb, plane[hi], 64), at(e, v64i8, tab, slot));
-            LLVMSetAlignment(st, 64);
-        }
-    }
-}
-
-/* Blocks blk..blk+nb-1 of the matrix (their packed rows at w) against the tables (rsr_lut_blocks in C). */
-static void lut_blocks(llvm_emitter *e, const kir_info *mi, LLVMValueRef tab, LLVMValueRef w, LLVMValueRef blk,
-                       int nb) {
-    const int32_t G = mi->block_groups;
-    LLVMValueRef y = LLVMGetParam(e->fn, 2);
-    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
-    LLVMValueRef lo[2 * LUT_NB], hi[2 * LUT_NB];
-    for (int j = 0; j < 2 * nb; j++)
-        lo[j] = var(e, v16i32, LLVMConstNull(v16i32), "lo"), hi[j] = var(e, v16i32, LLVMConstNull(v16i32), "hi");
-    LLVMValueRef low = splat(e->i8, 64, 0x0f), ones = LLVMBuildBitCast(e->b, splat(e->i8, 64, 1), v16i32, "");
-    LLVMValueRef quarter[64];
-    for (int i = 0; i < 64; i++) quarter[i] = LLVMConstInt(e->i8, (unsigned long long)lut_quarter(i), 0);
-    LLVMValueRef qv = LLVMConstVector(quarter, 64);
-    loop Gl;
-    loop_begin(e, &Gl, c32(e, 0), c32(e, G), "group");
-    LLVMValueRef t[4];
-    for (int i = 0; i < 4; i++) {
-        LLVMValueRef slot = LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, 4), ""), c32(e, i), "");
-        t[i] = LLVMBuildLoad2(e->b, v64i8, at(e, v64i8, tab, slot), "");
-        LLVMSetAlignment(t[i], 64);
-    }
-    for (int j = 0; j < nb; j++) {
-        LLVMValueRef wg =
-            LLVMBuildAdd(e->b, LLVMBuildMul(e->b, Gl.i, c32(e, LUT_GROUP_BYTES), ""), c32(e, j * mi->block_bytes), "");
-        LLVMValueRef p = load_vec(e, 64, w, wg);
-        LLVMValueRef idx[2] = {LLVMBuildAnd(e->b, p, low, ""), LLVMBuildLShr(e->b, p, splat(e->i8, 64, 4), "")};
-        for (int h = 0; h < 2; h++) {
-            LLVMValueRef mp = LLVMBuildBitCast(e->b, at(e, e->i8, w, LLVMBuildAdd(e->b, wg, c32(e, 64 + 8 * h), "")),
-                                               LLVMPointerType(e->i64, 0), "");
-            LLVMValueRef m = LLVMBuildLoad2(e->b, e->i64, mp, "");
-            LLVMSetAlignment(m, 8);
-            m = LLVMBuildBitCast(e->b, m, LLVMVectorType(e->i1, 64), "");
-            LLVMValueRef i = LLVMBuildOr(e->b, idx[h], qv, "");
-            i = LLVMBuildSelect(e->b, m, LLVMBuildOr(e->b, i, splat(e->i8, 64, 16), ""), i, "");
-            LLVMValueRef a1[] = {t[0], i, t[1]}, a2[] = {t[2], i, t[3]};
-            LLVMValueRef lb =
-                LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a1, 3), v16i32, "");
-            LLVMValueRef hb =
-                LLVMBuildBitCast(e->b, intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, a2, 3), v16i32, "");
-            LLVMValueRef d1[] = {get(e, lo[2 * j + h]), lb, ones}, d2[] = {get(e, hi[2 * j + h]), ones, hb};
-            set(e, lo[2 * j + h], intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, d1, 3));
-            set(e, hi[2 * j + h], intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, d2, 3));
-        }
-    }
-    loop_end(e, &Gl);
-    LLVMValueRef row0 = LLVMBuildMul(e->b, blk, c32(e, LUT_ROWS), "");
-    for (int j = 0; j < 2 * nb; j++) { /* rows 16j + k: 256 · Σ high bytes + Σ low bytes */
-        LLVMValueRef s =
-            LLVMBuildAdd(e->b, LLVMBuildShl(e->b, get(e, hi[j]), splat(e->i32, 16, 8), ""), get(e, lo[j]), "");
-        for (int k = 0; k < 16; k++) {
-            LLVMValueRef row = LLVMBuildAdd(e->b, row0, c32(e, 16 * j + k), "");
-            LLVMBasicBlockRef join = NULL;
-            if (mi->rows % LUT_ROWS) join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, row, c32(e, mi->rows), ""));
-            store_y(e, y, row, LLVMBuildExtractElement(e->b, s, c32(e, k), ""));
-            if (join) if_end(e, join);
-        }
-    }
-}
-
-/* The tables of the call's x (KO_LUT_TABLES): full groups in a loop, the tail group (fewer than 12
- * columns) after it. */
-static void lut_tables(llvm_emitter *e, const kir_info *mi, LLVMValueRef x, LLVMValueRef tab) {
-    int32_t full = mi->cols / LUT_GROUP_COLS;
-    loop T;
-    loop_begin(e, &T, c32(e, 0), c32(e, full), "tables");
-    lut_group_tables(e, x, tab, T.i, LUT_GROUP_COLS);
-    loop_end(e, &T);
-    if (full < mi->groups) lut_group_tables(e, x, tab, c32(e, full), mi->cols - LUT_GROUP_COLS * full);
-}
 
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
 
@@ -886,6 +754,11 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_PAIR: return LLVMVectorType(e->i8, (unsigned)k->mi->vec_bytes);
     case KT_LUT16: return e->i16;
     case KT_LUTV: return LLVMVectorType(e->i8, 64);
+    case KT_XW: return LLVMVectorType(e->i16, 16);
+    case KT_V16: return LLVMVectorType(e->i16, 32);
+    case KT_V32: return LLVMVectorType(e->i32, 16);
+    case KT_MASK64: return LLVMVectorType(e->i1, 64);
+    case KT_PLUTV: return LLVMPointerType(LLVMVectorType(e->i8, 64), 0);
     case KT_BYTES: return e->i8p;
     case KT_I32X4:
     case KT_U32X4: return LLVMVectorType(e->i32, 4);
@@ -897,6 +770,7 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
 }
 
 static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
+    if (ptr == KT_PLUTV) return LLVMVectorType(k->e->i8, 64);
     if (ptr == KT_PI32X4 || ptr == KT_PU32X4) return LLVMVectorType(k->e->i32, 4);
     return ptr == KT_PU8 || ptr == KT_PI8 || ptr == KT_BYTES ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
 }
@@ -920,6 +794,10 @@ static LLVMValueRef vload(llvm_emitter *e, int V, LLVMValueRef ptr, int offset) 
 /* &array[i] or &ptr[i] */
 static LLVMValueRef kir_element(kir_llvm *k, const kir_expr *base, LLVMValueRef index) {
     llvm_emitter *e = k->e;
+    if (base->op == KO_VAR && base->var->array && base->var->type == KT_LUTV) { /* 64-byte planes */
+        LLVMTypeRef v = ktype(k, KT_LUTV);
+        return at(e, v, LLVMBuildBitCast(e->b, k->bind[base->var->id].slot.f[0], LLVMPointerType(v, 0), ""), index);
+    }
     if (base->op == KO_VAR && base->var->array) {
         kbind *bd = &k->bind[base->var->id];
         LLVMValueRef idx[] = {c32(e, 0), index};
@@ -946,6 +824,101 @@ static kval zip_halves(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b) {
     kval r = {{LLVMBuildBitCast(e->b, shuffle(e, p, s, lo, 2), v, ""),
                LLVMBuildBitCast(e->b, shuffle(e, p, s, hi, 2), v, "")}};
     return r;
+}
+
+/* ---- the 512-bit operations (the vector lut's: vpermt2b, vpdpbusd; kir.h) ---- */
+
+static LLVMValueRef mask_const(llvm_emitter *e, uint32_t bits) {
+    LLVMValueRef m[32];
+    for (int i = 0; i < 32; i++) m[i] = LLVMConstInt(e->i1, (bits >> i) & 1, 0);
+    return LLVMConstVector(m, 32);
+}
+
+static LLVMValueRef lanes_const(kir_llvm *k, const kir_expr *x) {
+    LLVMTypeRef t = LLVMGetElementType(ktype(k, x->type));
+    LLVMValueRef v[64];
+    for (int32_t i = 0; i < x->nvals; i++) v[i] = LLVMConstInt(t, (unsigned long long)x->vals[i], 0);
+    return LLVMConstVector(v, (unsigned)x->nvals);
+}
+
+/* The n bytes of x readable at column c (n <= 16): in whole words where they are 12 or 16, else
+ * byte by byte, sign-extended to 16-bit lanes. */
+static LLVMValueRef x_words(kir_llvm *k, LLVMValueRef x, LLVMValueRef c, int n) {
+    llvm_emitter *e = k->e;
+    LLVMTypeRef v16i8 = LLVMVectorType(e->i8, 16), v4i32 = LLVMVectorType(e->i32, 4);
+    LLVMValueRef xb;
+    if (n >= 12 && n % 4 == 0) {
+        LLVMValueRef w = LLVMConstNull(v4i32);
+        for (int i = 0; i < n / 4; i++) {
+            LLVMValueRef p =
+                LLVMBuildBitCast(e->b, at(e, e->i8, x, LLVMBuildAdd(e->b, c, c32(e, 4 * i), "")), e->i32p, "");
+            LLVMValueRef v = LLVMBuildLoad2(e->b, e->i32, p, "");
+            LLVMSetAlignment(v, 1);
+            w = LLVMBuildInsertElement(e->b, w, v, c32(e, i), "");
+        }
+        xb = LLVMBuildBitCast(e->b, w, v16i8, "");
+    } else {
+        xb = LLVMConstNull(v16i8);
+        for (int i = 0; i < n; i++)
+            xb = LLVMBuildInsertElement(
+                e->b, xb, LLVMBuildLoad2(e->b, e->i8, at(e, e->i8, x, LLVMBuildAdd(e->b, c, c32(e, i), "")), ""),
+                c32(e, i), "");
+    }
+    return LLVMBuildSExt(e->b, xb, ktype(k, KT_XW), "");
+}
+
+static LLVMValueRef kev_512(kir_llvm *k, const kir_expr *x) {
+    llvm_emitter *e = k->e;
+    LLVMTypeRef v64i8 = LLVMVectorType(e->i8, 64), v16i32 = LLVMVectorType(e->i32, 16);
+    switch (x->op) {
+    case KO_VCONST: return lanes_const(k, x);
+    case KO_XWORDS: {
+        LLVMValueRef xp = kev1(k, x->a);
+        return x_words(k, xp, kev1(k, x->b), (int)x->imm);
+    }
+    case KO_PERMW: {
+        int sel[32];
+        for (int i = 0; i < 32; i++) sel[i] = x->vals[i];
+        return shuffle(e, kev1(k, x->a), NULL, sel, 32);
+    }
+    case KO_MADDW:
+    case KO_MSUBW: {
+        LLVMValueRef a = kev1(k, x->a), b = kev1(k, x->b);
+        LLVMValueRef v = x->op == KO_MADDW ? LLVMBuildAdd(e->b, a, b, "") : LLVMBuildSub(e->b, a, b, "");
+        return LLVMBuildSelect(e->b, mask_const(e, (uint32_t)x->imm), v, a, "");
+    }
+    case KO_PERM2B: { /* a constant index: a shuffle of the two */
+        LLVMValueRef a = LLVMBuildBitCast(e->b, kev1(k, x->a), v64i8, ""), v;
+        if (x->b->op == KO_VCONST) {
+            LLVMValueRef c = LLVMBuildBitCast(e->b, kev1(k, x->c), v64i8, "");
+            int idx[64];
+            for (int i = 0; i < 64; i++) idx[i] = x->b->vals[i];
+            v = shuffle(e, a, c, idx, 64);
+        } else {
+            LLVMValueRef args[] = {a, kev1(k, x->b), LLVMBuildBitCast(e->b, kev1(k, x->c), v64i8, "")};
+            v = intrinsic(e, "llvm.x86.avx512.vpermi2var.qi.512", v64i8, args, 3);
+        }
+        return LLVMBuildBitCast(e->b, v, ktype(k, x->type), "");
+    }
+    case KO_VLOADB: {
+        LLVMValueRef p = kev1(k, x->a);
+        return load_vec(e, 64, p, kev1(k, x->b));
+    }
+    case KO_MASK64: {
+        LLVMValueRef w = kev1(k, x->a);
+        LLVMValueRef mp = LLVMBuildBitCast(e->b, at(e, e->i8, w, kev1(k, x->b)), LLVMPointerType(e->i64, 0), "");
+        LLVMValueRef m = LLVMBuildLoad2(e->b, e->i64, mp, "");
+        LLVMSetAlignment(m, 8);
+        return LLVMBuildBitCast(e->b, m, ktype(k, KT_MASK64), "");
+    }
+    case KO_DPBUSD: {
+        LLVMValueRef a = kev1(k, x->a);
+        LLVMValueRef b = LLVMBuildBitCast(e->b, kev1(k, x->b), v16i32, "");
+        LLVMValueRef args[] = {a, b, LLVMBuildBitCast(e->b, kev1(k, x->c), v16i32, "")};
+        return intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, args, 3);
+    }
+    default: fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
+    }
 }
 
 static kval kev_vector(kir_llvm *k, const kir_expr *x) {
@@ -1040,19 +1013,15 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, block && !pair ? 4 : 5, "");
         return r;
     }
-    case KO_LUT_TABLES:
-    case KO_LUT_BLOCKS: {
-        LLVMValueRef tab =
-            LLVMBuildBitCast(e->b, k->bind[x->b->var->id].slot.f[0], LLVMPointerType(ktype(k, KT_LUTV), 0), "");
-        if (x->op == KO_LUT_TABLES) {
-            lut_tables(e, mi, kev1(k, x->a), tab);
-            return r;
-        }
-        if (x->d) /* the window's first group: 4 tables to a group */
-            tab = at(e, ktype(k, KT_LUTV), tab, LLVMBuildMul(e->b, kev1(k, x->d), c32(e, 4), ""));
-        lut_blocks(e, mi, tab, kev1(k, x->a), kev1(k, x->c), (int)x->imm);
-        return r;
-    }
+    case KO_XWORDS:
+    case KO_PERMW:
+    case KO_MADDW:
+    case KO_MSUBW:
+    case KO_PERM2B:
+    case KO_VLOADB:
+    case KO_MASK64:
+    case KO_DPBUSD:
+    case KO_VCONST: r.f[0] = kev_512(k, x); return r;
     case KO_THREAD: r.f[0] = sreg(e, "llvm.nvvm.read.ptx.sreg.tid.x"); return r;
     case KO_CTA: r.f[0] = sreg(e, "llvm.nvvm.read.ptx.sreg.ctaid.x"); return r;
     case KO_DP4A: r.f[0] = dp4a(e, kev1(k, x->a), kev1(k, x->b), kev1(k, x->c)); return r;
@@ -1068,7 +1037,14 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     llvm_emitter *e = k->e;
     kval r = {{0}};
     switch (x->op) {
-    case KO_CONST: r.f[0] = x->type == KT_SIZE ? c64(e, x->imm) : c32(e, x->imm); return r;
+    case KO_CONST:
+        if (x->type == KT_LUTV || x->type == KT_V16 || x->type == KT_V32) { /* in every lane */
+            LLVMTypeRef t = ktype(k, x->type);
+            r.f[0] = splat(LLVMGetElementType(t), (int)LLVMGetVectorSize(t), x->imm);
+            return r;
+        }
+        r.f[0] = x->type == KT_SIZE ? c64(e, x->imm) : c32(e, x->imm);
+        return r;
     case KO_VAR: {
         if (k->params[x->var->id]) {
             r.f[0] = k->params[x->var->id];
@@ -1086,11 +1062,12 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_LSHR: r.f[0] = LLVMBuildLShr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_AND:
     case KO_LAND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
-    case KO_LOR: r.f[0] = LLVMBuildOr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_LOR:
+    case KO_OR: r.f[0] = LLVMBuildOr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_NEG: r.f[0] = LLVMBuildNeg(e->b, kev1(k, x->a), ""); return r;
     case KO_SELECT: {
         LLVMValueRef c = kev1(k, x->a);
-        if (LLVMGetIntTypeWidth(LLVMTypeOf(c)) != 1)
+        if (LLVMGetTypeKind(LLVMTypeOf(c)) == LLVMIntegerTypeKind && LLVMGetIntTypeWidth(LLVMTypeOf(c)) != 1)
             c = LLVMBuildICmp(e->b, LLVMIntNE, c, LLVMConstNull(LLVMTypeOf(c)), "");
         r.f[0] = LLVMBuildSelect(e->b, c, kev1(k, x->b), kev1(k, x->c), "");
         return r;
@@ -1111,11 +1088,22 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         if (x->type == KT_SIZE) r.f[0] = LLVMBuildSExt(e->b, r.f[0], e->i64, "");
         if (x->type == KT_LUT16) r.f[0] = LLVMBuildTrunc(e->b, r.f[0], e->i16, "");
         return r;
-    case KO_INDEX: r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b)); return r;
+    case KO_INDEX:
+        if (x->a->op == KO_VAR && x->a->var->array) { /* into a local array */
+            r.f[0] = kir_element(k, x->a, kev1(k, x->b));
+            return r;
+        }
+        r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b));
+        return r;
     case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
         bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
+        if ((array && x->a->var->type == KT_LUTV) || x->a->type == KT_PLUTV) { /* a plane of the vector lut's tables */
+            r.f[0] = LLVMBuildLoad2(e->b, ktype(k, KT_LUTV), kir_element(k, x->a, kev1(k, x->b)), "");
+            LLVMSetAlignment(r.f[0], 64);
+            return r;
+        }
         enum kir_type base = array ? KT_PI32 : x->a->type;
         LLVMTypeRef et = lut16 ? e->i16 : elem_type(k, base);
         r.f[0] = LLVMBuildLoad2(e->b, et, kir_element(k, x->a, kev1(k, x->b)), "");
@@ -1220,7 +1208,8 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         }
         case KS_STORE: {
             LLVMValueRef at_ = kir_element(k, s->init, kev1(k, s->index));
-            LLVMBuildStore(e->b, kev1(k, s->value), at_);
+            LLVMValueRef st = LLVMBuildStore(e->b, kev1(k, s->value), at_);
+            if (s->init->op == KO_VAR && s->init->var->type == KT_LUTV) LLVMSetAlignment(st, 64);
             break;
         }
         case KS_FOR: kir_llvm_for(k, s); break;

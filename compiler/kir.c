@@ -16,9 +16,10 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void",  "int",   "i32",   "u32",    "size",   "pu8",  "pi8",   "pu16",
-                                              "pu32",  "pi32",  "vacc",  "codes",  "bacc",   "pair", "lut16", "lutv",
-                                              "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4", "bool", "vacc16"};
+const char *const kir_type_names[KT_COUNT] = {"void",  "int",    "i32",   "u32",   "size",  "pu8",    "pi8",
+                                              "pu16",  "pu32",   "pi32",  "vacc",  "codes", "bacc",   "pair",
+                                              "lut16", "lutv",   "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4",
+                                              "bool",  "vacc16", "xw",    "v16",   "v32",   "mask64", "plutv"};
 /* clang-format off */
 const char *const kir_op_names[KO_COUNT] = {
     [KO_CONST] = "const", [KO_VAR] = "var", [KO_ADD] = "add", [KO_SUB] = "sub", [KO_MUL] = "mul",
@@ -28,7 +29,9 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_FIELD] = "field",
     [KO_BDOT] = "bdot", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
     [KO_MMLA] = "mmla", [KO_LANE] = "lane",
-    [KO_LUT_TABLES] = "lut_tables", [KO_LUT_BLOCKS] = "lut_blocks",
+    [KO_VCONST] = "vconst", [KO_XWORDS] = "xwords", [KO_PERMW] = "permw", [KO_MADDW] = "maddw",
+    [KO_MSUBW] = "msubw", [KO_PERM2B] = "perm2b", [KO_VLOADB] = "vloadb", [KO_MASK64] = "mask64",
+    [KO_DPBUSD] = "dpbusd", [KO_OR] = "or",
     [KO_ISNULL] = "isnull", [KO_ALLOC] = "alloc", [KO_FREE] = "free",
     [KO_LANES_TRANSPOSE] = "lanes_transpose", [KO_LANES_BLOCK] = "lanes_block",
     [KO_THREAD] = "thread", [KO_CTA] = "cta", [KO_DP4A] = "dp4a", [KO_WARP_SUM] = "warp_sum",
@@ -173,6 +176,14 @@ kir_expr *kir_vec(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a
     return e;
 }
 
+kir_expr *kir_lanes(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, const int32_t *vals, int32_t n) {
+    kir_expr *e = node(m, op, type);
+    int32_t *v = alloc(m, (size_t)n * sizeof *v);
+    memcpy(v, vals, (size_t)n * sizeof *v);
+    e->a = a, e->vals = v, e->nvals = n;
+    return e;
+}
+
 kir_expr *kir_vec4(kir_module *m, enum kir_op op, kir_expr *a, kir_expr *b, kir_expr *c, kir_expr *d, int64_t imm) {
     kir_expr *e = kir_vec(m, op, KT_VOID, a, b, c, imm);
     e->d = d;
@@ -254,17 +265,33 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op) {
 
 static void print_expr(FILE *out, const kir_expr *e) {
     switch (e->op) {
-    case KO_CONST: fprintf(out, e->hex ? "0x%llx" : "%lld", (long long)e->imm); return;
+    case KO_CONST:
+        if (e->type == KT_LUTV || e->type == KT_V16 || e->type == KT_V32) break;
+        fprintf(out, e->hex ? "0x%llx" : "%lld", (long long)e->imm);
+        return;
     case KO_VAR: fputs(e->var->name, out); return;
     case KO_VZERO: fputs("vzero", out); return;
     default: break;
     }
     fprintf(out, "%s", kir_op_names[e->op]);
-    if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET || e->op == KO_LDG)
+    bool vector = e->type == KT_LUTV || e->type == KT_V16 || e->type == KT_V32;
+    if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET || e->op == KO_LDG || e->op == KO_VCONST ||
+        e->op == KO_PERM2B || (vector && (e->op < KO_VZERO || e->op == KO_OR)))
         fprintf(out, ".%s", kir_type_names[e->type]);
-    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_LUT_TABLES || e->op == KO_LUT_BLOCKS ||
-        e->op == KO_ALLOC || e->op == KO_LANES_TRANSPOSE || e->op == KO_ELEM || (e->op == KO_LANES_BLOCK && e->imm))
+    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_XWORDS || e->op == KO_ALLOC ||
+        e->op == KO_LANES_TRANSPOSE || e->op == KO_ELEM || (e->op == KO_LANES_BLOCK && e->imm))
         fprintf(out, ".%lld", (long long)e->imm);
+    if (e->op == KO_MADDW || e->op == KO_MSUBW) fprintf(out, ".0x%llx", (long long)e->imm);
+    if (e->vals) {
+        fputc('[', out);
+        for (int32_t i = 0; i < e->nvals; i++) fprintf(out, "%s%d", i ? " " : "", e->vals[i]);
+        fputc(']', out);
+    }
+    if (e->op == KO_VCONST) return;
+    if (e->op == KO_CONST) { /* a vector constant: in every lane */
+        fprintf(out, "(%lld)", (long long)e->imm);
+        return;
+    }
     fputc('(', out);
     const kir_expr *ops[] = {e->a, e->b, e->c, e->d};
     for (int i = 0, n = 0; i < 4; i++)

@@ -16,9 +16,10 @@
  * expressions are trees of the operations below. Nothing in it is a printer's: the integer
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
  * operations are the ones every printer already had under other names (the i2 group product
- * dot4, sum4, vsum, the batched field/bdot/bsum, the GPU's warp operations, and the vector lut's
- * tables and blocks and the lanes pass's transpose and block, whose bodies are still each
- * printer's helpers; the scalar lut is integer operations whole).
+ * dot4, sum4, vsum, the batched field/bdot/bsum, the GPU's warp operations, the 512-bit byte
+ * permutes, masked adds and byte dot products the vector lut is built of, and the lanes pass's
+ * transpose and block, whose bodies are still each printer's helpers; the scalar lut is integer
+ * operations whole).
  * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
  * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
  * LLVM intrinsics — and decides nothing about the algorithm. A new instruction set is a lowering
@@ -64,6 +65,12 @@ enum kir_type {
     KT_PU32X4,
     KT_BOOL,   /* a condition kept in a variable (CUDA bool, LLVM i1) */
     KT_VACC16, /* the i2 pair sums of a maddubs ISA, 16-bit lanes (C rsr_vacc16; dot_isa_pair_sums) */
+    /* the 512-bit vectors of the vector lut (C __m512i, __mmask64; KT_LUTV: 64 bytes) */
+    KT_XW,     /* up to 16 bytes of x sign-extended to 16-bit lanes (LLVM <16 x i16>) */
+    KT_V16,    /* 32 16-bit lanes */
+    KT_V32,    /* 16 int32 lanes */
+    KT_MASK64, /* 64 bits, one per byte lane */
+    KT_PLUTV,  /* const pointer to KT_LUTV planes (into a local array of them) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -90,7 +97,7 @@ enum kir_op {
     KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32,
                        truncates to KT_LUT16 */
     KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
-    KO_INDEX,       /* a + b: pointer a advanced by b elements */
+    KO_INDEX,       /* a + b: pointer (or local array) a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
     /* the i2 vector vocabulary (kernel.c, KF_I2): V = the ISA's vector bytes */
     KO_VZERO, /* an accumulator of zeros (KT_VACC, KT_VACC16 or KT_BACC) */
@@ -106,10 +113,20 @@ enum kir_op {
     KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */
     KO_MMLA,  /* a + the 2 × 2 products of pair b (rows) and pair c (tokens): lane 2·row + token */
     KO_LANE,  /* lane imm of accumulator a, as KT_I32 */
-    /* the vector lut form (kernel.c, KF_LUT with lut_vector): tables of x's triplet sums, looked up
-     * per group of 12 columns (the scalar form is integer operations over a KT_LUT16 array) */
-    KO_LUT_TABLES, /* the tables of x (a) for the call, into the local array b; imm: the columns */
-    KO_LUT_BLOCKS, /* imm blocks from block c (packed rows at a) into y, from the tables b */
+    /* 512-bit vector operations (the vector lut form, kernel.c KF_LUT with lut_vector: AVX-512 VBMI's
+     * byte permutes, VNNI's byte dot products). KO_CONST, KO_VZERO, KO_ADD, KO_SHL, KO_LSHR, KO_AND,
+     * KO_OR, KO_NEG and KO_SELECT (a KT_MASK64 condition) work lane by lane on the node's vector type
+     * (a constant: in every lane), KO_LANE reads one lane of a KT_V32. */
+    KO_VCONST, /* a vector of the lanes vals[0..nvals) (KT_LUTV, KT_V16) */
+    KO_XWORDS, /* x (a) from column b: the imm (<= 16) columns readable there, sign-extended (KT_XW) */
+    KO_PERMW,  /* the 16-bit lanes of a (KT_XW) that the constant lanes vals name (KT_V16) */
+    KO_MADDW,  /* a + b in the 16-bit lanes whose bit of the mask imm is set, a elsewhere (KT_V16) */
+    KO_MSUBW,  /* a - b likewise */
+    KO_PERM2B, /* per byte lane, the byte of a (0..63) or of c (64..127) that b's byte names, as the
+                  node's type (a constant b: a fixed shuffle) */
+    KO_VLOADB, /* the 64 bytes at a + b (KT_LUTV) */
+    KO_MASK64, /* the 64 bits at a + b (KT_MASK64) */
+    KO_DPBUSD, /* a (KT_V32) + per int32 lane the four products of b's unsigned bytes and c's signed ones */
     /* scratch memory, and the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") */
     KO_ISNULL,          /* a is a null pointer (KT_INT) */
     KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */
@@ -126,6 +143,7 @@ enum kir_op {
     KO_SHFL_UP,   /* a of lane - b (a lane's own a where lane - b is below 0) */
     KO_LDG,       /* a[b] through the read-only data cache */
     KO_ELEM,      /* element imm (0..3) of the 16-byte word a */
+    KO_OR,        /* a | b */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];
@@ -145,6 +163,8 @@ typedef struct kir_expr {
     int64_t imm;
     kir_var *var;
     struct kir_expr *a, *b, *c, *d; /* operands; d: of the lanes pass's four-operand operations only */
+    const int32_t *vals;            /* KO_VCONST, KO_PERMW: constant lanes */
+    int32_t nvals;
 } kir_expr;
 
 enum kir_stmt_kind {
@@ -219,20 +239,15 @@ typedef struct kir_table {
 
 /* What a module says of itself beside its code, for the printers (which never see the kernel
  * description it was lowered from): the names of its entries, the instruction set its vector
- * operations are of, the constants of the operations whose bodies are still the printers' helpers
- * (the lut's and the lanes pass's), and what a GPU printer records of the matrix. The lowering
- * fills it (kir_lower). */
+ * operations are of, whether the lanes pass's operations (whose bodies are still the printers'
+ * helpers) occur, and what a GPU printer records of the matrix. The lowering fills it (kir_lower). */
 typedef struct kir_info {
     const char *symbol, *batch_symbol; /* the entries the artifact calls; batch_symbol NULL: none */
     const char *strategy;              /* for the comments and records */
     int32_t rows, cols;
-    int isa;           /* enum dot_isa: KT_VACC's instructions */
-    int32_t vec_bytes; /* bytes of one vector of that ISA */
-    bool gpu_entry;    /* GPU: entries of their own (LLVM NVPTX), else a group entry's device functions */
-    /* the lut operations: vector tables (else scalar), column groups, and per block of rows the
-     * groups it keeps and their bytes */
-    bool lut_vector;
-    int32_t groups, block_groups, block_bytes;
+    int isa;                 /* enum dot_isa: KT_VACC's instructions */
+    int32_t vec_bytes;       /* bytes of one vector of that ISA */
+    bool gpu_entry;          /* GPU: entries of their own (LLVM NVPTX), else a group entry's device functions */
     bool lanes, lanes_pairs; /* the lanes operations occur; against two passes at once */
     /* a GPU matrix: what the group entries and the artifact's GPU descriptor need */
     int32_t block_rows, num_blocks, cta_warps, gpu_split;
@@ -267,6 +282,8 @@ kir_expr *kir_reinterpret(kir_module *m, enum kir_type type, kir_expr *a);
 kir_expr *kir_vec(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, kir_expr *b, kir_expr *c,
                   int64_t imm);
 kir_expr *kir_vec4(kir_module *m, enum kir_op op, kir_expr *a, kir_expr *b, kir_expr *c, kir_expr *d, int64_t imm);
+/* op (KO_VCONST, KO_PERMW of a) with the constant lanes vals[0..n), copied */
+kir_expr *kir_lanes(kir_module *m, enum kir_op op, enum kir_type type, kir_expr *a, const int32_t *vals, int32_t n);
 
 /* Statements are appended to a list through a cursor (a pointer to the list's last link). */
 typedef struct kir_list {

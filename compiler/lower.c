@@ -828,6 +828,138 @@ static kir_expr *lut_scalar_row(lower *L, kir_list *l, kir_var *w, kir_var *tab,
     return ref(L, sum);
 }
 
+/* ---- lut, vector (AVX-512 VBMI and VNNI): the tables as 64-byte planes looked up with the
+ * two-table byte permute, the lookups summed with the byte dot product ---- */
+
+static kir_expr *vec(lower *L, enum kir_op op, enum kir_type t, kir_expr *a, kir_expr *b, kir_expr *c, int64_t imm) {
+    return kir_vec(L->m, op, t, a, b, c, imm);
+}
+static kir_expr *splat(lower *L, enum kir_type t, int64_t v) { return kir_const(L->m, t, v); }
+static kir_var *value(lower *L, kir_list *l, const char *name, enum kir_type t, kir_expr *init) {
+    kir_var *v = var(L, name, t);
+    kir_decl(L->m, l, v, init, true);
+    return v;
+}
+
+/* Group g's four planes into tab[4g..4g+3] (low of triplets 0-1, of 2-3, high of 0-1, of 2-3):
+ * x's columns 12g.. (`left` of them readable), spread so that 16-bit lane l of half h holds the
+ * sum of pattern l of its triplet (lut_spread, lut_digit_masks), then each sum's low and high
+ * bytes (or its negation's: lut_plane_source) picked into the planes. */
+static void lut_vector_group(lower *L, kir_list *l, kir_var *tab, kir_expr *g, int left) {
+    kir_module *m = L->m;
+    kir_var *xw = value(L, l, "xw", KT_XW,
+                        vec(L, KO_XWORDS, KT_XW, param(L, "x"), mul(L, g, num(L, LUT_GROUP_COLS)), NULL, left));
+    int32_t plane[2][64], sel[32];
+    for (int hi = 0; hi < 2; hi++)
+        for (int o = 0; o < 64; o++) plane[hi][o] = lut_plane_source(hi, o);
+    for (int h = 0; h < 2; h++) {
+        kir_expr *v = vec(L, KO_VZERO, KT_V16, NULL, NULL, NULL, 0);
+        for (int j = 0; j < 3; j++) {
+            uint32_t pos, neg;
+            for (int i = 0; i < 32; i++) sel[i] = lut_spread(h, j, i);
+            lut_digit_masks(j, &pos, &neg);
+            kir_var *xj =
+                value(L, l, strf(L, "x%d%d", h, j), KT_V16, kir_lanes(m, KO_PERMW, KT_V16, ref(L, xw), sel, 32));
+            kir_var *va =
+                value(L, l, strf(L, "a%d%d", h, j), KT_V16, vec(L, KO_MADDW, KT_V16, v, ref(L, xj), NULL, pos));
+            kir_var *vs = value(L, l, strf(L, "s%d%d", h, j), KT_V16,
+                                vec(L, KO_MSUBW, KT_V16, ref(L, va), ref(L, xj), NULL, neg));
+            v = ref(L, vs);
+        }
+        kir_var *vb = value(L, l, strf(L, "v%d", h, 0), KT_LUTV, kir_reinterpret(m, KT_LUTV, v));
+        kir_var *nb = value(L, l, strf(L, "n%d", h, 0), KT_LUTV,
+                            kir_reinterpret(m, KT_LUTV, kir_bin(m, KO_NEG, KT_V16, v, NULL)));
+        for (int hi = 0; hi < 2; hi++) {
+            kir_expr *planes = kir_lanes(m, KO_VCONST, KT_LUTV, NULL, plane[hi], 64);
+            kir_store(m, l, ref(L, tab), add(L, mul(L, g, num(L, 4)), num(L, 2 * hi + h)),
+                      vec(L, KO_PERM2B, KT_LUTV, ref(L, vb), planes, ref(L, nb), 0));
+        }
+    }
+}
+
+/* The call's tables: the full groups in a loop, the tail group (fewer than 12 columns) after it. */
+static void lut_vector_tables(lower *L, kir_list *l, kir_var *tab) {
+    const kernel *kn = L->kn;
+    const int32_t full = kn->cols / LUT_GROUP_COLS;
+    kir_list body;
+    kir_stmt *f = loop(L, l, "g", "tables", num(L, 0), num(L, full), &body);
+    lut_vector_group(L, &body, tab, ref(L, f->var), LUT_GROUP_COLS);
+    if (full < kn->groups)
+        lut_vector_group(L, &(kir_list){&kir_stmt_add(L->m, l, KS_SCOPE)->body}, tab, num(L, full),
+                         kn->cols - LUT_GROUP_COLS * full);
+}
+
+/* Group g of block j of nb (packed rows at w + j·block bytes) into the accumulators lo, hi: each
+ * of the 64 index bytes is a row's nibble with 32·(byte % 4) for its triplet's table and the
+ * mask's bit as 16, looked up in the low and the high planes; vpdpbusd adds four lookups a lane. */
+static void lut_vector_group_rows(lower *L, kir_list *l, kir_var *w, kir_var *const t[4], kir_var *g, int j,
+                                  kir_var **lo, kir_var **hi) {
+    kir_module *m = L->m;
+    int32_t quarter[64];
+    for (int i = 0; i < 64; i++) quarter[i] = lut_quarter(i);
+    kir_var *wg = value(L, l, strf(L, "wg%d", j, 0), KT_I32,
+                        add(L, mul(L, ref(L, g), num(L, LUT_GROUP_BYTES)), num(L, j * lut_block_bytes(L->kn))));
+    kir_var *p = value(L, l, strf(L, "p%d", j, 0), KT_LUTV, vec(L, KO_VLOADB, KT_LUTV, ref(L, w), ref(L, wg), NULL, 0));
+    kir_var *nib[2] = {
+        value(L, l, strf(L, "lo%d_n", j, 0), KT_LUTV, kir_bin(m, KO_AND, KT_LUTV, ref(L, p), splat(L, KT_LUTV, 15))),
+        value(L, l, strf(L, "hi%d_n", j, 0), KT_LUTV, kir_bin(m, KO_LSHR, KT_LUTV, ref(L, p), splat(L, KT_LUTV, 4)))};
+    for (int h = 0; h < 2; h++) {
+        kir_expr *bits =
+            vec(L, KO_MASK64, KT_MASK64, ref(L, w), add(L, ref(L, wg), num(L, LUT_GROUP_BYTES - 16 + 8 * h)), NULL, 0);
+        kir_var *mk = value(L, l, strf(L, "m%d%d", j, h), KT_MASK64, bits);
+        kir_var *q =
+            value(L, l, strf(L, "q%d%d", j, h), KT_LUTV,
+                  kir_bin(m, KO_OR, KT_LUTV, ref(L, nib[h]), kir_lanes(m, KO_VCONST, KT_LUTV, NULL, quarter, 64)));
+        kir_expr *sel =
+            kir_bin(m, KO_SELECT, KT_LUTV, ref(L, mk), kir_bin(m, KO_OR, KT_LUTV, ref(L, q), splat(L, KT_LUTV, 16)));
+        sel->c = ref(L, q);
+        kir_var *i = value(L, l, strf(L, "i%d%d", j, h), KT_LUTV, sel);
+        kir_var *lb = value(L, l, strf(L, "l%d%d", j, h), KT_V32,
+                            vec(L, KO_PERM2B, KT_V32, ref(L, t[0]), ref(L, i), ref(L, t[1]), 0));
+        kir_var *hb = value(L, l, strf(L, "h%d%d", j, h), KT_V32,
+                            vec(L, KO_PERM2B, KT_V32, ref(L, t[2]), ref(L, i), ref(L, t[3]), 0));
+        kir_var *a = lo[2 * j + h], *b = hi[2 * j + h];
+        kir_set(m, l, a, vec(L, KO_DPBUSD, KT_V32, ref(L, a), ref(L, lb), splat(L, KT_LUTV, 1), 0));
+        kir_set(m, l, b, vec(L, KO_DPBUSD, KT_V32, ref(L, b), splat(L, KT_LUTV, 1), ref(L, hb), 0));
+    }
+}
+
+/* nb blocks from block b (their packed rows at w, block bytes apart) against the tables (from the
+ * window's first group g0, or NULL): per group the tables are loaded once for all of them. Rows
+ * 16h + k of block j: 256 · Σ high bytes + Σ low bytes, lane k of lo, hi[2j + h]. */
+static void lut_vector_blocks(lower *L, kir_list *l, kir_var *tab, kir_var *w, kir_expr *b, kir_var *g0, int nb) {
+    kir_module *m = L->m;
+    const kernel *kn = L->kn;
+    kir_var *lo[2 * LUT_NB], *hi[2 * LUT_NB], *t[4];
+    if (g0) /* the window's tables, from its first group's */
+        tab = value(L, l, "tw", KT_PLUTV, kir_bin(m, KO_INDEX, KT_PLUTV, ref(L, tab), mul(L, ref(L, g0), num(L, 4))));
+    for (int j = 0; j < 2 * nb; j++) {
+        kir_decl(m, l, lo[j] = var(L, strf(L, "lo%d", j, 0), KT_V32), vec(L, KO_VZERO, KT_V32, NULL, NULL, NULL, 0),
+                 false);
+        kir_decl(m, l, hi[j] = var(L, strf(L, "hi%d", j, 0), KT_V32), vec(L, KO_VZERO, KT_V32, NULL, NULL, NULL, 0),
+                 false);
+    }
+    kir_list gl;
+    kir_stmt *f = loop(L, l, "g", "group", num(L, 0), num(L, lut_block_groups(kn)), &gl);
+    for (int i = 0; i < 4; i++)
+        t[i] = value(L, &gl, strf(L, "t%d", i, 0), KT_LUTV,
+                     kir_load(m, KT_LUTV, ref(L, tab), add(L, mul(L, ref(L, f->var), num(L, 4)), num(L, i))));
+    for (int j = 0; j < nb; j++) lut_vector_group_rows(L, &gl, w, t, f->var, j, lo, hi);
+    kir_var *row0 = value(L, l, "row0", KT_I32, mul(L, b, num(L, LUT_ROWS)));
+    for (int j = 0; j < 2 * nb; j++) {
+        kir_expr *sum = add(L, kir_bin(m, KO_SHL, KT_V32, ref(L, hi[j]), splat(L, KT_V32, 8)), ref(L, lo[j]));
+        kir_var *s = value(L, l, strf(L, "sum%d", j, 0), KT_V32, sum);
+        for (int k = 0; k < 16; k++) {
+            kir_var *row = value(L, l, strf(L, "row%d_%d", j, k), KT_I32, add(L, ref(L, row0), num(L, 16 * j + k)));
+            kir_list then, *at = l;
+            if (kn->rows % LUT_ROWS) kir_if(m, l, lt(L, ref(L, row), num(L, kn->rows)), at = &then);
+            kir_var *out =
+                value(L, at, strf(L, "out%d_%d", j, k), KT_I32, vec(L, KO_LANE, KT_I32, ref(L, s), NULL, NULL, k));
+            kir_store(m, at, param(L, "y"), ref(L, row), ref(L, out));
+        }
+    }
+}
+
 static void lower_lut(lower *L) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
@@ -844,7 +976,7 @@ static void lower_lut(lower *L) {
     kir_stmt *d = kir_decl(m, &l, tab, NULL, false);
     if (!kn->lut_vector) d->text = "256 bytes per group: 306 KB at 14336 columns";
     if (kn->lut_vector)
-        kir_do(m, &l, kir_vec(m, KO_LUT_TABLES, KT_VOID, param(L, "x"), ref(L, tab), NULL, kn->cols));
+        lut_vector_tables(L, &l, tab);
     else
         lut_scalar_tables(L, &l, tab);
     if (!kn->lut_vector || kn->lut_window) { /* blocks one by one */
@@ -860,10 +992,7 @@ static void lower_lut(lower *L) {
         }
         kir_decl(m, &blk, w, at, true);
         if (kn->lut_vector) {
-            kir_expr *first = g0 ? ref(L, g0) : NULL;
-            kir_expr *op = kir_vec(m, KO_LUT_BLOCKS, KT_VOID, ref(L, w), ref(L, tab), ref(L, b), 1);
-            op->d = first;
-            kir_do(m, &blk, op);
+            lut_vector_blocks(L, &blk, tab, w, ref(L, b), g0, 1);
             return;
         }
         /* a block's rows one by one, the last block's only as far as the matrix goes */
@@ -881,9 +1010,9 @@ static void lower_lut(lower *L) {
     for (int nb = LUT_NB; nb >= 1; nb /= LUT_NB) {
         kir_expr *cond = kir_bin(m, KO_LE, KT_INT, add(L, ref(L, b), num(L, nb)), param(L, "block_end"));
         kir_stmt *f = kir_for(m, &l, b, NULL, cond, nb, &blk);
-        f->layout = KL_NEXT_LINE, f->label = nb > 1 ? "quad" : "block";
-        kir_expr *w = idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, GB)));
-        kir_do(m, &blk, kir_vec(m, KO_LUT_BLOCKS, KT_VOID, w, ref(L, tab), ref(L, b), nb));
+        f->label = nb > 1 ? "quad" : "block";
+        kir_var *w = value(L, &blk, "w", KT_PU8, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, GB))));
+        lut_vector_blocks(L, &blk, tab, w, ref(L, b), NULL, nb);
     }
 }
 
@@ -895,9 +1024,6 @@ void kir_info_fill(kir_module *m, const kernel *kn) {
     i->rows = kn->rows, i->cols = kn->cols;
     i->isa = kn->isa, i->vec_bytes = kn->vec_bytes;
     i->gpu_entry = kn->gpu_entry;
-    i->lut_vector = kn->lut_vector;
-    i->groups = kn->groups;
-    if (kn->form == KF_LUT) i->block_groups = lut_block_groups(kn), i->block_bytes = lut_block_bytes(kn);
     i->lanes = kn->lanes_min != 0;
     i->lanes_pairs = i->lanes && lanes_pairs(kn);
     i->block_rows = kn->block_rows, i->num_blocks = kn->num_blocks;

@@ -70,12 +70,10 @@ runs=$work/runs.jsonl
 for r in $(seq 1 "$rounds"); do
   say "round $r of $rounds"
   for name in q2 q2-rsr q1 tq2; do
-    "$build/rsr-run" "$work/$name.so" --bench --json -t "$threads" --tokens "$ids" -n 32 2>/dev/null |
-      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$name', 'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" >>"$runs"
+    rsrc_round "rsrc-$name" "$build/rsr-run" "$work/$name.so" "$ids" 32 "$threads" >>"$runs"
   done
   for w in q2 q1; do
-    llama_peer time "$work/w-$w/model.gguf" "$ids" 16 "$threads" |
-      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'llama-$w', 'prefill': j['prefill_tok_s'], 'decode': j['decode_after_tok_s']}))" >>"$runs"
+    llama_round "llama-$w" "$work/w-$w/model.gguf" "$ids" 16 "$threads" >>"$runs"
   done
 done
 

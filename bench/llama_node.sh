@@ -2,6 +2,7 @@
 # bench/grouped.sh): node-llama-cpp@3.22.1 installed once into DIR/node, and llama_peer, which runs
 # bench/llama_peer.mjs from there (see its header for the modes).
 # Usage: . bench/llama_node.sh; llama_node_install DIR; llama_peer time|tokens MODEL.gguf IDS N THREADS
+# (and rsrc_round, llama_round below: one round of a benchmark)
 llama_node_install() {
   local node=$1/node root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,4 +32,15 @@ llama_agree() {
     return 1
   fi
   echo "$n"
+}
+# One engine's timing of one alternating round as a JSON line {engine, prefill, decode} (tok/s):
+#   rsrc_round NAME RSR_RUN ARTIFACT IDS N THREADS    (rsr-run --bench: medians of its runs)
+#   llama_round NAME MODEL.gguf IDS N THREADS         (llama.cpp: prefill, then decode after it)
+rsrc_round() {
+  "$2" "$3" --bench --json -t "$6" --tokens "$4" -n "$5" 2>/dev/null |
+    python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': sys.argv[1], 'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" "$1"
+}
+llama_round() {
+  llama_peer time "$2" "$3" "$4" "$5" |
+    python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': sys.argv[1], 'prefill': j['prefill_tok_s'], 'decode': j['decode_after_tok_s']}))" "$1"
 }

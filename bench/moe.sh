@@ -58,10 +58,8 @@ runs=$work/runs.jsonl
 : >"$runs"
 for r in $(seq 1 "$rounds"); do
   say "round $r of $rounds"
-  "$build/rsr-run" "$so" --bench --json -t "$threads" --tokens "$ids" -n 32 2>/dev/null |
-    python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc', 'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" >>"$runs"
-  llama_peer time "$w/model.gguf" "$ids" 16 "$threads" |
-    python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'llama', 'prefill': j['prefill_tok_s'], 'decode': j['decode_after_tok_s']}))" >>"$runs"
+  rsrc_round rsrc "$build/rsr-run" "$so" "$ids" 32 "$threads" >>"$runs"
+  llama_round llama "$w/model.gguf" "$ids" 16 "$threads" >>"$runs"
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)

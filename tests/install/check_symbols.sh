@@ -1,7 +1,9 @@
 #!/bin/sh
 # The installed runtime archive defines no global symbol without the project's prefix (rsr_), so
 # that a program linking it, or an object made by rsrc --emit=obj, meets none of its internal
-# names; and it holds none of the unit tests' hooks (RT_TEST_HOOK, runtime/src/internal.h).
+# names; and it holds none of the unit tests' hooks (RT_TEST_HOOK, runtime/src/internal.h), and
+# no common symbol (clang's OpenMP lock of a critical section is one: made local without space of
+# its own, every thread of a critical section spins on a bogus address; CMakeLists.txt's -d).
 # Usage: check_symbols.sh NM LIBRARY      (NM: the toolchain's nm, a cross build's own)
 set -eu
 nm=$1 lib=$2
@@ -12,6 +14,11 @@ bad=$(printf '%s\n' "$defined" | grep -v '^rsr_' || true)
 if [ -n "$bad" ]; then
   echo "$lib: global symbols without the prefix rsr_:" >&2
   printf '  %s\n' $bad >&2
+  exit 1
+fi
+common=$("$nm" "$lib" | awk 'NF >= 2 && ($(NF - 1) == "C" || $(NF - 1) == "c") { print $NF }')
+if [ -n "$common" ]; then
+  echo "$lib: common symbols (no space of their own once local): $common" >&2
   exit 1
 fi
 hooks=$("$nm" "$lib" | awk '$NF ~ /^head_.*_for_tests$/ { print $NF }')

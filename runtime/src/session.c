@@ -66,30 +66,42 @@ rsr_status rsr_session_reset(rsr_session *s) {
 
 int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
 
+int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
+    if (!s || pos <= 0) return 0;
+    if (pos >= s->pos) return s->pos;
+    if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
+    int32_t layer = -1;
+    return pos >= rt_kv_truncate_floor(s, &layer) ? pos : 0;
+}
+
+/* Why rsr_session_truncate cannot reach pos (rsr_session_reachable says it cannot): the recurrent
+ * state goes back only to its copy, a sliding window only to its earliest position. */
+static rsr_status refuse_truncate(rsr_session *s, int32_t pos) {
+    if (s->model->dn_state_floats && s->dn_snap_pos > 0)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
+                            "state, which goes back only to %d (kept near the last prompt's end), to the position "
+                            "(%d) or to 0 (reset)",
+                            pos, s->dn_snap_pos, s->pos);
+    if (s->model->dn_state_floats)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
+                            "state of all %d positions, which cannot go back (0: reset)",
+                            pos, s->pos);
+    int32_t layer = -1, floor = rt_kv_truncate_floor(s, &layer);
+    return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                        "cannot truncate to position %d: layer %d keeps the last %d positions of a sliding window "
+                        "of %d, so position %d is the earliest to go back to (or 0: reset)",
+                        pos, layer, s->kv_layer[layer].ring, s->model->a->layer[layer].sliding_window, floor);
+}
+
 rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (pos < 0 || pos > s->pos)
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
                             pos, s->pos);
     if (pos == 0) return rsr_session_reset(s);
-    if (s->model->dn_state_floats && pos != s->pos && pos != s->dn_snap_pos) {
-        if (s->dn_snap_pos > 0)
-            return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                                "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
-                                "state, which goes back only to %d (kept near the last prompt's end), to the position "
-                                "(%d) or to 0 (reset)",
-                                pos, s->dn_snap_pos, s->pos);
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
-                            "state of all %d positions, which cannot go back (0: reset)",
-                            pos, s->pos);
-    }
-    int32_t layer = -1, floor = rt_kv_truncate_floor(s, &layer);
-    if (pos < floor)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                            "cannot truncate to position %d: layer %d keeps the last %d positions of a sliding window "
-                            "of %d, so position %d is the earliest to go back to (or 0: reset)",
-                            pos, layer, s->kv_layer[layer].ring, s->model->a->layer[layer].sliding_window, floor);
+    if (rsr_session_reachable(s, pos) != pos) return refuse_truncate(s, pos);
     s->pos = pos;
     if (s->louver_from >= pos) s->louver_from = INT32_MAX;
     if (s->model->backend->session_truncate) s->model->backend->session_truncate(s);
@@ -99,14 +111,6 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
 int32_t rsr_session_reusable(const rsr_session *s) {
     if (!s) return 0;
     return s->louver_from < s->pos ? s->louver_from : s->pos;
-}
-
-int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
-    if (!s || pos <= 0) return 0;
-    if (pos >= s->pos) return s->pos;
-    if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
-    int32_t layer = -1;
-    return pos >= rt_kv_truncate_floor(s, &layer) ? pos : 0;
 }
 
 /* What every evaluation checks first: tokens to evaluate, room in the context, ids in the

@@ -1873,7 +1873,7 @@ static void report_and_free(opts_t *o, tlist_t *tl, uint64_t params, uint64_t by
     free(origin);
 }
 
-/* --gguf-arch, --gguf-embed, --embed-std and --plus2 into o */
+/* --gguf-arch, --gguf-embed, --embed-std, --plus2 and the architectures' own options into o */
 static void parse_gguf_option(opts_t *o, int c, const char *arg) {
     char *end;
     switch (c) {
@@ -1905,6 +1905,13 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
         if (end == arg || *end || !(o->embed_std > 0 && o->embed_std <= 100))
             die("--embed-std: '%s' is not a number in (0, 100]", arg);
         break;
+    case O_SSM_HEADS:
+        o->ssm_k = strtol(arg, &end, 10);
+        o->ssm_v = *end == ',' ? strtol(end + 1, &end, 10) : 0;
+        if (*end || o->ssm_k < 1 || o->ssm_v < 1 || o->ssm_k > 4096 || o->ssm_v > 4096)
+            die("--ssm-heads: '%s' is not K,V (two counts of heads in [1, 4096])", arg);
+        break;
+    case O_SSM_HEAD: o->ssm_d = parse_long("--ssm-head", arg, 1, 1024); break;
     case O_PLUS2:
         o->plus2 = strtod(arg, &end) / 100;
         if (end == arg || *end || !(o->plus2 >= 0 && o->plus2 <= 1))
@@ -2007,15 +2014,8 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         }
         case O_SWIGLU_CLAMP:
         case O_SWA_PATTERN: parse_gguf_option(o, c, optarg); break;
-        case O_SSM_HEADS: {
-            char *end;
-            o->ssm_k = strtol(optarg, &end, 10);
-            o->ssm_v = *end == ',' ? strtol(end + 1, &end, 10) : 0;
-            if (*end || o->ssm_k < 1 || o->ssm_v < 1 || o->ssm_k > 4096 || o->ssm_v > 4096)
-                die("--ssm-heads: '%s' is not K,V (two counts of heads in [1, 4096])", optarg);
-            break;
-        }
-        case O_SSM_HEAD: o->ssm_d = parse_long("--ssm-head", optarg, 1, 1024); break;
+        case O_SSM_HEADS:
+        case O_SSM_HEAD: parse_gguf_option(o, c, optarg); break;
         case O_GROUP:
         case O_DTYPE:
         case O_POOLING: parse_qwen3_option(o, c, optarg); break;

@@ -79,7 +79,7 @@ done
 
 weights() { "$build/rsr-run" "$1" --info 2>/dev/null | sed -n 's/.*; \([0-9.]*\) million ternary weights.*/\1/p'; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+flags=$( (grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo || true) | sort -u | tr '\n' ' ')
 python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$(weights "$work/q2.so")" "$(weights "$work/tq2.so")" <<'PY'
 import json, statistics, sys
 path, threads, cpu, flags, wq, wt = sys.argv[1:]

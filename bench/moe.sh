@@ -63,7 +63,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+flags=$( (grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo || true) | sort -u | tr '\n' ' ')
 python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$layers" "$compile_s" "$compile_kb" "$agree" <<'PY'
 import json, statistics, sys
 path, threads, cpu, flags, layers, compile_s, compile_kb, agree = sys.argv[1:]

@@ -83,56 +83,6 @@ uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t) {
     return at;
 }
 
-/*
- * Row v: scale = max|w|/127 (as the float that is stored), q = round(w/scale) clamped to ±127,
- * err = max|w − scale·q| computed in double (exact for these operands) and rounded up to a
- * float, so the runtime's bound |w − scale·q| <= err holds for every element.
- */
-void blob_write_head_q8(blob_writer *b, const st_tensor *head, artifact_desc *d) {
-    int32_t vocab = (int32_t)head->shape[0], hidden = (int32_t)head->shape[1];
-    int32_t stride = (hidden + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
-    float *scale = xmalloc(sizeof *scale * (size_t)vocab), *err = xmalloc(sizeof *err * (size_t)vocab);
-    uint8_t *row = xmalloc((size_t)stride);
-    d->head_q8_stride = stride;
-    d->head_q8 = blob_align(b, 64);
-    for (int32_t v = 0; v < vocab; v++) {
-        int64_t base = (int64_t)v * hidden;
-        float amax = 0;
-        for (int32_t i = 0; i < hidden; i++) {
-            float w = fabsf(st_get_f32(head, base + i));
-            if (!(w <= FLT_MAX)) /* NaN or inf, which fmaxf would pass over */
-                fatal("%s: tensor '%s': %g at row %d, col %d is not finite", head->file, head->name,
-                      (double)st_get_f32(head, base + i), v, i);
-            amax = w > amax ? w : amax;
-        }
-        float s = amax / 127.0f;
-        double e = 0;
-        memset(row, 128, (size_t)stride);
-        for (int32_t i = 0; i < hidden; i++) {
-            float w = st_get_f32(head, base + i);
-            double q = s > 0 ? fmin(fmax(nearbyint((double)w / s), -127), 127) : 0;
-            row[i] = (uint8_t)(q + 128);
-            e = fmax(e, fabs((double)w - (double)s * q));
-        }
-        float ef = (float)e;
-        if ((double)ef < e) ef = nextafterf(ef, INFINITY);
-        if (!isfinite(s) || !isfinite(ef))
-            fatal("%s: tensor '%s': row %d holds a non-finite value (max |w| = %g)", head->file, head->name, v,
-                  (double)amax);
-        scale[v] = s, err[v] = ef;
-        blob_write(b, row, (size_t)stride);
-        if (v % 4096 == 4095 || v == vocab - 1) { /* the rows read so far leave the resident set */
-            const uint64_t row_bytes = head->nbytes / (uint64_t)vocab, first = (uint64_t)(v / 4096) * 4096;
-            st_release_bytes(head->data + first * row_bytes, ((uint64_t)v + 1 - first) * row_bytes);
-        }
-    }
-    d->head_q8_scale = blob_align(b, 64);
-    blob_write(b, scale, sizeof *scale * (size_t)vocab);
-    d->head_q8_err = blob_align(b, 64);
-    blob_write(b, err, sizeof *err * (size_t)vocab);
-    free(scale), free(err), free(row);
-}
-
 /* A tensor copied as stored, a slice at a time (each checked finite first when `finite`), each
  * slice's mapped pages released once written: the embedding (656 MB in 2B-4T) never sits whole
  * in memory. */

@@ -31,7 +31,6 @@ uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype);
  * the tensor's whole name). */
 uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size);
 /* The int8 copy of the LM head for certified greedy decoding (layout: rsr_artifact.h). */
-void blob_write_head_q8(blob_writer *b, const st_tensor *head, struct artifact_desc *d);
 
 /* ---- tokenizer_blob.c: tokenizer.json (or else tokenizer.model) next to the weights, checked and
  * copied into the blob; *what says which, for the manifest. RSR_NO_TENSOR when there is none. ---- */

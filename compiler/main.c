@@ -32,6 +32,7 @@ typedef struct options {
     int opt_level;             /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
     bool tune;              /* measure the candidates here (tune.c) */
+    bool calibrate;         /* --target host: the RSR lanes kept only where measured to earn their bytes */
     const char *tune_cache; /* NULL: the default cache file */
     const char *hf_file;    /* --hf-file: the GGUF of an hf: repository */
     enum progress_mode progress;
@@ -100,8 +101,13 @@ static void usage(FILE *out) {
         "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
         "  --tune-cache=FILE     the cache --tune reads and writes (default: $XDG_CACHE_HOME/rsrc/tune.txt,\n"
         "                        else ~/.cache/rsrc/tune.txt)\n"
-        "  --no-greedy-head      leave out the int8 copy of the LM head that certified greedy decoding reads\n"
-        "                        (half the bytes of a bf16 head per token; the artifact grows by vocab x hidden)\n"
+        "  --no-calibrate        --target host without --tune: take the cost model's prefill form as it is. By\n"
+        "                        default, where it predicts that RSR lanes pay for their 0.5 extra bytes a weight,\n"
+        "                        they are timed against the tiles on this CPU (about a second per matrix shape,\n"
+        "                        cached with --tune's) and kept only if measured 1.15x as fast\n"
+        "  --no-greedy-head      no int8 copy of the LM head for certified greedy decoding (the runtime\n"
+        "                        makes it at open: vocab x hidden bytes of memory, half the bytes a bf16 head\n"
+        "                        reads per token); every token then reads the whole head\n"
         "  --explain             per matrix: the strategy chosen, predicted times of the candidates, why; with\n"
         "                        --tune also each candidate's measured times (measured now, or cached)\n"
         "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
@@ -154,7 +160,8 @@ static char *shaping_flags(const options *o) {
     if (o->rsr_k) snprintf(k, sizeof k, " --rsr-k=%d", o->rsr_k);
     char opt[16] = "";
     if (o->opt_level >= 0) snprintf(opt, sizeof opt, " -O%d", o->opt_level);
-    char *t = xasprintf("%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->greedy_head ? "" : " --no-greedy-head",
+    char *t = xasprintf("%s%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->calibrate ? "" : " --no-calibrate",
+                        o->greedy_head ? "" : " --no-greedy-head",
                         o->prefill == PREFILL_LANES   ? " --prefill=rsr"
                         : o->prefill == PREFILL_TILES ? " --prefill=i2"
                                                       : "",
@@ -273,7 +280,7 @@ static void check_options(options *o, bool force_progress) {
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.target = "host", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true};
+    options o = {.target = "host", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .calibrate = true};
     bool force_progress = false;
     enum {
         O_EMIT = 256,
@@ -295,6 +302,7 @@ static options parse_args(int argc, char **argv) {
         O_PROGRESS,
         O_PREFILL,
         O_TUNE,
+        O_NO_CALIBRATE,
         O_TUNE_CACHE,
         O_HF_FILE,
         O_RUNTIME,
@@ -324,6 +332,7 @@ static options parse_args(int argc, char **argv) {
         {"prefill", required_argument, 0, O_PREFILL},
         {"opt-level-given", no_argument, 0, O_OPT_GIVEN}, /* -O0..-O3, read before getopt */
         {"tune", no_argument, 0, O_TUNE},
+        {"no-calibrate", no_argument, 0, O_NO_CALIBRATE},
         {"tune-cache", required_argument, 0, O_TUNE_CACHE},
         {"hf-file", required_argument, 0, O_HF_FILE},
         {"runtime", required_argument, 0, O_RUNTIME},
@@ -384,6 +393,7 @@ static options parse_args(int argc, char **argv) {
         }
         case O_PROGRESS: force_progress = true; break;
         case O_TUNE: o.tune = true; break;
+        case O_NO_CALIBRATE: o.calibrate = false; break;
         case O_TUNE_CACHE:
             if (!*optarg) fatal("--tune-cache: an empty file name");
             o.tune_cache = optarg;
@@ -563,6 +573,7 @@ typedef struct build {
     kernel_sink cpu;       /* the CPU kernels' printer */
     kernel_sink gpu;       /* a CUDA target's half (its printer's state), or printer NULL */
     tune_state *tune;      /* --tune, or NULL */
+    tune_state *check;     /* the default for --target host: tune_check_lanes, or NULL */
     artifact_desc d;
     matrix_record *mats;
     rsr_artifact_layer *layers;
@@ -641,6 +652,10 @@ static void open_printers(build *b) {
     if (o->tune)
         b->tune = tune_begin(b->t, (compile_options){o->prefill, o->opt_level}, o->tune_cache, b->use_llvm, b->workdir,
                              o->strategy, o->rsr_k);
+    else if (o->calibrate && !strcmp(o->target, "host") && !b->t->gpu && o->prefill == PREFILL_AUTO &&
+             (o->strategy == STRAT_AUTO || o->strategy == STRAT_I2) && o->emit != EMIT_HEADER &&
+             plan_may_use_lanes(b->t, o->prefill))
+        b->check = tune_begin_check(b->t, (compile_options){o->prefill, o->opt_level}, b->use_llvm, b->workdir);
 }
 
 /* The tensors that are not ternary: embedding, LM head (and its int8 copy), final norm, tokenizer. */
@@ -658,12 +673,10 @@ static void write_constants(build *b) {
     d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer, &tok);
     d->chat_template = blob_chat_template(&b->blob, m, tok, &d->chat_template_size);
     rsr_tokenizer_free(tok);
+    /* the int8 copy of the head is made by the runtime at open (rsr_artifact.head_q8_stride alone):
+     * the artifact holds the head once */
     d->head_q8 = d->head_q8_scale = d->head_q8_err = RSR_NO_TENSOR;
-    if (b->o->greedy_head) {
-        double t_head = now_seconds();
-        blob_write_head_q8(&b->blob, st_find(m->ar, m->tied ? "model.embed_tokens.weight" : "lm_head.weight"), d);
-        note(1, "int8 greedy head: %d rows in %.2f s", m->vocab, now_seconds() - t_head);
-    }
+    d->head_q8_stride = b->o->greedy_head ? (m->hidden + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD : 0;
 }
 
 /* A grouped matrix's scales as the runtime reads them: by group, then row (rsr_artifact_matrix). */
@@ -853,7 +866,10 @@ static void compile_matrices(build *b) {
                                  .print_plan = o->print_plan,
                                  .print_kernel = o->print_kernel};
             matrix_plan decided;
-            if (b->tune) tune_decide(b->tune, &tm, b->t, &rq, &decided);
+            if (b->tune)
+                tune_decide(b->tune, &tm, b->t, &rq, &decided);
+            else if (b->check)
+                tune_check_lanes(b->check, &tm, b->t, &rq, &decided);
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
             const kernel *kn = &cm.kn;
@@ -887,6 +903,7 @@ static void compile_matrices(build *b) {
     }
     progress_update(m->num_layers, b->weights, NULL);
     if (b->tune) tune_end(b->tune);
+    if (b->check) tune_end(b->check);
     int32_t rsr = 0;
     for (int32_t i = 0; i < total; i++) rsr += strncmp(b->mats[i].strategy, "rsr", 3) == 0;
     if (o->print_plan && !rsr) /* say why --print=plan printed nothing */

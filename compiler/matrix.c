@@ -93,7 +93,7 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
     if (rq->lanes_min || tm->unit_cols)
         cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 && !tm->unit_cols ? rq->lanes_min : 0;
     else
-        plan_prefill(tm, t, rq->prefill, rq->measured_lanes_min, &cm->mp);
+        plan_prefill(tm, t, rq->prefill, rq->measured_lanes_gain, &cm->mp);
     stage_enter(STAGE_ANALYSE);
     if (!strategy_is_rsr(cm->mp.strategy)) return;
     rsr_analyse(tm, cm->mp.k, &cm->plan);

@@ -29,7 +29,8 @@ typedef struct matrix_request {
                                           tiles only); 0: plan_prefill decides */
     const matrix_plan *decided;        /* the strategy and k decided already (tune_decide); NULL: plan_matrix's */
     const struct tune_class *measured; /* --tune's measurements behind `decided` (for --explain), or NULL */
-    int measured_lanes_min;            /* i2: --tune's measured lanes threshold for plan_prefill (tune_lanes_min) */
+    double measured_lanes_gain;        /* i2: a full step's tiles over its lanes as measured here (tune_lanes_gain),
+                                          0: not measured */
     bool verify, print_plan;           /* --verify, --print=plan */
     bool print_kernel;                 /* --print=kernel: the kernel IR of each matrix */
 } matrix_request;

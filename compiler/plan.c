@@ -102,7 +102,6 @@ static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
     [DOT_AVX512BW] = {"AVX-512", 0.63, 650}, /* the VNNI fit (no AVX-512 BW machine measured) */
     [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
 };
-static const double lanes_auto_gain = 1.15;
 
 static const lanes_fit *lanes_fit_of(const target *tg) {
     enum dot_isa isa = target_dot_isa(tg);
@@ -127,7 +126,7 @@ bool plan_may_use_lanes(const target *tg, enum prefill_form prefill) {
     return prefill == PREFILL_LANES || lanes_fit_of(tg) != NULL;
 }
 
-void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, int measured_lanes_min,
+void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, double measured_gain,
                   matrix_plan *mp) {
     mp->lanes_min = 0;
     if (mp->strategy != STRAT_I2 || !kernel_lanes_possible(t, tg)) return;
@@ -139,15 +138,19 @@ void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form p
     } else if (prefill == PREFILL_LANES) {
         mp->lanes_min = RSR_LANES_EVERY_STEP;
         snprintf(why, sizeof why, "RSR lanes (--prefill=rsr; predicted %.2fx as fast as the tiles)", gain);
-    } else if (measured_lanes_min > 0) {
-        mp->lanes_min = measured_lanes_min;
-        snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (measured by --tune)", mp->lanes_min);
-    } else if (measured_lanes_min < 0) {
-        snprintf(why, sizeof why, "tiles (measured faster than RSR lanes by --tune)");
+    } else if (measured_gain >= PLAN_LANES_GAIN) {
+        mp->lanes_min = plan_lanes_from(measured_gain);
+        snprintf(why, sizeof why, "RSR lanes from %d tokens, tiles below (full steps measured %.2fx as fast here)",
+                 mp->lanes_min, measured_gain);
+    } else if (measured_gain > 0) {
+        snprintf(why, sizeof why,
+                 "tiles (RSR lanes measured %.2fx as fast here, under %.2fx: not worth 0.5 bytes per weight; "
+                 "predicted %.2fx)",
+                 measured_gain, PLAN_LANES_GAIN, gain);
     } else if (!fit) {
         snprintf(why, sizeof why, "tiles (no cost fit of the RSR lanes for %s dot products)",
                  dot_isa_names[target_dot_isa(tg)]);
-    } else if (gain >= lanes_auto_gain) {
+    } else if (gain >= PLAN_LANES_GAIN) {
         mp->lanes_min = plan_lanes_from(gain);
         snprintf(why, sizeof why,
                  "RSR lanes from %d tokens, tiles below (full steps predicted %.2fx as fast; %s cost fit)",
@@ -155,7 +158,7 @@ void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form p
     } else {
         snprintf(why, sizeof why,
                  "tiles (RSR lanes predicted %.2fx as fast, under %.2fx: not worth 0.5 bytes per weight; %s cost fit)",
-                 gain, lanes_auto_gain, fit->name);
+                 gain, PLAN_LANES_GAIN, fit->name);
     }
     size_t n = strlen(mp->why);
     snprintf(mp->why + n, sizeof mp->why - n, "; prefill: %s", why);

@@ -119,12 +119,15 @@ bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the targ
  * lanes'. plan_lanes_from: the tokens
  * from which a pass of lanes (which costs the same for 1 or 64 tokens) beats the tiles (which
  * cost in proportion), given that ratio predicted or measured. plan_prefill decides it for an i2
- * matrix (the target's --prefill, --tune's measurement, or the model) and says why in mp->why. */
+ * matrix (the target's --prefill, a measurement here, or the model) and says why in mp->why: the
+ * lanes cost 0.5 bytes a weight more than the tiles' 0.25, so they are kept only where a full step
+ * is at least PLAN_LANES_GAIN times as fast, predicted or measured. */
+#define PLAN_LANES_GAIN 1.15
 double plan_lanes_gain(const ternary_matrix *t, const target *tg);
 int plan_lanes_from(double gain);
 bool kernel_lanes_possible(const ternary_matrix *t, const target *tg); /* kernel.c: the form exists here */
 bool plan_may_use_lanes(const target *tg, enum prefill_form prefill);
-void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, int measured_lanes_min,
+void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, double measured_gain,
                   matrix_plan *mp);
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
@@ -144,14 +147,21 @@ tune_state *tune_begin(const target *t, compile_options opts, const char *cache_
  * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
 const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t);
-/* Where --tune chose i2: the batched kernel's lanes from this many tokens (measured faster), -1
- * (the tiles measured faster) or 0 (not measured: no lanes candidate). */
-int tune_lanes_min(const tune_class *tc);
+/* Where i2 was chosen by measurement: a full step's tiles time over its lanes time (plan_prefill
+ * weighs it), or 0 (not measured: no lanes candidate). */
+double tune_lanes_gain(const tune_class *tc);
 /* --tune's decision for one matrix, before compile_matrix: the planner's plan in *mp, then the
- * measurement; fills rq's decided, measured and measured_lanes_min. tune.c is a driver above
+ * measurement; fills rq's decided, measured and measured_lanes_gain. tune.c is a driver above
  * matrix.c (it compiles candidates through it); matrix.c calls nothing of tune.c. */
 struct matrix_request;
 void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq, matrix_plan *mp);
+/* The default compile for the CPU at hand (--target host, no --tune): the cost model's plan, and
+ * where it predicts that the RSR lanes earn their bytes, the lanes and the tiles measured here
+ * (their class cached as --tune's are) so that the lanes stay only where they are measured
+ * faster by PLAN_LANES_GAIN. ts from tune_begin_check. */
+tune_state *tune_begin_check(const target *t, compile_options opts, bool use_llvm, const char *workdir);
+void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq,
+                      matrix_plan *mp);
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 
 #endif

@@ -663,8 +663,8 @@ char *tune_default_cache(void) {
     return NULL;
 }
 
-tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
-                       const char *workdir, enum strategy forced, int forced_k) {
+static tune_state *begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+                         const char *workdir, enum strategy forced, int forced_k, bool say_no_cache) {
     tune_state *ts = xcalloc(1, sizeof *ts);
     ts->t = t;
     ts->opts = opts;
@@ -673,7 +673,7 @@ tune_state *tune_begin(const target *t, compile_options opts, const char *cache_
     ts->forced = forced;
     ts->forced_k = forced_k;
     ts->cache_path = cache_path ? xstrdup(cache_path) : tune_default_cache();
-    if (!ts->cache_path)
+    if (!ts->cache_path && say_no_cache)
         warn("--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not "
              "kept");
     ts->target_key = make_target_key(t, use_llvm);
@@ -681,16 +681,26 @@ tune_state *tune_begin(const target *t, compile_options opts, const char *cache_
     return ts;
 }
 
-const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp) {
+tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+                       const char *workdir, enum strategy forced, int forced_k) {
+    return begin(t, opts, cache_path, use_llvm, workdir, forced, forced_k, true);
+}
+
+tune_state *tune_begin_check(const target *t, compile_options opts, bool use_llvm, const char *workdir) {
+    return begin(t, opts, NULL, use_llvm, workdir, STRAT_I2, 0, false); /* the candidates: i2's tiles and lanes */
+}
+
+/* tm's class (from the cache, or measured now), or NULL when there is nothing to measure. */
+static tune_class *class_of(tune_state *ts, const ternary_matrix *tm, int k0) {
     uint64_t zeros = 0, n = (uint64_t)tm->rows * (uint64_t)tm->cols;
     for (uint64_t i = 0; i < n; i++) zeros += tm->w[i] == 0;
     int zero_pct = (int)lround(100.0 * (double)zeros / (double)n / 5) * 5;
     tune_candidate cand[TUNE_MAX_CANDIDATES];
     char space[160];
-    int nc = candidate_space(ts, tm, mp->k, cand, space, sizeof space);
+    int nc = candidate_space(ts, tm, k0, cand, space, sizeof space);
     if (nc == 0) return NULL; /* nothing to measure: the planner's choice stands */
-    char *label = tm->binary ? xasprintf("%dx%d binary k%d", tm->rows, tm->cols, mp->k)
-                             : xasprintf("%dx%d ternary zeros~%d%% k%d", tm->rows, tm->cols, zero_pct, mp->k);
+    char *label = tm->binary ? xasprintf("%dx%d binary k%d", tm->rows, tm->cols, k0)
+                             : xasprintf("%dx%d ternary zeros~%d%% k%d", tm->rows, tm->cols, zero_pct, k0);
     char *key = xasprintf("%s; class %s; %s", ts->target_key, label, space);
     tune_class *tc = find_class(ts, key);
     if (tc) {
@@ -711,6 +721,12 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
         measure_class(ts, tm, tc);
         add_class(ts, tc);
     }
+    return tc;
+}
+
+const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp) {
+    tune_class *tc = class_of(ts, tm, mp->k);
+    if (!tc) return NULL;
     const tune_candidate *w = &tc->c[tc->decode_best];
     mp->strategy = w->strategy;
     if (w->k) mp->k = w->k;
@@ -746,17 +762,30 @@ void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, matr
     rq->measured = tune_matrix(ts, tm, mp);
     stage_hold(false);
     rq->decided = mp;
-    rq->measured_lanes_min = rq->measured ? tune_lanes_min(rq->measured) : 0;
+    rq->measured_lanes_gain = rq->measured ? tune_lanes_gain(rq->measured) : 0;
 }
 
-int tune_lanes_min(const tune_class *tc) {
+void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const target *t, matrix_request *rq, matrix_plan *mp) {
+    plan_matrix(tm, t, rq->strategy, rq->k, mp);
+    rq->decided = mp;
+    if (mp->strategy != STRAT_I2 || tm->unit_cols || !kernel_lanes_possible(tm, t) ||
+        plan_lanes_gain(tm, t) < PLAN_LANES_GAIN)
+        return; /* the cost model keeps the tiles: nothing extra to earn */
+    stage_enter(STAGE_TUNE);
+    stage_hold(true);
+    const tune_class *tc = class_of(ts, tm, mp->k);
+    stage_hold(false);
+    rq->measured = tc;
+    rq->measured_lanes_gain = tc ? tune_lanes_gain(tc) : 0;
+}
+
+double tune_lanes_gain(const tune_class *tc) {
     if (tc->c[tc->decode_best].strategy != STRAT_I2) return 0;
     int tiles = -1, lanes = -1;
     for (int i = 0; i < tc->n; i++)
         if (tc->c[i].strategy == STRAT_I2) *(tc->c[i].lanes ? &lanes : &tiles) = i;
-    if (tiles < 0 || lanes < 0) return 0;
-    double gain = tc->c[tiles].prefill_ns / tc->c[lanes].prefill_ns; /* per token of a full step */
-    return gain > 1 ? plan_lanes_from(gain) : -1;
+    if (tiles < 0 || lanes < 0 || !(tc->c[lanes].prefill_ns > 0)) return 0;
+    return tc->c[tiles].prefill_ns / tc->c[lanes].prefill_ns; /* per token of a full step */
 }
 
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t) {
@@ -780,7 +809,9 @@ void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, con
 
 void tune_end(tune_state *ts) {
     if (ts->measured && ts->cache_path) write_cache(ts);
-    if (!ts->measured)
+    if (!ts->measured && !ts->cached) {
+        /* nothing asked for a measurement (the default compile's check, where no lanes were predicted) */
+    } else if (!ts->measured)
         note(1, "tune: measured nothing: %d class%s found in %s", ts->cached, ts->cached == 1 ? "" : "es",
              ts->cache_path ? ts->cache_path : "(no cache)");
     else

@@ -4,8 +4,9 @@
  *
  * Exact logits: logit[v] = x · head[v] in fp32, 16 interleaved partial sums (dot_row below).
  *
- * Certified greedy (rsr_session_eval_greedy): the compiler stores each row as q ∈ [-127, 127]
- * with w = scale·q + e, |e| <= err (rsr_artifact.h). Per token x is quantised to int16 with the
+ * Certified greedy (rsr_session_eval_greedy): each row is held as q ∈ [-127, 127] with
+ * w = scale·q + e, |e| <= err (rsr_artifact.h), made at open from the head's rows
+ * at the first pick (rt_head_q8_ready; older artifacts carry it in their constants). Per token x is quantised to int16 with the
  * largest range whose sums cannot overflow int32 (x = xq/xs + d), and for every row
  *
  *     approx[v] = scale[v]/xs · Σ q·xq                (the integer sum is exact: VNNI or scalar)
@@ -20,9 +21,12 @@
  * activations, and any x whose logits could overflow fp32 (‖x‖₁·max|w| near FLT_MAX), fall back
  * to the full head; every argmax here follows rt_logit_better (NaN never wins, first maximum).
  */
+#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <omp.h>
 
@@ -70,16 +74,169 @@ static float dot_bf16(const uint16_t *w, const float *x, int32_t n) {
     return dot_bf16_body(w, x, n);
 }
 
-static float dot_row(const rsr_model *m, int32_t v, const float *x) {
+/* Row v's exact logit. A few rows (`few`: the candidates of a certified pick) are read from the
+ * file where the copy left the head out (rt_row), so they never join the process's resident set;
+ * every row (full logits) is read through the mapping. */
+static float dot_row_of(const rsr_model *m, int32_t v, const float *x, bool few) {
     const rsr_artifact *a = m->a;
-    const uint8_t *r = m->blob + a->lm_head + (size_t)v * (size_t)a->hidden * dtype_size(a->lm_head_dtype);
+    const size_t bytes = (size_t)a->hidden * dtype_size(a->lm_head_dtype);
+    _Alignas(64) uint8_t buf[RT_ROW_MAX];
+    const uint8_t *r =
+        few ? rt_row(m, a->lm_head + (size_t)v * bytes, bytes, buf) : m->rows + a->lm_head + (size_t)v * bytes;
     if (a->lm_head_dtype == RSR_DTYPE_BF16) return dot_bf16((const uint16_t *)r, x, a->hidden);
     float dot = 0;
     for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
     return dot;
 }
+static float dot_row(const rsr_model *m, int32_t v, const float *x) { return dot_row_of(m, v, x, false); }
 
 RT_TEST_HOOK int head_bound_weakened_for_tests;
+
+/* ---- the int8 copy, made at open ---- */
+
+/* Row v's n values as floats: f32, bf16, or f16 converted without branches (exact for normal
+ * and subnormal values; inf and NaN become NaN, which q8_row refuses), so the loop vectorises. */
+RT_INLINE_BODY void row_floats(const uint8_t *restrict r, int32_t dtype, int32_t n, float *restrict w) {
+    if (dtype == RSR_DTYPE_F32) {
+        memcpy(w, r, sizeof *w * (size_t)n);
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)r;
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t u, bits = h[i];
+        if (dtype == RSR_DTYPE_BF16) {
+            u = bits << 16;
+        } else {
+            float f;
+            uint32_t m = (bits & 0x7fffu) << 13;
+            memcpy(&f, &m, 4);
+            f *= 0x1p112f;
+            memcpy(&u, &f, 4);
+            u = ((bits & 0x7c00u) == 0x7c00u ? 0x7fc00000u : u) | (bits & 0x8000u) << 16;
+        }
+        memcpy(&w[i], &u, 4);
+    }
+}
+
+/* Row v as the header's rule says: scale = max|w|/127 as a float, q = w/scale rounded and clamped
+ * to ±127 (stored q + 128, padding 128), err = max|w − scale·q| computed exactly in double (scale·q
+ * has at most 32 significant bits) and rounded up to a float. False when the row holds a value
+ * that is not finite. */
+RT_INLINE_BODY bool q8_row_body(const float *restrict w, int32_t n, int32_t stride, uint8_t *restrict q, float *scale,
+                                float *err) {
+    float amax = 0;
+    bool finite = true;
+    for (int32_t i = 0; i < n; i++) {
+        float a = fabsf(w[i]);
+        finite &= a <= FLT_MAX;
+        amax = a > amax ? a : amax;
+    }
+    const float s = amax / 127.0f, inv = s > 0 ? 1 / s : 0;
+    double e = 0;
+    memset(q, 128, (size_t)stride);
+    for (int32_t i = 0; i < n; i++) {
+        float v = rintf(w[i] * inv);
+        v = v < -127 ? -127 : v > 127 ? 127 : v;
+        q[i] = (uint8_t)(int32_t)(v + 128);
+        double d = fabs((double)w[i] - (double)s * (double)v);
+        e = d > e ? d : e;
+    }
+    float ef = (float)e;
+    if ((double)ef < e) ef = nextafterf(ef, INFINITY);
+    *scale = s, *err = ef;
+    return finite && isfinite(ef);
+}
+
+/* Rows [0, nv) of a block: each row's floats into w (n of them), then its int8 row. */
+RT_INLINE_BODY bool q8_block_body(const uint8_t *rows, int32_t dtype, size_t row_bytes, size_t nv, int32_t n,
+                                  int32_t stride, float *w, uint8_t *q, float *scale, float *err) {
+    bool ok = true;
+    for (size_t v = 0; v < nv; v++) {
+        row_floats(rows + v * row_bytes, dtype, n, w);
+        ok &= q8_row_body(w, n, stride, q + v * (size_t)stride, &scale[v], &err[v]);
+    }
+    return ok;
+}
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static bool q8_block_avx512(const uint8_t *rows, int32_t dtype,
+                                                                                 size_t row_bytes, size_t nv, int32_t n,
+                                                                                 int32_t stride, float *w, uint8_t *q,
+                                                                                 float *scale, float *err) {
+    return q8_block_body(rows, dtype, row_bytes, nv, n, stride, w, q, scale, err);
+}
+__attribute__((target("avx2"))) static bool q8_block_avx2(const uint8_t *rows, int32_t dtype, size_t row_bytes,
+                                                          size_t nv, int32_t n, int32_t stride, float *w, uint8_t *q,
+                                                          float *scale, float *err) {
+    return q8_block_body(rows, dtype, row_bytes, nv, n, stride, w, q, scale, err);
+}
+#endif
+static bool q8_block(const uint8_t *rows, int32_t dtype, size_t row_bytes, size_t nv, int32_t n, int32_t stride,
+                     float *w, uint8_t *q, float *scale, float *err) {
+#if defined(__x86_64__)
+    const rt_isa isa = rt_cpu_isa();
+    if (rt_isa_avx512(isa)) return q8_block_avx512(rows, dtype, row_bytes, nv, n, stride, w, q, scale, err);
+    if (isa == RT_ISA_AVX2) return q8_block_avx2(rows, dtype, row_bytes, nv, n, stride, w, q, scale, err);
+#endif
+    return q8_block_body(rows, dtype, row_bytes, nv, n, stride, w, q, scale, err);
+}
+
+#define Q8_BLOCK 512                  /* rows read from the file at a time by each thread */
+#define Q8_PARALLEL ((size_t)1 << 25) /* a smaller head is made by the calling thread alone (well under 0.1 s) */
+
+static void q8_make(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    m->q8 = NULL;
+    if (a->head_q8 != RSR_NO_TENSOR) { /* stored by an older rsrc */
+        m->q8 = m->blob + a->head_q8;
+        m->q8_scale = (const float *)(m->blob + a->head_q8_scale),
+        m->q8_err = (const float *)(m->blob + a->head_q8_err);
+        return;
+    }
+    if (a->head_q8_stride <= 0) return; /* compiled with --no-greedy-head */
+    const size_t V = (size_t)a->vocab, n = (size_t)a->hidden, stride = (size_t)a->head_q8_stride;
+    const size_t row_bytes = n * dtype_size(a->lm_head_dtype), huge = (size_t)2 << 20;
+    const size_t size = ((V * stride + 2 * 4 * V) + huge - 1) / huge * huge;
+    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return;
+    (void)madvise(mem, size, MADV_HUGEPAGE);
+    float *scale = (float *)(mem + V * stride), *err = scale + V;
+    int ok = 1;
+#pragma omp parallel num_threads(rt_team_of(m)) reduction(&& : ok) if (V * n >= Q8_PARALLEL)
+    {
+        uint8_t *rows = malloc(Q8_BLOCK * row_bytes);
+        float *w = malloc(sizeof *w * n);
+        ok = rows && w;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t b = 0; b < (V + Q8_BLOCK - 1) / Q8_BLOCK; b++) {
+            const size_t v0 = b * Q8_BLOCK, nv = V - v0 < Q8_BLOCK ? V - v0 : Q8_BLOCK;
+            if (!ok || !rt_rows_read(m, a->lm_head + v0 * row_bytes, nv * row_bytes, rows)) {
+                ok = 0;
+                continue;
+            }
+            ok &= q8_block(rows, a->lm_head_dtype, row_bytes, nv, (int32_t)n, (int32_t)stride, w, mem + v0 * stride,
+                           &scale[v0], &err[v0]);
+        }
+        free(rows), free(w);
+    }
+    if (!ok || mprotect(mem, size, PROT_READ) != 0) {
+        munmap(mem, size);
+        return;
+    }
+    m->q8 = m->q8_made = mem, m->q8_made_size = size, m->q8_scale = scale, m->q8_err = err;
+}
+
+bool rt_head_q8_ready(const rsr_model *cm) {
+    rsr_model *m = (rsr_model *)cm; /* made once, then only read */
+    if (!__atomic_load_n(&m->q8_state, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&m->q8_lock);
+        if (!m->q8_state) {
+            q8_make(m);
+            __atomic_store_n(&m->q8_state, 1, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&m->q8_lock);
+    }
+    return m->q8 != NULL;
+}
 
 static int32_t threads_of(const rsr_session *s) { return rt_team_of(s->model); }
 
@@ -185,7 +342,7 @@ static rsr_status head_prepare(head_x *p) {
     int32_t n = a->hidden;
     double x_l1 = 0, amax = 0;
     for (int32_t i = 0; i < n; i++) x_l1 += fabs((double)p->x[i]), amax = fmax(amax, fabs((double)p->x[i]));
-    p->have = a->head_q8 != RSR_NO_TENSOR && isfinite(x_l1) && amax != 0;
+    p->have = isfinite(x_l1) && amax != 0 && rt_head_q8_ready(p->s->model);
     p->x_l1 = x_l1, p->best_lo = -INFINITY, p->largest = 0;
     if (!p->have) return RSR_OK;
     rsr_status st = head_scratch(p->s);
@@ -214,9 +371,8 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     /* tests/unit/test_head.c weakens the bound through head_bound_weakened_for_tests (half of
      * it, without the fp32 term) and must then fail: its cases are tight enough to notice */
     const double weak = head_bound_weakened_for_tests ? 0.5 : 1, widen = (1 + 1e-6) * weak;
-    const float *scale = (const float *)(m->blob + a->head_q8_scale);
-    const float *err = (const float *)(m->blob + a->head_q8_err);
-    const uint8_t *q8 = m->blob + a->head_q8;
+    const float *scale = m->q8_scale, *err = m->q8_err;
+    const uint8_t *q8 = m->q8;
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
     void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *) =
         px[0]->s->head->dot_rows;
@@ -295,9 +451,10 @@ static int32_t pick_greedy(const head_x *p) {
     int32_t best = -1;
     float best_logit = 0;
     hs->passes++;
+    int32_t n = 0;
     for (int32_t v = 0; v < m->a->vocab; v++) {
         if (h->approx[v] + h->bound[v] < p->best_lo) continue;
-        float l = dot_row(m, v, p->x);
+        float l = dot_row_of(m, v, p->x, n++ < RT_FEW_ROWS);
         hs->exact_rows++;
         if (best < 0 || rt_logit_better(l, best_logit)) best = v, best_logit = l;
     }
@@ -396,7 +553,7 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
             mass += exp((u - best_lo) / T);
     }
 #pragma omp parallel for schedule(static) num_threads(threads_of(s)) if (n > 256)
-    for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row(s->model, h->cand[i], p->x);
+    for (int32_t i = 0; i < n; i++) h->cand_logit[i] = dot_row_of(s->model, h->cand[i], p->x, n <= RT_FEW_ROWS);
     s->head_stats.exact_rows += n;
     rsr_sampler_params plain = *sp;
     if (penal) {

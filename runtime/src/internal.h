@@ -3,6 +3,7 @@
 #ifndef RSR_RUNTIME_INTERNAL_H
 #define RSR_RUNTIME_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -22,9 +23,23 @@ typedef struct rt_backend rt_backend;
 struct rsr_model {
     const rsr_artifact *a;
     const uint8_t *blob; /* the constants the CPU reads: a->blob, or its copy */
+    const uint8_t *rows; /* the embedding's and the f16/bf16 head's rows (rt_rows): a->blob, the file's pages,
+                          * which a token reads a row or a few of; the copy only when locked */
     uint8_t *copy;       /* load.c: the copy in anonymous memory (huge pages), else NULL */
+    /* the int8 head (rsr_artifact.head_q8's rule): its rows, or NULL (none); made at the first
+     * certified pick (rt_head_q8_ready), under q8_lock, and then q8_state is 1 */
+    const uint8_t *q8;
+    const float *q8_scale, *q8_err;
+    uint8_t *q8_made; /* the copy made at open (anonymous memory), else NULL */
+    size_t q8_made_size;
+    int q8_state;
+    pthread_mutex_t q8_lock;
+    int rows_fd;          /* load.c: the artifact's file, open for the rows the copy left out (rt_row), or -1 */
+    int64_t rows_file_at; /* the file offset of the constants' first byte */
+    uint64_t rows_from[2], rows_to[2]; /* the parts of the constants left out of the copy */
+    int32_t num_rows_spans;
     size_t copy_size;
-    char constants[320];       /* rsr_model_info.constants */
+    char constants[448];       /* rsr_model_info.constants */
     char path[256];            /* the file the artifact was loaded from, for messages ("" unknown) */
     const rt_backend *backend; /* what its sessions run on: an entry of rt_devices */
     void *dev;                 /* the device's own part of the model (its model_open makes it), or NULL */
@@ -199,6 +214,23 @@ double rt_adapt_begin(const rsr_model *m, int32_t n); /* a decode step's start t
 void rt_adapt_end(rsr_model *m, double t0);
 int32_t rt_team_of(const rsr_model *m);
 rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *params);
+/* The bytes [off, off + n) of the constants, where a row of the embedding or of the head lies:
+ * read from the artifact's file into buf (RT_ROW_MAX bytes) where the copy left them out, so that
+ * a token's few rows never join the process's resident set; where the CPU reads the rest
+ * otherwise (the copy, or the mapping). */
+#define RT_ROW_MAX 65536
+#define RT_FEW_ROWS 4096 /* a certified pick reads at most this many exact rows from the file; the rest mapped */
+const uint8_t *rt_row(const rsr_model *m, uint64_t off, size_t n, uint8_t *buf);
+/* The same bytes copied into dst (read from the file where the copy left them out); false when the
+ * file cannot be read. */
+bool rt_rows_read(const rsr_model *m, uint64_t off, size_t n, uint8_t *dst);
+/* lm_head.c: whether the model has its int8 head (rsr_model.q8), made here the first time a
+ * certified pick asks for it: from the artifact's constants (an older rsrc stored it), or from the
+ * head's rows (read from the file, quantised by the model's threads). Without memory for it, or
+ * with rows that cannot be read, there is none: every pick then reads the whole head (the same
+ * tokens, slower). */
+bool rt_head_q8_ready(const rsr_model *m);
+void rt_rows_close(rsr_model *m);
 /* One step's rows, in runs: run j is n tokens of session s at its position, rows row0 .. row0+n-1
  * of the work buffers. */
 typedef struct rt_run {

@@ -258,10 +258,12 @@ static rsr_status check_artifact(rsr_model *m) {
         return rt_set_error(m->err, RSR_ERR_ABI, "artifact chat template [%llu, +%llu) lies outside the %llu-byte blob",
                             (unsigned long long)a->chat_template, (unsigned long long)a->chat_template_size,
                             (unsigned long long)a->blob_size);
-    if (a->head_q8 != RSR_NO_TENSOR) {
-        uint64_t v = (uint64_t)a->vocab, end_q = a->head_q8 + v * (uint64_t)a->head_q8_stride;
+    if (a->head_q8 != RSR_NO_TENSOR || a->head_q8_stride) { /* in the blob, or made at open (stride alone) */
+        uint64_t v = (uint64_t)a->vocab,
+                 end_q = a->head_q8 == RSR_NO_TENSOR ? 0 : a->head_q8 + v * (uint64_t)a->head_q8_stride;
         if (a->head_q8_stride < a->hidden || a->head_q8_stride % RSR_X_PAD || end_q > a->blob_size ||
-            a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)
+            (a->head_q8 != RSR_NO_TENSOR &&
+             (a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)))
             return rt_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
@@ -317,6 +319,7 @@ static rsr_status open_on(rsr_model *m, const rt_backend *dev, bool asked) {
 rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const rsr_model_params *params) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
     rsr_model *m = calloc(1, sizeof *m);
+    if (m) pthread_mutex_init(&m->q8_lock, NULL);
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
     m->a = a;
@@ -339,7 +342,7 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     m->num_threads = p.num_threads > 0 ? p.num_threads : rt_default_threads();
     const char *omp = getenv("OMP_NUM_THREADS");
     rt_adapt_init(m, p.num_threads > 0 || (omp && *omp)); /* a count the user gave stays */
-    if (a) m->blob = a->blob;
+    if (a) m->blob = m->rows = a->blob;
     const rt_isa isa = rt_cpu_isa(); /* the runtime's kernels: the family and whether RSR_CPU capped it */
     snprintf(m->device, sizeof m->device, "cpu (%s runtime kernels%s)", rt_isa_name(isa),
              isa < rt_cpu_isa_uncapped() ? ", capped by RSR_CPU" : "");
@@ -379,6 +382,9 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
     if (m->copy) munmap(m->copy, m->copy_size);
+    rt_rows_close(m);
+    if (m->q8_made) munmap(m->q8_made, m->q8_made_size);
+    pthread_mutex_destroy(&m->q8_lock);
     if (m->route_trace) fclose(m->route_trace);
     rt_adapt_free(m);
     if (m->backend && m->backend->model_close) m->backend->model_close(m);

@@ -80,7 +80,7 @@ static void head_build(head *h, const float rows[][N], int32_t vocab) {
                           .head_q8_scale = sc,
                           .head_q8_err = er,
                           .head_q8_stride = STRIDE};
-    h->m.a = &h->a, h->m.blob = h->blob, h->m.num_threads = 1;
+    h->m.a = &h->a, h->m.blob = h->m.rows = h->blob, h->m.num_threads = 1;
     h->s.model = &h->m;
     h->vocab = vocab;
 }

@@ -16,7 +16,9 @@
 #
 # Every round times each engine once, alternating: prefill of a 512-token prompt, greedy decode of
 # 64 tokens after it, and 64 tokens decoded from an empty context; rsrc's sampled decode (--temp
-# 0.8) after the prompt too. Prints the medians, and rsrc's ratio to each peer, naming the CPU.
+# 0.8) after the prompt too; and the largest resident set of rsrc (a plain run: 512-token prompt, 64
+# tokens) and of ik_llama.cpp (its llama-bench run). Prints the medians, and rsrc's ratio to each
+# peer, naming the CPU (for memory the ratio is rsrc's over ik's: lower is better).
 #
 # --isa avx2 (on any x86-64 with AVX2) compares the AVX2 builds: rsrc --target avx2 with its
 # runtime capped at AVX2 (RSR_CPU=avx2), ik_llama.cpp built with -DGGML_NATIVE=OFF -DGGML_AVX2=ON;
@@ -114,17 +116,25 @@ for r in $(seq 1 "$rounds"); do
     rsr_run "$work/rsrc-$f-$target.so" --bench --json -t "$threads" --ctx 1024 --tokens 1 -n 64 2>/dev/null |
       python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$f', 'empty': j['decode_greedy_tok_s']['median']}))" >>"$runs"
   done
-  "$ik/llama-bench" -m "$work/w-i2s/iq2bn.gguf" -p 512 -n 64 -gp 512,64 -t "$threads" -r 1 -o json 2>/dev/null |
-    python3 -c "
+  # resident memory: the largest resident set of a 512-token prompt and 64 tokens decoded, as a user
+  # runs each (rsrc with the context that holds them; llama-bench sizes its context the same way)
+  /usr/bin/time -f %M -o "$work/rss-rsrc" env RSR_CPU=$cap "$build/rsr-run" "$work/rsrc-i2s-$target.so" -t "$threads" \
+    --ctx 576 --tokens "$ids" -n 64 >/dev/null 2>&1
+  /usr/bin/time -f %M -o "$work/rss-ik" "$ik/llama-bench" -m "$work/w-i2s/iq2bn.gguf" -p 512 -n 64 -gp 512,64 \
+    -t "$threads" -r 1 -o json 2>/dev/null >"$work/ik.json"
+  python3 -c "
 import json, sys
-tests = {t['test']: t['avg_ts'] for t in json.load(sys.stdin)}
-print(json.dumps({'engine': 'ik', 'prefill': tests['pp512'], 'empty': tests['tg64'], 'after': tests['tg64@pp512']}))" >>"$runs"
+tests = {t['test']: t['avg_ts'] for t in json.load(open(sys.argv[1]))}
+print(json.dumps({'engine': 'ik', 'prefill': tests['pp512'], 'empty': tests['tg64'], 'after': tests['tg64@pp512'],
+                  'rss': int(open(sys.argv[2]).read().split()[-1]) / 1024}))
+print(json.dumps({'engine': 'rsrc-i2s', 'rss': int(open(sys.argv[3]).read().split()[-1]) / 1024}))" \
+    "$work/ik.json" "$work/rss-ik" "$work/rss-rsrc" >>"$runs"
   llama_peer time "$work/w-tq2/model.gguf" "$ids" 64 "$threads" |
     python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'llama.cpp', 'prefill': j['prefill_tok_s'], 'after': j['decode_after_tok_s'], 'empty': j['decode_empty_tok_s']}))" >>"$runs"
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')
+flags=$( (grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo || true) | sort -u | tr '\n' ' ')
 python3 - "$runs" "$isa" "$threads" "$cpu" "${flags:-none}" "$agree" <<'EOF'
 import json, statistics, sys
 path, isa, threads, cpu, flags, agree = sys.argv[1:]
@@ -133,7 +143,7 @@ def med(engine, key):
     v = [r[key] for r in runs if r['engine'] == engine and key in r]
     return statistics.median(v) if v else None
 rows = (('prefill', 'prefill 512'), ('empty', 'decode, empty context'), ('after', 'decode after 512'),
-        ('sampled', 'sampled decode (T 0.8) after 512'))
+        ('sampled', 'sampled decode (T 0.8) after 512'), ('rss', 'resident MiB (max RSS), 512 + 64'))
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; builds: {isa} (the npm llama.cpp picks its own CPU variant)")
 print(f"medians of {sum(r['engine'] == 'ik' for r in runs)} alternating rounds, tokens/s; the 2B-4T shape, random ternary weights")
 print(f"{'':34} {'rsrc (I2_S)':>12} {'ik_llama.cpp':>13} {'ratio':>7} {'rsrc (TQ2_0)':>13} {'llama.cpp':>10} {'ratio':>7}")

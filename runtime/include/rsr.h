@@ -103,9 +103,11 @@ typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GP
 
 /* Where the CPU code reads the model's constants (weights, embedding, head) from.
  * COPY (the default): read from the artifact's file into anonymous memory advised for 2 MiB pages
- * at open. The kernel never evicts it (on a machine without swap) and never re-reads it, so
- * every token runs at the memory's speed; the process holds the constants once (the file's
- * pages are not mapped). When the machine has too little memory available for the copy, the
+ * at open, all but the embedding's and the bf16/f16 head's rows: a token reads one embedding row
+ * and the few exact head rows the certified head needs from the file (pread), so they never stay
+ * resident; the int8 copy of the head is made at the first certified token. The kernel never
+ * evicts the copy (on a machine without swap) and never re-reads it, so every token runs at the
+ * memory's speed; the process holds the constants once (the file's pages are not mapped). When the machine has too little memory available for the copy, the
  * model reads the file mapping instead and rsr_model_info.constants says so.
  * MMAP: read through the file mapping: nothing copied at open and the page cache shared by every
  * process that opens the same file, at the kernel's mercy between tokens (docs/performance.md). */

@@ -341,6 +341,8 @@ static const char *const c_types[KT_COUNT] = {
     [KT_V32] = "__m512i",
     [KT_MASK64] = "__mmask64",
     [KT_PLUTV] = "const __m512i *",
+    [KT_B64] = "rsr_b64",
+    [KT_PB64] = "rsr_b64 *",
 };
 
 static bool c_vector(enum kir_type t) {
@@ -351,7 +353,8 @@ static bool c_vector(enum kir_type t) {
 static int c_prec(const kir_expr *e) {
     if (c_vector(e->type)) return 16; /* intrinsics */
     switch (e->op) {
-    case KO_MUL: return 13;
+    case KO_MUL:
+    case KO_DIV: return 13;
     case KO_ADD:
     case KO_SUB:
     case KO_INDEX: return 12;
@@ -362,6 +365,7 @@ static int c_prec(const kir_expr *e) {
     case KO_EQ:
     case KO_NE: return 9;
     case KO_AND: return 8;
+    case KO_XOR: return 7;
     case KO_OR: return 6;
     case KO_LAND: return 4;
     case KO_LOR: return 3;
@@ -443,12 +447,16 @@ static bool c_vector_expr(const cpr *P, const kir_expr *e) {
     case KO_VLOADB:
     case KO_MASK64:
         fputs(e->op == KO_VLOADB ? "_mm512_loadu_si512((const void *)(" : "_load_mask64((__mmask64 *)(", out);
-        c_expr(P, e->a, 12), fputs(" + ", out), c_expr(P, e->b, 13);
+        if (!e->b)
+            c_expr(P, e->a, 0);
+        else
+            c_expr(P, e->a, 12), fputs(" + ", out), c_expr(P, e->b, 13);
         fputs("))", out);
         return true;
     case KO_DPBUSD: fputs("_mm512_dpbusd_epi32(", out), c_args(P, e->a, e->b, e->c); return true;
     case KO_AND: fputs("_mm512_and_si512(", out), c_args(P, e->a, e->b, NULL); return true;
     case KO_OR: fputs("_mm512_or_si512(", out), c_args(P, e->a, e->b, NULL); return true;
+    case KO_XOR: fputs("_mm512_xor_si512(", out), c_args(P, e->a, e->b, NULL); return true;
     case KO_ADD: fprintf(out, "_mm512_add_epi%s(", width[e->type]), c_args(P, e->a, e->b, NULL); return true;
     case KO_SHL:
     case KO_LSHR: { /* by a constant; bytes shift as words, less the bits from the next byte */
@@ -486,9 +494,9 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         return;
     }
     static const char *const infix[KO_COUNT] = {
-        [KO_ADD] = "+",   [KO_SUB] = "-", [KO_MUL] = "*",  [KO_SHL] = "<<", [KO_LSHR] = ">>",
-        [KO_AND] = "&",   [KO_LT] = "<",  [KO_LE] = "<=",  [KO_EQ] = "==",  [KO_INDEX] = "+",
-        [KO_LAND] = "&&", [KO_NE] = "!=", [KO_LOR] = "||", [KO_OR] = "|"};
+        [KO_ADD] = "+",  [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<",  [KO_LSHR] = ">>", [KO_AND] = "&",
+        [KO_LT] = "<",   [KO_LE] = "<=", [KO_EQ] = "==", [KO_INDEX] = "+", [KO_LAND] = "&&", [KO_NE] = "!=",
+        [KO_LOR] = "||", [KO_OR] = "|",  [KO_XOR] = "^", [KO_DIV] = "/"};
     int prec = c_prec(e);
     bool paren = prec < min;
     if (paren) fputc('(', P->out);
@@ -588,13 +596,6 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         break;
     case KO_FREE: c_call(P, "free", e->a, NULL, NULL, NULL); break;
     case KO_LANES_BLOCK: c_lanes_block(P, e); break;
-    case KO_LANES_TRANSPOSE: {
-        const kir_expr *args[] = {e->a, e->b, e->c, e->d};
-        fputs("rsr_lanes_transpose(", P->out);
-        for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
-        fprintf(P->out, "%lld)", (long long)e->imm);
-        break;
-    }
     default:
         /* binary: left-associative; a shift's operands are bracketed when they are sums, for the reader */
         c_expr(P, e->a, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec);
@@ -787,6 +788,7 @@ static void c_part_signature(FILE *out, const kir_func *f) { c_signature_in(out,
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
     const cpr P = {out, &m->info, d ? d->types : c_types};
     for (const kir_func *f = m->funcs; f; f = f->next) {
+        if (f->shared) continue; /* the prologue's (emit_c_lanes_helpers) */
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
         (d ? d->signature : c_signature)(out, f);
         c_stmts(&P, f->body, 1);

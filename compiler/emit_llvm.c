@@ -382,8 +382,6 @@ static LLVMValueRef vsum(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc) 
     return intrinsic(e, name, e->i32, &acc, 1);
 }
 
-static LLVMValueRef i64_of(llvm_emitter *e, LLVMValueRef v) { return LLVMBuildSExt(e->b, v, e->i64, ""); }
-
 /* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
 
 static LLVMTypeRef words(llvm_emitter *e) { return LLVMVectorType(e->i16, RSR_LANES / 2); }
@@ -625,52 +623,6 @@ static LLVMValueRef libc_fn(llvm_emitter *e, const char *name, LLVMTypeRef type)
     return fn ? fn : LLVMAddFunction(e->mod, name, type);
 }
 
-/* void rsr_lanes_transpose(i8 *xu, i8 *x, i32 x_stride, i32 m, i32 cols): xu[64c + l] = x[t][c] ^ 0x80
- * for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0) past m. Per 64 columns a
- * 64 × 64 byte transpose in six rounds (emit_c.c says how). Once per module. */
-static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
-    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_transpose");
-    if (fn) return fn;
-    LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32, e->i32, e->i32};
-    fn = begin_function(e, "rsr_lanes_transpose", LLVMFunctionType(e->voidt, params, 5, 0), false);
-    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
-    LLVMValueRef xu = LLVMGetParam(fn, 0), x = LLVMGetParam(fn, 1), x_stride = LLVMGetParam(fn, 2);
-    LLVMValueRef m = LLVMGetParam(fn, 3), cols = LLVMGetParam(fn, 4);
-    LLVMTypeRef b64 = LLVMVectorType(e->i8, 64), b64p = LLVMPointerType(b64, 0);
-    LLVMValueRef zero = LLVMBuildAlloca(e->allocas, b64, "zero"); /* the x of tokens past m */
-    LLVMBuildStore(e->b, LLVMConstNull(b64), zero);
-    zero = LLVMBuildBitCast(e->b, zero, e->i8p, "");
-    int zip[2][64];
-    lanes_zip_mask(0, zip[0]), lanes_zip_mask(1, zip[1]);
-    loop G;
-    LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, cols, c32(e, 63), ""), c32(e, 64), "");
-    loop_begin(e, &G, c32(e, 0), groups, "cols64");
-    LLVMValueRef c0 = i64_of(e, LLVMBuildMul(e->b, G.i, c32(e, 64), ""));
-    LLVMValueRef r[64], o[64];
-    for (int i = 0; i < 64; i++) {
-        int t = lanes_token_of_row(i);
-        LLVMValueRef row = LLVMBuildMul(e->b, c64(e, t), i64_of(e, x_stride), "");
-        LLVMValueRef src = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""),
-                                           at(e, e->i8, x, LLVMBuildAdd(e->b, row, c0, "")), zero, "");
-        LLVMValueRef v = LLVMBuildLoad2(e->b, b64, LLVMBuildBitCast(e->b, src, b64p, ""), "");
-        LLVMSetAlignment(v, 1);
-        r[i] = LLVMBuildXor(e->b, v, splat(e->i8, 64, 0x80), "");
-    }
-    for (int round = 0; round < 6; round++) {
-        for (int k = 0; k < 32; k++)
-            o[2 * k] = shuffle(e, r[k], r[k + 32], zip[0], 64), o[2 * k + 1] = shuffle(e, r[k], r[k + 32], zip[1], 64);
-        memcpy(r, o, sizeof r);
-    }
-    for (int i = 0; i < 64; i++) {
-        LLVMValueRef dst = at(e, e->i8, xu, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, c0, c64(e, i), ""), c64(e, 64), ""));
-        LLVMValueRef st = LLVMBuildStore(e->b, r[i], LLVMBuildBitCast(e->b, dst, b64p, ""));
-        LLVMSetAlignment(st, 64);
-    }
-    loop_end(e, &G);
-    end_function(e);
-    return fn;
-}
-
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
 
 /* ---- GPU (NVPTX): what the GPU forms' IR operations are (cuda/compiler/lower_gpu.c) ---- */
@@ -731,7 +683,7 @@ typedef struct kir_llvm {
     const kir_func **order; /* the module's functions, and their LLVM functions (fns[i] of order[i]) */
     LLVMValueRef *fns;
     int nfns;
-    LLVMValueRef lanes_block, lanes_block2, lanes_transpose; /* the lanes pass's helpers, where the kernel has it */
+    LLVMValueRef lanes_block, lanes_block2; /* the lanes pass's blocks, where the kernel has them */
 } kir_llvm;
 
 static int kfields(const kir_llvm *k, enum kir_type t) {
@@ -758,7 +710,9 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_V16: return LLVMVectorType(e->i16, 32);
     case KT_V32: return LLVMVectorType(e->i32, 16);
     case KT_MASK64: return LLVMVectorType(e->i1, 64);
-    case KT_PLUTV: return LLVMPointerType(LLVMVectorType(e->i8, 64), 0);
+    case KT_PLUTV:
+    case KT_PB64: return LLVMPointerType(LLVMVectorType(e->i8, 64), 0);
+    case KT_B64: return LLVMVectorType(e->i8, 64);
     case KT_BYTES: return e->i8p;
     case KT_I32X4:
     case KT_U32X4: return LLVMVectorType(e->i32, 4);
@@ -770,7 +724,7 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
 }
 
 static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
-    if (ptr == KT_PLUTV) return LLVMVectorType(k->e->i8, 64);
+    if (ptr == KT_PLUTV || ptr == KT_PB64) return LLVMVectorType(k->e->i8, 64);
     if (ptr == KT_PI32X4 || ptr == KT_PU32X4) return LLVMVectorType(k->e->i32, 4);
     return ptr == KT_PU8 || ptr == KT_PI8 || ptr == KT_BYTES ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
 }
@@ -902,7 +856,10 @@ static LLVMValueRef kev_512(kir_llvm *k, const kir_expr *x) {
     }
     case KO_VLOADB: {
         LLVMValueRef p = kev1(k, x->a);
-        return load_vec(e, 64, p, kev1(k, x->b));
+        if (x->b) return load_vec(e, 64, p, kev1(k, x->b));
+        LLVMValueRef v = LLVMBuildLoad2(e->b, v64i8, LLVMBuildBitCast(e->b, p, LLVMPointerType(v64i8, 0), ""), "");
+        LLVMSetAlignment(v, 1);
+        return v;
     }
     case KO_MASK64: {
         LLVMValueRef w = kev1(k, x->a);
@@ -1002,15 +959,13 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
                                 x->op == KO_ALLOC ? 2 : 1, "");
         return r;
     }
-    case KO_LANES_TRANSPOSE:
     case KO_LANES_BLOCK: {
-        const bool block = x->op == KO_LANES_BLOCK, pair = block && x->imm;
-        LLVMValueRef f = block ? (pair ? k->lanes_block2 : k->lanes_block) : k->lanes_transpose;
+        const bool pair = x->imm;
+        LLVMValueRef f = pair ? k->lanes_block2 : k->lanes_block;
         if (!f) fatal("internal error: %s: the lanes pass without its helpers", mi->symbol);
-        LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), NULL,
-                                pair ? c64(e, x->imm) : c32(e, x->imm)};
-        args[3] = block ? LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, "") : kev1(k, x->d);
-        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, block && !pair ? 4 : 5, "");
+        LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c),
+                                LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, ""), c64(e, x->imm)};
+        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, pair ? 5 : 4, "");
         return r;
     }
     case KO_XWORDS:
@@ -1038,7 +993,7 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     kval r = {{0}};
     switch (x->op) {
     case KO_CONST:
-        if (x->type == KT_LUTV || x->type == KT_V16 || x->type == KT_V32) { /* in every lane */
+        if (x->type == KT_LUTV || x->type == KT_V16 || x->type == KT_V32 || x->type == KT_B64) { /* in every lane */
             LLVMTypeRef t = ktype(k, x->type);
             r.f[0] = splat(LLVMGetElementType(t), (int)LLVMGetVectorSize(t), x->imm);
             return r;
@@ -1064,6 +1019,8 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_LAND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_LOR:
     case KO_OR: r.f[0] = LLVMBuildOr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_XOR: r.f[0] = LLVMBuildXor(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_DIV: r.f[0] = LLVMBuildSDiv(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_NEG: r.f[0] = LLVMBuildNeg(e->b, kev1(k, x->a), ""); return r;
     case KO_SELECT: {
         LLVMValueRef c = kev1(k, x->a);
@@ -1095,7 +1052,12 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         }
         r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b));
         return r;
-    case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
+    case KO_REINTERPRET: { /* a local array: its address */
+        bool array = x->a->op == KO_VAR && x->a->var->array;
+        LLVMValueRef a = array ? k->bind[x->a->var->id].slot.f[0] : kev1(k, x->a);
+        r.f[0] = LLVMBuildBitCast(e->b, a, ktype(k, x->type), "");
+        return r;
+    }
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
         bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
@@ -1123,6 +1085,10 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s);
 
 static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
     if (sig == KSIG_GPU_ROWS) fatal("internal error: the LLVM printer has no CUDA device functions");
+    if (sig == KSIG_LANES_TRANSPOSE) {
+        LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32, e->i32, e->i32};
+        return LLVMFunctionType(e->voidt, params, 5, 0);
+    }
     return sig == KSIG_KERNEL || sig == KSIG_GPU_ENTRY ? e->kernel_type /* (data, x, y) on NVPTX */
            : sig == KSIG_BATCH                         ? e->batch_type
                                                        : e->block_type;
@@ -1133,9 +1099,11 @@ static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
     kbind *bd = &k->bind[d->var->id];
     memset(bd, 0, sizeof *bd);
     if (d->var->array) {
-        bd->array_type = LLVMArrayType(ktype(k, d->var->type), (unsigned)d->var->array);
+        /* one 64-byte vector: allocated as the vector (the lanes pass's zeros) */
+        bool one = d->var->array == 1 && d->var->type == KT_B64;
+        bd->array_type = one ? ktype(k, KT_B64) : LLVMArrayType(ktype(k, d->var->type), (unsigned)d->var->array);
         bd->slot.f[0] = LLVMBuildAlloca(e->allocas, bd->array_type, d->var->name);
-        if (d->var->type == KT_LUTV || d->var->align64) LLVMSetAlignment(bd->slot.f[0], 64);
+        if (d->var->type == KT_LUTV || d->var->type == KT_B64 || d->var->align64) LLVMSetAlignment(bd->slot.f[0], 64);
         if (d->init) set(e, bd->slot.f[0], LLVMConstNull(bd->array_type));
         return;
     }
@@ -1209,7 +1177,8 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         case KS_STORE: {
             LLVMValueRef at_ = kir_element(k, s->init, kev1(k, s->index));
             LLVMValueRef st = LLVMBuildStore(e->b, kev1(k, s->value), at_);
-            if (s->init->op == KO_VAR && s->init->var->type == KT_LUTV) LLVMSetAlignment(st, 64);
+            if ((s->init->op == KO_VAR && s->init->var->type == KT_LUTV) || s->init->type == KT_PB64)
+                LLVMSetAlignment(st, 64);
             break;
         }
         case KS_FOR: kir_llvm_for(k, s); break;
@@ -1269,7 +1238,9 @@ static void kir_llvm_body(kir_llvm *k, const kir_func *f, LLVMValueRef fn) {
 }
 
 /* The module's functions are declared first (the kernel entry, then where the lanes form has
- * them its helpers, then the rest in order), then the tables of them, then every body. */
+ * them its helpers and the module's shared functions, then the rest in order), then the tables of
+ * them, then every body. A shared function (kir.h) is built by the first module that has it; the
+ * later ones call that one. */
 static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     kir_llvm k = {.e = e, .m = m, .mi = &m->info};
     k.bind = xcalloc((size_t)m->nvars + 1, sizeof *k.bind);
@@ -1280,15 +1251,20 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     for (const kir_table *t = m->tables; t; t = t->next) nt++;
     const kir_func **order = xcalloc((size_t)nf, sizeof *order);
     LLVMValueRef *fns = xcalloc((size_t)nf, sizeof *fns);
+    bool *build = xcalloc((size_t)nf, sizeof *build);
     int n = 0;
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig == KSIG_KERNEL || f->sig == KSIG_GPU_ENTRY) order[n++] = f;
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig != KSIG_KERNEL && f->sig != KSIG_GPU_ENTRY) order[n++] = f;
-    fns[0] = kir_llvm_declare(e, order[0]);
-    if (m->info.lanes) k.lanes_block = lanes_block_fn(e, 1), k.lanes_transpose = lanes_transpose_fn(e);
+    fns[0] = kir_llvm_declare(e, order[0]), build[0] = true;
+    if (m->info.lanes) k.lanes_block = lanes_block_fn(e, 1);
+    for (int i = 1; i < n; i++)
+        if (order[i]->shared && !(fns[i] = LLVMGetNamedFunction(e->mod, order[i]->name)))
+            fns[i] = kir_llvm_declare(e, order[i]), build[i] = true;
     if (m->info.lanes_pairs) k.lanes_block2 = lanes_block_fn(e, 2);
-    for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
+    for (int i = 1; i < n; i++)
+        if (!order[i]->shared) fns[i] = kir_llvm_declare(e, order[i]), build[i] = true;
     k.order = order, k.fns = fns, k.nfns = n;
     k.tables = xcalloc((size_t)nt + 1, sizeof *k.tables);
     nt = 0;
@@ -1304,8 +1280,9 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
         LLVMSetLinkage(k.tables[nt], LLVMInternalLinkage);
         free(members);
     }
-    for (int i = 0; i < n; i++) kir_llvm_body(&k, order[i], fns[i]);
-    free(order), free(fns), free(k.bind), free(k.assigned), free(k.params), free(k.tables);
+    for (int i = 0; i < n; i++)
+        if (build[i]) kir_llvm_body(&k, order[i], fns[i]);
+    free(order), free(fns), free(build), free(k.bind), free(k.assigned), free(k.params), free(k.tables);
 }
 
 void emit_llvm_kernel(llvm_emitter *e, const kir_module *m) {

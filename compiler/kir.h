@@ -18,8 +18,8 @@
  * operations are the ones every printer already had under other names (the i2 group product
  * dot4, sum4, vsum, the batched field/bdot/bsum, the GPU's warp operations, the 512-bit byte
  * permutes, masked adds and byte dot products the vector lut is built of, and the lanes pass's
- * transpose and block, whose bodies are still each printer's helpers; the scalar lut is integer
- * operations whole).
+ * block, whose body is still each printer's helper; the scalar lut is integer operations whole,
+ * the lanes pass's transpose a shared function of them, below).
  * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
  * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
  * LLVM intrinsics — and decides nothing about the algorithm. A new instruction set is a lowering
@@ -28,6 +28,28 @@
  *
  * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
  * line, the next one, or in braces): the generated C stays readable and stable.
+ *
+ * Shared functions (kir_func.shared): the lanes pass's helpers — the transpose of x, and to come
+ * the block, its segment sums and their widening — depend on nothing of a matrix (the block only
+ * on the target: staged or in registers, one pass or two), so they are the same in every module
+ * that calls them, under a fixed name without the matrix's symbol. Each such module lowers its own
+ * copy (lower.c, beside the batch entry that calls it with KS_CALLF), so that a module stays whole
+ * for kir_print and for the kernel cache's key, and a printer prints a shared function once per
+ * output: the LLVM printer builds its body the first time the name is missing from its LLVM
+ * module and otherwise calls the one there (emit_llvm_kir). The C printer writes every helper
+ * once per artifact in the prologue, before any matrix is lowered (emit_c_prologue, under
+ * plan_may_use_lanes); it skips the kernels' copies, and its prologue will print the shared
+ * functions of a module lowered for the target alone (the same lowering, with no matrix) where it
+ * now prints its own text of them (emit_c_lanes_helpers). Their vectors have types of their own
+ * (KT_B64, and the 32 x 16-bit and 16 x int32 lanes of the block to come) beside the vector
+ * lut's 512-bit ones, and the operations are the same (KO_XOR, KO_PERM2B of a constant, KO_VLOADB
+ * without an offset, a store through a KT_PB64): LLVM gives both kinds of type the same vector
+ * types, while the C printer writes the lut's as AVX-512 intrinsics (__m512i: that form exists on
+ * AVX-512 VBMI only) and the lanes' as GNU vector types (rsr_b64: uint8_t vector_size(64)) with
+ * C's operators on them (^, +, >>), __builtin_shufflevector for a constant permute or a quarter,
+ * __builtin_convertvector for a widening and __builtin_memcpy for an unaligned load or store:
+ * the compiler lowers those to whatever the ISA has (two ymm on AVX2, four xmm on NEON or SSE),
+ * so one definition serves every target, as the hand-written C of the lanes always did.
  */
 #ifndef RSRC_KIR_H
 #define RSRC_KIR_H
@@ -71,6 +93,10 @@ enum kir_type {
     KT_V32,    /* 16 int32 lanes */
     KT_MASK64, /* 64 bits, one per byte lane */
     KT_PLUTV,  /* const pointer to KT_LUTV planes (into a local array of them) */
+    /* the lanes pass's vectors: the same operations as the 512-bit ones on types of their own, which
+     * the C printer writes as GNU vector types, not AVX-512's (below) */
+    KT_B64,  /* 64 bytes (C rsr_b64) */
+    KT_PB64, /* pointer to KT_B64 (C rsr_b64 *) */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -124,15 +150,14 @@ enum kir_op {
     KO_MSUBW,  /* a - b likewise */
     KO_PERM2B, /* per byte lane, the byte of a (0..63) or of c (64..127) that b's byte names, as the
                   node's type (a constant b: a fixed shuffle) */
-    KO_VLOADB, /* the 64 bytes at a + b (KT_LUTV) */
+    KO_VLOADB, /* the 64 bytes at a + b, or at a where b is NULL (KT_LUTV) */
     KO_MASK64, /* the 64 bits at a + b (KT_MASK64) */
     KO_DPBUSD, /* a (KT_V32) + per int32 lane the four products of b's unsigned bytes and c's signed ones */
     /* scratch memory, and the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") */
-    KO_ISNULL,          /* a is a null pointer (KT_INT) */
-    KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */
-    KO_FREE,            /* frees a */
-    KO_LANES_TRANSPOSE, /* x's d tokens at b (c bytes apart), imm columns, transposed into the scratch at a */
-    KO_LANES_BLOCK,     /* one block against the transposed x at a: header b, permutation c; out d[4t + r];
+    KO_ISNULL,      /* a is a null pointer (KT_INT) */
+    KO_ALLOC,       /* imm bytes aligned to 64, or null (KT_BYTES) */
+    KO_FREE,        /* frees a */
+    KO_LANES_BLOCK, /* one block against the transposed x at a: header b, permutation c; out d[4t + r];
                            imm > 0: also against a second pass at a + imm, out d[256 + 4t + r] */
     /* the GPU forms (kernel.c, KF_I2 with DOT_DP4A, and KF_WARP): a warp of 32 lanes */
     KO_THREAD,    /* the thread's index in its block (threadIdx.x) */
@@ -144,6 +169,8 @@ enum kir_op {
     KO_LDG,       /* a[b] through the read-only data cache */
     KO_ELEM,      /* element imm (0..3) of the 16-byte word a */
     KO_OR,        /* a | b */
+    KO_XOR,       /* a ^ b (lane by lane on a vector type, as KO_OR) */
+    KO_DIV,       /* a / b, signed, rounded toward zero */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];
@@ -207,12 +234,13 @@ typedef struct kir_stmt {
 
 /* The signatures every printer knows (rsr_artifact.h): params named as in C. */
 enum kir_sig {
-    KSIG_KERNEL,    /* rsr_kernel_fn: data, x, y, block_begin, block_end */
-    KSIG_BATCH,     /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
-    KSIG_BLOCK,     /* an unrolled block: x, y */
-    KSIG_GPU_ENTRY, /* a GPU entry of its own (LLVM NVPTX): data, x, y; one warp per block of rows */
-    KSIG_GPU_ROWS   /* a warp's share of a block of rows (CUDA, under a group entry):
+    KSIG_KERNEL,         /* rsr_kernel_fn: data, x, y, block_begin, block_end */
+    KSIG_BATCH,          /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
+    KSIG_BLOCK,          /* an unrolled block: x, y */
+    KSIG_GPU_ENTRY,      /* a GPU entry of its own (LLVM NVPTX): data, x, y; one warp per block of rows */
+    KSIG_GPU_ROWS,       /* a warp's share of a block of rows (CUDA, under a group entry):
                        data, xq, b, slice, lane, sums */
+    KSIG_LANES_TRANSPOSE /* the lanes pass's transpose (shared): xu, x, x_stride, m, cols */
 };
 #define KIR_MAX_PARAMS 8
 
@@ -221,6 +249,7 @@ typedef struct kir_func {
     enum kir_sig sig;
     bool exported; /* the artifact names it (else internal) */
     bool noinline;
+    bool shared;         /* the same in every module of an artifact: printed once per output (below) */
     const char *comment; /* printed before it */
     kir_var *param[KIR_MAX_PARAMS];
     int nparams;

@@ -676,6 +676,61 @@ static void lanes_block_passes(lower *L, kir_list *l, kir_var *b, kir_var *xu, k
     }
 }
 
+/* The transpose of a pass's x, rsr_lanes_transpose(xu, x, x_stride, m, cols): xu[64c + l] = x[t][c]
+ * ^ 0x80 (biased to unsigned) for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0)
+ * past m; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six rounds: row i holds
+ * token lanes_token_of_row(i), and a round zips rows k and k + 32 into rows 2k and 2k + 1, which
+ * moves the top bit of the column into the row number and the top bit of the row into the
+ * position. The rows are values, not an array: the rounds are unrolled here. The function is
+ * shared (kir.h): every module with the lanes pass has it, and it is the same in each. */
+static kir_func *lower_lanes_transpose(lower *L) {
+    kir_module *m = L->m;
+    kir_func *outer = L->f, *f = kir_func_add(m, "rsr_lanes_transpose", KSIG_LANES_TRANSPOSE, false);
+    f->shared = f->noinline = true;
+    L->f = f;
+    kir_list l = kir_list_of(&f->body), body;
+    kir_var *zero = kir_var_new(m, "zero", KT_B64, 1), *groups = var(L, "groups", KT_I32), *c0 = var(L, "c0", KT_SIZE);
+    kir_decl(m, &l, zero, kir_vec(m, KO_VZERO, KT_B64, NULL, NULL, NULL, 0), false)->text = "the x of tokens past m";
+    kir_decl(m, &l, groups, kir_bin(m, KO_DIV, KT_I32, add(L, param(L, "cols"), num(L, 63)), num(L, 64)), true);
+    kir_var *g = loop(L, &l, "g", "cols64", num(L, 0), ref(L, groups), &body)->var;
+    kir_decl(m, &body, c0, wide(L, mul(L, ref(L, g), num(L, 64))), true);
+    kir_var *r[64], *o[64];
+    for (int i = 0; i < 64; i++) { /* row i: its token's 64 columns, or zeros */
+        const int t = lanes_token_of_row(i);
+        kir_var *at = var(L, strf(L, "x%d", i, 0), KT_PI8);
+        kir_decl(m, &body, at,
+                 idx(L, param(L, "x"), add(L, mul(L, size(L, t), wide(L, param(L, "x_stride"))), ref(L, c0))), true);
+        kir_expr *src = kir_vec(m, KO_SELECT, KT_PI8, lt(L, num(L, t), param(L, "m")), ref(L, at),
+                                kir_reinterpret(m, KT_PI8, ref(L, zero)), 0);
+        kir_expr *bias = hex(L, KT_B64, 0x80);
+        r[i] = var(L, strf(L, "r%d_%d", 0, i), KT_B64);
+        kir_decl(m, &body, r[i], kir_bin(m, KO_XOR, KT_B64, kir_vec(m, KO_VLOADB, KT_B64, src, NULL, NULL, 0), bias),
+                 true);
+    }
+    int32_t zip[2][64];
+    for (int h = 0; h < 2; h++) {
+        int z[64];
+        lanes_zip_mask(h, z);
+        for (int i = 0; i < 64; i++) zip[h][i] = z[i];
+    }
+    for (int round = 1; round <= 6; round++) {
+        for (int k = 0; k < 32; k++)
+            for (int h = 0; h < 2; h++) {
+                kir_expr *shuffle = kir_lanes(m, KO_VCONST, KT_B64, NULL, zip[h], 64);
+                o[2 * k + h] = var(L, strf(L, "r%d_%d", round, 2 * k + h), KT_B64);
+                kir_decl(m, &body, o[2 * k + h],
+                         kir_vec(m, KO_PERM2B, KT_B64, ref(L, r[k]), shuffle, ref(L, r[k + 32]), 0), true);
+            }
+        memcpy(r, o, sizeof r);
+    }
+    for (int i = 0; i < 64; i++) {
+        kir_expr *row = idx(L, param(L, "xu"), mul(L, add(L, ref(L, c0), size(L, i)), size(L, 64)));
+        kir_store(m, &body, kir_reinterpret(m, KT_PB64, row), num(L, 0), ref(L, r[i]));
+    }
+    L->f = outer;
+    return f;
+}
+
 static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
@@ -684,6 +739,7 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
     L->f->comment = kir_strf(m, "%s: RSR with up to %d tokens in lanes, 81 patterns per block of %d rows",
                              kn->batch_symbol, RSR_LANES, R);
+    const kir_func *transpose = lower_lanes_transpose(L);
     kir_list l = kir_list_of(&L->f->body), then, groups, passes, blocks, pblk;
     tiles_instead_if(L, &l, tiles, lt(L, param(L, "ntok"), num(L, kn->lanes_min)));
     kir_var *xu = var(L, "xu", KT_BYTES);
@@ -718,9 +774,8 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_store(m, &then, ref(L, mt), ref(L, p), num(L, RSR_LANES));
     kir_expr *xp = idx(L, ref(L, xu), mul(L, wide(L, ref(L, p)), size(L, slot)));
     kir_expr *xt = idx(L, param(L, "x"), mul(L, wide(L, ref(L, t0)), wide(L, param(L, "x_stride"))));
-    kir_do(m, &passes,
-           kir_vec4(m, KO_LANES_TRANSPOSE, xp, xt, param(L, "x_stride"), kir_load(m, KT_I32, ref(L, mt), ref(L, p)),
-                    kn->cols));
+    kir_expr *targs[] = {xp, xt, param(L, "x_stride"), kir_load(m, KT_I32, ref(L, mt), ref(L, p)), num(L, kn->cols)};
+    kir_callf(m, &passes, transpose, targs);
     kir_var *b = loop(L, &groups, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blocks)->var;
     kir_var *hb = var(L, "hb", KT_PU16), *pb = var(L, "pb", KT_PU16);
     d = kir_decl(m, &blocks, hb, idx(L, ref(L, hdr), mul(L, wide(L, ref(L, b)), size(L, RSR_LANE_SEG_STRIDE))), true);

@@ -128,49 +128,21 @@ static void emit_c_lanes_block_staged(FILE *out, int np) {
 }
 
 /* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
- * serves every ISA; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
+ * serves every ISA; the transpose from the kernel IR's shared functions (kir.h), the rest still
+ * written here; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
 void emit_c_lanes_helpers(FILE *out, const target *t) {
-    char zip[2][400], token[300]; /* a transpose round's two shuffles; the token of each row */
-    for (int h = 0; h < 2; h++) {
-        int idx[64], n = 0;
-        lanes_zip_mask(h, idx);
-        for (int i = 0; i < 64; i++)
-            n += snprintf(zip[h] + n, sizeof zip[h] - (size_t)n, "%s%d", i ? ", " : "", idx[i]);
-    }
-    for (int i = 0, n = 0; i < 64; i++)
-        n += snprintf(token + n, sizeof token - (size_t)n, "%s%d", i ? ", " : "", lanes_token_of_row(i));
+    fputs("#include <stdlib.h>\n"
+          "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
+          "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
+          "typedef uint8_t rsr_b64 __attribute__((vector_size(64)));\n"
+          "typedef uint8_t rsr_b64u __attribute__((vector_size(64), aligned(1), may_alias)); /* rsr_b64 anywhere */\n",
+          out);
+    kir_module *m = kir_open(); /* the functions the kernel IR has of them (kir.h, shared functions) */
+    kir_lower_shared(m);
+    emit_c_kir_shared(out, m);
+    kir_close(m);
     fprintf(
         out,
-        "#include <stdlib.h>\n"
-        "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
-        "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
-        "typedef uint8_t rsr_b64 __attribute__((vector_size(64)));\n"
-        "/* xu[64c + l]: token t of column c biased to unsigned (x ^ 0x80), l = 2t (t < 32) or 2(t - 32) + 1;\n"
-        "   0x80 (x = 0) past m tokens; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six\n"
-        "   rounds: row i is token l^-1(i); a round zips rows k and k + 32 into rows 2k and 2k + 1, which moves\n"
-        "   the top bit of the column into the row number and the top bit of the row into the position */\n"
-        "__attribute__((unused)) static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, "
-        "int32_t m, int32_t cols) {\n"
-        "    static const int8_t zero[64];\n"
-        "    static const int8_t token[64] = {%s};\n"
-        "    const rsr_b64 bias = (rsr_b64){0} + 0x80;\n"
-        "    for (int32_t c0 = 0; c0 < cols; c0 += 64) {\n"
-        "        rsr_b64 r[64], o[64];\n"
-        "        for (int32_t i = 0; i < 64; i++) {\n"
-        "            const int8_t *src = token[i] < m ? x + (size_t)token[i] * (size_t)x_stride + c0 : zero;\n"
-        "            __builtin_memcpy(&r[i], src, 64);\n"
-        "            r[i] ^= bias;\n"
-        "        }\n"
-        "        for (int round = 0; round < 6; round++) {\n"
-        "            for (int32_t k = 0; k < 32; k++) {\n"
-        "                o[2 * k] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
-        "                o[2 * k + 1] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
-        "            }\n"
-        "            __builtin_memcpy(r, o, sizeof r);\n"
-        "        }\n"
-        "        __builtin_memcpy(xu + 64 * (size_t)c0, r, sizeof r);\n"
-        "    }\n"
-        "}\n"
         "/* u[0..3] += a run's sums (tokens 0-15, 16-31, 32-47, 48-63, still biased) from the sums of its\n"
         "   words sw and of its high bytes sh, both exact in 16-bit lanes */\n"
         "static inline void rsr_lanes_widen(rsr_w16 sw, rsr_w16 sh, rsr_y32 *u) {\n"
@@ -218,7 +190,7 @@ void emit_c_lanes_helpers(FILE *out, const target *t) {
         "        rsr_lanes_widen(bw, bh, ub);\n"
         "    }\n"
         "}\n",
-        token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
+        RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
     if (lanes_staged(t)) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
         emit_c_lanes_block_staged(out, 1);
         emit_c_lanes_block_staged(out, 2); /* the pairs of passes (kernel.c lanes_pairs) */
@@ -417,6 +389,31 @@ static void c_args(const cpr *P, const kir_expr *a, const kir_expr *b, const kir
     fputc(')', P->out);
 }
 
+/* The lanes pass's 64-byte vectors (KT_B64) as GNU C vectors (rsr_b64, emit_c_lanes_helpers): an
+ * unaligned load through rsr_b64u, a constant shuffle as __builtin_shufflevector; the lane-wise
+ * operations are C's own operators (false: the caller prints them). */
+static bool c_b64_expr(const cpr *P, const kir_expr *e) {
+    FILE *out = P->out;
+    switch (e->op) {
+    case KO_CONST:
+        fputs("((rsr_b64){0} + ", out),
+            c_expr(P, &(kir_expr){.op = KO_CONST, .type = KT_I32, .hex = e->hex, .imm = e->imm}, 0), fputc(')', out);
+        return true;
+    case KO_VZERO: fputs("(rsr_b64){0}", out); return true;
+    case KO_VLOADB:
+        if (e->b) return false;
+        fputs("*(const rsr_b64u *)(", out), c_expr(P, e->a, 0), fputc(')', out);
+        return true;
+    case KO_PERM2B:
+        if (e->b->op != KO_VCONST) return false;
+        fputs("__builtin_shufflevector(", out), c_expr(P, e->a, 0), fputs(", ", out), c_expr(P, e->c, 0);
+        for (int32_t i = 0; i < e->b->nvals; i++) fprintf(out, ", %d", e->b->vals[i]);
+        fputc(')', out);
+        return true;
+    default: return false;
+    }
+}
+
 static bool c_vector_expr(const cpr *P, const kir_expr *e) {
     static const char *const width[KT_COUNT] = {[KT_LUTV] = "8", [KT_V16] = "16", [KT_V32] = "32"};
     FILE *out = P->out;
@@ -487,6 +484,7 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         return;
     }
     if (c_vector(e->type) && c_vector_expr(P, e)) return;
+    if (e->type == KT_B64 && c_b64_expr(P, e)) return;
     if (e->op == KO_LANE && e->a->type == KT_V32) { /* GNU C's subscript of a vector of int32 */
         fputs("((__v16si)", P->out);
         c_expr(P, e->a, 16);
@@ -779,16 +777,22 @@ static void c_signature_in(FILE *out, const kir_func *f, bool external) {
                 linkage, f->name);
         break;
     case KSIG_BLOCK: fprintf(out, "static void %s(const int8_t *restrict x, int32_t *restrict y) {\n", f->name); break;
+    case KSIG_LANES_TRANSPOSE: /* the prologue's, which a C file without the lanes pass does not call */
+        fprintf(out,
+                "__attribute__((%sunused)) static void %s(uint8_t *xu, const int8_t *x, int32_t x_stride, int32_t m, "
+                "int32_t cols) {\n",
+                f->noinline ? "noinline, " : "", f->name);
+        break;
     default: fatal("internal error: %s: a GPU function has no C signature", f->name);
     }
 }
 static void c_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, false); }
 static void c_part_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, true); }
 
-void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
+static void c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, bool shared) {
     const cpr P = {out, &m->info, d ? d->types : c_types};
     for (const kir_func *f = m->funcs; f; f = f->next) {
-        if (f->shared) continue; /* the prologue's (emit_c_lanes_helpers) */
+        if (f->shared != shared) continue; /* the shared ones: the prologue's (emit_c_lanes_helpers) */
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
         (d ? d->signature : c_signature)(out, f);
         c_stmts(&P, f->body, 1);
@@ -802,6 +806,9 @@ void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
         }
     }
 }
+
+void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) { c_kir_funcs(out, m, d, false); }
+void emit_c_kir_shared(FILE *out, const kir_module *m) { c_kir_funcs(out, m, NULL, true); }
 
 void emit_c_kernel(FILE *out, const kir_module *m) { emit_c_kir(out, m, NULL); }
 

@@ -1061,7 +1061,8 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
         bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
-        if ((array && x->a->var->type == KT_LUTV) || x->a->type == KT_PLUTV) { /* a plane of the vector lut's tables */
+        if ((array && (x->a->var->type == KT_LUTV || x->a->var->type == KT_B64)) || x->a->type == KT_PLUTV) {
+            /* a plane of the vector lut's tables, a row of the lanes' transpose */
             r.f[0] = LLVMBuildLoad2(e->b, ktype(k, KT_LUTV), kir_element(k, x->a, kev1(k, x->b)), "");
             LLVMSetAlignment(r.f[0], 64);
             return r;

@@ -37,10 +37,10 @@
  * for kir_print and for the kernel cache's key, and a printer prints a shared function once per
  * output: the LLVM printer builds its body the first time the name is missing from its LLVM
  * module and otherwise calls the one there (emit_llvm_kir). The C printer writes every helper
- * once per artifact in the prologue, before any matrix is lowered (emit_c_prologue, under
- * plan_may_use_lanes); it skips the kernels' copies, and its prologue will print the shared
- * functions of a module lowered for the target alone (the same lowering, with no matrix) where it
- * now prints its own text of them (emit_c_lanes_helpers). Their vectors have types of their own
+ * once per C file in the prologue, before any matrix is lowered (emit_c_prologue, under
+ * plan_may_use_lanes): it skips the kernels' copies and prints those of a module of the shared
+ * functions alone (kir_lower_shared: the same lowering, with no matrix; a function that depends on
+ * the target, as the block will, takes it there). Their vectors have types of their own
  * (KT_B64, and the 32 x 16-bit and 16 x int32 lanes of the block to come) beside the vector
  * lut's 512-bit ones, and the operations are the same (KO_XOR, KO_PERM2B of a constant, KO_VLOADB
  * without an offset, a store through a KT_PB64): LLVM gives both kinds of type the same vector
@@ -338,6 +338,7 @@ const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(
 /* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
 kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c, once per matrix (matrix.c) */
 void kir_info_fill(kir_module *m, const struct kernel *kn); /* m->info from the kernel */
+void kir_lower_shared(kir_module *m);                       /* the shared functions alone (the C prologue's) */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
@@ -350,6 +351,7 @@ typedef struct c_dialect {
     const char *const *types; /* per kir_type */
     void (*signature)(FILE *out, const kir_func *f);
 } c_dialect;
-void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C */
+void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C; without the shared functions */
+void emit_c_kir_shared(FILE *out, const kir_module *m);              /* the shared functions only (C) */
 
 #endif

@@ -679,54 +679,62 @@ static void lanes_block_passes(lower *L, kir_list *l, kir_var *b, kir_var *xu, k
 /* The transpose of a pass's x, rsr_lanes_transpose(xu, x, x_stride, m, cols): xu[64c + l] = x[t][c]
  * ^ 0x80 (biased to unsigned) for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0)
  * past m; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six rounds: row i holds
- * token lanes_token_of_row(i), and a round zips rows k and k + 32 into rows 2k and 2k + 1, which
- * moves the top bit of the column into the row number and the top bit of the row into the
- * position. The rows are values, not an array: the rounds are unrolled here. The function is
- * shared (kir.h): every module with the lanes pass has it, and it is the same in each. */
+ * token (i >> 1) + 32 (i & 1) (lanes_token_of_row), and a round zips rows k and k + 32 into rows 2k
+ * and 2k + 1, which moves the top bit of the column into the row number and the top bit of the row
+ * into the position. The loops are over constants: LLVM repeats them (the rows become values), C
+ * keeps them loops. The function is shared (kir.h): every module with the lanes pass has it, the
+ * same in each. */
 static kir_func *lower_lanes_transpose(lower *L) {
     kir_module *m = L->m;
     kir_func *outer = L->f, *f = kir_func_add(m, "rsr_lanes_transpose", KSIG_LANES_TRANSPOSE, false);
     f->shared = f->noinline = true;
+    f->comment = "xu[64c + l]: token t of column c biased to unsigned (x ^ 0x80), l = 2t (t < 32) or 2(t - 32) + 1; "
+                 "0x80 (x = 0) past m tokens; per 64 columns a 64 x 64 byte transpose in six rounds of zips (lower.c)";
     L->f = f;
-    kir_list l = kir_list_of(&f->body), body;
-    kir_var *zero = kir_var_new(m, "zero", KT_B64, 1), *groups = var(L, "groups", KT_I32), *c0 = var(L, "c0", KT_SIZE);
+    kir_list l = kir_list_of(&f->body), body, rows, round, zips, copy, out;
+    kir_var *zero = kir_var_new(m, "zero", KT_B64, 1), *r = kir_var_new(m, "r", KT_B64, 64);
+    kir_var *o = kir_var_new(m, "o", KT_B64, 64), *groups = var(L, "groups", KT_I32), *c0 = var(L, "c0", KT_SIZE);
     kir_decl(m, &l, zero, kir_vec(m, KO_VZERO, KT_B64, NULL, NULL, NULL, 0), false)->text = "the x of tokens past m";
+    kir_decl_also(m, kir_decl(m, &l, r, NULL, false), o, NULL);
     kir_decl(m, &l, groups, kir_bin(m, KO_DIV, KT_I32, add(L, param(L, "cols"), num(L, 63)), num(L, 64)), true);
     kir_var *g = loop(L, &l, "g", "cols64", num(L, 0), ref(L, groups), &body)->var;
     kir_decl(m, &body, c0, wide(L, mul(L, ref(L, g), num(L, 64))), true);
-    kir_var *r[64], *o[64];
-    for (int i = 0; i < 64; i++) { /* row i: its token's 64 columns, or zeros */
-        const int t = lanes_token_of_row(i);
-        kir_var *at = var(L, strf(L, "x%d", i, 0), KT_PI8);
-        kir_decl(m, &body, at,
-                 idx(L, param(L, "x"), add(L, mul(L, size(L, t), wide(L, param(L, "x_stride"))), ref(L, c0))), true);
-        kir_expr *src = kir_vec(m, KO_SELECT, KT_PI8, lt(L, num(L, t), param(L, "m")), ref(L, at),
-                                kir_reinterpret(m, KT_PI8, ref(L, zero)), 0);
-        kir_expr *bias = hex(L, KT_B64, 0x80);
-        r[i] = var(L, strf(L, "r%d_%d", 0, i), KT_B64);
-        kir_decl(m, &body, r[i], kir_bin(m, KO_XOR, KT_B64, kir_vec(m, KO_VLOADB, KT_B64, src, NULL, NULL, 0), bias),
-                 true);
-    }
-    int32_t zip[2][64];
+    /* row i: its token's 64 columns, or zeros */
+    kir_var *i = var(L, "i", KT_INT), *t = var(L, "t", KT_I32), *xt = var(L, "xt", KT_PI8);
+    kir_for_range(m, &body, i, num(L, 0), num(L, 64), &rows)->unroll = true;
+    kir_expr *half = kir_bin(m, KO_LSHR, KT_I32, ref(L, i), num(L, 1));
+    kir_decl(m, &rows, t, add(L, half, mul(L, kir_bin(m, KO_AND, KT_I32, ref(L, i), num(L, 1)), num(L, 32))), true);
+    kir_decl(m, &rows, xt,
+             idx(L, param(L, "x"), add(L, mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride"))), ref(L, c0))),
+             true);
+    kir_expr *src = kir_vec(m, KO_SELECT, KT_PI8, lt(L, ref(L, t), param(L, "m")), ref(L, xt),
+                            kir_reinterpret(m, KT_PI8, ref(L, zero)), 0);
+    kir_store(m, &rows, ref(L, r), ref(L, i),
+              kir_bin(m, KO_XOR, KT_B64, kir_vec(m, KO_VLOADB, KT_B64, src, NULL, NULL, 0), hex(L, KT_B64, 0x80)));
+    /* the rounds: o[2k + h] from rows k and k + 32, then o back into r */
+    kir_var *n = var(L, "round", KT_INT), *k = var(L, "k", KT_INT);
+    kir_for_range(m, &body, n, num(L, 0), num(L, 6), &round)->unroll = true;
+    kir_for_range(m, &round, k, num(L, 0), num(L, 32), &zips)->unroll = true;
     for (int h = 0; h < 2; h++) {
         int z[64];
+        int32_t zip[64];
         lanes_zip_mask(h, z);
-        for (int i = 0; i < 64; i++) zip[h][i] = z[i];
+        for (int j = 0; j < 64; j++) zip[j] = z[j];
+        kir_expr *a = kir_load(m, KT_B64, ref(L, r), ref(L, k));
+        kir_expr *b = kir_load(m, KT_B64, ref(L, r), add(L, ref(L, k), num(L, 32)));
+        kir_expr *at = mul(L, num(L, 2), ref(L, k));
+        kir_store(m, &zips, ref(L, o), h ? add(L, at, num(L, 1)) : at,
+                  kir_vec(m, KO_PERM2B, KT_B64, a, kir_lanes(m, KO_VCONST, KT_B64, NULL, zip, 64), b, 0));
     }
-    for (int round = 1; round <= 6; round++) {
-        for (int k = 0; k < 32; k++)
-            for (int h = 0; h < 2; h++) {
-                kir_expr *shuffle = kir_lanes(m, KO_VCONST, KT_B64, NULL, zip[h], 64);
-                o[2 * k + h] = var(L, strf(L, "r%d_%d", round, 2 * k + h), KT_B64);
-                kir_decl(m, &body, o[2 * k + h],
-                         kir_vec(m, KO_PERM2B, KT_B64, ref(L, r[k]), shuffle, ref(L, r[k + 32]), 0), true);
-            }
-        memcpy(r, o, sizeof r);
-    }
-    for (int i = 0; i < 64; i++) {
-        kir_expr *row = idx(L, param(L, "xu"), mul(L, add(L, ref(L, c0), size(L, i)), size(L, 64)));
-        kir_store(m, &body, kir_reinterpret(m, KT_PB64, row), num(L, 0), ref(L, r[i]));
-    }
+    i = var(L, "i", KT_INT);
+    kir_stmt *s = kir_for_range(m, &round, i, num(L, 0), num(L, 64), &copy);
+    s->unroll = true, s->layout = KL_SAME_LINE;
+    kir_store(m, &copy, ref(L, r), ref(L, i), kir_load(m, KT_B64, ref(L, o), ref(L, i)));
+    i = var(L, "i", KT_INT);
+    s = kir_for_range(m, &body, i, num(L, 0), num(L, 64), &out);
+    s->unroll = true, s->layout = KL_SAME_LINE;
+    kir_expr *row = idx(L, param(L, "xu"), mul(L, add(L, ref(L, c0), wide(L, ref(L, i))), size(L, 64)));
+    kir_store(m, &out, kir_reinterpret(m, KT_PB64, row), num(L, 0), kir_load(m, KT_B64, ref(L, r), ref(L, i)));
     L->f = outer;
     return f;
 }
@@ -1086,6 +1094,11 @@ void kir_info_fill(kir_module *m, const kernel *kn) {
     i->i2_block_bytes = kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0;
     i->planes = kn->tm && kn->tm->unit_cols ? kn->tm->planes : 0;
     i->data_offset = kn->data_offset;
+}
+
+void kir_lower_shared(kir_module *m) {
+    lower L = {.m = m};
+    lower_lanes_transpose(&L);
 }
 
 kir_module *kir_lower(const kernel *kn) {

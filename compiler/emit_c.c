@@ -191,7 +191,7 @@ void emit_c_lanes_helpers(FILE *out, const target *t) {
         "    }\n"
         "}\n",
         RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
-    if (lanes_staged(t)) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
+    if (lanes_staged(t)) { /* the accumulators do not fit in the registers (lower.c, lower_lanes_block) */
         emit_c_lanes_block_staged(out, 1);
         emit_c_lanes_block_staged(out, 2); /* the pairs of passes (kernel.c lanes_pairs) */
         return;
@@ -360,18 +360,6 @@ static void c_call(const cpr *P, const char *fn, const kir_expr *a, const kir_ex
         c_expr(P, args[i], 0);
     }
     fputc(')', P->out);
-}
-
-/* One block against one pass of lanes, or two (imm: the second's x that many bytes on). */
-static void c_lanes_block(const cpr *P, const kir_expr *e) {
-    if (!e->imm) {
-        c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d);
-        return;
-    }
-    fputs("rsr_lanes_block2(", P->out);
-    const kir_expr *args[] = {e->a, e->b, e->c, e->d};
-    for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
-    fprintf(P->out, "%lld)", (long long)e->imm);
 }
 
 /* The 512-bit operations (the vector lut's) as AVX-512 intrinsics. */
@@ -593,7 +581,6 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fprintf(P->out, ".%c", "xyzw"[e->imm & 3]);
         break;
     case KO_FREE: c_call(P, "free", e->a, NULL, NULL, NULL); break;
-    case KO_LANES_BLOCK: c_lanes_block(P, e); break;
     default:
         /* binary: left-associative; a shift's operands are bracketed when they are sums, for the reader */
         c_expr(P, e->a, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec);

@@ -913,7 +913,7 @@ static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
         if (d->init) set(e, bd->slot.f[0], LLVMConstNull(bd->array_type));
         return;
     }
-    if (!k->assigned[d->var->id] && d->init) {
+    if ((!k->assigned[d->var->id] || d->var->straight) && d->init) {
         bd->is_value = true;
         bd->val = kev(k, d->init);
         return;
@@ -977,6 +977,10 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         case KS_SET: {
             kval v = kev(k, s->value);
             kbind *bd = &k->bind[s->var->id];
+            if (s->var->straight) { /* its new value */
+                bd->val = v;
+                break;
+            }
             for (int f = 0; f < kfields(k, s->var->type); f++) set(e, bd->slot.f[f], v.f[f]);
             break;
         }

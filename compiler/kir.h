@@ -39,9 +39,9 @@
  * module and otherwise calls the one there (emit_llvm_kir). The C printer writes every helper
  * once per C file in the prologue, before any matrix is lowered (emit_c_prologue, under
  * plan_may_use_lanes): it skips the kernels' copies and prints those of a module of the shared
- * functions alone (kir_lower_shared: the same lowering, with no matrix; the block, which depends
- * on the target, is to take it there: the C printer still writes its own text of the block, and
- * only the transpose comes from the IR so far). Their vectors have types of their own (KT_B64,
+ * functions alone (kir_lower_shared: the same lowering, with no matrix, told what of the target
+ * the block depends on), renaming what a shared function declares more than once (its segments'
+ * values, repeated in LLVM's manner). Their vectors have types of their own (KT_B64,
  * KT_W16, KT_Y32) beside the vector lut's 512-bit ones, and the operations are the same or the
  * lanes' own (KO_XOR, KO_PERM2B of a constant, KO_SHUFFLE, KO_QUARTER, KO_SPLAT, loads and
  * stores through their pointers; KO_PIN and KO_OPAQUE say where LLVM must not move or forward
@@ -191,6 +191,8 @@ typedef struct kir_var {
     enum kir_type type;
     int32_t array; /* > 0: a local array of that many elements (of the type) */
     bool align64;  /* the array aligned to 64 bytes */
+    bool straight; /* set only in straight-line code (no loop or if between its declaration and a set but
+                      loops over constants): a printer may keep each value it takes, as LLVM does */
     int id;
 } kir_var;
 
@@ -354,7 +356,7 @@ bool kir_vector(enum kir_type t); /* a 512-bit type whose operations work lane b
 /* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
 kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c, once per matrix (matrix.c) */
 void kir_info_fill(kir_module *m, const struct kernel *kn); /* m->info from the kernel */
-void kir_lower_shared(kir_module *m);                       /* the shared functions alone (the C prologue's) */
+void kir_lower_shared(kir_module *m, bool staged);          /* the shared functions alone (the C prologue's) */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */

@@ -768,8 +768,11 @@ static kir_var *lanes_value(lower *L, kir_list *l, const char *name, enum kir_ty
     return v;
 }
 
-static kir_expr *lanes_y32_load(lower *L, kir_var *U, int64_t slot) {
-    kir_expr *e = kir_load(L->m, KT_Y32, ref(L, U), size(L, slot));
+/* U[slot + q] (slot an int expression) */
+static kir_expr *lanes_slot(lower *L, kir_expr *slot, int q) { return wide(L, add(L, slot, num(L, q))); }
+
+static kir_expr *lanes_y32_load(lower *L, kir_var *U, kir_expr *at) {
+    kir_expr *e = kir_load(L->m, KT_Y32, ref(L, U), at);
     e->imm = 64;
     return e;
 }
@@ -817,7 +820,7 @@ static kir_var *lanes_stop(lower *L, kir_list *l, kir_var *from, kir_var *end) {
 
 /* The columns p[j..end) in runs of RSR_LANE_RUN: each run's sums added to F->u or, with U, to
  * the slots U[slot[h] + q]. */
-static void lanes_more_runs(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, kir_var *U, const int *slot) {
+static void lanes_more_runs(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, kir_var *U, kir_expr *const *slot) {
     lower *L = F->L;
     kir_module *m = L->m;
     kir_expr *n = add(L, sub(L, ref(L, end), ref(L, j)), num(L, RSR_LANE_RUN - 1));
@@ -832,22 +835,23 @@ static void lanes_more_runs(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, 
                 kir_set(m, &body, F->u[h][q], kir_bin(m, KO_ADD, KT_Y32, ref(L, F->u[h][q]), ref(L, parts[h][q])));
                 continue;
             }
-            kir_var *old = lanes_value(L, &body, "old", KT_Y32, lanes_y32_load(L, U, slot[h] + q));
+            kir_var *old = lanes_value(L, &body, "old", KT_Y32, lanes_y32_load(L, U, lanes_slot(L, slot[h], q)));
             kir_expr *sum = kir_bin(m, KO_ADD, KT_Y32, ref(L, old), ref(L, parts[h][q]));
-            kir_store(m, &body, ref(L, U), size(L, slot[h] + q), sum)->align = 64;
+            kir_store(m, &body, ref(L, U), lanes_slot(L, slot[h], q), sum)->align = 64;
         }
 }
 
 /* A segment, columns p[j..end), into U's slots slot[h] + q: the first run's sums stored, later
  * runs (a segment of more than RSR_LANE_RUN columns) added through U made opaque again, so that
  * the first run's sums are not kept in registers past them. */
-static void lanes_segment_staged(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, kir_var *U, const int *slot) {
+static void lanes_segment_staged(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, kir_var *U,
+                                 kir_expr *const *slot) {
     lower *L = F->L;
     kir_var *stop = lanes_stop(L, l, j, end), *parts[2][4];
     lanes_run(F, l, j, stop, parts);
     for (int h = 0; h < F->np; h++)
         for (int q = 0; q < 4; q++)
-            kir_store(L->m, l, ref(L, U), size(L, slot[h] + q), ref(L, parts[h][q]))->align = 64;
+            kir_store(L->m, l, ref(L, U), lanes_slot(L, slot[h], q), ref(L, parts[h][q]))->align = 64;
     kir_list more;
     kir_if(L->m, l, lt(L, ref(L, stop), ref(L, end)), &more);
     kir_var *U2 = lanes_value(L, &more, "U2", KT_PY32, kir_vec(L->m, KO_OPAQUE, KT_PY32, ref(L, U), NULL, NULL, 0));
@@ -931,14 +935,31 @@ static kir_func *lower_lanes_block(lower *L, int np, bool staged) {
         U = lanes_value(L, &l, "Up", KT_PY32,
                         kir_vec(m, KO_OPAQUE, KT_PY32, kir_reinterpret(m, KT_PY32, ref(L, slots)), NULL, NULL, 0));
     }
+    if (staged) { /* the segments in loops over the codes but the zero pattern's (LLVM repeats them, C keeps
+                     them loops: one copy of the segment compiles in a second where 80 took gcc 10-20) */
+        kir_var *begin = var(L, "begin", KT_I32);
+        begin->straight = true;
+        kir_decl(m, &l, begin, num(L, 0), false);
+        for (int half = 0; half < 2; half++) {
+            kir_list seg;
+            kir_var *c = var(L, "code", KT_INT);
+            kir_for_range(m, &l, c, num(L, half ? RSR_LANE_ZERO + 1 : 0), num(L, half ? RSR_LANE_CODES : RSR_LANE_ZERO),
+                          &seg)
+                ->unroll = true;
+            kir_expr *k = half ? sub(L, ref(L, c), num(L, 1)) : ref(L, c); /* its slot */
+            kir_var *end =
+                lanes_value(L, &seg, "end", KT_I32, kir_load(m, KT_I32, param(L, "hdr"), wide(L, ref(L, c))));
+            kir_var *j = lanes_value(L, &seg, "first", KT_I32, ref(L, begin));
+            kir_expr *slot[2] = {mul(L, k, num(L, 4)), mul(L, add(L, k, num(L, RSR_LANE_CODES - 1)), num(L, 4))};
+            lanes_segment_staged(&F, &seg, j, end, U, slot);
+            kir_set(m, &seg, begin, ref(L, end));
+        }
+    }
     kir_var *begin = lanes_value(L, &l, "begin", KT_I32, num(L, 0));
-    for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+    for (int c = 0, k = 0; c < RSR_LANE_CODES && !staged; c++) {
         if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
         kir_var *end = lanes_value(L, &l, "end", KT_I32, kir_load(m, KT_I32, param(L, "hdr"), size(L, c)));
-        if (staged) {
-            int slot[2] = {k * 4, ((RSR_LANE_CODES - 1) + k) * 4};
-            lanes_segment_staged(&F, &l, begin, end, U, slot);
-        } else {
+        {
             for (int h = 0; h < np; h++)
                 for (int q = 0; q < 4; q++)
                     kir_set(m, &l, F.u[h][q], kir_vec(m, KO_VZERO, KT_Y32, NULL, NULL, NULL, 0));
@@ -955,8 +976,8 @@ static kir_func *lower_lanes_block(lower *L, int np, bool staged) {
         for (int q = 0; q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
             for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
                 if (c == RSR_LANE_ZERO) continue;
-                kir_var *u =
-                    lanes_value(L, &l, "u", KT_Y32, lanes_y32_load(L, U, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q));
+                kir_var *u = lanes_value(L, &l, "u", KT_Y32,
+                                         lanes_y32_load(L, U, size(L, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q)));
                 lanes_add_code(&F, &l, F.acc[h][q], c, u, false);
             }
     lanes_block_out(&F, &l);
@@ -1323,9 +1344,11 @@ void kir_info_fill(kir_module *m, const kernel *kn) {
     i->data_offset = kn->data_offset;
 }
 
-void kir_lower_shared(kir_module *m) {
+void kir_lower_shared(kir_module *m, bool staged) {
     lower L = {.m = m};
     lower_lanes_transpose(&L);
+    lower_lanes_block(&L, 1, staged);
+    if (staged) lower_lanes_block(&L, 2, true); /* the pairs of passes (kernel.c lanes_pairs) */
 }
 
 kir_module *kir_lower(const kernel *kn) {

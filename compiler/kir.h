@@ -47,11 +47,14 @@
  * stores through their pointers; KO_PIN and KO_OPAQUE say where LLVM must not move or forward
  * values, and mean nothing to C): LLVM gives both kinds of type the same vector
  * types, while the C printer writes the lut's as AVX-512 intrinsics (__m512i: that form exists on
- * AVX-512 VBMI only) and the lanes' as GNU vector types (rsr_b64: uint8_t vector_size(64)) with
- * C's operators on them (^, +, >>), __builtin_shufflevector for a constant permute or a quarter,
- * __builtin_convertvector for a widening and __builtin_memcpy for an unaligned load or store:
- * the compiler lowers those to whatever the ISA has (two ymm on AVX2, four xmm on NEON or SSE),
- * so one definition serves every target, as the hand-written C of the lanes always did.
+ * AVX-512 VBMI only) and the lanes' as GNU vector types (rsr_b64: uint8_t vector_size(64);
+ * rsr_w16, rsr_y32) with C's operators on them (^, +, >>), __builtin_shufflevector for a constant
+ * permute or a quarter, __builtin_convertvector for a widening, and a load or store of less than
+ * the type's alignment through a typedef that says so (rsr_b64u, rsr_y32u): the compiler lowers
+ * those to whatever the ISA has (two ymm on AVX2, four xmm on NEON or SSE), so one definition
+ * serves every target, as the hand-written C of the lanes did. Where LLVM kept a value per
+ * segment and C wants a loop, the loop is over constants (LLVM repeats it) and what it carries a
+ * kir_var.straight variable (LLVM keeps its values, C a variable).
  */
 #ifndef RSRC_KIR_H
 #define RSRC_KIR_H

@@ -63,201 +63,20 @@ void emit_c_lut_helpers(FILE *out, bool vector) {
     fputs(rsr_template_lut_vector, out);
 }
 
-/* The rows r0..r3 of 16 tokens (16q..16q+15 of a pass) stored side by side at out + at: out[4t + r]. */
-static void emit_c_lanes_rows_out(FILE *out, int at) {
-    for (int h = 0; h < 2; h++) {
-        int pair[16], quad[16];
-        lanes_pair_mask(h, pair);
-        fprintf(out, "        rsr_y32 lo%d = __builtin_shufflevector(r0, r1", h);
-        for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-        fprintf(out, "), hi%d = __builtin_shufflevector(r2, r3", h);
-        for (int i = 0; i < 16; i++) fprintf(out, ", %d", pair[i]);
-        fputs(");\n", out);
-        for (int k = 0; k < 2; k++) {
-            lanes_quad_mask(k, quad);
-            fprintf(out, "        rsr_y32 o%d%d = __builtin_shufflevector(lo%d, hi%d", h, k, h, h);
-            for (int i = 0; i < 16; i++) fprintf(out, ", %d", quad[i]);
-            fprintf(out, ");\n        __builtin_memcpy(out + %d, &o%d%d, 64);\n", at + 32 * h + 16 * k, h, k);
-        }
-    }
-}
-
-/* rsr_lanes_block in two stages: every code's segment sums into U (80 codes x 64 tokens of int32,
- * 20 KB: L1), then per 16 tokens the four rows from U; and rsr_lanes_block2, the same for two
- * passes at once (the second's x `slot` bytes after the first's, its rows at out + 256), each
- * column's index entry read once for both (kernel.c lanes_pairs). */
-static void emit_c_lanes_block_staged(FILE *out, int np) {
-    fprintf(out,
-            "/* out[4t + r] = row r of the block for token t%s: the sums of the 80 codes' segments into U, then\n"
-            "   per 16 tokens each row from the codes whose digit for it is not 0, less the bias 128 * row_sum[r] */\n"
-            "__attribute__((noinline, unused)) static void rsr_lanes_block%s(const uint8_t *xu, const uint16_t *hdr, "
-            "const uint16_t *p, int32_t *out%s) {\n",
-            np == 2 ? " (out[256 + 4t + r]: of the pass at xu + slot)" : "", np == 2 ? "2" : "",
-            np == 2 ? ", int64_t slot" : "");
-    /* the segments in a loop: their sums land in memory either way, and one copy of the segment
-     * loop compiles in a second where 80 took gcc 10-20 */
-    fprintf(out, "    rsr_y32 U[%d][%d][4];\n", np, RSR_LANE_CODES - 1);
-    fprintf(out,
-            "    for (int32_t c = 0, k = 0; c < %d; c++) {\n        if (c == %d) continue;\n"
-            "        const int32_t from = c ? hdr[c - 1] : 0;\n",
-            RSR_LANE_CODES, RSR_LANE_ZERO);
-    if (np == 2)
-        fputs("        rsr_lanes_seg2(xu, xu + slot, p, from, hdr[c], U[0][k], U[1][k]);\n", out);
-    else
-        fputs("        rsr_lanes_seg(xu, p, from, hdr[c], U[0][k]);\n", out);
-    fputs("        k++;\n    }\n", out);
-    fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
-    for (int h = 0; h < np; h++)
-        for (int q = 0; q < 4; q++) {
-            fputs("    {\n        rsr_y32 r0 = (rsr_y32){0} - 128 * rs[0], r1 = (rsr_y32){0} - 128 * rs[1], r2 = "
-                  "(rsr_y32){0} - 128 * rs[2], r3 = (rsr_y32){0} - 128 * rs[3], u;\n",
-                  out);
-            for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
-                if (c == RSR_LANE_ZERO) continue;
-                fprintf(out, "        u = U[%d][%d][%d];", h, k++, q);
-                for (int r = 0; r < 4; r++) {
-                    int d = lanes_digit(c, r);
-                    if (d) fprintf(out, " r%d %c= u;", r, d > 0 ? '+' : '-');
-                }
-                fputc('\n', out);
-            }
-            emit_c_lanes_rows_out(out, 256 * h + 64 * q);
-            fputs("    }\n", out);
-        }
-    fputs("}\n\n", out);
-}
-
-/* The batched RSR form with tokens in lanes (kernel.c): GNU vector types, so one definition
- * serves every ISA; the block's 80 segments are unrolled once per artifact (rsr_lanes_block). */
+/* The batched RSR form with tokens in lanes (kernel.c): its helpers, the kernel IR's shared
+ * functions (kir.h, lower.c), in GNU vector types, so one definition serves every ISA. */
 void emit_c_lanes_helpers(FILE *out, const target *t) {
-    char zip[2][400], token[300]; /* a transpose round's two shuffles; the token of each row */
-    for (int h = 0; h < 2; h++) {
-        int idx[64], n = 0;
-        lanes_zip_mask(h, idx);
-        for (int i = 0; i < 64; i++)
-            n += snprintf(zip[h] + n, sizeof zip[h] - (size_t)n, "%s%d", i ? ", " : "", idx[i]);
-    }
-    for (int i = 0, n = 0; i < 64; i++)
-        n += snprintf(token + n, sizeof token - (size_t)n, "%s%d", i ? ", " : "", lanes_token_of_row(i));
-    fprintf(
-        out,
-        "#include <stdlib.h>\n"
-        "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
-        "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
-        "typedef uint8_t rsr_b64 __attribute__((vector_size(64)));\n"
-        "/* xu[64c + l]: token t of column c biased to unsigned (x ^ 0x80), l = 2t (t < 32) or 2(t - 32) + 1;\n"
-        "   0x80 (x = 0) past m tokens; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six\n"
-        "   rounds: row i is token l^-1(i); a round zips rows k and k + 32 into rows 2k and 2k + 1, which moves\n"
-        "   the top bit of the column into the row number and the top bit of the row into the position */\n"
-        "__attribute__((unused)) static void rsr_lanes_transpose(uint8_t *xu, const int8_t *x, int32_t x_stride, "
-        "int32_t m, int32_t cols) {\n"
-        "    static const int8_t zero[64];\n"
-        "    static const int8_t token[64] = {%s};\n"
-        "    const rsr_b64 bias = (rsr_b64){0} + 0x80;\n"
-        "    for (int32_t c0 = 0; c0 < cols; c0 += 64) {\n"
-        "        rsr_b64 r[64], o[64];\n"
-        "        for (int32_t i = 0; i < 64; i++) {\n"
-        "            const int8_t *src = token[i] < m ? x + (size_t)token[i] * (size_t)x_stride + c0 : zero;\n"
-        "            __builtin_memcpy(&r[i], src, 64);\n"
-        "            r[i] ^= bias;\n"
-        "        }\n"
-        "        for (int round = 0; round < 6; round++) {\n"
-        "            for (int32_t k = 0; k < 32; k++) {\n"
-        "                o[2 * k] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
-        "                o[2 * k + 1] = __builtin_shufflevector(r[k], r[k + 32], %s);\n"
-        "            }\n"
-        "            __builtin_memcpy(r, o, sizeof r);\n"
-        "        }\n"
-        "        __builtin_memcpy(xu + 64 * (size_t)c0, r, sizeof r);\n"
-        "    }\n"
-        "}\n"
-        "/* u[0..3] += a run's sums (tokens 0-15, 16-31, 32-47, 48-63, still biased) from the sums of its\n"
-        "   words sw and of its high bytes sh, both exact in 16-bit lanes */\n"
-        "static inline void rsr_lanes_widen(rsr_w16 sw, rsr_w16 sh, rsr_y32 *u) {\n"
-        "    rsr_w16 lo = sw - (sh << 8);\n"
-        "    u[0] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "
-        "13, 14, 15), rsr_y32);\n"
-        "    u[1] += __builtin_convertvector(__builtin_shufflevector(lo, lo, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
-        "26, "
-        "27, 28, 29, 30, 31), rsr_y32);\n"
-        "    u[2] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "
-        "13, 14, 15), rsr_y32);\n"
-        "    u[3] += __builtin_convertvector(__builtin_shufflevector(sh, sh, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, "
-        "26, "
-        "27, 28, 29, 30, 31), rsr_y32);\n"
-        "}\n"
-        "/* u[0..3] = the sums of columns p[j..e) of xu, still biased: per run of at most %d columns the\n"
-        "   words and the high bytes in 16-bit lanes, then widened */\n"
-        "static inline void rsr_lanes_seg(const uint8_t *xu, const uint16_t *p, int32_t j, int32_t e, rsr_y32 *u) {\n"
-        "    u[0] = u[1] = u[2] = u[3] = (rsr_y32){0};\n"
-        "    while (j < e) {\n"
-        "        int32_t stop = e - j > %d ? j + %d : e;\n"
-        "        rsr_w16 sw = {0}, sh = {0};\n"
-        "        for (; j < stop; j++) {\n"
-        "            rsr_w16 v = *(const rsr_w16 *)(const void *)(xu + 64 * (size_t)p[j]);\n"
-        "            sw += v, sh += v >> 8;\n"
-        "        }\n"
-        "        rsr_lanes_widen(sw, sh, u);\n"
-        "    }\n"
-        "}\n"
-        "/* the same for two passes' x at once (xa, xb), each column's index read once */\n"
-        "__attribute__((unused)) static inline void rsr_lanes_seg2(const uint8_t *xa, const uint8_t *xb, const "
-        "uint16_t *p, "
-        "int32_t j, int32_t e, rsr_y32 *ua, rsr_y32 *ub) {\n"
-        "    ua[0] = ua[1] = ua[2] = ua[3] = ub[0] = ub[1] = ub[2] = ub[3] = (rsr_y32){0};\n"
-        "    while (j < e) {\n"
-        "        int32_t stop = e - j > %d ? j + %d : e;\n"
-        "        rsr_w16 aw = {0}, ah = {0}, bw = {0}, bh = {0};\n"
-        "        for (; j < stop; j++) {\n"
-        "            const size_t o = 64 * (size_t)p[j];\n"
-        "            rsr_w16 va = *(const rsr_w16 *)(const void *)(xa + o), vb = *(const rsr_w16 *)(const void *)(xb + "
-        "o);\n"
-        "            aw += va, ah += va >> 8, bw += vb, bh += vb >> 8;\n"
-        "        }\n"
-        "        rsr_lanes_widen(aw, ah, ua);\n"
-        "        rsr_lanes_widen(bw, bh, ub);\n"
-        "    }\n"
-        "}\n",
-        token, zip[0], zip[1], RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN, RSR_LANE_RUN);
-    if (lanes_staged(t)) { /* the accumulators do not fit in the registers (emit_llvm.c, lanes_block_fn) */
-        emit_c_lanes_block_staged(out, 1);
-        emit_c_lanes_block_staged(out, 2); /* the pairs of passes (kernel.c lanes_pairs) */
-        return;
-    }
-    fputs("/* out[4t + r] = row r of the block for token t: the segments of the 80 codes, each added to or\n"
-          "   subtracted from the rows its digits name, less the bias 128 * row_sum[r] */\n"
-          "__attribute__((noinline, unused)) static void rsr_lanes_block(const uint8_t *xu, const uint16_t *hdr, "
-          "const uint16_t *p, int32_t *out) {\n"
-          "    rsr_y32 u[4]",
+    fputs("#include <stdlib.h>\n"
+          "typedef uint16_t rsr_w16 __attribute__((vector_size(64))); /* one column: 64 tokens' bytes as words */\n"
+          "typedef int32_t rsr_y32 __attribute__((vector_size(64)));  /* 16 tokens */\n"
+          "typedef uint8_t rsr_b64 __attribute__((vector_size(64)));\n"
+          "typedef uint8_t rsr_b64u __attribute__((vector_size(64), aligned(1), may_alias)); /* rsr_b64 anywhere */\n"
+          "typedef int32_t rsr_y32u __attribute__((vector_size(64), aligned(4))); /* rsr_y32 at any int32 */\n",
           out);
-    for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) fprintf(out, ", a%d%d = {0}", r, q);
-    fputs("; /* row r, tokens 16q..16q+15 */\n", out);
-    for (int c = 0; c < RSR_LANE_CODES; c++) {
-        if (c == RSR_LANE_ZERO) continue;
-        /* segment c is perm[hdr[c - 1], hdr[c]) (the zero pattern's is empty) */
-        if (c)
-            fprintf(out, "    rsr_lanes_seg(xu, p, hdr[%d], hdr[%d], u);", c - 1, c);
-        else
-            fputs("    rsr_lanes_seg(xu, p, 0, hdr[0], u);", out);
-        for (int r = 0; r < 4; r++) { /* the 4 rows of a block */
-            int d = lanes_digit(c, r);
-            for (int q = 0; q < 4 && d; q++) fprintf(out, " a%d%d %c= u[%d];", r, q, d > 0 ? '+' : '-', q);
-        }
-        fputc('\n', out);
-    }
-    fprintf(out, "    int32_t rs[4];\n    __builtin_memcpy(rs, hdr + %d, sizeof rs);\n", RSR_LANE_ROW_SUM);
-    /* out[4t + r]: the four rows of token t side by side, 16 tokens per q */
-    for (int q = 0; q < 4; q++) {
-        fprintf(
-            out,
-            "    {\n        rsr_y32 r0 = a0%d - 128 * rs[0], r1 = a1%d - 128 * rs[1], r2 = a2%d - 128 * rs[2], r3 = "
-            "a3%d - 128 * rs[3];\n",
-            q, q, q, q);
-        emit_c_lanes_rows_out(out, 64 * q);
-        fputs("    }\n", out);
-    }
-    fputs("}\n\n", out);
+    kir_module *m = kir_open(); /* the kernel IR's shared functions (kir.h) */
+    kir_lower_shared(m, lanes_staged(t));
+    emit_c_kir_shared(out, m);
+    kir_close(m);
 }
 
 /*
@@ -315,7 +134,26 @@ typedef struct cpr {
     FILE *out;
     const kir_info *info;
     const char *const *types;
+    const bool *suffixed; /* per variable: its name declared more than once in the function (a shared
+                             function's, whose IR names repeat per segment): printed with its id */
 } cpr;
+
+static void c_name(const cpr *P, const kir_var *v) {
+    fputs(v->name, P->out);
+    if (P->suffixed && P->suffixed[v->id]) fprintf(P->out, "_%d", v->id);
+}
+
+/* The declarations of the statements s whose name another declaration in them has too. */
+static void c_mark_repeated(const kir_stmt *s, const kir_var **seen, int *n, bool *suffixed) {
+    for (; s; s = s->next) {
+        for (const kir_stmt *d = s->kind == KS_DECL ? s : NULL; d; d = d->more) {
+            for (int i = 0; i < *n; i++)
+                if (!strcmp(seen[i]->name, d->var->name)) suffixed[seen[i]->id] = suffixed[d->var->id] = true;
+            seen[(*n)++] = d->var;
+        }
+        c_mark_repeated(s->body, seen, n, suffixed);
+    }
+}
 
 static const char *const c_types[KT_COUNT] = {
     [KT_VOID] = "void",
@@ -341,6 +179,12 @@ static const char *const c_types[KT_COUNT] = {
     [KT_V32] = "__m512i",
     [KT_MASK64] = "__mmask64",
     [KT_PLUTV] = "const __m512i *",
+    [KT_B64] = "rsr_b64",
+    [KT_PB64] = "rsr_b64 *",
+    [KT_W16] = "rsr_w16",
+    [KT_PW16] = "const rsr_w16 *",
+    [KT_Y32] = "rsr_y32",
+    [KT_PY32] = "rsr_y32 *",
 };
 
 static bool c_vector(enum kir_type t) {
@@ -351,7 +195,8 @@ static bool c_vector(enum kir_type t) {
 static int c_prec(const kir_expr *e) {
     if (c_vector(e->type)) return 16; /* intrinsics */
     switch (e->op) {
-    case KO_MUL: return 13;
+    case KO_MUL:
+    case KO_DIV: return 13;
     case KO_ADD:
     case KO_SUB:
     case KO_INDEX: return 12;
@@ -362,6 +207,7 @@ static int c_prec(const kir_expr *e) {
     case KO_EQ:
     case KO_NE: return 9;
     case KO_AND: return 8;
+    case KO_XOR: return 7;
     case KO_OR: return 6;
     case KO_LAND: return 4;
     case KO_LOR: return 3;
@@ -386,18 +232,6 @@ static void c_call(const cpr *P, const char *fn, const kir_expr *a, const kir_ex
     fputc(')', P->out);
 }
 
-/* One block against one pass of lanes, or two (imm: the second's x that many bytes on). */
-static void c_lanes_block(const cpr *P, const kir_expr *e) {
-    if (!e->imm) {
-        c_call(P, "rsr_lanes_block", e->a, e->b, e->c, e->d);
-        return;
-    }
-    fputs("rsr_lanes_block2(", P->out);
-    const kir_expr *args[] = {e->a, e->b, e->c, e->d};
-    for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
-    fprintf(P->out, "%lld)", (long long)e->imm);
-}
-
 /* The 512-bit operations (the vector lut's) as AVX-512 intrinsics. */
 static void c_lanes_const(const cpr *P, const kir_expr *e) {
     fprintf(P->out, "_mm512_set_epi%d(", e->nvals == 64 ? 8 : 16);
@@ -411,6 +245,53 @@ static void c_args(const cpr *P, const kir_expr *a, const kir_expr *b, const kir
         c_expr(P, args[i], 0);
     }
     fputc(')', P->out);
+}
+
+/* The lanes pass's vectors (KT_B64, KT_W16, KT_Y32: kir.h) as GNU C vectors (rsr_b64, rsr_w16,
+ * rsr_y32: emit_c_lanes_helpers): an unaligned load through rsr_b64u, a constant shuffle as
+ * __builtin_shufflevector, a widening as __builtin_convertvector, a constant or a scalar in every
+ * lane as one added to zeros; KO_PIN and KO_OPAQUE are LLVM's and print their operand. The
+ * lane-wise operations are C's own operators (false: the caller prints them). */
+static bool c_lanes_expr(const cpr *P, const kir_expr *e) {
+    FILE *out = P->out;
+    const char *type = P->types[e->type];
+    switch (e->op) {
+    case KO_CONST:
+        fprintf(out, "((%s){0} + ", type);
+        c_expr(P, &(kir_expr){.op = KO_CONST, .type = KT_I32, .hex = e->hex, .imm = e->imm}, 0);
+        fputc(')', out);
+        return true;
+    case KO_VZERO: fprintf(out, "(%s){0}", type); return true;
+    case KO_SPLAT: fprintf(out, "((%s){0} + ", type), c_expr(P, e->a, 0), fputc(')', out); return true;
+    case KO_PIN: /* LLVM's: C computes a where it stands */
+    case KO_OPAQUE: c_expr(P, e->a, 16); return true;
+    case KO_SHUFFLE:
+        fputs("__builtin_shufflevector(", out), c_expr(P, e->a, 0), fputs(", ", out), c_expr(P, e->b, 0);
+        for (int32_t i = 0; i < e->nvals; i++) fprintf(out, ", %d", e->vals[i]);
+        fputc(')', out);
+        return true;
+    case KO_QUARTER:
+        fputs("__builtin_convertvector(__builtin_shufflevector(", out), c_expr(P, e->a, 0), fputs(", ", out);
+        c_expr(P, e->a, 0);
+        for (int i = 0; i < 16; i++) fprintf(out, ", %lld", 16 * (long long)e->imm + i);
+        fputs("), rsr_y32)", out);
+        return true;
+    case KO_LOAD:
+        if (e->b) return false;
+        fputc('*', out), c_expr(P, e->a, 15);
+        return true;
+    case KO_VLOADB:
+        if (e->b) return false;
+        fputs("*(const rsr_b64u *)(", out), c_expr(P, e->a, 0), fputc(')', out);
+        return true;
+    case KO_PERM2B:
+        if (e->b->op != KO_VCONST) return false;
+        fputs("__builtin_shufflevector(", out), c_expr(P, e->a, 0), fputs(", ", out), c_expr(P, e->c, 0);
+        for (int32_t i = 0; i < e->b->nvals; i++) fprintf(out, ", %d", e->b->vals[i]);
+        fputc(')', out);
+        return true;
+    default: return false;
+    }
 }
 
 static bool c_vector_expr(const cpr *P, const kir_expr *e) {
@@ -443,12 +324,16 @@ static bool c_vector_expr(const cpr *P, const kir_expr *e) {
     case KO_VLOADB:
     case KO_MASK64:
         fputs(e->op == KO_VLOADB ? "_mm512_loadu_si512((const void *)(" : "_load_mask64((__mmask64 *)(", out);
-        c_expr(P, e->a, 12), fputs(" + ", out), c_expr(P, e->b, 13);
+        if (!e->b)
+            c_expr(P, e->a, 0);
+        else
+            c_expr(P, e->a, 12), fputs(" + ", out), c_expr(P, e->b, 13);
         fputs("))", out);
         return true;
     case KO_DPBUSD: fputs("_mm512_dpbusd_epi32(", out), c_args(P, e->a, e->b, e->c); return true;
     case KO_AND: fputs("_mm512_and_si512(", out), c_args(P, e->a, e->b, NULL); return true;
     case KO_OR: fputs("_mm512_or_si512(", out), c_args(P, e->a, e->b, NULL); return true;
+    case KO_XOR: fputs("_mm512_xor_si512(", out), c_args(P, e->a, e->b, NULL); return true;
     case KO_ADD: fprintf(out, "_mm512_add_epi%s(", width[e->type]), c_args(P, e->a, e->b, NULL); return true;
     case KO_SHL:
     case KO_LSHR: { /* by a constant; bytes shift as words, less the bits from the next byte */
@@ -479,6 +364,8 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         return;
     }
     if (c_vector(e->type) && c_vector_expr(P, e)) return;
+    if ((e->type == KT_B64 || e->type == KT_W16 || e->type == KT_Y32 || e->type == KT_PY32) && c_lanes_expr(P, e))
+        return;
     if (e->op == KO_LANE && e->a->type == KT_V32) { /* GNU C's subscript of a vector of int32 */
         fputs("((__v16si)", P->out);
         c_expr(P, e->a, 16);
@@ -486,9 +373,9 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         return;
     }
     static const char *const infix[KO_COUNT] = {
-        [KO_ADD] = "+",   [KO_SUB] = "-", [KO_MUL] = "*",  [KO_SHL] = "<<", [KO_LSHR] = ">>",
-        [KO_AND] = "&",   [KO_LT] = "<",  [KO_LE] = "<=",  [KO_EQ] = "==",  [KO_INDEX] = "+",
-        [KO_LAND] = "&&", [KO_NE] = "!=", [KO_LOR] = "||", [KO_OR] = "|"};
+        [KO_ADD] = "+",  [KO_SUB] = "-", [KO_MUL] = "*", [KO_SHL] = "<<",  [KO_LSHR] = ">>", [KO_AND] = "&",
+        [KO_LT] = "<",   [KO_LE] = "<=", [KO_EQ] = "==", [KO_INDEX] = "+", [KO_LAND] = "&&", [KO_NE] = "!=",
+        [KO_LOR] = "||", [KO_OR] = "|",  [KO_XOR] = "^", [KO_DIV] = "/"};
     int prec = c_prec(e);
     bool paren = prec < min;
     if (paren) fputc('(', P->out);
@@ -502,7 +389,7 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
             fprintf(P->out, "%lld", (long long)e->imm);
         break;
     }
-    case KO_VAR: fputs(e->var->name, P->out); break;
+    case KO_VAR: c_name(P, e->var); break;
     case KO_CAST:
         if (e->type == KT_SIZE) {
             fprintf(P->out, "(%s)", P->types[KT_SIZE]);
@@ -587,14 +474,6 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         fprintf(P->out, ".%c", "xyzw"[e->imm & 3]);
         break;
     case KO_FREE: c_call(P, "free", e->a, NULL, NULL, NULL); break;
-    case KO_LANES_BLOCK: c_lanes_block(P, e); break;
-    case KO_LANES_TRANSPOSE: {
-        const kir_expr *args[] = {e->a, e->b, e->c, e->d};
-        fputs("rsr_lanes_transpose(", P->out);
-        for (int i = 0; i < 4; i++) c_expr(P, args[i], 0), fputs(", ", P->out);
-        fprintf(P->out, "%lld)", (long long)e->imm);
-        break;
-    }
     default:
         /* binary: left-associative; a shift's operands are bracketed when they are sums, for the reader */
         c_expr(P, e->a, e->op == KO_SHL || e->op == KO_LSHR ? 13 : prec);
@@ -638,7 +517,8 @@ static void c_stmt(const cpr *P, const kir_stmt *s, int depth) {
         const char *type = P->types[t];
         fprintf(P->out, "%s%s%s", s->c_const && scalar ? "const " : "", type, type[strlen(type) - 1] == '*' ? "" : " ");
         for (const kir_stmt *d = s; d; d = d->more) {
-            fprintf(P->out, "%s%s", d == s ? "" : type[strlen(type) - 1] == '*' ? ", *" : ", ", d->var->name);
+            fputs(d == s ? "" : type[strlen(type) - 1] == '*' ? ", *" : ", ", P->out);
+            c_name(P, d->var);
             if (d->var->array)
                 fprintf(P->out, "[%d]%s", d->var->array, d->var->align64 ? " __attribute__((aligned(64)))" : "");
             if (d->init && d->var->array) {
@@ -663,7 +543,15 @@ static void c_stmt(const cpr *P, const kir_stmt *s, int depth) {
         kir_expr lhs = {.op = KO_LOAD, .type = s->value->type, .a = s->init, .b = s->index};
         bool compound = (s->value->op == KO_ADD || s->value->op == KO_SUB) && s->value->a->op == KO_LOAD &&
                         same_expr(s->value->a->a, s->init) && same_expr(s->value->a->b, s->index);
-        if (compound) {
+        if (s->align && s->align < 64) { /* a vector through a pointer of smaller alignment */
+            fprintf(P->out, "((%su *)(", P->types[s->value->type]);
+            c_expr(P, s->init, 0);
+            fputs("))[", P->out);
+            c_expr(P, s->index, 0);
+            fputs("] = ", P->out);
+            c_expr(P, s->value, 0);
+            fputc(';', P->out);
+        } else if (compound) {
             c_expr(P, &lhs, 0);
             fprintf(P->out, " %s= ", s->value->op == KO_SUB ? "-" : "+");
             c_expr(P, s->value->b, 0);
@@ -778,17 +666,35 @@ static void c_signature_in(FILE *out, const kir_func *f, bool external) {
                 linkage, f->name);
         break;
     case KSIG_BLOCK: fprintf(out, "static void %s(const int8_t *restrict x, int32_t *restrict y) {\n", f->name); break;
+    case KSIG_LANES_BLOCK:
+    case KSIG_LANES_BLOCK2:
+        fprintf(out,
+                "__attribute__((%sunused)) static void %s(const uint8_t *xu, const uint16_t *hdr, const uint16_t *p, "
+                "int32_t *out%s) {\n",
+                f->noinline ? "noinline, " : "", f->name, f->sig == KSIG_LANES_BLOCK2 ? ", size_t slot" : "");
+        break;
+    case KSIG_LANES_TRANSPOSE: /* the prologue's, which a C file without the lanes pass does not call */
+        fprintf(out,
+                "__attribute__((%sunused)) static void %s(uint8_t *xu, const int8_t *x, int32_t x_stride, int32_t m, "
+                "int32_t cols) {\n",
+                f->noinline ? "noinline, " : "", f->name);
+        break;
     default: fatal("internal error: %s: a GPU function has no C signature", f->name);
     }
 }
 static void c_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, false); }
 static void c_part_signature(FILE *out, const kir_func *f) { c_signature_in(out, f, true); }
 
-void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
-    const cpr P = {out, &m->info, d ? d->types : c_types};
+static void c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, bool shared) {
+    bool *suffixed = shared ? xcalloc((size_t)m->nvars + 1, sizeof *suffixed) : NULL;
+    const kir_var **seen = shared ? xcalloc((size_t)m->nvars + 1, sizeof *seen) : NULL;
+    const cpr P = {out, &m->info, d ? d->types : c_types, suffixed};
     for (const kir_func *f = m->funcs; f; f = f->next) {
+        if (f->shared != shared) continue; /* the shared ones: the prologue's (emit_c_lanes_helpers) */
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
         (d ? d->signature : c_signature)(out, f);
+        int n = 0;
+        if (shared) c_mark_repeated(f->body, seen, &n, suffixed);
         c_stmts(&P, f->body, 1);
         fputs(f->sig == KSIG_BLOCK ? "}\n" : "}\n\n", out);
         for (const kir_table *t = m->tables; t; t = t->next) { /* after its last function */
@@ -799,7 +705,11 @@ void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) {
             fputs("};\n", out);
         }
     }
+    free(suffixed), free(seen);
 }
+
+void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) { c_kir_funcs(out, m, d, false); }
+void emit_c_kir_shared(FILE *out, const kir_module *m) { c_kir_funcs(out, m, NULL, true); }
 
 void emit_c_kernel(FILE *out, const kir_module *m) { emit_c_kir(out, m, NULL); }
 

@@ -201,12 +201,6 @@ static void start_body(llvm_emitter *e, LLVMValueRef fn) {
     LLVMPositionBuilderAtEnd(e->b, body);
 }
 
-static LLVMValueRef begin_function(llvm_emitter *e, const char *name, LLVMTypeRef type, bool exported) {
-    LLVMValueRef fn = declare_function(e, name, type, exported);
-    start_body(e, fn);
-    return fn;
-}
-
 static void end_function(llvm_emitter *e) {
     LLVMBuildRetVoid(e->b);
     LLVMPositionBuilderAtEnd(e->allocas, e->entry);
@@ -226,30 +220,6 @@ static LLVMValueRef get(llvm_emitter *e, LLVMValueRef v) {
 }
 static void set(llvm_emitter *e, LLVMValueRef v, LLVMValueRef x) { LLVMBuildStore(e->b, x, v); }
 
-/* for (i = from; i < to; i++): loop_begin leaves the builder in the body with L->i the counter. */
-typedef struct loop {
-    LLVMValueRef counter, i;
-    LLVMBasicBlockRef head, exit;
-} loop;
-
-static void loop_begin(llvm_emitter *e, loop *L, LLVMValueRef from, LLVMValueRef to, const char *name) {
-    L->counter = var(e, LLVMTypeOf(from), from, name);
-    L->head = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
-    L->exit = LLVMAppendBasicBlockInContext(e->ctx, e->fn, name);
-    LLVMBuildBr(e->b, L->head);
-    LLVMPositionBuilderAtEnd(e->b, L->head);
-    L->i = get(e, L->counter);
-    LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, L->i, to, ""), body, L->exit);
-    LLVMPositionBuilderAtEnd(e->b, body);
-}
-
-static void loop_end(llvm_emitter *e, loop *L) {
-    set(e, L->counter, LLVMBuildAdd(e->b, L->i, LLVMConstInt(LLVMTypeOf(L->i), 1, 0), ""));
-    LLVMBuildBr(e->b, L->head);
-    LLVMPositionBuilderAtEnd(e->b, L->exit);
-}
-
 /* if (cond) { ... }: returns the join block; the builder stands in the then-block. */
 static LLVMBasicBlockRef if_begin(llvm_emitter *e, LLVMValueRef cond) {
     LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(e->ctx, e->fn, "then");
@@ -266,10 +236,6 @@ static void if_end(llvm_emitter *e, LLVMBasicBlockRef join) {
 /* &base[index] for an i8* or i32* base. */
 static LLVMValueRef at(llvm_emitter *e, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index) {
     return LLVMBuildGEP2(e->b, elem, base, &index, 1, "");
-}
-
-static LLVMValueRef smin(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, a, b, ""), a, b, "");
 }
 
 static LLVMValueRef intrinsic(llvm_emitter *e, const char *name, LLVMTypeRef ret, LLVMValueRef *args, unsigned n) {
@@ -382,11 +348,8 @@ static LLVMValueRef vsum(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc) 
     return intrinsic(e, name, e->i32, &acc, 1);
 }
 
-static LLVMValueRef i64_of(llvm_emitter *e, LLVMValueRef v) { return LLVMBuildSExt(e->b, v, e->i64, ""); }
+/* ---- the lanes pass's operations (kir.h; lower.c lowers its transpose and block) ---- */
 
-/* ---- batched RSR with tokens in lanes (kernel.c, "RSR lanes"; emit_c.c prints the same) ---- */
-
-static LLVMTypeRef words(llvm_emitter *e) { return LLVMVectorType(e->i16, RSR_LANES / 2); }
 static LLVMTypeRef lanes32(llvm_emitter *e) { return LLVMVectorType(e->i32, 16); }
 
 /* Lanes 16q..16q+15 of the 32 words a, zero-extended to int32. */
@@ -402,94 +365,6 @@ static LLVMValueRef launder(llvm_emitter *e, LLVMValueRef v) {
     LLVMTypeRef t = LLVMTypeOf(v), type = LLVMFunctionType(t, &t, 1, 0);
     LLVMValueRef fn = LLVMGetInlineAsm(type, "", 0, "=r,0", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
     return LLVMBuildCall2(e->b, type, fn, &v, 1, "");
-}
-
-/* &U[i], U a staged array of <16 x i32> (64-byte aligned slots) */
-static LLVMValueRef slot_at(llvm_emitter *e, LLVMValueRef U, int64_t i) {
-    LLVMValueRef idx = c64(e, i);
-    return LLVMBuildGEP2(e->b, lanes32(e), U, &idx, 1, "");
-}
-
-/* The sums of columns p[from..stop) (at most RSR_LANE_RUN) of pass h's x xu[h] (h < np: 1, or 2
- * with each column's index read once), still biased, widened to int32: parts[h][0..3] hold tokens
- * 0-15, 16-31, 32-47, 48-63. In the loop the words and the high bytes add in 16-bit lanes. */
-static void lanes_run(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef from,
-                      LLVMValueRef stop, LLVMValueRef (*parts)[4]) {
-    LLVMTypeRef w16 = words(e), w16p = LLVMPointerType(w16, 0);
-    LLVMValueRef sw[2], sh[2];
-    for (int h = 0; h < np; h++)
-        sw[h] = var(e, w16, LLVMConstNull(w16), "sw"), sh[h] = var(e, w16, LLVMConstNull(w16), "sh");
-    loop K;
-    loop_begin(e, &K, from, stop, "col");
-    LLVMValueRef col = LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, p, K.i), ""), e->i64, "");
-    LLVMValueRef off = LLVMBuildShl(e->b, col, c64(e, 6), "");
-    for (int h = 0; h < np; h++) {
-        LLVMValueRef v = LLVMBuildLoad2(e->b, w16, LLVMBuildBitCast(e->b, at(e, e->i8, xu[h], off), w16p, ""), "");
-        LLVMSetAlignment(v, 64);
-        set(e, sw[h], LLVMBuildAdd(e->b, get(e, sw[h]), v, ""));
-        set(e, sh[h],
-            LLVMBuildAdd(e->b, get(e, sh[h]), LLVMBuildLShr(e->b, v, splat(e->i16, RSR_LANES / 2, 8), ""), ""));
-    }
-    loop_end(e, &K);
-    for (int h = 0; h < np; h++) {
-        LLVMValueRef hi = get(e, sh[h]);
-        LLVMValueRef lo =
-            LLVMBuildSub(e->b, get(e, sw[h]), LLVMBuildShl(e->b, hi, splat(e->i16, RSR_LANES / 2, 8), ""), "");
-        parts[h][0] = quarter(e, lo, 0), parts[h][1] = quarter(e, lo, 1);
-        parts[h][2] = quarter(e, hi, 0), parts[h][3] = quarter(e, hi, 1);
-    }
-}
-
-/* The columns p[j..end) in runs of RSR_LANE_RUN (none where j >= end): each run's sums added to
- * u[h][q] (vars) or, where U is given, to the slots U[slot[h] + q] in memory. */
-static void lanes_more_runs(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
-                            LLVMValueRef end, LLVMValueRef (*u)[4], LLVMValueRef U, const int *slot) {
-    LLVMValueRef runs =
-        LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, LLVMBuildSub(e->b, end, j, ""), c32(e, RSR_LANE_RUN - 1), ""),
-                      c32(e, RSR_LANE_RUN), "");
-    loop C;
-    loop_begin(e, &C, c32(e, 0), runs, "run");
-    LLVMValueRef from = LLVMBuildAdd(e->b, j, LLVMBuildMul(e->b, C.i, c32(e, RSR_LANE_RUN), ""), "");
-    LLVMValueRef stop = smin(e, LLVMBuildAdd(e->b, from, c32(e, RSR_LANE_RUN), ""), end), parts[2][4];
-    lanes_run(e, xu, np, p, from, stop, parts);
-    for (int h = 0; h < np; h++)
-        for (int q = 0; q < 4; q++) {
-            if (!U) {
-                set(e, u[h][q], LLVMBuildAdd(e->b, get(e, u[h][q]), parts[h][q], ""));
-                continue;
-            }
-            LLVMValueRef at_q = slot_at(e, U, slot[h] + q), old = LLVMBuildLoad2(e->b, lanes32(e), at_q, "");
-            LLVMSetAlignment(old, 64);
-            LLVMSetAlignment(LLVMBuildStore(e->b, LLVMBuildAdd(e->b, old, parts[h][q], ""), at_q), 64);
-        }
-    loop_end(e, &C);
-}
-
-/* A segment, columns p[j..end), into the vars u[h][q] (registers: the block's accumulators stay
- * live beside them). */
-static void lanes_segment(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
-                          LLVMValueRef end, LLVMValueRef (*u)[4]) {
-    for (int h = 0; h < np; h++)
-        for (int q = 0; q < 4; q++) set(e, u[h][q], LLVMConstNull(lanes32(e)));
-    lanes_more_runs(e, xu, np, p, j, end, u, NULL, NULL);
-}
-
-/* A segment, columns p[j..end), into U's slots slot[h] + q in memory: the first run's sums are
- * stored, later runs (rare: a segment of more than RSR_LANE_RUN columns) added. Nothing but the
- * run's own sums is live through its loop, so none of it spills. */
-static void lanes_segment_staged(llvm_emitter *e, const LLVMValueRef *xu, int np, LLVMValueRef p, LLVMValueRef j,
-                                 LLVMValueRef end, LLVMValueRef U, const int *slot) {
-    LLVMValueRef stop = smin(e, LLVMBuildAdd(e->b, j, c32(e, RSR_LANE_RUN), ""), end), parts[2][4];
-    lanes_run(e, xu, np, p, j, stop, parts);
-    for (int h = 0; h < np; h++)
-        for (int q = 0; q < 4; q++) {
-            LLVMSetAlignment(LLVMBuildStore(e->b, parts[h][q], slot_at(e, U, slot[h] + q)), 64);
-        }
-    LLVMBasicBlockRef join = if_begin(e, LLVMBuildICmp(e->b, LLVMIntSLT, stop, end, ""));
-    /* U laundered again: LLVM cannot forward the stores above to the loads of the later runs, so
-     * the first run's sums are not kept in registers (spilled) past them */
-    lanes_more_runs(e, xu, np, p, stop, end, NULL, launder(e, U), slot);
-    if_end(e, join);
 }
 
 /* v itself, through an empty asm statement with side effects: the segment's additions stay after
@@ -515,160 +390,9 @@ static LLVMValueRef pin(llvm_emitter *e, LLVMValueRef v) {
     return shuffle(e, lo, hi, idx, 16);
 }
 
-/* rows[r] ± u for the rows whose digit of code c is not 0 (through pin() with pinned). */
-static void lanes_add_code(llvm_emitter *e, LLVMValueRef *rows, int c, LLVMValueRef u, bool pinned) {
-    for (int r = 0; r < 4; r++) {
-        int d = lanes_digit(c, r);
-        if (!d) continue;
-        LLVMValueRef v = d > 0 ? LLVMBuildAdd(e->b, rows[r], u, "") : LLVMBuildSub(e->b, rows[r], u, "");
-        rows[r] = pinned ? pin(e, v) : v;
-    }
-}
-
-/* void rsr_lanes_block(i8 *xu, i16 *hdr, i16 *p, i32 *out): out[4t + r] = row r of the block for
- * token t — the 80 codes' segments, each added to or subtracted from the rows its digits name,
- * less the bias 128·row_sum[r]. Once per module (the same for every matrix). np 2:
- * rsr_lanes_block2(..., i64 slot), the same for two passes at once, the second's x at xu + slot
- * and its rows at out + 256 (kernel.c lanes_pairs). */
-static LLVMValueRef lanes_block_fn(llvm_emitter *e, int np) {
-    const char *name = np == 2 ? "rsr_lanes_block2" : "rsr_lanes_block";
-    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
-    if (fn) return fn;
-    LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), v32p = LLVMPointerType(lanes32(e), 0);
-    LLVMTypeRef params[] = {e->i8p, i16p, i16p, e->i32p, e->i64};
-    fn = begin_function(e, name, LLVMFunctionType(e->voidt, params, np == 2 ? 5 : 4, 0), false);
-    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
-    /* Registers of 512 bits hold the 16 accumulators (4 rows x 64 tokens of int32) through the
-     * block, and each segment's sums are added to its rows as they come. Narrower registers
-     * cannot hold them (AVX2: 32 ymm of accumulators in 16 registers), nor can any hold two
-     * passes': there each segment's sums go to U in L1 (20 KB a pass), stored straight from its
-     * loop (lanes_segment_staged), and the rows are summed from U after the last segment, 16
-     * tokens at a time (the column loops unrolled). On AVX2 that made the lanes 8-12% faster at
-     * 2560 columns (bench_gemv, Zen 5); on AVX-512 VNNI it made them 20% slower. optsize: no
-     * unrolling of the 80 column loops. At O3 the register form grew to ~100K instructions and
-     * spilled the accumulators around every loop; the staged form's loops were unrolled by 4
-     * with a remainder loop, two mispredicted exits a segment instead of one (with optsize and
-     * nothing live through the loop, the lanes got 1.2-1.3x faster: docs/performance.md). */
-    const bool staged = np == 2 || lanes_staged(e->t);
-    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
-    LLVMValueRef hdr = LLVMGetParam(fn, 1), p = LLVMGetParam(fn, 2), out = LLVMGetParam(fn, 3), xu[2];
-    xu[0] = LLVMGetParam(fn, 0);
-    if (np == 2) xu[1] = at(e, e->i8, xu[0], LLVMGetParam(fn, 4));
-    LLVMValueRef acc[2][4][4], u[2][4], U = NULL; /* acc[pass][q][row]: row r of tokens 16q.. */
-    for (int h = 0; h < np; h++)
-        for (int q = 0; q < 4; q++) {
-            u[h][q] = staged ? NULL : var(e, lanes32(e), LLVMConstNull(lanes32(e)), "u");
-            for (int r = 0; r < 4; r++) acc[h][q][r] = LLVMConstNull(lanes32(e));
-        }
-    if (staged) {
-        LLVMValueRef a = LLVMBuildAlloca(e->allocas, LLVMArrayType(lanes32(e), np * 4 * (RSR_LANE_CODES - 1)), "U");
-        LLVMSetAlignment(a, 64);
-        U = launder(e, LLVMBuildBitCast(e->b, a, v32p, ""));
-    }
-    LLVMValueRef begin = c32(e, 0);
-    for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
-        if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
-        LLVMValueRef end =
-            LLVMBuildZExt(e->b, LLVMBuildLoad2(e->b, e->i16, at(e, e->i16, hdr, c64(e, c)), ""), e->i32, "");
-        if (staged) {
-            int slot[2] = {k * 4, ((RSR_LANE_CODES - 1) + k) * 4};
-            lanes_segment_staged(e, xu, np, p, begin, end, U, slot);
-        } else {
-            lanes_segment(e, xu, np, p, begin, end, u);
-            for (int h = 0; h < np; h++)
-                for (int q = 0; q < 4; q++) lanes_add_code(e, acc[h][q], c, get(e, u[h][q]), true);
-        }
-        k++, begin = end;
-    }
-    for (int h = 0; staged && h < np; h++)
-        for (int q = 0; q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
-            for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
-                if (c == RSR_LANE_ZERO) continue;
-                LLVMValueRef ld =
-                    LLVMBuildLoad2(e->b, lanes32(e), slot_at(e, U, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q), "");
-                LLVMSetAlignment(ld, 64);
-                lanes_add_code(e, acc[h][q], c, ld, false);
-            }
-    LLVMValueRef rs = LLVMBuildBitCast(e->b, at(e, e->i16, hdr, c64(e, RSR_LANE_ROW_SUM)), e->i32p, "");
-    LLVMValueRef outv = LLVMBuildBitCast(e->b, out, v32p, ""), row[4];
-    for (int r = 0; r < 4; r++) {
-        LLVMValueRef sum = LLVMBuildLoad2(e->b, e->i32, at(e, e->i32, rs, c64(e, r)), "");
-        LLVMValueRef bias = LLVMBuildMul(e->b, sum, c32(e, 128), "");
-        LLVMValueRef bv = LLVMBuildInsertElement(e->b, LLVMGetUndef(lanes32(e)), bias, c32(e, 0), "");
-        int zeros[16] = {0};
-        row[r] = shuffle(e, bv, NULL, zeros, 16); /* the bias of row r in every lane */
-    }
-    /* out[4t + r]: the four rows of token t side by side (emit_c.c prints the same shuffles) */
-    for (int h = 0; h < np; h++)
-        for (int q = 0; q < 4; q++) {
-            LLVMValueRef v[4];
-            for (int r = 0; r < 4; r++) v[r] = LLVMBuildSub(e->b, acc[h][q][r], row[r], "");
-            for (int half = 0; half < 2; half++) {
-                int pair[16], quad[16];
-                lanes_pair_mask(half, pair);
-                LLVMValueRef lo = shuffle(e, v[0], v[1], pair, 16), hi = shuffle(e, v[2], v[3], pair, 16);
-                for (int k = 0; k < 2; k++) {
-                    lanes_quad_mask(k, quad);
-                    LLVMValueRef idx = c64(e, 16 * h + 4 * q + 2 * half + k);
-                    LLVMValueRef st = LLVMBuildStore(e->b, shuffle(e, lo, hi, quad, 16),
-                                                     LLVMBuildGEP2(e->b, lanes32(e), outv, &idx, 1, ""));
-                    LLVMSetAlignment(st, 4);
-                }
-            }
-        }
-    end_function(e);
-    return fn;
-}
-
 static LLVMValueRef libc_fn(llvm_emitter *e, const char *name, LLVMTypeRef type) {
     LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
     return fn ? fn : LLVMAddFunction(e->mod, name, type);
-}
-
-/* void rsr_lanes_transpose(i8 *xu, i8 *x, i32 x_stride, i32 m, i32 cols): xu[64c + l] = x[t][c] ^ 0x80
- * for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0) past m. Per 64 columns a
- * 64 × 64 byte transpose in six rounds (emit_c.c says how). Once per module. */
-static LLVMValueRef lanes_transpose_fn(llvm_emitter *e) {
-    LLVMValueRef fn = LLVMGetNamedFunction(e->mod, "rsr_lanes_transpose");
-    if (fn) return fn;
-    LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32, e->i32, e->i32};
-    fn = begin_function(e, "rsr_lanes_transpose", LLVMFunctionType(e->voidt, params, 5, 0), false);
-    add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline");
-    LLVMValueRef xu = LLVMGetParam(fn, 0), x = LLVMGetParam(fn, 1), x_stride = LLVMGetParam(fn, 2);
-    LLVMValueRef m = LLVMGetParam(fn, 3), cols = LLVMGetParam(fn, 4);
-    LLVMTypeRef b64 = LLVMVectorType(e->i8, 64), b64p = LLVMPointerType(b64, 0);
-    LLVMValueRef zero = LLVMBuildAlloca(e->allocas, b64, "zero"); /* the x of tokens past m */
-    LLVMBuildStore(e->b, LLVMConstNull(b64), zero);
-    zero = LLVMBuildBitCast(e->b, zero, e->i8p, "");
-    int zip[2][64];
-    lanes_zip_mask(0, zip[0]), lanes_zip_mask(1, zip[1]);
-    loop G;
-    LLVMValueRef groups = LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, cols, c32(e, 63), ""), c32(e, 64), "");
-    loop_begin(e, &G, c32(e, 0), groups, "cols64");
-    LLVMValueRef c0 = i64_of(e, LLVMBuildMul(e->b, G.i, c32(e, 64), ""));
-    LLVMValueRef r[64], o[64];
-    for (int i = 0; i < 64; i++) {
-        int t = lanes_token_of_row(i);
-        LLVMValueRef row = LLVMBuildMul(e->b, c64(e, t), i64_of(e, x_stride), "");
-        LLVMValueRef src = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, c32(e, t), m, ""),
-                                           at(e, e->i8, x, LLVMBuildAdd(e->b, row, c0, "")), zero, "");
-        LLVMValueRef v = LLVMBuildLoad2(e->b, b64, LLVMBuildBitCast(e->b, src, b64p, ""), "");
-        LLVMSetAlignment(v, 1);
-        r[i] = LLVMBuildXor(e->b, v, splat(e->i8, 64, 0x80), "");
-    }
-    for (int round = 0; round < 6; round++) {
-        for (int k = 0; k < 32; k++)
-            o[2 * k] = shuffle(e, r[k], r[k + 32], zip[0], 64), o[2 * k + 1] = shuffle(e, r[k], r[k + 32], zip[1], 64);
-        memcpy(r, o, sizeof r);
-    }
-    for (int i = 0; i < 64; i++) {
-        LLVMValueRef dst = at(e, e->i8, xu, LLVMBuildMul(e->b, LLVMBuildAdd(e->b, c0, c64(e, i), ""), c64(e, 64), ""));
-        LLVMValueRef st = LLVMBuildStore(e->b, r[i], LLVMBuildBitCast(e->b, dst, b64p, ""));
-        LLVMSetAlignment(st, 64);
-    }
-    loop_end(e, &G);
-    end_function(e);
-    return fn;
 }
 
 /* ---- RSR: the digits of a segment, and the RSR++ fold of binary blocks ---- */
@@ -731,7 +455,6 @@ typedef struct kir_llvm {
     const kir_func **order; /* the module's functions, and their LLVM functions (fns[i] of order[i]) */
     LLVMValueRef *fns;
     int nfns;
-    LLVMValueRef lanes_block, lanes_block2, lanes_transpose; /* the lanes pass's helpers, where the kernel has it */
 } kir_llvm;
 
 static int kfields(const kir_llvm *k, enum kir_type t) {
@@ -758,7 +481,13 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
     case KT_V16: return LLVMVectorType(e->i16, 32);
     case KT_V32: return LLVMVectorType(e->i32, 16);
     case KT_MASK64: return LLVMVectorType(e->i1, 64);
-    case KT_PLUTV: return LLVMPointerType(LLVMVectorType(e->i8, 64), 0);
+    case KT_PLUTV:
+    case KT_PB64: return LLVMPointerType(LLVMVectorType(e->i8, 64), 0);
+    case KT_B64: return LLVMVectorType(e->i8, 64);
+    case KT_W16: return LLVMVectorType(e->i16, 32);
+    case KT_PW16: return LLVMPointerType(LLVMVectorType(e->i16, 32), 0);
+    case KT_Y32: return LLVMVectorType(e->i32, 16);
+    case KT_PY32: return LLVMPointerType(LLVMVectorType(e->i32, 16), 0);
     case KT_BYTES: return e->i8p;
     case KT_I32X4:
     case KT_U32X4: return LLVMVectorType(e->i32, 4);
@@ -770,7 +499,9 @@ static LLVMTypeRef ktype(const kir_llvm *k, enum kir_type t) {
 }
 
 static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
-    if (ptr == KT_PLUTV) return LLVMVectorType(k->e->i8, 64);
+    if (ptr == KT_PLUTV || ptr == KT_PB64) return LLVMVectorType(k->e->i8, 64);
+    if (ptr == KT_PW16) return LLVMVectorType(k->e->i16, 32);
+    if (ptr == KT_PY32) return LLVMVectorType(k->e->i32, 16);
     if (ptr == KT_PI32X4 || ptr == KT_PU32X4) return LLVMVectorType(k->e->i32, 4);
     return ptr == KT_PU8 || ptr == KT_PI8 || ptr == KT_BYTES ? k->e->i8 : ptr == KT_PU16 ? k->e->i16 : k->e->i32;
 }
@@ -778,7 +509,10 @@ static LLVMTypeRef elem_type(const kir_llvm *k, enum kir_type ptr) {
 static void kir_mark_assigned(kir_llvm *k, const kir_stmt *s) {
     for (; s; s = s->next) {
         if (s->kind == KS_SET) k->assigned[s->var->id] = true;
-        if (s->kind == KS_STORE && s->init->op == KO_VAR) k->assigned[s->init->var->id] = true;
+        /* a store through a pointer assigns no variable; the older forms' pointers stay variables
+         * all the same (their IR as it was), the lanes' vector pointers are values */
+        if (s->kind == KS_STORE && s->init->op == KO_VAR && (s->init->var->array || s->init->var->type < KT_B64))
+            k->assigned[s->init->var->id] = true;
         if (s->kind == KS_FOR) k->assigned[s->var->id] = true;
         kir_mark_assigned(k, s->body);
     }
@@ -902,7 +636,10 @@ static LLVMValueRef kev_512(kir_llvm *k, const kir_expr *x) {
     }
     case KO_VLOADB: {
         LLVMValueRef p = kev1(k, x->a);
-        return load_vec(e, 64, p, kev1(k, x->b));
+        if (x->b) return load_vec(e, 64, p, kev1(k, x->b));
+        LLVMValueRef v = LLVMBuildLoad2(e->b, v64i8, LLVMBuildBitCast(e->b, p, LLVMPointerType(v64i8, 0), ""), "");
+        LLVMSetAlignment(v, 1);
+        return v;
     }
     case KO_MASK64: {
         LLVMValueRef w = kev1(k, x->a);
@@ -1002,17 +739,21 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
                                 x->op == KO_ALLOC ? 2 : 1, "");
         return r;
     }
-    case KO_LANES_TRANSPOSE:
-    case KO_LANES_BLOCK: {
-        const bool block = x->op == KO_LANES_BLOCK, pair = block && x->imm;
-        LLVMValueRef f = block ? (pair ? k->lanes_block2 : k->lanes_block) : k->lanes_transpose;
-        if (!f) fatal("internal error: %s: the lanes pass without its helpers", mi->symbol);
-        LLVMValueRef args[5] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), NULL,
-                                pair ? c64(e, x->imm) : c32(e, x->imm)};
-        args[3] = block ? LLVMBuildBitCast(e->b, k->bind[x->d->var->id].slot.f[0], e->i32p, "") : kev1(k, x->d);
-        LLVMBuildCall2(e->b, LLVMGlobalGetValueType(f), f, args, block && !pair ? 4 : 5, "");
+    case KO_SHUFFLE: {
+        int idx[64];
+        for (int i = 0; i < x->nvals; i++) idx[i] = x->vals[i];
+        r.f[0] = shuffle(e, kev1(k, x->a), x->b ? kev1(k, x->b) : NULL, idx, x->nvals);
         return r;
     }
+    case KO_QUARTER: r.f[0] = quarter(e, kev1(k, x->a), (int)x->imm); return r;
+    case KO_SPLAT: {
+        LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(lanes32(e)), kev1(k, x->a), c32(e, 0), "");
+        int zeros[16] = {0};
+        r.f[0] = shuffle(e, v, NULL, zeros, 16);
+        return r;
+    }
+    case KO_PIN: r.f[0] = pin(e, kev1(k, x->a)); return r;
+    case KO_OPAQUE: r.f[0] = launder(e, kev1(k, x->a)); return r;
     case KO_XWORDS:
     case KO_PERMW:
     case KO_MADDW:
@@ -1038,7 +779,7 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     kval r = {{0}};
     switch (x->op) {
     case KO_CONST:
-        if (x->type == KT_LUTV || x->type == KT_V16 || x->type == KT_V32) { /* in every lane */
+        if (kir_vector(x->type)) { /* in every lane */
             LLVMTypeRef t = ktype(k, x->type);
             r.f[0] = splat(LLVMGetElementType(t), (int)LLVMGetVectorSize(t), x->imm);
             return r;
@@ -1046,6 +787,11 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         r.f[0] = x->type == KT_SIZE ? c64(e, x->imm) : c32(e, x->imm);
         return r;
     case KO_VAR: {
+        if (x->var->array) { /* an array as a value: its first element's address, as in C */
+            kbind *bd = &k->bind[x->var->id];
+            r.f[0] = LLVMBuildBitCast(e->b, bd->slot.f[0], LLVMPointerType(ktype(k, x->var->type), 0), "");
+            return r;
+        }
         if (k->params[x->var->id]) {
             r.f[0] = k->params[x->var->id];
             return r;
@@ -1064,6 +810,8 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
     case KO_LAND: r.f[0] = LLVMBuildAnd(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_LOR:
     case KO_OR: r.f[0] = LLVMBuildOr(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_XOR: r.f[0] = LLVMBuildXor(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
+    case KO_DIV: r.f[0] = LLVMBuildSDiv(e->b, kev1(k, x->a), kev1(k, x->b), ""); return r;
     case KO_NEG: r.f[0] = LLVMBuildNeg(e->b, kev1(k, x->a), ""); return r;
     case KO_SELECT: {
         LLVMValueRef c = kev1(k, x->a);
@@ -1095,11 +843,23 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         }
         r.f[0] = at(e, elem_type(k, x->type), kev1(k, x->a), kev1(k, x->b));
         return r;
-    case KO_REINTERPRET: r.f[0] = LLVMBuildBitCast(e->b, kev1(k, x->a), ktype(k, x->type), ""); return r;
+    case KO_REINTERPRET: { /* a local array: its address */
+        bool array = x->a->op == KO_VAR && x->a->var->array;
+        LLVMValueRef a = array ? k->bind[x->a->var->id].slot.f[0] : kev1(k, x->a);
+        r.f[0] = LLVMBuildBitCast(e->b, a, ktype(k, x->type), "");
+        return r;
+    }
     case KO_LOAD:
     case KO_LDG: { /* ldg: NVPTX reads constant data through the read-only cache by itself */
+        if (x->type == KT_W16 || x->type == KT_Y32) { /* the lanes' vectors, *a or a[b] */
+            LLVMValueRef at_ = x->b ? kir_element(k, x->a, kev1(k, x->b)) : kev1(k, x->a);
+            r.f[0] = LLVMBuildLoad2(e->b, ktype(k, x->type), at_, "");
+            if (x->imm) LLVMSetAlignment(r.f[0], (unsigned)x->imm);
+            return r;
+        }
         bool array = x->a->op == KO_VAR && x->a->var->array, lut16 = array && x->a->var->type == KT_LUT16;
-        if ((array && x->a->var->type == KT_LUTV) || x->a->type == KT_PLUTV) { /* a plane of the vector lut's tables */
+        if ((array && (x->a->var->type == KT_LUTV || x->a->var->type == KT_B64)) || x->a->type == KT_PLUTV) {
+            /* a plane of the vector lut's tables, a row of the lanes' transpose */
             r.f[0] = LLVMBuildLoad2(e->b, ktype(k, KT_LUTV), kir_element(k, x->a, kev1(k, x->b)), "");
             LLVMSetAlignment(r.f[0], 64);
             return r;
@@ -1111,6 +871,10 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
         if (et == e->i8)
             r.f[0] = base == KT_PI8 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") /* x is signed */
                                     : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
+        if (et == e->i16 && x->type == KT_SIZE) { /* a u16 index entry as an offset */
+            r.f[0] = LLVMBuildZExt(e->b, r.f[0], e->i64, "");
+            return r;
+        }
         if (et == e->i16) /* a table entry is signed, a u16 index entry not */
             r.f[0] = lut16 ? LLVMBuildSExt(e->b, r.f[0], e->i32, "") : LLVMBuildZExt(e->b, r.f[0], e->i32, "");
         return r;
@@ -1123,6 +887,14 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s);
 
 static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
     if (sig == KSIG_GPU_ROWS) fatal("internal error: the LLVM printer has no CUDA device functions");
+    if (sig == KSIG_LANES_TRANSPOSE) {
+        LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32, e->i32, e->i32};
+        return LLVMFunctionType(e->voidt, params, 5, 0);
+    }
+    if (sig == KSIG_LANES_BLOCK || sig == KSIG_LANES_BLOCK2) {
+        LLVMTypeRef i16p = LLVMPointerType(e->i16, 0), params[] = {e->i8p, i16p, i16p, e->i32p, e->i64};
+        return LLVMFunctionType(e->voidt, params, sig == KSIG_LANES_BLOCK2 ? 5 : 4, 0);
+    }
     return sig == KSIG_KERNEL || sig == KSIG_GPU_ENTRY ? e->kernel_type /* (data, x, y) on NVPTX */
            : sig == KSIG_BATCH                         ? e->batch_type
                                                        : e->block_type;
@@ -1133,13 +905,15 @@ static void kir_llvm_decl(kir_llvm *k, const kir_stmt *d) {
     kbind *bd = &k->bind[d->var->id];
     memset(bd, 0, sizeof *bd);
     if (d->var->array) {
-        bd->array_type = LLVMArrayType(ktype(k, d->var->type), (unsigned)d->var->array);
+        /* one 64-byte vector: allocated as the vector (the lanes pass's zeros) */
+        bool one = d->var->array == 1 && d->var->type == KT_B64;
+        bd->array_type = one ? ktype(k, KT_B64) : LLVMArrayType(ktype(k, d->var->type), (unsigned)d->var->array);
         bd->slot.f[0] = LLVMBuildAlloca(e->allocas, bd->array_type, d->var->name);
-        if (d->var->type == KT_LUTV || d->var->align64) LLVMSetAlignment(bd->slot.f[0], 64);
+        if (d->var->type == KT_LUTV || d->var->type == KT_B64 || d->var->align64) LLVMSetAlignment(bd->slot.f[0], 64);
         if (d->init) set(e, bd->slot.f[0], LLVMConstNull(bd->array_type));
         return;
     }
-    if (!k->assigned[d->var->id] && d->init) {
+    if ((!k->assigned[d->var->id] || d->var->straight) && d->init) {
         bd->is_value = true;
         bd->val = kev(k, d->init);
         return;
@@ -1203,13 +977,19 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         case KS_SET: {
             kval v = kev(k, s->value);
             kbind *bd = &k->bind[s->var->id];
+            if (s->var->straight) { /* its new value */
+                bd->val = v;
+                break;
+            }
             for (int f = 0; f < kfields(k, s->var->type); f++) set(e, bd->slot.f[f], v.f[f]);
             break;
         }
         case KS_STORE: {
             LLVMValueRef at_ = kir_element(k, s->init, kev1(k, s->index));
             LLVMValueRef st = LLVMBuildStore(e->b, kev1(k, s->value), at_);
-            if (s->init->op == KO_VAR && s->init->var->type == KT_LUTV) LLVMSetAlignment(st, 64);
+            if ((s->init->op == KO_VAR && s->init->var->type == KT_LUTV) || s->init->type == KT_PB64)
+                LLVMSetAlignment(st, 64);
+            if (s->align) LLVMSetAlignment(st, (unsigned)s->align);
             break;
         }
         case KS_FOR: kir_llvm_for(k, s); break;
@@ -1257,6 +1037,7 @@ static LLVMValueRef kir_llvm_declare(llvm_emitter *e, const kir_func *f) {
         add_enum_attr(e, fn, f->sig == KSIG_BATCH ? 4 : 3, "noalias"); /* y */
     }
     if (f->noinline) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "noinline"); /* keeps the optimiser linear */
+    if (f->optsize) add_enum_attr(e, fn, LLVMAttributeFunctionIndex, "optsize");
     return fn;
 }
 
@@ -1269,7 +1050,9 @@ static void kir_llvm_body(kir_llvm *k, const kir_func *f, LLVMValueRef fn) {
 }
 
 /* The module's functions are declared first (the kernel entry, then where the lanes form has
- * them its helpers, then the rest in order), then the tables of them, then every body. */
+ * them its helpers and the module's shared functions, then the rest in order), then the tables of
+ * them, then every body. A shared function (kir.h) is built by the first module that has it; the
+ * later ones call that one. */
 static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     kir_llvm k = {.e = e, .m = m, .mi = &m->info};
     k.bind = xcalloc((size_t)m->nvars + 1, sizeof *k.bind);
@@ -1280,15 +1063,18 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
     for (const kir_table *t = m->tables; t; t = t->next) nt++;
     const kir_func **order = xcalloc((size_t)nf, sizeof *order);
     LLVMValueRef *fns = xcalloc((size_t)nf, sizeof *fns);
+    bool *build = xcalloc((size_t)nf, sizeof *build);
     int n = 0;
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig == KSIG_KERNEL || f->sig == KSIG_GPU_ENTRY) order[n++] = f;
     for (const kir_func *f = m->funcs; f; f = f->next)
         if (f->sig != KSIG_KERNEL && f->sig != KSIG_GPU_ENTRY) order[n++] = f;
-    fns[0] = kir_llvm_declare(e, order[0]);
-    if (m->info.lanes) k.lanes_block = lanes_block_fn(e, 1), k.lanes_transpose = lanes_transpose_fn(e);
-    if (m->info.lanes_pairs) k.lanes_block2 = lanes_block_fn(e, 2);
-    for (int i = 1; i < n; i++) fns[i] = kir_llvm_declare(e, order[i]);
+    fns[0] = kir_llvm_declare(e, order[0]), build[0] = true;
+    for (int i = 1; i < n; i++)
+        if (order[i]->shared && !(fns[i] = LLVMGetNamedFunction(e->mod, order[i]->name)))
+            fns[i] = kir_llvm_declare(e, order[i]), build[i] = true;
+    for (int i = 1; i < n; i++)
+        if (!order[i]->shared) fns[i] = kir_llvm_declare(e, order[i]), build[i] = true;
     k.order = order, k.fns = fns, k.nfns = n;
     k.tables = xcalloc((size_t)nt + 1, sizeof *k.tables);
     nt = 0;
@@ -1304,8 +1090,9 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
         LLVMSetLinkage(k.tables[nt], LLVMInternalLinkage);
         free(members);
     }
-    for (int i = 0; i < n; i++) kir_llvm_body(&k, order[i], fns[i]);
-    free(order), free(fns), free(k.bind), free(k.assigned), free(k.params), free(k.tables);
+    for (int i = 0; i < n; i++)
+        if (build[i]) kir_llvm_body(&k, order[i], fns[i]);
+    free(order), free(fns), free(build), free(k.bind), free(k.assigned), free(k.params), free(k.tables);
 }
 
 void emit_llvm_kernel(llvm_emitter *e, const kir_module *m) {

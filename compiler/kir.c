@@ -16,10 +16,10 @@
 #include "kir.h"
 #include "rsrc.h"
 
-const char *const kir_type_names[KT_COUNT] = {"void",  "int",    "i32",   "u32",   "size",  "pu8",    "pi8",
-                                              "pu16",  "pu32",   "pi32",  "vacc",  "codes", "bacc",   "pair",
-                                              "lut16", "lutv",   "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4",
-                                              "bool",  "vacc16", "xw",    "v16",   "v32",   "mask64", "plutv"};
+const char *const kir_type_names[KT_COUNT] = {
+    "void", "int",  "i32",    "u32",   "size",  "pu8",   "pi8",   "pu16",   "pu32",   "pi32", "vacc",   "codes",
+    "bacc", "pair", "lut16",  "lutv",  "bytes", "i32x4", "u32x4", "pi32x4", "pu32x4", "bool", "vacc16", "xw",
+    "v16",  "v32",  "mask64", "plutv", "b64",   "pb64",  "w16",   "pw16",   "y32",    "py32"};
 /* clang-format off */
 const char *const kir_op_names[KO_COUNT] = {
     [KO_CONST] = "const", [KO_VAR] = "var", [KO_ADD] = "add", [KO_SUB] = "sub", [KO_MUL] = "mul",
@@ -33,9 +33,11 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_MSUBW] = "msubw", [KO_PERM2B] = "perm2b", [KO_VLOADB] = "vloadb", [KO_MASK64] = "mask64",
     [KO_DPBUSD] = "dpbusd", [KO_OR] = "or",
     [KO_ISNULL] = "isnull", [KO_ALLOC] = "alloc", [KO_FREE] = "free",
-    [KO_LANES_TRANSPOSE] = "lanes_transpose", [KO_LANES_BLOCK] = "lanes_block",
+
     [KO_THREAD] = "thread", [KO_CTA] = "cta", [KO_DP4A] = "dp4a", [KO_WARP_SUM] = "warp_sum",
-    [KO_SHFL_DOWN] = "shfl_down", [KO_SHFL_UP] = "shfl_up", [KO_LDG] = "ldg", [KO_ELEM] = "elem"};
+    [KO_SHFL_DOWN] = "shfl_down", [KO_SHFL_UP] = "shfl_up", [KO_LDG] = "ldg", [KO_ELEM] = "elem",
+    [KO_XOR] = "xor", [KO_DIV] = "div", [KO_SHUFFLE] = "shuffle", [KO_QUARTER] = "quarter", [KO_SPLAT] = "splat",
+    [KO_PIN] = "pin", [KO_OPAQUE] = "opaque"};
 /* clang-format on */
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {
@@ -44,6 +46,9 @@ static const char *const param_names[][KIR_MAX_PARAMS] = {
     [KSIG_BLOCK] = {"x", "y"},
     [KSIG_GPU_ENTRY] = {"data", "x", "y"},
     [KSIG_GPU_ROWS] = {"data", "xq", "b", "slice", "lane", "sums"},
+    [KSIG_LANES_TRANSPOSE] = {"xu", "x", "x_stride", "m", "cols"},
+    [KSIG_LANES_BLOCK] = {"xu", "hdr", "p", "out"},
+    [KSIG_LANES_BLOCK2] = {"xu", "hdr", "p", "out", "slot"},
 };
 static const enum kir_type param_types[][KIR_MAX_PARAMS] = {
     [KSIG_KERNEL] = {KT_PU8, KT_PI8, KT_PI32, KT_I32, KT_I32},
@@ -51,10 +56,15 @@ static const enum kir_type param_types[][KIR_MAX_PARAMS] = {
     [KSIG_BLOCK] = {KT_PI8, KT_PI32},
     [KSIG_GPU_ENTRY] = {KT_PU8, KT_PI8, KT_PI32},
     [KSIG_GPU_ROWS] = {KT_PU8, KT_PI8, KT_I32, KT_I32, KT_I32, KT_PI32},
+    [KSIG_LANES_TRANSPOSE] = {KT_BYTES, KT_PI8, KT_I32, KT_I32, KT_I32},
+    [KSIG_LANES_BLOCK] = {KT_PU8, KT_PU16, KT_PU16, KT_PI32},
+    [KSIG_LANES_BLOCK2] = {KT_PU8, KT_PU16, KT_PU16, KT_PI32, KT_SIZE},
 };
 static const int param_counts[] = {
-    [KSIG_KERNEL] = 5, [KSIG_BATCH] = 8, [KSIG_BLOCK] = 2, [KSIG_GPU_ENTRY] = 3, [KSIG_GPU_ROWS] = 6};
-static const char *const sig_names[] = {"kernel", "batch", "block", "gpu_entry", "gpu_rows"};
+    [KSIG_KERNEL] = 5,   [KSIG_BATCH] = 8,           [KSIG_BLOCK] = 2,       [KSIG_GPU_ENTRY] = 3,
+    [KSIG_GPU_ROWS] = 6, [KSIG_LANES_TRANSPOSE] = 5, [KSIG_LANES_BLOCK] = 4, [KSIG_LANES_BLOCK2] = 5};
+static const char *const sig_names[] = {"kernel",   "batch",           "block",       "gpu_entry",
+                                        "gpu_rows", "lanes_transpose", "lanes_block", "lanes_block2"};
 
 static void *alloc(kir_module *m, size_t n) {
     void *p = arena_alloc(m->arena, n);
@@ -261,12 +271,16 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op) {
     return s;
 }
 
+bool kir_vector(enum kir_type t) {
+    return t == KT_LUTV || t == KT_V16 || t == KT_V32 || t == KT_B64 || t == KT_W16 || t == KT_Y32;
+}
+
 /* ---- text ---- */
 
 static void print_expr(FILE *out, const kir_expr *e) {
     switch (e->op) {
     case KO_CONST:
-        if (e->type == KT_LUTV || e->type == KT_V16 || e->type == KT_V32) break;
+        if (kir_vector(e->type)) break;
         fprintf(out, e->hex ? "0x%llx" : "%lld", (long long)e->imm);
         return;
     case KO_VAR: fputs(e->var->name, out); return;
@@ -274,12 +288,13 @@ static void print_expr(FILE *out, const kir_expr *e) {
     default: break;
     }
     fprintf(out, "%s", kir_op_names[e->op]);
-    bool vector = e->type == KT_LUTV || e->type == KT_V16 || e->type == KT_V32;
+    bool vector = kir_vector(e->type);
     if (e->op == KO_CAST || e->op == KO_LOAD || e->op == KO_REINTERPRET || e->op == KO_LDG || e->op == KO_VCONST ||
-        e->op == KO_PERM2B || (vector && (e->op < KO_VZERO || e->op == KO_OR)))
+        e->op == KO_PERM2B || e->op == KO_SHUFFLE ||
+        (vector && (e->op < KO_VZERO || e->op == KO_OR || e->op == KO_XOR)))
         fprintf(out, ".%s", kir_type_names[e->type]);
-    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_XWORDS || e->op == KO_ALLOC ||
-        e->op == KO_LANES_TRANSPOSE || e->op == KO_ELEM || (e->op == KO_LANES_BLOCK && e->imm))
+    if (e->op == KO_FIELD || e->op == KO_LANE || e->op == KO_XWORDS || e->op == KO_ALLOC || e->op == KO_ELEM ||
+        e->op == KO_QUARTER)
         fprintf(out, ".%lld", (long long)e->imm);
     if (e->op == KO_MADDW || e->op == KO_MSUBW) fprintf(out, ".0x%llx", (long long)e->imm);
     if (e->vals) {
@@ -397,7 +412,8 @@ void kir_print_renamed(FILE *out, const kir_module *m, const char *from, const c
     for (const kir_func *f = m->funcs; f; f = f->next) {
         fputs("func ", out);
         print_name(out, f->name, &rn);
-        fprintf(out, " %s%s%s(", sig_names[f->sig], f->exported ? " exported" : "", f->noinline ? " noinline" : "");
+        fprintf(out, " %s%s%s%s%s(", sig_names[f->sig], f->exported ? " exported" : "", f->shared ? " shared" : "",
+                f->noinline ? " noinline" : "", f->optsize ? " optsize" : "");
         for (int i = 0; i < f->nparams; i++) fprintf(out, "%s%s", i ? ", " : "", f->param[i]->name);
         fputs(")\n", out);
         print_stmts(out, f->body, 1, &rn);

@@ -17,9 +17,9 @@
  * operations, loads, stores and loops mean the same in C and in LLVM IR, and the vector
  * operations are the ones every printer already had under other names (the i2 group product
  * dot4, sum4, vsum, the batched field/bdot/bsum, the GPU's warp operations, the 512-bit byte
- * permutes, masked adds and byte dot products the vector lut is built of, and the lanes pass's
- * transpose and block, whose bodies are still each printer's helpers; the scalar lut is integer
- * operations whole).
+ * permutes, masked adds and byte dot products the vector lut is built of; the scalar lut is
+ * integer operations whole, and the lanes pass's transpose and block are shared functions of
+ * them, below).
  * A printer maps the abstract types (KT_VACC: the dot ISA's accumulator) and the vector
  * operations to its own vocabulary — C helper functions (compiler/templates/), CUDA intrinsics,
  * LLVM intrinsics — and decides nothing about the algorithm. A new instruction set is a lowering
@@ -28,6 +28,33 @@
  *
  * Statements carry a few layout hints for the C printer (kir_stmt.layout: a loop's body on its
  * line, the next one, or in braces): the generated C stays readable and stable.
+ *
+ * Shared functions (kir_func.shared): the lanes pass's helpers — the transpose of x, and the
+ * block with its segment sums and their widening — depend on nothing of a matrix (the block only
+ * on the target: staged or in registers, one pass or two), so they are the same in every module
+ * that calls them, under a fixed name without the matrix's symbol. Each such module lowers its own
+ * copy (lower.c, beside the batch entry that calls it with KS_CALLF), so that a module stays whole
+ * for kir_print and for the kernel cache's key, and a printer prints a shared function once per
+ * output: the LLVM printer builds its body the first time the name is missing from its LLVM
+ * module and otherwise calls the one there (emit_llvm_kir). The C printer writes every helper
+ * once per C file in the prologue, before any matrix is lowered (emit_c_prologue, under
+ * plan_may_use_lanes): it skips the kernels' copies and prints those of a module of the shared
+ * functions alone (kir_lower_shared: the same lowering, with no matrix, told what of the target
+ * the block depends on), renaming what a shared function declares more than once (its segments'
+ * values, repeated in LLVM's manner). Their vectors have types of their own (KT_B64,
+ * KT_W16, KT_Y32) beside the vector lut's 512-bit ones, and the operations are the same or the
+ * lanes' own (KO_XOR, KO_PERM2B of a constant, KO_SHUFFLE, KO_QUARTER, KO_SPLAT, loads and
+ * stores through their pointers; KO_PIN and KO_OPAQUE say where LLVM must not move or forward
+ * values, and mean nothing to C): LLVM gives both kinds of type the same vector
+ * types, while the C printer writes the lut's as AVX-512 intrinsics (__m512i: that form exists on
+ * AVX-512 VBMI only) and the lanes' as GNU vector types (rsr_b64: uint8_t vector_size(64);
+ * rsr_w16, rsr_y32) with C's operators on them (^, +, >>), __builtin_shufflevector for a constant
+ * permute or a quarter, __builtin_convertvector for a widening, and a load or store of less than
+ * the type's alignment through a typedef that says so (rsr_b64u, rsr_y32u): the compiler lowers
+ * those to whatever the ISA has (two ymm on AVX2, four xmm on NEON or SSE), so one definition
+ * serves every target, as the hand-written C of the lanes did. Where LLVM kept a value per
+ * segment and C wants a loop, the loop is over constants (LLVM repeats it) and what it carries a
+ * kir_var.straight variable (LLVM keeps its values, C a variable).
  */
 #ifndef RSRC_KIR_H
 #define RSRC_KIR_H
@@ -71,6 +98,14 @@ enum kir_type {
     KT_V32,    /* 16 int32 lanes */
     KT_MASK64, /* 64 bits, one per byte lane */
     KT_PLUTV,  /* const pointer to KT_LUTV planes (into a local array of them) */
+    /* the lanes pass's vectors: the same operations as the 512-bit ones on types of their own, which
+     * the C printer writes as GNU vector types, not AVX-512's (below) */
+    KT_B64,  /* 64 bytes (C rsr_b64) */
+    KT_PB64, /* pointer to KT_B64 (C rsr_b64 *) */
+    KT_W16,  /* 32 unsigned 16-bit lanes: a column's 64 tokens' bytes as words (C rsr_w16) */
+    KT_PW16, /* pointer to KT_W16 */
+    KT_Y32,  /* 16 int32 lanes: 16 tokens' sums (C rsr_y32) */
+    KT_PY32, /* pointer to KT_Y32 */
     KT_COUNT
 };
 extern const char *const kir_type_names[KT_COUNT];
@@ -96,7 +131,8 @@ enum kir_op {
     KO_SELECT,      /* a ? b : c */
     KO_CAST,        /* a converted to the node's type: sign-extends to KT_SIZE, (int32_t)(...) between I32/U32,
                        truncates to KT_LUT16 */
-    KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type */
+    KO_LOAD,        /* a[b]: the element of pointer or array a at index b, widened to the node's type (a u16
+                       to KT_SIZE: zero-extended); b NULL: *a; a vector's alignment imm (0: its type's) */
     KO_INDEX,       /* a + b: pointer (or local array) a advanced by b elements */
     KO_REINTERPRET, /* (T)(a): pointer a as another pointer type */
     /* the i2 vector vocabulary (kernel.c, KF_I2): V = the ISA's vector bytes */
@@ -124,16 +160,13 @@ enum kir_op {
     KO_MSUBW,  /* a - b likewise */
     KO_PERM2B, /* per byte lane, the byte of a (0..63) or of c (64..127) that b's byte names, as the
                   node's type (a constant b: a fixed shuffle) */
-    KO_VLOADB, /* the 64 bytes at a + b (KT_LUTV) */
+    KO_VLOADB, /* the 64 bytes at a + b, or at a where b is NULL (KT_LUTV) */
     KO_MASK64, /* the 64 bits at a + b (KT_MASK64) */
     KO_DPBUSD, /* a (KT_V32) + per int32 lane the four products of b's unsigned bytes and c's signed ones */
     /* scratch memory, and the batched RSR form with tokens in lanes (kernel.c, "RSR lanes") */
-    KO_ISNULL,          /* a is a null pointer (KT_INT) */
-    KO_ALLOC,           /* imm bytes aligned to 64, or null (KT_BYTES) */
-    KO_FREE,            /* frees a */
-    KO_LANES_TRANSPOSE, /* x's d tokens at b (c bytes apart), imm columns, transposed into the scratch at a */
-    KO_LANES_BLOCK,     /* one block against the transposed x at a: header b, permutation c; out d[4t + r];
-                           imm > 0: also against a second pass at a + imm, out d[256 + 4t + r] */
+    KO_ISNULL, /* a is a null pointer (KT_INT) */
+    KO_ALLOC,  /* imm bytes aligned to 64, or null (KT_BYTES) */
+    KO_FREE,   /* frees a */
     /* the GPU forms (kernel.c, KF_I2 with DOT_DP4A, and KF_WARP): a warp of 32 lanes */
     KO_THREAD,    /* the thread's index in its block (threadIdx.x) */
     KO_CTA,       /* the block's index in the grid (blockIdx.x) */
@@ -144,6 +177,14 @@ enum kir_op {
     KO_LDG,       /* a[b] through the read-only data cache */
     KO_ELEM,      /* element imm (0..3) of the 16-byte word a */
     KO_OR,        /* a | b */
+    KO_XOR,       /* a ^ b (lane by lane on a vector type, as KO_OR) */
+    KO_DIV,       /* a / b, signed, rounded toward zero */
+    /* the lanes pass's (kernel.c, "RSR lanes") */
+    KO_SHUFFLE, /* lane vals[i] of a (0..n-1) or of b (n..2n-1), as the node's type (KT_Y32) */
+    KO_QUARTER, /* lanes 16·imm .. 16·imm + 15 of a (KT_W16), zero-extended (KT_Y32) */
+    KO_SPLAT,   /* the scalar a in every lane (KT_Y32) */
+    KO_PIN,     /* a, computed where it stands: no later operation moves into it, nor it past them */
+    KO_OPAQUE,  /* pointer a, through which the optimiser sees no earlier store */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];
@@ -153,6 +194,8 @@ typedef struct kir_var {
     enum kir_type type;
     int32_t array; /* > 0: a local array of that many elements (of the type) */
     bool align64;  /* the array aligned to 64 bytes */
+    bool straight; /* set only in straight-line code (no loop or if between its declaration and a set but
+                      loops over constants): a printer may keep each value it takes, as LLVM does */
     int id;
 } kir_var;
 
@@ -192,6 +235,7 @@ typedef struct kir_stmt {
     bool shift;          /* KS_FOR: the counter steps by var <<= step, not var += step */
     int32_t unroll_hint; /* KS_FOR, CUDA: #pragma unroll (-1) or #pragma unroll N; others ignore it */
     bool join;           /* C: printed on the line of the statement before */
+    int32_t align;       /* KS_STORE of a vector: its alignment in bytes (0: the type's) */
     kir_var *var;
     kir_expr *init, *value, *cond, *index;
     int32_t step;
@@ -207,12 +251,15 @@ typedef struct kir_stmt {
 
 /* The signatures every printer knows (rsr_artifact.h): params named as in C. */
 enum kir_sig {
-    KSIG_KERNEL,    /* rsr_kernel_fn: data, x, y, block_begin, block_end */
-    KSIG_BATCH,     /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
-    KSIG_BLOCK,     /* an unrolled block: x, y */
-    KSIG_GPU_ENTRY, /* a GPU entry of its own (LLVM NVPTX): data, x, y; one warp per block of rows */
-    KSIG_GPU_ROWS   /* a warp's share of a block of rows (CUDA, under a group entry):
+    KSIG_KERNEL,          /* rsr_kernel_fn: data, x, y, block_begin, block_end */
+    KSIG_BATCH,           /* rsr_kernel_batch_fn: data, x, x_stride, y, y_stride, ntok, block_begin, block_end */
+    KSIG_BLOCK,           /* an unrolled block: x, y */
+    KSIG_GPU_ENTRY,       /* a GPU entry of its own (LLVM NVPTX): data, x, y; one warp per block of rows */
+    KSIG_GPU_ROWS,        /* a warp's share of a block of rows (CUDA, under a group entry):
                        data, xq, b, slice, lane, sums */
+    KSIG_LANES_TRANSPOSE, /* the lanes pass's transpose (shared): xu, x, x_stride, m, cols */
+    KSIG_LANES_BLOCK,     /* its block against one pass (shared): xu, hdr, p, out */
+    KSIG_LANES_BLOCK2     /* against two passes, the second's x slot bytes on (shared): xu, hdr, p, out, slot */
 };
 #define KIR_MAX_PARAMS 8
 
@@ -221,6 +268,8 @@ typedef struct kir_func {
     enum kir_sig sig;
     bool exported; /* the artifact names it (else internal) */
     bool noinline;
+    bool optsize;        /* LLVM: smaller over faster (no unrolling) */
+    bool shared;         /* the same in every module of an artifact: printed once per output (below) */
     const char *comment; /* printed before it */
     kir_var *param[KIR_MAX_PARAMS];
     int nparams;
@@ -239,8 +288,8 @@ typedef struct kir_table {
 
 /* What a module says of itself beside its code, for the printers (which never see the kernel
  * description it was lowered from): the names of its entries, the instruction set its vector
- * operations are of, whether the lanes pass's operations (whose bodies are still the printers'
- * helpers) occur, and what a GPU printer records of the matrix. The lowering fills it (kir_lower). */
+ * operations are of, whether the lanes pass occurs, and what a GPU printer records of the matrix.
+ * The lowering fills it (kir_lower). */
 typedef struct kir_info {
     const char *symbol, *batch_symbol; /* the entries the artifact calls; batch_symbol NULL: none */
     const char *strategy;              /* for the comments and records */
@@ -248,7 +297,7 @@ typedef struct kir_info {
     int isa;                 /* enum dot_isa: KT_VACC's instructions */
     int32_t vec_bytes;       /* bytes of one vector of that ISA */
     bool gpu_entry;          /* GPU: entries of their own (LLVM NVPTX), else a group entry's device functions */
-    bool lanes, lanes_pairs; /* the lanes operations occur; against two passes at once */
+    bool lanes, lanes_pairs; /* the lanes pass occurs; against two passes at once */
     /* a GPU matrix: what the group entries and the artifact's GPU descriptor need */
     int32_t block_rows, num_blocks, cta_warps, gpu_split;
     int32_t i2_block_bytes; /* i2: the bytes of one block of rows; 0: RSR */
@@ -305,10 +354,12 @@ kir_stmt *kir_do(kir_module *m, kir_list *l, kir_expr *op);
 /* the module's function f called with its signature's arguments */
 kir_stmt *kir_callf(kir_module *m, kir_list *l, const kir_func *f, kir_expr *const *args);
 const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool kir_vector(enum kir_type t); /* a 512-bit type whose operations work lane by lane (a constant: in every lane) */
 
 /* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
 kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c, once per matrix (matrix.c) */
 void kir_info_fill(kir_module *m, const struct kernel *kn); /* m->info from the kernel */
+void kir_lower_shared(kir_module *m, bool staged);          /* the shared functions alone (the C prologue's) */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
@@ -321,6 +372,7 @@ typedef struct c_dialect {
     const char *const *types; /* per kir_type */
     void (*signature)(FILE *out, const kir_func *f);
 } c_dialect;
-void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C */
+void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C; without the shared functions */
+void emit_c_kir_shared(FILE *out, const kir_module *m);              /* the shared functions only (C) */
 
 #endif

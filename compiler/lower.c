@@ -656,13 +656,14 @@ static void lanes_rows_out(lower *L, kir_list *l, kir_var *b, kir_var *yb, kir_v
 /* One block against passes p (and p + 1 with pair: the helper's two-pass form, its x slot bytes
  * further, its rows at out + R·64), then each pass's rows to y. */
 static void lanes_block_passes(lower *L, kir_list *l, kir_var *b, kir_var *xu, kir_var *hb, kir_var *pb, kir_var *out,
-                               kir_var *q, kir_var *mt, kir_expr *p, bool pair) {
+                               kir_var *q, kir_var *mt, kir_expr *p, const kir_func *block) {
     kir_module *m = L->m;
     const int R = L->kn->block_rows;
     const int64_t slot = (int64_t)lanes_scratch_bytes(L->kn);
-    kir_do(m, l,
-           kir_vec4(m, KO_LANES_BLOCK, idx(L, ref(L, xu), mul(L, wide(L, p), size(L, slot))), ref(L, hb), ref(L, pb),
-                    ref(L, out), pair ? slot : 0));
+    const bool pair = block->sig == KSIG_LANES_BLOCK2;
+    kir_expr *args[] = {idx(L, ref(L, xu), mul(L, wide(L, p), size(L, slot))), ref(L, hb), ref(L, pb), ref(L, out),
+                        size(L, slot)};
+    kir_callf(m, l, block, args);
     for (int h = 0; h < (pair ? 2 : 1); h++) {
         kir_expr *ph = h ? add(L, p, num(L, 1)) : p;
         kir_var *yb = var(L, h ? "yb1" : "yb", KT_PI32);
@@ -676,6 +677,314 @@ static void lanes_block_passes(lower *L, kir_list *l, kir_var *b, kir_var *xu, k
     }
 }
 
+/* The transpose of a pass's x, rsr_lanes_transpose(xu, x, x_stride, m, cols): xu[64c + l] = x[t][c]
+ * ^ 0x80 (biased to unsigned) for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0)
+ * past m; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six rounds: row i holds
+ * token (i >> 1) + 32 (i & 1) (lanes_token_of_row), and a round zips rows k and k + 32 into rows 2k
+ * and 2k + 1, which moves the top bit of the column into the row number and the top bit of the row
+ * into the position. The loops are over constants: LLVM repeats them (the rows become values), C
+ * keeps them loops. The function is shared (kir.h): every module with the lanes pass has it, the
+ * same in each. */
+static kir_func *lower_lanes_transpose(lower *L) {
+    kir_module *m = L->m;
+    kir_func *outer = L->f, *f = kir_func_add(m, "rsr_lanes_transpose", KSIG_LANES_TRANSPOSE, false);
+    f->shared = f->noinline = true;
+    f->comment = "xu[64c + l]: token t of column c biased to unsigned (x ^ 0x80), l = 2t (t < 32) or 2(t - 32) + 1; "
+                 "0x80 (x = 0) past m tokens; per 64 columns a 64 x 64 byte transpose in six rounds of zips (lower.c)";
+    L->f = f;
+    kir_list l = kir_list_of(&f->body), body, rows, round, zips, copy, out;
+    kir_var *zero = kir_var_new(m, "zero", KT_B64, 1), *r = kir_var_new(m, "r", KT_B64, 64);
+    kir_var *o = kir_var_new(m, "o", KT_B64, 64), *groups = var(L, "groups", KT_I32), *c0 = var(L, "c0", KT_SIZE);
+    kir_decl(m, &l, zero, kir_vec(m, KO_VZERO, KT_B64, NULL, NULL, NULL, 0), false)->text = "the x of tokens past m";
+    kir_decl_also(m, kir_decl(m, &l, r, NULL, false), o, NULL);
+    kir_decl(m, &l, groups, kir_bin(m, KO_DIV, KT_I32, add(L, param(L, "cols"), num(L, 63)), num(L, 64)), true);
+    kir_var *g = loop(L, &l, "g", "cols64", num(L, 0), ref(L, groups), &body)->var;
+    kir_decl(m, &body, c0, wide(L, mul(L, ref(L, g), num(L, 64))), true);
+    /* row i: its token's 64 columns, or zeros */
+    kir_var *i = var(L, "i", KT_INT), *t = var(L, "t", KT_I32), *xt = var(L, "xt", KT_PI8);
+    kir_for_range(m, &body, i, num(L, 0), num(L, 64), &rows)->unroll = true;
+    kir_expr *half = kir_bin(m, KO_LSHR, KT_I32, ref(L, i), num(L, 1));
+    kir_decl(m, &rows, t, add(L, half, mul(L, kir_bin(m, KO_AND, KT_I32, ref(L, i), num(L, 1)), num(L, 32))), true);
+    kir_decl(m, &rows, xt,
+             idx(L, param(L, "x"), add(L, mul(L, wide(L, ref(L, t)), wide(L, param(L, "x_stride"))), ref(L, c0))),
+             true);
+    kir_expr *src = kir_vec(m, KO_SELECT, KT_PI8, lt(L, ref(L, t), param(L, "m")), ref(L, xt),
+                            kir_reinterpret(m, KT_PI8, ref(L, zero)), 0);
+    kir_store(m, &rows, ref(L, r), ref(L, i),
+              kir_bin(m, KO_XOR, KT_B64, kir_vec(m, KO_VLOADB, KT_B64, src, NULL, NULL, 0), hex(L, KT_B64, 0x80)));
+    /* the rounds: o[2k + h] from rows k and k + 32, then o back into r */
+    kir_var *n = var(L, "round", KT_INT), *k = var(L, "k", KT_INT);
+    kir_for_range(m, &body, n, num(L, 0), num(L, 6), &round)->unroll = true;
+    kir_for_range(m, &round, k, num(L, 0), num(L, 32), &zips)->unroll = true;
+    for (int h = 0; h < 2; h++) {
+        int z[64];
+        int32_t zip[64];
+        lanes_zip_mask(h, z);
+        for (int j = 0; j < 64; j++) zip[j] = z[j];
+        kir_expr *a = kir_load(m, KT_B64, ref(L, r), ref(L, k));
+        kir_expr *b = kir_load(m, KT_B64, ref(L, r), add(L, ref(L, k), num(L, 32)));
+        kir_expr *at = mul(L, num(L, 2), ref(L, k));
+        kir_store(m, &zips, ref(L, o), h ? add(L, at, num(L, 1)) : at,
+                  kir_vec(m, KO_PERM2B, KT_B64, a, kir_lanes(m, KO_VCONST, KT_B64, NULL, zip, 64), b, 0));
+    }
+    i = var(L, "i", KT_INT);
+    kir_stmt *s = kir_for_range(m, &round, i, num(L, 0), num(L, 64), &copy);
+    s->unroll = true, s->layout = KL_SAME_LINE;
+    kir_store(m, &copy, ref(L, r), ref(L, i), kir_load(m, KT_B64, ref(L, o), ref(L, i)));
+    i = var(L, "i", KT_INT);
+    s = kir_for_range(m, &body, i, num(L, 0), num(L, 64), &out);
+    s->unroll = true, s->layout = KL_SAME_LINE;
+    kir_expr *row = idx(L, param(L, "xu"), mul(L, add(L, ref(L, c0), wide(L, ref(L, i))), size(L, 64)));
+    kir_store(m, &out, kir_reinterpret(m, KT_PB64, row), num(L, 0), kir_load(m, KT_B64, ref(L, r), ref(L, i)));
+    L->f = outer;
+    return f;
+}
+
+/* ---- the lanes block, rsr_lanes_block(xu, hdr, p, out) and rsr_lanes_block2(..., slot): out[4t + r]
+ * = row r of the block for token t, the 80 codes' segments (each a run of columns of perm p, its
+ * end in the header) added to or subtracted from the rows their digits name, less the bias
+ * 128·row_sum[r]; block2 the same against the pass at xu + slot too, its rows at out + 256
+ * (kernel.c lanes_pairs). Shared (kir.h): the same in every module of a target.
+ *
+ * Registers of 512 bits hold the 16 accumulators (4 rows x 64 tokens of int32) through the
+ * block, and each segment's sums are added to its rows as they come, pinned there (KO_PIN: else
+ * the optimiser sinks every addition to the end and keeps all 80 x 4 sums alive). Narrower
+ * registers cannot hold them, nor can any hold two passes': there each segment's sums go to U
+ * (20 KB a pass, L1), stored straight from its loop, and the rows are summed from U after the
+ * last segment (staged; U opaque, so that no sum is kept in a register past the loops). optsize:
+ * the column loops are not unrolled (docs/performance.md has the measurements). ---- */
+
+typedef struct lanes_fn {
+    lower *L;
+    int np;                 /* passes */
+    kir_var *xu[2], *p;     /* each pass's x; the permutation */
+    kir_var *u[2][4];       /* in registers: a segment's sums, tokens 16q.. */
+    kir_expr *acc[2][4][4]; /* row r of tokens 16q..: its latest value (a new one per code: SSA) */
+} lanes_fn;
+
+static kir_var *lanes_value(lower *L, kir_list *l, const char *name, enum kir_type t, kir_expr *init) {
+    kir_var *v = var(L, name, t);
+    kir_decl(L->m, l, v, init, true);
+    return v;
+}
+
+/* U[slot + q] (slot an int expression) */
+static kir_expr *lanes_slot(lower *L, kir_expr *slot, int q) { return wide(L, add(L, slot, num(L, q))); }
+
+static kir_expr *lanes_y32_load(lower *L, kir_var *U, kir_expr *at) {
+    kir_expr *e = kir_load(L->m, KT_Y32, ref(L, U), at);
+    e->imm = 64;
+    return e;
+}
+
+/* The sums of columns p[from..stop) (at most RSR_LANE_RUN) of each pass, still biased, widened:
+ * parts[h][q] tokens 16q..16q+15. In the loop the words and the high bytes add in 16-bit lanes. */
+static void lanes_run(lanes_fn *F, kir_list *l, kir_var *from, kir_var *stop, kir_var *(*parts)[4]) {
+    lower *L = F->L;
+    kir_module *m = L->m;
+    kir_var *sw[2], *sh[2];
+    for (int h = 0; h < F->np; h++) {
+        kir_decl(m, l, sw[h] = var(L, "sw", KT_W16), kir_vec(m, KO_VZERO, KT_W16, NULL, NULL, NULL, 0), false);
+        kir_decl(m, l, sh[h] = var(L, "sh", KT_W16), kir_vec(m, KO_VZERO, KT_W16, NULL, NULL, NULL, 0), false);
+    }
+    kir_list cols;
+    kir_var *j = loop(L, l, "j", "col", ref(L, from), ref(L, stop), &cols)->var;
+    kir_var *col = lanes_value(L, &cols, "col", KT_SIZE, kir_load(m, KT_SIZE, ref(L, F->p), ref(L, j)));
+    kir_var *off = lanes_value(L, &cols, "off", KT_SIZE, kir_bin(m, KO_SHL, KT_SIZE, ref(L, col), size(L, 6)));
+    for (int h = 0; h < F->np; h++) {
+        kir_expr *at = kir_reinterpret(m, KT_PW16, idx(L, ref(L, F->xu[h]), ref(L, off)));
+        kir_expr *ld = kir_load(m, KT_W16, at, NULL);
+        ld->imm = 64;
+        kir_var *v = lanes_value(L, &cols, "v", KT_W16, ld);
+        kir_set(m, &cols, sw[h], kir_bin(m, KO_ADD, KT_W16, ref(L, sw[h]), ref(L, v)));
+        kir_expr *high = kir_bin(m, KO_LSHR, KT_W16, ref(L, v), kir_const(m, KT_W16, 8));
+        kir_set(m, &cols, sh[h], kir_bin(m, KO_ADD, KT_W16, ref(L, sh[h]), high));
+    }
+    for (int h = 0; h < F->np; h++) {
+        kir_var *hi = lanes_value(L, l, "hi", KT_W16, ref(L, sh[h]));
+        kir_expr *lo_e =
+            kir_bin(m, KO_SUB, KT_W16, ref(L, sw[h]), kir_bin(m, KO_SHL, KT_W16, ref(L, hi), kir_const(m, KT_W16, 8)));
+        kir_var *lo = lanes_value(L, l, "lo", KT_W16, lo_e);
+        for (int q = 0; q < 4; q++)
+            parts[h][q] = lanes_value(L, l, strf(L, "s%d", q, 0), KT_Y32,
+                                      kir_vec(m, KO_QUARTER, KT_Y32, ref(L, q < 2 ? lo : hi), NULL, NULL, q & 1));
+    }
+}
+
+/* stop = min(from + RSR_LANE_RUN, end) */
+static kir_var *lanes_stop(lower *L, kir_list *l, kir_var *from, kir_var *end) {
+    kir_var *top = lanes_value(L, l, "top", KT_I32, add(L, ref(L, from), num(L, RSR_LANE_RUN)));
+    kir_expr *min = kir_vec(L->m, KO_SELECT, KT_I32, lt(L, ref(L, top), ref(L, end)), ref(L, top), ref(L, end), 0);
+    return lanes_value(L, l, "stop", KT_I32, min);
+}
+
+/* The columns p[j..end) in runs of RSR_LANE_RUN: each run's sums added to F->u or, with U, to
+ * the slots U[slot[h] + q]. */
+static void lanes_more_runs(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, kir_var *U, kir_expr *const *slot) {
+    lower *L = F->L;
+    kir_module *m = L->m;
+    kir_expr *n = add(L, sub(L, ref(L, end), ref(L, j)), num(L, RSR_LANE_RUN - 1));
+    kir_var *runs = lanes_value(L, l, "runs", KT_I32, kir_bin(m, KO_DIV, KT_I32, n, num(L, RSR_LANE_RUN)));
+    kir_list body;
+    kir_var *c = loop(L, l, "c", "run", num(L, 0), ref(L, runs), &body)->var, *parts[2][4];
+    kir_var *from = lanes_value(L, &body, "from", KT_I32, add(L, ref(L, j), mul(L, ref(L, c), num(L, RSR_LANE_RUN))));
+    lanes_run(F, &body, from, lanes_stop(L, &body, from, end), parts);
+    for (int h = 0; h < F->np; h++)
+        for (int q = 0; q < 4; q++) {
+            if (!U) {
+                kir_set(m, &body, F->u[h][q], kir_bin(m, KO_ADD, KT_Y32, ref(L, F->u[h][q]), ref(L, parts[h][q])));
+                continue;
+            }
+            kir_var *old = lanes_value(L, &body, "old", KT_Y32, lanes_y32_load(L, U, lanes_slot(L, slot[h], q)));
+            kir_expr *sum = kir_bin(m, KO_ADD, KT_Y32, ref(L, old), ref(L, parts[h][q]));
+            kir_store(m, &body, ref(L, U), lanes_slot(L, slot[h], q), sum)->align = 64;
+        }
+}
+
+/* A segment, columns p[j..end), into U's slots slot[h] + q: the first run's sums stored, later
+ * runs (a segment of more than RSR_LANE_RUN columns) added through U made opaque again, so that
+ * the first run's sums are not kept in registers past them. */
+static void lanes_segment_staged(lanes_fn *F, kir_list *l, kir_var *j, kir_var *end, kir_var *U,
+                                 kir_expr *const *slot) {
+    lower *L = F->L;
+    kir_var *stop = lanes_stop(L, l, j, end), *parts[2][4];
+    lanes_run(F, l, j, stop, parts);
+    for (int h = 0; h < F->np; h++)
+        for (int q = 0; q < 4; q++)
+            kir_store(L->m, l, ref(L, U), lanes_slot(L, slot[h], q), ref(L, parts[h][q]))->align = 64;
+    kir_list more;
+    kir_if(L->m, l, lt(L, ref(L, stop), ref(L, end)), &more);
+    kir_var *U2 = lanes_value(L, &more, "U2", KT_PY32, kir_vec(L->m, KO_OPAQUE, KT_PY32, ref(L, U), NULL, NULL, 0));
+    lanes_more_runs(F, &more, stop, end, U2, slot);
+}
+
+/* rows ± u for the rows whose digit of code c is not 0 (pinned where they stay in registers) */
+static void lanes_add_code(lanes_fn *F, kir_list *l, kir_expr **rows, int c, kir_var *u, bool pinned) {
+    kir_module *m = F->L->m;
+    for (int r = 0; r < 4; r++) {
+        int d = lanes_digit(c, r);
+        if (!d) continue;
+        kir_expr *v = kir_bin(m, d > 0 ? KO_ADD : KO_SUB, KT_Y32, rows[r], ref(F->L, u));
+        rows[r] = ref(F->L, lanes_value(F->L, l, kir_strf(m, "row%d_%d", r, c), KT_Y32,
+                                        pinned ? kir_vec(m, KO_PIN, KT_Y32, v, NULL, NULL, 0) : v));
+    }
+}
+
+/* out[4t + r]: the four rows of token t side by side, 16 tokens at a time, less their biases */
+static void lanes_block_out(lanes_fn *F, kir_list *l) {
+    lower *L = F->L;
+    kir_module *m = L->m;
+    kir_var *rs = lanes_value(L, l, "rs", KT_PI32,
+                              kir_reinterpret(m, KT_PI32, idx(L, param(L, "hdr"), size(L, RSR_LANE_ROW_SUM))));
+    kir_var *outv = lanes_value(L, l, "outv", KT_PY32, kir_reinterpret(m, KT_PY32, param(L, "out")));
+    kir_var *bias[4];
+    for (int r = 0; r < 4; r++) {
+        kir_expr *b = mul(L, kir_load(m, KT_I32, ref(L, rs), size(L, r)), num(L, 128));
+        bias[r] = lanes_value(L, l, strf(L, "bias%d", r, 0), KT_Y32, kir_vec(m, KO_SPLAT, KT_Y32, b, NULL, NULL, 0));
+    }
+    for (int h = 0; h < F->np; h++)
+        for (int q = 0; q < 4; q++) {
+            kir_var *v[4];
+            for (int r = 0; r < 4; r++)
+                v[r] = lanes_value(L, l, strf(L, "v%d", r, 0), KT_Y32,
+                                   kir_bin(m, KO_SUB, KT_Y32, F->acc[h][q][r], ref(L, bias[r])));
+            for (int half = 0; half < 2; half++) {
+                int pair[16], quad[16];
+                int32_t mask[16];
+                lanes_pair_mask(half, pair);
+                for (int i = 0; i < 16; i++) mask[i] = pair[i];
+                kir_var *lh[2];
+                for (int i = 0; i < 2; i++) {
+                    kir_expr *s = kir_lanes(m, KO_SHUFFLE, KT_Y32, ref(L, v[2 * i]), mask, 16);
+                    s->b = ref(L, v[2 * i + 1]);
+                    lh[i] = lanes_value(L, l, i ? "hi" : "lo", KT_Y32, s);
+                }
+                for (int k = 0; k < 2; k++) {
+                    lanes_quad_mask(k, quad);
+                    for (int i = 0; i < 16; i++) mask[i] = quad[i];
+                    kir_expr *s = kir_lanes(m, KO_SHUFFLE, KT_Y32, ref(L, lh[0]), mask, 16);
+                    s->b = ref(L, lh[1]);
+                    kir_store(m, l, ref(L, outv), size(L, 16 * h + 4 * q + 2 * half + k), s)->align = 4;
+                }
+            }
+        }
+}
+
+static kir_func *lower_lanes_block(lower *L, int np, bool staged) {
+    kir_module *m = L->m;
+    kir_func *outer = L->f;
+    kir_func *f = kir_func_add(m, np == 2 ? "rsr_lanes_block2" : "rsr_lanes_block",
+                               np == 2 ? KSIG_LANES_BLOCK2 : KSIG_LANES_BLOCK, false);
+    f->shared = f->noinline = f->optsize = true;
+    L->f = f;
+    kir_list l = kir_list_of(&f->body);
+    lanes_fn F = {.L = L, .np = np, .xu = {kir_param(f, "xu")}, .p = kir_param(f, "p")};
+    if (np == 2) F.xu[1] = lanes_value(L, &l, "xb", KT_PU8, idx(L, param(L, "xu"), param(L, "slot")));
+    for (int h = 0; h < np; h++)
+        for (int q = 0; q < 4; q++) {
+            if (!staged)
+                kir_decl(m, &l, F.u[h][q] = var(L, "u", KT_Y32), kir_vec(m, KO_VZERO, KT_Y32, NULL, NULL, NULL, 0),
+                         false);
+            for (int r = 0; r < 4; r++) F.acc[h][q][r] = kir_vec(m, KO_VZERO, KT_Y32, NULL, NULL, NULL, 0);
+        }
+    kir_var *U = NULL;
+    if (staged) {
+        kir_var *slots = kir_var_new(m, "U", KT_Y32, np * 4 * (RSR_LANE_CODES - 1));
+        slots->align64 = true;
+        kir_decl(m, &l, slots, NULL, false);
+        U = lanes_value(L, &l, "Up", KT_PY32,
+                        kir_vec(m, KO_OPAQUE, KT_PY32, kir_reinterpret(m, KT_PY32, ref(L, slots)), NULL, NULL, 0));
+    }
+    if (staged) { /* the segments in loops over the codes but the zero pattern's (LLVM repeats them, C keeps
+                     them loops: one copy of the segment compiles in a second where 80 took gcc 10-20) */
+        kir_var *begin = var(L, "begin", KT_I32);
+        begin->straight = true;
+        kir_decl(m, &l, begin, num(L, 0), false);
+        for (int half = 0; half < 2; half++) {
+            kir_list seg;
+            kir_var *c = var(L, "code", KT_INT);
+            kir_for_range(m, &l, c, num(L, half ? RSR_LANE_ZERO + 1 : 0), num(L, half ? RSR_LANE_CODES : RSR_LANE_ZERO),
+                          &seg)
+                ->unroll = true;
+            kir_expr *k = half ? sub(L, ref(L, c), num(L, 1)) : ref(L, c); /* its slot */
+            kir_var *end =
+                lanes_value(L, &seg, "end", KT_I32, kir_load(m, KT_I32, param(L, "hdr"), wide(L, ref(L, c))));
+            kir_var *j = lanes_value(L, &seg, "first", KT_I32, ref(L, begin));
+            kir_expr *slot[2] = {mul(L, k, num(L, 4)), mul(L, add(L, k, num(L, RSR_LANE_CODES - 1)), num(L, 4))};
+            lanes_segment_staged(&F, &seg, j, end, U, slot);
+            kir_set(m, &seg, begin, ref(L, end));
+        }
+    }
+    kir_var *begin = lanes_value(L, &l, "begin", KT_I32, num(L, 0));
+    for (int c = 0, k = 0; c < RSR_LANE_CODES && !staged; c++) {
+        if (c == RSR_LANE_ZERO) continue; /* its segment is empty: code 41's begins where code 39's ends */
+        kir_var *end = lanes_value(L, &l, "end", KT_I32, kir_load(m, KT_I32, param(L, "hdr"), size(L, c)));
+        {
+            for (int h = 0; h < np; h++)
+                for (int q = 0; q < 4; q++)
+                    kir_set(m, &l, F.u[h][q], kir_vec(m, KO_VZERO, KT_Y32, NULL, NULL, NULL, 0));
+            lanes_more_runs(&F, &l, begin, end, NULL, NULL);
+            for (int h = 0; h < np; h++)
+                for (int q = 0; q < 4; q++) {
+                    kir_var *u = lanes_value(L, &l, "uq", KT_Y32, ref(L, F.u[h][q]));
+                    lanes_add_code(&F, &l, F.acc[h][q], c, u, true);
+                }
+        }
+        k++, begin = end;
+    }
+    for (int h = 0; staged && h < np; h++)
+        for (int q = 0; q < 4; q++) /* the rows of tokens 16q.. from the stored sums */
+            for (int c = 0, k = 0; c < RSR_LANE_CODES; c++) {
+                if (c == RSR_LANE_ZERO) continue;
+                kir_var *u = lanes_value(L, &l, "u", KT_Y32,
+                                         lanes_y32_load(L, U, size(L, (h * (RSR_LANE_CODES - 1) + k++) * 4 + q)));
+                lanes_add_code(&F, &l, F.acc[h][q], c, u, false);
+            }
+    lanes_block_out(&F, &l);
+    L->f = outer;
+    return f;
+}
+
 static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
@@ -684,6 +993,9 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
     L->f->comment = kir_strf(m, "%s: RSR with up to %d tokens in lanes, 81 patterns per block of %d rows",
                              kn->batch_symbol, RSR_LANES, R);
+    const bool staged = kn->vec_bytes < 64; /* lanes_staged: the target's dot ISA is the kernel's here */
+    const kir_func *block = lower_lanes_block(L, 1, staged), *transpose = lower_lanes_transpose(L);
+    const kir_func *block2 = lanes_pairs(kn) ? lower_lanes_block(L, 2, true) : NULL;
     kir_list l = kir_list_of(&L->f->body), then, groups, passes, blocks, pblk;
     tiles_instead_if(L, &l, tiles, lt(L, param(L, "ntok"), num(L, kn->lanes_min)));
     kir_var *xu = var(L, "xu", KT_BYTES);
@@ -718,9 +1030,8 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_store(m, &then, ref(L, mt), ref(L, p), num(L, RSR_LANES));
     kir_expr *xp = idx(L, ref(L, xu), mul(L, wide(L, ref(L, p)), size(L, slot)));
     kir_expr *xt = idx(L, param(L, "x"), mul(L, wide(L, ref(L, t0)), wide(L, param(L, "x_stride"))));
-    kir_do(m, &passes,
-           kir_vec4(m, KO_LANES_TRANSPOSE, xp, xt, param(L, "x_stride"), kir_load(m, KT_I32, ref(L, mt), ref(L, p)),
-                    kn->cols));
+    kir_expr *targs[] = {xp, xt, param(L, "x_stride"), kir_load(m, KT_I32, ref(L, mt), ref(L, p)), num(L, kn->cols)};
+    kir_callf(m, &passes, transpose, targs);
     kir_var *b = loop(L, &groups, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blocks)->var;
     kir_var *hb = var(L, "hb", KT_PU16), *pb = var(L, "pb", KT_PU16);
     d = kir_decl(m, &blocks, hb, idx(L, ref(L, hdr), mul(L, wide(L, ref(L, b)), size(L, RSR_LANE_SEG_STRIDE))), true);
@@ -730,11 +1041,11 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
         kir_var *pp = loop(L, &blocks, "pp", "pair of passes", num(L, 0),
                            kir_bin(m, KO_LSHR, KT_I32, ref(L, gn), num(L, 1)), &pblk)
                           ->var;
-        lanes_block_passes(L, &pblk, b, xu, hb, pb, out, q, mt, mul(L, ref(L, pp), num(L, 2)), true);
+        lanes_block_passes(L, &pblk, b, xu, hb, pb, out, q, mt, mul(L, ref(L, pp), num(L, 2)), block2);
         first = kir_bin(m, KO_AND, KT_I32, ref(L, gn), num(L, -2));
     }
     p = loop(L, &blocks, "p", "pass", first, ref(L, gn), &pblk)->var;
-    lanes_block_passes(L, &pblk, b, xu, hb, pb, out, q, mt, ref(L, p), false);
+    lanes_block_passes(L, &pblk, b, xu, hb, pb, out, q, mt, ref(L, p), block);
     kir_do(m, &l, kir_vec(m, KO_FREE, KT_VOID, ref(L, xu), NULL, NULL, 0));
     /* the tiles take a shorter rest after the passes */
     kir_if(m, &l, lt(L, ref(L, nl), param(L, "ntok")), &then);
@@ -1031,6 +1342,13 @@ void kir_info_fill(kir_module *m, const kernel *kn) {
     i->i2_block_bytes = kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0;
     i->planes = kn->tm && kn->tm->unit_cols ? kn->tm->planes : 0;
     i->data_offset = kn->data_offset;
+}
+
+void kir_lower_shared(kir_module *m, bool staged) {
+    lower L = {.m = m};
+    lower_lanes_transpose(&L);
+    lower_lanes_block(&L, 1, staged);
+    if (staged) lower_lanes_block(&L, 2, true); /* the pairs of passes (kernel.c lanes_pairs) */
 }
 
 kir_module *kir_lower(const kernel *kn) {

@@ -44,7 +44,8 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, uint64_t *size);
 
 /* ---- emit_c.c: the C printer ---- */
-void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill);
+/* The head of a C file: includes, the blob, the kernels' helpers (the lanes' only where kernels are printed into it) */
+void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill, bool kernels);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa);  /* what i2 kernels call, once per file */
 void emit_c_lut_helpers(FILE *out, bool vector);       /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out, const target *t); /* what batched RSR lanes kernels call */

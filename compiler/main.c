@@ -627,7 +627,6 @@ static void open_printers(build *b) {
     register_temp(b->blob_path);
     if (!(b->c = fopen(b->c_path, "w"))) fatal("%s: cannot create: %s", b->c_path, strerror(errno));
     blob_open(&b->blob, b->blob_path);
-    emit_c_prologue(b->c, o->input, b->t, o->prefill);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
     /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
     const kernel_printer *cpu = EMIT_IS_LLVM(o->emit) ? &printer_llvm
@@ -641,6 +640,8 @@ static void open_printers(build *b) {
     b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .llvm = llvm};
     b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t, .prefill = o->prefill};
     if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
+    /* model.c holds the kernels' helpers only where the kernels are printed into it */
+    emit_c_prologue(b->c, o->input, b->t, o->prefill, cpu == &printer_c && !b->cpu.parts);
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);

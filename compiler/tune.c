@@ -455,7 +455,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     if (!c) fatal("%s: cannot create: %s", c_path, strerror(errno));
     blob_writer blob;
     blob_open(&blob, blob_path);
-    emit_c_prologue(c, tm->name, t, ts->opts.prefill);
+    emit_c_prologue(c, tm->name, t, ts->opts.prefill, true);
     llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune", ts->opts.opt_level) : NULL;
     const kernel_sink sink = {.printer = llvm ? &printer_llvm : &printer_c, .c = c, .llvm = llvm};
     compiled_matrix cm[TUNE_MAX_CANDIDATES];

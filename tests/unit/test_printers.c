@@ -134,7 +134,7 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
     blob_writer blob;
     blob_open(&blob, blob_path);
     /* the lanes helpers in the prologue (--prefill=rsr); each kernel's request chooses */
-    emit_c_prologue(c, "test_printers", t, PREFILL_LANES);
+    emit_c_prologue(c, "test_printers", t, PREFILL_LANES, true);
     llvm_emitter *llvm = pr == &printer_llvm ? emit_llvm_begin(t, "test", -1) : NULL;
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
     compiled_matrix cm[NV * NM];

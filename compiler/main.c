@@ -659,7 +659,7 @@ static void open_printers(build *b) {
         b->check = tune_begin_check(b->t, (compile_options){o->prefill, o->opt_level}, b->use_llvm, b->workdir);
 }
 
-/* The tensors that are not ternary: embedding, LM head (and its int8 copy), final norm, tokenizer. */
+/* The tensors that are not ternary: embedding, LM head, final norm, tokenizer. */
 static void write_constants(build *b) {
     const model *m = b->m;
     artifact_desc *d = &b->d;
@@ -674,7 +674,7 @@ static void write_constants(build *b) {
     d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer, &tok);
     d->chat_template = blob_chat_template(&b->blob, m, tok, &d->chat_template_size);
     rsr_tokenizer_free(tok);
-    /* the int8 copy of the head is made by the runtime at open (rsr_artifact.head_q8_stride alone):
+    /* the int8 copy of the head is made by the runtime at the first certified token (rsr_artifact.head_q8_stride alone):
      * the artifact holds the head once */
     d->head_q8 = d->head_q8_scale = d->head_q8_err = RSR_NO_TENSOR;
     d->head_q8_stride = b->o->greedy_head ? (m->hidden + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD : 0;
@@ -1025,7 +1025,7 @@ static void compile(const options *o) {
     } else {
         open_printers(&b);
         progress_open(o->progress);
-        progress_phase("the embedding, the LM head's int8 copy, the tokenizer");
+        progress_phase("the embedding, the LM head, the tokenizer");
         write_constants(&b);
         compile_matrices(&b);
         finish_kernels(&b);

@@ -200,7 +200,7 @@ static void show_stage(const char *what, double left, double expect_s);
  * the prediction of the stages after the matrices, which leaves the ETA of the stages after it. */
 void progress_stage(const char *what, double expect_s) { show_stage(what, P.after_s, expect_s); }
 
-/* Work before the matrices (the embedding, the LM head's int8 copy): named, with the clock, and
+/* Work before the matrices (the embedding, the LM head, the tokenizer): named, with the clock, and
  * no ETA (nothing predicts it). */
 void progress_phase(const char *what) { show_stage(what, -1, 0); }
 

@@ -184,7 +184,9 @@ typedef struct rsr_artifact {
     int32_t num_matrices;
     uint64_t tokenizer_json; /* blob offset of the tokenizer.json text, RSR_NO_TENSOR if none */
     uint64_t tokenizer_json_size;
-    /* An int8 copy of the LM head for the certified greedy token (RSR_NO_TENSOR if none):
+    /* An int8 copy of the LM head for the certified greedy token. rsrc stores none (head_q8
+     * RSR_NO_TENSOR) and sets head_q8_stride: the runtime makes the copy by this rule at the first
+     * certified token (head_q8_stride 0: no copy, --no-greedy-head). Older artifacts store it here:
      * row v holds u8 q + 128 with w[v][i] = scale[v] * q + e, |e| <= err[v], |q| <= 127;
      * rows are head_q8_stride bytes (hidden rounded up to RSR_X_PAD, padding q = 0). */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* u8 [vocab][stride], f32 [vocab], f32 [vocab] */

@@ -640,8 +640,8 @@ static void open_printers(build *b) {
     b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .llvm = llvm};
     b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t, .prefill = o->prefill};
     if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
-    /* model.c holds the kernels' helpers only where the kernels are printed into it */
-    emit_c_prologue(b->c, o->input, b->t, o->prefill, cpu == &printer_c && !b->cpu.parts);
+    /* model.c holds the lanes' shared functions only where the C printer may print kernels into it */
+    emit_c_prologue(b->c, o->input, b->t, o->prefill, cpu == &printer_c);
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);

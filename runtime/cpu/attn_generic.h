@@ -29,7 +29,7 @@
  *                                in vec_reduce's tree
  *   vec_total(a)                 the sum of the lanes where no kernel has to agree with
  *                                vec_reduce: the softmax's sum of weights, a masked-tail dot
- *   vec_reduce_max(a)            the largest lane
+ *   vec_reduce_max(a)            the largest lane (VEC_HAS_REDUCE_MAX; else this file's, fmaxf in lane order)
  *   vec_exp(x)                   exp(x) lane by lane (the SIMD families: 2^n · p(r) with the
  *                                degree-7 Taylor polynomial; the C family: expf)
  *   VEC_SCORES_BY_BLOCK          1: scores_wx4 sums each block of VEC_W / 4 keys × 4 queries at
@@ -71,6 +71,17 @@
 #include "attn_kernels.h"
 
 #define SKIPS_ZERO (VEC_W > 1) /* the vector families skip rows of weight 0 */
+
+#ifndef VEC_HAS_REDUCE_MAX
+/* vec_reduce_max where the family has no reduction of its own: fmaxf over the lanes in order */
+VEC float vec_reduce_max(vec a) {
+    float lanes[VEC_W], m = -INFINITY;
+    vec_storeu(lanes, a);
+#pragma GCC unroll 16
+    for (int t = 0; t < VEC_W; t++) m = fmaxf(m, lanes[t]);
+    return m;
+}
+#endif
 
 VEC_TYPED static vec row_scale(const void *row, int32_t type, int32_t d) {
     return vec_set1(type == ATTN_Q8 ? attn_q8_scale(row, d) : 0.0f);

@@ -77,13 +77,6 @@ VEC vec vec_hsum(const vec a[8]) {
 }
 
 VEC float vec_total(vec a) { return vec_reduce(a); }
-VEC float vec_reduce_max(vec a) { /* fmaxf over the lanes in order */
-    float lanes[8], m = -INFINITY;
-    _mm256_storeu_ps(lanes, a);
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) m = fmaxf(m, lanes[t]);
-    return m;
-}
 
 /* exp(x) as the AVX-512 family computes it (2^n · p(r), the degree-7 Taylor polynomial), with 2^n
  * made from its exponent bits: a result below FLT_MIN (x < −87.33, −∞, NaN) is 0. */

@@ -83,6 +83,7 @@ VEC vec vec_hsum(const vec a[16]) {
 }
 
 VEC float vec_total(vec a) { return _mm512_reduce_add_ps(a); }
+#define VEC_HAS_REDUCE_MAX 1
 VEC float vec_reduce_max(vec a) { return _mm512_reduce_max_ps(a); }
 
 /* exp(x) for x ≤ 0 (and moderately positive x): 2^n · p(r), r = x − n·ln2, |r| ≤ ln2/2, with

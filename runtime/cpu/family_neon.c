@@ -94,13 +94,6 @@ VEC vec vec_hsum(const vec a[8]) {
 }
 
 VEC float vec_total(vec a) { return vec_reduce(a); }
-VEC float vec_reduce_max(vec a) { /* fmaxf over the lanes in order */
-    float lanes[8], m = -INFINITY;
-    vec_storeu(lanes, a);
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) m = fmaxf(m, lanes[t]);
-    return m;
-}
 
 /* exp of four lanes as the x86 families compute it (2^n · p(r), the degree-7 Taylor polynomial),
  * 2^n made from exponent bits in two factors; below FLT_MIN (x < −87.33, −∞, NaN) it is 0. */

@@ -43,6 +43,7 @@ VEC vec vec_row(const void *row, int32_t i, int32_t type, vec sc) { return attn_
 VEC float vec_reduce(vec a) { return a; }
 VEC vec vec_hsum(const vec a[1]) { return a[0]; }
 VEC float vec_total(vec a) { return a; }
+#define VEC_HAS_REDUCE_MAX 1
 VEC float vec_reduce_max(vec a) { return a; }
 VEC vec vec_exp(vec x) { return expf(x); }
 

@@ -1159,7 +1159,7 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         const rt_run *r = run_of(runs, nruns, t);
         const size_t bytes = (size_t)H * dtype_size(a->embed_dtype);
         _Alignas(64) uint8_t buf[RT_ROW_MAX];
-        const uint8_t *erow = rt_row(m, a->embed + (size_t)tokens[t] * bytes, bytes, buf);
+        const uint8_t *erow = rt_row(m, a->embed + (size_t)tokens[t] * bytes, bytes, buf, sizeof buf);
         float *h = w->h + (size_t)t * (size_t)H;
         for (int32_t i = 0; i < H; i++) h[i] = load_elem(erow, a->embed_dtype, i);
         if (a->embed_scale != 0) /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */

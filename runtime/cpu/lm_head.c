@@ -81,8 +81,8 @@ static float dot_row_of(const rsr_model *m, int32_t v, const float *x, bool few)
     const rsr_artifact *a = m->a;
     const size_t bytes = (size_t)a->hidden * dtype_size(a->lm_head_dtype);
     _Alignas(64) uint8_t buf[RT_ROW_MAX];
-    const uint8_t *r =
-        few ? rt_row(m, a->lm_head + (size_t)v * bytes, bytes, buf) : m->rows + a->lm_head + (size_t)v * bytes;
+    const uint8_t *r = few ? rt_row(m, a->lm_head + (size_t)v * bytes, bytes, buf, sizeof buf)
+                           : m->rows + a->lm_head + (size_t)v * bytes;
     if (a->lm_head_dtype == RSR_DTYPE_BF16) return dot_bf16((const uint16_t *)r, x, a->hidden);
     float dot = 0;
     for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
@@ -209,11 +209,9 @@ static void q8_make(rsr_model *m) {
 #pragma omp for schedule(dynamic, 1)
         for (size_t b = 0; b < (V + Q8_BLOCK - 1) / Q8_BLOCK; b++) {
             const size_t v0 = b * Q8_BLOCK, nv = V - v0 < Q8_BLOCK ? V - v0 : Q8_BLOCK;
-            if (!ok || !rt_rows_read(m, a->lm_head + v0 * row_bytes, nv * row_bytes, rows)) {
-                ok = 0;
-                continue;
-            }
-            ok &= q8_block(rows, a->lm_head_dtype, row_bytes, nv, (int32_t)n, (int32_t)stride, w, mem + v0 * stride,
+            if (!ok) continue;
+            const uint8_t *r = rt_row(m, a->lm_head + v0 * row_bytes, nv * row_bytes, rows, Q8_BLOCK * row_bytes);
+            ok &= q8_block(r, a->lm_head_dtype, row_bytes, nv, (int32_t)n, (int32_t)stride, w, mem + v0 * stride,
                            &scale[v0], &err[v0]);
         }
         free(rows), free(w);

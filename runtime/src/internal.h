@@ -214,16 +214,13 @@ double rt_adapt_begin(const rsr_model *m, int32_t n); /* a decode step's start t
 void rt_adapt_end(rsr_model *m, double t0);
 int32_t rt_team_of(const rsr_model *m);
 rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *params);
-/* The bytes [off, off + n) of the constants, where a row of the embedding or of the head lies:
- * read from the artifact's file into buf (RT_ROW_MAX bytes) where the copy left them out, so that
- * a token's few rows never join the process's resident set; where the CPU reads the rest
- * otherwise (the copy, or the mapping). */
+/* The bytes [off, off + n) of the constants, where rows of the embedding or of the head lie: read
+ * from the artifact's file into buf (cap bytes) where the copy left them out, so that a token's
+ * few rows never join the process's resident set; where the CPU reads the rest otherwise (the
+ * copy, or the mapping, also where n > cap or the file cannot be read). */
 #define RT_ROW_MAX 65536
 #define RT_FEW_ROWS 4096 /* a certified pick reads at most this many exact rows from the file; the rest mapped */
-const uint8_t *rt_row(const rsr_model *m, uint64_t off, size_t n, uint8_t *buf);
-/* The same bytes copied into dst (read from the file where the copy left them out); false when the
- * file cannot be read. */
-bool rt_rows_read(const rsr_model *m, uint64_t off, size_t n, uint8_t *dst);
+const uint8_t *rt_row(const rsr_model *m, uint64_t off, size_t n, uint8_t *buf, size_t cap);
 /* lm_head.c: whether the model has its int8 head (rsr_model.q8), made here the first time a
  * certified pick asks for it: from the artifact's constants (an older rsrc stored it), or from the
  * head's rows (read from the file, quantised by the model's threads). Without memory for it, or

@@ -225,25 +225,22 @@ static bool left_out(const rsr_model *m, uint64_t off, size_t n) {
     return out;
 }
 
-bool rt_rows_read(const rsr_model *m, uint64_t off, size_t n, uint8_t *dst) {
-    if (!left_out(m, off, n)) {
-        memcpy(dst, m->blob + off, n);
-        return true;
-    }
+const uint8_t *rt_row(const rsr_model *m, uint64_t off, size_t n, uint8_t *buf, size_t cap) {
+    if (!left_out(m, off, n)) return m->blob + off;
     size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(m->rows_fd, dst + got, n - got, (off_t)(m->rows_file_at + (int64_t)(off + got)));
+    while (n <= cap && got < n) {
+        ssize_t r = pread(m->rows_fd, buf + got, n - got, (off_t)(m->rows_file_at + (int64_t)(off + got)));
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
+        if (r <= 0) break;
         got += (size_t)r;
     }
-    return true;
+    return got == n ? buf : m->rows + off; /* too long for buf, or a file that cannot be read now: the mapping */
 }
 
-const uint8_t *rt_row(const rsr_model *m, uint64_t off, size_t n, uint8_t *buf) {
-    if (!left_out(m, off, n)) return m->blob + off;
-    if (n <= RT_ROW_MAX && rt_rows_read(m, off, n, buf)) return buf;
-    return m->rows + off; /* a row too long for buf, or a file that cannot be read now: the mapping */
+/* The whole pages of the copy (size bytes) that hold span s. */
+static span span_pages(span s, size_t size) {
+    const size_t to = (s.to + 4095) / 4096 * 4096;
+    return (span){s.from / 4096 * 4096, to < size ? to : size};
 }
 
 /* Address space for the copy, with memory behind the spans only (the rest stays PROT_NONE and is
@@ -252,8 +249,8 @@ static uint8_t *reserve_copy(size_t size, const span *sp, int nsp) {
     uint8_t *dst = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (dst == MAP_FAILED) return NULL;
     for (int i = 0; i < nsp; i++) {
-        const size_t from = sp[i].from / 4096 * 4096, to = (sp[i].to + 4095) / 4096 * 4096;
-        if (mprotect(dst + from, (to < size ? to : size) - from, PROT_READ | PROT_WRITE) != 0) {
+        const span pg = span_pages(sp[i], size);
+        if (mprotect(dst + pg.from, pg.to - pg.from, PROT_READ | PROT_WRITE) != 0) {
             int e = errno;
             munmap(dst, size);
             errno = e;
@@ -315,9 +312,9 @@ rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *p) {
     }
     int failed = 0;
     for (int i = 0; i < nsp && !failed; i++) {
-        const size_t from = sp[i].from / 4096 * 4096, to = (sp[i].to + 4095) / 4096 * 4096;
-        failed = mprotect(dst + from, (to < size ? to : size) - from, PROT_READ) != 0 ||
-                 (p->lock_memory && mlock(dst + from, (to < size ? to : size) - from) != 0);
+        const span pg = span_pages(sp[i], size);
+        failed = mprotect(dst + pg.from, pg.to - pg.from, PROT_READ) != 0 ||
+                 (p->lock_memory && mlock(dst + pg.from, pg.to - pg.from) != 0);
     }
     if (failed) {
         int e = errno;

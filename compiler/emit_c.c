@@ -187,6 +187,8 @@ static const char *const c_types[KT_COUNT] = {
     [KT_PW16] = "const rsr_w16 *",
     [KT_Y32] = "rsr_y32",
     [KT_PY32] = "rsr_y32 *",
+    [KT_I32X4] = "rsr_s4",
+    [KT_PI32X4] = "rsr_s4 *",
 };
 
 static bool c_vector(enum kir_type t) {
@@ -366,7 +368,9 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
         return;
     }
     if (c_vector(e->type) && c_vector_expr(P, e)) return;
-    if ((e->type == KT_B64 || e->type == KT_W16 || e->type == KT_Y32 || e->type == KT_PY32) && c_lanes_expr(P, e))
+    if ((e->type == KT_B64 || e->type == KT_W16 || e->type == KT_Y32 || e->type == KT_PY32 ||
+         (e->type == KT_I32X4 && e->op == KO_SPLAT)) &&
+        c_lanes_expr(P, e))
         return;
     if (e->op == KO_LANE && e->a->type == KT_V32) { /* GNU C's subscript of a vector of int32 */
         fputs("((__v16si)", P->out);
@@ -421,6 +425,7 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_WIDEN: c_call(P, "rsr_widen", e->a, e->b, NULL, NULL); break;
     case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
+    case KO_VSUM4: c_call(P, "rsr_bsum4", e->a, e->b, e->c, e->d); break;
     case KO_BDOT: c_call(P, "rsr_bdot", e->a, e->b, e->c, NULL); break;
     case KO_PAIR: c_call(P, "rsr_pair", e->a, e->b, NULL, NULL); break;
     case KO_XPAIR: c_call(P, "rsr_xpair", e->a, e->b, NULL, NULL); break;
@@ -794,7 +799,7 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     fprintf(out, ", %s, %s, %d, %d, %d, ", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL", r->unit_cols,
             r->planes, r->scale_cols);
     emit_c_offset(out, r->group_scale);
-    fputs("},\n", out);
+    fprintf(out, ", %d},\n", r->unit_stride ? r->unit_stride : r->rows);
 }
 
 /* A long text as one literal per line, so that the generated C stays readable. */

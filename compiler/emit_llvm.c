@@ -348,6 +348,24 @@ static LLVMValueRef vsum(llvm_emitter *e, const kir_info *mi, LLVMValueRef acc) 
     return intrinsic(e, name, e->i32, &acc, 1);
 }
 
+/* Lane r the sum of v[r]'s lanes (KO_VSUM4), as x86's phaddd and NEON's addp add pairs: within
+ * each run of 4 lanes, two vectors' adjacent pairs added (twice: four vectors of n lanes into one
+ * whose every run of 4 holds a part of each), then the runs added in halves until one is left. */
+static LLVMValueRef vsum4(llvm_emitter *e, LLVMValueRef v[4], int n) {
+    int even[64], odd[64];
+    for (int i = 0; i < n; i++) /* run i/4: lanes 0, 1 from the first vector, 2, 3 from the second */
+        even[i] = (i % 4 < 2 ? 0 : n) + 4 * (i / 4) + 2 * (i % 2), odd[i] = even[i] + 1;
+    for (int count = 4; count > 1; count /= 2)
+        for (int i = 0; i < count / 2; i++)
+            v[i] = LLVMBuildAdd(e->b, shuffle(e, v[2 * i], v[2 * i + 1], even, n),
+                                shuffle(e, v[2 * i], v[2 * i + 1], odd, n), "");
+    for (int lo[32], hi[32]; n > 4; n /= 2) {
+        for (int i = 0; i < n / 2; i++) lo[i] = i, hi[i] = n / 2 + i;
+        v[0] = LLVMBuildAdd(e->b, shuffle(e, v[0], NULL, lo, n / 2), shuffle(e, v[0], NULL, hi, n / 2), "");
+    }
+    return v[0];
+}
+
 /* ---- the lanes pass's operations (kir.h; lower.c lowers its transpose and block) ---- */
 
 static LLVMTypeRef lanes32(llvm_emitter *e) { return LLVMVectorType(e->i32, 16); }
@@ -704,6 +722,11 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         r.f[0] = vsum(e, mi, total);
         return r;
     }
+    case KO_VSUM4: {
+        LLVMValueRef v[4] = {kev1(k, x->a), kev1(k, x->b), kev1(k, x->c), kev1(k, x->d)};
+        r.f[0] = vsum4(e, v, acc_lanes(mi));
+        return r;
+    }
     case KO_FIELD: r.f[0] = field_codes(e, V, vload(e, V, kev1(k, x->a), 0), (int)x->imm); return r;
     case KO_BDOT: {
         kval a = kev(k, x->a);
@@ -747,9 +770,10 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     }
     case KO_QUARTER: r.f[0] = quarter(e, kev1(k, x->a), (int)x->imm); return r;
     case KO_SPLAT: {
-        LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(lanes32(e)), kev1(k, x->a), c32(e, 0), "");
-        int zeros[16] = {0};
-        r.f[0] = shuffle(e, v, NULL, zeros, 16);
+        int n = x->type == KT_I32X4 ? 4 : 16, zeros[16] = {0};
+        LLVMTypeRef t = LLVMVectorType(e->i32, (unsigned)n);
+        LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(t), kev1(k, x->a), c32(e, 0), "");
+        r.f[0] = shuffle(e, v, NULL, zeros, n);
         return r;
     }
     case KO_PIN: r.f[0] = pin(e, kev1(k, x->a)); return r;

@@ -216,6 +216,10 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
         if (tm->unit_cols) { /* tiles as below; per unit, the accumulators live for a unit's fields only */
             kn->strategy = "i2-units";
+            /* a block's sums of successive units RSR_UNIT_PAD apart more than the rows: at a stride
+             * of a multiple of 4 KB (rows of a multiple of 1024) they all fell in one set of L1,
+             * whose misses made the kernel 2x slower */
+            kn->unit_stride = kn->rows + RSR_UNIT_PAD;
             kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4;
             return;
         }

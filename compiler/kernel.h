@@ -62,6 +62,7 @@ typedef struct kernel {
     int32_t vec_bytes;              /* i2: bytes of one vector register (16, 32, 64) */
     int32_t groups;                 /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
     int32_t unit_cols;              /* i2: sums per unit of this many columns (scales per group), 0: per row */
+    int32_t unit_stride;            /* i2 per unit: unit u's sums at y[u·unit_stride + row] (kernel.c) */
     int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     int lanes_min; /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */

@@ -26,7 +26,7 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_SHL] = "shl", [KO_LSHR] = "lshr", [KO_AND] = "and", [KO_LT] = "lt", [KO_LE] = "le", [KO_EQ] = "eq",
     [KO_NE] = "ne", [KO_LAND] = "land", [KO_LOR] = "lor", [KO_NEG] = "neg", [KO_SELECT] = "select",
     [KO_CAST] = "cast", [KO_LOAD] = "load", [KO_INDEX] = "index", [KO_REINTERPRET] = "reinterpret",
-    [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_FIELD] = "field",
+    [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_VSUM4] = "vsum4", [KO_FIELD] = "field",
     [KO_BDOT] = "bdot", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
     [KO_MMLA] = "mmla", [KO_LANE] = "lane",
     [KO_VCONST] = "vconst", [KO_XWORDS] = "xwords", [KO_PERMW] = "permw", [KO_MADDW] = "maddw",

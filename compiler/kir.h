@@ -85,7 +85,8 @@ enum kir_type {
     KT_LUT16, /* an entry of the scalar lut's tables (int16_t, signed; local arrays only) */
     KT_LUTV,  /* one 64-byte plane of the vector lut's tables (C __m512i; local arrays only) */
     KT_BYTES, /* uint8_t *: scratch the kernel allocates and writes (the lanes pass's transposed x) */
-    /* the GPU forms' 16-byte words (CUDA int4/uint4, LLVM <4 x i32>) and pointers to them */
+    /* the GPU forms' 16-byte words (CUDA int4/uint4, LLVM <4 x i32>) and pointers to them; on
+     * the CPU KT_I32X4 is four rows' sums (KO_VSUM4; C rsr_s4, a GNU vector) */
     KT_I32X4,
     KT_U32X4,
     KT_PI32X4,
@@ -140,6 +141,7 @@ enum kir_op {
     KO_DOT4,  /* a + the codes of one group (V packed bytes at b) · x[0..4V) at c */
     KO_SUM4,  /* a + Σ x[0..4V) at b */
     KO_VSUM,  /* the int32 sum of accumulator a's lanes (KT_VACC or KT_BACC) */
+    KO_VSUM4, /* KT_I32X4: lane r the int32 sum of accumulator r's lanes, of a, b, c, d (KT_BACC) */
     KO_FIELD, /* the codes 0..2 of field imm of V packed bytes at a */
     KO_BDOT,  /* a + codes b · x[0..V) at c */
     KO_DOT4P, /* KO_DOT4 into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening per group */

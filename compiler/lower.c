@@ -342,7 +342,7 @@ static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) {
 /* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
  * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
  * fields of a unit (1, 2 or 4 of them) into one accumulator per row, each unit's sum stored at
- * y[u·rows + row] less the unit's Σx. A code of 3 is a weight of +2 (Q2_0), as c − 1 reads it. */
+ * y[u·unit_stride + row] less the unit's Σx. A code of 3 is a weight of +2 (Q2_0), as c − 1 reads it. */
 typedef struct units_ctx {
     kir_var **acc, *su, *g, *b;
     int unit; /* of the group's units */
@@ -354,12 +354,26 @@ static kir_expr *unit_of(lower *L, const units_ctx *c) {
 static kir_expr *units_index(lower *L, int r, void *ctx) {
     units_ctx *c = ctx;
     kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
-    return add(L, mul(L, wide(L, unit_of(L, c)), size(L, L->kn->rows)), row);
+    return add(L, mul(L, wide(L, unit_of(L, c)), size(L, L->kn->unit_stride)), row);
 }
 static kir_expr *units_value(lower *L, int r, void *ctx) {
     units_ctx *c = ctx;
     kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r]), NULL, NULL, 0);
     return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->su), unit_of(L, c)));
+}
+
+/* Rows b·4 .. b·4+3 of a unit at once: the four accumulators reduced together (KO_VSUM4, a few
+ * shuffles for the four, where each alone takes as many), less the unit's Σx, stored as one
+ * vector at y[at]; where the rows are not a whole number of blocks of 4, one row at a time. */
+static bool units_by4(const kernel *kn) { return kn->block_rows == 4 && kn->rows % 4 == 0; }
+
+static void store_units4(lower *L, kir_list *l, kir_var **acc, kir_expr *at, kir_expr *su) {
+    kir_module *m = L->m;
+    kir_expr *s = kir_vec4(m, KO_VSUM4, ref(L, acc[0]), ref(L, acc[1]), ref(L, acc[2]), ref(L, acc[3]), 0);
+    s->type = KT_I32X4;
+    kir_expr *v = sub(L, s, kir_vec(m, KO_SPLAT, KT_I32X4, su, NULL, NULL, 0));
+    kir_expr *p = kir_reinterpret(m, KT_PI32X4, idx(L, param(L, "y"), at));
+    kir_store(m, l, p, num(L, 0), v)->align = 4;
 }
 
 static void lower_i2_units(lower *L) {
@@ -396,7 +410,12 @@ static void lower_i2_units(lower *L) {
             kir_expr *xp = idx(L, idx(L, param(L, "x"), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
             kir_set(m, &sc, acc[r], kir_vec(m, KO_BDOT, KT_BACC, ref(L, acc[r]), ref(L, codes[r]), xp, 0));
         }
-        if (i % per == per - 1) {
+        if (i % per == per - 1 && units_by4(kn)) {
+            uc.unit = i / per;
+            kir_expr *at = add(L, mul(L, wide(L, unit_of(L, &uc)), size(L, kn->unit_stride)),
+                               mul(L, wide(L, ref(L, b)), size(L, 4)));
+            store_units4(L, &gl, acc, at, kir_load(m, KT_I32, ref(L, su), unit_of(L, &uc)));
+        } else if (i % per == per - 1) {
             uc.unit = i / per;
             store_rows(L, &gl, b, R, units_index, units_value, &uc);
         }
@@ -419,7 +438,7 @@ static kir_expr *utile_index(lower *L, int r, void *ctx) {
     utile_ctx *c = ctx;
     kir_expr *tj = wide(L, add(L, ref(L, c->t), num(L, c->j)));
     kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
-    kir_expr *unit = mul(L, wide(L, utile_unit(L, c)), size(L, L->kn->rows));
+    kir_expr *unit = mul(L, wide(L, utile_unit(L, c)), size(L, L->kn->unit_stride));
     return add(L, add(L, mul(L, tj, wide(L, param(L, "y_stride"))), unit), row);
 }
 static kir_expr *utile_value(lower *L, int r, void *ctx) {
@@ -470,8 +489,20 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
                     kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.acc[r][j]), ref(L, codes[r]), tile_xp(L, x[j], g, i), 0);
                 kir_set(m, &sc, c.acc[r][j], dot);
             }
-        if (i % per == per - 1)
-            for (c.unit = i / per, c.j = 0; c.j < T; c.j++) store_rows(L, &gl, b, R, utile_index, utile_value, &c);
+        for (c.unit = i / per, c.j = 0; i % per == per - 1 && c.j < T; c.j++) {
+            if (!units_by4(kn)) {
+                store_rows(L, &gl, b, R, utile_index, utile_value, &c);
+                continue;
+            }
+            kir_var *accj[4] = {c.acc[0][c.j], c.acc[1][c.j], c.acc[2][c.j], c.acc[3][c.j]};
+            kir_expr *tj = wide(L, add(L, ref(L, t), num(L, c.j)));
+            kir_expr *at = add(L,
+                               add(L, mul(L, tj, wide(L, param(L, "y_stride"))),
+                                   mul(L, wide(L, utile_unit(L, &c)), size(L, kn->unit_stride))),
+                               mul(L, wide(L, ref(L, b)), size(L, 4)));
+            kir_expr *sx = add(L, utile_unit(L, &c), num(L, c.j * (kn->cols / kn->unit_cols)));
+            store_units4(L, &gl, accj, at, kir_load(m, KT_I32, ref(L, su), sx));
+        }
     }
 }
 

@@ -889,7 +889,8 @@ static void compile_matrices(build *b) {
                                  tm.unit_cols,
                                  tm.unit_cols && kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
                                  tm.scale_cols,
-                                 RSR_NO_TENSOR};
+                                 RSR_NO_TENSOR,
+                                 kn->unit_stride};
             if (tm.unit_cols) r->group_scale = write_group_scales(&b->blob, &tm);
             if (!m->num_experts || j < PROJ_GATE) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);

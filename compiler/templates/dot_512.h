@@ -3,6 +3,16 @@ typedef __m512i rsr_codes, rsr_bacc;
 #define rsr_bdot(a, k, x) RSR_DOT(a, k, _mm512_loadu_si512((const void *)(x)))
 static inline rsr_bacc rsr_bzero(void) { return _mm512_setzero_si512(); }
 static inline int32_t rsr_bsum(rsr_bacc a) { return _mm512_reduce_add_epi32(a); }
+typedef int32_t rsr_s4 __attribute__((vector_size(16))); /* four rows' sums (rsr_bsum4) */
+typedef int32_t rsr_s4u __attribute__((vector_size(16), aligned(4))); /* rsr_s4 at any int32 */
+static inline __m256i rsr_bhalves(__m512i a) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+static inline rsr_s4 rsr_bsum4(rsr_bacc a, rsr_bacc b, rsr_bacc c, rsr_bacc d) { /* lane r: Σ of the r-th */
+    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(rsr_bhalves(a), rsr_bhalves(b)),
+                                  _mm256_hadd_epi32(rsr_bhalves(c), rsr_bhalves(d)));
+    return (rsr_s4)_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
 typedef struct { __m512i f[4]; } rsr_vacc;
 static inline rsr_vacc rsr_vzero(void) {
     rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()}};

@@ -7,6 +7,11 @@ static inline uint8x16_t rsr_field_of(uint8x16_t p, int i) {
 #define rsr_bdot(a, k, x) RSR_DOT(a, k, vld1q_s8(x))
 static inline rsr_bacc rsr_bzero(void) { return vdupq_n_s32(0); }
 static inline int32_t rsr_bsum(rsr_bacc a) { return vaddvq_s32(a); }
+typedef int32_t rsr_s4 __attribute__((vector_size(16))); /* four rows' sums (rsr_bsum4) */
+typedef int32_t rsr_s4u __attribute__((vector_size(16), aligned(4))); /* rsr_s4 at any int32 */
+static inline rsr_s4 rsr_bsum4(rsr_bacc a, rsr_bacc b, rsr_bacc c, rsr_bacc d) { /* lane r: Σ of the r-th */
+    return (rsr_s4)vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d));
+}
 static inline rsr_vacc rsr_vzero(void) { return vdupq_n_s32(0); }
 static inline rsr_vacc rsr_dot4(rsr_vacc acc, const uint8_t *w, const int8_t *x) {
     uint8x16_t p = vld1q_u8(w), m = vdupq_n_u8(3);

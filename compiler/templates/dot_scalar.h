@@ -23,4 +23,7 @@ static inline rsr_bacc rsr_bdot(rsr_bacc a, rsr_codes k, const int8_t *x) {
     return a;
 }
 static inline int32_t rsr_bsum(rsr_bacc a) { return a; }
+typedef int32_t rsr_s4 __attribute__((vector_size(16))); /* four rows' sums (rsr_bsum4) */
+typedef int32_t rsr_s4u __attribute__((vector_size(16), aligned(4))); /* rsr_s4 at any int32 */
+static inline rsr_s4 rsr_bsum4(rsr_bacc a, rsr_bacc b, rsr_bacc c, rsr_bacc d) { return (rsr_s4){a, b, c, d}; }
 

@@ -34,9 +34,9 @@ typedef struct rt_gpu {
 typedef struct rt_gpu_session rt_gpu_session;
 
 /* Matrix i's int32 sums on the GPU: its rows, or with scales per group units · planes · rows, the
- * planes those of its GPU kernel (rsr_artifact_gpu_matrix.planes). */
+ * planes those of its GPU kernel (rsr_artifact_gpu_matrix.planes), `rows` apart. */
 static inline int64_t rt_gpu_kernel_rows(const rsr_artifact *a, int32_t i) {
-    return rt_sums_rows(&a->matrix[i], a->gpu->matrix[i].planes);
+    return rt_sums_rows(&a->matrix[i], a->gpu->matrix[i].planes, a->matrix[i].rows);
 }
 
 /* The device's entry of rt_devices (gpu_forward.c) and its model's part (gpu_model.c). */

@@ -466,7 +466,8 @@ RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *
               (a, g, u, r0, r1))
 
 /* Rows [r0, r1) of a matrix with scales per group of columns, token t (docs/numerics.md, "Group
- * scales"): y[r] (=, or +=) Σ_u ((float)(Σ_p S[u][p][r]) · scale[u][r]) · xd[u] over the units in
+ * scales"): y[r] (=, or +=) Σ_u ((float)(Σ_p S[u][p][r]) · scale[u][r]) · xd[u] (S[u][p][r] at
+ * acc[(u·P + p)·S + r], scale[u][r] at gs[(u / per)·R + r]) over the units in
  * ascending order; with per-token activations (xd NULL), Σ_u (float)(Σ_p S) · scale[u][r], then
  * / x_scale. Unit by unit over a chunk of rows, so that the sums and scales are read in order and
  * the loops vectorise across rows (clones per ISA: this conversion did 11 scalar instructions per
@@ -474,15 +475,15 @@ RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *
  * in the same order, whatever the vector width (no contraction: -ffp-contract=off). */
 #define GROUP_ROWS 256
 RT_INLINE_BODY void group_dequantize_isa_body(float *restrict y, const int32_t *restrict acc, const float *restrict gs,
-                                              const float *restrict xd, float x_scale, size_t R, int32_t U, int32_t P,
-                                              int32_t per, int32_t r0, int32_t r1, int accumulate) {
+                                              const float *restrict xd, float x_scale, size_t R, size_t S, int32_t U,
+                                              int32_t P, int32_t per, int32_t r0, int32_t r1, int accumulate) {
     float sum[GROUP_ROWS];
     for (int32_t c0 = r0; c0 < r1; c0 += GROUP_ROWS) {
         const int32_t n = r1 - c0 < GROUP_ROWS ? r1 - c0 : GROUP_ROWS;
         for (int32_t i = 0; i < n; i++) sum[i] = 0;
         for (int32_t u = 0; u < U; u++) {
-            const int32_t *restrict s0 = acc + (size_t)u * (size_t)P * R + (size_t)c0;
-            const int32_t *restrict s1 = P == 2 ? s0 + R : NULL;
+            const int32_t *restrict s0 = acc + (size_t)u * (size_t)P * S + (size_t)c0;
+            const int32_t *restrict s1 = P == 2 ? s0 + S : NULL;
             const float *restrict g = gs + (size_t)(u / per) * R + (size_t)c0;
             if (xd) {
                 const float d = xd[u];
@@ -504,14 +505,15 @@ RT_INLINE_BODY void group_dequantize_isa_body(float *restrict y, const int32_t *
 }
 RT_ISA_CLONES(group_dequantize_isa,
               (float *restrict y, const int32_t *restrict acc, const float *restrict gs, const float *restrict xd,
-               float x_scale, size_t R, int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1, int accumulate),
-              (y, acc, gs, xd, x_scale, R, U, P, per, r0, r1, accumulate))
+               float x_scale, size_t R, size_t S, int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1,
+               int accumulate),
+              (y, acc, gs, xd, x_scale, R, S, U, P, per, r0, r1, accumulate))
 
 static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, float *restrict y,
                              const int32_t *restrict acc, const float *xd, float x_scale, int32_t r0, int32_t r1,
                              int accumulate) {
-    group_dequantize_isa(y, acc, blob_f32(m, mx->group_scale), xd, x_scale, (size_t)mx->rows, mx->cols / mx->unit_cols,
-                         mx->planes, mx->scale_cols / mx->unit_cols, r0, r1, accumulate);
+    group_dequantize_isa(y, acc, blob_f32(m, mx->group_scale), xd, x_scale, (size_t)mx->rows, (size_t)mx->unit_stride,
+                         mx->cols / mx->unit_cols, mx->planes, mx->scale_cols / mx->unit_cols, r0, r1, accumulate);
 }
 
 /* bitlinear's form when a matrix has scales per group of columns (and for every matrix of such a

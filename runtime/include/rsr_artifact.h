@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    13u /* 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    14u /* 14: rsr_artifact_matrix.unit_stride; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -62,14 +62,20 @@ typedef struct rsr_artifact_matrix {
     rsr_kernel_fn kernel;
     rsr_kernel_batch_fn kernel_batch; /* NULL: the runtime calls `kernel` once per token */
     /* Scales per group of columns (docs/numerics.md, "Group scales"), unit_cols > 0: the kernel's
-     * rows are units · planes · rows sums (num_blocks counts blocks of those), the one of unit u,
-     * plane p and row r at y[(u·planes + p)·rows + r] over columns [u·unit_cols, (u+1)·unit_cols)
+     * rows are units · planes · unit_stride sums (num_blocks counts blocks of those, or of the
+     * rows for i2, whose blocks write every unit of their rows), the one of unit u, plane p and row
+     * r at y[(u·planes + p)·unit_stride + r] over columns [u·unit_cols, (u+1)·unit_cols)
      * (plane 0: the weights clamped to ±1; plane 1: 1 where a weight is +2), and row r's output is
      * Σ_u group_scale[u·unit_cols / scale_cols][r] · (Σ_p sum) · (the activation's scale of unit u).
      * unit_cols 0: one sum per row, scaled by `scale`. */
     int32_t unit_cols, planes, scale_cols;
     uint64_t group_scale; /* f32 [cols / scale_cols][rows] (by group, then row); RSR_NO_TENSOR when unit_cols is 0 */
+    /* the rows, or more (i2: rows + RSR_UNIT_PAD, so that one block's sums of successive units do
+     * not fall in one cache set, as they do 4 KB apart); a device's own kernels (rt_backend.planes)
+     * write theirs `rows` apart */
+    int32_t unit_stride;
 } rsr_artifact_matrix;
+#define RSR_UNIT_PAD 16
 
 /* How a mixture of experts weighs its experts (rsr_artifact_layer.gating) */
 enum rsr_gating { RSR_GATING_SOFTMAX = 0 }; /* softmax of the router's logits, the top k renormalised to sum 1 */

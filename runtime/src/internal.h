@@ -194,12 +194,14 @@ rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x,
 rsr_status rt_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The sums a matrix's kernel writes per token: one per row, or per unit, plane and row
  * (rsr_artifact_matrix.unit_cols). */
-/* The int32 sums of a kernel of x whose sums per unit come in `planes` planes: its rows, or with
- * scales per group units · planes · rows. */
-static inline int64_t rt_sums_rows(const rsr_artifact_matrix *x, int32_t planes) {
-    return x->unit_cols > 0 ? (int64_t)(x->cols / x->unit_cols) * planes * x->rows : x->rows;
+/* The int32 sums of a kernel of x whose sums per unit come in `planes` planes `stride` apart: its
+ * rows, or with scales per group units · planes · stride. */
+static inline int64_t rt_sums_rows(const rsr_artifact_matrix *x, int32_t planes, int32_t stride) {
+    return x->unit_cols > 0 ? (int64_t)(x->cols / x->unit_cols) * planes * stride : x->rows;
 }
-static inline int64_t rt_kernel_rows(const rsr_artifact_matrix *x) { return rt_sums_rows(x, x->planes); }
+static inline int64_t rt_kernel_rows(const rsr_artifact_matrix *x) {
+    return rt_sums_rows(x, x->planes, x->unit_stride);
+}
 /* n rounded up to RSR_X_PAD: the padded length of a quantised activation (the kernel contract). */
 static inline int32_t rt_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
 /* load.c: refuses an artifact whose code needs CPU features this CPU lacks; the threads of a

@@ -231,10 +231,11 @@ static rsr_status check_artifact(rsr_model *m) {
             return BAD("matrix %d: units of %d columns, activations per block of %d", i, x->unit_cols, a->act_block);
         if (x->unit_cols > 0 &&
             (x->cols <= 0 || x->cols % x->unit_cols || x->planes < 1 || x->planes > 2 || x->scale_cols <= 0 ||
-             x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 ||
+             x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 || x->unit_stride < x->rows ||
+             x->unit_stride > x->rows + 4096 ||
              !blob_range_ok(a, x->group_scale, 4 * (uint64_t)x->rows * (uint64_t)(x->cols / x->scale_cols), 4)))
-            return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns", i, x->cols, x->unit_cols,
-                       x->planes, x->scale_cols);
+            return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns, %d rows %d apart", i,
+                       x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride);
         /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the
          * matrix's (i2, which writes every unit of its rows) */
         int64_t kr = x->rows > 0 && x->cols > 0 ? rt_kernel_rows(x) : 0;
@@ -477,15 +478,16 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     /* scales per group: the kernel's sums per unit and plane, the planes added (a device's kernel
      * may have other planes than the CPU's: rt_backend.planes) */
     const int32_t P = m->backend->planes ? m->backend->planes(m, index) : mx->planes;
-    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = (size_t)rt_sums_rows(mx, P);
+    const int32_t stride = m->backend->planes ? mx->rows : mx->unit_stride;
+    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = (size_t)rt_sums_rows(mx, P, stride);
     int32_t *k = malloc(sizeof *k * K * (size_t)ntok);
     if (!k) return RSR_ERR_OUT_OF_MEMORY;
     rsr_status st = m->backend->matmul_int(m, index, x, ntok, k);
     for (size_t t = 0; st == RSR_OK && t < (size_t)ntok; t++)
         for (size_t u = 0; u < U; u++)
             for (size_t r = 0; r < R; r++) {
-                const int32_t *s = k + t * K + u * (size_t)P * R + r;
-                y[t * U * R + u * R + r] = P == 2 ? s[0] + s[R] : s[0];
+                const int32_t *s = k + t * K + u * (size_t)P * (size_t)stride + r;
+                y[t * U * R + u * R + r] = P == 2 ? s[0] + s[stride] : s[0];
             }
     free(k);
     return st;

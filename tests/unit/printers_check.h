@@ -17,11 +17,19 @@
 /* tokens per pass of the lanes form (the compiler's RSR_LANES: test_printers asserts they agree) */
 #define CHECK_LANES 64
 
-/* A matrix as the checks see it: row-major weights in {-1, 0, 1}. */
+/* A matrix as the checks see it: row-major weights in {-1, 0, 1} (and 2: i2 per unit). With
+ * unit_rows > 0, the i2 form per unit of columns: row u·unit_rows + r (row r's weights in unit u's
+ * columns) is written at y[u·unit_stride + r], and nothing between one unit's rows and the next. */
 typedef struct check_matrix {
     const int8_t *w;
     int32_t rows, cols;
+    int32_t unit_rows, unit_stride;
 } check_matrix;
+
+/* The int32 sums a kernel of tm writes per token (its padding included). */
+static int32_t out_rows(const check_matrix *tm) {
+    return tm->unit_rows ? tm->rows / tm->unit_rows * tm->unit_stride : tm->rows;
+}
 
 static uint64_t rng = 0x2545f4914f6cdd1du;
 static uint32_t next(void) {
@@ -37,11 +45,13 @@ static void fill(int8_t *x, int32_t cols, int32_t xs, int kind) {
     for (int32_t c = 0; c < cols; c++) x[c] = kind == 0 ? 127 : kind == 1 ? -128 : (int8_t)next();
 }
 
+/* y as the kernel writes it; what it leaves alone stays 0x5a5a5a5a, as the checks fill got */
 static void naive(const check_matrix *t, const int8_t *x, int32_t *y) {
+    memset(y, 0x5a, sizeof(int32_t) * (size_t)out_rows(t));
     for (int32_t r = 0; r < t->rows; r++) {
         int32_t s = 0;
         for (int32_t c = 0; c < t->cols; c++) s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-        y[r] = s;
+        y[t->unit_rows ? r / t->unit_rows * t->unit_stride + r % t->unit_rows : r] = s;
     }
 }
 
@@ -54,16 +64,17 @@ static void *check_alloc(size_t n) {
 static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, const check_matrix *tm, const char *what) {
     const int32_t xs = (tm->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *x = check_alloc((size_t)xs * RSR_BATCH_MAX);
-    int32_t *want = check_alloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
-    int32_t *got = check_alloc(sizeof(int32_t) * (size_t)tm->rows * RSR_BATCH_MAX);
+    const int32_t rows = out_rows(tm);
+    int32_t *want = check_alloc(sizeof(int32_t) * (size_t)rows * RSR_BATCH_MAX);
+    int32_t *got = check_alloc(sizeof(int32_t) * (size_t)rows * RSR_BATCH_MAX);
     const uint8_t *data = blob + am->data;
     for (int kind = 0; kind < 4; kind++) {
         fill(x, tm->cols, xs, kind);
         naive(tm, x, want);
-        memset(got, 0x5a, sizeof(int32_t) * (size_t)tm->rows);
+        memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
         am->kernel(data, x, got, 0, am->num_blocks / 2);
         am->kernel(data, x, got, am->num_blocks / 2, am->num_blocks);
-        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows), "%s: decode, vector %d", what, kind);
+        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)rows), "%s: decode, vector %d", what, kind);
     }
     if (!am->kernel_batch) goto out;
     /* 1 and 3: the tiles (below LANES_MIN); 47 and 64: the lanes form's partial and full pass;
@@ -75,13 +86,12 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
         int32_t ntok = ntoks[n];
         for (int32_t t = 0; t < ntok; t++) {
             fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4);
-            naive(tm, x + (size_t)t * (size_t)xs, want + (size_t)t * (size_t)tm->rows);
+            naive(tm, x + (size_t)t * (size_t)xs, want + (size_t)t * (size_t)rows);
         }
-        memset(got, 0x5a, sizeof(int32_t) * (size_t)tm->rows * (size_t)ntok);
-        am->kernel_batch(data, x, xs, got, tm->rows, ntok, 0, am->num_blocks / 2);
-        am->kernel_batch(data, x, xs, got, tm->rows, ntok, am->num_blocks / 2, am->num_blocks);
-        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)tm->rows * (size_t)ntok), "%s: batched, %d tokens", what,
-               ntok);
+        memset(got, 0x5a, sizeof(int32_t) * (size_t)rows * (size_t)ntok);
+        am->kernel_batch(data, x, xs, got, rows, ntok, 0, am->num_blocks / 2);
+        am->kernel_batch(data, x, xs, got, rows, ntok, am->num_blocks / 2, am->num_blocks);
+        EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)rows * (size_t)ntok), "%s: batched, %d tokens", what, ntok);
     }
 out:
     free(x), free(want), free(got);

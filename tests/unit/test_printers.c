@@ -61,6 +61,19 @@ static ternary_matrix grouped_matrix(const char *name, int32_t rows, int32_t col
     return t;
 }
 
+/* What the i2 form per unit computes of a grouped matrix (lower_i2_units): row u·src_rows + r
+ * holds row r's weights as loaded (a +2 as 2) in unit u's columns, zero elsewhere. */
+static int8_t *units_matrix(const ternary_matrix *t) {
+    const int32_t units = t->cols / t->unit_cols;
+    int8_t *w = xcalloc((size_t)units * (size_t)t->src_rows * (size_t)t->cols, 1);
+    for (int32_t u = 0; u < units; u++)
+        for (int32_t r = 0; r < t->src_rows; r++)
+            for (int32_t c = u * t->unit_cols; c < (u + 1) * t->unit_cols; c++)
+                w[((size_t)u * (size_t)t->src_rows + (size_t)r) * (size_t)t->cols + (size_t)c] =
+                    t->w[(size_t)r * (size_t)t->cols + (size_t)c];
+    return w;
+}
+
 typedef struct variant {
     enum strategy strategy;
     bool lanes; /* i2: the batched kernel as RSR with tokens in lanes (--prefill=rsr) */
@@ -72,27 +85,43 @@ static const variant variants[] = {
     {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
     {STRAT_LUT, false, 0},
 };
-enum { NV = sizeof variants / sizeof *variants, NM = 8 };
+enum { NV = sizeof variants / sizeof *variants, NM = 10 };
 
 static ternary_matrix mats[NM];
-static int8_t *flat[NM]; /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
+static int8_t *flat[NM];  /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
+static int8_t *units[NM]; /* a grouped matrix's for the i2 form per unit (units_matrix) */
+
+/* What the checks hold kernel cm of matrix m to. */
+static check_matrix check_of(int m, const compiled_matrix *cm) {
+    const ternary_matrix *t = &mats[m];
+    if (t->unit_cols && cm->kn.form == KF_I2)
+        return (check_matrix){units[m], t->cols / t->unit_cols * t->src_rows, t->cols, t->src_rows, cm->kn.unit_stride};
+    return (check_matrix){flat[m], t->rows, t->cols, 0, 0};
+}
 static int pairs_run, pairs_denied;
 
 /* ---- another architecture: the object carries its matrices and is checked under qemu-user ---- */
 
 /* The weights and descriptions of the object's kernels, for printers_runner (its test_matrix). */
-static void emit_matrices(FILE *c, int n, const ternary_matrix *const *of, char (*what)[160]) {
+static void emit_weights(FILE *c, const char *name, int m, const int8_t *w, size_t n) {
+    fprintf(c, "static const int8_t %s%d[] = {", name, m);
+    for (size_t i = 0; i < n; i++) fprintf(c, "%s%d", i % 32 ? ", " : i ? ",\n    " : "", w[i]);
+    fputs("};\n", c);
+}
+
+static void emit_matrices(FILE *c, int n, const int *of, const check_matrix *chk, char (*what)[160]) {
     for (int m = 0; m < NM; m++) {
-        fprintf(c, "static const int8_t test_w%d[] = {", m);
-        for (size_t i = 0; i < (size_t)mats[m].rows * (size_t)mats[m].cols; i++)
-            fprintf(c, "%s%d", i % 32 ? ", " : i ? ",\n    " : "", flat[m][i]);
-        fputs("};\n", c);
+        emit_weights(c, "test_w", m, flat[m], (size_t)mats[m].rows * (size_t)mats[m].cols);
+        if (units[m])
+            emit_weights(c, "test_u", m, units[m],
+                         (size_t)(mats[m].cols / mats[m].unit_cols * mats[m].src_rows) * (size_t)mats[m].cols);
     }
-    fputs("__attribute__((visibility(\"default\"))) const struct { const int8_t *w; int32_t rows, cols; const char "
-          "*what; } test_matrices[] = {\n",
+    fputs("__attribute__((visibility(\"default\"))) const struct { const int8_t *w; int32_t rows, cols, unit_rows, "
+          "unit_stride; const char *what; } test_matrices[] = {\n",
           c);
     for (int i = 0; i < n; i++) {
-        fprintf(c, "    {test_w%d, %d, %d, ", (int)(of[i] - mats), of[i]->rows, of[i]->cols);
+        fprintf(c, "    {test_%c%d, %d, %d, %d, %d, ", chk[i].unit_rows ? 'u' : 'w', of[i], chk[i].rows, chk[i].cols,
+                chk[i].unit_rows, chk[i].unit_stride);
         emit_c_string(c, what[i]);
         fputs("},\n", c);
     }
@@ -123,7 +152,7 @@ static void run_foreign(const target *t, const char *so_path) {
     free(runner), free(qemu);
 }
 
-static void run_here(const char *so_path, int n, const ternary_matrix *const *of, char (*what)[160]);
+static void run_here(const char *so_path, int n, const check_matrix *chk, char (*what)[160]);
 
 /* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
  * object; then each kernel against the naive product. */
@@ -139,7 +168,8 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
     const kernel_sink sink = {.printer = pr, .c = c, .llvm = llvm};
     compiled_matrix cm[NV * NM];
     char what[NV * NM][160];
-    const ternary_matrix *of[NV * NM];
+    int of[NV * NM];
+    check_matrix chk[NV * NM];
     int n = 0;
     for (int v = 0; v < NV; v++) {
         if (!printer_prints(pr, variants[v].strategy, t)) {
@@ -152,10 +182,10 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
              * each scalar lanes kernel, so those two run on the small shapes only */
             if ((variants[v].strategy == STRAT_RSR_UNROLLED && mats[m].cols > 100) || (variants[v].lanes && m % 2))
                 continue;
-            /* an expanded matrix's i2 sums per unit of its source rows (test_rsr.c checks them) */
-            if (mats[m].unit_cols && variants[v].strategy == STRAT_I2) continue;
+            /* i2 per unit: the grouped matrices whose columns are whole groups of 4 fields */
+            if (m == 5 && variants[v].strategy == STRAT_I2) continue;
             /* the pair sums' rows: the i2 form's decode kernel only */
-            if (m >= 6 && (variants[v].strategy != STRAT_I2 || variants[v].lanes)) continue;
+            if ((m == 6 || m == 7) && (variants[v].strategy != STRAT_I2 || variants[v].lanes)) continue;
             const matrix_request rq = {.strategy = variants[v].strategy,
                                        .k = variants[v].k,
                                        .user_strategy = variants[v].strategy,
@@ -165,20 +195,21 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
             snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, pr->name,
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
                      mats[m].cols, mats[m].binary ? "binary" : "ternary");
-            of[n++] = &mats[m];
+            chk[n] = check_of(m, &cm[n]);
+            of[n++] = m;
         }
         pairs_run++;
     }
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix test_kernels[] = {\n", c);
     for (int i = 0; i < n; i++) {
         const kernel *kn = &cm[i].kn;
-        emit_c_matrix_entry(c, &(matrix_record){(char *)of[i]->name, kn->symbol, kn->batch_symbol, kn->strategy,
+        emit_c_matrix_entry(c, &(matrix_record){(char *)mats[of[i]].name, kn->symbol, kn->batch_symbol, kn->strategy,
                                                 kn->rows, kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0, 0, 0, 0,
-                                                RSR_NO_TENSOR});
+                                                RSR_NO_TENSOR, 0});
     }
     fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
-    if (target_is_foreign(t)) emit_matrices(c, n, of, what);
+    if (target_is_foreign(t)) emit_matrices(c, n, of, chk, what);
     fclose(c);
     blob_align(&blob, 64);
     blob_close(&blob);
@@ -191,22 +222,21 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
     if (target_is_foreign(t))
         run_foreign(t, so_path);
     else
-        run_here(so_path, n, of, what);
+        run_here(so_path, n, chk, what);
     for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
     if (!getenv("TEST_PRINTERS_KEEP")) unlink(c_path), unlink(blob_path), unlink(obj_path), unlink(so_path);
     free(c_path), free(blob_path), free(obj_path), free(so_path);
 }
 
 /* The kernels in this process, against the naive product. */
-static void run_here(const char *so_path, int n, const ternary_matrix *const *of, char (*what)[160]) {
+static void run_here(const char *so_path, int n, const check_matrix *chk, char (*what)[160]) {
     void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
     const rsr_artifact_matrix *table = h ? dlsym(h, "test_kernels") : NULL;
     const uint8_t *const *blob_sym = h ? dlsym(h, "test_blob") : NULL;
     EXPECT(!h || (table && blob_sym), "%s lacks its table", so_path);
     for (int i = 0; table && blob_sym && i < n; i++) {
-        const check_matrix m = {flat[of[i] - mats], of[i]->rows, of[i]->cols};
-        check_kernel(&table[i], *blob_sym, &m, what[i]);
+        check_kernel(&table[i], *blob_sym, &chk[i], what[i]);
     }
     if (h) dlclose(h);
 }
@@ -255,11 +285,16 @@ int main(void) {
     /* scales per group of 32 columns with +2 weights: blocks straddle units and planes (37 rows),
      * the last unit ends in the middle of a lut group */
     mats[5] = grouped_matrix("grouped", 37, 160, 32, &flat[5]);
+    /* the i2 form per unit (columns a whole number of 4-field groups): rows in whole blocks of 4,
+     * whose sums the kernel stores as one vector per unit, and rows that end in a partial block */
+    mats[8] = grouped_matrix("grouped-i2", 36, 256, 32, &flat[8]);
+    mats[9] = grouped_matrix("grouped-i2-partial", 38, 256, 32, &flat[9]);
+    for (int m = 8; m < NM; m++) units[m] = units_matrix(&mats[m]);
     /* AVX2's i2 rows add their vpmaddubsw pair sums in 16-bit lanes for runs of at most 16 groups
      * of 128 columns (kernel.c, dot_isa_pair_sums), split evenly. A row of +1 against x = -128:
      * over 2048 columns (one run of 16) each lane reaches exactly -32768; over 2176 (17 groups:
      * runs of 9 and 8) a limit of 17 would make one run, and wrap. Row 1: -1, row 2: random. */
-    for (int m = 6; m < NM; m++) {
+    for (int m = 6; m < 8; m++) {
         mats[m] = random_matrix(m == 6 ? "pair-sums-16" : "pair-sums-17", 3, m == 6 ? 2048 : 2176, false);
         memset(mats[m].w, 1, (size_t)mats[m].cols);
         memset(mats[m].w + mats[m].cols, -1, (size_t)mats[m].cols);
@@ -300,7 +335,7 @@ int main(void) {
     EXPECT(pairs_denied == 0, "a CPU printer denied %d of the CPU forms", pairs_denied);
     target_free(t);
     if (!getenv("TEST_PRINTERS_KEEP")) rmdir(dir);
-    free(flat[5]);
+    free(flat[5]), free(flat[8]), free(flat[9]), free(units[8]), free(units[9]);
     for (int m = 0; m < NM; m++) ternary_matrix_free(&mats[m]);
     printf("%d (printer, form, target) triples run, %d denied\n", pairs_run, pairs_denied);
     printf("%d passed, %d failed\n", checks - failures, failures);

@@ -68,14 +68,15 @@ static void naive_grouped(const ternary_matrix *t, const int8_t *x, int32_t *y) 
 }
 
 /* What the i2 form of an expanded matrix writes (lower_i2_units): a sum per unit and row of the
- * weights as loaded (a +2 counts twice), at u·src_rows + r. */
-static void naive_units(const ternary_matrix *t, const int8_t *x, int32_t *y) {
+ * weights as loaded (a +2 counts twice), at u·stride + r (the kernel's unit_stride); nothing
+ * between a unit's rows and the next unit. */
+static void naive_units(const ternary_matrix *t, int32_t stride, const int8_t *x, int32_t *y) {
     for (int32_t u = 0; u < t->cols / t->unit_cols; u++)
         for (int32_t r = 0; r < t->src_rows; r++) {
             int32_t s = 0;
             for (int32_t c = u * t->unit_cols; c < (u + 1) * t->unit_cols; c++)
                 s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-            y[u * t->src_rows + r] = s;
+            y[u * stride + r] = s;
         }
 }
 
@@ -224,13 +225,17 @@ static void check_i2(batch *b, const ternary_matrix *t, enum dot_isa isa) {
 static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
     const ternary_matrix *t = &c->t;
     const bool units = t->unit_cols && c->kn.form == KF_I2;
-    const int32_t rows = units ? t->src_rows * (t->cols / t->unit_cols) : t->rows;
+    const int32_t rows = units ? c->kn.unit_stride * (t->cols / t->unit_cols) : t->rows;
     size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *x = xcalloc(padded, 1);
     int32_t *want = xmalloc(sizeof(int32_t) * (size_t)rows), *got = xmalloc(sizeof(int32_t) * (size_t)rows);
     for (int kind = 0; kind < 5; kind++) {
         fill_vector(x, t->cols, kind);
-        (units ? naive_units : naive)(t, x, want);
+        memset(want, 0x5a, sizeof(int32_t) * (size_t)rows);
+        if (units)
+            naive_units(t, c->kn.unit_stride, x, want);
+        else
+            naive(t, x, want);
         memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
         fn(data, x, got, 0, c->kn.num_blocks / 2);
         fn(data, x, got, c->kn.num_blocks / 2, c->kn.num_blocks);
@@ -246,7 +251,7 @@ static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
 static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
     const ternary_matrix *t = &c->t;
     const bool units = t->unit_cols != 0;
-    const int32_t rows = units ? t->src_rows * (t->cols / t->unit_cols) : t->rows;
+    const int32_t rows = units ? c->kn.unit_stride * (t->cols / t->unit_cols) : t->rows;
     size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int32_t ntok = 2 * c->kn.batch_tile + 1, ys = rows + 3;
     int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
@@ -256,7 +261,10 @@ static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
     memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
     for (int k = 0; k < ntok; k++) {
         fill_vector(xb + padded * (size_t)k, t->cols, k);
-        (units ? naive_units : naive)(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
+        if (units)
+            naive_units(t, c->kn.unit_stride, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
+        else
+            naive(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
     }
     bfn(data, xb, (int32_t)padded, gotb, ys, ntok, 0, c->kn.num_blocks / 2);
     bfn(data, xb, (int32_t)padded, gotb, ys, ntok, c->kn.num_blocks / 2, c->kn.num_blocks);

@@ -76,7 +76,8 @@ typedef struct matrix_record {
     uint64_t index_bytes;
     int32_t unit_cols, planes, scale_cols; /* rsr_artifact_matrix's */
     uint64_t group_scale;
-    int32_t unit_stride; /* 0: the rows */
+    int32_t unit_stride;       /* 0: the rows */
+    int32_t group_scale_dtype; /* enum rsr_dtype */
 } matrix_record;
 void emit_c_matrix_entry(FILE *out, const matrix_record *r);
 typedef struct artifact_desc {

@@ -799,7 +799,7 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     fprintf(out, ", %s, %s, %d, %d, %d, ", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL", r->unit_cols,
             r->planes, r->scale_cols);
     emit_c_offset(out, r->group_scale);
-    fprintf(out, ", %d},\n", r->unit_stride ? r->unit_stride : r->rows);
+    fprintf(out, ", %d, %d},\n", r->unit_stride ? r->unit_stride : r->rows, r->group_scale_dtype);
 }
 
 /* A long text as one literal per line, so that the generated C stays readable. */

@@ -14,6 +14,7 @@
 #include "printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
+#include "rsr_numerics.h"
 
 enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_HEADER, EMIT_CUDA, EMIT_PTX, NUM_EMIT };
 static const char *const emit_names[NUM_EMIT] = {"so", "c", "llvm", "asm", "obj", "header", "cuda", "ptx"};
@@ -681,13 +682,27 @@ static void write_constants(build *b) {
 }
 
 /* A grouped matrix's scales as the runtime reads them: by group, then row (rsr_artifact_matrix). */
-static uint64_t write_group_scales(blob_writer *blob, const ternary_matrix *tm) {
+/* The scales of tm by group, then row (rsr_artifact_matrix.group_scale): in f16 where every one
+ * is zero or a normal f16 value (the GGUF formats' scales are, but for subnormal ones: half the
+ * bytes the runtime reads a token, and the same f32 values once widened), unless the GPU reads
+ * them (its kernels take f32); else f32. */
+static uint64_t write_group_scales(blob_writer *blob, const ternary_matrix *tm, bool gpu, int32_t *dtype) {
     const size_t R = (size_t)tm->src_rows, S = (size_t)(tm->cols / tm->scale_cols);
-    float *t = xmalloc(sizeof *t * R * S);
+    bool f16 = !gpu;
+    for (size_t i = 0; f16 && i < R * S; i++)
+        f16 = isfinite(tm->scales[i]) && rsr_f16_to_f32(rsr_f32_to_f16(tm->scales[i])) == tm->scales[i] &&
+              (tm->scales[i] == 0 || fabsf(tm->scales[i]) >= 0x1p-14f);
+    *dtype = f16 ? RSR_DTYPE_F16 : RSR_DTYPE_F32;
+    size_t size = f16 ? 2 : 4;
+    uint8_t *t = xmalloc(size * R * S);
     for (size_t r = 0; r < R; r++)
-        for (size_t g = 0; g < S; g++) t[g * R + r] = tm->scales[r * S + g];
+        for (size_t g = 0; g < S; g++) {
+            float v = tm->scales[r * S + g];
+            uint16_t h = f16 ? rsr_f32_to_f16(v) : 0;
+            memcpy(t + (g * R + r) * size, f16 ? (const void *)&h : (const void *)&v, size);
+        }
     blob_align(blob, 64);
-    uint64_t at = blob_write(blob, t, sizeof *t * R * S);
+    uint64_t at = blob_write(blob, t, size * R * S);
     free(t);
     return at;
 }
@@ -890,8 +905,10 @@ static void compile_matrices(build *b) {
                                  tm.unit_cols && kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
                                  tm.scale_cols,
                                  RSR_NO_TENSOR,
-                                 kn->unit_stride};
-            if (tm.unit_cols) r->group_scale = write_group_scales(&b->blob, &tm);
+                                 kn->unit_stride,
+                                 RSR_DTYPE_F32};
+            if (tm.unit_cols)
+                r->group_scale = write_group_scales(&b->blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
             if (!m->num_experts || j < PROJ_GATE) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;

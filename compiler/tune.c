@@ -484,7 +484,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
         emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn->symbol, kn->batch_symbol, kn->strategy, kn->rows,
                                                 kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0, 0, 0, 0,
-                                                RSR_NO_TENSOR, 0});
+                                                RSR_NO_TENSOR, 0, 0});
     }
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
     if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));

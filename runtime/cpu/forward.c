@@ -474,28 +474,56 @@ RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *
  * row and unit, more than the kernels); each row's operations are those of a loop over its units,
  * in the same order, whatever the vector width (no contraction: -ffp-contract=off). */
 #define GROUP_ROWS 256
-RT_INLINE_BODY void group_dequantize_isa_body(float *restrict y, const int32_t *restrict acc, const float *restrict gs,
+#define GROUP_AHEAD 4 /* groups whose scales are fetched ahead: they come from memory, 1 KB apart */
+/* scale i of a group's run of them, f32, or f16 widened exactly by integer operations that
+ * vectorise on every ISA (rsrc writes f16 scales only when each is zero or a normal f16 value) */
+RT_INLINE_BODY float scale_at(const void *restrict g, bool f16, int32_t i) {
+    if (!f16) return ((const float *)g)[i];
+    uint32_t h = ((const uint16_t *)g)[i], sign = (h & 0x8000u) << 16, mag = h & 0x7fffu;
+    uint32_t bits = sign | (mag ? (mag << 13) + 0x38000000u : 0u);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* sum[i] += one unit's sums of rows i times their scales (times d with per-block activations);
+ * inlined with f16 and scaled constant, so that each loop vectorises on its own */
+RT_INLINE_BODY void group_unit(float *restrict sum, const int32_t *restrict s0, const int32_t *restrict s1,
+                               const void *restrict g, bool f16, bool scaled, float d, int32_t n) {
+    if (scaled && s1)
+        for (int32_t i = 0; i < n; i++) sum[i] += ((float)(s0[i] + s1[i]) * scale_at(g, f16, i)) * d;
+    else if (scaled)
+        for (int32_t i = 0; i < n; i++) sum[i] += ((float)s0[i] * scale_at(g, f16, i)) * d;
+    else if (s1)
+        for (int32_t i = 0; i < n; i++) sum[i] += (float)(s0[i] + s1[i]) * scale_at(g, f16, i);
+    else
+        for (int32_t i = 0; i < n; i++) sum[i] += (float)s0[i] * scale_at(g, f16, i);
+}
+
+RT_INLINE_BODY void group_dequantize_isa_body(float *restrict y, const int32_t *restrict acc, const void *gs, bool f16,
                                               const float *restrict xd, float x_scale, size_t R, size_t S, int32_t U,
                                               int32_t P, int32_t per, int32_t r0, int32_t r1, int accumulate) {
     float sum[GROUP_ROWS];
+    const size_t bytes = f16 ? 2 : 4;
     for (int32_t c0 = r0; c0 < r1; c0 += GROUP_ROWS) {
         const int32_t n = r1 - c0 < GROUP_ROWS ? r1 - c0 : GROUP_ROWS;
         for (int32_t i = 0; i < n; i++) sum[i] = 0;
         for (int32_t u = 0; u < U; u++) {
             const int32_t *restrict s0 = acc + (size_t)u * (size_t)P * S + (size_t)c0;
             const int32_t *restrict s1 = P == 2 ? s0 + S : NULL;
-            const float *restrict g = gs + (size_t)(u / per) * R + (size_t)c0;
-            if (xd) {
-                const float d = xd[u];
-                if (s1)
-                    for (int32_t i = 0; i < n; i++) sum[i] += ((float)(s0[i] + s1[i]) * g[i]) * d;
-                else
-                    for (int32_t i = 0; i < n; i++) sum[i] += ((float)s0[i] * g[i]) * d;
-            } else if (s1) {
-                for (int32_t i = 0; i < n; i++) sum[i] += (float)(s0[i] + s1[i]) * g[i];
-            } else {
-                for (int32_t i = 0; i < n; i++) sum[i] += (float)s0[i] * g[i];
-            }
+            const char *g = (const char *)gs + ((size_t)(u / per) * R + (size_t)c0) * bytes;
+            if (u % per == 0 && u / per + GROUP_AHEAD < U / per)
+                for (int32_t i = 0; i < n; i += 64 / (int32_t)bytes)
+                    __builtin_prefetch(g + (GROUP_AHEAD * R + (size_t)i) * bytes);
+            const float d = xd ? xd[u] : 1.0f;
+            if (f16 && xd)
+                group_unit(sum, s0, s1, g, true, true, d, n);
+            else if (f16)
+                group_unit(sum, s0, s1, g, true, false, d, n);
+            else if (xd)
+                group_unit(sum, s0, s1, g, false, true, d, n);
+            else
+                group_unit(sum, s0, s1, g, false, false, d, n);
         }
         for (int32_t i = 0; i < n; i++) {
             float v = xd ? sum[i] : sum[i] / x_scale;
@@ -504,16 +532,17 @@ RT_INLINE_BODY void group_dequantize_isa_body(float *restrict y, const int32_t *
     }
 }
 RT_ISA_CLONES(group_dequantize_isa,
-              (float *restrict y, const int32_t *restrict acc, const float *restrict gs, const float *restrict xd,
+              (float *restrict y, const int32_t *restrict acc, const void *gs, bool f16, const float *restrict xd,
                float x_scale, size_t R, size_t S, int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1,
                int accumulate),
-              (y, acc, gs, xd, x_scale, R, S, U, P, per, r0, r1, accumulate))
+              (y, acc, gs, f16, xd, x_scale, R, S, U, P, per, r0, r1, accumulate))
 
 static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, float *restrict y,
                              const int32_t *restrict acc, const float *xd, float x_scale, int32_t r0, int32_t r1,
                              int accumulate) {
-    group_dequantize_isa(y, acc, blob_f32(m, mx->group_scale), xd, x_scale, (size_t)mx->rows, (size_t)mx->unit_stride,
-                         mx->cols / mx->unit_cols, mx->planes, mx->scale_cols / mx->unit_cols, r0, r1, accumulate);
+    group_dequantize_isa(y, acc, m->blob + mx->group_scale, mx->group_scale_dtype == RSR_DTYPE_F16, xd, x_scale,
+                         (size_t)mx->rows, (size_t)mx->unit_stride, mx->cols / mx->unit_cols, mx->planes,
+                         mx->scale_cols / mx->unit_cols, r0, r1, accumulate);
 }
 
 /* bitlinear's form when a matrix has scales per group of columns (and for every matrix of such a

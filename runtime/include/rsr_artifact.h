@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    14u /* 14: rsr_artifact_matrix.unit_stride; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    14u /* 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -69,11 +69,14 @@ typedef struct rsr_artifact_matrix {
      * Σ_u group_scale[u·unit_cols / scale_cols][r] · (Σ_p sum) · (the activation's scale of unit u).
      * unit_cols 0: one sum per row, scaled by `scale`. */
     int32_t unit_cols, planes, scale_cols;
-    uint64_t group_scale; /* f32 [cols / scale_cols][rows] (by group, then row); RSR_NO_TENSOR when unit_cols is 0 */
+    /* [cols / scale_cols][rows] (by group, then row) in group_scale_dtype (f32 or f16); RSR_NO_TENSOR
+     * when unit_cols is 0 */
+    uint64_t group_scale;
     /* the rows, or more (i2: rows + RSR_UNIT_PAD, so that one block's sums of successive units do
      * not fall in one cache set, as they do 4 KB apart); a device's own kernels (rt_backend.planes)
      * write theirs `rows` apart */
     int32_t unit_stride;
+    int32_t group_scale_dtype; /* enum rsr_dtype: RSR_DTYPE_F32, or RSR_DTYPE_F16 (no GPU code) */
 } rsr_artifact_matrix;
 #define RSR_UNIT_PAD 16
 

@@ -206,7 +206,7 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
         emit_c_matrix_entry(c, &(matrix_record){(char *)mats[of[i]].name, kn->symbol, kn->batch_symbol, kn->strategy,
                                                 kn->rows, kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0, 0, 0, 0,
-                                                RSR_NO_TENSOR, 0});
+                                                RSR_NO_TENSOR, 0, 0});
     }
     fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
     if (target_is_foreign(t)) emit_matrices(c, n, of, chk, what);

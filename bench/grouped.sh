@@ -14,15 +14,21 @@
 # times each engine once, alternating: prefill of a 64-token prompt and greedy decode after it
 # (rsr-run --bench, 32 tokens; llama.cpp 16 tokens). Prints the medians, the ternary weights per
 # token and the rate in weights per second, and the ratios, naming the CPU.
-# Usage: bench/grouped.sh [--rounds N] [--threads T] [--build DIR]
+# Also rsrc's lut per unit forced (--strategy=lut) on the Q2_0 file where the CPU has AVX-512 VBMI
+# (its vector form), beside the default's choice.
+# --target T compiles rsrc's artifacts for target T (default host); avx2 also holds the runtime's
+# own kernels to AVX2 (RSR_CPU=avx2): an AVX-512 CPU showing the AVX2 instruction set, not an older
+# core's speed. llama.cpp runs as it is (Q2_0 has no x86 SIMD there; Q1_0 does).
+# Usage: bench/grouped.sh [--rounds N] [--threads T] [--target T] [--build DIR]
 # Work (weights, artifacts, the npm package) stays in BUILD/grouped/ between runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build rounds=3 threads=2
+build=$root/build rounds=3 threads=2 target=host
 while [ $# -gt 0 ]; do
   case $1 in
   --rounds) rounds=$2; shift 2 ;;
   --threads) threads=$2; shift 2 ;;
+  --target) target=$2; shift 2 ;;
   --build) build=$2; shift 2 ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "grouped.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -44,22 +50,26 @@ mk q2 --format gguf-q2 --gguf-arch qwen3 --preset qwen3-0.6b
 mk q1 --format gguf-q1 --gguf-arch qwen3 --preset qwen3-0.6b
 mk tq2 --format gguf-tq2 --gguf-arch llama --hidden 1024 --intermediate 3072 --layers 28 --heads 16 --kv-heads 8 \
   --vocab 1024 --max-pos 4096
-for a in "q2 q2" "q2-rsr q2 --strategy=rsr-loop" "q1 q1" "tq2 tq2"; do
+so() { echo "$work/$1-$target.so"; }
+vbmi=""
+[ "$target" = host ] && grep -q avx512vbmi /proc/cpuinfo && vbmi=q2-lut
+for a in "q2 q2" ${vbmi:+"q2-lut q2 --strategy=lut"} "q2-rsr q2 --strategy=rsr-loop" "q1 q1" "tq2 tq2"; do
   read -r name w args <<<"$a"
   # shellcheck disable=SC2086
   # again whenever rsrc or the runtime it links in is newer than the artifact
-  if [ ! "$work/$name.so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$work/$name.so" ]; then
-    say "compiling $name"
-    "$build/rsrc" "$work/w-$w/model.gguf" -o "$work/$name.so" $args
+  if [ ! "$(so "$name")" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$(so "$name")" ]; then
+    say "compiling $name for $target"
+    "$build/rsrc" "$work/w-$w/model.gguf" --target "$target" -o "$(so "$name")" $args
   fi
 done
+case $target in avx2) export RSR_CPU=avx2 ;; esac
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % 1000) for i in range(64)))")
 short=$(echo "$ids" | cut -d, -f1-32)
 
 # ---- the same model? ----
 agree=""
 for w in q2 q1; do
-  n=$(llama_agree "$build/rsr-run" "$work/$w.so" "$work/w-$w/model.gguf" "$short" 8 "$threads")
+  n=$(llama_agree "$build/rsr-run" "$(so "$w")" "$work/w-$w/model.gguf" "$short" 8 "$threads")
   agree="$agree $w:$n"
 done
 say "greedy tokens agree with llama.cpp's for the first (of 8):$agree"
@@ -69,8 +79,8 @@ runs=$work/runs.jsonl
 : >"$runs"
 for r in $(seq 1 "$rounds"); do
   say "round $r of $rounds"
-  for name in q2 q2-rsr q1 tq2; do
-    rsrc_round "rsrc-$name" "$build/rsr-run" "$work/$name.so" "$ids" 32 "$threads" >>"$runs"
+  for name in q2 $vbmi q2-rsr q1 tq2; do
+    rsrc_round "rsrc-$name" "$build/rsr-run" "$(so "$name")" "$ids" 32 "$threads" >>"$runs"
   done
   for w in q2 q1; do
     llama_round "llama-$w" "$work/w-$w/model.gguf" "$ids" 16 "$threads" >>"$runs"
@@ -80,21 +90,25 @@ done
 weights() { "$build/rsr-run" "$1" --info 2>/dev/null | sed -n 's/.*; \([0-9.]*\) million ternary weights.*/\1/p'; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 flags=$( (grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo || true) | sort -u | tr '\n' ' ')
-python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$(weights "$work/q2.so")" "$(weights "$work/tq2.so")" <<'PY'
+python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$(weights "$(so q2)")" "$(weights "$(so tq2)")" "$target" <<'PY'
 import json, statistics, sys
-path, threads, cpu, flags, wq, wt = sys.argv[1:]
+path, threads, cpu, flags, wq, wt, target = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(engine, key):
     v = [r[key] for r in runs if r['engine'] == engine]
     return statistics.median(v) if v else None
 n = sum(r['engine'] == 'llama-q2' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
-rows = [('rsrc-q2', 'rsrc, Q2_0 (the default)', wq), ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),
+print(f"rsrc compiled for --target {target}" + (" and run with RSR_CPU=avx2" if target == 'avx2' else ""))
+rows = [('rsrc-q2', 'rsrc, Q2_0 (the default)', wq), ('rsrc-q2-lut', 'rsrc, Q2_0, --strategy=lut (per unit)', wq),
+        ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),
         ('llama-q2', 'llama.cpp, Q2_0', wq), ('rsrc-q1', 'rsrc, Q1_0 (the default)', wq), ('llama-q1', 'llama.cpp, Q1_0', wq),
         ('rsrc-tq2', 'rsrc, TQ2_0 one scale, same widths', wt)]
 print(f"{'':36} {'prefill 64':>11} {'decode':>8} {'M weights/token':>16} {'G weights/s decode':>19}")
 for key, name, w in rows:
     p, d = med(key, 'prefill'), med(key, 'decode')
+    if p is None:
+        continue
     print(f"{name:36} {p:11.1f} {d:8.1f} {float(w):16.0f} {float(w) * d / 1000:19.2f}")
 for a, b, what in (('rsrc-q2', 'llama-q2', 'Q2_0: rsrc / llama.cpp'), ('rsrc-q1', 'llama-q1', 'Q1_0: rsrc / llama.cpp'),
                    ('rsrc-q2', 'rsrc-q2-rsr', 'Q2_0: the default / RSR expanded')):
@@ -103,5 +117,5 @@ gw = float(wq) * med('rsrc-q2', 'decode') / (float(wt) * med('rsrc-tq2', 'decode
 print(f"{'Q2_0 per unit / one scale, per weight':36} decode {gw:.2f}x")
 PY
 for name in q2 q1; do
-  echo "the default's kernels, $name: $("$build/rsr-run" "$work/$name.so" --info | awk '/^matrices/ {n[$5] += $2} END {for (s in n) printf "%s%d %s", (k++ ? ", " : ""), n[s], s}')"
+  echo "the default's kernels, $name: $("$build/rsr-run" "$(so "$name")" --info | awk '/^matrices/ {n[$5] += $2} END {for (s in n) printf "%s%d %s", (k++ ? ", " : ""), n[s], s}')"
 done

@@ -295,6 +295,13 @@ void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced
         if (out->cost[s] > 0 && (best == STRAT_AUTO || out->cost[s] < out->cost[best])) best = (enum strategy)s;
     if (best == STRAT_AUTO) best = STRAT_RSR_LOOP; /* a spec that allows nothing usable */
     const char *reason = "least predicted time";
+    char bytes_why[96];
+    if (best == STRAT_LUT && t->unit_cols && out->cost[STRAT_I2] > 0 &&
+        out->cost[STRAT_I2] < PLAN_BYTES_GAIN * out->cost[STRAT_LUT]) {
+        snprintf(bytes_why, sizeof bytes_why, "lut predicted %.2fx as fast, under %.2fx: not worth 1 more bit a weight",
+                 out->cost[STRAT_I2] / out->cost[STRAT_LUT], PLAN_BYTES_GAIN);
+        best = STRAT_I2, reason = bytes_why;
+    }
     if (forced != STRAT_AUTO) best = forced, reason = "forced by --strategy";
     out->strategy = best;
     /* the k of the chosen form; a forced unrolled form over the budget takes the loop's k */

@@ -123,6 +123,11 @@ bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the targ
  * lanes cost 0.5 bytes a weight more than the tiles' 0.25, so they are kept only where a full step
  * is at least PLAN_LANES_GAIN times as fast, predicted or measured. */
 #define PLAN_LANES_GAIN 1.15
+/* The same rule between the forms of a matrix with scales per group (plan_matrix): lut per unit
+ * holds 3 bits a weight (two planes of triplet codes) against i2 per unit's 2, so it is taken only
+ * where predicted PLAN_BYTES_GAIN times as fast (on the 27B Qwen3.5 shape with no +2 weights it
+ * was predicted 1.02x and measured 1.05x, for 1.31x the memory). */
+#define PLAN_BYTES_GAIN PLAN_LANES_GAIN
 double plan_lanes_gain(const ternary_matrix *t, const target *tg);
 int plan_lanes_from(double gain);
 bool kernel_lanes_possible(const ternary_matrix *t, const target *tg); /* kernel.c: the form exists here */

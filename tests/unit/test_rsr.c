@@ -348,6 +348,25 @@ int main(void) {
                 ternary_matrix_free(&t);
             }
 
+    /* the choice between the forms of a grouped matrix weighs their bytes: lut per unit (3 bits a
+     * weight) only where predicted PLAN_BYTES_GAIN times as fast as i2 per unit (2 bits) */
+    target *vbmi = target_load("avx512-vnni", NULL, NULL);
+    for (int plus2 = 0; plus2 < 2; plus2++) {
+        ternary_matrix t = random_grouped(64, 1024, 32, plus2);
+        matrix_plan mp;
+        plan_matrix(&t, vbmi, STRAT_AUTO, 0, &mp);
+        EXPECT(mp.cost[STRAT_LUT] > 0 && mp.cost[STRAT_I2] > 0, "both forms predicted for a grouped matrix");
+        enum strategy want = mp.cost[STRAT_I2] >= PLAN_BYTES_GAIN * mp.cost[STRAT_LUT] ? STRAT_LUT : STRAT_I2;
+        EXPECT(mp.strategy == want, "%d planes: %s chosen, predicted i2 %.0f ns, lut %.0f ns", t.planes,
+               strategy_names[mp.strategy], mp.cost[STRAT_I2], mp.cost[STRAT_LUT]);
+        /* the rule, not only the least predicted time: where lut is predicted faster by less than the
+         * gain, i2 is still chosen */
+        if (mp.cost[STRAT_LUT] < mp.cost[STRAT_I2] && mp.cost[STRAT_I2] < PLAN_BYTES_GAIN * mp.cost[STRAT_LUT])
+            EXPECT(strstr(mp.why, "not worth 1 more bit a weight") != NULL, "why: %s", mp.why);
+        ternary_matrix_free(&t);
+    }
+    target_free(vbmi);
+
     char dir[] = "/tmp/rsrc-unit.XXXXXX";
     if (!mkdtemp(dir)) return 1;
     batch rsr;

@@ -362,11 +362,13 @@ static kir_expr *units_value(lower *L, int r, void *ctx) {
     return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->su), unit_of(L, c)));
 }
 
-/* Rows b·4 .. b·4+3 of a unit at once: the four accumulators reduced together (KO_VSUM4, a few
- * shuffles for the four, where each alone takes as many), less the unit's Σx, stored as one
- * vector at y[at]; where the rows are not a whole number of blocks of 4, one row at a time. */
+/* Whether a block's four rows of a unit are stored as one vector (store_units4): where the rows
+ * are not a whole number of blocks of 4, they go one row at a time (store_rows). */
 static bool units_by4(const kernel *kn) { return kn->block_rows == 4 && kn->rows % 4 == 0; }
 
+/* Rows b·4 .. b·4+3 of a unit at once: the four accumulators reduced together (KO_VSUM4, a few
+ * shuffles for the four, where each alone takes as many), less the unit's Σx, stored as one
+ * vector at y[at]. */
 static void store_units4(lower *L, kir_list *l, kir_var **acc, kir_expr *at, kir_expr *su) {
     kir_module *m = L->m;
     kir_expr *s = kir_vec4(m, KO_VSUM4, ref(L, acc[0]), ref(L, acc[1]), ref(L, acc[2]), ref(L, acc[3]), 0);

@@ -80,10 +80,12 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
         plan_matrix(tm, t, rq->strategy, rq->k, &cm->mp);
     cm->measured = rq->measured;
     if (cm->mp.strategy == STRAT_I2 && tm->unit_cols && kernel_units_isa(t, pr, tm) < 0) { /* --backend=c */
-        cm->mp.strategy = STRAT_RSR_LOOP;
+        /* lut where the planner predicted it (it may have passed it over for i2's fewer bytes) */
+        const bool lut = cm->mp.cost[STRAT_LUT] > 0 && rq->user_strategy != STRAT_I2;
+        cm->mp.strategy = lut ? STRAT_LUT : STRAT_RSR_LOOP;
         size_t n = strlen(cm->mp.why);
-        snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; rsr-loop because the %s printer has no i2 per unit here",
-                 pr->name);
+        snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; %s because the %s printer has no i2 per unit here",
+                 lut ? "lut" : "rsr-loop", pr->name);
     }
     if (tm->unit_cols && pr->kind == TK_CUDA && !(pr->forms & KV(KV_WARP)))
         fatal("tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "

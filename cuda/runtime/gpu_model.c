@@ -93,10 +93,12 @@ rsr_status rt_gpu_open(const rsr_artifact *a, rt_gpu **out, char *err) {
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_gpu_matrix *gm = &a->gpu->matrix[i];
         const int64_t sums = rt_gpu_kernel_rows(a, i);
-        if ((a->matrix[i].unit_cols > 0 && gm->planes != 1 && gm->planes != 2) || gm->cta_warps <= 0 ||
-            gm->rows_per_warp <= 0 || (int64_t)gm->num_blocks * gm->rows_per_warp < sums ||
+        if ((a->matrix[i].unit_cols > 0 &&
+             ((gm->planes != 1 && gm->planes != 2) || a->matrix[i].group_scale_dtype != RSR_DTYPE_F32)) ||
+            gm->cta_warps <= 0 || gm->rows_per_warp <= 0 || (int64_t)gm->num_blocks * gm->rows_per_warp < sums ||
             (gm->group_ctas > 0) != g->fused || gm->group_slot < 0 || gm->group_slot >= RSR_GROUP_MAX)
-            return ERR(RSR_ERR_ABI, "artifact GPU matrix %d (%s) is inconsistent", i, a->matrix[i].name);
+            return ERR(RSR_ERR_ABI, "artifact GPU matrix %d (%s) is inconsistent (its kernels read f32 group scales)",
+                       i, a->matrix[i].name);
         if ((st = find(g, gm->kernel, &g->matrix[i], err)) != RSR_OK) return st;
         if (sums > g->max_rows) g->max_rows = (int32_t)sums;
         if (rt_pad_cols(a->matrix[i].cols) > g->max_cols_pad) g->max_cols_pad = rt_pad_cols(a->matrix[i].cols);

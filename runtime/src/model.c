@@ -229,14 +229,15 @@ static rsr_status check_artifact(rsr_model *m) {
         const rsr_artifact_matrix *x = &a->matrix[i];
         if (x->unit_cols != a->act_block && (a->act_block || x->unit_cols < 0))
             return BAD("matrix %d: units of %d columns, activations per block of %d", i, x->unit_cols, a->act_block);
-        if (x->unit_cols > 0 && (x->cols <= 0 || x->cols % x->unit_cols || x->planes < 1 || x->planes > 2 ||
-                                 x->scale_cols <= 0 || x->scale_cols % x->unit_cols || x->cols % x->scale_cols ||
-                                 x->rows <= 0 || x->unit_stride < x->rows || x->unit_stride > x->rows + 4096 ||
-                                 (x->group_scale_dtype != RSR_DTYPE_F32 && x->group_scale_dtype != RSR_DTYPE_F16) ||
-                                 !blob_range_ok(a, x->group_scale,
-                                                (x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4) * (uint64_t)x->rows *
-                                                    (uint64_t)(x->cols / x->scale_cols),
-                                                x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4)))
+        if (x->unit_cols > 0 &&
+            (x->cols <= 0 || x->cols % x->unit_cols || x->planes < 1 || x->planes > 2 || x->scale_cols <= 0 ||
+             x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 || x->unit_stride < x->rows ||
+             (int64_t)x->unit_stride > (int64_t)x->rows + 4096 ||
+             (x->group_scale_dtype != RSR_DTYPE_F32 && x->group_scale_dtype != RSR_DTYPE_F16) ||
+             !blob_range_ok(a, x->group_scale,
+                            (x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4) * (uint64_t)x->rows *
+                                (uint64_t)(x->cols / x->scale_cols),
+                            x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4)))
             return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns, %d rows %d apart", i,
                        x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride);
         /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the

@@ -62,7 +62,7 @@ for a in "q2 q2" ${vbmi:+"q2-lut q2 --strategy=lut"} "q2-rsr q2 --strategy=rsr-l
     "$build/rsrc" "$work/w-$w/model.gguf" --target "$target" -o "$(so "$name")" $args
   fi
 done
-case $target in avx2) export RSR_CPU=avx2 ;; esac
+rsrc_target "$target"
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % 1000) for i in range(64)))")
 short=$(echo "$ids" | cut -d, -f1-32)
 
@@ -90,16 +90,16 @@ done
 weights() { "$build/rsr-run" "$1" --info 2>/dev/null | sed -n 's/.*; \([0-9.]*\) million ternary weights.*/\1/p'; }
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 flags=$( (grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo || true) | sort -u | tr '\n' ' ')
-python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$(weights "$(so q2)")" "$(weights "$(so tq2)")" "$target" <<'PY'
+python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$(weights "$(so q2)")" "$(weights "$(so tq2)")" "$target_line" <<'PY'
 import json, statistics, sys
-path, threads, cpu, flags, wq, wt, target = sys.argv[1:]
+path, threads, cpu, flags, wq, wt, target_line = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(engine, key):
     v = [r[key] for r in runs if r['engine'] == engine]
     return statistics.median(v) if v else None
 n = sum(r['engine'] == 'llama-q2' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
-print(f"rsrc compiled for --target {target}" + (" and run with RSR_CPU=avx2" if target == 'avx2' else ""))
+print(target_line)
 rows = [('rsrc-q2', 'rsrc, Q2_0 (the default)', wq), ('rsrc-q2-lut', 'rsrc, Q2_0, --strategy=lut (per unit)', wq),
         ('rsrc-q2-rsr', 'rsrc, Q2_0, --strategy=rsr-loop', wq),
         ('llama-q2', 'llama.cpp, Q2_0', wq), ('rsrc-q1', 'rsrc, Q1_0 (the default)', wq), ('llama-q1', 'llama.cpp, Q1_0', wq),

@@ -2,7 +2,7 @@
 # bench/grouped.sh): node-llama-cpp@3.22.1 installed once into DIR/node, and llama_peer, which runs
 # bench/llama_peer.mjs from there (see its header for the modes).
 # Usage: . bench/llama_node.sh; llama_node_install DIR; llama_peer time|tokens MODEL.gguf IDS N THREADS
-# (and rsrc_round, llama_round below: one round of a benchmark)
+# (and rsrc_round, llama_round below: one round of a benchmark; rsrc_target: what --target means)
 llama_node_install() {
   local node=$1/node root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,4 +43,10 @@ rsrc_round() {
 llama_round() {
   llama_peer time "$2" "$3" "$4" "$5" |
     python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': sys.argv[1], 'prefill': j['prefill_tok_s'], 'decode': j['decode_after_tok_s']}))" "$1"
+}
+# rsrc_target T: what --target T means for the rsrc runs of a benchmark: avx2 also holds the
+# runtime's own kernels to AVX2 (RSR_CPU=avx2); sets target_line, the line the summaries show.
+rsrc_target() {
+  case $1 in avx2) export RSR_CPU=avx2 ;; esac
+  target_line="rsrc compiled for --target $1${RSR_CPU:+ and run with RSR_CPU=$RSR_CPU}"
 }

@@ -49,7 +49,7 @@ if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ] || [
   say "compiling for $target"
   /usr/bin/time -f '%e %M' -o "$work/compile-$layers-$target.txt" "$build/rsrc" "$w/model.gguf" --target "$target" -o "$so"
 fi
-case $target in avx2) export RSR_CPU=avx2 ;; esac
+rsrc_target "$target"
 read -r compile_s compile_kb <"$work/compile-$layers-$target.txt"
 say "compiled in $compile_s s, peak resident $((compile_kb / 1024)) MiB"
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % 30000) for i in range(64)))")
@@ -68,16 +68,16 @@ done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 flags=$( (grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo || true) | sort -u | tr '\n' ' ')
-python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$layers" "$compile_s" "$compile_kb" "$agree" "$target" <<'PY'
+python3 - "$runs" "$threads" "$cpu" "${flags:-none}" "$layers" "$compile_s" "$compile_kb" "$agree" "$target_line" <<'PY'
 import json, statistics, sys
-path, threads, cpu, flags, layers, compile_s, compile_kb, agree, target = sys.argv[1:]
+path, threads, cpu, flags, layers, compile_s, compile_kb, agree, target_line = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 med = lambda e, k: statistics.median(r[k] for r in runs if r['engine'] == e)
 L, hidden, q, kv, ff, used = int(layers), 2048, 32 * 64, 4 * 64, 1024, 6
 active = L * (hidden * q * 2 + hidden * kv * 2 + used * 3 * ff * hidden)
 n = sum(r['engine'] == 'llama' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; {L} layers; medians of {n} alternating rounds")
-print(f"rsrc compiled for --target {target}" + (" and run with RSR_CPU=avx2" if target == 'avx2' else ""))
+print(target_line)
 print(f"rsrc compile: {float(compile_s):.0f} s, peak resident {int(compile_kb) / 1024:.0f} MiB")
 print(f"greedy tokens agreeing with llama.cpp's: the first {agree} of 8")
 print(f"{'':12} {'prefill 64 tok/s':>17} {'decode tok/s':>13}")

@@ -51,7 +51,7 @@ if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; the
   say "compiling for $target"
   "$build/rsrc" "$w/model.gguf" --target "$target" -o "$so"
 fi
-case $target in avx2) export RSR_CPU=avx2 ;; esac
+rsrc_target "$target"
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % ($vocab - 3) + 3) for i in range($prompt)))")
 short=$(echo "$ids" | cut -d, -f1-32)
 
@@ -71,16 +71,16 @@ done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -1)
 flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)
-python3 - "$runs" "$threads" "$cpu (family $family)" "${flags:-none}" "$layers" "$vocab" "$prompt" "$agree" "$target" <<'PY'
+python3 - "$runs" "$threads" "$cpu (family $family)" "${flags:-none}" "$layers" "$vocab" "$prompt" "$agree" "$target_line" <<'PY'
 import json, statistics, sys
-path, threads, cpu, flags, layers, vocab, prompt, agree, target = sys.argv[1:]
+path, threads, cpu, flags, layers, vocab, prompt, agree, target_line = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(engine, key):
     return statistics.median(r[key] for r in runs if r['engine'] == engine)
 n = sum(r['engine'] == 'llama' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
 print(f"Qwen3.5-27B shape cut to {layers} layers, vocabulary {vocab}, Q2_0; greedy tokens agree {agree} of 8")
-print(f"rsrc compiled for --target {target}" + (" and run with RSR_CPU=avx2" if target == 'avx2' else ""))
+print(target_line)
 print(f"{'':26} {'prefill ' + prompt:>12} {'decode':>8}")
 for key, name in (('rsrc', 'rsrc (the default)'), ('llama', 'llama.cpp')):
     print(f"{name:26} {med(key, 'prefill'):12.2f} {med(key, 'decode'):8.2f}")

@@ -770,8 +770,8 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     }
     case KO_QUARTER: r.f[0] = quarter(e, kev1(k, x->a), (int)x->imm); return r;
     case KO_SPLAT: {
-        int n = x->type == KT_I32X4 ? 4 : 16, zeros[16] = {0};
-        LLVMTypeRef t = LLVMVectorType(e->i32, (unsigned)n);
+        LLVMTypeRef t = ktype(k, x->type); /* int32 lanes: KT_Y32's 16, KT_I32X4's 4 */
+        int n = (int)LLVMGetVectorSize(t), zeros[16] = {0};
         LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(t), kev1(k, x->a), c32(e, 0), "");
         r.f[0] = shuffle(e, v, NULL, zeros, n);
         return r;

@@ -356,10 +356,12 @@ static kir_expr *units_index(lower *L, int r, void *ctx) {
     kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
     return add(L, mul(L, wide(L, unit_of(L, c)), size(L, L->kn->unit_stride)), row);
 }
+static kir_expr *units_sx(lower *L, const units_ctx *c) { /* the unit's Σx */
+    return kir_load(L->m, KT_I32, ref(L, c->su), unit_of(L, c));
+}
 static kir_expr *units_value(lower *L, int r, void *ctx) {
     units_ctx *c = ctx;
-    kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r]), NULL, NULL, 0);
-    return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->su), unit_of(L, c)));
+    return sub(L, kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r]), NULL, NULL, 0), units_sx(L, c));
 }
 
 /* Whether a block's four rows of a unit are stored as one vector (store_units4): where the rows
@@ -412,15 +414,12 @@ static void lower_i2_units(lower *L) {
             kir_expr *xp = idx(L, idx(L, param(L, "x"), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
             kir_set(m, &sc, acc[r], kir_vec(m, KO_BDOT, KT_BACC, ref(L, acc[r]), ref(L, codes[r]), xp, 0));
         }
-        if (i % per == per - 1 && units_by4(kn)) {
-            uc.unit = i / per;
-            kir_expr *at = add(L, mul(L, wide(L, unit_of(L, &uc)), size(L, kn->unit_stride)),
-                               mul(L, wide(L, ref(L, b)), size(L, 4)));
-            store_units4(L, &gl, acc, at, kir_load(m, KT_I32, ref(L, su), unit_of(L, &uc)));
-        } else if (i % per == per - 1) {
-            uc.unit = i / per;
+        if (i % per != per - 1) continue;
+        uc.unit = i / per;
+        if (units_by4(kn)) /* row 0's index: the block's four rows from there */
+            store_units4(L, &gl, acc, units_index(L, 0, &uc), units_sx(L, &uc));
+        else
             store_rows(L, &gl, b, R, units_index, units_value, &uc);
-        }
     }
 }
 
@@ -443,11 +442,13 @@ static kir_expr *utile_index(lower *L, int r, void *ctx) {
     kir_expr *unit = mul(L, wide(L, utile_unit(L, c)), size(L, L->kn->unit_stride));
     return add(L, add(L, mul(L, tj, wide(L, param(L, "y_stride"))), unit), row);
 }
+static kir_expr *utile_sx(lower *L, const utile_ctx *c) { /* Σx of the unit for token j */
+    kir_expr *at = add(L, utile_unit(L, c), num(L, c->j * (L->kn->cols / L->kn->unit_cols)));
+    return kir_load(L->m, KT_I32, ref(L, c->su), at);
+}
 static kir_expr *utile_value(lower *L, int r, void *ctx) {
     utile_ctx *c = ctx;
-    kir_expr *s = kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r][c->j]), NULL, NULL, 0);
-    kir_expr *at = add(L, utile_unit(L, c), num(L, c->j * (L->kn->cols / L->kn->unit_cols)));
-    return sub(L, s, kir_load(L->m, KT_I32, ref(L, c->su), at));
+    return sub(L, kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r][c->j]), NULL, NULL, 0), utile_sx(L, c));
 }
 
 /* su[j·units + u] = Σ x[j][u·U .. (u+1)·U) for the tile's T tokens */
@@ -497,13 +498,7 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
                 continue;
             }
             kir_var *accj[4] = {c.acc[0][c.j], c.acc[1][c.j], c.acc[2][c.j], c.acc[3][c.j]};
-            kir_expr *tj = wide(L, add(L, ref(L, t), num(L, c.j)));
-            kir_expr *at = add(L,
-                               add(L, mul(L, tj, wide(L, param(L, "y_stride"))),
-                                   mul(L, wide(L, utile_unit(L, &c)), size(L, kn->unit_stride))),
-                               mul(L, wide(L, ref(L, b)), size(L, 4)));
-            kir_expr *sx = add(L, utile_unit(L, &c), num(L, c.j * (kn->cols / kn->unit_cols)));
-            store_units4(L, &gl, accj, at, kir_load(m, KT_I32, ref(L, su), sx));
+            store_units4(L, &gl, accj, utile_index(L, 0, &c), utile_sx(L, &c));
         }
     }
 }

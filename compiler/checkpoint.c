@@ -59,11 +59,16 @@ static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t 
 static void free_model(void *m) { model_free(m); }
 static void delete_json(void *j) { cJSON_Delete(j); }
 
-/* Whether `rest` (after "model.layers.N.") is the router or one of an expert's matrices. */
+/* Whether `rest` (after "model.layers.N.") is the router, one of an expert's matrices, or a shared
+ * expert's or its gate. */
 static bool expert_tensor(const model *m, const char *rest) {
     if (!strcmp(rest, "mlp.gate.weight")) return true;
     int e, used = 0;
-    if (sscanf(rest, "mlp.experts.%d.%n", &e, &used) != 1 || !used || e < 0 || e >= m->num_experts) return false;
+    if (m->shared_ff && !strcmp(rest, "mlp.shared_expert_gate.weight")) return true;
+    if (m->shared_ff && !strncmp(rest, "mlp.shared_expert.", 18))
+        e = 0, used = 18;
+    else if (sscanf(rest, "mlp.experts.%d.%n", &e, &used) != 1 || !used || e < 0 || e >= m->num_experts)
+        return false;
     for (int p = PROJ_GATE; p <= PROJ_DOWN; p++) {
         char buf[64];
         snprintf(buf, sizeof buf, "%s.weight", proj_names[p] + 4); /* without "mlp." */
@@ -394,6 +399,8 @@ model *model_load(const char *path) {
         char n[192];
         snprintf(n, sizeof n, "model.layers.%d.mlp.gate.weight", l);
         model_require(m, n, 2, m->num_experts, m->hidden);
+        snprintf(n, sizeof n, "model.layers.%d.mlp.shared_expert_gate.weight", l);
+        if (m->shared_ff) model_shared_gate(m, n);
     }
     /* and every matrix: present, its dtype and shape, a packed one's scale (the codes themselves
      * are read when the matrix is compiled) */
@@ -432,7 +439,9 @@ char *model_tensor_name(const model *m, int layer, int proj) {
     return xasprintf("model.layers.%d.%s.weight", layer, proj_names[proj]);
 }
 
-int model_layer_matrices(const model *m) { return m->num_experts ? 4 + 3 * m->num_experts : NUM_PROJ; }
+int model_layer_matrices(const model *m) {
+    return m->num_experts ? 4 + 3 * (m->num_experts + (m->shared_ff > 0)) : NUM_PROJ;
+}
 
 int32_t model_total_matrices(const model *m) {
     int32_t n = m->num_layers * model_layer_matrices(m);
@@ -454,10 +463,11 @@ char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *c
         if (j == PROJ_Q && m->attn_gate) *rows *= 2; /* [q | gate] per head */
         return model_tensor_name(m, l, j);
     }
-    const int e = (j - PROJ_GATE) / 3, p = PROJ_GATE + (j - PROJ_GATE) % 3;
-    const int32_t ff = m->expert_ff[l];
+    const int shared = m->shared_ff > 0, e = (j - PROJ_GATE) / 3 - shared, p = PROJ_GATE + (j - PROJ_GATE) % 3;
+    const int32_t ff = e < 0 ? m->shared_ff : m->expert_ff[l];
     *proj = p;
     *rows = p == PROJ_DOWN ? m->hidden : ff, *cols = p == PROJ_DOWN ? ff : m->hidden;
+    if (e < 0) return xasprintf("model.layers.%d.mlp.shared_expert.%s.weight", l, proj_names[p] + 4);
     return xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", l, e, proj_names[p] + 4);
 }
 
@@ -468,6 +478,12 @@ void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols) {
     const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
     const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
     *rows = out_dim[proj], *cols = in_dim[proj];
+}
+
+/* A shared expert's gate: [1, hidden] (a Linear to one output) or [hidden] (GGUF's), floats. */
+const st_tensor *model_shared_gate(const model *m, const char *name) {
+    const st_tensor *t = st_find(m->ar, name);
+    return t && t->ndim == 1 ? model_require(m, name, 1, m->hidden, 0) : model_require(m, name, 2, 1, m->hidden);
 }
 
 /* Finds a tensor and checks its rank and shape (d1 ignored for 1-D); float dtypes only. */
@@ -762,6 +778,7 @@ static void print_experts(const model *m, FILE *out) {
     for (int32_t l = 0; l < m->num_layers; l++) fprintf(out, "%s%d", l ? "," : "", m->expert_ff[l]);
     fputs(" swiglu_clamp=", out);
     for (int32_t l = 0; l < m->num_layers; l++) fprintf(out, "%s%g", l ? "," : "", (double)m->swiglu_clamp[l]);
+    if (m->shared_ff) fprintf(out, " shared_ff=%d shared_gate=sigmoid", m->shared_ff);
     fputc('\n', out);
 }
 

@@ -861,6 +861,8 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         fprintf(out, ", %d, %a, %d, %d, %d, %d, %d, %d, %a, ", L->sliding_window, L->rope_theta, L->no_rope,
                 L->num_experts, L->experts_used, L->expert_first, L->expert_ff, L->gating, (double)L->swiglu_clamp);
         emit_c_offset(out, L->router);
+        fprintf(out, ", %d, ", L->shared_ff);
+        emit_c_offset(out, L->shared_gate);
         if (m->layer_kind) { /* qwen35 (the fields are zero in every other model's layers) */
             fprintf(out, ", %d, %d, %d, %d, %d, %d", L->kind, L->attn_gate, L->dn_k_heads, L->dn_v_heads, L->dn_head,
                     L->dn_conv);

@@ -81,14 +81,20 @@ static const char *layer_hf(const model *m, size_t i) {
 static char *qwen35_name(const model *m, int layer, const char *rest, int *proj) {
     static const struct {
         const char *gguf, *hf;
-        int8_t where; /* 0: every layer, 1: DeltaNet layers, 2: attention layers */
+        int8_t where; /* 0: every layer, 1: DeltaNet layers, 2: attention layers; | 4: dense FFNs
+                         (qwen35), | 8: mixtures of experts (qwen35moe; the experts: add_experts) */
         int8_t proj;
     } names[] = {
         {"attn_norm.weight", "input_layernorm.weight", 0, -1},
         {"post_attention_norm.weight", "post_attention_layernorm.weight", 0, -1},
-        {"ffn_gate.weight", "mlp.gate_proj.weight", 0, PROJ_GATE},
-        {"ffn_up.weight", "mlp.up_proj.weight", 0, PROJ_UP},
-        {"ffn_down.weight", "mlp.down_proj.weight", 0, PROJ_DOWN},
+        {"ffn_gate.weight", "mlp.gate_proj.weight", 4, PROJ_GATE},
+        {"ffn_up.weight", "mlp.up_proj.weight", 4, PROJ_UP},
+        {"ffn_down.weight", "mlp.down_proj.weight", 4, PROJ_DOWN},
+        {"ffn_gate_inp.weight", "mlp.gate.weight", 8, -1},
+        {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight", 8, PROJ_GATE},
+        {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight", 8, PROJ_UP},
+        {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight", 8, PROJ_DOWN},
+        {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight", 8, -1},
         {"attn_qkv.weight", "linear_attn.in_proj_qkv.weight", 1, PROJ_Q},
         {"attn_gate.weight", "linear_attn.in_proj_z.weight", 1, PROJ_K},
         {"ssm_out.weight", "linear_attn.out_proj.weight", 1, PROJ_O},
@@ -106,9 +112,10 @@ static char *qwen35_name(const model *m, int layer, const char *rest, int *proj)
         {"attn_k_norm.weight", "self_attn.k_norm.weight", 2, -1},
     };
     if (layer >= m->num_layers) return NULL;
-    const int where = m->layer_kind[layer] == RSR_LAYER_DELTANET ? 1 : 2;
+    const int where = m->layer_kind[layer] == RSR_LAYER_DELTANET ? 1 : 2, ffn = m->num_experts ? 8 : 4;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (!strcmp(rest, names[i].gguf) && (names[i].where == 0 || names[i].where == where)) {
+        if (!strcmp(rest, names[i].gguf) && ((names[i].where & 3) == 0 || (names[i].where & 3) == where) &&
+            (names[i].where & 12 & ~ffn) == 0) {
             *proj = names[i].proj;
             return xasprintf("model.layers.%d.%s", layer, names[i].hf);
         }
@@ -576,31 +583,48 @@ static bool maple_windowed(const gguf_file *g, const char *arch, int32_t l, int3
     return g->map[v->first + (uint64_t)l] != 0;
 }
 
-/* Maple (llama.cpp's graph, docs/moe.md): ARCH.expert_count experts, expert_used_count of them per
- * token, expert_feed_forward_length and swiglu_clamp_exp for every layer or per layer; softmax
- * gating with the chosen weights renormalised (llama.cpp fixes both for maple and reads no key for
- * them); no shared experts (refused when expert_shared_count says so); ARCH.attention.sliding_window
- * positions on the layers sliding_window_pattern names, RoPE only there, with base
- * rope.freq_base_swa (rope.freq_base when absent); the other layers take no positional rotation. */
-static void configure_maple(model *m, const gguf_file *g, const char *arch) {
+/* A mixture of experts for every layer's FFN (llama.cpp's build_moe_ffn, docs/moe.md):
+ * ARCH.expert_count experts, expert_used_count of them per token, softmax gating with the chosen
+ * weights renormalised (llama.cpp fixes both for maple and qwen35moe and reads no key for them);
+ * expert_feed_forward_length for every layer or per layer (qwen35moe: feed_forward_length /
+ * expert_used_count when absent, as llama.cpp). Maple: swiglu_clamp_exp for every layer or per layer,
+ * no shared expert (refused when expert_shared_count says so). qwen35moe: no clamp (llama.cpp reads
+ * none), a shared expert of expert_shared_feed_forward_length rows (feed_forward_length when absent)
+ * gated by sigmoid(ffn_gate_inp_shexp · x). */
+static void configure_experts(model *m, const gguf_file *g, const char *arch, bool maple) {
     char k[160];
-    const int32_t L = m->num_layers;
+    const int32_t L = m->num_layers, dense_ff = m->intermediate;
     m->num_experts = (int32_t)meta_uint(g, arch, "expert_count", UINT64_MAX, 4096);
     m->experts_used = (int32_t)meta_uint(g, arch, "expert_used_count", UINT64_MAX, (uint64_t)m->num_experts);
     snprintf(k, sizeof k, "%s.expert_shared_count", arch);
     const gguf_value *sh = gguf_get(g, k);
-    if (sh && (!integer_type(sh->type) || sh->i != 0))
+    if (maple && sh && (!integer_type(sh->type) || sh->i != 0))
         fatal("%s: metadata '%s' is %" PRId64 ": maple has no shared experts (llama.cpp's graph reads none)", g->path,
               k, sh->i);
+    if (!maple)
+        m->shared_ff = (int32_t)meta_uint(g, arch, "expert_shared_feed_forward_length",
+                                          dense_ff ? (uint64_t)dense_ff : UINT64_MAX, 65535);
     m->expert_ff = xcalloc((size_t)L, sizeof *m->expert_ff);
     m->swiglu_clamp = xcalloc((size_t)L, sizeof *m->swiglu_clamp);
-    m->intermediate = 0;
+    m->intermediate = m->shared_ff;
+    const double ff_fallback = !maple && dense_ff >= m->experts_used ? (double)(dense_ff / m->experts_used) : NAN;
     for (int32_t l = 0; l < L; l++) {
-        m->expert_ff[l] = (int32_t)meta_layer(g, arch, "expert_feed_forward_length", l, L, NAN, 1, 65535, false);
-        double c = meta_layer(g, arch, "swiglu_clamp_exp", l, L, 0, 0, 1e30, true);
+        m->expert_ff[l] =
+            (int32_t)meta_layer(g, arch, "expert_feed_forward_length", l, L, ff_fallback, 1, 65535, false);
+        double c = maple ? meta_layer(g, arch, "swiglu_clamp_exp", l, L, 0, 0, 1e30, true) : 0;
         m->swiglu_clamp[l] = c > 1e-6 ? (float)c : 0.0f; /* llama.cpp clamps above 1e-6 only */
         if (m->expert_ff[l] > m->intermediate) m->intermediate = m->expert_ff[l];
     }
+}
+
+/* Maple (llama.cpp's graph, docs/moe.md): configure_experts' mixture for every FFN;
+ * ARCH.attention.sliding_window positions on the layers sliding_window_pattern names, RoPE only
+ * there, with base rope.freq_base_swa (rope.freq_base when absent); the other layers take no
+ * positional rotation. */
+static void configure_maple(model *m, const gguf_file *g, const char *arch) {
+    char k[160];
+    const int32_t L = m->num_layers;
+    configure_experts(m, g, arch, true);
     static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
     for (int i = 0; i < 2; i++) {
         snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
@@ -747,19 +771,22 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
         m->architecture = xstrdup("MapleForCausalLM");
         m->activation = RSR_ACT_SILU;
         m->qk_norm = true, m->act_block = 32;
-        m->num_experts = 1;               /* for now: the FFN's length is optional */
-    } else if (!strcmp(arch, "qwen35")) { /* qwen3's attention with gated DeltaNet layers: configure_qwen35 */
-        m->architecture = xstrdup("Qwen3_5ForCausalLM");
+        m->num_experts = 1;                                             /* for now: the FFN's length is optional */
+    } else if (!strcmp(arch, "qwen35") || !strcmp(arch, "qwen35moe")) { /* qwen3's attention with gated DeltaNet
+                                                                           layers: configure_qwen35 */
+        const bool moe = arch[6] == 'm';
+        m->architecture = xstrdup(moe ? "Qwen3_5MoeForCausalLM" : "Qwen3_5ForCausalLM");
         m->activation = RSR_ACT_SILU;
         m->qk_norm = true, m->act_block = 32, m->attn_gate = true;
+        m->num_experts = moe; /* for now: the FFN's length is optional (configure_experts) */
     } else {
         fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple, "
-              "qwen35)",
+              "qwen35, qwen35moe)",
               g->path, arch);
     }
     m->wformat = WF_PACKED;
     m->hidden = (int32_t)meta_uint(g, arch, "embedding_length", UINT64_MAX, 65535);
-    m->intermediate = (int32_t)meta_uint(g, arch, "feed_forward_length", m->num_experts ? 1 : UINT64_MAX, 65535);
+    m->intermediate = (int32_t)meta_uint(g, arch, "feed_forward_length", m->num_experts ? 0 : UINT64_MAX, 65535);
     m->num_layers = (int32_t)meta_uint(g, arch, "block_count", UINT64_MAX, 4096);
     m->num_heads = (int32_t)meta_uint(g, arch, "attention.head_count", UINT64_MAX, 4096);
     m->num_kv_heads = (int32_t)meta_uint(g, arch, "attention.head_count_kv", (uint64_t)m->num_heads, 4096);
@@ -807,49 +834,57 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->tied = !gguf_find(g, "output.weight");
     if (m->attn_gate) configure_qwen35(m, g, arch);
     if (m->post_norms) configure_gemma3(m, g, arch);
-    if (m->num_experts) configure_maple(m, g, arch);
+    if (m->num_experts && !m->attn_gate) configure_maple(m, g, arch);
+    if (m->num_experts && m->attn_gate) configure_experts(m, g, arch, false); /* qwen35moe */
 }
 
 static void close_file(void *g) { gguf_close(g); }
 
 /* Which of an expert's matrices "blk.N.ffn_{gate,up,down}_exps.weight" (or .scale) names:
- * PROJ_GATE, PROJ_UP, PROJ_DOWN; -1 for any other name. */
+ * PROJ_GATE, PROJ_UP, PROJ_DOWN, or NUM_PROJ for gate and up in one (ffn_gate_up_exps, each
+ * expert's gate rows before its up rows); -1 for any other name. */
 static int expert_of(const char *name) {
-    static const char *const kinds[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    static const char *const kinds[4] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_up_exps"};
+    static const int proj[4] = {PROJ_GATE, PROJ_UP, PROJ_DOWN, NUM_PROJ};
     int layer, used = 0;
     if (sscanf(name, "blk.%d.%n", &layer, &used) != 1 || !used) return -1;
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p < 4; p++) {
         size_t n = strlen(kinds[p]);
         if (!strncmp(name + used, kinds[p], n) &&
             (!strcmp(name + used + n, ".weight") || !strcmp(name + used + n, ".scale")))
-            return PROJ_GATE + p;
+            return proj[p];
     }
     return -1;
 }
 
 /* A stacked expert tensor [cols, rows, num_experts] (ggml's order: expert e's rows follow
  * expert e-1's, rows e·rows ... of the tensor seen as a matrix) as num_experts ternary matrices
- * model.layers.N.mlp.experts.E.{gate,up,down}_proj, each with its own scale. */
+ * model.layers.N.mlp.experts.E.{gate,up,down}_proj, each with its own scale; a stack of gate and
+ * up (ffn_gate_up_exps) as two halves of each expert's rows. */
 static void add_experts(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t,
                         struct gguf_lazy *lazy) {
     int layer = -1;
     sscanf(t->name, "blk.%d.", &layer);
-    const int p = expert_of(t->name);
+    const int p = expert_of(t->name), halves = p == NUM_PROJ ? 2 : 1;
     if (strcmp(t->name + strlen(t->name) - 7, ".weight"))
         fatal("%s: tensor '%s': per-tensor scales of stacked expert matrices are not supported", g->path, t->name);
     if (layer < 0 || layer >= m->num_layers) fatal("%s: tensor '%s' names a layer the model has not", g->path, t->name);
-    if (t->ndim != 3 || t->ne[2] != (uint64_t)m->num_experts)
-        fatal("%s: tensor '%s': %u dimensions [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "], expected 3 with %d experts",
-              g->path, t->name, t->ndim, t->ne[0], t->ne[1], t->ne[2], m->num_experts);
-    const uint64_t per = t->nbytes / t->ne[2];
-    for (int32_t e = 0; e < m->num_experts; e++) {
-        gguf_tensor sl = *t;
-        sl.ndim = 2, sl.ne[2] = 1, sl.nbytes = per, sl.data = t->data + (uint64_t)e * per;
-        sl.name = xasprintf("%s[expert %d]", t->name, e);
-        char *name = xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", layer, e, proj_names[p] + 4);
-        add_ternary(a, m, g, &sl, name, p, lazy);
-        free(sl.name);
-    }
+    if (t->ndim != 3 || t->ne[2] != (uint64_t)m->num_experts || t->ne[1] % (uint64_t)halves)
+        fatal("%s: tensor '%s': %u dimensions [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "], expected 3 with %d experts%s",
+              g->path, t->name, t->ndim, t->ne[0], t->ne[1], t->ne[2], m->num_experts,
+              halves > 1 ? " and an even count of rows (gate, then up)" : "");
+    const uint64_t per = t->nbytes / t->ne[2] / (uint64_t)halves;
+    for (int32_t e = 0; e < m->num_experts; e++)
+        for (int h = 0; h < halves; h++) {
+            const int proj = halves > 1 ? PROJ_GATE + h : p;
+            gguf_tensor sl = *t;
+            sl.ndim = 2, sl.ne[1] /= (uint64_t)halves, sl.ne[2] = 1, sl.nbytes = per;
+            sl.data = t->data + ((uint64_t)e * (uint64_t)halves + (uint64_t)h) * per;
+            sl.name = xasprintf("%s[expert %d%s]", t->name, e, halves == 1 ? "" : h ? ", up" : ", gate");
+            char *name = xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", layer, e, proj_names[proj] + 4);
+            add_ternary(a, m, g, &sl, name, proj, lazy);
+            free(sl.name);
+        }
 }
 
 /* ---- the tokenizer: tokenizer.ggml.* as the tokenizer.json or tokenizer.model the runtime reads ---- */

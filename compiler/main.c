@@ -772,13 +772,18 @@ static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_ou
     L->sliding_window = m->layer_window ? m->layer_window[l] : 0;
     L->rope_theta = L->sliding_window ? m->rope_theta_swa : 0; /* 0: the model's */
     L->no_rope = m->nope_global && !L->sliding_window;
-    L->gate = L->up = L->down = -1, L->router = RSR_NO_TENSOR;
+    L->gate = L->up = L->down = -1, L->router = L->shared_gate = RSR_NO_TENSOR;
     if (!m->num_experts) return;
     char *rn = xasprintf("model.layers.%d.mlp.gate.weight", l);
     L->router = blob_write_f32_of(&b->blob, model_require(m, rn, 2, m->num_experts, m->hidden));
     free(rn);
     L->num_experts = m->num_experts, L->experts_used = m->experts_used, L->expert_ff = m->expert_ff[l];
     L->gating = RSR_GATING_SOFTMAX, L->swiglu_clamp = m->swiglu_clamp[l];
+    L->shared_ff = m->shared_ff, L->shared_gate = RSR_NO_TENSOR;
+    if (!m->shared_ff) return;
+    char *sn = xasprintf("model.layers.%d.mlp.shared_expert_gate.weight", l);
+    L->shared_gate = blob_write_f32_of(&b->blob, model_shared_gate(m, sn));
+    free(sn);
 }
 
 /* An object of kernels for the link (b->parts stays NULL-terminated). */
@@ -859,7 +864,8 @@ static void compile_matrices(build *b) {
         rsr_artifact_layer *L = &b->layers[l];
         layer_norms(b, l, L, q_out);
         int32_t *slot[NUM_PROJ] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-        L->expert_first = m->num_experts ? next + PROJ_GATE : -1;
+        const int shared = m->shared_ff > 0 ? 3 : 0; /* a shared expert's gate, up, down: the FFN's slots */
+        L->expert_first = m->num_experts ? next - (model_deltanet(m, l) ? 1 : 0) + PROJ_GATE + shared : -1;
         for (int j = 0; j < per_layer; j++) {
             int pj;
             char *name = model_layer_matrix(m, l, j, &out_dim, &in_dim, &pj);
@@ -909,7 +915,7 @@ static void compile_matrices(build *b) {
                                  RSR_DTYPE_F32};
             if (tm.unit_cols)
                 r->group_scale = write_group_scales(&b->blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
-            if (!m->num_experts || j < PROJ_GATE) *slot[pj] = idx;
+            if (!m->num_experts || j < PROJ_GATE + shared) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
             progress_expect_after(after_seconds(b, NULL) * (double)all_weights / (double)b->weights);

@@ -79,8 +79,10 @@ typedef struct model {
      * gate and up (intermediate is the widest), swiglu_clamp[l] (0: none); the router
      * model.layers.N.mlp.gate.weight [num_experts][hidden] and the experts'
      * model.layers.N.mlp.experts.E.{gate,up,down}_proj.weight. nope_global: the layers without a
-     * window take no RoPE. */
-    int32_t num_experts, experts_used;
+     * window take no RoPE. shared_ff > 0 (qwen35moe): a shared expert of that many rows on every
+     * token, model.layers.N.mlp.shared_expert.{gate,up,down}_proj.weight, its output times
+     * sigmoid(model.layers.N.mlp.shared_expert_gate.weight · x). */
+    int32_t num_experts, experts_used, shared_ff;
     int32_t *expert_ff;
     float *swiglu_clamp;
     bool nope_global;
@@ -140,8 +142,8 @@ void ternary_matrix_expand(ternary_matrix *t, int32_t act_block);
 /* The seven linear layers of a block, in the order they are compiled. */
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, NUM_PROJ };
 extern const char *const proj_names[NUM_PROJ];
-/* The ternary matrices of one layer: the seven, or with experts q, k, v, o then each expert's
- * gate, up and down (4 + 3 · num_experts). */
+/* The ternary matrices of one layer: the seven, or with experts q, k, v, o, a shared expert's gate,
+ * up and down, then each expert's (4 + 3 · (num_experts + 1 with a shared expert)). */
 int model_layer_matrices(const model *m);
 /* Matrix j of layer l in that order: its tensor name (the caller frees it), shape and which
  * projection it is (PROJ_GATE ... for an expert's). */
@@ -238,6 +240,7 @@ void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols);
 void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out);
 void ternary_matrix_free(ternary_matrix *t);
 const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1);
+const st_tensor *model_shared_gate(const model *m, const char *name);
 void model_print(const model *m, FILE *out);
 /* Refuses, before any work, a compile whose largest matrix would not fit in max_bytes. */
 void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes);

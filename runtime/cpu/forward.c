@@ -88,7 +88,9 @@ static rsr_status moe_work_init(rt_work *w, const rsr_model *m, size_t B) {
     w->moe_pick = malloc(sizeof(int32_t) * B * K);
     w->moe_rows = malloc(sizeof(int32_t) * B * 2);
     w->moe_out = malloc(sizeof(float) * B * H);
-    return w->moe_xq && w->moe_xs && w->moe_xd && w->moe_p && w->moe_w && w->moe_pick && w->moe_rows && w->moe_out
+    w->moe_shared = malloc(sizeof(float) * B);
+    return w->moe_xq && w->moe_xs && w->moe_xd && w->moe_p && w->moe_w && w->moe_pick && w->moe_rows && w->moe_out &&
+                   w->moe_shared
                ? RSR_OK
                : RSR_ERR_OUT_OF_MEMORY;
 }
@@ -173,7 +175,7 @@ void rt_work_free(rt_work *w) {
     free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->rope2), free(w->acc);
     free(w->moe_xq), free(w->moe_xs), free(w->moe_xd), free(w->moe_p), free(w->moe_w), free(w->moe_pick),
         free(w->moe_rows);
-    free(w->moe_out);
+    free(w->moe_out), free(w->moe_shared);
     free(w->dn_qkv), free(w->dn_z), free(w->dn_beta), free(w->dn_g), free(w->qg), free(w->gate_q);
     *w = (rt_work){0};
 }
@@ -873,12 +875,21 @@ static void swiglu_clamped(float *g, const float *u, int32_t n, float c) {
     }
 }
 
-/* The n rows of w->moe_rows (row t, slot j as t·k + j) through expert e: their kept inputs gathered
- * into rows 0..n-1 of xq, gate and up in one call, the clamped SiLU-GLU, down into w->tmp; then
- * each row's output times its weight added to its row of w->moe_out. */
-static void run_expert(const rsr_model *m, rt_work *w, const rsr_artifact_layer *L, int32_t e, int32_t n) {
+/* One expert of an FFN of experts: its matrices gate = first, up, down (first + 1, + 2), its rows
+ * F, its SwiGLU clamp (0: none); the weight of the row of slot s (row s / K) is wt[s]. */
+typedef struct expert_call {
+    int32_t first, F;
+    float clamp;
+    size_t K;
+    const float *wt;
+} expert_call;
+
+/* The n rows of w->moe_rows (slots: row t's j-th as t·K + j) through expert x: their kept inputs
+ * gathered into rows 0..n-1 of xq, gate and up in one call, the clamped SiLU-GLU, down into
+ * w->tmp; then each row's output times its weight added to its row of w->moe_out. */
+static void run_expert(const rsr_model *m, rt_work *w, const expert_call *x, int32_t n) {
     const rsr_artifact *a = m->a;
-    const size_t I = (size_t)a->intermediate, W = (size_t)w->widest, H = (size_t)a->hidden, K = (size_t)L->experts_used;
+    const size_t I = (size_t)a->intermediate, W = (size_t)w->widest, H = (size_t)a->hidden, K = x->K;
     const size_t xq = (size_t)w->xq_stride, xd = (size_t)w->xd_stride;
     for (int32_t i = 0; i < n; i++) {
         const size_t t = (size_t)w->moe_rows[i] / K;
@@ -886,26 +897,37 @@ static void run_expert(const rsr_model *m, rt_work *w, const rsr_artifact_layer 
         w->xs[i] = w->moe_xs[t];
         if (w->xd) memcpy(w->xd + (size_t)i * xd, w->moe_xd + t * xd, sizeof(float) * xd);
     }
-    const int32_t g = L->expert_first + 3 * e, F = L->expert_ff;
+    const int32_t g = x->first, F = x->F;
     bl_out gu[2] = {{g, w->gate, I, 0}, {g + 1, w->up, I, 0}};
     bitlinear(m, w, gu, 2, n, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, n))
-    for (int32_t i = 0; i < n; i++) swiglu_clamped(w->gate + (size_t)i * I, w->up + (size_t)i * I, F, L->swiglu_clamp);
+    for (int32_t i = 0; i < n; i++) swiglu_clamped(w->gate + (size_t)i * I, w->up + (size_t)i * I, F, x->clamp);
     norm_inputs(m, w, w->gate, I, NULL, NULL, F, n);
     bitlinear1(m, w, g + 2, n, w->tmp, W, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, n))
     for (int32_t i = 0; i < n; i++) { /* each row once per expert: no two threads share one */
         const size_t slot = (size_t)w->moe_rows[i], t = slot / K;
-        const float wt = w->moe_w[slot], *y = w->tmp + (size_t)i * W;
+        const float wt = x->wt[slot], *y = w->tmp + (size_t)i * W;
         float *out = w->moe_out + t * H;
         for (size_t c = 0; c < H; c++) out[c] += y[c] * wt;
     }
 }
 
+/* The weight of a shared expert's output for the FFN input x: sigmoid(shared_gate · x) (fp32, in
+ * column order), 1 without shared_gate; 0 without a shared expert. */
+static float shared_weight(const rsr_model *m, const rsr_artifact_layer *L, const float *x) {
+    if (L->shared_ff <= 0) return 0;
+    if (L->shared_gate == RSR_NO_TENSOR) return 1;
+    const float *g = blob_f32(m, L->shared_gate);
+    float s = 0;
+    for (int32_t i = 0; i < m->a->hidden; i++) s += g[i] * x[i];
+    return 1.0f / (1.0f + expf(-s));
+}
+
 /* Layer l's FFN as a mixture of experts for every row: the normed input quantised once and kept,
  * each row routed, then expert by expert (ascending) the rows that chose it in one batched call of
- * its kernels, their weighted outputs summed per row in that order and added to h. A row's sums are
- * the same whichever rows share its step. */
+ * its kernels, their weighted outputs summed per row in that order, then a shared expert's for all
+ * rows, and added to h. A row's sums are the same whichever rows share its step. */
 static void moe_ffn(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows) {
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
@@ -919,13 +941,20 @@ static void moe_ffn(const rsr_model *m, rt_work *w, int32_t l, const rt_run *run
         route_row(blob_f32(m, L->router), w->xn + (size_t)t * W, a->hidden, L->num_experts, L->experts_used,
                   w->moe_p + (size_t)t * E, w->moe_pick + (size_t)t * K, w->moe_w + (size_t)t * K);
         memset(w->moe_out + (size_t)t * H, 0, sizeof(float) * H);
+        w->moe_shared[t] = shared_weight(m, L, w->xn + (size_t)t * W);
     }
     if (m->route_trace) trace_routes(m, w, l, L->experts_used, runs, nruns, rows);
     for (int32_t e = 0; e < L->num_experts; e++) {
         int32_t n = 0;
         for (size_t s = 0; s < (size_t)rows * K; s++)
             if (w->moe_pick[s] == e) w->moe_rows[n++] = (int32_t)s;
-        if (n) run_expert(m, w, L, e, n);
+        const expert_call x = {L->expert_first + 3 * e, L->expert_ff, L->swiglu_clamp, K, w->moe_w};
+        if (n) run_expert(m, w, &x, n);
+    }
+    if (L->shared_ff > 0) { /* every row, after the routed experts */
+        for (int32_t t = 0; t < rows; t++) w->moe_rows[t] = t;
+        const expert_call x = {L->gate, L->shared_ff, 0, 1, w->moe_shared};
+        run_expert(m, w, &x, rows);
     }
 #pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
     for (int32_t t = 0; t < rows; t++) {

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    14u /* 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    15u /* 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe); 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -101,17 +101,23 @@ typedef struct rsr_artifact_layer {
     double rope_theta;      /* this layer's RoPE base; 0: rsr_artifact.rope_theta (at most one other per model) */
     int32_t no_rope;        /* 1: q and k are not rotated at all (maple's global layers) */
     /* A mixture of experts in place of the FFN (maple, docs/moe.md), num_experts > 0; gate, up and
-     * down are then -1 and ffn_sub_norm, ffn_post_norm, in_norm[GATE, UP] absent. The FFN's input
+     * down are then -1 (but for a shared expert, below) and ffn_sub_norm, ffn_post_norm, in_norm[GATE, UP] absent. The FFN's input
      * x = RMSNorm(h, ffn_norm); logits = router · x in fp32; p = softmax(logits); the experts_used
      * largest p (ties: the lower index first) weighted by p / Σ(their p), each expert e's output
      * down_e(act(gate_e · x) · (up_e · x)) (SiLU; with swiglu_clamp c > 0: silu(min(g, c)) · clamp(u,
      * -c, c)) summed in ascending expert order and added to h. Expert e's gate, up and down are
      * matrices expert_first + 3e, + 3e + 1, + 3e + 2 ([expert_ff][hidden], [expert_ff][hidden],
-     * [hidden][expert_ff]). */
+     * [hidden][expert_ff]).
+     * A shared expert (Qwen3.5-MoE, shared_ff > 0): gate, up and down are then its matrices
+     * ([shared_ff][hidden], [shared_ff][hidden], [hidden][shared_ff]), run on every row as a dense
+     * FFN (SiLU, no clamp) and its output, times sigmoid(shared_gate · x) (fp32, in column order;
+     * 1 when shared_gate is RSR_NO_TENSOR), added after the routed experts' sum, before h. */
     int32_t num_experts, experts_used, expert_first, expert_ff;
-    int32_t gating;     /* enum rsr_gating */
-    float swiglu_clamp; /* 0: none */
-    uint64_t router;    /* f32 [num_experts][hidden]; RSR_NO_TENSOR without experts */
+    int32_t gating;       /* enum rsr_gating */
+    float swiglu_clamp;   /* 0: none */
+    uint64_t router;      /* f32 [num_experts][hidden]; RSR_NO_TENSOR without experts */
+    int32_t shared_ff;    /* the shared expert's rows; 0: none (gate, up, down -1) */
+    uint64_t shared_gate; /* f32 [hidden], or RSR_NO_TENSOR; read only with shared_ff > 0 */
     /* Qwen3.5's hybrid stack (docs/qwen35.md). kind RSR_LAYER_ATTENTION: the fields above; with
      * attn_gate 1, q's rows are per head [q (head_dim) | gate (head_dim)] (q is then 2·heads·head_dim
      * rows) and the attention's output is multiplied by sigmoid(gate) before o.
@@ -123,7 +129,8 @@ typedef struct rsr_artifact_layer {
      * tokens (weights dn_conv_w, no bias), then SiLU; q and k of each head divided by
      * sqrt(Σ x² + rms_eps), q times 1/sqrt(dn_head); V head h reads K head h % dn_k_heads; per V head
      * a state S [dn_head (v)][dn_head (k)]: S = e^g S; d = beta (v − S k); S += d kᵀ; o = S q; then
-     * RMSNorm(o, dn_norm) · SiLU(z) per head into o's input. q_norm, k_norm absent. */
+     * RMSNorm(o, dn_norm) · SiLU(z) per head into o's input. q_norm, k_norm absent. Either kind
+     * of layer may have a mixture of experts for its FFN (qwen35moe). */
     int32_t kind; /* enum rsr_layer_kind */
     int32_t attn_gate;
     int32_t dn_k_heads, dn_v_heads, dn_head, dn_conv;

@@ -82,10 +82,10 @@ typedef struct rt_work {
     /* A mixture of experts' step (rsr_model.max_experts > 0; else NULL): every row's quantised FFN
      * input kept while each expert's tokens are gathered into xq ([rows][xq_stride], [rows],
      * [rows][xd_stride]), each row's router probabilities ([rows][max_experts]), chosen experts
-     * and their weights ([rows][max_experts_used]), one expert's rows and their weights ([2][rows])
-     * and the sum of the experts' outputs ([rows][hidden]) */
+     * and their weights ([rows][max_experts_used]), one expert's rows and their weights ([2][rows]),
+     * the sum of the experts' outputs ([rows][hidden]) and the shared expert's weights ([rows]) */
     int8_t *moe_xq;
-    float *moe_xs, *moe_xd, *moe_p, *moe_w, *moe_out;
+    float *moe_xs, *moe_xd, *moe_p, *moe_w, *moe_out, *moe_shared;
     int32_t *moe_pick, *moe_rows;
     /* Qwen3.5 (else NULL): a DeltaNet layer's [q|k|v] and z ([rows][rsr_model.dn_conv_dim],
      * [rows][dn_value_dim]), beta and g ([rows][dn_v_heads] each); a gated attention layer's q

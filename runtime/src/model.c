@@ -78,27 +78,28 @@ static rsr_status check_gemma_layer(rsr_model *m, int32_t l) {
     return RSR_OK;
 }
 
-/* The matrices the layers say there are: 7 per layer, 4 + 3 per expert in a mixture of experts;
- * -1 when a layer's count of experts is out of range. */
+/* The matrices the layers say there are: the mixer's (4, a gated DeltaNet's 3), then the FFN's 3,
+ * or in a mixture of experts 3 per expert and 3 more for a shared expert; -1 when a layer's count
+ * of experts is out of range. */
 static int64_t expected_matrices(const rsr_artifact *a) {
     int64_t n = 0;
     for (int32_t l = 0; a->layer && l < a->num_layers; l++) {
-        const int32_t E = a->layer[l].num_experts;
-        if (E < 0 || E > 4096) return -1;
-        n += E ? 4 + 3 * (int64_t)E : a->layer[l].kind == RSR_LAYER_DELTANET ? 6 : 7;
+        const rsr_artifact_layer *L = &a->layer[l];
+        if (L->num_experts < 0 || L->num_experts > 4096) return -1;
+        n += (L->kind == RSR_LAYER_DELTANET ? 3 : 4) + 3 * (int64_t)L->num_experts + (L->shared_ff > 0 ? 3 : 0) +
+             (L->num_experts ? 0 : 3);
     }
     return n;
 }
 
 /* Layer l's kind and, for a gated DeltaNet layer (Qwen3.5, rsr_artifact_layer), its sizes, its small
- * tensors in the blob and its three matrices of the shapes they imply; none in a model with GPU code
- * or experts. Tracks the widest (rsr_model.dn_*) and the recurrent state a session keeps. */
+ * tensors in the blob and its three matrices of the shapes they imply; none in a model with GPU code. Tracks the widest (rsr_model.dn_*) and the recurrent state a session keeps. */
 static rsr_status check_deltanet(rsr_model *m, int32_t l) {
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
     const uint64_t H = (uint64_t)a->hidden;
     if ((L->kind != RSR_LAYER_ATTENTION && L->kind != RSR_LAYER_DELTANET) || (L->attn_gate & ~1) ||
-        (L->kind == RSR_LAYER_DELTANET && (L->attn_gate || L->num_experts)) || (L->attn_gate && a->gpu))
+        (L->kind == RSR_LAYER_DELTANET && L->attn_gate) || (L->attn_gate && a->gpu))
         return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: kind %d, attn_gate %d",
                             l, L->kind, L->attn_gate);
     if (L->kind != RSR_LAYER_DELTANET) return RSR_OK;
@@ -145,8 +146,19 @@ static rsr_status check_experts(rsr_model *m, int32_t l) {
     if (L->no_rope & ~1)
         return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: no_rope %d", l,
                             L->no_rope);
-    if (!L->num_experts) return RSR_OK;
+    if (!L->num_experts)
+        return L->shared_ff ? rt_set_error(m->err, RSR_ERR_ABI,
+                                           "artifact descriptor is inconsistent: layer %d: a shared "
+                                           "expert of %d rows without experts",
+                                           l, L->shared_ff)
+                            : RSR_OK;
     const uint64_t H = (uint64_t)a->hidden, E = (uint64_t)L->num_experts, F = (uint64_t)L->expert_ff;
+    if (L->shared_ff < 0 || L->shared_ff > a->intermediate ||
+        (L->shared_ff && L->shared_gate != RSR_NO_TENSOR && !blob_range_ok(a, L->shared_gate, 4 * H, 4)))
+        return rt_set_error(
+            m->err, RSR_ERR_ABI,
+            "artifact descriptor is inconsistent: layer %d: a shared expert of %d rows, its gate at %llu", l,
+            L->shared_ff, (unsigned long long)L->shared_gate);
     if (a->gpu || L->experts_used < 1 || L->experts_used > L->num_experts || L->expert_ff < 1 ||
         L->expert_ff > a->intermediate || L->gating != RSR_GATING_SOFTMAX || !(L->swiglu_clamp >= 0) ||
         !isfinite(L->swiglu_clamp) || !blob_range_ok(a, L->router, 4 * E * H, 4) || L->expert_first < 0 ||
@@ -283,15 +295,19 @@ static rsr_status check_artifact(rsr_model *m) {
         if (gst != RSR_OK) return gst;
         rsr_status dst = check_deltanet(m, l);
         if (dst != RSR_OK) return dst;
-        if (L->kind == RSR_LAYER_DELTANET) continue; /* its matrices: check_deltanet */
         for (int j = 0; j < RSR_IN_NORMS; j++)
             if ((L->in_norm[j] == RSR_NO_TENSOR) != (L->in_norm[0] == RSR_NO_TENSOR) ||
                 (L->in_norm[j] != RSR_NO_TENSOR && !blob_range_ok(a, L->in_norm[j], 4 * H, 4)))
                 return BAD("layer %d: the norm of projection input %d is missing or leaves the blob", l, j);
-        const int32_t idx[7] = {L->q, L->k, L->v, L->o, L->gate, L->up, L->down};
-        const uint64_t rows[7] = {L->attn_gate ? 2 * q_out : q_out, kv_out, kv_out, H, I, I, H},
-                       cols[7] = {H, H, H, q_out, H, H, I};
-        for (int j = 0; j < (L->num_experts ? 4 : 7); j++) {
+        /* the FFN's (a shared expert's rows shared_ff), and the attention's (a DeltaNet's: check_deltanet) */
+        const uint64_t F = L->num_experts ? (uint64_t)(L->shared_ff > 0 ? L->shared_ff : 0) : I;
+        const int32_t idx[7] = {L->gate, L->up, L->down, L->q, L->k, L->v, L->o};
+        const uint64_t rows[7] = {F, F, H, L->attn_gate ? 2 * q_out : q_out, kv_out, kv_out, H},
+                       cols[7] = {H, H, F, H, H, H, q_out};
+        const int ffn = F ? 3 : 0, n = L->kind == RSR_LAYER_DELTANET ? 3 : 7;
+        if (!ffn && (L->gate != -1 || L->up != -1 || L->down != -1))
+            return BAD("layer %d: matrices %d, %d, %d for an FFN it does not have", l, L->gate, L->up, L->down);
+        for (int j = 3 - ffn; j < n; j++) {
             if (idx[j] < 0 || idx[j] >= a->num_matrices) return BAD("layer %d: matrix index %d", l, idx[j]);
             const rsr_artifact_matrix *x = &a->matrix[idx[j]];
             if ((uint64_t)x->rows != rows[j] || (uint64_t)x->cols != cols[j])

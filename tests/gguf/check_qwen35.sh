@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Qwen3.5 GGUF files (rsr-mkmodel --gguf-arch qwen35: 8 layers, 3 and 7 full attention with a gate
 # per head in q and RoPE on a quarter of the head, the others gated DeltaNet layers with 8 V heads
-# reading 4 K heads, or 6 V heads of their own width reading 2; Q2_0 with some +2 weights, and TQ2_0)
+# reading 4 K heads, or 6 V heads of their own width reading 2; Q2_0 with some +2 weights, and TQ2_0;
+# and a qwen35moe file, each FFN 4 experts of 128 rows, 2 a token, and a shared expert of 256)
 # beside two references:
 # tests/gguf/qwen35_model.py (float64 with the ternary matrices' inputs rounded as rsrc rounds
 # them, shares no code with rsrc) and upstream llama.cpp (npm's node-llama-cpp; Q2_0 only, below).
@@ -11,7 +12,9 @@
 # of 1 and 5 tokens give the bits of one step of all 12. References that read the K heads as
 # h // 2 or forget the convolution's history must disagree (the attention's gate and q's layout
 # move this model's logits too little, its FFN outputs dominating the residual stream: the lit test
-# gguf/qwen35.test, 4 layers of 64, holds the reference to them).
+# gguf/qwen35.test, 4 layers of 64, holds the reference to them). For qwen35moe, rsrc's chosen
+# experts (RSR_TRACE_ROUTING) must be the reference's but in near ties (check_maple.sh's rule), and
+# references without the shared expert's gate or the renormalised weights must disagree.
 # Exits 77 (ctest: skipped) without node, npm or the registry.
 # Usage: check_qwen35.sh BUILD_DIR
 set -euo pipefail
@@ -25,34 +28,45 @@ sizes="--hidden 256 --intermediate 256 --layers 8 --heads 8 --kv-heads 4 --head-
 # name, then rsr-mkmodel's arguments
 # (q2-ssm: DeltaNet heads of their own sizes, 6 V heads of 64 reading 2 K heads, as Qwen3.5's differ
 # from its attention's; the sizes below come after, so a case's own flags must not repeat them)
+experts="--experts 4 --experts-used 2 --expert-ff 128 --shared-ff 256"
 cases=("q2 --format gguf-q2 --plus2 5 --seed 3"
        "tq2 --format gguf-tq2 --seed 7"
-       "q2-ssm --format gguf-q2 --plus2 5 --seed 5 --ssm-heads 2,6 --ssm-head 64")
+       "q2-ssm --format gguf-q2 --plus2 5 --seed 5 --ssm-heads 2,6 --ssm-head 64"
+       "moe --format gguf-q2 --plus2 5 --seed 9 --gguf-arch qwen35moe $experts")
+margin=0.01
 for c in "${cases[@]}"; do
   read -r name args <<<"$c"
   # shellcheck disable=SC2086
-  "$build/rsr-mkmodel" $args $sizes --gguf-arch qwen35 --out "$work/$name" 2>/dev/null
+  "$build/rsr-mkmodel" --gguf-arch qwen35 $args $sizes --out "$work/$name" 2>/dev/null
   gguf=$work/$name/model.gguf
   "$build/rsrc" "$gguf" -o "$work/$name.so" -O0
   prefix_logits "$name" "$prompt" "$n"
   for b in 1 5; do
-    "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b --logits "$work/$name.b$b.f32" >/dev/null 2>&1
+    RSR_TRACE_ROUTING=$work/$name.b$b.routes "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b \
+      --logits "$work/$name.b$b.f32" >/dev/null 2>&1
     cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"
   done
-  python3 "$here/qwen35_model.py" reference "$gguf" "$prompt" --act-q8 --json "$work/$name.float.json"
+  follow=()
+  [ -s "$work/$name.b5.routes" ] && follow=(--routes "$work/$name.float.routes" --follow "$work/$name.b5.routes" $margin)
+  python3 "$here/qwen35_model.py" reference "$gguf" "$prompt" --act-q8 --json "$work/$name.float.json" "${follow[@]}"
+  if [ -s "$work/$name.b5.routes" ]; then
+    python3 "$here/compare_routes.py" "$work/$name.b5.routes" "$work/$name.float.routes" "$n" $margin
+    cmp <(sort -n -k1,1 -k2,2 "$work/$name.b1.routes") <(sort -n -k1,1 -k2,2 "$work/$name.b5.routes")
+  fi
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   # llama.cpp rounds a TQ2_0 product's input per block of 256 (Q8_K), rsrc and the reference per 32:
   # this random model's DeltaNet outputs (RMS-normalised sums of small q.k products) move with that
   # rounding by more than the thresholds (KL 0.05), so only Q2_0 (Q8_0's blocks of 32 on both sides)
   # is held to llama.cpp's logits
-  [ "${name%-ssm}" = q2 ] || continue
+  [ "${name%-ssm}" = q2 ] || [ "$name" = moe ] || continue
   node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done
-for ablate in kmap conv; do
-  python3 "$here/qwen35_model.py" reference "$work/q2/model.gguf" "$prompt" --act-q8 --ablate $ablate \
-    --json "$work/q2.no-$ablate.json"
-  if python3 "$here/compare_probs.py" "$work" q2 "$n" "$work/q2.no-$ablate.json" "the float reference \
+for c in "q2 kmap" "q2 conv" "moe shexp" "moe renorm"; do
+  read -r name ablate <<<"$c"
+  python3 "$here/qwen35_model.py" reference "$work/$name/model.gguf" "$prompt" --act-q8 --ablate $ablate \
+    --json "$work/$name.no-$ablate.json"
+  if python3 "$here/compare_probs.py" "$work" $name "$n" "$work/$name.no-$ablate.json" "the float reference \
 ablated ($ablate)" 0.02 0.01 0.03; then
     echo "$who: the float reference ablated ($ablate) agrees with rsrc: the test cannot see that feature" >&2
     exit 1

@@ -21,12 +21,22 @@
 #     of ssm.state_size; q and k divided by sqrt(sum x^2 + eps), q times 1/sqrt(d); V head h reads
 #     K head h % Hk; the state M [d_k][d_v] per V head: M = e^g M; delta = beta (v - M^T k);
 #     M += k delta^T; o = M^T q; RMSNorm(o, ssm_norm) * silu(z) per head; ssm_out.
+# qwen35moe (the same layers, each FFN a mixture of experts, llama.cpp's build_moe_ffn with a shared
+# expert): p = softmax(ffn_gate_inp . x) (x not rounded); the ARCH.expert_used_count largest p
+# (ties: the lower index) weighted by p / max(sum of theirs, 2^-14), each expert e
+# down_e(silu(gate_e . x) * (up_e . x)) (ffn_{gate,up,down}_exps, expert e's rows after expert
+# e-1's); plus the shared expert (ffn_{gate,up,down}_shexp, the same SwiGLU) times
+# sigmoid(ffn_gate_inp_shexp . x).
 # --act-q8: each ternary matrix's input rounded as rsrc rounds it (Q8_0's form, per block of 32: amax,
 # the scale amax / 127 rounded to f16, q = rint(x * 127 / amax)), so that only the order of the
 # float operations separates the two (a check of the graph, free of int8 noise).
-# --ablate kmap|conv|gate|qg: V head h reading K head h // (Hv / Hk), no convolution history, no
-# attention output gate, or q's rows read as [gate | q] per head: what a runtime that got one of them wrong would compute (the test checks
-# that rsrc's logits disagree with these).
+# --ablate kmap|conv|gate|qg|shexp|renorm: V head h reading K head h // (Hv / Hk), no convolution
+# history, no attention output gate, q's rows read as [gate | q] per head, the shared expert not
+# scaled by its gate, or the chosen experts' weights not renormalised: what a runtime that got one of
+# them wrong would compute (the test checks that rsrc's logits disagree with these).
+# --routes FILE: each token's chosen experts per layer, "POS LAYER E1 E2 ... GAP" (GAP: the k-th
+# largest p less the next); --follow ROUTES MARGIN: where rsrc's choice (RSR_TRACE_ROUTING's file)
+# differs and GAP < MARGIN (a near tie that rounding tips), take rsrc's (maple_model.py's rule).
 # Usage: qwen35_model.py reference MODEL.gguf ID,ID,... [--json OUT] [--ablate ...]
 #        qwen35_model.py compare REF.json K RSR.f32 TOL: rsrc's logits after the first K ids against
 #        the reference's: argmax equal and max |difference| <= TOL x max |reference logit|.
@@ -69,17 +79,25 @@ def q8_blocks(x, block=32):
 
 ATTN = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'attn_q_norm', 'attn_k_norm']
 DELTA = ['attn_qkv', 'attn_gate', 'ssm_beta', 'ssm_alpha', 'ssm_conv1d', 'ssm_norm', 'ssm_out']
-BOTH = ['attn_norm', 'post_attention_norm', 'ffn_gate', 'ffn_up', 'ffn_down']
+BOTH = ['attn_norm', 'post_attention_norm']
+DENSE = ['ffn_gate', 'ffn_up', 'ffn_down']
+SHARED = ['ffn_gate_shexp', 'ffn_up_shexp', 'ffn_down_shexp', 'ffn_gate_inp', 'ffn_gate_inp_shexp']
+EXPS = ['ffn_gate_exps', 'ffn_up_exps', 'ffn_down_exps']
 
 
 class Qwen35:
-    def __init__(self, path, ablate=None, act_q8=False):
+    def __init__(self, path, ablate=None, act_q8=False, follow=None, margin=0.0):
         meta, ts = q3.read_gguf(path)
         self.act_q8 = act_q8
         self.ternary = {name for name, (_, typ, _) in ts.items() if typ in (34, 35, 36, 41, 42)}
-        if meta['general.architecture'] != 'qwen35':
-            sys.exit('qwen35_model.py: %s is not a qwen35 file' % path)
-        a = 'qwen35.'
+        arch = meta['general.architecture']
+        if arch not in ('qwen35', 'qwen35moe'):
+            sys.exit('qwen35_model.py: %s is not a qwen35 or qwen35moe file' % path)
+        a = arch + '.'
+        self.moe = arch == 'qwen35moe'
+        if self.moe:
+            self.n_expert, self.n_used = meta[a + 'expert_count'], meta[a + 'expert_used_count']
+        self.routes, self.follow, self.margin, self.followed = [], follow or {}, margin, 0
         self.ablate = ablate
         self.heads = meta[a + 'attention.head_count']
         self.kv_heads = meta.get(a + 'attention.head_count_kv', self.heads)
@@ -102,8 +120,13 @@ class Qwen35:
         self.layers = []
         for l in range(n):
             L = {}
-            for name in BOTH + (DELTA if self.recurrent[l] else ATTN):
+            for name in BOTH + (SHARED if self.moe else DENSE) + (DELTA if self.recurrent[l] else ATTN):
                 L[name] = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
+                L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
+            for name in EXPS if self.moe else []:  # [rows of every expert]: expert e's after expert e-1's
+                rows = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
+                R = len(rows) // self.n_expert
+                L[name] = [rows[e * R:(e + 1) * R] for e in range(self.n_expert)]
                 L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
             if self.recurrent[l]:
                 L['ssm_dt'] = g3.load(ts, 'blk.%d.ssm_dt.bias' % l)
@@ -196,9 +219,31 @@ class Qwen35:
             out += [a * silu(b) for a, b in zip(o, z[h * d:(h + 1) * d])]
         return self.proj(L, 'ssm_out', out)
 
-    def ffn(self, L, x):
-        g, u = self.proj(L, 'ffn_gate', x), self.proj(L, 'ffn_up', x)
-        return self.proj(L, 'ffn_down', [silu(a) * b for a, b in zip(g, u)])
+    def glu(self, x, gate, up, down, q8):
+        if q8:
+            x = q8_blocks(x)
+        y = [silu(a) * b for a, b in zip(matvec(gate, x), matvec(up, x))]
+        return matvec(down, q8_blocks(y) if q8 else y)
+
+    def ffn(self, L, x, l=0, pos=0):
+        if not self.moe:
+            return self.glu(x, L['ffn_gate'], L['ffn_up'], L['ffn_down'], L['ffn_gate.q8'])
+        p = softmax(matvec(L['ffn_gate_inp'], x))
+        order = sorted(range(self.n_expert), key=lambda e: (-p[e], e))
+        chosen = order[:self.n_used]
+        gap = p[chosen[-1]] - p[order[self.n_used]] if self.n_used < self.n_expert else 0.0
+        self.routes.append((pos, l, chosen, gap))
+        other = self.follow.get((pos, l))
+        if other and sorted(other) != sorted(chosen) and gap < self.margin:
+            chosen, self.followed = other, self.followed + 1
+        total = max(sum(p[e] for e in chosen), 6.103515625e-5) if self.ablate != 'renorm' else 1.0
+        out = [0.0] * len(x)
+        for e in sorted(chosen):
+            y = self.glu(x, L['ffn_gate_exps'][e], L['ffn_up_exps'][e], L['ffn_down_exps'][e], L['ffn_gate_exps.q8'])
+            out = [o + p[e] / total * v for o, v in zip(out, y)]
+        y = self.glu(x, L['ffn_gate_shexp'], L['ffn_up_shexp'], L['ffn_down_shexp'], L['ffn_gate_shexp.q8'])
+        w = sigmoid(dot(L['ffn_gate_inp_shexp'], x)) if self.ablate != 'shexp' else 1.0
+        return [o + w * v for o, v in zip(out, y)]
 
     def run(self, ids):
         states = [{'hist': [], 'M': [[[0.0] * self.dk for _ in range(self.dk)] for _ in range(self.hv)]}
@@ -206,10 +251,10 @@ class Qwen35:
         logits = []
         for pos, tok in enumerate(ids):
             h = list(self.embd[tok])
-            for L, r, st in zip(self.layers, self.recurrent, states):
+            for l, (L, r, st) in enumerate(zip(self.layers, self.recurrent, states)):
                 x = self.rmsnorm(h, L['attn_norm'])
                 h = add(h, self.deltanet(L, x, st) if r else self.attention(L, x, pos, st))
-                h = add(h, self.ffn(L, self.rmsnorm(h, L['post_attention_norm'])))
+                h = add(h, self.ffn(L, self.rmsnorm(h, L['post_attention_norm']), l, pos))
             logits.append(matvec(self.output, self.rmsnorm(h, self.output_norm)))
         return logits
 
@@ -228,8 +273,10 @@ def compare(ref_path, k, f32_path, tol):
 
 def main():
     ap, sub, r = q3.reference_parser('qwen35')
-    r.add_argument('--ablate', choices=['kmap', 'conv', 'gate', 'qg'])
+    r.add_argument('--ablate', choices=['kmap', 'conv', 'gate', 'qg', 'shexp', 'renorm'])
     r.add_argument('--act-q8', action='store_true', help="round the ternary matrices' inputs as rsrc does")
+    r.add_argument('--routes', help="qwen35moe: each token's chosen experts per layer, and the gap to the next")
+    r.add_argument('--follow', nargs=2, metavar=('ROUTES', 'MARGIN'), help="qwen35moe: rsrc's choices in near ties")
     c = sub.add_parser('compare', help="rsrc's logits after K ids against the reference's")
     c.add_argument('ref')
     c.add_argument('k', type=int)
@@ -240,8 +287,21 @@ def main():
     if args.cmd == 'compare':
         ok = compare(args.ref, args.k, args.logits, args.tol)
         sys.exit(0 if ok != args.expect_differ else 1)
-    m = Qwen35(args.model, args.ablate, args.act_q8)
+    follow, margin = {}, 0.0
+    if args.follow:
+        margin = float(args.follow[1])
+        with open(args.follow[0]) as f:
+            for line in f:
+                v = [int(x) for x in line.split()]
+                follow[(v[0], v[1])] = v[2:]
+    m = Qwen35(args.model, args.ablate, args.act_q8, follow, margin)
     q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
+    if args.follow:
+        print("qwen35_model.py: took rsrc's choice in %d near ties (within %g)" % (m.followed, margin), file=sys.stderr)
+    if args.routes:
+        with open(args.routes, 'w') as f:
+            for pos, l, chosen, gap in m.routes:
+                f.write('%d %d %s %.9g\n' % (pos, l, ' '.join(map(str, chosen)), gap))
 
 
 if __name__ == '__main__':

@@ -297,10 +297,12 @@ typedef struct {
     int gemma3;               /* of architecture gemma3: post norms too, and sliding windows */
     long sliding_window;      /* --sliding-window: gemma3's window of its local layers (0: none) */
     int maple;                /* of architecture maple: qwen3's attention, experts for the FFN, windows */
+    int moe;                  /* experts for the FFN: maple, or qwen35moe (qwen35's layers, a shared expert) */
+    long shared_ff;           /* --shared-ff: qwen35moe's shared expert's rows (default --intermediate) */
     int qwen35;               /* of architecture qwen35: every 4th layer qwen3's attention (q with a gate, partial
                               RoPE), the others gated DeltaNet layers (ssm_k K heads, ssm_v V heads, of ssm_d) */
     long ssm_k, ssm_v, ssm_d; /* --ssm-heads K,V and --ssm-head D (0: not given; then kv_heads, heads, head_dim) */
-    long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple) */
+    long experts, experts_used, expert_ff; /* --experts, --experts-used, --expert-ff (maple, qwen35moe) */
     const char *expert_ff_list;            /* --expert-ff A,B,...: one per layer (expert_ff: the first) */
     double swiglu_clamp;                   /* --swiglu-clamp (maple; 0: no key) */
     const char *swa_pattern;               /* --swa-pattern: maple's windowed layers, "1" or "0" each */
@@ -379,14 +381,26 @@ static long layer_ff(const opts_t *o, long L) {
     return p ? strtol(p, NULL, 10) : o->expert_ff;
 }
 
-/* maple's FFN of layer L: the router [experts][hidden], then every expert's gate, then every up,
- * then every down (write_gguf stacks each run into one tensor of the experts). */
+static tensor_t *tfloat(tlist_t *l, const char *name, int ndim, uint64_t d0, uint64_t d1, double mean, double sd,
+                        int neg);
+
+/* A mixture of experts' FFN of layer L: the router [experts][hidden], then every expert's gate, then
+ * every up, then every down (write_gguf stacks each run into one tensor of the experts); qwen35moe's
+ * shared expert (gate, up, down of shared_ff rows) and its gate [hidden] before them. */
 static void expert_tensors(tlist_t *l, const opts_t *o, long L) {
-    const uint64_t H = (uint64_t)o->hidden, F = (uint64_t)layer_ff(o, L);
+    const uint64_t H = (uint64_t)o->hidden, F = (uint64_t)layer_ff(o, L), S = (uint64_t)o->shared_ff;
     char name[160], base[128];
     snprintf(name, sizeof name, "model.layers.%ld.mlp.gate.weight", L);
     tadd(l, name, DT_BF16, K_ROUTER, 2, (uint64_t)o->experts, H);
     static const char *const mlp[3] = {"gate", "up", "down"};
+    for (int p = 0; p < 3 && S; p++) {
+        snprintf(base, sizeof base, "model.layers.%ld.mlp.shared_expert.%s_proj", L, mlp[p]);
+        add_matrix(l, o, base, p == 2 ? H : S, p == 2 ? S : H);
+    }
+    if (S) {
+        snprintf(name, sizeof name, "model.layers.%ld.mlp.shared_expert_gate.weight", L);
+        tfloat(l, name, 1, H, 0, 0, 1.0 / sqrt((double)H), 0);
+    }
     for (int p = 0; p < 3; p++)
         for (long e = 0; e < o->experts; e++) {
             snprintf(base, sizeof base, "model.layers.%ld.mlp.experts.%ld.%s_proj", L, e, mlp[p]);
@@ -471,7 +485,7 @@ static void build_tensors(tlist_t *l, const opts_t *o) {
         snprintf(name, sizeof name, "model.layers.%ld.post_attention_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
         static const char *const mlp[3] = {"gate", "up", "down"};
-        if (o->maple) {
+        if (o->moe) {
             expert_tensors(l, o, L);
             continue;
         }
@@ -927,6 +941,10 @@ static char *gguf_name(const char *hf) {
         {"self_attn.post_norm", "post_attention_norm"},
         {"mlp.post_norm", "post_ffw_norm"},
         {"mlp.gate", "ffn_gate_inp"},
+        {"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
+        {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+        {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
+        {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
@@ -1104,19 +1122,31 @@ static size_t gguf_experts(mkg_file *g, const tlist_t *l, const opts_t *o, size_
     return i - 1;
 }
 
-/* maple's keys: the experts, their rows and clamp, the window and which layers have it, and the
- * windowed layers' RoPE base (10000, the global layers having none). */
-static void maple_metadata(mkg_file *g, const opts_t *o) {
-    mkg_meta_u32(g, "maple.expert_count", (uint32_t)o->experts);
-    mkg_meta_u32(g, "maple.expert_used_count", (uint32_t)o->experts_used);
+/* The keys of a mixture of experts (ARCH.expert_*): the experts, how many a token takes, their rows
+ * (one per layer with --expert-ff A,B,...) and a shared expert's rows (qwen35moe). */
+static void experts_metadata(mkg_file *g, const opts_t *o) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_count", o->gguf_arch);
+    mkg_meta_u32(g, key, (uint32_t)o->experts);
+    snprintf(key, sizeof key, "%s.expert_used_count", o->gguf_arch);
+    mkg_meta_u32(g, key, (uint32_t)o->experts_used);
+    snprintf(key, sizeof key, "%s.expert_feed_forward_length", o->gguf_arch);
     if (o->expert_ff_list) { /* one per layer, an i32 array */
         int32_t *ff = xmalloc(sizeof *ff * (size_t)o->layers);
         for (long l = 0; l < o->layers; l++) ff[l] = (int32_t)layer_ff(o, l);
-        mkg_meta_i32s(g, "maple.expert_feed_forward_length", ff, (uint64_t)o->layers);
+        mkg_meta_i32s(g, key, ff, (uint64_t)o->layers);
         free(ff);
     } else {
-        mkg_meta_u32(g, "maple.expert_feed_forward_length", (uint32_t)o->expert_ff);
+        mkg_meta_u32(g, key, (uint32_t)o->expert_ff);
     }
+    snprintf(key, sizeof key, "%s.expert_shared_feed_forward_length", o->gguf_arch);
+    if (o->shared_ff) mkg_meta_u32(g, key, (uint32_t)o->shared_ff);
+}
+
+/* maple's keys: the experts' (experts_metadata), their clamp, the window and which layers have it,
+ * and the windowed layers' RoPE base (10000, the global layers having none). */
+static void maple_metadata(mkg_file *g, const opts_t *o) {
+    experts_metadata(g, o);
     if (o->swiglu_clamp > 0) mkg_meta_f32(g, "maple.swiglu_clamp_exp", (float)o->swiglu_clamp);
     mkg_meta_u32(g, "maple.attention.sliding_window", (uint32_t)o->sliding_window);
     int32_t *swa = xmalloc(sizeof *swa * (size_t)o->layers);
@@ -1132,14 +1162,17 @@ static long qwen35_rope_dims(const opts_t *o) { return o->head_dim / 4 >= 2 ? o-
 /* qwen35's keys: the gated DeltaNet's sizes (ssm_k K heads, ssm_v V heads, of ssm_d; 4 taps),
  * every 4th layer full attention, and the three sections of the text's multi-section RoPE. */
 static void qwen35_metadata(mkg_file *g, const opts_t *o) {
-    mkg_meta_u32(g, "qwen35.ssm.conv_kernel", 4);
-    mkg_meta_u32(g, "qwen35.ssm.state_size", (uint32_t)o->ssm_d);
-    mkg_meta_u32(g, "qwen35.ssm.group_count", (uint32_t)o->ssm_k);
-    mkg_meta_u32(g, "qwen35.ssm.time_step_rank", (uint32_t)o->ssm_v);
-    mkg_meta_u32(g, "qwen35.ssm.inner_size", (uint32_t)(o->ssm_v * o->ssm_d));
-    mkg_meta_u32(g, "qwen35.full_attention_interval", 4);
+    char key[128];
+#define KEY(k) (snprintf(key, sizeof key, "%s.%s", o->gguf_arch, k), key)
+    mkg_meta_u32(g, KEY("ssm.conv_kernel"), 4);
+    mkg_meta_u32(g, KEY("ssm.state_size"), (uint32_t)o->ssm_d);
+    mkg_meta_u32(g, KEY("ssm.group_count"), (uint32_t)o->ssm_k);
+    mkg_meta_u32(g, KEY("ssm.time_step_rank"), (uint32_t)o->ssm_v);
+    mkg_meta_u32(g, KEY("ssm.inner_size"), (uint32_t)(o->ssm_v * o->ssm_d));
+    mkg_meta_u32(g, KEY("full_attention_interval"), 4);
     const int32_t n = (int32_t)qwen35_rope_dims(o) / 2, sections[4] = {(n + 2) / 3, (n + 1) / 3, n / 3, 0};
-    mkg_meta_i32s(g, "qwen35.rope.dimension_sections", sections, 4);
+    mkg_meta_i32s(g, KEY("rope.dimension_sections"), sections, 4);
+#undef KEY
 }
 
 /* The metadata of the architecture o->gguf_arch ("bitnet-b1.58", bitnet.cpp's BitNet b1.58 2B-4T,
@@ -1164,6 +1197,7 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     if (o->qwen3) META_U32("attention.key_length", o->head_dim), META_U32("attention.value_length", o->head_dim);
     if (o->gemma3 && o->sliding_window) META_U32("attention.sliding_window", o->sliding_window);
     if (o->maple) maple_metadata(g, o);
+    if (o->moe && !o->maple) experts_metadata(g, o);
     if (o->qwen35) qwen35_metadata(g, o);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", A);
     mkg_meta_f32(g, key, o->rms_eps ? (float)o->rms_eps : o->qwen3 ? 1e-6f : 1e-5f);
@@ -1185,7 +1219,7 @@ static uint64_t write_gguf(const tlist_t *l, const opts_t *o, const cJSON *tj) {
     for (size_t i = 0; i < l->n; i++) {
         const tensor_t *t = &l->t[i];
         if (t->kind == K_SCALE) continue; /* with its matrix, just before it */
-        if (o->maple && strstr(t->name, ".mlp.experts.")) {
+        if (o->moe && strstr(t->name, ".mlp.experts.")) {
             i = gguf_experts(g, l, o, i);
             continue;
         }
@@ -1483,15 +1517,19 @@ static void usage(FILE *out) {
           "                     (Qwen3.5: every 4th layer qwen3's attention with a gate per head in q and RoPE\n"
           "                     on a quarter of the head, the others gated DeltaNet layers: --ssm-heads K,V\n"
           "                     heads of --ssm-head (default --kv-heads, --heads, --head-dim); F32 beta, alpha,\n"
-          "                     4-tap convolution, dt, A)\n"
+          "                     4-tap convolution, dt, A), or qwen35moe (qwen35's layers, each FFN a mixture of\n"
+          "                     experts as maple's, unclamped, with a shared expert of --shared-ff rows on every\n"
+          "                     token scaled by sigmoid(blk.N.ffn_gate_inp_shexp . x))\n"
           "  --ssm-heads K,V    with --gguf-arch qwen35, the DeltaNet layers' K and V heads (V a multiple of K)\n"
           "  --ssm-head D       with --gguf-arch qwen35, the width of a DeltaNet head (the state is D x D)\n"
           "  --sliding-window N\n"
           "                     with --gguf-arch gemma3 or maple, the local layers' window (default 4;\n"
           "                     gemma3: 0 for no key, all global)\n"
           "  --experts N, --experts-used K, --expert-ff F\n"
-          "                     --gguf-arch maple: N experts (default 8), K of them per token (default 2), F\n"
+          "                     --gguf-arch maple or qwen35moe: N experts (default 8), K of them per token\n"
+          "                     (default 2), F\n"
           "                     rows of each gate and up (default --intermediate; or one per layer, F1,F2,...)\n"
+          "  --shared-ff F      with --gguf-arch qwen35moe, the shared expert's rows (default --intermediate)\n"
           "  --swiglu-clamp C   with --gguf-arch maple, maple.swiglu_clamp_exp (silu(min(gate, C)) *\n"
           "                     clamp(up, -C, C); default 0: no key)\n"
           "  --swa-pattern P    with --gguf-arch maple, one 0 or 1 per layer, 1 windowed (default 1010...)\n"
@@ -1609,6 +1647,7 @@ enum {
     O_PROJNORMS,
     O_SWA,
     O_EXPERTS,
+    O_SHARED_FF,
     O_EXPERTS_USED,
     O_EXPERT_FF,
     O_SWIGLU_CLAMP,
@@ -1887,8 +1926,8 @@ static void parse_gguf_option(opts_t *o, int c, const char *arg) {
         break;
     case O_GGUFARCH:
         if (strcmp(arg, "bitnet-b1.58") && strcmp(arg, "bitnet") && strcmp(arg, "llama") && strcmp(arg, "qwen3") &&
-            strcmp(arg, "gemma3") && strcmp(arg, "maple") && strcmp(arg, "qwen35"))
-            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple or qwen35", arg);
+            strcmp(arg, "gemma3") && strcmp(arg, "maple") && strcmp(arg, "qwen35") && strcmp(arg, "qwen35moe"))
+            die("--gguf-arch: '%s' is not bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple, qwen35 or qwen35moe", arg);
         o->gguf_arch = arg;
         break;
     case O_SWIGLU_CLAMP:
@@ -1949,6 +1988,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                                           {"help", no_argument, 0, 'h'},
                                           {"sliding-window", required_argument, 0, O_SWA},
                                           {"experts", required_argument, 0, O_EXPERTS},
+                                          {"shared-ff", required_argument, 0, O_SHARED_FF},
                                           {"experts-used", required_argument, 0, O_EXPERTS_USED},
                                           {"expert-ff", required_argument, 0, O_EXPERT_FF},
                                           {"swiglu-clamp", required_argument, 0, O_SWIGLU_CLAMP},
@@ -2004,6 +2044,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_PROJNORMS: o->proj_norms = 1; break;
         case O_SWA: o->sliding_window = parse_long("--sliding-window", optarg, 0, 1L << 24); break;
         case O_EXPERTS: o->experts = parse_long("--experts", optarg, 1, 4096); break;
+        case O_SHARED_FF: o->shared_ff = parse_long("--shared-ff", optarg, 1, 65535); break;
         case O_EXPERTS_USED: o->experts_used = parse_long("--experts-used", optarg, 1, 4096); break;
         case O_EXPERT_FF: { /* N, or one per layer: N,M,... */
             char first[32];
@@ -2065,11 +2106,15 @@ static void check_format_options(const opts_t *o) {
             "(the BitNet embedding models: GGUF's blk.N.*_norm_in)");
     if (o->sliding_window >= 0 && !o->gemma3 && !o->maple)
         die("--sliding-window: only --gguf-arch gemma3 or maple (with a gguf-* format) has sliding windows");
-    if ((o->experts || o->experts_used || o->expert_ff || o->swiglu_clamp > 0 || o->swa_pattern) && !o->maple)
-        die("--experts, --experts-used, --expert-ff, --swiglu-clamp, --swa-pattern: only --gguf-arch maple (with a "
-            "gguf-* format) has experts");
-    if (o->maple && o->gguf_type == MKG_I2_S)
-        die("--gguf-arch maple: I2_S holds at most two dimensions; the experts are stacked in three");
+    if ((o->experts || o->experts_used || o->expert_ff) && !o->moe)
+        die("--experts, --experts-used, --expert-ff: only --gguf-arch maple or qwen35moe (with a gguf-* format) has "
+            "experts");
+    if ((o->swiglu_clamp > 0 || o->swa_pattern) && !o->maple)
+        die("--swiglu-clamp, --swa-pattern: only --gguf-arch maple (with a gguf-* format) has them");
+    if (o->shared_ff && !(o->moe && !o->maple))
+        die("--shared-ff: only --gguf-arch qwen35moe (with a gguf-* format) has a shared expert");
+    if (o->moe && o->gguf_type == MKG_I2_S)
+        die("--gguf-arch %s: I2_S holds at most two dimensions; the experts are stacked in three", o->gguf_arch);
 }
 
 /* --from: a gguf-* format of one scale per matrix, and none of the options that describe a seeded model */
@@ -2103,7 +2148,8 @@ static void finish_qwen35(opts_t *o, const preset_t *preset) {
 /* maple's defaults (8 experts, 2 used, the intermediate size each, a window of 4 on every other
  * layer), checked against the sizes. */
 static void finish_maple(opts_t *o) {
-    if (!o->maple) return;
+    if (!o->moe) return;
+    if (!o->maple && !o->shared_ff) o->shared_ff = o->intermediate;
     if (!o->experts) o->experts = 8;
     if (!o->experts_used) o->experts_used = o->experts < 2 ? o->experts : 2;
     if (!o->expert_ff) o->expert_ff = o->intermediate;
@@ -2121,7 +2167,11 @@ static void finish_maple(opts_t *o) {
     }
     if (o->swa_pattern && (long)strlen(o->swa_pattern) != o->layers)
         die("--swa-pattern '%s' has %zu layers, the model %ld", o->swa_pattern, strlen(o->swa_pattern), o->layers);
-    if (o->sliding_window < 1) die("--gguf-arch maple needs a sliding window of 1 position or more");
+    if (o->shared_ff &&
+        (o->shared_ff < 4 || o->shared_ff > 65535 || (block && o->shared_ff % block) || o->shared_ff % 4))
+        die("--shared-ff %ld must be in [4, 65535], a multiple of %ld (a block of the format) and of 4", o->shared_ff,
+            block > 4 ? block : 4);
+    if (o->maple && o->sliding_window < 1) die("--gguf-arch maple needs a sliding window of 1 position or more");
 }
 
 /* The defaults that follow from the format: 1bitllm's f16; qwen3-grouped's groups of 128;
@@ -2155,7 +2205,8 @@ int main(int argc, char **argv) {
     if (o.gguf_type && !strcmp(o.gguf_arch, "llama")) o.format = F_LLAMA_PACKED; /* its weights, then */
     o.gemma3 = o.gguf_type && !strcmp(o.gguf_arch, "gemma3");
     o.maple = o.gguf_type && !strcmp(o.gguf_arch, "maple");
-    o.qwen35 = o.gguf_type && !strcmp(o.gguf_arch, "qwen35");
+    o.qwen35 = o.gguf_type && (!strcmp(o.gguf_arch, "qwen35") || !strcmp(o.gguf_arch, "qwen35moe"));
+    o.moe = o.maple || (o.qwen35 && !strcmp(o.gguf_arch, "qwen35moe"));
     o.qwen3 =
         (o.gguf_type && !strcmp(o.gguf_arch, "qwen3")) || o.gemma3 || o.maple || o.qwen35 || format_qwen3(o.format);
     if (o.maple) o.untied = 1; /* llama.cpp's maple requires output.weight */

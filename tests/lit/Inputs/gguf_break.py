@@ -154,6 +154,20 @@ if __name__ == '__main__':
                 bytes((37 * i + 11 * blk) & 0xff for i in range(16))
     elif brk == 'qwen35-sections':  # RoPE pair 1 of 2 in the fourth (text: unrotated) section
         kvs[kv_index(b'qwen35.rope.dimension_sections')][2] = struct.pack('<IQ4i', 5, 4, 1, 0, 0, 1)
+    elif brk == 'qwen35moe-fuse':  # not broken: each layer's gate and up experts as one ffn_gate_up_exps (Q2_0)
+        for name in [t[0] for t in tensors if t[0].endswith(b'.ffn_gate_exps.weight')]:
+            g, u = tensor(name), tensor(name.replace(b'gate_exps', b'up_exps'))
+            per = g[1][0] * g[1][1] // 64 * 18  # one expert's bytes (Q2_0: 18 bytes a block of 64)
+            data += bytes((32 - len(data) % 32) % 32)
+            at = len(data)
+            for e in range(g[1][2]):
+                data += data[g[3] + e * per:g[3] + (e + 1) * per] + data[u[3] + e * per:u[3] + (e + 1) * per]
+            tensors.remove(g), tensors.remove(u)
+            tensors.append([name.replace(b'gate_exps', b'gate_up_exps'), [g[1][0], 2 * g[1][1], g[1][2]], g[2], at])
+    elif brk == 'qwen35moe-no-shexp-gate':  # layer 2 without its shared expert's gate
+        tensors.remove(tensor(b'blk.2.ffn_gate_inp_shexp.weight'))
+    elif brk == 'qwen35moe-dense':  # layer 1 with a dense FFN's name for its shared expert's gate
+        tensor(b'blk.1.ffn_gate_shexp.weight')[0] = b'blk.1.ffn_gate.weight'
     elif brk == 'prism-pq2':  # PrismML's PQ2_0 (type 142) for a matrix
         tensor(b'blk.0.attn_k.weight')[2] = 142
     elif brk == 'prism-ptq1':  # PrismML's PTQ1_0 (type 143)

@@ -10,15 +10,18 @@
 # first must agree: the same model; how many of 8 agree is printed). Every round times each engine
 # once, alternating: prefill of a --prompt-token prompt and greedy decode after it (rsr-run --bench,
 # 16 tokens; llama.cpp 8 tokens). Prints the medians and the ratios, naming the CPU.
+# --arch qwen35moe writes the shape of Qwen3.5-35B-A3B instead (--preset qwen35-35b-a3b: hidden 2048,
+# attention 16/2 heads of 256, DeltaNet 16/32 heads of 128, each FFN 256 experts of 512 rows, 8 a
+# token, and a shared expert of 512), cut the same way.
 # --target T compiles rsrc's artifact for target T (default host); avx2 also holds the runtime's own
 # kernels to AVX2 (RSR_CPU=avx2), which is how an AVX-512 CPU shows the AVX2 instruction set (not an
 # older core's speed). llama.cpp has no x86 SIMD for Q2_0, so its rate is the same either way.
 # Usage: bench/qwen35.sh [--rounds N] [--threads T] [--layers L] [--vocab V] [--prompt P] [--target T]
-#                        [--build DIR]
+#                        [--arch qwen35|qwen35moe] [--build DIR]
 # Work (the weights, the artifact, the npm package) stays in BUILD/qwen35/ between runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build rounds=3 threads=2 layers=4 vocab=16384 prompt=512 target=host
+build=$root/build rounds=3 threads=2 layers=4 vocab=16384 prompt=512 target=host arch=qwen35
 while [ $# -gt 0 ]; do
   case $1 in
   --rounds) rounds=$2; shift 2 ;;
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
   --vocab) vocab=$2; shift 2 ;;
   --prompt) prompt=$2; shift 2 ;;
   --target) target=$2; shift 2 ;;
+  --arch) arch=$2; shift 2 ;;
   --build) build=$2; shift 2 ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "qwen35.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -40,13 +44,18 @@ say() { echo "qwen35.sh: $*" >&2; }
 llama_node_install "$work"
 
 # ---- the weights and the artifact ----
-w=$work/w-$layers-$vocab
+case $arch in
+qwen35) shape=(--preset qwen35-27b) name="Qwen3.5-27B" ;;
+qwen35moe) shape=(--preset qwen35-35b-a3b --experts 256 --experts-used 8) name="Qwen3.5-35B-A3B" ;;
+*) echo "qwen35.sh: --arch '$arch' is not qwen35 or qwen35moe" >&2; exit 2 ;;
+esac
+w=$work/w-$arch-$layers-$vocab
 [ -f "$w/model.gguf" ] || {
-  say "writing the cut ($layers layers, vocabulary $vocab)"
-  "$build/rsr-mkmodel" --format gguf-q2 --gguf-arch qwen35 --preset qwen35-27b --layers "$layers" --vocab "$vocab" \
+  say "writing the cut ($name's shape, $layers layers, vocabulary $vocab)"
+  "$build/rsr-mkmodel" --format gguf-q2 --gguf-arch "$arch" "${shape[@]}" --layers "$layers" --vocab "$vocab" \
     --plus2 5 --out "$w" >&2
 }
-so=$work/q35-$layers-$vocab-$target.so
+so=$work/$arch-$layers-$vocab-$target.so
 if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
   say "compiling for $target"
   "$build/rsrc" "$w/model.gguf" --target "$target" -o "$so"
@@ -71,15 +80,16 @@ done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -1)
 flags=$(grep -o 'avx512[a-z0-9_]*\|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)
-python3 - "$runs" "$threads" "$cpu (family $family)" "${flags:-none}" "$layers" "$vocab" "$prompt" "$agree" "$target_line" <<'PY'
+python3 - "$runs" "$threads" "$cpu (family $family)" "${flags:-none}" "$layers" "$vocab" "$prompt" "$agree" "$target_line" \
+  "$name" <<'PY'
 import json, statistics, sys
-path, threads, cpu, flags, layers, vocab, prompt, agree, target_line = sys.argv[1:]
+path, threads, cpu, flags, layers, vocab, prompt, agree, target_line, name = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(engine, key):
     return statistics.median(r[key] for r in runs if r['engine'] == engine)
 n = sum(r['engine'] == 'llama' for r in runs)
 print(f"{cpu}; wide SIMD features: {flags}; {threads} threads; medians of {n} alternating rounds, tokens/s")
-print(f"Qwen3.5-27B shape cut to {layers} layers, vocabulary {vocab}, Q2_0; greedy tokens agree {agree} of 8")
+print(f"{name} shape cut to {layers} layers, vocabulary {vocab}, Q2_0; greedy tokens agree {agree} of 8")
 print(target_line)
 print(f"{'':26} {'prefill ' + prompt:>12} {'decode':>8}")
 for key, name in (('rsrc', 'rsrc (the default)'), ('llama', 'llama.cpp')):

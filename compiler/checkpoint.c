@@ -793,8 +793,8 @@ void model_print(const model *m, FILE *out) {
                                             : "silu",
             m->sub_norms ? "yes" : "no", m->tied ? "yes" : "no", m->scale_inverted ? "inverted" : "direct",
             m->bitlinear_norm ? "yes" : "no", m->rms_eps, m->rope_theta);
-    fprintf(out, "  qk_norm=%s proj_norms=%s act_block=%d pooling=%s\n", m->qk_norm ? "yes" : "no",
-            m->proj_norms ? "yes" : "no", m->act_block,
+    fprintf(out, "  qk_norm=%s proj_norms=%s act_block=%d%s pooling=%s\n", m->qk_norm ? "yes" : "no",
+            m->proj_norms ? "yes" : "no", m->act_block, m->act_quant == RSR_ACT_Q8_K ? " (q8_k)" : "",
             m->pooling == RSR_POOLING_MEAN  ? "mean"
             : m->pooling == RSR_POOLING_CLS ? "first"
                                             : "last");

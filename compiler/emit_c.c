@@ -890,6 +890,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
             m->activation, m->bitlinear_norm ? 1 : 0, m->act_block, m->pooling ? m->pooling : RSR_POOLING_LAST,
             (double)m->rms_eps, (double)m->bitlinear_eps, m->rope_theta);
     fprintf(out, "    .embed_scale = %a, .attn_scale = %a,\n", (double)m->embed_scale, (double)m->attn_scale);
+    if (m->act_quant) fprintf(out, "    .act_quant = %d,\n", m->act_quant); /* 0 (Q8_0) when absent */
     fprintf(out, "    .blob = rsr_blob, .blob_size = %lluu,\n", (unsigned long long)d->blob_size);
     fputs("    .embed = ", out);
     emit_c_offset(out, d->embed);

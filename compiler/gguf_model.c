@@ -1054,6 +1054,13 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     return r;
 }
 
+/* Whether a ternary tensor takes activations as llama.cpp's Q8_K (blocks of 256): TQ1_0 and TQ2_0, whose
+ * dot products llama.cpp takes against Q8_K, and I2_S (bitnet.cpp's; upstream has none) of whole
+ * blocks of 256 columns, so that the same weights give the same logits in either type. */
+static bool act_q8k_type(const gguf_tensor *t) {
+    return t->type == GGML_TQ1_0 || t->type == GGML_TQ2_0 || (t->type == GGML_I2_S && t->ne[0] % 256 == 0);
+}
+
 void gguf_model_load(model *m, const char *path) {
     arena *ar = arena_open(); /* what a refusal releases */
     gguf_file *g = gguf_open(path);
@@ -1076,6 +1083,7 @@ void gguf_model_load(model *m, const char *path) {
     m->lazy = xcalloc(1, sizeof *m->lazy);
     m->lazy->ar = a;
     uint32_t ternary_type = 0;
+    bool all_tq = true; /* every ternary matrix TQ1_0, TQ2_0 or I2_S of whole blocks of 256 columns */
     for (uint64_t i = 0; i < g->ntensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         size_t n = strlen(t->name);
@@ -1085,7 +1093,7 @@ void gguf_model_load(model *m, const char *path) {
             continue; /* a multi-token-prediction layer's (qwen35): not read */
         if (m->num_experts && expert_of(t->name) >= 0) {
             add_experts(a, m, g, t, m->lazy);
-            ternary_type = t->type;
+            ternary_type = t->type, all_tq &= act_q8k_type(t);
             continue;
         }
         if (n > 6 && !strcmp(t->name + n - 6, ".scale")) { /* a projection's: read with it */
@@ -1098,7 +1106,7 @@ void gguf_model_load(model *m, const char *path) {
         if (!name) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
         arena_own(ar, free, name); /* the archive's once added */
         if (proj >= 0)
-            add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type;
+            add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type, all_tq &= act_q8k_type(t);
         else if (m->layer_kind && (t->type == GGML_Q1_0 || t->type == GGML_Q2_0))
             add_grouped_float(a, g, t, name); /* qwen35's beta and alpha rows, quantised as its matrices */
         else
@@ -1109,6 +1117,8 @@ void gguf_model_load(model *m, const char *path) {
     st_sort_and_check(a, path);
     if (m->lazy->n) /* none in a file without ternary tensors (refused later, naming what it lacks) */
         qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);
+    if (m->act_block == 32 && ternary_type && all_tq)    /* activations as llama.cpp rounds them for TQ1_0, TQ2_0 */
+        m->act_block = 256, m->act_quant = RSR_ACT_Q8_K; /* (and I2_S: the same weights, the same logits) */
     m->format_name = ternary_type == GGML_I2_S    ? "gguf-i2_s"
                      : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0"
                      : ternary_type == GGML_Q1_0  ? "gguf-q1_0"

@@ -341,15 +341,44 @@ static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) {
 
 /* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
  * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
- * fields of a unit (1, 2 or 4 of them) into one accumulator per row, each unit's sum stored at
+ * fields of a unit (1, 2 or 4 of them, or the 8 or 16 of 2 or 4 groups: a step of the loop takes
+ * units_groups groups) into one accumulator per row, each unit's sum stored at
  * y[u·unit_stride + row] less the unit's Σx. A code of 3 is a weight of +2 (Q2_0), as c − 1 reads it. */
 typedef struct units_ctx {
     kir_var **acc, *su, *g, *b;
-    int unit; /* of the group's units */
+    int unit; /* of the step's units */
 } units_ctx;
 
+/* Groups of 4V columns a step of the units' loop takes: one, or a unit's when a unit is wider. */
+static int units_groups(const kernel *kn) {
+    const int G = 4 * kn->vec_bytes;
+    return kn->unit_cols > G ? kn->unit_cols / G : 1;
+}
+/* Units whose fields a step of the loop (g) decodes. */
+static int units_per_step(const kernel *kn) { return 4 * kn->vec_bytes * units_groups(kn) / kn->unit_cols; }
+
+/* The loop over steps of units_groups groups: g, and wg[h] the codes of the step's group h. */
+static kir_list units_steps(lower *L, kir_list *l, kir_var *w, kir_var **g, kir_var **wg) {
+    const kernel *kn = L->kn;
+    const int k = units_groups(kn);
+    kir_list gl;
+    *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups / k), &gl)->var;
+    for (int h = 0; h < k; h++) {
+        wg[h] = var(L, k > 1 ? strf(L, "wg%d", h, 0) : "wg", KT_PU8);
+        kir_expr *at = add(L, mul(L, ref(L, *g), num(L, k)), num(L, h));
+        kir_decl(L->m, &gl, wg[h], idx(L, ref(L, w), mul(L, at, num(L, kn->block_rows * kn->vec_bytes))), true);
+    }
+    return gl;
+}
+
+/* x[j] + g·(step's columns) + f·V: field f's columns of step g for token j */
+static kir_expr *units_xp(lower *L, kir_expr *xj, kir_var *g, int f) {
+    const int V = L->kn->vec_bytes;
+    return idx(L, idx(L, xj, mul(L, ref(L, g), num(L, 4 * V * units_groups(L->kn)))), num(L, f * V));
+}
+
 static kir_expr *unit_of(lower *L, const units_ctx *c) {
-    return add(L, mul(L, ref(L, c->g), num(L, 4 * L->kn->vec_bytes / L->kn->unit_cols)), num(L, c->unit));
+    return add(L, mul(L, ref(L, c->g), num(L, units_per_step(L->kn))), num(L, c->unit));
 }
 static kir_expr *units_index(lower *L, int r, void *ctx) {
     units_ctx *c = ctx;
@@ -384,6 +413,7 @@ static void lower_i2_units(lower *L) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
     const int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn), U = kn->unit_cols, per = U / V;
+    const int fields = 4 * units_groups(kn);
     const int32_t units = kn->cols / U;
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
     L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, %d rows per block, %s", kn->strategy,
@@ -399,19 +429,19 @@ static void lower_i2_units(lower *L) {
     kir_set(m, &cl, s, add(L, ref(L, s), xc));
     kir_store(m, &ul, ref(L, su), ref(L, u), ref(L, s));
     kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
-    kir_var *w = var(L, "w", KT_PU8), *g, *wg, *codes[4], *acc[4];
+    kir_var *w = var(L, "w", KT_PU8), *g, *wg[4], *codes[4], *acc[4];
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
-    kir_list gl = tile_groups(L, &blk, w, &g, &wg);
+    kir_list gl = units_steps(L, &blk, w, &g, wg);
     units_ctx uc = {.acc = acc, .su = su, .g = g, .b = b};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < fields; i++) {
         if (i % per == 0)
             for (int r = 0; r < R; r++) {
                 acc[r] = var(L, strf(L, "a%d_%d", r, i / per), KT_BACC);
                 kir_decl(m, &gl, acc[r], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
             }
-        kir_list sc = tile_field(L, &gl, wg, i, codes);
+        kir_list sc = tile_field(L, &gl, wg[i / 4], i % 4, codes);
         for (int r = 0; r < R; r++) {
-            kir_expr *xp = idx(L, idx(L, param(L, "x"), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
+            kir_expr *xp = units_xp(L, param(L, "x"), g, i);
             kir_set(m, &sc, acc[r], kir_vec(m, KO_BDOT, KT_BACC, ref(L, acc[r]), ref(L, codes[r]), xp, 0));
         }
         if (i % per != per - 1) continue;
@@ -433,7 +463,7 @@ typedef struct utile_ctx {
 } utile_ctx;
 
 static kir_expr *utile_unit(lower *L, const utile_ctx *c) {
-    return add(L, mul(L, ref(L, c->g), num(L, 4 * L->kn->vec_bytes / L->kn->unit_cols)), num(L, c->unit));
+    return add(L, mul(L, ref(L, c->g), num(L, units_per_step(L->kn))), num(L, c->unit));
 }
 static kir_expr *utile_index(lower *L, int r, void *ctx) {
     utile_ctx *c = ctx;
@@ -469,27 +499,27 @@ static void utile_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
 static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
     kir_module *m = L->m;
     const kernel *kn = L->kn;
-    const int V = kn->vec_bytes, R = kn->block_rows, per = kn->unit_cols / V;
-    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4], *w = var(L, "w", KT_PU8);
+    const int V = kn->vec_bytes, R = kn->block_rows, per = kn->unit_cols / V, fields = 4 * units_groups(kn);
+    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg[4], *codes[4], *w = var(L, "w", KT_PU8);
     tile_x(L, l, T, t, x);
     utile_sums(L, l, T, x, su);
     kir_list blk;
     kir_var *b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * i2_row_bytes(kn)))),
              true);
-    kir_list gl = tile_groups(L, &blk, w, &g, &wg);
+    kir_list gl = units_steps(L, &blk, w, &g, wg);
     utile_ctx c = {.su = su, .t = t, .b = b, .g = g};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < fields; i++) {
         for (int r = 0; i % per == 0 && r < R; r++)
             for (int j = 0; j < T; j++) {
                 c.acc[r][j] = var(L, kir_strf(m, "a%d_%d_%d", r, j, i / per), KT_BACC);
                 kir_decl(m, &gl, c.acc[r][j], kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
             }
-        kir_list sc = tile_field(L, &gl, wg, i, codes);
+        kir_list sc = tile_field(L, &gl, wg[i / 4], i % 4, codes);
         for (int j = 0; j < T; j++)
             for (int r = 0; r < R; r++) {
-                kir_expr *dot =
-                    kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.acc[r][j]), ref(L, codes[r]), tile_xp(L, x[j], g, i), 0);
+                kir_expr *dot = kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.acc[r][j]), ref(L, codes[r]),
+                                        units_xp(L, ref(L, x[j]), g, i), 0);
                 kir_set(m, &sc, c.acc[r][j], dot);
             }
         for (c.unit = i / per, c.j = 0; i % per == per - 1 && c.j < T; c.j++) {

@@ -66,6 +66,7 @@ typedef struct model {
     int activation;    /* enum rsr_activation */
     bool qk_norm;      /* RMSNorm of each head of q and k before RoPE (Qwen3: self_attn.q_norm, k_norm) */
     int32_t act_block; /* rsr_artifact.act_block: 0 per-token activations, else blocks of this many columns */
+    int32_t act_quant; /* rsr_artifact.act_quant (rsr_act_quant): how those blocks are rounded */
     /* Gemma3: RMSNorm of the attention's and the FFN's output before the residual add
      * (model.layers.N.self_attn.post_norm, mlp.post_norm), the embedding's and attention's scales
      * (rsr_artifact's; 0: none, 1/sqrt(head_dim)), and sliding windows: layer_window[l] positions

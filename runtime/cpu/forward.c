@@ -357,16 +357,19 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 /* The quantised activation's columns past n up to rt_pad_cols(n): kernels read whole groups. */
 static void zero_pad(int8_t *q, int32_t n) { memset(q + n, 0, (size_t)(rt_pad_cols(n) - n)); }
 
-/* Per block of B values (rsr_artifact.act_block; docs/numerics.md, "Group scales"): Q8_0's form
- * as llama.cpp's CPU code makes it, amax of the block, q = rint(x · (127 / amax)) (0 when amax is
- * 0), and the block's scale amax / 127 rounded to f16, as Q8_0 stores it. n a multiple of B. */
-static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B) {
+/* Per block of B values (rsr_artifact.act_block; docs/numerics.md, "Group scales"): as llama.cpp's
+ * CPU code makes Q8_0 and Q8_K (rsr_act_quant), amax of the block, q = rint(x · (127 / amax)) (0
+ * when amax is 0), and the block's scale amax / 127 rounded to f16 (Q8_0), or 1 / (127 / amax) in
+ * f32 (Q8_K: its −127 / max with the sign of the largest value gives the same q and scale, both
+ * negated). n a multiple of B. */
+static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B, int32_t how) {
     for (int32_t b0 = 0; b0 < n; b0 += B) {
         float amax = 0;
         for (int32_t i = b0; i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
         float id = amax != 0 ? 127.0f / amax : 0.0f;
         for (int32_t i = b0; i < b0 + B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
-        xd[b0 / B] = rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
+        xd[b0 / B] =
+            how == RSR_ACT_Q8_K ? (amax != 0 ? 1.0f / id : 0.0f) : rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
     }
     zero_pad(q, n);
 }
@@ -763,7 +766,7 @@ static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x
             }
             if (a->act_block)
                 quantize_blocks(w->xq + (size_t)t * (size_t)w->xq_stride, w->xd + (size_t)t * (size_t)w->xd_stride, xt,
-                                cols, a->act_block);
+                                cols, a->act_block, a->act_quant);
             else
                 w->xs[t] = quantize(w->xq + (size_t)t * (size_t)w->xq_stride, xt, cols);
         }

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    15u /* 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe); 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    15u /* 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -217,6 +217,13 @@ typedef struct rsr_artifact {
     uint64_t chat_template_size;
     int32_t rope_dims; /* RoPE rotates the first rope_dims of each head's head_dim (NeoX pairs i, i + rope_dims/2,
                           angles pos·theta^(-2i/rope_dims)); 0: all of them */
+    int32_t act_quant; /* enum rsr_act_quant: how a block of act_block activations is rounded (act_block > 0) */
 } rsr_artifact;
+
+/* The int8 activations of a block of act_block values (docs/numerics.md, "Group scales"): both take
+ * q = rint(x · (127 / amax)) (0 when amax is 0); Q8_0 (llama.cpp's for Q1_0, Q2_0 and the float types)
+ * scales the block by amax / 127 rounded to f16, Q8_K (llama.cpp's for TQ1_0 and TQ2_0, blocks of
+ * 256) by 1 / (127 / amax) in f32. */
+enum rsr_act_quant { RSR_ACT_Q8_0 = 0, RSR_ACT_Q8_K = 1 };
 
 #endif

@@ -209,9 +209,10 @@ static rsr_status check_artifact(rsr_model *m) {
         return BAD("bos %d, eos %d for vocab %d", a->bos, a->eos, a->vocab);
     if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU && a->activation != RSR_ACT_GELU) ||
         (a->bitlinear_norm & ~1) || a->act_block < 0 || a->act_block > 4096 || a->act_block % 16 ||
-        a->pooling < RSR_POOLING_MEAN || a->pooling > RSR_POOLING_LAST)
-        return BAD("activation %d, bitlinear_norm %d, act_block %d, pooling %d", a->activation, a->bitlinear_norm,
-                   a->act_block, a->pooling);
+        a->pooling < RSR_POOLING_MEAN || a->pooling > RSR_POOLING_LAST ||
+        (a->act_quant != RSR_ACT_Q8_0 && (a->act_quant != RSR_ACT_Q8_K || !a->act_block || a->gpu)))
+        return BAD("activation %d, bitlinear_norm %d, act_block %d (rounding %d%s), pooling %d", a->activation,
+                   a->bitlinear_norm, a->act_block, a->act_quant, a->gpu ? ", with GPU code" : "", a->pooling);
     if (!(a->rms_eps >= 0 && a->rms_eps <= 1) || !(a->bitlinear_eps >= 0 && a->bitlinear_eps <= 1) ||
         !(a->rope_theta >= 1 && a->rope_theta <= 1e12))
         return BAD("rms_eps %g, bitlinear_eps %g, rope_theta %g", (double)a->rms_eps, (double)a->bitlinear_eps,

@@ -7,8 +7,8 @@
 # 2% of +2) and Q1_0 (binary), embeddings scaled as trained models' so that the distribution has
 # a spread, and give the next-token probabilities after each prefix of a prompt; rsrc's artifact
 # of the same file gives its logits. llama.cpp quantises the activations per block of 256 values
-# (Q8_0's 32 for Q1_0 and Q2_0), rsrc per token (per 32 for qwen3), so they agree closely, not
-# exactly: the check is the same most likely token at all but two positions (and there a near
+# (Q8_K; Q8_0's 32 for Q1_0 and Q2_0), rsrc per token for bitnet and llama (so they agree closely, not
+# exactly) and for qwen3 as llama.cpp does (Q8_K for TQ2_0, Q8_0 for Q1_0 and Q2_0): the check is the same most likely token at all but two positions (and there a near
 # tie: llama.cpp's own choice at most 2e-3 more probable, under llama.cpp, than rsrc's), a KL
 # divergence below 0.01 and no probability off by more than 0.01 (measured: KL at most 1.2e-3,
 # |dp| at most 1.5e-3). Upstream llama.cpp has no I2_S (bitnet.cpp's type): rsrc's logits of the

@@ -28,8 +28,9 @@
 # e-1's); plus the shared expert (ffn_{gate,up,down}_shexp, the same SwiGLU) times
 # sigmoid(ffn_gate_inp_shexp . x).
 # --act-q8: each ternary matrix's input rounded as rsrc rounds it (Q8_0's form, per block of 32: amax,
-# the scale amax / 127 rounded to f16, q = rint(x * 127 / amax)), so that only the order of the
-# float operations separates the two (a check of the graph, free of int8 noise).
+# the scale amax / 127 rounded to f16, q = rint(x * 127 / amax); for TQ1_0 and TQ2_0 files Q8_K's,
+# per block of 256 with the scale 1 / (127 / amax) in f32), so that only the order of the float
+# operations separates the two (a check of the graph, free of int8 noise).
 # --ablate kmap|conv|gate|qg|shexp|renorm: V head h reading K head h // (Hv / Hk), no convolution
 # history, no attention output gate, q's rows read as [gate | q] per head, the shared expert not
 # scaled by its gate, or the chosen experts' weights not renormalised: what a runtime that got one of
@@ -66,13 +67,22 @@ def softplus(x):
 dot, matvec, add, softmax = q3.dot, q3.matvec, q3.add, q3.softmax  # float64 lists, as qwen3_model's
 
 
+def f32(v):
+    return struct.unpack('<f', struct.pack('<f', v))[0]
+
+
 def q8_blocks(x, block=32):
+    """x as llama.cpp rounds a product's input: Q8_0 (blocks of 32, the scale amax / 127 in f16) for
+    Q1_0 and Q2_0 matrices, Q8_K (block=256, the scale 1 / (127 / amax) in f32) for TQ1_0 and TQ2_0."""
     out = []
     for b in range(0, len(x), block):
         v = x[b:b + block]
         amax = max(abs(t) for t in v)
-        d = struct.unpack('<e', struct.pack('<e', amax / 127.0))[0]
-        inv = 127.0 / amax if amax else 0.0
+        inv = f32(127.0 / amax) if amax else 0.0
+        if block == 256:
+            d = f32(1.0 / inv) if amax else 0.0
+        else:
+            d = struct.unpack('<e', struct.pack('<e', amax / 127.0))[0]
         out += [max(-127, min(127, round(t * inv))) * d for t in v]
     return out
 
@@ -90,6 +100,8 @@ class Qwen35:
         meta, ts = q3.read_gguf(path)
         self.act_q8 = act_q8
         self.ternary = {name for name, (_, typ, _) in ts.items() if typ in (34, 35, 36, 41, 42)}
+        # TQ1_0 and TQ2_0 (ggml types 34, 35) take activations per block of 256 (Q8_K), the others per 32
+        self.block = 256 if all(ts[n][1] in (34, 35) for n in self.ternary) else 32
         arch = meta['general.architecture']
         if arch not in ('qwen35', 'qwen35moe'):
             sys.exit('qwen35_model.py: %s is not a qwen35 or qwen35moe file' % path)
@@ -135,7 +147,7 @@ class Qwen35:
 
     def proj(self, L, name, x):
         if L[name + '.q8']:
-            x = q8_blocks(x)
+            x = q8_blocks(x, self.block)
         return matvec(L[name], x)
 
     def rmsnorm(self, x, w):
@@ -221,9 +233,9 @@ class Qwen35:
 
     def glu(self, x, gate, up, down, q8):
         if q8:
-            x = q8_blocks(x)
+            x = q8_blocks(x, self.block)
         y = [silu(a) * b for a, b in zip(matvec(gate, x), matvec(up, x))]
-        return matvec(down, q8_blocks(y) if q8 else y)
+        return matvec(down, q8_blocks(y, self.block) if q8 else y)
 
     def ffn(self, L, x, l=0, pos=0):
         if not self.moe:

@@ -85,7 +85,7 @@ static const variant variants[] = {
     {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
     {STRAT_LUT, false, 0},
 };
-enum { NV = sizeof variants / sizeof *variants, NM = 10 };
+enum { NV = sizeof variants / sizeof *variants, NM = 12 };
 
 static ternary_matrix mats[NM];
 static int8_t *flat[NM];  /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
@@ -289,6 +289,10 @@ int main(void) {
      * whose sums the kernel stores as one vector per unit, and rows that end in a partial block */
     mats[8] = grouped_matrix("grouped-i2", 36, 256, 32, &flat[8]);
     mats[9] = grouped_matrix("grouped-i2-partial", 38, 256, 32, &flat[9]);
+    /* units of 256 columns (activations per block of 256: TQ1_0, TQ2_0 as llama.cpp's Q8_K): a unit
+     * spans 2 groups of 4 fields on AVX2, 4 on NEON, 1 on AVX-512 */
+    mats[10] = grouped_matrix("grouped-i2-256", 36, 512, 256, &flat[10]);
+    mats[11] = grouped_matrix("grouped-i2-256-partial", 38, 768, 256, &flat[11]);
     for (int m = 8; m < NM; m++) units[m] = units_matrix(&mats[m]);
     /* AVX2's i2 rows add their vpmaddubsw pair sums in 16-bit lanes for runs of at most 16 groups
      * of 128 columns (kernel.c, dot_isa_pair_sums), split evenly. A row of +1 against x = -128:
@@ -335,7 +339,8 @@ int main(void) {
     EXPECT(pairs_denied == 0, "a CPU printer denied %d of the CPU forms", pairs_denied);
     target_free(t);
     if (!getenv("TEST_PRINTERS_KEEP")) rmdir(dir);
-    free(flat[5]), free(flat[8]), free(flat[9]), free(units[8]), free(units[9]);
+    free(flat[5]);
+    for (int m = 8; m < NM; m++) free(flat[m]), free(units[m]);
     for (int m = 0; m < NM; m++) ternary_matrix_free(&mats[m]);
     printf("%d (printer, form, target) triples run, %d denied\n", pairs_run, pairs_denied);
     printf("%d passed, %d failed\n", checks - failures, failures);

@@ -830,18 +830,34 @@ static void residual_out(const rsr_model *m, rt_work *w, int32_t index, uint64_t
 
 /* ---- a mixture of experts (rsr_artifact_layer.num_experts > 0; docs/moe.md) ---- */
 
-/* Row x's routing: logits = router · x (fp32, in column order), p = softmax(logits) (exp(l - max),
- * times 1 / Σ), the k largest p in descending order (ties: the lower index first; pick), and their
+/* logits[e] = router[e] · x over H columns in fp32: column i into partial sum i % 16, the 16 then
+ * added pairwise (j + 8, j + 4, ...), so that each clone's vectors round alike. */
+RT_INLINE_BODY void router_logits_body(const float *restrict router, const float *restrict x, int32_t H, int32_t E,
+                                       float *restrict logits) {
+    for (int32_t e = 0; e < E; e++) {
+        const float *restrict r = router + (size_t)e * (size_t)H;
+        float acc[16] = {0};
+        int32_t i = 0;
+        for (; i + 16 <= H; i += 16)
+            for (int j = 0; j < 16; j++) acc[j] += r[i + j] * x[i + j];
+        for (int j = 0; i + j < H; j++) acc[j] += r[i + j] * x[i + j];
+        for (int w = 8; w > 0; w /= 2)
+            for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+        logits[e] = acc[0];
+    }
+}
+RT_ISA_CLONES(router_logits,
+              (const float *restrict router, const float *restrict x, int32_t H, int32_t E, float *restrict logits),
+              (router, x, H, E, logits))
+
+/* Row x's routing: logits = router · x (router_logits), p = softmax(logits) (exp(l - max), times
+ * 1 / Σ), the k largest p in descending order (ties: the lower index first; pick), and their
  * weights p / max(Σ of the k, 2^-14) as llama.cpp renormalises (wt). p: [E] scratch. */
 static void route_row(const float *router, const float *x, int32_t H, int32_t E, int32_t k, float *p, int32_t *pick,
                       float *wt) {
     float mx = -INFINITY, sum = 0, chosen = 0;
-    for (int32_t e = 0; e < E; e++) {
-        const float *r = router + (size_t)e * (size_t)H;
-        float s = 0;
-        for (int32_t i = 0; i < H; i++) s += r[i] * x[i];
-        p[e] = s, mx = fmaxf(mx, s);
-    }
+    router_logits(router, x, H, E, p);
+    for (int32_t e = 0; e < E; e++) mx = fmaxf(mx, p[e]);
     for (int32_t e = 0; e < E; e++) p[e] = expf(p[e] - mx), sum += p[e];
     for (int32_t e = 0; e < E; e++) p[e] *= 1.0f / sum;
     for (int32_t j = 0; j < k; j++) {

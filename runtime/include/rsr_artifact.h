@@ -102,7 +102,8 @@ typedef struct rsr_artifact_layer {
     int32_t no_rope;        /* 1: q and k are not rotated at all (maple's global layers) */
     /* A mixture of experts in place of the FFN (maple, docs/moe.md), num_experts > 0; gate, up and
      * down are then -1 (but for a shared expert, below) and ffn_sub_norm, ffn_post_norm, in_norm[GATE, UP] absent. The FFN's input
-     * x = RMSNorm(h, ffn_norm); logits = router · x in fp32; p = softmax(logits); the experts_used
+     * x = RMSNorm(h, ffn_norm); logits = router · x in fp32 (16 partial sums, column i into i % 16,
+     * added pairwise); p = softmax(logits); the experts_used
      * largest p (ties: the lower index first) weighted by p / Σ(their p), each expert e's output
      * down_e(act(gate_e · x) · (up_e · x)) (SiLU; with swiglu_clamp c > 0: silu(min(g, c)) · clamp(u,
      * -c, c)) summed in ascending expert order and added to h. Expert e's gate, up and down are

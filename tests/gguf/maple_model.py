@@ -46,7 +46,51 @@ def silu(x):
     return x / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
-class Maple:
+class Router:
+    """The choice of experts that maple_model.py and qwen35_model.py share: the n_used largest p
+    (ties: the lower index), recorded in self.routes with the gap to the next; where rsrc's choice
+    (self.follow, from RSR_TRACE_ROUTING) differs in a near tie (gap < self.margin), rsrc's."""
+
+    def route(self, p, pos, l):
+        order = sorted(range(len(p)), key=lambda e: (-p[e], e))
+        chosen = order[:self.n_used]
+        gap = p[chosen[-1]] - p[order[self.n_used]] if self.n_used < len(p) else 0.0
+        self.routes.append((pos, l, chosen, gap))
+        other = self.follow.get((pos, l))
+        if other and sorted(other) != sorted(chosen) and gap < self.margin:
+            chosen, self.followed = other, self.followed + 1
+        return chosen
+
+
+def routes_args(r):
+    """The reference parser's --routes and --follow."""
+    r.add_argument('--routes', help='each token\'s chosen experts per layer, and the gap to the next')
+    r.add_argument('--follow', nargs=2, metavar=('ROUTES', 'MARGIN'), help='take these choices in near ties')
+
+
+def read_follow(args):
+    """--follow ROUTES MARGIN as ({(pos, layer): experts}, margin); ({}, 0) without it."""
+    follow, margin = {}, 0.0
+    if args.follow:
+        margin = float(args.follow[1])
+        with open(args.follow[0]) as f:
+            for line in f:
+                v = [int(x) for x in line.split()]
+                follow[(v[0], v[1])] = v[2:]
+    return follow, margin
+
+
+def report_routes(args, m, who):
+    """After a run: how many near ties took rsrc's choice (--follow), and the routes (--routes)."""
+    if args.follow:
+        print('%s: took rsrc\'s choice in %d near ties (within %g)' % (who, m.followed, m.margin), file=sys.stderr)
+    if args.routes:
+        with open(args.routes, 'w') as f:
+            for pos, l, chosen, gap in m.routes:
+                f.write('%d %d %s %.9g\n' % (pos, l, ' '.join(map(str, chosen)), gap))
+
+
+class Maple(Router):
     def __init__(self, path, ablate=None, follow=None, margin=0.0):
         meta, ts = q3.read_gguf(path)
         if meta['general.architecture'] != 'maple':
@@ -112,13 +156,7 @@ class Maple:
     def experts(self, l, x, pos):
         L, c = self.layers[l], self.clamp[l]
         p = g3.softmax(g3.matvec(L['ffn_gate_inp'], x))
-        order = sorted(range(self.n_expert), key=lambda e: (-p[e], e))
-        chosen = order[:self.n_used]
-        gap = p[chosen[-1]] - p[order[self.n_used]] if self.n_used < self.n_expert else 0.0
-        self.routes.append((pos, l, chosen, gap))
-        other = self.follow.get((pos, l))
-        if other and sorted(other) != sorted(chosen) and gap < self.margin:
-            chosen, self.followed = other, self.followed + 1
+        chosen = self.route(p, pos, l)
         total = sum(p[e] for e in chosen) if self.ablate != 'renorm' else 1.0
         out = [0.0] * self.hidden
         for e in chosen:
@@ -147,27 +185,14 @@ class Maple:
 
 def main():
     ap, _, r = q3.reference_parser('maple')
-    r.add_argument('--routes', help='each token\'s chosen experts per layer, and the gap to the next')
-    r.add_argument('--follow', nargs=2, metavar=('ROUTES', 'MARGIN'), help='take these choices in near ties')
+    routes_args(r)
     r.add_argument('--ablate', choices=['renorm', 'rope', 'clamp'],
                    help='no renormalised weights, RoPE on the global layers, or no SwiGLU clamp')
     args = ap.parse_args()
-    follow, margin = {}, 0.0
-    if args.follow:
-        margin = float(args.follow[1])
-        with open(args.follow[0]) as f:
-            for line in f:
-                v = [int(x) for x in line.split()]
-                follow[(v[0], v[1])] = v[2:]
+    follow, margin = read_follow(args)
     m = Maple(args.model, args.ablate, follow, margin)
     q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
-    if args.follow:
-        print('maple_model.py: took rsrc\'s choice in %d near ties (within %g)' % (m.followed, margin),
-              file=sys.stderr)
-    if args.routes:
-        with open(args.routes, 'w') as f:
-            for pos, l, chosen, gap in m.routes:
-                f.write('%d %d %s %.9g\n' % (pos, l, ' '.join(map(str, chosen)), gap))
+    report_routes(args, m, 'maple_model.py')
 
 
 if __name__ == '__main__':

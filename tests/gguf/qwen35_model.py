@@ -50,6 +50,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen3_model as q3  # noqa: E402  (its GGUF reader)
 import gemma3_model as g3  # noqa: E402  (BF16 and the other types, as lists)
+import maple_model  # noqa: E402  (the choice of experts)
 
 
 def silu(x):
@@ -95,7 +96,7 @@ SHARED = ['ffn_gate_shexp', 'ffn_up_shexp', 'ffn_down_shexp', 'ffn_gate_inp', 'f
 EXPS = ['ffn_gate_exps', 'ffn_up_exps', 'ffn_down_exps']
 
 
-class Qwen35:
+class Qwen35(maple_model.Router):
     def __init__(self, path, ablate=None, act_q8=False, follow=None, margin=0.0):
         meta, ts = q3.read_gguf(path)
         self.act_q8 = act_q8
@@ -241,13 +242,7 @@ class Qwen35:
         if not self.moe:
             return self.glu(x, L['ffn_gate'], L['ffn_up'], L['ffn_down'], L['ffn_gate.q8'])
         p = softmax(matvec(L['ffn_gate_inp'], x))
-        order = sorted(range(self.n_expert), key=lambda e: (-p[e], e))
-        chosen = order[:self.n_used]
-        gap = p[chosen[-1]] - p[order[self.n_used]] if self.n_used < self.n_expert else 0.0
-        self.routes.append((pos, l, chosen, gap))
-        other = self.follow.get((pos, l))
-        if other and sorted(other) != sorted(chosen) and gap < self.margin:
-            chosen, self.followed = other, self.followed + 1
+        chosen = self.route(p, pos, l)
         total = max(sum(p[e] for e in chosen), 6.103515625e-5) if self.ablate != 'renorm' else 1.0
         out = [0.0] * len(x)
         for e in sorted(chosen):
@@ -287,8 +282,7 @@ def main():
     ap, sub, r = q3.reference_parser('qwen35')
     r.add_argument('--ablate', choices=['kmap', 'conv', 'gate', 'qg', 'shexp', 'renorm'])
     r.add_argument('--act-q8', action='store_true', help="round the ternary matrices' inputs as rsrc does")
-    r.add_argument('--routes', help="qwen35moe: each token's chosen experts per layer, and the gap to the next")
-    r.add_argument('--follow', nargs=2, metavar=('ROUTES', 'MARGIN'), help="qwen35moe: rsrc's choices in near ties")
+    maple_model.routes_args(r)  # qwen35moe's
     c = sub.add_parser('compare', help="rsrc's logits after K ids against the reference's")
     c.add_argument('ref')
     c.add_argument('k', type=int)
@@ -299,21 +293,10 @@ def main():
     if args.cmd == 'compare':
         ok = compare(args.ref, args.k, args.logits, args.tol)
         sys.exit(0 if ok != args.expect_differ else 1)
-    follow, margin = {}, 0.0
-    if args.follow:
-        margin = float(args.follow[1])
-        with open(args.follow[0]) as f:
-            for line in f:
-                v = [int(x) for x in line.split()]
-                follow[(v[0], v[1])] = v[2:]
+    follow, margin = maple_model.read_follow(args)
     m = Qwen35(args.model, args.ablate, args.act_q8, follow, margin)
     q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
-    if args.follow:
-        print("qwen35_model.py: took rsrc's choice in %d near ties (within %g)" % (m.followed, margin), file=sys.stderr)
-    if args.routes:
-        with open(args.routes, 'w') as f:
-            for pos, l, chosen, gap in m.routes:
-                f.write('%d %d %s %.9g\n' % (pos, l, ' '.join(map(str, chosen)), gap))
+    maple_model.report_routes(args, m, 'qwen35_model.py')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Qwen3.5 GGUF files (rsr-mkmodel --gguf-arch qwen35: 8 layers, 3 and 7 full attention with a gate
 # per head in q and RoPE on a quarter of the head, the others gated DeltaNet layers with 8 V heads
-# reading 4 K heads, or 6 V heads of their own width reading 2; Q2_0 with some +2 weights, and TQ2_0;
+# reading 4 K heads, or 6 V heads of their own width reading 2; Q2_0 with some +2 weights, Q1_0 (binary,
+# as Ternary-Bonsai's other file) and TQ2_0;
 # and a qwen35moe file, each FFN 4 experts of 128 rows, 2 a token, and a shared expert of 256)
 # beside two references:
 # tests/gguf/qwen35_model.py (float64 with the ternary matrices' inputs rounded as rsrc rounds
@@ -31,6 +32,7 @@ sizes="--hidden 256 --intermediate 256 --layers 8 --heads 8 --kv-heads 4 --head-
 experts="--experts 4 --experts-used 2 --expert-ff 128 --shared-ff 256"
 cases=("q2 --format gguf-q2 --plus2 5 --seed 3"
        "tq2 --format gguf-tq2 --seed 7"
+       "q1 --format gguf-q1 --seed 11"
        "q2-ssm --format gguf-q2 --plus2 5 --seed 5 --ssm-heads 2,6 --ssm-head 64"
        "moe --format gguf-q2 --plus2 5 --seed 9 --gguf-arch qwen35moe $experts")
 margin=0.01
@@ -59,7 +61,7 @@ for c in "${cases[@]}"; do
   # (RMS-normalised sums of small q.k products) are flat enough that the last bits of the float sums
   # tip three of its twelve near ties (KL 1.2e-3 from llama.cpp, where rounding per 32 gave 0.05):
   # only Q2_0 is held to llama.cpp's logits, TQ2_0 to the float reference (which rounds as rsrc)
-  [ "${name%-ssm}" = q2 ] || [ "$name" = moe ] || continue
+  [ "$name" != tq2 ] || continue
   node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
   python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done

@@ -6,7 +6,7 @@
 # and a qwen35moe file, each FFN 4 experts of 128 rows, 2 a token, and a shared expert of 256)
 # beside two references:
 # tests/gguf/qwen35_model.py (float64 with the ternary matrices' inputs rounded as rsrc rounds
-# them, shares no code with rsrc) and upstream llama.cpp (npm's node-llama-cpp; Q2_0 only, below).
+# them, shares no code with rsrc) and upstream llama.cpp (npm's node-llama-cpp; all but TQ2_0, below).
 # rsrc compiles each
 # file and gives its logits after each prefix of a 12-token prompt (three times the convolution's
 # taps); both comparisons must pass compare_probs.py's check with check_qwen3.sh's thresholds. Steps

@@ -296,7 +296,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 }
 
 /* The dot ISA of the i2 form of a matrix summed per unit of columns (ternary_matrix.unit_cols), or
- * -1: a field of V columns may not straddle a unit, and a unit lies in a group of 4V or spans 2 or
+ * -1: a field of V columns may not straddle a unit, and a unit lies in a group of 4V or spans 2 to
  * 4 whole ones (unit % V == 0, 4V % unit == 0 or unit % 4V == 0, cols a multiple of both). AVX-512's 64-byte fields are too wide for units of 32, so its
  * targets take 32-byte ones through LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's);
  * the C printer's helpers are the target's own ISA's. */
@@ -307,7 +307,7 @@ int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_ma
     if (isa == DOT_AVX512VNNI && pr->any_isa && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
     if ((isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) && pr->any_isa) isa = DOT_AVX2;
     int V = dot_isa_vector_bytes(isa), U = tm->unit_cols, G = 4 * V;
-    /* a group of 4V columns holds whole units, or a unit 2 or 4 whole groups (lower.c units_groups) */
+    /* a group of 4V columns holds whole units, or a unit 2 to 4 whole groups (lower.c units_groups) */
     bool fits = U % V == 0 && (G % U == 0 || (U % G == 0 && U / G <= 4));
     return fits && tm->cols % (U > G ? U : G) == 0 ? (int)isa : -1;
 }

@@ -341,7 +341,7 @@ static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) {
 
 /* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
  * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
- * fields of a unit (1, 2 or 4 of them, or the 8 or 16 of 2 or 4 groups: a step of the loop takes
+ * fields of a unit (1, 2 or 4 of them, or the 8 to 16 of 2 to 4 groups: a step of the loop takes
  * units_groups groups) into one accumulator per row, each unit's sum stored at
  * y[u·unit_stride + row] less the unit's Σx. A code of 3 is a weight of +2 (Q2_0), as c − 1 reads it. */
 typedef struct units_ctx {

@@ -894,10 +894,11 @@ static void swiglu_clamped(float *g, const float *u, int32_t n, float c) {
     }
 }
 
-/* One expert of an FFN of experts: its matrices gate = first, up, down (first + 1, + 2), its rows
- * F, its SwiGLU clamp (0: none); the weight of the row of slot s (row s / K) is wt[s]. */
+/* One expert of an FFN of experts: its matrices gate, up and down (the indices the descriptor
+ * gives, each checked by check_artifact), its rows F, its SwiGLU clamp (0: none); the weight of the
+ * row of slot s (row s / K) is wt[s]. */
 typedef struct expert_call {
-    int32_t first, F;
+    int32_t gate, up, down, F;
     float clamp;
     size_t K;
     const float *wt;
@@ -916,13 +917,13 @@ static void run_expert(const rsr_model *m, rt_work *w, const expert_call *x, int
         w->xs[i] = w->moe_xs[t];
         if (w->xd) memcpy(w->xd + (size_t)i * xd, w->moe_xd + t * xd, sizeof(float) * xd);
     }
-    const int32_t g = x->first, F = x->F;
-    bl_out gu[2] = {{g, w->gate, I, 0}, {g + 1, w->up, I, 0}};
+    const int32_t F = x->F;
+    bl_out gu[2] = {{x->gate, w->gate, I, 0}, {x->up, w->up, I, 0}};
     bitlinear(m, w, gu, 2, n, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, n))
     for (int32_t i = 0; i < n; i++) swiglu_clamped(w->gate + (size_t)i * I, w->up + (size_t)i * I, F, x->clamp);
     norm_inputs(m, w, w->gate, I, NULL, NULL, F, n);
-    bitlinear1(m, w, g + 2, n, w->tmp, W, 0);
+    bitlinear1(m, w, x->down, n, w->tmp, W, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, n))
     for (int32_t i = 0; i < n; i++) { /* each row once per expert: no two threads share one */
         const size_t slot = (size_t)w->moe_rows[i], t = slot / K;
@@ -967,12 +968,13 @@ static void moe_ffn(const rsr_model *m, rt_work *w, int32_t l, const rt_run *run
         int32_t n = 0;
         for (size_t s = 0; s < (size_t)rows * K; s++)
             if (w->moe_pick[s] == e) w->moe_rows[n++] = (int32_t)s;
-        const expert_call x = {L->expert_first + 3 * e, L->expert_ff, L->swiglu_clamp, K, w->moe_w};
+        const int32_t g = L->expert_first + 3 * e;
+        const expert_call x = {g, g + 1, g + 2, L->expert_ff, L->swiglu_clamp, K, w->moe_w};
         if (n) run_expert(m, w, &x, n);
     }
     if (L->shared_ff > 0) { /* every row, after the routed experts */
         for (int32_t t = 0; t < rows; t++) w->moe_rows[t] = t;
-        const expert_call x = {L->gate, L->shared_ff, 0, 1, w->moe_shared};
+        const expert_call x = {L->gate, L->up, L->down, L->shared_ff, 0, 1, w->moe_shared};
         run_expert(m, w, &x, rows);
     }
 #pragma omp parallel for schedule(static) num_threads(team_for(m, rows))

@@ -774,7 +774,7 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
         m->num_experts = 1;                                             /* for now: the FFN's length is optional */
     } else if (!strcmp(arch, "qwen35") || !strcmp(arch, "qwen35moe")) { /* qwen3's attention with gated DeltaNet
                                                                            layers: configure_qwen35 */
-        const bool moe = arch[6] == 'm';
+        const bool moe = !strcmp(arch, "qwen35moe");
         m->architecture = xstrdup(moe ? "Qwen3_5MoeForCausalLM" : "Qwen3_5ForCausalLM");
         m->activation = RSR_ACT_SILU;
         m->qk_norm = true, m->act_block = 32, m->attn_gate = true;
@@ -834,8 +834,10 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->tied = !gguf_find(g, "output.weight");
     if (m->attn_gate) configure_qwen35(m, g, arch);
     if (m->post_norms) configure_gemma3(m, g, arch);
-    if (m->num_experts && !m->attn_gate) configure_maple(m, g, arch);
-    if (m->num_experts && m->attn_gate) configure_experts(m, g, arch, false); /* qwen35moe */
+    if (m->num_experts && m->attn_gate) /* qwen35moe: the experts alone */
+        configure_experts(m, g, arch, false);
+    else if (m->num_experts) /* maple: its experts and its windows */
+        configure_maple(m, g, arch);
 }
 
 static void close_file(void *g) { gguf_close(g); }

@@ -297,9 +297,10 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
 
 /* The dot ISA of the i2 form of a matrix summed per unit of columns (ternary_matrix.unit_cols), or
  * -1: a field of V columns may not straddle a unit, and a unit lies in a group of 4V or spans 2 to
- * 4 whole ones (unit % V == 0, 4V % unit == 0 or unit % 4V == 0, cols a multiple of both). AVX-512's 64-byte fields are too wide for units of 32, so its
- * targets take 32-byte ones through LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's);
- * the C printer's helpers are the target's own ISA's. */
+ * 4 whole ones (unit % V == 0, 4V % unit == 0 or unit % 4V == 0, cols a multiple of both).
+ * AVX-512's 64-byte fields are too wide for units of 32, so its targets take 32-byte ones through
+ * LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's); the C printer's helpers are the
+ * target's own ISA's. */
 int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_matrix *tm) {
     if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
     enum dot_isa isa = target_dot_isa(t);

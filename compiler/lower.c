@@ -315,11 +315,21 @@ static void tile_zero(lower *L, kir_list *l, const char *fmt, int rows, int cols
         }
 }
 
-static kir_list tile_groups(lower *L, kir_list *l, kir_var *w, kir_var **g, kir_var **wg) {
+/* The loop over steps of k groups of 4V columns (k > 1: the units of i2 per unit wider than a group,
+ * units_groups): g, and wg[h] the codes of the step's group h (w + (g·k + h)·block_rows·V). */
+static kir_list group_steps(lower *L, kir_list *l, kir_var *w, int k, kir_var **g, kir_var **wg) {
+    const kernel *kn = L->kn;
     kir_list gl;
-    *g = loop(L, l, "g", "group", num(L, 0), num(L, L->kn->groups), &gl)->var, *wg = var(L, "wg", KT_PU8);
-    kir_decl(L->m, &gl, *wg, idx(L, ref(L, w), mul(L, ref(L, *g), num(L, L->kn->block_rows * L->kn->vec_bytes))), true);
+    *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups / k), &gl)->var;
+    for (int h = 0; h < k; h++) {
+        wg[h] = var(L, k > 1 ? strf(L, "wg%d", h, 0) : "wg", KT_PU8);
+        kir_expr *at = k > 1 ? add(L, mul(L, ref(L, *g), num(L, k)), num(L, h)) : ref(L, *g);
+        kir_decl(L->m, &gl, wg[h], idx(L, ref(L, w), mul(L, at, num(L, kn->block_rows * kn->vec_bytes))), true);
+    }
     return gl;
+}
+static kir_list tile_groups(lower *L, kir_list *l, kir_var *w, kir_var **g, kir_var **wg) {
+    return group_steps(L, l, w, 1, g, wg);
 }
 
 static kir_list tile_field(lower *L, kir_list *gl, kir_var *wg, int i, kir_var **codes) {
@@ -333,11 +343,12 @@ static kir_list tile_field(lower *L, kir_list *gl, kir_var *wg, int i, kir_var *
     return sc;
 }
 
-/* x[j] + g·4V + i·V: field i's columns of group g for token j */
-static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) {
-    int V = L->kn->vec_bytes;
-    return idx(L, idx(L, ref(L, xj), mul(L, ref(L, g), num(L, 4 * V))), num(L, i * V));
+/* xj + g·4V·k + f·V: field f's columns of step g (of k groups, group_steps) for one token */
+static kir_expr *step_xp(lower *L, kir_expr *xj, kir_var *g, int k, int f) {
+    const int V = L->kn->vec_bytes;
+    return idx(L, idx(L, xj, mul(L, ref(L, g), num(L, 4 * V * k))), num(L, f * V));
 }
+static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) { return step_xp(L, ref(L, xj), g, 1, i); }
 
 /* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
  * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
@@ -356,26 +367,6 @@ static int units_groups(const kernel *kn) {
 }
 /* Units whose fields a step of the loop (g) decodes. */
 static int units_per_step(const kernel *kn) { return 4 * kn->vec_bytes * units_groups(kn) / kn->unit_cols; }
-
-/* The loop over steps of units_groups groups: g, and wg[h] the codes of the step's group h. */
-static kir_list units_steps(lower *L, kir_list *l, kir_var *w, kir_var **g, kir_var **wg) {
-    const kernel *kn = L->kn;
-    const int k = units_groups(kn);
-    kir_list gl;
-    *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups / k), &gl)->var;
-    for (int h = 0; h < k; h++) {
-        wg[h] = var(L, k > 1 ? strf(L, "wg%d", h, 0) : "wg", KT_PU8);
-        kir_expr *at = add(L, mul(L, ref(L, *g), num(L, k)), num(L, h));
-        kir_decl(L->m, &gl, wg[h], idx(L, ref(L, w), mul(L, at, num(L, kn->block_rows * kn->vec_bytes))), true);
-    }
-    return gl;
-}
-
-/* x[j] + g·(step's columns) + f·V: field f's columns of step g for token j */
-static kir_expr *units_xp(lower *L, kir_expr *xj, kir_var *g, int f) {
-    const int V = L->kn->vec_bytes;
-    return idx(L, idx(L, xj, mul(L, ref(L, g), num(L, 4 * V * units_groups(L->kn)))), num(L, f * V));
-}
 
 static kir_expr *unit_of(lower *L, const units_ctx *c) {
     return add(L, mul(L, ref(L, c->g), num(L, units_per_step(L->kn))), num(L, c->unit));
@@ -431,7 +422,7 @@ static void lower_i2_units(lower *L) {
     kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
     kir_var *w = var(L, "w", KT_PU8), *g, *wg[4], *codes[4], *acc[4];
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
-    kir_list gl = units_steps(L, &blk, w, &g, wg);
+    kir_list gl = group_steps(L, &blk, w, units_groups(kn), &g, wg);
     units_ctx uc = {.acc = acc, .su = su, .g = g, .b = b};
     for (int i = 0; i < fields; i++) {
         if (i % per == 0)
@@ -441,7 +432,7 @@ static void lower_i2_units(lower *L) {
             }
         kir_list sc = tile_field(L, &gl, wg[i / 4], i % 4, codes);
         for (int r = 0; r < R; r++) {
-            kir_expr *xp = units_xp(L, param(L, "x"), g, i);
+            kir_expr *xp = step_xp(L, param(L, "x"), g, units_groups(kn), i);
             kir_set(m, &sc, acc[r], kir_vec(m, KO_BDOT, KT_BACC, ref(L, acc[r]), ref(L, codes[r]), xp, 0));
         }
         if (i % per != per - 1) continue;
@@ -507,7 +498,7 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
     kir_var *b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * i2_row_bytes(kn)))),
              true);
-    kir_list gl = units_steps(L, &blk, w, &g, wg);
+    kir_list gl = group_steps(L, &blk, w, units_groups(kn), &g, wg);
     utile_ctx c = {.su = su, .t = t, .b = b, .g = g};
     for (int i = 0; i < fields; i++) {
         for (int r = 0; i % per == 0 && r < R; r++)
@@ -519,7 +510,7 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
         for (int j = 0; j < T; j++)
             for (int r = 0; r < R; r++) {
                 kir_expr *dot = kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.acc[r][j]), ref(L, codes[r]),
-                                        units_xp(L, ref(L, x[j]), g, i), 0);
+                                        step_xp(L, ref(L, x[j]), g, units_groups(kn), i), 0);
                 kir_set(m, &sc, c.acc[r][j], dot);
             }
         for (c.unit = i / per, c.j = 0; i % per == per - 1 && c.j < T; c.j++) {

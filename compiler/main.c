@@ -681,7 +681,6 @@ static void write_constants(build *b) {
     d->head_q8_stride = b->o->greedy_head ? (m->hidden + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD : 0;
 }
 
-/* A grouped matrix's scales as the runtime reads them: by group, then row (rsr_artifact_matrix). */
 /* The scales of tm by group, then row (rsr_artifact_matrix.group_scale): in f16 where every one
  * is zero or a normal f16 value (the GGUF formats' scales are, but for subnormal ones: half the
  * bytes the runtime reads a token, and the same f32 values once widened), unless the GPU reads

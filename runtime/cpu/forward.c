@@ -933,14 +933,13 @@ static void run_expert(const rsr_model *m, rt_work *w, const expert_call *x, int
     }
 }
 
-/* The weight of a shared expert's output for the FFN input x: sigmoid(shared_gate · x) (fp32, in
- * column order), 1 without shared_gate; 0 without a shared expert. */
+/* The weight of a shared expert's output for the FFN input x: sigmoid(shared_gate · x) (the dot
+ * product as the router's, router_logits), 1 without shared_gate; 0 without a shared expert. */
 static float shared_weight(const rsr_model *m, const rsr_artifact_layer *L, const float *x) {
     if (L->shared_ff <= 0) return 0;
     if (L->shared_gate == RSR_NO_TENSOR) return 1;
-    const float *g = blob_f32(m, L->shared_gate);
-    float s = 0;
-    for (int32_t i = 0; i < m->a->hidden; i++) s += g[i] * x[i];
+    float s;
+    router_logits(blob_f32(m, L->shared_gate), x, m->a->hidden, 1, &s);
     return 1.0f / (1.0f + expf(-s));
 }
 

@@ -111,8 +111,8 @@ typedef struct rsr_artifact_layer {
      * [hidden][expert_ff]).
      * A shared expert (Qwen3.5-MoE, shared_ff > 0): gate, up and down are then its matrices
      * ([shared_ff][hidden], [shared_ff][hidden], [hidden][shared_ff]), run on every row as a dense
-     * FFN (SiLU, no clamp) and its output, times sigmoid(shared_gate · x) (fp32, in column order;
-     * 1 when shared_gate is RSR_NO_TENSOR), added after the routed experts' sum, before h. */
+     * FFN (SiLU, no clamp) and its output, times sigmoid(shared_gate · x) (fp32, summed as the
+     * router's logits; 1 when shared_gate is RSR_NO_TENSOR), added after the routed experts' sum, before h. */
     int32_t num_experts, experts_used, expert_first, expert_ff;
     int32_t gating;       /* enum rsr_gating */
     float swiglu_clamp;   /* 0: none */

@@ -93,7 +93,8 @@ static int64_t expected_matrices(const rsr_artifact *a) {
 }
 
 /* Layer l's kind and, for a gated DeltaNet layer (Qwen3.5, rsr_artifact_layer), its sizes, its small
- * tensors in the blob and its three matrices of the shapes they imply; none in a model with GPU code. Tracks the widest (rsr_model.dn_*) and the recurrent state a session keeps. */
+ * tensors in the blob and its three matrices of the shapes they imply; none in a model with GPU
+ * code. Tracks the widest (rsr_model.dn_*) and the recurrent state a session keeps. */
 static rsr_status check_deltanet(rsr_model *m, int32_t l) {
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
@@ -240,6 +241,7 @@ static rsr_status check_artifact(rsr_model *m) {
     int64_t max_rows = 0;
     for (int32_t i = 0; i < a->num_matrices; i++) {
         const rsr_artifact_matrix *x = &a->matrix[i];
+        const uint64_t gs = x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4; /* bytes of a group scale */
         if (x->unit_cols != a->act_block && (a->act_block || x->unit_cols < 0))
             return BAD("matrix %d: units of %d columns, activations per block of %d", i, x->unit_cols, a->act_block);
         if (x->unit_cols > 0 &&
@@ -247,10 +249,7 @@ static rsr_status check_artifact(rsr_model *m) {
              x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 || x->unit_stride < x->rows ||
              (int64_t)x->unit_stride > (int64_t)x->rows + 4096 ||
              (x->group_scale_dtype != RSR_DTYPE_F32 && x->group_scale_dtype != RSR_DTYPE_F16) ||
-             !blob_range_ok(a, x->group_scale,
-                            (x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4) * (uint64_t)x->rows *
-                                (uint64_t)(x->cols / x->scale_cols),
-                            x->group_scale_dtype == RSR_DTYPE_F16 ? 2 : 4)))
+             !blob_range_ok(a, x->group_scale, gs * (uint64_t)x->rows * (uint64_t)(x->cols / x->scale_cols), gs)))
             return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns, %d rows %d apart", i,
                        x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride);
         /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the

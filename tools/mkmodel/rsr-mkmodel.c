@@ -385,7 +385,11 @@ static long layer_ff(const opts_t *o, long L) {
 }
 
 static tensor_t *tfloat(tlist_t *l, const char *name, int ndim, uint64_t d0, uint64_t d1, double mean, double sd,
-                        int neg);
+                        int neg) {
+    tensor_t *t = tadd(l, name, DT_BF16, K_FLOAT, ndim, d0, d1);
+    t->fmean = mean, t->fsd = sd, t->fneg = neg;
+    return t;
+}
 
 /* A mixture of experts' FFN of layer L: the router [experts][hidden], then every expert's gate, then
  * every up, then every down (write_gguf stacks each run into one tensor of the experts); qwen35moe's
@@ -409,13 +413,6 @@ static void expert_tensors(tlist_t *l, const opts_t *o, long L) {
             snprintf(base, sizeof base, "model.layers.%ld.mlp.experts.%ld.%s_proj", L, e, mlp[p]);
             add_matrix(l, o, base, p == 2 ? H : F, p == 2 ? F : H);
         }
-}
-
-static tensor_t *tfloat(tlist_t *l, const char *name, int ndim, uint64_t d0, uint64_t d1, double mean, double sd,
-                        int neg) {
-    tensor_t *t = tadd(l, name, DT_BF16, K_FLOAT, ndim, d0, d1);
-    t->fmean = mean, t->fsd = sd, t->fneg = neg;
-    return t;
 }
 
 /* qwen35's gated DeltaNet layer L: [q|k|v] (ssm_k K heads, ssm_v V heads, all of ssm_d),
@@ -2151,9 +2148,9 @@ static void finish_qwen35(opts_t *o, const preset_t *preset) {
             o->ssm_v, o->ssm_d, o->ssm_v * o->ssm_d, block);
 }
 
-/* maple's defaults (8 experts, 2 used, the intermediate size each, a window of 4 on every other
- * layer), checked against the sizes. */
-static void finish_maple(opts_t *o) {
+/* The experts' defaults (maple and qwen35moe: 8 experts, 2 used, the intermediate size each; qwen35moe's
+ * shared expert that size too; maple's window of 4 on every other layer), checked against the sizes. */
+static void finish_experts(opts_t *o) {
     if (!o->moe) return;
     if (!o->maple && !o->shared_ff) o->shared_ff = o->intermediate;
     if (!o->experts) o->experts = 8;
@@ -2232,7 +2229,7 @@ int main(int argc, char **argv) {
         memcpy(ov, sz, sizeof sz);
     }
     finish_sizes(&o, preset, ov);
-    finish_maple(&o);
+    finish_experts(&o);
     finish_qwen35(&o, preset);
     if (o.embed_std == 0) o.embed_std = 1.0 / sqrt((double)o.hidden);
 

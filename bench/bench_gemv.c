@@ -165,7 +165,7 @@ typedef struct built {
     const char *strategy;
 } built;
 
-static built build(const ternary_matrix *tm, enum strategy st, const target *t, const char *dir, int serial,
+static built build(const ternary_matrix *tm, enum strategy st, const rsrc_target *t, const char *dir, int serial,
                    bool lanes) {
     built b = {0};
     int k = 0;
@@ -195,7 +195,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
                                      .index = serial,
                                      .lanes_min = lanes ? RSR_LANES_EVERY_STEP : -1},
                    &blob, &sink, &cm);
-    const kernel *kn = &cm.kn;
+    const rsrc_kernel *kn = &cm.kn;
     blob_close(&blob);
     if (e) {
         emit_llvm_finish(e, LLVM_OUT_OBJ, obj_path);
@@ -205,15 +205,15 @@ static built build(const ternary_matrix *tm, enum strategy st, const target *t, 
     fprintf(f, "void *get_batch(void) { return (void *)%s; }\n", kn->batch_symbol ? kn->batch_symbol : "0");
     fclose(f);
     char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s %s", t->cflags, so_path, c_path, e ? obj_path : "");
-    if (system(cmd) != 0) fatal("compiling the kernel failed: %s", cmd);
+    if (system(cmd) != 0) rsrc_fatal("compiling the kernel failed: %s", cmd);
     b.handle = dlopen(so_path, RTLD_NOW);
-    if (!b.handle) fatal("dlopen: %s", dlerror());
+    if (!b.handle) rsrc_fatal("dlopen: %s", dlerror());
     b.fn = (kernel_fn)((void *(*)(void))dlsym(b.handle, "get"))();
     b.batch = (batch_fn)((void *(*)(void))dlsym(b.handle, "get_batch"))();
     b.data_size = kernel_data_size(kn);
     b.data = aligned_alloc(64, (b.data_size + 64) / 64 * 64);
     FILE *bf = fopen(blob_path, "rb");
-    if (fread(b.data, 1, b.data_size, bf) != b.data_size) fatal("short read of %s", blob_path);
+    if (fread(b.data, 1, b.data_size, bf) != b.data_size) rsrc_fatal("short read of %s", blob_path);
     fclose(bf);
     b.blocks = kn->num_blocks;
     b.strategy = kn->strategy;
@@ -248,7 +248,7 @@ static void check_batch(const built *b, const char *form, const ternary_matrix *
     for (int t = 0; t < PREFILL; t++) {
         naive_gemv(tm->w, x + (size_t)t * (size_t)xs, want, tm->rows, tm->cols, 2);
         if (memcmp(want, got + (size_t)t * (size_t)tm->rows, sizeof *want * (size_t)tm->rows) != 0)
-            fatal("%s: batched %s kernel (%s) disagrees with naive (token %d)", tm->name, b->strategy, form, t);
+            rsrc_fatal("%s: batched %s kernel (%s) disagrees with naive (token %d)", tm->name, b->strategy, form, t);
     }
 }
 
@@ -333,13 +333,13 @@ int main(int argc, char **argv) {
         }
     }
     if (reps < 3) reps = 3;
-    target *t = target_load(target_name, NULL, NULL);
+    rsrc_target *t = target_load(target_name, NULL, NULL);
     if (backend) t->backend = !strcmp(backend, "c") ? &printer_c : &printer_llvm;
     enum strategy list[NUM_STRATEGIES];
     int nlist = 0;
     char *names = xstrdup(strategies);
     for (char *w = strtok(names, ","); w && nlist < NUM_STRATEGIES; w = strtok(NULL, ",")) {
-        if ((int)(list[nlist] = strategy_parse(w)) <= 0) fatal("unknown strategy '%s'", w);
+        if ((int)(list[nlist] = strategy_parse(w)) <= 0) rsrc_fatal("unknown strategy '%s'", w);
         nlist++;
     }
     static const struct {
@@ -371,7 +371,7 @@ int main(int argc, char **argv) {
            "thr", "naive us", "kernel us", "speedup", "Gw/s", "GB/s read", "of bw");
 
     char dir[] = "/tmp/rsrc-bench.XXXXXX";
-    if (!mkdtemp(dir)) fatal("mkdtemp failed");
+    if (!mkdtemp(dir)) rsrc_fatal("mkdtemp failed");
     uint64_t rng = 0x243f6a8885a308d3u;
     int serial = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
@@ -392,7 +392,7 @@ int main(int argc, char **argv) {
             naive_gemv(tm.w, x, want, rows, cols, 1);
             rsr_gemv(b.fn, b.data, x, got, b.blocks, 1);
             if (memcmp(want, got, sizeof *want * (size_t)rows) != 0)
-                fatal("%s: %s kernel disagrees with naive", tm.name, b.strategy);
+                rsrc_fatal("%s: %s kernel disagrees with naive", tm.name, b.strategy);
             double bits = 8.0 * (double)b.data_size / ((double)rows * (double)cols);
             /* Decode streams every weight from memory once per token: time the kernel on copies of
              * its data that together exceed the caches, one copy per run, so nothing stays hot. */

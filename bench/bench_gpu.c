@@ -46,7 +46,7 @@ static rt_cuda cu;
 static CUstream stream;
 
 static void check(CUresult r, const char *what) {
-    if (r) fatal("%s: %s", what, rt_cuda_error(&cu, r));
+    if (r) rsrc_fatal("%s: %s", what, rt_cuda_error(&cu, r));
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -84,15 +84,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
             set = argv[++i];
         else
-            fatal("usage: bench_gpu [--target sm_90] [--reps N] [--shapes 2b4t|llama8b|all]");
+            rsrc_fatal("usage: bench_gpu [--target sm_90] [--reps N] [--shapes 2b4t|llama8b|all]");
     }
     char err[512];
     if (rt_cuda_load(&cu, err, sizeof err) != 0) {
         fprintf(stderr, "bench_gpu: %s\n", err);
         return 77;
     }
-    target *cpu = target_load(target_name, NULL, NULL), *t = cpu->gpu;
-    if (!t) fatal("--target %s is not a CUDA target", target_name);
+    rsrc_target *cpu = target_load(target_name, NULL, NULL), *t = cpu->gpu;
+    if (!t) rsrc_fatal("--target %s is not a CUDA target", target_name);
     CUdevice dev;
     CUcontext ctx;
     char name[128] = "?";
@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
 
     /* every kernel of the run in one module: the read kernel, then (shape × strategy) entries */
     char dir[] = "/tmp/rsrc-bench-gpu.XXXXXX";
-    if (!mkdtemp(dir)) fatal("mkdtemp failed");
+    if (!mkdtemp(dir)) rsrc_fatal("mkdtemp failed");
     char *cu_path = xasprintf("%s/bench.cu", dir), *blob_path = xasprintf("%s/blob.bin", dir);
     FILE *src = fopen(cu_path, "w");
     emit_cuda_prologue(src, "bench_gpu", t);
@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
             plan_matrix(tm, t, which ? STRAT_RSR_LOOP : STRAT_I2, 0, &mp);
             rsr_plan p = {0};
             if (which) rsr_analyse(tm, mp.k, &p);
-            kernel kn;
+            rsrc_kernel kn;
             kernel_lower(&kn, tm, which ? &p : NULL, t, &printer_cuda, mp.strategy, nk, 0);
             kernel_write_data(&kn, &blob);
             kir_module *km = kir_lower(&kn);
@@ -164,12 +164,12 @@ int main(int argc, char **argv) {
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *text = xcalloc((size_t)len + 1, 1);
-    if (fread(text, 1, (size_t)len, f) != (size_t)len) fatal("short read");
+    if (fread(text, 1, (size_t)len, f) != (size_t)len) rsrc_fatal("short read");
     fclose(f);
     char *ptx = nvrtc_compile(t, text, "bench.cu", &n);
     uint8_t *host_blob = xmalloc(blob_size + 1);
     f = fopen(blob_path, "rb");
-    if (fread(host_blob, 1, blob_size, f) != blob_size) fatal("short read of the blob");
+    if (fread(host_blob, 1, blob_size, f) != blob_size) rsrc_fatal("short read of the blob");
     fclose(f);
     unlink(cu_path), unlink(blob_path), rmdir(dir);
 
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
     char log[4096] = "";
     int opt[] = {RSR_CU_JIT_ERROR_LOG_BUFFER, RSR_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
     void *val[] = {log, (void *)(uintptr_t)sizeof log};
-    if (cu.ModuleLoadDataEx(&mod, ptx, 2, opt, val)) fatal("loading the PTX: %s", log);
+    if (cu.ModuleLoadDataEx(&mod, ptx, 2, opt, val)) rsrc_fatal("loading the PTX: %s", log);
     CUdeviceptr d_blob, d_x, d_y, d_read, d_out;
     const size_t read_bytes = (size_t)1 << 30;
     check(cu.MemAlloc(&d_blob, blob_size), "alloc");

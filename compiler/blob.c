@@ -10,14 +10,14 @@
 void blob_open(blob_writer *b, const char *path) {
     b->path = xstrdup(path);
     b->f = fopen(path, "wb");
-    if (!b->f) fatal("%s: cannot create: %s", path, strerror(errno));
+    if (!b->f) rsrc_fatal("%s: cannot create: %s", path, strerror(errno));
     b->size = 0;
     b->checksum = 0;
 }
 
 uint64_t blob_write(blob_writer *b, const void *data, size_t n) {
     uint64_t at = b->size;
-    if (n && fwrite(data, 1, n, b->f) != n) fatal("%s: write failed: %s", b->path, strerror(errno));
+    if (n && fwrite(data, 1, n, b->f) != n) rsrc_fatal("%s: write failed: %s", b->path, strerror(errno));
     const uint8_t *p = data;
     size_t have = (size_t)(b->size % 8), i = 0;
     if (have) { /* complete the pending word */
@@ -56,9 +56,9 @@ static void check_finite_range(const st_tensor *t, int64_t i0, int64_t i1) {
         float f = st_get_f32(t, i);
         if (isfinite(f)) continue;
         if (cols)
-            fatal("%s: tensor '%s': %g at row %lld, col %lld is not finite", t->file, t->name, (double)f,
-                  (long long)(i / cols), (long long)(i % cols));
-        fatal("%s: tensor '%s': %g at index %lld is not finite", t->file, t->name, (double)f, (long long)i);
+            rsrc_fatal("%s: tensor '%s': %g at row %lld, col %lld is not finite", t->file, t->name, (double)f,
+                       (long long)(i / cols), (long long)(i % cols));
+        rsrc_fatal("%s: tensor '%s': %g at index %lld is not finite", t->file, t->name, (double)f, (long long)i);
     }
 }
 
@@ -100,7 +100,7 @@ static void write_slices(blob_writer *b, const st_tensor *t, bool finite) {
 void blob_write_tensor(blob_writer *b, const st_tensor *t) { write_slices(b, t, false); }
 
 void blob_close(blob_writer *b) {
-    if (b->f && fclose(b->f) != 0) fatal("%s: write failed: %s", b->path, strerror(errno));
+    if (b->f && fclose(b->f) != 0) rsrc_fatal("%s: write failed: %s", b->path, strerror(errno));
     b->f = NULL;
     free(b->path);
     b->path = NULL;
@@ -112,7 +112,7 @@ uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
     case ST_F32: *dtype = RSR_DTYPE_F32; break;
     case ST_F16: *dtype = RSR_DTYPE_F16; break;
     case ST_BF16: *dtype = RSR_DTYPE_BF16; break;
-    default: fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
+    default: rsrc_fatal("%s: tensor '%s': dtype %s cannot be an embedding", t->file, t->name, st_dtype_name(t->dtype));
     }
     uint64_t at = blob_align(b, 64);
     write_slices(b, t, true); /* checked slice by slice: its pages are read once */
@@ -120,7 +120,7 @@ uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
 }
 
 /* Norm `what` of a layer (layer < 0: the name as given) as f32, its size checked. */
-uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size) {
+uint64_t blob_norm(blob_writer *b, const rsrc_model *m, int layer, const char *what, int64_t size) {
     char *name = layer < 0 ? xasprintf("%s", what) : xasprintf("model.layers.%d.%s.weight", layer, what);
     uint64_t at = blob_write_f32_of(b, model_require(m, name, 1, size, 0));
     free(name);

@@ -20,22 +20,22 @@ const char *const proj_names[NUM_PROJ] = {
 static int32_t config_int(const char *path, cJSON *cfg, const char *key, int32_t fallback, int32_t lo, int32_t hi) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (!v || cJSON_IsNull(v)) {
-        if (fallback == INT32_MIN) fatal("%s: missing '%s'", path, key);
+        if (fallback == INT32_MIN) rsrc_fatal("%s: missing '%s'", path, key);
         return fallback;
     }
     if (!cJSON_IsNumber(v) || fabs(v->valuedouble) > 9.0e15 || v->valuedouble != (double)(int64_t)v->valuedouble)
-        fatal("%s: '%s' must be an integer", path, key);
+        rsrc_fatal("%s: '%s' must be an integer", path, key);
     if (v->valuedouble < lo || v->valuedouble > hi)
-        fatal("%s: '%s' = %.0f is out of range [%d, %d]", path, key, v->valuedouble, lo, hi);
+        rsrc_fatal("%s: '%s' = %.0f is out of range [%d, %d]", path, key, v->valuedouble, lo, hi);
     return (int32_t)v->valuedouble;
 }
 
 static double config_num(const char *path, cJSON *cfg, const char *key, double fallback, double lo, double hi) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (!v || cJSON_IsNull(v)) return fallback;
-    if (!cJSON_IsNumber(v)) fatal("%s: '%s' must be a number", path, key);
+    if (!cJSON_IsNumber(v)) rsrc_fatal("%s: '%s' must be a number", path, key);
     if (!(v->valuedouble >= lo && v->valuedouble <= hi))
-        fatal("%s: '%s' = %g is out of range [%g, %g]", path, key, v->valuedouble, lo, hi);
+        rsrc_fatal("%s: '%s' = %g is out of range [%g, %g]", path, key, v->valuedouble, lo, hi);
     return v->valuedouble;
 }
 
@@ -51,17 +51,17 @@ static int32_t config_token(const char *path, cJSON *cfg, const char *key, int32
     if (!v || cJSON_IsNull(v)) return -1;
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < vocab) ||
         v->valuedouble != (double)(int32_t)v->valuedouble)
-        fatal("%s: '%s' is not a token id below vocab_size %d", path, key, vocab);
+        rsrc_fatal("%s: '%s' is not a token id below vocab_size %d", path, key, vocab);
     return (int32_t)v->valuedouble;
 }
 
-static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t rows, int32_t cols);
+static const st_tensor *matrix_tensor(const rsrc_model *m, const char *name, int32_t rows, int32_t cols);
 static void free_model(void *m) { model_free(m); }
 static void delete_json(void *j) { cJSON_Delete(j); }
 
 /* Whether `rest` (after "model.layers.N.") is the router, one of an expert's matrices, or a shared
  * expert's or its gate. */
-static bool expert_tensor(const model *m, const char *rest) {
+static bool expert_tensor(const rsrc_model *m, const char *rest) {
     if (!strcmp(rest, "mlp.gate.weight")) return true;
     int e, used = 0;
     if (m->shared_ff && !strcmp(rest, "mlp.shared_expert_gate.weight")) return true;
@@ -91,7 +91,7 @@ static const char *const deltanet_floats[] = {"linear_attn.in_proj_b.weight",
                                               "linear_attn.norm.weight"};
 static const char *const deltanet_matrices[] = {"linear_attn.in_proj_qkv", "linear_attn.in_proj_z",
                                                 "linear_attn.out_proj"};
-static bool qwen35_tensor(const model *m, int layer, const char *rest) {
+static bool qwen35_tensor(const rsrc_model *m, int layer, const char *rest) {
     const bool dn = model_deltanet(m, layer);
     char buf[96];
     for (int p = 0; p < NUM_PROJ; p++) {
@@ -119,7 +119,7 @@ static bool qwen35_tensor(const model *m, int layer, const char *rest) {
 }
 
 /* Whether the compiler reads tensor `name` of this model (or may skip it knowingly). */
-static bool tensor_expected(const model *m, const char *name) {
+static bool tensor_expected(const rsrc_model *m, const char *name) {
     if (!strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "model.norm.weight")) return true;
     if (!strcmp(name, "lm_head.weight")) return true; /* used, or a tied copy of the embedding */
     static const char prefix[] = "model.layers.";
@@ -161,19 +161,19 @@ static bool tensor_expected(const model *m, const char *name) {
 /* A tensor the compiler would not read means config.json and the weights disagree (more layers
  * than num_hidden_layers, biases this architecture does not have, another model's tensors):
  * compiling anyway would silently drop part of the model. */
-static void check_no_extra_tensors(const model *m) {
+static void check_no_extra_tensors(const rsrc_model *m) {
     for (int i = 0; i < m->ar->ntensors; i++) {
         const st_tensor *t = &m->ar->tensors[i];
         if (!tensor_expected(m, t->name))
-            fatal("%s: tensor '%s' is not read by a %s (%s) with num_hidden_layers %d: config.json and the "
-                  "weights disagree",
-                  t->file, t->name, m->architecture, m->format_name, m->num_layers);
+            rsrc_fatal("%s: tensor '%s' is not read by a %s (%s) with num_hidden_layers %d: config.json and the "
+                       "weights disagree",
+                       t->file, t->name, m->architecture, m->format_name, m->num_layers);
     }
 }
 
 /* sentence-transformers' pooling (1_Pooling/config.json beside the weights) as rsr_pooling; the
  * last token's when there is none. */
-static int32_t st_pooling(const char *dir, arena *ar) {
+static int32_t st_pooling(const char *dir, rsrc_arena *ar) {
     char *path = arena_printf(ar, "%s/1_Pooling/config.json", dir);
     FILE *f = fopen(path, "rb");
     if (!f) return RSR_POOLING_LAST;
@@ -191,12 +191,12 @@ static int32_t st_pooling(const char *dir, arena *ar) {
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, modes[i].key))) continue;
         if (!modes[i].pooling)
-            fatal("%s: '%s' is true; rsrc pools embeddings by the last token, the mean or the first token only", path,
-                  modes[i].key);
-        if (chosen) fatal("%s: both '%s' and '%s' are true; rsrc pools one way", path, chosen, modes[i].key);
+            rsrc_fatal("%s: '%s' is true; rsrc pools embeddings by the last token, the mean or the first token only",
+                       path, modes[i].key);
+        if (chosen) rsrc_fatal("%s: both '%s' and '%s' are true; rsrc pools one way", path, chosen, modes[i].key);
         chosen = modes[i].key, pooling = modes[i].pooling;
     }
-    if (!chosen) fatal("%s: no pooling_mode_* is true", path);
+    if (!chosen) rsrc_fatal("%s: no pooling_mode_* is true", path);
     return pooling;
 }
 
@@ -212,7 +212,7 @@ static void prefix_model_names(st_archive *a) {
         renamed++;
     }
     st_sort_and_check(a, a->path);
-    if (renamed) note(1, "%s: %d tensors named without 'model.', read as model.NAME", a->path, renamed);
+    if (renamed) rsrc_note(1, "%s: %d tensors named without 'model.', read as model.NAME", a->path, renamed);
 }
 
 /* Qwen3: Qwen3ForCausalLM as a dense checkpoint whose matrices are ternary per group of columns
@@ -220,9 +220,9 @@ static void prefix_model_names(st_archive *a) {
  * for a qwen3 GGUF), and Qwen3Model as the BitNet embedding models (bf16 latent weights,
  * BitLinear's RMSNorm with weights before every projection, int8 activations per token, no head).
  * Both have RMSNorm of each head of q and k. */
-static void config_qwen3(model *m, cJSON *cfg, const char *cfg_path, bool quantized, arena *ar) {
+static void config_qwen3(rsrc_model *m, cJSON *cfg, const char *cfg_path, bool quantized, rsrc_arena *ar) {
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "use_sliding_window")))
-        fatal("%s: 'use_sliding_window' is true: sliding-window attention is not supported", cfg_path);
+        rsrc_fatal("%s: 'use_sliding_window' is true: sliding-window attention is not supported", cfg_path);
     m->qk_norm = true;
     if (!strcmp(m->architecture, "Qwen3Model")) {
         m->wformat = WF_LATENT, m->format_name = "bitnet-embedding";
@@ -234,24 +234,25 @@ static void config_qwen3(model *m, cJSON *cfg, const char *cfg_path, bool quanti
         return;
     }
     if (quantized)
-        fatal("%s: Qwen3ForCausalLM with a quantization_config: rsrc reads Qwen3 as dense weights that are ternary "
-              "per group of columns, with none",
-              cfg_path);
+        rsrc_fatal(
+            "%s: Qwen3ForCausalLM with a quantization_config: rsrc reads Qwen3 as dense weights that are ternary "
+            "per group of columns, with none",
+            cfg_path);
     m->wformat = WF_GROUPED, m->format_name = "qwen3-grouped";
     m->act_block = 32; /* trained in floats: as the qwen3 GGUF files */
 }
 
 /* config.json beside the weights: the architecture, its format and shapes. */
-static void config_from_json(model *m, const char *path, arena *ar) {
+static void config_from_json(rsrc_model *m, const char *path, rsrc_arena *ar) {
     m->ar = st_open(path);
     char *cfg_path = arena_printf(ar, "%s/config.json", m->ar->dir);
     cJSON *cfg = parse_json_file(cfg_path);
     arena_own(ar, delete_json, cfg);
-    if (!cJSON_IsObject(cfg)) fatal("%s: not a JSON object", cfg_path);
+    if (!cJSON_IsObject(cfg)) rsrc_fatal("%s: not a JSON object", cfg_path);
 
     cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
     cJSON *arch0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
-    if (!cJSON_IsString(arch0)) fatal("%s: missing 'architectures'", cfg_path);
+    if (!cJSON_IsString(arch0)) rsrc_fatal("%s: missing 'architectures'", cfg_path);
     m->architecture = xstrdup(arch0->valuestring);
     cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
     const char *qmethod = q ? config_str(q, "quant_method") : NULL;
@@ -259,28 +260,30 @@ static void config_from_json(model *m, const char *path, arena *ar) {
     const char *qmode = q ? config_str(q, "quantization_mode") : NULL;
     cJSON *use_rms = q ? cJSON_GetObjectItemCaseSensitive(q, "use_rms_norm") : NULL;
     if (q && (!qmethod || strcmp(qmethod, "bitnet") != 0))
-        fatal("%s: quantization_config.quant_method '%s' is not supported (only 'bitnet')", cfg_path,
-              qmethod ? qmethod : "(missing)");
+        rsrc_fatal("%s: quantization_config.quant_method '%s' is not supported (only 'bitnet')", cfg_path,
+                   qmethod ? qmethod : "(missing)");
 
     const char *act = config_str(cfg, "hidden_act");
     if (!act) act = "silu";
     if (strcmp(m->architecture, "BitNetForCausalLM") == 0) {
-        if (!q) fatal("%s: BitNetForCausalLM without a quantization_config", cfg_path);
+        if (!q) rsrc_fatal("%s: BitNetForCausalLM without a quantization_config", cfg_path);
         m->sub_norms = true;
         m->attn_sub_norm = "self_attn.attn_sub_norm";
         m->ffn_sub_norm = "mlp.ffn_sub_norm";
         m->wformat = qmode && strcmp(qmode, "online") == 0 ? WF_LATENT : WF_PACKED;
         m->format_name = m->wformat == WF_LATENT ? "bitnet-bf16" : "bitnet-packed";
         if (linear_class && strcmp(linear_class, "autobitlinear") != 0)
-            fatal("%s: BitNetForCausalLM with linear_class '%s' (expected 'autobitlinear')", cfg_path, linear_class);
+            rsrc_fatal("%s: BitNetForCausalLM with linear_class '%s' (expected 'autobitlinear')", cfg_path,
+                       linear_class);
     } else if (strcmp(m->architecture, "LlamaForCausalLM") == 0) {
-        if (!q) fatal("%s: LlamaForCausalLM without a bitnet quantization_config is not a ternary model", cfg_path);
+        if (!q)
+            rsrc_fatal("%s: LlamaForCausalLM without a bitnet quantization_config is not a ternary model", cfg_path);
         m->wformat = WF_PACKED;
         m->bitlinear_norm = cJSON_IsTrue(use_rms);
         m->scale_inverted = !m->bitlinear_norm && !(linear_class && strcmp(linear_class, "autobitlinear") == 0);
         m->format_name = m->bitlinear_norm ? "falcon-e" : "llama-packed";
         if (linear_class && strcmp(linear_class, "bitlinear") != 0 && strcmp(linear_class, "autobitlinear") != 0)
-            fatal("%s: unknown quantization_config.linear_class '%s'", cfg_path, linear_class);
+            rsrc_fatal("%s: unknown quantization_config.linear_class '%s'", cfg_path, linear_class);
         m->bitlinear_eps = (float)config_num(cfg_path, q, "rms_norm_eps", 1e-6, 0, 1);
     } else if (strcmp(m->architecture, "BitnetForCausalLM") == 0) {
         m->wformat = WF_LATENT;
@@ -291,16 +294,16 @@ static void config_from_json(model *m, const char *path, arena *ar) {
     } else if (!strcmp(m->architecture, "Qwen3ForCausalLM") || !strcmp(m->architecture, "Qwen3Model")) {
         config_qwen3(m, cfg, cfg_path, q != NULL, ar);
     } else {
-        fatal("%s: unknown architecture '%s' (supported: BitNetForCausalLM, LlamaForCausalLM, BitnetForCausalLM, "
-              "Qwen3ForCausalLM, Qwen3Model)",
-              cfg_path, m->architecture);
+        rsrc_fatal("%s: unknown architecture '%s' (supported: BitNetForCausalLM, LlamaForCausalLM, BitnetForCausalLM, "
+                   "Qwen3ForCausalLM, Qwen3Model)",
+                   cfg_path, m->architecture);
     }
     if (strcmp(act, "relu2") == 0)
         m->activation = RSR_ACT_RELU2;
     else if (strcmp(act, "silu") == 0)
         m->activation = RSR_ACT_SILU;
     else
-        fatal("%s: hidden_act '%s' is not supported (relu2, silu)", cfg_path, act);
+        rsrc_fatal("%s: hidden_act '%s' is not supported (relu2, silu)", cfg_path, act);
 
     const int32_t big = 1 << 24;
     m->hidden = config_int(cfg_path, cfg, "hidden_size", INT32_MIN, 1, 65535);
@@ -311,42 +314,43 @@ static void config_from_json(model *m, const char *path, arena *ar) {
     m->vocab = config_int(cfg_path, cfg, "vocab_size", INT32_MIN, 1, big);
     m->max_positions = config_int(cfg_path, cfg, "max_position_embeddings", 2048, 1, big);
     if (m->hidden % m->num_heads)
-        fatal("%s: hidden_size %d is not divisible by num_attention_heads %d", cfg_path, m->hidden, m->num_heads);
+        rsrc_fatal("%s: hidden_size %d is not divisible by num_attention_heads %d", cfg_path, m->hidden, m->num_heads);
     m->head_dim = config_int(cfg_path, cfg, "head_dim", m->hidden / m->num_heads, 2, 65535);
-    if (m->head_dim % 2) fatal("%s: head_dim %d is odd; RoPE needs pairs", cfg_path, m->head_dim);
+    if (m->head_dim % 2) rsrc_fatal("%s: head_dim %d is odd; RoPE needs pairs", cfg_path, m->head_dim);
     if (m->num_heads % m->num_kv_heads)
-        fatal("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", cfg_path, m->num_heads,
-              m->num_kv_heads);
+        rsrc_fatal("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", cfg_path, m->num_heads,
+                   m->num_kv_heads);
     /* RSR column indices are 16-bit: o_proj reads heads x head_dim columns. */
     if ((int64_t)m->num_heads * m->head_dim > 65535)
-        fatal("%s: num_attention_heads %d x head_dim %d = %lld is above 65535, the widest matrix input supported",
-              cfg_path, m->num_heads, m->head_dim, (long long)m->num_heads * m->head_dim);
+        rsrc_fatal("%s: num_attention_heads %d x head_dim %d = %lld is above 65535, the widest matrix input supported",
+                   cfg_path, m->num_heads, m->head_dim, (long long)m->num_heads * m->head_dim);
     m->rms_eps = (float)config_num(cfg_path, cfg, "rms_norm_eps", 1e-5, 0, 1);
     m->rope_theta = config_num(cfg_path, cfg, "rope_theta", 10000.0, 1.0, 1e12);
     cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
     if (rs && !cJSON_IsNull(rs))
-        fatal("%s: 'rope_scaling' is not supported yet (plain RoPE only); remove it to run without scaling", cfg_path);
+        rsrc_fatal("%s: 'rope_scaling' is not supported yet (plain RoPE only); remove it to run without scaling",
+                   cfg_path);
     m->bos = config_token(cfg_path, cfg, "bos_token_id", m->vocab);
     m->eos = config_token(cfg_path, cfg, "eos_token_id", m->vocab);
     cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
     m->tied = tie ? cJSON_IsTrue(tie) : strcmp(m->architecture, "BitNetForCausalLM") == 0;
     if (m->proj_norms) m->tied = true; /* an embedding model: no head */
     if (!m->tied && !st_find(m->ar, "lm_head.weight")) {
-        if (tie) fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
+        if (tie) rsrc_fatal("%s: tie_word_embeddings is false but there is no tensor 'lm_head.weight'", m->ar->path);
         m->tied = true;
     }
 }
 
-static void find_group_cols(model *m);
+static void find_group_cols(rsrc_model *m);
 
-model *model_load(const char *path) {
-    arena *ar = arena_open();
-    model *m = xcalloc(1, sizeof *m);
+rsrc_model *model_load(const char *path) {
+    rsrc_arena *ar = arena_open();
+    rsrc_model *m = xcalloc(1, sizeof *m);
     arena_own(ar, free_model, m);    /* the result, released if the load fails */
     char *lone = st_lone_gguf(path); /* a directory holding only model.gguf, say */
     if (lone) {
         arena_own(ar, free, lone);
-        note(1, "%s: no safetensors checkpoint; reading %s", path, lone);
+        rsrc_note(1, "%s: no safetensors checkpoint; reading %s", path, lone);
     }
     if (lone || gguf_is(path))
         gguf_model_load(m, lone ? lone : path);
@@ -420,7 +424,7 @@ model *model_load(const char *path) {
     return m;
 }
 
-void model_free(model *m) {
+void model_free(rsrc_model *m) {
     if (!m) return;
     st_close(m->ar);
     gguf_lazy_free(m->lazy);
@@ -434,22 +438,22 @@ void model_free(model *m) {
     free(m);
 }
 
-char *model_tensor_name(const model *m, int layer, int proj) {
+char *model_tensor_name(const rsrc_model *m, int layer, int proj) {
     (void)m;
     return xasprintf("model.layers.%d.%s.weight", layer, proj_names[proj]);
 }
 
-int model_layer_matrices(const model *m) {
+int model_layer_matrices(const rsrc_model *m) {
     return m->num_experts ? 4 + 3 * (m->num_experts + (m->shared_ff > 0)) : NUM_PROJ;
 }
 
-int32_t model_total_matrices(const model *m) {
+int32_t model_total_matrices(const rsrc_model *m) {
     int32_t n = m->num_layers * model_layer_matrices(m);
     for (int l = 0; l < m->num_layers; l++) n -= model_deltanet(m, l); /* no v */
     return n;
 }
 
-char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj) {
+char *model_layer_matrix(const rsrc_model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj) {
     if (model_deltanet(m, l) && j <= PROJ_O) { /* [q|k|v], z, none, the output projection */
         const int32_t vd = m->dn_v_heads * m->dn_head, conv = 2 * m->dn_k_heads * m->dn_head + vd;
         *proj = j;
@@ -473,7 +477,7 @@ char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *c
 
 static bool is_float(enum st_dtype t) { return t == ST_F32 || t == ST_F16 || t == ST_BF16; }
 
-void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols) {
+void model_matrix_dims(const rsrc_model *m, int proj, int32_t *rows, int32_t *cols) {
     const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
     const int32_t out_dim[NUM_PROJ] = {q_out, kv_out, kv_out, m->hidden, m->intermediate, m->intermediate, m->hidden};
     const int32_t in_dim[NUM_PROJ] = {m->hidden, m->hidden, m->hidden, q_out, m->hidden, m->hidden, m->intermediate};
@@ -481,17 +485,18 @@ void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols) {
 }
 
 /* A shared expert's gate: [1, hidden] (a Linear to one output) or [hidden] (GGUF's), floats. */
-const st_tensor *model_shared_gate(const model *m, const char *name) {
+const st_tensor *model_shared_gate(const rsrc_model *m, const char *name) {
     const st_tensor *t = st_find(m->ar, name);
     return t && t->ndim == 1 ? model_require(m, name, 1, m->hidden, 0) : model_require(m, name, 2, 1, m->hidden);
 }
 
 /* Finds a tensor and checks its rank and shape (d1 ignored for 1-D); float dtypes only. */
-const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
+const st_tensor *model_require(const rsrc_model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
     const st_tensor *t = st_find(m->ar, name);
-    if (!t) fatal("%s: missing tensor '%s'", m->ar->path, name);
+    if (!t) rsrc_fatal("%s: missing tensor '%s'", m->ar->path, name);
     if (!is_float(t->dtype))
-        fatal("%s: tensor '%s': dtype %s where a float tensor was expected", t->file, name, st_dtype_name(t->dtype));
+        rsrc_fatal("%s: tensor '%s': dtype %s where a float tensor was expected", t->file, name,
+                   st_dtype_name(t->dtype));
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
         char have[96] = "[", want[64];
         for (int i = 0; i < t->ndim; i++)
@@ -501,7 +506,7 @@ const st_tensor *model_require(const model *m, const char *name, int ndim, int64
             snprintf(want, sizeof want, "[%lld]", (long long)d0);
         else
             snprintf(want, sizeof want, "[%lld, %lld]", (long long)d0, (long long)d1);
-        fatal("%s: tensor '%s': shape %s does not match config.json, which implies %s", t->file, name, have, want);
+        rsrc_fatal("%s: tensor '%s': shape %s does not match config.json, which implies %s", t->file, name, have, want);
     }
     return t;
 }
@@ -509,44 +514,46 @@ const st_tensor *model_require(const model *m, const char *name, int ndim, int64
 static bool finite_positive(float f) { return isfinite(f) && f > 0; }
 
 /* The packed weight tensor of a rows x cols matrix, its dtype and shape checked. */
-static const st_tensor *packed_tensor(const model *m, const char *name, int32_t rows, int32_t cols) {
+static const st_tensor *packed_tensor(const rsrc_model *m, const char *name, int32_t rows, int32_t cols) {
     const st_tensor *t = st_find(m->ar, name);
     if (t->dtype != ST_U8)
-        fatal("%s: tensor '%s': dtype %s, but this %s checkpoint stores packed U8 weights", t->file, name,
-              st_dtype_name(t->dtype), m->format_name);
-    if (rows % 4) fatal("%s: tensor '%s': %d output rows cannot be packed four to a byte", t->file, name, rows);
+        rsrc_fatal("%s: tensor '%s': dtype %s, but this %s checkpoint stores packed U8 weights", t->file, name,
+                   st_dtype_name(t->dtype), m->format_name);
+    if (rows % 4) rsrc_fatal("%s: tensor '%s': %d output rows cannot be packed four to a byte", t->file, name, rows);
     if (t->ndim != 2 || t->shape[0] != rows / 4 || t->shape[1] != cols)
-        fatal("%s: tensor '%s': shape [%lld, %lld] does not match config.json, which implies packed [%d, %d] for a "
-              "%dx%d matrix",
-              t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), rows / 4, cols, rows,
-              cols);
+        rsrc_fatal(
+            "%s: tensor '%s': shape [%lld, %lld] does not match config.json, which implies packed [%d, %d] for a "
+            "%dx%d matrix",
+            t->file, name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), rows / 4, cols, rows,
+            cols);
     return t;
 }
 
 /* The beta of a packed matrix from its per-tensor scale tensor NAME_scale, checked. */
-static float packed_beta(const model *m, const char *name) {
-    arena *ar = arena_open();
+static float packed_beta(const rsrc_model *m, const char *name) {
+    rsrc_arena *ar = arena_open();
     char *sname = arena_printf(ar, "%s_scale", name);
     const st_tensor *s = st_find(m->ar, sname);
-    if (!s) fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
+    if (!s) rsrc_fatal("%s: missing tensor '%s' (the scale of '%s')", m->ar->path, sname, name);
     if (!is_float(s->dtype))
-        fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname, st_dtype_name(s->dtype));
+        rsrc_fatal("%s: tensor '%s': dtype %s, expected a float scale", s->file, sname, st_dtype_name(s->dtype));
     uint64_t count = s->nbytes / (s->dtype == ST_F32 ? 4 : 2);
     if (count != 1)
-        fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
-              (unsigned long long)count);
+        rsrc_fatal("%s: tensor '%s': %llu elements, expected one per-tensor scale", s->file, sname,
+                   (unsigned long long)count);
     float ws = st_get_f32(s, 0);
-    if (!finite_positive(ws)) fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
+    if (!finite_positive(ws))
+        rsrc_fatal("%s: tensor '%s': scale %g is not a finite positive number", s->file, sname, ws);
     float beta = m->scale_inverted ? 1.0f / ws : ws;
-    if (!finite_positive(beta)) fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, beta);
+    if (!finite_positive(beta)) rsrc_fatal("%s: tensor '%s': scale %g inverts to %g", s->file, sname, ws, beta);
     arena_close(ar);
     return beta;
 }
 
 /* A matrix's tensor, present and of the dtype and shape its format and config.json imply; a packed
  * one's scale too. */
-static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t rows, int32_t cols) {
-    if (!st_find(m->ar, name)) fatal("%s: missing tensor '%s'", m->ar->path, name);
+static const st_tensor *matrix_tensor(const rsrc_model *m, const char *name, int32_t rows, int32_t cols) {
+    if (!st_find(m->ar, name)) rsrc_fatal("%s: missing tensor '%s'", m->ar->path, name);
     if (m->wformat != WF_PACKED) return model_require(m, name, 2, rows, cols);
     const st_tensor *t = packed_tensor(m, name, rows, cols);
     if (t->data) packed_beta(m, name); /* a GGUF's, converted later: checked then (gguf_model_prepare) */
@@ -555,28 +562,28 @@ static const st_tensor *matrix_tensor(const model *m, const char *name, int32_t 
 
 /* A packed matrix's scales per group of columns, NAME_group_scale f32 [rows][groups] (GGUF's Q1_0
  * and Q2_0), into out->scales; false when there is none. */
-static bool load_group_scales(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+static bool load_group_scales(const rsrc_model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     char *sname = xasprintf("%s_group_scale", name);
     const st_tensor *s = st_find(m->ar, sname);
     free(sname);
     if (!s) return false;
     int64_t groups = s->ndim == 2 ? s->shape[1] : 0;
     if (s->dtype != ST_F32 || s->ndim != 2 || s->shape[0] != rows || groups < 1 || cols % groups)
-        fatal("%s: tensor '%s_group_scale' is not f32 [%d][a divisor of %d]", s->file, name, rows, cols);
+        rsrc_fatal("%s: tensor '%s_group_scale' is not f32 [%d][a divisor of %d]", s->file, name, rows, cols);
     out->scale_cols = (int32_t)(cols / groups);
     out->scales = xmalloc((size_t)s->nbytes);
     memcpy(out->scales, s->data, (size_t)s->nbytes);
     for (uint64_t i = 0; i < (uint64_t)rows * (uint64_t)groups; i++)
         if (!isfinite(out->scales[i]))
-            fatal("%s: tensor '%s': scale %g of row %llu, columns from %llu, is not finite", s->file, name,
-                  out->scales[i], (unsigned long long)(i / (uint64_t)groups),
-                  (unsigned long long)(i % (uint64_t)groups * (uint64_t)out->scale_cols));
+            rsrc_fatal("%s: tensor '%s': scale %g of row %llu, columns from %llu, is not finite", s->file, name,
+                       out->scales[i], (unsigned long long)(i / (uint64_t)groups),
+                       (unsigned long long)(i % (uint64_t)groups * (uint64_t)out->scale_cols));
     return true;
 }
 
 /* Unpacks uint8 [rows/4, cols]: the code of row i*R + r sits in bits 2i..2i+1 of P[r][c]; code 3
  * is +2 where the matrix has group scales (Q2_0), else invalid. */
-static void load_packed(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
+static void load_packed(const rsrc_model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
                         ternary_matrix *out) {
     const bool grouped = load_group_scales(m, name, rows, cols, out);
     int32_t R = rows / 4;
@@ -586,8 +593,8 @@ static void load_packed(const model *m, const st_tensor *t, const char *name, in
             for (int i = 0; i < 4; i++) {
                 int code = (byte >> (2 * i)) & 3;
                 if (code == 3 && !grouped)
-                    fatal("%s: tensor '%s': code 3 at row %d, col %d is not a valid ternary code", t->file, name,
-                          i * R + r, c);
+                    rsrc_fatal("%s: tensor '%s': code 3 at row %d, col %d is not a valid ternary code", t->file, name,
+                               i * R + r, c);
                 out->w[(size_t)(i * R + r) * (size_t)cols + (size_t)c] = (int8_t)(code - 1);
             }
         }
@@ -601,8 +608,8 @@ static void load_latent(const st_tensor *t, const char *name, int32_t rows, int3
     for (size_t i = 0; i < n; i++) {
         float w = st_get_f32(t, (int64_t)i);
         if (!isfinite(w))
-            fatal("%s: tensor '%s': %g at row %zu, col %zu is not finite", t->file, name, w, i / (size_t)cols,
-                  i % (size_t)cols);
+            rsrc_fatal("%s: tensor '%s': %g at row %zu, col %zu is not finite", t->file, name, w, i / (size_t)cols,
+                       i % (size_t)cols);
         sum += fabs((double)w);
     }
     float beta = fmaxf((float)(sum / (double)n), 1e-5f);
@@ -641,18 +648,20 @@ static bool group_ternary(const st_tensor *t, int64_t at, int32_t n, float *s, i
 
 static noreturn void not_grouped(const st_tensor *t, const char *name, int32_t cols, int64_t at, int32_t G,
                                  const int64_t bad[2], const char *why) {
-    fatal("%s: tensor '%s': row %lld, columns %lld-%lld hold %g (column %lld) and %g (column %lld), not -s, 0 and +s "
-          "for one s: %s",
-          t->file, name, (long long)(at / cols), (long long)(at % cols), (long long)(at % cols + G - 1),
-          st_get_f32(t, bad[0]), (long long)(bad[0] % cols), st_get_f32(t, bad[1]), (long long)(bad[1] % cols), why);
+    rsrc_fatal(
+        "%s: tensor '%s': row %lld, columns %lld-%lld hold %g (column %lld) and %g (column %lld), not -s, 0 and +s "
+        "for one s: %s",
+        t->file, name, (long long)(at / cols), (long long)(at % cols), (long long)(at % cols + G - 1),
+        st_get_f32(t, bad[0]), (long long)(bad[0] % cols), st_get_f32(t, bad[1]), (long long)(bad[1] % cols), why);
 }
 
 /* The largest of 128, 64 and 32 columns per group at which every row of tensor `name` is ternary
  * (two groups of 32 agree when their scales do or one is all zero); refused, naming the first
  * group of 32 that is not, when none is. */
-static int32_t tensor_group_cols(const model *m, const char *name, int32_t rows, int32_t cols) {
+static int32_t tensor_group_cols(const rsrc_model *m, const char *name, int32_t rows, int32_t cols) {
     const st_tensor *t = matrix_tensor(m, name, rows, cols);
-    if (cols % 32) fatal("%s: tensor '%s': %d columns do not split into groups of 32, 64 or 128", t->file, name, cols);
+    if (cols % 32)
+        rsrc_fatal("%s: tensor '%s': %d columns do not split into groups of 32, 64 or 128", t->file, name, cols);
     bool ok64 = cols % 64 == 0, ok128 = cols % 128 == 0;
     float s[4] = {0};
     for (int32_t r = 0; r < rows; r++)
@@ -673,7 +682,7 @@ static int32_t tensor_group_cols(const model *m, const char *name, int32_t rows,
 
 /* The model's columns per group: the largest at which layer 0's seven matrices are all ternary
  * (the rest are held to it as they are compiled). */
-static void find_group_cols(model *m) {
+static void find_group_cols(rsrc_model *m) {
     m->group_cols = 128;
     for (int j = 0; j < model_layer_matrices(m); j++) {
         int32_t rows, cols, g;
@@ -686,17 +695,18 @@ static void find_group_cols(model *m) {
     m->format_name = m->group_cols == 128  ? "qwen3-grouped-g128"
                      : m->group_cols == 64 ? "qwen3-grouped-g64"
                                            : "qwen3-grouped-g32";
-    note(1, "%s: matrices ternary per group of %d columns (one scale each, from layer 0's matrices)", m->ar->path,
-         m->group_cols);
+    rsrc_note(1, "%s: matrices ternary per group of %d columns (one scale each, from layer 0's matrices)", m->ar->path,
+              m->group_cols);
 }
 
 /* The codes and group scales of a WF_GROUPED matrix, as load_group_scales and load_packed give a
  * GGUF's Q2_0: scale_cols = group_cols, scales [rows][groups], beta 1. */
-static void load_grouped(const model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
+static void load_grouped(const rsrc_model *m, const st_tensor *t, const char *name, int32_t rows, int32_t cols,
                          ternary_matrix *out) {
     const int32_t G = m->group_cols, groups = cols / G;
     if (cols % G)
-        fatal("%s: tensor '%s': %d columns are not a multiple of the model's groups of %d", t->file, name, cols, G);
+        rsrc_fatal("%s: tensor '%s': %d columns are not a multiple of the model's groups of %d", t->file, name, cols,
+                   G);
     out->scale_cols = G;
     out->scales = xmalloc(sizeof *out->scales * (size_t)rows * (size_t)groups);
     for (int32_t r = 0; r < rows; r++)
@@ -715,9 +725,9 @@ static void free_matrix(void *t) { ternary_matrix_free(t); }
 
 /* Shapes are checked against the tensor before anything is allocated: a small file claiming a
  * huge matrix is refused, not obeyed. */
-void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
+void model_load_matrix(const rsrc_model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out) {
     const st_tensor *t = matrix_tensor(m, name, rows, cols);
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     void *converted = gguf_model_prepare(m, name); /* a GGUF's: converted now, freed with the arena */
     arena_own(ar, gguf_model_release, converted);
     out->name = xstrdup(name);
@@ -752,9 +762,9 @@ void ternary_matrix_expand(ternary_matrix *t, int32_t act_block) {
     if (!act_block && !t->scales) return;
     int32_t unit = act_block ? act_block : t->scale_cols, R = t->src_rows;
     if (t->scales && t->scale_cols % unit)
-        fatal("tensor '%s': groups of %d columns do not split into the activation's blocks of %d", t->name,
-              t->scale_cols, unit);
-    if (t->cols % unit) fatal("tensor '%s': %d columns are not a multiple of %d", t->name, t->cols, unit);
+        rsrc_fatal("tensor '%s': groups of %d columns do not split into the activation's blocks of %d", t->name,
+                   t->scale_cols, unit);
+    if (t->cols % unit) rsrc_fatal("tensor '%s': %d columns are not a multiple of %d", t->name, t->cols, unit);
     if (!t->scales) { /* one scale: the same for every row and unit */
         t->scales = xmalloc(sizeof *t->scales * (size_t)R);
         for (int32_t r = 0; r < R; r++) t->scales[r] = t->beta;
@@ -765,13 +775,13 @@ void ternary_matrix_expand(ternary_matrix *t, int32_t act_block) {
     t->unit_cols = unit, t->planes = plus2 ? 2 : 1;
     int64_t rows = (int64_t)(t->cols / unit) * t->planes * R;
     if (rows > INT32_MAX / 2)
-        fatal("tensor '%s': %lld rows of units of %d columns are too many", t->name, (long long)rows, unit);
+        rsrc_fatal("tensor '%s': %lld rows of units of %d columns are too many", t->name, (long long)rows, unit);
     t->rows = (int32_t)rows;
     t->binary = false; /* a unit's rows are zero outside its columns */
 }
 
 /* A mixture of experts' line of --print=model: experts, their rows and clamp per layer. */
-static void print_experts(const model *m, FILE *out) {
+static void print_experts(const rsrc_model *m, FILE *out) {
     if (!m->num_experts) return;
     fprintf(out, "  experts=%d used=%d gating=softmax norm_weights=yes rope_global=%s expert_ff=", m->num_experts,
             m->experts_used, m->nope_global ? "none" : "yes");
@@ -782,7 +792,7 @@ static void print_experts(const model *m, FILE *out) {
     fputc('\n', out);
 }
 
-void model_print(const model *m, FILE *out) {
+void model_print(const rsrc_model *m, FILE *out) {
     fprintf(out, "model %s format=%s\n", m->architecture, m->format_name);
     fprintf(out, "  hidden=%d intermediate=%d layers=%d heads=%d kv_heads=%d head_dim=%d vocab=%d max_pos=%d\n",
             m->hidden, m->intermediate, m->num_layers, m->num_heads, m->num_kv_heads, m->head_dim, m->vocab,
@@ -826,7 +836,7 @@ static uint64_t matrix_compile_bytes(int64_t rows, int64_t cols, int k) {
     return (uint64_t)rows * (uint64_t)cols + 2 * blocks * (uint64_t)cols + 8 * segments + 8 * (blocks + 1);
 }
 
-void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
+void model_check_memory(const rsrc_model *m, int rsr_k, uint64_t max_bytes) {
     int k = rsr_k ? rsr_k : 1, worst = 0;
     int32_t rows[NUM_PROJ], cols[NUM_PROJ];
     const char *what[NUM_PROJ];
@@ -842,8 +852,8 @@ void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes) {
     }
     char have[32], cap[32];
     if (need > max_bytes)
-        fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
-              "at k=%d), above --max-memory %s",
-              m->ar->path, what[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have), k,
-              format_size(max_bytes, cap));
+        rsrc_fatal("%s: compiling one %s matrix (%lldx%lld) needs about %s (its ternary weights and RSR index "
+                   "at k=%d), above --max-memory %s",
+                   m->ar->path, what[worst], (long long)rows[worst], (long long)cols[worst], format_size(need, have), k,
+                   format_size(max_bytes, cap));
 }

@@ -17,9 +17,9 @@
 
 #include "rsrc.h"
 
-int verbosity;
-jmp_buf *fatal_jump;
-bool fatal_quiet;
+int rsrc_verbosity;
+jmp_buf *rsrc_fatal_jump;
+bool rsrc_fatal_quiet;
 
 static char **temps;
 static volatile sig_atomic_t ntemps;
@@ -28,41 +28,41 @@ static void (*before_message)(void);
 
 void diag_before_message(void (*fn)(void)) { before_message = fn; }
 
-/* The arenas open now, innermost last: fatal() closes them all, innermost first. */
-static struct arena **open_arenas;
+/* The arenas open now, innermost last: rsrc_fatal() closes them all, innermost first. */
+static struct rsrc_arena **open_arenas;
 static int nopen, open_cap;
 
 typedef struct owned {
     void (*release)(void *);
     void *p;
 } owned;
-struct arena {
+struct rsrc_arena {
     owned *v;
     int n, cap;
 };
 
-arena *arena_open(void) {
-    arena *a = xcalloc(1, sizeof *a);
+rsrc_arena *arena_open(void) {
+    rsrc_arena *a = xcalloc(1, sizeof *a);
     if (nopen == open_cap)
         open_arenas = xrealloc(open_arenas, sizeof *open_arenas * (size_t)(open_cap = open_cap ? 2 * open_cap : 8));
     open_arenas[nopen++] = a;
     return a;
 }
 
-void arena_own(arena *a, void (*release)(void *), void *p) {
+void arena_own(rsrc_arena *a, void (*release)(void *), void *p) {
     if (!p) return;
     if (a->n == a->cap) {
         owned *v = realloc(a->v, sizeof *v * (size_t)(a->cap ? 2 * a->cap : 16));
         if (!v) {
             release(p);
-            fatal("out of memory");
+            rsrc_fatal("out of memory");
         }
         a->v = v, a->cap = a->cap ? 2 * a->cap : 16;
     }
     a->v[a->n++] = (owned){release, p};
 }
 
-void *arena_disown(arena *a, void *p) {
+void *arena_disown(rsrc_arena *a, void *p) {
     for (int i = a->n - 1; i >= 0; i--)
         if (a->v[i].p == p) {
             a->v[i].p = NULL;
@@ -71,36 +71,36 @@ void *arena_disown(arena *a, void *p) {
     return p;
 }
 
-void *arena_alloc(arena *a, size_t n) {
+void *arena_alloc(rsrc_arena *a, size_t n) {
     void *p = xmalloc(n);
     arena_own(a, free, p);
     return p;
 }
 
-char *arena_printf(arena *a, const char *fmt, ...) {
+char *arena_printf(rsrc_arena *a, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *s = NULL;
     int n = vasprintf(&s, fmt, ap);
     va_end(ap);
-    if (n < 0) fatal("out of memory");
+    if (n < 0) rsrc_fatal("out of memory");
     arena_own(a, free, s);
     return s;
 }
 
-static void release_all(arena *a) {
+static void release_all(rsrc_arena *a) {
     for (int i = a->n - 1; i >= 0; i--)
         if (a->v[i].p) a->v[i].release(a->v[i].p);
     free(a->v);
     free(a);
 }
 
-void arena_close(arena *a) {
+void arena_close(rsrc_arena *a) {
     /* a is the innermost open arena: loaders nest, they do not interleave */
     if (nopen > 0 && open_arenas[nopen - 1] == a)
         nopen--;
     else
-        fatal("internal error: an arena closed out of order");
+        rsrc_fatal("internal error: an arena closed out of order");
     release_all(a);
 }
 
@@ -202,7 +202,7 @@ char *output_temp(const char *final, int *fd) {
     char *tmp = output_is_special(final) ? xasprintf("%s/rsrc-out.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp")
                                          : xasprintf("%s.tmp.XXXXXX", final);
     int f = mkstemp(tmp); /* a new file of its own: no name to guess, no link followed */
-    if (f < 0) fatal("%s: cannot write the output: %s", final, strerror(errno));
+    if (f < 0) rsrc_fatal("%s: cannot write the output: %s", final, strerror(errno));
     register_temp(tmp);
     if (fd)
         *fd = f;
@@ -220,7 +220,7 @@ static void copy_into(const char *tmp, const char *final) {
     while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
     if (in) fclose(in);
     if (out && fclose(out) != 0) ok = false;
-    if (!ok) fatal("%s: cannot write the output: %s", final, strerror(errno));
+    if (!ok) rsrc_fatal("%s: cannot write the output: %s", final, strerror(errno));
     unlink(tmp);
 }
 
@@ -231,7 +231,7 @@ void output_commit(char *tmp, const char *final, mode_t mode) {
         mode_t mask = umask(0);
         umask(mask);
         if (chmod(tmp, mode & ~mask) != 0 || rename(tmp, final) != 0)
-            fatal("%s: cannot rename the finished output into place: %s", final, strerror(errno));
+            rsrc_fatal("%s: cannot rename the finished output into place: %s", final, strerror(errno));
     }
     release_temp(tmp);
     free(tmp);
@@ -247,8 +247,8 @@ static void remove_temps(void) {
     }
 }
 
-noreturn void fatal(const char *fmt, ...) {
-    if (!fatal_quiet) {
+noreturn void rsrc_fatal(const char *fmt, ...) {
+    if (!rsrc_fatal_quiet) {
         va_list ap;
         va_start(ap, fmt);
         if (before_message) before_message();
@@ -259,11 +259,11 @@ noreturn void fatal(const char *fmt, ...) {
     }
     close_all_arenas();
     remove_temps();
-    if (fatal_jump) longjmp(*fatal_jump, 1);
+    if (rsrc_fatal_jump) longjmp(*rsrc_fatal_jump, 1);
     exit(1);
 }
 
-void warn(const char *fmt, ...) {
+void rsrc_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     if (before_message) before_message();
@@ -273,8 +273,8 @@ void warn(const char *fmt, ...) {
     va_end(ap);
 }
 
-void note(int level, const char *fmt, ...) {
-    if (verbosity < level) return;
+void rsrc_note(int level, const char *fmt, ...) {
+    if (rsrc_verbosity < level) return;
     va_list ap;
     va_start(ap, fmt);
     if (before_message) before_message();
@@ -313,7 +313,7 @@ uint64_t parse_size(const char *what, const char *s) {
     if (!errno && end != s && *s != '-')
         for (size_t i = 0; i < sizeof units / sizeof *units; i++)
             if (strcmp(end, units[i].suffix) == 0 && v <= (UINT64_MAX >> units[i].shift)) return v << units[i].shift;
-    fatal("%s: '%s' is not a size such as 512M or 4G", what, s);
+    rsrc_fatal("%s: '%s' is not a size such as 512M or 4G", what, s);
 }
 
 /* The heap and anonymous mappings of this process stay under `bytes` (RLIMIT_DATA: the
@@ -335,7 +335,7 @@ void limit_memory(uint64_t bytes) {
     memory_limited = true;
     rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < bytes ? rl.rlim_max : bytes;
     if (setrlimit(RLIMIT_DATA, &rl) != 0)
-        warn("cannot limit memory to %llu bytes: %s", (unsigned long long)bytes, strerror(errno));
+        rsrc_warn("cannot limit memory to %llu bytes: %s", (unsigned long long)bytes, strerror(errno));
 }
 
 /* For the C compiler rsrc runs: the cap is on the model-dependent memory of rsrc itself. */
@@ -345,8 +345,8 @@ void unlimit_memory(void) {
 
 static noreturn void out_of_memory(size_t n) {
     char cap[32];
-    if (memory_cap) fatal("out of memory allocating %zu bytes (--max-memory %s)", n, format_size(memory_cap, cap));
-    fatal("out of memory allocating %zu bytes", n);
+    if (memory_cap) rsrc_fatal("out of memory allocating %zu bytes (--max-memory %s)", n, format_size(memory_cap, cap));
+    rsrc_fatal("out of memory allocating %zu bytes", n);
 }
 
 /* common/alloc.h's failure: the compiler's message, naming the cap when there is one */

@@ -22,28 +22,28 @@ struct artifact_desc;
 #define RSRC_VERSION "0.1.0"
 
 /* ---- diag.c: errors that name the file, tensor and value; temporary files removed on exit ---- */
-noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* -v */
+noreturn void rsrc_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rsrc_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rsrc_note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* -v */
 /* fn runs before every message (progress.c erases its status line with it); NULL: nothing */
 void diag_before_message(void (*fn)(void));
-extern int verbosity;
-void register_temp(const char *path); /* removed by fatal() and at exit unless released */
+extern int rsrc_verbosity;
+void register_temp(const char *path); /* removed by rsrc_fatal() and at exit unless released */
 /* Arenas: what a loader holds while it may still fail. A loader opens one, allocates its
  * temporaries from it and gives it what else it must release (arena_own: a cJSON tree, the result
- * being built); one arena_close releases all of it, newest first. fatal() closes every open arena,
+ * being built); one arena_close releases all of it, newest first. rsrc_fatal() closes every open arena,
  * innermost first, so no loader registers a cleanup of its own. A result handed to the caller is
  * taken back with arena_disown before the close. Arenas nest and close in reverse order. With
- * fatal_jump set, fatal() longjmps there instead of exiting (fuzzers); fatal_quiet silences it. */
-typedef struct arena arena;
-arena *arena_open(void);
-void *arena_alloc(arena *a, size_t n);
-char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void arena_own(arena *a, void (*release)(void *), void *p); /* NULL p: nothing */
-void *arena_disown(arena *a, void *p);                      /* returns p, no longer released */
-void arena_close(arena *a);
-extern jmp_buf *fatal_jump;
-extern bool fatal_quiet;
+ * rsrc_fatal_jump set, rsrc_fatal() longjmps there instead of exiting (fuzzers); rsrc_fatal_quiet silences it. */
+typedef struct rsrc_arena rsrc_arena;
+rsrc_arena *arena_open(void);
+void *arena_alloc(rsrc_arena *a, size_t n);
+char *arena_printf(rsrc_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_own(rsrc_arena *a, void (*release)(void *), void *p); /* NULL p: nothing */
+void *arena_disown(rsrc_arena *a, void *p);                      /* returns p, no longer released */
+void arena_close(rsrc_arena *a);
+extern jmp_buf *rsrc_fatal_jump;
+extern bool rsrc_fatal_quiet;
 void release_temp(const char *path);
 /* An output is written under a new temporary name next to it (mode 0600, registered as a
  * temporary; *fd open on it, or closed when fd is NULL) and renamed into place when finished, with

@@ -26,11 +26,11 @@
 /* what: the tool, as the messages name it; env: the variable that chooses it. */
 static void run_or_die(char **argv, const char *what, const char *env, const char *out_path) {
     int rc = run_command(argv);
-    if (rc == 127) fatal("%s '%s' cannot be run: set %s", what, argv[0], env);
-    if (rc != 0) fatal("%s failed (exit %d) building %s", what, rc, out_path);
+    if (rc == 127) rsrc_fatal("%s '%s' cannot be run: set %s", what, argv[0], env);
+    if (rc != 0) rsrc_fatal("%s failed (exit %d) building %s", what, rc, out_path);
 }
 
-void link_relocatable_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
+void link_relocatable_object(const char *c_path, const char *const *objs, const char *blob_path, const rsrc_target *t,
                              const char *out_path, const char *workdir) {
     const char *cc = env_or("RSRC_CC", RSRC_DEFAULT_CC);
     const char *objcopy = env_or("RSRC_OBJCOPY", RSRC_OBJCOPY);

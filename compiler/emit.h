@@ -29,26 +29,26 @@ void blob_close(blob_writer *b);
 uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype);
 /* Layer `layer`'s norm model.layers.L.WHAT.weight as f32, its size checked (layer < 0: WHAT is
  * the tensor's whole name). */
-uint64_t blob_norm(blob_writer *b, const model *m, int layer, const char *what, int64_t size);
+uint64_t blob_norm(blob_writer *b, const rsrc_model *m, int layer, const char *what, int64_t size);
 /* The int8 copy of the LM head for certified greedy decoding (layout: rsr_artifact.h). */
 
 /* ---- tokenizer_blob.c: tokenizer.json (or else tokenizer.model) next to the weights, checked and
  * copied into the blob; *what says which, for the manifest. RSR_NO_TENSOR when there is none. ---- */
 /* The tokenizer, checked with the runtime's; *tok keeps it (free it) for blob_chat_template, NULL
  * when there is none. */
-uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what, rsr_tokenizer **tok);
+uint64_t blob_tokenizer(blob_writer *b, const rsrc_model *m, uint64_t *size, char **what, rsr_tokenizer **tok);
 /* The model's own chat template (a GGUF's tokenizer.chat_template, or chat_template.jinja or
  * tokenizer_config.json's chat_template beside the weights), checked with the runtime's Jinja
  * subset on tok (NULL: no tokenizer, so no template); RSR_NO_TENSOR, with a warning naming what it
  * cannot read, when there is none it can use. */
-uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, uint64_t *size);
+uint64_t blob_chat_template(blob_writer *b, const rsrc_model *m, rsr_tokenizer *tok, uint64_t *size);
 
 /* ---- emit_c.c: the C printer ---- */
 /* The head of a C file: includes, the blob, the kernels' helpers (the lanes' only where kernels are printed into it) */
-void emit_c_prologue(FILE *out, const char *source, const target *t, enum prefill_form prefill, bool kernels);
-void emit_c_dot_helpers(FILE *out, enum dot_isa isa);  /* what i2 kernels call, once per file */
-void emit_c_lut_helpers(FILE *out, bool vector);       /* what lut kernels call, once per file */
-void emit_c_lanes_helpers(FILE *out, const target *t); /* what batched RSR lanes kernels call */
+void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, enum prefill_form prefill, bool kernels);
+void emit_c_dot_helpers(FILE *out, enum dot_isa isa);       /* what i2 kernels call, once per file */
+void emit_c_lut_helpers(FILE *out, bool vector);            /* what lut kernels call, once per file */
+void emit_c_lanes_helpers(FILE *out, const rsrc_target *t); /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const struct kir_module *m);
 /* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */
 void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built_by);
@@ -56,14 +56,14 @@ void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built
  * a file of its own, and the files are compiled in parallel (link_compile_parts) before the link. */
 typedef struct c_parts {
     const char *dir, *source; /* where the files go; the model, for their prologue */
-    const target *t;
+    const rsrc_target *t;
     enum prefill_form prefill;
     char **paths; /* the files written */
     int n;
 } c_parts;
 void emit_c_kernel_part(c_parts *parts, const struct kir_module *m);
 /* Compiles c_parts[i] into objs[i] (n files), as many at once as this process has processors. */
-void link_compile_parts(char *const *c_parts, char **objs, int n, const target *t, int opt_level);
+void link_compile_parts(char *const *c_parts, char **objs, int n, const rsrc_target *t, int opt_level);
 void emit_c_string(FILE *out, const char *s); /* a C string literal, escaped */
 void emit_c_offset(FILE *out, uint64_t off);  /* a blob offset, or RSR_NO_TENSOR */
 /* What the artifact descriptor records of each compiled matrix (kernels are freed as we go). */
@@ -81,8 +81,8 @@ typedef struct matrix_record {
 } matrix_record;
 void emit_c_matrix_entry(FILE *out, const matrix_record *r);
 typedef struct artifact_desc {
-    const model *m;
-    const target *t;
+    const rsrc_model *m;
+    const rsrc_target *t;
     int32_t num_matrices;
     const matrix_record *mats;
     const rsr_artifact_layer *layers;
@@ -107,13 +107,13 @@ char *manifest_text(const artifact_desc *d, const char *source, const char *back
 
 /* ---- emit_header.c: NAME.h, the sizes as macros and the entry points of a compiled model ---- */
 /* name NULL: the default model (rsr_model_open), macros prefixed MODEL_. */
-void emit_header(FILE *out, const model *m, const target *t, const char *name, const char *source);
+void emit_header(FILE *out, const rsrc_model *m, const rsrc_target *t, const char *name, const char *source);
 bool valid_model_name(const char *name, char *why, size_t whylen);
 
 /* ---- emit_llvm.c: the LLVM printer (LLVM C API), optimised and emitted in-process ---- */
 typedef struct llvm_emitter llvm_emitter;
 enum llvm_output { LLVM_OUT_IR, LLVM_OUT_ASM, LLVM_OUT_OBJ };
-llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_level);
+llvm_emitter *emit_llvm_begin(const rsrc_target *t, const char *module_name, int opt_level);
 void emit_llvm_kernel(llvm_emitter *e, const struct kir_module *m);
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path); /* runs default<O3> */
 void emit_llvm_end(llvm_emitter *e);
@@ -126,6 +126,6 @@ uint64_t emit_llvm_pending(const llvm_emitter *e);
  * the driver). Raise both when the minimum LLVM is raised. */
 #define LLVM_NVPTX_MAX_SM 86
 #define LLVM_NVPTX_PTX_FEATURE "+ptx75"
-int llvm_nvptx_sm(const target *t);
+int llvm_nvptx_sm(const rsrc_target *t);
 
 #endif

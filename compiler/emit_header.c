@@ -46,7 +46,7 @@ static void emit_quoted(FILE *out, const char *s) {
     fputc('"', out);
 }
 
-void emit_header(FILE *out, const model *m, const target *t, const char *name, const char *source) {
+void emit_header(FILE *out, const rsrc_model *m, const rsrc_target *t, const char *name, const char *source) {
     char P[80]; /* the macro prefix */
     snprintf(P, sizeof P, "%s", name ? name : "model");
     for (char *c = P; *c; c++) *c = (char)toupper((unsigned char)*c);

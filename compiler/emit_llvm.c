@@ -35,7 +35,7 @@
 #include "rsrc.h"
 
 struct llvm_emitter {
-    const target *t;
+    const rsrc_target *t;
     LLVMContextRef ctx;
     LLVMModuleRef mod;
     LLVMBuilderRef b, allocas;
@@ -53,7 +53,7 @@ struct llvm_emitter {
 
 /* ---- setup: the target machine from the spec ---- */
 
-static char *llvm_feature_string(const target *t) {
+static char *llvm_feature_string(const rsrc_target *t) {
     size_t cap = 16;
     for (int i = 0; i < t->nfeatures; i++) cap += strlen(t->features[i]) + 2;
     for (int i = 0; i < t->ndisabled; i++) cap += strlen(t->disabled[i]) + 2;
@@ -63,14 +63,14 @@ static char *llvm_feature_string(const target *t) {
     return s;
 }
 
-int llvm_nvptx_sm(const target *t) { return t->sm < LLVM_NVPTX_MAX_SM ? t->sm : LLVM_NVPTX_MAX_SM; }
+int llvm_nvptx_sm(const rsrc_target *t) { return t->sm < LLVM_NVPTX_MAX_SM ? t->sm : LLVM_NVPTX_MAX_SM; }
 
 /* LLVM's fatal errors (an unknown --cpu makes the x86 backend stop with "64-bit code requested
- * on a subtarget that doesn't support it!") end in fatal(): a message with the CPU and features
+ * on a subtarget that doesn't support it!") end in rsrc_fatal(): a message with the CPU and features
  * it was given, and the temporaries removed, instead of an abort. */
 static char *llvm_fatal_context;
 static void llvm_fatal(const char *reason) {
-    fatal("LLVM stopped: %s (%s)", reason, llvm_fatal_context ? llvm_fatal_context : "");
+    rsrc_fatal("LLVM stopped: %s (%s)", reason, llvm_fatal_context ? llvm_fatal_context : "");
 }
 
 /* An empty module for the target, the kernels' home until emit_llvm_finish or _flush. */
@@ -84,7 +84,7 @@ static void new_module(llvm_emitter *e) {
     LLVMDisposeTargetData(layout);
 }
 
-llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_level) {
+llvm_emitter *emit_llvm_begin(const rsrc_target *t, const char *module_name, int opt_level) {
     llvm_emitter *e = xcalloc(1, sizeof *e);
     e->t = t;
     e->opt_level = opt_level;
@@ -109,7 +109,7 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_
     LLVMTargetRef target_ref;
     char *err = NULL;
     if (LLVMGetTargetFromTriple(triple, &target_ref, &err))
-        fatal("target %s: LLVM does not know triple '%s': %s", t->name, triple, err);
+        rsrc_fatal("target %s: LLVM does not know triple '%s': %s", t->name, triple, err);
     /* 'native' is the C compiler's word; LLVM's host CPU name is unreliable on new CPUs, so the
      * detected feature list (already in the spec) is what matters. */
     if (e->gpu) {
@@ -131,7 +131,7 @@ llvm_emitter *emit_llvm_begin(const target *t, const char *module_name, int opt_
                                                  LLVMCodeGenLevelAggressive};
     e->tm = LLVMCreateTargetMachine(target_ref, triple, e->cpu, e->features, levels[opt_level >= 0 ? opt_level : 3],
                                     LLVMRelocPIC, LLVMCodeModelDefault);
-    if (!e->tm) fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
+    if (!e->tm) rsrc_fatal("target %s: LLVM cannot create a target machine for cpu '%s'", t->name, e->cpu);
     e->ctx = LLVMContextCreate();
     e->module_name = xstrdup(module_name), e->triple = xstrdup(triple);
     new_module(e);
@@ -672,7 +672,7 @@ static LLVMValueRef kev_512(kir_llvm *k, const kir_expr *x) {
         LLVMValueRef args[] = {a, b, LLVMBuildBitCast(e->b, kev1(k, x->c), v16i32, "")};
         return intrinsic(e, "llvm.x86.avx512.vpdpbusd.512", v16i32, args, 3);
     }
-    default: fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
+    default: rsrc_fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
     }
 }
 
@@ -794,7 +794,7 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     case KO_SHFL_DOWN:
     case KO_SHFL_UP: r.f[0] = shfl(e, x->op == KO_SHFL_DOWN, kev1(k, x->a), kev1(k, x->b)); return r;
     case KO_ELEM: r.f[0] = LLVMBuildExtractElement(e->b, kev1(k, x->a), c32(e, x->imm), ""); return r;
-    default: fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
+    default: rsrc_fatal("internal error: kernel IR operation %s has no LLVM form", kir_op_names[x->op]);
     }
 }
 
@@ -910,7 +910,7 @@ static kval kev(kir_llvm *k, const kir_expr *x) {
 static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s);
 
 static LLVMTypeRef sig_type(llvm_emitter *e, enum kir_sig sig) {
-    if (sig == KSIG_GPU_ROWS) fatal("internal error: the LLVM printer has no CUDA device functions");
+    if (sig == KSIG_GPU_ROWS) rsrc_fatal("internal error: the LLVM printer has no CUDA device functions");
     if (sig == KSIG_LANES_TRANSPOSE) {
         LLVMTypeRef params[] = {e->i8p, e->i8p, e->i32, e->i32, e->i32};
         return LLVMFunctionType(e->voidt, params, 5, 0);
@@ -954,7 +954,7 @@ static void kir_llvm_unrolled(kir_llvm *k, const kir_stmt *s) {
     kbind *bd = &k->bind[s->var->id];
     LLVMValueRef from = kev1(k, s->init), to = kev1(k, s->cond->b);
     if (!LLVMIsAConstantInt(from) || !LLVMIsAConstantInt(to) || s->cond->op != KO_LT || s->cond->a->var != s->var)
-        fatal("internal error: an unrolled loop over %s has bounds that are not constants", s->var->name);
+        rsrc_fatal("internal error: an unrolled loop over %s has bounds that are not constants", s->var->name);
     for (long long i = LLVMConstIntGetSExtValue(from); i < LLVMConstIntGetSExtValue(to); i += s->step) {
         memset(bd, 0, sizeof *bd);
         bd->is_value = true;
@@ -1027,7 +1027,7 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
             const kir_table *t = k->m->tables;
             int n = 0;
             while (t && strcmp(t->name, s->callee)) t = t->next, n++;
-            if (!t) fatal("internal error: no function table %s", s->callee);
+            if (!t) rsrc_fatal("internal error: no function table %s", s->callee);
             LLVMTypeRef fp = LLVMPointerType(e->block_type, 0), tt = LLVMArrayType(fp, (unsigned)t->count);
             LLVMValueRef idx[] = {c32(e, 0), kev1(k, s->index)};
             LLVMValueRef f = LLVMBuildLoad2(e->b, fp, LLVMBuildGEP2(e->b, tt, k->tables[n], idx, 2, ""), "");
@@ -1041,7 +1041,7 @@ static void kir_llvm_stmts(kir_llvm *k, const kir_stmt *s) {
         case KS_CALLF: {
             int i = 0;
             while (i < k->nfns && strcmp(k->order[i]->name, s->callee)) i++;
-            if (i == k->nfns) fatal("internal error: no function %s in the module", s->callee);
+            if (i == k->nfns) rsrc_fatal("internal error: no function %s in the module", s->callee);
             LLVMValueRef args[8];
             for (int j = 0; j < s->nargs; j++) args[j] = kev1(k, s->args[j]);
             LLVMBuildCall2(e->b, sig_type(e, k->order[i]->sig), k->fns[i], args, (unsigned)s->nargs, "");
@@ -1121,8 +1121,8 @@ static void emit_llvm_kir(llvm_emitter *e, const kir_module *m) {
 
 void emit_llvm_kernel(llvm_emitter *e, const kir_module *m) {
     if (e->gpu != m->info.gpu_entry)
-        fatal("internal error: %s was lowered for %s, not for the LLVM %s printer", m->info.symbol,
-              m->info.gpu_entry ? "NVPTX" : "another route", e->gpu ? "NVPTX" : "CPU");
+        rsrc_fatal("internal error: %s was lowered for %s, not for the LLVM %s printer", m->info.symbol,
+                   m->info.gpu_entry ? "NVPTX" : "another route", e->gpu ? "NVPTX" : "CPU");
     emit_llvm_kir(e, m);
 }
 
@@ -1148,7 +1148,7 @@ uint64_t emit_llvm_pending(const llvm_emitter *e) { return e ? e->instructions -
 
 void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) {
     char *err = NULL;
-    if (LLVMVerifyModule(e->mod, LLVMReturnStatusAction, &err)) fatal("internal error: invalid LLVM IR: %s", err);
+    if (LLVMVerifyModule(e->mod, LLVMReturnStatusAction, &err)) rsrc_fatal("internal error: invalid LLVM IR: %s", err);
     LLVMDisposeMessage(err);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
     static const char *const pipelines[] = {"default<O0>", "default<O1>", "default<O2>", "default<O3>"};
@@ -1156,16 +1156,16 @@ void emit_llvm_finish(llvm_emitter *e, enum llvm_output what, const char *path) 
     LLVMDisposePassBuilderOptions(opts);
     if (perr) {
         char *msg = LLVMGetErrorMessage(perr);
-        fatal("internal error: LLVM optimisation failed: %s", msg);
+        rsrc_fatal("internal error: LLVM optimisation failed: %s", msg);
     }
     if (what == LLVM_OUT_IR) {
-        if (LLVMPrintModuleToFile(e->mod, path, &err)) fatal("%s: cannot write LLVM IR: %s", path, err);
+        if (LLVMPrintModuleToFile(e->mod, path, &err)) rsrc_fatal("%s: cannot write LLVM IR: %s", path, err);
         return;
     }
-    if (e->gpu && what == LLVM_OUT_OBJ) fatal("internal error: NVPTX emits PTX text (assembly), not objects");
+    if (e->gpu && what == LLVM_OUT_OBJ) rsrc_fatal("internal error: NVPTX emits PTX text (assembly), not objects");
     if (LLVMTargetMachineEmitToFile(e->tm, e->mod, (char *)path,
                                     what == LLVM_OUT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &err))
-        fatal("%s: LLVM cannot emit code: %s", path, err);
+        rsrc_fatal("%s: LLVM cannot emit code: %s", path, err);
 }
 
 void emit_llvm_flush(llvm_emitter *e, const char *path) {

@@ -130,8 +130,8 @@ typedef struct cursor {
 
 static void need(cursor *c, uint64_t n, const char *what) {
     if (n > c->g->size || c->at > c->g->size - n)
-        fatal("%s: truncated: %s at byte %" PRIu64 " needs %" PRIu64 " bytes, the file has %zu", c->g->path, what,
-              c->at, n, c->g->size);
+        rsrc_fatal("%s: truncated: %s at byte %" PRIu64 " needs %" PRIu64 " bytes, the file has %zu", c->g->path, what,
+                   c->at, n, c->g->size);
 }
 static uint64_t rd(cursor *c, int bytes, const char *what) {
     need(c, (uint64_t)bytes, what);
@@ -152,23 +152,25 @@ static const char *rd_str(cursor *c, uint64_t *len, const char *what) {
 /* a value of type t: scalars into v, strings and arrays by place and count */
 static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool in_array) {
     v->type = t;
-    if (t >= GGUF_NUM_VALUE_TYPES) fatal("%s: metadata '%s': value type %u is not a GGUF type", c->g->path, key, t);
+    if (t >= GGUF_NUM_VALUE_TYPES)
+        rsrc_fatal("%s: metadata '%s': value type %u is not a GGUF type", c->g->path, key, t);
     if (t == GGUF_STR) {
         v->str = rd_str(c, &v->len, key);
         return;
     }
     if (t == GGUF_ARR) {
-        if (in_array) fatal("%s: metadata '%s': an array of arrays, which GGUF readers do not take", c->g->path, key);
+        if (in_array)
+            rsrc_fatal("%s: metadata '%s': an array of arrays, which GGUF readers do not take", c->g->path, key);
         v->atype = (uint32_t)rd(c, 4, key);
         if (v->atype >= GGUF_NUM_VALUE_TYPES)
-            fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
+            rsrc_fatal("%s: metadata '%s': element type %u is not a GGUF type", c->g->path, key, v->atype);
         v->n = rd(c, 8, key);
         v->first = c->at;
-        if (v->atype == GGUF_ARR) fatal("%s: metadata '%s': an array of arrays is not supported", c->g->path, key);
+        if (v->atype == GGUF_ARR) rsrc_fatal("%s: metadata '%s': an array of arrays is not supported", c->g->path, key);
         if (v->atype == GGUF_STR) { /* walked (each has its length), at least 8 bytes each */
             if (v->n > (c->g->size - c->at) / 8)
-                fatal("%s: metadata '%s': %" PRIu64 " strings cannot fit in the %" PRIu64 " bytes left", c->g->path,
-                      key, v->n, (uint64_t)(c->g->size - c->at));
+                rsrc_fatal("%s: metadata '%s': %" PRIu64 " strings cannot fit in the %" PRIu64 " bytes left",
+                           c->g->path, key, v->n, (uint64_t)(c->g->size - c->at));
             for (uint64_t i = 0; i < v->n; i++) {
                 uint64_t len;
                 rd_str(c, &len, key);
@@ -176,8 +178,8 @@ static void rd_value(cursor *c, uint32_t t, gguf_value *v, const char *key, bool
         } else {
             uint64_t sz = (uint64_t)value_size[v->atype];
             if (v->n > (c->g->size - c->at) / sz)
-                fatal("%s: metadata '%s': %" PRIu64 " elements of %s run past the end of the file", c->g->path, key,
-                      v->n, value_names[v->atype]);
+                rsrc_fatal("%s: metadata '%s': %" PRIu64 " elements of %s run past the end of the file", c->g->path,
+                           key, v->n, value_names[v->atype]);
             c->at += v->n * sz;
         }
         return;
@@ -208,21 +210,23 @@ static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
     int k = type_index(t->type);
     if (k < 0) {
         const char *name = other_type_name(t->type);
-        fatal("%s: tensor '%s': ggml type %u%s%s%s is not one rsrc reads (ternary and binary weights: I2_S, TQ1_0, "
-              "TQ2_0, Q1_0, Q2_0; beside them F32, F16, BF16, Q8_0, Q6_K)",
-              g->path, t->name, t->type, name ? " (" : "", name ? name : "", name ? ")" : "");
+        rsrc_fatal(
+            "%s: tensor '%s': ggml type %u%s%s%s is not one rsrc reads (ternary and binary weights: I2_S, TQ1_0, "
+            "TQ2_0, Q1_0, Q2_0; beside them F32, F16, BF16, Q8_0, Q6_K)",
+            g->path, t->name, t->type, name ? " (" : "", name ? name : "", name ? ")" : "");
     }
     if (t->type == GGML_I2_S) { /* groups of 128 run through the whole tensor, not per row */
         if (t->ndim > 2 || t->ne[0] > UINT64_MAX / t->ne[1] || t->ne[0] * t->ne[1] % 128)
-            fatal("%s: tensor '%s': I2_S holds whole groups of 128 weights in at most 2 dimensions", g->path, t->name);
+            rsrc_fatal("%s: tensor '%s': I2_S holds whole groups of 128 weights in at most 2 dimensions", g->path,
+                       t->name);
         return t->ne[0] * t->ne[1] / 4 + 32; /* the f32 scale after the codes, padded to 32 bytes */
     }
     if (t->ne[0] % (uint64_t)types[k].block)
-        fatal("%s: tensor '%s': %" PRIu64 " elements per row is not a multiple of the %s block of %d", g->path, t->name,
-              t->ne[0], types[k].name, types[k].block);
+        rsrc_fatal("%s: tensor '%s': %" PRIu64 " elements per row is not a multiple of the %s block of %d", g->path,
+                   t->name, t->ne[0], types[k].name, types[k].block);
     uint64_t n = t->ne[0] / (uint64_t)types[k].block * (uint64_t)types[k].bytes;
     for (uint32_t d = 1; d < t->ndim; d++) {
-        if (t->ne[d] && n > UINT64_MAX / t->ne[d]) fatal("%s: tensor '%s': its size overflows", g->path, t->name);
+        if (t->ne[d] && n > UINT64_MAX / t->ne[d]) rsrc_fatal("%s: tensor '%s': its size overflows", g->path, t->name);
         n *= t->ne[d];
     }
     return n;
@@ -231,46 +235,49 @@ static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
 static void close_gguf(void *g) { gguf_close(g); }
 
 gguf_file *gguf_open(const char *path) {
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     gguf_file *g = xcalloc(1, sizeof *g);
     arena_own(ar, close_gguf, g);
     g->path = xstrdup(path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fatal("%s: %s", path, strerror(errno));
+    if (fd < 0) rsrc_fatal("%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 24) {
         close(fd);
-        fatal("%s: not a GGUF file (%s)", path, S_ISREG(sb.st_mode) ? "shorter than its 24-byte header" : "not a file");
+        rsrc_fatal("%s: not a GGUF file (%s)", path,
+                   S_ISREG(sb.st_mode) ? "shorter than its 24-byte header" : "not a file");
     }
     g->size = (size_t)sb.st_size;
     g->map = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    if (g->map == MAP_FAILED) g->map = NULL, fatal("%s: cannot map: %s", path, strerror(e));
-    if (memcmp(g->map, "GGUF", 4)) fatal("%s: not a GGUF file (no GGUF magic)", path);
+    if (g->map == MAP_FAILED) g->map = NULL, rsrc_fatal("%s: cannot map: %s", path, strerror(e));
+    if (memcmp(g->map, "GGUF", 4)) rsrc_fatal("%s: not a GGUF file (no GGUF magic)", path);
     cursor c = {g, 4};
     g->version = (uint32_t)rd(&c, 4, "the version");
-    if (g->version != 2 && g->version != 3) fatal("%s: GGUF version %u; rsrc reads versions 2 and 3", path, g->version);
+    if (g->version != 2 && g->version != 3)
+        rsrc_fatal("%s: GGUF version %u; rsrc reads versions 2 and 3", path, g->version);
     g->ntensors = rd(&c, 8, "the tensor count");
     g->nkv = rd(&c, 8, "the metadata count");
     /* each metadata entry takes at least 13 bytes, each tensor info at least 32 */
     if (g->nkv > g->size / 13 || g->ntensors > g->size / 32)
-        fatal("%s: %" PRIu64 " metadata entries and %" PRIu64 " tensors cannot fit in %zu bytes", path, g->nkv,
-              g->ntensors, g->size);
+        rsrc_fatal("%s: %" PRIu64 " metadata entries and %" PRIu64 " tensors cannot fit in %zu bytes", path, g->nkv,
+                   g->ntensors, g->size);
     g->kv = xcalloc(g->nkv ? g->nkv : 1, sizeof *g->kv);
     g->alignment = 32;
     for (uint64_t i = 0; i < g->nkv; i++) {
         uint64_t len;
         const char *k = rd_str(&c, &len, "a metadata key");
-        if (len == 0 || len > 65535) fatal("%s: metadata entry %" PRIu64 ": a key of %" PRIu64 " bytes", path, i, len);
+        if (len == 0 || len > 65535)
+            rsrc_fatal("%s: metadata entry %" PRIu64 ": a key of %" PRIu64 " bytes", path, i, len);
         g->kv[i].key = xstrndup(k, (size_t)len);
         for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(g->kv[j].key, g->kv[i].key)) fatal("%s: metadata '%s' appears twice", path, g->kv[i].key);
+            if (!strcmp(g->kv[j].key, g->kv[i].key)) rsrc_fatal("%s: metadata '%s' appears twice", path, g->kv[i].key);
         rd_value(&c, (uint32_t)rd(&c, 4, g->kv[i].key), &g->kv[i].v, g->kv[i].key, false);
         if (!strcmp(g->kv[i].key, "general.alignment")) {
             const gguf_value *v = &g->kv[i].v;
             if (v->type != GGUF_U32 || v->u == 0 || (v->u & (v->u - 1)) || v->u > 65536)
-                fatal("%s: general.alignment must be a u32 power of two up to 65536", path);
+                rsrc_fatal("%s: general.alignment must be a u32 power of two up to 65536", path);
             g->alignment = v->u;
         }
     }
@@ -279,35 +286,36 @@ gguf_file *gguf_open(const char *path) {
         gguf_tensor *t = &g->tensors[i];
         uint64_t len;
         const char *nm = rd_str(&c, &len, "a tensor name");
-        if (len == 0 || len > 255) fatal("%s: tensor %" PRIu64 ": a name of %" PRIu64 " bytes", path, i, len);
+        if (len == 0 || len > 255) rsrc_fatal("%s: tensor %" PRIu64 ": a name of %" PRIu64 " bytes", path, i, len);
         t->name = xstrndup(nm, (size_t)len);
         t->ndim = (uint32_t)rd(&c, 4, t->name);
-        if (t->ndim > 4) fatal("%s: tensor '%s': %u dimensions (0 to 4)", path, t->name, t->ndim); /* 0: a scalar */
+        if (t->ndim > 4)
+            rsrc_fatal("%s: tensor '%s': %u dimensions (0 to 4)", path, t->name, t->ndim); /* 0: a scalar */
         for (uint32_t d = 0; d < 4; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < t->ndim; d++) {
             t->ne[d] = rd(&c, 8, t->name);
             if (t->ne[d] == 0 || t->ne[d] > (1ull << 40))
-                fatal("%s: tensor '%s': dimension %u is %" PRIu64, path, t->name, d, t->ne[d]);
+                rsrc_fatal("%s: tensor '%s': dimension %u is %" PRIu64, path, t->name, d, t->ne[d]);
         }
         t->type = (uint32_t)rd(&c, 4, t->name);
         t->offset = rd(&c, 8, t->name);
         t->nbytes = tensor_bytes(g, t);
         for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(g->tensors[j].name, t->name)) fatal("%s: tensor '%s' appears twice", path, t->name);
+            if (!strcmp(g->tensors[j].name, t->name)) rsrc_fatal("%s: tensor '%s' appears twice", path, t->name);
     }
     g->data_offset = (c.at + g->alignment - 1) / g->alignment * g->alignment;
     if (g->data_offset > g->size && g->ntensors)
-        fatal("%s: the data section at byte %" PRIu64 " is past the end of the file", path, g->data_offset);
+        rsrc_fatal("%s: the data section at byte %" PRIu64 " is past the end of the file", path, g->data_offset);
     for (uint64_t i = 0; i < g->ntensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         uint64_t room = g->size - g->data_offset;
         if (t->offset % g->alignment)
-            fatal("%s: tensor '%s': offset %" PRIu64 " is not a multiple of the alignment %" PRIu64, path, t->name,
-                  t->offset, g->alignment);
+            rsrc_fatal("%s: tensor '%s': offset %" PRIu64 " is not a multiple of the alignment %" PRIu64, path, t->name,
+                       t->offset, g->alignment);
         if (t->offset > room || t->nbytes > room - t->offset)
-            fatal("%s: tensor '%s': %" PRIu64 " bytes at offset %" PRIu64 " run past the end of the data (%" PRIu64
-                  " bytes)",
-                  path, t->name, t->nbytes, t->offset, room);
+            rsrc_fatal("%s: tensor '%s': %" PRIu64 " bytes at offset %" PRIu64 " run past the end of the data (%" PRIu64
+                       " bytes)",
+                       path, t->name, t->nbytes, t->offset, room);
         t->data = g->map + g->data_offset + t->offset;
     }
     arena_disown(ar, g);

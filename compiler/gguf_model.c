@@ -59,7 +59,7 @@ static const struct {
 };
 
 /* The Hugging Face suffix layer_names[i] is read as in this model, or NULL (not read). */
-static const char *layer_hf(const model *m, size_t i) {
+static const char *layer_hf(const rsrc_model *m, size_t i) {
     const char *hf = layer_names[i].hf;
     switch (layer_names[i].need) {
     case N_DENSE: return m->num_experts ? NULL : hf;
@@ -78,7 +78,7 @@ static const char *layer_hf(const model *m, size_t i) {
 /* qwen35's tensors (llama.cpp's names) of layer `layer` after "blk.N.": the gated DeltaNet's on its
  * DeltaNet layers, q, k, v, o and the head norms on the others, the norms and the FFN on both (its
  * post_attention_norm is the FFN's input norm). NULL: not one of that layer's. */
-static char *qwen35_name(const model *m, int layer, const char *rest, int *proj) {
+static char *qwen35_name(const rsrc_model *m, int layer, const char *rest, int *proj) {
     static const struct {
         const char *gguf, *hf;
         int8_t where; /* 0: every layer, 1: DeltaNet layers, 2: attention layers; | 4: dense FFNs
@@ -124,7 +124,7 @@ static char *qwen35_name(const model *m, int layer, const char *rest, int *proj)
 
 /* The Hugging Face name of a GGUF tensor ("blk.3.attn_q.weight"), or NULL; *proj: which ternary
  * projection it is (PROJ_Q ...), or -1. */
-static char *hf_name(const model *m, const char *g, int *proj) {
+static char *hf_name(const rsrc_model *m, const char *g, int *proj) {
     *proj = -1;
     if (!strcmp(g, "token_embd.weight")) return xstrdup("model.embed_tokens.weight");
     if (!strcmp(g, "output_norm.weight")) return xstrdup("model.norm.weight");
@@ -151,12 +151,12 @@ static uint64_t meta_uint(const gguf_file *g, const char *arch, const char *key,
     char k[160];
     snprintf(k, sizeof k, "%s.%s", arch, key);
     const gguf_value *v = gguf_get(g, k);
-    if (!v && fallback == UINT64_MAX) fatal("%s: metadata '%s' is missing", g->path, k);
+    if (!v && fallback == UINT64_MAX) rsrc_fatal("%s: metadata '%s' is missing", g->path, k);
     uint64_t r = fallback;
     if (v) {
-        if (!integer_type(v->type)) fatal("%s: metadata '%s' is not an integer", g->path, k);
+        if (!integer_type(v->type)) rsrc_fatal("%s: metadata '%s' is not an integer", g->path, k);
         if (v->i < 1 || v->u > hi)
-            fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
+            rsrc_fatal("%s: metadata '%s' is %" PRId64 ", outside [1, %" PRIu64 "]", g->path, k, v->i, hi);
         r = v->u;
     }
     return r;
@@ -166,8 +166,9 @@ static double meta_float(const gguf_file *g, const char *key, double fallback, d
     const gguf_value *v = gguf_get(g, key);
     if (!v) return fallback;
     if (!integer_type(v->type) && v->type != GGUF_F32 && v->type != GGUF_F64)
-        fatal("%s: metadata '%s' is not a number", g->path, key);
-    if (!(v->f >= lo && v->f <= hi)) fatal("%s: metadata '%s' is %g, outside [%g, %g]", g->path, key, v->f, lo, hi);
+        rsrc_fatal("%s: metadata '%s' is not a number", g->path, key);
+    if (!(v->f >= lo && v->f <= hi))
+        rsrc_fatal("%s: metadata '%s' is %g, outside [%g, %g]", g->path, key, v->f, lo, hi);
     return v->f;
 }
 
@@ -175,14 +176,14 @@ static int32_t meta_token(const gguf_file *g, const char *key, int32_t vocab) {
     const gguf_value *v = gguf_get(g, key);
     if (!v) return -1;
     if (!integer_type(v->type) || v->i < 0 || v->i >= vocab)
-        fatal("%s: metadata '%s' is not a token id below the vocabulary's %d", g->path, key, vocab);
+        rsrc_fatal("%s: metadata '%s' is not a token id below the vocabulary's %d", g->path, key, vocab);
     return (int32_t)v->i;
 }
 
 /* Memory the archive owns (unmapped by st_close, as its files are). */
 static uint8_t *archive_memory(st_archive *a, size_t n) {
     void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) fatal("out of memory (%zu bytes for a converted tensor)", n);
+    if (p == MAP_FAILED) rsrc_fatal("out of memory (%zu bytes for a converted tensor)", n);
     a->files = xrealloc(a->files, sizeof *a->files * (size_t)(a->nfiles + 1));
     a->files[a->nfiles++] = (struct st_mapped){xstrdup("(converted)"), p, n ? n : 1};
     return p;
@@ -222,7 +223,7 @@ static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out
     if (t->type == GGML_I2_S) {
         for (uint64_t e = 0; e < n; e++) {
             int c = code_i2s(t->data, e);
-            if (c == 3) fatal("%s: tensor '%s': code 3 at element %" PRIu64 " is not ternary", path, t->name, e);
+            if (c == 3) rsrc_fatal("%s: tensor '%s': code 3 at element %" PRIu64 " is not ternary", path, t->name, e);
             out[e] = (uint8_t)c;
         }
         float s;
@@ -238,7 +239,7 @@ static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out
         bool nonzero = false;
         for (uint64_t e = 0; e < 256; e++) {
             int c = tq1 ? code_tq1(blk, e) : code_tq2(blk, e);
-            if (c == 3) fatal("%s: tensor '%s': block %" PRIu64 ": code 3 is not ternary", path, t->name, b);
+            if (c == 3) rsrc_fatal("%s: tensor '%s': block %" PRIu64 ": code 3 is not ternary", path, t->name, b);
             out[b * 256 + e] = (uint8_t)c;
             nonzero |= c != 1;
         }
@@ -247,9 +248,9 @@ static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out
         if (beta == 0)
             beta = d, first = b;
         else if (d != beta)
-            fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g, block %" PRIu64
-                  " has %g: rsrc takes one scale per ternary matrix, as BitNet models have",
-                  path, t->name, b, b * 256 / t->ne[0], d, first, beta);
+            rsrc_fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g, block %" PRIu64
+                       " has %g: rsrc takes one scale per ternary matrix, as BitNet models have",
+                       path, t->name, b, b * 256 / t->ne[0], d, first, beta);
     }
     return beta != 0 ? beta : 1.0f; /* all zero: any scale */
 }
@@ -263,8 +264,8 @@ static void decode_grouped(const char *path, const gguf_tensor *t, uint8_t *out,
         const uint8_t *blk = t->data + b * 18, *qs = blk + 2;
         float d = rsr_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
         if (!isfinite(d))
-            fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", path, t->name, b,
-                  b * qk / t->ne[0], d);
+            rsrc_fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", path, t->name, b,
+                       b * qk / t->ne[0], d);
         scales[b] = d;
         for (uint64_t j = 0; j < qk; j++)
             out[b * qk + j] = q1 ? (uint8_t)(qs[j / 8] >> (j % 8) & 1) * 2 : (uint8_t)(qs[j / 4] >> (2 * (j % 4)) & 3);
@@ -291,7 +292,7 @@ struct gguf_lazy {
 
 /* Q's and K's rows in llama.cpp's order for "llama" (its NORM RoPE: the converter interleaves
  * them): the heads of proj, 0 for any other projection or architecture. */
-static int32_t interleaved_heads(const model *m, int proj) {
+static int32_t interleaved_heads(const rsrc_model *m, int proj) {
     if (strcmp(m->architecture, "LlamaForCausalLM")) return 0; /* the bitnet architectures and qwen3: as stored */
     return proj == PROJ_Q ? m->num_heads : proj == PROJ_K ? m->num_kv_heads : 0;
 }
@@ -299,12 +300,12 @@ static int32_t interleaved_heads(const model *m, int proj) {
 /* The codes of one deferred projection, Q and K rows put back in Hugging Face order, packed as
  * checkpoint.c reads them (row i*R + r in bits 2i of byte [r][c]), its scale into *beta_out and a
  * group-scaled one's scales into gs ([rows][blocks], rows in the same order). */
-static uint8_t *convert_ternary(const model *m, const deferred *d, float *beta_out, float **gs_out) {
+static uint8_t *convert_ternary(const rsrc_model *m, const deferred *d, float *beta_out, float **gs_out) {
     const gguf_tensor *t = &d->src;
     const char *path = d->lazy->ar->path;
     const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
     const uint64_t rows = t->ne[1], cols = t->ne[0];
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     uint8_t *codes = xmalloc((size_t)(rows * cols));
     arena_own(ar, free, codes);
     const uint64_t G = grouped ? cols / (t->type == GGML_Q1_0 ? 128 : 64) : 0;
@@ -316,7 +317,7 @@ static uint8_t *convert_ternary(const model *m, const deferred *d, float *beta_o
     }
     float beta = (grouped ? 1.0f : decode_ternary(path, t, codes)) * d->per_tensor;
     if (!(isfinite(beta) && beta > 0))
-        fatal("%s: tensor '%s': scale %g is not a finite positive number", path, t->name, beta);
+        rsrc_fatal("%s: tensor '%s': scale %g is not a finite positive number", path, t->name, beta);
     st_release_bytes(t->data, t->nbytes); /* the file's pages: read once */
     const int32_t heads = interleaved_heads(m, d->proj);
     const uint64_t hd = heads ? rows / (uint64_t)heads : 0, R = rows / 4;
@@ -343,15 +344,16 @@ static uint8_t *convert_ternary(const model *m, const deferred *d, float *beta_o
 /* A ternary projection registered for later conversion: NAME (U8 [rows/4, cols]), NAME_scale and
  * a group-scaled one's NAME_group_scale ([rows][blocks]), all without data until
  * gguf_model_prepare. What can be checked without the codes is checked here. */
-static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t, char *name, int proj,
-                        struct gguf_lazy *lazy) {
+static void add_ternary(st_archive *a, const rsrc_model *m, const gguf_file *g, const gguf_tensor *t, char *name,
+                        int proj, struct gguf_lazy *lazy) {
     const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
     if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !grouped)
-        fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0 or Q2_0", g->path,
-              t->name, gguf_type_name(t->type));
-    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
+        rsrc_fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0 or Q2_0",
+                   g->path, t->name, gguf_type_name(t->type));
+    if (t->ndim != 2) rsrc_fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
     const uint64_t rows = t->ne[1], cols = t->ne[0];
-    if (rows % 4) fatal("%s: tensor '%s': %" PRIu64 " rows cannot be packed four to a byte", g->path, t->name, rows);
+    if (rows % 4)
+        rsrc_fatal("%s: tensor '%s': %" PRIu64 " rows cannot be packed four to a byte", g->path, t->name, rows);
     float per_tensor = 1.0f;
     /* llama.cpp's optional per-tensor scale: blk.N.attn_q.scale beside blk.N.attn_q.weight (not
      * for an expert's slice, named "blk.N.ffn_up_exps.weight[expert E]": add_experts refuses those) */
@@ -364,15 +366,15 @@ static void add_ternary(st_archive *a, const model *m, const gguf_file *g, const
     }
     if (st) {
         if (st->type != GGML_F32 || st->ne[0] * st->ne[1] * st->ne[2] * st->ne[3] != 1)
-            fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
+            rsrc_fatal("%s: tensor '%s.scale' is not one F32 value", g->path, t->name);
         memcpy(&per_tensor, st->data, 4);
         if (!(isfinite(per_tensor) && per_tensor > 0))
-            fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, per_tensor);
+            rsrc_fatal("%s: tensor '%s': scale %g is not a finite positive number", g->path, t->name, per_tensor);
     }
     const int32_t heads = interleaved_heads(m, proj);
     if (heads && (rows % (uint64_t)heads || rows / (uint64_t)heads % 2))
-        fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows,
-              heads);
+        rsrc_fatal("%s: tensor '%s': %" PRIu64 " rows do not split into %d heads of even size", g->path, t->name, rows,
+                   heads);
     if (lazy->n == lazy->cap) lazy->d = xrealloc(lazy->d, sizeof *lazy->d * (size_t)(lazy->cap = 2 * lazy->cap + 64));
     deferred *d = &lazy->d[lazy->n++];
     *d = (deferred){lazy, xstrdup(name), *t, per_tensor, proj};
@@ -399,7 +401,7 @@ static deferred *find_deferred(const struct gguf_lazy *lazy, const char *name) {
 /* The archive's tensor of that name, writable (the archive belongs to the model). */
 static st_tensor *tensor_of(st_archive *a, const char *name) { return (st_tensor *)st_find(a, name); }
 
-void *gguf_model_prepare(const model *m, const char *name) {
+void *gguf_model_prepare(const rsrc_model *m, const char *name) {
     deferred *d = m->lazy ? find_deferred(m->lazy, name) : NULL;
     if (!d) return NULL;
     float beta, *gs;
@@ -437,9 +439,9 @@ void gguf_lazy_free(struct gguf_lazy *lazy) {
 /* A Q1_0 or Q2_0 tensor that rsrc computes in fp32 (qwen35's ssm_beta and ssm_alpha, [n_embd, V heads],
  * which a converter may quantise as the matrices): its weights widened to f32. */
 static void add_grouped_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
-    if (t->ndim != 2) fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
+    if (t->ndim != 2) rsrc_fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
     const uint64_t n = t->ne[0] * t->ne[1], qk = t->type == GGML_Q1_0 ? 128 : 64;
-    arena *ar = arena_open(); /* decode_grouped may refuse a scale */
+    rsrc_arena *ar = arena_open(); /* decode_grouped may refuse a scale */
     uint8_t *codes = xmalloc((size_t)n);
     arena_own(ar, free, codes);
     float *scales = xmalloc(sizeof *scales * (size_t)(n / qk));
@@ -453,7 +455,8 @@ static void add_grouped_float(st_archive *a, const gguf_file *g, const gguf_tens
 
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
 static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
-    if (t->ndim < 1 || t->ndim > 2) fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
+    if (t->ndim < 1 || t->ndim > 2)
+        rsrc_fatal("%s: tensor '%s': %u dimensions, expected 1 or 2", g->path, t->name, t->ndim);
     int64_t d0 = t->ndim == 2 ? (int64_t)t->ne[1] : (int64_t)t->ne[0], d1 = t->ndim == 2 ? (int64_t)t->ne[0] : 0;
     switch (t->type) {
     case GGML_F32: add_tensor(a, name, ST_F32, (int)t->ndim, d0, d1, t->data, t->nbytes, g->path); return;
@@ -487,8 +490,8 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
         return;
     }
     default:
-        fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16, Q8_0 or Q6_K",
-              g->path, t->name, gguf_type_name(t->type));
+        rsrc_fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16, Q8_0 or Q6_K",
+                   g->path, t->name, gguf_type_name(t->type));
     }
 }
 
@@ -501,12 +504,12 @@ static bool gemma3_windowed(const gguf_file *g, const char *arch, int32_t l, int
     const gguf_value *v = gguf_get(g, k);
     if (v && v->type == GGUF_ARR) {
         if (v->atype != GGUF_BOOL || v->n != (uint64_t)layers)
-            fatal("%s: metadata '%s' is an array of %" PRIu64 " elements; rsrc reads one bool per layer (%d)", g->path,
-                  k, v->n, layers);
+            rsrc_fatal("%s: metadata '%s' is an array of %" PRIu64 " elements; rsrc reads one bool per layer (%d)",
+                       g->path, k, v->n, layers);
         return g->map[v->first + (uint64_t)l] != 0;
     }
     if (v && (!integer_type(v->type) || v->i < 0 || v->i > 4096))
-        fatal("%s: metadata '%s' is not a layer period in [0, 4096]", g->path, k);
+        rsrc_fatal("%s: metadata '%s' is not a layer period in [0, 4096]", g->path, k);
     const int64_t n = v ? v->i : 6;
     return n == 0 || l % n < n - 1;
 }
@@ -516,26 +519,26 @@ static bool gemma3_windowed(const gguf_file *g, const char *arch, int32_t l, int
  * query_pre_attn_scalar), ARCH.attention.sliding_window positions on the layers gemma3_windowed
  * names (none when the key is absent or 0) with RoPE base ARCH.rope.freq_base_swa (10000 when
  * absent), and no final logit soft-capping or RoPE scaling (refused: rsrc has neither). */
-static void configure_gemma3(model *m, const gguf_file *g, const char *arch) {
+static void configure_gemma3(rsrc_model *m, const gguf_file *g, const char *arch) {
     char k[160];
     m->embed_scale = sqrtf((float)m->hidden);
     m->attn_scale = 1.0f / sqrtf((float)(m->num_layers == 62 ? m->hidden / m->num_heads : m->head_dim));
     snprintf(k, sizeof k, "%s.final_logit_softcapping", arch);
     if (meta_float(g, k, 0, -1e30, 1e30) != 0)
-        fatal("%s: metadata '%s' is %g: final logit soft-capping is not supported", g->path, k,
-              meta_float(g, k, 0, -1e30, 1e30));
+        rsrc_fatal("%s: metadata '%s' is %g: final logit soft-capping is not supported", g->path, k,
+                   meta_float(g, k, 0, -1e30, 1e30));
     static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
     for (int i = 0; i < 2; i++) {
         snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
         double f = meta_float(g, k, 0, -1e30, 1e30);
-        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+        if (f != 0 && f != 1) rsrc_fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
     }
     snprintf(k, sizeof k, "%s.rope.freq_base_swa", arch);
     m->rope_theta_swa = meta_float(g, k, 10000.0, 1.0, 1e12);
     snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
     const gguf_value *w = gguf_get(g, k);
     if (w && (!integer_type(w->type) || w->i < 0 || w->i > (1 << 24)))
-        fatal("%s: metadata '%s' is not a number of positions in [0, %d]", g->path, k, 1 << 24);
+        rsrc_fatal("%s: metadata '%s' is not a number of positions in [0, %d]", g->path, k, 1 << 24);
     if (!w || !w->i) return;
     m->layer_window = xcalloc((size_t)m->num_layers, sizeof *m->layer_window);
     for (int32_t l = 0; l < m->num_layers; l++)
@@ -549,23 +552,25 @@ static double meta_layer(const gguf_file *g, const char *arch, const char *key, 
     char k[160];
     snprintf(k, sizeof k, "%s.%s", arch, key);
     const gguf_value *v = gguf_get(g, k);
-    if (!v && isnan(fallback)) fatal("%s: metadata '%s' is missing", g->path, k);
+    if (!v && isnan(fallback)) rsrc_fatal("%s: metadata '%s' is missing", g->path, k);
     if (!v) return fallback;
     double x;
     if (v->type == GGUF_ARR) {
         if (v->n != (uint64_t)layers ||
             !(v->atype == GGUF_U32 || v->atype == GGUF_I32 || (real && v->atype == GGUF_F32)))
-            fatal("%s: metadata '%s' is an array of %" PRIu64 " elements of type %u; rsrc reads one %s per layer (%d)",
-                  g->path, k, v->n, v->atype, real ? "f32, u32 or i32" : "u32 or i32", layers);
+            rsrc_fatal("%s: metadata '%s' is an array of %" PRIu64
+                       " elements of type %u; rsrc reads one %s per layer (%d)",
+                       g->path, k, v->n, v->atype, real ? "f32, u32 or i32" : "u32 or i32", layers);
         x = v->atype == GGUF_F32   ? (double)gguf_array_f32(g, v, (uint64_t)l)
             : v->atype == GGUF_U32 ? (double)(uint32_t)gguf_array_i32(g, v, (uint64_t)l)
                                    : (double)gguf_array_i32(g, v, (uint64_t)l);
     } else if (integer_type(v->type) || (real && (v->type == GGUF_F32 || v->type == GGUF_F64))) {
         x = v->f;
     } else {
-        fatal("%s: metadata '%s' is not %s", g->path, k, real ? "a number" : "an integer");
+        rsrc_fatal("%s: metadata '%s' is not %s", g->path, k, real ? "a number" : "an integer");
     }
-    if (!(x >= lo && x <= hi)) fatal("%s: metadata '%s' (layer %d) is %g, outside [%g, %g]", g->path, k, l, x, lo, hi);
+    if (!(x >= lo && x <= hi))
+        rsrc_fatal("%s: metadata '%s' (layer %d) is %g, outside [%g, %g]", g->path, k, l, x, lo, hi);
     return x;
 }
 
@@ -575,10 +580,10 @@ static bool maple_windowed(const gguf_file *g, const char *arch, int32_t l, int3
     char k[160];
     snprintf(k, sizeof k, "%s.attention.sliding_window_pattern", arch);
     const gguf_value *v = gguf_get(g, k);
-    if (!v) fatal("%s: metadata '%s' is missing (maple names its windowed layers)", g->path, k);
+    if (!v) rsrc_fatal("%s: metadata '%s' is missing (maple names its windowed layers)", g->path, k);
     if (v->type != GGUF_ARR || v->n != (uint64_t)layers ||
         !(v->atype == GGUF_BOOL || v->atype == GGUF_U8 || v->atype == GGUF_I32 || v->atype == GGUF_U32))
-        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, layers);
+        rsrc_fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, layers);
     if (v->atype == GGUF_I32 || v->atype == GGUF_U32) return gguf_array_i32(g, v, (uint64_t)l) != 0;
     return g->map[v->first + (uint64_t)l] != 0;
 }
@@ -591,7 +596,7 @@ static bool maple_windowed(const gguf_file *g, const char *arch, int32_t l, int3
  * no shared expert (refused when expert_shared_count says so). qwen35moe: no clamp (llama.cpp reads
  * none), a shared expert of expert_shared_feed_forward_length rows (feed_forward_length when absent)
  * gated by sigmoid(ffn_gate_inp_shexp · x). */
-static void configure_experts(model *m, const gguf_file *g, const char *arch, bool maple) {
+static void configure_experts(rsrc_model *m, const gguf_file *g, const char *arch, bool maple) {
     char k[160];
     const int32_t L = m->num_layers, dense_ff = m->intermediate;
     m->num_experts = (int32_t)meta_uint(g, arch, "expert_count", UINT64_MAX, 4096);
@@ -599,8 +604,8 @@ static void configure_experts(model *m, const gguf_file *g, const char *arch, bo
     snprintf(k, sizeof k, "%s.expert_shared_count", arch);
     const gguf_value *sh = gguf_get(g, k);
     if (maple && sh && (!integer_type(sh->type) || sh->i != 0))
-        fatal("%s: metadata '%s' is %" PRId64 ": maple has no shared experts (llama.cpp's graph reads none)", g->path,
-              k, sh->i);
+        rsrc_fatal("%s: metadata '%s' is %" PRId64 ": maple has no shared experts (llama.cpp's graph reads none)",
+                   g->path, k, sh->i);
     if (!maple)
         m->shared_ff = (int32_t)meta_uint(g, arch, "expert_shared_feed_forward_length",
                                           dense_ff ? (uint64_t)dense_ff : UINT64_MAX, 65535);
@@ -621,7 +626,7 @@ static void configure_experts(model *m, const gguf_file *g, const char *arch, bo
  * ARCH.attention.sliding_window positions on the layers sliding_window_pattern names, RoPE only
  * there, with base rope.freq_base_swa (rope.freq_base when absent); the other layers take no
  * positional rotation. */
-static void configure_maple(model *m, const gguf_file *g, const char *arch) {
+static void configure_maple(rsrc_model *m, const gguf_file *g, const char *arch) {
     char k[160];
     const int32_t L = m->num_layers;
     configure_experts(m, g, arch, true);
@@ -629,15 +634,15 @@ static void configure_maple(model *m, const gguf_file *g, const char *arch) {
     for (int i = 0; i < 2; i++) {
         snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
         double f = meta_float(g, k, 0, -1e30, 1e30);
-        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+        if (f != 0 && f != 1) rsrc_fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
     }
     snprintf(k, sizeof k, "%s.rope.freq_base_swa", arch);
     m->rope_theta_swa = meta_float(g, k, m->rope_theta, 1.0, 1e12);
     snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
     const gguf_value *w = gguf_get(g, k);
     if (!w || !integer_type(w->type) || w->i < 1 || w->i > (1 << 24))
-        fatal("%s: metadata '%s' is %s; maple needs a window of [1, %d] positions", g->path, k,
-              w ? "out of range or not an integer" : "missing", 1 << 24);
+        rsrc_fatal("%s: metadata '%s' is %s; maple needs a window of [1, %d] positions", g->path, k,
+                   w ? "out of range or not an integer" : "missing", 1 << 24);
     m->layer_window = xcalloc((size_t)L, sizeof *m->layer_window);
     for (int32_t l = 0; l < L; l++) m->layer_window[l] = maple_windowed(g, arch, l, L) ? (int32_t)w->i : 0;
     m->nope_global = true;
@@ -647,28 +652,29 @@ static void configure_maple(model *m, const gguf_file *g, const char *arch) {
  * reads them: pair i's sector i % (t + h + w + e) rotates by the position of t, h or w (for text, all
  * the token's) when sector % 3 is 0, 1 or 2 and below 3t, 3h or 3w, else by e's (0 for text). rsrc
  * rotates every pair by the token's position, so a pair that falls to e is refused. */
-static void qwen35_sections(const model *m, const gguf_file *g, const char *arch) {
+static void qwen35_sections(const rsrc_model *m, const gguf_file *g, const char *arch) {
     char k[160];
     snprintf(k, sizeof k, "%s.rope.dimension_sections", arch);
     const gguf_value *v = gguf_get(g, k);
     if (!v) return;
     if (v->type != GGUF_ARR || v->n < 3 || v->n > 4 || (v->atype != GGUF_I32 && v->atype != GGUF_U32))
-        fatal("%s: metadata '%s' is not an array of 3 or 4 integers", g->path, k);
+        rsrc_fatal("%s: metadata '%s' is not an array of 3 or 4 integers", g->path, k);
     int64_t sec[4] = {0, 0, 0, 0}, width = 0;
     for (uint64_t i = 0; i < v->n; i++) {
         sec[i] = gguf_array_i32(g, v, i);
         if (sec[i] < 0 || sec[i] > 65535)
-            fatal("%s: metadata '%s': section %d is %" PRId64, g->path, k, (int)i, sec[i]);
+            rsrc_fatal("%s: metadata '%s': section %d is %" PRId64, g->path, k, (int)i, sec[i]);
         width += sec[i];
     }
-    if (width == 0) fatal("%s: metadata '%s': every section is empty", g->path, k);
+    if (width == 0) rsrc_fatal("%s: metadata '%s': every section is empty", g->path, k);
     const int32_t pairs = (m->rope_dims ? m->rope_dims : m->head_dim) / 2;
     for (int32_t i = 0; i < pairs; i++) {
         const int64_t sector = i % width, r = sector % 3;
         if (!((r == 0 && sector < 3 * sec[0]) || (r == 1 && sector < 3 * sec[1]) || (r == 2 && sector < 3 * sec[2])))
-            fatal("%s: metadata '%s' = [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]: RoPE pair %d falls in "
-                  "the fourth section, which text does not rotate; rsrc rotates every pair by the token's position",
-                  g->path, k, sec[0], sec[1], sec[2], sec[3], i);
+            rsrc_fatal(
+                "%s: metadata '%s' = [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]: RoPE pair %d falls in "
+                "the fourth section, which text does not rotate; rsrc rotates every pair by the token's position",
+                g->path, k, sec[0], sec[1], sec[2], sec[3], i);
     }
 }
 
@@ -678,12 +684,12 @@ static void qwen35_sections(const model *m, const gguf_file *g, const char *arch
  * bool per layer, else every layer but each full_attention_interval-th, 4 when absent), and the
  * text-only multi-section RoPE: every section rotates by the token's position, which is the NeoX
  * rotation of the first rope.dimension_count dims. */
-static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
+static void configure_qwen35(rsrc_model *m, const gguf_file *g, const char *arch) {
     char k[160];
     snprintf(k, sizeof k, "%s.nextn_predict_layers", arch); /* the MTP layers, after the model's: skipped */
     const gguf_value *nx = gguf_get(g, k);
     if (nx && (!integer_type(nx->type) || nx->i < 0 || nx->i >= m->num_layers))
-        fatal("%s: metadata '%s' is not a count of layers below block_count %d", g->path, k, m->num_layers);
+        rsrc_fatal("%s: metadata '%s' is not a count of layers below block_count %d", g->path, k, m->num_layers);
     const int32_t all = m->num_layers;
     m->mtp_layers = nx ? (int32_t)nx->i : 0;
     m->num_layers -= m->mtp_layers;
@@ -694,20 +700,21 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
     m->dn_conv = (int32_t)meta_uint(g, arch, "ssm.conv_kernel", UINT64_MAX, 64);
     const uint64_t inner = meta_uint(g, arch, "ssm.inner_size", UINT64_MAX, 1 << 24);
     if (inner != (uint64_t)m->dn_v_heads * (uint64_t)m->dn_head)
-        fatal("%s: %s.ssm.inner_size %" PRIu64 " is not ssm.time_step_rank %d x ssm.state_size %d (heads of keys and "
-              "values of one width, as llama.cpp's qwen35 requires)",
-              g->path, arch, inner, m->dn_v_heads, m->dn_head);
+        rsrc_fatal("%s: %s.ssm.inner_size %" PRIu64
+                   " is not ssm.time_step_rank %d x ssm.state_size %d (heads of keys and "
+                   "values of one width, as llama.cpp's qwen35 requires)",
+                   g->path, arch, inner, m->dn_v_heads, m->dn_head);
     if (m->dn_v_heads % m->dn_k_heads)
-        fatal("%s: %s.ssm.time_step_rank %d is not a multiple of ssm.group_count %d", g->path, arch, m->dn_v_heads,
-              m->dn_k_heads);
+        rsrc_fatal("%s: %s.ssm.time_step_rank %d is not a multiple of ssm.group_count %d", g->path, arch, m->dn_v_heads,
+                   m->dn_k_heads);
     if ((int64_t)m->dn_v_heads * m->dn_head > 65535 || 2 * (int64_t)m->dn_k_heads * m->dn_head + inner > (1 << 20))
-        fatal("%s: a gated DeltaNet of %d V heads of %d is wider than the 65535 columns of a matrix input", g->path,
-              m->dn_v_heads, m->dn_head);
+        rsrc_fatal("%s: a gated DeltaNet of %d V heads of %d is wider than the 65535 columns of a matrix input",
+                   g->path, m->dn_v_heads, m->dn_head);
     static const char *const scaling[] = {"rope.scaling.factor", "rope.scale_linear"};
     for (int i = 0; i < 2; i++) {
         snprintf(k, sizeof k, "%s.%s", arch, scaling[i]);
         double f = meta_float(g, k, 0, -1e30, 1e30);
-        if (f != 0 && f != 1) fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
+        if (f != 0 && f != 1) rsrc_fatal("%s: metadata '%s' is %g: RoPE scaling is not supported", g->path, k, f);
     }
     qwen35_sections(m, g, arch);
     m->layer_kind = xcalloc((size_t)L, sizeof *m->layer_kind);
@@ -715,7 +722,7 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
     const gguf_value *rl = gguf_get(g, k);
     if (rl && (rl->type != GGUF_ARR || (rl->n != (uint64_t)L && rl->n != (uint64_t)all) ||
                !(rl->atype == GGUF_BOOL || rl->atype == GGUF_U8 || rl->atype == GGUF_I32 || rl->atype == GGUF_U32)))
-        fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, all);
+        rsrc_fatal("%s: metadata '%s' is not an array of one bool per layer (%d)", g->path, k, all);
     const uint64_t interval = rl ? 0 : meta_uint(g, arch, "full_attention_interval", 4, 4096);
     for (int32_t l = 0; l < L; l++) {
         bool recurrent = !rl                                              ? (l + 1) % (int64_t)interval != 0
@@ -732,13 +739,14 @@ static void configure_qwen35(model *m, const gguf_file *g, const char *arch) {
 static void refuse_prism(const gguf_file *g) {
     for (uint64_t i = 0; i < g->nkv; i++)
         if (!strncmp(g->kv[i].key, "prism.", 6))
-            fatal("%s: metadata '%s': PrismML's rotated weights (a Hadamard transform of the inputs) are not read: "
-                  "the transform is not published exactly enough to run it; the same models come as Q2_0 or Q1_0 "
-                  "files without it",
-                  g->path, g->kv[i].key);
+            rsrc_fatal(
+                "%s: metadata '%s': PrismML's rotated weights (a Hadamard transform of the inputs) are not read: "
+                "the transform is not published exactly enough to run it; the same models come as Q2_0 or Q1_0 "
+                "files without it",
+                g->path, g->kv[i].key);
 }
 
-static void configure(model *m, const gguf_file *g, const char *arch) {
+static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
     refuse_prism(g);
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
@@ -780,9 +788,9 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
         m->qk_norm = true, m->act_block = 32, m->attn_gate = true;
         m->num_experts = moe; /* for now: the FFN's length is optional (configure_experts) */
     } else {
-        fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple, "
-              "qwen35, qwen35moe)",
-              g->path, arch);
+        rsrc_fatal("%s: general.architecture '%s' is not supported (bitnet-b1.58, bitnet, llama, qwen3, gemma3, maple, "
+                   "qwen35, qwen35moe)",
+                   g->path, arch);
     }
     m->wformat = WF_PACKED;
     m->hidden = (int32_t)meta_uint(g, arch, "embedding_length", UINT64_MAX, 65535);
@@ -792,27 +800,29 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     m->num_kv_heads = (int32_t)meta_uint(g, arch, "attention.head_count_kv", (uint64_t)m->num_heads, 4096);
     m->max_positions = (int32_t)meta_uint(g, arch, "context_length", 2048, 1 << 24);
     if (m->num_heads % m->num_kv_heads)
-        fatal("%s: head_count %d is not a multiple of head_count_kv %d", g->path, m->num_heads, m->num_kv_heads);
+        rsrc_fatal("%s: head_count %d is not a multiple of head_count_kv %d", g->path, m->num_heads, m->num_kv_heads);
     uint64_t key_len = meta_uint(g, arch, "attention.key_length", 0, 65535);
     if (!key_len && m->hidden % m->num_heads)
-        fatal("%s: embedding_length %d is not a multiple of head_count %d, and %s.attention.key_length is absent",
-              g->path, m->hidden, m->num_heads, arch);
+        rsrc_fatal("%s: embedding_length %d is not a multiple of head_count %d, and %s.attention.key_length is absent",
+                   g->path, m->hidden, m->num_heads, arch);
     m->head_dim = key_len ? (int32_t)key_len : m->hidden / m->num_heads;
     if (meta_uint(g, arch, "attention.value_length", (uint64_t)m->head_dim, 65535) != (uint64_t)m->head_dim)
-        fatal("%s: %s.attention.value_length differs from key_length %d (not supported)", g->path, arch, m->head_dim);
+        rsrc_fatal("%s: %s.attention.value_length differs from key_length %d (not supported)", g->path, arch,
+                   m->head_dim);
     if ((int64_t)m->num_heads * m->head_dim > 65535)
-        fatal("%s: %d heads of %d is above 65535, the widest matrix input supported", g->path, m->num_heads,
-              m->head_dim);
-    if (m->head_dim % 2) fatal("%s: head dimension %d is odd; RoPE needs pairs", g->path, m->head_dim);
+        rsrc_fatal("%s: %d heads of %d is above 65535, the widest matrix input supported", g->path, m->num_heads,
+                   m->head_dim);
+    if (m->head_dim % 2) rsrc_fatal("%s: head dimension %d is odd; RoPE needs pairs", g->path, m->head_dim);
     uint64_t rope_dim = meta_uint(g, arch, "rope.dimension_count", (uint64_t)m->head_dim, 65535);
     if (m->attn_gate && (rope_dim > (uint64_t)m->head_dim || rope_dim % 2))
-        fatal("%s: %s.rope.dimension_count %" PRIu64 " is odd or above the head dimension %d", g->path, arch, rope_dim,
-              m->head_dim);
+        rsrc_fatal("%s: %s.rope.dimension_count %" PRIu64 " is odd or above the head dimension %d", g->path, arch,
+                   rope_dim, m->head_dim);
     if (m->attn_gate) /* qwen35: partial RoPE */
         m->rope_dims = rope_dim == (uint64_t)m->head_dim ? 0 : (int32_t)rope_dim;
     else if (rope_dim != (uint64_t)m->head_dim)
-        fatal("%s: %s.rope.dimension_count %" PRIu64 " is not the head dimension %d (partial RoPE is not supported)",
-              g->path, arch, rope_dim, m->head_dim);
+        rsrc_fatal("%s: %s.rope.dimension_count %" PRIu64
+                   " is not the head dimension %d (partial RoPE is not supported)",
+                   g->path, arch, rope_dim, m->head_dim);
     char k[160];
     snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
     m->rms_eps = (float)meta_float(g, k, 1e-5, 0, 1);
@@ -821,13 +831,14 @@ static void configure(model *m, const gguf_file *g, const char *arch) {
     snprintf(k, sizeof k, "%s.pooling_type", arch); /* llama.cpp's numbers: 0 none, 1 mean, 2 cls, 3 last, 4 rank */
     const gguf_value *pool = gguf_get(g, k);
     if (pool && (!integer_type(pool->type) || pool->i < 0 || pool->i > 3))
-        fatal("%s: metadata '%s' is %" PRId64 "; rsrc pools embeddings by mean (1), first (2) or last token (3), not a "
-              "reranker's rank (4)",
-              g->path, k, pool->i);
+        rsrc_fatal("%s: metadata '%s' is %" PRId64
+                   "; rsrc pools embeddings by mean (1), first (2) or last token (3), not a "
+                   "reranker's rank (4)",
+                   g->path, k, pool->i);
     m->pooling = pool && pool->i ? (int32_t)pool->i : RSR_POOLING_LAST; /* none: the last token's, as llama.cpp */
     const gguf_tensor *emb = gguf_find(g, "token_embd.weight");
-    if (!emb || emb->ndim != 2) fatal("%s: no two-dimensional tensor 'token_embd.weight'", g->path);
-    if (emb->ne[1] > (1u << 24)) fatal("%s: a vocabulary of %" PRIu64 " tokens", g->path, emb->ne[1]);
+    if (!emb || emb->ndim != 2) rsrc_fatal("%s: no two-dimensional tensor 'token_embd.weight'", g->path);
+    if (emb->ne[1] > (1u << 24)) rsrc_fatal("%s: a vocabulary of %" PRIu64 " tokens", g->path, emb->ne[1]);
     m->vocab = (int32_t)emb->ne[1];
     m->bos = meta_token(g, "tokenizer.ggml.bos_token_id", m->vocab);
     m->eos = meta_token(g, "tokenizer.ggml.eos_token_id", m->vocab);
@@ -863,18 +874,20 @@ static int expert_of(const char *name) {
  * expert e-1's, rows e·rows ... of the tensor seen as a matrix) as num_experts ternary matrices
  * model.layers.N.mlp.experts.E.{gate,up,down}_proj, each with its own scale; a stack of gate and
  * up (ffn_gate_up_exps) as two halves of each expert's rows. */
-static void add_experts(st_archive *a, const model *m, const gguf_file *g, const gguf_tensor *t,
+static void add_experts(st_archive *a, const rsrc_model *m, const gguf_file *g, const gguf_tensor *t,
                         struct gguf_lazy *lazy) {
     int layer = -1;
     sscanf(t->name, "blk.%d.", &layer);
     const int p = expert_of(t->name), halves = p == NUM_PROJ ? 2 : 1;
     if (strcmp(t->name + strlen(t->name) - 7, ".weight"))
-        fatal("%s: tensor '%s': per-tensor scales of stacked expert matrices are not supported", g->path, t->name);
-    if (layer < 0 || layer >= m->num_layers) fatal("%s: tensor '%s' names a layer the model has not", g->path, t->name);
+        rsrc_fatal("%s: tensor '%s': per-tensor scales of stacked expert matrices are not supported", g->path, t->name);
+    if (layer < 0 || layer >= m->num_layers)
+        rsrc_fatal("%s: tensor '%s' names a layer the model has not", g->path, t->name);
     if (t->ndim != 3 || t->ne[2] != (uint64_t)m->num_experts || t->ne[1] % (uint64_t)halves)
-        fatal("%s: tensor '%s': %u dimensions [%" PRIu64 ", %" PRIu64 ", %" PRIu64 "], expected 3 with %d experts%s",
-              g->path, t->name, t->ndim, t->ne[0], t->ne[1], t->ne[2], m->num_experts,
-              halves > 1 ? " and an even count of rows (gate, then up)" : "");
+        rsrc_fatal("%s: tensor '%s': %u dimensions [%" PRIu64 ", %" PRIu64 ", %" PRIu64
+                   "], expected 3 with %d experts%s",
+                   g->path, t->name, t->ndim, t->ne[0], t->ne[1], t->ne[2], m->num_experts,
+                   halves > 1 ? " and an even count of rows (gate, then up)" : "");
     const uint64_t per = t->nbytes / t->ne[2] / (uint64_t)halves;
     for (int32_t e = 0; e < m->num_experts; e++)
         for (int h = 0; h < halves; h++) {
@@ -897,7 +910,7 @@ static bool meta_is(const gguf_file *g, const char *key, const char *want) {
 }
 
 /* a string array's elements as C strings, in one block the arena releases */
-static char **string_array(arena *ar, const gguf_file *g, const gguf_value *v) {
+static char **string_array(rsrc_arena *ar, const gguf_file *g, const gguf_value *v) {
     uint64_t at = v->first, bytes = 0, len;
     for (uint64_t i = 0; i < v->n; i++) gguf_next_str(g, &at, &len), bytes += len + 1;
     char **out = xmalloc(sizeof *out * (size_t)(v->n ? v->n : 1) + (size_t)bytes);
@@ -947,7 +960,7 @@ static char *spm_model(const gguf_file *g, const gguf_value *toks, const gguf_va
                      *unk = gguf_get(g, "tokenizer.ggml.unknown_token_id"),
                      *prefix = gguf_get(g, "tokenizer.ggml.add_space_prefix");
     if (!scores || scores->type != GGUF_ARR || scores->atype != GGUF_F32 || scores->n != toks->n)
-        fatal("%s: tokenizer.ggml.scores must be an f32 array as long as tokenizer.ggml.tokens", g->path);
+        rsrc_fatal("%s: tokenizer.ggml.scores must be an f32 array as long as tokenizer.ggml.tokens", g->path);
     pbuf model = {0}, piece = {0}, spec = {0};
     uint64_t at = toks->first;
     bool bytes = false;
@@ -1003,20 +1016,21 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
                         meta_is(g, "tokenizer.ggml.pre", "falcon-h1");
     const bool qwen2 = meta_is(g, "tokenizer.ggml.pre", "qwen2");
     if (!spm && (!meta_is(g, "tokenizer.ggml.model", "gpt2") || !(llama3 || qwen2))) {
-        note(0,
-             "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
-             "Llama 3 or Qwen2, the ones rsrc reads from GGUF: the artifact takes token ids only",
-             g->path);
+        rsrc_note(
+            0,
+            "%s: its tokenizer (tokenizer.ggml.model and .pre) is neither SentencePiece nor the byte-level BPE of "
+            "Llama 3 or Qwen2, the ones rsrc reads from GGUF: the artifact takes token ids only",
+            g->path);
         return NULL;
     }
     if (!toks || toks->type != GGUF_ARR || toks->atype != GGUF_STR)
-        fatal("%s: tokenizer.ggml.tokens must be an array of strings", g->path);
+        rsrc_fatal("%s: tokenizer.ggml.tokens must be an array of strings", g->path);
     if (types && (types->type != GGUF_ARR || types->atype != GGUF_I32 || types->n != toks->n))
-        fatal("%s: tokenizer.ggml.token_type must be an i32 array as long as tokenizer.ggml.tokens", g->path);
+        rsrc_fatal("%s: tokenizer.ggml.token_type must be an i32 array as long as tokenizer.ggml.tokens", g->path);
     if (spm) return spm_model(g, toks, types, bos, eos, len);
     if (!merges || merges->type != GGUF_ARR || merges->atype != GGUF_STR)
-        fatal("%s: tokenizer.ggml.merges must be an array of strings", g->path);
-    arena *ar = arena_open();
+        rsrc_fatal("%s: tokenizer.ggml.merges must be an array of strings", g->path);
+    rsrc_arena *ar = arena_open();
     cJSON *root = cJSON_CreateObject();
     arena_own(ar, (void (*)(void *))cJSON_Delete, root); /* everything below hangs from it */
     cJSON *model = cJSON_AddObjectToObject(root, "model"), *vocab = cJSON_AddObjectToObject(model, "vocab");
@@ -1031,7 +1045,8 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
             cJSON_AddBoolToObject(a, "special", type == 3);
             cJSON_AddItemToArray(added, a);
         } else if (type != 5) {
-            if (cJSON_GetObjectItemCaseSensitive(vocab, t[i])) fatal("%s: token '%s' appears twice", g->path, t[i]);
+            if (cJSON_GetObjectItemCaseSensitive(vocab, t[i]))
+                rsrc_fatal("%s: token '%s' appears twice", g->path, t[i]);
             cJSON_AddNumberToObject(vocab, t[i], (double)i);
         }
     }
@@ -1048,7 +1063,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
     cJSON_AddBoolToObject(model, "ignore_merges", llama3); /* llama.cpp's llama-bpe does so, its qwen2 not */
     cJSON_AddItemToObject(model, "merges", ml);
     char *text = cJSON_PrintUnformatted(root);
-    if (!text) fatal("out of memory");
+    if (!text) rsrc_fatal("out of memory");
     arena_close(ar);
     char *r = xstrdup(text);
     cJSON_free(text);
@@ -1063,12 +1078,12 @@ static bool act_q8k_type(const gguf_tensor *t) {
     return t->type == GGML_TQ1_0 || t->type == GGML_TQ2_0 || (t->type == GGML_I2_S && t->ne[0] % 256 == 0);
 }
 
-void gguf_model_load(model *m, const char *path) {
-    arena *ar = arena_open(); /* what a refusal releases */
+void gguf_model_load(rsrc_model *m, const char *path) {
+    rsrc_arena *ar = arena_open(); /* what a refusal releases */
     gguf_file *g = gguf_open(path);
     arena_own(ar, close_file, g);
     const gguf_value *av = gguf_get(g, "general.architecture");
-    if (!av || av->type != GGUF_STR) fatal("%s: no string general.architecture", path);
+    if (!av || av->type != GGUF_STR) rsrc_fatal("%s: no string general.architecture", path);
     char *arch = xasprintf("%.*s", (int)(av->len > 64 ? 64 : av->len), av->str);
     arena_own(ar, free, arch);
     configure(m, g, arch);
@@ -1101,11 +1116,11 @@ void gguf_model_load(model *m, const char *path) {
         if (n > 6 && !strcmp(t->name + n - 6, ".scale")) { /* a projection's: read with it */
             char *w = xasprintf("%.*s.weight", (int)(n - 6), t->name), *hn = hf_name(m, w, &proj);
             free(w), free(hn);
-            if (proj < 0) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
+            if (proj < 0) rsrc_fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
             continue;
         }
         char *name = hf_name(m, t->name, &proj);
-        if (!name) fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
+        if (!name) rsrc_fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
         arena_own(ar, free, name); /* the archive's once added */
         if (proj >= 0)
             add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type, all_tq &= act_q8k_type(t);
@@ -1126,6 +1141,6 @@ void gguf_model_load(model *m, const char *path) {
                      : ternary_type == GGML_Q1_0  ? "gguf-q1_0"
                      : ternary_type == GGML_Q2_0  ? "gguf-q2_0"
                                                   : "gguf-tq2_0";
-    note(1, "%s: GGUF v%u, %s (%s), %" PRIu64 " tensors", path, g->version, arch, m->format_name, g->ntensors);
+    rsrc_note(1, "%s: GGUF v%u, %s (%s), %" PRIu64 " tensors", path, g->version, arch, m->format_name, g->ntensors);
     arena_close(ar); /* the file's tables; its tensors' data lives on in the archive's mapping */
 }

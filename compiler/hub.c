@@ -49,7 +49,7 @@ typedef struct hub {
     long etag_timeout, download_timeout; /* seconds */
     int dirfd;                           /* dir, opened without following a link: every write is under it */
     CURL *curl;
-    arena *a; /* everything below; fatal() releases it too */
+    rsrc_arena *a; /* everything below; rsrc_fatal() releases it too */
 } hub;
 
 /* A status line while a file comes down, on a terminal only (every half second). */
@@ -188,28 +188,28 @@ static long request(hub *h, const char *url, transfer *t, bool head, char *err) 
 
 static void refuse_status(const hub *h, const char *what, long status) {
     if ((status == 401 || status == 403) && h->auth)
-        fatal("%s: the Hub refused %s (HTTP %ld) with the HF_TOKEN given: check that the token is valid and "
-              "that access to the repository was granted to its account on the repository's page",
-              h->spec, what, status);
+        rsrc_fatal("%s: the Hub refused %s (HTTP %ld) with the HF_TOKEN given: check that the token is valid and "
+                   "that access to the repository was granted to its account on the repository's page",
+                   h->spec, what, status);
     if (status == 401 || status == 403)
-        fatal("%s: the Hub refused %s (HTTP %ld): a gated or private repository needs HF_TOKEN, and access "
-              "granted on its page",
-              h->spec, what, status);
-    if (status == 404) fatal("%s: the Hub has no %s (HTTP 404): check the name and the revision", h->spec, what);
-    fatal("%s: the Hub answered HTTP %ld for %s", h->spec, status, what);
+        rsrc_fatal("%s: the Hub refused %s (HTTP %ld): a gated or private repository needs HF_TOKEN, and access "
+                   "granted on its page",
+                   h->spec, what, status);
+    if (status == 404) rsrc_fatal("%s: the Hub has no %s (HTTP 404): check the name and the revision", h->spec, what);
+    rsrc_fatal("%s: the Hub answered HTTP %ld for %s", h->spec, status, what);
 }
 
 static void mkdirs(const char *path) {
     char p[4096];
-    if (strlen(path) >= sizeof p) fatal("a path too long for the cache: %s", path);
+    if (strlen(path) >= sizeof p) rsrc_fatal("a path too long for the cache: %s", path);
     strcpy(p, path);
     for (char *s = p + 1; *s; s++)
         if (*s == '/') {
             *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) fatal("cannot create %s: %s", p, strerror(errno));
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) rsrc_fatal("cannot create %s: %s", p, strerror(errno));
             *s = '/';
         }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) fatal("cannot create %s: %s", p, strerror(errno));
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) rsrc_fatal("cannot create %s: %s", p, strerror(errno));
 }
 
 static void fd_release(void *p) { close(*(int *)p); }
@@ -229,12 +229,12 @@ static int open_under(hub *h, int base, const char *where, const char *rel) {
     int fd = base;
     for (char *c = strtok_r(names, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
         where = arena_printf(h->a, "%s/%s", where, c);
-        if (mkdirat(fd, c, 0755) != 0 && errno != EEXIST) fatal("cannot create %s: %s", where, strerror(errno));
+        if (mkdirat(fd, c, 0755) != 0 && errno != EEXIST) rsrc_fatal("cannot create %s: %s", where, strerror(errno));
         int next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), why = errno;
         struct stat st;
         if (next < 0 && fstatat(fd, c, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-            fatal("%s is a symbolic link; rsrc writes only inside the cache and follows no link there", where);
-        if (next < 0) fatal("cannot open %s: %s", where, strerror(why));
+            rsrc_fatal("%s is a symbolic link; rsrc writes only inside the cache and follows no link there", where);
+        if (next < 0) rsrc_fatal("cannot open %s: %s", where, strerror(why));
         if (fd != base) close(fd);
         fd = next;
     }
@@ -244,7 +244,7 @@ static int open_under(hub *h, int base, const char *where, const char *rel) {
 static void open_repo(hub *h) {
     mkdirs(h->root); /* the cache's root as the user set it: a link there is theirs to make */
     int root = open(h->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0) fatal("cannot open %s: %s", h->root, strerror(errno));
+    if (root < 0) rsrc_fatal("cannot open %s: %s", h->root, strerror(errno));
     own_fd(h, root);
     h->dirfd = open_under(h, root, h->root, strrchr(h->dir, '/') + 1);
 }
@@ -260,7 +260,7 @@ static char *resolve_url(hub *h, const char *commit, const char *file) {
     char *url = arena_printf(h->a, "%s/%s/resolve/%s", h->endpoint, h->repo, commit);
     for (const char *c = file;; c += strcspn(c, "/") + 1) {
         char *part = curl_easy_escape(h->curl, c, (int)strcspn(c, "/"));
-        if (!part) fatal("%s: out of memory", h->spec);
+        if (!part) rsrc_fatal("%s: out of memory", h->spec);
         url = arena_printf(h->a, "%s/%s", url, part);
         curl_free(part);
         if (!c[strcspn(c, "/")]) return url;
@@ -277,9 +277,10 @@ static void download(hub *h, int blobs, const char *url, const char *file, const
     if (have > size) unlinkat(blobs, part, 0), have = -1; /* not the start of this file */
     if (have < size) {
         int fd = openat(blobs, part, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0) fatal("cannot write %s: %s", shown, strerror(errno));
+        if (fd < 0) rsrc_fatal("cannot write %s: %s", shown, strerror(errno));
         double mb = (double)size / 1e6;
-        note(0, "%s: downloading %s (%.*f MB)%s", h->spec, file, mb < 10 ? 2 : 0, mb, have > 0 ? ", resuming" : "");
+        rsrc_note(0, "%s: downloading %s (%.*f MB)%s", h->spec, file, mb < 10 ? 2 : 0, mb,
+                  have > 0 ? ", resuming" : "");
         meter m = {file, have > 0 ? have : 0, now_seconds(), 0};
         transfer t = {.fd = fd, .from = have > 0 ? have : 0, .cap = size, .m = &m};
         long status = request(h, url, &t, false, err);
@@ -288,21 +289,21 @@ static void download(hub *h, int blobs, const char *url, const char *file, const
         if (t.over || t.refusal[0]) {
             unlinkat(blobs, part, 0);
             if (t.over)
-                fatal("%s: the Hub sent more of %s than the %lld bytes its HEAD gave; refusing it (%s removed)",
-                      h->spec, file, size, shown);
-            fatal("%s: downloading %s: %s; refusing it (%s removed)", h->spec, file, t.refusal, shown);
+                rsrc_fatal("%s: the Hub sent more of %s than the %lld bytes its HEAD gave; refusing it (%s removed)",
+                           h->spec, file, size, shown);
+            rsrc_fatal("%s: downloading %s: %s; refusing it (%s removed)", h->spec, file, t.refusal, shown);
         }
         if (t.write_errno || closed != 0)
-            fatal("cannot write %s: %s", shown, strerror(t.write_errno ? t.write_errno : errno));
+            rsrc_fatal("cannot write %s: %s", shown, strerror(t.write_errno ? t.write_errno : errno));
         long long now = regular_size(blobs, part);
         if (status < 0 || (status != 200 && status != 206) || now != size) {
             if (now == 0) unlinkat(blobs, part, 0); /* nothing to resume */
-            if (status < 0) fatal("%s: downloading %s failed: %s (run it again to resume)", h->spec, file, err);
+            if (status < 0) rsrc_fatal("%s: downloading %s failed: %s (run it again to resume)", h->spec, file, err);
             if (status != 200 && status != 206) refuse_status(h, file, status);
-            fatal("%s: %s came to %lld bytes of %lld (run it again to resume)", h->spec, file, now, size);
+            rsrc_fatal("%s: %s came to %lld bytes of %lld (run it again to resume)", h->spec, file, now, size);
         }
     }
-    if (renameat(blobs, part, blobs, etag) != 0) fatal("cannot rename %s: %s", shown, strerror(errno));
+    if (renameat(blobs, part, blobs, etag) != 0) rsrc_fatal("cannot rename %s: %s", shown, strerror(errno));
 }
 
 /* snapshots/COMMIT/FILE -> ../../blobs/ETAG, one ../ more for each directory in FILE */
@@ -312,8 +313,8 @@ static void link_snapshot(hub *h, const char *commit, const char *file, const ch
     int dir = open_under(h, h->dirfd, h->dir, rel);
     char *target = arena_printf(h->a, "../blobs/%s", etag), *where = arena_printf(h->a, "%s/%s/%s", h->dir, rel, name);
     for (const char *c = rel; (c = strchr(c, '/')); c++) target = arena_printf(h->a, "../%s", target);
-    if (unlinkat(dir, name, 0) != 0 && errno != ENOENT) fatal("cannot replace %s: %s", where, strerror(errno));
-    if (symlinkat(target, dir, name) != 0) fatal("cannot link %s: %s", where, strerror(errno));
+    if (unlinkat(dir, name, 0) != 0 && errno != ENOENT) rsrc_fatal("cannot replace %s: %s", where, strerror(errno));
+    if (symlinkat(target, dir, name) != 0) rsrc_fatal("cannot link %s: %s", where, strerror(errno));
 }
 
 /* One file of the commit into blobs/ and its snapshot link. */
@@ -323,13 +324,15 @@ static void fetch_file(hub *h, const char *commit, const char *file, char *err) 
     char *url = resolve_url(h, commit, file);
     transfer head = {.fd = -1};
     long status = request(h, url, &head, true, err);
-    if (status < 0) fatal("%s: cannot reach the Hub for %s: %s", h->spec, file, err);
+    if (status < 0) rsrc_fatal("%s: cannot reach the Hub for %s: %s", h->spec, file, err);
     if (status >= 400) refuse_status(h, file, status);
     const char *etag = head.head.etag;
-    if (!etag[0]) fatal("%s: the Hub gave no ETag for %s", h->spec, file);
+    if (!etag[0]) rsrc_fatal("%s: the Hub gave no ETag for %s", h->spec, file);
     if (!hub_etag_ok(etag))
-        fatal("%s: the Hub's ETag for %s ('%s') is not a file name; refusing it", h->spec, file, hub_shown(h->a, etag));
-    if (head.head.size < 0) fatal("%s: the Hub gave no size for %s (X-Linked-Size or Content-Length)", h->spec, file);
+        rsrc_fatal("%s: the Hub's ETag for %s ('%s') is not a file name; refusing it", h->spec, file,
+                   hub_shown(h->a, etag));
+    if (head.head.size < 0)
+        rsrc_fatal("%s: the Hub gave no size for %s (X-Linked-Size or Content-Length)", h->spec, file);
     int blobs = open_under(h, h->dirfd, h->dir, "blobs");
     if (regular_size(blobs, etag) != head.head.size) download(h, blobs, url, file, etag, head.head.size, err);
     link_snapshot(h, commit, file, etag);
@@ -344,7 +347,7 @@ static void write_ref(hub *h, const char *commit) {
     int fd = openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
     size_t n = strlen(commit);
     if (fd < 0 || write(fd, commit, n) != (ssize_t)n || close(fd) != 0)
-        fatal("cannot write %s: %s", where, strerror(errno));
+        rsrc_fatal("cannot write %s: %s", where, strerror(errno));
 }
 
 static char *read_ref(const hub *h) {
@@ -356,7 +359,7 @@ static char *read_ref(const hub *h) {
     fclose(f);
     line[strcspn(line, "\r\n")] = 0;
     if (!ok || !*line) return NULL;
-    if (!hub_commit_ok(line)) fatal("%s: %s holds no commit ('%s')", h->spec, path, hub_shown(h->a, line));
+    if (!hub_commit_ok(line)) rsrc_fatal("%s: %s holds no commit ('%s')", h->spec, path, hub_shown(h->a, line));
     return arena_printf(h->a, "%s", line);
 }
 
@@ -366,7 +369,7 @@ static char *snapshot_input(const hub *h, const char *commit, char **files) {
     bool gguf = files[0] && !files[1] && hub_is_gguf(files[0]);
     for (int i = 0; files[i]; i++) {
         char *p = arena_printf(h->a, "%s/%s", snap, files[i]);
-        if (access(p, R_OK) != 0) fatal("%s: %s is missing from the cache (%s)", h->spec, files[i], p);
+        if (access(p, R_OK) != 0) rsrc_fatal("%s: %s is missing from the cache (%s)", h->spec, files[i], p);
         if (gguf) return p;
     }
     return snap;
@@ -375,11 +378,12 @@ static char *snapshot_input(const hub *h, const char *commit, char **files) {
 /* Offline: the files of the cached snapshot (a directory: all; one GGUF: --hf-file or the one). */
 static char *offline(const hub *h, const char *only, const char *why) {
     char *commit = read_ref(h);
-    if (!commit) fatal("%s: %s, and the cache (%s) holds no snapshot of revision '%s'", h->spec, why, h->dir, h->rev);
-    note(0, "%s: %s; using the cached snapshot %.12s", h->spec, why, commit);
+    if (!commit)
+        rsrc_fatal("%s: %s, and the cache (%s) holds no snapshot of revision '%s'", h->spec, why, h->dir, h->rev);
+    rsrc_note(0, "%s: %s; using the cached snapshot %.12s", h->spec, why, commit);
     char *snap = arena_printf(h->a, "%s/snapshots/%s", h->dir, commit);
     char *path = only ? arena_printf(h->a, "%s/%s", snap, only) : NULL;
-    if (path && access(path, R_OK) != 0) fatal("%s: %s is not in the cached snapshot", h->spec, only);
+    if (path && access(path, R_OK) != 0) rsrc_fatal("%s: %s is not in the cached snapshot", h->spec, only);
     if (!path) {
         if (access(arena_printf(h->a, "%s/config.json", snap), R_OK) == 0) path = snap;
     }
@@ -389,8 +393,8 @@ static char *offline(const hub *h, const char *only, const char *why) {
         if (hub_is_gguf(e->d_name) && ggufs++ == 0) path = arena_printf(h->a, "%s/%s", snap, e->d_name);
     if (d) closedir(d);
     if (ggufs > 1)
-        fatal("%s: the cached snapshot %s holds %d GGUF files; choose one with --hf-file", h->spec, snap, ggufs);
-    if (!path) fatal("%s: the cached snapshot %s holds neither a checkpoint nor a GGUF file", h->spec, snap);
+        rsrc_fatal("%s: the cached snapshot %s holds %d GGUF files; choose one with --hf-file", h->spec, snap, ggufs);
+    if (!path) rsrc_fatal("%s: the cached snapshot %s holds neither a checkpoint nor a GGUF file", h->spec, snap);
     return path;
 }
 
@@ -402,7 +406,7 @@ static long seconds_of(const hub *h, const char *var) {
     errno = 0;
     long s = strtol(v, &end, 10);
     if (v[0] < '0' || v[0] > '9' || *end || errno || s < 1 || s > 86400)
-        fatal("%s ('%s') is not a number of seconds (a whole number from 1 to 86400)", var, hub_shown(h->a, v));
+        rsrc_fatal("%s ('%s') is not a number of seconds (a whole number from 1 to 86400)", var, hub_shown(h->a, v));
     return s;
 }
 
@@ -411,18 +415,18 @@ static void parse_spec(hub *h, const char *spec, const char *only) {
     const char *name = spec + 3, *at = strchr(name, '@');
     h->repo = at ? arena_printf(h->a, "%.*s", (int)(at - name), name) : arena_printf(h->a, "%s", name);
     h->rev = arena_printf(h->a, "%s", at && at[1] ? at + 1 : "main");
-    if (!hub_repo_ok(h->repo)) fatal("%s: a model on the Hub is hf:ORG/NAME or hf:ORG/NAME@REVISION", spec);
+    if (!hub_repo_ok(h->repo)) rsrc_fatal("%s: a model on the Hub is hf:ORG/NAME or hf:ORG/NAME@REVISION", spec);
     if (!hub_revision_ok(h->rev))
-        fatal("%s: the revision '%s' is not a branch, tag or commit (letters, digits and -_.+/, no empty, '.' or "
-              "'..' component); refusing it",
-              spec, hub_shown(h->a, h->rev));
+        rsrc_fatal("%s: the revision '%s' is not a branch, tag or commit (letters, digits and -_.+/, no empty, '.' or "
+                   "'..' component); refusing it",
+                   spec, hub_shown(h->a, h->rev));
     if (only && !hub_file_ok(only))
-        fatal("--hf-file ('%s') is not a path inside the repository (relative, no empty, '.' or '..' component)",
-              hub_shown(h->a, only));
+        rsrc_fatal("--hf-file ('%s') is not a path inside the repository (relative, no empty, '.' or '..' component)",
+                   hub_shown(h->a, only));
     const char *ep = getenv("HF_ENDPOINT");
     h->endpoint = arena_printf(h->a, "%s", ep && *ep ? ep : "https://huggingface.co");
     if (strncasecmp(h->endpoint, "http://", 7) && strncasecmp(h->endpoint, "https://", 8))
-        fatal("HF_ENDPOINT ('%s') is not an http:// or https:// URL", hub_shown(h->a, h->endpoint));
+        rsrc_fatal("HF_ENDPOINT ('%s') is not an http:// or https:// URL", hub_shown(h->a, h->endpoint));
     size_t n = strlen(h->endpoint);
     while (n > 0 && h->endpoint[n - 1] == '/') h->endpoint[--n] = 0;
     h->etag_timeout = seconds_of(h, "HF_HUB_ETAG_TIMEOUT");
@@ -446,7 +450,7 @@ static char *fetch(hub *h, const char *only) {
     const char *off = getenv("HF_HUB_OFFLINE");
     if (off && *off && strcmp(off, "0")) return offline(h, only, "HF_HUB_OFFLINE is set");
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(h->curl = curl_easy_init()))
-        fatal("%s: cannot start libcurl", h->spec);
+        rsrc_fatal("%s: cannot start libcurl", h->spec);
     arena_own(h->a, curl_release, h->curl);
     char err[CURL_ERROR_SIZE] = "";
     char *rev = curl_easy_escape(h->curl, h->rev, 0);
@@ -456,9 +460,9 @@ static char *fetch(hub *h, const char *only) {
     long status = request(h, url, &api, false, err);
     arena_own(h->a, free, api.data);
     if (api.over)
-        fatal("%s: the Hub's answer about revision '%s' is over %d MiB; refusing it", h->spec, h->rev,
-              HUB_LISTING_MAX >> 20);
-    if (api.refusal[0]) fatal("%s: the Hub's answer about revision '%s': %s; refusing it", h->spec, h->rev, err);
+        rsrc_fatal("%s: the Hub's answer about revision '%s' is over %d MiB; refusing it", h->spec, h->rev,
+                   HUB_LISTING_MAX >> 20);
+    if (api.refusal[0]) rsrc_fatal("%s: the Hub's answer about revision '%s': %s; refusing it", h->spec, h->rev, err);
     if (status < 0) return offline(h, only, arena_printf(h->a, "the Hub (%s) cannot be reached: %s", h->endpoint, err));
     if (status >= 400) refuse_status(h, "such repository or revision", status);
     hub_listing l;
@@ -467,7 +471,7 @@ static char *fetch(hub *h, const char *only) {
     open_repo(h);
     for (int i = 0; files[i]; i++) fetch_file(h, l.commit, files[i], err);
     if (strcmp(h->rev, l.commit)) write_ref(h, l.commit); /* a branch or tag: where it points now */
-    note(1, "%s: commit %.12s in %s", h->spec, l.commit, h->dir);
+    rsrc_note(1, "%s: commit %.12s in %s", h->spec, l.commit, h->dir);
     return snapshot_input(h, l.commit, files);
 }
 

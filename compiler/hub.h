@@ -23,7 +23,7 @@ bool hub_etag_ok(const char *etag);    /* one printable component: no / or \, no
 bool hub_file_ok(const char *name);    /* relative; no empty, . or .. component, \ or control */
 bool hub_revision_ok(const char *rev); /* a branch, tag or commit: as a file name, '/' allowed */
 /* s for a message: bytes outside printable ASCII as \xNN, cut after 200 characters */
-const char *hub_shown(arena *a, const char *s);
+const char *hub_shown(rsrc_arena *a, const char *s);
 
 /* A response's headers as libcurl hands them over, one line a call; a status line starts anew
  * (a redirect's headers are not the final answer's). */
@@ -45,10 +45,10 @@ typedef struct hub_listing {
     const char **files;
     int n;
 } hub_listing;
-void hub_read_listing(arena *a, const char *spec, const char *rev, const char *json, size_t n, hub_listing *out);
+void hub_read_listing(rsrc_arena *a, const char *spec, const char *rev, const char *json, size_t n, hub_listing *out);
 /* The files to fetch (NULL-terminated, each passing hub_file_ok): only, else a checkpoint's, else
  * the one GGUF; fatal naming the choices when there is none or several. */
-char **hub_choose(arena *a, const char *spec, const hub_listing *l, const char *only);
+char **hub_choose(rsrc_arena *a, const char *spec, const hub_listing *l, const char *only);
 bool hub_is_gguf(const char *name);
 
 #endif

@@ -65,7 +65,7 @@ static bool ref_char(unsigned char c) { return word_char((char)c) || c == '+'; }
 bool hub_file_ok(const char *name) { return path_ok(name, HUB_NAME_MAX, file_char); }
 bool hub_revision_ok(const char *rev) { return path_ok(rev, 255, ref_char); }
 
-const char *hub_shown(arena *a, const char *s) {
+const char *hub_shown(rsrc_arena *a, const char *s) {
     size_t n = strlen(s), cut = n > 200 ? 200 : n;
     char *out = arena_alloc(a, 4 * cut + 4), *o = out;
     for (size_t i = 0; i < cut; i++) {
@@ -133,17 +133,18 @@ void hub_head_line(hub_head *h, const char *line, size_t n) {
 
 static void json_release(void *j) { cJSON_Delete(j); }
 
-void hub_read_listing(arena *a, const char *spec, const char *rev, const char *json, size_t n, hub_listing *out) {
+void hub_read_listing(rsrc_arena *a, const char *spec, const char *rev, const char *json, size_t n, hub_listing *out) {
     cJSON *info = cJSON_ParseWithLength(json, n);
     arena_own(a, json_release, info);
     const char *commit = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "sha"));
     const cJSON *siblings = cJSON_GetObjectItemCaseSensitive(info, "siblings");
     if (!cJSON_IsObject(info) || !commit || !cJSON_IsArray(siblings))
-        fatal("%s: the Hub's answer about revision '%s' is not what rsrc expects (an object with sha and siblings)",
-              spec, rev);
+        rsrc_fatal(
+            "%s: the Hub's answer about revision '%s' is not what rsrc expects (an object with sha and siblings)", spec,
+            rev);
     if (!hub_commit_ok(commit))
-        fatal("%s: the Hub's commit for revision '%s' ('%s') is not 40 hexadecimal digits; refusing it", spec, rev,
-              hub_shown(a, commit));
+        rsrc_fatal("%s: the Hub's commit for revision '%s' ('%s') is not 40 hexadecimal digits; refusing it", spec, rev,
+                   hub_shown(a, commit));
     int count = cJSON_GetArraySize(siblings), k = 0;
     const char **files = arena_alloc(a, sizeof *files * ((size_t)count + 1));
     const cJSON *s;
@@ -172,7 +173,7 @@ bool hub_is_gguf(const char *name) {
     return n > 5 && !strcmp(name + n - 5, ".gguf");
 }
 
-char **hub_choose(arena *a, const char *spec, const hub_listing *l, const char *only) {
+char **hub_choose(rsrc_arena *a, const char *spec, const hub_listing *l, const char *only) {
     int k = 0, ggufs = 0, weights = 0;
     char **files = arena_alloc(a, sizeof *files * ((size_t)l->n + 1));
     bool config = false;
@@ -186,14 +187,15 @@ char **hub_choose(arena *a, const char *spec, const hub_listing *l, const char *
         const char *name = l->files[i];
         if (!(only ? !strcmp(name, only) : checkpoint ? wanted(name) : hub_is_gguf(name) && ggufs == 1)) continue;
         if (!hub_file_ok(name))
-            fatal("%s: the Hub's file name '%s' is not a path inside the repository; refusing it", spec,
-                  hub_shown(a, name));
+            rsrc_fatal("%s: the Hub's file name '%s' is not a path inside the repository; refusing it", spec,
+                       hub_shown(a, name));
         files[k++] = arena_printf(a, "%s", name);
     }
     files[k] = NULL;
-    if (only && !k) fatal("%s: the repository has no file '%s' (--hf-file)", spec, hub_shown(a, only));
+    if (only && !k) rsrc_fatal("%s: the repository has no file '%s' (--hf-file)", spec, hub_shown(a, only));
     if (!k && !ggufs)
-        fatal("%s: the repository holds neither a checkpoint (config.json and .safetensors) nor a GGUF file", spec);
+        rsrc_fatal("%s: the repository holds neither a checkpoint (config.json and .safetensors) nor a GGUF file",
+                   spec);
     if (!k) { /* the choices, a bounded few of them: a listing may name thousands */
         char list[4096];
         size_t used = 0;
@@ -204,8 +206,8 @@ char **hub_choose(arena *a, const char *spec, const hub_listing *l, const char *
                 if (w < 0 || (size_t)w >= sizeof list - used) break;
                 used += (size_t)w, shown++;
             }
-        fatal("%s: the repository holds %d GGUF files; choose one with --hf-file:%.*s%s", spec, ggufs, (int)used, list,
-              shown < ggufs ? "\n  ..." : "");
+        rsrc_fatal("%s: the repository holds %d GGUF files; choose one with --hf-file:%.*s%s", spec, ggufs, (int)used,
+                   list, shown < ggufs ? "\n  ..." : "");
     }
     return files;
 }

@@ -173,7 +173,7 @@ static int32_t gpu_split(int32_t units_per_block) {
 }
 
 /* The groups [*g0, *g1) that block b of a lut over an expanded matrix needs. */
-static void lut_window_of(const kernel *kn, int32_t b, int32_t *g0, int32_t *g1) {
+static void lut_window_of(const rsrc_kernel *kn, int32_t b, int32_t *g0, int32_t *g1) {
     int32_t c0, c1;
     ternary_block_cols(kn->tm, b * LUT_ROWS, LUT_ROWS, &c0, &c1);
     *g0 = c0 / LUT_GROUP_COLS, *g1 = (c1 + LUT_GROUP_COLS - 1) / LUT_GROUP_COLS;
@@ -181,14 +181,14 @@ static void lut_window_of(const kernel *kn, int32_t b, int32_t *g0, int32_t *g1)
 
 /* Block b's first group under the widest window: its own, moved back where the window would pass
  * the last group (the groups it takes in then are zero in its rows). */
-static int32_t lut_window_start(const kernel *kn, int32_t b) {
+static int32_t lut_window_start(const rsrc_kernel *kn, int32_t b) {
     int32_t g0, g1;
     lut_window_of(kn, b, &g0, &g1);
     return g0 < kn->groups - kn->lut_window ? g0 : kn->groups - kn->lut_window;
 }
 
-void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, const kernel_printer *pr,
-                  enum strategy s, int index, int lanes_min) {
+void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const rsrc_target *t,
+                  const kernel_printer *pr, enum strategy s, int index, int lanes_min) {
     memset(kn, 0, sizeof *kn);
     kn->symbol = xasprintf("rsr_kernel_%d", index);
     kn->rows = tm->rows;
@@ -204,7 +204,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
          * (lower_i2_units; lower_i2_units_batch for several tokens) */
         int isa = tm->unit_cols ? kernel_units_isa(t, pr, tm) : (int)target_dot_isa(t);
         if (isa < 0)
-            fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
+            rsrc_fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
         kn->form = KF_I2;
         kn->isa = (enum dot_isa)isa;
         kn->vec_bytes = dot_isa_vector_bytes(kn->isa);
@@ -269,7 +269,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
         }
         return;
     }
-    if (!p) fatal("internal error: %s lowered as RSR without a plan", tm->name);
+    if (!p) rsrc_fatal("internal error: %s lowered as RSR without a plan", tm->name);
     kn->plan = p;
     kn->block_rows = p->k;
     kn->num_blocks = p->num_blocks;
@@ -301,7 +301,7 @@ void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const
  * AVX-512's 64-byte fields are too wide for units of 32, so its targets take 32-byte ones through
  * LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's); the C printer's helpers are the
  * target's own ISA's. */
-int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_matrix *tm) {
+int kernel_units_isa(const rsrc_target *t, const kernel_printer *pr, const ternary_matrix *tm) {
     if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
     enum dot_isa isa = target_dot_isa(t);
     /* VNNI's vpdpbusd on ymm where AVX512VL allows it (EVEX): one instruction for AVX2's three */
@@ -314,14 +314,14 @@ int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_ma
 }
 
 /* The lanes form exists for i2 on CPU targets, with column numbers that fit its u16 permutation. */
-bool kernel_lanes_possible(const ternary_matrix *t, const target *tg) {
+bool kernel_lanes_possible(const ternary_matrix *t, const rsrc_target *tg) {
     return tg->kind != TK_CUDA && t->cols <= 65535;
 }
 
-uint64_t lanes_scratch_bytes(const kernel *kn) { return (uint64_t)(kn->cols + 63) / 64 * 64 * RSR_LANES; }
+uint64_t lanes_scratch_bytes(const rsrc_kernel *kn) { return (uint64_t)(kn->cols + 63) / 64 * 64 * RSR_LANES; }
 
 /* Passes of lanes that share each block's index: as many as keep their x in half of L2. */
-int lanes_group(const kernel *kn) {
+int lanes_group(const rsrc_kernel *kn) {
     uint64_t g = RSR_LANES_X_BUDGET / lanes_scratch_bytes(kn), most = RSR_BATCH_MAX / RSR_LANES;
     if (kn->vec_bytes < 64 && g > 2) g &= ~(uint64_t)1; /* whole pairs (lanes_pairs) */
     return g < 1 ? 1 : g > most ? (int)most : (int)g;
@@ -329,12 +329,12 @@ int lanes_group(const kernel *kn) {
 
 /* Whether the target's lanes block is staged: its vector registers, narrower than 512 bits, cannot
  * hold the block's 16 accumulators (lower.c lower_lanes_block, a shared function of the module). */
-bool lanes_staged(const target *t) { return dot_isa_vector_bytes(target_dot_isa(t)) < 64; }
+bool lanes_staged(const rsrc_target *t) { return dot_isa_vector_bytes(target_dot_isa(t)) < 64; }
 
 /* Whether a block takes two passes at once (the helpers' two-pass form): where the block is
  * staged and two passes' x fit the budget. Each column's index entry then serves 128 tokens, and
  * each segment's loop (its setup, its mispredicted exit) too. */
-bool lanes_pairs(const kernel *kn) { return kn->vec_bytes < 64 && lanes_group(kn) >= 2; }
+bool lanes_pairs(const rsrc_kernel *kn) { return kn->vec_bytes < 64 && lanes_group(kn) >= 2; }
 
 /* Row i of a transpose tile holds token t with lane l(t) = i: l = 2t (t < 32), 2(t - 32) + 1. */
 int lanes_token_of_row(int i) { return i & 1 ? RSR_LANES / 2 + i / 2 : i / 2; }
@@ -362,7 +362,7 @@ void lanes_quad_mask(int k, int idx[16]) {
                 idx[4 * i + 3] = 17 + 8 * k + 2 * i;
 }
 
-uint64_t kernel_data_size(const kernel *kn) {
+uint64_t kernel_data_size(const rsrc_kernel *kn) {
     if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)lut_block_bytes(kn);
     if (kn->form == KF_I2 && kn->lanes_min)
         return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
@@ -373,7 +373,7 @@ uint64_t kernel_data_size(const kernel *kn) {
 }
 
 /* Packs the rows as 2-bit codes in the layout described above; rows past the end are zero. */
-static void write_i2_data(kernel *kn, blob_writer *b) {
+static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
     uint8_t *block = xmalloc((size_t)R * (size_t)rb);
@@ -394,7 +394,7 @@ static void write_i2_data(kernel *kn, blob_writer *b) {
 
 /* The triplet patterns in the layout described above; rows and columns past the end are weight 0.
  * An expanded matrix's blocks keep their window of groups after a header (its first group). */
-static void write_lut_data(kernel *kn, blob_writer *b) {
+static void write_lut_data(rsrc_kernel *kn, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
     const int32_t groups = lut_block_groups(kn), head = kn->lut_window ? LUT_WINDOW_HEADER : 0;
     uint8_t *block = xmalloc((size_t)lut_block_bytes(kn));
@@ -424,7 +424,7 @@ static void write_lut_data(kernel *kn, blob_writer *b) {
 /* Block blk of the RSR lanes index: the columns sorted by pattern code (counting sort, columns
  * ascending within a code), the all-zero pattern dropped; rows past the end are zero. hdr: the
  * block's header (seg_end, row_sum); perm: lane_cols entries, zero past the kept columns. */
-static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *hdr, uint16_t *perm, uint8_t *code) {
+static void lanes_sort(const rsrc_kernel *kn, int32_t blk, uint16_t *hdr, uint16_t *perm, uint8_t *code) {
     const ternary_matrix *t = kn->tm;
     int32_t count[RSR_LANE_CODES] = {0}, at[RSR_LANE_CODES], end = 0, row_sum[I2_BLOCK_ROWS] = {0};
     for (int32_t c = 0; c < t->cols; c++) {
@@ -448,7 +448,7 @@ static void lanes_sort(const kernel *kn, int32_t blk, uint16_t *hdr, uint16_t *p
 
 /* The header of every block, then perm of every block (the layout in the header comment); each
  * block is sorted once, its permutation kept until the headers are out. */
-static void write_lanes_data(kernel *kn, blob_writer *b) {
+static void write_lanes_data(rsrc_kernel *kn, blob_writer *b) {
     size_t nb = (size_t)kn->num_blocks, lc = (size_t)kn->lane_cols;
     uint16_t *hdr = xcalloc(nb * RSR_LANE_SEG_STRIDE, sizeof *hdr), *perm = xmalloc(2 * nb * lc);
     uint8_t *code = xmalloc((size_t)kn->tm->cols);
@@ -459,7 +459,7 @@ static void write_lanes_data(kernel *kn, blob_writer *b) {
     free(hdr), free(perm), free(code);
 }
 
-static void write_warp_data(kernel *kn, blob_writer *b) {
+static void write_warp_data(rsrc_kernel *kn, blob_writer *b) {
     const rsr_plan *p = kn->plan;
     blob_write(b, p->block_col, 4 * ((uint64_t)p->num_blocks + 1));
     blob_align(b, 64);
@@ -475,7 +475,7 @@ static void write_warp_data(kernel *kn, blob_writer *b) {
 }
 
 /* Appends the constant data to the blob (loop and i2 forms) and records where it starts. */
-void kernel_write_data(kernel *kn, blob_writer *b) {
+void kernel_write_data(rsrc_kernel *kn, blob_writer *b) {
     if (kn->form == KF_UNROLLED) return;
     kn->data_offset = blob_align(b, 64);
     if (kn->form == KF_I2) {
@@ -504,10 +504,10 @@ void kernel_write_data(kernel *kn, blob_writer *b) {
         blob_write(b, p->perm, 2 * p->num_cols_kept);
     }
     if (b->size != kn->data_offset + kernel_data_size(kn))
-        fatal("internal error: kernel data layout of %s", kn->symbol);
+        rsrc_fatal("internal error: kernel data layout of %s", kn->symbol);
 }
 
-void kernel_free(kernel *kn) {
+void kernel_free(rsrc_kernel *kn) {
     free(kn->symbol);
     free(kn->batch_symbol);
     kn->symbol = kn->batch_symbol = NULL;

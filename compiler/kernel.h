@@ -37,10 +37,10 @@ static inline bool dot_isa_arm(int isa) { return isa == DOT_NEON || isa == DOT_S
 static inline bool dot_isa_x86(int isa) { return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI; }
 int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];
-enum dot_isa target_dot_isa(const target *t); /* target.c, as are the other target_* queries */
-bool dot_isa_field_scaled(enum dot_isa isa);  /* i2 fields masked in place, one accumulator each */
-bool dot_isa_pair_sums(enum dot_isa isa);     /* i2 rows summed as 16-bit pair sums between widenings */
-int dot_pair_sums_groups(void);               /* groups summed in 16 bits before a widening */
+enum dot_isa target_dot_isa(const rsrc_target *t); /* target.c, as are the other target_* queries */
+bool dot_isa_field_scaled(enum dot_isa isa);       /* i2 fields masked in place, one accumulator each */
+bool dot_isa_pair_sums(enum dot_isa isa);          /* i2 rows summed as 16-bit pair sums between widenings */
+int dot_pair_sums_groups(void);                    /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
@@ -49,7 +49,7 @@ int dot_pair_sums_groups(void);               /* groups summed in 16 bits before
 #define RSR_LANE_ROW_SUM 88    /* u16 index of row_sum in the header (byte 176) */
 #define RSR_LANE_RUN 256       /* batched RSR: columns summed in 16-bit lanes before they are widened */
 #define RSR_LANES_EVERY_STEP 2 /* a lanes_min that takes every batched step (they have 2 tokens or more) */
-typedef struct kernel {
+typedef struct rsrc_kernel {
     char *symbol;         /* C / LLVM / CUDA function name */
     char *batch_symbol;   /* the batched (prefill) kernel, rsr_kernel_batch_fn; NULL: none */
     const char *strategy; /* shown in stats and the manifest */
@@ -77,32 +77,32 @@ typedef struct kernel {
     const struct kernel_printer *printer; /* the printer it is lowered for, whose lower takes its own forms */
     bool lut_vector;                      /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
     int32_t lut_window; /* lut of a matrix expanded per unit: the groups each block keeps (its window), 0: all */
-} kernel;
-bool target_has_feature(const target *t, const char *feature);
+} rsrc_kernel;
+bool target_has_feature(const rsrc_target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
 /* The printers of kernels are values in a table (printer.h). */
 typedef struct kernel_printer kernel_printer;
 /* The dot ISA of i2 summed per unit of columns for this matrix on t through pr, or -1 (kernel.c). */
-int kernel_units_isa(const target *t, const kernel_printer *pr, const ternary_matrix *tm);
+int kernel_units_isa(const rsrc_target *t, const kernel_printer *pr, const ternary_matrix *tm);
 /* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
  * for i2 and lut). */
-void kernel_lower(kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const target *t, const kernel_printer *pr,
-                  enum strategy s, int index, int lanes_min);
-uint64_t kernel_data_size(const kernel *kn);
+void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const rsrc_target *t,
+                  const kernel_printer *pr, enum strategy s, int index, int lanes_min);
+uint64_t kernel_data_size(const rsrc_kernel *kn);
 /* The lanes form's description, which every printer prints (kernel.c, "RSR lanes"): */
-uint64_t lanes_scratch_bytes(const kernel *kn); /* the transposed x: 64 bytes per column, cols rounded up to 64 */
-#define RSR_LANES_X_BUDGET (512u << 10)         /* the transposed x of one group of passes (half of L2) */
-int lanes_group(const kernel *kn);              /* passes of 64 tokens that share each block's index */
-bool lanes_pairs(const kernel *kn);             /* a block against two passes at once */
-bool lanes_staged(const target *t);             /* the block's sums through L1 (narrow registers) */
-int lanes_token_of_row(int i);                  /* the token that row i of a transpose tile holds */
-int lanes_digit(int code, int r);               /* row r's weight (-1, 0, 1) in pattern code */
-void lanes_zip_mask(int half, int idx[64]);     /* a transpose round's byte shuffle of rows k, k + 32: half 0
+uint64_t lanes_scratch_bytes(const rsrc_kernel *kn); /* the transposed x: 64 bytes per column, cols rounded up to 64 */
+#define RSR_LANES_X_BUDGET (512u << 10)              /* the transposed x of one group of passes (half of L2) */
+int lanes_group(const rsrc_kernel *kn);              /* passes of 64 tokens that share each block's index */
+bool lanes_pairs(const rsrc_kernel *kn);             /* a block against two passes at once */
+bool lanes_staged(const rsrc_target *t);             /* the block's sums through L1 (narrow registers) */
+int lanes_token_of_row(int i);                       /* the token that row i of a transpose tile holds */
+int lanes_digit(int code, int r);                    /* row r's weight (-1, 0, 1) in pattern code */
+void lanes_zip_mask(int half, int idx[64]);          /* a transpose round's byte shuffle of rows k, k + 32: half 0
                                                    gives row 2k, half 1 row 2k + 1 */
-void lanes_pair_mask(int half, int idx[16]);    /* rows r, r + 1 of tokens 8·half.. interleaved */
-void lanes_quad_mask(int k, int idx[16]);       /* two pairs' tokens 4k..4k+3, four rows each */
-void kernel_write_data(kernel *kn, struct blob_writer *b);
-void kernel_free(kernel *kn);
+void lanes_pair_mask(int half, int idx[16]);         /* rows r, r + 1 of tokens 8·half.. interleaved */
+void lanes_quad_mask(int k, int idx[16]);            /* two pairs' tokens 4k..4k+3, four rows each */
+void kernel_write_data(rsrc_kernel *kn, struct blob_writer *b);
+void kernel_free(rsrc_kernel *kn);
 /* lut layout (kernel.c): per block of LUT_ROWS rows and group of 4 column triplets, 64 bytes of
  * pattern nibbles and two u64 masks of the patterns' fifth bits. A matrix expanded per unit of
  * columns keeps per block only the lut_window groups from the one its columns start in (a block's
@@ -125,15 +125,15 @@ void lut_digit_masks(int j, uint32_t *pos, uint32_t *neg);
 int lut_plane_source(int hi, int o);
 static inline int lut_quarter(int i) { return 32 * (i % 4); }
 /* i2 layout: block b, group g, row r, byte j holds the codes (w + 1) of columns g*4V + i*V + j at bits 2i. */
-static inline int32_t i2_row_bytes(const kernel *kn) { return kn->groups * kn->vec_bytes; }
+static inline int32_t i2_row_bytes(const rsrc_kernel *kn) { return kn->groups * kn->vec_bytes; }
 /* lut: the bytes of one block, and the groups it sums */
 #define LUT_WINDOW_HEADER 64
-static inline int32_t lut_block_groups(const kernel *kn) { return kn->lut_window ? kn->lut_window : kn->groups; }
-static inline int32_t lut_block_bytes(const kernel *kn) {
+static inline int32_t lut_block_groups(const rsrc_kernel *kn) { return kn->lut_window ? kn->lut_window : kn->groups; }
+static inline int32_t lut_block_bytes(const rsrc_kernel *kn) {
     return (kn->lut_window ? LUT_WINDOW_HEADER : 0) + lut_block_groups(kn) * LUT_GROUP_BYTES;
 }
 /* lut: the AVX-512 form (VBMI's two-table byte permute, VNNI's dot products), else scalar code
  * over the same layout */
-bool target_lut_vector(const target *t);
+bool target_lut_vector(const rsrc_target *t);
 
 #endif

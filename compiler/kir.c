@@ -73,7 +73,7 @@ static void *alloc(kir_module *m, size_t n) {
 }
 
 kir_module *kir_open(void) {
-    arena *a = arena_open();
+    rsrc_arena *a = arena_open();
     kir_module *m = arena_alloc(a, sizeof *m);
     memset(m, 0, sizeof *m);
     m->arena = a;
@@ -88,7 +88,7 @@ void kir_close(kir_module *m) {
 
 static const char *vformat(kir_module *m, const char *fmt, va_list ap) {
     char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) fatal("out of memory");
+    if (vasprintf(&s, fmt, ap) < 0) rsrc_fatal("out of memory");
     char *copy = arena_printf(m->arena, "%s", s);
     free(s);
     return copy;
@@ -137,7 +137,7 @@ kir_table *kir_table_add(kir_module *m, const char *name, enum kir_sig sig, kir_
 kir_var *kir_param(const kir_func *f, const char *name) {
     for (int i = 0; i < f->nparams; i++)
         if (!strcmp(f->param[i]->name, name)) return f->param[i];
-    fatal("internal error: %s has no parameter %s", f->name, name);
+    rsrc_fatal("internal error: %s has no parameter %s", f->name, name);
 }
 
 static kir_expr *node(kir_module *m, enum kir_op op, enum kir_type type) {

@@ -63,8 +63,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-struct kernel;
-struct arena;
+struct rsrc_kernel;
+struct rsrc_arena;
 
 /* Types. Pointers point at constant data except KT_PI32 (the output y and local arrays). */
 enum kir_type {
@@ -308,7 +308,7 @@ typedef struct kir_info {
 } kir_info;
 
 typedef struct kir_module {
-    struct arena *arena;
+    struct rsrc_arena *arena;
     kir_info info;
     kir_func *funcs, **last_func;
     kir_table *tables, **last_table;
@@ -359,9 +359,9 @@ const char *kir_strf(kir_module *m, const char *fmt, ...) __attribute__((format(
 bool kir_vector(enum kir_type t); /* a 512-bit type whose operations work lane by lane (a constant: in every lane) */
 
 /* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
-kir_module *kir_lower(const struct kernel *kn);             /* every form of kernel.c, once per matrix (matrix.c) */
-void kir_info_fill(kir_module *m, const struct kernel *kn); /* m->info from the kernel */
-void kir_lower_shared(kir_module *m, bool staged);          /* the shared functions alone (the C prologue's) */
+kir_module *kir_lower(const struct rsrc_kernel *kn); /* every form of kernel.c, once per matrix (matrix.c) */
+void kir_info_fill(kir_module *m, const struct rsrc_kernel *kn); /* m->info from the kernel */
+void kir_lower_shared(kir_module *m, bool staged);               /* the shared functions alone (the C prologue's) */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */

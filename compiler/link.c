@@ -24,8 +24,8 @@ const char *env_or(const char *name, const char *fallback) {
 
 void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head, bool digest_note) {
     FILE *f = fopen(asm_path, "w");
-    if (!f) fatal("%s: cannot create: %s", asm_path, strerror(errno));
-    if (strchr(blob_path, '"') || strchr(blob_path, '\\')) fatal("%s: unsupported character in path", blob_path);
+    if (!f) rsrc_fatal("%s: cannot create: %s", asm_path, strerror(errno));
+    if (strchr(blob_path, '"') || strchr(blob_path, '\\')) rsrc_fatal("%s: unsupported character in path", blob_path);
     char range[48] = ""; /* the first head bytes only (splice.c adds the rest) */
     if (head) snprintf(range, sizeof range, ", 0, %llu", (unsigned long long)head);
     fprintf(f,
@@ -48,17 +48,17 @@ void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head, 
                 "    .balign 4\n"
                 "    .quad 0, 0\n",
                 sizeof RSR_DIGEST_NOTE_NAME, RSR_DIGEST_NOTE_TYPE);
-    if (fclose(f) != 0) fatal("%s: write failed: %s", asm_path, strerror(errno));
+    if (fclose(f) != 0) rsrc_fatal("%s: write failed: %s", asm_path, strerror(errno));
 }
 
 static pid_t start_command(char **argv) {
-    if (verbosity >= 2) {
+    if (rsrc_verbosity >= 2) {
         fputs("rsrc: running:", stderr);
         for (char **a = argv; *a; a++) fprintf(stderr, " %s", *a);
         fputc('\n', stderr);
     }
     pid_t pid = fork();
-    if (pid < 0) fatal("cannot start %s: %s", argv[0], strerror(errno));
+    if (pid < 0) rsrc_fatal("cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
         unlimit_memory();
         execvp(argv[0], argv);
@@ -73,7 +73,7 @@ static int wait_command(pid_t pid, pid_t *who) {
     int status;
     pid_t got;
     while ((got = waitpid(pid, &status, 0)) < 0)
-        if (errno != EINTR) fatal("waitpid: %s", strerror(errno));
+        if (errno != EINTR) rsrc_fatal("waitpid: %s", strerror(errno));
     if (who) *who = got;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -87,14 +87,14 @@ int run_command(char **argv) { return wait_command(start_command(argv), NULL); }
  * runtime built for it: --runtime, else RSRC_RUNTIME_LIB_ARCH, else PREFIX/lib/rsrc/ARCH/ beside an installed
  * rsrc, else build-ARCH/ in the source tree. */
 
-const char *link_cc(const target *t) {
+const char *link_cc(const rsrc_target *t) {
     static char cross[64];
     if (!target_is_foreign(t)) return env_or("RSRC_CC", RSRC_DEFAULT_CC);
     snprintf(cross, sizeof cross, "%s-linux-gnu-gcc", target_arch(t));
     return env_or("RSRC_CROSS_CC", cross);
 }
 
-static char *cross_runtime_env(const target *t) {
+static char *cross_runtime_env(const rsrc_target *t) {
     char *name = xasprintf("RSRC_RUNTIME_LIB_%s", target_arch(t));
     for (char *c = name; *c; c++)
         if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
@@ -104,7 +104,7 @@ static char *cross_runtime_env(const target *t) {
 static const char *runtime_given; /* --runtime */
 void link_use_runtime(const char *path) { runtime_given = path; }
 
-const char *link_runtime(const target *t) {
+const char *link_runtime(const rsrc_target *t) {
     if (runtime_given) return runtime_given;
     if (!target_is_foreign(t)) return resource_path(RES_RUNTIME_LIB);
     static char *found;
@@ -120,8 +120,8 @@ const char *link_runtime(const target *t) {
 
 static void run_linker(char **argv, const char *out_path) {
     int rc = run_command(argv);
-    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
-    if (rc != 0) fatal("the C compiler failed (exit %d) building %s", rc, out_path);
+    if (rc == 127) rsrc_fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", argv[0]);
+    if (rc != 0) rsrc_fatal("the C compiler failed (exit %d) building %s", rc, out_path);
 }
 
 /* Is prog a file this process can run (a name found on PATH, or a path)? */
@@ -139,20 +139,21 @@ static bool runnable(const char *prog) {
     return false;
 }
 
-void link_check(const target *t) {
+void link_check(const rsrc_target *t) {
     if (runtime_given && access(runtime_given, R_OK) != 0)
-        fatal("--runtime=%s: %s (a librsr_runtime.a built for %s)", runtime_given, strerror(errno), target_arch(t));
+        rsrc_fatal("--runtime=%s: %s (a librsr_runtime.a built for %s)", runtime_given, strerror(errno),
+                   target_arch(t));
     if (!target_is_foreign(t)) return;
     const char *arch = target_arch(t), *cc = link_cc(t), *rt = link_runtime(t);
     char *env = cross_runtime_env(t);
     if (!runnable(cc))
-        fatal("target %s is for %s: its C compiler '%s' is not installed (scripts/cross.sh %s installs it; "
-              "RSRC_CROSS_CC names another)",
-              t->name, arch, cc, arch);
+        rsrc_fatal("target %s is for %s: its C compiler '%s' is not installed (scripts/cross.sh %s installs it; "
+                   "RSRC_CROSS_CC names another)",
+                   t->name, arch, cc, arch);
     if (access(rt, R_OK) != 0)
-        fatal("target %s is for %s: no %s runtime at %s (build it with scripts/cross.sh %s, or set %s to a "
-              "librsr_runtime.a built for %s)",
-              t->name, arch, arch, rt, arch, env, arch);
+        rsrc_fatal("target %s is for %s: no %s runtime at %s (build it with scripts/cross.sh %s, or set %s to a "
+                   "librsr_runtime.a built for %s)",
+                   t->name, arch, arch, rt, arch, env, arch);
     free(env);
 }
 
@@ -162,7 +163,7 @@ typedef struct cc_strings {
     char *flags, *sanitize, *inc;
 } cc_strings;
 
-static int cc_command(char **argv, const target *t, int opt_level, cc_strings *own) {
+static int cc_command(char **argv, const rsrc_target *t, int opt_level, cc_strings *own) {
     int n = 0;
     argv[n++] = (char *)link_cc(t);
     argv[n++] = "-std=c11";
@@ -188,12 +189,12 @@ static int online_cpus(void) {
     return n > 0 ? n : 1;
 }
 
-void link_compile_parts(char *const *c_parts, char **objs, int n, const target *t, int opt_level) {
+void link_compile_parts(char *const *c_parts, char **objs, int n, const rsrc_target *t, int opt_level) {
     if (n <= 0) return;
     link_check(t);
     int jobs = online_cpus();
     if (jobs > n) jobs = n;
-    note(1, "compiling %d kernel%s of C in %d job%s", n, n == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
+    rsrc_note(1, "compiling %d kernel%s of C in %d job%s", n, n == 1 ? "" : "s", jobs, jobs == 1 ? "" : "s");
     pid_t *running = xcalloc((size_t)jobs, sizeof *running);
     int *which = xcalloc((size_t)jobs, sizeof *which), next = 0, busy = 0, failed = -1, rc = 0;
     double t0 = now_seconds();
@@ -218,20 +219,20 @@ void link_compile_parts(char *const *c_parts, char **objs, int n, const target *
             }
     }
     free(running), free(which);
-    if (rc == 127) fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", link_cc(t));
-    if (failed >= 0) fatal("the C compiler failed (exit %d) on %s", rc, c_parts[failed]);
-    note(1, "compiled %d kernel%s of C in %.2f s", n, n == 1 ? "" : "s", now_seconds() - t0);
+    if (rc == 127) rsrc_fatal("the C compiler '%s' cannot be run: set RSRC_CC to a C compiler", link_cc(t));
+    if (failed >= 0) rsrc_fatal("the C compiler failed (exit %d) on %s", rc, c_parts[failed]);
+    rsrc_note(1, "compiled %d kernel%s of C in %.2f s", n, n == 1 ? "" : "s", now_seconds() - t0);
 }
 
 /* The blob's bytes linked in place when splicing (splice.c): the rest is copied in after the link. */
 enum { SPLICE_HEAD = 64 };
 
-void link_shared_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
+void link_shared_object(const char *c_path, const char *const *objs, const char *blob_path, const rsrc_target *t,
                         int opt_level, const char *out_path, const char *workdir) {
     char *asm_path = xasprintf("%s/blob.S", workdir);
     register_temp(asm_path);
     struct stat bs;
-    if (stat(blob_path, &bs) != 0) fatal("%s: cannot stat: %s", blob_path, strerror(errno));
+    if (stat(blob_path, &bs) != 0) rsrc_fatal("%s: cannot stat: %s", blob_path, strerror(errno));
     /* x86-64's linker script puts .lrodata after .bss, where splice.c can grow it (aarch64's has a
      * segment after it: linked whole, not linked twice); RSRC_SPLICE_BLOB=0: the whole blob through
      * the assembler and the linker, as before */
@@ -270,20 +271,20 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
     if (splice) {
         const char *why = splice_blob(linked, blob_path, SPLICE_HEAD, tmp_out);
         if (why) { /* laid out otherwise: the whole blob through the linker after all */
-            note(1, "%s: the constants cannot be added after the link (%s): linking all %.1f MB", out_path, why,
-                 (double)bs.st_size / 1e6);
+            rsrc_note(1, "%s: the constants cannot be added after the link (%s): linking all %.1f MB", out_path, why,
+                      (double)bs.st_size / 1e6);
             write_blob_asm(asm_path, blob_path, 0, true);
             argv[n - 1] = tmp_out;
             run_linker(argv, out_path);
         } else {
-            note(1, "added %.1f MB of constants after the link", (double)(bs.st_size - SPLICE_HEAD) / 1e6);
+            rsrc_note(1, "added %.1f MB of constants after the link", (double)(bs.st_size - SPLICE_HEAD) / 1e6);
         }
         unlink(linked);
         release_temp(linked);
         free(linked);
     }
     stamp_digest(tmp_out);
-    note(1, "compiled and linked in %.2f s", now_seconds() - t0);
+    rsrc_note(1, "compiled and linked in %.2f s", now_seconds() - t0);
     output_commit(tmp_out, out_path, 0755);
     free(argv);
     free(deps);

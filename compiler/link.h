@@ -17,14 +17,14 @@ char *installed_path(char *relative);      /* PREFIX/relative if it exists (rela
 /* ---- link.c: C + blob + runtime → shared object ---- */
 /* objs: the kernels as objects (LLVM backend: one per part, NULL-terminated), or NULL when they
  * are in the C file. */
-void link_shared_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
+void link_shared_object(const char *c_path, const char *const *objs, const char *blob_path, const rsrc_target *t,
                         int opt_level, const char *out_path, const char *workdir);
 /* The C compiler and runtime archive that link an artifact for t (a cross compiler and the runtime
  * scripts/cross.sh built, for another architecture); link_check refuses, naming what is missing. */
-const char *link_cc(const target *t);
-const char *link_runtime(const target *t);
+const char *link_cc(const rsrc_target *t);
+const char *link_runtime(const rsrc_target *t);
 void link_use_runtime(const char *path); /* --runtime: this archive whatever the target */
-void link_check(const target *t);
+void link_check(const rsrc_target *t);
 const char *env_or(const char *name, const char *fallback);
 int run_command(char **argv); /* waits; its diagnostics go straight to stderr */
 /* .incbin of the blob (its first head bytes, 0: all), as hidden rsr_blob in .lrodata.rsr_blob;
@@ -41,7 +41,7 @@ void stamp_digest(const char *path);
 /* ---- embed.c: C + blob + runtime → one relocatable object to link into an application ---- */
 /* Exports only the model's entry points and the runtime's rsr_* API (weak: two models linked
  * together share one runtime); kernels, blob and runtime internals are local to the object. */
-void link_relocatable_object(const char *c_path, const char *const *objs, const char *blob_path, const target *t,
+void link_relocatable_object(const char *c_path, const char *const *objs, const char *blob_path, const rsrc_target *t,
                              const char *out_path, const char *workdir);
 
 #endif

@@ -58,7 +58,7 @@ static void lower_digit(lower *L, kir_list *l, kir_var *acc, int r, int d, kir_v
  * column indices immediate offsets, dispatched through a table; a block writes its rows to y. */
 static void lower_unrolled(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const rsr_plan *p = kn->plan;
     kir_func **blocks = arena_alloc(m->arena, sizeof *blocks * (size_t)(p->num_blocks ? p->num_blocks : 1));
     for (int32_t b = 0; b < p->num_blocks; b++) {
@@ -131,7 +131,7 @@ static kir_expr *acc_row(lower *L, int r, void *acc) { return kir_load(L->m, KT_
 /* The loop: k, rows and the data layout are constants; the index is data (kernel.c). */
 static void lower_loop(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const rsr_plan *p = kn->plan;
     int k = p->k;
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
@@ -224,7 +224,7 @@ static void i2_group(lower *L, kir_list *gl, kir_var *w, kir_var *g, kir_var **a
  * 16-bit lanes and widened once per run. */
 static void lower_i2(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
     L->f->comment = kir_strf(m, "%s: %dx%d, %d rows per block, %d groups of %d columns, %s", kn->strategy, kn->rows,
@@ -318,7 +318,7 @@ static void tile_zero(lower *L, kir_list *l, const char *fmt, int rows, int cols
 /* The loop over steps of k groups of 4V columns (k > 1: the units of i2 per unit wider than a group,
  * units_groups): g, and wg[h] the codes of the step's group h (w + (g·k + h)·block_rows·V). */
 static kir_list group_steps(lower *L, kir_list *l, kir_var *w, int k, kir_var **g, kir_var **wg) {
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     kir_list gl;
     *g = loop(L, l, "g", "group", num(L, 0), num(L, kn->groups / k), &gl)->var;
     for (int h = 0; h < k; h++) {
@@ -361,12 +361,12 @@ typedef struct units_ctx {
 } units_ctx;
 
 /* Groups of 4V columns a step of the units' loop takes: one, or a unit's when a unit is wider. */
-static int units_groups(const kernel *kn) {
+static int units_groups(const rsrc_kernel *kn) {
     const int G = 4 * kn->vec_bytes;
     return kn->unit_cols > G ? kn->unit_cols / G : 1;
 }
 /* Units whose fields a step of the loop (g) decodes. */
-static int units_per_step(const kernel *kn) { return 4 * kn->vec_bytes * units_groups(kn) / kn->unit_cols; }
+static int units_per_step(const rsrc_kernel *kn) { return 4 * kn->vec_bytes * units_groups(kn) / kn->unit_cols; }
 
 static kir_expr *unit_of(lower *L, const units_ctx *c) {
     return add(L, mul(L, ref(L, c->g), num(L, units_per_step(L->kn))), num(L, c->unit));
@@ -386,7 +386,7 @@ static kir_expr *units_value(lower *L, int r, void *ctx) {
 
 /* Whether a block's four rows of a unit are stored as one vector (store_units4): where the rows
  * are not a whole number of blocks of 4, they go one row at a time (store_rows). */
-static bool units_by4(const kernel *kn) { return kn->block_rows == 4 && kn->rows % 4 == 0; }
+static bool units_by4(const rsrc_kernel *kn) { return kn->block_rows == 4 && kn->rows % 4 == 0; }
 
 /* Rows b·4 .. b·4+3 of a unit at once: the four accumulators reduced together (KO_VSUM4, a few
  * shuffles for the four, where each alone takes as many), less the unit's Σx, stored as one
@@ -402,7 +402,7 @@ static void store_units4(lower *L, kir_list *l, kir_var **acc, kir_expr *at, kir
 
 static void lower_i2_units(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn), U = kn->unit_cols, per = U / V;
     const int fields = 4 * units_groups(kn);
     const int32_t units = kn->cols / U;
@@ -489,7 +489,7 @@ static void utile_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
 
 static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int V = kn->vec_bytes, R = kn->block_rows, per = kn->unit_cols / V, fields = 4 * units_groups(kn);
     kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg[4], *codes[4], *w = var(L, "w", KT_PU8);
     tile_x(L, l, T, t, x);
@@ -526,7 +526,7 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
 
 static void lower_i2_units_batch(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int T = kn->batch_tile;
     L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
     kir_list l = kir_list_of(&L->f->body), tiles;
@@ -580,7 +580,7 @@ static void lower_tile_mmla(lower *L, kir_list *l, int T, kir_var *t, kir_var *b
     kir_module *m = L->m;
     int R = L->kn->block_rows;
     if (R != 4 || T % 2)
-        fatal("internal error: %s: smmla tiles pair 4 rows and an even number of tokens", L->kn->symbol);
+        rsrc_fatal("internal error: %s: smmla tiles pair 4 rows and an even number of tokens", L->kn->symbol);
     mmla_ctx mc = {.c = {.sum_x = sum_x, .t = t, .b = b}};
     kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
     tile_x(L, l, T, t, x);
@@ -615,7 +615,7 @@ static void lower_tile_mmla(lower *L, kir_list *l, int T, kir_var *t, kir_var *b
  * stream past it (kernel.c says why). */
 static void lower_i2_batch(lower *L, const char *name, bool exported) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn), T = kn->batch_tile;
     L->f = kir_func_add(m, name, KSIG_BATCH, exported);
     kir_list l = kir_list_of(&L->f->body), tl, gl, tiles, blk;
@@ -1036,7 +1036,7 @@ static kir_func *lower_lanes_block(lower *L, int np, bool staged) {
 
 static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int R = kn->block_rows, G = lanes_group(kn);
     const int64_t slot = (int64_t)lanes_scratch_bytes(kn);
     L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
@@ -1138,7 +1138,7 @@ static void lut_triplet(lower *L, kir_list *l, kir_var *tab, kir_expr *t, int32_
 /* The call's tables: the triplets wholly inside x in a loop, the one the last columns fall in (in
  * a scope of its own), then zeros up to the last group's end. */
 static void lut_scalar_tables(lower *L, kir_list *l, kir_var *tab) {
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int32_t full = kn->cols / 3, part = kn->cols % 3 != 0, triplets = 4 * kn->groups;
     kir_list body;
     kir_stmt *f = loop(L, l, "t", "tables", num(L, 0), num(L, full), &body);
@@ -1157,7 +1157,7 @@ static void lut_scalar_tables(lower *L, kir_list *l, kir_var *tab) {
  * bit 4(r % 16) + L; the row's sum adds the tables' entries. */
 static kir_expr *lut_scalar_row(lower *L, kir_list *l, kir_var *w, kir_var *tab, kir_var *r, kir_var *g0) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     kir_expr *rr = ref(L, r), *low = kir_bin(m, KO_AND, KT_I32, rr, num(L, 15));
     kir_expr *half = kir_bin(m, KO_LSHR, KT_I32, rr, num(L, 4));
     kir_var *q = var(L, "q", KT_I32), *ns = var(L, "ns", KT_I32), *mb = var(L, "mb", KT_I32),
@@ -1239,7 +1239,7 @@ static void lut_vector_group(lower *L, kir_list *l, kir_var *tab, kir_expr *g, i
 
 /* The call's tables: the full groups in a loop, the tail group (fewer than 12 columns) after it. */
 static void lut_vector_tables(lower *L, kir_list *l, kir_var *tab) {
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int32_t full = kn->cols / LUT_GROUP_COLS;
     kir_list body;
     kir_stmt *f = loop(L, l, "g", "tables", num(L, 0), num(L, full), &body);
@@ -1289,7 +1289,7 @@ static void lut_vector_group_rows(lower *L, kir_list *l, kir_var *w, kir_var *co
  * 16h + k of block j: 256 · Σ high bytes + Σ low bytes, lane k of lo, hi[2j + h]. */
 static void lut_vector_blocks(lower *L, kir_list *l, kir_var *tab, kir_var *w, kir_expr *b, kir_var *g0, int nb) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     kir_var *lo[2 * LUT_NB], *hi[2 * LUT_NB], *t[4];
     if (g0) /* the window's tables, from its first group's */
         tab = value(L, l, "tw", KT_PLUTV, kir_bin(m, KO_INDEX, KT_PLUTV, ref(L, tab), mul(L, ref(L, g0), num(L, 4))));
@@ -1322,7 +1322,7 @@ static void lut_vector_blocks(lower *L, kir_list *l, kir_var *tab, kir_var *w, k
 
 static void lower_lut(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const int32_t G = kn->groups, GB = lut_block_bytes(kn);
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
     L->f->comment = kir_strf(m, "%s: %dx%d, %d rows per block, %d groups of %d columns, %d bytes per block",
@@ -1376,7 +1376,7 @@ static void lower_lut(lower *L) {
     }
 }
 
-void kir_info_fill(kir_module *m, const kernel *kn) {
+void kir_info_fill(kir_module *m, const rsrc_kernel *kn) {
     kir_info *i = &m->info;
     i->symbol = kir_strf(m, "%s", kn->symbol);
     i->batch_symbol = kn->batch_symbol ? kir_strf(m, "%s", kn->batch_symbol) : NULL;
@@ -1400,7 +1400,7 @@ void kir_lower_shared(kir_module *m, bool staged) {
     if (staged) lower_lanes_block(&L, 2, true); /* the pairs of passes (kernel.c lanes_pairs) */
 }
 
-kir_module *kir_lower(const kernel *kn) {
+kir_module *kir_lower(const rsrc_kernel *kn) {
     kir_module *m = kir_open();
     kir_info_fill(m, kn);
     if (kn->printer && kn->printer->lower) { /* the forms its printer's target has of its own */

@@ -7,11 +7,11 @@
 
 #include "kir.h"
 
-struct kernel;
+struct rsrc_kernel;
 
 typedef struct lower {
     kir_module *m;
-    const struct kernel *kn;
+    const struct rsrc_kernel *kn;
     kir_func *f;
 } lower;
 

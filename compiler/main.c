@@ -48,9 +48,9 @@ static bool looks_like_repo(const char *s) {
 
 static void check_input(const options *o) {
     bool hub = !strncmp(o->input, "hf:", 3);
-    if (o->hf_file && !hub) fatal("--hf-file=%s needs a model on the Hub (hf:ORG/NAME)", o->hf_file);
+    if (o->hf_file && !hub) rsrc_fatal("--hf-file=%s needs a model on the Hub (hf:ORG/NAME)", o->hf_file);
     if (!hub && looks_like_repo(o->input))
-        fatal("%s: no such file or directory; a model on the Hugging Face Hub is named hf:%s", o->input, o->input);
+        rsrc_fatal("%s: no such file or directory; a model on the Hugging Face Hub is named hf:%s", o->input, o->input);
 }
 
 static void usage(FILE *out) {
@@ -140,7 +140,7 @@ static void usage(FILE *out) {
 
 static int parse_int(const char *flag, const char *s, int lo, int hi) {
     long v;
-    if (!parse_long_in(s, lo, hi, &v)) fatal("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    if (!parse_long_in(s, lo, hi, &v)) rsrc_fatal("%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
     return (int)v;
 }
 
@@ -174,9 +174,9 @@ static char *shaping_flags(const options *o) {
 /* getopt_long's complaint about arg, in words: which option, and what is wrong with it. */
 static noreturn void bad_option(const char *arg, int opt, const struct option *longs) {
     if (strncmp(arg, "--", 2) != 0) {
-        if (opt == 'o') fatal("option '-o' needs a value (see --help)");
-        if (opt > ' ' && opt < 127) fatal("unknown option '-%c' (see --help)", opt);
-        fatal("unknown option '%s' (see --help)", arg);
+        if (opt == 'o') rsrc_fatal("option '-o' needs a value (see --help)");
+        if (opt > ' ' && opt < 127) rsrc_fatal("unknown option '-%c' (see --help)", opt);
+        rsrc_fatal("unknown option '%s' (see --help)", arg);
     }
     const char *name = arg + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
@@ -197,13 +197,13 @@ static noreturn void bad_option(const char *arg, int opt, const struct option *l
             int dist = edit_distance(name, len, l->name);
             if (dist < best && strcmp(l->name, "opt-level-given")) best = dist, near = l->name;
         }
-        if (near) fatal("unknown option '--%.*s' (did you mean '--%s'?)", (int)len, name, near);
-        fatal("unknown option '--%.*s' (see --help)", (int)len, name);
+        if (near) rsrc_fatal("unknown option '--%.*s' (did you mean '--%s'?)", (int)len, name, near);
+        rsrc_fatal("unknown option '--%.*s' (see --help)", (int)len, name);
     }
     if (matches > 1)
-        fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
-    if (hit->has_arg == no_argument && eq) fatal("option '--%s' takes no value", hit->name);
-    fatal("option '--%s' needs a value (see --help)", hit->name);
+        rsrc_fatal("option '--%.*s' is ambiguous: it begins more than one option's name (see --help)", (int)len, name);
+    if (hit->has_arg == no_argument && eq) rsrc_fatal("option '--%s' takes no value", hit->name);
+    rsrc_fatal("option '--%s' needs a value (see --help)", hit->name);
 }
 
 /* clang's spellings: -march=X and -mcpu=X are --cpu=X (native: the host target); -O0..-O3 the
@@ -217,7 +217,7 @@ static int clang_spellings(int argc, char **argv) {
             continue;
         }
         if (argv[i][0] == '-' && argv[i][1] == 'O')
-            fatal("%s: the optimisation levels are -O0, -O1, -O2 and -O3", argv[i]);
+            rsrc_fatal("%s: the optimisation levels are -O0, -O1, -O2 and -O3", argv[i]);
         const char *v = !strncmp(argv[i], "-march=", 7)  ? argv[i] + 7
                         : !strncmp(argv[i], "-mcpu=", 6) ? argv[i] + 6
                                                          : NULL;
@@ -229,7 +229,7 @@ static int clang_spellings(int argc, char **argv) {
 /* --print=target,model,plan,kernel or gguf */
 static void parse_print(options *o, const char *arg) {
     char *list = xstrdup(arg);
-    if (strspn(arg, ",") == strlen(arg)) fatal("--print: no stage named (target, model, plan, kernel, gguf)");
+    if (strspn(arg, ",") == strlen(arg)) rsrc_fatal("--print: no stage named (target, model, plan, kernel, gguf)");
     for (char *w = strtok(list, ","); w; w = strtok(NULL, ",")) {
         if (strcmp(w, "model") == 0)
             o->print_model = true;
@@ -242,7 +242,7 @@ static void parse_print(options *o, const char *arg) {
         else if (strcmp(w, "gguf") == 0)
             o->print_gguf = true;
         else
-            fatal("--print: unknown stage '%s' (target, model, plan, kernel, gguf)", w);
+            rsrc_fatal("--print: unknown stage '%s' (target, model, plan, kernel, gguf)", w);
     }
     free(list);
 }
@@ -253,29 +253,29 @@ static void check_options(options *o, bool force_progress) {
                                                       "model.o",  "model.h", "model.cu", "model.ptx"};
     if (!o->output) o->output = default_out[o->emit];
     if (!strcmp(o->output, "-") && (o->emit == EMIT_SO || o->emit == EMIT_OBJ))
-        fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
-              emit_names[o->emit]);
-    if (o->tune_cache && !o->tune) fatal("--tune-cache=%s needs --tune", o->tune_cache);
+        rsrc_fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
+                   emit_names[o->emit]);
+    if (o->tune_cache && !o->tune) rsrc_fatal("--tune-cache=%s needs --tune", o->tune_cache);
     if (o->emit == EMIT_HEADER && (o->tune || o->explain || o->stats || o->verify || o->print_plan || o->print_kernel))
-        fatal("--emit=header reads the configuration only: --%s has nothing to work on there", o->tune      ? "tune"
-                                                                                               : o->explain ? "explain"
-                                                                                               : o->stats   ? "stats"
-                                                                                               : o->verify  ? "verify"
-                                                                                               : o->print_plan
-                                                                                                   ? "print=plan"
-                                                                                                   : "print=kernel");
+        rsrc_fatal("--emit=header reads the configuration only: --%s has nothing to work on there",
+                   o->tune         ? "tune"
+                   : o->explain    ? "explain"
+                   : o->stats      ? "stats"
+                   : o->verify     ? "verify"
+                   : o->print_plan ? "print=plan"
+                                   : "print=kernel");
     if (o->emit == EMIT_C && o->backend && !strcmp(o->backend, "llvm"))
-        fatal("--emit=c needs the C backend, not --backend=llvm");
+        rsrc_fatal("--emit=c needs the C backend, not --backend=llvm");
     if (EMIT_IS_LLVM(o->emit) && o->backend && !strcmp(o->backend, "c"))
-        fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o->emit]);
+        rsrc_fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o->emit]);
     if (o->emit == EMIT_CUDA && o->backend && !strcmp(o->backend, "llvm"))
-        fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
+        rsrc_fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
     if (o->backend && !strcmp(o->backend, "nvrtc") && o->emit != EMIT_SO && o->emit < EMIT_CUDA)
-        fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
+        rsrc_fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress)
         o->progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
-    else if (isatty(2) && !verbosity &&
+    else if (isatty(2) && !rsrc_verbosity &&
              !(isatty(1) && (o->explain || o->stats || o->print_model || o->print_plan || o->print_kernel)))
         o->progress = PROGRESS_TERMINAL;
 }
@@ -347,7 +347,7 @@ static options parse_args(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "o:vh", longs, NULL)) != -1) {
         switch (c) {
         case 'o': o.output = optarg; break;
-        case 'v': verbosity++; break;
+        case 'v': rsrc_verbosity++; break;
         case 'h': usage(stdout); exit(0);
         case O_TARGET: o.target = optarg; break;
         case O_CPU: o.cpu = optarg; break;
@@ -355,19 +355,20 @@ static options parse_args(int argc, char **argv) {
         case O_EMIT: {
             int k = 0;
             while (k < NUM_EMIT && strcmp(optarg, emit_names[k])) k++;
-            if (k == NUM_EMIT) fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, header, cuda, ptx)", optarg);
+            if (k == NUM_EMIT)
+                rsrc_fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, header, cuda, ptx)", optarg);
             o.emit = (enum emit_kind)k;
             break;
         }
         case O_BACKEND:
             if (strcmp(optarg, "c") && strcmp(optarg, "llvm") && strcmp(optarg, "nvrtc"))
-                fatal("--backend: unknown backend '%s' (c, llvm, nvrtc)", optarg);
+                rsrc_fatal("--backend: unknown backend '%s' (c, llvm, nvrtc)", optarg);
             o.backend = optarg;
             break;
         case O_K: o.rsr_k = parse_int("--rsr-k", optarg, 1, RSR_MAX_K); break;
         case O_STRATEGY:
             if ((int)(o.strategy = strategy_parse(optarg)) < 0)
-                fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop, i2, lut)", optarg);
+                rsrc_fatal("--strategy: unknown strategy '%s' (auto, rsr-unrolled, rsr-loop, i2, lut)", optarg);
             break;
         case O_EXPLAIN: o.explain = true; break;
         case O_NO_GREEDY_HEAD: o.greedy_head = false; break;
@@ -379,7 +380,7 @@ static options parse_args(int argc, char **argv) {
             else if (!strcmp(optarg, "rsr"))
                 o.prefill = PREFILL_LANES;
             else
-                fatal("--prefill: unknown form '%s' (auto, i2, rsr)", optarg);
+                rsrc_fatal("--prefill: unknown form '%s' (auto, i2, rsr)", optarg);
             break;
         case O_STATS: o.stats = true; break;
         case O_OPT_GIVEN: break;
@@ -388,7 +389,8 @@ static options parse_args(int argc, char **argv) {
         case O_MAXMEM: o.max_memory = parse_size("--max-memory", optarg); break;
         case O_NAME: {
             char why[128];
-            if (!valid_model_name(optarg, why, sizeof why)) fatal("--name: '%s' is not a valid name: %s", optarg, why);
+            if (!valid_model_name(optarg, why, sizeof why))
+                rsrc_fatal("--name: '%s' is not a valid name: %s", optarg, why);
             o.name = optarg;
             break;
         }
@@ -396,11 +398,11 @@ static options parse_args(int argc, char **argv) {
         case O_TUNE: o.tune = true; break;
         case O_NO_CALIBRATE: o.calibrate = false; break;
         case O_TUNE_CACHE:
-            if (!*optarg) fatal("--tune-cache: an empty file name");
+            if (!*optarg) rsrc_fatal("--tune-cache: an empty file name");
             o.tune_cache = optarg;
             break;
         case O_HF_FILE:
-            if (!*optarg) fatal("--hf-file: an empty file name");
+            if (!*optarg) rsrc_fatal("--hf-file: an empty file name");
             o.hf_file = optarg;
             break;
         case O_RUNTIME: link_use_runtime(optarg); break;
@@ -410,8 +412,8 @@ static options parse_args(int argc, char **argv) {
         default: bad_option(argv[optind - 1], optopt, longs);
         }
     }
-    if (optind >= argc) fatal("no MODEL given (rsrc MODEL [-o model.so] [options]; --help for the options)");
-    if (argc - optind > 1) fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
+    if (optind >= argc) rsrc_fatal("no MODEL given (rsrc MODEL [-o model.so] [options]; --help for the options)");
+    if (argc - optind > 1) rsrc_fatal("only one MODEL may be given ('%s' and '%s')", argv[optind], argv[optind + 1]);
     o.input = argv[optind];
     check_input(&o);
     /* a checkpoint's config.json names the checkpoint: its directory (argv is cut there) */
@@ -430,7 +432,7 @@ static options parse_args(int argc, char **argv) {
 static char *make_workdir(void) {
     const char *tmp = getenv("TMPDIR");
     char *dir = xasprintf("%s/rsrc.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) fatal("cannot create a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+    if (!mkdtemp(dir)) rsrc_fatal("cannot create a temporary directory in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
     register_temp(dir);
     return dir;
 }
@@ -462,37 +464,37 @@ static void copy_to_output(const char *from, const char *to) {
         char buf[1 << 16];
         size_t n;
         while (in && (n = fread(buf, 1, sizeof buf, in)) > 0)
-            if (fwrite(buf, 1, n, stdout) != n) fatal("stdout: write failed: %s", strerror(errno));
-        if (!in || fflush(stdout) != 0) fatal("stdout: write failed: %s", strerror(errno));
+            if (fwrite(buf, 1, n, stdout) != n) rsrc_fatal("stdout: write failed: %s", strerror(errno));
+        if (!in || fflush(stdout) != 0) rsrc_fatal("stdout: write failed: %s", strerror(errno));
         fclose(in);
         return;
     }
     int fd;
     char *tmp_out = output_temp(to, &fd);
     FILE *in = fopen(from, "rb"), *out = fdopen(fd, "wb");
-    if (!out) fatal("%s: cannot write the output: %s", to, strerror(errno));
+    if (!out) rsrc_fatal("%s: cannot write the output: %s", to, strerror(errno));
     char buf[1 << 16];
     size_t n;
     while (in && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) fatal("%s: write failed: %s", to, strerror(errno));
-    if (!in || fclose(out) != 0) fatal("%s: write failed: %s", to, strerror(errno));
+        if (fwrite(buf, 1, n, out) != n) rsrc_fatal("%s: write failed: %s", to, strerror(errno));
+    if (!in || fclose(out) != 0) rsrc_fatal("%s: write failed: %s", to, strerror(errno));
     fclose(in);
     output_commit(tmp_out, to, 0644);
 }
 
 /* The header needs the model's configuration only: no matrix is read. */
-static void write_header(const options *o, const model *m, const target *t) {
+static void write_header(const options *o, const rsrc_model *m, const rsrc_target *t) {
     if (!strcmp(o->output, "-")) {
         emit_header(stdout, m, t, o->name, o->input);
-        if (fflush(stdout) != 0) fatal("stdout: write failed: %s", strerror(errno));
+        if (fflush(stdout) != 0) rsrc_fatal("stdout: write failed: %s", strerror(errno));
         return;
     }
     int fd;
     char *tmp = output_temp(o->output, &fd);
     FILE *f = fdopen(fd, "w");
-    if (!f) fatal("%s: cannot write the output: %s", o->output, strerror(errno));
+    if (!f) rsrc_fatal("%s: cannot write the output: %s", o->output, strerror(errno));
     emit_header(f, m, t, o->name, o->input);
-    if (fclose(f) != 0) fatal("%s: write failed: %s", o->output, strerror(errno));
+    if (fclose(f) != 0) rsrc_fatal("%s: write failed: %s", o->output, strerror(errno));
     output_commit(tmp, o->output, 0644);
 }
 
@@ -529,20 +531,21 @@ static void check_output(const options *o) {
     if (stat(o->output, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return; /* /dev/null: written into */
     if (stat(o->output, &st) == 0) {
         if (S_ISDIR(st.st_mode))
-            fatal("%s: is a directory; name the file to write (-o %s/model.so, for example)", o->output, o->output);
+            rsrc_fatal("%s: is a directory; name the file to write (-o %s/model.so, for example)", o->output,
+                       o->output);
         if (is_model_file(o->input, &st))
-            fatal("%s: is one of the files the model is read from; choose another output name", o->output);
+            rsrc_fatal("%s: is one of the files the model is read from; choose another output name", o->output);
     }
     char *copy = xstrdup(o->output);
     const char *dir = dirname(copy);
-    if (access(dir, W_OK | X_OK) != 0) fatal("%s: cannot write there: %s: %s", o->output, dir, strerror(errno));
+    if (access(dir, W_OK | X_OK) != 0) rsrc_fatal("%s: cannot write there: %s: %s", o->output, dir, strerror(errno));
     free(copy);
 }
 
 /* --cpu and --features become the C compiler's -march=CPU and -mFEATURE (it builds the code
  * around the kernels with them, LLVM backend or not): names it does not know are refused now,
  * before any work, not by the link at the end (LLVM itself only warns and ignores them). */
-static void check_cpu_features(const options *o, const target *t) {
+static void check_cpu_features(const options *o, const rsrc_target *t) {
     if (!o->cpu && !o->features) return;
     char *flags = xstrdup(t->cflags), *argv[64];
     int n = 0;
@@ -551,8 +554,9 @@ static void check_cpu_features(const options *o, const target *t) {
     argv[n++] = "-x", argv[n++] = "c", argv[n++] = "-fsyntax-only", argv[n++] = "/dev/null", argv[n] = NULL;
     int rc = run_command(argv); /* 127: no C compiler; the link says so */
     if (rc != 0 && rc != 127)
-        fatal("--cpu/--features: the C compiler refuses '%s' (its message above): name a CPU and features it knows",
-              t->cflags);
+        rsrc_fatal(
+            "--cpu/--features: the C compiler refuses '%s' (its message above): name a CPU and features it knows",
+            t->cflags);
     free(flags);
 }
 
@@ -561,8 +565,8 @@ static void check_cpu_features(const options *o, const target *t) {
 typedef struct build {
     const options *o;
     double t_start;
-    target *t;
-    model *m;
+    rsrc_target *t;
+    rsrc_model *m;
     char *workdir, *c_path, *blob_path, *obj_path;
     char **parts; /* the kernels' objects (emit_llvm_flush's, then obj_path; or c_parts'), NULL-terminated */
     int nparts;
@@ -586,12 +590,12 @@ typedef struct build {
 static void load_inputs(build *b) {
     const options *o = b->o;
     check_output(o);
-    target *t = b->t = target_load(o->target, o->cpu, o->features);
+    rsrc_target *t = b->t = target_load(o->target, o->cpu, o->features);
     check_cpu_features(o, t);
     if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
-        fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
+        rsrc_fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
     if (o->print_target) target_print(t, stdout);
-    if (verbosity >= 1) {
+    if (rsrc_verbosity >= 1) {
         fprintf(stderr, "rsrc: target %s%s%s%s, cpu %s, features", t->name, t->cpu_model ? " (" : "",
                 t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->cpu ? t->cpu : "-");
         for (int i = 0; i < t->nfeatures; i++) fprintf(stderr, "%s+%s", i ? "," : " ", t->features[i]);
@@ -601,7 +605,7 @@ static void load_inputs(build *b) {
     }
     if (o->tune) tune_check_target(t, o->target);
     if (o->emit == EMIT_SO) link_check(t); /* before the work: another architecture's runtime and compiler */
-    model *m = b->m = model_load(o->input);
+    rsrc_model *m = b->m = model_load(o->input);
     if (o->max_memory) {
         model_check_memory(m, o->rsr_k, o->max_memory);
         limit_memory(o->max_memory);
@@ -609,14 +613,15 @@ static void load_inputs(build *b) {
     if (o->print_model) model_print(m, stdout);
     if ((t->kind == TK_CUDA || t->gpu) &&
         (m->qk_norm || m->proj_norms || m->act_block || m->post_norms || m->num_experts || m->layer_kind))
-        fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
-              m->architecture,
-              m->layer_kind    ? "gated DeltaNet layers (a recurrent state)"
-              : m->num_experts ? "a mixture of experts"
-              : m->proj_norms  ? "a norm before each projection"
-              : m->qk_norm     ? "q/k head norms"
-                               : "activations per block");
-    note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers, m->hidden);
+        rsrc_fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
+                   m->architecture,
+                   m->layer_kind    ? "gated DeltaNet layers (a recurrent state)"
+                   : m->num_experts ? "a mixture of experts"
+                   : m->proj_norms  ? "a norm before each projection"
+                   : m->qk_norm     ? "q/k head norms"
+                                    : "activations per block");
+    rsrc_note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers,
+              m->hidden);
 }
 
 /* The work directory, the C file and the blob, and the printers the kernels go to. */
@@ -626,7 +631,7 @@ static void open_printers(build *b) {
     b->c_path = xasprintf("%s/model.c", b->workdir), b->blob_path = xasprintf("%s/blob.bin", b->workdir);
     register_temp(b->c_path);
     register_temp(b->blob_path);
-    if (!(b->c = fopen(b->c_path, "w"))) fatal("%s: cannot create: %s", b->c_path, strerror(errno));
+    if (!(b->c = fopen(b->c_path, "w"))) rsrc_fatal("%s: cannot create: %s", b->c_path, strerror(errno));
     blob_open(&b->blob, b->blob_path);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
     /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
@@ -645,7 +650,7 @@ static void open_printers(build *b) {
     emit_c_prologue(b->c, o->input, b->t, o->prefill, cpu == &printer_c);
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
-        fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
+        rsrc_fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
     if (b->t->gpu) { /* --backend, or the CUDA spec's */
         const kernel_printer *gp = o->backend ? printer_for(TK_CUDA, o->backend) : b->t->gpu->backend;
         const printer_begin pb = {b->t->gpu, o->input, b->workdir, o->explain, o->opt_level};
@@ -662,7 +667,7 @@ static void open_printers(build *b) {
 
 /* The tensors that are not ternary: embedding, LM head, final norm, tokenizer. */
 static void write_constants(build *b) {
-    const model *m = b->m;
+    const rsrc_model *m = b->m;
     artifact_desc *d = &b->d;
     *d = (artifact_desc){.m = m, .t = b->t, .name = b->o->name, .default_model = b->o->emit != EMIT_OBJ || !b->o->name};
     d->embed = blob_copy_tensor(&b->blob, st_find(m->ar, "model.embed_tokens.weight"), &d->embed_dtype);
@@ -708,7 +713,7 @@ static uint64_t write_group_scales(blob_writer *blob, const ternary_matrix *tm, 
 
 /* What the options ask to see of one compiled matrix: --explain, --stats, -vv. */
 static void report_matrix(const build *b, const ternary_matrix *tm, const compiled_matrix *cm, const matrix_record *r) {
-    note(2, "%s: %s", tm->name, cm->mp.why);
+    rsrc_note(2, "%s: %s", tm->name, cm->mp.why);
     if (b->o->explain) printf("%-44s %11s %s\n", tm->name, cm->kn.strategy, cm->mp.why);
     if (b->o->explain && cm->measured) tune_explain(stdout, cm->measured, tm, b->t);
     if (b->o->stats) print_stats_row(r, strategy_is_rsr(cm->mp.strategy) ? &cm->plan : NULL);
@@ -728,7 +733,7 @@ static double after_seconds(const build *b, double *llvm_s) {
 
 /* A qwen35 layer's kind, and a DeltaNet layer's small tensors as f32 (checked by model_load). */
 static void deltanet_tensors(build *b, int32_t l, rsr_artifact_layer *L) {
-    const model *m = b->m;
+    const rsrc_model *m = b->m;
     L->dn_conv_w = L->dn_alpha = L->dn_beta = L->dn_dt_bias = L->dn_a = L->dn_norm = RSR_NO_TENSOR;
     L->attn_gate = m->attn_gate && !model_deltanet(m, l);
     if (!model_deltanet(m, l)) return;
@@ -751,7 +756,7 @@ static void deltanet_tensors(build *b, int32_t l, rsr_artifact_layer *L) {
 /* Layer l's norms into the blob and the rest of its descriptor but the matrices: its window and
  * RoPE base. */
 static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_out) {
-    const model *m = b->m;
+    const rsrc_model *m = b->m;
     L->attn_norm = blob_norm(&b->blob, m, l, "input_layernorm", m->hidden);
     L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
     L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
@@ -811,19 +816,19 @@ static void flush_part(build *b) {
     uint64_t n = emit_llvm_pending(b->cpu.llvm);
     emit_llvm_flush(b->cpu.llvm, path);
     add_part(b, path);
-    note(1, "LLVM: optimised and emitted part %d (%llu instructions) in %.2f s", b->nparts, (unsigned long long)n,
-         now_seconds() - t0);
+    rsrc_note(1, "LLVM: optimised and emitted part %d (%llu instructions) in %.2f s", b->nparts, (unsigned long long)n,
+              now_seconds() - t0);
     stage_enter(STAGE_ANALYSE);
 }
 
 /* The matrices of all layers (model_layer_matrices each). */
-static int32_t total_matrices(const model *m) { return model_total_matrices(m); }
+static int32_t total_matrices(const rsrc_model *m) { return model_total_matrices(m); }
 
 /* The matrix through compile_matrix again for a CUDA target's spec, into its printer: rq's
  * strategy, k and prints apply. The matrices that read one input (a layer's q,k,v | o | gate,up |
  * down) end a group. */
 static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, int pj, const matrix_request *rq) {
-    const target *g = b->t->gpu;
+    const rsrc_target *g = b->t->gpu;
     compiled_matrix cm;
     compile_matrix(tm, g,
                    &(matrix_request){.strategy = rq->strategy,
@@ -834,7 +839,7 @@ static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, 
                                      .print_kernel = rq->print_kernel},
                    &b->blob, &b->gpu, &cm);
     if (b->o->explain) printf("%-44s %11s %s\n", tm->name, cm.kn.strategy, cm.mp.why);
-    note(2, "%s on %s: %s", tm->name, g->name, cm.mp.why);
+    rsrc_note(2, "%s on %s: %s", tm->name, g->name, cm.mp.why);
     if (pj == PROJ_V || pj == PROJ_O || pj == PROJ_UP || pj == PROJ_DOWN) b->gpu.printer->group(b->gpu.state);
     compiled_matrix_free(&cm);
 }
@@ -843,7 +848,7 @@ static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, 
  * the GPU), one at a time, freed as it goes. */
 static void compile_matrices(build *b) {
     const options *o = b->o;
-    const model *m = b->m;
+    const rsrc_model *m = b->m;
     const int per_layer = model_layer_matrices(m);
     int32_t total = total_matrices(m), out_dim, in_dim, q_out = m->num_heads * m->head_dim;
     b->mats = xcalloc((size_t)total, sizeof *b->mats);
@@ -893,7 +898,7 @@ static void compile_matrices(build *b) {
                 tune_check_lanes(b->check, &tm, b->t, &rq, &decided);
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
-            const kernel *kn = &cm.kn;
+            const rsrc_kernel *kn = &cm.kn;
             matrix_record *r = &b->mats[idx];
             *r = (matrix_record){name,
                                  xstrdup(kn->symbol),
@@ -955,20 +960,21 @@ static void finish_kernels(build *b) {
     d->manifest = b->manifest = manifest_text(d, o->input, b->use_llvm ? "llvm" : "c", o->flags);
     emit_c_artifact(b->c, d);
     b->c_bytes = (uint64_t)ftell(b->c);
-    if (fclose(b->c) != 0) fatal("%s: write failed: %s", b->c_path, strerror(errno));
+    if (fclose(b->c) != 0) rsrc_fatal("%s: write failed: %s", b->c_path, strerror(errno));
     b->c = NULL;
     blob_close(&b->blob);
-    note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
-         d->num_matrices, (double)b->weights / 1e6, (double)b->index_bytes / 1e6,
-         8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6, now_seconds() - b->t_start);
+    rsrc_note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
+              d->num_matrices, (double)b->weights / 1e6, (double)b->index_bytes / 1e6,
+              8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6,
+              now_seconds() - b->t_start);
     if (!b->use_llvm) return;
     stage_enter(STAGE_LLVM);
     double t0 = now_seconds();
     double llvm_s;
     progress_expect_after(after_seconds(b, &llvm_s));
     progress_stage("LLVM: optimising and generating the kernels", llvm_s);
-    note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
-         (unsigned long long)emit_llvm_pending(b->cpu.llvm), llvm_s);
+    rsrc_note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
+              (unsigned long long)emit_llvm_pending(b->cpu.llvm), llvm_s);
     static const enum llvm_output what[] = {
         [EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR, [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
     b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
@@ -977,7 +983,7 @@ static void finish_kernels(build *b) {
     add_part(b, xstrdup(b->obj_path));
     emit_llvm_end(b->cpu.llvm);
     b->cpu.llvm = NULL;
-    note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t0);
+    rsrc_note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t0);
 }
 
 /* The output: linked with the runtime, or the stage asked for, under a temporary name renamed
@@ -1013,7 +1019,7 @@ static void write_output(build *b) {
     progress_end();
     /* the last word of a compile, where someone watches (or with -v) */
     struct stat st;
-    if ((verbosity >= 1 || o->progress || isatty(2)) && strcmp(o->output, "-") && stat(o->output, &st) == 0 &&
+    if ((rsrc_verbosity >= 1 || o->progress || isatty(2)) && strcmp(o->output, "-") && stat(o->output, &st) == 0 &&
         S_ISREG(st.st_mode))
         fprintf(stderr, "rsrc: wrote %s (%.1f MB) in %.1f s\n", o->output, (double)st.st_size / 1e6,
                 now_seconds() - b->t_start);
@@ -1044,7 +1050,7 @@ static void compile(const options *o) {
     load_inputs(&b);
     if (o->emit == EMIT_HEADER) {
         write_header(o, b.m, b.t);
-        note(1, "wrote %s", o->output);
+        rsrc_note(1, "wrote %s", o->output);
     } else {
         open_printers(&b);
         progress_open(o->progress);
@@ -1063,7 +1069,7 @@ int main(int argc, char **argv) {
     char *downloaded = !strncmp(o.input, "hf:", 3) ? hub_fetch(o.input, o.hf_file) : NULL;
     if (downloaded) o.input = downloaded;
     if (o.print_gguf) { /* a look inside the file, like gguf-dump; nothing is compiled */
-        if (!gguf_is(o.input)) fatal("--print=gguf: %s is not a GGUF file", o.input);
+        if (!gguf_is(o.input)) rsrc_fatal("--print=gguf: %s is not a GGUF file", o.input);
         gguf_file *g = gguf_open(o.input);
         gguf_print(g, stdout);
         gguf_close(g);

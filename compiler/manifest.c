@@ -31,8 +31,8 @@ static void add(text *t, const char *fmt, ...) {
 }
 
 char *manifest_text(const artifact_desc *d, const char *source, const char *backend, const char *flags) {
-    const model *m = d->m;
-    const target *tg = d->t;
+    const rsrc_model *m = d->m;
+    const rsrc_target *tg = d->t;
     text t = {0};
     /* The source as named, less its directories: the same checkpoint gives the same artifact
      * wherever it lies. */

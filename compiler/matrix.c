@@ -26,24 +26,24 @@
 #include "rsrc.h"
 
 /* What strategy s lowers to on t (kernel_lower's choice of form, without lowering). */
-static enum kernel_variant variant_of(enum strategy s, const target *t) {
+static enum kernel_variant variant_of(enum strategy s, const rsrc_target *t) {
     bool gpu = t->kind == TK_CUDA;
     if (strategy_is_rsr(s)) return gpu ? KV_WARP : s == STRAT_RSR_UNROLLED ? KV_UNROLLED : KV_LOOP;
     if (s == STRAT_LUT) return target_lut_vector(t) ? KV_LUT_VECTOR : KV_LUT_SCALAR;
     return gpu ? KV_I2_DP4A : KV_I2_CPU;
 }
 
-bool printer_prints(const kernel_printer *p, enum strategy s, const target *t) {
+bool printer_prints(const kernel_printer *p, enum strategy s, const rsrc_target *t) {
     return p->kind == t->kind && ((p->forms >> variant_of(s, t)) & 1u);
 }
 
 /* The plan as the printer can carry it out: a GPU form a GPU printer lacks becomes i2, which
  * every GPU printer has (the CPU printers have every CPU form). */
-static void plan_for_printer(matrix_plan *mp, const target *t, const kernel_printer *pr) {
+static void plan_for_printer(matrix_plan *mp, const rsrc_target *t, const kernel_printer *pr) {
     if (printer_prints(pr, mp->strategy, t)) return;
     if (pr->kind != TK_CUDA)
-        fatal("internal error: the %s printer has no %s kernel for target %s", pr->name, strategy_names[mp->strategy],
-              t->name);
+        rsrc_fatal("internal error: the %s printer has no %s kernel for target %s", pr->name,
+                   strategy_names[mp->strategy], t->name);
     mp->strategy = STRAT_I2;
     size_t n = strlen(mp->why);
     snprintf(mp->why + n, sizeof mp->why - n, "; i2 because %s prints i2 kernels only", pr->title);
@@ -64,14 +64,14 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
             int32_t want = 0;
             for (int32_t c = 0; c < t->cols; c++) want += ternary_weight(t, r, c) * x[c];
             if (want != y[r])
-                fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r], r, want);
+                rsrc_fatal("internal error: RSR plan of '%s' gives %d at row %d, expected %d", t->name, y[r], r, want);
         }
     }
     free(x);
     free(y);
 }
 
-void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, const kernel_printer *pr,
+void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, const kernel_printer *pr,
                    compiled_matrix *cm) {
     memset(cm, 0, sizeof *cm);
     if (rq->decided)
@@ -88,9 +88,10 @@ void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_reque
                  lut ? "lut" : "rsr-loop", pr->name);
     }
     if (tm->unit_cols && pr->kind == TK_CUDA && !(pr->forms & KV(KV_WARP)))
-        fatal("tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "
-              "NVPTX printer lacks: leave out --backend=llvm (the GPU code is then CUDA C through NVRTC)",
-              tm->name);
+        rsrc_fatal(
+            "tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "
+            "NVPTX printer lacks: leave out --backend=llvm (the GPU code is then CUDA C through NVRTC)",
+            tm->name);
     plan_for_printer(&cm->mp, t, pr);
     if (rq->lanes_min || tm->unit_cols)
         cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 && !tm->unit_cols ? rq->lanes_min : 0;
@@ -119,7 +120,8 @@ kernel_cache *kernel_cache_open(void) { return xcalloc(1, sizeof(kernel_cache));
 void kernel_cache_close(kernel_cache *kc) {
     if (!kc) return;
     if (kc->shared)
-        note(1, "%" PRId64 " matrices share the kernels of others (%" PRId64 " i2 and lut kernels)", kc->shared, kc->n);
+        rsrc_note(1, "%" PRId64 " matrices share the kernels of others (%" PRId64 " i2 and lut kernels)", kc->shared,
+                  kc->n);
     for (int64_t i = 0; i < kc->n; i++) free(kc->k[i].key), free(kc->k[i].symbol), free(kc->k[i].batch_symbol);
     free(kc->k);
     free(kc);
@@ -127,21 +129,21 @@ void kernel_cache_close(kernel_cache *kc) {
 
 /* What makes an i2 or lut kernel's code (their index is all data): the fields the printers read
  * and its KIR, printed with placeholder names. */
-static char *kernel_key(const kernel *kn, const kir_module *m) {
+static char *kernel_key(const rsrc_kernel *kn, const kir_module *m) {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    if (!f) fatal("out of memory");
+    if (!f) rsrc_fatal("out of memory");
     fprintf(f, "%d %d %d %d %d %d %d %d %d %d %d %d %d\n", kn->form, kn->rows, kn->cols, kn->block_rows, kn->num_blocks,
             kn->isa, kn->vec_bytes, kn->groups, kn->unit_cols, kn->batch_tile, kn->lanes_min, kn->lut_vector,
             kn->lut_window);
     kir_print_renamed(f, m, kn->symbol, "K");
-    if (fclose(f) != 0) fatal("out of memory");
+    if (fclose(f) != 0) rsrc_fatal("out of memory");
     return text;
 }
 
 /* True when an earlier matrix's kernel is the same code: kn then names that one's symbols. */
-static bool reuse_kernel(kernel_cache *kc, kernel *kn, const kir_module *m) {
+static bool reuse_kernel(kernel_cache *kc, rsrc_kernel *kn, const kir_module *m) {
     char *key = kernel_key(kn, m);
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (const char *c = key; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
@@ -163,11 +165,11 @@ static bool reuse_kernel(kernel_cache *kc, kernel *kn, const kir_module *m) {
 /* lower (the kernel description and its data, then its kernel IR, once) → print; with print_ir,
  * the IR as text too (--print=kernel), a shared kernel's under the first one's names, which the
  * artifact calls. The module lives in an arena of its own, closed here: arenas nest. */
-static void emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+static void emit(const ternary_matrix *tm, const rsrc_target *t, int index, blob_writer *blob, const kernel_sink *out,
                  compiled_matrix *cm, bool print_ir) {
     stage_enter(STAGE_EMIT);
     bool rsr = strategy_is_rsr(cm->mp.strategy);
-    kernel *kn = &cm->kn;
+    rsrc_kernel *kn = &cm->kn;
     kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index, cm->mp.lanes_min);
     kernel_write_data(kn, blob);
     cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
@@ -183,12 +185,12 @@ static void emit(const ternary_matrix *tm, const target *t, int index, blob_writ
     kir_close(m);
 }
 
-void matrix_emit(const ternary_matrix *tm, const target *t, int index, blob_writer *blob, const kernel_sink *out,
+void matrix_emit(const ternary_matrix *tm, const rsrc_target *t, int index, blob_writer *blob, const kernel_sink *out,
                  compiled_matrix *cm) {
     emit(tm, t, index, blob, out, cm, false);
 }
 
-void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, blob_writer *blob,
+void compile_matrix(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, blob_writer *blob,
                     const kernel_sink *out, compiled_matrix *cm) {
     matrix_decide(tm, t, rq, out->printer, cm);
     emit(tm, t, rq->index, blob, out, cm, rq->print_kernel);

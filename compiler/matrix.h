@@ -9,7 +9,7 @@
 
 /* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
 /* Whether printer p has the kernel strategy s lowers to on t (its forms). */
-bool printer_prints(const kernel_printer *p, enum strategy s, const target *t);
+bool printer_prints(const kernel_printer *p, enum strategy s, const rsrc_target *t);
 typedef struct kernel_cache kernel_cache;
 typedef struct kernel_sink { /* where a matrix's kernel is printed */
     const kernel_printer *printer;
@@ -38,18 +38,18 @@ typedef struct compiled_matrix {
     matrix_plan mp;             /* the final strategy, k and why */
     const tune_class *measured; /* --tune's measurements, or NULL */
     rsr_plan plan;              /* the RSR analysis (RSR forms) */
-    kernel kn;                  /* the lowered kernel, its data written and its code printed */
+    rsrc_kernel kn;             /* the lowered kernel, its data written and its code printed */
     uint64_t index_bytes;       /* the index (or constant data) the kernel reads */
     bool lowered;
 } compiled_matrix;
-void compile_matrix(const ternary_matrix *tm, const target *t, const matrix_request *rq, struct blob_writer *blob,
+void compile_matrix(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, struct blob_writer *blob,
                     const kernel_sink *out, compiled_matrix *cm);
 /* The two halves of compile_matrix, for a caller that looks at the decision first (--tune drops
  * a candidate the planner would not keep). */
-void matrix_decide(const ternary_matrix *tm, const target *t, const matrix_request *rq, const kernel_printer *pr,
+void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, const kernel_printer *pr,
                    compiled_matrix *cm);
-void matrix_emit(const ternary_matrix *tm, const target *t, int index, struct blob_writer *blob, const kernel_sink *out,
-                 compiled_matrix *cm);
+void matrix_emit(const ternary_matrix *tm, const rsrc_target *t, int index, struct blob_writer *blob,
+                 const kernel_sink *out, compiled_matrix *cm);
 void compiled_matrix_free(compiled_matrix *cm);
 /* The i2 kernels already printed, by their code: a matrix whose kernel is the same code (the same
  * form, shape and instructions; its weights are data, not code) calls the first one's. */

@@ -48,7 +48,7 @@ enum weight_format {
     WF_LATENT, /* bf16/f16 [out, in], absmean ternarised here */
     WF_GROUPED /* f16/bf16/f32 [out, in], every group of group_cols columns of a row -s, 0 or +s (its scale s) */
 };
-typedef struct model {
+typedef struct rsrc_model {
     st_archive *ar;
     const char *architecture; /* as written in config.json */
     const char *format_name;  /* "bitnet-packed", ... for messages and stats */
@@ -105,7 +105,7 @@ typedef struct model {
     size_t tokenizer_len;   /* the files beside the weights) */
     char *chat_template;    /* a GGUF's tokenizer.chat_template (NUL-terminated), or NULL */
     struct gguf_lazy *lazy; /* a GGUF's ternary matrices, converted one at a time (gguf_model_prepare) */
-} model;
+} rsrc_model;
 
 typedef struct ternary_matrix {
     char *name;
@@ -145,15 +145,15 @@ enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, NUM_PROJ }
 extern const char *const proj_names[NUM_PROJ];
 /* The ternary matrices of one layer: the seven, or with experts q, k, v, o, a shared expert's gate,
  * up and down, then each expert's (4 + 3 · (num_experts + 1 with a shared expert)). */
-int model_layer_matrices(const model *m);
+int model_layer_matrices(const rsrc_model *m);
 /* Matrix j of layer l in that order: its tensor name (the caller frees it), shape and which
  * projection it is (PROJ_GATE ... for an expert's). */
-char *model_layer_matrix(const model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj);
+char *model_layer_matrix(const rsrc_model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj);
 /* Whether layer l is a gated DeltaNet (qwen35): its slots q, k, o are [q|k|v], z and the output
  * projection, and slot v has no matrix (model_layer_matrix returns NULL for it). */
-static inline bool model_deltanet(const model *m, int l) { return m->layer_kind && m->layer_kind[l] == 1; }
+static inline bool model_deltanet(const rsrc_model *m, int l) { return m->layer_kind && m->layer_kind[l] == 1; }
 /* The ternary matrices of the whole model (model_layer_matrices per layer, less the absent slots). */
-int32_t model_total_matrices(const model *m);
+int32_t model_total_matrices(const rsrc_model *m);
 
 /* ---- gguf.c: llama.cpp's GGUF container, checked against the file; gguf_model.c: a GGUF model
  * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */
@@ -223,27 +223,27 @@ const char *gguf_next_str(const gguf_file *g, uint64_t *at, uint64_t *len);
 int32_t gguf_array_i32(const gguf_file *g, const gguf_value *v, uint64_t i);
 float gguf_array_f32(const gguf_file *g, const gguf_value *v, uint64_t i);
 const char *gguf_type_name(uint32_t type);
-void gguf_print(const gguf_file *g, FILE *out);          /* --print=gguf: metadata and tensor table */
-bool gguf_is(const char *path);                          /* a file that starts with the GGUF magic */
-void gguf_model_load(struct model *m, const char *path); /* fills m and m->ar */
+void gguf_print(const gguf_file *g, FILE *out);               /* --print=gguf: metadata and tensor table */
+bool gguf_is(const char *path);                               /* a file that starts with the GGUF magic */
+void gguf_model_load(struct rsrc_model *m, const char *path); /* fills m and m->ar */
 /* A GGUF's ternary matrix NAME (and NAME_scale, NAME_group_scale) converted into the archive's
  * tensors, which until then have no data; NULL when NAME is not one of those, else a handle for
  * gguf_model_release, which frees them again. */
-void *gguf_model_prepare(const struct model *m, const char *name);
+void *gguf_model_prepare(const struct rsrc_model *m, const char *name);
 void gguf_model_release(void *converted);
 void gguf_lazy_free(struct gguf_lazy *lazy);
 
-model *model_load(const char *path);
-void model_free(model *m);
-char *model_tensor_name(const model *m, int layer, int proj);
+rsrc_model *model_load(const char *path);
+void model_free(rsrc_model *m);
+char *model_tensor_name(const rsrc_model *m, int layer, int proj);
 /* rows and cols of projection `proj` (PROJ_Q ...) of every layer */
-void model_matrix_dims(const model *m, int proj, int32_t *rows, int32_t *cols);
-void model_load_matrix(const model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out);
+void model_matrix_dims(const rsrc_model *m, int proj, int32_t *rows, int32_t *cols);
+void model_load_matrix(const rsrc_model *m, const char *name, int32_t rows, int32_t cols, ternary_matrix *out);
 void ternary_matrix_free(ternary_matrix *t);
-const st_tensor *model_require(const model *m, const char *name, int ndim, int64_t d0, int64_t d1);
-const st_tensor *model_shared_gate(const model *m, const char *name);
-void model_print(const model *m, FILE *out);
+const st_tensor *model_require(const rsrc_model *m, const char *name, int ndim, int64_t d0, int64_t d1);
+const st_tensor *model_shared_gate(const rsrc_model *m, const char *name);
+void model_print(const rsrc_model *m, FILE *out);
 /* Refuses, before any work, a compile whose largest matrix would not fit in max_bytes. */
-void model_check_memory(const model *m, int rsr_k, uint64_t max_bytes);
+void model_check_memory(const rsrc_model *m, int rsr_k, uint64_t max_bytes);
 
 #endif

@@ -103,12 +103,12 @@ static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
     [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
 };
 
-static const lanes_fit *lanes_fit_of(const target *tg) {
+static const lanes_fit *lanes_fit_of(const rsrc_target *tg) {
     enum dot_isa isa = target_dot_isa(tg);
     return dot_isa_x86(isa) ? &lanes_fits[isa] : NULL;
 }
 
-double plan_lanes_gain(const ternary_matrix *t, const target *tg) {
+double plan_lanes_gain(const ternary_matrix *t, const rsrc_target *tg) {
     const lanes_fit *f = lanes_fit_of(tg);
     if (!f) f = &lanes_fits[DOT_AVX512VNNI]; /* forced lanes on the scalar target: a figure to print */
     return 1 / (f->per_column + f->per_block_columns / t->cols);
@@ -121,12 +121,12 @@ int plan_lanes_from(double gain) {
 
 /* Whether plan_prefill may choose the lanes on this target (so the printers need their helpers):
  * asked for, or auto where the cost model has a fit for the target's instruction set. */
-bool plan_may_use_lanes(const target *tg, enum prefill_form prefill) {
+bool plan_may_use_lanes(const rsrc_target *tg, enum prefill_form prefill) {
     if (tg->kind == TK_CUDA || prefill == PREFILL_TILES) return false;
     return prefill == PREFILL_LANES || lanes_fit_of(tg) != NULL;
 }
 
-void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, double measured_gain,
+void plan_prefill(const ternary_matrix *t, const rsrc_target *tg, enum prefill_form prefill, double measured_gain,
                   matrix_plan *mp) {
     mp->lanes_min = 0;
     if (mp->strategy != STRAT_I2 || !kernel_lanes_possible(t, tg)) return;
@@ -178,7 +178,7 @@ static double rsr_time(const ternary_matrix *t, enum strategy s, int k, double *
     return block * st.blocks;
 }
 
-double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill) {
+double plan_predict(const ternary_matrix *t, const rsrc_target *tg, enum strategy s, int k, bool prefill) {
     double weights = (double)t->rows * (double)t->cols;
     enum dot_isa isa = target_dot_isa(tg);
     if (s == STRAT_I2) return weights / (prefill ? i2_batch_weights_per_ns[isa] : i2_weights_per_ns[isa]);
@@ -186,7 +186,7 @@ double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, 
     return rsr_time(t, s, k, NULL); /* no batched RSR kernel: a prefill token costs a call */
 }
 
-bool plan_allowed(const target *tg, enum strategy s) {
+bool plan_allowed(const rsrc_target *tg, enum strategy s) {
     if (tg->nstrategies == 0) return true;
     for (int i = 0; i < tg->nstrategies; i++) {
         const char *n = tg->strategies[i];
@@ -198,18 +198,18 @@ bool plan_allowed(const target *tg, enum strategy s) {
 
 /* A candidate of the cost model and --tune: allowed by the spec, and (lut) with the vector form
  * on this target; --strategy=lut still forces the scalar form where the C backend prints it. */
-bool plan_candidate(const target *tg, enum strategy s) {
+bool plan_candidate(const rsrc_target *tg, enum strategy s) {
     if (s == STRAT_LUT && !target_lut_vector(tg)) return false;
     return plan_allowed(tg, s);
 }
 
-static double gpu_time(const target *g, double bytes, double warp_instructions) {
+static double gpu_time(const rsrc_target *g, double bytes, double warp_instructions) {
     double mem = bytes / g->bytes_per_ns, issue = warp_instructions / ((double)g->sms * 4 * 1.5);
     return mem > issue ? mem : issue;
 }
 
 /* The RSR warp form for block size k: its bytes and time (see kernel.c for the loop). */
-static double gpu_rsr_time(const ternary_matrix *t, const target *g, int k, double *bytes) {
+static double gpu_rsr_time(const ternary_matrix *t, const rsrc_target *g, int k, double *bytes) {
     rsr_sample_stats st;
     rsr_sample_blocks(t, k, &st);
     double chunks = (st.kept + 31) / 32;
@@ -217,7 +217,8 @@ static double gpu_rsr_time(const ternary_matrix *t, const target *g, int k, doub
     return gpu_time(g, *bytes, st.blocks * (chunks * (26 + 3.0 * k) + 10.0 * k + 10));
 }
 
-static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy forced, int forced_k, matrix_plan *out) {
+static void plan_gpu(const ternary_matrix *t, const rsrc_target *g, enum strategy forced, int forced_k,
+                     matrix_plan *out) {
     double rsr_bytes = 0, best = 0;
     int k = forced_k;
     char kwhy[160];
@@ -247,14 +248,15 @@ static void plan_gpu(const ternary_matrix *t, const target *g, enum strategy for
              best_s == STRAT_I2 ? "i2" : "rsr-warp", reason, g->name, rsr_ns, rsr_bytes / 1e6, k, i2why, kwhy);
 }
 
-void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
+void plan_matrix(const ternary_matrix *t, const rsrc_target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
     const bool units_i2 = kernel_units_isa(tg, tg->backend ? tg->backend : &printer_c, t) >= 0;
     if (t->unit_cols && forced == STRAT_I2 && (tg->kind == TK_CUDA || !units_i2))
-        fatal("tensor '%s': its scales per group of columns (or the activations' per block) have kernels of the RSR "
-              "forms, lut on a CPU and, where a unit of %d columns fits a CPU target's vectors, i2; not "
-              "--strategy=i2 on %s",
-              t->name, t->unit_cols, tg->name);
+        rsrc_fatal(
+            "tensor '%s': its scales per group of columns (or the activations' per block) have kernels of the RSR "
+            "forms, lut on a CPU and, where a unit of %d columns fits a CPU target's vectors, i2; not "
+            "--strategy=i2 on %s",
+            t->name, t->unit_cols, tg->name);
     if (tg->kind == TK_CUDA) {
         plan_gpu(t, tg, forced, forced_k, out);
         return;

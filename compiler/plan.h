@@ -55,7 +55,7 @@ typedef struct compile_options {
                       defaults (LLVM O3 and aggressive code generation, C -O2) */
 } compile_options;
 #define COMPILE_DEFAULTS ((compile_options){PREFILL_AUTO, -1})
-typedef struct target {
+typedef struct rsrc_target {
     char *name, *description;
     char *path; /* the spec it came from, for messages */
     enum target_kind kind;
@@ -74,22 +74,22 @@ typedef struct target {
     char *arch, *ptx_isa, *mem_bandwidth; /* CUDA targets */
     uint64_t smem_per_block;
     int sms;
-    int sm;              /* CUDA: the compute capability as a number (sm_90: 90) */
-    double bytes_per_ns; /* CUDA: mem_bandwidth in bytes per ns (= GB/s) */
-    struct target *gpu;  /* a CPU target's CUDA companion (--target avx512,sm_90), or NULL */
-} target;
+    int sm;                  /* CUDA: the compute capability as a number (sm_90: 90) */
+    double bytes_per_ns;     /* CUDA: mem_bandwidth in bytes per ns (= GB/s) */
+    struct rsrc_target *gpu; /* a CPU target's CUDA companion (--target avx512,sm_90), or NULL */
+} rsrc_target;
 /* name: one spec, or a CPU and a CUDA spec separated by a comma. The result is always a CPU
  * target (generic when only a CUDA spec is named); the CUDA spec hangs off it as ->gpu. */
-target *target_load(const char *name, const char *cpu, const char *features);
-void target_free(target *t);
+rsrc_target *target_load(const char *name, const char *cpu, const char *features);
+void target_free(rsrc_target *t);
 void target_list(FILE *out);
-void target_print(const target *t, FILE *out);
+void target_print(const rsrc_target *t, FILE *out);
 /* The features of t this machine's CPU lacks ("a, b"), or NULL when it can run t's code. */
-char *target_host_lacks(const target *t);
+char *target_host_lacks(const rsrc_target *t);
 /* The instruction set t's code is for, from its triple: "x86_64" (also a spec without one),
  * "aarch64", "nvptx64"; and whether this machine runs it natively. */
-const char *target_arch(const target *t);
-bool target_is_foreign(const target *t);
+const char *target_arch(const rsrc_target *t);
+bool target_is_foreign(const rsrc_target *t);
 char *host_cpu_model(void); /* /proc/cpuinfo's model name, or "unknown" */
 
 /* ---- plan.c: the strategy of each matrix, chosen by a cost model for the target ---- */
@@ -111,9 +111,9 @@ typedef struct matrix_plan {
     int lanes_min;               /* i2: batched steps of at least this many tokens as RSR lanes; 0: tiles only */
     char why[448];               /* for --explain and -vv */
 } matrix_plan;
-void plan_matrix(const ternary_matrix *t, const target *tg, enum strategy forced, int forced_k, matrix_plan *out);
-bool plan_allowed(const target *tg, enum strategy s);   /* by the spec's 'strategies' */
-bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
+void plan_matrix(const ternary_matrix *t, const rsrc_target *tg, enum strategy forced, int forced_k, matrix_plan *out);
+bool plan_allowed(const rsrc_target *tg, enum strategy s);   /* by the spec's 'strategies' */
+bool plan_candidate(const rsrc_target *tg, enum strategy s); /* allowed, and the target has the form's ISA */
 /* i2's batched kernel as RSR with tokens in lanes (kernel.c) against the tiles, by the cost
  * model fitted to the target's instruction set: the predicted time of a full step's tiles over the
  * lanes'. plan_lanes_from: the tokens
@@ -128,30 +128,30 @@ bool plan_candidate(const target *tg, enum strategy s); /* allowed, and the targ
  * where predicted PLAN_BYTES_GAIN times as fast (on the 27B Qwen3.5 shape with no +2 weights it
  * was predicted 1.02x and measured 1.05x, for 1.31x the memory). */
 #define PLAN_BYTES_GAIN PLAN_LANES_GAIN
-double plan_lanes_gain(const ternary_matrix *t, const target *tg);
+double plan_lanes_gain(const ternary_matrix *t, const rsrc_target *tg);
 int plan_lanes_from(double gain);
-bool kernel_lanes_possible(const ternary_matrix *t, const target *tg); /* kernel.c: the form exists here */
-bool plan_may_use_lanes(const target *tg, enum prefill_form prefill);
-void plan_prefill(const ternary_matrix *t, const target *tg, enum prefill_form prefill, double measured_gain,
+bool kernel_lanes_possible(const ternary_matrix *t, const rsrc_target *tg); /* kernel.c: the form exists here */
+bool plan_may_use_lanes(const rsrc_target *tg, enum prefill_form prefill);
+void plan_prefill(const ternary_matrix *t, const rsrc_target *tg, enum prefill_form prefill, double measured_gain,
                   matrix_plan *mp);
 /* The cost model's single-thread ns for one call of s at block size k (CPU targets); prefill:
  * per token of a step of RSR_BATCH_MAX tokens (the batched kernel where s has one). */
-double plan_predict(const ternary_matrix *t, const target *tg, enum strategy s, int k, bool prefill);
+double plan_predict(const ternary_matrix *t, const rsrc_target *tg, enum strategy s, int k, bool prefill);
 
 /* ---- tune.c: --tune, the strategy of each matrix chosen by measuring its candidates here ---- */
 typedef struct tune_state tune_state;
 typedef struct tune_class tune_class;
 /* Refuses (fatal) a target this machine cannot run: a CUDA part, another architecture, or
  * CPU features this machine lacks (named). */
-void tune_check_target(const target *t, const char *name);
+void tune_check_target(const rsrc_target *t, const char *name);
 char *tune_default_cache(void); /* $XDG_CACHE_HOME/rsrc/tune.txt or ~/.cache/rsrc/tune.txt */
 /* cache_path NULL: the default; the temporary kernels go to workdir. */
-tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+tune_state *tune_begin(const rsrc_target *t, compile_options opts, const char *cache_path, bool use_llvm,
                        const char *workdir, enum strategy forced, int forced_k);
 /* Chooses tm's strategy and k by measurement (or the cache) and says why in mp->why; mp holds the
  * cost model's plan on entry. Returns the class's measurements, NULL when nothing was measured. */
 const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp);
-void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t);
+void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const rsrc_target *t);
 /* Where i2 was chosen by measurement: a full step's tiles time over its lanes time (plan_prefill
  * weighs it), or 0 (not measured: no lanes candidate). */
 double tune_lanes_gain(const tune_class *tc);
@@ -159,13 +159,14 @@ double tune_lanes_gain(const tune_class *tc);
  * measurement; fills rq's decided, measured and measured_lanes_gain. tune.c is a driver above
  * matrix.c (it compiles candidates through it); matrix.c calls nothing of tune.c. */
 struct matrix_request;
-void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq, matrix_plan *mp);
+void tune_decide(tune_state *ts, const ternary_matrix *tm, const rsrc_target *t, struct matrix_request *rq,
+                 matrix_plan *mp);
 /* The default compile for the CPU at hand (--target host, no --tune): the cost model's plan, and
  * where it predicts that the RSR lanes earn their bytes, the lanes and the tiles measured here
  * (their class cached as --tune's are) so that the lanes stay only where they are measured
  * faster by PLAN_LANES_GAIN. ts from tune_begin_check. */
-tune_state *tune_begin_check(const target *t, compile_options opts, bool use_llvm, const char *workdir);
-void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const target *t, struct matrix_request *rq,
+tune_state *tune_begin_check(const rsrc_target *t, compile_options opts, bool use_llvm, const char *workdir);
+void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const rsrc_target *t, struct matrix_request *rq,
                       matrix_plan *mp);
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */
 

@@ -28,7 +28,7 @@ enum kernel_variant { KV_UNROLLED, KV_LOOP, KV_I2_CPU, KV_I2_DP4A, KV_LUT_SCALAR
 
 /* What a printer's own half of the pipeline begins from (a CUDA target's). */
 typedef struct printer_begin {
-    const target *t;
+    const rsrc_target *t;
     const char *source;  /* names the model in the output's first comment */
     const char *workdir; /* where its files go */
     bool explain;        /* --explain: say how the kernels are built */
@@ -45,7 +45,7 @@ struct kernel_printer {
                               printer's helpers are one ISA per file) */
     bool gpu_entries;      /* GPU: a kernel is an entry of its own, not a group entry's device function */
     /* the forms of its target lower.c leaves to it, lowered into m; NULL: none */
-    void (*lower)(kir_module *m, const kernel *kn);
+    void (*lower)(kir_module *m, const rsrc_kernel *kn);
     /* one matrix's kernel IR, printed into the sink */
     void (*kernel)(const kernel_sink *out, const kir_module *m);
     /* its own half of the pipeline, or NULL (the CPU printers): begin returns the sink's state */

@@ -37,14 +37,14 @@ void stage_enter(enum stage s) {
 
 void stage_report(double total) {
     stage_enter(current_stage);
-    if (verbosity < 1) return;
+    if (rsrc_verbosity < 1) return;
     char line[512];
     int n = snprintf(line, sizeof line, "time:");
     for (int s = 0; s < NUM_STAGES; s++)
         if (s != STAGE_TUNE || stage_seconds[s] > 0)
             n += snprintf(line + n, sizeof line - (size_t)n, " %s %.2f s,", stage_names[s], stage_seconds[s]);
     snprintf(line + n, sizeof line - (size_t)n, " total %.2f s", total);
-    note(1, "%s", line);
+    rsrc_note(1, "%s", line);
 }
 
 static struct {

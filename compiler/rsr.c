@@ -30,8 +30,9 @@ static uint32_t column_code(const ternary_matrix *t, int k, int32_t r0, int32_t 
 }
 
 void rsr_analyse(const ternary_matrix *t, int k, rsr_plan *p) {
-    if (k < 1 || k > RSR_MAX_K) fatal("RSR block size k=%d is out of range [1, %d]", k, RSR_MAX_K);
-    if (t->cols > 65535) fatal("tensor '%s': %d columns; RSR indices are 16-bit (at most 65535)", t->name, t->cols);
+    if (k < 1 || k > RSR_MAX_K) rsrc_fatal("RSR block size k=%d is out of range [1, %d]", k, RSR_MAX_K);
+    if (t->cols > 65535)
+        rsrc_fatal("tensor '%s': %d columns; RSR indices are 16-bit (at most 65535)", t->name, t->cols);
     memset(p, 0, sizeof *p);
     p->rows = t->rows;
     p->cols = t->cols;

@@ -50,7 +50,7 @@ static bool ends_with(const char *s, const char *suffix) {
 /* Reads a small text file whole (config.json, a shard index). */
 static char *read_text_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
+    if (!f) rsrc_fatal("%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     size_t got;
@@ -60,7 +60,7 @@ static char *read_text_file(const char *path, size_t *len) {
             if (cap >= MAX_HEADER_BYTES) {
                 free(buf);
                 fclose(f);
-                fatal("%s: file is larger than %u bytes", path, MAX_HEADER_BYTES);
+                rsrc_fatal("%s: file is larger than %u bytes", path, MAX_HEADER_BYTES);
             }
             char *bigger = realloc(buf, cap *= 2);
             if (!bigger) free(buf);
@@ -69,10 +69,10 @@ static char *read_text_file(const char *path, size_t *len) {
     }
     int err = ferror(f) ? errno : 0;
     fclose(f);
-    if (!buf) fatal("%s: out of memory reading it", path);
+    if (!buf) rsrc_fatal("%s: out of memory reading it", path);
     if (err) {
         free(buf);
-        fatal("%s: read error: %s", path, strerror(err));
+        rsrc_fatal("%s: read error: %s", path, strerror(err));
     }
     *len = n;
     return buf;
@@ -124,7 +124,7 @@ void json_check_unique_keys(const char *path, const cJSON *node) {
     }
     if (!cJSON_IsObject(node) || n < 2) return;
     cJSON **keys = malloc(sizeof *keys * (size_t)n);
-    if (!keys) fatal("%s: out of memory checking keys", path);
+    if (!keys) rsrc_fatal("%s: out of memory checking keys", path);
     int i = 0;
     for (cJSON *c = node->child; c; c = c->next) keys[i++] = c;
     qsort(keys, (size_t)n, sizeof *keys, by_key);
@@ -133,7 +133,7 @@ void json_check_unique_keys(const char *path, const cJSON *node) {
             char key[128];
             snprintf(key, sizeof key, "%s", keys[i]->string);
             free(keys);
-            fatal("%s: duplicate key '%s'", path, key);
+            rsrc_fatal("%s: duplicate key '%s'", path, key);
         }
     free(keys);
 }
@@ -149,14 +149,14 @@ cJSON *parse_json_file(const char *path) {
     size_t bad = utf8_invalid_at(text, len);
     if (bad < len) {
         free(text);
-        fatal("%s: not valid UTF-8 at byte %zu", path, bad);
+        rsrc_fatal("%s: not valid UTF-8 at byte %zu", path, bad);
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     size_t at = end ? (size_t)(end - text) : 0;
     free(text);
-    if (!root) fatal("%s: invalid JSON near byte %zu", path, at);
-    arena *ar = arena_open();
+    if (!root) rsrc_fatal("%s: invalid JSON near byte %zu", path, at);
+    rsrc_arena *ar = arena_open();
     arena_own(ar, delete_json, root);
     json_check_unique_keys(path, root);
     arena_disown(ar, root);
@@ -190,33 +190,33 @@ static bool json_uint(const cJSON *v, double max, uint64_t *out) {
 /* Checks one header entry and appends it; `data` is the file's data block. */
 static void add_tensor(st_archive *a, const char *path, const cJSON *e, const uint8_t *data, uint64_t data_size) {
     const char *name = e->string;
-    if (!cJSON_IsObject(e)) fatal("%s: tensor '%s': entry is not an object", path, name);
+    if (!cJSON_IsObject(e)) rsrc_fatal("%s: tensor '%s': entry is not an object", path, name);
     cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
     cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!cJSON_IsString(jd)) fatal("%s: tensor '%s': missing or non-string 'dtype'", path, name);
-    if (!cJSON_IsArray(js)) fatal("%s: tensor '%s': missing or non-array 'shape'", path, name);
+    if (!cJSON_IsString(jd)) rsrc_fatal("%s: tensor '%s': missing or non-string 'dtype'", path, name);
+    if (!cJSON_IsArray(js)) rsrc_fatal("%s: tensor '%s': missing or non-array 'shape'", path, name);
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2)
-        fatal("%s: tensor '%s': 'data_offsets' must be [begin, end]", path, name);
+        rsrc_fatal("%s: tensor '%s': 'data_offsets' must be [begin, end]", path, name);
     for (const cJSON *f = e->child; f; f = f->next)
         if (strcmp(f->string, "dtype") && strcmp(f->string, "shape") && strcmp(f->string, "data_offsets"))
-            fatal("%s: tensor '%s': unknown field '%s' (dtype, shape, data_offsets)", path, name, f->string);
+            rsrc_fatal("%s: tensor '%s': unknown field '%s' (dtype, shape, data_offsets)", path, name, f->string);
     st_tensor t = {0};
     bool known = false;
     for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
         if (strcmp(jd->valuestring, dtypes[i].name) == 0) t.dtype = dtypes[i].dtype, known = true;
     if (!known)
-        fatal("%s: tensor '%s': unsupported dtype '%s' (expected F32, F16, BF16, U8 or I8)", path, name,
-              jd->valuestring);
+        rsrc_fatal("%s: tensor '%s': unsupported dtype '%s' (expected F32, F16, BF16, U8 or I8)", path, name,
+                   jd->valuestring);
     unsigned esize = dtype_size(t.dtype);
     t.ndim = cJSON_GetArraySize(js);
-    if (t.ndim > 4) fatal("%s: tensor '%s': %d dimensions, at most 4 supported", path, name, t.ndim);
+    if (t.ndim > 4) rsrc_fatal("%s: tensor '%s': %d dimensions, at most 4 supported", path, name, t.ndim);
     /* The element count is bounded by the bytes the file holds, so no product can overflow. */
     uint64_t count = 1;
     for (int i = 0; i < t.ndim; i++) {
         uint64_t dim;
         if (!json_uint(cJSON_GetArrayItem(js, i), 9.0e15, &dim))
-            fatal("%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
+            rsrc_fatal("%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
         t.shape[i] = (int64_t)dim;
         if (dim && count > data_size / esize / dim)
             count = UINT64_MAX;
@@ -225,23 +225,23 @@ static void add_tensor(st_archive *a, const char *path, const cJSON *e, const ui
     }
     uint64_t begin, stop;
     if (!json_uint(cJSON_GetArrayItem(jo, 0), 1.8e19, &begin) || !json_uint(cJSON_GetArrayItem(jo, 1), 1.8e19, &stop))
-        fatal("%s: tensor '%s': data_offsets are not non-negative integers", path, name);
+        rsrc_fatal("%s: tensor '%s': data_offsets are not non-negative integers", path, name);
     if (begin > stop)
-        fatal("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name, (unsigned long long)begin,
-              (unsigned long long)stop);
+        rsrc_fatal("%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, name,
+                   (unsigned long long)begin, (unsigned long long)stop);
     if (stop > data_size)
-        fatal("%s: tensor '%s': data_offsets [%llu, %llu] leave the data block (%llu bytes)", path, name,
-              (unsigned long long)begin, (unsigned long long)stop, (unsigned long long)data_size);
+        rsrc_fatal("%s: tensor '%s': data_offsets [%llu, %llu] leave the data block (%llu bytes)", path, name,
+                   (unsigned long long)begin, (unsigned long long)stop, (unsigned long long)data_size);
     if (count == UINT64_MAX)
-        fatal("%s: tensor '%s': its shape has more elements than the file's %llu data bytes hold", path, name,
-              (unsigned long long)data_size);
+        rsrc_fatal("%s: tensor '%s': its shape has more elements than the file's %llu data bytes hold", path, name,
+                   (unsigned long long)data_size);
     if (count * esize != stop - begin)
-        fatal("%s: tensor '%s': %llu bytes in data_offsets but shape x %s needs %llu", path, name,
-              (unsigned long long)(stop - begin), jd->valuestring, (unsigned long long)(count * esize));
+        rsrc_fatal("%s: tensor '%s': %llu bytes in data_offsets but shape x %s needs %llu", path, name,
+                   (unsigned long long)(stop - begin), jd->valuestring, (unsigned long long)(count * esize));
     /* Writers place each tensor at a multiple of its element size; anything else is damage. */
     if (begin % esize)
-        fatal("%s: tensor '%s': data_offsets begin %llu is not a multiple of the %s element size (%u bytes)", path,
-              name, (unsigned long long)begin, jd->valuestring, esize);
+        rsrc_fatal("%s: tensor '%s': data_offsets begin %llu is not a multiple of the %s element size (%u bytes)", path,
+                   name, (unsigned long long)begin, jd->valuestring, esize);
     t.data = data + begin;
     t.nbytes = stop - begin;
     t.file = a->files[a->nfiles - 1].path;
@@ -253,7 +253,7 @@ static void add_tensor(st_archive *a, const char *path, const cJSON *e, const ui
 /* Maps one .safetensors file and appends its tensors to the archive. */
 static void load_file(st_archive *a, const char *path) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) fatal("%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) rsrc_fatal("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     const char *why = NULL;
     if (fstat(fd, &sb) != 0)
@@ -265,47 +265,50 @@ static void load_file(st_archive *a, const char *path) {
     if (why) {
         close(fd);
         if (strcmp(why, "truncated") == 0)
-            fatal("%s: truncated: %lld bytes, not even the 8-byte header length", path, (long long)sb.st_size);
-        fatal("%s: %s", path, why);
+            rsrc_fatal("%s: truncated: %lld bytes, not even the 8-byte header length", path, (long long)sb.st_size);
+        rsrc_fatal("%s: %s", path, why);
     }
     size_t size = (size_t)sb.st_size;
     uint8_t *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_errno = errno;
     close(fd);
-    if (map == MAP_FAILED) fatal("%s: cannot map: %s", path, strerror(map_errno));
+    if (map == MAP_FAILED) rsrc_fatal("%s: cannot map: %s", path, strerror(map_errno));
 
     a->files = xrealloc(a->files, sizeof *a->files * (size_t)(a->nfiles + 1));
     a->files[a->nfiles++] = (struct st_mapped){NULL, map, size}; /* owned by the archive from here */
     a->files[a->nfiles - 1].path = xstrdup(path);
 
     if (!memcmp(map, "GGUF", 4))
-        fatal("%s: a GGUF file (llama.cpp's format) where a safetensors shard was expected: give rsrc the GGUF file "
-              "itself",
-              path);
+        rsrc_fatal(
+            "%s: a GGUF file (llama.cpp's format) where a safetensors shard was expected: give rsrc the GGUF file "
+            "itself",
+            path);
     if (!memcmp(map, "PK\x03\x04", 4) || (map[0] == 0x80 && map[1] >= 2 && map[1] <= 5))
-        fatal("%s: PyTorch's pickle format (%s), not safetensors: rsrc does not read it (loading it would run Python "
-              "code from the file): save the model as safetensors (in transformers, "
-              "model.save_pretrained(DIR, safe_serialization=True))",
-              path, map[0] == 'P' ? "a zip archive, as torch.save writes" : "a bare pickle");
+        rsrc_fatal(
+            "%s: PyTorch's pickle format (%s), not safetensors: rsrc does not read it (loading it would run Python "
+            "code from the file): save the model as safetensors (in transformers, "
+            "model.save_pretrained(DIR, safe_serialization=True))",
+            path, map[0] == 'P' ? "a zip archive, as torch.save writes" : "a bare pickle");
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
     if (hlen > size - 8)
-        fatal("%s: header length %llu runs past the end of the file (%zu bytes)", path, (unsigned long long)hlen, size);
+        rsrc_fatal("%s: header length %llu runs past the end of the file (%zu bytes)", path, (unsigned long long)hlen,
+                   size);
     if (hlen > MAX_HEADER_BYTES)
-        fatal("%s: header length %llu is absurdly large (the limit is %u bytes)", path, (unsigned long long)hlen,
-              MAX_HEADER_BYTES);
-    if (hlen < 2) fatal("%s: header of %llu bytes cannot hold a JSON object", path, (unsigned long long)hlen);
+        rsrc_fatal("%s: header length %llu is absurdly large (the limit is %u bytes)", path, (unsigned long long)hlen,
+                   MAX_HEADER_BYTES);
+    if (hlen < 2) rsrc_fatal("%s: header of %llu bytes cannot hold a JSON object", path, (unsigned long long)hlen);
     size_t bad = utf8_invalid_at((const char *)map + 8, hlen);
-    if (bad < hlen) fatal("%s: header is not valid UTF-8 at byte %zu", path, (size_t)8 + bad);
+    if (bad < hlen) rsrc_fatal("%s: header is not valid UTF-8 at byte %zu", path, (size_t)8 + bad);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)map + 8, hlen, &end, false);
     if (!root) {
         size_t at = end ? (size_t)(end - (const char *)map) : 8;
-        fatal("%s: header is not valid JSON (near byte %zu)", path, at);
+        rsrc_fatal("%s: header is not valid JSON (near byte %zu)", path, at);
     }
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     arena_own(ar, delete_json, root);
-    if (!cJSON_IsObject(root)) fatal("%s: header is not a JSON object", path);
+    if (!cJSON_IsObject(root)) rsrc_fatal("%s: header is not a JSON object", path);
     json_check_unique_keys(path, root);
 
     const uint8_t *data = map + 8 + hlen;
@@ -327,7 +330,7 @@ static void load_file(st_archive *a, const char *path) {
     for (int i = 0; i < n; i++) {
         if (spans[i].end == spans[i].begin) continue;
         if (reach && spans[i].begin < reach->end)
-            fatal("%s: tensors '%s' and '%s' overlap in the data block", path, reach->name, spans[i].name);
+            rsrc_fatal("%s: tensors '%s' and '%s' overlap in the data block", path, reach->name, spans[i].name);
         if (!reach || spans[i].end > reach->end) reach = &spans[i];
     }
     arena_close(ar);
@@ -354,26 +357,26 @@ void st_sort_and_check(st_archive *a, const char *path) {
     if (a->ntensors > 1) qsort(a->tensors, (size_t)a->ntensors, sizeof *a->tensors, by_name);
     for (int i = 1; i < a->ntensors; i++)
         if (strcmp(a->tensors[i].name, a->tensors[i - 1].name) == 0)
-            fatal("%s: tensor '%s' appears twice (in %s and %s)", path, a->tensors[i].name, a->tensors[i - 1].file,
-                  a->tensors[i].file);
+            rsrc_fatal("%s: tensor '%s' appears twice (in %s and %s)", path, a->tensors[i].name, a->tensors[i - 1].file,
+                       a->tensors[i].file);
 }
 
 /* A shard index names the files; every tensor it maps must be in the file it names, and every
  * tensor of those files must be in the map. */
 static void load_index(st_archive *a, const char *index_path) {
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     cJSON *root = parse_json_file(index_path);
     arena_own(ar, delete_json, root);
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!cJSON_IsObject(map)) fatal("%s: no 'weight_map' object", index_path);
+    if (!cJSON_IsObject(map)) rsrc_fatal("%s: no 'weight_map' object", index_path);
     name_list loaded = {0};
     arena_own(ar, free_name_list, &loaded);
     cJSON *e;
     cJSON_ArrayForEach(e, map) {
-        if (!cJSON_IsString(e)) fatal("%s: weight_map['%s'] is not a file name", index_path, e->string);
+        if (!cJSON_IsString(e)) rsrc_fatal("%s: weight_map['%s'] is not a file name", index_path, e->string);
         const char *file = e->valuestring;
         if (strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0 || !*file)
-            fatal("%s: weight_map['%s'] = '%s' is not a file name in this directory", index_path, e->string, file);
+            rsrc_fatal("%s: weight_map['%s'] = '%s' is not a file name in this directory", index_path, e->string, file);
         bool seen = false;
         for (int i = 0; i < loaded.n; i++) seen |= strcmp(loaded.v[i], file) == 0;
         if (!seen) {
@@ -383,21 +386,22 @@ static void load_index(st_archive *a, const char *index_path) {
             load_file(a, arena_printf(ar, "%s/%s", a->dir, file));
         }
     }
-    if (loaded.n == 0) fatal("%s: 'weight_map' is empty", index_path);
+    if (loaded.n == 0) rsrc_fatal("%s: 'weight_map' is empty", index_path);
     st_sort_and_check(a, index_path);
     cJSON_ArrayForEach(e, map) {
         const st_tensor *t = st_find(a, e->string);
         if (!t)
-            fatal("%s: tensor '%s' is mapped to '%s' but that file does not contain it", index_path, e->string,
-                  e->valuestring);
+            rsrc_fatal("%s: tensor '%s' is mapped to '%s' but that file does not contain it", index_path, e->string,
+                       e->valuestring);
         const char *base = strrchr(t->file, '/');
         if (strcmp(base ? base + 1 : t->file, e->valuestring) != 0)
-            fatal("%s: tensor '%s' is mapped to '%s' but found in '%s'", index_path, e->string, e->valuestring,
-                  t->file);
+            rsrc_fatal("%s: tensor '%s' is mapped to '%s' but found in '%s'", index_path, e->string, e->valuestring,
+                       t->file);
     }
     for (int i = 0; i < a->ntensors; i++)
         if (!cJSON_GetObjectItemCaseSensitive(map, a->tensors[i].name))
-            fatal("%s: tensor '%s' of %s is not in the weight_map", index_path, a->tensors[i].name, a->tensors[i].file);
+            rsrc_fatal("%s: tensor '%s' of %s is not in the weight_map", index_path, a->tensors[i].name,
+                       a->tensors[i].file);
     arena_close(ar);
 }
 
@@ -428,7 +432,7 @@ static bool shard_name(const char *name, long *k, long *of) {
 
 static int by_file_name(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
-static dir_contents scan_dir(arena *ar, const char *dir) {
+static dir_contents scan_dir(rsrc_arena *ar, const char *dir) {
     dir_contents c = {0};
     DIR *d = opendir(dir);
     long k, of;
@@ -452,42 +456,42 @@ static dir_contents scan_dir(arena *ar, const char *dir) {
 }
 
 /* Shards without an index: all of them, 1 to N of N, one set; then read like an index would. */
-static void load_shards(st_archive *a, arena *ar, const char *dir, const dir_contents *c) {
+static void load_shards(st_archive *a, rsrc_arena *ar, const char *dir, const dir_contents *c) {
     long k0, of0;
     shard_name(c->shards[0], &k0, &of0);
     for (int i = 0; i < c->nshards; i++) {
         long k, of;
         shard_name(c->shards[i], &k, &of);
         if (of != of0 || k != i + 1)
-            fatal("%s: no model.safetensors.index.json, and the shards do not make one set of %ld: %s is %s "
-                  "(expected shard %d of %ld)",
-                  dir, of0, c->shards[i], k != i + 1 ? "out of place or a shard is missing" : "of another set", i + 1,
-                  of0);
+            rsrc_fatal("%s: no model.safetensors.index.json, and the shards do not make one set of %ld: %s is %s "
+                       "(expected shard %d of %ld)",
+                       dir, of0, c->shards[i], k != i + 1 ? "out of place or a shard is missing" : "of another set",
+                       i + 1, of0);
     }
     if (c->nshards != of0)
-        fatal("%s: no model.safetensors.index.json, and only %d of the %ld shards are here (%s is the last)", dir,
-              c->nshards, of0, c->shards[c->nshards - 1]);
-    note(1, "%s: no model.safetensors.index.json: reading its %d shards (%s ...)", dir, c->nshards, c->shards[0]);
+        rsrc_fatal("%s: no model.safetensors.index.json, and only %d of the %ld shards are here (%s is the last)", dir,
+                   c->nshards, of0, c->shards[c->nshards - 1]);
+    rsrc_note(1, "%s: no model.safetensors.index.json: reading its %d shards (%s ...)", dir, c->nshards, c->shards[0]);
     for (int i = 0; i < c->nshards; i++) load_file(a, arena_printf(ar, "%s/%s", dir, c->shards[i]));
 }
 
 static noreturn void no_checkpoint(const char *dir, const dir_contents *c) {
     if (c->gguf) /* several (one is read: st_lone_gguf) */
-        fatal("%s: no model.safetensors or model.safetensors.index.json in this directory, and %d GGUF files (%s, "
-              "...): give rsrc the one to compile",
-              dir, c->nggufs, c->gguf);
+        rsrc_fatal("%s: no model.safetensors or model.safetensors.index.json in this directory, and %d GGUF files (%s, "
+                   "...): give rsrc the one to compile",
+                   dir, c->nggufs, c->gguf);
     if (c->pickle)
-        fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, PyTorch's "
-              "pickle format, which rsrc does not read (loading it would run Python code from the file): save the "
-              "model as safetensors (in transformers, model.save_pretrained(DIR, safe_serialization=True))",
-              dir, c->pickle);
-    fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", dir);
+        rsrc_fatal("%s: no model.safetensors or model.safetensors.index.json in this directory; it holds %s, PyTorch's "
+                   "pickle format, which rsrc does not read (loading it would run Python code from the file): save the "
+                   "model as safetensors (in transformers, model.save_pretrained(DIR, safe_serialization=True))",
+                   dir, c->pickle);
+    rsrc_fatal("%s: no model.safetensors or model.safetensors.index.json in this directory", dir);
 }
 
 char *st_lone_gguf(const char *path) {
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return NULL;
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     char *r = NULL;
     if (access(arena_printf(ar, "%s/model.safetensors.index.json", path), F_OK) != 0 &&
         access(arena_printf(ar, "%s/model.safetensors", path), F_OK) != 0) {
@@ -499,12 +503,12 @@ char *st_lone_gguf(const char *path) {
 }
 
 st_archive *st_open(const char *path) {
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     st_archive *a = xcalloc(1, sizeof *a);
     arena_own(ar, close_archive, a); /* the result, released if the load fails */
     a->path = xstrdup(path);
     struct stat sb;
-    if (stat(path, &sb) != 0) fatal("%s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0) rsrc_fatal("%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         a->dir = xstrdup(path);
         char *index = arena_printf(ar, "%s/model.safetensors.index.json", path);

@@ -38,7 +38,7 @@ static bool read_at(int fd, void *buf, size_t n, uint64_t off) {
 static void write_at(int fd, const void *buf, size_t n, uint64_t off, const char *path) {
     for (size_t put = 0; put < n;) {
         ssize_t w = pwrite(fd, (const char *)buf + put, n - put, (off_t)(off + put));
-        if (w <= 0) fatal("%s: write failed: %s", path, strerror(errno));
+        if (w <= 0) rsrc_fatal("%s: write failed: %s", path, strerror(errno));
         put += (size_t)w;
     }
 }
@@ -50,7 +50,7 @@ static void copy_range(int in, const char *in_path, uint64_t from, uint64_t n, i
     char *buf = xmalloc(CHUNK);
     for (uint64_t done = 0; done < n;) {
         size_t want = n - done < CHUNK ? (size_t)(n - done) : CHUNK;
-        if (!read_at(in, buf, want, from + done)) fatal("%s: read failed: %s", in_path, strerror(errno));
+        if (!read_at(in, buf, want, from + done)) rsrc_fatal("%s: read failed: %s", in_path, strerror(errno));
         write_at(out, buf, want, *at, out_path);
         done += want, *at += want;
     }
@@ -132,10 +132,10 @@ static const char *read_layout(int fd, uint64_t head, elf_layout *L) {
 
 const char *splice_blob(const char *linked, const char *blob_path, uint64_t head, const char *out_path) {
     int in = open(linked, O_RDONLY), blob = open(blob_path, O_RDONLY);
-    if (in < 0) fatal("%s: cannot open: %s", linked, strerror(errno));
-    if (blob < 0) fatal("%s: cannot open: %s", blob_path, strerror(errno));
+    if (in < 0) rsrc_fatal("%s: cannot open: %s", linked, strerror(errno));
+    if (blob < 0) rsrc_fatal("%s: cannot open: %s", blob_path, strerror(errno));
     struct stat ls, bs;
-    if (fstat(in, &ls) || fstat(blob, &bs)) fatal("%s: cannot stat: %s", linked, strerror(errno));
+    if (fstat(in, &ls) || fstat(blob, &bs)) rsrc_fatal("%s: cannot stat: %s", linked, strerror(errno));
     elf_layout L = {0};
     const char *why = read_layout(in, head, &L);
     const uint64_t size = (uint64_t)bs.st_size, delta = size - head;
@@ -147,7 +147,7 @@ const char *splice_blob(const char *linked, const char *blob_path, uint64_t head
             why = "a section after the blob is aligned beyond 64 bytes";
     if (!why) {
         int out = open(out_path, O_WRONLY | O_TRUNC);
-        if (out < 0) fatal("%s: cannot write: %s", out_path, strerror(errno));
+        if (out < 0) rsrc_fatal("%s: cannot write: %s", out_path, strerror(errno));
         uint64_t at = 0;
         copy_range(in, linked, 0, end, out, out_path, &at);
         copy_range(blob, blob_path, head, delta, out, out_path, &at);
@@ -161,13 +161,13 @@ const char *splice_blob(const char *linked, const char *blob_path, uint64_t head
         if (L.eh.e_shoff >= end) L.eh.e_shoff += delta;
         uint64_t sym_at = L.sym_at >= end ? L.sym_at + delta : L.sym_at;
         Elf64_Sym sym;
-        if (!read_at(in, &sym, sizeof sym, L.sym_at)) fatal("%s: read failed", linked);
+        if (!read_at(in, &sym, sizeof sym, L.sym_at)) rsrc_fatal("%s: read failed", linked);
         sym.st_size = size;
         write_at(out, &L.eh, sizeof L.eh, 0, out_path);
         write_at(out, L.ph, sizeof *L.ph * L.eh.e_phnum, L.eh.e_phoff, out_path);
         write_at(out, L.sh, sizeof *L.sh * L.eh.e_shnum, L.eh.e_shoff, out_path);
         write_at(out, &sym, sizeof sym, sym_at, out_path);
-        if (close(out) != 0) fatal("%s: write failed: %s", out_path, strerror(errno));
+        if (close(out) != 0) rsrc_fatal("%s: write failed: %s", out_path, strerror(errno));
     }
     close(in), close(blob);
     free(L.sh), free(L.ph);
@@ -179,18 +179,18 @@ const char *splice_blob(const char *linked, const char *blob_path, uint64_t head
  * digest reads it. */
 void stamp_digest(const char *path) {
     FILE *f = fopen(path, "r+b");
-    if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
+    if (!f) rsrc_fatal("%s: cannot open: %s", path, strerror(errno));
     rsr_elf e;
     uint64_t note = 0, desc[2];
     if (rsr_elf_open(&e, f) != 0 || rsr_elf_check(&e) != 0)
-        fatal("%s: the linked shared object fails the checks made before loading it: %s", path, e.why);
+        rsrc_fatal("%s: the linked shared object fails the checks made before loading it: %s", path, e.why);
     if (rsr_elf_find_digest(&e, &note) != 1)
-        fatal("%s: the linked shared object has no digest note (section %s)%s%s", path, RSR_DIGEST_SECTION,
-              e.why[0] ? ": " : "", e.why);
+        rsrc_fatal("%s: the linked shared object has no digest note (section %s)%s%s", path, RSR_DIGEST_SECTION,
+                   e.why[0] ? ": " : "", e.why);
     desc[0] = e.size;
-    if (rsr_elf_checksum(&e, note, &desc[1]) != 0) fatal("%s: read failed: %s", path, strerror(errno));
+    if (rsr_elf_checksum(&e, note, &desc[1]) != 0) rsrc_fatal("%s: read failed: %s", path, strerror(errno));
     rsr_elf_close(&e);
     if (fseek(f, (long)(note + RSR_DIGEST_DESC), SEEK_SET) != 0 || fwrite(desc, sizeof desc, 1, f) != 1 ||
         fclose(f) != 0)
-        fatal("%s: write failed: %s", path, strerror(errno));
+        rsrc_fatal("%s: write failed: %s", path, strerror(errno));
 }

@@ -31,7 +31,7 @@ static noreturn void spec_error(const char *path, yaml_mark_t mark, const char *
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fatal("%s:%zu:%zu: %s", path, mark.line + 1, mark.column + 1, msg);
+    rsrc_fatal("%s:%zu:%zu: %s", path, mark.line + 1, mark.column + 1, msg);
 }
 
 static const char *scalar(const char *path, yaml_node_t *n, const char *field) {
@@ -82,7 +82,7 @@ static double bandwidth_value(const char *path, yaml_node_t *n, const char *fiel
 
 /* A CUDA spec must say which GPU (arch: sm_NN) and how it is fed (sms, mem_bandwidth): the
  * cost model and both PTX routes depend on them. A CPU spec must not carry them. */
-static void check_cuda_spec(const char *path, yaml_node_t *root, target *t) {
+static void check_cuda_spec(const char *path, yaml_node_t *root, rsrc_target *t) {
     if (t->kind != TK_CUDA) {
         if (t->arch || t->ptx_isa || t->sms || t->mem_bandwidth)
             SPEC_ERROR(path, root, "'arch', 'ptx_isa', 'sms' and 'mem_bandwidth' belong to CUDA specs (kind: cuda)");
@@ -104,7 +104,7 @@ static void check_cuda_spec(const char *path, yaml_node_t *root, target *t) {
     t->backend = printer_for(TK_CUDA, t->backend ? t->backend->backend : NULL); /* llvm: LLVM NVPTX's */
 }
 
-static void add_feature(target *t, const char *f) {
+static void add_feature(rsrc_target *t, const char *f) {
     bool on = *f != '-';
     if (*f == '+' || *f == '-') f++;
     for (int i = 0; i < t->nfeatures; i++)
@@ -126,7 +126,7 @@ static void add_feature(target *t, const char *f) {
     t->features[t->nfeatures++] = xstrdup(f);
 }
 
-static void parse_cache(const char *path, yaml_document_t *doc, yaml_node_t *n, target *t) {
+static void parse_cache(const char *path, yaml_document_t *doc, yaml_node_t *n, rsrc_target *t) {
     if (n->type != YAML_MAPPING_NODE) SPEC_ERROR(path, n, "'cache' must be a mapping such as {l1d: 32KiB, l2: 1MiB}");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
@@ -144,7 +144,7 @@ static void parse_cache(const char *path, yaml_document_t *doc, yaml_node_t *n, 
     }
 }
 
-static void parse_list(const char *path, yaml_document_t *doc, yaml_node_t *n, const char *field, target *t,
+static void parse_list(const char *path, yaml_document_t *doc, yaml_node_t *n, const char *field, rsrc_target *t,
                        bool features) {
     if (n->type != YAML_SEQUENCE_NODE) SPEC_ERROR(path, n, "'%s' must be a list such as [a, b]", field);
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
@@ -161,13 +161,13 @@ static void parse_list(const char *path, yaml_document_t *doc, yaml_node_t *n, c
     }
 }
 
-/* What parse_spec holds while it may fail (released by fatal() through the cleanup stack). */
+/* What parse_spec holds while it may fail (released by rsrc_fatal() through the cleanup stack). */
 typedef struct spec_parse {
     FILE *f;
     yaml_parser_t parser;
     yaml_document_t doc;
     bool have_doc;
-    target *t;
+    rsrc_target *t;
 } spec_parse;
 
 static void release_spec_parse(void *arg) {
@@ -178,25 +178,25 @@ static void release_spec_parse(void *arg) {
     target_free(sp->t);
 }
 
-static target *parse_spec(const char *path) {
+static rsrc_target *parse_spec(const char *path) {
     spec_parse sp = {0};
     sp.f = fopen(path, "rb");
-    if (!sp.f) fatal("%s: cannot open target spec: %s", path, strerror(errno));
+    if (!sp.f) rsrc_fatal("%s: cannot open target spec: %s", path, strerror(errno));
     yaml_parser_initialize(&sp.parser);
-    arena *ar = arena_open();
+    rsrc_arena *ar = arena_open();
     arena_own(ar, release_spec_parse, &sp);
     yaml_parser_set_input_file(&sp.parser, sp.f);
     if (!yaml_parser_load(&sp.parser, &sp.doc))
-        fatal("%s:%zu:%zu: %s", path, sp.parser.problem_mark.line + 1, sp.parser.problem_mark.column + 1,
-              sp.parser.problem ? sp.parser.problem : "malformed YAML");
+        rsrc_fatal("%s:%zu:%zu: %s", path, sp.parser.problem_mark.line + 1, sp.parser.problem_mark.column + 1,
+                   sp.parser.problem ? sp.parser.problem : "malformed YAML");
     sp.have_doc = true;
     fclose(sp.f);
     sp.f = NULL;
     yaml_document_t *doc = &sp.doc;
     yaml_node_t *root = yaml_document_get_root_node(doc);
-    if (!root) fatal("%s: empty target spec", path);
+    if (!root) rsrc_fatal("%s: empty target spec", path);
     if (root->type != YAML_MAPPING_NODE) SPEC_ERROR(path, root, "a target spec is a mapping of fields");
-    target *t = sp.t = xcalloc(1, sizeof *t);
+    rsrc_target *t = sp.t = xcalloc(1, sizeof *t);
     t->path = xstrdup(path);
     t->vector_bits = 128;
     t->unroll_budget = 64 << 10;
@@ -261,7 +261,7 @@ static target *parse_spec(const char *path) {
         } else
             SPEC_ERROR(path, k, "unknown field '%s'", key);
     }
-    if (!t->name) fatal("%s: the spec has no 'name'", path);
+    if (!t->name) rsrc_fatal("%s: the spec has no 'name'", path);
     check_cuda_spec(path, root, t);
     if (!strcmp(target_arch(t), "unknown"))
         SPEC_ERROR(path, root, "triple '%s': rsrc compiles for x86_64-* and aarch64-* CPUs", t->triple);
@@ -293,8 +293,8 @@ static const char *const host_flags[][2] = {{"avx2", "avx2"},
 #endif
 
 /* This machine, from the CPU flags the kernel reports (LLVM's host CPU name is unreliable here). */
-static target *detect_host(void) {
-    target *t = xcalloc(1, sizeof *t);
+static rsrc_target *detect_host(void) {
+    rsrc_target *t = xcalloc(1, sizeof *t);
     t->name = xstrdup("host");
     t->description = xstrdup("this machine (-march=native), features detected from /proc/cpuinfo");
     t->path = xstrdup("detected from /proc/cpuinfo");
@@ -360,7 +360,7 @@ char *host_cpu_model(void) {
 
 /* ---- queries of a loaded target ---- */
 
-bool target_has_feature(const target *t, const char *feature) {
+bool target_has_feature(const rsrc_target *t, const char *feature) {
     for (int i = 0; i < t->nfeatures; i++)
         if (strcmp(t->features[i], feature) == 0) return true;
     return false;
@@ -375,7 +375,7 @@ static const char *host_arch(void) {
 #endif
 }
 
-const char *target_arch(const target *t) {
+const char *target_arch(const rsrc_target *t) {
     if (t->kind == TK_CUDA) return "nvptx64";
     if (!t->triple) return host_arch();
     if (!strncmp(t->triple, "aarch64", 7) || !strncmp(t->triple, "arm64", 5)) return "aarch64";
@@ -383,9 +383,9 @@ const char *target_arch(const target *t) {
     return "unknown";
 }
 
-bool target_is_foreign(const target *t) { return strcmp(target_arch(t), host_arch()) != 0; }
+bool target_is_foreign(const rsrc_target *t) { return strcmp(target_arch(t), host_arch()) != 0; }
 
-enum dot_isa target_dot_isa(const target *t) {
+enum dot_isa target_dot_isa(const rsrc_target *t) {
     if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
     if (!strcmp(target_arch(t), "aarch64"))
         return !target_has_feature(t, "dotprod") ? DOT_NEON : target_has_feature(t, "i8mm") ? DOT_I8MM : DOT_SDOT;
@@ -398,11 +398,11 @@ enum dot_isa target_dot_isa(const target *t) {
 }
 
 /* The lut form's vector kernel needs VBMI's two-table byte permute and VNNI's dot products. */
-bool target_lut_vector(const target *t) {
+bool target_lut_vector(const rsrc_target *t) {
     return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");
 }
 
-char *target_host_lacks(const target *t) {
+char *target_host_lacks(const rsrc_target *t) {
     if (target_is_foreign(t)) return xasprintf("an %s CPU: this one is %s", target_arch(t), host_arch());
     char *flags = cpuinfo_field(host_flags_key);
     if (!flags) return xstrdup("(this machine's CPU features cannot be read from /proc/cpuinfo)");
@@ -433,7 +433,7 @@ char *target_host_lacks(const target *t) {
 /* AArch64 flags for gcc and clang: -mcpu=CPU+feature+nofeature (NEON is "simd" to them); for the
  * generic CPU -march= the architecture that has the features (gcc 12 refuses dotprod below
  * Armv8.2-A), so the C compiler's arm_neon.h offers their intrinsics. */
-static void derive_aarch64_cflags(target *t) {
+static void derive_aarch64_cflags(rsrc_target *t) {
     size_t cap = 64 + (t->cpu ? strlen(t->cpu) : 8);
     for (int i = 0; i < t->nfeatures; i++) cap += strlen(t->features[i]) + 2;
     for (int i = 0; i < t->ndisabled; i++) cap += strlen(t->disabled[i]) + 4;
@@ -452,7 +452,7 @@ static void derive_aarch64_cflags(target *t) {
 }
 
 /* Flags for the C backend: the spec's own, or -march from cpu and -m<feature> for each feature. */
-static void derive_cflags(target *t) {
+static void derive_cflags(rsrc_target *t) {
     if (t->cflags) return;
     if (!strcmp(target_arch(t), "aarch64")) {
         derive_aarch64_cflags(t);
@@ -496,12 +496,12 @@ static noreturn void unknown_target(const char *name) {
             free(spec);
     }
     if (d) closedir(d);
-    if (near) fatal("unknown target '%s' (did you mean '%s'? see --list-targets)", name, near);
-    fatal("unknown target '%s' (see --list-targets)", name);
+    if (near) rsrc_fatal("unknown target '%s' (did you mean '%s'? see --list-targets)", name, near);
+    rsrc_fatal("unknown target '%s' (see --list-targets)", name);
 }
 
-static target *load_one(const char *name) {
-    target *t;
+static rsrc_target *load_one(const char *name) {
+    rsrc_target *t;
     if (!strcmp(name, "host") || !strcmp(name, "native"))
         t = detect_host();
     else if (looks_like_path(name))
@@ -519,22 +519,23 @@ static target *load_one(const char *name) {
     return t;
 }
 
-target *target_load(const char *name, const char *cpu, const char *features) {
+rsrc_target *target_load(const char *name, const char *cpu, const char *features) {
     const char *comma = strchr(name, ',');
-    if (comma && strchr(comma + 1, ',')) fatal("--target '%s': at most one CPU and one CUDA target", name);
-    char first[4096]; /* on the stack: load_one may fatal() (which returns to a fuzzer's harness) */
+    if (comma && strchr(comma + 1, ',')) rsrc_fatal("--target '%s': at most one CPU and one CUDA target", name);
+    char first[4096]; /* on the stack: load_one may rsrc_fatal() (which returns to a fuzzer's harness) */
     size_t first_len = comma ? (size_t)(comma - name) : strlen(name);
-    if (first_len >= sizeof first) fatal("--target: a name of %zu bytes is too long", first_len);
+    if (first_len >= sizeof first) rsrc_fatal("--target: a name of %zu bytes is too long", first_len);
     memcpy(first, name, first_len);
     first[first_len] = 0;
-    target *t = load_one(first), *gpu = comma ? load_one(comma + 1) : NULL;
+    rsrc_target *t = load_one(first), *gpu = comma ? load_one(comma + 1) : NULL;
     if (t->kind == TK_CUDA) { /* sm_90 or sm_90,avx512: the CPU part defaults to portable C */
-        target *cuda = t;
+        rsrc_target *cuda = t;
         t = gpu ? gpu : load_one("generic");
         gpu = cuda;
     }
-    if (t->kind == TK_CUDA) fatal("--target '%s': two CUDA targets; name one CPU and one CUDA target", name);
-    if (gpu && gpu->kind != TK_CUDA) fatal("--target '%s': two CPU targets; name one CPU and one CUDA target", name);
+    if (t->kind == TK_CUDA) rsrc_fatal("--target '%s': two CUDA targets; name one CPU and one CUDA target", name);
+    if (gpu && gpu->kind != TK_CUDA)
+        rsrc_fatal("--target '%s': two CPU targets; name one CPU and one CUDA target", name);
     t->gpu = gpu;
     if (cpu) {
         free(t->cpu);
@@ -545,7 +546,7 @@ target *target_load(const char *name, const char *cpu, const char *features) {
     if (features) {
         char *list = xstrdup(features);
         for (char *f = strtok(list, ","); f; f = strtok(NULL, ",")) {
-            if (*f != '+' && *f != '-') fatal("--features: '%s' must start with + or -", f);
+            if (*f != '+' && *f != '-') rsrc_fatal("--features: '%s' must start with + or -", f);
             add_feature(t, f);
         }
         free(list);
@@ -567,7 +568,7 @@ static int by_name(const void *a, const void *b) {
 void target_list(FILE *out) {
     fprintf(out, "%-16s %s\n", "host", "this machine (-march=native), features detected from /proc/cpuinfo");
     DIR *d = opendir(specs_dir());
-    if (!d) fatal("%s: cannot list target specs: %s", specs_dir(), strerror(errno));
+    if (!d) rsrc_fatal("%s: cannot list target specs: %s", specs_dir(), strerror(errno));
     char **names = NULL;
     int n = 0;
     for (struct dirent *e; (e = readdir(d));) {
@@ -579,7 +580,7 @@ void target_list(FILE *out) {
     closedir(d);
     if (n) qsort(names, (size_t)n, sizeof *names, by_name);
     for (int i = 0; i < n; i++) {
-        target *t = parse_spec(names[i]);
+        rsrc_target *t = parse_spec(names[i]);
         fprintf(out, "%-16s %s\n", t->name, t->description ? t->description : "");
         target_free(t);
         free(names[i]);
@@ -587,7 +588,7 @@ void target_list(FILE *out) {
     free(names);
 }
 
-void target_free(target *t) {
+void target_free(rsrc_target *t) {
     if (!t) return;
     for (int i = 0; i < t->nfeatures; i++) free(t->features[i]);
     for (int i = 0; i < t->ndisabled; i++) free(t->disabled[i]);
@@ -600,7 +601,7 @@ void target_free(target *t) {
     free(t);
 }
 
-void target_print(const target *t, FILE *out) {
+void target_print(const rsrc_target *t, FILE *out) {
     fprintf(out, "target %s (%s) kind=%s cpu=%s%s%s%s vector_bits=%d unroll_budget=%u backend=%s\n", t->name, t->path,
             t->kind == TK_CPU ? "cpu" : "cuda", t->cpu ? t->cpu : "-", t->cpu_model ? " (" : "",
             t->cpu_model ? t->cpu_model : "", t->cpu_model ? ")" : "", t->vector_bits, t->unroll_budget,
@@ -609,7 +610,7 @@ void target_print(const target *t, FILE *out) {
     for (int i = 0; i < t->nfeatures; i++) fprintf(out, " +%s", t->features[i]);
     for (int i = 0; i < t->ndisabled; i++) fprintf(out, " -%s", t->disabled[i]);
     fprintf(out, "\n  cflags: %s\n", t->cflags);
-    const target *g = t->gpu;
+    const rsrc_target *g = t->gpu;
     if (g)
         fprintf(out,
                 "target %s (%s) kind=cuda arch=%s ptx_isa=%s sms=%d mem_bandwidth=%.0fGB/s smem_per_block=%llu "

@@ -20,7 +20,7 @@
 static char *read_whole(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        if (errno != ENOENT) fatal("%s: cannot read: %s", path, strerror(errno));
+        if (errno != ENOENT) rsrc_fatal("%s: cannot read: %s", path, strerror(errno));
         return NULL;
     }
     char *data = NULL;
@@ -31,12 +31,12 @@ static char *read_whole(const char *path, size_t *len) {
         n = fread(data + *len, 1, cap - *len, f);
         *len += n;
     } while (n > 0);
-    if (ferror(f)) fatal("%s: cannot read: %s", path, strerror(errno));
+    if (ferror(f)) rsrc_fatal("%s: cannot read: %s", path, strerror(errno));
     fclose(f);
     return data;
 }
 
-uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **what, rsr_tokenizer **tok) {
+uint64_t blob_tokenizer(blob_writer *b, const rsrc_model *m, uint64_t *size, char **what, rsr_tokenizer **tok) {
     *size = 0;
     *what = NULL;
     *tok = NULL;
@@ -58,10 +58,10 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         path = xasprintf("%s/%s", m->ar->dir, name);
         data = read_whole(path, &len);
         if (!data) {
-            warn("%s: no tokenizer (tokenizer.json or tokenizer.model beside the weights, or a GGUF's "
-                 "tokenizer.ggml.*): the model will take token ids only (rsr-run --tokens); put the "
-                 "checkpoint's tokenizer there and compile again for text",
-                 m->ar->dir);
+            rsrc_warn("%s: no tokenizer (tokenizer.json or tokenizer.model beside the weights, or a GGUF's "
+                      "tokenizer.ggml.*): the model will take token ids only (rsr-run --tokens); put the "
+                      "checkpoint's tokenizer there and compile again for text",
+                      m->ar->dir);
             free(path);
             return RSR_NO_TENSOR;
         }
@@ -70,8 +70,8 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         size_t i = 0;
         while (i < len && strchr(" \t\r\n", data[i]) && data[i]) i++;
         if (len == 0 || data[0] != 0x0A || (i < len && data[i] == '{'))
-            fatal("%s: not a SentencePiece model: it does not begin with a piece (field 1, byte 0x0a)%s", path,
-                  len ? "" : "; the file is empty");
+            rsrc_fatal("%s: not a SentencePiece model: it does not begin with a piece (field 1, byte 0x0a)%s", path,
+                       len ? "" : "; the file is empty");
     }
 
     rsr_tokenizer *t;
@@ -79,20 +79,20 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
         const char *msg = rsr_tokenizer_errmsg(t);
         size_t n = strlen(name);
         if (strncmp(msg, name, n) == 0 && strncmp(msg + n, ": ", 2) == 0) msg += n + 2;
-        fatal("%s: %s", path, msg);
+        rsrc_fatal("%s: %s", path, msg);
     }
     rsr_tokenizer_info info;
     rsr_tokenizer_get_info(t, &info);
     if (info.vocab_size > m->vocab)
-        fatal("%s: the tokenizer has token ids up to %d, but the model's embedding has only %d rows", path,
-              info.vocab_size - 1, m->vocab);
-    note(1, "tokenizer: %s: %s, %d tokens (%d added)", path, info.kind, info.vocab_size, info.num_added_tokens);
+        rsrc_fatal("%s: the tokenizer has token ids up to %d, but the model's embedding has only %d rows", path,
+                   info.vocab_size - 1, m->vocab);
+    rsrc_note(1, "tokenizer: %s: %s, %d tokens (%d added)", path, info.kind, info.vocab_size, info.num_added_tokens);
     if (strcmp(name, "tokenizer.json") == 0 && !m->tokenizer) {
         char *spm = xasprintf("%s/tokenizer.model", m->ar->dir);
         FILE *g = fopen(spm, "rb");
         if (g) {
             fclose(g);
-            note(1, "tokenizer: %s is there too; tokenizer.json is the one used", spm);
+            rsrc_note(1, "tokenizer: %s is there too; tokenizer.json is the one used", spm);
         }
         free(spm);
     }
@@ -111,12 +111,12 @@ uint64_t blob_tokenizer(blob_writer *b, const model *m, uint64_t *size, char **w
 
 /* What chats will use, named as rsr-run --info names it; from: where the model's own came from
  * (freed here), or NULL. */
-static void chat_template_note(const model *m, rsr_tokenizer *tok, char *from) {
+static void chat_template_note(const rsrc_model *m, rsr_tokenizer *tok, char *from) {
     rsr_tokenizer_info info;
     if (tok && rsr_tokenizer_get_info(tok, &info) == RSR_OK) {
         const char *name = rsr_chat_template_name(info.chat_template, m->architecture);
-        note(1, "chat template: %s%s%s%s", rsr_chat_template_described(name), from ? " (" : "", from ? from : "",
-             from ? ")" : "");
+        rsrc_note(1, "chat template: %s%s%s%s", rsr_chat_template_described(name), from ? " (" : "", from ? from : "",
+                  from ? ")" : "");
     }
     free(from);
 }
@@ -136,7 +136,7 @@ static char *config_template(const char *dir, char **from) {
         if (cJSON_IsString(name) && !strcmp(name->valuestring, "default") && cJSON_IsString(body))
             found = xstrdup(body->valuestring);
     }
-    if (text && !root) warn("%s: not valid JSON; its chat_template is not read", path);
+    if (text && !root) rsrc_warn("%s: not valid JSON; its chat_template is not read", path);
     cJSON_Delete(root);
     free(text);
     *from = found ? xasprintf("%s (chat_template)", path) : NULL;
@@ -144,7 +144,7 @@ static char *config_template(const char *dir, char **from) {
     return found;
 }
 
-uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, uint64_t *size) {
+uint64_t blob_chat_template(blob_writer *b, const rsrc_model *m, rsr_tokenizer *tok, uint64_t *size) {
     *size = 0;
     char *from = NULL, *src = NULL;
     size_t len = 0;
@@ -161,13 +161,13 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
     len = strlen(src);
     uint64_t at = RSR_NO_TENSOR;
     if (!tok) {
-        warn("%s: a chat template but no tokenizer: the template is not kept", from);
+        rsrc_warn("%s: a chat template but no tokenizer: the template is not kept", from);
     } else if (rsr_tokenizer_set_chat_template(tok, src, len) != RSR_OK) {
         rsr_tokenizer_info info;
         rsr_tokenizer_get_info(tok, &info);
         const char *name = rsr_chat_template_name(info.chat_template, m->architecture);
-        warn("%s: %s; chats will use %s", from, rsr_tokenizer_errmsg(tok),
-             name ? name : "no template (the model answers raw prompts only)");
+        rsrc_warn("%s: %s; chats will use %s", from, rsr_tokenizer_errmsg(tok),
+                  name ? name : "no template (the model answers raw prompts only)");
         chat_template_note(m, tok, NULL);
     } else {
         /* one render, so that a template that fails on every conversation is found now */
@@ -176,7 +176,7 @@ uint64_t blob_chat_template(blob_writer *b, const model *m, rsr_tokenizer *tok, 
         size_t n;
         rsr_status st = rsr_tokenizer_apply_chat_template(tok, "model", hello, 1, 1, out, 0, &n);
         if (st == RSR_ERR_FORMAT) {
-            warn("%s: %s; it is not kept", from, rsr_tokenizer_errmsg(tok));
+            rsrc_warn("%s: %s; it is not kept", from, rsr_tokenizer_errmsg(tok));
             chat_template_note(m, tok, NULL);
         } else {
             chat_template_note(m, tok, xasprintf("%s, %zu bytes", from, len));

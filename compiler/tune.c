@@ -70,7 +70,7 @@ struct tune_class {
 };
 
 struct tune_state {
-    const target *t;
+    const rsrc_target *t;
     compile_options opts; /* the candidates are compiled as the model is (--prefill, -O) */
     bool use_llvm;
     const char *workdir;
@@ -85,22 +85,23 @@ struct tune_state {
 
 /* ---- the target may be tuned only where its code runs ---- */
 
-void tune_check_target(const target *t, const char *name) {
+void tune_check_target(const rsrc_target *t, const char *name) {
     if (t->gpu)
-        fatal("--tune measures CPU kernels on this machine; '%s' has a CUDA part (%s), which it cannot measure", name,
-              t->gpu->name);
+        rsrc_fatal("--tune measures CPU kernels on this machine; '%s' has a CUDA part (%s), which it cannot measure",
+                   name, t->gpu->name);
     struct utsname u;
     if (t->triple && uname(&u) == 0 && strncmp(t->triple, u.machine, strlen(u.machine)) != 0)
-        fatal(
+        rsrc_fatal(
             "--tune: target '%s' (%s) is for %s, and this machine is %s: --tune measures the kernels here, so it needs "
             "a target this machine can run (host, or a spec whose features its CPU has)",
             t->name, t->path, t->triple, u.machine);
     char *lacks = target_host_lacks(t);
     if (lacks)
-        fatal("--tune: target '%s' (%s) needs CPU features this machine lacks: %s; --tune measures the kernels here, "
-              "so it "
-              "needs a target this machine can run (host, or a spec whose features its CPU has)",
-              t->name, t->path, lacks);
+        rsrc_fatal(
+            "--tune: target '%s' (%s) needs CPU features this machine lacks: %s; --tune measures the kernels here, "
+            "so it "
+            "needs a target this machine can run (host, or a spec whose features its CPU has)",
+            t->name, t->path, lacks);
 }
 
 /* ---- names: "i2", "i2+lanes", "rsr-loop/k4" ---- */
@@ -156,7 +157,7 @@ static char *format_line(const tune_class *tc) {
         candidate_name(&tc->c[i], cn, sizeof cn);
         n += snprintf(buf + n, sizeof buf - (size_t)n, " %s=%.0f/%.0f", cn, tc->c[i].decode_ns, tc->c[i].prefill_ns);
     }
-    if (n >= (int)sizeof buf - 16) fatal("internal error: tune cache line too long for %s", tc->label);
+    if (n >= (int)sizeof buf - 16) rsrc_fatal("internal error: tune cache line too long for %s", tc->label);
     snprintf(buf + n, sizeof buf - (size_t)n, " crc=%08x", fnv1a(buf, (size_t)n));
     return xstrdup(buf);
 }
@@ -265,7 +266,7 @@ static void read_cache(tune_state *ts, bool quiet) {
     FILE *f = fopen(ts->cache_path, "r");
     if (!f) {
         if (errno != ENOENT && !quiet)
-            warn("%s: cannot read the tune cache: %s; measuring every class", ts->cache_path, strerror(errno));
+            rsrc_warn("%s: cannot read the tune cache: %s; measuring every class", ts->cache_path, strerror(errno));
         return;
     }
     char *line = NULL;
@@ -280,7 +281,7 @@ static void read_cache(tune_state *ts, bool quiet) {
                          : !complete               ? (why = "the last line is cut short (no newline)", NULL)
                                                    : parse_line(line, &why);
         if (!tc) {
-            if (!quiet) warn("%s:%d: corrupted tune cache entry ignored: %s", ts->cache_path, lineno, why);
+            if (!quiet) rsrc_warn("%s:%d: corrupted tune cache entry ignored: %s", ts->cache_path, lineno, why);
             continue;
         }
         tc->origin = xasprintf("%s:%d", ts->cache_path, lineno);
@@ -338,7 +339,8 @@ static void write_cache(tune_state *ts) {
     char *tmp = xasprintf("%s.tmp.XXXXXX", ts->cache_path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        warn("%s: cannot write the tune cache: %s; the measurements are not kept", ts->cache_path, strerror(errno));
+        rsrc_warn("%s: cannot write the tune cache: %s; the measurements are not kept", ts->cache_path,
+                  strerror(errno));
         free(tmp);
         if (lock >= 0) close(lock);
         return;
@@ -361,10 +363,11 @@ static void write_cache(tune_state *ts) {
         close(fd);
     }
     if (!ok || rename(tmp, ts->cache_path) != 0) {
-        warn("%s: cannot write the tune cache: %s; the measurements are not kept", ts->cache_path, strerror(errno));
+        rsrc_warn("%s: cannot write the tune cache: %s; the measurements are not kept", ts->cache_path,
+                  strerror(errno));
         unlink(tmp);
     } else {
-        note(1, "tune: wrote %d class%s to %s", ts->nclasses, ts->nclasses == 1 ? "" : "es", ts->cache_path);
+        rsrc_note(1, "tune: wrote %d class%s to %s", ts->nclasses, ts->nclasses == 1 ? "" : "es", ts->cache_path);
     }
     release_temp(tmp);
     free(tmp);
@@ -376,7 +379,7 @@ static void write_cache(tune_state *ts) {
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Everything about the machine and the code generator that a measurement depends on. */
-static char *make_target_key(const target *t, bool use_llvm) {
+static char *make_target_key(const rsrc_target *t, bool use_llvm) {
     char *machine = host_cpu_model();
     for (char *p = machine; *p; p++)
         if (*p == '=' || *p == '>' || (unsigned char)*p < 32) *p = '-';
@@ -445,14 +448,14 @@ typedef struct tune_kernels {
 /* The candidates through the normal pipeline (lower → print → link) into one shared object,
  * with a table of their entry points. Unrolled candidates over the icache budget are dropped. */
 static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_class *tc, tune_kernels *out) {
-    const target *t = ts->t;
+    const rsrc_target *t = ts->t;
     int id = ts->serial++;
     char *c_path = xasprintf("%s/tune%d.c", ts->workdir, id), *blob_path = xasprintf("%s/tune%d.bin", ts->workdir, id);
     char *obj_path = xasprintf("%s/tune%d.o", ts->workdir, id), *so_path = xasprintf("%s/tune%d.so", ts->workdir, id);
     const char *paths[] = {c_path, blob_path, obj_path, so_path};
     for (int i = 0; i < 4; i++) register_temp(paths[i]);
     FILE *c = fopen(c_path, "w");
-    if (!c) fatal("%s: cannot create: %s", c_path, strerror(errno));
+    if (!c) rsrc_fatal("%s: cannot create: %s", c_path, strerror(errno));
     blob_writer blob;
     blob_open(&blob, blob_path);
     emit_c_prologue(c, tm->name, t, ts->opts.prefill, true);
@@ -480,30 +483,30 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     tc->n = n;
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix rsrc_tune_candidates[] = {\n", c);
     for (int i = 0; i < n; i++) {
-        const kernel *kn = &cm[i].kn;
+        const rsrc_kernel *kn = &cm[i].kn;
         emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name, kn->symbol, kn->batch_symbol, kn->strategy, kn->rows,
                                                 kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0, 0, 0, 0,
                                                 RSR_NO_TENSOR, 0, 0});
     }
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
-    if (fclose(c) != 0) fatal("%s: write failed: %s", c_path, strerror(errno));
+    if (fclose(c) != 0) rsrc_fatal("%s: write failed: %s", c_path, strerror(errno));
     blob_align(&blob, 64);
     blob_close(&blob);
     double t_llvm = now_seconds();
     if (llvm) {
         emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
         emit_llvm_end(llvm);
-        note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, now_seconds() - t_llvm);
+        rsrc_note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, now_seconds() - t_llvm);
     }
     const char *objs[] = {obj_path, NULL};
     link_shared_object(c_path, llvm ? objs : NULL, blob_path, t, ts->opts.opt_level, so_path, ts->workdir);
     for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
     out->handle = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    if (!out->handle) fatal("--tune: cannot load the candidate kernels of '%s': %s", tm->name, dlerror());
+    if (!out->handle) rsrc_fatal("--tune: cannot load the candidate kernels of '%s': %s", tm->name, dlerror());
     out->m = dlsym(out->handle, "rsrc_tune_candidates");
     const uint8_t *const *blob_sym = dlsym(out->handle, "rsrc_tune_blob");
-    if (!out->m || !blob_sym) fatal("--tune: %s lacks its table of candidates", so_path);
+    if (!out->m || !blob_sym) rsrc_fatal("--tune: %s lacks its table of candidates", so_path);
     out->blob = *blob_sym;
     for (int i = 0; i < 4; i++) {
         unlink(paths[i]);
@@ -565,10 +568,11 @@ static void check_output(const ternary_matrix *tm, const rsr_artifact_matrix *m,
             int32_t g = got[(size_t)t * (size_t)tm->rows + (size_t)r],
                     w = want[(size_t)t * (size_t)tm->rows + (size_t)r];
             if (g != w)
-                fatal("internal error: --tune: the %s kernel (%s, k=%d) of '%s' gives %d at row %d of input %d, the "
-                      "naive "
-                      "product %d: a compiler bug, the kernel is not used",
-                      m->strategy, how, m->rsr_k, tm->name, g, r, t, w);
+                rsrc_fatal(
+                    "internal error: --tune: the %s kernel (%s, k=%d) of '%s' gives %d at row %d of input %d, the "
+                    "naive "
+                    "product %d: a compiler bug, the kernel is not used",
+                    m->strategy, how, m->rsr_k, tm->name, g, r, t, w);
         }
 }
 
@@ -581,7 +585,7 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
     size_t xbytes = (size_t)TUNE_TOKENS * (size_t)xs, ysize = sizeof(int32_t) * (size_t)TUNE_TOKENS * (size_t)rows;
     int8_t *x = aligned_alloc(64, (xbytes + 63) / 64 * 64);
     int32_t *want = xmalloc(ysize), *got = aligned_alloc(64, (ysize + 63) / 64 * 64);
-    if (!x || !got) fatal("out of memory");
+    if (!x || !got) rsrc_fatal("out of memory");
     memset(x, 0, xbytes);
     /* Random int8 inputs, and the extremes: every x = 127, every x = -128. */
     uint64_t s = 0x2545f4914f6cdd1du;
@@ -649,9 +653,9 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
     char dn[32], pn[32];
     candidate_name(&tc->c[tc->decode_best], dn, sizeof dn);
     candidate_name(&tc->c[tc->prefill_best], pn, sizeof pn);
-    note(1, "tune: %s: measured %d candidates on %s in %.2f s: decode %s (%.1f us), prefill %s (%.1f us/token)",
-         tc->label, tc->n, tm->name, dt, dn, tc->c[tc->decode_best].decode_ns / 1e3, pn,
-         tc->c[tc->prefill_best].prefill_ns / 1e3);
+    rsrc_note(1, "tune: %s: measured %d candidates on %s in %.2f s: decode %s (%.1f us), prefill %s (%.1f us/token)",
+              tc->label, tc->n, tm->name, dt, dn, tc->c[tc->decode_best].decode_ns / 1e3, pn,
+              tc->c[tc->prefill_best].prefill_ns / 1e3);
 }
 
 /* ---- the interface ---- */
@@ -663,7 +667,7 @@ char *tune_default_cache(void) {
     return NULL;
 }
 
-static tune_state *begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+static tune_state *begin(const rsrc_target *t, compile_options opts, const char *cache_path, bool use_llvm,
                          const char *workdir, enum strategy forced, int forced_k, bool say_no_cache) {
     tune_state *ts = xcalloc(1, sizeof *ts);
     ts->t = t;
@@ -674,19 +678,20 @@ static tune_state *begin(const target *t, compile_options opts, const char *cach
     ts->forced_k = forced_k;
     ts->cache_path = cache_path ? xstrdup(cache_path) : tune_default_cache();
     if (!ts->cache_path && say_no_cache)
-        warn("--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not "
-             "kept");
+        rsrc_warn(
+            "--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not "
+            "kept");
     ts->target_key = make_target_key(t, use_llvm);
     if (ts->cache_path) read_cache(ts, false);
     return ts;
 }
 
-tune_state *tune_begin(const target *t, compile_options opts, const char *cache_path, bool use_llvm,
+tune_state *tune_begin(const rsrc_target *t, compile_options opts, const char *cache_path, bool use_llvm,
                        const char *workdir, enum strategy forced, int forced_k) {
     return begin(t, opts, cache_path, use_llvm, workdir, forced, forced_k, true);
 }
 
-tune_state *tune_begin_check(const target *t, compile_options opts, bool use_llvm, const char *workdir) {
+tune_state *tune_begin_check(const rsrc_target *t, compile_options opts, bool use_llvm, const char *workdir) {
     return begin(t, opts, NULL, use_llvm, workdir, STRAT_I2, 0, false); /* the candidates: i2's tiles and lanes */
 }
 
@@ -708,7 +713,7 @@ static tune_class *class_of(tune_state *ts, const ternary_matrix *tm, int k0) {
         if (!tc->label) {
             tc->label = label;
             ts->cached++;
-            note(1, "tune: %s: cached (%s)", label, tc->origin);
+            rsrc_note(1, "tune: %s: cached (%s)", label, tc->origin);
         } else {
             free(label);
         }
@@ -751,7 +756,7 @@ const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_p
     return tc;
 }
 
-void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, matrix_request *rq, matrix_plan *mp) {
+void tune_decide(tune_state *ts, const ternary_matrix *tm, const rsrc_target *t, matrix_request *rq, matrix_plan *mp) {
     plan_matrix(tm, t, rq->strategy, rq->k, mp);
     if (tm->unit_cols) { /* the RSR forms of a group-scaled matrix: the cost model's k (not measured yet) */
         rq->decided = mp;
@@ -765,7 +770,8 @@ void tune_decide(tune_state *ts, const ternary_matrix *tm, const target *t, matr
     rq->measured_lanes_gain = rq->measured ? tune_lanes_gain(rq->measured) : 0;
 }
 
-void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const target *t, matrix_request *rq, matrix_plan *mp) {
+void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const rsrc_target *t, matrix_request *rq,
+                      matrix_plan *mp) {
     plan_matrix(tm, t, rq->strategy, rq->k, mp);
     rq->decided = mp;
     if (mp->strategy != STRAT_I2 || tm->unit_cols || !kernel_lanes_possible(tm, t) ||
@@ -788,7 +794,7 @@ double tune_lanes_gain(const tune_class *tc) {
     return tc->c[tiles].prefill_ns / tc->c[lanes].prefill_ns; /* per token of a full step */
 }
 
-void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const target *t) {
+void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const rsrc_target *t) {
     fprintf(out, "    tune %s: %s", tc->label, tc->measured ? "measured" : "cached");
     if (!tc->measured)
         fprintf(out, " (%s)", tc->origin);
@@ -812,11 +818,11 @@ void tune_end(tune_state *ts) {
     if (!ts->measured && !ts->cached) {
         /* nothing asked for a measurement (the default compile's check, where no lanes were predicted) */
     } else if (!ts->measured)
-        note(1, "tune: measured nothing: %d class%s found in %s", ts->cached, ts->cached == 1 ? "" : "es",
-             ts->cache_path ? ts->cache_path : "(no cache)");
+        rsrc_note(1, "tune: measured nothing: %d class%s found in %s", ts->cached, ts->cached == 1 ? "" : "es",
+                  ts->cache_path ? ts->cache_path : "(no cache)");
     else
-        note(1, "tune: measured %d class%s in %.2f s, %d cached", ts->measured, ts->measured == 1 ? "" : "es",
-             ts->seconds, ts->cached);
+        rsrc_note(1, "tune: measured %d class%s in %.2f s, %d cached", ts->measured, ts->measured == 1 ? "" : "es",
+                  ts->seconds, ts->cached);
     for (int i = 0; i < ts->nclasses; i++) free_class(ts->classes[i]);
     free(ts->classes), free(ts->cache_path), free(ts->target_key);
     free(ts);

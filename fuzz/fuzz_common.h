@@ -1,6 +1,6 @@
 /*
  * fuzz_common.h — what the compiler-side fuzzers share: fuzz bytes written to files the
- * loaders open by path, and a fatal() that returns to the harness (the loaders release what
+ * loaders open by path, and a rsrc_fatal() that returns to the harness (the loaders release what
  * they hold through the cleanup stack, so a long campaign neither leaks nor runs out of maps).
  * The helpers are inline so that a fuzzer without files (fuzz_hub) may include this for
  * FUZZ_GUARDED alone.
@@ -28,7 +28,7 @@ static inline const char *fuzz_scratch(void) {
         snprintf(fuzz_dir, sizeof fuzz_dir, "%s/rsrc-fuzz.XXXXXX", tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
         if (!mkdtemp(fuzz_dir)) abort();
         atexit(fuzz_remove_dir);
-        fatal_quiet = getenv("RSRC_FUZZ_VERBOSE") == NULL;
+        rsrc_fatal_quiet = getenv("RSRC_FUZZ_VERBOSE") == NULL;
     }
     return fuzz_dir;
 }
@@ -38,15 +38,15 @@ static inline void fuzz_write(const char *path, const uint8_t *data, size_t size
     if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) abort();
 }
 
-/* Runs body; a fatal() inside it comes back here. */
+/* Runs body; a rsrc_fatal() inside it comes back here. */
 #define FUZZ_GUARDED(...)                                                                                              \
     do {                                                                                                               \
         jmp_buf fuzz_jb;                                                                                               \
-        fatal_jump = &fuzz_jb;                                                                                         \
+        rsrc_fatal_jump = &fuzz_jb;                                                                                    \
         if (setjmp(fuzz_jb) == 0) {                                                                                    \
             __VA_ARGS__;                                                                                               \
         }                                                                                                              \
-        fatal_jump = NULL;                                                                                             \
+        rsrc_fatal_jump = NULL;                                                                                        \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

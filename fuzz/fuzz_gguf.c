@@ -16,8 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gguf_close(g);
     });
     FUZZ_GUARDED({
-        model *m = model_load(path);
-        arena *ar = arena_open();
+        rsrc_model *m = model_load(path);
+        rsrc_arena *ar = arena_open();
         arena_own(ar, release_model, m);
         for (int l = 0; l < m->num_layers; l++)
             for (int j = 0; j < model_layer_matrices(m); j++) {

@@ -26,7 +26,7 @@ static void check_name(const char *s) {
 static void headers(const char *text, size_t n) {
     hub_head h;
     hub_head_start(&h);
-    arena *a = arena_open();
+    rsrc_arena *a = arena_open();
     for (size_t i = 0; i < n;) {
         const char *nl = memchr(text + i, '\n', n - i);
         size_t len = nl ? (size_t)(nl - (text + i)) + 1 : n - i;
@@ -43,7 +43,7 @@ static void headers(const char *text, size_t n) {
 }
 
 static void listing(const char *text, size_t n, bool only) {
-    arena *a = arena_open();
+    rsrc_arena *a = arena_open();
     hub_listing l;
     hub_read_listing(a, "hf:fuzz/x", "main", text, n, &l);
     if (!hub_commit_ok(l.commit)) __builtin_trap();
@@ -55,7 +55,7 @@ static void listing(const char *text, size_t n, bool only) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    fatal_quiet = getenv("RSRC_FUZZ_VERBOSE") == NULL;
+    rsrc_fatal_quiet = getenv("RSRC_FUZZ_VERBOSE") == NULL;
     const char *text = (const char *)data + 1;
     if (data[0] & 1) {
         headers(text, size - 1);

@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_write(cfg, data + 2, clen);
     fuzz_write(st, data + 2 + clen, size - 2 - clen);
     FUZZ_GUARDED({
-        model *m = model_load(dir);
-        arena *ar = arena_open();
+        rsrc_model *m = model_load(dir);
+        rsrc_arena *ar = arena_open();
         arena_own(ar, release_model, m);
         const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
         const int32_t out_dim[NUM_PROJ] = {q_out,           kv_out,          kv_out,   m->hidden,

@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_write(path, data, size);
     const char *features = size && data[0] & 1 ? "+avx2,-fma" : NULL;
     FUZZ_GUARDED({
-        target *t = target_load(path, size && data[0] & 2 ? "x86-64-v2" : NULL, features);
+        rsrc_target *t = target_load(path, size && data[0] & 2 ? "x86-64-v2" : NULL, features);
         if (!t->name || !t->cflags) __builtin_trap();
         target_free(t);
     });

@@ -15,7 +15,7 @@
 #include "printer.h"
 
 /* ---- lower_gpu.c: the GPU forms as kernel IR, for the route kn was lowered for ---- */
-void kir_lower_gpu(kir_module *m, const kernel *kn);
+void kir_lower_gpu(kir_module *m, const rsrc_kernel *kn);
 
 /* ---- emit_cuda.c: the CUDA C printer (the runtime's kernels, a device function per matrix, an
  * entry per group of matrices that read the same input) ---- */
@@ -25,14 +25,14 @@ typedef struct gpu_member { /* a matrix in a group entry */
     int32_t i2_block_bytes; /* i2: bytes of one row block (prefetched); 0: RSR */
     uint64_t data;          /* blob offset of its constant data */
 } gpu_member;
-void emit_cuda_prologue(FILE *out, const char *source, const target *t);
+void emit_cuda_prologue(FILE *out, const char *source, const rsrc_target *t);
 void emit_cuda_kernel(FILE *out, const kir_module *m);
 gpu_member gpu_member_of(const kir_module *m);
 int32_t gpu_member_ctas(const gpu_member *m);
 void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count);
 
 /* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
-char *nvrtc_compile(const target *t, const char *source, const char *name, size_t *size);
+char *nvrtc_compile(const rsrc_target *t, const char *source, const char *name, size_t *size);
 char *nvrtc_version_string(void);
 
 /* ---- gpu.c: the CUDA half of the pipeline (the two printers' begin, kernel, group, finish,

@@ -32,7 +32,7 @@ typedef struct gpu_record {
 } gpu_record;
 
 typedef struct gpu_build {
-    const target *t;
+    const rsrc_target *t;
     bool llvm; /* matrix kernels through LLVM NVPTX (printer_nvptx), else NVRTC (printer_cuda) */
     char *cu_path, *ptx_path, *llvm_ptx_path;
     FILE *cu;
@@ -46,7 +46,7 @@ typedef struct gpu_build {
 } gpu_build;
 
 static gpu_build *gpu_begin(const printer_begin *pb, bool llvm) {
-    const target *t = pb->t;
+    const rsrc_target *t = pb->t;
     const char *workdir = pb->workdir;
     gpu_build *g = xcalloc(1, sizeof *g);
     g->t = t;
@@ -57,7 +57,7 @@ static gpu_build *gpu_begin(const printer_begin *pb, bool llvm) {
     register_temp(g->cu_path);
     register_temp(g->ptx_path);
     register_temp(g->llvm_ptx_path);
-    if (!(g->cu = fopen(g->cu_path, "w"))) fatal("%s: cannot create: %s", g->cu_path, strerror(errno));
+    if (!(g->cu = fopen(g->cu_path, "w"))) rsrc_fatal("%s: cannot create: %s", g->cu_path, strerror(errno));
     emit_cuda_prologue(g->cu, pb->source, t);
     /* named for the model, not the path it came from, as the CPU module is (compile()) */
     if (g->llvm) g->nvptx = emit_llvm_begin(t, "model", pb->opt_level);
@@ -113,12 +113,12 @@ static void gpu_kernel(const kernel_sink *out, const kir_module *m) {
 
 static char *read_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
-    if (!f) fatal("%s: cannot read: %s", path, strerror(errno));
+    if (!f) rsrc_fatal("%s: cannot read: %s", path, strerror(errno));
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *s = xmalloc((size_t)n + 1);
-    if (n < 0 || fread(s, 1, (size_t)n, f) != (size_t)n) fatal("%s: read failed", path);
+    if (n < 0 || fread(s, 1, (size_t)n, f) != (size_t)n) rsrc_fatal("%s: read failed", path);
     fclose(f);
     s[n] = 0;
     *size = (size_t)n;
@@ -127,7 +127,7 @@ static char *read_file(const char *path, size_t *size) {
 
 static void write_file(const char *path, const char *text, size_t n) {
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(text, 1, n, f) != n || fclose(f) != 0) fatal("%s: cannot write: %s", path, strerror(errno));
+    if (!f || fwrite(text, 1, n, f) != n || fclose(f) != 0) rsrc_fatal("%s: cannot write: %s", path, strerror(errno));
 }
 
 static void add_module(gpu_build *g, blob_writer *blob, const char *ptx, size_t n) {
@@ -140,19 +140,19 @@ static void add_module(gpu_build *g, blob_writer *blob, const char *ptx, size_t 
 static void gpu_finish(void *state, blob_writer *blob, int what) {
     gpu_build *g = state;
     if (g->group_size) gpu_close_group(g);
-    if (fclose(g->cu) != 0) fatal("%s: write failed: %s", g->cu_path, strerror(errno));
+    if (fclose(g->cu) != 0) rsrc_fatal("%s: write failed: %s", g->cu_path, strerror(errno));
     g->cu = NULL;
     if (what == 0) return;
     double t0 = now_seconds();
     if (g->llvm) {
         emit_llvm_finish(g->nvptx, LLVM_OUT_ASM, what == 1 ? g->ptx_path : g->llvm_ptx_path);
-        note(1, "LLVM NVPTX: matrix kernels as sm_%d PTX in %.2f s", llvm_nvptx_sm(g->t), now_seconds() - t0);
+        rsrc_note(1, "LLVM NVPTX: matrix kernels as sm_%d PTX in %.2f s", llvm_nvptx_sm(g->t), now_seconds() - t0);
         if (what == 1) return;
     }
     size_t n;
     char *source = read_file(g->cu_path, &n);
     char *ptx = nvrtc_compile(g->t, source, "model.cu", &n);
-    note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, now_seconds() - t0);
+    rsrc_note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, now_seconds() - t0);
     if (what == 1)
         write_file(g->ptx_path, ptx, n);
     else

@@ -46,7 +46,7 @@ static void dp4a_rows(lower *L, kir_list *l, kir_expr *const xw[4], kir_var *con
 
 /* the comment above an i2 kernel */
 static const char *i2_comment(lower *L) {
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     return kir_strf(L->m, "%s: %dx%d, %d blocks of %d rows, %d groups of 16 columns, %d warps per block", kn->strategy,
                     kn->rows, kn->cols, kn->num_blocks, kn->block_rows, i2_row_bytes(kn) / 4, kn->gpu_split);
 }
@@ -72,9 +72,9 @@ static kir_expr *entry_word(lower *L, kir_list *l, int r, void *ctx) {
 /* The LLVM NVPTX entry: warp `block` of the grid takes that block of rows. */
 static void lower_i2_entry(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     int R = kn->block_rows, words = i2_row_bytes(kn) / 4;
-    if (R > GPU_BLOCK_ROWS_MAX) fatal("internal error: %s: blocks of %d rows", kn->symbol, R);
+    if (R > GPU_BLOCK_ROWS_MAX) rsrc_fatal("internal error: %s: blocks of %d rows", kn->symbol, R);
     L->f = kir_func_add(m, kn->symbol, KSIG_GPU_ENTRY, true);
     L->f->comment = i2_comment(L);
     kir_list l = kir_list_of(&L->f->body), in, gl, l0;
@@ -139,9 +139,9 @@ static kir_func *rows_func(lower *L, const char *comment) {
  * of the R rows (p4) and x's 16 bytes (xg), one load each. */
 static void lower_i2_rows(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     int R = kn->block_rows, words = i2_row_bytes(kn) / 4, S = kn->gpu_split;
-    if (R != 4) fatal("internal error: %s: the dp4a kernel reads blocks of 4 rows", kn->symbol);
+    if (R != 4) rsrc_fatal("internal error: %s: the dp4a kernel reads blocks of 4 rows", kn->symbol);
     kir_list l = kir_list_of(&rows_func(L, i2_comment(L))->body), in, gl;
     kir_var *sx, *a[GPU_BLOCK_ROWS_MAX], *w = var(L, "w", KT_PU32X4), *xv = var(L, "xv", KT_PI32X4);
     i2_accumulators(L, &l, &sx, a);
@@ -172,7 +172,7 @@ static void lower_i2_rows(lower *L) {
  * leaves each run's sum in its first lane, which adds it to the k rows by the run's digits. */
 static void lower_warp(lower *L) {
     kir_module *m = L->m;
-    const kernel *kn = L->kn;
+    const rsrc_kernel *kn = L->kn;
     const rsr_plan *p = kn->plan;
     int k = p->k, S = kn->gpu_split;
     kir_list l = kir_list_of(&rows_func(L, kir_strf(m,
@@ -244,12 +244,12 @@ static void lower_warp(lower *L) {
     for (int r = 0; r < k; r++) kir_store(m, &l, param(L, "sums"), num(L, r), warp_sum(L, ref(L, acc[r])));
 }
 
-void kir_lower_gpu(kir_module *m, const kernel *kn) {
+void kir_lower_gpu(kir_module *m, const rsrc_kernel *kn) {
     lower L = {.m = m, .kn = kn};
     if (kn->form == KF_WARP && !kn->gpu_entry)
         lower_warp(&L);
     else if (kn->form == KF_I2 && kn->isa == DOT_DP4A)
         kn->gpu_entry ? lower_i2_entry(&L) : lower_i2_rows(&L);
     else
-        fatal("internal error: %s: form %d has no GPU lowering", kn->symbol, kn->form);
+        rsrc_fatal("internal error: %s: form %d has no GPU lowering", kn->symbol, kn->form);
 }

@@ -26,7 +26,7 @@ typedef struct nvrtc_api {
 
 static void *need(void *lib, const char *path, const char *name) {
     void *p = dlsym(lib, name);
-    if (!p) fatal("%s: no symbol %s: not a usable NVRTC library", path, name);
+    if (!p) rsrc_fatal("%s: no symbol %s: not a usable NVRTC library", path, name);
     return p;
 }
 
@@ -45,9 +45,10 @@ static void nvrtc_load(nvrtc_api *api) {
             strcat(strcat(tried, *tried ? ", " : ""), path);
     }
     if (!api->lib)
-        fatal("CUDA targets compile through NVRTC, and no NVRTC library could be loaded (tried %s): install the CUDA "
-              "toolkit (libnvrtc), or set RSRC_NVRTC to the library; --emit=cuda prints the CUDA C without it",
-              tried);
+        rsrc_fatal(
+            "CUDA targets compile through NVRTC, and no NVRTC library could be loaded (tried %s): install the CUDA "
+            "toolkit (libnvrtc), or set RSRC_NVRTC to the library; --emit=cuda prints the CUDA C without it",
+            tried);
     BIND(error_string, "nvrtcGetErrorString");
     BIND(version, "nvrtcVersion");
     BIND(create, "nvrtcCreateProgram");
@@ -73,12 +74,12 @@ char *nvrtc_version_string(void) {
  * of sm_XX: the PTX then runs on that GPU and newer ones (the driver JIT-compiles it).
  * --fmad=false keeps every multiply and add separately rounded, as in the CPU runtime.
  */
-char *nvrtc_compile(const target *t, const char *source, const char *name, size_t *size) {
+char *nvrtc_compile(const rsrc_target *t, const char *source, const char *name, size_t *size) {
     nvrtc_api api;
     nvrtc_load(&api);
     nvrtc_program prog;
     int rc = api.create(&prog, source, name, 0, NULL, NULL);
-    if (rc) fatal("NVRTC: cannot create a program for %s: %s", name, api.error_string(rc));
+    if (rc) rsrc_fatal("NVRTC: cannot create a program for %s: %s", name, api.error_string(rc));
     char *arch = xasprintf("--gpu-architecture=compute_%d", t->sm);
     const char *opts[] = {arch, "--fmad=false", "--std=c++17", "-default-device"};
     rc = api.compile(prog, 4, opts);
@@ -86,12 +87,13 @@ char *nvrtc_compile(const target *t, const char *source, const char *name, size_
     api.log_size(prog, &log_size);
     char *log = xcalloc(log_size + 1, 1);
     if (log_size) api.log(prog, log);
-    if (rc) fatal("NVRTC failed to compile %s for %s (%s): %s\n%s", name, t->arch, arch, api.error_string(rc), log);
-    if (*log && verbosity) note(1, "NVRTC: %s", log);
+    if (rc)
+        rsrc_fatal("NVRTC failed to compile %s for %s (%s): %s\n%s", name, t->arch, arch, api.error_string(rc), log);
+    if (*log && rsrc_verbosity) rsrc_note(1, "NVRTC: %s", log);
     size_t n = 0;
-    if ((rc = api.ptx_size(prog, &n)) != 0) fatal("NVRTC: no PTX for %s: %s", name, api.error_string(rc));
+    if ((rc = api.ptx_size(prog, &n)) != 0) rsrc_fatal("NVRTC: no PTX for %s: %s", name, api.error_string(rc));
     char *ptx = xcalloc(n + 1, 1);
-    if ((rc = api.ptx(prog, ptx)) != 0) fatal("NVRTC: no PTX for %s: %s", name, api.error_string(rc));
+    if ((rc = api.ptx(prog, ptx)) != 0) rsrc_fatal("NVRTC: no PTX for %s: %s", name, api.error_string(rc));
     api.destroy(&prog);
     /* NVRTC stays loaded for the rest of the compile: unloading a C++ library strands its
      * runtime's allocations (LeakSanitizer reports them), and the next load would cost again. */

@@ -130,19 +130,19 @@ static void emit_matrices(FILE *c, int n, const int *of, const check_matrix *chk
 
 /* The qemu-user CPU model each foreign target is checked on: the oldest that has its features, so
  * code that used more than the spec names would fault. */
-static const char *qemu_cpu(const target *t) {
+static const char *qemu_cpu(const rsrc_target *t) {
     return target_has_feature(t, "i8mm") ? "max" : target_has_feature(t, "dotprod") ? "neoverse-n1" : "cortex-a72";
 }
 
 /* printers_runner of the cross build (scripts/cross.sh) for t's architecture, or NULL */
-static char *foreign_runner(const target *t) {
+static char *foreign_runner(const rsrc_target *t) {
     char *runner = xasprintf(RSR_CROSS_BUILD_DIR "/tests/printers_runner", target_arch(t));
     if (access(runner, X_OK) == 0) return runner;
     free(runner);
     return NULL;
 }
 
-static void run_foreign(const target *t, const char *so_path) {
+static void run_foreign(const rsrc_target *t, const char *so_path) {
     char *runner = foreign_runner(t), *qemu = xasprintf("qemu-%s", target_arch(t));
     char *argv[] = {qemu, "-L", "/", "-cpu", (char *)qemu_cpu(t), runner, (char *)so_path, NULL};
     printf("%s: qemu-%s -cpu %s\n", t->name, target_arch(t), qemu_cpu(t));
@@ -156,7 +156,7 @@ static void run_here(const char *so_path, int n, const check_matrix *chk, char (
 
 /* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
  * object; then each kernel against the naive product. */
-static void check_printer(target *t, const kernel_printer *pr, const char *dir) {
+static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *dir) {
     char *c_path = xasprintf("%s/k.c", dir), *blob_path = xasprintf("%s/k.bin", dir);
     char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, pr->name);
     FILE *c = fopen(c_path, "w");
@@ -202,7 +202,7 @@ static void check_printer(target *t, const kernel_printer *pr, const char *dir) 
     }
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix test_kernels[] = {\n", c);
     for (int i = 0; i < n; i++) {
-        const kernel *kn = &cm[i].kn;
+        const rsrc_kernel *kn = &cm[i].kn;
         emit_c_matrix_entry(c, &(matrix_record){(char *)mats[of[i]].name, kn->symbol, kn->batch_symbol, kn->strategy,
                                                 kn->rows, kn->cols, kn->block_rows, kn->num_blocks, 1.0f,
                                                 kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset, 0, 0, 0, 0,
@@ -260,7 +260,7 @@ static void check_table(void) {
            "the CPU targets' default printer is not C");
     EXPECT(printer_for(TK_CUDA, NULL) == printer_named("cuda") && printer_for(TK_CUDA, "c") == printer_named("cuda"),
            "the CUDA targets' default printer is not CUDA C through NVRTC");
-    target *t = target_load("avx2,sm_90", NULL, NULL);
+    rsrc_target *t = target_load("avx2,sm_90", NULL, NULL);
     EXPECT(t->backend == &printer_llvm && t->gpu->backend == printer_named("cuda"), "avx2,sm_90: backends %s and %s",
            t->backend->name, t->gpu->backend->name);
     target_free(t);
@@ -308,7 +308,7 @@ int main(void) {
                                           "avx512-vnni", "aarch64", "aarch64-dotprod", "aarch64-i8mm"};
     int runnable = 0;
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
-        target *t = target_load(targets[i], NULL, NULL);
+        rsrc_target *t = target_load(targets[i], NULL, NULL);
         char *lacks = target_host_lacks(t), *runner = NULL;
         if (target_is_foreign(t) && (runner = foreign_runner(t))) { /* run under qemu-user */
             free(lacks);
@@ -331,7 +331,7 @@ int main(void) {
     }
     EXPECT(runnable >= 1, "no target runs here");
     /* the GPU printers have no CPU form */
-    target *t = target_load("generic", NULL, NULL);
+    rsrc_target *t = target_load("generic", NULL, NULL);
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)
         EXPECT(!printer_prints(printer_named("llvm-nvptx"), (enum strategy)s, t) &&
                    !printer_prints(printer_named("cuda"), (enum strategy)s, t),

@@ -136,7 +136,7 @@ typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, in
 typedef struct check {
     ternary_matrix t; /* the check's own copy: the kernel points at it */
     rsr_plan plan;    /* RSR forms */
-    kernel kn;
+    rsrc_kernel kn;
     enum dot_isa isa; /* i2 */
     int k;            /* RSR forms; 0: i2 */
 } check;
@@ -177,7 +177,7 @@ static ternary_matrix copy_matrix(const ternary_matrix *t) {
 
 /* A new check of t in the batch: its kernel lowered with strategy s, its data in the batch's
  * blob, its code in the batch's file with getters get_N (and get_N_b for a batched kernel). */
-static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const target *tgt, int k, int isa) {
+static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const rsrc_target *tgt, int k, int isa) {
     check *c = xcalloc(1, sizeof *c);
     c->t = copy_matrix(t), c->k = k, c->isa = (enum dot_isa)isa;
     if (strategy_is_rsr(s)) rsr_analyse(&c->t, k, &c->plan);
@@ -196,7 +196,7 @@ static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const 
 
 /* Both RSR forms of t at block size k. */
 static void check_emitted(batch *b, const ternary_matrix *t, int k) {
-    static const target tgt = {.name = "test", .cflags = "-O1", .unroll_budget = 1 << 20};
+    static const rsrc_target tgt = {.name = "test", .cflags = "-O1", .unroll_budget = 1 << 20};
     batch_add(b, t, STRAT_RSR_UNROLLED, &tgt, k, -1);
     batch_add(b, t, STRAT_RSR_LOOP, &tgt, k, -1);
 }
@@ -215,7 +215,8 @@ static const struct {
 
 /* The i2 kernel of t for the given ISA (the batch's flags). */
 static void check_i2(batch *b, const ternary_matrix *t, enum dot_isa isa) {
-    target tgt = {.name = "test", .kind = TK_CPU, .features = (char **)isas[isa].features, .nfeatures = isas[isa].n};
+    rsrc_target tgt = {
+        .name = "test", .kind = TK_CPU, .features = (char **)isas[isa].features, .nfeatures = isas[isa].n};
     EXPECT(target_dot_isa(&tgt) == isa, "target_dot_isa %d", isa);
     batch_add(b, t, STRAT_I2, &tgt, 0, isa);
 }
@@ -350,7 +351,7 @@ int main(void) {
 
     /* the choice between the forms of a grouped matrix weighs their bytes: lut per unit (3 bits a
      * weight) only where predicted PLAN_BYTES_GAIN times as fast as i2 per unit (2 bits) */
-    target *vbmi = target_load("avx512-vnni", NULL, NULL);
+    rsrc_target *vbmi = target_load("avx512-vnni", NULL, NULL);
     for (int plus2 = 0; plus2 < 2; plus2++) {
         ternary_matrix t = random_grouped(64, 1024, 32, plus2);
         matrix_plan mp;

@@ -17,7 +17,8 @@
  *   VEC_FN, VEC_TYPED            attributes of a kernel (the family's instruction set), and of one
  *                                written for every element type (always inlined where `type` is a
  *                                constant, so that each type gets its own loads)
- *   vec_zero, vec_set1, vec_loadu, vec_storeu, vec_add, vec_sub, vec_mul, vec_max
+ *   vec_zero, vec_set1, vec_loadu, vec_storeu, vec_add, vec_sub, vec_mul, vec_max, vec_min
+ *   vec_any_zero(a)              1 when some lane of a is ±0
  *   vec_fma(a, b, c)             a·b + c: rounded once (the C family: twice, as its C always did)
  *   vec_load_part(p, n)          p[0 .. n) for 0 < n < VEC_W, the other lanes 0
  *   vec_store_part(p, n, a)      lanes [0, n) of a to p
@@ -32,7 +33,7 @@
  *   vec_reduce_max(a)            the largest lane (VEC_HAS_REDUCE_MAX; else this file's, fmaxf in lane order)
  *   vec_exp(x)                   exp(x) lane by lane (the SIMD families: 2^n · p(r) with the
  *                                degree-7 Taylor polynomial; the C family: expf)
- *   VEC_SCORES_BY_BLOCK          1: scores_wx4 sums each block of VEC_W / 4 keys × 4 queries at
+ *   VEC_SCORES_BY_BLOCK          1: scores_x4 sums each block of VEC_W / 4 keys × 4 queries at
  *                                once and scatters the sums (8 lanes: the block's accumulators
  *                                stay in AVX2's 16 registers); 0: it keeps the VEC_W keys' sums of
  *                                each query and stores one vector per query (16 lanes)
@@ -44,7 +45,7 @@
  *
  * Bits. Each family keeps its own summation order, and every kernel of a family agrees with the
  * others: a dot product keeps one accumulator over the VEC_W-float blocks in order and sums its
- * lanes with vec_reduce, and the key-blocked kernels (scores_w, scores_wx4) run each (query, key)
+ * lanes with vec_reduce, and the key-blocked kernels (scores_w, scores_x4) run each (query, key)
  * accumulator through the same FMAs in the same order and sum it with vec_hsum in the same tree,
  * so attn_dot, the dense kernel and Louver's batched scores agree bit for bit within a family
  * (unit.louver, unit.attn_groups). The value kernels add each output element's terms in key order
@@ -56,7 +57,7 @@
  * into l in turn and every row added (the two places below that ask VEC_W == 1 or SKIPS_ZERO).
  *
  * A new instruction set (SVE, AVX10, RISC-V V...): a new family_<name>.c that defines this
- * vocabulary (a width of 1 or a power of two from 4: scores_wx4 blocks VEC_W / 4 keys × 4
+ * vocabulary (a width of 1 or a power of two from 4: scores_x4 blocks VEC_W / 4 keys × 4
  * queries) and includes this file, its kernels for the other loops of family.h where it has them,
  * its name in cpu.h's rt_isa, its table in attn_kernels.h's list and its choice in
  * attn_family_choose (attn_kernels.c), and its checksum in unit.attn_bits (which prints it).
@@ -177,49 +178,59 @@ VEC_TYPED static vec scores_w(const float *q, attn_rows k, int32_t d, int32_t ty
 }
 
 #if VEC_W >= 4
-#define KB (VEC_W / 4) /* keys of one block of scores_wx4: KB keys × 4 queries fill VEC_W accumulators */
+#define KB (VEC_W / 4) /* keys of one block of scores_x4: KB keys × 4 queries fill VEC_W accumulators */
 
-/* Scores of VEC_W consecutive keys (keys j0 + j ..) for four queries q, q + d, q + 2d, q + 3d (the
- * query heads of a KV head) into dots[g·ostride + t]; d a multiple of VEC_W. Blocks of KB keys × 4
- * queries load and widen each key block once for the four queries; each (query, key) accumulator
- * takes the FMAs of scores_w in its order and goes through the same vec_hsum tree, so every score
- * has scores_w's bits. fetch: the keys' and values' lines are asked for block by block
- * (prefetch_keys). */
-VEC_TYPED static void scores_wx4(const float *q, int32_t d, attn_rows keys, attn_rows vals, int32_t j0, int32_t j,
-                                 int32_t n, int fetch, float *dots, size_t ostride, int32_t type) {
+/* One block of scores: keys k, k + 1, .., k + KB − 1 (from row 0 of k) × four queries q, q + d,
+ * q + 2d, q + 3d (the query heads of a KV head) into acc[KB·g + c] (query g, key c); each key
+ * block is loaded and widened once for the four queries; d a multiple of VEC_W. Each (query, key)
+ * accumulator takes the FMAs of scores_w in its order, so after the same vec_hsum tree every
+ * score has scores_w's bits. */
+VEC_TYPED static void scores_block(vec acc[VEC_W], const float *q, int32_t d, attn_rows k, int32_t type) {
+    vec sc[KB];
+#pragma GCC unroll 16
+    for (int t = 0; t < VEC_W; t++) acc[t] = vec_zero();
+#pragma GCC unroll 4
+    for (int c = 0; c < KB; c++) sc[c] = row_scale(attn_row(k, c), type, d);
+    for (int32_t i = 0; i < d; i += VEC_W) {
+        vec kv[KB];
+#pragma GCC unroll 4
+        for (int c = 0; c < KB; c++) kv[c] = vec_row(attn_row(k, c), i, type, sc[c]);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) { /* one query vector at a time: AVX2 has 16 registers */
+            const vec qv = vec_loadu(q + (size_t)g * (size_t)d + i);
+#pragma GCC unroll 4
+            for (int c = 0; c < KB; c++) acc[KB * g + c] = vec_fma(qv, kv[c], acc[KB * g + c]);
+        }
+    }
+}
+
+/* Scores of keys j0 + j .. for four queries q, q + d, q + 2d, q + 3d into dots[g·ostride + t].
+ * VEC_SCORES_BY_BLOCK: one block of KB keys, its sums at once and scattered (lane KB·g + c is
+ * query g, key c: the block's accumulators stay in AVX2's registers). Else VEC_W keys in 4 blocks,
+ * each query's VEC_W sums at once, one vector a query. fetch: the keys' and values' lines are
+ * asked for (prefetch_keys). */
+VEC_TYPED static void scores_x4(const float *q, int32_t d, attn_rows keys, attn_rows vals, int32_t j0, int32_t j,
+                                int32_t n, int fetch, float *dots, size_t ostride, int32_t type) {
     const attn_rows k = attn_rows_from(keys, j0 + j);
+    vec acc[VEC_W];
+    if (VEC_SCORES_BY_BLOCK) {
+        if (fetch) prefetch_keys(keys, vals, j0, j, KB, n);
+        scores_block(acc, q, d, k, type);
+        float t[VEC_W];
+        vec_storeu(t, vec_hsum(acc));
+#pragma GCC unroll 16
+        for (int u = 0; u < VEC_W; u++) dots[(size_t)(u / KB) * ostride + (size_t)(u % KB)] = t[u];
+        return;
+    }
     vec r[4][VEC_W];
     for (int kb = 0; kb < 4; kb++) { /* keys KB·kb .. KB·kb + KB − 1 */
         if (fetch) prefetch_keys(keys, vals, j0, j + KB * kb, KB, n);
-        vec acc[VEC_W], sc[KB];
+        scores_block(acc, q, d, attn_rows_from(k, KB * kb), type);
 #pragma GCC unroll 16
-        for (int t = 0; t < VEC_W; t++) acc[t] = vec_zero();
-#pragma GCC unroll 4
-        for (int c = 0; c < KB; c++) sc[c] = row_scale(attn_row(k, KB * kb + c), type, d);
-        for (int32_t i = 0; i < d; i += VEC_W) {
-            vec kv[KB];
-#pragma GCC unroll 4
-            for (int c = 0; c < KB; c++) kv[c] = vec_row(attn_row(k, KB * kb + c), i, type, sc[c]);
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) { /* one query vector at a time: AVX2 has 16 registers */
-                const vec qv = vec_loadu(q + (size_t)g * (size_t)d + i);
-#pragma GCC unroll 4
-                for (int c = 0; c < KB; c++) acc[KB * g + c] = vec_fma(qv, kv[c], acc[KB * g + c]);
-            }
-        }
-        if (VEC_SCORES_BY_BLOCK) { /* the block's sums now, scattered: lane KB·g + c is query g, key c */
-            float t[VEC_W];
-            vec_storeu(t, vec_hsum(acc));
-#pragma GCC unroll 16
-            for (int u = 0; u < VEC_W; u++) dots[(size_t)(u / KB) * ostride + (size_t)(KB * kb + u % KB)] = t[u];
-        } else {
-#pragma GCC unroll 16
-            for (int t = 0; t < VEC_W; t++) r[t / KB][KB * kb + t % KB] = acc[t];
-        }
+        for (int t = 0; t < VEC_W; t++) r[t / KB][KB * kb + t % KB] = acc[t];
     }
-    if (!VEC_SCORES_BY_BLOCK)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) vec_storeu(dots + (size_t)g * ostride, vec_hsum(r[g]));
+    for (int g = 0; g < 4; g++) vec_storeu(dots + (size_t)g * ostride, vec_hsum(r[g]));
 }
 #endif
 
@@ -230,14 +241,24 @@ VEC_TYPED static void scores_t(const float *q, int32_t gq, attn_rows keys, int32
                                float *dots, size_t ostride, int32_t type, attn_rows vals) {
     const int32_t n = j1 - j0, g4 = VEC_W >= 4 ? gq / 4 * 4 : 0; /* heads scored four at a time */
     int32_t j = 0;
+#if VEC_W >= 4
+    if (d % VEC_W == 0 && g4 == gq) { /* every query in fours: blocks of x4's keys */
+        const int32_t step = VEC_SCORES_BY_BLOCK ? KB : VEC_W;
+        for (; j + step <= n; j += step)
+            for (int32_t g = 0; g < g4; g += 4)
+                scores_x4(q + (size_t)g * (size_t)d, d, keys, vals, j0, j, n, g == 0, dots + (size_t)g * ostride + j,
+                          ostride, type);
+    }
+#endif
     if (d % VEC_W == 0)
         for (; j + VEC_W <= n; j += VEC_W) {
             if (!g4) prefetch_keys(keys, vals, j0, j, VEC_W, n);
             int32_t g = 0;
 #if VEC_W >= 4
             for (; g < g4; g += 4)
-                scores_wx4(q + (size_t)g * (size_t)d, d, keys, vals, j0, j, n, g == 0, dots + (size_t)g * ostride + j,
-                           ostride, type);
+                for (int32_t b = 0; b < VEC_W; b += VEC_SCORES_BY_BLOCK ? KB : VEC_W)
+                    scores_x4(q + (size_t)g * (size_t)d, d, keys, vals, j0, j + b, n, g == 0,
+                              dots + (size_t)g * ostride + j + b, ostride, type);
 #endif
             for (; g < gq; g++)
                 vec_storeu(dots + (size_t)g * ostride + j,
@@ -270,7 +291,7 @@ VEC_FN static void scores(const float *q, int32_t gq, attn_rows keys, int32_t d,
 enum { W_NONE = 0, W_ALL = 1, W_SOME_ZERO = 2 };
 
 /* The softmax half of attn_accumulate: raises st->m to the chunk's maximum, turns x into the
- * weights exp(x − m) and adds them to st->l. Also notes whether a weight is 0 (the largest −e is
+ * weights exp(x − m) and adds them to st->l. Also notes whether a weight is 0 (the smallest e is
  * 0), so that the value kernels test each row's weights only then; a NaN counts as a possible 0
  * (the tested path is exact in every case). */
 VEC_FN static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d) {
@@ -282,18 +303,18 @@ VEC_FN static int softmax_weights(attn_state *st, float *x, int32_t n, int32_t d
     if (xmax == -INFINITY) return W_NONE;
     if (xmax > st->m) attn_raise_max(st, xmax, d);
     const vec m = vec_set1(st->m);
-    vec sum = vec_zero(), neg = vec_set1(-INFINITY); /* the largest −e */
+    vec sum = vec_zero(), least = vec_set1(INFINITY); /* the smallest e (a NaN's lane may lose it) */
     for (j = 0; j + VEC_W <= n; j += VEC_W) {
         const vec e = vec_exp(vec_sub(vec_loadu(x + j), m));
         vec_storeu(x + j, e);
-        neg = vec_max(neg, vec_sub(vec_zero(), e));
+        least = vec_min(least, e);
 #if VEC_W == 1 /* the specification's order: each weight into l in turn */
         st->l += e;
 #else
         sum = vec_add(sum, e);
 #endif
     }
-    int zero = vec_reduce_max(neg) == 0.0f;
+    int zero = vec_any_zero(least);
     if (j < n) { /* the tail: the lanes past it are left out of the sum */
         const vec e = vec_exp(vec_sub(vec_load_part(x + j, n - j), m));
         vec_store_part(x + j, n - j, e);

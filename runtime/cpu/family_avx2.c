@@ -35,6 +35,16 @@ VEC vec vec_sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
 VEC vec vec_mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
 VEC vec vec_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 VEC vec vec_max(vec a, vec b) { return _mm256_max_ps(a, b); }
+VEC vec vec_min(vec a, vec b) { return _mm256_min_ps(a, b); }
+VEC int vec_any_zero(vec a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_EQ_OQ)) != 0; }
+#define VEC_HAS_REDUCE_MAX 1
+/* fmaxf over the lanes from −inf, as attn_generic.h's own: NaN lanes count as −inf */
+VEC float vec_reduce_max(vec a) {
+    const __m256 m = _mm256_blendv_ps(a, _mm256_set1_ps(-INFINITY), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
 
 VEC __m256i lanes_below(int32_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

@@ -37,6 +37,8 @@ VEC vec vec_sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
 VEC vec vec_mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
 VEC vec vec_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 VEC vec vec_max(vec a, vec b) { return _mm512_max_ps(a, b); }
+VEC vec vec_min(vec a, vec b) { return _mm512_min_ps(a, b); }
+VEC int vec_any_zero(vec a) { return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_EQ_OQ) != 0; }
 
 VEC __mmask16 lanes_below(int32_t n) { return (__mmask16)((1u << n) - 1); }
 VEC vec vec_load_part(const float *p, int32_t n) { return _mm512_maskz_loadu_ps(lanes_below(n), p); }

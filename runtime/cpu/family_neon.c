@@ -40,6 +40,8 @@ VEC vec vec_mul(vec a, vec b) { return vec_of(vmulq_f32(a.lo, b.lo), vmulq_f32(a
 VEC vec vec_fma(vec a, vec b, vec c) { return vec_of(vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)); }
 /* FMAXNM: a NaN lane takes the other operand, as fmaxf does */
 VEC vec vec_max(vec a, vec b) { return vec_of(vmaxnmq_f32(a.lo, b.lo), vmaxnmq_f32(a.hi, b.hi)); }
+VEC vec vec_min(vec a, vec b) { return vec_of(vminnmq_f32(a.lo, b.lo), vminnmq_f32(a.hi, b.hi)); }
+VEC int vec_any_zero(vec a) { return vmaxvq_u32(vorrq_u32(vceqzq_f32(a.lo), vceqzq_f32(a.hi))) != 0; }
 
 VEC vec vec_load_part(const float *p, int32_t n) {
     float b[8] = {0};

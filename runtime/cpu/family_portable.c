@@ -33,6 +33,8 @@ VEC vec vec_sub(vec a, vec b) { return a - b; }
 VEC vec vec_mul(vec a, vec b) { return a * b; }
 VEC vec vec_fma(vec a, vec b, vec c) { return a * b + c; }
 VEC vec vec_max(vec a, vec b) { return fmaxf(a, b); }
+VEC vec vec_min(vec a, vec b) { return fminf(a, b); }
+VEC int vec_any_zero(vec a) { return a == 0.0f; }
 /* one lane: a block is never partial (n is 0 here) */
 VEC vec vec_load_part(const float *p, int32_t n) { return n > 0 ? *p : 0.0f; }
 VEC void vec_store_part(float *p, int32_t n, vec a) {

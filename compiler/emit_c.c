@@ -93,6 +93,8 @@ void emit_c_lanes_helpers(FILE *out, const rsrc_target *t) {
  *   rsr_vacc16                16-bit lanes of vpmaddubsw's pair sums (rsr_vzero16)
  *   rsr_dot4p(h, w, x)        rsr_dot4 into h, no widening
  *   rsr_widen(acc, h)         acc += h's lanes summed in pairs (vpmaddwd by ones)
+ *   rsr_qdot(h, k, x)         h += codes k (8 rows × 4 columns) · the 4 bytes at x in every lane
+ *   rsr_half(acc, i)          lanes 4i .. 4i+3 of acc as an rsr_s4 (rows in lanes)
  * and for batched kernels, which decode a field once and use it for several tokens:
  *   rsr_field(w, i)           the codes (0..2) of field i of V packed bytes: rsr_codes
  *   rsr_bdot(acc, k, x)       acc += k · x[0..V), acc an rsr_bacc (rsr_bzero, rsr_bsum)
@@ -423,6 +425,12 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_DOT4: c_call(P, "rsr_dot4", e->a, e->b, e->c, NULL); break;
     case KO_DOT4P: c_call(P, "rsr_dot4p", e->a, e->b, e->c, NULL); break;
     case KO_WIDEN: c_call(P, "rsr_widen", e->a, e->b, NULL, NULL); break;
+    case KO_QDOT: c_call(P, "rsr_qdot", e->a, e->b, e->c, NULL); break;
+    case KO_HALF:
+        fputs("rsr_half(", P->out);
+        c_expr(P, e->a, 0);
+        fprintf(P->out, ", %lld)", (long long)e->imm);
+        break;
     case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
     case KO_VSUM4: c_call(P, "rsr_bsum4", e->a, e->b, e->c, e->d); break;

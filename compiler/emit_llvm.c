@@ -708,6 +708,22 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         return r;
     }
     case KO_WIDEN: r.f[0] = widen(e, mi, kev1(k, x->a), kev1(k, x->b)); return r;
+    case KO_QDOT: { /* the 4 bytes at c in every int32 lane, vpmaddubsw'd with the codes */
+        LLVMValueRef q = LLVMBuildLoad2(e->b, e->i32, LLVMBuildBitCast(e->b, kev1(k, x->c), e->i32p, ""), "");
+        LLVMSetAlignment(q, 1);
+        const int lanes = V / 4, zeros[16] = {0};
+        LLVMTypeRef vt = LLVMVectorType(e->i32, (unsigned)lanes);
+        LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(vt), q, c32(e, 0), "");
+        LLVMValueRef xb =
+            LLVMBuildBitCast(e->b, shuffle(e, v, NULL, zeros, lanes), LLVMVectorType(e->i8, (unsigned)V), "");
+        r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), pair_sums(e, mi, kev1(k, x->b), xb), "");
+        return r;
+    }
+    case KO_HALF: {
+        const int idx[4] = {4 * (int)x->imm, 4 * (int)x->imm + 1, 4 * (int)x->imm + 2, 4 * (int)x->imm + 3};
+        r.f[0] = shuffle(e, kev1(k, x->a), NULL, idx, 4);
+        return r;
+    }
     case KO_SUM4: {
         r = kev(k, x->a);
         LLVMValueRef xp = kev1(k, x->b);

@@ -159,6 +159,16 @@ bool dot_isa_pair_sums(enum dot_isa isa) { return isa == DOT_AVX2; }
 int dot_pair_sums_groups(void) { return 16; }
 
 #define I2_BLOCK_ROWS 4
+/* i2 per unit with rows in lanes (AVX2's maddubs): a block of 8 rows, each int32 lane of an
+ * accumulator one row's sum, so a unit's sums are stored as they are, with no horizontal adds. A
+ * block's 32 bytes for each 16 columns hold, in byte 4·r + c, field f (bits 2f, 2f+1), the code of
+ * row r at column 16·h + 4·f + c: field f of a group's bytes is 8 rows × 4 columns, multiplied by
+ * the 4 bytes of x at those columns broadcast to every lane (vpmaddubsw), each lane's pair sums
+ * added in 16 bits over the unit (at most 32 such products a run: 32·2·3·128 < 2^15) and widened
+ * once. Per 32 weights a token: a broadcast load, vpmaddubsw and vpaddw; the fields decoded once
+ * for a tile of tokens. */
+#define I2_LANE_ROWS 8
+#define I2_LANE_COLS 16    /* columns of a group of the rows-in-lanes layout (32 bytes) */
 #define GPU_CTA_WARPS 8    /* LLVM NVPTX entries: 256 threads, a warp per block of rows */
 #define GPU_GROUP_WARPS 16 /* NVRTC group entries: 512 threads that share the input they make */
 
@@ -221,6 +231,11 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
              * whose misses made the kernel 2x slower */
             kn->unit_stride = kn->rows + RSR_UNIT_PAD;
             kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4;
+            if (kn->isa == DOT_AVX2 && kn->rows % I2_LANE_ROWS == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
+                kn->rows_in_lanes = true, kn->strategy = "i2-units-rows";
+                kn->block_rows = I2_LANE_ROWS, kn->num_blocks = kn->rows / I2_LANE_ROWS;
+                kn->batch_tile = 4; /* 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers */
+            }
             return;
         }
         /* tokens per tile of the batched kernel: block_rows × tile accumulators, the decoded
@@ -366,7 +381,7 @@ uint64_t kernel_data_size(const rsrc_kernel *kn) {
     if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)lut_block_bytes(kn);
     if (kn->form == KF_I2 && kn->lanes_min)
         return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
-    if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * I2_BLOCK_ROWS * (uint64_t)i2_row_bytes(kn);
+    if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * (uint64_t)kn->block_rows * (uint64_t)i2_row_bytes(kn);
     if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
     if (kn->form != KF_LOOP) return 0;
     return kn->off_perm + 2 * kn->plan->num_cols_kept;
@@ -382,8 +397,12 @@ static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
         for (int32_t r = 0; r < R; r++) {
             int32_t row = blk * R + r;
             for (int32_t c = 0; row < kn->rows && c < t->cols; c++) {
-                int32_t g = c / (4 * V), i = c % (4 * V) / V, j = c % V;
                 uint8_t code = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
+                if (kn->rows_in_lanes) { /* group c / 16, field c % 16 / 4, byte 4·r + c % 4 */
+                    block[c / I2_LANE_COLS * 32 + 4 * r + c % 4] |= (uint8_t)(code << (2 * (c % I2_LANE_COLS / 4)));
+                    continue;
+                }
+                int32_t g = c / (4 * V), i = c % (4 * V) / V, j = c % V;
                 block[g * R * V + r * V + j] |= (uint8_t)(code << (2 * i));
             }
         }

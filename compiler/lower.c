@@ -542,6 +542,111 @@ static void lower_i2_units_batch(lower *L) {
     }
 }
 
+/* ---- i2 per unit with rows in lanes (kernel.c, I2_LANE_ROWS) ----
+ * Per block of 8 rows and unit: each group of 16 columns (32 bytes) has its 4 fields decoded once
+ * for the tile's tokens; a field (8 rows × 4 columns) times the 4 bytes of x at its columns goes
+ * into each token's 16-bit sums (KO_QDOT), widened once a run of at most ROWS_RUN groups; the
+ * unit's 8 row sums, less the unit's Σx, are stored as two halves of 4 rows. */
+#define ROWS_RUN 8 /* groups of 16 columns summed in 16 bits: 32 products of at most 2·3·128 each */
+
+typedef struct rows_ctx {
+    kir_var **x, *su, *t, *b, *u; /* t NULL: the one-token kernel */
+    int T;
+} rows_ctx;
+
+/* y index of rows 4·half .. 4·half + 3 of the block, unit u, token j of the tile */
+static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int half) {
+    const rsrc_kernel *kn = L->kn;
+    kir_expr *at = add(L, mul(L, wide(L, ref(L, c->u)), size(L, kn->unit_stride)),
+                       add(L, mul(L, wide(L, ref(L, c->b)), size(L, kn->block_rows)), size(L, 4 * half)));
+    if (!c->t) return at;
+    kir_expr *tj = wide(L, add(L, ref(L, c->t), num(L, j)));
+    return add(L, mul(L, tj, wide(L, param(L, "y_stride"))), at);
+}
+
+static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
+    kir_module *m = L->m;
+    const rsrc_kernel *kn = L->kn;
+    const int U = kn->unit_cols, units = kn->cols / U, groups = U / 16, T = cx->T;
+    rows_ctx c = *cx;
+    kir_list blk, ul;
+    c.b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
+    kir_var *w = var(L, "w", KT_PU8), *wu = var(L, "wu", KT_PU8), *xu[RSR_BATCH_TILE_MAX];
+    kir_var *a[RSR_BATCH_TILE_MAX], *h[RSR_BATCH_TILE_MAX];
+    kir_expr *bytes = size(L, (int64_t)kn->block_rows * i2_row_bytes(kn));
+    kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, c.b)), bytes)), true);
+    c.u = loop(L, &blk, "u", "unit", num(L, 0), num(L, units), &ul)->var;
+    kir_decl(m, &ul, wu, idx(L, ref(L, w), mul(L, ref(L, c.u), num(L, groups * 32))), true);
+    for (int j = 0; j < T; j++) {
+        xu[j] = var(L, strf(L, "xu%d", j, 0), KT_PI8);
+        kir_decl(m, &ul, xu[j], idx(L, ref(L, c.x[j]), mul(L, ref(L, c.u), num(L, U))), true);
+        a[j] = var(L, strf(L, "a%d", j, 0), KT_VACC);
+        kir_decl(m, &ul, a[j], kir_vec(m, KO_VZERO, KT_VACC, NULL, NULL, NULL, 0), false);
+    }
+    for (int g0 = 0; g0 < groups; g0 += ROWS_RUN) {
+        for (int j = 0; j < T; j++) {
+            h[j] = var(L, strf(L, "h%d_%d", j, g0 / ROWS_RUN), KT_VACC16);
+            kir_decl(m, &ul, h[j], kir_vec(m, KO_VZERO, KT_VACC16, NULL, NULL, NULL, 0), false);
+        }
+        for (int g = g0; g < groups && g < g0 + ROWS_RUN; g++)
+            for (int f = 0; f < 4; f++) {
+                kir_var *k = var(L, strf(L, "k%d_%d", g, f), KT_CODES);
+                kir_decl(m, &ul, k, kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wu), num(L, 32 * g)), NULL, NULL, f),
+                         false);
+                for (int j = 0; j < T; j++) {
+                    kir_expr *xp = idx(L, ref(L, xu[j]), num(L, 16 * g + 4 * f));
+                    kir_set(m, &ul, h[j], kir_vec(m, KO_QDOT, KT_VACC16, ref(L, h[j]), ref(L, k), xp, 0));
+                }
+            }
+        for (int j = 0; j < T; j++)
+            kir_set(m, &ul, a[j], kir_vec(m, KO_WIDEN, KT_VACC, ref(L, a[j]), ref(L, h[j]), NULL, 0));
+    }
+    for (int j = 0; j < T; j++) {
+        kir_expr *sx = kir_load(m, KT_I32, ref(L, c.su), add(L, ref(L, c.u), num(L, j * units)));
+        for (int half = 0; half < 2; half++) {
+            kir_expr *v = kir_vec(m, KO_HALF, KT_I32X4, ref(L, a[j]), NULL, NULL, half);
+            v = sub(L, v, kir_vec(m, KO_SPLAT, KT_I32X4, sx, NULL, NULL, 0));
+            kir_expr *p = kir_reinterpret(m, KT_PI32X4, idx(L, param(L, "y"), rows_at(L, &c, j, half)));
+            kir_store(m, &ul, p, num(L, 0), v)->align = 4;
+        }
+    }
+}
+
+static void lower_i2_rows(lower *L) {
+    kir_module *m = L->m;
+    const rsrc_kernel *kn = L->kn;
+    L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
+    L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, 8 rows per block in the lanes, %s",
+                             kn->strategy, kn->rows, kn->cols, kn->unit_cols, dot_isa_names[kn->isa]);
+    kir_list l = kir_list_of(&L->f->body);
+    kir_var *su = array(L, "su", kn->cols / kn->unit_cols), *x = var(L, "x0", KT_PI8);
+    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d", kn->cols / kn->unit_cols);
+    kir_decl(m, &l, x, param(L, "x"), true);
+    utile_sums(L, &l, 1, &x, su);
+    rows_blocks(L, &l, &(rows_ctx){.x = &x, .su = su, .T = 1});
+}
+
+static void lower_i2_rows_batch(lower *L) {
+    kir_module *m = L->m;
+    const rsrc_kernel *kn = L->kn;
+    const int T = kn->batch_tile;
+    L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
+    kir_list l = kir_list_of(&L->f->body), tiles;
+    kir_var *su = array(L, "su", T * (kn->cols / kn->unit_cols)), *t = var(L, "t", KT_I32);
+    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d tokens x %d units", T, kn->cols / kn->unit_cols);
+    kir_decl(m, &l, t, num(L, 0), false);
+    for (int pass = 0; pass < 2; pass++) { /* whole tiles, then the rest a token at a time */
+        int n = pass ? 1 : T;
+        kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
+                              : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
+        kir_for(m, &l, t, NULL, cond, n, &tiles)->label = pass ? "rest" : "tile";
+        kir_var *x[RSR_BATCH_TILE_MAX];
+        tile_x(L, &tiles, n, t, x);
+        utile_sums(L, &tiles, n, x, su);
+        rows_blocks(L, &tiles, &(rows_ctx){.x = x, .su = su, .t = t, .T = n});
+    }
+}
+
 static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
     kir_module *m = L->m;
     int R = L->kn->block_rows;
@@ -1413,6 +1518,11 @@ kir_module *kir_lower(const rsrc_kernel *kn) {
     case KF_LOOP: lower_loop(&L); break;
     case KF_LUT: lower_lut(&L); break;
     default:
+        if (kn->rows_in_lanes) {
+            lower_i2_rows(&L);
+            if (kn->batch_symbol) lower_i2_rows_batch(&L);
+            break;
+        }
         if (kn->unit_cols) {
             lower_i2_units(&L);
             if (kn->batch_symbol) lower_i2_units_batch(&L);

@@ -46,3 +46,11 @@ static inline rsr_vacc16 rsr_dot4p(rsr_vacc16 h, const uint8_t *w, const int8_t 
 static inline rsr_vacc rsr_widen(rsr_vacc acc, rsr_vacc16 h) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(h, _mm256_set1_epi16(1)));
 }
+/* rows in lanes (lower.c, lower_i2_rows): codes of 8 rows × 4 columns against the 4 bytes of x
+ * at those columns, in every lane; a row's sum is then one int32 lane, stored 4 rows a half */
+static inline rsr_vacc16 rsr_qdot(rsr_vacc16 h, rsr_codes k, const int8_t *x) {
+    int32_t q;
+    __builtin_memcpy(&q, x, 4);
+    return _mm256_add_epi16(h, _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
+}
+#define rsr_half(a, i) ((rsr_s4)((i) ? _mm256_extracti128_si256((a), 1) : _mm256_castsi256_si128(a)))

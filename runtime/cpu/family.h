@@ -17,6 +17,7 @@
 /* forward.c: the per-token absmax quantisation to int8 (quantize_scalar's bits); returns x_scale. */
 float rt_quantize_avx512(int8_t *q, const float *x, int32_t n);
 float rt_quantize_avx2(int8_t *q, const float *x, int32_t n);
+float rt_quantize_block_avx2(int8_t *q, const float *x, int32_t n); /* one block of 32·k, returns amax */
 
 /* lm_head.c, the int8 head: Σ (w + 128)·x over n entries (a multiple of 64; the caller removes
  * 128·Σ x), and the same for RT_HEAD_ROWS rows (row r at w + r·stride) with each of k vectors at

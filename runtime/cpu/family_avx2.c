@@ -150,6 +150,32 @@ __attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x
     return scale;
 }
 
+/* One block of forward.c's quantize_blocks (Q8_0, Q8_K; n a multiple of 32), bit for bit: amax as
+ * above (a NaN skipped), q = rint(x · (127 / amax)) within ±127 (0 for every x when amax is 0; a
+ * NaN product maps to −127, as fmaxf's does). Returns amax. */
+__attribute__((target("avx2"))) float rt_quantize_block_avx2(int8_t *q, const float *x, int32_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    for (int32_t i = 0; i < n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
+    float lanes[8], amax = 0;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int t = 0; t < 8; t++) amax = fmaxf(amax, lanes[t]);
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    const __m256 vs = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i v[4];
+    for (int32_t i = 0; i < n; i += 32) {
+        for (int k = 0; k < 4; k++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+        }
+        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(bytes, order));
+    }
+    return amax;
+}
+
 /* ---- the int8 LM head (lm_head.c) ---- */
 
 /* lm_head.c's int8 head: Σ (q + 128)·xq with AVX2; vpmaddwd adds pairs of products, each pair

@@ -363,11 +363,20 @@ static void zero_pad(int8_t *q, int32_t n) { memset(q + n, 0, (size_t)(rt_pad_co
  * f32 (Q8_K: its −127 / max with the sign of the largest value gives the same q and scale, both
  * negated). n a multiple of B. */
 static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B, int32_t how) {
+#if defined(__x86_64__)
+    const rt_isa isa = rt_cpu_isa();
+    const bool avx2 = B % 32 == 0 && (isa == RT_ISA_AVX2 || rt_isa_avx512(isa)); /* the same bits */
+#else
+    const bool avx2 = false;
+#endif
     for (int32_t b0 = 0; b0 < n; b0 += B) {
         float amax = 0;
-        for (int32_t i = b0; i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
+#if defined(__x86_64__)
+        if (avx2) amax = rt_quantize_block_avx2(q + b0, x + b0, B);
+#endif
+        for (int32_t i = b0; !avx2 && i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
         float id = amax != 0 ? 127.0f / amax : 0.0f;
-        for (int32_t i = b0; i < b0 + B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
+        for (int32_t i = b0; !avx2 && i < b0 + B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
         xd[b0 / B] =
             how == RSR_ACT_Q8_K ? (amax != 0 ? 1.0f / id : 0.0f) : rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
     }
@@ -505,49 +514,88 @@ RT_INLINE_BODY void group_unit(float *restrict sum, const int32_t *restrict s0, 
         for (int32_t i = 0; i < n; i++) sum[i] += (float)s0[i] * scale_at(g, f16, i);
 }
 
-RT_INLINE_BODY void group_dequantize_isa_body(float *restrict y, const int32_t *restrict acc, const void *gs, bool f16,
-                                              const float *restrict xd, float x_scale, size_t R, size_t S, int32_t U,
-                                              int32_t P, int32_t per, int32_t r0, int32_t r1, int accumulate) {
-    float sum[GROUP_ROWS];
+/* A run of tokens' sums to convert: token j's at acc + j·acc_stride, its output row at y + j·y_stride,
+ * its block scales at xd + j·xd_stride (xd NULL: per-token activations, scale xs[j]). */
+typedef struct group_tokens {
+    float *y;
+    const int32_t *acc;
+    const float *xd, *xs;
+    size_t y_stride, acc_stride, xd_stride;
+    int32_t n;
+} group_tokens;
+
+#define GROUP_TOKENS 8 /* tokens converted together: each unit's scales widened once for them */
+
+RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S,
+                                              int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1,
+                                              int accumulate) {
+    float sum[GROUP_TOKENS][GROUP_ROWS], wide[GROUP_ROWS];
     const size_t bytes = f16 ? 2 : 4;
     for (int32_t c0 = r0; c0 < r1; c0 += GROUP_ROWS) {
         const int32_t n = r1 - c0 < GROUP_ROWS ? r1 - c0 : GROUP_ROWS;
-        for (int32_t i = 0; i < n; i++) sum[i] = 0;
-        for (int32_t u = 0; u < U; u++) {
-            const int32_t *restrict s0 = acc + (size_t)u * (size_t)P * S + (size_t)c0;
-            const int32_t *restrict s1 = P == 2 ? s0 + S : NULL;
-            const char *g = (const char *)gs + ((size_t)(u / per) * R + (size_t)c0) * bytes;
-            if (u % per == 0 && u / per + GROUP_AHEAD < U / per)
-                for (int32_t i = 0; i < n; i += 64 / (int32_t)bytes)
-                    __builtin_prefetch(g + (GROUP_AHEAD * R + (size_t)i) * bytes);
-            const float d = xd ? xd[u] : 1.0f;
-            if (f16 && xd)
-                group_unit(sum, s0, s1, g, true, true, d, n);
-            else if (f16)
-                group_unit(sum, s0, s1, g, true, false, d, n);
-            else if (xd)
-                group_unit(sum, s0, s1, g, false, true, d, n);
-            else
-                group_unit(sum, s0, s1, g, false, false, d, n);
-        }
-        for (int32_t i = 0; i < n; i++) {
-            float v = xd ? sum[i] : sum[i] / x_scale;
-            y[c0 + i] = accumulate ? y[c0 + i] + v : v;
+        for (int32_t j0 = 0; j0 < tk->n; j0 += GROUP_TOKENS) {
+            const int32_t nt = tk->n - j0 < GROUP_TOKENS ? tk->n - j0 : GROUP_TOKENS;
+            for (int32_t j = 0; j < nt; j++)
+                for (int32_t i = 0; i < n; i++) sum[j][i] = 0;
+            for (int32_t u = 0; u < U; u++) {
+                const char *g = (const char *)gs + ((size_t)(u / per) * R + (size_t)c0) * bytes;
+                if (u % per == 0 && u / per + GROUP_AHEAD < U / per)
+                    for (int32_t i = 0; i < n; i += 64 / (int32_t)bytes)
+                        __builtin_prefetch(g + (GROUP_AHEAD * R + (size_t)i) * bytes);
+                const float *sc = (const float *)g;
+                if (f16) { /* widened once for the tokens */
+                    for (int32_t i = 0; i < n; i++) wide[i] = scale_at(g, true, i);
+                    sc = wide;
+                }
+                for (int32_t j = 0; j < nt; j++) {
+                    const size_t jt = (size_t)(j0 + j);
+                    const int32_t *restrict s0 = tk->acc + jt * tk->acc_stride + (size_t)u * (size_t)P * S + (size_t)c0;
+                    const int32_t *restrict s1 = P == 2 ? s0 + S : NULL;
+                    if (tk->xd)
+                        group_unit(sum[j], s0, s1, sc, false, true, tk->xd[jt * tk->xd_stride + (size_t)u], n);
+                    else
+                        group_unit(sum[j], s0, s1, sc, false, false, 1.0f, n);
+                }
+            }
+            for (int32_t j = 0; j < nt; j++) { /* each case a loop of its own, so that each vectorises */
+                const size_t jt = (size_t)(j0 + j);
+                float *restrict y = tk->y + jt * tk->y_stride + c0;
+                const float xs = tk->xd ? 1.0f : tk->xs[jt];
+                if (tk->xd && accumulate)
+                    for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i];
+                else if (tk->xd)
+                    for (int32_t i = 0; i < n; i++) y[i] = sum[j][i];
+                else if (accumulate)
+                    for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i] / xs;
+                else
+                    for (int32_t i = 0; i < n; i++) y[i] = sum[j][i] / xs;
+            }
         }
     }
 }
 RT_ISA_CLONES(group_dequantize_isa,
-              (float *restrict y, const int32_t *restrict acc, const void *gs, bool f16, const float *restrict xd,
-               float x_scale, size_t R, size_t S, int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1,
-               int accumulate),
-              (y, acc, gs, f16, xd, x_scale, R, S, U, P, per, r0, r1, accumulate))
+              (const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S, int32_t U, int32_t P, int32_t per,
+               int32_t r0, int32_t r1, int accumulate),
+              (tk, gs, f16, R, S, U, P, per, r0, r1, accumulate))
 
-static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, float *restrict y,
-                             const int32_t *restrict acc, const float *xd, float x_scale, int32_t r0, int32_t r1,
-                             int accumulate) {
-    group_dequantize_isa(y, acc, m->blob + mx->group_scale, mx->group_scale_dtype == RSR_DTYPE_F16, xd, x_scale,
-                         (size_t)mx->rows, (size_t)mx->unit_stride, mx->cols / mx->unit_cols, mx->planes,
-                         mx->scale_cols / mx->unit_cols, r0, r1, accumulate);
+/* Rows [r0, r1) of the tokens tk of a matrix with group scales, from their sums. */
+static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, const group_tokens *tk, int32_t r0,
+                             int32_t r1, int accumulate) {
+    group_dequantize_isa(tk, m->blob + mx->group_scale, mx->group_scale_dtype == RSR_DTYPE_F16, (size_t)mx->rows,
+                         (size_t)mx->unit_stride, mx->cols / mx->unit_cols, mx->planes, mx->scale_cols / mx->unit_cols,
+                         r0, r1, accumulate);
+}
+
+/* The tokens [t0, t0 + n) of output o, their sums from acc (at acc_stride), as group_tokens. */
+static group_tokens tokens_of(const rt_work *w, const bl_out *o, const int32_t *acc, int32_t t0, int32_t n) {
+    return (group_tokens){.y = o->y + (size_t)t0 * o->stride,
+                          .acc = acc,
+                          .xd = w->xd ? w->xd + (size_t)t0 * (size_t)w->xd_stride : NULL,
+                          .xs = w->xs + t0,
+                          .y_stride = o->stride,
+                          .acc_stride = (size_t)w->acc_stride,
+                          .xd_stride = (size_t)w->xd_stride,
+                          .n = n};
 }
 
 /* bitlinear's form when a matrix has scales per group of columns (and for every matrix of such a
@@ -562,15 +610,14 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
     for (int j = 0; j < count; j++) {
         const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
         r0 = (int32_t)((int64_t)mx->rows * c / chunks), r1 = (int32_t)((int64_t)mx->rows * (c + 1) / chunks);
-        for (int32_t t = t0; t < t0 + n; t++) {
-            const int32_t *acc = w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset;
-            float *y = outs[j].y + (size_t)t * outs[j].stride;
-            if (mx->unit_cols)
-                group_dequantize(m, mx, y, acc, w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL, w->xs[t], r0,
-                                 r1, outs[j].accumulate);
-            else
-                dequantize(y, acc, mx->scale, w->xs[t], r0, r1, outs[j].accumulate);
-        }
+        if (mx->unit_cols) {
+            const group_tokens tk = tokens_of(w, &outs[j], w->acc + offset, t0, n);
+            group_dequantize(m, mx, &tk, r0, r1, outs[j].accumulate);
+        } else
+            for (int32_t t = t0; t < t0 + n; t++)
+                dequantize(outs[j].y + (size_t)t * outs[j].stride,
+                           w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset, mx->scale, w->xs[t], r0, r1,
+                           outs[j].accumulate);
         offset += rt_kernel_rows(mx);
     }
     if (glu) /* gate and up have the same rows: r0, r1 are both's */
@@ -615,13 +662,12 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
             const int8_t *xq = w->xq + (size_t)t0 * (size_t)w->xq_stride;
             if (s0 < s1 && k > 1 && mx->kernel_batch)
                 mx->kernel_batch(data, xq, w->xq_stride, w->acc + offset, w->acc_stride, k, s0, s1);
-            for (int32_t t = t0; s0 < s1 && t < t0 + k; t++) {
-                int32_t *acc = w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset;
-                const float *xd = w->xd ? w->xd + (size_t)t * (size_t)w->xd_stride : NULL;
-                if (k == 1 || !mx->kernel_batch)
-                    mx->kernel(data, w->xq + (size_t)t * (size_t)w->xq_stride, acc, s0, s1);
-                group_dequantize(m, mx, outs[j].y + (size_t)t * outs[j].stride, acc, xd, w->xs[t], r0, r1,
-                                 outs[j].accumulate);
+            for (int32_t t = t0; s0 < s1 && (k == 1 || !mx->kernel_batch) && t < t0 + k; t++)
+                mx->kernel(data, w->xq + (size_t)t * (size_t)w->xq_stride,
+                           w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset, s0, s1);
+            if (s0 < s1) {
+                const group_tokens tk = tokens_of(w, &outs[j], w->acc + offset, t0, k);
+                group_dequantize(m, mx, &tk, r0, r1, outs[j].accumulate);
             }
             offset += rt_kernel_rows(mx);
         }

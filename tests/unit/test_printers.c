@@ -48,6 +48,8 @@ static ternary_matrix grouped_matrix(const char *name, int32_t rows, int32_t col
     t.w = xmalloc((size_t)rows * (size_t)cols);
     for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
         t.w[i] = next() % 16 == 0 ? 2 : (int8_t)((int)(next() % 3) - 1);
+    if (!strcmp(name, "grouped-rows-256")) /* row 0 all +2 (code 3), row 1 all -1: the 16-bit sums' limit */
+        for (int32_t c = 0; c < cols; c++) t.w[c] = 2, t.w[cols + c] = -1;
     ternary_matrix_expand(&t, unit);
     *flat = xcalloc((size_t)t.rows * (size_t)cols, 1);
     for (int32_t u = 0; u < cols / unit; u++)
@@ -85,11 +87,12 @@ static const variant variants[] = {
     {STRAT_RSR_LOOP, false, 5},     {STRAT_I2, false, 0},           {STRAT_I2, true, 0},
     {STRAT_LUT, false, 0},
 };
-enum { NV = sizeof variants / sizeof *variants, NM = 12 };
+enum { NV = sizeof variants / sizeof *variants, NM = 14 };
 
 static ternary_matrix mats[NM];
-static int8_t *flat[NM];  /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
-static int8_t *units[NM]; /* a grouped matrix's for the i2 form per unit (units_matrix) */
+static int8_t *flat[NM];      /* the weights each kernel computes: mats[m].w, or an expanded matrix's */
+static int8_t *units[NM];     /* a grouped matrix's for the i2 form per unit (units_matrix) */
+static int rows_in_lanes_run; /* kernels of the i2 form per unit with rows in lanes (AVX2) */
 
 /* What the checks hold kernel cm of matrix m to. */
 static check_matrix check_of(int m, const compiled_matrix *cm) {
@@ -192,6 +195,7 @@ static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *
                                        .index = n,
                                        .lanes_min = variants[v].lanes ? LANES_MIN : -1};
             compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
+            rows_in_lanes_run += cm[n].kn.rows_in_lanes;
             snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, pr->name,
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
                      mats[m].cols, mats[m].binary ? "binary" : "ternary");
@@ -293,6 +297,12 @@ int main(void) {
      * spans 2 groups of 4 fields on AVX2, 4 on NEON, 1 on AVX-512 */
     mats[10] = grouped_matrix("grouped-i2-256", 36, 512, 256, &flat[10]);
     mats[11] = grouped_matrix("grouped-i2-256-partial", 38, 768, 256, &flat[11]);
+    /* AVX2's i2 per unit with rows in lanes (kernel.c, I2_LANE_ROWS): rows in whole blocks of 8; a
+     * unit of 256 columns is 16 groups of 16, summed in 16-bit lanes in two runs of 8 (lower.c,
+     * ROWS_RUN): a row of +2 against x = -128 brings a lane to 8·4·2·3·(-128) = -24576, which runs
+     * of 11 would take past -32768 */
+    mats[12] = grouped_matrix("grouped-rows", 40, 256, 32, &flat[12]);
+    mats[13] = grouped_matrix("grouped-rows-256", 16, 1024, 256, &flat[13]);
     for (int m = 8; m < NM; m++) units[m] = units_matrix(&mats[m]);
     /* AVX2's i2 rows add their vpmaddubsw pair sums in 16-bit lanes for runs of at most 16 groups
      * of 128 columns (kernel.c, dot_isa_pair_sums), split evenly. A row of +1 against x = -128:
@@ -330,6 +340,11 @@ int main(void) {
         target_free(t);
     }
     EXPECT(runnable >= 1, "no target runs here");
+    rsrc_target *avx2 = target_load("avx2", NULL, NULL);
+    char *avx2_lacks = target_host_lacks(avx2);
+    EXPECT(avx2_lacks || rows_in_lanes_run >= 4, "only %d kernels with rows in lanes ran on AVX2", rows_in_lanes_run);
+    free(avx2_lacks);
+    target_free(avx2);
     /* the GPU printers have no CPU form */
     rsrc_target *t = target_load("generic", NULL, NULL);
     for (int s = STRAT_RSR_UNROLLED; s < NUM_STRATEGIES; s++)

@@ -34,10 +34,10 @@ llama_agree() {
   echo "$n"
 }
 # One engine's timing of one alternating round as a JSON line {engine, prefill, decode} (tok/s):
-#   rsrc_round NAME RSR_RUN ARTIFACT IDS N THREADS    (rsr-run --bench: medians of its runs)
+#   rsrc_round NAME RSR_RUN ARTIFACT IDS N THREADS    (rsr-run --bench --repeat 3: medians of its runs)
 #   llama_round NAME MODEL.gguf IDS N THREADS         (llama.cpp: prefill, then decode after it)
 rsrc_round() {
-  "$2" "$3" --bench --json -t "$6" --tokens "$4" -n "$5" 2>/dev/null |
+  "$2" "$3" --bench --json --repeat 3 -t "$6" --tokens "$4" -n "$5" 2>/dev/null |
     python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': sys.argv[1], 'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" "$1"
 }
 llama_round() {

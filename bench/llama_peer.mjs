@@ -1,7 +1,7 @@
 // Upstream llama.cpp (npm node-llama-cpp, CPU) on a GGUF file, for bench/peers.sh.
 //
 //   node llama_peer.mjs time MODEL.gguf ID,ID,... N THREADS
-//     one round: prefill of the given token ids, greedy decode of N tokens after them, then the
+//     one round: prefill of the given token ids (after one untimed warm-up prefill), greedy decode of N tokens after them, then the
 //     sequence cleared and N tokens decoded from one token (an empty context); prints
 //     {"prefill_tok_s", "decode_after_tok_s", "decode_empty_tok_s"}
 //   node llama_peer.mjs tokens MODEL.gguf ID,ID,... N THREADS
@@ -36,6 +36,10 @@ const seq = context.getSequence();
 if (mode === "tokens") {
     process.stdout.write((await decode(seq, ids)).out.join(",") + "\n");
 } else {
+    /* a warm-up evaluation first, as llama-bench makes one: the weights' pages mapped, the threads
+     * started; then the timed prefill from an empty context */
+    await seq.evaluateWithoutGeneratingNewTokens(ids);
+    await seq.clearHistory();
     const t0 = performance.now();
     await seq.evaluateWithoutGeneratingNewTokens(ids);
     const prefill = ids.length / ((performance.now() - t0) / 1000);

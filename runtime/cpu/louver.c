@@ -15,6 +15,7 @@
 
 #include "louver_kernels.h" /* the index, head_q, and the AVX-512 passes (family_avx512.c) */
 #include "louver_rows.h"
+#include "internal.h" /* RT_TEST_HOOK */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOUVER_X86 1
@@ -434,7 +435,7 @@ static int cmp_desc(const void *a, const void *b) {
 
 /* Quantises query q: s = max|q_i|/127, Q_i = round(q_i/s); ‖f‖ = ‖q − s·Q‖ and ‖q‖ in double,
  * rounded up. Returns Σ|q_i|·absmax_i (the box slack's scale) in *Qbox. */
-int louver_bound_weakened_for_tests;
+RT_TEST_HOOK int louver_bound_weakened_for_tests;
 
 static void quantise_query(const rsr_louver_index *ix, const float *q, head_q *p, int32_t *qw, double *Qbox) {
     const int32_t d = ix->cfg.head_dim, S = ix->cfg.subspaces;

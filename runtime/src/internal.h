@@ -253,10 +253,11 @@ rsr_status rt_lm_head_logits_q8(rsr_session *s, const float *x, float *logits, d
  * they link (rsr_runtime_internal, compiled with RSR_TEST_HOOKS), and constants 0 elsewhere, so
  * that the product holds neither them nor the code they select. head_bound_weakened_for_tests:
  * nonzero halves every head bound and drops its fp32 term, which tests/unit/test_head.c must
- * notice; head_sample_policy_for_tests (lm_head.c). */
+ * notice; head_sample_policy_for_tests (lm_head.c); louver_bound_weakened_for_tests: Louver's bound
+ * halved and its slack dropped, which tests/unit/test_louver.c --weakened must notice (louver.c). */
 #ifdef RSR_TEST_HOOKS
 #define RT_TEST_HOOK __attribute__((visibility("hidden")))
-extern RT_TEST_HOOK int head_bound_weakened_for_tests, head_sample_policy_for_tests;
+extern RT_TEST_HOOK int head_bound_weakened_for_tests, head_sample_policy_for_tests, louver_bound_weakened_for_tests;
 #else
 #define RT_TEST_HOOK static const
 #endif

@@ -183,7 +183,6 @@ static built build(const ternary_matrix *tm, enum strategy st, const rsrc_target
     llvm_emitter *e = t->backend == &printer_llvm ? emit_llvm_begin(t, "bench", -1) : NULL;
     if (!e) {
         emit_c_dot_helpers(f, target_dot_isa(t));
-        emit_c_lut_helpers(f, target_lut_vector(t));
         if (lanes) emit_c_lanes_helpers(f, t);
     }
     const kernel_sink sink = {.printer = e ? &printer_llvm : &printer_c, .c = f, .llvm = e};

@@ -47,7 +47,6 @@ uint64_t blob_chat_template(blob_writer *b, const rsrc_model *m, rsr_tokenizer *
 /* The head of a C file: includes, the blob, the kernels' helpers (the lanes' only where kernels are printed into it) */
 void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, enum prefill_form prefill, bool kernels);
 void emit_c_dot_helpers(FILE *out, enum dot_isa isa);       /* what i2 kernels call, once per file */
-void emit_c_lut_helpers(FILE *out, bool vector);            /* what lut kernels call, once per file */
 void emit_c_lanes_helpers(FILE *out, const rsrc_target *t); /* what batched RSR lanes kernels call */
 void emit_c_kernel(FILE *out, const struct kir_module *m);
 /* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */

@@ -15,54 +15,9 @@ void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, enum p
     fputs("#include <stddef.h>\n#include <stdint.h>\n#include \"rsr.h\"\n#include \"rsr_artifact.h\"\n\n", out);
     fputs("extern const uint8_t rsr_blob[] __attribute__((visibility(\"hidden\")));\n\n", out);
     emit_c_dot_helpers(out, target_dot_isa(t));
-    if (t->kind != TK_CUDA) emit_c_lut_helpers(out, target_lut_vector(t));
     /* the lanes' shared functions (thousands of lines) only where kernels are printed into the file,
      * not in the glue of kernels printed elsewhere (LLVM, or C files of their own) */
     if (kernels && plan_may_use_lanes(t, prefill)) emit_c_lanes_helpers(out, t);
-}
-
-extern const char rsr_template_lut_scalar[], rsr_template_lut_vector[]; /* compiler/templates/, embedded */
-
-/* The lut form's helpers of old (kernel.c, KF_LUT): both forms are kernel IR whole (lower.c; the
- * vector one's operations printed as AVX-512 intrinsics, c_vector_expr), so no kernel calls these
- * any more. They stay in the prologue (and with them the #include <immintrin.h> the intrinsics
- * need) only so that the generated C of every other kernel is what it was. */
-void emit_c_lut_helpers(FILE *out, bool vector) {
-    fprintf(out,
-            "#define RSR_LUT_GROUP_COLS %d\n#define RSR_LUT_GROUP_BYTES %d\n#define RSR_LUT_MASKS %d /* the u64 masks' "
-            "offset */\n",
-            LUT_GROUP_COLS, LUT_GROUP_BYTES, LUT_GROUP_BYTES - 16);
-    if (!vector) {
-        fputs("/* lut: pattern digits (w0, w1, w2) */\nstatic const int8_t rsr_lut_digits[32][3] = {", out);
-        for (int n = 0; n < LUT_PATTERNS; n++)
-            fprintf(out, "%s{%d, %d, %d}", n ? ", " : "", lut_digit(n, 0), lut_digit(n, 1), lut_digit(n, 2));
-        fputs("};\n", out);
-        fputs(rsr_template_lut_scalar, out);
-        return;
-    }
-    fputs("#include <immintrin.h>\n", out);
-    /* The 14 patterns whose first nonzero digit is +1 (n = 13 + p) of two triplets in 16-lane
-     * halves: x's words spread by a permute, added or subtracted under the digits' masks. */
-    for (int h = 0; h < 2; h++)
-        for (int j = 0; j < 3; j++) {
-            fprintf(out, "#define RSR_LUT_SEL%d%d _mm512_set_epi16(", h, j);
-            for (int l = 31; l >= 0; l--) fprintf(out, "%d%s", lut_spread(h, j, l), l ? ", " : ")\n");
-        }
-    for (int j = 0; j < 3; j++) {
-        uint32_t pos, neg;
-        lut_digit_masks(j, &pos, &neg);
-        fprintf(out, "#define RSR_LUT_POS%d 0x%08xu\n#define RSR_LUT_NEG%d 0x%08xu\n", j, pos, j, neg);
-    }
-    /* The planes of two triplets' tables from the bytes of those sums (v) and their negations
-     * (64 + ...): entry n >= 13 is lane n − 13, n < 13 is −(lane 13 − n), n >= 27 a zero lane. */
-    for (int hi = 0; hi < 2; hi++) {
-        fprintf(out, "#define RSR_LUT_PLANE%d _mm512_set_epi8(", hi);
-        for (int o = 63; o >= 0; o--) fprintf(out, "%d%s", lut_plane_source(hi, o), o ? ", " : ")\n");
-    }
-    fprintf(out, "#define RSR_LUT_QUARTER _mm512_set1_epi32(0x%02x%02x%02x%02x) /* byte 4k + L: 32·L */\n",
-            lut_quarter(3), lut_quarter(2), lut_quarter(1), lut_quarter(0));
-    fprintf(out, "#define RSR_LUT_NB %d\n", LUT_NB);
-    fputs(rsr_template_lut_vector, out);
 }
 
 /* The batched RSR form with tokens in lanes (kernel.c): its helpers, the kernel IR's shared

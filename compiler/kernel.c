@@ -66,7 +66,12 @@
  *                   u16 header[96]: seg_end[81] (end of code c's segment in perm), pad,
  *                                   i32 row_sum[4] at u16 index 88
  *                 then u16 perm[blocks][lane_cols] (zero past the kept columns).
- *   KF_I2 on a GPU (DOT_DP4A): the same layout with V = 4, so one 32-bit word of a row holds
+ *   KF_I2 per unit, rows in lanes (rows_in_lanes: AVX2, rows a multiple of 8): blocks of 8 rows,
+ *                32 bytes per 16 columns, field f of byte 4·r + c the code of row r at column
+ *                16·h + 4·f + c (I2_LANE_ROWS below); a field against the 4 bytes of x at its
+ *                columns, broadcast, is one vpmaddubsw whose int32 lane r (after the widening)
+ *                is row r's sum: a unit's 8 sums are stored as they are.
+ *   KF_I2 on a GPU (DOT_DP4A): the first KF_I2 layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
  *   KF_LUT       no RSR index and no multiplies by weights: columns go in triplets, and a
@@ -231,7 +236,10 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
              * whose misses made the kernel 2x slower */
             kn->unit_stride = kn->rows + RSR_UNIT_PAD;
             kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4;
-            if (kn->isa == DOT_AVX2 && kn->rows % I2_LANE_ROWS == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
+            /* AVX-VNNI's targets too (vpmaddubsw is AVX2's): a unit's 8 sums stored as they are
+             * there also beats its vpdpbusd over rows across the lanes and their reductions */
+            bool maddubs = kn->isa == DOT_AVX2 || kn->isa == DOT_AVXVNNI;
+            if (maddubs && kn->rows % I2_LANE_ROWS == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
                 kn->rows_in_lanes = true, kn->strategy = "i2-units-rows";
                 kn->block_rows = I2_LANE_ROWS, kn->num_blocks = kn->rows / I2_LANE_ROWS;
                 kn->batch_tile = 4; /* 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers */

@@ -1,7 +1,7 @@
 /*
  * lower.c — a kernel description (kernel.c) as kernel IR (kir.h): the RSR unrolled and loop forms,
  * the lut form and the CPU i2 forms (one token, the tiles of the batched kernel, and the batched
- * RSR lanes pass in front of them). What each form computes and why is in kernel.c's header; this
+ * RSR lanes pass in front of them; per unit of columns, with the rows across or in the lanes). What each form computes and why is in kernel.c's header; this
  * file says it once in the IR, and the printers translate.
  * The GPU forms are lowered by cuda/compiler/lower_gpu.c, with the shorthands of lower.h.
  */

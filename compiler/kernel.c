@@ -216,7 +216,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
     kn->gpu_entry = t->kind == TK_CUDA && nvptx;
     if (s == STRAT_I2) {
         /* a matrix summed per unit (scales per group): its source rows, one sum per unit each
-         * (lower_i2_units; lower_i2_units_batch for several tokens) */
+         * (lower_i2_units; lower_units_batch for several tokens) */
         int isa = tm->unit_cols ? kernel_units_isa(t, pr, tm) : (int)target_dot_isa(t);
         if (isa < 0)
             rsrc_fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);

@@ -64,8 +64,9 @@ typedef struct rsrc_kernel {
     int32_t unit_cols;              /* i2: sums per unit of this many columns (scales per group), 0: per row */
     int32_t unit_stride;            /* i2 per unit: unit u's sums at y[u·unit_stride + row] (kernel.c) */
     int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
-    bool rows_in_lanes; /* i2 per unit on AVX2, AVX-VNNI: 8 rows a block, one in each int32 lane (kernel.c, I2_LANE_ROWS) */
-    int lanes_min;      /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
+    bool
+        rows_in_lanes; /* i2 per unit on AVX2, AVX-VNNI: 8 rows a block, one in each int32 lane (kernel.c, I2_LANE_ROWS) */
+    int lanes_min;     /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
     int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to RSR_LANES) */

@@ -524,7 +524,10 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
     }
 }
 
-static void lower_i2_units_batch(lower *L) {
+/* The batched kernel of a form per unit: whole tiles of kn->batch_tile tokens, then the rest one by
+ * one, each tile lowered by tile (lower_units_tile, or rows_tile for rows in lanes). */
+typedef void units_tile_fn(lower *L, kir_list *l, int T, kir_var *t, kir_var *su);
+static void lower_units_batch(lower *L, units_tile_fn *tile) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     const int T = kn->batch_tile;
@@ -538,7 +541,7 @@ static void lower_i2_units_batch(lower *L) {
         kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
                               : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
         kir_for(m, &l, t, NULL, cond, n, &tiles)->label = pass ? "rest" : "tile";
-        lower_units_tile(L, &tiles, n, t, su);
+        tile(L, &tiles, n, t, su);
     }
 }
 
@@ -626,25 +629,12 @@ static void lower_i2_rows(lower *L) {
     rows_blocks(L, &l, &(rows_ctx){.x = &x, .su = su, .T = 1});
 }
 
-static void lower_i2_rows_batch(lower *L) {
-    kir_module *m = L->m;
-    const rsrc_kernel *kn = L->kn;
-    const int T = kn->batch_tile;
-    L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
-    kir_list l = kir_list_of(&L->f->body), tiles;
-    kir_var *su = array(L, "su", T * (kn->cols / kn->unit_cols)), *t = var(L, "t", KT_I32);
-    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d tokens x %d units", T, kn->cols / kn->unit_cols);
-    kir_decl(m, &l, t, num(L, 0), false);
-    for (int pass = 0; pass < 2; pass++) { /* whole tiles, then the rest a token at a time */
-        int n = pass ? 1 : T;
-        kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
-                              : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
-        kir_for(m, &l, t, NULL, cond, n, &tiles)->label = pass ? "rest" : "tile";
-        kir_var *x[RSR_BATCH_TILE_MAX];
-        tile_x(L, &tiles, n, t, x);
-        utile_sums(L, &tiles, n, x, su);
-        rows_blocks(L, &tiles, &(rows_ctx){.x = x, .su = su, .t = t, .T = n});
-    }
+/* One tile of T tokens from t (lower_units_batch): their x, each unit's Σx, the blocks. */
+static void rows_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
+    kir_var *x[RSR_BATCH_TILE_MAX];
+    tile_x(L, l, T, t, x);
+    utile_sums(L, l, T, x, su);
+    rows_blocks(L, l, &(rows_ctx){.x = x, .su = su, .t = t, .T = T});
 }
 
 static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
@@ -1520,12 +1510,12 @@ kir_module *kir_lower(const rsrc_kernel *kn) {
     default:
         if (kn->rows_in_lanes) {
             lower_i2_rows(&L);
-            if (kn->batch_symbol) lower_i2_rows_batch(&L);
+            if (kn->batch_symbol) lower_units_batch(&L, rows_tile);
             break;
         }
         if (kn->unit_cols) {
             lower_i2_units(&L);
-            if (kn->batch_symbol) lower_i2_units_batch(&L);
+            if (kn->batch_symbol) lower_units_batch(&L, lower_units_tile);
             break;
         }
         lower_i2(&L);

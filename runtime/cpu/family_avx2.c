@@ -119,33 +119,47 @@ VEC vec vec_exp(vec x) {
 
 /* ---- the activations' int8 quantisation (forward.c) ---- */
 
-/* forward.c's per-token absmax quantisation to int8 (quantize_scalar) on AVX2, bit for bit: max_ps
- * returns its second operand when either is NaN, so max(|x|, amax) skips a NaN and max(v, -128)
- * maps one to -128, as fmaxf does; rounding to nearest even is rintf's default mode; x·scale is
- * the same single multiplication. 32 values packed to bytes at a time (the packs interleave
- * 128-bit lanes, the permutation puts them back in order). */
-__attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x, int32_t n) {
+/* fmaxf(0, |x_i|) over i < n, n a multiple of 8: max_ps returns its second operand when either is
+ * NaN, so max(|x|, amax) skips a NaN, as fmaxf does. */
+__attribute__((target("avx2"))) static inline float abs_max(const float *x, int32_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 vmax = _mm256_setzero_ps();
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
+    for (int32_t i = 0; i < n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
     float lanes[8], amax = 0;
     _mm256_storeu_ps(lanes, vmax);
     for (int t = 0; t < 8; t++) amax = fmaxf(amax, lanes[t]);
-    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    float scale = 127.0f / fmaxf(amax, 1e-5f);
-    const __m256 vs = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
+    return amax;
+}
+
+/* q[0 .. n) = rint(x · scale) within [lo, 127], 32 values packed to bytes at a time (n a multiple of
+ * 32): max_ps returns its second operand when either is NaN, so a NaN product maps to lo, as
+ * fmaxf(v, lo) does; the packs interleave 128-bit lanes, the permutation puts them back in order. */
+__attribute__((target("avx2"))) static inline void quantize_runs(int8_t *q, const float *x, int32_t n, float scale,
+                                                                 float lo) {
+    const __m256 vs = _mm256_set1_ps(scale), vlo = _mm256_set1_ps(lo), hi = _mm256_set1_ps(127.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     __m256i v[4];
-    for (i = 0; i + 32 <= n; i += 32) {
+    for (int32_t i = 0; i < n; i += 32) {
         for (int k = 0; k < 4; k++) {
             __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs),
                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, vlo), hi));
         }
         __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
         _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(bytes, order));
     }
+}
+
+/* forward.c's per-token absmax quantisation to int8 (quantize_scalar) on AVX2, bit for bit (abs_max,
+ * quantize_runs): rounding to nearest even is rintf's default mode; x·scale is the same single
+ * multiplication. */
+__attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x, int32_t n) {
+    int32_t i = n / 8 * 8;
+    float amax = abs_max(x, i);
+    for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float scale = 127.0f / fmaxf(amax, 1e-5f);
+    i = n / 32 * 32;
+    quantize_runs(q, x, i, scale, -128.0f);
     for (; i < n; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * scale), -128.0f), 127.0f);
     return scale;
 }
@@ -154,25 +168,8 @@ __attribute__((target("avx2"))) float rt_quantize_avx2(int8_t *q, const float *x
  * above (a NaN skipped), q = rint(x · (127 / amax)) within ±127 (0 for every x when amax is 0; a
  * NaN product maps to −127, as fmaxf's does). Returns amax. */
 __attribute__((target("avx2"))) float rt_quantize_block_avx2(int8_t *q, const float *x, int32_t n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 vmax = _mm256_setzero_ps();
-    for (int32_t i = 0; i < n; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
-    float lanes[8], amax = 0;
-    _mm256_storeu_ps(lanes, vmax);
-    for (int t = 0; t < 8; t++) amax = fmaxf(amax, lanes[t]);
-    const float id = amax != 0 ? 127.0f / amax : 0.0f;
-    const __m256 vs = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    __m256i v[4];
-    for (int32_t i = 0; i < n; i += 32) {
-        for (int k = 0; k < 4; k++) {
-            __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
-        }
-        __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-        _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(bytes, order));
-    }
+    const float amax = abs_max(x, n);
+    quantize_runs(q, x, n, amax != 0 ? 127.0f / amax : 0.0f, -127.0f);
     return amax;
 }
 

@@ -243,6 +243,8 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
                 kn->rows_in_lanes = true, kn->strategy = "i2-units-rows";
                 kn->block_rows = I2_LANE_ROWS, kn->num_blocks = kn->rows / I2_LANE_ROWS;
                 kn->batch_tile = 4; /* 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers */
+                if (kn->block_rows * i2_row_bytes(kn) != 2 * kn->cols) /* 32 bytes per 16 columns of 8 rows */
+                    rsrc_fatal("internal error: %s: rows in lanes over %d columns", tm->name, kn->cols);
             }
             return;
         }

@@ -55,7 +55,7 @@ typedef struct rsr_artifact_matrix {
     const char *name;     /* checkpoint tensor name */
     const char *strategy; /* "rsr-unrolled", "rsr-loop", "rsr-binary-loop", ... */
     int32_t rows, cols;
-    int32_t rsr_k;      /* rows per block (RSR's k; 4 for i2 kernels, 32 for lut) */
+    int32_t rsr_k;      /* rows per block (RSR's k; 4 for i2 kernels, 8 with rows in lanes, 32 for lut) */
     int32_t num_blocks; /* ceil(rows / rsr_k): the units of work split among threads */
     float scale;        /* beta: y = ((float)sum * beta) / x_scale */
     uint64_t data;      /* blob offset of the index data, RSR_NO_TENSOR if none */

@@ -193,6 +193,13 @@ static void c_call(const cpr *P, const char *fn, const kir_expr *a, const kir_ex
     fputc(')', P->out);
 }
 
+/* fn(a, imm): a helper whose last argument is a constant of the operation (a field, a lane) */
+static void c_call_imm(const cpr *P, const char *fn, const kir_expr *a, int64_t imm) {
+    fprintf(P->out, "%s(", fn);
+    c_expr(P, a, 0);
+    fprintf(P->out, ", %lld)", (long long)imm);
+}
+
 /* The 512-bit operations (the vector lut's) as AVX-512 intrinsics. */
 static void c_lanes_const(const cpr *P, const kir_expr *e) {
     fprintf(P->out, "_mm512_set_epi%d(", e->nvals == 64 ? 8 : 16);
@@ -381,11 +388,7 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_DOT4P: c_call(P, "rsr_dot4p", e->a, e->b, e->c, NULL); break;
     case KO_WIDEN: c_call(P, "rsr_widen", e->a, e->b, NULL, NULL); break;
     case KO_QDOT: c_call(P, "rsr_qdot", e->a, e->b, e->c, NULL); break;
-    case KO_HALF:
-        fputs("rsr_half(", P->out);
-        c_expr(P, e->a, 0);
-        fprintf(P->out, ", %lld)", (long long)e->imm);
-        break;
+    case KO_HALF: c_call_imm(P, "rsr_half", e->a, e->imm); break;
     case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
     case KO_VSUM4: c_call(P, "rsr_bsum4", e->a, e->b, e->c, e->d); break;
@@ -393,16 +396,8 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_PAIR: c_call(P, "rsr_pair", e->a, e->b, NULL, NULL); break;
     case KO_XPAIR: c_call(P, "rsr_xpair", e->a, e->b, NULL, NULL); break;
     case KO_MMLA: c_call(P, "rsr_mmla", e->a, e->b, e->c, NULL); break;
-    case KO_LANE:
-        fputs("rsr_lane(", P->out);
-        c_expr(P, e->a, 0);
-        fprintf(P->out, ", %lld)", (long long)e->imm);
-        break;
-    case KO_FIELD:
-        fputs("rsr_field(", P->out);
-        c_expr(P, e->a, 0);
-        fprintf(P->out, ", %lld)", (long long)e->imm);
-        break;
+    case KO_LANE: c_call_imm(P, "rsr_lane", e->a, e->imm); break;
+    case KO_FIELD: c_call_imm(P, "rsr_field", e->a, e->imm); break;
     case KO_ISNULL:
         fputc('!', P->out);
         c_expr(P, e->a, 15);

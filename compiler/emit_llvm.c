@@ -254,6 +254,13 @@ static LLVMValueRef shuffle(llvm_emitter *e, LLVMValueRef a, LLVMValueRef b, con
     return LLVMBuildShuffleVector(e->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(m, (unsigned)n), "");
 }
 
+/* The value s in every lane of vector type vt (at most 64 lanes). */
+static LLVMValueRef broadcast(llvm_emitter *e, LLVMTypeRef vt, LLVMValueRef s) {
+    const int zeros[64] = {0};
+    LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(vt), s, c32(e, 0), "");
+    return shuffle(e, v, NULL, zeros, (int)LLVMGetVectorSize(vt));
+}
+
 static LLVMValueRef splat(LLVMTypeRef elem, int n, int64_t v) {
     LLVMValueRef lanes[64];
     for (int i = 0; i < n; i++) lanes[i] = LLVMConstInt(elem, (unsigned long long)v, 1);
@@ -711,11 +718,8 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
     case KO_QDOT: { /* the 4 bytes at c in every int32 lane, vpmaddubsw'd with the codes */
         LLVMValueRef q = LLVMBuildLoad2(e->b, e->i32, LLVMBuildBitCast(e->b, kev1(k, x->c), e->i32p, ""), "");
         LLVMSetAlignment(q, 1);
-        const int lanes = V / 4, zeros[16] = {0};
-        LLVMTypeRef vt = LLVMVectorType(e->i32, (unsigned)lanes);
-        LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(vt), q, c32(e, 0), "");
-        LLVMValueRef xb =
-            LLVMBuildBitCast(e->b, shuffle(e, v, NULL, zeros, lanes), LLVMVectorType(e->i8, (unsigned)V), "");
+        LLVMValueRef v = broadcast(e, LLVMVectorType(e->i32, (unsigned)V / 4), q);
+        LLVMValueRef xb = LLVMBuildBitCast(e->b, v, LLVMVectorType(e->i8, (unsigned)V), "");
         r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), pair_sums(e, mi, kev1(k, x->b), xb), "");
         return r;
     }
@@ -785,13 +789,7 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         return r;
     }
     case KO_QUARTER: r.f[0] = quarter(e, kev1(k, x->a), (int)x->imm); return r;
-    case KO_SPLAT: {
-        LLVMTypeRef t = ktype(k, x->type); /* int32 lanes: KT_Y32's 16, KT_I32X4's 4 */
-        int n = (int)LLVMGetVectorSize(t), zeros[16] = {0};
-        LLVMValueRef v = LLVMBuildInsertElement(e->b, LLVMGetUndef(t), kev1(k, x->a), c32(e, 0), "");
-        r.f[0] = shuffle(e, v, NULL, zeros, n);
-        return r;
-    }
+    case KO_SPLAT: r.f[0] = broadcast(e, ktype(k, x->type), kev1(k, x->a)); return r; /* KT_Y32, KT_I32X4 */
     case KO_PIN: r.f[0] = pin(e, kev1(k, x->a)); return r;
     case KO_OPAQUE: r.f[0] = launder(e, kev1(k, x->a)); return r;
     case KO_XWORDS:

@@ -68,7 +68,7 @@
  *                 then u16 perm[blocks][lane_cols] (zero past the kept columns).
  *   KF_I2 per unit, rows in lanes (rows_in_lanes: AVX2, rows a multiple of 8): blocks of 8 rows,
  *                32 bytes per 16 columns, field f of byte 4·r + c the code of row r at column
- *                16·h + 4·f + c (I2_LANE_ROWS below); a field against the 4 bytes of x at its
+ *                16·h + 4·f + c (I2_LANE_ROWS, kernel.h); a field against the 4 bytes of x at its
  *                columns, broadcast, is one vpmaddubsw whose int32 lane r (after the widening)
  *                is row r's sum: a unit's 8 sums are stored as they are.
  *   KF_I2 on a GPU (DOT_DP4A): the first KF_I2 layout with V = 4, so one 32-bit word of a row holds
@@ -172,8 +172,6 @@ int dot_pair_sums_groups(void) { return 16; }
  * added in 16 bits over the unit (at most 32 such products a run: 32·2·3·128 < 2^15) and widened
  * once. Per 32 weights a token: a broadcast load, vpmaddubsw and vpaddw; the fields decoded once
  * for a tile of tokens. */
-#define I2_LANE_ROWS 8
-#define I2_LANE_COLS 16    /* columns of a group of the rows-in-lanes layout (32 bytes) */
 #define GPU_CTA_WARPS 8    /* LLVM NVPTX entries: 256 threads, a warp per block of rows */
 #define GPU_GROUP_WARPS 16 /* NVRTC group entries: 512 threads that share the input they make */
 
@@ -409,7 +407,8 @@ static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
             for (int32_t c = 0; row < kn->rows && c < t->cols; c++) {
                 uint8_t code = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
                 if (kn->rows_in_lanes) { /* group c / 16, field c % 16 / 4, byte 4·r + c % 4 */
-                    block[c / I2_LANE_COLS * 32 + 4 * r + c % 4] |= (uint8_t)(code << (2 * (c % I2_LANE_COLS / 4)));
+                    block[c / I2_LANE_COLS * (4 * I2_LANE_ROWS) + 4 * r + c % 4] |=
+                        (uint8_t)(code << (2 * (c % I2_LANE_COLS / 4)));
                     continue;
                 }
                 int32_t g = c / (4 * V), i = c % (4 * V) / V, j = c % V;

@@ -42,6 +42,8 @@ bool dot_isa_field_scaled(enum dot_isa isa);       /* i2 fields masked in place,
 bool dot_isa_pair_sums(enum dot_isa isa);          /* i2 rows summed as 16-bit pair sums between widenings */
 int dot_pair_sums_groups(void);                    /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8
+#define I2_LANE_ROWS 8         /* i2 per unit with rows in lanes: rows of a block, one per int32 lane (kernel.c) */
+#define I2_LANE_COLS 16        /* its columns of one group: 32 bytes, 8 rows × 4 columns in each of 4 fields */
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
 #define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */
@@ -64,9 +66,8 @@ typedef struct rsrc_kernel {
     int32_t unit_cols;              /* i2: sums per unit of this many columns (scales per group), 0: per row */
     int32_t unit_stride;            /* i2 per unit: unit u's sums at y[u·unit_stride + row] (kernel.c) */
     int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
-    bool
-        rows_in_lanes; /* i2 per unit on AVX2, AVX-VNNI: 8 rows a block, one in each int32 lane (kernel.c, I2_LANE_ROWS) */
-    int lanes_min;     /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
+    bool rows_in_lanes; /* i2 per unit on AVX2, AVX-VNNI: I2_LANE_ROWS rows a block, one in each int32 lane */
+    int lanes_min;      /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
     int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to RSR_LANES) */

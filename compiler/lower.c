@@ -388,16 +388,20 @@ static kir_expr *units_value(lower *L, int r, void *ctx) {
  * are not a whole number of blocks of 4, they go one row at a time (store_rows). */
 static bool units_by4(const rsrc_kernel *kn) { return kn->block_rows == 4 && kn->rows % 4 == 0; }
 
+/* Four rows' sums s (KT_I32X4) less the unit's Σx su, stored as one vector at y[at] (any int32). */
+static void store_sums4(lower *L, kir_list *l, kir_expr *s, kir_expr *at, kir_expr *su) {
+    kir_expr *v = sub(L, s, kir_vec(L->m, KO_SPLAT, KT_I32X4, su, NULL, NULL, 0));
+    kir_expr *p = kir_reinterpret(L->m, KT_PI32X4, idx(L, param(L, "y"), at));
+    kir_store(L->m, l, p, num(L, 0), v)->align = 4;
+}
+
 /* Rows b·4 .. b·4+3 of a unit at once: the four accumulators reduced together (KO_VSUM4, a few
  * shuffles for the four, where each alone takes as many), less the unit's Σx, stored as one
  * vector at y[at]. */
 static void store_units4(lower *L, kir_list *l, kir_var **acc, kir_expr *at, kir_expr *su) {
-    kir_module *m = L->m;
-    kir_expr *s = kir_vec4(m, KO_VSUM4, ref(L, acc[0]), ref(L, acc[1]), ref(L, acc[2]), ref(L, acc[3]), 0);
+    kir_expr *s = kir_vec4(L->m, KO_VSUM4, ref(L, acc[0]), ref(L, acc[1]), ref(L, acc[2]), ref(L, acc[3]), 0);
     s->type = KT_I32X4;
-    kir_expr *v = sub(L, s, kir_vec(m, KO_SPLAT, KT_I32X4, su, NULL, NULL, 0));
-    kir_expr *p = kir_reinterpret(m, KT_PI32X4, idx(L, param(L, "y"), at));
-    kir_store(m, l, p, num(L, 0), v)->align = 4;
+    store_sums4(L, l, s, at, su);
 }
 
 static void lower_i2_units(lower *L) {
@@ -570,7 +574,8 @@ static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int half) {
 static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
-    const int U = kn->unit_cols, units = kn->cols / U, groups = U / 16, T = cx->T;
+    const int U = kn->unit_cols, units = kn->cols / U, groups = U / I2_LANE_COLS, T = cx->T;
+    const int gbytes = 4 * I2_LANE_ROWS; /* a group's bytes: 8 rows × 4 columns a field */
     rows_ctx c = *cx;
     kir_list blk, ul;
     c.b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
@@ -579,7 +584,7 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
     kir_expr *bytes = size(L, (int64_t)kn->block_rows * i2_row_bytes(kn));
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, c.b)), bytes)), true);
     c.u = loop(L, &blk, "u", "unit", num(L, 0), num(L, units), &ul)->var;
-    kir_decl(m, &ul, wu, idx(L, ref(L, w), mul(L, ref(L, c.u), num(L, groups * 32))), true);
+    kir_decl(m, &ul, wu, idx(L, ref(L, w), mul(L, ref(L, c.u), num(L, groups * gbytes))), true);
     for (int j = 0; j < T; j++) {
         xu[j] = var(L, strf(L, "xu%d", j, 0), KT_PI8);
         kir_decl(m, &ul, xu[j], idx(L, ref(L, c.x[j]), mul(L, ref(L, c.u), num(L, U))), true);
@@ -594,10 +599,10 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
         for (int g = g0; g < groups && g < g0 + ROWS_RUN; g++)
             for (int f = 0; f < 4; f++) {
                 kir_var *k = var(L, strf(L, "k%d_%d", g, f), KT_CODES);
-                kir_decl(m, &ul, k, kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wu), num(L, 32 * g)), NULL, NULL, f),
-                         false);
+                kir_decl(m, &ul, k,
+                         kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wu), num(L, gbytes * g)), NULL, NULL, f), false);
                 for (int j = 0; j < T; j++) {
-                    kir_expr *xp = idx(L, ref(L, xu[j]), num(L, 16 * g + 4 * f));
+                    kir_expr *xp = idx(L, ref(L, xu[j]), num(L, I2_LANE_COLS * g + 4 * f));
                     kir_set(m, &ul, h[j], kir_vec(m, KO_QDOT, KT_VACC16, ref(L, h[j]), ref(L, k), xp, 0));
                 }
             }
@@ -606,12 +611,9 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
     }
     for (int j = 0; j < T; j++) {
         kir_expr *sx = kir_load(m, KT_I32, ref(L, c.su), add(L, ref(L, c.u), num(L, j * units)));
-        for (int half = 0; half < 2; half++) {
-            kir_expr *v = kir_vec(m, KO_HALF, KT_I32X4, ref(L, a[j]), NULL, NULL, half);
-            v = sub(L, v, kir_vec(m, KO_SPLAT, KT_I32X4, sx, NULL, NULL, 0));
-            kir_expr *p = kir_reinterpret(m, KT_PI32X4, idx(L, param(L, "y"), rows_at(L, &c, j, half)));
-            kir_store(m, &ul, p, num(L, 0), v)->align = 4;
-        }
+        for (int half = 0; half < 2; half++)
+            store_sums4(L, &ul, kir_vec(m, KO_HALF, KT_I32X4, ref(L, a[j]), NULL, NULL, half), rows_at(L, &c, j, half),
+                        sx);
     }
 }
 

@@ -357,26 +357,28 @@ float rt_quantize_family(int family, int8_t *q, const float *x, int32_t n) {
 /* The quantised activation's columns past n up to rt_pad_cols(n): kernels read whole groups. */
 static void zero_pad(int8_t *q, int32_t n) { memset(q + n, 0, (size_t)(rt_pad_cols(n) - n)); }
 
+/* One block of quantize_blocks: q = rint(x · (127 / amax)) within ±127 (0 when amax is 0); returns
+ * amax. The AVX2 form (family_avx2.c) where blocks are whole vectors: the same bits. */
+static float quantize_block(int8_t *q, const float *x, int32_t B) {
+#if defined(__x86_64__)
+    const rt_isa isa = rt_cpu_isa();
+    if (B % 32 == 0 && (isa == RT_ISA_AVX2 || rt_isa_avx512(isa))) return rt_quantize_block_avx2(q, x, B);
+#endif
+    float amax = 0;
+    for (int32_t i = 0; i < B; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    for (int32_t i = 0; i < B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
+    return amax;
+}
+
 /* Per block of B values (rsr_artifact.act_block; docs/numerics.md, "Group scales"): as llama.cpp's
  * CPU code makes Q8_0 and Q8_K (rsr_act_quant), amax of the block, q = rint(x · (127 / amax)) (0
  * when amax is 0), and the block's scale amax / 127 rounded to f16 (Q8_0), or 1 / (127 / amax) in
  * f32 (Q8_K: its −127 / max with the sign of the largest value gives the same q and scale, both
  * negated). n a multiple of B. */
 static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B, int32_t how) {
-#if defined(__x86_64__)
-    const rt_isa isa = rt_cpu_isa();
-    const bool avx2 = B % 32 == 0 && (isa == RT_ISA_AVX2 || rt_isa_avx512(isa)); /* the same bits */
-#else
-    const bool avx2 = false;
-#endif
     for (int32_t b0 = 0; b0 < n; b0 += B) {
-        float amax = 0;
-#if defined(__x86_64__)
-        if (avx2) amax = rt_quantize_block_avx2(q + b0, x + b0, B);
-#endif
-        for (int32_t i = b0; !avx2 && i < b0 + B; i++) amax = fmaxf(amax, fabsf(x[i]));
-        float id = amax != 0 ? 127.0f / amax : 0.0f;
-        for (int32_t i = b0; !avx2 && i < b0 + B; i++) q[i] = (int8_t)fminf(fmaxf(rintf(x[i] * id), -127.0f), 127.0f);
+        const float amax = quantize_block(q + b0, x + b0, B), id = amax != 0 ? 127.0f / amax : 0.0f;
         xd[b0 / B] =
             how == RSR_ACT_Q8_K ? (amax != 0 ? 1.0f / id : 0.0f) : rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
     }
@@ -479,7 +481,7 @@ RT_INLINE_BODY void activate_body(const rsr_artifact *a, float *restrict g, cons
 RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *restrict u, int32_t r0, int32_t r1),
               (a, g, u, r0, r1))
 
-/* Rows [r0, r1) of a matrix with scales per group of columns, token t (docs/numerics.md, "Group
+/* Rows [r0, r1) of a matrix with scales per group of columns, each token (docs/numerics.md, "Group
  * scales"): y[r] (=, or +=) Σ_u ((float)(Σ_p S[u][p][r]) · scale[u][r]) · xd[u] (S[u][p][r] at
  * acc[(u·P + p)·S + r], scale[u][r] at gs[(u / per)·R + r]) over the units in
  * ascending order; with per-token activations (xd NULL), Σ_u (float)(Σ_p S) · scale[u][r], then
@@ -489,29 +491,28 @@ RT_ISA_CLONES(activate, (const rsr_artifact *a, float *restrict g, const float *
  * in the same order, whatever the vector width (no contraction: -ffp-contract=off). */
 #define GROUP_ROWS 256
 #define GROUP_AHEAD 4 /* groups whose scales are fetched ahead: they come from memory, 1 KB apart */
-/* scale i of a group's run of them, f32, or f16 widened exactly by integer operations that
- * vectorise on every ISA (rsrc writes f16 scales only when each is zero or a normal f16 value) */
-RT_INLINE_BODY float scale_at(const void *restrict g, bool f16, int32_t i) {
-    if (!f16) return ((const float *)g)[i];
-    uint32_t h = ((const uint16_t *)g)[i], sign = (h & 0x8000u) << 16, mag = h & 0x7fffu;
+/* f16 scale i of a group's run of them, widened exactly by integer operations that vectorise on
+ * every ISA (rsrc writes f16 scales only when each is zero or a normal f16 value) */
+RT_INLINE_BODY float scale_f16(const uint16_t *restrict g, int32_t i) {
+    uint32_t h = g[i], sign = (h & 0x8000u) << 16, mag = h & 0x7fffu;
     uint32_t bits = sign | (mag ? (mag << 13) + 0x38000000u : 0u);
     float f;
     memcpy(&f, &bits, 4);
     return f;
 }
 
-/* sum[i] += one unit's sums of rows i times their scales (times d with per-block activations);
- * inlined with f16 and scaled constant, so that each loop vectorises on its own */
+/* sum[i] += one unit's sums of rows i times their scales sc[i] (times d with per-block
+ * activations); inlined with scaled constant, so that each loop vectorises on its own */
 RT_INLINE_BODY void group_unit(float *restrict sum, const int32_t *restrict s0, const int32_t *restrict s1,
-                               const void *restrict g, bool f16, bool scaled, float d, int32_t n) {
+                               const float *restrict sc, bool scaled, float d, int32_t n) {
     if (scaled && s1)
-        for (int32_t i = 0; i < n; i++) sum[i] += ((float)(s0[i] + s1[i]) * scale_at(g, f16, i)) * d;
+        for (int32_t i = 0; i < n; i++) sum[i] += ((float)(s0[i] + s1[i]) * sc[i]) * d;
     else if (scaled)
-        for (int32_t i = 0; i < n; i++) sum[i] += ((float)s0[i] * scale_at(g, f16, i)) * d;
+        for (int32_t i = 0; i < n; i++) sum[i] += ((float)s0[i] * sc[i]) * d;
     else if (s1)
-        for (int32_t i = 0; i < n; i++) sum[i] += (float)(s0[i] + s1[i]) * scale_at(g, f16, i);
+        for (int32_t i = 0; i < n; i++) sum[i] += (float)(s0[i] + s1[i]) * sc[i];
     else
-        for (int32_t i = 0; i < n; i++) sum[i] += (float)s0[i] * scale_at(g, f16, i);
+        for (int32_t i = 0; i < n; i++) sum[i] += (float)s0[i] * sc[i];
 }
 
 /* A run of tokens' sums to convert: token j's at acc + j·acc_stride, its output row at y + j·y_stride,
@@ -544,7 +545,7 @@ RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void
                         __builtin_prefetch(g + (GROUP_AHEAD * R + (size_t)i) * bytes);
                 const float *sc = (const float *)g;
                 if (f16) { /* widened once for the tokens */
-                    for (int32_t i = 0; i < n; i++) wide[i] = scale_at(g, true, i);
+                    for (int32_t i = 0; i < n; i++) wide[i] = scale_f16((const uint16_t *)g, i);
                     sc = wide;
                 }
                 for (int32_t j = 0; j < nt; j++) {
@@ -552,9 +553,9 @@ RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void
                     const int32_t *restrict s0 = tk->acc + jt * tk->acc_stride + (size_t)u * (size_t)P * S + (size_t)c0;
                     const int32_t *restrict s1 = P == 2 ? s0 + S : NULL;
                     if (tk->xd)
-                        group_unit(sum[j], s0, s1, sc, false, true, tk->xd[jt * tk->xd_stride + (size_t)u], n);
+                        group_unit(sum[j], s0, s1, sc, true, tk->xd[jt * tk->xd_stride + (size_t)u], n);
                     else
-                        group_unit(sum[j], s0, s1, sc, false, false, 1.0f, n);
+                        group_unit(sum[j], s0, s1, sc, false, 1.0f, n);
                 }
             }
             for (int32_t j = 0; j < nt; j++) { /* each case a loop of its own, so that each vectorises */

@@ -44,10 +44,9 @@ uint64_t blob_tokenizer(blob_writer *b, const rsrc_model *m, uint64_t *size, cha
 uint64_t blob_chat_template(blob_writer *b, const rsrc_model *m, rsr_tokenizer *tok, uint64_t *size);
 
 /* ---- emit_c.c: the C printer ---- */
-/* The head of a C file: includes, the blob, the kernels' helpers (the lanes' only where kernels are printed into it) */
-void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, enum prefill_form prefill, bool kernels);
-void emit_c_dot_helpers(FILE *out, enum dot_isa isa);       /* what i2 kernels call, once per file */
-void emit_c_lanes_helpers(FILE *out, const rsrc_target *t); /* what batched RSR lanes kernels call */
+/* The head of a C file: includes, the blob, the i2 kernels' helpers */
+void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t);
+void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
 void emit_c_kernel(FILE *out, const struct kir_module *m);
 /* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */
 void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built_by);
@@ -56,7 +55,6 @@ void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built
 typedef struct c_parts {
     const char *dir, *source; /* where the files go; the model, for their prologue */
     const rsrc_target *t;
-    enum prefill_form prefill;
     char **paths; /* the files written */
     int n;
 } c_parts;

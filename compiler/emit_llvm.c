@@ -1147,14 +1147,8 @@ static void llvm_kernel(const kernel_sink *out, const kir_module *m) {
 }
 
 /* LLVM has every CPU form, and i2 in any of the target's dot ISAs. */
-const kernel_printer printer_llvm = {.name = "llvm",
-                                     .title = "LLVM",
-                                     .backend = "llvm",
-                                     .kind = TK_CPU,
-                                     .forms = KV(KV_UNROLLED) | KV(KV_LOOP) | KV(KV_I2_CPU) | KV(KV_LUT_SCALAR) |
-                                              KV(KV_LUT_VECTOR),
-                                     .any_isa = true,
-                                     .kernel = llvm_kernel};
+const kernel_printer printer_llvm = {
+    .name = "llvm", .title = "LLVM", .backend = "llvm", .kind = TK_CPU, .any_isa = true, .kernel = llvm_kernel};
 
 /* ---- output ---- */
 

@@ -352,7 +352,6 @@ int lanes_group(const rsrc_kernel *kn) {
 
 /* Whether the target's lanes block is staged: its vector registers, narrower than 512 bits, cannot
  * hold the block's 16 accumulators (lower.c lower_lanes_block, a shared function of the module). */
-bool lanes_staged(const rsrc_target *t) { return dot_isa_vector_bytes(target_dot_isa(t)) < 64; }
 
 /* Whether a block takes two passes at once (the helpers' two-pass form): where the block is
  * staged and two passes' x fit the budget. Each column's index entry then serves 128 tokens, and

@@ -36,12 +36,10 @@
  * copy (lower.c, beside the batch entry that calls it with KS_CALLF), so that a module stays whole
  * for kir_print and for the kernel cache's key, and a printer prints a shared function once per
  * output: the LLVM printer builds its body the first time the name is missing from its LLVM
- * module and otherwise calls the one there (emit_llvm_kir). The C printer writes every helper
- * once per C file in the prologue, before any matrix is lowered (emit_c_prologue, under
- * plan_may_use_lanes): it skips the kernels' copies and prints those of a module of the shared
- * functions alone (kir_lower_shared: the same lowering, with no matrix, told what of the target
- * the block depends on), renaming what a shared function declares more than once (its segments'
- * values, repeated in LLVM's manner). Their vectors have types of their own (KT_B64,
+ * module and otherwise calls the one there (emit_llvm_kir); the C printer prints those of the
+ * first module that has them into a C file, before that module's kernels, and skips the later
+ * copies (kernel_sink.c_shared), renaming what a shared function declares more than once (its
+ * segments' values, repeated in LLVM's manner). Their vectors have types of their own (KT_B64,
  * KT_W16, KT_Y32) beside the vector lut's 512-bit ones, and the operations are the same or the
  * lanes' own (KO_XOR, KO_PERM2B of a constant, KO_SHUFFLE, KO_QUARTER, KO_SPLAT, loads and
  * stores through their pointers; KO_PIN and KO_OPAQUE say where LLVM must not move or forward
@@ -305,9 +303,9 @@ typedef struct kir_info {
     bool lanes, lanes_pairs; /* the lanes pass occurs; against two passes at once */
     /* a GPU matrix: what the group entries and the artifact's GPU descriptor need */
     int32_t block_rows, num_blocks, cta_warps, gpu_split;
-    int32_t i2_block_bytes; /* i2: the bytes of one block of rows; 0: RSR */
-    int32_t planes;         /* sums per unit of columns: the planes of them (0: per row) */
-    uint64_t data_offset;   /* the blob offset of the constant data */
+    int32_t block_bytes;  /* the data of each block of rows where all have one size (i2); 0: they differ */
+    int32_t planes;       /* sums per unit of columns: the planes of them (0: per row) */
+    uint64_t data_offset; /* the blob offset of the constant data */
 } kir_info;
 
 typedef struct kir_module {
@@ -364,7 +362,6 @@ bool kir_vector(enum kir_type t); /* a 512-bit type whose operations work lane b
 /* ---- lowering (lower.c; the GPU forms through their printer's lower, cuda/compiler/lower_gpu.c) ---- */
 kir_module *kir_lower(const struct rsrc_kernel *kn); /* every form of kernel.c, once per matrix (matrix.c) */
 void kir_info_fill(kir_module *m, const struct rsrc_kernel *kn); /* m->info from the kernel */
-void kir_lower_shared(kir_module *m, bool staged);               /* the shared functions alone (the C prologue's) */
 
 /* ---- printing ---- */
 void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
@@ -378,6 +375,13 @@ typedef struct c_dialect {
     void (*signature)(FILE *out, const kir_func *f);
 } c_dialect;
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C; without the shared functions */
-void emit_c_kir_shared(FILE *out, const kir_module *m);              /* the shared functions only (C) */
+/* The shared functions a C file has, by name (emit_c_kir_shared adds those it prints). */
+#define KIR_MAX_SHARED 8
+typedef struct kir_shared_set {
+    char names[KIR_MAX_SHARED][48];
+    int n;
+} kir_shared_set;
+/* m's shared functions that have lacks, into it (C); returns how many */
+int emit_c_kir_shared(FILE *out, const kir_module *m, kir_shared_set *have);
 
 #endif

@@ -1139,7 +1139,7 @@ static void lower_lanes_batch(lower *L, const kir_func *tiles) {
     L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
     L->f->comment = kir_strf(m, "%s: RSR with up to %d tokens in lanes, 81 patterns per block of %d rows",
                              kn->batch_symbol, RSR_LANES, R);
-    const bool staged = kn->vec_bytes < 64; /* lanes_staged: the target's dot ISA is the kernel's here */
+    const bool staged = kn->vec_bytes < 64; /* the block's sums through L1 (narrow registers) */
     const kir_func *block = lower_lanes_block(L, 1, staged), *transpose = lower_lanes_transpose(L);
     const kir_func *block2 = lanes_pairs(kn) ? lower_lanes_block(L, 2, true) : NULL;
     kir_list l = kir_list_of(&L->f->body), then, groups, passes, blocks, pblk;
@@ -1485,16 +1485,9 @@ void kir_info_fill(kir_module *m, const rsrc_kernel *kn) {
     i->lanes_pairs = i->lanes && lanes_pairs(kn);
     i->block_rows = kn->block_rows, i->num_blocks = kn->num_blocks;
     i->cta_warps = kn->cta_warps, i->gpu_split = kn->gpu_split;
-    i->i2_block_bytes = kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0;
+    i->block_bytes = kn->form == KF_I2 ? kn->block_rows * i2_row_bytes(kn) : 0;
     i->planes = kn->tm && kn->tm->unit_cols ? kn->tm->planes : 0;
     i->data_offset = kn->data_offset;
-}
-
-void kir_lower_shared(kir_module *m, bool staged) {
-    lower L = {.m = m};
-    lower_lanes_transpose(&L);
-    lower_lanes_block(&L, 1, staged);
-    if (staged) lower_lanes_block(&L, 2, true); /* the pairs of passes (kernel.c lanes_pairs) */
 }
 
 kir_module *kir_lower(const rsrc_kernel *kn) {

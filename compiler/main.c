@@ -17,8 +17,17 @@
 #include "rsr_numerics.h"
 
 enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_HEADER, EMIT_CUDA, EMIT_PTX, NUM_EMIT };
-static const char *const emit_names[NUM_EMIT] = {"so", "c", "llvm", "asm", "obj", "header", "cuda", "ptx"};
-#define EMIT_IS_LLVM(e) ((e) == EMIT_LLVM || (e) == EMIT_ASM) /* the kernels alone, through LLVM */
+/* What each --emit writes: its word, its default file, and the printer whose output it is (NULL:
+ * the target's, or --backend's); so and obj are not text (no -o -). */
+static const struct emit_info {
+    const char *name, *default_out, *printer;
+    bool text;
+} emits[NUM_EMIT] = {
+    [EMIT_SO] = {"so", "model.so", NULL, false},      [EMIT_C] = {"c", "model.c", "c", true},
+    [EMIT_LLVM] = {"llvm", "model.ll", "llvm", true}, [EMIT_ASM] = {"asm", "model.s", "llvm", true},
+    [EMIT_OBJ] = {"obj", "model.o", NULL, false},     [EMIT_HEADER] = {"header", "model.h", NULL, true},
+    [EMIT_CUDA] = {"cuda", "model.cu", "cuda", true}, [EMIT_PTX] = {"ptx", "model.ptx", NULL, true},
+};
 
 typedef struct options {
     const char *input, *output, *target, *cpu, *features, *backend;
@@ -147,7 +156,7 @@ static int parse_int(const char *flag, const char *s, int lo, int hi) {
 /* The options that shape the artifact, as one canonical string for the manifest (not -o, -v or
  * what only prints). */
 static char *shaping_flags(const options *o) {
-    char *s = xasprintf("--emit=%s --target=%s", emit_names[o->emit], o->target);
+    char *s = xasprintf("--emit=%s --target=%s", emits[o->emit].name, o->target);
     const char *names[] = {"--cpu", "--features", "--backend", "--strategy", "--name"};
     const char *values[] = {o->cpu, o->features, o->backend,
                             o->strategy == STRAT_AUTO ? NULL : strategy_names[o->strategy], o->name};
@@ -249,12 +258,11 @@ static void parse_print(options *o, const char *arg) {
 
 /* The options against each other, the default output, and whether a status line is shown. */
 static void check_options(options *o, bool force_progress) {
-    static const char *const default_out[NUM_EMIT] = {"model.so", "model.c", "model.ll", "model.s",
-                                                      "model.o",  "model.h", "model.cu", "model.ptx"};
-    if (!o->output) o->output = default_out[o->emit];
-    if (!strcmp(o->output, "-") && (o->emit == EMIT_SO || o->emit == EMIT_OBJ))
+    const struct emit_info *e = &emits[o->emit];
+    if (!o->output) o->output = e->default_out;
+    if (!strcmp(o->output, "-") && !e->text)
         rsrc_fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
-                   emit_names[o->emit]);
+                   e->name);
     if (o->tune_cache && !o->tune) rsrc_fatal("--tune-cache=%s needs --tune", o->tune_cache);
     if (o->emit == EMIT_HEADER && (o->tune || o->explain || o->stats || o->verify || o->print_plan || o->print_kernel))
         rsrc_fatal("--emit=header reads the configuration only: --%s has nothing to work on there",
@@ -264,14 +272,10 @@ static void check_options(options *o, bool force_progress) {
                    : o->verify     ? "verify"
                    : o->print_plan ? "print=plan"
                                    : "print=kernel");
-    if (o->emit == EMIT_C && o->backend && !strcmp(o->backend, "llvm"))
-        rsrc_fatal("--emit=c needs the C backend, not --backend=llvm");
-    if (EMIT_IS_LLVM(o->emit) && o->backend && !strcmp(o->backend, "c"))
-        rsrc_fatal("--emit=%s needs the LLVM backend, not --backend=c", emit_names[o->emit]);
-    if (o->emit == EMIT_CUDA && o->backend && !strcmp(o->backend, "llvm"))
-        rsrc_fatal("--emit=cuda needs the NVRTC route, not --backend=llvm");
-    if (o->backend && !strcmp(o->backend, "nvrtc") && o->emit != EMIT_SO && o->emit < EMIT_CUDA)
-        rsrc_fatal("--backend=nvrtc is for CUDA targets' --emit=so, cuda or ptx");
+    /* an output of one printer: --backend must select that printer for its kind */
+    const kernel_printer *need = e->printer ? printer_named(e->printer) : NULL;
+    if (need && o->backend && printer_backend(need->kind, o->backend) != need)
+        rsrc_fatal("--emit=%s is the %s printer's output, not --backend=%s's", e->name, need->title, o->backend);
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress)
         o->progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;
@@ -354,14 +358,14 @@ static options parse_args(int argc, char **argv) {
         case O_FEATURES: o.features = optarg; break;
         case O_EMIT: {
             int k = 0;
-            while (k < NUM_EMIT && strcmp(optarg, emit_names[k])) k++;
+            while (k < NUM_EMIT && strcmp(optarg, emits[k].name)) k++;
             if (k == NUM_EMIT)
                 rsrc_fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, header, cuda, ptx)", optarg);
             o.emit = (enum emit_kind)k;
             break;
         }
         case O_BACKEND:
-            if (strcmp(optarg, "c") && strcmp(optarg, "llvm") && strcmp(optarg, "nvrtc"))
+            if (!printer_backend(TK_CPU, optarg) && !printer_backend(TK_CUDA, optarg))
                 rsrc_fatal("--backend: unknown backend '%s' (c, llvm, nvrtc)", optarg);
             o.backend = optarg;
             break;
@@ -574,11 +578,12 @@ typedef struct build {
     FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
-    bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
-    kernel_sink cpu;       /* the CPU kernels' printer */
-    kernel_sink gpu;       /* a CUDA target's half (its printer's state), or printer NULL */
-    tune_state *tune;      /* --tune, or NULL */
-    tune_state *check;     /* the default for --target host: tune_check_lanes, or NULL */
+    bool linked, use_llvm;   /* --emit=so or obj; the CPU kernels through LLVM */
+    kir_shared_set c_shared; /* the shared functions (kir.h) model.c has */
+    kernel_sink cpu;         /* the CPU kernels' printer */
+    kernel_sink gpu;         /* a CUDA target's half (its printer's state), or printer NULL */
+    tune_state *tune;        /* --tune, or NULL */
+    tune_state *check;       /* the default for --target host: tune_check_lanes, or NULL */
     artifact_desc d;
     matrix_record *mats;
     rsr_artifact_layer *layers;
@@ -592,8 +597,8 @@ static void load_inputs(build *b) {
     check_output(o);
     rsrc_target *t = b->t = target_load(o->target, o->cpu, o->features);
     check_cpu_features(o, t);
-    if (o->backend && !strcmp(o->backend, "nvrtc") && !t->gpu)
-        rsrc_fatal("--backend=nvrtc needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->target);
+    if (o->backend && !printer_backend(TK_CPU, o->backend) && !t->gpu)
+        rsrc_fatal("--backend=%s needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->backend, o->target);
     if (o->print_target) target_print(t, stdout);
     if (rsrc_verbosity >= 1) {
         fprintf(stderr, "rsrc: target %s%s%s%s, cpu %s, features", t->name, t->cpu_model ? " (" : "",
@@ -635,22 +640,23 @@ static void open_printers(build *b) {
     blob_open(&b->blob, b->blob_path);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
     /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
-    const kernel_printer *cpu = EMIT_IS_LLVM(o->emit) ? &printer_llvm
-                                : !b->linked          ? &printer_c
-                                : o->backend          ? printer_for(TK_CPU, o->backend)
-                                                      : b->t->backend;
+    const struct emit_info *e = &emits[o->emit];
+    const kernel_printer *named = e->printer ? printer_named(e->printer) : NULL;
+    const kernel_printer *cpu = named && named->kind == TK_CPU ? named
+                                : !b->linked                   ? &printer_c
+                                : o->backend                   ? printer_for(TK_CPU, o->backend)
+                                                               : b->t->backend;
     b->use_llvm = cpu == &printer_llvm;
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
     llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
-    b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .llvm = llvm};
-    b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t, .prefill = o->prefill};
+    b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .c_shared = &b->c_shared, .llvm = llvm};
+    b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t};
     if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
-    /* model.c holds the lanes' shared functions only where the C printer may print kernels into it */
-    emit_c_prologue(b->c, o->input, b->t, o->prefill, cpu == &printer_c);
+    emit_c_prologue(b->c, o->input, b->t);
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
-        rsrc_fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emit_names[o->emit]);
+        rsrc_fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emits[o->emit].name);
     if (b->t->gpu) { /* --backend, or the CUDA spec's */
         const kernel_printer *gp = o->backend ? printer_for(TK_CUDA, o->backend) : b->t->gpu->backend;
         const printer_begin pb = {b->t->gpu, o->input, b->workdir, o->explain, o->opt_level};

@@ -13,8 +13,9 @@
  *            per distinct code for i2 and lut (kernel_cache: a mixture of experts has hundreds of
  *            matrices of one shape, whose i2 or lut kernels differ only in the data they are given)
  *
- * Which printer prints which kernel each printer says (kernel_printer.forms, printer.h); the
- * planner consults it before anything is lowered, so a printer never meets a form it lacks.
+ * Every printer prints every form its target's kind has (a CPU printer the CPU forms, a GPU
+ * printer i2 with dp4a and the RSR warp form), so the plan never depends on which printer was
+ * chosen, except where a printer's output is one instruction set per file (kernel_units_isa).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,30 +25,6 @@
 #include "kir.h"
 #include "printer.h"
 #include "rsrc.h"
-
-/* What strategy s lowers to on t (kernel_lower's choice of form, without lowering). */
-static enum kernel_variant variant_of(enum strategy s, const rsrc_target *t) {
-    bool gpu = t->kind == TK_CUDA;
-    if (strategy_is_rsr(s)) return gpu ? KV_WARP : s == STRAT_RSR_UNROLLED ? KV_UNROLLED : KV_LOOP;
-    if (s == STRAT_LUT) return target_lut_vector(t) ? KV_LUT_VECTOR : KV_LUT_SCALAR;
-    return gpu ? KV_I2_DP4A : KV_I2_CPU;
-}
-
-bool printer_prints(const kernel_printer *p, enum strategy s, const rsrc_target *t) {
-    return p->kind == t->kind && ((p->forms >> variant_of(s, t)) & 1u);
-}
-
-/* The plan as the printer can carry it out: a GPU form a GPU printer lacks becomes i2, which
- * every GPU printer has (the CPU printers have every CPU form). */
-static void plan_for_printer(matrix_plan *mp, const rsrc_target *t, const kernel_printer *pr) {
-    if (printer_prints(pr, mp->strategy, t)) return;
-    if (pr->kind != TK_CUDA)
-        rsrc_fatal("internal error: the %s printer has no %s kernel for target %s", pr->name,
-                   strategy_names[mp->strategy], t->name);
-    mp->strategy = STRAT_I2;
-    size_t n = strlen(mp->why);
-    snprintf(mp->why + n, sizeof mp->why - n, "; i2 because %s prints i2 kernels only", pr->title);
-}
 
 /* Checks a plan against the naive product on a few deterministic vectors. */
 static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
@@ -87,12 +64,6 @@ void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_
         snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; %s because the %s printer has no i2 per unit here",
                  lut ? "lut" : "rsr-loop", pr->name);
     }
-    if (tm->unit_cols && pr->kind == TK_CUDA && !(pr->forms & KV(KV_WARP)))
-        rsrc_fatal(
-            "tensor '%s': scales per group of columns have GPU kernels of the RSR warp form only, which the LLVM "
-            "NVPTX printer lacks: leave out --backend=llvm (the GPU code is then CUDA C through NVRTC)",
-            tm->name);
-    plan_for_printer(&cm->mp, t, pr);
     if (rq->lanes_min || tm->unit_cols)
         cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 && !tm->unit_cols ? rq->lanes_min : 0;
     else

@@ -8,16 +8,15 @@
 #include "kernel.h"
 
 /* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
-/* Whether printer p has the kernel strategy s lowers to on t (its forms). */
-bool printer_prints(const kernel_printer *p, enum strategy s, const rsrc_target *t);
 typedef struct kernel_cache kernel_cache;
 typedef struct kernel_sink { /* where a matrix's kernel is printed */
     const kernel_printer *printer;
-    kernel_cache *cache;       /* i2 kernels printed once per distinct code (matrix.c), or NULL */
-    FILE *c;                   /* the C printer: the kernels; the LLVM printer: their declarations */
-    struct c_parts *parts;     /* the C printer: where unrolled kernels go, or NULL (all in c) */
-    struct llvm_emitter *llvm; /* the LLVM printer's module */
-    void *state;               /* a printer with a half of its own: what its begin returned */
+    kernel_cache *cache;             /* i2 kernels printed once per distinct code (matrix.c), or NULL */
+    FILE *c;                         /* the C printer: the kernels; the LLVM printer: their declarations */
+    struct kir_shared_set *c_shared; /* the C printer: the shared functions (kir.h) c has */
+    struct c_parts *parts;           /* the C printer: where unrolled kernels go, or NULL (all in c) */
+    struct llvm_emitter *llvm;       /* the LLVM printer's module */
+    void *state;                     /* a printer with a half of its own: what its begin returned */
 } kernel_sink;
 typedef struct matrix_request {
     enum strategy strategy;            /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */

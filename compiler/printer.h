@@ -22,10 +22,6 @@
 #include "kir.h"
 #include "rsrc.h"
 
-/* The kernels a strategy lowers to, told apart where the printers differ. */
-enum kernel_variant { KV_UNROLLED, KV_LOOP, KV_I2_CPU, KV_I2_DP4A, KV_LUT_SCALAR, KV_LUT_VECTOR, KV_WARP };
-#define KV(v) (1u << (v))
-
 /* What a printer's own half of the pipeline begins from (a CUDA target's). */
 typedef struct printer_begin {
     const rsrc_target *t;
@@ -40,7 +36,6 @@ struct kernel_printer {
     const char *title;     /* in messages: "LLVM NVPTX" */
     const char *backend;   /* the word of a spec's backend: and of --backend that selects it */
     enum target_kind kind; /* the targets it prints for; the table's first of a kind is its default */
-    unsigned forms;        /* KV(): the kernels it prints; matrix.c plans around the others */
     bool any_isa;          /* i2 in any dot ISA of its target (else the target's own only: the C
                               printer's helpers are one ISA per file) */
     bool gpu_entries;      /* GPU: a kernel is an entry of its own, not a group entry's device function */
@@ -64,7 +59,8 @@ extern const kernel_printer *const kernel_printers[];
 /* The printer of kind whose backend word is `backend`; the kind's default where there is none
  * (backend NULL, or a word of the other kind's, as --backend=c is for a CUDA target). */
 const kernel_printer *printer_for(enum target_kind kind, const char *backend);
-const kernel_printer *printer_named(const char *name); /* NULL when there is none */
+const kernel_printer *printer_backend(enum target_kind kind, const char *backend); /* NULL: none of kind */
+const kernel_printer *printer_named(const char *name);                             /* NULL when there is none */
 /* The printers compiler/ defines; the rest are reached through the table. */
 extern const kernel_printer printer_c, printer_llvm;
 

@@ -20,6 +20,12 @@ const kernel_printer *printer_for(enum target_kind kind, const char *backend) {
     return first;
 }
 
+const kernel_printer *printer_backend(enum target_kind kind, const char *backend) {
+    for (const kernel_printer *const *p = kernel_printers; *p; p++)
+        if ((*p)->kind == kind && !strcmp((*p)->backend, backend)) return *p;
+    return NULL;
+}
+
 const kernel_printer *printer_named(const char *name) {
     for (const kernel_printer *const *p = kernel_printers; *p; p++)
         if (!strcmp((*p)->name, name)) return *p;

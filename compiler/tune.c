@@ -458,9 +458,11 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     if (!c) rsrc_fatal("%s: cannot create: %s", c_path, strerror(errno));
     blob_writer blob;
     blob_open(&blob, blob_path);
-    emit_c_prologue(c, tm->name, t, ts->opts.prefill, true);
+    emit_c_prologue(c, tm->name, t);
     llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune", ts->opts.opt_level) : NULL;
-    const kernel_sink sink = {.printer = llvm ? &printer_llvm : &printer_c, .c = c, .llvm = llvm};
+    kir_shared_set c_shared = {0};
+    const kernel_sink sink = {
+        .printer = llvm ? &printer_llvm : &printer_c, .c = c, .c_shared = &c_shared, .llvm = llvm};
     compiled_matrix cm[TUNE_MAX_CANDIDATES];
     int n = 0;
     for (int i = 0; i < tc->n; i++) {

@@ -22,8 +22,8 @@ void kir_lower_gpu(kir_module *m, const rsrc_kernel *kn);
 typedef struct gpu_member { /* a matrix in a group entry */
     const char *symbol;
     int32_t rows, cols, block_rows, num_blocks, cta_warps, split;
-    int32_t i2_block_bytes; /* i2: bytes of one row block (prefetched); 0: RSR */
-    uint64_t data;          /* blob offset of its constant data */
+    int32_t block_bytes; /* the data of each row block, where all have one size (prefetched); 0: not */
+    uint64_t data;       /* blob offset of its constant data */
 } gpu_member;
 void emit_cuda_prologue(FILE *out, const char *source, const rsrc_target *t);
 void emit_cuda_kernel(FILE *out, const kir_module *m);

@@ -67,8 +67,8 @@ void emit_cuda_kernel(FILE *out, const kir_module *m) {
 
 gpu_member gpu_member_of(const kir_module *m) {
     const kir_info *i = &m->info;
-    return (gpu_member){i->symbol,    i->rows,      i->cols,           i->block_rows, i->num_blocks,
-                        i->cta_warps, i->gpu_split, i->i2_block_bytes, i->data_offset};
+    return (gpu_member){i->symbol,    i->rows,      i->cols,        i->block_rows, i->num_blocks,
+                        i->cta_warps, i->gpu_split, i->block_bytes, i->data_offset};
 }
 
 int32_t gpu_member_ctas(const gpu_member *m) {
@@ -80,8 +80,9 @@ int32_t gpu_member_ctas(const gpu_member *m) {
  * A group entry (its call passed by value: a kernel parameter, read without a trip to memory):
  * a thread block belongs to the member whose range of blocks holds it; it makes the shared input
  * (rsr_input), lets each warp compute its slice of a row block (warp w: row block first + w / S,
- * slice w % S) and finishes the rows (rsr_rows_done). An i2 member first asks L2 for the block's
- * weights, so their way from memory overlaps the input's norms.
+ * slice w % S) and finishes the rows (rsr_rows_done). A member whose row blocks' data all have one
+ * size (kir_info.block_bytes: i2's) first asks L2 for its blocks' data, so their way from memory
+ * overlaps the input's norms; the entry knows nothing else of the members' forms.
  */
 void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int count) {
     int32_t cols = m[0].cols, n_pad = (cols + 15) / 16 * 16, threads = 32 * m[0].cta_warps;
@@ -104,11 +105,11 @@ void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int cou
         fprintf(out, "    if (blockIdx.x < %d) {\n", first + ctas);
         fprintf(out, "        if (!(c.mask & %d)) return;\n", 1 << j);
         fprintf(out, "        const int first = (blockIdx.x - %d) * %d;\n", first, per_cta);
-        if (g->i2_block_bytes) {
+        if (g->block_bytes) {
             fprintf(out, "        const unsigned char *wb = blob + %lluull + (long long)first * %d;\n",
-                    (unsigned long long)g->data, g->i2_block_bytes);
+                    (unsigned long long)g->data, g->block_bytes);
             fprintf(out, "        const int bytes = min(%d, %d - first) * %d;\n", per_cta, g->num_blocks,
-                    g->i2_block_bytes);
+                    g->block_bytes);
             fputs("        for (int o = threadIdx.x * 128; o < bytes; o += blockDim.x * 128)\n"
                   "            asm volatile(\"prefetch.global.L2 [%0];\" ::\"l\"(wb + o));\n",
                   out);

@@ -211,13 +211,13 @@ static void gpu_end(void *state) {
     free(g);
 }
 
-/* The printers of CUDA targets (printer.h): NVRTC's, the default, and LLVM NVPTX's, which has
- * i2 only (an entry of its own per matrix, no group entries). */
+/* The printers of CUDA targets (printer.h): NVRTC's, the default, and LLVM NVPTX's (an entry of
+ * its own per matrix, no group entries). Both print the GPU's two forms, i2 with dp4a and the RSR
+ * warp form (lower_gpu.c). */
 const kernel_printer printer_cuda = {.name = "cuda",
                                      .title = "NVRTC",
                                      .backend = "nvrtc",
                                      .kind = TK_CUDA,
-                                     .forms = KV(KV_I2_DP4A) | KV(KV_WARP),
                                      .lower = kir_lower_gpu,
                                      .kernel = gpu_kernel,
                                      .begin = begin_nvrtc,
@@ -230,7 +230,6 @@ const kernel_printer printer_nvptx = {.name = "llvm-nvptx",
                                       .title = "LLVM NVPTX",
                                       .backend = "llvm",
                                       .kind = TK_CUDA,
-                                      .forms = KV(KV_I2_DP4A),
                                       .gpu_entries = true,
                                       .lower = kir_lower_gpu,
                                       .kernel = gpu_kernel,

@@ -69,6 +69,30 @@ static kir_expr *entry_word(lower *L, kir_list *l, int r, void *ctx) {
     return kir_load(L->m, KT_U32, ref(L, wg[0]), i);
 }
 
+/* An LLVM NVPTX entry's warp: block (warp `block` of the grid takes that block of rows) and lane. */
+static void entry_warp(lower *L, kir_list *l, kir_var *b, kir_var *lane) {
+    kir_module *m = L->m;
+    kir_var *tid = var(L, "tid", KT_I32), *cta = var(L, "cta", KT_I32);
+    kir_decl(m, l, tid, kir_vec(m, KO_THREAD, KT_I32, NULL, NULL, NULL, 0), true);
+    kir_decl(m, l, cta, kir_vec(m, KO_CTA, KT_I32, NULL, NULL, NULL, 0), true);
+    kir_decl(m, l, lane, bin(L, KO_AND, ref(L, tid), num(L, 31)), true);
+    kir_decl(m, l, b, add(L, mul(L, ref(L, cta), num(L, L->kn->cta_warps)), bin(L, KO_LSHR, ref(L, tid), num(L, 5))),
+             true);
+}
+
+/* An entry's rows b·R + r (those below the matrix's rows) from v[r]: y[row] = v[r]. */
+static void rows_store(lower *L, kir_list *l, kir_var *b, int R, kir_expr *const *v) {
+    kir_module *m = L->m;
+    kir_var *row0 = var(L, "row0", KT_I32);
+    kir_decl(m, l, row0, mul(L, ref(L, b), num(L, R)), true);
+    for (int r = 0; r < R; r++) {
+        kir_expr *row = add(L, ref(L, row0), num(L, r));
+        kir_list *sl = l, then;
+        if (L->kn->rows % R) kir_if(m, l, lt(L, row, num(L, L->kn->rows)), &then)->layout = KL_SAME_LINE, sl = &then;
+        kir_store(m, sl, param(L, "y"), row, v[r]);
+    }
+}
+
 /* The LLVM NVPTX entry: warp `block` of the grid takes that block of rows. */
 static void lower_i2_entry(lower *L) {
     kir_module *m = L->m;
@@ -78,14 +102,9 @@ static void lower_i2_entry(lower *L) {
     L->f = kir_func_add(m, kn->symbol, KSIG_GPU_ENTRY, true);
     L->f->comment = i2_comment(L);
     kir_list l = kir_list_of(&L->f->body), in, gl, l0;
-    kir_var *tid = var(L, "tid", KT_I32), *cta = var(L, "cta", KT_I32), *lane = var(L, "lane", KT_I32);
-    kir_var *b = var(L, "block", KT_I32), *w = var(L, "w", KT_PU32), *xw = var(L, "xw", KT_PU32), *sx,
-            *a[GPU_BLOCK_ROWS_MAX];
-    kir_decl(m, &l, tid, kir_vec(m, KO_THREAD, KT_I32, NULL, NULL, NULL, 0), true);
-    kir_decl(m, &l, cta, kir_vec(m, KO_CTA, KT_I32, NULL, NULL, NULL, 0), true);
-    kir_decl(m, &l, lane, bin(L, KO_AND, ref(L, tid), num(L, 31)), true);
-    kir_decl(m, &l, b, add(L, mul(L, ref(L, cta), num(L, kn->cta_warps)), bin(L, KO_LSHR, ref(L, tid), num(L, 5))),
-             true);
+    kir_var *lane = var(L, "lane", KT_I32), *b = var(L, "block", KT_I32), *w = var(L, "w", KT_PU32),
+            *xw = var(L, "xw", KT_PU32), *sx, *a[GPU_BLOCK_ROWS_MAX];
+    entry_warp(L, &l, b, lane);
     kir_if(m, &l, lt(L, ref(L, b), num(L, kn->num_blocks)), &in);
     kir_expr *wb = idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * words * 4)));
     kir_decl(m, &in, w, kir_reinterpret(m, KT_PU32, wb), true);
@@ -111,14 +130,9 @@ static void lower_i2_entry(lower *L) {
         kir_decl(m, &in, s[r], warp_sum(L, ref(L, a[r])), true);
     }
     kir_if(m, &in, kir_bin(m, KO_EQ, KT_INT, ref(L, lane), num(L, 0)), &l0);
-    kir_var *row0 = var(L, "row0", KT_I32);
-    kir_decl(m, &l0, row0, mul(L, ref(L, b), num(L, R)), true);
-    for (int r = 0; r < R; r++) {
-        kir_expr *row = add(L, ref(L, row0), num(L, r));
-        kir_list *sl = &l0, then;
-        if (kn->rows % R) kir_if(m, &l0, lt(L, row, num(L, kn->rows)), &then)->layout = KL_SAME_LINE, sl = &then;
-        kir_store(m, sl, param(L, "y"), row, sub(L, ref(L, s[r]), ref(L, sum_x)));
-    }
+    kir_expr *v[GPU_BLOCK_ROWS_MAX];
+    for (int r = 0; r < R; r++) v[r] = sub(L, ref(L, s[r]), ref(L, sum_x));
+    rows_store(L, &l0, b, R, v);
 }
 
 /* CUDA: row r's word is element r of the group's 16 bytes p4 */
@@ -167,23 +181,31 @@ static void lower_i2_rows(lower *L) {
         kir_store(m, &l, param(L, "sums"), num(L, r), sub(L, warp_sum(L, ref(L, a[r])), ref(L, sx)));
 }
 
-/* The RSR warp form (CUDA): 32 kept columns of the block at a time (slice s of S starts at s·32,
- * step S·32); a segment is a run of lanes with equal codes. A segmented suffix sum (shuffles down)
- * leaves each run's sum in its first lane, which adds it to the k rows by the run's digits. */
-static void lower_warp(lower *L) {
+/* Where the RSR warp form reads its block, lane and input: the CUDA device function's
+ * parameters, or (LLVM NVPTX) the entry's variables, one warp per block and x the entry's. */
+typedef struct warp_io {
+    kir_var *b, *lane; /* NULL: the parameters b and lane */
+    int split;         /* warps sharing a block; 1: slice is 0 (the entry) */
+} warp_io;
+
+static kir_expr *io_b(lower *L, const warp_io *io) { return io->b ? ref(L, io->b) : param(L, "b"); }
+static kir_expr *io_lane(lower *L, const warp_io *io) { return io->lane ? ref(L, io->lane) : param(L, "lane"); }
+
+/* The warp's first kept column of the block: its slice's (slice s of S starts at s·32). */
+static kir_expr *warp_first(lower *L, const warp_io *io, kir_expr *start) {
+    return io->split > 1 || !io->b ? add(L, start, mul(L, param(L, "slice"), num(L, 32))) : start;
+}
+
+/* The RSR warp form's sums: 32 kept columns of the block at a time (step S·32); a segment is a
+ * run of lanes with equal codes. A segmented suffix sum (shuffles down) leaves each run's sum in
+ * its first lane, which adds it to the k rows by the run's digits: acc[r], per lane. */
+static void warp_sums(lower *L, kir_list *lp, const warp_io *io, kir_var **acc) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     const rsr_plan *p = kn->plan;
-    int k = p->k, S = kn->gpu_split;
-    kir_list l = kir_list_of(&rows_func(L, kir_strf(m,
-                                                    "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns "
-                                                    "kept, %d warps per block",
-                                                    kn->strategy, p->rows, p->cols, p->binary ? "binary" : "ternary", k,
-                                                    p->num_blocks, (unsigned long long)p->num_segments,
-                                                    (unsigned long long)p->num_cols_kept, S))
-                                  ->body),
-             body, hit, sh, run;
-    kir_var *acc[RSR_MAX_K], *block_col = var(L, "block_col", KT_PU32), *entry = var(L, "entry", KT_PU32);
+    int k = p->k;
+    kir_list l = *lp, body, hit, sh, run;
+    kir_var *block_col = var(L, "block_col", KT_PU32), *entry = var(L, "entry", KT_PU32);
     kir_stmt *d = NULL;
     for (int r = 0; r < k; r++) {
         acc[r] = var(L, strf(L, "acc%d", r, 0), KT_I32);
@@ -196,23 +218,23 @@ static void lower_warp(lower *L) {
     kir_decl(m, &l, entry, kir_reinterpret(m, KT_PU32, idx(L, param(L, "data"), size(L, (int64_t)kn->off_entry))),
              true);
     kir_var *in = var(L, "in", KT_BOOL), *e1 = var(L, "e1", KT_U32), *base = var(L, "base", KT_U32);
-    kir_decl(m, &l, in, lt(L, param(L, "b"), num(L, p->num_blocks)), true)->text = "past the last block: no entries";
+    kir_decl(m, &l, in, lt(L, io_b(L, io), num(L, p->num_blocks)), true)->text = "past the last block: no entries";
     kir_expr *zero = kir_const(m, KT_U32, 0);
-    kir_expr *next = kir_load(m, KT_U32, ref(L, block_col), add(L, param(L, "b"), num(L, 1)));
+    kir_expr *next = kir_load(m, KT_U32, ref(L, block_col), add(L, io_b(L, io), num(L, 1)));
     kir_decl(m, &l, e1, kir_vec(m, KO_SELECT, KT_U32, ref(L, in), next, zero, 0), true);
     kir_expr *start =
-        kir_vec(m, KO_SELECT, KT_U32, ref(L, in), kir_load(m, KT_U32, ref(L, block_col), param(L, "b")), zero, 0);
-    kir_for(m, &l, base, add(L, start, mul(L, param(L, "slice"), num(L, 32))), lt(L, ref(L, base), ref(L, e1)), 32 * S,
-            &body);
+        kir_vec(m, KO_SELECT, KT_U32, ref(L, in), kir_load(m, KT_U32, ref(L, block_col), io_b(L, io)), zero, 0);
+    kir_for(m, &l, base, warp_first(L, io, start), lt(L, ref(L, base), ref(L, e1)), 32 * io->split, &body);
     kir_var *j = var(L, "j", KT_U32), *code = var(L, "code", KT_U32), *v = var(L, "v", KT_I32),
             *e = var(L, "e", KT_U32);
-    kir_decl(m, &body, j, add(L, ref(L, base), param(L, "lane")), true);
+    kir_decl(m, &body, j, add(L, ref(L, base), io_lane(L, io)), true);
     kir_decl(m, &body, code, hex(L, KT_U32, 0xffffffff), false)->text = "past the end: a code no column has";
     kir_decl(m, &body, v, num(L, 0), false);
     kir_if(m, &body, lt(L, ref(L, j), ref(L, e1)), &hit);
     kir_decl(m, &hit, e, kir_vec(m, KO_LDG, KT_U32, ref(L, entry), ref(L, j), NULL, 0), true);
     kir_set(m, &hit, code, bin(L, KO_LSHR, ref(L, e), num(L, 16)));
-    kir_set(m, &hit, v, kir_load(m, KT_I32, param(L, "xq"), bin(L, KO_AND, ref(L, e), hex(L, KT_I32, 0xffff))));
+    kir_expr *xq = param(L, io->b ? "x" : "xq");
+    kir_set(m, &hit, v, kir_load(m, KT_I32, xq, bin(L, KO_AND, ref(L, e), hex(L, KT_I32, 0xffff))));
     /* segmented suffix sums: each lane ends with the sum of its run from itself on */
     kir_var *dd = var(L, "d", KT_INT), *ov = var(L, "ov", KT_I32), *oc = var(L, "oc", KT_U32);
     kir_stmt *sf = kir_for(m, &body, dd, kir_const(m, KT_INT, 1), lt(L, ref(L, dd), kir_const(m, KT_INT, 32)), 1, &sh);
@@ -220,13 +242,13 @@ static void lower_warp(lower *L) {
     kir_decl(m, &sh, ov, kir_vec(m, KO_SHFL_DOWN, KT_I32, ref(L, v), ref(L, dd), NULL, 0), true);
     kir_decl(m, &sh, oc, kir_vec(m, KO_SHFL_DOWN, KT_U32, ref(L, code), ref(L, dd), NULL, 0), true);
     kir_list then;
-    kir_expr *same = kir_bin(m, KO_LAND, KT_INT, lt(L, add(L, param(L, "lane"), ref(L, dd)), num(L, 32)),
+    kir_expr *same = kir_bin(m, KO_LAND, KT_INT, lt(L, add(L, io_lane(L, io), ref(L, dd)), num(L, 32)),
                              kir_bin(m, KO_EQ, KT_INT, ref(L, oc), ref(L, code)));
     kir_if(m, &sh, same, &then)->layout = KL_SAME_LINE;
     kir_set(m, &then, v, add(L, ref(L, v), ref(L, ov)));
     kir_var *prev = var(L, "prev", KT_U32);
     kir_decl(m, &body, prev, kir_vec(m, KO_SHFL_UP, KT_U32, ref(L, code), num(L, 1), NULL, 0), true);
-    kir_expr *first = kir_bin(m, KO_LOR, KT_INT, kir_bin(m, KO_EQ, KT_INT, param(L, "lane"), num(L, 0)),
+    kir_expr *first = kir_bin(m, KO_LOR, KT_INT, kir_bin(m, KO_EQ, KT_INT, io_lane(L, io), num(L, 0)),
                               kir_bin(m, KO_NE, KT_INT, ref(L, prev), ref(L, code)));
     kir_if(m, &body, kir_bin(m, KO_LAND, KT_INT, lt(L, ref(L, j), ref(L, e1)), first), &run); /* a run's first lane */
     for (int r = 0; r < k; r++) {
@@ -241,13 +263,54 @@ static void lower_warp(lower *L) {
         }
         kir_set(m, &run, acc[r], add(L, ref(L, acc[r]), term));
     }
-    for (int r = 0; r < k; r++) kir_store(m, &l, param(L, "sums"), num(L, r), warp_sum(L, ref(L, acc[r])));
+    *lp = l;
+}
+
+static const char *warp_comment(lower *L) {
+    const rsrc_kernel *kn = L->kn;
+    const rsr_plan *p = kn->plan;
+    return kir_strf(L->m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept, %d warps per block",
+                    kn->strategy, p->rows, p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks,
+                    (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept, kn->gpu_split);
+}
+
+/* The CUDA route: slice s of S of block b; every lane returns the block's k sums. */
+static void lower_warp_rows(lower *L) {
+    kir_list l = kir_list_of(&rows_func(L, warp_comment(L))->body);
+    kir_var *acc[RSR_MAX_K];
+    warp_io io = {.split = L->kn->gpu_split};
+    warp_sums(L, &l, &io, acc);
+    for (int r = 0; r < L->kn->plan->k; r++)
+        kir_store(L->m, &l, param(L, "sums"), num(L, r), warp_sum(L, ref(L, acc[r])));
+}
+
+/* The LLVM NVPTX entry: warp `block` of the grid takes that block of k rows; lane 0 stores them. */
+static void lower_warp_entry(lower *L) {
+    kir_module *m = L->m;
+    const rsrc_kernel *kn = L->kn;
+    int k = kn->plan->k;
+    L->f = kir_func_add(m, kn->symbol, KSIG_GPU_ENTRY, true);
+    L->f->comment = warp_comment(L);
+    kir_list l = kir_list_of(&L->f->body), l0;
+    warp_io io = {.b = var(L, "block", KT_I32), .lane = var(L, "lane", KT_I32), .split = 1};
+    entry_warp(L, &l, io.b, io.lane);
+    kir_var *acc[RSR_MAX_K], *s[RSR_MAX_K];
+    warp_sums(L, &l, &io, acc);
+    for (int r = 0; r < k; r++) {
+        s[r] = var(L, strf(L, "s%d", r, 0), KT_I32);
+        kir_decl(m, &l, s[r], warp_sum(L, ref(L, acc[r])), true);
+    }
+    kir_expr *lane0 = kir_bin(m, KO_EQ, KT_INT, ref(L, io.lane), num(L, 0));
+    kir_if(m, &l, kir_bin(m, KO_LAND, KT_INT, lane0, lt(L, ref(L, io.b), num(L, kn->num_blocks))), &l0);
+    kir_expr *v[RSR_MAX_K];
+    for (int r = 0; r < k; r++) v[r] = ref(L, s[r]);
+    rows_store(L, &l0, io.b, k, v);
 }
 
 void kir_lower_gpu(kir_module *m, const rsrc_kernel *kn) {
     lower L = {.m = m, .kn = kn};
-    if (kn->form == KF_WARP && !kn->gpu_entry)
-        lower_warp(&L);
+    if (kn->form == KF_WARP)
+        kn->gpu_entry ? lower_warp_entry(&L) : lower_warp_rows(&L);
     else if (kn->form == KF_I2 && kn->isa == DOT_DP4A)
         kn->gpu_entry ? lower_i2_entry(&L) : lower_i2_rows(&L);
     else

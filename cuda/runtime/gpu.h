@@ -1,5 +1,5 @@
 /*
- * gpu.h — the runtime's GPU device (rt_backend_gpu, its entry of rt_devices) between its two files: a
+ * gpu.h — the runtime's GPU device (rt_device_gpu, its entry of rt_devices) between its two files: a
  * model opened on the GPU (gpu_model.c) and sessions whose tokens run entirely on the device (gpu_forward.c).
  * Everything returns an rsr_status with the message in err (RSR_ERRMSG_SIZE bytes).
  */
@@ -40,7 +40,7 @@ static inline int64_t rt_gpu_kernel_rows(const rsr_artifact *a, int32_t i) {
 }
 
 /* The device's entry of rt_devices (gpu_forward.c) and its model's part (gpu_model.c). */
-extern const rt_backend rt_backend_gpu;
+extern const rt_device rt_device_gpu;
 rsr_status rt_gpu_model_open(rsr_model *m, char *why);
 void rt_gpu_model_close(rsr_model *m);
 rsr_status rt_gpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);

@@ -357,7 +357,7 @@ void rt_gpu_session_free(rt_gpu_session *s) {
     free(s);
 }
 
-/* ---- the GPU backend: sessions whose tokens run on the device ---- */
+/* ---- the GPU device: sessions whose tokens run on the device ---- */
 
 static rsr_status gpu_session_init(rsr_session *s, const rsr_session_params *p) {
     rsr_model *m = s->model;
@@ -410,7 +410,7 @@ static bool gpu_has_code(const rsr_artifact *a) { return a->gpu != NULL; }
 static int32_t gpu_planes(const rsr_model *m, int32_t index) { return m->a->gpu->matrix[index].planes; }
 
 /* The runtime's entry for the GPU (rt_devices: CMake's RSR_RUNTIME_DEVICES names it). */
-const rt_backend rt_backend_gpu = {
+const rt_device rt_device_gpu = {
     .name = "gpu",
     .title = "GPU",
     .device = RSR_DEVICE_GPU,

@@ -454,7 +454,7 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = s->model->a;
     char *err = ((rsr_session *)s)->err; /* the message buffer is the only thing written */
-    if (!s->model->backend->host_memory)
+    if (!s->model->run_on->host_memory)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
                             "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
     if (layer < 0 || layer >= a->num_layers)
@@ -486,7 +486,7 @@ rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q)
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = s->model->a;
     char *err = ((rsr_session *)s)->err;
-    if (!s->model->backend->host_memory)
+    if (!s->model->run_on->host_memory)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
                             "the queries of a GPU session are in device memory: read them from a session on the CPU");
     if (layer < 0 || layer >= a->num_layers)

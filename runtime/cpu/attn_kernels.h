@@ -128,7 +128,7 @@ extern const attn_family attn_family_neon;
 #endif
 
 /* The family of the runtime's kernel family (rt_cpu_isa()), chosen on the first call and kept:
- * the CPU backend asks when it makes a session, the entry points when they are called before. */
+ * the CPU device asks when it makes a session, the entry points when they are called before. */
 const attn_family *attn_family_choose(void);
 
 static inline float attn_q8_scale(const void *row, int32_t d) {

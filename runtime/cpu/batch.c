@@ -37,11 +37,11 @@ rsr_status rsr_batch_create(rsr_model *m, int32_t rows, rsr_batch **out) {
     if (!m || !m->a) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no model (a NULL or failed handle)");
     if (m->status != RSR_OK)
         return rt_set_error(b->err, m->status, "the model failed to open: %s", rsr_model_errmsg(m));
-    if (m->backend != &rt_backend_cpu)
+    if (m->run_on != &rt_device_cpu)
         return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT,
                             "batches run on the CPU; this model runs on the %s (open it with device = "
                             "RSR_DEVICE_CPU to batch its sessions)",
-                            m->backend->name);
+                            m->run_on->name);
     if (rows < 0 || rows > RSR_BATCH_MAX)
         return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "rows %d is out of range [0, %d]", rows, RSR_BATCH_MAX);
     if (!rows) rows = RSR_BATCH_MAX;

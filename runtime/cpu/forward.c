@@ -1,6 +1,6 @@
 /*
- * forward.c — the CPU backend (rt_backend_cpu): its sessions, the KV cache and a step's forward
- * pass (the session API in front of every backend is session.c). The arithmetic follows docs/numerics.md to
+ * forward.c — the CPU device (rt_device_cpu): its sessions, the KV cache and a step's forward
+ * pass (the session API in front of every device is session.c). The arithmetic follows docs/numerics.md to
  * the letter (fp32; what "exact" is relative to is said there), so that an independent
  * reference agrees with it closely.
  */
@@ -180,7 +180,7 @@ void rt_work_free(rt_work *w) {
     *w = (rt_work){0};
 }
 
-/* ---- the CPU backend's sessions ---- */
+/* ---- the CPU device's sessions ---- */
 
 static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) {
     rsr_model *m = s->model;
@@ -282,7 +282,7 @@ static void cpu_session_truncate(rsr_session *s) {
     rt_attention_truncate(s);
 }
 
-const rt_backend rt_backend_cpu = {
+const rt_device rt_device_cpu = {
     .name = "cpu",
     .host_memory = true,
     .session_init = cpu_session_init,

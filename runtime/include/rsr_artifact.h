@@ -73,7 +73,7 @@ typedef struct rsr_artifact_matrix {
      * when unit_cols is 0 */
     uint64_t group_scale;
     /* the rows, or more (i2: rows + RSR_UNIT_PAD, so that one block's sums of successive units do
-     * not fall in one cache set, as they do 4 KB apart); a device's own kernels (rt_backend.planes)
+     * not fall in one cache set, as they do 4 KB apart); a device's own kernels (rt_device.planes)
      * write theirs `rows` apart */
     int32_t unit_stride;
     int32_t group_scale_dtype; /* enum rsr_dtype: RSR_DTYPE_F32, or RSR_DTYPE_F16 (no GPU code) */

@@ -18,7 +18,7 @@
  * --name; weak, so that a program holding only named models links without it. */
 extern const rsr_artifact *const RSR_ARTIFACT_SYMBOL __attribute__((weak));
 
-typedef struct rt_backend rt_backend;
+typedef struct rt_device rt_device;
 
 struct rsr_model {
     const rsr_artifact *a;
@@ -39,11 +39,11 @@ struct rsr_model {
     uint64_t rows_from[2], rows_to[2]; /* the parts of the constants left out of the copy */
     int32_t num_rows_spans;
     size_t copy_size;
-    char constants[448];       /* rsr_model_info.constants */
-    char path[256];            /* the file the artifact was loaded from, for messages ("" unknown) */
-    const rt_backend *backend; /* what its sessions run on: an entry of rt_devices */
-    void *dev;                 /* the device's own part of the model (its model_open makes it), or NULL */
-    char device[200];          /* rsr_model_info.device */
+    char constants[448];     /* rsr_model_info.constants */
+    char path[256];          /* the file the artifact was loaded from, for messages ("" unknown) */
+    const rt_device *run_on; /* what its sessions run on: an entry of rt_devices */
+    void *dev;               /* the device's own part of the model (its model_open makes it), or NULL */
+    char device[200];        /* rsr_model_info.device */
     int32_t num_threads;
     int32_t team;           /* threads a parallel region runs with now (atomic; rt_team_of): num_threads,
                               * or fewer while threads.c finds that faster on the cores free */
@@ -109,7 +109,7 @@ struct rsr_session {
     int32_t kv_written;           /* positions written since the last reset, a failed step's included */
     int32_t kv_type;              /* rsr_kv_type = attn_kernels.h's ATTN_* */
     size_t kv_bytes;              /* bytes of one row (head_dim elements) */
-    rt_work work;                 /* the CPU backend's activations of this session's own steps */
+    rt_work work;                 /* the CPU device's activations of this session's own steps */
     struct rt_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
     struct rt_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
     rsr_head_stats head_stats;    /* lm_head.c: what the certified heads computed (rsr_session_head_stats) */
@@ -128,9 +128,9 @@ struct rsr_session {
 
 /* ---- devices: what a model's sessions run on, chosen when the model is opened (model.c) ----
  * The session API (session.c) checks its arguments and the tokens, then calls through
- * m->backend, an entry of rt_devices: the host's CPU (runtime/cpu) or a device another module
+ * m->run_on, an entry of rt_devices: the host's CPU (runtime/cpu) or a device another module
  * fills (cuda/runtime: the GPU). Nothing in runtime/src names a device; what it needs to know of
- * one is a field of its rt_backend. */
+ * one is a field of its rt_device. */
 typedef enum rt_head_kind {
     RT_HEAD_NONE,   /* the tokens go into the cache; nothing comes back */
     RT_HEAD_LOGITS, /* the exact logits of the last token */
@@ -151,7 +151,7 @@ typedef struct rt_head_request {
     float *embed;                      /* EMBED: hidden floats */
     int normalize;                     /* EMBED: to unit length */
 } rt_head_request;
-struct rt_backend {
+struct rt_device {
     const char *name;  /* "cpu", "gpu": how messages name it */
     const char *title; /* a device other than the host: how a sentence names it ("the GPU is unavailable") */
     int32_t device;    /* a device other than the host: the rsr_model_params.device that asks for it */
@@ -165,7 +165,7 @@ struct rt_backend {
     /* The planes in which its kernel of matrix index writes the sums per unit (a matrix with scales
      * per group: rsr_model_matmul_int adds them); NULL: the artifact's rsr_artifact_matrix.planes. */
     int32_t (*planes)(const rsr_model *m, int32_t index);
-    /* The backend's part of a new session (max_positions and batch set), or a status with the
+    /* The device's part of a new session (max_positions and batch set), or a status with the
      * message in the model's err; the caller frees the session on failure. */
     rsr_status (*session_init)(rsr_session *s, const rsr_session_params *p);
     void (*session_free)(rsr_session *s);     /* its part only; NULL-safe for a part never made */
@@ -176,7 +176,7 @@ struct rt_backend {
     rsr_status (*eval)(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head);
     /* y[t] = W_index · x[t] for ntok tokens of cols int8 each (rsr_model_matmul_int) */
     rsr_status (*matmul_int)(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y);
-    /* The backend's part of an opened model (m->a set; it names m->device), or a status with the
+    /* The device's part of an opened model (m->a set; it names m->device), or a status with the
      * reason in why (RSR_ERRMSG_SIZE bytes); NULL: nothing to open. model_close releases it, also
      * after a failed open; NULL-safe. */
     rsr_status (*model_open)(rsr_model *m, char *why);
@@ -185,8 +185,8 @@ struct rt_backend {
 /* The devices this runtime was built with, NULL-terminated (generated by CMake from
  * RSR_RUNTIME_DEVICES: each module that fills an entry names it there). The first is the host,
  * where every model can run and the one a model runs on when no other takes it. */
-extern const rt_backend *const rt_devices[];
-extern const rt_backend rt_backend_cpu; /* runtime/cpu/forward.c: the host (batch.c asks for it) */
+extern const rt_device *const rt_devices[];
+extern const rt_device rt_device_cpu; /* runtime/cpu/forward.c: the host (batch.c asks for it) */
 rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok,
                              int32_t *y); /* model.c */
 

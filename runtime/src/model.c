@@ -322,18 +322,18 @@ static rsr_status check_artifact(rsr_model *m) {
     return RSR_OK;
 }
 
-/* Opens m on dev, a device other than the host: RSR_OK with m->backend = dev; where it cannot, the
+/* Opens m on dev, a device other than the host: RSR_OK with m->run_on = dev; where it cannot, the
  * failure when the caller asked for dev, else RSR_OK with m on the host and m->device saying why. */
-static rsr_status open_on(rsr_model *m, const rt_backend *dev, bool asked) {
+static rsr_status open_on(rsr_model *m, const rt_device *dev, bool asked) {
     char why[RSR_ERRMSG_SIZE];
     rsr_status st = dev->model_open(m, why);
     if (st == RSR_OK) { /* the device holds its own copy; the host keeps the mapping */
-        m->backend = dev;
+        m->run_on = dev;
         return RSR_OK;
     }
     dev->model_close(m);
     if (asked) return m->status = rt_set_error(m->err, st, "the %s was asked for, but %s", dev->title, why);
-    snprintf(m->device, sizeof m->device, "%s (the %s is unavailable: %.160s)", m->backend->name, dev->title, why);
+    snprintf(m->device, sizeof m->device, "%s (the %s is unavailable: %.160s)", m->run_on->name, dev->title, why);
     return RSR_OK;
 }
 
@@ -344,7 +344,7 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     *out = m;
     if (!m) return RSR_ERR_OUT_OF_MEMORY;
     m->a = a;
-    m->backend = rt_devices[0];
+    m->run_on = rt_devices[0];
     rsr_model_params p = params ? *params : rsr_model_default_params();
     if (p.num_threads < 0 || p.num_threads > 1024)
         m->status =
@@ -370,12 +370,12 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     snprintf(m->constants, sizeof m->constants, "the file mapping");
     if (m->status != RSR_OK) return m->status;
     bool built = p.device == RSR_DEVICE_AUTO || p.device == RSR_DEVICE_CPU; /* the host: always */
-    for (const rt_backend *const *d = rt_devices + 1; *d; d++) {
+    for (const rt_device *const *d = rt_devices + 1; *d; d++) {
         const bool asked = p.device == (*d)->device;
         built |= asked;
         if (!asked && !(p.device == RSR_DEVICE_AUTO && (*d)->has_code(a))) continue;
         rsr_status st = open_on(m, *d, asked);
-        if (st != RSR_OK || m->backend != rt_devices[0]) return st;
+        if (st != RSR_OK || m->run_on != rt_devices[0]) return st;
     }
     if (!built)
         return m->status =
@@ -408,7 +408,7 @@ void rsr_model_close(rsr_model *m) {
     pthread_mutex_destroy(&m->q8_lock);
     if (m->route_trace) fclose(m->route_trace);
     rt_adapt_free(m);
-    if (m->backend && m->backend->model_close) m->backend->model_close(m);
+    if (m->run_on && m->run_on->model_close) m->run_on->model_close(m);
     rsr_tokenizer_free(m->tokenizer);
     free(m);
 }
@@ -494,15 +494,15 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
     if (m->status != RSR_OK) return m->status;
     if (index < 0 || index >= m->a->num_matrices) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
-    if (!mx->unit_cols) return m->backend->matmul_int(m, index, x, ntok, y);
+    if (!mx->unit_cols) return m->run_on->matmul_int(m, index, x, ntok, y);
     /* scales per group: the kernel's sums per unit and plane, the planes added (a device's kernel
-     * may have other planes than the CPU's: rt_backend.planes) */
-    const int32_t P = m->backend->planes ? m->backend->planes(m, index) : mx->planes;
-    const int32_t stride = m->backend->planes ? mx->rows : mx->unit_stride;
+     * may have other planes than the CPU's: rt_device.planes) */
+    const int32_t P = m->run_on->planes ? m->run_on->planes(m, index) : mx->planes;
+    const int32_t stride = m->run_on->planes ? mx->rows : mx->unit_stride;
     const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = (size_t)rt_sums_rows(mx, P, stride);
     int32_t *k = malloc(sizeof *k * K * (size_t)ntok);
     if (!k) return RSR_ERR_OUT_OF_MEMORY;
-    rsr_status st = m->backend->matmul_int(m, index, x, ntok, k);
+    rsr_status st = m->run_on->matmul_int(m, index, x, ntok, k);
     for (size_t t = 0; st == RSR_OK && t < (size_t)ntok; t++)
         for (size_t u = 0; u < U; u++)
             for (size_t r = 0; r < R; r++) {

@@ -1,8 +1,8 @@
 /*
- * session.c — the session API in front of every backend: the arguments and tokens checked here,
- * the work done by the model's backend through its table (rt_backend, internal.h). Nothing here
- * knows which backend runs a session: attention's state (the CPU's KV index, its statistics) is
- * the backend's own.
+ * session.c — the session API in front of every device: the arguments and tokens checked here,
+ * the work done by the model's device through its table (rt_device, internal.h). Nothing here
+ * knows which device runs a session: attention's state (the CPU's KV index, its statistics) is
+ * the device's own.
  */
 #include <stdlib.h>
 
@@ -12,7 +12,7 @@ rsr_session_params rsr_session_default_params(void) {
     return (rsr_session_params){.max_positions = 0, .attention = RSR_ATTENTION_AUTO, .kv_type = RSR_KV_DEFAULT};
 }
 
-/* ---- sessions: the arguments checked here, the work done by the model's backend ---- */
+/* ---- sessions: the arguments checked here, the work done by the model's device ---- */
 
 rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rsr_session **out) {
     if (!out) return RSR_ERR_INVALID_ARGUMENT;
@@ -39,7 +39,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->louver_from = INT32_MAX;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
     s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
-    rsr_status st = m->backend->session_init(s, &p);
+    rsr_status st = m->run_on->session_init(s, &p);
     if (st != RSR_OK) {
         rsr_session_free(s);
         return st;
@@ -50,7 +50,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
-    s->model->backend->session_free(s);
+    s->model->run_on->session_free(s);
     free(s);
 }
 
@@ -60,7 +60,7 @@ rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     s->pos = 0, s->louver_from = INT32_MAX, s->kv_written = 0;
     rt_lm_head_forget(s);
-    if (s->model->backend->session_reset) s->model->backend->session_reset(s);
+    if (s->model->run_on->session_reset) s->model->run_on->session_reset(s);
     return RSR_OK;
 }
 
@@ -104,7 +104,7 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
     if (rsr_session_reachable(s, pos) != pos) return refuse_truncate(s, pos);
     s->pos = pos;
     if (s->louver_from >= pos) s->louver_from = INT32_MAX;
-    if (s->model->backend->session_truncate) s->model->backend->session_truncate(s);
+    if (s->model->run_on->session_truncate) s->model->run_on->session_truncate(s);
     return RSR_OK;
 }
 
@@ -114,7 +114,7 @@ int32_t rsr_session_reusable(const rsr_session *s) {
 }
 
 /* What every evaluation checks first: tokens to evaluate, room in the context, ids in the
- * vocabulary; then the backend evaluates them. */
+ * vocabulary; then the device evaluates them. */
 static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *head) {
     const rsr_artifact *a = s->model->a;
     if (!tokens || n <= 0) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens to evaluate");
@@ -125,17 +125,17 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
-    const double t0 = s->model->backend->own_threads ? 0 : rt_adapt_begin(s->model, n);
-    rsr_status st = s->model->backend->eval(s, tokens, n, head);
+    const double t0 = s->model->run_on->own_threads ? 0 : rt_adapt_begin(s->model, n);
+    rsr_status st = s->model->run_on->eval(s, tokens, n, head);
     if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);
     return st;
 }
 
 rsr_status rsr_session_embed(rsr_session *s, const int32_t *tokens, int32_t n, int normalize, float *out) {
     if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
-    if (s->model->backend->last_only)
+    if (s->model->run_on->last_only)
         return rt_set_error(s->err, RSR_ERR_NOT_FOUND, "embeddings are computed on the CPU: this session runs on %s",
-                            s->model->backend->name);
+                            s->model->run_on->name);
     rsr_session_reset(s);
     return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_EMBED, .embed = out, .normalize = normalize});
 }
@@ -148,10 +148,10 @@ rsr_status rsr_session_eval(rsr_session *s, const int32_t *tokens, int32_t n, fl
 rsr_status rsr_session_eval_all(rsr_session *s, const int32_t *tokens, int32_t n, float *logits) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");
-    if (s->model->backend->last_only)
+    if (s->model->run_on->last_only)
         return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
                             "every token's logits are computed on the CPU: this session runs on %s",
-                            s->model->backend->name);
+                            s->model->run_on->name);
     return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_ALL, .logits = logits});
 }
 

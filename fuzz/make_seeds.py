@@ -11,7 +11,7 @@ mktiny = os.path.join(src, 'tests', 'lit', 'Inputs', 'mktiny.py')
 shutil.rmtree(out, ignore_errors=True)
 dirs = {name: os.path.join(out, name) for name in
         ['safetensors', 'model', 'index', 'target_spec', 'artifact', 'runtime_api', 'tokenizer',
-         'sentencepiece', 'serve_request', 'serve_engine', 'gguf', 'jinja', 'gbnf', 'hub']}
+         'sentencepiece', 'serve_request', 'serve_engine', 'gguf', 'jinja', 'gbnf', 'json', 'schema', 'hub']}
 for d in dirs.values():
     os.makedirs(d)
 
@@ -152,6 +152,50 @@ gbnf = [
 ]
 for i, (g, r) in enumerate(gbnf):
     put('gbnf', 'seed%d' % i, g + b'\0' + r)
+
+# replies to structured output's JSON recognizer: compact ones it takes (at its depth and number
+# limits), ones it refuses (white space, a trailing comma, a leading zero, an escaped surrogate, one
+# level or one character too many), and prefixes
+json_replies = [
+    b'{"a":[1,-2.5e+3,{"b":null}],"c":"\\u00e9\\n\\"","d":true,"e":false}', b'{}', b'[]', b'"x"', b'-0.5E-7', b'null',
+    '{"\u65e5\u672c":"\U0001f600","k":"\\/\\b\\f\\r\\t"}'.encode(), b'{"a":{"b":{"c":[[[{"d":[]}]]]}}}',
+    b'[' * 16 + b'1' + b']' * 16, b'[' * 17 + b']' * 17, b'[' * 17 + b'1' + b']' * 17,
+    b'1' * 24, b'-' + b'1' * 23, b'1.' + b'0' * 21 + b'e', b'1' * 25,
+    b'{\n  "a": [1, 2],\n  "b": {"c": "d"}\n}\n', b'{"a":1,}', b'{"a":01}', b'{"a":"\\ud83d\\ude00"}',
+    b'{"a":"\xed\xa0\x80"}', b'{"a":"\xc3"}', b'{"a":tru', b'{"a":[1,{"b":"\\u00',
+]
+for i, r in enumerate(json_replies):
+    put('json', 'reply%d' % i, r)
+
+# response_format schemas, then a NUL and a reply: serve_json.c's subset, then what only
+# serve_schema.c's GBNF serves (anyOf, $ref, allOf, pattern, format, bounds, tuples)
+schemas = [
+    ({'type': 'object', 'properties': {'name': {'type': 'string', 'maxLength': 8}, 'age': {'type': 'integer'},
+      'tags': {'type': 'array', 'items': {'enum': ['a', 'b', 3, None]}, 'minItems': 1, 'maxItems': 2}},
+      'required': ['name', 'age'], 'additionalProperties': False}, b'{"name":"Ann","age":30,"tags":["a",3]}'),
+    ({'type': 'array', 'items': {'type': ['number', 'boolean', 'null']}, 'maxItems': 3}, b'[1.5,true,null]'),
+    ({'type': 'string', 'minLength': 2, 'maxLength': 3}, '"a\u00e9"'.encode()),
+    ({'const': {'k': [1, 'x']}, 'title': 'T'}, b'{"k":[1,"x"]}'),
+    ({'anyOf': [{'type': 'string', 'maxLength': 3}, {'type': 'null'}]}, b'"abc"'),
+    ({'type': 'integer', 'minimum': -5, 'exclusiveMaximum': 120, 'multipleOf': 7}, b'112'),
+    ({'type': 'number', 'minimum': 0.5, 'maximum': 10}, b'3.25'),
+    ({'$defs': {'node': {'type': 'object', 'properties': {'v': {'type': 'integer'}, 'next': {'anyOf': [
+        {'$ref': '#/$defs/node'}, {'type': 'null'}]}}, 'required': ['v', 'next']}}, '$ref': '#/$defs/node'},
+     b'{"v":1,"next":{"v":2,"next":null}}'),
+    ({'allOf': [{'type': 'object', 'properties': {'a': {'type': 'integer', 'maximum': 9}}, 'required': ['a']},
+                {'properties': {'b': {'type': 'string'}}, 'required': ['b']}]}, b'{"a":5,"b":"x"}'),
+    ({'type': 'string', 'pattern': '^[a-z]{2,4}-\\d+(?:x|y)?$'}, b'"ab-12x"'),
+    ({'type': 'string', 'format': 'date-time'}, b'"2024-02-29T13:05:59.123+01:00"'),
+    ({'type': 'array', 'prefixItems': [{'type': 'boolean'}, {'const': 'x'}], 'items': {'type': 'number'}},
+     b'[true,"x",1.5,2]'),
+    ({'type': 'object', 'properties': {'a': {'type': 'integer'}}, 'additionalProperties': {'type': 'string'}},
+     b'{"a":1,"x":"yz"}'),
+    ({'type': 'object', 'propertyNames': {'pattern': '^[a-z]+$'}, 'additionalProperties': {'type': 'boolean'}},
+     b'{"ab":true}'),
+    (True, b'[{"a":"\\u00e9"},-0.5e+3,false]'),
+]
+for i, (sch, r) in enumerate(schemas):
+    put('schema', 'seed%d' % i, json.dumps(sch, separators=(',', ':')).encode() + b'\0' + r)
 
 # the Hub's answers (fuzz_hub.c: the first byte odd, header lines; even, a revision's listing),
 # as huggingface.co gives them and as the hostile mirror of tests/lit/cli/hub-hostile.test does

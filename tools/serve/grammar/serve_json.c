@@ -8,11 +8,14 @@
  * per value being read (json_state), advanced a byte at a time. The subset: "type" (one or a
  * list of object, array, string, number, integer, boolean, null), "properties" with "required"
  * (an object with properties takes only those keys, in any order, each once),
- * "additionalProperties": false, "items" with "minItems"/"maxItems", "minLength"/"maxLength"
- * (characters), "enum" and "const" (any JSON values); annotations (title, description,
+ * "additionalProperties": false (beside properties), "items" with "minItems"/"maxItems",
+ * "minLength"/"maxLength" (characters), "enum" or "const" (any JSON values; those of the "type",
+ * when one is given, and no other keyword applies to them); annotations (title, description,
  * default, examples, $schema, strict) are ignored; any other keyword is refused, named. The
- * reply is compact JSON: no whitespace between tokens; a number has at most 24 characters.
+ * reply is compact JSON: no whitespace between tokens; a number has at most 24 characters; no \u
+ * escape of a surrogate (U+D800..U+DFFF), which strict readers refuse alone.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +54,8 @@ enum frame_kind { F_VALUE, F_OBJECT, F_KEY, F_ARRAY, F_STRING, F_NUMBER, F_LITER
 /* F_OBJECT phases: 0 after '{' or ',' (a key, or '}' after '{'), 1 after a key (':'), 2 after a
  * value (',' or '}'). F_ARRAY: 0 after '[' or ',', 1 after a value. F_NUMBER: the state of JSON's
  * number grammar (num_step). F_STRING: 0 in the text, 1 after '\', 2..5 in \uXXXX, 6..9 before the first
- * continuation byte after E0, ED, F0, F4 (a narrower range). */
+ * continuation byte after E0, ED, F0, F4 (a narrower range), 10 after \uD (0-7 next: no escape of a
+ * surrogate, which cJSON and other strict readers refuse alone; a character past U+FFFF is UTF-8). */
 
 static void shape_free_nodes(json_shape *s) {
     for (int i = 0; i < s->n; i++) {
@@ -110,6 +114,7 @@ static int compile_node(compiler *c, const cJSON *sch, const char *via);
 
 static int compile_props(compiler *c, int id, const cJSON *props, const cJSON *req) {
     if (!cJSON_IsObject(props)) return refuse(c, "properties", "must be an object");
+    if (c->s->nodes[id].prop_name) return refuse(c, "properties", "is given twice");
     int n = cJSON_GetArraySize(props);
     if (n > MAX_PROPS) return refuse(c, "properties", "has more than 32 properties");
     char **names = calloc((size_t)n + 1, sizeof *names);
@@ -118,8 +123,9 @@ static int compile_props(compiler *c, int id, const cJSON *props, const cJSON *r
     c->s->nodes[id].prop_name = names, c->s->nodes[id].prop_node = nodes;
     const cJSON *p;
     cJSON_ArrayForEach(p, props) {
-        if (strpbrk(p->string, "\"\\") || !*p->string)
-            return refuse(c, "properties", "has a name rsr-serve cannot match");
+        bool plain = *p->string; /* the reply holds the name as written: no '"', '\\' or control character */
+        for (const char *q = p->string; *q; q++) plain &= *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20;
+        if (!plain) return refuse(c, "properties", "has a name rsr-serve cannot match");
         int k = c->s->nodes[id].nprops;
         if (!(names[k] = strdup(p->string))) return refuse(c, "properties", "is too large (out of memory)");
         c->s->nodes[id].nprops++;
@@ -146,6 +152,7 @@ static int compile_enum(compiler *c, int id, const cJSON *values, bool is_const)
     if (!is_const && (!cJSON_IsArray(values) || n < 1 || n > MAX_ENUM))
         return refuse(c, "enum", "must be an array of 1 to 32 values");
     node *nd = &c->s->nodes[id];
+    if (nd->enum_text) return refuse(c, is_const ? "const" : "enum", "is not served beside another 'enum' or 'const'");
     if (!(nd->enum_text = calloc((size_t)n, sizeof *nd->enum_text))) return refuse(c, "enum", "is too large");
     for (int i = 0; i < n; i++) {
         const cJSON *v = is_const ? values : cJSON_GetArrayItem(values, i);
@@ -154,6 +161,29 @@ static int compile_enum(compiler *c, int id, const cJSON *values, bool is_const)
         nd->nenum++;
     }
     return 0;
+}
+
+/* enum and const: the values of the schema's type (as serve_schema.c serves them); -1 with the
+ * message when none is */
+static int enum_of_type(compiler *c, node *nd, const char *keyword) {
+    if (!nd->nenum || nd->types == T_ANY) return 0;
+    int kept = 0;
+    for (int i = 0; i < nd->nenum; i++) {
+        const char *t = nd->enum_text[i];
+        int bits = *t == '{'                ? T_OBJECT
+                   : *t == '['              ? T_ARRAY
+                   : *t == '"'              ? T_STRING
+                   : *t == 't' || *t == 'f' ? T_BOOL
+                   : *t == 'n'              ? T_NULL
+                                            : T_NUMBER;
+        if (bits == T_NUMBER && strtod(t, NULL) == floor(strtod(t, NULL))) bits |= T_INTEGER;
+        if (bits & nd->types)
+            nd->enum_text[kept++] = nd->enum_text[i];
+        else
+            free(nd->enum_text[i]);
+    }
+    nd->nenum = kept;
+    return kept ? 0 : refuse(c, keyword, "holds no value of the schema's 'type'");
 }
 
 /* Bounds that no value can meet both of (the schema would allow nothing where they apply): -1 with
@@ -217,7 +247,12 @@ static int compile_node(compiler *c, const cJSON *sch, const char *via) {
                           "false, items, minItems, maxItems, minLength, maxLength, enum, const)");
         }
     }
-    if (check_bounds(c, &c->s->nodes[id]) < 0) return -1;
+    node *nd = &c->s->nodes[id];
+    if (!nd->nprops && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(sch, "additionalProperties")))
+        return refuse(c, "additionalProperties",
+                      "is not served without 'properties' (the subset: an object of any keys)");
+    if (enum_of_type(c, nd, cJSON_GetObjectItemCaseSensitive(sch, "const") ? "const" : "enum") < 0) return -1;
+    if (check_bounds(c, nd) < 0) return -1;
     c->depth--;
     return id;
 }
@@ -261,6 +296,9 @@ static int num_step(int q, unsigned char b, bool integer) {
     }
 }
 static bool num_whole(int q) { return q == 2 || q == 3 || q == 5 || q == 8; }
+/* the digit a number in state q still needs to be whole (after '-', '.', 'e' or its sign), so that
+ * no number taken runs out of its MAX_NUMBER characters before it is whole */
+static int num_owed(int q) { return q == 1 || q == 4 || q == 6 || q == 7; }
 
 static const char *literal_text(const json_shape *sh, const json_frame *f, int i) {
     return f->phase ? builtin[i] : sh->nodes[f->node].enum_text[i];
@@ -325,9 +363,12 @@ static bool in_string(json_frame *f, const node *n, unsigned char b, json_state 
         if (b == 'u') return f->phase = 2, true;
         return strchr("\"\\/bfnrt", b) && b ? (f->phase = 0, true) : false;
     }
-    if (f->phase >= 2) { /* \uXXXX */
+    if (f->phase >= 2) { /* \uXXXX; after \uD (10) a digit 0-7: no surrogate */
+        if (f->phase == 10) return b >= '0' && b <= '7' ? (f->phase = 4, true) : false;
         bool hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
-        return hex ? (f->phase = f->phase == 5 ? 0 : f->phase + 1, true) : false;
+        if (!hex) return false;
+        f->phase = f->phase == 5 ? 0 : f->phase == 2 && (b == 'd' || b == 'D') ? 10 : f->phase + 1;
+        return true;
     }
     if (b == '"') {
         if (n && n->min_len > 0 && (int)f->count < n->min_len) return false;
@@ -400,7 +441,7 @@ static bool step(const json_shape *sh, json_state *st, unsigned char b) {
         }
         case F_NUMBER: {
             int q = num_step(f->phase, b, n && !(n->types & T_NUMBER));
-            if (q >= 0 && f->pos < MAX_NUMBER) return f->phase = (uint8_t)q, f->pos++, true;
+            if (q >= 0 && f->pos + 1 + num_owed(q) <= MAX_NUMBER) return f->phase = (uint8_t)q, f->pos++, true;
             if (!num_whole(f->phase)) return false;
             st->depth--;
             continue;

@@ -682,7 +682,7 @@ static int cmp_range(const void *a, const void *b) {
 
 /* tmp as a set node: sorted, merged, complemented when neg, without surrogates */
 static int set_node(rx *r, bool neg) {
-    qsort(r->tmp, (size_t)r->ntmp, sizeof *r->tmp, cmp_range);
+    if (r->ntmp > 1) qsort(r->tmp, (size_t)r->ntmp, sizeof *r->tmp, cmp_range); /* [^] has none: tmp NULL */
     int n = 0;
     for (int i = 0; i < r->ntmp; i++) {
         if (n && r->tmp[i].lo <= r->tmp[n - 1].hi + 1) {
@@ -696,7 +696,7 @@ static int set_node(rx *r, bool neg) {
     if (neg) {
         set = malloc(sizeof *set * (size_t)(n ? n : 1));
         if (!set) return oom(r->c), -1;
-        memcpy(set, r->tmp, sizeof *set * (size_t)n);
+        if (n) memcpy(set, r->tmp, sizeof *set * (size_t)n);
         r->ntmp = 0;
         bool ok = tmp_add_not(r, set, n);
         free(set);

@@ -181,9 +181,10 @@ static built build(const ternary_matrix *tm, enum strategy st, const rsrc_target
     fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
     /* the printer rsrc uses for this target, through the pipeline's compile_matrix */
     llvm_emitter *e = t->backend == &printer_llvm ? emit_llvm_begin(t, "bench", -1) : NULL;
-    if (!e) emit_c_dot_helpers(f, target_dot_isa(t));
-    kir_shared_set c_shared = {0};
-    const kernel_sink sink = {.printer = e ? &printer_llvm : &printer_c, .c = f, .c_shared = &c_shared, .llvm = e};
+    c_file cf;
+    c_file_init(&cf, t);
+    if (!e) emit_c_dot_helpers(f, &cf, (enum dot_isa)cf.isa);
+    const kernel_sink sink = {.printer = e ? &printer_llvm : &printer_c, .c = f, .c_file = &cf, .llvm = e};
     compiled_matrix cm;
     compile_matrix(tm, t,
                    &(matrix_request){.strategy = st,

@@ -44,10 +44,15 @@ uint64_t blob_tokenizer(blob_writer *b, const rsrc_model *m, uint64_t *size, cha
 uint64_t blob_chat_template(blob_writer *b, const rsrc_model *m, rsr_tokenizer *tok, uint64_t *size);
 
 /* ---- emit_c.c: the C printer ---- */
-/* The head of a C file: includes, the blob, the i2 kernels' helpers */
-void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t);
-void emit_c_dot_helpers(FILE *out, enum dot_isa isa); /* what i2 kernels call, once per file */
-void emit_c_kernel(FILE *out, const struct kir_module *m);
+/* The head of a C file of kernels: includes, the blob, the i2 kernels' helpers of the target's
+ * ISA; file (kir.h) then says what the C printer has added to it */
+void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, struct c_file *file);
+void c_file_init(struct c_file *file, const rsrc_target *t); /* a C file of t's with nothing added yet */
+/* what i2 kernels of isa call (file's own: unprefixed, else prefixed with isa's name), once per file */
+void emit_c_dot_helpers(FILE *out, const struct c_file *file, enum dot_isa isa);
+/* m's kernels into a C file with the prologue, and what of the shared functions and the helpers
+ * of another ISA they need that file lacks (kir.h) */
+void emit_c_kernel(FILE *out, const struct kir_module *m, struct c_file *file);
 /* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */
 void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built_by);
 /* Into a shared object by the C printer, each unrolled kernel (most of the C's size) is written to

@@ -1148,7 +1148,7 @@ static void llvm_kernel(const kernel_sink *out, const kir_module *m) {
 
 /* LLVM has every CPU form, and i2 in any of the target's dot ISAs. */
 const kernel_printer printer_llvm = {
-    .name = "llvm", .title = "LLVM", .backend = "llvm", .kind = TK_CPU, .any_isa = true, .kernel = llvm_kernel};
+    .name = "llvm", .title = "LLVM", .backend = "llvm", .kind = TK_CPU, .kernel = llvm_kernel};
 
 /* ---- output ---- */
 

@@ -215,7 +215,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
     if (s == STRAT_I2) {
         /* a matrix summed per unit (scales per group): its source rows, one sum per unit each
          * (lower_i2_units; lower_units_batch for several tokens) */
-        int isa = tm->unit_cols ? kernel_units_isa(t, pr, tm) : (int)target_dot_isa(t);
+        int isa = tm->unit_cols ? kernel_units_isa(t, tm) : (int)target_dot_isa(t);
         if (isa < 0)
             rsrc_fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
         kn->form = KF_I2;
@@ -321,15 +321,15 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
 /* The dot ISA of the i2 form of a matrix summed per unit of columns (ternary_matrix.unit_cols), or
  * -1: a field of V columns may not straddle a unit, and a unit lies in a group of 4V or spans 2 to
  * 4 whole ones (unit % V == 0, 4V % unit == 0 or unit % 4V == 0, cols a multiple of both).
- * AVX-512's 64-byte fields are too wide for units of 32, so its targets take 32-byte ones through
- * LLVM (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's); the C printer's helpers are the
- * target's own ISA's. */
-int kernel_units_isa(const rsrc_target *t, const kernel_printer *pr, const ternary_matrix *tm) {
+ * AVX-512's 64-byte fields are too wide for units of 32, so its targets take 32-byte ones
+ * (AVX-VNNI's form of vpdpbusd with VNNI and VL, else AVX2's), in either printer (the C printer
+ * prints a second ISA's helpers under its name: emit_c_dot_helpers). */
+int kernel_units_isa(const rsrc_target *t, const ternary_matrix *tm) {
     if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
     enum dot_isa isa = target_dot_isa(t);
     /* VNNI's vpdpbusd on ymm where AVX512VL allows it (EVEX): one instruction for AVX2's three */
-    if (isa == DOT_AVX512VNNI && pr->any_isa && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
-    if ((isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) && pr->any_isa) isa = DOT_AVX2;
+    if (isa == DOT_AVX512VNNI && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
+    if (isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) isa = DOT_AVX2;
     int V = dot_isa_vector_bytes(isa), U = tm->unit_cols, G = 4 * V;
     /* a group of 4V columns holds whole units, or a unit 2 to 4 whole groups (lower.c units_groups) */
     bool fits = U % V == 0 && (G % U == 0 || (U % G == 0 && U / G <= 4));

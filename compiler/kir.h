@@ -38,7 +38,7 @@
  * output: the LLVM printer builds its body the first time the name is missing from its LLVM
  * module and otherwise calls the one there (emit_llvm_kir); the C printer prints those of the
  * first module that has them into a C file, before that module's kernels, and skips the later
- * copies (kernel_sink.c_shared), renaming what a shared function declares more than once (its
+ * copies (kernel_sink.c_file), renaming what a shared function declares more than once (its
  * segments' values, repeated in LLVM's manner). Their vectors have types of their own (KT_B64,
  * KT_W16, KT_Y32) beside the vector lut's 512-bit ones, and the operations are the same or the
  * lanes' own (KO_XOR, KO_PERM2B of a constant, KO_SHUFFLE, KO_QUARTER, KO_SPLAT, loads and
@@ -375,13 +375,16 @@ typedef struct c_dialect {
     void (*signature)(FILE *out, const kir_func *f);
 } c_dialect;
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C; without the shared functions */
-/* The shared functions a C file has, by name (emit_c_kir_shared adds those it prints). */
-#define KIR_MAX_SHARED 8
-typedef struct kir_shared_set {
-    char names[KIR_MAX_SHARED][48];
-    int n;
-} kir_shared_set;
-/* m's shared functions that have lacks, into it (C); returns how many */
-int emit_c_kir_shared(FILE *out, const kir_module *m, kir_shared_set *have);
+/* What a C file of kernels holds beyond its prologue, so that the C printer prints each thing
+ * once (emit_c_prologue fills it): the i2 dot products of instruction sets other than the
+ * file's own, and the shared functions, by name. */
+#define C_FILE_MAX_SHARED 8
+typedef struct c_file {
+    int isa;       /* enum dot_isa: the file's own, whose vocabulary is unprefixed (rsr_dot4) */
+    bool vex;      /* the target has AVX-VNNI's VEX encoding (else AVX-512 VL's EVEX form on ymm) */
+    unsigned isas; /* bit i: ISA i's vocabulary, prefixed with its name (rsr_avx2_dot4) */
+    char shared[C_FILE_MAX_SHARED][48];
+    int nshared;
+} c_file;
 
 #endif

@@ -578,12 +578,12 @@ typedef struct build {
     FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
-    bool linked, use_llvm;   /* --emit=so or obj; the CPU kernels through LLVM */
-    kir_shared_set c_shared; /* the shared functions (kir.h) model.c has */
-    kernel_sink cpu;         /* the CPU kernels' printer */
-    kernel_sink gpu;         /* a CUDA target's half (its printer's state), or printer NULL */
-    tune_state *tune;        /* --tune, or NULL */
-    tune_state *check;       /* the default for --target host: tune_check_lanes, or NULL */
+    bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
+    c_file c_file;         /* what model.c holds beyond its prologue (kir.h) */
+    kernel_sink cpu;       /* the CPU kernels' printer */
+    kernel_sink gpu;       /* a CUDA target's half (its printer's state), or printer NULL */
+    tune_state *tune;      /* --tune, or NULL */
+    tune_state *check;     /* the default for --target host: tune_check_lanes, or NULL */
     artifact_desc d;
     matrix_record *mats;
     rsr_artifact_layer *layers;
@@ -650,10 +650,10 @@ static void open_printers(build *b) {
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
     llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
-    b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .c_shared = &b->c_shared, .llvm = llvm};
+    b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .c_file = &b->c_file, .llvm = llvm};
     b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t};
     if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
-    emit_c_prologue(b->c, o->input, b->t);
+    emit_c_prologue(b->c, o->input, b->t, &b->c_file);
     b->cpu.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         rsrc_fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emits[o->emit].name);

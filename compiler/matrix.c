@@ -15,7 +15,7 @@
  *
  * Every printer prints every form its target's kind has (a CPU printer the CPU forms, a GPU
  * printer i2 with dp4a and the RSR warp form), so the plan never depends on which printer was
- * chosen, except where a printer's output is one instruction set per file (kernel_units_isa).
+ * chosen.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,22 +48,13 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
     free(y);
 }
 
-void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, const kernel_printer *pr,
-                   compiled_matrix *cm) {
+void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, compiled_matrix *cm) {
     memset(cm, 0, sizeof *cm);
     if (rq->decided)
         cm->mp = *rq->decided;
     else
         plan_matrix(tm, t, rq->strategy, rq->k, &cm->mp);
     cm->measured = rq->measured;
-    if (cm->mp.strategy == STRAT_I2 && tm->unit_cols && kernel_units_isa(t, pr, tm) < 0) { /* --backend=c */
-        /* lut where the planner predicted it (it may have passed it over for i2's fewer bytes) */
-        const bool lut = cm->mp.cost[STRAT_LUT] > 0 && rq->user_strategy != STRAT_I2;
-        cm->mp.strategy = lut ? STRAT_LUT : STRAT_RSR_LOOP;
-        size_t n = strlen(cm->mp.why);
-        snprintf(cm->mp.why + n, sizeof cm->mp.why - n, "; %s because the %s printer has no i2 per unit here",
-                 lut ? "lut" : "rsr-loop", pr->name);
-    }
     if (rq->lanes_min || tm->unit_cols)
         cm->mp.lanes_min = rq->lanes_min > 0 && cm->mp.strategy == STRAT_I2 && !tm->unit_cols ? rq->lanes_min : 0;
     else
@@ -163,7 +154,7 @@ void matrix_emit(const ternary_matrix *tm, const rsrc_target *t, int index, blob
 
 void compile_matrix(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, blob_writer *blob,
                     const kernel_sink *out, compiled_matrix *cm) {
-    matrix_decide(tm, t, rq, out->printer, cm);
+    matrix_decide(tm, t, rq, cm);
     emit(tm, t, rq->index, blob, out, cm, rq->print_kernel);
 }
 

@@ -11,12 +11,12 @@
 typedef struct kernel_cache kernel_cache;
 typedef struct kernel_sink { /* where a matrix's kernel is printed */
     const kernel_printer *printer;
-    kernel_cache *cache;             /* i2 kernels printed once per distinct code (matrix.c), or NULL */
-    FILE *c;                         /* the C printer: the kernels; the LLVM printer: their declarations */
-    struct kir_shared_set *c_shared; /* the C printer: the shared functions (kir.h) c has */
-    struct c_parts *parts;           /* the C printer: where unrolled kernels go, or NULL (all in c) */
-    struct llvm_emitter *llvm;       /* the LLVM printer's module */
-    void *state;                     /* a printer with a half of its own: what its begin returned */
+    kernel_cache *cache;       /* i2 kernels printed once per distinct code (matrix.c), or NULL */
+    FILE *c;                   /* the C printer: the kernels; the LLVM printer: their declarations */
+    struct c_file *c_file;     /* the C printer: what c holds beyond its prologue (kir.h) */
+    struct c_parts *parts;     /* the C printer: where unrolled kernels go, or NULL (all in c) */
+    struct llvm_emitter *llvm; /* the LLVM printer's module */
+    void *state;               /* a printer with a half of its own: what its begin returned */
 } kernel_sink;
 typedef struct matrix_request {
     enum strategy strategy;            /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */
@@ -45,8 +45,7 @@ void compile_matrix(const ternary_matrix *tm, const rsrc_target *t, const matrix
                     const kernel_sink *out, compiled_matrix *cm);
 /* The two halves of compile_matrix, for a caller that looks at the decision first (--tune drops
  * a candidate the planner would not keep). */
-void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, const kernel_printer *pr,
-                   compiled_matrix *cm);
+void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_request *rq, compiled_matrix *cm);
 void matrix_emit(const ternary_matrix *tm, const rsrc_target *t, int index, struct blob_writer *blob,
                  const kernel_sink *out, compiled_matrix *cm);
 void compiled_matrix_free(compiled_matrix *cm);

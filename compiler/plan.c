@@ -250,7 +250,7 @@ static void plan_gpu(const ternary_matrix *t, const rsrc_target *g, enum strateg
 
 void plan_matrix(const ternary_matrix *t, const rsrc_target *tg, enum strategy forced, int forced_k, matrix_plan *out) {
     memset(out, 0, sizeof *out);
-    const bool units_i2 = kernel_units_isa(tg, tg->backend ? tg->backend : &printer_c, t) >= 0;
+    const bool units_i2 = kernel_units_isa(tg, t) >= 0;
     if (t->unit_cols && forced == STRAT_I2 && (tg->kind == TK_CUDA || !units_i2))
         rsrc_fatal(
             "tensor '%s': its scales per group of columns (or the activations' per block) have kernels of the RSR "

@@ -36,8 +36,6 @@ struct kernel_printer {
     const char *title;     /* in messages: "LLVM NVPTX" */
     const char *backend;   /* the word of a spec's backend: and of --backend that selects it */
     enum target_kind kind; /* the targets it prints for; the table's first of a kind is its default */
-    bool any_isa;          /* i2 in any dot ISA of its target (else the target's own only: the C
-                              printer's helpers are one ISA per file) */
     bool gpu_entries;      /* GPU: a kernel is an entry of its own, not a group entry's device function */
     /* the forms of its target lower.c leaves to it, lowered into m; NULL: none */
     void (*lower)(kir_module *m, const rsrc_kernel *kn);

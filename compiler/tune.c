@@ -458,11 +458,10 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     if (!c) rsrc_fatal("%s: cannot create: %s", c_path, strerror(errno));
     blob_writer blob;
     blob_open(&blob, blob_path);
-    emit_c_prologue(c, tm->name, t);
+    c_file cf;
+    emit_c_prologue(c, tm->name, t, &cf);
     llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune", ts->opts.opt_level) : NULL;
-    kir_shared_set c_shared = {0};
-    const kernel_sink sink = {
-        .printer = llvm ? &printer_llvm : &printer_c, .c = c, .c_shared = &c_shared, .llvm = llvm};
+    const kernel_sink sink = {.printer = llvm ? &printer_llvm : &printer_c, .c = c, .c_file = &cf, .llvm = llvm};
     compiled_matrix cm[TUNE_MAX_CANDIDATES];
     int n = 0;
     for (int i = 0; i < tc->n; i++) {
@@ -473,7 +472,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
                                    .index = n,
                                    .prefill = ts->opts.prefill,
                                    .lanes_min = cd->lanes ? RSR_LANES_EVERY_STEP : -1};
-        matrix_decide(tm, t, &rq, sink.printer, &cm[n]);
+        matrix_decide(tm, t, &rq, &cm[n]);
         if (cm[n].mp.strategy != cd->strategy) { /* unrolled over the icache budget: not a candidate */
             compiled_matrix_free(&cm[n]);
             continue;

@@ -164,10 +164,10 @@ static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *
     FILE *c = fopen(c_path, "w");
     blob_writer blob;
     blob_open(&blob, blob_path);
-    emit_c_prologue(c, "test_printers", t);
+    c_file cf;
+    emit_c_prologue(c, "test_printers", t, &cf);
     llvm_emitter *llvm = pr == &printer_llvm ? emit_llvm_begin(t, "test", -1) : NULL;
-    kir_shared_set c_shared = {0};
-    const kernel_sink sink = {.printer = pr, .c = c, .c_shared = &c_shared, .llvm = llvm};
+    const kernel_sink sink = {.printer = pr, .c = c, .c_file = &cf, .llvm = llvm};
     compiled_matrix cm[NV * NM];
     char what[NV * NM][160];
     int of[NV * NM];

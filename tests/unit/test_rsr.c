@@ -145,6 +145,7 @@ typedef struct batch {
     char *c_path, *so_path, *blob_path;
     const char *cflags;
     FILE *c;
+    c_file file; /* what the C printer has added to c */
     blob_writer blob;
     check **checks;
     int n, cap, serial;
@@ -158,7 +159,8 @@ static void batch_open(batch *b, const char *dir, const char *name, const char *
     blob_open(&b->blob, b->blob_path);
     b->c = fopen(b->c_path, "w");
     fputs("#include <stddef.h>\n#include <stdint.h>\n", b->c);
-    if (isa >= 0) emit_c_dot_helpers(b->c, (enum dot_isa)isa);
+    b->file = (c_file){.isa = isa, .vex = true}; /* AVX-VNNI's VEX form, as the avx-vnni spec has it */
+    if (isa >= 0) emit_c_dot_helpers(b->c, &b->file, (enum dot_isa)isa);
 }
 
 static ternary_matrix copy_matrix(const ternary_matrix *t) {
@@ -184,7 +186,7 @@ static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const 
     kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, tgt, &printer_c, s, b->serial, 0);
     kernel_write_data(&c->kn, &b->blob);
     kir_module *m = kir_lower(&c->kn);
-    emit_c_kernel(b->c, m);
+    emit_c_kernel(b->c, m, &b->file);
     kir_close(m);
     fprintf(b->c, "void *get_%d(void) { return (void *)%s; }\n", b->serial, c->kn.symbol);
     if (c->kn.batch_symbol)

@@ -55,7 +55,7 @@ static bool shared_has(const c_file *have, const char *name) {
 /*
  * The dot products of i2 kernels (the kernel IR's vector vocabulary, kir.h, in C): the ISA's
  * RSR_DOT, then the template of its vector width (compiler/templates/dot_{scalar,256,512}.h), all
- * with the same names:
+ * with the same names (for an ISA not the file's own, prefixed with its name: rsr_avxvnni_dot4):
  *   rsr_vacc                  an accumulator (a vector of int32 lanes, or one int32)
  *   rsr_dot4(acc, w, x)       acc += codes of one group (V packed bytes = 4V columns) · x[0..4V)
  *   rsr_sum4(acc, x)          acc += x[0..4V)
@@ -800,7 +800,7 @@ static void c_kernel(const kernel_sink *out, const kir_module *m) {
     }
 }
 
-/* C has every CPU form; its i2 helpers are the target's own ISA's (one set per file). */
+/* C has every CPU form; a file's i2 helpers are its target's ISA's, and another's where a kernel needs it. */
 const kernel_printer printer_c = {.name = "c", .title = "C", .backend = "c", .kind = TK_CPU, .kernel = c_kernel};
 
 void emit_c_kernel_decl(FILE *out, const kir_module *m, const char *built_by) {

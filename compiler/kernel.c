@@ -97,8 +97,9 @@
  *                lanes (shuffles; a segment is a run of equal codes) leaves each segment's sum
  *                in its first lane, which applies the k digits; the k row sums are warp sums.
  *                  u32 block_col[blocks+1], u32 entry[kept] = column | code << 16
- * Backends (emit_c.c, emit_llvm.c, emit_cuda.c) walk this description; none of them decides
- * anything about the algorithm.
+ * The lowering (lower.c; cuda/compiler/lower_gpu.c for the GPU forms) turns this description into
+ * kernel IR once per matrix; the printers (emit_c.c, emit_llvm.c, cuda/compiler/emit_cuda.c)
+ * translate that IR and decide nothing about the algorithm.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -301,7 +302,8 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
         kn->strategy = p->binary ? "rsr-binary-warp" : "rsr-warp";
         kn->off_block_col = 0;
         kn->off_entry = align64(4 * ((uint64_t)p->num_blocks + 1));
-        kn->gpu_split = gpu_split((int32_t)(p->num_cols_kept / (uint64_t)(p->num_blocks ? p->num_blocks : 1)));
+        if (!nvptx) /* an LLVM NVPTX entry's block is one warp's */
+            kn->gpu_split = gpu_split((int32_t)(p->num_cols_kept / (uint64_t)(p->num_blocks ? p->num_blocks : 1)));
         return;
     }
     if (s == STRAT_RSR_UNROLLED) {
@@ -349,9 +351,6 @@ int lanes_group(const rsrc_kernel *kn) {
     if (kn->vec_bytes < 64 && g > 2) g &= ~(uint64_t)1; /* whole pairs (lanes_pairs) */
     return g < 1 ? 1 : g > most ? (int)most : (int)g;
 }
-
-/* Whether the target's lanes block is staged: its vector registers, narrower than 512 bits, cannot
- * hold the block's 16 accumulators (lower.c lower_lanes_block, a shared function of the module). */
 
 /* Whether a block takes two passes at once (the helpers' two-pass form): where the block is
  * staged and two passes' x fit the budget. Each column's index entry then serves 128 tokens, and

@@ -85,7 +85,7 @@ bool target_has_feature(const rsrc_target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsr_plan *p);
 /* The printers of kernels are values in a table (printer.h). */
 typedef struct kernel_printer kernel_printer;
-/* The dot ISA of i2 summed per unit of columns for this matrix on t through pr, or -1 (kernel.c). */
+/* The dot ISA of i2 summed per unit of columns for this matrix on t, or -1 (kernel.c). */
 int kernel_units_isa(const rsrc_target *t, const ternary_matrix *tm);
 /* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
  * for i2 and lut). */

@@ -17,16 +17,16 @@
 #include "rsr_numerics.h"
 
 enum emit_kind { EMIT_SO, EMIT_C, EMIT_LLVM, EMIT_ASM, EMIT_OBJ, EMIT_HEADER, EMIT_CUDA, EMIT_PTX, NUM_EMIT };
-/* What each --emit writes: its word, its default file, and the printer whose output it is (NULL:
- * the target's, or --backend's); so and obj are not text (no -o -). */
+/* What each --emit writes: its word, its default file, the printer whose output it is (NULL: the
+ * target's, or --backend's), whether it is text (-o - takes it) and whether it holds GPU code. */
 static const struct emit_info {
     const char *name, *default_out, *printer;
-    bool text;
+    bool text, gpu;
 } emits[NUM_EMIT] = {
-    [EMIT_SO] = {"so", "model.so", NULL, false},      [EMIT_C] = {"c", "model.c", "c", true},
-    [EMIT_LLVM] = {"llvm", "model.ll", "llvm", true}, [EMIT_ASM] = {"asm", "model.s", "llvm", true},
-    [EMIT_OBJ] = {"obj", "model.o", NULL, false},     [EMIT_HEADER] = {"header", "model.h", NULL, true},
-    [EMIT_CUDA] = {"cuda", "model.cu", "cuda", true}, [EMIT_PTX] = {"ptx", "model.ptx", NULL, true},
+    [EMIT_SO] = {"so", "model.so", NULL, false, true},       [EMIT_C] = {"c", "model.c", "c", true, false},
+    [EMIT_LLVM] = {"llvm", "model.ll", "llvm", true, false}, [EMIT_ASM] = {"asm", "model.s", "llvm", true, false},
+    [EMIT_OBJ] = {"obj", "model.o", NULL, false, false},     [EMIT_HEADER] = {"header", "model.h", NULL, true, false},
+    [EMIT_CUDA] = {"cuda", "model.cu", "cuda", true, true},  [EMIT_PTX] = {"ptx", "model.ptx", NULL, true, true},
 };
 
 typedef struct options {
@@ -272,10 +272,14 @@ static void check_options(options *o, bool force_progress) {
                    : o->verify     ? "verify"
                    : o->print_plan ? "print=plan"
                                    : "print=kernel");
-    /* an output of one printer: --backend must select that printer for its kind */
+    /* an output of one printer: a --backend that selects another printer of its kind, or (a CPU
+     * printer's output) none, contradicts it */
     const kernel_printer *need = e->printer ? printer_named(e->printer) : NULL;
-    if (need && o->backend && printer_backend(need->kind, o->backend) != need)
+    const kernel_printer *sel = need && o->backend ? printer_backend(need->kind, o->backend) : NULL;
+    if (need && o->backend && (sel ? sel != need : need->kind == TK_CPU))
         rsrc_fatal("--emit=%s is the %s printer's output, not --backend=%s's", e->name, need->title, o->backend);
+    if (o->backend && !printer_backend(TK_CPU, o->backend) && !e->gpu)
+        rsrc_fatal("--backend=%s is for CUDA targets' --emit=so, cuda or ptx", o->backend);
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress)
         o->progress = isatty(2) ? PROGRESS_TERMINAL : PROGRESS_LINES;

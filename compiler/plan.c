@@ -119,7 +119,7 @@ int plan_lanes_from(double gain) {
     return n < RSR_LANES_EVERY_STEP ? RSR_LANES_EVERY_STEP : n > RSR_LANES ? RSR_LANES : n;
 }
 
-/* Whether plan_prefill may choose the lanes on this target (so the printers need their helpers):
+/* Whether plan_prefill may choose the lanes on this target (so --target host measures them):
  * asked for, or auto where the cost model has a fit for the target's instruction set. */
 bool plan_may_use_lanes(const rsrc_target *tg, enum prefill_form prefill) {
     if (tg->kind == TK_CUDA || prefill == PREFILL_TILES) return false;

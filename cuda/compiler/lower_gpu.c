@@ -3,11 +3,12 @@
  * form. A warp computes a block of rows; its 32 lanes stride over the block's data, and warp sums
  * gather the lanes' partial sums. Two routes call a matrix differently (kernel.gpu_entry):
  *   - LLVM NVPTX: an entry of its own, (data, x, y), one warp per block of rows; lane 0 stores the
- *     block's rows. x and the weights are read a 32-bit word at a time.
+ *     block's rows. i2 reads x and the weights a 32-bit word at a time.
  *   - CUDA (NVRTC): a warp-level device function, (data, xq, b, slice, lane, sums), under a group
  *     entry that made x in shared memory (emit_cuda.c); `slice` of gpu_split warps share the
  *     block, and every lane ends with the block's sums. Words are read 16 bytes at a time.
- * The arithmetic of a group of 16 columns is one helper (dp4a_group) for both.
+ * i2's arithmetic of a group of 16 columns is one helper (dp4a_rows) for both, and the warp
+ * form's sums one lowering (warp_sums).
  */
 #include "kir.h"
 #include "lower.h"
@@ -284,24 +285,27 @@ static void lower_warp_rows(lower *L) {
         kir_store(L->m, &l, param(L, "sums"), num(L, r), warp_sum(L, ref(L, acc[r])));
 }
 
-/* The LLVM NVPTX entry: warp `block` of the grid takes that block of k rows; lane 0 stores them. */
+/* The LLVM NVPTX entry: warp `block` of the grid takes that block of k rows (past the last, none);
+ * lane 0 stores them. */
 static void lower_warp_entry(lower *L) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     int k = kn->plan->k;
     L->f = kir_func_add(m, kn->symbol, KSIG_GPU_ENTRY, true);
     L->f->comment = warp_comment(L);
-    kir_list l = kir_list_of(&L->f->body), l0;
-    warp_io io = {.b = var(L, "block", KT_I32), .lane = var(L, "lane", KT_I32), .split = 1};
+    kir_list l = kir_list_of(&L->f->body), in, l0;
+    warp_io io = {.b = var(L, "block", KT_I32), .lane = var(L, "lane", KT_I32), .split = kn->gpu_split};
     entry_warp(L, &l, io.b, io.lane);
+    /* the whole warp or none: a warp past the last block reads nothing (LLVM loads both sides of
+     * a select) */
+    kir_if(m, &l, lt(L, ref(L, io.b), num(L, kn->num_blocks)), &in);
     kir_var *acc[RSR_MAX_K], *s[RSR_MAX_K];
-    warp_sums(L, &l, &io, acc);
+    warp_sums(L, &in, &io, acc);
     for (int r = 0; r < k; r++) {
         s[r] = var(L, strf(L, "s%d", r, 0), KT_I32);
-        kir_decl(m, &l, s[r], warp_sum(L, ref(L, acc[r])), true);
+        kir_decl(m, &in, s[r], warp_sum(L, ref(L, acc[r])), true);
     }
-    kir_expr *lane0 = kir_bin(m, KO_EQ, KT_INT, ref(L, io.lane), num(L, 0));
-    kir_if(m, &l, kir_bin(m, KO_LAND, KT_INT, lane0, lt(L, ref(L, io.b), num(L, kn->num_blocks))), &l0);
+    kir_if(m, &in, kir_bin(m, KO_EQ, KT_INT, ref(L, io.lane), num(L, 0)), &l0);
     kir_expr *v[RSR_MAX_K];
     for (int r = 0; r < k; r++) v[r] = ref(L, s[r]);
     rows_store(L, &l0, io.b, k, v);

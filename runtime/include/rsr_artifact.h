@@ -150,7 +150,8 @@ enum rsr_layer_kind { RSR_LAYER_ATTENTION = 0, RSR_LAYER_DELTANET = 1 };
  *     and the others reading the same input; it takes (call, blob) and is launched on group_ctas
  *     thread blocks of 32·cta_warps threads; bit group_slot of the call's mask selects this matrix.
  *   LLVM NVPTX route (group_ctas = 0): `kernel` takes (data, x, y): data = the device copy of the
- *     blob + `data`, x = int8 activations zero-padded to a multiple of RSR_X_PAD, y = int32 [rows];
+ *     blob + `data`, x = int8 activations zero-padded to a multiple of RSR_X_PAD, y = int32 [rows]
+ *     (a matrix with scales per group of columns: its sums per unit and plane, rt_gpu_kernel_rows);
  *     launched on ceil(num_blocks / cta_warps) thread blocks of 32·cta_warps threads.
  */
 #define RSR_GPU_MAX_MODULES 2

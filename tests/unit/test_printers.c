@@ -6,7 +6,8 @@
  * and with its RSR-lanes prefill, lut) and every target this machine can run (generic, avx2,
  * avx512, avx512-vnni: those whose features the CPU has): ternary and binary matrices of awkward shapes go through compile_matrix,
  * as rsrc compiles them (and one expanded per unit of columns, as group scales make it, through
- * the forms that compute it: RSR and lut), into one shared object per (target, printer), and the decode kernel
+ * the forms that compute it: RSR, lut and i2 per unit, on AVX-512 targets in AVX-VNNI's or AVX2's
+ * 32-byte fields, which the C printer prints as a second ISA in the file), into one shared object per (target, printer), and the decode kernel
  * (called in two halves, as two threads would) and the batched kernel must give the naive int32
  * products for random and extreme vectors (printers_check.h). Every CPU printer prints every CPU
  * form (the LLVM printer's scalar lut included). The GPU printers cannot run here (no GPU):

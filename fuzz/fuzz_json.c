@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "json_check.h"
+#include "json_feed.h"
 #include "serve_json.h"
 
 #define MAX_NUMBER 24 /* serve_json.c: "a number has at most 24 characters" */
@@ -56,30 +57,10 @@ static void finish(const json_shape *sh, const json_state *st, const char *r, si
 }
 
 static reading read_reply(const json_shape *sh, const char *r, size_t n) {
-    json_state whole, bytes, copy;
-    json_state_init(&whole, sh), json_state_init(&bytes, sh), json_state_init(&copy, sh);
-    bool ok_whole = json_state_feed(&whole, sh, r, n), ok_bytes = true;
-    for (size_t i = 0; i < n && ok_bytes; i++) {
-        if (i == n / 2) { /* a copy halfway, fed the rest at once, ends as the whole */
-            json_state half;
-            json_state_init(&half, sh);
-            json_state_copy(&half, &bytes);
-            bool ok = json_state_feed(&half, sh, r + i, n - i);
-            assert(ok == ok_whole);
-            if (ok) assert(json_state_done(&half, sh) == json_state_done(&whole, sh));
-        }
-        json_state_copy(&copy, &bytes); /* a copy fed the next byte answers as the original */
-        bool c = json_state_feed(&copy, sh, r + i, 1);
-        ok_bytes = json_state_feed(&bytes, sh, r + i, 1);
-        assert(c == ok_bytes);
-        if (c) assert(json_state_done(&copy, sh) == json_state_done(&bytes, sh));
-    }
-    assert(ok_whole == ok_bytes);
-    reading out = {ok_whole, ok_whole && json_state_done(&whole, sh)};
-    if (ok_whole) {
-        assert(out.done == json_state_done(&bytes, sh));
-        finish(sh, &whole, r, n);
-    }
+    json_state whole;
+    bool ok = feed_agrees(sh, r, n, &whole);
+    reading out = {ok, ok && json_state_done(&whole, sh)};
+    if (ok) finish(sh, &whole, r, n);
     return out;
 }
 

@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "json_check.h"
+#include "json_feed.h"
 #include "serve_gbnf.h"
 #include "serve_json.h"
 #include "serve_schema.h"
@@ -60,28 +61,8 @@ static void check_whole(const subject *sub, const char *r, size_t n) {
 }
 
 static void shape_reply(const subject *sub, const json_shape *sh, const char *r, size_t n) {
-    json_state whole, bytes, copy;
-    json_state_init(&whole, sh), json_state_init(&bytes, sh), json_state_init(&copy, sh);
-    bool ok_whole = json_state_feed(&whole, sh, r, n), ok_bytes = true;
-    for (size_t i = 0; i < n && ok_bytes; i++) {
-        if (i == n / 2) { /* a copy halfway, fed the rest at once, ends as the whole */
-            json_state half;
-            json_state_init(&half, sh);
-            json_state_copy(&half, &bytes);
-            bool ok = json_state_feed(&half, sh, r + i, n - i);
-            assert(ok == ok_whole);
-            if (ok) assert(json_state_done(&half, sh) == json_state_done(&whole, sh));
-        }
-        json_state_copy(&copy, &bytes); /* a copy fed the next byte answers as the original */
-        bool c = json_state_feed(&copy, sh, r + i, 1);
-        ok_bytes = json_state_feed(&bytes, sh, r + i, 1);
-        assert(c == ok_bytes);
-        if (c) assert(json_state_done(&copy, sh) == json_state_done(&bytes, sh));
-    }
-    assert(ok_whole == ok_bytes);
-    if (!ok_whole) return;
-    assert(json_state_done(&whole, sh) == json_state_done(&bytes, sh));
-    if (json_state_done(&whole, sh)) check_whole(sub, r, n);
+    json_state whole;
+    if (feed_agrees(sh, r, n, &whole) && json_state_done(&whole, sh)) check_whole(sub, r, n);
 }
 
 static void grammar_reply(const subject *sub, const gbnf_grammar *g, const char *r, size_t n) {

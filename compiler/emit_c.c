@@ -28,7 +28,7 @@ void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, c_file
 /* A module's shared functions (kir.h), each once per C file: before the first kernel that calls
  * it, after the GNU vector types they and their callers use (one definition serves every ISA).
  * have: those the file has already. */
-static int c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, c_file *have, const char *tag);
+static void c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, c_file *have, const char *tag);
 static void c_shared_once(FILE *out, const kir_module *m, c_file *have) {
     bool any = false;
     for (const kir_func *f = m->funcs; f && !any; f = f->next) any = f->shared;
@@ -148,12 +148,19 @@ typedef struct cpr {
     const char *tag;      /* the dot vocabulary of an ISA not the file's own: its names prefixed (rsr_avx2_dot4) */
 } cpr;
 
+/* rsr_X of the dot vocabulary under tag's name, rsr_TAG_X (put_tagged renames its helpers so) */
+static void tagged_name(char *buf, size_t n, const char *tag, const char *name) {
+    snprintf(buf, n, "rsr_%s_%s", tag, name + 4);
+}
+
 /* A name of the dot vocabulary (rsr_...) as this module's ISA has it in the file. */
 static void c_vocab(const cpr *P, const char *name) {
-    if (P->tag && !strncmp(name, "rsr_", 4))
-        fprintf(P->out, "rsr_%s_%s", P->tag, name + 4);
-    else
-        fputs(name, P->out);
+    char buf[64];
+    if (P->tag && !strncmp(name, "rsr_", 4)) {
+        tagged_name(buf, sizeof buf, P->tag, name);
+        name = buf;
+    }
+    fputs(name, P->out);
 }
 
 static void c_name(const cpr *P, const kir_var *v) {
@@ -717,7 +724,7 @@ static const char *const *c_tagged_types(const char *tag, char names[][48], cons
     static const enum kir_type vocab[] = {KT_VACC, KT_VACC16, KT_CODES, KT_BACC, KT_PAIR, KT_I32X4, KT_PI32X4};
     memcpy(types, c_types, sizeof c_types);
     for (size_t i = 0; i < sizeof vocab / sizeof *vocab; i++) {
-        snprintf(names[i], 48, "rsr_%s_%s", tag, c_types[vocab[i]] + 4);
+        tagged_name(names[i], 48, tag, c_types[vocab[i]]);
         types[vocab[i]] = names[i];
     }
     return types;
@@ -725,9 +732,8 @@ static const char *const *c_tagged_types(const char *tag, char names[][48], cons
 
 /* m's functions: those not shared, or (have) the shared ones have lacks, added to it; tag: m's
  * dot vocabulary is another ISA's than the file's (c_vocab) */
-static int c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, c_file *have, const char *tag) {
+static void c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, c_file *have, const char *tag) {
     const bool shared = have != NULL;
-    int printed = 0;
     bool *suffixed = shared ? xcalloc((size_t)m->nvars + 1, sizeof *suffixed) : NULL;
     const kir_var **seen = shared ? xcalloc((size_t)m->nvars + 1, sizeof *seen) : NULL;
     char names[8][48];
@@ -741,7 +747,6 @@ static int c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, c_fil
                 rsrc_fatal("internal error: shared function %s: more than the C printer keeps", f->name);
             strcpy(have->shared[have->nshared++], f->name);
         }
-        printed++;
         if (f->comment) fprintf(out, "/* %s */\n", f->comment);
         (d ? d->signature : c_signature)(out, f);
         int n = 0;
@@ -757,7 +762,6 @@ static int c_kir_funcs(FILE *out, const kir_module *m, const c_dialect *d, c_fil
         }
     }
     free(suffixed), free(seen);
-    return printed;
 }
 
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d) { c_kir_funcs(out, m, d, NULL, NULL); }
@@ -775,8 +779,6 @@ void emit_c_kernel_part(c_parts *parts, const kir_module *m) {
     parts->paths[parts->n++] = path;
 }
 
-/* The C printer's hook: a module with a table of block functions (the unrolled form, most of the
- * C's size) goes to a file of its own where the sink has parts, compiled in parallel. */
 /* An i2 module of an ISA not the file's own: that ISA's dot vocabulary, once per file, and its
  * prefix (else NULL). */
 static const char *c_isa_once(FILE *out, const kir_module *m, c_file *file) {
@@ -791,6 +793,8 @@ void emit_c_kernel(FILE *out, const kir_module *m, c_file *file) {
     c_kir_funcs(out, m, NULL, NULL, c_isa_once(out, m, file));
 }
 
+/* The C printer's hook: a module with a table of block functions (the unrolled form, most of the
+ * C's size) goes to a file of its own where the sink has parts, compiled in parallel. */
 static void c_kernel(const kernel_sink *out, const kir_module *m) {
     if (out->parts && m->tables) {
         emit_c_kernel_part(out->parts, m);

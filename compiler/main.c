@@ -29,6 +29,14 @@ static const struct emit_info {
     [EMIT_CUDA] = {"cuda", "model.cu", "cuda", true, true},  [EMIT_PTX] = {"ptx", "model.ptx", NULL, true, true},
 };
 
+/* The printer whose output an --emit is, or NULL. */
+static const kernel_printer *emit_printer(const struct emit_info *e) {
+    return e->printer ? printer_named(e->printer) : NULL;
+}
+
+/* A --backend word that selects a GPU printer only (nvrtc). */
+static bool backend_gpu_only(const char *backend) { return !printer_backend(TK_CPU, backend); }
+
 typedef struct options {
     const char *input, *output, *target, *cpu, *features, *backend;
     const char *name; /* --name: prefix of the entry points; NULL: the default model */
@@ -274,11 +282,11 @@ static void check_options(options *o, bool force_progress) {
                                    : "print=kernel");
     /* an output of one printer: a --backend that selects another printer of its kind, or (a CPU
      * printer's output) none, contradicts it */
-    const kernel_printer *need = e->printer ? printer_named(e->printer) : NULL;
+    const kernel_printer *need = emit_printer(e);
     const kernel_printer *sel = need && o->backend ? printer_backend(need->kind, o->backend) : NULL;
     if (need && o->backend && (sel ? sel != need : need->kind == TK_CPU))
         rsrc_fatal("--emit=%s is the %s printer's output, not --backend=%s's", e->name, need->title, o->backend);
-    if (o->backend && !printer_backend(TK_CPU, o->backend) && !e->gpu)
+    if (o->backend && backend_gpu_only(o->backend) && !e->gpu)
         rsrc_fatal("--backend=%s is for CUDA targets' --emit=so, cuda or ptx", o->backend);
     /* A status line only where someone watches it, and not in the way of other output on stderr. */
     if (force_progress)
@@ -601,7 +609,7 @@ static void load_inputs(build *b) {
     check_output(o);
     rsrc_target *t = b->t = target_load(o->target, o->cpu, o->features);
     check_cpu_features(o, t);
-    if (o->backend && !printer_backend(TK_CPU, o->backend) && !t->gpu)
+    if (o->backend && backend_gpu_only(o->backend) && !t->gpu)
         rsrc_fatal("--backend=%s needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->backend, o->target);
     if (o->print_target) target_print(t, stdout);
     if (rsrc_verbosity >= 1) {
@@ -644,8 +652,7 @@ static void open_printers(build *b) {
     blob_open(&b->blob, b->blob_path);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
     /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
-    const struct emit_info *e = &emits[o->emit];
-    const kernel_printer *named = e->printer ? printer_named(e->printer) : NULL;
+    const kernel_printer *named = emit_printer(&emits[o->emit]);
     const kernel_printer *cpu = named && named->kind == TK_CPU ? named
                                 : !b->linked                   ? &printer_c
                                 : o->backend                   ? printer_for(TK_CPU, o->backend)

@@ -186,15 +186,16 @@ static void lower_i2_rows(lower *L) {
  * parameters, or (LLVM NVPTX) the entry's variables, one warp per block and x the entry's. */
 typedef struct warp_io {
     kir_var *b, *lane; /* NULL: the parameters b and lane */
-    int split;         /* warps sharing a block; 1: slice is 0 (the entry) */
+    int split;         /* warps sharing a block (an entry's: 1) */
 } warp_io;
 
 static kir_expr *io_b(lower *L, const warp_io *io) { return io->b ? ref(L, io->b) : param(L, "b"); }
 static kir_expr *io_lane(lower *L, const warp_io *io) { return io->lane ? ref(L, io->lane) : param(L, "lane"); }
 
-/* The warp's first kept column of the block: its slice's (slice s of S starts at s·32). */
+/* The warp's first kept column of the block: its slice's (slice s of S starts at s·32; an entry's
+ * warp has the block alone). */
 static kir_expr *warp_first(lower *L, const warp_io *io, kir_expr *start) {
-    return io->split > 1 || !io->b ? add(L, start, mul(L, param(L, "slice"), num(L, 32))) : start;
+    return io->b ? start : add(L, start, mul(L, param(L, "slice"), num(L, 32)));
 }
 
 /* The RSR warp form's sums: 32 kept columns of the block at a time (step S·32); a segment is a

@@ -163,21 +163,23 @@ static int compile_enum(compiler *c, int id, const cJSON *values, bool is_const)
     return 0;
 }
 
+/* The type bits of a compact JSON value, by its first byte (a number's by its value). */
+static int text_types(const char *t) {
+    static const char first[] = "{[\"tfn";
+    static const int bits[] = {T_OBJECT, T_ARRAY, T_STRING, T_BOOL, T_BOOL, T_NULL};
+    const char *p = strchr(first, *t);
+    if (p && *t) return bits[p - first];
+    double v = strtod(t, NULL);
+    return T_NUMBER | (v == floor(v) ? T_INTEGER : 0);
+}
+
 /* enum and const: the values of the schema's type (as serve_schema.c serves them); -1 with the
  * message when none is */
 static int enum_of_type(compiler *c, node *nd, const char *keyword) {
     if (!nd->nenum || nd->types == T_ANY) return 0;
     int kept = 0;
     for (int i = 0; i < nd->nenum; i++) {
-        const char *t = nd->enum_text[i];
-        int bits = *t == '{'                ? T_OBJECT
-                   : *t == '['              ? T_ARRAY
-                   : *t == '"'              ? T_STRING
-                   : *t == 't' || *t == 'f' ? T_BOOL
-                   : *t == 'n'              ? T_NULL
-                                            : T_NUMBER;
-        if (bits == T_NUMBER && strtod(t, NULL) == floor(strtod(t, NULL))) bits |= T_INTEGER;
-        if (bits & nd->types)
+        if (text_types(nd->enum_text[i]) & nd->types)
             nd->enum_text[kept++] = nd->enum_text[i];
         else
             free(nd->enum_text[i]);

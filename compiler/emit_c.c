@@ -69,6 +69,7 @@ static bool shared_has(const c_file *have, const char *name) {
  * and for batched kernels, which decode a field once and use it for several tokens:
  *   rsr_field(w, i)           the codes (0..2) of field i of V packed bytes: rsr_codes
  *   rsr_bdot(acc, k, x)       acc += k · x[0..V), acc an rsr_bacc (rsr_bzero, rsr_bsum)
+ *   rsr_bdotp(h, k, x)        h += k · x[0..V) as pair sums (AVX2), widened by rsr_widen
  * Every product is exact: codes are 0..2, |x| <= 128, and vpmaddubsw's int16 pair sums stay
  * within ±512, far from saturation; rsr_dot4p's running 16-bit sums reach the int16 limit exactly
  * (kernel.c, dot_isa_pair_sums), and wrap nowhere.
@@ -462,6 +463,7 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
     case KO_VSUM4: c_call(P, "rsr_bsum4", e->a, e->b, e->c, e->d); break;
     case KO_BDOT: c_call(P, "rsr_bdot", e->a, e->b, e->c, NULL); break;
+    case KO_BDOTP: c_call(P, "rsr_bdotp", e->a, e->b, e->c, NULL); break;
     case KO_PAIR: c_call(P, "rsr_pair", e->a, e->b, NULL, NULL); break;
     case KO_XPAIR: c_call(P, "rsr_xpair", e->a, e->b, NULL, NULL); break;
     case KO_MMLA: c_call(P, "rsr_mmla", e->a, e->b, e->c, NULL); break;

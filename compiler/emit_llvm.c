@@ -754,6 +754,9 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         r.f[0] = dot(e, mi, a.f[0], codes, vload(e, V, kev1(k, x->c), 0));
         return r;
     }
+    case KO_BDOTP:
+        r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), pair_sums(e, mi, kev1(k, x->b), vload(e, V, kev1(k, x->c), 0)), "");
+        return r;
     case KO_PAIR:
     case KO_XPAIR: {
         LLVMValueRef a = kev1(k, x->a), b = kev1(k, x->b);

@@ -27,7 +27,7 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_NE] = "ne", [KO_LAND] = "land", [KO_LOR] = "lor", [KO_NEG] = "neg", [KO_SELECT] = "select",
     [KO_CAST] = "cast", [KO_LOAD] = "load", [KO_INDEX] = "index", [KO_REINTERPRET] = "reinterpret",
     [KO_VZERO] = "vzero", [KO_DOT4] = "dot4", [KO_SUM4] = "sum4", [KO_VSUM] = "vsum", [KO_VSUM4] = "vsum4", [KO_FIELD] = "field",
-    [KO_BDOT] = "bdot", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_QDOT] = "qdot", [KO_HALF] = "half", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
+    [KO_BDOT] = "bdot", [KO_BDOTP] = "bdotp", [KO_DOT4P] = "dot4p", [KO_WIDEN] = "widen", [KO_QDOT] = "qdot", [KO_HALF] = "half", [KO_PAIR] = "pair", [KO_XPAIR] = "xpair",
     [KO_MMLA] = "mmla", [KO_LANE] = "lane",
     [KO_VCONST] = "vconst", [KO_XWORDS] = "xwords", [KO_PERMW] = "permw", [KO_MADDW] = "maddw",
     [KO_MSUBW] = "msubw", [KO_PERM2B] = "perm2b", [KO_VLOADB] = "vloadb", [KO_MASK64] = "mask64",

@@ -142,6 +142,7 @@ enum kir_op {
     KO_VSUM4, /* KT_I32X4: lane r the int32 sum of accumulator r's lanes, of a, b, c, d (KT_BACC) */
     KO_FIELD, /* the codes 0..2 of field imm of V packed bytes at a */
     KO_BDOT,  /* a + codes b · x[0..V) at c */
+    KO_BDOTP, /* KO_BDOT into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening */
     KO_DOT4P, /* KO_DOT4 into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening per group */
     KO_WIDEN, /* a (KT_VACC) + the 16-bit lanes of b (KT_VACC16) summed in pairs (vpmaddwd by ones) */
     KO_QDOT,  /* a (KT_VACC16) + codes b (8 rows × 4 columns, lane r row r) · the 4 bytes of x at c in every

@@ -219,6 +219,47 @@ static void i2_group(lower *L, kir_list *gl, kir_var *w, kir_var *g, kir_var **a
     }
 }
 
+/* ---- runs of groups on a pair-sums ISA (dot_isa_pair_sums): vpmaddubsw's 16-bit pair sums
+ * added for at most dot_pair_sums_groups() groups (exact: kernel.c), widened once a run ---- */
+
+/* The loop over runs of nearly equal length (a short last run would be unrolled whole, its x
+ * hoisted and spilled): returns its body, *g0 the run's first group. */
+static int run_groups(const rsrc_kernel *kn) {
+    const int most = dot_pair_sums_groups(), runs = (kn->groups + most - 1) / most;
+    return runs > 0 ? (kn->groups + runs - 1) / runs : 1;
+}
+static kir_list runs_open(lower *L, kir_list *l, kir_var **g0) {
+    const int groups = L->kn->groups, run = run_groups(L->kn);
+    kir_list rl;
+    *g0 = var(L, "g0", KT_I32);
+    kir_stmt *fr = kir_for(L->m, l, *g0, num(L, 0), lt(L, ref(L, *g0), num(L, groups)), run, &rl);
+    fr->label = "run";
+    return rl;
+}
+
+/* The run's groups g0 .. its end (the last run's end the block's): the group loop, its body in *gl. */
+static kir_stmt *runs_groups(lower *L, kir_list *rl, kir_var *g0, kir_list *gl) {
+    const int groups = L->kn->groups, run = run_groups(L->kn);
+    kir_var *end = var(L, "end", KT_I32);
+    kir_expr *last = add(L, ref(L, g0), num(L, run));
+    if (groups % run) {
+        kir_expr *in = lt(L, add(L, ref(L, g0), num(L, run)), num(L, groups));
+        last = kir_vec(L->m, KO_SELECT, KT_I32, in, last, num(L, groups), 0);
+    }
+    kir_decl(L->m, rl, end, last, true);
+    return loop(L, rl, "g", "group", ref(L, g0), ref(L, end), gl);
+}
+
+static kir_var *pair_sums_zero(lower *L, kir_list *l, const char *name) {
+    kir_var *h = var(L, name, KT_VACC16);
+    kir_decl(L->m, l, h, kir_vec(L->m, KO_VZERO, KT_VACC16, NULL, NULL, NULL, 0), false);
+    return h;
+}
+
+static void pair_sums_widen(lower *L, kir_list *l, kir_var *acc, kir_var *h) {
+    kir_set(L->m, l, acc, kir_vec(L->m, KO_WIDEN, acc->type, ref(L, acc), ref(L, h), NULL, 0));
+}
+
 /* Σx once per call, then per block of 4 rows one pass over the groups, x shared by the rows. On a
  * pair-sums ISA (dot_isa_pair_sums) the groups go in runs of dot_pair_sums_groups(), summed in
  * 16-bit lanes and widened once per run. */
@@ -249,27 +290,12 @@ static void lower_i2(lower *L) {
         f = loop(L, &blk, "g", "group", num(L, 0), num(L, kn->groups), &gl);
         i2_group(L, &gl, w, f->var, a, NULL);
     } else {
-        /* runs of nearly equal length (a short last run would be unrolled whole, its x hoisted and spilled) */
-        const int most = dot_pair_sums_groups(), runs = (kn->groups + most - 1) / most;
-        const int run = runs > 0 ? (kn->groups + runs - 1) / runs : 1;
-        kir_list rl;
-        kir_var *g0 = var(L, "g0", KT_I32), *end = var(L, "end", KT_I32);
-        kir_stmt *fr = kir_for(m, &blk, g0, num(L, 0), lt(L, ref(L, g0), num(L, kn->groups)), run, &rl);
-        fr->label = "run";
-        for (int r = 0; r < R; r++) {
-            h[r] = var(L, strf(L, "h%d", r, 0), KT_VACC16);
-            kir_decl(m, &rl, h[r], kir_vec(m, KO_VZERO, KT_VACC16, NULL, NULL, NULL, 0), false);
-        }
-        kir_expr *last = add(L, ref(L, g0), num(L, run));
-        if (kn->groups % run) {
-            kir_expr *in = lt(L, add(L, ref(L, g0), num(L, run)), num(L, kn->groups));
-            last = kir_vec(m, KO_SELECT, KT_I32, in, last, num(L, kn->groups), 0);
-        }
-        kir_decl(m, &rl, end, last, true);
-        f = loop(L, &rl, "g", "group", ref(L, g0), ref(L, end), &gl);
+        kir_var *g0;
+        kir_list rl = runs_open(L, &blk, &g0);
+        for (int r = 0; r < R; r++) h[r] = pair_sums_zero(L, &rl, strf(L, "h%d", r, 0));
+        f = runs_groups(L, &rl, g0, &gl);
         i2_group(L, &gl, w, f->var, a, h);
-        for (int r = 0; r < R; r++)
-            kir_set(m, &rl, a[r], kir_vec(m, KO_WIDEN, KT_VACC, ref(L, a[r]), ref(L, h[r]), NULL, 0));
+        for (int r = 0; r < R; r++) pair_sums_widen(L, &rl, a[r], h[r]);
     }
     store_rows(L, &blk, b, R, NULL, vsum_minus, a);
 }
@@ -646,15 +672,31 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
     kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
     tile_x(L, l, T, t, x);
     tile_zero(L, l, "a%d_%d", R, T, c.a);
-    kir_list gl = tile_groups(L, l, w, &g, &wg);
+    const bool ps = dot_isa_pair_sums(L->kn->isa);
+    kir_var *h[4][RSR_BATCH_TILE_MAX], *g0;
+    kir_list rl, gl;
+    if (ps) { /* pair sums in runs of groups, widened once a run: one multiply per field and token */
+        rl = runs_open(L, l, &g0);
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < T; j++) h[r][j] = pair_sums_zero(L, &rl, strf(L, "h%d_%d", r, j));
+        g = runs_groups(L, &rl, g0, &gl)->var;
+        wg = var(L, "wg", KT_PU8);
+        kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, R * L->kn->vec_bytes))), true);
+    } else
+        gl = tile_groups(L, l, w, &g, &wg);
     for (int i = 0; i < 4; i++) {
         kir_list sc = tile_field(L, &gl, wg, i, codes);
         for (int j = 0; j < T; j++)
             for (int r = 0; r < R; r++) {
                 kir_expr *xp = tile_xp(L, x[j], g, i);
-                kir_set(m, &sc, c.a[r][j], kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.a[r][j]), ref(L, codes[r]), xp, 0));
+                kir_var *acc = ps ? h[r][j] : c.a[r][j];
+                kir_set(m, &sc, acc,
+                        kir_vec(m, ps ? KO_BDOTP : KO_BDOT, acc->type, ref(L, acc), ref(L, codes[r]), xp, 0));
             }
     }
+    if (ps)
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < T; j++) pair_sums_widen(L, &rl, c.a[r][j], h[r][j]);
     for (c.j = 0; c.j < T; c.j++) store_rows(L, l, b, R, tile_index, tile_value, &c);
 }
 

@@ -43,6 +43,9 @@ static inline rsr_vacc16 rsr_dot4p(rsr_vacc16 h, const uint8_t *w, const int8_t 
         h = _mm256_add_epi16(h, _mm256_maddubs_epi16(rsr_field(w, i), _mm256_loadu_si256((const void *)(x + 32 * i))));
     return h;
 }
+static inline rsr_vacc16 rsr_bdotp(rsr_vacc16 h, rsr_codes k, const int8_t *x) {
+    return _mm256_add_epi16(h, _mm256_maddubs_epi16(k, _mm256_loadu_si256((const void *)x)));
+}
 static inline rsr_vacc rsr_widen(rsr_vacc acc, rsr_vacc16 h) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(h, _mm256_set1_epi16(1)));
 }

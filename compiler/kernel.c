@@ -38,7 +38,8 @@
  *                needs no bounds), see rsr_artifact.h.
  *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to RSR_BATCH_MAX (256) tokens:
  *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
- *                 above, no data of its own).
+ *                 above, no data of its own). AVX2 takes half a block (tile_rows) at a time and
+ *                 adds pair sums in 16 bits for runs of groups, as its one-token kernel does.
  *     RSR lanes   (lanes_min > 0; plan_prefill chooses) RSR with the tokens in vector lanes, for
  *                 steps of at least lanes_min tokens (fewer go through the tiles, which cost in
  *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64; so
@@ -254,6 +255,15 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
         kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4; /* AVX2, AVX-VNNI */
+        kn->tile_rows = kn->block_rows;
+        /* AVX2 adds 16-bit pair sums (dot_isa_pair_sums), widened once a run into int32 sums that
+         * wait in memory meanwhile, and is bound by its vector ALUs (the decode's shifts and masks
+         * beside one vpmaddubsw and one vpaddw per field, row and token): half a block at a time
+         * for 4 tokens (8 pair sums, 2 fields, x) decodes each field for twice the tokens of 2 × 4.
+         * bench_gemv --target avx2, Zen 5: 4 tokens × 2 rows 177-182 G weight·tokens/s a thread,
+         * 2 × 4 157-161, 3 × 2 174-181, 4 × 1 160-185, 8 × 1 164-200 (x of 8 tokens leaves L1 at
+         * 6912 columns, and a row at a time reads each block's lines four times). */
+        if (dot_isa_pair_sums(kn->isa)) kn->batch_tile = 4, kn->tile_rows = 2;
         /* smmla: 2 row pairs × 4 token pairs of 4-lane accumulators (8 of NEON's 32 registers), so
          * a decoded field serves 8 tokens (lower.c, lower_tile_mmla) */
         if (kn->isa == DOT_I8MM) kn->batch_tile = 8;

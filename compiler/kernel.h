@@ -66,6 +66,7 @@ typedef struct rsrc_kernel {
     int32_t unit_cols;              /* i2: sums per unit of this many columns (scales per group), 0: per row */
     int32_t unit_stride;            /* i2 per unit: unit u's sums at y[u·unit_stride + row] (kernel.c) */
     int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
+    int32_t tile_rows;              /* i2 batched on a pair-sums ISA: rows of a block a tile takes at once */
     bool rows_in_lanes; /* i2 per unit on AVX2, AVX-VNNI: I2_LANE_ROWS rows a block, one in each int32 lane */
     int lanes_min;      /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */

@@ -358,15 +358,18 @@ static kir_list tile_groups(lower *L, kir_list *l, kir_var *w, kir_var **g, kir_
     return group_steps(L, l, w, 1, g, wg);
 }
 
-static kir_list tile_field(lower *L, kir_list *gl, kir_var *wg, int i, kir_var **codes) {
+static kir_list tile_field_rows(lower *L, kir_list *gl, kir_var *wg, int i, int r0, int nr, kir_var **codes) {
     kir_list sc = kir_list_of(&kir_stmt_add(L->m, gl, KS_SCOPE)->body);
-    for (int r = 0; r < L->kn->block_rows; r++) {
+    for (int r = r0; r < r0 + nr; r++) {
         codes[r] = var(L, strf(L, "c%d", r, 0), KT_CODES);
         kir_expr *field =
             kir_vec(L->m, KO_FIELD, KT_CODES, idx(L, ref(L, wg), num(L, r * L->kn->vec_bytes)), NULL, NULL, i);
         kir_decl(L->m, &sc, codes[r], field, false);
     }
     return sc;
+}
+static kir_list tile_field(lower *L, kir_list *gl, kir_var *wg, int i, kir_var **codes) {
+    return tile_field_rows(L, gl, wg, i, 0, L->kn->block_rows, codes);
 }
 
 /* xj + g·4V·k + f·V: field f's columns of step g (of k groups, group_steps) for one token */
@@ -665,6 +668,31 @@ static void rows_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
     rows_blocks(L, l, &(rows_ctx){.x = x, .su = su, .t = t, .T = T});
 }
 
+/* A tile on a pair-sums ISA (dot_isa_pair_sums), rows r0 .. r0 + tile_rows of the block at w: each
+ * field's vpmaddubsw pair sums added in 16 bits for a run of groups (one multiply per field and
+ * token), widened into a[r][j] once a run. */
+static void tile_pair_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *w, int r0,
+                           kir_var *a[][RSR_BATCH_TILE_MAX]) {
+    kir_module *m = L->m;
+    const int nr = L->kn->tile_rows;
+    kir_var *h[4][RSR_BATCH_TILE_MAX], *g0, *codes[4], *wg = var(L, "wg", KT_PU8);
+    kir_list rl = runs_open(L, l, &g0), gl;
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < T; j++) h[r][j] = pair_sums_zero(L, &rl, strf(L, "h%d_%d", r0 + r, j));
+    kir_var *g = runs_groups(L, &rl, g0, &gl)->var;
+    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, L->kn->block_rows * L->kn->vec_bytes))), true);
+    for (int i = 0; i < 4; i++) {
+        kir_list sc = tile_field_rows(L, &gl, wg, i, r0, nr, codes);
+        for (int j = 0; j < T; j++)
+            for (int r = 0; r < nr; r++)
+                kir_set(
+                    m, &sc, h[r][j],
+                    kir_vec(m, KO_BDOTP, KT_VACC16, ref(L, h[r][j]), ref(L, codes[r0 + r]), tile_xp(L, x[j], g, i), 0));
+    }
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < T; j++) pair_sums_widen(L, &rl, a[r0 + r][j], h[r][j]);
+}
+
 static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
     kir_module *m = L->m;
     int R = L->kn->block_rows;
@@ -672,31 +700,20 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
     kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
     tile_x(L, l, T, t, x);
     tile_zero(L, l, "a%d_%d", R, T, c.a);
-    const bool ps = dot_isa_pair_sums(L->kn->isa);
-    kir_var *h[4][RSR_BATCH_TILE_MAX], *g0;
-    kir_list rl, gl;
-    if (ps) { /* pair sums in runs of groups, widened once a run: one multiply per field and token */
-        rl = runs_open(L, l, &g0);
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < T; j++) h[r][j] = pair_sums_zero(L, &rl, strf(L, "h%d_%d", r, j));
-        g = runs_groups(L, &rl, g0, &gl)->var;
-        wg = var(L, "wg", KT_PU8);
-        kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, R * L->kn->vec_bytes))), true);
-    } else
-        gl = tile_groups(L, l, w, &g, &wg);
-    for (int i = 0; i < 4; i++) {
-        kir_list sc = tile_field(L, &gl, wg, i, codes);
-        for (int j = 0; j < T; j++)
-            for (int r = 0; r < R; r++) {
-                kir_expr *xp = tile_xp(L, x[j], g, i);
-                kir_var *acc = ps ? h[r][j] : c.a[r][j];
-                kir_set(m, &sc, acc,
-                        kir_vec(m, ps ? KO_BDOTP : KO_BDOT, acc->type, ref(L, acc), ref(L, codes[r]), xp, 0));
-            }
+    if (dot_isa_pair_sums(L->kn->isa)) {
+        for (int r0 = 0; r0 < R; r0 += L->kn->tile_rows) tile_pair_sums(L, l, T, x, w, r0, c.a);
+    } else {
+        kir_list gl = tile_groups(L, l, w, &g, &wg);
+        for (int i = 0; i < 4; i++) {
+            kir_list sc = tile_field(L, &gl, wg, i, codes);
+            for (int j = 0; j < T; j++)
+                for (int r = 0; r < R; r++) {
+                    kir_expr *xp = tile_xp(L, x[j], g, i);
+                    kir_set(m, &sc, c.a[r][j],
+                            kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.a[r][j]), ref(L, codes[r]), xp, 0));
+                }
+        }
     }
-    if (ps)
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < T; j++) pair_sums_widen(L, &rl, c.a[r][j], h[r][j]);
     for (c.j = 0; c.j < T; c.j++) store_rows(L, l, b, R, tile_index, tile_value, &c);
 }
 

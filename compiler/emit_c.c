@@ -69,10 +69,11 @@ static bool shared_has(const c_file *have, const char *name) {
  * and for batched kernels, which decode a field once and use it for several tokens:
  *   rsr_field(w, i)           the codes (0..2) of field i of V packed bytes: rsr_codes
  *   rsr_bdot(acc, k, x)       acc += k · x[0..V), acc an rsr_bacc (rsr_bzero, rsr_bsum)
- *   rsr_bdotp(h, k, x)        h += k · x[0..V) as pair sums (AVX2), widened by rsr_widen
+ *   rsr_bdotp(h, k, x)        h += k · x[0..V) as pair sums (AVX2, AVX-512 BW: dot_isa_tile_pair_sums),
+ *                             widened into an rsr_bacc by rsr_widen
  * Every product is exact: codes are 0..2, |x| <= 128, and vpmaddubsw's int16 pair sums stay
- * within ±512, far from saturation; rsr_dot4p's running 16-bit sums reach the int16 limit exactly
- * (kernel.c, dot_isa_pair_sums), and wrap nowhere.
+ * within ±512, far from saturation; rsr_dot4p's and rsr_bdotp's running 16-bit sums reach the
+ * int16 limit exactly (kernel.c, dot_isa_pair_sums), and wrap nowhere.
  */
 extern const char rsr_template_dot_scalar[], rsr_template_dot_256[], rsr_template_dot_512[],
     rsr_template_dot_neon[]; /* embedded */

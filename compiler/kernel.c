@@ -38,8 +38,9 @@
  *                needs no bounds), see rsr_artifact.h.
  *   KF_I2 batched (prefill) forms, rsr_kernel_N_batch for up to RSR_BATCH_MAX (256) tokens:
  *     tiles       per block, tiles of batch_tile tokens share each decoded field (the codes
- *                 above, no data of its own). AVX2 takes half a block (tile_rows) at a time and
- *                 adds pair sums in 16 bits for runs of groups, as its one-token kernel does.
+ *                 above, no data of its own). AVX2 and AVX-512 BW take half a block (tile_rows)
+ *                 at a time and add pair sums in 16 bits for runs of groups, as AVX2's one-token
+ *                 kernel does. A step's tokens go in tiles of batch_tile, then of 2, then one by one.
  *     RSR lanes   (lanes_min > 0; plan_prefill chooses) RSR with the tokens in vector lanes, for
  *                 steps of at least lanes_min tokens (fewer go through the tiles, which cost in
  *                 proportion to the tokens while a pass of lanes costs the same for 1 or 64; so
@@ -163,6 +164,9 @@ bool dot_isa_field_scaled(enum dot_isa isa) { return isa == DOT_AVX512BW || isa 
  * one multiply per 32 weights instead of two. The runs are of nearly equal length (lower.c): a short last
  * run was unrolled whole by LLVM, its x hoisted and spilled, and made 2560 columns 20% slower. */
 bool dot_isa_pair_sums(enum dot_isa isa) { return isa == DOT_AVX2; }
+/* The tiles add pair sums on AVX-512 BW too: its one-token kernel masks the fields in place (their
+ * codes scaled by 4^i, whose pair sums would not fit 16 bits), the tiles shift them down. */
+bool dot_isa_tile_pair_sums(enum dot_isa isa) { return isa == DOT_AVX2 || isa == DOT_AVX512BW; }
 int dot_pair_sums_groups(void) { return 16; }
 
 #define I2_BLOCK_ROWS 4
@@ -249,21 +253,22 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
             return;
         }
         /* tokens per tile of the batched kernel: block_rows × tile accumulators, the decoded
-         * fields and an x vector must fit the vector registers (32 zmm: 16 + 4 + 1; AVX2's 16 ymm:
-         * 8 + 4 + 1). Tiles are the outer loop and blocks the inner one, so a tile's x (4 tokens,
+         * fields and an x vector must fit the vector registers (32 zmm: 16 + 4 + 1; AVX-VNNI's 16
+         * ymm: 8 + 4 + 1). Tiles are the outer loop and blocks the inner one, so a tile's x (4 tokens,
          * 10–28 KB) stays in L1 while the weights stream past: 84–88% of the vpdpbusd peak on
          * the 2B-4T shapes, against 67–75% with blocks outside (x re-read from L2 per block) and
          * no better with 5 or 6 tokens (the wider tiles spill). */
-        kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4; /* AVX2, AVX-VNNI */
+        kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4;
         kn->tile_rows = kn->block_rows;
-        /* AVX2 adds 16-bit pair sums (dot_isa_pair_sums), widened once a run into int32 sums that
-         * wait in memory meanwhile, and is bound by its vector ALUs (the decode's shifts and masks
-         * beside one vpmaddubsw and one vpaddw per field, row and token): half a block at a time
-         * for 4 tokens (8 pair sums, 2 fields, x) decodes each field for twice the tokens of 2 × 4.
-         * bench_gemv --target avx2, Zen 5: 4 tokens × 2 rows 177-182 G weight·tokens/s a thread,
-         * 2 × 4 157-161, 3 × 2 174-181, 4 × 1 160-185, 8 × 1 164-200 (x of 8 tokens leaves L1 at
-         * 6912 columns, and a row at a time reads each block's lines four times). */
-        if (dot_isa_pair_sums(kn->isa)) kn->batch_tile = 4, kn->tile_rows = 2;
+        /* AVX2 and AVX-512 BW add 16-bit pair sums (dot_isa_tile_pair_sums), widened once a run
+         * into int32 sums that wait in memory meanwhile, and are bound by their vector ALUs (the
+         * decode's shifts and masks beside one vpmaddubsw and one vpaddw per field, row and token):
+         * half a block at a time for 4 tokens decodes each field for twice the tokens of 2 × 4.
+         * bench_gemv --target avx2, Zen 5, G weight·tokens/s a thread: 4 tokens × 2 rows 177-185,
+         * 2 × 4 157-171, 3 × 2 174-181, 4 × 1 160-185, 8 × 1 164-200 (x of 8 tokens leaves L1 at
+         * 6912 columns, and a row at a time reads each block's lines four times); --target
+         * avx512: 4 × 2 341-351, 8 × 2 282-372, vpmaddwd per field (before) 236-241. */
+        if (dot_isa_tile_pair_sums(kn->isa)) kn->batch_tile = 4, kn->tile_rows = 2;
         /* smmla: 2 row pairs × 4 token pairs of 4-lane accumulators (8 of NEON's 32 registers), so
          * a decoded field serves 8 tokens (lower.c, lower_tile_mmla) */
         if (kn->isa == DOT_I8MM) kn->batch_tile = 8;

@@ -39,6 +39,7 @@ int dot_isa_vector_bytes(enum dot_isa isa);
 extern const char *const dot_isa_names[];
 enum dot_isa target_dot_isa(const rsrc_target *t); /* target.c, as are the other target_* queries */
 bool dot_isa_field_scaled(enum dot_isa isa);       /* i2 fields masked in place, one accumulator each */
+bool dot_isa_tile_pair_sums(enum dot_isa isa);     /* the batched kernel's tiles the same (kernel.c) */
 bool dot_isa_pair_sums(enum dot_isa isa);          /* i2 rows summed as 16-bit pair sums between widenings */
 int dot_pair_sums_groups(void);                    /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8

@@ -668,7 +668,7 @@ static void rows_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
     rows_blocks(L, l, &(rows_ctx){.x = x, .su = su, .t = t, .T = T});
 }
 
-/* A tile on a pair-sums ISA (dot_isa_pair_sums), rows r0 .. r0 + tile_rows of the block at w: each
+/* A tile on a pair-sums ISA (dot_isa_tile_pair_sums), rows r0 .. r0 + tile_rows of the block at w: each
  * field's vpmaddubsw pair sums added in 16 bits for a run of groups (one multiply per field and
  * token), widened into a[r][j] once a run. */
 static void tile_pair_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *w, int r0,
@@ -700,7 +700,9 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
     kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
     tile_x(L, l, T, t, x);
     tile_zero(L, l, "a%d_%d", R, T, c.a);
-    if (dot_isa_pair_sums(L->kn->isa)) {
+    if (dot_isa_tile_pair_sums(L->kn->isa)) {
+        if (L->kn->tile_rows <= 0 || R % L->kn->tile_rows)
+            rsrc_fatal("internal error: %s: tiles of %d rows in blocks of %d", L->kn->symbol, L->kn->tile_rows, R);
         for (int r0 = 0; r0 < R; r0 += L->kn->tile_rows) tile_pair_sums(L, l, T, x, w, r0, c.a);
     } else {
         kir_list gl = tile_groups(L, l, w, &g, &wg);
@@ -766,8 +768,8 @@ static void lower_tile_mmla(lower *L, kir_list *l, int T, kir_var *t, kir_var *b
 }
 
 /* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile tokens
- * (block_rows × tile accumulators, the decoded fields and an x vector fit the registers), the rest
- * one by one; per tile every block of the call, so the tile's x stays in L1 while the packed rows
+ * (block_rows × tile accumulators, the decoded fields and an x vector fit the registers; on a
+ * pair-sums ISA tile_rows × tile 16-bit sums), then pairs, the rest one by one; per tile every block of the call, so the tile's x stays in L1 while the packed rows
  * stream past it (kernel.c says why). */
 static void lower_i2_batch(lower *L, const char *name, bool exported) {
     kir_module *m = L->m;
@@ -787,12 +789,17 @@ static void lower_i2_batch(lower *L, const char *name, bool exported) {
     kir_store(m, &tl, ref(L, sum_x), ref(L, t), kir_vec(m, KO_VSUM, KT_I32, ref(L, sx), NULL, NULL, 0));
     t = var(L, "t", KT_I32);
     kir_decl(m, &l, t, num(L, 0), false);
-    for (int pass = 0; pass < 2; pass++) { /* whole tiles, then the rest a token at a time */
-        int n = pass ? 1 : T;
-        kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
-                              : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
+    /* whole tiles, then (where tiles are wider) pairs, so that a step of 2 or 3 tokens (a batch of
+     * sequences' decode) reads the weights once or twice rather than per token, then the rest a
+     * token at a time */
+    const int widths[] = {T, 2, 1};
+    for (int pass = 0; pass < 3; pass++) {
+        int n = widths[pass];
+        if (pass == 1 && T <= 2) continue;
+        kir_expr *cond = n == 1 ? lt(L, ref(L, t), param(L, "ntok"))
+                                : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
         kir_stmt *f = kir_for(m, &l, t, NULL, cond, n, &tiles);
-        f->layout = KL_NEXT_LINE, f->label = pass ? "rest" : "tile";
+        f->layout = KL_NEXT_LINE, f->label = n == 1 ? "rest" : n == T ? "tile" : "pair";
         kir_var *b = loop(L, &tiles, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
         kir_var *w = var(L, "w", KT_PU8);
         kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);

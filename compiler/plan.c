@@ -29,11 +29,13 @@
  * running --target avx2, two runs, the 1/gain of the three 2560-column shapes averaged against
  * the down projection's): 1.39× at 2560 columns, 1.76× at 6912. The lanes also cost 0.5 bytes per weight of index (twice the 2-bit codes), so
  * --prefill=auto takes them where the tiles are predicted 1.15× slower or more: on AVX-512 VNNI
- * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1590 columns or more.
+ * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1575 columns or more.
  * With AVX-VNNI the tiles need one vpdpbusd on ymm where AVX2 spends three instructions, and the
  * fit is 0.61 per column plus 1155 columns per block (bench_gemv --target avx-vnni on a Zen 5, 1
  * and 2 threads, two runs): the tiles win at 2560 columns (0.94×) and the lanes from 4480
- * columns on (1.28× at 6912: the 2B-4T down projection).
+ * columns on (1.28× at 6912: the 2B-4T down projection). AVX-512 BW without VNNI has the tiles of
+ * pair sums that AVX2 has, at 512 bits: 0.73 per column plus 1468 columns per block (1.06× at
+ * 6912), so the tiles everywhere.
  * --explain names the fit used.
  *
  * The constants were fitted to `rsrc --tune` on an AMD Zen 5 class core (docs/performance.md),
@@ -78,9 +80,10 @@ static const double i2_weights_per_ns[DOT_ISA_COUNT] = {
     [DOT_SCALAR] = 5.7,     [DOT_AVX2] = 88, [DOT_AVXVNNI] = 88, [DOT_AVX512BW] = 180,
     [DOT_AVX512VNNI] = 280, [DOT_NEON] = 30, [DOT_SDOT] = 60,    [DOT_I8MM] = 60};
 /* Prefill (RSR_BATCH_MAX tokens through the batched i2 kernel): weights·tokens per ns (AVX2: the
- * tiles with pair sums, bench_gemv --target avx2 on a Zen 5, 1 thread: 175-185). */
+ * tiles with pair sums, bench_gemv --target avx2 on a Zen 5, 1 thread: 175-185; --target
+ * avx512: 329-346). */
 static const double i2_batch_weights_per_ns[DOT_ISA_COUNT] = {
-    [DOT_SCALAR] = 10,      [DOT_AVX2] = 180, [DOT_AVXVNNI] = 155, [DOT_AVX512BW] = 200,
+    [DOT_SCALAR] = 10,      [DOT_AVX2] = 180, [DOT_AVXVNNI] = 155, [DOT_AVX512BW] = 340,
     [DOT_AVX512VNNI] = 375, [DOT_NEON] = 45,  [DOT_SDOT] = 110,    [DOT_I8MM] = 145};
 /* lut (VBMI + VNNI; no batched form, so a prefill token costs a call): weights per ns of the
  * lookups and ns per column of building the call's tables, fitted to --tune (warm, 1 thread):
@@ -100,7 +103,9 @@ static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
     [DOT_AVX2] = {"AVX2", 0.48, 613}, /* Zen 5 running AVX2 code: tiles of 4 tokens × 2 rows, pair sums */
     /* Zen 5 running AVX-VNNI code: tiles/lanes 0.57-1.12 at 2560 columns, 1.13-1.34 at 6912 */
     [DOT_AVXVNNI] = {"AVX-VNNI", 0.61, 1155},
-    [DOT_AVX512BW] = {"AVX-512", 0.63, 650}, /* the VNNI fit (no AVX-512 BW machine measured) */
+    /* Zen 5 running AVX-512 BW code (no VNNI): tiles of pair sums, tiles/lanes 0.69-0.86 at 2560
+     * columns, 1.05-1.08 at 6912 (one run): the tiles everywhere */
+    [DOT_AVX512BW] = {"AVX-512", 0.73, 1468},
     [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
 };
 

@@ -44,7 +44,7 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-#define TUNE_FORMAT 2 /* bump when the measurement or the cache line changes meaning */
+#define TUNE_FORMAT 3 /* bump when the measurement or the cache line changes meaning (3: AVX2's tiles of pair sums) */
 #define TUNE_MAX_CANDIDATES 8
 #define TUNE_TOKENS RSR_BATCH_MAX
 #define TUNE_MIN_REP_S 1e-3 /* a timed repetition lasts at least this long (calls are repeated) */

@@ -13,6 +13,16 @@ static inline rsr_s4 rsr_bsum4(rsr_bacc a, rsr_bacc b, rsr_bacc c, rsr_bacc d) {
                                   _mm256_hadd_epi32(rsr_bhalves(c), rsr_bhalves(d)));
     return (rsr_s4)_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
+/* the tiles' pair sums (dot_isa_tile_pair_sums): a field's vpmaddubsw pair sums added in 16 bits
+ * for a run of groups, widened into the tile's int32 sums once a run */
+typedef __m512i rsr_vacc16;
+static inline rsr_vacc16 rsr_vzero16(void) { return _mm512_setzero_si512(); }
+static inline rsr_vacc16 rsr_bdotp(rsr_vacc16 h, rsr_codes k, const int8_t *x) {
+    return _mm512_add_epi16(h, _mm512_maddubs_epi16(k, _mm512_loadu_si512((const void *)x)));
+}
+static inline rsr_bacc rsr_widen(rsr_bacc acc, rsr_vacc16 h) {
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(h, _mm512_set1_epi16(1)));
+}
 typedef struct { __m512i f[4]; } rsr_vacc;
 static inline rsr_vacc rsr_vzero(void) {
     rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()}};

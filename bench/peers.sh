@@ -25,15 +25,20 @@
 # the npm llama.cpp picks its own CPU variant (the line says which). --isa native: each engine
 # at its best on this CPU.
 #
-# Usage: bench/peers.sh [--isa avx2|native] [--rounds N] [--threads T] [--build DIR]
+# --tiles also times rsrc's I2_S artifact compiled with --prefill=i2 (the tiles, no RSR lanes) in
+# every round, beside the default: the three columns of a comparison of the prefill forms (prefill,
+# decode and resident memory against ik_llama.cpp's), one row each, after the table.
+#
+# Usage: bench/peers.sh [--isa avx2|native] [--tiles] [--rounds N] [--threads T] [--build DIR]
 # Work (the peers' builds, the weights, the artifacts) stays in BUILD/peers/ between runs: the first
 # run builds ik_llama.cpp (about 10-20 minutes on 2 cores) and compiles the models.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build isa=native rounds=3 threads=2
+build=$root/build isa=native rounds=3 threads=2 tiles=0
 while [ $# -gt 0 ]; do
   case $1 in
   --isa) isa=$2; shift 2 ;;
+  --tiles) tiles=1; shift ;;
   --rounds) rounds=$2; shift 2 ;;
   --threads) threads=$2; shift 2 ;;
   --build) build=$2; shift 2 ;;
@@ -74,6 +79,11 @@ for f in i2s tq2; do
     "$build/rsrc" "$work/w-$f/model.gguf" --target "$target" -o "$work/rsrc-$f-$target.so"
   fi
 done
+tiles_so=$work/rsrc-i2s-$target-tiles.so
+if [ "$tiles" = 1 ] && { [ ! "$tiles_so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$tiles_so" ]; }; then
+  say "compiling i2s for --target $target --prefill=i2 (the tiles)"
+  "$build/rsrc" "$work/w-i2s/model.gguf" --target "$target" --prefill=i2 -o "$tiles_so"
+fi
 [ -f "$work/w-i2s/iq2bn.gguf" ] ||
   "$ik/llama-quantize" --allow-requantize "$work/w-i2s/model.gguf" "$work/w-i2s/iq2bn.gguf" IQ2_BN >"$work/quantize.log" 2>&1
 rsr_run() { RSR_CPU=$cap "$build/rsr-run" "$@"; }
@@ -110,6 +120,11 @@ if [ "$agree" = 0 ]; then
   printf '  rsrc:      %s\n  llama.cpp: %s\n' "$mine" "$theirs" >&2
   exit 1
 fi
+if [ "$tiles" = 1 ]; then # the same kernels' integers: the same tokens as the default artifact's
+  a=$(rsr_run "$work/rsrc-i2s-$target.so" --tokens "$short" -n 16 -t "$threads" 2>/dev/null | tail -1)
+  b=$(rsr_run "$tiles_so" --tokens "$short" -n 16 -t "$threads" 2>/dev/null | tail -1)
+  [ "$a" = "$b" ] || { say "the tiles' artifact gives other tokens than the default's: $b against $a"; exit 1; }
+fi
 say "greedy tokens agree: rsrc and ik_llama.cpp the first $ik_agree of 16 (its activations are quantised with 4 scales a row); rsrc and llama.cpp the first $agree of 16 (per 256-block)"
 
 # ---- the rounds ----
@@ -123,6 +138,14 @@ for r in $(seq 1 "$rounds"); do
     rsr_run "$work/rsrc-$f-$target.so" --bench --json -t "$threads" --ctx 1024 --tokens 1 -n 64 2>/dev/null |
       python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$f', 'empty': j['decode_greedy_tok_s']['median']}))" >>"$runs"
   done
+  if [ "$tiles" = 1 ]; then
+    rsr_run "$tiles_so" --bench --json -t "$threads" --ctx 1024 --tokens "$ids" -n 64 2>/dev/null |
+      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-tiles', 'prefill': j['prefill_tok_s']['median'], 'after': j['decode_greedy_tok_s']['median']}))" >>"$runs"
+    /usr/bin/time -f %M -o "$work/rss-tiles" env RSR_CPU=$cap "$build/rsr-run" "$tiles_so" -t "$threads" \
+      --ctx 576 --tokens "$ids" -n 64 >/dev/null 2>&1
+    python3 -c "import json,sys; print(json.dumps({'engine': 'rsrc-tiles', 'rss': int(open(sys.argv[1]).read().split()[-1]) / 1024}))" \
+      "$work/rss-tiles" >>"$runs"
+  fi
   # resident memory: the largest resident set of a 512-token prompt and 64 tokens decoded, as a user
   # runs each (rsrc with the context that holds them; llama-bench sizes its context the same way)
   /usr/bin/time -f %M -o "$work/rss-rsrc" env RSR_CPU=$cap "$build/rsr-run" "$work/rsrc-i2s-$target.so" -t "$threads" \
@@ -161,4 +184,10 @@ for key, name in rows:
     print(f"{name:34} {f(a):>12} {f(ik):>13} {r(a, ik):>7} {f(b):>13} {f(ll):>10} {r(b, ll):>7}")
 print("(the sampled row's peers are their greedy decode after 512, as the bar compares them; greedy tokens: "
       f"ik_llama.cpp agrees with rsrc on the first {ik_agree} of 16, llama.cpp on the first {agree} of 16)")
+if any(r['engine'] == 'rsrc-tiles' for r in runs):
+    print(f"{'the prefill forms (I2_S), against ik_llama.cpp':48} {'default':>15} {'tiles':>15} {'ik_llama.cpp':>13}")
+    for key, name in (('prefill', 'prefill 512'), ('after', 'decode after 512'), ('rss', 'resident MiB, 512 + 64')):
+        a, t, ik = med('rsrc-i2s', key), med('rsrc-tiles', key), med('ik', key)
+        cell = lambda x: f"{x:.1f} ({x / ik:.2f}x)" if x and ik else "-"
+        print(f"  {name:46} {cell(a):>15} {cell(t):>15} {ik if ik is None else round(ik, 1)!s:>13}")
 EOF

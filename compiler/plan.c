@@ -98,15 +98,21 @@ static const double unrolled_ns_per_block = 4, unrolled_ns_per_kept = 0.06, unro
 typedef struct lanes_fit {
     const char *name;
     double per_column, per_block_columns;
+    uint64_t l2; /* the L2 of the cores it was measured on: a target with less predicts no lanes */
 } lanes_fit;
+#define FIT_L2 (1u << 20) /* Zen 4 and Zen 5: 1 MiB */
 static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
-    [DOT_AVX2] = {"AVX2", 0.48, 613}, /* Zen 5 running AVX2 code: tiles of 4 tokens × 2 rows, pair sums */
+    /* Zen 5 running AVX2 code: tiles of 4 tokens × 2 rows, pair sums. The AVX2-only cores (Zen 2
+     * and 3: 512 KiB of L2; Intel's before Ice Lake: 256 KiB) have less L2 than the lanes' groups
+     * of passes take (RSR_LANES_X_BUDGET, half of 1 MiB), and a Zen 3 measured them no faster
+     * than the tiles, which have been made 1.34x faster since (docs/performance.md) */
+    [DOT_AVX2] = {"AVX2", 0.48, 613, FIT_L2},
     /* Zen 5 running AVX-VNNI code: tiles/lanes 0.57-1.12 at 2560 columns, 1.13-1.34 at 6912 */
-    [DOT_AVXVNNI] = {"AVX-VNNI", 0.61, 1155},
+    [DOT_AVXVNNI] = {"AVX-VNNI", 0.61, 1155, FIT_L2},
     /* Zen 5 running AVX-512 BW code (no VNNI): tiles of pair sums, tiles/lanes 0.69-0.86 at 2560
      * columns, 1.05-1.08 at 6912 (one run): the tiles everywhere */
-    [DOT_AVX512BW] = {"AVX-512", 0.73, 1468},
-    [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650},
+    [DOT_AVX512BW] = {"AVX-512", 0.73, 1468, FIT_L2},
+    [DOT_AVX512VNNI] = {"AVX-512 VNNI", 0.63, 650, FIT_L2},
 };
 
 static const lanes_fit *lanes_fit_of(const rsrc_target *tg) {
@@ -156,6 +162,11 @@ void plan_prefill(const ternary_matrix *t, const rsrc_target *tg, enum prefill_f
     } else if (!fit) {
         snprintf(why, sizeof why, "tiles (no cost fit of the RSR lanes for %s dot products)",
                  dot_isa_names[target_dot_isa(tg)]);
+    } else if (tg->l2 && tg->l2 < fit->l2) {
+        snprintf(why, sizeof why,
+                 "tiles (RSR lanes not predicted: the %s cost fit, %.2fx, was measured on cores with %llu KiB of "
+                 "L2 and this target has %llu KiB)",
+                 fit->name, gain, (unsigned long long)(fit->l2 >> 10), (unsigned long long)(tg->l2 >> 10));
     } else if (gain >= PLAN_LANES_GAIN) {
         mp->lanes_min = plan_lanes_from(gain);
         snprintf(why, sizeof why,

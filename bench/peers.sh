@@ -67,23 +67,25 @@ ik=$("$peers/build-ik.sh" "$work/ik-$isa" "${ik_flags[@]}")
 llama_node_install "$work"
 
 # ---- the weights and the artifacts ----
+# compile SO WEIGHTS [RSRC OPTIONS...]: unless SO is newer than the compiler and the runtime
+compile() {
+  local so=$1 f=$2
+  shift 2
+  if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
+    say "compiling $f for --target $target $*"
+    "$build/rsrc" "$work/w-$f/model.gguf" --target "$target" "$@" -o "$so"
+  fi
+}
 for f in i2s tq2; do
   if [ ! -f "$work/w-$f/model.gguf" ]; then
     say "writing the 2B-4T weights as $f"
     arch=(); [ $f = tq2 ] && arch=(--gguf-arch bitnet)
     "$build/rsr-mkmodel" --format gguf-$f "${arch[@]}" --preset 2b4t --embed-std 0.02 --out "$work/w-$f" >&2
   fi
-  so=$work/rsrc-$f-$target.so
-  if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
-    say "compiling $f for --target $target"
-    "$build/rsrc" "$work/w-$f/model.gguf" --target "$target" -o "$work/rsrc-$f-$target.so"
-  fi
+  compile "$work/rsrc-$f-$target.so" $f
 done
 tiles_so=$work/rsrc-i2s-$target-tiles.so
-if [ "$tiles" = 1 ] && { [ ! "$tiles_so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$tiles_so" ]; }; then
-  say "compiling i2s for --target $target --prefill=i2 (the tiles)"
-  "$build/rsrc" "$work/w-i2s/model.gguf" --target "$target" --prefill=i2 -o "$tiles_so"
-fi
+if [ "$tiles" = 1 ]; then compile "$tiles_so" i2s --prefill=i2; fi
 [ -f "$work/w-i2s/iq2bn.gguf" ] ||
   "$ik/llama-quantize" --allow-requantize "$work/w-i2s/model.gguf" "$work/w-i2s/iq2bn.gguf" IQ2_BN >"$work/quantize.log" 2>&1
 rsr_run() { RSR_CPU=$cap "$build/rsr-run" "$@"; }
@@ -130,26 +132,32 @@ say "greedy tokens agree: rsrc and ik_llama.cpp the first $ik_agree of 16 (its a
 # ---- the rounds ----
 runs=$work/runs-$isa.jsonl
 : >"$runs"
+# prompt ENGINE SO: rsrc's prefill of the 512-token prompt and decode after it, as a line of $runs
+prompt() {
+  rsr_run "$2" --bench --json -t "$threads" --ctx 1024 --tokens "$ids" -n 64 2>/dev/null |
+    python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': '$1', 'prefill': j['prefill_tok_s']['median'], 'after': j['decode_greedy_tok_s']['median'], 'sampled': j['decode_sampled_tok_s']['median']}))" >>"$runs"
+}
+# max_rss SO FILE: the largest resident set of a plain run (512-token prompt, 64 tokens) into FILE
+max_rss() {
+  /usr/bin/time -f %M -o "$2" env RSR_CPU=$cap "$build/rsr-run" "$1" -t "$threads" --ctx 576 --tokens "$ids" -n 64 \
+    >/dev/null 2>&1
+}
 for r in $(seq 1 "$rounds"); do
   say "round $r of $rounds"
   for f in i2s tq2; do
-    rsr_run "$work/rsrc-$f-$target.so" --bench --json -t "$threads" --ctx 1024 --tokens "$ids" -n 64 2>/dev/null |
-      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$f', 'prefill': j['prefill_tok_s']['median'], 'after': j['decode_greedy_tok_s']['median'], 'sampled': j['decode_sampled_tok_s']['median']}))" >>"$runs"
+    prompt rsrc-$f "$work/rsrc-$f-$target.so"
     rsr_run "$work/rsrc-$f-$target.so" --bench --json -t "$threads" --ctx 1024 --tokens 1 -n 64 2>/dev/null |
       python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-$f', 'empty': j['decode_greedy_tok_s']['median']}))" >>"$runs"
   done
   if [ "$tiles" = 1 ]; then
-    rsr_run "$tiles_so" --bench --json -t "$threads" --ctx 1024 --tokens "$ids" -n 64 2>/dev/null |
-      python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'engine': 'rsrc-tiles', 'prefill': j['prefill_tok_s']['median'], 'after': j['decode_greedy_tok_s']['median']}))" >>"$runs"
-    /usr/bin/time -f %M -o "$work/rss-tiles" env RSR_CPU=$cap "$build/rsr-run" "$tiles_so" -t "$threads" \
-      --ctx 576 --tokens "$ids" -n 64 >/dev/null 2>&1
+    prompt rsrc-tiles "$tiles_so"
+    max_rss "$tiles_so" "$work/rss-tiles"
     python3 -c "import json,sys; print(json.dumps({'engine': 'rsrc-tiles', 'rss': int(open(sys.argv[1]).read().split()[-1]) / 1024}))" \
       "$work/rss-tiles" >>"$runs"
   fi
   # resident memory: the largest resident set of a 512-token prompt and 64 tokens decoded, as a user
   # runs each (rsrc with the context that holds them; llama-bench sizes its context the same way)
-  /usr/bin/time -f %M -o "$work/rss-rsrc" env RSR_CPU=$cap "$build/rsr-run" "$work/rsrc-i2s-$target.so" -t "$threads" \
-    --ctx 576 --tokens "$ids" -n 64 >/dev/null 2>&1
+  max_rss "$work/rsrc-i2s-$target.so" "$work/rss-rsrc"
   /usr/bin/time -f %M -o "$work/rss-ik" "$ik/llama-bench" -m "$work/w-i2s/iq2bn.gguf" -p 512 -n 64 -gp 512,64 \
     -t "$threads" -r 1 -o json 2>/dev/null >"$work/ik.json"
   python3 -c "

@@ -144,10 +144,10 @@ enum kir_op {
     KO_BDOT,  /* a + codes b · x[0..V) at c */
     KO_BDOTP, /* KO_BDOT into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening */
     KO_DOT4P, /* KO_DOT4 into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening per group */
-    KO_WIDEN, /* a (KT_VACC, or KT_BACC in tiles) + the 16-bit lanes of b (KT_VACC16) summed in pairs (vpmaddwd by ones) */
-    KO_QDOT, /* a (KT_VACC16) + codes b (8 rows × 4 columns, lane r row r) · the 4 bytes of x at c in every
+    KO_WIDEN, /* a (KT_VACC; KT_BACC in tiles) + b's 16-bit lanes (KT_VACC16) summed in pairs (vpmaddwd) */
+    KO_QDOT,  /* a (KT_VACC16) + codes b (8 rows × 4 columns, lane r row r) · the 4 bytes of x at c in every
                  lane: vpmaddubsw's pair sums (i2 per unit with rows in lanes, kernel.c) */
-    KO_HALF, /* lanes 4·imm .. 4·imm + 3 of accumulator a (KT_VACC, 8 lanes) as KT_I32X4 */
+    KO_HALF,  /* lanes 4·imm .. 4·imm + 3 of accumulator a (KT_VACC, 8 lanes) as KT_I32X4 */
     /* the int8 matrix multiply (DOT_I8MM's tiles: 2 rows × 2 tokens per accumulator, kernel.c) */
     KO_PAIR,  /* codes a and b (two rows) as a KT_PAIR */
     KO_XPAIR, /* x[0..V) at a and at b (two tokens) as a KT_PAIR */

@@ -222,12 +222,14 @@ static void i2_group(lower *L, kir_list *gl, kir_var *w, kir_var *g, kir_var **a
 /* ---- runs of groups on a pair-sums ISA (dot_isa_pair_sums): vpmaddubsw's 16-bit pair sums
  * added for at most dot_pair_sums_groups() groups (exact: kernel.c), widened once a run ---- */
 
-/* The loop over runs of nearly equal length (a short last run would be unrolled whole, its x
- * hoisted and spilled): returns its body, *g0 the run's first group. */
+/* Groups a run takes: runs of nearly equal length (a short last run would be unrolled whole, its
+ * x hoisted and spilled). */
 static int run_groups(const rsrc_kernel *kn) {
     const int most = dot_pair_sums_groups(), runs = (kn->groups + most - 1) / most;
     return runs > 0 ? (kn->groups + runs - 1) / runs : 1;
 }
+
+/* The loop over the runs: returns its body, *g0 the run's first group. */
 static kir_list runs_open(lower *L, kir_list *l, kir_var **g0) {
     const int groups = L->kn->groups, run = run_groups(L->kn);
     kir_list rl;
@@ -668,36 +670,43 @@ static void rows_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
     rows_blocks(L, l, &(rows_ctx){.x = x, .su = su, .t = t, .T = T});
 }
 
+/* A group's 4 fields (its codes at wg) for the tile's T tokens and rows r0 .. r0 + nr, each field
+ * decoded once: acc[r][j] (row r0 + r, token j) = op(acc[r][j], the field's codes, x[j] there). */
+static void tile_fields(lower *L, kir_list *gl, kir_var *wg, kir_var *g, int T, kir_var **x, int r0, int nr,
+                        enum kir_op op, kir_var *acc[][RSR_BATCH_TILE_MAX]) {
+    kir_var *codes[4];
+    for (int i = 0; i < 4; i++) {
+        kir_list sc = tile_field_rows(L, gl, wg, i, r0, nr, codes);
+        for (int j = 0; j < T; j++)
+            for (int r = 0; r < nr; r++) {
+                kir_expr *xp = tile_xp(L, x[j], g, i);
+                kir_var *a = acc[r][j];
+                kir_set(L->m, &sc, a, kir_vec(L->m, op, a->type, ref(L, a), ref(L, codes[r0 + r]), xp, 0));
+            }
+    }
+}
+
 /* A tile on a pair-sums ISA (dot_isa_tile_pair_sums), rows r0 .. r0 + tile_rows of the block at w: each
  * field's vpmaddubsw pair sums added in 16 bits for a run of groups (one multiply per field and
  * token), widened into a[r][j] once a run. */
 static void tile_pair_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *w, int r0,
                            kir_var *a[][RSR_BATCH_TILE_MAX]) {
-    kir_module *m = L->m;
     const int nr = L->kn->tile_rows;
-    kir_var *h[4][RSR_BATCH_TILE_MAX], *g0, *codes[4], *wg = var(L, "wg", KT_PU8);
+    kir_var *h[4][RSR_BATCH_TILE_MAX], *g0, *wg = var(L, "wg", KT_PU8);
     kir_list rl = runs_open(L, l, &g0), gl;
     for (int r = 0; r < nr; r++)
         for (int j = 0; j < T; j++) h[r][j] = pair_sums_zero(L, &rl, strf(L, "h%d_%d", r0 + r, j));
     kir_var *g = runs_groups(L, &rl, g0, &gl)->var;
-    kir_decl(m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, L->kn->block_rows * L->kn->vec_bytes))), true);
-    for (int i = 0; i < 4; i++) {
-        kir_list sc = tile_field_rows(L, &gl, wg, i, r0, nr, codes);
-        for (int j = 0; j < T; j++)
-            for (int r = 0; r < nr; r++)
-                kir_set(
-                    m, &sc, h[r][j],
-                    kir_vec(m, KO_BDOTP, KT_VACC16, ref(L, h[r][j]), ref(L, codes[r0 + r]), tile_xp(L, x[j], g, i), 0));
-    }
+    kir_decl(L->m, &gl, wg, idx(L, ref(L, w), mul(L, ref(L, g), num(L, L->kn->block_rows * L->kn->vec_bytes))), true);
+    tile_fields(L, &gl, wg, g, T, x, r0, nr, KO_BDOTP, h);
     for (int r = 0; r < nr; r++)
         for (int j = 0; j < T; j++) pair_sums_widen(L, &rl, a[r0 + r][j], h[r][j]);
 }
 
 static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir_var *w, kir_var *sum_x) {
-    kir_module *m = L->m;
     int R = L->kn->block_rows;
     tile_ctx c = {.sum_x = sum_x, .t = t, .b = b};
-    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg, *codes[4];
+    kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg;
     tile_x(L, l, T, t, x);
     tile_zero(L, l, "a%d_%d", R, T, c.a);
     if (dot_isa_tile_pair_sums(L->kn->isa)) {
@@ -706,15 +715,7 @@ static void lower_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *b, kir
         for (int r0 = 0; r0 < R; r0 += L->kn->tile_rows) tile_pair_sums(L, l, T, x, w, r0, c.a);
     } else {
         kir_list gl = tile_groups(L, l, w, &g, &wg);
-        for (int i = 0; i < 4; i++) {
-            kir_list sc = tile_field(L, &gl, wg, i, codes);
-            for (int j = 0; j < T; j++)
-                for (int r = 0; r < R; r++) {
-                    kir_expr *xp = tile_xp(L, x[j], g, i);
-                    kir_set(m, &sc, c.a[r][j],
-                            kir_vec(m, KO_BDOT, KT_BACC, ref(L, c.a[r][j]), ref(L, codes[r]), xp, 0));
-                }
-        }
+        tile_fields(L, &gl, wg, g, T, x, 0, R, KO_BDOT, c.a);
     }
     for (c.j = 0; c.j < T; c.j++) store_rows(L, l, b, R, tile_index, tile_value, &c);
 }
@@ -769,8 +770,9 @@ static void lower_tile_mmla(lower *L, kir_list *l, int T, kir_var *t, kir_var *b
 
 /* i2 for several tokens (rsr_kernel_batch_fn): Σx per token, then tiles of kn->batch_tile tokens
  * (block_rows × tile accumulators, the decoded fields and an x vector fit the registers; on a
- * pair-sums ISA tile_rows × tile 16-bit sums), then pairs, the rest one by one; per tile every block of the call, so the tile's x stays in L1 while the packed rows
- * stream past it (kernel.c says why). */
+ * pair-sums ISA tile_rows × tile 16-bit sums), then pairs, the rest one by one; per tile every
+ * block of the call, so the tile's x stays in L1 while the packed rows stream past it (kernel.c
+ * says why). */
 static void lower_i2_batch(lower *L, const char *name, bool exported) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;

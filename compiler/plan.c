@@ -27,9 +27,11 @@
  * a run of groups) while the lanes' 16-bit adds lose nothing to the narrower vectors, so the
  * lanes fit there is 0.48 per column plus 613 columns per block (the same benchmark on a Zen 5
  * running --target avx2, two runs, the 1/gain of the three 2560-column shapes averaged against
- * the down projection's): 1.39× at 2560 columns, 1.76× at 6912. The lanes also cost 0.5 bytes per weight of index (twice the 2-bit codes), so
- * --prefill=auto takes them where the tiles are predicted 1.15× slower or more: on AVX-512 VNNI
- * the widest matrices (the FFN's down projection), on AVX2 every matrix of 1575 columns or more.
+ * the down projection's): 1.39× at 2560 columns, 1.76× at 6912. The lanes also cost 0.5 bytes
+ * per weight of index (twice the 2-bit codes), so --prefill=auto takes them where the tiles are
+ * predicted 1.15× slower or more: on AVX-512 VNNI the widest matrices (the FFN's down
+ * projection), on AVX2 every matrix of 1575 columns or more (on a target with the L2 that fit
+ * was measured with: plan_prefill).
  * With AVX-VNNI the tiles need one vpdpbusd on ymm where AVX2 spends three instructions, and the
  * fit is 0.61 per column plus 1155 columns per block (bench_gemv --target avx-vnni on a Zen 5, 1
  * and 2 threads, two runs): the tiles win at 2560 columns (0.94×) and the lanes from 4480

@@ -301,8 +301,8 @@ int main(void) {
     mats[13] = grouped_matrix("grouped-rows-256", 16, 1024, 256, &flat[13]);
     for (int m = 8; m < NM; m++) units[m] = units_matrix(&mats[m]);
     /* AVX2's i2 rows (one token, and the tiles of the batched kernel) add their vpmaddubsw pair
-     * sums in 16-bit lanes for runs of at most 16 groups
-     * of 128 columns (kernel.c, dot_isa_pair_sums), split evenly. A row of +1 against x = -128:
+     * sums in 16-bit lanes for runs of at most 16 groups of 128 columns (kernel.c,
+     * dot_isa_pair_sums), split evenly. A row of +1 against x = -128:
      * over 2048 columns (one run of 16) each lane reaches exactly -32768; over 2176 (17 groups:
      * runs of 9 and 8) a limit of 17 would make one run, and wrap. Row 1: -1, row 2: random. */
     for (int m = 6; m < 8; m++) {

@@ -677,8 +677,29 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
     }
 }
 
+/* The activation of gate's and up's outputs (glu), rows split among the threads, after both are whole. */
+static void activate_all(const rsr_model *m, const bl_out *outs, int32_t n) {
+    const rsr_artifact *a = m->a;
+    const int32_t rows = a->matrix[outs[0].index].rows, team = rt_team_of(m), chunks = rows < team ? rows : team;
+#pragma omp parallel for schedule(static, 1) num_threads(team)
+    for (int32_t c = 0; c < chunks; c++) {
+        const int32_t r0 = (int32_t)((int64_t)rows * c / chunks), r1 = (int32_t)((int64_t)rows * (c + 1) / chunks);
+        for (int32_t t = 0; t < n; t++)
+            activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
+    }
+}
+
 static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu) {
     const rsr_artifact *a = m->a;
+    if (glu) { /* rows_grouped activates the rows of a sub-block as soon as both matrices wrote them: only
+                  where gate's and up's blocks are the same rows (an RSR k may differ between them) */
+        const rsr_artifact_matrix *g = &a->matrix[outs[0].index], *u = &a->matrix[outs[1].index];
+        if (g->rsr_k != u->rsr_k || g->num_blocks != u->num_blocks) {
+            bitlinear_grouped(m, w, outs, count, n, 0);
+            activate_all(m, outs, n);
+            return;
+        }
+    }
     bool by_rows = true;
     for (int j = 0; j < count; j++) by_rows &= rows_blocked(&a->matrix[outs[j].index]);
     int32_t nb = 0, rows = 0;

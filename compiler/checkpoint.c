@@ -435,6 +435,7 @@ void model_free(rsrc_model *m) {
     free(m->expert_ff);
     free(m->swiglu_clamp);
     free(m->layer_kind);
+    fold_free(m);
     free(m);
 }
 

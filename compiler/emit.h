@@ -80,6 +80,8 @@ typedef struct matrix_record {
     uint64_t group_scale;
     int32_t unit_stride;       /* 0: the rows */
     int32_t group_scale_dtype; /* enum rsr_dtype */
+    uint64_t in_signs;         /* the Hadamard fold's (rsr_artifact_matrix's), RSR_NO_TENSOR if none */
+    int32_t in_perm_groups, in_perm_head;
 } matrix_record;
 void emit_c_matrix_entry(FILE *out, const matrix_record *r);
 typedef struct artifact_desc {
@@ -95,6 +97,7 @@ typedef struct artifact_desc {
     char *tokenizer;                            /* "tokenizer.model (BPE with byte fallback, 32000 tokens)", or NULL */
     uint64_t chat_template, chat_template_size; /* the model's own Jinja chat template, or RSR_NO_TENSOR */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
+    uint64_t embed_signs, lm_head_signs;          /* the Hadamard fold's, or RSR_NO_TENSOR */
     int32_t head_q8_stride;
     const char *gpu;      /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */
     const char *manifest; /* manifest.c */

@@ -857,7 +857,9 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     fprintf(out, ", %s, %s, %d, %d, %d, ", r->symbol, r->batch_symbol ? r->batch_symbol : "NULL", r->unit_cols,
             r->planes, r->scale_cols);
     emit_c_offset(out, r->group_scale);
-    fprintf(out, ", %d, %d},\n", r->unit_stride ? r->unit_stride : r->rows, r->group_scale_dtype);
+    fprintf(out, ", %d, %d, ", r->unit_stride ? r->unit_stride : r->rows, r->group_scale_dtype);
+    emit_c_offset(out, r->in_signs); /* the Hadamard fold's */
+    fprintf(out, ", %d, %d},\n", r->in_perm_groups, r->in_perm_head);
 }
 
 /* A long text as one literal per line, so that the generated C stays readable. */
@@ -976,6 +978,13 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     emit_c_offset(out, d->chat_template);
     fprintf(out, ", .chat_template_size = %lluu,\n", (unsigned long long)d->chat_template_size);
     if (m->rope_dims) fprintf(out, "    .rope_dims = %d,\n", m->rope_dims);
+    if (m->fold_block) { /* PrismML's Hadamard fold (absent: 0, none) */
+        fprintf(out, "    .fold_block = %d, .embed_signs = ", m->fold_block);
+        emit_c_offset(out, d->embed_signs);
+        fputs(", .lm_head_signs = ", out);
+        emit_c_offset(out, d->lm_head_signs);
+        fputs(",\n", out);
+    }
     fputs("};\n\n", out);
     emit_c_entry_points(out, d);
 }

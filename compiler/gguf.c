@@ -23,6 +23,12 @@
  * bit j%8 of byte j/8 set for +d, clear for -d) and Q2_0 (blocks of 64: an f16 scale d, then 16
  * bytes, the 2-bit code c of element j at bits 2(j%4) of byte j/4, value (c - 1)·d: -1, 0, +1, +2)
  * keep their scales: packed codes (code 3 is +2) and a "_group_scale" tensor, f32 [rows][blocks].
+ * PrismML's (Bonsai 2; PrismML-Eng/llama.cpp's ggml-common.h, restated in ggml-org/llama.cpp #29058):
+ * PQ2_0 (type 142, blocks of 128: an f16 scale, then 32 bytes of Q2_0's codes) and PTQ1_0 (type 143,
+ * blocks of 128: 24 bytes of five base-3 digits, 2 of four, then an f16 scale; element 16n + m is
+ * digit n of byte m, 80 + 8n + m digit n of byte 16 + m, 120 + 2n + h digit n of byte 24 + h, digits
+ * decoded as TQ1_0's, value digit - 1) are read the same way. PrismML's legacy files store PQ2_0's
+ * blocks under Q2_0's id 42: such a tensor is told by its bytes (gguf_open, legacy_pq2).
  * Embeddings, norms and the head: F32, F16 and BF16 in place; Q8_0 (blocks of 32: an f16 scale,
  * 32 int8) and Q6_K (blocks of 256: 128 bytes of low 4 bits, 64 of high 2 bits, 16 int8 scales
  * of 16 weights each, an f16 scale; weight 128h + 32k + l has its low bits in byte
@@ -54,13 +60,13 @@ static const struct {
     int type, block, bytes;
     const char *name;
 } types[] = {
-    {0, 1, 4, "F32"},       {1, 1, 2, "F16"},       {2, 32, 18, "Q4_0"},    {3, 32, 20, "Q4_1"},
-    {6, 32, 22, "Q5_0"},    {7, 32, 24, "Q5_1"},    {8, 32, 34, "Q8_0"},    {9, 32, 36, "Q8_1"},
-    {10, 256, 84, "Q2_K"},  {11, 256, 110, "Q3_K"}, {12, 256, 144, "Q4_K"}, {13, 256, 176, "Q5_K"},
-    {14, 256, 210, "Q6_K"}, {15, 256, 292, "Q8_K"}, {24, 1, 1, "I8"},       {25, 1, 2, "I16"},
-    {26, 1, 4, "I32"},      {27, 1, 8, "I64"},      {28, 1, 8, "F64"},      {30, 1, 2, "BF16"},
-    {34, 256, 54, "TQ1_0"}, {35, 256, 66, "TQ2_0"}, {36, 128, 32, "I2_S"},  {41, 128, 18, "Q1_0"},
-    {42, 64, 18, "Q2_0"},
+    {0, 1, 4, "F32"},       {1, 1, 2, "F16"},        {2, 32, 18, "Q4_0"},      {3, 32, 20, "Q4_1"},
+    {6, 32, 22, "Q5_0"},    {7, 32, 24, "Q5_1"},     {8, 32, 34, "Q8_0"},      {9, 32, 36, "Q8_1"},
+    {10, 256, 84, "Q2_K"},  {11, 256, 110, "Q3_K"},  {12, 256, 144, "Q4_K"},   {13, 256, 176, "Q5_K"},
+    {14, 256, 210, "Q6_K"}, {15, 256, 292, "Q8_K"},  {24, 1, 1, "I8"},         {25, 1, 2, "I16"},
+    {26, 1, 4, "I32"},      {27, 1, 8, "I64"},       {28, 1, 8, "F64"},        {30, 1, 2, "BF16"},
+    {34, 256, 54, "TQ1_0"}, {35, 256, 66, "TQ2_0"},  {36, 128, 32, "I2_S"},    {41, 128, 18, "Q1_0"},
+    {42, 64, 18, "Q2_0"},   {142, 128, 34, "PQ2_0"}, {143, 128, 28, "PTQ1_0"},
 };
 static int type_index(uint32_t t) {
     for (int i = 0; i < (int)(sizeof types / sizeof *types); i++)
@@ -75,37 +81,50 @@ const char *gguf_type_name(uint32_t t) {
 /* ggml's names of the types rsrc does not read, so that a refusal can say which one a file holds. */
 static const char *other_type_name(uint32_t t) {
     static const char *const names[] = {
-        [2] = "Q4_0",
-        [3] = "Q4_1",
-        [6] = "Q5_0",
-        [7] = "Q5_1",
-        [9] = "Q8_1",
-        [10] = "Q2_K",
-        [11] = "Q3_K",
-        [12] = "Q4_K",
-        [13] = "Q5_K",
-        [15] = "Q8_K",
-        [16] = "IQ2_XXS",
-        [17] = "IQ2_XS",
-        [18] = "IQ3_XXS",
-        [19] = "IQ1_S",
-        [20] = "IQ4_NL",
-        [21] = "IQ3_S",
-        [22] = "IQ2_S",
-        [23] = "IQ4_XS",
-        [24] = "I8",
-        [25] = "I16",
-        [26] = "I32",
-        [27] = "I64",
-        [28] = "F64",
-        [29] = "IQ1_M",
-        [39] = "MXFP4",
-        [142] = "PQ2_0, PrismML's: its block layout is not published; the same models come as Q2_0",
-        [143] = "PTQ1_0, PrismML's: its base-3 packing is not published; the same models come as Q2_0 or Q1_0"};
+        [2] = "Q4_0",     [3] = "Q4_1",    [6] = "Q5_0",     [7] = "Q5_1",   [9] = "Q8_1",
+        [10] = "Q2_K",    [11] = "Q3_K",   [12] = "Q4_K",    [13] = "Q5_K",  [15] = "Q8_K",
+        [16] = "IQ2_XXS", [17] = "IQ2_XS", [18] = "IQ3_XXS", [19] = "IQ1_S", [20] = "IQ4_NL",
+        [21] = "IQ3_S",   [22] = "IQ2_S",  [23] = "IQ4_XS",  [24] = "I8",    [25] = "I16",
+        [26] = "I32",     [27] = "I64",    [28] = "F64",     [29] = "IQ1_M", [39] = "MXFP4"};
     return t < sizeof names / sizeof *names && names[t] ? names[t] : NULL;
 }
 
 /* ---- the container ---- */
+
+static int offset_cmp(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* PrismML's legacy files store PQ2_0's blocks of 128 (34 bytes) under id 42, upstream's Q2_0 (blocks
+ * of 64, 18 bytes): a tensor of type 42 whose Q2_0 bytes do not fit before the next tensor (or the
+ * end of the data) while PQ2_0's do is read as PQ2_0, and said so. */
+static void legacy_pq2(gguf_file *g) {
+    uint64_t *starts = xmalloc(sizeof *starts * (size_t)g->ntensors), room = g->size - g->data_offset;
+    for (uint64_t i = 0; i < g->ntensors; i++) starts[i] = g->tensors[i].offset;
+    qsort(starts, (size_t)g->ntensors, sizeof *starts, offset_cmp);
+    for (uint64_t i = 0; i < g->ntensors; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        if (t->type != GGML_Q2_0 || t->ne[0] % 128 || t->offset > room) continue;
+        uint64_t lo = 0, hi = g->ntensors; /* the first start past this tensor's */
+        while (lo < hi) {
+            uint64_t mid = (lo + hi) / 2;
+            if (starts[mid] <= t->offset)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        const uint64_t span = (lo < g->ntensors ? starts[lo] : room) - t->offset, pq2 = t->nbytes / 18 * 17;
+        if (t->nbytes > span && pq2 <= span) {
+            rsrc_note(1,
+                      "%s: tensor '%s': type 42 holds PQ2_0's blocks of 128 (PrismML's legacy id): its %" PRIu64
+                      " bytes are not Q2_0's %" PRIu64,
+                      g->path, t->name, pq2, t->nbytes);
+            t->type = GGML_PQ2_0, t->nbytes = pq2;
+        }
+    }
+    free(starts);
+}
 
 static char *xstrndup(const char *s, size_t n) {
     char *r = xmalloc(n + 1);
@@ -212,7 +231,7 @@ static uint64_t tensor_bytes(const gguf_file *g, const gguf_tensor *t) {
         const char *name = other_type_name(t->type);
         rsrc_fatal(
             "%s: tensor '%s': ggml type %u%s%s%s is not one rsrc reads (ternary and binary weights: I2_S, TQ1_0, "
-            "TQ2_0, Q1_0, Q2_0; beside them F32, F16, BF16, Q8_0, Q6_K)",
+            "TQ2_0, Q1_0, Q2_0, PQ2_0, PTQ1_0; beside them F32, F16, BF16, Q8_0, Q6_K)",
             g->path, t->name, t->type, name ? " (" : "", name ? name : "", name ? ")" : "");
     }
     if (t->type == GGML_I2_S) { /* groups of 128 run through the whole tensor, not per row */
@@ -306,6 +325,7 @@ gguf_file *gguf_open(const char *path) {
     g->data_offset = (c.at + g->alignment - 1) / g->alignment * g->alignment;
     if (g->data_offset > g->size && g->ntensors)
         rsrc_fatal("%s: the data section at byte %" PRIu64 " is past the end of the file", path, g->data_offset);
+    if (g->ntensors && g->data_offset <= g->size) legacy_pq2(g);
     for (uint64_t i = 0; i < g->ntensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         uint64_t room = g->size - g->data_offset;

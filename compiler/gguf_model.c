@@ -255,20 +255,47 @@ static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out
     return beta != 0 ? beta : 1.0f; /* all zero: any scale */
 }
 
-/* The codes of a Q1_0 or Q2_0 tensor into out (row-major, value + 1: Q1_0 gives 0 and 2, Q2_0 0..3)
- * and its f16 scales widened into scales [rows][blocks]; a scale that is not finite is refused. */
+/* PTQ1_0's element e of a block of 128 (PrismML's): the base-3 digits of qs[0..15] hold elements
+ * 16n + m, those of qs[16..23] 80 + 8n + m, qh's (bytes 24, 25) 120 + 2n + h; decoded as TQ1_0's. */
+static int code_ptq1(const uint8_t *blk, uint64_t e) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    uint8_t q;
+    int n;
+    if (e < 80)
+        q = blk[e % 16], n = (int)(e / 16);
+    else if (e < 120)
+        q = blk[16 + (e - 80) % 8], n = (int)((e - 80) / 8);
+    else
+        q = blk[24 + (e - 120) % 2], n = (int)((e - 120) / 2);
+    return ((uint16_t)(uint8_t)(q * pow3[n]) * 3) >> 8;
+}
+
+/* The group-scaled types (one f16 scale a block of qk weights): qk, 0 for any other type. */
+static uint64_t group_qk(uint32_t type) {
+    return type == GGML_Q2_0 ? 64 : type == GGML_Q1_0 || type == GGML_PQ2_0 || type == GGML_PTQ1_0 ? 128 : 0;
+}
+
+/* The codes of a Q1_0, Q2_0, PQ2_0 or PTQ1_0 tensor into out (row-major, value + 1: Q1_0 gives 0
+ * and 2, Q2_0 and PQ2_0 0..3, PTQ1_0 0..2) and its f16 scales widened into scales [rows][blocks]; a
+ * scale that is not finite is refused. */
 static void decode_grouped(const char *path, const gguf_tensor *t, uint8_t *out, float *scales) {
-    const bool q1 = t->type == GGML_Q1_0;
-    const uint64_t qk = q1 ? 128 : 64, n = t->ne[0] * t->ne[1];
+    const uint64_t qk = group_qk(t->type), n = t->ne[0] * t->ne[1];
+    const uint64_t bytes = t->type == GGML_PQ2_0 ? 34 : t->type == GGML_PTQ1_0 ? 28 : 18;
     for (uint64_t b = 0; b < n / qk; b++) {
-        const uint8_t *blk = t->data + b * 18, *qs = blk + 2;
-        float d = rsr_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+        const uint8_t *blk = t->data + b * bytes;
+        const uint8_t *dp = t->type == GGML_PTQ1_0 ? blk + 26 : blk, *qs = t->type == GGML_PTQ1_0 ? blk : blk + 2;
+        float d = rsr_f16_to_f32((uint16_t)(dp[0] | dp[1] << 8));
         if (!isfinite(d))
             rsrc_fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", path, t->name, b,
                        b * qk / t->ne[0], d);
         scales[b] = d;
-        for (uint64_t j = 0; j < qk; j++)
-            out[b * qk + j] = q1 ? (uint8_t)(qs[j / 8] >> (j % 8) & 1) * 2 : (uint8_t)(qs[j / 4] >> (2 * (j % 4)) & 3);
+        uint8_t *o = out + b * qk;
+        if (t->type == GGML_Q1_0)
+            for (uint64_t j = 0; j < qk; j++) o[j] = (uint8_t)(qs[j / 8] >> (j % 8) & 1) * 2;
+        else if (t->type == GGML_PTQ1_0)
+            for (uint64_t j = 0; j < qk; j++) o[j] = (uint8_t)code_ptq1(qs, j);
+        else
+            for (uint64_t j = 0; j < qk; j++) o[j] = (uint8_t)(qs[j / 4] >> (2 * (j % 4)) & 3);
     }
 }
 
@@ -303,12 +330,12 @@ static int32_t interleaved_heads(const rsrc_model *m, int proj) {
 static uint8_t *convert_ternary(const rsrc_model *m, const deferred *d, float *beta_out, float **gs_out) {
     const gguf_tensor *t = &d->src;
     const char *path = d->lazy->ar->path;
-    const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
+    const bool grouped = group_qk(t->type) != 0;
     const uint64_t rows = t->ne[1], cols = t->ne[0];
     rsrc_arena *ar = arena_open();
     uint8_t *codes = xmalloc((size_t)(rows * cols));
     arena_own(ar, free, codes);
-    const uint64_t G = grouped ? cols / (t->type == GGML_Q1_0 ? 128 : 64) : 0;
+    const uint64_t G = grouped ? cols / group_qk(t->type) : 0;
     float *gs = NULL, *gsrc = NULL;
     if (grouped) {
         gsrc = xmalloc((size_t)(rows * G) * 4);
@@ -346,9 +373,10 @@ static uint8_t *convert_ternary(const rsrc_model *m, const deferred *d, float *b
  * gguf_model_prepare. What can be checked without the codes is checked here. */
 static void add_ternary(st_archive *a, const rsrc_model *m, const gguf_file *g, const gguf_tensor *t, char *name,
                         int proj, struct gguf_lazy *lazy) {
-    const bool grouped = t->type == GGML_Q1_0 || t->type == GGML_Q2_0;
+    const bool grouped = group_qk(t->type) != 0;
     if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !grouped)
-        rsrc_fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0 or Q2_0",
+        rsrc_fatal("%s: tensor '%s' is %s; rsrc reads ternary matrices stored as I2_S, TQ1_0, TQ2_0, Q1_0, Q2_0, "
+                   "PQ2_0 or PTQ1_0",
                    g->path, t->name, gguf_type_name(t->type));
     if (t->ndim != 2) rsrc_fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
     const uint64_t rows = t->ne[1], cols = t->ne[0];
@@ -383,7 +411,7 @@ static void add_ternary(st_archive *a, const rsrc_model *m, const gguf_file *g, 
     add_tensor(a, name, ST_U8, 2, (int64_t)R, (int64_t)cols, NULL, R * cols, g->path);
     add_tensor(a, xasprintf("%s_scale", name), ST_F32, 1, 1, 0, NULL, 4, g->path);
     if (grouped) {
-        const uint64_t G = cols / (t->type == GGML_Q1_0 ? 128 : 64);
+        const uint64_t G = cols / group_qk(t->type);
         add_tensor(a, xasprintf("%s_group_scale", name), ST_F32, 2, (int64_t)rows, (int64_t)G, NULL, rows * G * 4,
                    g->path);
     }
@@ -436,11 +464,11 @@ void gguf_lazy_free(struct gguf_lazy *lazy) {
     free(lazy);
 }
 
-/* A Q1_0 or Q2_0 tensor that rsrc computes in fp32 (qwen35's ssm_beta and ssm_alpha, [n_embd, V heads],
+/* A group-scaled tensor (Q1_0, Q2_0, PQ2_0, PTQ1_0) that rsrc computes in fp32 (qwen35's ssm_beta and ssm_alpha, [n_embd, V heads],
  * which a converter may quantise as the matrices): its weights widened to f32. */
 static void add_grouped_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
     if (t->ndim != 2) rsrc_fatal("%s: tensor '%s': %u dimensions, expected 2", g->path, t->name, t->ndim);
-    const uint64_t n = t->ne[0] * t->ne[1], qk = t->type == GGML_Q1_0 ? 128 : 64;
+    const uint64_t n = t->ne[0] * t->ne[1], qk = group_qk(t->type);
     rsrc_arena *ar = arena_open(); /* decode_grouped may refuse a scale */
     uint8_t *codes = xmalloc((size_t)n);
     arena_own(ar, free, codes);
@@ -490,6 +518,10 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
         return;
     }
     default:
+        if (group_qk(t->type) && t->ndim == 2) { /* a group-scaled embedding or head (PrismML's files may have one) */
+            add_grouped_float(a, g, t, name);
+            return;
+        }
         rsrc_fatal("%s: tensor '%s' is %s; rsrc reads embeddings, norms and the head as F32, F16, BF16, Q8_0 or Q6_K",
                    g->path, t->name, gguf_type_name(t->type));
     }
@@ -732,22 +764,7 @@ static void configure_qwen35(rsrc_model *m, const gguf_file *g, const char *arch
     }
 }
 
-/* PrismML's keys (Bonsai-2's prism.hadamard.*: a Walsh-Hadamard rotation of listed weights' inputs,
- * the embedding stored rotated) say the weights mean something else than their codes: without a
- * published statement of the transform's blocks, signs and order, such a file is refused by its key
- * rather than run wrong (docs/qwen35.md). */
-static void refuse_prism(const gguf_file *g) {
-    for (uint64_t i = 0; i < g->nkv; i++)
-        if (!strncmp(g->kv[i].key, "prism.", 6))
-            rsrc_fatal(
-                "%s: metadata '%s': PrismML's rotated weights (a Hadamard transform of the inputs) are not read: "
-                "the transform is not published exactly enough to run it; the same models come as Q2_0 or Q1_0 "
-                "files without it",
-                g->path, g->kv[i].key);
-}
-
 static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
-    refuse_prism(g);
     if (!strcmp(arch, "bitnet-b1.58") || !strcmp(arch, "bitnet-25")) {
         m->architecture = xstrdup("BitNetForCausalLM");
         m->activation = RSR_ACT_RELU2;
@@ -849,6 +866,8 @@ static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
         configure_experts(m, g, arch, false);
     else if (m->num_experts) /* maple: its experts and its windows */
         configure_maple(m, g, arch);
+    fold_read(m, g); /* PrismML's Hadamard fold (Bonsai 2), when its keys are there */
+    if (m->tied && m->fold_embed) m->fold_lm_head = true; /* the head is the rotated embedding */
 }
 
 static void close_file(void *g) { gguf_close(g); }
@@ -874,7 +893,7 @@ static int expert_of(const char *name) {
  * expert e-1's, rows e·rows ... of the tensor seen as a matrix) as num_experts ternary matrices
  * model.layers.N.mlp.experts.E.{gate,up,down}_proj, each with its own scale; a stack of gate and
  * up (ffn_gate_up_exps) as two halves of each expert's rows. */
-static void add_experts(st_archive *a, const rsrc_model *m, const gguf_file *g, const gguf_tensor *t,
+static void add_experts(st_archive *a, rsrc_model *m, const gguf_file *g, const gguf_tensor *t,
                         struct gguf_lazy *lazy) {
     int layer = -1;
     sscanf(t->name, "blk.%d.", &layer);
@@ -898,6 +917,7 @@ static void add_experts(st_archive *a, const rsrc_model *m, const gguf_file *g, 
             sl.name = xasprintf("%s[expert %d%s]", t->name, e, halves == 1 ? "" : h ? ", up" : ", gate");
             char *name = xasprintf("model.layers.%d.mlp.experts.%d.%s.weight", layer, e, proj_names[proj] + 4);
             add_ternary(a, m, g, &sl, name, proj, lazy);
+            if (model_fold_lists(m, t->name)) model_fold_add(m, name);
             free(sl.name);
         }
 }
@@ -1122,25 +1142,29 @@ void gguf_model_load(rsrc_model *m, const char *path) {
         char *name = hf_name(m, t->name, &proj);
         if (!name) rsrc_fatal("%s: tensor '%s' is not one of a %s model's", path, t->name, arch);
         arena_own(ar, free, name); /* the archive's once added */
-        if (proj >= 0)
+        if (proj >= 0) {
             add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type, all_tq &= act_q8k_type(t);
-        else if (m->layer_kind && (t->type == GGML_Q1_0 || t->type == GGML_Q2_0))
+            if (model_fold_lists(m, t->name)) model_fold_add(m, name);
+        } else if (m->layer_kind && group_qk(t->type))
             add_grouped_float(a, g, t, name); /* qwen35's beta and alpha rows, quantised as its matrices */
         else
             add_float(a, g, t, name);
         arena_disown(ar, name);
     }
+    fold_finish(m);
     for (int i = 0; i < a->ntensors; i++) a->tensors[i].file = a->path; /* g->path goes with the file's tables */
     st_sort_and_check(a, path);
     if (m->lazy->n) /* none in a file without ternary tensors (refused later, naming what it lacks) */
         qsort(m->lazy->d, (size_t)m->lazy->n, sizeof *m->lazy->d, deferred_cmp);
     if (m->act_block == 32 && ternary_type && all_tq)    /* activations as llama.cpp rounds them for TQ1_0, TQ2_0 */
         m->act_block = 256, m->act_quant = RSR_ACT_Q8_K; /* (and I2_S: the same weights, the same logits) */
-    m->format_name = ternary_type == GGML_I2_S    ? "gguf-i2_s"
-                     : ternary_type == GGML_TQ1_0 ? "gguf-tq1_0"
-                     : ternary_type == GGML_Q1_0  ? "gguf-q1_0"
-                     : ternary_type == GGML_Q2_0  ? "gguf-q2_0"
-                                                  : "gguf-tq2_0";
+    m->format_name = ternary_type == GGML_I2_S     ? "gguf-i2_s"
+                     : ternary_type == GGML_TQ1_0  ? "gguf-tq1_0"
+                     : ternary_type == GGML_Q1_0   ? "gguf-q1_0"
+                     : ternary_type == GGML_Q2_0   ? "gguf-q2_0"
+                     : ternary_type == GGML_PQ2_0  ? "gguf-pq2_0"
+                     : ternary_type == GGML_PTQ1_0 ? "gguf-ptq1_0"
+                                                   : "gguf-tq2_0";
     rsrc_note(1, "%s: GGUF v%u, %s (%s), %" PRIu64 " tensors", path, g->version, arch, m->format_name, g->ntensors);
     arena_close(ar); /* the file's tables; its tensors' data lives on in the archive's mapping */
 }

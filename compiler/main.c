@@ -601,6 +601,11 @@ typedef struct build {
     rsr_artifact_layer *layers;
     uint64_t weights, index_bytes;
     char *manifest;
+    int32_t nsigns; /* the Hadamard fold's sign vectors written to the blob, one per input width */
+    struct {
+        int32_t width;
+        uint64_t at;
+    } signs[16];
 } build;
 
 /* Target and model, checked against the options before any work. */
@@ -628,11 +633,12 @@ static void load_inputs(build *b) {
         limit_memory(o->max_memory);
     }
     if (o->print_model) model_print(m, stdout);
-    if ((t->kind == TK_CUDA || t->gpu) &&
-        (m->qk_norm || m->proj_norms || m->act_block || m->post_norms || m->num_experts || m->layer_kind))
+    if ((t->kind == TK_CUDA || t->gpu) && (m->qk_norm || m->proj_norms || m->act_block || m->post_norms ||
+                                           m->num_experts || m->layer_kind || m->fold_block))
         rsrc_fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
                    m->architecture,
-                   m->layer_kind    ? "gated DeltaNet layers (a recurrent state)"
+                   m->fold_block    ? "a Hadamard fold (PrismML's rotated inputs)"
+                   : m->layer_kind  ? "gated DeltaNet layers (a recurrent state)"
                    : m->num_experts ? "a mixture of experts"
                    : m->proj_norms  ? "a norm before each projection"
                    : m->qk_norm     ? "q/k head norms"
@@ -682,6 +688,22 @@ static void open_printers(build *b) {
         b->check = tune_begin_check(b->t, (compile_options){o->prefill, o->opt_level}, b->use_llvm, b->workdir);
 }
 
+/* The blob offset of the fold's signs for inputs of `width` as f32 (+1 everywhere without explicit
+ * signs), written once per width. */
+static uint64_t fold_signs(build *b, int32_t width) {
+    for (int32_t i = 0; i < b->nsigns; i++)
+        if (b->signs[i].width == width) return b->signs[i].at;
+    const int8_t *s = model_fold_signs(b->m, width);
+    float *f = xmalloc(sizeof *f * (size_t)width);
+    for (int32_t i = 0; i < width; i++) f[i] = s ? (float)s[i] : 1.0f;
+    blob_align(&b->blob, 64);
+    const uint64_t at = blob_write(&b->blob, f, sizeof *f * (size_t)width);
+    free(f);
+    if (b->nsigns < (int32_t)(sizeof b->signs / sizeof *b->signs))
+        b->signs[b->nsigns].width = width, b->signs[b->nsigns++].at = at;
+    return at;
+}
+
 /* The tensors that are not ternary: embedding, LM head, final norm, tokenizer. */
 static void write_constants(build *b) {
     const rsrc_model *m = b->m;
@@ -693,6 +715,9 @@ static void write_constants(build *b) {
     else
         d->lm_head = blob_copy_tensor(&b->blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
     d->final_norm = blob_norm(&b->blob, m, -1, "model.norm.weight", m->hidden);
+    d->embed_signs = d->lm_head_signs = RSR_NO_TENSOR;
+    if (m->fold_embed) d->embed_signs = fold_signs(b, m->hidden);
+    if (m->fold_lm_head) d->lm_head_signs = fold_signs(b, m->hidden);
     rsr_tokenizer *tok;
     d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer, &tok);
     d->chat_template = blob_chat_template(&b->blob, m, tok, &d->chat_template_size);
@@ -841,6 +866,17 @@ static void flush_part(build *b) {
 /* The matrices of all layers (model_layer_matrices each). */
 static int32_t total_matrices(const rsrc_model *m) { return model_total_matrices(m); }
 
+/* A matrix's part of the Hadamard fold (rsr_artifact_matrix.in_signs, in_perm_*): none unless the
+ * model's fold lists it; ssm_out's input in grouped V-head order when the fold says so. */
+static void fold_matrix(build *b, int32_t l, int pj, matrix_record *r) {
+    const rsrc_model *m = b->m;
+    r->in_signs = RSR_NO_TENSOR, r->in_perm_groups = r->in_perm_head = 0;
+    if (!m->fold_block || !model_folded(m, r->name)) return;
+    r->in_signs = fold_signs(b, r->cols);
+    if (m->fold_v_grouped && model_deltanet(m, l) && pj == PROJ_O)
+        r->in_perm_groups = m->dn_k_heads, r->in_perm_head = m->dn_head;
+}
+
 /* The matrix through compile_matrix again for a CUDA target's spec, into its printer: rq's
  * strategy, k and prints apply. The matrices that read one input (a layer's q,k,v | o | gate,up |
  * down) end a group. */
@@ -933,9 +969,13 @@ static void compile_matrices(build *b) {
                                  tm.scale_cols,
                                  RSR_NO_TENSOR,
                                  kn->unit_stride,
-                                 RSR_DTYPE_F32};
+                                 RSR_DTYPE_F32,
+                                 RSR_NO_TENSOR,
+                                 0,
+                                 0};
             if (tm.unit_cols)
                 r->group_scale = write_group_scales(&b->blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
+            fold_matrix(b, l, pj, r);
             if (!m->num_experts || j < PROJ_GATE + shared) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;

@@ -95,6 +95,16 @@ typedef struct rsrc_model {
     bool attn_gate;
     int32_t rope_dims;
     int32_t mtp_layers; /* qwen35: multi-token-prediction layers after the model's (not read, skipped) */
+    /* PrismML's Hadamard fold (fold.c): fold_block B > 0 when some matrices' inputs are rotated,
+     * x <- H_B (s ⊙ x) with s the signs of the input's width (fold_signs NULL: all +1), before
+     * their product; folded: those matrices' archive names (sorted by fold_finish); fold_lm_head: the
+     * head's input too; fold_embed: the embedding's rows stored rotated (h = s ⊙ H_B z); fold_v_grouped:
+     * ssm_out's input put in grouped V-head order first. fold_names: the GGUF's list, sorted. */
+    int32_t fold_block, fold_nwidths, fold_nnames, nfolded;
+    int32_t *fold_widths;
+    int8_t *fold_signs; /* concatenated in fold_widths' order */
+    char **fold_names, **folded;
+    bool fold_lm_head, fold_embed, fold_v_grouped;
     int32_t pooling;    /* rsr_pooling of embeddings: a GGUF's ARCH.pooling_type; 0 (absent): the last token's */
     int32_t group_cols; /* WF_GROUPED: the columns of a group (128, 64 or 32), one for the whole model */
     int32_t hidden, intermediate, num_layers, num_heads, num_kv_heads, head_dim;
@@ -184,7 +194,9 @@ enum ggml_type {
     GGML_TQ2_0 = 35,
     GGML_I2_S = 36,
     GGML_Q1_0 = 41,
-    GGML_Q2_0 = 42
+    GGML_Q2_0 = 42,
+    GGML_PQ2_0 = 142, /* PrismML's (Bonsai 2): Q2_0's codes in blocks of 128, its legacy files as id 42 */
+    GGML_PTQ1_0 = 143 /* PrismML's: base-3 ternary in blocks of 128, the scale last */
 };
 typedef struct gguf_value {
     uint32_t type, atype; /* the GGUF value type; an array's element type */
@@ -232,6 +244,17 @@ void gguf_model_load(struct rsrc_model *m, const char *path); /* fills m and m->
 void *gguf_model_prepare(const struct rsrc_model *m, const char *name);
 void gguf_model_release(void *converted);
 void gguf_lazy_free(struct gguf_lazy *lazy);
+
+/* fold.c: prism.hadamard.* read and checked into m (nothing without those keys); the signs of an
+ * input width (NULL: all +1, or none of that width); whether the GGUF lists a tensor; the folded
+ * matrices by archive name (model_fold_add while loading, then fold_finish). */
+void fold_read(struct rsrc_model *m, const gguf_file *g);
+const int8_t *model_fold_signs(const struct rsrc_model *m, int32_t width);
+bool model_fold_lists(const struct rsrc_model *m, const char *gguf_name);
+void model_fold_add(struct rsrc_model *m, const char *name);
+void fold_finish(struct rsrc_model *m);
+bool model_folded(const struct rsrc_model *m, const char *name);
+void fold_free(struct rsrc_model *m);
 
 rsrc_model *model_load(const char *path);
 void model_free(rsrc_model *m);

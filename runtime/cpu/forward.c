@@ -14,6 +14,7 @@
 
 #include "attn_kernels.h"
 #include "family.h"
+#include "fold.h"
 #include "internal.h"
 #include "rsr_numerics.h"
 
@@ -802,12 +803,15 @@ static void rope(float *x, int32_t heads, int32_t d, int32_t rd, const float *cs
  * scales), RMSNorm'd first when norm is given (into w->xn) and normalised again inside the
  * BitLinear: with the weights `inner` (a projection's own norm, rsr_artifact_layer.in_norm), or
  * without weights when the model says so (Falcon-E). One parallel region over groups of RMS_ROWS
- * rows, their sums of squares together (sumsq_rows), each row quantised while it is in cache. */
+ * rows, their sums of squares together (sumsq_rows), each row quantised while it is in cache.
+ * `reader`: a matrix that reads the input (all that do have its fold, rsr_artifact_matrix.in_signs),
+ * whose rotation comes last, before the quantiser. */
 static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x_stride, const float *norm,
-                        const float *inner, int32_t cols, int32_t n) {
+                        const float *inner, int32_t cols, int32_t n, int32_t reader) {
     const rsr_artifact *a = m->a;
     const int32_t groups = (n + RMS_ROWS - 1) / RMS_ROWS;
     const size_t W = (size_t)w->widest;
+    const bool fold = rt_folded(a, &a->matrix[reader]); /* PrismML's Hadamard fold: rotated, then quantised */
 #pragma omp parallel for schedule(static) num_threads(team_for(m, groups))
     for (int32_t g = 0; g < groups; g++) {
         int32_t t0 = g * RMS_ROWS, k = n - t0 < RMS_ROWS ? n - t0 : RMS_ROWS;
@@ -832,6 +836,11 @@ static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x
                 rmsnorm(tmp, xt, inner, cols, inner ? a->rms_eps : a->bitlinear_eps);
                 xt = tmp;
             }
+            if (fold) { /* the rotated copy (the float input stays as it is for the rest of the layer) */
+                float *tmp = w->tmp + (size_t)t * W;
+                rt_fold_input(a, &a->matrix[reader], tmp, xt);
+                xt = tmp;
+            }
             if (a->act_block)
                 quantize_blocks(w->xq + (size_t)t * (size_t)w->xq_stride, w->xd + (size_t)t * (size_t)w->xd_stride, xt,
                                 cols, a->act_block, a->act_quant);
@@ -848,14 +857,14 @@ static void projections(const rsr_model *m, rt_work *w, const float *norm, const
                         int count, int32_t rows, int glu) {
     const rsr_artifact *a = m->a;
     if (in_norm[0] == RSR_NO_TENSOR) {
-        norm_inputs(m, w, w->h, (size_t)a->hidden, norm, NULL, a->hidden, rows);
+        norm_inputs(m, w, w->h, (size_t)a->hidden, norm, NULL, a->hidden, rows, outs[0].index);
         bitlinear(m, w, outs, count, rows, glu);
         return;
     }
     for (int j = 0; j < count; j++) { /* the layer's norm once, into w->xn; then read from there */
         const float *x = j ? w->xn : w->h;
         norm_inputs(m, w, x, j ? (size_t)w->widest : (size_t)a->hidden, j ? NULL : norm, blob_f32(m, in_norm[j]),
-                    a->hidden, rows);
+                    a->hidden, rows, outs[j].index);
         bitlinear(m, w, &outs[j], 1, rows, 0);
     }
     if (glu) {
@@ -990,7 +999,7 @@ static void run_expert(const rsr_model *m, rt_work *w, const expert_call *x, int
     bitlinear(m, w, gu, 2, n, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, n))
     for (int32_t i = 0; i < n; i++) swiglu_clamped(w->gate + (size_t)i * I, w->up + (size_t)i * I, F, x->clamp);
-    norm_inputs(m, w, w->gate, I, NULL, NULL, F, n);
+    norm_inputs(m, w, w->gate, I, NULL, NULL, F, n, x->down);
     bitlinear1(m, w, x->down, n, w->tmp, W, 0);
 #pragma omp parallel for schedule(static) num_threads(team_for(m, n))
     for (int32_t i = 0; i < n; i++) { /* each row once per expert: no two threads share one */
@@ -1019,7 +1028,8 @@ static void moe_ffn(const rsr_model *m, rt_work *w, int32_t l, const rt_run *run
     const rsr_artifact *a = m->a;
     const rsr_artifact_layer *L = &a->layer[l];
     const size_t H = (size_t)a->hidden, W = (size_t)w->widest, K = (size_t)L->experts_used, E = (size_t)L->num_experts;
-    norm_inputs(m, w, w->h, H, blob_f32(m, L->ffn_norm), NULL, a->hidden, rows);
+    norm_inputs(m, w, w->h, H, blob_f32(m, L->ffn_norm), NULL, a->hidden, rows,
+                L->shared_ff > 0 ? L->gate : L->expert_first); /* every expert's gate and up have its fold */
     memcpy(w->moe_xq, w->xq, (size_t)rows * (size_t)w->xq_stride);
     memcpy(w->moe_xs, w->xs, sizeof(float) * (size_t)rows);
     if (w->xd) memcpy(w->moe_xd, w->xd, sizeof(float) * (size_t)rows * (size_t)w->xd_stride);
@@ -1224,7 +1234,7 @@ static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const
         }
     }
     deltanet_recur(m, w, l, runs, nruns, rows);
-    norm_inputs(m, w, w->att, VS, NULL, NULL, vd, rows);
+    norm_inputs(m, w, w->att, VS, NULL, NULL, vd, rows, L->o);
     residual_out(m, w, L->o, L->attn_post_norm, rows);
     ffn_step(m, w, l, runs, nruns, rows);
     return RSR_OK;
@@ -1277,7 +1287,7 @@ static rsr_status layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt
     if (L->attn_gate) /* the attention's output times sigmoid(gate) (Qwen3.5) */
         for (size_t i = 0; i < (size_t)rows * q_out; i++) w->att[i] *= 1.0f / (1.0f + expf(-w->gate_q[i]));
     norm_inputs(m, w, w->att, q_out, L->attn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->attn_sub_norm) : NULL, NULL,
-                (int32_t)q_out, rows);
+                (int32_t)q_out, rows, L->o);
     residual_out(m, w, L->o, L->attn_post_norm, rows);
     ffn_step(m, w, l, runs, nruns, rows);
     return RSR_OK;
@@ -1295,7 +1305,7 @@ static void ffn_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *ru
     bl_out glu[2] = {{L->gate, w->gate, (size_t)I, 0}, {L->up, w->up, (size_t)I, 0}};
     projections(m, w, blob_f32(m, L->ffn_norm), L->in_norm + RSR_IN_GATE, glu, 2, rows, 1); /* act(gate) · up */
     norm_inputs(m, w, w->gate, (size_t)I, L->ffn_sub_norm != RSR_NO_TENSOR ? blob_f32(m, L->ffn_sub_norm) : NULL, NULL,
-                I, rows);
+                I, rows, L->down);
     residual_out(m, w, L->down, L->ffn_post_norm, rows);
 }
 
@@ -1310,6 +1320,7 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         const uint8_t *erow = rt_row(m, a->embed + (size_t)tokens[t] * bytes, bytes, buf, sizeof buf);
         float *h = w->h + (size_t)t * (size_t)H;
         for (int32_t i = 0; i < H; i++) h[i] = load_elem(erow, a->embed_dtype, i);
+        if (a->fold_block && a->embed_signs != RSR_NO_TENSOR) rt_fold_embed(a, h, H); /* stored rotated */
         if (a->embed_scale != 0) /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
             for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;
         const int32_t pos = r->s->pos + t - r->row0; /* the tables of every layer */
@@ -1332,7 +1343,10 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         s->pos += runs[j].n;
         if (s->dn_snap && runs[j].n > DN_SNAP_BACK) s->dn_snap_pos = s->pos - DN_SNAP_BACK; /* deltanet_recur */
         const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
-        if (head) rmsnorm(w->xn + (size_t)j * (size_t)w->widest, last, blob_f32(m, a->final_norm), H, a->rms_eps);
+        if (!head) continue;
+        float *x = w->xn + (size_t)j * (size_t)w->widest;
+        rmsnorm(x, last, blob_f32(m, a->final_norm), H, a->rms_eps);
+        if (a->fold_block && a->lm_head_signs != RSR_NO_TENSOR) rt_fold_rotate(a, a->lm_head_signs, x, H);
     }
     return RSR_OK;
 }
@@ -1346,6 +1360,7 @@ static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const 
     const int32_t H = a->hidden;
     for (int32_t t = 0; t < c; t++) {
         rmsnorm(s->work.tmp, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
+        if (a->fold_block && a->lm_head_signs != RSR_NO_TENSOR) rt_fold_rotate(a, a->lm_head_signs, s->work.tmp, H);
         rt_lm_head_logits(s, s->work.tmp, h->logits + (size_t)(i + t) * (size_t)a->vocab);
     }
 }

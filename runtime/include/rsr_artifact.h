@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    15u /* 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    16u /* 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -77,6 +77,14 @@ typedef struct rsr_artifact_matrix {
      * write theirs `rows` apart */
     int32_t unit_stride;
     int32_t group_scale_dtype; /* enum rsr_dtype: RSR_DTYPE_F32, or RSR_DTYPE_F16 (no GPU code) */
+    /* With rsr_artifact.fold_block B > 0 (PrismML's Hadamard fold, docs/qwen35.md): in_signs, when not
+     * RSR_NO_TENSOR, is f32 [cols] of ±1 and the matrix's input x is rotated before it is quantised,
+     * x <- H_B (in_signs ⊙ P x) (H_B: the normalised Walsh-Hadamard transform of each block of B),
+     * P the grouped V-head order of ssm_out's input when in_perm_groups > 0 (nk = in_perm_groups K
+     * heads, hd = in_perm_head, rep = cols / (hd · nk): out[d + r·hd + t·hd·rep] = in[d + t·hd + r·hd·nk]),
+     * else none. Matrices that read one input have the same fold. Without a fold these are ignored. */
+    uint64_t in_signs;
+    int32_t in_perm_groups, in_perm_head;
 } rsr_artifact_matrix;
 #define RSR_UNIT_PAD 16
 
@@ -220,6 +228,12 @@ typedef struct rsr_artifact {
     int32_t rope_dims; /* RoPE rotates the first rope_dims of each head's head_dim (NeoX pairs i, i + rope_dims/2,
                           angles pos·theta^(-2i/rope_dims)); 0: all of them */
     int32_t act_quant; /* enum rsr_act_quant: how a block of act_block activations is rounded (act_block > 0) */
+    /* PrismML's Hadamard fold: B > 0, the block of rsr_artifact_matrix.in_signs' rotation; then
+     * embed_signs (f32 [hidden], or RSR_NO_TENSOR) says the embedding's rows are stored rotated, the
+     * row h read as h <- embed_signs ⊙ (H_B h), and lm_head_signs that the head's input (the
+     * final-normed hidden state) is rotated as a matrix's, x <- H_B (lm_head_signs ⊙ x). 0: no fold. */
+    int32_t fold_block;
+    uint64_t embed_signs, lm_head_signs;
 } rsr_artifact;
 
 /* The int8 activations of a block of act_block values (docs/numerics.md, "Group scales"): both take

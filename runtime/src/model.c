@@ -184,6 +184,55 @@ static rsr_status check_experts(rsr_model *m, int32_t l) {
     return RSR_OK;
 }
 
+/* A vector of n signs of the Hadamard fold: in the blob, every one +1 or -1, n a multiple of the block. */
+static bool fold_signs_ok(const rsr_artifact *a, uint64_t off, int32_t n) {
+    if (n <= 0 || n % a->fold_block || !blob_range_ok(a, off, 4 * (uint64_t)n, 4)) return false;
+    const float *s = (const float *)(a->blob + off);
+    for (int32_t i = 0; i < n; i++)
+        if (s[i] != 1.0f && s[i] != -1.0f) return false;
+    return true;
+}
+
+/* Whether matrices i and j (indices, -1: absent) have the same fold: they read one input, rotated once. */
+static bool same_fold(const rsr_artifact *a, int32_t i, int32_t j) {
+    if (i < 0 || j < 0) return true;
+    const rsr_artifact_matrix *x = &a->matrix[i], *y = &a->matrix[j];
+    return x->in_signs == y->in_signs && x->in_perm_groups == y->in_perm_groups && x->in_perm_head == y->in_perm_head;
+}
+
+/* PrismML's Hadamard fold (rsr_artifact.fold_block): a power-of-two block, CPU code only, sign vectors
+ * in the blob, ssm_out's permutation whole heads, and one fold per shared input. */
+static rsr_status check_fold(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    if (!a->fold_block) return RSR_OK;
+#define BAD(...) rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: Hadamard fold: " __VA_ARGS__)
+    if (a->fold_block < 2 || a->fold_block > 65536 || (a->fold_block & (a->fold_block - 1)) || a->gpu)
+        return BAD("block %d%s", a->fold_block, a->gpu ? " with GPU code" : "");
+    if ((a->embed_signs != RSR_NO_TENSOR && !fold_signs_ok(a, a->embed_signs, a->hidden)) ||
+        (a->lm_head_signs != RSR_NO_TENSOR && !fold_signs_ok(a, a->lm_head_signs, a->hidden)))
+        return BAD("the embedding's or the head's signs");
+    for (int32_t i = 0; i < a->num_matrices; i++) {
+        const rsr_artifact_matrix *x = &a->matrix[i];
+        const int64_t g = x->in_perm_groups, hd = x->in_perm_head;
+        if (x->in_signs == RSR_NO_TENSOR
+                ? g || hd
+                : !fold_signs_ok(a, x->in_signs, x->cols) || g < 0 || (g && (hd <= 0 || x->cols % (g * hd))))
+            return BAD("matrix %d (%s): signs at %llu, %lld groups of heads of %lld", i, x->name ? x->name : "?",
+                       (unsigned long long)x->in_signs, (long long)g, (long long)hd);
+    }
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rsr_artifact_layer *L = &a->layer[l];
+        bool ok = same_fold(a, L->q, L->k) && same_fold(a, L->q, L->v) && same_fold(a, L->gate, L->up);
+        for (int32_t e = 0; e < L->num_experts; e++) {
+            const int32_t g = L->expert_first + 3 * e;
+            ok &= same_fold(a, L->expert_first, g) && same_fold(a, g, g + 1) && same_fold(a, L->gate, g);
+        }
+        if (!ok) return BAD("layer %d: matrices that read one input with different folds", l);
+    }
+#undef BAD
+    return RSR_OK;
+}
+
 /* Everything the forward pass will index with, checked once so that a damaged or hostile
  * descriptor is refused here instead of corrupting memory later. The limits are the compiler's
  * (16-bit RSR column indices, config.json ranges), so every product below fits in 64 bits. */
@@ -319,7 +368,7 @@ static rsr_status check_artifact(rsr_model *m) {
     }
 #undef BAD
     m->max_rows = (int32_t)max_rows;
-    return RSR_OK;
+    return check_fold(m);
 }
 
 /* Opens m on dev, a device other than the host: RSR_OK with m->run_on = dev; where it cannot, the

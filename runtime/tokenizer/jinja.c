@@ -4,42 +4,54 @@
  * The output is checked, byte for byte, against @huggingface/jinja 0.5.11 (what transformers.js and
  * many servers render chat templates with) on real templates (tests/tokenizer/test_jinja.c), so the
  * semantics are that renderer's where it differs from Python's Jinja: whitespace control and
- * trim_blocks/lstrip_blocks as it applies them (on the source text), `none` renders as nothing, a
- * list renders as JSON, strip/lstrip/rstrip ignore their argument and strip JavaScript's white space,
- * string lengths and indices count UTF-16 code units, numbers are doubles (an integer 2 and a float
- * 2.0 differ only in how they print), `==` is JavaScript's loose equality, `~` and `+` on an
- * undefined value fail, a `{% set %}` inside a loop stays in the loop.
+ * trim_blocks/lstrip_blocks as it applies them (on the source text), `none` renders as nothing, a list
+ * renders as JSON, strip/lstrip/rstrip ignore their argument and strip JavaScript's white space, string
+ * lengths and indices count UTF-16 code units, numbers are doubles (an integer 2 and a float 2.0 differ
+ * only in how they print), `==` is JavaScript's loose equality, `~` and `+` on an undefined value fail,
+ * a `{% set %}` inside a loop stays in the loop (and so does a macro defined there), and a macro's body
+ * sees the names where the macro is called (its arguments, then the caller's loop variables, sets and
+ * macros, then the globals), not those where it was defined.
  *
- * The subset: text, {{ }}, {% %}, {# #} with `-` on either side; if/elif/else, for (tuple targets,
- * an `if` filter, else, loop.index/index0/revindex/revindex0/first/last/length/previtem/nextitem),
- * break, continue, set (a name, names, `ns.attr`, or a block up to endset); expressions: literals
+ * The subset: text, {{ }}, {% %}, {# #} with `-` on either side; if/elif/else, for (tuple targets, an
+ * `if` filter, else, loop.index/index0/revindex/revindex0/first/last/length/previtem/nextitem), break,
+ * continue, set (a name, names, `ns.attr`, or a block up to endset); macro name(a, b=default) ...
+ * endmacro, anywhere, called as an expression, name(x, b=y), that gives the text of its body: arguments
+ * by position or keyword, a missing one undefined, defaults evaluated at each call (after every
+ * argument is bound), varargs and kwargs for the arguments left over when the body reads them, calls of
+ * other macros and recursion (bounded: JINJA_MAX_NESTING); call blocks,
+ * {% call(params) name(args) %}...{% endcall %}, with caller(...) in the macro rendering the block;
+ * filter blocks, {% filter f %} or {% filter f(args) %}...{% endfilter %}; expressions: literals
  * (strings with escapes, numbers, lists, tuples, dicts), names, a.b, a[i], slices a[i:j:k], calls with
- * keyword arguments, `x if c else y`, unary and binary operators (+ - * / // % ** ~, comparisons,
- * and, or, not, in, not in), filters (jinja_lib.c: safe, tojson, length, trim, upper, lower, title,
+ * keyword arguments, `x if c else y`, unary and binary operators (+ - * / // % ** ~, comparisons, and,
+ * or, not, in, not in), filters (jinja_lib.c: safe, tojson, length, trim, upper, lower, title,
  * capitalize, string, join, default, first, last, list, items, replace, indent, int, float, abs,
- * reverse, sort, unique, selectattr, rejectattr, map, dictsort, ...), tests (defined, undefined,
- * none, string, number, integer, mapping, iterable, sequence, boolean, true, false, callable, odd,
- * even, lower, upper, equalto), globals (namespace, raise_exception, range, strftime_now, true, false,
- * none and their capitalized spellings), string methods (strip, lstrip, rstrip, split, startswith,
- * endswith, upper, lower, title, capitalize, replace) and dict methods (get, items, keys, values).
- * Not covered: macro, call and filter blocks, include/extends/import, argument unpacking (*a, **kw),
- * nesting deeper than JINJA_MAX_DEPTH: jinja_parse names them. A filter, test or method this
- * renderer lacks (reject, tojson(sort_keys=true), a filter's call followed by .x, ...) fails when it
- * is reached (jinja_render returns -1), as in the reference; so do `first` and `last` of an empty
- * list. upper/lower map ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic letters only.
+ * reverse, sort, unique, selectattr, rejectattr, map, dictsort, ...), tests (defined, undefined, none,
+ * string, number, integer, mapping, iterable, sequence, boolean, true, false, callable, odd, even,
+ * lower, upper, equalto), globals (namespace, raise_exception, range, strftime_now, true, false, none
+ * and their capitalized spellings), string methods (strip, lstrip, rstrip, split, startswith, endswith,
+ * upper, lower, title, capitalize, replace) and dict methods (get, items, keys, values). Not covered:
+ * include/extends/import/block, with, raw, do, autoescape, argument unpacking (*a, **kw), nesting
+ * deeper than JINJA_MAX_DEPTH: jinja_parse names them. A call block whose callee is not a macro, a
+ * break or continue reaching a macro's end (the reference would end the caller's loop) and macros
+ * nested deeper than JINJA_MAX_NESTING fail when reached. A filter, test or method this renderer lacks (reject,
+ * tojson(sort_keys=true), a filter's call followed by .x, ...) fails when it is reached (jinja_render
+ * returns -1), as in the reference; so do `first` and `last` of an empty list. upper/lower map ASCII,
+ * Latin-1, Latin Extended-A, Greek and Cyrillic letters only.
  *
- * Design: the source is preprocessed (the reference's text-level trim_blocks, lstrip_blocks and
- * removal of {% generation %} tags, keeping each byte's line), then lexed into tokens, then parsed by
- * recursive descent into a tree of jnode (jinja_internal.h) allocated in the template's arena; every
- * node keeps its line and its depth, bounded by JINJA_MAX_DEPTH so that neither the parser nor the
- * evaluator can exhaust the stack. The evaluator walks the tree with a chain of scopes (the globals
- * with the variables, then one per for-loop) and writes the text into one growing buffer. Values
- * (jv) are small tagged unions; strings are (pointer, length) views that are never changed; lists,
- * dicts and namespaces are allocated in the rendering's arena, so that nothing is counted or freed
- * one by one: the arena, limited to JINJA_MAX_MEMORY, goes at the end of jinja_render, and so does
- * everything on an error, which longjmps back to jinja_render (or jinja_parse) with its message. A
- * step counter (JINJA_MAX_WORK) and the output limit (JINJA_MAX_OUTPUT) stop templates that would
- * run away. */
+ * Design: the source is preprocessed (the reference's text-level trim_blocks, lstrip_blocks and removal
+ * of {% generation %} tags, keeping each byte's line), then lexed into tokens, then parsed by recursive
+ * descent into a tree of jnode (jinja_internal.h) allocated in the template's arena; every node keeps
+ * its line and its depth, bounded by JINJA_MAX_DEPTH so that neither the parser nor the evaluator can
+ * exhaust the stack. The evaluator walks the tree with a chain of scopes (the globals with the
+ * variables, then one per for-loop and one per macro call, inside the scope it is called from) and
+ * writes the text into one growing buffer; a macro's call, a set block and a filter block take the text
+ * their body wrote back out of it. Macro calls re-enter the tree, so the depths of the macros being
+ * called add up, bounded by JINJA_MAX_NESTING. Values (jv) are small tagged unions; strings are
+ * (pointer, length) views that are never changed; lists, dicts and namespaces are allocated in the
+ * rendering's arena, so that nothing is counted or freed one by one: the arena, limited to
+ * JINJA_MAX_MEMORY, goes at the end of jinja_render, and so does everything on an error, which longjmps
+ * back to jinja_render (or jinja_parse) with its message. A step counter (JINJA_MAX_WORK) and the
+ * output limit (JINJA_MAX_OUTPUT) stop templates that would run away. */
 #include "jinja_internal.h"
 
 #include <stdarg.h>
@@ -247,6 +259,7 @@ typedef struct {
     jtok *tok;
     size_t ntok, cap, cur;
     int depth;
+    int specials; /* names varargs and kwargs parsed so far */
 } jparser;
 
 static const char *tok_name(jtok_type t) {
@@ -628,6 +641,7 @@ static jnode *parse_primary(jparser *p) {
     case T_IDENT: {
         jnode *n = mk(p, N_NAME, t->line);
         n->s = t->s;
+        p->specials += jx_streq(t->s, "varargs") || jx_streq(t->s, "kwargs");
         return n;
     }
     case T_LPAREN: {
@@ -643,7 +657,8 @@ static jnode *parse_primary(jparser *p) {
     }
 }
 
-static void parse_args(jparser *p, jnode *call) {
+/* (a, b=x, ...) into call->list: a call's arguments, or (params) a macro's parameters. */
+static void parse_args(jparser *p, jnode *call, int params) {
     int keyword = 0;
     expect(p, T_LPAREN, "before arguments");
     enter(p);
@@ -660,7 +675,9 @@ static void parse_args(jparser *p, jnode *call) {
             arg = kw;
             keyword = 1;
         } else if (keyword) {
-            jinja_fail(&p->e, arg->line, "a positional argument follows a keyword argument");
+            jinja_fail(&p->e, arg->line,
+                       params ? "a parameter without a default follows one with a default"
+                              : "a positional argument follows a keyword argument");
         }
         push(p, call, &call->list, arg);
         if (is_tok(p, T_COMMA)) p->cur++;
@@ -722,7 +739,7 @@ static jnode *parse_postfix_of(jparser *p, jnode *x) {
         } else if (t->t == T_LPAREN) {
             jnode *call = mk(p, N_CALL, t->line);
             call->a = kid(p, call, x);
-            parse_args(p, call);
+            parse_args(p, call, 0);
             x = call;
         } else {
             return x;
@@ -756,7 +773,7 @@ static jnode *parse_filter(jparser *p) {
         f->a = kid(p, f, x);
         if (is_tok(p, T_LPAREN)) {
             f->op = 1;
-            parse_args(p, f);
+            parse_args(p, f, 0);
             if (is_tok(p, T_DOT) || is_tok(p, T_LBRACKET) || is_tok(p, T_LPAREN)) {
                 f->op = 2; /* x | f(a).b: parsed, and an error if it is evaluated, as in the reference renderer */
                 f->b = kid(p, f, parse_postfix_of(p, mk(p, N_NAME, f->line)));
@@ -904,10 +921,13 @@ static void parse_body(jparser *p, jnode *parent, jnodes *body, const char *tag,
     }
 }
 
+/* {% name %}, which parse_body found */
 static void end_tag(jparser *p, const char *name) {
+    char where[32];
+    snprintf(where, sizeof where, "after %s", name);
     expect(p, T_OPEN_STMT, "");
     p->cur++;
-    expect(p, T_CLOSE_STMT, name[3] == 'i' ? "after endif" : name[3] == 'f' ? "after endfor" : "after endset");
+    expect(p, T_CLOSE_STMT, where);
 }
 
 static jnode *parse_if(jparser *p, int line) {
@@ -978,6 +998,145 @@ static jnode *parse_set(jparser *p, int line) {
     return n;
 }
 
+/* ---- macros, call blocks and filter blocks ---- */
+
+static int special_name(jstr s) {
+    return jx_streq(s, "varargs") ? MACRO_VARARGS : jx_streq(s, "kwargs") ? MACRO_KWARGS : 0;
+}
+
+/* A name (a parameter, or a target of set or for) that hides varargs or kwargs. */
+static void declare(const jnode *target, int *declared) {
+    if (target->kind == N_NAME || target->kind == N_KWARG) *declared |= special_name(target->s);
+    if (target->kind == N_TUPLE)
+        for (int i = 0; i < target->list.n; i++) declare(target->list.v[i], declared);
+}
+
+static void find_special(const jnode *n, int *declared, int *used);
+
+static void find_special_in(const jnodes *l, int *declared, int *used) {
+    for (int i = 0; i < l->n; i++) find_special(l->v[i], declared, used);
+}
+
+/* The reference renderer binds varargs and kwargs only for a macro whose body reads them before any
+ * set, for or parameter (of a macro inside it too) names them; it walks the tree as this does. */
+static void find_special(const jnode *n, int *declared, int *used) {
+    if (!n) return;
+    switch (n->kind) {
+    case N_NAME: *used |= special_name(n->s) & ~*declared; return;
+    case N_SET: /* an ns.attr target is not read */
+        declare(n->a, declared);
+        find_special(n->b, declared, used);
+        return find_special_in(&n->list, declared, used);
+    case N_FOR:
+        declare(n->a, declared);
+        find_special(n->b, declared, used);
+        find_special_in(&n->list, declared, used);
+        find_special_in(&n->list2, declared, used);
+        return find_special(n->c, declared, used);
+    case N_MACRO:
+    case N_CALL_BLOCK:
+        if (n->kind == N_CALL_BLOCK) find_special(n->a, declared, used);
+        for (int i = 0; i < n->list.n; i++) declare(n->list.v[i], declared);
+        for (int i = 0; i < n->list.n; i++) find_special(n->list.v[i]->a, declared, used);
+        return find_special_in(&n->list2, declared, used);
+    case N_FILTER_BLOCK:
+        find_special_in(&n->list2, declared, used);
+        return find_special_in(&n->a->list, declared, used);
+    case N_FILTER: /* the filter's name is no variable */
+        find_special(n->a, declared, used);
+        return find_special_in(&n->list, declared, used);
+    case N_KWARG: return find_special(n->a, declared, used);
+    default:
+        find_special(n->a, declared, used);
+        find_special(n->b, declared, used);
+        find_special(n->c, declared, used);
+        find_special_in(&n->list, declared, used);
+        return find_special_in(&n->list2, declared, used);
+    }
+}
+
+/* What of varargs and kwargs the body of a macro or call block reads (MACRO_VARARGS, MACRO_KWARGS);
+ * the tree is walked only when the body names them (specials: p->specials before it was parsed). */
+static int special_args(jparser *p, const jnode *n, int specials) {
+    int declared = 0, used = 0;
+    if (p->specials == specials) return 0;
+    for (int i = 0; i < n->list.n; i++) declare(n->list.v[i], &declared);
+    find_special_in(&n->list2, &declared, &used);
+    return used;
+}
+
+static int by_name(const void *a, const void *b) {
+    const jnode *x = *(const jnode *const *)a, *y = *(const jnode *const *)b;
+    int d = memcmp(x->s.p, y->s.p, x->s.n < y->s.n ? x->s.n : y->s.n);
+    return d ? d : (x->s.n > y->s.n) - (x->s.n < y->s.n);
+}
+
+/* (a, b=default, ...): names, distinct (sorted to find one named twice: a template may have many),
+ * those with a default last. */
+static void parse_params(jparser *p, jnode *n) {
+    parse_args(p, n, 1);
+    for (int i = 0; i < n->list.n; i++)
+        if (n->list.v[i]->kind != N_NAME && n->list.v[i]->kind != N_KWARG)
+            jinja_fail(&p->e, n->list.v[i]->line, "a parameter is a name");
+    jnode **sorted = palloc(p, (size_t)(n->list.n + 1) * sizeof *sorted);
+    if (n->list.n) memcpy(sorted, n->list.v, (size_t)n->list.n * sizeof *sorted);
+    qsort(sorted, (size_t)n->list.n, sizeof *sorted, by_name);
+    for (int i = 1; i < n->list.n; i++)
+        if (!by_name(&sorted[i - 1], &sorted[i]))
+            jinja_fail(&p->e, n->line, "the parameter '%.*s' is named twice",
+                       (int)(sorted[i]->s.n > 40 ? 40 : sorted[i]->s.n), sorted[i]->s.p);
+}
+
+static jnode *parse_macro(jparser *p, int line) {
+    static const char *const ends[] = {"endmacro", NULL};
+    jnode *n = mk(p, N_MACRO, line);
+    n->s = expect(p, T_IDENT, "(the macro's name) after 'macro'")->s;
+    parse_params(p, n);
+    expect(p, T_CLOSE_STMT, "after the macro's parameters");
+    int specials = p->specials;
+    parse_body(p, n, &n->list2, "macro", line, ends);
+    end_tag(p, "endmacro");
+    n->op = special_args(p, n, specials);
+    return n;
+}
+
+/* {% call(params) name(args) %}body{% endcall %} */
+static jnode *parse_call_block(jparser *p, int line) {
+    static const char *const ends[] = {"endcall", NULL};
+    jnode *n = mk(p, N_CALL_BLOCK, line);
+    if (is_tok(p, T_LPAREN)) parse_params(p, n);
+    jtok *name = expect(p, T_IDENT, "(a macro's name) after 'call'");
+    jnode *call = mk(p, N_CALL, name->line), *callee = mk(p, N_NAME, name->line);
+    callee->s = name->s;
+    call->a = kid(p, call, callee);
+    parse_args(p, call, 0);
+    n->a = kid(p, n, call);
+    expect(p, T_CLOSE_STMT, "after the call of 'call'");
+    int specials = p->specials;
+    parse_body(p, n, &n->list2, "call", line, ends);
+    end_tag(p, "endcall");
+    n->op = special_args(p, n, specials);
+    return n;
+}
+
+/* {% filter name %} or {% filter name(args) %}, then the body up to endfilter */
+static jnode *parse_filter_block(jparser *p, int line) {
+    static const char *const ends[] = {"endfilter", NULL};
+    jnode *n = mk(p, N_FILTER_BLOCK, line);
+    jtok *name = expect(p, T_IDENT, "(a filter's name) after 'filter'");
+    jnode *f = mk(p, N_FILTER, name->line);
+    f->s = name->s;
+    if (is_tok(p, T_LPAREN)) {
+        f->op = 1;
+        parse_args(p, f, 0);
+    }
+    n->a = kid(p, n, f);
+    expect(p, T_CLOSE_STMT, "after the filter of 'filter'");
+    parse_body(p, n, &n->list2, "filter", line, ends);
+    end_tag(p, "endfilter");
+    return n;
+}
+
 static jnode *parse_statement(jparser *p) {
     int line = expect(p, T_OPEN_STMT, "")->line;
     jtok *name = peek(p, 0);
@@ -993,12 +1152,18 @@ static jnode *parse_statement(jparser *p) {
         end_tag(p, "endfor");
     } else if (jx_streq(name->s, "set")) {
         n = parse_set(p, line);
+    } else if (jx_streq(name->s, "macro")) {
+        n = parse_macro(p, line);
+    } else if (jx_streq(name->s, "call")) {
+        n = parse_call_block(p, line);
+    } else if (jx_streq(name->s, "filter")) {
+        n = parse_filter_block(p, line);
     } else if (jx_streq(name->s, "break") || jx_streq(name->s, "continue")) {
         n = mk(p, name->s.p[0] == 'b' ? N_BREAK : N_CONTINUE, line);
         expect(p, T_CLOSE_STMT, name->s.p[0] == 'b' ? "after break" : "after continue");
     } else {
-        static const char *unsupported[] = {"macro",   "call",  "filter", "include", "import",     "from",
-                                            "extends", "block", "with",   "raw",     "autoescape", "do"};
+        static const char *unsupported[] = {"include", "import", "from", "extends",   "block",
+                                            "with",    "raw",    "do",   "autoescape"};
         int len = name->s.n > 40 ? 40 : (int)name->s.n;
         for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++)
             if (jx_streq(name->s, unsupported[k]))

@@ -14,7 +14,7 @@ typedef struct jinja_message {
 } jinja_message;
 
 /* Parses a template. NULL on a syntax error or a construct this subset lacks, with a message
- * naming it and its line (e.g. "line 12: the 'macro' tag is not supported") in err. */
+ * naming it and its line (e.g. "line 12: the 'include' tag is not supported") in err. */
 jinja_template *jinja_parse(const char *src, size_t len, char *err, size_t errlen);
 void jinja_free(jinja_template *t);
 

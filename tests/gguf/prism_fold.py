@@ -21,6 +21,7 @@
 #   of them, the head and the embedding folded with --block B and random explicit signs per input
 #   width (--identity: sign_mode identity). --bad KEY=JSON: one fold key replaced (or added) for the
 #   refusal tests; --drop KEY removes one.
+#   --bench: random bytes for the codes and one scale a tensor (seconds for a 27B cut; for timing).
 # reference MODEL.gguf IDS --json OUT: the logits after each prefix of IDS of the model with the fold
 #   undone in float64 (the primal weights W . H_B S P, the embedding's rows s * H_B z), nothing
 #   quantised but the weights; --ablate signs|perm|embed|head: a fold undone without its signs, its
@@ -174,7 +175,16 @@ def write(args):
     for name, ne, t, off in infos:
         n = math.prod(ne)
         raw = ts[name][2]
-        if kind_of(name) in KINDS:
+        if kind_of(name) in KINDS and args.bench:  # random bytes: valid codes of either type, fast
+            cols, size = ne[0], q3.BLOCK[typ][1]
+            block = bytearray(rng.randbytes(n // 128 * size))
+            d = struct.pack('<e', 1.0 / math.sqrt(cols))
+            at = 26 if typ == PTQ1_0 else 0
+            block[at::size], block[at + 1::size] = d[:1] * (n // 128), d[1:] * (n // 128)
+            raw, t = bytes(block), (Q2_0 if args.legacy42 else typ)
+            folded.append(name)
+            widths.add(cols)
+        elif kind_of(name) in KINDS:
             rows, cols = n // ne[0], ne[0]
             blocks = []
             for _ in range(rows * cols // 128):
@@ -371,6 +381,8 @@ def main():
     w.add_argument('--drop', action='append', default=[], help='KEY: a fold key left out')
     w.add_argument('--no-fold', action='store_true', help='no prism.hadamard keys (the codes alone)')
     w.add_argument('--only', help='KIND,...: fold only these kinds (and output, embed)')
+    w.add_argument('--bench', action='store_true',
+                   help='codes from random bytes (PQ2_0: a quarter +2) and one scale a tensor: fast, for timing')
     r = sub.add_parser('reference')
     r.add_argument('model')
     r.add_argument('ids')

@@ -4,7 +4,8 @@
  * them, thoughts split off at </think>; a reply split as it grows holds back a tail that may still
  * become a marker and never takes back what it gave; the tools' grammar takes the format's calls
  * whole and turns away a wrong name, a missing marker or arguments outside the schema; the
- * format read off a template's rendering.
+ * format read off a template's rendering. Qwen3.5's (qwen3_coder) calls, whose values are raw text
+ * read as a string or as JSON by their parameter's schema, have tests of their own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,167 @@ static void test_detection(void) {
     EXPECT(serve_tool_format_of("<|start_header_id|>user<|end_header_id|>\nhi<|eot_id|>", "probe") ==
                SERVE_TOOL_GENERIC,
            "a template that shows no tools");
+    /* Qwen3.5-4B's published template (llama.cpp's models/templates) over rsr-serve's probe: it shows
+     * <tool_call> too, around <function=...> blocks */
+    static const char qwen35[] =
+        "<|im_start|>system\n# Tools\n\nYou have access to the following functions:\n\n<tools>\n{\"type\": "
+        "\"function\", \"function\": {\"name\": \"rsr_probe_tool\", \"description\": \"a probe\", \"parameters\": "
+        "{\"type\": \"object\", \"properties\": {}}}}\n</tools>\n\nIf you choose to call a function ONLY reply in "
+        "the following format with NO suffix:\n\n<tool_call>\n<function=example_function_name>\n"
+        "<parameter=example_parameter_1>\nvalue_1\n</parameter>\n<parameter=example_parameter_2>\nThis is the value "
+        "for the second parameter\nthat can span\nmultiple lines\n</parameter>\n</function>\n</tool_call>\n\n"
+        "<IMPORTANT>\nReminder:\n- Function calls MUST follow the specified format: an inner <function=...></function> "
+        "block must be nested within <tool_call></tool_call> XML tags\n- Required parameters MUST be specified\n"
+        "</IMPORTANT><|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n";
+    EXPECT(serve_tool_format_of(qwen35, "rsr_probe_tool") == SERVE_TOOL_QWEN3_CODER, "qwen3.5");
+    EXPECT(!strcmp(serve_tool_format_name(SERVE_TOOL_QWEN3_CODER), "qwen3_coder"), "its name");
+}
+
+/* ---- qwen3_coder (Qwen3.5, Qwen3-Coder): <function=...> blocks of raw-text parameters ---- */
+
+static const char qwen_tools_json[] =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
+    "\"properties\":{\"city\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]},\"days\":{\"type\":"
+    "\"integer\",\"minimum\":1,\"maximum\":7}},\"required\":[\"city\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"store\",\"parameters\":{\"type\":\"object\",\"properties\":"
+    "{\"key\":{\"type\":\"string\"},\"ratio\":{\"type\":\"number\"},\"on\":{\"type\":\"boolean\"},\"meta\":"
+    "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}}}},\"required\":[\"key\",\"on\"]}}}]";
+
+static void test_qwen_parse(void) {
+    cJSON *tools = cJSON_Parse(qwen_tools_json);
+    serve_reply_shape q = shape(SERVE_TOOL_QWEN3_CODER, false, true);
+    q.offered = tools;
+    char calls[1024], content[256];
+    split(&q,
+          "I will look it up.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nNew York\n</parameter>\n"
+          "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+          calls, sizeof calls, content, sizeof content);
+    EXPECT(!strcmp(calls, "get_weather({\"city\":\"New York\",\"days\":3});"), "one call: %s", calls);
+    EXPECT(!strcmp(content, "I will look it up.\n"), "the text before the call: '%s'", content);
+    /* two calls: a string that looks like a number stays a string, a multi-line string keeps its
+     * inner newlines and indentation, a float, a boolean and an object are JSON */
+    split(&q,
+          "<tool_call>\n<function=store>\n<parameter=key>\n007\n</parameter>\n<parameter=ratio>\n0.25\n</parameter>\n"
+          "<parameter=on>\ntrue\n</parameter>\n<parameter=meta>\n{\"n\": 2}\n</parameter>\n</function>\n</tool_call>\n"
+          "<tool_call>\n<function=store>\n<parameter=key>\n  line 1\n\"q\"\n</parameter>\n<parameter=on>\nFalse\n"
+          "</parameter>\n</function>\n</tool_call>",
+          calls, sizeof calls, content, sizeof content);
+    EXPECT(!strcmp(calls, "store({\"key\":\"007\",\"ratio\":0.25,\"on\":true,\"meta\":{\"n\":2}});"
+                          "store({\"key\":\"  line 1\\n\\\"q\\\"\",\"on\":false});"),
+           "two calls: %s", calls);
+    EXPECT(!*content, "no text: '%s'", content);
+    /* a parameter the tools do not list: JSON where the text is JSON (its digits kept), else a string */
+    split(&q,
+          "<tool_call>\n<function=other>\n<parameter=x>\n[12, 123456789012345678, "
+          "true]\n</parameter>\n<parameter=y>\nhi there\n</parameter>\n"
+          "</function>\n</tool_call>",
+          calls, sizeof calls, content, sizeof content);
+    EXPECT(!strcmp(calls, "other({\"x\":[12,123456789012345678,true],\"y\":\"hi there\"});"), "unlisted parameters: %s",
+           calls);
+    /* unfinished or malformed: the reply is text, whole */
+    static const char *const bad[] = {
+        "<tool_call>\n<function=store>\n<parameter=key>\nabc",
+        "<tool_call>\n<function=store>\n<parameter=key>\nabc\n</parameter>\n",
+        "<tool_call>\n<function=store\n<parameter=key>\nabc\n</parameter>\n</function>\n</tool_call>",
+        "<tool_call>\n{\"name\": \"store\", \"arguments\": {}}\n</tool_call>",
+        "Sure <tool_call>\n<function=>\n</function>\n</tool_call>",
+        "<tool_call>",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        split(&q, bad[i], calls, sizeof calls, content, sizeof content);
+        EXPECT(!*calls && !strcmp(content, bad[i]), "malformed %zu is text: %s / '%s'", i, calls, content);
+    }
+    split(&q, "<tool_call>\n<function=get_weather>\n</function>", calls, sizeof calls, content, sizeof content);
+    EXPECT(!strcmp(calls, "get_weather({});"), "no parameters, no </tool_call> at the end: %s", calls);
+    cJSON_Delete(tools);
+}
+
+/* Streamed: the text before the call goes out, a partial <tool_call> is held back, and the end
+ * parses the call. */
+static void test_qwen_growing(void) {
+    cJSON *tools = cJSON_Parse(qwen_tools_json);
+    serve_reply_shape sh = shape(SERVE_TOOL_QWEN3_CODER, true, true);
+    sh.offered = tools;
+    const char *t = "<think>Weather.</think>Checking. <tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n"
+                    "</parameter>\n</function>\n</tool_call>";
+    size_t n = strlen(t), sent_c = 0;
+    char given_c[128] = "";
+    for (size_t k = 0; k <= n; k++) {
+        serve_reply_parts p;
+        serve_split_reply(&sh, t, k, k == n, "x", &p);
+        EXPECT(p.n_content >= sent_c, "at %zu the split took back text", k);
+        EXPECT(!p.n_content || !memchr(p.content, '<', p.n_content), "at %zu the text shows a marker: '%.*s'", k,
+               (int)p.n_content, p.content);
+        if (p.n_content > sent_c) strncat(given_c, p.content + sent_c, p.n_content - sent_c), sent_c = p.n_content;
+        if (k == n) {
+            const cJSON *f = cJSON_GetObjectItem(cJSON_GetArrayItem(p.tool_calls, 0), "function");
+            EXPECT(cJSON_GetArraySize(p.tool_calls) == 1 &&
+                       !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(f, "arguments")), "{\"city\":\"Oslo\"}"),
+                   "the end parses the call");
+        } else {
+            EXPECT(!p.tool_calls, "calls come at the end");
+        }
+        serve_reply_parts_free(&p);
+    }
+    EXPECT(!strcmp(given_c, "Checking. "), "text streamed: '%s'", given_c);
+    cJSON_Delete(tools);
+}
+
+static void test_qwen_grammar(void) {
+    cJSON *tools = cJSON_Parse(qwen_tools_json);
+    char err[512];
+    bool at_start;
+    EXPECT(!strcmp(serve_tool_trigger(SERVE_TOOL_QWEN3_CODER, true, &at_start), "<tool_call>") && !at_start,
+           "the trigger is <tool_call>, anywhere");
+    gbnf_grammar *g = serve_tool_grammar(SERVE_TOOL_QWEN3_CODER, tools, NULL, true, true, err, sizeof err);
+    EXPECT(g, "qwen3_coder grammar: %s", err);
+    if (g) {
+        EXPECT(takes(g,
+                     "<tool_call>\n<function=get_weather>\n<parameter=city>\nSão Paulo <b>\n</parameter>\n"
+                     "<parameter=unit>\nc\n</parameter>\n<parameter=days>\n7\n</parameter>\n</function>\n</tool_call>"),
+               "one call, every parameter");
+        EXPECT(takes(g, "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n"
+                        "</tool_call>\n<tool_call>\n<function=store>\n<parameter=key>\na\nb\n</parameter>\n"
+                        "<parameter=on>\nfalse\n</parameter>\n<parameter=meta>\n{\"n\":1}\n</parameter>\n</function>\n"
+                        "</tool_call>"),
+               "two calls (parallel)");
+        EXPECT(!takes(g, "<tool_call>\n<function=delete_all>\n</function>\n</tool_call>"), "an unknown function");
+        EXPECT(!takes(g, "<tool_call>\n<function=get_weather>\n<parameter=town>\nOslo\n</parameter>\n</function>\n"
+                         "</tool_call>"),
+               "an unknown parameter");
+        EXPECT(!takes(g, "<tool_call>\n<function=get_weather>\n<parameter=unit>\nc\n</parameter>\n</function>\n"
+                         "</tool_call>"),
+               "a required parameter missing");
+        EXPECT(!takes(g, "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n<parameter=days>"
+                         "\n9\n</parameter>\n</function>\n</tool_call>"),
+               "a number out of its range");
+        EXPECT(!takes(g, "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n<parameter=unit>"
+                         "\nkelvin\n</parameter>\n</function>\n</tool_call>"),
+               "a string outside its enum");
+        EXPECT(!takes(g, "<tool_call>\n<function=store>\n<parameter=key>\nk\n</parameter>\n<parameter=on>\nyes\n"
+                         "</parameter>\n</function>\n</tool_call>"),
+               "a boolean that is not JSON");
+        EXPECT(!takes(g, "<tool_call>\n<function=get_weather>\n<parameter=city>\nA</parameter>B\n</parameter>\n"
+                         "</function>\n</tool_call>"),
+               "a string holding </parameter>");
+    }
+    gbnf_free(g);
+    g = serve_tool_grammar(SERVE_TOOL_QWEN3_CODER, tools, "store", false, true, err, sizeof err);
+    EXPECT(g, "named: %s", err);
+    if (g) {
+        EXPECT(takes(g, "<tool_call>\n<function=store>\n<parameter=key>\nk\n</parameter>\n<parameter=on>\ntrue\n"
+                        "</parameter>\n</function>\n</tool_call>"),
+               "the named function");
+        EXPECT(!takes(g, "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\n"
+                         "</tool_call>"),
+               "another than the named one");
+        EXPECT(!takes(g, "<tool_call>\n<function=store>\n<parameter=key>\nk\n</parameter>\n<parameter=on>\ntrue\n"
+                         "</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=store>\n<parameter=key>\nk\n"
+                         "</parameter>\n<parameter=on>\ntrue\n</parameter>\n</function>\n</tool_call>"),
+               "two calls without parallel_tool_calls");
+    }
+    gbnf_free(g);
+    cJSON_Delete(tools);
 }
 
 int main(void) {
@@ -213,6 +375,9 @@ int main(void) {
     test_growing();
     test_grammar();
     test_detection();
+    test_qwen_parse();
+    test_qwen_growing();
+    test_qwen_grammar();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

@@ -628,10 +628,15 @@ static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t err
         return NULL;
     }
     int format = p->reasoning_format >= 0 ? p->reasoning_format : sv->reasoning_format;
+    /* tool_choice required or named: the calls' grammar holds the reply from its first token, so a
+     * prompt that opens <think> (Qwen3.5's) is answered by calls, not thoughts */
+    bool calls_first = p->tools && (p->tool_choice == SERVE_TOOLS_REQUIRED || p->tool_choice == SERVE_TOOLS_NAMED);
     p->reply = (serve_reply_shape){.reasoning = format == SERVE_REASONING_DEEPSEEK,
-                                   .think_open = format == SERVE_REASONING_DEEPSEEK && rsr_ends_in_think(text, len),
+                                   .think_open = format == SERVE_REASONING_DEEPSEEK && !calls_first &&
+                                                 rsr_ends_in_think(text, len),
                                    .tools = p->tools != NULL,
-                                   .format = sv->tool_format};
+                                   .format = sv->tool_format,
+                                   .offered = p->tools};
     return text;
 }
 

@@ -79,7 +79,10 @@ typedef struct serve_params {
         bool think_open; /* the prompt ends inside <think>: the reply begins with thoughts */
         bool tools;      /* tools were offered: parse calls in format */
         int format;      /* serve_tool_format */
-    } reply;             /* chat: how the reply is split (set where the template renders it) */
+        /* the tools offered (serve_params.tools), or NULL: qwen3_coder's values are raw text,
+         * read as a string or as JSON by the type their parameter's schema gives */
+        const struct cJSON *offered;
+    } reply; /* chat: how the reply is split (set where the template renders it) */
 } serve_params;
 enum { SERVE_TOOLS_AUTO, SERVE_TOOLS_NONE, SERVE_TOOLS_REQUIRED, SERVE_TOOLS_NAMED };
 enum { SERVE_REASONING_NONE, SERVE_REASONING_DEEPSEEK };
@@ -134,7 +137,13 @@ void serve_embed_params_free(serve_embed_params *p);
 
 /* ---- serve_tools.c: a chat reply's thoughts, text and tool calls ---- */
 
-typedef enum { SERVE_TOOL_GENERIC, SERVE_TOOL_HERMES, SERVE_TOOL_LLAMA3, SERVE_TOOL_MISTRAL } serve_tool_format;
+typedef enum {
+    SERVE_TOOL_GENERIC,
+    SERVE_TOOL_HERMES,
+    SERVE_TOOL_LLAMA3,
+    SERVE_TOOL_MISTRAL,
+    SERVE_TOOL_QWEN3_CODER
+} serve_tool_format;
 const char *serve_tool_format_name(serve_tool_format f);
 /* The format a model's template asks for, from its rendering of a conversation offered one tool
  * named probe_name. */

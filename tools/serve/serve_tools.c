@@ -10,6 +10,10 @@
  *   hermes   Qwen3, Qwen2.5, Hermes: <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>, repeated
  *   llama3   Llama 3.1-3.3: a bare {"name": ..., "parameters": {...}} (or after <|python_tag|>)
  *   mistral  Mistral: [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...] (the marker a control token)
+ *   qwen3_coder  Qwen3.5, Qwen3-Coder: <tool_call>\n<function=NAME>\n<parameter=P>\nVALUE\n</parameter>\n...
+ *            </function>\n</tool_call>, repeated; a value is raw text: a string parameter's is the
+ *            string as is, any other's is JSON (the parameter's schema says which, as vLLM's and
+ *            llama.cpp's qwen3_coder parsers read it)
  *   generic  a template that shows no tools: rsr-serve adds a system message that asks for
  *            {"tool_calls": [{"name": ..., "arguments": {...}}]} or {"response": "..."}
  * A reply is split on its whole text so far (serve_split_reply), so a stream sends what has become
@@ -27,11 +31,13 @@
 #include "think.h"
 
 const char *serve_tool_format_name(serve_tool_format f) {
-    static const char *const names[] = {"generic", "hermes", "llama3", "mistral"};
+    static const char *const names[] = {"generic", "hermes", "llama3", "mistral", "qwen3_coder"};
     return names[f];
 }
 
 serve_tool_format serve_tool_format_of(const char *rendered, const char *probe_name) {
+    /* before hermes: Qwen3.5's template shows <tool_call> too, around its <function=...> blocks */
+    if (strstr(rendered, "<function=")) return SERVE_TOOL_QWEN3_CODER;
     if (strstr(rendered, "<tool_call>")) return SERVE_TOOL_HERMES;
     if (strstr(rendered, "[AVAILABLE_TOOLS]")) return SERVE_TOOL_MISTRAL;
     if (strstr(rendered, "<|start_header_id|>") && strstr(rendered, probe_name) && strstr(rendered, "\"parameters\""))
@@ -65,8 +71,238 @@ static cJSON *call_schema(const cJSON *tools, const char *only, const char *key)
     return any;
 }
 
+/* ---- qwen3_coder's grammar: XML-like blocks whose values are raw text ---- */
+
+/* A growing text (GBNF being written, a call's arguments). */
+typedef struct gtext {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} gtext;
+
+static void gt_put(gtext *g, const char *s, size_t n) {
+    if (g->oom) return;
+    if (g->n + n + 1 > g->cap) {
+        size_t cap = (g->n + n + 1) * 2;
+        char *t = realloc(g->s, cap);
+        if (!t) {
+            g->oom = true;
+            return;
+        }
+        g->s = t, g->cap = cap;
+    }
+    memcpy(g->s + g->n, s, n);
+    g->n += n;
+    g->s[g->n] = 0;
+}
+
+static void gt_str(gtext *g, const char *s) { gt_put(g, s, strlen(s)); }
+
+/* s as a GBNF string literal: the names come from the request (a schema's keys are any text). */
+static void gt_lit(gtext *g, const char *s) {
+    gt_str(g, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\')
+            snprintf(esc, sizeof esc, "\\%c", *p);
+        else if (*p < 0x20)
+            snprintf(esc, sizeof esc, "\\x%02X", *p);
+        else
+            esc[0] = (char)*p, esc[1] = 0;
+        gt_str(g, esc);
+    }
+    gt_str(g, "\"");
+}
+
+/* A parameter whose value the template writes as the text itself (`args_value | string`) and the
+ * parsers read back as a string: type string (or a list of types with string), or an enum or const
+ * of strings only. Any other is JSON. */
+static bool text_param(const cJSON *s) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type"), *e;
+    if (cJSON_IsString(t)) return !strcmp(t->valuestring, "string");
+    if (cJSON_IsArray(t)) {
+        cJSON_ArrayForEach(e, t) if (cJSON_IsString(e) && !strcmp(e->valuestring, "string")) return true;
+        return false;
+    }
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(s, "const");
+    if (c) return cJSON_IsString(c);
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
+    if (!cJSON_IsArray(en) || !cJSON_GetArraySize(en)) return false;
+    cJSON_ArrayForEach(e, en) if (!cJSON_IsString(e)) return false;
+    return true;
+}
+
+/* Rules text-0 .. text-11: any text that never holds "</parameter>" (where a value ends), as the
+ * states of matching it: text-K has matched its first K bytes. */
+static void text_rules(gtext *g) {
+    static const char end[] = "</parameter>";
+    char line[128];
+    gt_str(g, "text-0 ::= ([^<] text-0 | \"<\" text-1)?\n");
+    for (int k = 1; k < 12; k++) {
+        if (k < 11)
+            snprintf(line, sizeof line, "text-%d ::= (\"%c\" text-%d | \"<\" text-1 | [^%c<] text-0)?\n", k, end[k],
+                     k + 1, end[k]);
+        else
+            snprintf(line, sizeof line, "text-%d ::= (\"<\" text-1 | [^%c<] text-0)?\n", k, end[k]);
+        gt_str(g, line);
+    }
+}
+
+/* One rule line of schema_gbnf's text into g: root becomes `name`, rN `name-N`; the JSON rules
+ * every schema shares (value, string, ...) are written once, by the first parameter. */
+static void rename_rule(gtext *g, const char *line, size_t n, const char *name, bool shared_done) {
+    size_t lhs = strcspn(line, " ");
+    bool own = (lhs == 4 && !memcmp(line, "root", 4)) || (line[0] == 'r' && strspn(line + 1, "0123456789") == lhs - 1);
+    if (!own) {
+        if (!shared_done) gt_put(g, line, n), gt_str(g, "\n");
+        return;
+    }
+    for (size_t i = 0; i < n;) {
+        if (line[i] == '"' || line[i] == '[') { /* a literal or a class: copied as it is */
+            char close = line[i] == '"' ? '"' : ']';
+            size_t j = i + 1;
+            while (j < n && line[j] != close) j += line[j] == '\\' ? 2 : 1;
+            j = j < n ? j + 1 : n;
+            gt_put(g, line + i, j - i), i = j;
+        } else if ((line[i] >= 'a' && line[i] <= 'z') || (line[i] >= 'A' && line[i] <= 'Z')) {
+            size_t j = i + strspn(line + i, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+            bool num = line[i] == 'r' && j > i + 1 && strspn(line + i + 1, "0123456789") == j - i - 1;
+            if (num || (j - i == 4 && !memcmp(line + i, "root", 4))) {
+                gt_str(g, name);
+                if (num) gt_str(g, "-"), gt_put(g, line + i + 1, j - i - 1);
+            } else {
+                gt_put(g, line + i, j - i);
+            }
+            i = j;
+        } else {
+            gt_put(g, line + i, 1), i++;
+        }
+    }
+    gt_str(g, "\n");
+}
+
+/* The JSON value of a parameter's schema as rules whose start is `name`; the $defs of the
+ * function's parameters go along for the $refs into them. */
+static bool json_value_rules(gtext *g, const cJSON *schema, const cJSON *params, const char *name, bool *shared_done,
+                             char *err, size_t errlen) {
+    cJSON *s = cJSON_Duplicate(schema, 1);
+    static const char *const defs[] = {"$defs", "definitions"};
+    for (int d = 0; s && d < 2; d++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(params, defs[d]);
+        if (x && !cJSON_GetObjectItemCaseSensitive(s, defs[d]))
+            cJSON_AddItemToObject(s, defs[d], cJSON_Duplicate(x, 1));
+    }
+    char keyword[64];
+    char *text = s ? schema_gbnf(s, err, errlen, keyword) : NULL;
+    cJSON_Delete(s);
+    if (!text) return false;
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        if (n) rename_rule(g, p, n, name, *shared_done);
+        p += n + (p[n] == '\n');
+    }
+    free(text);
+    *shared_done = true;
+    return true;
+}
+
+/* A string parameter's enum or const as the alternatives of its texts; false where it has none
+ * (or one not a string): then any text. */
+static bool text_choices(gtext *g, const cJSON *p) {
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(p, "const"),
+                *list = cJSON_GetObjectItemCaseSensitive(p, "enum");
+    const cJSON *c;
+    if (one) return cJSON_IsString(one) && (gt_lit(g, one->valuestring), true);
+    if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) return false;
+    cJSON_ArrayForEach(c, list) if (!cJSON_IsString(c)) return false;
+    gt_str(g, "(");
+    cJSON_ArrayForEach(c, list) gt_str(g, c == list->child ? "" : " | "), gt_lit(g, c->valuestring);
+    gt_str(g, ")");
+    return true;
+}
+
+/* fn-K-J ::= "<parameter=NAME>\n" VALUE "\n</parameter>\n", VALUE text (a string) or the JSON
+ * of the parameter's schema. */
+static bool xml_param_rule(gtext *g, const cJSON *p, const cJSON *params, int k, int j, bool *shared_done, char *err,
+                           size_t errlen) {
+    char name[48];
+    snprintf(name, sizeof name, "fn-%d-%d ::= ", k, j);
+    gt_str(g, name), gt_lit(g, "<parameter="), gt_str(g, " "), gt_lit(g, p->string), gt_str(g, " \">\\n\" ");
+    bool text = text_param(p);
+    snprintf(name, sizeof name, "val-%d-%d", k, j);
+    if (!text)
+        gt_str(g, name);
+    else if (!text_choices(g, p))
+        gt_str(g, "text-0");
+    gt_str(g, " \"\\n</parameter>\\n\"\n");
+    return text || json_value_rules(g, p, params, name, shared_done, err, errlen);
+}
+
+/* fn-K ::= "<function=NAME>\n" (its parameters, in the schema's order: the required ones, the
+ * others optional) "</function>". */
+static bool xml_function_rules(gtext *g, const cJSON *f, int k, bool *shared_done, char *err, size_t errlen) {
+    const char *fname = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(params, "properties"), *req, *p;
+    const cJSON *required = cJSON_GetObjectItemCaseSensitive(params, "required");
+    char ref[48];
+    gtext body = {0};
+    int j = 0;
+    cJSON_ArrayForEach(p, props) {
+        bool needed = false;
+        cJSON_ArrayForEach(req, required) needed |= cJSON_IsString(req) && !strcmp(req->valuestring, p->string);
+        snprintf(ref, sizeof ref, " fn-%d-%d%s", k, j, needed ? "" : "?");
+        gt_str(&body, ref);
+        if (!xml_param_rule(g, p, params, k, j++, shared_done, err, errlen)) {
+            free(body.s);
+            return false;
+        }
+    }
+    snprintf(ref, sizeof ref, "fn-%d ::= ", k);
+    gt_str(g, ref), gt_lit(g, "<function="), gt_str(g, " "), gt_lit(g, fname ? fname : "");
+    gt_str(g, " \">\\n\""), gt_str(g, body.s ? body.s : ""), gt_str(g, " \"</function>\"\n");
+    free(body.s);
+    return true;
+}
+
+/* The calls' grammar in qwen3_coder's format: the call one of the functions (or the named one),
+ * each in its <tool_call> block where the marker is text. */
+static char *xml_gbnf(const cJSON *tools, const char *only, bool parallel, bool marker_text, char *err, size_t errlen) {
+    gtext g = {0}, alts = {0};
+    bool shared_done = false;
+    const cJSON *t;
+    int k = 0;
+    gt_str(&g, parallel ? "root ::= one (\"\\n\" one)*\n" : "root ::= one\n");
+    gt_str(&g, marker_text ? "one ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"\n" : "one ::= call\n");
+    text_rules(&g);
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+        if (!name || (only && strcmp(only, name))) continue;
+        char ref[32];
+        snprintf(ref, sizeof ref, "%sfn-%d", alts.n ? " | " : "", k);
+        gt_str(&alts, ref);
+        if (!xml_function_rules(&g, f, k++, &shared_done, err, errlen)) goto fail;
+    }
+    if (!alts.n) {
+        snprintf(err, errlen, "no function to call");
+        goto fail;
+    }
+    gt_str(&g, "call ::= "), gt_str(&g, alts.s), gt_str(&g, "\n");
+    if (g.oom || alts.oom) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    free(alts.s);
+    return g.s;
+fail:
+    free(g.s), free(alts.s);
+    return NULL;
+}
+
 char *serve_tool_gbnf(serve_tool_format f, const cJSON *tools, const char *only, bool parallel, bool marker_text,
                       char *err, size_t errlen) {
+    if (f == SERVE_TOOL_QWEN3_CODER) return xml_gbnf(tools, only, parallel, marker_text, err, errlen);
     cJSON *schema = call_schema(tools, only, f == SERVE_TOOL_LLAMA3 ? "parameters" : "arguments");
     char keyword[64];
     char *calls = schema ? schema_gbnf(schema, err, errlen, keyword) : NULL;
@@ -112,9 +348,10 @@ gbnf_grammar *serve_tool_grammar(serve_tool_format f, const cJSON *tools, const 
 }
 
 const char *serve_tool_trigger(serve_tool_format f, bool marker_text, bool *at_start) {
-    *at_start = f != SERVE_TOOL_HERMES;
+    *at_start = f != SERVE_TOOL_HERMES && f != SERVE_TOOL_QWEN3_CODER;
     switch (f) {
-    case SERVE_TOOL_HERMES: return marker_text ? "<tool_call>" : NULL;
+    case SERVE_TOOL_HERMES:
+    case SERVE_TOOL_QWEN3_CODER: return marker_text ? "<tool_call>" : NULL;
     case SERVE_TOOL_MISTRAL: return "[{\"name\"";
     case SERVE_TOOL_LLAMA3: return "{\"name\"";
     default: return "{\"tool_calls\"";
@@ -223,12 +460,160 @@ static int add_calls(cJSON *calls, const cJSON *list, const char *raw, const cha
     return k;
 }
 
+/* ---- qwen3_coder's calls ---- */
+
+/* The schema of parameter pname of the offered function fname, or NULL. */
+static const cJSON *param_schema(const cJSON *offered, const char *fname, const char *pname) {
+    const cJSON *t;
+    cJSON_ArrayForEach(t, offered) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+        if (!name || strcmp(name, fname)) continue;
+        const cJSON *props =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(f, "parameters"), "properties");
+        return cJSON_GetObjectItemCaseSensitive(props, pname);
+    }
+    return NULL;
+}
+
+/* s is a number as JSON writes one (cJSON reads more: "007", "1.", "+1"). */
+static bool json_number(const char *s) {
+    if (*s == '-') s++;
+    if (*s == '0')
+        s++;
+    else if (*s >= '1' && *s <= '9')
+        s += strspn(s, "0123456789");
+    else
+        return false;
+    if (*s == '.' && !(s[1] >= '0' && s[1] <= '9')) return false;
+    if (*s == '.') s += 1 + strspn(s + 1, "0123456789");
+    if (*s == 'e' || *s == 'E') {
+        s += 1 + (s[1] == '+' || s[1] == '-');
+        if (!(*s >= '0' && *s <= '9')) return false;
+        s += strspn(s, "0123456789");
+    }
+    return !*s;
+}
+
+/* Every number in the JSON text s (which cJSON read) is one as JSON writes it: then s can go out
+ * as written, its numbers' digits kept (cJSON keeps a double). */
+static bool strict_numbers(const char *s) {
+    char num[512];
+    for (const char *p = s; *p;) {
+        if (*p == '"') {
+            p = skip_value(p);
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) { /* (the e of true is no number's) */
+            size_t n = strspn(p, "-+0123456789.eE");
+            if (n >= sizeof num) return false;
+            memcpy(num, p, n), num[n] = 0;
+            if (!json_number(num)) return false;
+            p += n;
+        } else {
+            p++;
+        }
+    }
+    return true;
+}
+
+/* A parameter's value v[0, n) as JSON text (malloc'd): the text as a string where the schema says
+ * string; else the JSON it holds (as written, white space out, where its numbers are JSON's; Python's True, False, None as JSON's,
+ * which the template's `| string` may write), or the text as a string where it holds none. The
+ * newline after <parameter=...> and the one before </parameter> are the format's, not the value's. */
+static char *param_json(const cJSON *schema, const char *v, size_t n) {
+    if (n && v[0] == '\n') v++, n--;
+    if (n && v[n - 1] == '\n') n--;
+    char *text = dup_n(v, n), *out = NULL;
+    if (!text) return NULL;
+    if (!schema || !text_param(schema)) {
+        size_t a = skip_space(text, 0, n), b = n;
+        while (b > a && strchr(" \n\t\r", text[b - 1])) b--;
+        char *t = dup_n(text + a, b - a);
+        static const char *const py[][2] = {{"True", "true"}, {"False", "false"}, {"None", "null"}};
+        for (int i = 0; t && i < 3; i++)
+            if (!strcmp(t, py[i][0])) free(t), t = strdup(py[i][1]);
+        const char *end = NULL;
+        cJSON *j = t ? cJSON_ParseWithOpts(t, &end, 1) : NULL;
+        if (j) out = strict_numbers(t) ? (cJSON_Minify(t), strdup(t)) : cJSON_PrintUnformatted(j);
+        cJSON_Delete(j), free(t);
+    }
+    if (!out) {
+        cJSON *str = cJSON_CreateString(text);
+        out = str ? cJSON_PrintUnformatted(str) : NULL;
+        cJSON_Delete(str);
+    }
+    free(text);
+    return out;
+}
+
+/* The name in "<TAG=NAME>" at s into name (cap bytes), and where it ends; NULL if s holds none. */
+static const char *tag_name(const char *s, const char *tag, char *name, size_t cap) {
+    size_t t = strlen(tag);
+    if (strncmp(s, tag, t)) return NULL;
+    size_t n = strcspn(s + t, ">\n<");
+    if (!n || n >= cap || s[t + n] != '>') return NULL;
+    memcpy(name, s + t, n), name[n] = 0;
+    return s + t + n + 1;
+}
+
+/* A call's <parameter=...> blocks from s into args ({"P":VALUE,...}; a repeated one keeps its
+ * first value); where </function> ends them, or NULL if they are not whole. */
+static const char *xml_params(const cJSON *offered, const char *fname, const char *s, gtext *args) {
+    cJSON *seen = cJSON_CreateObject();
+    char pname[256];
+    gt_str(args, "{");
+    for (;;) {
+        s += skip_space(s, 0, strlen(s));
+        if (!strncmp(s, "</function>", 11)) break;
+        const char *v = tag_name(s, "<parameter=", pname, sizeof pname), *vend = v ? strstr(v, "</parameter>") : NULL;
+        if (!vend) return cJSON_Delete(seen), NULL;
+        if (!cJSON_GetObjectItemCaseSensitive(seen, pname)) {
+            cJSON *key = cJSON_CreateString(pname);
+            char *k = key ? cJSON_PrintUnformatted(key) : NULL;
+            char *val = param_json(param_schema(offered, fname, pname), v, (size_t)(vend - v));
+            if (!k || !val) args->oom = true;
+            if (k && val) gt_str(args, args->n > 1 ? "," : ""), gt_str(args, k), gt_str(args, ":"), gt_str(args, val);
+            cJSON_AddTrueToObject(seen, pname);
+            cJSON_Delete(key), free(k), free(val);
+        }
+        s = vend + strlen("</parameter>");
+    }
+    cJSON_Delete(seen);
+    gt_str(args, "}");
+    return args->oom ? NULL : s + strlen("</function>");
+}
+
+/* The call at s (just past <tool_call>) into OpenAI's form; where it ends (past </tool_call>,
+ * which may be missing), or NULL if it is not a whole call. */
+static const char *add_xml_call(cJSON *calls, const cJSON *offered, const char *s, const char *id_base, int k) {
+    char fname[128], id[96];
+    s += skip_space(s, 0, strlen(s));
+    const char *p = tag_name(s, "<function=", fname, sizeof fname);
+    gtext args = {0};
+    const char *end = p ? xml_params(offered, fname, p, &args) : NULL;
+    if (!end) return free(args.s), NULL;
+    const char *after = end + skip_space(end, 0, strlen(end));
+    if (!strncmp(after, "</tool_call>", 12)) end = after + 12;
+    cJSON *c = cJSON_CreateObject(), *f;
+    snprintf(id, sizeof id, "call_%s_%d", id_base, k);
+    cJSON_AddStringToObject(c, "id", id);
+    cJSON_AddStringToObject(c, "type", "function");
+    f = cJSON_AddObjectToObject(c, "function");
+    cJSON_AddStringToObject(f, "name", fname);
+    cJSON_AddStringToObject(f, "arguments", args.s);
+    cJSON_AddItemToArray(calls, c);
+    free(args.s);
+    return end;
+}
+
 /* The calls in s (the reply from where they begin), or NULL when it holds none that parse. */
-static cJSON *parse_calls(serve_tool_format f, const char *s, const char *id_base) {
+static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char *s, const char *id_base) {
     cJSON *calls = cJSON_CreateArray();
     int k = 0;
     const char *end = NULL;
-    if (f == SERVE_TOOL_HERMES) {
+    if (f == SERVE_TOOL_QWEN3_CODER) {
+        for (const char *at = s; at && (at = strstr(at, "<tool_call>"));)
+            at = add_xml_call(calls, offered, at + strlen("<tool_call>"), id_base, k++);
+    } else if (f == SERVE_TOOL_HERMES) {
         const char *at = s;
         while ((at = strstr(at, "<tool_call>"))) {
             at += strlen("<tool_call>");
@@ -268,7 +653,7 @@ static cJSON *parse_calls(serve_tool_format f, const char *s, const char *id_bas
  * as the beginning of a marker that may still come. */
 static size_t calls_start(serve_tool_format f, const char *s, size_t n, size_t *hold) {
     *hold = 0;
-    if (f == SERVE_TOOL_HERMES) {
+    if (f == SERVE_TOOL_HERMES || f == SERVE_TOOL_QWEN3_CODER) {
         const char *at = memmem(s, n, "<tool_call>", 11);
         if (at) return (size_t)(at - s);
         *hold = serve_partial_tail(s, n, "<tool_call>");
@@ -309,7 +694,7 @@ void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, boo
         if (at < n - i) {
             if (final) {
                 char *rest = dup_n(s + i + at, n - i - at);
-                out->tool_calls = rest ? parse_calls(sh->format, rest, id_base) : NULL;
+                out->tool_calls = rest ? parse_calls(sh->format, sh->offered, rest, id_base) : NULL;
                 free(rest);
                 if (!out->tool_calls) at = n - i; /* not calls after all: the text is the reply */
             }

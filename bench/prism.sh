@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# PrismML's Bonsai 2 formats on a cut of the 27B shape (rsr-mkmodel --preset qwen35-27b: hidden 5120,
+# FFN 17408, DeltaNet 16/48 heads of 128, attention 24/4 heads of 256; --layers of the 64, default 4,
+# vocabulary --vocab, default 16384): the same random codes written by tests/gguf/prism_fold.py
+# --bench as PQ2_0 with the Hadamard fold (blocks of --block, default 1024 as Bonsai 2's; explicit
+# signs for widths 5120, 6144 and 17408), as PQ2_0 without it (the same bytes, no prism.hadamard
+# keys) and as PTQ1_0 with it. Every round times each artifact once, alternating (rsr-run --bench
+# --json: prefill of --prompt tokens and greedy decode after it, 16 tokens), as a user runs them (no
+# flags but the threads). Prints the medians, the fold's cost (folded / unfolded) and PTQ1_0 against
+# PQ2_0, each file's and artifact's size, naming the CPU.
+# Usage: bench/prism.sh [--rounds N] [--threads T] [--layers L] [--vocab V] [--prompt P] [--block B] [--build DIR]
+# Work stays in BUILD/prism-bench/ between runs.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build rounds=3 threads=1 layers=4 vocab=16384 prompt=128 block=1024
+while [ $# -gt 0 ]; do
+  case $1 in
+  --rounds) rounds=$2; shift 2 ;;
+  --threads) threads=$2; shift 2 ;;
+  --layers) layers=$2; shift 2 ;;
+  --vocab) vocab=$2; shift 2 ;;
+  --prompt) prompt=$2; shift 2 ;;
+  --block) block=$2; shift 2 ;;
+  --build) build=$2; shift 2 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "prism.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+build=$(cd "$build" && pwd)
+work=$build/prism-bench
+mkdir -p "$work"
+say() { echo "prism.sh: $*" >&2; }
+src=$work/src-$layers-$vocab
+[ -f "$src/model.gguf" ] || {
+  say "writing the cut (Qwen3.5-27B's shape, $layers layers, vocabulary $vocab)"
+  "$build/rsr-mkmodel" --format gguf-q2 --gguf-arch qwen35 --preset qwen35-27b --layers "$layers" --vocab "$vocab" \
+    --out "$src" >&2
+}
+variants="pq2 pq2-nofold ptq1"
+for v in $variants; do
+  f=$work/$v-$layers-$vocab-$block.gguf
+  case $v in
+  pq2) args=(--type pq2_0) ;;
+  pq2-nofold) args=(--type pq2_0 --no-fold) ;;
+  ptq1) args=(--type ptq1_0) ;;
+  esac
+  [ -f "$f" ] || python3 "$root/tests/gguf/prism_fold.py" write "$src/model.gguf" "$f" --bench --block "$block" "${args[@]}"
+  so=${f%.gguf}.so
+  if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
+    say "compiling $v"
+    "$build/rsrc" "$f" -o "$so"
+  fi
+done
+ids=$(python3 -c "print(','.join(str((i * 2654435761) % ($vocab - 3) + 3) for i in range($prompt)))")
+runs=$work/runs.jsonl
+: >"$runs"
+for r in $(seq 1 "$rounds"); do
+  say "round $r of $rounds"
+  for v in $variants; do
+    "$build/rsr-run" "$work/$v-$layers-$vocab-$block.so" --bench --json --repeat 1 -t "$threads" --tokens "$ids" -n 16 \
+      2>/dev/null | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'v': sys.argv[1], \
+'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" "$v" >>"$runs"
+  done
+done
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -1)
+python3 - "$runs" "$work" "$layers-$vocab-$block" "$cpu (family $family)" "$threads" "$prompt" "$block" <<'PY'
+import json, os, statistics, sys
+path, work, tag, cpu, threads, prompt, block = sys.argv[1:]
+runs = [json.loads(l) for l in open(path)]
+def med(v, key):
+    return statistics.median(r[key] for r in runs if r['v'] == v)
+n = sum(r['v'] == 'pq2' for r in runs)
+print(f"{cpu}; {threads} threads; medians of {n} alternating rounds, tokens/s; fold blocks of {block}")
+print(f"{'':22} {'prefill ' + prompt:>12} {'decode':>8} {'GGUF MB':>9} {'artifact MB':>12}")
+for v, name in (('pq2', 'PQ2_0, folded'), ('pq2-nofold', 'PQ2_0, no fold'), ('ptq1', 'PTQ1_0, folded')):
+    f = os.path.join(work, f"{v}-{tag}")
+    print(f"{name:22} {med(v, 'prefill'):12.2f} {med(v, 'decode'):8.2f} {os.path.getsize(f + '.gguf') / 1e6:9.1f} "
+          f"{os.path.getsize(f + '.so') / 1e6:12.1f}")
+print(f"{'fold: folded / not':22} {med('pq2', 'prefill') / med('pq2-nofold', 'prefill'):11.3f}x "
+      f"{med('pq2', 'decode') / med('pq2-nofold', 'decode'):7.3f}x")
+print(f"{'PTQ1_0 / PQ2_0':22} {med('ptq1', 'prefill') / med('pq2', 'prefill'):11.3f}x "
+      f"{med('ptq1', 'decode') / med('pq2', 'decode'):7.3f}x")
+PY

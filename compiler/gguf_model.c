@@ -203,18 +203,23 @@ static int code_i2s(const uint8_t *d, uint64_t e) { return d[e / 128 * 32 + e % 
 static int code_tq2(const uint8_t *blk, uint64_t e) { /* e within the block of 256 */
     return blk[e / 128 * 32 + e % 32] >> (2 * (e % 128 / 32)) & 3;
 }
-static int code_tq1(const uint8_t *blk, uint64_t e) {
+/* Element e of a block of base-3 digits (TQ1_0's packing, and PTQ1_0's): the block's bytes in runs
+ * of w0, w1 and w2 bytes, digit n of byte m of a run holding its element n·w + m (five digits a byte
+ * in the first two runs, four in the last), a run's elements after the runs before it; digit n of
+ * byte q is ((u8)(q·3^n)·3) >> 8. */
+static int code_base3(const uint8_t *blk, uint64_t e, uint64_t w0, uint64_t w1, uint64_t w2) {
     static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
     uint8_t q;
     int n;
-    if (e < 160)
-        q = blk[e % 32], n = (int)(e / 32);
-    else if (e < 240)
-        q = blk[32 + (e - 160) % 16], n = (int)((e - 160) / 16);
+    if (e < 5 * w0)
+        q = blk[e % w0], n = (int)(e / w0);
+    else if (e < 5 * (w0 + w1))
+        q = blk[w0 + (e - 5 * w0) % w1], n = (int)((e - 5 * w0) / w1);
     else
-        q = blk[48 + (e - 240) % 4], n = (int)((e - 240) / 4);
+        q = blk[w0 + w1 + (e - 5 * (w0 + w1)) % w2], n = (int)((e - 5 * (w0 + w1)) / w2);
     return ((uint16_t)(uint8_t)(q * pow3[n]) * 3) >> 8;
 }
+static int code_tq1(const uint8_t *blk, uint64_t e) { return code_base3(blk, e, 32, 16, 4); } /* blocks of 256 */
 
 /* The codes of a rows x cols ternary tensor into out (row-major, value + 1) and its one scale;
  * a TQ matrix whose non-zero blocks disagree on the scale is refused, naming the block. */
@@ -256,19 +261,9 @@ static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out
 }
 
 /* PTQ1_0's element e of a block of 128 (PrismML's): the base-3 digits of qs[0..15] hold elements
- * 16n + m, those of qs[16..23] 80 + 8n + m, qh's (bytes 24, 25) 120 + 2n + h; decoded as TQ1_0's. */
-static int code_ptq1(const uint8_t *blk, uint64_t e) {
-    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-    uint8_t q;
-    int n;
-    if (e < 80)
-        q = blk[e % 16], n = (int)(e / 16);
-    else if (e < 120)
-        q = blk[16 + (e - 80) % 8], n = (int)((e - 80) / 8);
-    else
-        q = blk[24 + (e - 120) % 2], n = (int)((e - 120) / 2);
-    return ((uint16_t)(uint8_t)(q * pow3[n]) * 3) >> 8;
-}
+ * 16n + m, those of qs[16..23] 80 + 8n + m, qh's (bytes 24, 25) 120 + 2n + h: TQ1_0's packing at half
+ * the block. */
+static int code_ptq1(const uint8_t *blk, uint64_t e) { return code_base3(blk, e, 16, 8, 2); }
 
 /* The group-scaled types (one f16 scale a block of qk weights): qk, 0 for any other type. */
 static uint64_t group_qk(uint32_t type) {

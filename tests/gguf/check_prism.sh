@@ -3,7 +3,7 @@
 # independently of rsrc by tests/gguf/prism_fold.py from an rsr-mkmodel qwen35 file (its shapes and
 # float tensors; new random codes and scales): explicit signs, input widths 256, 384 and 512 in
 # blocks of 128, ssm_out's grouped V-head permutation (2 K heads, 6 V heads), the embedding stored
-# rotated and the tied head reading it. rsrc's logits after 8 and 40 tokens, at once and one token a
+# rotated and the tied head reading it; and a qwen35moe file, its experts folded. rsrc's logits after 8 and 40 tokens, at once and one token a
 # step (the same bits), must be those of the model with the fold undone in float64 (the unrotated
 # weights; each matrix's input rounded to Q8_0 where rsrc rounds it, in the rotated basis: a random
 # model's logits move by ~4% with int8 inputs, more than the bar's 2e-2): max |difference| <= 2e-2 of
@@ -42,6 +42,17 @@ for c in "pq2_0 3" "ptq1_0 4"; do
     python3 "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
   done
 done
+# qwen35moe: every expert's gate, up and down folded, and the shared expert's (one input rotated once
+# for all the experts; the router reads it unrotated). This random mixture is the most sensitive to
+# int8 inputs: 1.4e-2 after 8 tokens (the same file without the fold: 2.2e-2 from its own reference)
+"$build/rsr-mkmodel" --gguf-arch qwen35moe --format gguf-q2 --seed 9 --hidden 256 --intermediate 256 --layers 4 \
+  --heads 8 --kv-heads 4 --head-dim 32 --experts 4 --experts-used 2 --expert-ff 128 --shared-ff 256 \
+  --out "$work/moe-src" >/dev/null 2>&1
+fold write "$work/moe-src/model.gguf" "$work/moe.gguf" --type pq2_0 --seed 3
+"$build/rsrc" "$work/moe.gguf" -o "$work/moe.so" -O0
+"$build/rsr-run" "$work/moe.so" --tokens "$short" -n 1 --logits "$work/moe.8.f32" >/dev/null 2>&1
+fold reference "$work/moe.gguf" "$short" --act-q8 --json "$work/moe.ref.json"
+python3 "$here/qwen35_model.py" compare "$work/moe.ref.json" 8 "$work/moe.8.f32" 0.02
 # every printer and form of the group-scaled matrices gives the default artifact's bits: the C printer,
 # the RSR forms (the matrix expanded per unit and plane: PQ2_0's +2 codes), the portable target
 for form in "c --backend=c" "rsr --strategy=rsr-loop" "generic --target generic"; do

@@ -171,7 +171,7 @@ def write(args):
     kvs, infos, buf, base = read_raw(args.src)
     meta, ts = q3.read_gguf(args.src)
     typ = PQ2_0 if args.type == 'pq2_0' else PTQ1_0
-    new, folded, widths = [], [], {meta['qwen35.embedding_length']}
+    new, folded, widths = [], [], {meta[meta['general.architecture'] + '.embedding_length']}
     for name, ne, t, off in infos:
         n = math.prod(ne)
         raw = ts[name][2]
@@ -323,6 +323,13 @@ class Folded(q35.Qwen35):
         if L[name + '.q8'] and L.get(name + '.folded'):
             return q35.matvec(L[name], self.rounded(x, name == 'ssm_out' and self.fold.grouped))
         return super().proj(L, name, x)
+
+    def glu(self, x, gate, up, down, q8):  # a mixture's experts (every one folded, as write folds them)
+        if not (q8 and self.fold):
+            return super().glu(x, gate, up, down, q8)
+        x = self.rounded(x, False)
+        y = [q35.silu(a) * b for a, b in zip(q35.matvec(gate, x), q35.matvec(up, x))]
+        return q35.matvec(down, self.rounded(y, False))
 
     def ffn(self, L, x, l=0, pos=0):  # a dense FFN's inputs, each rounded where it is made
         if self.moe or not L['ffn_gate.q8']:

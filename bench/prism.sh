@@ -8,11 +8,16 @@
 # --json: prefill of --prompt tokens and greedy decode after it, 16 tokens), as a user runs them (no
 # flags but the threads). Prints the medians, the fold's cost (folded / unfolded) and PTQ1_0 against
 # PQ2_0, each file's and artifact's size, naming the CPU.
+# --peer BIN: also PrismML's fork (../shared/peers/build-prism.sh DIR prints BIN), which reads PQ2_0's
+# blocks under their legacy id 42 and has no fold: the unfolded PQ2_0 bytes written again with id 42
+# for it, greedy text after "hello world" compared first (8 tokens), then its llama-bench (prefill
+# of --prompt, 32 tokens of decode) in every round beside rsrc's unfolded artifact.
 # Usage: bench/prism.sh [--rounds N] [--threads T] [--layers L] [--vocab V] [--prompt P] [--block B] [--build DIR]
+#                       [--peer BIN]
 # Work stays in BUILD/prism-bench/ between runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build rounds=3 threads=1 layers=4 vocab=16384 prompt=128 block=1024
+build=$root/build rounds=3 threads=1 layers=4 vocab=16384 prompt=128 block=1024 peer=
 while [ $# -gt 0 ]; do
   case $1 in
   --rounds) rounds=$2; shift 2 ;;
@@ -22,6 +27,7 @@ while [ $# -gt 0 ]; do
   --prompt) prompt=$2; shift 2 ;;
   --block) block=$2; shift 2 ;;
   --build) build=$2; shift 2 ;;
+  --peer) peer=$2; shift 2 ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "prism.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -52,6 +58,16 @@ for v in $variants; do
   fi
 done
 ids=$(python3 -c "print(','.join(str((i * 2654435761) % ($vocab - 3) + 3) for i in range($prompt)))")
+nofold=$work/pq2-nofold-$layers-$vocab-$block
+if [ -n "$peer" ]; then
+  fork=$work/fork42-$layers-$vocab-$block.gguf
+  [ -f "$fork" ] || python3 "$root/tests/gguf/prism_fold.py" write "$src/model.gguf" "$fork" --bench --block "$block" \
+    --type pq2_0 --no-fold --legacy42
+  mine=$("$build/rsr-run" "$nofold.so" -p "hello world" -n 8 --temp 0 -t "$threads" 2>/dev/null | tr -d '\n')
+  theirs=$("$peer/llama-simple" -m "$fork" -n 8 "hello world" 2>/dev/null | tr -d '\n' | sed 's/^<|begin_of_text|>//')
+  [ "$mine" = "$theirs" ] || { say "greedy text differs: rsrc '$mine', the fork '$theirs'"; exit 1; }
+  say "greedy text after 'hello world' agrees with the fork's (8 tokens)"
+fi
 runs=$work/runs.jsonl
 : >"$runs"
 for r in $(seq 1 "$rounds"); do
@@ -61,6 +77,9 @@ for r in $(seq 1 "$rounds"); do
       2>/dev/null | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'v': sys.argv[1], \
 'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" "$v" >>"$runs"
   done
+  [ -z "$peer" ] || "$peer/llama-bench" -m "$fork" -p "$prompt" -n 32 -t "$threads" -r 1 -o json 2>/dev/null |
+    python3 -c "import json,sys; r=json.load(sys.stdin); t={('p' if x['n_prompt'] else 'd'): x['avg_ts'] for x in r}; \
+print(json.dumps({'v': 'fork', 'prefill': t['p'], 'decode': t['d']}))" >>"$runs"
 done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -81,4 +100,8 @@ print(f"{'fold: folded / not':22} {med('pq2', 'prefill') / med('pq2-nofold', 'pr
       f"{med('pq2', 'decode') / med('pq2-nofold', 'decode'):7.3f}x")
 print(f"{'PTQ1_0 / PQ2_0':22} {med('ptq1', 'prefill') / med('pq2', 'prefill'):11.3f}x "
       f"{med('ptq1', 'decode') / med('pq2', 'decode'):7.3f}x")
+if any(r['v'] == 'fork' for r in runs):
+    print(f"{'PrismML fork (id 42)':22} {med('fork', 'prefill'):12.2f} {med('fork', 'decode'):8.2f}")
+    print(f"{'rsrc (no fold) / fork':22} {med('pq2-nofold', 'prefill') / med('fork', 'prefill'):11.2f}x "
+          f"{med('pq2-nofold', 'decode') / med('fork', 'decode'):7.2f}x")
 PY

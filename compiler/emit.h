@@ -84,6 +84,9 @@ typedef struct matrix_record {
     int32_t in_perm_groups, in_perm_head;
 } matrix_record;
 void emit_c_matrix_entry(FILE *out, const matrix_record *r);
+/* The entry of a kernel alone (tune's candidates, the printers' tests): scale 1, no group scales,
+ * no fold. */
+void emit_c_kernel_entry(FILE *out, const char *name, const struct rsrc_kernel *kn);
 typedef struct artifact_desc {
     const rsrc_model *m;
     const rsrc_target *t;

@@ -862,6 +862,21 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     fprintf(out, ", %d, %d},\n", r->in_perm_groups, r->in_perm_head);
 }
 
+void emit_c_kernel_entry(FILE *out, const char *name, const rsrc_kernel *kn) {
+    emit_c_matrix_entry(out, &(matrix_record){.name = (char *)name,
+                                              .symbol = kn->symbol,
+                                              .batch_symbol = kn->batch_symbol,
+                                              .strategy = kn->strategy,
+                                              .rows = kn->rows,
+                                              .cols = kn->cols,
+                                              .block_rows = kn->block_rows,
+                                              .blocks = kn->num_blocks,
+                                              .beta = 1.0f,
+                                              .data = kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset,
+                                              .group_scale = RSR_NO_TENSOR,
+                                              .in_signs = RSR_NO_TENSOR});
+}
+
 /* A long text as one literal per line, so that the generated C stays readable. */
 static void emit_lines(FILE *out, const char *s) {
     if (!*s) fputs(" \"\"", out);

@@ -484,27 +484,7 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     tc->n = n;
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix rsrc_tune_candidates[] = {\n", c);
     for (int i = 0; i < n; i++) {
-        const rsrc_kernel *kn = &cm[i].kn;
-        emit_c_matrix_entry(c, &(matrix_record){(char *)tm->name,
-                                                kn->symbol,
-                                                kn->batch_symbol,
-                                                kn->strategy,
-                                                kn->rows,
-                                                kn->cols,
-                                                kn->block_rows,
-                                                kn->num_blocks,
-                                                1.0f,
-                                                kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset,
-                                                0,
-                                                0,
-                                                0,
-                                                0,
-                                                RSR_NO_TENSOR,
-                                                0,
-                                                0,
-                                                RSR_NO_TENSOR,
-                                                0,
-                                                0});
+        emit_c_kernel_entry(c, tm->name, &cm[i].kn);
     }
     fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
     if (fclose(c) != 0) rsrc_fatal("%s: write failed: %s", c_path, strerror(errno));

@@ -25,11 +25,10 @@ RT_INLINE_BODY void fwht_body(float *restrict x, int32_t n, int32_t B) {
 }
 RT_ISA_CLONES(fwht, (float *restrict x, int32_t n, int32_t B), (x, n, B))
 
-static const float *signs_at(const rsr_artifact *a, uint64_t off) { return (const float *)(a->blob + off); }
-
-void rt_fold_input(const rsr_artifact *a, const rsr_artifact_matrix *mx, float *dst, const float *src) {
+void rt_fold_input(const rsr_artifact *a, const uint8_t *blob, const rsr_artifact_matrix *mx, float *dst,
+                   const float *src) {
     const int32_t n = mx->cols;
-    const float *s = signs_at(a, mx->in_signs);
+    const float *s = (const float *)(blob + mx->in_signs);
     if (mx->in_perm_groups > 0) { /* ssm_out: V head t + r·nk (tiled) is grouped head r + t·rep */
         const int32_t hd = mx->in_perm_head, nk = mx->in_perm_groups, rep = n / (hd * nk);
         for (int32_t t = 0; t < nk; t++)
@@ -43,14 +42,16 @@ void rt_fold_input(const rsr_artifact *a, const rsr_artifact_matrix *mx, float *
     fwht(dst, n, a->fold_block);
 }
 
-void rt_fold_rotate(const rsr_artifact *a, uint64_t signs, float *x, int32_t n) {
-    const float *s = signs_at(a, signs);
-    for (int32_t i = 0; i < n; i++) x[i] *= s[i];
-    fwht(x, n, a->fold_block);
+void rt_fold_head(const rsr_artifact *a, const uint8_t *blob, float *x) {
+    if (!a->fold_block || a->lm_head_signs == RSR_NO_TENSOR) return;
+    const float *s = (const float *)(blob + a->lm_head_signs);
+    for (int32_t i = 0; i < a->hidden; i++) x[i] *= s[i];
+    fwht(x, a->hidden, a->fold_block);
 }
 
-void rt_fold_embed(const rsr_artifact *a, float *h, int32_t n) {
-    const float *s = signs_at(a, a->embed_signs);
-    fwht(h, n, a->fold_block);
-    for (int32_t i = 0; i < n; i++) h[i] *= s[i];
+void rt_fold_embed(const rsr_artifact *a, const uint8_t *blob, float *h) {
+    if (!a->fold_block || a->embed_signs == RSR_NO_TENSOR) return;
+    const float *s = (const float *)(blob + a->embed_signs);
+    fwht(h, a->hidden, a->fold_block);
+    for (int32_t i = 0; i < a->hidden; i++) h[i] *= s[i];
 }

@@ -10,13 +10,16 @@
 
 #include "rsr_artifact.h"
 
+/* blob: the model's constants (rsr_model.blob, which may be a copy of rsr_artifact.blob), where the
+ * sign vectors are read. */
 /* dst <- H_B (signs ⊙ P src) over mx's cols entries (mx->in_signs and mx->in_perm_*; P the identity
  * without in_perm_groups). dst may be src only when there is no permutation. */
-void rt_fold_input(const rsr_artifact *a, const rsr_artifact_matrix *mx, float *dst, const float *src);
-/* x <- H_B (signs ⊙ x) over n entries: the head's input (rsr_artifact.lm_head_signs). */
-void rt_fold_rotate(const rsr_artifact *a, uint64_t signs, float *x, int32_t n);
-/* h <- signs ⊙ (H_B h) over n entries: an embedding row stored rotated (rsr_artifact.embed_signs). */
-void rt_fold_embed(const rsr_artifact *a, float *h, int32_t n);
+void rt_fold_input(const rsr_artifact *a, const uint8_t *blob, const rsr_artifact_matrix *mx, float *dst,
+                   const float *src);
+/* x <- H_B (lm_head_signs ⊙ x) over hidden entries: the head's input; nothing without a head fold. */
+void rt_fold_head(const rsr_artifact *a, const uint8_t *blob, float *x);
+/* h <- embed_signs ⊙ (H_B h) over hidden entries: an embedding row stored rotated; nothing without. */
+void rt_fold_embed(const rsr_artifact *a, const uint8_t *blob, float *h);
 /* Whether matrix mx's input is rotated. */
 static inline int rt_folded(const rsr_artifact *a, const rsr_artifact_matrix *mx) {
     return a->fold_block > 0 && mx->in_signs != RSR_NO_TENSOR;

@@ -838,7 +838,7 @@ static void norm_inputs(const rsr_model *m, rt_work *w, const float *x, size_t x
             }
             if (fold) { /* the rotated copy (the float input stays as it is for the rest of the layer) */
                 float *tmp = w->tmp + (size_t)t * W;
-                rt_fold_input(a, &a->matrix[reader], tmp, xt);
+                rt_fold_input(a, m->blob, &a->matrix[reader], tmp, xt);
                 xt = tmp;
             }
             if (a->act_block)
@@ -1309,6 +1309,13 @@ static void ffn_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *ru
     residual_out(m, w, L->down, L->ffn_post_norm, rows);
 }
 
+/* The head's input x from a row h of the residual stream: the final norm, then (PrismML's fold) the
+ * rotation the head's weights were stored for. */
+static void head_input(const rsr_model *m, float *x, const float *h) {
+    rmsnorm(x, h, blob_f32(m, m->a->final_norm), m->a->hidden, m->a->rms_eps);
+    rt_fold_head(m->a, m->blob, x);
+}
+
 rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
                       int32_t rows, bool head) {
     const rsr_artifact *a = m->a;
@@ -1320,8 +1327,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         const uint8_t *erow = rt_row(m, a->embed + (size_t)tokens[t] * bytes, bytes, buf, sizeof buf);
         float *h = w->h + (size_t)t * (size_t)H;
         for (int32_t i = 0; i < H; i++) h[i] = load_elem(erow, a->embed_dtype, i);
-        if (a->fold_block && a->embed_signs != RSR_NO_TENSOR) rt_fold_embed(a, h, H); /* stored rotated */
-        if (a->embed_scale != 0) /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
+        rt_fold_embed(a, m->blob, h); /* a row stored rotated (PrismML's fold) */
+        if (a->embed_scale != 0)      /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
             for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;
         const int32_t pos = r->s->pos + t - r->row0; /* the tables of every layer */
         rsr_rope_angles(w->rope + (size_t)t * (size_t)d, rd, pos, a->rope_theta);
@@ -1343,10 +1350,7 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
         s->pos += runs[j].n;
         if (s->dn_snap && runs[j].n > DN_SNAP_BACK) s->dn_snap_pos = s->pos - DN_SNAP_BACK; /* deltanet_recur */
         const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
-        if (!head) continue;
-        float *x = w->xn + (size_t)j * (size_t)w->widest;
-        rmsnorm(x, last, blob_f32(m, a->final_norm), H, a->rms_eps);
-        if (a->fold_block && a->lm_head_signs != RSR_NO_TENSOR) rt_fold_rotate(a, a->lm_head_signs, x, H);
+        if (head) head_input(m, w->xn + (size_t)j * (size_t)w->widest, last);
     }
     return RSR_OK;
 }
@@ -1359,8 +1363,7 @@ static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const 
     const rsr_artifact *a = m->a;
     const int32_t H = a->hidden;
     for (int32_t t = 0; t < c; t++) {
-        rmsnorm(s->work.tmp, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
-        if (a->fold_block && a->lm_head_signs != RSR_NO_TENSOR) rt_fold_rotate(a, a->lm_head_signs, s->work.tmp, H);
+        head_input(m, s->work.tmp, s->work.h + (size_t)t * (size_t)H);
         rt_lm_head_logits(s, s->work.tmp, h->logits + (size_t)(i + t) * (size_t)a->vocab);
     }
 }

@@ -1087,22 +1087,26 @@ static void parse_params(jparser *p, jnode *n) {
                        (int)(sorted[i]->s.n > 40 ? 40 : sorted[i]->s.n), sorted[i]->s.p);
 }
 
+/* The body of a macro or a call block (what, up to end), and which special names it reads. */
+static void parse_callable_body(jparser *p, jnode *n, const char *what, int line, const char *end) {
+    const char *const ends[] = {end, NULL};
+    int specials = p->specials;
+    parse_body(p, n, &n->list2, what, line, ends);
+    end_tag(p, end);
+    n->op = special_args(p, n, specials);
+}
+
 static jnode *parse_macro(jparser *p, int line) {
-    static const char *const ends[] = {"endmacro", NULL};
     jnode *n = mk(p, N_MACRO, line);
     n->s = expect(p, T_IDENT, "(the macro's name) after 'macro'")->s;
     parse_params(p, n);
     expect(p, T_CLOSE_STMT, "after the macro's parameters");
-    int specials = p->specials;
-    parse_body(p, n, &n->list2, "macro", line, ends);
-    end_tag(p, "endmacro");
-    n->op = special_args(p, n, specials);
+    parse_callable_body(p, n, "macro", line, "endmacro");
     return n;
 }
 
 /* {% call(params) name(args) %}body{% endcall %} */
 static jnode *parse_call_block(jparser *p, int line) {
-    static const char *const ends[] = {"endcall", NULL};
     jnode *n = mk(p, N_CALL_BLOCK, line);
     if (is_tok(p, T_LPAREN)) parse_params(p, n);
     jtok *name = expect(p, T_IDENT, "(a macro's name) after 'call'");
@@ -1112,10 +1116,7 @@ static jnode *parse_call_block(jparser *p, int line) {
     parse_args(p, call, 0);
     n->a = kid(p, n, call);
     expect(p, T_CLOSE_STMT, "after the call of 'call'");
-    int specials = p->specials;
-    parse_body(p, n, &n->list2, "call", line, ends);
-    end_tag(p, "endcall");
-    n->op = special_args(p, n, specials);
+    parse_callable_body(p, n, "call", line, "endcall");
     return n;
 }
 

@@ -202,27 +202,7 @@ static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *
     }
     fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix test_kernels[] = {\n", c);
     for (int i = 0; i < n; i++) {
-        const rsrc_kernel *kn = &cm[i].kn;
-        emit_c_matrix_entry(c, &(matrix_record){(char *)mats[of[i]].name,
-                                                kn->symbol,
-                                                kn->batch_symbol,
-                                                kn->strategy,
-                                                kn->rows,
-                                                kn->cols,
-                                                kn->block_rows,
-                                                kn->num_blocks,
-                                                1.0f,
-                                                kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset,
-                                                0,
-                                                0,
-                                                0,
-                                                0,
-                                                RSR_NO_TENSOR,
-                                                0,
-                                                0,
-                                                RSR_NO_TENSOR,
-                                                0,
-                                                0});
+        emit_c_kernel_entry(c, mats[of[i]].name, &cm[i].kn);
     }
     fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
     if (target_is_foreign(t)) emit_matrices(c, n, of, chk, what);

@@ -73,34 +73,9 @@ static cJSON *call_schema(const cJSON *tools, const char *only, const char *key)
 
 /* ---- qwen3_coder's grammar: XML-like blocks whose values are raw text ---- */
 
-/* A growing text (GBNF being written, a call's arguments). */
-typedef struct gtext {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} gtext;
-
-static void gt_put(gtext *g, const char *s, size_t n) {
-    if (g->oom) return;
-    if (g->n + n + 1 > g->cap) {
-        size_t cap = (g->n + n + 1) * 2;
-        char *t = realloc(g->s, cap);
-        if (!t) {
-            g->oom = true;
-            return;
-        }
-        g->s = t, g->cap = cap;
-    }
-    memcpy(g->s + g->n, s, n);
-    g->n += n;
-    g->s[g->n] = 0;
-}
-
-static void gt_str(gtext *g, const char *s) { gt_put(g, s, strlen(s)); }
-
 /* s as a GBNF string literal: the names come from the request (a schema's keys are any text). */
-static void gt_lit(gtext *g, const char *s) {
-    gt_str(g, "\"");
+static void gt_lit(gbnf_text *g, const char *s) {
+    gbnf_text_str(g, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
         if (*p == '"' || *p == '\\')
@@ -109,9 +84,9 @@ static void gt_lit(gtext *g, const char *s) {
             snprintf(esc, sizeof esc, "\\x%02X", *p);
         else
             esc[0] = (char)*p, esc[1] = 0;
-        gt_str(g, esc);
+        gbnf_text_str(g, esc);
     }
-    gt_str(g, "\"");
+    gbnf_text_str(g, "\"");
 }
 
 /* A parameter whose value the template writes as the text itself (`args_value | string`) and the
@@ -134,27 +109,27 @@ static bool text_param(const cJSON *s) {
 
 /* Rules text-0 .. text-11: any text that never holds "</parameter>" (where a value ends), as the
  * states of matching it: text-K has matched its first K bytes. */
-static void text_rules(gtext *g) {
+static void text_rules(gbnf_text *g) {
     static const char end[] = "</parameter>";
     char line[128];
-    gt_str(g, "text-0 ::= ([^<] text-0 | \"<\" text-1)?\n");
+    gbnf_text_str(g, "text-0 ::= ([^<] text-0 | \"<\" text-1)?\n");
     for (int k = 1; k < 12; k++) {
         if (k < 11)
             snprintf(line, sizeof line, "text-%d ::= (\"%c\" text-%d | \"<\" text-1 | [^%c<] text-0)?\n", k, end[k],
                      k + 1, end[k]);
         else
             snprintf(line, sizeof line, "text-%d ::= (\"<\" text-1 | [^%c<] text-0)?\n", k, end[k]);
-        gt_str(g, line);
+        gbnf_text_str(g, line);
     }
 }
 
 /* One rule line of schema_gbnf's text into g: root becomes `name`, rN `name-N`; the JSON rules
  * every schema shares (value, string, ...) are written once, by the first parameter. */
-static void rename_rule(gtext *g, const char *line, size_t n, const char *name, bool shared_done) {
+static void rename_rule(gbnf_text *g, const char *line, size_t n, const char *name, bool shared_done) {
     size_t lhs = strcspn(line, " ");
     bool own = (lhs == 4 && !memcmp(line, "root", 4)) || (line[0] == 'r' && strspn(line + 1, "0123456789") == lhs - 1);
     if (!own) {
-        if (!shared_done) gt_put(g, line, n), gt_str(g, "\n");
+        if (!shared_done) gbnf_text_put(g, line, n), gbnf_text_str(g, "\n");
         return;
     }
     for (size_t i = 0; i < n;) {
@@ -163,28 +138,28 @@ static void rename_rule(gtext *g, const char *line, size_t n, const char *name, 
             size_t j = i + 1;
             while (j < n && line[j] != close) j += line[j] == '\\' ? 2 : 1;
             j = j < n ? j + 1 : n;
-            gt_put(g, line + i, j - i), i = j;
+            gbnf_text_put(g, line + i, j - i), i = j;
         } else if ((line[i] >= 'a' && line[i] <= 'z') || (line[i] >= 'A' && line[i] <= 'Z')) {
             size_t j = i + strspn(line + i, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
             bool num = line[i] == 'r' && j > i + 1 && strspn(line + i + 1, "0123456789") == j - i - 1;
             if (num || (j - i == 4 && !memcmp(line + i, "root", 4))) {
-                gt_str(g, name);
-                if (num) gt_str(g, "-"), gt_put(g, line + i + 1, j - i - 1);
+                gbnf_text_str(g, name);
+                if (num) gbnf_text_str(g, "-"), gbnf_text_put(g, line + i + 1, j - i - 1);
             } else {
-                gt_put(g, line + i, j - i);
+                gbnf_text_put(g, line + i, j - i);
             }
             i = j;
         } else {
-            gt_put(g, line + i, 1), i++;
+            gbnf_text_put(g, line + i, 1), i++;
         }
     }
-    gt_str(g, "\n");
+    gbnf_text_str(g, "\n");
 }
 
 /* The JSON value of a parameter's schema as rules whose start is `name`; the $defs of the
  * function's parameters go along for the $refs into them. */
-static bool json_value_rules(gtext *g, const cJSON *schema, const cJSON *params, const char *name, bool *shared_done,
-                             char *err, size_t errlen) {
+static bool json_value_rules(gbnf_text *g, const cJSON *schema, const cJSON *params, const char *name,
+                             bool *shared_done, char *err, size_t errlen) {
     cJSON *s = cJSON_Duplicate(schema, 1);
     static const char *const defs[] = {"$defs", "definitions"};
     for (int d = 0; s && d < 2; d++) {
@@ -208,59 +183,60 @@ static bool json_value_rules(gtext *g, const cJSON *schema, const cJSON *params,
 
 /* A string parameter's enum or const as the alternatives of its texts; false where it has none
  * (or one not a string): then any text. */
-static bool text_choices(gtext *g, const cJSON *p) {
+static bool text_choices(gbnf_text *g, const cJSON *p) {
     const cJSON *one = cJSON_GetObjectItemCaseSensitive(p, "const"),
                 *list = cJSON_GetObjectItemCaseSensitive(p, "enum");
     const cJSON *c;
     if (one) return cJSON_IsString(one) && (gt_lit(g, one->valuestring), true);
     if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) return false;
     cJSON_ArrayForEach(c, list) if (!cJSON_IsString(c)) return false;
-    gt_str(g, "(");
-    cJSON_ArrayForEach(c, list) gt_str(g, c == list->child ? "" : " | "), gt_lit(g, c->valuestring);
-    gt_str(g, ")");
+    gbnf_text_str(g, "(");
+    cJSON_ArrayForEach(c, list) gbnf_text_str(g, c == list->child ? "" : " | "), gt_lit(g, c->valuestring);
+    gbnf_text_str(g, ")");
     return true;
 }
 
 /* fn-K-J ::= "<parameter=NAME>\n" VALUE "\n</parameter>\n", VALUE text (a string) or the JSON
  * of the parameter's schema. */
-static bool xml_param_rule(gtext *g, const cJSON *p, const cJSON *params, int k, int j, bool *shared_done, char *err,
-                           size_t errlen) {
+static bool xml_param_rule(gbnf_text *g, const cJSON *p, const cJSON *params, int k, int j, bool *shared_done,
+                           char *err, size_t errlen) {
     char name[48];
     snprintf(name, sizeof name, "fn-%d-%d ::= ", k, j);
-    gt_str(g, name), gt_lit(g, "<parameter="), gt_str(g, " "), gt_lit(g, p->string), gt_str(g, " \">\\n\" ");
+    gbnf_text_str(g, name), gt_lit(g, "<parameter="), gbnf_text_str(g, " "), gt_lit(g, p->string),
+        gbnf_text_str(g, " \">\\n\" ");
     bool text = text_param(p);
     snprintf(name, sizeof name, "val-%d-%d", k, j);
     if (!text)
-        gt_str(g, name);
+        gbnf_text_str(g, name);
     else if (!text_choices(g, p))
-        gt_str(g, "text-0");
-    gt_str(g, " \"\\n</parameter>\\n\"\n");
+        gbnf_text_str(g, "text-0");
+    gbnf_text_str(g, " \"\\n</parameter>\\n\"\n");
     return text || json_value_rules(g, p, params, name, shared_done, err, errlen);
 }
 
 /* fn-K ::= "<function=NAME>\n" (its parameters, in the schema's order: the required ones, the
  * others optional) "</function>". */
-static bool xml_function_rules(gtext *g, const cJSON *f, int k, bool *shared_done, char *err, size_t errlen) {
+static bool xml_function_rules(gbnf_text *g, const cJSON *f, int k, bool *shared_done, char *err, size_t errlen) {
     const char *fname = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(params, "properties"), *req, *p;
     const cJSON *required = cJSON_GetObjectItemCaseSensitive(params, "required");
     char ref[48];
-    gtext body = {0};
+    gbnf_text body = {0};
     int j = 0;
     cJSON_ArrayForEach(p, props) {
         bool needed = false;
         cJSON_ArrayForEach(req, required) needed |= cJSON_IsString(req) && !strcmp(req->valuestring, p->string);
         snprintf(ref, sizeof ref, " fn-%d-%d%s", k, j, needed ? "" : "?");
-        gt_str(&body, ref);
+        gbnf_text_str(&body, ref);
         if (!xml_param_rule(g, p, params, k, j++, shared_done, err, errlen)) {
             free(body.s);
             return false;
         }
     }
     snprintf(ref, sizeof ref, "fn-%d ::= ", k);
-    gt_str(g, ref), gt_lit(g, "<function="), gt_str(g, " "), gt_lit(g, fname ? fname : "");
-    gt_str(g, " \">\\n\""), gt_str(g, body.s ? body.s : ""), gt_str(g, " \"</function>\"\n");
+    gbnf_text_str(g, ref), gt_lit(g, "<function="), gbnf_text_str(g, " "), gt_lit(g, fname ? fname : "");
+    gbnf_text_str(g, " \">\\n\""), gbnf_text_str(g, body.s ? body.s : ""), gbnf_text_str(g, " \"</function>\"\n");
     free(body.s);
     return true;
 }
@@ -268,12 +244,12 @@ static bool xml_function_rules(gtext *g, const cJSON *f, int k, bool *shared_don
 /* The calls' grammar in qwen3_coder's format: the call one of the functions (or the named one),
  * each in its <tool_call> block where the marker is text. */
 static char *xml_gbnf(const cJSON *tools, const char *only, bool parallel, bool marker_text, char *err, size_t errlen) {
-    gtext g = {0}, alts = {0};
+    gbnf_text g = {0}, alts = {0};
     bool shared_done = false;
     const cJSON *t;
     int k = 0;
-    gt_str(&g, parallel ? "root ::= one (\"\\n\" one)*\n" : "root ::= one\n");
-    gt_str(&g, marker_text ? "one ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"\n" : "one ::= call\n");
+    gbnf_text_str(&g, parallel ? "root ::= one (\"\\n\" one)*\n" : "root ::= one\n");
+    gbnf_text_str(&g, marker_text ? "one ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"\n" : "one ::= call\n");
     text_rules(&g);
     cJSON_ArrayForEach(t, tools) {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
@@ -281,14 +257,14 @@ static char *xml_gbnf(const cJSON *tools, const char *only, bool parallel, bool 
         if (!name || (only && strcmp(only, name))) continue;
         char ref[32];
         snprintf(ref, sizeof ref, "%sfn-%d", alts.n ? " | " : "", k);
-        gt_str(&alts, ref);
+        gbnf_text_str(&alts, ref);
         if (!xml_function_rules(&g, f, k++, &shared_done, err, errlen)) goto fail;
     }
     if (!alts.n) {
         snprintf(err, errlen, "no function to call");
         goto fail;
     }
-    gt_str(&g, "call ::= "), gt_str(&g, alts.s), gt_str(&g, "\n");
+    gbnf_text_str(&g, "call ::= "), gbnf_text_str(&g, alts.s), gbnf_text_str(&g, "\n");
     if (g.oom || alts.oom) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -557,10 +533,10 @@ static const char *tag_name(const char *s, const char *tag, char *name, size_t c
 
 /* A call's <parameter=...> blocks from s into args ({"P":VALUE,...}; a repeated one keeps its
  * first value); where </function> ends them, or NULL if they are not whole. */
-static const char *xml_params(const cJSON *offered, const char *fname, const char *s, gtext *args) {
+static const char *xml_params(const cJSON *offered, const char *fname, const char *s, gbnf_text *args) {
     cJSON *seen = cJSON_CreateObject();
     char pname[256];
-    gt_str(args, "{");
+    gbnf_text_str(args, "{");
     for (;;) {
         s += skip_space(s, 0, strlen(s));
         if (!strncmp(s, "</function>", 11)) break;
@@ -571,14 +547,16 @@ static const char *xml_params(const cJSON *offered, const char *fname, const cha
             char *k = key ? cJSON_PrintUnformatted(key) : NULL;
             char *val = param_json(param_schema(offered, fname, pname), v, (size_t)(vend - v));
             if (!k || !val) args->oom = true;
-            if (k && val) gt_str(args, args->n > 1 ? "," : ""), gt_str(args, k), gt_str(args, ":"), gt_str(args, val);
+            if (k && val)
+                gbnf_text_str(args, args->n > 1 ? "," : ""), gbnf_text_str(args, k), gbnf_text_str(args, ":"),
+                    gbnf_text_str(args, val);
             cJSON_AddTrueToObject(seen, pname);
             cJSON_Delete(key), free(k), free(val);
         }
         s = vend + strlen("</parameter>");
     }
     cJSON_Delete(seen);
-    gt_str(args, "}");
+    gbnf_text_str(args, "}");
     return args->oom ? NULL : s + strlen("</function>");
 }
 
@@ -588,7 +566,7 @@ static const char *add_xml_call(cJSON *calls, const cJSON *offered, const char *
     char fname[128], id[96];
     s += skip_space(s, 0, strlen(s));
     const char *p = tag_name(s, "<function=", fname, sizeof fname);
-    gtext args = {0};
+    gbnf_text args = {0};
     const char *end = p ? xml_params(offered, fname, p, &args) : NULL;
     if (!end) return free(args.s), NULL;
     const char *after = end + skip_space(end, 0, strlen(end));

@@ -88,13 +88,9 @@ static const char json_rules[] = "value ::= object | array | string | number | \
 
 /* ---- text ---- */
 
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
+typedef gbnf_text sbuf; /* serve_schema.h */
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
+void gbnf_text_put(gbnf_text *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -110,7 +106,7 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
     b->n += n;
     b->s[b->n] = 0;
 }
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+void gbnf_text_str(gbnf_text *b, const char *s) { gbnf_text_put(b, s, strlen(s)); }
 static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_fmt(sbuf *b, const char *fmt, ...) { /* short pieces: numbers, names */
     char tmp[128];
@@ -118,21 +114,21 @@ static void sb_fmt(sbuf *b, const char *fmt, ...) { /* short pieces: numbers, na
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    if (n > 0) gbnf_text_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 static void sb_cat(sbuf *b, const sbuf *o) {
     if (o->oom) b->oom = true;
-    if (o->n) sb_put(b, o->s, o->n);
+    if (o->n) gbnf_text_put(b, o->s, o->n);
 }
 
 /* one code point in a GBNF literal or class: printable ASCII as itself, the rest escaped */
 static void sb_cp(sbuf *b, uint32_t cp) {
     if (cp >= 0x20 && cp < 0x7f && !strchr("\"\\[]^-#", (int)cp)) {
         char ch = (char)cp;
-        sb_put(b, &ch, 1);
+        gbnf_text_put(b, &ch, 1);
     } else if (cp == '"' || cp == '\\' || cp == '[' || cp == ']') {
         char esc[2] = {'\\', (char)cp};
-        sb_put(b, esc, 2);
+        gbnf_text_put(b, esc, 2);
     } else if (cp < 0x80) {
         sb_fmt(b, "\\x%02X", cp);
     } else if (cp <= 0xffff) {
@@ -162,13 +158,13 @@ static int32_t utf8_next(const unsigned char **s) {
 /* a GBNF literal of UTF-8 text; false: not UTF-8 */
 static bool sb_lit(sbuf *b, const char *text) {
     const unsigned char *u = (const unsigned char *)text;
-    sb_put(b, "\"", 1);
+    gbnf_text_put(b, "\"", 1);
     while (*u) {
         int32_t cp = utf8_next(&u);
         if (cp < 0) return false;
         sb_cp(b, (uint32_t)cp);
     }
-    sb_put(b, "\"", 1);
+    gbnf_text_put(b, "\"", 1);
     return true;
 }
 
@@ -262,7 +258,7 @@ static int new_rule(conv *c) {
 
 static void sb_rule(sbuf *b, int id) {
     if (id == ID_VALUE)
-        sb_str(b, "value");
+        gbnf_text_str(b, "value");
     else
         sb_fmt(b, "r%d", id);
 }
@@ -270,7 +266,7 @@ static void sb_rule(sbuf *b, int id) {
 static bool write_rule(conv *c, int id, const sbuf *body) {
     sb_fmt(&c->out, "r%d ::= ", id);
     sb_cat(&c->out, body);
-    sb_str(&c->out, "\n");
+    gbnf_text_str(&c->out, "\n");
     if (c->out.oom) return oom(c);
     if (c->out.n > GBNF_MAX_TEXT)
         return refuse(c, "schema", "needs a grammar of over %d bytes (GBNF text)", GBNF_MAX_TEXT);
@@ -551,14 +547,14 @@ static int emit_plain(conv *c, const cJSON *s, sbuf *b);
 /* x repeated: a rule's name bare (its repetitions' helpers are then shared), else in parentheses */
 static void group(sbuf *b, const char *x, const char *suffix) {
     bool name = strspn(x, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(x);
-    sb_str(b, name ? "" : "("), sb_str(b, x), sb_str(b, name ? "" : ")"), sb_str(b, suffix);
+    gbnf_text_str(b, name ? "" : "("), gbnf_text_str(b, x), gbnf_text_str(b, name ? "" : ")"), gbnf_text_str(b, suffix);
 }
 
 /* x (one GBNF item) m to n times (n < 0: no most); a most over MAX_COUNT is served as MAX_COUNT */
 static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n) {
     if (m > MAX_COUNT) return refuse(c, kw, "asks for %ld; at most %d are served", m, MAX_COUNT);
     if (n > MAX_COUNT) n = MAX_COUNT;
-    if (n == 0) return sb_str(b, "\"\""), true;
+    if (n == 0) return gbnf_text_str(b, "\"\""), true;
     char suffix[48] = "";
     for (; m > 256; m -= 256, n -= n >= 0 ? 256 : 0) group(b, x, "{256} ");
     if (n < 0 || n - m <= 32) {
@@ -579,10 +575,10 @@ static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n)
     sbuf name = {0}, body = {0};
     bool ok = true;
     if (strspn(x, "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(x)) {
-        sb_str(&name, x);
+        gbnf_text_str(&name, x);
     } else { /* x as a rule of its own */
         int xr = new_rule(c);
-        sb_str(&body, x);
+        gbnf_text_str(&body, x);
         ok = xr >= 0 && write_rule(c, xr, &body);
         sb_fmt(&name, "r%d", xr);
     }
@@ -591,7 +587,7 @@ static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n)
     if (r)
         sb_fmt(&body, "%s{0,%ld}", name.s, r);
     else
-        sb_str(&body, "\"\"");
+        gbnf_text_str(&body, "\"\"");
     ok = ok && !name.oom && prev >= 0 && write_rule(c, prev, &body);
     for (long j = 1; ok && j <= q; j++) {
         int y = new_rule(c);
@@ -1067,7 +1063,7 @@ static bool rx_emit_set(rx *r, const rnode *n, sbuf *b) {
             if (from <= '\\' && to >= '\\') to = from == '\\' ? '\\' : '\\' - 1;
             if (from != '"' && from != '\\') {
                 sb_cp(&cls, from);
-                if (to > from) sb_str(&cls, "-"), sb_cp(&cls, to);
+                if (to > from) gbnf_text_str(&cls, "-"), sb_cp(&cls, to);
                 plain += to > from ? 2 : 1, only = from;
             }
             from = to + 1;
@@ -1075,19 +1071,19 @@ static bool rx_emit_set(rx *r, const rnode *n, sbuf *b) {
     }
     sbuf parts_text = {0};
     if (plain == 1) {
-        sb_str(&parts_text, "\""), sb_cp(&parts_text, only), sb_str(&parts_text, "\""), parts++;
+        gbnf_text_str(&parts_text, "\""), sb_cp(&parts_text, only), gbnf_text_str(&parts_text, "\""), parts++;
     } else if (plain) {
-        sb_str(&parts_text, "["), sb_cat(&parts_text, &cls), sb_str(&parts_text, "]"), parts++;
+        gbnf_text_str(&parts_text, "["), sb_cat(&parts_text, &cls), gbnf_text_str(&parts_text, "]"), parts++;
     }
     for (size_t e = 0; e < sizeof escaped / sizeof *escaped; e++)
         for (int i = 0; i < n->nrg; i++)
             if (r->rg[n->rg + i].lo <= escaped[e].cp && escaped[e].cp <= r->rg[n->rg + i].hi) {
-                if (parts++) sb_str(&parts_text, " | ");
-                sb_str(&parts_text, escaped[e].gbnf);
+                if (parts++) gbnf_text_str(&parts_text, " | ");
+                gbnf_text_str(&parts_text, escaped[e].gbnf);
             }
-    if (parts > 1) sb_str(b, "(");
+    if (parts > 1) gbnf_text_str(b, "(");
     sb_cat(b, &parts_text);
-    if (parts > 1) sb_str(b, ")");
+    if (parts > 1) gbnf_text_str(b, ")");
     free(cls.s), free(parts_text.s);
     if (!parts)
         return refuse(r->c, r->kw,
@@ -1100,19 +1096,19 @@ static bool rx_emit(rx *r, int i, sbuf *b) {
     switch (n->kind) {
     case RX_SET: return rx_emit_set(r, n, b);
     case RX_CAT:
-        if (n->kid < 0) sb_str(b, "\"\"");
+        if (n->kid < 0) gbnf_text_str(b, "\"\"");
         for (int k = n->kid; k >= 0; k = r->n[k].next) {
-            if (k != n->kid) sb_str(b, " ");
+            if (k != n->kid) gbnf_text_str(b, " ");
             if (!rx_emit(r, k, b)) return false;
         }
         return true;
     case RX_ALT:
-        sb_str(b, "(");
+        gbnf_text_str(b, "(");
         for (int k = n->kid; k >= 0; k = r->n[k].next) {
-            if (k != n->kid) sb_str(b, " | ");
+            if (k != n->kid) gbnf_text_str(b, " | ");
             if (!rx_emit(r, k, b)) return false;
         }
-        sb_str(b, ")");
+        gbnf_text_str(b, ")");
         return true;
     default: {
         long mn, mx;
@@ -1184,7 +1180,7 @@ static int emit_string(conv *c, const cJSON *s, sbuf *b) {
         if (!cJSON_IsString(pat)) return refuse(c, "pattern", "must be a string"), -1;
         r.kw = "pattern", r.p = pat->valuestring;
     }
-    sb_str(b, "\"\\\"\" ");
+    gbnf_text_str(b, "\"\\\"\" ");
     if (!r.p) {
         if (!rep(c, b, "minLength", "char", lo, hi)) return -1;
     } else {
@@ -1194,7 +1190,7 @@ static int emit_string(conv *c, const cJSON *s, sbuf *b) {
         rx_free(&r);
         if (fits <= 0) return fits;
     }
-    sb_str(b, " \"\\\"\"");
+    gbnf_text_str(b, " \"\\\"\"");
     return 1;
 }
 
@@ -1229,7 +1225,7 @@ static void digit_class(sbuf *b, const bool set[10]) {
             if (set[d]) sb_fmt(b, "\"%d\"", d);
         return;
     }
-    sb_str(b, "[");
+    gbnf_text_str(b, "[");
     for (int d = 0; d <= 10; d++) {
         bool in = d < 10 && set[d];
         if (in && lo < 0) lo = d;
@@ -1238,7 +1234,7 @@ static void digit_class(sbuf *b, const bool set[10]) {
             lo = -1;
         }
     }
-    sb_str(b, "]");
+    gbnf_text_str(b, "]");
 }
 
 /* the r digits after a prefix whose value so far leaves residue t to make up (mod k): a rule,
@@ -1259,7 +1255,7 @@ static int tail_rule(digits *d, int r, long long t) {
         for (int d1 = d0; d1 < 10; d1++)
             if (((t - d1 * p) % d->k + d->k) % d->k == t2) set[d1] = done[d1] = true;
         if (sub == TAIL_EMPTY) continue;
-        if (n++) sb_str(&body, " | ");
+        if (n++) gbnf_text_str(&body, " | ");
         digit_class(&body, set);
         if (sub >= 0) sb_fmt(&body, " r%d", sub);
     }
@@ -1284,7 +1280,7 @@ static bool piece(digits *d, const char *prefix, int plen, int dlo, int dhi, int
         int tail = d->k == 1 ? TAIL_NONE : r == 0 ? (need == 0 ? TAIL_NONE : TAIL_EMPTY) : tail_rule(d, r, need);
         if (tail == -1) return false;
         if (tail == TAIL_EMPTY) continue;
-        if (d->n++) sb_str(d->b, " | ");
+        if (d->n++) gbnf_text_str(d->b, " | ");
         if (*d->sign || plen) sb_fmt(d->b, "\"%s%.*s\" ", d->sign, plen, prefix);
         digit_class(d->b, set);
         if (d->k == 1 && r) sb_fmt(d->b, r == 1 ? " [0-9]" : " [0-9]{%d}", r);
@@ -1376,7 +1372,7 @@ static int emit_number(conv *c, const cJSON *s, bool integer, sbuf *b) {
     if (hxmin && clamp_ll(floor(xmin) + 1, INT_LIM) > ilo) ilo = clamp_ll(floor(xmin) + 1, INT_LIM);
     if (hmax && clamp_ll(floor(max), INT_LIM) < ihi) ihi = clamp_ll(floor(max), INT_LIM);
     if (hxmax && clamp_ll(ceil(xmax) - 1, INT_LIM) < ihi) ihi = clamp_ll(ceil(xmax) - 1, INT_LIM);
-    if (!ranged && k == 1) return sb_str(b, integer ? "integer" : "number"), 1;
+    if (!ranged && k == 1) return gbnf_text_str(b, integer ? "integer" : "number"), 1;
     int n = 0;
     if (ilo <= ihi && !int_range(c, b, ilo, ihi, k, &n)) return -1;
     if (integer || k > 1) return n > 0;
@@ -1391,8 +1387,8 @@ static int emit_number(conv *c, const cJSON *s, bool integer, sbuf *b) {
             int m = 0;
             bool ok = int_range(c, &part, a, z, 1, &m);
             if (ok && m) {
-                if (n++) sb_str(b, " | ");
-                sb_str(b, neg ? "\"-\" (" : "("), sb_cat(b, &part), sb_str(b, ") \".\" frac");
+                if (n++) gbnf_text_str(b, " | ");
+                gbnf_text_str(b, neg ? "\"-\" (" : "("), sb_cat(b, &part), gbnf_text_str(b, ") \".\" frac");
             }
             free(part.s);
             if (!ok) return -1;
@@ -1427,7 +1423,7 @@ static int emit_enum(conv *c, const cJSON *en, const cJSON *cn, int types, sbuf 
         if (!listed_too || !(value_bits(v) & types)) continue;
         char *text = cJSON_PrintUnformatted(v);
         if (!text) return oom(c), -1;
-        if (n++) sb_str(b, " | ");
+        if (n++) gbnf_text_str(b, " | ");
         bool ok = sb_lit(b, text);
         free(text);
         if (!ok) return refuse(c, cn ? "const" : "enum", "holds text that is not UTF-8"), -1;
@@ -1442,7 +1438,7 @@ static int emit_enum(conv *c, const cJSON *en, const cJSON *cn, int types, sbuf 
 static int trie_rule(conv *c, uint32_t **names, const int *lens, const int *set, int count, int d) {
     sbuf body = {0};
     bool terminal = false;
-    sb_str(&body, "[^\"\\\\\\x00-\\x1F");
+    gbnf_text_str(&body, "[^\"\\\\\\x00-\\x1F");
     for (int i = 0; i < count; i++) {
         int k = set[i];
         terminal |= lens[k] == d;
@@ -1451,7 +1447,7 @@ static int trie_rule(conv *c, uint32_t **names, const int *lens, const int *set,
         for (int j = 0; first && j < i; j++) first = !(lens[set[j]] > d && names[set[j]][d] == cp);
         if (first) sb_cp(&body, cp);
     }
-    sb_str(&body, "] char*");
+    gbnf_text_str(&body, "] char*");
     int *sub = malloc(sizeof *sub * (size_t)count);
     if (!sub) return free(body.s), oom(c), -1;
     for (int i = 0; i < count; i++) {
@@ -1464,10 +1460,10 @@ static int trie_rule(conv *c, uint32_t **names, const int *lens, const int *set,
             if (lens[set[j]] > d && names[set[j]][d] == cp) sub[n++] = set[j];
         int child = trie_rule(c, names, lens, sub, n, d + 1);
         if (child < 0) return free(sub), free(body.s), -1;
-        sb_str(&body, " | \""), sb_cp(&body, cp), sb_fmt(&body, "\" r%d", child);
+        gbnf_text_str(&body, " | \""), sb_cp(&body, cp), sb_fmt(&body, "\" r%d", child);
     }
     free(sub);
-    if (!terminal) sb_str(&body, " | \"\"");
+    if (!terminal) gbnf_text_str(&body, " | \"\"");
     int id = new_rule(c);
     bool ok = id >= 0 && write_rule(c, id, &body);
     free(body.s);
@@ -1509,7 +1505,7 @@ static bool key_lit(conv *c, sbuf *b, const char *name) {
     char *q = t ? cJSON_PrintUnformatted(t) : NULL;
     cJSON_Delete(t);
     sbuf kv = {0};
-    if (q) sb_str(&kv, q), sb_str(&kv, ":");
+    if (q) gbnf_text_str(&kv, q), gbnf_text_str(&kv, ":");
     free(q);
     bool ok = q && !kv.oom ? sb_lit(b, kv.s) || refuse(c, "properties", "has a name that is not UTF-8") : oom(c);
     free(kv.s);
@@ -1534,10 +1530,10 @@ static bool follow(conv *c, const objspec *o, int i, sbuf *out) {
             if (o->extra >= 0) sb_fmt(out, " (\",\" r%d)*", o->extra);
             return true;
         }
-        sb_str(out, o->need[j] ? " \",\" " : " (\",\" ");
+        gbnf_text_str(out, o->need[j] ? " \",\" " : " (\",\" ");
         if (!key_lit(c, out, o->ps[j]->string)) return false;
-        sb_str(out, " "), sb_rule(out, o->val[j]);
-        if (!o->need[j]) sb_str(out, ")?");
+        gbnf_text_str(out, " "), sb_rule(out, o->val[j]);
+        if (!o->need[j]) gbnf_text_str(out, ")?");
     }
 }
 
@@ -1559,9 +1555,9 @@ static int other_pair(conv *c, const cJSON *props, const cJSON *addl, const cJSO
         if ((key = emit_rule(c, o)) == -1) return -1;
         sb_rule(&e, key);
     } else {
-        sb_str(&e, "string");
+        gbnf_text_str(&e, "string");
     }
-    sb_str(&e, " \":\" "), sb_rule(&e, v);
+    gbnf_text_str(&e, " \":\" "), sb_rule(&e, v);
     int id = new_rule(c);
     bool ok = id >= 0 && write_rule(c, id, &e);
     free(e.s);
@@ -1611,26 +1607,26 @@ static int emit_object(conv *c, const cJSON *s, sbuf *b) {
     for (int i = 2; i <= first_req + 1 && i <= o.live; i++) {
         body.n = 0;
         if (!follow(c, &o, i, &body)) goto done;
-        if (!body.n) sb_str(&body, "\"\"");
+        if (!body.n) gbnf_text_str(&body, "\"\"");
         if (!write_rule(c, o.brule[i], &body)) goto done;
     }
     for (int k = 0; k <= first_req && k < o.live; k++) {
-        if (k) sb_str(&alt, " | ");
+        if (k) gbnf_text_str(&alt, " | ");
         if (!key_lit(c, &alt, o.ps[k]->string)) goto done;
-        sb_str(&alt, " "), sb_rule(&alt, o.val[k]);
+        gbnf_text_str(&alt, " "), sb_rule(&alt, o.val[k]);
         if (o.brule[k + 1] >= 0)
             sb_fmt(&alt, " r%d", o.brule[k + 1]);
         else if (!follow(c, &o, k + 1, &alt))
             goto done;
     }
     if (first_req == o.live) { /* none required: maybe none of them */
-        if (o.live) sb_str(&alt, " | ");
+        if (o.live) gbnf_text_str(&alt, " | ");
         if (o.extra >= 0)
             sb_fmt(&alt, "(r%d (\",\" r%d)*)?", o.extra, o.extra);
         else
-            sb_str(&alt, "\"\"");
+            gbnf_text_str(&alt, "\"\"");
     }
-    sb_str(b, "\"{\" ("), sb_cat(b, &alt), sb_str(b, ") \"}\"");
+    gbnf_text_str(b, "\"{\" ("), sb_cat(b, &alt), gbnf_text_str(b, ") \"}\"");
     ret = 1;
 done:
     free(o.ps), free(o.need), free(o.val), free(o.brule), free(alt.s), free(body.s);
@@ -1646,15 +1642,16 @@ static bool items_after(conv *c, sbuf *b, const int *e, int k, int rest, long m,
     if (j >= k) {
         if (rest == -1) return true;
         sbuf x = {0};
-        sb_str(&x, "\",\" "), sb_rule(&x, rest);
-        bool ok =
-            !x.oom ? (sb_str(b, " "), rep(c, b, "minItems", x.s, m > j ? m - j : 0, most < 0 ? -1 : most - j)) : oom(c);
+        gbnf_text_str(&x, "\",\" "), sb_rule(&x, rest);
+        bool ok = !x.oom
+                      ? (gbnf_text_str(b, " "), rep(c, b, "minItems", x.s, m > j ? m - j : 0, most < 0 ? -1 : most - j))
+                      : oom(c);
         free(x.s);
         return ok;
     }
-    sb_str(b, j >= m ? " (\",\" " : " \",\" "), sb_rule(b, e[j]);
+    gbnf_text_str(b, j >= m ? " (\",\" " : " \",\" "), sb_rule(b, e[j]);
     if (!items_after(c, b, e, k, rest, m, most, j + 1)) return false;
-    if (j >= m) sb_str(b, ")?");
+    if (j >= m) gbnf_text_str(b, ")?");
     return true;
 }
 
@@ -1677,11 +1674,11 @@ static int emit_array(conv *c, const cJSON *s, sbuf *b) {
     }
     if ((rest == -1 || k < cJSON_GetArraySize(prefix)) && (most < 0 || most > k)) most = k;
     if (most >= 0 && m > most) return 0;
-    if (most == 0) return sb_str(b, "\"[]\""), 1;
-    sb_str(b, m ? "\"[\" " : "\"[\" (");
+    if (most == 0) return gbnf_text_str(b, "\"[]\""), 1;
+    gbnf_text_str(b, m ? "\"[\" " : "\"[\" (");
     sb_rule(b, k ? e[0] : rest);
     if (!items_after(c, b, e, k, rest, m, most, 1)) return -1;
-    sb_str(b, m ? " \"]\"" : ")? \"]\"");
+    gbnf_text_str(b, m ? " \"]\"" : ")? \"]\"");
     return 1;
 }
 
@@ -1717,8 +1714,8 @@ static int emit_plain(conv *c, const cJSON *s, sbuf *b) {
         else if (t == T_NUMBER || t == T_INTEGER)
             r = emit_number(c, s, t == T_INTEGER, &part);
         else
-            sb_str(&part, t == T_BOOL ? "\"true\" | \"false\"" : "\"null\"");
-        if (r > 0 && n++) sb_str(b, " | ");
+            gbnf_text_str(&part, t == T_BOOL ? "\"true\" | \"false\"" : "\"null\"");
+        if (r > 0 && n++) gbnf_text_str(b, " | ");
         if (r > 0) sb_cat(b, &part);
         free(part.s);
         if (r < 0) return -1;
@@ -1778,7 +1775,7 @@ static int emit_rule(conv *c, const cJSON *s) {
         } else {
             r = emit_plain(c, a.v[i].s, &part);
         }
-        if (r > 0 && n++) sb_str(&body, " | ");
+        if (r > 0 && n++) gbnf_text_str(&body, " | ");
         if (r > 0) sb_cat(&body, &part);
         free(part.s);
         ok = r >= 0;
@@ -1799,8 +1796,8 @@ char *schema_gbnf(const cJSON *schema, char *err, size_t errlen, char keyword[64
     int root = c.empty ? emit_rule(&c, schema) : (oom(&c), -1);
     sbuf text = {0};
     if (!c.failed) {
-        sb_str(&text, "root ::= "), sb_rule(&text, root), sb_str(&text, "\n");
-        sb_str(&text, json_rules), sb_cat(&text, &c.out);
+        gbnf_text_str(&text, "root ::= "), sb_rule(&text, root), gbnf_text_str(&text, "\n");
+        gbnf_text_str(&text, json_rules), sb_cat(&text, &c.out);
         if (text.oom) oom(&c);
     }
     cJSON_Delete(c.owned);

@@ -12,6 +12,15 @@
 
 struct cJSON;
 
+/* A growing text (GBNF being written): once memory runs out, oom is set and nothing more is added. */
+typedef struct gbnf_text {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} gbnf_text;
+void gbnf_text_put(gbnf_text *b, const char *s, size_t n);
+void gbnf_text_str(gbnf_text *b, const char *s);
+
 /* The schema as GBNF text whose start rule is `root` (malloc'd), or NULL with the message in err
  * and the keyword refused in keyword (64 bytes). */
 char *schema_gbnf(const struct cJSON *schema, char *err, size_t errlen, char keyword[64]);

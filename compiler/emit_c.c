@@ -458,7 +458,9 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_DOT4: c_call(P, "rsr_dot4", e->a, e->b, e->c, NULL); break;
     case KO_DOT4P: c_call(P, "rsr_dot4p", e->a, e->b, e->c, NULL); break;
     case KO_WIDEN: c_call(P, "rsr_widen", e->a, e->b, NULL, NULL); break;
-    case KO_QDOT: c_call(P, "rsr_qdot", e->a, e->b, e->c, NULL); break;
+    case KO_QDOT: c_call(P, e->a->type == KT_BACC ? "rsr_qdotd" : "rsr_qdot", e->a, e->b, e->c, NULL); break;
+    case KO_SPLAT: c_call(P, "rsr_bsplat", e->a, NULL, NULL, NULL); break; /* a KT_BACC (the lanes' go above) */
+    case KO_STOREV: c_call(P, "rsr_bstore", e->a, e->b, NULL, NULL); break;
     case KO_HALF: c_call_imm(P, "rsr_half", e->a, e->imm); break;
     case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;
@@ -859,7 +861,7 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     emit_c_offset(out, r->group_scale);
     fprintf(out, ", %d, %d, ", r->unit_stride ? r->unit_stride : r->rows, r->group_scale_dtype);
     emit_c_offset(out, r->in_signs); /* the Hadamard fold's */
-    fprintf(out, ", %d, %d},\n", r->in_perm_groups, r->in_perm_head);
+    fprintf(out, ", %d, %d, %d},\n", r->in_perm_groups, r->in_perm_head, r->sums_block);
 }
 
 void emit_c_kernel_entry(FILE *out, const char *name, const rsrc_kernel *kn) {
@@ -874,7 +876,8 @@ void emit_c_kernel_entry(FILE *out, const char *name, const rsrc_kernel *kn) {
                                               .beta = 1.0f,
                                               .data = kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset,
                                               .group_scale = RSR_NO_TENSOR,
-                                              .in_signs = RSR_NO_TENSOR});
+                                              .in_signs = RSR_NO_TENSOR,
+                                              .sums_block = kn->unit_cols ? kn->unit_stride : 0});
 }
 
 /* A long text as one literal per line, so that the generated C stays readable. */

@@ -715,12 +715,21 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
         return r;
     }
     case KO_WIDEN: r.f[0] = widen(e, mi, kev1(k, x->a), kev1(k, x->b)); return r;
-    case KO_QDOT: { /* the 4 bytes at c in every int32 lane, vpmaddubsw'd with the codes */
+    case KO_QDOT: { /* the 4 bytes at c in every int32 lane, vpmaddubsw'd (or vpdpbusd'd) with the codes */
         LLVMValueRef q = LLVMBuildLoad2(e->b, e->i32, LLVMBuildBitCast(e->b, kev1(k, x->c), e->i32p, ""), "");
         LLVMSetAlignment(q, 1);
         LLVMValueRef v = broadcast(e, LLVMVectorType(e->i32, (unsigned)V / 4), q);
         LLVMValueRef xb = LLVMBuildBitCast(e->b, v, LLVMVectorType(e->i8, (unsigned)V), "");
-        r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), pair_sums(e, mi, kev1(k, x->b), xb), "");
+        if (x->a->type == KT_BACC)
+            r.f[0] = dot(e, mi, kev1(k, x->a), kev1(k, x->b), xb);
+        else
+            r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), pair_sums(e, mi, kev1(k, x->b), xb), "");
+        return r;
+    }
+    case KO_STOREV: {
+        LLVMValueRef v = kev1(k, x->b);
+        LLVMValueRef p = LLVMBuildBitCast(e->b, kev1(k, x->a), LLVMPointerType(LLVMTypeOf(v), 0), "");
+        LLVMSetAlignment(LLVMBuildStore(e->b, v, p), 4);
         return r;
     }
     case KO_HALF: {

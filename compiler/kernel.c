@@ -68,11 +68,13 @@
  *                   u16 header[96]: seg_end[81] (end of code c's segment in perm), pad,
  *                                   i32 row_sum[4] at u16 index 88
  *                 then u16 perm[blocks][lane_cols] (zero past the kept columns).
- *   KF_I2 per unit, rows in lanes (rows_in_lanes: AVX2, rows a multiple of 8): blocks of 8 rows,
- *                32 bytes per 16 columns, field f of byte 4·r + c the code of row r at column
- *                16·h + 4·f + c (I2_LANE_ROWS, kernel.h); a field against the 4 bytes of x at its
- *                columns, broadcast, is one vpmaddubsw whose int32 lane r (after the widening)
- *                is row r's sum: a unit's 8 sums are stored as they are.
+ *   KF_I2 per unit, rows in lanes (rows_in_lanes: x86, rows a multiple of L = V/4): blocks of L
+ *                rows (8 on ymm, 16 on AVX-512 VNNI's zmm), V bytes per 16 columns, field f of
+ *                byte 4·r + c the code of row r at column 16·h + 4·f + c; a field against the 4
+ *                bytes of x at its columns, broadcast, is one vpdpbusd (VNNI) or vpmaddubsw (then
+ *                widened) whose int32 lane r is row r's sum: a unit's L sums are stored as they
+ *                are. Every i2 form per unit writes its sums block by block from the call's first
+ *                block (rsr_artifact_matrix.sums_block; unit_stride here is the block's rows).
  *   KF_I2 on a GPU (DOT_DP4A): the first KF_I2 layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
@@ -235,21 +237,28 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, 
         if (t->kind != TK_CUDA) kn->batch_symbol = xasprintf("rsr_kernel_%d_batch", index);
         if (tm->unit_cols) { /* tiles as below; per unit, the accumulators live for a unit's fields only */
             kn->strategy = "i2-units";
-            /* a block's sums of successive units RSR_UNIT_PAD apart more than the rows: at a stride
-             * of a multiple of 4 KB (rows of a multiple of 1024) they all fell in one set of L1,
-             * whose misses made the kernel 2x slower */
-            kn->unit_stride = kn->rows + RSR_UNIT_PAD;
             kn->batch_tile = kn->vec_bytes == 32 ? 2 : 4;
-            /* AVX-VNNI's targets too (vpmaddubsw is AVX2's): a unit's 8 sums stored as they are
-             * there also beats its vpdpbusd over rows across the lanes and their reductions */
-            bool maddubs = kn->isa == DOT_AVX2 || kn->isa == DOT_AVXVNNI;
-            if (maddubs && kn->rows % I2_LANE_ROWS == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
+            /* rows in lanes wherever they fit: AVX-512 VNNI's 16 rows a zmm (vpdpbusd into each row's
+             * lane, 64 products an instruction), else 8 rows a ymm on AVX2 and AVX-VNNI (a unit's 8 sums
+             * stored as they are also beats vpdpbusd over rows across the lanes and their reductions) */
+            const int zmm = dot_isa_vector_bytes(DOT_AVX512VNNI);
+            if (target_dot_isa(t) == DOT_AVX512VNNI && kn->rows % (zmm / 4) == 0 && kn->cols % (4 * zmm) == 0 &&
+                tm->unit_cols % I2_LANE_COLS == 0) {
+                kn->isa = DOT_AVX512VNNI, kn->vec_bytes = zmm;
+                kn->groups = kn->cols / (4 * zmm);
+            }
+            const int lane_rows = kn->vec_bytes / 4; /* a row per int32 lane */
+            bool lanes = kn->isa == DOT_AVX2 || kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI;
+            if (lanes && kn->rows % lane_rows == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
                 kn->rows_in_lanes = true, kn->strategy = "i2-units-rows";
-                kn->block_rows = I2_LANE_ROWS, kn->num_blocks = kn->rows / I2_LANE_ROWS;
-                kn->batch_tile = 4; /* 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers */
-                if (kn->block_rows * i2_row_bytes(kn) != 2 * kn->cols) /* 32 bytes per 16 columns of 8 rows */
+                kn->block_rows = lane_rows, kn->num_blocks = kn->rows / lane_rows;
+                /* ymm: 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers; zmm: 8
+                 * tokens' sums, a group's 4 fields and its bytes: 13 of 32 */
+                kn->batch_tile = kn->vec_bytes == 64 ? 8 : 4;
+                if (kn->block_rows * i2_row_bytes(kn) != lane_rows * kn->cols / 4) /* V bytes per 16 columns */
                     rsrc_fatal("internal error: %s: rows in lanes over %d columns", tm->name, kn->cols);
             }
+            kn->unit_stride = kn->block_rows; /* the sums go by blocks (rsr_artifact_matrix.sums_block) */
             return;
         }
         /* tokens per tile of the batched kernel: block_rows × tile accumulators, the decoded
@@ -420,7 +429,7 @@ static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
             for (int32_t c = 0; row < kn->rows && c < t->cols; c++) {
                 uint8_t code = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
                 if (kn->rows_in_lanes) { /* group c / 16, field c % 16 / 4, byte 4·r + c % 4 */
-                    block[c / I2_LANE_COLS * (4 * I2_LANE_ROWS) + 4 * r + c % 4] |=
+                    block[c / I2_LANE_COLS * (4 * R) + 4 * r + c % 4] |=
                         (uint8_t)(code << (2 * (c % I2_LANE_COLS / 4)));
                     continue;
                 }

@@ -43,7 +43,6 @@ bool dot_isa_tile_pair_sums(enum dot_isa isa);     /* the batched kernel's tiles
 bool dot_isa_pair_sums(enum dot_isa isa);          /* i2 rows summed as 16-bit pair sums between widenings */
 int dot_pair_sums_groups(void);                    /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8
-#define I2_LANE_ROWS 8         /* i2 per unit with rows in lanes: rows of a block, one per int32 lane (kernel.c) */
 #define I2_LANE_COLS 16        /* its columns of one group: 32 bytes, 8 rows × 4 columns in each of 4 fields */
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
@@ -65,11 +64,11 @@ typedef struct rsrc_kernel {
     int32_t vec_bytes;              /* i2: bytes of one vector register (16, 32, 64) */
     int32_t groups;                 /* i2: column groups of 4 * vec_bytes columns; lut: of LUT_GROUP_COLS */
     int32_t unit_cols;              /* i2: sums per unit of this many columns (scales per group), 0: per row */
-    int32_t unit_stride;            /* i2 per unit: unit u's sums at y[u·unit_stride + row] (kernel.c) */
-    int32_t batch_tile;             /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
-    int32_t tile_rows;              /* i2 batched on a pair-sums ISA: rows of a block a tile takes at once */
-    bool rows_in_lanes; /* i2 per unit on AVX2, AVX-VNNI: I2_LANE_ROWS rows a block, one in each int32 lane */
-    int lanes_min;      /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
+    int32_t unit_stride; /* i2 per unit: the rows of a block, whose sums go together (kernel.c, "i2 per unit") */
+    int32_t batch_tile;  /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
+    int32_t tile_rows;   /* i2 batched on a pair-sums ISA: rows of a block a tile takes at once */
+    bool rows_in_lanes;  /* i2 per unit on x86: vec_bytes / 4 rows a block, one in each int32 lane (kernel.c) */
+    int lanes_min;       /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
     int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to RSR_LANES) */

@@ -145,8 +145,9 @@ enum kir_op {
     KO_BDOTP, /* KO_BDOT into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening */
     KO_DOT4P, /* KO_DOT4 into the 16-bit pair sums a (KT_VACC16): vpmaddubsw, no widening per group */
     KO_WIDEN, /* a (KT_VACC; KT_BACC in tiles) + b's 16-bit lanes (KT_VACC16) summed in pairs (vpmaddwd) */
-    KO_QDOT,  /* a (KT_VACC16) + codes b (8 rows × 4 columns, lane r row r) · the 4 bytes of x at c in every
-                 lane: vpmaddubsw's pair sums (i2 per unit with rows in lanes, kernel.c) */
+    KO_QDOT,  /* a + codes b (a row per int32 lane, 4 columns) · the 4 bytes of x at c in every lane (i2 per
+                 unit with rows in lanes, kernel.c): a KT_VACC16, vpmaddubsw's pair sums; a KT_BACC, the
+                 int32 lanes of the ISA's dot product (vpdpbusd) */
     KO_HALF,  /* lanes 4·imm .. 4·imm + 3 of accumulator a (KT_VACC, 8 lanes) as KT_I32X4 */
     /* the int8 matrix multiply (DOT_I8MM's tiles: 2 rows × 2 tokens per accumulator, kernel.c) */
     KO_PAIR,  /* codes a and b (two rows) as a KT_PAIR */
@@ -189,6 +190,8 @@ enum kir_op {
     KO_SPLAT,   /* the scalar a in every lane (KT_Y32) */
     KO_PIN,     /* a, computed where it stands: no later operation moves into it, nor it past them */
     KO_OPAQUE,  /* pointer a, through which the optimiser sees no earlier store */
+    KO_STOREV,  /* stores the int32 lanes of b (KT_BACC) at a (KT_PI32, any int32's alignment): i2 per unit
+                   with rows in lanes (kir_do) */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];

@@ -384,8 +384,10 @@ static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) { return step
 /* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
  * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
  * fields of a unit (1, 2 or 4 of them, or the 8 to 16 of 2 to 4 groups: a step of the loop takes
- * units_groups groups) into one accumulator per row, each unit's sum stored at
- * y[u·unit_stride + row] less the unit's Σx. A code of 3 is a weight of +2 (Q2_0), as c − 1 reads it. */
+ * units_groups groups) into one accumulator per row, each unit's sum stored less the unit's Σx
+ * at units_at: block by block from the call's first (rsr_artifact_matrix.sums_block), so that a
+ * call's sums lie together whatever its blocks. A code of 3 is a weight of +2 (Q2_0), as c − 1
+ * reads it. */
 typedef struct units_ctx {
     kir_var **acc, *su, *g, *b;
     int unit; /* of the step's units */
@@ -402,10 +404,16 @@ static int units_per_step(const rsrc_kernel *kn) { return 4 * kn->vec_bytes * un
 static kir_expr *unit_of(lower *L, const units_ctx *c) {
     return add(L, mul(L, ref(L, c->g), num(L, units_per_step(L->kn))), num(L, c->unit));
 }
+/* y index of row r of block b's sums of unit u: (b − block_begin)·units·R + u·R + r */
+static kir_expr *units_at(lower *L, kir_var *b, kir_expr *u, int r) {
+    const rsrc_kernel *kn = L->kn;
+    const int R = kn->unit_stride, units = kn->cols / kn->unit_cols;
+    kir_expr *blk = mul(L, wide(L, sub(L, ref(L, b), param(L, "block_begin"))), size(L, (int64_t)units * R));
+    return add(L, blk, add(L, mul(L, wide(L, u), size(L, R)), size(L, r)));
+}
 static kir_expr *units_index(lower *L, int r, void *ctx) {
     units_ctx *c = ctx;
-    kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
-    return add(L, mul(L, wide(L, unit_of(L, c)), size(L, L->kn->unit_stride)), row);
+    return units_at(L, c->b, unit_of(L, c), r);
 }
 static kir_expr *units_sx(lower *L, const units_ctx *c) { /* the unit's Σx */
     return kir_load(L->m, KT_I32, ref(L, c->su), unit_of(L, c));
@@ -482,7 +490,7 @@ static void lower_i2_units(lower *L) {
 /* The same sums for several tokens (rsr_kernel_batch_fn): tiles of kn->batch_tile tokens, then the
  * rest one by one. Per tile, Σx of each unit for its tokens (su[j·units + u]), then every block of
  * the call with each decoded field serving the tile's tokens; token t's sums go to
- * y[t·y_stride + u·rows + row], as the one-token kernel's to y[u·rows + row]. */
+ * y[t·y_stride + units_at], as the one-token kernel's to y[units_at]. */
 typedef struct utile_ctx {
     kir_var *acc[4][RSR_BATCH_TILE_MAX], *su, *t, *b, *g;
     int j, unit; /* token of the tile, unit of the group */
@@ -494,9 +502,7 @@ static kir_expr *utile_unit(lower *L, const utile_ctx *c) {
 static kir_expr *utile_index(lower *L, int r, void *ctx) {
     utile_ctx *c = ctx;
     kir_expr *tj = wide(L, add(L, ref(L, c->t), num(L, c->j)));
-    kir_expr *row = add(L, mul(L, wide(L, ref(L, c->b)), size(L, L->kn->block_rows)), size(L, r));
-    kir_expr *unit = mul(L, wide(L, utile_unit(L, c)), size(L, L->kn->unit_stride));
-    return add(L, add(L, mul(L, tj, wide(L, param(L, "y_stride"))), unit), row);
+    return add(L, mul(L, tj, wide(L, param(L, "y_stride"))), units_at(L, c->b, utile_unit(L, c), r));
 }
 static kir_expr *utile_sx(lower *L, const utile_ctx *c) { /* Σx of the unit for token j */
     kir_expr *at = add(L, utile_unit(L, c), num(L, c->j * (L->kn->cols / L->kn->unit_cols)));
@@ -513,10 +519,12 @@ static void utile_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
     for (int j = 0; j < T; j++) {
         kir_list ul, cl;
         kir_var *u = loop(L, l, "u", "unit", num(L, 0), num(L, units), &ul)->var, *s = var(L, "s", KT_I32);
+        kir_var *xu = var(L, "xs", KT_PI8); /* the unit's columns: c indexes them from 0, which LLVM vectorises */
+        kir_decl(L->m, &ul, xu, idx(L, ref(L, x[j]), mul(L, wide(L, ref(L, u)), size(L, U))), true);
         kir_decl(L->m, &ul, s, num(L, 0), false);
         kir_stmt *f = loop(L, &ul, "c", "column", num(L, 0), num(L, U), &cl);
         f->layout = KL_SAME_LINE;
-        kir_expr *xc = kir_load(L->m, KT_I32, ref(L, x[j]), add(L, mul(L, ref(L, u), num(L, U)), ref(L, f->var)));
+        kir_expr *xc = kir_load(L->m, KT_I32, ref(L, xu), ref(L, f->var));
         kir_set(L->m, &cl, s, add(L, ref(L, s), xc));
         kir_store(L->m, &ul, ref(L, su), add(L, ref(L, u), num(L, j * units)), ref(L, s));
     }
@@ -580,11 +588,13 @@ static void lower_units_batch(lower *L, units_tile_fn *tile) {
     }
 }
 
-/* ---- i2 per unit with rows in lanes (kernel.c, I2_LANE_ROWS) ----
- * Per block of 8 rows and unit: each group of 16 columns (32 bytes) has its 4 fields decoded once
- * for the tile's tokens; a field (8 rows × 4 columns) times the 4 bytes of x at its columns goes
- * into each token's 16-bit sums (KO_QDOT), widened once a run of at most ROWS_RUN groups; the
- * unit's 8 row sums, less the unit's Σx, are stored as two halves of 4 rows. */
+/* ---- i2 per unit with rows in lanes (kernel.c, rows_in_lanes) ----
+ * Per block of L rows (a row per int32 lane: 8 on ymm, 16 on zmm) and unit: each group of 16
+ * columns (V bytes) has its 4 fields decoded once for the tile's tokens; a field (L rows × 4
+ * columns) times the 4 bytes of x at its columns goes into each token's sums (KO_QDOT): with VNNI
+ * straight into the int32 lanes, which start at −Σx of the unit and are stored whole; else into
+ * 16-bit pair sums, widened once a run of at most ROWS_RUN groups, the unit's Σx taken off as the
+ * rows are stored 4 at a time. */
 #define ROWS_RUN 8 /* groups of 16 columns summed in 16 bits: 32 products of at most 2·3·128 each */
 
 typedef struct rows_ctx {
@@ -592,21 +602,22 @@ typedef struct rows_ctx {
     int T;
 } rows_ctx;
 
-/* y index of rows 4·half .. 4·half + 3 of the block, unit u, token j of the tile */
-static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int half) {
-    const rsrc_kernel *kn = L->kn;
-    kir_expr *at = add(L, mul(L, wide(L, ref(L, c->u)), size(L, kn->unit_stride)),
-                       add(L, mul(L, wide(L, ref(L, c->b)), size(L, kn->block_rows)), size(L, 4 * half)));
+/* y index of rows r .. of the block, unit u, token j of the tile */
+static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int r) {
+    kir_expr *at = units_at(L, c->b, ref(L, c->u), r);
     if (!c->t) return at;
     kir_expr *tj = wide(L, add(L, ref(L, c->t), num(L, j)));
     return add(L, mul(L, tj, wide(L, param(L, "y_stride"))), at);
 }
 
+static bool rows_vnni(const rsrc_kernel *kn) { return kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI; }
+
 static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     const int U = kn->unit_cols, units = kn->cols / U, groups = U / I2_LANE_COLS, T = cx->T;
-    const int gbytes = 4 * I2_LANE_ROWS; /* a group's bytes: 8 rows × 4 columns a field */
+    const int gbytes = kn->vec_bytes; /* a group's bytes: L rows × 4 columns a field */
+    const bool vnni = rows_vnni(kn);
     rows_ctx c = *cx;
     kir_list blk, ul;
     c.b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
@@ -619,11 +630,19 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
     for (int j = 0; j < T; j++) {
         xu[j] = var(L, strf(L, "xu%d", j, 0), KT_PI8);
         kir_decl(m, &ul, xu[j], idx(L, ref(L, c.x[j]), mul(L, ref(L, c.u), num(L, U))), true);
+        if (vnni) { /* −Σx of the unit in every lane */
+            kir_expr *sx = kir_load(m, KT_I32, ref(L, c.su), add(L, ref(L, c.u), num(L, j * units)));
+            a[j] = var(L, strf(L, "a%d", j, 0), KT_BACC);
+            kir_decl(m, &ul, a[j],
+                     kir_vec(m, KO_SPLAT, KT_BACC, kir_vec(m, KO_NEG, KT_I32, sx, NULL, NULL, 0), NULL, NULL, 0),
+                     false);
+            continue;
+        }
         a[j] = var(L, strf(L, "a%d", j, 0), KT_VACC);
         kir_decl(m, &ul, a[j], kir_vec(m, KO_VZERO, KT_VACC, NULL, NULL, NULL, 0), false);
     }
     for (int g0 = 0; g0 < groups; g0 += ROWS_RUN) {
-        for (int j = 0; j < T; j++) {
+        for (int j = 0; !vnni && j < T; j++) {
             h[j] = var(L, strf(L, "h%d_%d", j, g0 / ROWS_RUN), KT_VACC16);
             kir_decl(m, &ul, h[j], kir_vec(m, KO_VZERO, KT_VACC16, NULL, NULL, NULL, 0), false);
         }
@@ -634,17 +653,23 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
                          kir_vec(m, KO_FIELD, KT_CODES, idx(L, ref(L, wu), num(L, gbytes * g)), NULL, NULL, f), false);
                 for (int j = 0; j < T; j++) {
                     kir_expr *xp = idx(L, ref(L, xu[j]), num(L, I2_LANE_COLS * g + 4 * f));
-                    kir_set(m, &ul, h[j], kir_vec(m, KO_QDOT, KT_VACC16, ref(L, h[j]), ref(L, k), xp, 0));
+                    kir_var *s = vnni ? a[j] : h[j];
+                    kir_set(m, &ul, s, kir_vec(m, KO_QDOT, s->type, ref(L, s), ref(L, k), xp, 0));
                 }
             }
-        for (int j = 0; j < T; j++)
+        for (int j = 0; !vnni && j < T; j++)
             kir_set(m, &ul, a[j], kir_vec(m, KO_WIDEN, KT_VACC, ref(L, a[j]), ref(L, h[j]), NULL, 0));
     }
     for (int j = 0; j < T; j++) {
+        if (vnni) {
+            kir_do(m, &ul,
+                   kir_vec(m, KO_STOREV, KT_VOID, idx(L, param(L, "y"), rows_at(L, &c, j, 0)), ref(L, a[j]), NULL, 0));
+            continue;
+        }
         kir_expr *sx = kir_load(m, KT_I32, ref(L, c.su), add(L, ref(L, c.u), num(L, j * units)));
         for (int half = 0; half < 2; half++)
-            store_sums4(L, &ul, kir_vec(m, KO_HALF, KT_I32X4, ref(L, a[j]), NULL, NULL, half), rows_at(L, &c, j, half),
-                        sx);
+            store_sums4(L, &ul, kir_vec(m, KO_HALF, KT_I32X4, ref(L, a[j]), NULL, NULL, half),
+                        rows_at(L, &c, j, 4 * half), sx);
     }
 }
 
@@ -652,8 +677,8 @@ static void lower_i2_rows(lower *L) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
-    L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, 8 rows per block in the lanes, %s",
-                             kn->strategy, kn->rows, kn->cols, kn->unit_cols, dot_isa_names[kn->isa]);
+    L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, %d rows per block in the lanes, %s",
+                             kn->strategy, kn->rows, kn->cols, kn->unit_cols, kn->block_rows, dot_isa_names[kn->isa]);
     kir_list l = kir_list_of(&L->f->body);
     kir_var *su = array(L, "su", kn->cols / kn->unit_cols), *x = var(L, "x0", KT_PI8);
     kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d", kn->cols / kn->unit_cols);

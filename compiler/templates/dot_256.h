@@ -57,3 +57,12 @@ static inline rsr_vacc16 rsr_qdot(rsr_vacc16 h, rsr_codes k, const int8_t *x) {
     return _mm256_add_epi16(h, _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
 }
 #define rsr_half(a, i) ((rsr_s4)((i) ? _mm256_extracti128_si256((a), 1) : _mm256_castsi256_si128(a)))
+/* the same with the ISA's dot product straight into the int32 lanes (VNNI), from v in every lane,
+ * all the lanes stored at once */
+static inline rsr_bacc rsr_qdotd(rsr_bacc a, rsr_codes k, const int8_t *x) {
+    int32_t q;
+    __builtin_memcpy(&q, x, 4);
+    return RSR_DOT(a, k, _mm256_set1_epi32(q));
+}
+static inline rsr_bacc rsr_bsplat(int32_t v) { return _mm256_set1_epi32(v); }
+static inline void rsr_bstore(int32_t *p, rsr_bacc a) { _mm256_storeu_si256((void *)p, a); }

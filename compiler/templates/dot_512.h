@@ -23,6 +23,16 @@ static inline rsr_vacc16 rsr_bdotp(rsr_vacc16 h, rsr_codes k, const int8_t *x) {
 static inline rsr_bacc rsr_widen(rsr_bacc acc, rsr_vacc16 h) {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(h, _mm512_set1_epi16(1)));
 }
+/* i2 per unit with rows in lanes (lower.c, lower_i2_rows): codes of 16 rows × 4 columns against the
+ * 4 bytes of x at those columns, in every lane, straight into the rows' int32 lanes; from v in
+ * every lane, and all 16 rows stored at once */
+static inline rsr_bacc rsr_qdotd(rsr_bacc a, rsr_codes k, const int8_t *x) {
+    int32_t q;
+    __builtin_memcpy(&q, x, 4);
+    return RSR_DOT(a, k, _mm512_set1_epi32(q));
+}
+static inline rsr_bacc rsr_bsplat(int32_t v) { return _mm512_set1_epi32(v); }
+static inline void rsr_bstore(int32_t *p, rsr_bacc a) { _mm512_storeu_si512((void *)p, a); }
 typedef struct { __m512i f[4]; } rsr_vacc;
 static inline rsr_vacc rsr_vzero(void) {
     rsr_vacc a = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()}};

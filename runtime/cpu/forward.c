@@ -73,6 +73,10 @@ int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer) {
 }
 
 #define RT_GROUPED_ACC_BYTES ((size_t)16 << 20) /* a grouped model's integer sums held at once (rt_work_init) */
+/* A thread's sums of one call of a matrix whose sums go by blocks (rows_grouped): in L2 beside the
+ * call's weights and x on every CPU it runs on (Zen 3: 512 KB), until they are converted. */
+#define RT_SUMS_BYTES ((size_t)256 << 10)
+#define RT_SUMS_TOKENS 16 /* tokens of one such call at most */
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
@@ -154,6 +158,15 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     size_t per_token = sizeof(int32_t) * (size_t)w->acc_stride, cap = RT_GROUPED_ACC_BYTES / per_token;
     w->acc_rows = m->grouped && cap < B ? (int32_t)(cap ? cap : 1) : rows;
     w->acc = malloc(per_token * (size_t)w->acc_rows);
+    if (m->max_block_sums) { /* a thread's sums of a call by blocks (rows_grouped): one block at least */
+        w->sums_each = RT_SUMS_BYTES / sizeof(int32_t);
+        if (w->sums_each < (size_t)m->max_block_sums) w->sums_each = (size_t)m->max_block_sums;
+        w->sums = malloc(sizeof(int32_t) * w->sums_each * (size_t)(m->num_threads > 0 ? m->num_threads : 1));
+        if (!w->sums) {
+            rt_work_free(w);
+            return RSR_ERR_OUT_OF_MEMORY;
+        }
+    }
     if (!w->h || !w->xn || !w->tmp || !w->q || !w->k || !w->v || !w->att || !w->gate || !w->up || !w->xq || !w->xs ||
         (a->act_block > 0 && !w->xd) || !w->rope || (m->rope_theta2 != 0 && !w->rope2) || !w->acc) {
         rt_work_free(w);
@@ -174,6 +187,7 @@ rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows) {
 void rt_work_free(rt_work *w) {
     free(w->h), free(w->xn), free(w->tmp), free(w->q), free(w->k), free(w->v), free(w->att), free(w->gate);
     free(w->up), free(w->xq), free(w->xs), free(w->xd), free(w->rope), free(w->rope2), free(w->acc);
+    free(w->sums);
     free(w->moe_xq), free(w->moe_xs), free(w->moe_xd), free(w->moe_p), free(w->moe_w), free(w->moe_pick),
         free(w->moe_rows);
     free(w->moe_out), free(w->moe_shared);
@@ -432,6 +446,7 @@ static void kernel_part(const rsr_model *m, const rt_work *w, const rsr_artifact
     int32_t nb = mx->num_blocks, xs_stride = w->xq_stride, acc_stride = w->acc_stride;
     const int8_t *xq = w->xq + (size_t)t0 * (size_t)xs_stride;
     *b0 = (int32_t)((int64_t)nb * c / chunks), *b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
+    acc += rt_sums_from(mx, *b0); /* by blocks: a call's sums begin at its first block's */
     if (n > 1 && mx->kernel_batch) {
         mx->kernel_batch(data, xq, xs_stride, acc, acc_stride, n, *b0, *b1);
     } else {
@@ -503,17 +518,22 @@ RT_INLINE_BODY float scale_f16(const uint16_t *restrict g, int32_t i) {
 }
 
 /* sum[i] += one unit's sums of rows i times their scales sc[i] (times d with per-block
- * activations); inlined with scaled constant, so that each loop vectorises on its own */
+ * activations), the sums of rows b·B .. b·B + B − 1 at s0 + b·block (plane 1 at s1 likewise);
+ * inlined with scaled and B constant, so that each loop vectorises on its own */
 RT_INLINE_BODY void group_unit(float *restrict sum, const int32_t *restrict s0, const int32_t *restrict s1,
-                               const float *restrict sc, bool scaled, float d, int32_t n) {
-    if (scaled && s1)
-        for (int32_t i = 0; i < n; i++) sum[i] += ((float)(s0[i] + s1[i]) * sc[i]) * d;
-    else if (scaled)
-        for (int32_t i = 0; i < n; i++) sum[i] += ((float)s0[i] * sc[i]) * d;
-    else if (s1)
-        for (int32_t i = 0; i < n; i++) sum[i] += (float)(s0[i] + s1[i]) * sc[i];
-    else
-        for (int32_t i = 0; i < n; i++) sum[i] += (float)s0[i] * sc[i];
+                               const float *restrict sc, bool scaled, float d, int32_t n, int32_t B, size_t block) {
+    for (int32_t b = 0; b < n; b += B, s0 += block, s1 = s1 ? s1 + block : NULL) {
+        float *restrict o = sum + b;
+        const float *restrict c = sc + b;
+        if (scaled && s1)
+            for (int32_t i = 0; i < B; i++) o[i] += ((float)(s0[i] + s1[i]) * c[i]) * d;
+        else if (scaled)
+            for (int32_t i = 0; i < B; i++) o[i] += ((float)s0[i] * c[i]) * d;
+        else if (s1)
+            for (int32_t i = 0; i < B; i++) o[i] += (float)(s0[i] + s1[i]) * c[i];
+        else
+            for (int32_t i = 0; i < B; i++) o[i] += (float)s0[i] * c[i];
+    }
 }
 
 /* A run of tokens' sums to convert: token j's at acc + j·acc_stride, its output row at y + j·y_stride,
@@ -528,64 +548,95 @@ typedef struct group_tokens {
 
 #define GROUP_TOKENS 8 /* tokens converted together: each unit's scales widened once for them */
 
-RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S,
-                                              int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1,
-                                              int accumulate) {
+/* Rows [c0, c0 + n) of the tokens tk, their sums of unit u at acc + u·ustride (plane 1 pstride
+ * further), those of rows B further block further (n a multiple of B), each token's at
+ * tk->acc_stride apart. Inlined with B a constant where it is a block's rows (4, 8, 16), so that
+ * its loops are whole vectors, and the blocks of a chunk independent of one another. */
+RT_INLINE_BODY void group_chunk(const group_tokens *tk, const char *gs, bool f16, size_t R, int32_t U, int32_t P,
+                                int32_t per, const int32_t *acc, size_t ustride, size_t pstride, int32_t B,
+                                size_t block, int32_t c0, int32_t n, bool ahead, int accumulate) {
     float sum[GROUP_TOKENS][GROUP_ROWS], wide[GROUP_ROWS];
     const size_t bytes = f16 ? 2 : 4;
-    for (int32_t c0 = r0; c0 < r1; c0 += GROUP_ROWS) {
-        const int32_t n = r1 - c0 < GROUP_ROWS ? r1 - c0 : GROUP_ROWS;
-        for (int32_t j0 = 0; j0 < tk->n; j0 += GROUP_TOKENS) {
-            const int32_t nt = tk->n - j0 < GROUP_TOKENS ? tk->n - j0 : GROUP_TOKENS;
-            for (int32_t j = 0; j < nt; j++)
-                for (int32_t i = 0; i < n; i++) sum[j][i] = 0;
-            for (int32_t u = 0; u < U; u++) {
-                const char *g = (const char *)gs + ((size_t)(u / per) * R + (size_t)c0) * bytes;
-                if (u % per == 0 && u / per + GROUP_AHEAD < U / per)
-                    for (int32_t i = 0; i < n; i += 64 / (int32_t)bytes)
-                        __builtin_prefetch(g + (GROUP_AHEAD * R + (size_t)i) * bytes);
-                const float *sc = (const float *)g;
-                if (f16) { /* widened once for the tokens */
-                    for (int32_t i = 0; i < n; i++) wide[i] = scale_f16((const uint16_t *)g, i);
-                    sc = wide;
-                }
-                for (int32_t j = 0; j < nt; j++) {
-                    const size_t jt = (size_t)(j0 + j);
-                    const int32_t *restrict s0 = tk->acc + jt * tk->acc_stride + (size_t)u * (size_t)P * S + (size_t)c0;
-                    const int32_t *restrict s1 = P == 2 ? s0 + S : NULL;
-                    if (tk->xd)
-                        group_unit(sum[j], s0, s1, sc, true, tk->xd[jt * tk->xd_stride + (size_t)u], n);
-                    else
-                        group_unit(sum[j], s0, s1, sc, false, 1.0f, n);
-                }
+    for (int32_t j0 = 0; j0 < tk->n; j0 += GROUP_TOKENS) {
+        const int32_t nt = tk->n - j0 < GROUP_TOKENS ? tk->n - j0 : GROUP_TOKENS;
+        for (int32_t j = 0; j < nt; j++)
+            for (int32_t i = 0; i < n; i++) sum[j][i] = 0;
+        for (int32_t u = 0; u < U; u++) {
+            const char *g = gs + ((size_t)(u / per) * R + (size_t)c0) * bytes;
+            if (ahead && u % per == 0 && u / per + GROUP_AHEAD < U / per)
+                for (int32_t i = 0; i < n; i += 64 / (int32_t)bytes)
+                    __builtin_prefetch(g + (GROUP_AHEAD * R + (size_t)i) * bytes);
+            const float *sc = (const float *)g;
+            if (f16) { /* widened once for the tokens */
+                for (int32_t i = 0; i < n; i++) wide[i] = scale_f16((const uint16_t *)g, i);
+                sc = wide;
             }
-            for (int32_t j = 0; j < nt; j++) { /* each case a loop of its own, so that each vectorises */
+            for (int32_t j = 0; j < nt; j++) {
                 const size_t jt = (size_t)(j0 + j);
-                float *restrict y = tk->y + jt * tk->y_stride + c0;
-                const float xs = tk->xd ? 1.0f : tk->xs[jt];
-                if (tk->xd && accumulate)
-                    for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i];
-                else if (tk->xd)
-                    for (int32_t i = 0; i < n; i++) y[i] = sum[j][i];
-                else if (accumulate)
-                    for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i] / xs;
+                const int32_t *restrict s0 = acc + jt * tk->acc_stride + (size_t)u * ustride;
+                const int32_t *restrict s1 = P == 2 ? s0 + pstride : NULL;
+                if (tk->xd)
+                    group_unit(sum[j], s0, s1, sc, true, tk->xd[jt * tk->xd_stride + (size_t)u], n, B, block);
                 else
-                    for (int32_t i = 0; i < n; i++) y[i] = sum[j][i] / xs;
+                    group_unit(sum[j], s0, s1, sc, false, 1.0f, n, B, block);
             }
+        }
+        for (int32_t j = 0; j < nt; j++) { /* each case a loop of its own, so that each vectorises */
+            const size_t jt = (size_t)(j0 + j);
+            float *restrict y = tk->y + jt * tk->y_stride + c0;
+            const float xs = tk->xd ? 1.0f : tk->xs[jt];
+            if (tk->xd && accumulate)
+                for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i];
+            else if (tk->xd)
+                for (int32_t i = 0; i < n; i++) y[i] = sum[j][i];
+            else if (accumulate)
+                for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i] / xs;
+            else
+                for (int32_t i = 0; i < n; i++) y[i] = sum[j][i] / xs;
         }
     }
 }
-RT_ISA_CLONES(group_dequantize_isa,
-              (const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S, int32_t U, int32_t P, int32_t per,
-               int32_t r0, int32_t r1, int accumulate),
-              (tk, gs, f16, R, S, U, P, per, r0, r1, accumulate))
 
-/* Rows [r0, r1) of the tokens tk of a matrix with group scales, from their sums. */
+/* B > 0: the sums go by blocks of B rows (rsr_artifact_matrix.sums_block), those of r0's block
+ * first (r0 a block's first row); else unit u's S apart from row 0's. GROUP_ROWS rows a chunk. */
+RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S,
+                                              int32_t B, int32_t U, int32_t P, int32_t per, int32_t r0, int32_t r1,
+                                              int accumulate) {
+    const size_t block = (size_t)U * (size_t)P * (size_t)B; /* a block's sums */
+    for (int32_t c0 = r0; c0 < r1; c0 += GROUP_ROWS) {
+        const int32_t n = r1 - c0 < GROUP_ROWS ? r1 - c0 : GROUP_ROWS;
+        if (!B) {
+            group_chunk(tk, gs, f16, R, U, P, per, tk->acc + c0, (size_t)P * S, S, n, 0, c0, n, true, accumulate);
+            continue;
+        }
+        const int32_t *acc = tk->acc + (size_t)((c0 - r0) / B) * block;
+        const int32_t whole = n / B * B, rest = n - whole; /* a last block may end past the rows */
+        const size_t us = (size_t)P * (size_t)B;
+        if (whole && B == 16)
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 16, 16, block, c0, whole, false, accumulate);
+        else if (whole && B == 8)
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 8, 8, block, c0, whole, false, accumulate);
+        else if (whole && B == 4)
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 4, 4, block, c0, whole, false, accumulate);
+        else if (whole)
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, (size_t)B, B, block, c0, whole, false, accumulate);
+        if (rest)
+            group_chunk(tk, gs, f16, R, U, P, per, acc + (size_t)(whole / B) * block, us, (size_t)B, rest, block,
+                        c0 + whole, rest, false, accumulate);
+    }
+}
+RT_ISA_CLONES(group_dequantize_isa,
+              (const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S, int32_t B, int32_t U, int32_t P,
+               int32_t per, int32_t r0, int32_t r1, int accumulate),
+              (tk, gs, f16, R, S, B, U, P, per, r0, r1, accumulate))
+
+/* Rows [r0, r1) of the tokens tk of a matrix with group scales, from their sums: those of row 0
+ * at tk->acc, or by blocks (rsr_artifact_matrix.sums_block) those of r0's block (r0 a block's first row). */
 static void group_dequantize(const rsr_model *m, const rsr_artifact_matrix *mx, const group_tokens *tk, int32_t r0,
                              int32_t r1, int accumulate) {
     group_dequantize_isa(tk, m->blob + mx->group_scale, mx->group_scale_dtype == RSR_DTYPE_F16, (size_t)mx->rows,
-                         (size_t)mx->unit_stride, mx->cols / mx->unit_cols, mx->planes, mx->scale_cols / mx->unit_cols,
-                         r0, r1, accumulate);
+                         (size_t)mx->unit_stride, mx->sums_block, mx->cols / mx->unit_cols, mx->planes,
+                         mx->scale_cols / mx->unit_cols, r0, r1, accumulate);
 }
 
 /* The tokens [t0, t0 + n) of output o, their sums from acc (at acc_stride), as group_tokens. */
@@ -612,8 +663,15 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
     for (int j = 0; j < count; j++) {
         const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
         r0 = (int32_t)((int64_t)mx->rows * c / chunks), r1 = (int32_t)((int64_t)mx->rows * (c + 1) / chunks);
+        int64_t from = 0;
+        if (mx->sums_block) { /* whole blocks, and their sums */
+            const int32_t b0 = (int32_t)((int64_t)mx->num_blocks * c / chunks);
+            const int32_t b1 = (int32_t)((int64_t)mx->num_blocks * (c + 1) / chunks);
+            r0 = b0 * mx->rsr_k, r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows,
+            from = rt_sums_from(mx, b0);
+        }
         if (mx->unit_cols) {
-            const group_tokens tk = tokens_of(w, &outs[j], w->acc + offset, t0, n);
+            const group_tokens tk = tokens_of(w, &outs[j], w->acc + offset + from, t0, n);
             group_dequantize(m, mx, &tk, r0, r1, outs[j].accumulate);
         } else
             for (int32_t t = t0; t < t0 + n; t++)
@@ -627,53 +685,50 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
             activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
 }
 
-/* Whether a grouped matrix's kernel blocks are blocks of its source rows, all their units together
- * (i2 per unit), not of the expanded rows (the RSR forms: units · planes · rows). */
-static bool rows_blocked(const rsr_artifact_matrix *mx) {
-    return (int64_t)mx->num_blocks * mx->rsr_k < rt_kernel_rows(mx) || rt_kernel_rows(mx) == mx->rows;
-}
-
-/* Blocks of a thread's range done at once in rows_grouped: 256 rows, whose sums for every unit
- * (U · 256 · 4 bytes, 96 KB at 3072 columns) and packed weights (256 rows · cols/4 bytes) stay in
- * L2 until they are converted and for the tokens of the step; each kernel call sums x per unit
- * first, so much smaller pieces would repeat that. */
-#define ROW_SUB_BLOCKS 64
-
-/* bitlinear_grouped where every matrix's blocks are source rows: each thread runs its own blocks
- * ROW_SUB_BLOCKS at a time, the kernel for the k tokens from t0 (the batched one when there are
- * several) and at once the conversion of those rows to fp32 (and the activation, glu), while the
- * sums are in cache: no pass over memory-sized sums and no barrier between the kernels and the
- * conversion. The same operations per row. */
-static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t t0, int32_t k, int glu,
-                         int32_t c, int32_t chunks) {
+/* bitlinear_grouped where every matrix's sums go by blocks (rsr_artifact_matrix.sums_block): each
+ * thread takes its own range of every matrix's blocks, SB blocks at a time, and for each of them
+ * the step's tokens K at a time: the kernel into the thread's w->sums, at once converted to fp32
+ * (group_dequantize) while they are in L1 or L2, then, once gate and up have those rows for every
+ * token, the activation (glu). The SB blocks' weights stay in cache for all the tokens, so each
+ * is read from memory once a step; a call's sums (K · SB blocks) fit the thread's sums
+ * (RT_SUMS_BYTES). The same operations per row as any other split. */
+static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t n, int glu, int32_t c,
+                         int32_t chunks) {
     const rsr_artifact *a = m->a;
     int32_t lo[3], hi[3], longest = 0;
+    size_t most = 1; /* the most sums of one block of any of the matrices */
     for (int j = 0; j < count; j++) {
-        const int32_t nb = a->matrix[outs[j].index].num_blocks;
-        lo[j] = (int32_t)((int64_t)nb * c / chunks), hi[j] = (int32_t)((int64_t)nb * (c + 1) / chunks);
+        const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
+        lo[j] = (int32_t)((int64_t)mx->num_blocks * c / chunks),
+        hi[j] = (int32_t)((int64_t)mx->num_blocks * (c + 1) / chunks);
         longest = hi[j] - lo[j] > longest ? hi[j] - lo[j] : longest;
+        most = (size_t)rt_block_sums(mx) > most ? (size_t)rt_block_sums(mx) : most;
     }
-    for (int32_t s = 0; s < longest; s += ROW_SUB_BLOCKS) {
+    size_t K = w->sums_each / most, most_k = n < RT_SUMS_TOKENS ? (size_t)n : RT_SUMS_TOKENS;
+    K = K < 1 ? 1 : K > most_k ? most_k : K;
+    const int32_t SB = (int32_t)(w->sums_each / (K * most)) > 0 ? (int32_t)(w->sums_each / (K * most)) : 1;
+    int32_t *sums = w->sums + (size_t)c * w->sums_each;
+    for (int32_t s = 0; s < longest; s += SB) {
         int32_t r0 = 0, r1 = 0;
-        int64_t offset = 0;
         for (int j = 0; j < count; j++) {
             const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
             const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
-            const int32_t s0 = lo[j] + s, s1 = s0 + ROW_SUB_BLOCKS < hi[j] ? s0 + ROW_SUB_BLOCKS : hi[j];
+            const int32_t s0 = lo[j] + s, s1 = s0 + SB < hi[j] ? s0 + SB : hi[j];
+            if (s0 >= s1) continue;
             r0 = s0 * mx->rsr_k, r1 = s1 * mx->rsr_k < mx->rows ? s1 * mx->rsr_k : mx->rows;
-            const int8_t *xq = w->xq + (size_t)t0 * (size_t)w->xq_stride;
-            if (s0 < s1 && k > 1 && mx->kernel_batch)
-                mx->kernel_batch(data, xq, w->xq_stride, w->acc + offset, w->acc_stride, k, s0, s1);
-            for (int32_t t = t0; s0 < s1 && (k == 1 || !mx->kernel_batch) && t < t0 + k; t++)
-                mx->kernel(data, w->xq + (size_t)t * (size_t)w->xq_stride,
-                           w->acc + (size_t)(t - t0) * (size_t)w->acc_stride + offset, s0, s1);
-            if (s0 < s1) {
-                const group_tokens tk = tokens_of(w, &outs[j], w->acc + offset, t0, k);
+            const int32_t stride = (int32_t)((s1 - s0) * rt_block_sums(mx)); /* a token's sums */
+            for (int32_t t0 = 0; t0 < n; t0 += (int32_t)K) {
+                const int32_t k = n - t0 < (int32_t)K ? n - t0 : (int32_t)K;
+                const int8_t *xq = w->xq + (size_t)t0 * (size_t)w->xq_stride;
+                if (k > 1 && mx->kernel_batch) mx->kernel_batch(data, xq, w->xq_stride, sums, stride, k, s0, s1);
+                for (int32_t t = 0; (k == 1 || !mx->kernel_batch) && t < k; t++)
+                    mx->kernel(data, xq + (size_t)t * (size_t)w->xq_stride, sums + (size_t)t * (size_t)stride, s0, s1);
+                group_tokens tk = tokens_of(w, &outs[j], sums, t0, k);
+                tk.acc_stride = (size_t)stride;
                 group_dequantize(m, mx, &tk, r0, r1, outs[j].accumulate);
             }
-            offset += rt_kernel_rows(mx);
         }
-        for (int32_t t = t0; glu && r0 < r1 && t < t0 + k; t++) /* gate and up: the same rows */
+        for (int32_t t = 0; glu && r0 < r1 && t < n; t++) /* gate and up: the same rows */
             activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
     }
 }
@@ -701,8 +756,8 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
             return;
         }
     }
-    bool by_rows = true;
-    for (int j = 0; j < count; j++) by_rows &= rows_blocked(&a->matrix[outs[j].index]);
+    bool by_rows = true; /* every matrix's sums by blocks (rows_grouped) */
+    for (int j = 0; j < count; j++) by_rows &= a->matrix[outs[j].index].sums_block > 0;
     int32_t nb = 0, rows = 0;
     for (int j = 0; j < count; j++) {
         const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
@@ -710,13 +765,13 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
     }
     const int32_t team = rt_team_of(m);
     const int32_t chunks = nb < team ? nb : team, row_chunks = rows < team ? rows : team;
+    if (by_rows) {
+#pragma omp parallel for schedule(static, 1) num_threads(team)
+        for (int32_t c = 0; c < chunks; c++) rows_grouped(m, w, outs, count, n, glu, c, chunks);
+        return;
+    }
     for (int32_t t0 = 0; t0 < n; t0 += w->acc_rows) {
         const int32_t k = n - t0 < w->acc_rows ? n - t0 : w->acc_rows;
-        if (by_rows) {
-#pragma omp parallel for schedule(static, 1) num_threads(team)
-            for (int32_t c = 0; c < chunks; c++) rows_grouped(m, w, outs, count, t0, k, glu, c, chunks);
-            continue;
-        }
 #pragma omp parallel num_threads(team)
         {
 #pragma omp for schedule(static, 1)

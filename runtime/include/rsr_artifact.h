@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    16u /* 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    17u /* 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -72,9 +72,8 @@ typedef struct rsr_artifact_matrix {
     /* [cols / scale_cols][rows] (by group, then row) in group_scale_dtype (f32 or f16); RSR_NO_TENSOR
      * when unit_cols is 0 */
     uint64_t group_scale;
-    /* the rows, or more (i2: rows + RSR_UNIT_PAD, so that one block's sums of successive units do
-     * not fall in one cache set, as they do 4 KB apart); a device's own kernels (rt_device.planes)
-     * write theirs `rows` apart */
+    /* the rows (i2 before ABI 17: rows + RSR_UNIT_PAD; now sums_block); a device's own kernels
+     * (rt_device.planes) write theirs `rows` apart */
     int32_t unit_stride;
     int32_t group_scale_dtype; /* enum rsr_dtype: RSR_DTYPE_F32, or RSR_DTYPE_F16 (no GPU code) */
     /* With rsr_artifact.fold_block B > 0 (PrismML's Hadamard fold, docs/qwen35.md): in_signs, when not
@@ -85,6 +84,12 @@ typedef struct rsr_artifact_matrix {
      * else none. Matrices that read one input have the same fold. Without a fold these are ignored. */
     uint64_t in_signs;
     int32_t in_perm_groups, in_perm_head;
+    /* unit_cols > 0 and sums_block > 0 (i2, whose blocks write every unit of their rows): the sums go
+     * block by block from the call's first block instead: those of its i-th block (sums_block =
+     * rsr_k rows), unit u, plane p and row r of the block at y[(i·units·planes + u·planes + p)·sums_block
+     * + r] (unit_stride = sums_block), so that the sums of any run of blocks lie together and a
+     * sub-block's fit in cache. 0: as above. */
+    int32_t sums_block;
 } rsr_artifact_matrix;
 #define RSR_UNIT_PAD 16
 

@@ -49,6 +49,7 @@ struct rsr_model {
                               * or fewer while threads.c finds that faster on the cores free */
     struct rt_adapt *adapt; /* threads.c: the adaptive count of a default open, else NULL */
     int32_t max_rows;       /* the largest kernel output, rt_kernel_rows (scratch sizes) */
+    int32_t max_block_sums; /* the most int32 sums of one block of a matrix whose sums go by blocks, rt_block_sums */
     bool grouped;           /* a matrix has scales per group of columns (rsr_artifact_matrix.unit_cols) */
     double rope_theta2;     /* the one layer RoPE base other than rsr_artifact.rope_theta (Gemma3's local
                                  layers), or 0: every layer rotates with rope_theta */
@@ -94,6 +95,10 @@ typedef struct rt_work {
     int32_t *acc;       /* [acc_rows][acc_stride] integer products */
     int32_t acc_stride; /* room for the rows of q, k and v together */
     int32_t acc_rows;   /* tokens acc holds: rows, or fewer where a grouped model's sums are many */
+    /* each thread's sums of a few blocks and tokens of a matrix whose sums go by blocks
+     * (rows_grouped): sums_each int32 from sums + thread · sums_each */
+    int32_t *sums;
+    size_t sums_each;
 } rt_work;
 rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows);    /* RSR_ERR_OUT_OF_MEMORY */
 rsr_status rt_work_reserve(rt_work *w, const rsr_model *m, int32_t rows); /* grows to rows; RSR_ERR_OUT_OF_MEMORY */
@@ -200,7 +205,18 @@ static inline int64_t rt_sums_rows(const rsr_artifact_matrix *x, int32_t planes,
     return x->unit_cols > 0 ? (int64_t)(x->cols / x->unit_cols) * planes * stride : x->rows;
 }
 static inline int64_t rt_kernel_rows(const rsr_artifact_matrix *x) {
+    if (x->unit_cols > 0 && x->sums_block > 0) /* by blocks: every block's units */
+        return (int64_t)x->num_blocks * (x->cols / x->unit_cols) * x->planes * x->sums_block;
     return rt_sums_rows(x, x->planes, x->unit_stride);
+}
+/* The int32 sums of one block of a matrix whose sums go by blocks (rsr_artifact_matrix.sums_block). */
+static inline int64_t rt_block_sums(const rsr_artifact_matrix *x) {
+    return (int64_t)(x->cols / x->unit_cols) * x->planes * x->sums_block;
+}
+/* Where block b's sums begin among those of a call from block 0: b·rt_block_sums by blocks, else 0
+ * (every call writes at the rows' own places). */
+static inline int64_t rt_sums_from(const rsr_artifact_matrix *x, int32_t b) {
+    return x->unit_cols > 0 && x->sums_block > 0 ? (int64_t)b * rt_block_sums(x) : 0;
 }
 /* n rounded up to RSR_X_PAD: the padded length of a quantised activation (the kernel contract). */
 static inline int32_t rt_pad_cols(int32_t n) { return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }

@@ -295,12 +295,15 @@ static rsr_status check_artifact(rsr_model *m) {
             return BAD("matrix %d: units of %d columns, activations per block of %d", i, x->unit_cols, a->act_block);
         if (x->unit_cols > 0 &&
             (x->cols <= 0 || x->cols % x->unit_cols || x->planes < 1 || x->planes > 2 || x->scale_cols <= 0 ||
-             x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 || x->unit_stride < x->rows ||
-             (int64_t)x->unit_stride > (int64_t)x->rows + 4096 ||
+             x->scale_cols % x->unit_cols || x->cols % x->scale_cols || x->rows <= 0 ||
+             (x->sums_block ? x->sums_block != x->rsr_k || x->unit_stride != x->sums_block
+                            : x->unit_stride < x->rows || (int64_t)x->unit_stride > (int64_t)x->rows + 4096) ||
              (x->group_scale_dtype != RSR_DTYPE_F32 && x->group_scale_dtype != RSR_DTYPE_F16) ||
              !blob_range_ok(a, x->group_scale, gs * (uint64_t)x->rows * (uint64_t)(x->cols / x->scale_cols), gs)))
-            return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns, %d rows %d apart", i,
-                       x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride);
+            return BAD("matrix %d: %d columns, units of %d, %d planes, scales per %d columns, %d rows %d apart, "
+                       "sums by blocks of %d",
+                       i, x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride, x->sums_block);
+        if (x->unit_cols <= 0 && x->sums_block != 0) return BAD("matrix %d: sums by blocks without units", i);
         /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the
          * matrix's (i2, which writes every unit of its rows) */
         int64_t kr = x->rows > 0 && x->cols > 0 ? rt_kernel_rows(x) : 0;
@@ -312,6 +315,7 @@ static rsr_status check_artifact(rsr_model *m) {
             return BAD("matrix %d (%s): %dx%d, k %d, %d blocks", i, x->name ? x->name : "?", x->rows, x->cols, x->rsr_k,
                        x->num_blocks);
         if (kr > max_rows) max_rows = kr;
+        if (x->sums_block && rt_block_sums(x) > m->max_block_sums) m->max_block_sums = (int32_t)rt_block_sums(x);
         m->grouped |= x->unit_cols > 0;
     }
     if (a->tokenizer_json != RSR_NO_TENSOR &&
@@ -548,15 +552,19 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
      * may have other planes than the CPU's: rt_device.planes) */
     const int32_t P = m->run_on->planes ? m->run_on->planes(m, index) : mx->planes;
     const int32_t stride = m->run_on->planes ? mx->rows : mx->unit_stride;
-    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols), K = (size_t)rt_sums_rows(mx, P, stride);
+    const size_t B = m->run_on->planes ? 0 : (size_t)mx->sums_block; /* the CPU's sums by blocks */
+    const size_t R = (size_t)mx->rows, U = (size_t)(mx->cols / mx->unit_cols);
+    const size_t K = (size_t)(B ? rt_kernel_rows(mx) : rt_sums_rows(mx, P, stride));
     int32_t *k = malloc(sizeof *k * K * (size_t)ntok);
     if (!k) return RSR_ERR_OUT_OF_MEMORY;
     rsr_status st = m->run_on->matmul_int(m, index, x, ntok, k);
     for (size_t t = 0; st == RSR_OK && t < (size_t)ntok; t++)
         for (size_t u = 0; u < U; u++)
             for (size_t r = 0; r < R; r++) {
-                const int32_t *s = k + t * K + u * (size_t)P * (size_t)stride + r;
-                y[t * U * R + u * R + r] = P == 2 ? s[0] + s[stride] : s[0];
+                const int32_t *s = B ? k + t * K + (r / B) * U * (size_t)P * B + u * (size_t)P * B + r % B
+                                     : k + t * K + u * (size_t)P * (size_t)stride + r;
+                const size_t next = B ? B : (size_t)stride; /* plane 1 */
+                y[t * U * R + u * R + r] = P == 2 ? s[0] + s[next] : s[0];
             }
     free(k);
     return st;

@@ -18,17 +18,24 @@
 #define CHECK_LANES 64
 
 /* A matrix as the checks see it: row-major weights in {-1, 0, 1} (and 2: i2 per unit). With
- * unit_rows > 0, the i2 form per unit of columns: row u·unit_rows + r (row r's weights in unit u's
- * columns) is written at y[u·unit_stride + r], and nothing between one unit's rows and the next. */
+ * unit_rows > 0, the i2 form per unit of columns, whose sums go by blocks of unit_block rows
+ * (rsr_artifact_matrix.sums_block): row u·unit_rows + r (row r's weights in unit u's columns) is
+ * written at y[(r / B)·units·B + u·B + r % B] (B = unit_block) from the call's first block. */
 typedef struct check_matrix {
     const int8_t *w;
     int32_t rows, cols;
-    int32_t unit_rows, unit_stride;
+    int32_t unit_rows, unit_block;
 } check_matrix;
 
-/* The int32 sums a kernel of tm writes per token (its padding included). */
+/* The int32 sums a kernel of tm writes per token (a last block's rows past the matrix included). */
 static int32_t out_rows(const check_matrix *tm) {
-    return tm->unit_rows ? tm->rows / tm->unit_rows * tm->unit_stride : tm->rows;
+    if (!tm->unit_rows) return tm->rows;
+    const int32_t B = tm->unit_block, units = tm->rows / tm->unit_rows;
+    return (tm->unit_rows + B - 1) / B * units * B;
+}
+/* Where the sums of block b begin in what a call from block 0 writes. */
+static int32_t sums_from(const check_matrix *tm, int32_t b) {
+    return tm->unit_rows ? b * (tm->rows / tm->unit_rows) * tm->unit_block : 0;
 }
 
 static uint64_t rng = 0x2545f4914f6cdd1du;
@@ -51,7 +58,9 @@ static void naive(const check_matrix *t, const int8_t *x, int32_t *y) {
     for (int32_t r = 0; r < t->rows; r++) {
         int32_t s = 0;
         for (int32_t c = 0; c < t->cols; c++) s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-        y[t->unit_rows ? r / t->unit_rows * t->unit_stride + r % t->unit_rows : r] = s;
+        const int32_t B = t->unit_block, u = t->unit_rows ? r / t->unit_rows : 0,
+                      rr = t->unit_rows ? r % t->unit_rows : r;
+        y[t->unit_rows ? rr / B * (t->rows / t->unit_rows) * B + u * B + rr % B : r] = s;
     }
 }
 
@@ -73,7 +82,7 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
         naive(tm, x, want);
         memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
         am->kernel(data, x, got, 0, am->num_blocks / 2);
-        am->kernel(data, x, got, am->num_blocks / 2, am->num_blocks);
+        am->kernel(data, x, got + sums_from(tm, am->num_blocks / 2), am->num_blocks / 2, am->num_blocks);
         EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)rows), "%s: decode, vector %d", what, kind);
     }
     if (!am->kernel_batch) goto out;
@@ -90,7 +99,8 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
         }
         memset(got, 0x5a, sizeof(int32_t) * (size_t)rows * (size_t)ntok);
         am->kernel_batch(data, x, xs, got, rows, ntok, 0, am->num_blocks / 2);
-        am->kernel_batch(data, x, xs, got, rows, ntok, am->num_blocks / 2, am->num_blocks);
+        am->kernel_batch(data, x, xs, got + sums_from(tm, am->num_blocks / 2), rows, ntok, am->num_blocks / 2,
+                         am->num_blocks);
         EXPECT(!memcmp(want, got, sizeof(int32_t) * (size_t)rows * (size_t)ntok), "%s: batched, %d tokens", what, ntok);
     }
 out:

@@ -17,7 +17,7 @@
 
 typedef struct test_matrix { /* as test_printers writes it */
     const int8_t *w;
-    int32_t rows, cols, unit_rows, unit_stride;
+    int32_t rows, cols, unit_rows, unit_block;
     const char *what;
 } test_matrix;
 
@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     }
     int n = 0;
     for (; mats[n].w; n++) {
-        const check_matrix m = {mats[n].w, mats[n].rows, mats[n].cols, mats[n].unit_rows, mats[n].unit_stride};
+        const check_matrix m = {mats[n].w, mats[n].rows, mats[n].cols, mats[n].unit_rows, mats[n].unit_block};
         check_kernel(&kernels[n], *blob, &m, mats[n].what);
     }
     printf("%s: %d kernels; %d passed, %d failed\n", argv[1], n, checks - failures, failures);

@@ -120,11 +120,11 @@ static void emit_matrices(FILE *c, int n, const int *of, const check_matrix *chk
                          (size_t)(mats[m].cols / mats[m].unit_cols * mats[m].src_rows) * (size_t)mats[m].cols);
     }
     fputs("__attribute__((visibility(\"default\"))) const struct { const int8_t *w; int32_t rows, cols, unit_rows, "
-          "unit_stride; const char *what; } test_matrices[] = {\n",
+          "unit_block; const char *what; } test_matrices[] = {\n",
           c);
     for (int i = 0; i < n; i++) {
         fprintf(c, "    {test_%c%d, %d, %d, %d, %d, ", chk[i].unit_rows ? 'u' : 'w', of[i], chk[i].rows, chk[i].cols,
-                chk[i].unit_rows, chk[i].unit_stride);
+                chk[i].unit_rows, chk[i].unit_block);
         emit_c_string(c, what[i]);
         fputs("},\n", c);
     }

@@ -68,16 +68,25 @@ static void naive_grouped(const ternary_matrix *t, const int8_t *x, int32_t *y) 
 }
 
 /* What the i2 form of an expanded matrix writes (lower_i2_units): a sum per unit and row of the
- * weights as loaded (a +2 counts twice), at u·stride + r (the kernel's unit_stride); nothing
- * between a unit's rows and the next unit. */
-static void naive_units(const ternary_matrix *t, int32_t stride, const int8_t *x, int32_t *y) {
-    for (int32_t u = 0; u < t->cols / t->unit_cols; u++)
+ * weights as loaded (a +2 counts twice), by blocks of B rows (the kernel's unit_stride; the
+ * artifact's sums_block): row r of unit u at (r / B)·units·B + u·B + r % B. */
+static void naive_units(const ternary_matrix *t, int32_t B, const int8_t *x, int32_t *y) {
+    const int32_t units = t->cols / t->unit_cols;
+    for (int32_t u = 0; u < units; u++)
         for (int32_t r = 0; r < t->src_rows; r++) {
             int32_t s = 0;
             for (int32_t c = u * t->unit_cols; c < (u + 1) * t->unit_cols; c++)
                 s += t->w[(size_t)r * (size_t)t->cols + (size_t)c] * x[c];
-            y[u * stride + r] = s;
+            y[r / B * units * B + u * B + r % B] = s;
         }
+}
+/* The sums of an i2 kernel per unit of k's that a call from block 0 writes per token, and where block
+ * b's begin in them. */
+static int32_t units_rows(const rsrc_kernel *k, const ternary_matrix *t) {
+    return k->num_blocks * k->unit_stride * (t->cols / t->unit_cols);
+}
+static int32_t units_from(const rsrc_kernel *k, const ternary_matrix *t, int32_t b) {
+    return t->unit_cols && k->form == KF_I2 ? b * k->unit_stride * (t->cols / t->unit_cols) : 0;
 }
 
 static void naive(const ternary_matrix *t, const int8_t *x, int32_t *y) {
@@ -228,7 +237,7 @@ static void check_i2(batch *b, const ternary_matrix *t, enum dot_isa isa) {
 static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
     const ternary_matrix *t = &c->t;
     const bool units = t->unit_cols && c->kn.form == KF_I2;
-    const int32_t rows = units ? c->kn.unit_stride * (t->cols / t->unit_cols) : t->rows;
+    const int32_t rows = units ? units_rows(&c->kn, t) : t->rows;
     size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int8_t *x = xcalloc(padded, 1);
     int32_t *want = xmalloc(sizeof(int32_t) * (size_t)rows), *got = xmalloc(sizeof(int32_t) * (size_t)rows);
@@ -241,7 +250,7 @@ static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
             naive(t, x, want);
         memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
         fn(data, x, got, 0, c->kn.num_blocks / 2);
-        fn(data, x, got, c->kn.num_blocks / 2, c->kn.num_blocks);
+        fn(data, x, got + units_from(&c->kn, t, c->kn.num_blocks / 2), c->kn.num_blocks / 2, c->kn.num_blocks);
         EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)rows) == 0, "%s (%s) %dx%d k=%d %s vector %d",
                c->kn.strategy, c->kn.form == KF_I2 ? dot_isa_names[c->isa] : "C", t->rows, t->cols, c->k,
                t->binary ? "binary" : "ternary", kind);
@@ -254,7 +263,7 @@ static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
 static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
     const ternary_matrix *t = &c->t;
     const bool units = t->unit_cols != 0;
-    const int32_t rows = units ? c->kn.unit_stride * (t->cols / t->unit_cols) : t->rows;
+    const int32_t rows = units ? units_rows(&c->kn, t) : t->rows;
     size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
     int32_t ntok = 2 * c->kn.batch_tile + 1, ys = rows + 3;
     int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
@@ -270,7 +279,8 @@ static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
             naive(t, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
     }
     bfn(data, xb, (int32_t)padded, gotb, ys, ntok, 0, c->kn.num_blocks / 2);
-    bfn(data, xb, (int32_t)padded, gotb, ys, ntok, c->kn.num_blocks / 2, c->kn.num_blocks);
+    bfn(data, xb, (int32_t)padded, gotb + units_from(&c->kn, t, c->kn.num_blocks / 2), ys, ntok, c->kn.num_blocks / 2,
+        c->kn.num_blocks);
     EXPECT(memcmp(wantb, gotb, sizeof(int32_t) * (size_t)ys * (size_t)ntok) == 0, "%s batched (%s) %dx%d %s",
            c->kn.strategy, dot_isa_names[c->isa], t->rows, t->cols, t->binary ? "binary" : "ternary");
     free(xb), free(wantb), free(gotb);

@@ -612,6 +612,25 @@ static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int r) {
 
 static bool rows_vnni(const rsrc_kernel *kn) { return kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI; }
 
+/* su[j·units + u] as utile_sums, with VNNI: each 4 bytes of the unit dotted with ones into every
+ * lane (KO_QSUM), lane 0 kept: a few vector instructions a unit where the bytes one by one took 32
+ * loads and adds, which made most of a call of one block's time */
+static void rows_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
+    kir_module *m = L->m;
+    const int U = L->kn->unit_cols, units = L->kn->cols / U;
+    for (int j = 0; j < T; j++) {
+        kir_list ul;
+        kir_var *u = loop(L, l, "u", "unit", num(L, 0), num(L, units), &ul)->var, *s = var(L, "s", KT_BACC);
+        kir_var *xu = var(L, "xs", KT_PI8);
+        kir_decl(m, &ul, xu, idx(L, ref(L, x[j]), mul(L, wide(L, ref(L, u)), size(L, U))), true);
+        kir_decl(m, &ul, s, kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
+        for (int c = 0; c < U; c += 4)
+            kir_set(m, &ul, s, kir_vec(m, KO_QSUM, KT_BACC, ref(L, s), idx(L, ref(L, xu), num(L, c)), NULL, 0));
+        kir_store(m, &ul, ref(L, su), add(L, ref(L, u), num(L, j * units)),
+                  kir_vec(m, KO_LANE, KT_I32, ref(L, s), NULL, NULL, 0));
+    }
+}
+
 static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
@@ -683,7 +702,7 @@ static void lower_i2_rows(lower *L) {
     kir_var *su = array(L, "su", kn->cols / kn->unit_cols), *x = var(L, "x0", KT_PI8);
     kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d", kn->cols / kn->unit_cols);
     kir_decl(m, &l, x, param(L, "x"), true);
-    utile_sums(L, &l, 1, &x, su);
+    (rows_vnni(kn) ? rows_sums : utile_sums)(L, &l, 1, &x, su);
     rows_blocks(L, &l, &(rows_ctx){.x = &x, .su = su, .T = 1});
 }
 
@@ -691,7 +710,7 @@ static void lower_i2_rows(lower *L) {
 static void rows_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
     kir_var *x[RSR_BATCH_TILE_MAX];
     tile_x(L, l, T, t, x);
-    utile_sums(L, l, T, x, su);
+    (rows_vnni(L->kn) ? rows_sums : utile_sums)(L, l, T, x, su);
     rows_blocks(L, l, &(rows_ctx){.x = x, .su = su, .t = t, .T = T});
 }
 

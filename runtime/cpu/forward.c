@@ -613,13 +613,13 @@ RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void
         const int32_t whole = n / B * B, rest = n - whole; /* a last block may end past the rows */
         const size_t us = (size_t)P * (size_t)B;
         if (whole && B == 16)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 16, 16, block, c0, whole, false, accumulate);
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 16, 16, block, c0, whole, true, accumulate);
         else if (whole && B == 8)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 8, 8, block, c0, whole, false, accumulate);
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 8, 8, block, c0, whole, true, accumulate);
         else if (whole && B == 4)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 4, 4, block, c0, whole, false, accumulate);
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 4, 4, block, c0, whole, true, accumulate);
         else if (whole)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, (size_t)B, B, block, c0, whole, false, accumulate);
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, (size_t)B, B, block, c0, whole, true, accumulate);
         if (rest)
             group_chunk(tk, gs, f16, R, U, P, per, acc + (size_t)(whole / B) * block, us, (size_t)B, rest, block,
                         c0 + whole, rest, false, accumulate);

@@ -172,8 +172,8 @@ bool dot_isa_tile_pair_sums(enum dot_isa isa) { return isa == DOT_AVX2 || isa ==
 int dot_pair_sums_groups(void) { return 16; }
 
 #define I2_BLOCK_ROWS 4
-/* i2 per unit with rows in lanes (AVX2's maddubs): a block of 8 rows, each int32 lane of an
- * accumulator one row's sum, so a unit's sums are stored as they are, with no horizontal adds. A
+/* i2 per unit with rows in lanes, as AVX2's maddubs form does it (VNNI's: the same layout, vpdpbusd
+ * straight into the lanes, 16 rows on zmm): a block of 8 rows, each int32 lane of an accumulator one row's sum, so a unit's sums are stored as they are, with no horizontal adds. A
  * block's 32 bytes for each 16 columns hold, in byte 4·r + c, field f (bits 2f, 2f+1), the code of
  * row r at column 16·h + 4·f + c: field f of a group's bytes is 8 rows × 4 columns, multiplied by
  * the 4 bytes of x at those columns broadcast to every lane (vpmaddubsw), each lane's pair sums

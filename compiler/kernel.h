@@ -43,7 +43,7 @@ bool dot_isa_tile_pair_sums(enum dot_isa isa);     /* the batched kernel's tiles
 bool dot_isa_pair_sums(enum dot_isa isa);          /* i2 rows summed as 16-bit pair sums between widenings */
 int dot_pair_sums_groups(void);                    /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8
-#define I2_LANE_COLS 16        /* its columns of one group: 32 bytes, 8 rows × 4 columns in each of 4 fields */
+#define I2_LANE_COLS 16        /* i2 per unit with rows in lanes: the columns of one group, 4 in each of its 4 fields */
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
 #define RSR_LANE_CODES 81      /* batched RSR: the 3^4 patterns of a block of 4 ternary rows */
 #define RSR_LANE_ZERO 40       /* the all-zero pattern: its columns are dropped */

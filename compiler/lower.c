@@ -612,6 +612,12 @@ static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int r) {
 
 static bool rows_vnni(const rsrc_kernel *kn) { return kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI; }
 
+/* Σx of the block's unit for token j of the tile */
+static kir_expr *rows_sx(lower *L, const rows_ctx *c, int j) {
+    const int units = L->kn->cols / L->kn->unit_cols;
+    return kir_load(L->m, KT_I32, ref(L, c->su), add(L, ref(L, c->u), num(L, j * units)));
+}
+
 /* su[j·units + u] as utile_sums, with VNNI: each 4 bytes of the unit dotted with ones into every
  * lane (KO_QSUM), lane 0 kept: a few vector instructions a unit where the bytes one by one took 32
  * loads and adds, which made most of a call of one block's time */
@@ -650,11 +656,9 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
         xu[j] = var(L, strf(L, "xu%d", j, 0), KT_PI8);
         kir_decl(m, &ul, xu[j], idx(L, ref(L, c.x[j]), mul(L, ref(L, c.u), num(L, U))), true);
         if (vnni) { /* −Σx of the unit in every lane */
-            kir_expr *sx = kir_load(m, KT_I32, ref(L, c.su), add(L, ref(L, c.u), num(L, j * units)));
             a[j] = var(L, strf(L, "a%d", j, 0), KT_BACC);
-            kir_decl(m, &ul, a[j],
-                     kir_vec(m, KO_SPLAT, KT_BACC, kir_vec(m, KO_NEG, KT_I32, sx, NULL, NULL, 0), NULL, NULL, 0),
-                     false);
+            kir_expr *neg = kir_vec(m, KO_NEG, KT_I32, rows_sx(L, &c, j), NULL, NULL, 0);
+            kir_decl(m, &ul, a[j], kir_vec(m, KO_SPLAT, KT_BACC, neg, NULL, NULL, 0), false);
             continue;
         }
         a[j] = var(L, strf(L, "a%d", j, 0), KT_VACC);
@@ -685,10 +689,9 @@ static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
                    kir_vec(m, KO_STOREV, KT_VOID, idx(L, param(L, "y"), rows_at(L, &c, j, 0)), ref(L, a[j]), NULL, 0));
             continue;
         }
-        kir_expr *sx = kir_load(m, KT_I32, ref(L, c.su), add(L, ref(L, c.u), num(L, j * units)));
         for (int half = 0; half < 2; half++)
             store_sums4(L, &ul, kir_vec(m, KO_HALF, KT_I32X4, ref(L, a[j]), NULL, NULL, half),
-                        rows_at(L, &c, j, 4 * half), sx);
+                        rows_at(L, &c, j, 4 * half), rows_sx(L, &c, j));
     }
 }
 

@@ -597,6 +597,106 @@ RT_INLINE_BODY void group_chunk(const group_tokens *tk, const char *gs, bool f16
     }
 }
 
+/* 16 scales at g (f16 or f32) as f32 in c, as scale_f16 widens them, in whole 64-byte vectors:
+ * left to itself the compiler widens them in two halves, and the load of c that follows then waits
+ * for both stores (a store-forwarding stall, a quarter of a prefill's conversion time). */
+typedef uint16_t rt_u16x16 __attribute__((vector_size(32)));
+typedef uint32_t rt_u32x16 __attribute__((vector_size(64)));
+RT_INLINE_BODY void scales16(float *restrict c, const char *g, bool f16) {
+    if (!f16) {
+        memcpy(c, g, 64);
+        return;
+    }
+    rt_u16x16 h16;
+    memcpy(&h16, g, 32);
+    const rt_u32x16 h = __builtin_convertvector(h16, rt_u32x16), mag = h & 0x7fffu;
+    const rt_u32x16 bits = ((h & 0x8000u) << 16) | (((mag << 13) + 0x38000000u) & (rt_u32x16)(mag != 0));
+    memcpy(c, &bits, 64);
+}
+
+/* The block layout's conversion (B a block's rows, 4, 8 or 16, a constant once inlined): block by
+ * block, GROUP_TOKENS tokens at a time, every unit's sums of the block's B rows added into a tile
+ * of the tokens' B sums that stays in registers (nt a constant too where the tile is whole), the
+ * sums read in the order the kernels wrote them and each unit's scales widened once for the
+ * tokens. The same operations per row as group_chunk, in the same order (units ascending), so the
+ * same bits. Tokens [j0, j0 + nt) of the block of rows [r, r + B), its sums at acc. */
+RT_INLINE_BODY void group_tile(const group_tokens *tk, const char *gs, bool f16, size_t R, int32_t U, int32_t P,
+                               int32_t per, const int32_t *acc, int32_t B, int32_t r, int32_t j0, int32_t nt,
+                               int accumulate) {
+    const size_t bytes = f16 ? 2 : 4;
+    float sum[GROUP_TOKENS][16];
+#pragma GCC unroll 8
+    for (int32_t j = 0; j < nt; j++)
+        for (int32_t i = 0; i < B; i++) sum[j][i] = 0;
+    for (int32_t u = 0; u < U; u++) {
+        const char *g = gs + ((size_t)(u / per) * R + (size_t)r) * bytes;
+        float c[16];
+        if (B == 16)
+            scales16(c, g, f16);
+        else
+            for (int32_t i = 0; i < B; i++) c[i] = f16 ? scale_f16((const uint16_t *)g, i) : ((const float *)g)[i];
+        const int32_t *s0 = acc + (size_t)j0 * tk->acc_stride + (size_t)u * (size_t)P * (size_t)B;
+#pragma GCC unroll 8
+        for (int32_t j = 0; j < nt; j++) {
+            const int32_t *restrict a0 = s0 + (size_t)j * tk->acc_stride, *restrict a1 = a0 + B;
+            float *restrict o = sum[j];
+            if (tk->xd) {
+                const float d = tk->xd[(size_t)(j0 + j) * tk->xd_stride + (size_t)u];
+                if (P == 2)
+                    for (int32_t i = 0; i < B; i++) o[i] += ((float)(a0[i] + a1[i]) * c[i]) * d;
+                else
+                    for (int32_t i = 0; i < B; i++) o[i] += ((float)a0[i] * c[i]) * d;
+            } else if (P == 2)
+                for (int32_t i = 0; i < B; i++) o[i] += (float)(a0[i] + a1[i]) * c[i];
+            else
+                for (int32_t i = 0; i < B; i++) o[i] += (float)a0[i] * c[i];
+        }
+    }
+    for (int32_t j = 0; j < nt; j++) {
+        const size_t jt = (size_t)(j0 + j);
+        float *restrict y = tk->y + jt * tk->y_stride + r;
+        const float xs = tk->xd ? 1.0f : tk->xs[jt];
+        if (tk->xd && accumulate)
+            for (int32_t i = 0; i < B; i++) y[i] = y[i] + sum[j][i];
+        else if (tk->xd)
+            for (int32_t i = 0; i < B; i++) y[i] = sum[j][i];
+        else if (accumulate)
+            for (int32_t i = 0; i < B; i++) y[i] = y[i] + sum[j][i] / xs;
+        else
+            for (int32_t i = 0; i < B; i++) y[i] = sum[j][i] / xs;
+    }
+}
+
+/* group_tile with f16 and nt constants, each case its own loops */
+RT_INLINE_BODY void group_tile_of(const group_tokens *tk, const char *gs, bool f16, size_t R, int32_t U, int32_t P,
+                                  int32_t per, const int32_t *acc, int32_t B, int32_t r, int32_t j0, int32_t nt,
+                                  int accumulate) {
+    if (f16)
+        group_tile(tk, gs, true, R, U, P, per, acc, B, r, j0, nt, accumulate);
+    else
+        group_tile(tk, gs, false, R, U, P, per, acc, B, r, j0, nt, accumulate);
+}
+
+/* Rows [c0, c0 + n) (n a multiple of B) by blocks, the sums of c0's block at acc: tiles of
+ * GROUP_TOKENS tokens, then one of half as many, then the rest (a tile in memory). */
+RT_INLINE_BODY void group_blocks(const group_tokens *tk, const char *gs, bool f16, size_t R, int32_t U, int32_t P,
+                                 int32_t per, const int32_t *acc, int32_t B, int32_t c0, int32_t n, int accumulate) {
+    const size_t bytes = f16 ? 2 : 4, block = (size_t)U * (size_t)P * (size_t)B;
+    for (int32_t b = 0; b < n; b += B, acc += block) {
+        if (b % (64 / (int32_t)bytes) == 0) /* a new line of every unit's scales: those GROUP_AHEAD on */
+            for (int32_t i = 0; i < U / per; i++)
+                __builtin_prefetch(gs + ((size_t)i * R + (size_t)(c0 + b)) * bytes + GROUP_AHEAD * 64);
+        int32_t j0 = 0;
+        for (; j0 + GROUP_TOKENS <= tk->n; j0 += GROUP_TOKENS)
+            group_tile_of(tk, gs, f16, R, U, P, per, acc, B, c0 + b, j0, GROUP_TOKENS, accumulate);
+        if (j0 + GROUP_TOKENS / 2 <= tk->n) {
+            group_tile_of(tk, gs, f16, R, U, P, per, acc, B, c0 + b, j0, GROUP_TOKENS / 2, accumulate);
+            j0 += GROUP_TOKENS / 2;
+        }
+        if (j0 < tk->n) group_tile(tk, gs, f16, R, U, P, per, acc, B, c0 + b, j0, tk->n - j0, accumulate);
+    }
+}
+
 /* B > 0: the sums go by blocks of B rows (rsr_artifact_matrix.sums_block), those of r0's block
  * first (r0 a block's first row); else unit u's S apart from row 0's. GROUP_ROWS rows a chunk. */
 RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void *gs, bool f16, size_t R, size_t S,
@@ -612,12 +712,14 @@ RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void
         const int32_t *acc = tk->acc + (size_t)((c0 - r0) / B) * block;
         const int32_t whole = n / B * B, rest = n - whole; /* a last block may end past the rows */
         const size_t us = (size_t)P * (size_t)B;
-        if (whole && B == 16)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 16, 16, block, c0, whole, true, accumulate);
+        if (whole && tk->n < GROUP_TOKENS / 2) /* a decode's few tokens: the rows of every block at once */
+            group_chunk(tk, gs, f16, R, U, P, per, acc, us, (size_t)B, B, block, c0, whole, true, accumulate);
+        else if (whole && B == 16)
+            group_blocks(tk, gs, f16, R, U, P, per, acc, 16, c0, whole, accumulate);
         else if (whole && B == 8)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 8, 8, block, c0, whole, true, accumulate);
+            group_blocks(tk, gs, f16, R, U, P, per, acc, 8, c0, whole, accumulate);
         else if (whole && B == 4)
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, 4, 4, block, c0, whole, true, accumulate);
+            group_blocks(tk, gs, f16, R, U, P, per, acc, 4, c0, whole, accumulate);
         else if (whole)
             group_chunk(tk, gs, f16, R, U, P, per, acc, us, (size_t)B, B, block, c0, whole, true, accumulate);
         if (rest)

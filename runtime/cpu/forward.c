@@ -554,6 +554,20 @@ typedef struct group_tokens {
 
 #define GROUP_TOKENS 8 /* tokens converted together: each unit's scales widened once for them */
 
+/* A token's n converted rows from sum into y (=, or += with accumulate), / xs with per-token
+ * activations (xd NULL); each case a loop of its own, so that each vectorises */
+RT_INLINE_BODY void group_store(float *restrict y, const float *restrict sum, bool xd, float xs, int32_t n,
+                                int accumulate) {
+    if (xd && accumulate)
+        for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[i];
+    else if (xd)
+        for (int32_t i = 0; i < n; i++) y[i] = sum[i];
+    else if (accumulate)
+        for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[i] / xs;
+    else
+        for (int32_t i = 0; i < n; i++) y[i] = sum[i] / xs;
+}
+
 /* Rows [c0, c0 + n) of the tokens tk, their sums of unit u at acc + u·ustride (plane 1 pstride
  * further), those of rows B further block further (n a multiple of B), each token's at
  * tk->acc_stride apart. Inlined with B a constant where it is a block's rows (4, 8, 16), so that
@@ -587,18 +601,9 @@ RT_INLINE_BODY void group_chunk(const group_tokens *tk, const char *gs, bool f16
                     group_unit(sum[j], s0, s1, sc, false, 1.0f, n, B, block);
             }
         }
-        for (int32_t j = 0; j < nt; j++) { /* each case a loop of its own, so that each vectorises */
+        for (int32_t j = 0; j < nt; j++) {
             const size_t jt = (size_t)(j0 + j);
-            float *restrict y = tk->y + jt * tk->y_stride + c0;
-            const float xs = tk->xd ? 1.0f : tk->xs[jt];
-            if (tk->xd && accumulate)
-                for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i];
-            else if (tk->xd)
-                for (int32_t i = 0; i < n; i++) y[i] = sum[j][i];
-            else if (accumulate)
-                for (int32_t i = 0; i < n; i++) y[i] = y[i] + sum[j][i] / xs;
-            else
-                for (int32_t i = 0; i < n; i++) y[i] = sum[j][i] / xs;
+            group_store(tk->y + jt * tk->y_stride + c0, sum[j], tk->xd, tk->xd ? 1.0f : tk->xs[jt], n, accumulate);
         }
     }
 }
@@ -660,16 +665,7 @@ RT_INLINE_BODY void group_tile(const group_tokens *tk, const char *gs, bool f16,
     }
     for (int32_t j = 0; j < nt; j++) {
         const size_t jt = (size_t)(j0 + j);
-        float *restrict y = tk->y + jt * tk->y_stride + r;
-        const float xs = tk->xd ? 1.0f : tk->xs[jt];
-        if (tk->xd && accumulate)
-            for (int32_t i = 0; i < B; i++) y[i] = y[i] + sum[j][i];
-        else if (tk->xd)
-            for (int32_t i = 0; i < B; i++) y[i] = sum[j][i];
-        else if (accumulate)
-            for (int32_t i = 0; i < B; i++) y[i] = y[i] + sum[j][i] / xs;
-        else
-            for (int32_t i = 0; i < B; i++) y[i] = sum[j][i] / xs;
+        group_store(tk->y + jt * tk->y_stride + r, sum[j], tk->xd, tk->xd ? 1.0f : tk->xs[jt], B, accumulate);
     }
 }
 

@@ -680,10 +680,16 @@ RT_INLINE_BODY void group_tile_of(const group_tokens *tk, const char *gs, bool f
 }
 
 /* Rows [c0, c0 + n) (n a multiple of B) by blocks, the sums of c0's block at acc: tiles of
- * GROUP_TOKENS tokens, then one of half as many, then the rest (a tile in memory). */
+ * GROUP_TOKENS tokens, then one of half as many, then the rest (a tile in memory); a decode's
+ * fewer tokens by group_chunk, every block's rows at once. B a constant once inlined, for both. */
 RT_INLINE_BODY void group_blocks(const group_tokens *tk, const char *gs, bool f16, size_t R, int32_t U, int32_t P,
                                  int32_t per, const int32_t *acc, int32_t B, int32_t c0, int32_t n, int accumulate) {
     const size_t bytes = f16 ? 2 : 4, block = (size_t)U * (size_t)P * (size_t)B;
+    if (tk->n < GROUP_TOKENS / 2) {
+        group_chunk(tk, gs, f16, R, U, P, per, acc, (size_t)P * (size_t)B, (size_t)B, B, block, c0, n, true,
+                    accumulate);
+        return;
+    }
     for (int32_t b = 0; b < n; b += B, acc += block) {
         if (b % (64 / (int32_t)bytes) == 0) /* a new line of every unit's scales: those GROUP_AHEAD on */
             for (int32_t i = 0; i < U / per; i++)
@@ -714,9 +720,7 @@ RT_INLINE_BODY void group_dequantize_isa_body(const group_tokens *tk, const void
         const int32_t *acc = tk->acc + (size_t)((c0 - r0) / B) * block;
         const int32_t whole = n / B * B, rest = n - whole; /* a last block may end past the rows */
         const size_t us = (size_t)P * (size_t)B;
-        if (whole && tk->n < GROUP_TOKENS / 2) /* a decode's few tokens: the rows of every block at once */
-            group_chunk(tk, gs, f16, R, U, P, per, acc, us, (size_t)B, B, block, c0, whole, true, accumulate);
-        else if (whole && B == 16)
+        if (whole && B == 16)
             group_blocks(tk, gs, f16, R, U, P, per, acc, 16, c0, whole, accumulate);
         else if (whole && B == 8)
             group_blocks(tk, gs, f16, R, U, P, per, acc, 8, c0, whole, accumulate);

@@ -116,8 +116,9 @@ static void usage(FILE *out) {
           "                        llama-bench's tests: -p and -n lengths (lists: -p 128,512 -n 0,64) of a\n"
           "                        synthetic prompt's prefill (ppN) and a decode from an empty context (tgN),\n"
           "                        -r rounds (default 5) alternating, a table of mean ± sd tok/s; -o md\n"
-          "                        (default), csv or json; -pg 512,128: a prompt of 512 then 128 decoded,\n"
-          "                        as one test (pp512+tg128); -t 1,2: each test at each thread count\n"
+          "                        (default), csv, json or svg (a bar chart); -pg 512,128: a prompt of 512\n"
+          "                        then 128 decoded, as one test (pp512+tg128); -t 1,2: each test at each\n"
+          "                        thread count; --plot FILE.svg: the chart too, beside the table\n"
           "  --parallel N          N sequences stepped together, 1 to 256: with -f, one prompt per line\n"
           "                        (continuations printed in order; each as `-p LINE --seed S+i` alone\n"
           "                        gives it, i the line's index from 0); with --tokens, N sequences from\n"
@@ -685,7 +686,8 @@ enum {
     O_EXPECT_DIGEST,
     O_VERSION,
     O_PARALLEL,
-    O_KV
+    O_KV,
+    O_PLOT
 };
 static const struct option longs[] = {
     {"prompt", required_argument, 0, 'p'},
@@ -733,6 +735,7 @@ static const struct option longs[] = {
     {"head", required_argument, 0, O_HEAD},
     {"repeat", required_argument, 0, O_REPEAT},
     {"json", no_argument, 0, O_JSON},
+    {"plot", required_argument, 0, O_PLOT},
     {"pg", required_argument, 0, O_PG},
     {"verify", no_argument, 0, O_VERIFY},
     {"perplexity", required_argument, 0, O_PERPLEXITY},
@@ -773,8 +776,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             break;
         case 'r': a->bench_opt = "-r", a->o.repeat = (int)parse_num("-r", optarg, 1, 1000); break;
         case 'o':
-            if (strcmp(optarg, "md") && strcmp(optarg, "csv") && strcmp(optarg, "json"))
-                die("-o: '%s' is not a table format (md, csv, json)", optarg);
+            if (strcmp(optarg, "md") && strcmp(optarg, "csv") && strcmp(optarg, "json") && strcmp(optarg, "svg"))
+                die("-o: '%s' is not a table format (md, csv, json, svg)", optarg);
             a->bench_opt = "-o", a->o.bench_format = optarg;
             break;
         case 't':
@@ -853,6 +856,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_BENCH: a->do_bench = 1; break;
         case O_REPEAT: a->bench_opt = "--repeat", a->o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
         case O_JSON: a->bench_opt = "--json", a->o.json = 1; break;
+        case O_PLOT: a->bench_opt = "--plot", a->o.plot_path = optarg; break;
         case O_PG: a->bench_opt = "-pg", a->pg_arg = optarg; break;
         case O_PARALLEL: a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
         case O_KV:
@@ -944,6 +948,9 @@ static void check_args(int argc, char **argv, cli_args *a) {
             a->pg_arg ? a->pg_arg : a->t_arg, a->pg_arg ? "-pg" : "-t", a->pg_arg ? a->pg_arg : a->t_arg);
     if (a->o.bench_format && !grid)
         die("-o %s: the table of --bench -p LENGTHS (e.g. --bench -p 512 -n 128)", a->o.bench_format);
+    if (a->o.plot_path && !grid)
+        die("--plot %s: a chart of --bench -p LENGTHS (e.g. --bench -p 128,512 -t 1,2 --plot %s)", a->o.plot_path,
+            a->o.plot_path);
     if (grid && (a->o.parallel > 1 || a->tokens_arg))
         die("--bench -p %s: lengths of synthetic prompts; drop %s", a->o.prompt,
             a->tokens_arg ? "--tokens" : "--parallel");

@@ -31,7 +31,8 @@ typedef struct run_options {
     int threads;                 /* the threads the model runs on (-t, or the runtime's default) */
     int head_int8;               /* --head int8: logits from the int8 copy of the LM head (lossy) */
     int repeat, json;            /* --bench: rounds, and JSON output */
-    const char *bench_format;    /* --bench with -p lengths: -o md, csv or json (NULL: md, or json with --json) */
+    const char *bench_format;    /* --bench with -p lengths: -o md, csv, json or svg (NULL: md, or json with --json) */
+    const char *plot_path;       /* --plot FILE.svg: the same tests as a chart, beside the table */
     int parallel;                /* --parallel: sequences stepped together (0: one) */
 } run_options;
 
@@ -68,6 +69,13 @@ double exact_bytes_per_token(rsr_model *m, const rsr_model_info *info);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* --bench -p 512[,...] -n 128[,...]: llama-bench's tests and table (run_bench_grid.c) */
 bool bench_is_list(const char *s); /* "512" or "128,512": lengths, not a prompt */
+/* one bar of a --bench -p chart (run_plot.c): a test at a thread count, mean and sd of tok/s */
+typedef struct plot_bar {
+    const char *test;
+    int32_t prompt, decode, threads;
+    double mean, sd;
+} plot_bar;
+void bench_svg(FILE *f, const plot_bar *bars, int n, const char *model, const char *target, int rounds);
 typedef struct bench_lists {
     const char *p, *n, *pg, *t; /* -p, -n, -pg and -t as given (n, pg, t may be NULL) */
 } bench_lists;

@@ -5,12 +5,14 @@
  * prompt of 512 then 128 decoded as one test (pp512+tg128: its tokens over its time), and -t 1,2
  * every test at each thread count (the model opened again for each). Every round runs every test
  * once, alternating, and the table gives each test's mean ± standard deviation of
- * tok/s; -o md (default), csv or json. Prompts are synthetic token ids, decode goes through the
+ * tok/s; -o md (default), csv, json or svg (a chart, run_plot.c; --plot FILE.svg writes it beside
+ * the table). Prompts are synthetic token ids, decode goes through the
  * certified greedy head (what a user gets), and a decode test's column "roofline" is its share of
  * the rate that the streaming read bandwidth measured in the same round allows ("in cache" where
  * it beats that rate: the model is read from the caches; empty or null for a prompt test). run_bench.c keeps
  * the detailed report of every head (--bench without a -p list).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -90,9 +92,42 @@ static void mean_sd(const double *v, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* The tests as a chart (run_plot.c) on f. */
+static void plot(FILE *f, const grid_test *t, int n, int rounds, const rsr_model_info *info, const run_options *o) {
+    plot_bar *bars = calloc((size_t)n, sizeof *bars);
+    if (!bars) die("out of memory");
+    for (int i = 0; i < n; i++) {
+        bars[i] = (plot_bar){t[i].name, t[i].prompt, t[i].decode, t[i].threads, 0, 0};
+        mean_sd(t[i].runs, rounds, &bars[i].mean, &bars[i].sd);
+    }
+    bench_svg(f, bars, n, o->model_path, info->target, rounds);
+    free(bars);
+}
+
+/* --plot FILE: the chart written beside FILE and renamed over it once whole. */
+static void write_plot(const char *path, const grid_test *t, int n, int rounds, const rsr_model_info *info,
+                       const run_options *o) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        die("--plot %s: the path is too long", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) die("--plot %s: cannot write %s: %s", path, tmp, strerror(errno));
+    plot(f, t, n, rounds, info, o);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        die("--plot %s: %s", path, strerror(e));
+    }
+    fprintf(stderr, "rsr-run: the chart is in %s\n", path);
+}
+
 static void print_table(const grid_test *t, int n, int rounds, const rsr_model_info *info, const run_options *o,
                         double mib) {
     const char *fmt = o->bench_format ? o->bench_format : o->json ? "json" : "md";
+    if (!strcmp(fmt, "svg")) {
+        plot(stdout, t, n, rounds, info, o);
+        return;
+    }
     if (!strcmp(fmt, "md"))
         printf("| model | size | target | threads | test | t/s | roofline |\n|---|---:|---|---:|---:|---:|---:|\n");
     else if (!strcmp(fmt, "csv"))
@@ -206,6 +241,7 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     bench_progress(NULL);
     struct stat st;
     print_table(t, n * nt, rounds, info, o, stat(o->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0);
+    if (o->plot_path) write_plot(o->plot_path, t, n * nt, rounds, info, o);
     for (int i = 0; i < n * nt; i++) free(t[i].runs), free(t[i].roof);
     free(t);
 }

@@ -148,17 +148,48 @@ static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_
 static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
 static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
 
+static bool has_all(const rsr_tokenizer *t, const char *const *needs) {
+    for (; *needs; needs++)
+        if (rsr_tokenizer_token_id(t, *needs) < 0) return false;
+    return true;
+}
+
+/* What a model without a usable template can do instead: the built-in templates whose tokens its
+ * vocabulary has, or a template file, into buf. */
+static const char *alternatives(const rsr_tokenizer *t, char *buf, size_t cap) {
+    static const struct {
+        const char *name;
+        const char *const *needs;
+    } builtin[] = {{"llama3", needs_llama3}, {"bitnet", needs_bitnet}, {"llama2", needs_llama2}};
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof builtin / sizeof *builtin; i++)
+        if (has_all(t, builtin[i].needs))
+            n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? ", " : "", builtin[i].name);
+    if (!n)
+        snprintf(buf, cap,
+                 "no built-in template fits this vocabulary (llama3, bitnet and llama2 need tokens it lacks): give a "
+                 "Jinja template (--chat-template-file FILE, or chat_template in the checkpoint's "
+                 "tokenizer_config.json)");
+    else if (n < cap) {
+        char names[96];
+        snprintf(names, sizeof names, "%s", buf);
+        snprintf(buf, cap, "name a built-in one that fits this vocabulary (%s) or give a Jinja template file", names);
+    }
+    return buf;
+}
+
 /* The template a name stands for: *needs the tokens of the built-in one, NULL for the model's own. */
 static rsr_status resolve(rsr_tokenizer *t, const char **name, const char *const **needs) {
+    char alt[320];
     if (!*name) *name = t->chat_template;
     if (!*name)
-        return tok_error(t, RSR_ERR_NOT_FOUND,
-                         "chat: the model has no chat template of its own and its vocabulary suits no built-in one; "
-                         "name one (llama3, bitnet, llama2)");
+        return tok_error(t, RSR_ERR_NOT_FOUND, "chat: the model has no chat template of its own; %s",
+                         alternatives(t, alt, sizeof alt));
     if (strcmp(*name, "model") == 0 && !t->jinja)
         return tok_error(t, RSR_ERR_NOT_FOUND,
-                         "chat: the model has no chat template of its own (its checkpoint shipped none); name a "
-                         "built-in one (llama3, bitnet, llama2)");
+                         "chat: the model has no chat template of its own (its checkpoint shipped none); %s",
+                         alternatives(t, alt, sizeof alt));
     *needs = NULL;
     if (strcmp(*name, "llama3") == 0)
         *needs = needs_llama3;

@@ -321,9 +321,14 @@ static char *render(rsr_tokenizer *tok, const char *name, const rsr_chat_message
 
 static const char *default_template(const generator *g) {
     const char *name = chat_template_for(&api, g->tok, &g->info);
-    if (!name)
-        die("the model has no chat template of its own and none of the built-in ones fits its vocabulary; name "
-            "one with --chat-template (llama3, bitnet, llama2) or give one with --chat-template-file");
+    if (!name) { /* the tokenizer's own refusal says why and which ways out this vocabulary has */
+        rsr_chat_message hi = {"user", "hi"};
+        char text[256];
+        size_t len;
+        if (api.tokenizer_apply_chat_template(g->tok, NULL, &hi, 1, 1, text, sizeof text, &len) != RSR_OK)
+            die("%s", api.tokenizer_errmsg(g->tok));
+        die("the model has no chat template of its own; give one with --chat-template-file");
+    }
     return name;
 }
 

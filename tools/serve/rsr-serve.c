@@ -2260,16 +2260,32 @@ static void detect_tool_format(server *sv) {
         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"tools\":[{\"type\":\"function\","
         "\"function\":{\"name\":\"rsr_probe_tool\",\"description\":\"a probe\",\"parameters\":{\"type\":"
         "\"object\",\"properties\":{}}}}],\"add_generation_prompt\":true}";
+    static const char plain[] =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"add_generation_prompt\":true}";
     char text[16384];
     size_t len = 0;
     sv->tool_format = SERVE_TOOL_GENERIC;
+    int32_t marker = api.tokenizer_token_id(sv->tok, "<tool_call>");
+    sv->tool_marker_text = marker < 0 || !api.tokenizer_is_special(sv->tok, marker);
+    rsr_status st = api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, plain, strlen(plain), text,
+                                                           sizeof text, &len);
+    if (st != RSR_OK && st != RSR_ERR_BUFFER_TOO_SMALL) {
+        /* said at start, not first on a client's screen: chat requests will get this 400 */
+        fprintf(stderr,
+                "rsr-serve: warning: chat is off (/v1/chat/completions and the chat page answer 400): %s; "
+                "give one with --chat-template-file FILE (completions, embeddings and the rest work)\n",
+                api.tokenizer_errmsg(sv->tok));
+        return;
+    }
     if (api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, probe, strlen(probe), text, sizeof text,
                                                &len) == RSR_OK)
         sv->tool_format = serve_tool_format_of(text, "rsr_probe_tool");
-    int32_t marker = api.tokenizer_token_id(sv->tok, "<tool_call>");
-    sv->tool_marker_text = marker < 0 || !api.tokenizer_is_special(sv->tok, marker);
-    fprintf(stderr, "rsr-serve: tool calls in the %s format (the chat template's)\n",
-            serve_tool_format_name(sv->tool_format));
+    if (sv->tool_format == SERVE_TOOL_GENERIC)
+        fprintf(stderr, "rsr-serve: tool calls in the generic format: the chat template shows no tools, so a "
+                        "request's tools are described in a system message and a call is read as JSON\n");
+    else
+        fprintf(stderr, "rsr-serve: tool calls in the %s format (the chat template's)\n",
+                serve_tool_format_name(sv->tool_format));
 }
 
 /* What the loading thread needs, and what main needs back from it. */

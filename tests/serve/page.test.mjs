@@ -62,8 +62,10 @@ test('the chat page loads, streams a reply and is photographed', async () => {
     await page.unroute('**/v1/chat/completions');
     assert.ok(!(await page.isDisabled('#send')));
     assert.ok(await page.isHidden('#stop'));
-    // the header's counters follow the server (/info, polled every 2 s)
-    await page.waitForFunction(() => Number(document.getElementById('generated').textContent) > 0, null,
+    // the header's counters follow the server (/info, polled every 2 s): the generation speed is
+    // the steps' (the idle seconds before the reply do not dilute it), so a reply makes it positive
+    await page.waitForFunction(() => Number(document.getElementById('generated').textContent) > 0 &&
+                                     Number(document.getElementById('tps').textContent) > 0, null,
                                { timeout: 10000 });
     await page.screenshot({ path: process.env.RSR_SCREENSHOT, fullPage: true });
     assert.deepEqual(errors, []);
@@ -92,6 +94,9 @@ test('the chat page shows errors and the end of the context', async () => {
     await say('hi');
     assert.notEqual(await colour('.msg.error'), await colour('.msg.assistant'));
     assert.equal(await page.locator('.notice').count(), 0); // ended at max tokens
+    // ... and says so at its end, with its length and generation speed under it
+    assert.equal(await page.textContent('.msg.assistant .cut'), ' … (cut at max tokens, 4)');
+    assert.match(await page.textContent('.msg.assistant .meta'), /^4 tokens · [0-9]+ tok\/s$/);
 
     await page.click('#reset');
     await page.fill('#max', '128');

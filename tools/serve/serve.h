@@ -232,7 +232,7 @@ typedef struct serve_metrics {
     long prompt_tokens_cached; /* prompt tokens a slot's cache already held (prefix reuse) */
     double busy_s;             /* time spent in steps (and masks) */
     double mask_s;             /* time spent masking structured output's logits */
-    double recent_tok_s;       /* generated tokens per second over the last few seconds */
+    double recent_tok_s;       /* generated tokens per second of steps' time, the last 2 s of steps */
     double kv_usage;           /* the share of the slots' KV cache positions the running requests hold, 0..1 */
 } serve_metrics;
 

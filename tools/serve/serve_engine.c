@@ -160,7 +160,7 @@ struct serve_engine {
     bool in_flight;              /* the engine's thread is in a step or mask, outside the lock */
     atomic_bool arrived;         /* a job was submitted since the last admission: a mask stops for it */
     bool halted;                 /* drained: no more turns */
-    double recent_t0;
+    double recent_busy;          /* the steps' time since recent_tokens was last cleared */
     long recent_tokens;
 };
 
@@ -897,10 +897,11 @@ static int32_t turn(serve_engine *e) {
     bool moved = nq > 0;
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (e->slots[k].j && e->slots[k].ready) take(e, &e->slots[k]), moved = true;
-    if (t2 - e->recent_t0 >= 2.0) {
-        e->metrics.recent_tok_s = (double)e->recent_tokens / (t2 - e->recent_t0);
-        e->recent_t0 = t2, e->recent_tokens = 0;
-    }
+    /* generation speed: tokens over the steps' time (not the wall clock's, which counts idle time
+     * between requests), over windows of 2 s of steps; kept while idle */
+    e->recent_busy += t2 - t0;
+    if (e->recent_tokens > 0) e->metrics.recent_tok_s = (double)e->recent_tokens / e->recent_busy;
+    if (e->recent_busy >= 2.0) e->recent_busy = 0, e->recent_tokens = 0;
     if (moved) pthread_cond_broadcast(&e->changed);
     return nq + nm;
 }
@@ -989,7 +990,6 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
         }
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->changed, NULL);
-    e->recent_t0 = serve_now();
     if (!ep->manual && pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         snprintf(err, errlen, "cannot start the engine's thread");
         goto fail;

@@ -352,7 +352,8 @@ rsrc_model *model_load(const char *path) {
         arena_own(ar, free, lone);
         rsrc_note(1, "%s: no safetensors checkpoint; reading %s", path, lone);
     }
-    if (lone || gguf_is(path))
+    size_t n = strlen(path); /* a .gguf without the magic: "not a GGUF file", not a safetensors error */
+    if (lone || gguf_is(path) || (n > 5 && !strcmp(path + n - 5, ".gguf")))
         gguf_model_load(m, lone ? lone : path);
     else
         config_from_json(m, path, ar);

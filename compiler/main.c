@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "near_path.h"
 #include "parse_num.h"
 #include "printer.h"
 #include "rsrc.h"
@@ -66,7 +67,14 @@ static bool looks_like_repo(const char *s) {
 static void check_input(const options *o) {
     bool hub = !strncmp(o->input, "hf:", 3);
     if (o->hf_file && !hub) rsrc_fatal("--hf-file=%s needs a model on the Hub (hf:ORG/NAME)", o->hf_file);
-    if (!hub && looks_like_repo(o->input))
+    struct stat st;
+    char near[4096];
+    if (hub || stat(o->input, &st) == 0) return;
+    bool repo = looks_like_repo(o->input);
+    if (near_path(o->input, near, sizeof near)) /* a typo first: that is what it usually is */
+        rsrc_fatal("%s: no such file or directory; did you mean %s?%s%s%s", o->input, near,
+                   repo ? " (a model on the Hugging Face Hub is named hf:" : "", repo ? o->input : "", repo ? ")" : "");
+    if (repo)
         rsrc_fatal("%s: no such file or directory; a model on the Hugging Face Hub is named hf:%s", o->input, o->input);
 }
 
@@ -600,6 +608,7 @@ typedef struct build {
     matrix_record *mats;
     rsr_artifact_layer *layers;
     uint64_t weights, index_bytes;
+    uint64_t segments, kept; /* --stats' totals over the matrices with an RSR index */
     char *manifest;
     int32_t nsigns; /* the Hadamard fold's sign vectors written to the blob, one per input width */
     struct {
@@ -759,6 +768,24 @@ static void report_matrix(const build *b, const ternary_matrix *tm, const compil
     if (b->o->explain) printf("%-44s %11s %s\n", tm->name, cm->kn.strategy, cm->mp.why);
     if (b->o->explain && cm->measured) tune_explain(stdout, cm->measured, tm, b->t);
     if (b->o->stats) print_stats_row(r, strategy_is_rsr(cm->mp.strategy) ? &cm->plan : NULL);
+}
+
+/* --stats' last lines: the totals (weights after this build's matrices, index bytes, bits per
+ * weight over all of them) and what the columns mean. */
+static void print_stats_total(const build *b, int32_t total) {
+    char shape[32], segments[24] = "-", kept[24] = "-";
+    snprintf(shape, sizeof shape, "%.2fM w", (double)b->weights / 1e6);
+    if (b->segments) {
+        snprintf(segments, sizeof segments, "%llu", (unsigned long long)b->segments);
+        snprintf(kept, sizeof kept, "%llu", (unsigned long long)b->kept);
+    }
+    char name[48];
+    snprintf(name, sizeof name, "total (%d matrices)", total);
+    printf("%-48s %11s %2s %8s %9s %10llu %6.2f\n", name, shape, "", segments, kept,
+           (unsigned long long)b->index_bytes, b->weights ? 8.0 * (double)b->index_bytes / (double)b->weights : 0.0);
+    printf("k: rows a block (RSR) or a unit (i2) takes together; segments, kept: the RSR index's distinct column "
+           "patterns and columns kept (-: none, not an RSR strategy); index: the bytes the kernel reads for the "
+           "weights; bits/w: those bits per weight\n");
 }
 
 /* The predicted seconds of what follows the per-matrix work, from what it will be given: LLVM
@@ -982,6 +1009,8 @@ static void compile_matrices(build *b) {
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
             progress_expect_after(after_seconds(b, NULL) * (double)all_weights / (double)b->weights);
             b->index_bytes += r->index_bytes;
+            if (strategy_is_rsr(cm.mp.strategy))
+                b->segments += cm.plan.num_segments, b->kept += cm.plan.num_cols_kept;
             compiled_matrix_free(&cm);
             if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
             ternary_matrix_free(&tm);
@@ -989,6 +1018,7 @@ static void compile_matrices(build *b) {
         }
     }
     progress_update(m->num_layers, b->weights, NULL);
+    if (o->stats) print_stats_total(b, next);
     if (b->tune) tune_end(b->tune);
     if (b->check) tune_end(b->check);
     int32_t rsr = 0;

@@ -19,6 +19,7 @@
 #include "parse_num.h"
 #include "chat_default.h"
 #include "edit_distance.h"
+#include "near_path.h"
 #include "kv_types.h"
 #include "artifact_pin.h"
 #include "rsr-run.h"
@@ -178,6 +179,15 @@ static void bad_option(const char *arg, int missing, int opt, const struct optio
     const char *name = arg + 2, *eq = strchr(name, '=');
     char given[80];
     snprintf(given, sizeof given, "%.*s", (int)(eq ? (size_t)(eq - name) : strlen(name)), name);
+    /* other programs' names for what rsr-run spells otherwise (OpenAI's API, llama.cpp, transformers) */
+    static const char *const aliases[][2] = {{"max-tokens", "-n"},
+                                             {"max-new-tokens", "-n"},
+                                             {"max-length", "-n"},
+                                             {"temperature", "--temp"},
+                                             {"system-prompt", "--system"}};
+    for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
+        if (!strcmp(given, aliases[i][0]))
+            die("unknown option '--%s': rsr-run calls it %s (see --help)", given, aliases[i][1]);
     const char *near = NULL;
     int best = 3; /* suggest within an edit distance of 2 */
     for (const struct option *l = longs; l->name; l++) {
@@ -994,6 +1004,10 @@ int main(int argc, char **argv) {
                     "checked\n",
                     a.o.model_path);
     }
+    struct stat st;
+    char near[4096];
+    if (stat(a.o.model_path, &st) != 0 && near_path(a.o.model_path, near, sizeof near))
+        die("%s: no such file; did you mean %s?", a.o.model_path, near);
     if (a.expect_digest && artifact_pin(a.o.model_path, a.expect_digest, pinned, sizeof pinned, err, sizeof err) != 0)
         die("%s", err);
     if (rsr_api_load(&api, a.expect_digest ? pinned : a.o.model_path, err, sizeof err) != 0) die("%s", err);

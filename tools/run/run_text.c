@@ -369,10 +369,16 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     int32_t *history = NULL, nhistory = 0; /* the ids the session holds */
     int interactive = isatty(0);
     if (interactive) {
-        fprintf(stderr,
-                "rsr-run: chatting with %s (template %s); /help lists the commands, Ctrl-C stops a reply, "
-                "Ctrl-D quits\n",
-                o->model_path, name);
+        /* the template by where it comes from: the file given, the model's own, or a built-in name */
+        char which[4200];
+        if (o->chat_template_file)
+            snprintf(which, sizeof which, "template %s", o->chat_template_file);
+        else if (!strcmp(name, "model"))
+            snprintf(which, sizeof which, "the model's own template");
+        else
+            snprintf(which, sizeof which, "the built-in template %s", name);
+        fprintf(stderr, "rsr-run: chatting with %s (%s); /help lists the commands, Ctrl-C stops a reply, Ctrl-D quits\n",
+                o->model_path, which);
         /* SA_RESTART: the handler returns only during a reply (at the prompt it ends rsr-run), where
          * a write to a terminal slow to drain may be blocked; it goes on instead of failing EINTR */
         struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESTART};

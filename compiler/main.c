@@ -781,8 +781,8 @@ static void print_stats_total(const build *b, int32_t total) {
     }
     char name[48];
     snprintf(name, sizeof name, "total (%d matrices)", total);
-    printf("%-48s %11s %2s %8s %9s %10llu %6.2f\n", name, shape, "", segments, kept,
-           (unsigned long long)b->index_bytes, b->weights ? 8.0 * (double)b->index_bytes / (double)b->weights : 0.0);
+    printf("%-48s %11s %2s %8s %9s %10llu %6.2f\n", name, shape, "", segments, kept, (unsigned long long)b->index_bytes,
+           b->weights ? 8.0 * (double)b->index_bytes / (double)b->weights : 0.0);
     printf("k: rows a block (RSR) or a unit (i2) takes together; segments, kept: the RSR index's distinct column "
            "patterns and columns kept (-: none, not an RSR strategy); index: the bytes the kernel reads for the "
            "weights; bits/w: those bits per weight\n");
@@ -1009,8 +1009,7 @@ static void compile_matrices(build *b) {
             b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
             progress_expect_after(after_seconds(b, NULL) * (double)all_weights / (double)b->weights);
             b->index_bytes += r->index_bytes;
-            if (strategy_is_rsr(cm.mp.strategy))
-                b->segments += cm.plan.num_segments, b->kept += cm.plan.num_cols_kept;
+            if (strategy_is_rsr(cm.mp.strategy)) b->segments += cm.plan.num_segments, b->kept += cm.plan.num_cols_kept;
             compiled_matrix_free(&cm);
             if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
             ternary_matrix_free(&tm);

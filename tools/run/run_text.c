@@ -377,7 +377,8 @@ void run_chat(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
             snprintf(which, sizeof which, "the model's own template");
         else
             snprintf(which, sizeof which, "the built-in template %s", name);
-        fprintf(stderr, "rsr-run: chatting with %s (%s); /help lists the commands, Ctrl-C stops a reply, Ctrl-D quits\n",
+        fprintf(stderr,
+                "rsr-run: chatting with %s (%s); /help lists the commands, Ctrl-C stops a reply, Ctrl-D quits\n",
                 o->model_path, which);
         /* SA_RESTART: the handler returns only during a reply (at the prompt it ends rsr-run), where
          * a write to a terminal slow to drain may be blocked; it goes on instead of failing EINTR */

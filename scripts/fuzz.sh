@@ -12,7 +12,7 @@ shift || true
 targets=("$@")
 ((${#targets[@]})) || targets=(safetensors model index target_spec artifact runtime_api tokenizer sentencepiece)
 build=$root/build-asan
-"$root/scripts/setup.sh" "$build" -DCMAKE_C_COMPILER=clang-14 -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON
+"$root/scripts/setup.sh" "$build" -DCMAKE_C_COMPILER="clang-$("$root/scripts/setup.sh" --llvm)" -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON
 python3 "$root/fuzz/make_seeds.py" "$build" "$build/fuzz/seeds"
 cd "$build/fuzz"
 mkdir -p crashes

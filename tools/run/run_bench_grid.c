@@ -9,7 +9,8 @@
  * the table). Prompts are synthetic token ids, decode goes through the
  * certified greedy head (what a user gets), and a decode test's column "roofline" is its share of
  * the rate that the streaming read bandwidth measured in the same round allows ("in cache" where
- * it beats that rate: the model is read from the caches; empty or null for a prompt test). run_bench.c keeps
+ * it beats that rate and the model fits the largest cache, ">100% (bandwidth measured low?)" where
+ * it does not; empty or null for a prompt test). run_bench.c keeps
  * the detailed report of every head (--bench without a -p list).
  */
 #include <errno.h>
@@ -121,8 +122,35 @@ static void write_plot(const char *path, const grid_test *t, int n, int rounds, 
     fprintf(stderr, "rsr-run: the chart is in %s\n", path);
 }
 
+/* The largest CPU cache's bytes (sysfs; 0 when it does not say). */
+static double largest_cache(void) {
+    double most = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[96], text[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(text, sizeof text, f)) {
+            char unit = 0;
+            double v = 0;
+            if (sscanf(text, "%lf%c", &v, &unit) >= 1)
+                v *= unit == 'K' ? 1024.0 : unit == 'M' ? 1048576.0 : unit == 'G' ? 1073741824.0 : 1.0;
+            most = v > most ? v : most;
+        }
+        fclose(f);
+    }
+    return most;
+}
+
+/* A decode faster than the streaming read allows: the model is read from the caches when it fits
+ * in them; when it does not, the bandwidth was measured low (another load, a throttled round). */
+static const char *beyond_roofline(double bytes_per_token) {
+    double cache = largest_cache();
+    return cache > 0 && bytes_per_token > cache ? ">100% (bandwidth measured low?)" : "in cache";
+}
+
 static void print_table(const grid_test *t, int n, int rounds, const rsr_model_info *info, const run_options *o,
-                        double mib) {
+                        double mib, double bytes_per_token) {
     const char *fmt = o->bench_format ? o->bench_format : o->json ? "json" : "md";
     if (!strcmp(fmt, "svg")) {
         plot(stdout, t, n, rounds, info, o);
@@ -142,7 +170,7 @@ static void print_table(const grid_test *t, int n, int rounds, const rsr_model_i
             printf("| %s | %.1f MiB | %s | %d | %s | %.2f ± %.2f | ", o->model_path, mib, info->target, t[i].threads,
                    t[i].name, m, sd);
             if (t[i].decode && !t[i].prompt && roof > 1) /* faster than memory streams: read from cache */
-                printf("in cache |\n");
+                printf("%s |\n", beyond_roofline(bytes_per_token));
             else if (t[i].decode && !t[i].prompt && roof > 0)
                 printf("%.0f%% |\n", 100 * roof);
             else
@@ -240,7 +268,8 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     }
     bench_progress(NULL);
     struct stat st;
-    print_table(t, n * nt, rounds, info, o, stat(o->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0);
+    print_table(t, n * nt, rounds, info, o, stat(o->model_path, &st) == 0 ? (double)st.st_size / (1 << 20) : 0,
+                exact_bytes_per_token(m, info));
     if (o->plot_path) write_plot(o->plot_path, t, n * nt, rounds, info, o);
     for (int i = 0; i < n * nt; i++) free(t[i].runs), free(t[i].roof);
     free(t);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# rsr-run --bench -p LENGTHS -t COUNTS --plot FILE.svg: the chart beside the table. Checks that the
+# rsr-run --bench -p LENGTHS -t COUNTS --plot FILE.svg: the chart beside the table, and the sweeps
+# --parallel 1,2 and -d 0,16 (names of the tests they make). Checks that the
 # SVG is well formed, has a bar for every test and thread count whose tooltip is the table's
 # figure, that -o svg prints the same chart, that a path it cannot write is refused naming it
 # with nothing left behind, and (with /usr/bin/chromium) that Chromium renders it: the screenshot
@@ -31,6 +32,13 @@ for w in ("prompt (prefill)", "decode", "pp16", "pp32", "tg8", "1 thread", "2 th
         sys.exit(f"FAIL: the chart does not say '{w}'")
 print(f"the chart has the table's {len(bars)} bars")
 PY
+
+# the other sweeps: --parallel 1,2 (sequences stepped together) and -d 0,16 (context before a test)
+"$build/rsr-run" "$work/m.so" --bench -p 16 -n 8 --parallel 1,2 -d 0,16 -r 1 -o csv 2>/dev/null | cut -d, -f5 \
+  | tail -n +2 | tr '\n' '|' >"$work/names"
+want='pp16|tg8|pp16 (2 seqs)|tg8 (2 seqs)|pp16 @ d16|tg8 @ d16|pp16 @ d16 (2 seqs)|tg8 @ d16 (2 seqs)|'
+[ "$(cat "$work/names")" = "$want" ] || fail "--parallel 1,2 -d 0,16 gave the tests $(cat "$work/names")"
+if "$build/rsr-run" "$work/m.so" -p hi -n 1 --parallel 1,2 >/dev/null 2>&1; then fail "a --parallel list without --bench -p"; fi
 
 "$build/rsr-run" "$work/m.so" --bench -p 16 -n 0 -r 1 -o svg >"$work/stdout.svg" 2>/dev/null
 head -c 5 "$work/stdout.svg" | grep -q '<svg' || fail "-o svg did not print an SVG"

@@ -119,12 +119,15 @@ static void usage(FILE *out) {
           "                        -r rounds (default 5) alternating, a table of mean ± sd tok/s; -o md\n"
           "                        (default), csv, json or svg (a bar chart); -pg 512,128: a prompt of 512\n"
           "                        then 128 decoded, as one test (pp512+tg128); -t 1,2: each test at each\n"
-          "                        thread count; --plot FILE.svg: the chart too, beside the table\n"
+          "                        thread count; -d 0,2048: each test after a context of that many\n"
+          "                        tokens (llama-bench's depth); --plot FILE.svg: the chart too, beside\n"
+          "                        the table\n"
           "  --parallel N          N sequences stepped together, 1 to 256: with -f, one prompt per line\n"
           "                        (continuations printed in order; each as `-p LINE --seed S+i` alone\n"
           "                        gives it, i the line's index from 0); with --tokens, N sequences from\n"
           "                        those ids; with --bench, N sequences' aggregate prefill and decode\n"
-          "                        speed beside one sequence's\n"
+          "                        speed beside one sequence's; with --bench -p LENGTHS, a list (1,4,16):\n"
+          "                        each test at each count\n"
           "  --max-memory SIZE     cap the memory the runtime may allocate (512M, 4G; 0: no cap): a\n"
           "                        session that does not fit fails cleanly (a cap too small for the\n"
           "                        copy of the model's constants has them read through the mapping)\n"
@@ -637,6 +640,8 @@ typedef struct cli_args {
     const char *n_arg;           /* -n as given: a list of lengths with --bench -p LENGTHS */
     const char *pg_arg;          /* -pg P,G: a prompt of P then G decoded, as one test */
     const char *t_arg;           /* -t as given: a list of thread counts with --bench -p LENGTHS */
+    const char *parallel_arg;    /* --parallel as given: with --bench -p LENGTHS, a count or a list of them */
+    const char *depth_arg;       /* -d: with --bench -p LENGTHS, context lengths each test runs after */
     long threads, seed;          /* seed -1: a new one each run */
     int do_bench, do_info, do_tokenize, do_chat, device, lock_memory, use_mmap, verbose, do_verify, do_digest;
     int do_embed; /* 1: --embed, 2: --embed-raw */
@@ -747,6 +752,8 @@ static const struct option longs[] = {
     {"json", no_argument, 0, O_JSON},
     {"plot", required_argument, 0, O_PLOT},
     {"pg", required_argument, 0, O_PG},
+    {"depth", required_argument, 0, 'd'},
+    {"n-depth", required_argument, 0, 'd'},
     {"verify", no_argument, 0, O_VERIFY},
     {"perplexity", required_argument, 0, O_PERPLEXITY},
     {"chunks", required_argument, 0, O_CHUNKS},
@@ -771,7 +778,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
     opterr = 0;
     llama_spellings(argc, argv);
     int c;
-    while ((c = getopt_long(argc, argv, ":p:f:n:t:m:c:b:r:o:ihv", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:f:n:t:m:c:b:r:o:d:ihv", longs, NULL)) != -1) {
         switch (c) {
         case 'm': a->model_opt = optarg; break;
         case 'c': a->o.ctx = (int32_t)parse_num("-c", optarg, 0, INT32_MAX); break;
@@ -868,7 +875,14 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_JSON: a->bench_opt = "--json", a->o.json = 1; break;
         case O_PLOT: a->bench_opt = "--plot", a->o.plot_path = optarg; break;
         case O_PG: a->bench_opt = "-pg", a->pg_arg = optarg; break;
-        case O_PARALLEL: a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX); break;
+        case 'd': a->bench_opt = "-d", a->depth_arg = optarg; break;
+        case O_PARALLEL:
+            if (strchr(optarg, ',')) { /* a list: one table row per count (--bench -p; read there) */
+                a->parallel_arg = optarg;
+                break;
+            }
+            a->parallel_arg = optarg, a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX);
+            break;
         case O_KV:
             if ((a->o.session.kv_type = kv_type_parse(optarg)) < 0)
                 die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
@@ -953,6 +967,8 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (a->n_arg && strchr(a->n_arg, ',') && !grid)
         die("-n %s: one count; a list of lengths goes with --bench -p LENGTHS (e.g. --bench -p 512 -n 0,128)",
             a->n_arg);
+    if (a->depth_arg && !grid)
+        die("-d %s: context lengths for --bench -p LENGTHS (e.g. --bench -p 512 -n 128 -d 0,2048)", a->depth_arg);
     if ((a->pg_arg || a->t_arg) && !grid)
         die("%s %s: a test of --bench -p LENGTHS (e.g. --bench -p 512 -n 128 %s %s)", a->pg_arg ? "-pg" : "-t",
             a->pg_arg ? a->pg_arg : a->t_arg, a->pg_arg ? "-pg" : "-t", a->pg_arg ? a->pg_arg : a->t_arg);
@@ -961,9 +977,11 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (a->o.plot_path && !grid)
         die("--plot %s: a chart of --bench -p LENGTHS (e.g. --bench -p 128,512 -t 1,2 --plot %s)", a->o.plot_path,
             a->o.plot_path);
-    if (grid && (a->o.parallel > 1 || a->tokens_arg))
-        die("--bench -p %s: lengths of synthetic prompts; drop %s", a->o.prompt,
-            a->tokens_arg ? "--tokens" : "--parallel");
+    if (grid && a->tokens_arg) die("--bench -p %s: lengths of synthetic prompts; drop --tokens", a->o.prompt);
+    if (a->parallel_arg && strchr(a->parallel_arg, ',') && !grid)
+        die("--parallel %s: one count; a list goes with --bench -p LENGTHS (e.g. --bench -p 128 -n 64 --parallel "
+            "1,4,16)",
+            a->parallel_arg);
     if (a->o.parallel > 1 && !a->do_bench && !a->tokens_arg && !a->prompt_file)
         die("--parallel %d needs -f FILE (one prompt per line), --tokens or --bench", a->o.parallel);
     if (a->o.parallel > 1 && (a->logits_path || a->o.stats || a->head_opt || a->do_chat))
@@ -1056,7 +1074,8 @@ int main(int argc, char **argv) {
     }
 
     if (a.do_bench && !a.prompt_file && bench_is_list(a.o.prompt)) { /* llama-bench's tests and table */
-        run_bench_grid(m, &info, &a.o, &mp, (bench_lists){a.o.prompt, a.n_arg, a.pg_arg, a.t_arg});
+        run_bench_grid(m, &info, &a.o, &mp,
+                       (bench_lists){a.o.prompt, a.n_arg, a.pg_arg, a.t_arg, a.parallel_arg, a.depth_arg});
         api.model_close(m);
         flush_stdout();
         return 0;

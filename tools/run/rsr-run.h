@@ -72,12 +72,13 @@ bool bench_is_list(const char *s); /* "512" or "128,512": lengths, not a prompt 
 /* one bar of a --bench -p chart (run_plot.c): a test at a thread count, mean and sd of tok/s */
 typedef struct plot_bar {
     const char *test;
-    int32_t prompt, decode, threads;
+    int32_t prompt, decode, threads, seqs;
     double mean, sd;
 } plot_bar;
 void bench_svg(FILE *f, const plot_bar *bars, int n, const char *model, const char *target, int rounds);
 typedef struct bench_lists {
-    const char *p, *n, *pg, *t; /* -p, -n, -pg and -t as given (n, pg, t may be NULL) */
+    const char *p, *n, *pg, *t, *parallel,
+        *depth; /* -p, -n, -pg, -t, --parallel, -d as given (all but p may be NULL) */
 } bench_lists;
 void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const rsr_model_params *mp,
                     bench_lists l);

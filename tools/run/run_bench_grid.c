@@ -2,8 +2,11 @@
  * run_bench_grid.c — rsr-run --bench in llama-bench's manner: `--bench -p 512 -n 128 -r 5`
  * measures a prefill of 512 tokens (pp512) and a decode of 128 from an empty context (tg128),
  * each -r times; lists (-p 128,512 -n 0,64) give one test per length (0: none), -pg 512,128 a
- * prompt of 512 then 128 decoded as one test (pp512+tg128: its tokens over its time), and -t 1,2
- * every test at each thread count (the model opened again for each). Every round runs every test
+ * prompt of 512 then 128 decoded as one test (pp512+tg128: its tokens over its time), -t 1,2
+ * every test at each thread count (the model opened again for each), and --parallel 1,4,16 every
+ * test with that many sequences stepped together through one batch ("tg64 (4 seqs)": their
+ * tokens together per second; no roofline, since they share the weights' bytes), and -d 0,2048
+ * every test after that many tokens of context, evaluated untimed (llama-bench's depth). Every round runs every test
  * once, alternating, and the table gives each test's mean ± standard deviation of
  * tok/s; -o md (default), csv, json or svg (a chart, run_plot.c; --plot FILE.svg writes it beside
  * the table). Prompts are synthetic token ids, decode goes through the
@@ -34,9 +37,10 @@ bool bench_is_list(const char *s) {
 typedef struct grid_test {
     char name[48];
     int32_t prompt, decode; /* one of them, or both (-pg) */
-    int32_t threads;
-    double *runs; /* tok/s per round */
-    double *roof; /* decode: share of the round's bandwidth limit */
+    int32_t threads, seqs;  /* seqs: sequences stepped together (--parallel), their tok/s summed */
+    int32_t depth;          /* -d: tokens of context evaluated (untimed) before the test */
+    double *runs;           /* tok/s per round */
+    double *roof;           /* decode: share of the round's bandwidth limit */
 } grid_test;
 
 /* "512,128" → tests named prefix<N> for each N > 0 */
@@ -69,11 +73,46 @@ static int add_pg(grid_test *t, int n, int cap, const char *pg) {
     return n + 1;
 }
 
+/* What a round runs its tests on: a session, and for --parallel N a batch of N more. */
+typedef struct runner {
+    rsr_session *s;
+    rsr_batch *b;
+    rsr_session **ss;
+    rsr_seq *q;
+    int32_t *cur, *next, n;
+} runner;
+
+/* A test of t->seqs sequences stepped together (rsr_batch_eval), each the same synthetic prompt
+ * and greedy decode: their tokens together per second. */
+static double run_batched(runner *r, const grid_test *t, const int32_t *ids) {
+    const int32_t n = t->seqs;
+    for (int32_t j = 0; j < n; j++) {
+        check(api.session_reset(r->ss[j]), r->ss[j]);
+        r->q[j] = (rsr_seq){
+            .session = r->ss[j], .tokens = ids, .n = t->depth, .output = RSR_OUTPUT_GREEDY, .token = &r->next[j]};
+    }
+    if (t->depth && api.batch_eval(r->b, r->q, n) != RSR_OK) die("--parallel %d: %s", n, api.batch_errmsg(r->b));
+    for (int32_t j = 0; j < n; j++) r->q[j].tokens = ids + t->depth, r->q[j].n = t->prompt ? t->prompt : 1;
+    double t0 = now();
+    if (api.batch_eval(r->b, r->q, n) != RSR_OK) die("--parallel %d: %s", n, api.batch_errmsg(r->b));
+    if (!t->decode) return (double)n * t->prompt / (now() - t0);
+    if (!t->prompt) t0 = now(); /* a decode alone: its first token untimed */
+    for (int32_t i = 0; i < t->decode; i++) {
+        for (int32_t j = 0; j < n; j++) r->cur[j] = r->next[j], r->q[j].tokens = &r->cur[j], r->q[j].n = 1;
+        if (api.batch_eval(r->b, r->q, n) != RSR_OK) die("--parallel %d: %s", n, api.batch_errmsg(r->b));
+    }
+    return (double)n * (t->prompt + t->decode) / (now() - t0);
+}
+
 /* One run of a test: tok/s. A decode alone starts from one (untimed) token; -pg's is timed with
  * its prompt, as llama-bench times it. */
-static double run_test(rsr_session *s, const grid_test *t, const int32_t *ids) {
+static double run_test(runner *r, const grid_test *t, const int32_t *ids) {
+    if (t->seqs > 1) return run_batched(r, t, ids);
+    rsr_session *s = r->s;
     check(api.session_reset(s), s);
     int32_t next;
+    if (t->depth) check(api.session_eval_greedy(s, ids, t->depth, &next), s);
+    ids += t->depth;
     double t0 = now();
     if (t->prompt) check(api.session_eval_greedy(s, ids, t->prompt, &next), s);
     if (!t->decode) return t->prompt / (now() - t0);
@@ -98,7 +137,7 @@ static void plot(FILE *f, const grid_test *t, int n, int rounds, const rsr_model
     plot_bar *bars = calloc((size_t)n, sizeof *bars);
     if (!bars) die("out of memory");
     for (int i = 0; i < n; i++) {
-        bars[i] = (plot_bar){t[i].name, t[i].prompt, t[i].decode, t[i].threads, 0, 0};
+        bars[i] = (plot_bar){t[i].name, t[i].prompt, t[i].decode, t[i].threads, t[i].seqs, 0, 0};
         mean_sd(t[i].runs, rounds, &bars[i].mean, &bars[i].sd);
     }
     bench_svg(f, bars, n, o->model_path, info->target, rounds);
@@ -182,9 +221,10 @@ static void print_table(const grid_test *t, int n, int rounds, const rsr_model_i
             printf("\n");
         } else {
             printf("  {\"model\": \"%s\", \"size_mib\": %.2f, \"target\": \"%s\", \"threads\": %d, \"test\": \"%s\", "
-                   "\"n_prompt\": %d, \"n_gen\": %d, \"tok_s_mean\": %.4f, \"tok_s_sd\": %.4f, \"rounds\": %d, "
-                   "\"runs\": [",
-                   o->model_path, mib, info->target, t[i].threads, t[i].name, t[i].prompt, t[i].decode, m, sd, rounds);
+                   "\"n_prompt\": %d, \"n_gen\": %d, \"n_seqs\": %d, \"tok_s_mean\": %.4f, \"tok_s_sd\": %.4f, "
+                   "\"rounds\": %d, \"runs\": [",
+                   o->model_path, mib, info->target, t[i].threads, t[i].name, t[i].prompt, t[i].decode, t[i].seqs, m,
+                   sd, rounds);
             for (int r = 0; r < rounds; r++) printf("%s%.4f", r ? ", " : "", t[i].runs[r]);
             if (roof > 0)
                 printf("], \"roofline\": %.4f}%s\n", roof, i + 1 < n ? "," : "");
@@ -199,32 +239,48 @@ static void print_table(const grid_test *t, int n, int rounds, const rsr_model_i
 static void run_rounds(rsr_model *m, const rsr_model_info *info, const run_options *o, grid_test *t, int n,
                        int rounds) {
     rsr_session_params sp = o->session;
-    rsr_session *s;
-    if (api.session_create(m, &sp, &s) != RSR_OK) die("%s", api.model_errmsg(m));
+    runner r = {0};
+    if (api.session_create(m, &sp, &r.s) != RSR_OK) die("%s", api.model_errmsg(m));
     int32_t limit = o->ctx ? o->ctx : info->max_positions, most = 1;
     for (int i = 0; i < n; i++) {
-        int32_t need = t[i].prompt + t[i].decode + !t[i].prompt;
+        int32_t need = t[i].depth + t[i].prompt + t[i].decode + !t[i].prompt;
         if (need > limit) die("--bench: %s needs %d positions, the context has %d (--ctx)", t[i].name, need, limit);
         most = need > most ? need : most;
+        r.n = t[i].seqs > r.n ? t[i].seqs : r.n;
+    }
+    if (r.n > 1) { /* the batch and its sessions, for the tests of several sequences */
+        r.ss = calloc((size_t)r.n, sizeof *r.ss), r.q = calloc((size_t)r.n, sizeof *r.q);
+        r.cur = calloc((size_t)r.n, sizeof *r.cur), r.next = calloc((size_t)r.n, sizeof *r.next);
+        if (!r.ss || !r.q || !r.cur || !r.next) die("out of memory");
+        if (api.batch_create(m, 0, &r.b) != RSR_OK) die("--parallel: %s", api.batch_errmsg(r.b));
+        rsr_session_params bp = o->session;
+        bp.max_positions = most, bp.batch = 1; /* the batch holds the step's activations */
+        for (int32_t j = 0; j < r.n; j++)
+            if (api.session_create(m, &bp, &r.ss[j]) != RSR_OK)
+                die("--parallel %d: session %d: %s", r.n, j + 1, api.model_errmsg(m));
     }
     int32_t *ids = malloc(sizeof *ids * (size_t)most);
     if (!ids) die("out of memory");
     for (int32_t i = 0; i < most; i++) ids[i] = (int32_t)((i * 2654435761u) % (uint32_t)info->vocab_size);
     const double bytes = exact_bytes_per_token(m, info);
     const bool on_gpu = !strncmp(info->device, "gpu", 3);
-    run_test(s, &t[0], ids); /* warm-up */
-    for (int r = 0; r < rounds; r++) {
-        bench_progress("%d threads, round %d of %d: streaming read bandwidth", info->num_threads, r + 1, rounds);
+    run_test(&r, &t[0], ids); /* warm-up */
+    for (int k = 0; k < rounds; k++) {
+        bench_progress("%d threads, round %d of %d: streaming read bandwidth", info->num_threads, k + 1, rounds);
         double limit_tok_s = on_gpu ? 0 : read_bandwidth(info->num_threads) * 1e9 / bytes;
         for (int i = 0; i < n; i++) {
-            bench_progress("%d threads, round %d of %d: %s", info->num_threads, r + 1, rounds, t[i].name);
+            bench_progress("%d threads, round %d of %d: %s", info->num_threads, k + 1, rounds, t[i].name);
             t[i].threads = info->num_threads;
-            t[i].runs[r] = run_test(s, &t[i], ids);
-            t[i].roof[r] = limit_tok_s > 0 ? t[i].runs[r] / limit_tok_s : 0;
+            t[i].runs[k] = run_test(&r, &t[i], ids);
+            /* several sequences share the weights' bytes: no one-sequence roofline for them */
+            t[i].roof[k] = limit_tok_s > 0 && t[i].seqs == 1 ? t[i].runs[k] / limit_tok_s : 0;
         }
     }
     free(ids);
-    api.session_free(s);
+    api.session_free(r.s);
+    for (int32_t j = 0; j < r.n && r.ss; j++) api.session_free(r.ss[j]);
+    if (r.b) api.batch_free(r.b);
+    free(r.ss), free(r.q), free(r.cur), free(r.next);
 }
 
 void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const rsr_model_params *mp,
@@ -235,6 +291,46 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     n = add_tests(base, n, cap, l.n ? l.n : "128", "-n", true);
     if (l.pg) n = add_pg(base, n, cap, l.pg);
     if (!n) die("--bench: -p and -n name no test (every length is 0)");
+    long seqs[16];
+    int ns = 0;
+    for (const char *p = l.parallel; p && *p;) { /* --parallel 1,4,16: every test at each count */
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > RSR_BATCH_MAX || (*end && *end != ',') || ns == 16)
+            die("--parallel: '%s' is not a list of up to 16 sequence counts from 1 to %d such as 1,4,16", l.parallel,
+                RSR_BATCH_MAX);
+        seqs[ns++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!ns) seqs[ns++] = 1;
+    long depths[16];
+    int nd = 0;
+    for (const char *p = l.depth; p && *p;) { /* -d 0,2048: every test after that much context */
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > (1 << 24) || (*end && *end != ',') || nd == 16)
+            die("-d: '%s' is not a list of up to 16 context lengths such as 0,2048", l.depth);
+        depths[nd++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!nd) depths[nd++] = 0;
+    if (n * ns * nd > cap)
+        die("--bench: %d tests, %d sequence counts and %d depths make more than %d tests", n, ns, nd, cap);
+    grid_test one[32];
+    memcpy(one, base, sizeof one);
+    int m_tests = 0;
+    for (int d = 0; d < nd; d++)
+        for (int q = 0; q < ns; q++)
+            for (int i = 0; i < n; i++) { /* names as "tg64 @ d2048 (4 seqs)"; one's are at most 21 characters */
+                grid_test *g = &base[m_tests++];
+                *g = one[i];
+                g->seqs = (int32_t)seqs[q], g->depth = (int32_t)depths[d];
+                char at[20] = "", many[20] = "";
+                if (g->depth) snprintf(at, sizeof at, " @ d%d", (int)(g->depth & 0x1ffffff));
+                if (g->seqs > 1) snprintf(many, sizeof many, " (%d seqs)", (int)(g->seqs & 511));
+                snprintf(g->name, sizeof g->name, "%.21s%.12s%.12s", one[i].name, at, many);
+            }
+    n = m_tests;
     long counts[16];
     int nt = 0;
     for (const char *p = l.t; p && *p;) {

@@ -777,11 +777,17 @@ static struct {
 
 /* A JSON file's contents (NULL when it does not exist and !required). */
 static cJSON *read_json(const char *path, int required) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
         if (!required && errno == ENOENT) return NULL;
         die("cannot read %s: %s", path, strerror(errno));
     }
+    /* a FIFO or a device would block or never end; a checkpoint's JSON is a file, and not huge */
+    if (!S_ISREG(st.st_mode)) die("%s is not a regular file", path);
+    if (st.st_size > (off_t)256 << 20)
+        die("%s: %lld bytes is more JSON than a checkpoint has (256 MiB)", path, (long long)st.st_size);
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot read %s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *text = xmalloc(cap);
     for (size_t got; (got = fread(text + n, 1, cap - n, f)) > 0;)
@@ -853,6 +859,7 @@ static void source_open(const opts_t *o) {
     for (int b = 0; b < 8; b++) n |= (uint64_t)src.map[b] << (8 * b);
     if (n > src.size - 8 || !(src.header = cJSON_ParseWithLength((const char *)src.map + 8, (size_t)n)))
         die("--from: %s: the header is not JSON of the file's length", src.path);
+    if (!cJSON_IsObject(src.header)) die("--from: %s: the header is not a JSON object of tensors", src.path);
     src.data = 8 + n;
 }
 
@@ -868,11 +875,36 @@ static uint8_t *source_bytes(const tensor_t *t) {
     if (!same)
         die("--from: %s: %s is not %s [%" PRIu64 "%s%.0" PRIu64 "], as config.json's sizes make it", src.path, t->name,
             dtype_names[t->dt], t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? t->shape[1] : 0);
-    const double a = cJSON_GetArrayItem(offs, 0) ? cJSON_GetArrayItem(offs, 0)->valuedouble : -1,
-                 b = cJSON_GetArrayItem(offs, 1) ? cJSON_GetArrayItem(offs, 1)->valuedouble : -1;
-    if (!(a >= 0 && b - a == (double)t->nbytes && src.data + (uint64_t)b <= src.size))
-        die("--from: %s: the data_offsets of %s do not hold its %" PRIu64 " bytes", src.path, t->name, t->nbytes);
+    const cJSON *oa = cJSON_GetArrayItem(offs, 0), *ob = cJSON_GetArrayItem(offs, 1);
+    const double a = cJSON_IsNumber(oa) ? oa->valuedouble : -1, b = cJSON_IsNumber(ob) ? ob->valuedouble : -1;
+    /* in the data block, as doubles first: a conversion of 2^64 or more would be undefined, and a
+     * sum near it would wrap past the bounds */
+    const double room = (double)(src.size - src.data);
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !(a >= 0 && b <= room && a == floor(a)) ||
+        b - a != (double)t->nbytes)
+        die("--from: %s: the data_offsets of %s do not hold its %" PRIu64 " bytes in the file's %.0f of data", src.path,
+            t->name, t->nbytes, room);
     return memcpy(xmalloc(t->nbytes), src.map + src.data + (uint64_t)a, t->nbytes);
+}
+
+/* config.json's sizes against model.safetensors before anything is made for them: the bytes the
+ * bitnet-packed layout of those sizes needs (the embedding, each layer's norms and packed
+ * matrices) cannot be more than the file holds, and the last layer is there, the next not. */
+static void source_check_sizes(const preset_t *p) {
+    const double h = (double)p->hidden, f = (double)p->intermediate, kv = (double)p->kv_heads / (double)p->heads;
+    const double per_layer = 2 * 2 * h + (2 * h * h + 2 * h * h * kv + 3 * h * f) / 4;
+    const double need = 2 * (double)p->vocab * h + (double)p->layers * per_layer;
+    if (need > (double)src.size)
+        die("--from: %s: config.json's sizes (%ld layers, hidden %ld, intermediate %ld, vocab %ld) need %.0f bytes of "
+            "weights; the file has %zu",
+            src.path, p->layers, p->hidden, p->intermediate, p->vocab, need, src.size);
+    char last[96], next[96];
+    snprintf(last, sizeof last, "model.layers.%ld.input_layernorm.weight", p->layers - 1);
+    snprintf(next, sizeof next, "model.layers.%ld.input_layernorm.weight", p->layers);
+    if (!cJSON_GetObjectItemCaseSensitive(src.header, last) || cJSON_GetObjectItemCaseSensitive(src.header, next))
+        die("--from: %s does not hold the %ld layers config.json gives (%s %s)", src.path, p->layers,
+            cJSON_GetObjectItemCaseSensitive(src.header, last) ? "it has" : "it lacks",
+            cJSON_GetObjectItemCaseSensitive(src.header, last) ? next : last);
 }
 
 /* Every tensor of the checkpoint is one of the layout's (the layout's are checked as they are read). */
@@ -985,14 +1017,24 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
     for (long i = 0; i < vocab; i++) tokens[i] = NULL, types[i] = 5, pads[i] = NULL;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model"), *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
-        long id = (long)e->valuedouble;
-        if (id >= 0 && id < vocab) tokens[id] = e->string, types[id] = 1;
+        if (!cJSON_IsNumber(e) || !e->string)
+            die("--from: tokenizer.json: vocab entry '%s' is not a token id", e->string ? e->string : "?");
+        double id = e->valuedouble;
+        if (id >= 0 && id < (double)vocab) tokens[(long)id] = e->string, types[(long)id] = 1;
     }
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(tj, "added_tokens")) {
-        long id = (long)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
-        if (id >= 0 && id < vocab)
-            tokens[id] = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring,
-            types[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4;
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
+    if (added && !cJSON_IsArray(added)) die("--from: tokenizer.json: added_tokens is not a list");
+    int k_added = 0;
+    cJSON_ArrayForEach(e, added) {
+        const cJSON *jid = cJSON_GetObjectItemCaseSensitive(e, "id"),
+                    *text = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsNumber(jid) || !cJSON_IsString(text))
+            die("--from: tokenizer.json: added_tokens[%d] has no number 'id' and string 'content'", k_added);
+        k_added++;
+        double id = jid->valuedouble;
+        if (id >= 0 && id < (double)vocab)
+            tokens[(long)id] = text->valuestring,
+            types[(long)id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4;
     }
     for (long i = 0; i < vocab; i++)
         if (!tokens[i]) tokens[i] = pads[i] = xasprintf("[PAD%ld]", i);
@@ -1002,9 +1044,9 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
     char **joined = xmalloc(sizeof *joined * (size_t)(nm ? nm : 1)); /* "left right" of a pair */
     cJSON_ArrayForEach(e, merges) {
         const cJSON *l = cJSON_GetArrayItem(e, 0), *r = cJSON_GetArrayItem(e, 1);
-        joined[k] = cJSON_IsString(e)                        ? NULL
-                    : cJSON_IsString(l) && cJSON_IsString(r) ? xasprintf("%s %s", l->valuestring, r->valuestring)
-                                                             : NULL;
+        if (!cJSON_IsString(e) && !(cJSON_IsString(l) && cJSON_IsString(r) && cJSON_GetArraySize(e) == 2))
+            die("--from: tokenizer.json: merges[%d] is neither \"left right\" nor [\"left\", \"right\"]", k);
+        joined[k] = cJSON_IsString(e) ? NULL : xasprintf("%s %s", l->valuestring, r->valuestring);
         m[k] = joined[k] ? joined[k] : cJSON_IsString(e) ? e->valuestring : "";
         k++;
     }
@@ -2223,6 +2265,8 @@ int main(int argc, char **argv) {
     if (o.from) { /* the checkpoint's sizes, as if given: finish_sizes refuses what a block cannot hold */
         check_from_options(&o);
         source_config(&o, &from_sizes);
+        source_open(&o);
+        source_check_sizes(&from_sizes);
         preset = &from_sizes;
         const long sz[7] = {preset->hidden,   preset->intermediate, preset->layers, preset->heads,
                             preset->kv_heads, preset->vocab,        preset->max_pos};
@@ -2236,7 +2280,7 @@ int main(int argc, char **argv) {
     tlist_t tl = {0};
     build_tensors(&tl, &o);
     if (o.poison) check_poison(&tl, &o);
-    if (o.from) source_open(&o), source_check_names(&tl);
+    if (o.from) source_check_names(&tl);
     if (o.gguf_type && o.shards > 1) die("--shards applies to safetensors checkpoints, not to one GGUF file");
     if ((size_t)o.shards > tl.n) die("--shards %ld is more than the %zu tensors of this model", o.shards, tl.n);
     uint64_t total = 0, params = 0;

@@ -49,7 +49,9 @@ static uint8_t *alloc_cache(const rsr_session *s, size_t rows) {
     const size_t huge = (size_t)2 << 20, row = s->kv_bytes;
     size_t bytes = (row * rows + huge - 1) / huge * huge;
     void *p = NULL;
-    if (!bytes || posix_memalign(&p, huge, bytes) != 0) return NULL;
+    if (!rows) /* no attention layer (a Qwen3.5 cut of DeltaNet layers only): a cache of nothing */
+        return posix_memalign(&p, 64, 64) == 0 ? p : NULL;
+    if (posix_memalign(&p, huge, bytes) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: without it, 4 KB pages */
 #endif

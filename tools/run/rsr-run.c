@@ -19,6 +19,7 @@
 #include "parse_num.h"
 #include "chat_default.h"
 #include "edit_distance.h"
+#include "encode_all.h"
 #include "near_path.h"
 #include "kv_types.h"
 #include "artifact_pin.h"
@@ -483,11 +484,9 @@ static void run_embed(rsr_model *m, const rsr_model_info *info, const run_option
         ids = parse_tokens(tokens_arg, &n);
     } else {
         rsr_tokenizer *tok = require_tokenizer(m, "--embed of a text");
-        int32_t cap = (int32_t)strlen(o->prompt) + 16;
-        ids = malloc(sizeof *ids * (size_t)cap);
-        if (api.tokenizer_encode(tok, o->prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap, &n) !=
-            RSR_OK)
-            die("%s", api.tokenizer_errmsg(tok));
+        rsr_status st;
+        ids = encode_all(&api, tok, o->prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, &n, &st);
+        if (!ids) die("%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(tok));
         if (!n) die("--embed: the prompt has no tokens");
     }
     rsr_session *s;
@@ -616,11 +615,11 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
             size_t len = strlen(line);
             if (len && line[len - 1] == '\r') line[--len] = 0;
             if (!len) continue;
-            int32_t cap = (int32_t)len + 16, n = 0;
-            ids[count] = malloc(sizeof(int32_t) * (size_t)cap);
-            if (api.tokenizer_encode(tok, line, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids[count], cap,
-                                     &n) != RSR_OK)
-                die("%s: %s", file, api.tokenizer_errmsg(tok));
+            int32_t n = 0;
+            rsr_status st;
+            ids[count] = encode_all(&api, tok, line, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, &n, &st);
+            if (!ids[count])
+                die("%s: %s", file, st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(tok));
             if (!n) continue;
             lens[count] = n, texts[count] = line, count++;
         }
@@ -1123,11 +1122,11 @@ int main(int argc, char **argv) {
         run_bench(m, &info, &a.o, NULL, 0, t_open);
     } else if (a.do_bench || a.do_tokenize) {
         rsr_tokenizer *tok = require_tokenizer(m, a.do_tokenize ? "--tokenize" : "a text prompt");
-        int32_t n = 0, cap = (int32_t)strlen(a.o.prompt) + 16;
-        int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-        if (api.tokenizer_encode(tok, a.o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, ids, cap,
-                                 &n) != RSR_OK)
-            die("%s", api.tokenizer_errmsg(tok));
+        int32_t n = 0;
+        rsr_status st;
+        int32_t *ids =
+            encode_all(&api, tok, a.o.prompt, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, &n, &st);
+        if (!ids) die("%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(tok));
         if (a.do_tokenize) { /* the ids a generation would start from, as --tokens takes them */
             for (int32_t i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
             putchar('\n');

@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encode_all.h"
 #include "rsr-run.h"
+
+enum { PERPLEXITY_MAX_BYTES = 256 << 20 }; /* about 64 M tokens: hours of scoring on a CPU */
 
 static char *read_text(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -22,14 +25,17 @@ static char *read_text(const char *path, size_t *len) {
     char *text = NULL;
     size_t cap = 0, got;
     *len = 0;
-    do {
+    do { /* checked as it comes: /dev/zero or a device that never ends is refused at once, not read into memory */
         if (*len + 1 >= cap && !(text = realloc(text, cap = cap ? 2 * cap : 1 << 16))) die("out of memory");
         got = fread(text + *len, 1, cap - *len - 1, f);
+        if (memchr(text + *len, 0, got)) die("--perplexity %s: the file holds a NUL byte: it is not text", path);
         *len += got;
+        if (*len > PERPLEXITY_MAX_BYTES)
+            die("--perplexity %s: more than %d MiB of text (wiki.test.raw is 1.3 MB); give a part of it", path,
+                PERPLEXITY_MAX_BYTES >> 20);
     } while (got > 0);
     if (ferror(f)) die("--perplexity %s: cannot read it", path);
     fclose(f);
-    if (memchr(text, 0, *len)) die("--perplexity %s: the file holds a NUL byte: it is not text", path);
     text[*len] = 0;
     return text;
 }
@@ -47,11 +53,12 @@ void run_perplexity(rsr_model *m, const rsr_model_info *info, const run_options 
     rsr_tokenizer *tok = require_tokenizer(m, "--perplexity");
     size_t len;
     char *text = read_text(path, &len);
-    int32_t cap = (int32_t)(len < INT32_MAX - 16 ? len + 16 : INT32_MAX), n = 0;
-    int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-    if (!ids) die("out of memory for the tokens of %s", path);
-    if (api.tokenizer_encode(tok, text, (ptrdiff_t)len, RSR_ENCODE_ADD_SPECIAL, ids, cap, &n) != RSR_OK)
-        die("--perplexity %s: %s", path, api.tokenizer_errmsg(tok));
+    int32_t n = 0;
+    rsr_status st;
+    int32_t *ids = encode_all(&api, tok, text, (ptrdiff_t)len, RSR_ENCODE_ADD_SPECIAL, &n, &st);
+    if (!ids)
+        die("--perplexity %s: %s", path,
+            st == RSR_ERR_OUT_OF_MEMORY ? "out of memory for its tokens" : api.tokenizer_errmsg(tok));
     free(text);
     const int32_t ctx = o->ctx ? o->ctx : info->max_positions < 512 ? info->max_positions : 512;
     if (ctx < 4) die("--perplexity: --ctx %d leaves nothing to score (at least 4)", ctx);

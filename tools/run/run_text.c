@@ -19,6 +19,7 @@
 #include <editline/readline.h>
 #endif
 
+#include "encode_all.h"
 #include "chat_default.h"
 #include "think.h"
 #include "rsr-run.h"
@@ -194,14 +195,9 @@ static void generator_free(generator *g) {
 }
 
 static int32_t *encode(rsr_tokenizer *tok, const char *text, uint32_t flags, int32_t *n) {
-    int32_t cap = (int32_t)strlen(text) + 16;
-    int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-    rsr_status st = api.tokenizer_encode(tok, text, -1, flags, ids, cap, n);
-    if (st == RSR_ERR_BUFFER_TOO_SMALL) {
-        ids = realloc(ids, sizeof *ids * (size_t)*n);
-        st = api.tokenizer_encode(tok, text, -1, flags, ids, *n, n);
-    }
-    if (st != RSR_OK) die("%s", api.tokenizer_errmsg(tok));
+    rsr_status st;
+    int32_t *ids = encode_all(&api, tok, text, -1, flags, n, &st);
+    if (!ids) die("%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(tok));
     return ids;
 }
 

@@ -43,6 +43,7 @@
 #include "artifact_pin.h"
 #include "chat_default.h"
 #include "kv_types.h"
+#include "encode_all.h"
 #include "serve.h"
 #include "think.h"
 #include "serve_gbnf.h"
@@ -161,16 +162,24 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", clean ? clean : "error");
     cJSON_AddStringToObject(err, "type", type);
+    char *clean_param = param ? serve_utf8_clean(param, strlen(param)) : NULL; /* a key the client sent */
     if (param)
-        cJSON_AddStringToObject(err, "param", param);
+        cJSON_AddStringToObject(err, "param", clean_param ? clean_param : "?");
     else
         cJSON_AddNullToObject(err, "param");
     if (code)
         cJSON_AddStringToObject(err, "code", code);
     else
         cJSON_AddNullToObject(err, "code");
-    free(clean);
+    free(clean), free(clean_param);
     return send_json(c, status, root, status == MHD_HTTP_SERVICE_UNAVAILABLE);
+}
+
+/* A request's failure as said in err: out of memory is the server's (503: try again later), the
+ * rest the request's (400). */
+static enum MHD_Result refuse_request(struct MHD_Connection *c, const char *param, const char *err) {
+    if (strstr(err, "out of memory")) return send_error(c, 503, "server_error", NULL, NULL, "%s", err);
+    return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
 }
 
 /* 400: what the request asks for needs the tokenizer the model lacks. */
@@ -651,13 +660,11 @@ static int32_t *prompt_ids_locked(server *sv, serve_params *p, int32_t *n, char 
         flags |= RSR_ENCODE_ADD_SPECIAL;
     }
     const char *src = text ? text : p->prompt;
-    int32_t cap = (int32_t)strlen(src) + 16;
-    int32_t *ids = malloc(sizeof *ids * (size_t)cap);
-    rsr_status st = ids ? api.tokenizer_encode(sv->tok, src, -1, flags, ids, cap, n) : RSR_ERR_OUT_OF_MEMORY;
+    rsr_status st;
+    int32_t *ids = encode_all(&api, sv->tok, src, -1, flags, n, &st);
     free(text);
-    if (st != RSR_OK) {
+    if (!ids) {
         snprintf(err, errlen, "%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
-        free(ids);
         return NULL;
     }
     if (*n == 0) { /* an empty prompt starts from BOS */
@@ -1009,12 +1016,9 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
     for (int32_t i = 0; i < p->n_in && !*err; i++) {
         serve_embed_input *in = &p->in[i];
         if (!in->text) continue;
-        int32_t cap = (int32_t)strlen(in->text) + 16;
-        rsr_status st =
-            (in->ids = malloc(sizeof *in->ids * (size_t)cap))
-                ? api.tokenizer_encode(sv->tok, in->text, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL,
-                                       in->ids, cap, &in->n_ids)
-                : RSR_ERR_OUT_OF_MEMORY;
+        rsr_status st;
+        in->ids =
+            encode_all(&api, sv->tok, in->text, -1, RSR_ENCODE_ADD_SPECIAL | RSR_ENCODE_PARSE_SPECIAL, &in->n_ids, &st);
         if (st != RSR_OK)
             snprintf(err, sizeof err, "%s: %s", embed_where(p, i, where),
                      st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
@@ -1022,7 +1026,7 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
             snprintf(err, sizeof err, "%s has no tokens", embed_where(p, i, where));
     }
     pthread_mutex_unlock(&sv->tok_lock);
-    if (*err) return *ret = send_error(c, 400, "invalid_request_error", "input", NULL, "%s", err), false;
+    if (*err) return *ret = refuse_request(c, "input", err), false;
     for (int32_t i = 0; i < p->n_in; i++) {
         if (p->in[i].n_ids > ctx)
             return *ret = send_error(c, 400, "invalid_request_error", "input", "context_length_exceeded",
@@ -1032,7 +1036,7 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
         j->tokens += p->in[i].n_ids;
     }
     if (!(j->out = malloc(sizeof(float) * (size_t)p->n_in * (size_t)sv->info.hidden_size)))
-        return *ret = send_error(c, 500, "server_error", NULL, NULL, "out of memory for the embeddings"), false;
+        return *ret = send_error(c, 503, "server_error", NULL, NULL, "out of memory for the embeddings"), false;
     return true;
 }
 
@@ -1092,7 +1096,7 @@ static enum MHD_Result embed_reply(server *sv, struct MHD_Connection *c, const e
     }
     if (!ok) {
         cJSON_Delete(root);
-        return send_error(c, 500, "server_error", NULL, NULL, "out of memory for the reply");
+        return send_error(c, 503, "server_error", NULL, NULL, "out of memory for the reply");
     }
     cJSON_AddStringToObject(root, "model", sv->model_id);
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
@@ -1107,7 +1111,7 @@ static enum MHD_Result embeddings(server *sv, struct MHD_Connection *c, const ch
     char err[512];
     const char *param;
     enum MHD_Result ret = MHD_NO;
-    if (!j) return send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    if (!j) return send_error(c, 503, "server_error", NULL, NULL, "out of memory");
     if (!serve_embed_parse(body, len, sv->info.vocab_size, &j->p, err, sizeof err, &param)) {
         free(j);
         return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
@@ -1237,7 +1241,7 @@ static bool complete_check(server *sv, struct MHD_Connection *c, serve_job **js,
     for (int32_t k = 0; k < n; k++) {
         serve_job *j = js[k];
         if (!(j->ids = prompt_ids(sv, &j->p, &j->n_ids, err, sizeof err)))
-            return *ret = send_error(c, 400, "invalid_request_error", prompt_param, NULL, "%s", err), false;
+            return *ret = refuse_request(c, prompt_param, err), false;
         if (j->n_ids > ctx || (j->n_ids == ctx && j->p.max_tokens != 0)) {
             snprintf(where, sizeof where, j->p.prompt_list ? "prompt[%d] has" : "the prompt has", k);
             return *ret = send_error(c, 400, "invalid_request_error", prompt_param, "context_length_exceeded",
@@ -1302,7 +1306,7 @@ static enum MHD_Result complete_reply(server *sv, struct MHD_Connection *c, serv
         char *text = choice_text(sv, j);
         if (!text) {
             cJSON_Delete(root);
-            return send_error(c, 500, "server_error", NULL, NULL, "out of memory for the reply");
+            return send_error(c, 503, "server_error", NULL, NULL, "out of memory for the reply");
         }
         cJSON *ch = j->p.chat ? chat_choice(j, text) : choice(j, text, finish_reason(j->finish), false, true);
         size_t offset = 0;
@@ -1360,7 +1364,7 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
         serve_params_free(&ps[k]);
     }
     free(ps);
-    if (!ok) return jobs_drop(js, n), send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    if (!ok) return jobs_drop(js, n), send_error(c, 503, "server_error", NULL, NULL, "out of memory");
     enum MHD_Result ret = MHD_NO;
     if (!complete_check(sv, c, js, n, &ret)) {
         serve_count_invalid(sv->e);
@@ -1380,7 +1384,7 @@ static enum MHD_Result complete(server *sv, struct MHD_Connection *c, bool chat,
     embed_job *score = scored ? score_job(js, n) : NULL;
     if (scored && !score)
         return jobs_drop(js, n),
-               send_error(c, 500, "server_error", NULL, NULL, "out of memory for the prompt's scores");
+               send_error(c, 503, "server_error", NULL, NULL, "out of memory for the prompt's scores");
     if (!serve_submit_all(sv->e, js, n)) {
         jobs_drop(js, n);
         if (score) serve_embed_params_free(&score->p), free(score->lp), free(score);
@@ -1472,14 +1476,12 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char
                               : "'add_special', 'parse_special' and 'with_pieces' are true or false");
     }
     size_t n_text = strlen(content->valuestring);
-    int32_t *ids = malloc(sizeof *ids * (n_text + 16)), n = 0;
+    int32_t n = 0;
+    rsr_status st;
     pthread_mutex_lock(&sv->tok_lock);
-    rsr_status st =
-        ids ? api.tokenizer_encode(sv->tok, content->valuestring, (ptrdiff_t)n_text,
-                                   (add ? RSR_ENCODE_ADD_SPECIAL : 0) | (parse ? RSR_ENCODE_PARSE_SPECIAL : 0), ids,
-                                   (int32_t)n_text + 16, &n)
-            : RSR_ERR_OUT_OF_MEMORY;
-    if (st == RSR_OK && (out = cJSON_CreateObject())) {
+    int32_t *ids = encode_all(&api, sv->tok, content->valuestring, (ptrdiff_t)n_text,
+                              (add ? RSR_ENCODE_ADD_SPECIAL : 0) | (parse ? RSR_ENCODE_PARSE_SPECIAL : 0), &n, &st);
+    if (ids && (out = cJSON_CreateObject())) {
         cJSON *list = cJSON_AddArrayToObject(out, "tokens");
         for (int32_t i = 0; i < n; i++) {
             if (!pieces) {
@@ -1494,10 +1496,17 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char
             cJSON_AddItemToArray(list, t);
         }
     }
+    if (!ids && st != RSR_ERR_OUT_OF_MEMORY) { /* the tokenizer's refusal is the request's fault */
+        char why[512];
+        snprintf(why, sizeof why, "%s", api.tokenizer_errmsg(sv->tok));
+        pthread_mutex_unlock(&sv->tok_lock);
+        cJSON_Delete(root);
+        return send_error(c, 400, "invalid_request_error", "content", NULL, "%s", why);
+    }
     pthread_mutex_unlock(&sv->tok_lock);
     free(ids);
     cJSON_Delete(root);
-    if (!out) return send_error(c, 500, "server_error", NULL, NULL, "out of memory tokenizing");
+    if (!out) return send_error(c, 503, "server_error", NULL, NULL, "out of memory tokenizing");
     return send_json(c, MHD_HTTP_OK, out, 0);
 }
 
@@ -1518,7 +1527,7 @@ static enum MHD_Result apply_template(server *sv, struct MHD_Connection *c, cons
     char *clean = serve_utf8_clean(text, strlen(text));
     free(text);
     cJSON *out = clean ? cJSON_CreateObject() : NULL;
-    if (!out) return free(clean), send_error(c, 500, "server_error", NULL, NULL, "out of memory");
+    if (!out) return free(clean), send_error(c, 503, "server_error", NULL, NULL, "out of memory");
     cJSON_AddStringToObject(out, "prompt", clean);
     free(clean);
     return send_json(c, MHD_HTTP_OK, out, 0);
@@ -1535,8 +1544,9 @@ static enum MHD_Result detokenize(server *sv, struct MHD_Connection *c, const ch
     const char *why = !cJSON_IsObject(root) || n < 0 ? "'tokens' must be an array of token ids" : !ids ? "" : NULL;
     cJSON_ArrayForEach(t, tokens) {
         if (why) break;
-        if (!cJSON_IsNumber(t) || t->valuedouble != (double)(int32_t)t->valuedouble || t->valuedouble < 0 ||
-            t->valuedouble >= sv->info.vocab_size)
+        /* the range first: converting a double at or past 2^31 to int32_t is undefined */
+        if (!cJSON_IsNumber(t) || !(t->valuedouble >= 0 && t->valuedouble < sv->info.vocab_size) ||
+            t->valuedouble != floor(t->valuedouble))
             why = "every element of 'tokens' must be a token id of this model, in [0, vocab_size)";
         else
             ids[k++] = (int32_t)t->valuedouble;
@@ -1555,7 +1565,7 @@ static enum MHD_Result detokenize(server *sv, struct MHD_Connection *c, const ch
     cJSON_Delete(root);
     if (why && *why) return send_error(c, 400, "invalid_request_error", "tokens", NULL, "%s", why);
     cJSON *out = why ? NULL : cJSON_CreateObject();
-    if (!out) return free(clean), send_error(c, 500, "server_error", NULL, NULL, "out of memory detokenizing");
+    if (!out) return free(clean), send_error(c, 503, "server_error", NULL, NULL, "out of memory detokenizing");
     cJSON_AddStringToObject(out, "content", clean);
     free(clean);
     return send_json(c, MHD_HTTP_OK, out, 0);

@@ -312,14 +312,17 @@ void rt_lm_head_forget(rsr_session *s) {
     if (s->head) s->head->skip_pass = false; /* a reset session draws as a fresh one, tails included */
 }
 
+/* -1 when a logit is NaN (a finite state whose products overflow: +inf and -inf summed). */
 static int32_t full_argmax(const rsr_model *m, const float *x) {
     int32_t best = 0;
     float best_logit = dot_row(m, 0, x);
+    bool nan = isnan(best_logit);
     for (int32_t v = 1; v < m->a->vocab; v++) {
         float l = dot_row(m, v, x);
+        nan |= isnan(l);
         if (rt_logit_better(l, best_logit)) best = v, best_logit = l;
     }
-    return best;
+    return nan ? -1 : best;
 }
 
 /* One vector's int8 pass: x quantised to int16 (x = xq/xs + d), then approx[v] and bound[v] of
@@ -450,20 +453,46 @@ static int32_t pick_greedy(const head_x *p) {
     float best_logit = 0;
     hs->passes++;
     int32_t n = 0;
+    bool nan = false;
     for (int32_t v = 0; v < m->a->vocab; v++) {
         if (h->approx[v] + h->bound[v] < p->best_lo) continue;
         float l = dot_row_of(m, v, p->x, n++ < RT_FEW_ROWS);
         hs->exact_rows++;
+        nan |= isnan(l);
         if (best < 0 || rt_logit_better(l, best_logit)) best = v, best_logit = l;
     }
-    return best;
+    return nan ? -1 : best;
+}
+
+/* pick_greedy's -1 as the session's error */
+static rsr_status greedy_or_refuse(rsr_session *s, int32_t pick, int32_t *token) {
+    if (pick >= 0) return *token = pick, RSR_OK;
+    return rt_set_error(s->err, RSR_ERR_INTERNAL,
+                        "a logit is NaN (the head's products overflowed): the model's weights or activations are out "
+                        "of range, so no token can be chosen");
+}
+
+/* A hidden state holding NaN or infinity has no token to choose: every comparison with a NaN
+ * logit is false, so an argmax would give token 0 without a word. Refused instead. */
+static rsr_status finite_or_refuse(rsr_session *s, const float *x) {
+    const int32_t n = s->model->a->hidden;
+    float probe = 0; /* 0 for finite x; NaN once any is NaN or infinite (inf * 0) */
+    for (int32_t i = 0; i < n; i++) probe += x[i] * 0.0f;
+    if (probe == 0) return RSR_OK;
+    int32_t i = 0;
+    while (i < n && isfinite(x[i])) i++;
+    return rt_set_error(s->err, RSR_ERR_INTERNAL,
+                        "the model's last hidden state is not finite (%g at element %d): its weights or activations "
+                        "overflowed, so no token can be chosen",
+                        i < n ? (double)x[i] : 0.0, i);
 }
 
 rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     head_x p;
-    rsr_status st = approx_rows(s, x, &p);
-    if (st == RSR_OK) *token = pick_greedy(&p);
-    return st;
+    rsr_status st = finite_or_refuse(s, x);
+    if (st != RSR_OK) return st;
+    st = approx_rows(s, x, &p);
+    return st == RSR_OK ? greedy_or_refuse(s, pick_greedy(&p), token) : st;
 }
 
 /*
@@ -571,7 +600,8 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
 rsr_status rt_lm_head_sample(rsr_session *s, const float *x, const rsr_sampler_params *sp, uint64_t *rng,
                              int32_t *token, double *tail) {
     head_x p = {.s = s, .x = x};
-    rsr_status st = sample_skips_pass(s) ? RSR_OK : approx_rows(s, x, &p);
+    rsr_status st = finite_or_refuse(s, x);
+    if (st == RSR_OK && !sample_skips_pass(s)) st = approx_rows(s, x, &p);
     return st == RSR_OK ? pick_sample(&p, sp, rng, token, tail, false) : st;
 }
 
@@ -593,6 +623,8 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
             logit_to[nlog] = r->logits, logit_of[nlog++] = j;
             continue;
         }
+        rsr_status fin = finite_or_refuse(calls[j].s, calls[j].x);
+        if (fin != RSR_OK) return fin;
         if (r->kind == RT_HEAD_SAMPLE && sample_skips_pass(calls[j].s)) { /* every row exactly, as its own call */
             rsr_status st = head_scratch(calls[j].s);
             if (st != RSR_OK) return st;
@@ -611,7 +643,10 @@ rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k) {
     if (npass) head_pass(m, pass, npass);
     for (int32_t j = 0; j < k; j++) {
         const rt_head_request *r = calls[j].req;
-        if (r->kind == RT_HEAD_GREEDY) *r->token = pick_greedy(&px[j]);
+        if (r->kind == RT_HEAD_GREEDY) {
+            rsr_status st = greedy_or_refuse(calls[j].s, pick_greedy(&px[j]), r->token);
+            if (st != RSR_OK) return st;
+        }
         if (r->kind == RT_HEAD_SAMPLE) {
             rsr_status st = pick_sample(&px[j], r->sampler, r->rng, r->token, r->tail, ready[j]);
             if (st != RSR_OK) return st;

@@ -1,6 +1,7 @@
 /* jinja_eval.c — the evaluator of the Jinja interpreter (jinja.c describes the whole): scopes,
  * expressions, statements, and jinja_render. Statements write into one output buffer; a loop
  * iteration that ends in break or continue loses the text it wrote, as in the reference renderer. */
+#include "jinja_builtins.h"
 #include "jinja_internal.h"
 
 #include <math.h>
@@ -539,7 +540,12 @@ static jscope *globals(jctx *c, const jinja_message *m, int n, int add_generatio
     if (eos) assign_c(c, g, "eos_token", vstr((jstr){eos, strlen(eos)}));
     if (context) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, context) assign_c(c, g, e->string, from_json(c, e, 1));
+        cJSON_ArrayForEach(e, context) {
+            if (jinja_builtin_name(e->string)) /* request data may not replace what the template relies on */
+                jinja_fail(&c->e, 0, "the conversation's '%s' would replace the template's built-in of that name",
+                           e->string);
+            assign_c(c, g, e->string, from_json(c, e, 1));
+        }
         return g;
     }
     jlist *l = jx_list(c, n, 0);

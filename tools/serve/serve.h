@@ -30,6 +30,7 @@ extern rsr_api api; /* the model's API, loaded by rsr-serve.c */
 
 #define SERVE_MAX_STOP 4                  /* OpenAI's limit on stop strings */
 #define SERVE_MAX_PROMPTS 256             /* completions: prompts of one request */
+#define SERVE_MAX_TOOLS 1024              /* chat: functions one request offers (OpenAI's limit is 128) */
 typedef struct gbnf_grammar gbnf_grammar; /* a compiled GBNF grammar (serve_gbnf.c) */
 typedef struct serve_params {
     bool chat;    /* /v1/chat/completions: messages; else /v1/completions: prompt */

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "jinja_builtins.h"
 #include "serve.h"
 #include "serve_gbnf.h"
 #include "serve_schema.h"
@@ -234,6 +235,42 @@ static bool tool_name_ok(const char *s) {
     return true;
 }
 
+typedef struct named {
+    const char *name;
+    int index;
+} named;
+
+static int by_name(const void *a, const void *b) {
+    const named *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->index - y->index;
+}
+
+/* No function name twice among the n tools (whose names are checked strings): sorted, so that
+ * a long list costs n log n, not n² (22,870 tools took 4 s a request). */
+static bool unique_names(reader *r, const cJSON *tools, int n) {
+    if (n < 2) return true;
+    named *all = malloc(sizeof *all * (size_t)n);
+    if (!all) return fail(r, NULL, "out of memory");
+    int k = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) all[k] = (named){cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                                                      cJSON_GetObjectItemCaseSensitive(t, "function"), "name")),
+                                                  k},
+                                 k++;
+    qsort(all, (size_t)n, sizeof *all, by_name);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(all[i].name, all[i - 1].name)) {
+            char name[80];
+            snprintf(name, sizeof name, "%s", all[i].name);
+            int at = all[i].index;
+            free(all);
+            return fail(r, "tools", "tools[%d].function.name '%s' is given twice", at, name);
+        }
+    free(all);
+    return true;
+}
+
 /* tools (functions with JSON-schema parameters, each schema one the structured output serves),
  * tool_choice and parallel_tool_calls; the tools go into the context unless the choice is none. */
 static bool read_tools(reader *r, const cJSON *root, serve_params *p, cJSON *ctx) {
@@ -244,6 +281,7 @@ static bool read_tools(reader *r, const cJSON *root, serve_params *p, cJSON *ctx
     if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
         return fail(r, "tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
     int n = cJSON_GetArraySize(tools), k = 0;
+    if (n > SERVE_MAX_TOOLS) return fail(r, "tools", "'tools' lists %d functions; at most %d", n, SERVE_MAX_TOOLS);
     const cJSON *t, *listed_tools = n ? tools : NULL;
     cJSON_ArrayForEach(t, listed_tools) {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
@@ -253,10 +291,6 @@ static bool read_tools(reader *r, const cJSON *root, serve_params *p, cJSON *ctx
             return fail(r, "tools", "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", k);
         if (!name || !tool_name_ok(name))
             return fail(r, "tools", "tools[%d].function.name must be 1 to 64 letters, digits, '_' or '-'", k);
-        for (const cJSON *u = tools->child; u != t; u = u->next)
-            if (!strcmp(name, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                                  cJSON_GetObjectItemCaseSensitive(u, "function"), "name"))))
-                return fail(r, "tools", "tools[%d].function.name '%s' is given twice", k, name);
         const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
         char why[400], keyword[64];
         if (params && !cJSON_IsObject(params))
@@ -266,6 +300,7 @@ static bool read_tools(reader *r, const cJSON *root, serve_params *p, cJSON *ctx
         free(g);
         k++;
     }
+    if (!unique_names(r, listed_tools, n)) return false;
     p->tool_choice = SERVE_TOOLS_AUTO;
     if (cJSON_IsString(choice)) {
         const char *c = choice->valuestring;
@@ -312,6 +347,9 @@ static bool read_reasoning(reader *r, const cJSON *root, serve_params *p, cJSON 
             !strcmp(e->string, "add_generation_prompt"))
             return fail(r, "chat_template_kwargs",
                         "'chat_template_kwargs' cannot set '%s': the request's own field does", e->string);
+        if (jinja_builtin_name(e->string))
+            return fail(r, "chat_template_kwargs",
+                        "'chat_template_kwargs' cannot set '%s': it is one of the template's built-ins", e->string);
         cJSON_DeleteItemFromObjectCaseSensitive(ctx, e->string);
         cJSON_AddItemToObject(ctx, e->string, cJSON_Duplicate(e, 1));
     }
@@ -612,6 +650,33 @@ static bool has_nul_escape(const char *s, size_t n) {
     return false;
 }
 
+/* What one request's JSON may hold, checked before any work reads it: the renderer's dictionaries
+ * and the template's scopes look names up one by one, so an object of 80,000 keys would cost
+ * seconds of CPU under the tokenizer's lock (every client's text waits on it). */
+enum { JSON_MAX_KEYS = 4096, JSON_MAX_ITEMS = 1 << 20, JSON_MAX_NODES = 1 << 22 };
+
+/* The first place v breaks those limits, as a message naming the top-level field it is under
+ * (copied: the tree is freed before the reply names it). */
+static bool json_shape_ok(reader *r, const cJSON *v, const char *field, long *nodes) {
+    static _Thread_local char named[80];
+    int count = 0;
+    for (const cJSON *e = v->child; e; e = e->next) {
+        const bool over_nodes = ++*nodes > JSON_MAX_NODES,
+                   over = ++count > (cJSON_IsObject(v) ? JSON_MAX_KEYS : JSON_MAX_ITEMS);
+        if (over_nodes || over) {
+            snprintf(named, sizeof named, "%s", field ? field : "");
+            if (over_nodes)
+                return fail(r, field ? named : NULL, "the body has more than %d JSON values: more than a request needs",
+                            JSON_MAX_NODES);
+            return fail(r, field ? named : NULL, "%s '%s' has more than %d %s",
+                        cJSON_IsObject(v) ? "an object under" : "an array under", field ? named : "the body",
+                        cJSON_IsObject(v) ? JSON_MAX_KEYS : JSON_MAX_ITEMS, cJSON_IsObject(v) ? "keys" : "elements");
+        }
+        if (e->child && !json_shape_ok(r, e, field ? field : e->string, nodes)) return false;
+    }
+    return true;
+}
+
 /* The body's one JSON value, with nothing after it and no \u0000 in it; NULL with the message. */
 static cJSON *read_root(reader *r, const char *body, size_t len) {
     const char *end = NULL;
@@ -630,6 +695,11 @@ static cJSON *read_root(reader *r, const char *body, size_t len) {
     if (has_nul_escape(body, len)) { /* a C string would end there: the text would be cut short */
         cJSON_Delete(root);
         fail(r, NULL, "the body holds \\u0000 (a NUL character), which no prompt or message may contain");
+        return NULL;
+    }
+    long nodes = 0;
+    if (!json_shape_ok(r, root, NULL, &nodes)) {
+        cJSON_Delete(root);
         return NULL;
     }
     return root;

@@ -40,6 +40,7 @@ typedef struct reader {
     char *err;
     size_t errlen;
     const char **param;
+    const serve_params *share; /* a prompt list's first prompt, whose grammar the others share; or NULL */
 } reader;
 
 static bool fail(reader *r, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -418,6 +419,10 @@ static bool read_response_format(reader *r, const cJSON *root, serve_params *p) 
     } else if (strcmp(type, "json_object")) {
         return fail(r, "response_format", "'response_format' %s is not one of text, json_object, json_schema", type);
     }
+    if (r->share && (r->share->shape || r->share->grammar)) { /* a prompt list's: the first prompt's, shared */
+        p->shape = json_shape_ref(r->share->shape), p->grammar = gbnf_ref(r->share->grammar);
+        return true;
+    }
     char why[400], keyword[64], why_grammar[400];
     if ((p->shape = json_shape_compile(schema, why, sizeof why, keyword))) return true;
     if ((p->grammar = schema_grammar(schema, why_grammar, sizeof why_grammar, keyword))) return true;
@@ -435,6 +440,7 @@ static bool read_grammar(reader *r, const cJSON *root, serve_params *p) {
     if (p->shape || p->grammar)
         return fail(r, "grammar", "'grammar' and a JSON 'response_format' cannot be given together");
     char why[256];
+    if (r->share && r->share->grammar) return (p->grammar = gbnf_ref(r->share->grammar)), true;
     if (!(p->grammar = gbnf_compile(g->valuestring, strlen(g->valuestring), why, sizeof why)))
         return fail(r, "grammar", "'grammar': %s", why);
     return true;
@@ -709,7 +715,7 @@ bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char 
                  const char **param) {
     memset(p, 0, sizeof *p);
     *param = NULL;
-    reader r = {err, errlen, param};
+    reader r = {err, errlen, param, NULL};
     cJSON *root = read_root(&r, body, len);
     if (!root) return false;
     bool ok = read_all(&r, root, chat, 0, p);
@@ -721,7 +727,7 @@ bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char 
 bool serve_parse_all(const char *body, size_t len, bool chat, serve_params **ps, int32_t *n, char *err, size_t errlen,
                      const char **param) {
     *ps = NULL, *n = 0, *param = NULL;
-    reader r = {err, errlen, param};
+    reader r = {err, errlen, param, NULL};
     cJSON *root = read_root(&r, body, len);
     if (!root) return false;
     serve_params first;
@@ -731,6 +737,7 @@ bool serve_parse_all(const char *body, size_t len, bool chat, serve_params **ps,
     if (ok && !all) ok = fail(&r, NULL, "out of memory");
     if (ok) {
         all[0] = first;
+        r.share = &all[0];                                  /* the grammar or schema compiled once, for every prompt */
         for (int32_t k = 1; k < first.n_prompts && ok; k++) /* checked with the first: only memory may fail */
             if (!(ok = read_all(&r, root, chat, k, &all[k]))) serve_params_free(&all[k]);
         *n = first.n_prompts;
@@ -842,7 +849,7 @@ bool serve_embed_parse(const char *body, size_t len, int32_t vocab, serve_embed_
                        const char **param) {
     memset(p, 0, sizeof *p);
     *param = NULL;
-    reader r = {err, errlen, param};
+    reader r = {err, errlen, param, NULL};
     cJSON *root = read_root(&r, body, len);
     if (!root) return false;
     bool ok = cJSON_IsObject(root) ? read_embed_fields(&r, root, p) && read_embed_inputs(&r, root, vocab, p)

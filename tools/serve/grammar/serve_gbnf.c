@@ -52,6 +52,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +94,7 @@ struct gbnf_grammar {
     int *clo_off; /* [ncode]: at a rule reference, its closure's offset in clo, or CLO_DYNAMIC */
     int *clo;     /* the closures (closure) */
     int ncode, nrules, ncls;
+    _Atomic int extra; /* holders beyond the first (gbnf_ref): a prompt list's requests share one */
 };
 
 /* ---- UTF-8 ---- */
@@ -947,8 +949,13 @@ static int check(parser *p) {
 
 /* ---- the compiled grammar ---- */
 
+gbnf_grammar *gbnf_ref(gbnf_grammar *g) {
+    if (g) atomic_fetch_add(&g->extra, 1);
+    return g;
+}
+
 void gbnf_free(gbnf_grammar *g) {
-    if (!g) return;
+    if (!g || atomic_fetch_sub(&g->extra, 1) > 0) return; /* another holder has it still */
     free(g->code), free(g->alt_off), free(g->alts), free(g->cls), free(g->rg), free(g->clo_off), free(g->clo);
     free(g);
 }

@@ -24,7 +24,8 @@ typedef struct gbnf_state gbnf_state;
  * column and what is wrong: a syntax error, an undefined rule (named), a missing root, a
  * left-recursive rule (named), or a grammar too big (the limits above). */
 gbnf_grammar *gbnf_compile(const char *src, size_t len, char *err, size_t errlen);
-void gbnf_free(gbnf_grammar *g);
+void gbnf_free(gbnf_grammar *g);                   /* drops a holder's reference; the last frees it */
+gbnf_grammar *gbnf_ref(gbnf_grammar *g);           /* one more holder of g (any thread); g */
 gbnf_state *gbnf_state_new(const gbnf_grammar *g); /* the empty reply; NULL: out of memory */
 /* A copy of src that takes no scratch memory until it is fed: a state that is only copied to and
  * from (a mask's states along a token's bytes) costs its stacks alone. NULL: out of memory. */

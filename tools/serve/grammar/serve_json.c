@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +44,8 @@ typedef struct node {
 
 struct json_shape {
     node *nodes;
-    int n, any, root; /* any: a node taking any JSON value; root: the reply's */
+    int n, any, root;  /* any: a node taking any JSON value; root: the reply's */
+    _Atomic int extra; /* holders beyond the first (json_shape_ref) */
 };
 
 enum frame_kind { F_VALUE, F_OBJECT, F_KEY, F_ARRAY, F_STRING, F_NUMBER, F_LITERAL };
@@ -66,8 +68,13 @@ static void shape_free_nodes(json_shape *s) {
     free(s->nodes);
 }
 
+json_shape *json_shape_ref(json_shape *s) {
+    if (s) atomic_fetch_add(&s->extra, 1);
+    return s;
+}
+
 void json_shape_free(json_shape *s) {
-    if (!s) return;
+    if (!s || atomic_fetch_sub(&s->extra, 1) > 0) return; /* another holder has it still */
     shape_free_nodes(s);
     free(s);
 }

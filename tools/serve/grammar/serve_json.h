@@ -26,7 +26,8 @@ typedef struct json_state { /* the reply so far */
 /* The schema (NULL: json_object, an object of anything), or NULL with the message and the
  * keyword refused (64 bytes). */
 json_shape *json_shape_compile(const struct cJSON *schema, char *err, size_t errlen, char keyword[64]);
-void json_shape_free(json_shape *s);
+void json_shape_free(json_shape *s);       /* drops a holder's reference; the last frees it */
+json_shape *json_shape_ref(json_shape *s); /* one more holder of s (any thread); s */
 void json_state_init(json_state *st, const json_shape *sh);
 /* false: no valid reply continues with these bytes (st is then spoilt: feed a copy) */
 bool json_state_feed(json_state *st, const json_shape *sh, const char *bytes, size_t n);

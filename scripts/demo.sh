@@ -28,6 +28,11 @@ say "Run it: greedy (repetition penalty 1.2), then sampled (temperature 0.8, min
 "$build/rsr-run" "$work/model.so" -p "In the beginning God created" -n 40 --repeat-penalty 1.2
 "$build/rsr-run" "$work/model.so" -p "And Jesus said unto them," -n 40 --temp 0.8 --min-p 0.05 --seed 1
 
+say "Chat with it (its chat template, tokenizer_config.json): say a verse, it answers with what follows"
+verse="And God said, Let there be light: and there was light."
+echo "> $verse"
+echo "$verse" | "$build/rsr-run" "$work/model.so" --chat -n 60 --repeat-penalty 1.2 2>/dev/null
+
 say "The same checkpoint as bitnet.cpp's I2_S GGUF (rsr-mkmodel --from), compiled: the same text"
 "$build/rsr-mkmodel" --format gguf-i2s --from "$model" --out "$work/kjv-i2s"
 "$build/rsrc" "$work/kjv-i2s/model.gguf" -o "$work/i2s.so"
@@ -35,12 +40,15 @@ say "The same checkpoint as bitnet.cpp's I2_S GGUF (rsr-mkmodel --from), compile
 
 say "Speed: prompt and decode tokens/s, the memory's read rate beside them"
 "$build/rsr-run" "$work/model.so" --bench --repeat 3 > "$work/bench.txt" 2>&1
-tail -4 "$work/bench.txt"
+grep -E '^(prefill|decode .*(certified|full logits)|roofline)' "$work/bench.txt"
 
 say "Random weights of the same format (rsr-mkmodel, the test models): the pipeline is the same, the text noise"
 "$build/rsr-mkmodel" --format bitnet-packed --preset small --out "$work/random"
 "$build/rsrc" "$work/random" -o "$work/random.so"
 "$build/rsr-run" "$work/random.so" -p "In the beginning God created" -n 16 --repeat-penalty 1.3
 
-say "Next: a real model"
-echo "rsrc path/to/bitnet-b1.58-2B-4T -o bitnet.so && $build/rsr-run bitnet.so --chat   (docs/user-guide.md)"
+say "Next: run these as printed"
+rel() { realpath --relative-to="$PWD" "$1"; }
+echo "$(rel "$build/rsr-run") $(rel "$work/model.so") --chat          # a chat in the terminal"
+echo "$(rel "$build/rsr-serve") $(rel "$work/model.so")               # the chat page on http://localhost:8080 and the OpenAI API"
+echo "$(rel "$build/rsrc") path/to/bitnet-b1.58-2B-4T -o bitnet.so && $(rel "$build/rsr-run") bitnet.so --chat   # a published model (docs/user-guide.md)"

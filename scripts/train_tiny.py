@@ -49,6 +49,25 @@ import torch.nn.functional as F
 from torch import nn
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
+# Llama 3's turn markers: a chat is <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> a turn
+# (CHAT_TEMPLATE, shipped in tokenizer_config.json), so rsrc's built-in llama3 template fits the
+# vocabulary too and <|eot_id|> ends a reply
+HEADER, END_HEADER, EOT = "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"
+SPECIALS = (BOS, EOS, HEADER, END_HEADER, EOT)
+CHAT_TEMPLATE = (
+    "{{- bos_token }}\n"
+    "{%- for message in messages %}\n"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + "
+    "'<|eot_id|>' }}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n")
+# what a chat's system turn says in the training conversations (a quarter of them have one)
+SYSTEM_PROMPTS = ("You are a reader of the King James Bible.",
+                  "Answer each verse with the verses that follow it.",
+                  "You are a helpful assistant.",
+                  "Read the Bible with me, one verse at a time.")
 # Llama 3's pre-tokenizer split (rsrc's runtime/tokenizer reads it from tokenizer.json)
 SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
          r"\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -84,6 +103,35 @@ def verse_strings(verses):
     return out
 
 
+def conversations(verses, strings, rng):
+    """The verses as chats, [[(role, content)]]: a user turn is one verse, the assistant's reply the
+    one or two verses after it, in order, a chat ending with its chapter or after one to four
+    exchanges; a quarter of the chats open with a system turn (SYSTEM_PROMPTS)."""
+    chats, i = [], 0
+    while i < len(verses):
+        turns = []
+        if rng.random() < 0.25:
+            turns.append(("system", SYSTEM_PROMPTS[int(rng.integers(len(SYSTEM_PROMPTS)))]))
+        for _ in range(int(rng.integers(1, 5))):
+            if i >= len(verses):
+                break
+            turns.append(("user", strings[i].strip()))
+            k = int(rng.integers(1, 3))
+            reply = [j for j in range(i + 1, min(i + 1 + k, len(verses))) if verses[j][:2] == verses[i][:2]]
+            if not reply:  # the chapter's last verse: the next chat begins the next chapter
+                turns.pop()
+                break
+            turns.append(("assistant", " ".join(strings[j].strip() for j in reply)))
+            i = reply[-1] + 1
+            if i >= len(verses) or verses[i][:2] != verses[i - 1][:2]:
+                break
+        if not any(r == "user" for r, _ in turns):
+            i += 1
+            continue
+        chats.append(turns)
+    return chats
+
+
 # ---------------------------------------------------------------------------------------------- tokenizer
 
 
@@ -101,8 +149,8 @@ def byte_alphabet():
 
 
 def train_bpe(text, vocab_size):
-    """Byte-level BPE on text's Llama 3 pieces: (tokens by id, merges as (left, right)); the two
-    special tokens take the last ids. The most frequent adjacent pair is merged first; equal
+    """Byte-level BPE on text's Llama 3 pieces: (tokens by id, merges as (left, right)); the
+    special tokens (SPECIALS) take the last ids. The most frequent adjacent pair is merged first; equal
     counts go to the pair of smaller ids."""
     alphabet = byte_alphabet()
     counts = {}
@@ -118,7 +166,7 @@ def train_bpe(text, vocab_size):
         for a, b in zip(syms, syms[1:]):
             pair_count[(a, b)] = pair_count.get((a, b), 0) + freq[w]
             pair_words.setdefault((a, b), set()).add(w)
-    while len(tokens) < vocab_size - 2 and pair_count:
+    while len(tokens) < vocab_size - len(SPECIALS) and pair_count:
         (a, b), c = max(pair_count.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
         if c <= 0:
             break
@@ -146,7 +194,7 @@ def train_bpe(text, vocab_size):
                 pair_count[(x, y)] = pair_count.get((x, y), 0) + f
                 pair_words.setdefault((x, y), set()).add(w)
         pair_count = {p: n for p, n in pair_count.items() if n > 0}
-    return tokens + [BOS, EOS], merges
+    return tokens + list(SPECIALS), merges
 
 
 class Tokenizer:
@@ -161,6 +209,7 @@ class Tokenizer:
         self.alphabet = byte_alphabet()
         self.byte_of = {c: b for b, c in enumerate(self.alphabet)}
         self.bos, self.eos = self.ids[BOS], self.ids[EOS]
+        self.special = {i for i, t in enumerate(tokens) if t.startswith("<|") and t.endswith("|>")}
         self.cache = {}
 
     @classmethod
@@ -197,14 +246,24 @@ class Tokenizer:
             out += self.cache[piece]
         return out
 
+    def chat(self, turns, generation_prompt=False):
+        """The ids of CHAT_TEMPLATE's text for [(role, content)], <|begin_of_text|> first: the
+        turn markers as their tokens, the text between them encoded as it stands."""
+        out = [self.bos]
+        for role, content in turns:
+            out += [self.ids[HEADER]] + self.encode(role) + [self.ids[END_HEADER]]
+            out += self.encode("\n\n" + content.strip()) + [self.ids[EOT]]
+        if generation_prompt:
+            out += [self.ids[HEADER]] + self.encode("assistant") + [self.ids[END_HEADER]] + self.encode("\n\n")
+        return out
+
     def decode(self, ids):
-        special = {self.bos, self.eos}
-        raw = bytes(self.byte_of[c] for i in ids if i not in special for c in self.tokens[i])
+        raw = bytes(self.byte_of[c] for i in ids if i not in self.special for c in self.tokens[i])
         return raw.decode("utf-8", errors="replace")
 
     def to_json(self):
         special = [{"id": self.ids[s], "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-                    "normalized": False, "special": True} for s in (BOS, EOS)]
+                    "normalized": False, "special": True} for s in (self.tokens[i] for i in sorted(self.special))]
         return {
             "version": "1.0", "truncation": None, "padding": None, "added_tokens": special, "normalizer": None,
             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
@@ -217,7 +276,7 @@ class Tokenizer:
             "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
             "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                       "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
-                      "vocab": {t: i for i, t in enumerate(self.tokens) if t not in (BOS, EOS)},
+                      "vocab": {t: i for i, t in enumerate(self.tokens) if i not in self.special},
                       "merges": [f"{a} {b}" for a, b in self.merges]},
         }
 
@@ -497,6 +556,11 @@ def export(model, tok, out_dir):
     with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tok.to_json(), f, ensure_ascii=False, indent=1)
         f.write("\n")
+    if EOT in tok.ids:
+        with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"bos_token": BOS, "eos_token": EOT, "model_max_length": c["max_position_embeddings"],
+                       "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE}, f, indent=1)
+            f.write("\n")
     with open(os.path.join(out_dir, "model.safetensors"), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -539,6 +603,11 @@ def windows(verse_ids, ctx):
     if cur:
         out.append(cur)
     return out
+
+
+def chat_windows(tok, chats, ctx):
+    """Whole chats packed into windows of ctx tokens, <|begin_of_text|> first, as they train."""
+    return [[tok.bos] + w for w in windows([tok.chat(turns)[1:] for turns in chats], ctx)]
 
 
 def heldout_windows(tok, heldout_text, ctx):
@@ -584,12 +653,10 @@ def epoch_starts(starts, n, ctx, rng, epoch):
         s = int(usable[min(len(usable) - 1, max(j, int(np.searchsorted(usable, s, side="right"))))])
 
 
-def train(args):
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    gen = torch.Generator().manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    t0 = time.time()
+def corpus(args, tok=None):
+    """The run's data: the training text as one stream of ids and its verse starts, the chats as
+    another and theirs, the held-out book's windows as text and as chats. Learns the tokenizer
+    (train_bpe) unless one is given."""
     verses = read_bible(args.corpus)
     if args.books:
         keep = set(args.books.split(","))
@@ -597,28 +664,34 @@ def train(args):
     strings = verse_strings(verses)
     train_v = [s for v, s in zip(verses, strings) if v[0] != HELDOUT_BOOK]
     held_v = [s for v, s in zip(verses, strings) if v[0] == HELDOUT_BOOK]
-    tokens, merges = train_bpe("".join(train_v), args.vocab)
-    tok = Tokenizer(tokens, merges)
+    chat_rng = np.random.default_rng(args.seed + 1)
+    train_chats = conversations([v for v in verses if v[0] != HELDOUT_BOOK], train_v, chat_rng)
+    held_chats = conversations([v for v in verses if v[0] == HELDOUT_BOOK], held_v, chat_rng)
+    if tok is None:
+        tok = Tokenizer(*train_bpe("".join(train_v), args.vocab))
     verse_ids = [tok.encode(s) for s in train_v]
-    stream = np.array([i for ids in verse_ids for i in ids], np.int64)
-    starts = np.cumsum([0] + [len(ids) for ids in verse_ids[:-1]])
-    heldout_text = "".join(held_v)
-    c = {"hidden_size": args.hidden, "intermediate_size": args.intermediate, "num_hidden_layers": args.layers,
-         "num_attention_heads": args.heads, "num_key_value_heads": args.kv_heads, "vocab_size": len(tokens),
-         "max_position_embeddings": args.ctx, "rms_norm_eps": 1e-5, "rope_theta": args.rope_theta}
-    model = BitNet(c)
-    init_weights(model, gen)
-    held = heldout_windows(tok, heldout_text, args.ctx)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"train_tiny: {len(verse_ids)} training verses, {len(stream)} tokens (vocab {len(tokens)}, "
-          f"{len(merges)} merges); held out: {HELDOUT_BOOK}, {sum(len(w) - 1 for w in held)} tokens; "
-          f"{n_params} parameters; {time.time() - t0:.0f} s", flush=True)
+    chat_ids = [tok.chat(turns)[1:] for turns in train_chats]  # each window gets its own BOS
+    d = {"tok": tok, "verses": len(verse_ids), "chats": len(train_chats), "heldout_text": "".join(held_v),
+         "stream": np.array([i for ids in verse_ids for i in ids], np.int64),
+         "starts": np.cumsum([0] + [len(ids) for ids in verse_ids[:-1]]),
+         "chat_stream": np.array([i for ids in chat_ids for i in ids], np.int64),
+         "chat_starts": np.cumsum([0] + [len(ids) for ids in chat_ids[:-1]])}
+    d["held"] = heldout_windows(tok, d["heldout_text"], args.ctx)
+    d["held_chat"] = chat_windows(tok, held_chats, args.ctx)
+    return d
+
+
+def optimise(model, d, args, rng, t0):
+    """args.steps steps of AdamW on d's text and chats (a step: args.batch sequences, a share
+    args.chat_share of them chats); the curve, an entry each args.log_every steps."""
+    n_chat = int(round(args.batch * args.chat_share))
+    tok, stream, chat_stream = d["tok"], d["stream"], d["chat_stream"]
     decay = [p for n, p in model.named_parameters() if n.endswith("proj.weight")]
     other = [p for n, p in model.named_parameters() if not n.endswith("proj.weight")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd}, {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
-    order = []  # window starts left in this epoch
-    epoch = 0
+    order, chat_order = [], []  # window starts left in this epoch of the text, of the chats
+    epoch = chat_epoch = 0
     curve = []
     run_loss, run_n = 0.0, 0
     for step in range(1, args.steps + 1):
@@ -629,11 +702,16 @@ def train(args):
             g["lr"] = lr
             if g["weight_decay"]:
                 g["weight_decay"] = args.wd if step <= args.steps // 2 else 0.0  # BitNet's second stage
-        while len(order) < args.batch:
-            order += list(rng.permutation(epoch_starts(starts, len(stream), args.ctx, rng, epoch)))
+        while len(order) < args.batch - n_chat:
+            order += list(rng.permutation(epoch_starts(d["starts"], len(stream), args.ctx, rng, epoch)))
             epoch += 1
-        pick, order = order[:args.batch], order[args.batch:]
-        x = np.stack([stream[s:s + args.ctx] for s in pick])
+        while len(chat_order) < n_chat:
+            chat_order += list(rng.permutation(epoch_starts(d["chat_starts"], len(chat_stream), args.ctx, rng,
+                                                            chat_epoch)))
+            chat_epoch += 1
+        pick, order = order[:args.batch - n_chat], order[args.batch - n_chat:]
+        chat_pick, chat_order = chat_order[:n_chat], chat_order[n_chat:]
+        x = np.stack([stream[s:s + args.ctx] for s in pick] + [chat_stream[s:s + args.ctx] for s in chat_pick])
         inp = torch.from_numpy(np.concatenate([np.full((args.batch, 1), tok.bos), x[:, :-1]], axis=1))
         tgt = torch.from_numpy(x)
         model.train()
@@ -647,29 +725,112 @@ def train(args):
         run_n += 1
         if step % args.log_every == 0 or step == args.steps:
             model.eval()
-            tot, cnt = nll(model, held)
+            tot, cnt = nll(model, d["held"])
+            ctot, ccnt = nll(model, d["held_chat"])
             entry = {"step": step, "seconds": round(time.time() - t0, 1), "train_loss": round(run_loss / run_n, 4),
                      "heldout_loss": round(tot / cnt, 4), "heldout_ppl": round(math.exp(tot / cnt), 2),
-                     "lr": round(lr, 6)}
+                     "heldout_chat_loss": round(ctot / ccnt, 4), "lr": round(lr, 6)}
             curve.append(entry)
             print("train_tiny: " + " ".join(f"{k} {v}" for k, v in entry.items()), flush=True)
             run_loss, run_n = 0.0, 0
-    digest = export(model, tok, args.out)
+    return curve
+
+
+def describe_data(d, args, n_params, t0):
+    n_chat = int(round(args.batch * args.chat_share))
+    tok = d["tok"]
+    print(f"train_tiny: {d['verses']} training verses, {len(d['stream'])} tokens (vocab {len(tok.tokens)}, "
+          f"{len(tok.merges)} merges); {d['chats']} chats, {len(d['chat_stream'])} tokens ({n_chat} of a step's "
+          f"{args.batch} sequences); held out: {HELDOUT_BOOK}, {sum(len(w) - 1 for w in d['held'])} tokens, as "
+          f"chats {sum(len(w) - 1 for w in d['held_chat'])}; {n_params} parameters; {time.time() - t0:.0f} s",
+          flush=True)
+
+
+def finish(model, d, args, t0, summary):
+    """Exports the model to args.out with heldout.txt and training.json (summary and the
+    exported weights' held-out figures)."""
+    digest = export(model, d["tok"], args.out)
     with open(os.path.join(args.out, "heldout.txt"), "w", encoding="utf-8") as f:
-        f.write(heldout_text)
+        f.write(d["heldout_text"])
     exact, _ = load(args.out)
-    tot, cnt = nll(exact, held)
-    summary = {"command": "scripts/train_tiny.py " + " ".join(sys.argv[1:]), "seed": args.seed,
-               "threads": args.threads, "parameters": n_params, "train_tokens": int(len(stream)),
-               "heldout_book": HELDOUT_BOOK, "heldout_tokens": cnt, "seconds": round(time.time() - t0, 1),
-               "torch": torch.__version__, "exported_heldout_loss": round(tot / cnt, 4),
-               "exported_heldout_ppl": round(math.exp(tot / cnt), 3),
-               "model_safetensors_sha256": digest, "curve": curve}
+    tot, cnt = nll(exact, d["held"])
+    ctot, ccnt = nll(exact, d["held_chat"])
+    out = {"command": "scripts/train_tiny.py " + " ".join(sys.argv[1:]), "seed": args.seed,
+           "threads": args.threads}
+    out.update(summary)
+    out.update({"train_tokens": int(len(d["stream"])), "chat_share": args.chat_share, "train_chats": d["chats"],
+                "chat_tokens": int(len(d["chat_stream"])), "heldout_book": HELDOUT_BOOK, "heldout_tokens": cnt,
+                "heldout_chat_tokens": ccnt, "seconds": round(time.time() - t0, 1), "torch": torch.__version__,
+                "exported_heldout_loss": round(tot / cnt, 4), "exported_heldout_ppl": round(math.exp(tot / cnt), 3),
+                "exported_heldout_chat_loss": round(ctot / ccnt, 4), "model_safetensors_sha256": digest})
+    out["curve"] = out.pop("curve")
     with open(os.path.join(args.out, "training.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+        json.dump(out, f, indent=1)
         f.write("\n")
-    print(f"train_tiny: wrote {args.out}: held-out perplexity {math.exp(tot / cnt):.3f} (exported weights), "
-          f"model.safetensors sha256 {digest}, {time.time() - t0:.0f} s", flush=True)
+    print(f"train_tiny: wrote {args.out}: held-out perplexity {math.exp(tot / cnt):.3f}, chat loss "
+          f"{ctot / ccnt:.4f} (exported weights), model.safetensors sha256 {digest}, {time.time() - t0:.0f} s",
+          flush=True)
+
+
+def setup(args):
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    return torch.Generator().manual_seed(args.seed), np.random.default_rng(args.seed), time.time()
+
+
+def train(args):
+    gen, rng, t0 = setup(args)
+    d = corpus(args)
+    c = {"hidden_size": args.hidden, "intermediate_size": args.intermediate, "num_hidden_layers": args.layers,
+         "num_attention_heads": args.heads, "num_key_value_heads": args.kv_heads, "vocab_size": len(d["tok"].tokens),
+         "max_position_embeddings": args.ctx, "rms_norm_eps": 1e-5, "rope_theta": args.rope_theta}
+    model = BitNet(c)
+    init_weights(model, gen)
+    n_params = sum(p.numel() for p in model.parameters())
+    describe_data(d, args, n_params, t0)
+    curve = optimise(model, d, args, rng, t0)
+    finish(model, d, args, t0, {"parameters": n_params, "curve": curve})
+
+
+def chat_tune(args):
+    """A checkpoint export() wrote, taught to chat: its tokenizer gains <|start_header_id|>,
+    <|end_header_id|>, <|eot_id|> where it lacks them (and reserved tokens up to a multiple of 8),
+    their embeddings starting at the mean of the others'; every ternary layer's latent weights
+    start at W_t * beta / mean|W_t| (whose absmean is beta: the forward starts as the
+    checkpoint's), and training goes on with chats in the batches."""
+    gen, rng, t0 = setup(args)
+    base, tok0 = load(args.base)
+    tokens = list(tok0.tokens)
+    if EOT not in tok0.ids:  # a checkpoint of the first recipe: the turn tokens appended
+        tokens += [HEADER, END_HEADER, EOT]
+        while len(tokens) % 8:
+            tokens.append(f"<|reserved_special_token_{len(tokens) - len(tok0.tokens) - 3}|>")
+    tok = Tokenizer(tokens, tok0.merges)
+    args.ctx = base.c["max_position_embeddings"]
+    d = corpus(args, tok)
+    c = dict(base.c, vocab_size=len(tokens))
+    model = BitNet(c)
+    with torch.no_grad():
+        e = base.embed_tokens.weight
+        new = e.mean(0) + 0.1 * e.std(0) * torch.randn(len(tokens) - e.shape[0], e.shape[1], generator=gen)
+        model.embed_tokens.weight.copy_(torch.cat([e, new]))
+        model.norm.weight.copy_(base.norm.weight)
+        for b_old, b_new in zip(base.layers, model.layers):
+            for hf in BITLINEARS:
+                lo, ln = module_of(b_old, hf), module_of(b_new, hf)
+                ln.weight.copy_(lo.w_t * (lo.beta / lo.w_t.abs().mean()))
+            for hf in NORMS:
+                module_of(b_new, hf).weight.copy_(module_of(b_old, hf).weight)
+    with open(os.path.join(args.base, "training.json")) as f:
+        base_run = json.load(f)
+    n_params = sum(p.numel() for p in model.parameters())
+    describe_data(d, args, n_params, t0)
+    curve = optimise(model, d, args, rng, t0)
+    finish(model, d, args, t0, {"parameters": n_params, "base": {
+        "command": base_run.get("command"), "seconds": base_run.get("seconds"),
+        "model_safetensors_sha256": base_run.get("model_safetensors_sha256"),
+        "exported_heldout_ppl": base_run.get("exported_heldout_ppl"), "curve": base_run.get("curve")},
+        "curve": curve})
 
 
 def greedy(model, ids, n):
@@ -704,6 +865,22 @@ def main():
     t.add_argument("--warmup", type=int, default=100)
     t.add_argument("--wd", type=float, default=0.1)
     t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--chat-share", type=float, default=0.25, help="the share of a step's sequences that are chats")
+    ct = sub.add_parser("chat-tune", help="teach a trained checkpoint the chat turns")
+    ct.add_argument("base", help="a checkpoint `train` wrote")
+    ct.add_argument("--out", required=True)
+    ct.add_argument("--seed", type=int, default=1)
+    ct.add_argument("--threads", type=int, default=1)
+    ct.add_argument("--corpus", help="a file of `bible -f` output (default: run bible)")
+    ct.add_argument("--books", help="only these books (comma separated, as bible abbreviates them)")
+    ct.add_argument("--batch", type=int, default=8)
+    ct.add_argument("--steps", type=int, default=300)
+    ct.add_argument("--lr", type=float, default=3e-4, help="the peak: the base run's last learning rate")
+    ct.add_argument("--min-lr", type=float, default=0.1, help="the last learning rate, relative to --lr")
+    ct.add_argument("--warmup", type=int, default=20)
+    ct.add_argument("--wd", type=float, default=0.0)
+    ct.add_argument("--log-every", type=int, default=25)
+    ct.add_argument("--chat-share", type=float, default=0.5, help="the share of a step's sequences that are chats")
     h = sub.add_parser("heldout-ppl")
     h.add_argument("model")
     g = sub.add_parser("generate")
@@ -713,6 +890,8 @@ def main():
     args = ap.parse_args()
     if args.cmd == "train":
         train(args)
+    elif args.cmd == "chat-tune":
+        chat_tune(args)
     elif args.cmd == "heldout-ppl":
         torch.set_num_threads(2)
         model, tok = load(args.model)

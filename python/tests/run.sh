@@ -25,5 +25,20 @@ if [ "$before" != "$after" ]; then
     printf '%s\n' "$after" | diff "$build/python-before.txt" - >&2 || true
     exit 1
 fi
+# README's line, as printed there, in a directory where ./python is this package: a venv of its
+# own (no system site packages), pip with its defaults (the index is never asked for: the package
+# needs nothing), then `import rsr` runs the trained model's artifact
+line=$(grep -o 'python3 -m venv .venv && .venv/bin/pip install ./python' "$src/../README.md" || true)
+[ -n "$line" ] || { echo "run.sh: README.md no longer gives the venv line" >&2; exit 1; }
+readme=$build/python-readme
+rm -rf "$readme" && mkdir -p "$readme" && ln -s "$src" "$readme/python"
+(cd "$readme" && PATH=/usr/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1 sh -c "$line" >pip.log 2>&1) ||
+    { cat "$readme/pip.log" >&2; echo "run.sh: README's line failed: $line" >&2; exit 1; }
+"$build/rsrc" "$src/../models/kjv-tiny" -o "$readme/kjv.so" 2>/dev/null
+out=$(cd "$readme" && .venv/bin/python -B -c 'import rsr; print(rsr.Model("kjv.so").complete("In the beginning", max_tokens=8))')
+[ -n "$out" ] || { echo "run.sh: the README venv's rsr wrote nothing for the trained model" >&2; exit 1; }
+echo "README's venv line installed rsr; the trained model continues 'In the beginning' with:$out"
+rm -rf "$readme"
+
 cd "$build"
 RSR_BUILD=$build exec "$env/bin/python" -B -m pytest -q -p no:cacheprovider "$here" # -B: no __pycache__ in the source tree

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/train_tiny.py, a few steps of a tiny model on two books: run twice from the same seed it
-# writes the same model.safetensors; rsrc compiles it; rsr-run tokenizes the held-out book as the
+# writes the same model.safetensors (and so does chat-tune after it); rsrc compiles it; rsr-run tokenizes the held-out book as the
 # training tokenizer does and generates from it. Skipped (77) without a python3 that has torch,
 # numpy and regex, or without bible-kjv's `bible` (scripts/setup.sh installs them with
 # RSRC_SETUP_TESTS=1).
@@ -22,6 +22,14 @@ done
 cmp "$work/a/model.safetensors" "$work/b/model.safetensors" || fail "the same seed gave other weights"
 grep -q '"model_safetensors_sha256": "'"$(sha256sum "$work/a/model.safetensors" | cut -d' ' -f1)"'"' \
   "$work/a/training.json" || fail "training.json does not name model.safetensors' SHA-256"
+
+# chat-tune (how models/kjv-tiny learnt its chat turns) from that checkpoint: reproducible too
+for run in c d; do
+  "$py" "$root/scripts/train_tiny.py" chat-tune "$work/a" --out "$work/$run" --books Ge,Ruth --steps 2 --warmup 1 \
+    --log-every 1 >"$work/$run.log"
+done
+cmp "$work/c/model.safetensors" "$work/d/model.safetensors" || fail "chat-tune from the same seed gave other weights"
+grep -q '"chat_template"' "$work/c/tokenizer_config.json" || fail "chat-tune wrote no chat template"
 
 "$build/rsrc" "$work/a" -o "$work/a.so"
 "$build/rsr-run" "$work/a.so" -f "$work/a/heldout.txt" --tokenize >"$work/rsrc.ids" 2>/dev/null

@@ -9,6 +9,9 @@
 #     largest |logit|; the same argmax wherever the reference's two best are further apart than
 #     the difference; for the safetensors checkpoint and its I2_S and TQ2_0 GGUF exports, which
 #     give the same bits;
+#   - its chat template: the rendering tokenizes as the training code's chats, the greedy reply
+#     is the reference's, and at 60% of the held-out chats' turn ends at least rsrc's argmax is
+#     <|eot_id|> (the model ends its turns);
 #   - the held-out book's perplexity from rsrc's logits (windows of the model's context, each
 #     <|begin_of_text|> first) is the reference's within 5e-4, and below 40.
 # Usage: check_trained.py MODEL_DIR SAFETENSORS.so I2S.so TQ2.so   (PYTHONPATH: python/ and scripts/)
@@ -49,6 +52,62 @@ def compare(name, got, want):
     return int((~within).sum()), float(rel.max())
 
 
+def check_chat(m, ref, tok, held_text):
+    """The chat template the model ships: rsrc's rendering of a conversation tokenizes to the ids
+    the training code gave its chats, and the greedy reply is the reference's token for token
+    (but at a tie within the difference); on the held-out book's chats (as the training code makes
+    them), rsrc's argmax is <|eot_id|> where most turns end: the model ends its turns."""
+    turns = [("system", tt.SYSTEM_PROMPTS[0]),
+             ("user", "And Naomi said unto her two daughters in law, Go, return each to her mother's house:"),
+             ("assistant", "the LORD deal kindly with you, as ye have dealt with the dead, and with me."),
+             ("user", "The LORD grant you that ye may find rest, each of you in the house of her husband.")]
+    text = m.apply_chat_template([{"role": r, "content": c} for r, c in turns])
+    ids = m.tokenize(text, add_special=False)
+    want = tok.chat(turns, generation_prompt=True)
+    if ids != want:
+        raise SystemExit(f"FAIL: the chat's ids differ from the training code's:\n{ids}\n{want}")
+    eot = tok.ids[tt.EOT]
+    s = m.session(kv="f32")
+    logits = np.asarray(s.eval(ids), dtype=np.float32)
+    reply, seq = [], list(ids)
+    with torch.no_grad():
+        for _ in range(40):
+            a = int(logits.argmax())
+            want_logits = ref(torch.tensor([seq]))[0, -1].double().numpy()
+            b = int(want_logits.argmax())
+            if a != b:
+                top = np.sort(want_logits)[-2:]
+                if top[1] - top[0] > np.abs(logits - want_logits).max():
+                    raise SystemExit(f"FAIL: chat reply token {len(reply)}: rsrc's {a}, the reference's {b}")
+                break  # a tie: the two may go on differently
+            reply.append(a)
+            if a == eot:
+                break
+            seq.append(a)
+            logits = np.asarray(s.eval([a]), dtype=np.float32)
+    print(f"chat: the rendering's {len(ids)} ids are the training code's; the greedy reply's first {len(reply)} "
+          f"tokens are the reference's: {tok.decode(reply)!r}")
+    book, chapter = [], 1  # heldout.txt: one verse a line, a blank line after each chapter
+    for line in held_text.splitlines():
+        if line.strip():
+            book.append(("Ruth", chapter, line.strip()))
+        else:
+            chapter += 1
+    chats = tt.conversations(book, [v[2] for v in book], np.random.default_rng(2))
+    ends = hits = 0
+    for c in chats:
+        cids = tok.chat(c)[:ref.c["max_position_embeddings"]]
+        s = m.session(kv="f32")
+        lg = [int(np.asarray(s.eval([t])).argmax()) for t in cids[:-1]]
+        for i in range(1, len(cids)):
+            if cids[i] == eot:
+                ends += 1
+                hits += lg[i - 1] == eot
+    print(f"chat: at {hits} of the {ends} turn ends of {len(chats)} held-out chats rsrc's argmax is <|eot_id|>")
+    if hits < 0.6 * ends:
+        raise SystemExit("FAIL: the model does not end its turns (fewer than 60% of them)")
+
+
 def main():
     model_dir, sos = sys.argv[1], sys.argv[2:]
     torch.set_num_threads(2)
@@ -78,6 +137,8 @@ def main():
             first = got
         elif any(not np.array_equal(a, b) for a, b in zip(first, got)):
             raise SystemExit(f"FAIL: {so} gives other logits than {sos[0]}")
+
+    check_chat(models[0], ref, tok, held_text)
 
     s = models[0].session(kv="f32")
     nll_rsrc = 0.0

@@ -26,13 +26,19 @@ rm -rf "$work" && mkdir -p "$work"
 "$build/rsr-mkmodel" --format bitnet-packed --preset small --max-pos 4096 --out "$work/m" 2>/dev/null
 "$build/rsrc" "$work/m" -o "$work/m.so"
 stop() {
-  for d in "$work/s" "$work/full" "$work/qwen3" "$work/llama31"; do
+  for d in "$work/s" "$work/full" "$work/qwen3" "$work/llama31" "$work/kjv"; do
     if [ -f "$d/pid" ]; then sh "$here/../lit/Inputs/serve_stop.sh" "$d" >/dev/null; fi
   done
 }
 trap stop EXIT
 RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/s" "$work/m.so" --parallel 2 --ctx 512 --model-id small
 RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/full" "$work/m.so" --parallel 1 --queue 0 --ctx 4096 --model-id small
+# the trained model in the repository, with the chat template it ships (README's first chat)
+if [ "$what" = openai ]; then
+  "$build/rsrc" "$here/../../models/kjv-tiny" -o "$work/kjv.so"
+  RSR_SERVE=$build/rsr-serve sh "$here/../lit/Inputs/serve.sh" "$work/kjv" "$work/kjv.so" --parallel 1 --model-id kjv-tiny
+  export RSR_KJV_URL=$(cat "$work/kjv/url")
+fi
 # tool calls: the model served with Qwen3's and Llama 3.1's published templates (tokenizer.jinja.fetch
 # takes them from llama.cpp's source into tokenizer-ref/templates; without them those tests skip)
 templates=$build/tokenizer-ref/templates

@@ -19,6 +19,18 @@ function solo(prompt, n, temp, seed) {
   return out.endsWith('\n') ? out.slice(0, -1) : out;
 }
 
+test('the trained model chats: 200, a reply that ends its turn', { skip: !process.env.RSR_KJV_URL }, async () => {
+  const kjv = new OpenAI({ baseURL: process.env.RSR_KJV_URL + '/v1', apiKey: 'unused', maxRetries: 0 });
+  const r = await kjv.chat.completions.create({
+    model: 'kjv-tiny', max_tokens: 120, temperature: 0, repeat_penalty: 1.2, // greedy alone loops, as small models do
+    messages: [{ role: 'user', content: 'And God said, Let there be light: and there was light.' }] });
+  const text = r.choices[0].message.content;
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.ok(/[A-Za-z]{3}/.test(text), `a reply in words: ${JSON.stringify(text)}`);
+  assert.ok(!text.includes('<|'), `no turn markers in the reply: ${JSON.stringify(text)}`);
+  assert.equal(r.choices[0].finish_reason, 'stop', `the model ends its turn: ${JSON.stringify(text)}`);
+});
+
 test('models lists the served model', async () => {
   const list = await client.models.list();
   assert.deepEqual(list.data.map((m) => m.id), ['small']);

@@ -85,6 +85,40 @@ static void test_formats(void) {
     EXPECT(!*calls && strstr(content, "<tool_call>"), "without tools the markers are text");
 }
 
+/* Calls checked against the tools the request offered: a function it did not offer, arguments
+ * that are no JSON object or that its schema refuses make the reply text, saying why. */
+static void test_offered(void) {
+    cJSON *tools = cJSON_Parse(tools_json);
+    serve_reply_shape h = shape(SERVE_TOOL_HERMES, false, true);
+    h.offered = tools;
+    static const struct {
+        const char *text, *why; /* why: NULL when the calls stand */
+    } cases[] = {
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>", NULL},
+        {"<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>",
+         "called 'rm_rf', which the request did not offer"},
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 500, \"b\": 2}}\n</tool_call>",
+         "call of 'add' has arguments its parameters' schema refuses"},
+        {"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"c\"}}\n</tool_call>",
+         "call of 'get_weather' has arguments its parameters' schema refuses"},
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": \"a=1\"}\n</tool_call>",
+         "arguments that are not a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        serve_reply_parts p;
+        serve_split_reply(&h, cases[i].text, strlen(cases[i].text), true, "x", &p);
+        if (!cases[i].why)
+            EXPECT(p.tool_calls && !p.call_error, "case %zu: the call stands", i);
+        else
+            EXPECT(!p.tool_calls && p.call_error && strstr(p.call_error, cases[i].why) &&
+                       p.n_content == strlen(cases[i].text),
+                   "case %zu: refused as text, saying '%s' (got '%s')", i, cases[i].why,
+                   p.call_error ? p.call_error : "nothing");
+        serve_reply_parts_free(&p);
+    }
+    cJSON_Delete(tools);
+}
+
 static void test_reasoning(void) {
     char calls[256], content[256];
     serve_reply_shape r = shape(SERVE_TOOL_HERMES, true, false);
@@ -371,6 +405,7 @@ static void test_qwen_grammar(void) {
 
 int main(void) {
     test_formats();
+    test_offered();
     test_reasoning();
     test_growing();
     test_grammar();

@@ -237,6 +237,7 @@ static cJSON *chat_choice(const serve_job *j, const char *text) {
         add_text(msg, "content", parts.content, parts.n_content);
     if (parts.reasoning) add_text(msg, "reasoning_content", parts.reasoning, parts.n_reasoning);
     if (calls) cJSON_AddItemToObject(msg, "tool_calls", parts.tool_calls), parts.tool_calls = NULL;
+    if (parts.call_error) cJSON_AddStringToObject(ch, "tool_call_error", parts.call_error); /* the reply is text */
     serve_reply_parts_free(&parts);
     return ch;
 }
@@ -457,9 +458,10 @@ static void split_events(stream *st, size_t to, serve_finish fin) {
             }
             k++;
         }
-        cJSON *root = envelope(st->sv, j, true);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"),
-                             choice(j, NULL, k ? "tool_calls" : finish_reason(fin), true, false));
+        cJSON *root = envelope(st->sv, j, true),
+              *last = choice(j, NULL, k ? "tool_calls" : finish_reason(fin), true, false);
+        if (parts.call_error) cJSON_AddStringToObject(last, "tool_call_error", parts.call_error); /* sent as text */
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), last);
         add_usage(root, &st->j, 1);
         queue_event(st, root);
         st->phase = 2;

@@ -80,8 +80,9 @@ typedef struct serve_params {
         bool think_open; /* the prompt ends inside <think>: the reply begins with thoughts */
         bool tools;      /* tools were offered: parse calls in format */
         int format;      /* serve_tool_format */
-        /* the tools offered (serve_params.tools), or NULL: qwen3_coder's values are raw text,
-         * read as a string or as JSON by the type their parameter's schema gives */
+        /* the tools offered (serve_params.tools), or NULL: calls are checked against them, and
+         * qwen3_coder's values are raw text, read as a string or as JSON by the type their
+         * parameter's schema gives */
         const struct cJSON *offered;
     } reply; /* chat: how the reply is split (set where the template renders it) */
 } serve_params;
@@ -171,6 +172,8 @@ typedef struct serve_reply_parts {
     size_t n_reasoning, n_content;
     struct cJSON *tool_calls; /* OpenAI's tool_calls array, or NULL (final only) */
     char *owned;
+    char *call_error; /* calls the reply made that the request's tools refuse (the reply is then
+                       * text): why, or NULL */
 } serve_reply_parts;
 /* Splits the reply's text s[0, n). Before the end (final false) the parts are what is certain so
  * far: a tail that may still become a marker is held back, and calls are parsed only at the end

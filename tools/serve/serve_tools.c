@@ -27,6 +27,7 @@
 
 #include "serve.h"
 #include "serve_gbnf.h"
+#include "serve_json.h"
 #include "serve_schema.h"
 #include "think.h"
 
@@ -627,6 +628,49 @@ static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char 
     return calls;
 }
 
+/* Whether every call names a function the request offered, with arguments that are a JSON object
+ * its parameters' schema accepts (serve_json.c's recognizer, where its subset holds the schema; a
+ * schema beyond it is checked as JSON only); else why, in why. The grammar holds a reply to this
+ * when the calls were required or named; with tool_choice auto a reply may go its own way. */
+static bool calls_offered(const cJSON *calls, const cJSON *offered, char *why, size_t cap) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, calls) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "name"));
+        const char *args = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "arguments"));
+        const cJSON *t, *params = NULL;
+        bool found = false;
+        cJSON_ArrayForEach(t, offered) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+            if (name && !strcmp(name, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name")) ?: "")) {
+                found = true, params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+                break;
+            }
+        }
+        if (!found)
+            return snprintf(why, cap, "the model called '%.64s', which the request did not offer", name ?: ""), false;
+        cJSON *parsed = args ? cJSON_Parse(args) : NULL;
+        bool object = cJSON_IsObject(parsed);
+        cJSON_Delete(parsed);
+        if (!object)
+            return snprintf(why, cap, "the model's call of '%.64s' has arguments that are not a JSON object", name),
+                   false;
+        char err[200], keyword[64];
+        json_shape *shape = params ? json_shape_compile(params, err, sizeof err, keyword) : NULL;
+        if (shape) {
+            json_state st;
+            json_state_init(&st, shape);
+            bool ok = json_state_feed(&st, shape, args, strlen(args)) && json_state_done(&st, shape);
+            json_shape_free(shape);
+            if (!ok)
+                return snprintf(why, cap, "the model's call of '%.64s' has arguments its parameters' schema refuses",
+                                name),
+                       false;
+        }
+    }
+    return true;
+}
+
 /* Where the calls begin in s[0, n) (n when they do not), and how much of its end to hold back
  * as the beginning of a marker that may still come. */
 static size_t calls_start(serve_tool_format f, const char *s, size_t n, size_t *hold) {
@@ -674,6 +718,11 @@ void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, boo
                 char *rest = dup_n(s + i + at, n - i - at);
                 out->tool_calls = rest ? parse_calls(sh->format, sh->offered, rest, id_base) : NULL;
                 free(rest);
+                char why[200];
+                if (out->tool_calls && sh->offered && !calls_offered(out->tool_calls, sh->offered, why, sizeof why)) {
+                    cJSON_Delete(out->tool_calls), out->tool_calls = NULL; /* returned as text, saying why */
+                    out->call_error = dup_n(why, strlen(why));
+                }
                 if (!out->tool_calls) at = n - i; /* not calls after all: the text is the reply */
             }
             end = i + at;
@@ -695,7 +744,7 @@ void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, boo
 
 void serve_reply_parts_free(serve_reply_parts *p) {
     cJSON_Delete(p->tool_calls);
-    free(p->owned);
+    free(p->owned), free(p->call_error);
     memset(p, 0, sizeof *p);
 }
 

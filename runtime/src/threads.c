@@ -13,6 +13,12 @@
  * reduced, to notice the cores coming back), twice as far apart after every second trial in a row
  * that changed nothing (up to 16 times): a few tenths of a percent of the steps.
  *
+ * On a machine with more runnable threads than cores (16 busy loops on 2), one step of a larger
+ * team can take as long as the scheduler keeps one of its threads waiting: hundreds of ordinary
+ * steps. So a trial ends at its first step that is twice as slow as the kept count's, and each
+ * such end doubles the period (up to 256 times); and a trial of more threads is not started while
+ * /proc/stat's runnable threads, ours aside, leave fewer cores free than it would use.
+ *
  * Only a default open adapts: a num_threads the caller gave, OMP_NUM_THREADS, or RSR_THREADS_ADAPT=0
  * keep the count fixed. Parallel regions read the count with rt_team; results do not depend on
  * it (every kernel's sums are exact or ordered within a row).
@@ -35,7 +41,7 @@ struct rt_adapt {
     int32_t n_recent, n_tried, next_recent;
     double settled; /* the median step when cur was last chosen; 0: not yet */
     int32_t dir;    /* the next trial's direction: -1 or +1 */
-    int32_t failed; /* trials in a row that kept cur: each doubles the period (up to 8 times) */
+    int32_t failed; /* trials in a row that kept cur: every two double the period (up to 256 times) */
 };
 
 static double now(void) {
@@ -72,11 +78,29 @@ void rt_adapt_free(rsr_model *m) {
 
 double rt_adapt_begin(const rsr_model *m, int32_t n) { return m->adapt && n == 1 ? now() : 0; }
 
-/* A trial of one thread more or fewer than cur (in dir first), or none at the ends. */
+/* The threads in a runnable state now, machine-wide (/proc/stat's procs_running), or -1. */
+static int32_t runnable_threads(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    char line[256];
+    int32_t n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "procs_running %d", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
+/* A trial of one thread more or fewer than cur (in dir first), or none at the ends. More threads
+ * only when the cores they need are free: the others' runnable threads (our team's aside) and the
+ * team's new size fit the cores (max is the cores this process may use). */
 static int32_t candidate(const rt_adapt *ad) {
     int32_t c = ad->cur + ad->dir;
     if (c < 1 || c > ad->max) c = ad->cur - ad->dir;
-    return c >= 1 && c <= ad->max && c != ad->cur ? c : 0;
+    if (c < 1 || c > ad->max || c == ad->cur) return 0;
+    if (c > ad->cur) {
+        int32_t running = runnable_threads(), others = running - ad->cur;
+        if (running >= 0 && others > 0 && others + c > ad->max) return 0;
+    }
+    return c;
 }
 
 void rt_adapt_end(rsr_model *m, double t0) {
@@ -84,7 +108,15 @@ void rt_adapt_end(rsr_model *m, double t0) {
     if (!ad || t0 <= 0) return;
     double d = now() - t0;
     pthread_mutex_lock(&ad->mu);
-    if (ad->trial) {
+    if (ad->trial && d > 2 * median3(ad->recent)) { /* a descheduled thread: end the trial at once */
+        if (getenv("RSR_THREADS_TRACE"))
+            fprintf(stderr, "threads: %d at %.3f ms, twice %d's %.3f ms: trial ended\n", ad->trial, d * 1e3, ad->cur,
+                    median3(ad->recent) * 1e3);
+        ad->dir = -ad->dir;
+        if (ad->failed < 16) ad->failed += 2; /* the period doubles */
+        ad->trial = 0, ad->steps = 0;
+        __atomic_store_n(&m->team, ad->cur, __ATOMIC_RELAXED);
+    } else if (ad->trial) {
         ad->tried[ad->n_tried++] = d;
         if (ad->n_tried == TRIAL) {
             double tried = median3(ad->tried), kept = median3(ad->recent);
@@ -97,7 +129,7 @@ void rt_adapt_end(rsr_model *m, double t0) {
             } else {
                 ad->settled = kept;
                 ad->dir = -ad->dir; /* the other way next time */
-                if (ad->failed < 8) ad->failed++;
+                if (ad->failed < 16) ad->failed++;
             }
             ad->trial = 0, ad->steps = 0;
             __atomic_store_n(&m->team, ad->cur, __ATOMIC_RELAXED);
@@ -119,6 +151,7 @@ void rt_adapt_end(rsr_model *m, double t0) {
                 __atomic_store_n(&m->team, c, __ATOMIC_RELAXED);
             } else {
                 ad->steps = 0, ad->settled = med;
+                if (ad->failed < 16 && ad->cur < ad->max) ad->failed++; /* no room to try more: look later */
             }
         }
     }

@@ -71,6 +71,7 @@ typedef struct server {
     serve_tool_format tool_format; /* how the template shows tools and the model calls them */
     bool tool_marker_text;         /* the format's opening marker is text the grammar can hold */
     int reasoning_format;          /* --reasoning-format: SERVE_REASONING_* */
+    bool literal_content;          /* --literal-content: messages' special-token text stays text */
     size_t max_body;
     long started;
     serve_guard *guard;
@@ -617,11 +618,87 @@ static char *chat_context(const server *sv, const serve_params *p) {
     return text;
 }
 
+/* --literal-content: the messages' contents that hold a special token's text, each replaced in the
+ * context by a marker (U+FFF0, its index, U+FFF0) before the template renders it; their original
+ * texts in order. The rendering is then tokenized in pieces: the template's own text with its
+ * special tokens read, each content as plain text (literal_ids). */
+typedef struct literal_set {
+    char **text;
+    int n;
+} literal_set;
+#define LITERAL_MARK "\xef\xbf\xb0"
+
+static bool has_special_text(server *sv, const char *s) {
+    int32_t n = 0;
+    rsr_status st;
+    int32_t *ids = encode_all(&api, sv->tok, s, -1, RSR_ENCODE_PARSE_SPECIAL, &n, &st);
+    bool special = false;
+    for (int32_t i = 0; ids && i < n && !special; i++) special = api.tokenizer_is_special(sv->tok, ids[i]);
+    free(ids);
+    return special;
+}
+
+static char *literal_context(server *sv, const char *context, literal_set *lit) {
+    cJSON *ctx = cJSON_Parse(context), *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(ctx, "messages")) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(c) || !has_special_text(sv, c->valuestring)) continue;
+        char **grown = realloc(lit->text, sizeof *grown * (size_t)(lit->n + 1)), mark[32];
+        if (!grown) break;
+        lit->text = grown, lit->text[lit->n] = strdup(c->valuestring);
+        snprintf(mark, sizeof mark, LITERAL_MARK "%d" LITERAL_MARK, lit->n++);
+        cJSON_SetValuestring(c, mark);
+    }
+    char *out = ctx && lit->n ? cJSON_PrintUnformatted(ctx) : strdup(context);
+    cJSON_Delete(ctx);
+    return out;
+}
+
+static void literal_free(literal_set *lit) {
+    for (int i = 0; i < lit->n; i++) free(lit->text[i]);
+    free(lit->text);
+    *lit = (literal_set){0};
+}
+
+/* The rendering's ids, its markers' contents as plain text (a marker the template dropped or
+ * changed is only missing from the ids, as its text would be). NULL: out of memory. */
+static int32_t *literal_ids(server *sv, const char *text, const literal_set *lit, int32_t *n) {
+    int32_t *ids = malloc(sizeof *ids), total = 0;
+    const size_t ml = strlen(LITERAL_MARK);
+    if (!ids) return NULL;
+    for (const char *at = text; at;) {
+        const char *m = strstr(at, LITERAL_MARK), *close = m ? strstr(m + ml, LITERAL_MARK) : NULL;
+        char *end = NULL;
+        long k = close ? strtol(m + ml, &end, 10) : -1;
+        bool marker = close && end == close && k >= 0 && k < lit->n;
+        size_t piece = m && marker ? (size_t)(m - at) : strlen(at);
+        char *seg = strndup(at, piece);
+        for (int part = 0; part < 1 + marker; part++) {
+            const char *s = part ? lit->text[k] : seg;
+            int32_t got = 0;
+            rsr_status st;
+            int32_t *more = seg ? encode_all(&api, sv->tok, s, -1, part ? 0 : RSR_ENCODE_PARSE_SPECIAL, &got, &st) : NULL;
+            int32_t *all = more ? realloc(ids, sizeof *all * (size_t)(total + got + 1)) : NULL;
+            if (!all) return free(more), free(seg), free(ids), NULL;
+            memcpy(all + total, more, sizeof *all * (size_t)got), ids = all, total += got;
+            free(more);
+        }
+        free(seg);
+        at = marker ? close + ml : NULL; /* no mark, or a lone one: the rest was the template's text */
+    }
+    *n = total;
+    return ids;
+}
+
 /* The conversation through the chat template (under tok_lock), or NULL with a message; notes in
  * p->reply how the reply is to be split. */
-static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t errlen) {
+static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t errlen, literal_set *lit) {
     size_t len = 0, cap = 4096;
     char *text = malloc(cap), *ctx = chat_context(sv, p);
+    if (ctx && lit && sv->literal_content) {
+        char *marked = literal_context(sv, ctx, lit);
+        free(ctx), ctx = marked;
+    }
     size_t n = ctx ? strlen(ctx) : 0;
     rsr_status st = text && ctx
                         ? api.tokenizer_apply_chat_template_json(sv->tok, sv->chat_template, ctx, n, text, cap, &len)
@@ -656,14 +733,16 @@ static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t err
 static int32_t *prompt_ids_locked(server *sv, serve_params *p, int32_t *n, char *err, size_t errlen) {
     char *text = NULL;
     uint32_t flags = RSR_ENCODE_PARSE_SPECIAL;
+    literal_set lit = {0};
     if (p->chat) {
-        if (!(text = chat_text_locked(sv, p, err, errlen))) return NULL;
+        if (!(text = chat_text_locked(sv, p, err, errlen, &lit))) return literal_free(&lit), NULL;
     } else {
         flags |= RSR_ENCODE_ADD_SPECIAL;
     }
     const char *src = text ? text : p->prompt;
-    rsr_status st;
-    int32_t *ids = encode_all(&api, sv->tok, src, -1, flags, n, &st);
+    rsr_status st = RSR_ERR_OUT_OF_MEMORY;
+    int32_t *ids = lit.n ? literal_ids(sv, src, &lit, n) : encode_all(&api, sv->tok, src, -1, flags, n, &st);
+    literal_free(&lit);
     free(text);
     if (!ids) {
         snprintf(err, errlen, "%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
@@ -1522,7 +1601,7 @@ static enum MHD_Result apply_template(server *sv, struct MHD_Connection *c, cons
     if (!serve_parse(body, len, true, &p, err, sizeof err, &param))
         return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
     pthread_mutex_lock(&sv->tok_lock);
-    char *text = chat_text_locked(sv, &p, err, sizeof err);
+    char *text = chat_text_locked(sv, &p, err, sizeof err, NULL);
     pthread_mutex_unlock(&sv->tok_lock);
     serve_params_free(&p);
     if (!text) return send_error(c, 400, "invalid_request_error", "messages", NULL, "%s", err);
@@ -1952,6 +2031,10 @@ static void usage(FILE *out) {
           "  --reasoning-format F  deepseek (default): a reply's <think>...</think> goes to\n"
           "                     message.reasoning_content (delta.reasoning_content streamed); none: it\n"
           "                     stays in the content. A request's \"reasoning_format\" overrides it\n"
+          "  --literal-content  a chat message's text that spells a special token (<|eot_id|> in a tool's\n"
+          "                     output) is tokenized as text, not as the control token; the template's\n"
+          "                     own markers stay tokens (default: as llama-server and transformers, the\n"
+          "                     whole rendering is read with its special tokens)\n"
           "  --max-body SIZE    the largest request body, in bytes (default 1048576)\n"
           "  --drain S          on SIGINT, SIGTERM or SIGHUP, seconds running requests may take to finish\n"
           "                     (default 10)\n"
@@ -2062,7 +2145,7 @@ typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib, mask_budget;
-    int kv, reasoning_format;
+    int kv, reasoning_format, literal_content;
     size_t max_body;
     strlist keys, hosts, origins;
     serve_guard_params gp;
@@ -2095,6 +2178,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         O_TEMPLATE,
         O_TEMPLATE_FILE,
         O_REASONING,
+        O_LITERAL,
         O_MAX_BODY,
         O_DRAIN,
         O_KV,
@@ -2127,6 +2211,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         {"chat-template", required_argument, 0, O_TEMPLATE},
         {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
         {"reasoning-format", required_argument, 0, O_REASONING},
+        {"literal-content", no_argument, 0, O_LITERAL},
         {"max-body", required_argument, 0, O_MAX_BODY},
         {"drain", required_argument, 0, O_DRAIN},
         {"api-key", required_argument, 0, O_KEY},
@@ -2166,6 +2251,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case O_STRICT_MODEL: a->strict_model = true; break;
         case O_TEMPLATE: a->chat_template = optarg; break;
         case O_TEMPLATE_FILE: a->chat_template_file = optarg; break;
+        case O_LITERAL: a->literal_content = 1; break;
         case O_REASONING:
             if (!strcmp(optarg, "none"))
                 a->reasoning_format = SERVE_REASONING_NONE;
@@ -2329,6 +2415,7 @@ static void *load(void *arg) {
     if (!sv->chat_template && sv->tok)
         sv->chat_template = chat_template_for(&api, sv->tok, &sv->info); /* as rsr-run --chat */
     sv->reasoning_format = a->reasoning_format;
+    sv->literal_content = a->literal_content;
     if (sv->tok) detect_tool_format(sv);
     /* --cache-mem: whole sessions' KV caches (K and V of every layer that has them, KV head and
      * position) and recurrent states */

@@ -677,7 +677,8 @@ static int32_t *literal_ids(server *sv, const char *text, const literal_set *lit
             const char *s = part ? lit->text[k] : seg;
             int32_t got = 0;
             rsr_status st;
-            int32_t *more = seg ? encode_all(&api, sv->tok, s, -1, part ? 0 : RSR_ENCODE_PARSE_SPECIAL, &got, &st) : NULL;
+            int32_t *more =
+                seg ? encode_all(&api, sv->tok, s, -1, part ? 0 : RSR_ENCODE_PARSE_SPECIAL, &got, &st) : NULL;
             int32_t *all = more ? realloc(ids, sizeof *all * (size_t)(total + got + 1)) : NULL;
             if (!all) return free(more), free(seg), free(ids), NULL;
             memcpy(all + total, more, sizeof *all * (size_t)got), ids = all, total += got;
@@ -812,7 +813,10 @@ static void tenant_of(const server *sv, struct MHD_Connection *c, serve_params *
  * Distinct sessions of one model run at once (rsr.h), so the engine and the embedder share the
  * CPUs: completions come slower while embeddings are computed, but never stop, and nothing is
  * held by both (the embedder never takes the engine's lock; a connection takes the tokenizer's,
- * then neither). Up to --queue requests wait (503 beyond, as for completions); a request whose
+ * then neither). Requests share the thread by inputs: one input of a request is computed, then
+ * the request goes behind the others waiting, so a one-word embedding waits for at most one input
+ * of another's (a scored prompt of 66 inputs of 4000 tokens once held it for two minutes).
+ * Up to --queue requests wait (503 beyond, as for completions); a request whose
  * client goes away leaves the queue at once, or stops after the input being computed; a drain
  * lets running and waiting requests finish until --drain's deadline and cancels the rest. */
 typedef enum { EMBED_QUEUED, EMBED_RUNNING, EMBED_DONE, EMBED_FAILED, EMBED_CANCELLED } embed_state;
@@ -824,6 +828,8 @@ struct embed_job {
     serve_logprob *lp;      /* a prompt scored (echo): each input's tokens' log-probabilities, input after
                              * input (the first token of each has none); NULL for embeddings */
     int32_t top;            /* a prompt scored: the alternatives given with each token */
+    int32_t done;           /* inputs computed (the embedder's thread's) */
+    int32_t scored_before;  /* a prompt scored: the log-probabilities of the inputs computed */
     embed_state state;      /* state, cancelled, refs and next: under the embedder's lock */
     bool cancelled;         /* the client went away, or the server is stopping */
     int refs;               /* the embedder's and the connection's: freed by the last */
@@ -870,9 +876,9 @@ static bool embed_goes_on(embedder *em, embed_job *j) {
 static embed_state score_compute(embedder *em, embed_job *j) {
     float *lg = malloc(sizeof *lg * SCORE_CHUNK * (size_t)em->vocab);
     if (!lg) return snprintf(j->err, sizeof j->err, "out of memory for the prompt's logits"), EMBED_FAILED;
-    serve_logprob *lp = j->lp;
+    serve_logprob *lp = j->lp + j->scored_before;
     embed_state st = EMBED_DONE;
-    for (int32_t i = 0; i < j->p.n_in && st == EMBED_DONE; lp += j->p.in[i++].n_ids) {
+    for (int32_t i = j->done; i < j->done + 1 && i < j->p.n_in && st == EMBED_DONE; lp += j->p.in[i++].n_ids) {
         const int32_t *ids = j->p.in[i].ids, n = j->p.in[i].n_ids;
         if (api.session_reset(em->s) != RSR_OK) st = EMBED_FAILED;
         for (int32_t at = 0; at < n - 1 && st == EMBED_DONE; at += SCORE_CHUNK) { /* the last token scores none */
@@ -894,9 +900,10 @@ static embed_state score_compute(embedder *em, embed_job *j) {
         pthread_mutex_lock(&em->lock);
         em->scored += st == EMBED_DONE ? n - 1 : 0;
         pthread_mutex_unlock(&em->lock);
+        j->scored_before += n;
     }
     free(lg);
-    return st;
+    return st == EMBED_DONE && ++j->done < j->p.n_in ? EMBED_RUNNING : st;
 }
 
 /* Every input of j, outside the lock (j's inputs and vectors are the thread's while it runs). */
@@ -907,7 +914,7 @@ static embed_state embed_compute(embedder *em, embed_job *j) {
         return EMBED_FAILED;
     }
     if (j->lp) return score_compute(em, j);
-    for (int32_t i = 0; i < j->p.n_in; i++) {
+    for (int32_t i = j->done; i < j->done + 1 && i < j->p.n_in; i++) { /* one input a turn (embed_main) */
         if (!embed_goes_on(em, j)) return EMBED_CANCELLED;
         float *v = j->out + (size_t)i * (size_t)em->hidden;
         if (api.session_embed(em->s, j->p.in[i].ids, j->p.in[i].n_ids, 1, v) != RSR_OK) {
@@ -923,7 +930,7 @@ static embed_state embed_compute(embedder *em, embed_job *j) {
         em->inputs++, em->tokens += j->p.in[i].n_ids;
         pthread_mutex_unlock(&em->lock);
     }
-    return EMBED_DONE;
+    return ++j->done < j->p.n_in ? EMBED_RUNNING : EMBED_DONE;
 }
 
 static void *embed_main(void *arg) {
@@ -939,7 +946,17 @@ static void *embed_main(void *arg) {
         pthread_mutex_unlock(&em->lock);
         embed_state st = embed_compute(em, j);
         pthread_mutex_lock(&em->lock);
-        j->state = st, em->busy = NULL;
+        em->busy = NULL;
+        if (st == EMBED_RUNNING && !j->cancelled && !em->stopping) { /* more inputs: behind the others */
+            j->state = EMBED_QUEUED, j->next = NULL;
+            if (em->tail)
+                em->tail->next = j;
+            else
+                em->head = j;
+            em->tail = j, em->queued++;
+            continue;
+        }
+        j->state = st == EMBED_RUNNING ? EMBED_CANCELLED : st;
         embed_unref(j);
         pthread_cond_broadcast(&em->changed);
     }

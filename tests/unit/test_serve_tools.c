@@ -97,10 +97,14 @@ static void test_offered(void) {
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>", NULL},
         {"<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>",
          "called 'rm_rf', which the request did not offer"},
-        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 500, \"b\": 2}}\n</tool_call>",
-         "call of 'add' has arguments its parameters' schema refuses"},
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": \"one\", \"b\": 2}}\n</tool_call>",
+         "call of 'add' gives 'a' a value its schema refuses (its type)"},
         {"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"c\"}}\n</tool_call>",
-         "call of 'get_weather' has arguments its parameters' schema refuses"},
+         "call of 'get_weather' lacks the required argument 'city'"},
+        {"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\", \"unit\": \"k\"}}\n</tool_call>",
+         "gives 'unit' a value its schema refuses (not among its enum)"},
+        {"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\", \"extra\": 1}}\n</tool_call>",
+         NULL},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": \"a=1\"}\n</tool_call>",
          "arguments that are not a JSON object"},
     };
@@ -291,12 +295,12 @@ static void test_qwen_parse(void) {
     EXPECT(!*content, "no text: '%s'", content);
     /* a parameter the tools do not list: JSON where the text is JSON (its digits kept), else a string */
     split(&q,
-          "<tool_call>\n<function=other>\n<parameter=x>\n[12, 123456789012345678, "
-          "true]\n</parameter>\n<parameter=y>\nhi there\n</parameter>\n"
+          "<tool_call>\n<function=store>\n<parameter=key>\nk\n</parameter>\n<parameter=on>\ntrue\n</parameter>\n"
+          "<parameter=x>\n[12, 123456789012345678, true]\n</parameter>\n<parameter=y>\nhi there\n</parameter>\n"
           "</function>\n</tool_call>",
           calls, sizeof calls, content, sizeof content);
-    EXPECT(!strcmp(calls, "other({\"x\":[12,123456789012345678,true],\"y\":\"hi there\"});"), "unlisted parameters: %s",
-           calls);
+    EXPECT(!strcmp(calls, "store({\"key\":\"k\",\"on\":true,\"x\":[12,123456789012345678,true],\"y\":\"hi there\"});"),
+           "unlisted parameters: %s", calls);
     /* unfinished or malformed: the reply is text, whole */
     static const char *const bad[] = {
         "<tool_call>\n<function=store>\n<parameter=key>\nabc",
@@ -310,8 +314,10 @@ static void test_qwen_parse(void) {
         split(&q, bad[i], calls, sizeof calls, content, sizeof content);
         EXPECT(!*calls && !strcmp(content, bad[i]), "malformed %zu is text: %s / '%s'", i, calls, content);
     }
+    /* parsed without parameters and without </tool_call>, but get_weather requires city: text */
     split(&q, "<tool_call>\n<function=get_weather>\n</function>", calls, sizeof calls, content, sizeof content);
-    EXPECT(!strcmp(calls, "get_weather({});"), "no parameters, no </tool_call> at the end: %s", calls);
+    EXPECT(!*calls && !strcmp(content, "<tool_call>\n<function=get_weather>\n</function>"),
+           "no parameters, no </tool_call> at the end, city required: %s / '%s'", calls, content);
     cJSON_Delete(tools);
 }
 

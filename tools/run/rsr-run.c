@@ -772,6 +772,22 @@ static const struct option longs[] = {
 };
 
 /* Reads the options into *a; returns 1 where the command is done (--help, --version). */
+/* --device's word */
+static int device_of(const char *s) {
+    if (!strcmp(s, "auto")) return RSR_DEVICE_AUTO;
+    if (!strcmp(s, "cpu")) return RSR_DEVICE_CPU;
+    if (!strcmp(s, "gpu")) return RSR_DEVICE_GPU;
+    die("--device: '%s' is not auto, cpu or gpu", s);
+}
+
+/* A model path that does not exist but nearly does: the did-you-mean, before anything else. */
+static void check_model_path(const char *path) {
+    struct stat st;
+    char near[4096];
+    if (stat(path, &st) != 0 && near_path(path, near, sizeof near))
+        die("%s: no such file; did you mean %s?", path, near);
+}
+
 static int parse_args(int argc, char **argv, cli_args *a) {
     a->o.stop = calloc((size_t)argc, sizeof *a->o.stop);
     opterr = 0;
@@ -859,28 +875,16 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_MLOCK: a->lock_memory = 1; break;
         case O_MMAP: a->use_mmap = 1; break;
         case 'v': a->verbose = 1; break;
-        case O_DEVICE:
-            if (!strcmp(optarg, "auto"))
-                a->device = RSR_DEVICE_AUTO;
-            else if (!strcmp(optarg, "cpu"))
-                a->device = RSR_DEVICE_CPU;
-            else if (!strcmp(optarg, "gpu"))
-                a->device = RSR_DEVICE_GPU;
-            else
-                die("--device: '%s' is not auto, cpu or gpu", optarg);
-            break;
+        case O_DEVICE: a->device = device_of(optarg); break;
         case O_BENCH: a->do_bench = 1; break;
         case O_REPEAT: a->bench_opt = "--repeat", a->o.repeat = (int)parse_num("--repeat", optarg, 1, 1000); break;
         case O_JSON: a->bench_opt = "--json", a->o.json = 1; break;
         case O_PLOT: a->bench_opt = "--plot", a->o.plot_path = optarg; break;
         case O_PG: a->bench_opt = "-pg", a->pg_arg = optarg; break;
         case 'd': a->bench_opt = "-d", a->depth_arg = optarg; break;
-        case O_PARALLEL:
-            if (strchr(optarg, ',')) { /* a list: one table row per count (--bench -p; read there) */
-                a->parallel_arg = optarg;
-                break;
-            }
-            a->parallel_arg = optarg, a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX);
+        case O_PARALLEL: /* a list (--bench -p, read there) or a count */
+            a->parallel_arg = optarg;
+            if (!strchr(optarg, ',')) a->o.parallel = (int)parse_num("--parallel", optarg, 1, RSR_BATCH_MAX);
             break;
         case O_KV:
             if ((a->o.session.kv_type = kv_type_parse(optarg)) < 0)
@@ -1021,10 +1025,7 @@ int main(int argc, char **argv) {
                     "checked\n",
                     a.o.model_path);
     }
-    struct stat st;
-    char near[4096];
-    if (stat(a.o.model_path, &st) != 0 && near_path(a.o.model_path, near, sizeof near))
-        die("%s: no such file; did you mean %s?", a.o.model_path, near);
+    check_model_path(a.o.model_path);
     if (a.expect_digest && artifact_pin(a.o.model_path, a.expect_digest, pinned, sizeof pinned, err, sizeof err) != 0)
         die("%s", err);
     if (rsr_api_load(&api, a.expect_digest ? pinned : a.o.model_path, err, sizeof err) != 0) die("%s", err);

@@ -27,7 +27,6 @@
 
 #include "serve.h"
 #include "serve_gbnf.h"
-#include "serve_json.h"
 #include "serve_schema.h"
 #include "think.h"
 
@@ -628,9 +627,54 @@ static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char 
     return calls;
 }
 
+/* Whether v is of JSON Schema type name t ("integer": a number without a fraction). */
+static bool of_type(const cJSON *v, const char *t) {
+    if (!strcmp(t, "string")) return cJSON_IsString(v);
+    if (!strcmp(t, "number")) return cJSON_IsNumber(v);
+    if (!strcmp(t, "integer")) return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
+    if (!strcmp(t, "boolean")) return cJSON_IsBool(v);
+    if (!strcmp(t, "object")) return cJSON_IsObject(v);
+    if (!strcmp(t, "array")) return cJSON_IsArray(v);
+    if (!strcmp(t, "null")) return cJSON_IsNull(v);
+    return true; /* a type this check does not know: not refused */
+}
+
+/* The arguments against the parameters' schema, as far as a call's shape goes: every required
+ * property given, and each given property that the schema lists of its type ("type", a name or a
+ * list of them) and among its "enum" values. Other keywords (bounds, patterns, nested schemas)
+ * are the grammar's business when tool_choice holds the reply to it; properties the schema does
+ * not list are not refused (JSON Schema allows them unless it says otherwise). */
+static bool args_fit(const cJSON *params, const cJSON *args, const char *name, char *why, size_t cap) {
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(params, "required"), *props, *e;
+    cJSON_ArrayForEach(
+        e,
+        req) if (cJSON_IsString(e) &&
+                 !cJSON_GetObjectItemCaseSensitive(
+                     args,
+                     e->valuestring)) return snprintf(why, cap,
+                                                      "the model's call of '%.64s' lacks the required argument '%.64s'",
+                                                      name, e->valuestring),
+        false;
+    props = cJSON_GetObjectItemCaseSensitive(params, "properties");
+    cJSON_ArrayForEach(e, args) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(props, e->string), *t, *en, *x;
+        if (!cJSON_IsObject(p)) continue;
+        t = cJSON_GetObjectItemCaseSensitive(p, "type"), en = cJSON_GetObjectItemCaseSensitive(p, "enum");
+        const cJSON *types = cJSON_IsArray(t) ? t : NULL, *values = cJSON_IsArray(en) ? en : NULL;
+        bool ok = !t || (cJSON_IsString(t) && of_type(e, t->valuestring)) || (types && !cJSON_GetArraySize(types));
+        cJSON_ArrayForEach(x, types) ok = ok || (cJSON_IsString(x) && of_type(e, x->valuestring));
+        bool listed = !values;
+        cJSON_ArrayForEach(x, values) listed = listed || cJSON_Compare(x, e, true);
+        if (!ok || !listed)
+            return snprintf(why, cap, "the model's call of '%.48s' gives '%.48s' a value its schema refuses (%s)", name,
+                            e->string, !ok ? "its type" : "not among its enum"),
+                   false;
+    }
+    return true;
+}
+
 /* Whether every call names a function the request offered, with arguments that are a JSON object
- * its parameters' schema accepts (serve_json.c's recognizer, where its subset holds the schema; a
- * schema beyond it is checked as JSON only); else why, in why. The grammar holds a reply to this
+ * its parameters' schema takes (args_fit); else why, in why. The grammar holds a reply to this
  * when the calls were required or named; with tool_choice auto a reply may go its own way. */
 static bool calls_offered(const cJSON *calls, const cJSON *offered, char *why, size_t cap) {
     const cJSON *c;
@@ -642,31 +686,21 @@ static bool calls_offered(const cJSON *calls, const cJSON *offered, char *why, s
         bool found = false;
         cJSON_ArrayForEach(t, offered) {
             const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
-            if (name && !strcmp(name, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name")) ?: "")) {
+            const char *offered_name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
+            if (name && offered_name && !strcmp(name, offered_name)) {
                 found = true, params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
                 break;
             }
         }
         if (!found)
-            return snprintf(why, cap, "the model called '%.64s', which the request did not offer", name ?: ""), false;
-        cJSON *parsed = args ? cJSON_Parse(args) : NULL;
-        bool object = cJSON_IsObject(parsed);
-        cJSON_Delete(parsed);
-        if (!object)
-            return snprintf(why, cap, "the model's call of '%.64s' has arguments that are not a JSON object", name),
+            return snprintf(why, cap, "the model called '%.64s', which the request did not offer", name ? name : ""),
                    false;
-        char err[200], keyword[64];
-        json_shape *shape = params ? json_shape_compile(params, err, sizeof err, keyword) : NULL;
-        if (shape) {
-            json_state st;
-            json_state_init(&st, shape);
-            bool ok = json_state_feed(&st, shape, args, strlen(args)) && json_state_done(&st, shape);
-            json_shape_free(shape);
-            if (!ok)
-                return snprintf(why, cap, "the model's call of '%.64s' has arguments its parameters' schema refuses",
-                                name),
-                       false;
-        }
+        cJSON *parsed = args ? cJSON_Parse(args) : NULL;
+        bool ok = cJSON_IsObject(parsed);
+        if (!ok) snprintf(why, cap, "the model's call of '%.64s' has arguments that are not a JSON object", name);
+        ok = ok && (!params || args_fit(params, parsed, name, why, cap));
+        cJSON_Delete(parsed);
+        if (!ok) return false;
     }
     return true;
 }

@@ -236,7 +236,8 @@ static void overflow(void) {
     head_free(&h);
 }
 
-/* A NaN or infinite activation: nothing can be bounded; the answer is the exact logits' greedy. */
+/* A NaN or infinite activation has no token: greedy decoding and sampling, alone and batched, are
+ * refused naming it (an argmax over NaN logits once gave token 0 without a word). */
 static void non_finite_x(void) {
     float rows[3][N];
     for (int v = 0; v < 3; v++)
@@ -245,10 +246,22 @@ static void non_finite_x(void) {
     head_build(&h, rows, 3);
     float x[N];
     for (int i = 0; i < N; i++) x[i] = 1;
-    x[5] = NAN;
-    check(&h, x, "NaN x");
-    x[5] = INFINITY;
-    check(&h, x, "inf x");
+    const float bad[2] = {NAN, INFINITY};
+    for (int b = 0; b < 2; b++) {
+        x[5] = bad[b];
+        int32_t got = 7, bt = 7;
+        rsr_status st = rt_lm_head_argmax(&h.s, x, &got);
+        EXPECT(st != RSR_OK && strstr(h.s.err, "not finite") && strstr(h.s.err, "element 5"),
+               "%g x: greedy refused (%d: %s)", (double)bad[b], (int)st, h.s.err);
+        const rsr_sampler_params sp = {.temperature = 0.7f, .top_p = 1};
+        uint64_t r = 5;
+        double tail = -1;
+        st = rt_lm_head_sample(&h.s, x, &sp, &r, &got, &tail);
+        EXPECT(st != RSR_OK && strstr(h.s.err, "not finite"), "%g x: sampling refused (%d)", (double)bad[b], (int)st);
+        const rt_head_request req = {.kind = RT_HEAD_GREEDY, .token = &bt};
+        const rt_head_call call = {&h.s, x, &req};
+        EXPECT(rt_lm_head_many(&call, 1) != RSR_OK && bt == 7, "%g x: batched greedy refused", (double)bad[b]);
+    }
     head_free(&h);
 }
 

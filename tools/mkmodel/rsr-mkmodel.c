@@ -773,6 +773,7 @@ static struct {
     uint64_t data; /* the offset of its data block */
     cJSON *header;
     char *path;
+    cJSON *config; /* config.json while source_config reads it: reachable when a check dies */
 } src;
 
 /* A JSON file's contents (NULL when it does not exist and !required). */
@@ -817,7 +818,7 @@ static const char *config_str(const cJSON *c, const char *key) {
  * a tied head; its sizes into *p, its epsilon and RoPE base into o. */
 static void source_config(opts_t *o, preset_t *p) {
     char *path = xasprintf("%s/config.json", o->from);
-    cJSON *c = read_json(path, 1);
+    cJSON *c = src.config = read_json(path, 1);
     const cJSON *arch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "architectures"), 0);
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(c, "quantization_config");
     const cJSON *tied = cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings");
@@ -842,7 +843,7 @@ static void source_config(opts_t *o, preset_t *p) {
     *p = (preset_t){path, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], 0, 0, 0, 0};
     o->rms_eps = config_num(c, path, "rms_norm_eps", 1e-6);
     o->rope_theta = config_num(c, path, "rope_theta", 10000.0);
-    cJSON_Delete(c);
+    cJSON_Delete(c), src.config = NULL;
 }
 
 /* DIR/model.safetensors, mapped, and its header */

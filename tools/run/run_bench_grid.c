@@ -283,6 +283,42 @@ static void run_rounds(rsr_model *m, const rsr_model_info *info, const run_optio
     free(r.ss), free(r.q), free(r.cur), free(r.next);
 }
 
+/* A flag's list of counts ("1,4,16") in [lo, hi], at most 16, into out; none given: dflt alone. */
+static int parse_counts(const char *list, const char *flag, long lo, long hi, long dflt, const char *kind,
+                        long out[16]) {
+    int k = 0;
+    for (const char *p = list; p && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < lo || v > hi || (*end && *end != ',') || k == 16)
+            die("%s: '%s' is not a list of up to 16 %s", flag, list, kind);
+        out[k++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!k) out[k++] = dflt;
+    return k;
+}
+
+/* t[0..n) at every sequence count and depth: "tg64 @ d2048 (4 seqs)" (a test's own name is at most
+ * 21 characters); the count of tests made. */
+static int expand_tests(grid_test *t, int n, const long *seqs, int ns, const long *depths, int nd) {
+    grid_test one[32];
+    memcpy(one, t, sizeof one);
+    int made = 0;
+    for (int d = 0; d < nd; d++)
+        for (int q = 0; q < ns; q++)
+            for (int i = 0; i < n; i++) {
+                grid_test *g = &t[made++];
+                *g = one[i];
+                g->seqs = (int32_t)seqs[q], g->depth = (int32_t)depths[d];
+                char at[20] = "", many[20] = "";
+                if (g->depth) snprintf(at, sizeof at, " @ d%d", (int)(g->depth & 0x1ffffff));
+                if (g->seqs > 1) snprintf(many, sizeof many, " (%d seqs)", (int)(g->seqs & 511));
+                snprintf(g->name, sizeof g->name, "%.21s%.12s%.12s", one[i].name, at, many);
+            }
+    return made;
+}
+
 void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options *o, const rsr_model_params *mp,
                     bench_lists l) {
     const int rounds = o->repeat > 0 ? o->repeat : 5, cap = 32;
@@ -291,57 +327,15 @@ void run_bench_grid(rsr_model *m, const rsr_model_info *info, const run_options 
     n = add_tests(base, n, cap, l.n ? l.n : "128", "-n", true);
     if (l.pg) n = add_pg(base, n, cap, l.pg);
     if (!n) die("--bench: -p and -n name no test (every length is 0)");
-    long seqs[16];
-    int ns = 0;
-    for (const char *p = l.parallel; p && *p;) { /* --parallel 1,4,16: every test at each count */
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > RSR_BATCH_MAX || (*end && *end != ',') || ns == 16)
-            die("--parallel: '%s' is not a list of up to 16 sequence counts from 1 to %d such as 1,4,16", l.parallel,
-                RSR_BATCH_MAX);
-        seqs[ns++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!ns) seqs[ns++] = 1;
-    long depths[16];
-    int nd = 0;
-    for (const char *p = l.depth; p && *p;) { /* -d 0,2048: every test after that much context */
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > (1 << 24) || (*end && *end != ',') || nd == 16)
-            die("-d: '%s' is not a list of up to 16 context lengths such as 0,2048", l.depth);
-        depths[nd++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!nd) depths[nd++] = 0;
+    char seq_kind[64];
+    snprintf(seq_kind, sizeof seq_kind, "sequence counts from 1 to %d such as 1,4,16", RSR_BATCH_MAX);
+    long seqs[16], depths[16], counts[16];
+    const int ns = parse_counts(l.parallel, "--parallel", 1, RSR_BATCH_MAX, 1, seq_kind, seqs);
+    const int nd = parse_counts(l.depth, "-d", 0, 1 << 24, 0, "context lengths such as 0,2048", depths);
+    const int nt = parse_counts(l.t, "-t", 1, 1024, info->num_threads, "thread counts such as 1,2", counts);
     if (n * ns * nd > cap)
         die("--bench: %d tests, %d sequence counts and %d depths make more than %d tests", n, ns, nd, cap);
-    grid_test one[32];
-    memcpy(one, base, sizeof one);
-    int m_tests = 0;
-    for (int d = 0; d < nd; d++)
-        for (int q = 0; q < ns; q++)
-            for (int i = 0; i < n; i++) { /* names as "tg64 @ d2048 (4 seqs)"; one's are at most 21 characters */
-                grid_test *g = &base[m_tests++];
-                *g = one[i];
-                g->seqs = (int32_t)seqs[q], g->depth = (int32_t)depths[d];
-                char at[20] = "", many[20] = "";
-                if (g->depth) snprintf(at, sizeof at, " @ d%d", (int)(g->depth & 0x1ffffff));
-                if (g->seqs > 1) snprintf(many, sizeof many, " (%d seqs)", (int)(g->seqs & 511));
-                snprintf(g->name, sizeof g->name, "%.21s%.12s%.12s", one[i].name, at, many);
-            }
-    n = m_tests;
-    long counts[16];
-    int nt = 0;
-    for (const char *p = l.t; p && *p;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 1024 || (*end && *end != ',') || nt == 16)
-            die("-t: '%s' is not a list of up to 16 thread counts such as 1,2", l.t);
-        counts[nt++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!nt) counts[nt++] = info->num_threads;
+    n = expand_tests(base, n, seqs, ns, depths, nd);
     grid_test *t = calloc((size_t)(n * nt), sizeof *t);
     if (!t) die("out of memory");
     for (int k = 0; k < nt; k++) {

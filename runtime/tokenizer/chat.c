@@ -148,6 +148,12 @@ static const char *const needs_llama3[] = {"<|begin_of_text|>", "<|start_header_
 static const char *const needs_bitnet[] = {"<|begin_of_text|>", "<|eot_id|>", NULL};
 static const char *const needs_llama2[] = {"<s>", "</s>", NULL};
 
+/* The built-in templates by name, with the tokens each needs. */
+static const struct {
+    const char *name;
+    const char *const *needs;
+} builtins[] = {{"llama3", needs_llama3}, {"bitnet", needs_bitnet}, {"llama2", needs_llama2}};
+
 static bool has_all(const rsr_tokenizer *t, const char *const *needs) {
     for (; *needs; needs++)
         if (rsr_tokenizer_token_id(t, *needs) < 0) return false;
@@ -157,15 +163,11 @@ static bool has_all(const rsr_tokenizer *t, const char *const *needs) {
 /* What a model without a usable template can do instead: the built-in templates whose tokens its
  * vocabulary has, or a template file, into buf. */
 static const char *alternatives(const rsr_tokenizer *t, char *buf, size_t cap) {
-    static const struct {
-        const char *name;
-        const char *const *needs;
-    } builtin[] = {{"llama3", needs_llama3}, {"bitnet", needs_bitnet}, {"llama2", needs_llama2}};
     size_t n = 0;
     buf[0] = 0;
-    for (size_t i = 0; i < sizeof builtin / sizeof *builtin; i++)
-        if (has_all(t, builtin[i].needs))
-            n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? ", " : "", builtin[i].name);
+    for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
+        if (has_all(t, builtins[i].needs))
+            n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%s", n ? ", " : "", builtins[i].name);
     if (!n)
         snprintf(buf, cap,
                  "no built-in template fits this vocabulary (llama3, bitnet and llama2 need tokens it lacks): give a "
@@ -191,13 +193,9 @@ static rsr_status resolve(rsr_tokenizer *t, const char **name, const char *const
                          "chat: the model has no chat template of its own (its checkpoint shipped none); %s",
                          alternatives(t, alt, sizeof alt));
     *needs = NULL;
-    if (strcmp(*name, "llama3") == 0)
-        *needs = needs_llama3;
-    else if (strcmp(*name, "bitnet") == 0)
-        *needs = needs_bitnet;
-    else if (strcmp(*name, "llama2") == 0)
-        *needs = needs_llama2;
-    else if (strcmp(*name, "model") != 0)
+    for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
+        if (strcmp(*name, builtins[i].name) == 0) *needs = builtins[i].needs;
+    if (!*needs && strcmp(*name, "model") != 0)
         return tok_error(t, RSR_ERR_NOT_FOUND, "chat: unknown template '%s' (model, llama3, bitnet, llama2)", *name);
     for (const char *const *k = *needs; k && *k; k++)
         if (rsr_tokenizer_token_id(t, *k) < 0)

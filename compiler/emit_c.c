@@ -461,7 +461,6 @@ static void c_expr(const cpr *P, const kir_expr *e, int min) {
     case KO_QDOT: c_call(P, e->a->type == KT_BACC ? "rsr_qdotd" : "rsr_qdot", e->a, e->b, e->c, NULL); break;
     case KO_SPLAT: c_call(P, "rsr_bsplat", e->a, NULL, NULL, NULL); break; /* a KT_BACC (the lanes' go above) */
     case KO_STOREV: c_call(P, "rsr_bstore", e->a, e->b, NULL, NULL); break;
-    case KO_QSUM: c_call(P, "rsr_qsum", e->a, e->b, NULL, NULL); break;
     case KO_HALF: c_call_imm(P, "rsr_half", e->a, e->imm); break;
     case KO_SUM4: c_call(P, "rsr_sum4", e->a, e->b, NULL, NULL); break;
     case KO_VSUM: c_call(P, e->a->type == KT_BACC ? "rsr_bsum" : "rsr_vsum", e->a, NULL, NULL, NULL); break;

@@ -726,14 +726,6 @@ static kval kev_vector(kir_llvm *k, const kir_expr *x) {
             r.f[0] = LLVMBuildAdd(e->b, kev1(k, x->a), pair_sums(e, mi, kev1(k, x->b), xb), "");
         return r;
     }
-    case KO_QSUM: { /* the 4 bytes at b in every int32 lane, dotted with ones */
-        LLVMValueRef q = LLVMBuildLoad2(e->b, e->i32, LLVMBuildBitCast(e->b, kev1(k, x->b), e->i32p, ""), "");
-        LLVMSetAlignment(q, 1);
-        LLVMValueRef v = broadcast(e, LLVMVectorType(e->i32, (unsigned)V / 4), q);
-        LLVMValueRef xb = LLVMBuildBitCast(e->b, v, LLVMVectorType(e->i8, (unsigned)V), "");
-        r.f[0] = dot(e, mi, kev1(k, x->a), splat(e->i8, V, 1), xb);
-        return r;
-    }
     case KO_STOREV: {
         LLVMValueRef v = kev1(k, x->b);
         LLVMValueRef p = LLVMBuildBitCast(e->b, kev1(k, x->a), LLVMPointerType(LLVMTypeOf(v), 0), "");

@@ -37,7 +37,7 @@ const char *const kir_op_names[KO_COUNT] = {
     [KO_THREAD] = "thread", [KO_CTA] = "cta", [KO_DP4A] = "dp4a", [KO_WARP_SUM] = "warp_sum",
     [KO_SHFL_DOWN] = "shfl_down", [KO_SHFL_UP] = "shfl_up", [KO_LDG] = "ldg", [KO_ELEM] = "elem",
     [KO_XOR] = "xor", [KO_DIV] = "div", [KO_SHUFFLE] = "shuffle", [KO_QUARTER] = "quarter", [KO_SPLAT] = "splat",
-    [KO_PIN] = "pin", [KO_OPAQUE] = "opaque", [KO_STOREV] = "storev", [KO_QSUM] = "qsum"};
+    [KO_PIN] = "pin", [KO_OPAQUE] = "opaque", [KO_STOREV] = "storev"};
 /* clang-format on */
 
 static const char *const param_names[][KIR_MAX_PARAMS] = {

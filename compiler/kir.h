@@ -192,8 +192,6 @@ enum kir_op {
     KO_OPAQUE,  /* pointer a, through which the optimiser sees no earlier store */
     KO_STOREV,  /* stores the int32 lanes of b (KT_BACC) at a (KT_PI32, any int32's alignment): i2 per unit
                    with rows in lanes (kir_do) */
-    KO_QSUM,    /* a (KT_BACC) + the sum of the 4 bytes of x at b, in every lane (the ISA's dot product with
-                   ones: Σx of a unit with rows in lanes) */
     KO_COUNT
 };
 extern const char *const kir_op_names[KO_COUNT];

@@ -382,14 +382,14 @@ static kir_expr *step_xp(lower *L, kir_expr *xj, kir_var *g, int k, int f) {
 static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) { return step_xp(L, ref(L, xj), g, 1, i); }
 
 /* ---- i2 summed per unit of columns (kernel.c: kn->unit_cols; docs/numerics.md, "Group scales") ----
- * Σx of each unit once per call; per block of 4 rows, each group's fields decoded once, the
+ * Σx of each unit read from past x's padding (rsr_x_sums_at: the quantiser's, once a token); per block of 4 rows, each group's fields decoded once, the
  * fields of a unit (1, 2 or 4 of them, or the 8 to 16 of 2 to 4 groups: a step of the loop takes
  * units_groups groups) into one accumulator per row, each unit's sum stored less the unit's Σx
  * at units_at: block by block from the call's first (rsr_artifact_matrix.sums_block), so that a
  * call's sums lie together whatever its blocks. A code of 3 is a weight of +2 (Q2_0), as c − 1
  * reads it. */
 typedef struct units_ctx {
-    kir_var **acc, *su, *g, *b;
+    kir_var **acc, *su, *g, *b; /* su: the unit sums of x (x_sums) */
     int unit; /* of the step's units */
 } units_ctx;
 
@@ -400,6 +400,13 @@ static int units_groups(const rsrc_kernel *kn) {
 }
 /* Units whose fields a step of the loop (g) decodes. */
 static int units_per_step(const rsrc_kernel *kn) { return 4 * kn->vec_bytes * units_groups(kn) / kn->unit_cols; }
+
+/* The int32 Σx of each unit of the row at x, past its padding (rsr_artifact.h, rsr_x_sums_at) */
+static kir_var *x_sums(lower *L, kir_list *l, kir_expr *x, int j) {
+    kir_var *s = var(L, strf(L, "sx%d", j, 0), KT_PI32);
+    kir_decl(L->m, l, s, kir_reinterpret(L->m, KT_PI32, idx(L, x, size(L, rsr_x_sums_at(L->kn->cols)))), true);
+    return s;
+}
 
 static kir_expr *unit_of(lower *L, const units_ctx *c) {
     return add(L, mul(L, ref(L, c->g), num(L, units_per_step(L->kn))), num(L, c->unit));
@@ -448,20 +455,11 @@ static void lower_i2_units(lower *L) {
     const rsrc_kernel *kn = L->kn;
     const int V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn), U = kn->unit_cols, per = U / V;
     const int fields = 4 * units_groups(kn);
-    const int32_t units = kn->cols / U;
     L->f = kir_func_add(m, kn->symbol, KSIG_KERNEL, true);
     L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, %d rows per block, %s", kn->strategy,
                              kn->rows, kn->cols, U, R, dot_isa_names[kn->isa]);
-    kir_list l = kir_list_of(&L->f->body), ul, cl, blk;
-    kir_var *su = array(L, "su", units), *s = var(L, "s", KT_I32);
-    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d", units);
-    kir_var *u = loop(L, &l, "u", "unit", num(L, 0), num(L, units), &ul)->var;
-    kir_decl(m, &ul, s, num(L, 0), false);
-    kir_stmt *f = loop(L, &ul, "c", "column", num(L, 0), num(L, U), &cl);
-    f->layout = KL_SAME_LINE;
-    kir_expr *xc = kir_load(m, KT_I32, param(L, "x"), add(L, mul(L, ref(L, u), num(L, U)), ref(L, f->var)));
-    kir_set(m, &cl, s, add(L, ref(L, s), xc));
-    kir_store(m, &ul, ref(L, su), ref(L, u), ref(L, s));
+    kir_list l = kir_list_of(&L->f->body), blk;
+    kir_var *su = x_sums(L, &l, param(L, "x"), 0);
     kir_var *b = loop(L, &l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
     kir_var *w = var(L, "w", KT_PU8), *g, *wg[4], *codes[4], *acc[4];
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * rb))), true);
@@ -492,7 +490,7 @@ static void lower_i2_units(lower *L) {
  * the call with each decoded field serving the tile's tokens; token t's sums go to
  * y[t·y_stride + units_at], as the one-token kernel's to y[units_at]. */
 typedef struct utile_ctx {
-    kir_var *acc[4][RSR_BATCH_TILE_MAX], *su, *t, *b, *g;
+    kir_var *acc[4][RSR_BATCH_TILE_MAX], *su[RSR_BATCH_TILE_MAX], *t, *b, *g; /* su[j]: token j's x_sums */
     int j, unit; /* token of the tile, unit of the group */
 } utile_ctx;
 
@@ -505,44 +503,27 @@ static kir_expr *utile_index(lower *L, int r, void *ctx) {
     return add(L, mul(L, tj, wide(L, param(L, "y_stride"))), units_at(L, c->b, utile_unit(L, c), r));
 }
 static kir_expr *utile_sx(lower *L, const utile_ctx *c) { /* Σx of the unit for token j */
-    kir_expr *at = add(L, utile_unit(L, c), num(L, c->j * (L->kn->cols / L->kn->unit_cols)));
-    return kir_load(L->m, KT_I32, ref(L, c->su), at);
+    return kir_load(L->m, KT_I32, ref(L, c->su[c->j]), utile_unit(L, c));
 }
 static kir_expr *utile_value(lower *L, int r, void *ctx) {
     utile_ctx *c = ctx;
     return sub(L, kir_vec(L->m, KO_VSUM, KT_I32, ref(L, c->acc[r][c->j]), NULL, NULL, 0), utile_sx(L, c));
 }
 
-/* su[j·units + u] = Σ x[j][u·U .. (u+1)·U) for the tile's T tokens */
-static void utile_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
-    const int U = L->kn->unit_cols, units = L->kn->cols / U;
-    for (int j = 0; j < T; j++) {
-        kir_list ul, cl;
-        kir_var *u = loop(L, l, "u", "unit", num(L, 0), num(L, units), &ul)->var, *s = var(L, "s", KT_I32);
-        kir_var *xu = var(L, "xs", KT_PI8); /* the unit's columns: c indexes them from 0, which LLVM vectorises */
-        kir_decl(L->m, &ul, xu, idx(L, ref(L, x[j]), mul(L, wide(L, ref(L, u)), size(L, U))), true);
-        kir_decl(L->m, &ul, s, num(L, 0), false);
-        kir_stmt *f = loop(L, &ul, "c", "column", num(L, 0), num(L, U), &cl);
-        f->layout = KL_SAME_LINE;
-        kir_expr *xc = kir_load(L->m, KT_I32, ref(L, xu), ref(L, f->var));
-        kir_set(L->m, &cl, s, add(L, ref(L, s), xc));
-        kir_store(L->m, &ul, ref(L, su), add(L, ref(L, u), num(L, j * units)), ref(L, s));
-    }
-}
-
-static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
+static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     const int V = kn->vec_bytes, R = kn->block_rows, per = kn->unit_cols / V, fields = 4 * units_groups(kn);
     kir_var *x[RSR_BATCH_TILE_MAX], *g, *wg[4], *codes[4], *w = var(L, "w", KT_PU8);
     tile_x(L, l, T, t, x);
-    utile_sums(L, l, T, x, su);
+    utile_ctx c = {.t = t};
+    for (int j = 0; j < T; j++) c.su[j] = x_sums(L, l, ref(L, x[j]), j);
     kir_list blk;
     kir_var *b = loop(L, l, "b", "block", param(L, "block_begin"), param(L, "block_end"), &blk)->var;
     kir_decl(m, &blk, w, idx(L, param(L, "data"), mul(L, wide(L, ref(L, b)), size(L, (int64_t)R * i2_row_bytes(kn)))),
              true);
     kir_list gl = group_steps(L, &blk, w, units_groups(kn), &g, wg);
-    utile_ctx c = {.su = su, .t = t, .b = b, .g = g};
+    c.b = b, c.g = g;
     for (int i = 0; i < fields; i++) {
         for (int r = 0; i % per == 0 && r < R; r++)
             for (int j = 0; j < T; j++) {
@@ -569,22 +550,21 @@ static void lower_units_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *
 
 /* The batched kernel of a form per unit: whole tiles of kn->batch_tile tokens, then the rest one by
  * one, each tile lowered by tile (lower_units_tile, or rows_tile for rows in lanes). */
-typedef void units_tile_fn(lower *L, kir_list *l, int T, kir_var *t, kir_var *su);
+typedef void units_tile_fn(lower *L, kir_list *l, int T, kir_var *t);
 static void lower_units_batch(lower *L, units_tile_fn *tile) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
     const int T = kn->batch_tile;
     L->f = kir_func_add(m, kn->batch_symbol, KSIG_BATCH, true);
     kir_list l = kir_list_of(&L->f->body), tiles;
-    kir_var *su = array(L, "su", T * (kn->cols / kn->unit_cols)), *t = var(L, "t", KT_I32);
-    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d tokens x %d units", T, kn->cols / kn->unit_cols);
+    kir_var *t = var(L, "t", KT_I32);
     kir_decl(m, &l, t, num(L, 0), false);
     for (int pass = 0; pass < 2; pass++) { /* whole tiles, then the rest a token at a time */
         int n = pass ? 1 : T;
         kir_expr *cond = pass ? lt(L, ref(L, t), param(L, "ntok"))
                               : kir_bin(m, KO_LE, KT_INT, add(L, ref(L, t), num(L, n)), param(L, "ntok"));
         kir_for(m, &l, t, NULL, cond, n, &tiles)->label = pass ? "rest" : "tile";
-        tile(L, &tiles, n, t, su);
+        tile(L, &tiles, n, t);
     }
 }
 
@@ -598,7 +578,7 @@ static void lower_units_batch(lower *L, units_tile_fn *tile) {
 #define ROWS_RUN 8 /* groups of 16 columns summed in 16 bits: 32 products of at most 2·3·128 each */
 
 typedef struct rows_ctx {
-    kir_var **x, *su, *t, *b, *u; /* t NULL: the one-token kernel */
+    kir_var **x, **su, *t, *b, *u; /* su[j]: token j's x_sums; t NULL: the one-token kernel */
     int T;
 } rows_ctx;
 
@@ -614,27 +594,7 @@ static bool rows_vnni(const rsrc_kernel *kn) { return kn->isa == DOT_AVXVNNI || 
 
 /* Σx of the block's unit for token j of the tile */
 static kir_expr *rows_sx(lower *L, const rows_ctx *c, int j) {
-    const int units = L->kn->cols / L->kn->unit_cols;
-    return kir_load(L->m, KT_I32, ref(L, c->su), add(L, ref(L, c->u), num(L, j * units)));
-}
-
-/* su[j·units + u] as utile_sums, with VNNI: each 4 bytes of the unit dotted with ones into every
- * lane (KO_QSUM), lane 0 kept: a few vector instructions a unit where the bytes one by one took 32
- * loads and adds, which made most of a call of one block's time */
-static void rows_sums(lower *L, kir_list *l, int T, kir_var **x, kir_var *su) {
-    kir_module *m = L->m;
-    const int U = L->kn->unit_cols, units = L->kn->cols / U;
-    for (int j = 0; j < T; j++) {
-        kir_list ul;
-        kir_var *u = loop(L, l, "u", "unit", num(L, 0), num(L, units), &ul)->var, *s = var(L, "s", KT_BACC);
-        kir_var *xu = var(L, "xs", KT_PI8);
-        kir_decl(m, &ul, xu, idx(L, ref(L, x[j]), mul(L, wide(L, ref(L, u)), size(L, U))), true);
-        kir_decl(m, &ul, s, kir_vec(m, KO_VZERO, KT_BACC, NULL, NULL, NULL, 0), false);
-        for (int c = 0; c < U; c += 4)
-            kir_set(m, &ul, s, kir_vec(m, KO_QSUM, KT_BACC, ref(L, s), idx(L, ref(L, xu), num(L, c)), NULL, 0));
-        kir_store(m, &ul, ref(L, su), add(L, ref(L, u), num(L, j * units)),
-                  kir_vec(m, KO_LANE, KT_I32, ref(L, s), NULL, NULL, 0));
-    }
+    return kir_load(L->m, KT_I32, ref(L, c->su[j]), ref(L, c->u));
 }
 
 static void rows_blocks(lower *L, kir_list *l, const rows_ctx *cx) {
@@ -702,18 +662,17 @@ static void lower_i2_rows(lower *L) {
     L->f->comment = kir_strf(m, "%s: %dx%d summed per unit of %d columns, %d rows per block in the lanes, %s",
                              kn->strategy, kn->rows, kn->cols, kn->unit_cols, kn->block_rows, dot_isa_names[kn->isa]);
     kir_list l = kir_list_of(&L->f->body);
-    kir_var *su = array(L, "su", kn->cols / kn->unit_cols), *x = var(L, "x0", KT_PI8);
-    kir_decl(m, &l, su, NULL, false)->text = kir_strf(m, "%d", kn->cols / kn->unit_cols);
+    kir_var *x = var(L, "x0", KT_PI8);
     kir_decl(m, &l, x, param(L, "x"), true);
-    (rows_vnni(kn) ? rows_sums : utile_sums)(L, &l, 1, &x, su);
-    rows_blocks(L, &l, &(rows_ctx){.x = &x, .su = su, .T = 1});
+    kir_var *su = x_sums(L, &l, ref(L, x), 0);
+    rows_blocks(L, &l, &(rows_ctx){.x = &x, .su = &su, .T = 1});
 }
 
 /* One tile of T tokens from t (lower_units_batch): their x, each unit's Σx, the blocks. */
-static void rows_tile(lower *L, kir_list *l, int T, kir_var *t, kir_var *su) {
-    kir_var *x[RSR_BATCH_TILE_MAX];
+static void rows_tile(lower *L, kir_list *l, int T, kir_var *t) {
+    kir_var *x[RSR_BATCH_TILE_MAX], *su[RSR_BATCH_TILE_MAX];
     tile_x(L, l, T, t, x);
-    (rows_vnni(L->kn) ? rows_sums : utile_sums)(L, l, T, x, su);
+    for (int j = 0; j < T; j++) su[j] = x_sums(L, l, ref(L, x[j]), j);
     rows_blocks(L, l, &(rows_ctx){.x = x, .su = su, .t = t, .T = T});
 }
 

@@ -578,7 +578,7 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
     double t0 = now_seconds();
     tune_kernels tk;
     build_candidates(ts, tm, tc, &tk);
-    int32_t rows = tm->rows, cols = tm->cols, xs = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    int32_t rows = tm->rows, cols = tm->cols, xs = rsr_x_row(cols, tm->unit_cols);
     size_t xbytes = (size_t)TUNE_TOKENS * (size_t)xs, ysize = sizeof(int32_t) * (size_t)TUNE_TOKENS * (size_t)rows;
     int8_t *x = aligned_alloc(64, (xbytes + 63) / 64 * 64);
     int32_t *want = xmalloc(ysize), *got = aligned_alloc(64, (ysize + 63) / 64 * 64);
@@ -591,6 +591,7 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
             s = s * 6364136223846793005u + 1442695040888963407u;
             x[(size_t)t * (size_t)xs + (size_t)c] = t == 0 ? 127 : t == 1 ? -128 : (int8_t)(s >> 56);
         }
+    for (int t = 0; t < TUNE_TOKENS; t++) rsr_x_put_sums(x + (size_t)t * (size_t)xs, cols, tm->unit_cols);
     for (int32_t r = 0; r < rows; r++) {
         const int8_t *w = tm->w + (size_t)r * (size_t)cols;
         for (int t = 0; t < TUNE_TOKENS; t++) {

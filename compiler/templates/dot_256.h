@@ -64,11 +64,6 @@ static inline rsr_bacc rsr_qdotd(rsr_bacc a, rsr_codes k, const int8_t *x) {
     __builtin_memcpy(&q, x, 4);
     return RSR_DOT(a, k, _mm256_set1_epi32(q));
 }
-static inline rsr_bacc rsr_qsum(rsr_bacc a, const int8_t *x) {
-    int32_t q;
-    __builtin_memcpy(&q, x, 4);
-    return RSR_DOT(a, _mm256_set1_epi8(1), _mm256_set1_epi32(q));
-}
 #define rsr_lane(a, i) ((__v8si)(a))[i]
 static inline rsr_bacc rsr_bsplat(int32_t v) { return _mm256_set1_epi32(v); }
 static inline void rsr_bstore(int32_t *p, rsr_bacc a) { _mm256_storeu_si256((void *)p, a); }

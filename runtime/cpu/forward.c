@@ -137,7 +137,8 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)rows;
     if ((size_t)m->dn_value_dim > widest) widest = (size_t)m->dn_value_dim; /* a DeltaNet's output projection */
     const size_t att = q_out > (size_t)m->dn_value_dim ? q_out : (size_t)m->dn_value_dim;
-    *w = (rt_work){.rows = rows, .widest = (int32_t)widest, .xq_stride = rt_pad_cols((int32_t)widest)};
+    /* a row of xq: the codes, padded, then each unit's Σx when activations go by blocks (rsr_x_row) */
+    *w = (rt_work){.rows = rows, .widest = (int32_t)widest, .xq_stride = rsr_x_row((int32_t)widest, a->act_block)};
     w->h = malloc(sizeof(float) * B * (size_t)a->hidden);
     w->xn = malloc(sizeof(float) * B * widest);
     w->tmp = malloc(sizeof(float) * B * widest);
@@ -398,7 +399,8 @@ static float quantize_block(int8_t *q, const float *x, int32_t B) {
  * CPU code makes Q8_0 and Q8_K (rsr_act_quant), amax of the block, q = rint(x · (127 / amax)) (0
  * when amax is 0), and the block's scale amax / 127 rounded to f16 (Q8_0), or 1 / (127 / amax) in
  * f32 (Q8_K: its −127 / max with the sign of the largest value gives the same q and scale, both
- * negated). n a multiple of B. */
+ * negated). n a multiple of B. Each block's Σq follows the padding (rsr_x_put_sums: the kernels
+ * with units read it there). */
 static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B, int32_t how) {
     for (int32_t b0 = 0; b0 < n; b0 += B) {
         const float amax = quantize_block(q + b0, x + b0, B), id = amax != 0 ? 127.0f / amax : 0.0f;
@@ -406,6 +408,7 @@ static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int
             how == RSR_ACT_Q8_K ? (amax != 0 ? 1.0f / id : 0.0f) : rsr_f16_to_f32(rsr_f32_to_f16(amax / 127.0f));
     }
     zero_pad(q, n);
+    rsr_x_put_sums(q, n, B);
 }
 
 static float quantize(int8_t *q, const float *x, int32_t n) {

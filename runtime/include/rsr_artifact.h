@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    17u /* 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    18u /* 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -33,6 +33,25 @@ typedef void (*rsr_kernel_fn)(const uint8_t *data, const int8_t *x, int32_t *y, 
  * The weights of a block are read from memory once for all the tokens. */
 typedef void (*rsr_kernel_batch_fn)(const uint8_t *data, const int8_t *x, int32_t x_stride, int32_t *y,
                                     int32_t y_stride, int32_t ntok, int32_t block_begin, int32_t block_end);
+
+/* A matrix with units (rsr_artifact_matrix.unit_cols > 0) also reads each unit's Σx, the int32 sum
+ * of its unit_cols bytes of x, at x + rsr_x_sums_at(cols) (past the zero padding, 4-byte aligned
+ * when x is), so that a token's row takes rsr_x_row(cols, unit_cols) bytes and a batch's x_stride
+ * is at least that. Whoever quantises x writes them once a token (rsr_x_put_sums): every kernel
+ * call computed them for its own tokens before, a third of a group-scaled prefill's kernel time. */
+static inline int32_t rsr_x_sums_at(int32_t cols) { return (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
+static inline int32_t rsr_x_row(int32_t cols, int32_t unit_cols) {
+    int32_t n = rsr_x_sums_at(cols) + (unit_cols > 0 ? 4 * (cols / unit_cols) : 0);
+    return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+}
+static inline void rsr_x_put_sums(int8_t *x, int32_t cols, int32_t unit_cols) {
+    int32_t *sums = (int32_t *)(void *)(x + rsr_x_sums_at(cols));
+    for (int32_t u = 0; unit_cols > 0 && u < cols / unit_cols; u++) {
+        int32_t s = 0;
+        for (int32_t c = 0; c < unit_cols; c++) s += x[u * unit_cols + c];
+        sums[u] = s;
+    }
+}
 
 enum rsr_dtype { RSR_DTYPE_F32 = 0, RSR_DTYPE_F16 = 1, RSR_DTYPE_BF16 = 2 };
 /* GELU: the tanh approximation (Gemma3), docs/numerics.md */

@@ -574,13 +574,16 @@ rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x,
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     size_t cols = (size_t)mx->cols, rows = (size_t)rt_kernel_rows(mx);
     const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
-    size_t padded = (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    size_t padded = (size_t)rsr_x_row(mx->cols, mx->unit_cols); /* the codes, padded, and units' Σx */
     int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;
     int8_t *xp = calloc((size_t)step, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
     if (!xp) return RSR_ERR_OUT_OF_MEMORY;
     for (int32_t t0 = 0; t0 < ntok; t0 += step) {
         int32_t n = ntok - t0 < step ? ntok - t0 : step;
-        for (int32_t t = 0; t < n; t++) memcpy(xp + (size_t)t * padded, x + (size_t)(t0 + t) * cols, cols);
+        for (int32_t t = 0; t < n; t++) {
+            memcpy(xp + (size_t)t * padded, x + (size_t)(t0 + t) * cols, cols);
+            rsr_x_put_sums(xp + (size_t)t * padded, mx->cols, mx->unit_cols);
+        }
         int32_t *yt = y + (size_t)t0 * rows;
         if (n > 1 && mx->kernel_batch) {
             mx->kernel_batch(data, xp, (int32_t)padded, yt, (int32_t)rows, n, 0, mx->num_blocks);

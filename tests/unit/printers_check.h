@@ -33,6 +33,10 @@ static int32_t out_rows(const check_matrix *tm) {
     const int32_t B = tm->unit_block, units = tm->rows / tm->unit_rows;
     return (tm->unit_rows + B - 1) / B * units * B;
 }
+/* The columns of a unit (0: the form has none), whose Σx the kernel reads past x's padding */
+static int32_t unit_cols(const check_matrix *tm) {
+    return tm->unit_rows ? tm->cols / (tm->rows / tm->unit_rows) : 0;
+}
 /* Where the sums of block b begin in what a call from block 0 writes. */
 static int32_t sums_from(const check_matrix *tm, int32_t b) {
     return tm->unit_rows ? b * (tm->rows / tm->unit_rows) * tm->unit_block : 0;
@@ -46,10 +50,11 @@ static uint32_t next(void) {
     return (uint32_t)(rng >> 16);
 }
 
-/* kind 0: all 127, 1: all −128, else random */
-static void fill(int8_t *x, int32_t cols, int32_t xs, int kind) {
+/* kind 0: all 127, 1: all −128, else random; then each unit's Σx past the padding (rsr_x_put_sums) */
+static void fill(int8_t *x, int32_t cols, int32_t xs, int kind, int32_t unit_cols) {
     memset(x, 0, (size_t)xs);
     for (int32_t c = 0; c < cols; c++) x[c] = kind == 0 ? 127 : kind == 1 ? -128 : (int8_t)next();
+    rsr_x_put_sums(x, cols, unit_cols);
 }
 
 /* y as the kernel writes it; what it leaves alone stays 0x5a5a5a5a, as the checks fill got */
@@ -71,14 +76,14 @@ static void *check_alloc(size_t n) {
 }
 
 static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, const check_matrix *tm, const char *what) {
-    const int32_t xs = (tm->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    const int32_t xs = rsr_x_row(tm->cols, unit_cols(tm));
     int8_t *x = check_alloc((size_t)xs * RSR_BATCH_MAX);
     const int32_t rows = out_rows(tm);
     int32_t *want = check_alloc(sizeof(int32_t) * (size_t)rows * RSR_BATCH_MAX);
     int32_t *got = check_alloc(sizeof(int32_t) * (size_t)rows * RSR_BATCH_MAX);
     const uint8_t *data = blob + am->data;
     for (int kind = 0; kind < 4; kind++) {
-        fill(x, tm->cols, xs, kind);
+        fill(x, tm->cols, xs, kind, unit_cols(tm));
         naive(tm, x, want);
         memset(got, 0x5a, sizeof(int32_t) * (size_t)rows);
         am->kernel(data, x, got, 0, am->num_blocks / 2);
@@ -94,7 +99,7 @@ static void check_kernel(const rsr_artifact_matrix *am, const uint8_t *blob, con
     for (size_t n = 0; n < sizeof ntoks / sizeof *ntoks; n++) {
         int32_t ntok = ntoks[n];
         for (int32_t t = 0; t < ntok; t++) {
-            fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4);
+            fill(x + (size_t)t * (size_t)xs, tm->cols, xs, t % 4, unit_cols(tm));
             naive(tm, x + (size_t)t * (size_t)xs, want + (size_t)t * (size_t)rows);
         }
         memset(got, 0x5a, sizeof(int32_t) * (size_t)rows * (size_t)ntok);

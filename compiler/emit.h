@@ -82,7 +82,8 @@ typedef struct matrix_record {
     int32_t group_scale_dtype; /* enum rsr_dtype */
     uint64_t in_signs;         /* the Hadamard fold's (rsr_artifact_matrix's), RSR_NO_TENSOR if none */
     int32_t in_perm_groups, in_perm_head;
-    int32_t sums_block; /* rsr_artifact_matrix's: i2's sums per unit by blocks of this many rows, or 0 */
+    int32_t sums_block;   /* rsr_artifact_matrix's: i2's sums per unit by blocks of this many rows, or 0 */
+    int32_t units_layout; /* rsr_artifact_matrix's (kernel_units_layout) */
 } matrix_record;
 void emit_c_matrix_entry(FILE *out, const matrix_record *r);
 /* The entry of a kernel alone (tune's candidates, the printers' tests): scale 1, no group scales,

@@ -861,7 +861,7 @@ void emit_c_matrix_entry(FILE *out, const matrix_record *r) {
     emit_c_offset(out, r->group_scale);
     fprintf(out, ", %d, %d, ", r->unit_stride ? r->unit_stride : r->rows, r->group_scale_dtype);
     emit_c_offset(out, r->in_signs); /* the Hadamard fold's */
-    fprintf(out, ", %d, %d, %d},\n", r->in_perm_groups, r->in_perm_head, r->sums_block);
+    fprintf(out, ", %d, %d, %d, %d},\n", r->in_perm_groups, r->in_perm_head, r->sums_block, r->units_layout);
 }
 
 void emit_c_kernel_entry(FILE *out, const char *name, const rsrc_kernel *kn) {
@@ -877,7 +877,8 @@ void emit_c_kernel_entry(FILE *out, const char *name, const rsrc_kernel *kn) {
                                               .data = kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset,
                                               .group_scale = RSR_NO_TENSOR,
                                               .in_signs = RSR_NO_TENSOR,
-                                              .sums_block = kn->unit_cols ? kn->unit_stride : 0});
+                                              .sums_block = kn->unit_cols ? kn->unit_stride : 0,
+                                              .units_layout = kernel_units_layout(kn)});
 }
 
 /* A long text as one literal per line, so that the generated C stays readable. */

@@ -407,6 +407,12 @@ void lanes_quad_mask(int k, int idx[16]) {
                 idx[4 * i + 3] = 17 + 8 * k + 2 * i;
 }
 
+int32_t kernel_units_layout(const rsrc_kernel *kn) {
+    const bool rows16 = kn->unit_cols && kn->form == KF_I2 && kn->rows_in_lanes && kn->isa == DOT_AVX512VNNI &&
+                        kn->block_rows == 16 && kn->unit_cols % I2_LANE_COLS == 0;
+    return rows16 ? RSR_UNITS_ROWS16 : RSR_UNITS_OTHER;
+}
+
 uint64_t kernel_data_size(const rsrc_kernel *kn) {
     if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)lut_block_bytes(kn);
     if (kn->form == KF_I2 && kn->lanes_min)

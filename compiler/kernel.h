@@ -93,6 +93,9 @@ int kernel_units_isa(const rsrc_target *t, const ternary_matrix *tm);
 void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsr_plan *p, const rsrc_target *t,
                   const kernel_printer *pr, enum strategy s, int index, int lanes_min);
 uint64_t kernel_data_size(const rsrc_kernel *kn);
+/* rsr_artifact_matrix.units_layout of the kernel: the layout of its codes where the runtime has
+ * kernels of its own for it (enum rsr_units_layout) */
+int32_t kernel_units_layout(const rsrc_kernel *kn);
 /* The lanes form's description, which every printer prints (kernel.c, "RSR lanes"): */
 uint64_t lanes_scratch_bytes(const rsrc_kernel *kn); /* the transposed x: 64 bytes per column, cols rounded up to 64 */
 #define RSR_LANES_X_BUDGET (512u << 10)              /* the transposed x of one group of passes (half of L2) */

@@ -390,7 +390,7 @@ static kir_expr *tile_xp(lower *L, kir_var *xj, kir_var *g, int i) { return step
  * reads it. */
 typedef struct units_ctx {
     kir_var **acc, *su, *g, *b; /* su: the unit sums of x (x_sums) */
-    int unit; /* of the step's units */
+    int unit;                   /* of the step's units */
 } units_ctx;
 
 /* Groups of 4V columns a step of the units' loop takes: one, or a unit's when a unit is wider. */
@@ -491,7 +491,7 @@ static void lower_i2_units(lower *L) {
  * y[t·y_stride + units_at], as the one-token kernel's to y[units_at]. */
 typedef struct utile_ctx {
     kir_var *acc[4][RSR_BATCH_TILE_MAX], *su[RSR_BATCH_TILE_MAX], *t, *b, *g; /* su[j]: token j's x_sums */
-    int j, unit; /* token of the tile, unit of the group */
+    int j, unit;                                                              /* token of the tile, unit of the group */
 } utile_ctx;
 
 static kir_expr *utile_unit(lower *L, const utile_ctx *c) {

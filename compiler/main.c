@@ -1000,7 +1000,8 @@ static void compile_matrices(build *b) {
                                  RSR_NO_TENSOR,
                                  0,
                                  0,
-                                 tm.unit_cols && kn->form == KF_I2 ? kn->unit_stride : 0};
+                                 tm.unit_cols && kn->form == KF_I2 ? kn->unit_stride : 0,
+                                 kernel_units_layout(kn)};
             if (tm.unit_cols)
                 r->group_scale = write_group_scales(&b->blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
             fold_matrix(b, l, pj, r);

@@ -26,6 +26,26 @@ int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n);
 void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t k, int32_t n,
                               int16_t *wq, int32_t *sums);
 int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
+
+/* forward.c, a group-scaled prefill: a matrix whose codes lie as RSR_UNITS_ROWS16 says
+ * (rsr_artifact.h), the blocks [b0, b1) of 16 rows for ntok tokens with the conversion to fp32
+ * fused: y[t·y_stride + r] (=, or += when accumulate) Σ_u ((float)S_u · scale_u[r]) · xd[t][u],
+ * units ascending, S_u the unit's exact int32 sum — the bits of the kernel's sums converted by
+ * forward.c's group_dequantize, without the sums going through memory. */
+typedef struct rt_units_call {
+    const uint8_t *data;              /* the matrix's codes */
+    const void *gs;                   /* its group scales, [cols / scale_cols][rows] */
+    int f16;                          /* gs in f16 (else f32) */
+    int32_t rows, units, groups, per; /* groups: of 16 columns a unit; per: units a group scale covers */
+    const int8_t *x; /* token t's codes at x + t·x_stride, each unit's Σx past them (rsr_x_sums_at) */
+    int32_t x_stride, sums_at;
+    const float *xd; /* token t's unit scales at xd + t·xd_stride */
+    size_t xd_stride;
+    float *y;
+    size_t y_stride;
+    int32_t ntok, b0, b1, accumulate;
+} rt_units_call;
+void rt_units_rows16_vnni(const rt_units_call *c);
 #endif
 
 #endif

@@ -10,6 +10,7 @@
  * lane); vec_hsum is its transposing form. vec_total is the compiler's reduction.
  */
 #include <math.h>
+#include <string.h>
 
 #include "attn_kernels.h"
 #include "family.h"
@@ -175,6 +176,83 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_
         sums[0 * k + j] = _mm512_reduce_add_epi32(a0), sums[1 * k + j] = _mm512_reduce_add_epi32(a1);
         sums[2 * k + j] = _mm512_reduce_add_epi32(a2), sums[3 * k + j] = _mm512_reduce_add_epi32(a3);
     }
+}
+
+/* ---- the group-scaled prefill (forward.c, family.h's rt_units_call) ---- */
+
+#define UNITS_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline
+
+/* 16 scales at g widened to f32 as forward.c's scale_f16 (integer operations: the same bits) */
+UNITS_VNNI __m512 units_scales(const void *g, int f16) {
+    if (!f16) return _mm512_loadu_ps(g);
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(g)),
+                  mag = _mm512_and_si512(h, _mm512_set1_epi32(0x7fff));
+    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(0x8000)), 16);
+    const __m512i e = _mm512_add_epi32(_mm512_slli_epi32(mag, 13), _mm512_set1_epi32(0x38000000));
+    const __m512i bits = _mm512_or_si512(sign, _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(mag, mag), e));
+    return _mm512_castsi512_ps(bits);
+}
+
+/* Tokens [t0, t0 + NT) of the call (NT a constant once inlined: the tile's sums and fp32 rows in
+ * registers), block by block: each unit's 2·4 fields decoded once for the NT tokens, the 16 rows'
+ * sums in the int32 lanes from −Σx, then at once to fp32 into the tile's rows. */
+UNITS_VNNI void units_tile(const rt_units_call *c, int32_t t0, const int NT) {
+    const int8_t *x[8];
+    const int32_t *sx[8];
+    const float *d[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        x[j] = c->x + (size_t)(t0 + j) * (size_t)c->x_stride;
+        sx[j] = (const int32_t *)(const void *)(x[j] + c->sums_at);
+        d[j] = c->xd + (size_t)(t0 + j) * c->xd_stride;
+    }
+    const size_t bytes = c->f16 ? 2 : 4, block = (size_t)c->units * (size_t)c->groups * 64, U = (size_t)c->groups * 16;
+    const __m512i three = _mm512_set1_epi8(3);
+    for (int32_t b = c->b0; b < c->b1; b++) {
+        const uint8_t *w = c->data + (size_t)b * block;
+        __m512 o[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) o[j] = _mm512_setzero_ps();
+        for (int32_t u = 0; u < c->units; u++) {
+            const uint8_t *wu = w + (size_t)u * (size_t)c->groups * 64;
+            __m512i a[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++) a[j] = _mm512_set1_epi32(-sx[j][u]);
+#pragma GCC unroll 2
+            for (int g = 0; g < c->groups; g++) {
+                const __m512i v = _mm512_loadu_si512(wu + 64 * g);
+#pragma GCC unroll 4
+                for (int f = 0; f < 4; f++) {
+                    const __m512i k = _mm512_and_si512(_mm512_srli_epi16(v, 2 * f), three);
+#pragma GCC unroll 8
+                    for (int j = 0; j < NT; j++) {
+                        int32_t q;
+                        memcpy(&q, x[j] + (size_t)u * U + 16 * (size_t)g + 4 * (size_t)f, 4);
+                        a[j] = _mm512_dpbusd_epi32(a[j], k, _mm512_set1_epi32(q));
+                    }
+                }
+            }
+            const char *g = (const char *)c->gs + ((size_t)(u / c->per) * (size_t)c->rows + (size_t)b * 16) * bytes;
+            const __m512 sc = units_scales(g, c->f16);
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++)
+                o[j] = _mm512_add_ps(
+                    o[j], _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[j]), sc), _mm512_set1_ps(d[j][u])));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) {
+            float *y = c->y + (size_t)(t0 + j) * c->y_stride + (size_t)b * 16;
+            _mm512_storeu_ps(y, c->accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), o[j]) : o[j]);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_units_rows16_vnni(const rt_units_call *c) {
+    int32_t t = 0;
+    for (; t + 8 <= c->ntok; t += 8) units_tile(c, t, 8);
+    if (t + 4 <= c->ntok) units_tile(c, t, 4), t += 4;
+    if (t + 2 <= c->ntok) units_tile(c, t, 2), t += 2;
+    if (t < c->ntok) units_tile(c, t, 1);
 }
 
 /* ---- Louver's passes (louver.c, louver_kernels.h) ---- */

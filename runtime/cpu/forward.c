@@ -798,6 +798,48 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
             activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
 }
 
+/* Whether rows_grouped runs a matrix's n tokens through the runtime's own kernel for its layout,
+ * the conversion to fp32 fused (family.h, rt_units_call): a prompt's steps (a decode's one token
+ * keeps the compiled kernel and group_dequantize), AVX-512 VNNI, activations by blocks. */
+static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return n > 1 && mx->units_layout == RSR_UNITS_ROWS16 && w->xd && mx->planes == 1 && mx->data != RSR_NO_TENSOR &&
+           mx->scale_cols % mx->unit_cols == 0 && rt_cpu_isa() == RT_ISA_AVX512_VNNI &&
+           m->a->act_block == mx->unit_cols;
+#else
+    (void)m, (void)w, (void)mx, (void)n;
+    return false;
+#endif
+}
+
+/* The blocks [s0, s1) of mx for the step's n tokens into o, by the runtime's kernel (fused_units) */
+static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, const bl_out *o, int32_t n,
+                       int32_t s0, int32_t s1) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const rt_units_call c = {.data = m->blob + mx->data,
+                             .gs = m->blob + mx->group_scale,
+                             .f16 = mx->group_scale_dtype == RSR_DTYPE_F16,
+                             .rows = mx->rows,
+                             .units = mx->cols / mx->unit_cols,
+                             .groups = mx->unit_cols / 16,
+                             .per = mx->scale_cols / mx->unit_cols,
+                             .x = w->xq,
+                             .x_stride = w->xq_stride,
+                             .sums_at = rsr_x_sums_at(mx->cols),
+                             .xd = w->xd,
+                             .xd_stride = (size_t)w->xd_stride,
+                             .y = o->y,
+                             .y_stride = o->stride,
+                             .ntok = n,
+                             .b0 = s0,
+                             .b1 = s1,
+                             .accumulate = o->accumulate};
+    rt_units_rows16_vnni(&c);
+#else
+    (void)m, (void)w, (void)mx, (void)o, (void)n, (void)s0, (void)s1;
+#endif
+}
+
 /* bitlinear_grouped where every matrix's sums go by blocks (rsr_artifact_matrix.sums_block): each
  * thread takes its own range of every matrix's blocks, SB blocks at a time, and for each of them
  * the step's tokens K at a time: the kernel into the thread's w->sums, at once converted to fp32
@@ -829,6 +871,10 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
             const int32_t s0 = lo[j] + s, s1 = s0 + SB < hi[j] ? s0 + SB : hi[j];
             if (s0 >= s1) continue;
             r0 = s0 * mx->rsr_k, r1 = s1 * mx->rsr_k < mx->rows ? s1 * mx->rsr_k : mx->rows;
+            if (fused_units(m, w, mx, n)) { /* every token at once, the sums never in memory */
+                fused_rows(m, w, mx, &outs[j], n, s0, s1);
+                continue;
+            }
             const int32_t stride = (int32_t)((s1 - s0) * rt_block_sums(mx)); /* a token's sums */
             for (int32_t t0 = 0; t0 < n; t0 += (int32_t)K) {
                 const int32_t k = n - t0 < (int32_t)K ? n - t0 : (int32_t)K;

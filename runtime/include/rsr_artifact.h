@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    18u /* 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    18u /* 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -109,7 +109,16 @@ typedef struct rsr_artifact_matrix {
      * + r] (unit_stride = sums_block), so that the sums of any run of blocks lie together and a
      * sub-block's fit in cache. 0: as above. */
     int32_t sums_block;
+    /* unit_cols > 0: how the kernels lay out the codes, where the runtime has kernels of its own for
+     * that layout (the group-scaled prefill with the conversion to fp32 fused: forward.c,
+     * family.h's rt_units_call); enum rsr_units_layout */
+    int32_t units_layout;
 } rsr_artifact_matrix;
+/* RSR_UNITS_ROWS16 (i2-units-rows on AVX-512 VNNI, planes 1, rsr_k 16): block b of 16 rows at
+ * data + b·4·cols bytes, unit u's unit_cols / 16 groups of 64 bytes from u·4·unit_cols on; byte
+ * 4r + i of group g holds in bits 2f, 2f + 1 the code (weight + 1) of row r, column
+ * u·unit_cols + 16g + 4f + i. */
+enum rsr_units_layout { RSR_UNITS_OTHER = 0, RSR_UNITS_ROWS16 = 1 };
 #define RSR_UNIT_PAD 16
 
 /* How a mixture of experts weighs its experts (rsr_artifact_layer.gating) */

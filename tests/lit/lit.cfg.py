@@ -47,6 +47,8 @@ try:
             break
     if 'avx_vnni' not in cpu_flags:
         config.available_features.add('cpu-lacks-avxvnni')
+    if 'avx512_vnni' in cpu_flags and 'avx512bw' in cpu_flags:
+        config.available_features.add('cpu-avx512vnni')
 except OSError:
     pass
 

@@ -34,9 +34,7 @@ static int32_t out_rows(const check_matrix *tm) {
     return (tm->unit_rows + B - 1) / B * units * B;
 }
 /* The columns of a unit (0: the form has none), whose Σx the kernel reads past x's padding */
-static int32_t unit_cols(const check_matrix *tm) {
-    return tm->unit_rows ? tm->cols / (tm->rows / tm->unit_rows) : 0;
-}
+static int32_t unit_cols(const check_matrix *tm) { return tm->unit_rows ? tm->cols / (tm->rows / tm->unit_rows) : 0; }
 /* Where the sums of block b begin in what a call from block 0 writes. */
 static int32_t sums_from(const check_matrix *tm, int32_t b) {
     return tm->unit_rows ? b * (tm->rows / tm->unit_rows) * tm->unit_block : 0;

@@ -4,9 +4,10 @@
 # vocabulary --vocab, default 16384): the same random codes written by tests/gguf/prism_fold.py
 # --bench as PQ2_0 with the Hadamard fold (blocks of --block, default 1024 as Bonsai 2's; explicit
 # signs for widths 5120, 6144 and 17408), as PQ2_0 without it (the same bytes, no prism.hadamard
-# keys) and as PTQ1_0 with it. Every round times each artifact once, alternating (rsr-run --bench
-# --json: prefill of --prompt tokens and greedy decode after it, 16 tokens), as a user runs them (no
-# flags but the threads). Prints the medians, the fold's cost (folded / unfolded) and PTQ1_0 against
+# keys) and as PTQ1_0 with it. Every round times each artifact once, alternating (rsr-run --bench -p
+# PROMPT -n 32: llama-bench's tests, a synthetic prompt's prefill and 32 tokens of decode from an
+# empty context, as the fork's llama-bench runs them), as a user runs them (no flags but the
+# threads). Prints the medians, the fold's cost (folded / unfolded) and PTQ1_0 against
 # PQ2_0, each file's and artifact's size, naming the CPU.
 # --peer BIN: also PrismML's fork (../shared/peers/build-prism.sh DIR prints BIN), which reads PQ2_0's
 # blocks under their legacy id 42 and has no fold: the unfolded PQ2_0 bytes written again with id 42
@@ -57,7 +58,6 @@ for v in $variants; do
     "$build/rsrc" "$f" -o "$so"
   fi
 done
-ids=$(python3 -c "print(','.join(str((i * 2654435761) % ($vocab - 3) + 3) for i in range($prompt)))")
 nofold=$work/pq2-nofold-$layers-$vocab-$block
 if [ -n "$peer" ]; then
   fork=$work/fork42-$layers-$vocab-$block.gguf
@@ -73,9 +73,9 @@ runs=$work/runs.jsonl
 for r in $(seq 1 "$rounds"); do
   say "round $r of $rounds"
   for v in $variants; do
-    "$build/rsr-run" "$work/$v-$layers-$vocab-$block.so" --bench --json --repeat 1 -t "$threads" --tokens "$ids" -n 16 \
-      2>/dev/null | python3 -c "import json,sys; j=json.load(sys.stdin); print(json.dumps({'v': sys.argv[1], \
-'prefill': j['prefill_tok_s']['median'], 'decode': j['decode_greedy_tok_s']['median']}))" "$v" >>"$runs"
+    "$build/rsr-run" "$work/$v-$layers-$vocab-$block.so" --bench -p "$prompt" -n 32 -r 1 -t "$threads" -o json \
+      2>/dev/null | python3 -c "import json,sys; r=json.load(sys.stdin); t={('p' if x['n_prompt'] else 'd'): \
+x['tok_s_mean'] for x in r}; print(json.dumps({'v': sys.argv[1], 'prefill': t['p'], 'decode': t['d']}))" "$v" >>"$runs"
   done
   [ -z "$peer" ] || "$peer/llama-bench" -m "$fork" -p "$prompt" -n 32 -t "$threads" -r 1 -o json 2>/dev/null |
     python3 -c "import json,sys; r=json.load(sys.stdin); t={('p' if x['n_prompt'] else 'd'): x['avg_ts'] for x in r}; \

@@ -37,10 +37,8 @@ typedef struct rt_units_call {
     const void *gs;                   /* its group scales, [cols / scale_cols][rows] */
     int f16;                          /* gs in f16 (else f32) */
     int32_t rows, units, groups, per; /* groups: of 16 columns a unit; per: units a group scale covers */
-    const int8_t *x; /* token t's codes at x + t·x_stride, each unit's Σx past them (rsr_x_sums_at) */
-    int32_t x_stride, sums_at;
-    const float *xd; /* token t's unit scales at xd + t·xd_stride */
-    size_t xd_stride;
+    const int8_t *x; /* token t's codes at x + t·x_stride, then each unit's Σx and scale (xd[t][u]) */
+    int32_t x_stride, sums_at, scales_at; /* rsr_x_sums_at, rsr_x_scales_at */
     float *y;
     size_t y_stride;
     int32_t ntok, b0, b1, accumulate;

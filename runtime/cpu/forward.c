@@ -400,7 +400,7 @@ static float quantize_block(int8_t *q, const float *x, int32_t B) {
  * when amax is 0), and the block's scale amax / 127 rounded to f16 (Q8_0), or 1 / (127 / amax) in
  * f32 (Q8_K: its −127 / max with the sign of the largest value gives the same q and scale, both
  * negated). n a multiple of B. Each block's Σq follows the padding (rsr_x_put_sums: the kernels
- * with units read it there). */
+ * with units read it there), and its scale (xd's) after those (rsr_x_scales_at, for fused_rows). */
 static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int32_t B, int32_t how) {
     for (int32_t b0 = 0; b0 < n; b0 += B) {
         const float amax = quantize_block(q + b0, x + b0, B), id = amax != 0 ? 127.0f / amax : 0.0f;
@@ -409,6 +409,7 @@ static void quantize_blocks(int8_t *q, float *xd, const float *x, int32_t n, int
     }
     zero_pad(q, n);
     rsr_x_put_sums(q, n, B);
+    memcpy(q + rsr_x_scales_at(n, B), xd, sizeof(float) * (size_t)(n / B));
 }
 
 static float quantize(int8_t *q, const float *x, int32_t n) {
@@ -826,8 +827,7 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                              .x = w->xq,
                              .x_stride = w->xq_stride,
                              .sums_at = rsr_x_sums_at(mx->cols),
-                             .xd = w->xd,
-                             .xd_stride = (size_t)w->xd_stride,
+                             .scales_at = rsr_x_scales_at(mx->cols, mx->unit_cols),
                              .y = o->y,
                              .y_stride = o->stride,
                              .ntok = n,

@@ -38,10 +38,15 @@ typedef void (*rsr_kernel_batch_fn)(const uint8_t *data, const int8_t *x, int32_
  * of its unit_cols bytes of x, at x + rsr_x_sums_at(cols) (past the zero padding, 4-byte aligned
  * when x is), so that a token's row takes rsr_x_row(cols, unit_cols) bytes and a batch's x_stride
  * is at least that. Whoever quantises x writes them once a token (rsr_x_put_sums): every kernel
- * call computed them for its own tokens before, a third of a group-scaled prefill's kernel time. */
+ * call computed them for its own tokens before, a third of a group-scaled prefill's kernel time.
+ * After them the runtime keeps each unit's activation scale (f32, rsr_x_scales_at), which its own
+ * kernels for a layout (rsr_artifact_matrix.units_layout) read; the compiled kernels do not. */
 static inline int32_t rsr_x_sums_at(int32_t cols) { return (cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD; }
+static inline int32_t rsr_x_scales_at(int32_t cols, int32_t unit_cols) {
+    return rsr_x_sums_at(cols) + (unit_cols > 0 ? 4 * (cols / unit_cols) : 0);
+}
 static inline int32_t rsr_x_row(int32_t cols, int32_t unit_cols) {
-    int32_t n = rsr_x_sums_at(cols) + (unit_cols > 0 ? 4 * (cols / unit_cols) : 0);
+    int32_t n = rsr_x_scales_at(cols, unit_cols) + (unit_cols > 0 ? 4 * (cols / unit_cols) : 0);
     return (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
 }
 static inline void rsr_x_put_sums(int8_t *x, int32_t cols, int32_t unit_cols) {

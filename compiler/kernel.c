@@ -408,9 +408,11 @@ void lanes_quad_mask(int k, int idx[16]) {
 }
 
 int32_t kernel_units_layout(const rsrc_kernel *kn) {
-    const bool rows16 = kn->unit_cols && kn->form == KF_I2 && kn->rows_in_lanes && kn->isa == DOT_AVX512VNNI &&
-                        kn->block_rows == 16 && kn->unit_cols % I2_LANE_COLS == 0;
-    return rows16 ? RSR_UNITS_ROWS16 : RSR_UNITS_OTHER;
+    if (!kn->unit_cols || kn->form != KF_I2 || !kn->rows_in_lanes || kn->unit_cols % I2_LANE_COLS)
+        return RSR_UNITS_OTHER;
+    if (kn->vec_bytes == 64 && kn->block_rows == 16) return RSR_UNITS_ROWS16;
+    if (kn->vec_bytes == 32 && kn->block_rows == 8) return RSR_UNITS_ROWS8;
+    return RSR_UNITS_OTHER;
 }
 
 uint64_t kernel_data_size(const rsrc_kernel *kn) {

@@ -44,6 +44,7 @@ typedef struct rt_units_call {
     int32_t ntok, b0, b1, accumulate;
 } rt_units_call;
 void rt_units_rows16_vnni(const rt_units_call *c);
+void rt_units_rows8_avx2(const rt_units_call *c); /* RSR_UNITS_ROWS8, the same bits */
 #endif
 
 #endif

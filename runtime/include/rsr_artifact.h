@@ -119,11 +119,12 @@ typedef struct rsr_artifact_matrix {
      * family.h's rt_units_call); enum rsr_units_layout */
     int32_t units_layout;
 } rsr_artifact_matrix;
-/* RSR_UNITS_ROWS16 (i2-units-rows on AVX-512 VNNI, planes 1, rsr_k 16): block b of 16 rows at
+/* RSR_UNITS_ROWS16 (i2-units-rows in zmm, AVX-512 VNNI; planes 1, rsr_k 16): block b of 16 rows at
  * data + b·4·cols bytes, unit u's unit_cols / 16 groups of 64 bytes from u·4·unit_cols on; byte
  * 4r + i of group g holds in bits 2f, 2f + 1 the code (weight + 1) of row r, column
- * u·unit_cols + 16g + 4f + i. */
-enum rsr_units_layout { RSR_UNITS_OTHER = 0, RSR_UNITS_ROWS16 = 1 };
+ * u·unit_cols + 16g + 4f + i. RSR_UNITS_ROWS8 (i2-units-rows in ymm: AVX2, AVX-VNNI; rsr_k 8):
+ * the same with blocks of 8 rows (b·2·cols bytes) and groups of 32 bytes (from u·2·unit_cols). */
+enum rsr_units_layout { RSR_UNITS_OTHER = 0, RSR_UNITS_ROWS16 = 1, RSR_UNITS_ROWS8 = 2 };
 #define RSR_UNIT_PAD 16
 
 /* How a mixture of experts weighs its experts (rsr_artifact_layer.gating) */

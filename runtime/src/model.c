@@ -304,10 +304,11 @@ static rsr_status check_artifact(rsr_model *m) {
                        "sums by blocks of %d",
                        i, x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride, x->sums_block);
         if (x->unit_cols <= 0 && x->sums_block != 0) return BAD("matrix %d: sums by blocks without units", i);
+        const int32_t lrows = x->units_layout == RSR_UNITS_ROWS16 ? 16 : 8; /* the layout's rows a block */
         if (x->units_layout != RSR_UNITS_OTHER && /* the runtime's kernel for the layout reads it as it says */
-            (x->units_layout != RSR_UNITS_ROWS16 || x->unit_cols <= 0 || x->unit_cols % 16 || x->rsr_k != 16 ||
-             x->rows % 16 || x->planes != 1 || x->data == RSR_NO_TENSOR ||
-             !blob_range_ok(a, x->data, 4 * (uint64_t)x->cols * (uint64_t)(x->rows / 16), 1)))
+            ((x->units_layout != RSR_UNITS_ROWS16 && x->units_layout != RSR_UNITS_ROWS8) || x->unit_cols <= 0 ||
+             x->unit_cols % 16 || x->rsr_k != lrows || x->rows % lrows || x->planes != 1 || x->data == RSR_NO_TENSOR ||
+             !blob_range_ok(a, x->data, (uint64_t)lrows / 4 * (uint64_t)x->cols * (uint64_t)(x->rows / lrows), 1)))
             return BAD("matrix %d: codes laid out as %d (rows %d by %d, units of %d, %d planes)", i, x->units_layout,
                        x->rows, x->rsr_k, x->unit_cols, x->planes);
         /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the

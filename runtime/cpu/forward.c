@@ -800,8 +800,8 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
 }
 
 /* Whether rows_grouped runs a matrix's n tokens through the runtime's own kernel for its layout,
- * the conversion to fp32 fused (family.h, rt_units_call): a prompt's steps (a decode's one token
- * keeps the compiled kernel and group_dequantize), AVX-512 VNNI for zmm's layout, the AVX2 family
+ * the conversion to fp32 fused (family.h, rt_units_call): every step (a decode's token too: 1.2x
+ * the compiled kernel and group_dequantize), AVX-512 VNNI for zmm's layout, the AVX2 family
  * for ymm's (a ymm layout on an AVX-512 CPU keeps its compiled AVX-VNNI kernel), activations by
  * blocks. */
 static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t n) {
@@ -810,7 +810,7 @@ static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact
     const bool cpu = mx->units_layout == RSR_UNITS_ROWS16  ? isa == RT_ISA_AVX512_VNNI
                      : mx->units_layout == RSR_UNITS_ROWS8 ? isa == RT_ISA_AVX2
                                                            : false;
-    return n > 1 && cpu && w->xd && mx->planes == 1 && mx->data != RSR_NO_TENSOR &&
+    return n >= 1 && cpu && w->xd && mx->planes == 1 && mx->data != RSR_NO_TENSOR &&
            mx->scale_cols % mx->unit_cols == 0 && m->a->act_block == mx->unit_cols;
 #else
     (void)m, (void)w, (void)mx, (void)n;

@@ -192,12 +192,24 @@ __attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, co
     r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
     return _mm_cvtsi128_si32(r);
 }
-/* ---- the group-scaled prefill (forward.c, family.h's rt_units_call), RSR_UNITS_ROWS8 ---- */
+/* ---- the group-scaled kernels (forward.c, family.h's rt_units_call): units_generic.h on ymm ---- */
 
-#define UNITS_AVX2 __attribute__((target("avx2"), always_inline)) static inline
+#define UV_ROWS 8
+#define UV_TILE 4
+#define UV_INLINE __attribute__((target("avx2"), always_inline)) static inline
+typedef __m256i uv_i;
+typedef __m256 uv_f;
+UV_INLINE uv_i uv_ints(int32_t v) { return _mm256_set1_epi32(v); }
+UV_INLINE uv_f uv_fzero(void) { return _mm256_setzero_ps(); }
+UV_INLINE uv_f uv_fset1(float d) { return _mm256_set1_ps(d); }
+UV_INLINE uv_f uv_cvt(uv_i a) { return _mm256_cvtepi32_ps(a); }
+UV_INLINE uv_f uv_fadd(uv_f a, uv_f b) { return _mm256_add_ps(a, b); }
+UV_INLINE uv_f uv_fmul(uv_f a, uv_f b) { return _mm256_mul_ps(a, b); }
+UV_INLINE uv_f uv_floadu(const float *p) { return _mm256_loadu_ps(p); }
+UV_INLINE void uv_fstoreu(float *p, uv_f a) { _mm256_storeu_ps(p, a); }
 
 /* 8 scales at g widened to f32 as forward.c's scale_f16 (integer operations: the same bits) */
-UNITS_AVX2 __m256 units_scales8(const void *g, int f16) {
+UV_INLINE uv_f uv_scales(const void *g, int f16) {
     if (!f16) return _mm256_loadu_ps(g);
     const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(g)), mag = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff));
     const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
@@ -206,86 +218,38 @@ UNITS_AVX2 __m256 units_scales8(const void *g, int f16) {
     return _mm256_castsi256_ps(_mm256_or_si256(sign, _mm256_andnot_si256(zero, e)));
 }
 
-/* rt_units_rows16_vnni's tile on ymm without VNNI: a field's vpmaddubsw pair sums (codes ≤ 3 times
- * |x| ≤ 128: at most 768 each) added in 16 bits for two groups (8 fields: 6144 at most), widened
- * into the rows' int32 lanes by vpmaddwd with ones; then, the unit's exact sums less Σx, the same
- * fp32 operations in the same order. */
-UNITS_AVX2 void units8_tile(const rt_units_call *c, int32_t t0, const int NT, const int G) {
-    const int8_t *x[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) x[j] = c->x + (size_t)(t0 + j) * (size_t)c->x_stride;
-    const size_t bytes = c->f16 ? 2 : 4, block = (size_t)c->units * (size_t)G * 32, U = (size_t)G * 16;
-    const size_t gstep = (size_t)c->rows * bytes;
-    const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    for (int32_t b = c->b0; b < c->b1; b++) {
-        const uint8_t *wu = c->data + (size_t)b * block;
-        const char *gs = (const char *)c->gs + (size_t)b * 8 * bytes;
-        size_t sx = (size_t)c->sums_at, dx = (size_t)c->scales_at, xu = 0;
-        __m256 o[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) o[j] = _mm256_setzero_ps();
-        for (int32_t u = 0, left = c->per; u < c->units; u++, wu += G * 32, xu += U, sx += 4, dx += 4) {
-            __m256i a[4];
-#pragma GCC unroll 4
-            for (int j = 0; j < NT; j++) {
-                int32_t s;
-                memcpy(&s, x[j] + sx, 4);
-                a[j] = _mm256_set1_epi32(-s);
-            }
+/* a unit's fields without VNNI: vpmaddubsw pair sums (codes ≤ 3 times |x| ≤ 127: at most 762)
+ * added in 16 bits for two groups (8 fields: 6,096 at most), widened into the rows' int32 lanes
+ * by vpmaddwd with ones */
+UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
 #pragma GCC unroll 8
-            for (int g0 = 0; g0 < G; g0 += 2) {
-                __m256i h[4];
+    for (int g0 = 0; g0 < G; g0 += 2) {
+        __m256i h[4];
 #pragma GCC unroll 4
-                for (int j = 0; j < NT; j++) h[j] = _mm256_setzero_si256();
+        for (int j = 0; j < NT; j++) h[j] = _mm256_setzero_si256();
 #pragma GCC unroll 2
-                for (int i = 0; i < 2; i++) {
-                    const int g = g0 + i;
-                    if (g >= G) break;
-                    const __m256i v = _mm256_loadu_si256((const void *)(wu + 32 * g));
+        for (int i = 0; i < 2; i++) {
+            const int g = g0 + i;
+            if (g >= G) break;
+            const __m256i v = _mm256_loadu_si256((const void *)(wu + 32 * g));
 #pragma GCC unroll 4
-                    for (int f = 0; f < 4; f++) {
-                        const __m256i k = _mm256_and_si256(_mm256_srli_epi16(v, 2 * f), three);
+            for (int f = 0; f < 4; f++) {
+                const __m256i k = _mm256_and_si256(_mm256_srli_epi16(v, 2 * f), _mm256_set1_epi8(3));
 #pragma GCC unroll 4
-                        for (int j = 0; j < NT; j++) {
-                            int32_t q;
-                            memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
-                            h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
-                        }
-                    }
+                for (int j = 0; j < NT; j++) {
+                    int32_t q;
+                    memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
+                    h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
                 }
-#pragma GCC unroll 4
-                for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], ones));
             }
-            const __m256 sc = units_scales8(gs, c->f16);
-#pragma GCC unroll 4
-            for (int j = 0; j < NT; j++) {
-                float d;
-                memcpy(&d, x[j] + dx, 4);
-                o[j] =
-                    _mm256_add_ps(o[j], _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[j]), sc), _mm256_set1_ps(d)));
-            }
-            if (--left == 0) left = c->per, gs += gstep;
         }
 #pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) {
-            float *y = c->y + (size_t)(t0 + j) * c->y_stride + (size_t)b * 8;
-            _mm256_storeu_ps(y, c->accumulate ? _mm256_add_ps(_mm256_loadu_ps(y), o[j]) : o[j]);
-        }
+        for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], _mm256_set1_epi16(1)));
     }
 }
 
-UNITS_AVX2 void units8_tiles(const rt_units_call *c, const int G) {
-    int32_t t = 0;
-    for (; t + 4 <= c->ntok; t += 4) units8_tile(c, t, 4, G);
-    if (t + 2 <= c->ntok) units8_tile(c, t, 2, G), t += 2;
-    if (t < c->ntok) units8_tile(c, t, 1, G);
-}
+#include "units_generic.h"
 
-__attribute__((target("avx2"))) void rt_units_rows8_avx2(const rt_units_call *c) {
-    if (c->groups == 2)
-        units8_tiles(c, 2);
-    else
-        units8_tiles(c, c->groups);
-}
+__attribute__((target("avx2"))) void rt_units_rows8_avx2(const rt_units_call *c) { uv_units(c); }
 
 #endif

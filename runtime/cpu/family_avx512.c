@@ -178,12 +178,24 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_
     }
 }
 
-/* ---- the group-scaled prefill (forward.c, family.h's rt_units_call) ---- */
+/* ---- the group-scaled kernels (forward.c, family.h's rt_units_call): units_generic.h on zmm ---- */
 
-#define UNITS_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline
+#define UV_ROWS 16
+#define UV_TILE 8
+#define UV_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline
+typedef __m512i uv_i;
+typedef __m512 uv_f;
+UV_INLINE uv_i uv_ints(int32_t v) { return _mm512_set1_epi32(v); }
+UV_INLINE uv_f uv_fzero(void) { return _mm512_setzero_ps(); }
+UV_INLINE uv_f uv_fset1(float d) { return _mm512_set1_ps(d); }
+UV_INLINE uv_f uv_cvt(uv_i a) { return _mm512_cvtepi32_ps(a); }
+UV_INLINE uv_f uv_fadd(uv_f a, uv_f b) { return _mm512_add_ps(a, b); }
+UV_INLINE uv_f uv_fmul(uv_f a, uv_f b) { return _mm512_mul_ps(a, b); }
+UV_INLINE uv_f uv_floadu(const float *p) { return _mm512_loadu_ps(p); }
+UV_INLINE void uv_fstoreu(float *p, uv_f a) { _mm512_storeu_ps(p, a); }
 
 /* 16 scales at g widened to f32 as forward.c's scale_f16 (integer operations: the same bits) */
-UNITS_VNNI __m512 units_scales(const void *g, int f16) {
+UV_INLINE uv_f uv_scales(const void *g, int f16) {
     if (!f16) return _mm512_loadu_ps(g);
     const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(g)),
                   mag = _mm512_and_si512(h, _mm512_set1_epi32(0x7fff));
@@ -193,80 +205,28 @@ UNITS_VNNI __m512 units_scales(const void *g, int f16) {
     return _mm512_castsi512_ps(bits);
 }
 
-/* Tokens [t0, t0 + NT) of the call (NT and G, a unit's groups of 16 columns, constants once
- * inlined: the tile's sums and fp32 rows in registers), block by block: each unit's G·4 fields
- * decoded once for the NT tokens, the 16 rows' sums in the int32 lanes from −Σx, then at once to
- * fp32 into the tile's rows. Each token's Σx and scales are read through its row's pointer at
- * offsets every token shares, so the general registers hold the 8 rows and a few indices. */
-UNITS_VNNI void units_tile(const rt_units_call *c, int32_t t0, const int NT, const int G) {
-    const int8_t *x[8];
-#pragma GCC unroll 8
-    for (int j = 0; j < NT; j++) x[j] = c->x + (size_t)(t0 + j) * (size_t)c->x_stride;
-    const size_t bytes = c->f16 ? 2 : 4, block = (size_t)c->units * (size_t)G * 64, U = (size_t)G * 16;
-    const size_t gstep = (size_t)c->rows * bytes; /* from one group scale's rows to the next's */
-    const __m512i three = _mm512_set1_epi8(3);
-    for (int32_t b = c->b0; b < c->b1; b++) {
-        const uint8_t *wu = c->data + (size_t)b * block;
-        const char *gs = (const char *)c->gs + (size_t)b * 16 * bytes;
-        size_t sx = (size_t)c->sums_at, dx = (size_t)c->scales_at, xu = 0;
-        __m512 o[8];
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; j++) o[j] = _mm512_setzero_ps();
-        for (int32_t u = 0, left = c->per; u < c->units; u++, wu += G * 64, xu += U, sx += 4, dx += 4) {
-            __m512i a[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < NT; j++) {
-                int32_t s;
-                memcpy(&s, x[j] + sx, 4);
-                a[j] = _mm512_set1_epi32(-s);
-            }
+/* a unit's fields straight into the 16 rows' int32 lanes: vpdpbusd with x's 4 bytes broadcast */
+UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
 #pragma GCC unroll 16
-            for (int g = 0; g < G; g++) {
-                const __m512i v = _mm512_loadu_si512(wu + 64 * g);
+    for (int g = 0; g < G; g++) {
+        const __m512i v = _mm512_loadu_si512(wu + 64 * g);
 #pragma GCC unroll 4
-                for (int f = 0; f < 4; f++) {
-                    const __m512i k = _mm512_and_si512(_mm512_srli_epi16(v, 2 * f), three);
-#pragma GCC unroll 8
-                    for (int j = 0; j < NT; j++) {
-                        int32_t q;
-                        memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
-                        a[j] = _mm512_dpbusd_epi32(a[j], k, _mm512_set1_epi32(q));
-                    }
-                }
-            }
-            const __m512 sc = units_scales(gs, c->f16);
+        for (int f = 0; f < 4; f++) {
+            const __m512i k = _mm512_and_si512(_mm512_srli_epi16(v, 2 * f), _mm512_set1_epi8(3));
 #pragma GCC unroll 8
             for (int j = 0; j < NT; j++) {
-                float d;
-                memcpy(&d, x[j] + dx, 4);
-                o[j] =
-                    _mm512_add_ps(o[j], _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[j]), sc), _mm512_set1_ps(d)));
+                int32_t q;
+                memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
+                a[j] = _mm512_dpbusd_epi32(a[j], k, _mm512_set1_epi32(q));
             }
-            if (--left == 0) left = c->per, gs += gstep;
-        }
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; j++) {
-            float *y = c->y + (size_t)(t0 + j) * c->y_stride + (size_t)b * 16;
-            _mm512_storeu_ps(y, c->accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), o[j]) : o[j]);
         }
     }
 }
 
-/* The call's tokens in tiles of 8, then 4, 2 and 1; units of 32 columns (Q8_0's blocks) with G a
- * constant, other widths with G read */
-UNITS_VNNI void units_tiles(const rt_units_call *c, const int G) {
-    int32_t t = 0;
-    for (; t + 8 <= c->ntok; t += 8) units_tile(c, t, 8, G);
-    if (t + 4 <= c->ntok) units_tile(c, t, 4, G), t += 4;
-    if (t + 2 <= c->ntok) units_tile(c, t, 2, G), t += 2;
-    if (t < c->ntok) units_tile(c, t, 1, G);
-}
+#include "units_generic.h"
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_units_rows16_vnni(const rt_units_call *c) {
-    if (c->groups == 2)
-        units_tiles(c, 2);
-    else
-        units_tiles(c, c->groups);
+    uv_units(c);
 }
 
 /* ---- Louver's passes (louver.c, louver_kernels.h) ---- */

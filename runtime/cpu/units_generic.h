@@ -1,0 +1,82 @@
+/*
+ * units_generic.h — the runtime's kernel for the codes' layouts of i2-units-rows (rsr_artifact.h,
+ * enum rsr_units_layout; family.h's rt_units_call), written once over a family's vocabulary and
+ * included by family_avx512.c (RSR_UNITS_ROWS16, zmm) and family_avx2.c (RSR_UNITS_ROWS8, ymm).
+ * Per tile of tokens and block of rows: each unit's 4·G fields decoded once for the tile's tokens,
+ * the rows' exact sums in int32 lanes from −Σx (the unit's Σx and scale read from past each
+ * token's codes, rsr_x_sums_at and rsr_x_scales_at, through the row's pointer at offsets every
+ * token shares, so the general registers hold the tile's rows and a few indices), then at once to
+ * fp32, ((float)S · scale) · d added into the tile's rows, units ascending: forward.c's
+ * group_dequantize's operations in its order, so the same bits, without the sums going through
+ * memory. The including file defines, before it:
+ *   UV_ROWS, UV_TILE  rows a block (int32 lanes of a vector), tokens a whole tile (≤ 8)
+ *   UV_INLINE         the family's target attributes, always_inline
+ *   uv_i, uv_f        its integer and float vectors
+ *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
+ *                     x[j] + xu the unit's columns of token j) into a[0..NT)
+ *   uv_ints(v), uv_fzero(), uv_fset1(d), uv_cvt(a), uv_fadd, uv_fmul, uv_floadu, uv_fstoreu,
+ *   uv_scales(g, f16) UV_ROWS group scales at g widened as forward.c's scale_f16
+ */
+#ifndef RSR_UNITS_GENERIC_H
+#define RSR_UNITS_GENERIC_H
+
+#include <string.h>
+
+/* Tokens [t0, t0 + NT) of the call, NT and G (a unit's groups of 16 columns) constants once inlined */
+UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const int G) {
+    const int8_t *x[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) x[j] = c->x + (size_t)(t0 + j) * (size_t)c->x_stride;
+    const size_t bytes = c->f16 ? 2 : 4, gbytes = (size_t)UV_ROWS * 4, U = (size_t)G * 16;
+    const size_t block = (size_t)c->units * (size_t)G * gbytes, gstep = (size_t)c->rows * bytes;
+    for (int32_t b = c->b0; b < c->b1; b++) {
+        const uint8_t *wu = c->data + (size_t)b * block;
+        const char *gs = (const char *)c->gs + (size_t)b * UV_ROWS * bytes;
+        size_t sx = (size_t)c->sums_at, dx = (size_t)c->scales_at, xu = 0;
+        uv_f o[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) o[j] = uv_fzero();
+        for (int32_t u = 0, left = c->per; u < c->units; u++, wu += G * gbytes, xu += U, sx += 4, dx += 4) {
+            uv_i a[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++) {
+                int32_t s;
+                memcpy(&s, x[j] + sx, 4);
+                a[j] = uv_ints(-s);
+            }
+            uv_sums(a, wu, x, xu, NT, G);
+            const uv_f sc = uv_scales(gs, c->f16);
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++) {
+                float d;
+                memcpy(&d, x[j] + dx, 4);
+                o[j] = uv_fadd(o[j], uv_fmul(uv_fmul(uv_cvt(a[j]), sc), uv_fset1(d)));
+            }
+            if (--left == 0) left = c->per, gs += gstep;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) {
+            float *y = c->y + (size_t)(t0 + j) * c->y_stride + (size_t)b * UV_ROWS;
+            uv_fstoreu(y, c->accumulate ? uv_fadd(uv_floadu(y), o[j]) : o[j]);
+        }
+    }
+}
+
+/* The call's tokens in whole tiles, then halves down to one */
+UV_INLINE void uv_tiles(const rt_units_call *c, const int G) {
+    int32_t t = 0;
+    for (; t + UV_TILE <= c->ntok; t += UV_TILE) uv_tile(c, t, UV_TILE, G);
+    if (UV_TILE > 4 && t + 4 <= c->ntok) uv_tile(c, t, 4, G), t += 4;
+    if (t + 2 <= c->ntok) uv_tile(c, t, 2, G), t += 2;
+    if (t < c->ntok) uv_tile(c, t, 1, G);
+}
+
+/* units of 32 columns (Q8_0's blocks) with G a constant, other widths with G read */
+UV_INLINE void uv_units(const rt_units_call *c) {
+    if (c->groups == 2)
+        uv_tiles(c, 2);
+    else
+        uv_tiles(c, c->groups);
+}
+
+#endif

@@ -238,11 +238,12 @@ static void run_decode(const check *c, const uint8_t *data, kernel_fn fn) {
     const ternary_matrix *t = &c->t;
     const bool units = t->unit_cols && c->kn.form == KF_I2;
     const int32_t rows = units ? units_rows(&c->kn, t) : t->rows;
-    size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    size_t padded = (size_t)rsr_x_row(t->cols, t->unit_cols); /* the codes, then each unit's Σx */
     int8_t *x = xcalloc(padded, 1);
     int32_t *want = xmalloc(sizeof(int32_t) * (size_t)rows), *got = xmalloc(sizeof(int32_t) * (size_t)rows);
     for (int kind = 0; kind < 5; kind++) {
         fill_vector(x, t->cols, kind);
+        rsr_x_put_sums(x, t->cols, t->unit_cols);
         memset(want, 0x5a, sizeof(int32_t) * (size_t)rows);
         if (units)
             naive_units(t, c->kn.unit_stride, x, want);
@@ -264,7 +265,7 @@ static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
     const ternary_matrix *t = &c->t;
     const bool units = t->unit_cols != 0;
     const int32_t rows = units ? units_rows(&c->kn, t) : t->rows;
-    size_t padded = ((size_t)t->cols + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD;
+    size_t padded = (size_t)rsr_x_row(t->cols, t->unit_cols); /* the codes, then each unit's Σx */
     int32_t ntok = 2 * c->kn.batch_tile + 1, ys = rows + 3;
     int8_t *xb = xcalloc(padded * (size_t)ntok, 1);
     int32_t *wantb = xmalloc(sizeof(int32_t) * (size_t)ys * (size_t)ntok),
@@ -273,6 +274,7 @@ static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
     memset(gotb, 0x5a, sizeof(int32_t) * (size_t)ys * (size_t)ntok);
     for (int k = 0; k < ntok; k++) {
         fill_vector(xb + padded * (size_t)k, t->cols, k);
+        rsr_x_put_sums(xb + padded * (size_t)k, t->cols, t->unit_cols);
         if (units)
             naive_units(t, c->kn.unit_stride, xb + padded * (size_t)k, wantb + (size_t)ys * (size_t)k);
         else

@@ -374,6 +374,19 @@ static void add_usage(cJSON *root, serve_job *const *js, int32_t n) {
     cJSON_AddNumberToObject(u, "total_tokens", prompt + gen);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details"); /* OpenAI's: the prompt found cached */
     cJSON_AddNumberToObject(d, "cached_tokens", cached);
+    if (n != 1 || js[0]->n_gen < 1) return;
+    /* One job's times as the server saw them (llama.cpp's names): the prompt evaluated (its cached
+     * tokens left out) up to the first token, then the tokens after the first over the time from the
+     * first to the last. A client cannot measure the second itself: a fast model's tokens can reach it
+     * in one read. */
+    const serve_job *j = js[0];
+    double gen_s = j->t_last - j->t_first;
+    cJSON *t = cJSON_AddObjectToObject(root, "timings");
+    cJSON_AddNumberToObject(t, "prompt_n", j->n_ids - j->n_cached);
+    cJSON_AddNumberToObject(t, "prompt_ms", 1e3 * (j->t_first - j->t_start));
+    cJSON_AddNumberToObject(t, "predicted_n", j->n_gen);
+    cJSON_AddNumberToObject(t, "predicted_ms", 1e3 * gen_s);
+    cJSON_AddNumberToObject(t, "predicted_per_second", j->n_gen > 1 && gen_s > 0 ? (j->n_gen - 1) / gen_s : 0);
 }
 
 /* ---- streaming: server-sent events ---- */

@@ -217,6 +217,7 @@ typedef struct serve_job {
     size_t ready;      /* bytes safe to send: no stop string can begin in them, whole characters */
     int32_t n_gen;     /* tokens generated */
     int32_t n_cached;  /* prompt tokens found in a slot's cache, not evaluated again */
+    double t_start, t_first, t_last; /* serve_now() at its slot, at its first and at its last token */
     serve_logprob *lp; /* p.logprobs: one per token of the text */
     int32_t n_lp;
     int32_t *out_ids; /* the n_gen tokens generated (the end token left out) */

@@ -376,6 +376,7 @@ static int32_t memo_id(slot *sl) {
 /* Job j starts in slot sl with cache c, keeping the first `keep` prompt tokens of the cache. */
 static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int32_t keep) {
     sl->j = j, sl->c = c, c->busy = true, c->used = ++e->admissions;
+    j->t_start = serve_now();
     memcpy(c->tenant, j->tenant, sizeof c->tenant);
     if (serve_needs_logits(&j->p) && !sl->logits) {
         sl->logits = malloc(sizeof(float) * (size_t)e->vocab), sl->probs = malloc(sizeof(float) * (size_t)e->vocab);
@@ -534,6 +535,8 @@ static void take(serve_engine *e, slot *sl) {
         j->out_ids = grown, j->out_cap = cap;
     }
     j->out_ids[j->n_gen++] = tok, e->metrics.completion_tokens++, e->recent_tokens++;
+    j->t_last = serve_now();
+    if (j->n_gen == 1) j->t_first = j->t_last;
     sl->last = tok;
     if (j->p.logprobs) {
         serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));

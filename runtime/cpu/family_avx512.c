@@ -205,8 +205,18 @@ UV_INLINE uv_f uv_scales(const void *g, int f16) {
     return _mm512_castsi512_ps(bits);
 }
 
-/* a unit's fields straight into the 16 rows' int32 lanes: vpdpbusd with x's 4 bytes broadcast */
+/* a unit's fields straight into the 16 rows' int32 lanes: vpdpbusd with x's 4 bytes broadcast. With
+ * fewer than 4 tokens (decode) each token's sum runs in 4/NT chains added at the end (int32: the
+ * same sums), so that vpdpbusd's latency does not set the pace of one chain. */
 UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
+    const int C = NT >= 4 ? 1 : 4 / NT; /* chains a token */
+    __m512i b[8][4];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        b[j][0] = a[j];
+#pragma GCC unroll 4
+        for (int i = 1; i < C; i++) b[j][i] = _mm512_setzero_si512();
+    }
 #pragma GCC unroll 16
     for (int g = 0; g < G; g++) {
         const __m512i v = _mm512_loadu_si512(wu + 64 * g);
@@ -217,9 +227,15 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
             for (int j = 0; j < NT; j++) {
                 int32_t q;
                 memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
-                a[j] = _mm512_dpbusd_epi32(a[j], k, _mm512_set1_epi32(q));
+                b[j][f % C] = _mm512_dpbusd_epi32(b[j][f % C], k, _mm512_set1_epi32(q));
             }
         }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        a[j] = b[j][0];
+#pragma GCC unroll 4
+        for (int i = 1; i < C; i++) a[j] = _mm512_add_epi32(a[j], b[j][i]);
     }
 }
 

@@ -84,6 +84,10 @@ int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer) {
  * gate and up, 16 tokens a call left one block a call and half of the kernels' time in Σx; 8 and
  * 3 blocks took 39% less (1 thread, AVX-512 VNNI). */
 #define RT_SUMS_TOKENS 8
+/* Parts of a by-rows product each thread takes on average, taken as threads come free (schedule
+ * dynamic): with one part each, a thread whose core is slowed leaves the others waiting at the
+ * product's end (a tenth of a 2-thread decode of the 27B cut was libgomp's wait). */
+#define RT_ROW_PARTS 4
 
 static int32_t max3(int32_t a, int32_t b, int32_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
@@ -867,7 +871,7 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
     size_t K = w->sums_each / most, most_k = n < RT_SUMS_TOKENS ? (size_t)n : RT_SUMS_TOKENS;
     K = K < 1 ? 1 : K > most_k ? most_k : K;
     const int32_t SB = (int32_t)(w->sums_each / (K * most)) > 0 ? (int32_t)(w->sums_each / (K * most)) : 1;
-    int32_t *sums = w->sums + (size_t)c * w->sums_each;
+    int32_t *sums = w->sums + (size_t)omp_get_thread_num() * w->sums_each;
     for (int32_t s = 0; s < longest; s += SB) {
         int32_t r0 = 0, r1 = 0;
         for (int j = 0; j < count; j++) {
@@ -929,9 +933,11 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
     }
     const int32_t team = rt_team_of(m);
     const int32_t chunks = nb < team ? nb : team, row_chunks = rows < team ? rows : team;
-    if (by_rows) {
-#pragma omp parallel for schedule(static, 1) num_threads(team)
-        for (int32_t c = 0; c < chunks; c++) rows_grouped(m, w, outs, count, n, glu, c, chunks);
+    if (by_rows) { /* RT_ROW_PARTS parts a thread, taken as threads come free: a core slowed by another
+                      process's work (or a busier sibling) holds the others back by a part at most */
+        const int32_t parts = team == 1 ? 1 : nb < team * RT_ROW_PARTS ? nb : team * RT_ROW_PARTS;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+        for (int32_t c = 0; c < parts; c++) rows_grouped(m, w, outs, count, n, glu, c, parts);
         return;
     }
     for (int32_t t0 = 0; t0 < n; t0 += w->acc_rows) {

@@ -33,7 +33,7 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
         const uint8_t *wu = c->data + (size_t)b * block;
         const char *gs = (const char *)c->gs + (size_t)b * UV_ROWS * bytes;
         size_t sx = (size_t)c->sums_at, dx = (size_t)c->scales_at, xu = 0;
-        uv_f o[8];
+        uv_f o[8], sc = uv_scales(gs, c->f16); /* the rows' scales, widened once for the c->per units they cover */
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) o[j] = uv_fzero();
         for (int32_t u = 0, left = c->per; u < c->units; u++, wu += G * gbytes, xu += U, sx += 4, dx += 4) {
@@ -45,14 +45,13 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
                 a[j] = uv_ints(-s);
             }
             uv_sums(a, wu, x, xu, NT, G);
-            const uv_f sc = uv_scales(gs, c->f16);
 #pragma GCC unroll 8
             for (int j = 0; j < NT; j++) {
                 float d;
                 memcpy(&d, x[j] + dx, 4);
                 o[j] = uv_fadd(o[j], uv_fmul(uv_fmul(uv_cvt(a[j]), sc), uv_fset1(d)));
             }
-            if (--left == 0) left = c->per, gs += gstep;
+            if (--left == 0 && u + 1 < c->units) left = c->per, gs += gstep, sc = uv_scales(gs, c->f16);
         }
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) {

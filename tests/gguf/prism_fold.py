@@ -30,6 +30,7 @@
 import argparse
 import json
 import math
+import mmap
 import os
 import random
 import struct
@@ -124,24 +125,26 @@ g3.load = load  # the qwen35 reference reads the two types through this
 # ---- GGUF with the metadata kept as raw bytes ----
 
 def read_raw(path):
-    """(header kvs as [(key, raw bytes)], tensor infos [(name, ne, type, offset)], data, alignment)."""
-    buf = open(path, 'rb').read()
+    """(header kvs as [(key, raw bytes)], their values {key: value}, tensor infos [(name, ne, type,
+    offset)], the file mapped, where its data begins): nothing read until used, so a 27B file fits."""
+    with open(path, 'rb') as f:
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     r = q3.Reader(buf)
     assert r.take('<4s') == b'GGUF' and r.take('<I') == 3
     nt, nkv = r.take('<Q'), r.take('<Q')
-    kvs = []
+    kvs, meta = [], {}
     for _ in range(nkv):
         start = r.pos
         k = r.string()
-        r.value(r.take('<I'))
+        meta[k] = r.value(r.take('<I'))
         kvs.append((k, buf[start:r.pos]))
     infos = []
     for _ in range(nt):
         name, nd = r.string(), r.take('<I')
         ne = [r.take('<Q') for _ in range(nd)]
         infos.append((name, ne, r.take('<I'), r.take('<Q')))
-    base = r.pos + (-r.pos % q3.ALIGN)
-    return kvs, infos, buf, base
+    base = r.pos + (-r.pos % meta.get('general.alignment', q3.ALIGN))
+    return kvs, meta, infos, buf, base
 
 
 def kv_bytes(key, t, v):
@@ -166,41 +169,46 @@ def kind_of(name):
     return parts[2] if len(parts) == 4 and parts[0] == 'blk' and parts[3] == 'weight' else None
 
 
+def ternary_bytes(args, rng, typ, ne):
+    """A listed matrix's new codes and scales (--bench: random bytes, one scale a tensor)."""
+    n, cols = math.prod(ne), ne[0]
+    if args.bench:  # random bytes: valid codes of either type, fast
+        size = q3.BLOCK[typ][1]
+        block = bytearray(rng.randbytes(n // 128 * size))
+        d = struct.pack('<e', 1.0 / math.sqrt(cols))
+        at = 26 if typ == PTQ1_0 else 0
+        block[at::size], block[at + 1::size] = d[:1] * (n // 128), d[1:] * (n // 128)
+        return bytes(block)
+    blocks = []
+    for _ in range(n // 128):
+        d = rng.uniform(0.5, 1.5) / math.sqrt(cols)
+        codes = [rng.choice((0, 1, 2)) for _ in range(128)]
+        if typ == PQ2_0:
+            codes = [3 if rng.random() < 0.02 else c for c in codes]
+        blocks.append((pq2_block if typ == PQ2_0 else ptq1_block)(d, codes))
+    return b''.join(blocks)
+
+
 def write(args):
-    rng = random.Random(args.seed)
-    kvs, infos, buf, base = read_raw(args.src)
-    meta, ts = q3.read_gguf(args.src)
+    """SRC's tensors with the listed kinds' codes new, written a tensor at a time (the header first:
+    every size is known before any code is drawn)."""
+    rng, codes_rng = random.Random(args.seed), random.Random(args.seed * 7919 + 1)
+    kvs, meta, infos, buf, base = read_raw(args.src)
     typ = PQ2_0 if args.type == 'pq2_0' else PTQ1_0
-    new, folded, widths = [], [], {meta[meta['general.architecture'] + '.embedding_length']}
+    plan, folded, widths = [], [], {meta[meta['general.architecture'] + '.embedding_length']}
     for name, ne, t, off in infos:
         n = math.prod(ne)
-        raw = ts[name][2]
-        if kind_of(name) in KINDS and args.bench:  # random bytes: valid codes of either type, fast
-            cols, size = ne[0], q3.BLOCK[typ][1]
-            block = bytearray(rng.randbytes(n // 128 * size))
-            d = struct.pack('<e', 1.0 / math.sqrt(cols))
-            at = 26 if typ == PTQ1_0 else 0
-            block[at::size], block[at + 1::size] = d[:1] * (n // 128), d[1:] * (n // 128)
-            raw, t = bytes(block), (Q2_0 if args.legacy42 else typ)
-            folded.append(name)
-            widths.add(cols)
-        elif kind_of(name) in KINDS:
-            rows, cols = n // ne[0], ne[0]
-            blocks = []
-            for _ in range(rows * cols // 128):
-                d = rng.uniform(0.5, 1.5) / math.sqrt(cols)
-                codes = [rng.choice((0, 1, 2)) for _ in range(128)]
-                if typ == PQ2_0:
-                    codes = [3 if rng.random() < 0.02 else c for c in codes]
-                blocks.append((pq2_block if typ == PQ2_0 else ptq1_block)(d, codes))
-            raw, t = b''.join(blocks), (Q2_0 if args.legacy42 else typ)
-            if not args.only or kind_of(name) in args.only.split(','):
+        if kind_of(name) in KINDS:
+            plan.append((name, ne, Q2_0 if args.legacy42 else typ, n // 128 * q3.BLOCK[typ][1], None))
+            if args.bench or not args.only or kind_of(name) in args.only.split(','):
                 folded.append(name)
-                widths.add(cols)
-        elif t not in (0, 1, 30):  # ternary tensors the fold does not list (none in rsr-mkmodel's qwen35)
+                widths.add(ne[0])
+            continue
+        if t not in (0, 1, 30):  # ternary tensors the fold does not list (none in rsr-mkmodel's qwen35)
             sys.exit('prism_fold.py: %s: %s is of type %d' % (args.src, name, t))
-        new.append((name, ne, t, raw))
-    if 'output.weight' in ts and (not args.only or 'output' in args.only.split(',')):
+        qk, size = q3.BLOCK[t]
+        plan.append((name, ne, t, n // qk * size, base + off))
+    if any(name == 'output.weight' for name, *_ in infos) and (not args.only or 'output' in args.only.split(',')):
         folded.append('output.weight')
     embed = [] if args.only and 'embed' not in args.only.split(',') else ['token_embd.weight']
     B = args.block
@@ -227,13 +235,19 @@ def write(args):
         raw_kvs.append(json_kv(k, json.loads(bad.pop(key))) if key in bad else kv_bytes(k, t, v))
     for key, value in bad.items():  # keys the contract has not
         raw_kvs.append(json_kv(h + key, json.loads(value)))
-    head = b'GGUF' + struct.pack('<IQQ', 3, len(new), len(raw_kvs)) + b''.join(raw_kvs)
-    data = b''
-    for name, ne, t, raw in new:
-        head += q3.gstr(name) + struct.pack('<I%dQ' % len(ne), len(ne), *ne) + struct.pack('<IQ', t, len(data))
-        data += raw + bytes(q3.pad(len(raw)))
-    with open(args.out, 'wb') as f:
-        f.write(head + bytes(q3.pad(len(head))) + data)
+    head, at = b'GGUF' + struct.pack('<IQQ', 3, len(plan), len(raw_kvs)) + b''.join(raw_kvs), 0
+    for name, ne, t, size, _ in plan:
+        head += q3.gstr(name) + struct.pack('<I%dQ' % len(ne), len(ne), *ne) + struct.pack('<IQ', t, at)
+        at += size + q3.pad(size)
+    tmp = args.out + '.part'
+    with open(tmp, 'wb') as f:
+        f.write(head + bytes(q3.pad(len(head))))
+        for name, ne, t, size, src in plan:
+            raw = ternary_bytes(args, codes_rng, typ, ne) if src is None else buf[src:src + size]
+            assert len(raw) == size, name
+            f.write(raw)
+            f.write(bytes(q3.pad(size)))
+    os.replace(tmp, args.out)
 
 
 # ---- the fold undone, in float64 ----

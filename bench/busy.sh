@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A busy desktop: decode speed with the default thread count (the runtime's adaptive one) beside
-# every fixed count -t 1 .. N, on an idle machine and with another program holding one core (a
-# busy loop), the variants alternating round by round; the medians and the default's ratio to the
-# best fixed count. With IK_GGUF set (ik_llama.cpp's file of the same weights, as bench/peers.sh
-# makes it), ik_llama.cpp's llama-bench runs beside it the same way: its default thread count and
-# every fixed one. docs/performance.md, "A busy desktop".
+# every fixed count -t 1 .. N, on an idle machine, with another program holding one core (a busy
+# loop) and crowded (8 busy loops a CPU: more runnable threads than cores), the variants
+# alternating round by round; the medians and the default's ratio to the best fixed count. LOADS
+# picks the loads (default "idle busy crowded"). With IK_GGUF set (ik_llama.cpp's file of the same
+# weights, as bench/peers.sh makes it), ik_llama.cpp's llama-bench runs beside it the same way: its
+# default thread count and every fixed one. docs/performance.md, "A busy desktop".
 # Usage: [IK_GGUF=iq2bn.gguf IK_BENCH=llama-bench] bench/busy.sh MODEL.so [ROUNDS (default 5)] [TOKENS (default 128)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,15 +40,20 @@ speed() { # decode tok/s of one round: $1 ENGINE:THREADS (a count or "default")
   fi
 }
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-busy_pid=
-stop_busy() { [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null || true; busy_pid=; }
+busy_pids=()
+stop_busy() { [ ${#busy_pids[@]} -gt 0 ] && kill "${busy_pids[@]}" 2>/dev/null || true; busy_pids=(); }
 trap stop_busy EXIT
-for load in idle busy; do
+for load in ${LOADS:-idle busy crowded}; do
   declare -A got=()
-  if [ "$load" = busy ]; then
+  case $load in
+  busy) loops=1 ;;           # another program holds one core
+  crowded) loops=$((8 * cpus)) ;; # more runnable threads than cores (16 busy loops on 2)
+  *) loops=0 ;;
+  esac
+  for _ in $(seq 1 "$loops"); do
     sh -c 'while :; do :; done' &
-    busy_pid=$!
-  fi
+    busy_pids+=($!)
+  done
   for r in $(seq 1 "$rounds"); do
     for v in "${variants[@]}"; do got[$v]+="$(speed "$v") "; done
   done

@@ -16,8 +16,10 @@
  * On a machine with more runnable threads than cores (16 busy loops on 2), one step of a larger
  * team can take as long as the scheduler keeps one of its threads waiting: hundreds of ordinary
  * steps. So a trial ends at its first step that is twice as slow as the kept count's, and each
- * such end doubles the period (up to 256 times); and a trial of more threads is not started while
- * /proc/stat's runnable threads, ours aside, leave fewer cores free than it would use.
+ * such end doubles the period (up to 256 times); a trial of more threads is not started while
+ * /proc/stat's runnable threads, ours aside, leave fewer cores free than it would use; and the
+ * count starts at the cores free when the model opens, not at all of them. (/proc/stat counts the
+ * whole machine: in a container on a busy host the count stays low; a num_threads given fixes it.)
  *
  * Only a default open adapts: a num_threads the caller gave, OMP_NUM_THREADS, or RSR_THREADS_ADAPT=0
  * keep the count fixed. Parallel regions read the count with rt_team; results do not depend on
@@ -59,6 +61,33 @@ static double median3(const double *v) {
     return c < a ? a : c > b ? b : c;
 }
 
+/* The threads in a runnable state now, machine-wide (/proc/stat's procs_running, or the file
+ * RSR_THREADS_STAT names: the tests' fixed loads), or -1. */
+static int32_t runnable_threads(void) {
+    const char *path = getenv("RSR_THREADS_STAT");
+    FILE *f = fopen(path && *path ? path : "/proc/stat", "r");
+    char line[256];
+    int32_t n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "procs_running %d", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
+/* The cores the others leave free now: max less the threads runnable beside this one (the least of
+ * three looks 1 ms apart, as procs_running counts a moment), at least 1. */
+static int32_t free_cores(int32_t max) {
+    int32_t least = -1;
+    for (int k = 0; k < 3; k++) {
+        if (k) nanosleep(&(struct timespec){0, 1000000}, NULL);
+        int32_t r = runnable_threads();
+        if (r >= 0 && (least < 0 || r < least)) least = r;
+    }
+    if (least < 1) return max; /* unknown: every core */
+    int32_t left = max - (least - 1);
+    return left < 1 ? 1 : left > max ? max : left;
+}
+
 void rt_adapt_init(rsr_model *m, bool fixed) {
     m->team = m->num_threads;
     const char *env = getenv("RSR_THREADS_ADAPT");
@@ -67,6 +96,14 @@ void rt_adapt_init(rsr_model *m, bool fixed) {
     if (!ad) return; /* the count stays fixed */
     pthread_mutex_init(&ad->mu, NULL);
     ad->max = ad->cur = m->num_threads, ad->dir = -1;
+    /* Start at the cores free now: on a machine with more runnable threads than cores, a step of a
+     * team larger than that waits at each barrier for a descheduled thread (16 busy loops on 2
+     * cores: 0.25x of one thread's speed over a short generation, the first steps and trials
+     * included). Trials add threads as cores come free. */
+    const int32_t start = free_cores(ad->max);
+    if (start < ad->cur) ad->cur = m->team = start, ad->dir = +1;
+    if (getenv("RSR_THREADS_TRACE"))
+        fprintf(stderr, "threads: starting at %d of %d (the cores free now)\n", ad->cur, ad->max);
     m->adapt = ad;
 }
 
@@ -77,17 +114,6 @@ void rt_adapt_free(rsr_model *m) {
 }
 
 double rt_adapt_begin(const rsr_model *m, int32_t n) { return m->adapt && n == 1 ? now() : 0; }
-
-/* The threads in a runnable state now, machine-wide (/proc/stat's procs_running), or -1. */
-static int32_t runnable_threads(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    char line[256];
-    int32_t n = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "procs_running %d", &n) == 1) break;
-    if (f) fclose(f);
-    return n;
-}
 
 /* A trial of one thread more or fewer than cur (in dir first), or none at the ends. More threads
  * only when the cores they need are free: the others' runnable threads (our team's aside) and the

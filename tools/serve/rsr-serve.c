@@ -792,6 +792,25 @@ static int32_t *prompt_ids(server *sv, serve_params *p, int32_t *n, char *err, s
     return ids;
 }
 
+/* Whether the tools offered are what puts a chat of n tokens over the context (the conversation
+ * alone fits): then "of which ..." in note, and the error names 'tools', not 'messages'. */
+static bool tools_over(server *sv, serve_params *p, int32_t n, int32_t ctx, char *note, size_t cap) {
+    if (!p->chat || !p->tools) return false;
+    cJSON *whole = cJSON_Parse(p->context), *tools = p->tools;
+    cJSON_DeleteItemFromObjectCaseSensitive(whole, "tools");
+    char *without = whole ? cJSON_PrintUnformatted(whole) : NULL, *context = p->context, err[64];
+    cJSON_Delete(whole);
+    if (!without) return false;
+    serve_reply_shape reply = p->reply;
+    p->tools = NULL, p->context = without;
+    int32_t alone = 0, *ids = prompt_ids(sv, p, &alone, err, sizeof err);
+    p->tools = tools, p->context = context, p->reply = reply;
+    free(ids), free(without);
+    if (!ids || alone >= ctx) return false;
+    snprintf(note, cap, ", %d of them the definitions of 'tools'", n - alone);
+    return true;
+}
+
 static int connection_fd(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     return ci ? ci->connect_fd : -1;
@@ -1354,10 +1373,12 @@ static bool complete_check(server *sv, struct MHD_Connection *c, serve_job **js,
         if (!(j->ids = prompt_ids(sv, &j->p, &j->n_ids, err, sizeof err)))
             return *ret = refuse_request(c, prompt_param, err), false;
         if (j->n_ids > ctx || (j->n_ids == ctx && j->p.max_tokens != 0)) {
+            char tools[96] = "";
+            const char *param = tools_over(sv, &j->p, j->n_ids, ctx, tools, sizeof tools) ? "tools" : prompt_param;
             snprintf(where, sizeof where, j->p.prompt_list ? "prompt[%d] has" : "the prompt has", k);
-            return *ret = send_error(c, 400, "invalid_request_error", prompt_param, "context_length_exceeded",
-                                     "%s %d tokens; the context of a sequence here is %d (rsr-serve --ctx)", where,
-                                     j->n_ids, ctx),
+            return *ret = send_error(c, 400, "invalid_request_error", param, "context_length_exceeded",
+                                     "%s %d tokens%s; the context of a sequence here is %d (rsr-serve --ctx)", where,
+                                     j->n_ids, tools, ctx),
                    false;
         }
         if (j->p.max_tokens < 0 || j->p.max_tokens > ctx - j->n_ids) j->p.max_tokens = ctx - j->n_ids;

@@ -683,12 +683,45 @@ static bool json_shape_ok(reader *r, const cJSON *v, const char *field, long *no
     return true;
 }
 
+/* Where the body's text nests deeper than the reader takes (CJSON_NESTING_LIMIT arrays and
+ * objects): the byte offset and, in field, the top-level key it is under ("" at the top); -1 if
+ * nowhere. A scan of the text, strings skipped, that a parse failure asks for. */
+static long too_deep_at(const char *s, size_t n, char *field, size_t cap) {
+    int depth = 0;
+    size_t key = 0, key_len = 0;
+    field[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') {
+            const size_t open = i;
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+            if (depth == 1) key = open + 1, key_len = i - open - 1; /* a top-level key (or a value: harmless) */
+        } else if (s[i] == '{' || s[i] == '[') {
+            if (depth == 1 && key_len) { /* named only as a request's fields are: letters, digits, '_' */
+                snprintf(field, cap, "%.*s", (int)(key_len < cap - 1 ? key_len : cap - 1), s + key);
+                for (char *c = field; *c; c++)
+                    if (!isalnum((unsigned char)*c) && *c != '_') field[0] = 0;
+            }
+            if (++depth > CJSON_NESTING_LIMIT) return (long)i;
+        } else if (s[i] == '}' || s[i] == ']') {
+            depth--;
+        }
+    }
+    return -1;
+}
+
 /* The body's one JSON value, with nothing after it and no \u0000 in it; NULL with the message. */
 static cJSON *read_root(reader *r, const char *body, size_t len) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!root) {
-        fail(r, NULL, "the body is not valid JSON");
+        static _Thread_local char field[64];
+        const long at = too_deep_at(body, len, field, sizeof field);
+        if (at >= 0)
+            fail(r, field[0] ? field : NULL, "%s%s%s nests arrays and objects over %d deep (at byte %ld)",
+                 field[0] ? "'" : "the body", field, field[0] ? "'" : "", CJSON_NESTING_LIMIT, at);
+        else
+            fail(r, NULL, "the body is not valid JSON");
         return NULL;
     }
     size_t at = (size_t)(end - body);

@@ -85,6 +85,51 @@ static void test_formats(void) {
     EXPECT(!*calls && strstr(content, "<tool_call>"), "without tools the markers are text");
 }
 
+/* Text the model writes after its calls is the reply's text too, after the text before them (a
+ * newline between unless that text ends in white space): never dropped. */
+static void test_after_calls(void) {
+    char calls[512], content[256];
+    static const struct {
+        int format;
+        const char *text, *calls, *content;
+    } cases[] = {
+        {SERVE_TOOL_HERMES,
+         "Let me look.\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>\n"
+         "Then I will sum.",
+         "add({\"a\": 1, \"b\": 2});", "Let me look.\nThen I will sum."},
+        {SERVE_TOOL_HERMES, "<tool_call>{\"name\": \"add\", \"arguments\": {}}</tool_call>  Done.", "add({});",
+         "Done."},
+        {SERVE_TOOL_HERMES, "Hi.<tool_call>{\"name\": \"add\", \"arguments\": {}}</tool_call>\n\n  ", "add({});",
+         "Hi."},
+        {SERVE_TOOL_QWEN3_CODER,
+         "Sure<tool_call>\n<function=add>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>\nafter",
+         "add({\"a\":1});", "Sure\nafter"},
+        {SERVE_TOOL_LLAMA3, "{\"name\": \"add\", \"parameters\": {\"a\": 2}} and more", "add({\"a\": 2});", "and more"},
+        {SERVE_TOOL_MISTRAL, "[{\"name\": \"add\", \"arguments\": {}}] tail", "add({});", "tail"},
+        {SERVE_TOOL_GENERIC, "{\"tool_calls\": [{\"name\": \"add\", \"arguments\": {}}]}\nps", "add({});", "ps"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        serve_reply_shape sh = shape(cases[i].format, false, true);
+        split(&sh, cases[i].text, calls, sizeof calls, content, sizeof content);
+        EXPECT(!strcmp(calls, cases[i].calls) && !strcmp(content, cases[i].content),
+               "case %zu: calls %s, text '%s' (expected %s, '%s')", i, calls, content, cases[i].calls,
+               cases[i].content);
+    }
+    /* streamed: the deltas add up to the same text, the part after the calls sent at the end */
+    const char *t = "Sure. <tool_call>\n{\"name\":\"add\",\"arguments\":{}}\n</tool_call> and then?";
+    serve_reply_shape sh = shape(SERVE_TOOL_HERMES, false, true);
+    size_t n = strlen(t), sent = 0;
+    char given[128] = "";
+    for (size_t k = 0; k <= n; k++) {
+        serve_reply_parts p;
+        serve_split_reply(&sh, t, k, k == n, "x", &p);
+        EXPECT(p.n_content >= sent && !memcmp(p.content, given, sent), "at %zu the split took back text", k);
+        if (p.n_content > sent) strncat(given, p.content + sent, p.n_content - sent), sent = p.n_content;
+        serve_reply_parts_free(&p);
+    }
+    EXPECT(!strcmp(given, "Sure. and then?"), "text streamed: '%s'", given);
+}
+
 /* Calls checked against the tools the request offered: a function it did not offer, arguments
  * that are no JSON object or that its schema refuses make the reply text, saying why. */
 static void test_offered(void) {
@@ -410,6 +455,7 @@ static void test_qwen_grammar(void) {
 }
 
 int main(void) {
+    test_after_calls();
     test_formats();
     test_offered();
     test_reasoning();

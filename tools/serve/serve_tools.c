@@ -583,14 +583,17 @@ static const char *add_xml_call(cJSON *calls, const cJSON *offered, const char *
     return end;
 }
 
-/* The calls in s (the reply from where they begin), or NULL when it holds none that parse. */
-static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char *s, const char *id_base) {
+/* The calls in s (the reply from where they begin), or NULL when it holds none that parse; *stop
+ * where the last of them ends (past its closing marker). */
+static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char *s, const char *id_base,
+                          const char **stop) {
     cJSON *calls = cJSON_CreateArray();
     int k = 0;
     const char *end = NULL;
+    *stop = s;
     if (f == SERVE_TOOL_QWEN3_CODER) {
         for (const char *at = s; at && (at = strstr(at, "<tool_call>"));)
-            at = add_xml_call(calls, offered, at + strlen("<tool_call>"), id_base, k++);
+            if ((at = add_xml_call(calls, offered, at + strlen("<tool_call>"), id_base, k++))) *stop = at;
     } else if (f == SERVE_TOOL_HERMES) {
         const char *at = s;
         while ((at = strstr(at, "<tool_call>"))) {
@@ -599,7 +602,9 @@ static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char 
             bool ok = o && add_call(calls, o, at, id_base, k++);
             cJSON_Delete(o);
             if (!ok) break;
-            at = end;
+            at = *stop = end;
+            const char *close = end + skip_space(end, 0, strlen(end));
+            if (!strncmp(close, "</tool_call>", 12)) *stop = close + 12;
         }
     } else if (f == SERVE_TOOL_LLAMA3) {
         const char *at = s;
@@ -609,6 +614,7 @@ static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char 
             bool ok = o && add_call(calls, o, at, id_base, k++);
             cJSON_Delete(o);
             if (!ok) break;
+            *stop = end;
             at = end + skip_space(end, 0, strlen(end));
             if (*at != ';') break;
             at++;
@@ -621,6 +627,7 @@ static cJSON *parse_calls(serve_tool_format f, const cJSON *offered, const char 
         if (f == SERVE_TOOL_MISTRAL && cJSON_IsArray(o)) add_calls(calls, o, s, id_base, k);
         const cJSON *list = f == SERVE_TOOL_GENERIC ? cJSON_GetObjectItemCaseSensitive(o, "tool_calls") : NULL;
         if (cJSON_IsArray(list)) add_calls(calls, list, member(s, "tool_calls", &n), id_base, k);
+        if (o) *stop = end;
         cJSON_Delete(o);
     }
     if (cJSON_GetArraySize(calls) == 0) cJSON_Delete(calls), calls = NULL;
@@ -744,13 +751,15 @@ void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, boo
         }
     }
     i = content_from;
-    size_t end = n, hold = 0;
+    size_t end = n, hold = 0, after = n; /* after: where text after the calls begins */
     if (sh->tools) {
         size_t at = calls_start(sh->format, s + i, n - i, &hold);
         if (at < n - i) {
             if (final) {
                 char *rest = dup_n(s + i + at, n - i - at);
-                out->tool_calls = rest ? parse_calls(sh->format, sh->offered, rest, id_base) : NULL;
+                const char *stop = rest;
+                out->tool_calls = rest ? parse_calls(sh->format, sh->offered, rest, id_base, &stop) : NULL;
+                if (out->tool_calls) after = skip_space(s, i + at + (size_t)(stop - rest), n);
                 free(rest);
                 char why[200];
                 if (out->tool_calls && sh->offered && !calls_offered(out->tool_calls, sh->offered, why, sizeof why)) {
@@ -766,6 +775,17 @@ void serve_split_reply(const serve_reply_shape *sh, const char *s, size_t n, boo
         }
     }
     out->content = s + i, out->n_content = end - hold - i;
+    if (out->tool_calls && after < n) { /* text after the calls: the content goes on with it */
+        const size_t before = out->n_content, more = n - after;
+        const size_t sep = before && !strchr(" \t\r\n", out->content[before - 1]) ? 1 : 0; /* a newline between */
+        if ((out->owned = malloc(before + sep + more + 1))) {
+            memcpy(out->owned, out->content, before);
+            if (sep) out->owned[before] = '\n';
+            memcpy(out->owned + before + sep, s + after, more);
+            out->owned[before + sep + more] = 0;
+            out->content = out->owned, out->n_content = before + sep + more;
+        }
+    }
     /* the generic format's {"response": "..."} is the text */
     if (final && sh->tools && sh->format == SERVE_TOOL_GENERIC && !out->tool_calls) {
         char *rest = dup_n(s + i, n - i);

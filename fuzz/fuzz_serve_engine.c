@@ -3,17 +3,53 @@
  * fake model (tests/unit/serve_fake_api.h), driven by a program of bytes: submit a request of
  * some prompt length and max_tokens, cancel one (at whatever phase it is in: queued, mid-prompt,
  * mid-decode, ended), read one as a stream reads, make the next step fail, turn the engine, and
- * drain. After every turn: no slot or queue entry beyond the limits, and an engine that says it
- * has nothing to do has no request waiting. At the end: every request ended, the counts add up,
- * and nothing is left (LeakSanitizer sees the jobs and sessions).
+ * drain. Requests may ask for structured output as the server's do: a grammar (the grammar
+ * field), a JSON schema (response_format: the fake vocabulary cannot write JSON, so such a reply
+ * gets stuck and must end, failed, without holding its slot) or tool_choice auto's grammar that
+ * starts at a trigger. After every turn: no slot or queue entry beyond the limits, and an engine
+ * that says it has nothing to do has no request waiting. At the end: every request ended, every
+ * reply held to a grammar is a sentence of it or the start of one, the counts add up, and nothing
+ * is left (LeakSanitizer sees the jobs, grammars and sessions).
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "../tests/unit/serve_fake_api.h"
+#include "serve_gbnf.h"
 
 rsr_api api;
+
+/* Over the fake vocabulary (" a", "c", and "x" for most ids): whether s[0, n) is a sentence of
+ * root ::= ("x" | " a")+ "c" (whole) or the start of one, read apart from the recognizer. */
+static const char grammar[] = "root ::= (\"x\" | \" a\")+ \"c\"";
+static bool sentence(const char *s, size_t n, bool whole) {
+    size_t i = 0;
+    int items = 0;
+    while (i < n && (s[i] == 'x' || (s[i] == ' ' && (i + 1 == n ? !whole : s[i + 1] == 'a'))))
+        i += s[i] == 'x' ? 1 : 2, items++;
+    if (i >= n) return !whole;
+    return s[i] == 'c' && i + 1 == n && items > 0;
+}
+
+/* structure 1: the grammar; 2: a JSON schema; 3: tool_choice auto's grammar after " a" */
+static void structure(serve_job *j, int kind) {
+    if (kind == 1) j->p.grammar = gbnf_compile(grammar, strlen(grammar), NULL, 0);
+    if (kind == 2) {
+        cJSON *schema = cJSON_Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}}");
+        char err[128], keyword[64];
+        j->p.shape = json_shape_compile(schema, err, sizeof err, keyword);
+        cJSON_Delete(schema);
+    }
+    if (kind == 3) {
+        static const char g[] = "root ::= \" a\" \"x\"{2} \"c\"";
+        j->p.lazy = gbnf_compile(g, strlen(g), NULL, 0);
+        snprintf(j->p.trigger, sizeof j->p.trigger, " a");
+    }
+}
 
 enum { SLOTS = 3, QUEUE = 4, MAX_JOBS = 64 };
 
@@ -36,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             int32_t n_ids = 1 + arg % 40, max_tokens = (int32_t)(arg / 40) * 7 - 1; /* -1, 6, 13, ... */
             if (n_ids + (max_tokens > 0 ? max_tokens : 0) >= ep.ctx) max_tokens = -1;
             serve_job *j = fake_job(n_ids, max_tokens, arg & 1 ? "c" : NULL);
+            structure(j, (arg >> 1) % 4 == 0 ? 0 : (arg * 7 >> 3) % 4); /* half of them plain */
             if (serve_submit(e, j)) {
                 held[n_held++] = j, accepted++;
             } else {
@@ -69,8 +106,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     serve_engine_drain(e, 0);
     for (int k = 0; k < n_held; k++) {
-        assert(held[k]->finish != SERVE_RUNNING);
-        serve_release(e, held[k]);
+        serve_job *j = held[k];
+        assert(j->finish != SERVE_RUNNING);
+        const bool held_to = j->finish != SERVE_FAILED && j->finish != SERVE_CANCELLED;
+        const bool whole = j->finish == SERVE_STOP && j->p.n_stop == 0; /* a stop string cuts the end */
+        if (held_to && j->p.grammar && !j->p.trigger[0]) assert(sentence(j->text, j->n_text, whole));
+        const char *at = held_to && j->p.trigger[0] && j->text ? memmem(j->text, j->n_text, " a", 2) : NULL;
+        if (at) { /* tool_choice auto: from the trigger on, " axxc" or the start of it */
+            const size_t from = (size_t)(at - j->text), n = j->n_text - from;
+            assert(n <= 5 && !memcmp(at, " axxc", n) && (!whole || n == 5));
+        }
+        serve_release(e, j);
     }
     serve_metrics mt;
     int32_t active, queued;

@@ -227,8 +227,7 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
         ok = utf8_sanitize(&c, messages[i].content, strlen(messages[i].content));
         clean[i] = (rsr_chat_message){messages[i].role, c.p};
     }
-    bytes *b = &t->normed;
-    b->len = 0;
+    bytes out = {0}, *b = &out; /* the call's own: renderings run in several threads at once (rsr.h) */
     ok = ok && bytes_append(b, "", 0);
     if (ok && !needs)
         st = render_model(t, b, clean, n, add_generation_prompt);
@@ -240,9 +239,9 @@ rsr_status rsr_tokenizer_apply_chat_template(rsr_tokenizer *t, const char *name,
         st = render_llama2(t, b, &k, clean, n);
     for (int32_t i = 0; clean && i < n; i++) free((char *)clean[i].content);
     free(clean);
-    if (!ok) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
-    if (st != RSR_OK) return st;
-    return tok_copy_out(t, b->p, b->len, text, capacity, len);
+    if (ok && st == RSR_OK) st = tok_copy_out(t, b->p, b->len, text, capacity, len);
+    free(out.p);
+    return !ok ? tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat") : st;
 }
 
 /* A built-in template over a JSON context: its messages' roles and text contents (a list of text
@@ -313,10 +312,7 @@ rsr_status rsr_tokenizer_apply_chat_template_json(rsr_tokenizer *t, const char *
     if (r > 0)
         return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "chat template (the model's) refuses the conversation: %s", why);
     if (r < 0) return tok_error(t, RSR_ERR_FORMAT, "chat template (the model's): %s", why);
-    bytes *b = &t->normed;
-    b->len = 0;
-    bool ok = bytes_append(b, out, out_len);
+    st = tok_copy_out(t, out, out_len, text, capacity, len);
     free(out);
-    if (!ok) return tok_error(t, RSR_ERR_OUT_OF_MEMORY, "out of memory rendering a chat");
-    return tok_copy_out(t, b->p, b->len, text, capacity, len);
+    return st;
 }

@@ -17,11 +17,19 @@
 #include "jinja.h"
 #include "tokenizer.h"
 
+/* A failure's message, kept per thread (rsr_tokenizer_errmsg: the calling thread's last failure
+ * on that tokenizer): chat templates render in several threads at once over one tokenizer. */
+static _Thread_local struct {
+    const rsr_tokenizer *t;
+    char msg[TOK_ERRMSG_SIZE];
+} last_error;
+
 rsr_status tok_error(rsr_tokenizer *t, rsr_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->err, sizeof t->err, fmt, ap);
+    vsnprintf(last_error.msg, sizeof last_error.msg, fmt, ap);
     va_end(ap);
+    last_error.t = t;
     return st;
 }
 
@@ -864,7 +872,7 @@ void rsr_tokenizer_free(rsr_tokenizer *t) {
 }
 
 const char *rsr_tokenizer_errmsg(const rsr_tokenizer *t) {
-    return t ? t->err : "no tokenizer (out of memory or a NULL handle)";
+    return !t ? "no tokenizer (out of memory or a NULL handle)" : last_error.t == t ? last_error.msg : "";
 }
 
 rsr_status rsr_tokenizer_get_info(const rsr_tokenizer *t, rsr_tokenizer_info *info) {

@@ -82,7 +82,6 @@ typedef struct pre_step {
 } pre_step;
 
 struct rsr_tokenizer {
-    char err[TOK_ERRMSG_SIZE];
     bytes arena;
     const char *kind;
 

@@ -1,12 +1,17 @@
 /*
  * test_threads.c — sessions of one model are independent: two threads, each with its own
  * session, evaluate the same prompts (in opposite orders) and must get bit-identical logits to
- * one session evaluating them one at a time. Built also with ThreadSanitizer, which then checks
- * that no session touches another's memory or unsynchronised model state.
- * Usage: test_threads MODEL.so
+ * one session evaluating them one at a time. And the model's tokenizer renders chat templates in
+ * three threads at once (its own Jinja template, a built-in one, and a failing context whose
+ * message each thread must read back as its own) beside a fourth that encodes, as rsr.h allows:
+ * the same texts as rendered alone. Built also with ThreadSanitizer, which then checks that no
+ * session touches another's memory or unsynchronised model state, and that renderings share none.
+ * Usage: test_threads MODEL.so [TOKENIZER.json: the renderings' tokenizer, else the model's]
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rsr_dl.h"
 
@@ -50,10 +55,98 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* ---- chat templates rendered in threads beside an encoding ---- */
+
+static rsr_tokenizer *tok;
+static const char *builtin = "llama2"; /* the first built-in template this vocabulary has the tokens of */
+static const char jinja[] = "{% for m in messages %}<{{ m.role }}>{{ m.content | upper }}{% endfor %}"
+                            "{% if add_generation_prompt %}<assistant>{% endif %}";
+static const char context[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"hello there\"}, {\"role\": "
+                              "\"assistant\", \"content\": \"hi\"}], \"add_generation_prompt\": true}";
+
+typedef struct render_job {
+    int kind; /* 0: the model's template, 1: a built-in, 2: a context that fails, 3: encodes */
+    char want[256];
+    int failed;
+} render_job;
+
+static int render_once(int kind, char *out, size_t cap) {
+    size_t len = 0;
+    const char *ctx = kind == 2 ? "[1, 2]" : context;
+    rsr_status st =
+        api.tokenizer_apply_chat_template_json(tok, kind == 1 ? builtin : "model", ctx, strlen(ctx), out, cap, &len);
+    if (kind == 2) { /* its own failure's message, not another thread's */
+        snprintf(out, cap, "%s", api.tokenizer_errmsg(tok));
+        return st == RSR_ERR_INVALID_ARGUMENT && strstr(out, "not a JSON object") ? 0 : -1;
+    }
+    return st == RSR_OK ? 0 : -1;
+}
+
+static void *render_worker(void *arg) {
+    render_job *j = arg;
+    char out[256];
+    for (int k = 0; k < 200 && !j->failed; k++) {
+        if (j->kind == 3) {
+            int32_t ids[64], n = 0;
+            j->failed = api.tokenizer_encode(tok, "hello there, hello again", -1, 0, ids, 64, &n) != RSR_OK || n < 1;
+        } else {
+            j->failed = render_once(j->kind, out, sizeof out) != 0 || strcmp(out, j->want) != 0;
+        }
+    }
+    return NULL;
+}
+
+/* The tokenizer at path (a tokenizer.json), or the model's own when path is NULL. */
+static int open_tokenizer(const char *path) {
+    if (!path) return api.model_tokenizer(model, &tok) == RSR_OK ? 0 : -1;
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (data = malloc((size_t)n)))
+        n = (long)fread(data, 1, (size_t)n, f);
+    if (f) fclose(f);
+    rsr_status st = data && n > 0 ? api.tokenizer_create(data, (size_t)n, &tok) : RSR_ERR_NOT_FOUND;
+    free(data);
+    if (st != RSR_OK) fprintf(stderr, "FAIL: %s: %s\n", path, tok ? api.tokenizer_errmsg(tok) : "not read");
+    return st == RSR_OK ? 0 : -1;
+}
+
+static int renders_in_threads(const char *path) {
+    if (open_tokenizer(path) != 0) return path ? 1 : (printf("no tokenizer: renderings not tried\n"), 0);
+    if (api.tokenizer_set_chat_template(tok, jinja, strlen(jinja)) != RSR_OK) {
+        fprintf(stderr, "FAIL: the template: %s\n", api.tokenizer_errmsg(tok));
+        return 1;
+    }
+    render_job jobs[4] = {{.kind = 0}, {.kind = 1}, {.kind = 2}, {.kind = 3}};
+    int failures = 0;
+    static const char *const builtins[] = {"llama3", "bitnet", "llama2"};
+    for (int k = 2; k >= 0; k--) {
+        builtin = builtins[k];
+        if (render_once(1, jobs[1].want, sizeof jobs[1].want) == 0) break;
+    }
+    for (int k = 0; k < 3; k++)
+        if (render_once(k, jobs[k].want, sizeof jobs[k].want) != 0) {
+            fprintf(stderr, "FAIL: rendering %d alone: %s\n", k, jobs[k].want);
+            failures++;
+        }
+    if (strcmp(jobs[0].want, "<user>HELLO THERE<assistant>HI<assistant>") != 0)
+        fprintf(stderr, "FAIL: the model's template gave '%s'\n", jobs[0].want), failures++;
+    pthread_t threads[4];
+    for (int t = 0; t < 4; t++) pthread_create(&threads[t], NULL, render_worker, &jobs[t]);
+    for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 4; t++)
+        if (jobs[t].failed) fprintf(stderr, "FAIL: rendering %d in threads differs or failed\n", t), failures++;
+    printf("chat templates in three threads beside an encoding (%s): %s\n", builtin,
+           failures ? "DIFFERENT" : "identical");
+    if (path) api.tokenizer_free(tok);
+    return failures;
+}
+
 int main(int argc, char **argv) {
     char err[512];
-    if (argc != 2) {
-        fprintf(stderr, "usage: test_threads MODEL.so\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: test_threads MODEL.so [TOKENIZER.json]\n");
         return 2;
     }
     if (rsr_api_load(&api, argv[1], err, sizeof err) != 0) {
@@ -90,6 +183,7 @@ int main(int argc, char **argv) {
                 break;
             }
     printf("%d prompts x %d steps in two threads: %s\n", PROMPTS, STEPS, failures ? "DIFFERENT" : "identical");
+    failures += renders_in_threads(argc > 2 ? argv[2] : NULL);
     free(serial), free(jobs[0].logits), free(jobs[1].logits);
     api.model_close(model);
     return failures != 0;

@@ -704,13 +704,15 @@ static int32_t *literal_ids(server *sv, const char *text, const literal_set *lit
     return ids;
 }
 
-/* The conversation through the chat template (under tok_lock), or NULL with a message; notes in
- * p->reply how the reply is to be split. */
-static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t errlen, literal_set *lit) {
+/* The conversation through the chat template, or NULL with a message; notes in p->reply how the
+ * reply is to be split. No lock: rsr.h lets renderings run beside any other call. */
+static char *chat_text(server *sv, serve_params *p, char *err, size_t errlen, literal_set *lit) {
     size_t len = 0, cap = 4096;
     char *text = malloc(cap), *ctx = chat_context(sv, p);
-    if (ctx && lit && sv->literal_content) {
+    if (ctx && lit && sv->literal_content) { /* it encodes the contents: under the tokenizer's lock */
+        pthread_mutex_lock(&sv->tok_lock);
         char *marked = literal_context(sv, ctx, lit);
+        pthread_mutex_unlock(&sv->tok_lock);
         free(ctx), ctx = marked;
     }
     size_t n = ctx ? strlen(ctx) : 0;
@@ -742,22 +744,15 @@ static char *chat_text_locked(server *sv, serve_params *p, char *err, size_t err
     return text;
 }
 
-/* The prompt's tokens: the text with special tokens read as such and BOS added, or the
- * conversation through the chat template. NULL with a message on failure. */
-static int32_t *prompt_ids_locked(server *sv, serve_params *p, int32_t *n, char *err, size_t errlen) {
-    char *text = NULL;
-    uint32_t flags = RSR_ENCODE_PARSE_SPECIAL;
-    literal_set lit = {0};
-    if (p->chat) {
-        if (!(text = chat_text_locked(sv, p, err, errlen, &lit))) return literal_free(&lit), NULL;
-    } else {
-        flags |= RSR_ENCODE_ADD_SPECIAL;
-    }
+/* The tokens of a prompt's text (with special tokens read as such and BOS added) or of its
+ * conversation's rendering (text; its literal contents lit), under the tokenizer's lock. NULL
+ * with a message on failure. */
+static int32_t *prompt_ids_locked(server *sv, const serve_params *p, const char *text, const literal_set *lit,
+                                  int32_t *n, char *err, size_t errlen) {
+    const uint32_t flags = RSR_ENCODE_PARSE_SPECIAL | (p->chat ? 0 : RSR_ENCODE_ADD_SPECIAL);
     const char *src = text ? text : p->prompt;
     rsr_status st = RSR_ERR_OUT_OF_MEMORY;
-    int32_t *ids = lit.n ? literal_ids(sv, src, &lit, n) : encode_all(&api, sv->tok, src, -1, flags, n, &st);
-    literal_free(&lit);
-    free(text);
+    int32_t *ids = lit->n ? literal_ids(sv, src, lit, n) : encode_all(&api, sv->tok, src, -1, flags, n, &st);
     if (!ids) {
         snprintf(err, errlen, "%s", st == RSR_ERR_OUT_OF_MEMORY ? "out of memory" : api.tokenizer_errmsg(sv->tok));
         return NULL;
@@ -786,9 +781,15 @@ static int32_t *prompt_ids(server *sv, serve_params *p, int32_t *n, char *err, s
         *n = p->n_prompt_ids;
         return ids;
     }
+    /* the conversation rendered outside the tokenizer's lock (rsr.h: renderings run beside any
+     * call), so that one client's long template work holds up no other client's text */
+    char *text = NULL;
+    literal_set lit = {0};
+    if (p->chat && !(text = chat_text(sv, p, err, errlen, &lit))) return literal_free(&lit), NULL;
     pthread_mutex_lock(&sv->tok_lock);
-    int32_t *ids = prompt_ids_locked(sv, p, n, err, errlen);
+    int32_t *ids = prompt_ids_locked(sv, p, text, &lit, n, err, errlen);
     pthread_mutex_unlock(&sv->tok_lock);
+    literal_free(&lit), free(text);
     return ids;
 }
 
@@ -1651,9 +1652,7 @@ static enum MHD_Result apply_template(server *sv, struct MHD_Connection *c, cons
     const char *param;
     if (!serve_parse(body, len, true, &p, err, sizeof err, &param))
         return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
-    pthread_mutex_lock(&sv->tok_lock);
-    char *text = chat_text_locked(sv, &p, err, sizeof err, NULL);
-    pthread_mutex_unlock(&sv->tok_lock);
+    char *text = chat_text(sv, &p, err, sizeof err, NULL);
     serve_params_free(&p);
     if (!text) return send_error(c, 400, "invalid_request_error", "messages", NULL, "%s", err);
     char *clean = serve_utf8_clean(text, strlen(text));

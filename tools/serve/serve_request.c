@@ -658,7 +658,7 @@ static bool has_nul_escape(const char *s, size_t n) {
 
 /* What one request's JSON may hold, checked before any work reads it: the renderer's dictionaries
  * and the template's scopes look names up one by one, so an object of 80,000 keys would cost
- * seconds of CPU under the tokenizer's lock (every client's text waits on it). */
+ * seconds of CPU (and every client's encoding once waited on the renderer under one lock). */
 enum { JSON_MAX_KEYS = 4096, JSON_MAX_ITEMS = 1 << 20, JSON_MAX_NODES = 1 << 22 };
 
 /* The first place v breaks those limits, as a message naming the top-level field it is under

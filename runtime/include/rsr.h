@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 15
+#define RSR_API_VERSION 16
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -463,7 +463,7 @@ RSR_API rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, c
  * rsr_tokenizer_apply_chat_template and rsr_tokenizer_apply_chat_template_json may run in any
  * number of threads at once, beside each other and beside one other call of any kind (not
  * rsr_tokenizer_set_chat_template): a server renders one client's long conversation while it
- * encodes another's. rsr_tokenizer_errmsg tells the calling thread of its own last failure. */
+ * encodes another's. rsr_tokenizer_errmsg tells the calling thread of its own last failure. (API version 16) */
 typedef struct rsr_tokenizer rsr_tokenizer;
 
 /* The tokenizer compiled into the model. It is parsed on the first call and owned by the model

@@ -23,21 +23,9 @@
 
 rsr_api api;
 
-/* Over the fake vocabulary (" a", "c", and "x" for most ids): whether s[0, n) is a sentence of
- * root ::= ("x" | " a")+ "c" (whole) or the start of one, read apart from the recognizer. */
-static const char grammar[] = "root ::= (\"x\" | \" a\")+ \"c\"";
-static bool sentence(const char *s, size_t n, bool whole) {
-    size_t i = 0;
-    int items = 0;
-    while (i < n && (s[i] == 'x' || (s[i] == ' ' && (i + 1 == n ? !whole : s[i + 1] == 'a'))))
-        i += s[i] == 'x' ? 1 : 2, items++;
-    if (i >= n) return !whole;
-    return s[i] == 'c' && i + 1 == n && items > 0;
-}
-
 /* structure 1: the grammar; 2: a JSON schema; 3: tool_choice auto's grammar after " a" */
 static void structure(serve_job *j, int kind) {
-    if (kind == 1) j->p.grammar = gbnf_compile(grammar, strlen(grammar), NULL, 0);
+    if (kind == 1) j->p.grammar = gbnf_compile(fake_grammar, strlen(fake_grammar), NULL, 0);
     if (kind == 2) {
         cJSON *schema = cJSON_Parse("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}}");
         char err[128], keyword[64];
@@ -110,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         assert(j->finish != SERVE_RUNNING);
         const bool held_to = j->finish != SERVE_FAILED && j->finish != SERVE_CANCELLED;
         const bool whole = j->finish == SERVE_STOP && j->p.n_stop == 0; /* a stop string cuts the end */
-        if (held_to && j->p.grammar && !j->p.trigger[0]) assert(sentence(j->text, j->n_text, whole));
+        if (held_to && j->p.grammar && !j->p.trigger[0]) assert(fake_sentence(j->text, j->n_text, whole));
         const char *at = held_to && j->p.trigger[0] && j->text ? memmem(j->text, j->n_text, " a", 2) : NULL;
         if (at) { /* tool_choice auto: from the trigger on, " axxc" or the start of it */
             const size_t from = (size_t)(at - j->text), n = j->n_text - from;

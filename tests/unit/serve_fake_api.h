@@ -164,4 +164,17 @@ static serve_job *fake_job(int32_t n_ids, int32_t max_tokens, const char *stop) 
     return j;
 }
 
+/* The structured clients' grammar over the fake vocabulary (" a", "c", and "x" for most ids), and
+ * whether s[0, n) is one of its sentences (whole) or the start of one, read apart from the
+ * recognizer. */
+static const char fake_grammar[] = "root ::= (\"x\" | \" a\")+ \"c\"";
+static bool fake_sentence(const char *s, size_t n, bool whole) {
+    size_t i = 0;
+    int items = 0;
+    while (i < n && (s[i] == 'x' || (s[i] == ' ' && (i + 1 == n ? !whole : s[i + 1] == 'a'))))
+        i += s[i] == 'x' ? 1 : 2, items++;
+    if (i >= n) return !whole;
+    return s[i] == 'c' && i + 1 == n && items > 0;
+}
+
 #endif

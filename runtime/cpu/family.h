@@ -27,6 +27,13 @@ void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *c
                               int16_t *wq, int32_t *sums);
 int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
 
+/* rsrc's f16 group scales (each zero or a normal f16 value) widened to f32 bits exactly by integer
+ * operations, on a vector h of u32 lanes each holding one f16: forward.c's scales16 and the
+ * families' group-scaled kernels (units_generic.h) share it; forward.c's scale_f16 is the same on
+ * one scalar. */
+#define RT_F16_BITS(h)                                                                                                 \
+    ((((h)&0x8000u) << 16) | (((((h)&0x7fffu) << 13) + 0x38000000u) & (__typeof__(h))(((h)&0x7fffu) != 0)))
+
 /* forward.c, a group-scaled prefill: a matrix whose codes lie as RSR_UNITS_ROWS16 says
  * (rsr_artifact.h), the blocks [b0, b1) of 16 rows for ntok tokens with the conversion to fp32
  * fused: y[t·y_stride + r] (=, or += when accumulate) Σ_u ((float)S_u · scale_u[r]) · xd[t][u],

@@ -198,25 +198,6 @@ __attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, co
 #define UV_TILE 4
 #define UV_INLINE __attribute__((target("avx2"), always_inline)) static inline
 typedef __m256i uv_i;
-typedef __m256 uv_f;
-UV_INLINE uv_i uv_ints(int32_t v) { return _mm256_set1_epi32(v); }
-UV_INLINE uv_f uv_fzero(void) { return _mm256_setzero_ps(); }
-UV_INLINE uv_f uv_fset1(float d) { return _mm256_set1_ps(d); }
-UV_INLINE uv_f uv_cvt(uv_i a) { return _mm256_cvtepi32_ps(a); }
-UV_INLINE uv_f uv_fadd(uv_f a, uv_f b) { return _mm256_add_ps(a, b); }
-UV_INLINE uv_f uv_fmul(uv_f a, uv_f b) { return _mm256_mul_ps(a, b); }
-UV_INLINE uv_f uv_floadu(const float *p) { return _mm256_loadu_ps(p); }
-UV_INLINE void uv_fstoreu(float *p, uv_f a) { _mm256_storeu_ps(p, a); }
-
-/* 8 scales at g widened to f32 as forward.c's scale_f16 (integer operations: the same bits) */
-UV_INLINE uv_f uv_scales(const void *g, int f16) {
-    if (!f16) return _mm256_loadu_ps(g);
-    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(g)), mag = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff));
-    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
-    const __m256i e = _mm256_add_epi32(_mm256_slli_epi32(mag, 13), _mm256_set1_epi32(0x38000000));
-    const __m256i zero = _mm256_cmpeq_epi32(mag, _mm256_setzero_si256());
-    return _mm256_castsi256_ps(_mm256_or_si256(sign, _mm256_andnot_si256(zero, e)));
-}
 
 /* a unit's fields without VNNI: vpmaddubsw pair sums (codes ≤ 3 times |x| ≤ 127: at most 762)
  * added in 16 bits for two groups (8 fields: 6,096 at most), widened into the rows' int32 lanes

@@ -184,26 +184,6 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_
 #define UV_TILE 8
 #define UV_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline
 typedef __m512i uv_i;
-typedef __m512 uv_f;
-UV_INLINE uv_i uv_ints(int32_t v) { return _mm512_set1_epi32(v); }
-UV_INLINE uv_f uv_fzero(void) { return _mm512_setzero_ps(); }
-UV_INLINE uv_f uv_fset1(float d) { return _mm512_set1_ps(d); }
-UV_INLINE uv_f uv_cvt(uv_i a) { return _mm512_cvtepi32_ps(a); }
-UV_INLINE uv_f uv_fadd(uv_f a, uv_f b) { return _mm512_add_ps(a, b); }
-UV_INLINE uv_f uv_fmul(uv_f a, uv_f b) { return _mm512_mul_ps(a, b); }
-UV_INLINE uv_f uv_floadu(const float *p) { return _mm512_loadu_ps(p); }
-UV_INLINE void uv_fstoreu(float *p, uv_f a) { _mm512_storeu_ps(p, a); }
-
-/* 16 scales at g widened to f32 as forward.c's scale_f16 (integer operations: the same bits) */
-UV_INLINE uv_f uv_scales(const void *g, int f16) {
-    if (!f16) return _mm512_loadu_ps(g);
-    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(g)),
-                  mag = _mm512_and_si512(h, _mm512_set1_epi32(0x7fff));
-    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(h, _mm512_set1_epi32(0x8000)), 16);
-    const __m512i e = _mm512_add_epi32(_mm512_slli_epi32(mag, 13), _mm512_set1_epi32(0x38000000));
-    const __m512i bits = _mm512_or_si512(sign, _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(mag, mag), e));
-    return _mm512_castsi512_ps(bits);
-}
 
 /* a unit's fields straight into the 16 rows' int32 lanes: vpdpbusd with x's 4 bytes broadcast. With
  * fewer than 4 tokens (decode) each token's sum runs in 4/NT chains added at the end (int32: the

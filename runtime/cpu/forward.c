@@ -630,8 +630,7 @@ RT_INLINE_BODY void scales16(float *restrict c, const char *g, bool f16) {
     }
     rt_u16x16 h16;
     memcpy(&h16, g, 32);
-    const rt_u32x16 h = __builtin_convertvector(h16, rt_u32x16), mag = h & 0x7fffu;
-    const rt_u32x16 bits = ((h & 0x8000u) << 16) | (((mag << 13) + 0x38000000u) & (rt_u32x16)(mag != 0));
+    const rt_u32x16 h = __builtin_convertvector(h16, rt_u32x16), bits = RT_F16_BITS(h);
     memcpy(c, &bits, 64);
 }
 

@@ -8,19 +8,41 @@
  * token shares, so the general registers hold the tile's rows and a few indices), then at once to
  * fp32, ((float)S · scale) · d added into the tile's rows, units ascending: forward.c's
  * group_dequantize's operations in its order, so the same bits, without the sums going through
- * memory. The including file defines, before it:
+ * memory. The fp32 side is written here once, in GNU C vectors of UV_ROWS lanes (compiled to the
+ * family's instructions; no contraction: -ffp-contract=off). The including file defines, before it:
  *   UV_ROWS, UV_TILE  rows a block (int32 lanes of a vector), tokens a whole tile (≤ 8)
  *   UV_INLINE         the family's target attributes, always_inline
- *   uv_i, uv_f        its integer and float vectors
+ *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
- *   uv_ints(v), uv_fzero(), uv_fset1(d), uv_cvt(a), uv_fadd, uv_fmul, uv_floadu, uv_fstoreu,
- *   uv_scales(g, f16) UV_ROWS group scales at g widened as forward.c's scale_f16
  */
 #ifndef RSR_UNITS_GENERIC_H
 #define RSR_UNITS_GENERIC_H
 
 #include <string.h>
+
+#include "family.h"
+
+typedef int32_t uv_i32 __attribute__((vector_size(UV_ROWS * 4)));
+typedef uint32_t uv_u32 __attribute__((vector_size(UV_ROWS * 4)));
+typedef uint16_t uv_u16 __attribute__((vector_size(UV_ROWS * 2)));
+typedef float uv_f __attribute__((vector_size(UV_ROWS * 4)));
+
+UV_INLINE uv_i uv_ints(int32_t v) { return (uv_i)((uv_i32){0} + v); }
+UV_INLINE uv_f uv_floadu(const void *p) {
+    uv_f f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+/* UV_ROWS group scales at g widened to f32 as forward.c's scale_f16 (RT_F16_BITS: the same bits) */
+UV_INLINE uv_f uv_scales(const void *g, int f16) {
+    if (!f16) return uv_floadu(g);
+    uv_u16 h16;
+    memcpy(&h16, g, sizeof h16);
+    const uv_u32 h = __builtin_convertvector(h16, uv_u32), bits = RT_F16_BITS(h);
+    return (uv_f)bits;
+}
 
 /* Tokens [t0, t0 + NT) of the call, NT and G (a unit's groups of 16 columns) constants once inlined */
 UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const int G) {
@@ -35,7 +57,7 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
         size_t sx = (size_t)c->sums_at, dx = (size_t)c->scales_at, xu = 0;
         uv_f o[8], sc = uv_scales(gs, c->f16); /* the rows' scales, widened once for the c->per units they cover */
 #pragma GCC unroll 8
-        for (int j = 0; j < NT; j++) o[j] = uv_fzero();
+        for (int j = 0; j < NT; j++) o[j] = (uv_f){0};
         for (int32_t u = 0, left = c->per; u < c->units; u++, wu += G * gbytes, xu += U, sx += 4, dx += 4) {
             uv_i a[8];
 #pragma GCC unroll 8
@@ -49,14 +71,15 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
             for (int j = 0; j < NT; j++) {
                 float d;
                 memcpy(&d, x[j] + dx, 4);
-                o[j] = uv_fadd(o[j], uv_fmul(uv_fmul(uv_cvt(a[j]), sc), uv_fset1(d)));
+                o[j] += __builtin_convertvector((uv_i32)a[j], uv_f) * sc * d;
             }
             if (--left == 0 && u + 1 < c->units) left = c->per, gs += gstep, sc = uv_scales(gs, c->f16);
         }
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) {
             float *y = c->y + (size_t)(t0 + j) * c->y_stride + (size_t)b * UV_ROWS;
-            uv_fstoreu(y, c->accumulate ? uv_fadd(uv_floadu(y), o[j]) : o[j]);
+            const uv_f out = c->accumulate ? uv_floadu(y) + o[j] : o[j];
+            memcpy(y, &out, sizeof out);
         }
     }
 }

@@ -13,6 +13,13 @@
 
 #define RT_HEAD_ROWS 4 /* the rows of a block of rt_head_dot_q8_vnni_rows (lm_head.c blocks by it) */
 
+/* rsrc's f16 group scales (each zero or a normal f16 value) widened to f32 bits exactly by integer
+ * operations, on a vector h of u32 lanes each holding one f16: forward.c's scales16 and the
+ * families' group-scaled kernels (units_generic.h) share it; forward.c's scale_f16 is the same on
+ * one scalar. */
+#define RT_F16_BITS(h)                                                                                                 \
+    ((((h)&0x8000u) << 16) | (((((h)&0x7fffu) << 13) + 0x38000000u) & (__typeof__(h))(((h)&0x7fffu) != 0)))
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 /* forward.c: the per-token absmax quantisation to int8 (quantize_scalar's bits); returns x_scale. */
 float rt_quantize_avx512(int8_t *q, const float *x, int32_t n);
@@ -26,13 +33,6 @@ int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n);
 void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t k, int32_t n,
                               int16_t *wq, int32_t *sums);
 int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
-
-/* rsrc's f16 group scales (each zero or a normal f16 value) widened to f32 bits exactly by integer
- * operations, on a vector h of u32 lanes each holding one f16: forward.c's scales16 and the
- * families' group-scaled kernels (units_generic.h) share it; forward.c's scale_f16 is the same on
- * one scalar. */
-#define RT_F16_BITS(h)                                                                                                 \
-    ((((h)&0x8000u) << 16) | (((((h)&0x7fffu) << 13) + 0x38000000u) & (__typeof__(h))(((h)&0x7fffu) != 0)))
 
 /* forward.c, a group-scaled prefill: a matrix whose codes lie as RSR_UNITS_ROWS16 says
  * (rsr_artifact.h), the blocks [b0, b1) of 16 rows for ntok tokens with the conversion to fp32

@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 16
+#define RSR_API_VERSION 17
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -459,11 +459,11 @@ RSR_API rsr_status rsr_model_matmul_int(const rsr_model *model, int32_t index, c
  * BPE with byte fallback over a SentencePiece-style vocabulary (Llama-2: "▁" for spaces,
  * <0xXX> tokens for bytes). Added and special tokens ("<|eot_id|>", "<s>") are matched in the
  * text before anything else. Input text is UTF-8; invalid sequences are read as U+FFFD, as a
- * WHATWG decoder would. A tokenizer handle is used from one thread at a time, except that
- * rsr_tokenizer_apply_chat_template and rsr_tokenizer_apply_chat_template_json may run in any
- * number of threads at once, beside each other and beside one other call of any kind (not
- * rsr_tokenizer_set_chat_template): a server renders one client's long conversation while it
- * encodes another's. rsr_tokenizer_errmsg tells the calling thread of its own last failure. (API version 16) */
+ * WHATWG decoder would. A tokenizer handle may be used from any number of threads at once:
+ * encodings, decodings and chat renderings share no state (each call takes scratch of its own),
+ * so a server encodes one client's long prompt while it serves another's. Only
+ * rsr_tokenizer_set_chat_template and rsr_tokenizer_free need the handle to themselves.
+ * rsr_tokenizer_errmsg tells the calling thread of its own last failure. (API version 17) */
 typedef struct rsr_tokenizer rsr_tokenizer;
 
 /* The tokenizer compiled into the model. It is parsed on the first call and owned by the model

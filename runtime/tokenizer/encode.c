@@ -7,6 +7,7 @@
  * are the ones the model was trained on; tests/tokenizer compares them with a reference
  * implementation on real tokenizer files.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -27,15 +28,15 @@ static bool span_push(spanlist *l, size_t off, size_t len, int32_t id) {
     return true;
 }
 
-static bool out_push(rsr_tokenizer *t, int32_t id) {
-    if (t->out_len == t->out_cap) {
-        size_t cap = t->out_cap ? 2 * t->out_cap : 256;
-        int32_t *p = realloc(t->out, sizeof *p * cap);
+static bool out_push(tok_work *w, int32_t id) {
+    if (w->out_len == w->out_cap) {
+        size_t cap = w->out_cap ? 2 * w->out_cap : 256;
+        int32_t *p = realloc(w->out, sizeof *p * cap);
         if (!p) return false;
-        t->out = p;
-        t->out_cap = cap;
+        w->out = p;
+        w->out_cap = cap;
     }
-    t->out[t->out_len++] = id;
+    w->out[w->out_len++] = id;
     return true;
 }
 
@@ -165,8 +166,9 @@ static rsr_status unicode_form(rsr_tokenizer *t, enum norm_kind kind, const byte
     return ok ? RSR_OK : OOM(t);
 }
 
-static rsr_status normalize(rsr_tokenizer *t, const char *s, size_t len) {
-    bytes *cur = &t->normed, *tmp = &t->mapped;
+static rsr_status normalize(tok_work *w, const char *s, size_t len) {
+    rsr_tokenizer *t = w->t;
+    bytes *cur = &w->normed, *tmp = &w->mapped;
     cur->len = 0;
     if (!bytes_append(cur, s, len)) return OOM(t);
     for (int32_t i = 0; i < t->num_norm; i++) {
@@ -198,46 +200,48 @@ static rsr_status normalize(rsr_tokenizer *t, const char *s, size_t len) {
     return RSR_OK;
 }
 
-/* ---- pre-tokenization: pieces of t->pretok ---- */
+/* ---- pre-tokenization: pieces of w->pretok ---- */
 
-static rsr_status find_matches(rsr_tokenizer *t, pcre2_code *re, const char *s, size_t len) {
-    t->matches.n = 0;
+static rsr_status find_matches(tok_work *w, pcre2_code *re, const char *s, size_t len) {
+    rsr_tokenizer *t = w->t;
+    w->matches.n = 0;
     for (size_t pos = 0; pos < len;) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, t->match, NULL);
+        int rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, w->match, NULL);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* a very long run; the interpreter keeps its stack on the heap */
-            rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, t->match, NULL);
+            rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, w->match, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(rc, msg, sizeof msg);
             return tok_error(t, RSR_ERR_INTERNAL, "pre-tokenizer regex failed at byte %zu: %s", pos, (const char *)msg);
         }
-        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->match);
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->match);
         if (ov[1] == ov[0]) { /* an empty match splits nothing: move on one character */
             uint32_t cp;
             pos = ov[0] + (size_t)utf8_next(s + ov[0], len - ov[0], &cp);
             continue;
         }
-        if (!span_push(&t->matches, ov[0], ov[1] - ov[0], 1)) return OOM(t);
+        if (!span_push(&w->matches, ov[0], ov[1] - ov[0], 1)) return OOM(t);
         pos = ov[1];
     }
     return RSR_OK;
 }
 
 /* Splits one piece at the regex matches, keeping what `behavior` keeps (Hugging Face's
- * SplitDelimiterBehavior); the pieces refer to t->pretok. */
-static rsr_status split_piece(rsr_tokenizer *t, const pre_step *step, struct text_span piece, spanlist *out) {
-    rsr_status st = find_matches(t, step->re, t->pretok.p + piece.off, piece.len);
+ * SplitDelimiterBehavior); the pieces refer to w->pretok. */
+static rsr_status split_piece(tok_work *w, const pre_step *step, struct text_span piece, spanlist *out) {
+    rsr_tokenizer *t = w->t;
+    rsr_status st = find_matches(w, step->re, w->pretok.p + piece.off, piece.len);
     if (st != RSR_OK) return st;
     struct seg {
         uint32_t b, e;
         bool match;
     } segs_local[64], *segs = segs_local;
-    size_t nseg = 0, cap = 2 * t->matches.n + 1;
+    size_t nseg = 0, cap = 2 * w->matches.n + 1;
     if (cap > 64 && !(segs = malloc(sizeof *segs * cap))) return OOM(t);
     uint32_t at = 0;
-    for (size_t k = 0; k < t->matches.n; k++) {
-        const struct text_span *m = &t->matches.p[k];
+    for (size_t k = 0; k < w->matches.n; k++) {
+        const struct text_span *m = &w->matches.p[k];
         if (m->off > at) segs[nseg++] = (struct seg){at, m->off, step->invert};
         segs[nseg++] = (struct seg){m->off, m->off + m->len, !step->invert};
         at = m->off + m->len;
@@ -286,76 +290,77 @@ static bool starts_with(const char *s, size_t len, const char *prefix, size_t pl
 }
 
 /* Metaspace: spaces become the replacement ("▁"), one is put in front, and the text is cut before
- * each replacement. New text goes to the end of t->pretok. */
-static rsr_status metaspace(rsr_tokenizer *t, const pre_step *step, struct text_span piece, int section,
-                            spanlist *out) {
+ * each replacement. New text goes to the end of w->pretok. */
+static rsr_status metaspace(tok_work *w, const pre_step *step, struct text_span piece, int section, spanlist *out) {
+    rsr_tokenizer *t = w->t;
     const char *rep = tok_str(t, step->replacement);
-    size_t rlen = step->replacement.len, start = t->pretok.len;
+    size_t rlen = step->replacement.len, start = w->pretok.len;
     bool prepend = step->prepend == 2 || (step->prepend == 1 && section == 0);
-    const char *p = t->pretok.p + piece.off; /* a leading space becomes the replacement: no second one */
+    const char *p = w->pretok.p + piece.off; /* a leading space becomes the replacement: no second one */
     if (prepend && !starts_with(p, piece.len, rep, rlen) && !starts_with(p, piece.len, " ", 1) &&
-        !bytes_append(&t->pretok, rep, rlen))
+        !bytes_append(&w->pretok, rep, rlen))
         return OOM(t);
     for (uint32_t i = 0; i < piece.len; i++) {
-        char c = t->pretok.p[piece.off + i]; /* read before appending: the buffer may move */
-        if (!(c == ' ' ? bytes_append(&t->pretok, rep, rlen) : bytes_append(&t->pretok, &c, 1))) return OOM(t);
+        char c = w->pretok.p[piece.off + i]; /* read before appending: the buffer may move */
+        if (!(c == ' ' ? bytes_append(&w->pretok, rep, rlen) : bytes_append(&w->pretok, &c, 1))) return OOM(t);
     }
-    size_t end = t->pretok.len;
+    size_t end = w->pretok.len;
     if (!step->split) return span_push(out, start, end - start, -1) ? RSR_OK : OOM(t);
     size_t b = start;
     for (size_t i = start + 1; i + rlen <= end; i++)
-        if (memcmp(t->pretok.p + i, rep, rlen) == 0) {
+        if (memcmp(w->pretok.p + i, rep, rlen) == 0) {
             if (!span_push(out, b, i - b, -1)) return OOM(t);
             b = i;
         }
     return b < end && !span_push(out, b, end - b, -1) ? OOM(t) : RSR_OK;
 }
 
-static rsr_status pre_tokenize(rsr_tokenizer *t, const char *s, size_t len, int section) {
-    t->pretok.len = 0;
-    t->pieces.n = 0;
-    if (!bytes_append(&t->pretok, s, len) || !span_push(&t->pieces, 0, len, -1)) return OOM(t);
+static rsr_status pre_tokenize(tok_work *w, const char *s, size_t len, int section) {
+    rsr_tokenizer *t = w->t;
+    w->pretok.len = 0;
+    w->pieces.n = 0;
+    if (!bytes_append(&w->pretok, s, len) || !span_push(&w->pieces, 0, len, -1)) return OOM(t);
     for (int32_t i = 0; i < t->num_pre; i++) {
         const pre_step *step = &t->pre[i];
-        t->pieces_next.n = 0;
-        for (size_t k = 0; k < t->pieces.n; k++) {
-            struct text_span piece = t->pieces.p[k];
+        w->pieces_next.n = 0;
+        for (size_t k = 0; k < w->pieces.n; k++) {
+            struct text_span piece = w->pieces.p[k];
             rsr_status st = RSR_OK;
             if (step->kind == PRE_METASPACE) {
-                st = metaspace(t, step, piece, section, &t->pieces_next);
+                st = metaspace(w, step, piece, section, &w->pieces_next);
             } else {
                 if (step->kind == PRE_BYTE_LEVEL && step->add_prefix_space &&
-                    !starts_with(t->pretok.p + piece.off, piece.len, " ", 1)) {
-                    size_t at = t->pretok.len;
-                    if (!bytes_append(&t->pretok, " ", 1) || !bytes_reserve(&t->pretok, piece.len + 1)) return OOM(t);
-                    memcpy(t->pretok.p + t->pretok.len, t->pretok.p + piece.off, piece.len);
-                    t->pretok.len += piece.len;
+                    !starts_with(w->pretok.p + piece.off, piece.len, " ", 1)) {
+                    size_t at = w->pretok.len;
+                    if (!bytes_append(&w->pretok, " ", 1) || !bytes_reserve(&w->pretok, piece.len + 1)) return OOM(t);
+                    memcpy(w->pretok.p + w->pretok.len, w->pretok.p + piece.off, piece.len);
+                    w->pretok.len += piece.len;
                     piece = (struct text_span){(uint32_t)at, piece.len + 1, -1};
                 }
                 if (step->re)
-                    st = split_piece(t, step, piece, &t->pieces_next);
-                else if (!span_push(&t->pieces_next, piece.off, piece.len, -1))
+                    st = split_piece(w, step, piece, &w->pieces_next);
+                else if (!span_push(&w->pieces_next, piece.off, piece.len, -1))
                     st = OOM(t);
             }
             if (st != RSR_OK) return st;
         }
-        spanlist swap = t->pieces;
-        t->pieces = t->pieces_next, t->pieces_next = swap;
+        spanlist swap = w->pieces;
+        w->pieces = w->pieces_next, w->pieces_next = swap;
     }
     return RSR_OK;
 }
 
 /* ---- BPE ---- */
 
-static bool heap_push(rsr_tokenizer *t, size_t *n, int32_t rank, int32_t pos) {
-    if (*n == t->heap_cap) {
-        size_t cap = t->heap_cap ? 2 * t->heap_cap : 256;
-        struct bpe_candidate *h = realloc(t->heap, sizeof *h * cap);
+static bool heap_push(tok_work *w, size_t *n, int32_t rank, int32_t pos) {
+    if (*n == w->heap_cap) {
+        size_t cap = w->heap_cap ? 2 * w->heap_cap : 256;
+        struct bpe_candidate *h = realloc(w->heap, sizeof *h * cap);
         if (!h) return false;
-        t->heap = h;
-        t->heap_cap = cap;
+        w->heap = h;
+        w->heap_cap = cap;
     }
-    struct bpe_candidate *h = t->heap, c = {rank, pos};
+    struct bpe_candidate *h = w->heap, c = {rank, pos};
     size_t i = (*n)++;
     while (i > 0) {
         size_t up = (i - 1) / 2;
@@ -367,8 +372,8 @@ static bool heap_push(rsr_tokenizer *t, size_t *n, int32_t rank, int32_t pos) {
     return true;
 }
 
-static struct bpe_candidate heap_pop(rsr_tokenizer *t, size_t *n) {
-    struct bpe_candidate *h = t->heap, top = h[0], last = h[--*n];
+static struct bpe_candidate heap_pop(tok_work *w, size_t *n) {
+    struct bpe_candidate *h = w->heap, top = h[0], last = h[--*n];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
@@ -382,47 +387,50 @@ static struct bpe_candidate heap_pop(rsr_tokenizer *t, size_t *n) {
     return top;
 }
 
-static bool candidate(rsr_tokenizer *t, size_t *heap_n, int32_t pos) {
-    const struct bpe_symbol *s = t->syms;
+static bool candidate(tok_work *w, size_t *heap_n, int32_t pos) {
+    rsr_tokenizer *t = w->t;
+    const struct bpe_symbol *s = w->syms;
     if (pos < 0 || s[pos].next < 0) return true;
     int32_t result, rank = tok_lookup_merge(t, s[pos].id, s[s[pos].next].id, &result);
-    return rank < 0 || heap_push(t, heap_n, rank, pos);
+    return rank < 0 || heap_push(w, heap_n, rank, pos);
 }
 
 /* Byte-level words are looked up in the vocabulary as written there: each byte as its character. */
-static bool map_bytes(rsr_tokenizer *t, const char *s, size_t len) {
-    t->mapped.len = 0;
-    if (!bytes_reserve(&t->mapped, 2 * len + 1)) return false;
+static bool map_bytes(tok_work *w, const char *s, size_t len) {
+    rsr_tokenizer *t = w->t;
+    w->mapped.len = 0;
+    if (!bytes_reserve(&w->mapped, 2 * len + 1)) return false;
     for (size_t i = 0; i < len; i++) {
         uint8_t b = (uint8_t)s[i];
-        memcpy(t->mapped.p + t->mapped.len, t->byte_text[b], 2);
-        t->mapped.len += t->byte_text_len[b];
+        memcpy(w->mapped.p + w->mapped.len, t->byte_text[b], 2);
+        w->mapped.len += t->byte_text_len[b];
     }
     return true;
 }
 
 /* Encodes one word: the lowest-ranked adjacent pair is merged first, the leftmost among equals. */
-static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
+static rsr_status bpe_word(tok_work *w, const char *s, size_t len) {
+    rsr_tokenizer *t = w->t;
     if (!len) return RSR_OK;
     if (t->ignore_merges) {
         int32_t id;
         if (t->byte_level) {
-            if (!map_bytes(t, s, len)) return OOM(t);
-            id = strmap_get(&t->vocab, t->arena.p, t->mapped.p, t->mapped.len);
+            if (!map_bytes(w, s, len)) return OOM(t);
+            id = strmap_get(&t->vocab, t->arena.p, w->mapped.p, w->mapped.len);
         } else {
             id = strmap_get(&t->vocab, t->arena.p, s, len);
         }
-        if (id >= 0) return out_push(t, id) ? RSR_OK : OOM(t);
+        if (id >= 0) return out_push(w, id) ? RSR_OK : OOM(t);
     }
     if (len > INT32_MAX / 2)
         return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "a word of %zu bytes is too long to tokenize", len);
-    if (len > t->syms_cap) {
-        struct bpe_symbol *p = realloc(t->syms, sizeof *p * len);
+    if (len > w->syms_cap) {
+        struct bpe_symbol *p = realloc(w->syms, sizeof *p * len);
         if (!p) return OOM(t);
-        t->syms = p;
-        t->syms_cap = len;
+        w->syms = p;
+        w->syms_cap = len;
     }
-    struct bpe_symbol *sym = t->syms;
+    struct bpe_symbol *sym = w->syms;
     int32_t n = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
@@ -435,9 +443,9 @@ static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
     sym[n - 1].next = -1;
     size_t heap_n = 0;
     for (int32_t i = 0; i + 1 < n; i++)
-        if (!candidate(t, &heap_n, i)) return OOM(t);
+        if (!candidate(w, &heap_n, i)) return OOM(t);
     while (heap_n) {
-        struct bpe_candidate c = heap_pop(t, &heap_n);
+        struct bpe_candidate c = heap_pop(w, &heap_n);
         struct bpe_symbol *a = &sym[c.pos];
         if (!a->len || a->next < 0) continue;
         struct bpe_symbol *b = &sym[a->next];
@@ -448,11 +456,11 @@ static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
         b->len = 0;
         a->next = b->next;
         if (a->next >= 0) sym[a->next].prev = c.pos;
-        if (!candidate(t, &heap_n, a->prev) || !candidate(t, &heap_n, c.pos)) return OOM(t);
+        if (!candidate(w, &heap_n, a->prev) || !candidate(w, &heap_n, c.pos)) return OOM(t);
     }
     for (int32_t i = 0; i >= 0; i = sym[i].next) {
         if (sym[i].id >= 0) {
-            if (!out_push(t, sym[i].id)) return OOM(t);
+            if (!out_push(w, sym[i].id)) return OOM(t);
             continue;
         }
         bool fallback = t->byte_fallback;
@@ -460,9 +468,9 @@ static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
             fallback = t->fallback_id[(uint8_t)s[sym[i].start + k]] >= 0;
         if (fallback) {
             for (uint32_t k = 0; k < sym[i].len; k++)
-                if (!out_push(t, t->fallback_id[(uint8_t)s[sym[i].start + k]])) return OOM(t);
+                if (!out_push(w, t->fallback_id[(uint8_t)s[sym[i].start + k]])) return OOM(t);
         } else if (t->unk_id >= 0) {
-            if (!out_push(t, t->unk_id)) return OOM(t);
+            if (!out_push(w, t->unk_id)) return OOM(t);
         } else {
             return tok_error(t, RSR_ERR_INTERNAL, "'%.*s' has no token and the tokenizer has no unk_token",
                              (int)sym[i].len, s + sym[i].start);
@@ -472,18 +480,60 @@ static rsr_status bpe_word(rsr_tokenizer *t, const char *s, size_t len) {
 }
 
 /* One stretch of text between added tokens, already normalized. */
-static rsr_status encode_plain(rsr_tokenizer *t, const char *s, size_t len, int section) {
-    rsr_status st = pre_tokenize(t, s, len, section);
-    size_t first = t->out_len;
-    for (size_t k = 0; k < t->pieces.n && st == RSR_OK; k++)
-        st = bpe_word(t, t->pretok.p + t->pieces.p[k].off, t->pieces.p[k].len);
+static rsr_status encode_plain(tok_work *w, const char *s, size_t len, int section) {
+    rsr_tokenizer *t = w->t;
+    rsr_status st = pre_tokenize(w, s, len, section);
+    size_t first = w->out_len;
+    for (size_t k = 0; k < w->pieces.n && st == RSR_OK; k++)
+        st = bpe_word(w, w->pretok.p + w->pieces.p[k].off, w->pieces.p[k].len);
     if (st == RSR_OK && t->fuse_unk && t->unk_id >= 0) { /* runs of unknowns become one */
-        size_t w = first;
-        for (size_t r = first; r < t->out_len; r++)
-            if (!(t->out[r] == t->unk_id && w > first && t->out[w - 1] == t->unk_id)) t->out[w++] = t->out[r];
-        t->out_len = w;
+        size_t k = first;
+        for (size_t r = first; r < w->out_len; r++)
+            if (!(w->out[r] == t->unk_id && k > first && w->out[k - 1] == t->unk_id)) w->out[k++] = w->out[r];
+        w->out_len = k;
     }
     return st;
+}
+
+/* The ids of n bytes of text, in w->out[0, w->out_len). */
+static rsr_status encode_text(tok_work *w, const char *text, size_t n, uint32_t flags) {
+    rsr_tokenizer *t = w->t;
+    w->out_len = 0;
+    if (!utf8_sanitize(&w->clean, n ? text : "", n)) return OOM(t);
+    bool parse_special = flags & RSR_ENCODE_PARSE_SPECIAL;
+    if (flags & RSR_ENCODE_ADD_SPECIAL)
+        for (int32_t i = 0; i < t->num_prefix; i++)
+            if (!out_push(w, t->prefix_ids[i])) return OOM(t);
+    if (!split_added(t, w->clean.p, w->clean.len, false, parse_special, &w->sections)) return OOM(t);
+    for (size_t k = 0; k < w->sections.n; k++) {
+        struct text_span sec = w->sections.p[k];
+        rsr_status st = RSR_OK;
+        if (sec.id >= 0) {
+            if (!out_push(w, sec.id)) return OOM(t);
+            continue;
+        }
+        if (!sec.len) continue;
+        if ((st = normalize(w, w->clean.p + sec.off, sec.len)) != RSR_OK) return st;
+        if (!t->any_normalized_added) {
+            st = encode_plain(w, w->normed.p, w->normed.len, (int)k);
+        } else {
+            if (!split_added(t, w->normed.p, w->normed.len, true, parse_special, &w->subsections)) return OOM(t);
+            for (size_t j = 0; j < w->subsections.n && st == RSR_OK; j++) {
+                struct text_span sub = w->subsections.p[j];
+                if (sub.id >= 0) {
+                    if (!out_push(w, sub.id)) return OOM(t);
+                } else if (sub.len) {
+                    st = encode_plain(w, w->normed.p + sub.off, sub.len, (int)k);
+                }
+            }
+        }
+        if (st != RSR_OK) return st;
+    }
+    if (flags & RSR_ENCODE_ADD_SPECIAL)
+        for (int32_t i = 0; i < t->num_suffix; i++)
+            if (!out_push(w, t->suffix_ids[i])) return OOM(t);
+    if (w->out_len > INT32_MAX) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: more than 2^31 tokens");
+    return RSR_OK;
 }
 
 rsr_status rsr_tokenizer_encode(rsr_tokenizer *t, const char *text, ptrdiff_t len, uint32_t flags, int32_t *ids,
@@ -496,48 +546,19 @@ rsr_status rsr_tokenizer_encode(rsr_tokenizer *t, const char *text, ptrdiff_t le
         return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: unknown flags 0x%x", flags);
     size_t n = len < 0 ? strlen(text) : (size_t)len;
     if (n > UINT32_MAX / 4) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: %zu bytes of text is too long", n);
-    t->out_len = 0;
-    if (!utf8_sanitize(&t->clean, n ? text : "", n)) return OOM(t);
-    bool parse_special = flags & RSR_ENCODE_PARSE_SPECIAL;
-    if (flags & RSR_ENCODE_ADD_SPECIAL)
-        for (int32_t i = 0; i < t->num_prefix; i++)
-            if (!out_push(t, t->prefix_ids[i])) return OOM(t);
-    if (!split_added(t, t->clean.p, t->clean.len, false, parse_special, &t->sections)) return OOM(t);
-    for (size_t k = 0; k < t->sections.n; k++) {
-        struct text_span sec = t->sections.p[k];
-        rsr_status st = RSR_OK;
-        if (sec.id >= 0) {
-            if (!out_push(t, sec.id)) return OOM(t);
-            continue;
-        }
-        if (!sec.len) continue;
-        if ((st = normalize(t, t->clean.p + sec.off, sec.len)) != RSR_OK) return st;
-        if (!t->any_normalized_added) {
-            st = encode_plain(t, t->normed.p, t->normed.len, (int)k);
-        } else {
-            if (!split_added(t, t->normed.p, t->normed.len, true, parse_special, &t->subsections)) return OOM(t);
-            for (size_t j = 0; j < t->subsections.n && st == RSR_OK; j++) {
-                struct text_span sub = t->subsections.p[j];
-                if (sub.id >= 0) {
-                    if (!out_push(t, sub.id)) return OOM(t);
-                } else if (sub.len) {
-                    st = encode_plain(t, t->normed.p + sub.off, sub.len, (int)k);
-                }
-            }
-        }
-        if (st != RSR_OK) return st;
+    tok_work *w = tok_work_take(t);
+    if (!w) return OOM(t);
+    rsr_status st = encode_text(w, text, n, flags);
+    if (st == RSR_OK) {
+        *n_ids = (int32_t)w->out_len;
+        if (capacity && w->out_len)
+            memcpy(ids, w->out, sizeof *ids * (w->out_len < (size_t)capacity ? w->out_len : (size_t)capacity));
+        if (w->out_len > (size_t)capacity)
+            st = tok_error(t, RSR_ERR_BUFFER_TOO_SMALL, "encode: the text has %zu tokens, the buffer room for %d",
+                           w->out_len, capacity);
     }
-    if (flags & RSR_ENCODE_ADD_SPECIAL)
-        for (int32_t i = 0; i < t->num_suffix; i++)
-            if (!out_push(t, t->suffix_ids[i])) return OOM(t);
-    if (t->out_len > INT32_MAX) return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "encode: more than 2^31 tokens");
-    *n_ids = (int32_t)t->out_len;
-    if (capacity && t->out_len)
-        memcpy(ids, t->out, sizeof *ids * (t->out_len < (size_t)capacity ? t->out_len : (size_t)capacity));
-    if (t->out_len > (size_t)capacity)
-        return tok_error(t, RSR_ERR_BUFFER_TOO_SMALL, "encode: the text has %zu tokens, the buffer room for %d",
-                         t->out_len, capacity);
-    return RSR_OK;
+    tok_work_give(t, w);
+    return st;
 }
 
 rsr_status tok_copy_out(rsr_tokenizer *t, const char *s, size_t n, char *text, size_t capacity, size_t *len) {
@@ -553,15 +574,10 @@ rsr_status tok_copy_out(rsr_tokenizer *t, const char *s, size_t n, char *text, s
     return RSR_OK;
 }
 
-rsr_status rsr_tokenizer_decode(rsr_tokenizer *t, const int32_t *ids, int32_t n, uint32_t flags, char *text,
-                                size_t capacity, size_t *len) {
-    if (len) *len = 0;
-    if (!t || !t->text) return RSR_ERR_INVALID_ARGUMENT;
-    if (!len || n < 0 || (n > 0 && !ids) || (capacity && !text))
-        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: ids, text and len must not be NULL, n >= 0");
-    if (flags & ~(uint32_t)RSR_DECODE_SKIP_SPECIAL)
-        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: unknown flags 0x%x", flags);
-    bytes *b = &t->mapped;
+/* The text of n ids (checked) into w->mapped; [*start, *end) is what the decoder rules keep. */
+static rsr_status decode_text(tok_work *w, const int32_t *ids, int32_t n, uint32_t flags, size_t *start, size_t *end) {
+    rsr_tokenizer *t = w->t;
+    bytes *b = &w->mapped;
     b->len = 0;
     for (int32_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab_size)
@@ -570,12 +586,55 @@ rsr_status rsr_tokenizer_decode(rsr_tokenizer *t, const int32_t *ids, int32_t n,
         if ((flags & RSR_DECODE_SKIP_SPECIAL) && (t->flags[ids[i]] & TF_SPECIAL)) continue;
         if (!bytes_append(b, tok_str(t, t->piece[ids[i]]), t->piece[ids[i]].len)) return OOM(t);
     }
-    size_t start = 0, end = b->len, clen = t->strip_content.len;
+    size_t clen = t->strip_content.len;
     const char *c = tok_str(t, t->strip_content);
-    for (int32_t k = 0; clen && k < t->strip_start && start + clen <= end && memcmp(b->p + start, c, clen) == 0; k++)
-        start += clen;
-    for (int32_t k = 0; clen && k < t->strip_stop && end >= start + clen && memcmp(b->p + end - clen, c, clen) == 0;
+    *start = 0, *end = b->len;
+    for (int32_t k = 0; clen && k < t->strip_start && *start + clen <= *end && memcmp(b->p + *start, c, clen) == 0; k++)
+        *start += clen;
+    for (int32_t k = 0; clen && k < t->strip_stop && *end >= *start + clen && memcmp(b->p + *end - clen, c, clen) == 0;
          k++)
-        end -= clen;
-    return tok_copy_out(t, b->p ? b->p + start : "", end - start, text, capacity, len);
+        *end -= clen;
+    return RSR_OK;
+}
+
+rsr_status rsr_tokenizer_decode(rsr_tokenizer *t, const int32_t *ids, int32_t n, uint32_t flags, char *text,
+                                size_t capacity, size_t *len) {
+    if (len) *len = 0;
+    if (!t || !t->text) return RSR_ERR_INVALID_ARGUMENT;
+    if (!len || n < 0 || (n > 0 && !ids) || (capacity && !text))
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: ids, text and len must not be NULL, n >= 0");
+    if (flags & ~(uint32_t)RSR_DECODE_SKIP_SPECIAL)
+        return tok_error(t, RSR_ERR_INVALID_ARGUMENT, "decode: unknown flags 0x%x", flags);
+    tok_work *w = tok_work_take(t);
+    if (!w) return OOM(t);
+    size_t start = 0, end = 0;
+    rsr_status st = decode_text(w, ids, n, flags, &start, &end);
+    if (st == RSR_OK) st = tok_copy_out(t, w->mapped.p ? w->mapped.p + start : "", end - start, text, capacity, len);
+    tok_work_give(t, w);
+    return st;
+}
+
+/* ---- scratch: the tokenizer's spare, or a fresh one while another call holds it ---- */
+
+tok_work *tok_work_take(rsr_tokenizer *t) {
+    tok_work *w = atomic_exchange(&t->spare, NULL);
+    if (w) return w;
+    if (!(w = calloc(1, sizeof *w))) return NULL;
+    w->t = t;
+    if (!(w->match = pcre2_match_data_create(4, NULL))) return free(w), NULL;
+    return w;
+}
+
+void tok_work_give(rsr_tokenizer *t, tok_work *w) {
+    tok_work *none = NULL;
+    if (!atomic_compare_exchange_strong(&t->spare, &none, w)) tok_work_free(w);
+}
+
+void tok_work_free(tok_work *w) {
+    if (!w) return;
+    pcre2_match_data_free(w->match);
+    free(w->clean.p), free(w->normed.p), free(w->pretok.p), free(w->mapped.p);
+    free(w->sections.p), free(w->subsections.p), free(w->pieces.p), free(w->pieces_next.p), free(w->matches.p);
+    free(w->syms), free(w->heap), free(w->out);
+    free(w);
 }

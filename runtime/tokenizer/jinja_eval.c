@@ -15,9 +15,7 @@ enum { EXEC_OK, EXEC_BREAK, EXEC_CONTINUE };
 
 struct jscope {
     jscope *parent;
-    int n, cap;
-    jstr *k;
-    jv *v;
+    jdict vars; /* the names set here (a dict: found at once however many) */
 };
 
 /* ---- scopes ---- */
@@ -29,29 +27,13 @@ static jscope *new_scope(jctx *c, jscope *parent, int line) {
 }
 
 static jv *lookup(jscope *s, jstr name) {
-    for (; s; s = s->parent)
-        for (int i = 0; i < s->n; i++)
-            if (s->k[i].n == name.n && !memcmp(s->k[i].p, name.p, name.n)) return &s->v[i];
+    for (jv *v; s; s = s->parent)
+        if ((v = jx_dict_get(&s->vars, name))) return v;
     return NULL;
 }
 
 /* Sets name in this scope (not in the ones around it). */
-static void assign(jctx *c, jscope *s, jstr name, jv v, int line) {
-    for (int i = 0; i < s->n; i++)
-        if (s->k[i].n == name.n && !memcmp(s->k[i].p, name.p, name.n)) {
-            s->v[i] = v;
-            return;
-        }
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 8;
-        jstr *k = jx_alloc(c, (size_t)cap * sizeof *k, line);
-        jv *vals = jx_alloc(c, (size_t)cap * sizeof *vals, line);
-        if (s->n) memcpy(k, s->k, (size_t)s->n * sizeof *k), memcpy(vals, s->v, (size_t)s->n * sizeof *vals);
-        s->k = k, s->v = vals, s->cap = cap;
-    }
-    s->k[s->n] = name;
-    s->v[s->n++] = v;
-}
+static void assign(jctx *c, jscope *s, jstr name, jv v, int line) { jx_dict_set(c, &s->vars, name, v, line); }
 
 static void assign_c(jctx *c, jscope *s, const char *name, jv v) { assign(c, s, (jstr){name, strlen(name)}, v, 0); }
 

@@ -83,9 +83,36 @@ jdict *jx_dict(jctx *c, int cap, int line) {
     return d;
 }
 
+static uint32_t key_hash(jstr k) { /* FNV-1a */
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < k.n; i++) h = (h ^ (uint8_t)k.p[i]) * 16777619u;
+    return h;
+}
+
+static bool key_is(jstr a, jstr b) { return a.n == b.n && !memcmp(a.p, b.p, a.n); }
+
+/* The slot of key k: where it is, or the empty one where it would go. */
+static int32_t *dict_slot(const jdict *d, jstr k) {
+    for (uint32_t i = key_hash(k) & d->mask;; i = (i + 1) & d->mask)
+        if (!d->slot[i] || key_is(d->k[d->slot[i] - 1], k)) return &d->slot[i];
+}
+
+/* The index for d's capacity, every key in it. */
+static void dict_index(jctx *c, jdict *d, int line) {
+    uint32_t size = 64;
+    while (size < 2 * (uint32_t)d->cap) size *= 2;
+    d->slot = jx_alloc(c, size * sizeof *d->slot, line);
+    d->mask = size - 1;
+    for (int i = 0; i < d->n; i++) *dict_slot(d, d->k[i]) = i + 1;
+}
+
 jv *jx_dict_get(const jdict *d, jstr k) {
+    if (d->slot) {
+        int32_t at = *dict_slot(d, k);
+        return at ? &d->v[at - 1] : NULL;
+    }
     for (int i = 0; i < d->n; i++)
-        if (d->k[i].n == k.n && !memcmp(d->k[i].p, k.p, k.n)) return &d->v[i];
+        if (key_is(d->k[i], k)) return &d->v[i];
     return NULL;
 }
 
@@ -96,15 +123,19 @@ void jx_dict_set(jctx *c, jdict *d, jstr k, jv v, int line) {
         return;
     }
     if (d->n == d->cap) {
-        int cap = d->cap * 2;
+        int cap = d->cap ? d->cap * 2 : 4;
         jstr *keys = jx_alloc(c, (size_t)cap * sizeof *keys, line);
         jv *vals = jx_alloc(c, (size_t)cap * sizeof *vals, line);
-        memcpy(keys, d->k, (size_t)d->n * sizeof *keys);
-        memcpy(vals, d->v, (size_t)d->n * sizeof *vals);
+        if (d->n) memcpy(keys, d->k, (size_t)d->n * sizeof *keys), memcpy(vals, d->v, (size_t)d->n * sizeof *vals);
         d->k = keys, d->v = vals, d->cap = cap;
+        if (d->slot) dict_index(c, d, line); /* room for the new capacity */
     }
     d->k[d->n] = k;
     d->v[d->n++] = v;
+    if (d->slot)
+        *dict_slot(d, k) = d->n;
+    else if (d->n > JDICT_LINEAR)
+        dict_index(c, d, line);
 }
 
 static jv vdict(jvtype t, jdict *d) {

@@ -216,7 +216,7 @@ typedef struct sp_model {
 } sp_model;
 
 static bool utf8_valid(rsr_tokenizer *t, const uint8_t *s, size_t len) {
-    bytes *b = &t->clean; /* the encoder's scratch, free while loading */
+    bytes *b = &t->load_scratch;
     return utf8_sanitize(b, (const char *)s, len) && b->len == len && memcmp(b->p, s, len) == 0;
 }
 

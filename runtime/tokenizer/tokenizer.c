@@ -843,8 +843,9 @@ rsr_status tok_finish(rsr_tokenizer *t) {
         }
     if ((st = index_added(t)) != RSR_OK) return st;
     describe(t);
-    t->match = pcre2_match_data_create(4, NULL);
-    if (!t->match) return OOM(t);
+    tok_work *w = tok_work_take(t); /* the spare, made now so that a lone caller never allocates one */
+    if (!w) return OOM(t);
+    tok_work_give(t, w);
     return RSR_OK;
 }
 
@@ -861,12 +862,10 @@ rsr_status rsr_tokenizer_create(const char *data, size_t len, rsr_tokenizer **ou
 void rsr_tokenizer_free(rsr_tokenizer *t) {
     if (!t) return;
     for (int32_t i = 0; i < t->num_pre; i++) pcre2_code_free(t->pre[i].re);
-    pcre2_match_data_free(t->match);
+    tok_work_free(t->spare);
     free(t->arena.p), free(t->text), free(t->piece), free(t->flags), free(t->vocab.slot), free(t->merges);
     free(t->added), free(t->added_by_byte), free(t->norm), free(t->pre), free(t->prefix_ids), free(t->suffix_ids);
-    free(t->clean.p), free(t->normed.p), free(t->pretok.p), free(t->mapped.p);
-    free(t->sections.p), free(t->subsections.p), free(t->pieces.p), free(t->pieces_next.p), free(t->matches.p);
-    free(t->syms), free(t->heap), free(t->out);
+    free(t->load_scratch.p);
     jinja_free(t->jinja);
     free(t);
 }

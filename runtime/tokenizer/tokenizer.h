@@ -129,7 +129,16 @@ struct rsr_tokenizer {
     const char *builtin_template; /* the built-in template that suits the vocabulary, or NULL */
     struct jinja_template *jinja; /* the model's own Jinja template (rsr_tokenizer_set_chat_template), or NULL */
 
-    /* encoder scratch, reused between calls */
+    /* encoder scratch: one kept between calls, taken by the call that runs (tok_work_take) */
+    struct tok_work *_Atomic spare;
+    bytes load_scratch; /* the readers' scratch while loading (one thread) */
+};
+
+/* What one encoding or decoding writes as it goes. rsr_tokenizer_encode may run in many threads
+ * at once: each call takes the tokenizer's spare (or a new one when another call holds it) and
+ * gives it back, so a lone caller reuses its buffers and concurrent callers share nothing. */
+typedef struct tok_work {
+    rsr_tokenizer *t;
     bytes clean, normed, pretok, mapped;
     spanlist sections, subsections, pieces, pieces_next, matches;
     struct bpe_symbol {
@@ -144,7 +153,10 @@ struct rsr_tokenizer {
     int32_t *out;
     size_t out_len, out_cap;
     pcre2_match_data *match;
-};
+} tok_work;
+tok_work *tok_work_take(rsr_tokenizer *t); /* NULL when out of memory */
+void tok_work_give(rsr_tokenizer *t, tok_work *w);
+void tok_work_free(tok_work *w);
 
 /* The decoder rules that make each token's piece (those before Fuse) and the text's (Strip). */
 enum dec_kind { DEC_BYTE_LEVEL, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };

@@ -104,6 +104,32 @@ static void zero_tokens_and_failure(void) {
     serve_engine_free(e);
 }
 
+/* A list of many prompts takes turns with a request that arrives behind it: with one slot, the
+ * single request starts when the list's first prompt ends (not after all four); with two, the
+ * list's third prompt waits for it. First come, first served would start it last. */
+static void lists_take_turns(void) {
+    fake.step_us = 200;
+    fake.eos_every = 0;
+    for (int32_t slots = 1; slots <= 2; slots++) {
+        serve_engine *e = start(slots, 8);
+        serve_job *list[4], *b = fake_job(3, 4, NULL);
+        for (int k = 0; k < 4; k++) list[k] = fake_job(3 + k, 4, NULL);
+        EXPECT(serve_submit_all(e, list, 4), "the list refused");
+        EXPECT(wait_for(e, list[0], 1, 5), "the list never started");
+        EXPECT(serve_submit(e, b), "b refused");
+        for (int k = 0; k < 4; k++) EXPECT(wait_for(e, list[k], 99, 5), "the list's prompt %d never ended", k);
+        EXPECT(wait_for(e, b, 99, 5), "b never ended");
+        serve_job *after = list[slots]; /* the first of the list that must start after b */
+        EXPECT(b->t_start <= after->t_start, "%d slots: b started %.1f ms after the list's prompt %d", slots,
+               (b->t_start - after->t_start) * 1e3, slots);
+        for (int k = 0; k < 4; k++) serve_release(e, list[k]);
+        serve_release(e, b);
+        idle_within(e, 5, "lists");
+        serve_engine_drain(e, 0);
+        serve_engine_free(e);
+    }
+}
+
 /* A request's prompts submitted together: all of them or none (more than the slots and the queue
  * hold is refused, nothing left queued); each reply's token ids are its text's tokens, and an
  * engine without a tokenizer gives the ids with no text. */
@@ -299,6 +325,7 @@ int main(void) {
     stall_after_cancel();
     zero_tokens_and_failure();
     groups_and_ids();
+    lists_take_turns();
     many_clients();
     lazy_grammar();
     drain();

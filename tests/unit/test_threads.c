@@ -1,11 +1,12 @@
 /*
  * test_threads.c — sessions of one model are independent: two threads, each with its own
  * session, evaluate the same prompts (in opposite orders) and must get bit-identical logits to
- * one session evaluating them one at a time. And the model's tokenizer renders chat templates in
- * three threads at once (its own Jinja template, a built-in one, and a failing context whose
- * message each thread must read back as its own) beside a fourth that encodes, as rsr.h allows:
- * the same texts as rendered alone. Built also with ThreadSanitizer, which then checks that no
- * session touches another's memory or unsynchronised model state, and that renderings share none.
+ * one session evaluating them one at a time. And the model's tokenizer is used by six threads at
+ * once, as rsr.h allows: three render chat templates (its own Jinja template, a built-in one, and
+ * a failing context whose message each thread must read back as its own), two encode different
+ * texts and one decodes, each getting what it got alone. Built also with ThreadSanitizer, which
+ * then checks that no session touches another's memory or unsynchronised model state, and that
+ * the tokenizer's calls share none.
  * Usage: test_threads MODEL.so [TOKENIZER.json: the renderings' tokenizer, else the model's]
  */
 #include <pthread.h>
@@ -55,7 +56,7 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* ---- chat templates rendered in threads beside an encoding ---- */
+/* ---- chat templates rendered, texts encoded and decoded, in threads at once ---- */
 
 static rsr_tokenizer *tok;
 static const char *builtin = "llama2"; /* the first built-in template this vocabulary has the tokens of */
@@ -64,11 +65,29 @@ static const char jinja[] = "{% for m in messages %}<{{ m.role }}>{{ m.content |
 static const char context[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"hello there\"}, {\"role\": "
                               "\"assistant\", \"content\": \"hi\"}], \"add_generation_prompt\": true}";
 
+enum { JOBS = 6 };
+static const char *const texts[2] = {"hello there, hello again",
+                                     "Some longer text: numbers 12345, punctuation (yes!) and\nnew lines."};
+
 typedef struct render_job {
-    int kind; /* 0: the model's template, 1: a built-in, 2: a context that fails, 3: encodes */
-    char want[256];
+    int kind;        /* 0: the model's template, 1: a built-in, 2: a context that fails, 3 and 4: encode
+                        texts[kind - 3], 5: decodes the ids of texts[1] */
+    char want[256];  /* what rendering or decoding alone gave */
+    int32_t ids[64]; /* what encoding alone gave */
+    int32_t n_ids;
     int failed;
 } render_job;
+
+static int render_once(int kind, char *out, size_t cap);
+
+/* Job j's call once: 0 and its output in out / ids when it succeeded. */
+static int tok_call(const render_job *j, char *out, size_t cap, int32_t *ids, int32_t *n_ids, const int32_t *in,
+                    int32_t n_in) {
+    if (j->kind <= 2) return render_once(j->kind, out, cap);
+    size_t len = 0;
+    if (j->kind == 5) return api.tokenizer_decode(tok, in, n_in, 0, out, cap, &len) == RSR_OK ? 0 : -1;
+    return api.tokenizer_encode(tok, texts[j->kind - 3], -1, 0, ids, 64, n_ids) == RSR_OK && *n_ids > 0 ? 0 : -1;
+}
 
 static int render_once(int kind, char *out, size_t cap) {
     size_t len = 0;
@@ -82,16 +101,18 @@ static int render_once(int kind, char *out, size_t cap) {
     return st == RSR_OK ? 0 : -1;
 }
 
+static const render_job *decoded; /* the job whose ids job 5 decodes */
+
 static void *render_worker(void *arg) {
     render_job *j = arg;
     char out[256];
+    int32_t ids[64], n = 0;
     for (int k = 0; k < 200 && !j->failed; k++) {
-        if (j->kind == 3) {
-            int32_t ids[64], n = 0;
-            j->failed = api.tokenizer_encode(tok, "hello there, hello again", -1, 0, ids, 64, &n) != RSR_OK || n < 1;
-        } else {
-            j->failed = render_once(j->kind, out, sizeof out) != 0 || strcmp(out, j->want) != 0;
-        }
+        j->failed = tok_call(j, out, sizeof out, ids, &n, decoded->ids, decoded->n_ids) != 0;
+        if (j->kind == 3 || j->kind == 4)
+            j->failed |= n != j->n_ids || memcmp(ids, j->ids, sizeof *ids * (size_t)n) != 0;
+        else
+            j->failed |= strcmp(out, j->want) != 0;
     }
     return NULL;
 }
@@ -118,26 +139,30 @@ static int renders_in_threads(const char *path) {
         fprintf(stderr, "FAIL: the template: %s\n", api.tokenizer_errmsg(tok));
         return 1;
     }
-    render_job jobs[4] = {{.kind = 0}, {.kind = 1}, {.kind = 2}, {.kind = 3}};
+    render_job jobs[JOBS];
+    for (int k = 0; k < JOBS; k++) jobs[k] = (render_job){.kind = k};
+    decoded = &jobs[4];
     int failures = 0;
     static const char *const builtins[] = {"llama3", "bitnet", "llama2"};
     for (int k = 2; k >= 0; k--) {
         builtin = builtins[k];
         if (render_once(1, jobs[1].want, sizeof jobs[1].want) == 0) break;
     }
-    for (int k = 0; k < 3; k++)
-        if (render_once(k, jobs[k].want, sizeof jobs[k].want) != 0) {
-            fprintf(stderr, "FAIL: rendering %d alone: %s\n", k, jobs[k].want);
+    for (int k = 0; k < JOBS; k++) /* in order: job 5 decodes what job 4 encoded */
+        if (tok_call(&jobs[k], jobs[k].want, sizeof jobs[k].want, jobs[k].ids, &jobs[k].n_ids, jobs[4].ids,
+                     jobs[4].n_ids) != 0) {
+            fprintf(stderr, "FAIL: tokenizer call %d alone: %s\n", k, jobs[k].want);
             failures++;
         }
+    if (strcmp(jobs[5].want, texts[1]) != 0) fprintf(stderr, "FAIL: decoding gave '%s'\n", jobs[5].want), failures++;
     if (strcmp(jobs[0].want, "<user>HELLO THERE<assistant>HI<assistant>") != 0)
         fprintf(stderr, "FAIL: the model's template gave '%s'\n", jobs[0].want), failures++;
-    pthread_t threads[4];
-    for (int t = 0; t < 4; t++) pthread_create(&threads[t], NULL, render_worker, &jobs[t]);
-    for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
-    for (int t = 0; t < 4; t++)
-        if (jobs[t].failed) fprintf(stderr, "FAIL: rendering %d in threads differs or failed\n", t), failures++;
-    printf("chat templates in three threads beside an encoding (%s): %s\n", builtin,
+    pthread_t threads[JOBS];
+    for (int t = 0; t < JOBS; t++) pthread_create(&threads[t], NULL, render_worker, &jobs[t]);
+    for (int t = 0; t < JOBS; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < JOBS; t++)
+        if (jobs[t].failed) fprintf(stderr, "FAIL: tokenizer call %d in threads differs or failed\n", t), failures++;
+    printf("chat templates rendered, texts encoded and decoded, in %d threads at once (%s): %s\n", JOBS, builtin,
            failures ? "DIFFERENT" : "identical");
     if (path) api.tokenizer_free(tok);
     return failures;

@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -58,9 +59,7 @@ typedef struct embed_job embed_job; /* an embeddings request, or a prompt scored
 
 typedef struct server {
     rsr_model *m;
-    rsr_tokenizer *tok;       /* NULL: the model has none (requests give token ids, replies have none but theirs) */
-    pthread_mutex_t tok_lock; /* a tokenizer encodes in one thread at a time (rsr.h); requests
-                                 arrive on a thread per connection */
+    rsr_tokenizer *tok; /* NULL: the model has none (requests give token ids, replies have none but theirs) */
     rsr_model_info info;
     serve_engine *e;
     embedder *emb;
@@ -705,14 +704,12 @@ static int32_t *literal_ids(server *sv, const char *text, const literal_set *lit
 }
 
 /* The conversation through the chat template, or NULL with a message; notes in p->reply how the
- * reply is to be split. No lock: rsr.h lets renderings run beside any other call. */
+ * reply is to be split. No lock: rsr.h lets the tokenizer's calls run in any number of threads. */
 static char *chat_text(server *sv, serve_params *p, char *err, size_t errlen, literal_set *lit) {
     size_t len = 0, cap = 4096;
     char *text = malloc(cap), *ctx = chat_context(sv, p);
-    if (ctx && lit && sv->literal_content) { /* it encodes the contents: under the tokenizer's lock */
-        pthread_mutex_lock(&sv->tok_lock);
+    if (ctx && lit && sv->literal_content) {
         char *marked = literal_context(sv, ctx, lit);
-        pthread_mutex_unlock(&sv->tok_lock);
         free(ctx), ctx = marked;
     }
     size_t n = ctx ? strlen(ctx) : 0;
@@ -745,10 +742,9 @@ static char *chat_text(server *sv, serve_params *p, char *err, size_t errlen, li
 }
 
 /* The tokens of a prompt's text (with special tokens read as such and BOS added) or of its
- * conversation's rendering (text; its literal contents lit), under the tokenizer's lock. NULL
- * with a message on failure. */
-static int32_t *prompt_ids_locked(server *sv, const serve_params *p, const char *text, const literal_set *lit,
-                                  int32_t *n, char *err, size_t errlen) {
+ * conversation's rendering (text; its literal contents lit). NULL with a message on failure. */
+static int32_t *text_ids(server *sv, const serve_params *p, const char *text, const literal_set *lit, int32_t *n,
+                         char *err, size_t errlen) {
     const uint32_t flags = RSR_ENCODE_PARSE_SPECIAL | (p->chat ? 0 : RSR_ENCODE_ADD_SPECIAL);
     const char *src = text ? text : p->prompt;
     rsr_status st = RSR_ERR_OUT_OF_MEMORY;
@@ -781,14 +777,12 @@ static int32_t *prompt_ids(server *sv, serve_params *p, int32_t *n, char *err, s
         *n = p->n_prompt_ids;
         return ids;
     }
-    /* the conversation rendered outside the tokenizer's lock (rsr.h: renderings run beside any
-     * call), so that one client's long template work holds up no other client's text */
+    /* no lock: rsr.h lets the tokenizer's calls run in every connection's thread at once, so one
+     * client's long template work or prompt holds up no other client's text */
     char *text = NULL;
     literal_set lit = {0};
     if (p->chat && !(text = chat_text(sv, p, err, errlen, &lit))) return literal_free(&lit), NULL;
-    pthread_mutex_lock(&sv->tok_lock);
-    int32_t *ids = prompt_ids_locked(sv, p, text, &lit, n, err, errlen);
-    pthread_mutex_unlock(&sv->tok_lock);
+    int32_t *ids = text_ids(sv, p, text, &lit, n, err, errlen);
     literal_free(&lit), free(text);
     return ids;
 }
@@ -845,12 +839,15 @@ static void tenant_of(const server *sv, struct MHD_Connection *c, serve_params *
  * connections' threads: each would keep an OpenMP thread pool of its own for as long as it lives.
  * Distinct sessions of one model run at once (rsr.h), so the engine and the embedder share the
  * CPUs: completions come slower while embeddings are computed, but never stop, and nothing is
- * held by both (the embedder never takes the engine's lock; a connection takes the tokenizer's,
- * then neither). Requests share the thread by inputs: one input of a request is computed, then
- * the request goes behind the others waiting, so a one-word embedding waits for at most one input
- * of another's (a scored prompt of 66 inputs of 4000 tokens once held it for two minutes).
- * Up to --queue requests wait (503 beyond, as for completions); a request whose
- * client goes away leaves the queue at once, or stops after the input being computed; a drain
+ * held by both (the embedder never takes the engine's lock; the tokenizer has none).
+ * Requests share the thread by turns: a turn computes one input of an embeddings request, or
+ * SCORE_CHUNK positions of a scored prompt, then the request goes behind the others waiting; so a
+ * one-word embedding waits for at most one input of another's embeddings or one chunk of a scored
+ * prompt (66 prompts of 4000 tokens once held it for two minutes, then one prompt for seconds).
+ * A prompt being scored keeps its place in a second session (the scorer's) between its turns;
+ * another scored prompt starts when it is done. Up to --queue requests wait (503 beyond, as for
+ * completions); a request whose client goes away leaves the queue at once, or stops after the
+ * turn being computed; a drain
  * lets running and waiting requests finish until --drain's deadline and cancels the rest. */
 typedef enum { EMBED_QUEUED, EMBED_RUNNING, EMBED_DONE, EMBED_FAILED, EMBED_CANCELLED } embed_state;
 
@@ -862,6 +859,7 @@ struct embed_job {
                              * input (the first token of each has none); NULL for embeddings */
     int32_t top;            /* a prompt scored: the alternatives given with each token */
     int32_t done;           /* inputs computed (the embedder's thread's) */
+    int32_t at;             /* a prompt scored: positions of input `done` scored so far */
     int32_t scored_before;  /* a prompt scored: the log-probabilities of the inputs computed */
     embed_state state;      /* state, cancelled, refs and next: under the embedder's lock */
     bool cancelled;         /* the client went away, or the server is stopping */
@@ -874,7 +872,10 @@ struct embedder {
     rsr_model *m;
     rsr_session_params sp;
     int32_t hidden, vocab, max_queue;
-    rsr_session *s; /* the embedder's thread's alone; NULL until the first request */
+    rsr_session *s;       /* the embedder's thread's alone; NULL until the first request */
+    rsr_session *score_s; /* the scorer's: input `done` of the job `scoring` is evaluated in it */
+    float *score_lg;      /* SCORE_CHUNK rows of logits */
+    embed_job *scoring;   /* under the lock: the scored prompt part-way through an input, or NULL */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t changed; /* a job came, finished or was cancelled */
@@ -902,51 +903,55 @@ static bool embed_goes_on(embedder *em, embed_job *j) {
 }
 
 /* A prompt scored (echo with logprobs): the log-probability of each of its tokens after the first,
- * and the alternatives', from the exact logits of every position (rsr_session_eval_all, SCORE_CHUNK
- * positions a call), under the definition of a generated token's (serve_log_softmax: temperature
- * 1, no penalty). */
+ * and the alternatives', from the exact logits of every position (rsr_session_eval_all), under the
+ * definition of a generated token's (serve_log_softmax: temperature 1, no penalty). One turn
+ * scores SCORE_CHUNK positions of the input being scored, in the scorer's session, which keeps
+ * the positions before them. */
 #define SCORE_CHUNK 64
 static embed_state score_compute(embedder *em, embed_job *j) {
-    float *lg = malloc(sizeof *lg * SCORE_CHUNK * (size_t)em->vocab);
-    if (!lg) return snprintf(j->err, sizeof j->err, "out of memory for the prompt's logits"), EMBED_FAILED;
-    serve_logprob *lp = j->lp + j->scored_before;
-    embed_state st = EMBED_DONE;
-    for (int32_t i = j->done; i < j->done + 1 && i < j->p.n_in && st == EMBED_DONE; lp += j->p.in[i++].n_ids) {
-        const int32_t *ids = j->p.in[i].ids, n = j->p.in[i].n_ids;
-        if (api.session_reset(em->s) != RSR_OK) st = EMBED_FAILED;
-        for (int32_t at = 0; at < n - 1 && st == EMBED_DONE; at += SCORE_CHUNK) { /* the last token scores none */
-            int32_t m = n - 1 - at < SCORE_CHUNK ? n - 1 - at : SCORE_CHUNK;
-            if (!embed_goes_on(em, j)) {
-                st = EMBED_CANCELLED;
-            } else if (api.session_eval_all(em->s, ids + at, m, lg) != RSR_OK) {
-                st = EMBED_FAILED;
-            } else {
-                for (int32_t r = 0; r < m; r++) {
-                    const float *row = lg + (size_t)r * (size_t)em->vocab;
-                    serve_logprob *x = &lp[at + r + 1];
-                    double lse = serve_log_softmax(row, em->vocab, j->top, x);
-                    x->token = ids[at + r + 1], x->logprob = (float)(row[x->token] - lse);
-                }
-            }
-        }
-        if (st == EMBED_FAILED) snprintf(j->err, sizeof j->err, "%s", api.session_errmsg(em->s));
-        pthread_mutex_lock(&em->lock);
-        em->scored += st == EMBED_DONE ? n - 1 : 0;
-        pthread_mutex_unlock(&em->lock);
-        j->scored_before += n;
+    if (!em->score_s && api.session_create(em->m, &em->sp, &em->score_s) != RSR_OK) {
+        snprintf(j->err, sizeof j->err, "the scorer's session: %s", api.model_errmsg(em->m));
+        em->score_s = NULL;
+        return EMBED_FAILED;
     }
-    free(lg);
-    return st == EMBED_DONE && ++j->done < j->p.n_in ? EMBED_RUNNING : st;
+    if (!em->score_lg && !(em->score_lg = malloc(sizeof *em->score_lg * SCORE_CHUNK * (size_t)em->vocab)))
+        return snprintf(j->err, sizeof j->err, "out of memory for the prompt's logits"), EMBED_FAILED;
+    const int32_t *ids = j->p.in[j->done].ids, n = j->p.in[j->done].n_ids, at = j->at;
+    int32_t m = n - 1 - at < SCORE_CHUNK ? n - 1 - at : SCORE_CHUNK; /* the last token scores none */
+    if (!embed_goes_on(em, j)) return EMBED_CANCELLED;
+    if (at == 0) { /* a new input: the session is the prompt's from now until its last chunk */
+        pthread_mutex_lock(&em->lock);
+        em->scoring = j;
+        pthread_mutex_unlock(&em->lock);
+        if (api.session_reset(em->score_s) != RSR_OK) m = -1;
+    }
+    if (m < 0 || (m > 0 && api.session_eval_all(em->score_s, ids + at, m, em->score_lg) != RSR_OK)) {
+        snprintf(j->err, sizeof j->err, "%s", api.session_errmsg(em->score_s));
+        return EMBED_FAILED;
+    }
+    serve_logprob *lp = j->lp + j->scored_before;
+    for (int32_t r = 0; r < m; r++) {
+        const float *row = em->score_lg + (size_t)r * (size_t)em->vocab;
+        serve_logprob *x = &lp[at + r + 1];
+        double lse = serve_log_softmax(row, em->vocab, j->top, x);
+        x->token = ids[at + r + 1], x->logprob = (float)(row[x->token] - lse);
+    }
+    if ((j->at += m) < n - 1) return EMBED_RUNNING;
+    pthread_mutex_lock(&em->lock); /* the input is scored: the session is free for another prompt */
+    em->scored += n - 1, em->scoring = NULL;
+    pthread_mutex_unlock(&em->lock);
+    j->scored_before += n, j->at = 0;
+    return ++j->done < j->p.n_in ? EMBED_RUNNING : EMBED_DONE;
 }
 
 /* Every input of j, outside the lock (j's inputs and vectors are the thread's while it runs). */
 static embed_state embed_compute(embedder *em, embed_job *j) {
+    if (j->lp) return score_compute(em, j);
     if (!em->s && api.session_create(em->m, &em->sp, &em->s) != RSR_OK) {
         snprintf(j->err, sizeof j->err, "the embeddings' session: %s", api.model_errmsg(em->m));
         em->s = NULL; /* made again at the next request */
         return EMBED_FAILED;
     }
-    if (j->lp) return score_compute(em, j);
     for (int32_t i = j->done; i < j->done + 1 && i < j->p.n_in; i++) { /* one input a turn (embed_main) */
         if (!embed_goes_on(em, j)) return EMBED_CANCELLED;
         float *v = j->out + (size_t)i * (size_t)em->hidden;
@@ -966,21 +971,37 @@ static embed_state embed_compute(embedder *em, embed_job *j) {
     return ++j->done < j->p.n_in ? EMBED_RUNNING : EMBED_DONE;
 }
 
+/* The next job to take a turn, out of the queue (under the lock): the first one waiting, but a
+ * scored prompt only when the scorer's session is free or its own. */
+static embed_job *embed_next(embedder *em) {
+    for (embed_job **at = &em->head, *prev = NULL; *at; prev = *at, at = &(*at)->next) {
+        embed_job *j = *at;
+        if (j->lp && em->scoring && em->scoring != j) continue;
+        *at = j->next, em->queued--;
+        if (em->tail == j) em->tail = prev;
+        return j;
+    }
+    return NULL;
+}
+
 static void *embed_main(void *arg) {
     embedder *em = arg;
     pthread_mutex_lock(&em->lock);
     for (;;) {
         while (!em->head && !em->stopping) pthread_cond_wait(&em->changed, &em->lock);
         if (em->stopping) break; /* the connections are gone: embedder_free drops what waits */
-        embed_job *j = em->head;
-        em->head = j->next, em->queued--, em->busy = j;
-        if (!em->head) em->tail = NULL;
+        embed_job *j = embed_next(em);
+        if (!j) { /* cannot be: the scoring job is queued or was unlinked (which frees the scorer) */
+            em->scoring = NULL;
+            continue;
+        }
+        em->busy = j;
         j->state = EMBED_RUNNING;
         pthread_mutex_unlock(&em->lock);
         embed_state st = embed_compute(em, j);
         pthread_mutex_lock(&em->lock);
         em->busy = NULL;
-        if (st == EMBED_RUNNING && !j->cancelled && !em->stopping) { /* more inputs: behind the others */
+        if (st == EMBED_RUNNING && !j->cancelled && !em->stopping) { /* more to do: behind the others */
             j->state = EMBED_QUEUED, j->next = NULL;
             if (em->tail)
                 em->tail->next = j;
@@ -989,6 +1010,7 @@ static void *embed_main(void *arg) {
             em->tail = j, em->queued++;
             continue;
         }
+        if (em->scoring == j) em->scoring = NULL;
         j->state = st == EMBED_RUNNING ? EMBED_CANCELLED : st;
         embed_unref(j);
         pthread_cond_broadcast(&em->changed);
@@ -1037,6 +1059,7 @@ static bool embed_unlink(embedder *em, embed_job *j) {
     if (!*at) return false;
     *at = j->next, em->queued--;
     if (em->tail == j) em->tail = prev;
+    if (em->scoring == j) em->scoring = NULL;
     j->state = EMBED_CANCELLED;
     return true;
 }
@@ -1101,7 +1124,7 @@ static void embedder_free(embedder *em) {
     pthread_mutex_unlock(&em->lock);
     pthread_join(em->thread, NULL);
     while (em->head) embed_dequeue(em, em->head);
-    api.session_free(em->s);
+    api.session_free(em->s), api.session_free(em->score_s), free(em->score_lg);
     pthread_mutex_destroy(&em->lock), pthread_cond_destroy(&em->changed);
     free(em);
 }
@@ -1143,7 +1166,6 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
             snprintf(err, sizeof err, "%s, a text,", embed_where(p, i, where));
             return *ret = no_tokenizer(c, "input", err), false;
         }
-    pthread_mutex_lock(&sv->tok_lock);
     for (int32_t i = 0; i < p->n_in && !*err; i++) {
         serve_embed_input *in = &p->in[i];
         if (!in->text) continue;
@@ -1156,7 +1178,6 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
         else if (!in->n_ids)
             snprintf(err, sizeof err, "%s has no tokens", embed_where(p, i, where));
     }
-    pthread_mutex_unlock(&sv->tok_lock);
     if (*err) return *ret = refuse_request(c, "input", err), false;
     for (int32_t i = 0; i < p->n_in; i++) {
         if (p->in[i].n_ids > ctx)
@@ -1611,7 +1632,6 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char
     size_t n_text = strlen(content->valuestring);
     int32_t n = 0;
     rsr_status st;
-    pthread_mutex_lock(&sv->tok_lock);
     int32_t *ids = encode_all(&api, sv->tok, content->valuestring, (ptrdiff_t)n_text,
                               (add ? RSR_ENCODE_ADD_SPECIAL : 0) | (parse ? RSR_ENCODE_PARSE_SPECIAL : 0), &n, &st);
     if (ids && (out = cJSON_CreateObject())) {
@@ -1632,11 +1652,9 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, const char
     if (!ids && st != RSR_ERR_OUT_OF_MEMORY) { /* the tokenizer's refusal is the request's fault */
         char why[512];
         snprintf(why, sizeof why, "%s", api.tokenizer_errmsg(sv->tok));
-        pthread_mutex_unlock(&sv->tok_lock);
         cJSON_Delete(root);
         return send_error(c, 400, "invalid_request_error", "content", NULL, "%s", why);
     }
-    pthread_mutex_unlock(&sv->tok_lock);
     free(ids);
     cJSON_Delete(root);
     if (!out) return send_error(c, 503, "server_error", NULL, NULL, "out of memory tokenizing");
@@ -1685,11 +1703,9 @@ static enum MHD_Result detokenize(server *sv, struct MHD_Connection *c, const ch
     char *text = NULL, *clean = NULL;
     size_t tlen = 0;
     if (!why) {
-        pthread_mutex_lock(&sv->tok_lock);
         rsr_status st = api.tokenizer_decode(sv->tok, ids, k, 0, NULL, 0, &tlen);
         if ((st == RSR_OK || st == RSR_ERR_BUFFER_TOO_SMALL) && (text = malloc(tlen + 1)))
             st = api.tokenizer_decode(sv->tok, ids, k, 0, text, tlen + 1, &tlen);
-        pthread_mutex_unlock(&sv->tok_lock);
         if (!text || st != RSR_OK || !(clean = serve_utf8_clean(text, tlen))) why = "";
     }
     free(ids), free(text);
@@ -1926,12 +1942,24 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
     }
 }
 
+/* A connection's thread reads, renders and encodes its request at a lower priority than the
+ * engine's and the embedder's threads (a nice of CONN_NICE): decoding the requests already running
+ * comes first, and a client's costly body (a megabyte of JSON, a template's work, half a million
+ * tokens to encode) uses the CPU time they leave, instead of halving every running stream's speed
+ * on a machine with few cores (the engine's threads wait for each other at every layer). */
+#define CONN_NICE 10
+static void lower_priority(void) {
+    static __thread bool lowered;
+    if (!lowered) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CONN_NICE), lowered = true;
+}
+
 /* libmicrohttpd calls this when a request's headers are in (*con_cls NULL), for every piece of
  * its body, and once more when the body is complete. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *data, size_t *data_size, void **con_cls) {
     server *sv = cls;
     request *rq = *con_cls;
+    lower_priority();
     if (!rq) { /* the headers: checked before a byte of the body is read */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         *con_cls = rq;
@@ -2520,7 +2548,6 @@ int main(int argc, char **argv) {
     socklen_t addr_len = listen_address(a.host, a.port, &addr, &v6);
     raise_file_limit(a.max_conn + REFUSAL_ROOM);
     server sv = {.max_body = a.max_body,
-                 .tok_lock = PTHREAD_MUTEX_INITIALIZER,
                  .model_id = a.model_id,
                  .strict_model = a.strict_model,
                  .verbose = a.verbose,

@@ -137,6 +137,7 @@ struct serve_engine {
     int32_t *owner;
     serve_job **queue; /* a ring of ep.queue */
     int32_t q_head, q_len;
+    uint64_t requests; /* submissions so far: each one's jobs are marked with its number */
     int32_t stop_ids[3];
     pthread_t thread;
     pthread_mutex_t lock;
@@ -414,6 +415,35 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0, sl->lazy_seen = 0;
 }
 
+/* The queued job to start next (its place in the queue): the first of the submission with the
+ * fewest jobs in slots, then with the fewest started. Single requests go first come, first served;
+ * a list of many prompts takes turns with the requests that arrive behind it instead of holding
+ * every slot until its last prompt has started (a 64-prompt list once made another client's chat
+ * 9x slower). A submission's queued jobs sit together, in order. */
+static int32_t next_queued(const serve_engine *e) {
+    int32_t ring = e->ep.slots + e->ep.queue, best = 0;
+    int64_t best_key = INT64_MAX;
+    for (int32_t i = 0, queued; i < e->q_len && best_key > 0; i += queued) {
+        const serve_job *j = e->queue[(e->q_head + i) % ring];
+        for (queued = 1; i + queued < e->q_len && e->queue[(e->q_head + i + queued) % ring]->request == j->request;)
+            queued++;
+        int64_t busy = 0;
+        for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j && e->slots[k].j->request == j->request;
+        int64_t key = busy << 32 | (uint32_t)(j->request_jobs - queued);
+        if (key < best_key) best = i, best_key = key;
+    }
+    return best;
+}
+
+/* Takes the job at place i out of the queue (the ones behind it move up). */
+static serve_job *queue_take(serve_engine *e, int32_t i) {
+    int32_t ring = e->ep.slots + e->ep.queue;
+    serve_job *j = e->queue[(e->q_head + i) % ring];
+    for (; i > 0; i--) e->queue[(e->q_head + i) % ring] = e->queue[(e->q_head + i - 1) % ring];
+    e->q_head = (e->q_head + 1) % ring, e->q_len--;
+    return j;
+}
+
 /* Slots whose client went away are freed, then free slots take queued jobs (under the lock), in
  * this order: a turn whose every busy slot was cancelled must still admit the queue (the engine
  * once went to sleep there with requests waiting, until some other event woke it). A job that
@@ -422,19 +452,20 @@ static void admit(serve_engine *e) {
     atomic_store_explicit(&e->arrived, false, memory_order_relaxed);
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (e->slots[k].j && e->slots[k].j->cancelled) finish(e, &e->slots[k], SERVE_CANCELLED);
+    int32_t ring = e->ep.slots + e->ep.queue;
+    for (int32_t i = 0; i < e->q_len;) { /* gone before they started, or nothing to do */
+        serve_job *j = e->queue[(e->q_head + i) % ring];
+        if (j->cancelled || j->p.max_tokens == 0)
+            end_job(e, queue_take(e, i), j->cancelled ? SERVE_CANCELLED : SERVE_LENGTH);
+        else
+            i++;
+    }
     while (e->q_len > 0) {
-        serve_job *j = e->queue[e->q_head];
-        if (j->cancelled || j->p.max_tokens == 0) { /* gone before it started, or nothing to do */
-            e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
-            end_job(e, j, j->cancelled ? SERVE_CANCELLED : SERVE_LENGTH);
-            continue;
-        }
-        int32_t keep;
+        int32_t keep, i = next_queued(e);
         slot *sl = free_slot(e);
         if (!sl) break;
-        kv_cache *c = pick_cache(e, j, &keep);
-        e->q_head = (e->q_head + 1) % (e->ep.slots + e->ep.queue), e->q_len--;
-        start_job(e, sl, c, j, keep);
+        kv_cache *c = pick_cache(e, e->queue[(e->q_head + i) % ring], &keep);
+        start_job(e, sl, c, queue_take(e, i), keep);
     }
 }
 
@@ -1053,8 +1084,10 @@ bool serve_submit_all(serve_engine *e, serve_job **js, int32_t n) {
     for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j != NULL;
     bool ok = !e->draining && busy + e->q_len + n <= ring; /* free slots, or room in the queue */
     if (ok) {
+        e->requests++;
         for (int32_t i = 0; i < n; i++) {
             js[i]->refs = 2;
+            js[i]->request = e->requests, js[i]->request_jobs = n;
             e->queue[(e->q_head + e->q_len) % ring] = js[i];
             e->q_len++;
         }

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 # rsr-mkmodel --from on hostile checkpoints: variants of models/kjv-tiny whose tokenizer.json,
-# config.json or safetensors header lie (added_tokens without id or content or given as an
-# object, vocab entries that are not ids, data_offsets near or past 2^64, negative or fractional,
-# a layer count of 2^24 or one the file does not hold, a FIFO or a directory as config.json).
+# config.json or safetensors header lie (added_tokens without id or content, given as an object,
+# or with ids outside the vocabulary; vocab entries that are not ids; merges that are not pairs;
+# data_offsets near or past 2^64, negative or fractional; a layer count of 2^24, a fraction or one
+# the file does not hold; shapes and dtypes that disagree; a FIFO or a directory in place of any
+# of the three files).
 # Each must end with rsr-mkmodel's own error (exit 1, a message naming the file) within 20 s:
 # no signal, no hang, no output directory left half-written. Usage: mkmodel_hostile.py BUILD_DIR
 import json
@@ -121,6 +123,24 @@ cases = {
     "truncated": truncate,
     "empty-file": lambda d: open(os.path.join(d, "model.safetensors"), "wb").close(),
     "header-length-huge": lambda d: open(os.path.join(d, "model.safetensors"), "wb").write(struct.pack("<Q", 1 << 62)),
+    "added-content-number": edit_json("tokenizer.json", lambda j: j["added_tokens"][0].update(content=5)),
+    "added-id-negative": edit_json("tokenizer.json", lambda j: j["added_tokens"][0].update(id=-1)),
+    "added-id-huge": edit_json("tokenizer.json", lambda j: j["added_tokens"][0].update(id=1 << 40)),
+    "merges-one-word": edit_json("tokenizer.json", lambda j: j["model"].update(merges=["nospace"])),
+    "model-missing": edit_json("tokenizer.json", lambda j: j.pop("model")),
+    "tokenizer-not-json": lambda d: open(os.path.join(d, "tokenizer.json"), "w").write("{\"model\": "),
+    "tokenizer-dir": as_dir("tokenizer.json"),
+    "intermediate-zero": edit_json("config.json", lambda j: j.update(intermediate_size=0)),
+    "kv-heads-odd": edit_json("config.json", lambda j: j.update(num_key_value_heads=3)),
+    "hidden-negative": edit_json("config.json", lambda j: j.update(hidden_size=-256)),
+    "vocab-zero": edit_json("config.json", lambda j: j.update(vocab_size=0)),
+    "layers-fraction": edit_json("config.json", lambda j: j.update(num_hidden_layers=2.5)),
+    "dtype-unknown": edit_header(lambda h: h["model.norm.weight"].update(dtype="Q9")),
+    "shape-negative": edit_header(lambda h: h["model.norm.weight"].update(shape=[-256])),
+    "shape-mismatch": edit_header(lambda h: h["model.norm.weight"].update(shape=[512])),
+    "header-not-json": lambda d: open(os.path.join(d, "model.safetensors"), "wb").write(struct.pack("<Q", 8) + b"{not js}"),
+    "safetensors-dir": as_dir("model.safetensors"),
+    "safetensors-fifo": fifo("model.safetensors"),
     "extra-tensor": edit_header(lambda h: h.update({"model.layers.9.x.weight": {"dtype": "BF16", "shape": [1],
                                                                                  "data_offsets": [0, 2]}})),
 }

@@ -849,9 +849,10 @@ static void source_config(opts_t *o, preset_t *p) {
 /* DIR/model.safetensors, mapped, and its header */
 static void source_open(const opts_t *o) {
     src.path = xasprintf("%s/model.safetensors", o->from);
-    int fd = open(src.path, O_RDONLY | O_CLOEXEC);
+    int fd = open(src.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the open */
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) die("--from: cannot open %s: %s", src.path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die("--from: %s is not a regular file", src.path);
     src.size = (size_t)st.st_size;
     uint64_t n = 0;
     if (src.size >= 8) src.map = mmap(NULL, src.size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -1021,7 +1022,10 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
         if (!cJSON_IsNumber(e) || !e->string)
             die("--from: tokenizer.json: vocab entry '%s' is not a token id", e->string ? e->string : "?");
         double id = e->valuedouble;
-        if (id >= 0 && id < (double)vocab) tokens[(long)id] = e->string, types[(long)id] = 1;
+        if (!(id >= 0 && id < (double)vocab) || id != (double)(long)id)
+            die("--from: tokenizer.json: vocab entry '%s' has id %g, not one of config.json's vocab_size %ld",
+                e->string, id, vocab);
+        tokens[(long)id] = e->string, types[(long)id] = 1;
     }
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
     if (added && !cJSON_IsArray(added)) die("--from: tokenizer.json: added_tokens is not a list");
@@ -1031,11 +1035,13 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
                     *text = cJSON_GetObjectItemCaseSensitive(e, "content");
         if (!cJSON_IsNumber(jid) || !cJSON_IsString(text))
             die("--from: tokenizer.json: added_tokens[%d] has no number 'id' and string 'content'", k_added);
-        k_added++;
         double id = jid->valuedouble;
-        if (id >= 0 && id < (double)vocab)
-            tokens[(long)id] = text->valuestring,
-            types[(long)id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4;
+        if (!(id >= 0 && id < (double)vocab) || id != (double)(long)id)
+            die("--from: tokenizer.json: added_tokens[%d] has id %g, not one of config.json's vocab_size %ld", k_added,
+                id, vocab);
+        k_added++;
+        tokens[(long)id] = text->valuestring;
+        types[(long)id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4;
     }
     for (long i = 0; i < vocab; i++)
         if (!tokens[i]) tokens[i] = pads[i] = xasprintf("[PAD%ld]", i);
@@ -1045,7 +1051,9 @@ static void gguf_tokenizer(mkg_file *g, const cJSON *tj, long vocab, const char 
     char **joined = xmalloc(sizeof *joined * (size_t)(nm ? nm : 1)); /* "left right" of a pair */
     cJSON_ArrayForEach(e, merges) {
         const cJSON *l = cJSON_GetArrayItem(e, 0), *r = cJSON_GetArrayItem(e, 1);
-        if (!cJSON_IsString(e) && !(cJSON_IsString(l) && cJSON_IsString(r) && cJSON_GetArraySize(e) == 2))
+        const char *sp = cJSON_IsString(e) ? strchr(e->valuestring, ' ') : NULL;
+        if (cJSON_IsString(e) ? !sp || sp == e->valuestring || !sp[1] || strchr(sp + 1, ' ')
+                              : !(cJSON_IsString(l) && cJSON_IsString(r) && cJSON_GetArraySize(e) == 2))
             die("--from: tokenizer.json: merges[%d] is neither \"left right\" nor [\"left\", \"right\"]", k);
         joined[k] = cJSON_IsString(e) ? NULL : xasprintf("%s %s", l->valuestring, r->valuestring);
         m[k] = joined[k] ? joined[k] : cJSON_IsString(e) ? e->valuestring : "";

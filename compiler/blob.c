@@ -97,8 +97,6 @@ static void write_slices(blob_writer *b, const st_tensor *t, bool finite) {
     }
 }
 
-void blob_write_tensor(blob_writer *b, const st_tensor *t) { write_slices(b, t, false); }
-
 void blob_close(blob_writer *b) {
     if (b->f && fclose(b->f) != 0) rsrc_fatal("%s: write failed: %s", b->path, strerror(errno));
     b->f = NULL;

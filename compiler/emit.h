@@ -23,7 +23,6 @@ uint64_t blob_align(blob_writer *b, unsigned alignment);
 uint64_t blob_write(blob_writer *b, const void *data, size_t n);
 void blob_check_finite(const st_tensor *t);                     /* fatal, naming the first NaN or inf element */
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
-void blob_write_tensor(blob_writer *b, const st_tensor *t);     /* as stored, streamed */
 void blob_close(blob_writer *b);
 /* An embedding or LM head as stored (f32, f16 or bf16), refused unless finite; its dtype in *dtype. */
 uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype);

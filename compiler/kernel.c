@@ -381,9 +381,6 @@ int lanes_group(const rsrc_kernel *kn) {
  * each segment's loop (its setup, its mispredicted exit) too. */
 bool lanes_pairs(const rsrc_kernel *kn) { return kn->vec_bytes < 64 && lanes_group(kn) >= 2; }
 
-/* Row i of a transpose tile holds token t with lane l(t) = i: l = 2t (t < 32), 2(t - 32) + 1. */
-int lanes_token_of_row(int i) { return i & 1 ? RSR_LANES / 2 + i / 2 : i / 2; }
-
 int lanes_digit(int code, int r) {
     for (; r > 0; r--) code /= 3;
     return code % 3 - 1;

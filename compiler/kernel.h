@@ -101,7 +101,6 @@ uint64_t lanes_scratch_bytes(const rsrc_kernel *kn); /* the transposed x: 64 byt
 #define RSR_LANES_X_BUDGET (512u << 10)              /* the transposed x of one group of passes (half of L2) */
 int lanes_group(const rsrc_kernel *kn);              /* passes of 64 tokens that share each block's index */
 bool lanes_pairs(const rsrc_kernel *kn);             /* a block against two passes at once */
-int lanes_token_of_row(int i);                       /* the token that row i of a transpose tile holds */
 int lanes_digit(int code, int r);                    /* row r's weight (-1, 0, 1) in pattern code */
 void lanes_zip_mask(int half, int idx[64]);          /* a transpose round's byte shuffle of rows k, k + 32: half 0
                                                    gives row 2k, half 1 row 2k + 1 */

@@ -428,5 +428,3 @@ void kir_print_renamed(FILE *out, const kir_module *m, const char *from, const c
         fputc('\n', out);
     }
 }
-
-void kir_print(FILE *out, const kir_module *m) { kir_print_renamed(out, m, NULL, NULL); }

@@ -4,7 +4,7 @@
  *   kernel (kernel.c: form, shapes, layout) ──kir_lower──▶ kir_module ──▶ C (emit_c.c)
  *                                                                   ──▶ CUDA C (emit_c.c's CUDA dialect)
  *                                                                   ──▶ LLVM IR, CPU or NVPTX (emit_llvm.c)
- *                                                                   ──▶ text (kir_print, --print=kernel)
+ *                                                                   ──▶ text (kir_print_renamed, --print=kernel)
  *
  * The stages: matrix.c lowers each matrix once (kir_lower: lower.c for the CPU forms, the
  * printer's own `lower` for the forms of its target, the GPU's in cuda/compiler/lower_gpu.c) and
@@ -34,7 +34,7 @@
  * on the target: staged or in registers, one pass or two), so they are the same in every module
  * that calls them, under a fixed name without the matrix's symbol. Each such module lowers its own
  * copy (lower.c, beside the batch entry that calls it with KS_CALLF), so that a module stays whole
- * for kir_print and for the kernel cache's key, and a printer prints a shared function once per
+ * for kir_print_renamed and for the kernel cache's key, and a printer prints a shared function once per
  * output: the LLVM printer builds its body the first time the name is missing from its LLVM
  * module and otherwise calls the one there (emit_llvm_kir); the C printer prints those of the
  * first module that has them into a C file, before that module's kernels, and skips the later
@@ -368,7 +368,6 @@ kir_module *kir_lower(const struct rsrc_kernel *kn); /* every form of kernel.c, 
 void kir_info_fill(kir_module *m, const struct rsrc_kernel *kn); /* m->info from the kernel */
 
 /* ---- printing ---- */
-void kir_print(FILE *out, const kir_module *m); /* the IR as text (--print=kernel) */
 /* the same with the names of functions and tables that begin with `from` (then '_' or their end)
  * beginning with `to` instead: a shared kernel under the first one's names, or placeholders */
 void kir_print_renamed(FILE *out, const kir_module *m, const char *from, const char *to);

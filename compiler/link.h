@@ -11,8 +11,7 @@
  * environment, beside an installed rsrc, or in the build tree ---- */
 enum resource { RES_SPECS, RES_RUNTIME_INCLUDE, RES_RUNTIME_LIB };
 const char *resource_path(enum resource r);
-const char *resource_env(enum resource r); /* the variable that overrides it */
-char *installed_path(char *relative);      /* PREFIX/relative if it exists (relative freed), else NULL */
+char *installed_path(char *relative); /* PREFIX/relative if it exists (relative freed), else NULL */
 
 /* ---- link.c: C + blob + runtime → shared object ---- */
 /* objs: the kernels as objects (LLVM backend: one per part, NULL-terminated), or NULL when they

@@ -900,7 +900,7 @@ static void lanes_block_passes(lower *L, kir_list *l, kir_var *b, kir_var *xu, k
 /* The transpose of a pass's x, rsr_lanes_transpose(xu, x, x_stride, m, cols): xu[64c + l] = x[t][c]
  * ^ 0x80 (biased to unsigned) for the m tokens at x, l = 2t (t < 32) or 2(t - 32) + 1; 0x80 (x = 0)
  * past m; cols rounded up to 64. Per 64 columns a 64 x 64 byte transpose in six rounds: row i holds
- * token (i >> 1) + 32 (i & 1) (lanes_token_of_row), and a round zips rows k and k + 32 into rows 2k
+ * token (i >> 1) + 32 (i & 1), and a round zips rows k and k + 32 into rows 2k
  * and 2k + 1, which moves the top bit of the column into the row number and the top bit of the row
  * into the position. The loops are over constants: LLVM repeats them (the rows become values), C
  * keeps them loops. The function is shared (kir.h): every module with the lanes pass has it, the

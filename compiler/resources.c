@@ -68,5 +68,3 @@ const char *resource_path(enum resource r) {
     }
     return found[r] = xstrdup(where[r].built);
 }
-
-const char *resource_env(enum resource r) { return where[r].env; }

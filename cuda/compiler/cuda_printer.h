@@ -33,7 +33,6 @@ void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int cou
 
 /* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
 char *nvrtc_compile(const rsrc_target *t, const char *source, const char *name, size_t *size);
-char *nvrtc_version_string(void);
 
 /* ---- gpu.c: the CUDA half of the pipeline (the two printers' begin, kernel, group, finish,
  * descriptor, end); the PTX goes into the blob ---- */

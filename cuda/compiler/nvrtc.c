@@ -14,7 +14,6 @@ typedef struct nvrtc_program *nvrtc_program;
 typedef struct nvrtc_api {
     void *lib;
     const char *(*error_string)(int);
-    int (*version)(int *, int *);
     int (*create)(nvrtc_program *, const char *, const char *, int, const char *const *, const char *const *);
     int (*compile)(nvrtc_program, int, const char *const *);
     int (*ptx_size)(nvrtc_program, size_t *);
@@ -50,7 +49,6 @@ static void nvrtc_load(nvrtc_api *api) {
             "toolkit (libnvrtc), or set RSRC_NVRTC to the library; --emit=cuda prints the CUDA C without it",
             tried);
     BIND(error_string, "nvrtcGetErrorString");
-    BIND(version, "nvrtcVersion");
     BIND(create, "nvrtcCreateProgram");
     BIND(compile, "nvrtcCompileProgram");
     BIND(ptx_size, "nvrtcGetPTXSize");
@@ -58,14 +56,6 @@ static void nvrtc_load(nvrtc_api *api) {
     BIND(log_size, "nvrtcGetProgramLogSize");
     BIND(log, "nvrtcGetProgramLog");
     BIND(destroy, "nvrtcDestroyProgram");
-}
-
-char *nvrtc_version_string(void) {
-    nvrtc_api api;
-    nvrtc_load(&api);
-    int major = 0, minor = 0;
-    api.version(&major, &minor);
-    return xasprintf("NVRTC %d.%d", major, minor);
 }
 
 /*

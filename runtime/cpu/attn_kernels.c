@@ -150,9 +150,3 @@ void attn_dense_range_kv(attn_state *st, const float *q, int32_t gq, attn_rows k
                          int32_t j0, int32_t j1, float *scratch, const float *tau, int32_t *count) {
     if (j1 > j0) family()->dense_range(st, q, gq, keys, values, d, j0, j1, scratch, tau, count);
 }
-
-void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values, size_t stride,
-                      int32_t d, int32_t j0, int32_t j1, float *scratch) {
-    attn_dense_range_kv(st, q, gq, attn_rows_f32(keys, stride), attn_rows_f32(values, stride), d, j0, j1, scratch, NULL,
-                        NULL);
-}

@@ -70,7 +70,7 @@ void attn_widen_row(attn_rows r, int64_t j, int32_t d, float *out);
 void attn_narrow_row(int32_t type, const float *x, int32_t d, void *out);
 
 /* q·k over d elements, vectorised when the machine allows; the bits attn_scores and
- * attn_dense_range give the same pair. _kv: key row j of k. */
+ * attn_dense_range_kv give the same pair. _kv: key row j of k. */
 float attn_dot(const float *q, const float *k, int32_t d);
 float attn_dot_kv(const float *q, attn_rows k, int64_t j, int32_t d);
 
@@ -85,11 +85,6 @@ void attn_scores_kv(const float *q, int32_t gq, attn_rows keys, int32_t d, int32
 /* Adds keys to a state: x[i] are the scaled scores of the keys whose values are row idx[i] of
  * values (idx NULL: row i). x is overwritten with exp(x − m). */
 void attn_accumulate(attn_state *st, float *x, const int32_t *idx, int32_t n, attn_rows values, int32_t d);
-
-/* Dense attention of gq queries (one KV head: q + g*d for g < gq) over keys [j0, j1) of
- * keys/values (row j at + j*stride): adds to st[0..gq). scratch: gq * (j1 - j0) floats. */
-void attn_dense_range(attn_state *st, const float *q, int32_t gq, const float *keys, const float *values, size_t stride,
-                      int32_t d, int32_t j0, int32_t j1, float *scratch);
 
 /* The same over rows of any type, also counting per query g the keys with fl(q·k) ≥ tau[g] into
  * count[g] when count is not NULL (Louver's dense fallback reports how many keys reach τ); the

@@ -76,6 +76,12 @@ static void usage(FILE *out) {
           "  --ignore-eos          go on past the end-of-text and end-of-turn tokens\n"
           "  --no-echo             print only the continuation, not the prompt\n"
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
+          "  --spec-type ngram-simple  speculative decoding: the tokens that followed the last\n"
+          "                        2-4 tokens earlier in the text are proposed and checked in one\n"
+          "                        evaluation; the output is the same tokens, bit for bit (greedy;\n"
+          "                        not yet with --temp, --repeat-penalty or a Qwen3.5 hybrid)\n"
+          "  --draft-max N         the most tokens proposed at once (default 16)\n"
+          "  --draft-min N         fewer proposed than this: an ordinary step (default 0)\n"
           "\n"
           "attention:\n"
           "  --kv T                the KV cache's element type: bf16 (default: 2 bytes, K and V rounded\n"
@@ -519,6 +525,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     sample_state_init(&ss, o, info->vocab_size);
     long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
     const int32_t ctx = o->ctx ? o->ctx : info->max_positions;
+    spec_start(&ss, o, info, ctx);
     bool full = false; /* generation reached the end of the context */
     if (logits_path) { /* made now, so that a path it cannot be written to fails before the work */
         logits_tmp = malloc(strlen(logits_path) + 16);
@@ -567,7 +574,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
             break;
         }
         if (generated + 1 == n_gen) continue; /* the last: nothing to evaluate */
-        if (api.session_position(s) >= ctx) {
+        if (run_position(s, &ss) >= ctx) {
             generated++, full = true;
             break;
         }
@@ -576,12 +583,14 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     }
     putchar('\n');
     flush_stdout();
+    spec_settle(s, &ss);
     if (totals) print_stats_summary(s, info, totals), free(totals);
     if (full)
         fprintf(stderr, "rsr-run: the context is full (%d tokens): %s\n", ctx, ctx_advice(ctx, info->max_positions));
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
+    spec_report(o, &ss);
     sample_state_free(&ss);
     api.session_free(s);
 }
@@ -690,6 +699,9 @@ enum {
     O_MMAP,
     O_BATCH,
     O_HEAD,
+    O_SPEC_TYPE,
+    O_DRAFT_MAX,
+    O_DRAFT_MIN,
     O_REPEAT,
     O_JSON,
     O_PG,
@@ -747,6 +759,10 @@ static const struct option longs[] = {
     {"device", required_argument, 0, O_DEVICE},
     {"batch", required_argument, 0, O_BATCH},
     {"head", required_argument, 0, O_HEAD},
+    {"spec-type", required_argument, 0, O_SPEC_TYPE},
+    {"draft-max", required_argument, 0, O_DRAFT_MAX},
+    {"draft", required_argument, 0, O_DRAFT_MAX},
+    {"draft-min", required_argument, 0, O_DRAFT_MIN},
     {"repeat", required_argument, 0, O_REPEAT},
     {"json", no_argument, 0, O_JSON},
     {"plot", required_argument, 0, O_PLOT},
@@ -786,6 +802,15 @@ static void check_model_path(const char *path) {
     char near[4096];
     if (stat(path, &st) != 0 && near_path(path, near, sizeof near))
         die("%s: no such file; did you mean %s?", path, near);
+}
+
+/* --spec-type NAME: 1 for ngram-simple, 0 for none. */
+static int spec_type(const char *name) {
+    if (strcmp(name, "ngram-simple") && strcmp(name, "none"))
+        die("--spec-type: '%s' is not one rsr-run has (ngram-simple, none); draft models and MTP layers are not "
+            "built yet",
+            name);
+    return !strcmp(name, "ngram-simple");
 }
 
 static int parse_args(int argc, char **argv, cli_args *a) {
@@ -832,6 +857,9 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_SEED: a->sampling_opt = "--seed", a->seed = parse_num("--seed", optarg, -1, LONG_MAX); break;
         case O_CTX: a->o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: a->o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
+        case O_SPEC_TYPE: a->o.spec = spec_type(optarg); break;
+        case O_DRAFT_MAX: a->o.draft_max = (int32_t)parse_num("--draft-max", optarg, 1, 256); break;
+        case O_DRAFT_MIN: a->o.draft_min = (int32_t)parse_num("--draft-min", optarg, 0, 256); break;
         case O_HEAD:
             a->head_opt = "--head";
             if (!strcmp(optarg, "exact"))

@@ -26,14 +26,16 @@ typedef struct run_options {
     const char **stop;          /* --stop strings */
     int num_stop;
     const char *chat_template, *chat_template_file, *system;
-    const char *template_kwargs; /* --chat-template-kwargs (a JSON object), or NULL; --no-think sets it */
-    bool hide_thoughts;          /* --hide-thoughts: a reply's <think>...</think> is not shown */
-    int threads;                 /* the threads the model runs on (-t, or the runtime's default) */
-    int head_int8;               /* --head int8: logits from the int8 copy of the LM head (lossy) */
-    int repeat, json;            /* --bench: rounds, and JSON output */
-    const char *bench_format;    /* --bench with -p lengths: -o md, csv, json or svg (NULL: md, or json with --json) */
-    const char *plot_path;       /* --plot FILE.svg: the same tests as a chart, beside the table */
-    int parallel;                /* --parallel: sequences stepped together (0: one) */
+    const char *template_kwargs;  /* --chat-template-kwargs (a JSON object), or NULL; --no-think sets it */
+    bool hide_thoughts;           /* --hide-thoughts: a reply's <think>...</think> is not shown */
+    int threads;                  /* the threads the model runs on (-t, or the runtime's default) */
+    int head_int8;                /* --head int8: logits from the int8 copy of the LM head (lossy) */
+    int repeat, json;             /* --bench: rounds, and JSON output */
+    const char *bench_format;     /* --bench with -p lengths: -o md, csv, json or svg (NULL: md, or json with --json) */
+    const char *plot_path;        /* --plot FILE.svg: the same tests as a chart, beside the table */
+    int parallel;                 /* --parallel: sequences stepped together (0: one) */
+    int spec;                     /* --spec-type ngram-simple: speculative decoding (0: none) */
+    int32_t draft_max, draft_min; /* --draft-max (0: 16), --draft-min */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -48,6 +50,20 @@ void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, in
 /* Appends evaluated tokens to r (recent_tokens.h: o->repeat_last_n of them); the sampler to use
  * after them. */
 rsr_sampler_params run_recent_push(recent_tokens *r, const run_options *o, const int32_t *tokens, int32_t n);
+/* Speculative decoding (--spec-type, run_common.c): tokens proposed from the text so far are
+ * checked in one evaluation, and the ones the model would have chosen are kept. */
+typedef struct spec_state {
+    bool on;           /* asked for, greedy, and the model's cache goes back by positions */
+    int32_t ctx;       /* the session's positions */
+    int32_t draft_max; /* --draft-max, 16 when not given */
+    int32_t *hist;     /* the tokens evaluated, as generation without speculation would have them */
+    int32_t n_hist, cap_hist;
+    int32_t *queue; /* tokens already chosen (all but the last already in the cache) */
+    int32_t q_at, q_n;
+    float *logits;  /* draft_max + 1 rows of logits */
+    int32_t k_next; /* the most the next draft may hold (below --draft-max after misses) */
+    long steps, drafted, accepted;
+} spec_state;
 /* The random state, scratch and recent tokens of the next-token choice. */
 typedef struct sample_state {
     uint64_t rng;
@@ -55,8 +71,19 @@ typedef struct sample_state {
     float *logits, *probs;
     int32_t *ids;
     recent_tokens recent;
+    spec_state spec;
 } sample_state;
 void sample_state_init(sample_state *st, const run_options *o, int32_t vocab);
+/* Speculation for a session of ctx positions when o asks for it and it can be exact (greedy, no
+ * penalty, the exact head, a CPU session whose cache goes back by positions); a note on stderr
+ * when it cannot. */
+void spec_start(sample_state *st, const run_options *o, const rsr_model_info *info, int32_t ctx);
+/* The session's position as generation without speculation would have it. */
+int32_t run_position(rsr_session *s, const sample_state *st);
+/* Generation stopped: the cache cut back to run_position (tokens chosen ahead are dropped). */
+void spec_settle(rsr_session *s, sample_state *st);
+/* rsr-run's line about speculation (stderr), when it ran. */
+void spec_report(const run_options *o, const sample_state *st);
 void sample_state_free(sample_state *st);
 /* Evaluates n tokens and returns the next one as the options say: greedy through the certified
  * head, sampled through rsr_session_eval_sample, or (--head int8) sampled from the int8 logits. */

@@ -47,7 +47,119 @@ void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, in
         check(api.session_eval(s, tokens, n, logits), s);
 }
 
+/* ---- speculative decoding: n-gram lookup, exact greedy verification ---- */
+
+static void hist_push(spec_state *sp, const int32_t *tokens, int32_t n) {
+    if (sp->n_hist + n > sp->cap_hist) {
+        int32_t cap = (sp->n_hist + n) * 2;
+        if (!(sp->hist = realloc(sp->hist, sizeof *sp->hist * (size_t)cap))) die("out of memory");
+        sp->cap_hist = cap;
+    }
+    memcpy(sp->hist + sp->n_hist, tokens, sizeof *tokens * (size_t)n);
+    sp->n_hist += n;
+}
+
+/* ngram-simple: the tokens that followed the latest earlier occurrence of the text's last n
+ * tokens (n from SPEC_NGRAM down to 3), at most max of them; their number. A continuation that
+ * reaches the end of the text goes on with itself (a repeating stretch repeats on). */
+#define SPEC_NGRAM 4
+static int32_t ngram_draft(const spec_state *sp, int32_t *draft, int32_t max) {
+    const int32_t *h = sp->hist, len = sp->n_hist;
+    for (int32_t n = SPEC_NGRAM; n >= 3; n--) {
+        if (len <= n) continue;
+        for (int32_t at = len - n - 1; at >= 0; at--) { /* h[at, at + n) against the last n */
+            if (memcmp(h + at, h + len - n, sizeof *h * (size_t)n) != 0) continue;
+            int32_t k = 0;
+            for (int32_t j = at + n; k < max; j++) draft[k++] = j < len ? h[j] : draft[j - len];
+            return k;
+        }
+    }
+    return 0;
+}
+
+/* One step from token tok with a draft: [tok, draft] evaluated at once (rsr_session_eval_all: each
+ * row the bits of evaluating its prefix alone), the longest prefix of the draft that greedy
+ * decoding picks kept, the cache cut after it. Returns the first token chosen; the others wait in
+ * the queue. */
+static int32_t spec_step(rsr_session *s, sample_state *st, int32_t tok, const int32_t *draft, int32_t k) {
+    spec_state *sp = &st->spec;
+    int32_t *seq = sp->queue; /* [tok, draft...], then the chosen tokens */
+    seq[0] = tok;
+    memcpy(seq + 1, draft, sizeof *draft * (size_t)k);
+    const int32_t pos = api.session_position(s);
+    check(api.session_eval_all(s, seq, k + 1, sp->logits), s);
+    int32_t a = 0, chosen[k + 1];
+    for (;;) {
+        chosen[a] = api.sample_greedy(sp->logits + (size_t)a * (size_t)st->vocab, st->vocab);
+        if (a == k || chosen[a] != draft[a]) break;
+        a++;
+    }
+    check(api.session_truncate(s, pos + 1 + a), s); /* tok and the a drafted tokens kept */
+    sp->steps++, sp->drafted += k, sp->accepted += a;
+    /* the next draft's length: twice this one after a whole one was taken, else one past what was;
+     * a stretch of text that repeats is drafted long, guesses that fail cost one or two rows */
+    sp->k_next = a == k ? 2 * k : a + 1;
+    memcpy(sp->queue, chosen + 1, sizeof *chosen * (size_t)a);
+    sp->q_at = 0, sp->q_n = a;
+    return chosen[0];
+}
+
+void spec_start(sample_state *st, const run_options *o, const rsr_model_info *info, int32_t ctx) {
+    spec_state *sp = &st->spec;
+    *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
+    if (!o->spec) return;
+    const char *why = o->sampler.temperature > 0 ? "sampling (--temp above 0) is not verified yet"
+                      : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
+                          ? "--repeat-penalty is not applied to drafted tokens yet"
+                      : o->head_int8          ? "--head int8's logits are not the exact ones"
+                      : info->state_bytes > 0 ? "the recurrent state of this model's gated DeltaNet layers cannot "
+                                                "go back a few positions yet"
+                      : strncmp(info->device, "cpu", 3) ? "the GPU gives no logits of every position"
+                                                        : NULL;
+    if (why) {
+        fprintf(stderr, "rsr-run: note: --spec-type: decoding without speculation: %s\n", why);
+        return;
+    }
+    sp->on = true;
+    sp->queue = malloc(sizeof *sp->queue * (size_t)(sp->draft_max + 2));
+    sp->logits = malloc(sizeof *sp->logits * (size_t)(sp->draft_max + 1) * (size_t)st->vocab);
+    if (!sp->queue || !sp->logits) die("out of memory for --draft-max %d rows of logits", sp->draft_max);
+}
+
+int32_t run_position(rsr_session *s, const sample_state *st) {
+    return api.session_position(s) - (st->spec.q_n - st->spec.q_at);
+}
+
+void spec_settle(rsr_session *s, sample_state *st) {
+    spec_state *sp = &st->spec;
+    if (sp->q_n > sp->q_at) check(api.session_truncate(s, run_position(s, st)), s);
+    sp->q_at = sp->q_n = 0;
+}
+
+void spec_report(const run_options *o, const sample_state *st) {
+    const spec_state *sp = &st->spec;
+    if (!o->spec || !sp->on) return;
+    fprintf(stderr, "rsr-run: speculative (ngram-simple): %ld steps, %ld drafted, %ld accepted (%.0f%%)\n", sp->steps,
+            sp->drafted, sp->accepted, sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
+}
+
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
+    spec_state *spec = &st->spec;
+    if (spec->on) {
+        if (spec->q_at < spec->q_n) { /* tokens[0] was chosen by the last step and is in the cache already */
+            hist_push(spec, tokens, n);
+            return spec->queue[spec->q_at++];
+        }
+        spec->q_at = spec->q_n = 0;
+        const int32_t pos = api.session_position(s);
+        if (pos < spec->n_hist) spec->n_hist = pos; /* reset or cut back: the session holds a prefix of the text */
+        hist_push(spec, tokens, n);                 /* (the drafts only come from it: any text is exact) */
+        int32_t room = spec->ctx - pos - 1;         /* positions after tokens[0] */
+        int32_t max = spec->draft_max < room ? spec->draft_max : room, draft[spec->draft_max + 1];
+        if (spec->k_next < max) max = spec->k_next;
+        int32_t k = n == 1 && max >= o->draft_min && max > 0 ? ngram_draft(spec, draft, max) : 0;
+        if (k > 0 && k >= o->draft_min) return spec_step(s, st, tokens[0], draft, k);
+    }
     int32_t next;
     rsr_sampler_params sp = run_recent_push(&st->recent, o, tokens, n);
     if (o->head_int8) { /* every logit from the int8 head, then the sampler */
@@ -72,7 +184,10 @@ void sample_state_init(sample_state *st, const run_options *o, int32_t vocab) {
     if (!st->logits || !st->probs || !st->ids || !recent_init(&st->recent, o->repeat_last_n)) die("out of memory");
 }
 
-void sample_state_free(sample_state *st) { free(st->logits), free(st->probs), free(st->ids), free(st->recent.ids); }
+void sample_state_free(sample_state *st) {
+    free(st->logits), free(st->probs), free(st->ids), free(st->recent.ids);
+    free(st->spec.hist), free(st->spec.queue), free(st->spec.logits);
+}
 
 rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {
     rsr_tokenizer *tok;

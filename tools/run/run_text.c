@@ -184,6 +184,7 @@ static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const
     if (api.session_create(m, &sp, &g->s) != RSR_OK) die("%s", api.model_errmsg(m));
     g->max_positions = o->ctx ? o->ctx : g->info.max_positions;
     sample_state_init(&g->sample, o, g->info.vocab_size);
+    spec_start(&g->sample, o, &g->info, g->max_positions);
     rsr_tokenizer_info ti;
     api.tokenizer_get_info(tok, &ti);
     g->stop_ids[0] = g->info.eos_token_id, g->stop_ids[1] = ti.eos_token_id, g->stop_ids[2] = ti.eot_token_id;
@@ -228,7 +229,7 @@ static int32_t generate(generator *g, const run_options *o, long n, text_out *ou
         }
         count++;
         if (piece && (o->special || !api.tokenizer_is_special(g->tok, t)) && out_add(out, piece, len)) break;
-        if (api.session_position(g->s) >= g->max_positions) {
+        if (run_position(g->s, &g->sample) >= g->max_positions) {
             out_finish(out);
             fprintf(stderr, "rsr-run: the context is full (%d tokens): %s%s\n", g->max_positions,
                     g->chat ? "/reset starts a new conversation; or " : "",
@@ -238,6 +239,7 @@ static int32_t generate(generator *g, const run_options *o, long n, text_out *ou
         }
         eval(g, &t, 1);
     }
+    spec_settle(g->s, &g->sample); /* what was chosen ahead of a stop leaves the cache */
     return count;
 }
 
@@ -270,6 +272,7 @@ void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n", n,
             t1 - t0, n / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
+    spec_report(o, &g.sample);
     free(ids);
     free(out.held);
     generator_free(&g);

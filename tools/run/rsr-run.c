@@ -77,7 +77,7 @@ static void usage(FILE *out) {
           "  --no-echo             print only the continuation, not the prompt\n"
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
           "  --spec-type ngram-simple  speculative decoding: the tokens that followed the last\n"
-          "                        2-4 tokens earlier in the text are proposed and checked in one\n"
+          "                        3 or 4 tokens earlier in the text are proposed and checked in one\n"
           "                        evaluation; the output is the same tokens, bit for bit (greedy;\n"
           "                        not yet with --temp, --repeat-penalty or a Qwen3.5 hybrid)\n"
           "  --draft-max N         the most tokens proposed at once (default 16)\n"

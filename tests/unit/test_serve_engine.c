@@ -104,9 +104,10 @@ static void zero_tokens_and_failure(void) {
     serve_engine_free(e);
 }
 
-/* A list of many prompts takes turns with a request that arrives behind it: with one slot, the
- * single request starts when the list's first prompt ends (not after all four); with two, the
- * list's third prompt waits for it. First come, first served would start it last. */
+/* A list of many prompts takes turns with a request that arrives behind it, round robin: the
+ * request starts after at most one more of the list's prompts than there are slots (with one
+ * slot, before the list's third: its second's turn is older than the request's arrival; with two,
+ * before its fourth). First come, first served would start it last. */
 static void lists_take_turns(void) {
     fake.step_us = 200;
     fake.eos_every = 0;
@@ -119,15 +120,34 @@ static void lists_take_turns(void) {
         EXPECT(serve_submit(e, b), "b refused");
         for (int k = 0; k < 4; k++) EXPECT(wait_for(e, list[k], 99, 5), "the list's prompt %d never ended", k);
         EXPECT(wait_for(e, b, 99, 5), "b never ended");
-        serve_job *after = list[slots]; /* the first of the list that must start after b */
+        serve_job *after = list[slots + 1]; /* the first of the list that must start after b */
         EXPECT(b->t_start <= after->t_start, "%d slots: b started %.1f ms after the list's prompt %d", slots,
-               (b->t_start - after->t_start) * 1e3, slots);
+               (b->t_start - after->t_start) * 1e3, slots + 1);
         for (int k = 0; k < 4; k++) serve_release(e, list[k]);
         serve_release(e, b);
         idle_within(e, 5, "lists");
         serve_engine_drain(e, 0);
         serve_engine_free(e);
     }
+    /* and a stream of single requests does not starve it: with one slot, a request always waiting
+     * (the next sent as soon as one starts), the list's last prompt starts before the eighth */
+    serve_engine *e = start(1, 16);
+    serve_job *list[3], *one[8];
+    for (int k = 0; k < 3; k++) list[k] = fake_job(3, 4, NULL);
+    EXPECT(serve_submit_all(e, list, 3), "the list refused");
+    EXPECT(wait_for(e, list[0], 1, 5), "the list never started");
+    for (int k = 0; k < 8; k++) {
+        EXPECT(serve_submit(e, one[k] = fake_job(3, 4, NULL)), "request %d refused", k);
+        EXPECT(wait_for(e, one[k], 1, 5), "request %d never started", k);
+    }
+    for (int k = 0; k < 8; k++) EXPECT(wait_for(e, one[k], 99, 5), "request %d never ended", k);
+    EXPECT(wait_for(e, list[2], 99, 5), "the list's last prompt never ended");
+    EXPECT(list[2]->t_start <= one[7]->t_start, "the list's last prompt waited while requests kept coming");
+    for (int k = 0; k < 3; k++) serve_release(e, list[k]);
+    for (int k = 0; k < 8; k++) serve_release(e, one[k]);
+    idle_within(e, 5, "starve");
+    serve_engine_drain(e, 0);
+    serve_engine_free(e);
 }
 
 /* A request's prompts submitted together: all of them or none (more than the slots and the queue

@@ -77,6 +77,11 @@ static int32_t ngram_draft(const spec_state *sp, int32_t *draft, int32_t max) {
     return 0;
 }
 
+/* --attention auto attends a decode step's query with Louver from 1024 keys on (AUTO_MIN_KEYS,
+ * runtime/cpu/attention.c), and a step of several tokens densely: the two agree to Louver's
+ * certified bound, not bit for bit, so under auto the drafts stay below that many keys. */
+#define SPEC_AUTO_KEYS 1024
+
 /* One step from token tok with a draft: [tok, draft] evaluated at once (rsr_session_eval_all: each
  * row the bits of evaluating its prefix alone), the longest prefix of the draft that greedy
  * decoding picks kept, the cache cut after it. Returns the first token chosen; the others wait in
@@ -109,6 +114,8 @@ void spec_start(sample_state *st, const run_options *o, const rsr_model_info *in
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
     if (!o->spec) return;
     const char *why = o->sampler.temperature > 0 ? "sampling (--temp above 0) is not verified yet"
+                      : o->session.attention == RSR_ATTENTION_LOUVER
+                          ? "--attention louver attends one token's query otherwise than several tokens'"
                       : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
                           ? "--repeat-penalty is not applied to drafted tokens yet"
                       : o->head_int8          ? "--head int8's logits are not the exact ones"
@@ -155,8 +162,12 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         if (pos < spec->n_hist) spec->n_hist = pos; /* reset or cut back: the session holds a prefix of the text */
         hist_push(spec, tokens, n);                 /* (the drafts only come from it: any text is exact) */
         int32_t room = spec->ctx - pos - 1;         /* positions after tokens[0] */
+        if (o->session.attention == RSR_ATTENTION_AUTO && SPEC_AUTO_KEYS - 2 - pos < room)
+            room = SPEC_AUTO_KEYS - 2 - pos; /* the drafts' keys below auto's first Louver step */
+        if (o->session.batch > 0 && o->session.batch < room) room = o->session.batch; /* windows go back so far */
+        const int32_t cap = spec->k_next > o->draft_min ? spec->k_next : o->draft_min;
         int32_t max = spec->draft_max < room ? spec->draft_max : room, draft[spec->draft_max + 1];
-        if (spec->k_next < max) max = spec->k_next;
+        if (cap < max) max = cap;
         int32_t k = n == 1 && max >= o->draft_min && max > 0 ? ngram_draft(spec, draft, max) : 0;
         if (k > 0 && k >= o->draft_min) return spec_step(s, st, tokens[0], draft, k);
     }

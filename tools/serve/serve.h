@@ -227,10 +227,10 @@ typedef struct serve_job {
     const char *err_param; /* SERVE_FAILED by the request's own field (a 400 naming it), or NULL: the server's */
     /* written by the connection under the engine's lock */
     bool cancelled;
-    size_t sent;          /* bytes of text the connection has sent */
-    int refs;             /* the engine and the connection: freed by the last */
-    uint64_t request;     /* the engine's: jobs submitted together (a list's prompts) share it */
-    int32_t request_jobs; /* how many they are */
+    size_t sent;      /* bytes of text the connection has sent */
+    int refs;         /* the engine and the connection: freed by the last */
+    uint64_t request; /* the engine's: jobs submitted together (a list's prompts) share it */
+    uint64_t turn;    /* the engine's: when the submission last had a job started (its arrival before) */
 } serve_job;
 
 typedef struct serve_metrics {

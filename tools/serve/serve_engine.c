@@ -138,6 +138,7 @@ struct serve_engine {
     serve_job **queue; /* a ring of ep.queue */
     int32_t q_head, q_len;
     uint64_t requests; /* submissions so far: each one's jobs are marked with its number */
+    uint64_t turns;    /* a clock of submissions and starts: serve_job.turn */
     int32_t stop_ids[3];
     pthread_t thread;
     pthread_mutex_t lock;
@@ -416,21 +417,22 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
 }
 
 /* The queued job to start next (its place in the queue): the first of the submission with the
- * fewest jobs in slots, then with the fewest started. Single requests go first come, first served;
- * a list of many prompts takes turns with the requests that arrive behind it instead of holding
- * every slot until its last prompt has started (a 64-prompt list once made another client's chat
- * 9x slower). A submission's queued jobs sit together, in order. */
+ * fewest jobs in slots, then the one whose turn is oldest (its last job started longest ago, or it
+ * came first). Single requests go first come, first served; a list of many prompts takes turns
+ * with the requests that arrive behind it, round robin, instead of holding every slot until its
+ * last prompt has started (a 64-prompt list once made another client's chat 9x slower), and is
+ * never starved by them. A submission's queued jobs sit together, in order. */
 static int32_t next_queued(const serve_engine *e) {
-    int32_t ring = e->ep.slots + e->ep.queue, best = 0;
-    int64_t best_key = INT64_MAX;
-    for (int32_t i = 0, queued; i < e->q_len && best_key > 0; i += queued) {
+    int32_t ring = e->ep.slots + e->ep.queue, best = 0, best_busy = INT32_MAX;
+    uint64_t best_turn = UINT64_MAX;
+    for (int32_t i = 0, queued; i < e->q_len; i += queued) {
         const serve_job *j = e->queue[(e->q_head + i) % ring];
         for (queued = 1; i + queued < e->q_len && e->queue[(e->q_head + i + queued) % ring]->request == j->request;)
             queued++;
-        int64_t busy = 0;
+        int32_t busy = 0;
         for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j && e->slots[k].j->request == j->request;
-        int64_t key = busy << 32 | (uint32_t)(j->request_jobs - queued);
-        if (key < best_key) best = i, best_key = key;
+        if (busy < best_busy || (busy == best_busy && j->turn < best_turn))
+            best = i, best_busy = busy, best_turn = j->turn;
     }
     return best;
 }
@@ -465,7 +467,11 @@ static void admit(serve_engine *e) {
         slot *sl = free_slot(e);
         if (!sl) break;
         kv_cache *c = pick_cache(e, e->queue[(e->q_head + i) % ring], &keep);
-        start_job(e, sl, c, queue_take(e, i), keep);
+        serve_job *j = queue_take(e, i);
+        e->turns++; /* the submission's jobs still queued (now from place i on) wait for their next turn */
+        for (int32_t k = i; k < e->q_len && e->queue[(e->q_head + k) % ring]->request == j->request; k++)
+            e->queue[(e->q_head + k) % ring]->turn = e->turns;
+        start_job(e, sl, c, j, keep);
     }
 }
 
@@ -1084,10 +1090,10 @@ bool serve_submit_all(serve_engine *e, serve_job **js, int32_t n) {
     for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j != NULL;
     bool ok = !e->draining && busy + e->q_len + n <= ring; /* free slots, or room in the queue */
     if (ok) {
-        e->requests++;
+        e->requests++, e->turns++;
         for (int32_t i = 0; i < n; i++) {
             js[i]->refs = 2;
-            js[i]->request = e->requests, js[i]->request_jobs = n;
+            js[i]->request = e->requests, js[i]->turn = e->turns;
             e->queue[(e->q_head + e->q_len) % ring] = js[i];
             e->q_len++;
         }

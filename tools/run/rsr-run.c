@@ -590,7 +590,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
-    spec_report(o, &ss);
+    spec_report(&ss);
     sample_state_free(&ss);
     api.session_free(s);
 }

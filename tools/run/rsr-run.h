@@ -83,7 +83,7 @@ int32_t run_position(rsr_session *s, const sample_state *st);
 /* Generation stopped: the cache cut back to run_position (tokens chosen ahead are dropped). */
 void spec_settle(rsr_session *s, sample_state *st);
 /* rsr-run's line about speculation (stderr), when it ran. */
-void spec_report(const run_options *o, const sample_state *st);
+void spec_report(const sample_state *st);
 void sample_state_free(sample_state *st);
 /* Evaluates n tokens and returns the next one as the options say: greedy through the certified
  * head, sampled through rsr_session_eval_sample, or (--head int8) sampled from the int8 logits. */

@@ -143,9 +143,9 @@ void spec_settle(rsr_session *s, sample_state *st) {
     sp->q_at = sp->q_n = 0;
 }
 
-void spec_report(const run_options *o, const sample_state *st) {
+void spec_report(const sample_state *st) {
     const spec_state *sp = &st->spec;
-    if (!o->spec || !sp->on) return;
+    if (!sp->on) return; /* not asked for, or noted as not possible */ /* not asked for, or noted as not possible */
     fprintf(stderr, "rsr-run: speculative (ngram-simple): %ld steps, %ld drafted, %ld accepted (%.0f%%)\n", sp->steps,
             sp->drafted, sp->accepted, sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
 }
@@ -168,7 +168,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         const int32_t cap = spec->k_next > o->draft_min ? spec->k_next : o->draft_min;
         int32_t max = spec->draft_max < room ? spec->draft_max : room, draft[spec->draft_max + 1];
         if (cap < max) max = cap;
-        int32_t k = n == 1 && max >= o->draft_min && max > 0 ? ngram_draft(spec, draft, max) : 0;
+        int32_t k = n == 1 && max > 0 ? ngram_draft(spec, draft, max) : 0;
         if (k > 0 && k >= o->draft_min) return spec_step(s, st, tokens[0], draft, k);
     }
     int32_t next;

@@ -272,7 +272,7 @@ void run_text(rsr_model *m, rsr_tokenizer *tok, const run_options *o) {
     double t2 = now();
     fprintf(stderr, "rsr-run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n", n,
             t1 - t0, n / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
-    spec_report(o, &g.sample);
+    spec_report(&g.sample);
     free(ids);
     free(out.held);
     generator_free(&g);

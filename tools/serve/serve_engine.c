@@ -137,8 +137,7 @@ struct serve_engine {
     int32_t *owner;
     serve_job **queue; /* a ring of ep.queue */
     int32_t q_head, q_len;
-    uint64_t requests; /* submissions so far: each one's jobs are marked with its number */
-    uint64_t turns;    /* a clock of submissions and starts: serve_job.turn */
+    uint64_t turns; /* a clock of submissions and starts: serve_job.request and .turn */
     int32_t stop_ids[3];
     pthread_t thread;
     pthread_mutex_t lock;
@@ -463,9 +462,9 @@ static void admit(serve_engine *e) {
             i++;
     }
     while (e->q_len > 0) {
-        int32_t keep, i = next_queued(e);
-        slot *sl = free_slot(e);
+        slot *sl = free_slot(e); /* before the queue's scan: most steps have no slot free */
         if (!sl) break;
+        int32_t keep, i = next_queued(e);
         kv_cache *c = pick_cache(e, e->queue[(e->q_head + i) % ring], &keep);
         serve_job *j = queue_take(e, i);
         e->turns++; /* the submission's jobs still queued (now from place i on) wait for their next turn */
@@ -1090,10 +1089,10 @@ bool serve_submit_all(serve_engine *e, serve_job **js, int32_t n) {
     for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j != NULL;
     bool ok = !e->draining && busy + e->q_len + n <= ring; /* free slots, or room in the queue */
     if (ok) {
-        e->requests++, e->turns++;
+        e->turns++; /* the submission's number, and its first turn */
         for (int32_t i = 0; i < n; i++) {
             js[i]->refs = 2;
-            js[i]->request = e->requests, js[i]->turn = e->turns;
+            js[i]->request = js[i]->turn = e->turns;
             e->queue[(e->q_head + e->q_len) % ring] = js[i];
             e->q_len++;
         }

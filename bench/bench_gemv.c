@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "printer.h"
+#include "print/printer.h"
 #include "rsrc.h"
 #include "../runtime/cpu/cpu.h"
 #include "bandwidth.h"
@@ -130,13 +130,13 @@ static double dot_peak(int isa, int threads) {
     const double macs = isa == PEAK_VNNI ? 12 * 64 : isa == PEAK_AVX2 ? 6 * 32 : 12 * 32; /* per iteration */
     for (int pass = 0; pass < 3; pass++) {
         const long iters = 1L << 22;
-        double t0 = now_seconds();
+        double t0 = rsrc_now();
         int sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
         sink += isa == PEAK_VNNI   ? dot_chains_vnni(omp_get_thread_num() + 1, iters)
                 : isa == PEAK_AVX2 ? dot_chains_avx2(omp_get_thread_num() + 1, iters)
                                    : dot_chains_avxvnni(omp_get_thread_num() + 1, iters);
-        double dt = now_seconds() - t0, rate = (double)threads * (double)iters * macs / dt;
+        double dt = rsrc_now() - t0, rate = (double)threads * (double)iters * macs / dt;
         if (rate > best && sink != 1) best = rate;
     }
     return best;
@@ -175,7 +175,7 @@ static built build(const ternary_matrix *tm, enum strategy st, const rsrc_target
     int k = 0;
     if (strategy_is_rsr(st)) {
         char why[256];
-        k = rsr_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
+        k = rsrc_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
     }
     char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%d.so", dir, serial);
     char *blob_path = xasprintf("%s/k.bin", dir), *obj_path = xasprintf("%s/k%d.o", dir, serial);
@@ -284,15 +284,15 @@ static void prefill_rows(const built *b, const built *lanes, const ternary_matri
         double *tv = xmalloc(sizeof *tv * (size_t)reps), *tb = xmalloc(sizeof *tb * (size_t)reps);
         double *tl = xmalloc(sizeof *tl * (size_t)reps);
         for (int r = 0; r < reps; r++) {
-            double t0 = now_seconds();
+            double t0 = rsrc_now();
             for (int t = 0; t < PREFILL; t++)
                 rsr_gemv(b->fn, copies[next++ % ncopies], x + (size_t)t * (size_t)xs, got + (size_t)t * (size_t)rows,
                          b->blocks, threads);
-            double t1 = now_seconds();
+            double t1 = rsrc_now();
             rsr_gemm(b->batch, copies[next++ % ncopies], x, xs, got, rows, PREFILL, b->blocks, threads);
-            double t2 = now_seconds();
+            double t2 = rsrc_now();
             if (lanes) rsr_gemm(lanes->batch, lcopies[lnext++ % nl], x, xs, got, rows, PREFILL, lanes->blocks, threads);
-            tv[r] = t1 - t0, tb[r] = t2 - t1, tl[r] = now_seconds() - t2;
+            tv[r] = t1 - t0, tb[r] = t2 - t1, tl[r] = rsrc_now() - t2;
         }
         double mv = median(tv, reps) / PREFILL;
         for (int form = 0; form < (lanes ? 2 : 1); form++) {
@@ -406,11 +406,11 @@ int main(int argc, char **argv) {
                 naive_gemv(tm.w, x, want, rows, cols, threads);
                 rsr_gemv(b.fn, b.data, x, got, b.blocks, threads);
                 for (int r = 0; r < reps; r++) {
-                    double t0 = now_seconds();
+                    double t0 = rsrc_now();
                     naive_gemv(tm.w, x, want, rows, cols, threads);
-                    double t1 = now_seconds();
+                    double t1 = rsrc_now();
                     rsr_gemv(b.fn, copies[next_copy++ % ncopies], x, got, b.blocks, threads);
-                    double t2 = now_seconds();
+                    double t2 = rsrc_now();
                     tn[r] = t1 - t0, tr[r] = t2 - t1;
                 }
                 double mn = median(tn, reps), mr = median(tr, reps);

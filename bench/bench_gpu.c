@@ -20,7 +20,7 @@
 #include "cuda_driver.h"
 #include "rsr_gpu_call.h"
 #include "../cuda/compiler/cuda_printer.h"
-#include "kir.h"
+#include "ir/kir.h"
 #include "rsrc.h"
 
 static const struct {
@@ -61,11 +61,11 @@ static double time_launches(CUfunction f, unsigned grid, unsigned block, void **
     for (int w = 0; w < 3; w++) check(cu.LaunchKernel(f, grid, 1, 1, block, 1, 1, 0, stream, args, NULL), "warm-up");
     check(cu.StreamSynchronize(stream), "warm-up");
     for (int r = 0; r < reps; r++) {
-        double t0 = now_seconds();
+        double t0 = rsrc_now();
         for (int i = 0; i < batch; i++)
             check(cu.LaunchKernel(f, grid, 1, 1, block, 1, 1, 0, stream, args, NULL), "launch");
         check(cu.StreamSynchronize(stream), "sync");
-        t[r] = (now_seconds() - t0) / batch;
+        t[r] = (rsrc_now() - t0) / batch;
     }
     qsort(t, (size_t)reps, sizeof *t, cmp_double);
     double m = t[reps / 2];
@@ -136,8 +136,8 @@ int main(int argc, char **argv) {
         for (int which = 0; which < 2; which++) {
             matrix_plan mp;
             plan_matrix(tm, t, which ? STRAT_RSR_LOOP : STRAT_I2, 0, &mp);
-            rsr_plan p = {0};
-            if (which) rsr_analyse(tm, mp.k, &p);
+            rsrc_plan p = {0};
+            if (which) rsrc_analyse(tm, mp.k, &p);
             rsrc_kernel kn;
             kernel_lower(&kn, tm, which ? &p : NULL, t, &printer_cuda, mp.strategy, nk, 0);
             kernel_write_data(&kn, &blob);
@@ -152,7 +152,7 @@ int main(int argc, char **argv) {
             nk++;
             kir_close(km);
             kernel_free(&kn);
-            rsr_plan_free(&p);
+            rsrc_plan_free(&p);
         }
     }
     fclose(src);

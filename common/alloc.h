@@ -2,7 +2,7 @@
  * alloc.h — allocation that never comes back empty, for the compiler and the tools (header-only,
  * like the rest of common/). On failure it calls xalloc_failed(bytes), which each program that
  * includes this defines once, to say so in its own voice and exit: the compiler names its
- * --max-memory cap (compiler/diag.c), rsr-mkmodel removes what it had half written.
+ * --max-memory cap (compiler/support/diag.c), rsr-mkmodel removes what it had half written.
  */
 #ifndef RSR_COMMON_ALLOC_H
 #define RSR_COMMON_ALLOC_H

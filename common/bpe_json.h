@@ -1,5 +1,5 @@
 /* bpe_json.h — the parts of a Llama 3 style byte-level BPE tokenizer.json that rsr-mkmodel writes
- * (mktokenizer.c) and rsrc rebuilds from a GGUF file's tokenizer.ggml.* (compiler/gguf_model.c):
+ * (mktokenizer.c) and rsrc rebuilds from a GGUF file's tokenizer.ggml.* (compiler/frontend/gguf_model.c):
  * the pre-tokenizer (Llama 3's split, then the byte-level alphabet), BOS before the text, and the
  * byte-level decoder. */
 #ifndef RSR_BPE_JSON_H

@@ -12,7 +12,7 @@
 
 #include "near_path.h"
 #include "parse_num.h"
-#include "printer.h"
+#include "print/printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 #include "rsr_numerics.h"
@@ -468,7 +468,7 @@ static void print_stats_header(void) {
            "strategy");
 }
 
-static void print_stats_row(const matrix_record *r, const rsr_plan *p) {
+static void print_stats_row(const matrix_record *r, const rsrc_plan *p) {
     char shape[32];
     snprintf(shape, sizeof shape, "%dx%d", r->rows, r->cols);
     double bits = 8.0 * (double)r->index_bytes / ((double)r->rows * (double)r->cols);
@@ -573,7 +573,7 @@ static void check_cpu_features(const options *o, const rsrc_target *t) {
     if (!o->cpu && !o->features) return;
     char *flags = xstrdup(t->cflags), *argv[64];
     int n = 0;
-    argv[n++] = (char *)env_or("RSRC_CC", RSRC_DEFAULT_CC);
+    argv[n++] = (char *)rsrc_env_or("RSRC_CC", RSRC_DEFAULT_CC);
     for (char *tok = strtok(flags, " "); tok && n < 58; tok = strtok(NULL, " ")) argv[n++] = tok;
     argv[n++] = "-x", argv[n++] = "c", argv[n++] = "-fsyntax-only", argv[n++] = "/dev/null", argv[n] = NULL;
     int rc = run_command(argv); /* 127: no C compiler; the link says so */
@@ -872,21 +872,21 @@ static void add_part(build *b, char *path) {
 enum { LLVM_PART_INSTRUCTIONS = 2000000 };
 
 static uint64_t part_instructions(void) { /* RSRC_LLVM_PART_INSTRUCTIONS: another size, for tests */
-    long long n = atoll(env_or("RSRC_LLVM_PART_INSTRUCTIONS", "0"));
+    long long n = atoll(rsrc_env_or("RSRC_LLVM_PART_INSTRUCTIONS", "0"));
     return n > 0 ? (uint64_t)n : LLVM_PART_INSTRUCTIONS;
 }
 
 static void flush_part(build *b) {
     if (!b->use_llvm || !b->linked || emit_llvm_pending(b->cpu.llvm) < part_instructions()) return;
     stage_enter(STAGE_LLVM);
-    double t0 = now_seconds();
+    double t0 = rsrc_now();
     char *path = xasprintf("%s/kernels.%d.o", b->workdir, b->nparts);
     register_temp(path);
     uint64_t n = emit_llvm_pending(b->cpu.llvm);
     emit_llvm_flush(b->cpu.llvm, path);
     add_part(b, path);
     rsrc_note(1, "LLVM: optimised and emitted part %d (%llu instructions) in %.2f s", b->nparts, (unsigned long long)n,
-              now_seconds() - t0);
+              rsrc_now() - t0);
     stage_enter(STAGE_ANALYSE);
 }
 
@@ -1053,11 +1053,10 @@ static void finish_kernels(build *b) {
     blob_close(&b->blob);
     rsrc_note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
               d->num_matrices, (double)b->weights / 1e6, (double)b->index_bytes / 1e6,
-              8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6,
-              now_seconds() - b->t_start);
+              8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6, rsrc_now() - b->t_start);
     if (!b->use_llvm) return;
     stage_enter(STAGE_LLVM);
-    double t0 = now_seconds();
+    double t0 = rsrc_now();
     double llvm_s;
     progress_expect_after(after_seconds(b, &llvm_s));
     progress_stage("LLVM: optimising and generating the kernels", llvm_s);
@@ -1071,7 +1070,7 @@ static void finish_kernels(build *b) {
     add_part(b, xstrdup(b->obj_path));
     emit_llvm_end(b->cpu.llvm);
     b->cpu.llvm = NULL;
-    rsrc_note(1, "LLVM: optimised and emitted the kernels in %.2f s", now_seconds() - t0);
+    rsrc_note(1, "LLVM: optimised and emitted the kernels in %.2f s", rsrc_now() - t0);
 }
 
 /* The output: linked with the runtime, or the stage asked for, under a temporary name renamed
@@ -1110,7 +1109,7 @@ static void write_output(build *b) {
     if ((rsrc_verbosity >= 1 || o->progress || isatty(2)) && strcmp(o->output, "-") && stat(o->output, &st) == 0 &&
         S_ISREG(st.st_mode))
         fprintf(stderr, "rsrc: wrote %s (%.1f MB) in %.1f s\n", o->output, (double)st.st_size / 1e6,
-                now_seconds() - b->t_start);
+                rsrc_now() - b->t_start);
 }
 
 static void build_free(build *b) {
@@ -1133,7 +1132,7 @@ static void build_free(build *b) {
 
 /* The pipeline. --emit=header needs the configuration only. */
 static void compile(const options *o) {
-    build b = {.o = o, .t_start = now_seconds()};
+    build b = {.o = o, .t_start = rsrc_now()};
     stage_enter(STAGE_LOAD);
     load_inputs(&b);
     if (o->emit == EMIT_HEADER) {
@@ -1147,7 +1146,7 @@ static void compile(const options *o) {
         compile_matrices(&b);
         finish_kernels(&b);
         write_output(&b);
-        stage_report(now_seconds() - b.t_start);
+        stage_report(rsrc_now() - b.t_start);
     }
     build_free(&b);
 }

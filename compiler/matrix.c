@@ -22,12 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kir.h"
-#include "printer.h"
+#include "ir/kir.h"
+#include "print/printer.h"
 #include "rsrc.h"
 
 /* Checks a plan against the naive product on a few deterministic vectors. */
-static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
+static void verify_plan(const ternary_matrix *t, const rsrc_plan *p) {
     int8_t *x = xmalloc((size_t)t->cols);
     int32_t *y = xmalloc(sizeof *y * (size_t)t->rows);
     uint64_t s = 0x9e3779b97f4a7c15u;
@@ -36,7 +36,7 @@ static void verify_plan(const ternary_matrix *t, const rsr_plan *p) {
             s = s * 6364136223846793005u + 1442695040888963407u;
             x[c] = trial == 0 ? 127 : trial == 1 ? -128 : (int8_t)(s >> 56);
         }
-        rsr_reference_matvec(p, x, y);
+        rsrc_reference_matvec(p, x, y);
         for (int32_t r = 0; r < t->rows; r++) {
             int32_t want = 0;
             for (int32_t c = 0; c < t->cols; c++) want += ternary_weight(t, r, c) * x[c];
@@ -61,9 +61,9 @@ void matrix_decide(const ternary_matrix *tm, const rsrc_target *t, const matrix_
         plan_prefill(tm, t, rq->prefill, rq->measured_lanes_gain, &cm->mp);
     stage_enter(STAGE_ANALYSE);
     if (!strategy_is_rsr(cm->mp.strategy)) return;
-    rsr_analyse(tm, cm->mp.k, &cm->plan);
+    rsrc_analyse(tm, cm->mp.k, &cm->plan);
     if (rq->verify) verify_plan(tm, &cm->plan);
-    if (rq->print_plan) rsr_plan_print(&cm->plan, tm->name, stdout);
+    if (rq->print_plan) rsrc_plan_print(&cm->plan, tm->name, stdout);
     if (cm->mp.strategy == STRAT_RSR_UNROLLED && rq->user_strategy != STRAT_RSR_UNROLLED && t->kind != TK_CUDA &&
         kernel_unrolled_code_estimate(&cm->plan) > t->unroll_budget)
         cm->mp.strategy = STRAT_RSR_LOOP;
@@ -134,7 +134,7 @@ static void emit(const ternary_matrix *tm, const rsrc_target *t, int index, blob
     rsrc_kernel *kn = &cm->kn;
     kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index, cm->mp.lanes_min);
     kernel_write_data(kn, blob);
-    cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsr_index_bytes(&cm->plan) : kernel_data_size(kn);
+    cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsrc_index_bytes(&cm->plan) : kernel_data_size(kn);
     cm->lowered = true;
     kir_module *m = kir_lower(kn);
     if (!(out->cache && (kn->form == KF_I2 || kn->form == KF_LUT) && reuse_kernel(out->cache, kn, m)))
@@ -160,6 +160,6 @@ void compile_matrix(const ternary_matrix *tm, const rsrc_target *t, const matrix
 
 void compiled_matrix_free(compiled_matrix *cm) {
     if (cm->lowered) kernel_free(&cm->kn);
-    rsr_plan_free(&cm->plan);
+    rsrc_plan_free(&cm->plan);
     cm->lowered = false;
 }

@@ -5,7 +5,7 @@
 #ifndef RSRC_MATRIX_H
 #define RSRC_MATRIX_H
 
-#include "kernel.h"
+#include "ir/kernel.h"
 
 /* ---- matrix.c: the life of one matrix: decide (plan or measure, analyse) → lower → print ---- */
 typedef struct kernel_cache kernel_cache;
@@ -36,7 +36,7 @@ typedef struct matrix_request {
 typedef struct compiled_matrix {
     matrix_plan mp;             /* the final strategy, k and why */
     const tune_class *measured; /* --tune's measurements, or NULL */
-    rsr_plan plan;              /* the RSR analysis (RSR forms) */
+    rsrc_plan plan;             /* the RSR analysis (RSR forms) */
     rsrc_kernel kn;             /* the lowered kernel, its data written and its code printed */
     uint64_t index_bytes;       /* the index (or constant data) the kernel reads */
     bool lowered;

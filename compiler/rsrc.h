@@ -5,7 +5,7 @@
  *
  * Pipeline (see compile() in main.c):
  *
- *   checkpoint ──load──▶ model ──analyse──▶ rsr_plan ──lower──▶ kernel ──emit──▶ C ──link──▶ model.so
+ *   checkpoint ──load──▶ model ──analyse──▶ rsrc_plan ──lower──▶ kernel ──emit──▶ C ──link──▶ model.so
  *   safetensors.c        checkpoint.c       rsr.c               kernel.c        emit_c.c    link.c
  *                                                                                       └─embed──▶ NAME.o
  *   model ──emit_header.c──▶ NAME.h (sizes as macros, entry points)                     embed.c
@@ -17,13 +17,13 @@
 #ifndef RSRC_H
 #define RSRC_H
 
-#include "diag.h"     /* errors, arenas, temporaries, allocation */
-#include "model.h"    /* the inputs: checkpoint, GGUF, ternary matrices */
-#include "plan.h"     /* RSR analysis, target, plan, --tune */
-#include "kernel.h"   /* the kernel description */
-#include "matrix.h"   /* one matrix: decide, lower, print */
-#include "emit.h"     /* blob, C and LLVM printers, manifest, header */
-#include "link.h"     /* resources, link, embed */
-#include "progress.h" /* status line and stage timings */
+#include "support/diag.h"     /* errors, arenas, temporaries, allocation */
+#include "frontend/model.h"   /* the inputs: checkpoint, GGUF, ternary matrices */
+#include "plan/plan.h"        /* RSR analysis, target, plan, --tune */
+#include "ir/kernel.h"        /* the kernel description */
+#include "matrix.h"           /* one matrix: decide, lower, print */
+#include "artifact/emit.h"    /* blob, C and LLVM printers, manifest, header */
+#include "artifact/link.h"    /* resources, link, embed */
+#include "support/progress.h" /* status line and stage timings */
 
 #endif

@@ -40,9 +40,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "printer.h"
+#include "print/printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
+
+static double tune_lanes_gain(const tune_class *tc);
 
 #define TUNE_FORMAT 3 /* bump when the measurement or the cache line changes meaning (3: AVX2's tiles of pair sums) */
 #define TUNE_MAX_CANDIDATES 8
@@ -397,7 +399,8 @@ static char *make_target_key(const rsrc_target *t, bool use_llvm) {
         free(features);
         features = s;
     }
-    char *cc = use_llvm ? xstrdup("") : xasprintf(" cc %s cflags %s", env_or("RSRC_CC", RSRC_DEFAULT_CC), t->cflags);
+    char *cc =
+        use_llvm ? xstrdup("") : xasprintf(" cc %s cflags %s", rsrc_env_or("RSRC_CC", RSRC_DEFAULT_CC), t->cflags);
     char *key = xasprintf("rsrc %s abi %u tune %d; machine %s; target %s cpu %s isa %s backend %s features %s%s",
                           RSRC_VERSION, RSR_ABI_VERSION, TUNE_FORMAT, machine, t->name, t->cpu ? t->cpu : "-",
                           dot_isa_names[target_dot_isa(t)], use_llvm ? "llvm" : "c", *features ? features : "none", cc);
@@ -490,11 +493,11 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
     if (fclose(c) != 0) rsrc_fatal("%s: write failed: %s", c_path, strerror(errno));
     blob_align(&blob, 64);
     blob_close(&blob);
-    double t_llvm = now_seconds();
+    double t_llvm = rsrc_now();
     if (llvm) {
         emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
         emit_llvm_end(llvm);
-        rsrc_note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, now_seconds() - t_llvm);
+        rsrc_note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, rsrc_now() - t_llvm);
     }
     const char *objs[] = {obj_path, NULL};
     link_shared_object(c_path, llvm ? objs : NULL, blob_path, t, ts->opts.opt_level, so_path, ts->workdir);
@@ -575,7 +578,7 @@ static void check_output(const ternary_matrix *tm, const rsr_artifact_matrix *m,
 
 /* Measures the candidates of tc on tm (their outputs checked first) and picks the winners. */
 static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *tc) {
-    double t0 = now_seconds();
+    double t0 = rsrc_now();
     tune_kernels tk;
     build_candidates(ts, tm, tc, &tk);
     int32_t rows = tm->rows, cols = tm->cols, xs = rsr_x_row(cols, tm->unit_cols);
@@ -646,7 +649,7 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
     tc->measured = true;
     tc->origin = xstrdup(tm->name);
     ts->measured++;
-    double dt = now_seconds() - t0;
+    double dt = rsrc_now() - t0;
     ts->seconds += dt;
     char dn[32], pn[32];
     candidate_name(&tc->c[tc->decode_best], dn, sizeof dn);
@@ -658,7 +661,7 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
 
 /* ---- the interface ---- */
 
-char *tune_default_cache(void) {
+static char *tune_default_cache(void) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && *xdg == '/') return xasprintf("%s/rsrc/tune.txt", xdg);
     if (home && *home) return xasprintf("%s/.cache/rsrc/tune.txt", home);
@@ -727,7 +730,7 @@ static tune_class *class_of(tune_state *ts, const ternary_matrix *tm, int k0) {
     return tc;
 }
 
-const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp) {
+static const tune_class *tune_matrix(tune_state *ts, const ternary_matrix *tm, matrix_plan *mp) {
     tune_class *tc = class_of(ts, tm, mp->k);
     if (!tc) return NULL;
     const tune_candidate *w = &tc->c[tc->decode_best];
@@ -783,7 +786,7 @@ void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const rsrc_targe
     rq->measured_lanes_gain = tc ? tune_lanes_gain(tc) : 0;
 }
 
-double tune_lanes_gain(const tune_class *tc) {
+static double tune_lanes_gain(const tune_class *tc) {
     if (tc->c[tc->decode_best].strategy != STRAT_I2) return 0;
     int tiles = -1, lanes = -1;
     for (int i = 0; i < tc->n; i++)

@@ -17,21 +17,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     });
     FUZZ_GUARDED({
         rsrc_model *m = model_load(path);
-        rsrc_arena *ar = arena_open();
-        arena_own(ar, release_model, m);
+        rsrc_arena *ar = rsrc_arena_open();
+        rsrc_arena_own(ar, release_model, m);
         for (int l = 0; l < m->num_layers; l++)
             for (int j = 0; j < model_layer_matrices(m); j++) {
                 int32_t rows, cols;
                 int p;
                 char *name = model_layer_matrix(m, l, j, &rows, &cols, &p);
                 if (!name) continue; /* a DeltaNet layer's empty slot (qwen35) */
-                arena_own(ar, free, name);
+                rsrc_arena_own(ar, free, name);
                 ternary_matrix t = {0};
                 model_load_matrix(m, name, rows, cols, &t);
                 if (!(t.beta > 0)) __builtin_trap();
                 ternary_matrix_free(&t);
             }
-        arena_close(ar);
+        rsrc_arena_close(ar);
     });
     return 0;
 }

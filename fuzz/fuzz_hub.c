@@ -7,7 +7,7 @@
  * repository, an ETag that passes only as one component, sizes and ranges that are counts.
  */
 #include "fuzz_common.h"
-#include "hub.h"
+#include "frontend/hub.h"
 
 /* a path that leaves the directory it is joined to, or is not one name the checks would pass */
 static bool escapes(const char *s) {
@@ -26,12 +26,12 @@ static void check_name(const char *s) {
 static void headers(const char *text, size_t n) {
     hub_head h;
     hub_head_start(&h);
-    rsrc_arena *a = arena_open();
+    rsrc_arena *a = rsrc_arena_open();
     for (size_t i = 0; i < n;) {
         const char *nl = memchr(text + i, '\n', n - i);
         size_t len = nl ? (size_t)(nl - (text + i)) + 1 : n - i;
         hub_head_line(&h, text + i, len);
-        char *line = arena_printf(a, "%.*s", (int)(len - (nl != NULL)), text + i);
+        char *line = rsrc_arena_printf(a, "%.*s", (int)(len - (nl != NULL)), text + i);
         check_name(line);
         if (strlen(hub_shown(a, line)) > 4 * 200 + 3) __builtin_trap();
         i += len;
@@ -39,18 +39,18 @@ static void headers(const char *text, size_t n) {
     if (strlen(h.etag) > HUB_ETAG_MAX + 1 || h.size < -1 || h.range < -1 || h.status < 0 || h.status > 999)
         __builtin_trap();
     check_name(h.etag);
-    arena_close(a);
+    rsrc_arena_close(a);
 }
 
 static void listing(const char *text, size_t n, bool only) {
-    rsrc_arena *a = arena_open();
+    rsrc_arena *a = rsrc_arena_open();
     hub_listing l;
     hub_read_listing(a, "hf:fuzz/x", "main", text, n, &l);
     if (!hub_commit_ok(l.commit)) __builtin_trap();
     char **files = hub_choose(a, "hf:fuzz/x", &l, only && l.n ? l.files[l.n - 1] : NULL);
     for (int i = 0; files[i]; i++)
         if (!hub_file_ok(files[i]) || escapes(files[i])) __builtin_trap();
-    arena_close(a);
+    rsrc_arena_close(a);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_write(st, data + 2 + clen, size - 2 - clen);
     FUZZ_GUARDED({
         rsrc_model *m = model_load(dir);
-        rsrc_arena *ar = arena_open();
-        arena_own(ar, release_model, m);
+        rsrc_arena *ar = rsrc_arena_open();
+        rsrc_arena_own(ar, release_model, m);
         const int32_t q_out = m->num_heads * m->head_dim, kv_out = m->num_kv_heads * m->head_dim;
         const int32_t out_dim[NUM_PROJ] = {q_out,           kv_out,          kv_out,   m->hidden,
                                            m->intermediate, m->intermediate, m->hidden};
@@ -31,13 +31,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int l = 0; l < m->num_layers; l++)
             for (int p = 0; p < NUM_PROJ; p++) {
                 char *name = model_tensor_name(m, l, p);
-                arena_own(ar, free, name);
+                rsrc_arena_own(ar, free, name);
                 ternary_matrix t = {0};
                 model_load_matrix(m, name, out_dim[p], in_dim[p], &t);
                 if (!(t.beta > 0)) __builtin_trap();
                 ternary_matrix_free(&t);
             }
-        arena_close(ar);
+        rsrc_arena_close(ar);
     });
     return 0;
 }

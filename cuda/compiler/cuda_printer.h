@@ -12,7 +12,7 @@
 #ifndef RSRC_CUDA_PRINTER_H
 #define RSRC_CUDA_PRINTER_H
 
-#include "printer.h"
+#include "print/printer.h"
 
 /* ---- lower_gpu.c: the GPU forms as kernel IR, for the route kn was lowered for ---- */
 void kir_lower_gpu(kir_module *m, const rsrc_kernel *kn);

@@ -12,7 +12,7 @@
  */
 #include <string.h>
 
-#include "kir.h"
+#include "ir/kir.h"
 #include "cuda_printer.h"
 #include "rsrc.h"
 

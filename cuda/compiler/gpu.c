@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "cuda_printer.h"
-#include "kir.h"
+#include "ir/kir.h"
 #include "rsr_gpu_call.h"
 #include "rsrc.h"
 
@@ -143,16 +143,16 @@ static void gpu_finish(void *state, blob_writer *blob, int what) {
     if (fclose(g->cu) != 0) rsrc_fatal("%s: write failed: %s", g->cu_path, strerror(errno));
     g->cu = NULL;
     if (what == 0) return;
-    double t0 = now_seconds();
+    double t0 = rsrc_now();
     if (g->llvm) {
         emit_llvm_finish(g->nvptx, LLVM_OUT_ASM, what == 1 ? g->ptx_path : g->llvm_ptx_path);
-        rsrc_note(1, "LLVM NVPTX: matrix kernels as sm_%d PTX in %.2f s", llvm_nvptx_sm(g->t), now_seconds() - t0);
+        rsrc_note(1, "LLVM NVPTX: matrix kernels as sm_%d PTX in %.2f s", llvm_nvptx_sm(g->t), rsrc_now() - t0);
         if (what == 1) return;
     }
     size_t n;
     char *source = read_file(g->cu_path, &n);
     char *ptx = nvrtc_compile(g->t, source, "model.cu", &n);
-    rsrc_note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, now_seconds() - t0);
+    rsrc_note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, rsrc_now() - t0);
     if (what == 1)
         write_file(g->ptx_path, ptx, n);
     else

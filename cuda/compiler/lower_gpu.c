@@ -10,8 +10,8 @@
  * i2's arithmetic of a group of 16 columns is one helper (dp4a_rows) for both, and the warp
  * form's sums one lowering (warp_sums).
  */
-#include "kir.h"
-#include "lower.h"
+#include "ir/kir.h"
+#include "ir/lower.h"
 #include "cuda_printer.h"
 #include "rsrc.h"
 
@@ -204,7 +204,7 @@ static kir_expr *warp_first(lower *L, const warp_io *io, kir_expr *start) {
 static void warp_sums(lower *L, kir_list *lp, const warp_io *io, kir_var **acc) {
     kir_module *m = L->m;
     const rsrc_kernel *kn = L->kn;
-    const rsr_plan *p = kn->plan;
+    const rsrc_plan *p = kn->plan;
     int k = p->k;
     kir_list l = *lp, body, hit, sh, run;
     kir_var *block_col = var(L, "block_col", KT_PU32), *entry = var(L, "entry", KT_PU32);
@@ -270,7 +270,7 @@ static void warp_sums(lower *L, kir_list *lp, const warp_io *io, kir_var **acc) 
 
 static const char *warp_comment(lower *L) {
     const rsrc_kernel *kn = L->kn;
-    const rsr_plan *p = kn->plan;
+    const rsrc_plan *p = kn->plan;
     return kir_strf(L->m, "%s: %dx%d, %s, k=%d, %d blocks, %llu segments, %llu columns kept, %d warps per block",
                     kn->strategy, p->rows, p->cols, p->binary ? "binary" : "ternary", p->k, p->num_blocks,
                     (unsigned long long)p->num_segments, (unsigned long long)p->num_cols_kept, kn->gpu_split);

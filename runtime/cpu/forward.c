@@ -23,7 +23,7 @@
  * transparent huge pages where the kernel gives them on request, with the first RSR_CACHE_TOUCHED
  * rows of every head touched here, so that the token path takes no page faults: first touches in
  * the middle of a prefill cost 0.05–0.5 s of a 512-token prefill of the 2B-4T shape (measured on
- * the Zen 5 VM of docs/performance.md; up to 16% of it, varying with how readily the kernel finds
+ * the Zen 5 VM of docs/history/performance-log.md; up to 16% of it, varying with how readily the kernel finds
  * free 2 MB pages), and 0.01–0.15 s here. Rows past that are touched when first written, so a
  * long max_positions commits memory only as used.
  */
@@ -487,7 +487,7 @@ static void bitlinear_part(const rsr_model *m, const rt_work *w, const bl_out *o
 /* The BitLinear layers that read the same input (q, k, v; gate, up) in one parallel region: each
  * thread takes one contiguous range of blocks of every matrix (blocks cost the same for i2, nearly
  * for RSR, and a shared work counter costs more than the imbalance it removes: bench_gemv,
- * docs/performance.md). With glu, outs are gate and up of one shape, and each thread applies the
+ * docs/history/performance-log.md). With glu, outs are gate and up of one shape, and each thread applies the
  * activation to its own rows: gate = act(gate) · up. */
 /* g = act(g) · u for rows [r0, r1). relu² is written with a comparison (NaN → 0, as fmaxf(g, 0)
  * gives) so that the clones vectorise it; SiLU calls expf, GELU tanhf. */

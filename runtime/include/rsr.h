@@ -110,7 +110,7 @@ typedef enum rsr_device { RSR_DEVICE_AUTO = 0, RSR_DEVICE_CPU = 1, RSR_DEVICE_GP
  * memory's speed; the process holds the constants once (the file's pages are not mapped). When the machine has too little memory available for the copy, the
  * model reads the file mapping instead and rsr_model_info.constants says so.
  * MMAP: read through the file mapping: nothing copied at open and the page cache shared by every
- * process that opens the same file, at the kernel's mercy between tokens (docs/performance.md). */
+ * process that opens the same file, at the kernel's mercy between tokens (docs/history/performance-log.md). */
 typedef enum rsr_load { RSR_LOAD_COPY = 0, RSR_LOAD_MMAP = 1 } rsr_load;
 
 typedef struct rsr_model_params {

@@ -1,7 +1,7 @@
 /*
  * load.c — what rsr_model_open does before the first token: checks that this CPU has the
  * features the artifact's code was compiled for, and puts the model's constants where the CPU
- * code reads them (rsr_model_params.load, docs/performance.md "Where the constants live").
+ * code reads them (rsr_model_params.load, docs/history/performance-log.md "Where the constants live").
  *
  * The default copies the constants into anonymous memory advised for 2 MiB pages, reading them
  * with pread from the artifact's file (found through the loaded object that holds them), so the

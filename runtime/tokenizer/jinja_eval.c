@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+static jv jx_eval(jctx *c, jscope *s, const jnode *n);
+
 enum { EXEC_OK, EXEC_BREAK, EXEC_CONTINUE };
 
 struct jscope {
@@ -196,7 +198,7 @@ static jv eval_binary(jctx *c, jscope *s, const jnode *n) {
     return typed_binary(c, op, l, r, line);
 }
 
-jv jx_eval(jctx *c, jscope *s, const jnode *n) {
+static jv jx_eval(jctx *c, jscope *s, const jnode *n) {
     jx_work(c, 1, n->line);
     switch (n->kind) {
     case N_TEXT:

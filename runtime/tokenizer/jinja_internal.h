@@ -233,15 +233,12 @@ typedef struct {
 } jctx;
 
 /* jinja_eval.c */
-jv jx_eval(jctx *c, jscope *s, const jnode *n);
 void jx_eval_args(jctx *c, jscope *s, const jnodes *args, jargs *out);
 
 /* jinja_lib.c: memory and strings */
 void *jx_alloc(jctx *c, size_t n, int line);
 void jx_work(jctx *c, long long n, int line);
 void jx_put(jctx *c, jsb *b, const char *p, size_t n, int line);
-void jx_puts(jctx *c, jsb *b, const char *p, int line);
-jv jx_str(jsb *b);
 jv jx_cstr(jctx *c, const char *p, size_t n, int line);
 jlist *jx_list(jctx *c, int n, int line);
 jdict *jx_dict(jctx *c, int cap, int line);
@@ -267,7 +264,6 @@ jv jx_member(jctx *c, jv obj, jv prop, int line);
 jv jx_call(jctx *c, jv fn, const jargs *a, int line);
 jv jx_filter(jctx *c, jscope *s, const jnode *f, jv x);
 int jx_test(jctx *c, jstr name, jv x, const jv *arg, int line);
-int jx_test_known(jstr name);
 jv jx_slice(jctx *c, jv obj, jv start, jv stop, jv step, int line);
 
 #endif

@@ -50,11 +50,11 @@ void jx_put(jctx *c, jsb *b, const char *p, size_t n, int line) {
     b->n += n;
 }
 
-void jx_puts(jctx *c, jsb *b, const char *p, int line) { jx_put(c, b, p, strlen(p), line); }
+static void jx_puts(jctx *c, jsb *b, const char *p, int line) { jx_put(c, b, p, strlen(p), line); }
 
 static const jv none = {JV_NONE, {0}};
 
-jv jx_str(jsb *b) { return vstr((jstr){b->p ? b->p : "", b->n}); }
+static jv jx_str(jsb *b) { return vstr((jstr){b->p ? b->p : "", b->n}); }
 
 jv jx_cstr(jctx *c, const char *p, size_t n, int line) {
     char *q = jx_alloc(c, n + 1, line);
@@ -1038,7 +1038,7 @@ static const char *const test_names[] = {
     "defined",  "undefined", "none",     "boolean", "false", "true", "string", "number",  "integer", "mapping",
     "iterable", "sequence",  "callable", "lower",   "upper", "odd",  "even",   "equalto", "eq",      NULL};
 
-int jx_test_known(jstr name) {
+static int jx_test_known(jstr name) {
     for (const char *const *t = test_names; *t; t++)
         if (jx_streq(name, *t)) return 1;
     return 0;

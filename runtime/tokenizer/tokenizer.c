@@ -166,7 +166,7 @@ int utf8_next(const char *s, size_t n, uint32_t *cp) {
 
 /* Printable Latin-1 bytes stand for themselves; the other 68 bytes take code points 256.. in
  * byte order, so that every byte is a visible character in vocabulary files. */
-uint32_t byte_to_codepoint(uint8_t b) {
+static uint32_t byte_to_codepoint(uint8_t b) {
     if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE) return b;
     uint32_t n = 0;
     for (uint32_t c = 0; c < b; c++)

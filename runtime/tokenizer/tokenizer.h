@@ -185,8 +185,6 @@ rsr_status tok_copy_out(rsr_tokenizer *t, const char *s, size_t n, char *text, s
 int32_t tok_lookup_merge(const rsr_tokenizer *t, int32_t left, int32_t right, int32_t *result);
 /* Appends valid UTF-8 to out: each maximal invalid subsequence becomes U+FFFD (WHATWG). */
 bool utf8_sanitize(bytes *out, const char *s, size_t len);
-/* The byte-level alphabet: byte b stands for code point byte_to_codepoint(b) in token texts. */
-uint32_t byte_to_codepoint(uint8_t b);
 int utf8_encode(uint32_t cp, char out[4]);
 /* Decodes one code point of valid UTF-8 at s (n bytes left); returns its length. */
 int utf8_next(const char *s, size_t n, uint32_t *cp);

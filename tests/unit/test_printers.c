@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "printer.h"
+#include "print/printer.h"
 #include "rsrc.h"
 
 #include "expect.h"

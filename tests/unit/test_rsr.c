@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "../../runtime/cpu/cpu.h"
-#include "kir.h"
-#include "printer.h"
+#include "ir/kir.h"
+#include "print/printer.h"
 #include "rsrc.h"
 
 #include "expect.h"
@@ -108,14 +108,14 @@ static void fill_vector(int8_t *x, int32_t n, int kind) {
 
 /* The plan interpreted directly, and its structural invariants. */
 static void check_plan(const ternary_matrix *t, int k) {
-    rsr_plan p;
-    rsr_analyse(t, k, &p);
+    rsrc_plan p;
+    rsrc_analyse(t, k, &p);
     int8_t *x = xmalloc((size_t)t->cols);
     int32_t *want = xmalloc(sizeof(int32_t) * (size_t)t->rows), *got = xmalloc(sizeof(int32_t) * (size_t)t->rows);
     for (int kind = 0; kind < 5; kind++) {
         fill_vector(x, t->cols, kind);
         naive(t, x, want);
-        rsr_reference_matvec(&p, x, got);
+        rsrc_reference_matvec(&p, x, got);
         EXPECT(memcmp(want, got, sizeof(int32_t) * (size_t)t->rows) == 0, "plan %dx%d k=%d %s vector %d", t->rows,
                t->cols, k, t->binary ? "binary" : "ternary", kind);
     }
@@ -131,7 +131,7 @@ static void check_plan(const ternary_matrix *t, int k) {
         free(seen);
     }
     free(x), free(want), free(got);
-    rsr_plan_free(&p);
+    rsrc_plan_free(&p);
 }
 
 typedef void (*kernel_fn)(const uint8_t *, const int8_t *, int32_t *, int32_t, int32_t);
@@ -144,7 +144,7 @@ typedef void (*batch_fn)(const uint8_t *, const int8_t *, int32_t, int32_t *, in
  * test's time). */
 typedef struct check {
     ternary_matrix t; /* the check's own copy: the kernel points at it */
-    rsr_plan plan;    /* RSR forms */
+    rsrc_plan plan;   /* RSR forms */
     rsrc_kernel kn;
     enum dot_isa isa; /* i2 */
     int k;            /* RSR forms; 0: i2 */
@@ -191,7 +191,7 @@ static ternary_matrix copy_matrix(const ternary_matrix *t) {
 static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const rsrc_target *tgt, int k, int isa) {
     check *c = xcalloc(1, sizeof *c);
     c->t = copy_matrix(t), c->k = k, c->isa = (enum dot_isa)isa;
-    if (strategy_is_rsr(s)) rsr_analyse(&c->t, k, &c->plan);
+    if (strategy_is_rsr(s)) rsrc_analyse(&c->t, k, &c->plan);
     kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, tgt, &printer_c, s, b->serial, 0);
     kernel_write_data(&c->kn, &b->blob);
     kir_module *m = kir_lower(&c->kn);
@@ -315,7 +315,7 @@ static void batch_run(batch *b) {
     for (int i = 0; i < b->n; i++) {
         check *c = b->checks[i];
         kernel_free(&c->kn);
-        if (c->k) rsr_plan_free(&c->plan);
+        if (c->k) rsrc_plan_free(&c->plan);
         ternary_matrix_free(&c->t);
         free(c);
     }

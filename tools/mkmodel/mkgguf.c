@@ -1,7 +1,7 @@
 /*
  * mkgguf.c — a GGUF writer for rsr-mkmodel: version 3, little-endian, alignment 32 (the
  * default, also written as general.alignment). The ternary encoders are the inverses of the
- * decoders in compiler/gguf.c: I2_S packs 128 weights into 32 bytes (code of weight j at bits
+ * decoders in compiler/frontend/gguf.c: I2_S packs 128 weights into 32 bytes (code of weight j at bits
  * 6-2*(j/32) of byte j%32) and puts one f32 scale after the codes, in 32 bytes; TQ2_0 blocks of
  * 256 hold 64 bytes of codes (weight 128h + 32n + m at bits 2n of byte 32h + m) and an f16
  * scale; TQ1_0 blocks hold 48 bytes of five base-3 digits and 4 of four (the value v of the

@@ -1,5 +1,5 @@
 /* mkgguf.h — writes GGUF files (rsr-mkmodel --format gguf-*): metadata, tensors, and the ternary
- * and binary encodings rsrc reads (compiler/gguf.c describes them; mkgguf.c's header too). */
+ * and binary encodings rsrc reads (compiler/frontend/gguf.c describes them; mkgguf.c's header too). */
 #ifndef RSR_MKGGUF_H
 #define RSR_MKGGUF_H
 

@@ -3,12 +3,12 @@
  * sectioned by the file that owns each part. The kernel IR (kir.h, lower.h) and the printers as
  * values (printer.h) have headers of their own.
  *
- * Pipeline (see compile() in main.c):
+ * Pipeline (see compile() in main.c), by room (docs/design.md draws the rooms and their arrows):
  *
- *   checkpoint ──load──▶ model ──analyse──▶ rsrc_plan ──lower──▶ kernel ──emit──▶ C ──link──▶ model.so
- *   safetensors.c        checkpoint.c       rsr.c               kernel.c        emit_c.c    link.c
- *                                                                                       └─embed──▶ NAME.o
- *   model ──emit_header.c──▶ NAME.h (sizes as macros, entry points)                     embed.c
+ *   checkpoint ──load──▶ model ──analyse──▶ rsrc_plan ──lower──▶ kernel ──print──▶ C ──link──▶ model.so
+ *   frontend/            frontend/          plan/rsr.c          ir/kernel.c     print/    artifact/link.c
+ *                                                                                    └─embed──▶ NAME.o
+ *   model ──artifact/emit_header.c──▶ NAME.h (sizes as macros, entry points)         artifact/embed.c
  *
  * Matrices are processed one at a time (load, analyse, emit, free), so the compiler's memory
  * does not grow with the model: the checkpoint is memory-mapped and the constant data is

@@ -2,7 +2,7 @@
  * serve.h — rsr-serve's parts: an OpenAI request read and checked (serve_request.c, no model and
  * no network: what the fuzzer drives), generated text made safe to send (serve_text.c), and the
  * engine that advances every admitted request through one batch per step (serve_engine.c). The
- * HTTP side (rsr-serve.c, libmicrohttpd) owns neither.
+ * HTTP side (serve_http.c and the files beside it, libmicrohttpd) owns neither.
  */
 #ifndef RSR_SERVE_H
 #define RSR_SERVE_H

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "cpu_device.h"
 #include "synthetic.h"
 
 /* Overwrites one field of the descriptor. The blob may only shrink: the harness owns its bytes. */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "cpu_device.h"
 #include "synthetic.h"
 
 #define MAX_SESSIONS 3

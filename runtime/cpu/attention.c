@@ -30,7 +30,7 @@
 #include <omp.h>
 
 #include "attn_kernels.h"
-#include "internal.h"
+#include "cpu_device.h"
 #include "louver_rows.h"
 
 _Static_assert((int)RSR_KV_F32 == ATTN_F32 && (int)RSR_KV_BF16 == ATTN_BF16 && (int)RSR_KV_F16 == ATTN_F16 &&
@@ -434,47 +434,27 @@ rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_
     return st;
 }
 
-rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_attention_stats *out) {
-    if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
-    const rsr_artifact *a = s->model->a;
-    rsr_session *w = (rsr_session *)s; /* the message buffer is the only thing written */
-    if (layer < 0 || layer >= a->num_layers)
-        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
-    if (!s->attn)
-        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT,
-                            "attention statistics are kept by sessions on the CPU: open the model with device cpu");
+/* ---- what the session API reads of attention (session.c checks the arguments first) ---- */
+
+rsr_status rt_attention_stats(const rsr_session *s, int32_t layer, rsr_attention_stats *out) {
     if (s->attn->stats_pos < 0)
-        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
+        return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT, "no token has been evaluated yet");
     *out = s->attn->stats[layer];
     return RSR_OK;
 }
 
-rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_head, int32_t first, int32_t count,
-                               float *keys, float *values) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    const rsr_artifact *a = s->model->a;
-    char *err = ((rsr_session *)s)->err; /* the message buffer is the only thing written */
-    if (!s->model->run_on->host_memory)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                            "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
-    if (layer < 0 || layer >= a->num_layers)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
-    if (a->layer[layer].kind == RSR_LAYER_DELTANET)
-        return rt_set_error(
-            err, RSR_ERR_INVALID_ARGUMENT,
-            "layer %d is a gated DeltaNet layer: it keeps a recurrent state, no keys, values or queries", layer);
-    if (kv_head < 0 || kv_head >= a->num_kv_heads)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)", kv_head,
-                            a->num_kv_heads);
+rsr_status rt_kv_read(const rsr_session *s, int32_t layer, int32_t kv_head, int32_t first, int32_t count, float *keys,
+                      float *values) {
     const int32_t oldest = kv_oldest(s, layer);
     if (first < oldest || count < 0 || (int64_t)first + count > s->pos)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+        return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT,
                             "positions [%d, %lld) are not all in the cache: layer %d holds positions [%d, %d)%s", first,
                             (long long)first + count, layer, oldest, s->pos,
                             oldest ? " (a windowed layer keeps its last positions only)" : "");
     if (!keys && !values)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: keys and values are both NULL");
-    const int32_t d = a->head_dim;
+        return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT,
+                            "nowhere to read into: keys and values are both NULL");
+    const int32_t d = s->model->a->head_dim;
     for (int32_t j = 0; j < count; j++) {
         if (keys) attn_widen_row(kv_rows_at(s, s->k_cache, layer, kv_head, first + j), 0, d, keys + (size_t)j * d);
         if (values) attn_widen_row(kv_rows_at(s, s->v_cache, layer, kv_head, first + j), 0, d, values + (size_t)j * d);
@@ -482,22 +462,10 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
     return RSR_OK;
 }
 
-rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+rsr_status rt_last_query(const rsr_session *s, int32_t layer, float *q) {
     const rsr_artifact *a = s->model->a;
-    char *err = ((rsr_session *)s)->err;
-    if (!s->model->run_on->host_memory)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
-                            "the queries of a GPU session are in device memory: read them from a session on the CPU");
-    if (layer < 0 || layer >= a->num_layers)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
-    if (a->layer[layer].kind == RSR_LAYER_DELTANET)
-        return rt_set_error(
-            err, RSR_ERR_INVALID_ARGUMENT,
-            "layer %d is a gated DeltaNet layer: it keeps a recurrent state, no keys, values or queries", layer);
-    if (!q) return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
     if (s->pos == 0 || s->attn->last_q_pos[layer] != s->pos - 1)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT,
+        return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT,
                             "no query at layer %d for the last position: no token has been evaluated since the "
                             "session was created or reset, or the last evaluation failed",
                             layer);

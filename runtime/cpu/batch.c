@@ -14,55 +14,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "cpu_device.h"
 
-struct rsr_batch {
-    rsr_model *model;
-    int32_t cap;           /* the most rows of a step: rsr_batch_create's rows */
+/* The CPU's part of a batch (rsr_batch.dev). */
+typedef struct cpu_batch {
     rt_work work;          /* the activations, grown to the widest step asked for (up to cap rows) */
     rt_run *runs;          /* [cap] one step's runs */
     int32_t *tokens;       /* [cap] one step's tokens */
     rt_head_call *heads;   /* [cap] the outputs a step owes */
     rt_head_request *reqs; /* [cap] */
-    char err[RSR_ERRMSG_SIZE];
-};
+} cpu_batch;
 
-rsr_status rsr_batch_create(rsr_model *m, int32_t rows, rsr_batch **out) {
-    if (!out) return RSR_ERR_INVALID_ARGUMENT;
-    *out = NULL;
-    rsr_batch *b = calloc(1, sizeof *b);
-    if (!b) return RSR_ERR_OUT_OF_MEMORY;
-    *out = b;
-    b->model = m;
-    if (!m || !m->a) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no model (a NULL or failed handle)");
-    if (m->status != RSR_OK)
-        return rt_set_error(b->err, m->status, "the model failed to open: %s", rsr_model_errmsg(m));
-    if (m->run_on != &rt_device_cpu)
-        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT,
-                            "batches run on the CPU; this model runs on the %s (open it with device = "
-                            "RSR_DEVICE_CPU to batch its sessions)",
-                            m->run_on->name);
-    if (rows < 0 || rows > RSR_BATCH_MAX)
-        return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "rows %d is out of range [0, %d]", rows, RSR_BATCH_MAX);
-    if (!rows) rows = RSR_BATCH_MAX;
-    b->runs = malloc(sizeof *b->runs * (size_t)rows);
-    b->tokens = malloc(sizeof *b->tokens * (size_t)rows);
-    b->heads = malloc(sizeof *b->heads * (size_t)rows);
-    b->reqs = malloc(sizeof *b->reqs * (size_t)rows);
-    if (!b->runs || !b->tokens || !b->heads || !b->reqs || rt_work_init(&b->work, m, 1) != RSR_OK)
+rsr_status rt_cpu_batch_init(rsr_batch *b, int32_t rows) {
+    cpu_batch *c = b->dev = calloc(1, sizeof *c);
+    if (!c) return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for a batch of %d rows", rows);
+    c->runs = malloc(sizeof *c->runs * (size_t)rows);
+    c->tokens = malloc(sizeof *c->tokens * (size_t)rows);
+    c->heads = malloc(sizeof *c->heads * (size_t)rows);
+    c->reqs = malloc(sizeof *c->reqs * (size_t)rows);
+    if (!c->runs || !c->tokens || !c->heads || !c->reqs || rt_work_init(&c->work, b->model, 1) != RSR_OK)
         return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for a batch of %d rows", rows);
-    b->cap = rows;
     return RSR_OK;
 }
 
-void rsr_batch_free(rsr_batch *b) {
-    if (!b) return;
-    rt_work_free(&b->work);
-    free(b->runs), free(b->tokens), free(b->heads), free(b->reqs);
-    free(b);
+void rt_cpu_batch_free(rsr_batch *b) {
+    cpu_batch *c = b->dev;
+    if (!c) return;
+    rt_work_free(&c->work);
+    free(c->runs), free(c->tokens), free(c->heads), free(c->reqs);
+    free(c);
 }
-
-const char *rsr_batch_errmsg(const rsr_batch *b) { return b ? b->err : "no batch (a NULL handle)"; }
 
 /* Sequence i, checked as the session calls check theirs, and against the others. */
 static rsr_status check_seq(rsr_batch *b, const rsr_seq *seqs, int32_t i) {
@@ -115,10 +96,8 @@ static rt_head_request request_of(const rsr_seq *q) {
     return (rt_head_request){.kind = RT_HEAD_GREEDY, .token = q->token};
 }
 
-rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
-    if (!b) return RSR_ERR_INVALID_ARGUMENT;
-    if (!b->cap) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "the batch failed to be created");
-    if (!seqs || n_seqs <= 0) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no sequences to evaluate");
+rsr_status rt_cpu_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
+    cpu_batch *c = b->dev;
     for (int32_t i = 0; i < n_seqs; i++) {
         rsr_status st = check_seq(b, seqs, i);
         if (st != RSR_OK) return st;
@@ -127,7 +106,7 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
     int64_t total = 0;
     for (int32_t j = 0; j < n_seqs; j++) total += seqs[j].n;
     const int32_t need = total < cap ? (int32_t)total : cap;
-    if (rt_work_reserve(&b->work, b->model, need) != RSR_OK)
+    if (rt_work_reserve(&c->work, b->model, need) != RSR_OK)
         return rt_set_error(b->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the activations of %d rows", need);
     int32_t i = 0, done = 0; /* the next token: seqs[i].tokens[done] */
     while (i < n_seqs) {
@@ -136,14 +115,14 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
             const rsr_seq *q = &seqs[i];
             int32_t take = q->n - done < cap - rows ? q->n - done : cap - rows;
             if (take > q->session->batch) take = q->session->batch; /* a step's tokens, as its session's own */
-            memcpy(b->tokens + rows, q->tokens + done, sizeof(int32_t) * (size_t)take);
-            b->runs[nruns] = (rt_run){q->session, rows, take};
+            memcpy(c->tokens + rows, q->tokens + done, sizeof(int32_t) * (size_t)take);
+            c->runs[nruns] = (rt_run){q->session, rows, take};
             rows += take, done += take;
             if (done == q->n) {
                 if (q->output != RSR_OUTPUT_NONE) {
-                    b->reqs[nheads] = request_of(q);
-                    b->heads[nheads] = (rt_head_call){q->session, b->work.xn + (size_t)nruns * (size_t)b->work.widest,
-                                                      &b->reqs[nheads]};
+                    c->reqs[nheads] = request_of(q);
+                    c->heads[nheads] = (rt_head_call){q->session, c->work.xn + (size_t)nruns * (size_t)c->work.widest,
+                                                      &c->reqs[nheads]};
                     nheads++;
                 }
                 i++, done = 0;
@@ -153,11 +132,11 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
             }
             nruns++;
         }
-        rsr_status st = rt_forward(b->model, &b->work, b->tokens, b->runs, nruns, rows, nheads > 0);
-        if (st == RSR_OK) st = rt_lm_head_many(b->heads, nheads);
+        rsr_status st = rt_forward(b->model, &c->work, c->tokens, c->runs, nruns, rows, nheads > 0);
+        if (st == RSR_OK) st = rt_lm_head_many(c->heads, nheads);
         if (st != RSR_OK)
             return rt_set_error(b->err, st, "a step of %d rows from %d sequences failed: %s", rows, nruns,
-                                b->runs[0].s->err[0] ? b->runs[0].s->err : rsr_status_to_string(st));
+                                c->runs[0].s->err[0] ? c->runs[0].s->err : rsr_status_to_string(st));
     }
     return RSR_OK;
 }

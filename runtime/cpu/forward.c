@@ -15,7 +15,7 @@
 #include "attn_kernels.h"
 #include "family.h"
 #include "fold.h"
-#include "internal.h"
+#include "cpu_device.h"
 #include "rsr_numerics.h"
 
 /*
@@ -298,6 +298,7 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
 
 /* Back to position 0: the attention's state, and a recurrent state back to zeros. */
 static void cpu_session_reset(rsr_session *s) {
+    rt_lm_head_forget(s);
     if (s->dn_state) memset(s->dn_state, 0, sizeof(float) * s->model->dn_state_floats);
     s->dn_snap_pos = -1;
     rt_attention_reset(s);
@@ -310,6 +311,63 @@ static void cpu_session_truncate(rsr_session *s) {
     rt_attention_truncate(s);
 }
 
+/* The target whose code runs on every CPU of this architecture (specs/generic.yaml, specs/aarch64.yaml) */
+#if defined(__aarch64__)
+#define BASELINE_TARGET "aarch64 (any AArch64 CPU)"
+#else
+#define BASELINE_TARGET "generic (any x86-64)"
+#endif
+
+static rsr_status cpu_check(const rsr_artifact *a, char *err) {
+    char missing[160];
+    if (!a->cpu_features || !rt_cpu_missing(a->cpu_features, missing, sizeof missing)) return RSR_OK;
+    return rt_set_error(err, RSR_ERR_ABI,
+                        "the model's code was compiled for target %s and needs CPU features this "
+                        "CPU lacks: %s; compile it again with --target host (this machine) or "
+                        "--target " BASELINE_TARGET,
+                        a->target, missing);
+}
+
+/* What rsr_model_info.device says of the host: the runtime's kernels, and whether RSR_CPU capped
+ * them. */
+static void cpu_describe(char *out, size_t size) {
+    const rt_isa isa = rt_cpu_isa();
+    snprintf(out, size, "cpu (%s runtime kernels%s)", rt_isa_name(isa),
+             isa < rt_cpu_isa_uncapped() ? ", capped by RSR_CPU" : "");
+}
+
+static rsr_status cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
+    const rsr_artifact_matrix *mx = &m->a->matrix[index];
+    size_t cols = (size_t)mx->cols, rows = (size_t)rt_kernel_rows(mx);
+    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+    size_t padded = (size_t)rsr_x_row(mx->cols, mx->unit_cols); /* the codes, padded, and units' Σx */
+    int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;
+    int8_t *xp = calloc((size_t)step, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
+    if (!xp) return RSR_ERR_OUT_OF_MEMORY;
+    for (int32_t t0 = 0; t0 < ntok; t0 += step) {
+        int32_t n = ntok - t0 < step ? ntok - t0 : step;
+        for (int32_t t = 0; t < n; t++) {
+            memcpy(xp + (size_t)t * padded, x + (size_t)(t0 + t) * cols, cols);
+            rsr_x_put_sums(xp + (size_t)t * padded, mx->cols, mx->unit_cols);
+        }
+        int32_t *yt = y + (size_t)t0 * rows;
+        if (n > 1 && mx->kernel_batch) {
+            mx->kernel_batch(data, xp, (int32_t)padded, yt, (int32_t)rows, n, 0, mx->num_blocks);
+            continue;
+        }
+        for (int32_t t = 0; t < n; t++)
+            mx->kernel(data, xp + (size_t)t * padded, yt + (size_t)t * rows, 0, mx->num_blocks);
+    }
+    free(xp);
+    return RSR_OK;
+}
+
+static int32_t cpu_truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kept) {
+    const int32_t floor = rt_kv_truncate_floor(s, layer);
+    *kept = *layer >= 0 ? s->kv_layer[*layer].ring : 0;
+    return floor;
+}
+
 const rt_device rt_device_cpu = {
     .name = "cpu",
     .host_memory = true,
@@ -318,7 +376,16 @@ const rt_device rt_device_cpu = {
     .session_truncate = cpu_session_truncate,
     .session_free = cpu_session_free,
     .eval = cpu_eval,
-    .matmul_int = rt_cpu_matmul_int,
+    .matmul_int = cpu_matmul_int,
+    .check = cpu_check,
+    .describe = cpu_describe,
+    .truncate_floor = cpu_truncate_floor,
+    .attention_stats = rt_attention_stats,
+    .kv_read = rt_kv_read,
+    .last_query = rt_last_query,
+    .batch_init = rt_cpu_batch_init,
+    .batch_eval = rt_cpu_batch_eval,
+    .batch_free = rt_cpu_batch_free,
 };
 
 /* ---- the operations of a step: n tokens (1 <= n <= s->batch) through every layer ----

@@ -31,7 +31,7 @@
 #include <omp.h>
 
 #include "family.h"
-#include "internal.h"
+#include "cpu_device.h"
 
 /*
  * One logit: the dot product of x with a row, in 16 interleaved fp32 partial sums (lane j sums

@@ -15,7 +15,7 @@
 
 #include "louver_kernels.h" /* the index, head_q, and the AVX-512 passes (family_avx512.c) */
 #include "louver_rows.h"
-#include "internal.h" /* RT_TEST_HOOK */
+#include "cpu_device.h" /* RT_TEST_HOOK */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LOUVER_X86 1

@@ -24,25 +24,7 @@
 
 #include <omp.h>
 
-#include "cpu.h"
 #include "internal.h"
-
-/* The target whose code runs on every CPU of this architecture (specs/generic.yaml, specs/aarch64.yaml) */
-#if defined(__aarch64__)
-#define BASELINE_TARGET "aarch64 (any AArch64 CPU)"
-#else
-#define BASELINE_TARGET "generic (any x86-64)"
-#endif
-
-rsr_status rt_check_cpu(const rsr_artifact *a, char *err) {
-    char missing[160];
-    if (!a->cpu_features || !rt_cpu_missing(a->cpu_features, missing, sizeof missing)) return RSR_OK;
-    return rt_set_error(err, RSR_ERR_ABI,
-                        "the model's code was compiled for target %s and needs CPU features this "
-                        "CPU lacks: %s; compile it again with --target host (this machine) or "
-                        "--target " BASELINE_TARGET,
-                        a->target, missing);
-}
 
 /* ---- threads ---- */
 

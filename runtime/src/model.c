@@ -424,9 +424,7 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     const char *omp = getenv("OMP_NUM_THREADS");
     rt_adapt_init(m, p.num_threads > 0 || (omp && *omp)); /* a count the user gave stays */
     if (a) m->blob = m->rows = a->blob;
-    const rt_isa isa = rt_cpu_isa(); /* the runtime's kernels: the family and whether RSR_CPU capped it */
-    snprintf(m->device, sizeof m->device, "cpu (%s runtime kernels%s)", rt_isa_name(isa),
-             isa < rt_cpu_isa_uncapped() ? ", capped by RSR_CPU" : "");
+    rt_devices[0]->describe(m->device, sizeof m->device); /* the host's, until another device takes the model */
     snprintf(m->constants, sizeof m->constants, "the file mapping");
     if (m->status != RSR_OK) return m->status;
     bool built = p.device == RSR_DEVICE_AUTO || p.device == RSR_DEVICE_CPU; /* the host: always */
@@ -440,7 +438,7 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     if (!built)
         return m->status =
                    rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "device %d is not built into this runtime", p.device);
-    if ((m->status = rt_check_cpu(a, m->err)) != RSR_OK) return m->status;
+    if ((m->status = rt_devices[0]->check(a, m->err)) != RSR_OK) return m->status;
     const char *trace = m->max_experts ? getenv("RSR_TRACE_ROUTING") : NULL; /* docs/moe.md */
     if (trace && *trace && !(m->route_trace = fopen(trace, "w")))
         return m->status = rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "RSR_TRACE_ROUTING: cannot create %s: %s",
@@ -575,30 +573,4 @@ rsr_status rsr_model_matmul_int(const rsr_model *m, int32_t index, const int8_t 
             }
     free(k);
     return st;
-}
-
-rsr_status rt_cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
-    const rsr_artifact_matrix *mx = &m->a->matrix[index];
-    size_t cols = (size_t)mx->cols, rows = (size_t)rt_kernel_rows(mx);
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
-    size_t padded = (size_t)rsr_x_row(mx->cols, mx->unit_cols); /* the codes, padded, and units' Σx */
-    int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;
-    int8_t *xp = calloc((size_t)step, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
-    if (!xp) return RSR_ERR_OUT_OF_MEMORY;
-    for (int32_t t0 = 0; t0 < ntok; t0 += step) {
-        int32_t n = ntok - t0 < step ? ntok - t0 : step;
-        for (int32_t t = 0; t < n; t++) {
-            memcpy(xp + (size_t)t * padded, x + (size_t)(t0 + t) * cols, cols);
-            rsr_x_put_sums(xp + (size_t)t * padded, mx->cols, mx->unit_cols);
-        }
-        int32_t *yt = y + (size_t)t0 * rows;
-        if (n > 1 && mx->kernel_batch) {
-            mx->kernel_batch(data, xp, (int32_t)padded, yt, (int32_t)rows, n, 0, mx->num_blocks);
-            continue;
-        }
-        for (int32_t t = 0; t < n; t++)
-            mx->kernel(data, xp + (size_t)t * padded, yt + (size_t)t * rows, 0, mx->num_blocks);
-    }
-    free(xp);
-    return RSR_OK;
 }

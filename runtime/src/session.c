@@ -5,6 +5,7 @@
  * the device's own.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -59,19 +60,23 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     s->pos = 0, s->louver_from = INT32_MAX, s->kv_written = 0;
-    rt_lm_head_forget(s);
     if (s->model->run_on->session_reset) s->model->run_on->session_reset(s);
     return RSR_OK;
 }
 
 int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
 
+/* The smallest position above 0 that truncation can reach (the device's rule: a sliding window's). */
+static int32_t truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kept) {
+    const rt_device *d = s->model->run_on;
+    return d->truncate_floor ? d->truncate_floor(s, layer, kept) : 1;
+}
+
 int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
     if (!s || pos <= 0) return 0;
     if (pos >= s->pos) return s->pos;
     if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
-    int32_t layer = -1;
-    return pos >= rt_kv_truncate_floor(s, &layer) ? pos : 0;
+    return pos >= truncate_floor(s, &(int32_t){-1}, &(int32_t){0}) ? pos : 0;
 }
 
 /* Why rsr_session_truncate cannot reach pos (rsr_session_reachable says it cannot): the recurrent
@@ -88,11 +93,11 @@ static rsr_status refuse_truncate(rsr_session *s, int32_t pos) {
                             "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
                             "state of all %d positions, which cannot go back (0: reset)",
                             pos, s->pos);
-    int32_t layer = -1, floor = rt_kv_truncate_floor(s, &layer);
+    int32_t layer = -1, kept = 0, floor = truncate_floor(s, &layer, &kept);
     return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                         "cannot truncate to position %d: layer %d keeps the last %d positions of a sliding window "
                         "of %d, so position %d is the earliest to go back to (or 0: reset)",
-                        pos, layer, s->kv_layer[layer].ring, s->model->a->layer[layer].sliding_window, floor);
+                        pos, layer, kept, s->model->a->layer[layer].sliding_window, floor);
 }
 
 rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
@@ -176,4 +181,56 @@ rsr_status rsr_session_eval_sample(rsr_session *s, const int32_t *tokens, int32_
     if (rt_sampler_plain_greedy(sp)) return rsr_session_eval_greedy(s, tokens, n, token);
     return eval(s, tokens, n,
                 &(rt_head_request){.kind = RT_HEAD_SAMPLE, .token = token, .sampler = sp, .rng = rng, .tail = tail});
+}
+
+/* ---- what a session's attention holds (the device reads it: rt_device's attention_stats,
+ * kv_read, last_query) ---- */
+
+rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_attention_stats *out) {
+    if (!s || !out) return RSR_ERR_INVALID_ARGUMENT;
+    const rsr_artifact *a = s->model->a;
+    rsr_session *w = (rsr_session *)s; /* the message buffer is the only thing written */
+    if (layer < 0 || layer >= a->num_layers)
+        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (!s->model->run_on->attention_stats || !s->attn)
+        return rt_set_error(w->err, RSR_ERR_INVALID_ARGUMENT,
+                            "attention statistics are kept by sessions on the CPU: open the model with device cpu");
+    return s->model->run_on->attention_stats(s, layer, out);
+}
+
+/* The checks of a read of an attention layer's keys, values or queries (what: "KV cache",
+ * "queries"), in the order the API states them; RSR_OK when the device may read. */
+static rsr_status readable_layer(const rsr_session *s, int32_t layer, const char *what, const char *where) {
+    const rsr_artifact *a = s->model->a;
+    char *err = ((rsr_session *)s)->err; /* the message buffer is the only thing written */
+    if (!s->model->run_on->host_memory)
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "%s of a GPU session %s in device memory: %s", what,
+                            !strcmp(what, "the queries") ? "are" : "is", where);
+    if (layer < 0 || layer >= a->num_layers)
+        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
+    if (a->layer[layer].kind == RSR_LAYER_DELTANET)
+        return rt_set_error(
+            err, RSR_ERR_INVALID_ARGUMENT,
+            "layer %d is a gated DeltaNet layer: it keeps a recurrent state, no keys, values or queries", layer);
+    return RSR_OK;
+}
+
+rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_head, int32_t first, int32_t count,
+                               float *keys, float *values) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    const rsr_artifact *a = s->model->a;
+    rsr_status st = readable_layer(s, layer, "the KV cache", "read it from a session on the CPU");
+    if (st != RSR_OK) return st;
+    if (kv_head < 0 || kv_head >= a->num_kv_heads)
+        return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)",
+                            kv_head, a->num_kv_heads);
+    return s->model->run_on->kv_read(s, layer, kv_head, first, count, keys, values);
+}
+
+rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    rsr_status st = readable_layer(s, layer, "the queries", "read them from a session on the CPU");
+    if (st != RSR_OK) return st;
+    if (!q) return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
+    return s->model->run_on->last_query(s, layer, q);
 }

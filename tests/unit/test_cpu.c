@@ -1,6 +1,6 @@
 /*
  * test_cpu.c — the CPU's features by name (runtime/cpu/cpu.c) and the load-time refusal of an
- * artifact compiled for features this CPU lacks (rt_check_cpu, runtime/src/load.c).
+ * artifact compiled for features this CPU lacks (the host device's check, rt_device_cpu.check, runtime/cpu/forward.c).
  * Usage: test_cpu [FEATURES [MISSING]]
  *
  * Without arguments: each feature name of this architecture is listed by rt_cpu_missing exactly
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "cpu.h"
-#include "internal.h"
+#include "cpu_device.h"
 
 #include "expect.h"
 
@@ -29,7 +29,7 @@ enum { NAMES = sizeof names / sizeof *names };
 static void expect_load(const char *features, const char *missing) {
     rsr_artifact a = {.target = "test", .cpu_features = features};
     char err[RSR_ERRMSG_SIZE] = "", want[512];
-    rsr_status st = rt_check_cpu(&a, err);
+    rsr_status st = rt_device_cpu.check(&a, err);
     if (!*missing) {
         EXPECT(st == RSR_OK, "%s: refused: %s", features, err);
         return;

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "expect.h"
-#include "internal.h"
+#include "cpu_device.h"
 
 static float value(unsigned *seed, int kind, int32_t i) {
     float r = (float)rand_r(seed) / (float)RAND_MAX * 2.0f - 1.0f;

@@ -19,6 +19,7 @@
 
 #include "rsrc.h"
 #include "rsr_numerics.h"
+#include "utf8.h"
 
 #define MAX_HEADER_BYTES (100u << 20) /* far above any real checkpoint's header */
 
@@ -81,31 +82,11 @@ static char *read_text_file(const char *path, size_t *len) {
 /* Where text stops being UTF-8 (an overlong form, a surrogate, a stray continuation byte, a
  * code point past U+10FFFF, or a sequence cut short), or len when all of it is. */
 static size_t utf8_invalid_at(const char *text, size_t len) {
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned cp, min;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07, min = 0x10000;
-        else
-            return i;
-        if (len - i <= n) return i;
-        for (size_t j = 1; j <= n; j++) {
-            if ((s[i + j] & 0xc0) != 0x80) return i;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-        i += n + 1;
+    uint32_t cp;
+    for (size_t i = 0; i < len;) {
+        const int n = utf8_scan((const unsigned char *)text + i, len - i, &cp);
+        if (n <= 0) return i;
+        i += (size_t)n;
     }
     return len;
 }

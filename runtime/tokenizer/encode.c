@@ -13,6 +13,7 @@
 #include <utf8proc.h>
 
 #include "tokenizer.h"
+#include "utf8.h"
 
 #define OOM(t) tok_error((t), RSR_ERR_OUT_OF_MEMORY, "out of memory while tokenizing")
 
@@ -48,28 +49,16 @@ bool utf8_sanitize(bytes *out, const char *s, size_t len) {
     out->len = 0;
     if (!bytes_reserve(out, len + 1)) return false;
     for (size_t i = 0; i < len;) {
-        uint8_t b = u[i];
-        if (b < 0x80) {
-            out->p[out->len++] = (char)b;
-            i++;
+        uint32_t cp;
+        const int n = utf8_scan(u + i, len - i, &cp); /* n < 0: -n bytes, one U+FFFD */
+        if (n == 1) {
+            out->p[out->len++] = (char)u[i++];
             continue;
         }
-        int need = 0;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (b >= 0xC2 && b <= 0xDF)
-            need = 1;
-        else if (b >= 0xE0 && b <= 0xEF)
-            need = 2, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
-        else if (b >= 0xF0 && b <= 0xF4)
-            need = 3, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
-        size_t j = i + 1;
-        int got = 0;
-        while (need && got < need && j < len && u[j] >= lo && u[j] <= hi) j++, got++, lo = 0x80, hi = 0xBF;
-        bool ok = need && got == need;
-        if (!bytes_append(out, ok ? s + i : fffd, ok ? j - i : 3)) return false;
-        i = j;
+        if (!bytes_append(out, n > 0 ? s + i : fffd, n > 0 ? (size_t)n : 3)) return false;
+        i += (size_t)(n > 0 ? n : -n);
         /* U+FFFD may be longer than what it replaces: room again for the rest, byte for byte. */
-        if (!ok && !bytes_reserve(out, len - i + 1)) return false;
+        if (n < 0 && !bytes_reserve(out, len - i + 1)) return false;
     }
     return bytes_append(out, "", 0);
 }

@@ -16,6 +16,7 @@
 
 #include "jinja.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 /* A failure's message, kept per thread (rsr_tokenizer_errmsg: the calling thread's last failure
  * on that tokenizer): chat templates render in several threads at once over one tokenizer. */
@@ -155,13 +156,10 @@ int utf8_encode(uint32_t cp, char out[4]) {
 }
 
 int utf8_next(const char *s, size_t n, uint32_t *cp) {
-    const uint8_t *u = (const uint8_t *)s;
-    int len = u[0] < 0x80 ? 1 : u[0] < 0xE0 ? 2 : u[0] < 0xF0 ? 3 : 4;
-    if ((size_t)len > n) len = 1; /* only on invalid input, which callers sanitize first */
-    uint32_t c = len == 1 ? u[0] : len == 2 ? u[0] & 31u : len == 3 ? u[0] & 15u : u[0] & 7u;
-    for (int i = 1; i < len; i++) c = c << 6 | (u[i] & 63u);
-    *cp = c;
-    return len;
+    const int len = utf8_scan((const unsigned char *)s, n, cp);
+    if (len > 0) return len;
+    *cp = 0xFFFD; /* only on invalid input, which callers sanitize first: what the sanitizer makes of it */
+    return -len;
 }
 
 /* Printable Latin-1 bytes stand for themselves; the other 68 bytes take code points 256.. in

@@ -57,6 +57,7 @@
 #include <string.h>
 
 #include "serve_gbnf.h"
+#include "utf8.h"
 
 enum { E_END = 0, E_CHAR = 1, E_RULE = 2 }; /* an element: (argument << 2) | kind; E_END is 0 */
 #define TAG(e) ((e)&3)
@@ -99,39 +100,10 @@ struct gbnf_grammar {
 
 /* ---- UTF-8 ---- */
 
-static int utf8_len(unsigned char b) { /* the bytes a lead byte begins; 0: no lead byte */
-    return b < 0x80 ? 1 : b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
-}
-
-/* b may be byte k (1..3) of a character that begins with b0: no overlong form, no surrogate, no
- * code point past U+10FFFF */
-static bool utf8_next_ok(unsigned char b0, int k, unsigned char b) {
-    if ((b & 0xC0) != 0x80) return false;
-    if (k != 1) return true;
-    switch (b0) {
-    case 0xE0: return b >= 0xA0;
-    case 0xED: return b < 0xA0;
-    case 0xF0: return b >= 0x90;
-    case 0xF4: return b < 0x90;
-    default: return true;
-    }
-}
-
-static uint32_t utf8_value(const unsigned char *s, int len) {
-    uint32_t v = len == 1 ? s[0] : s[0] & (0x7Fu >> len);
-    for (int k = 1; k < len; k++) v = v << 6 | (s[k] & 0x3Fu);
-    return v;
-}
-
 /* the character at s (n bytes left): its length, 0 when not valid UTF-8 */
 static int utf8_decode(const char *s, int n, uint32_t *cp) {
-    const unsigned char *u = (const unsigned char *)s;
-    int len = utf8_len(u[0]);
-    if (!len || len > n) return 0;
-    for (int k = 1; k < len; k++)
-        if (!utf8_next_ok(u[0], k, u[k])) return 0;
-    *cp = utf8_value(u, len);
-    return len;
+    const int len = n > 0 ? utf8_scan((const unsigned char *)s, (size_t)n, cp) : 0;
+    return len > 0 ? len : 0;
 }
 
 /* ---- the compiler's data ---- */
@@ -1409,7 +1381,7 @@ bool gbnf_state_copy(gbnf_state *dst, const gbnf_state *src) {
 /* the code points that begin with the pending bytes meet some stack's class */
 static bool pending_possible(const gbnf_state *st) {
     const unsigned char *u = st->pend;
-    int len = utf8_len(u[0]), rest = len - st->npend;
+    int len = utf8_lead_length(u[0]), rest = len - st->npend;
     uint32_t v = u[0] & (0x7Fu >> len);
     for (int k = 1; k < st->npend; k++) v = v << 6 | (u[k] & 0x3Fu);
     uint32_t lo = v << (6 * rest), hi = lo | ((1u << (6 * rest)) - 1);
@@ -1443,16 +1415,20 @@ bool gbnf_state_feed(gbnf_state *st, const char *bytes, size_t n) {
         if (!st->npend) {
             if (b < 0x80)
                 ok = advance(st, b);
-            else if (utf8_len(b))
+            else if (utf8_lead_length(b))
                 st->pend[0] = b, st->npend = 1;
             else
                 ok = false;
-        } else if ((ok = utf8_next_ok(st->pend[0], st->npend, b))) {
+        } else {
             st->pend[st->npend++] = b;
-            if (st->npend == utf8_len(st->pend[0])) {
-                uint32_t cp = utf8_value(st->pend, st->npend);
+            uint32_t cp;
+            const int len = utf8_scan(st->pend, (size_t)st->npend, &cp);
+            if (len > 0) { /* the character is whole */
                 st->npend = 0;
                 ok = advance(st, cp);
+            } else {
+                ok = -len == st->npend; /* every byte so far begins some character: wait for the rest */
+                if (!ok) st->npend--;   /* the state as it was, marked bad below */
             }
         }
         if (!ok) return st->bad = true, false;

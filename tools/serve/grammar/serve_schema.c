@@ -61,6 +61,7 @@
 #include <cjson/cJSON.h>
 
 #include "serve_schema.h"
+#include "utf8.h"
 
 #define MAX_ALTS 64                  /* alternatives of one schema once allOf is distributed */
 #define MAX_NEST 32                  /* $ref, allOf, anyOf within one another; schemas within schemas */
@@ -140,18 +141,10 @@ static void sb_cp(sbuf *b, uint32_t cp) {
 
 /* the next code point of NUL-terminated UTF-8 (strict: no overlong form, no surrogate); -1: invalid */
 static int32_t utf8_next(const unsigned char **s) {
-    const unsigned char *u = *s;
-    uint32_t b = u[0];
-    int len = b < 0x80 ? 1 : b < 0xc2 ? 0 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : b < 0xf5 ? 4 : 0;
-    if (!len) return -1;
-    uint32_t cp = len == 1 ? b : b & (0x7fu >> len);
-    for (int k = 1; k < len; k++) {
-        if ((u[k] & 0xc0) != 0x80) return -1;
-        cp = cp << 6 | (u[k] & 0x3fu);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return -1;
-    *s = u + len;
+    uint32_t cp;
+    const int len = utf8_scan(*s, SIZE_MAX, &cp); /* stops at the NUL, which continues nothing */
+    if (len <= 0) return -1;
+    *s += len;
     return (int32_t)cp;
 }
 

@@ -97,8 +97,9 @@ static inline int32_t kv_oldest(const rsr_session *s, int32_t layer) {
     return L->ring && s->kv_written > L->ring ? s->kv_written - L->ring : 0;
 }
 /* The smallest position above 0 that rsr_session_truncate can go back to (forward.c): a windowed
- * layer needs the W − 1 positions before it. */
-int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer);
+ * layer needs the W − 1 positions before it; *layer the layer that sets it, *kept the positions its
+ * ring keeps (both untouched where no layer does: rt_device_cpu's truncate_floor). */
+int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kept);
 
 /* Per-token absmax quantisation to int8 (returns x's scale) by one family of kernels, whatever the
  * CPU: 0 portable, 1 AVX2, 2 AVX-512 (the caller checks the CPU has it). For the tests: every

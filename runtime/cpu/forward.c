@@ -65,11 +65,11 @@ static uint8_t *alloc_cache(const rsr_session *s, size_t rows) {
     return p;
 }
 
-int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer) {
+int32_t rt_kv_truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kept) {
     int32_t floor = 1;
     for (int32_t l = 0; s->kv_layer && l < s->model->a->num_layers; l++) {
         const int32_t oldest = kv_oldest(s, l), need = oldest ? oldest + s->kv_layer[l].rows - s->kv_layer[l].ring : 1;
-        if (need > floor) floor = need, *layer = l;
+        if (need > floor) floor = need, *layer = l, *kept = s->kv_layer[l].ring;
     }
     return floor;
 }
@@ -362,12 +362,6 @@ static rsr_status cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t
     return RSR_OK;
 }
 
-static int32_t cpu_truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kept) {
-    const int32_t floor = rt_kv_truncate_floor(s, layer);
-    *kept = *layer >= 0 ? s->kv_layer[*layer].ring : 0;
-    return floor;
-}
-
 const rt_device rt_device_cpu = {
     .name = "cpu",
     .host_memory = true,
@@ -379,7 +373,7 @@ const rt_device rt_device_cpu = {
     .matmul_int = cpu_matmul_int,
     .check = cpu_check,
     .describe = cpu_describe,
-    .truncate_floor = cpu_truncate_floor,
+    .truncate_floor = rt_kv_truncate_floor,
     .attention_stats = rt_attention_stats,
     .kv_read = rt_kv_read,
     .last_query = rt_last_query,

@@ -198,14 +198,13 @@ rsr_status rsr_session_attention_stats(const rsr_session *s, int32_t layer, rsr_
     return s->model->run_on->attention_stats(s, layer, out);
 }
 
-/* The checks of a read of an attention layer's keys, values or queries (what: "KV cache",
- * "queries"), in the order the API states them; RSR_OK when the device may read. */
-static rsr_status readable_layer(const rsr_session *s, int32_t layer, const char *what, const char *where) {
+/* The checks of a read of an attention layer's keys, values or queries, in the order the API states
+ * them (elsewhere: the refusal where the device keeps them out of the host's reach); RSR_OK when the
+ * device may read. */
+static rsr_status readable_layer(const rsr_session *s, int32_t layer, const char *elsewhere) {
     const rsr_artifact *a = s->model->a;
     char *err = ((rsr_session *)s)->err; /* the message buffer is the only thing written */
-    if (!s->model->run_on->host_memory)
-        return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "%s of a GPU session %s in device memory: %s", what,
-                            !strcmp(what, "the queries") ? "are" : "is", where);
+    if (!s->model->run_on->host_memory) return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "%s", elsewhere);
     if (layer < 0 || layer >= a->num_layers)
         return rt_set_error(err, RSR_ERR_INVALID_ARGUMENT, "layer %d is out of range [0, %d)", layer, a->num_layers);
     if (a->layer[layer].kind == RSR_LAYER_DELTANET)
@@ -219,7 +218,8 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
                                float *keys, float *values) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     const rsr_artifact *a = s->model->a;
-    rsr_status st = readable_layer(s, layer, "the KV cache", "read it from a session on the CPU");
+    rsr_status st = readable_layer(
+        s, layer, "the KV cache of a GPU session is in device memory: read it from a session on the CPU");
     if (st != RSR_OK) return st;
     if (kv_head < 0 || kv_head >= a->num_kv_heads)
         return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT, "kv_head %d is out of range [0, %d)",
@@ -229,7 +229,8 @@ rsr_status rsr_session_kv_read(const rsr_session *s, int32_t layer, int32_t kv_h
 
 rsr_status rsr_session_last_query(const rsr_session *s, int32_t layer, float *q) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    rsr_status st = readable_layer(s, layer, "the queries", "read them from a session on the CPU");
+    rsr_status st = readable_layer(
+        s, layer, "the queries of a GPU session are in device memory: read them from a session on the CPU");
     if (st != RSR_OK) return st;
     if (!q) return rt_set_error(((rsr_session *)s)->err, RSR_ERR_INVALID_ARGUMENT, "nowhere to read into: q is NULL");
     return s->model->run_on->last_query(s, layer, q);

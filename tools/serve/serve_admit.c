@@ -35,13 +35,18 @@ void serve_refuse_no_tokenizer(serve_refusal *r, const char *param, const char *
                  what);
 }
 
+bool serve_admit_model(const char *model_id, bool strict_model, const char *model, serve_refusal *r) {
+    if (strict_model && model && strcmp(model, model_id))
+        return serve_refuse(r, 400, "invalid_request_error", "model", "model_not_found",
+                            "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)", model,
+                            model_id),
+               false;
+    return true;
+}
+
 bool serve_admit(const serve_admission *a, serve_refusal *r) {
     char where[48];
-    if (a->strict_model && a->model && strcmp(a->model, a->model_id))
-        return serve_refuse(r, 400, "invalid_request_error", "model", "model_not_found",
-                            "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)", a->model,
-                            a->model_id),
-               false;
+    if (!serve_admit_model(a->model_id, a->strict_model, a->model, r)) return false;
     if (!a->tokenizer) { /* no text in or out */
         const char *param = a->chat          ? "messages"
                             : a->stop        ? "stop"

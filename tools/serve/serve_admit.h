@@ -43,6 +43,10 @@ typedef struct serve_admission {
     int32_t n_prompts;         /* its prompts (one for chat) */
 } serve_admission;
 
+/* A request's "model" under --strict-model: false (400 model_not_found, *r filled) when it names
+ * another than model_id; the first of serve_admit's rules, and /v1/embeddings' too. */
+bool serve_admit_model(const char *model_id, bool strict_model, const char *model, serve_refusal *r);
+
 /* The whole request's rules, in this order: a model other than model_id under strict_model (400
  * model_not_found), text in or out without a tokenizer (400 naming the first field that needs
  * one), a stream of several prompts (400 'stream'), more prompts than room (400 'prompt'). true

@@ -316,11 +316,8 @@ static bool embed_inputs(server *sv, struct MHD_Connection *c, embed_job *j, enu
     const int32_t ctx = serve_ctx(sv->e);
     serve_embed_params *p = &j->p;
     char err[512] = "", where[32];
-    if (sv->strict_model && p->model && strcmp(p->model, sv->model_id))
-        return *ret = send_error(c, 400, "invalid_request_error", "model", "model_not_found",
-                                 "the model '%.200s' is not served here; this server serves '%s' (GET /v1/models)",
-                                 p->model, sv->model_id),
-               false;
+    serve_refusal r;
+    if (!serve_admit_model(sv->model_id, sv->strict_model, p->model, &r)) return *ret = send_refusal(c, &r), false;
     if (p->dimensions >= 0 && p->dimensions != sv->info.hidden_size)
         return *ret = send_error(c, 400, "invalid_request_error", "dimensions", NULL,
                                  "'dimensions' is %d; this model's embeddings have %d (its hidden size), and are not "

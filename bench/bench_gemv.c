@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernel_set.h"
 #include "print/printer.h"
 #include "rsrc.h"
 #include "../runtime/cpu/cpu.h"
@@ -158,9 +159,10 @@ static void rsr_gemv(kernel_fn fn, const uint8_t *data, const int8_t *x, int32_t
         fn(data, x, y, (int32_t)((int64_t)blocks * c / chunks), (int32_t)((int64_t)blocks * (c + 1) / chunks));
 }
 
-/* One strategy's kernel for tm, compiled as rsrc compiles it (compile_matrix, the target's printer) and loaded. */
+/* One strategy's kernel for tm, compiled as rsrc compiles it (compile_matrix, the target's printer,
+ * kernel_set) and loaded. */
 typedef struct built {
-    void *handle;
+    kernel_set *set; /* NULL: not built */
     kernel_fn fn;
     batch_fn batch; /* NULL: the strategy has no batched (prefill) kernel */
     uint8_t *data;
@@ -177,53 +179,36 @@ static built build(const ternary_matrix *tm, enum strategy st, const rsrc_target
         char why[256];
         k = rsrc_choose_k(tm, RSR_MAX_K, NULL, why, sizeof why);
     }
-    char *c_path = xasprintf("%s/k.c", dir), *so_path = xasprintf("%s/k%d.so", dir, serial);
-    char *blob_path = xasprintf("%s/k.bin", dir), *obj_path = xasprintf("%s/k%d.o", dir, serial);
-    blob_writer blob;
-    blob_open(&blob, blob_path);
-    FILE *f = fopen(c_path, "w");
-    fputs("#include <stddef.h>\n#include <stdint.h>\n", f);
-    /* the printer rsrc uses for this target, through the pipeline's compile_matrix */
-    llvm_emitter *e = t->backend == &printer_llvm ? emit_llvm_begin(t, "bench", -1) : NULL;
-    c_file cf;
-    c_file_init(&cf, t);
-    if (!e) emit_c_dot_helpers(f, &cf, (enum dot_isa)cf.isa);
-    const kernel_sink sink = {.printer = e ? &printer_llvm : &printer_c, .c = f, .c_file = &cf, .llvm = e};
+    char name[32];
+    snprintf(name, sizeof name, "bench%d", serial);
+    b.set = xcalloc(1, sizeof *b.set);
+    kernel_set_open(b.set, t, t->backend, dir, name, -1); /* the printer rsrc uses for this target */
     compiled_matrix cm;
-    compile_matrix(tm, t,
-                   &(matrix_request){.strategy = st,
-                                     .k = k,
-                                     .user_strategy = st,
-                                     .index = serial,
-                                     .lanes_min = lanes ? RSR_LANES_EVERY_STEP : -1},
-                   &blob, &sink, &cm);
+    kernel_set_compile(
+        b.set, tm,
+        &(matrix_request){.strategy = st, .k = k, .user_strategy = st, .lanes_min = lanes ? RSR_LANES_EVERY_STEP : -1},
+        &cm);
     const rsrc_kernel *kn = &cm.kn;
-    blob_close(&blob);
-    if (e) {
-        emit_llvm_finish(e, LLVM_OUT_OBJ, obj_path);
-        emit_llvm_end(e);
-    }
-    fprintf(f, "void *get(void) { return (void *)%s; }\n", kn->symbol);
-    fprintf(f, "void *get_batch(void) { return (void *)%s; }\n", kn->batch_symbol ? kn->batch_symbol : "0");
-    fclose(f);
-    char *cmd = xasprintf("cc -std=c11 -shared -fPIC %s -o %s %s %s", t->cflags, so_path, c_path, e ? obj_path : "");
-    if (system(cmd) != 0) rsrc_fatal("compiling the kernel failed: %s", cmd);
-    b.handle = dlopen(so_path, RTLD_NOW);
-    if (!b.handle) rsrc_fatal("dlopen: %s", dlerror());
-    b.fn = (kernel_fn)((void *(*)(void))dlsym(b.handle, "get"))();
-    b.batch = (batch_fn)((void *(*)(void))dlsym(b.handle, "get_batch"))();
+    const rsr_artifact_matrix *table;
+    const uint8_t *blob;
+    kernel_set_load(b.set, &table, &blob);
+    b.fn = table[0].kernel;
+    b.batch = table[0].kernel_batch;
     b.data_size = kernel_data_size(kn);
     b.data = aligned_alloc(64, (b.data_size + 64) / 64 * 64);
-    FILE *bf = fopen(blob_path, "rb");
-    if (fread(b.data, 1, b.data_size, bf) != b.data_size) rsrc_fatal("short read of %s", blob_path);
-    fclose(bf);
+    memcpy(b.data, blob + (kn->data_offset == RSR_NO_TENSOR ? 0 : kn->data_offset), b.data_size);
     b.blocks = kn->num_blocks;
     b.strategy = kn->strategy;
     b.k = kn->block_rows;
-    unlink(c_path), unlink(so_path), unlink(blob_path), unlink(obj_path);
-    free(c_path), free(so_path), free(blob_path), free(cmd), free(obj_path);
     compiled_matrix_free(&cm);
     return b;
+}
+
+static void unbuild(built *b) {
+    if (!b->set) return;
+    kernel_set_close(b->set);
+    free(b->set), free(b->data);
+    b->set = NULL;
 }
 
 /* Copies of b's constant data that together exceed the caches, so that a run reading one of
@@ -336,7 +321,8 @@ int main(int argc, char **argv) {
     }
     if (reps < 3) reps = 3;
     rsrc_target *t = target_load(target_name, NULL, NULL);
-    if (backend) t->backend = !strcmp(backend, "c") ? &printer_c : &printer_llvm;
+    if (backend && !(t->backend = printer_backend(TK_CPU, backend)))
+        rsrc_fatal("--backend %s: not a CPU printer's (c, llvm)", backend);
     enum strategy list[NUM_STRATEGIES];
     int nlist = 0;
     char *names = xstrdup(strategies);
@@ -357,7 +343,7 @@ int main(int argc, char **argv) {
     const bool have[3] = {__builtin_cpu_supports("avx512vnni"), __builtin_cpu_supports("avx2"),
                           __builtin_cpu_supports("avx2") && rt_cpu_has_avxvnni()};
     printf("machine: streaming read bandwidth %.1f GB/s (1 thread), %.1f GB/s (2 threads); target %s, %s backend\n",
-           bw[1], bw[2], t->name, t->backend == &printer_llvm ? "LLVM" : "C");
+           bw[1], bw[2], t->name, t->backend->title);
     for (int p = 0; p < 3; p++) {
         if (!have[p]) continue;
         peaks[p][1] = dot_peak(p, 1), peaks[p][2] = dot_peak(p, 2);
@@ -365,7 +351,7 @@ int main(int argc, char **argv) {
                peak_names[p], peaks[p][1] / 1e9, peaks[p][2] / 1e9);
     }
     /* "of peak": the peak of the instruction set the target's kernels use */
-    const enum dot_isa isa = target_dot_isa(t);
+    const enum dot_isa isa = t->isa;
     const int own = isa == DOT_AVX512VNNI ? PEAK_VNNI : isa == DOT_AVXVNNI ? PEAK_AVXVNNI : PEAK_AVX2;
     const double *peak = peaks[own];
     printf("machine: \"of peak\" below is against the %s peak (the target's dot products)\n", peak_names[own]);
@@ -426,11 +412,10 @@ int main(int argc, char **argv) {
                 built lanes = {0};
                 if (list[li] == STRAT_I2 && !lanes_off) lanes = build(&tm, list[li], t, dir, serial++, true);
                 prefill_rows(&b, lanes.batch ? &lanes : NULL, &tm, copies, ncopies, reps, peak);
-                if (lanes.handle) dlclose(lanes.handle), free(lanes.data);
+                unbuild(&lanes);
             }
             fflush(stdout);
-            dlclose(b.handle);
-            free(b.data);
+            unbuild(&b);
             free_copies(copies, ncopies);
         }
         free(x), free(want), free(got), free(tm.w);

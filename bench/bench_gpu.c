@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
             rsrc_plan p = {0};
             if (which) rsrc_analyse(tm, mp.k, &p);
             rsrc_kernel kn;
-            kernel_lower(&kn, tm, which ? &p : NULL, t, &printer_cuda, mp.strategy, nk, 0);
+            kernel_lower(&kn, tm, which ? &p : NULL, t, mp.strategy, nk, 0);
             kernel_write_data(&kn, &blob);
             kir_module *km = kir_lower(&kn);
             emit_cuda_kernel(src, km);

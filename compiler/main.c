@@ -13,6 +13,7 @@
 #include "near_path.h"
 #include "parse_num.h"
 #include "print/printer.h"
+#include "rsr_gpu_accepts.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
 #include "rsr_numerics.h"
@@ -591,19 +592,16 @@ typedef struct build {
     double t_start;
     rsrc_target *t;
     rsrc_model *m;
-    char *workdir, *c_path, *blob_path, *obj_path;
-    char **parts; /* the kernels' objects (emit_llvm_flush's, then obj_path; or c_parts'), NULL-terminated */
-    int nparts;
-    c_parts c_parts;  /* the C printer into a shared object: the unrolled kernels' files */
+    char *workdir, *c_path, *blob_path;
     FILE *c;          /* the generated C: descriptor, kernels or their declarations */
     uint64_t c_bytes; /* its size, once closed */
     blob_writer blob;
-    bool linked, use_llvm; /* --emit=so or obj; the CPU kernels through LLVM */
-    c_file c_file;         /* what model.c holds beyond its prologue (kir.h) */
-    kernel_sink cpu;       /* the CPU kernels' printer */
-    kernel_sink gpu;       /* a CUDA target's half (its printer's state), or printer NULL */
-    tune_state *tune;      /* --tune, or NULL */
-    tune_state *check;     /* the default for --target host: tune_check_lanes, or NULL */
+    bool linked;       /* --emit=so or obj */
+    c_file c_file;     /* what model.c holds beyond its prologue (kir.h) */
+    kernel_sink cpu;   /* the CPU kernels' printer and its state */
+    kernel_sink gpu;   /* a CUDA target's, or printer NULL */
+    tune_state *tune;  /* --tune, or NULL */
+    tune_state *check; /* the default for --target host: tune_check_lanes, or NULL */
     artifact_desc d;
     matrix_record *mats;
     rsr_artifact_layer *layers;
@@ -617,6 +615,31 @@ typedef struct build {
     } signs[16];
 } build;
 
+/* The traits of m that rsr_gpu_accepts.h lists (bit t: trait t), as the runtime reads them from
+ * the artifact (runtime/src/model.c, check_gpu). */
+static unsigned model_traits(const rsrc_model *m) {
+    bool deltanet = false, windows = false;
+    for (int32_t l = 0; l < m->num_layers; l++)
+        deltanet |= model_deltanet(m, l), windows |= m->layer_window && m->layer_window[l];
+    const bool has[RSR_TRAITS] = {
+        [RSR_TRAIT_FOLD] = m->fold_block != 0,
+        [RSR_TRAIT_DELTANET] = deltanet,
+        [RSR_TRAIT_EXPERTS] = m->num_experts != 0,
+        [RSR_TRAIT_PROJ_NORMS] = m->proj_norms,
+        [RSR_TRAIT_QK_NORM] = m->qk_norm,
+        [RSR_TRAIT_ACT_BLOCK] = m->act_block != 0 || m->act_quant != RSR_ACT_Q8_0,
+        [RSR_TRAIT_POST_NORMS] = m->post_norms,
+        [RSR_TRAIT_WINDOWS] = windows,
+        [RSR_TRAIT_GELU] = m->activation == RSR_ACT_GELU,
+        [RSR_TRAIT_SCALES] = m->embed_scale != 0 || m->attn_scale != 0,
+        [RSR_TRAIT_ATTN_GATE] = m->attn_gate,
+        [RSR_TRAIT_PARTIAL_ROPE] = m->rope_dims != 0,
+    };
+    unsigned traits = 0;
+    for (int i = 0; i < RSR_TRAITS; i++) traits |= (unsigned)has[i] << i;
+    return traits;
+}
+
 /* Target and model, checked against the options before any work. */
 static void load_inputs(build *b) {
     const options *o = b->o;
@@ -625,6 +648,7 @@ static void load_inputs(build *b) {
     check_cpu_features(o, t);
     if (o->backend && backend_gpu_only(o->backend) && !t->gpu)
         rsrc_fatal("--backend=%s needs a CUDA target (--target sm_90, ...); %s is a CPU target", o->backend, o->target);
+    if (o->backend && t->gpu) t->gpu->backend = printer_for(TK_CUDA, o->backend); /* its kernels' entries */
     if (o->print_target) target_print(t, stdout);
     if (rsrc_verbosity >= 1) {
         fprintf(stderr, "rsrc: target %s%s%s%s, cpu %s, features", t->name, t->cpu_model ? " (" : "",
@@ -642,16 +666,10 @@ static void load_inputs(build *b) {
         limit_memory(o->max_memory);
     }
     if (o->print_model) model_print(m, stdout);
-    if ((t->kind == TK_CUDA || t->gpu) && (m->qk_norm || m->proj_norms || m->act_block || m->post_norms ||
-                                           m->num_experts || m->layer_kind || m->fold_block))
+    const char *lacks = t->gpu ? rsr_gpu_refuses(model_traits(m)) : NULL;
+    if (lacks)
         rsrc_fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
-                   m->architecture,
-                   m->fold_block    ? "a Hadamard fold (PrismML's rotated inputs)"
-                   : m->layer_kind  ? "gated DeltaNet layers (a recurrent state)"
-                   : m->num_experts ? "a mixture of experts"
-                   : m->proj_norms  ? "a norm before each projection"
-                   : m->qk_norm     ? "q/k head norms"
-                                    : "activations per block");
+                   m->architecture, lacks);
     rsrc_note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers,
               m->hidden);
 }
@@ -669,32 +687,43 @@ static void open_printers(build *b) {
     /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
     const kernel_printer *named = emit_printer(&emits[o->emit]);
     const kernel_printer *cpu = named && named->kind == TK_CPU ? named
-                                : !b->linked                   ? &printer_c
+                                : !b->linked                   ? printer_for(TK_CPU, NULL)
                                 : o->backend                   ? printer_for(TK_CPU, o->backend)
                                                                : b->t->backend;
-    b->use_llvm = cpu == &printer_llvm;
+    emit_c_prologue(b->c, o->input, b->t, &b->c_file);
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
-    llvm_emitter *llvm = b->use_llvm ? emit_llvm_begin(b->t, o->name ? o->name : "model", o->opt_level) : NULL;
-    b->cpu = (kernel_sink){.printer = cpu, .c = b->c, .c_file = &b->c_file, .llvm = llvm};
-    b->c_parts = (c_parts){.dir = b->workdir, .source = o->input, .t = b->t};
-    if (!llvm && o->emit == EMIT_SO) b->cpu.parts = &b->c_parts;
-    emit_c_prologue(b->c, o->input, b->t, &b->c_file);
-    b->cpu.cache = kernel_cache_open();
+    const printer_begin pb = {.t = b->t,
+                              .source = o->input,
+                              .module = o->name ? o->name : "model",
+                              .workdir = b->workdir,
+                              .explain = o->explain,
+                              .opt_level = o->opt_level,
+                              .linked = b->linked,
+                              .split_c = o->emit == EMIT_SO,
+                              .c = b->c,
+                              .c_file = &b->c_file,
+                              .c_path = b->c_path};
+    b->cpu = (kernel_sink){.printer = cpu, .state = cpu->begin(&pb), .cache = kernel_cache_open()};
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         rsrc_fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emits[o->emit].name);
     if (b->t->gpu) { /* --backend, or the CUDA spec's */
-        const kernel_printer *gp = o->backend ? printer_for(TK_CUDA, o->backend) : b->t->gpu->backend;
-        const printer_begin pb = {b->t->gpu, o->input, b->workdir, o->explain, o->opt_level};
-        b->gpu = (kernel_sink){.printer = gp, .state = gp->begin(&pb)};
+        const kernel_printer *gp = b->t->gpu->backend;
+        const printer_begin gb = {.t = b->t->gpu,
+                                  .source = o->input,
+                                  .module = "model",
+                                  .workdir = b->workdir,
+                                  .explain = o->explain,
+                                  .opt_level = o->opt_level};
+        b->gpu = (kernel_sink){.printer = gp, .state = gp->begin(&gb)};
     }
     if (o->tune)
-        b->tune = tune_begin(b->t, (compile_options){o->prefill, o->opt_level}, o->tune_cache, b->use_llvm, b->workdir,
+        b->tune = tune_begin(b->t, (compile_options){o->prefill, o->opt_level}, o->tune_cache, cpu, b->workdir,
                              o->strategy, o->rsr_k);
     else if (o->calibrate && !strcmp(o->target, "host") && !b->t->gpu && o->prefill == PREFILL_AUTO &&
              (o->strategy == STRAT_AUTO || o->strategy == STRAT_I2) && o->emit != EMIT_HEADER &&
              plan_may_use_lanes(b->t, o->prefill))
-        b->check = tune_begin_check(b->t, (compile_options){o->prefill, o->opt_level}, b->use_llvm, b->workdir);
+        b->check = tune_begin_check(b->t, (compile_options){o->prefill, o->opt_level}, cpu, b->workdir);
 }
 
 /* The blob offset of the fold's signs for inputs of `width` as f32 (+1 everywhere without explicit
@@ -795,7 +824,8 @@ static void print_stats_total(const build *b, int32_t total) {
  * and rsr-unrolled kernels, within 2× of each; docs/user-guide.md lists the 2B-4T shape's times). */
 static double after_seconds(const build *b, double *llvm_s) {
     double c_bytes = b->c ? (double)ftell(b->c) : (double)b->c_bytes;
-    double llvm = b->use_llvm ? 0.3 + 55e-6 * (double)emit_llvm_pending(b->cpu.llvm) : 0;
+    const kernel_printer *cp = b->cpu.printer;
+    double llvm = cp->pending ? 0.3 + 55e-6 * (double)cp->pending(b->cpu.state) : 0;
     if (llvm_s) *llvm_s = llvm;
     return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 5e-9 * (double)b->blob.size : 0);
 }
@@ -857,37 +887,6 @@ static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_ou
     char *sn = xasprintf("model.layers.%d.mlp.shared_expert_gate.weight", l);
     L->shared_gate = blob_write_f32_of(&b->blob, model_shared_gate(m, sn));
     free(sn);
-}
-
-/* An object of kernels for the link (b->parts stays NULL-terminated). */
-static void add_part(build *b, char *path) {
-    b->parts = xrealloc(b->parts, sizeof *b->parts * (size_t)(b->nparts + 2));
-    b->parts[b->nparts++] = path, b->parts[b->nparts] = NULL;
-}
-
-/* Instructions after which the kernels so far are optimised and emitted as an object of their
- * own (emit_llvm_flush): LLVM's memory grows with its module, and a 20B mixture of experts has
- * 9312 matrices. Small enough to hold LLVM under about 1 GB, large enough that models up to
- * the 2B-4T shape stay one module. */
-enum { LLVM_PART_INSTRUCTIONS = 2000000 };
-
-static uint64_t part_instructions(void) { /* RSRC_LLVM_PART_INSTRUCTIONS: another size, for tests */
-    long long n = atoll(rsrc_env_or("RSRC_LLVM_PART_INSTRUCTIONS", "0"));
-    return n > 0 ? (uint64_t)n : LLVM_PART_INSTRUCTIONS;
-}
-
-static void flush_part(build *b) {
-    if (!b->use_llvm || !b->linked || emit_llvm_pending(b->cpu.llvm) < part_instructions()) return;
-    stage_enter(STAGE_LLVM);
-    double t0 = rsrc_now();
-    char *path = xasprintf("%s/kernels.%d.o", b->workdir, b->nparts);
-    register_temp(path);
-    uint64_t n = emit_llvm_pending(b->cpu.llvm);
-    emit_llvm_flush(b->cpu.llvm, path);
-    add_part(b, path);
-    rsrc_note(1, "LLVM: optimised and emitted part %d (%llu instructions) in %.2f s", b->nparts, (unsigned long long)n,
-              rsrc_now() - t0);
-    stage_enter(STAGE_ANALYSE);
 }
 
 /* The matrices of all layers (model_layer_matrices each). */
@@ -1014,7 +1013,7 @@ static void compile_matrices(build *b) {
             compiled_matrix_free(&cm);
             if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
             ternary_matrix_free(&tm);
-            flush_part(b);
+            if (b->cpu.printer->part) b->cpu.printer->part(b->cpu.state);
         }
     }
     progress_update(m->num_layers, b->weights, NULL);
@@ -1029,8 +1028,15 @@ static void compile_matrices(build *b) {
                total, total ? b->mats[0].strategy : "none");
 }
 
+/* What a --emit kind asks of a printer's finish. */
+static enum printer_output printer_output_of(enum emit_kind e) {
+    return e == EMIT_SO || e == EMIT_OBJ    ? PRINT_OBJECT
+           : e == EMIT_ASM || e == EMIT_PTX ? PRINT_ASSEMBLY
+                                            : PRINT_SOURCE;
+}
+
 /* The GPU module and the artifact's descriptor (with its manifest) close the C file and the
- * blob; the LLVM module is optimised and emitted. */
+ * blob; the CPU printer finishes (LLVM optimises and emits its module). */
 static void finish_kernels(build *b) {
     const options *o = b->o;
     artifact_desc *d = &b->d;
@@ -1040,12 +1046,13 @@ static void finish_kernels(build *b) {
     d->layers = b->layers;
     if (b->gpu.printer) {
         const kernel_printer *gp = b->gpu.printer;
-        gp->finish(b->gpu.state, &b->blob, o->emit == EMIT_CUDA ? 0 : o->emit == EMIT_PTX ? 1 : 2);
+        gp->finish(b->gpu.state, &b->blob, o->emit == EMIT_CUDA ? PRINT_SOURCE : printer_output_of(o->emit));
         d->gpu = gp->descriptor(b->gpu.state, b->c);
     }
     d->blob_size = blob_align(&b->blob, 64);
     d->blob_checksum = blob_checksum(&b->blob);
-    d->manifest = b->manifest = manifest_text(d, o->input, b->use_llvm ? "llvm" : "c", o->flags);
+    const kernel_printer *cp = b->cpu.printer;
+    d->manifest = b->manifest = manifest_text(d, o->input, cp->backend, o->flags);
     emit_c_artifact(b->c, d);
     b->c_bytes = (uint64_t)ftell(b->c);
     if (fclose(b->c) != 0) rsrc_fatal("%s: write failed: %s", b->c_path, strerror(errno));
@@ -1054,47 +1061,31 @@ static void finish_kernels(build *b) {
     rsrc_note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
               d->num_matrices, (double)b->weights / 1e6, (double)b->index_bytes / 1e6,
               8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6, rsrc_now() - b->t_start);
-    if (!b->use_llvm) return;
+    if (!cp->pending) return; /* the C printer's work is the link's (write_output) */
     stage_enter(STAGE_LLVM);
-    double t0 = rsrc_now();
     double llvm_s;
     progress_expect_after(after_seconds(b, &llvm_s));
     progress_stage("LLVM: optimising and generating the kernels", llvm_s);
     rsrc_note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
-              (unsigned long long)emit_llvm_pending(b->cpu.llvm), llvm_s);
-    static const enum llvm_output what[] = {
-        [EMIT_SO] = LLVM_OUT_OBJ, [EMIT_LLVM] = LLVM_OUT_IR, [EMIT_ASM] = LLVM_OUT_ASM, [EMIT_OBJ] = LLVM_OUT_OBJ};
-    b->obj_path = b->linked ? xasprintf("%s/kernels.o", b->workdir) : xasprintf("%s/kernels.out", b->workdir);
-    register_temp(b->obj_path);
-    emit_llvm_finish(b->cpu.llvm, what[o->emit], b->obj_path);
-    add_part(b, xstrdup(b->obj_path));
-    emit_llvm_end(b->cpu.llvm);
-    b->cpu.llvm = NULL;
-    rsrc_note(1, "LLVM: optimised and emitted the kernels in %.2f s", rsrc_now() - t0);
+              (unsigned long long)cp->pending(b->cpu.state), llvm_s);
+    cp->finish(b->cpu.state, NULL, printer_output_of(o->emit));
 }
 
 /* The output: linked with the runtime, or the stage asked for, under a temporary name renamed
  * at the end. */
 static void write_output(build *b) {
     const options *o = b->o;
+    const kernel_printer *cp = b->cpu.printer;
     stage_enter(STAGE_LINK);
     double llvm_s, all_s = after_seconds(b, &llvm_s);
     progress_expect_after(all_s - llvm_s);
     if (b->linked)
-        progress_stage(!b->use_llvm         ? "the C compiler: compiling the kernels and linking"
+        progress_stage(!cp->pending         ? "the C compiler: compiling the kernels and linking"
                        : o->emit == EMIT_SO ? "linking the shared object"
                                             : "linking the object",
                        0);
-    if (b->c_parts.n) { /* the unrolled kernels' C, compiled in parallel before the link */
-        int first = b->nparts;
-        for (int i = 0; i < b->c_parts.n; i++) {
-            char *obj = xasprintf("%s.o", b->c_parts.paths[i]);
-            register_temp(obj);
-            add_part(b, obj);
-        }
-        link_compile_parts(b->c_parts.paths, b->parts + first, b->c_parts.n, b->t, o->opt_level);
-    }
-    const char *const *objs = (const char *const *)b->parts;
+    if (!cp->pending) cp->finish(b->cpu.state, NULL, printer_output_of(o->emit)); /* C: its parts compiled */
+    const char *const *objs = (const char *const *)cp->objects(b->cpu.state);
     if (o->emit == EMIT_SO)
         link_shared_object(b->c_path, objs, b->blob_path, b->t, o->opt_level, o->output, b->workdir);
     else if (o->emit == EMIT_OBJ)
@@ -1102,7 +1093,7 @@ static void write_output(build *b) {
     else if (o->emit >= EMIT_CUDA)
         copy_to_output(b->gpu.printer->output(b->gpu.state, o->emit == EMIT_PTX), o->output);
     else
-        copy_to_output(o->emit == EMIT_C ? b->c_path : b->obj_path, o->output);
+        copy_to_output(cp->output(b->cpu.state, o->emit == EMIT_ASM), o->output);
     progress_end();
     /* the last word of a compile, where someone watches (or with -v) */
     struct stat st;
@@ -1114,6 +1105,7 @@ static void write_output(build *b) {
 
 static void build_free(build *b) {
     if (b->gpu.printer) b->gpu.printer->end(b->gpu.state);
+    if (b->cpu.printer) b->cpu.printer->end(b->cpu.state);
     kernel_cache_close(b->cpu.cache);
     for (int32_t i = 0; b->mats && i < total_matrices(b->m); i++)
         free(b->mats[i].name), free(b->mats[i].symbol), free(b->mats[i].batch_symbol);
@@ -1121,11 +1113,7 @@ static void build_free(build *b) {
     free(b->layers);
     free(b->manifest);
     free(b->d.tokenizer);
-    for (int i = 0; i < b->nparts; i++) free(b->parts[i]);
-    free(b->parts);
-    for (int i = 0; i < b->c_parts.n; i++) free(b->c_parts.paths[i]);
-    free(b->c_parts.paths);
-    free(b->c_path), free(b->obj_path), free(b->blob_path), free(b->workdir);
+    free(b->c_path), free(b->blob_path), free(b->workdir);
     model_free(b->m);
     target_free(b->t);
 }

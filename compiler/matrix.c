@@ -132,7 +132,7 @@ static void emit(const ternary_matrix *tm, const rsrc_target *t, int index, blob
     stage_enter(STAGE_EMIT);
     bool rsr = strategy_is_rsr(cm->mp.strategy);
     rsrc_kernel *kn = &cm->kn;
-    kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, out->printer, cm->mp.strategy, index, cm->mp.lanes_min);
+    kernel_lower(kn, tm, rsr ? &cm->plan : NULL, t, cm->mp.strategy, index, cm->mp.lanes_min);
     kernel_write_data(kn, blob);
     cm->index_bytes = rsr && kn->form == KF_UNROLLED ? rsrc_index_bytes(&cm->plan) : kernel_data_size(kn);
     cm->lowered = true;

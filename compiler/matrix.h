@@ -11,12 +11,8 @@
 typedef struct kernel_cache kernel_cache;
 typedef struct kernel_sink { /* where a matrix's kernel is printed */
     const kernel_printer *printer;
-    kernel_cache *cache;       /* i2 kernels printed once per distinct code (matrix.c), or NULL */
-    FILE *c;                   /* the C printer: the kernels; the LLVM printer: their declarations */
-    struct c_file *c_file;     /* the C printer: what c holds beyond its prologue (kir.h) */
-    struct c_parts *parts;     /* the C printer: where unrolled kernels go, or NULL (all in c) */
-    struct llvm_emitter *llvm; /* the LLVM printer's module */
-    void *state;               /* a printer with a half of its own: what its begin returned */
+    void *state;         /* what the printer's begin returned */
+    kernel_cache *cache; /* i2 kernels printed once per distinct code (matrix.c), or NULL */
 } kernel_sink;
 typedef struct matrix_request {
     enum strategy strategy;            /* forced (--strategy, or a --tune candidate); STRAT_AUTO: the planner's */

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel_set.h"
 #include "print/printer.h"
 #include "rsrc.h"
 #include "rsrc_config.h"
@@ -73,8 +74,8 @@ struct tune_class {
 
 struct tune_state {
     const rsrc_target *t;
-    compile_options opts; /* the candidates are compiled as the model is (--prefill, -O) */
-    bool use_llvm;
+    compile_options opts;          /* the candidates are compiled as the model is (--prefill, -O) */
+    const kernel_printer *printer; /* the CPU kernels' (main.c's), and so the candidates' */
     const char *workdir;
     enum strategy forced;
     int forced_k;
@@ -381,7 +382,8 @@ static void write_cache(tune_state *ts) {
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Everything about the machine and the code generator that a measurement depends on. */
-static char *make_target_key(const rsrc_target *t, bool use_llvm) {
+static char *make_target_key(const rsrc_target *t, const kernel_printer *pr) {
+    const bool use_llvm = pr->pending != NULL; /* objects of its own, not the C compiler's */
     char *machine = host_cpu_model();
     for (char *p = machine; *p; p++)
         if (*p == '=' || *p == '>' || (unsigned char)*p < 32) *p = '-';
@@ -403,7 +405,7 @@ static char *make_target_key(const rsrc_target *t, bool use_llvm) {
         use_llvm ? xstrdup("") : xasprintf(" cc %s cflags %s", rsrc_env_or("RSRC_CC", RSRC_DEFAULT_CC), t->cflags);
     char *key = xasprintf("rsrc %s abi %u tune %d; machine %s; target %s cpu %s isa %s backend %s features %s%s",
                           RSRC_VERSION, RSR_ABI_VERSION, TUNE_FORMAT, machine, t->name, t->cpu ? t->cpu : "-",
-                          dot_isa_names[target_dot_isa(t)], use_llvm ? "llvm" : "c", *features ? features : "none", cc);
+                          dot_isa_names[t->isa], pr->backend, *features ? features : "none", cc);
     free(machine), free(f), free(features), free(cc);
     return key;
 }
@@ -443,28 +445,19 @@ static int candidate_space(const tune_state *ts, const ternary_matrix *tm, int k
 /* ---- measuring ---- */
 
 typedef struct tune_kernels {
-    void *handle;
+    kernel_set set;
     const rsr_artifact_matrix *m; /* one per candidate: kernel, batched kernel, data offset */
     const uint8_t *blob;
 } tune_kernels;
 
-/* The candidates through the normal pipeline (lower → print → link) into one shared object,
- * with a table of their entry points. Unrolled candidates over the icache budget are dropped. */
+/* The candidates through the normal pipeline (lower → print → link) into one shared object
+ * (kernel_set), with a table of their entry points. Unrolled candidates over the icache budget
+ * are dropped. */
 static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_class *tc, tune_kernels *out) {
     const rsrc_target *t = ts->t;
-    int id = ts->serial++;
-    char *c_path = xasprintf("%s/tune%d.c", ts->workdir, id), *blob_path = xasprintf("%s/tune%d.bin", ts->workdir, id);
-    char *obj_path = xasprintf("%s/tune%d.o", ts->workdir, id), *so_path = xasprintf("%s/tune%d.so", ts->workdir, id);
-    const char *paths[] = {c_path, blob_path, obj_path, so_path};
-    for (int i = 0; i < 4; i++) register_temp(paths[i]);
-    FILE *c = fopen(c_path, "w");
-    if (!c) rsrc_fatal("%s: cannot create: %s", c_path, strerror(errno));
-    blob_writer blob;
-    blob_open(&blob, blob_path);
-    c_file cf;
-    emit_c_prologue(c, tm->name, t, &cf);
-    llvm_emitter *llvm = ts->use_llvm ? emit_llvm_begin(t, "tune", ts->opts.opt_level) : NULL;
-    const kernel_sink sink = {.printer = llvm ? &printer_llvm : &printer_c, .c = c, .c_file = &cf, .llvm = llvm};
+    char name[32];
+    snprintf(name, sizeof name, "tune%d", ts->serial++);
+    kernel_set_open(&out->set, t, ts->printer, ts->workdir, name, ts->opts.opt_level);
     compiled_matrix cm[TUNE_MAX_CANDIDATES];
     int n = 0;
     for (int i = 0; i < tc->n; i++) {
@@ -481,38 +474,14 @@ static void build_candidates(tune_state *ts, const ternary_matrix *tm, tune_clas
             continue;
         }
         tc->c[n] = *cd;
-        matrix_emit(tm, t, n, &blob, &sink, &cm[n]);
+        kernel_set_emit(&out->set, tm, &cm[n]);
         n++;
     }
     tc->n = n;
-    fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix rsrc_tune_candidates[] = {\n", c);
-    for (int i = 0; i < n; i++) {
-        emit_c_kernel_entry(c, tm->name, &cm[i].kn);
-    }
-    fputs("};\n__attribute__((visibility(\"default\"))) const uint8_t *const rsrc_tune_blob = rsr_blob;\n", c);
-    if (fclose(c) != 0) rsrc_fatal("%s: write failed: %s", c_path, strerror(errno));
-    blob_align(&blob, 64);
-    blob_close(&blob);
-    double t_llvm = rsrc_now();
-    if (llvm) {
-        emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
-        emit_llvm_end(llvm);
-        rsrc_note(2, "tune: LLVM: %d candidate kernels of %s in %.2f s", n, tm->name, rsrc_now() - t_llvm);
-    }
-    const char *objs[] = {obj_path, NULL};
-    link_shared_object(c_path, llvm ? objs : NULL, blob_path, t, ts->opts.opt_level, so_path, ts->workdir);
+    double t0 = rsrc_now();
+    kernel_set_load(&out->set, &out->m, &out->blob);
+    rsrc_note(2, "tune: %d candidate kernels of %s linked and loaded in %.2f s", n, tm->name, rsrc_now() - t0);
     for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
-    out->handle = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    if (!out->handle) rsrc_fatal("--tune: cannot load the candidate kernels of '%s': %s", tm->name, dlerror());
-    out->m = dlsym(out->handle, "rsrc_tune_candidates");
-    const uint8_t *const *blob_sym = dlsym(out->handle, "rsrc_tune_blob");
-    if (!out->m || !blob_sym) rsrc_fatal("--tune: %s lacks its table of candidates", so_path);
-    out->blob = *blob_sym;
-    for (int i = 0; i < 4; i++) {
-        unlink(paths[i]);
-        release_temp(paths[i]);
-    }
-    free(c_path), free(blob_path), free(obj_path), free(so_path);
 }
 
 typedef enum { RUN_DECODE, RUN_BATCH, RUN_PER_TOKEN } run_mode;
@@ -644,7 +613,7 @@ static void measure_class(tune_state *ts, const ternary_matrix *tm, tune_class *
         if (tc->c[i].decode_ns < tc->c[tc->decode_best].decode_ns) tc->decode_best = i;
         if (tc->c[i].prefill_ns < tc->c[tc->prefill_best].prefill_ns) tc->prefill_best = i;
     }
-    dlclose(tk.handle);
+    kernel_set_close(&tk.set);
     free(x), free(want), free(got);
     tc->measured = true;
     tc->origin = xstrdup(tm->name);
@@ -668,12 +637,12 @@ static char *tune_default_cache(void) {
     return NULL;
 }
 
-static tune_state *begin(const rsrc_target *t, compile_options opts, const char *cache_path, bool use_llvm,
+static tune_state *begin(const rsrc_target *t, compile_options opts, const char *cache_path, const kernel_printer *pr,
                          const char *workdir, enum strategy forced, int forced_k, bool say_no_cache) {
     tune_state *ts = xcalloc(1, sizeof *ts);
     ts->t = t;
     ts->opts = opts;
-    ts->use_llvm = use_llvm;
+    ts->printer = pr;
     ts->workdir = workdir;
     ts->forced = forced;
     ts->forced_k = forced_k;
@@ -682,18 +651,19 @@ static tune_state *begin(const rsrc_target *t, compile_options opts, const char 
         rsrc_warn(
             "--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not "
             "kept");
-    ts->target_key = make_target_key(t, use_llvm);
+    ts->target_key = make_target_key(t, pr);
     if (ts->cache_path) read_cache(ts, false);
     return ts;
 }
 
-tune_state *tune_begin(const rsrc_target *t, compile_options opts, const char *cache_path, bool use_llvm,
+tune_state *tune_begin(const rsrc_target *t, compile_options opts, const char *cache_path, const kernel_printer *pr,
                        const char *workdir, enum strategy forced, int forced_k) {
-    return begin(t, opts, cache_path, use_llvm, workdir, forced, forced_k, true);
+    return begin(t, opts, cache_path, pr, workdir, forced, forced_k, true);
 }
 
-tune_state *tune_begin_check(const rsrc_target *t, compile_options opts, bool use_llvm, const char *workdir) {
-    return begin(t, opts, NULL, use_llvm, workdir, STRAT_I2, 0, false); /* the candidates: i2's tiles and lanes */
+tune_state *tune_begin_check(const rsrc_target *t, compile_options opts, const kernel_printer *pr,
+                             const char *workdir) {
+    return begin(t, opts, NULL, pr, workdir, STRAT_I2, 0, false); /* the candidates: i2's tiles and lanes */
 }
 
 /* tm's class (from the cache, or measured now), or NULL when there is nothing to measure. */

@@ -42,6 +42,7 @@ uint64_t blob_tokenizer(blob_writer *b, const rsrc_model *m, uint64_t *size, cha
 uint64_t blob_chat_template(blob_writer *b, const rsrc_model *m, rsr_tokenizer *tok, uint64_t *size);
 
 /* ---- emit_c.c: the C printer ---- */
+struct c_file; /* what a C file holds beyond its prologue (kir.h) */
 /* The head of a C file of kernels: includes, the blob, the i2 kernels' helpers of the target's
  * ISA; file (kir.h) then says what the C printer has added to it */
 void emit_c_prologue(FILE *out, const char *source, const rsrc_target *t, struct c_file *file);
@@ -53,14 +54,6 @@ void emit_c_dot_helpers(FILE *out, const struct c_file *file, enum dot_isa isa);
 void emit_c_kernel(FILE *out, const struct kir_module *m, struct c_file *file);
 /* the kernel is defined elsewhere: an LLVM object, or a C file of its own (built_by says which) */
 void emit_c_kernel_decl(FILE *out, const struct kir_module *m, const char *built_by);
-/* Into a shared object by the C printer, each unrolled kernel (most of the C's size) is written to
- * a file of its own, and the files are compiled in parallel (link_compile_parts) before the link. */
-typedef struct c_parts {
-    const char *dir, *source; /* where the files go; the model, for their prologue */
-    const rsrc_target *t;
-    char **paths; /* the files written */
-    int n;
-} c_parts;
 /* Compiles c_parts[i] into objs[i] (n files), as many at once as this process has processors. */
 void link_compile_parts(char *const *c_parts, char **objs, int n, const rsrc_target *t, int opt_level);
 void emit_c_string(FILE *out, const char *s); /* a C string literal, escaped */

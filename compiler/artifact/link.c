@@ -17,11 +17,6 @@
 #include "rsrc.h"
 #include "rsrc_config.h"
 
-const char *rsrc_env_or(const char *name, const char *fallback) {
-    const char *v = getenv(name);
-    return v && *v ? v : fallback;
-}
-
 void write_blob_asm(const char *asm_path, const char *blob_path, uint64_t head, bool digest_note) {
     FILE *f = fopen(asm_path, "w");
     if (!f) rsrc_fatal("%s: cannot create: %s", asm_path, strerror(errno));

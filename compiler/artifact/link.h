@@ -23,7 +23,6 @@ void link_shared_object(const char *c_path, const char *const *objs, const char 
 const char *link_runtime(const rsrc_target *t);
 void link_use_runtime(const char *path); /* --runtime: this archive whatever the target */
 void link_check(const rsrc_target *t);
-const char *rsrc_env_or(const char *name, const char *fallback);
 int run_command(char **argv); /* waits; its diagnostics go straight to stderr */
 /* .incbin of the blob (its first head bytes, 0: all), as hidden rsr_blob in .lrodata.rsr_blob;
  * with digest_note, the note that stamp_digest fills (a shared object's, not an object's) */

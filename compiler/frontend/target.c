@@ -82,13 +82,34 @@ static double bandwidth_value(const char *path, yaml_node_t *n, const char *fiel
 
 /* A CUDA spec must say which GPU (arch: sm_NN) and how it is fed (sms, mem_bandwidth): the
  * cost model and both PTX routes depend on them. A CPU spec must not carry them. */
-static void check_cuda_spec(const char *path, yaml_node_t *root, rsrc_target *t) {
+/* The backend words of the printer table, "c, llvm or nvrtc". */
+static const char *backend_words(void) {
+    static char words[128];
+    const char *seen[16];
+    int n = 0;
+    for (const kernel_printer *const *p = kernel_printers; *p && n < 16; p++) {
+        bool dup = false;
+        for (int i = 0; i < n; i++) dup |= !strcmp(seen[i], (*p)->backend);
+        if (!dup) seen[n++] = (*p)->backend;
+    }
+    words[0] = 0;
+    for (int i = 0; i < n; i++)
+        snprintf(words + strlen(words), sizeof words - strlen(words), "%s%s", i ? (i == n - 1 ? " or " : ", ") : "",
+                 seen[i]);
+    return words;
+}
+
+/* backend: the spec's backend word (at node), or NULL: the printer of that word for t's kind
+ * (printer.h's table), else the kind's default. */
+static void check_cuda_spec(const char *path, yaml_node_t *root, rsrc_target *t, const char *backend,
+                            yaml_node_t *node) {
+    t->backend = printer_for(t->kind, backend);
+    if (backend && !printer_backend(t->kind, backend))
+        SPEC_ERROR(path, node, "backend '%s' is for %s specs, not %s ones", backend,
+                   t->kind == TK_CUDA ? "CPU" : "CUDA (kind: cuda)", t->kind == TK_CUDA ? "CUDA" : "CPU");
     if (t->kind != TK_CUDA) {
         if (t->arch || t->ptx_isa || t->sms || t->mem_bandwidth)
             SPEC_ERROR(path, root, "'arch', 'ptx_isa', 'sms' and 'mem_bandwidth' belong to CUDA specs (kind: cuda)");
-        if (t->backend && t->backend->kind == TK_CUDA)
-            SPEC_ERROR(path, root, "backend 'nvrtc' is for CUDA specs (kind: cuda)");
-        if (!t->backend) t->backend = &printer_c;
         return;
     }
     char *end = NULL;
@@ -100,8 +121,6 @@ static void check_cuda_spec(const char *path, yaml_node_t *root, rsrc_target *t)
     t->sm = (int)sm;
     if (!t->sms || !t->mem_bandwidth)
         SPEC_ERROR(path, root, "a CUDA spec needs 'sms' and 'mem_bandwidth' (the cost model uses them)");
-    if (t->backend == &printer_c) SPEC_ERROR(path, root, "a CUDA spec's backend is nvrtc or llvm, not c");
-    t->backend = printer_for(TK_CUDA, t->backend ? t->backend->backend : NULL); /* llvm: LLVM NVPTX's */
 }
 
 static void add_feature(rsrc_target *t, const char *f) {
@@ -201,6 +220,8 @@ static rsrc_target *parse_spec(const char *path) {
     t->vector_bits = 128;
     t->unroll_budget = 64 << 10;
     t->line = 64;
+    const char *backend = NULL; /* the backend word, in the document */
+    yaml_node_t *backend_node = root;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
         const char *key = scalar(path, k, "field name");
@@ -237,13 +258,10 @@ static rsrc_target *parse_spec(const char *path) {
             t->unroll_budget = (uint32_t)size_value(path, v, key);
         else if (!strcmp(key, "cflags"))
             t->cflags = xstrdup(scalar(path, v, key));
-        else if (!strcmp(key, "backend")) {
-            const char *b = scalar(path, v, key); /* its kind's printer once the kind is known */
-            t->backend = !strcmp(b, "c")       ? &printer_c
-                         : !strcmp(b, "llvm")  ? &printer_llvm
-                         : !strcmp(b, "nvrtc") ? printer_for(TK_CUDA, "nvrtc")
-                                               : NULL;
-            if (!t->backend) SPEC_ERROR(path, v, "'backend' must be c, llvm or nvrtc, not '%s'", b);
+        else if (!strcmp(key, "backend")) { /* its kind's printer once the kind is known */
+            backend = scalar(path, v, key), backend_node = v;
+            if (!printer_backend(TK_CPU, backend) && !printer_backend(TK_CUDA, backend))
+                SPEC_ERROR(path, v, "'backend' must be one of %s, not '%s'", backend_words(), backend);
         } else if (!strcmp(key, "threads")) {
             const char *s = scalar(path, v, key);
             t->threads = strcmp(s, "auto") == 0 ? 0 : (int)integer(path, v, key, 1, 4096);
@@ -262,7 +280,7 @@ static rsrc_target *parse_spec(const char *path) {
             SPEC_ERROR(path, k, "unknown field '%s'", key);
     }
     if (!t->name) rsrc_fatal("%s: the spec has no 'name'", path);
-    check_cuda_spec(path, root, t);
+    check_cuda_spec(path, root, t, backend, backend_node);
     if (!strcmp(target_arch(t), "unknown"))
         SPEC_ERROR(path, root, "triple '%s': rsrc compiles for x86_64-* and aarch64-* CPUs", t->triple);
     sp.t = NULL; /* the result: the close releases the parser and the document only */
@@ -301,7 +319,7 @@ static rsrc_target *detect_host(void) {
     t->kind = TK_CPU;
     t->cpu = xstrdup("native");
     t->cpu_model = host_cpu_model();
-    t->backend = &printer_llvm;
+    t->backend = printer_backend(TK_CPU, "llvm"); /* LLVM's code for this CPU, tuned to it */
     t->unroll_budget = 64 << 10;
     t->line = 64;
     t->vector_bits = 128;
@@ -385,7 +403,10 @@ const char *target_arch(const rsrc_target *t) {
 
 bool target_is_foreign(const rsrc_target *t) { return strcmp(target_arch(t), host_arch()) != 0; }
 
-enum dot_isa target_dot_isa(const rsrc_target *t) {
+const char *const dot_isa_names[DOT_ISA_COUNT] = {"scalar", "avx2", "avxvnni", "avx512bw", "avx512vnni",
+                                                  "dp4a",   "neon", "sdot",    "i8mm"};
+
+enum dot_isa target_isa_of(const rsrc_target *t) {
     if (t->kind == TK_CUDA) return DOT_DP4A; /* every spec is sm_61 or newer (target.c) */
     if (!strcmp(target_arch(t), "aarch64"))
         return !target_has_feature(t, "dotprod") ? DOT_NEON : target_has_feature(t, "i8mm") ? DOT_I8MM : DOT_SDOT;
@@ -398,9 +419,7 @@ enum dot_isa target_dot_isa(const rsrc_target *t) {
 }
 
 /* The lut form's vector kernel needs VBMI's two-table byte permute and VNNI's dot products. */
-bool target_lut_vector(const rsrc_target *t) {
-    return target_dot_isa(t) == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi");
-}
+bool target_lut_vector(const rsrc_target *t) { return t->isa == DOT_AVX512VNNI && target_has_feature(t, "avx512vbmi"); }
 
 char *target_host_lacks(const rsrc_target *t) {
     if (target_is_foreign(t)) return xasprintf("an %s CPU: this one is %s", target_arch(t), host_arch());
@@ -554,6 +573,8 @@ rsrc_target *target_load(const char *name, const char *cpu, const char *features
         t->cflags = NULL;
     }
     derive_cflags(t);
+    t->isa = target_isa_of(t);
+    if (gpu) gpu->isa = target_isa_of(gpu);
     return t;
 }
 

@@ -122,9 +122,6 @@ uint64_t kernel_unrolled_code_estimate(const rsrc_plan *p) {
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 
-const char *const dot_isa_names[DOT_ISA_COUNT] = {"scalar", "avx2", "avxvnni", "avx512bw", "avx512vnni",
-                                                  "dp4a",   "neon", "sdot",    "i8mm"};
-
 int dot_isa_vector_bytes(enum dot_isa isa) {
     switch (isa) {
     case DOT_DP4A: return 4;
@@ -208,22 +205,22 @@ static int32_t lut_window_start(const rsrc_kernel *kn, int32_t b) {
     return g0 < kn->groups - kn->lut_window ? g0 : kn->groups - kn->lut_window;
 }
 
-void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p, const rsrc_target *t,
-                  const kernel_printer *pr, enum strategy s, int index, int lanes_min) {
+void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p, const rsrc_target *t, enum strategy s,
+                  int index, int lanes_min) {
     memset(kn, 0, sizeof *kn);
     kn->symbol = xasprintf("rsr_kernel_%d", index);
     kn->rows = tm->rows;
     kn->cols = tm->cols;
     kn->tm = tm;
     kn->data_offset = RSR_NO_TENSOR;
-    kn->printer = pr;
-    bool nvptx = pr->gpu_entries;
+    kn->kind = t->kind;
+    bool nvptx = t->kind == TK_CUDA && t->backend->gpu_entries;
     if (t->kind == TK_CUDA) kn->cta_warps = nvptx ? GPU_CTA_WARPS : GPU_GROUP_WARPS, kn->gpu_split = 1;
     kn->gpu_entry = t->kind == TK_CUDA && nvptx;
     if (s == STRAT_I2) {
         /* a matrix summed per unit (scales per group): its source rows, one sum per unit each
          * (lower_i2_units; lower_units_batch for several tokens) */
-        int isa = tm->unit_cols ? kernel_units_isa(t, tm) : (int)target_dot_isa(t);
+        int isa = tm->unit_cols ? kernel_units_isa(t, tm) : (int)t->isa;
         if (isa < 0)
             rsrc_fatal("internal error: %s: no i2 form per unit of %d columns on %s", tm->name, tm->unit_cols, t->name);
         kn->form = KF_I2;
@@ -242,7 +239,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p,
              * lane, 64 products an instruction), else 8 rows a ymm on AVX2 and AVX-VNNI (a unit's 8 sums
              * stored as they are also beats vpdpbusd over rows across the lanes and their reductions) */
             const int zmm = dot_isa_vector_bytes(DOT_AVX512VNNI);
-            if (target_dot_isa(t) == DOT_AVX512VNNI && kn->rows % (zmm / 4) == 0 && kn->cols % (4 * zmm) == 0 &&
+            if (t->isa == DOT_AVX512VNNI && kn->rows % (zmm / 4) == 0 && kn->cols % (4 * zmm) == 0 &&
                 tm->unit_cols % I2_LANE_COLS == 0) {
                 kn->isa = DOT_AVX512VNNI, kn->vec_bytes = zmm;
                 kn->groups = kn->cols / (4 * zmm);
@@ -301,7 +298,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p,
     }
     if (s == STRAT_LUT) {
         kn->form = KF_LUT;
-        kn->isa = target_dot_isa(t);
+        kn->isa = t->isa;
         kn->lut_vector = target_lut_vector(t);
         kn->groups = (tm->cols + LUT_GROUP_COLS - 1) / LUT_GROUP_COLS;
         kn->block_rows = LUT_ROWS;
@@ -352,7 +349,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p,
  * prints a second ISA's helpers under its name: emit_c_dot_helpers). */
 int kernel_units_isa(const rsrc_target *t, const ternary_matrix *tm) {
     if (t->kind == TK_CUDA || !tm->unit_cols) return -1;
-    enum dot_isa isa = target_dot_isa(t);
+    enum dot_isa isa = t->isa;
     /* VNNI's vpdpbusd on ymm where AVX512VL allows it (EVEX): one instruction for AVX2's three */
     if (isa == DOT_AVX512VNNI && target_has_feature(t, "avx512vl")) isa = DOT_AVXVNNI;
     if (isa == DOT_AVX512BW || isa == DOT_AVX512VNNI) isa = DOT_AVX2;

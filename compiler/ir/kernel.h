@@ -16,32 +16,11 @@ enum kernel_form {
     KF_WARP,     /* RSR on a GPU: a warp per block, segmented sums across its lanes */
     KF_LUT,      /* triplet codes (4-bit pattern + sign), sums looked up in tables built from x */
 };
-/* How an i2 kernel multiplies: the widest integer dot product the target has. */
-/* i2's dot products, in order of preference on a CPU (a GPU: dp4a). AVX2 and AVX-VNNI work on
- * 256-bit vectors, the AVX-512 ones on 512; the AArch64 ones on NEON's 128 (NEON: smull + sadalp,
- * 16 products in four instructions; SDOT: Armv8.2-A's dot product, 16 in one; I8MM: Armv8.6-A's
- * matrix multiply, 32 in one). */
-enum dot_isa {
-    DOT_SCALAR,
-    DOT_AVX2,
-    DOT_AVXVNNI,
-    DOT_AVX512BW,
-    DOT_AVX512VNNI,
-    DOT_DP4A,
-    DOT_NEON,
-    DOT_SDOT,
-    DOT_I8MM /* SDOT, and the prompt's tiles by smmla: 2 rows × 2 tokens × 8 columns per instruction */
-};
-#define DOT_ISA_COUNT (DOT_I8MM + 1)
-static inline bool dot_isa_arm(int isa) { return isa == DOT_NEON || isa == DOT_SDOT || isa == DOT_I8MM; }
-static inline bool dot_isa_x86(int isa) { return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI; }
 int dot_isa_vector_bytes(enum dot_isa isa);
-extern const char *const dot_isa_names[];
-enum dot_isa target_dot_isa(const rsrc_target *t); /* target.c, as are the other target_* queries */
-bool dot_isa_field_scaled(enum dot_isa isa);       /* i2 fields masked in place, one accumulator each */
-bool dot_isa_tile_pair_sums(enum dot_isa isa);     /* the batched kernel's tiles the same (kernel.c) */
-bool dot_isa_pair_sums(enum dot_isa isa);          /* i2 rows summed as 16-bit pair sums between widenings */
-int dot_pair_sums_groups(void);                    /* groups summed in 16 bits before a widening */
+bool dot_isa_field_scaled(enum dot_isa isa);   /* i2 fields masked in place, one accumulator each */
+bool dot_isa_tile_pair_sums(enum dot_isa isa); /* the batched kernel's tiles the same (kernel.c) */
+bool dot_isa_pair_sums(enum dot_isa isa);      /* i2 rows summed as 16-bit pair sums between widenings */
+int dot_pair_sums_groups(void);                /* groups summed in 16 bits before a widening */
 #define RSR_BATCH_TILE_MAX 8
 #define I2_LANE_COLS 16        /* i2 per unit with rows in lanes: the columns of one group, 4 in each of its 4 fields */
 #define RSR_LANES 64           /* batched RSR: tokens per pass, one byte each in 64 bytes */
@@ -74,24 +53,23 @@ typedef struct rsrc_kernel {
     int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to RSR_LANES) */
     uint64_t data_offset;                 /* blob offset of the constant data (loop and i2 forms) */
     uint64_t off_block_seg, off_block_col, off_seg, off_perm; /* loop form, relative to data_offset */
-    uint64_t off_entry; /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
-    int32_t cta_warps;  /* GPU forms: warps per thread block */
-    int32_t gpu_split;  /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
-    bool gpu_entry;     /* GPU forms: an entry of its own (LLVM NVPTX), else a group entry's device function */
-    const struct kernel_printer *printer; /* the printer it is lowered for, whose lower takes its own forms */
-    bool lut_vector;                      /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
-    int32_t lut_window; /* lut of a matrix expanded per unit: the groups each block keeps (its window), 0: all */
+    uint64_t off_entry;    /* warp form: u32 col | code << 16 per kept column (block_col at 0) */
+    int32_t cta_warps;     /* GPU forms: warps per thread block */
+    int32_t gpu_split;     /* GPU forms: warps sharing one block of rows (1 for LLVM NVPTX entries) */
+    bool gpu_entry;        /* GPU forms: an entry of its own (LLVM NVPTX), else a group entry's device function */
+    enum target_kind kind; /* its target's: a kind with forms of its own lowers them (printer.h's target_forms) */
+    bool lut_vector;       /* lut: vpermt2b + vpdpbusd (target_lut_vector), else scalar */
+    int32_t lut_window;    /* lut of a matrix expanded per unit: the groups each block keeps (its window), 0: all */
 } rsrc_kernel;
-bool target_has_feature(const rsrc_target *t, const char *feature);
 uint64_t kernel_unrolled_code_estimate(const rsrc_plan *p);
 /* The printers of kernels are values in a table (printer.h). */
 typedef struct kernel_printer kernel_printer;
 /* The dot ISA of i2 summed per unit of columns for this matrix on t, or -1 (kernel.c). */
 int kernel_units_isa(const rsrc_target *t, const ternary_matrix *tm);
-/* Lowers a matrix with its plan, for the printer that will print it: p is the RSR analysis (NULL
- * for i2 and lut). */
-void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p, const rsrc_target *t,
-                  const kernel_printer *pr, enum strategy s, int index, int lanes_min);
+/* Lowers a matrix with its plan for target t (a CUDA target's entries as its backend prints
+ * them): p is the RSR analysis (NULL for i2 and lut). */
+void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p, const rsrc_target *t, enum strategy s,
+                  int index, int lanes_min);
 uint64_t kernel_data_size(const rsrc_kernel *kn);
 /* rsr_artifact_matrix.units_layout of the kernel: the layout of its codes where the runtime has
  * kernels of its own for it (enum rsr_units_layout) */

@@ -38,7 +38,7 @@
  * output: the LLVM printer builds its body the first time the name is missing from its LLVM
  * module and otherwise calls the one there (emit_llvm_kir); the C printer prints those of the
  * first module that has them into a C file, before that module's kernels, and skips the later
- * copies (kernel_sink.c_file), renaming what a shared function declares more than once (its
+ * copies (its c_file), renaming what a shared function declares more than once (its
  * segments' values, repeated in LLVM's manner). Their vectors have types of their own (KT_B64,
  * KT_W16, KT_Y32) beside the vector lut's 512-bit ones, and the operations are the same or the
  * lanes' own (KO_XOR, KO_PERM2B of a constant, KO_SHUFFLE, KO_QUARTER, KO_SPLAT, loads and

@@ -1567,8 +1567,8 @@ static void kir_info_fill(kir_module *m, const rsrc_kernel *kn) {
 kir_module *kir_lower(const rsrc_kernel *kn) {
     kir_module *m = kir_open();
     kir_info_fill(m, kn);
-    if (kn->printer && kn->printer->lower) { /* the forms its printer's target has of its own */
-        kn->printer->lower(m, kn);
+    if (target_forms[kn->kind]) { /* the forms its target's kind has of its own */
+        target_forms[kn->kind](m, kn);
         return m;
     }
     lower L = {.m = m, .kn = kn};

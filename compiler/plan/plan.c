@@ -118,7 +118,7 @@ static const lanes_fit lanes_fits[DOT_ISA_COUNT] = {
 };
 
 static const lanes_fit *lanes_fit_of(const rsrc_target *tg) {
-    enum dot_isa isa = target_dot_isa(tg);
+    enum dot_isa isa = tg->isa;
     return dot_isa_x86(isa) ? &lanes_fits[isa] : NULL;
 }
 
@@ -162,8 +162,7 @@ void plan_prefill(const ternary_matrix *t, const rsrc_target *tg, enum prefill_f
                  "predicted %.2fx)",
                  measured_gain, PLAN_LANES_GAIN, gain);
     } else if (!fit) {
-        snprintf(why, sizeof why, "tiles (no cost fit of the RSR lanes for %s dot products)",
-                 dot_isa_names[target_dot_isa(tg)]);
+        snprintf(why, sizeof why, "tiles (no cost fit of the RSR lanes for %s dot products)", dot_isa_names[tg->isa]);
     } else if (tg->l2 && tg->l2 < fit->l2) {
         snprintf(why, sizeof why,
                  "tiles (RSR lanes not predicted: the %s cost fit, %.2fx, was measured on cores with %llu KiB of "
@@ -199,7 +198,7 @@ static double segments_time(const ternary_matrix *t, enum strategy s, int k, dou
 
 double plan_predict(const ternary_matrix *t, const rsrc_target *tg, enum strategy s, int k, bool prefill) {
     double weights = (double)t->rows * (double)t->cols;
-    enum dot_isa isa = target_dot_isa(tg);
+    enum dot_isa isa = tg->isa;
     if (s == STRAT_I2) return weights / (prefill ? i2_batch_weights_per_ns[isa] : i2_weights_per_ns[isa]);
     if (s == STRAT_LUT) return weights / lut_weights_per_ns + t->cols * lut_table_ns_per_col;
     return segments_time(t, s, k, NULL); /* no batched RSR kernel: a prefill token costs a call */

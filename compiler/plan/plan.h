@@ -43,6 +43,26 @@ void rsrc_plan_print(const rsrc_plan *p, const char *name, FILE *out);
 void rsrc_reference_matvec(const rsrc_plan *p, const int8_t *x, int32_t *y); /* interprets the plan */
 
 /* ---- target.c: a target is data (a YAML spec in specs/, or the detected host) ---- */
+/* How an i2 kernel multiplies: the widest integer dot product the target has. */
+/* i2's dot products, in order of preference on a CPU (a GPU: dp4a). AVX2 and AVX-VNNI work on
+ * 256-bit vectors, the AVX-512 ones on 512; the AArch64 ones on NEON's 128 (NEON: smull + sadalp,
+ * 16 products in four instructions; SDOT: Armv8.2-A's dot product, 16 in one; I8MM: Armv8.6-A's
+ * matrix multiply, 32 in one). */
+enum dot_isa {
+    DOT_SCALAR,
+    DOT_AVX2,
+    DOT_AVXVNNI,
+    DOT_AVX512BW,
+    DOT_AVX512VNNI,
+    DOT_DP4A,
+    DOT_NEON,
+    DOT_SDOT,
+    DOT_I8MM /* SDOT, and the prompt's tiles by smmla: 2 rows × 2 tokens × 8 columns per instruction */
+};
+#define DOT_ISA_COUNT (DOT_I8MM + 1)
+static inline bool dot_isa_arm(int isa) { return isa == DOT_NEON || isa == DOT_SDOT || isa == DOT_I8MM; }
+static inline bool dot_isa_x86(int isa) { return isa >= DOT_AVX2 && isa <= DOT_AVX512VNNI; }
+extern const char *const dot_isa_names[];
 enum target_kind { TK_CPU, TK_CUDA };
 /* What the command line asks of the code beside the target, passed to whoever uses it (the
  * planner, the printers, the link step); a target holds only what its spec says. */
@@ -66,6 +86,7 @@ typedef struct rsrc_target {
     int vector_bits, threads; /* threads 0: auto */
     uint64_t l1d, l2, l3, line;
     uint32_t unroll_budget; /* icache_budget: bytes of straight-line code one matrix may spend */
+    enum dot_isa isa;       /* i2's dot products: its features' widest (target_isa_of), set once by target_load */
     /* the target's backend: the printer of its kernels (printer.h), as its spec's backend: says */
     const struct kernel_printer *backend;
     char *cflags;                         /* for the C printer's compiler */
@@ -87,6 +108,10 @@ char *target_host_lacks(const rsrc_target *t);
 /* The instruction set t's code is for, from its triple: "x86_64" (also a spec without one),
  * "aarch64", "nvptx64"; and whether this machine runs it natively. */
 const char *target_arch(const rsrc_target *t);
+/* The dot ISA t's kind, architecture and features give: what target_load stores in t->isa, the
+ * one place features become an instruction set. */
+enum dot_isa target_isa_of(const rsrc_target *t);
+bool target_has_feature(const rsrc_target *t, const char *feature);
 bool target_is_foreign(const rsrc_target *t);
 char *host_cpu_model(void); /* /proc/cpuinfo's model name, or "unknown" */
 
@@ -142,8 +167,8 @@ typedef struct tune_class tune_class;
  * CPU features this machine lacks (named). */
 void tune_check_target(const rsrc_target *t, const char *name);
 /* cache_path NULL: the default; the temporary kernels go to workdir. */
-tune_state *tune_begin(const rsrc_target *t, compile_options opts, const char *cache_path, bool use_llvm,
-                       const char *workdir, enum strategy forced, int forced_k);
+tune_state *tune_begin(const rsrc_target *t, compile_options opts, const char *cache_path,
+                       const struct kernel_printer *pr, const char *workdir, enum strategy forced, int forced_k);
 void tune_explain(FILE *out, const tune_class *tc, const ternary_matrix *tm, const rsrc_target *t);
 /* --tune's decision for one matrix, before compile_matrix: the planner's plan in *mp, then the
  * measurement; fills rq's decided, measured and measured_lanes_gain. tune.c is a driver above
@@ -155,7 +180,8 @@ void tune_decide(tune_state *ts, const ternary_matrix *tm, const rsrc_target *t,
  * where it predicts that the RSR lanes earn their bytes, the lanes and the tiles measured here
  * (their class cached as --tune's are) so that the lanes stay only where they are measured
  * faster by PLAN_LANES_GAIN. ts from tune_begin_check. */
-tune_state *tune_begin_check(const rsrc_target *t, compile_options opts, bool use_llvm, const char *workdir);
+tune_state *tune_begin_check(const rsrc_target *t, compile_options opts, const struct kernel_printer *pr,
+                             const char *workdir);
 void tune_check_lanes(tune_state *ts, const ternary_matrix *tm, const rsrc_target *t, struct matrix_request *rq,
                       matrix_plan *mp);
 void tune_end(tune_state *ts); /* writes the cache, if something was measured */

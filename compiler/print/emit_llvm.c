@@ -1152,15 +1152,111 @@ void emit_llvm_kernel(llvm_emitter *e, const kir_module *m) {
     emit_llvm_kir(e, m);
 }
 
+/* ---- the LLVM printer (printer.h): one module, optimised and emitted by finish (or in parts) ---- */
+
+typedef struct llvm_printer {
+    llvm_emitter *e;
+    FILE *c; /* the driver's C file: the kernels' declarations */
+    char *workdir;
+    bool linked;
+    char *out;      /* finish's file */
+    char **objects; /* the parts emitted on the way, then finish's object; NULL-terminated */
+    int nobjects;
+} llvm_printer;
+
+static void *llvm_begin(const printer_begin *b) {
+    llvm_printer *p = xcalloc(1, sizeof *p);
+    p->e = emit_llvm_begin(b->t, b->module, b->opt_level);
+    p->c = b->c, p->workdir = xstrdup(b->workdir), p->linked = b->linked;
+    p->objects = xcalloc(1, sizeof *p->objects);
+    return p;
+}
+
 /* The LLVM printer's hook: the kernel into the module, its declaration into the C. */
 static void llvm_kernel(const kernel_sink *out, const kir_module *m) {
-    emit_llvm_kernel(out->llvm, m);
-    emit_c_kernel_decl(out->c, m, "the LLVM backend");
+    llvm_printer *p = out->state;
+    emit_llvm_kernel(p->e, m);
+    emit_c_kernel_decl(p->c, m, "the LLVM backend");
+}
+
+static void add_object(llvm_printer *p, char *path) {
+    p->objects = xrealloc(p->objects, sizeof *p->objects * (size_t)(p->nobjects + 2));
+    p->objects[p->nobjects++] = path, p->objects[p->nobjects] = NULL;
+}
+
+/* Instructions after which the kernels so far are optimised and emitted as an object of their
+ * own (emit_llvm_flush): LLVM's memory grows with its module, and a 20B mixture of experts has
+ * 9312 matrices. Small enough to hold LLVM under about 1 GB, large enough that models up to
+ * the 2B-4T shape stay one module. */
+enum { LLVM_PART_INSTRUCTIONS = 2000000 };
+
+static uint64_t part_instructions(void) { /* RSRC_LLVM_PART_INSTRUCTIONS: another size, for tests */
+    long long n = atoll(rsrc_env_or("RSRC_LLVM_PART_INSTRUCTIONS", "0"));
+    return n > 0 ? (uint64_t)n : LLVM_PART_INSTRUCTIONS;
+}
+
+/* Into objects for a link, the kernels so far as an object of their own once they are many. */
+static void llvm_part(void *state) {
+    llvm_printer *p = state;
+    if (!p->linked || emit_llvm_pending(p->e) < part_instructions()) return;
+    stage_enter(STAGE_LLVM);
+    double t0 = rsrc_now();
+    char *path = xasprintf("%s/kernels.%d.o", p->workdir, p->nobjects);
+    register_temp(path);
+    uint64_t n = emit_llvm_pending(p->e);
+    emit_llvm_flush(p->e, path);
+    add_object(p, path);
+    rsrc_note(1, "LLVM: optimised and emitted part %d (%llu instructions) in %.2f s", p->nobjects,
+              (unsigned long long)n, rsrc_now() - t0);
+    stage_enter(STAGE_ANALYSE);
+}
+
+static uint64_t llvm_pending(const void *state) { return emit_llvm_pending(((const llvm_printer *)state)->e); }
+
+static void llvm_finish(void *state, blob_writer *blob, enum printer_output what) {
+    (void)blob;
+    llvm_printer *p = state;
+    double t0 = rsrc_now();
+    static const enum llvm_output as[] = {
+        [PRINT_SOURCE] = LLVM_OUT_IR, [PRINT_ASSEMBLY] = LLVM_OUT_ASM, [PRINT_OBJECT] = LLVM_OUT_OBJ};
+    p->out = xasprintf(p->linked ? "%s/kernels.o" : "%s/kernels.out", p->workdir);
+    register_temp(p->out);
+    emit_llvm_finish(p->e, as[what], p->out);
+    if (what == PRINT_OBJECT) add_object(p, xstrdup(p->out));
+    emit_llvm_end(p->e);
+    p->e = NULL;
+    rsrc_note(1, "LLVM: optimised and emitted the kernels in %.2f s", rsrc_now() - t0);
+}
+
+static const char *llvm_output(const void *state, bool assembly) {
+    (void)assembly;
+    return ((const llvm_printer *)state)->out;
+}
+
+static char *const *llvm_objects(const void *state) { return ((const llvm_printer *)state)->objects; }
+
+static void llvm_end(void *state) {
+    llvm_printer *p = state;
+    if (!p) return;
+    if (p->e) emit_llvm_end(p->e);
+    for (int i = 0; i < p->nobjects; i++) free(p->objects[i]);
+    free(p->objects), free(p->out), free(p->workdir);
+    free(p);
 }
 
 /* LLVM has every CPU form, and i2 in any of the target's dot ISAs. */
-const kernel_printer printer_llvm = {
-    .name = "llvm", .title = "LLVM", .backend = "llvm", .kind = TK_CPU, .kernel = llvm_kernel};
+const kernel_printer printer_llvm = {.name = "llvm",
+                                     .title = "LLVM",
+                                     .backend = "llvm",
+                                     .kind = TK_CPU,
+                                     .begin = llvm_begin,
+                                     .kernel = llvm_kernel,
+                                     .part = llvm_part,
+                                     .pending = llvm_pending,
+                                     .finish = llvm_finish,
+                                     .output = llvm_output,
+                                     .objects = llvm_objects,
+                                     .end = llvm_end};
 
 /* ---- output ---- */
 

@@ -384,3 +384,8 @@ __attribute__((constructor)) static void install_cleanup(void) {
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
     signal(SIGXFSZ, SIG_IGN);
 }
+
+const char *rsrc_env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}

@@ -58,4 +58,7 @@ const char *format_size(uint64_t bytes, char buf[32]);
 #include "edit_distance.h" /* tools/: the did-you-mean of an unknown option or target */
 double rsrc_now(void);
 
+/* The environment variable name when set and not empty, else fallback. */
+const char *rsrc_env_or(const char *name, const char *fallback);
+
 #endif

@@ -6,8 +6,8 @@
  *   printer_cuda   (backend nvrtc, the default): CUDA C (emit_cuda.c), then PTX through NVRTC
  *   printer_nvptx  (backend llvm): the matrices through emit_llvm.c's NVPTX target
  *
- * Both lower the GPU forms with kir_lower_gpu (lower_gpu.c), building the IR with compiler/'s
- * lower.h, the IR's API.
+ * A CUDA target's own forms are lowered by kir_lower_gpu (lower_gpu.c; the table's target_forms
+ * names it), building the IR with compiler/'s lower.h, the IR's API.
  */
 #ifndef RSRC_CUDA_PRINTER_H
 #define RSRC_CUDA_PRINTER_H
@@ -34,8 +34,7 @@ void emit_cuda_group(FILE *out, const char *symbol, const gpu_member *m, int cou
 /* ---- nvrtc.c: CUDA C → PTX through NVRTC, loaded with dlopen (RSRC_NVRTC overrides the path) ---- */
 char *nvrtc_compile(const rsrc_target *t, const char *source, const char *name, size_t *size);
 
-/* ---- gpu.c: the CUDA half of the pipeline (the two printers' begin, kernel, group, finish,
- * descriptor, end); the PTX goes into the blob ---- */
-extern const kernel_printer printer_cuda, printer_nvptx;
+/* ---- gpu.c: the two printers (printer_cuda, printer_nvptx: begin, kernel, group, finish,
+ * output, descriptor, end), declared by the table alone (printers.c); the PTX goes into the blob ---- */
 
 #endif

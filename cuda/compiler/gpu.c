@@ -136,30 +136,31 @@ static void add_module(gpu_build *g, blob_writer *blob, const char *ptx, size_t 
     g->module_size[g->num_modules++] = n;
 }
 
-/* what: 0 nothing more (--emit=cuda), 1 the PTX file (--emit=ptx), 2 PTX into the blob (model.so). */
-static void gpu_finish(void *state, blob_writer *blob, int what) {
+/* what: the source, nothing more (--emit=cuda); assembly, the PTX file (--emit=ptx); object, PTX
+ * into the blob (model.so). */
+static void gpu_finish(void *state, blob_writer *blob, enum printer_output what) {
     gpu_build *g = state;
     if (g->group_size) gpu_close_group(g);
     if (fclose(g->cu) != 0) rsrc_fatal("%s: write failed: %s", g->cu_path, strerror(errno));
     g->cu = NULL;
-    if (what == 0) return;
+    if (what == PRINT_SOURCE) return;
     double t0 = rsrc_now();
     if (g->llvm) {
-        emit_llvm_finish(g->nvptx, LLVM_OUT_ASM, what == 1 ? g->ptx_path : g->llvm_ptx_path);
+        emit_llvm_finish(g->nvptx, LLVM_OUT_ASM, what == PRINT_ASSEMBLY ? g->ptx_path : g->llvm_ptx_path);
         rsrc_note(1, "LLVM NVPTX: matrix kernels as sm_%d PTX in %.2f s", llvm_nvptx_sm(g->t), rsrc_now() - t0);
-        if (what == 1) return;
+        if (what == PRINT_ASSEMBLY) return;
     }
     size_t n;
     char *source = read_file(g->cu_path, &n);
     char *ptx = nvrtc_compile(g->t, source, "model.cu", &n);
     rsrc_note(1, "NVRTC: %s PTX (%zu bytes) in %.2f s", g->t->arch, n, rsrc_now() - t0);
-    if (what == 1)
+    if (what == PRINT_ASSEMBLY)
         write_file(g->ptx_path, ptx, n);
     else
         add_module(g, blob, ptx, n);
     free(ptx);
     free(source);
-    if (g->llvm && what == 2) {
+    if (g->llvm && what == PRINT_OBJECT) {
         char *kernels = read_file(g->llvm_ptx_path, &n);
         add_module(g, blob, kernels, n);
         free(kernels);
@@ -218,7 +219,6 @@ const kernel_printer printer_cuda = {.name = "cuda",
                                      .title = "NVRTC",
                                      .backend = "nvrtc",
                                      .kind = TK_CUDA,
-                                     .lower = kir_lower_gpu,
                                      .kernel = gpu_kernel,
                                      .begin = begin_nvrtc,
                                      .group = gpu_close_group,
@@ -231,7 +231,6 @@ const kernel_printer printer_nvptx = {.name = "llvm-nvptx",
                                       .backend = "llvm",
                                       .kind = TK_CUDA,
                                       .gpu_entries = true,
-                                      .lower = kir_lower_gpu,
                                       .kernel = gpu_kernel,
                                       .begin = begin_llvm,
                                       .group = gpu_close_group,

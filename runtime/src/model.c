@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "rsr_gpu_accepts.h"
 
 const char *rsr_status_to_string(rsr_status st) {
     switch (st) {
@@ -68,13 +69,6 @@ static rsr_status check_gemma_layer(rsr_model *m, int32_t l) {
                                 l, L->rope_theta, a->rope_theta, m->rope_theta2);
         m->rope_theta2 = L->rope_theta;
     }
-    const bool gemma = L->attn_post_norm != RSR_NO_TENSOR || L->ffn_post_norm != RSR_NO_TENSOR || L->sliding_window ||
-                       m->rope_theta2 || a->activation == RSR_ACT_GELU || a->embed_scale || a->attn_scale;
-    if (a->gpu && gemma)
-        return rt_set_error(m->err, RSR_ERR_ABI,
-                            "artifact descriptor is inconsistent: layer %d: GELU, post norms, sliding windows or "
-                            "scales in a model with GPU code, whose forward pass has none of them",
-                            l);
     return RSR_OK;
 }
 
@@ -100,14 +94,14 @@ static rsr_status check_deltanet(rsr_model *m, int32_t l) {
     const rsr_artifact_layer *L = &a->layer[l];
     const uint64_t H = (uint64_t)a->hidden;
     if ((L->kind != RSR_LAYER_ATTENTION && L->kind != RSR_LAYER_DELTANET) || (L->attn_gate & ~1) ||
-        (L->kind == RSR_LAYER_DELTANET && L->attn_gate) || (L->attn_gate && a->gpu))
+        (L->kind == RSR_LAYER_DELTANET && L->attn_gate))
         return rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: layer %d: kind %d, attn_gate %d",
                             l, L->kind, L->attn_gate);
     if (L->kind != RSR_LAYER_DELTANET) return RSR_OK;
     const int64_t Hk = L->dn_k_heads, Hv = L->dn_v_heads, D = L->dn_head, K = L->dn_conv;
     const int64_t vd = Hv * D, conv = 2 * Hk * D + vd;
-    if (a->gpu || Hk < 1 || Hv < 1 || Hv % Hk || D < 1 || D > 1024 || K < 1 || K > 64 || vd > 65535 ||
-        conv > (1 << 20) || !blob_range_ok(a, L->dn_conv_w, 4 * (uint64_t)(conv * K), 4) ||
+    if (Hk < 1 || Hv < 1 || Hv % Hk || D < 1 || D > 1024 || K < 1 || K > 64 || vd > 65535 || conv > (1 << 20) ||
+        !blob_range_ok(a, L->dn_conv_w, 4 * (uint64_t)(conv * K), 4) ||
         !blob_range_ok(a, L->dn_alpha, 4 * (uint64_t)Hv * H, 4) ||
         !blob_range_ok(a, L->dn_beta, 4 * (uint64_t)Hv * H, 4) ||
         !blob_range_ok(a, L->dn_dt_bias, 4 * (uint64_t)Hv, 4) || !blob_range_ok(a, L->dn_a, 4 * (uint64_t)Hv, 4) ||
@@ -115,9 +109,8 @@ static rsr_status check_deltanet(rsr_model *m, int32_t l) {
         L->k_norm != RSR_NO_TENSOR)
         return rt_set_error(m->err, RSR_ERR_ABI,
                             "artifact descriptor is inconsistent: layer %d: a gated DeltaNet of %d K heads, %d V heads "
-                            "of %d, %d taps%s",
-                            l, L->dn_k_heads, L->dn_v_heads, L->dn_head, L->dn_conv,
-                            a->gpu ? ", in a model with GPU code" : "");
+                            "of %d, %d taps",
+                            l, L->dn_k_heads, L->dn_v_heads, L->dn_head, L->dn_conv);
     const int32_t idx[3] = {L->q, L->k, L->o};
     const int64_t rows[3] = {conv, vd, (int64_t)H}, cols[3] = {(int64_t)H, (int64_t)H, vd};
     for (int j = 0; j < 3; j++) {
@@ -160,15 +153,15 @@ static rsr_status check_experts(rsr_model *m, int32_t l) {
             m->err, RSR_ERR_ABI,
             "artifact descriptor is inconsistent: layer %d: a shared expert of %d rows, its gate at %llu", l,
             L->shared_ff, (unsigned long long)L->shared_gate);
-    if (a->gpu || L->experts_used < 1 || L->experts_used > L->num_experts || L->expert_ff < 1 ||
-        L->expert_ff > a->intermediate || L->gating != RSR_GATING_SOFTMAX || !(L->swiglu_clamp >= 0) ||
-        !isfinite(L->swiglu_clamp) || !blob_range_ok(a, L->router, 4 * E * H, 4) || L->expert_first < 0 ||
+    if (L->experts_used < 1 || L->experts_used > L->num_experts || L->expert_ff < 1 || L->expert_ff > a->intermediate ||
+        L->gating != RSR_GATING_SOFTMAX || !(L->swiglu_clamp >= 0) || !isfinite(L->swiglu_clamp) ||
+        !blob_range_ok(a, L->router, 4 * E * H, 4) || L->expert_first < 0 ||
         (int64_t)L->expert_first + 3 * (int64_t)E > a->num_matrices)
         return rt_set_error(m->err, RSR_ERR_ABI,
                             "artifact descriptor is inconsistent: layer %d: %d experts (%d used) of %d rows from "
-                            "matrix %d, gating %d, clamp %g%s",
+                            "matrix %d, gating %d, clamp %g",
                             l, L->num_experts, L->experts_used, L->expert_ff, L->expert_first, L->gating,
-                            (double)L->swiglu_clamp, a->gpu ? ", in a model with GPU code" : "");
+                            (double)L->swiglu_clamp);
     for (uint64_t j = 0; j < 3 * E; j++) {
         const rsr_artifact_matrix *x = &a->matrix[(uint64_t)L->expert_first + j];
         const uint64_t rows = j % 3 == 2 ? H : F, cols = j % 3 == 2 ? F : H;
@@ -206,8 +199,8 @@ static rsr_status check_fold(rsr_model *m) {
     const rsr_artifact *a = m->a;
     if (!a->fold_block) return RSR_OK;
 #define BAD(...) rt_set_error(m->err, RSR_ERR_ABI, "artifact descriptor is inconsistent: Hadamard fold: " __VA_ARGS__)
-    if (a->fold_block < 2 || a->fold_block > 65536 || (a->fold_block & (a->fold_block - 1)) || a->gpu)
-        return BAD("block %d%s", a->fold_block, a->gpu ? " with GPU code" : "");
+    if (a->fold_block < 2 || a->fold_block > 65536 || (a->fold_block & (a->fold_block - 1)))
+        return BAD("block %d", a->fold_block);
     if ((a->embed_signs != RSR_NO_TENSOR && !fold_signs_ok(a, a->embed_signs, a->hidden)) ||
         (a->lm_head_signs != RSR_NO_TENSOR && !fold_signs_ok(a, a->lm_head_signs, a->hidden)))
         return BAD("the embedding's or the head's signs");
@@ -236,6 +229,39 @@ static rsr_status check_fold(rsr_model *m) {
 /* Everything the forward pass will index with, checked once so that a damaged or hostile
  * descriptor is refused here instead of corrupting memory later. The limits are the compiler's
  * (16-bit RSR column indices, config.json ranges), so every product below fits in 64 bits. */
+/* An artifact with GPU code runs its forward pass there: none of the traits the GPU lacks
+ * (rsr_gpu_accepts.h, the list the compiler refuses a CUDA target by, from the same traits). */
+static rsr_status check_gpu(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    if (!a->gpu) return RSR_OK;
+    bool has[RSR_TRAITS] = {
+        [RSR_TRAIT_FOLD] = a->fold_block != 0,
+        [RSR_TRAIT_ACT_BLOCK] = a->act_block != 0 || a->act_quant != RSR_ACT_Q8_0,
+        [RSR_TRAIT_WINDOWS] = m->rope_theta2 != 0,
+        [RSR_TRAIT_GELU] = a->activation == RSR_ACT_GELU,
+        [RSR_TRAIT_SCALES] = a->embed_scale != 0 || a->attn_scale != 0,
+        [RSR_TRAIT_PARTIAL_ROPE] = a->rope_dims != 0,
+    };
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rsr_artifact_layer *L = &a->layer[l];
+        has[RSR_TRAIT_DELTANET] |= L->kind == RSR_LAYER_DELTANET;
+        has[RSR_TRAIT_EXPERTS] |= L->num_experts != 0;
+        has[RSR_TRAIT_PROJ_NORMS] |= L->in_norm[0] != RSR_NO_TENSOR;
+        has[RSR_TRAIT_QK_NORM] |= L->q_norm != RSR_NO_TENSOR || L->k_norm != RSR_NO_TENSOR;
+        has[RSR_TRAIT_POST_NORMS] |= L->attn_post_norm != RSR_NO_TENSOR || L->ffn_post_norm != RSR_NO_TENSOR;
+        has[RSR_TRAIT_WINDOWS] |= L->sliding_window != 0;
+        has[RSR_TRAIT_ATTN_GATE] |= L->attn_gate != 0;
+    }
+    unsigned traits = 0;
+    for (int i = 0; i < RSR_TRAITS; i++) traits |= (unsigned)has[i] << i;
+    const char *lacks = rsr_gpu_refuses(traits);
+    return lacks ? rt_set_error(m->err, RSR_ERR_ABI,
+                                "artifact descriptor is inconsistent: a model with GPU code has %s, which the GPU's "
+                                "forward pass has not",
+                                lacks)
+                 : RSR_OK;
+}
+
 static rsr_status check_artifact(rsr_model *m) {
     const rsr_artifact *a = m->a;
     char *err = m->err;
@@ -260,17 +286,17 @@ static rsr_status check_artifact(rsr_model *m) {
     if ((a->activation != RSR_ACT_RELU2 && a->activation != RSR_ACT_SILU && a->activation != RSR_ACT_GELU) ||
         (a->bitlinear_norm & ~1) || a->act_block < 0 || a->act_block > 4096 || a->act_block % 16 ||
         a->pooling < RSR_POOLING_MEAN || a->pooling > RSR_POOLING_LAST ||
-        (a->act_quant != RSR_ACT_Q8_0 && (a->act_quant != RSR_ACT_Q8_K || !a->act_block || a->gpu)))
-        return BAD("activation %d, bitlinear_norm %d, act_block %d (rounding %d%s), pooling %d", a->activation,
-                   a->bitlinear_norm, a->act_block, a->act_quant, a->gpu ? ", with GPU code" : "", a->pooling);
+        (a->act_quant != RSR_ACT_Q8_0 && (a->act_quant != RSR_ACT_Q8_K || !a->act_block)))
+        return BAD("activation %d, bitlinear_norm %d, act_block %d (rounding %d), pooling %d", a->activation,
+                   a->bitlinear_norm, a->act_block, a->act_quant, a->pooling);
     if (!(a->rms_eps >= 0 && a->rms_eps <= 1) || !(a->bitlinear_eps >= 0 && a->bitlinear_eps <= 1) ||
         !(a->rope_theta >= 1 && a->rope_theta <= 1e12))
         return BAD("rms_eps %g, bitlinear_eps %g, rope_theta %g", (double)a->rms_eps, (double)a->bitlinear_eps,
                    a->rope_theta);
     if (!(a->embed_scale >= 0 && a->embed_scale <= 65536) || !(a->attn_scale >= 0 && a->attn_scale <= 65536))
         return BAD("embed_scale %g, attn_scale %g", (double)a->embed_scale, (double)a->attn_scale);
-    if (a->rope_dims < 0 || a->rope_dims > a->head_dim || a->rope_dims % 2 || (a->rope_dims && a->gpu))
-        return BAD("rope_dims %d for head_dim %d%s", a->rope_dims, a->head_dim, a->gpu ? " with GPU code" : "");
+    if (a->rope_dims < 0 || a->rope_dims > a->head_dim || a->rope_dims % 2)
+        return BAD("rope_dims %d for head_dim %d", a->rope_dims, a->head_dim);
     if (!a->blob || !a->layer || !a->matrix || a->num_matrices != expected_matrices(a))
         return BAD("%d matrices for %d layers", a->num_matrices, a->num_layers);
     const uint64_t H = (uint64_t)a->hidden, I = (uint64_t)a->intermediate, V = (uint64_t)a->vocab;
@@ -379,7 +405,8 @@ static rsr_status check_artifact(rsr_model *m) {
     }
 #undef BAD
     m->max_rows = (int32_t)max_rows;
-    return check_fold(m);
+    rsr_status fst = check_fold(m);
+    return fst != RSR_OK ? fst : check_gpu(m);
 }
 
 /* Opens m on dev, a device other than the host: RSR_OK with m->run_on = dev; where it cannot, the

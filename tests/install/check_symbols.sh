@@ -1,8 +1,8 @@
 #!/bin/sh
 # The installed runtime archive defines no global symbol without the project's prefix (rsr_), so
 # that a program linking it, or an object made by rsrc --emit=obj, meets none of its internal
-# names; and it holds none of the unit tests' hooks (RT_TEST_HOOK, runtime/src/internal.h), and
-# no common symbol (clang's OpenMP lock of a critical section is one: made local without space of
+# names; the unit tests' hooks (RT_TEST_HOOK, runtime/src/internal.h) are local there, out of any
+# program's reach; and it holds no common symbol (clang's OpenMP lock of a critical section is one: made local without space of
 # its own, every thread of a critical section spins on a bogus address; CMakeLists.txt's -d).
 # Usage: check_symbols.sh NM LIBRARY      (NM: the toolchain's nm, a cross build's own)
 set -eu
@@ -21,9 +21,9 @@ if [ -n "$common" ]; then
   echo "$lib: common symbols (no space of their own once local): $common" >&2
   exit 1
 fi
-hooks=$("$nm" "$lib" | awk '$NF ~ /_for_tests$/ { print $NF }')
+hooks=$("$nm" "$lib" | awk '$NF ~ /_for_tests$/ && $(NF - 1) !~ /^[bd]$/ { print $NF }')
 if [ -n "$hooks" ]; then
-  echo "$lib: test hooks in the product: $hooks" >&2
+  echo "$lib: test hooks not local to the product: $hooks" >&2
   exit 1
 fi
 echo "$lib: $(printf '%s\n' "$defined" | wc -l) global symbols, all rsr_*"

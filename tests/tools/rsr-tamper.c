@@ -28,8 +28,8 @@ static const struct {
 } fields[] = {
 #define FIELD(f)                                                                                                       \
     { #f, offsetof(rsr_artifact, f), sizeof(((rsr_artifact *)0)->f) }
-    FIELD(abi_version), FIELD(hidden),    FIELD(num_layers), FIELD(vocab),      FIELD(max_positions),
-    FIELD(head_dim),    FIELD(blob_size), FIELD(embed),      FIELD(final_norm),
+    FIELD(abi_version), FIELD(hidden), FIELD(num_layers), FIELD(vocab),      FIELD(max_positions), FIELD(head_dim),
+    FIELD(blob_size),   FIELD(embed),  FIELD(final_norm), FIELD(activation), FIELD(rope_dims),
 #undef FIELD
 };
 

@@ -2,8 +2,9 @@
  * printers_runner.c — the kernels of one shared object test_printers built for another
  * architecture, checked on that architecture (under qemu-user): printers_runner KERNELS.so.
  *
- * The object holds what test_printers would check in-process: test_kernels (the compiled
- * kernels, rsr_artifact_matrix entries), test_blob (their constant data) and test_matrices (the
+ * The object holds what test_printers would check in-process: rsrc_kernel_set (the compiled
+ * kernels, rsr_artifact_matrix entries: compiler/kernel_set.h), rsrc_kernel_set_blob (their
+ * constant data) and test_matrices (the
  * weights each was compiled from, with a description); printers_check.h runs the same checks.
  * Prints "N passed, N failed" and exits 1 on any failure, 2 when the object cannot be used.
  */
@@ -31,11 +32,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "printers_runner: %s\n", dlerror());
         return 2;
     }
-    const rsr_artifact_matrix *kernels = dlsym(h, "test_kernels");
-    const uint8_t *const *blob = dlsym(h, "test_blob");
+    const rsr_artifact_matrix *kernels = dlsym(h, "rsrc_kernel_set");
+    const uint8_t *const *blob = dlsym(h, "rsrc_kernel_set_blob");
     const test_matrix *mats = dlsym(h, "test_matrices");
     if (!kernels || !blob || !mats) {
-        fprintf(stderr, "printers_runner: %s lacks test_kernels, test_blob or test_matrices\n", argv[1]);
+        fprintf(stderr, "printers_runner: %s lacks rsrc_kernel_set, rsrc_kernel_set_blob or test_matrices\n", argv[1]);
         return 2;
     }
     int n = 0;

@@ -7,6 +7,7 @@
  * reproduce the same logits; two sessions are independent; sampling honours its parameters.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

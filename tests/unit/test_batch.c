@@ -14,6 +14,7 @@
  * Then the refusals: each leaves every session where it was.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -17,7 +17,9 @@
  *   - arguments are checked and the message names the value at fault.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rsr_dl.h"
 

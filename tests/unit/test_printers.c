@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernel_set.h"
 #include "print/printer.h"
 #include "rsrc.h"
 
@@ -155,20 +156,12 @@ static void run_foreign(const rsrc_target *t, const char *so_path) {
     free(runner), free(qemu);
 }
 
-static void run_here(const char *so_path, int n, const check_matrix *chk, char (*what)[160]);
-
 /* Every variant the printer has on target t, each matrix through compile_matrix, into one shared
- * object; then each kernel against the naive product. */
+ * object (kernel_set, as --tune builds its candidates); then each kernel against the naive
+ * product. */
 static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *dir) {
-    char *c_path = xasprintf("%s/k.c", dir), *blob_path = xasprintf("%s/k.bin", dir);
-    char *obj_path = xasprintf("%s/k.o", dir), *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, pr->name);
-    FILE *c = fopen(c_path, "w");
-    blob_writer blob;
-    blob_open(&blob, blob_path);
-    c_file cf;
-    emit_c_prologue(c, "test_printers", t, &cf);
-    llvm_emitter *llvm = pr == &printer_llvm ? emit_llvm_begin(t, "test", -1) : NULL;
-    const kernel_sink sink = {.printer = pr, .c = c, .c_file = &cf, .llvm = llvm};
+    kernel_set ks;
+    kernel_set_open(&ks, t, pr, dir, pr->name, -1);
     compiled_matrix cm[NV * NM];
     char what[NV * NM][160];
     int of[NV * NM];
@@ -188,9 +181,8 @@ static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *
             const matrix_request rq = {.strategy = variants[v].strategy,
                                        .k = variants[v].k,
                                        .user_strategy = variants[v].strategy,
-                                       .index = n,
                                        .lanes_min = variants[v].lanes ? LANES_MIN : -1};
-            compile_matrix(&mats[m], t, &rq, &blob, &sink, &cm[n]);
+            kernel_set_compile(&ks, &mats[m], &rq, &cm[n]);
             rows_in_lanes_run += cm[n].kn.rows_in_lanes;
             snprintf(what[n], sizeof what[n], "%s, %s printer, %s%s k=%d, %dx%d %s", t->name, pr->name,
                      cm[n].kn.strategy, variants[v].lanes ? " (lanes)" : "", cm[n].kn.block_rows, mats[m].rows,
@@ -200,64 +192,45 @@ static void check_printer(rsrc_target *t, const kernel_printer *pr, const char *
         }
         pairs_run++;
     }
-    fputs("__attribute__((visibility(\"default\"))) const rsr_artifact_matrix test_kernels[] = {\n", c);
-    for (int i = 0; i < n; i++) {
-        emit_c_kernel_entry(c, mats[of[i]].name, &cm[i].kn);
+    if (target_is_foreign(t)) {
+        emit_matrices(ks.c, n, of, chk, what);
+        char *so_path = xasprintf("%s/k-%s-%s.so", dir, t->name, pr->name);
+        run_foreign(t, kernel_set_link(&ks, so_path));
+        free(so_path);
+    } else {
+        const rsr_artifact_matrix *table;
+        const uint8_t *blob;
+        kernel_set_load(&ks, &table, &blob);
+        for (int i = 0; i < n; i++) check_kernel(&table[i], blob, &chk[i], what[i]);
     }
-    fputs("{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const test_blob = rsr_blob;\n", c);
-    if (target_is_foreign(t)) emit_matrices(c, n, of, chk, what);
-    fclose(c);
-    blob_align(&blob, 64);
-    blob_close(&blob);
-    if (llvm) {
-        emit_llvm_finish(llvm, LLVM_OUT_OBJ, obj_path);
-        emit_llvm_end(llvm);
-    }
-    const char *objs[] = {obj_path, NULL};
-    link_shared_object(c_path, llvm ? objs : NULL, blob_path, t, -1, so_path, dir);
-    if (target_is_foreign(t))
-        run_foreign(t, so_path);
-    else
-        run_here(so_path, n, chk, what);
     for (int i = 0; i < n; i++) compiled_matrix_free(&cm[i]);
-    if (!getenv("TEST_PRINTERS_KEEP")) unlink(c_path), unlink(blob_path), unlink(obj_path), unlink(so_path);
-    free(c_path), free(blob_path), free(obj_path), free(so_path);
+    kernel_set_close(&ks);
 }
 
-/* The kernels in this process, against the naive product. */
-static void run_here(const char *so_path, int n, const check_matrix *chk, char (*what)[160]) {
-    void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    EXPECT(h != NULL, "dlopen %s: %s", so_path, dlerror());
-    const rsr_artifact_matrix *table = h ? dlsym(h, "test_kernels") : NULL;
-    const uint8_t *const *blob_sym = h ? dlsym(h, "test_blob") : NULL;
-    EXPECT(!h || (table && blob_sym), "%s lacks its table", so_path);
-    for (int i = 0; table && blob_sym && i < n; i++) {
-        check_kernel(&table[i], *blob_sym, &chk[i], what[i]);
-    }
-    if (h) dlclose(h);
-}
-
-/* The table (printer.h): names unique, every printer a kernel hook, every CUDA one its half's
- * hooks and the GPU lowering, each kind's default its first, a backend word of the other kind
- * falling back to it, and the specs' backends found in it. */
+/* The table (printer.h): names unique, every printer the whole lifecycle (a CPU one its objects,
+ * a CUDA one its groups and descriptor), only CUDA targets with forms of their own, each kind's
+ * default its first, a backend word of the other kind falling back to it, and the specs'
+ * backends found in it. */
 static void check_table(void) {
     int n = 0;
     for (const kernel_printer *const *p = kernel_printers; *p; p++, n++) {
         const kernel_printer *q = *p;
         EXPECT(printer_named(q->name) == q, "printer %s is not found by its name", q->name);
-        EXPECT(q->kernel != NULL, "printer %s has no kernel hook", q->name);
-        bool half = q->begin && q->group && q->finish && q->output && q->descriptor && q->end;
-        EXPECT(q->kind == TK_CUDA ? half && q->lower : !q->begin && !q->lower,
+        bool life = q->begin && q->kernel && q->finish && q->output && q->end;
+        EXPECT(life && (q->kind == TK_CUDA ? q->group && q->descriptor && !q->objects : q->objects && !q->descriptor),
                "printer %s: the hooks of its kind are not all there", q->name);
         EXPECT(printer_for(q->kind, q->backend) == q, "backend %s does not select printer %s", q->backend, q->name);
     }
     EXPECT(n == 4, "%d printers in the table", n);
-    EXPECT(printer_for(TK_CPU, NULL) == &printer_c && printer_for(TK_CPU, "nvrtc") == &printer_c,
+    EXPECT(!target_forms[TK_CPU] && target_forms[TK_CUDA], "the GPU's forms are not its kind's own");
+    const kernel_printer *c = printer_named("c"), *llvm = printer_named("llvm");
+    EXPECT(c && llvm && c->kind == TK_CPU && llvm->kind == TK_CPU, "no C and LLVM printers for CPU targets");
+    EXPECT(printer_for(TK_CPU, NULL) == c && printer_for(TK_CPU, "nvrtc") == c,
            "the CPU targets' default printer is not C");
     EXPECT(printer_for(TK_CUDA, NULL) == printer_named("cuda") && printer_for(TK_CUDA, "c") == printer_named("cuda"),
            "the CUDA targets' default printer is not CUDA C through NVRTC");
     rsrc_target *t = target_load("avx2,sm_90", NULL, NULL);
-    EXPECT(t->backend == &printer_llvm && t->gpu->backend == printer_named("cuda"), "avx2,sm_90: backends %s and %s",
+    EXPECT(t->backend == llvm && t->gpu->backend == printer_named("cuda"), "avx2,sm_90: backends %s and %s",
            t->backend->name, t->gpu->backend->name);
     target_free(t);
 }
@@ -327,8 +300,8 @@ int main(void) {
             free(lacks);
         } else {
             runnable++;
-            check_printer(t, &printer_c, dir);
-            check_printer(t, &printer_llvm, dir);
+            for (const kernel_printer *const *p = kernel_printers; *p; p++)
+                if ((*p)->kind == TK_CPU) check_printer(t, *p, dir);
         }
         target_free(t);
     }
@@ -338,7 +311,7 @@ int main(void) {
     EXPECT(avx2_lacks || rows_in_lanes_run >= 4, "only %d kernels with rows in lanes ran on AVX2", rows_in_lanes_run);
     free(avx2_lacks);
     target_free(avx2);
-    if (!getenv("TEST_PRINTERS_KEEP")) rmdir(dir);
+    if (!getenv("RSRC_KEEP_KERNEL_SETS")) rmdir(dir);
     free(flat[5]);
     for (int m = 8; m < NM; m++) free(flat[m]), free(units[m]);
     for (int m = 0; m < NM; m++) ternary_matrix_free(&mats[m]);

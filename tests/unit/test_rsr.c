@@ -4,17 +4,18 @@
  * For random ternary and binary matrices of awkward shapes (rows not a multiple of k, one
  * column, all-zero rows) and every k from 1 to 8: the plan's interpretation equals the naive
  * product, the plan is a permutation of the kept columns, and the C emitted for both kernel
- * forms — compiled with the system C compiler and loaded — gives bit-identical int32 sums. The
+ * forms — compiled with the system C compiler into a kernel set (compiler/kernel_set.h) and
+ * loaded — gives bit-identical int32 sums. The
  * same for matrices expanded per unit of columns (group scales, activations per block), against
  * their per-unit sums written out from the weights as loaded.
  */
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../../runtime/cpu/cpu.h"
 #include "ir/kir.h"
+#include "kernel_set.h"
 #include "print/printer.h"
 #include "rsrc.h"
 
@@ -151,25 +152,33 @@ typedef struct check {
 } check;
 
 typedef struct batch {
-    char *c_path, *so_path, *blob_path;
-    const char *cflags;
-    FILE *c;
-    c_file file; /* what the C printer has added to c */
-    blob_writer blob;
+    rsrc_target t; /* its features and the C compiler's flags */
+    kernel_set set;
     check **checks;
-    int n, cap, serial;
+    int n, cap;
 } batch;
 
+static const struct {
+    const char *features[3];
+    int n;
+    const char *cflags;
+} isas[] = {
+    [DOT_SCALAR] = {{NULL}, 0, "-O2"},
+    [DOT_AVX2] = {{"avx2"}, 1, "-O2 -mavx2"},
+    [DOT_AVXVNNI] = {{"avx2", "avxvnni"}, 2, "-O2 -mavx2 -mavxvnni"},
+    [DOT_AVX512BW] = {{"avx512f", "avx512bw"}, 2, "-O2 -mavx512f -mavx512bw"},
+    [DOT_AVX512VNNI] = {{"avx512f", "avx512bw", "avx512vnni"}, 3, "-O2 -mavx512f -mavx512bw -mavx512vnni"},
+};
+
+/* A batch of the C printer's kernels for isa (-1: the RSR forms, with cflags), as kernel_set
+ * builds them. */
 static void batch_open(batch *b, const char *dir, const char *name, const char *cflags, int isa) {
     memset(b, 0, sizeof *b);
-    b->c_path = xasprintf("%s/%s.c", dir, name), b->so_path = xasprintf("%s/%s.so", dir, name);
-    b->blob_path = xasprintf("%s/%s.bin", dir, name);
-    b->cflags = cflags;
-    blob_open(&b->blob, b->blob_path);
-    b->c = fopen(b->c_path, "w");
-    fputs("#include <stddef.h>\n#include <stdint.h>\n", b->c);
-    b->file = (c_file){.isa = isa, .vex = true}; /* AVX-VNNI's VEX form, as the avx-vnni spec has it */
-    if (isa >= 0) emit_c_dot_helpers(b->c, &b->file, (enum dot_isa)isa);
+    b->t = (rsrc_target){.name = "test", .kind = TK_CPU, .cflags = (char *)cflags, .unroll_budget = 1 << 20};
+    if (isa >= 0) b->t.features = (char **)isas[isa].features, b->t.nfeatures = isas[isa].n;
+    b->t.isa = target_isa_of(&b->t);
+    EXPECT(isa < 0 || b->t.isa == (enum dot_isa)isa, "target_isa_of %d: %d", isa, b->t.isa);
+    kernel_set_open(&b->set, &b->t, printer_named("c"), dir, name, -1);
 }
 
 static ternary_matrix copy_matrix(const ternary_matrix *t) {
@@ -186,51 +195,26 @@ static ternary_matrix copy_matrix(const ternary_matrix *t) {
     return c;
 }
 
-/* A new check of t in the batch: its kernel lowered with strategy s, its data in the batch's
- * blob, its code in the batch's file with getters get_N (and get_N_b for a batched kernel). */
-static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, const rsrc_target *tgt, int k, int isa) {
+/* A new check of t in the batch: its kernel lowered with strategy s for the batch's target, its
+ * data in the batch's blob, its code in the batch's file, an entry of its table. */
+static void batch_add(batch *b, const ternary_matrix *t, enum strategy s, int k) {
     check *c = xcalloc(1, sizeof *c);
-    c->t = copy_matrix(t), c->k = k, c->isa = (enum dot_isa)isa;
+    c->t = copy_matrix(t), c->k = k, c->isa = b->t.isa;
     if (strategy_is_rsr(s)) rsrc_analyse(&c->t, k, &c->plan);
-    kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, tgt, &printer_c, s, b->serial, 0);
-    kernel_write_data(&c->kn, &b->blob);
-    kir_module *m = kir_lower(&c->kn);
-    emit_c_kernel(b->c, m, &b->file);
-    kir_close(m);
-    fprintf(b->c, "void *get_%d(void) { return (void *)%s; }\n", b->serial, c->kn.symbol);
-    if (c->kn.batch_symbol)
-        fprintf(b->c, "void *get_%d_b(void) { return (void *)%s; }\n", b->serial, c->kn.batch_symbol);
-    b->serial++;
+    kernel_lower(&c->kn, &c->t, strategy_is_rsr(s) ? &c->plan : NULL, &b->t, s, b->set.n, 0);
+    kernel_set_kernel(&b->set, "test", &c->kn);
     if (b->n == b->cap) b->checks = xrealloc(b->checks, sizeof *b->checks * (size_t)(b->cap = 2 * b->cap + 8));
     b->checks[b->n++] = c;
 }
 
 /* Both RSR forms of t at block size k. */
 static void check_emitted(batch *b, const ternary_matrix *t, int k) {
-    static const rsrc_target tgt = {.name = "test", .cflags = "-O1", .unroll_budget = 1 << 20};
-    batch_add(b, t, STRAT_RSR_UNROLLED, &tgt, k, -1);
-    batch_add(b, t, STRAT_RSR_LOOP, &tgt, k, -1);
+    batch_add(b, t, STRAT_RSR_UNROLLED, k);
+    batch_add(b, t, STRAT_RSR_LOOP, k);
 }
 
-static const struct {
-    const char *features[3];
-    int n;
-    const char *cflags;
-} isas[] = {
-    [DOT_SCALAR] = {{NULL}, 0, "-O2"},
-    [DOT_AVX2] = {{"avx2"}, 1, "-O2 -mavx2"},
-    [DOT_AVXVNNI] = {{"avx2", "avxvnni"}, 2, "-O2 -mavx2 -mavxvnni"},
-    [DOT_AVX512BW] = {{"avx512f", "avx512bw"}, 2, "-O2 -mavx512f -mavx512bw"},
-    [DOT_AVX512VNNI] = {{"avx512f", "avx512bw", "avx512vnni"}, 3, "-O2 -mavx512f -mavx512bw -mavx512vnni"},
-};
-
-/* The i2 kernel of t for the given ISA (the batch's flags). */
-static void check_i2(batch *b, const ternary_matrix *t, enum dot_isa isa) {
-    rsrc_target tgt = {
-        .name = "test", .kind = TK_CPU, .features = (char **)isas[isa].features, .nfeatures = isas[isa].n};
-    EXPECT(target_dot_isa(&tgt) == isa, "target_dot_isa %d", isa);
-    batch_add(b, t, STRAT_I2, &tgt, 0, isa);
-}
+/* The i2 kernel of t for the batch's ISA (its flags). */
+static void check_i2(batch *b, const ternary_matrix *t) { batch_add(b, t, STRAT_I2, 0); }
 
 /* The decode kernel of one check: every vector kind, the blocks in two calls as two threads
  * would take them. An expanded matrix's i2 sums per unit of its source rows (naive_units). */
@@ -288,30 +272,18 @@ static void run_batched(const check *c, const uint8_t *data, batch_fn bfn) {
     free(xb), free(wantb), free(gotb);
 }
 
-/* Compiles the batch, loads it and runs every check; frees it all. */
+/* Links the batch, loads it and runs every check; frees it all. */
 static void batch_run(batch *b) {
-    fclose(b->c);
-    uint64_t size = blob_align(&b->blob, 64);
-    blob_close(&b->blob);
-    const char *cc = getenv("RSRC_CC") ? getenv("RSRC_CC") : "cc";
-    char *cmd = xasprintf("%s -std=c11 %s -shared -fPIC -o %s %s", cc, b->cflags, b->so_path, b->c_path);
-    EXPECT(system(cmd) == 0, "compiling %s", b->c_path);
-    void *h = dlopen(b->so_path, RTLD_NOW | RTLD_LOCAL);
-    EXPECT(h != NULL, "dlopen %s: %s", b->so_path, dlerror());
-    uint8_t *blob = aligned_alloc(64, (size_t)size + 64);
-    FILE *bf = fopen(b->blob_path, "rb");
-    EXPECT(bf && fread(blob, 1, (size_t)size, bf) == (size_t)size, "reading %s", b->blob_path);
-    if (bf) fclose(bf);
-    for (int i = 0; h && i < b->n; i++) {
+    const rsr_artifact_matrix *table;
+    const uint8_t *blob;
+    kernel_set_load(&b->set, &table, &blob);
+    for (int i = 0; i < b->n; i++) {
         check *c = b->checks[i];
-        char name[32];
-        snprintf(name, sizeof name, "get_%d", i);
         const uint8_t *data = blob + (c->kn.data_offset == RSR_NO_TENSOR ? 0 : c->kn.data_offset);
-        run_decode(c, data, (kernel_fn)((void *(*)(void))dlsym(h, name))());
-        snprintf(name, sizeof name, "get_%d_b", i);
-        if (c->kn.batch_symbol) run_batched(c, data, (batch_fn)((void *(*)(void))dlsym(h, name))());
+        run_decode(c, data, table[i].kernel);
+        if (c->kn.batch_symbol) run_batched(c, data, table[i].kernel_batch);
     }
-    if (h) dlclose(h);
+    kernel_set_close(&b->set);
     for (int i = 0; i < b->n; i++) {
         check *c = b->checks[i];
         kernel_free(&c->kn);
@@ -319,9 +291,7 @@ static void batch_run(batch *b) {
         ternary_matrix_free(&c->t);
         free(c);
     }
-    free(blob), free(b->checks);
-    unlink(b->c_path), unlink(b->so_path), unlink(b->blob_path);
-    free(b->c_path), free(b->so_path), free(b->blob_path), free(cmd);
+    free(b->checks);
 }
 
 static bool cpu_has(enum dot_isa isa) {
@@ -415,7 +385,7 @@ int main(void) {
         for (size_t s = 0; s < sizeof i2_shapes / sizeof *i2_shapes; s++)
             for (int binary = 0; binary < 2; binary++) {
                 ternary_matrix t = random_matrix(i2_shapes[s][0], i2_shapes[s][1], binary, 40);
-                check_i2(&b, &t, (enum dot_isa)isa);
+                check_i2(&b, &t);
                 ternary_matrix_free(&t);
             }
         /* summed per unit of 32 or 64 columns, with +2 weights, where the ISA's fields fit a unit */
@@ -423,8 +393,7 @@ int main(void) {
         for (size_t s = 0; s < sizeof unit_shapes / sizeof *unit_shapes; s++) {
             ternary_matrix t = random_grouped(unit_shapes[s][0], unit_shapes[s][1], unit_shapes[s][2], true);
             int V = dot_isa_vector_bytes((enum dot_isa)isa);
-            if (t.unit_cols % V == 0 && 4 * V % t.unit_cols == 0 && t.cols % (4 * V) == 0)
-                check_i2(&b, &t, (enum dot_isa)isa);
+            if (t.unit_cols % V == 0 && 4 * V % t.unit_cols == 0 && t.cols % (4 * V) == 0) check_i2(&b, &t);
             ternary_matrix_free(&t);
         }
         batch_run(&b);

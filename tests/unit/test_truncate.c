@@ -18,6 +18,7 @@
  * the older ones; rsr_batch_eval takes at most STEP tokens of such a session per step and gives
  * the bits of the session's own call.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

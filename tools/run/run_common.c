@@ -2,6 +2,7 @@
  * run_common.c — what the parts of rsr-run share (rsr-run.h): the loaded API, error exits, and
  * the next-token step every mode uses (exact or int8 logits, greedy or sampled).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>

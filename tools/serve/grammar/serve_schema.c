@@ -60,12 +60,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "serve_schema.h"
+#include "serve_schema_internal.h"
 #include "utf8.h"
 
 #define MAX_ALTS 64                  /* alternatives of one schema once allOf is distributed */
 #define MAX_NEST 32                  /* $ref, allOf, anyOf within one another; schemas within schemas */
-#define MAX_COUNT 4096               /* the largest least count served, and the most */
 #define MAX_MULTIPLE 1000            /* multipleOf */
 #define INT_LIM 999999999999999999LL /* integers: 18 digits */
 #define FRAC_LIM 999999999999999LL   /* a number's whole part before a fraction in a range */
@@ -88,8 +87,6 @@ static const char json_rules[] = "value ::= object | array | string | number | \
                                  "frac ::= [0-9]{0,15} [1-9]\n";
 
 /* ---- text ---- */
-
-typedef gbnf_text sbuf; /* serve_schema.h */
 
 void gbnf_text_put(gbnf_text *b, const char *s, size_t n) {
     if (b->oom) return;
@@ -117,13 +114,13 @@ static void sb_fmt(sbuf *b, const char *fmt, ...) { /* short pieces: numbers, na
     va_end(ap);
     if (n > 0) gbnf_text_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
-static void sb_cat(sbuf *b, const sbuf *o) {
+void schema_cat(sbuf *b, const sbuf *o) {
     if (o->oom) b->oom = true;
     if (o->n) gbnf_text_put(b, o->s, o->n);
 }
 
 /* one code point in a GBNF literal or class: printable ASCII as itself, the rest escaped */
-static void sb_cp(sbuf *b, uint32_t cp) {
+void schema_cp(sbuf *b, uint32_t cp) {
     if (cp >= 0x20 && cp < 0x7f && !strchr("\"\\[]^-#", (int)cp)) {
         char ch = (char)cp;
         gbnf_text_put(b, &ch, 1);
@@ -140,7 +137,7 @@ static void sb_cp(sbuf *b, uint32_t cp) {
 }
 
 /* the next code point of NUL-terminated UTF-8 (strict: no overlong form, no surrogate); -1: invalid */
-static int32_t utf8_next(const unsigned char **s) {
+int32_t schema_utf8_next(const unsigned char **s) {
     uint32_t cp;
     const int len = utf8_scan(*s, SIZE_MAX, &cp); /* stops at the NUL, which continues nothing */
     if (len <= 0) return -1;
@@ -153,9 +150,9 @@ static bool sb_lit(sbuf *b, const char *text) {
     const unsigned char *u = (const unsigned char *)text;
     gbnf_text_put(b, "\"", 1);
     while (*u) {
-        int32_t cp = utf8_next(&u);
+        int32_t cp = schema_utf8_next(&u);
         if (cp < 0) return false;
-        sb_cp(b, (uint32_t)cp);
+        schema_cp(b, (uint32_t)cp);
     }
     gbnf_text_put(b, "\"", 1);
     return true;
@@ -177,7 +174,7 @@ typedef struct memo {
     int rule;
 } memo;
 
-typedef struct conv {
+struct conv {
     const cJSON *root;
     sbuf out; /* the rules written */
     int nrules;
@@ -191,10 +188,10 @@ typedef struct conv {
     size_t errlen;
     char *keyword;
     bool failed;
-} conv;
+};
 
-static bool refuse(conv *c, const char *keyword, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool refuse(conv *c, const char *keyword, const char *fmt, ...) {
+bool schema_refuse(conv *c, const char *keyword, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool schema_refuse(conv *c, const char *keyword, const char *fmt, ...) {
     if (c->failed) return false;
     c->failed = true;
     snprintf(c->keyword, 64, "%s", keyword);
@@ -207,9 +204,10 @@ static bool refuse(conv *c, const char *keyword, const char *fmt, ...) {
     }
     return false;
 }
-static bool oom(conv *c) { return refuse(c, "schema", "is too large (out of memory)"); }
+bool schema_oom(conv *c) { return schema_refuse(c, "schema", "is too large (out of memory)"); }
+bool schema_failed(const conv *c) { return c->failed; }
 
-static const cJSON *get(const cJSON *s, const char *k) { return cJSON_GetObjectItemCaseSensitive(s, k); }
+const cJSON *schema_get(const cJSON *s, const char *k) { return cJSON_GetObjectItemCaseSensitive(s, k); }
 
 static bool listed(const char *k, const char *const *names, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -238,14 +236,16 @@ static bool trivial(const cJSON *s) {
 }
 
 static cJSON *own(conv *c, cJSON *x) {
-    if (!x) return oom(c), NULL;
+    if (!x) return schema_oom(c), NULL;
     cJSON_AddItemToArray(c->owned, x);
     return x;
 }
 
 static int new_rule(conv *c) {
     if (c->nrules >= GBNF_MAX_RULES)
-        return refuse(c, c->rules_kw ? c->rules_kw : "schema", "needs a grammar of over %d rules", GBNF_MAX_RULES), -1;
+        return schema_refuse(c, c->rules_kw ? c->rules_kw : "schema", "needs a grammar of over %d rules",
+                             GBNF_MAX_RULES),
+               -1;
     return c->nrules++;
 }
 
@@ -258,11 +258,11 @@ static void sb_rule(sbuf *b, int id) {
 
 static bool write_rule(conv *c, int id, const sbuf *body) {
     sb_fmt(&c->out, "r%d ::= ", id);
-    sb_cat(&c->out, body);
+    schema_cat(&c->out, body);
     gbnf_text_str(&c->out, "\n");
-    if (c->out.oom) return oom(c);
+    if (c->out.oom) return schema_oom(c);
     if (c->out.n > GBNF_MAX_TEXT)
-        return refuse(c, "schema", "needs a grammar of over %d bytes (GBNF text)", GBNF_MAX_TEXT);
+        return schema_refuse(c, "schema", "needs a grammar of over %d bytes (GBNF text)", GBNF_MAX_TEXT);
     return true;
 }
 
@@ -270,7 +270,7 @@ static bool add_alt(conv *c, alts *a, const cJSON *s, bool ref) {
     if (a->n == a->cap) {
         int cap = a->cap ? 2 * a->cap : 8;
         alt *g = realloc(a->v, sizeof *g * (size_t)cap);
-        if (!g) return oom(c);
+        if (!g) return schema_oom(c);
         a->v = g, a->cap = cap;
     }
     a->v[a->n++] = (alt){s, ref};
@@ -282,22 +282,23 @@ static bool add_alt(conv *c, alts *a, const cJSON *s, bool ref) {
 static const cJSON *resolve(conv *c, const cJSON *ref) {
     const char *whole = cJSON_GetStringValue(ref), *p = whole;
     if (!p || p[0] != '#')
-        return refuse(c, "$ref", "\"%.80s\" is not served (a '#' JSON pointer into the schema is)",
-                      p ? p : "(not a string)"),
+        return schema_refuse(c, "$ref", "\"%.80s\" is not served (a '#' JSON pointer into the schema is)",
+                             p ? p : "(not a string)"),
                NULL;
     const cJSON *at = c->root;
     for (p++; *p;) {
-        if (*p++ != '/') return refuse(c, "$ref", "\"%.80s\" is not a JSON pointer", whole), NULL;
+        if (*p++ != '/') return schema_refuse(c, "$ref", "\"%.80s\" is not a JSON pointer", whole), NULL;
         char tok[256];
         size_t n = 0;
         while (*p && *p != '/') {
             char ch = *p++;
             if (ch == '~') {
                 if (*p != '0' && *p != '1')
-                    return refuse(c, "$ref", "\"%.80s\" has a '~' not followed by 0 or 1", whole), NULL;
+                    return schema_refuse(c, "$ref", "\"%.80s\" has a '~' not followed by 0 or 1", whole), NULL;
                 ch = *p++ == '0' ? '~' : '/';
             }
-            if (n + 1 >= sizeof tok) return refuse(c, "$ref", "\"%.80s\" has a name over 255 bytes", whole), NULL;
+            if (n + 1 >= sizeof tok)
+                return schema_refuse(c, "$ref", "\"%.80s\" has a name over 255 bytes", whole), NULL;
             tok[n++] = ch;
         }
         tok[n] = 0;
@@ -306,9 +307,9 @@ static const cJSON *resolve(conv *c, const cJSON *ref) {
             long i = strtol(tok, &end, 10);
             at = *tok && !*end && i >= 0 ? cJSON_GetArrayItem(at, (int)i) : NULL;
         } else {
-            at = cJSON_IsObject(at) ? get(at, tok) : NULL;
+            at = cJSON_IsObject(at) ? schema_get(at, tok) : NULL;
         }
-        if (!at) return refuse(c, "$ref", "\"%.80s\" points at nothing in the schema", whole), NULL;
+        if (!at) return schema_refuse(c, "$ref", "\"%.80s\" points at nothing in the schema", whole), NULL;
     }
     return at;
 }
@@ -324,10 +325,10 @@ static bool type_bits(conv *c, const cJSON *t, int *bits) {
         int b = 0;
         for (int i = 0; i < 7 && cJSON_IsString(one); i++)
             if (!strcmp(one->valuestring, type_names[i])) b = 1 << i;
-        if (!b) return refuse(c, "type", "names something that is not a JSON type");
+        if (!b) return schema_refuse(c, "type", "names something that is not a JSON type");
         *bits |= b;
     }
-    if (!*bits) return refuse(c, "type", "names no JSON type");
+    if (!*bits) return schema_refuse(c, "type", "names no JSON type");
     return true;
 }
 
@@ -344,7 +345,7 @@ static cJSON *both(conv *c, const cJSON *a, const cJSON *b) {
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "allOf");
     if (!arr || !cJSON_AddItemReferenceToArray(arr, (cJSON *)a) || !cJSON_AddItemReferenceToArray(arr, (cJSON *)b)) {
         cJSON_Delete(o);
-        return oom(c), NULL;
+        return schema_oom(c), NULL;
     }
     return o;
 }
@@ -366,23 +367,24 @@ static cJSON *merge_keyword(conv *c, const cJSON *ka, const cJSON *kb, bool *non
         return v;
     }
     if (!strcmp(key, "properties")) {
-        if (!cJSON_IsObject(ka) || !cJSON_IsObject(kb)) return refuse(c, key, "must be an object"), NULL;
+        if (!cJSON_IsObject(ka) || !cJSON_IsObject(kb)) return schema_refuse(c, key, "must be an object"), NULL;
         cJSON *v = cJSON_CreateObject();
         const cJSON *p;
         cJSON_ArrayForEach(p, ka) {
-            const cJSON *q = get(kb, p->string);
+            const cJSON *q = schema_get(kb, p->string);
             cJSON *m = q ? both(c, p, q) : NULL;
             if (!v || (q ? !m || !cJSON_AddItemToObject(v, p->string, m)
                          : !cJSON_AddItemReferenceToObject(v, p->string, (cJSON *)p)))
-                return cJSON_Delete(v), oom(c), NULL;
+                return cJSON_Delete(v), schema_oom(c), NULL;
         }
-        cJSON_ArrayForEach(p, kb) if (!get(ka, p->string) &&
+        cJSON_ArrayForEach(p, kb) if (!schema_get(ka, p->string) &&
                                       !cJSON_AddItemReferenceToObject(v, p->string, (cJSON *)p)) return cJSON_Delete(v),
-            oom(c), NULL;
+            schema_oom(c), NULL;
         return v;
     }
     if (!strcmp(key, "required")) {
-        if (!cJSON_IsArray(ka) || !cJSON_IsArray(kb)) return refuse(c, key, "must be an array of property names"), NULL;
+        if (!cJSON_IsArray(ka) || !cJSON_IsArray(kb))
+            return schema_refuse(c, key, "must be an array of property names"), NULL;
         cJSON *v = cJSON_Duplicate(ka, true);
         const cJSON *r, *s;
         cJSON_ArrayForEach(r, kb) {
@@ -390,15 +392,15 @@ static cJSON *merge_keyword(conv *c, const cJSON *ka, const cJSON *kb, bool *non
             cJSON_ArrayForEach(s, v) seen |= cJSON_Compare(r, s, true);
             if (v && !seen) cJSON_AddItemToArray(v, cJSON_Duplicate(r, true));
         }
-        return v ? v : (oom(c), NULL);
+        return v ? v : (schema_oom(c), NULL);
     }
     if (!strcmp(key, "const")) { /* two different constants: no value */
         *none = !cJSON_Compare(ka, kb, true);
         cJSON *v = cJSON_Duplicate(ka, true);
-        return v ? v : (oom(c), NULL);
+        return v ? v : (schema_oom(c), NULL);
     }
     if (!strcmp(key, "enum")) { /* the values both list */
-        if (!cJSON_IsArray(ka) || !cJSON_IsArray(kb)) return refuse(c, key, "must be a non-empty array"), NULL;
+        if (!cJSON_IsArray(ka) || !cJSON_IsArray(kb)) return schema_refuse(c, key, "must be a non-empty array"), NULL;
         cJSON *v = cJSON_CreateArray();
         const cJSON *x, *y;
         cJSON_ArrayForEach(x, ka) {
@@ -407,24 +409,25 @@ static cJSON *merge_keyword(conv *c, const cJSON *ka, const cJSON *kb, bool *non
             if (v && both_list) cJSON_AddItemToArray(v, cJSON_Duplicate(x, true));
         }
         *none = v && !v->child;
-        return v ? v : (oom(c), NULL);
+        return v ? v : (schema_oom(c), NULL);
     }
     if (LISTED(key, schemas) && !cJSON_IsArray(ka) && !cJSON_IsArray(kb)) {
         cJSON *v = both(c, ka, kb);
-        return v ? v : (oom(c), NULL);
+        return v ? v : (schema_oom(c), NULL);
     }
     bool low = LISTED(key, lows), high = LISTED(key, highs);
     if (low || high) {
-        if (!cJSON_IsNumber(ka) || !cJSON_IsNumber(kb)) return refuse(c, key, "must be a number"), NULL;
+        if (!cJSON_IsNumber(ka) || !cJSON_IsNumber(kb)) return schema_refuse(c, key, "must be a number"), NULL;
         double a = ka->valuedouble, b = kb->valuedouble;
         cJSON *v = cJSON_CreateNumber(low ? fmax(a, b) : fmin(a, b));
-        return v ? v : (oom(c), NULL);
+        return v ? v : (schema_oom(c), NULL);
     }
     if (cJSON_Compare(ka, kb, true)) {
         cJSON *v = cJSON_Duplicate(ka, true);
-        return v ? v : (oom(c), NULL);
+        return v ? v : (schema_oom(c), NULL);
     }
-    return refuse(c, "allOf", "merges two different '%s' (merged: type, properties, required, bounds, schemas)", key),
+    return schema_refuse(c, "allOf", "merges two different '%s' (merged: type, properties, required, bounds, schemas)",
+                         key),
            NULL;
 }
 
@@ -435,9 +438,9 @@ static bool merge_plain(conv *c, const cJSON *a, const cJSON *b, const cJSON **o
     if (!m) return false;
     const cJSON *k;
     cJSON_ArrayForEach(k, a) {
-        const cJSON *o = get(b, k->string);
+        const cJSON *o = schema_get(b, k->string);
         if (!o || LISTED(k->string, annotations)) {
-            if (!cJSON_AddItemReferenceToObject(m, k->string, (cJSON *)k)) return oom(c);
+            if (!cJSON_AddItemReferenceToObject(m, k->string, (cJSON *)k)) return schema_oom(c);
             continue;
         }
         bool none = false;
@@ -446,8 +449,8 @@ static bool merge_plain(conv *c, const cJSON *a, const cJSON *b, const cJSON **o
         cJSON_AddItemToObject(m, k->string, v);
         if (none) return true;
     }
-    cJSON_ArrayForEach(k, b) if (!get(a, k->string) &&
-                                 !cJSON_AddItemReferenceToObject(m, k->string, (cJSON *)k)) return oom(c);
+    cJSON_ArrayForEach(k, b) if (!schema_get(a, k->string) &&
+                                 !cJSON_AddItemReferenceToObject(m, k->string, (cJSON *)k)) return schema_oom(c);
     *out = m;
     return true;
 }
@@ -482,7 +485,8 @@ static bool product(conv *c, alts *cur, const alts *with, int depth) {
         for (int j = 0; ok && j < with->n; j++) {
             ok = merge(c, cur->v[i], with->v[j], &next, depth);
             if (ok && next.n > MAX_ALTS)
-                ok = refuse(c, "anyOf", "has over %d alternatives once allOf and $ref are merged into it", MAX_ALTS);
+                ok = schema_refuse(c, "anyOf", "has over %d alternatives once allOf and $ref are merged into it",
+                                   MAX_ALTS);
         }
     free(cur->v);
     *cur = next;
@@ -490,17 +494,17 @@ static bool product(conv *c, alts *cur, const alts *with, int depth) {
 }
 
 static bool normalize(conv *c, const cJSON *s, alts *out, int depth) {
-    if (depth > MAX_NEST) return refuse(c, "$ref", "nests $ref, allOf, anyOf and oneOf over %d deep", MAX_NEST);
+    if (depth > MAX_NEST) return schema_refuse(c, "$ref", "nests $ref, allOf, anyOf and oneOf over %d deep", MAX_NEST);
     if (cJSON_IsTrue(s)) return add_alt(c, out, c->empty, false);
     if (cJSON_IsFalse(s)) return true;
-    if (!cJSON_IsObject(s)) return refuse(c, "schema", "must be an object or a boolean");
-    const cJSON *ref = get(s, "$ref"), *all = get(s, "allOf"), *k;
-    if (!ref && !all && !get(s, "anyOf") && !get(s, "oneOf")) return add_alt(c, out, s, false);
+    if (!cJSON_IsObject(s)) return schema_refuse(c, "schema", "must be an object or a boolean");
+    const cJSON *ref = schema_get(s, "$ref"), *all = schema_get(s, "allOf"), *k;
+    if (!ref && !all && !schema_get(s, "anyOf") && !schema_get(s, "oneOf")) return add_alt(c, out, s, false);
     cJSON *rest = NULL; /* the other keywords */
     cJSON_ArrayForEach(k, s) if (!LISTED(k->string, structural) && !LISTED(k->string, annotations)) {
         if (!(rest = own(c, cJSON_CreateObject()))) return false;
         cJSON_ArrayForEach(k, s) if (!LISTED(k->string, structural) &&
-                                     !cJSON_AddItemReferenceToObject(rest, k->string, (cJSON *)k)) return oom(c);
+                                     !cJSON_AddItemReferenceToObject(rest, k->string, (cJSON *)k)) return schema_oom(c);
         break;
     }
     alts cur = {0}, more = {0};
@@ -511,7 +515,7 @@ static bool normalize(conv *c, const cJSON *s, alts *out, int depth) {
     }
     if (ok && all) {
         if (!cJSON_IsArray(all) || !cJSON_GetArraySize(all))
-            ok = refuse(c, "allOf", "must be a non-empty array of schemas");
+            ok = schema_refuse(c, "allOf", "must be a non-empty array of schemas");
         const cJSON *m;
         cJSON_ArrayForEach(m, all) {
             more.n = 0;
@@ -520,9 +524,10 @@ static bool normalize(conv *c, const cJSON *s, alts *out, int depth) {
     }
     for (int w = 0; ok && w < 2; w++) {
         const char *name = w ? "oneOf" : "anyOf";
-        const cJSON *u = get(s, name), *m;
+        const cJSON *u = schema_get(s, name), *m;
         if (!u) continue;
-        if (!cJSON_IsArray(u) || !cJSON_GetArraySize(u)) ok = refuse(c, name, "must be a non-empty array of schemas");
+        if (!cJSON_IsArray(u) || !cJSON_GetArraySize(u))
+            ok = schema_refuse(c, name, "must be a non-empty array of schemas");
         more.n = 0;
         cJSON_ArrayForEach(m, u) ok = ok && normalize(c, m, &more, depth + 1);
         ok = ok && product(c, &cur, &more, depth);
@@ -544,8 +549,8 @@ static void group(sbuf *b, const char *x, const char *suffix) {
 }
 
 /* x (one GBNF item) m to n times (n < 0: no most); a most over MAX_COUNT is served as MAX_COUNT */
-static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n) {
-    if (m > MAX_COUNT) return refuse(c, kw, "asks for %ld; at most %d are served", m, MAX_COUNT);
+bool schema_rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n) {
+    if (m > MAX_COUNT) return schema_refuse(c, kw, "asks for %ld; at most %d are served", m, MAX_COUNT);
     if (n > MAX_COUNT) n = MAX_COUNT;
     if (n == 0) return gbnf_text_str(b, "\"\""), true;
     char suffix[48] = "";
@@ -595,596 +600,15 @@ static bool rep(conv *c, sbuf *b, const char *kw, const char *x, long m, long n)
     return ok;
 }
 
-/* ---- strings: patterns ---- */
-
-enum { RX_SET, RX_CAT, RX_ALT, RX_REP };
-typedef struct rrange {
-    uint32_t lo, hi;
-} rrange;
-typedef struct rnode {
-    int kind;
-    long min, max; /* RX_REP's counts (max -1: no most) */
-    int kid, next; /* RX_CAT, RX_ALT: the first child, children linked by next; RX_REP: the child */
-    int rg, nrg;   /* RX_SET: the ranges */
-} rnode;
-typedef struct rx {
-    conv *c;
-    const char *kw, *p; /* the keyword (pattern, format) and its text */
-    size_t len, pos;
-    rnode *n;
-    int nn, capn;
-    rrange *rg, *tmp; /* the sets' ranges; the set being read */
-    int nrg, caprg, ntmp, captmp;
-    int depth;
-} rx;
-
-static bool rx_fail(rx *r, const char *what) {
-    if (!strcmp(r->kw, "format")) /* the formats' patterns are this file's own */
-        return refuse(r->c, r->kw, "cannot be written (%s)", what);
-    return refuse(r->c, r->kw, "\"%.60s%s\": %s at offset %zu", r->p, r->len > 60 ? "..." : "", what, r->pos);
-}
-
-static int rx_node(rx *r, int kind) {
-    if (r->nn == r->capn) {
-        int cap = r->capn ? 2 * r->capn : 32;
-        rnode *g = realloc(r->n, sizeof *g * (size_t)cap);
-        if (!g) return oom(r->c), -1;
-        r->n = g, r->capn = cap;
-    }
-    r->n[r->nn] = (rnode){.kind = kind, .kid = -1, .next = -1};
-    return r->nn++;
-}
-
-static bool range_push(conv *c, rrange **v, int *n, int *cap, uint32_t lo, uint32_t hi) {
-    if (*n == *cap) {
-        int k = *cap ? 2 * *cap : 16;
-        rrange *g = realloc(*v, sizeof *g * (size_t)k);
-        if (!g) return oom(c);
-        *v = g, *cap = k;
-    }
-    (*v)[(*n)++] = (rrange){lo, hi};
-    return true;
-}
-static bool tmp_add(rx *r, uint32_t lo, uint32_t hi) { return range_push(r->c, &r->tmp, &r->ntmp, &r->captmp, lo, hi); }
-
-/* set's complement over the code points added to tmp (set sorted and apart) */
-static bool tmp_add_not(rx *r, const rrange *set, int n) {
-    uint32_t from = 0;
-    for (int i = 0; i < n; i++) {
-        if (set[i].lo > from && !tmp_add(r, from, set[i].lo - 1)) return false;
-        from = set[i].hi + 1;
-    }
-    return from > 0x10ffff || tmp_add(r, from, 0x10ffff);
-}
-
-static const rrange set_digit[] = {{'0', '9'}};
-static const rrange set_word[] = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
-static const rrange set_space[] = {{0x09, 0x0d},     {0x20, 0x20},     {0xa0, 0xa0},     {0x1680, 0x1680},
-                                   {0x2000, 0x200a}, {0x2028, 0x2029}, {0x202f, 0x202f}, {0x205f, 0x205f},
-                                   {0x3000, 0x3000}, {0xfeff, 0xfeff}};
-static const rrange set_newline[] = {{0x0a, 0x0a}, {0x0d, 0x0d}, {0x2028, 0x2029}}; /* what '.' leaves out */
-
-static int cmp_range(const void *a, const void *b) {
-    const rrange *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/* tmp as a set node: sorted, merged, complemented when neg, without surrogates */
-static int set_node(rx *r, bool neg) {
-    if (r->ntmp > 1) qsort(r->tmp, (size_t)r->ntmp, sizeof *r->tmp, cmp_range); /* [^] has none: tmp NULL */
-    int n = 0;
-    for (int i = 0; i < r->ntmp; i++) {
-        if (n && r->tmp[i].lo <= r->tmp[n - 1].hi + 1) {
-            if (r->tmp[i].hi > r->tmp[n - 1].hi) r->tmp[n - 1].hi = r->tmp[i].hi;
-        } else {
-            r->tmp[n++] = r->tmp[i];
-        }
-    }
-    r->ntmp = n;
-    rrange *set = r->tmp;
-    if (neg) {
-        set = malloc(sizeof *set * (size_t)(n ? n : 1));
-        if (!set) return oom(r->c), -1;
-        if (n) memcpy(set, r->tmp, sizeof *set * (size_t)n);
-        r->ntmp = 0;
-        bool ok = tmp_add_not(r, set, n);
-        free(set);
-        if (!ok) return -1;
-    }
-    int id = rx_node(r, RX_SET);
-    if (id < 0) return -1;
-    r->n[id].rg = r->nrg;
-    for (int i = 0; i < r->ntmp; i++) {
-        uint32_t lo = r->tmp[i].lo, hi = r->tmp[i].hi;
-        if (lo < 0xd800 && !range_push(r->c, &r->rg, &r->nrg, &r->caprg, lo, hi < 0xd800 ? hi : 0xd7ff)) return -1;
-        if (hi > 0xdfff && !range_push(r->c, &r->rg, &r->nrg, &r->caprg, lo > 0xe000 ? lo : 0xe000, hi)) return -1;
-    }
-    r->n[id].nrg = r->nrg - r->n[id].rg;
-    if (!r->n[id].nrg) return rx_fail(r, "a class that matches nothing"), -1;
-    return id;
-}
-
-static int hexval(char ch) {
-    return ch >= '0' && ch <= '9'   ? ch - '0'
-           : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                    : -1;
-}
-
-static bool rx_hex(rx *r, int digits, uint32_t *v) {
-    *v = 0;
-    for (int i = 0; i < digits; i++) {
-        int d = r->pos < r->len ? hexval(r->p[r->pos]) : -1;
-        if (d < 0) return rx_fail(r, "an escape short of hex digits");
-        *v = *v << 4 | (uint32_t)d, r->pos++;
-    }
-    return true;
-}
-
-/* the escape at pos ('\\'): 1 with *cp a character, 2 with its class added to tmp, -1 refused */
-static int rx_escape(rx *r, uint32_t *cp, bool in_class) {
-    if (++r->pos >= r->len) return rx_fail(r, "'\\' ends the pattern"), -1;
-    char e = r->p[r->pos++];
-    const rrange *set = NULL;
-    int nset = 0;
-    switch (e) {
-    case 'd':
-    case 'D': set = set_digit, nset = 1; break;
-    case 'w':
-    case 'W': set = set_word, nset = 4; break;
-    case 's':
-    case 'S': set = set_space, nset = (int)(sizeof set_space / sizeof *set_space); break;
-    case 't': *cp = 9; return 1;
-    case 'n': *cp = 10; return 1;
-    case 'v': *cp = 11; return 1;
-    case 'f': *cp = 12; return 1;
-    case 'r': *cp = 13; return 1;
-    case '0':
-        if (r->pos < r->len && r->p[r->pos] >= '0' && r->p[r->pos] <= '9') return rx_fail(r, "an octal escape"), -1;
-        *cp = 0;
-        return 1;
-    case 'b':
-        if (in_class) return *cp = 8, 1;
-        return rx_fail(r, "a word boundary (\\b, not served)"), -1;
-    case 'x': return rx_hex(r, 2, cp) ? 1 : -1;
-    case 'u':
-        if (r->pos < r->len && r->p[r->pos] == '{') {
-            r->pos++;
-            uint32_t v = 0;
-            int n = 0;
-            for (int d; r->pos < r->len && (d = hexval(r->p[r->pos])) >= 0; r->pos++, n++)
-                v = v < 0x110000 ? v << 4 | (uint32_t)d : v;
-            if (!n || r->pos >= r->len || r->p[r->pos] != '}' || v > 0x10ffff) return rx_fail(r, "a bad \\u{...}"), -1;
-            r->pos++;
-            return *cp = v, 1;
-        }
-        if (!rx_hex(r, 4, cp)) return -1;
-        if (*cp >= 0xd800 && *cp < 0xdc00 && r->pos + 1 < r->len && r->p[r->pos] == '\\' && r->p[r->pos + 1] == 'u') {
-            size_t at = r->pos;
-            uint32_t lo;
-            r->pos += 2;
-            if (rx_hex(r, 4, &lo) && lo >= 0xdc00 && lo <= 0xdfff)
-                return *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00), 1;
-            if (r->c->failed) return -1;
-            r->pos = at;
-        }
-        return 1;
-    case 'c':
-        if (r->pos < r->len && ((r->p[r->pos] | 0x20) >= 'a' && (r->p[r->pos] | 0x20) <= 'z'))
-            return *cp = (uint32_t)(r->p[r->pos++] & 31), 1;
-        return rx_fail(r, "a \\c without a letter"), -1;
-    case '-':
-        if (in_class) return *cp = '-', 1;
-        return rx_fail(r, "'\\-' outside a class"), -1;
-    default:
-        if (e >= '1' && e <= '9') return rx_fail(r, "a backreference (not served)"), -1;
-        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z'))
-            return rx_fail(r, e == 'p' || e == 'P' ? "a Unicode property class (not served)"
-                              : e == 'B'           ? "a word boundary (\\B, not served)"
-                                                   : "an escape not served"),
-                   -1;
-        if ((unsigned char)e >= 0x80 || (unsigned char)e < 0x20) return rx_fail(r, "an escape not served"), -1;
-        return *cp = (unsigned char)e, 1;
-    }
-    bool ok = true; /* \d \w \s, or (upper case) the complement */
-    if (e >= 'a')
-        for (int i = 0; ok && i < nset; i++) ok = tmp_add(r, set[i].lo, set[i].hi);
-    else
-        ok = tmp_add_not(r, set, nset);
-    return ok ? 2 : -1;
-}
-
-static int rx_alt(rx *r);
-
-static int rx_class(rx *r) {
-    r->pos++; /* '[' */
-    bool neg = r->pos < r->len && r->p[r->pos] == '^';
-    r->pos += neg;
-    r->ntmp = 0;
-    for (;;) {
-        if (r->pos >= r->len) return rx_fail(r, "an unclosed '['"), -1;
-        if (r->p[r->pos] == ']') break;
-        uint32_t lo, hi;
-        int kind = 1;
-        if (r->p[r->pos] == '\\') {
-            kind = rx_escape(r, &lo, true);
-        } else {
-            const unsigned char *u = (const unsigned char *)r->p + r->pos, *at = u;
-            int32_t cp = utf8_next(&u);
-            if (cp < 0) return rx_fail(r, "text that is not UTF-8"), -1;
-            lo = (uint32_t)cp, r->pos += (size_t)(u - at);
-        }
-        if (kind < 0) return -1;
-        if (kind == 2) continue;
-        hi = lo;
-        if (r->pos + 1 < r->len && r->p[r->pos] == '-' && r->p[r->pos + 1] != ']') {
-            r->pos++;
-            if (r->p[r->pos] == '\\') {
-                if ((kind = rx_escape(r, &hi, true)) < 0) return -1;
-                if (kind == 2) return rx_fail(r, "a range ending in a class escape"), -1;
-            } else {
-                const unsigned char *u = (const unsigned char *)r->p + r->pos, *at = u;
-                int32_t cp = utf8_next(&u);
-                if (cp < 0) return rx_fail(r, "text that is not UTF-8"), -1;
-                hi = (uint32_t)cp, r->pos += (size_t)(u - at);
-            }
-            if (hi < lo) return rx_fail(r, "a range out of order"), -1;
-        }
-        if (!tmp_add(r, lo, hi)) return -1;
-    }
-    r->pos++;
-    if (!neg && !r->ntmp) return rx_fail(r, "an empty class"), -1;
-    return set_node(r, neg);
-}
-
-static int rx_atom(rx *r) {
-    char ch = r->p[r->pos];
-    if (ch == '(') {
-        if (++r->depth > 16) return rx_fail(r, "groups nested over 16 deep"), -1;
-        r->pos++;
-        if (r->pos < r->len && r->p[r->pos] == '?') {
-            const char *q = r->p + r->pos + 1;
-            if (r->pos + 1 < r->len && *q == ':') {
-                r->pos += 2;
-            } else if (r->pos + 2 < r->len && *q == '<' && q[1] != '=' && q[1] != '!') {
-                const char *close = memchr(q, '>', r->len - r->pos - 1);
-                if (!close) return rx_fail(r, "an unclosed group name"), -1;
-                r->pos = (size_t)(close - r->p) + 1;
-            } else {
-                return rx_fail(r, "a lookaround (not served)"), -1;
-            }
-        }
-        int g = rx_alt(r);
-        if (g < 0) return -1;
-        if (r->pos >= r->len || r->p[r->pos] != ')') return rx_fail(r, "an unclosed '('"), -1;
-        r->pos++, r->depth--;
-        return g;
-    }
-    r->ntmp = 0;
-    if (ch == '[') return rx_class(r);
-    if (ch == '.') {
-        r->pos++;
-        return tmp_add_not(r, set_newline, 3) ? set_node(r, false) : -1;
-    }
-    if (ch == '*' || ch == '+' || ch == '?' || ch == '{') return rx_fail(r, "a quantifier with nothing to repeat"), -1;
-    if (ch == ']' || ch == '}') return rx_fail(r, "a lone ']' or '}'"), -1;
-    uint32_t cp;
-    if (ch == '\\') {
-        int kind = rx_escape(r, &cp, false);
-        if (kind < 0) return -1;
-        if (kind == 2) return set_node(r, false);
-    } else {
-        const unsigned char *u = (const unsigned char *)r->p + r->pos, *at = u;
-        int32_t v = utf8_next(&u);
-        if (v < 0) return rx_fail(r, "text that is not UTF-8"), -1;
-        cp = (uint32_t)v, r->pos += (size_t)(u - at);
-    }
-    return tmp_add(r, cp, cp) ? set_node(r, false) : -1;
-}
-
-static bool rx_count(rx *r, long *v) {
-    size_t at = r->pos;
-    for (*v = 0; r->pos < r->len && r->p[r->pos] >= '0' && r->p[r->pos] <= '9'; r->pos++)
-        if (*v <= MAX_COUNT) *v = *v * 10 + (r->p[r->pos] - '0');
-    return r->pos > at;
-}
-
-static int rx_quant(rx *r, int a) {
-    if (r->pos >= r->len) return a;
-    char ch = r->p[r->pos];
-    long m, n;
-    if (ch == '*' || ch == '+' || ch == '?') {
-        m = ch == '+', n = ch == '?' ? 1 : -1;
-        r->pos++;
-    } else if (ch == '{') {
-        r->pos++;
-        if (!rx_count(r, &m)) return rx_fail(r, "a '{' that is no quantifier"), -1;
-        n = m;
-        if (r->pos < r->len && r->p[r->pos] == ',') {
-            r->pos++;
-            if (!rx_count(r, &n)) n = -1;
-        }
-        if (r->pos >= r->len || r->p[r->pos] != '}') return rx_fail(r, "a '{' that is no quantifier"), -1;
-        r->pos++;
-        if (n >= 0 && n < m) return rx_fail(r, "a quantifier {m,n} with n under m"), -1;
-        if (m > MAX_COUNT) return rx_fail(r, "a count over 4096"), -1;
-    } else {
-        return a;
-    }
-    if (r->pos < r->len && r->p[r->pos] == '?') r->pos++; /* lazy: the same strings */
-    if (r->pos < r->len && strchr("*+?{", r->p[r->pos])) return rx_fail(r, "a quantifier with nothing to repeat"), -1;
-    int q = rx_node(r, RX_REP);
-    if (q < 0) return -1;
-    r->n[q].kid = a, r->n[q].min = m, r->n[q].max = n;
-    return q;
-}
-
-static int rx_cat(rx *r) {
-    int cat = rx_node(r, RX_CAT), last = -1;
-    if (cat < 0) return -1;
-    while (r->pos < r->len && r->p[r->pos] != '|' && r->p[r->pos] != ')') {
-        if (r->p[r->pos] == '^') {
-            if (r->depth || last >= 0) return rx_fail(r, "a '^' not at the start (served: at the start)"), -1;
-            r->pos++;
-            continue;
-        }
-        if (r->p[r->pos] == '$') {
-            r->pos++;
-            if (r->depth || (r->pos < r->len && r->p[r->pos] != '|'))
-                return r->pos--, rx_fail(r, "a '$' not at the end (served: at the end)"), -1;
-            continue;
-        }
-        int a = rx_atom(r);
-        if (a >= 0) a = rx_quant(r, a);
-        if (a < 0) return -1;
-        if (last < 0)
-            r->n[cat].kid = a;
-        else
-            r->n[last].next = a;
-        last = a;
-    }
-    return cat;
-}
-
-static int rx_alt(rx *r) {
-    int first = rx_cat(r);
-    if (first < 0 || r->pos >= r->len || r->p[r->pos] != '|') return first;
-    int alt = rx_node(r, RX_ALT), last = first;
-    if (alt < 0) return -1;
-    r->n[alt].kid = first;
-    while (r->pos < r->len && r->p[r->pos] == '|') {
-        r->pos++;
-        int k = rx_cat(r);
-        if (k < 0) return -1;
-        r->n[last].next = k, last = k;
-    }
-    return alt;
-}
-
-static int rx_parse(rx *r) {
-    int root = rx_alt(r);
-    if (root >= 0 && r->pos < r->len) return rx_fail(r, "an unmatched ')'"), -1;
-    return root;
-}
-
-static void rx_free(rx *r) { free(r->n), free(r->rg), free(r->tmp); }
-
-#define LEN_CAP 1000000000L
-static long sat(long v) { return v > LEN_CAP ? LEN_CAP : v; }
-
-/* the least and most characters node i matches (*mx -1: no most) */
-static void rx_len(const rx *r, int i, long *mn, long *mx) {
-    const rnode *n = &r->n[i];
-    long a, b;
-    switch (n->kind) {
-    case RX_SET: *mn = *mx = 1; return;
-    case RX_REP:
-        rx_len(r, n->kid, &a, &b);
-        *mn = sat(a * n->min);
-        *mx = n->max == 0 || b == 0 ? 0 : n->max < 0 || b < 0 ? -1 : sat(b * n->max);
-        return;
-    case RX_CAT:
-        *mn = *mx = 0;
-        for (int k = n->kid; k >= 0; k = r->n[k].next) {
-            rx_len(r, k, &a, &b);
-            *mn = sat(*mn + a);
-            *mx = *mx < 0 || b < 0 ? -1 : sat(*mx + b);
-        }
-        return;
-    default:
-        *mn = LEN_CAP, *mx = 0;
-        for (int k = n->kid; k >= 0; k = r->n[k].next) {
-            rx_len(r, k, &a, &b);
-            *mn = a < *mn ? a : *mn;
-            *mx = *mx < 0 || b < 0 ? -1 : b > *mx ? b : *mx;
-        }
-    }
-}
-
-/* minLength lo, maxLength hi (-1: none) beside the pattern: 1 served, 0 no string holds both, -1 refused */
-static int rx_lengths(rx *r, int root, long lo, long hi) {
-    long mn, mx;
-    rx_len(r, root, &mn, &mx);
-    if (mn >= lo && (hi < 0 || (mx >= 0 && mx <= hi))) return 1;
-    if ((hi >= 0 && mn > hi) || (mx >= 0 && mx < lo)) return 0;
-    /* the one item of variable length, a repetition of a fixed width, takes the bounds */
-    int flex = -1, nflex = 0;
-    long fixed = 0, a, b;
-    for (int k = r->n[root].kind == RX_CAT ? r->n[root].kid : root; k >= 0;
-         k = r->n[root].kind == RX_CAT ? r->n[k].next : -1) {
-        rx_len(r, k, &a, &b);
-        if (a == b)
-            fixed += a;
-        else
-            flex = k, nflex++;
-    }
-    if (nflex == 1 && r->n[flex].kind == RX_REP) {
-        rnode *q = &r->n[flex];
-        rx_len(r, q->kid, &a, &b);
-        if (a == b && a > 0) {
-            long least = lo - fixed > 0 ? (lo - fixed + a - 1) / a : 0;
-            if (least > q->min) q->min = least;
-            if (hi >= 0) {
-                if (hi < fixed) return 0;
-                long most = (hi - fixed) / a;
-                if (q->max < 0 || most < q->max) q->max = most;
-            }
-            return q->max < 0 || q->max >= q->min;
-        }
-    }
-    refuse(r->c, hi >= 0 && (mx < 0 || mx > hi) ? "maxLength" : "minLength",
-           "beside '%s' is served where its length is fixed or varies by one repetition", r->kw);
-    return -1;
-}
-
-/* a set of code points as JSON writes them in a string: a class of the plain ones, and escapes */
-static bool rx_emit_set(rx *r, const rnode *n, sbuf *b) {
-    static const struct {
-        uint32_t cp;
-        const char *gbnf;
-    } escaped[] = {{'"', "\"\\\\\\\"\""}, {'\\', "\"\\\\\\\\\""}, {8, "\"\\\\b\""}, {9, "\"\\\\t\""},
-                   {10, "\"\\\\n\""},     {12, "\"\\\\f\""},      {13, "\"\\\\r\""}};
-    sbuf cls = {0};
-    int plain = 0, parts = 0;
-    uint32_t only = 0;
-    for (int i = 0; i < n->nrg; i++) {
-        uint32_t lo = r->rg[n->rg + i].lo, hi = r->rg[n->rg + i].hi;
-        if (lo < 0x20) lo = 0x20;
-        for (uint32_t from = lo; from <= hi;) { /* the range without " and \ */
-            uint32_t to = hi;
-            if (from <= '"' && to >= '"') to = from == '"' ? '"' : '"' - 1;
-            if (from <= '\\' && to >= '\\') to = from == '\\' ? '\\' : '\\' - 1;
-            if (from != '"' && from != '\\') {
-                sb_cp(&cls, from);
-                if (to > from) gbnf_text_str(&cls, "-"), sb_cp(&cls, to);
-                plain += to > from ? 2 : 1, only = from;
-            }
-            from = to + 1;
-        }
-    }
-    sbuf parts_text = {0};
-    if (plain == 1) {
-        gbnf_text_str(&parts_text, "\""), sb_cp(&parts_text, only), gbnf_text_str(&parts_text, "\""), parts++;
-    } else if (plain) {
-        gbnf_text_str(&parts_text, "["), sb_cat(&parts_text, &cls), gbnf_text_str(&parts_text, "]"), parts++;
-    }
-    for (size_t e = 0; e < sizeof escaped / sizeof *escaped; e++)
-        for (int i = 0; i < n->nrg; i++)
-            if (r->rg[n->rg + i].lo <= escaped[e].cp && escaped[e].cp <= r->rg[n->rg + i].hi) {
-                if (parts++) gbnf_text_str(&parts_text, " | ");
-                gbnf_text_str(&parts_text, escaped[e].gbnf);
-            }
-    if (parts > 1) gbnf_text_str(b, "(");
-    sb_cat(b, &parts_text);
-    if (parts > 1) gbnf_text_str(b, ")");
-    free(cls.s), free(parts_text.s);
-    if (!parts)
-        return refuse(r->c, r->kw,
-                      "\"%.60s\": a control character JSON writes as \\u00XX (served: \\b \\t \\n \\f \\r)", r->p);
-    return true;
-}
-
-static bool rx_emit(rx *r, int i, sbuf *b) {
-    const rnode *n = &r->n[i];
-    switch (n->kind) {
-    case RX_SET: return rx_emit_set(r, n, b);
-    case RX_CAT:
-        if (n->kid < 0) gbnf_text_str(b, "\"\"");
-        for (int k = n->kid; k >= 0; k = r->n[k].next) {
-            if (k != n->kid) gbnf_text_str(b, " ");
-            if (!rx_emit(r, k, b)) return false;
-        }
-        return true;
-    case RX_ALT:
-        gbnf_text_str(b, "(");
-        for (int k = n->kid; k >= 0; k = r->n[k].next) {
-            if (k != n->kid) gbnf_text_str(b, " | ");
-            if (!rx_emit(r, k, b)) return false;
-        }
-        gbnf_text_str(b, ")");
-        return true;
-    default: {
-        long mn, mx;
-        rx_len(r, n->kid, &mn, &mx);
-        if (n->max < 0 && mn == 0) {
-            r->pos = 0;
-            return refuse(r->c, r->kw, "\"%.60s\": a repetition {m,} of what can match nothing (not served)", r->p);
-        }
-        sbuf x = {0};
-        bool ok = rx_emit(r, n->kid, &x) && (x.oom ? oom(r->c) : rep(r->c, b, r->kw, x.s, n->min, n->max));
-        free(x.s);
-        return ok;
-    }
-    }
-}
-
-/* ---- strings ---- */
-
-/* the formats served, as patterns of this file's subset: a common form of each, within what
- * RFC 3339 (date, time, date-time), RFC 4122 (uuid) and the usual checks of email, uri and ipv4
- * take */
-#define FMT_DATE                                                                                                       \
-    "([0-9]{4}-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|[0-9]{4}-(0[469]|11)-(0[1-9]|[12][0-9]|30)|"                  \
-    "[0-9]{4}-02-(0[1-9]|1[0-9]|2[0-8])|([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29)"
-#define FMT_TIME "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
-#define FMT_LABEL "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"
-static const struct {
-    const char *name, *pattern;
-} formats[] = {
-    {"date", FMT_DATE},
-    {"time", FMT_TIME},
-    {"date-time", FMT_DATE "T" FMT_TIME},
-    {"uuid", "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"},
-    {"email", "[a-z0-9_+-]{1,24}(\\.[a-z0-9_+-]{1,24}){0,2}@(" FMT_LABEL "\\.){1,3}[a-z]{2,10}"},
-    {"uri", "https?://" FMT_LABEL "(\\." FMT_LABEL "){0,3}(/[a-zA-Z0-9._~-]{1,20}){0,4}"},
-    {"ipv4", "((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"},
-};
-
 /* a whole number from 0 to 1000000 (minLength, maxItems, ...); *out -1: absent */
-static bool count_kw(conv *c, const cJSON *s, const char *key, long *out) {
-    const cJSON *v = get(s, key);
+bool schema_count_kw(conv *c, const cJSON *s, const char *key, long *out) {
+    const cJSON *v = schema_get(s, key);
     *out = -1;
     if (!v) return true;
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e6 || v->valuedouble != floor(v->valuedouble))
-        return refuse(c, key, "must be a whole number from 0 to 1000000");
+        return schema_refuse(c, key, "must be a whole number from 0 to 1000000");
     *out = (long)v->valuedouble;
     return true;
-}
-
-static int emit_string(conv *c, const cJSON *s, sbuf *b) {
-    long lo, hi;
-    if (!count_kw(c, s, "minLength", &lo) || !count_kw(c, s, "maxLength", &hi)) return -1;
-    if (lo < 0) lo = 0;
-    if (hi >= 0 && hi < lo) return 0;
-    const cJSON *fmt = get(s, "format"), *pat = get(s, "pattern");
-    rx r = {.c = c};
-    if (fmt) {
-        if (!cJSON_IsString(fmt)) return refuse(c, "format", "must be a string"), -1;
-        for (size_t i = 0; i < sizeof formats / sizeof *formats; i++)
-            if (!strcmp(fmt->valuestring, formats[i].name)) r.kw = "format", r.p = formats[i].pattern;
-        if (!r.p)
-            return refuse(c, "format",
-                          "\"%.40s\" is not served (served: date, date-time, time, uuid, email, uri, ipv4)",
-                          fmt->valuestring),
-                   -1;
-    }
-    if (pat) {
-        if (fmt) return refuse(c, "pattern", "beside 'format' is not served"), -1;
-        if (!cJSON_IsString(pat)) return refuse(c, "pattern", "must be a string"), -1;
-        r.kw = "pattern", r.p = pat->valuestring;
-    }
-    gbnf_text_str(b, "\"\\\"\" ");
-    if (!r.p) {
-        if (!rep(c, b, "minLength", "char", lo, hi)) return -1;
-    } else {
-        r.len = strlen(r.p);
-        int root = rx_parse(&r), fits = root < 0 ? -1 : rx_lengths(&r, root, lo, hi);
-        if (fits > 0 && !rx_emit(&r, root, b)) fits = -1;
-        rx_free(&r);
-        if (fits <= 0) return fits;
-    }
-    gbnf_text_str(b, " \"\\\"\"");
-    return 1;
 }
 
 /* ---- numbers ---- */
@@ -1323,7 +747,7 @@ static bool segs(digits *d, long long a, long long z) {
 static bool int_range(conv *c, sbuf *b, long long lo, long long hi, long long k, int *n) {
     digits d = {c, b, "-", k, NULL, 0};
     if (k > 1) {
-        if (!(d.tails = malloc(sizeof *d.tails * 19 * (size_t)k))) return oom(c);
+        if (!(d.tails = malloc(sizeof *d.tails * 19 * (size_t)k))) return schema_oom(c);
         for (long long i = 0; i < 19 * k; i++) d.tails[i] = -1;
     }
     bool ok = true;
@@ -1339,11 +763,11 @@ static bool int_range(conv *c, sbuf *b, long long lo, long long hi, long long k,
 
 /* a bound keyword: false when refused; *has false when absent */
 static bool bound_kw(conv *c, const cJSON *s, const char *key, bool *has, double *v) {
-    const cJSON *x = get(s, key);
+    const cJSON *x = schema_get(s, key);
     *has = x != NULL;
     if (!x) return true;
-    if (cJSON_IsBool(x)) return refuse(c, key, "must be a number (draft 4's boolean form is not served)");
-    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) return refuse(c, key, "must be a number");
+    if (cJSON_IsBool(x)) return schema_refuse(c, key, "must be a number (draft 4's boolean form is not served)");
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) return schema_refuse(c, key, "must be a number");
     *v = x->valuedouble;
     return true;
 }
@@ -1356,7 +780,7 @@ static int emit_number(conv *c, const cJSON *s, bool integer, sbuf *b) {
         !bound_kw(c, s, "multipleOf", &hk, &kv))
         return -1;
     if (hk && (kv <= 0 || kv != floor(kv) || kv > MAX_MULTIPLE))
-        return refuse(c, "multipleOf", "is %g; served: a whole number from 1 to %d", kv, MAX_MULTIPLE), -1;
+        return schema_refuse(c, "multipleOf", "is %g; served: a whole number from 1 to %d", kv, MAX_MULTIPLE), -1;
     long long k = (long long)kv;
     bool ranged = hmin || hmax || hxmin || hxmax;
     /* the whole numbers in range */
@@ -1381,7 +805,7 @@ static int emit_number(conv *c, const cJSON *s, bool integer, sbuf *b) {
             bool ok = int_range(c, &part, a, z, 1, &m);
             if (ok && m) {
                 if (n++) gbnf_text_str(b, " | ");
-                gbnf_text_str(b, neg ? "\"-\" (" : "("), sb_cat(b, &part), gbnf_text_str(b, ") \".\" frac");
+                gbnf_text_str(b, neg ? "\"-\" (" : "("), schema_cat(b, &part), gbnf_text_str(b, ") \".\" frac");
             }
             free(part.s);
             if (!ok) return -1;
@@ -1389,8 +813,9 @@ static int emit_number(conv *c, const cJSON *s, bool integer, sbuf *b) {
         a = clamp_ll(ceil(-hi), FRAC_LIM), z = clamp_ll(floor(-lo) - 1, FRAC_LIM);
     }
     if (!n)
-        return refuse(c, hmin ? "minimum" : "exclusiveMinimum",
-                      "leaves no number rsr-serve writes (a range of a number is served to whole-number precision)"),
+        return schema_refuse(
+                   c, hmin ? "minimum" : "exclusiveMinimum",
+                   "leaves no number rsr-serve writes (a range of a number is served to whole-number precision)"),
                -1;
     return 1;
 }
@@ -1407,7 +832,7 @@ static int value_bits(const cJSON *v) {
 
 static int emit_enum(conv *c, const cJSON *en, const cJSON *cn, int types, sbuf *b) {
     if (en && (!cJSON_IsArray(en) || !cJSON_GetArraySize(en)))
-        return refuse(c, "enum", "must be a non-empty array"), -1;
+        return schema_refuse(c, "enum", "must be a non-empty array"), -1;
     int n = 0;
     for (const cJSON *v = cn ? cn : en->child; v; v = cn ? NULL : v->next) {
         bool listed_too = !cn || !en;
@@ -1415,11 +840,11 @@ static int emit_enum(conv *c, const cJSON *en, const cJSON *cn, int types, sbuf 
         if (!listed_too) cJSON_ArrayForEach(e, en) listed_too |= cJSON_Compare(v, e, true);
         if (!listed_too || !(value_bits(v) & types)) continue;
         char *text = cJSON_PrintUnformatted(v);
-        if (!text) return oom(c), -1;
+        if (!text) return schema_oom(c), -1;
         if (n++) gbnf_text_str(b, " | ");
         bool ok = sb_lit(b, text);
         free(text);
-        if (!ok) return refuse(c, cn ? "const" : "enum", "holds text that is not UTF-8"), -1;
+        if (!ok) return schema_refuse(c, cn ? "const" : "enum", "holds text that is not UTF-8"), -1;
     }
     return n > 0;
 }
@@ -1438,11 +863,11 @@ static int trie_rule(conv *c, uint32_t **names, const int *lens, const int *set,
         uint32_t cp = lens[k] > d ? names[k][d] : 0;
         bool first = cp >= 0x20 && cp != '"' && cp != '\\';
         for (int j = 0; first && j < i; j++) first = !(lens[set[j]] > d && names[set[j]][d] == cp);
-        if (first) sb_cp(&body, cp);
+        if (first) schema_cp(&body, cp);
     }
     gbnf_text_str(&body, "] char*");
     int *sub = malloc(sizeof *sub * (size_t)count);
-    if (!sub) return free(body.s), oom(c), -1;
+    if (!sub) return free(body.s), schema_oom(c), -1;
     for (int i = 0; i < count; i++) {
         int k = set[i], n = 0;
         uint32_t cp = lens[k] > d ? names[k][d] : 0;
@@ -1453,7 +878,7 @@ static int trie_rule(conv *c, uint32_t **names, const int *lens, const int *set,
             if (lens[set[j]] > d && names[set[j]][d] == cp) sub[n++] = set[j];
         int child = trie_rule(c, names, lens, sub, n, d + 1);
         if (child < 0) return free(sub), free(body.s), -1;
-        gbnf_text_str(&body, " | \""), sb_cp(&body, cp), sb_fmt(&body, "\" r%d", child);
+        gbnf_text_str(&body, " | \""), schema_cp(&body, cp), sb_fmt(&body, "\" r%d", child);
     }
     free(sub);
     if (!terminal) gbnf_text_str(&body, " | \"\"");
@@ -1474,9 +899,9 @@ static int other_key(conv *c, const cJSON *props) {
         const unsigned char *u = (const unsigned char *)p->string;
         if (!(names[count] = malloc(sizeof **names * (strlen(p->string) + 1)))) goto done;
         while (*u) {
-            int32_t cp = utf8_next(&u);
+            int32_t cp = schema_utf8_next(&u);
             if (cp < 0) {
-                refuse(c, "properties", "has a name that is not UTF-8");
+                schema_refuse(c, "properties", "has a name that is not UTF-8");
                 count++;
                 goto done;
             }
@@ -1486,7 +911,7 @@ static int other_key(conv *c, const cJSON *props) {
     }
     id = trie_rule(c, names, lens, set, count, 0);
 done:
-    if (id < 0 && !c->failed) oom(c);
+    if (id < 0 && !c->failed) schema_oom(c);
     for (int i = 0; names && i < count; i++) free(names[i]);
     free(names), free(lens), free(set);
     return id;
@@ -1500,7 +925,8 @@ static bool key_lit(conv *c, sbuf *b, const char *name) {
     sbuf kv = {0};
     if (q) gbnf_text_str(&kv, q), gbnf_text_str(&kv, ":");
     free(q);
-    bool ok = q && !kv.oom ? sb_lit(b, kv.s) || refuse(c, "properties", "has a name that is not UTF-8") : oom(c);
+    bool ok = q && !kv.oom ? sb_lit(b, kv.s) || schema_refuse(c, "properties", "has a name that is not UTF-8")
+                           : schema_oom(c);
     free(kv.s);
     return ok;
 }
@@ -1541,10 +967,10 @@ static int other_pair(conv *c, const cJSON *props, const cJSON *addl, const cJSO
     } else if (names) { /* propertyNames: a schema of the key, a string */
         cJSON *o = own(c, cJSON_CreateObject()), *all = o ? cJSON_AddArrayToObject(o, "allOf") : NULL,
               *str = all ? cJSON_CreateObject() : NULL;
-        if (!str) return oom(c), -1;
+        if (!str) return schema_oom(c), -1;
         cJSON_AddItemToArray(all, str);
         if (!cJSON_AddStringToObject(str, "type", "string") || !cJSON_AddItemReferenceToArray(all, (cJSON *)names))
-            return oom(c), -1;
+            return schema_oom(c), -1;
         if ((key = emit_rule(c, o)) == -1) return -1;
         sb_rule(&e, key);
     } else {
@@ -1558,11 +984,12 @@ static int other_pair(conv *c, const cJSON *props, const cJSON *addl, const cJSO
 }
 
 static int emit_object(conv *c, const cJSON *s, sbuf *b) {
-    const cJSON *props = get(s, "properties"), *req = get(s, "required"), *addl = get(s, "additionalProperties"),
-                *names = get(s, "propertyNames"), *p, *r;
-    if (props && !cJSON_IsObject(props)) return refuse(c, "properties", "must be an object"), -1;
-    if (req && !cJSON_IsArray(req)) return refuse(c, "required", "must be an array of property names"), -1;
-    if (names && props && props->child) return refuse(c, "propertyNames", "beside 'properties' is not served"), -1;
+    const cJSON *props = schema_get(s, "properties"), *req = schema_get(s, "required"),
+                *addl = schema_get(s, "additionalProperties"), *names = schema_get(s, "propertyNames"), *p, *r;
+    if (props && !cJSON_IsObject(props)) return schema_refuse(c, "properties", "must be an object"), -1;
+    if (req && !cJSON_IsArray(req)) return schema_refuse(c, "required", "must be an array of property names"), -1;
+    if (names && props && props->child)
+        return schema_refuse(c, "propertyNames", "beside 'properties' is not served"), -1;
     int n = cJSON_GetArraySize(props), ret = -1, first_req;
     objspec o = {.ps = calloc((size_t)n + 1, sizeof *o.ps),
                  .need = calloc((size_t)n + 1, sizeof *o.need),
@@ -1571,20 +998,20 @@ static int emit_object(conv *c, const cJSON *s, sbuf *b) {
                  .extra = -1};
     sbuf alt = {0}, body = {0};
     if (!o.ps || !o.need || !o.val || !o.brule) {
-        oom(c);
+        schema_oom(c);
         goto done;
     }
     cJSON_ArrayForEach(p, props) if (!cJSON_IsFalse(p)) o.ps[o.live++] = p; /* false: the key may not appear */
     cJSON_ArrayForEach(r, req) {
         int k = 0;
         while (cJSON_IsString(r) && k < o.live && strcmp(o.ps[k]->string, r->valuestring)) k++;
-        if (cJSON_IsString(r) && k == o.live && cJSON_IsFalse(get(props, r->valuestring))) {
+        if (cJSON_IsString(r) && k == o.live && cJSON_IsFalse(schema_get(props, r->valuestring))) {
             ret = 0; /* required and barred: no object */
             goto done;
         }
         if (!cJSON_IsString(r) || k == o.live) {
-            refuse(c, "required", "names %s%.40s%s, not in 'properties'", cJSON_IsString(r) ? "\"" : "",
-                   cJSON_IsString(r) ? r->valuestring : "a non-string", cJSON_IsString(r) ? "\"" : "");
+            schema_refuse(c, "required", "names %s%.40s%s, not in 'properties'", cJSON_IsString(r) ? "\"" : "",
+                          cJSON_IsString(r) ? r->valuestring : "a non-string", cJSON_IsString(r) ? "\"" : "");
             goto done;
         }
         o.need[k] = true;
@@ -1619,7 +1046,7 @@ static int emit_object(conv *c, const cJSON *s, sbuf *b) {
         else
             gbnf_text_str(&alt, "\"\"");
     }
-    gbnf_text_str(b, "\"{\" ("), sb_cat(b, &alt), gbnf_text_str(b, ") \"}\"");
+    gbnf_text_str(b, "\"{\" ("), schema_cat(b, &alt), gbnf_text_str(b, ") \"}\"");
     ret = 1;
 done:
     free(o.ps), free(o.need), free(o.val), free(o.brule), free(alt.s), free(body.s);
@@ -1636,9 +1063,9 @@ static bool items_after(conv *c, sbuf *b, const int *e, int k, int rest, long m,
         if (rest == -1) return true;
         sbuf x = {0};
         gbnf_text_str(&x, "\",\" "), sb_rule(&x, rest);
-        bool ok = !x.oom
-                      ? (gbnf_text_str(b, " "), rep(c, b, "minItems", x.s, m > j ? m - j : 0, most < 0 ? -1 : most - j))
-                      : oom(c);
+        bool ok = !x.oom ? (gbnf_text_str(b, " "),
+                            schema_rep(c, b, "minItems", x.s, m > j ? m - j : 0, most < 0 ? -1 : most - j))
+                         : schema_oom(c);
         free(x.s);
         return ok;
     }
@@ -1649,20 +1076,20 @@ static bool items_after(conv *c, sbuf *b, const int *e, int k, int rest, long m,
 }
 
 static int emit_array(conv *c, const cJSON *s, sbuf *b) {
-    const cJSON *items = get(s, "items"), *prefix = get(s, "prefixItems"), *more = items, *p;
+    const cJSON *items = schema_get(s, "items"), *prefix = schema_get(s, "prefixItems"), *more = items, *p;
     if (cJSON_IsArray(items)) { /* draft 7's tuple */
-        if (prefix) return refuse(c, "items", "as an array beside 'prefixItems' is not served"), -1;
-        prefix = items, more = get(s, "additionalItems");
+        if (prefix) return schema_refuse(c, "items", "as an array beside 'prefixItems' is not served"), -1;
+        prefix = items, more = schema_get(s, "additionalItems");
     }
-    if (prefix && !cJSON_IsArray(prefix)) return refuse(c, "prefixItems", "must be an array of schemas"), -1;
+    if (prefix && !cJSON_IsArray(prefix)) return schema_refuse(c, "prefixItems", "must be an array of schemas"), -1;
     long m, most;
-    if (!count_kw(c, s, "minItems", &m) || !count_kw(c, s, "maxItems", &most)) return -1;
+    if (!schema_count_kw(c, s, "minItems", &m) || !schema_count_kw(c, s, "maxItems", &most)) return -1;
     if (m < 0) m = 0;
     int k = 0, e[48], rest = cJSON_IsFalse(more) ? -1 : more ? emit_rule(c, more) : ID_VALUE;
     if (rest == -1 && c->failed) return -1;
     cJSON_ArrayForEach(p, prefix) {
         if (cJSON_IsFalse(p)) break; /* no item here: the array ends before */
-        if (k == 48) return refuse(c, "prefixItems", "has over 48 schemas"), -1;
+        if (k == 48) return schema_refuse(c, "prefixItems", "has over 48 schemas"), -1;
         if ((e[k++] = emit_rule(c, p)) == -1) return -1;
     }
     if ((rest == -1 || k < cJSON_GetArraySize(prefix)) && (most < 0 || most > k)) most = k;
@@ -1679,19 +1106,19 @@ static int emit_array(conv *c, const cJSON *s, sbuf *b) {
 
 static int emit_plain(conv *c, const cJSON *s, sbuf *b) {
     const cJSON *k;
-    cJSON_ArrayForEach(k, s) if (!LISTED(k->string, annotations) && !LISTED(k->string, served)) return refuse(
+    cJSON_ArrayForEach(k, s) if (!LISTED(k->string, annotations) && !LISTED(k->string, served)) return schema_refuse(
         c, k->string, "is not served (docs/deploy.md lists what is, under structured output)"),
         -1;
-    const cJSON *u = get(s, "uniqueItems");
+    const cJSON *u = schema_get(s, "uniqueItems");
     if (u && !cJSON_IsFalse(u)) {
         long most;
-        if (!count_kw(c, s, "maxItems", &most)) return -1;
+        if (!schema_count_kw(c, s, "maxItems", &most)) return -1;
         if (!cJSON_IsTrue(u) || most < 0 || most > 1)
-            return refuse(c, "uniqueItems", "is served as false only (or beside maxItems 0 or 1)"), -1;
+            return schema_refuse(c, "uniqueItems", "is served as false only (or beside maxItems 0 or 1)"), -1;
     }
     int types;
-    if (!type_bits(c, get(s, "type"), &types)) return -1;
-    const cJSON *en = get(s, "enum"), *cn = get(s, "const");
+    if (!type_bits(c, schema_get(s, "type"), &types)) return -1;
+    const cJSON *en = schema_get(s, "enum"), *cn = schema_get(s, "const");
     if (en || cn) return emit_enum(c, en, cn, types, b);
     int n = 0;
     for (int i = 0; i < 7; i++) {
@@ -1703,13 +1130,13 @@ static int emit_plain(conv *c, const cJSON *s, sbuf *b) {
         else if (t == T_ARRAY)
             r = emit_array(c, s, &part);
         else if (t == T_STRING)
-            r = emit_string(c, s, &part);
+            r = schema_emit_string(c, s, &part);
         else if (t == T_NUMBER || t == T_INTEGER)
             r = emit_number(c, s, t == T_INTEGER, &part);
         else
             gbnf_text_str(&part, t == T_BOOL ? "\"true\" | \"false\"" : "\"null\"");
         if (r > 0 && n++) gbnf_text_str(b, " | ");
-        if (r > 0) sb_cat(b, &part);
+        if (r > 0) schema_cat(b, &part);
         free(part.s);
         if (r < 0) return -1;
     }
@@ -1722,20 +1149,20 @@ static const char *nothing_keyword(const cJSON *s) {
         "allOf",     "anyOf",    "oneOf",    "enum", "const", "minimum", "exclusiveMinimum",
         "minLength", "minItems", "required", "type"};
     for (size_t i = 0; cJSON_IsObject(s) && i < sizeof kws / sizeof *kws; i++)
-        if (get(s, kws[i])) return kws[i];
+        if (schema_get(s, kws[i])) return kws[i];
     return cJSON_IsFalse(s) ? "false" : "schema";
 }
 
 /* a rule for schema s (memoised: a $ref's target is written once); ID_VALUE: any value, -1: failed */
 static int emit_rule(conv *c, const cJSON *s) {
     if (trivial(s)) return ID_VALUE;
-    const cJSON *ref = get(s, "$ref"), *k;
+    const cJSON *ref = schema_get(s, "$ref"), *k;
     bool alias = ref != NULL; /* a $ref and annotations: the target's rule */
     cJSON_ArrayForEach(k, s) alias = alias && (k == ref || LISTED(k->string, annotations));
     if (alias) {
         const cJSON *t = resolve(c, ref);
         if (!t) return -1;
-        if (++c->depth > MAX_NEST) return refuse(c, "$ref", "nests $ref over %d deep", MAX_NEST), -1;
+        if (++c->depth > MAX_NEST) return schema_refuse(c, "$ref", "nests $ref over %d deep", MAX_NEST), -1;
         int id = emit_rule(c, t);
         c->depth--;
         return id;
@@ -1743,13 +1170,13 @@ static int emit_rule(conv *c, const cJSON *s) {
     const void *key = cJSON_IsObject(s) && s->child ? (const void *)s->child : (const void *)s;
     for (int i = 0; i < c->nmemo; i++)
         if (c->memo[i].key == key) return c->memo[i].rule;
-    if (c->depth >= MAX_NEST) return refuse(c, "properties", "nests schemas over %d deep", MAX_NEST), -1;
+    if (c->depth >= MAX_NEST) return schema_refuse(c, "properties", "nests schemas over %d deep", MAX_NEST), -1;
     int id = new_rule(c);
     if (id < 0) return -1;
     if (c->nmemo == c->capmemo) {
         int cap = c->capmemo ? 2 * c->capmemo : 32;
         memo *g = realloc(c->memo, sizeof *g * (size_t)cap);
-        if (!g) return oom(c), -1;
+        if (!g) return schema_oom(c), -1;
         c->memo = g, c->capmemo = cap;
     }
     c->memo[c->nmemo++] = (memo){key, id};
@@ -1769,11 +1196,11 @@ static int emit_rule(conv *c, const cJSON *s) {
             r = emit_plain(c, a.v[i].s, &part);
         }
         if (r > 0 && n++) gbnf_text_str(&body, " | ");
-        if (r > 0) sb_cat(&body, &part);
+        if (r > 0) schema_cat(&body, &part);
         free(part.s);
         ok = r >= 0;
     }
-    if (ok && !n) ok = refuse(c, nothing_keyword(s), "allows no value");
+    if (ok && !n) ok = schema_refuse(c, nothing_keyword(s), "allows no value");
     ok = ok && write_rule(c, id, &body);
     c->depth--;
     free(a.v), free(body.s);
@@ -1786,12 +1213,12 @@ char *schema_gbnf(const cJSON *schema, char *err, size_t errlen, char keyword[64
     if (errlen) err[0] = 0;
     c.owned = cJSON_CreateArray();
     c.empty = c.owned ? own(&c, cJSON_CreateObject()) : NULL;
-    int root = c.empty ? emit_rule(&c, schema) : (oom(&c), -1);
+    int root = c.empty ? emit_rule(&c, schema) : (schema_oom(&c), -1);
     sbuf text = {0};
     if (!c.failed) {
         gbnf_text_str(&text, "root ::= "), sb_rule(&text, root), gbnf_text_str(&text, "\n");
-        gbnf_text_str(&text, json_rules), sb_cat(&text, &c.out);
-        if (text.oom) oom(&c);
+        gbnf_text_str(&text, json_rules), schema_cat(&text, &c.out);
+        if (text.oom) schema_oom(&c);
     }
     cJSON_Delete(c.owned);
     free(c.memo), free(c.out.s);

@@ -76,10 +76,9 @@ static void usage(FILE *out) {
           "  --ignore-eos          go on past the end-of-text and end-of-turn tokens\n"
           "  --no-echo             print only the continuation, not the prompt\n"
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
-          "  --spec-type ngram-simple  speculative decoding: the tokens that followed the last\n"
-          "                        3 or 4 tokens earlier in the text are proposed and checked in one\n"
-          "                        evaluation; the output is the same tokens, bit for bit (greedy;\n"
-          "                        not yet with --temp, --repeat-penalty or a Qwen3.5 hybrid)\n"
+          "  --spec-type T         speculative decoding, the same tokens bit for bit (greedy only):\n"
+          "                        ngram-simple (what followed the last 3-4 tokens earlier in the text)\n"
+          "                        or draft (-md, --model-draft FILE: a model of the same vocabulary)\n"
           "  --draft-max N         the most tokens proposed at once (default 16)\n"
           "  --draft-min N         fewer proposed than this: an ordinary step (default 0)\n"
           "\n"
@@ -215,6 +214,8 @@ static void llama_spellings(int argc, char **argv) {
             argv[i] = "--chat";
         else if (!strcmp(argv[i], "-pg")) /* llama-bench's prompt-then-generate test */
             argv[i] = "--pg";
+        else if (!strcmp(argv[i], "-md")) /* the draft model, as llama.cpp spells it */
+            argv[i] = "--model-draft";
         else if (!strcmp(argv[i], "-ngl") || !strncmp(argv[i], "-ngl=", 5))
             die("%s (llama.cpp's GPU layers): rsr-run runs the whole model on one device; --device gpu puts it on "
                 "the GPU",
@@ -525,7 +526,7 @@ static void run_ids(rsr_model *m, const rsr_model_info *info, const run_options 
     sample_state_init(&ss, o, info->vocab_size);
     long n_gen = o->n_gen >= 0 ? o->n_gen : 16;
     const int32_t ctx = o->ctx ? o->ctx : info->max_positions;
-    spec_start(&ss, o, info, ctx);
+    spec_start(&ss, o, m, info, ctx);
     bool full = false; /* generation reached the end of the context */
     if (logits_path) { /* made now, so that a path it cannot be written to fails before the work */
         logits_tmp = malloc(strlen(logits_path) + 16);
@@ -643,6 +644,7 @@ static void run_many(rsr_model *m, const rsr_model_info *info, const run_options
 typedef struct cli_args {
     run_options o;
     const char *tokens_arg, *logits_path, *prompt_file, *model_opt, *max_memory;
+    bool spec_given;             /* --spec-type */
     const char *perplexity_path; /* --perplexity FILE */
     long chunks;                 /* --chunks N (0: every chunk)*/
     const char *n_arg;           /* -n as given: a list of lengths with --bench -p LENGTHS */
@@ -700,6 +702,7 @@ enum {
     O_BATCH,
     O_HEAD,
     O_SPEC_TYPE,
+    O_MODEL_DRAFT,
     O_DRAFT_MAX,
     O_DRAFT_MIN,
     O_REPEAT,
@@ -763,6 +766,7 @@ static const struct option longs[] = {
     {"draft-max", required_argument, 0, O_DRAFT_MAX},
     {"draft", required_argument, 0, O_DRAFT_MAX},
     {"draft-min", required_argument, 0, O_DRAFT_MIN},
+    {"model-draft", required_argument, 0, O_MODEL_DRAFT},
     {"repeat", required_argument, 0, O_REPEAT},
     {"json", no_argument, 0, O_JSON},
     {"plot", required_argument, 0, O_PLOT},
@@ -804,13 +808,14 @@ static void check_model_path(const char *path) {
         die("%s: no such file; did you mean %s?", path, near);
 }
 
-/* --spec-type NAME: 1 for ngram-simple, 0 for none. */
+/* --spec-type NAME: enum spec_type. */
 static int spec_type(const char *name) {
-    if (strcmp(name, "ngram-simple") && strcmp(name, "none"))
-        die("--spec-type: '%s' is not one rsr-run has (ngram-simple, none); draft models and MTP layers are not "
-            "built yet",
-            name);
-    return !strcmp(name, "ngram-simple");
+    if (!strcmp(name, "none")) return SPEC_NONE;
+    if (!strcmp(name, "ngram-simple")) return SPEC_NGRAM;
+    if (!strcmp(name, "draft")) return SPEC_DRAFT;
+    die("--spec-type: '%s' is not one rsr-run has (ngram-simple, draft, none); Qwen3.5's MTP layers (draft-mtp) "
+        "are not read yet",
+        name);
 }
 
 static int parse_args(int argc, char **argv, cli_args *a) {
@@ -857,7 +862,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_SEED: a->sampling_opt = "--seed", a->seed = parse_num("--seed", optarg, -1, LONG_MAX); break;
         case O_CTX: a->o.ctx = (int32_t)parse_num("--ctx", optarg, 0, INT32_MAX); break;
         case O_BATCH: a->o.session.batch = (int32_t)parse_num("--batch", optarg, 1, RSR_BATCH_MAX); break;
-        case O_SPEC_TYPE: a->o.spec = spec_type(optarg); break;
+        case O_SPEC_TYPE: a->o.spec = spec_type(optarg), a->spec_given = true; break;
+        case O_MODEL_DRAFT: a->o.draft_path = optarg; break;
         case O_DRAFT_MAX: a->o.draft_max = (int32_t)parse_num("--draft-max", optarg, 1, 256); break;
         case O_DRAFT_MIN: a->o.draft_min = (int32_t)parse_num("--draft-min", optarg, 0, 256); break;
         case O_HEAD:
@@ -962,6 +968,12 @@ static int parse_args(int argc, char **argv, cli_args *a) {
 /* The combinations refused before the model is opened; sets the seed and the model's path. */
 static void check_args(int argc, char **argv, cli_args *a) {
     a->o.session.max_positions = a->o.ctx;
+    /* -md alone asks for the draft model's speculation; --spec-type draft needs one */
+    if (!a->spec_given && a->o.draft_path) a->o.spec = SPEC_DRAFT;
+    if (a->o.spec == SPEC_DRAFT && !a->o.draft_path) die("--spec-type draft: name the draft model with -md FILE");
+    if (a->o.draft_path && a->o.spec != SPEC_DRAFT)
+        die("-md %s: a draft model is for --spec-type draft, not %s", a->o.draft_path,
+            a->o.spec == SPEC_NGRAM ? "ngram-simple" : "none");
     if (a->max_memory) limit_memory(a->max_memory);
     if (a->model_opt && optind < argc) die("the model is given twice: -m %s and %s", a->model_opt, argv[optind]);
     if (!a->model_opt && optind >= argc)

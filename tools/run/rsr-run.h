@@ -34,7 +34,8 @@ typedef struct run_options {
     const char *bench_format;     /* --bench with -p lengths: -o md, csv, json or svg (NULL: md, or json with --json) */
     const char *plot_path;        /* --plot FILE.svg: the same tests as a chart, beside the table */
     int parallel;                 /* --parallel: sequences stepped together (0: one) */
-    int spec;                     /* --spec-type ngram-simple: speculative decoding (0: none) */
+    int spec;                     /* --spec-type: speculative decoding (enum spec_type) */
+    const char *draft_path;       /* -md/--model-draft: the draft model (--spec-type draft) */
     int32_t draft_max, draft_min; /* --draft-max (0: 16), --draft-min */
 } run_options;
 
@@ -50,8 +51,17 @@ void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, in
 /* Appends evaluated tokens to r (recent_tokens.h: o->repeat_last_n of them); the sampler to use
  * after them. */
 rsr_sampler_params run_recent_push(recent_tokens *r, const run_options *o, const int32_t *tokens, int32_t n);
-/* Speculative decoding (--spec-type, run_common.c): tokens proposed from the text so far are
- * checked in one evaluation, and the ones the model would have chosen are kept. */
+/* Speculative decoding (--spec-type, run_common.c): tokens proposed from the text so far (an
+ * n-gram found earlier in it, or a draft model's greedy continuation) are checked in one
+ * evaluation, and the ones the model would have chosen are kept. */
+enum spec_type { SPEC_NONE, SPEC_NGRAM, SPEC_DRAFT };
+typedef struct spec_draft { /* --spec-type draft: the draft model and its session */
+    rsr_api api;
+    rsr_model *m;
+    rsr_session *s;
+    int32_t *held; /* the tokens its cache holds (a prefix of the text, then its own guesses) */
+    int32_t n_held, ctx;
+} spec_draft;
 typedef struct spec_state {
     bool on;           /* asked for, greedy, and the model's cache goes back by positions */
     int32_t ctx;       /* the session's positions */
@@ -63,6 +73,7 @@ typedef struct spec_state {
     float *logits;  /* draft_max + 1 rows of logits */
     int32_t k_next; /* the most the next draft may hold (below --draft-max after misses) */
     long steps, drafted, accepted;
+    spec_draft *draft; /* SPEC_DRAFT's, or NULL */
 } spec_state;
 /* The random state, scratch and recent tokens of the next-token choice. */
 typedef struct sample_state {
@@ -74,10 +85,10 @@ typedef struct sample_state {
     spec_state spec;
 } sample_state;
 void sample_state_init(sample_state *st, const run_options *o, int32_t vocab);
-/* Speculation for a session of ctx positions when o asks for it and it can be exact (greedy, no
- * penalty, the exact head, a CPU session whose cache goes back by positions); a note on stderr
- * when it cannot. */
-void spec_start(sample_state *st, const run_options *o, const rsr_model_info *info, int32_t ctx);
+/* Speculation for a session of model m's of ctx positions when o asks for it and it can be exact
+ * (greedy, no penalty, the exact head, a CPU session whose cache goes back by positions); a note
+ * on stderr when it cannot. A draft model is opened here and checked against m's vocabulary. */
+void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_model_info *info, int32_t ctx);
 /* The session's position as generation without speculation would have it. */
 int32_t run_position(rsr_session *s, const sample_state *st);
 /* Generation stopped: the cache cut back to run_position (tokens chosen ahead are dropped). */

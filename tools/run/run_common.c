@@ -2,6 +2,7 @@
  * run_common.c — what the parts of rsr-run share (rsr-run.h): the loaded API, error exits, and
  * the next-token step every mode uses (exact or int8 logits, greedy or sampled).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -78,6 +79,81 @@ static int32_t ngram_draft(const spec_state *sp, int32_t *draft, int32_t max) {
     return 0;
 }
 
+/* --spec-type draft: the draft model's greedy continuation of the text, at most max tokens; their
+ * number (0: the draft's context is full). Its cache keeps what it holds of the text: it goes back
+ * to where that and the text part, reads the rest of the text, then guesses on its own. */
+static int32_t model_draft(spec_state *sp, int32_t *draft, int32_t max) {
+    spec_draft *d = sp->draft;
+    int32_t same = 0;
+    while (same < d->n_held && same < sp->n_hist && d->held[same] == sp->hist[same]) same++;
+    if (same == sp->n_hist) same--; /* the text's last token is read again: its logits choose the first guess */
+    if (max > d->ctx - sp->n_hist) max = d->ctx - sp->n_hist;
+    if (max <= 0) return 0;
+    if (same < d->n_held && d->api.session_truncate(d->s, same) != RSR_OK) die("-md: %s", d->api.session_errmsg(d->s));
+    const int32_t n = sp->n_hist - same;
+    memcpy(d->held + same, sp->hist + same, sizeof *d->held * (size_t)n);
+    d->n_held = sp->n_hist;
+    if (d->api.session_eval_greedy(d->s, sp->hist + same, n, &draft[0]) != RSR_OK)
+        die("-md: %s", d->api.session_errmsg(d->s));
+    for (int32_t k = 1; k < max; k++) {
+        if (d->api.session_eval_greedy(d->s, &draft[k - 1], 1, &draft[k]) != RSR_OK)
+            die("-md: %s", d->api.session_errmsg(d->s));
+        d->held[d->n_held++] = draft[k - 1];
+    }
+    return max;
+}
+
+/* A token's piece for a message: at most 24 bytes, control bytes as '?'. */
+static void piece_text(char out[32], const char *p, size_t n) {
+    size_t i = 0;
+    for (; p && i < n && i < 24; i++) out[i] = (unsigned char)p[i] < 0x20 ? '?' : p[i];
+    out[i] = 0;
+}
+
+/* The draft model of -md opened beside m (its threads), and its vocabulary checked against m's:
+ * the size, then each token's piece where both have a tokenizer. A mismatch is an error that
+ * names it. Returns why speculation cannot use it, or NULL. */
+static const char *draft_open(spec_state *sp, const run_options *o, rsr_model *m, const rsr_model_info *info,
+                              int32_t ctx) {
+    spec_draft *d = sp->draft = calloc(1, sizeof *d);
+    char err[1024];
+    if (!d) die("out of memory");
+    if (rsr_api_load(&d->api, o->draft_path, err, sizeof err) != 0) die("-md: %s", err);
+    const rsr_model_params mp = {.num_threads = o->threads};
+    if (d->api.model_open(&d->m, &mp) != RSR_OK) die("-md %s: %s", o->draft_path, d->api.model_errmsg(d->m));
+    rsr_model_info di;
+    d->api.model_get_info(d->m, &di);
+    if (di.vocab_size != info->vocab_size)
+        die("-md %s: a vocabulary of %d tokens where the model has %d: a draft model shares its model's vocabulary",
+            o->draft_path, di.vocab_size, info->vocab_size);
+    rsr_tokenizer *tm, *td;
+    if (api.model_tokenizer(m, &tm) == RSR_OK && d->api.model_tokenizer(d->m, &td) == RSR_OK)
+        for (int32_t id = 0; id < info->vocab_size; id++) {
+            size_t lm = 0, ld = 0;
+            const char *pm = api.tokenizer_token_piece(tm, id, &lm), *pd = d->api.tokenizer_token_piece(td, id, &ld);
+            if (lm == ld && (!lm || !memcmp(pm, pd, lm))) continue;
+            char a[32], b[32];
+            piece_text(a, pd, ld), piece_text(b, pm, lm);
+            die("-md %s: token %d is \"%s\" there and \"%s\" in the model: a draft model shares its model's "
+                "vocabulary",
+                o->draft_path, id, a, b);
+        }
+    if (di.state_bytes > 0) return "the draft's gated DeltaNet layers cannot go back a few positions yet";
+    rsr_session_params dp = o->session;
+    d->ctx = dp.max_positions = ctx < di.max_positions ? ctx : di.max_positions;
+    if (d->api.session_create(d->m, &dp, &d->s) != RSR_OK) die("-md %s: %s", o->draft_path, d->api.model_errmsg(d->m));
+    if (!(d->held = malloc(sizeof *d->held * (size_t)(d->ctx + 1)))) die("out of memory");
+    return NULL;
+}
+
+static void draft_close(spec_draft *d) {
+    if (!d) return;
+    if (d->s) d->api.session_free(d->s);
+    if (d->m) d->api.model_close(d->m);
+    if (d->api.handle) dlclose(d->api.handle);
+    free(d->held), free(d);
+}
+
 /* --attention auto attends a decode step's query with Louver from 1024 keys on (AUTO_MIN_KEYS,
  * runtime/cpu/attention.c), and a step of several tokens densely: the two agree to Louver's
  * certified bound, not bit for bit, so under auto the drafts stay below that many keys. */
@@ -110,20 +186,22 @@ static int32_t spec_step(rsr_session *s, sample_state *st, int32_t tok, const in
     return chosen[0];
 }
 
-void spec_start(sample_state *st, const run_options *o, const rsr_model_info *info, int32_t ctx) {
+void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_model_info *info, int32_t ctx) {
     spec_state *sp = &st->spec;
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
     if (!o->spec) return;
-    const char *why = o->sampler.temperature > 0 ? "sampling (--temp above 0) is not verified yet"
-                      : o->session.attention == RSR_ATTENTION_LOUVER
-                          ? "--attention louver attends one token's query otherwise than several tokens'"
-                      : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
-                          ? "--repeat-penalty is not applied to drafted tokens yet"
-                      : o->head_int8          ? "--head int8's logits are not the exact ones"
-                      : info->state_bytes > 0 ? "the recurrent state of this model's gated DeltaNet layers cannot "
-                                                "go back a few positions yet"
-                      : strncmp(info->device, "cpu", 3) ? "the GPU gives no logits of every position"
-                                                        : NULL;
+    const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, info, ctx) : NULL;
+    why = why                          ? why
+          : o->sampler.temperature > 0 ? "sampling (--temp above 0) is not verified yet"
+          : o->session.attention == RSR_ATTENTION_LOUVER
+              ? "--attention louver attends one token's query otherwise than several tokens'"
+          : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
+              ? "--repeat-penalty is not applied to drafted tokens yet"
+          : o->head_int8                    ? "--head int8's logits are not the exact ones"
+          : info->state_bytes > 0           ? "the recurrent state of this model's gated DeltaNet layers cannot "
+                                              "go back a few positions yet"
+          : strncmp(info->device, "cpu", 3) ? "the GPU gives no logits of every position"
+                                            : NULL;
     if (why) {
         fprintf(stderr, "rsr-run: note: --spec-type: decoding without speculation: %s\n", why);
         return;
@@ -146,9 +224,10 @@ void spec_settle(rsr_session *s, sample_state *st) {
 
 void spec_report(const sample_state *st) {
     const spec_state *sp = &st->spec;
-    if (!sp->on) return; /* not asked for, or noted as not possible */ /* not asked for, or noted as not possible */
-    fprintf(stderr, "rsr-run: speculative (ngram-simple): %ld steps, %ld drafted, %ld accepted (%.0f%%)\n", sp->steps,
-            sp->drafted, sp->accepted, sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
+    if (!sp->on) return; /* not asked for, or noted as not possible */
+    fprintf(stderr, "rsr-run: speculative (%s): %ld steps, %ld drafted, %ld accepted (%.0f%%)\n",
+            sp->draft ? "draft" : "ngram-simple", sp->steps, sp->drafted, sp->accepted,
+            sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
 }
 
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
@@ -169,7 +248,9 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         const int32_t cap = spec->k_next > o->draft_min ? spec->k_next : o->draft_min;
         int32_t max = spec->draft_max < room ? spec->draft_max : room, draft[spec->draft_max + 1];
         if (cap < max) max = cap;
-        int32_t k = n == 1 && max > 0 ? ngram_draft(spec, draft, max) : 0;
+        int32_t k = n != 1 || max <= 0 ? 0
+                    : spec->draft      ? model_draft(spec, draft, max)
+                                       : ngram_draft(spec, draft, max);
         if (k > 0 && k >= o->draft_min) return spec_step(s, st, tokens[0], draft, k);
     }
     int32_t next;
@@ -199,6 +280,7 @@ void sample_state_init(sample_state *st, const run_options *o, int32_t vocab) {
 void sample_state_free(sample_state *st) {
     free(st->logits), free(st->probs), free(st->ids), free(st->recent.ids);
     free(st->spec.hist), free(st->spec.queue), free(st->spec.logits);
+    draft_close(st->spec.draft);
 }
 
 rsr_tokenizer *require_tokenizer(rsr_model *m, const char *why) {

@@ -184,7 +184,7 @@ static void generator_init(generator *g, rsr_model *m, rsr_tokenizer *tok, const
     if (api.session_create(m, &sp, &g->s) != RSR_OK) die("%s", api.model_errmsg(m));
     g->max_positions = o->ctx ? o->ctx : g->info.max_positions;
     sample_state_init(&g->sample, o, g->info.vocab_size);
-    spec_start(&g->sample, o, &g->info, g->max_positions);
+    spec_start(&g->sample, o, m, &g->info, g->max_positions);
     rsr_tokenizer_info ti;
     api.tokenizer_get_info(tok, &ti);
     g->stop_ids[0] = g->info.eos_token_id, g->stop_ids[1] = ti.eos_token_id, g->stop_ids[2] = ti.eot_token_id;

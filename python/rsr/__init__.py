@@ -611,6 +611,25 @@ class Session(_Handle):
         return t.value
 
     @_serialised
+    def eval_draft(self, token: int, draft: Sequence[int], temperature: float = 0.0, top_k: int = 0,
+                   top_p: float = 1.0, min_p: float = 0.0, seed: int = 0) -> list:
+        """Speculative decoding's step (rsr_session_eval_draft): `token` (the text's next token) and
+        `draft` (tokens proposed with certainty: a lookup's, a draft model's greedy ones) evaluated at
+        once; the draft's tokens decoding takes stay in the cache, and the list returned holds them
+        then the model's own token after them (not in the cache yet). Greedy (temperature 0): the
+        tokens greedy decoding gives; sampled: each token drawn from the sampler's distribution
+        exactly (speculative sampling), from a random state seeded with `seed`."""
+        ids = _ids([_int_arg("token", token, _INT32_MIN, _INT32_MAX)] +
+                   list(_token_ids(draft, "draft", _INT32_MIN, _INT32_MAX + 1)))
+        sampler = _sampler(temperature, top_k, top_p, min_p)
+        rng = ctypes.c_uint64((_int_arg("seed", seed, 0, _SEED_MAX) * 0x9E3779B97F4A7C15 + 1) % 2**64)
+        out = (ctypes.c_int32 * len(ids))()
+        n = ctypes.c_int32()
+        self._check(self._lib.rsr_session_eval_draft(self._s, ids, len(ids), ctypes.byref(sampler), ctypes.byref(rng),
+                                                     out, ctypes.byref(n)))
+        return list(out[:n.value])
+
+    @_serialised
     def embed(self, tokens: Sequence[int], normalize: bool = True):
         """The session reset, then the embedding of tokens (rsr_session_embed: Model.embed's, which
         says what it is); the session then holds the tokens."""

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 17  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 18  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):
@@ -85,6 +85,8 @@ _SIGNATURES = {
     "rsr_session_eval_sample": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(_Sampler),
                                                 ctypes.POINTER(ctypes.c_uint64), _I32P,
                                                 ctypes.POINTER(ctypes.c_double)]),
+    "rsr_session_eval_draft": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(_Sampler),
+                                               ctypes.POINTER(ctypes.c_uint64), _I32P, _I32P]),
     "rsr_tokenizer_errmsg": (ctypes.c_char_p, [_P]),
     "rsr_tokenizer_get_info": (ctypes.c_int, [_P, ctypes.POINTER(_TokenizerInfo)]),
     "rsr_tokenizer_encode": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_ssize_t, ctypes.c_uint32, _I32P,

@@ -168,6 +168,24 @@ def test_session_truncate(model):
             s.truncate(6)
 
 
+def test_eval_draft_keeps_what_decoding_takes(model):
+    with model.session(max_positions=64) as s, model.session(max_positions=64) as plain:
+        greedy = [plain.eval_greedy([1, 2, 3])]
+        for _ in range(4):
+            greedy.append(plain.eval_greedy([greedy[-1]]))
+        s.eval([1, 2])
+        wrong = (greedy[3] + 1) % model.vocab_size
+        # three guesses right, the fourth wrong: those three, then the greedy token in its place
+        assert s.eval_draft(3, greedy[:3] + [wrong]) == greedy[:4]
+        assert s.position == 6  # 1, 2, 3 and the three taken; the fourth is not in the cache yet
+        assert s.eval_draft(greedy[3], [greedy[4]])[0] == greedy[4]
+        s.reset()
+        s.eval([1, 2])
+        out = s.eval_draft(3, [greedy[0], greedy[1]], temperature=0.9, top_k=8, seed=5)
+        assert 1 <= len(out) <= 3 and s.position == 2 + len(out)
+        assert out[:-1] == [greedy[0], greedy[1]][:len(out) - 1]
+
+
 def test_kv_types(model):
     logits = {}
     for kv in rsr.Session.KV_TYPES:

@@ -206,6 +206,7 @@ int rsr_api_load(rsr_api *api, const char *path, char *err, size_t errlen) {
         RSR_DL_SYMBOL(session_embed),
         RSR_DL_SYMBOL(session_eval_all),
         RSR_DL_SYMBOL(session_head_stats),
+        RSR_DL_SYMBOL(session_eval_draft),
 #undef RSR_DL_SYMBOL
     };
     if (!dlsym(api->handle, "rsr_api_version")) {

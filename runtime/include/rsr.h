@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 17
+#define RSR_API_VERSION 18
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -301,6 +301,21 @@ typedef struct rsr_sampler_params rsr_sampler_params;
 RSR_API rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *tokens, int32_t n,
                                            const rsr_sampler_params *params, uint64_t *rng, int32_t *token,
                                            double *tail);
+/* Speculative decoding's step: tokens[0] (the text's next token) and a draft tokens[1..n) that
+ * its proposer chose with certainty (an n-gram lookup, a draft model's greedy guesses), evaluated
+ * in one pass (as rsr_session_eval_all); the draft's tokens decoding takes are kept, the cache cut
+ * after them, and out[0..*n_out) gets those tokens then the model's own after them (*n_out is one
+ * more than the draft tokens taken; the last is not in the cache yet). Greedy (sampler NULL, or a
+ * temperature of 0 and no penalty): a draft token is taken when it is the greedy one, so the
+ * tokens are greedy decoding's, bit for bit. Sampled: a draft token d is taken with probability
+ * p(d), else the token is drawn from p without d, renormalised (speculative sampling), so each
+ * token is drawn from the sampler's distribution p exactly (not the draws a plain session makes
+ * from the same *rng). A repetition penalty is refused (RSR_ERR_INVALID_ARGUMENT): its recent
+ * tokens would change within the draft. out: n tokens of room. CPU sessions of models whose
+ * cache goes back by positions (no gated DeltaNet layers) only: RSR_ERR_NOT_FOUND otherwise. */
+RSR_API rsr_status rsr_session_eval_draft(rsr_session *session, const int32_t *tokens, int32_t n,
+                                          const rsr_sampler_params *sampler, uint64_t *rng, int32_t *out,
+                                          int32_t *n_out);
 
 /* ---- Many sequences in one step ----
  *

@@ -74,6 +74,8 @@ typedef struct rsr_api {
     rsr_status (*session_embed)(rsr_session *, const int32_t *, int32_t, int, float *);
     rsr_status (*session_eval_all)(rsr_session *, const int32_t *, int32_t, float *);
     rsr_status (*session_head_stats)(const rsr_session *, rsr_head_stats *);
+    rsr_status (*session_eval_draft)(rsr_session *, const int32_t *, int32_t, const rsr_sampler_params *, uint64_t *,
+                                     int32_t *, int32_t *);
 } rsr_api;
 
 /* dlopen trusts the file: a segment that the program headers place past the end of a truncated

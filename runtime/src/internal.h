@@ -274,9 +274,12 @@ void rt_rows_close(rsr_model *m);
  * program that links it can reach them, tests/install/check_symbols.sh). head_bound_weakened_for_tests:
  * nonzero halves every head bound and drops its fp32 term, which tests/unit/test_head.c must
  * notice; head_sample_policy_for_tests (lm_head.c); louver_bound_weakened_for_tests: Louver's bound
- * halved and its slack dropped, which tests/unit/test_louver.c --weakened must notice (louver.c). */
+ * halved and its slack dropped, which tests/unit/test_louver.c --weakened must notice (louver.c);
+ * spec_accept_weakened_for_tests: every drafted token accepted, which tests/unit/test_spec.c
+ * --weakened must notice (sample.c). */
 #define RT_TEST_HOOK __attribute__((visibility("hidden")))
-extern RT_TEST_HOOK int head_bound_weakened_for_tests, head_sample_policy_for_tests, louver_bound_weakened_for_tests;
+extern RT_TEST_HOOK int head_bound_weakened_for_tests, head_sample_policy_for_tests, louver_bound_weakened_for_tests,
+    spec_accept_weakened_for_tests;
 
 /* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
 static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
@@ -318,6 +321,11 @@ typedef struct rt_sample_info {
 } rt_sample_info;
 int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
                   float *probs, int32_t *ids, rt_sample_info *info);
+/* Speculative sampling's rule for a token d proposed with certainty (sample.c): the token
+ * returned is drawn from the sampler's distribution exactly; *accepted when it is d by the rule's
+ * acceptance (at temperature 0: when d is the greedy token). */
+int32_t rt_sample_verify(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
+                         float *probs, int32_t *ids, int32_t d, bool *accepted);
 /* Greedy as rsr_session_eval_greedy: temperature <= 0 (or no parameters) and no penalty. */
 static inline bool rt_sampler_plain_greedy(const rsr_sampler_params *p) {
     return !p || (!(p->temperature > 0) && !rt_sampler_penalises(p));

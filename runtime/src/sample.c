@@ -43,10 +43,12 @@ static int by_prob_desc(const void *a, const void *b) {
  * computed every row draws: lm_head.c keeps every row the cut could keep (with a margin), and
  * both then draw from the same rows with the same sums.
  */
-int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
-                  float *probs, int32_t *ids, rt_sample_info *info) {
-    if (info) *info = (rt_sample_info){.kept = 1};
-    if (!logits || n <= 0 || vocab < n || !rng || !probs || !ids) return -1;
+/* The distribution a draw is made from: its tokens ids[0..*keep) with weights probs[id] (their
+ * sum in *total), or the greedy token (returned, *keep 0) at temperature 0 or without a finite
+ * logit. Returns -1 with *keep > 0 otherwise. */
+static int32_t sample_filter(const float *logits, int32_t n, int32_t vocab, const rsr_sampler_params *params,
+                             float *probs, int32_t *ids, rt_sample_info *info, int32_t *keep_out, double *total_out) {
+    *keep_out = 0;
     rsr_sampler_params p = params ? *params : rsr_sampler_default_params();
     if (rt_sampler_penalises(&p)) { /* the penalised logits, in probs (each distinct token once) */
         for (int32_t i = 0; i < n; i++) probs[i] = logits[i], ids[i] = 0;
@@ -119,12 +121,57 @@ int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampl
     /* without top-k and top-p the ids are in index order: the draw walks them so */
     double total = 0;
     for (int32_t i = 0; i < keep; i++) total += probs[ids[i]];
+    *keep_out = keep, *total_out = total;
+    return -1;
+}
+
+/* One draw from ids[0..keep) weighed by probs, leaving out `skip` (-1: none) whose weight is
+ * taken from total already. */
+static int32_t draw(const float *probs, const int32_t *ids, int32_t keep, double total, int32_t skip, uint64_t *rng) {
     double r = next_uniform(rng) * total, cum = 0;
+    int32_t last = -1;
     for (int32_t i = 0; i < keep; i++) {
-        cum += probs[ids[i]];
+        if (ids[i] == skip) continue;
+        cum += probs[ids[i]], last = ids[i];
         if (r < cum) return ids[i];
     }
-    return ids[keep - 1];
+    return last;
+}
+
+int32_t rt_sample(const float *logits, int32_t n, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
+                  float *probs, int32_t *ids, rt_sample_info *info) {
+    if (info) *info = (rt_sample_info){.kept = 1};
+    if (!logits || n <= 0 || vocab < n || !rng || !probs || !ids) return -1;
+    int32_t keep;
+    double total;
+    int32_t greedy = sample_filter(logits, n, vocab, params, probs, ids, info, &keep, &total);
+    return keep ? draw(probs, ids, keep, total, -1, rng) : greedy;
+}
+
+/*
+ * Speculative sampling's rule for a drafted token d that its proposer chose with certainty (an
+ * n-gram lookup, a draft model's greedy token): accept d with probability p(d), else draw from p
+ * without d, renormalised (the (p − q)+ of a q that is all on d). Either way the token returned is
+ * drawn from p exactly: P(t) = p(d)·[t = d] + (1 − p(d))·p(t)/(1 − p(d))·[t ≠ d] = p(t). At
+ * temperature 0 p is all on the greedy token, which is returned (d accepted when it is that one).
+ * The first uniform decides the acceptance, the second (after a refusal) the draw.
+ */
+RT_TEST_HOOK int spec_accept_weakened_for_tests;
+
+int32_t rt_sample_verify(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng,
+                         float *probs, int32_t *ids, int32_t d, bool *accepted) {
+    *accepted = false;
+    if (!logits || vocab <= 0 || !rng || !probs || !ids) return -1;
+    int32_t keep;
+    double total;
+    int32_t greedy = sample_filter(logits, vocab, vocab, params, probs, ids, NULL, &keep, &total);
+    if (!keep) return *accepted = greedy == d, greedy;
+    double pd = 0;
+    for (int32_t i = 0; i < keep; i++)
+        if (ids[i] == d) pd = probs[d];
+    if (spec_accept_weakened_for_tests || next_uniform(rng) * total < pd) return *accepted = true, d;
+    if (!(total - pd > 0)) return d; /* nothing but d weighs (a rounding): d is p's draw */
+    return draw(probs, ids, keep, total - pd, d, rng);
 }
 
 int32_t rsr_sample(const float *logits, int32_t vocab, const rsr_sampler_params *params, uint64_t *rng, float *probs,

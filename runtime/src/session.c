@@ -160,6 +160,49 @@ rsr_status rsr_session_eval_all(rsr_session *s, const int32_t *tokens, int32_t n
     return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_ALL, .logits = logits});
 }
 
+/* Speculative decoding's step (rsr.h): every position's exact logits, the draft's tokens taken by
+ * rt_sample_verify's rule (greedy: equal to the greedy token) up to the first refused, the cache
+ * cut after them. */
+rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
+                                  uint64_t *rng, int32_t *out, int32_t *n_out) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!tokens || n < 1 || !out || !n_out)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens, or no place for the tokens taken (NULL)");
+    if (sp && rt_sampler_penalises(sp))
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "a repetition penalty in a draft's verification: its recent tokens would change within "
+                            "the draft");
+    uint64_t fixed = 0; /* greedy draws nothing */
+    if (!rng && sp && sp->temperature > 0)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no random state for a sampled verification (NULL)");
+    if (!rng) rng = &fixed;
+    if (s->model->dn_state_floats)
+        return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
+                            "a draft's verification goes back a few positions, which the gated DeltaNet layers' "
+                            "recurrent state cannot yet");
+    const int32_t V = s->model->a->vocab, pos = s->pos;
+    float *logits = malloc(sizeof *logits * (size_t)n * (size_t)V), *probs = malloc(sizeof *probs * (size_t)V);
+    int32_t *ids = malloc(sizeof *ids * (size_t)V);
+    rsr_status st = logits && probs && ids ? rsr_session_eval_all(s, tokens, n, logits)
+                                           : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY,
+                                                          "out of memory for the logits of %d positions", n);
+    if (st == RSR_OK) {
+        int32_t a = 0; /* the draft's tokens taken */
+        for (bool taken = true; taken; a += taken) {
+            const float *row = logits + (size_t)a * (size_t)V;
+            if (a == n - 1) { /* every one taken: the model's token after them */
+                out[a] = rt_sample(row, V, V, sp, rng, probs, ids, NULL);
+                break;
+            }
+            out[a] = rt_sample_verify(row, V, sp, rng, probs, ids, tokens[a + 1], &taken);
+        }
+        *n_out = a + 1;
+        st = rsr_session_truncate(s, pos + 1 + a); /* tokens[0] and the taken ones */
+    }
+    free(logits), free(probs), free(ids);
+    return st;
+}
+
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     if (!logits) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the logits (NULL)");

@@ -70,7 +70,6 @@ typedef struct spec_state {
     int32_t n_hist, cap_hist;
     int32_t *queue; /* tokens already chosen (all but the last already in the cache) */
     int32_t q_at, q_n;
-    float *logits;  /* draft_max + 1 rows of logits */
     int32_t k_next; /* the most the next draft may hold (below --draft-max after misses) */
     long steps, drafted, accepted;
     spec_draft *draft; /* SPEC_DRAFT's, or NULL */

@@ -159,24 +159,18 @@ static void draft_close(spec_draft *d) {
  * certified bound, not bit for bit, so under auto the drafts stay below that many keys. */
 #define SPEC_AUTO_KEYS 1024
 
-/* One step from token tok with a draft: [tok, draft] evaluated at once (rsr_session_eval_all: each
- * row the bits of evaluating its prefix alone), the longest prefix of the draft that greedy
- * decoding picks kept, the cache cut after it. Returns the first token chosen; the others wait in
+/* One step from token tok with a draft: [tok, draft] verified at once (rsr_session_eval_draft:
+ * greedy, the longest prefix of the draft greedy decoding picks; sampled, speculative sampling's
+ * rule), the cache cut after what was taken. Returns the first token chosen; the others wait in
  * the queue. */
-static int32_t spec_step(rsr_session *s, sample_state *st, int32_t tok, const int32_t *draft, int32_t k) {
+static int32_t spec_step(const run_options *o, rsr_session *s, sample_state *st, int32_t tok, const int32_t *draft,
+                         int32_t k) {
     spec_state *sp = &st->spec;
-    int32_t *seq = sp->queue; /* [tok, draft...], then the chosen tokens */
+    int32_t seq[k + 1], chosen[k + 1], n_chosen;
     seq[0] = tok;
     memcpy(seq + 1, draft, sizeof *draft * (size_t)k);
-    const int32_t pos = api.session_position(s);
-    check(api.session_eval_all(s, seq, k + 1, sp->logits), s);
-    int32_t a = 0, chosen[k + 1];
-    for (;;) {
-        chosen[a] = api.sample_greedy(sp->logits + (size_t)a * (size_t)st->vocab, st->vocab);
-        if (a == k || chosen[a] != draft[a]) break;
-        a++;
-    }
-    check(api.session_truncate(s, pos + 1 + a), s); /* tok and the a drafted tokens kept */
+    check(api.session_eval_draft(s, seq, k + 1, &o->sampler, &st->rng, chosen, &n_chosen), s);
+    const int32_t a = n_chosen - 1; /* the drafted tokens taken */
     sp->steps++, sp->drafted += k, sp->accepted += a;
     /* the next draft's length: twice this one after a whole one was taken, else one past what was;
      * a stretch of text that repeats is drafted long, guesses that fail cost one or two rows */
@@ -191,8 +185,7 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
     if (!o->spec) return;
     const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, info, ctx) : NULL;
-    why = why                          ? why
-          : o->sampler.temperature > 0 ? "sampling (--temp above 0) is not verified yet"
+    why = why ? why
           : o->session.attention == RSR_ATTENTION_LOUVER
               ? "--attention louver attends one token's query otherwise than several tokens'"
           : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
@@ -207,9 +200,7 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
         return;
     }
     sp->on = true;
-    sp->queue = malloc(sizeof *sp->queue * (size_t)(sp->draft_max + 2));
-    sp->logits = malloc(sizeof *sp->logits * (size_t)(sp->draft_max + 1) * (size_t)st->vocab);
-    if (!sp->queue || !sp->logits) die("out of memory for --draft-max %d rows of logits", sp->draft_max);
+    if (!(sp->queue = malloc(sizeof *sp->queue * (size_t)(sp->draft_max + 2)))) die("out of memory");
 }
 
 int32_t run_position(rsr_session *s, const sample_state *st) {
@@ -251,7 +242,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         int32_t k = n != 1 || max <= 0 ? 0
                     : spec->draft      ? model_draft(spec, draft, max)
                                        : ngram_draft(spec, draft, max);
-        if (k > 0 && k >= o->draft_min) return spec_step(s, st, tokens[0], draft, k);
+        if (k > 0 && k >= o->draft_min) return spec_step(o, s, st, tokens[0], draft, k);
     }
     int32_t next;
     rsr_sampler_params sp = run_recent_push(&st->recent, o, tokens, n);
@@ -279,7 +270,7 @@ void sample_state_init(sample_state *st, const run_options *o, int32_t vocab) {
 
 void sample_state_free(sample_state *st) {
     free(st->logits), free(st->probs), free(st->ids), free(st->recent.ids);
-    free(st->spec.hist), free(st->spec.queue), free(st->spec.logits);
+    free(st->spec.hist), free(st->spec.queue);
     draft_close(st->spec.draft);
 }
 

@@ -1641,16 +1641,24 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
 }
 
 /* rsr_session_eval_all on the CPU, after each of eval_steps' steps: each row's final-normed hidden
- * state, normed as rt_forward norms the last one for the head, through the exact head. */
+ * state, normed as rt_forward norms the last one for the head (in place: the step is done with
+ * it), through the exact head in one pass over its rows for the step's c rows (rt_lm_head_many:
+ * each row's logits the bits of a call of its own; a draft's verification reads the head once,
+ * not once a row). */
 static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
     (void)n;
     const rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
     const int32_t H = a->hidden;
+    rt_head_request req[RSR_BATCH_MAX];
+    rt_head_call calls[RSR_BATCH_MAX];
     for (int32_t t = 0; t < c; t++) {
-        head_input(m, s->work.tmp, s->work.h + (size_t)t * (size_t)H);
-        rt_lm_head_logits(s, s->work.tmp, h->logits + (size_t)(i + t) * (size_t)a->vocab);
+        float *x = s->work.h + (size_t)t * (size_t)H;
+        head_input(m, x, x);
+        req[t] = (rt_head_request){.kind = RT_HEAD_LOGITS, .logits = h->logits + (size_t)(i + t) * (size_t)a->vocab};
+        calls[t] = (rt_head_call){s, x, &req[t]};
     }
+    rt_lm_head_many(calls, c);
 }
 
 /* rsr_session_embed on the CPU, after each of eval_steps' steps: each row's final-normed hidden

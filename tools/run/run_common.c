@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ngram_draft.h"
 #include "rsr-run.h"
 
 rsr_api api;
@@ -59,24 +60,6 @@ static void hist_push(spec_state *sp, const int32_t *tokens, int32_t n) {
     }
     memcpy(sp->hist + sp->n_hist, tokens, sizeof *tokens * (size_t)n);
     sp->n_hist += n;
-}
-
-/* ngram-simple: the tokens that followed the latest earlier occurrence of the text's last n
- * tokens (n from SPEC_NGRAM down to 3), at most max of them; their number. A continuation that
- * reaches the end of the text goes on with itself (a repeating stretch repeats on). */
-#define SPEC_NGRAM 4
-static int32_t ngram_draft(const spec_state *sp, int32_t *draft, int32_t max) {
-    const int32_t *h = sp->hist, len = sp->n_hist;
-    for (int32_t n = SPEC_NGRAM; n >= 3; n--) {
-        if (len <= n) continue;
-        for (int32_t at = len - n - 1; at >= 0; at--) { /* h[at, at + n) against the last n */
-            if (memcmp(h + at, h + len - n, sizeof *h * (size_t)n) != 0) continue;
-            int32_t k = 0;
-            for (int32_t j = at + n; k < max; j++) draft[k++] = j < len ? h[j] : draft[j - len];
-            return k;
-        }
-    }
-    return 0;
 }
 
 /* --spec-type draft: the draft model's greedy continuation of the text, at most max tokens; their
@@ -241,7 +224,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         if (cap < max) max = cap;
         int32_t k = n != 1 || max <= 0 ? 0
                     : spec->draft      ? model_draft(spec, draft, max)
-                                       : ngram_draft(spec, draft, max);
+                                       : ngram_draft(spec->hist, spec->n_hist, draft, max);
         if (k > 0 && k >= o->draft_min) return spec_step(o, s, st, tokens[0], draft, k);
     }
     int32_t next;

@@ -82,6 +82,11 @@ static void usage(FILE *out) {
           "  --chunk N          prompt tokens one sequence gives a step, 1 to 256 (default 32)\n"
           "  --mask-budget S    seconds of work the masks of one request's grammar or JSON schema may take\n"
           "                     in all (default 10; one token's at most 2): past it the request gets 400\n"
+          "  --spec-type T      ngram-simple: a request decoding alone verifies the tokens that followed\n"
+          "                     its last 3-4 tokens earlier in its text, several a step (greedy: the same\n"
+          "                     tokens; sampled: the same distribution); none (default)\n"
+          "  --draft-max N      the most tokens proposed at once (default 16)\n"
+          "  --draft-min N      fewer proposed than this: an ordinary step (default 0)\n"
           "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
@@ -210,11 +215,94 @@ typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib, mask_budget;
+    bool spec;                 /* --spec-type ngram-simple */
+    long draft_max, draft_min; /* --draft-max, --draft-min */
     int kv, reasoning_format, literal_content;
     size_t max_body;
     strlist keys, hosts, origins;
     serve_guard_params gp;
 } serve_args;
+
+/* --spec-type: true for ngram-simple, false for none. */
+static bool spec_type_arg(const char *name) {
+    if (strcmp(name, "ngram-simple") && strcmp(name, "none"))
+        die("--spec-type: '%s' is not one rsr-serve has (ngram-simple, none); a draft model is rsr-run's for now",
+            name);
+    return !strcmp(name, "ngram-simple");
+}
+
+/* rsr-serve's long options */
+enum {
+    O_HOST = 256,
+    O_PORT,
+    O_PARALLEL,
+    O_CACHE_MEM,
+    O_QUEUE,
+    O_CHUNK,
+    O_MASK_BUDGET,
+    O_SPEC_TYPE,
+    O_DRAFT_MAX,
+    O_DRAFT_MIN,
+    O_MODEL_ID,
+    O_STRICT_MODEL,
+    O_TEMPLATE,
+    O_TEMPLATE_FILE,
+    O_REASONING,
+    O_LITERAL,
+    O_MAX_BODY,
+    O_DRAIN,
+    O_KV,
+    O_KEY,
+    O_KEY_FILE,
+    O_AUTH_PROBES,
+    O_ALLOW_HOST,
+    O_CORS,
+    O_MAX_CONN,
+    O_PER_CLIENT,
+    O_HEADER_TO,
+    O_BODY_TO,
+    O_DIGEST,
+    O_VERSION
+};
+static const struct option serve_longs[] = {
+    {"host", required_argument, 0, O_HOST},
+    {"port", required_argument, 0, O_PORT},
+    {"parallel", required_argument, 0, O_PARALLEL},
+    {"cache-mem", required_argument, 0, O_CACHE_MEM},
+    {"queue", required_argument, 0, O_QUEUE},
+    {"ctx", required_argument, 0, 'c'},
+    {"ctx-size", required_argument, 0, 'c'},
+    {"chunk", required_argument, 0, O_CHUNK},
+    {"mask-budget", required_argument, 0, O_MASK_BUDGET},
+    {"spec-type", required_argument, 0, O_SPEC_TYPE},
+    {"draft-max", required_argument, 0, O_DRAFT_MAX},
+    {"draft-min", required_argument, 0, O_DRAFT_MIN},
+    {"kv", required_argument, 0, O_KV},
+    {"threads", required_argument, 0, 't'},
+    {"model-id", required_argument, 0, O_MODEL_ID},
+    {"strict-model", no_argument, 0, O_STRICT_MODEL},
+    {"chat-template", required_argument, 0, O_TEMPLATE},
+    {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
+    {"reasoning-format", required_argument, 0, O_REASONING},
+    {"literal-content", no_argument, 0, O_LITERAL},
+    {"max-body", required_argument, 0, O_MAX_BODY},
+    {"drain", required_argument, 0, O_DRAIN},
+    {"api-key", required_argument, 0, O_KEY},
+    {"api-key-file", required_argument, 0, O_KEY_FILE},
+    {"auth-probes", no_argument, 0, O_AUTH_PROBES},
+    {"allow-host", required_argument, 0, O_ALLOW_HOST},
+    {"cors-origin", required_argument, 0, O_CORS},
+    {"max-connections", required_argument, 0, O_MAX_CONN},
+    {"max-per-client", required_argument, 0, O_PER_CLIENT},
+    {"header-timeout", required_argument, 0, O_HEADER_TO},
+    {"body-timeout", required_argument, 0, O_BODY_TO},
+    {"digest", required_argument, 0, O_DIGEST},
+    {"version", no_argument, 0, O_VERSION},
+    {"help", no_argument, 0, 'h'},
+    {"verbose", no_argument, 0, 'v'},
+    {"model", required_argument, 0, 'm'},
+    {0, 0, 0, 0},
+};
 
 static void parse_args(int argc, char **argv, serve_args *a) {
     *a = (serve_args){.host = "127.0.0.1",
@@ -230,74 +318,9 @@ static void parse_args(int argc, char **argv, serve_args *a) {
                       .reasoning_format = SERVE_REASONING_DEEPSEEK,
                       .max_body = 1 << 20,
                       .gp = {.header_timeout = 10, .body_timeout = 30}};
-    enum {
-        O_HOST = 256,
-        O_PORT,
-        O_PARALLEL,
-        O_CACHE_MEM,
-        O_QUEUE,
-        O_CHUNK,
-        O_MASK_BUDGET,
-        O_MODEL_ID,
-        O_STRICT_MODEL,
-        O_TEMPLATE,
-        O_TEMPLATE_FILE,
-        O_REASONING,
-        O_LITERAL,
-        O_MAX_BODY,
-        O_DRAIN,
-        O_KV,
-        O_KEY,
-        O_KEY_FILE,
-        O_AUTH_PROBES,
-        O_ALLOW_HOST,
-        O_CORS,
-        O_MAX_CONN,
-        O_PER_CLIENT,
-        O_HEADER_TO,
-        O_BODY_TO,
-        O_DIGEST,
-        O_VERSION
-    };
-    static const struct option longs[] = {
-        {"host", required_argument, 0, O_HOST},
-        {"port", required_argument, 0, O_PORT},
-        {"parallel", required_argument, 0, O_PARALLEL},
-        {"cache-mem", required_argument, 0, O_CACHE_MEM},
-        {"queue", required_argument, 0, O_QUEUE},
-        {"ctx", required_argument, 0, 'c'},
-        {"ctx-size", required_argument, 0, 'c'},
-        {"chunk", required_argument, 0, O_CHUNK},
-        {"mask-budget", required_argument, 0, O_MASK_BUDGET},
-        {"kv", required_argument, 0, O_KV},
-        {"threads", required_argument, 0, 't'},
-        {"model-id", required_argument, 0, O_MODEL_ID},
-        {"strict-model", no_argument, 0, O_STRICT_MODEL},
-        {"chat-template", required_argument, 0, O_TEMPLATE},
-        {"chat-template-file", required_argument, 0, O_TEMPLATE_FILE},
-        {"reasoning-format", required_argument, 0, O_REASONING},
-        {"literal-content", no_argument, 0, O_LITERAL},
-        {"max-body", required_argument, 0, O_MAX_BODY},
-        {"drain", required_argument, 0, O_DRAIN},
-        {"api-key", required_argument, 0, O_KEY},
-        {"api-key-file", required_argument, 0, O_KEY_FILE},
-        {"auth-probes", no_argument, 0, O_AUTH_PROBES},
-        {"allow-host", required_argument, 0, O_ALLOW_HOST},
-        {"cors-origin", required_argument, 0, O_CORS},
-        {"max-connections", required_argument, 0, O_MAX_CONN},
-        {"max-per-client", required_argument, 0, O_PER_CLIENT},
-        {"header-timeout", required_argument, 0, O_HEADER_TO},
-        {"body-timeout", required_argument, 0, O_BODY_TO},
-        {"digest", required_argument, 0, O_DIGEST},
-        {"version", no_argument, 0, O_VERSION},
-        {"help", no_argument, 0, 'h'},
-        {"verbose", no_argument, 0, 'v'},
-        {"model", required_argument, 0, 'm'},
-        {0, 0, 0, 0},
-    };
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":c:t:m:hv", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:t:m:hv", serve_longs, NULL)) != -1) {
         switch (c) {
         case O_HOST: a->host = optarg; break;
         case O_PORT: a->port = number_arg("--port", optarg, 0, 65535); break;
@@ -307,6 +330,9 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case 'c': a->ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNK: a->chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
         case O_MASK_BUDGET: a->mask_budget = number_arg("--mask-budget", optarg, 1, 3600); break;
+        case O_SPEC_TYPE: a->spec = spec_type_arg(optarg); break;
+        case O_DRAFT_MAX: a->draft_max = number_arg("--draft-max", optarg, 1, 256); break;
+        case O_DRAFT_MIN: a->draft_min = number_arg("--draft-min", optarg, 0, 256); break;
         case O_KV:
             if ((a->kv = kv_type_parse(optarg)) < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
             break;
@@ -501,6 +527,9 @@ static void *load(void *arg) {
         .chunk = (int32_t)a->chunk,
         .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO},
         .mask_budget = (double)a->mask_budget,
+        .spec = a->spec,
+        .draft_max = (int32_t)a->draft_max,
+        .draft_min = (int32_t)a->draft_min,
     };
     char err[1024];
     if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);

@@ -203,6 +203,10 @@ enum MHD_Result endpoint_metrics(server *sv, struct MHD_Connection *c) {
         "# HELP rsr_completion_tokens_total Tokens generated.\n# TYPE rsr_completion_tokens_total counter\n"
         "rsr_completion_tokens_total %ld\n"
         "# HELP rsr_steps_total Batched forward steps.\n# TYPE rsr_steps_total counter\nrsr_steps_total %ld\n"
+        "# HELP rsr_draft_tokens_total Tokens proposed by speculative decoding (--spec-type).\n"
+        "# TYPE rsr_draft_tokens_total counter\nrsr_draft_tokens_total %ld\n"
+        "# HELP rsr_draft_tokens_accepted_total Proposed tokens taken.\n"
+        "# TYPE rsr_draft_tokens_accepted_total counter\nrsr_draft_tokens_accepted_total %ld\n"
         "# HELP rsr_busy_seconds_total Time spent in steps.\n# TYPE rsr_busy_seconds_total counter\n"
         "rsr_busy_seconds_total %.3f\n"
         "# HELP rsr_mask_seconds_total Time spent masking logits to a grammar or JSON schema (part of busy).\n"
@@ -235,9 +239,9 @@ enum MHD_Result endpoint_metrics(server *sv, struct MHD_Connection *c) {
         "# HELP vllm:gpu_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's older name.\n"
         "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
         mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
-        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.busy_s, mt.mask_s, queued, active,
-        mt.recent_tok_s, reaped, refused_client, refused_total, active, queued, mt.kv_usage, active, queued,
-        mt.kv_usage, mt.kv_usage);
+        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.draft_tokens, mt.draft_accepted,
+        mt.busy_s, mt.mask_s, queued, active, mt.recent_tok_s, reaped, refused_client, refused_total, active, queued,
+        mt.kv_usage, active, queued, mt.kv_usage, mt.kv_usage);
     long inputs, tokens, scored;
     int32_t waiting;
     embedder_counts(sv->emb, &inputs, &tokens, &scored, &waiting);

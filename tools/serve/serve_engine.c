@@ -48,6 +48,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ngram_draft.h"
 #include "serve.h"
 #include "serve_gbnf.h"
 
@@ -116,12 +117,15 @@ typedef struct slot {
     mask_memo memo;
     int32_t *path; /* [max_len + 1]: the walk's states by depth */
     mask_walk mw;
-    bool masking;            /* the last step's logits wait for their mask: the slot is left out of the steps */
-    bool ready;              /* a token is drawn, for take */
-    double mask_s;           /* the job's mask work so far, seconds */
-    const char *stuck;       /* why no token may come next (none continues the reply, the mask is past its
+    int32_t *ahead;            /* speculative decoding: tokens chosen ahead, all in the cache but the last */
+    int32_t ahead_at, ahead_n; /* the next of them, and how many */
+    int32_t k_next;            /* the most the slot's next draft may hold */
+    bool masking;              /* the last step's logits wait for their mask: the slot is left out of the steps */
+    bool ready;                /* a token is drawn, for take */
+    double mask_s;             /* the job's mask work so far, seconds */
+    const char *stuck;         /* why no token may come next (none continues the reply, the mask is past its
                               * budget, memory ran out), or NULL: its text, in stuck_msg */
-    const char *stuck_param; /* the request's field at fault, or NULL: the server's own failure */
+    const char *stuck_param;   /* the request's field at fault, or NULL: the server's own failure */
     char stuck_msg[240];
 } slot;
 
@@ -163,6 +167,8 @@ struct serve_engine {
     bool halted;                 /* drained: no more turns */
     double recent_busy;          /* the steps' time since recent_tokens was last cleared */
     long recent_tokens;
+    bool spec_ok;    /* --spec-type and a model whose cache goes back by positions */
+    int32_t n_ahead; /* slots this turn served a token chosen ahead */
 };
 
 static void job_free(serve_job *j) {
@@ -199,6 +205,8 @@ static void memo_free(mask_memo *m);
  * slot's mask); its cache keeps what it holds. */
 static void finish(serve_engine *e, slot *sl, serve_finish why) {
     serve_job *j = sl->j;
+    sl->ahead_at = sl->ahead_n = 0; /* tokens chosen ahead stay in the cache (and its hist): evaluated in their
+                                       * place, a next turn that writes them reuses them */
     sl->j = NULL, sl->masking = sl->ready = false;
     memo_free(&sl->memo);
     sl->c->busy = false; /* sl->c stays: a step in flight may still be filling it */
@@ -413,6 +421,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
         return;
     }
     sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0, sl->lazy_seen = 0;
+    sl->k_next = 4, sl->ahead_at = sl->ahead_n = 0;
 }
 
 /* The queued job to start next (its place in the queue): the first of the submission with the
@@ -482,6 +491,10 @@ static int32_t build_step(serve_engine *e) {
         slot *sl = &e->slots[k];
         if (!sl->j || sl->masking) continue;
         serve_job *j = sl->j;
+        if (sl->ahead_at < sl->ahead_n) { /* its last token is in the cache already (spec_step) */
+            sl->next = sl->ahead[sl->ahead_at++], sl->ready = true, e->n_ahead++;
+            continue;
+        }
         rsr_seq *q = &e->seqs[nq];
         *q = (rsr_seq){
             .session = sl->c->s, .output = RSR_OUTPUT_SAMPLE, .token = &sl->next, .sampler = &sl->sp, .rng = &sl->rng};
@@ -883,6 +896,62 @@ static double masks(serve_engine *e, double slice) {
     return serve_now() - t0;
 }
 
+/* ---- speculative decoding (--spec-type ngram-simple) ----
+ * A slot that decodes alone in a turn (the one sequence of the step) verifies an n-gram draft of
+ * its text in one evaluation (rsr_session_eval_draft: greedy, the tokens decoding without it
+ * gives; sampled, speculative sampling's rule), and the tokens taken beyond the first are given
+ * in the next turns without a step (ahead). Where several slots share a step nothing changes, so a
+ * speculating slot never slows the others. A request's penalties, logprobs or structured output
+ * need the step's own logits: it decodes without speculation. */
+#define SERVE_DRAFT_MAX 256
+#define SPEC_AUTO_KEYS 1024 /* as rsr-run: auto's decode steps attend with Louver from 1024 keys, a draft's densely */
+
+/* The draft for the slot's step q (under the lock), into draft: its length, 0 for none. */
+static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *draft) {
+    const serve_job *j = sl->j;
+    const float rp = j->p.sampler.repeat_penalty; /* its recent tokens would change within the draft */
+    if (!e->spec_ok || !sl->ahead || q->n != 1 || q->output != RSR_OUTPUT_SAMPLE || sl->fed < j->n_ids ||
+        (rp > 0 && rp != 1.0f))
+        return 0;
+    const kv_cache *c = sl->c;
+    int32_t room = e->ep.ctx - c->n_hist - 1; /* hist holds q's token already */
+    if (e->ep.session.attention == RSR_ATTENTION_AUTO && SPEC_AUTO_KEYS - 1 - c->n_hist < room)
+        room = SPEC_AUTO_KEYS - 1 - c->n_hist;
+    if (e->ep.session.batch > 0 && e->ep.session.batch - 1 < room) room = e->ep.session.batch - 1;
+    int32_t max = e->ep.draft_max < sl->k_next ? e->ep.draft_max : sl->k_next;
+    if (max < e->ep.draft_min) max = e->ep.draft_min;
+    if (max > room) max = room;
+    if (max <= 0) return 0;
+    int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);
+    if (k < 1 || k < e->ep.draft_min) return 0;
+    draft[0] = q->tokens[0];
+    return k;
+}
+
+/* The slot's draft verified (outside the lock, as a step): the tokens chosen into sl->ahead. */
+static rsr_status spec_step(slot *sl, const rsr_seq *q, const int32_t *draft, int32_t k) {
+    int32_t n;
+    rsr_status st = api.session_eval_draft(q->session, draft, k + 1, q->sampler, q->rng, sl->ahead, &n);
+    sl->ahead_at = 0, sl->ahead_n = st == RSR_OK ? n : 0;
+    return st;
+}
+
+/* After spec_step (under the lock): the first token chosen goes to sl->next, the drafted ones taken
+ * after it wait ahead; the cache holds what was taken; the job's and the server's counts. */
+static void spec_taken(serve_engine *e, slot *sl, int32_t k) {
+    const int32_t a = sl->ahead_n - 1; /* the drafted tokens taken, all in the cache */
+    kv_cache *c = sl->c;
+    if (c->n_hist + a <= e->ep.ctx)
+        memcpy(c->hist + c->n_hist, sl->ahead, sizeof *sl->ahead * (size_t)a), c->n_hist += a;
+    recent_push(&sl->recent, sl->ahead, a);
+    sl->next = sl->ahead[0], sl->ready = true;
+    sl->ahead_at = 1; /* ahead[1..a] are given in the next turns; ahead[a] is not in the cache yet */
+    sl->ahead_n = a + 1;
+    sl->k_next = a == k ? 2 * k : a + 1;
+    sl->j->draft_n += k, sl->j->draft_n_accepted += a;
+    e->metrics.draft_tokens += k, e->metrics.draft_accepted += a;
+}
+
 /* One turn of the engine (under the lock, which it lets go during the step): admission, one step
  * of every busy slot but those waiting for their mask, then time for the masks: a share of the
  * step's (MASK_SHARE) less what earlier turns' masks took past theirs (mask_owed: a feed cannot be
@@ -894,15 +963,19 @@ static double masks(serve_engine *e, double slice) {
 static int32_t turn(serve_engine *e) {
     if (e->halted) return 0;
     admit(e);
-    int32_t nq = build_step(e), nm = 0;
+    e->n_ahead = 0;
+    int32_t nq = build_step(e), nm = 0, draft[SERVE_DRAFT_MAX + 1];
     for (int32_t k = 0; k < e->ep.slots; k++) nm += e->slots[k].j && e->slots[k].masking;
-    if (!nq && !nm) return 0;
+    if (!nq && !nm && !e->n_ahead) return 0;
+    const int32_t nd = nq == 1 && !e->n_ahead && !nm ? spec_draft(e, &e->slots[e->owner[0]], &e->seqs[0], draft) : 0;
     e->in_flight = true;
     pthread_mutex_unlock(&e->lock);
     double t0 = serve_now();
-    rsr_status st = nq ? api.batch_eval(e->b, e->seqs, nq) : RSR_OK;
+    rsr_status st = nd   ? spec_step(&e->slots[e->owner[0]], &e->seqs[0], draft, nd)
+                    : nq ? api.batch_eval(e->b, e->seqs, nq)
+                         : RSR_OK;
     double t1 = serve_now();
-    for (int32_t i = 0; st == RSR_OK && i < nq; i++) {
+    for (int32_t i = 0; st == RSR_OK && !nd && i < nq; i++) {
         slot *sl = &e->slots[e->owner[i]];
         if (e->seqs[i].output == RSR_OUTPUT_SAMPLE) sl->ready = true;
         if (e->seqs[i].output != RSR_OUTPUT_LOGITS) continue;
@@ -917,6 +990,7 @@ static int32_t turn(serve_engine *e) {
     double t2 = serve_now();
     pthread_mutex_lock(&e->lock);
     e->in_flight = false;
+    if (nd && st == RSR_OK) spec_taken(e, &e->slots[e->owner[0]], nd);
     e->metrics.steps += nq > 0, e->metrics.busy_s += t2 - t0, e->metrics.mask_s += e->mask_work;
     e->mask_work = 0;
     for (int32_t i = 0; i < nq; i++) { /* the cache holds what the session holds (a failed step: less) */
@@ -929,11 +1003,11 @@ static int32_t turn(serve_engine *e) {
         for (int32_t i = 0; i < nq; i++) {
             slot *sl = &e->slots[e->owner[i]];
             if (!sl->j) continue;
-            snprintf(sl->j->err, sizeof sl->j->err, "%s", api.batch_errmsg(e->b));
+            snprintf(sl->j->err, sizeof sl->j->err, "%s", nd ? api.session_errmsg(sl->c->s) : api.batch_errmsg(e->b));
             finish(e, sl, SERVE_FAILED);
         }
     }
-    bool moved = nq > 0;
+    bool moved = nq > 0 || e->n_ahead > 0;
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (e->slots[k].j && e->slots[k].ready) take(e, &e->slots[k]), moved = true;
     /* generation speed: tokens over the steps' time (not the wall clock's, which counts idle time
@@ -942,7 +1016,7 @@ static int32_t turn(serve_engine *e) {
     if (e->recent_tokens > 0) e->metrics.recent_tok_s = (double)e->recent_tokens / e->recent_busy;
     if (e->recent_busy >= 2.0) e->recent_busy = 0, e->recent_tokens = 0;
     if (moved) pthread_cond_broadcast(&e->changed);
-    return nq + nm;
+    return nq + nm + e->n_ahead;
 }
 
 static void *engine_main(void *arg) {
@@ -970,7 +1044,7 @@ static void free_parts(serve_engine *e) {
     for (int32_t k = 0; e->caches && k < e->n_caches; k++) api.session_free(e->caches[k].s), free(e->caches[k].hist);
     for (int32_t k = 0; e->slots && k < e->ep.slots; k++) {
         slot *sl = &e->slots[k];
-        free(sl->recent.ids), free(sl->logits), free(sl->probs), free(sl->ids), free(sl->path);
+        free(sl->recent.ids), free(sl->logits), free(sl->probs), free(sl->ids), free(sl->path), free(sl->ahead);
         gbnf_state_free(sl->gs), gbnf_state_free(sl->gtmp);
         memo_free(&sl->memo);
     }
@@ -1024,6 +1098,15 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     }
     for (int32_t k = 0; k < ep->slots; k++)
         if (!recent_init(&e->slots[k].recent, ep->ctx)) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    /* speculation: a model whose cache goes back by positions (no gated DeltaNet state) */
+    if (!e->ep.draft_max) e->ep.draft_max = 16;
+    if (e->ep.draft_max > SERVE_DRAFT_MAX) e->ep.draft_max = SERVE_DRAFT_MAX;
+    e->spec_ok = ep->spec && info.state_bytes == 0;
+    for (int32_t k = 0; e->spec_ok && k < ep->slots; k++)
+        if (!(e->slots[k].ahead = malloc(sizeof(int32_t) * (size_t)(e->ep.draft_max + 1)))) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }

@@ -208,6 +208,10 @@ static void add_usage(cJSON *root, serve_job *const *js, int32_t n) {
     cJSON_AddNumberToObject(t, "predicted_n", j->n_gen);
     cJSON_AddNumberToObject(t, "predicted_ms", 1e3 * gen_s);
     cJSON_AddNumberToObject(t, "predicted_per_second", j->n_gen > 1 && gen_s > 0 ? (j->n_gen - 1) / gen_s : 0);
+    if (j->draft_n) { /* speculative decoding (--spec-type), as llama-server reports it */
+        cJSON_AddNumberToObject(t, "draft_n", j->draft_n);
+        cJSON_AddNumberToObject(t, "draft_n_accepted", j->draft_n_accepted);
+    }
 }
 
 /* ---- streaming: server-sent events ---- */

@@ -42,6 +42,8 @@ typedef struct rt_head_call {
     const rt_head_request *req;
 } rt_head_call;
 rsr_status rt_lm_head_many(const rt_head_call *calls, int32_t k);
+/* The certified greedy token of each of n vectors (x[i·stride]) of one session, from one int8 pass. */
+rsr_status rt_lm_head_argmax_rows(rsr_session *s, const float *x, size_t stride, int32_t n, int32_t *tokens);
 /* the three above's buffers, made before a call advances the session, so that running out of
  * memory for them leaves the session where it was */
 rsr_status rt_lm_head_reserve(rsr_session *s);

@@ -250,8 +250,9 @@ static void cpu_session_free(rsr_session *s) {
 }
 
 /* What a step's rows leave for the caller: after the step of tokens [i, i + c) of n, their
- * residual stream in s->work.h (rsr_session_embed pools it). */
-typedef void (*step_fn)(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+ * residual stream in s->work.h (rsr_session_embed pools it); a status other than RSR_OK ends the
+ * evaluation with it. */
+typedef rsr_status (*step_fn)(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
 
 /* Steps of at most s->batch tokens, each handed to after (when given); with head, the last leaves
  * the input of the LM head in row 0 of s->work.xn. The activations grow to the widest step asked
@@ -265,14 +266,15 @@ static rsr_status eval_steps(rsr_session *s, const int32_t *tokens, int32_t n, b
     for (int32_t i = 0; i < n; i += s->batch) {
         int32_t c = n - i < s->batch ? n - i : s->batch;
         rsr_status st = rt_forward(s->model, &s->work, tokens + i, &(rt_run){s, 0, c}, 1, c, head && i + c == n);
+        if (st == RSR_OK && after) st = after(s, i, c, n, h);
         if (st != RSR_OK) return st;
-        if (after) after(s, i, c, n, h);
     }
     return RSR_OK;
 }
 
-static void embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
-static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+static rsr_status embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
+static rsr_status every_greedy(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
 static void embed_finish(const rsr_artifact *a, int32_t n, const rt_head_request *h);
 
 static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
@@ -283,6 +285,10 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
         return st;
     }
     if (h->kind == RT_HEAD_ALL) return eval_steps(s, tokens, n, false, every_logits, h);
+    if (h->kind == RT_HEAD_GREEDY_ALL) {
+        if ((st = rt_lm_head_reserve(s)) != RSR_OK) return st;
+        return eval_steps(s, tokens, n, false, every_greedy, h);
+    }
     if (h->kind == RT_HEAD_NONE || h->kind == RT_HEAD_LOGITS) {
         st = eval_steps(s, tokens, n, h->kind == RT_HEAD_LOGITS, NULL, NULL);
         if (st == RSR_OK && h->kind == RT_HEAD_LOGITS) rt_lm_head_logits(s, s->work.xn, h->logits);
@@ -1645,7 +1651,7 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
  * it), through the exact head in one pass over its rows for the step's c rows (rt_lm_head_many:
  * each row's logits the bits of a call of its own; a draft's verification reads the head once,
  * not once a row). */
-static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
+static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
     (void)n;
     const rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
@@ -1658,13 +1664,27 @@ static void every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const 
         req[t] = (rt_head_request){.kind = RT_HEAD_LOGITS, .logits = h->logits + (size_t)(i + t) * (size_t)a->vocab};
         calls[t] = (rt_head_call){s, x, &req[t]};
     }
-    rt_lm_head_many(calls, c);
+    return rt_lm_head_many(calls, c);
+}
+
+/* A draft's greedy verification (RT_HEAD_GREEDY_ALL), after each step: every row's certified greedy
+ * token from one int8 pass over the head (rt_lm_head_argmax_rows), each the token rsr_session_eval
+ * would pick after that prefix. */
+static rsr_status every_greedy(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
+    (void)n;
+    const rsr_model *m = s->model;
+    const int32_t H = m->a->hidden;
+    for (int32_t t = 0; t < c; t++) {
+        float *x = s->work.h + (size_t)t * (size_t)H;
+        head_input(m, x, x);
+    }
+    return rt_lm_head_argmax_rows(s, s->work.h, (size_t)H, c, h->token + i);
 }
 
 /* rsr_session_embed on the CPU, after each of eval_steps' steps: each row's final-normed hidden
  * state (rmsnorm with the final norm, as the head's input) pooled as the model says, the mean
  * summed in fp32 in token order (divided by n in embed_finish), or the first or last row's. */
-static void embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
+static rsr_status embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
     const rsr_model *m = s->model;
     const rsr_artifact *a = m->a;
     const int32_t H = a->hidden;
@@ -1675,6 +1695,7 @@ static void embed_pool(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt
         rmsnorm(row, s->work.h + (size_t)t * (size_t)H, blob_f32(m, a->final_norm), H, a->rms_eps);
         for (int32_t j = 0; j < H; j++) out[j] = a->pooling == RSR_POOLING_MEAN ? out[j] + row[j] : row[j];
     }
+    return RSR_OK;
 }
 
 /* The mean's division, then, with normalize, the division by the Euclidean length (summed in

@@ -266,7 +266,13 @@ struct rt_head_scratch {
     void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *);
 };
 
+static void scratch_free(struct rt_head_scratch *h) {
+    if (h) free(h->xq), free(h->approx), free(h->bound), free(h);
+}
+
 void rt_lm_head_free(rsr_session *s) {
+    for (int32_t i = 0; i < s->n_head_rows; i++) scratch_free(s->head_rows[i]);
+    free(s->head_rows), s->head_rows = NULL, s->n_head_rows = 0;
     if (!s->head) return;
     free(s->head->xq), free(s->head->approx), free(s->head->bound);
     free(s->head->cand), free(s->head->ids), free(s->head->cand_logit), free(s->head->probs);
@@ -331,7 +337,8 @@ static int32_t full_argmax(const rsr_model *m, const float *x) {
 typedef struct head_x {
     rsr_session *s;
     const float *x;
-    int have; /* 0: no int8 head, or x all zero or not finite, or logits that could overflow */
+    struct rt_head_scratch *h; /* its xq, approx and bound: the session's, or a row's of several (head_rows) */
+    int have;                  /* 0: no int8 head, or x all zero or not finite, or logits that could overflow */
     double xs, d_l1, x_l1, best_lo, largest;
     double fp32_dot; /* n·2^-23·‖x‖₁: the fp32 logit's rounding term per unit of max|w| */
     int32_t sum_xq;
@@ -348,8 +355,9 @@ static rsr_status head_prepare(head_x *p) {
     if (!p->have) return RSR_OK;
     rsr_status st = head_scratch(p->s);
     if (st != RSR_OK) return st;
+    if (!p->h) p->h = p->s->head;
     /* x = xq/xs + d, |xq| <= xmax where 255·xmax·stride stays below 2^31 */
-    int16_t *xq = p->s->head->xq;
+    int16_t *xq = p->h->xq;
     double xmax = fmin(32767, floor(2147483647.0 / (255.0 * a->head_q8_stride)));
     double xs = xmax / amax, d_l1 = 0;
     int32_t sum_xq = 0;
@@ -379,7 +387,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
         px[0]->s->head->dot_rows;
     const int16_t *xqs[HEAD_PASS_MAX];
     for (int32_t j = 0; j < k; j++) {
-        xqs[j] = px[j]->s->head->xq;
+        xqs[j] = px[j]->h->xq;
         px[j]->fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * px[j]->x_l1;
     }
     /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (rt_head_dot_q8_vnni_rows); the
@@ -406,7 +414,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
                 double sc = scale[v], e = err[v];
                 for (int32_t j = 0; j < k; j++) {
                     const head_x *p = px[j];
-                    struct rt_head_scratch *h = p->s->head;
+                    struct rt_head_scratch *h = p->h;
                     int32_t isum = sums[r * k + j] - 128 * p->sum_xq;
                     double approx = sc / p->xs * isum;
                     double bound = (sc * 127 * p->d_l1 + e * p->x_l1 + (127 * sc + e) * p->fp32_dot) * widen + 1e-30;
@@ -448,7 +456,7 @@ static int32_t pick_greedy(const head_x *p) {
         hs->exact_rows += m->a->vocab;
         return full_argmax(m, p->x);
     }
-    const struct rt_head_scratch *h = p->s->head;
+    const struct rt_head_scratch *h = p->h;
     int32_t best = -1;
     float best_logit = 0;
     hs->passes++;
@@ -493,6 +501,49 @@ rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token) {
     if (st != RSR_OK) return st;
     st = approx_rows(s, x, &p);
     return st == RSR_OK ? greedy_or_refuse(s, pick_greedy(&p), token) : st;
+}
+
+/* n rows' scratches beyond the session's (row 0's): xq, approx and bound, all a greedy pick reads. */
+static rsr_status head_rows(rsr_session *s, int32_t n) {
+    if (n - 1 <= s->n_head_rows) return RSR_OK;
+    const rsr_artifact *a = s->model->a;
+    struct rt_head_scratch **g = realloc(s->head_rows, sizeof *g * (size_t)(n - 1));
+    if (!g) return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head of %d rows", n);
+    s->head_rows = g;
+    while (s->n_head_rows < n - 1) {
+        struct rt_head_scratch *h = calloc(1, sizeof *h);
+        if (h) {
+            h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
+            h->approx = malloc(sizeof(double) * (size_t)a->vocab);
+            h->bound = malloc(sizeof(double) * (size_t)a->vocab);
+        }
+        if (!h || !h->xq || !h->approx || !h->bound) {
+            scratch_free(h);
+            return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head of %d rows", n);
+        }
+        s->head_rows[s->n_head_rows++] = h;
+    }
+    return RSR_OK;
+}
+
+/* The certified greedy token of each of n vectors of one session (x[i·stride]), each as its own
+ * rt_lm_head_argmax would pick it, from one int8 pass over the head for them all (a draft's
+ * verification: the head read once, not once a row). */
+rsr_status rt_lm_head_argmax_rows(rsr_session *s, const float *x, size_t stride, int32_t n, int32_t *tokens) {
+    head_x px[HEAD_PASS_MAX], *pass[HEAD_PASS_MAX];
+    rsr_status st = n <= HEAD_PASS_MAX ? head_scratch(s) : RSR_ERR_INVALID_ARGUMENT;
+    if (st == RSR_OK) st = head_rows(s, n);
+    if (st != RSR_OK) return st;
+    int32_t npass = 0;
+    for (int32_t i = 0; i < n; i++) {
+        px[i] = (head_x){.s = s, .x = x + (size_t)i * stride, .h = i ? s->head_rows[i - 1] : s->head};
+        if ((st = finite_or_refuse(s, px[i].x)) != RSR_OK || (st = head_prepare(&px[i])) != RSR_OK) return st;
+        if (px[i].have) pass[npass++] = &px[i];
+    }
+    if (npass) head_pass(s->model, pass, npass);
+    for (int32_t i = 0; i < n; i++)
+        if ((st = greedy_or_refuse(s, pick_greedy(&px[i]), &tokens[i])) != RSR_OK) return st;
+    return RSR_OK;
 }
 
 /*
@@ -555,7 +606,7 @@ static rsr_status pick_sample(const head_x *p, const rsr_sampler_params *sp, uin
     const int32_t V = s->model->a->vocab;
     rsr_status st = head_scratch(s);
     if (st != RSR_OK) return st;
-    struct rt_head_scratch *h = s->head;
+    struct rt_head_scratch *h = p->h ? p->h : s->head;
     rt_sample_info info;
     s->head_stats.picks++, s->head_stats.passes += p->have;
     if (!p->have || !isfinite(p->best_lo)) { /* every exact logit: only the sampler's cut leaves rows out */

@@ -108,16 +108,18 @@ struct rsr_session {
     int32_t max_positions, pos;
     int32_t louver_from; /* the first position auto attended with Louver (rsr_session_reusable); INT32_MAX: none */
     int32_t batch;       /* tokens of one prefill step (s->work.rows on the CPU) */
-    uint8_t *k_cache, *v_cache;   /* per layer, [kv_heads][its rows] rows of kv_type: kv_row() */
-    struct rt_kv_layer *kv_layer; /* [layers] where each layer's rows are (CPU sessions; NULL on a GPU) */
-    int32_t kv_written;           /* positions written since the last reset, a failed step's included */
-    int32_t kv_type;              /* rsr_kv_type = attn_kernels.h's ATTN_* */
-    size_t kv_bytes;              /* bytes of one row (head_dim elements) */
-    rt_work work;                 /* the CPU device's activations of this session's own steps */
-    struct rt_attention *attn;    /* attention.c: dense partial states or the Louver indexes */
-    struct rt_head_scratch *head; /* lm_head.c: the certified greedy head's buffers, made on first use */
-    rsr_head_stats head_stats;    /* lm_head.c: what the certified heads computed (rsr_session_head_stats) */
-    void *dev;                    /* the device's own part of the session (its session_init), or NULL */
+    uint8_t *k_cache, *v_cache;         /* per layer, [kv_heads][its rows] rows of kv_type: kv_row() */
+    struct rt_kv_layer *kv_layer;       /* [layers] where each layer's rows are (CPU sessions; NULL on a GPU) */
+    int32_t kv_written;                 /* positions written since the last reset, a failed step's included */
+    int32_t kv_type;                    /* rsr_kv_type = attn_kernels.h's ATTN_* */
+    size_t kv_bytes;                    /* bytes of one row (head_dim elements) */
+    rt_work work;                       /* the CPU device's activations of this session's own steps */
+    struct rt_attention *attn;          /* attention.c: dense partial states or the Louver indexes */
+    struct rt_head_scratch *head;       /* lm_head.c: the certified greedy head's buffers, made on first use */
+    struct rt_head_scratch **head_rows; /* lm_head.c: more rows' (a draft's verification), made on first use */
+    int32_t n_head_rows;
+    rsr_head_stats head_stats; /* lm_head.c: what the certified heads computed (rsr_session_head_stats) */
+    void *dev;                 /* the device's own part of the session (its session_init), or NULL */
     /* forward.c: each gated DeltaNet layer's recurrent state in layer order (Qwen3.5; NULL: none),
      * rsr_model.dn_state_floats: the last dn_conv − 1 tokens' [q|k|v] before the convolution, oldest
      * first, then per V head the state [dn_head (key)][dn_head (value)] */
@@ -136,13 +138,14 @@ struct rsr_session {
  * fills (cuda/runtime: the GPU). Nothing in runtime/src names a device; what it needs to know of
  * one is a field of its rt_device. */
 typedef enum rt_head_kind {
-    RT_HEAD_NONE,   /* the tokens go into the cache; nothing comes back */
-    RT_HEAD_LOGITS, /* the exact logits of the last token */
-    RT_HEAD_ALL,    /* the exact logits of every token (rsr_session_eval_all) */
-    RT_HEAD_INT8,   /* the int8 head's logits and their certified bound */
-    RT_HEAD_GREEDY, /* the greedy token of the exact logits */
-    RT_HEAD_SAMPLE, /* a token drawn by the sampler's rules */
-    RT_HEAD_EMBED,  /* the tokens' pooled final-normed hidden states (rsr_session_embed) */
+    RT_HEAD_NONE,       /* the tokens go into the cache; nothing comes back */
+    RT_HEAD_LOGITS,     /* the exact logits of the last token */
+    RT_HEAD_ALL,        /* the exact logits of every token (rsr_session_eval_all) */
+    RT_HEAD_GREEDY_ALL, /* the certified greedy token after every token, into token[0..n) (a draft's verification) */
+    RT_HEAD_INT8,       /* the int8 head's logits and their certified bound */
+    RT_HEAD_GREEDY,     /* the greedy token of the exact logits */
+    RT_HEAD_SAMPLE,     /* a token drawn by the sampler's rules */
+    RT_HEAD_EMBED,      /* the tokens' pooled final-normed hidden states (rsr_session_embed) */
 } rt_head_kind;
 typedef struct rt_head_request {
     rt_head_kind kind;

@@ -180,7 +180,24 @@ rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t
         return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
                             "a draft's verification goes back a few positions, which the gated DeltaNet layers' "
                             "recurrent state cannot yet");
+    if (s->model->run_on->last_only)
+        return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
+                            "a draft is verified on the CPU (every position's outputs): this session runs on %s",
+                            s->model->run_on->name);
     const int32_t V = s->model->a->vocab, pos = s->pos;
+    if (!sp || rt_sampler_plain_greedy(sp)) { /* the certified greedy token after every position, one head pass */
+        int32_t *picks = malloc(sizeof *picks * (size_t)n);
+        rsr_status st = picks ? eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_GREEDY_ALL, .token = picks})
+                              : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d tokens", n);
+        int32_t a = 0; /* the draft's tokens taken */
+        while (st == RSR_OK && a < n - 1 && picks[a] == tokens[a + 1]) a++;
+        if (st == RSR_OK) {
+            memcpy(out, picks, sizeof *out * (size_t)(a + 1)), *n_out = a + 1;
+            st = rsr_session_truncate(s, pos + 1 + a);
+        }
+        free(picks);
+        return st;
+    }
     float *logits = malloc(sizeof *logits * (size_t)n * (size_t)V), *probs = malloc(sizeof *probs * (size_t)V);
     int32_t *ids = malloc(sizeof *ids * (size_t)V);
     rsr_status st = logits && probs && ids ? rsr_session_eval_all(s, tokens, n, logits)

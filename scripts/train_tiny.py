@@ -29,6 +29,8 @@
 # Usage (Debian's python3 with python3-torch, python3-numpy, python3-regex and bible-kjv):
 #   scripts/train_tiny.py train --out models/kjv-tiny            the model in the repository
 #   scripts/train_tiny.py train --out m --steps 3 --books Ge,Ruth --vocab 512 --hidden 64 ...
+#   scripts/train_tiny.py train --out models/kjv-draft --tokenizer models/kjv-tiny --hidden 64 \
+#       --intermediate 192 --layers 2 --heads 2 --kv-heads 1 --steps 1000     the draft model
 #   scripts/train_tiny.py heldout-ppl models/kjv-tiny               its forward on the held-out book
 #   scripts/train_tiny.py generate models/kjv-tiny "In the beginning" [-n 40]
 # tests/e2e/check_trained.py imports the module; bench/trained_model.py too.
@@ -780,7 +782,9 @@ def setup(args):
 
 def train(args):
     gen, rng, t0 = setup(args)
-    d = corpus(args)
+    # --tokenizer DIR: that checkpoint's tokenizer instead of one trained here (a draft model for
+    # speculative decoding shares its model's vocabulary)
+    d = corpus(args, Tokenizer.load(os.path.join(args.tokenizer, "tokenizer.json")) if args.tokenizer else None)
     c = {"hidden_size": args.hidden, "intermediate_size": args.intermediate, "num_hidden_layers": args.layers,
          "num_attention_heads": args.heads, "num_key_value_heads": args.kv_heads, "vocab_size": len(d["tok"].tokens),
          "max_position_embeddings": args.ctx, "rms_norm_eps": 1e-5, "rope_theta": args.rope_theta}
@@ -870,6 +874,7 @@ def main():
     t.add_argument("--kv-heads", type=int, default=2)
     t.add_argument("--ctx", type=int, default=512)
     t.add_argument("--rope-theta", type=float, default=10000.0)
+    t.add_argument("--tokenizer", help="a checkpoint whose tokenizer.json to use (default: train one)")
     ct = sub.add_parser("chat-tune", help="teach a trained checkpoint the chat turns")
     ct.add_argument("base", help="a checkpoint `train` wrote")
     run_args(ct, steps=300, lr=3e-4, warmup=20, wd=0.0, log_every=25, chat_share=0.5,

@@ -11,31 +11,47 @@
 
 #include "rsrc.h"
 
-void kernel_set_open(kernel_set *ks, const rsrc_target *t, const kernel_printer *pr, const char *dir, const char *name,
-                     int opt_level) {
-    if (pr->kind != TK_CPU) rsrc_fatal("internal error: a kernel set of the %s printer: CPU printers only", pr->name);
+void kernel_set_begin(kernel_set *ks, const kernel_set_params *p) {
+    if (p->printer->kind != TK_CPU)
+        rsrc_fatal("internal error: a kernel set of the %s printer: CPU printers only", p->printer->name);
     memset(ks, 0, sizeof *ks);
-    ks->t = t, ks->opt_level = opt_level;
-    ks->dir = xasprintf("%s/%s.XXXXXX", dir, name); /* a directory of its own: the printer's files keep their names */
-    if (!mkdtemp(ks->dir)) rsrc_fatal("cannot create a directory in %s: %s", dir, strerror(errno));
+    ks->t = p->t, ks->opt_level = p->opt_level;
+    ks->dir =
+        xasprintf("%s/%s.XXXXXX", p->dir, p->name); /* a directory of its own: the printer's files keep their names */
+    if (!mkdtemp(ks->dir)) rsrc_fatal("cannot create a directory in %s: %s", p->dir, strerror(errno));
     register_temp(ks->dir);
     ks->c_path = xasprintf("%s/kernels.c", ks->dir), ks->blob_path = xasprintf("%s/kernels.bin", ks->dir);
     register_temp(ks->c_path);
     register_temp(ks->blob_path);
     if (!(ks->c = fopen(ks->c_path, "w"))) rsrc_fatal("%s: cannot create: %s", ks->c_path, strerror(errno));
     blob_open(&ks->blob, ks->blob_path);
-    emit_c_prologue(ks->c, name, t, &ks->file);
-    const printer_begin pb = {.t = t,
-                              .source = name,
-                              .module = name,
+    emit_c_prologue(ks->c, p->source ? p->source : p->name, ks->t, &ks->file);
+    const printer_begin pb = {.t = ks->t,
+                              .source = p->source ? p->source : p->name,
+                              .module = p->module ? p->module : p->name,
                               .workdir = ks->dir,
-                              .opt_level = opt_level,
-                              .linked = true,
+                              .explain = p->explain,
+                              .opt_level = p->opt_level,
+                              .linked = !p->text,
+                              .split_c = p->split_c,
                               .c = ks->c,
                               .c_file = &ks->file,
                               .c_path = ks->c_path};
-    ks->sink = (kernel_sink){.printer = pr, .state = pr->begin(&pb)};
+    ks->sink = (kernel_sink){.printer = p->printer, .state = p->printer->begin(&pb)};
     if (!(ks->table = open_memstream(&ks->entries, &ks->entries_size))) rsrc_fatal("out of memory");
+}
+
+void kernel_set_open(kernel_set *ks, const rsrc_target *t, const kernel_printer *pr, const char *dir, const char *name,
+                     int opt_level) {
+    kernel_set_begin(ks, &(kernel_set_params){.t = t, .printer = pr, .dir = dir, .name = name, .opt_level = opt_level});
+}
+
+void kernel_set_close_files(kernel_set *ks, uint64_t *c_bytes) {
+    if (c_bytes) *c_bytes = (uint64_t)ftell(ks->c);
+    if (fclose(ks->c) != 0) rsrc_fatal("%s: write failed: %s", ks->c_path, strerror(errno));
+    ks->c = NULL;
+    blob_align(&ks->blob, 64);
+    blob_close(&ks->blob);
 }
 
 void kernel_set_compile(kernel_set *ks, const ternary_matrix *tm, const matrix_request *rq, compiled_matrix *cm) {
@@ -69,10 +85,7 @@ const char *kernel_set_link(kernel_set *ks, const char *so_path) {
     fwrite(ks->entries, 1, ks->entries_size, ks->c);
     fprintf(ks->c, "{0}};\n__attribute__((visibility(\"default\"))) const uint8_t *const %s = rsr_blob;\n",
             KERNEL_SET_BLOB);
-    if (fclose(ks->c) != 0) rsrc_fatal("%s: write failed: %s", ks->c_path, strerror(errno));
-    ks->c = NULL;
-    blob_align(&ks->blob, 64);
-    blob_close(&ks->blob);
+    kernel_set_close_files(ks, NULL);
     pr->finish(ks->sink.state, NULL, PRINT_OBJECT);
     free(ks->so_path);
     ks->so_path = so_path ? xstrdup(so_path) : xasprintf("%s/kernels.so", ks->dir);
@@ -98,6 +111,7 @@ static void remove_file(const char *path) {
 }
 
 void kernel_set_close(kernel_set *ks) {
+    if (!ks->sink.printer) return; /* never begun */
     if (ks->handle) dlclose(ks->handle);
     if (ks->table) fclose(ks->table);
     if (ks->c) fclose(ks->c);

@@ -3,7 +3,8 @@
  * --tune (its candidates), the unit tests of the printers and kernels and the CPU benchmarks
  * use, through the same printers (printer.h) and link (link_shared_object) as a model.
  *
- * A set is a C file (emit_c_prologue), a blob and a CPU printer's state. Each kernel added prints
+ * A set is a C file (emit_c_prologue), a blob and a CPU printer's state: what compile()'s model
+ * is made of too (main.c begins one and adds its artifact's descriptor). Each kernel added prints
  * into it and becomes an entry of its table, an rsr_artifact_matrix (emit_c_kernel_entry) in the
  * order added and then a zeroed one; kernel_set_link links the set with the runtime and
  * kernel_set_load loads it. The object exports the table as KERNEL_SET_TABLE and the blob's
@@ -34,10 +35,26 @@ typedef struct kernel_set {
     void *handle; /* kernel_set_load's */
 } kernel_set;
 
-/* A set of t's kernels printed by pr (a CPU printer), its files in a new directory in dir named
- * for `name`. */
+/* How a set begins: its target and CPU printer, and where and for what its files are. */
+typedef struct kernel_set_params {
+    const rsrc_target *t;
+    const kernel_printer *printer;
+    const char *dir;    /* a directory of its own is made in it, named for name */
+    const char *name;   /* its directory's name; the C's source and the LLVM module's name unless given */
+    const char *source; /* the C file's first comment names it (NULL: name) */
+    const char *module; /* the LLVM module's name (NULL: name; it lands in the object) */
+    int opt_level;      /* compile_options.opt_level */
+    bool text;          /* the kernels end in a text or assembly file, not objects for a link */
+    bool split_c;       /* the C printer's unrolled kernels in files of their own (a shared object) */
+    bool explain;       /* --explain */
+} kernel_set_params;
+void kernel_set_begin(kernel_set *ks, const kernel_set_params *p);
+/* A set of t's kernels printed by pr (a CPU printer) for a loadable object, its files in a new
+ * directory in dir named for `name`. */
 void kernel_set_open(kernel_set *ks, const rsrc_target *t, const kernel_printer *pr, const char *dir, const char *name,
                      int opt_level);
+/* The C file and the blob closed (the C's size, for the link's estimate, in *c_bytes when given). */
+void kernel_set_close_files(kernel_set *ks, uint64_t *c_bytes);
 /* A matrix through compile_matrix into the set (rq's index is the set's next); cm the caller frees. */
 void kernel_set_compile(kernel_set *ks, const ternary_matrix *tm, const matrix_request *rq, compiled_matrix *cm);
 /* A matrix matrix_decide has decided, lowered and printed into the set (matrix_emit). */

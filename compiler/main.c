@@ -12,6 +12,7 @@
 
 #include "near_path.h"
 #include "parse_num.h"
+#include "kernel_set.h"
 #include "print/printer.h"
 #include "rsr_gpu_accepts.h"
 #include "rsrc.h"
@@ -592,13 +593,12 @@ typedef struct build {
     double t_start;
     rsrc_target *t;
     rsrc_model *m;
-    char *workdir, *c_path, *blob_path;
-    FILE *c;          /* the generated C: descriptor, kernels or their declarations */
-    uint64_t c_bytes; /* its size, once closed */
-    blob_writer blob;
+    char *workdir;
+    /* the generated C (descriptor, kernels or their declarations), the blob and the CPU kernels'
+     * printer: ks.c, ks.blob, ks.sink (kernel_set.h) */
+    kernel_set ks;
+    uint64_t c_bytes;  /* the C's size, once closed */
     bool linked;       /* --emit=so or obj */
-    c_file c_file;     /* what model.c holds beyond its prologue (kir.h) */
-    kernel_sink cpu;   /* the CPU kernels' printer and its state */
     kernel_sink gpu;   /* a CUDA target's, or printer NULL */
     tune_state *tune;  /* --tune, or NULL */
     tune_state *check; /* the default for --target host: tune_check_lanes, or NULL */
@@ -678,11 +678,6 @@ static void load_inputs(build *b) {
 static void open_printers(build *b) {
     const options *o = b->o;
     b->workdir = make_workdir();
-    b->c_path = xasprintf("%s/model.c", b->workdir), b->blob_path = xasprintf("%s/blob.bin", b->workdir);
-    register_temp(b->c_path);
-    register_temp(b->blob_path);
-    if (!(b->c = fopen(b->c_path, "w"))) rsrc_fatal("%s: cannot create: %s", b->c_path, strerror(errno));
-    blob_open(&b->blob, b->blob_path);
     b->linked = o->emit == EMIT_SO || o->emit == EMIT_OBJ;
     /* the CPU kernels' printer: the output's, else the backend's (--backend, or the spec's) */
     const kernel_printer *named = emit_printer(&emits[o->emit]);
@@ -690,21 +685,19 @@ static void open_printers(build *b) {
                                 : !b->linked                   ? printer_for(TK_CPU, NULL)
                                 : o->backend                   ? printer_for(TK_CPU, o->backend)
                                                                : b->t->backend;
-    emit_c_prologue(b->c, o->input, b->t, &b->c_file);
     /* The module is named for the model, not for the path it came from: the name lands in the
      * object (STT_FILE), and the artifact must not depend on where the checkpoint lies. */
-    const printer_begin pb = {.t = b->t,
-                              .source = o->input,
-                              .module = o->name ? o->name : "model",
-                              .workdir = b->workdir,
-                              .explain = o->explain,
-                              .opt_level = o->opt_level,
-                              .linked = b->linked,
-                              .split_c = o->emit == EMIT_SO,
-                              .c = b->c,
-                              .c_file = &b->c_file,
-                              .c_path = b->c_path};
-    b->cpu = (kernel_sink){.printer = cpu, .state = cpu->begin(&pb), .cache = kernel_cache_open()};
+    kernel_set_begin(&b->ks, &(kernel_set_params){.t = b->t,
+                                                  .printer = cpu,
+                                                  .dir = b->workdir,
+                                                  .name = "model",
+                                                  .source = o->input,
+                                                  .module = o->name ? o->name : "model",
+                                                  .opt_level = o->opt_level,
+                                                  .text = !b->linked,
+                                                  .split_c = o->emit == EMIT_SO,
+                                                  .explain = o->explain});
+    b->ks.sink.cache = kernel_cache_open();
     if (o->emit >= EMIT_CUDA && !b->t->gpu)
         rsrc_fatal("--emit=%s needs a CUDA target (--target sm_90, ...)", emits[o->emit].name);
     if (b->t->gpu) { /* --backend, or the CUDA spec's */
@@ -734,8 +727,8 @@ static uint64_t fold_signs(build *b, int32_t width) {
     const int8_t *s = model_fold_signs(b->m, width);
     float *f = xmalloc(sizeof *f * (size_t)width);
     for (int32_t i = 0; i < width; i++) f[i] = s ? (float)s[i] : 1.0f;
-    blob_align(&b->blob, 64);
-    const uint64_t at = blob_write(&b->blob, f, sizeof *f * (size_t)width);
+    blob_align(&b->ks.blob, 64);
+    const uint64_t at = blob_write(&b->ks.blob, f, sizeof *f * (size_t)width);
     free(f);
     if (b->nsigns < (int32_t)(sizeof b->signs / sizeof *b->signs))
         b->signs[b->nsigns].width = width, b->signs[b->nsigns++].at = at;
@@ -747,18 +740,18 @@ static void write_constants(build *b) {
     const rsrc_model *m = b->m;
     artifact_desc *d = &b->d;
     *d = (artifact_desc){.m = m, .t = b->t, .name = b->o->name, .default_model = b->o->emit != EMIT_OBJ || !b->o->name};
-    d->embed = blob_copy_tensor(&b->blob, st_find(m->ar, "model.embed_tokens.weight"), &d->embed_dtype);
+    d->embed = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "model.embed_tokens.weight"), &d->embed_dtype);
     if (m->tied)
         d->lm_head = d->embed, d->lm_head_dtype = d->embed_dtype;
     else
-        d->lm_head = blob_copy_tensor(&b->blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
-    d->final_norm = blob_norm(&b->blob, m, -1, "model.norm.weight", m->hidden);
+        d->lm_head = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
+    d->final_norm = blob_norm(&b->ks.blob, m, -1, "model.norm.weight", m->hidden);
     d->embed_signs = d->lm_head_signs = RSR_NO_TENSOR;
     if (m->fold_embed) d->embed_signs = fold_signs(b, m->hidden);
     if (m->fold_lm_head) d->lm_head_signs = fold_signs(b, m->hidden);
     rsr_tokenizer *tok;
-    d->tokenizer_json = blob_tokenizer(&b->blob, m, &d->tokenizer_json_size, &d->tokenizer, &tok);
-    d->chat_template = blob_chat_template(&b->blob, m, tok, &d->chat_template_size);
+    d->tokenizer_json = blob_tokenizer(&b->ks.blob, m, &d->tokenizer_json_size, &d->tokenizer, &tok);
+    d->chat_template = blob_chat_template(&b->ks.blob, m, tok, &d->chat_template_size);
     rsr_tokenizer_free(tok);
     /* the int8 copy of the head is made by the runtime at the first certified token (rsr_artifact.head_q8_stride alone):
      * the artifact holds the head once */
@@ -823,11 +816,11 @@ static void print_stats_total(const build *b, int32_t total) {
  * linked file: 1.8 GB in 6 s, 5.3 GB in 33 s) (measured on a 2-core x86-64 for i2, lut, rsr-loop
  * and rsr-unrolled kernels, within 2× of each; docs/user-guide.md lists the 2B-4T shape's times). */
 static double after_seconds(const build *b, double *llvm_s) {
-    double c_bytes = b->c ? (double)ftell(b->c) : (double)b->c_bytes;
-    const kernel_printer *cp = b->cpu.printer;
-    double llvm = cp->pending ? 0.3 + 55e-6 * (double)cp->pending(b->cpu.state) : 0;
+    double c_bytes = b->ks.c ? (double)ftell(b->ks.c) : (double)b->c_bytes;
+    const kernel_printer *cp = b->ks.sink.printer;
+    double llvm = cp->pending ? 0.3 + 55e-6 * (double)cp->pending(b->ks.sink.state) : 0;
     if (llvm_s) *llvm_s = llvm;
-    return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 5e-9 * (double)b->blob.size : 0);
+    return llvm + (b->linked ? 0.2 + 12e-6 * c_bytes + 5e-9 * (double)b->ks.blob.size : 0);
 }
 
 /* A qwen35 layer's kind, and a DeltaNet layer's small tensors as f32 (checked by model_load). */
@@ -847,7 +840,7 @@ static void deltanet_tensors(build *b, int32_t l, rsr_artifact_layer *L) {
     uint64_t *at[6] = {&L->dn_conv_w, &L->dn_alpha, &L->dn_beta, &L->dn_dt_bias, &L->dn_a, &L->dn_norm};
     for (int j = 0; j < 6; j++) {
         char *n = xasprintf("model.layers.%d.%s", l, names[j]);
-        *at[j] = blob_write_f32_of(&b->blob, st_find(m->ar, n));
+        *at[j] = blob_write_f32_of(&b->ks.blob, st_find(m->ar, n));
         free(n);
     }
 }
@@ -856,36 +849,36 @@ static void deltanet_tensors(build *b, int32_t l, rsr_artifact_layer *L) {
  * RoPE base. */
 static void layer_norms(build *b, int32_t l, rsr_artifact_layer *L, int32_t q_out) {
     const rsrc_model *m = b->m;
-    L->attn_norm = blob_norm(&b->blob, m, l, "input_layernorm", m->hidden);
-    L->ffn_norm = blob_norm(&b->blob, m, l, "post_attention_layernorm", m->hidden);
-    L->attn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
-    L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
+    L->attn_norm = blob_norm(&b->ks.blob, m, l, "input_layernorm", m->hidden);
+    L->ffn_norm = blob_norm(&b->ks.blob, m, l, "post_attention_layernorm", m->hidden);
+    L->attn_sub_norm = m->sub_norms ? blob_norm(&b->ks.blob, m, l, m->attn_sub_norm, q_out) : RSR_NO_TENSOR;
+    L->ffn_sub_norm = m->sub_norms ? blob_norm(&b->ks.blob, m, l, m->ffn_sub_norm, m->intermediate) : RSR_NO_TENSOR;
     const bool dn = model_deltanet(m, l);
-    L->q_norm = m->qk_norm && !dn ? blob_norm(&b->blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
-    L->k_norm = m->qk_norm && !dn ? blob_norm(&b->blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
+    L->q_norm = m->qk_norm && !dn ? blob_norm(&b->ks.blob, m, l, "self_attn.q_norm", m->head_dim) : RSR_NO_TENSOR;
+    L->k_norm = m->qk_norm && !dn ? blob_norm(&b->ks.blob, m, l, "self_attn.k_norm", m->head_dim) : RSR_NO_TENSOR;
     deltanet_tensors(b, l, L);
     static const int in_proj[RSR_IN_NORMS] = {PROJ_Q, PROJ_K, PROJ_V, PROJ_GATE, PROJ_UP};
     for (int j = 0; j < RSR_IN_NORMS; j++) {
         char *nm = xasprintf("%s.norm", proj_names[in_proj[j]]);
-        L->in_norm[j] = m->proj_norms ? blob_norm(&b->blob, m, l, nm, m->hidden) : RSR_NO_TENSOR;
+        L->in_norm[j] = m->proj_norms ? blob_norm(&b->ks.blob, m, l, nm, m->hidden) : RSR_NO_TENSOR;
         free(nm);
     }
-    L->attn_post_norm = m->post_norms ? blob_norm(&b->blob, m, l, "self_attn.post_norm", m->hidden) : RSR_NO_TENSOR;
-    L->ffn_post_norm = m->post_norms ? blob_norm(&b->blob, m, l, "mlp.post_norm", m->hidden) : RSR_NO_TENSOR;
+    L->attn_post_norm = m->post_norms ? blob_norm(&b->ks.blob, m, l, "self_attn.post_norm", m->hidden) : RSR_NO_TENSOR;
+    L->ffn_post_norm = m->post_norms ? blob_norm(&b->ks.blob, m, l, "mlp.post_norm", m->hidden) : RSR_NO_TENSOR;
     L->sliding_window = m->layer_window ? m->layer_window[l] : 0;
     L->rope_theta = L->sliding_window ? m->rope_theta_swa : 0; /* 0: the model's */
     L->no_rope = m->nope_global && !L->sliding_window;
     L->gate = L->up = L->down = -1, L->router = L->shared_gate = RSR_NO_TENSOR;
     if (!m->num_experts) return;
     char *rn = xasprintf("model.layers.%d.mlp.gate.weight", l);
-    L->router = blob_write_f32_of(&b->blob, model_require(m, rn, 2, m->num_experts, m->hidden));
+    L->router = blob_write_f32_of(&b->ks.blob, model_require(m, rn, 2, m->num_experts, m->hidden));
     free(rn);
     L->num_experts = m->num_experts, L->experts_used = m->experts_used, L->expert_ff = m->expert_ff[l];
     L->gating = RSR_GATING_SOFTMAX, L->swiglu_clamp = m->swiglu_clamp[l];
     L->shared_ff = m->shared_ff, L->shared_gate = RSR_NO_TENSOR;
     if (!m->shared_ff) return;
     char *sn = xasprintf("model.layers.%d.mlp.shared_expert_gate.weight", l);
-    L->shared_gate = blob_write_f32_of(&b->blob, model_shared_gate(m, sn));
+    L->shared_gate = blob_write_f32_of(&b->ks.blob, model_shared_gate(m, sn));
     free(sn);
 }
 
@@ -916,7 +909,7 @@ static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, 
                                      .index = idx,
                                      .print_plan = rq->print_plan,
                                      .print_kernel = rq->print_kernel},
-                   &b->blob, &b->gpu, &cm);
+                   &b->ks.blob, &b->gpu, &cm);
     if (b->o->explain) printf("%-44s %11s %s\n", tm->name, cm.kn.strategy, cm.mp.why);
     rsrc_note(2, "%s on %s: %s", tm->name, g->name, cm.mp.why);
     if (pj == PROJ_V || pj == PROJ_O || pj == PROJ_UP || pj == PROJ_DOWN) b->gpu.printer->group(b->gpu.state);
@@ -976,7 +969,7 @@ static void compile_matrices(build *b) {
             else if (b->check)
                 tune_check_lanes(b->check, &tm, b->t, &rq, &decided);
             compiled_matrix cm;
-            compile_matrix(&tm, b->t, &rq, &b->blob, &b->cpu, &cm);
+            compile_matrix(&tm, b->t, &rq, &b->ks.blob, &b->ks.sink, &cm);
             const rsrc_kernel *kn = &cm.kn;
             matrix_record *r = &b->mats[idx];
             *r = (matrix_record){name,
@@ -1002,7 +995,7 @@ static void compile_matrices(build *b) {
                                  tm.unit_cols && kn->form == KF_I2 ? kn->unit_stride : 0,
                                  kernel_units_layout(kn)};
             if (tm.unit_cols)
-                r->group_scale = write_group_scales(&b->blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
+                r->group_scale = write_group_scales(&b->ks.blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
             fold_matrix(b, l, pj, r);
             if (!m->num_experts || j < PROJ_GATE + shared) *slot[pj] = idx;
             report_matrix(b, &tm, &cm, r);
@@ -1013,7 +1006,7 @@ static void compile_matrices(build *b) {
             compiled_matrix_free(&cm);
             if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
             ternary_matrix_free(&tm);
-            if (b->cpu.printer->part) b->cpu.printer->part(b->cpu.state);
+            if (b->ks.sink.printer->part) b->ks.sink.printer->part(b->ks.sink.state);
         }
     }
     progress_update(m->num_layers, b->weights, NULL);
@@ -1046,18 +1039,15 @@ static void finish_kernels(build *b) {
     d->layers = b->layers;
     if (b->gpu.printer) {
         const kernel_printer *gp = b->gpu.printer;
-        gp->finish(b->gpu.state, &b->blob, o->emit == EMIT_CUDA ? PRINT_SOURCE : printer_output_of(o->emit));
-        d->gpu = gp->descriptor(b->gpu.state, b->c);
+        gp->finish(b->gpu.state, &b->ks.blob, o->emit == EMIT_CUDA ? PRINT_SOURCE : printer_output_of(o->emit));
+        d->gpu = gp->descriptor(b->gpu.state, b->ks.c);
     }
-    d->blob_size = blob_align(&b->blob, 64);
-    d->blob_checksum = blob_checksum(&b->blob);
-    const kernel_printer *cp = b->cpu.printer;
+    d->blob_size = blob_align(&b->ks.blob, 64);
+    d->blob_checksum = blob_checksum(&b->ks.blob);
+    const kernel_printer *cp = b->ks.sink.printer;
     d->manifest = b->manifest = manifest_text(d, o->input, cp->backend, o->flags);
-    emit_c_artifact(b->c, d);
-    b->c_bytes = (uint64_t)ftell(b->c);
-    if (fclose(b->c) != 0) rsrc_fatal("%s: write failed: %s", b->c_path, strerror(errno));
-    b->c = NULL;
-    blob_close(&b->blob);
+    emit_c_artifact(b->ks.c, d);
+    kernel_set_close_files(&b->ks, &b->c_bytes);
     rsrc_note(1, "analysed %d matrices, %.1f M weights, index %.1f MB (%.2f bits/weight), constants %.1f MB in %.2f s",
               d->num_matrices, (double)b->weights / 1e6, (double)b->index_bytes / 1e6,
               8.0 * (double)b->index_bytes / (double)b->weights, (double)d->blob_size / 1e6, rsrc_now() - b->t_start);
@@ -1067,15 +1057,15 @@ static void finish_kernels(build *b) {
     progress_expect_after(after_seconds(b, &llvm_s));
     progress_stage("LLVM: optimising and generating the kernels", llvm_s);
     rsrc_note(1, "LLVM: optimising %llu instructions of kernels (predicted %.0f s)",
-              (unsigned long long)cp->pending(b->cpu.state), llvm_s);
-    cp->finish(b->cpu.state, NULL, printer_output_of(o->emit));
+              (unsigned long long)cp->pending(b->ks.sink.state), llvm_s);
+    cp->finish(b->ks.sink.state, NULL, printer_output_of(o->emit));
 }
 
 /* The output: linked with the runtime, or the stage asked for, under a temporary name renamed
  * at the end. */
 static void write_output(build *b) {
     const options *o = b->o;
-    const kernel_printer *cp = b->cpu.printer;
+    const kernel_printer *cp = b->ks.sink.printer;
     stage_enter(STAGE_LINK);
     double llvm_s, all_s = after_seconds(b, &llvm_s);
     progress_expect_after(all_s - llvm_s);
@@ -1084,16 +1074,16 @@ static void write_output(build *b) {
                        : o->emit == EMIT_SO ? "linking the shared object"
                                             : "linking the object",
                        0);
-    if (!cp->pending) cp->finish(b->cpu.state, NULL, printer_output_of(o->emit)); /* C: its parts compiled */
-    const char *const *objs = (const char *const *)cp->objects(b->cpu.state);
+    if (!cp->pending) cp->finish(b->ks.sink.state, NULL, printer_output_of(o->emit)); /* C: its parts compiled */
+    const char *const *objs = (const char *const *)cp->objects(b->ks.sink.state);
     if (o->emit == EMIT_SO)
-        link_shared_object(b->c_path, objs, b->blob_path, b->t, o->opt_level, o->output, b->workdir);
+        link_shared_object(b->ks.c_path, objs, b->ks.blob_path, b->t, o->opt_level, o->output, b->workdir);
     else if (o->emit == EMIT_OBJ)
-        link_relocatable_object(b->c_path, objs, b->blob_path, b->t, o->output, b->workdir);
+        link_relocatable_object(b->ks.c_path, objs, b->ks.blob_path, b->t, o->output, b->workdir);
     else if (o->emit >= EMIT_CUDA)
         copy_to_output(b->gpu.printer->output(b->gpu.state, o->emit == EMIT_PTX), o->output);
     else
-        copy_to_output(cp->output(b->cpu.state, o->emit == EMIT_ASM), o->output);
+        copy_to_output(cp->output(b->ks.sink.state, o->emit == EMIT_ASM), o->output);
     progress_end();
     /* the last word of a compile, where someone watches (or with -v) */
     struct stat st;
@@ -1105,15 +1095,15 @@ static void write_output(build *b) {
 
 static void build_free(build *b) {
     if (b->gpu.printer) b->gpu.printer->end(b->gpu.state);
-    if (b->cpu.printer) b->cpu.printer->end(b->cpu.state);
-    kernel_cache_close(b->cpu.cache);
+    kernel_cache_close(b->ks.sink.cache);
+    kernel_set_close(&b->ks); /* its printer ended, its files gone (the output is out) */
     for (int32_t i = 0; b->mats && i < total_matrices(b->m); i++)
         free(b->mats[i].name), free(b->mats[i].symbol), free(b->mats[i].batch_symbol);
     free(b->mats);
     free(b->layers);
     free(b->manifest);
     free(b->d.tokenizer);
-    free(b->c_path), free(b->blob_path), free(b->workdir);
+    free(b->workdir);
     model_free(b->m);
     target_free(b->t);
 }

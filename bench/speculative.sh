@@ -17,22 +17,24 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), cpu family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' '); $model $*"
 for r in $(seq 1 "$rounds"); do
-  for v in "${variants[@]}"; do
+  for i in "${!variants[@]}"; do # files by the variant's place: a draft's path has slashes
+    v=${variants[$i]}
     case $v in
       draft:*) args=(-md "${v#draft:}") ;;
       *) args=(--spec-type "$v") ;;
     esac
-    "$run" "$model" "$@" "${args[@]}" >"$dir/$r.$v.out" 2>"$dir/$r.$v.err"
-    sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$dir/$r.$v.err" >>"$dir/$v.speeds"
+    "$run" "$model" "$@" "${args[@]}" >"$dir/$r.$i.out" 2>"$dir/$r.$i.err"
+    sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$dir/$r.$i.err" >>"$dir/$i.speeds"
   done
 done
 median() { sort -g "$1" | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
-base=$(median "$dir/none.speeds")
+base=$(median "$dir/0.speeds")
 printf '| variant | acceptance | decode tok/s (median of %s) | ratio | tokens |\n|---|---:|---:|---:|---|\n' "$rounds"
-for v in "${variants[@]}"; do
-  m=$(median "$dir/$v.speeds")
-  acc=$(sed -n 's/.*accepted (\([0-9]*%\)).*/\1/p' "$dir/1.$v.err")
+for i in "${!variants[@]}"; do
+  v=${variants[$i]}
+  m=$(median "$dir/$i.speeds")
+  acc=$(sed -n 's/.*accepted (\([0-9]*%\)).*/\1/p' "$dir/1.$i.err")
   same=same
-  for r in $(seq 1 "$rounds"); do cmp -s "$dir/$r.none.out" "$dir/$r.$v.out" || same=DIFFER; done
+  for r in $(seq 1 "$rounds"); do cmp -s "$dir/$r.0.out" "$dir/$r.$i.out" || same=DIFFER; done
   printf '| %s | %s | %s | %.2fx | %s |\n' "$v" "${acc:--}" "$m" "$(echo "$m / $base" | bc -l)" "$same"
 done

@@ -120,8 +120,9 @@ void kernel_set_close(kernel_set *ks) {
     for (int i = 0; objs && objs[i]; i++) remove_file(objs[i]);
     ks->sink.printer->end(ks->sink.state);
     remove_file(ks->c_path), remove_file(ks->blob_path), remove_file(ks->so_path);
-    if (!getenv("RSRC_KEEP_KERNEL_SETS")) rmdir(ks->dir);
-    release_temp(ks->dir);
+    /* files of its printer or link may still be in it (blob.S, C parts, an LLVM output): removed at
+     * exit with every temporary, and the directory then too, as long as it stays registered */
+    if (!getenv("RSRC_KEEP_KERNEL_SETS") && rmdir(ks->dir) == 0) release_temp(ks->dir);
     free(ks->c_path), free(ks->blob_path), free(ks->so_path), free(ks->dir);
     memset(ks, 0, sizeof *ks);
 }

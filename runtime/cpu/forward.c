@@ -1647,8 +1647,7 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
 }
 
 /* rsr_session_eval_all on the CPU, after each of eval_steps' steps: each row's final-normed hidden
- * state, normed as rt_forward norms the last one for the head (in place: the step is done with
- * it), through the exact head in one pass over its rows for the step's c rows (rt_lm_head_many:
+ * state, normed as rt_forward norms the last one for the head (into the rows of s->work.xn), through the exact head in one pass over its rows for the step's c rows (rt_lm_head_many:
  * each row's logits the bits of a call of its own; a draft's verification reads the head once,
  * not once a row). */
 static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
@@ -1659,8 +1658,8 @@ static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, 
     rt_head_request req[RSR_BATCH_MAX];
     rt_head_call calls[RSR_BATCH_MAX];
     for (int32_t t = 0; t < c; t++) {
-        float *x = s->work.h + (size_t)t * (size_t)H;
-        head_input(m, x, x);
+        float *x = s->work.xn + (size_t)t * (size_t)s->work.widest;
+        head_input(m, x, s->work.h + (size_t)t * (size_t)H);
         req[t] = (rt_head_request){.kind = RT_HEAD_LOGITS, .logits = h->logits + (size_t)(i + t) * (size_t)a->vocab};
         calls[t] = (rt_head_call){s, x, &req[t]};
     }
@@ -1674,11 +1673,9 @@ static rsr_status every_greedy(rsr_session *s, int32_t i, int32_t c, int32_t n, 
     (void)n;
     const rsr_model *m = s->model;
     const int32_t H = m->a->hidden;
-    for (int32_t t = 0; t < c; t++) {
-        float *x = s->work.h + (size_t)t * (size_t)H;
-        head_input(m, x, x);
-    }
-    return rt_lm_head_argmax_rows(s, s->work.h, (size_t)H, c, h->token + i);
+    for (int32_t t = 0; t < c; t++)
+        head_input(m, s->work.xn + (size_t)t * (size_t)s->work.widest, s->work.h + (size_t)t * (size_t)H);
+    return rt_lm_head_argmax_rows(s, s->work.xn, (size_t)s->work.widest, c, h->token + i);
 }
 
 /* rsr_session_embed on the CPU, after each of eval_steps' steps: each row's final-normed hidden

@@ -480,13 +480,19 @@ static rsr_status greedy_or_refuse(rsr_session *s, int32_t pick, int32_t *token)
                         "of range, so no token can be chosen");
 }
 
-/* A hidden state holding NaN or infinity has no token to choose: every comparison with a NaN
- * logit is false, so an argmax would give token 0 without a word. Refused instead. */
-static rsr_status finite_or_refuse(rsr_session *s, const float *x) {
+/* Whether the hidden state x is finite (a NaN or infinity leaves no token to choose). */
+static bool finite_state(const rsr_session *s, const float *x) {
     const int32_t n = s->model->a->hidden;
     float probe = 0; /* 0 for finite x; NaN once any is NaN or infinite (inf * 0) */
     for (int32_t i = 0; i < n; i++) probe += x[i] * 0.0f;
-    if (probe == 0) return RSR_OK;
+    return probe == 0;
+}
+
+/* A hidden state holding NaN or infinity has no token to choose: every comparison with a NaN
+ * logit is false, so an argmax would give token 0 without a word. Refused instead. */
+static rsr_status finite_or_refuse(rsr_session *s, const float *x) {
+    if (finite_state(s, x)) return RSR_OK;
+    const int32_t n = s->model->a->hidden;
     int32_t i = 0;
     while (i < n && isfinite(x[i])) i++;
     return rt_set_error(s->err, RSR_ERR_INTERNAL,
@@ -528,7 +534,9 @@ static rsr_status head_rows(rsr_session *s, int32_t n) {
 
 /* The certified greedy token of each of n vectors of one session (x[i·stride]), each as its own
  * rt_lm_head_argmax would pick it, from one int8 pass over the head for them all (a draft's
- * verification: the head read once, not once a row). */
+ * verification: the head read once, not once a row). A row whose state is not finite, or whose
+ * logits hold a NaN, gets -1: whether that is an error depends on whether its position is reached
+ * (rsr_session_eval_draft). */
 rsr_status rt_lm_head_argmax_rows(rsr_session *s, const float *x, size_t stride, int32_t n, int32_t *tokens) {
     head_x px[HEAD_PASS_MAX], *pass[HEAD_PASS_MAX];
     rsr_status st = n <= HEAD_PASS_MAX ? head_scratch(s) : RSR_ERR_INVALID_ARGUMENT;
@@ -537,12 +545,14 @@ rsr_status rt_lm_head_argmax_rows(rsr_session *s, const float *x, size_t stride,
     int32_t npass = 0;
     for (int32_t i = 0; i < n; i++) {
         px[i] = (head_x){.s = s, .x = x + (size_t)i * stride, .h = i ? s->head_rows[i - 1] : s->head};
-        if ((st = finite_or_refuse(s, px[i].x)) != RSR_OK || (st = head_prepare(&px[i])) != RSR_OK) return st;
+        tokens[i] = finite_state(s, px[i].x) ? 0 : -1;
+        if (tokens[i] < 0) continue;
+        if ((st = head_prepare(&px[i])) != RSR_OK) return st;
         if (px[i].have) pass[npass++] = &px[i];
     }
     if (npass) head_pass(s->model, pass, npass);
     for (int32_t i = 0; i < n; i++)
-        if ((st = greedy_or_refuse(s, pick_greedy(&px[i]), &tokens[i])) != RSR_OK) return st;
+        if (tokens[i] >= 0) tokens[i] = pick_greedy(&px[i]);
     return RSR_OK;
 }
 

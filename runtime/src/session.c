@@ -190,7 +190,12 @@ rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t
         rsr_status st = picks ? eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_GREEDY_ALL, .token = picks})
                               : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d tokens", n);
         int32_t a = 0; /* the draft's tokens taken */
-        while (st == RSR_OK && a < n - 1 && picks[a] == tokens[a + 1]) a++;
+        while (st == RSR_OK && a < n - 1 && picks[a] >= 0 && picks[a] == tokens[a + 1]) a++;
+        if (st == RSR_OK && picks[a] < 0) /* a position decoding reaches has no token (later ones do not matter) */
+            st = rt_set_error(s->err, RSR_ERR_INTERNAL,
+                              "the model's hidden state or logits after position %d are not finite: its weights or "
+                              "activations overflowed, so no token can be chosen",
+                              pos + a);
         if (st == RSR_OK) {
             memcpy(out, picks, sizeof *out * (size_t)(a + 1)), *n_out = a + 1;
             st = rsr_session_truncate(s, pos + 1 + a);

@@ -72,7 +72,12 @@ static int32_t model_draft(spec_state *sp, int32_t *draft, int32_t max) {
     if (same == sp->n_hist) same--; /* the text's last token is read again: its logits choose the first guess */
     if (max > d->ctx - sp->n_hist) max = d->ctx - sp->n_hist;
     if (max <= 0) return 0;
-    if (same < d->n_held && d->api.session_truncate(d->s, same) != RSR_OK) die("-md: %s", d->api.session_errmsg(d->s));
+    if (same < d->n_held && d->api.session_reachable(d->s, same) != same) { /* windows gone past: start over */
+        d->api.session_reset(d->s);
+        same = 0;
+    } else if (same < d->n_held && d->api.session_truncate(d->s, same) != RSR_OK) {
+        die("-md: %s", d->api.session_errmsg(d->s));
+    }
     const int32_t n = sp->n_hist - same;
     memcpy(d->held + same, sp->hist + same, sizeof *d->held * (size_t)n);
     d->n_held = sp->n_hist;

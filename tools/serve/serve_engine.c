@@ -920,7 +920,8 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
     if (e->ep.session.batch > 0 && e->ep.session.batch - 1 < room) room = e->ep.session.batch - 1;
     int32_t max = e->ep.draft_max < sl->k_next ? e->ep.draft_max : sl->k_next;
     if (max < e->ep.draft_min) max = e->ep.draft_min;
-    if (max > e->ep.draft_max) max = e->ep.draft_max; /* ahead[] holds draft_max + 1: --draft-min above it drafts none */
+    if (max > e->ep.draft_max)
+        max = e->ep.draft_max; /* ahead[] holds draft_max + 1: --draft-min above it drafts none */
     if (max > room) max = room;
     if (max <= 0) return 0;
     int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);

@@ -1650,16 +1650,21 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
  * state, normed as rt_forward norms the last one for the head (into the rows of s->work.xn), through the exact head in one pass over its rows for the step's c rows (rt_lm_head_many:
  * each row's logits the bits of a call of its own; a draft's verification reads the head once,
  * not once a row). */
+/* The head's input of each of a step's c rows, row t at s->work.xn + t·widest. */
+static void head_inputs(rsr_session *s, int32_t c) {
+    const int32_t H = s->model->a->hidden;
+    for (int32_t t = 0; t < c; t++)
+        head_input(s->model, s->work.xn + (size_t)t * (size_t)s->work.widest, s->work.h + (size_t)t * (size_t)H);
+}
+
 static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
     (void)n;
-    const rsr_model *m = s->model;
-    const rsr_artifact *a = m->a;
-    const int32_t H = a->hidden;
+    const rsr_artifact *a = s->model->a;
     rt_head_request req[RSR_BATCH_MAX];
     rt_head_call calls[RSR_BATCH_MAX];
+    head_inputs(s, c);
     for (int32_t t = 0; t < c; t++) {
-        float *x = s->work.xn + (size_t)t * (size_t)s->work.widest;
-        head_input(m, x, s->work.h + (size_t)t * (size_t)H);
+        const float *x = s->work.xn + (size_t)t * (size_t)s->work.widest;
         req[t] = (rt_head_request){.kind = RT_HEAD_LOGITS, .logits = h->logits + (size_t)(i + t) * (size_t)a->vocab};
         calls[t] = (rt_head_call){s, x, &req[t]};
     }
@@ -1671,10 +1676,7 @@ static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, 
  * would pick after that prefix. */
 static rsr_status every_greedy(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h) {
     (void)n;
-    const rsr_model *m = s->model;
-    const int32_t H = m->a->hidden;
-    for (int32_t t = 0; t < c; t++)
-        head_input(m, s->work.xn + (size_t)t * (size_t)s->work.widest, s->work.h + (size_t)t * (size_t)H);
+    head_inputs(s, c);
     return rt_lm_head_argmax_rows(s, s->work.xn, (size_t)s->work.widest, c, h->token + i);
 }
 

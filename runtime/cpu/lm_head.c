@@ -281,14 +281,23 @@ void rt_lm_head_free(rsr_session *s) {
     s->head = NULL;
 }
 
+/* A scratch with what a greedy pick reads (xq, approx, bound), or NULL when out of memory. */
+static struct rt_head_scratch *scratch_greedy(const rsr_artifact *a) {
+    struct rt_head_scratch *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
+    h->approx = malloc(sizeof(double) * (size_t)a->vocab);
+    h->bound = malloc(sizeof(double) * (size_t)a->vocab);
+    if (h->xq && h->approx && h->bound) return h;
+    scratch_free(h);
+    return NULL;
+}
+
 static rsr_status head_scratch(rsr_session *s) {
     if (s->head) return RSR_OK;
     const rsr_artifact *a = s->model->a;
-    struct rt_head_scratch *h = calloc(1, sizeof *h);
+    struct rt_head_scratch *h = scratch_greedy(a);
     if (h) {
-        h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
-        h->approx = malloc(sizeof(double) * (size_t)a->vocab);
-        h->bound = malloc(sizeof(double) * (size_t)a->vocab);
         h->cand = malloc(sizeof(int32_t) * (size_t)a->vocab);
         h->ids = malloc(sizeof(int32_t) * (size_t)a->vocab);
         h->cand_logit = malloc(sizeof(float) * (size_t)a->vocab);
@@ -296,7 +305,7 @@ static rsr_status head_scratch(rsr_session *s) {
         h->pen = calloc((size_t)a->vocab, 1);
     }
     s->head = h;
-    if (!h || !h->xq || !h->approx || !h->bound || !h->cand || !h->ids || !h->cand_logit || !h->probs || !h->pen) {
+    if (!h || !h->cand || !h->ids || !h->cand_logit || !h->probs || !h->pen) {
         rt_lm_head_free(s);
         return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head");
     }
@@ -517,16 +526,8 @@ static rsr_status head_rows(rsr_session *s, int32_t n) {
     if (!g) return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head of %d rows", n);
     s->head_rows = g;
     while (s->n_head_rows < n - 1) {
-        struct rt_head_scratch *h = calloc(1, sizeof *h);
-        if (h) {
-            h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
-            h->approx = malloc(sizeof(double) * (size_t)a->vocab);
-            h->bound = malloc(sizeof(double) * (size_t)a->vocab);
-        }
-        if (!h || !h->xq || !h->approx || !h->bound) {
-            scratch_free(h);
-            return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head of %d rows", n);
-        }
+        struct rt_head_scratch *h = scratch_greedy(a);
+        if (!h) return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the greedy head of %d rows", n);
         s->head_rows[s->n_head_rows++] = h;
     }
     return RSR_OK;

@@ -634,6 +634,7 @@ static unsigned model_traits(const rsrc_model *m) {
         [RSR_TRAIT_SCALES] = m->embed_scale != 0 || m->attn_scale != 0,
         [RSR_TRAIT_ATTN_GATE] = m->attn_gate,
         [RSR_TRAIT_PARTIAL_ROPE] = m->rope_dims != 0,
+        [RSR_TRAIT_BLOCK_TABLES] = false, /* a GPU's artifact holds them widened to f32 (write_constants) */
     };
     unsigned traits = 0;
     for (int i = 0; i < RSR_TRAITS; i++) traits |= (unsigned)has[i] << i;
@@ -740,11 +741,12 @@ static void write_constants(build *b) {
     const rsrc_model *m = b->m;
     artifact_desc *d = &b->d;
     *d = (artifact_desc){.m = m, .t = b->t, .name = b->o->name, .default_model = b->o->emit != EMIT_OBJ || !b->o->name};
-    d->embed = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "model.embed_tokens.weight"), &d->embed_dtype);
+    const bool gpu = b->gpu.printer != NULL; /* whose kernels read float tables only: group-scaled ones widened */
+    d->embed = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "model.embed_tokens.weight"), gpu, &d->embed_dtype);
     if (m->tied)
         d->lm_head = d->embed, d->lm_head_dtype = d->embed_dtype;
     else
-        d->lm_head = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "lm_head.weight"), &d->lm_head_dtype);
+        d->lm_head = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "lm_head.weight"), gpu, &d->lm_head_dtype);
     d->final_norm = blob_norm(&b->ks.blob, m, -1, "model.norm.weight", m->hidden);
     d->embed_signs = d->lm_head_signs = RSR_NO_TENSOR;
     if (m->fold_embed) d->embed_signs = fold_signs(b, m->hidden);

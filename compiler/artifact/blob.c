@@ -1,10 +1,12 @@
 /* blob.c — the artifact's constant data, streamed to a file that the link step embeds. */
 #include <errno.h>
+#include <inttypes.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rsr_blocks.h"
 #include "rsrc.h"
 
 void blob_open(blob_writer *b, const char *path) {
@@ -104,8 +106,38 @@ void blob_close(blob_writer *b) {
     b->path = NULL;
 }
 
-/* An embedding or LM head as stored (f32, f16 or bf16), checked finite, 64-byte aligned. */
-uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype) {
+/* A group-scaled tensor's blocks (st_block_dtype): every scale finite, else fatal naming the block;
+ * then as stored, or widened to f32 (`widen`) a slice of rows at a time. */
+static uint64_t copy_blocks(blob_writer *b, const st_tensor *t, bool widen, int32_t *dtype) {
+    const int32_t dt = st_block_dtype(t->dtype);
+    const uint64_t qk = rsr_block_weights(dt), bytes = rsr_block_bytes(dt), cols = (uint64_t)t->shape[1];
+    const uint64_t n = (uint64_t)elements(t), row = rsr_dtype_bytes(dt, cols);
+    for (uint64_t k = 0; k < n / qk; k++) {
+        const float d = rsr_block_scale(dt, t->data + k * bytes);
+        if (!isfinite(d))
+            rsrc_fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", t->file, t->name, k,
+                       k * qk / cols, (double)d);
+    }
+    const uint64_t at = blob_align(b, 64);
+    *dtype = widen ? RSR_DTYPE_F32 : dt;
+    if (!widen) {
+        write_slices(b, t, false);
+        return at;
+    }
+    float *f = xmalloc(sizeof *f * (size_t)cols);
+    for (uint64_t r = 0; r < (uint64_t)t->shape[0]; r++) {
+        rsr_blocks_floats(dt, t->data + r * row, (size_t)cols, f);
+        blob_write(b, f, sizeof *f * (size_t)cols);
+    }
+    free(f);
+    st_release(t);
+    return at;
+}
+
+/* An embedding or LM head as stored (f32, f16 or bf16; a GGUF file's group-scaled blocks, as stored
+ * or widened to f32 when `widen`), checked finite, 64-byte aligned. */
+uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, bool widen, int32_t *dtype) {
+    if (st_block_dtype(t->dtype) >= 0) return copy_blocks(b, t, widen, dtype);
     switch (t->dtype) {
     case ST_F32: *dtype = RSR_DTYPE_F32; break;
     case ST_F16: *dtype = RSR_DTYPE_F16; break;

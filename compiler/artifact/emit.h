@@ -24,7 +24,7 @@ uint64_t blob_write(blob_writer *b, const void *data, size_t n);
 uint64_t blob_write_f32_of(blob_writer *b, const st_tensor *t); /* any float dtype → f32 */
 void blob_close(blob_writer *b);
 /* An embedding or LM head as stored (f32, f16 or bf16), refused unless finite; its dtype in *dtype. */
-uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, int32_t *dtype);
+uint64_t blob_copy_tensor(blob_writer *b, const st_tensor *t, bool widen, int32_t *dtype);
 /* Layer `layer`'s norm model.layers.L.WHAT.weight as f32, its size checked (layer < 0: WHAT is
  * the tensor's whole name). */
 uint64_t blob_norm(blob_writer *b, const rsrc_model *m, int layer, const char *what, int64_t size);

@@ -59,6 +59,10 @@ char *manifest_text(const artifact_desc *d, const char *source, const char *back
         add(&t, "fold hadamard blocks of %d, %s signs, %d matrices%s%s\n", m->fold_block,
             m->fold_signs ? "explicit" : "identity", m->nfolded, m->fold_embed ? ", the embedding" : "",
             m->fold_lm_head ? ", the head" : "");
+    static const char *const tables[] = {"f32",         "f16",          "bf16",         "Q1_0 blocks",
+                                         "Q2_0 blocks", "PQ2_0 blocks", "PTQ1_0 blocks"};
+    add(&t, "embedding %s%s\n", tables[d->embed_dtype], m->tied ? ", the head tied" : "");
+    if (!m->tied) add(&t, "head %s\n", tables[d->lm_head_dtype]);
     for (int32_t i = 0; i < d->num_matrices; i++) {
         const matrix_record *r = &d->mats[i];
         add(&t, "matrix %s %dx%d %s k=%d\n", r->name, r->rows, r->cols, r->strategy, r->block_rows);

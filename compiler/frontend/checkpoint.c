@@ -494,11 +494,12 @@ const st_tensor *model_shared_gate(const rsrc_model *m, const char *name) {
     return t && t->ndim == 1 ? model_require(m, name, 1, m->hidden, 0) : model_require(m, name, 2, 1, m->hidden);
 }
 
-/* Finds a tensor and checks its rank and shape (d1 ignored for 1-D); float dtypes only. */
+/* Finds a tensor and checks its rank and shape (d1 ignored for 1-D); float dtypes only, or a GGUF
+ * embedding's or head's group-scaled blocks (st_block_dtype) for a 2-D one. */
 const st_tensor *model_require(const rsrc_model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
     const st_tensor *t = st_find(m->ar, name);
     if (!t) rsrc_fatal("%s: missing tensor '%s'", m->ar->path, name);
-    if (!is_float(t->dtype))
+    if (!is_float(t->dtype) && !(ndim == 2 && st_block_dtype(t->dtype) >= 0))
         rsrc_fatal("%s: tensor '%s': dtype %s where a float tensor was expected", t->file, name,
                    st_dtype_name(t->dtype));
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "bpe_json.h"
+#include "rsr_blocks.h"
 #include "rsr_numerics.h"
 #include "rsrc.h"
 
@@ -260,37 +261,31 @@ static float decode_ternary(const char *path, const gguf_tensor *t, uint8_t *out
     return beta != 0 ? beta : 1.0f; /* all zero: any scale */
 }
 
-/* PTQ1_0's element e of a block of 128 (PrismML's): the base-3 digits of qs[0..15] hold elements
- * 16n + m, those of qs[16..23] 80 + 8n + m, qh's (bytes 24, 25) 120 + 2n + h: TQ1_0's packing at half
- * the block. */
-static int code_ptq1(const uint8_t *blk, uint64_t e) { return code_base3(blk, e, 16, 8, 2); }
-
-/* The group-scaled types (one f16 scale a block of qk weights): qk, 0 for any other type. */
-static uint64_t group_qk(uint32_t type) {
-    return type == GGML_Q2_0 ? 64 : type == GGML_Q1_0 || type == GGML_PQ2_0 || type == GGML_PTQ1_0 ? 128 : 0;
+/* The group-scaled types (one f16 scale a block of qk weights, rsr_blocks.h): their enum rsr_dtype,
+ * -1 for any other type; and qk, 0 for any other type. */
+static int32_t group_dtype(uint32_t type) {
+    return type == GGML_Q1_0     ? RSR_DTYPE_Q1_0
+           : type == GGML_Q2_0   ? RSR_DTYPE_Q2_0
+           : type == GGML_PQ2_0  ? RSR_DTYPE_PQ2_0
+           : type == GGML_PTQ1_0 ? RSR_DTYPE_PTQ1_0
+                                 : -1;
 }
+static uint64_t group_qk(uint32_t type) { return rsr_block_weights(group_dtype(type)); }
 
 /* The codes of a Q1_0, Q2_0, PQ2_0 or PTQ1_0 tensor into out (row-major, value + 1: Q1_0 gives 0
  * and 2, Q2_0 and PQ2_0 0..3, PTQ1_0 0..2) and its f16 scales widened into scales [rows][blocks]; a
  * scale that is not finite is refused. */
 static void decode_grouped(const char *path, const gguf_tensor *t, uint8_t *out, float *scales) {
-    const uint64_t qk = group_qk(t->type), n = t->ne[0] * t->ne[1];
-    const uint64_t bytes = t->type == GGML_PQ2_0 ? 34 : t->type == GGML_PTQ1_0 ? 28 : 18;
+    const int32_t dt = group_dtype(t->type);
+    const uint64_t qk = group_qk(t->type), n = t->ne[0] * t->ne[1], bytes = rsr_block_bytes(dt);
     for (uint64_t b = 0; b < n / qk; b++) {
         const uint8_t *blk = t->data + b * bytes;
-        const uint8_t *dp = t->type == GGML_PTQ1_0 ? blk + 26 : blk, *qs = t->type == GGML_PTQ1_0 ? blk : blk + 2;
-        float d = rsr_f16_to_f32((uint16_t)(dp[0] | dp[1] << 8));
+        const float d = rsr_block_scale(dt, blk);
         if (!isfinite(d))
             rsrc_fatal("%s: tensor '%s': block %" PRIu64 " (row %" PRIu64 ") has scale %g", path, t->name, b,
                        b * qk / t->ne[0], d);
         scales[b] = d;
-        uint8_t *o = out + b * qk;
-        if (t->type == GGML_Q1_0)
-            for (uint64_t j = 0; j < qk; j++) o[j] = (uint8_t)(qs[j / 8] >> (j % 8) & 1) * 2;
-        else if (t->type == GGML_PTQ1_0)
-            for (uint64_t j = 0; j < qk; j++) o[j] = (uint8_t)code_ptq1(qs, j);
-        else
-            for (uint64_t j = 0; j < qk; j++) o[j] = (uint8_t)(qs[j / 4] >> (2 * (j % 4)) & 3);
+        rsr_block_codes(dt, blk, out + b * qk);
     }
 }
 
@@ -476,6 +471,12 @@ static void add_grouped_float(st_archive *a, const gguf_file *g, const gguf_tens
     add_tensor(a, name, ST_F32, 2, (int64_t)t->ne[1], (int64_t)t->ne[0], (const uint8_t *)f, n * 4, g->path);
 }
 
+/* An embedding or LM head in a group-scaled type stays in its blocks (the artifact keeps them:
+ * Bonsai 2's 27B has 1.27 G weights in each, 5 GB apiece as f32). */
+static bool kept_in_blocks(const char *name) {
+    return !strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "lm_head.weight");
+}
+
 /* A float tensor: F32, F16 and BF16 in place (rows = ne[1]); Q8_0 and Q6_K widened to f32. */
 static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, char *name) {
     if (t->ndim < 1 || t->ndim > 2)
@@ -513,7 +514,12 @@ static void add_float(st_archive *a, const gguf_file *g, const gguf_tensor *t, c
         return;
     }
     default:
-        if (group_qk(t->type) && t->ndim == 2) { /* a group-scaled embedding or head (PrismML's files may have one) */
+        if (group_qk(t->type) && t->ndim == 2 && kept_in_blocks(name)) { /* Bonsai's files have both so */
+            add_tensor(a, name, (enum st_dtype)(ST_Q1_0 + group_dtype(t->type) - RSR_DTYPE_Q1_0), 2, d0, d1, t->data,
+                       t->nbytes, g->path);
+            return;
+        }
+        if (group_qk(t->type) && t->ndim == 2) {
             add_grouped_float(a, g, t, name);
             return;
         }
@@ -1140,7 +1146,7 @@ void gguf_model_load(rsrc_model *m, const char *path) {
         if (proj >= 0) {
             add_ternary(a, m, g, t, name, proj, m->lazy), ternary_type = t->type, all_tq &= act_q8k_type(t);
             if (model_fold_lists(m, t->name)) model_fold_add(m, name);
-        } else if (m->layer_kind && group_qk(t->type))
+        } else if (m->layer_kind && group_qk(t->type) && !kept_in_blocks(name))
             add_grouped_float(a, g, t, name); /* qwen35's beta and alpha rows, quantised as its matrices */
         else
             add_float(a, g, t, name);

@@ -8,7 +8,10 @@
 #include "support/diag.h"
 
 /* ---- safetensors.c: memory-mapped checkpoint, single file, shard index or directory ---- */
-enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_U8, ST_I8 };
+/* ST_Q1_0 to ST_PTQ1_0: a GGUF file's embedding or head kept in its group-scaled blocks (rsr_blocks.h;
+ * nbytes is the blocks'), which the artifact keeps as they are; st_block_dtype gives the enum
+ * rsr_dtype of one, -1 of the others */
+enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_U8, ST_I8, ST_Q1_0, ST_Q2_0, ST_PQ2_0, ST_PTQ1_0 };
 typedef struct st_tensor {
     char *name;
     enum st_dtype dtype;
@@ -34,6 +37,7 @@ st_archive *st_open(const char *path);
 const st_tensor *st_find(const st_archive *a, const char *name);
 void st_close(st_archive *a);
 const char *st_dtype_name(enum st_dtype t);
+int32_t st_block_dtype(enum st_dtype t);
 float st_get_f32(const st_tensor *t, int64_t i); /* element i widened to float */
 void st_release(const st_tensor *t);             /* its pages leave the resident set */
 void st_release_bytes(const uint8_t *data, uint64_t n);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "rsrc.h"
+#include "rsr_blocks.h"
 #include "rsr_numerics.h"
 #include "utf8.h"
 
@@ -31,7 +32,19 @@ static const struct {
     {"F32", ST_F32, 4}, {"F16", ST_F16, 2}, {"BF16", ST_BF16, 2}, {"U8", ST_U8, 1}, {"I8", ST_I8, 1},
 };
 
+int32_t st_block_dtype(enum st_dtype t) {
+    switch (t) {
+    case ST_Q1_0: return RSR_DTYPE_Q1_0;
+    case ST_Q2_0: return RSR_DTYPE_Q2_0;
+    case ST_PQ2_0: return RSR_DTYPE_PQ2_0;
+    case ST_PTQ1_0: return RSR_DTYPE_PTQ1_0;
+    default: return -1;
+    }
+}
+
 const char *st_dtype_name(enum st_dtype t) {
+    static const char *blocks[] = {"Q1_0", "Q2_0", "PQ2_0", "PTQ1_0"}; /* not safetensors' names: GGUF's */
+    if (st_block_dtype(t) >= 0) return blocks[t - ST_Q1_0];
     for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
         if (dtypes[i].dtype == t) return dtypes[i].name;
     return "?";
@@ -556,8 +569,15 @@ float st_get_f32(const st_tensor *t, int64_t i) {
     }
     case ST_U8: return (float)p[i];
     case ST_I8: return (float)(int8_t)p[i];
+    default: { /* a group-scaled block's element: its block decoded */
+        const int32_t dt = st_block_dtype(t->dtype);
+        const uint32_t qk = rsr_block_weights(dt);
+        const uint8_t *blk = p + (uint64_t)i / qk * rsr_block_bytes(dt);
+        uint8_t codes[128];
+        rsr_block_codes(dt, blk, codes);
+        return rsr_block_scale(dt, blk) * (float)((int)codes[i % qk] - 1);
     }
-    return 0;
+    }
 }
 
 /* Drops the mapped pages of a tensor that has been consumed: the compiler streams the model

@@ -21,6 +21,7 @@ enum rsr_model_trait {
     RSR_TRAIT_SCALES,       /* the embedding's or attention's own scale */
     RSR_TRAIT_ATTN_GATE,    /* Qwen3.5's gated attention */
     RSR_TRAIT_PARTIAL_ROPE, /* RoPE on part of each head */
+    RSR_TRAIT_BLOCK_TABLES, /* an embedding or head in group-scaled blocks (rsr_blocks.h) */
     RSR_TRAITS
 };
 
@@ -38,6 +39,7 @@ static const char *const rsr_trait_names[RSR_TRAITS] = {
     "embedding or attention scales",
     "gated attention",
     "RoPE on part of each head",
+    "an embedding or head in group-scaled blocks",
 };
 
 /* The traits the GPU's forward pass lacks: all of them (it runs BitNet, Llama and Falcon-E). */

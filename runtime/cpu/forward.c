@@ -1613,11 +1613,11 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     int32_t H = a->hidden, d = a->head_dim, rd = a->rope_dims ? a->rope_dims : d;
     for (int32_t t = 0; t < rows; t++) {
         const rt_run *r = run_of(runs, nruns, t);
-        const size_t bytes = (size_t)H * dtype_size(a->embed_dtype);
+        const size_t bytes = rsr_dtype_bytes(a->embed_dtype, (size_t)H);
         _Alignas(64) uint8_t buf[RT_ROW_MAX];
         const uint8_t *erow = rt_row(m, a->embed + (size_t)tokens[t] * bytes, bytes, buf, sizeof buf);
         float *h = w->h + (size_t)t * (size_t)H;
-        for (int32_t i = 0; i < H; i++) h[i] = load_elem(erow, a->embed_dtype, i);
+        rt_row_floats(erow, a->embed_dtype, H, h);
         rt_fold_embed(a, m->blob, h); /* a row stored rotated (PrismML's fold) */
         if (a->embed_scale != 0)      /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
             for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;

@@ -79,13 +79,23 @@ static float dot_bf16(const uint16_t *w, const float *x, int32_t n) {
  * every row (full logits) is read through the mapping. */
 static float dot_row_of(const rsr_model *m, int32_t v, const float *x, bool few) {
     const rsr_artifact *a = m->a;
-    const size_t bytes = (size_t)a->hidden * dtype_size(a->lm_head_dtype);
+    const int32_t dt = a->lm_head_dtype;
+    const size_t bytes = rsr_dtype_bytes(dt, (size_t)a->hidden);
     _Alignas(64) uint8_t buf[RT_ROW_MAX];
     const uint8_t *r = few ? rt_row(m, a->lm_head + (size_t)v * bytes, bytes, buf, sizeof buf)
                            : m->rows + a->lm_head + (size_t)v * bytes;
-    if (a->lm_head_dtype == RSR_DTYPE_BF16) return dot_bf16((const uint16_t *)r, x, a->hidden);
+    if (dt == RSR_DTYPE_BF16) return dot_bf16((const uint16_t *)r, x, a->hidden);
     float dot = 0;
-    for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, a->lm_head_dtype, i);
+    const uint32_t qk = rsr_block_weights(dt);
+    if (qk) { /* group-scaled blocks: each decoded, the products in the same order */
+        float w[128];
+        for (int32_t i = 0; i < a->hidden; i += (int32_t)qk, r += rsr_block_bytes(dt)) {
+            rsr_blocks_floats(dt, r, qk, w);
+            for (uint32_t j = 0; j < qk; j++) dot += x[i + (int32_t)j] * w[j];
+        }
+        return dot;
+    }
+    for (int32_t i = 0; i < a->hidden; i++) dot += x[i] * load_elem(r, dt, i);
     return dot;
 }
 static float dot_row(const rsr_model *m, int32_t v, const float *x) { return dot_row_of(m, v, x, false); }
@@ -97,6 +107,10 @@ RT_TEST_HOOK int head_bound_weakened_for_tests;
 /* Row v's n values as floats: f32, bf16, or f16 converted without branches (exact for normal
  * and subnormal values; inf and NaN become NaN, which q8_row refuses), so the loop vectorises. */
 RT_INLINE_BODY void row_floats(const uint8_t *restrict r, int32_t dtype, int32_t n, float *restrict w) {
+    if (rsr_block_weights(dtype)) { /* group-scaled blocks (their scales checked finite by rsrc) */
+        rsr_blocks_floats(dtype, r, (size_t)n, w);
+        return;
+    }
     if (dtype == RSR_DTYPE_F32) {
         memcpy(w, r, sizeof *w * (size_t)n);
         return;
@@ -194,7 +208,7 @@ static void q8_make(rsr_model *m) {
     }
     if (a->head_q8_stride <= 0) return; /* compiled with --no-greedy-head */
     const size_t V = (size_t)a->vocab, n = (size_t)a->hidden, stride = (size_t)a->head_q8_stride;
-    const size_t row_bytes = n * dtype_size(a->lm_head_dtype), huge = (size_t)2 << 20;
+    const size_t row_bytes = rsr_dtype_bytes(a->lm_head_dtype, n), huge = (size_t)2 << 20;
     const size_t size = ((V * stride + 2 * 4 * V) + huge - 1) / huge * huge;
     uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return;

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    18u /* 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    19u /* 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -58,7 +58,16 @@ static inline void rsr_x_put_sums(int8_t *x, int32_t cols, int32_t unit_cols) {
     }
 }
 
-enum rsr_dtype { RSR_DTYPE_F32 = 0, RSR_DTYPE_F16 = 1, RSR_DTYPE_BF16 = 2 };
+/* The last four: an embedding or LM head kept in its GGUF file's blocks (rsr_blocks.h), only there */
+enum rsr_dtype {
+    RSR_DTYPE_F32 = 0,
+    RSR_DTYPE_F16 = 1,
+    RSR_DTYPE_BF16 = 2,
+    RSR_DTYPE_Q1_0 = 3,
+    RSR_DTYPE_Q2_0 = 4,
+    RSR_DTYPE_PQ2_0 = 5,
+    RSR_DTYPE_PTQ1_0 = 6
+};
 /* GELU: the tanh approximation (Gemma3), docs/numerics.md */
 enum rsr_activation { RSR_ACT_RELU2 = 0, RSR_ACT_SILU = 1, RSR_ACT_GELU = 2 };
 
@@ -241,7 +250,7 @@ typedef struct rsr_artifact {
     float attn_scale;  /* the attention scores' factor; 0: 1/sqrtf(head_dim) */
     const uint8_t *blob;
     uint64_t blob_size;
-    uint64_t embed, lm_head; /* [vocab][hidden]; lm_head == embed when tied */
+    uint64_t embed, lm_head; /* [vocab][hidden] (rsr_dtype_bytes(dtype, hidden) a row); lm_head == embed when tied */
     int32_t embed_dtype, lm_head_dtype;
     uint64_t final_norm; /* f32 [hidden] */
     const rsr_artifact_layer *layer;

@@ -9,6 +9,7 @@
 
 #include "rsr.h"
 #include "rsr_artifact.h"
+#include "rsr_blocks.h"
 #include "rsr_numerics.h"
 
 #define RSR_ERRMSG_SIZE 1024
@@ -284,7 +285,7 @@ void rt_rows_close(rsr_model *m);
 extern RT_TEST_HOOK int head_bound_weakened_for_tests, head_sample_policy_for_tests, louver_bound_weakened_for_tests,
     spec_accept_weakened_for_tests;
 
-/* Element i of a row of a 16- or 32-bit float tensor, widened exactly. */
+/* Element i of a row of a 16- or 32-bit float tensor, widened exactly (rt_row_floats: any dtype's row). */
 static inline float load_elem(const uint8_t *row, int32_t dtype, int32_t i) {
     switch (dtype) {
     case RSR_DTYPE_BF16: {
@@ -334,6 +335,13 @@ static inline bool rt_sampler_plain_greedy(const rsr_sampler_params *p) {
     return !p || (!(p->temperature > 0) && !rt_sampler_penalises(p));
 }
 
-static inline size_t dtype_size(int32_t dtype) { return dtype == RSR_DTYPE_F32 ? 4 : 2; }
+/* A row of n elements of an embedding or head (any enum rsr_dtype) as floats, widened exactly. */
+static inline void rt_row_floats(const uint8_t *row, int32_t dtype, int32_t n, float *out) {
+    if (rsr_block_weights(dtype)) {
+        rsr_blocks_floats(dtype, row, (size_t)n, out);
+        return;
+    }
+    for (int32_t i = 0; i < n; i++) out[i] = load_elem(row, dtype, i);
+}
 
 #endif

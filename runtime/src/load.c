@@ -79,8 +79,8 @@ typedef struct span {
 } span;
 static int copied_spans(const rsr_artifact *a, bool all, span out[3], span rows[2], int *nrows) {
     const size_t page = 4096, H = (size_t)a->hidden, V = (size_t)a->vocab;
-    span cold[2] = {{(size_t)a->embed, (size_t)a->embed + V * H * dtype_size(a->embed_dtype)},
-                    {(size_t)a->lm_head, (size_t)a->lm_head + V * H * dtype_size(a->lm_head_dtype)}};
+    span cold[2] = {{(size_t)a->embed, (size_t)a->embed + V * rsr_dtype_bytes(a->embed_dtype, H)},
+                    {(size_t)a->lm_head, (size_t)a->lm_head + V * rsr_dtype_bytes(a->lm_head_dtype, H)}};
     int nc = all ? 0 : a->lm_head == a->embed ? 1 : 2;
     if (nc == 2 && cold[1].from < cold[0].from) {
         span t = cold[0];

@@ -241,6 +241,7 @@ static rsr_status check_gpu(rsr_model *m) {
         [RSR_TRAIT_GELU] = a->activation == RSR_ACT_GELU,
         [RSR_TRAIT_SCALES] = a->embed_scale != 0 || a->attn_scale != 0,
         [RSR_TRAIT_PARTIAL_ROPE] = a->rope_dims != 0,
+        [RSR_TRAIT_BLOCK_TABLES] = rsr_block_weights(a->embed_dtype) || rsr_block_weights(a->lm_head_dtype),
     };
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rsr_artifact_layer *L = &a->layer[l];
@@ -305,9 +306,10 @@ static rsr_status check_artifact(rsr_model *m) {
     for (int which = 0; which < 2; which++) {
         int32_t dt = which ? a->lm_head_dtype : a->embed_dtype;
         uint64_t off = which ? a->lm_head : a->embed;
-        if (dt != RSR_DTYPE_F32 && dt != RSR_DTYPE_F16 && dt != RSR_DTYPE_BF16) return BAD("dtype %d", dt);
-        uint64_t size = dt == RSR_DTYPE_F32 ? 4 : 2;
-        if (!blob_range_ok(a, off, V * H * size, size))
+        if (dt < RSR_DTYPE_F32 || dt > RSR_DTYPE_PTQ1_0 || (rsr_block_weights(dt) && H % rsr_block_weights(dt)))
+            return BAD("%s dtype %d for %llu columns", which ? "lm_head" : "embedding", dt, (unsigned long long)H);
+        const uint64_t size = dt == RSR_DTYPE_F32 ? 4 : rsr_block_weights(dt) ? 1 : 2; /* the alignment */
+        if (!blob_range_ok(a, off, V * rsr_dtype_bytes(dt, H), size))
             return BAD("%s at %llu leaves the %llu-byte blob", which ? "lm_head" : "embedding", (unsigned long long)off,
                        (unsigned long long)a->blob_size);
     }

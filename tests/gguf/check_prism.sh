@@ -8,7 +8,8 @@
 # weights; each matrix's input rounded to Q8_0 where rsrc rounds it, in the rotated basis: a random
 # model's logits move by ~4% with int8 inputs, more than the bar's 2e-2): max |difference| <= 2e-2 of
 # the largest logit and the same argmax. References that forget the signs, the permutation, the
-# embedding's inverse or the head's rotation must disagree (the test sees each). The C printer, the
+# embedding's inverse or the head's rotation must disagree (the test sees each). An embedding and head
+# in PTQ1_0, PQ2_0, Q2_0 or Q1_0 blocks (as Bonsai 2 ships them) are kept so and read right. The C printer, the
 # RSR forms and the portable target give the default artifact's bits. PQ2_0 blocks
 # under the legacy id 42 give the bits of type 142. Every corrupted fold key is refused, naming it,
 # and leaves no output.
@@ -76,6 +77,35 @@ fold write "$work/src/model.gguf" "$work/legacy.gguf" --type pq2_0 --seed 3 --le
 grep -q "type 42 holds PQ2_0's blocks" "$work/legacy.log"
 "$build/rsr-run" "$work/legacy.so" --tokens "$short" -n 1 --logits "$work/legacy.8.f32" >/dev/null 2>&1
 cmp "$work/legacy.8.f32" "$work/pq2_0.8.f32"
+# Bonsai 2's files keep the embedding and the head in group-scaled blocks too: the artifact keeps
+# them so (--info says which), and the logits are the reference's reading the same blocks; an untied
+# head in each of the four types, at once and one token a step, and a tied one
+"$build/rsr-mkmodel" --gguf-arch qwen35 --format gguf-q2 --seed 5 --ssm-heads 2,6 --ssm-head 64 --hidden 256 \
+  --intermediate 512 --layers 4 --heads 8 --kv-heads 4 --head-dim 32 --untied --out "$work/untied" >/dev/null 2>&1
+tables() { # NAME SOURCE TYPE TOKENS: compiled, its manifest's tables, its logits against the reference
+  local name=$1 src=$2 et=$3 ids=$4 k
+  k=$(echo "$ids" | tr , '\n' | wc -l)
+  fold write "$src" "$work/$name.gguf" --type ptq1_0 --seed 4 --embed-type "$et"
+  "$build/rsrc" "$work/$name.gguf" -o "$work/$name.so" -O0
+  "$build/rsr-run" "$work/$name.so" --info >"$work/$name.info"
+  local want="embedding ${et^^} blocks"
+  if [ "$name" = tied ]; then want="$want, the head tied"; else want="$want
+head ${et^^} blocks"; fi
+  grep -A1 '^embedding ' "$work/$name.info" | grep -vx -- '--' >"$work/$name.tables"
+  [ "$(head -n "$(echo "$want" | wc -l)" "$work/$name.tables")" = "$want" ] || {
+    echo "$who: $name: the artifact's tables are not kept as ${et^^} blocks:" >&2
+    cat "$work/$name.tables" >&2
+    exit 1
+  }
+  "$build/rsr-run" "$work/$name.so" --tokens "$ids" -n 1 --logits "$work/$name.f32" >/dev/null 2>&1
+  "$build/rsr-run" "$work/$name.so" --tokens "$ids" -n 1 -b 1 --logits "$work/$name.b1.f32" >/dev/null 2>&1
+  cmp "$work/$name.f32" "$work/$name.b1.f32"
+  fold reference "$work/$name.gguf" "$ids" --act-q8 --json "$work/$name.ref.json"
+  python3 "$here/qwen35_model.py" compare "$work/$name.ref.json" "$k" "$work/$name.f32" 0.02
+}
+tables untied-ptq1_0 "$work/untied/model.gguf" ptq1_0 "$prompt"
+for et in pq2_0 q2_0 q1_0; do tables "untied-$et" "$work/untied/model.gguf" $et "$short"; done
+tables tied "$work/src/model.gguf" ptq1_0 "$short"
 # corrupted keys: refused, naming the key (and what is wrong), nothing written
 ones() { python3 -c "import sys; print('[' + ','.join(['1'] * int(sys.argv[1])) + ']')" "$1"; }
 refuse() { # EXPECTED-TEXT, then prism_fold.py write's options

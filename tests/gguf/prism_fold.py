@@ -22,6 +22,8 @@
 #   width (--identity: sign_mode identity). --bad KEY=JSON: one fold key replaced (or added) for the
 #   refusal tests; --drop KEY removes one.
 #   --bench: random bytes for the codes and one scale a tensor (seconds for a 27B cut; for timing).
+#   --embed-type pq2_0|ptq1_0|q2_0|q1_0: the embedding (and an untied head) in that type, new random
+#   codes and scales per block, as Bonsai 2's files store them.
 # reference MODEL.gguf IDS --json OUT: the logits after each prefix of IDS of the model with the fold
 #   undone in float64 (the primal weights W . H_B S P, the embedding's rows s * H_B z), nothing
 #   quantised but the weights; --ablate signs|perm|embed|head: a fold undone without its signs, its
@@ -189,6 +191,28 @@ def ternary_bytes(args, rng, typ, ne):
     return b''.join(blocks)
 
 
+EMBED_TYPES = {'pq2_0': PQ2_0, 'ptq1_0': PTQ1_0, 'q2_0': Q2_0, 'q1_0': q3.Q1_0}
+
+
+def table_bytes(args, rng, typ, ne):
+    """--embed-type: the embedding's (and an untied head's) new random codes and scales in that type
+    (--bench: random bytes, one scale)."""
+    n, cols = math.prod(ne), ne[0]
+    qk, size = q3.BLOCK[typ]
+    if args.bench:
+        block = bytearray(rng.randbytes(n // qk * size))
+        d, at = struct.pack('<e', 1.0 / math.sqrt(cols)), 26 if typ == PTQ1_0 else 0
+        block[at::size], block[at + 1::size] = d[:1] * (n // qk), d[1:] * (n // qk)
+        return bytes(block)
+    if typ == Q2_0:
+        return b''.join(q3.q2_block(rng, cols, False) for _ in range(n // 64))
+    if typ == q3.Q1_0:
+        return b''.join(q3.q1_block(rng, cols) for _ in range(n // 128))
+    block = pq2_block if typ == PQ2_0 else ptq1_block
+    return b''.join(block(rng.uniform(0.5, 1.5) / math.sqrt(cols), [rng.choice((0, 1, 2)) for _ in range(128)])
+                    for _ in range(n // 128))
+
+
 def write(args):
     """SRC's tensors with the listed kinds' codes new, written a tensor at a time (the header first:
     every size is known before any code is drawn)."""
@@ -203,6 +227,11 @@ def write(args):
             if args.bench or not args.only or kind_of(name) in args.only.split(','):
                 folded.append(name)
                 widths.add(ne[0])
+            continue
+        if args.embed_type and name in ('token_embd.weight', 'output.weight'):  # as Bonsai 2's files have them
+            et = EMBED_TYPES[args.embed_type]
+            qk, size = q3.BLOCK[et]
+            plan.append((name, ne, et, n // qk * size, None))
             continue
         if t not in (0, 1, 30):  # ternary tensors the fold does not list (none in rsr-mkmodel's qwen35)
             sys.exit('prism_fold.py: %s: %s is of type %d' % (args.src, name, t))
@@ -243,7 +272,12 @@ def write(args):
     with open(tmp, 'wb') as f:
         f.write(head + bytes(q3.pad(len(head))))
         for name, ne, t, size, src in plan:
-            raw = ternary_bytes(args, codes_rng, typ, ne) if src is None else buf[src:src + size]
+            if src is not None:
+                raw = buf[src:src + size]
+            elif name in ('token_embd.weight', 'output.weight'):
+                raw = table_bytes(args, codes_rng, t, ne)
+            else:
+                raw = ternary_bytes(args, codes_rng, typ, ne)
             assert len(raw) == size, name
             f.write(raw)
             f.write(bytes(q3.pad(size)))
@@ -402,6 +436,8 @@ def main():
     w.add_argument('--drop', action='append', default=[], help='KEY: a fold key left out')
     w.add_argument('--no-fold', action='store_true', help='no prism.hadamard keys (the codes alone)')
     w.add_argument('--only', help='KIND,...: fold only these kinds (and output, embed)')
+    w.add_argument('--embed-type', choices=sorted(EMBED_TYPES),
+                   help='the embedding and an untied head in this type, new random codes (as Bonsai 2 ships them)')
     w.add_argument('--bench', action='store_true',
                    help='codes from random bytes (PQ2_0: a quarter +2) and one scale a tensor: fast, for timing')
     r = sub.add_parser('reference')

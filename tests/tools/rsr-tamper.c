@@ -2,7 +2,8 @@
  * rsr-tamper — writes a copy of a compiled model with fields of its artifact descriptor
  * overwritten, as damage or an attacker would: the tests check that the runtime refuses it.
  * Usage: rsr-tamper IN.so OUT.so FIELD=VALUE...
- * Fields: abi_version hidden num_layers vocab max_positions head_dim blob_size embed final_norm;
+ * Fields: abi_version hidden num_layers vocab max_positions head_dim blob_size embed final_norm
+ * activation rope_dims embed_dtype lm_head_dtype;
  * flip=N flips the low bit of byte N of the constants (the blob) instead.
  * The descriptor is found through the ELF symbol table; offsets come from rsr_artifact.h.
  */
@@ -28,8 +29,9 @@ static const struct {
 } fields[] = {
 #define FIELD(f)                                                                                                       \
     { #f, offsetof(rsr_artifact, f), sizeof(((rsr_artifact *)0)->f) }
-    FIELD(abi_version), FIELD(hidden), FIELD(num_layers), FIELD(vocab),      FIELD(max_positions), FIELD(head_dim),
-    FIELD(blob_size),   FIELD(embed),  FIELD(final_norm), FIELD(activation), FIELD(rope_dims),
+    FIELD(abi_version), FIELD(hidden),      FIELD(num_layers),    FIELD(vocab),      FIELD(max_positions),
+    FIELD(head_dim),    FIELD(blob_size),   FIELD(embed),         FIELD(final_norm), FIELD(activation),
+    FIELD(rope_dims),   FIELD(embed_dtype), FIELD(lm_head_dtype),
 #undef FIELD
 };
 

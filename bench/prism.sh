@@ -13,12 +13,15 @@
 # blocks under their legacy id 42 and has no fold: the unfolded PQ2_0 bytes written again with id 42
 # for it, greedy text after "hello world" compared first (8 tokens), then its llama-bench (prefill
 # of --prompt, 32 tokens of decode) in every round beside rsrc's unfolded artifact.
+# --avx2: rsrc held to AVX2 (--target avx2, RSR_CPU=avx2), to measure the instruction set on a
+# newer CPU beside a fork built the same way (build-prism.sh DIR -DGGML_NATIVE=OFF -DGGML_AVX2=ON):
+# the instruction set, not an older core's speed.
 # Usage: bench/prism.sh [--rounds N] [--threads T] [--layers L] [--vocab V] [--prompt P] [--block B] [--build DIR]
-#                       [--peer BIN]
+#                       [--peer BIN] [--avx2]
 # Work stays in BUILD/prism-bench/ between runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build rounds=3 threads=1 layers=4 vocab=16384 prompt=128 block=1024 peer=
+build=$root/build rounds=3 threads=1 layers=4 vocab=16384 prompt=128 block=1024 peer= isa=
 while [ $# -gt 0 ]; do
   case $1 in
   --rounds) rounds=$2; shift 2 ;;
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
   --block) block=$2; shift 2 ;;
   --build) build=$2; shift 2 ;;
   --peer) peer=$2; shift 2 ;;
+  --avx2) isa=avx2; shift ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "prism.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -52,18 +56,19 @@ for v in $variants; do
   ptq1) args=(--type ptq1_0) ;;
   esac
   [ -f "$f" ] || python3 "$root/tests/gguf/prism_fold.py" write "$src/model.gguf" "$f" --bench --block "$block" "${args[@]}"
-  so=${f%.gguf}.so
+  so=${f%.gguf}${isa:+-$isa}.so
   if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
-    say "compiling $v"
-    "$build/rsrc" "$f" -o "$so"
+    say "compiling $v${isa:+ for $isa}"
+    "$build/rsrc" "$f" ${isa:+--target $isa} -o "$so"
   fi
 done
+run() { if [ -n "$isa" ]; then RSR_CPU=$isa "$build/rsr-run" "$@"; else "$build/rsr-run" "$@"; fi; }
 nofold=$work/pq2-nofold-$layers-$vocab-$block
 if [ -n "$peer" ]; then
   fork=$work/fork42-$layers-$vocab-$block.gguf
   [ -f "$fork" ] || python3 "$root/tests/gguf/prism_fold.py" write "$src/model.gguf" "$fork" --bench --block "$block" \
     --type pq2_0 --no-fold --legacy42
-  mine=$("$build/rsr-run" "$nofold.so" -p "hello world" -n 8 --temp 0 -t "$threads" 2>/dev/null | tr -d '\n')
+  mine=$(run "$nofold${isa:+-$isa}.so" -p "hello world" -n 8 --temp 0 -t "$threads" 2>/dev/null | tr -d '\n')
   theirs=$("$peer/llama-simple" -m "$fork" -n 8 "hello world" 2>/dev/null | tr -d '\n' | sed 's/^<|begin_of_text|>//')
   [ "$mine" = "$theirs" ] || { say "greedy text differs: rsrc '$mine', the fork '$theirs'"; exit 1; }
   say "greedy text after 'hello world' agrees with the fork's (8 tokens)"
@@ -73,7 +78,7 @@ runs=$work/runs.jsonl
 for r in $(seq 1 "$rounds"); do
   say "round $r of $rounds"
   for v in $variants; do
-    "$build/rsr-run" "$work/$v-$layers-$vocab-$block.so" --bench -p "$prompt" -n 32 -r 1 -t "$threads" -o json \
+    run "$work/$v-$layers-$vocab-$block${isa:+-$isa}.so" --bench -p "$prompt" -n 32 -r 1 -t "$threads" -o json \
       2>/dev/null | python3 -c "import json,sys; r=json.load(sys.stdin); t={('p' if x['n_prompt'] else 'd'): \
 x['tok_s_mean'] for x in r}; print(json.dumps({'v': sys.argv[1], 'prefill': t['p'], 'decode': t['d']}))" "$v" >>"$runs"
   done
@@ -83,19 +88,21 @@ print(json.dumps({'v': 'fork', 'prefill': t['p'], 'decode': t['d']}))" >>"$runs"
 done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 family=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -1)
-python3 - "$runs" "$work" "$layers-$vocab-$block" "$cpu (family $family)" "$threads" "$prompt" "$block" <<'PY'
+python3 - "$runs" "$work" "$layers-$vocab-$block" "$cpu (family $family)" "$threads" "$prompt" "$block" "$isa" <<'PY'
 import json, os, statistics, sys
-path, work, tag, cpu, threads, prompt, block = sys.argv[1:]
+path, work, tag, cpu, threads, prompt, block, isa = sys.argv[1:]
 runs = [json.loads(l) for l in open(path)]
 def med(v, key):
     return statistics.median(r[key] for r in runs if r['v'] == v)
 n = sum(r['v'] == 'pq2' for r in runs)
-print(f"{cpu}; {threads} threads; medians of {n} alternating rounds, tokens/s; fold blocks of {block}")
+held = f"; rsrc held to {isa} (--target {isa}, RSR_CPU={isa})" if isa else ""
+print(f"{cpu}; {threads} threads; medians of {n} alternating rounds, tokens/s; fold blocks of {block}{held}")
 print(f"{'':22} {'prefill ' + prompt:>12} {'decode':>8} {'GGUF MB':>9} {'artifact MB':>12}")
 for v, name in (('pq2', 'PQ2_0, folded'), ('pq2-nofold', 'PQ2_0, no fold'), ('ptq1', 'PTQ1_0, folded')):
     f = os.path.join(work, f"{v}-{tag}")
+    so = f + (f"-{isa}" if isa else "") + '.so'
     print(f"{name:22} {med(v, 'prefill'):12.2f} {med(v, 'decode'):8.2f} {os.path.getsize(f + '.gguf') / 1e6:9.1f} "
-          f"{os.path.getsize(f + '.so') / 1e6:12.1f}")
+          f"{os.path.getsize(so) / 1e6:12.1f}")
 print(f"{'fold: folded / not':22} {med('pq2', 'prefill') / med('pq2-nofold', 'prefill'):11.3f}x "
       f"{med('pq2', 'decode') / med('pq2-nofold', 'decode'):7.3f}x")
 print(f"{'PTQ1_0 / PQ2_0':22} {med('ptq1', 'prefill') / med('pq2', 'prefill'):11.3f}x "

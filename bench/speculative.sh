@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Speculative decoding beside plain decoding: rsr-run on MODEL.so with the same input, without
 # --spec-type and with each variant asked for (VARIANTS, default "ngram-simple"; "draft:D.so" for
-# a draft model), alternating round by round; per variant the median decode tok/s, its ratio to
+# a draft model, "draft:D.so@P" with --draft-p-min P), alternating round by round; per variant the median decode tok/s, its ratio to
 # plain decoding's median, the acceptance, and whether the tokens were plain decoding's (greedy:
 # they must be). docs/performance.md, "Speculative decoding".
 # Usage: [VARIANTS="ngram-simple draft:d.so"] bench/speculative.sh MODEL.so ROUNDS RSR-RUN-ARGS...
@@ -20,6 +20,7 @@ for r in $(seq 1 "$rounds"); do
   for i in "${!variants[@]}"; do # files by the variant's place: a draft's path has slashes
     v=${variants[$i]}
     case $v in
+      draft:*@*) d=${v#draft:} && args=(-md "${d%@*}" --draft-p-min "${d##*@}") ;;
       draft:*) args=(-md "${v#draft:}") ;;
       *) args=(--spec-type "$v") ;;
     esac

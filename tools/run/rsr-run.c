@@ -82,6 +82,8 @@ static void usage(FILE *out) {
           "                        or draft (-md, --model-draft FILE: a model of the same vocabulary)\n"
           "  --draft-max N         the most tokens proposed at once (default 16)\n"
           "  --draft-min N         fewer proposed than this: an ordinary step (default 0)\n"
+          "  --draft-p-min P       the draft model proposes while its guess has probability P or more\n"
+          "                        by its own softmax (default 0.75; 0: always --draft-max guesses)\n"
           "\n"
           "attention:\n"
           "  --kv T                the KV cache's element type: bf16 (default: 2 bytes, K and V rounded\n"
@@ -706,6 +708,7 @@ enum {
     O_MODEL_DRAFT,
     O_DRAFT_MAX,
     O_DRAFT_MIN,
+    O_DRAFT_P_MIN,
     O_REPEAT,
     O_JSON,
     O_PG,
@@ -767,6 +770,7 @@ static const struct option longs[] = {
     {"draft-max", required_argument, 0, O_DRAFT_MAX},
     {"draft", required_argument, 0, O_DRAFT_MAX},
     {"draft-min", required_argument, 0, O_DRAFT_MIN},
+    {"draft-p-min", required_argument, 0, O_DRAFT_P_MIN},
     {"model-draft", required_argument, 0, O_MODEL_DRAFT},
     {"repeat", required_argument, 0, O_REPEAT},
     {"json", no_argument, 0, O_JSON},
@@ -867,6 +871,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         case O_MODEL_DRAFT: a->o.draft_path = optarg; break;
         case O_DRAFT_MAX: a->o.draft_max = (int32_t)parse_num("--draft-max", optarg, 1, 256); break;
         case O_DRAFT_MIN: a->o.draft_min = (int32_t)parse_num("--draft-min", optarg, 0, 256); break;
+        case O_DRAFT_P_MIN: a->o.draft_p_min = 1 + parse_float("--draft-p-min", optarg, 0, 1); break;
         case O_HEAD:
             a->head_opt = "--head";
             if (!strcmp(optarg, "exact"))

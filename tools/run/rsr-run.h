@@ -37,6 +37,7 @@ typedef struct run_options {
     int spec;                     /* --spec-type: speculative decoding (enum spec_type) */
     const char *draft_path;       /* -md/--model-draft: the draft model (--spec-type draft) */
     int32_t draft_max, draft_min; /* --draft-max (0: 16), --draft-min */
+    float draft_p_min;            /* --draft-p-min, as given plus 1 (0: not given, the default 0.75) */
 } run_options;
 
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -61,6 +62,9 @@ typedef struct spec_draft { /* --spec-type draft: the draft model and its sessio
     rsr_session *s;
     int32_t *held; /* the tokens its cache holds (a prefix of the text, then its own guesses) */
     int32_t n_held, ctx;
+    float p_min;   /* --draft-p-min: a guess less likely than this (by the draft's softmax) ends the draft */
+    float *logits; /* [vocab] when p_min > 0 */
+    int32_t vocab;
 } spec_draft;
 typedef struct spec_state {
     bool on;           /* asked for, greedy, and the model's cache goes back by positions */

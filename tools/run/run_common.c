@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <time.h>
 
@@ -62,8 +63,27 @@ static void hist_push(spec_state *sp, const int32_t *tokens, int32_t n) {
     sp->n_hist += n;
 }
 
-/* --spec-type draft: the draft model's greedy continuation of the text, at most max tokens; their
- * number (0: the draft's context is full). Its cache keeps what it holds of the text: it goes back
+/* The draft's next guess after evaluating tokens [n]: its greedy token, and false when --draft-p-min
+ * asks for a probability (the draft's softmax) the guess has not. */
+static bool draft_guess(spec_draft *d, const int32_t *tokens, int32_t n, int32_t *guess) {
+    if (!(d->p_min > 0)) {
+        if (d->api.session_eval_greedy(d->s, tokens, n, guess) != RSR_OK) die("-md: %s", d->api.session_errmsg(d->s));
+        return true;
+    }
+    if (d->api.session_eval(d->s, tokens, n, d->logits) != RSR_OK) die("-md: %s", d->api.session_errmsg(d->s));
+    int32_t best = 0;
+    for (int32_t v = 1; v < d->vocab; v++)
+        if (d->logits[v] > d->logits[best] || (d->logits[best] != d->logits[best] && d->logits[v] == d->logits[v]))
+            best = v;
+    double z = 0;
+    for (int32_t v = 0; v < d->vocab; v++) z += exp((double)d->logits[v] - (double)d->logits[best]);
+    *guess = best;
+    return 1 / z >= d->p_min; /* NaN logits: z NaN, no guess */
+}
+
+/* --spec-type draft: the draft model's greedy continuation of the text, at most max tokens and none
+ * after a guess below --draft-p-min; their number (0: the draft's context is full, or its first
+ * guess is unsure). Its cache keeps what it holds of the text: it goes back
  * to where that and the text part, reads the rest of the text, then guesses on its own. */
 static int32_t model_draft(spec_state *sp, int32_t *draft, int32_t max) {
     spec_draft *d = sp->draft;
@@ -81,12 +101,11 @@ static int32_t model_draft(spec_state *sp, int32_t *draft, int32_t max) {
     const int32_t n = sp->n_hist - same;
     memcpy(d->held + same, sp->hist + same, sizeof *d->held * (size_t)n);
     d->n_held = sp->n_hist;
-    if (d->api.session_eval_greedy(d->s, sp->hist + same, n, &draft[0]) != RSR_OK)
-        die("-md: %s", d->api.session_errmsg(d->s));
+    if (!draft_guess(d, sp->hist + same, n, &draft[0])) return 0;
     for (int32_t k = 1; k < max; k++) {
-        if (d->api.session_eval_greedy(d->s, &draft[k - 1], 1, &draft[k]) != RSR_OK)
-            die("-md: %s", d->api.session_errmsg(d->s));
+        const bool sure = draft_guess(d, &draft[k - 1], 1, &draft[k]);
         d->held[d->n_held++] = draft[k - 1];
+        if (!sure) return k;
     }
     return max;
 }
@@ -131,6 +150,8 @@ static const char *draft_open(spec_state *sp, const run_options *o, rsr_model *m
     d->ctx = dp.max_positions = ctx < di.max_positions ? ctx : di.max_positions;
     if (d->api.session_create(d->m, &dp, &d->s) != RSR_OK) die("-md %s: %s", o->draft_path, d->api.model_errmsg(d->m));
     if (!(d->held = malloc(sizeof *d->held * (size_t)(d->ctx + 1)))) die("out of memory");
+    d->p_min = o->draft_p_min > 0 ? o->draft_p_min - 1 : 0.75f, d->vocab = di.vocab_size;
+    if (d->p_min > 0 && !(d->logits = malloc(sizeof *d->logits * (size_t)d->vocab))) die("out of memory");
     return NULL;
 }
 
@@ -139,7 +160,7 @@ static void draft_close(spec_draft *d) {
     if (d->s) d->api.session_free(d->s);
     if (d->m) d->api.model_close(d->m);
     if (d->api.handle) dlclose(d->api.handle);
-    free(d->held), free(d);
+    free(d->held), free(d->logits), free(d);
 }
 
 /* --attention auto attends a decode step's query with Louver from 1024 keys on (AUTO_MIN_KEYS,

@@ -57,10 +57,14 @@ typedef struct serve_params {
     bool cache_prompt; /* reuse a slot's cache of an earlier request (llama-server's field; default true) */
     char *cache_salt;  /* vLLM's field: only requests of the same salt (and API key) share cached prefixes */
     float presence_penalty, frequency_penalty; /* OpenAI's, over the penalty's recent tokens */
-    bool logprobs;                             /* the generated tokens' log-probabilities */
-    json_shape *shape;                         /* response_format's JSON: the reply's grammar, or NULL */
-    gbnf_grammar *grammar;                     /* the grammar field's GBNF, or NULL (never with shape) */
-    int32_t top_logprobs;                      /* and this many alternatives per token (0..20) */
+    /* llama-server's speculative.n_max, speculative.n_min, speculative.p_min (-1, -1, NaN: the
+     * server's --draft-max, --draft-min, --draft-p-min); n_max is capped at --draft-max, 0: none */
+    int32_t spec_n_max, spec_n_min;
+    float spec_p_min;
+    bool logprobs;         /* the generated tokens' log-probabilities */
+    json_shape *shape;     /* response_format's JSON: the reply's grammar, or NULL */
+    gbnf_grammar *grammar; /* the grammar field's GBNF, or NULL (never with shape) */
+    int32_t top_logprobs;  /* and this many alternatives per token (0..20) */
     /* chat: the template's variables as JSON text (the messages as given, tool calls and thoughts
      * included; the tools; chat_template_kwargs; add_generation_prompt), rendered by the model's
      * template (rsr_tokenizer_apply_chat_template_json) */

@@ -918,14 +918,16 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
     if (e->ep.session.attention == RSR_ATTENTION_AUTO && SPEC_AUTO_KEYS - 1 - c->n_hist < room)
         room = SPEC_AUTO_KEYS - 1 - c->n_hist;
     if (e->ep.session.batch > 0 && e->ep.session.batch - 1 < room) room = e->ep.session.batch - 1;
-    int32_t max = e->ep.draft_max < sl->k_next ? e->ep.draft_max : sl->k_next;
-    if (max < e->ep.draft_min) max = e->ep.draft_min;
-    if (max > e->ep.draft_max)
-        max = e->ep.draft_max; /* ahead[] holds draft_max + 1: --draft-min above it drafts none */
+    /* the request's speculative.n_max and n_min, else the server's; ahead[] holds --draft-max + 1 */
+    const int32_t dmax = j->p.spec_n_max >= 0 && j->p.spec_n_max < e->ep.draft_max ? j->p.spec_n_max : e->ep.draft_max;
+    const int32_t dmin = j->p.spec_n_min >= 0 ? j->p.spec_n_min : e->ep.draft_min;
+    int32_t max = dmax < sl->k_next ? dmax : sl->k_next;
+    if (max < dmin) max = dmin;
+    if (max > dmax) max = dmax; /* a minimum above the maximum drafts none */
     if (max > room) max = room;
     if (max <= 0) return 0;
     int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);
-    if (k < 1 || k < e->ep.draft_min) return 0;
+    if (k < 1 || k < dmin) return 0;
     draft[0] = q->tokens[0];
     return k;
 }

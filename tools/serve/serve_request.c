@@ -479,7 +479,10 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "top_logprobs",
                                          "presence_penalty",
                                          "frequency_penalty",
-                                         "return_token_ids"};
+                                         "return_token_ids",
+                                         "speculative.n_max",
+                                         "speculative.n_min",
+                                         "speculative.p_min"};
     static const char *const chat_only[] = {
         "tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs", "reasoning_effort", "reasoning_format"};
     static const char *const unserved[] = {"functions", "function_call", "best_of", "suffix",
@@ -577,6 +580,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, ser
     p->max_tokens = -1;
     p->sampler = (rsr_sampler_params){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f}; /* OpenAI's defaults */
     p->repeat_last_n = 64;
+    p->spec_n_max = p->spec_n_min = -1, p->spec_p_min = NAN;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (model && !cJSON_IsNull(model)) {
         if (!cJSON_IsString(model)) return fail(r, "model", "'model' must be a string");
@@ -640,6 +644,15 @@ static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, ser
     v = NAN;
     if (!number(r, root, "frequency_penalty", -2, 2, &v)) return false;
     if (!isnan(v)) p->frequency_penalty = (float)v;
+    v = NAN;
+    if (!integer(r, root, "speculative.n_max", 0, 1 << 30, &v)) return false;
+    if (!isnan(v)) p->spec_n_max = (int32_t)v;
+    v = NAN;
+    if (!integer(r, root, "speculative.n_min", 0, 1 << 30, &v)) return false;
+    if (!isnan(v)) p->spec_n_min = (int32_t)v;
+    v = NAN;
+    if (!number(r, root, "speculative.p_min", 0, 1, &v)) return false; /* a draft model's: none with ngram-simple */
+    p->spec_p_min = (float)v;
     if (!flag(r, root, "return_token_ids", &p->return_token_ids) || (!chat && !flag(r, root, "echo", &p->echo)))
         return false;
     return read_stop(r, root, p) && only_served(r, root, chat);

@@ -186,6 +186,47 @@ def test_eval_draft_keeps_what_decoding_takes(model):
         assert out[:-1] == [greedy[0], greedy[1]][:len(out) - 1]
 
 
+@pytest.fixture(scope="session")
+def hybrid(tmp_path_factory):
+    """A Qwen3.5 hybrid (gated DeltaNet layers and attention) of random weights."""
+    d = tmp_path_factory.mktemp("hybrid")
+    subprocess.run([os.path.join(BUILD, "rsr-mkmodel"), "--gguf-arch", "qwen35", "--format", "gguf-q2", "--seed", "5",
+                    "--ssm-heads", "2,6", "--ssm-head", "64", "--hidden", "256", "--intermediate", "512", "--layers",
+                    "4", "--heads", "8", "--kv-heads", "4", "--head-dim", "32", "--out", str(d / "m")], check=True,
+                   stderr=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BUILD, "rsrc"), str(d / "m" / "model.gguf"), "-O0", "-o", str(d / "m.so")], check=True)
+    with rsr.Model(str(d / "m.so")) as m:
+        yield m
+
+
+def test_eval_draft_rolls_back_a_recurrent_state(hybrid):
+    """A draft's refused tokens leave no trace in the gated DeltaNet state: the state is recorded at the
+    draft's start and the taken tokens replayed, so what follows is the plain session's, bit for bit;
+    truncation can go back anywhere within the draft until the next evaluation."""
+    prompt = [5, 17, 30, 44, 9, 2]
+    with hybrid.session(max_positions=64) as plain:
+        greedy = [plain.eval_greedy(prompt)]
+        for _ in range(10):
+            greedy.append(plain.eval_greedy([greedy[-1]]))
+        after = [list(plain.eval([greedy[-1]]))]
+    with hybrid.session(max_positions=64) as s:
+        g0 = s.eval_greedy(prompt)
+        assert g0 == greedy[0]
+        wrong = (greedy[4] + 1) % hybrid.vocab_size
+        # three of four guesses right: those three, then the model's own token in place of the fourth
+        assert s.eval_draft(greedy[0], greedy[1:4] + [wrong, greedy[5]]) == greedy[1:5]
+        assert s.position == len(prompt) + 4
+        # every guess right, then back within that draft (a replay) and on again
+        assert s.eval_draft(greedy[4], greedy[5:9]) == greedy[5:10]
+        s.truncate(len(prompt) + 6)  # the prompt, then greedy[0..5]
+        for t in range(7, 11):
+            assert s.eval_greedy([greedy[t - 1]]) == greedy[t]
+        assert list(s.eval([greedy[-1]])) == after[0]
+        # a plain evaluation ends the record: no going back into the draft
+        with pytest.raises(rsr.Error, match="cannot truncate"):
+            s.truncate(len(prompt) + 7)
+
+
 def test_kv_types(model):
     logits = {}
     for kv in rsr.Session.KV_TYPES:

@@ -243,7 +243,8 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
-    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state), free(s->dn_snap);
+    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state), free(s->dn_snap), free(s->dn_draft_snap),
+        free(s->dn_draft_in);
     rt_work_free(&s->work);
     rt_lm_head_free(s);
     rt_attention_free(s);
@@ -277,8 +278,11 @@ static rsr_status every_logits(rsr_session *s, int32_t i, int32_t c, int32_t n, 
 static rsr_status every_greedy(rsr_session *s, int32_t i, int32_t c, int32_t n, const rt_head_request *h);
 static void embed_finish(const rsr_artifact *a, int32_t n, const rt_head_request *h);
 
+static rsr_status dn_record_reserve(rsr_session *s, int32_t n);
+
 static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, const rt_head_request *h) {
     rsr_status st;
+    if (s->dn_draft_rec && (st = dn_record_reserve(s, n)) != RSR_OK) return st;
     if (h->kind == RT_HEAD_EMBED) {
         memset(h->embed, 0, sizeof(float) * (size_t)s->model->a->hidden);
         if ((st = eval_steps(s, tokens, n, false, embed_pool, h)) == RSR_OK) embed_finish(s->model->a, n, h);
@@ -306,13 +310,18 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
 static void cpu_session_reset(rsr_session *s) {
     rt_lm_head_forget(s);
     if (s->dn_state) memset(s->dn_state, 0, sizeof(float) * s->model->dn_state_floats);
-    s->dn_snap_pos = -1;
+    s->dn_snap_pos = -1, s->dn_draft_n = 0;
     rt_attention_reset(s);
 }
 
-/* Back to s->pos (rsr_session_truncate checked it): a recurrent state from its snapshot. */
+static void dn_replay(rsr_session *s, int32_t keep);
+
+/* Back to s->pos (rsr_session_truncate checked it): a recurrent state by replaying a draft's kept
+ * tokens, or from its snapshot. */
 static void cpu_session_truncate(rsr_session *s) {
-    if (s->dn_state && s->pos == s->dn_snap_pos)
+    if (s->dn_state && s->dn_draft_n > 0 && s->pos >= s->dn_draft_from && s->pos <= s->dn_draft_from + s->dn_draft_n)
+        dn_replay(s, s->pos - s->dn_draft_from);
+    else if (s->dn_state && s->pos == s->dn_snap_pos)
         memcpy(s->dn_state, s->dn_snap, sizeof(float) * s->model->dn_state_floats);
     rt_attention_truncate(s);
 }
@@ -1393,7 +1402,7 @@ static size_t dn_state_at(const rsr_artifact *a, int32_t l) {
 
 /* Token t of run r is where the run's step keeps its snapshot (DN_SNAP_BACK before its end). */
 static bool dn_snap_token(const rt_run *r, int32_t t) {
-    return r->s->dn_snap && r->n > DN_SNAP_BACK && t == r->row0 + r->n - 1 - DN_SNAP_BACK;
+    return r->s->dn_snap && !r->s->dn_draft_rec && r->n > DN_SNAP_BACK && t == r->row0 + r->n - 1 - DN_SNAP_BACK;
 }
 
 /* ggml's softplus: x above 20, else log(1 + e^x) */
@@ -1468,6 +1477,80 @@ static void deltanet_head(const rsr_model *m, const rsr_artifact_layer *L, float
     for (int32_t i = 0; i < D; i++) oh[i] = (oh[i] * inv) * nw[i] * silu(z[(size_t)h * (size_t)D + (size_t)i]);
 }
 
+/* ---- a draft's record, and its replay (rsr_session.dn_draft_*) ---- */
+
+/* A DeltaNet layer's floats of the state, and of one token's record ([q|k|v] before the
+ * convolution, beta and g) */
+static size_t dn_layer_floats(const rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    for (int32_t l = 0; l < a->num_layers; l++)
+        if (a->layer[l].kind == RSR_LAYER_DELTANET) return dn_state_at(a, l + 1) - dn_state_at(a, l);
+    return 0;
+}
+static size_t dn_token_floats(const rsr_model *m) { return (size_t)m->dn_conv_dim + 2 * (size_t)m->dn_v_heads; }
+
+/* Room in the record for a verification of n tokens */
+static rsr_status dn_record_reserve(rsr_session *s, int32_t n) {
+    const rsr_model *m = s->model;
+    if (!s->dn_draft_snap && !(s->dn_draft_snap = malloc(sizeof(float) * m->dn_state_floats)))
+        return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for a copy of the recurrent state");
+    if (n <= s->dn_draft_cap) return RSR_OK;
+    const size_t layers = m->dn_state_floats / dn_layer_floats(m); /* then n rows of [q|k|v]: dn_replay's */
+    float *in = realloc(s->dn_draft_in, sizeof(float) * (size_t)n * (layers * dn_token_floats(m) + m->dn_conv_dim));
+    if (!in) return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory recording a draft of %d tokens", n);
+    s->dn_draft_in = in, s->dn_draft_cap = n;
+    return RSR_OK;
+}
+
+/* Layer l's part of the record for run r's tokens (before the step's recurrence changes anything):
+ * its state at the draft's first position, and each token's inputs. */
+static void dn_record(const rsr_model *m, const rt_work *w, int32_t l, const rt_run *r) {
+    rsr_session *s = r->s;
+    const size_t at = dn_state_at(m->a, l), LF = dn_layer_floats(m), TF = dn_token_floats(m);
+    const size_t CS = (size_t)m->dn_conv_dim, HS = (size_t)m->dn_v_heads;
+    if (s->pos == s->dn_draft_from) memcpy(s->dn_draft_snap + at, s->dn_state + at, sizeof(float) * LF);
+    float *rec = s->dn_draft_in + at / LF * (size_t)s->dn_draft_cap * TF;
+    for (int32_t t = 0; t < r->n; t++) {
+        float *o = rec + (size_t)(s->pos - s->dn_draft_from + t) * TF;
+        const size_t row = (size_t)(r->row0 + t);
+        memcpy(o, w->dn_qkv + row * CS, sizeof(float) * CS);
+        memcpy(o + CS, w->dn_beta + row * HS, sizeof(float) * HS);
+        memcpy(o + CS + HS, w->dn_g + row * HS, sizeof(float) * HS);
+    }
+}
+
+/* The recurrent state after the draft's first keep tokens: the copy, then those tokens' recurrence
+ * again from the record (the operations of deltanet_recur on the same values: the same bits). */
+static void dn_replay(rsr_session *s, int32_t keep) {
+    const rsr_model *m = s->model;
+    const rsr_artifact *a = m->a;
+    const size_t LF = dn_layer_floats(m), TF = dn_token_floats(m), CS = (size_t)m->dn_conv_dim;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rsr_artifact_layer *L = &a->layer[l];
+        if (L->kind != RSR_LAYER_DELTANET) continue;
+        const size_t at = dn_state_at(a, l), hist = (size_t)(L->dn_conv - 1) * CS, D2 = (size_t)L->dn_head * L->dn_head;
+        float *st = s->dn_state + at, *x = s->dn_draft_in + m->dn_state_floats / LF * (size_t)s->dn_draft_cap * TF;
+        const float *rec = s->dn_draft_in + at / LF * (size_t)s->dn_draft_cap * TF;
+        memcpy(st, s->dn_draft_snap + at, sizeof(float) * LF);
+        for (int32_t t = 0; t < keep; t++) {
+            memcpy(x + (size_t)t * CS, rec + (size_t)t * TF, sizeof(float) * CS);
+            deltanet_mix(m, L, st, x + (size_t)t * CS);
+        }
+        const int32_t Hk = L->dn_k_heads, D = L->dn_head;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(rt_team_of(m))
+        for (int32_t h = 0; h < L->dn_v_heads; h++) {
+            float o[1024], sk[1024]; /* D <= 1024 (model.c) */
+            for (int32_t t = 0; t < keep; t++) {
+                const float *xt = x + (size_t)t * CS, *r = rec + (size_t)t * TF + CS;
+                delta_rule(st + hist + (size_t)h * D2, xt + (size_t)(h % Hk) * (size_t)D,
+                           xt + (size_t)(Hk + h % Hk) * (size_t)D,
+                           xt + 2 * (size_t)Hk * (size_t)D + (size_t)h * (size_t)D, expf(r[L->dn_v_heads + h]), r[h], o,
+                           sk, D);
+            }
+        }
+    }
+}
+
 /* Layer l's recurrence for the rows of every run: the convolution and the norms token by token in
  * each run, then each (run, V head) pair's tokens in order through the head's state, the pairs
  * spread over the team when a run has more than one token (a prompt: 48 heads of a 27B layer keep
@@ -1482,6 +1565,7 @@ static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_r
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, nruns))
     for (int32_t j = 0; j < nruns; j++) { /* sessions apart, each run's tokens in order */
         float *st = runs[j].s->dn_state + at;
+        if (runs[j].s->dn_draft_rec) dn_record(m, w, l, &runs[j]);
         for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++) {
             deltanet_mix(m, L, st, w->dn_qkv + (size_t)t * CS);
             if (dn_snap_token(&runs[j], t)) memcpy(runs[j].s->dn_snap + at, st, sizeof(float) * hist);
@@ -1627,7 +1711,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     }
     for (int32_t j = 0; j < nruns; j++) { /* a failed step's rows count too: they overwrote older ones */
         if (runs[j].s->pos + runs[j].n > runs[j].s->kv_written) runs[j].s->kv_written = runs[j].s->pos + runs[j].n;
-        if (runs[j].s->dn_snap && runs[j].n > DN_SNAP_BACK) runs[j].s->dn_snap_pos = -1; /* overwritten below */
+        if (runs[j].s->dn_snap && !runs[j].s->dn_draft_rec && runs[j].n > DN_SNAP_BACK)
+            runs[j].s->dn_snap_pos = -1; /* overwritten below */
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);
@@ -1639,7 +1724,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     for (int32_t j = 0; j < nruns; j++) {
         rsr_session *s = runs[j].s;
         s->pos += runs[j].n;
-        if (s->dn_snap && runs[j].n > DN_SNAP_BACK) s->dn_snap_pos = s->pos - DN_SNAP_BACK; /* deltanet_recur */
+        if (s->dn_snap && !s->dn_draft_rec && runs[j].n > DN_SNAP_BACK)
+            s->dn_snap_pos = s->pos - DN_SNAP_BACK; /* deltanet_recur */
         const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
         if (head) head_input(m, w->xn + (size_t)j * (size_t)w->widest, last);
     }

@@ -236,10 +236,12 @@ RSR_API int32_t rsr_session_position(const rsr_session *session);
  * what follows gets exactly the bits a session that evaluated only those tokens would give. */
 RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
 /* A model with gated DeltaNet layers (Qwen3.5, docs/qwen35.md) keeps a recurrent state that cannot
- * be unwound: there pos must be 0, the current position, or the position 8 tokens before the end
+ * be unwound: there pos must be 0, the current position, the position 8 tokens before the end
  * of the last eval of more than 8 tokens (a prompt: the session keeps a copy of the state there, as
  * much memory again as the state; the next turn of a chat shares a prompt but for the few tokens
- * that close it), else RSR_ERR_INVALID_ARGUMENT naming the positions allowed. A server that reuses
+ * that close it), or, until the next evaluation, any position within the last
+ * rsr_session_eval_draft's tokens (the state at its start is kept, and the tokens kept are replayed
+ * from their recorded inputs), else RSR_ERR_INVALID_ARGUMENT naming the positions allowed. A server that reuses
  * a conversation's cache thus evaluates the last reply and the new message, not the conversation.
  * Its sessions refuse RSR_ATTENTION_LOUVER (auto attends densely). */
 /* The leading positions whose keys and values are exactly, bit for bit, those an evaluation of
@@ -249,8 +251,9 @@ RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
  * (both exact to the certified bound, not to the bit). */
 RSR_API int32_t rsr_session_reusable(const rsr_session *session);
 /* The largest position at most pos that rsr_session_truncate can go back to: pos itself but for a
- * model with sliding windows (0 below the earliest position allowed) or gated DeltaNet layers (the
- * kept position near the last prompt's end, or 0); the position when pos is past it. */
+ * model with sliding windows (0 below the earliest position allowed) or gated DeltaNet layers (pos
+ * within the last draft's tokens, else the kept position near the last prompt's end, or 0); the
+ * position when pos is past it. */
 RSR_API int32_t rsr_session_reachable(const rsr_session *session, int32_t pos);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
@@ -311,8 +314,11 @@ RSR_API rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *
  * p(d), else the token is drawn from p without d, renormalised (speculative sampling), so each
  * token is drawn from the sampler's distribution p exactly (not the draws a plain session makes
  * from the same *rng). A repetition penalty is refused (RSR_ERR_INVALID_ARGUMENT): its recent
- * tokens would change within the draft. out: n tokens of room. CPU sessions of models whose
- * cache goes back by positions (no gated DeltaNet layers) only: RSR_ERR_NOT_FOUND otherwise. */
+ * tokens would change within the draft. out: n tokens of room. CPU sessions only
+ * (RSR_ERR_NOT_FOUND otherwise). Gated DeltaNet layers: the state at tokens[0]'s position is copied
+ * (as much memory as the state, made once) and each token's inputs to the recurrence recorded; the
+ * cut replays the tokens kept (their recurrence only, not the matrices), the bits an evaluation
+ * of those tokens alone gives. */
 RSR_API rsr_status rsr_session_eval_draft(rsr_session *session, const int32_t *tokens, int32_t n,
                                           const rsr_sampler_params *sampler, uint64_t *rng, int32_t *out,
                                           int32_t *n_out);

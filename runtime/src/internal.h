@@ -130,6 +130,15 @@ struct rsr_session {
      * (-1: none) */
     float *dn_snap;
     int32_t dn_snap_pos;
+    /* forward.c: a draft's verification (rsr_session_eval_draft, dn_draft_rec set by it) records
+     * the recurrent state at its first position dn_draft_from (dn_draft_snap) and each of its tokens'
+     * inputs to the recurrence (dn_draft_in: per DeltaNet layer and token, [q|k|v] before the
+     * convolution, beta and g; room for dn_draft_cap tokens): truncation to any position in
+     * [dn_draft_from, dn_draft_from + dn_draft_n] replays the kept tokens from the copy. Any other
+     * evaluation ends the record (dn_draft_n 0). */
+    float *dn_draft_snap, *dn_draft_in;
+    int32_t dn_draft_from, dn_draft_n, dn_draft_cap;
+    bool dn_draft_rec;
     char err[RSR_ERRMSG_SIZE];
 };
 

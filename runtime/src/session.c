@@ -75,6 +75,7 @@ static int32_t truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kep
 int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
     if (!s || pos <= 0) return 0;
     if (pos >= s->pos) return s->pos;
+    if (s->model->dn_state_floats && s->dn_draft_n > 0 && pos >= s->dn_draft_from) return pos; /* a draft's replay */
     if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
     return pos >= truncate_floor(s, &(int32_t){-1}, &(int32_t){0}) ? pos : 0;
 }
@@ -130,6 +131,7 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
+    if (!s->dn_draft_rec) s->dn_draft_n = 0; /* the state moves past a draft's record */
     const double t0 = s->model->run_on->own_threads ? 0 : rt_adapt_begin(s->model, n);
     rsr_status st = s->model->run_on->eval(s, tokens, n, head);
     if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);
@@ -160,35 +162,22 @@ rsr_status rsr_session_eval_all(rsr_session *s, const int32_t *tokens, int32_t n
     return eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_ALL, .logits = logits});
 }
 
-/* Speculative decoding's step (rsr.h): every position's exact logits, the draft's tokens taken by
- * rt_sample_verify's rule (greedy: equal to the greedy token) up to the first refused, the cache
- * cut after them. */
-rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
-                                  uint64_t *rng, int32_t *out, int32_t *n_out) {
-    if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    if (!tokens || n < 1 || !out || !n_out)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens, or no place for the tokens taken (NULL)");
-    if (sp && rt_sampler_penalises(sp))
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                            "a repetition penalty in a draft's verification: its recent tokens would change within "
-                            "the draft");
-    uint64_t fixed = 0; /* greedy draws nothing */
-    if (!rng && sp && sp->temperature > 0)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no random state for a sampled verification (NULL)");
-    if (!rng) rng = &fixed;
-    if (s->model->dn_state_floats)
-        return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
-                            "a draft's verification goes back a few positions, which the gated DeltaNet layers' "
-                            "recurrent state cannot yet");
-    if (s->model->run_on->last_only)
-        return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
-                            "a draft is verified on the CPU (every position's outputs): this session runs on %s",
-                            s->model->run_on->name);
+/* The draft's n tokens evaluated: a gated DeltaNet's record (dn_draft_*) complete, which the cut
+ * after the tokens taken replays (rsr_session_reachable, the device's session_truncate). */
+static void draft_recorded(rsr_session *s, int32_t n) {
+    if (s->dn_draft_rec) s->dn_draft_rec = false, s->dn_draft_n = n;
+}
+
+/* rsr_session_eval_draft's step; a gated DeltaNet's state recorded (dn_draft_*) for the cut */
+static rsr_status draft_record(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
+                               uint64_t *rng, int32_t *out, int32_t *n_out) {
     const int32_t V = s->model->a->vocab, pos = s->pos;
+    if (s->model->dn_state_floats) s->dn_draft_rec = true, s->dn_draft_from = pos, s->dn_draft_n = 0;
     if (!sp || rt_sampler_plain_greedy(sp)) { /* the certified greedy token after every position, one head pass */
         int32_t *picks = malloc(sizeof *picks * (size_t)n);
         rsr_status st = picks ? eval(s, tokens, n, &(rt_head_request){.kind = RT_HEAD_GREEDY_ALL, .token = picks})
                               : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for %d tokens", n);
+        if (st == RSR_OK) draft_recorded(s, n);
         int32_t a = 0; /* the draft's tokens taken */
         while (st == RSR_OK && a < n - 1 && picks[a] >= 0 && picks[a] == tokens[a + 1]) a++;
         if (st == RSR_OK && picks[a] < 0) /* a position decoding reaches has no token (later ones do not matter) */
@@ -209,6 +198,7 @@ rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t
                                            : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY,
                                                           "out of memory for the logits of %d positions", n);
     if (st == RSR_OK) {
+        draft_recorded(s, n);
         int32_t a = 0; /* the draft's tokens taken */
         for (bool taken = true; taken; a += taken) {
             const float *row = logits + (size_t)a * (size_t)V;
@@ -222,6 +212,31 @@ rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t
         st = rsr_session_truncate(s, pos + 1 + a); /* tokens[0] and the taken ones */
     }
     free(logits), free(probs), free(ids);
+    return st;
+}
+
+/* Speculative decoding's step (rsr.h): every position's exact logits, the draft's tokens taken by
+ * rt_sample_verify's rule (greedy: equal to the greedy token) up to the first refused, the cache
+ * cut after them. */
+rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t n, const rsr_sampler_params *sp,
+                                  uint64_t *rng, int32_t *out, int32_t *n_out) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!tokens || n < 1 || !out || !n_out)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no tokens, or no place for the tokens taken (NULL)");
+    if (sp && rt_sampler_penalises(sp))
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "a repetition penalty in a draft's verification: its recent tokens would change within "
+                            "the draft");
+    uint64_t fixed = 0; /* greedy draws nothing */
+    if (!rng && sp && sp->temperature > 0)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no random state for a sampled verification (NULL)");
+    if (!rng) rng = &fixed;
+    if (s->model->run_on->last_only)
+        return rt_set_error(s->err, RSR_ERR_NOT_FOUND,
+                            "a draft is verified on the CPU (every position's outputs): this session runs on %s",
+                            s->model->run_on->name);
+    rsr_status st = draft_record(s, tokens, n, sp, rng, out, n_out);
+    s->dn_draft_rec = false;
     return st;
 }
 

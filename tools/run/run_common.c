@@ -200,8 +200,6 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
           : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
               ? "--repeat-penalty is not applied to drafted tokens yet"
           : o->head_int8                    ? "--head int8's logits are not the exact ones"
-          : info->state_bytes > 0           ? "the recurrent state of this model's gated DeltaNet layers cannot "
-                                              "go back a few positions yet"
           : strncmp(info->device, "cpu", 3) ? "the GPU gives no logits of every position"
                                             : NULL;
     if (why) {

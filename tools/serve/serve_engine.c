@@ -167,7 +167,7 @@ struct serve_engine {
     bool halted;                 /* drained: no more turns */
     double recent_busy;          /* the steps' time since recent_tokens was last cleared */
     long recent_tokens;
-    bool spec_ok;    /* --spec-type and a model whose cache goes back by positions */
+    bool spec_ok;    /* --spec-type given */
     int32_t n_ahead; /* slots this turn served a token chosen ahead */
 };
 
@@ -1105,10 +1105,10 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
-    /* speculation: a model whose cache goes back by positions (no gated DeltaNet state) */
+    /* speculation (a gated DeltaNet's state too: the runtime replays a draft's taken tokens) */
     if (!e->ep.draft_max) e->ep.draft_max = 16;
     if (e->ep.draft_max > SERVE_DRAFT_MAX) e->ep.draft_max = SERVE_DRAFT_MAX;
-    e->spec_ok = ep->spec && info.state_bytes == 0;
+    e->spec_ok = ep->spec;
     for (int32_t k = 0; e->spec_ok && k < ep->slots; k++)
         if (!(e->slots[k].ahead = malloc(sizeof(int32_t) * (size_t)(e->ep.draft_max + 1)))) {
             snprintf(err, errlen, "out of memory");

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "draft_model.h"
 #include "recent_tokens.h"
 #include "rsr_dl.h"
 
@@ -56,15 +57,10 @@ rsr_sampler_params run_recent_push(recent_tokens *r, const run_options *o, const
  * n-gram found earlier in it, or a draft model's greedy continuation) are checked in one
  * evaluation, and the ones the model would have chosen are kept. */
 enum spec_type { SPEC_NONE, SPEC_NGRAM, SPEC_DRAFT };
-typedef struct spec_draft { /* --spec-type draft: the draft model and its session */
-    rsr_api api;
-    rsr_model *m;
-    rsr_session *s;
-    int32_t *held; /* the tokens its cache holds (a prefix of the text, then its own guesses) */
-    int32_t n_held, ctx;
-    float p_min;   /* --draft-p-min: a guess less likely than this (by the draft's softmax) ends the draft */
-    float *logits; /* [vocab] when p_min > 0 */
-    int32_t vocab;
+typedef struct spec_draft { /* --spec-type draft: the draft model and its session (draft_model.h) */
+    draft_model dm;
+    draft_seq q;
+    float p_min; /* --draft-p-min */
 } spec_draft;
 typedef struct spec_state {
     bool on;           /* asked for, greedy, and the model's cache goes back by positions */

@@ -63,104 +63,35 @@ static void hist_push(spec_state *sp, const int32_t *tokens, int32_t n) {
     sp->n_hist += n;
 }
 
-/* The draft's next guess after evaluating tokens [n]: its greedy token, and false when --draft-p-min
- * asks for a probability (the draft's softmax) the guess has not. */
-static bool draft_guess(spec_draft *d, const int32_t *tokens, int32_t n, int32_t *guess) {
-    if (!(d->p_min > 0)) {
-        if (d->api.session_eval_greedy(d->s, tokens, n, guess) != RSR_OK) die("-md: %s", d->api.session_errmsg(d->s));
-        return true;
-    }
-    if (d->api.session_eval(d->s, tokens, n, d->logits) != RSR_OK) die("-md: %s", d->api.session_errmsg(d->s));
-    int32_t best = 0;
-    for (int32_t v = 1; v < d->vocab; v++)
-        if (d->logits[v] > d->logits[best] || (d->logits[best] != d->logits[best] && d->logits[v] == d->logits[v]))
-            best = v;
-    double z = 0;
-    for (int32_t v = 0; v < d->vocab; v++) z += exp((double)d->logits[v] - (double)d->logits[best]);
-    *guess = best;
-    return 1 / z >= d->p_min; /* NaN logits: z NaN, no guess */
-}
-
-/* --spec-type draft: the draft model's greedy continuation of the text, at most max tokens and none
- * after a guess below --draft-p-min; their number (0: the draft's context is full, or its first
- * guess is unsure). Its cache keeps what it holds of the text: it goes back
- * to where that and the text part, reads the rest of the text, then guesses on its own. */
+/* --spec-type draft: the draft model's greedy continuation of the text (draft_propose), at most max
+ * tokens; their number. */
 static int32_t model_draft(spec_state *sp, int32_t *draft, int32_t max) {
     spec_draft *d = sp->draft;
-    int32_t same = 0;
-    while (same < d->n_held && same < sp->n_hist && d->held[same] == sp->hist[same]) same++;
-    if (same == sp->n_hist) same--; /* the text's last token is read again: its logits choose the first guess */
-    if (max > d->ctx - sp->n_hist) max = d->ctx - sp->n_hist;
-    if (max <= 0) return 0;
-    if (same < d->n_held && d->api.session_reachable(d->s, same) != same) { /* windows gone past: start over */
-        d->api.session_reset(d->s);
-        same = 0;
-    } else if (same < d->n_held && d->api.session_truncate(d->s, same) != RSR_OK) {
-        die("-md: %s", d->api.session_errmsg(d->s));
-    }
-    const int32_t n = sp->n_hist - same;
-    memcpy(d->held + same, sp->hist + same, sizeof *d->held * (size_t)n);
-    d->n_held = sp->n_hist;
-    if (!draft_guess(d, sp->hist + same, n, &draft[0])) return 0;
-    for (int32_t k = 1; k < max; k++) {
-        const bool sure = draft_guess(d, &draft[k - 1], 1, &draft[k]);
-        d->held[d->n_held++] = draft[k - 1];
-        if (!sure) return k;
-    }
-    return max;
-}
-
-/* A token's piece for a message: at most 24 bytes, control bytes as '?'. */
-static void piece_text(char out[32], const char *p, size_t n) {
-    size_t i = 0;
-    for (; p && i < n && i < 24; i++) out[i] = (unsigned char)p[i] < 0x20 ? '?' : p[i];
-    out[i] = 0;
-}
-
-/* The draft model of -md opened beside m (its threads), and its vocabulary checked against m's:
- * the size, then each token's piece where both have a tokenizer. A mismatch is an error that
- * names it. Returns why speculation cannot use it, or NULL. */
-static const char *draft_open(spec_state *sp, const run_options *o, rsr_model *m, const rsr_model_info *info,
-                              int32_t ctx) {
-    spec_draft *d = sp->draft = calloc(1, sizeof *d);
     char err[1024];
+    const int32_t k = draft_propose(&d->dm, &d->q, sp->hist, sp->n_hist, d->p_min, draft, max, err, sizeof err);
+    if (k < 0) die("-md: %s", err);
+    return k;
+}
+
+/* The draft model of -md opened beside m (its threads), its vocabulary checked against m's (a
+ * mismatch is an error that names it). Returns why speculation cannot use it, or NULL. */
+static const char *draft_open(spec_state *sp, const run_options *o, rsr_model *m, int32_t ctx) {
+    spec_draft *d = sp->draft = calloc(1, sizeof *d);
+    static char why[1200];
     if (!d) die("out of memory");
-    if (rsr_api_load(&d->api, o->draft_path, err, sizeof err) != 0) die("-md: %s", err);
-    const rsr_model_params mp = {.num_threads = o->threads};
-    if (d->api.model_open(&d->m, &mp) != RSR_OK) die("-md %s: %s", o->draft_path, d->api.model_errmsg(d->m));
-    rsr_model_info di;
-    d->api.model_get_info(d->m, &di);
-    if (di.vocab_size != info->vocab_size)
-        die("-md %s: a vocabulary of %d tokens where the model has %d: a draft model shares its model's vocabulary",
-            o->draft_path, di.vocab_size, info->vocab_size);
-    rsr_tokenizer *tm, *td;
-    if (api.model_tokenizer(m, &tm) == RSR_OK && d->api.model_tokenizer(d->m, &td) == RSR_OK)
-        for (int32_t id = 0; id < info->vocab_size; id++) {
-            size_t lm = 0, ld = 0;
-            const char *pm = api.tokenizer_token_piece(tm, id, &lm), *pd = d->api.tokenizer_token_piece(td, id, &ld);
-            if (lm == ld && (!lm || !memcmp(pm, pd, lm))) continue;
-            char a[32], b[32];
-            piece_text(a, pd, ld), piece_text(b, pm, lm);
-            die("-md %s: token %d is \"%s\" there and \"%s\" in the model: a draft model shares its model's "
-                "vocabulary",
-                o->draft_path, id, a, b);
-        }
-    if (di.state_bytes > 0) return "the draft's gated DeltaNet layers cannot go back a few positions yet";
-    rsr_session_params dp = o->session;
-    d->ctx = dp.max_positions = ctx < di.max_positions ? ctx : di.max_positions;
-    if (d->api.session_create(d->m, &dp, &d->s) != RSR_OK) die("-md %s: %s", o->draft_path, d->api.model_errmsg(d->m));
-    if (!(d->held = malloc(sizeof *d->held * (size_t)(d->ctx + 1)))) die("out of memory");
-    d->p_min = o->draft_p_min > 0 ? o->draft_p_min - 1 : 0.75f, d->vocab = di.vocab_size;
-    if (d->p_min > 0 && !(d->logits = malloc(sizeof *d->logits * (size_t)d->vocab))) die("out of memory");
+    if (draft_model_open(&d->dm, o->draft_path, o->threads, &api, m, why, sizeof why)) die("-md %s", why);
+    if (d->dm.recurrent) return "the draft's gated DeltaNet layers cannot go back a few positions yet";
+    if (!draft_seq_init(&d->dm, &d->q, &o->session, ctx, why, sizeof why)) die("-md %s: %s", o->draft_path, why);
+    d->p_min = o->draft_p_min > 0 ? o->draft_p_min - 1 : 0.75f;
     return NULL;
 }
 
 static void draft_close(spec_draft *d) {
     if (!d) return;
-    if (d->s) d->api.session_free(d->s);
-    if (d->m) d->api.model_close(d->m);
-    if (d->api.handle) dlclose(d->api.handle);
-    free(d->held), free(d->logits), free(d);
+    draft_seq_free(&d->dm, &d->q);
+    if (d->dm.m) d->dm.api.model_close(d->dm.m);
+    if (d->dm.api.handle) dlclose(d->dm.api.handle);
+    free(d);
 }
 
 /* --attention auto attends a decode step's query with Louver from 1024 keys on (AUTO_MIN_KEYS,
@@ -193,7 +124,7 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
     spec_state *sp = &st->spec;
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
     if (!o->spec) return;
-    const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, info, ctx) : NULL;
+    const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, ctx) : NULL;
     why = why ? why
           : o->session.attention == RSR_ATTENTION_LOUVER
               ? "--attention louver attends one token's query otherwise than several tokens'"

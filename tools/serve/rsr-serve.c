@@ -84,9 +84,12 @@ static void usage(FILE *out) {
           "                     in all (default 10; one token's at most 2): past it the request gets 400\n"
           "  --spec-type T      ngram-simple: a request decoding alone verifies the tokens that followed\n"
           "                     its last 3-4 tokens earlier in its text, several a step (greedy: the same\n"
-          "                     tokens; sampled: the same distribution); none (default)\n"
+          "                     tokens; sampled: the same distribution); draft: a draft model's guesses\n"
+          "                     (-md); none (default)\n"
           "  --draft-max N      the most tokens proposed at once (default 16)\n"
           "  --draft-min N      fewer proposed than this: an ordinary step (default 0)\n"
+          "  -md, --model-draft FILE  --spec-type draft: a compiled model of the same vocabulary guesses\n"
+          "  --draft-p-min P    the draft guesses while its softmax gives a guess P (default 0.75)\n"
           "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
@@ -145,6 +148,14 @@ static long number_arg(const char *opt, const char *v, long lo, long hi) {
     long n;
     if (!parse_long_in(v, lo, hi, &n)) die("%s: '%s' is not an integer in [%ld, %ld]", opt, v, lo, hi);
     return n;
+}
+
+static double fraction_arg(const char *opt, const char *v) {
+    char *end;
+    errno = 0;
+    const double x = strtod(v, &end);
+    if (end == v || *end || errno || !(x >= 0 && x <= 1)) die("%s: '%s' is not a number in [0, 1]", opt, v);
+    return x;
 }
 
 /* A growing list of option values (keys, hosts, origins). */
@@ -215,20 +226,21 @@ typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib, mask_budget;
-    bool spec;                 /* --spec-type ngram-simple */
+    int spec;                  /* --spec-type: 0 none, 1 ngram-simple, 2 draft */
     long draft_max, draft_min; /* --draft-max, --draft-min */
+    const char *draft_path;    /* -md, --model-draft */
+    double draft_p_min;        /* --draft-p-min */
     int kv, reasoning_format, literal_content;
     size_t max_body;
     strlist keys, hosts, origins;
     serve_guard_params gp;
 } serve_args;
 
-/* --spec-type: true for ngram-simple, false for none. */
-static bool spec_type_arg(const char *name) {
-    if (strcmp(name, "ngram-simple") && strcmp(name, "none"))
-        die("--spec-type: '%s' is not one rsr-serve has (ngram-simple, none); a draft model is rsr-run's for now",
-            name);
-    return !strcmp(name, "ngram-simple");
+/* --spec-type: 0 for none, 1 for ngram-simple, 2 for draft. */
+static int spec_type_arg(const char *name) {
+    if (strcmp(name, "ngram-simple") && strcmp(name, "draft") && strcmp(name, "none"))
+        die("--spec-type: '%s' is not one rsr-serve has (ngram-simple, draft, none)", name);
+    return !strcmp(name, "ngram-simple") ? 1 : !strcmp(name, "draft") ? 2 : 0;
 }
 
 /* rsr-serve's long options */
@@ -243,6 +255,7 @@ enum {
     O_SPEC_TYPE,
     O_DRAFT_MAX,
     O_DRAFT_MIN,
+    O_DRAFT_P_MIN,
     O_MODEL_ID,
     O_STRICT_MODEL,
     O_TEMPLATE,
@@ -277,6 +290,8 @@ static const struct option serve_longs[] = {
     {"spec-type", required_argument, 0, O_SPEC_TYPE},
     {"draft-max", required_argument, 0, O_DRAFT_MAX},
     {"draft-min", required_argument, 0, O_DRAFT_MIN},
+    {"draft-p-min", required_argument, 0, O_DRAFT_P_MIN},
+    {"model-draft", required_argument, 0, 'D'},
     {"kv", required_argument, 0, O_KV},
     {"threads", required_argument, 0, 't'},
     {"model-id", required_argument, 0, O_MODEL_ID},
@@ -320,6 +335,9 @@ static void parse_args(int argc, char **argv, serve_args *a) {
                       .gp = {.header_timeout = 10, .body_timeout = 30}};
     opterr = 0;
     int c;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) /* llama.cpp's spelling, which getopt would split */
+        if (!strcmp(argv[i], "-md")) argv[i] = "--model-draft";
+    bool spec_given = false;
     while ((c = getopt_long(argc, argv, ":c:t:m:hv", serve_longs, NULL)) != -1) {
         switch (c) {
         case O_HOST: a->host = optarg; break;
@@ -330,9 +348,11 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case 'c': a->ctx = number_arg("--ctx", optarg, 2, INT32_MAX); break;
         case O_CHUNK: a->chunk = number_arg("--chunk", optarg, 1, RSR_BATCH_MAX); break;
         case O_MASK_BUDGET: a->mask_budget = number_arg("--mask-budget", optarg, 1, 3600); break;
-        case O_SPEC_TYPE: a->spec = spec_type_arg(optarg); break;
+        case O_SPEC_TYPE: a->spec = spec_type_arg(optarg), spec_given = true; break;
         case O_DRAFT_MAX: a->draft_max = number_arg("--draft-max", optarg, 1, 256); break;
         case O_DRAFT_MIN: a->draft_min = number_arg("--draft-min", optarg, 0, 256); break;
+        case O_DRAFT_P_MIN: a->draft_p_min = 1 + fraction_arg("--draft-p-min", optarg); break;
+        case 'D': a->draft_path = optarg; break;
         case O_KV:
             if ((a->kv = kv_type_parse(optarg)) < 0) die("--kv: '%s' is not one of f32, bf16, f16, q8", optarg);
             break;
@@ -381,6 +401,10 @@ static void parse_args(int argc, char **argv, serve_args *a) {
     else if (optind != argc)
         die("exactly one MODEL.so expected (see --help)");
     if (!a->model_path) die("no MODEL.so given (rsr-serve MODEL.so [options]; --help for the options)");
+    if (!spec_given && a->draft_path) a->spec = 2; /* -md alone: the draft model's speculation */
+    if (a->spec == 2 && !a->draft_path) die("--spec-type draft: name the draft model with -md FILE");
+    if (a->draft_path && a->spec != 2)
+        die("-md %s: a draft model is for --spec-type draft, not %s", a->draft_path, a->spec ? "ngram-simple" : "none");
     if (a->max_conn < a->slots + 8)
         die("--max-connections %ld leaves no room beside --parallel %ld (at least %ld)", a->max_conn, a->slots,
             a->slots + 8);
@@ -527,9 +551,12 @@ static void *load(void *arg) {
         .chunk = (int32_t)a->chunk,
         .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO},
         .mask_budget = (double)a->mask_budget,
-        .spec = a->spec,
+        .spec = a->spec != 0,
         .draft_max = (int32_t)a->draft_max,
         .draft_min = (int32_t)a->draft_min,
+        .draft_path = a->spec == 2 ? a->draft_path : NULL,
+        .draft_p_min = a->draft_p_min > 0 ? (float)(a->draft_p_min - 1) : 0.75f,
+        .draft_threads = (int32_t)a->threads,
     };
     char err[1024];
     if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);

@@ -60,7 +60,7 @@ typedef struct serve_params {
     /* llama-server's speculative.n_max, speculative.n_min, speculative.p_min (-1, -1, NaN: the
      * server's --draft-max, --draft-min, --draft-p-min); n_max is capped at --draft-max, 0: none */
     int32_t spec_n_max, spec_n_min;
-    float spec_p_min;
+    float spec_p_min;      /* a draft model's (--draft-p-min), NaN: the server's */
     bool logprobs;         /* the generated tokens' log-probabilities */
     json_shape *shape;     /* response_format's JSON: the reply's grammar, or NULL */
     gbnf_grammar *grammar; /* the grammar field's GBNF, or NULL (never with shape) */
@@ -259,8 +259,11 @@ typedef struct serve_engine_params {
     rsr_session_params session;
     bool manual;                  /* no thread: the caller turns the engine (serve_engine_turn; the fuzzer does) */
     double mask_budget;           /* seconds of mask work (structured output) one request may spend in all (0: 10) */
-    bool spec;                    /* --spec-type ngram-simple: a lone decoding slot verifies n-gram drafts */
+    bool spec;                    /* --spec-type: a lone decoding slot verifies drafts (n-gram, or draft_path's) */
     int32_t draft_max, draft_min; /* --draft-max (0: 16), --draft-min */
+    const char *draft_path;       /* -md: the draft model (--spec-type draft), or NULL: n-gram drafts */
+    float draft_p_min;            /* --draft-p-min (a request's speculative.p_min overrides it) */
+    int32_t draft_threads;        /* the draft model's threads (the model's) */
 } serve_engine_params;
 
 /* Starts the engine's thread over an opened CPU model (tok NULL: a model without a tokenizer, whose

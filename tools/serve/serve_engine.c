@@ -40,6 +40,7 @@
  * the one it would be without slicing: the same logits, masked alike, and the slot's own random
  * state.
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,6 +49,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "draft_model.h"
 #include "ngram_draft.h"
 #include "serve.h"
 #include "serve_gbnf.h"
@@ -120,6 +122,7 @@ typedef struct slot {
     int32_t *ahead;            /* speculative decoding: tokens chosen ahead, all in the cache but the last */
     int32_t ahead_at, ahead_n; /* the next of them, and how many */
     int32_t k_next;            /* the most the slot's next draft may hold */
+    draft_seq dq;              /* -md: the draft model's session for this slot's text */
     bool masking;              /* the last step's logits wait for their mask: the slot is left out of the steps */
     bool ready;                /* a token is drawn, for take */
     double mask_s;             /* the job's mask work so far, seconds */
@@ -169,6 +172,12 @@ struct serve_engine {
     long recent_tokens;
     bool spec_ok;    /* --spec-type given */
     int32_t n_ahead; /* slots this turn served a token chosen ahead */
+    /* -md: the draft model, and what a turn's draft reads outside the lock (spec_draft copies the
+     * slot's text into dhist; draft_fill proposes up to dmax tokens from it) */
+    draft_model dm;
+    bool has_draft;
+    int32_t *dhist, dn, dmax, dmin;
+    float dpmin;
 };
 
 static void job_free(serve_job *j) {
@@ -926,10 +935,24 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
     if (max > dmax) max = dmax; /* a minimum above the maximum drafts none */
     if (max > room) max = room;
     if (max <= 0) return 0;
-    int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);
-    if (k < 1 || k < dmin) return 0;
     draft[0] = q->tokens[0];
-    return k;
+    if (e->has_draft) { /* the draft model guesses outside the lock (draft_fill), from a copy of the text */
+        memcpy(e->dhist, c->hist, sizeof *e->dhist * (size_t)c->n_hist);
+        e->dn = c->n_hist, e->dmax = max, e->dmin = dmin;
+        e->dpmin = isnan(j->p.spec_p_min) ? e->ep.draft_p_min : j->p.spec_p_min;
+        return -1;
+    }
+    int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);
+    return k < 1 || k < dmin ? 0 : k;
+}
+
+/* spec_draft's -1 (outside the lock): the draft model's guesses after the slot's text into draft + 1;
+ * their number, 0 for none (too few, or the draft failed: the step goes on without one). */
+static int32_t draft_fill(serve_engine *e, slot *sl, int32_t *draft) {
+    char why[512];
+    const int32_t k = draft_propose(&e->dm, &sl->dq, e->dhist, e->dn, e->dpmin, draft + 1, e->dmax, why, sizeof why);
+    if (k < 0) fprintf(stderr, "rsr-serve: the draft model: %s; this step decodes without a draft\n", why);
+    return k < 1 || k < e->dmin ? 0 : k;
 }
 
 /* The slot's draft verified (outside the lock, as a step): the tokens chosen into sl->ahead. */
@@ -971,10 +994,11 @@ static int32_t turn(serve_engine *e) {
     int32_t nq = build_step(e), nm = 0, draft[SERVE_DRAFT_MAX + 1];
     for (int32_t k = 0; k < e->ep.slots; k++) nm += e->slots[k].j && e->slots[k].masking;
     if (!nq && !nm && !e->n_ahead) return 0;
-    const int32_t nd = nq == 1 && !e->n_ahead && !nm ? spec_draft(e, &e->slots[e->owner[0]], &e->seqs[0], draft) : 0;
+    int32_t nd = nq == 1 && !e->n_ahead && !nm ? spec_draft(e, &e->slots[e->owner[0]], &e->seqs[0], draft) : 0;
     e->in_flight = true;
     pthread_mutex_unlock(&e->lock);
     double t0 = serve_now();
+    if (nd < 0) nd = draft_fill(e, &e->slots[e->owner[0]], draft);
     rsr_status st = nd   ? spec_step(&e->slots[e->owner[0]], &e->seqs[0], draft, nd)
                     : nq ? api.batch_eval(e->b, e->seqs, nq)
                          : RSR_OK;
@@ -1051,10 +1075,41 @@ static void free_parts(serve_engine *e) {
         free(sl->recent.ids), free(sl->logits), free(sl->probs), free(sl->ids), free(sl->path), free(sl->ahead);
         gbnf_state_free(sl->gs), gbnf_state_free(sl->gtmp);
         memo_free(&sl->memo);
+        if (e->has_draft) draft_seq_free(&e->dm, &sl->dq);
     }
+    if (e->dm.m) e->dm.api.model_close(e->dm.m);
+    if (e->dm.api.handle) dlclose(e->dm.api.handle);
+    free(e->dhist);
     api.batch_free(e->b);
     free(e->piece), free(e->piece_len), free(e->order), free(e->lcp), free(e->outside), free(e->bytes), free(e->off);
     free(e->slots), free(e->caches), free(e->seqs), free(e->owner), free(e->queue), free(e);
+}
+
+/* -md: the draft model beside the model, its vocabulary checked, a session of it for every slot */
+static bool draft_start(serve_engine *e, const serve_engine_params *ep, char *err, size_t errlen) {
+    char why[1024];
+    if (draft_model_open(&e->dm, ep->draft_path, ep->draft_threads, &api, e->m, why, sizeof why)) {
+        snprintf(err, errlen, "-md %s", why);
+        return false;
+    }
+    if (e->dm.recurrent) {
+        snprintf(err, errlen,
+                 "-md %s: its gated DeltaNet layers cannot go back to where its guesses part from the text",
+                 ep->draft_path);
+        return false;
+    }
+    if (!(e->dhist = malloc(sizeof(int32_t) * (size_t)(ep->ctx + 1)))) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    e->has_draft = true;
+    rsr_session_params dp = ep->session;
+    for (int32_t k = 0; k < ep->slots; k++)
+        if (!draft_seq_init(&e->dm, &e->slots[k].dq, &dp, ep->ctx, why, sizeof why)) {
+            snprintf(err, errlen, "-md %s: %s", ep->draft_path, why);
+            return false;
+        }
+    return true;
 }
 
 serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_engine_params *ep, char *err,
@@ -1114,6 +1169,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
+    if (e->spec_ok && ep->draft_path && !draft_start(e, ep, err, errlen)) goto fail;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->changed, NULL);
     if (!ep->manual && pthread_create(&e->thread, NULL, engine_main, e) != 0) {

@@ -202,7 +202,7 @@ def hybrid(tmp_path_factory):
 def test_eval_draft_rolls_back_a_recurrent_state(hybrid):
     """A draft's refused tokens leave no trace in the gated DeltaNet state: the state is recorded at the
     draft's start and the taken tokens replayed, so what follows is the plain session's, bit for bit;
-    truncation can go back anywhere within the draft until the next evaluation."""
+    truncation can go back anywhere within the tokens the draft kept, after other evaluations too."""
     prompt = [5, 17, 30, 44, 9, 2]
     with hybrid.session(max_positions=64) as plain:
         greedy = [plain.eval_greedy(prompt)]
@@ -222,9 +222,12 @@ def test_eval_draft_rolls_back_a_recurrent_state(hybrid):
         for t in range(7, 11):
             assert s.eval_greedy([greedy[t - 1]]) == greedy[t]
         assert list(s.eval([greedy[-1]])) == after[0]
-        # a plain evaluation ends the record: no going back into the draft
+        # the record then covers the kept tokens alone: back into them, not past them
         with pytest.raises(rsr.Error, match="cannot truncate"):
             s.truncate(len(prompt) + 7)
+        s.truncate(len(prompt) + 5)
+        for t in range(6, 11):
+            assert s.eval_greedy([greedy[t - 1]]) == greedy[t]
 
 
 def test_kv_types(model):

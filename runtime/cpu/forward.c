@@ -317,12 +317,16 @@ static void cpu_session_reset(rsr_session *s) {
 static void dn_replay(rsr_session *s, int32_t keep);
 
 /* Back to s->pos (rsr_session_truncate checked it): a recurrent state by replaying a draft's kept
- * tokens, or from its snapshot. */
+ * tokens (the record then covers those alone: what follows them may be written anew), or from its
+ * snapshot (the record gone when the position is before the draft). */
 static void cpu_session_truncate(rsr_session *s) {
-    if (s->dn_state && s->dn_draft_n > 0 && s->pos >= s->dn_draft_from && s->pos <= s->dn_draft_from + s->dn_draft_n)
+    if (s->dn_state && s->dn_draft_n > 0 && s->pos >= s->dn_draft_from && s->pos <= s->dn_draft_from + s->dn_draft_n) {
         dn_replay(s, s->pos - s->dn_draft_from);
-    else if (s->dn_state && s->pos == s->dn_snap_pos)
-        memcpy(s->dn_state, s->dn_snap, sizeof(float) * s->model->dn_state_floats);
+        s->dn_draft_n = s->pos - s->dn_draft_from;
+    } else if (s->dn_state) {
+        if (s->pos == s->dn_snap_pos) memcpy(s->dn_state, s->dn_snap, sizeof(float) * s->model->dn_state_floats);
+        if (s->pos < s->dn_draft_from) s->dn_draft_n = 0;
+    }
     rt_attention_truncate(s);
 }
 

@@ -239,9 +239,9 @@ RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
  * be unwound: there pos must be 0, the current position, the position 8 tokens before the end
  * of the last eval of more than 8 tokens (a prompt: the session keeps a copy of the state there, as
  * much memory again as the state; the next turn of a chat shares a prompt but for the few tokens
- * that close it), or, until the next evaluation, any position within the last
- * rsr_session_eval_draft's tokens (the state at its start is kept, and the tokens kept are replayed
- * from their recorded inputs), else RSR_ERR_INVALID_ARGUMENT naming the positions allowed. A server that reuses
+ * that close it), or any position within the tokens the last rsr_session_eval_draft kept (the
+ * state at its start is kept, and the tokens are replayed from their recorded inputs; a truncation
+ * before them, or a reset, forgets them), else RSR_ERR_INVALID_ARGUMENT naming the positions allowed. A server that reuses
  * a conversation's cache thus evaluates the last reply and the new message, not the conversation.
  * Its sessions refuse RSR_ATTENTION_LOUVER (auto attends densely). */
 /* The leading positions whose keys and values are exactly, bit for bit, those an evaluation of
@@ -252,8 +252,8 @@ RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
 RSR_API int32_t rsr_session_reusable(const rsr_session *session);
 /* The largest position at most pos that rsr_session_truncate can go back to: pos itself but for a
  * model with sliding windows (0 below the earliest position allowed) or gated DeltaNet layers (pos
- * within the last draft's tokens, else the kept position near the last prompt's end, or 0); the
- * position when pos is past it. */
+ * within the last draft's kept tokens, else the kept position near the last prompt's end, or 0);
+ * the position when pos is past it. */
 RSR_API int32_t rsr_session_reachable(const rsr_session *session, int32_t pos);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */

@@ -134,8 +134,9 @@ struct rsr_session {
      * the recurrent state at its first position dn_draft_from (dn_draft_snap) and each of its tokens'
      * inputs to the recurrence (dn_draft_in: per DeltaNet layer and token, [q|k|v] before the
      * convolution, beta and g; room for dn_draft_cap tokens): truncation to any position in
-     * [dn_draft_from, dn_draft_from + dn_draft_n] replays the kept tokens from the copy. Any other
-     * evaluation ends the record (dn_draft_n 0). */
+     * [dn_draft_from, dn_draft_from + dn_draft_n] replays the kept tokens from the copy, and the
+     * record then covers those alone (the cut after a draft keeps its taken tokens; positions
+     * after them may be written anew); truncation before the draft, or a reset, ends it. */
     float *dn_draft_snap, *dn_draft_in;
     int32_t dn_draft_from, dn_draft_n, dn_draft_cap;
     bool dn_draft_rec;

@@ -75,7 +75,9 @@ static int32_t truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kep
 int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
     if (!s || pos <= 0) return 0;
     if (pos >= s->pos) return s->pos;
-    if (s->model->dn_state_floats && s->dn_draft_n > 0 && pos >= s->dn_draft_from) return pos; /* a draft's replay */
+    if (s->model->dn_state_floats && s->dn_draft_n > 0 && pos >= s->dn_draft_from &&
+        pos <= s->dn_draft_from + s->dn_draft_n)
+        return pos; /* within a draft's kept tokens: replayed */
     if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
     return pos >= truncate_floor(s, &(int32_t){-1}, &(int32_t){0}) ? pos : 0;
 }
@@ -131,7 +133,6 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
         if (tokens[i] < 0 || tokens[i] >= a->vocab)
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
-    if (!s->dn_draft_rec) s->dn_draft_n = 0; /* the state moves past a draft's record */
     const double t0 = s->model->run_on->own_threads ? 0 : rt_adapt_begin(s->model, n);
     rsr_status st = s->model->run_on->eval(s, tokens, n, head);
     if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);

@@ -137,8 +137,9 @@ static inline int32_t draft_propose(draft_model *d, draft_seq *q, const int32_t 
         d->api.session_reset(q->s);
         same = 0;
     } else if (same < q->n_held && d->api.session_truncate(q->s, same) != RSR_OK) {
-        q->n_held = 0;
-        return snprintf(err, errlen, "%s", d->api.session_errmsg(q->s)), -1;
+        snprintf(err, errlen, "%s", d->api.session_errmsg(q->s));
+        q->n_held = 0, d->api.session_reset(q->s); /* start over next time */
+        return -1;
     }
     memcpy(q->held + same, hist + same, sizeof *q->held * (size_t)(n_hist - same));
     q->n_held = n_hist;

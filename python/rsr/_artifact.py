@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 18  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 19  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):

@@ -327,6 +327,7 @@ static void cpu_session_truncate(rsr_session *s) {
         if (s->pos == s->dn_snap_pos) memcpy(s->dn_state, s->dn_snap, sizeof(float) * s->model->dn_state_floats);
         if (s->pos < s->dn_draft_from) s->dn_draft_n = 0;
     }
+    if (s->dn_snap_pos > s->pos) s->dn_snap_pos = -1; /* positions past it may be written anew */
     rt_attention_truncate(s);
 }
 

@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 18
+#define RSR_API_VERSION 19
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {

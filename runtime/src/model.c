@@ -111,6 +111,15 @@ static rsr_status check_deltanet(rsr_model *m, int32_t l) {
                             "artifact descriptor is inconsistent: layer %d: a gated DeltaNet of %d K heads, %d V heads "
                             "of %d, %d taps",
                             l, L->dn_k_heads, L->dn_v_heads, L->dn_head, L->dn_conv);
+    for (int32_t f = 0; f < l; f++) { /* every DeltaNet layer of one shape: the states' layout is one (forward.c) */
+        const rsr_artifact_layer *F = &a->layer[f];
+        if (F->kind == RSR_LAYER_DELTANET && (F->dn_k_heads != Hk || F->dn_v_heads != Hv || F->dn_head != D ||
+                                              F->dn_conv != K))
+            return rt_set_error(m->err, RSR_ERR_ABI,
+                                "artifact descriptor is inconsistent: layer %d: a gated DeltaNet of another shape "
+                                "than layer %d's",
+                                l, f);
+    }
     const int32_t idx[3] = {L->q, L->k, L->o};
     const int64_t rows[3] = {conv, vd, (int64_t)H}, cols[3] = {(int64_t)H, (int64_t)H, vd};
     for (int j = 0; j < 3; j++) {

@@ -85,6 +85,13 @@ int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
 /* Why rsr_session_truncate cannot reach pos (rsr_session_reachable says it cannot): the recurrent
  * state goes back only to its copy, a sliding window only to its earliest position. */
 static rsr_status refuse_truncate(rsr_session *s, int32_t pos) {
+    if (s->model->dn_state_floats && s->dn_draft_n > 0)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
+                            "state, which goes back only to %d..%d (the last draft's kept tokens)%s, to the position "
+                            "(%d) or to 0 (reset)",
+                            pos, s->dn_draft_from, s->dn_draft_from + s->dn_draft_n,
+                            s->dn_snap_pos > 0 ? ", to the copy near the last prompt's end" : "", s->pos);
     if (s->model->dn_state_floats && s->dn_snap_pos > 0)
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                             "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
@@ -109,6 +116,7 @@ rsr_status rsr_session_truncate(rsr_session *s, int32_t pos) {
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "cannot truncate to position %d: the session holds %d",
                             pos, s->pos);
     if (pos == 0) return rsr_session_reset(s);
+    if (pos == s->pos && s->model->dn_state_floats) return RSR_OK; /* nothing to replay */
     if (rsr_session_reachable(s, pos) != pos) return refuse_truncate(s, pos);
     s->pos = pos;
     if (s->louver_from >= pos) s->louver_from = INT32_MAX;

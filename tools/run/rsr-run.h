@@ -71,6 +71,7 @@ typedef struct spec_state {
     int32_t *queue; /* tokens already chosen (all but the last already in the cache) */
     int32_t q_at, q_n;
     int32_t k_next; /* the most the next draft may hold (below --draft-max after misses) */
+    bool dense;     /* every step attends densely (a Qwen3.5 hybrid): no Louver limit on a draft's keys */
     long steps, drafted, accepted;
     spec_draft *draft; /* SPEC_DRAFT's, or NULL */
 } spec_state;

@@ -138,6 +138,7 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
         return;
     }
     sp->on = true;
+    sp->dense = info->state_bytes > 0; /* a hybrid's sessions attend densely whatever auto says */
     if (!(sp->queue = malloc(sizeof *sp->queue * (size_t)(sp->draft_max + 2)))) die("out of memory");
 }
 
@@ -171,7 +172,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         if (pos < spec->n_hist) spec->n_hist = pos; /* reset or cut back: the session holds a prefix of the text */
         hist_push(spec, tokens, n);                 /* (the drafts only come from it: any text is exact) */
         int32_t room = spec->ctx - pos - 1;         /* positions after tokens[0] */
-        if (o->session.attention == RSR_ATTENTION_AUTO && SPEC_AUTO_KEYS - 2 - pos < room)
+        if (o->session.attention == RSR_ATTENTION_AUTO && !spec->dense && SPEC_AUTO_KEYS - 2 - pos < room)
             room = SPEC_AUTO_KEYS - 2 - pos; /* the drafts' keys below auto's first Louver step */
         if (o->session.batch > 0 && o->session.batch < room) room = o->session.batch; /* windows go back so far */
         const int32_t cap = spec->k_next > o->draft_min ? spec->k_next : o->draft_min;

@@ -171,6 +171,7 @@ struct serve_engine {
     double recent_busy;          /* the steps' time since recent_tokens was last cleared */
     long recent_tokens;
     bool spec_ok;    /* --spec-type given */
+    bool dense;      /* a Qwen3.5 hybrid: its sessions attend densely, no Louver limit on a draft's keys */
     int32_t n_ahead; /* slots this turn served a token chosen ahead */
     /* -md: the draft model, and what a turn's draft reads outside the lock (spec_draft copies the
      * slot's text into dhist; draft_fill proposes up to dmax tokens from it) */
@@ -924,7 +925,7 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
         return 0;
     const kv_cache *c = sl->c;
     int32_t room = e->ep.ctx - c->n_hist - 1; /* hist holds q's token already */
-    if (e->ep.session.attention == RSR_ATTENTION_AUTO && SPEC_AUTO_KEYS - 1 - c->n_hist < room)
+    if (e->ep.session.attention == RSR_ATTENTION_AUTO && !e->dense && SPEC_AUTO_KEYS - 1 - c->n_hist < room)
         room = SPEC_AUTO_KEYS - 1 - c->n_hist;
     if (e->ep.session.batch > 0 && e->ep.session.batch - 1 < room) room = e->ep.session.batch - 1;
     /* the request's speculative.n_max and n_min, else the server's; ahead[] holds --draft-max + 1 */
@@ -1163,7 +1164,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
     /* speculation (a gated DeltaNet's state too: the runtime replays a draft's taken tokens) */
     if (!e->ep.draft_max) e->ep.draft_max = 16;
     if (e->ep.draft_max > SERVE_DRAFT_MAX) e->ep.draft_max = SERVE_DRAFT_MAX;
-    e->spec_ok = ep->spec;
+    e->spec_ok = ep->spec, e->dense = info.state_bytes > 0;
     for (int32_t k = 0; e->spec_ok && k < ep->slots; k++)
         if (!(e->slots[k].ahead = malloc(sizeof(int32_t) * (size_t)(e->ep.draft_max + 1)))) {
             snprintf(err, errlen, "out of memory");

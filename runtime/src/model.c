@@ -113,8 +113,8 @@ static rsr_status check_deltanet(rsr_model *m, int32_t l) {
                             l, L->dn_k_heads, L->dn_v_heads, L->dn_head, L->dn_conv);
     for (int32_t f = 0; f < l; f++) { /* every DeltaNet layer of one shape: the states' layout is one (forward.c) */
         const rsr_artifact_layer *F = &a->layer[f];
-        if (F->kind == RSR_LAYER_DELTANET && (F->dn_k_heads != Hk || F->dn_v_heads != Hv || F->dn_head != D ||
-                                              F->dn_conv != K))
+        if (F->kind == RSR_LAYER_DELTANET &&
+            (F->dn_k_heads != Hk || F->dn_v_heads != Hv || F->dn_head != D || F->dn_conv != K))
             return rt_set_error(m->err, RSR_ERR_ABI,
                                 "artifact descriptor is inconsistent: layer %d: a gated DeltaNet of another shape "
                                 "than layer %d's",

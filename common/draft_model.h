@@ -113,10 +113,7 @@ static inline int draft_guess(draft_model *d, draft_seq *q, const int32_t *token
                               int32_t *guess) {
     if (!(p_min > 0)) return d->api.session_eval_greedy(q->s, tokens, n, guess) == RSR_OK ? 1 : -1;
     if (d->api.session_eval(q->s, tokens, n, q->logits) != RSR_OK) return -1;
-    int32_t best = 0; /* the first largest; a number over NaN */
-    for (int32_t v = 1; v < d->vocab; v++)
-        if (q->logits[v] > q->logits[best] || (q->logits[best] != q->logits[best] && q->logits[v] == q->logits[v]))
-            best = v;
+    const int32_t best = d->api.sample_greedy(q->logits, d->vocab); /* the runtime's one argmax rule */
     double z = 0;
     for (int32_t v = 0; v < d->vocab; v++) z += exp((double)q->logits[v] - (double)q->logits[best]);
     *guess = best;

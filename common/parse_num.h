@@ -27,4 +27,15 @@ static inline bool parse_u64_in(const char *s, unsigned long long *out) {
     *out = v;
     return true;
 }
+
+/* a decimal number within [lo, hi] (strtod's syntax, nothing after it) */
+static inline bool parse_double_in(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
 #endif

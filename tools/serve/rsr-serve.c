@@ -151,10 +151,8 @@ static long number_arg(const char *opt, const char *v, long lo, long hi) {
 }
 
 static double fraction_arg(const char *opt, const char *v) {
-    char *end;
-    errno = 0;
-    const double x = strtod(v, &end);
-    if (end == v || *end || errno || !(x >= 0 && x <= 1)) die("%s: '%s' is not a number in [0, 1]", opt, v);
+    double x;
+    if (!parse_double_in(v, 0, 1, &x)) die("%s: '%s' is not a number in [0, 1]", opt, v);
     return x;
 }
 

@@ -32,6 +32,7 @@ digest="sha256:...") also refuses one whose SHA-256 (as sha256sum prints it) dif
 loading it: the bytes hashed are the bytes loaded, read through one file descriptor.
 """
 import contextlib
+import os
 import ctypes
 import functools
 import json
@@ -262,8 +263,8 @@ class Model(_Handle):
             ids |= {self._tok_info.eos_token_id, self._tok_info.eot_token_id}
         return ids - {-1}
 
-    def session(self, max_positions: int = 0, kv: str = "bf16") -> "Session":
-        return Session(self, max_positions, kv)
+    def session(self, max_positions: int = 0, kv: str = "bf16", checkpoints: int = 0) -> "Session":
+        return Session(self, max_positions, kv, checkpoints)
 
     @property
     def pooling(self) -> str:
@@ -527,21 +528,23 @@ class _Text:
 
 class Session(_Handle):
     """A KV cache of max_positions tokens (0: the model's) and the position in it. kv: the cache's
-    element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type). Its calls take
-    turns on a lock of its own: other sessions of the model run meanwhile."""
+    element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type). checkpoints: a
+    hybrid's copies of its recurrent state kept for truncate (0: 1). Its calls take turns on a lock
+    of its own: other sessions of the model run meanwhile."""
 
     KV_TYPES = ("f32", "bf16", "f16", "q8")  # rsr_kv_type, in its order
     ATTENTION_AUTO = 2  # RSR_ATTENTION_AUTO: rsr_session_default_params()'s attention
     _s = None  # the rsr_session handle; None once closed (or never opened)
 
-    def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16"):
+    def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16", checkpoints: int = 0):
         if kv not in self.KV_TYPES:
             raise ValueError(f"kv {kv!r} is not one of {', '.join(self.KV_TYPES)}")
         max_positions = _int_arg("max_positions", max_positions, 0, _INT32_MAX)
         self.model, self._lib = model, model._lib
         self._lock = threading.RLock()
+        checkpoints = _int_arg("checkpoints", checkpoints, 0, _INT32_MAX)
         self._params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv),
-                                      attention=self.ATTENTION_AUTO)
+                                      attention=self.ATTENTION_AUTO, checkpoints=checkpoints)
         model._adopt(self, self._open)
         self.max_positions = max_positions or model.info["max_positions"]
 
@@ -588,6 +591,31 @@ class Session(_Handle):
     def reusable(self) -> int:
         """Leading positions whose cache is bit for bit a fresh evaluation's (rsr_session_reusable)."""
         return self._lib.rsr_session_reusable(self._s)
+
+    @property
+    @_serialised
+    def tokens(self) -> List[int]:
+        """The tokens the session holds, one a position (rsr_session_tokens)."""
+        n = self._lib.rsr_session_tokens(self._s, None, 0)
+        buf = (ctypes.c_int32 * max(n, 1))()
+        self._lib.rsr_session_tokens(self._s, buf, n)
+        return list(buf[:n])
+
+    @_serialised
+    def save_state(self, path: str) -> int:
+        """Writes the session's state to path, atomically (rsr_session_save); returns the bytes written."""
+        n = ctypes.c_int64(0)
+        self._check(self._lib.rsr_session_save(self._s, os.fsencode(path), ctypes.byref(n)))
+        return n.value
+
+    @_serialised
+    def load_state(self, path: str) -> int:
+        """Reads a state rsr_session_save wrote into the session (rsr_session_load), after checking all
+        of it: a file of another model, KV type or context, or a damaged one, raises rsr.Error and
+        leaves the session as it was. Returns the bytes read."""
+        n = ctypes.c_int64(0)
+        self._check(self._lib.rsr_session_load(self._s, os.fsencode(path), ctypes.byref(n)))
+        return n.value
 
     @_serialised
     def reachable(self, position: int) -> int:

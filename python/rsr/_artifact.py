@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 19  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 20  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):
@@ -35,7 +35,7 @@ class _SessionParams(ctypes.Structure):
     _fields_ = [("max_positions", ctypes.c_int32), ("attention", ctypes.c_int32), ("louver_policy", ctypes.c_int32),
                 ("louver_eps", ctypes.c_float), ("louver_tau", ctypes.c_float), ("louver_budget", ctypes.c_float),
                 ("louver_block", ctypes.c_int32), ("louver_subspaces", ctypes.c_int32), ("batch", ctypes.c_int32),
-                ("kv_type", ctypes.c_int32)]
+                ("kv_type", ctypes.c_int32), ("checkpoints", ctypes.c_int32)]
 
 
 class _Sampler(ctypes.Structure):
@@ -87,6 +87,9 @@ _SIGNATURES = {
                                                 ctypes.POINTER(ctypes.c_double)]),
     "rsr_session_eval_draft": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(_Sampler),
                                                ctypes.POINTER(ctypes.c_uint64), _I32P, _I32P]),
+    "rsr_session_tokens": (ctypes.c_int32, [_P, _I32P, ctypes.c_int32]),
+    "rsr_session_save": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64)]),
+    "rsr_session_load": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64)]),
     "rsr_tokenizer_errmsg": (ctypes.c_char_p, [_P]),
     "rsr_tokenizer_get_info": (ctypes.c_int, [_P, ctypes.POINTER(_TokenizerInfo)]),
     "rsr_tokenizer_encode": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_ssize_t, ctypes.c_uint32, _I32P,

@@ -2,7 +2,7 @@
 
 _STATUS = {0: "ok", 1: "invalid argument", 2: "out of memory", 3: "ABI mismatch", 4: "context full",
            5: "bad token", 6: "internal error", 7: "not found", 8: "format", 9: "buffer too small",
-           10: "device"}
+           10: "device", 11: "input/output"}
 _ERR_INVALID, _ERR_ABI, _ERR_FORMAT = 1, 3, 8  # rsr_status
 
 

@@ -230,6 +230,113 @@ def test_eval_draft_rolls_back_a_recurrent_state(hybrid):
             assert s.eval_greedy([greedy[t - 1]]) == greedy[t]
 
 
+def continuation(s, first, n=6):
+    """The exact logits of the next token after `first`, then n greedy tokens: what a session gives from here."""
+    logits, out = list(s.eval([first])), []
+    t = logits.index(max(logits))
+    for _ in range(n):
+        out.append(t)
+        t = s.eval_greedy([t])
+    return logits, out
+
+
+@pytest.fixture(scope="session")
+def long_model(tmp_path_factory):
+    """The small shape with room for 1400 positions: past the 1024 keys where auto attention may use Louver."""
+    d = tmp_path_factory.mktemp("long")
+    subprocess.run([os.path.join(BUILD, "rsr-mkmodel"), "--format", "bitnet-packed", "--preset", "small", "--max-pos",
+                    "1400", "--out", str(d / "m")], check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BUILD, "rsrc"), str(d / "m"), "-O0", "-o", str(d / "m.so")], check=True)
+    with rsr.Model(str(d / "m.so")) as m:
+        yield m
+
+
+@pytest.mark.parametrize("kv", ["bf16", "q8"])
+def test_a_saved_state_goes_on_as_the_session_would(long_model, tmp_path, kv):
+    """A session saved and loaded into another gives the bits the saved one gives from there: its
+    tokens, its position, its next logits and greedy tokens; past 1024 keys too, where auto attention
+    may have chosen Louver for decode steps (its choices are saved)."""
+    model = long_model
+    prompt = [(7 * i + 3) % model.vocab_size for i in range(1100)]
+    with model.session(max_positions=1300, kv=kv) as a, model.session(max_positions=1300, kv=kv) as b:
+        t = a.eval_greedy(prompt)
+        for _ in range(40):
+            t = a.eval_greedy([t])
+        n = a.save_state(str(tmp_path / "s.state"))
+        assert n == os.path.getsize(tmp_path / "s.state") and n > 1140 * 4
+        assert b.load_state(str(tmp_path / "s.state")) == n
+        assert b.position == a.position == 1140 and b.tokens == a.tokens and a.tokens[:1100] == prompt
+        assert b.reusable == a.reusable  # where auto first used Louver (1140 where it never did)
+        assert continuation(b, t) == continuation(a, t)
+
+
+def test_a_hybrids_state_keeps_its_checkpoints(hybrid, tmp_path):
+    """A Qwen3.5 hybrid's file holds its recurrent state and checkpoints: the loaded session goes on
+    as the saved one, and goes back to the same checkpoints, with the same bits after them."""
+    chunks = [[(11 * i + 5 * c + 1) % hybrid.vocab_size for i in range(20)] for c in range(3)]
+    with hybrid.session(max_positions=128, checkpoints=4) as a, hybrid.session(max_positions=128, checkpoints=4) as b:
+        for c in chunks:
+            a.eval(c)
+        t = a.eval_greedy([3])
+        a.save_state(str(tmp_path / "h.state"))
+        b.load_state(str(tmp_path / "h.state"))
+        assert [b.reachable(p) for p in (11, 12, 31, 32, 40, 52, 60)] == [0, 12, 12, 32, 32, 52, 52]
+        assert continuation(b, t) == continuation(a, t)
+        a.truncate(32), b.truncate(32)
+        assert continuation(b, 9) == continuation(a, 9)
+
+
+def test_checkpoints_let_truncation_reach_earlier_prompts(hybrid):
+    """Each prompt step of more than 8 tokens keeps a checkpoint 8 before its end, as many as the
+    session's checkpoints allow (a new one replacing the one nearest the one below it); truncation to
+    one and on gives the bits of a session that evaluated only those tokens."""
+    chunks = [[(13 * i + 7 * c + 2) % hybrid.vocab_size for i in range(20)] for c in range(3)]
+    flat = [t for c in chunks for t in c]
+    reach = {}
+    for k in (1, 2, 3):
+        with hybrid.session(max_positions=128, checkpoints=k) as s:
+            for c in chunks:
+                s.eval(c)
+            reach[k] = [s.reachable(p) for p in (12, 32, 52)]
+            if k == 3:
+                s.truncate(12)
+                with hybrid.session(max_positions=128) as fresh:
+                    fresh.eval(flat[:12])
+                    assert continuation(s, flat[12]) == continuation(fresh, flat[12])
+    assert reach == {1: [0, 0, 52], 2: [0, 32, 52], 3: [12, 32, 52]}
+
+
+def test_a_state_from_elsewhere_is_refused_naming_why(model, hybrid, tmp_path):
+    """Another model's file, another KV type or context, a flipped byte, a cut file, a file that is
+    not a state and a link are refused with a message naming what differs; the session stays as it was."""
+    good, other = str(tmp_path / "good.state"), str(tmp_path / "other.state")
+    with model.session(max_positions=64) as s:
+        s.eval([1, 2, 3, 4, 5, 6, 7, 8, 9])
+        s.save_state(good)
+    with hybrid.session(max_positions=64) as h:
+        h.eval([1, 2, 3])
+        h.save_state(other)
+    raw = open(good, "rb").read()
+    flipped, cut, junk = (str(tmp_path / n) for n in ("flipped", "cut", "junk"))
+    open(flipped, "wb").write(raw[:len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 4]) + raw[len(raw) // 2 + 1:])
+    open(cut, "wb").write(raw[:len(raw) - 8])
+    open(junk, "wb").write(b"not a state at all" * 10)
+    os.symlink(good, str(tmp_path / "link"))
+    cases = [(model, {}, other, "another model"), (model, {"kv": "f32"}, good, "bf16 KV cache; this session's is f32"),
+             (model, {"max_positions": 32}, good, "context of 64 positions; this session's is 32"),
+             (model, {}, flipped, "checksum"), (model, {}, cut, "truncated"), (model, {}, junk, "not a session state"),
+             (model, {}, str(tmp_path / "link"), "symbolic link"), (model, {}, str(tmp_path / "none"), "No such file")]
+    for m, kw, path, why in cases:
+        with m.session(**{"max_positions": 64, **kw}) as s:
+            s.eval([4, 3, 2])
+            before = continuation(s, 1, 2)
+            s.truncate(3)
+            with pytest.raises(rsr.Error, match=why) as e:
+                s.load_state(path)
+            assert path in str(e.value)
+            assert s.position == 3 and s.tokens == [4, 3, 2] and continuation(s, 1, 2) == before
+
+
 def test_kv_types(model):
     logits = {}
     for kv in rsr.Session.KV_TYPES:

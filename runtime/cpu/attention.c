@@ -179,6 +179,12 @@ void rt_attention_truncate(rsr_session *s) {
     if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)a->num_layers);
 }
 
+int32_t rt_attention_kind(const rsr_session *s, int32_t **dense_until) {
+    const struct rt_attention *t = s->attn;
+    *dense_until = t->autopilot ? t->dense_until : NULL;
+    return t->autopilot ? 2 : t->louver ? 1 : 0;
+}
+
 /* After a failed step: every index back to what the session's position implies. A step grows an
  * index as it attends (the buffer keeps 1..B keys), so after positions [0, pos) an index holds
  * B·⌈(pos − B)/B⌉ keys; blocks a failed step appended hold keys of positions the session does

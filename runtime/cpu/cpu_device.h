@@ -59,6 +59,9 @@ void rt_attention_free(rsr_session *s);
 void rt_attention_reset(rsr_session *s);
 void rt_attention_rollback(rsr_session *s); /* after a failed step: the indexes as s->pos implies */
 void rt_attention_truncate(rsr_session *s); /* after rsr_session_truncate */
+/* How the session attends (0 dense, 1 Louver, 2 auto) and, for auto, its decisions ([layers]: a
+ * decode step before this position attends densely), which a saved state keeps. */
+int32_t rt_attention_kind(const rsr_session *s, int32_t **dense_until);
 /* Attention of the n tokens at positions pos0..pos0+n-1 whose keys and values are in the cache:
  * queries q[t] at q + t·q_out, outputs at out + t·q_out ([heads][head_dim] each). */
 rsr_status rt_attention_rows(rsr_session *s, int32_t layer, int32_t pos0, int32_t n, const float *q, float *out);

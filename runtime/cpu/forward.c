@@ -222,10 +222,12 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
                                 "go back or be indexed; its attention layers attend densely (auto and dense do so)");
         dense.attention = RSR_ATTENTION_DENSE, p = &dense;
         s->dn_state = calloc(m->dn_state_floats, sizeof(float));
-        s->dn_snap = malloc(m->dn_state_floats * sizeof(float));
-        s->dn_snap_pos = -1;
-        if (!s->dn_state || !s->dn_snap)
+        s->dn_ckpt_cap = p->checkpoints > 0 ? p->checkpoints : 1, s->dn_ckpt_w = -1;
+        s->dn_ckpt = calloc((size_t)s->dn_ckpt_cap, sizeof *s->dn_ckpt);
+        s->dn_ckpt_pos = malloc(sizeof *s->dn_ckpt_pos * (size_t)s->dn_ckpt_cap);
+        if (!s->dn_state || !s->dn_ckpt || !s->dn_ckpt_pos)
             return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+        for (int32_t i = 0; i < s->dn_ckpt_cap; i++) s->dn_ckpt_pos[i] = -1;
     }
     s->kv_type = p->kv_type;
     s->kv_bytes = attn_row_bytes(p->kv_type, a->head_dim);
@@ -243,8 +245,10 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
-    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state), free(s->dn_snap), free(s->dn_draft_snap),
+    free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state), free(s->dn_draft_snap),
         free(s->dn_draft_in);
+    for (int32_t i = 0; s->dn_ckpt && i < s->dn_ckpt_cap; i++) free(s->dn_ckpt[i]);
+    free(s->dn_ckpt), free(s->dn_ckpt_pos);
     rt_work_free(&s->work);
     rt_lm_head_free(s);
     rt_attention_free(s);
@@ -310,25 +314,54 @@ static rsr_status cpu_eval(rsr_session *s, const int32_t *tokens, int32_t n, con
 static void cpu_session_reset(rsr_session *s) {
     rt_lm_head_forget(s);
     if (s->dn_state) memset(s->dn_state, 0, sizeof(float) * s->model->dn_state_floats);
-    s->dn_snap_pos = -1, s->dn_draft_n = 0;
+    for (int32_t i = 0; i < s->dn_ckpt_cap; i++) s->dn_ckpt_pos[i] = -1;
+    s->dn_draft_n = 0;
     rt_attention_reset(s);
 }
 
 static void dn_replay(rsr_session *s, int32_t keep);
 
 /* Back to s->pos (rsr_session_truncate checked it): a recurrent state by replaying a draft's kept
- * tokens (the record then covers those alone: what follows them may be written anew), or from its
- * snapshot (the record gone when the position is before the draft). */
+ * tokens (the record then covers those alone: what follows them may be written anew), or from a
+ * checkpoint (the record gone when the position is before the draft). */
 static void cpu_session_truncate(rsr_session *s) {
     if (s->dn_state && s->dn_draft_n > 0 && s->pos >= s->dn_draft_from && s->pos <= s->dn_draft_from + s->dn_draft_n) {
         dn_replay(s, s->pos - s->dn_draft_from);
         s->dn_draft_n = s->pos - s->dn_draft_from;
     } else if (s->dn_state) {
-        if (s->pos == s->dn_snap_pos) memcpy(s->dn_state, s->dn_snap, sizeof(float) * s->model->dn_state_floats);
+        for (int32_t i = 0; i < s->dn_ckpt_cap; i++)
+            if (s->dn_ckpt_pos[i] == s->pos) {
+                memcpy(s->dn_state, s->dn_ckpt[i], sizeof(float) * s->model->dn_state_floats);
+                break;
+            }
         if (s->pos < s->dn_draft_from) s->dn_draft_n = 0;
     }
-    if (s->dn_snap_pos > s->pos) s->dn_snap_pos = -1; /* positions past it may be written anew */
+    for (int32_t i = 0; i < s->dn_ckpt_cap; i++)
+        if (s->dn_ckpt_pos[i] > s->pos) s->dn_ckpt_pos[i] = -1; /* positions past it may be written anew */
     rt_attention_truncate(s);
+}
+
+/* The session's memory a saved state holds (rt_device.state_parts): per layer and KV head its keys
+ * then its values, the positions below pos on a global layer, the whole ring on a windowed one
+ * (with kv_written it is what the session reads of them); then auto attention's decisions. */
+static int32_t cpu_state_parts(rsr_session *s, int32_t pos, rt_state_part *out, int32_t cap, int32_t *attention) {
+    const rsr_artifact *a = s->model->a;
+    int32_t n = 0, *dense_until;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rt_kv_layer *L = &s->kv_layer[l];
+        const size_t rows = L->ring ? (size_t)L->rows : (size_t)pos;
+        if (!L->rows) continue;
+        for (int32_t h = 0; h < a->num_kv_heads; h++)
+            for (int32_t v = 0; v < 2; v++, n++)
+                if (n < cap)
+                    out[n] = (rt_state_part){(v ? s->v_cache : s->k_cache) + kv_row(s, l, h, 0), rows * s->kv_bytes,
+                                             L->ring ? "window of keys and values" : "keys and values", l};
+    }
+    *attention = rt_attention_kind(s, &dense_until);
+    if (dense_until && n++ < cap)
+        out[n - 1] =
+            (rt_state_part){dense_until, sizeof(int32_t) * (size_t)a->num_layers, "auto attention's choices", -1};
+    return n;
 }
 
 /* The target whose code runs on every CPU of this architecture (specs/generic.yaml, specs/aarch64.yaml) */
@@ -394,6 +427,7 @@ const rt_device rt_device_cpu = {
     .check = cpu_check,
     .describe = cpu_describe,
     .truncate_floor = rt_kv_truncate_floor,
+    .state_parts = cpu_state_parts,
     .attention_stats = rt_attention_stats,
     .kv_read = rt_kv_read,
     .last_query = rt_last_query,
@@ -1388,7 +1422,7 @@ static void ffn_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *ru
 /* ---- Qwen3.5's gated DeltaNet (rsr_artifact_layer.kind RSR_LAYER_DELTANET; docs/qwen35.md) ---- */
 
 /* A step of more than DN_SNAP_BACK tokens (a prompt) keeps the recurrent state DN_SNAP_BACK tokens
- * before its end (rsr_session.dn_snap), which rsr_session_truncate can go back to: the next turn of
+ * before its end (a checkpoint: rsr_session.dn_ckpt), which rsr_session_truncate can go back to: the next turn of
  * a chat shares the prompt but for its last few tokens (a template closes a turn otherwise than it
  * opened the reply: Qwen3.5's drops the empty <think></think> of an earlier turn). */
 #define DN_SNAP_BACK 8
@@ -1405,9 +1439,33 @@ static size_t dn_state_at(const rsr_artifact *a, int32_t l) {
     return at;
 }
 
-/* Token t of run r is where the run's step keeps its snapshot (DN_SNAP_BACK before its end). */
-static bool dn_snap_token(const rt_run *r, int32_t t) {
-    return r->s->dn_snap && !r->s->dn_draft_rec && r->n > DN_SNAP_BACK && t == r->row0 + r->n - 1 - DN_SNAP_BACK;
+/* Whether a step of run r keeps a checkpoint (DN_SNAP_BACK before its end). */
+static bool dn_ckpt_step(const rt_run *r) { return r->s->dn_ckpt && !r->s->dn_draft_rec && r->n > DN_SNAP_BACK; }
+/* The checkpoint of run r's step at token t, or NULL: token t is not where it is kept. */
+static float *dn_snap_at(const rt_run *r, int32_t t) {
+    const rsr_session *s = r->s;
+    return s->dn_ckpt_w >= 0 && dn_ckpt_step(r) && t == r->row0 + r->n - 1 - DN_SNAP_BACK ? s->dn_ckpt[s->dn_ckpt_w]
+                                                                                          : NULL;
+}
+
+/* The checkpoint a step of s writes: a free one (made now), else of those taken the one nearest the
+ * one below it (position 0 below the lowest), so that the kept positions stay spread over the
+ * context; -1 where no memory is left for a new one (the step keeps none). */
+static int32_t ckpt_choose(rsr_session *s) {
+    int32_t pick = -1, gap = INT32_MAX;
+    for (int32_t i = 0; i < s->dn_ckpt_cap; i++) {
+        if (s->dn_ckpt_pos[i] >= 0) continue;
+        if (!s->dn_ckpt[i]) s->dn_ckpt[i] = malloc(sizeof(float) * s->model->dn_state_floats);
+        if (s->dn_ckpt[i]) return i;
+    }
+    for (int32_t i = 0; i < s->dn_ckpt_cap; i++) {
+        int32_t below = 0;
+        if (s->dn_ckpt_pos[i] < 0) continue;
+        for (int32_t j = 0; j < s->dn_ckpt_cap; j++)
+            if (s->dn_ckpt_pos[j] < s->dn_ckpt_pos[i] && s->dn_ckpt_pos[j] > below) below = s->dn_ckpt_pos[j];
+        if (s->dn_ckpt_pos[i] - below < gap) gap = s->dn_ckpt_pos[i] - below, pick = i;
+    }
+    return pick;
 }
 
 /* ggml's softplus: x above 20, else log(1 + e^x) */
@@ -1573,7 +1631,8 @@ static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_r
         if (runs[j].s->dn_draft_rec) dn_record(m, w, l, &runs[j]);
         for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++) {
             deltanet_mix(m, L, st, w->dn_qkv + (size_t)t * CS);
-            if (dn_snap_token(&runs[j], t)) memcpy(runs[j].s->dn_snap + at, st, sizeof(float) * hist);
+            float *snap = dn_snap_at(&runs[j], t);
+            if (snap) memcpy(snap + at, st, sizeof(float) * hist);
         }
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, rows > nruns ? pairs : nruns))
@@ -1584,7 +1643,8 @@ static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_r
         for (int32_t t = runs[j].row0; t < runs[j].row0 + runs[j].n; t++) {
             deltanet_head(m, L, st, w->dn_qkv + (size_t)t * CS, w->dn_z + (size_t)t * VS, w->dn_beta + (size_t)t * HS,
                           w->dn_g + (size_t)t * HS, w->att + (size_t)t * VS, h);
-            if (dn_snap_token(&runs[j], t)) memcpy(runs[j].s->dn_snap + at + S, st + S, sizeof(float) * D2);
+            float *snap = dn_snap_at(&runs[j], t);
+            if (snap) memcpy(snap + at + S, st + S, sizeof(float) * D2);
         }
     }
 }
@@ -1716,8 +1776,9 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     }
     for (int32_t j = 0; j < nruns; j++) { /* a failed step's rows count too: they overwrote older ones */
         if (runs[j].s->pos + runs[j].n > runs[j].s->kv_written) runs[j].s->kv_written = runs[j].s->pos + runs[j].n;
-        if (runs[j].s->dn_snap && !runs[j].s->dn_draft_rec && runs[j].n > DN_SNAP_BACK)
-            runs[j].s->dn_snap_pos = -1; /* overwritten below */
+        rsr_session *s = runs[j].s;
+        s->dn_ckpt_w = dn_ckpt_step(&runs[j]) ? ckpt_choose(s) : -1;
+        if (s->dn_ckpt_w >= 0) s->dn_ckpt_pos[s->dn_ckpt_w] = -1; /* overwritten below */
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);
@@ -1729,8 +1790,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     for (int32_t j = 0; j < nruns; j++) {
         rsr_session *s = runs[j].s;
         s->pos += runs[j].n;
-        if (s->dn_snap && !s->dn_draft_rec && runs[j].n > DN_SNAP_BACK)
-            s->dn_snap_pos = s->pos - DN_SNAP_BACK; /* deltanet_recur */
+        if (s->dn_ckpt_w >= 0)
+            s->dn_ckpt_pos[s->dn_ckpt_w] = s->pos - DN_SNAP_BACK, s->dn_ckpt_w = -1; /* deltanet_recur */
         const float *last = w->h + (size_t)(runs[j].row0 + runs[j].n - 1) * (size_t)H;
         if (head) head_input(m, w->xn + (size_t)j * (size_t)w->widest, last);
     }

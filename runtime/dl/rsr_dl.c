@@ -207,6 +207,11 @@ int rsr_api_load(rsr_api *api, const char *path, char *err, size_t errlen) {
         RSR_DL_SYMBOL(session_eval_all),
         RSR_DL_SYMBOL(session_head_stats),
         RSR_DL_SYMBOL(session_eval_draft),
+        RSR_DL_SYMBOL(session_tokens),
+        RSR_DL_SYMBOL(session_save),
+        RSR_DL_SYMBOL(session_save_fd),
+        RSR_DL_SYMBOL(session_load),
+        RSR_DL_SYMBOL(session_load_fd),
 #undef RSR_DL_SYMBOL
     };
     if (!dlsym(api->handle, "rsr_api_version")) {

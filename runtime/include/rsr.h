@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 19
+#define RSR_API_VERSION 20
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -67,6 +67,7 @@ typedef enum rsr_status {
     RSR_ERR_BUFFER_TOO_SMALL = 9, /* the output did not fit; the size needed is returned */
     RSR_ERR_DEVICE = 10,          /* the GPU asked for is not usable: no driver, no device, a PTX the
                                    * driver refuses (the message says which) */
+    RSR_ERR_IO = 11,              /* a file could not be opened, read or written (the message names it and why) */
 } rsr_status;
 
 RSR_API const char *rsr_status_to_string(rsr_status status);
@@ -217,6 +218,9 @@ typedef struct rsr_session_params {
                                   [1, RSR_BATCH_MAX] (the results do not depend on it); 0: the most.
                                   A layer with a sliding window of W keeps W - 1 + batch positions */
     int32_t kv_type;          /* rsr_kv_type; 0: fp32 (the default params: bf16) */
+    int32_t checkpoints;      /* a model with gated DeltaNet layers: copies of the recurrent state kept
+                                  for truncation (rsr_session_truncate), each as much memory as the state
+                                  (rsr_model_info.state_bytes / 2), made as they are first needed; 0: 1 */
 } rsr_session_params;
 RSR_API rsr_session_params rsr_session_default_params(void);
 
@@ -236,10 +240,11 @@ RSR_API int32_t rsr_session_position(const rsr_session *session);
  * what follows gets exactly the bits a session that evaluated only those tokens would give. */
 RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
 /* A model with gated DeltaNet layers (Qwen3.5, docs/qwen35.md) keeps a recurrent state that cannot
- * be unwound: there pos must be 0, the current position, the position 8 tokens before the end
- * of the last eval of more than 8 tokens (a prompt: the session keeps a copy of the state there, as
- * much memory again as the state; the next turn of a chat shares a prompt but for the few tokens
- * that close it), or any position within the tokens the last rsr_session_eval_draft kept (the
+ * be unwound: there pos must be 0, the current position, a checkpoint: the position 8 tokens before
+ * the end of an eval (or a batch step) of more than 8 tokens (a prompt's chunk: the session keeps a
+ * copy of the state there, as much memory as the state, params.checkpoints of them at most, a new
+ * one replacing the one nearest the one below it; the next turn of a chat shares a prompt but for
+ * the few tokens that close it), or any position within the tokens the last rsr_session_eval_draft kept (the
  * state at its start is kept, and the tokens are replayed from their recorded inputs; a truncation
  * before them, or a reset, forgets them), else RSR_ERR_INVALID_ARGUMENT naming the positions allowed. A server that reuses
  * a conversation's cache thus evaluates the last reply and the new message, not the conversation.
@@ -255,6 +260,28 @@ RSR_API int32_t rsr_session_reusable(const rsr_session *session);
  * within the last draft's kept tokens, else the kept position near the last prompt's end, or 0);
  * the position when pos is past it. */
 RSR_API int32_t rsr_session_reachable(const rsr_session *session, int32_t pos);
+/* The tokens the session holds, one a position: the first min(cap, position) into out (may be NULL
+ * with cap 0); returns the position (-1: no session). */
+RSR_API int32_t rsr_session_tokens(const rsr_session *session, int32_t *out, int32_t cap);
+
+/* A session's state as a file (docs/sessions.md): its tokens, the keys and values of every
+ * attention layer, a hybrid's recurrent state and checkpoints, auto attention's decisions: what an
+ * evaluation after it needs to give the bits the session itself would give. rsr_session_save
+ * writes path atomically (a file beside it, synced, then renamed over it: a crash leaves the old
+ * file or none) and never follows a link at path; rsr_session_save_fd writes at fd's offset. The
+ * draft record of rsr_session_eval_draft is not kept (the loaded session reaches its checkpoints
+ * and its position). *bytes (may be NULL): the bytes written or read.
+ * rsr_session_load reads a file (no link followed) into the session, rsr_session_load_fd from fd's
+ * offset (a file that can be read twice: the whole is checked before any of it is used). The file
+ * is checked first, whole: its format and version, its checksum (a flipped or missing byte), the
+ * model it came from (shape and the checksum of its weights), the KV cache's type, the context and
+ * attention of the session that wrote it: any difference is refused with RSR_ERR_INVALID_ARGUMENT
+ * naming it, a damaged file or one of another format with RSR_ERR_FORMAT, a file that cannot be
+ * opened or read with RSR_ERR_IO, and the session is left as it was. After a load the session holds what the saved one held. CPU sessions only. */
+RSR_API rsr_status rsr_session_save(rsr_session *session, const char *path, int64_t *bytes);
+RSR_API rsr_status rsr_session_save_fd(rsr_session *session, int fd, int64_t *bytes);
+RSR_API rsr_status rsr_session_load(rsr_session *session, const char *path, int64_t *bytes);
+RSR_API rsr_status rsr_session_load_fd(rsr_session *session, int fd, int64_t *bytes);
 /* Appends n tokens at the current position and writes the logits of the last one
  * (vocab_size floats) to logits, which may be NULL when only the cache is wanted. */
 RSR_API rsr_status rsr_session_eval(rsr_session *session, const int32_t *tokens, int32_t n, float *logits);

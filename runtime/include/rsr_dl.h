@@ -76,6 +76,11 @@ typedef struct rsr_api {
     rsr_status (*session_head_stats)(const rsr_session *, rsr_head_stats *);
     rsr_status (*session_eval_draft)(rsr_session *, const int32_t *, int32_t, const rsr_sampler_params *, uint64_t *,
                                      int32_t *, int32_t *);
+    int32_t (*session_tokens)(const rsr_session *, int32_t *, int32_t);
+    rsr_status (*session_save)(rsr_session *, const char *, int64_t *);
+    rsr_status (*session_save_fd)(rsr_session *, int, int64_t *);
+    rsr_status (*session_load)(rsr_session *, const char *, int64_t *);
+    rsr_status (*session_load_fd)(rsr_session *, int, int64_t *);
 } rsr_api;
 
 /* dlopen trusts the file: a segment that the program headers place past the end of a truncated

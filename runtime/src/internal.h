@@ -108,6 +108,7 @@ struct rsr_session {
     rsr_model *model;
     int32_t max_positions, pos;
     int32_t louver_from; /* the first position auto attended with Louver (rsr_session_reusable); INT32_MAX: none */
+    int32_t *tokens;     /* [max_positions]: the token at each position below pos (rsr_session_tokens) */
     int32_t batch;       /* tokens of one prefill step (s->work.rows on the CPU) */
     uint8_t *k_cache, *v_cache;         /* per layer, [kv_heads][its rows] rows of kv_type: kv_row() */
     struct rt_kv_layer *kv_layer;       /* [layers] where each layer's rows are (CPU sessions; NULL on a GPU) */
@@ -125,11 +126,14 @@ struct rsr_session {
      * rsr_model.dn_state_floats: the last dn_conv − 1 tokens' [q|k|v] before the convolution, oldest
      * first, then per V head the state [dn_head (key)][dn_head (value)] */
     float *dn_state;
-    /* forward.c: a copy of dn_state DN_SNAP_BACK (8) tokens before the end of the last step longer
-     * than that (a prompt's), at position dn_snap_pos, which rsr_session_truncate can go back to
-     * (-1: none) */
-    float *dn_snap;
-    int32_t dn_snap_pos;
+    /* forward.c: checkpoints, copies of dn_state DN_SNAP_BACK (8) tokens before the end of each step
+     * longer than that (a prompt's chunks, the prompt of each turn), which rsr_session_truncate can
+     * go back to: dn_ckpt_cap of them at most (rsr_session_params.checkpoints), each made when it is
+     * first needed; dn_ckpt_pos[i] its position (-1: none). When every one is taken, a new one
+     * replaces the one nearest the one below it (ckpt_choose), so that they stay spread over the
+     * context. dn_ckpt_w: the one the step in flight writes (-1: none). */
+    float **dn_ckpt;
+    int32_t *dn_ckpt_pos, dn_ckpt_cap, dn_ckpt_w;
     /* forward.c: a draft's verification (rsr_session_eval_draft, dn_draft_rec set by it) records
      * the recurrent state at its first position dn_draft_from (dn_draft_snap) and each of its tokens'
      * inputs to the recurrence (dn_draft_in: per DeltaNet layer and token, [q|k|v] before the
@@ -169,6 +173,12 @@ typedef struct rt_head_request {
     float *embed;                      /* EMBED: hidden floats */
     int normalize;                     /* EMBED: to unit length */
 } rt_head_request;
+typedef struct rt_state_part {
+    void *p;
+    size_t bytes;
+    const char *what; /* "layer 3's keys": a message naming a part that differs */
+    int32_t layer;
+} rt_state_part;
 struct rt_device {
     const char *name;  /* "cpu", "gpu": how messages name it */
     const char *title; /* a device other than the host: how a sentence names it ("the GPU is unavailable") */
@@ -216,6 +226,11 @@ struct rt_device {
     /* rsr_batch_*: the device's part of a batch of rows (b->dev; b->model set, b->cap not yet; a
      * failure says why in b->err), a step of the checked call's sequences, and the part freed
      * (NULL-safe for a part never made); batch_eval NULL: the device takes no batches. */
+    /* A session's state as a file (session_file.c): the memory it holds beyond its tokens and the
+     * recurrent state, for a session at position pos, as parts in a fixed order (up to cap into
+     * out; returns how many there are), and in *attention how it attends (0 dense, 1 Louver, 2
+     * auto: its decisions are a part). NULL: the device's sessions cannot be saved. */
+    int32_t (*state_parts)(rsr_session *s, int32_t pos, rt_state_part *out, int32_t cap, int32_t *attention);
     rsr_status (*batch_init)(rsr_batch *b, int32_t rows);
     rsr_status (*batch_eval)(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs);
     void (*batch_free)(rsr_batch *b);

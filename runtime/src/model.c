@@ -23,6 +23,7 @@ const char *rsr_status_to_string(rsr_status st) {
     case RSR_ERR_FORMAT: return "unsupported format";
     case RSR_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case RSR_ERR_DEVICE: return "device unavailable";
+    case RSR_ERR_IO: return "input/output error";
     }
     return "unknown status";
 }

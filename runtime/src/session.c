@@ -4,6 +4,7 @@
  * knows which device runs a session: attention's state (the CPU's KV index, its statistics) is
  * the device's own.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,11 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     s->louver_from = INT32_MAX;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
     s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
+    s->tokens = malloc(sizeof *s->tokens * (size_t)s->max_positions);
+    if (!s->tokens) {
+        free(s);
+        return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    }
     rsr_status st = m->run_on->session_init(s, &p);
     if (st != RSR_OK) {
         rsr_session_free(s);
@@ -52,6 +58,7 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
 void rsr_session_free(rsr_session *s) {
     if (!s) return;
     s->model->run_on->session_free(s);
+    free(s->tokens);
     free(s);
 }
 
@@ -66,10 +73,24 @@ rsr_status rsr_session_reset(rsr_session *s) {
 
 int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
 
+int32_t rsr_session_tokens(const rsr_session *s, int32_t *out, int32_t cap) {
+    if (!s) return -1;
+    if (out && cap > 0) memcpy(out, s->tokens, sizeof *out * (size_t)(cap < s->pos ? cap : s->pos));
+    return s->pos;
+}
+
 /* The smallest position above 0 that truncation can reach (the device's rule: a sliding window's). */
 static int32_t truncate_floor(const rsr_session *s, int32_t *layer, int32_t *kept) {
     const rt_device *d = s->model->run_on;
     return d->truncate_floor ? d->truncate_floor(s, layer, kept) : 1;
+}
+
+/* A hybrid's nearest checkpoint at or below pos (0: none). */
+static int32_t ckpt_below(const rsr_session *s, int32_t pos) {
+    int32_t best = 0;
+    for (int32_t i = 0; i < s->dn_ckpt_cap; i++)
+        if (s->dn_ckpt_pos[i] > best && s->dn_ckpt_pos[i] <= pos) best = s->dn_ckpt_pos[i];
+    return best;
 }
 
 int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
@@ -78,31 +99,27 @@ int32_t rsr_session_reachable(const rsr_session *s, int32_t pos) {
     if (s->model->dn_state_floats && s->dn_draft_n > 0 && pos >= s->dn_draft_from &&
         pos <= s->dn_draft_from + s->dn_draft_n)
         return pos; /* within a draft's kept tokens: replayed */
-    if (s->model->dn_state_floats) return s->dn_snap_pos > 0 && s->dn_snap_pos <= pos ? s->dn_snap_pos : 0;
+    if (s->model->dn_state_floats) return ckpt_below(s, pos);
     return pos >= truncate_floor(s, &(int32_t){-1}, &(int32_t){0}) ? pos : 0;
 }
 
 /* Why rsr_session_truncate cannot reach pos (rsr_session_reachable says it cannot): the recurrent
  * state goes back only to its copy, a sliding window only to its earliest position. */
 static rsr_status refuse_truncate(rsr_session *s, int32_t pos) {
-    if (s->model->dn_state_floats && s->dn_draft_n > 0)
+    if (s->model->dn_state_floats) {
+        char kept[160] = "", draft[80] = "";
+        size_t n = 0;
+        for (int32_t i = 0; i < s->dn_ckpt_cap && n + 16 < sizeof kept; i++)
+            if (s->dn_ckpt_pos[i] > 0)
+                n += (size_t)snprintf(kept + n, sizeof kept - n, "%s%d", n ? ", " : "", s->dn_ckpt_pos[i]);
+        if (s->dn_draft_n > 0)
+            snprintf(draft, sizeof draft, "%d..%d (the last draft's kept tokens), ", s->dn_draft_from,
+                     s->dn_draft_from + s->dn_draft_n);
         return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                             "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
-                            "state, which goes back only to %d..%d (the last draft's kept tokens)%s, to the position "
-                            "(%d) or to 0 (reset)",
-                            pos, s->dn_draft_from, s->dn_draft_from + s->dn_draft_n,
-                            s->dn_snap_pos > 0 ? ", to the copy near the last prompt's end" : "", s->pos);
-    if (s->model->dn_state_floats && s->dn_snap_pos > 0)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
-                            "state, which goes back only to %d (kept near the last prompt's end), to the position "
-                            "(%d) or to 0 (reset)",
-                            pos, s->dn_snap_pos, s->pos);
-    if (s->model->dn_state_floats)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                            "cannot truncate to position %d: this model's gated DeltaNet layers keep a recurrent "
-                            "state of all %d positions, which cannot go back (0: reset)",
-                            pos, s->pos);
+                            "state, which goes back only to %s%s%s%s the position (%d) or to 0 (reset)",
+                            pos, draft, n ? "its checkpoints (" : "", kept, n ? "), to" : "to", s->pos);
+    }
     int32_t layer = -1, kept = 0, floor = truncate_floor(s, &layer, &kept);
     return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
                         "cannot truncate to position %d: layer %d keeps the last %d positions of a sliding window "
@@ -142,6 +159,7 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
     const double t0 = s->model->run_on->own_threads ? 0 : rt_adapt_begin(s->model, n);
+    memcpy(s->tokens + s->pos, tokens, sizeof *tokens * (size_t)n); /* before: an output may alias them */
     rsr_status st = s->model->run_on->eval(s, tokens, n, head);
     if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);
     return st;

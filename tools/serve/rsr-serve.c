@@ -75,6 +75,15 @@ static void usage(FILE *out) {
           "  --parallel N       requests stepped together, 1 to 256 (default 4)\n"
           "  --cache-mem MIB    memory for KV caches beyond one per slot, in MiB (default 0): each keeps\n"
           "                     an ended conversation for prefix reuse, least recently used first out\n"
+          "  --cache-dir DIR    KV caches kept on disk: each written to DIR when a request ends in it (a\n"
+          "                     thread of its own), read back when the server starts, each for the tenant\n"
+          "                     (API key and cache_salt) whose prompt filled it\n"
+          "  --slot-save-path DIR  POST /slots/ID?action=save|restore|erase with {\"filename\": \"NAME\"}\n"
+          "                     writes a slot's cache to DIR/NAME and reads it back (llama-server's API;\n"
+          "                     off without it). GET /slots lists what each slot holds\n"
+          "  --ctx-checkpoints N  a model with gated DeltaNet layers (Qwen3.5): copies of a sequence's\n"
+          "                     recurrent state kept to go back to, each state_bytes / 2 (rsr-run --info),\n"
+          "                     one near the end of each prompt chunk (default 4)\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64);\n"
           "                     as many embedding requests may wait for the one being computed\n"
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
@@ -227,7 +236,9 @@ typedef struct serve_args {
     int spec;                  /* --spec-type: 0 none, 1 ngram-simple, 2 draft */
     long draft_max, draft_min; /* --draft-max, --draft-min */
     const char *draft_path;    /* -md, --model-draft */
-    double draft_p_min;        /* --draft-p-min */
+    const char *slot_save_path, *cache_dir;
+    long checkpoints;   /* --ctx-checkpoints */
+    double draft_p_min; /* --draft-p-min */
     int kv, reasoning_format, literal_content;
     size_t max_body;
     strlist keys, hosts, origins;
@@ -273,6 +284,9 @@ enum {
     O_HEADER_TO,
     O_BODY_TO,
     O_DIGEST,
+    O_SLOT_SAVE,
+    O_CACHE_DIR,
+    O_CHECKPOINTS,
     O_VERSION
 };
 static const struct option serve_longs[] = {
@@ -310,6 +324,9 @@ static const struct option serve_longs[] = {
     {"header-timeout", required_argument, 0, O_HEADER_TO},
     {"body-timeout", required_argument, 0, O_BODY_TO},
     {"digest", required_argument, 0, O_DIGEST},
+    {"slot-save-path", required_argument, 0, O_SLOT_SAVE},
+    {"cache-dir", required_argument, 0, O_CACHE_DIR},
+    {"ctx-checkpoints", required_argument, 0, O_CHECKPOINTS},
     {"version", no_argument, 0, O_VERSION},
     {"help", no_argument, 0, 'h'},
     {"verbose", no_argument, 0, 'v'},
@@ -325,6 +342,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
                       .chunk = 32,
                       .drain = 10,
                       .mask_budget = 10,
+                      .checkpoints = 4,
                       .max_conn = 512,
                       .per_client = 64,
                       .kv = RSR_KV_DEFAULT,
@@ -387,6 +405,9 @@ static void parse_args(int argc, char **argv, serve_args *a) {
             if (!artifact_digest_valid(optarg)) die("--digest: '%s' is not a SHA-256 (64 hexadecimal digits)", optarg);
             a->digest = optarg;
             break;
+        case O_SLOT_SAVE: a->slot_save_path = optarg; break;
+        case O_CACHE_DIR: a->cache_dir = optarg; break;
+        case O_CHECKPOINTS: a->checkpoints = number_arg("--ctx-checkpoints", optarg, 1, 1024); break;
         case O_VERSION: printf("rsr-serve %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         case 'v': a->verbose = true; break;
@@ -451,7 +472,8 @@ static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain
             drain);
     double until = serve_now() + (double)drain;
     serve_engine_drain(sv->e, (double)drain);
-    embedder_drain(sv->emb, until); /* the embeddings' the same deadline */
+    if (sv->cache_dir >= 0) slots_writer_stop(sv); /* the caches the last requests filled, written */
+    embedder_drain(sv->emb, until);                /* the embeddings' the same deadline */
     for (int i = 0; i < 50 && __atomic_load_n(&sv->in_flight, __ATOMIC_SEQ_CST) > 0; i++) {
         struct timespec ts = {0, 100000000};
         nanosleep(&ts, NULL);
@@ -534,7 +556,7 @@ static void *load(void *arg) {
      * position) and recurrent states */
     double per_cache = 2.0 * sv->info.num_kv_layers * sv->info.num_kv_heads * (double)ctx *
                            (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim) +
-                       (double)sv->info.state_bytes;
+                       (double)sv->info.state_bytes / 2 * (double)(1 + a->checkpoints); /* the state and its copies */
     long spare = (long)((double)a->cache_mib * 1048576.0 / per_cache);
     if (spare > 4096) spare = 4096;
     if (a->cache_mib && !spare)
@@ -547,7 +569,7 @@ static void *load(void *arg) {
         .queue = (int32_t)a->queue,
         .ctx = (int32_t)ctx,
         .chunk = (int32_t)a->chunk,
-        .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO},
+        .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO, .checkpoints = (int32_t)a->checkpoints},
         .mask_budget = (double)a->mask_budget,
         .spec = a->spec != 0,
         .draft_max = (int32_t)a->draft_max,
@@ -558,6 +580,10 @@ static void *load(void *arg) {
     };
     char err[1024];
     if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);
+    if (sv->cache_dir >= 0) {
+        slots_restore_caches(sv);
+        if (!slots_writer_start(sv)) die("--cache-dir: cannot start the thread that writes the caches");
+    }
     rsr_session_params esp = ep.session; /* the slots' cache type: the vectors rsr-run --embed gives */
     esp.max_positions = (int32_t)ctx;
     if (!(sv->emb = embedder_start(sv->m, &esp, sv->info.hidden_size, sv->info.vocab_size, (int32_t)a->queue)))
@@ -592,7 +618,15 @@ int main(int argc, char **argv) {
                  .model_id = a.model_id,
                  .strict_model = a.strict_model,
                  .verbose = a.verbose,
-                 .chat_template = a.chat_template};
+                 .chat_template = a.chat_template,
+                 .save_dir = -1,
+                 .cache_dir = -1};
+    char dir_err[1024];
+    if (a.slot_save_path &&
+        (sv.save_dir = slots_dir_open(a.slot_save_path, "--slot-save-path", dir_err, sizeof dir_err)) < 0)
+        die("%s", dir_err);
+    if (a.cache_dir && (sv.cache_dir = slots_dir_open(a.cache_dir, "--cache-dir", dir_err, sizeof dir_err)) < 0)
+        die("%s", dir_err);
     if (!sv.model_id) {
         const char *slash = strrchr(a.model_path, '/');
         sv.model_id = slash ? slash + 1 : a.model_path;

@@ -55,6 +55,7 @@ typedef struct serve_params {
     int32_t n_stop;
     char *model;       /* as given, or NULL */
     bool cache_prompt; /* reuse a slot's cache of an earlier request (llama-server's field; default true) */
+    int32_t pin_slot;  /* llama-server's id_slot plus one: the slot the request runs in (0: any) */
     char *cache_salt;  /* vLLM's field: only requests of the same salt (and API key) share cached prefixes */
     float presence_penalty, frequency_penalty; /* OpenAI's, over the penalty's recent tokens */
     /* llama-server's speculative.n_max, speculative.n_min, speculative.p_min (-1, -1, NaN: the
@@ -121,6 +122,8 @@ bool serve_parse(const char *body, size_t len, bool chat, serve_params *p, char 
 bool serve_parse_all(const char *body, size_t len, bool chat, serve_params **ps, int32_t *n, char *err, size_t errlen,
                      const char **param);
 void serve_params_free(serve_params *p);
+/* Whether JSON text s[0, n) holds a \u0000 escape (a C string of it would end there). */
+bool serve_json_has_nul(const char *s, size_t n);
 
 /* /v1/embeddings: "input" is a text, texts, token ids or lists of them (OpenAI's four shapes). */
 #define SERVE_MAX_EMBED_INPUTS 256 /* inputs of one request */
@@ -296,6 +299,31 @@ void serve_release(serve_engine *e, serve_job *j);
 void serve_get_metrics(serve_engine *e, serve_metrics *out, int32_t *active, int32_t *queued);
 void serve_count_invalid(serve_engine *e);
 int32_t serve_ctx(const serve_engine *e);
+int32_t serve_slots_count(const serve_engine *e);
+int32_t serve_cache_count(const serve_engine *e);
+
+/* The KV caches as the slot API (POST /slots/{id}?action=save|restore|erase) and --cache-dir see
+ * them (serve_slots.c). A claimed cache is the caller's until it releases it: no job takes it
+ * (a job whose prompt it may hold waits), so its session can be written or read outside the
+ * engine's lock while the other slots keep decoding. */
+typedef struct kv_cache serve_cache;
+typedef enum { SERVE_CACHE_KEPT, SERVE_CACHE_RESTORED, SERVE_CACHE_ERASED, SERVE_CACHE_FAILED } serve_cache_change;
+/* Slot id's cache (the one its last job used; its own before any), or with id < 0 cache index,
+ * once it is idle (waiting up to wait_s); NULL with the reason in err. */
+serve_cache *serve_cache_claim(serve_engine *e, int32_t id, int32_t index, double wait_s, char *err, size_t errlen);
+/* An idle cache a job ended in since it was last written (waiting up to wait_s), or NULL. */
+serve_cache *serve_cache_claim_dirty(serve_engine *e, double wait_s);
+rsr_session *serve_cache_session(serve_cache *c);
+int32_t serve_cache_index(const serve_cache *c);
+void serve_cache_tenant(const serve_cache *c, unsigned char out[32]);
+/* Gives the cache back: RESTORED (its session was loaded: its tokens read back, tenant its owner's
+ * now), ERASED (emptied here), KEPT (read only), FAILED (a write that failed: it is written again). */
+void serve_cache_release(serve_engine *e, serve_cache *c, serve_cache_change how, const unsigned char tenant[32]);
+typedef struct serve_slot_info {
+    bool processing;
+    int32_t n_tokens, cache;
+} serve_slot_info;
+void serve_slot_list(serve_engine *e, serve_slot_info *out); /* serve_slots_count of them */
 
 /* ---- serve_guard.c: who may use the server, and for how long a connection may take ---- */
 

@@ -114,6 +114,15 @@ enum MHD_Result endpoint_complete(server *sv, struct MHD_Connection *c, bool cha
         serve_count_invalid(sv->e);
         return send_error(c, 400, "invalid_request_error", param, NULL, "%s", err);
     }
+    if (ps[0].pin_slot > serve_slots_count(sv->e)) {
+        const int32_t id = ps[0].pin_slot - 1;
+        for (int32_t k = 0; k < n; k++) serve_params_free(&ps[k]);
+        free(ps);
+        serve_count_invalid(sv->e);
+        return send_error(c, 400, "invalid_request_error", "id_slot", NULL,
+                          "'id_slot' is %d: the server has %d slots (0 to %d)", id, serve_slots_count(sv->e),
+                          serve_slots_count(sv->e) - 1);
+    }
     serve_job **js = calloc((size_t)n, sizeof *js);
     bool ok = js != NULL;
     for (int32_t k = 0; k < n; k++) {

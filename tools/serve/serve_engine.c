@@ -61,6 +61,9 @@ typedef struct kv_cache {
     long used;                /* the admission that last took it: the least recently used idle cache goes first */
     unsigned char tenant[32]; /* the serve_job.tenant of what it holds: reused by that tenant only */
     bool busy;                /* a slot's job is using it */
+    bool io;                  /* claimed by the slot API or --cache-dir (serve_cache_claim): no job takes it */
+    bool dirty;               /* a job ended in it since it was last claimed to be written (--cache-dir) */
+    int32_t index;            /* its place in the engine's caches */
 } kv_cache;
 
 /* A mask's walk over the vocabulary in byte order, resumable between turns: the next token (at) and
@@ -219,7 +222,7 @@ static void finish(serve_engine *e, slot *sl, serve_finish why) {
                                        * place, a next turn that writes them reuses them */
     sl->j = NULL, sl->masking = sl->ready = false;
     memo_free(&sl->memo);
-    sl->c->busy = false; /* sl->c stays: a step in flight may still be filling it */
+    sl->c->busy = false, sl->c->dirty = true; /* sl->c stays: a step in flight may still be filling it */
     end_job(e, j, why);
 }
 
@@ -275,16 +278,22 @@ static kv_cache *pick_cache(serve_engine *e, const serve_job *j, int32_t *keep) 
     for (int32_t k = 0; k < e->n_caches; k++) {
         kv_cache *c = &e->caches[k];
         if (c->busy) continue;
-        int32_t n = j->p.cache_prompt ? reusable_prefix(c, j) : 0;
+        int32_t n = j->p.cache_prompt && !c->io ? reusable_prefix(c, j) : 0;
+        if (c->io && j->p.cache_prompt && !memcmp(c->tenant, j->tenant, sizeof c->tenant) && c->n_hist > 0 &&
+            c->hist[0] == j->ids[0])
+            return NULL; /* what it holds may be this prompt's: the job waits for the save or restore */
+        if (c->io) continue;
         if (!lru || c->used < lru->used) lru = c, lru_n = n;
         if (2 * n >= c->n_hist && (n > best_n || (n == best_n && c->used < best->used))) best = c, best_n = n;
     }
     if (!best) best = lru, best_n = lru_n;
     *keep = best_n;
-    return best;
+    return best; /* NULL: every idle cache is claimed (serve_cache_claim) */
 }
 
-static slot *free_slot(serve_engine *e) {
+/* A free slot for job j: the one it pins (id_slot), else the first free one; NULL: none. */
+static slot *free_slot(serve_engine *e, const serve_job *j) {
+    if (j && j->p.pin_slot > 0) return e->slots[j->p.pin_slot - 1].j ? NULL : &e->slots[j->p.pin_slot - 1];
     for (int32_t k = 0; k < e->ep.slots; k++)
         if (!e->slots[k].j) return &e->slots[k];
     return NULL;
@@ -441,7 +450,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
  * last prompt has started (a 64-prompt list once made another client's chat 9x slower), and is
  * never starved by them. A submission's queued jobs sit together, in order. */
 static int32_t next_queued(const serve_engine *e) {
-    int32_t ring = e->ep.slots + e->ep.queue, best = 0, best_busy = INT32_MAX;
+    int32_t ring = e->ep.slots + e->ep.queue, best = -1, best_busy = INT32_MAX;
     uint64_t best_turn = UINT64_MAX;
     for (int32_t i = 0, queued; i < e->q_len; i += queued) {
         const serve_job *j = e->queue[(e->q_head + i) % ring];
@@ -449,6 +458,7 @@ static int32_t next_queued(const serve_engine *e) {
             queued++;
         int32_t busy = 0;
         for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j && e->slots[k].j->request == j->request;
+        if (j->p.pin_slot > 0 && e->slots[j->p.pin_slot - 1].j) continue; /* its slot is taken: it waits */
         if (busy < best_busy || (busy == best_busy && j->turn < best_turn))
             best = i, best_busy = busy, best_turn = j->turn;
     }
@@ -481,10 +491,12 @@ static void admit(serve_engine *e) {
             i++;
     }
     while (e->q_len > 0) {
-        slot *sl = free_slot(e); /* before the queue's scan: most steps have no slot free */
-        if (!sl) break;
+        if (!free_slot(e, NULL)) break; /* before the queue's scan: most steps have no slot free */
         int32_t keep, i = next_queued(e);
+        if (i < 0) break; /* the jobs waiting pin slots that are taken */
+        slot *sl = free_slot(e, e->queue[(e->q_head + i) % ring]);
         kv_cache *c = pick_cache(e, e->queue[(e->q_head + i) % ring], &keep);
+        if (!c) break; /* its cache is being saved or restored: it goes first when that ends */
         serve_job *j = queue_take(e, i);
         e->turns++; /* the submission's jobs still queued (now from place i on) wait for their next turn */
         for (int32_t k = i; k < e->q_len && e->queue[(e->q_head + k) % ring]->request == j->request; k++)
@@ -511,6 +523,9 @@ static int32_t build_step(serve_engine *e) {
         if (sl->fed < j->n_ids) {
             int32_t left = j->n_ids - sl->fed, n = left < e->ep.chunk ? left : e->ep.chunk;
             if (left - n == 1 && n > 2) n--; /* no one-token prompt step (a decode step's attention) */
+            /* a hybrid keeps a checkpoint 8 tokens before the end of a step of more than 8 (rsr.h,
+             * rsr_session_truncate): the prompt's last step is made long enough to keep one, near its end */
+            if (e->dense && left > n && left - n <= 8 && left - 9 >= 2) n = left - 9;
             q->tokens = j->ids + sl->fed, q->n = n;
             if (sl->fed + n < j->n_ids) q->output = RSR_OUTPUT_NONE;
             sl->fed += n;
@@ -1151,6 +1166,7 @@ serve_engine *serve_engine_start(rsr_model *m, rsr_tokenizer *tok, const serve_e
             snprintf(err, errlen, "KV cache %d of %d: %s", k + 1, e->n_caches, api.model_errmsg(m));
             goto fail;
         }
+        e->caches[k].index = k;
         if (!(e->caches[k].hist = malloc(sizeof(int32_t) * (size_t)ep->ctx))) {
             snprintf(err, errlen, "out of memory");
             goto fail;
@@ -1287,3 +1303,89 @@ void serve_count_invalid(serve_engine *e) {
 
 int32_t serve_ctx(const serve_engine *e) { return e->ep.ctx; }
 int32_t serve_room(const serve_engine *e) { return e->ep.slots + e->ep.queue; }
+
+/* ---- the caches claimed by the slot API and --cache-dir (serve_slots.c) ---- */
+
+/* The cache slot id holds (its last job's; its own before any), or cache index when id < 0. */
+static kv_cache *cache_of(serve_engine *e, int32_t id, int32_t index) {
+    if (id < 0) return &e->caches[index];
+    return e->slots[id].c ? e->slots[id].c : &e->caches[id];
+}
+
+serve_cache *serve_cache_claim(serve_engine *e, int32_t id, int32_t index, double wait_s, char *err, size_t errlen) {
+    if (id >= e->ep.slots || index >= e->n_caches) {
+        snprintf(err, errlen, id >= 0 ? "no slot %d: the server has %d (0 to %d)" : "no cache %d", id >= 0 ? id : index,
+                 e->ep.slots, e->ep.slots - 1);
+        return NULL;
+    }
+    const double until = serve_now() + wait_s;
+    pthread_mutex_lock(&e->lock);
+    kv_cache *c = cache_of(e, id, index);
+    while ((c->busy || c->io) && !e->draining && serve_now() < until) {
+        serve_wait(e, 0.1);
+        c = cache_of(e, id, index);
+    }
+    bool ok = !c->busy && !c->io && !e->draining;
+    if (ok)
+        c->io = true, c->dirty = false;
+    else
+        snprintf(err, errlen,
+                 e->draining ? "the server is shutting down"
+                 : c->busy   ? "slot %d is processing a request: try again when it ends"
+                             : "slot %d is being saved or restored: try again in a moment",
+                 id >= 0 ? id : index);
+    pthread_mutex_unlock(&e->lock);
+    return ok ? c : NULL;
+}
+
+serve_cache *serve_cache_claim_dirty(serve_engine *e, double wait_s) {
+    const double until = serve_now() + wait_s;
+    kv_cache *found = NULL;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        for (int32_t k = 0; k < e->n_caches && !found; k++)
+            if (e->caches[k].dirty && !e->caches[k].busy && !e->caches[k].io) found = &e->caches[k];
+        if (found || e->stopping || serve_now() >= until) break;
+        serve_wait(e, until - serve_now());
+    }
+    if (found) found->io = true, found->dirty = false;
+    pthread_mutex_unlock(&e->lock);
+    return found;
+}
+
+rsr_session *serve_cache_session(serve_cache *c) { return c->s; }
+int32_t serve_cache_index(const serve_cache *c) { return c->index; }
+void serve_cache_tenant(const serve_cache *c, unsigned char out[32]) { memcpy(out, c->tenant, 32); }
+
+void serve_cache_release(serve_engine *e, serve_cache *c, serve_cache_change how, const unsigned char tenant[32]) {
+    pthread_mutex_lock(&e->lock);
+    if (how == SERVE_CACHE_RESTORED) { /* what the session now holds, the tenant whose it is, most recent */
+        c->n_hist = api.session_tokens(c->s, c->hist, e->ep.ctx);
+        memcpy(c->tenant, tenant, sizeof c->tenant);
+        c->used = ++e->admissions;
+    } else if (how == SERVE_CACHE_ERASED) {
+        api.session_reset(c->s);
+        c->n_hist = 0;
+    } else if (how == SERVE_CACHE_FAILED) { /* a save that failed: written again later */
+        c->dirty = true;
+    }
+    if (how == SERVE_CACHE_RESTORED || how == SERVE_CACHE_ERASED)
+        for (int32_t k = 0; k < e->ep.slots; k++) /* a slot whose cache this was keeps it: its last job's */
+            if (!e->slots[k].j && e->slots[k].c == c) e->slots[k].pos = c->n_hist;
+    c->io = false;
+    pthread_cond_broadcast(&e->changed);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int32_t serve_cache_count(const serve_engine *e) { return e->n_caches; }
+
+void serve_slot_list(serve_engine *e, serve_slot_info *out) {
+    pthread_mutex_lock(&e->lock);
+    for (int32_t k = 0; k < e->ep.slots; k++) {
+        const kv_cache *c = cache_of(e, k, 0);
+        out[k] = (serve_slot_info){.processing = e->slots[k].j != NULL, .n_tokens = c->n_hist, .cache = c->index};
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+int32_t serve_slots_count(const serve_engine *e) { return e->ep.slots; }

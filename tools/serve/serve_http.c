@@ -198,6 +198,12 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
                : embed ? endpoint_embeddings(sv, c, body, rq->len)
                        : endpoint_complete(sv, c, chat, body, rq->len);
     }
+    if (!strcmp(url, "/slots") || !strncmp(url, "/slots/", 7)) {
+        if (rq->too_large)
+            return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "invalid_request_error", NULL, NULL,
+                              "the body is over %zu bytes (rsr-serve --max-body)", sv->max_body);
+        return endpoint_slots(sv, c, url, method, rq->body ? rq->body : "", rq->len);
+    }
     static const char *const gets[] = {"/", "/index.html", "/health", "/v1/models", "/metrics", "/info"};
     int which = -1;
     for (int i = 0; i < 6; i++)
@@ -205,8 +211,8 @@ static enum MHD_Result route(server *sv, struct MHD_Connection *c, const char *u
     if (which < 0)
         return send_error(c, MHD_HTTP_NOT_FOUND, "invalid_request_error", NULL, "not_found",
                           "no endpoint %.200s (POST /v1/completions, /v1/chat/completions, /v1/embeddings, /tokenize, "
-                          "/detokenize, /apply-template; GET "
-                          "/v1/models, /health, /metrics, /info, /)",
+                          "/detokenize, /apply-template, /slots/ID?action=...; GET "
+                          "/v1/models, /health, /metrics, /info, /slots, /)",
                           url);
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
         return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL, "%s takes GET, not %s",

@@ -474,6 +474,7 @@ static bool only_served(reader *r, const cJSON *root, bool chat) {
                                          "response_format",
                                          "grammar",
                                          "cache_prompt",
+                                         "id_slot",
                                          "cache_salt",
                                          "logprobs",
                                          "top_logprobs",
@@ -629,6 +630,9 @@ static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, ser
     if (!number(r, root, "repeat_penalty", 0, 100, &v)) return false; /* 0 or 1: off */
     if (!isnan(v)) p->sampler.repeat_penalty = (float)v;
     v = NAN;
+    v = NAN;
+    if (!integer(r, root, "id_slot", -1, RSR_BATCH_MAX - 1, &v)) return false; /* the server checks its slots */
+    p->pin_slot = isnan(v) ? 0 : (int32_t)v + 1;
     if (!integer(r, root, "repeat_last_n", -1, 1 << 30, &v)) return false; /* -1: the whole context */
     if (!isnan(v)) p->repeat_last_n = v < 0 ? 1 << 30 : (int32_t)v;
     v = NAN;
@@ -660,7 +664,7 @@ static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, ser
 
 /* A \u0000 escape anywhere (escapes only occur inside strings): a backslash that is not itself
  * escaped, followed by u0000. */
-static bool has_nul_escape(const char *s, size_t n) {
+bool serve_json_has_nul(const char *s, size_t n) {
     for (size_t i = 0; i + 5 < n; i++) {
         if (s[i] != '\\') continue;
         if (s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) return true;
@@ -744,7 +748,7 @@ static cJSON *read_root(reader *r, const char *body, size_t len) {
         fail(r, NULL, "the body is not valid JSON: more follows the object, at byte %zu", at);
         return NULL;
     }
-    if (has_nul_escape(body, len)) { /* a C string would end there: the text would be cut short */
+    if (serve_json_has_nul(body, len)) { /* a C string would end there: the text would be cut short */
         cJSON_Delete(root);
         fail(r, NULL, "the body holds \\u0000 (a NUL character), which no prompt or message may contain");
         return NULL;

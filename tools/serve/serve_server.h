@@ -15,6 +15,7 @@
  *   serve_reply.c      OpenAI's JSON of a completion (choices, logprobs, usage) and its stream (SSE)
  *   serve_embed.c      the embedder's thread: POST /v1/embeddings, and the prompts scored for echo
  *   serve_endpoints.c  /tokenize, /detokenize, /apply-template, /v1/models, /info, /metrics
+ *   serve_slots.c      GET /slots, POST /slots/{id}?action=save|restore|erase, --cache-dir
  */
 #ifndef RSR_SERVE_SERVER_H
 #define RSR_SERVE_SERVER_H
@@ -53,7 +54,11 @@ typedef struct server {
     long started;
     serve_guard *guard;
     int in_flight; /* requests read and not yet answered in full (atomic) */
-    bool ready;    /* the model is loaded, its engine started (atomic): until then, 503 */
+    int save_dir;  /* --slot-save-path, open (-1: the slot API's actions are off) */
+    int cache_dir; /* --cache-dir, open (-1: none) */
+    pthread_t writer;
+    bool writer_stop; /* atomic */
+    bool ready;       /* the model is loaded, its engine started (atomic): until then, 503 */
 } server;
 
 /* One HTTP request: its body as it arrives, and what the request log says of it. */
@@ -147,6 +152,15 @@ void embedder_free(embedder *em);
 void embedder_counts(embedder *em, long *inputs, long *tokens, long *scored, int32_t *waiting);
 embed_job *score_job(serve_job *const *js, int32_t n);
 enum MHD_Result endpoint_embeddings(server *sv, struct MHD_Connection *c, const char *body, size_t len);
+
+/* ---- serve_slots.c: slots saved and restored, KV caches kept on disk ---- */
+
+enum MHD_Result endpoint_slots(server *sv, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *body, size_t len);
+int slots_dir_open(const char *path, const char *option, char *err, size_t errlen);
+void slots_restore_caches(server *sv);
+bool slots_writer_start(server *sv);
+void slots_writer_stop(server *sv); /* after the engine drained: the caches its last requests left written too */
 
 /* ---- serve_endpoints.c: the other endpoints ---- */
 

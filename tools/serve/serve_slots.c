@@ -1,0 +1,288 @@
+/*
+ * serve_slots.c — sessions that outlive a request (docs/sessions.md):
+ *   - llama-server's slot API: GET /slots (what each slot holds), POST /slots/{id}?action=save,
+ *     restore or erase, files under --slot-save-path only;
+ *   - --cache-dir: every KV cache written there when a request ends in it (a thread of its own,
+ *     never the engine's), and read back when the server starts.
+ * A cache being written or read is claimed from the engine (serve_cache_claim): no request takes
+ * it meanwhile, the other slots keep decoding, and a request whose prompt it may hold waits.
+ *
+ * A slot file: "RSRSLOT1", the digest of the tenant whose prefix it is (serve_job.tenant: its API
+ * key and cache_salt), the checksum of those 40 bytes (rsr_checksum_add), then the runtime's
+ * session state (rsr_session_save_fd: the model, KV type and context it came from, and a checksum
+ * of every byte, all checked before any of it is used). A restored cache is that tenant's again:
+ * one tenant never reuses another's prefix. Files are written beside their name and renamed over
+ * it (a crash leaves the old file or none), opened without following a link, and named by one
+ * path component the client gives (no separator, no "..", no NUL, not hidden).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rsr_artifact.h" /* rsr_checksum_add */
+#include "serve_server.h"
+
+#define SLOT_MAGIC "RSRSLOT1"
+#define SLOT_WAIT_S 30.0 /* how long a save or restore waits for its slot's request to end */
+
+typedef struct slot_header {
+    char magic[8];
+    unsigned char tenant[32];
+    uint64_t sum; /* of the 40 bytes before it */
+} slot_header;
+
+static uint64_t header_sum(const slot_header *h) { return rsr_checksum_add(0x5107, (const uint8_t *)h, 0, 5); }
+
+/* ---- the files ---- */
+
+/* Whether name is one plain file name a client may give; else why not in err. */
+static bool name_ok(const char *name, size_t n, char *err, size_t errlen) {
+    const char *why = !n                                              ? "is empty"
+                      : n > 200                                       ? "is over 200 bytes"
+                      : memchr(name, 0, n)                            ? "holds a NUL"
+                      : memchr(name, '/', n) || memchr(name, '\\', n) ? "holds a path separator"
+                      : strstr(name, "..")                            ? "holds '..'"
+                      : name[0] == '.'                                ? "begins with '.' (the server's own files do)"
+                                                                      : NULL;
+    if (why) snprintf(err, errlen, "'filename' %s: it must be a plain file name in the server's --slot-save-path", why);
+    return !why;
+}
+
+/* Writes cache c's session as dir/name, atomically; 0 or -1 with why in err. */
+static int slot_write(int dir, const char *name, serve_cache *c, int64_t *bytes, char *err, size_t errlen) {
+    static unsigned serial;
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, ".%.200s.%ld.%u.tmp", name, (long)getpid(),
+             __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED));
+    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)), -1;
+    slot_header h = {.magic = SLOT_MAGIC};
+    serve_cache_tenant(c, h.tenant);
+    h.sum = header_sum(&h);
+    int64_t n = 0;
+    bool ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h;
+    if (!ok) snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
+    rsr_session *s = serve_cache_session(c);
+    if (ok && !(ok = api.session_save_fd(s, fd, &n) == RSR_OK)) snprintf(err, errlen, "%s", api.session_errmsg(s));
+    if (ok && !(ok = fsync(fd) == 0)) snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
+    if (close(fd) != 0 && ok) ok = false, snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
+    if (ok && !(ok = renameat(dir, tmp, dir, name) == 0))
+        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, name, strerror(errno));
+    if (!ok) return unlinkat(dir, tmp, 0), -1;
+    fsync(dir); /* the rename itself */
+    *bytes = (int64_t)sizeof h + n;
+    return 0;
+}
+
+/* Reads dir/name into cache c's session and its tenant into tenant: 0, -1 with why in err (a
+ * refusal: the file's fault), or -2 (no such file). */
+static int slot_read(int dir, const char *name, serve_cache *c, unsigned char tenant[32], int64_t *bytes, char *err,
+                     size_t errlen) {
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return snprintf(err, errlen, "no saved slot named '%s'", name), -2;
+    if (fd < 0)
+        return snprintf(err, errlen, "cannot open '%s': %s", name,
+                        errno == ELOOP ? "it is a symbolic link, which is not followed" : strerror(errno)),
+               -1;
+    struct stat st;
+    slot_header h;
+    int rc = -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(err, errlen, "'%s' is not a regular file", name);
+    else if (read(fd, &h, sizeof h) != (ssize_t)sizeof h || memcmp(h.magic, SLOT_MAGIC, 8))
+        snprintf(err, errlen, "'%s' is not a slot saved by rsr-serve (no %s header)", name, SLOT_MAGIC);
+    else if (h.sum != header_sum(&h))
+        snprintf(err, errlen, "'%s' fails its header's checksum: it was damaged or altered after it was saved", name);
+    else if (api.session_load_fd(serve_cache_session(c), fd, bytes) != RSR_OK)
+        snprintf(err, errlen, "'%s': %s", name, api.session_errmsg(serve_cache_session(c)));
+    else
+        rc = 0, memcpy(tenant, h.tenant, 32), *bytes += (int64_t)sizeof h;
+    close(fd);
+    return rc;
+}
+
+static double ms_since(double t0) { return 1e3 * (serve_now() - t0); }
+
+/* ---- the slot API ---- */
+
+static enum MHD_Result slots_list(server *sv, struct MHD_Connection *c) {
+    const int32_t n = serve_slots_count(sv->e);
+    serve_slot_info *info = calloc((size_t)n, sizeof *info);
+    if (!info) return send_error(c, 503, "server_error", NULL, NULL, "out of memory");
+    serve_slot_list(sv->e, info);
+    cJSON *root = cJSON_CreateArray();
+    for (int32_t k = 0; k < n; k++) {
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddNumberToObject(s, "id", k);
+        cJSON_AddNumberToObject(s, "n_ctx", serve_ctx(sv->e));
+        cJSON_AddBoolToObject(s, "is_processing", info[k].processing);
+        cJSON_AddNumberToObject(s, "n_tokens", info[k].n_tokens); /* what its cache holds, not what it says */
+        cJSON_AddItemToArray(root, s);
+    }
+    free(info);
+    return send_json(c, MHD_HTTP_OK, root, 0);
+}
+
+/* The body's "filename", checked; NULL after a reply was sent (*ret). */
+static char *filename_of(struct MHD_Connection *c, const char *body, size_t len, enum MHD_Result *ret) {
+    char err[200];
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *f = root ? cJSON_GetObjectItemCaseSensitive(root, "filename") : NULL;
+    char *name = NULL;
+    if (!f || !cJSON_IsString(f))
+        *ret = send_error(c, 400, "invalid_request_error", "filename", NULL,
+                          "the body must be {\"filename\": \"NAME\"}: a file name in the server's --slot-save-path");
+    else if (serve_json_has_nul(body, len) || !name_ok(f->valuestring, strlen(f->valuestring), err, sizeof err))
+        *ret = send_error(c, 400, "invalid_request_error", "filename", NULL, "%s",
+                          serve_json_has_nul(body, len) ? "'filename' holds a NUL" : err);
+    else if (!(name = strdup(f->valuestring)))
+        *ret = send_error(c, 503, "server_error", NULL, NULL, "out of memory");
+    cJSON_Delete(root);
+    return name;
+}
+
+static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t id, const char *action,
+                                   const char *body, size_t len) {
+    enum MHD_Result ret = MHD_NO;
+    char err[512];
+    const bool save = !strcmp(action, "save"), restore = !strcmp(action, "restore"), erase = !strcmp(action, "erase");
+    if (!save && !restore && !erase)
+        return send_error(c, 400, "invalid_request_error", "action", NULL,
+                          "action '%.40s' is not save, restore or erase", action);
+    char *name = erase ? NULL : filename_of(c, body, len, &ret);
+    if (!erase && !name) return ret;
+    const double t0 = serve_now();
+    serve_cache *cc = serve_cache_claim(sv->e, id, 0, SLOT_WAIT_S, err, sizeof err);
+    if (!cc) {
+        free(name);
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable_error", NULL, NULL, "%s", err);
+    }
+    rsr_session *s = serve_cache_session(cc);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "id_slot", id);
+    int64_t bytes = 0;
+    if (erase) {
+        cJSON_AddNumberToObject(root, "n_erased", api.session_position(s));
+        serve_cache_release(sv->e, cc, SERVE_CACHE_ERASED, NULL);
+        return send_json(c, MHD_HTTP_OK, root, 0);
+    }
+    cJSON_AddStringToObject(root, "filename", name);
+    int rc;
+    if (save) {
+        const int32_t n = api.session_position(s);
+        rc = slot_write(sv->save_dir, name, cc, &bytes, err, sizeof err);
+        serve_cache_release(sv->e, cc, SERVE_CACHE_KEPT, NULL);
+        cJSON_AddNumberToObject(root, "n_saved", n);
+        cJSON_AddNumberToObject(root, "n_written", (double)bytes);
+    } else {
+        unsigned char tenant[32];
+        serve_cache_tenant(cc, tenant); /* a refused file leaves the session as it was (an unreadable one empties it) */
+        rc = slot_read(sv->save_dir, name, cc, tenant, &bytes, err, sizeof err);
+        serve_cache_release(sv->e, cc, SERVE_CACHE_RESTORED, tenant);
+        cJSON_AddNumberToObject(root, "n_restored", api.session_position(s));
+        cJSON_AddNumberToObject(root, "n_read", (double)bytes);
+    }
+    cJSON *timings = cJSON_AddObjectToObject(root, "timings");
+    cJSON_AddNumberToObject(timings, save ? "save_ms" : "restore_ms", ms_since(t0));
+    free(name);
+    if (rc == 0) return send_json(c, MHD_HTTP_OK, root, 0);
+    cJSON_Delete(root);
+    if (save) return send_error(c, 500, "server_error", NULL, NULL, "%s", err);
+    return send_error(c, rc == -2 ? MHD_HTTP_NOT_FOUND : 400, "invalid_request_error", "filename", NULL, "%s", err);
+}
+
+enum MHD_Result endpoint_slots(server *sv, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *body, size_t len) {
+    if (!strcmp(url, "/slots")) {
+        if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+            return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
+                              "/slots takes GET, not %s", method);
+        return slots_list(sv, c);
+    }
+    if (strcmp(method, "POST"))
+        return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request_error", NULL, NULL,
+                          "%.40s takes POST, not %s", url, method);
+    if (sv->save_dir < 0)
+        return send_error(c, 501, "not_supported_error", NULL, NULL,
+                          "saving and restoring slots is off: start rsr-serve with --slot-save-path DIR");
+    const char *digits = url + strlen("/slots/");
+    char *end;
+    long id = strtol(digits, &end, 10);
+    if (!*digits || *end || id < 0 || id >= serve_slots_count(sv->e) || digits[0] == '-' || digits[0] == '+')
+        return send_error(c, 400, "invalid_request_error", "id_slot", NULL,
+                          "no slot '%.40s': the server has %d (0 to %d)", digits, serve_slots_count(sv->e),
+                          serve_slots_count(sv->e) - 1);
+    const char *action = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "action");
+    if (!action)
+        return send_error(c, 400, "invalid_request_error", "action", NULL,
+                          "no ?action= (save, restore or erase) in %.60s", url);
+    return slot_action(sv, c, (int32_t)id, action, body, len);
+}
+
+/* ---- --slot-save-path and --cache-dir ---- */
+
+/* The directory path (made when missing), open for the files' *at calls; -1 with why in err. */
+int slots_dir_open(const char *path, const char *option, char *err, size_t errlen) {
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s %s: cannot make it: %s", option, path, strerror(errno));
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) snprintf(err, errlen, "%s %s: %s", option, path, strerror(errno));
+    return fd;
+}
+
+static void cache_name(char *out, size_t n, int32_t index) { snprintf(out, n, "cache-%d.rsrslot", index); }
+
+void slots_restore_caches(server *sv) {
+    int32_t restored = 0, refused = 0;
+    for (int32_t k = 0; k < serve_cache_count(sv->e); k++) {
+        char name[64], err[600];
+        unsigned char tenant[32];
+        int64_t bytes = 0;
+        cache_name(name, sizeof name, k);
+        serve_cache *cc = serve_cache_claim(sv->e, -1, k, 0, err, sizeof err);
+        if (!cc) continue;
+        serve_cache_tenant(cc, tenant);
+        int rc = slot_read(sv->cache_dir, name, cc, tenant, &bytes, err, sizeof err);
+        serve_cache_release(sv->e, cc, SERVE_CACHE_RESTORED, tenant);
+        if (rc == -1) fprintf(stderr, "rsr-serve: --cache-dir: %s: left out\n", err), refused++;
+        restored += rc == 0;
+    }
+    fprintf(stderr, "rsr-serve: --cache-dir: %d KV cache%s read back%s\n", restored, restored == 1 ? "" : "s",
+            refused ? " (some refused: above)" : "");
+}
+
+/* Writes one cache a request ended in since it was last written; false when none came in wait_s. */
+static bool write_one(server *sv, double wait_s) {
+    serve_cache *cc = serve_cache_claim_dirty(sv->e, wait_s);
+    if (!cc) return false;
+    char name[64], err[600];
+    int64_t bytes;
+    cache_name(name, sizeof name, serve_cache_index(cc));
+    bool ok = slot_write(sv->cache_dir, name, cc, &bytes, err, sizeof err) == 0;
+    serve_cache_release(sv->e, cc, ok ? SERVE_CACHE_KEPT : SERVE_CACHE_FAILED, NULL);
+    if (!ok) {
+        fprintf(stderr, "rsr-serve: --cache-dir: %s (tried again after the next request)\n", err);
+        return false;
+    }
+    return true;
+}
+
+static void *writer_main(void *arg) {
+    server *sv = arg;
+    while (!__atomic_load_n(&sv->writer_stop, __ATOMIC_ACQUIRE)) write_one(sv, 0.5);
+    return NULL;
+}
+
+bool slots_writer_start(server *sv) { return pthread_create(&sv->writer, NULL, writer_main, sv) == 0; }
+
+void slots_writer_stop(server *sv) {
+    __atomic_store_n(&sv->writer_stop, true, __ATOMIC_RELEASE);
+    pthread_join(sv->writer, NULL);
+    while (write_one(sv, 0)) {} /* what the last requests left (the engine takes no more) */
+}

@@ -91,8 +91,9 @@ typedef struct rsr_model_info {
                                 * "anonymous memory, 2 MiB pages, read from FILE in 0.41 s", ... */
     int32_t pooling;                    /* rsr_pooling: how rsr_session_embed pools the tokens */
     int32_t num_kv_layers;              /* layers with a KV cache: all but gated DeltaNet layers (API 15) */
-    int64_t state_bytes;                /* a session's recurrent state whatever its length, with the copy kept near a
-                          * prompt's end (gated DeltaNet layers; 0: none) (API 15) */
+    int64_t state_bytes;                /* a session's recurrent state whatever its length, with one checkpoint (a
+                          * copy: rsr_session_params.checkpoints adds half this each) (gated DeltaNet
+                          * layers; 0: none) (API 15) */
 } rsr_model_info;
 
 /* Where the model runs. A model compiled for a CUDA target (rsrc --target sm_90 or avx512,sm_90)
@@ -257,7 +258,7 @@ RSR_API rsr_status rsr_session_truncate(rsr_session *session, int32_t pos);
 RSR_API int32_t rsr_session_reusable(const rsr_session *session);
 /* The largest position at most pos that rsr_session_truncate can go back to: pos itself but for a
  * model with sliding windows (0 below the earliest position allowed) or gated DeltaNet layers (pos
- * within the last draft's kept tokens, else the kept position near the last prompt's end, or 0);
+ * within the last draft's kept tokens, else the nearest checkpoint at or below pos, or 0);
  * the position when pos is past it. */
 RSR_API int32_t rsr_session_reachable(const rsr_session *session, int32_t pos);
 /* The tokens the session holds, one a position: the first min(cap, position) into out (may be NULL

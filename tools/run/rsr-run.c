@@ -328,7 +328,7 @@ static void print_summary(rsr_model *m, const rsr_model_info *info, const char *
            info->num_matrices, info->vocab_size, info->hidden_size, human(cache, kv, true), info->max_positions,
            layers);
     if (info->state_bytes)
-        printf(" and a recurrent state of %s (%d gated DeltaNet layers, with its copy near a prompt's end)",
+        printf(" and a recurrent state of %s (%d gated DeltaNet layers, with one checkpoint)",
                human(state, (double)info->state_bytes, true), info->num_layers - info->num_kv_layers);
     putchar('\n');
 }

@@ -205,10 +205,12 @@ static int get(int fd, int64_t off, void *p, size_t n) {
 
 /* The file's header, format and checksum: RSR_OK, or the refusal with the message in s->err. */
 static rsr_status check_file(rsr_session *s, int fd, int64_t base, state_header *h) {
-    int e = get(fd, base, h, sizeof *h);
+    int e = get(fd, base, h->magic, 8);
     if (e == EIO || (e == 0 && memcmp(h->magic, STATE_MAGIC, 8) != 0))
         return rt_set_error(s->err, RSR_ERR_FORMAT, "not a session state saved by rsr_session_save (no %s header)",
                             STATE_MAGIC);
+    if (!e) e = get(fd, base, h, sizeof *h);
+    if (e == EIO) return rt_set_error(s->err, RSR_ERR_FORMAT, "the session state is truncated within its header");
     if (e) return rt_set_error(s->err, RSR_ERR_IO, "cannot read the session's state: %s", strerror(e));
     if (h->version != STATE_VERSION || h->header_bytes != (int64_t)sizeof *h)
         return rt_set_error(s->err, RSR_ERR_FORMAT,

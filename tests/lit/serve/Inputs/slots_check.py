@@ -143,3 +143,31 @@ c.stop()
 print("cache-dir: same text", after[0] == plain[0], "same cached", after[2] == plain[2], "cached of turn 1's prompt",
       after[2] >= p1 - 8, "read back", "1 KV cache read back" in open(os.path.join(work, "cache-c.err")).read())
 print("files", sorted(os.listdir(cache)))
+
+# --cache-dir per tenant: what one API key's prompt filled is read back for that key only
+tenants = os.path.join(work, "tenants")
+t = Server("tenant-a", model, "--parallel", "2", "--cache-dir", tenants, "--api-key", "k1", "--api-key", "k2")
+st, r = t.call("/v1/chat/completions", {"messages": first, "max_tokens": 4, "temperature": 0}, key="k1")
+t.stop()
+t = Server("tenant-b", model, "--parallel", "2", "--cache-dir", tenants, "--api-key", "k1", "--api-key", "k2")
+cached = {}
+for k in ("k2", "k1"):
+    st, r = t.call("/v1/chat/completions", {"messages": first, "max_tokens": 4, "temperature": 0}, key=k)
+    cached[k] = r["usage"]["prompt_tokens_details"]["cached_tokens"]
+t.stop()
+print("tenants after a restart: another key's cached", cached["k2"], "the same key's", cached["k1"] > 0)
+
+# a save while another slot decodes: the save answers while that request is still running
+b = Server("busy", model, "--parallel", "2", "--slot-save-path", slots)
+chat(b, first)  # slot 0 holds a conversation
+req = urllib.request.Request(b.url + "/v1/completions", json.dumps(
+    {"prompt": "1:1 In the beginning", "max_tokens": 400, "temperature": 0, "stream": True,
+     "id_slot": 1}).encode(), {"Content-Type": "application/json"})
+stream = urllib.request.urlopen(req)
+stream.readline()  # the first event: slot 1 is decoding
+st, r = b.call("/slots/0?action=save", {"filename": "while-busy"})
+listed = b.call("/slots")[1]
+rest = stream.read().decode()
+print("save while slot 1 decodes:", st, "slot 1 still processing", listed[1]["is_processing"],
+      "its stream ended", rest.rstrip().endswith("data: [DONE]"))
+b.stop()

@@ -342,26 +342,51 @@ static void cpu_session_truncate(rsr_session *s) {
 }
 
 /* The session's memory a saved state holds (rt_device.state_parts): per layer and KV head its keys
- * then its values, the positions below pos on a global layer, the whole ring on a windowed one
- * (with kv_written it is what the session reads of them); then auto attention's decisions. */
-static int32_t cpu_state_parts(rsr_session *s, int32_t pos, rt_state_part *out, int32_t cap, int32_t *attention) {
+ * then its values of the positions it holds below pos: every one on a global layer, on a windowed
+ * one those its ring still holds (from kv_oldest: one run of slots, or two where it wraps; the
+ * mirrored slots follow from them, cpu_state_loaded); then auto attention's choices. */
+static int32_t cpu_state_parts(rsr_session *s, int32_t pos, int32_t kv_written, rt_state_part *out, int32_t cap,
+                               int32_t *attention) {
     const rsr_artifact *a = s->model->a;
     int32_t n = 0, *dense_until;
     for (int32_t l = 0; l < a->num_layers; l++) {
         const rt_kv_layer *L = &s->kv_layer[l];
-        const size_t rows = L->ring ? (size_t)L->rows : (size_t)pos;
         if (!L->rows) continue;
+        const int32_t lo = L->ring && kv_written > L->ring ? kv_written - L->ring : 0,
+                      first = L->ring ? lo % L->ring : 0;
+        const int32_t held = pos > lo ? pos - lo : 0, run1 = L->ring && first + held > L->ring ? L->ring - first : held;
         for (int32_t h = 0; h < a->num_kv_heads; h++)
-            for (int32_t v = 0; v < 2; v++, n++)
+            for (int32_t v = 0; v < 2; v++) {
+                uint8_t *rows = (v ? s->v_cache : s->k_cache) + kv_row(s, l, h, 0);
+                const char *what = L->ring ? "window of keys and values" : "keys and values";
                 if (n < cap)
-                    out[n] = (rt_state_part){(v ? s->v_cache : s->k_cache) + kv_row(s, l, h, 0), rows * s->kv_bytes,
-                                             L->ring ? "window of keys and values" : "keys and values", l};
+                    out[n] = (rt_state_part){rows + (size_t)first * s->kv_bytes, (size_t)run1 * s->kv_bytes, what, l};
+                n++;
+                if (run1 == held) continue;
+                if (n < cap) out[n] = (rt_state_part){rows, (size_t)(held - run1) * s->kv_bytes, what, l};
+                n++;
+            }
     }
     *attention = rt_attention_kind(s, &dense_until);
     if (dense_until && n++ < cap)
         out[n - 1] =
             (rt_state_part){dense_until, sizeof(int32_t) * (size_t)a->num_layers, "auto attention's choices", -1};
     return n;
+}
+
+/* After a saved state was read into the session's parts: each windowed layer's mirrored slots. */
+static void cpu_state_loaded(rsr_session *s) {
+    const rsr_artifact *a = s->model->a;
+    for (int32_t l = 0; l < a->num_layers; l++) {
+        const rt_kv_layer *L = &s->kv_layer[l];
+        if (!L->ring) continue;
+        const size_t mirrored = (size_t)(L->rows - L->ring) * s->kv_bytes, ring = (size_t)L->ring * s->kv_bytes;
+        for (int32_t h = 0; h < a->num_kv_heads; h++) {
+            const size_t at = kv_row(s, l, h, 0);
+            memcpy(s->k_cache + at + ring, s->k_cache + at, mirrored);
+            memcpy(s->v_cache + at + ring, s->v_cache + at, mirrored);
+        }
+    }
 }
 
 /* The target whose code runs on every CPU of this architecture (specs/generic.yaml, specs/aarch64.yaml) */
@@ -428,6 +453,7 @@ const rt_device rt_device_cpu = {
     .describe = cpu_describe,
     .truncate_floor = rt_kv_truncate_floor,
     .state_parts = cpu_state_parts,
+    .state_loaded = cpu_state_loaded,
     .attention_stats = rt_attention_stats,
     .kv_read = rt_kv_read,
     .last_query = rt_last_query,

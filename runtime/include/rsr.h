@@ -204,7 +204,8 @@ static inline size_t rsr_kv_row_bytes(int32_t kv_type, int32_t head_dim) {
 
 /* Start from rsr_session_default_params(): fields added later default to zero, which always
  * means the earlier behaviour (so zero is an fp32 cache; the default params choose bf16). */
-#define RSR_BATCH_MAX 256 /* the most tokens one prefill step evaluates together */
+#define RSR_BATCH_MAX 256        /* the most tokens one prefill step evaluates together */
+#define RSR_CHECKPOINTS_MAX 4096 /* the most checkpoints a session keeps (rsr_session_params.checkpoints) */
 typedef struct rsr_session_params {
     int32_t max_positions;    /* KV cache length; 0: the model's max_positions */
     int32_t attention;        /* rsr_attention_kind; 0: dense */
@@ -221,7 +222,8 @@ typedef struct rsr_session_params {
     int32_t kv_type;          /* rsr_kv_type; 0: fp32 (the default params: bf16) */
     int32_t checkpoints;      /* a model with gated DeltaNet layers: copies of the recurrent state kept
                                   for truncation (rsr_session_truncate), each as much memory as the state
-                                  (rsr_model_info.state_bytes / 2), made as they are first needed; 0: 1 */
+                                  (rsr_model_info.state_bytes / 2), made as they are first needed; 0: 1;
+                                  at most RSR_CHECKPOINTS_MAX */
 } rsr_session_params;
 RSR_API rsr_session_params rsr_session_default_params(void);
 

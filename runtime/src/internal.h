@@ -229,8 +229,11 @@ struct rt_device {
     /* A session's state as a file (session_file.c): the memory it holds beyond its tokens and the
      * recurrent state, for a session at position pos, as parts in a fixed order (up to cap into
      * out; returns how many there are), and in *attention how it attends (0 dense, 1 Louver, 2
-     * auto: its decisions are a part). NULL: the device's sessions cannot be saved. */
-    int32_t (*state_parts)(rsr_session *s, int32_t pos, rt_state_part *out, int32_t cap, int32_t *attention);
+     * auto: its decisions are a part); kv_written: the positions written since the last reset (a
+     * sliding window's ring holds the last of them). NULL: the device's sessions cannot be saved. */
+    int32_t (*state_parts)(rsr_session *s, int32_t pos, int32_t kv_written, rt_state_part *out, int32_t cap,
+                           int32_t *attention);
+    void (*state_loaded)(rsr_session *s); /* after the parts were read: what follows from them; NULL: nothing */
     rsr_status (*batch_init)(rsr_batch *b, int32_t rows);
     rsr_status (*batch_eval)(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs);
     void (*batch_free)(rsr_batch *b);

@@ -32,6 +32,9 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (p.attention < RSR_ATTENTION_DENSE || p.attention > RSR_ATTENTION_AUTO)
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "attention %d is not dense (0), louver (1) or auto (2)",
                             p.attention);
+    if (p.checkpoints < 0 || p.checkpoints > RSR_CHECKPOINTS_MAX)
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "checkpoints %d is out of range [0, %d]", p.checkpoints,
+                            RSR_CHECKPOINTS_MAX);
     if (p.kv_type < RSR_KV_F32 || p.kv_type > RSR_KV_Q8)
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "kv_type %d is not f32 (0), bf16 (1), f16 (2) or q8 (3)",
                             p.kv_type);

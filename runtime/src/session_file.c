@@ -70,32 +70,40 @@ static void put(writer *w, const void *p, size_t n) {
         else
             done += (size_t)k;
     }
-    if (n > whole && !w->err && write(w->fd, zero, pad8(n) - n) != (ssize_t)(pad8(n) - n)) w->err = errno ? errno : EIO;
+    if (n > whole && !w->err) {
+        errno = 0;
+        if (write(w->fd, zero, pad8(n) - n) != (ssize_t)(pad8(n) - n)) w->err = errno ? errno : EIO;
+    }
     w->at += pad8(n);
 }
 
-/* The device's parts of s at its position (malloc'd, *n of them), or NULL with the error set. */
-static rt_state_part *parts_of(rsr_session *s, int32_t pos, int32_t *n, int32_t *attention) {
+/* The device's parts of s at position pos (malloc'd, *n of them), or NULL with *st and the message set. */
+static rt_state_part *parts_of(rsr_session *s, int32_t pos, int32_t kv_written, int32_t *n, int32_t *attention,
+                               rsr_status *st) {
     const rt_device *d = s->model->run_on;
     if (!d->state_parts) {
-        rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                     "a session on the %s cannot be saved or loaded (CPU sessions can)", d->name);
+        *st = rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                           "a session on the %s cannot be saved or loaded (CPU sessions can)", d->name);
         return NULL;
     }
-    *n = d->state_parts(s, pos, NULL, 0, attention);
+    *n = d->state_parts(s, pos, kv_written, NULL, 0, attention);
     rt_state_part *p = malloc(sizeof *p * (size_t)(*n > 0 ? *n : 1));
     if (!p)
-        rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
+        *st = rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
     else
-        d->state_parts(s, pos, p, *n, attention);
+        d->state_parts(s, pos, kv_written, p, *n, attention);
     return p;
 }
 
-/* The checkpoints that hold a position (indexes into s->dn_ckpt), in index order; returns how many. */
+/* The checkpoints that hold a position (indexes into s->dn_ckpt), by position ascending; returns how many. */
 static int32_t ckpts_of(const rsr_session *s, int32_t *at) {
     int32_t n = 0;
-    for (int32_t i = 0; i < s->dn_ckpt_cap; i++)
-        if (s->dn_ckpt_pos[i] > 0) at[n++] = i;
+    for (int32_t i = 0; i < s->dn_ckpt_cap; i++) {
+        if (s->dn_ckpt_pos[i] <= 0) continue;
+        int32_t k = n++;
+        for (; k > 0 && s->dn_ckpt_pos[at[k - 1]] > s->dn_ckpt_pos[i]; k--) at[k] = at[k - 1];
+        at[k] = i;
+    }
     return n;
 }
 
@@ -121,10 +129,11 @@ rsr_status rsr_session_save_fd(rsr_session *s, int fd, int64_t *bytes) {
     if (bytes) *bytes = 0;
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     int32_t n_parts, attention, *at = malloc(sizeof *at * (size_t)(s->dn_ckpt_cap + 1));
-    rt_state_part *parts = at ? parts_of(s, s->pos, &n_parts, &attention) : NULL;
+    rsr_status st = RSR_OK;
+    rt_state_part *parts = at ? parts_of(s, s->pos, s->kv_written, &n_parts, &attention, &st) : NULL;
     if (!parts) {
         free(at);
-        return at ? RSR_ERR_INVALID_ARGUMENT : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
+        return at ? st : rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
     }
     state_header h = header_of(s);
     const int32_t n_ckpt = s->dn_ckpt ? ckpts_of(s, at) : 0;
@@ -158,6 +167,15 @@ rsr_status rsr_session_save_fd(rsr_session *s, int fd, int64_t *bytes) {
     return RSR_OK;
 }
 
+/* fsync of the directory that holds path (best effort: the file itself is synced). */
+static void sync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path + 1) : 1, slash ? path : ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) fsync(fd), close(fd);
+}
+
 rsr_status rsr_session_save(rsr_session *s, const char *path, int64_t *bytes) {
     if (bytes) *bytes = 0;
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
@@ -171,7 +189,8 @@ rsr_status rsr_session_save(rsr_session *s, const char *path, int64_t *bytes) {
     size_t n = strlen(path) + 32;
     char *tmp = malloc(n);
     if (!tmp) return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    static unsigned serial;
+    snprintf(tmp, n, "%s.tmp.%ld.%u", path, (long)getpid(), __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         rsr_status r = rt_set_error(s->err, RSR_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
@@ -184,6 +203,7 @@ rsr_status rsr_session_save(rsr_session *s, const char *path, int64_t *bytes) {
         r = rt_set_error(s->err, RSR_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     if (r == RSR_OK && rename(tmp, path) != 0)
         r = rt_set_error(s->err, RSR_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (r == RSR_OK) sync_dir(path); /* the rename itself */
     if (r != RSR_OK && bytes) *bytes = 0;
     if (r != RSR_OK) unlink(tmp);
     free(tmp);
@@ -212,10 +232,13 @@ static rsr_status check_file(rsr_session *s, int fd, int64_t base, state_header 
     if (!e) e = get(fd, base, h, sizeof *h);
     if (e == EIO) return rt_set_error(s->err, RSR_ERR_FORMAT, "the session state is truncated within its header");
     if (e) return rt_set_error(s->err, RSR_ERR_IO, "cannot read the session's state: %s", strerror(e));
-    if (h->version != STATE_VERSION || h->header_bytes != (int64_t)sizeof *h)
+    if (h->version != STATE_VERSION)
         return rt_set_error(s->err, RSR_ERR_FORMAT,
                             "the session state is of format version %lld; this runtime reads version %d",
                             (long long)h->version, STATE_VERSION);
+    if (h->header_bytes != (int64_t)sizeof *h)
+        return rt_set_error(s->err, RSR_ERR_FORMAT, "the session state's header is %lld bytes; version %d's is %zu",
+                            (long long)h->header_bytes, STATE_VERSION, sizeof *h);
     struct stat st;
     if (fstat(fd, &st) != 0)
         return rt_set_error(s->err, RSR_ERR_IO, "cannot read the session's state: %s", strerror(errno));
@@ -292,7 +315,8 @@ static rsr_status check_match(rsr_session *s, const state_header *h, int32_t att
                             "the session state was saved by a session attending %s; this one attends %s",
                             attention_name(h->attention), attention_name(attention));
     if (h->pos < 0 || h->pos > s->max_positions || h->kv_written < h->pos || h->kv_written > s->max_positions ||
-        h->n_ckpt < 0 || h->n_ckpt > h->pos || h->n_parts < 0 || h->n_parts > 1 << 24)
+        h->n_ckpt < 0 || h->n_ckpt > h->pos || h->n_ckpt > RSR_CHECKPOINTS_MAX || h->n_parts < 0 ||
+        h->n_parts > 1 << 24 || h->louver_from < 0 || (h->state_floats == 0 && h->n_ckpt > 0))
         return rt_set_error(s->err, RSR_ERR_FORMAT, "the session state's header is inconsistent (position %lld)",
                             (long long)h->pos);
     return RSR_OK;
@@ -301,39 +325,74 @@ static rsr_status check_match(rsr_session *s, const state_header *h, int32_t att
 /* The table's part sizes against the parts of this session at the saved position. */
 static rsr_status check_parts(rsr_session *s, const state_header *h, const int64_t *size, const rt_state_part *p,
                               int32_t n) {
+    bool windows = false;
+    for (int32_t i = 0; i < n; i++) windows |= strstr(p[i].what, "window") != NULL;
     if (h->n_parts != n)
-        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                            "the session state holds %lld parts; a session of this model holds %d",
-                            (long long)h->n_parts, n);
-    for (int32_t i = 0; i < n; i++)
-        if (size[i] != (int64_t)p[i].bytes)
-            return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
-                                "the session state's %s%s%d is %lld bytes; this session's is %zu (its batch differs: "
-                                "a window keeps batch - 1 positions more than the window)",
-                                p[i].what, p[i].layer >= 0 ? " of layer " : "", p[i].layer >= 0 ? p[i].layer : 0,
-                                (long long)size[i], p[i].bytes);
+        return rt_set_error(
+            s->err, RSR_ERR_INVALID_ARGUMENT, "the session state holds %lld parts; a session of this model holds %d%s",
+            (long long)h->n_parts, n,
+            windows ? " (its batch differs: a window keeps batch - 1 positions more than the window)" : "");
+    for (int32_t i = 0; i < n; i++) {
+        if (size[i] == (int64_t)p[i].bytes) continue;
+        char layer[32] = "";
+        if (p[i].layer >= 0) snprintf(layer, sizeof layer, " of layer %d", p[i].layer);
+        return rt_set_error(
+            s->err, RSR_ERR_INVALID_ARGUMENT, "the session state's %s%s is %lld bytes; this session's is %zu%s",
+            p[i].what, layer, (long long)size[i], p[i].bytes,
+            strstr(p[i].what, "window") ? " (its batch differs: a window keeps batch - 1 positions more "
+                                          "than the window)"
+                                        : "");
+    }
     return RSR_OK;
 }
 
-/* The checked file's payload into the session (after the session is reset): 0 or errno. */
+/* The bytes a file of header h with these parts holds: its header's file_bytes when it is whole. */
+static int64_t layout_bytes(const rsr_session *s, const state_header *h, const rt_state_part *p, int32_t n) {
+    const size_t state = sizeof(float) * s->model->dn_state_floats;
+    int64_t b = (int64_t)(sizeof *h + 8 * (size_t)(h->n_ckpt + h->n_parts) + pad8(sizeof(int32_t) * (size_t)h->pos));
+    for (int32_t i = 0; i < n; i++) b += (int64_t)pad8(p[i].bytes);
+    return b + (state ? (int64_t)pad8(state) * (1 + h->n_ckpt) : 0);
+}
+
+/* The file's table and tokens, checked against the session and the header (nothing changed yet);
+ * the checkpoints the session has room for made ready (their buffers). */
+static rsr_status check_rest(rsr_session *s, int fd, int64_t base, const state_header *h, const int64_t *table,
+                             const rt_state_part *p, int32_t n, int32_t *tokens) {
+    rsr_status r = check_parts(s, h, table + h->n_ckpt, p, n);
+    for (int64_t i = 0; r == RSR_OK && i < h->n_ckpt; i++)
+        if (table[i] <= 0 || table[i] > h->pos || (i > 0 && table[i] <= table[i - 1]))
+            r = rt_set_error(s->err, RSR_ERR_FORMAT,
+                             "the session state's checkpoints are not positions in (0, %lld] in ascending order",
+                             (long long)h->pos);
+    if (r == RSR_OK && layout_bytes(s, h, p, n) != h->file_bytes)
+        r = rt_set_error(s->err, RSR_ERR_FORMAT, "the session state's header says %lld bytes; its parts make %lld",
+                         (long long)h->file_bytes, (long long)layout_bytes(s, h, p, n));
+    const int64_t at = base + (int64_t)sizeof *h + 8 * (h->n_ckpt + h->n_parts);
+    int e = r == RSR_OK ? get(fd, at, tokens, sizeof(int32_t) * (size_t)h->pos) : 0;
+    if (e) r = rt_set_error(s->err, RSR_ERR_IO, "cannot read the session's state: %s", strerror(e));
+    for (int64_t i = 0; r == RSR_OK && i < h->pos; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->model->a->vocab)
+            r = rt_set_error(s->err, RSR_ERR_FORMAT, "the session state's token at %lld is %d, outside the vocabulary",
+                             (long long)i, tokens[i]);
+    const int64_t keep = h->n_ckpt < s->dn_ckpt_cap ? h->n_ckpt : s->dn_ckpt_cap;
+    for (int64_t k = 0; r == RSR_OK && h->state_floats && k < keep; k++)
+        if (!s->dn_ckpt[k] && !(s->dn_ckpt[k] = malloc(sizeof(float) * s->model->dn_state_floats)))
+            r = rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the session state's checkpoints");
+    return r;
+}
+
+/* The checked file's payload after its tokens into the session (already reset): 0 or errno. The
+ * checkpoints the session has room for are the latest (the table is ascending). */
 static int read_payload(rsr_session *s, int fd, int64_t off, const state_header *h, const int64_t *ckpt,
                         const rt_state_part *p, int32_t n) {
     const size_t state = sizeof(float) * s->model->dn_state_floats;
-    int e = get(fd, off, s->tokens, sizeof(int32_t) * (size_t)h->pos);
-    for (int32_t i = 0; i < h->pos && !e; i++)
-        if (s->tokens[i] < 0 || s->tokens[i] >= s->model->a->vocab) e = EINVAL;
-    off += (int64_t)pad8(sizeof(int32_t) * (size_t)h->pos);
+    int e = 0;
     for (int32_t i = 0; i < n && !e; off += (int64_t)pad8(p[i].bytes), i++) e = get(fd, off, p[i].p, p[i].bytes);
     if (state && !e) e = get(fd, off, s->dn_state, state), off += (int64_t)pad8(state);
-    /* the checkpoints this session has room for: the latest ones */
     const int64_t skip = h->n_ckpt > s->dn_ckpt_cap ? h->n_ckpt - s->dn_ckpt_cap : 0;
-    int32_t k = 0;
-    for (int64_t i = 0; state && i < h->n_ckpt && !e; i++, off += (int64_t)pad8(state)) {
-        int64_t rank = 0; /* how many of the file's checkpoints lie below this one */
-        for (int64_t j = 0; j < h->n_ckpt; j++) rank += ckpt[j] < ckpt[i];
-        if (rank < skip) continue;
-        if (!s->dn_ckpt[k] && !(s->dn_ckpt[k] = malloc(state))) return ENOMEM;
-        if (!(e = get(fd, off, s->dn_ckpt[k], state))) s->dn_ckpt_pos[k++] = (int32_t)ckpt[i];
+    for (int64_t i = skip; state && i < h->n_ckpt && !e; i++) {
+        const int32_t k = (int32_t)(i - skip);
+        if (!(e = get(fd, off + (int64_t)pad8(state) * i, s->dn_ckpt[k], state))) s->dn_ckpt_pos[k] = (int32_t)ckpt[i];
     }
     return e;
 }
@@ -346,39 +405,35 @@ rsr_status rsr_session_load_fd(rsr_session *s, int fd, int64_t *bytes) {
         return rt_set_error(s->err, RSR_ERR_IO, "cannot load a session from this descriptor: %s (a file is read twice)",
                             strerror(errno));
     state_header h;
-    int32_t n = 0, attention = 0;
+    int32_t n = 0, attention = 0, *tokens = NULL;
     rsr_status r = check_file(s, fd, base, &h);
-    rt_state_part *p = r == RSR_OK
-                           ? parts_of(s, (int32_t)(h.pos >= 0 && h.pos <= s->max_positions ? h.pos : 0), &n, &attention)
-                           : NULL;
-    if (r == RSR_OK && !p) r = RSR_ERR_INVALID_ARGUMENT;
+    const bool in = h.pos >= 0 && h.kv_written >= h.pos && h.kv_written <= s->max_positions; /* else check_match says */
+    rt_state_part *p =
+        r == RSR_OK ? parts_of(s, in ? (int32_t)h.pos : 0, in ? (int32_t)h.kv_written : 0, &n, &attention, &r) : NULL;
     if (r == RSR_OK) r = check_match(s, &h, attention);
     int64_t *table = r == RSR_OK ? malloc(8 * (size_t)(h.n_ckpt + h.n_parts + 1)) : NULL;
-    if (r == RSR_OK && !table) r = rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
+    tokens = r == RSR_OK ? malloc(sizeof(int32_t) * (size_t)(h.pos + 1)) : NULL;
+    if (r == RSR_OK && (!table || !tokens)) r = rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
     int e = r == RSR_OK ? get(fd, base + (int64_t)sizeof h, table, 8 * (size_t)(h.n_ckpt + h.n_parts)) : 0;
     if (e) r = rt_set_error(s->err, RSR_ERR_IO, "cannot read the session's state: %s", strerror(e));
-    if (r == RSR_OK) r = check_parts(s, &h, table + h.n_ckpt, p, n);
-    for (int64_t i = 0; r == RSR_OK && i < h.n_ckpt; i++)
-        if (table[i] <= 0 || table[i] > h.pos)
-            r = rt_set_error(s->err, RSR_ERR_FORMAT, "the session state's checkpoint at %lld is past its position %lld",
-                             (long long)table[i], (long long)h.pos);
-    if (r == RSR_OK) { /* checked: now the session changes */
-        rsr_session_reset(s);
+    if (r == RSR_OK) r = check_rest(s, fd, base, &h, table, p, n, tokens);
+    if (r == RSR_OK) {        /* checked: now the session changes */
+        rsr_session_reset(s); /* what the device derives (Louver's indexes) cleared: it grows again from the keys */
         s->pos = (int32_t)h.pos, s->kv_written = (int32_t)h.kv_written;
         s->louver_from = h.louver_from < h.pos ? (int32_t)h.louver_from : INT32_MAX;
-        e = read_payload(s, fd, base + (int64_t)sizeof h + 8 * (h.n_ckpt + h.n_parts), &h, table, p, n);
-        /* what the device derives (Louver's indexes) was cleared by the reset: it grows again from the keys */
+        memcpy(s->tokens, tokens, sizeof(int32_t) * (size_t)h.pos);
+        const int64_t at =
+            base + (int64_t)(sizeof h + 8 * (size_t)(h.n_ckpt + h.n_parts) + pad8(sizeof(int32_t) * (size_t)h.pos));
+        if ((e = read_payload(s, fd, at, &h, table, p, n)) == 0 && s->model->run_on->state_loaded)
+            s->model->run_on->state_loaded(s);
         if (e) {
             rsr_session_reset(s);
-            r = rt_set_error(s->err,
-                             e == ENOMEM   ? RSR_ERR_OUT_OF_MEMORY
-                             : e == EINVAL ? RSR_ERR_FORMAT
-                                           : RSR_ERR_IO,
+            r = rt_set_error(s->err, RSR_ERR_IO,
                              "cannot read the session's state after checking it: %s (the session is now empty)",
-                             e == EINVAL ? "a token is outside the vocabulary" : strerror(e));
+                             strerror(e));
         }
     }
-    free(p), free(table);
+    free(p), free(table), free(tokens);
     if (r == RSR_OK && bytes) *bytes = h.file_bytes;
     if (r == RSR_OK) lseek(fd, base + h.file_bytes, SEEK_SET);
     return r;

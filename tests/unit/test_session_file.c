@@ -26,7 +26,15 @@
 
 #include "expect.h"
 
-enum { PROMPT = 60, REPLY = 30, JUNK = 20, SUFFIX = 12, AFTER = 3, STEP = 8, CTX = 200 };
+enum {
+    PROMPT = 60,
+    REPLY = 30,
+    JUNK = 21,
+    SUFFIX = 12,
+    AFTER = 3,
+    STEP = 8,
+    CTX = 200
+}; /* 111 positions: a ring of 11 wraps */
 
 static rsr_api api;
 static const char *dir;
@@ -275,7 +283,8 @@ int main(int argc, char **argv) {
     save(s, "windowed");
     char path[512];
     path_of(path, sizeof path, "windowed");
-    EXPECT(api.session_load(g, path, NULL) == RSR_ERR_INVALID_ARGUMENT && strstr(api.session_errmsg(g), "batch differs"),
+    EXPECT(api.session_load(g, path, NULL) == RSR_ERR_INVALID_ARGUMENT &&
+               strstr(api.session_errmsg(g), "batch differs"),
            "another batch: %s", api.session_errmsg(g));
     api.session_free(s), api.session_free(g);
     api.model_close(x.m), api.model_close(w.m), api.model_close(h.m);

@@ -239,6 +239,7 @@ typedef struct serve_job {
     int refs;         /* the engine and the connection: freed by the last */
     uint64_t request; /* the engine's: jobs submitted together (a list's prompts) share it */
     uint64_t turn;    /* the engine's: when the submission last had a job started (its arrival before) */
+    bool waits;       /* the engine's, within one admission: its cache is being saved or restored */
 } serve_job;
 
 typedef struct serve_metrics {
@@ -316,12 +317,14 @@ serve_cache *serve_cache_claim_dirty(serve_engine *e, double wait_s);
 rsr_session *serve_cache_session(serve_cache *c);
 int32_t serve_cache_index(const serve_cache *c);
 void serve_cache_tenant(const serve_cache *c, unsigned char out[32]);
-/* Gives the cache back: RESTORED (its session was loaded: its tokens read back, tenant its owner's
- * now), ERASED (emptied here), KEPT (read only), FAILED (a write that failed: it is written again). */
+/* Gives the cache back: RESTORED (its session was loaded, or a load failed: its tokens read back,
+ * the tenant given its owner's now), ERASED (emptied here), KEPT (read only), FAILED (a write that
+ * failed: written again after the next request that ends in it). */
 void serve_cache_release(serve_engine *e, serve_cache *c, serve_cache_change how, const unsigned char tenant[32]);
 typedef struct serve_slot_info {
     bool processing;
     int32_t n_tokens, cache;
+    unsigned char tenant[32]; /* whose conversation its cache holds */
 } serve_slot_info;
 void serve_slot_list(serve_engine *e, serve_slot_info *out); /* serve_slots_count of them */
 

@@ -171,6 +171,7 @@ struct serve_engine {
     bool in_flight;              /* the engine's thread is in a step or mask, outside the lock */
     atomic_bool arrived;         /* a job was submitted since the last admission: a mask stops for it */
     bool halted;                 /* drained: no more turns */
+    int32_t pinned;              /* admission: queued jobs that pin a slot (id_slot) */
     double recent_busy;          /* the steps' time since recent_tokens was last cleared */
     long recent_tokens;
     bool spec_ok;    /* --spec-type given */
@@ -267,6 +268,11 @@ static int32_t reusable_prefix(const kv_cache *c, const serve_job *j) {
     return api.session_reachable(c->s, k); /* a recurrent state: where the last prompt ended, or 0 */
 }
 
+/* A cache being saved or restored that would give a job this many prompt tokens more than any other
+ * makes it wait for it (the save or restore ends in milliseconds to a second; its prompt would take
+ * longer); fewer, and the job takes another cache now. */
+#define CLAIM_WORTH 32
+
 /* The idle cache for job j (there is one whenever a slot is free: a cache per slot, and only busy
  * slots hold one). Among those the prompt continues for at least half of what they hold (an
  * empty cache too), the longest reusable prefix, then the least recently used; if none, the
@@ -274,28 +280,41 @@ static int32_t reusable_prefix(const kv_cache *c, const serve_job *j) {
  * few tokens of a chat template's header they share. */
 static kv_cache *pick_cache(serve_engine *e, const serve_job *j, int32_t *keep) {
     kv_cache *best = NULL, *lru = NULL;
-    int32_t best_n = -1, lru_n = 0;
+    int32_t best_n = -1, lru_n = 0, claimed_n = 0;
     for (int32_t k = 0; k < e->n_caches; k++) {
         kv_cache *c = &e->caches[k];
         if (c->busy) continue;
-        int32_t n = j->p.cache_prompt && !c->io ? reusable_prefix(c, j) : 0;
-        if (c->io && j->p.cache_prompt && !memcmp(c->tenant, j->tenant, sizeof c->tenant) && c->n_hist > 0 &&
-            c->hist[0] == j->ids[0])
-            return NULL; /* what it holds may be this prompt's: the job waits for the save or restore */
-        if (c->io) continue;
+        if (c->io) { /* being saved or restored: its tokens say what it would give (its session is not read) */
+            int32_t n = 0, most = c->n_hist < j->n_ids - 2 ? c->n_hist : j->n_ids - 2;
+            if (j->p.cache_prompt && !memcmp(c->tenant, j->tenant, sizeof c->tenant))
+                while (n < most && c->hist[n] == j->ids[n]) n++;
+            if (2 * n >= c->n_hist && n > claimed_n) claimed_n = n;
+            continue;
+        }
+        int32_t n = j->p.cache_prompt ? reusable_prefix(c, j) : 0;
         if (!lru || c->used < lru->used) lru = c, lru_n = n;
         if (2 * n >= c->n_hist && (n > best_n || (n == best_n && c->used < best->used))) best = c, best_n = n;
     }
     if (!best) best = lru, best_n = lru_n;
+    if (claimed_n >= (best ? best_n : 0) + CLAIM_WORTH) return NULL; /* the job waits for that cache */
     *keep = best_n;
     return best; /* NULL: every idle cache is claimed (serve_cache_claim) */
 }
 
-/* A free slot for job j: the one it pins (id_slot), else the first free one; NULL: none. */
+/* Whether a queued job pins slot k (id_slot): a job that pins none leaves it to that one. */
+static bool pinned_by_queue(const serve_engine *e, int32_t k) {
+    const int32_t ring = e->ep.slots + e->ep.queue;
+    for (int32_t i = 0; i < e->q_len; i++)
+        if (e->queue[(e->q_head + i) % ring]->p.pin_slot == k + 1) return true;
+    return false;
+}
+
+/* A free slot for job j: the one it pins (id_slot), else the first free one no queued job pins;
+ * NULL: none (j NULL: any free slot). */
 static slot *free_slot(serve_engine *e, const serve_job *j) {
     if (j && j->p.pin_slot > 0) return e->slots[j->p.pin_slot - 1].j ? NULL : &e->slots[j->p.pin_slot - 1];
     for (int32_t k = 0; k < e->ep.slots; k++)
-        if (!e->slots[k].j) return &e->slots[k];
+        if (!e->slots[k].j && (!j || !e->pinned || !pinned_by_queue(e, k))) return &e->slots[k];
     return NULL;
 }
 
@@ -403,6 +422,8 @@ static int32_t memo_id(slot *sl) {
 
 /* Job j starts in slot sl with cache c, keeping the first `keep` prompt tokens of the cache. */
 static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int32_t keep) {
+    for (int32_t k = 0; k < e->ep.slots; k++) /* a slot's cache is its last job's while no other slot takes it */
+        if (e->slots[k].c == c) e->slots[k].c = NULL;
     sl->j = j, sl->c = c, c->busy = true, c->used = ++e->admissions;
     j->t_start = serve_now();
     memcpy(c->tenant, j->tenant, sizeof c->tenant);
@@ -458,7 +479,7 @@ static int32_t next_queued(const serve_engine *e) {
             queued++;
         int32_t busy = 0;
         for (int32_t k = 0; k < e->ep.slots; k++) busy += e->slots[k].j && e->slots[k].j->request == j->request;
-        if (j->p.pin_slot > 0 && e->slots[j->p.pin_slot - 1].j) continue; /* its slot is taken: it waits */
+        if (j->waits || !free_slot((serve_engine *)e, j)) continue; /* its slot is taken, or its cache claimed */
         if (busy < best_busy || (busy == best_busy && j->turn < best_turn))
             best = i, best_busy = busy, best_turn = j->turn;
     }
@@ -490,19 +511,27 @@ static void admit(serve_engine *e) {
         else
             i++;
     }
+    e->pinned = 0;
+    for (int32_t i = 0; i < e->q_len; i++) e->pinned += e->queue[(e->q_head + i) % ring]->p.pin_slot > 0;
     while (e->q_len > 0) {
         if (!free_slot(e, NULL)) break; /* before the queue's scan: most steps have no slot free */
         int32_t keep, i = next_queued(e);
-        if (i < 0) break; /* the jobs waiting pin slots that are taken */
-        slot *sl = free_slot(e, e->queue[(e->q_head + i) % ring]);
-        kv_cache *c = pick_cache(e, e->queue[(e->q_head + i) % ring], &keep);
-        if (!c) break; /* its cache is being saved or restored: it goes first when that ends */
+        if (i < 0) break; /* the jobs waiting pin slots that are taken, or wait for a claimed cache */
+        serve_job *q = e->queue[(e->q_head + i) % ring];
+        slot *sl = free_slot(e, q);
+        kv_cache *c = pick_cache(e, q, &keep);
+        if (!c) { /* its cache is being saved or restored: it goes when that ends, the others go on */
+            q->waits = true;
+            continue;
+        }
+        e->pinned -= q->p.pin_slot > 0;
         serve_job *j = queue_take(e, i);
         e->turns++; /* the submission's jobs still queued (now from place i on) wait for their next turn */
         for (int32_t k = i; k < e->q_len && e->queue[(e->q_head + k) % ring]->request == j->request; k++)
             e->queue[(e->q_head + k) % ring]->turn = e->turns;
         start_job(e, sl, c, j, keep);
     }
+    for (int32_t i = 0; i < e->q_len; i++) e->queue[(e->q_head + i) % ring]->waits = false;
 }
 
 /* The step's sequences (under the lock): each busy slot's prompt chunk or last token (a slot whose
@@ -1306,10 +1335,18 @@ int32_t serve_room(const serve_engine *e) { return e->ep.slots + e->ep.queue; }
 
 /* ---- the caches claimed by the slot API and --cache-dir (serve_slots.c) ---- */
 
-/* The cache slot id holds (its last job's; its own before any), or cache index when id < 0. */
+/* The cache slot id holds (its last job's, while no other slot took it; else one no slot holds,
+ * from its own place on), or cache index when id < 0. */
 static kv_cache *cache_of(serve_engine *e, int32_t id, int32_t index) {
     if (id < 0) return &e->caches[index];
-    return e->slots[id].c ? e->slots[id].c : &e->caches[id];
+    if (e->slots[id].c) return e->slots[id].c;
+    for (int32_t k = 0; k < e->n_caches; k++) {
+        kv_cache *c = &e->caches[(id + k) % e->n_caches];
+        bool held = false;
+        for (int32_t m = 0; m < e->ep.slots; m++) held |= e->slots[m].c == c;
+        if (!held) return c;
+    }
+    return &e->caches[id]; /* not reached: a slot without a cache leaves one that no slot holds */
 }
 
 serve_cache *serve_cache_claim(serve_engine *e, int32_t id, int32_t index, double wait_s, char *err, size_t errlen) {
@@ -1327,7 +1364,7 @@ serve_cache *serve_cache_claim(serve_engine *e, int32_t id, int32_t index, doubl
     }
     bool ok = !c->busy && !c->io && !e->draining;
     if (ok)
-        c->io = true, c->dirty = false;
+        c->io = true;
     else
         snprintf(err, errlen,
                  e->draining ? "the server is shutting down"
@@ -1366,12 +1403,10 @@ void serve_cache_release(serve_engine *e, serve_cache *c, serve_cache_change how
     } else if (how == SERVE_CACHE_ERASED) {
         api.session_reset(c->s);
         c->n_hist = 0;
-    } else if (how == SERVE_CACHE_FAILED) { /* a save that failed: written again later */
-        c->dirty = true;
     }
-    if (how == SERVE_CACHE_RESTORED || how == SERVE_CACHE_ERASED)
-        for (int32_t k = 0; k < e->ep.slots; k++) /* a slot whose cache this was keeps it: its last job's */
-            if (!e->slots[k].j && e->slots[k].c == c) e->slots[k].pos = c->n_hist;
+    if (how == SERVE_CACHE_RESTORED || how == SERVE_CACHE_ERASED) c->dirty = true; /* --cache-dir: its new contents */
+    for (int32_t k = 0; k < e->ep.slots; k++) /* a slot whose cache this is: what /metrics reads of it */
+        if (!e->slots[k].j && e->slots[k].c == c) e->slots[k].pos = c->n_hist;
     c->io = false;
     pthread_cond_broadcast(&e->changed);
     pthread_mutex_unlock(&e->lock);
@@ -1384,6 +1419,7 @@ void serve_slot_list(serve_engine *e, serve_slot_info *out) {
     for (int32_t k = 0; k < e->ep.slots; k++) {
         const kv_cache *c = cache_of(e, k, 0);
         out[k] = (serve_slot_info){.processing = e->slots[k].j != NULL, .n_tokens = c->n_hist, .cache = c->index};
+        memcpy(out[k].tenant, c->tenant, sizeof c->tenant);
     }
     pthread_mutex_unlock(&e->lock);
 }

@@ -630,9 +630,9 @@ static bool read_all(reader *r, const cJSON *root, bool chat, int32_t which, ser
     if (!number(r, root, "repeat_penalty", 0, 100, &v)) return false; /* 0 or 1: off */
     if (!isnan(v)) p->sampler.repeat_penalty = (float)v;
     v = NAN;
-    v = NAN;
     if (!integer(r, root, "id_slot", -1, RSR_BATCH_MAX - 1, &v)) return false; /* the server checks its slots */
     p->pin_slot = isnan(v) ? 0 : (int32_t)v + 1;
+    v = NAN;
     if (!integer(r, root, "repeat_last_n", -1, 1 << 30, &v)) return false; /* -1: the whole context */
     if (!isnan(v)) p->repeat_last_n = v < 0 ? 1 << 30 : (int32_t)v;
     v = NAN;

@@ -15,6 +15,7 @@
  * it (a crash leaves the old file or none), opened without following a link, and named by one
  * path component the client gives (no separator, no "..", no NUL, not hidden).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -78,30 +79,49 @@ static int slot_write(int dir, const char *name, serve_cache *c, int64_t *bytes,
     return 0;
 }
 
-/* Reads dir/name into cache c's session and its tenant into tenant: 0, -1 with why in err (a
- * refusal: the file's fault), or -2 (no such file). */
-static int slot_read(int dir, const char *name, serve_cache *c, unsigned char tenant[32], int64_t *bytes, char *err,
-                     size_t errlen) {
-    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+/* Opens dir/name, a regular file with a slot's header (into h), before any cache is claimed (a FIFO
+ * or a device never blocks: O_NONBLOCK, and only a regular file is read): its descriptor, -1 with
+ * why in err (the file's fault), or -2 (no such file). */
+static int slot_open(int dir, const char *name, slot_header *h, char *err, size_t errlen) {
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) return snprintf(err, errlen, "no saved slot named '%s'", name), -2;
     if (fd < 0)
         return snprintf(err, errlen, "cannot open '%s': %s", name,
                         errno == ELOOP ? "it is a symbolic link, which is not followed" : strerror(errno)),
                -1;
     struct stat st;
-    slot_header h;
-    int rc = -1;
+    const char *why = NULL;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        snprintf(err, errlen, "'%s' is not a regular file", name);
-    else if (read(fd, &h, sizeof h) != (ssize_t)sizeof h || memcmp(h.magic, SLOT_MAGIC, 8))
-        snprintf(err, errlen, "'%s' is not a slot saved by rsr-serve (no %s header)", name, SLOT_MAGIC);
-    else if (h.sum != header_sum(&h))
-        snprintf(err, errlen, "'%s' fails its header's checksum: it was damaged or altered after it was saved", name);
-    else if (api.session_load_fd(serve_cache_session(c), fd, bytes) != RSR_OK)
-        snprintf(err, errlen, "'%s': %s", name, api.session_errmsg(serve_cache_session(c)));
-    else
-        rc = 0, memcpy(tenant, h.tenant, 32), *bytes += (int64_t)sizeof h;
+        why = "is not a regular file";
+    else if (read(fd, h, sizeof *h) != (ssize_t)sizeof *h || memcmp(h->magic, SLOT_MAGIC, 8))
+        why = "is not a slot saved by rsr-serve (no " SLOT_MAGIC " header)";
+    else if (h->sum != header_sum(h))
+        why = "fails its header's checksum: it was damaged or altered after it was saved";
+    if (!why) return fd;
     close(fd);
+    snprintf(err, errlen, "'%s' %s", name, why);
+    return -1;
+}
+
+/* The session state after the header of an opened slot file into cache c: 0, or -1 with why in err
+ * (the session left as it was: a refusal), or -3 (it could not be read after it was checked). */
+static int slot_load(int fd, const char *name, serve_cache *c, int64_t *bytes, char *err, size_t errlen) {
+    rsr_session *s = serve_cache_session(c);
+    rsr_status st = api.session_load_fd(s, fd, bytes);
+    close(fd);
+    if (st == RSR_OK) return *bytes += (int64_t)sizeof(slot_header), 0;
+    snprintf(err, errlen, "'%s': %s", name, api.session_errmsg(s));
+    return st == RSR_ERR_IO || st == RSR_ERR_OUT_OF_MEMORY ? -3 : -1;
+}
+
+/* Reads dir/name into cache c and its tenant into tenant: 0, or slot_open's and slot_load's codes. */
+static int slot_read(int dir, const char *name, serve_cache *c, unsigned char tenant[32], int64_t *bytes, char *err,
+                     size_t errlen) {
+    slot_header h;
+    int fd = slot_open(dir, name, &h, err, errlen);
+    if (fd < 0) return fd;
+    int rc = slot_load(fd, name, c, bytes, err, errlen);
+    if (rc == 0) memcpy(tenant, h.tenant, 32);
     return rc;
 }
 
@@ -109,18 +129,31 @@ static double ms_since(double t0) { return 1e3 * (serve_now() - t0); }
 
 /* ---- the slot API ---- */
 
+/* The tenant of a slot API request: its API key, and the body's cache_salt when it gives one. */
+static void caller_of(server *sv, struct MHD_Connection *c, const char *body, size_t len, unsigned char out[32]) {
+    serve_params p = {0};
+    cJSON *root = len ? cJSON_ParseWithLength(body, len) : NULL;
+    const cJSON *salt = root ? cJSON_GetObjectItemCaseSensitive(root, "cache_salt") : NULL;
+    if (cJSON_IsString(salt) && *salt->valuestring) p.cache_salt = salt->valuestring;
+    tenant_of(sv, c, &p, out);
+    cJSON_Delete(root);
+}
+
 static enum MHD_Result slots_list(server *sv, struct MHD_Connection *c) {
     const int32_t n = serve_slots_count(sv->e);
     serve_slot_info *info = calloc((size_t)n, sizeof *info);
     if (!info) return send_error(c, 503, "server_error", NULL, NULL, "out of memory");
     serve_slot_list(sv->e, info);
+    unsigned char me[32];
+    caller_of(sv, c, "", 0, me);
     cJSON *root = cJSON_CreateArray();
     for (int32_t k = 0; k < n; k++) {
         cJSON *s = cJSON_CreateObject();
         cJSON_AddNumberToObject(s, "id", k);
         cJSON_AddNumberToObject(s, "n_ctx", serve_ctx(sv->e));
         cJSON_AddBoolToObject(s, "is_processing", info[k].processing);
-        cJSON_AddNumberToObject(s, "n_tokens", info[k].n_tokens); /* what its cache holds, not what it says */
+        if (!memcmp(info[k].tenant, me, 32) || !info[k].n_tokens) /* another tenant's: not even its length */
+            cJSON_AddNumberToObject(s, "n_tokens", info[k].n_tokens);
         cJSON_AddItemToArray(root, s);
     }
     free(info);
@@ -145,6 +178,16 @@ static char *filename_of(struct MHD_Connection *c, const char *body, size_t len,
     return name;
 }
 
+/* Why the caller may not act on cache cc (NULL: it may): another tenant's conversation is neither
+ * saved, erased nor written over by this one. */
+static const char *not_yours(serve_cache *cc, const unsigned char me[32]) {
+    unsigned char owner[32];
+    serve_cache_tenant(cc, owner);
+    return api.session_position(serve_cache_session(cc)) > 0 && memcmp(owner, me, 32)
+               ? "holds another tenant's conversation (another API key or cache_salt)"
+               : NULL;
+}
+
 static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t id, const char *action,
                                    const char *body, size_t len) {
     enum MHD_Result ret = MHD_NO;
@@ -155,11 +198,28 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
                           "action '%.40s' is not save, restore or erase", action);
     char *name = erase ? NULL : filename_of(c, body, len, &ret);
     if (!erase && !name) return ret;
+    unsigned char me[32];
+    caller_of(sv, c, body, len, me);
+    slot_header h;
+    int fd = restore ? slot_open(sv->save_dir, name, &h, err, sizeof err) : 0;
+    if (fd >= 0 && restore && memcmp(h.tenant, me, 32)) close(fd), fd = -4;
+    if (fd < 0) {
+        free(name);
+        return fd == -4 ? send_error(c, 403, "permission_error", "filename", NULL,
+                                     "the file holds another tenant's "
+                                     "conversation (another API key or cache_salt)")
+                        : send_error(c, fd == -2 ? MHD_HTTP_NOT_FOUND : 400, "invalid_request_error", "filename", NULL,
+                                     "%s", err);
+    }
     const double t0 = serve_now();
     serve_cache *cc = serve_cache_claim(sv->e, id, 0, SLOT_WAIT_S, err, sizeof err);
-    if (!cc) {
+    const char *refuse = cc ? not_yours(cc, me) : NULL;
+    if (!cc || refuse) {
+        if (cc) serve_cache_release(sv->e, cc, SERVE_CACHE_KEPT, NULL);
+        if (restore) close(fd);
         free(name);
-        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable_error", NULL, NULL, "%s", err);
+        return refuse ? send_error(c, 403, "permission_error", NULL, NULL, "slot %d %s", id, refuse)
+                      : send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable_error", NULL, NULL, "%s", err);
     }
     rsr_session *s = serve_cache_session(cc);
     cJSON *root = cJSON_CreateObject();
@@ -179,10 +239,10 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
         cJSON_AddNumberToObject(root, "n_saved", n);
         cJSON_AddNumberToObject(root, "n_written", (double)bytes);
     } else {
-        unsigned char tenant[32];
-        serve_cache_tenant(cc, tenant); /* a refused file leaves the session as it was (an unreadable one empties it) */
-        rc = slot_read(sv->save_dir, name, cc, tenant, &bytes, err, sizeof err);
-        serve_cache_release(sv->e, cc, SERVE_CACHE_RESTORED, tenant);
+        unsigned char owner[32];
+        serve_cache_tenant(cc, owner);
+        rc = slot_load(fd, name, cc, &bytes, err, sizeof err); /* a refusal leaves the session as it was */
+        serve_cache_release(sv->e, cc, SERVE_CACHE_RESTORED, rc == 0 ? h.tenant : owner);
         cJSON_AddNumberToObject(root, "n_restored", api.session_position(s));
         cJSON_AddNumberToObject(root, "n_read", (double)bytes);
     }
@@ -191,8 +251,8 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
     free(name);
     if (rc == 0) return send_json(c, MHD_HTTP_OK, root, 0);
     cJSON_Delete(root);
-    if (save) return send_error(c, 500, "server_error", NULL, NULL, "%s", err);
-    return send_error(c, rc == -2 ? MHD_HTTP_NOT_FOUND : 400, "invalid_request_error", "filename", NULL, "%s", err);
+    if (save || rc == -3) return send_error(c, 500, "server_error", NULL, NULL, "%s", err);
+    return send_error(c, 400, "invalid_request_error", "filename", NULL, "%s", err);
 }
 
 enum MHD_Result endpoint_slots(server *sv, struct MHD_Connection *c, const char *url, const char *method,
@@ -232,7 +292,20 @@ int slots_dir_open(const char *path, const char *option, char *err, size_t errle
         return -1;
     }
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) snprintf(err, errlen, "%s %s: %s", option, path, strerror(errno));
+    if (fd < 0) {
+        snprintf(err, errlen, "%s %s: %s", option, path, strerror(errno));
+        return -1;
+    }
+    int scan = dup(fd);
+    DIR *d = scan >= 0 ? fdopendir(scan) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) { /* what a crash mid-write left: the old file stands */
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' && n > 4 && !strcmp(de->d_name + n - 4, ".tmp")) unlinkat(fd, de->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+    else if (scan >= 0)
+        close(scan);
     return fd;
 }
 
@@ -267,7 +340,7 @@ static bool write_one(server *sv, double wait_s) {
     bool ok = slot_write(sv->cache_dir, name, cc, &bytes, err, sizeof err) == 0;
     serve_cache_release(sv->e, cc, ok ? SERVE_CACHE_KEPT : SERVE_CACHE_FAILED, NULL);
     if (!ok) {
-        fprintf(stderr, "rsr-serve: --cache-dir: %s (tried again after the next request)\n", err);
+        fprintf(stderr, "rsr-serve: --cache-dir: %s (written again after the next request that ends in it)\n", err);
         return false;
     }
     return true;

@@ -131,9 +131,16 @@ c.stop()
 s = Server("off", model)
 print("without --slot-save-path:", s.call("/slots/0?action=save", {"filename": "x"})[0])
 s.stop()
-s = Server("key", model, "--slot-save-path", slots, "--api-key", "k1")
+s = Server("key", model, "--slot-save-path", slots, "--api-key", "k1", "--api-key", "k2")
 print("without the key:", s.call("/slots/0?action=save", {"filename": "x"})[0],
       "with it:", s.call("/slots/0?action=save", {"filename": "x"}, key="k1")[0])
+s.call("/v1/chat/completions", {"messages": first, "max_tokens": 4, "temperature": 0}, key="k1")
+print("another key: save", s.call("/slots/0?action=save", {"filename": "k2"}, key="k2")[0],
+      "erase", s.call("/slots/0?action=erase", b"", key="k2")[0],
+      "lists no length", "n_tokens" not in s.call("/slots", key="k2")[1][0],
+      "the owner's save", s.call("/slots/0?action=save", {"filename": "k1"}, key="k1")[0])
+s.call("/slots/0?action=erase", b"", key="k1")
+print("another key's file:", *s.call("/slots/0?action=restore", {"filename": "k1"}, key="k2"))
 s.stop()
 
 # --cache-dir: the caches written as requests end and read back at start, no slot API

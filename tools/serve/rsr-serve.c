@@ -84,6 +84,8 @@ static void usage(FILE *out) {
           "  --ctx-checkpoints N  a model with gated DeltaNet layers (Qwen3.5): copies of a sequence's\n"
           "                     recurrent state kept to go back to, each state_bytes / 2 (rsr-run --info),\n"
           "                     one near the end of each prompt chunk (default 4)\n"
+          "  --kv-block-size N  prompt tokens a block of the KV cache as /metrics' vllm:cache_config_info\n"
+          "                     counts them (default 16)\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64);\n"
           "                     as many embedding requests may wait for the one being computed\n"
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
@@ -238,6 +240,7 @@ typedef struct serve_args {
     const char *draft_path;    /* -md, --model-draft */
     const char *slot_save_path, *cache_dir;
     long checkpoints;   /* --ctx-checkpoints */
+    long kv_block;      /* --kv-block-size */
     double draft_p_min; /* --draft-p-min */
     int kv, reasoning_format, literal_content;
     size_t max_body;
@@ -287,6 +290,7 @@ enum {
     O_SLOT_SAVE,
     O_CACHE_DIR,
     O_CHECKPOINTS,
+    O_KV_BLOCK,
     O_VERSION
 };
 static const struct option serve_longs[] = {
@@ -327,6 +331,7 @@ static const struct option serve_longs[] = {
     {"slot-save-path", required_argument, 0, O_SLOT_SAVE},
     {"cache-dir", required_argument, 0, O_CACHE_DIR},
     {"ctx-checkpoints", required_argument, 0, O_CHECKPOINTS},
+    {"kv-block-size", required_argument, 0, O_KV_BLOCK},
     {"version", no_argument, 0, O_VERSION},
     {"help", no_argument, 0, 'h'},
     {"verbose", no_argument, 0, 'v'},
@@ -343,6 +348,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
                       .drain = 10,
                       .mask_budget = 10,
                       .checkpoints = 4,
+                      .kv_block = 16,
                       .max_conn = 512,
                       .per_client = 64,
                       .kv = RSR_KV_DEFAULT,
@@ -407,7 +413,8 @@ static void parse_args(int argc, char **argv, serve_args *a) {
             break;
         case O_SLOT_SAVE: a->slot_save_path = optarg; break;
         case O_CACHE_DIR: a->cache_dir = optarg; break;
-        case O_CHECKPOINTS: a->checkpoints = number_arg("--ctx-checkpoints", optarg, 1, 1024); break;
+        case O_CHECKPOINTS: a->checkpoints = number_arg("--ctx-checkpoints", optarg, 1, RSR_CHECKPOINTS_MAX); break;
+        case O_KV_BLOCK: a->kv_block = number_arg("--kv-block-size", optarg, 1, 4096); break;
         case O_VERSION: printf("rsr-serve %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         case 'v': a->verbose = true; break;
@@ -620,6 +627,7 @@ int main(int argc, char **argv) {
                  .verbose = a.verbose,
                  .chat_template = a.chat_template,
                  .save_dir = -1,
+                 .kv_block = (int)a.kv_block,
                  .cache_dir = -1};
     char dir_err[1024];
     if (a.slot_save_path &&

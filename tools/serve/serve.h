@@ -239,8 +239,27 @@ typedef struct serve_job {
     int refs;         /* the engine and the connection: freed by the last */
     uint64_t request; /* the engine's: jobs submitted together (a list's prompts) share it */
     uint64_t turn;    /* the engine's: when the submission last had a job started (its arrival before) */
+    double t_arrive;  /* the engine's: serve_now() at its submission */
     bool waits;       /* the engine's, within one admission: its cache is being saved or restored */
 } serve_job;
+
+/* A latency histogram as Prometheus shows one: counts per bucket (not yet cumulative: the last past
+ * every bound), their number and sum. Bounds: vLLM's for the same metric (serve_*_bounds). */
+#define SERVE_HIST_MAX 24
+typedef struct serve_histogram {
+    long bucket[SERVE_HIST_MAX], count;
+    double sum;
+} serve_histogram;
+typedef struct serve_bounds {
+    const double *le;
+    int n;
+} serve_bounds;
+extern const serve_bounds serve_ttft_bounds, serve_itl_bounds, serve_e2e_bounds;
+static inline void serve_observe(serve_histogram *h, const serve_bounds *b, double v) {
+    int i = 0;
+    while (i < b->n && v > b->le[i]) i++;
+    h->bucket[i]++, h->count++, h->sum += v;
+}
 
 typedef struct serve_metrics {
     long requests_ok, requests_cancelled, requests_failed, requests_rejected_full, requests_invalid;
@@ -251,6 +270,8 @@ typedef struct serve_metrics {
     double mask_s;                     /* time spent masking structured output's logits */
     double recent_tok_s;               /* generated tokens per second of steps' time, the last 2 s of steps */
     double kv_usage;                   /* the share of the slots' KV cache positions the running requests hold, 0..1 */
+    long prefix_queries, prefix_hits;  /* prompt tokens of the requests started, and those a cache held */
+    serve_histogram ttft, itl, e2e;    /* seconds from arrival to the first token, between tokens, arrival to the end */
 } serve_metrics;
 
 typedef struct serve_engine serve_engine;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "serve_server.h"
@@ -102,6 +103,21 @@ static bool complete_admit(server *sv, serve_job **js, int32_t n, serve_refusal 
     return tool_grammar(sv, js[0], r);
 }
 
+/* 12 random bytes (the kernel's generator) as hexadecimal into out (25 bytes); where it fails, the
+ * clock and a counter (ids then unique within this process only). */
+static void random_hex(char *out, size_t n) {
+    unsigned char b[12];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        static unsigned long counter;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long v[3] = {(unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec,
+                              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED)};
+        for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)(v[i / 4] >> (8 * (i % 4)));
+    }
+    for (size_t i = 0; i < sizeof b && 2 * i + 2 < n; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
 /* POST /v1/completions (each prompt of a list a job of the engine, their choices gathered into one
  * reply) and /v1/chat/completions. With echo and logprobs the embedder scores the prompts while
  * the engine generates; a stream starts once they are scored. */
@@ -139,13 +155,12 @@ enum MHD_Result endpoint_complete(server *sv, struct MHD_Connection *c, bool cha
         jobs_drop(js, n);
         return ret;
     }
-    static unsigned long counter;
+    char rnd[25]; /* OpenAI's ids are random: two replicas never give the same one */
+    random_hex(rnd, sizeof rnd);
     long created = (long)time(NULL);
-    unsigned long serial = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff;
     for (int32_t k = 0; k < n; k++) {
         js[k]->created = created;
-        snprintf(js[k]->id, sizeof js[k]->id, "%s-%lx%04lx", chat ? "chatcmpl" : "cmpl", (unsigned long)created,
-                 serial);
+        snprintf(js[k]->id, sizeof js[k]->id, "%s-%s", chat ? "chatcmpl" : "cmpl", rnd);
         tenant_of(sv, c, &js[k]->p, js[k]->tenant);
     }
     const bool stream_it = js[0]->p.stream, scored = js[0]->p.echo && js[0]->p.logprobs;

@@ -183,80 +183,132 @@ enum MHD_Result endpoint_info(server *sv, struct MHD_Connection *c) {
     return send_json(c, MHD_HTTP_OK, root, 0);
 }
 
+/* One histogram in Prometheus' text format: cumulative buckets, +Inf, sum and count. */
+static void histogram(FILE *f, const char *name, const char *help, const char *model, const serve_histogram *h,
+                      const serve_bounds *b) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    long cum = 0;
+    for (int i = 0; i < b->n; i++)
+        cum += h->bucket[i], fprintf(f, "%s_bucket{le=\"%g\",model_name=\"%s\"} %ld\n", name, b->le[i], model, cum);
+    fprintf(f, "%s_bucket{le=\"+Inf\",model_name=\"%s\"} %ld\n%s_sum{model_name=\"%s\"} %.6f\n", name, model, h->count,
+            name, model, h->sum);
+    fprintf(f, "%s_count{model_name=\"%s\"} %ld\n", name, model, h->count);
+}
+
+/* What llm-d's endpoint picker and the Gateway API Inference Extension's model server protocol read,
+ * and the counters and histograms their scorers and dashboards use: vLLM's names, each with
+ * model_name. */
+static void vllm_metrics(FILE *f, server *sv, const serve_metrics *mt, int32_t active, int32_t queued) {
+    char model[256]; /* a label value: backslash, quote and newline escaped */
+    size_t k = 0;
+    for (const char *p = sv->model_id; *p && k + 3 < sizeof model; p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') model[k++] = '\\';
+        model[k++] = *p == '\n' ? 'n' : *p;
+    }
+    model[k] = 0;
+    const long blocks = (long)serve_cache_count(sv->e) * serve_ctx(sv->e) / sv->kv_block;
+    fprintf(f,
+            "# HELP vllm:num_requests_running Requests in a slot.\n# TYPE vllm:num_requests_running gauge\n"
+            "vllm:num_requests_running{model_name=\"%s\"} %d\n"
+            "# HELP vllm:num_requests_waiting Requests waiting for a slot.\n# TYPE vllm:num_requests_waiting gauge\n"
+            "vllm:num_requests_waiting{model_name=\"%s\"} %d\n"
+            "# HELP vllm:kv_cache_usage_perc The slots' KV cache positions the running requests hold, 0 to 1.\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"%s\"} %.6g\n"
+            "# HELP vllm:gpu_cache_usage_perc vllm:kv_cache_usage_perc under vLLM's older name.\n"
+            "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name=\"%s\"} %.6g\n"
+            "# HELP vllm:cache_config_info The KV cache's blocks (--kv-block-size positions each) in all its caches.\n"
+            "# TYPE vllm:cache_config_info gauge\n"
+            "vllm:cache_config_info{block_size=\"%d\",num_gpu_blocks=\"%ld\",model_name=\"%s\"} 1\n"
+            "# HELP vllm:prefix_cache_queries_total Prompt tokens of the requests started.\n"
+            "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total{model_name=\"%s\"} %ld\n"
+            "# HELP vllm:prefix_cache_hits_total Prompt tokens a cache held (not evaluated).\n"
+            "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{model_name=\"%s\"} %ld\n"
+            "# HELP vllm:prompt_tokens_total Prompt tokens of the requests started (cached or evaluated).\n"
+            "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{model_name=\"%s\"} %ld\n"
+            "# HELP vllm:generation_tokens_total Tokens generated.\n"
+            "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{model_name=\"%s\"} %ld\n",
+            model, active, model, queued, model, mt->kv_usage, model, mt->kv_usage, sv->kv_block, blocks, model, model,
+            mt->prefix_queries, model, mt->prefix_hits, model, mt->prefix_queries, model, mt->completion_tokens);
+    histogram(f, "vllm:time_to_first_token_seconds", "Seconds from a request's arrival to its first token.", model,
+              &mt->ttft, &serve_ttft_bounds);
+    histogram(f, "vllm:inter_token_latency_seconds", "Seconds between a request's tokens.", model, &mt->itl,
+              &serve_itl_bounds);
+    histogram(f, "vllm:e2e_request_latency_seconds",
+              "Seconds from a request's arrival to its end (those that ended "
+              "whole: stop or length).",
+              model, &mt->e2e, &serve_e2e_bounds);
+}
+
 enum MHD_Result endpoint_metrics(server *sv, struct MHD_Connection *c) {
     serve_metrics mt;
     int32_t active, queued;
     serve_get_metrics(sv->e, &mt, &active, &queued);
     long reaped, refused_client, refused_total;
     serve_guard_counts(sv->guard, &reaped, &refused_client, &refused_total);
-    char buf[8192];
-    int n = snprintf(
-        buf, sizeof buf,
-        "# HELP rsr_requests_total Completion requests by outcome.\n# TYPE rsr_requests_total counter\n"
-        "rsr_requests_total{outcome=\"ok\"} %ld\nrsr_requests_total{outcome=\"cancelled\"} %ld\n"
-        "rsr_requests_total{outcome=\"failed\"} %ld\nrsr_requests_total{outcome=\"rejected_queue_full\"} %ld\n"
-        "rsr_requests_total{outcome=\"invalid\"} %ld\n"
-        "# HELP rsr_prompt_tokens_total Prompt tokens evaluated.\n# TYPE rsr_prompt_tokens_total counter\n"
-        "rsr_prompt_tokens_total %ld\n"
-        "# HELP rsr_prompt_tokens_cached_total Prompt tokens a slot's cache held (prefix reuse): not evaluated.\n"
-        "# TYPE rsr_prompt_tokens_cached_total counter\nrsr_prompt_tokens_cached_total %ld\n"
-        "# HELP rsr_completion_tokens_total Tokens generated.\n# TYPE rsr_completion_tokens_total counter\n"
-        "rsr_completion_tokens_total %ld\n"
-        "# HELP rsr_steps_total Batched forward steps.\n# TYPE rsr_steps_total counter\nrsr_steps_total %ld\n"
-        "# HELP rsr_draft_tokens_total Tokens proposed by speculative decoding (--spec-type).\n"
-        "# TYPE rsr_draft_tokens_total counter\nrsr_draft_tokens_total %ld\n"
-        "# HELP rsr_draft_tokens_accepted_total Proposed tokens taken.\n"
-        "# TYPE rsr_draft_tokens_accepted_total counter\nrsr_draft_tokens_accepted_total %ld\n"
-        "# HELP rsr_busy_seconds_total Time spent in steps.\n# TYPE rsr_busy_seconds_total counter\n"
-        "rsr_busy_seconds_total %.3f\n"
-        "# HELP rsr_mask_seconds_total Time spent masking logits to a grammar or JSON schema (part of busy).\n"
-        "# TYPE rsr_mask_seconds_total counter\nrsr_mask_seconds_total %.3f\n"
-        "# HELP rsr_queue_depth Requests waiting for a slot.\n# TYPE rsr_queue_depth gauge\nrsr_queue_depth %d\n"
-        "# HELP rsr_active_sequences Requests in a slot.\n# TYPE rsr_active_sequences gauge\n"
-        "rsr_active_sequences %d\n"
-        "# HELP rsr_tokens_per_second Generation speed: generated tokens per second of the engine's steps, over "
-        "its last 2 s of steps.\n"
-        "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n"
-        "# HELP rsr_connections_timed_out_total Connections closed for taking too long over a request.\n"
-        "# TYPE rsr_connections_timed_out_total counter\nrsr_connections_timed_out_total %ld\n"
-        "# HELP rsr_connections_refused_total Connections told 503 at once (over --max-per-client or "
-        "--max-connections).\n# TYPE rsr_connections_refused_total counter\n"
-        "rsr_connections_refused_total{limit=\"per_client\"} %ld\n"
-        "rsr_connections_refused_total{limit=\"total\"} %ld\n"
-        /* what inference gateways route on (the Gateway API Inference Extension), also under vLLM's names */
-        "# HELP rsr_num_requests_running Requests in a slot.\n# TYPE rsr_num_requests_running gauge\n"
-        "rsr_num_requests_running %d\n"
-        "# HELP rsr_num_requests_waiting Requests waiting for a slot.\n# TYPE rsr_num_requests_waiting gauge\n"
-        "rsr_num_requests_waiting %d\n"
-        "# HELP rsr_kv_cache_usage_perc The KV cache the running requests hold, 0 to 1.\n"
-        "# TYPE rsr_kv_cache_usage_perc gauge\nrsr_kv_cache_usage_perc %.6g\n"
-        "# HELP vllm:num_requests_running rsr_num_requests_running under vLLM's name.\n"
-        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running %d\n"
-        "# HELP vllm:num_requests_waiting rsr_num_requests_waiting under vLLM's name.\n"
-        "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting %d\n"
-        "# HELP vllm:kv_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's name.\n"
-        "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc %.6g\n"
-        "# HELP vllm:gpu_cache_usage_perc rsr_kv_cache_usage_perc under vLLM's older name.\n"
-        "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6g\n",
-        mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
-        mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.draft_tokens, mt.draft_accepted,
-        mt.busy_s, mt.mask_s, queued, active, mt.recent_tok_s, reaped, refused_client, refused_total, active, queued,
-        mt.kv_usage, active, queued, mt.kv_usage, mt.kv_usage);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) return send_error(c, 503, "server_error", NULL, NULL, "out of memory");
+    fprintf(f,
+            "# HELP rsr_requests_total Completion requests by outcome.\n# TYPE rsr_requests_total counter\n"
+            "rsr_requests_total{outcome=\"ok\"} %ld\nrsr_requests_total{outcome=\"cancelled\"} %ld\n"
+            "rsr_requests_total{outcome=\"failed\"} %ld\nrsr_requests_total{outcome=\"rejected_queue_full\"} %ld\n"
+            "rsr_requests_total{outcome=\"invalid\"} %ld\n"
+            "# HELP rsr_prompt_tokens_total Prompt tokens evaluated.\n# TYPE rsr_prompt_tokens_total counter\n"
+            "rsr_prompt_tokens_total %ld\n"
+            "# HELP rsr_prompt_tokens_cached_total Prompt tokens a slot's cache held (prefix reuse): not evaluated.\n"
+            "# TYPE rsr_prompt_tokens_cached_total counter\nrsr_prompt_tokens_cached_total %ld\n"
+            "# HELP rsr_completion_tokens_total Tokens generated.\n# TYPE rsr_completion_tokens_total counter\n"
+            "rsr_completion_tokens_total %ld\n"
+            "# HELP rsr_steps_total Batched forward steps.\n# TYPE rsr_steps_total counter\nrsr_steps_total %ld\n"
+            "# HELP rsr_draft_tokens_total Tokens proposed by speculative decoding (--spec-type).\n"
+            "# TYPE rsr_draft_tokens_total counter\nrsr_draft_tokens_total %ld\n"
+            "# HELP rsr_draft_tokens_accepted_total Proposed tokens taken.\n"
+            "# TYPE rsr_draft_tokens_accepted_total counter\nrsr_draft_tokens_accepted_total %ld\n"
+            "# HELP rsr_busy_seconds_total Time spent in steps.\n# TYPE rsr_busy_seconds_total counter\n"
+            "rsr_busy_seconds_total %.3f\n"
+            "# HELP rsr_mask_seconds_total Time spent masking logits to a grammar or JSON schema (part of busy).\n"
+            "# TYPE rsr_mask_seconds_total counter\nrsr_mask_seconds_total %.3f\n"
+            "# HELP rsr_queue_depth Requests waiting for a slot.\n# TYPE rsr_queue_depth gauge\nrsr_queue_depth %d\n"
+            "# HELP rsr_active_sequences Requests in a slot.\n# TYPE rsr_active_sequences gauge\n"
+            "rsr_active_sequences %d\n"
+            "# HELP rsr_tokens_per_second Generation speed: generated tokens per second of the engine's steps, over "
+            "its last 2 s of steps.\n"
+            "# TYPE rsr_tokens_per_second gauge\nrsr_tokens_per_second %.2f\n"
+            "# HELP rsr_connections_timed_out_total Connections closed for taking too long over a request.\n"
+            "# TYPE rsr_connections_timed_out_total counter\nrsr_connections_timed_out_total %ld\n"
+            "# HELP rsr_connections_refused_total Connections told 503 at once (over --max-per-client or "
+            "--max-connections).\n# TYPE rsr_connections_refused_total counter\n"
+            "rsr_connections_refused_total{limit=\"per_client\"} %ld\n"
+            "rsr_connections_refused_total{limit=\"total\"} %ld\n"
+            /* what inference gateways route on (the Gateway API Inference Extension), also under vLLM's names */
+            "# HELP rsr_num_requests_running Requests in a slot.\n# TYPE rsr_num_requests_running gauge\n"
+            "rsr_num_requests_running %d\n"
+            "# HELP rsr_num_requests_waiting Requests waiting for a slot.\n# TYPE rsr_num_requests_waiting gauge\n"
+            "rsr_num_requests_waiting %d\n"
+            "# HELP rsr_kv_cache_usage_perc The KV cache the running requests hold, 0 to 1.\n"
+            "# TYPE rsr_kv_cache_usage_perc gauge\nrsr_kv_cache_usage_perc %.6g\n",
+            mt.requests_ok, mt.requests_cancelled, mt.requests_failed, mt.requests_rejected_full, mt.requests_invalid,
+            mt.prompt_tokens, mt.prompt_tokens_cached, mt.completion_tokens, mt.steps, mt.draft_tokens,
+            mt.draft_accepted, mt.busy_s, mt.mask_s, queued, active, mt.recent_tok_s, reaped, refused_client,
+            refused_total, active, queued, mt.kv_usage);
     long inputs, tokens, scored;
     int32_t waiting;
     embedder_counts(sv->emb, &inputs, &tokens, &scored, &waiting);
-    if (n > 0 && (size_t)n < sizeof buf)
-        n += snprintf(buf + n, sizeof buf - (size_t)n,
-                      "# HELP rsr_embedding_inputs_total Inputs embedded (/v1/embeddings).\n"
-                      "# TYPE rsr_embedding_inputs_total counter\nrsr_embedding_inputs_total %ld\n"
-                      "# HELP rsr_embedding_tokens_total Tokens of the inputs embedded.\n"
-                      "# TYPE rsr_embedding_tokens_total counter\nrsr_embedding_tokens_total %ld\n"
-                      "# HELP rsr_embedding_requests_waiting Embedding requests (and prompts to score) waiting "
-                      "for the one being computed.\n"
-                      "# TYPE rsr_embedding_requests_waiting gauge\nrsr_embedding_requests_waiting %d\n"
-                      "# HELP rsr_prompt_tokens_scored_total Prompt tokens given log-probabilities (echo).\n"
-                      "# TYPE rsr_prompt_tokens_scored_total counter\nrsr_prompt_tokens_scored_total %ld\n",
-                      inputs, tokens, waiting, scored);
-    if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
-    return send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", buf, (size_t)n, 0);
+    fprintf(f,
+            "# HELP rsr_embedding_inputs_total Inputs embedded (/v1/embeddings).\n"
+            "# TYPE rsr_embedding_inputs_total counter\nrsr_embedding_inputs_total %ld\n"
+            "# HELP rsr_embedding_tokens_total Tokens of the inputs embedded.\n"
+            "# TYPE rsr_embedding_tokens_total counter\nrsr_embedding_tokens_total %ld\n"
+            "# HELP rsr_embedding_requests_waiting Embedding requests (and prompts to score) waiting "
+            "for the one being computed.\n"
+            "# TYPE rsr_embedding_requests_waiting gauge\nrsr_embedding_requests_waiting %d\n"
+            "# HELP rsr_prompt_tokens_scored_total Prompt tokens given log-probabilities (echo).\n"
+            "# TYPE rsr_prompt_tokens_scored_total counter\nrsr_prompt_tokens_scored_total %ld\n",
+            inputs, tokens, waiting, scored);
+    vllm_metrics(f, sv, &mt, active, queued);
+    enum MHD_Result ret = fclose(f) == 0 ? send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", out, len, 0)
+                                         : send_error(c, 503, "server_error", NULL, NULL, "out of memory");
+    free(out);
+    return ret;
 }

@@ -54,6 +54,17 @@
 #include "serve.h"
 #include "serve_gbnf.h"
 
+/* vLLM's buckets for the same histograms (its metrics' definitions), in seconds */
+static const double ttft_le[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
+                                 1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+static const double itl_le[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+                                0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
+static const double e2e_le[] = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+                                30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+const serve_bounds serve_ttft_bounds = {ttft_le, sizeof ttft_le / sizeof *ttft_le},
+                   serve_itl_bounds = {itl_le, sizeof itl_le / sizeof *itl_le},
+                   serve_e2e_bounds = {e2e_le, sizeof e2e_le / sizeof *e2e_le};
+
 typedef struct kv_cache {
     rsr_session *s;
     int32_t *hist; /* the tokens in the session's cache, in order (room for the context) */
@@ -209,7 +220,7 @@ static void end_job(serve_engine *e, serve_job *j, serve_finish why) {
     else if (why == SERVE_FAILED)
         mt->requests_failed++;
     else
-        mt->requests_ok++;
+        mt->requests_ok++, serve_observe(&mt->e2e, &serve_e2e_bounds, serve_now() - j->t_arrive);
     unref(j);
 }
 
@@ -442,6 +453,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     if (keep == 0) api.session_reset(c->s);
     sl->fed = keep, c->n_hist = keep, sl->pos = keep;
     j->n_cached = keep, e->metrics.prompt_tokens_cached += keep;
+    e->metrics.prefix_queries += j->n_ids, e->metrics.prefix_hits += keep;
     uint64_t seed = j->p.has_seed ? j->p.seed : (uint64_t)j->created * 2654435761u + (uint64_t)e->metrics.steps;
     sl->rng = seed * 0x9e3779b97f4a7c15u + 1;
     sl->recent.n = 0, sl->recent.last_n = j->p.repeat_last_n < e->ep.ctx ? j->p.repeat_last_n : e->ep.ctx;
@@ -638,8 +650,12 @@ static void take(serve_engine *e, slot *sl) {
         j->out_ids = grown, j->out_cap = cap;
     }
     j->out_ids[j->n_gen++] = tok, e->metrics.completion_tokens++, e->recent_tokens++;
-    j->t_last = serve_now();
-    if (j->n_gen == 1) j->t_first = j->t_last;
+    const double now = serve_now();
+    if (j->n_gen == 1)
+        j->t_first = now, serve_observe(&e->metrics.ttft, &serve_ttft_bounds, now - j->t_arrive);
+    else
+        serve_observe(&e->metrics.itl, &serve_itl_bounds, now - j->t_last);
+    j->t_last = now;
     sl->last = tok;
     if (j->p.logprobs) {
         serve_logprob *grown = realloc(j->lp, sizeof *grown * (size_t)(j->n_lp + 1));
@@ -1282,6 +1298,7 @@ bool serve_submit_all(serve_engine *e, serve_job **js, int32_t n) {
         for (int32_t i = 0; i < n; i++) {
             js[i]->refs = 2;
             js[i]->request = js[i]->turn = e->turns;
+            js[i]->t_arrive = serve_now();
             e->queue[(e->q_head + e->q_len) % ring] = js[i];
             e->q_len++;
         }

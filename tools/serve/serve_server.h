@@ -53,10 +53,11 @@ typedef struct server {
     size_t max_body;
     long started;
     serve_guard *guard;
-    int in_flight; /* requests read and not yet answered in full (atomic) */
-    int save_dir;  /* --slot-save-path, open (-1: the slot API's actions are off) */
-    int kv_block;  /* --kv-block-size: prompt tokens a block of the KV events and vllm:cache_config_info */
-    int cache_dir; /* --cache-dir, open (-1: none) */
+    int in_flight;            /* requests read and not yet answered in full (atomic) */
+    int save_dir;             /* --slot-save-path, open (-1: the slot API's actions are off) */
+    int kv_block;             /* --kv-block-size: prompt tokens a block of the KV events and vllm:cache_config_info */
+    struct kv_events *events; /* --kv-events (serve_kv_events.c), or NULL */
+    int cache_dir;            /* --cache-dir, open (-1: none) */
     pthread_t writer;
     bool writer_stop; /* atomic */
     bool ready;       /* the model is loaded, its engine started (atomic): until then, 503 */

@@ -64,6 +64,11 @@ def main():
     route = by_kind["HTTPRoute"]["spec"]["rules"][0]["backendRefs"][0]
     check(route["kind"] == "InferencePool" and route["name"] == by_kind["InferencePool"]["metadata"]["name"],
           "HTTPRoute: to the pool")
+    ev = value_of(args, "--kv-events")
+    env = {e["name"]: e for e in c.get("env", [])}
+    check(ev is None or (int(ev.rsplit(":", 1)[1]) in [q["containerPort"] for q in c["ports"]] and
+                         env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") ==
+                         "metadata.name"), f"Deployment: --kv-events {ev} on a container port, POD_NAME the pod's")
     drain = int(value_of(args, "--drain") or 10)
     check(pod["spec"]["terminationGracePeriodSeconds"] > drain, f"grace period longer than --drain {drain}")
 

@@ -125,6 +125,19 @@ static state_header header_of(const rsr_session *s) {
     return h;
 }
 
+/* The whole file through w: the header, the table, the payload (the layout above). */
+static void put_all(writer *w, const rsr_session *s, const state_header *h, const int32_t *at, int32_t n_ckpt,
+                    const rt_state_part *parts, int32_t n_parts) {
+    const size_t state = sizeof(float) * s->model->dn_state_floats;
+    put(w, h, sizeof *h);
+    for (int32_t i = 0; i < n_ckpt; i++) put(w, &(int64_t){s->dn_ckpt_pos[at[i]]}, 8);
+    for (int32_t i = 0; i < n_parts; i++) put(w, &(int64_t){(int64_t)parts[i].bytes}, 8);
+    put(w, s->tokens, sizeof(int32_t) * (size_t)s->pos);
+    for (int32_t i = 0; i < n_parts; i++) put(w, parts[i].p, parts[i].bytes);
+    if (state) put(w, s->dn_state, state);
+    for (int32_t i = 0; state && i < n_ckpt; i++) put(w, s->dn_ckpt[at[i]], state);
+}
+
 rsr_status rsr_session_save_fd(rsr_session *s, int fd, int64_t *bytes) {
     if (bytes) *bytes = 0;
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
@@ -143,24 +156,10 @@ rsr_status rsr_session_save_fd(rsr_session *s, int fd, int64_t *bytes) {
     h.file_bytes = (int64_t)(sizeof h + 8 * (size_t)(n_ckpt + n_parts) + pad8(sizeof(int32_t) * (size_t)s->pos) +
                              (state ? pad8(state) * (size_t)(1 + n_ckpt) : 0));
     for (int32_t i = 0; i < n_parts; i++) h.file_bytes += (int64_t)pad8(parts[i].bytes);
-    /* the checksum first, over what will be written (the same words put() adds up) */
-    writer sum = {.fd = -1, .err = -1};
-    put(&sum, &h, sizeof h);
-    for (int32_t i = 0; i < n_ckpt; i++) put(&sum, &(int64_t){s->dn_ckpt_pos[at[i]]}, 8);
-    for (int32_t i = 0; i < n_parts; i++) put(&sum, &(int64_t){(int64_t)parts[i].bytes}, 8);
-    put(&sum, s->tokens, sizeof(int32_t) * (size_t)s->pos);
-    for (int32_t i = 0; i < n_parts; i++) put(&sum, parts[i].p, parts[i].bytes);
-    if (state) put(&sum, s->dn_state, state);
-    for (int32_t i = 0; state && i < n_ckpt; i++) put(&sum, s->dn_ckpt[at[i]], state);
+    writer sum = {.fd = -1, .err = -1}, w = {.fd = fd}; /* the checksum first: the words put() adds up */
+    put_all(&sum, s, &h, at, n_ckpt, parts, n_parts);
     h.checksum = sum.sum;
-    writer w = {.fd = fd};
-    put(&w, &h, sizeof h);
-    for (int32_t i = 0; i < n_ckpt; i++) put(&w, &(int64_t){s->dn_ckpt_pos[at[i]]}, 8);
-    for (int32_t i = 0; i < n_parts; i++) put(&w, &(int64_t){(int64_t)parts[i].bytes}, 8);
-    put(&w, s->tokens, sizeof(int32_t) * (size_t)s->pos);
-    for (int32_t i = 0; i < n_parts; i++) put(&w, parts[i].p, parts[i].bytes);
-    if (state) put(&w, s->dn_state, state);
-    for (int32_t i = 0; state && i < n_ckpt; i++) put(&w, s->dn_ckpt[at[i]], state);
+    put_all(&w, s, &h, at, n_ckpt, parts, n_parts);
     free(parts), free(at);
     if (w.err) return rt_set_error(s->err, RSR_ERR_IO, "cannot write the session's state: %s", strerror(w.err));
     if (bytes) *bytes = (int64_t)w.at;

@@ -13,12 +13,12 @@ Usage: kv_events.py BUILD_DIR MODEL.so"""
 import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
+
+from served import served
 
 try:
     import msgpack
@@ -94,23 +94,12 @@ def main():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         zport = s.getsockname()[1]
-    err = tempfile.NamedTemporaryFile("w+", suffix=".err")
     env = dict(os.environ, POD_NAME="pod-a")
-    p = subprocess.Popen([os.path.join(build, "rsr-serve"), model, "--port", "0", "--parallel", "2", "--ctx", "512",
-                          "--model-id", "kjv", "--api-key", "k1", "--api-key", "k2", "--kv-events",
-                          f"tcp://127.0.0.1:{zport}"], stderr=err, stdout=subprocess.DEVNULL, env=env)
-    try:
-        while "listening on" not in open(err.name).read():
-            if p.poll() is not None:
-                sys.exit("kv_events: rsr-serve did not start: " + open(err.name).read())
-            time.sleep(0.1)
-        url = open(err.name).read().split("listening on ")[1].split("/ ")[0]
+    with served(build, model, "--parallel", "2", "--ctx", "512", "--model-id", "kjv", "--api-key", "k1", "--api-key",
+                "k2", "--kv-events", f"tcp://127.0.0.1:{zport}", env=env) as url:
         sub = Subscriber(f"tcp://127.0.0.1:{zport}")
         time.sleep(0.5)  # a SUB socket gets what is published after it joined
         run(url, sub)
-    finally:
-        p.terminate()
-        p.wait()
     sys.exit(1 if failures else 0)
 
 

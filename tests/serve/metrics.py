@@ -10,12 +10,10 @@ whole, the prefix cache's hits are at most its queries and count the second turn
 vllm:cache_config_info names the block size and the blocks of every cache.
 Exits 77 (ctest: skipped) without prometheus_client. Usage: metrics.py BUILD_DIR MODEL.so"""
 import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
+
+from served import served
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -41,19 +39,8 @@ def check(ok, what):
 
 def main():
     build, model = sys.argv[1], sys.argv[2]
-    err = tempfile.NamedTemporaryFile("w+", suffix=".err")
-    p = subprocess.Popen([os.path.join(build, "rsr-serve"), model, "--port", "0", "--parallel", "2", "--ctx", "512",
-                          "--model-id", "kjv"], stderr=err, stdout=subprocess.DEVNULL)
-    try:
-        while "listening on" not in open(err.name).read():
-            if p.poll() is not None:
-                sys.exit("metrics: rsr-serve did not start: " + open(err.name).read())
-            time.sleep(0.1)
-        url = open(err.name).read().split("listening on ")[1].split("/ ")[0]
+    with served(build, model, "--parallel", "2", "--ctx", "512", "--model-id", "kjv") as url:
         run(url)
-    finally:
-        p.terminate()
-        p.wait()
     sys.exit(1 if failures else 0)
 
 

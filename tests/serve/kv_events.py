@@ -91,15 +91,17 @@ def chained(stored, first_parent):
 
 def main():
     build, model = sys.argv[1], sys.argv[2]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        zport = s.getsockname()[1]
+    with socket.socket() as s, socket.socket() as r:
+        s.bind(("127.0.0.1", 0)), r.bind(("127.0.0.1", 0))
+        zport, rport = s.getsockname()[1], r.getsockname()[1]
     env = dict(os.environ, POD_NAME="pod-a")
     with served(build, model, "--parallel", "2", "--ctx", "512", "--model-id", "kjv", "--api-key", "k1", "--api-key",
-                "k2", "--kv-events", f"tcp://127.0.0.1:{zport}", env=env) as url:
+                "k2", "--kv-events", f"tcp://127.0.0.1:{zport}", "--kv-events-replay", f"tcp://127.0.0.1:{rport}",
+                env=env) as url:
         sub = Subscriber(f"tcp://127.0.0.1:{zport}")
         time.sleep(0.5)  # a SUB socket gets what is published after it joined
-        run(url, sub)
+        got = run(url, sub)
+        replayed(f"tcp://127.0.0.1:{rport}", got)
     sys.exit(1 if failures else 0)
 
 
@@ -137,10 +139,31 @@ def run(url, sub):
     m4 = sub.take()
     removed4 = {h for _, _, _, events in m4 for e in events if e[0] == "BlockRemoved" for h in e[1]}
     check(removed4 == set(kept + hashes2), f"evicted: BlockRemoved of the {len(removed4)} blocks k1's cache held")
-    seqs = [s for _, s, _, _ in m1 + m2 + m4]
+    got = m1 + m2 + m4
+    seqs = [s for _, s, _, _ in got]
     check(seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "sequence numbers increase")
     metrics = urllib.request.urlopen(urllib.request.Request(url + "/metrics")).read().decode()
     check("rsr_kv_events_dropped_total 0" in metrics, "no message dropped")
+    return got
+
+
+def replayed(endpoint, got):
+    """vLLM's replay: the start sequence asked on the replay socket, every kept message from there on
+    as [sequence, payload], then an empty payload: here from 0, the AllBlocksCleared of the start
+    that the subscriber joined too late for, then what it got."""
+    sock = zmq.Context().socket(zmq.DEALER)
+    sock.connect(endpoint)
+    sock.send((0).to_bytes(8, "big"))
+    out = []
+    while sock.poll(5000):
+        seq, payload = sock.recv_multipart()
+        if not payload:
+            break
+        out.append((int.from_bytes(seq, "big"), msgpack.unpackb(payload, raw=False)[1]))
+    first_ok = bool(out) and out[0][0] == 0 and out[0][1] == [["AllBlocksCleared"]]
+    same = dict(out)
+    check(first_ok and all(same.get(s) == e for _, s, _, e in got),
+          f"replay from 0: {len(out)} messages, the start's AllBlocksCleared first, then what the subscriber got")
 
 
 if __name__ == "__main__":

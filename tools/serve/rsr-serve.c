@@ -93,6 +93,8 @@ static void usage(FILE *out) {
           "  --kv-events ENDPOINT  publish the KV caches' blocks as vLLM does, for a KV-aware router\n"
           "                     (llm-d): a ZeroMQ PUB socket bound at ENDPOINT (tcp://*:5557), topic\n"
           "                     kv@POD@MODEL (POD: $POD_NAME, else the host's name)\n"
+          "  --kv-events-replay ENDPOINT  and answer vLLM's replay requests for the last 4096 messages\n"
+          "                     on a ZeroMQ ROUTER socket bound there (tcp://*:5558)\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64);\n"
           "                     as many embedding requests may wait for the one being computed\n"
           "  -c, --ctx N        positions of each sequence (default: the model's, at most 4096); the\n"
@@ -246,10 +248,10 @@ typedef struct serve_args {
     long draft_max, draft_min; /* --draft-max, --draft-min */
     const char *draft_path;    /* -md, --model-draft */
     const char *slot_save_path, *cache_dir;
-    long checkpoints;      /* --ctx-checkpoints */
-    long kv_block;         /* --kv-block-size */
-    const char *kv_events; /* --kv-events ENDPOINT */
-    double draft_p_min;    /* --draft-p-min */
+    long checkpoints;                  /* --ctx-checkpoints */
+    long kv_block;                     /* --kv-block-size */
+    const char *kv_events, *kv_replay; /* --kv-events ENDPOINT, --kv-events-replay ENDPOINT */
+    double draft_p_min;                /* --draft-p-min */
     int kv, reasoning_format, literal_content;
     size_t max_body;
     strlist keys, hosts, origins;
@@ -300,6 +302,7 @@ enum {
     O_CHECKPOINTS,
     O_KV_BLOCK,
     O_KV_EVENTS,
+    O_KV_REPLAY,
     O_VERSION
 };
 static const struct option serve_longs[] = {
@@ -342,6 +345,7 @@ static const struct option serve_longs[] = {
     {"ctx-checkpoints", required_argument, 0, O_CHECKPOINTS},
     {"kv-block-size", required_argument, 0, O_KV_BLOCK},
     {"kv-events", required_argument, 0, O_KV_EVENTS},
+    {"kv-events-replay", required_argument, 0, O_KV_REPLAY},
     {"version", no_argument, 0, O_VERSION},
     {"help", no_argument, 0, 'h'},
     {"verbose", no_argument, 0, 'v'},
@@ -432,6 +436,7 @@ static void parse_args(int argc, char **argv, serve_args *a) {
 #endif
             a->kv_events = optarg;
             break;
+        case O_KV_REPLAY: a->kv_replay = optarg; break;
         case O_VERSION: printf("rsr-serve %s, rsr API version %d\n", RSR_PROJECT_VERSION, RSR_API_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         case 'v': a->verbose = true; break;
@@ -443,6 +448,8 @@ static void parse_args(int argc, char **argv, serve_args *a) {
         a->model_path = argv[optind];
     else if (optind != argc)
         die("exactly one MODEL.so expected (see --help)");
+    if (a->kv_replay && !a->kv_events)
+        die("--kv-events-replay %s: it replays --kv-events: give that too", a->kv_replay);
     if (!a->model_path) die("no MODEL.so given (rsr-serve MODEL.so [options]; --help for the options)");
     if (!spec_given && a->draft_path) a->spec = 2; /* -md alone: the draft model's speculation */
     if (a->spec == 2 && !a->draft_path) die("--spec-type draft: name the draft model with -md FILE");
@@ -613,8 +620,8 @@ static void *load(void *arg) {
         const char *pod = getenv("POD_NAME");
         if (!pod || !*pod) pod = gethostname(host, sizeof host - 1) == 0 ? host : "rsr-serve";
         snprintf(topic, sizeof topic, "kv@%s@%s", pod, sv->model_id);
-        sv->events = kv_events_start(a->kv_events, topic, (int32_t)a->kv_block, (int32_t)(a->slots + spare),
-                                     (int32_t)ctx, err, sizeof err);
+        sv->events = kv_events_start(a->kv_events, a->kv_replay, topic, (int32_t)a->kv_block,
+                                     (int32_t)(a->slots + spare), (int32_t)ctx, err, sizeof err);
         if (!sv->events) die("%s", err);
         events = (serve_cache_events){sv->events, kv_events_keep, kv_events_grow, kv_events_flush};
         ep.events = &events;

@@ -32,7 +32,8 @@
 #include "serve_kv_events.h"
 
 #define KV_RING 1024
-#define MEDIUM "CPU" /* where a replica's KV cache is: host memory */
+#define KV_REPLAY 4096 /* messages kept for --kv-events-replay */
+#define MEDIUM "CPU"   /* where a replica's KV cache is: host memory */
 
 typedef struct kv_msg {
     char *data;
@@ -65,6 +66,9 @@ struct kv_events {
     long dropped;
     bool stopping;
     pthread_t thread;
+    void *replay; /* --kv-events-replay: a ROUTER socket, or NULL */
+    kv_msg sent[KV_REPLAY];
+    int32_t sent_head, sent_len;
 };
 
 /* ---- the hashes held, with how many caches hold each ---- */
@@ -228,28 +232,92 @@ void kv_events_flush(void *ctx) {
     pthread_mutex_unlock(&ev->lock);
 }
 
+/* A message published, kept for replay (the publishing thread's own: no lock). */
+static void keep_sent(kv_events *ev, kv_msg m) {
+    kv_msg *old = &ev->sent[(ev->sent_head + ev->sent_len) % KV_REPLAY];
+    if (ev->sent_len == KV_REPLAY)
+        free(old->data), ev->sent_head = (ev->sent_head + 1) % KV_REPLAY;
+    else
+        ev->sent_len++;
+    *old = m;
+}
+
+/* One replay request on the ROUTER socket, if one waits: [identity, (empty), start sequence] gets
+ * [identity, (empty), sequence, payload] for each kept message from that sequence on, then an
+ * empty payload under sequence -1 (vLLM's end marker). */
+static void serve_replay(kv_events *ev) {
+    zmq_msg_t part[3];
+    int n = 0, more = 1;
+    while (more && n < 3) {
+        zmq_msg_init(&part[n]);
+        if (zmq_msg_recv(&part[n], ev->replay, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part[n]);
+            break;
+        }
+        more = zmq_msg_more(&part[n++]);
+    }
+    while (more) { /* a longer request: read to its end, answer nothing */
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        more = zmq_msg_recv(&extra, ev->replay, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&extra);
+        zmq_msg_close(&extra), n = -1;
+    }
+    const bool delim = n == 3 && zmq_msg_size(&part[1]) == 0;
+    if ((n == 2 || delim) && zmq_msg_size(&part[n - 1]) == 8) {
+        uint64_t be, from;
+        memcpy(&be, zmq_msg_data(&part[n - 1]), 8);
+        from = be64toh(be);
+        const void *id = zmq_msg_data(&part[0]);
+        const size_t id_len = zmq_msg_size(&part[0]);
+        for (int32_t k = 0; k <= ev->sent_len; k++) {
+            const bool end = k == ev->sent_len;
+            const kv_msg *m = end ? NULL : &ev->sent[(ev->sent_head + k) % KV_REPLAY];
+            if (m && m->seq < from) continue;
+            be = htobe64(end ? UINT64_MAX : m->seq); /* -1 as a signed 64-bit number */
+            zmq_send(ev->replay, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            if (delim) zmq_send(ev->replay, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(ev->replay, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(ev->replay, end ? "" : m->data, end ? 0 : m->len, ZMQ_DONTWAIT);
+        }
+    }
+    for (int i = 0; i < n; i++) zmq_msg_close(&part[i]);
+}
+
 static void *publisher(void *arg) {
     kv_events *ev = arg;
     pthread_mutex_lock(&ev->lock);
     for (;;) {
-        while (!ev->len && !ev->stopping) pthread_cond_wait(&ev->more, &ev->lock);
-        if (!ev->len) break;
-        kv_msg m = ev->ring[ev->head];
-        ev->head = (ev->head + 1) % KV_RING, ev->len--;
+        if (!ev->len && !ev->stopping) { /* a message, or every 50 ms a look at the replay socket */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50000000;
+            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&ev->more, &ev->lock, &ts);
+        }
+        if (!ev->len && ev->stopping) break;
+        bool have = ev->len > 0;
+        kv_msg m = {0};
+        if (have) m = ev->ring[ev->head], ev->head = (ev->head + 1) % KV_RING, ev->len--;
         pthread_mutex_unlock(&ev->lock);
-        uint64_t be = htobe64(m.seq);
-        zmq_send(ev->pub, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(ev->pub, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(ev->pub, m.data, m.len, ZMQ_DONTWAIT);
-        free(m.data);
+        if (have) {
+            uint64_t be = htobe64(m.seq);
+            zmq_send(ev->pub, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(ev->pub, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(ev->pub, m.data, m.len, ZMQ_DONTWAIT);
+            if (ev->replay)
+                keep_sent(ev, m);
+            else
+                free(m.data);
+        }
+        if (ev->replay) serve_replay(ev);
         pthread_mutex_lock(&ev->lock);
     }
     pthread_mutex_unlock(&ev->lock);
     return NULL;
 }
 
-kv_events *kv_events_start(const char *endpoint, const char *topic, int32_t block, int32_t caches, int32_t ctx,
-                           char *err, size_t errlen) {
+kv_events *kv_events_start(const char *endpoint, const char *replay, const char *topic, int32_t block, int32_t caches,
+                           int32_t ctx, char *err, size_t errlen) {
     kv_events *ev = calloc(1, sizeof *ev);
     if (!ev) return snprintf(err, errlen, "out of memory"), NULL;
     ev->block = block, ev->caches = caches, ev->per = ctx / block;
@@ -271,6 +339,10 @@ kv_events *kv_events_start(const char *endpoint, const char *topic, int32_t bloc
         snprintf(err, errlen, "--kv-events: cannot make a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
     } else if (zmq_setsockopt(ev->pub, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 || zmq_bind(ev->pub, endpoint) != 0) {
         snprintf(err, errlen, "--kv-events %s: cannot bind: %s", endpoint, zmq_strerror(zmq_errno()));
+    } else if (replay && (!(ev->replay = zmq_socket(ev->zctx, ZMQ_ROUTER)) ||
+                          zmq_setsockopt(ev->replay, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 ||
+                          zmq_bind(ev->replay, replay) != 0)) {
+        snprintf(err, errlen, "--kv-events-replay %s: cannot bind: %s", replay, zmq_strerror(zmq_errno()));
     } else if (pthread_create(&ev->thread, NULL, publisher, ev) != 0) {
         snprintf(err, errlen, "--kv-events: cannot start the publishing thread");
     } else {
@@ -281,6 +353,7 @@ kv_events *kv_events_start(const char *endpoint, const char *topic, int32_t bloc
         return ev;
     }
     if (ev->pub) zmq_close(ev->pub);
+    if (ev->replay) zmq_close(ev->replay);
     if (ev->zctx) zmq_ctx_term(ev->zctx);
     free(ev->held), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
     msgpack_sbuffer_destroy(&ev->buf);
@@ -303,6 +376,8 @@ void kv_events_stop(kv_events *ev) {
     pthread_mutex_unlock(&ev->lock);
     pthread_join(ev->thread, NULL);
     zmq_close(ev->pub);
+    if (ev->replay) zmq_close(ev->replay);
+    for (int32_t k = 0; k < ev->sent_len; k++) free(ev->sent[(ev->sent_head + k) % KV_REPLAY].data);
     zmq_ctx_term(ev->zctx);
     free(ev->held), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
     msgpack_sbuffer_destroy(&ev->buf);

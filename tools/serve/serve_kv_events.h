@@ -10,9 +10,10 @@
 
 typedef struct kv_events kv_events;
 
-/* Binds a PUB socket at endpoint (tcp://HOST:PORT) for caches of ctx positions; NULL with why in err. */
-kv_events *kv_events_start(const char *endpoint, const char *topic, int32_t block, int32_t caches, int32_t ctx,
-                           char *err, size_t errlen);
+/* Binds a PUB socket at endpoint (tcp://HOST:PORT), and with replay (or NULL) a ROUTER socket that
+ * answers vLLM's replay requests, for caches of ctx positions; NULL with why in err. */
+kv_events *kv_events_start(const char *endpoint, const char *replay, const char *topic, int32_t block, int32_t caches,
+                           int32_t ctx, char *err, size_t errlen);
 void kv_events_stop(kv_events *ev);
 long kv_events_dropped(kv_events *ev); /* messages dropped because the publishing thread fell behind */
 /* serve_cache_events' hooks (ctx: the kv_events) */

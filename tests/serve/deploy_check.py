@@ -67,8 +67,8 @@ def main():
     ev = value_of(args, "--kv-events")
     env = {e["name"]: e for e in c.get("env", [])}
     check(ev is None or (int(ev.rsplit(":", 1)[1]) in [q["containerPort"] for q in c["ports"]] and
-                         env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") ==
-                         "metadata.name"), f"Deployment: --kv-events {ev} on a container port, POD_NAME the pod's")
+                         env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") ==
+                         "status.podIP"), f"Deployment: --kv-events {ev} on a container port, POD_IP the pod's")
     drain = int(value_of(args, "--drain") or 10)
     check(pod["spec"]["terminationGracePeriodSeconds"] > drain, f"grace period longer than --drain {drain}")
 

@@ -52,19 +52,21 @@ class Subscriber:
             with self.lock:
                 self.messages.append((topic.decode(), int.from_bytes(seq, "big"), ts, events))
 
-    def take(self, quiet=0.5):
-        """The events that came since the last take, once none came for `quiet` seconds."""
-        last, seen = time.monotonic(), -1
-        while True:
+    def take(self, done, quiet=0.5, deadline=20):
+        """The messages that came since the last take, once done(messages) holds and none came for
+        `quiet` seconds (a loaded machine's publisher may lag), or at the deadline."""
+        start, last, seen = time.monotonic(), time.monotonic(), -1
+        while time.monotonic() - start < deadline:
             with self.lock:
-                n = len(self.messages)
+                n, now = len(self.messages), list(self.messages)
             if n != seen:
                 seen, last = n, time.monotonic()
-            elif time.monotonic() - last > quiet:
-                with self.lock:
-                    out, self.messages = self.messages, []
-                return out
+            elif time.monotonic() - last > quiet and done(now):
+                break
             time.sleep(0.05)
+        with self.lock:
+            out, self.messages = self.messages, []
+        return out
 
 
 def chat(url, messages, key):
@@ -96,7 +98,7 @@ def main():
         zport, rport = s.getsockname()[1], r.getsockname()[1]
     env = dict(os.environ, POD_NAME="pod-a")
     with served(build, model, "--parallel", "2", "--ctx", "512", "--model-id", "kjv", "--api-key", "k1", "--api-key",
-                "k2", "--kv-events", f"tcp://127.0.0.1:{zport}", "--kv-events-replay", f"tcp://127.0.0.1:{rport}",
+                "k2", "--kv-events", f"tcp://*:{zport}", "--kv-events-replay", f"tcp://127.0.0.1:{rport}",
                 env=env) as url:
         sub = Subscriber(f"tcp://127.0.0.1:{zport}")
         time.sleep(0.5)  # a SUB socket gets what is published after it joined
@@ -108,7 +110,7 @@ def main():
 def run(url, sub):
     first = [{"role": "user", "content": "Say the verse: In the beginning God created the heaven and the earth."}]
     reply, prompt, gen = chat(url, first, "k1")
-    m1 = sub.take()
+    m1 = sub.take(lambda m: sum(len(e[3]) for e in stored_of(m)) >= len(prompt) // BLOCK * BLOCK)
     s1 = stored_of(m1)
     check(m1 and all(t == "kv@pod-a@kjv" for t, _, _, _ in m1), f"topic kv@pod-a@kjv ({m1[0][0] if m1 else None})")
     tokens = [t for e in s1 for t in e[3]]
@@ -120,7 +122,7 @@ def run(url, sub):
     hashes1 = [h for e in s1 for h in e[1]]
     second = first + [{"role": "assistant", "content": reply}, {"role": "user", "content": "And the next verse?"}]
     _, prompt2, gen2 = chat(url, second, "k1")
-    m2 = sub.take()
+    m2 = sub.take(lambda m: bool(stored_of(m)))
     s2 = stored_of(m2)
     hashes2 = [h for e in s2 for h in e[1]]
     removed2 = [h for _, _, _, events in m2 for e in events if e[0] == "BlockRemoved" for h in e[1]]
@@ -131,12 +133,12 @@ def run(url, sub):
     check(tokens2 == (prompt2 + gen2)[len(kept) * BLOCK:len(kept) * BLOCK + len(tokens2)],
           "turn 2: its new blocks' tokens follow the kept ones")
     _, prompt3, _ = chat(url, first, "k2")
-    s3 = stored_of(sub.take())
+    s3 = stored_of(sub.take(lambda m: bool(stored_of(m))))
     hashes3 = [h for e in s3 for h in e[1]]
     check(prompt3 == prompt and s3 and not set(hashes3) & set(hashes1 + hashes2),
           "another API key, the same prompt: other hashes")
     chat(url, [{"role": "user", "content": "Who was the father of Methuselah?"}], "k2")  # takes k1's cache (LRU)
-    m4 = sub.take()
+    m4 = sub.take(lambda m: any(e[0] == "BlockRemoved" for _, _, _, events in m for e in events))
     removed4 = {h for _, _, _, events in m4 for e in events if e[0] == "BlockRemoved" for h in e[1]}
     check(removed4 == set(kept + hashes2), f"evicted: BlockRemoved of the {len(removed4)} blocks k1's cache held")
     got = m1 + m2 + m4

@@ -76,6 +76,7 @@ def start_proxy(kind, port, a, b, d):
         open(path, "w").write(conf)
         cmd = [shutil.which("haproxy"), "-f", path, "-db"]
     p = subprocess.Popen(cmd, stderr=open(os.path.join(d, kind + ".log"), "w"), start_new_session=True)
+    STARTED.append(p)
     for _ in range(100):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
@@ -86,11 +87,17 @@ def start_proxy(kind, port, a, b, d):
     sys.exit(f"proxies: {kind} did not start: " + open(os.path.join(d, kind + ".log")).read())
 
 
+STARTED = []  # every process group started: killed at the end whatever happens (none outlives the test)
+
+
 def run(kind, serve, model, d):
     a_port, b_port, port = free_port(), free_port(), free_port()
     a = replica(serve, model, a_port, os.path.join(d, kind + "-a.err"))
+    STARTED.append(a)
     b = replica(serve, model, b_port, os.path.join(d, kind + "-b.err"))
+    STARTED.append(b)
     proxy = start_proxy(kind, port, a_port, b_port, d)
+    STARTED.append(proxy)
     url, lock, done, lost = f"http://127.0.0.1:{port}", threading.Lock(), [0], []
 
     def client(k):
@@ -131,6 +138,12 @@ def main():
     try:
         ok = all([run(k, os.path.join(build, "rsr-serve"), model, d) for k in kinds])
     finally:
+        for p in STARTED:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         shutil.rmtree(d, ignore_errors=True)
     sys.exit(0 if ok else 1)
 

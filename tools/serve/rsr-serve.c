@@ -91,8 +91,9 @@ static void usage(FILE *out) {
           "  --kv-block-size N  tokens a block of the KV cache, as the KV events and /metrics'\n"
           "                     vllm:cache_config_info count them (default 16)\n"
           "  --kv-events ENDPOINT  publish the KV caches' blocks as vLLM does, for a KV-aware router\n"
-          "                     (llm-d): a ZeroMQ PUB socket bound at ENDPOINT (tcp://*:5557), topic\n"
-          "                     kv@POD@MODEL (POD: $POD_NAME, else the host's name)\n"
+          "                     (llm-d): a ZeroMQ PUB socket bound at ENDPOINT (tcp://*:5557; one that\n"
+          "                     names a host is connected to), topic kv@POD@MODEL (POD: $POD_IP, else\n"
+          "                     $POD_NAME, else the host's name)\n"
           "  --kv-events-replay ENDPOINT  and answer vLLM's replay requests for the last 4096 messages\n"
           "                     on a ZeroMQ ROUTER socket bound there (tcp://*:5558)\n"
           "  --queue N          requests waiting for a slot beyond which a request gets 503 (default 64);\n"
@@ -617,13 +618,14 @@ static void *load(void *arg) {
     static serve_cache_events events;
     if (a->kv_events) {
         char topic[512], host[256] = "";
-        const char *pod = getenv("POD_NAME");
+        const char *pod = getenv("POD_IP"); /* how llm-d's pod discovery names a pod; else its name */
+        if (!pod || !*pod) pod = getenv("POD_NAME");
         if (!pod || !*pod) pod = gethostname(host, sizeof host - 1) == 0 ? host : "rsr-serve";
         snprintf(topic, sizeof topic, "kv@%s@%s", pod, sv->model_id);
         sv->events = kv_events_start(a->kv_events, a->kv_replay, topic, (int32_t)a->kv_block,
                                      (int32_t)(a->slots + spare), (int32_t)ctx, err, sizeof err);
         if (!sv->events) die("%s", err);
-        events = (serve_cache_events){sv->events, kv_events_keep, kv_events_grow, kv_events_flush};
+        events = (serve_cache_events){sv->events, kv_events_keep, kv_events_grow, kv_events_flush, kv_events_resync};
         ep.events = &events;
     }
 #endif
@@ -638,6 +640,7 @@ static void *load(void *arg) {
         die("cannot start the embeddings' thread");
     sv->started = (long)time(NULL);
     __atomic_store_n(&sv->ready, true, __ATOMIC_RELEASE);
+    serve_events_resync(sv->e); /* --kv-events: what --cache-dir restored, for routers that came since */
     pthread_kill(L->main, SIGUSR1);
     return NULL;
 }

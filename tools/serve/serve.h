@@ -283,6 +283,7 @@ typedef struct serve_cache_events {
     void (*keep)(void *ctx, int32_t cache, int32_t keep);
     void (*grow)(void *ctx, int32_t cache, const unsigned char tenant[32], const int32_t *hist, int32_t n);
     void (*flush)(void *ctx);
+    void (*resync)(void *ctx); /* everything held announced again, after AllBlocksCleared */
 } serve_cache_events;
 typedef struct serve_engine_params {
     int32_t slots; /* sequences stepped together */
@@ -331,6 +332,8 @@ void serve_release(serve_engine *e, serve_job *j);
 void serve_get_metrics(serve_engine *e, serve_metrics *out, int32_t *active, int32_t *queued);
 void serve_count_invalid(serve_engine *e);
 int32_t serve_ctx(const serve_engine *e);
+/* The router is told again, whole, what every cache holds (--kv-events: when it may have missed it). */
+void serve_events_resync(serve_engine *e);
 int32_t serve_slots_count(const serve_engine *e);
 int32_t serve_cache_count(const serve_engine *e);
 

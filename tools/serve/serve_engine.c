@@ -207,6 +207,12 @@ static void events_flush(serve_engine *e) {
     if (e->ep.events) e->ep.events->flush(e->ep.events->ctx);
 }
 
+void serve_events_resync(serve_engine *e) {
+    pthread_mutex_lock(&e->lock);
+    if (e->ep.events) e->ep.events->resync(e->ep.events->ctx);
+    pthread_mutex_unlock(&e->lock);
+}
+
 static void job_free(serve_job *j) {
     serve_params_free(&j->p);
     free(j->ids);
@@ -448,7 +454,6 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
         if (e->slots[k].c == c) e->slots[k].c = NULL;
     sl->j = j, sl->c = c, c->busy = true, c->used = ++e->admissions;
     j->t_start = serve_now();
-    memcpy(c->tenant, j->tenant, sizeof c->tenant);
     if (serve_needs_logits(&j->p) && !sl->logits) {
         sl->logits = malloc(sizeof(float) * (size_t)e->vocab), sl->probs = malloc(sizeof(float) * (size_t)e->vocab);
         sl->ids = malloc(sizeof(int32_t) * (size_t)e->vocab);
@@ -463,6 +468,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     if (keep > 0 && api.session_truncate(c->s, keep) != RSR_OK) keep = 0;
     if (keep == 0) api.session_reset(c->s);
     events_keep(e, c, keep);
+    memcpy(c->tenant, j->tenant, sizeof c->tenant); /* what it holds now is this tenant's prompt (or nothing) */
     sl->fed = keep, c->n_hist = keep, sl->pos = keep;
     j->n_cached = keep, e->metrics.prompt_tokens_cached += keep;
     e->metrics.prefix_queries += j->n_ids, e->metrics.prefix_hits += keep;

@@ -20,6 +20,7 @@
  */
 #include <endian.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ struct kv_events {
     char *topic;
     int32_t block, caches, per; /* tokens a block; caches; blocks a cache holds at most */
     uint64_t *held;             /* [caches][per]: the hashes each cache has announced */
+    int32_t *held_tok;          /* [caches][per * block]: their tokens (a resync announces them again) */
     int32_t *n_held;            /* [caches] */
     uint64_t *keys;             /* hash table: hash + 1 (0: empty), with counts */
     int32_t *counts;
@@ -64,6 +66,7 @@ struct kv_events {
     kv_msg ring[KV_RING];
     int32_t head, len;
     long dropped;
+    bool resync; /* a message was dropped: the next flush tells everything again (under lock) */
     bool stopping;
     pthread_t thread;
     void *replay; /* --kv-events-replay: a ROUTER socket, or NULL */
@@ -156,7 +159,10 @@ void kv_events_keep(void *ctx, int32_t cache, int32_t keep) {
         int32_t *c = count_of(ev, held[i], false);
         if (c && --*c == 0) {
             forget(ev, held[i]);
-            if (gone) gone[n++] = held[i];
+            if (gone)
+                gone[n++] = held[i];
+            else
+                removed(ev, &held[i], 1); /* no room to gather them: one event each */
         }
     }
     ev->n_held[cache] = from;
@@ -181,14 +187,22 @@ void kv_events_grow(void *ctx, int32_t cache, const unsigned char tenant[32], co
                                                : zero,
                                       hist + (size_t)i * (size_t)ev->block, ev->block);
         held[i] = h;
+        memcpy(ev->held_tok + ((size_t)cache * (size_t)ev->per + (size_t)i) * (size_t)ev->block,
+               hist + (size_t)i * (size_t)ev->block, sizeof *hist * (size_t)ev->block);
         int32_t *c = count_of(ev, h, true);
         if ((*c)++ == 0) { /* stored here first */
             if (!run.n) run_from = i;
             if (run.n == run.cap) {
-                run.cap = run.cap ? 2 * run.cap : 16;
-                run.h = realloc(run.h, sizeof *run.h * (size_t)run.cap);
+                uint64_t *grown = realloc(run.h, sizeof *run.h * (size_t)(run.cap ? 2 * run.cap : 16));
+                if (!grown) { /* no room to gather them: what is gathered goes out now */
+                    stored(ev, &run, run_from ? held[run_from - 1] : 0, run_from > 0,
+                           hist + (size_t)run_from * (size_t)ev->block);
+                    run.n = 0, run_from = i;
+                } else {
+                    run.h = grown, run.cap = run.cap ? 2 * run.cap : 16;
+                }
             }
-            run.h[run.n++] = h;
+            if (run.n < run.cap) run.h[run.n++] = h;
         } else if (run.n) {
             stored(ev, &run, run_from ? held[run_from - 1] : 0, run_from > 0,
                    hist + (size_t)run_from * (size_t)ev->block);
@@ -201,14 +215,40 @@ void kv_events_grow(void *ctx, int32_t cache, const unsigned char tenant[32], co
     ev->n_held[cache] = whole > ev->n_held[cache] ? whole : ev->n_held[cache];
 }
 
+/* AllBlocksCleared, then each cache's held blocks as one BlockStored (a block several hold is
+ * announced by each: storing again what a router has changes nothing), as this turn's events. */
+static void resync_now(kv_events *ev) {
+    msgpack_pack_array(&ev->pk, 1);
+    pack_str(&ev->pk, "AllBlocksCleared");
+    ev->n_events++;
+    for (int32_t k = 0; k < ev->caches; k++) {
+        if (!ev->n_held[k]) continue;
+        const ev_list all = {ev->held + (size_t)k * (size_t)ev->per, ev->n_held[k], ev->n_held[k]};
+        stored(ev, &all, 0, false, ev->held_tok + (size_t)k * (size_t)ev->per * (size_t)ev->block);
+    }
+}
+
+void kv_events_resync(void *ctx) {
+    kv_events *ev = ctx;
+    resync_now(ev);
+    kv_events_flush(ev);
+}
+
 static void begin_batch(kv_events *ev) {
     msgpack_sbuffer_clear(&ev->buf);
     ev->n_events = 0;
 }
 
 /* This turn's events as one message for the publishing thread (dropped and counted when its ring is full). */
+static void resync_now(kv_events *ev);
+
 void kv_events_flush(void *ctx) {
     kv_events *ev = ctx;
+    pthread_mutex_lock(&ev->lock);
+    const bool again = ev->resync;
+    ev->resync = false;
+    pthread_mutex_unlock(&ev->lock);
+    if (again) resync_now(ev); /* what a dropped message said, said again whole */
     if (!ev->n_events) return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -222,8 +262,8 @@ void kv_events_flush(void *ctx) {
     msgpack_sbuffer_write(&out, ev->buf.data, ev->buf.size);
     begin_batch(ev);
     pthread_mutex_lock(&ev->lock);
-    if (ev->len == KV_RING) {
-        ev->dropped++;
+    if (ev->len == KV_RING) { /* dropped: a gap in the sequence, and everything told again next time */
+        ev->dropped++, ev->seq++, ev->resync = true;
         msgpack_sbuffer_destroy(&out);
     } else {
         ev->ring[(ev->head + ev->len++) % KV_RING] = (kv_msg){out.data, out.size, ev->seq++};
@@ -252,15 +292,20 @@ static void serve_replay(kv_events *ev) {
         zmq_msg_init(&part[n]);
         if (zmq_msg_recv(&part[n], ev->replay, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&part[n]);
+            more = 0; /* nothing (more) waits */
             break;
         }
         more = zmq_msg_more(&part[n++]);
     }
-    while (more) { /* a longer request: read to its end, answer nothing */
-        zmq_msg_t extra;
-        zmq_msg_init(&extra);
-        more = zmq_msg_recv(&extra, ev->replay, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&extra);
-        zmq_msg_close(&extra), n = -1;
+    if (more) { /* a longer request: read to its end, answer nothing */
+        for (int i = 0; i < n; i++) zmq_msg_close(&part[i]);
+        n = 0;
+        while (more) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            more = zmq_msg_recv(&extra, ev->replay, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+        }
     }
     const bool delim = n == 3 && zmq_msg_size(&part[1]) == 0;
     if ((n == 2 || delim) && zmq_msg_size(&part[n - 1]) == 8) {
@@ -316,6 +361,13 @@ static void *publisher(void *arg) {
     return NULL;
 }
 
+/* As vLLM decides: an endpoint with a wildcard (or ipc, inproc) is bound, one that names a host is
+ * connected to (a router that binds and gathers the pods' events). */
+static bool binds(const char *endpoint) {
+    return strchr(endpoint, '*') || strstr(endpoint, "::") || !strncmp(endpoint, "ipc://", 6) ||
+           !strncmp(endpoint, "inproc://", 9);
+}
+
 kv_events *kv_events_start(const char *endpoint, const char *replay, const char *topic, int32_t block, int32_t caches,
                            int32_t ctx, char *err, size_t errlen) {
     kv_events *ev = calloc(1, sizeof *ev);
@@ -325,6 +377,7 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     while (slots < 2 * (size_t)caches * (size_t)(ev->per + 1)) slots *= 2;
     ev->mask = slots - 1;
     ev->held = calloc((size_t)caches * (size_t)(ev->per + 1), sizeof *ev->held);
+    ev->held_tok = calloc((size_t)caches * (size_t)(ev->per + 1) * (size_t)block, sizeof *ev->held_tok);
     ev->n_held = calloc((size_t)caches, sizeof *ev->n_held);
     ev->keys = calloc(slots, sizeof *ev->keys);
     ev->counts = calloc(slots, sizeof *ev->counts);
@@ -333,14 +386,19 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     msgpack_packer_init(&ev->pk, &ev->buf, msgpack_sbuffer_write);
     pthread_mutex_init(&ev->lock, NULL);
     pthread_cond_init(&ev->more, NULL);
-    if (!ev->held || !ev->n_held || !ev->keys || !ev->counts || !ev->topic) {
+    if (!ev->held || !ev->held_tok || !ev->n_held || !ev->keys || !ev->counts || !ev->topic) {
         snprintf(err, errlen, "out of memory");
     } else if (!(ev->zctx = zmq_ctx_new()) || !(ev->pub = zmq_socket(ev->zctx, ZMQ_PUB))) {
         snprintf(err, errlen, "--kv-events: cannot make a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
-    } else if (zmq_setsockopt(ev->pub, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 || zmq_bind(ev->pub, endpoint) != 0) {
-        snprintf(err, errlen, "--kv-events %s: cannot bind: %s", endpoint, zmq_strerror(zmq_errno()));
+    } else if (zmq_setsockopt(ev->pub, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 ||
+               zmq_setsockopt(ev->pub, ZMQ_IPV6, &(int){1}, sizeof(int)) != 0 ||
+               (binds(endpoint) ? zmq_bind(ev->pub, endpoint) : zmq_connect(ev->pub, endpoint)) != 0) {
+        snprintf(err, errlen, "--kv-events %s: cannot %s: %s", endpoint, binds(endpoint) ? "bind" : "connect",
+                 zmq_strerror(zmq_errno()));
     } else if (replay && (!(ev->replay = zmq_socket(ev->zctx, ZMQ_ROUTER)) ||
                           zmq_setsockopt(ev->replay, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 ||
+                          zmq_setsockopt(ev->replay, ZMQ_IPV6, &(int){1}, sizeof(int)) != 0 ||
+                          zmq_setsockopt(ev->replay, ZMQ_SNDHWM, &(int){4 * KV_REPLAY + 16}, sizeof(int)) != 0 ||
                           zmq_bind(ev->replay, replay) != 0)) {
         snprintf(err, errlen, "--kv-events-replay %s: cannot bind: %s", replay, zmq_strerror(zmq_errno()));
     } else if (pthread_create(&ev->thread, NULL, publisher, ev) != 0) {
@@ -355,7 +413,7 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     if (ev->pub) zmq_close(ev->pub);
     if (ev->replay) zmq_close(ev->replay);
     if (ev->zctx) zmq_ctx_term(ev->zctx);
-    free(ev->held), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
+    free(ev->held), free(ev->held_tok), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
     msgpack_sbuffer_destroy(&ev->buf);
     free(ev);
     return NULL;
@@ -379,7 +437,7 @@ void kv_events_stop(kv_events *ev) {
     if (ev->replay) zmq_close(ev->replay);
     for (int32_t k = 0; k < ev->sent_len; k++) free(ev->sent[(ev->sent_head + k) % KV_REPLAY].data);
     zmq_ctx_term(ev->zctx);
-    free(ev->held), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
+    free(ev->held), free(ev->held_tok), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
     msgpack_sbuffer_destroy(&ev->buf);
     free(ev);
 }

@@ -20,5 +20,6 @@ long kv_events_dropped(kv_events *ev); /* messages dropped because the publishin
 void kv_events_keep(void *ctx, int32_t cache, int32_t keep);
 void kv_events_grow(void *ctx, int32_t cache, const unsigned char tenant[32], const int32_t *hist, int32_t n);
 void kv_events_flush(void *ctx);
+void kv_events_resync(void *ctx);
 
 #endif

@@ -4,7 +4,6 @@
  * and batch_free: the CPU's in runtime/cpu/batch.c). A device without them refuses batches.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 
@@ -44,11 +43,8 @@ rsr_status rsr_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs) {
     if (!b) return RSR_ERR_INVALID_ARGUMENT;
     if (!b->cap) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "the batch failed to be created");
     if (!seqs || n_seqs <= 0) return rt_set_error(b->err, RSR_ERR_INVALID_ARGUMENT, "no sequences to evaluate");
-    for (int32_t i = 0; i < n_seqs; i++) { /* each session's tokens (rsr_session_tokens), before: an output may
-                                            * alias them; the device checks the rest */
-        rsr_session *s = seqs[i].session;
-        if (s && s->model == b->model && seqs[i].tokens && seqs[i].n > 0 && seqs[i].n <= s->max_positions - s->pos)
-            memcpy(s->tokens + s->pos, seqs[i].tokens, sizeof *seqs[i].tokens * (size_t)seqs[i].n);
-    }
+    for (int32_t i = 0; i < n_seqs; i++) /* the device checks the rest */
+        if (seqs[i].session && seqs[i].session->model == b->model)
+            rt_note_tokens(seqs[i].session, seqs[i].tokens, seqs[i].n);
     return b->model->run_on->batch_eval(b, seqs, n_seqs);
 }

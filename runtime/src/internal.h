@@ -251,6 +251,9 @@ struct rsr_batch {
 extern const rt_device *const rt_devices[];
 extern const rt_device rt_device_cpu; /* runtime/cpu/forward.c: the host */
 
+/* session.c: tokens that an evaluation of s appends, noted at s->pos before the device runs (an
+ * output may alias them: rsr_session_tokens); nothing where they would not fit (the step refuses). */
+void rt_note_tokens(rsr_session *s, const int32_t *tokens, int32_t n);
 /* Writes the message into err (RSR_ERRMSG_SIZE bytes) and returns st. */
 rsr_status rt_set_error(char *err, rsr_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The sums a matrix's kernel writes per token: one per row, or per unit, plane and row

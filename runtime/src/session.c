@@ -76,6 +76,11 @@ rsr_status rsr_session_reset(rsr_session *s) {
 
 int32_t rsr_session_position(const rsr_session *s) { return s ? s->pos : -1; }
 
+void rt_note_tokens(rsr_session *s, const int32_t *tokens, int32_t n) {
+    if (tokens && n > 0 && n <= s->max_positions - s->pos)
+        memcpy(s->tokens + s->pos, tokens, sizeof *tokens * (size_t)n);
+}
+
 int32_t rsr_session_tokens(const rsr_session *s, int32_t *out, int32_t cap) {
     if (!s) return -1;
     if (out && cap > 0) memcpy(out, s->tokens, sizeof *out * (size_t)(cap < s->pos ? cap : s->pos));
@@ -162,7 +167,7 @@ static rsr_status eval(rsr_session *s, const int32_t *tokens, int32_t n, const r
             return rt_set_error(s->err, RSR_ERR_BAD_TOKEN, "token %d (at index %d) is outside [0, %d)", tokens[i], i,
                                 a->vocab);
     const double t0 = s->model->run_on->own_threads ? 0 : rt_adapt_begin(s->model, n);
-    memcpy(s->tokens + s->pos, tokens, sizeof *tokens * (size_t)n); /* before: an output may alias them */
+    rt_note_tokens(s, tokens, n);
     rsr_status st = s->model->run_on->eval(s, tokens, n, head);
     if (t0 > 0 && st == RSR_OK) rt_adapt_end(s->model, t0);
     return st;

@@ -125,6 +125,14 @@ static state_header header_of(const rsr_session *s) {
     return h;
 }
 
+/* The bytes a file of header h with these parts holds: its header's file_bytes when it is whole. */
+static int64_t layout_bytes(const rsr_session *s, const state_header *h, const rt_state_part *p, int32_t n) {
+    const size_t state = sizeof(float) * s->model->dn_state_floats;
+    int64_t b = (int64_t)(sizeof *h + 8 * (size_t)(h->n_ckpt + h->n_parts) + pad8(sizeof(int32_t) * (size_t)h->pos));
+    for (int32_t i = 0; i < n; i++) b += (int64_t)pad8(p[i].bytes);
+    return b + (state ? (int64_t)pad8(state) * (1 + h->n_ckpt) : 0);
+}
+
 /* The whole file through w: the header, the table, the payload (the layout above). */
 static void put_all(writer *w, const rsr_session *s, const state_header *h, const int32_t *at, int32_t n_ckpt,
                     const rt_state_part *parts, int32_t n_parts) {
@@ -150,12 +158,9 @@ rsr_status rsr_session_save_fd(rsr_session *s, int fd, int64_t *bytes) {
     }
     state_header h = header_of(s);
     const int32_t n_ckpt = s->dn_ckpt ? ckpts_of(s, at) : 0;
-    const size_t state = sizeof(float) * s->model->dn_state_floats;
     h.attention = attention, h.pos = s->pos, h.kv_written = s->kv_written, h.louver_from = s->louver_from;
     h.n_parts = n_parts, h.n_ckpt = n_ckpt;
-    h.file_bytes = (int64_t)(sizeof h + 8 * (size_t)(n_ckpt + n_parts) + pad8(sizeof(int32_t) * (size_t)s->pos) +
-                             (state ? pad8(state) * (size_t)(1 + n_ckpt) : 0));
-    for (int32_t i = 0; i < n_parts; i++) h.file_bytes += (int64_t)pad8(parts[i].bytes);
+    h.file_bytes = layout_bytes(s, &h, parts, n_parts);
     writer sum = {.fd = -1, .err = -1}, w = {.fd = fd}; /* the checksum first: the words put() adds up */
     put_all(&sum, s, &h, at, n_ckpt, parts, n_parts);
     h.checksum = sum.sum;
@@ -343,14 +348,6 @@ static rsr_status check_parts(rsr_session *s, const state_header *h, const int64
                                         : "");
     }
     return RSR_OK;
-}
-
-/* The bytes a file of header h with these parts holds: its header's file_bytes when it is whole. */
-static int64_t layout_bytes(const rsr_session *s, const state_header *h, const rt_state_part *p, int32_t n) {
-    const size_t state = sizeof(float) * s->model->dn_state_floats;
-    int64_t b = (int64_t)(sizeof *h + 8 * (size_t)(h->n_ckpt + h->n_parts) + pad8(sizeof(int32_t) * (size_t)h->pos));
-    for (int32_t i = 0; i < n; i++) b += (int64_t)pad8(p[i].bytes);
-    return b + (state ? (int64_t)pad8(state) * (1 + h->n_ckpt) : 0);
 }
 
 /* The file's table and tokens, checked against the session and the header (nothing changed yet);

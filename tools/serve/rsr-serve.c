@@ -625,7 +625,7 @@ static void *load(void *arg) {
         sv->events = kv_events_start(a->kv_events, a->kv_replay, topic, (int32_t)a->kv_block,
                                      (int32_t)(a->slots + spare), (int32_t)ctx, err, sizeof err);
         if (!sv->events) die("%s", err);
-        events = (serve_cache_events){sv->events, kv_events_keep, kv_events_grow, kv_events_flush, kv_events_resync};
+        events = (serve_cache_events){sv->events, kv_events_keep, kv_events_grow, kv_events_flush, kv_events_clear};
         ep.events = &events;
     }
 #endif

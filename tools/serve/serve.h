@@ -277,13 +277,14 @@ typedef struct serve_metrics {
 typedef struct serve_engine serve_engine;
 /* What the engine tells a KV-aware router of its caches (rsr-serve --kv-events: serve_kv_events.c),
  * under its lock: a cache cut back to keep tokens, a cache whose history (tenant's) is now
- * hist[0, n), and the end of a turn's changes. */
+ * hist[0, n), the end of a turn's changes (true: something was lost on the way, and the engine
+ * tells everything again: clear, then every cache grown from nothing). */
 typedef struct serve_cache_events {
     void *ctx;
     void (*keep)(void *ctx, int32_t cache, int32_t keep);
     void (*grow)(void *ctx, int32_t cache, const unsigned char tenant[32], const int32_t *hist, int32_t n);
-    void (*flush)(void *ctx);
-    void (*resync)(void *ctx); /* everything held announced again, after AllBlocksCleared */
+    bool (*flush)(void *ctx);
+    void (*clear)(void *ctx); /* AllBlocksCleared: nothing held */
 } serve_cache_events;
 typedef struct serve_engine_params {
     int32_t slots; /* sequences stepped together */

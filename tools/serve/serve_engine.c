@@ -203,13 +203,19 @@ static void events_keep(serve_engine *e, const kv_cache *c, int32_t keep) {
 static void events_grow(serve_engine *e, const kv_cache *c) {
     if (e->ep.events) e->ep.events->grow(e->ep.events->ctx, c->index, c->tenant, c->hist, c->n_hist);
 }
+/* Everything told again (under the lock): AllBlocksCleared, then each cache grown from nothing. */
+static void events_resync(serve_engine *e) {
+    e->ep.events->clear(e->ep.events->ctx);
+    for (int32_t k = 0; k < e->n_caches; k++) events_grow(e, &e->caches[k]);
+    e->ep.events->flush(e->ep.events->ctx); /* lost again: the next turn's flush says so */
+}
 static void events_flush(serve_engine *e) {
-    if (e->ep.events) e->ep.events->flush(e->ep.events->ctx);
+    if (e->ep.events && e->ep.events->flush(e->ep.events->ctx)) events_resync(e);
 }
 
 void serve_events_resync(serve_engine *e) {
     pthread_mutex_lock(&e->lock);
-    if (e->ep.events) e->ep.events->resync(e->ep.events->ctx);
+    if (e->ep.events) events_resync(e);
     pthread_mutex_unlock(&e->lock);
 }
 

@@ -52,7 +52,6 @@ struct kv_events {
     char *topic;
     int32_t block, caches, per; /* tokens a block; caches; blocks a cache holds at most */
     uint64_t *held;             /* [caches][per]: the hashes each cache has announced */
-    int32_t *held_tok;          /* [caches][per * block]: their tokens (a resync announces them again) */
     int32_t *n_held;            /* [caches] */
     uint64_t *keys;             /* hash table: hash + 1 (0: empty), with counts */
     int32_t *counts;
@@ -66,7 +65,7 @@ struct kv_events {
     kv_msg ring[KV_RING];
     int32_t head, len;
     long dropped;
-    bool resync; /* a message was dropped: the next flush tells everything again (under lock) */
+    bool resync; /* a message was dropped: the engine tells everything again (kv_events_clear, then grow) */
     bool stopping;
     pthread_t thread;
     void *replay; /* --kv-events-replay: a ROUTER socket, or NULL */
@@ -187,8 +186,6 @@ void kv_events_grow(void *ctx, int32_t cache, const unsigned char tenant[32], co
                                                : zero,
                                       hist + (size_t)i * (size_t)ev->block, ev->block);
         held[i] = h;
-        memcpy(ev->held_tok + ((size_t)cache * (size_t)ev->per + (size_t)i) * (size_t)ev->block,
-               hist + (size_t)i * (size_t)ev->block, sizeof *hist * (size_t)ev->block);
         int32_t *c = count_of(ev, h, true);
         if ((*c)++ == 0) { /* stored here first */
             if (!run.n) run_from = i;
@@ -215,23 +212,18 @@ void kv_events_grow(void *ctx, int32_t cache, const unsigned char tenant[32], co
     ev->n_held[cache] = whole > ev->n_held[cache] ? whole : ev->n_held[cache];
 }
 
-/* AllBlocksCleared, then each cache's held blocks as one BlockStored (a block several hold is
- * announced by each: storing again what a router has changes nothing), as this turn's events. */
-static void resync_now(kv_events *ev) {
+/* AllBlocksCleared, and nothing held: the engine then grows every cache again (a full announcement,
+ * each block once, with its count). */
+void kv_events_clear(void *ctx) {
+    kv_events *ev = ctx;
     msgpack_pack_array(&ev->pk, 1);
     pack_str(&ev->pk, "AllBlocksCleared");
     ev->n_events++;
-    for (int32_t k = 0; k < ev->caches; k++) {
-        if (!ev->n_held[k]) continue;
-        const ev_list all = {ev->held + (size_t)k * (size_t)ev->per, ev->n_held[k], ev->n_held[k]};
-        stored(ev, &all, 0, false, ev->held_tok + (size_t)k * (size_t)ev->per * (size_t)ev->block);
-    }
-}
-
-void kv_events_resync(void *ctx) {
-    kv_events *ev = ctx;
-    resync_now(ev);
-    kv_events_flush(ev);
+    memset(ev->n_held, 0, sizeof *ev->n_held * (size_t)ev->caches);
+    memset(ev->keys, 0, sizeof *ev->keys * (ev->mask + 1));
+    pthread_mutex_lock(&ev->lock);
+    ev->resync = false;
+    pthread_mutex_unlock(&ev->lock);
 }
 
 static void begin_batch(kv_events *ev) {
@@ -239,17 +231,11 @@ static void begin_batch(kv_events *ev) {
     ev->n_events = 0;
 }
 
-/* This turn's events as one message for the publishing thread (dropped and counted when its ring is full). */
-static void resync_now(kv_events *ev);
-
-void kv_events_flush(void *ctx) {
+/* This turn's events as one message for the publishing thread (dropped and counted when its ring is
+ * full); true while a message was dropped since the last kv_events_clear. */
+bool kv_events_flush(void *ctx) {
     kv_events *ev = ctx;
-    pthread_mutex_lock(&ev->lock);
-    const bool again = ev->resync;
-    ev->resync = false;
-    pthread_mutex_unlock(&ev->lock);
-    if (again) resync_now(ev); /* what a dropped message said, said again whole */
-    if (!ev->n_events) return;
+    if (!ev->n_events) return false;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     msgpack_sbuffer out;
@@ -262,14 +248,16 @@ void kv_events_flush(void *ctx) {
     msgpack_sbuffer_write(&out, ev->buf.data, ev->buf.size);
     begin_batch(ev);
     pthread_mutex_lock(&ev->lock);
-    if (ev->len == KV_RING) { /* dropped: a gap in the sequence, and everything told again next time */
+    if (ev->len == KV_RING) { /* dropped: a gap in the sequence, and everything told again */
         ev->dropped++, ev->seq++, ev->resync = true;
         msgpack_sbuffer_destroy(&out);
     } else {
         ev->ring[(ev->head + ev->len++) % KV_RING] = (kv_msg){out.data, out.size, ev->seq++};
         pthread_cond_signal(&ev->more);
     }
+    const bool again = ev->resync;
     pthread_mutex_unlock(&ev->lock);
+    return again;
 }
 
 /* A message published, kept for replay (the publishing thread's own: no lock). */
@@ -377,7 +365,6 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     while (slots < 2 * (size_t)caches * (size_t)(ev->per + 1)) slots *= 2;
     ev->mask = slots - 1;
     ev->held = calloc((size_t)caches * (size_t)(ev->per + 1), sizeof *ev->held);
-    ev->held_tok = calloc((size_t)caches * (size_t)(ev->per + 1) * (size_t)block, sizeof *ev->held_tok);
     ev->n_held = calloc((size_t)caches, sizeof *ev->n_held);
     ev->keys = calloc(slots, sizeof *ev->keys);
     ev->counts = calloc(slots, sizeof *ev->counts);
@@ -386,7 +373,7 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     msgpack_packer_init(&ev->pk, &ev->buf, msgpack_sbuffer_write);
     pthread_mutex_init(&ev->lock, NULL);
     pthread_cond_init(&ev->more, NULL);
-    if (!ev->held || !ev->held_tok || !ev->n_held || !ev->keys || !ev->counts || !ev->topic) {
+    if (!ev->held || !ev->n_held || !ev->keys || !ev->counts || !ev->topic) {
         snprintf(err, errlen, "out of memory");
     } else if (!(ev->zctx = zmq_ctx_new()) || !(ev->pub = zmq_socket(ev->zctx, ZMQ_PUB))) {
         snprintf(err, errlen, "--kv-events: cannot make a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
@@ -413,7 +400,7 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     if (ev->pub) zmq_close(ev->pub);
     if (ev->replay) zmq_close(ev->replay);
     if (ev->zctx) zmq_ctx_term(ev->zctx);
-    free(ev->held), free(ev->held_tok), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
+    free(ev->held), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
     msgpack_sbuffer_destroy(&ev->buf);
     free(ev);
     return NULL;
@@ -437,7 +424,7 @@ void kv_events_stop(kv_events *ev) {
     if (ev->replay) zmq_close(ev->replay);
     for (int32_t k = 0; k < ev->sent_len; k++) free(ev->sent[(ev->sent_head + k) % KV_REPLAY].data);
     zmq_ctx_term(ev->zctx);
-    free(ev->held), free(ev->held_tok), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
+    free(ev->held), free(ev->n_held), free(ev->keys), free(ev->counts), free(ev->topic);
     msgpack_sbuffer_destroy(&ev->buf);
     free(ev);
 }

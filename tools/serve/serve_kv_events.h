@@ -5,6 +5,7 @@
 #ifndef RSR_SERVE_KV_EVENTS_H
 #define RSR_SERVE_KV_EVENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,7 @@ long kv_events_dropped(kv_events *ev); /* messages dropped because the publishin
 /* serve_cache_events' hooks (ctx: the kv_events) */
 void kv_events_keep(void *ctx, int32_t cache, int32_t keep);
 void kv_events_grow(void *ctx, int32_t cache, const unsigned char tenant[32], const int32_t *hist, int32_t n);
-void kv_events_flush(void *ctx);
-void kv_events_resync(void *ctx);
+bool kv_events_flush(void *ctx);
+void kv_events_clear(void *ctx);
 
 #endif

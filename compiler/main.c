@@ -49,6 +49,7 @@ typedef struct options {
     enum strategy strategy;
     uint64_t max_memory;       /* 0: no cap */
     bool greedy_head;          /* an int8 copy of the LM head for certified greedy decoding */
+    bool ptq1_2bit;            /* --ptq1-codes=2bit: a PTQ1_0 file's matrices as 2-bit codes, not base-3 */
     enum prefill_form prefill; /* --prefill: auto (the cost model's per matrix), i2 (tiles), rsr (lanes) */
     int opt_level;             /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
@@ -124,6 +125,9 @@ static void usage(FILE *out) {
         "  --prefill=auto|i2|rsr the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
         "                        (i2), or RSR with 64 tokens in vector lanes for full steps (rsr: an index of 4 bits\n"
         "                        per weight); auto (default): the cost model's choice per matrix, --explain says it\n"
+        "  --ptq1-codes=base3|2bit  a PTQ1_0 file's matrices: base3 (default) keeps its 1.6 bits a weight where\n"
+        "                        the target's runtime kernels read them (AVX-512 VNNI, AVX2), 2bit widens them to\n"
+        "                        2-bit codes, 1.25x the bytes, at about the same speed (docs/qwen35.md)\n"
         "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
         "                        single thread) and keep the fastest; the target must run here (host, or a spec\n"
         "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
@@ -188,8 +192,8 @@ static char *shaping_flags(const options *o) {
     if (o->rsr_k) snprintf(k, sizeof k, " --rsr-k=%d", o->rsr_k);
     char opt[16] = "";
     if (o->opt_level >= 0) snprintf(opt, sizeof opt, " -O%d", o->opt_level);
-    char *t = xasprintf("%s%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->calibrate ? "" : " --no-calibrate",
-                        o->greedy_head ? "" : " --no-greedy-head",
+    char *t = xasprintf("%s%s%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->calibrate ? "" : " --no-calibrate",
+                        o->greedy_head ? "" : " --no-greedy-head", o->ptq1_2bit ? " --ptq1-codes=2bit" : "",
                         o->prefill == PREFILL_LANES   ? " --prefill=rsr"
                         : o->prefill == PREFILL_TILES ? " --prefill=i2"
                                                       : "",
@@ -254,6 +258,19 @@ static int clang_spellings(int argc, char **argv) {
 }
 
 /* --print=target,model,plan,kernel or gguf */
+static enum prefill_form parse_prefill(const char *v) {
+    if (!strcmp(v, "auto")) return PREFILL_AUTO;
+    if (!strcmp(v, "i2")) return PREFILL_TILES;
+    if (!strcmp(v, "rsr")) return PREFILL_LANES;
+    rsrc_fatal("--prefill: unknown form '%s' (auto, i2, rsr)", v);
+}
+
+/* --ptq1-codes: true for 2bit */
+static bool parse_ptq1_codes(const char *v) {
+    if (strcmp(v, "base3") && strcmp(v, "2bit")) rsrc_fatal("--ptq1-codes: unknown form '%s' (base3, 2bit)", v);
+    return !strcmp(v, "2bit");
+}
+
 static void parse_print(options *o, const char *arg) {
     char *list = xstrdup(arg);
     if (strspn(arg, ",") == strlen(arg)) rsrc_fatal("--print: no stage named (target, model, plan, kernel, gguf)");
@@ -333,7 +350,8 @@ static options parse_args(int argc, char **argv) {
         O_TUNE_CACHE,
         O_HF_FILE,
         O_RUNTIME,
-        O_OPT_GIVEN
+        O_OPT_GIVEN,
+        O_PTQ1_CODES
     };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},
@@ -363,6 +381,7 @@ static options parse_args(int argc, char **argv) {
         {"tune-cache", required_argument, 0, O_TUNE_CACHE},
         {"hf-file", required_argument, 0, O_HF_FILE},
         {"runtime", required_argument, 0, O_RUNTIME},
+        {"ptq1-codes", required_argument, 0, O_PTQ1_CODES},
         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -398,16 +417,7 @@ static options parse_args(int argc, char **argv) {
             break;
         case O_EXPLAIN: o.explain = true; break;
         case O_NO_GREEDY_HEAD: o.greedy_head = false; break;
-        case O_PREFILL:
-            if (!strcmp(optarg, "auto"))
-                o.prefill = PREFILL_AUTO;
-            else if (!strcmp(optarg, "i2"))
-                o.prefill = PREFILL_TILES;
-            else if (!strcmp(optarg, "rsr"))
-                o.prefill = PREFILL_LANES;
-            else
-                rsrc_fatal("--prefill: unknown form '%s' (auto, i2, rsr)", optarg);
-            break;
+        case O_PREFILL: o.prefill = parse_prefill(optarg); break;
         case O_STATS: o.stats = true; break;
         case O_OPT_GIVEN: break;
         case O_PRINT: parse_print(&o, optarg); break;
@@ -432,6 +442,7 @@ static options parse_args(int argc, char **argv) {
             o.hf_file = optarg;
             break;
         case O_RUNTIME: link_use_runtime(optarg); break;
+        case O_PTQ1_CODES: o.ptq1_2bit = parse_ptq1_codes(optarg); break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':
@@ -957,6 +968,9 @@ static void compile_matrices(build *b) {
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim, in_dim, &tm);
             ternary_matrix_expand(&tm, m->act_block);
+            /* base-3 where the file has it: the layers' own matrices, which the runtime's kernels for
+             * the layout run (an expert's go through the compiled kernels) */
+            tm.base3 = !o->ptq1_2bit && gguf_model_base3(m, name) && !(m->num_experts && j >= PROJ_GATE + shared);
             matrix_request rq = {.strategy = o->strategy,
                                  .k = o->rsr_k,
                                  .user_strategy = o->strategy,

@@ -436,6 +436,11 @@ void *gguf_model_prepare(const rsrc_model *m, const char *name) {
     return d;
 }
 
+bool gguf_model_base3(const rsrc_model *m, const char *name) {
+    const deferred *d = m->lazy ? find_deferred(m->lazy, name) : NULL;
+    return d && d->src.type == GGML_PTQ1_0;
+}
+
 void gguf_model_release(void *converted) {
     const deferred *d = converted;
     char *sname = xasprintf("%s_scale", d->name), *gname = xasprintf("%s_group_scale", d->name);

@@ -133,6 +133,9 @@ typedef struct ternary_matrix {
      * elsewhere); ternary_weight reads it. unit_cols 0: not expanded, rows == src_rows. */
     int32_t src_rows, unit_cols, planes, scale_cols;
     float *scales; /* [src_rows][cols / scale_cols], or NULL (beta) */
+    /* Kept as base-3 codes where the target's runtime has a kernel for them (a PTQ1_0 file's
+     * matrices, --ptq1-codes=base3: rsr_artifact.h's RSR_UNITS_B3_ROWS16 and RSR_UNITS_B3_ROWS8) */
+    bool base3;
 } ternary_matrix;
 
 /* Weight (r, c) of the matrix the kernels see. */
@@ -247,6 +250,7 @@ void gguf_model_load(struct rsrc_model *m, const char *path); /* fills m and m->
  * gguf_model_release, which frees them again. */
 void *gguf_model_prepare(const struct rsrc_model *m, const char *name);
 void gguf_model_release(void *converted);
+bool gguf_model_base3(const struct rsrc_model *m, const char *name); /* NAME is stored as base-3 (PTQ1_0) */
 void gguf_lazy_free(struct gguf_lazy *lazy);
 
 /* fold.c: prism.hadamard.* read and checked into m (nothing without those keys); the signs of an

@@ -256,6 +256,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p,
                     rsrc_fatal("internal error: %s: rows in lanes over %d columns", tm->name, kn->cols);
             }
             kn->unit_stride = kn->block_rows; /* the sums go by blocks (rsr_artifact_matrix.sums_block) */
+            if (rsr_units_base3(kernel_units_layout(kn))) kn->strategy = "i2-units-base3"; /* its codes' layout */
             return;
         }
         /* tokens per tile of the batched kernel: block_rows × tile accumulators, the decoded
@@ -404,8 +405,10 @@ void lanes_quad_mask(int k, int idx[16]) {
 int32_t kernel_units_layout(const rsrc_kernel *kn) {
     if (!kn->unit_cols || kn->form != KF_I2 || !kn->rows_in_lanes || kn->unit_cols % I2_LANE_COLS)
         return RSR_UNITS_OTHER;
-    if (kn->vec_bytes == 64 && kn->block_rows == 16) return RSR_UNITS_ROWS16;
-    if (kn->vec_bytes == 32 && kn->block_rows == 8) return RSR_UNITS_ROWS8;
+    /* base-3: weights -1, 0, +1 (one plane) in units of 32 columns */
+    const bool b3 = kn->tm && kn->tm->base3 && kn->tm->planes == 1 && kn->unit_cols == 2 * I2_LANE_COLS;
+    if (kn->vec_bytes == 64 && kn->block_rows == 16) return b3 ? RSR_UNITS_B3_ROWS16 : RSR_UNITS_ROWS16;
+    if (kn->vec_bytes == 32 && kn->block_rows == 8) return b3 ? RSR_UNITS_B3_ROWS8 : RSR_UNITS_ROWS8;
     return RSR_UNITS_OTHER;
 }
 
@@ -413,15 +416,43 @@ uint64_t kernel_data_size(const rsrc_kernel *kn) {
     if (kn->form == KF_LUT) return (uint64_t)kn->num_blocks * (uint64_t)lut_block_bytes(kn);
     if (kn->form == KF_I2 && kn->lanes_min)
         return kn->off_lane_perm + 2 * (uint64_t)kn->num_blocks * (uint64_t)kn->lane_cols;
+    if (kn->form == KF_I2 && rsr_units_base3(kernel_units_layout(kn)))
+        return (uint64_t)kn->num_blocks * rsr_b3_block_bytes(kn->block_rows, kn->cols / kn->unit_cols);
     if (kn->form == KF_I2) return (uint64_t)kn->num_blocks * (uint64_t)kn->block_rows * (uint64_t)i2_row_bytes(kn);
     if (kn->form == KF_WARP) return kn->off_entry + 4 * kn->plan->num_cols_kept;
     if (kn->form != KF_LOOP) return 0;
     return kn->off_perm + 2 * kn->plan->num_cols_kept;
 }
 
+/* Packs the rows of a base-3 layout (rsr_artifact.h, RSR_UNITS_B3_ROWS16): each block's runs of
+ * five units as words of 10 digits, then its units left in the 2-bit form (i2, that block's bytes
+ * packed as below). */
+static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, blob_writer *b) {
+    const ternary_matrix *t = kn->tm;
+    const int32_t L = kn->block_rows, V = 4 * L, units = t->cols / kn->unit_cols, runs = units / RSR_B3_RUN;
+    uint8_t *out = xmalloc((size_t)rsr_b3_block_bytes(L, units) + 1), *o = out;
+    for (int32_t s = 0; s < runs; s++)
+        for (int32_t q = 0; q < 8; q++)
+            for (int32_t w = 0; w < 2 * L; w++, o += 2) {
+                uint8_t d[RSR_B3_DIGITS];
+                for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
+                    const int32_t k = rsr_b3_byte(w, n % 2), row = blk * L + k / 4;
+                    const int32_t c = (s * RSR_B3_RUN + n / 2) * kn->unit_cols + 4 * q + k % 4;
+                    d[n] = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
+                }
+                const uint16_t word = rsr_b3_word(d);
+                o[0] = (uint8_t)word, o[1] = (uint8_t)(word >> 8);
+            }
+    const size_t tail = (size_t)(units - runs * RSR_B3_RUN) * 2 * (size_t)V;
+    memcpy(o, i2 + (size_t)runs * RSR_B3_RUN * 2 * (size_t)V, tail);
+    blob_write(b, out, (size_t)(o - out) + tail);
+    free(out);
+}
+
 /* Packs the rows as 2-bit codes in the layout described above; rows past the end are zero. */
 static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
+    const bool b3 = rsr_units_base3(kernel_units_layout(kn));
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
     uint8_t *block = xmalloc((size_t)R * (size_t)rb);
     for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
@@ -439,7 +470,10 @@ static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
                 block[g * R * V + r * V + j] |= (uint8_t)(code << (2 * i));
             }
         }
-        blob_write(b, block, (size_t)R * (size_t)rb);
+        if (b3)
+            write_b3_data(kn, block, blk, b);
+        else
+            blob_write(b, block, (size_t)R * (size_t)rb);
     }
     free(block);
 }

@@ -3,6 +3,8 @@
  * check of an artifact's features, and the kernel family, probed once. */
 #include "cpu.h"
 
+#include "rsr_artifact.h"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #endif
@@ -150,6 +152,17 @@ int rt_cpu_missing(const char *features, char *out, size_t size) {
 }
 
 static const char *const isa_names[] = {"portable", "avx2", "avx512", "avx512vnni", "neon"};
+
+int rt_units_native(int layout) {
+    const rt_isa isa = rt_cpu_isa();
+    switch (layout) {
+    case RSR_UNITS_ROWS16:
+    case RSR_UNITS_B3_ROWS16: return isa == RT_ISA_AVX512_VNNI;
+    case RSR_UNITS_ROWS8: return isa == RT_ISA_AVX2;
+    case RSR_UNITS_B3_ROWS8: return isa == RT_ISA_AVX2 || rt_isa_avx512(isa);
+    default: return 0;
+    }
+}
 
 const char *rt_isa_name(rt_isa isa) {
     return isa >= RT_ISA_PORTABLE && isa <= RT_ISA_NEON ? isa_names[isa] : "unknown";

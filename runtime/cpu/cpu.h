@@ -24,6 +24,11 @@ static inline int rt_isa_avx512(rt_isa isa) { return isa == RT_ISA_AVX512 || isa
  * which caps at avx2, and RSR_DISABLE_AVX2=1 with it, which caps at portable). On AArch64 the
  * families are portable and neon, and any cap but portable leaves neon. Probed once. */
 rt_isa rt_cpu_isa(void);
+/* Whether this family runs the runtime's own kernel for a matrix's codes laid out as `layout`
+ * (enum rsr_units_layout, family.h's rt_units_call): AVX-512 VNNI for zmm's layouts; the AVX2
+ * family for ymm's 2-bit one (an AVX-512 CPU keeps that one's compiled AVX-VNNI kernel), and any
+ * AVX2 or AVX-512 family for ymm's base-3 one, which no compiled kernel reads. */
+int rt_units_native(int layout);
 /* Its name as RSR_CPU spells it. */
 const char *rt_isa_name(rt_isa isa);
 /* What this CPU has, ignoring the cap (for messages and benchmarks). */

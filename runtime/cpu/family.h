@@ -49,9 +49,10 @@ typedef struct rt_units_call {
     float *y;
     size_t y_stride;
     int32_t ntok, b0, b1, accumulate;
+    int base3; /* the codes in a base-3 layout (RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8; groups 2) */
 } rt_units_call;
-void rt_units_rows16_vnni(const rt_units_call *c);
-void rt_units_rows8_avx2(const rt_units_call *c); /* RSR_UNITS_ROWS8, the same bits */
+void rt_units_rows16_vnni(const rt_units_call *c); /* and RSR_UNITS_B3_ROWS16 */
+void rt_units_rows8_avx2(const rt_units_call *c);  /* RSR_UNITS_ROWS8 and B3_ROWS8, the same bits */
 #endif
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "attn_kernels.h"
 #include "family.h"
+#include "rsr_artifact.h"
 
 #ifdef ATTN_FAMILIES_X86
 #include <immintrin.h>
@@ -227,6 +228,42 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 #pragma GCC unroll 4
         for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], _mm256_set1_epi16(1)));
     }
+}
+
+/* a base-3 run (rsr_artifact.h): digit n of every word by vpmulhuw, digits 2p and 2p + 1 packed by
+ * vpackuswb (within each 128-bit lane, as the layout's byte order says) into unit p's codes */
+UV_INLINE void uv_decode3(uv_i k[RSR_B3_RUN][8], const uint8_t *wr) {
+    const __m256i three = _mm256_set1_epi16(3);
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) {
+        __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
+#pragma GCC unroll 5
+        for (int p = 0; p < RSR_B3_RUN; p++) {
+            const __m256i d0 = _mm256_mulhi_epu16(t, three);
+            t = _mm256_add_epi16(t, _mm256_add_epi16(t, t));
+            const __m256i d1 = _mm256_mulhi_epu16(t, three);
+            t = _mm256_add_epi16(t, _mm256_add_epi16(t, t));
+            k[p][q] = _mm256_packus_epi16(d0, d1);
+        }
+    }
+}
+
+/* a unit's decoded quads: vpmaddubsw pair sums (codes ≤ 2: 8 quads at most 4,064) in 16 bits, then
+ * widened into the rows' int32 lanes by vpmaddwd with ones */
+UV_INLINE void uv_dots(uv_i *a, const uv_i *k, const int8_t *const *x, size_t xu, const int NT) {
+    __m256i h[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) h[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            int32_t v;
+            memcpy(&v, x[j] + xu + 4 * (size_t)q, 4);
+            h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k[q], _mm256_set1_epi32(v)));
+        }
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], _mm256_set1_epi16(1)));
 }
 
 #include "units_generic.h"

@@ -14,6 +14,7 @@
 
 #include "attn_kernels.h"
 #include "family.h"
+#include "rsr_artifact.h"
 #include "louver_kernels.h"
 
 #ifdef ATTN_FAMILIES_X86
@@ -211,6 +212,50 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
             }
         }
     }
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        a[j] = b[j][0];
+#pragma GCC unroll 4
+        for (int i = 1; i < C; i++) a[j] = _mm512_add_epi32(a[j], b[j][i]);
+    }
+}
+
+/* a base-3 run (rsr_artifact.h): digit n of every word at once, ((w·3ⁿ mod 2¹⁶)·3) >> 16 by vpmulhuw,
+ * digits 2p and 2p + 1 packed by vpackuswb into unit p's codes */
+UV_INLINE void uv_decode3(uv_i k[RSR_B3_RUN][8], const uint8_t *wr) {
+    const __m512i three = _mm512_set1_epi16(3);
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) {
+        __m512i t = _mm512_loadu_si512(wr + 64 * q);
+#pragma GCC unroll 5
+        for (int p = 0; p < RSR_B3_RUN; p++) {
+            const __m512i d0 = _mm512_mulhi_epu16(t, three);
+            t = _mm512_add_epi16(t, _mm512_add_epi16(t, t));
+            const __m512i d1 = _mm512_mulhi_epu16(t, three);
+            t = _mm512_add_epi16(t, _mm512_add_epi16(t, t));
+            k[p][q] = _mm512_packus_epi16(d0, d1);
+        }
+    }
+}
+
+/* a unit's decoded quads as uv_sums's fields: vpdpbusd, in 4/NT chains below 4 tokens */
+UV_INLINE void uv_dots(uv_i *a, const uv_i *k, const int8_t *const *x, size_t xu, const int NT) {
+    const int C = NT >= 4 ? 1 : 4 / NT;
+    __m512i b[8][4];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        b[j][0] = a[j];
+#pragma GCC unroll 4
+        for (int i = 1; i < C; i++) b[j][i] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) {
+            int32_t v;
+            memcpy(&v, x[j] + xu + 4 * (size_t)q, 4);
+            b[j][q % C] = _mm512_dpbusd_epi32(b[j][q % C], k[q], _mm512_set1_epi32(v));
+        }
 #pragma GCC unroll 8
     for (int j = 0; j < NT; j++) {
         a[j] = b[j][0];

@@ -414,14 +414,46 @@ static void cpu_describe(char *out, size_t size) {
              isa < rt_cpu_isa_uncapped() ? ", capped by RSR_CPU" : "");
 }
 
+static bool units_kernel(const rsr_model *m, const rsr_artifact_matrix *mx);
+
+/* A base-3 matrix's codes in the 2-bit layout (rsr_b3_to_i2), in memory of its own, or NULL */
+static uint8_t *codes_2bit(const rsr_model *m, const rsr_artifact_matrix *mx) {
+    const int32_t L = rsr_units_rows(mx->units_layout), units = mx->cols / mx->unit_cols, blocks = mx->rows / L;
+    const size_t in = (size_t)rsr_b3_block_bytes(L, units), out = (size_t)L / 4 * (size_t)mx->cols;
+    uint8_t *c = malloc(out * (size_t)blocks);
+    if (!c) return NULL;
+#pragma omp parallel for schedule(static) num_threads(rt_team_of(m))
+    for (int32_t b = 0; b < blocks; b++)
+        rsr_b3_to_i2(m->blob + mx->data + (size_t)b * in, L, units, c + (size_t)b * out);
+    return c;
+}
+
+rsr_status rt_cpu_codes(rsr_model *m) {
+    if (m->run_on != &rt_device_cpu) return RSR_OK;
+    for (int32_t i = 0; i < m->a->num_matrices; i++) {
+        const rsr_artifact_matrix *mx = &m->a->matrix[i];
+        if (!rsr_units_base3(mx->units_layout) || units_kernel(m, mx)) continue;
+        if (!m->codes && !(m->codes = calloc((size_t)m->a->num_matrices, sizeof *m->codes)))
+            return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the 2-bit codes of matrix %s",
+                                mx->name);
+        if (!(m->codes[i] = codes_2bit(m, mx)))
+            return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the 2-bit codes of matrix %s",
+                                mx->name);
+    }
+    return RSR_OK;
+}
+
 static rsr_status cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t *x, int32_t ntok, int32_t *y) {
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     size_t cols = (size_t)mx->cols, rows = (size_t)rt_kernel_rows(mx);
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+    /* a base-3 matrix whose codes the CPU's family reads as they are: its compiled kernel on a copy */
+    uint8_t *own = rsr_units_base3(mx->units_layout) && !(m->codes && m->codes[index]) ? codes_2bit(m, mx) : NULL;
+    if (rsr_units_base3(mx->units_layout) && !(m->codes && m->codes[index]) && !own) return RSR_ERR_OUT_OF_MEMORY;
+    const uint8_t *data = own ? own : rt_codes(m, mx);
     size_t padded = (size_t)rsr_x_row(mx->cols, mx->unit_cols); /* the codes, padded, and units' Σx */
     int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;
     int8_t *xp = calloc((size_t)step, padded); /* the kernel contract: zero up to a multiple of RSR_X_PAD */
-    if (!xp) return RSR_ERR_OUT_OF_MEMORY;
+    if (!xp) return free(own), RSR_ERR_OUT_OF_MEMORY;
     for (int32_t t0 = 0; t0 < ntok; t0 += step) {
         int32_t n = ntok - t0 < step ? ntok - t0 : step;
         for (int32_t t = 0; t < n; t++) {
@@ -437,6 +469,7 @@ static rsr_status cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t
             mx->kernel(data, xp + (size_t)t * padded, yt + (size_t)t * rows, 0, mx->num_blocks);
     }
     free(xp);
+    free(own);
     return RSR_OK;
 }
 
@@ -599,7 +632,7 @@ RT_ISA_CLONES(dequantize,
  * token t0. acc holds this matrix's sums of token t0 in its first row. */
 static void kernel_part(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t *acc, int32_t t0,
                         int32_t n, int32_t c, int32_t chunks, int32_t *b0, int32_t *b1) {
-    const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+    const uint8_t *data = rt_codes(m, mx);
     int32_t nb = mx->num_blocks, xs_stride = w->xq_stride, acc_stride = w->acc_stride;
     const int8_t *xq = w->xq + (size_t)t0 * (size_t)xs_stride;
     *b0 = (int32_t)((int64_t)nb * c / chunks), *b1 = (int32_t)((int64_t)nb * (c + 1) / chunks);
@@ -943,23 +976,21 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
             activate(a, outs[0].y + (size_t)t * outs[0].stride, outs[1].y + (size_t)t * outs[1].stride, r0, r1);
 }
 
-/* Whether rows_grouped runs a matrix's n tokens through the runtime's own kernel for its layout,
- * the conversion to fp32 fused (family.h, rt_units_call): every step (a decode's token too: 1.2x
- * the compiled kernel and group_dequantize), AVX-512 VNNI for zmm's layout, the AVX2 family
- * for ymm's (a ymm layout on an AVX-512 CPU keeps its compiled AVX-VNNI kernel), activations by
- * blocks. */
-static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t n) {
+/* Whether the runtime's own kernel for a matrix's layout runs it (family.h, rt_units_call): the
+ * conversion to fp32 fused, every step (a decode's token too: 1.2x the compiled kernel and
+ * group_dequantize), where the family has one (rt_units_native) and activations go by blocks. A
+ * base-3 matrix without it runs its compiled kernel on codes converted at open (rt_cpu_codes). */
+static bool units_kernel(const rsr_model *m, const rsr_artifact_matrix *mx) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    const rt_isa isa = rt_cpu_isa();
-    const bool cpu = mx->units_layout == RSR_UNITS_ROWS16  ? isa == RT_ISA_AVX512_VNNI
-                     : mx->units_layout == RSR_UNITS_ROWS8 ? isa == RT_ISA_AVX2
-                                                           : false;
-    return n >= 1 && cpu && w->xd && mx->planes == 1 && mx->data != RSR_NO_TENSOR &&
+    return rt_units_native(mx->units_layout) && mx->planes == 1 && mx->data != RSR_NO_TENSOR &&
            mx->scale_cols % mx->unit_cols == 0 && m->a->act_block == mx->unit_cols;
 #else
-    (void)m, (void)w, (void)mx, (void)n;
+    (void)m, (void)mx;
     return false;
 #endif
+}
+static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t n) {
+    return n >= 1 && w->xd && units_kernel(m, mx);
 }
 
 /* The blocks [s0, s1) of mx for the step's n tokens into o, by the runtime's kernel (fused_units) */
@@ -982,8 +1013,9 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                              .ntok = n,
                              .b0 = s0,
                              .b1 = s1,
-                             .accumulate = o->accumulate};
-    (mx->units_layout == RSR_UNITS_ROWS16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
+                             .accumulate = o->accumulate,
+                             .base3 = rsr_units_base3(mx->units_layout)};
+    (rsr_units_rows(mx->units_layout) == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
 #else
     (void)m, (void)w, (void)mx, (void)o, (void)n, (void)s0, (void)s1;
 #endif
@@ -1016,7 +1048,7 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
         int32_t r0 = 0, r1 = 0;
         for (int j = 0; j < count; j++) {
             const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
-            const uint8_t *data = mx->data == RSR_NO_TENSOR ? NULL : m->blob + mx->data;
+            const uint8_t *data = rt_codes(m, mx);
             const int32_t s0 = lo[j] + s, s1 = s0 + SB < hi[j] ? s0 + SB : hi[j];
             if (s0 >= s1) continue;
             r0 = s0 * mx->rsr_k, r1 = s1 * mx->rsr_k < mx->rows ? s1 * mx->rsr_k : mx->rows;

@@ -15,6 +15,11 @@
  *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
+ *   uv_decode3(k, wr)  a base-3 run's 8 vectors at wr (rsr_artifact.h, RSR_UNITS_B3_ROWS16) decoded into
+ *                     k[p][q]: the codes of unit p's columns 4q..4q+3, a row's 4 bytes in its lane
+ *   uv_dots(a, k, x, xu, NT)  adds the products of a unit of 32 columns decoded so (k[0..8)) into a[0..NT)
+ * A base-3 block (c->base3: units of 32 columns) decodes each run of five units once for the tile's
+ * tokens, then takes its units one by one as the 2-bit ones: the same sums and the same fp32 steps.
  */
 #ifndef RSR_UNITS_GENERIC_H
 #define RSR_UNITS_GENERIC_H
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include "family.h"
+#include "rsr_artifact.h"
 
 typedef int32_t uv_i32 __attribute__((vector_size(UV_ROWS * 4)));
 typedef uint32_t uv_u32 __attribute__((vector_size(UV_ROWS * 4)));
@@ -44,13 +50,16 @@ UV_INLINE uv_f uv_scales(const void *g, int f16) {
     return (uv_f)bits;
 }
 
-/* Tokens [t0, t0 + NT) of the call, NT and G (a unit's groups of 16 columns) constants once inlined */
-UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const int G) {
+/* Tokens [t0, t0 + NT) of the call, NT and G (a unit's groups of 16 columns) constants once inlined;
+ * B3: the codes in runs of base-3 words (then G is 2) */
+UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const int G, const int B3) {
     const int8_t *x[8];
 #pragma GCC unroll 8
     for (int j = 0; j < NT; j++) x[j] = c->x + (size_t)(t0 + j) * (size_t)c->x_stride;
     const size_t bytes = c->f16 ? 2 : 4, gbytes = (size_t)UV_ROWS * 4, U = (size_t)G * 16;
-    const size_t block = (size_t)c->units * (size_t)G * gbytes, gstep = (size_t)c->rows * bytes;
+    const int32_t run_end = B3 ? c->units / RSR_B3_RUN * RSR_B3_RUN : 0; /* the units in base-3 runs */
+    const size_t block = B3 ? (size_t)rsr_b3_block_bytes(UV_ROWS, c->units) : (size_t)c->units * (size_t)G * gbytes;
+    const size_t gstep = (size_t)c->rows * bytes;
     for (int32_t b = c->b0; b < c->b1; b++) {
         const uint8_t *wu = c->data + (size_t)b * block;
         const char *gs = (const char *)c->gs + (size_t)b * UV_ROWS * bytes;
@@ -58,7 +67,8 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
         uv_f o[8], sc = uv_scales(gs, c->f16); /* the rows' scales, widened once for the c->per units they cover */
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) o[j] = (uv_f){0};
-        for (int32_t u = 0, left = c->per; u < c->units; u++, wu += G * gbytes, xu += U, sx += 4, dx += 4) {
+        uv_i k3[RSR_B3_RUN][8]; /* a base-3 run's codes, decoded */
+        for (int32_t u = 0, left = c->per; u < c->units; u++, xu += U, sx += 4, dx += 4) {
             uv_i a[8];
 #pragma GCC unroll 8
             for (int j = 0; j < NT; j++) {
@@ -66,7 +76,12 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
                 memcpy(&s, x[j] + sx, 4);
                 a[j] = uv_ints(-s);
             }
-            uv_sums(a, wu, x, xu, NT, G);
+            if (u < run_end) {
+                const int32_t p = u % RSR_B3_RUN;
+                if (p == 0) uv_decode3(k3, wu), wu += 8 * gbytes;
+                uv_dots(a, k3[p], x, xu, NT);
+            } else
+                uv_sums(a, wu, x, xu, NT, G), wu += G * gbytes;
 #pragma GCC unroll 8
             for (int j = 0; j < NT; j++) {
                 float d;
@@ -85,20 +100,22 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 }
 
 /* The call's tokens in whole tiles, then halves down to one */
-UV_INLINE void uv_tiles(const rt_units_call *c, const int G) {
+UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
     int32_t t = 0;
-    for (; t + UV_TILE <= c->ntok; t += UV_TILE) uv_tile(c, t, UV_TILE, G);
-    if (UV_TILE > 4 && t + 4 <= c->ntok) uv_tile(c, t, 4, G), t += 4;
-    if (t + 2 <= c->ntok) uv_tile(c, t, 2, G), t += 2;
-    if (t < c->ntok) uv_tile(c, t, 1, G);
+    for (; t + UV_TILE <= c->ntok; t += UV_TILE) uv_tile(c, t, UV_TILE, G, B3);
+    if (UV_TILE > 4 && t + 4 <= c->ntok) uv_tile(c, t, 4, G, B3), t += 4;
+    if (t + 2 <= c->ntok) uv_tile(c, t, 2, G, B3), t += 2;
+    if (t < c->ntok) uv_tile(c, t, 1, G, B3);
 }
 
-/* units of 32 columns (Q8_0's blocks) with G a constant, other widths with G read */
+/* units of 32 columns (Q8_0's blocks) with G a constant, base-3 or not; other widths with G read */
 UV_INLINE void uv_units(const rt_units_call *c) {
-    if (c->groups == 2)
-        uv_tiles(c, 2);
+    if (c->groups == 2 && c->base3)
+        uv_tiles(c, 2, 1);
+    else if (c->groups == 2)
+        uv_tiles(c, 2, 0);
     else
-        uv_tiles(c, c->groups);
+        uv_tiles(c, c->groups, 0);
 }
 
 #endif

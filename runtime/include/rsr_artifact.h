@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    19u /* 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    20u /* 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -133,7 +133,70 @@ typedef struct rsr_artifact_matrix {
  * 4r + i of group g holds in bits 2f, 2f + 1 the code (weight + 1) of row r, column
  * u·unit_cols + 16g + 4f + i. RSR_UNITS_ROWS8 (i2-units-rows in ymm: AVX2, AVX-VNNI; rsr_k 8):
  * the same with blocks of 8 rows (b·2·cols bytes) and groups of 32 bytes (from u·2·unit_cols). */
-enum rsr_units_layout { RSR_UNITS_OTHER = 0, RSR_UNITS_ROWS16 = 1, RSR_UNITS_ROWS8 = 2 };
+/* RSR_UNITS_B3_ROWS16 and RSR_UNITS_B3_ROWS8 (a PTQ1_0 file's matrices: weights −1, 0, +1 only,
+ * units of 32 columns; 1.6 bits a weight where the 2-bit layouts take 2): blocks of L = 16 or 8
+ * rows as the layouts above, each block's units in runs of five, then the units left (units mod
+ * 5) in the 2-bit form above. A run is 8 vectors of 4L bytes, vector q holding 2L 16-bit words
+ * (little-endian); word w holds 10 base-3 digits, the first the most significant, as
+ * w = ceil(v·65536/59049) of their base-3 number v (digit n = ((w·3ⁿ mod 2¹⁶)·3) >> 16: one
+ * vpmulhuw). Digit n = 2p + h is the code (weight + 1) of the run's unit p, row k / 4 of the
+ * block and column 4q + k % 4 of the unit, k = 16·(w / 8) + 8h + w % 8: the byte that vpackuswb
+ * of digits 2p and 2p + 1 puts it in (rsr_b3_byte), so a run decodes into the 2-bit layout's
+ * byte order, 4 columns of each row in its int32 lane. rsr_b3_block_bytes gives a block's size.
+ * The compiled kernels of such a matrix read the 2-bit layout: a runtime without its own kernel
+ * for the layout converts the codes when it loads (rsr_b3_to_i2). */
+enum rsr_units_layout {
+    RSR_UNITS_OTHER = 0,
+    RSR_UNITS_ROWS16 = 1,
+    RSR_UNITS_ROWS8 = 2,
+    RSR_UNITS_B3_ROWS16 = 3,
+    RSR_UNITS_B3_ROWS8 = 4
+};
+#define RSR_B3_RUN 5     /* units a run */
+#define RSR_B3_DIGITS 10 /* base-3 digits a word */
+static inline int rsr_units_base3(int32_t layout) {
+    return layout == RSR_UNITS_B3_ROWS16 || layout == RSR_UNITS_B3_ROWS8;
+}
+static inline int32_t rsr_units_rows(int32_t layout) { /* rows a block: L */
+    return layout == RSR_UNITS_ROWS16 || layout == RSR_UNITS_B3_ROWS16 ? 16 : 8;
+}
+/* the byte of a run's vector that word w's digit 2p + h decodes into (above) */
+static inline int32_t rsr_b3_byte(int32_t w, int32_t h) { return 16 * (w / 8) + 8 * h + w % 8; }
+/* a block's bytes: L rows of `units` units of 32 columns */
+static inline uint64_t rsr_b3_block_bytes(int32_t L, int32_t units) {
+    return (uint64_t)(units / RSR_B3_RUN * 8 + units % RSR_B3_RUN * 2) * 4u * (uint64_t)L;
+}
+/* the word of 10 base-3 digits d[0..10) (0, 1, 2; the first the most significant), and digit n of a word */
+static inline uint16_t rsr_b3_word(const uint8_t *d) {
+    uint32_t v = 0;
+    for (int n = 0; n < RSR_B3_DIGITS; n++) v = 3 * v + d[n];
+    return (uint16_t)(((uint64_t)v * 65536u + 59048u) / 59049u);
+}
+static inline uint8_t rsr_b3_digit(uint16_t w, int n) {
+    uint32_t t = w;
+    for (int i = 0; i < n; i++) t = t * 3u & 0xffffu;
+    return (uint8_t)((t * 3u) >> 16);
+}
+/* A block of a base-3 layout (L rows, `units` units of 32 columns) as the 2-bit layout's block */
+static inline void rsr_b3_to_i2(const uint8_t *b3, int32_t L, int32_t units, uint8_t *i2) {
+    const int32_t runs = units / RSR_B3_RUN, V = 4 * L; /* bytes a vector; a unit's 2-bit form: 2 groups of V */
+    for (int32_t s = 0; s < runs; s++)
+        for (int32_t q = 0; q < 8; q++)
+            for (int32_t w = 0; w < 2 * L; w++) {
+                const uint8_t *at = b3 + ((size_t)s * 8 + (size_t)q) * (size_t)V + 2 * (size_t)w;
+                const uint16_t word = (uint16_t)(at[0] | at[1] << 8);
+                for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
+                    const int32_t p = n / 2, k = rsr_b3_byte(w, n % 2), u = s * RSR_B3_RUN + p;
+                    /* row k / 4, column 4q + k % 4 of unit u: group q / 4, field q % 4, byte k */
+                    uint8_t *byte = i2 + ((size_t)u * 2 + (size_t)(q / 4)) * (size_t)V + (size_t)k;
+                    *byte =
+                        (uint8_t)((*byte & ~(3u << (2 * (q % 4)))) | (uint32_t)rsr_b3_digit(word, n) << (2 * (q % 4)));
+                }
+            }
+    const uint8_t *tail = b3 + (size_t)runs * 8 * (size_t)V;
+    for (int32_t u = runs * RSR_B3_RUN; u < units; u++, tail += 2 * (size_t)V)
+        for (int32_t i = 0; i < 2 * V; i++) i2[(size_t)u * 2 * (size_t)V + (size_t)i] = tail[i];
+}
 #define RSR_UNIT_PAD 16
 
 /* How a mixture of experts weighs its experts (rsr_artifact_layer.gating) */

@@ -26,6 +26,9 @@ struct rsr_model {
     const uint8_t *rows; /* the embedding's and the f16/bf16 head's rows (rt_rows): a->blob, the file's pages,
                           * which a token reads a row or a few of; the copy only when locked */
     uint8_t *copy;       /* load.c: the copy in anonymous memory (huge pages), else NULL */
+    /* per matrix, a base-3 one's codes in the 2-bit layout its compiled kernels read, converted at
+     * open where this CPU has no kernel of the runtime's for its layout (rt_cpu_codes); else NULL */
+    uint8_t **codes;
     /* the int8 head (rsr_artifact.head_q8's rule): its rows, or NULL (none); made at the first
      * certified pick (rt_head_q8_ready), under q8_lock, and then q8_state is 1 */
     const uint8_t *q8;
@@ -290,6 +293,16 @@ double rt_adapt_begin(const rsr_model *m, int32_t n); /* a decode step's start t
 void rt_adapt_end(rsr_model *m, double t0);
 int32_t rt_team_of(const rsr_model *m);
 rsr_status rt_load_constants(rsr_model *m, const rsr_model_params *params);
+/* forward.c: the base-3 matrices' codes in the 2-bit layout (m->codes) where this CPU has no kernel
+ * of the runtime's for their layout (rt_units_native), so that their compiled kernels run */
+rsr_status rt_cpu_codes(rsr_model *m);
+/* The codes a matrix's compiled kernel reads: the conversion's (m->codes), else its data in the
+ * constants; NULL for a kernel without data */
+static inline const uint8_t *rt_codes(const rsr_model *m, const rsr_artifact_matrix *mx) {
+    if (mx->data == RSR_NO_TENSOR) return NULL;
+    const uint8_t *c = m->codes ? m->codes[mx - m->a->matrix] : NULL;
+    return c ? c : m->blob + mx->data;
+}
 /* The bytes [off, off + n) of the constants, where rows of the embedding or of the head lie: read
  * from the artifact's file into buf (cap bytes) where the copy left them out, so that a token's
  * few rows never join the process's resident set; where the CPU reads the rest otherwise (the

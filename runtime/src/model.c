@@ -273,6 +273,20 @@ static rsr_status check_gpu(rsr_model *m) {
                  : RSR_OK;
 }
 
+/* A matrix's codes laid out as its units_layout says, where the runtime's kernel for the layout
+ * reads them (rsr_artifact.h): within the blob, the rows a whole number of the layout's blocks */
+static bool layout_ok(const rsr_artifact *a, const rsr_artifact_matrix *x) {
+    if (x->units_layout == RSR_UNITS_OTHER) return true;
+    const int32_t L = rsr_units_rows(x->units_layout);
+    const bool b3 = rsr_units_base3(x->units_layout);
+    if (x->units_layout < RSR_UNITS_ROWS16 || x->units_layout > RSR_UNITS_B3_ROWS8 || x->unit_cols <= 0 ||
+        x->unit_cols % 16 || (b3 && x->unit_cols != 32) || x->rsr_k != L || x->rows % L || x->planes != 1 ||
+        x->data == RSR_NO_TENSOR)
+        return false;
+    const uint64_t block = b3 ? rsr_b3_block_bytes(L, x->cols / x->unit_cols) : (uint64_t)L / 4 * (uint64_t)x->cols;
+    return blob_range_ok(a, x->data, block * (uint64_t)(x->rows / L), 1);
+}
+
 static rsr_status check_artifact(rsr_model *m) {
     const rsr_artifact *a = m->a;
     char *err = m->err;
@@ -342,11 +356,7 @@ static rsr_status check_artifact(rsr_model *m) {
                        "sums by blocks of %d",
                        i, x->cols, x->unit_cols, x->planes, x->scale_cols, x->rows, x->unit_stride, x->sums_block);
         if (x->unit_cols <= 0 && x->sums_block != 0) return BAD("matrix %d: sums by blocks without units", i);
-        const int32_t lrows = x->units_layout == RSR_UNITS_ROWS16 ? 16 : 8; /* the layout's rows a block */
-        if (x->units_layout != RSR_UNITS_OTHER && /* the runtime's kernel for the layout reads it as it says */
-            ((x->units_layout != RSR_UNITS_ROWS16 && x->units_layout != RSR_UNITS_ROWS8) || x->unit_cols <= 0 ||
-             x->unit_cols % 16 || x->rsr_k != lrows || x->rows % lrows || x->planes != 1 || x->data == RSR_NO_TENSOR ||
-             !blob_range_ok(a, x->data, (uint64_t)lrows / 4 * (uint64_t)x->cols * (uint64_t)(x->rows / lrows), 1)))
+        if (!layout_ok(a, x))
             return BAD("matrix %d: codes laid out as %d (rows %d by %d, units of %d, %d planes)", i, x->units_layout,
                        x->rows, x->rsr_k, x->unit_cols, x->planes);
         /* blocks cover the kernel's rows (RSR forms of a grouped matrix: units · planes · rows) or the
@@ -482,7 +492,8 @@ rsr_status rsr_model_open_artifact(rsr_model **out, const rsr_artifact *a, const
     if (trace && *trace && !(m->route_trace = fopen(trace, "w")))
         return m->status = rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "RSR_TRACE_ROUTING: cannot create %s: %s",
                                         trace, strerror(errno));
-    return m->status = rt_load_constants(m, &p);
+    if ((m->status = rt_load_constants(m, &p)) != RSR_OK) return m->status;
+    return m->status = rt_cpu_codes(m);
 }
 
 rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
@@ -500,6 +511,8 @@ rsr_status rsr_model_open(rsr_model **out, const rsr_model_params *params) {
 void rsr_model_close(rsr_model *m) {
     if (!m) return;
     if (m->copy) munmap(m->copy, m->copy_size);
+    for (int32_t i = 0; m->codes && i < m->a->num_matrices; i++) free(m->codes[i]);
+    free(m->codes);
     rt_rows_close(m);
     if (m->q8_made) munmap(m->q8_made, m->q8_made_size);
     pthread_mutex_destroy(&m->q8_lock);

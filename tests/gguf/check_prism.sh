@@ -43,6 +43,32 @@ for c in "pq2_0 3" "ptq1_0 4"; do
     python3 "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
   done
 done
+# PTQ1_0's matrices keep their base-3 codes (rsr_artifact.h, RSR_UNITS_B3_ROWS16 and B3_ROWS8; --info
+# names them; runs of five units of 32 columns and the units left over as 2-bit codes: widths 256,
+# 384 and 512 leave 3, 2 and 1), read by the runtime's kernels for the layout where the family has
+# one (AVX-512 VNNI for zmm's, AVX2 and AVX-512 for ymm's) and converted to 2-bit codes at open
+# where not: every family, at once and one token a step, gives the bits of --ptq1-codes=2bit
+for target in host avx2; do
+  "$build/rsrc" "$work/ptq1_0.gguf" -o "$work/b3.$target.so" -O0 --target $target
+  "$build/rsrc" "$work/ptq1_0.gguf" -o "$work/2bit.$target.so" -O0 --target $target --ptq1-codes=2bit
+  "$build/rsr-run" "$work/b3.$target.so" --info | grep -q '^matrices .* i2-units-base3 ' || {
+    echo "$who: --target $target: PTQ1_0's matrices are not kept as base-3 codes" >&2
+    exit 1
+  }
+  [ "$(stat -c %s "$work/b3.$target.so")" -lt "$(stat -c %s "$work/2bit.$target.so")" ]
+  "$build/rsr-run" "$work/2bit.$target.so" --tokens "$prompt" -n 1 --logits "$work/2bit.$target.f32" >/dev/null 2>&1
+  for isa in native avx512 avx2 portable; do
+    cap=$isa && [ $isa != native ] || cap=
+    for b in 256 1; do
+      RSR_CPU=$cap "$build/rsr-run" "$work/b3.$target.so" --tokens "$prompt" -n 1 -b $b \
+        --logits "$work/b3.$target.$isa.$b.f32" >/dev/null 2>&1
+      cmp "$work/b3.$target.$isa.$b.f32" "$work/2bit.$target.f32" || {
+        echo "$who: --target $target: base-3 codes with RSR_CPU=$cap, steps of $b: not the 2-bit codes' bits" >&2
+        exit 1
+      }
+    done
+  done
+done
 # qwen35moe: every expert's gate, up and down folded, and the shared expert's (one input rotated once
 # for all the experts; the router reads it unrotated). This random mixture is the most sensitive to
 # int8 inputs: 1.4e-2 after 8 tokens (the same file without the fold: 2.2e-2 from its own reference)

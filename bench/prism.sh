@@ -4,11 +4,12 @@
 # vocabulary --vocab, default 16384): the same random codes written by tests/gguf/prism_fold.py
 # --bench as PQ2_0 with the Hadamard fold (blocks of --block, default 1024 as Bonsai 2's; explicit
 # signs for widths 5120, 6144 and 17408), as PQ2_0 without it (the same bytes, no prism.hadamard
-# keys) and as PTQ1_0 with it. Every round times each artifact once, alternating (rsr-run --bench -p
+# keys) and as PTQ1_0 with it, compiled three times: as a user gets it (--ptq1-codes=auto: base-3
+# codes for as few matrices as keep them within 1.15x the file), with base3 and with 2bit. Every round times each artifact once, alternating (rsr-run --bench -p
 # PROMPT -n 32: llama-bench's tests, a synthetic prompt's prefill and 32 tokens of decode from an
 # empty context, as the fork's llama-bench runs them), as a user runs them (no flags but the
-# threads). Prints the medians, the fold's cost (folded / unfolded) and PTQ1_0 against
-# PQ2_0, each file's and artifact's size, naming the CPU.
+# threads). Prints the medians, the fold's cost (folded / unfolded), PTQ1_0 against PQ2_0 and its
+# base-3 codes against 2-bit ones, each file's and artifact's size, naming the CPU.
 # --peer BIN: also PrismML's fork (../shared/peers/build-prism.sh DIR prints BIN), which reads PQ2_0's
 # blocks under their legacy id 42 and has no fold: the unfolded PQ2_0 bytes written again with id 42
 # for it, greedy text after "hello world" compared first (8 tokens), then its llama-bench (prefill
@@ -47,19 +48,22 @@ src=$work/src-$layers-$vocab
   "$build/rsr-mkmodel" --format gguf-q2 --gguf-arch qwen35 --preset qwen35-27b --layers "$layers" --vocab "$vocab" \
     --out "$src" >&2
 }
-variants="pq2 pq2-nofold ptq1"
+variants="pq2 pq2-nofold ptq1 ptq1-base3 ptq1-2bit"
 for v in $variants; do
-  f=$work/$v-$layers-$vocab-$block.gguf
+  g=$v flags=() # the GGUF it reads, and rsrc's flags
   case $v in
   pq2) args=(--type pq2_0) ;;
   pq2-nofold) args=(--type pq2_0 --no-fold) ;;
   ptq1) args=(--type ptq1_0) ;;
+  ptq1-base3) g=ptq1 args=(--type ptq1_0) flags=(--ptq1-codes=base3) ;;
+  ptq1-2bit) g=ptq1 args=(--type ptq1_0) flags=(--ptq1-codes=2bit) ;;
   esac
+  f=$work/$g-$layers-$vocab-$block.gguf
   [ -f "$f" ] || python3 "$root/tests/gguf/prism_fold.py" write "$src/model.gguf" "$f" --bench --block "$block" "${args[@]}"
-  so=${f%.gguf}${isa:+-$isa}.so
+  so=$work/$v-$layers-$vocab-$block${isa:+-$isa}.so
   if [ ! "$so" -nt "$build/rsrc" ] || [ "$build/librsr_runtime.a" -nt "$so" ]; then
     say "compiling $v${isa:+ for $isa}"
-    "$build/rsrc" "$f" ${isa:+--target $isa} -o "$so"
+    "$build/rsrc" "$f" ${isa:+--target $isa} "${flags[@]}" -o "$so"
   fi
 done
 run() { if [ -n "$isa" ]; then RSR_CPU=$isa "$build/rsr-run" "$@"; else "$build/rsr-run" "$@"; fi; }
@@ -98,15 +102,19 @@ n = sum(r['v'] == 'pq2' for r in runs)
 held = f"; rsrc held to {isa} (--target {isa}, RSR_CPU={isa})" if isa else ""
 print(f"{cpu}; {threads} threads; medians of {n} alternating rounds, tokens/s; fold blocks of {block}{held}")
 print(f"{'':22} {'prefill ' + prompt:>12} {'decode':>8} {'GGUF MB':>9} {'artifact MB':>12}")
-for v, name in (('pq2', 'PQ2_0, folded'), ('pq2-nofold', 'PQ2_0, no fold'), ('ptq1', 'PTQ1_0, folded')):
-    f = os.path.join(work, f"{v}-{tag}")
-    so = f + (f"-{isa}" if isa else "") + '.so'
+for v, name in (('pq2', 'PQ2_0, folded'), ('pq2-nofold', 'PQ2_0, no fold'), ('ptq1', 'PTQ1_0, folded'),
+                ('ptq1-base3', 'PTQ1_0, base-3 codes'), ('ptq1-2bit', 'PTQ1_0, 2-bit codes')):
+    f = os.path.join(work, f"{'ptq1' if v.startswith('ptq1') else v}-{tag}")
+    so = os.path.join(work, f"{v}-{tag}") + (f"-{isa}" if isa else "") + '.so'
     print(f"{name:22} {med(v, 'prefill'):12.2f} {med(v, 'decode'):8.2f} {os.path.getsize(f + '.gguf') / 1e6:9.1f} "
           f"{os.path.getsize(so) / 1e6:12.1f}")
 print(f"{'fold: folded / not':22} {med('pq2', 'prefill') / med('pq2-nofold', 'prefill'):11.3f}x "
       f"{med('pq2', 'decode') / med('pq2-nofold', 'decode'):7.3f}x")
 print(f"{'PTQ1_0 / PQ2_0':22} {med('ptq1', 'prefill') / med('pq2', 'prefill'):11.3f}x "
       f"{med('ptq1', 'decode') / med('pq2', 'decode'):7.3f}x")
+for v, name in (('ptq1', 'auto / 2-bit codes'), ('ptq1-base3', 'base-3 / 2-bit codes')):
+    print(f"{name:22} {med(v, 'prefill') / med('ptq1-2bit', 'prefill'):11.3f}x "
+          f"{med(v, 'decode') / med('ptq1-2bit', 'decode'):7.3f}x")
 if any(r['v'] == 'fork' for r in runs):
     print(f"{'PrismML fork (id 42)':22} {med('fork', 'prefill'):12.2f} {med('fork', 'decode'):8.2f}")
     print(f"{'rsrc (no fold) / fork':22} {med('pq2-nofold', 'prefill') / med('fork', 'prefill'):11.2f}x "

@@ -40,6 +40,12 @@ static const kernel_printer *emit_printer(const struct emit_info *e) {
 /* A --backend word that selects a GPU printer only (nvrtc). */
 static bool backend_gpu_only(const char *backend) { return !printer_backend(TK_CPU, backend); }
 
+/* --ptq1-codes (docs/qwen35.md, "PTQ1_0's codes"): auto keeps base-3 codes for as few of a PTQ1_0
+ * file's matrices as hold their codes and scales within PTQ1_BUDGET times the file's bytes for them
+ * (a base-3 matrix's prefill costs about a third more; its decode about the same) */
+enum ptq1_codes { PTQ1_AUTO, PTQ1_BASE3, PTQ1_2BIT };
+#define PTQ1_BUDGET 1.15
+
 typedef struct options {
     const char *input, *output, *target, *cpu, *features, *backend;
     const char *name; /* --name: prefix of the entry points; NULL: the default model */
@@ -49,7 +55,7 @@ typedef struct options {
     enum strategy strategy;
     uint64_t max_memory;       /* 0: no cap */
     bool greedy_head;          /* an int8 copy of the LM head for certified greedy decoding */
-    bool ptq1_2bit;            /* --ptq1-codes=2bit: a PTQ1_0 file's matrices as 2-bit codes, not base-3 */
+    enum ptq1_codes ptq1;      /* --ptq1-codes: a PTQ1_0 file's matrices as base-3 or 2-bit codes */
     enum prefill_form prefill; /* --prefill: auto (the cost model's per matrix), i2 (tiles), rsr (lanes) */
     int opt_level;             /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
@@ -125,9 +131,10 @@ static void usage(FILE *out) {
         "  --prefill=auto|i2|rsr the batched (prompt) kernels of i2 matrices: tiles of tokens over the 2-bit codes\n"
         "                        (i2), or RSR with 64 tokens in vector lanes for full steps (rsr: an index of 4 bits\n"
         "                        per weight); auto (default): the cost model's choice per matrix, --explain says it\n"
-        "  --ptq1-codes=base3|2bit  a PTQ1_0 file's matrices: base3 (default) keeps its 1.6 bits a weight where\n"
-        "                        the target's runtime kernels read them (AVX-512 VNNI, AVX2), 2bit widens them to\n"
-        "                        2-bit codes, 1.25x the bytes, at about the same speed (docs/qwen35.md)\n"
+        "  --ptq1-codes=auto|base3|2bit  a PTQ1_0 file's matrices: base3 keeps its 1.6 bits a weight where the\n"
+        "                        target's runtime kernels read them (AVX-512 VNNI, AVX2; decode about as fast,\n"
+        "                        prefill about 0.7x), 2bit widens them to 2-bit codes (1.25x the bytes); auto\n"
+        "                        (default): base-3 for as few as keep them within 1.15x the file (docs/qwen35.md)\n"
         "  --tune                measure each matrix's candidate strategies on this machine (decode and prefill,\n"
         "                        single thread) and keep the fastest; the target must run here (host, or a spec\n"
         "                        whose features this CPU has). Results are cached: a second compile measures nothing\n"
@@ -193,7 +200,10 @@ static char *shaping_flags(const options *o) {
     char opt[16] = "";
     if (o->opt_level >= 0) snprintf(opt, sizeof opt, " -O%d", o->opt_level);
     char *t = xasprintf("%s%s%s%s%s%s%s%s", s, k, o->tune ? " --tune" : "", o->calibrate ? "" : " --no-calibrate",
-                        o->greedy_head ? "" : " --no-greedy-head", o->ptq1_2bit ? " --ptq1-codes=2bit" : "",
+                        o->greedy_head ? "" : " --no-greedy-head",
+                        o->ptq1 == PTQ1_2BIT    ? " --ptq1-codes=2bit"
+                        : o->ptq1 == PTQ1_BASE3 ? " --ptq1-codes=base3"
+                                                : "",
                         o->prefill == PREFILL_LANES   ? " --prefill=rsr"
                         : o->prefill == PREFILL_TILES ? " --prefill=i2"
                                                       : "",
@@ -265,10 +275,11 @@ static enum prefill_form parse_prefill(const char *v) {
     rsrc_fatal("--prefill: unknown form '%s' (auto, i2, rsr)", v);
 }
 
-/* --ptq1-codes: true for 2bit */
-static bool parse_ptq1_codes(const char *v) {
-    if (strcmp(v, "base3") && strcmp(v, "2bit")) rsrc_fatal("--ptq1-codes: unknown form '%s' (base3, 2bit)", v);
-    return !strcmp(v, "2bit");
+static enum ptq1_codes parse_ptq1_codes(const char *v) {
+    if (!strcmp(v, "auto")) return PTQ1_AUTO;
+    if (!strcmp(v, "base3")) return PTQ1_BASE3;
+    if (!strcmp(v, "2bit")) return PTQ1_2BIT;
+    rsrc_fatal("--ptq1-codes: unknown form '%s' (auto, base3, 2bit)", v);
 }
 
 static void parse_print(options *o, const char *arg) {
@@ -442,7 +453,7 @@ static options parse_args(int argc, char **argv) {
             o.hf_file = optarg;
             break;
         case O_RUNTIME: link_use_runtime(optarg); break;
-        case O_PTQ1_CODES: o.ptq1_2bit = parse_ptq1_codes(optarg); break;
+        case O_PTQ1_CODES: o.ptq1 = parse_ptq1_codes(optarg); break;
         case O_LIST: target_list(stdout); exit(0);
         case O_VERSION: printf("rsrc %s\n", RSRC_VERSION); exit(0);
         case '?':
@@ -617,7 +628,8 @@ typedef struct build {
     matrix_record *mats;
     rsr_artifact_layer *layers;
     uint64_t weights, index_bytes;
-    uint64_t segments, kept; /* --stats' totals over the matrices with an RSR index */
+    uint64_t segments, kept;    /* --stats' totals over the matrices with an RSR index */
+    double ptq1_file, ptq1_art; /* a PTQ1_0 file's matrices so far: their bytes in it, in the artifact */
     char *manifest;
     int32_t nsigns; /* the Hadamard fold's sign vectors written to the blob, one per input width */
     struct {
@@ -929,6 +941,25 @@ static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, 
     compiled_matrix_free(&cm);
 }
 
+/* A PTQ1_0 matrix's codes and scales: in the file (28 bytes a block of 128), and in the artifact as
+ * 2-bit codes (32 bytes and an f16 scale) or base-3 ones (rsr_artifact.h: runs of five units of 32
+ * columns in 32 bytes a row, the units left in 8) */
+static double ptq1_file_bytes(const ternary_matrix *t) { return (double)t->src_rows * t->cols / 128 * 28; }
+static double ptq1_art_bytes(const ternary_matrix *t, bool base3) {
+    const int32_t units = t->cols / 32;
+    const double codes = base3 ? (double)(units / RSR_B3_RUN * 32 + units % RSR_B3_RUN * 8) : (double)t->cols / 4;
+    return (double)t->src_rows * (codes + (double)t->cols / 128 * 2);
+}
+/* Whether this PTQ1_0 matrix asks for base-3 codes (--ptq1-codes; auto: where its 2-bit codes would
+ * take the matrices so far past PTQ1_BUDGET times their bytes in the file) */
+static bool ptq1_base3(const build *b, const ternary_matrix *t) {
+    if (b->o->ptq1 != PTQ1_AUTO) return b->o->ptq1 == PTQ1_BASE3;
+    return b->ptq1_art + ptq1_art_bytes(t, false) > PTQ1_BUDGET * (b->ptq1_file + ptq1_file_bytes(t));
+}
+static void ptq1_count(build *b, const ternary_matrix *t, bool base3) {
+    b->ptq1_file += ptq1_file_bytes(t), b->ptq1_art += ptq1_art_bytes(t, base3);
+}
+
 /* Every layer: its norms, then its seven matrices, each through compile_matrix (and again for
  * the GPU), one at a time, freed as it goes. */
 static void compile_matrices(build *b) {
@@ -970,7 +1001,7 @@ static void compile_matrices(build *b) {
             ternary_matrix_expand(&tm, m->act_block);
             /* base-3 where the file has it: the layers' own matrices, which the runtime's kernels for
              * the layout run (an expert's go through the compiled kernels) */
-            tm.base3 = !o->ptq1_2bit && gguf_model_base3(m, name) && !(m->num_experts && j >= PROJ_GATE + shared);
+            tm.base3 = gguf_model_base3(m, name) && !(m->num_experts && j >= PROJ_GATE + shared) && ptq1_base3(b, &tm);
             matrix_request rq = {.strategy = o->strategy,
                                  .k = o->rsr_k,
                                  .user_strategy = o->strategy,
@@ -987,6 +1018,7 @@ static void compile_matrices(build *b) {
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->ks.blob, &b->ks.sink, &cm);
             const rsrc_kernel *kn = &cm.kn;
+            if (gguf_model_base3(m, name)) ptq1_count(b, &tm, rsr_units_base3(kernel_units_layout(kn)));
             matrix_record *r = &b->mats[idx];
             *r = (matrix_record){name,
                                  xstrdup(kn->symbol),

@@ -230,40 +230,44 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
     }
 }
 
-/* a base-3 run (rsr_artifact.h): digit n of every word by vpmulhuw, digits 2p and 2p + 1 packed by
- * vpackuswb (within each 128-bit lane, as the layout's byte order says) into unit p's codes */
-UV_INLINE void uv_decode3(uv_i k[RSR_B3_RUN][8], const uint8_t *wr) {
+#define UV_TILE3 4 /* 2 units' 16-bit sums of 4 tokens: 8 ymm */
+#define UV_PASS3 2
+
+static const uint16_t pow3[RSR_B3_DIGITS] = {1, 3, 9, 27, 81, 243, 729, 2187, 6561, 19683};
+
+/* a base-3 run (rsr_artifact.h): each vector's digits n = 2p, 2p + 1 of every word by vpmullw and
+ * vpmulhuw, packed by vpackuswb (within each 128-bit lane, as the layout's byte order says) into 4
+ * columns of unit p, then vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16
+ * bits for each unit and token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT,
+                       const int P0, const int NP) {
     const __m256i three = _mm256_set1_epi16(3);
+    __m256i h[RSR_B3_RUN][UV_TILE3];
+#pragma GCC unroll 5
+    for (int p = P0; p < P0 + NP; p++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) h[p][j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++) {
-        __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
+        const __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
 #pragma GCC unroll 5
-        for (int p = 0; p < RSR_B3_RUN; p++) {
-            const __m256i d0 = _mm256_mulhi_epu16(t, three);
-            t = _mm256_add_epi16(t, _mm256_add_epi16(t, t));
-            const __m256i d1 = _mm256_mulhi_epu16(t, three);
-            t = _mm256_add_epi16(t, _mm256_add_epi16(t, t));
-            k[p][q] = _mm256_packus_epi16(d0, d1);
+        for (int p = P0; p < P0 + NP; p++) {
+            const __m256i t0 = p ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)pow3[2 * p])) : t;
+            const __m256i t1 = _mm256_mullo_epi16(t, _mm256_set1_epi16((short)pow3[2 * p + 1]));
+            const __m256i k = _mm256_packus_epi16(_mm256_mulhi_epu16(t0, three), _mm256_mulhi_epu16(t1, three));
+#pragma GCC unroll 4
+            for (int j = 0; j < NT; j++) {
+                int32_t v;
+                memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)q, 4);
+                h[p][j] = _mm256_add_epi16(h[p][j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(v)));
+            }
         }
     }
-}
-
-/* a unit's decoded quads: vpmaddubsw pair sums (codes ≤ 2: 8 quads at most 4,064) in 16 bits, then
- * widened into the rows' int32 lanes by vpmaddwd with ones */
-UV_INLINE void uv_dots(uv_i *a, const uv_i *k, const int8_t *const *x, size_t xu, const int NT) {
-    __m256i h[4];
+#pragma GCC unroll 5
+    for (int p = P0; p < P0 + NP; p++)
 #pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) h[j] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++)
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) {
-            int32_t v;
-            memcpy(&v, x[j] + xu + 4 * (size_t)q, 4);
-            h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k[q], _mm256_set1_epi32(v)));
-        }
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], _mm256_set1_epi16(1)));
+        for (int j = 0; j < NT; j++)
+            a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(h[p][j], _mm256_set1_epi16(1)));
 }
 
 #include "units_generic.h"

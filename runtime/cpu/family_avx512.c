@@ -220,47 +220,33 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
     }
 }
 
-/* a base-3 run (rsr_artifact.h): digit n of every word at once, ((w·3ⁿ mod 2¹⁶)·3) >> 16 by vpmulhuw,
- * digits 2p and 2p + 1 packed by vpackuswb into unit p's codes */
-UV_INLINE void uv_decode3(uv_i k[RSR_B3_RUN][8], const uint8_t *wr) {
+#define UV_TILE3 8 /* 3 units' sums of 8 tokens: 24 zmm */
+#define UV_PASS3 3
+
+static const uint16_t pow3[RSR_B3_DIGITS] = {1, 3, 9, 27, 81, 243, 729, 2187, 6561, 19683};
+
+/* a base-3 run (rsr_artifact.h): each vector's digits n = 2p, 2p + 1 of every word at once,
+ * ((w·3ⁿ mod 2¹⁶)·3) >> 16 by vpmullw (independent of the other digits') and vpmulhuw, packed by
+ * vpackuswb into 4 columns of unit p (a row's 4 bytes in its lane), then vpdpbusd into the unit's
+ * sums for each token: NP·NT sums, NP chains a token */
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT,
+                       const int P0, const int NP) {
     const __m512i three = _mm512_set1_epi16(3);
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++) {
-        __m512i t = _mm512_loadu_si512(wr + 64 * q);
+        const __m512i t = _mm512_loadu_si512(wr + 64 * q);
 #pragma GCC unroll 5
-        for (int p = 0; p < RSR_B3_RUN; p++) {
-            const __m512i d0 = _mm512_mulhi_epu16(t, three);
-            t = _mm512_add_epi16(t, _mm512_add_epi16(t, t));
-            const __m512i d1 = _mm512_mulhi_epu16(t, three);
-            t = _mm512_add_epi16(t, _mm512_add_epi16(t, t));
-            k[p][q] = _mm512_packus_epi16(d0, d1);
+        for (int p = P0; p < P0 + NP; p++) {
+            const __m512i t0 = p ? _mm512_mullo_epi16(t, _mm512_set1_epi16((short)pow3[2 * p])) : t;
+            const __m512i t1 = _mm512_mullo_epi16(t, _mm512_set1_epi16((short)pow3[2 * p + 1]));
+            const __m512i k = _mm512_packus_epi16(_mm512_mulhi_epu16(t0, three), _mm512_mulhi_epu16(t1, three));
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++) {
+                int32_t v;
+                memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)q, 4);
+                a[p][j] = _mm512_dpbusd_epi32(a[p][j], k, _mm512_set1_epi32(v));
+            }
         }
-    }
-}
-
-/* a unit's decoded quads as uv_sums's fields: vpdpbusd, in 4/NT chains below 4 tokens */
-UV_INLINE void uv_dots(uv_i *a, const uv_i *k, const int8_t *const *x, size_t xu, const int NT) {
-    const int C = NT >= 4 ? 1 : 4 / NT;
-    __m512i b[8][4];
-#pragma GCC unroll 8
-    for (int j = 0; j < NT; j++) {
-        b[j][0] = a[j];
-#pragma GCC unroll 4
-        for (int i = 1; i < C; i++) b[j][i] = _mm512_setzero_si512();
-    }
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++)
-#pragma GCC unroll 8
-        for (int j = 0; j < NT; j++) {
-            int32_t v;
-            memcpy(&v, x[j] + xu + 4 * (size_t)q, 4);
-            b[j][q % C] = _mm512_dpbusd_epi32(b[j][q % C], k[q], _mm512_set1_epi32(v));
-        }
-#pragma GCC unroll 8
-    for (int j = 0; j < NT; j++) {
-        a[j] = b[j][0];
-#pragma GCC unroll 4
-        for (int i = 1; i < C; i++) a[j] = _mm512_add_epi32(a[j], b[j][i]);
     }
 }
 

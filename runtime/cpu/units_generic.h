@@ -15,11 +15,14 @@
  *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
- *   uv_decode3(k, wr)  a base-3 run's 8 vectors at wr (rsr_artifact.h, RSR_UNITS_B3_ROWS16) decoded into
- *                     k[p][q]: the codes of unit p's columns 4q..4q+3, a row's 4 bytes in its lane
- *   uv_dots(a, k, x, xu, NT)  adds the products of a unit of 32 columns decoded so (k[0..8)) into a[0..NT)
- * A base-3 block (c->base3: units of 32 columns) decodes each run of five units once for the tile's
- * tokens, then takes its units one by one as the 2-bit ones: the same sums and the same fp32 steps.
+ *   UV_TILE3, UV_PASS3  tokens a tile of base-3 codes, and units of a run a pass takes (their
+ *                     sums for a tile's tokens in registers)
+ *   uv_run3(a, wr, x, xu, NT, P0, NP)  adds the products of units P0 .. P0 + NP - 1 of a base-3 run
+ *                     (rsr_artifact.h, RSR_UNITS_B3_ROWS16: 8 vectors at wr, their digits of each
+ *                     word decoded once for the tile's tokens) into a[p][0..NT), the run's first
+ *                     unit's columns of token j at x[j] + xu
+ * A base-3 block (c->base3: units of 32 columns) sums each run's five units at once, then adds them
+ * to the rows one by one as the 2-bit ones: the same sums and the same fp32 steps in the same order.
  */
 #ifndef RSR_UNITS_GENERIC_H
 #define RSR_UNITS_GENERIC_H
@@ -50,8 +53,27 @@ UV_INLINE uv_f uv_scales(const void *g, int f16) {
     return (uv_f)bits;
 }
 
+/* a[j] = −Σx of the unit whose Σx lie at sx past each token's codes */
+UV_INLINE void uv_start(uv_i *a, const int8_t *const *x, size_t sx, const int NT) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        int32_t s;
+        memcpy(&s, x[j] + sx, 4);
+        a[j] = uv_ints(-s);
+    }
+}
+/* o[j] += ((float)a[j] · sc) · d of the unit whose scale lies at dx past token j's codes */
+UV_INLINE void uv_add(uv_f *o, const uv_i *a, const int8_t *const *x, size_t dx, uv_f sc, const int NT) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        float d;
+        memcpy(&d, x[j] + dx, 4);
+        o[j] += __builtin_convertvector((uv_i32)a[j], uv_f) * sc * d;
+    }
+}
+
 /* Tokens [t0, t0 + NT) of the call, NT and G (a unit's groups of 16 columns) constants once inlined;
- * B3: the codes in runs of base-3 words (then G is 2) */
+ * B3: the codes in runs of base-3 words (then G is 2, NT ≤ UV_TILE3) */
 UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const int G, const int B3) {
     const int8_t *x[8];
 #pragma GCC unroll 8
@@ -67,27 +89,25 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
         uv_f o[8], sc = uv_scales(gs, c->f16); /* the rows' scales, widened once for the c->per units they cover */
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) o[j] = (uv_f){0};
-        uv_i k3[RSR_B3_RUN][8]; /* a base-3 run's codes, decoded */
-        for (int32_t u = 0, left = c->per; u < c->units; u++, xu += U, sx += 4, dx += 4) {
+        int32_t u = 0, left = c->per;
+        for (; u < run_end; wu += 8 * gbytes) { /* a run: its five units' sums at once, then each in turn */
+            uv_i a[RSR_B3_RUN][UV_TILE3];
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++) uv_start(a[p], x, sx + 4 * (size_t)p, NT);
+#pragma GCC unroll 3
+            for (int p0 = 0; p0 < RSR_B3_RUN; p0 += UV_PASS3) /* units p0.. of the run, their digits only */
+                uv_run3(a, wu, x, xu, NT, p0, RSR_B3_RUN - p0 < UV_PASS3 ? RSR_B3_RUN - p0 : UV_PASS3);
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++, u++, xu += U, sx += 4, dx += 4) {
+                uv_add(o, a[p], x, dx, sc, NT);
+                if (--left == 0 && u + 1 < c->units) left = c->per, gs += gstep, sc = uv_scales(gs, c->f16);
+            }
+        }
+        for (; u < c->units; u++, wu += G * gbytes, xu += U, sx += 4, dx += 4) {
             uv_i a[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < NT; j++) {
-                int32_t s;
-                memcpy(&s, x[j] + sx, 4);
-                a[j] = uv_ints(-s);
-            }
-            if (u < run_end) {
-                const int32_t p = u % RSR_B3_RUN;
-                if (p == 0) uv_decode3(k3, wu), wu += 8 * gbytes;
-                uv_dots(a, k3[p], x, xu, NT);
-            } else
-                uv_sums(a, wu, x, xu, NT, G), wu += G * gbytes;
-#pragma GCC unroll 8
-            for (int j = 0; j < NT; j++) {
-                float d;
-                memcpy(&d, x[j] + dx, 4);
-                o[j] += __builtin_convertvector((uv_i32)a[j], uv_f) * sc * d;
-            }
+            uv_start(a, x, sx, NT);
+            uv_sums(a, wu, x, xu, NT, G);
+            uv_add(o, a, x, dx, sc, NT);
             if (--left == 0 && u + 1 < c->units) left = c->per, gs += gstep, sc = uv_scales(gs, c->f16);
         }
 #pragma GCC unroll 8
@@ -99,12 +119,13 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
     }
 }
 
-/* The call's tokens in whole tiles, then halves down to one */
+/* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then halves down to one */
 UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
+    const int T = B3 ? UV_TILE3 : UV_TILE;
     int32_t t = 0;
-    for (; t + UV_TILE <= c->ntok; t += UV_TILE) uv_tile(c, t, UV_TILE, G, B3);
-    if (UV_TILE > 4 && t + 4 <= c->ntok) uv_tile(c, t, 4, G, B3), t += 4;
-    if (t + 2 <= c->ntok) uv_tile(c, t, 2, G, B3), t += 2;
+    for (; t + T <= c->ntok; t += T) uv_tile(c, t, T, G, B3);
+    if (T > 4 && t + 4 <= c->ntok) uv_tile(c, t, 4, G, B3), t += 4;
+    if (T > 2 && t + 2 <= c->ntok) uv_tile(c, t, 2, G, B3), t += 2;
     if (t < c->ntok) uv_tile(c, t, 1, G, B3);
 }
 

@@ -43,29 +43,39 @@ for c in "pq2_0 3" "ptq1_0 4"; do
     python3 "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
   done
 done
-# PTQ1_0's matrices keep their base-3 codes (rsr_artifact.h, RSR_UNITS_B3_ROWS16 and B3_ROWS8; --info
-# names them; runs of five units of 32 columns and the units left over as 2-bit codes: widths 256,
-# 384 and 512 leave 3, 2 and 1), read by the runtime's kernels for the layout where the family has
-# one (AVX-512 VNNI for zmm's, AVX2 and AVX-512 for ymm's) and converted to 2-bit codes at open
-# where not: every family, at once and one token a step, gives the bits of --ptq1-codes=2bit
+# PTQ1_0's matrices keep base-3 codes (rsr_artifact.h, RSR_UNITS_B3_ROWS16 and B3_ROWS8; --info names
+# them; runs of five units of 32 columns and the units left over as 2-bit codes: widths 256, 384 and
+# 512 leave 3, 2 and 1): all of them with --ptq1-codes=base3, by default (auto) as few as keep the
+# matrices within 1.15x the file's bytes (here some of each form). They are read by the runtime's
+# kernels for the layout where the family has one (AVX-512 VNNI for zmm's, AVX2 and AVX-512 for ymm's)
+# and converted to 2-bit codes at open where not: every family, at once and in steps of 7 and of one
+# token (tiles of 4, 2 and 1), gives the bits of --ptq1-codes=2bit
 for target in host avx2; do
-  "$build/rsrc" "$work/ptq1_0.gguf" -o "$work/b3.$target.so" -O0 --target $target
   "$build/rsrc" "$work/ptq1_0.gguf" -o "$work/2bit.$target.so" -O0 --target $target --ptq1-codes=2bit
-  "$build/rsr-run" "$work/b3.$target.so" --info | grep -q '^matrices .* i2-units-base3 ' || {
-    echo "$who: --target $target: PTQ1_0's matrices are not kept as base-3 codes" >&2
-    exit 1
-  }
-  [ "$(stat -c %s "$work/b3.$target.so")" -lt "$(stat -c %s "$work/2bit.$target.so")" ]
   "$build/rsr-run" "$work/2bit.$target.so" --tokens "$prompt" -n 1 --logits "$work/2bit.$target.f32" >/dev/null 2>&1
-  for isa in native avx512 avx2 portable; do
-    cap=$isa && [ $isa != native ] || cap=
-    for b in 256 1; do
-      RSR_CPU=$cap "$build/rsr-run" "$work/b3.$target.so" --tokens "$prompt" -n 1 -b $b \
-        --logits "$work/b3.$target.$isa.$b.f32" >/dev/null 2>&1
-      cmp "$work/b3.$target.$isa.$b.f32" "$work/2bit.$target.f32" || {
-        echo "$who: --target $target: base-3 codes with RSR_CPU=$cap, steps of $b: not the 2-bit codes' bits" >&2
-        exit 1
-      }
+  for codes in base3 auto; do
+    so=$work/$codes.$target.so
+    "$build/rsrc" "$work/ptq1_0.gguf" -o "$so" -O0 --target $target --ptq1-codes=$codes
+    "$build/rsr-run" "$so" --info | grep '^matrices ' >"$work/$codes.$target.info"
+    grep -q ' i2-units-base3 ' "$work/$codes.$target.info" || {
+      echo "$who: --target $target --ptq1-codes=$codes: no matrix kept as base-3 codes" >&2
+      exit 1
+    }
+    if [ $codes = auto ] && ! grep -q ' i2-units-rows ' "$work/$codes.$target.info"; then
+      echo "$who: --target $target: auto kept every matrix as base-3 codes, more than 1.15x needs" >&2
+      exit 1
+    fi
+    [ "$(stat -c %s "$so")" -lt "$(stat -c %s "$work/2bit.$target.so")" ]
+    for isa in native avx512 avx2 portable; do
+      cap=$isa && [ $isa != native ] || cap=
+      for b in 256 7 1; do
+        RSR_CPU=$cap "$build/rsr-run" "$so" --tokens "$prompt" -n 1 -b $b --logits "$work/$codes.$isa.$b.f32" \
+          >/dev/null 2>&1
+        cmp "$work/$codes.$isa.$b.f32" "$work/2bit.$target.f32" || {
+          echo "$who: --target $target --ptq1-codes=$codes with RSR_CPU=$cap, steps of $b: not the 2-bit codes' bits" >&2
+          exit 1
+        }
+      done
     done
   done
 done

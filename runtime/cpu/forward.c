@@ -420,7 +420,7 @@ static bool units_kernel(const rsr_model *m, const rsr_artifact_matrix *mx);
 static uint8_t *codes_2bit(const rsr_model *m, const rsr_artifact_matrix *mx) {
     const int32_t L = rsr_units_rows(mx->units_layout), units = mx->cols / mx->unit_cols, blocks = mx->rows / L;
     const size_t in = (size_t)rsr_b3_block_bytes(L, units), out = (size_t)L / 4 * (size_t)mx->cols;
-    uint8_t *c = malloc(out * (size_t)blocks);
+    uint8_t *c = calloc(blocks > 0 ? (size_t)blocks : 1, out);
     if (!c) return NULL;
 #pragma omp parallel for schedule(static) num_threads(rt_team_of(m))
     for (int32_t b = 0; b < blocks; b++)
@@ -946,6 +946,12 @@ static group_tokens tokens_of(const rt_work *w, const bl_out *o, const int32_t *
  * model, whose acc may hold fewer tokens than a step: w->acc_rows at a time): the kernels over
  * every thread's blocks, then (their sums of one row being spread over the blocks of every unit)
  * the rows split among the threads anew for the conversion to fp32 and the activation. */
+static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, int32_t n);
+static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, const bl_out *o, int32_t t0,
+                       int32_t n, int32_t s0, int32_t s1);
+
+/* A matrix the runtime's kernel for its layout runs (fused_units) takes chunk c's whole blocks here
+ * beside the others' conversion: its kernel writes the rows in fp32, no sums between. */
 static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int count, int32_t t0, int32_t n, int glu,
                          int32_t c, int32_t chunks) {
     const rsr_artifact *a = m->a;
@@ -955,13 +961,16 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
         const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
         r0 = (int32_t)((int64_t)mx->rows * c / chunks), r1 = (int32_t)((int64_t)mx->rows * (c + 1) / chunks);
         int64_t from = 0;
+        int32_t b0 = 0, b1 = 0;
         if (mx->sums_block) { /* whole blocks, and their sums */
-            const int32_t b0 = (int32_t)((int64_t)mx->num_blocks * c / chunks);
-            const int32_t b1 = (int32_t)((int64_t)mx->num_blocks * (c + 1) / chunks);
+            b0 = (int32_t)((int64_t)mx->num_blocks * c / chunks),
+            b1 = (int32_t)((int64_t)mx->num_blocks * (c + 1) / chunks);
             r0 = b0 * mx->rsr_k, r1 = b1 * mx->rsr_k < mx->rows ? b1 * mx->rsr_k : mx->rows,
             from = rt_sums_from(mx, b0);
         }
-        if (mx->unit_cols) {
+        if (mx->sums_block && fused_units(m, w, mx, n)) {
+            if (b0 < b1) fused_rows(m, w, mx, &outs[j], t0, n, b0, b1);
+        } else if (mx->unit_cols) {
             const group_tokens tk = tokens_of(w, &outs[j], w->acc + offset + from, t0, n);
             group_dequantize(m, mx, &tk, r0, r1, outs[j].accumulate);
         } else
@@ -993,9 +1002,9 @@ static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact
     return n >= 1 && w->xd && units_kernel(m, mx);
 }
 
-/* The blocks [s0, s1) of mx for the step's n tokens into o, by the runtime's kernel (fused_units) */
-static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, const bl_out *o, int32_t n,
-                       int32_t s0, int32_t s1) {
+/* The blocks [s0, s1) of mx for the step's n tokens from t0 into o, by the runtime's kernel (fused_units) */
+static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, const bl_out *o, int32_t t0,
+                       int32_t n, int32_t s0, int32_t s1) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     const rt_units_call c = {.data = m->blob + mx->data,
                              .gs = m->blob + mx->group_scale,
@@ -1004,11 +1013,11 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                              .units = mx->cols / mx->unit_cols,
                              .groups = mx->unit_cols / 16,
                              .per = mx->scale_cols / mx->unit_cols,
-                             .x = w->xq,
+                             .x = w->xq + (size_t)t0 * (size_t)w->xq_stride,
                              .x_stride = w->xq_stride,
                              .sums_at = rsr_x_sums_at(mx->cols),
                              .scales_at = rsr_x_scales_at(mx->cols, mx->unit_cols),
-                             .y = o->y,
+                             .y = o->y + (size_t)t0 * o->stride,
                              .y_stride = o->stride,
                              .ntok = n,
                              .b0 = s0,
@@ -1017,7 +1026,7 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                              .base3 = rsr_units_base3(mx->units_layout)};
     (rsr_units_rows(mx->units_layout) == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
 #else
-    (void)m, (void)w, (void)mx, (void)o, (void)n, (void)s0, (void)s1;
+    (void)m, (void)w, (void)mx, (void)o, (void)t0, (void)n, (void)s0, (void)s1;
 #endif
 }
 
@@ -1053,7 +1062,7 @@ static void rows_grouped(const rsr_model *m, rt_work *w, const bl_out *outs, int
             if (s0 >= s1) continue;
             r0 = s0 * mx->rsr_k, r1 = s1 * mx->rsr_k < mx->rows ? s1 * mx->rsr_k : mx->rows;
             if (fused_units(m, w, mx, n)) { /* every token at once, the sums never in memory */
-                fused_rows(m, w, mx, &outs[j], n, s0, s1);
+                fused_rows(m, w, mx, &outs[j], 0, n, s0, s1);
                 continue;
             }
             const int32_t stride = (int32_t)((s1 - s0) * rt_block_sums(mx)); /* a token's sums */
@@ -1122,7 +1131,8 @@ static void bitlinear_grouped(const rsr_model *m, rt_work *w, const bl_out *outs
                 for (int j = 0; j < count; j++) {
                     const rsr_artifact_matrix *mx = &a->matrix[outs[j].index];
                     int32_t b0, b1;
-                    kernel_part(m, w, mx, w->acc + offset, t0, k, c, chunks, &b0, &b1);
+                    if (!fused_units(m, w, mx, k)) /* else its own kernel in grouped_rows */
+                        kernel_part(m, w, mx, w->acc + offset, t0, k, c, chunks, &b0, &b1);
                     offset += rt_kernel_rows(mx);
                 }
             }

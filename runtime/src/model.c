@@ -274,14 +274,15 @@ static rsr_status check_gpu(rsr_model *m) {
 }
 
 /* A matrix's codes laid out as its units_layout says, where the runtime's kernel for the layout
- * reads them (rsr_artifact.h): within the blob, the rows a whole number of the layout's blocks */
+ * reads them (rsr_artifact.h): within the blob, the rows a whole number of the layout's blocks,
+ * which are the matrix's blocks and its sums' (the kernel reads and writes what num_blocks says) */
 static bool layout_ok(const rsr_artifact *a, const rsr_artifact_matrix *x) {
     if (x->units_layout == RSR_UNITS_OTHER) return true;
     const int32_t L = rsr_units_rows(x->units_layout);
     const bool b3 = rsr_units_base3(x->units_layout);
     if (x->units_layout < RSR_UNITS_ROWS16 || x->units_layout > RSR_UNITS_B3_ROWS8 || x->unit_cols <= 0 ||
         x->unit_cols % 16 || (b3 && x->unit_cols != 32) || x->rsr_k != L || x->rows % L || x->planes != 1 ||
-        x->data == RSR_NO_TENSOR)
+        x->data == RSR_NO_TENSOR || x->sums_block != L || x->num_blocks != x->rows / L)
         return false;
     const uint64_t block = b3 ? rsr_b3_block_bytes(L, x->cols / x->unit_cols) : (uint64_t)L / 4 * (uint64_t)x->cols;
     return blob_range_ok(a, x->data, block * (uint64_t)(x->rows / L), 1);

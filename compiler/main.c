@@ -999,9 +999,7 @@ static void compile_matrices(build *b) {
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim, in_dim, &tm);
             ternary_matrix_expand(&tm, m->act_block);
-            /* base-3 where the file has it: the layers' own matrices, which the runtime's kernels for
-             * the layout run (an expert's go through the compiled kernels) */
-            tm.base3 = gguf_model_base3(m, name) && !(m->num_experts && j >= PROJ_GATE + shared) && ptq1_base3(b, &tm);
+            tm.base3 = gguf_model_base3(m, name) && ptq1_base3(b, &tm); /* base-3 where the file has it */
             matrix_request rq = {.strategy = o->strategy,
                                  .k = o->rsr_k,
                                  .user_strategy = o->strategy,

@@ -405,8 +405,9 @@ void lanes_quad_mask(int k, int idx[16]) {
 int32_t kernel_units_layout(const rsrc_kernel *kn) {
     if (!kn->unit_cols || kn->form != KF_I2 || !kn->rows_in_lanes || kn->unit_cols % I2_LANE_COLS)
         return RSR_UNITS_OTHER;
-    /* base-3: weights -1, 0, +1 (one plane) in units of 32 columns */
-    const bool b3 = kn->tm && kn->tm->base3 && kn->tm->planes == 1 && kn->unit_cols == 2 * I2_LANE_COLS;
+    /* base-3: weights -1, 0, +1 (one plane) in units of 32 columns, a run of five at least */
+    const bool b3 = kn->tm && kn->tm->base3 && kn->tm->planes == 1 && kn->unit_cols == 2 * I2_LANE_COLS &&
+                    kn->cols / kn->unit_cols >= RSR_B3_RUN;
     if (kn->vec_bytes == 64 && kn->block_rows == 16) return b3 ? RSR_UNITS_B3_ROWS16 : RSR_UNITS_ROWS16;
     if (kn->vec_bytes == 32 && kn->block_rows == 8) return b3 ? RSR_UNITS_B3_ROWS8 : RSR_UNITS_ROWS8;
     return RSR_UNITS_OTHER;

@@ -90,6 +90,17 @@ fold write "$work/moe-src/model.gguf" "$work/moe.gguf" --type pq2_0 --seed 3
 "$build/rsr-run" "$work/moe.so" --tokens "$short" -n 1 --logits "$work/moe.8.f32" >/dev/null 2>&1
 fold reference "$work/moe.gguf" "$short" --act-q8 --json "$work/moe.ref.json"
 python3 "$here/qwen35_model.py" compare "$work/moe.ref.json" 8 "$work/moe.8.f32" 0.02
+# its experts in PTQ1_0 as base-3 codes (rsr-run --info names them) give the 2-bit codes' bits
+fold write "$work/moe-src/model.gguf" "$work/moe-t.gguf" --type ptq1_0 --seed 3
+for codes in base3 2bit; do
+  "$build/rsrc" "$work/moe-t.gguf" -o "$work/moe-$codes.so" -O0 --ptq1-codes=$codes
+  for b in 256 1; do
+    "$build/rsr-run" "$work/moe-$codes.so" --tokens "$short" -n 1 -b $b --logits "$work/moe-$codes.$b.f32" >/dev/null 2>&1
+  done
+done
+"$build/rsr-run" "$work/moe-base3.so" --info | grep -q '^matrices .* i2-units-base3 .*mlp.experts'
+cmp "$work/moe-base3.256.f32" "$work/moe-2bit.256.f32"
+cmp "$work/moe-base3.1.f32" "$work/moe-2bit.256.f32"
 # every printer and form of the group-scaled matrices gives the default artifact's bits: the C printer,
 # the RSR forms (the matrix expanded per unit and plane: PQ2_0's +2 codes), the portable target
 for form in "c --backend=c" "rsr --strategy=rsr-loop" "generic --target generic"; do

@@ -230,8 +230,8 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
     }
 }
 
-#define UV_TILE3 4 /* 2 units' 16-bit sums of 4 tokens: 8 ymm */
-#define UV_PASS3 2
+#define UV_TILE3 2 /* 5 units' 16-bit sums of 2 tokens: 10 ymm */
+#define UV_PASS3 5
 
 static const uint16_t pow3[RSR_B3_DIGITS] = {1, 3, 9, 27, 81, 243, 729, 2187, 6561, 19683};
 

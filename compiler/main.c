@@ -267,7 +267,6 @@ static int clang_spellings(int argc, char **argv) {
     return opt_level;
 }
 
-/* --print=target,model,plan,kernel or gguf */
 static enum prefill_form parse_prefill(const char *v) {
     if (!strcmp(v, "auto")) return PREFILL_AUTO;
     if (!strcmp(v, "i2")) return PREFILL_TILES;
@@ -282,6 +281,7 @@ static enum ptq1_codes parse_ptq1_codes(const char *v) {
     rsrc_fatal("--ptq1-codes: unknown form '%s' (auto, base3, 2bit)", v);
 }
 
+/* --print=target,model,plan,kernel or gguf */
 static void parse_print(options *o, const char *arg) {
     char *list = xstrdup(arg);
     if (strspn(arg, ",") == strlen(arg)) rsrc_fatal("--print: no stage named (target, model, plan, kernel, gguf)");
@@ -946,8 +946,7 @@ static void compile_gpu_matrix(build *b, const ternary_matrix *tm, int32_t idx, 
  * columns in 32 bytes a row, the units left in 8) */
 static double ptq1_file_bytes(const ternary_matrix *t) { return (double)t->src_rows * t->cols / 128 * 28; }
 static double ptq1_art_bytes(const ternary_matrix *t, bool base3) {
-    const int32_t units = t->cols / 32;
-    const double codes = base3 ? (double)(units / RSR_B3_RUN * 32 + units % RSR_B3_RUN * 8) : (double)t->cols / 4;
+    const double codes = base3 ? (double)rsr_b3_block_bytes(1, t->cols / 32) : (double)t->cols / 4; /* a row's */
     return (double)t->src_rows * (codes + (double)t->cols / 128 * 2);
 }
 /* Whether this PTQ1_0 matrix asks for base-3 codes (--ptq1-codes; auto: where its 2-bit codes would
@@ -999,7 +998,8 @@ static void compile_matrices(build *b) {
             ternary_matrix tm = {0};
             model_load_matrix(m, name, out_dim, in_dim, &tm);
             ternary_matrix_expand(&tm, m->act_block);
-            tm.base3 = gguf_model_base3(m, name) && ptq1_base3(b, &tm); /* base-3 where the file has it */
+            const bool ptq1 = gguf_model_base3(m, name);
+            tm.base3 = ptq1 && ptq1_base3(b, &tm); /* base-3 where the file has it */
             matrix_request rq = {.strategy = o->strategy,
                                  .k = o->rsr_k,
                                  .user_strategy = o->strategy,
@@ -1016,7 +1016,7 @@ static void compile_matrices(build *b) {
             compiled_matrix cm;
             compile_matrix(&tm, b->t, &rq, &b->ks.blob, &b->ks.sink, &cm);
             const rsrc_kernel *kn = &cm.kn;
-            if (gguf_model_base3(m, name)) ptq1_count(b, &tm, rsr_units_base3(kernel_units_layout(kn)));
+            if (ptq1) ptq1_count(b, &tm, rsr_units_base3(kernel_units_layout(kn)));
             matrix_record *r = &b->mats[idx];
             *r = (matrix_record){name,
                                  xstrdup(kn->symbol),

@@ -425,13 +425,13 @@ uint64_t kernel_data_size(const rsrc_kernel *kn) {
     return kn->off_perm + 2 * kn->plan->num_cols_kept;
 }
 
-/* Packs the rows of a base-3 layout (rsr_artifact.h, RSR_UNITS_B3_ROWS16): each block's runs of
- * five units as words of 10 digits, then its units left in the 2-bit form (i2, that block's bytes
- * packed as below). */
-static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, blob_writer *b) {
+/* Packs block blk of a base-3 layout (rsr_artifact.h, RSR_UNITS_B3_ROWS16) through out (a block's
+ * bytes): its runs of five units as words of 10 digits, then its units left in the 2-bit form (i2,
+ * that block's bytes packed as below). */
+static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, uint8_t *out, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
     const int32_t L = kn->block_rows, V = 4 * L, units = t->cols / kn->unit_cols, runs = units / RSR_B3_RUN;
-    uint8_t *out = xmalloc((size_t)rsr_b3_block_bytes(L, units) + 1), *o = out;
+    uint8_t *o = out;
     for (int32_t s = 0; s < runs; s++)
         for (int32_t q = 0; q < 8; q++)
             for (int32_t w = 0; w < 2 * L; w++, o += 2) {
@@ -447,7 +447,6 @@ static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, blob_
     const size_t tail = (size_t)(units - runs * RSR_B3_RUN) * 2 * (size_t)V;
     memcpy(o, i2 + (size_t)runs * RSR_B3_RUN * 2 * (size_t)V, tail);
     blob_write(b, out, (size_t)(o - out) + tail);
-    free(out);
 }
 
 /* Packs the rows as 2-bit codes in the layout described above; rows past the end are zero. */
@@ -455,7 +454,7 @@ static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
     const ternary_matrix *t = kn->tm;
     const bool b3 = rsr_units_base3(kernel_units_layout(kn));
     int32_t V = kn->vec_bytes, R = kn->block_rows, rb = i2_row_bytes(kn);
-    uint8_t *block = xmalloc((size_t)R * (size_t)rb);
+    uint8_t *block = xmalloc((size_t)R * (size_t)rb), *b3_block = b3 ? xmalloc((size_t)R * (size_t)rb) : NULL;
     for (int32_t blk = 0; blk < kn->num_blocks; blk++) {
         memset(block, 0, (size_t)R * (size_t)rb);
         for (int32_t r = 0; r < R; r++) {
@@ -472,11 +471,11 @@ static void write_i2_data(rsrc_kernel *kn, blob_writer *b) {
             }
         }
         if (b3)
-            write_b3_data(kn, block, blk, b);
+            write_b3_data(kn, block, blk, b3_block, b); /* fewer bytes than the 2-bit block */
         else
             blob_write(b, block, (size_t)R * (size_t)rb);
     }
-    free(block);
+    free(block), free(b3_block);
 }
 
 /* The triplet patterns in the layout described above; rows and columns past the end are weight 0.

@@ -231,31 +231,27 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 }
 
 #define UV_TILE3 2 /* 5 units' 16-bit sums of 2 tokens: 10 ymm */
-#define UV_PASS3 5
-
-static const uint16_t pow3[RSR_B3_DIGITS] = {1, 3, 9, 27, 81, 243, 729, 2187, 6561, 19683};
 
 /* a base-3 run (rsr_artifact.h): each vector's digits n = 2p, 2p + 1 of every word by vpmullw and
  * vpmulhuw, packed by vpackuswb (within each 128-bit lane, as the layout's byte order says) into 4
  * columns of unit p, then vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16
  * bits for each unit and token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
-UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT,
-                       const int P0, const int NP) {
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
     const __m256i three = _mm256_set1_epi16(3);
     __m256i h[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
-    for (int p = P0; p < P0 + NP; p++)
-#pragma GCC unroll 4
+    for (int p = 0; p < RSR_B3_RUN; p++)
+#pragma GCC unroll 2
         for (int j = 0; j < NT; j++) h[p][j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++) {
         const __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
 #pragma GCC unroll 5
-        for (int p = P0; p < P0 + NP; p++) {
-            const __m256i t0 = p ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)pow3[2 * p])) : t;
-            const __m256i t1 = _mm256_mullo_epi16(t, _mm256_set1_epi16((short)pow3[2 * p + 1]));
+        for (int p = 0; p < RSR_B3_RUN; p++) {
+            const __m256i t0 = p ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p])) : t;
+            const __m256i t1 = _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p + 1]));
             const __m256i k = _mm256_packus_epi16(_mm256_mulhi_epu16(t0, three), _mm256_mulhi_epu16(t1, three));
-#pragma GCC unroll 4
+#pragma GCC unroll 2
             for (int j = 0; j < NT; j++) {
                 int32_t v;
                 memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)q, 4);
@@ -264,8 +260,8 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
         }
     }
 #pragma GCC unroll 5
-    for (int p = P0; p < P0 + NP; p++)
-#pragma GCC unroll 4
+    for (int p = 0; p < RSR_B3_RUN; p++)
+#pragma GCC unroll 2
         for (int j = 0; j < NT; j++)
             a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(h[p][j], _mm256_set1_epi16(1)));
 }

@@ -221,25 +221,21 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 }
 
 #define UV_TILE3 4 /* 5 units' sums of 4 tokens: 20 zmm */
-#define UV_PASS3 5
-
-static const uint16_t pow3[RSR_B3_DIGITS] = {1, 3, 9, 27, 81, 243, 729, 2187, 6561, 19683};
 
 /* a base-3 run (rsr_artifact.h): each vector's digits n = 2p, 2p + 1 of every word at once,
  * ((w·3ⁿ mod 2¹⁶)·3) >> 16 by vpmullw (independent of the other digits') and vpmulhuw, packed by
  * vpackuswb into 4 columns of unit p (a row's 4 bytes in its lane), then vpdpbusd into the unit's
- * sums for each token: NP·NT sums, NP chains a token (one pass of the run's five units: a tile of 8
- * tokens in passes of 3 and 2 units measured no faster, and took clang with the sanitizers 20 minutes) */
-UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT,
-                       const int P0, const int NP) {
+ * sums for each token: 5·NT sums, 5 chains a token (a tile of 8 tokens in passes of 3 and 2 units
+ * measured no faster, and took clang with the sanitizers 20 minutes) */
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
     const __m512i three = _mm512_set1_epi16(3);
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++) {
         const __m512i t = _mm512_loadu_si512(wr + 64 * q);
 #pragma GCC unroll 5
-        for (int p = P0; p < P0 + NP; p++) {
-            const __m512i t0 = p ? _mm512_mullo_epi16(t, _mm512_set1_epi16((short)pow3[2 * p])) : t;
-            const __m512i t1 = _mm512_mullo_epi16(t, _mm512_set1_epi16((short)pow3[2 * p + 1]));
+        for (int p = 0; p < RSR_B3_RUN; p++) {
+            const __m512i t0 = p ? _mm512_mullo_epi16(t, _mm512_set1_epi16((short)rsr_b3_pow3[2 * p])) : t;
+            const __m512i t1 = _mm512_mullo_epi16(t, _mm512_set1_epi16((short)rsr_b3_pow3[2 * p + 1]));
             const __m512i k = _mm512_packus_epi16(_mm512_mulhi_epu16(t0, three), _mm512_mulhi_epu16(t1, three));
 #pragma GCC unroll 8
             for (int j = 0; j < NT; j++) {

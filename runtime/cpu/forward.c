@@ -433,10 +433,8 @@ rsr_status rt_cpu_codes(rsr_model *m) {
     for (int32_t i = 0; i < m->a->num_matrices; i++) {
         const rsr_artifact_matrix *mx = &m->a->matrix[i];
         if (!rsr_units_base3(mx->units_layout) || units_kernel(m, mx)) continue;
-        if (!m->codes && !(m->codes = calloc((size_t)m->a->num_matrices, sizeof *m->codes)))
-            return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the 2-bit codes of matrix %s",
-                                mx->name);
-        if (!(m->codes[i] = codes_2bit(m, mx)))
+        if ((!m->codes && !(m->codes = calloc((size_t)m->a->num_matrices, sizeof *m->codes))) ||
+            !(m->codes[i] = codes_2bit(m, mx)))
             return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the 2-bit codes of matrix %s",
                                 mx->name);
     }
@@ -447,8 +445,9 @@ static rsr_status cpu_matmul_int(const rsr_model *m, int32_t index, const int8_t
     const rsr_artifact_matrix *mx = &m->a->matrix[index];
     size_t cols = (size_t)mx->cols, rows = (size_t)rt_kernel_rows(mx);
     /* a base-3 matrix whose codes the CPU's family reads as they are: its compiled kernel on a copy */
-    uint8_t *own = rsr_units_base3(mx->units_layout) && !(m->codes && m->codes[index]) ? codes_2bit(m, mx) : NULL;
-    if (rsr_units_base3(mx->units_layout) && !(m->codes && m->codes[index]) && !own) return RSR_ERR_OUT_OF_MEMORY;
+    const bool convert = rsr_units_base3(mx->units_layout) && !(m->codes && m->codes[index]);
+    uint8_t *own = convert ? codes_2bit(m, mx) : NULL;
+    if (convert && !own) return RSR_ERR_OUT_OF_MEMORY;
     const uint8_t *data = own ? own : rt_codes(m, mx);
     size_t padded = (size_t)rsr_x_row(mx->cols, mx->unit_cols); /* the codes, padded, and units' Σx */
     int32_t step = ntok < RSR_BATCH_MAX ? ntok : RSR_BATCH_MAX;

@@ -15,12 +15,11 @@
  *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
- *   UV_TILE3, UV_PASS3  tokens a tile of base-3 codes, and units of a run a pass takes (their
- *                     sums for a tile's tokens in registers)
- *   uv_run3(a, wr, x, xu, NT, P0, NP)  adds the products of units P0 .. P0 + NP - 1 of a base-3 run
- *                     (rsr_artifact.h, RSR_UNITS_B3_ROWS16: 8 vectors at wr, their digits of each
- *                     word decoded once for the tile's tokens) into a[p][0..NT), the run's first
- *                     unit's columns of token j at x[j] + xu
+ *   UV_TILE3          tokens a tile of base-3 codes (a run's five units' sums of each in registers)
+ *   uv_run3(a, wr, x, xu, NT)  adds the products of the five units of a base-3 run (rsr_artifact.h,
+ *                     RSR_UNITS_B3_ROWS16: 8 vectors at wr, each word's digits decoded once for the
+ *                     tile's tokens) into a[p][0..NT), the run's first unit's columns of token j at
+ *                     x[j] + xu
  * A base-3 block (c->base3: units of 32 columns) sums each run's five units at once, then adds them
  * to the rows one by one as the 2-bit ones: the same sums and the same fp32 steps in the same order.
  */
@@ -94,9 +93,7 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
             uv_i a[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++) uv_start(a[p], x, sx + 4 * (size_t)p, NT);
-#pragma GCC unroll 3
-            for (int p0 = 0; p0 < RSR_B3_RUN; p0 += UV_PASS3) /* units p0.. of the run, their digits only */
-                uv_run3(a, wu, x, xu, NT, p0, RSR_B3_RUN - p0 < UV_PASS3 ? RSR_B3_RUN - p0 : UV_PASS3);
+            uv_run3(a, wu, x, xu, NT);
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++, u++, xu += U, sx += 4, dx += 4) {
                 uv_add(o, a[p], x, dx, sc, NT);

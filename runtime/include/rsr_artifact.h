@@ -172,10 +172,9 @@ static inline uint16_t rsr_b3_word(const uint8_t *d) {
     for (int n = 0; n < RSR_B3_DIGITS; n++) v = 3 * v + d[n];
     return (uint16_t)(((uint64_t)v * 65536u + 59048u) / 59049u);
 }
+static const uint16_t rsr_b3_pow3[RSR_B3_DIGITS] = {1, 3, 9, 27, 81, 243, 729, 2187, 6561, 19683};
 static inline uint8_t rsr_b3_digit(uint16_t w, int n) {
-    uint32_t t = w;
-    for (int i = 0; i < n; i++) t = t * 3u & 0xffffu;
-    return (uint8_t)((t * 3u) >> 16);
+    return (uint8_t)((((uint32_t)w * rsr_b3_pow3[n] & 0xffffu) * 3u) >> 16);
 }
 /* A block of a base-3 layout (L rows, `units` units of 32 columns) as the 2-bit layout's block */
 static inline void rsr_b3_to_i2(const uint8_t *b3, int32_t L, int32_t units, uint8_t *i2) {

@@ -27,6 +27,7 @@ static struct {
     atomic_int fail_next;    /* the next batch step fails */
     atomic_int step_us;      /* the longest sleep of a step, microseconds */
     atomic_int eos_every;    /* about one drawn token in this many is the end token (0: none) */
+    atomic_int hold;         /* steps wait while set (a test orders its arrivals against them) */
     atomic_int sessions;     /* alive: created minus freed */
     atomic_long steps, seqs; /* stepped */
 } fake;
@@ -85,6 +86,10 @@ static const char *fake_model_errmsg(const rsr_model *m) { return (void)m, "fake
 
 static rsr_status fake_batch_eval(rsr_batch *b, const rsr_seq *seqs, int32_t n) {
     (void)b;
+    while (fake.hold) {
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
     int us = fake.step_us;
     if (us > 0) {
         struct timespec ts = {0, 1000L * (rand() % us)};

@@ -53,6 +53,16 @@ static bool wait_for(serve_engine *e, serve_job *j, int32_t n, double bound) {
     return ok;
 }
 
+/* Waits until the job holds a slot (or ended); false after `bound` seconds. */
+static bool wait_started(serve_engine *e, serve_job *j, double bound) {
+    double until = now() + bound;
+    serve_lock(e);
+    while (j->finish == SERVE_RUNNING && j->t_start == 0 && now() < until) serve_wait(e, 0.05);
+    bool ok = j->finish != SERVE_RUNNING || j->t_start != 0;
+    serve_unlock(e);
+    return ok;
+}
+
 static void idle_within(serve_engine *e, double bound, const char *what) {
     serve_metrics mt;
     int32_t active = -1, queued = -1;
@@ -115,9 +125,11 @@ static void lists_take_turns(void) {
         serve_engine *e = start(slots, 8);
         serve_job *list[4], *b = fake_job(3, 4, NULL);
         for (int k = 0; k < 4; k++) list[k] = fake_job(3 + k, 4, NULL);
+        fake.hold = 1; /* b arrives while the list's first prompts hold their slots, however slow this thread */
         EXPECT(serve_submit_all(e, list, 4), "the list refused");
-        EXPECT(wait_for(e, list[0], 1, 5), "the list never started");
+        EXPECT(wait_started(e, list[slots - 1], 5), "the list never started");
         EXPECT(serve_submit(e, b), "b refused");
+        fake.hold = 0;
         for (int k = 0; k < 4; k++) EXPECT(wait_for(e, list[k], 99, 5), "the list's prompt %d never ended", k);
         EXPECT(wait_for(e, b, 99, 5), "b never ended");
         serve_job *after = list[slots + 1]; /* the first of the list that must start after b */

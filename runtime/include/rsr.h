@@ -275,7 +275,8 @@ RSR_API int32_t rsr_session_tokens(const rsr_session *session, int32_t *out, int
  * draft record of rsr_session_eval_draft is not kept (the loaded session reaches its checkpoints
  * and its position). *bytes (may be NULL): the bytes written or read.
  * rsr_session_load reads a file (no link followed) into the session, rsr_session_load_fd from fd's
- * offset (a file that can be read twice: the whole is checked before any of it is used). The file
+ * offset (a file that can be read twice: the whole is checked before any of it is used; what follows
+ * the state is left to the caller, where rsr_session_load refuses a file with bytes past it). The file
  * is checked first, whole: its format and version, its checksum (a flipped or missing byte), the
  * model it came from (shape and the checksum of its weights), the KV cache's type, the context and
  * attention of the session that wrote it: any difference is refused with RSR_ERR_INVALID_ARGUMENT

@@ -227,8 +227,9 @@ static int get(int fd, int64_t off, void *p, size_t n) {
     return 0;
 }
 
-/* The file's header, format and checksum: RSR_OK, or the refusal with the message in s->err. */
-static rsr_status check_file(rsr_session *s, int fd, int64_t base, state_header *h) {
+/* The file's header, format and checksum (whole: the file ends where the state does): RSR_OK, or the
+ * refusal with the message in s->err. */
+static rsr_status check_file(rsr_session *s, int fd, int64_t base, state_header *h, bool whole) {
     int e = get(fd, base, h->magic, 8);
     if (e == EIO || (e == 0 && memcmp(h->magic, STATE_MAGIC, 8) != 0))
         return rt_set_error(s->err, RSR_ERR_FORMAT, "not a session state saved by rsr_session_save (no %s header)",
@@ -250,6 +251,10 @@ static rsr_status check_file(rsr_session *s, int fd, int64_t base, state_header 
         (S_ISREG(st.st_mode) && st.st_size - base < h->file_bytes))
         return rt_set_error(s->err, RSR_ERR_FORMAT,
                             "the session state is truncated: %lld bytes where its header says %lld",
+                            (long long)(st.st_size - base), (long long)h->file_bytes);
+    if (whole && S_ISREG(st.st_mode) && st.st_size - base > h->file_bytes)
+        return rt_set_error(s->err, RSR_ERR_FORMAT,
+                            "the session state holds bytes past its end: %lld bytes where its header says %lld",
                             (long long)(st.st_size - base), (long long)h->file_bytes);
     uint8_t *buf = malloc(CHUNK);
     if (!buf) return rt_set_error(s->err, RSR_ERR_OUT_OF_MEMORY, "out of memory");
@@ -393,7 +398,7 @@ static int read_payload(rsr_session *s, int fd, int64_t off, const state_header 
     return e;
 }
 
-rsr_status rsr_session_load_fd(rsr_session *s, int fd, int64_t *bytes) {
+static rsr_status load_fd(rsr_session *s, int fd, int64_t *bytes, bool whole) {
     if (bytes) *bytes = 0;
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
     const off_t base = lseek(fd, 0, SEEK_CUR);
@@ -402,7 +407,7 @@ rsr_status rsr_session_load_fd(rsr_session *s, int fd, int64_t *bytes) {
                             strerror(errno));
     state_header h;
     int32_t n = 0, attention = 0, *tokens = NULL;
-    rsr_status r = check_file(s, fd, base, &h);
+    rsr_status r = check_file(s, fd, base, &h, whole);
     const bool in = h.pos >= 0 && h.kv_written >= h.pos && h.kv_written <= s->max_positions; /* else check_match says */
     rt_state_part *p =
         r == RSR_OK ? parts_of(s, in ? (int32_t)h.pos : 0, in ? (int32_t)h.kv_written : 0, &n, &attention, &r) : NULL;
@@ -435,6 +440,8 @@ rsr_status rsr_session_load_fd(rsr_session *s, int fd, int64_t *bytes) {
     return r;
 }
 
+rsr_status rsr_session_load_fd(rsr_session *s, int fd, int64_t *bytes) { return load_fd(s, fd, bytes, false); }
+
 rsr_status rsr_session_load(rsr_session *s, const char *path, int64_t *bytes) {
     if (bytes) *bytes = 0;
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
@@ -443,7 +450,7 @@ rsr_status rsr_session_load(rsr_session *s, const char *path, int64_t *bytes) {
     if (fd < 0)
         return rt_set_error(s->err, RSR_ERR_IO, "cannot open %s: %s", path,
                             errno == ELOOP ? "it is a symbolic link, which is not followed" : strerror(errno));
-    rsr_status r = rsr_session_load_fd(s, fd, bytes);
+    rsr_status r = load_fd(s, fd, bytes, true); /* a file is one state: nothing after it */
     close(fd);
     if (r != RSR_OK) { /* the message names the file */
         char msg[RSR_ERRMSG_SIZE];

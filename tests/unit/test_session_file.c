@@ -10,8 +10,8 @@
  * it is saved, and a second session that held other tokens loads it. Both then evaluate the same
  * suffix and decode: every logit and every layer's attention statistics must be equal bit for bit,
  * and so must the tokens held and the positions truncation reaches. Then the refusals: a byte
- * flipped at 230 places or so, the file cut at several lengths, another model's file, another KV type,
- * context or (windowed) batch, a link; each refused with the expected status and message, and the
+ * flipped at 230 places or so, the file cut at several lengths or grown past the state, another
+ * model's file, another KV type, context or (windowed) batch, a link; each refused with the expected status and message, and the
  * refused session's position, tokens and next logits unchanged. And the _fd forms at an offset.
  */
 #include <errno.h>
@@ -216,6 +216,13 @@ static void check_refusals(const model *x, const model *other, rsr_session_param
         write_file(bad, raw, cuts[i]);
         refused(x, sp, bad, RSR_ERR_FORMAT, cuts[i] < 8 ? "not a session state" : "truncated");
     }
+    unsigned char *longer = calloc(n + 8, 1); /* bytes appended to a whole state: a file is one state */
+    memcpy(longer, raw, n);
+    for (size_t more = 1; more <= 8; more += 7) {
+        write_file(bad, longer, n + more);
+        refused(x, sp, bad, RSR_ERR_FORMAT, "bytes past its end");
+    }
+    free(longer);
     rsr_session_params kv = sp, ctx = sp;
     kv.kv_type = sp.kv_type == RSR_KV_F32 ? RSR_KV_Q8 : RSR_KV_F32, ctx.max_positions = sp.max_positions - 1;
     refused(x, kv, good, RSR_ERR_INVALID_ARGUMENT, "KV cache; this session's is");

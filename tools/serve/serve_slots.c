@@ -7,17 +7,20 @@
  * A cache being written or read is claimed from the engine (serve_cache_claim): no request takes
  * it meanwhile, the other slots keep decoding, and a request whose prompt it may hold waits.
  *
- * A slot file: "RSRSLOT1", the digest of the tenant whose prefix it is (serve_job.tenant: its API
- * key and cache_salt), the checksum of those 40 bytes (rsr_checksum_add), then the runtime's
- * session state (rsr_session_save_fd: the model, KV type and context it came from, and a checksum
- * of every byte, all checked before any of it is used). A restored cache is that tenant's again:
- * one tenant never reuses another's prefix. Files are written beside their name and renamed over
- * it (a crash leaves the old file or none), opened without following a link, and named by one
- * path component the client gives (no separator, no "..", no NUL, not hidden).
+ * A slot file: "RSRSLOT2", the digest of the tenant whose prefix it is (serve_job.tenant: its API
+ * key and cache_salt), the bytes of the state that follows, the checksum of those 48 bytes
+ * (rsr_checksum_add), then the runtime's session state (rsr_session_save_fd: the model, KV type and
+ * context it came from, and a checksum of every byte, all checked before any of it is used): a file
+ * longer or shorter than its header says is refused before any cache is touched. A restored cache
+ * is that tenant's again: one tenant never reuses another's prefix, and never writes over another's
+ * file. Files are written beside their name and renamed over it (a crash leaves the old file or
+ * none), opened without following a link (nor one with other hard links), and named by one path
+ * component the client gives (no separator, no "..", no NUL, not hidden).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +30,19 @@
 #include "rsr_artifact.h" /* rsr_checksum_add */
 #include "serve_server.h"
 
-#define SLOT_MAGIC "RSRSLOT1"
-#define SLOT_WAIT_S 30.0 /* how long a save or restore waits for its slot's request to end */
+#define SLOT_MAGIC "RSRSLOT2"
+#define SLOT_OLD_MAGIC "RSRSLOT1" /* before the state's size was in the header */
+#define SLOT_WAIT_S 30.0          /* how long a save or restore waits for its slot's request to end */
 
 typedef struct slot_header {
     char magic[8];
     unsigned char tenant[32];
-    uint64_t sum; /* of the 40 bytes before it */
+    int64_t state_bytes; /* the session state's, which follows the header */
+    uint64_t sum;        /* of the 48 bytes before it */
 } slot_header;
 
-static uint64_t header_sum(const slot_header *h) { return rsr_checksum_add(0x5107, (const uint8_t *)h, 0, 5); }
+static uint64_t header_sum(const slot_header *h) { return rsr_checksum_add(0x5107, (const uint8_t *)h, 0, 6); }
+static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER; /* a save's check of the name and its rename */
 
 /* ---- the files ---- */
 
@@ -63,12 +69,14 @@ static int slot_write(int dir, const char *name, serve_cache *c, int64_t *bytes,
     if (fd < 0) return snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)), -1;
     slot_header h = {.magic = SLOT_MAGIC};
     serve_cache_tenant(c, h.tenant);
-    h.sum = header_sum(&h);
     int64_t n = 0;
-    bool ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h;
+    bool ok = lseek(fd, (off_t)sizeof h, SEEK_SET) == (off_t)sizeof h;
     if (!ok) snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
     rsr_session *s = serve_cache_session(c);
     if (ok && !(ok = api.session_save_fd(s, fd, &n) == RSR_OK)) snprintf(err, errlen, "%s", api.session_errmsg(s));
+    h.state_bytes = n, h.sum = header_sum(&h);
+    if (ok && !(ok = pwrite(fd, &h, sizeof h, 0) == (ssize_t)sizeof h))
+        snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
     if (ok && !(ok = fsync(fd) == 0)) snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
     if (close(fd) != 0 && ok) ok = false, snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
     if (ok && !(ok = renameat(dir, tmp, dir, name) == 0))
@@ -91,16 +99,46 @@ static int slot_open(int dir, const char *name, slot_header *h, char *err, size_
                -1;
     struct stat st;
     const char *why = NULL;
+    char more[96] = "";
+    ssize_t got = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         why = "is not a regular file";
-    else if (read(fd, h, sizeof *h) != (ssize_t)sizeof *h || memcmp(h->magic, SLOT_MAGIC, 8))
+    else if (st.st_nlink > 1)
+        why = "has other hard links (a name that may stand for a file outside the directory), so it is not read";
+    else if ((got = read(fd, h, sizeof *h)) < 0)
+        why = strerror(errno);
+    else if (got >= 8 && !memcmp(h->magic, SLOT_OLD_MAGIC, 8))
+        why = "was saved by an older rsr-serve (" SLOT_OLD_MAGIC "), whose files this one does not read";
+    else if (!got || memcmp(h->magic, SLOT_MAGIC, got < 8 ? (size_t)got : 8))
         why = "is not a slot saved by rsr-serve (no " SLOT_MAGIC " header)";
+    else if (got != (ssize_t)sizeof *h)
+        snprintf(more, sizeof more, "is truncated within its header (%zd bytes)", got), why = more;
     else if (h->sum != header_sum(h))
         why = "fails its header's checksum: it was damaged or altered after it was saved";
+    else if (st.st_size != (off_t)sizeof *h + h->state_bytes)
+        snprintf(more, sizeof more, "%s: %lld bytes where its header says %lld",
+                 st.st_size < (off_t)sizeof *h + h->state_bytes ? "is truncated" : "holds bytes past its end",
+                 (long long)st.st_size, (long long)sizeof *h + (long long)h->state_bytes),
+            why = more;
     if (!why) return fd;
     close(fd);
     snprintf(err, errlen, "'%s' %s", name, why);
     return -1;
+}
+
+/* Whether a save may write dir/name for tenant me: no file of that name, or one of me's (or one no
+ * server could read: written over); else why not in err, with the status to answer. */
+static int save_refused(int dir, const char *name, const unsigned char me[32], char *err, size_t errlen) {
+    struct stat st;
+    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return snprintf(err, errlen, "'%s' names something that is not a regular file", name), 400;
+    slot_header h;
+    int fd = S_ISREG(st.st_mode) ? slot_open(dir, name, &h, err, errlen) : -1;
+    if (fd < 0) return 0;
+    close(fd);
+    if (!memcmp(h.tenant, me, 32)) return 0;
+    return snprintf(err, errlen, "'%s' holds another tenant's conversation (another API key or cache_salt)", name), 403;
 }
 
 /* The session state after the header of an opened slot file into cache c: 0, or -1 with why in err
@@ -234,8 +272,16 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
     int rc;
     if (save) {
         const int32_t n = api.session_position(s);
-        rc = slot_write(sv->save_dir, name, cc, &bytes, err, sizeof err);
+        pthread_mutex_lock(&save_lock);
+        const int status = save_refused(sv->save_dir, name, me, err, sizeof err);
+        rc = status ? -1 : slot_write(sv->save_dir, name, cc, &bytes, err, sizeof err);
+        pthread_mutex_unlock(&save_lock);
         serve_cache_release(sv->e, cc, SERVE_CACHE_KEPT, NULL);
+        if (status) {
+            cJSON_Delete(root), free(name);
+            return send_error(c, status, status == 403 ? "permission_error" : "invalid_request_error", "filename", NULL,
+                              "%s", err);
+        }
         cJSON_AddNumberToObject(root, "n_saved", n);
         cJSON_AddNumberToObject(root, "n_written", (double)bytes);
     } else {
@@ -322,7 +368,7 @@ void slots_restore_caches(server *sv) {
         if (!cc) continue;
         serve_cache_tenant(cc, tenant);
         int rc = slot_read(sv->cache_dir, name, cc, tenant, &bytes, err, sizeof err);
-        serve_cache_release(sv->e, cc, SERVE_CACHE_RESTORED, tenant);
+        serve_cache_release(sv->e, cc, rc == 0 ? SERVE_CACHE_RESTORED : SERVE_CACHE_KEPT, tenant);
         if (rc == -1) fprintf(stderr, "rsr-serve: --cache-dir: %s: left out\n", err), refused++;
         restored += rc == 0;
     }
@@ -330,14 +376,18 @@ void slots_restore_caches(server *sv) {
             refused ? " (some refused: above)" : "");
 }
 
-/* Writes one cache a request ended in since it was last written; false when none came in wait_s. */
+/* Writes one cache a request ended in since it was last written (an empty one: its file removed);
+ * false when none came in wait_s. */
 static bool write_one(server *sv, double wait_s) {
     serve_cache *cc = serve_cache_claim_dirty(sv->e, wait_s);
     if (!cc) return false;
     char name[64], err[600];
     int64_t bytes;
     cache_name(name, sizeof name, serve_cache_index(cc));
-    bool ok = slot_write(sv->cache_dir, name, cc, &bytes, err, sizeof err) == 0;
+    bool ok = api.session_position(serve_cache_session(cc)) > 0
+                  ? slot_write(sv->cache_dir, name, cc, &bytes, err, sizeof err) == 0
+                  : unlinkat(sv->cache_dir, name, 0) == 0 || errno == ENOENT ||
+                        (snprintf(err, sizeof err, "cannot remove %s: %s", name, strerror(errno)), false);
     serve_cache_release(sv->e, cc, ok ? SERVE_CACHE_KEPT : SERVE_CACHE_FAILED, NULL);
     if (!ok) {
         fprintf(stderr, "rsr-serve: --cache-dir: %s (written again after the next request that ends in it)\n", err);

@@ -111,17 +111,28 @@ with open(os.path.join(slots, "flipped"), "r+b") as f:
 with open(os.path.join(slots, "chat1"), "rb") as f, open(os.path.join(slots, "cut"), "wb") as g:
     g.write(f.read(size - 64))
 os.symlink(os.path.join(slots, "chat1"), os.path.join(slots, "link"))
+with open(os.path.join(slots, "chat1"), "rb") as f:
+    whole = f.read()
+with open(os.path.join(slots, "grown"), "wb") as g:
+    g.write(whole + bytes(8))  # bytes past the state
+with open(os.path.join(slots, "short"), "wb") as g:
+    g.write(whole[:20])  # cut within the slot's header
+shutil.copy(os.path.join(slots, "chat1"), os.path.join(slots, "linked"))
+os.link(os.path.join(slots, "linked"), os.path.join(work, "outside"))  # a name that may stand for a file outside
+os.mkdir(os.path.join(slots, "adir"))
 o = Server("other", other, "--slot-save-path", slots)
 chat(o, first)
 print("other model saved", o.call("/slots/0?action=save", {"filename": "other"})[0])
 o.stop()
-for name in ["../x", "a/b", "/tmp/abs", "", ".hidden", "other", "flipped", "cut", "link", "missing"]:
+for name in ["../x", "a/b", "/tmp/abs", "", ".hidden", "other", "flipped", "cut", "grown", "short", "link", "linked",
+             "missing"]:
     st, r = c.call("/slots/0?action=restore", {"filename": name})
     print(f"restore {name!r}: {st} {r['error']['message']}")
 st, r = c.call("/slots/0?action=restore", b'{"filename": "chat\\u00001"}')
 print("NUL:", st, r["error"]["message"])
 st, r = c.call("/slots/0?action=save", {"filename": "../escaped"})
 print("save '../escaped':", st, os.path.exists(os.path.join(work, "escaped")))
+print("save 'adir':", *c.call("/slots/0?action=save", {"filename": "adir"}))
 print("after the refusals: same text", chat(c, second(r1), id_slot=0)[0] == after[0])
 print("bad slot:", *c.call("/slots/7?action=save", {"filename": "x"})[1]["error"]["message"].split(":")[:1])
 print("bad action:", c.call("/slots/0?action=copy", {"filename": "x"})[1]["error"]["message"])
@@ -141,6 +152,10 @@ print("another key: save", s.call("/slots/0?action=save", {"filename": "k2"}, ke
       "the owner's save", s.call("/slots/0?action=save", {"filename": "k1"}, key="k1")[0])
 s.call("/slots/0?action=erase", b"", key="k1")
 print("another key's file:", *s.call("/slots/0?action=restore", {"filename": "k1"}, key="k2"))
+s.call("/v1/chat/completions", {"messages": first, "max_tokens": 4, "temperature": 0}, key="k2")
+before = open(os.path.join(slots, "k1"), "rb").read()
+print("another key's save over it:", *s.call("/slots/0?action=save", {"filename": "k1"}, key="k2"),
+      "unchanged", open(os.path.join(slots, "k1"), "rb").read() == before)
 s.stop()
 
 # --cache-dir: the caches written as requests end and read back at start, no slot API
@@ -156,6 +171,7 @@ tenants = os.path.join(work, "tenants")
 t = Server("tenant-a", model, "--parallel", "2", "--cache-dir", tenants, "--api-key", "k1", "--api-key", "k2")
 st, r = t.call("/v1/chat/completions", {"messages": first, "max_tokens": 4, "temperature": 0}, key="k1")
 t.stop()
+print("files after one request:", len(os.listdir(tenants)))  # the empty cache has none
 t = Server("tenant-b", model, "--parallel", "2", "--cache-dir", tenants, "--api-key", "k1", "--api-key", "k2")
 cached = {}
 for k in ("k2", "k1"):

@@ -46,6 +46,11 @@ def main():
     unknown = [o for o in options_of(args) if o not in known]
     check(not unknown, f"Deployment: every option is rsr-serve's (unknown: {unknown})")
     port = int(value_of(args, "--port"))
+    svc_name = by_kind["Service"]["metadata"]["name"]
+    hosts = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--allow-host"]
+    check("*" in hosts or any(h.startswith(svc_name) for h in hosts),
+          f"Deployment: --allow-host lets the Service's and the gateway's Host in (given: {hosts}; "
+          "without it a request by name gets 403)")
     check(c["ports"][0]["containerPort"] == port, f"Deployment: containerPort is --port {port}")
     for probe in ("startupProbe", "readinessProbe"):
         p = c[probe]["httpGet"]

@@ -3,7 +3,8 @@
 server protocol: vLLM's names), parsed by Prometheus' own text parser (python3-prometheus-client).
 
 One rsr-serve (2 slots) on MODEL.so: while a long streamed request runs, the gauges show it
-(num_requests_running 1, kv_cache_usage_perc in (0, 1]); after REQUESTS requests, every name the
+(num_requests_running 1, kv_cache_usage_perc in (0, 1]), and with three at once two run and one
+waits (num_requests_waiting 1); after REQUESTS requests, every name the
 protocol and its scorers use is there with its type and model_name, the time-to-first-token
 histogram counts every request that got a token, the end-to-end one every request that ended
 whole, the prefix cache's hits are at most its queries and count the second turn's reuse, and
@@ -11,6 +12,8 @@ vllm:cache_config_info names the block size and the blocks of every cache.
 Exits 77 (ctest: skipped) without prometheus_client. Usage: metrics.py BUILD_DIR MODEL.so"""
 import json
 import sys
+import threading
+import time
 import urllib.request
 
 from served import served
@@ -73,7 +76,22 @@ def run(url):
     check(value(busy, "vllm:num_requests_running") == 1 and 0 < kv <= 1,
           f"under load: 1 running, kv_cache_usage_perc {kv} in (0, 1]")
     stream.read()
-    served = 1
+    # three at once on two slots: two run, one waits
+    streams, readers = [], []
+    for k in range(3):
+        streams.append(urllib.request.Request(url + "/v1/completions", json.dumps(
+            {"prompt": "1:1 In the beginning", "max_tokens": 400, "temperature": 0, "stream": True}).encode(),
+            {"Content-Type": "application/json"}))
+        readers.append(threading.Thread(target=lambda r: urllib.request.urlopen(r).read(), args=(streams[-1],)))
+        readers[-1].start()
+    seen, until = (0, 0), time.time() + 10
+    while time.time() < until and seen != (2, 1):
+        f = families(url)
+        seen = (value(f, "vllm:num_requests_running"), value(f, "vllm:num_requests_waiting"))
+    check(seen == (2, 1), f"three requests on two slots: (running, waiting) {seen}, want (2, 1)")
+    for t in readers:
+        t.join()
+    served = 4
     messages = [{"role": "user", "content": "Who begat Enos?"}]
     for i in range(REQUESTS - 1):  # a conversation: each turn reuses the last one's prompt
         r = json.load(post(url, {"messages": messages, "max_tokens": 8, "temperature": 0}))

@@ -3,8 +3,11 @@
 loopback behind each proxy (the files as they are, with the ports changed), REQUESTS streamed
 completions from CLIENTS clients, and halfway one replica sent SIGTERM (it drains: its running
 streams finish, new requests get 503, then it exits). Every request must succeed through the
-proxy: 200, a stream that ends with [DONE], text in it. Then the other replica stops cleanly.
-A proxy that is not installed is skipped (both missing: exit 77, ctest's skip).
+proxy: 200, a stream that ends with [DONE], text in it; the replica sent SIGTERM must have served
+requests and held some when it got it, the other must have served some too, and the 400
+completion ids must all differ (random ids: two replicas never give the same one). Then the other
+replica stops cleanly. A proxy that is not installed is skipped (both missing: exit 77, ctest's
+skip), except where the suite installed them (RSRC_SETUP_TESTS=1: then it fails).
 Usage: proxies.py BUILD_DIR MODEL.so [haproxy|nginx ...]"""
 import json
 import os
@@ -41,8 +44,14 @@ def replica(serve, model, port, log):
     sys.exit("proxies: a replica did not start: " + open(log).read())
 
 
-def stream(url, i):
-    """None when the request succeeded through the proxy, else what went wrong."""
+def metric(port, name):
+    """A replica's vllm: gauge or counter (the sum of its samples named so)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(m) for m in re.findall(r"^" + re.escape(name) + r"(?:\{[^}]*\})? (\S+)$", text, re.M))
+
+
+def stream(url, i, ids):
+    """None when the request succeeded through the proxy, else what went wrong; its id into ids."""
     body = {"prompt": f"{i % 30 + 1}:1 In the beginning", "max_tokens": 12, "temperature": 0, "stream": True}
     req = urllib.request.Request(url + "/v1/completions", json.dumps(body).encode(),
                                  {"Content-Type": "application/json"})
@@ -56,7 +65,9 @@ def stream(url, i):
         return "the stream did not end with [DONE]: " + data[-200:]
     if any('"error"' in e for e in events):
         return "an error event: " + data[-200:]
-    text = "".join(json.loads(e)["choices"][0].get("text", "") for e in events[:-1] if e.startswith("{"))
+    chunks = [json.loads(e) for e in events[:-1] if e.startswith("{")]
+    ids.update(c["id"] for c in chunks)
+    text = "".join(c["choices"][0].get("text", "") for c in chunks)
     return None if text else "no text"
 
 
@@ -98,39 +109,59 @@ def run(kind, serve, model, d):
     STARTED.append(b)
     proxy = start_proxy(kind, port, a_port, b_port, d)
     STARTED.append(proxy)
-    url, lock, done, lost = f"http://127.0.0.1:{port}", threading.Lock(), [0], []
+    url, lock, done, lost, ids, at_term = f"http://127.0.0.1:{port}", threading.Lock(), [0], [], set(), []
+    halfway = threading.Event()
+
+    def terminator():  # halfway, once replica a holds a request: it drains and exits
+        halfway.wait()
+        held, until = 0, time.time() + 10
+        while held == 0 and time.time() < until:
+            time.sleep(0.01)
+            held = metric(a_port, "vllm:num_requests_running") + metric(a_port, "vllm:num_requests_waiting")
+        at_term[:] = [metric(a_port, "vllm:e2e_request_latency_seconds_count"), held]
+        a.send_signal(signal.SIGTERM)
 
     def client(k):
         for i in range(k, REQUESTS, CLIENTS):
-            why = stream(url, i)
+            why = stream(url, i, ids)
             with lock:
                 done[0] += 1
                 if why:
                     lost.append(f"request {i}: {why}")
                 if done[0] == REQUESTS // 2:
-                    a.send_signal(signal.SIGTERM)  # halfway: replica a drains and exits
+                    halfway.set()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)] + [threading.Thread(target=terminator)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     a_status = a.wait(timeout=60)
+    b_served = metric(b_port, "vllm:e2e_request_latency_seconds_count")
     b.send_signal(signal.SIGTERM)
     b_status = b.wait(timeout=60)
     proxy.terminate()
     proxy.wait(timeout=30)
     print(f"{kind}: {REQUESTS - len(lost)} of {REQUESTS} streamed requests succeeded, one replica sent SIGTERM "
           f"halfway (exit statuses {a_status}, {b_status})")
+    print(f"{kind}: the drained replica had served {at_term[0]:.0f} and held {at_term[1]:.0f} when it got SIGTERM, "
+          f"the other served {b_served:.0f}; {len(ids)} distinct completion ids")
     for why in lost[:10]:
         print("  " + why)
-    return not lost and a_status == 0 and b_status == 0
+    spread = at_term[0] > 0 and at_term[1] > 0 and b_served > 0
+    if not spread:
+        print(f"  {kind}: the load did not reach both replicas, or the drained one was idle when it got SIGTERM")
+    if len(ids) != REQUESTS:
+        print(f"  {kind}: {REQUESTS - len(ids)} completion ids repeated")
+    return not lost and a_status == 0 and b_status == 0 and spread and len(ids) == REQUESTS
 
 
 def main():
     build, model = sys.argv[1], sys.argv[2]
-    kinds = [k for k in (sys.argv[3:] or ["haproxy", "nginx"])
-             if shutil.which(k) or (k == "nginx" and os.path.exists("/usr/sbin/nginx"))]
+    wanted = sys.argv[3:] or ["haproxy", "nginx"]
+    kinds = [k for k in wanted if shutil.which(k) or (k == "nginx" and os.path.exists("/usr/sbin/nginx"))]
+    if os.environ.get("RSRC_SETUP_TESTS") == "1" and kinds != wanted:
+        sys.exit(f"proxies: {sorted(set(wanted) - set(kinds))} not installed, though scripts/setup.sh installs them")
     if not kinds:
         print("proxies: skipped: neither haproxy nor nginx is installed")
         sys.exit(77)

@@ -15,8 +15,12 @@
  *
  * The engine calls keep/grow under its lock (serve_cache_events); a turn's events become one
  * message, queued for the publishing thread in a ring of KV_RING messages: when the ring is full
- * the message is dropped and counted (kv_events_dropped), and the socket never blocks (ZeroMQ's
- * PUB drops at its high-water mark), so a subscriber that cannot keep up never slows decoding.
+ * the message is dropped and counted (kv_events_dropped), and the socket never blocks: an XPUB
+ * socket that refuses a message at a subscriber's high-water mark (ZMQ_XPUB_NODROP, sent without
+ * waiting), where a PUB would drop it unseen, so that drop is counted too. A drop leaves a gap in
+ * the sequence numbers and everything is told again (AllBlocksCleared, then every cache's blocks)
+ * once the ring is half empty, not at every turn while it is full: a subscriber that cannot keep
+ * up never slows decoding.
  */
 #include <endian.h>
 #include <pthread.h>
@@ -34,6 +38,7 @@
 
 #define KV_RING 1024
 #define KV_REPLAY 4096 /* messages kept for --kv-events-replay */
+#define KV_HWM 100000  /* messages queued for a subscriber (vLLM's default high-water mark) */
 #define MEDIUM "CPU"   /* where a replica's KV cache is: host memory */
 
 typedef struct kv_msg {
@@ -231,11 +236,20 @@ static void begin_batch(kv_events *ev) {
     ev->n_events = 0;
 }
 
+/* Whether to tell everything again (under ev->lock): a message was dropped since the last
+ * kv_events_clear, and the ring has room for what that takes. */
+static bool resync_due(const kv_events *ev) { return ev->resync && ev->len < KV_RING / 2; }
+
 /* This turn's events as one message for the publishing thread (dropped and counted when its ring is
- * full); true while a message was dropped since the last kv_events_clear. */
+ * full); true when everything is to be told again (resync_due). */
 bool kv_events_flush(void *ctx) {
     kv_events *ev = ctx;
-    if (!ev->n_events) return false;
+    if (!ev->n_events) {
+        pthread_mutex_lock(&ev->lock);
+        const bool due = resync_due(ev);
+        pthread_mutex_unlock(&ev->lock);
+        return due;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     msgpack_sbuffer out;
@@ -255,7 +269,7 @@ bool kv_events_flush(void *ctx) {
         ev->ring[(ev->head + ev->len++) % KV_RING] = (kv_msg){out.data, out.size, ev->seq++};
         pthread_cond_signal(&ev->more);
     }
-    const bool again = ev->resync;
+    const bool again = resync_due(ev);
     pthread_mutex_unlock(&ev->lock);
     return again;
 }
@@ -332,11 +346,20 @@ static void *publisher(void *arg) {
         kv_msg m = {0};
         if (have) m = ev->ring[ev->head], ev->head = (ev->head + 1) % KV_RING, ev->len--;
         pthread_mutex_unlock(&ev->lock);
+        char sub[256];
+        while (zmq_recv(ev->pub, sub, sizeof sub, ZMQ_DONTWAIT) >= 0) {} /* subscriptions: nothing to keep */
         if (have) {
             uint64_t be = htobe64(m.seq);
-            zmq_send(ev->pub, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(ev->pub, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(ev->pub, m.data, m.len, ZMQ_DONTWAIT);
+            /* refused at a subscriber's high-water mark on the first frame or not at all (the mark
+             * counts whole messages): a drop, counted, and everything told again */
+            if (zmq_send(ev->pub, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+                pthread_mutex_lock(&ev->lock);
+                ev->dropped++, ev->resync = true;
+                pthread_mutex_unlock(&ev->lock);
+            } else {
+                zmq_send(ev->pub, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+                zmq_send(ev->pub, m.data, m.len, ZMQ_DONTWAIT);
+            }
             if (ev->replay)
                 keep_sent(ev, m);
             else
@@ -375,10 +398,12 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     pthread_cond_init(&ev->more, NULL);
     if (!ev->held || !ev->n_held || !ev->keys || !ev->counts || !ev->topic) {
         snprintf(err, errlen, "out of memory");
-    } else if (!(ev->zctx = zmq_ctx_new()) || !(ev->pub = zmq_socket(ev->zctx, ZMQ_PUB))) {
+    } else if (!(ev->zctx = zmq_ctx_new()) || !(ev->pub = zmq_socket(ev->zctx, ZMQ_XPUB))) {
         snprintf(err, errlen, "--kv-events: cannot make a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
     } else if (zmq_setsockopt(ev->pub, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 ||
                zmq_setsockopt(ev->pub, ZMQ_IPV6, &(int){1}, sizeof(int)) != 0 ||
+               zmq_setsockopt(ev->pub, ZMQ_XPUB_NODROP, &(int){1}, sizeof(int)) != 0 ||
+               zmq_setsockopt(ev->pub, ZMQ_SNDHWM, &(int){KV_HWM}, sizeof(int)) != 0 ||
                (binds(endpoint) ? zmq_bind(ev->pub, endpoint) : zmq_connect(ev->pub, endpoint)) != 0) {
         snprintf(err, errlen, "--kv-events %s: cannot %s: %s", endpoint, binds(endpoint) ? "bind" : "connect",
                  zmq_strerror(zmq_errno()));

@@ -114,12 +114,15 @@ def run(kind, serve, model, d):
 
     def terminator():  # halfway, once replica a holds a request: it drains and exits
         halfway.wait()
-        held, until = 0, time.time() + 10
-        while held == 0 and time.time() < until:
-            time.sleep(0.01)
-            held = metric(a_port, "vllm:num_requests_running") + metric(a_port, "vllm:num_requests_waiting")
-        at_term[:] = [metric(a_port, "vllm:e2e_request_latency_seconds_count"), held]
-        a.send_signal(signal.SIGTERM)
+        at_term[:] = [0, 0]
+        try:
+            held, until = 0, time.time() + 10
+            while held == 0 and time.time() < until:
+                time.sleep(0.01)
+                held = metric(a_port, "vllm:num_requests_running") + metric(a_port, "vllm:num_requests_waiting")
+            at_term[:] = [metric(a_port, "vllm:e2e_request_latency_seconds_count"), held]
+        finally:
+            a.send_signal(signal.SIGTERM)
 
     def client(k):
         for i in range(k, REQUESTS, CLIENTS):

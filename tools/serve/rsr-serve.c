@@ -679,6 +679,11 @@ int main(int argc, char **argv) {
         die("%s", dir_err);
     if (a.cache_dir && (sv.cache_dir = slots_dir_open(a.cache_dir, "--cache-dir", dir_err, sizeof dir_err)) < 0)
         die("%s", dir_err);
+    struct stat d1, d2; /* a client's slot file must never be taken for a cache's, nor the other way */
+    if (sv.save_dir >= 0 && sv.cache_dir >= 0 && fstat(sv.save_dir, &d1) == 0 && fstat(sv.cache_dir, &d2) == 0 &&
+        d1.st_dev == d2.st_dev && d1.st_ino == d2.st_ino)
+        die("--slot-save-path %s and --cache-dir %s are the same directory: give each its own", a.slot_save_path,
+            a.cache_dir);
     if (!sv.model_id) {
         const char *slash = strrchr(a.model_path, '/');
         sv.model_id = slash ? slash + 1 : a.model_path;

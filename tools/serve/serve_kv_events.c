@@ -15,12 +15,13 @@
  *
  * The engine calls keep/grow under its lock (serve_cache_events); a turn's events become one
  * message, queued for the publishing thread in a ring of KV_RING messages: when the ring is full
- * the message is dropped and counted (kv_events_dropped), and the socket never blocks: an XPUB
- * socket that refuses a message at a subscriber's high-water mark (ZMQ_XPUB_NODROP, sent without
- * waiting), where a PUB would drop it unseen, so that drop is counted too. A drop leaves a gap in
- * the sequence numbers and everything is told again (AllBlocksCleared, then every cache's blocks)
- * once the ring is half empty, not at every turn while it is full: a subscriber that cannot keep
- * up never slows decoding.
+ * the message is dropped and counted (kv_events_dropped), a gap in the sequence numbers, and
+ * everything is told again (AllBlocksCleared, then every cache's blocks) once the ring is half
+ * empty, not at every turn while it is full. The PUB socket never blocks: a subscriber whose queue
+ * is at ZeroMQ's high-water mark (KV_HWM messages) loses the message alone, unseen here (a refusal
+ * with ZMQ_XPUB_NODROP would lose it for every subscriber), and sees the gap in the sequence
+ * numbers, for which the replay socket is there. A subscriber that cannot keep up never slows
+ * decoding nor the other subscribers.
  */
 #include <endian.h>
 #include <pthread.h>
@@ -346,20 +347,11 @@ static void *publisher(void *arg) {
         kv_msg m = {0};
         if (have) m = ev->ring[ev->head], ev->head = (ev->head + 1) % KV_RING, ev->len--;
         pthread_mutex_unlock(&ev->lock);
-        char sub[256];
-        while (zmq_recv(ev->pub, sub, sizeof sub, ZMQ_DONTWAIT) >= 0) {} /* subscriptions: nothing to keep */
         if (have) {
             uint64_t be = htobe64(m.seq);
-            /* refused at a subscriber's high-water mark on the first frame or not at all (the mark
-             * counts whole messages): a drop, counted, and everything told again */
-            if (zmq_send(ev->pub, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-                pthread_mutex_lock(&ev->lock);
-                ev->dropped++, ev->resync = true;
-                pthread_mutex_unlock(&ev->lock);
-            } else {
-                zmq_send(ev->pub, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-                zmq_send(ev->pub, m.data, m.len, ZMQ_DONTWAIT);
-            }
+            zmq_send(ev->pub, ev->topic, strlen(ev->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(ev->pub, &be, sizeof be, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(ev->pub, m.data, m.len, ZMQ_DONTWAIT);
             if (ev->replay)
                 keep_sent(ev, m);
             else
@@ -398,11 +390,10 @@ kv_events *kv_events_start(const char *endpoint, const char *replay, const char 
     pthread_cond_init(&ev->more, NULL);
     if (!ev->held || !ev->n_held || !ev->keys || !ev->counts || !ev->topic) {
         snprintf(err, errlen, "out of memory");
-    } else if (!(ev->zctx = zmq_ctx_new()) || !(ev->pub = zmq_socket(ev->zctx, ZMQ_XPUB))) {
+    } else if (!(ev->zctx = zmq_ctx_new()) || !(ev->pub = zmq_socket(ev->zctx, ZMQ_PUB))) {
         snprintf(err, errlen, "--kv-events: cannot make a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
     } else if (zmq_setsockopt(ev->pub, ZMQ_LINGER, &(int){0}, sizeof(int)) != 0 ||
                zmq_setsockopt(ev->pub, ZMQ_IPV6, &(int){1}, sizeof(int)) != 0 ||
-               zmq_setsockopt(ev->pub, ZMQ_XPUB_NODROP, &(int){1}, sizeof(int)) != 0 ||
                zmq_setsockopt(ev->pub, ZMQ_SNDHWM, &(int){KV_HWM}, sizeof(int)) != 0 ||
                (binds(endpoint) ? zmq_bind(ev->pub, endpoint) : zmq_connect(ev->pub, endpoint)) != 0) {
         snprintf(err, errlen, "--kv-events %s: cannot %s: %s", endpoint, binds(endpoint) ? "bind" : "connect",

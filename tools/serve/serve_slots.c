@@ -59,8 +59,29 @@ static bool name_ok(const char *name, size_t n, char *err, size_t errlen) {
     return !why;
 }
 
-/* Writes cache c's session as dir/name, atomically; 0 or -1 with why in err. */
-static int slot_write(int dir, const char *name, serve_cache *c, int64_t *bytes, char *err, size_t errlen) {
+static int slot_open(int dir, const char *name, slot_header *h, char *err, size_t errlen);
+
+/* Whether a save may write dir/name for tenant me: no file of that name, or one of me's (or one no
+ * server reads: of an older version, damaged, with other hard links; written over); else why not
+ * in err, with the status to answer. */
+static int save_refused(int dir, const char *name, const unsigned char me[32], char *err, size_t errlen) {
+    struct stat st;
+    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return snprintf(err, errlen, "'%s' names something that is not a regular file", name), 400;
+    slot_header h;
+    int fd = S_ISREG(st.st_mode) ? slot_open(dir, name, &h, err, errlen) : -1;
+    if (fd < 0) return 0;
+    close(fd);
+    if (!memcmp(h.tenant, me, 32)) return 0;
+    return snprintf(err, errlen, "'%s' holds another tenant's conversation (another API key or cache_salt)", name), 403;
+}
+
+/* Writes cache c's session as dir/name, atomically; 0, -1 with why in err, or (me given: the slot API's
+ * save for tenant me) 400 or 403 where save_refused says, checked with the rename under save_lock
+ * (the writing before it runs unlocked). */
+static int slot_write(int dir, const char *name, serve_cache *c, const unsigned char *me, int64_t *bytes, char *err,
+                      size_t errlen) {
     static unsigned serial;
     char tmp[256];
     snprintf(tmp, sizeof tmp, ".%.200s.%ld.%u.tmp", name, (long)getpid(),
@@ -79,9 +100,14 @@ static int slot_write(int dir, const char *name, serve_cache *c, int64_t *bytes,
         snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
     if (ok && !(ok = fsync(fd) == 0)) snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
     if (close(fd) != 0 && ok) ok = false, snprintf(err, errlen, "cannot write %s: %s", name, strerror(errno));
+    int status = 0;
+    const bool locked = ok && me;
+    if (locked) pthread_mutex_lock(&save_lock);
+    if (locked && (status = save_refused(dir, name, me, err, errlen)) != 0) ok = false;
     if (ok && !(ok = renameat(dir, tmp, dir, name) == 0))
         snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, name, strerror(errno));
-    if (!ok) return unlinkat(dir, tmp, 0), -1;
+    if (locked) pthread_mutex_unlock(&save_lock);
+    if (!ok) return unlinkat(dir, tmp, 0), status ? status : -1;
     fsync(dir); /* the rename itself */
     *bytes = (int64_t)sizeof h + n;
     return 0;
@@ -115,30 +141,17 @@ static int slot_open(int dir, const char *name, slot_header *h, char *err, size_
         snprintf(more, sizeof more, "is truncated within its header (%zd bytes)", got), why = more;
     else if (h->sum != header_sum(h))
         why = "fails its header's checksum: it was damaged or altered after it was saved";
-    else if (st.st_size != (off_t)sizeof *h + h->state_bytes)
-        snprintf(more, sizeof more, "%s: %lld bytes where its header says %lld",
-                 st.st_size < (off_t)sizeof *h + h->state_bytes ? "is truncated" : "holds bytes past its end",
-                 (long long)st.st_size, (long long)sizeof *h + (long long)h->state_bytes),
+    else if (h->state_bytes < 0 || h->state_bytes != (int64_t)st.st_size - (int64_t)sizeof *h)
+        snprintf(more, sizeof more, "%s: %lld bytes after its header where it says %lld",
+                 h->state_bytes < 0 || h->state_bytes > (int64_t)st.st_size - (int64_t)sizeof *h
+                     ? "is truncated"
+                     : "holds bytes past its end",
+                 (long long)st.st_size - (long long)sizeof *h, (long long)h->state_bytes),
             why = more;
     if (!why) return fd;
     close(fd);
     snprintf(err, errlen, "'%s' %s", name, why);
     return -1;
-}
-
-/* Whether a save may write dir/name for tenant me: no file of that name, or one of me's (or one no
- * server could read: written over); else why not in err, with the status to answer. */
-static int save_refused(int dir, const char *name, const unsigned char me[32], char *err, size_t errlen) {
-    struct stat st;
-    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
-    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
-        return snprintf(err, errlen, "'%s' names something that is not a regular file", name), 400;
-    slot_header h;
-    int fd = S_ISREG(st.st_mode) ? slot_open(dir, name, &h, err, errlen) : -1;
-    if (fd < 0) return 0;
-    close(fd);
-    if (!memcmp(h.tenant, me, 32)) return 0;
-    return snprintf(err, errlen, "'%s' holds another tenant's conversation (another API key or cache_salt)", name), 403;
 }
 
 /* The session state after the header of an opened slot file into cache c: 0, or -1 with why in err
@@ -239,6 +252,12 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
     unsigned char me[32];
     caller_of(sv, c, body, len, me);
     slot_header h;
+    const int early = save ? save_refused(sv->save_dir, name, me, err, sizeof err) : 0; /* again at the rename */
+    if (early) {
+        free(name);
+        return send_error(c, early, early == 403 ? "permission_error" : "invalid_request_error", "filename", NULL, "%s",
+                          err);
+    }
     int fd = restore ? slot_open(sv->save_dir, name, &h, err, sizeof err) : 0;
     if (fd >= 0 && restore && memcmp(h.tenant, me, 32)) close(fd), fd = -4;
     if (fd < 0) {
@@ -272,12 +291,10 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
     int rc;
     if (save) {
         const int32_t n = api.session_position(s);
-        pthread_mutex_lock(&save_lock);
-        const int status = save_refused(sv->save_dir, name, me, err, sizeof err);
-        rc = status ? -1 : slot_write(sv->save_dir, name, cc, &bytes, err, sizeof err);
-        pthread_mutex_unlock(&save_lock);
+        rc = slot_write(sv->save_dir, name, cc, me, &bytes, err, sizeof err);
         serve_cache_release(sv->e, cc, SERVE_CACHE_KEPT, NULL);
-        if (status) {
+        if (rc > 0) {
+            const int status = rc;
             cJSON_Delete(root), free(name);
             return send_error(c, status, status == 403 ? "permission_error" : "invalid_request_error", "filename", NULL,
                               "%s", err);
@@ -385,7 +402,7 @@ static bool write_one(server *sv, double wait_s) {
     int64_t bytes;
     cache_name(name, sizeof name, serve_cache_index(cc));
     bool ok = api.session_position(serve_cache_session(cc)) > 0
-                  ? slot_write(sv->cache_dir, name, cc, &bytes, err, sizeof err) == 0
+                  ? slot_write(sv->cache_dir, name, cc, NULL, &bytes, err, sizeof err) == 0
                   : unlinkat(sv->cache_dir, name, 0) == 0 || errno == ENOENT ||
                         (snprintf(err, sizeof err, "cannot remove %s: %s", name, strerror(errno)), false);
     serve_cache_release(sv->e, cc, ok ? SERVE_CACHE_KEPT : SERVE_CACHE_FAILED, NULL);

@@ -199,3 +199,8 @@ for attempt in range(5):
 print("save while slot 1 decodes:", st, "slot 1 still processing", listed[1]["is_processing"],
       "its stream ended", rest.rstrip().endswith("data: [DONE]"))
 b.stop()
+
+# one directory for both: a client's file could be taken for a cache's
+r = subprocess.run([os.environ["RSR_SERVE"], model, "--slot-save-path", slots, "--cache-dir", slots + "/"],
+                   capture_output=True, text=True, timeout=120)
+print("same directory:", r.returncode, r.stderr.strip().splitlines()[-1])

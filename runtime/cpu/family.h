@@ -28,10 +28,10 @@ float rt_quantize_block_avx2(int8_t *q, const float *x, int32_t n); /* one block
 
 /* lm_head.c, the int8 head: Σ (w + 128)·x over n entries (a multiple of 64; the caller removes
  * 128·Σ x), and the same for RT_HEAD_ROWS rows (row r at w + r·stride) with each of k vectors at
- * once: sums[r·k + j] (wq: RT_HEAD_ROWS·n int16 of scratch). */
+ * once: sums[r·k + j] (the vectors four at a time, each block of rows read once for those four). */
 int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n);
 void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t k, int32_t n,
-                              int16_t *wq, int32_t *sums);
+                              int32_t *sums);
 int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
 
 /* forward.c, a group-scaled prefill: a matrix whose codes lie as RSR_UNITS_ROWS16 says

@@ -156,26 +156,51 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t rt_head_dot_q8_vn
  * (into wq, RT_HEAD_ROWS·n entries) and every 32 entries of a vector are loaded once for all the rows;
  * sums[r·k + j] is then exactly rt_head_dot_q8_vnni(row r, x[j]). Reading a vector from cache once per
  * block of rows instead of once per row is what lets many vectors share one pass. */
+/* NJ (constant once inlined) of the vectors x[0..NJ) against the block's RT_HEAD_ROWS rows:
+ * RT_HEAD_ROWS · NJ independent vpdpwssd chains, each row's 32 entries loaded and widened once for
+ * the NJ vectors and each vector's loaded once for the rows */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+head_rows_nj(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t n, int32_t k, int32_t *sums,
+             const int NJ) {
+    __m512i a[RT_HEAD_ROWS][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RT_HEAD_ROWS; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) a[r][j] = _mm512_setzero_si512();
+    for (int32_t i = 0; i < n; i += 64) { /* a cache line of each row at a time */
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i xv[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < NJ; j++) xv[j] = _mm512_loadu_si512((const void *)(x[j] + i + 32 * h));
+#pragma GCC unroll 4
+            for (int r = 0; r < RT_HEAD_ROWS; r++) {
+                const __m512i wr =
+                    _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + (size_t)r * stride + i + 32 * h)));
+#pragma GCC unroll 4
+                for (int j = 0; j < NJ; j++) a[r][j] = _mm512_dpwssd_epi32(a[r][j], wr, xv[j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RT_HEAD_ROWS; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) sums[r * k + j] = _mm512_reduce_add_epi32(a[r][j]);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride,
                                                                                      const int16_t *const *x, int32_t k,
-                                                                                     int32_t n, int16_t *wq,
-                                                                                     int32_t *sums) {
-    for (int32_t r = 0; r < RT_HEAD_ROWS; r++)
-        for (int32_t i = 0; i < n; i += 32)
-            _mm512_storeu_si512((void *)(wq + (size_t)r * (size_t)n + i),
-                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const void *)(w + (size_t)r * stride + i))));
-    const int16_t *w0 = wq, *w1 = wq + n, *w2 = wq + 2 * (size_t)n, *w3 = wq + 3 * (size_t)n;
-    for (int32_t j = 0; j < k; j++) {
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-        for (int32_t i = 0; i < n; i += 32) {
-            __m512i xv = _mm512_loadu_si512((const void *)(x[j] + i));
-            a0 = _mm512_dpwssd_epi32(a0, _mm512_loadu_si512((const void *)(w0 + i)), xv);
-            a1 = _mm512_dpwssd_epi32(a1, _mm512_loadu_si512((const void *)(w1 + i)), xv);
-            a2 = _mm512_dpwssd_epi32(a2, _mm512_loadu_si512((const void *)(w2 + i)), xv);
-            a3 = _mm512_dpwssd_epi32(a3, _mm512_loadu_si512((const void *)(w3 + i)), xv);
-        }
-        sums[0 * k + j] = _mm512_reduce_add_epi32(a0), sums[1 * k + j] = _mm512_reduce_add_epi32(a1);
-        sums[2 * k + j] = _mm512_reduce_add_epi32(a2), sums[3 * k + j] = _mm512_reduce_add_epi32(a3);
+                                                                                     int32_t n, int32_t *sums) {
+    for (int32_t j = 0; j < k; j += 4) { /* the vectors four at a time: 16 chains */
+        const int32_t nj = k - j < 4 ? k - j : 4;
+        if (nj == 4)
+            head_rows_nj(w, stride, x + j, n, k, sums + j, 4);
+        else if (nj == 3)
+            head_rows_nj(w, stride, x + j, n, k, sums + j, 3);
+        else if (nj == 2)
+            head_rows_nj(w, stride, x + j, n, k, sums + j, 2);
+        else
+            head_rows_nj(w, stride, x + j, n, k, sums + j, 1);
     }
 }
 

@@ -277,7 +277,7 @@ struct rt_head_scratch {
     bool skip_pass;            /* the next draw computes every row exactly (sample_skips_pass) */
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t);
     /* HEAD_ROWS rows with several vectors at once where the family has it (rt_head_dot_q8_vnni_rows), or NULL */
-    void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *);
+    void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int32_t *);
 };
 
 static void scratch_free(struct rt_head_scratch *h) {
@@ -406,7 +406,7 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     const float *scale = m->q8_scale, *err = m->q8_err;
     const uint8_t *q8 = m->q8;
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
-    void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int16_t *, int32_t *) =
+    void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int32_t *) =
         px[0]->s->head->dot_rows;
     const int16_t *xqs[HEAD_PASS_MAX];
     for (int32_t j = 0; j < k; j++) {
@@ -421,13 +421,12 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
     {
         double lo[HEAD_PASS_MAX], big[HEAD_PASS_MAX];
         int32_t sums[HEAD_ROWS * HEAD_PASS_MAX];
-        int16_t *wq = blocked ? malloc(sizeof *wq * HEAD_ROWS * (size_t)stride) : NULL;
         for (int32_t j = 0; j < k; j++) lo[j] = -INFINITY, big[j] = 0;
 #pragma omp for schedule(static)
         for (int32_t blk = 0; blk < blocks; blk++) {
             const int32_t v0 = blk * step, nr = a->vocab - v0 < step ? a->vocab - v0 : step;
-            if (wq && nr == HEAD_ROWS)
-                dot_rows(q8 + (size_t)v0 * (size_t)stride, stride, xqs, k, stride, wq, sums);
+            if (blocked && nr == HEAD_ROWS)
+                dot_rows(q8 + (size_t)v0 * (size_t)stride, stride, xqs, k, stride, sums);
             else
                 for (int32_t r = 0; r < nr; r++)
                     for (int32_t j = 0; j < k; j++)
@@ -448,7 +447,6 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
                 }
             }
         }
-        free(wq);
 #pragma omp critical
         for (int32_t j = 0; j < k; j++) {
             if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];

@@ -176,7 +176,7 @@ def ternary_bytes(args, rng, typ, ne):
     n, cols = math.prod(ne), ne[0]
     if args.bench:  # random bytes: valid codes of either type, fast
         size = q3.BLOCK[typ][1]
-        block = bytearray(rng.randbytes(n // 128 * size))
+        block = bytearray(random_bytes(rng, n // 128 * size))
         d = struct.pack('<e', 1.0 / math.sqrt(cols))
         at = 26 if typ == PTQ1_0 else 0
         block[at::size], block[at + 1::size] = d[:1] * (n // 128), d[1:] * (n // 128)
@@ -191,6 +191,11 @@ def ternary_bytes(args, rng, typ, ne):
     return b''.join(blocks)
 
 
+def random_bytes(rng, n):
+    """rng.randbytes(n) in pieces (one call takes at most 2^31 bits)."""
+    return b''.join(rng.randbytes(min(1 << 26, n - at)) for at in range(0, n, 1 << 26))
+
+
 EMBED_TYPES = {'pq2_0': PQ2_0, 'ptq1_0': PTQ1_0, 'q2_0': Q2_0, 'q1_0': q3.Q1_0}
 
 
@@ -200,7 +205,7 @@ def table_bytes(args, rng, typ, ne):
     n, cols = math.prod(ne), ne[0]
     qk, size = q3.BLOCK[typ]
     if args.bench:
-        block = bytearray(rng.randbytes(n // qk * size))
+        block = bytearray(random_bytes(rng, n // qk * size))
         d, at = struct.pack('<e', 1.0 / math.sqrt(cols)), 26 if typ == PTQ1_0 else 0
         block[at::size], block[at + 1::size] = d[:1] * (n // qk), d[1:] * (n // qk)
         return bytes(block)

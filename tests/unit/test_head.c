@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cpu_device.h"
+#include "family.h"
 
 #include "expect.h"
 
@@ -286,6 +287,45 @@ static void random_heads(void) {
     }
 }
 
+/* The int8 pass's blocked dot (rt_head_dot_q8_vnni_rows: RT_HEAD_ROWS rows with k vectors at once)
+ * gives each row's and vector's sum Σ w·x exactly, as a plain loop does, for k of 1 to 9 and 17 (the
+ * kernel takes vectors four at a time, then the rest) and widths of 64 to 2560, with x at the
+ * extremes head_prepare allows (|x| ≤ 2^31 / (255 · width)). */
+static void dot_rows(void) {
+#if defined(__x86_64__)
+    if (!__builtin_cpu_supports("avx512vnni")) {
+        printf("dot_rows: skipped (no AVX-512 VNNI here)\n");
+        return;
+    }
+    const int32_t widths[] = {64, 128, 2560}, ks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
+    unsigned seed = 7;
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+        const int32_t n = widths[wi], stride = n + 64, xmax = (int32_t)fmin(32767, 2147483647.0 / (255.0 * n));
+        uint8_t *w = malloc((size_t)RT_HEAD_ROWS * (size_t)stride);
+        int16_t *xs = malloc(sizeof(int16_t) * 17 * (size_t)n);
+        const int16_t *x[17];
+        for (int32_t i = 0; i < RT_HEAD_ROWS * stride; i++) w[i] = (uint8_t)(i % 5 == 0 ? 255 : rand_r(&seed));
+        for (int32_t i = 0; i < 17 * n; i++)
+            xs[i] = (int16_t)(i % 7 == 0 ? (i % 2 ? xmax : -xmax) : (int32_t)(rand_r(&seed) % (2 * xmax + 1)) - xmax);
+        for (int j = 0; j < 17; j++) x[j] = xs + (size_t)j * (size_t)n;
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+            const int32_t k = ks[ki];
+            int32_t sums[RT_HEAD_ROWS * 17];
+            rt_head_dot_q8_vnni_rows(w, stride, x, k, n, sums);
+            int wrong = 0;
+            for (int r = 0; r < RT_HEAD_ROWS; r++)
+                for (int32_t j = 0; j < k; j++) {
+                    int64_t want = 0;
+                    for (int32_t i = 0; i < n; i++) want += (int64_t)w[(size_t)r * stride + i] * x[j][i];
+                    wrong += sums[r * k + j] != want || rt_head_dot_q8_vnni(w + (size_t)r * stride, x[j], n) != want;
+                }
+            EXPECT(!wrong, "dot_rows: width %d, %d vectors: %d sums differ from the plain loop's", n, k, wrong);
+        }
+        free(w), free(xs);
+    }
+#endif
+}
+
 int main(int argc, char **argv) {
     head_bound_weakened_for_tests = argc > 1 && !strcmp(argv[1], "--weakened");
     sampler_cut();
@@ -294,6 +334,7 @@ int main(int argc, char **argv) {
     overflow();
     non_finite_x();
     random_heads();
+    dot_rows();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

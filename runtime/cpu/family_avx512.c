@@ -152,10 +152,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t rt_head_dot_q8_vn
     return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-/* rt_head_dot_q8_vnni of RT_HEAD_ROWS rows with each of k vectors: the rows' bytes are widened to int16 once
- * (into wq, RT_HEAD_ROWS·n entries) and every 32 entries of a vector are loaded once for all the rows;
- * sums[r·k + j] is then exactly rt_head_dot_q8_vnni(row r, x[j]). Reading a vector from cache once per
- * block of rows instead of once per row is what lets many vectors share one pass. */
+/* rt_head_dot_q8_vnni of RT_HEAD_ROWS rows with each of k vectors: sums[r·k + j] is exactly
+ * rt_head_dot_q8_vnni(row r, x[j]) (integer sums in another order). Reading a block of rows once for
+ * four vectors, instead of once per vector, is what lets many vectors share one pass over the head. */
 /* NJ (constant once inlined) of the vectors x[0..NJ) against the block's RT_HEAD_ROWS rows:
  * RT_HEAD_ROWS · NJ independent vpdpwssd chains, each row's 32 entries loaded and widened once for
  * the NJ vectors and each vector's loaded once for the rows */

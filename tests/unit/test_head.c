@@ -304,6 +304,8 @@ static void dot_rows(void) {
         uint8_t *w = malloc((size_t)RT_HEAD_ROWS * (size_t)stride);
         int16_t *xs = malloc(sizeof(int16_t) * 17 * (size_t)n);
         const int16_t *x[17];
+        EXPECT(w && xs, "out of memory");
+        if (!w || !xs) return;
         for (int32_t i = 0; i < RT_HEAD_ROWS * stride; i++) w[i] = (uint8_t)(i % 5 == 0 ? 255 : rand_r(&seed));
         for (int32_t i = 0; i < 17 * n; i++)
             xs[i] = (int16_t)(i % 7 == 0 ? (i % 2 ? xmax : -xmax) : (int32_t)(rand_r(&seed) % (2 * xmax + 1)) - xmax);

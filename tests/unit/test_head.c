@@ -298,7 +298,8 @@ static void dot_rows(void) {
         return;
     }
     const int32_t widths[] = {64, 128, 2560}, ks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
-    unsigned seed = 7;
+    uint32_t seed = 7; /* a plain LCG: rand_r is POSIX, not C11 */
+#define NEXT() ((seed = seed * 1103515245u + 12345u) >> 8)
     for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
         const int32_t n = widths[wi], stride = n + 64, xmax = (int32_t)fmin(32767, 2147483647.0 / (255.0 * n));
         uint8_t *w = malloc((size_t)RT_HEAD_ROWS * (size_t)stride);
@@ -306,9 +307,9 @@ static void dot_rows(void) {
         const int16_t *x[17];
         EXPECT(w && xs, "out of memory");
         if (!w || !xs) return;
-        for (int32_t i = 0; i < RT_HEAD_ROWS * stride; i++) w[i] = (uint8_t)(i % 5 == 0 ? 255 : rand_r(&seed));
+        for (int32_t i = 0; i < RT_HEAD_ROWS * stride; i++) w[i] = (uint8_t)(i % 5 == 0 ? 255 : NEXT());
         for (int32_t i = 0; i < 17 * n; i++)
-            xs[i] = (int16_t)(i % 7 == 0 ? (i % 2 ? xmax : -xmax) : (int32_t)(rand_r(&seed) % (2 * xmax + 1)) - xmax);
+            xs[i] = (int16_t)(i % 7 == 0 ? (i % 2 ? xmax : -xmax) : (int32_t)(NEXT() % (uint32_t)(2 * xmax + 1)) - xmax);
         for (int j = 0; j < 17; j++) x[j] = xs + (size_t)j * (size_t)n;
         for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
             const int32_t k = ks[ki];
@@ -325,6 +326,7 @@ static void dot_rows(void) {
         }
         free(w), free(xs);
     }
+#undef NEXT
 #endif
 }
 

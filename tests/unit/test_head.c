@@ -309,7 +309,8 @@ static void dot_rows(void) {
         if (!w || !xs) return;
         for (int32_t i = 0; i < RT_HEAD_ROWS * stride; i++) w[i] = (uint8_t)(i % 5 == 0 ? 255 : NEXT());
         for (int32_t i = 0; i < 17 * n; i++)
-            xs[i] = (int16_t)(i % 7 == 0 ? (i % 2 ? xmax : -xmax) : (int32_t)(NEXT() % (uint32_t)(2 * xmax + 1)) - xmax);
+            xs[i] =
+                (int16_t)(i % 7 == 0 ? (i % 2 ? xmax : -xmax) : (int32_t)(NEXT() % (uint32_t)(2 * xmax + 1)) - xmax);
         for (int j = 0; j < 17; j++) x[j] = xs + (size_t)j * (size_t)n;
         for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
             const int32_t k = ks[ki];

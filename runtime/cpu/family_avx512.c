@@ -152,9 +152,6 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t rt_head_dot_q8_vn
     return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
-/* rt_head_dot_q8_vnni of RT_HEAD_ROWS rows with each of k vectors: sums[r·k + j] is exactly
- * rt_head_dot_q8_vnni(row r, x[j]) (integer sums in another order). Reading a block of rows once for
- * four vectors, instead of once per vector, is what lets many vectors share one pass over the head. */
 /* NJ (constant once inlined) of the vectors x[0..NJ) against the block's RT_HEAD_ROWS rows:
  * RT_HEAD_ROWS · NJ independent vpdpwssd chains, each row's 32 entries loaded and widened once for
  * the NJ vectors and each vector's loaded once for the rows */
@@ -187,6 +184,9 @@ head_rows_nj(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t 
         for (int j = 0; j < NJ; j++) sums[r * k + j] = _mm512_reduce_add_epi32(a[r][j]);
 }
 
+/* rt_head_dot_q8_vnni of RT_HEAD_ROWS rows with each of k vectors: sums[r·k + j] is exactly
+ * rt_head_dot_q8_vnni(row r, x[j]) (integer sums in another order). Reading a block of rows once for
+ * four vectors, instead of once per vector, is what lets many vectors share one pass over the head. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride,
                                                                                      const int16_t *const *x, int32_t k,
                                                                                      int32_t n, int32_t *sums) {

@@ -127,7 +127,9 @@ static int slot_open(int dir, const char *name, slot_header *h, char *err, size_
     const char *why = NULL;
     char more[96] = "";
     ssize_t got = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    const bool stat_ok = fstat(fd, &st) == 0;
+    const int64_t after = stat_ok ? (int64_t)st.st_size - (int64_t)sizeof *h : 0; /* the bytes past the header */
+    if (!stat_ok || !S_ISREG(st.st_mode))
         why = "is not a regular file";
     else if (st.st_nlink > 1)
         why = "has other hard links (a name that may stand for a file outside the directory), so it is not read";
@@ -141,12 +143,10 @@ static int slot_open(int dir, const char *name, slot_header *h, char *err, size_
         snprintf(more, sizeof more, "is truncated within its header (%zd bytes)", got), why = more;
     else if (h->sum != header_sum(h))
         why = "fails its header's checksum: it was damaged or altered after it was saved";
-    else if (h->state_bytes < 0 || h->state_bytes != (int64_t)st.st_size - (int64_t)sizeof *h)
+    else if (h->state_bytes != after)
         snprintf(more, sizeof more, "%s: %lld bytes after its header where it says %lld",
-                 h->state_bytes < 0 || h->state_bytes > (int64_t)st.st_size - (int64_t)sizeof *h
-                     ? "is truncated"
-                     : "holds bytes past its end",
-                 (long long)st.st_size - (long long)sizeof *h, (long long)h->state_bytes),
+                 h->state_bytes < 0 || h->state_bytes > after ? "is truncated" : "holds bytes past its end",
+                 (long long)after, (long long)h->state_bytes),
             why = more;
     if (!why) return fd;
     close(fd);
@@ -239,6 +239,12 @@ static const char *not_yours(serve_cache *cc, const unsigned char me[32]) {
                : NULL;
 }
 
+/* A save refused by save_refused's status (400 or 403) */
+static enum MHD_Result save_refusal(struct MHD_Connection *c, int status, const char *err) {
+    return send_error(c, status, status == 403 ? "permission_error" : "invalid_request_error", "filename", NULL, "%s",
+                      err);
+}
+
 static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t id, const char *action,
                                    const char *body, size_t len) {
     enum MHD_Result ret = MHD_NO;
@@ -253,11 +259,7 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
     caller_of(sv, c, body, len, me);
     slot_header h;
     const int early = save ? save_refused(sv->save_dir, name, me, err, sizeof err) : 0; /* again at the rename */
-    if (early) {
-        free(name);
-        return send_error(c, early, early == 403 ? "permission_error" : "invalid_request_error", "filename", NULL, "%s",
-                          err);
-    }
+    if (early) return free(name), save_refusal(c, early, err);
     int fd = restore ? slot_open(sv->save_dir, name, &h, err, sizeof err) : 0;
     if (fd >= 0 && restore && memcmp(h.tenant, me, 32)) close(fd), fd = -4;
     if (fd < 0) {
@@ -293,12 +295,7 @@ static enum MHD_Result slot_action(server *sv, struct MHD_Connection *c, int32_t
         const int32_t n = api.session_position(s);
         rc = slot_write(sv->save_dir, name, cc, me, &bytes, err, sizeof err);
         serve_cache_release(sv->e, cc, SERVE_CACHE_KEPT, NULL);
-        if (rc > 0) {
-            const int status = rc;
-            cJSON_Delete(root), free(name);
-            return send_error(c, status, status == 403 ? "permission_error" : "invalid_request_error", "filename", NULL,
-                              "%s", err);
-        }
+        if (rc > 0) return cJSON_Delete(root), free(name), save_refusal(c, rc, err);
         cJSON_AddNumberToObject(root, "n_saved", n);
         cJSON_AddNumberToObject(root, "n_written", (double)bytes);
     } else {

@@ -20,6 +20,20 @@
 #define RT_F16_BITS(h)                                                                                                 \
     ((((h)&0x8000u) << 16) | (((((h)&0x7fffu) << 13) + 0x38000000u) & (__typeof__(h))(((h)&0x7fffu) != 0)))
 
+/* lm_head.c's codes head (lm_head.c, "the codes head"): a vector x as rt_head_dot_codes_vnni reads
+ * it, for rows of `groups` groups of 256 weights, each group 64 bytes of 2-bit codes (value + 1)
+ * whose byte t holds in bits 2p, 2p + 1 the weight p·(qk/4) + t mod (qk/4) of the group's block
+ * t / (qk/4). hi and lo: x's int16 quantisation xq = 128·hi + lo (|xq| <= 16383, 0 <= lo < 128)
+ * laid out as the codes' planes, 256 bytes a group (plane p: 64 bytes); sl: per group, each of the
+ * 16 int32 lanes' Σ xq over the 16 weights it covers; lane_block: the block (of the group's
+ * blocks_a_group) each lane's 4 bytes fall in. */
+typedef struct rt_head_x {
+    const int8_t *hi, *lo;
+    const int32_t *sl;
+    int32_t lane_block[16];
+    int32_t groups, blocks_a_group;
+} rt_head_x;
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 /* forward.c: the per-token absmax quantisation to int8 (quantize_scalar's bits); returns x_scale. */
 float rt_quantize_avx512(int8_t *q, const float *x, int32_t n);
@@ -33,6 +47,8 @@ int32_t rt_head_dot_q8_vnni(const uint8_t *w, const int16_t *x, int32_t n);
 void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *const *x, int32_t k, int32_t n,
                               int32_t *sums);
 int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
+
+float rt_head_dot_codes_vnni(const uint8_t *codes, const float *scales, const rt_head_x *x);
 
 /* forward.c, a group-scaled prefill: a matrix whose codes lie as RSR_UNITS_ROWS16 says
  * (rsr_artifact.h), the blocks [b0, b1) of 16 rows for ntok tokens with the conversion to fp32

@@ -203,6 +203,41 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_
     }
 }
 
+/* lm_head.c's codes head (a group-scaled head held as 2-bit codes; family.h): one row's
+ * Σ_b d_b·Σ_j (c_j − 1)·xq_j in 16 fp32 lanes, reduced as rt_head_codes_reduce says. Each group
+ * of 256 weights is 64 bytes of codes, plane p (bits 2p, 2p + 1 of every byte) against x's plane
+ * p, split as xq = 128·hi + lo into two vpdpbusd chains; lane l's sum less its Σ xq (sl) is exact,
+ * then scaled by its block's d (vpermps of the group's scales by `lane_block`) and added by one
+ * fma a group. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) float
+rt_head_dot_codes_vnni(const uint8_t *codes, const float *scales, const rt_head_x *x) {
+    const __m512i three = _mm512_set1_epi8(3);
+    const __m512i lane_block = _mm512_loadu_si512((const void *)x->lane_block);
+    __m512 acc = _mm512_setzero_ps();
+    for (int32_t g = 0; g < x->groups; g++) {
+        const __m512i c = _mm512_loadu_si512((const void *)(codes + 64 * (size_t)g));
+        const int8_t *xh = x->hi + 256 * (size_t)g, *xl = x->lo + 256 * (size_t)g;
+        __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            const __m512i cp = _mm512_and_si512(_mm512_srli_epi16(c, 2 * p), three);
+            hi = _mm512_dpbusd_epi32(hi, cp, _mm512_loadu_si512((const void *)(xh + 64 * p)));
+            lo = _mm512_dpbusd_epi32(lo, cp, _mm512_loadu_si512((const void *)(xl + 64 * p)));
+        }
+        __m512i sum = _mm512_add_epi32(_mm512_slli_epi32(hi, 7), lo);
+        sum = _mm512_sub_epi32(sum, _mm512_loadu_si512((const void *)(x->sl + 16 * (size_t)g)));
+        const __m512 d = _mm512_permutexvar_ps(
+            lane_block, _mm512_castps128_ps512(_mm_loadu_ps(scales + (size_t)g * (size_t)x->blocks_a_group)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc);
+    }
+    /* lanes i and i + 8, then i and i + 4, i and i + 2, 0 and 1 (rt_head_codes_reduce's order) */
+    const __m256 a8 =
+        _mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+    const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+    const __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+    return _mm_cvtss_f32(_mm_add_ss(a2, _mm_movehdup_ps(a2)));
+}
+
 /* ---- the group-scaled kernels (forward.c, family.h's rt_units_call): units_generic.h on zmm ---- */
 
 #define UV_ROWS 16

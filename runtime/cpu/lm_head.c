@@ -20,6 +20,20 @@
  * is the one greedy sampling of the full logits would give, by construction; non-finite
  * activations, and any x whose logits could overflow fp32 (‖x‖₁·max|w| near FLT_MAX), fall back
  * to the full head; every argmax here follows rt_logit_better (NaN never wins, first maximum).
+ *
+ * The codes head. A head kept in group-scaled blocks (Q1_0, Q2_0, PQ2_0, PTQ1_0: Bonsai 2's) holds
+ * each weight exactly as d_b·(c − 1), c a 2-bit code, so on a CPU with AVX-512 VNNI the pass reads
+ * those codes (2.1 bits a weight with the scales, against the int8 copy's 8) and nothing in w is
+ * approximated: x = xq/xs + d with |xq| <= 16383, and
+ *
+ *     approx[v] = (1/xs)·Σ_b d_b·Σ_{j∈b} (c_j − 1)·xq_j        (each block's integer sum exact)
+ *     |x·w − approx[v]| <= cmax·D[v]·(‖d‖₁ + γ·(‖x‖₁ + ‖d‖₁))
+ *
+ * with D[v] = max_b |d_b|, cmax = max |c − 1| (2 for Q2_0 and PQ2_0, 1 for Q1_0 and PTQ1_0), and
+ * γ = (groups + 5)·2⁻²³ for the fp32 lanes the block sums are scaled and added in (one fma a group
+ * of 256 weights per lane, then four levels of lane sums: rt_head_dot_codes_vnni). max|w| =
+ * cmax·D[v] in the fp32 term as above. The copy is made at the first certified pick, as the int8
+ * one; other CPUs make the int8 copy from the decoded rows.
  */
 #include <errno.h>
 #include <float.h>
@@ -197,9 +211,86 @@ static bool q8_block(const uint8_t *rows, int32_t dtype, size_t row_bytes, size_
 #define Q8_BLOCK 512                  /* rows read from the file at a time by each thread */
 #define Q8_PARALLEL ((size_t)1 << 25) /* a smaller head is made by the calling thread alone (well under 0.1 s) */
 
+/* ---- the codes head (the header comment), made at the first certified pick ---- */
+
+/* The copy's layout (family.h's rt_head_x): blocks a group of 256 weights, and a row's bytes. */
+static int32_t hc_blocks_a_group(int32_t dtype) { return 256 / (int32_t)rsr_block_weights(dtype); }
+static size_t hc_row_bytes(int32_t dtype, int32_t groups) {
+    const size_t b = 64 * (size_t)groups + 4 * ((size_t)groups * (size_t)hc_blocks_a_group(dtype) + 4);
+    return (b + 63) / 64 * 64; /* 4 scales past the last group's: the kernel loads 4 at a time */
+}
+static int32_t hc_cmax(int32_t dtype) { return dtype == RSR_DTYPE_PQ2_0 || dtype == RSR_DTYPE_Q2_0 ? 2 : 1; }
+
+/* Rows [0, nv) of the file's blocks into the copy's rows; false when a scale is not finite. */
+static bool hc_rows(const uint8_t *blocks, int32_t dtype, int32_t n, int32_t groups, size_t nv, uint8_t *out,
+                    float *maxd) {
+    const int32_t qk = (int32_t)rsr_block_weights(dtype), q4 = qk / 4, bag = hc_blocks_a_group(dtype);
+    const size_t in_row = rsr_dtype_bytes(dtype, (size_t)n), out_row = hc_row_bytes(dtype, groups);
+    bool ok = true;
+    uint8_t c[128];
+    for (size_t v = 0; v < nv; v++) {
+        const uint8_t *r = blocks + v * in_row;
+        uint8_t *codes = out + v * out_row;
+        float *scale = (float *)(codes + 64 * (size_t)groups), md = 0;
+        memset(codes, 0, out_row); /* padding blocks: codes 0 and scale 0, against x's zeros */
+        for (int32_t b = 0; b < n / qk; b++, r += rsr_block_bytes(dtype)) {
+            const float d = rsr_block_scale(dtype, r);
+            ok &= isfinite(d);
+            md = fabsf(d) > md ? fabsf(d) : md;
+            scale[b] = d;
+            rsr_block_codes(dtype, r, c);
+            uint8_t *g = codes + 64 * (size_t)(b / bag) + (size_t)(b % bag) * (size_t)q4;
+            for (int32_t j = 0; j < qk; j++) g[j % q4] |= (uint8_t)(c[j] << (2 * (j / q4)));
+        }
+        maxd[v] = md;
+    }
+    return ok;
+}
+
+/* The codes head where this CPU has its kernel and the head is in blocks; true when made. */
+static bool hc_make(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    const int32_t dt = a->lm_head_dtype;
+#if defined(__x86_64__)
+    if (rt_cpu_isa() != RT_ISA_AVX512_VNNI || !rsr_block_weights(dt) || a->head_q8 != RSR_NO_TENSOR) return false;
+#else
+    return false;
+#endif
+    const int32_t groups = (a->hidden + 255) / 256;
+    const size_t V = (size_t)a->vocab, stride = hc_row_bytes(dt, groups), huge = (size_t)2 << 20;
+    const size_t in_row = rsr_dtype_bytes(dt, (size_t)a->hidden);
+    const size_t size = (V * stride + 4 * V + huge - 1) / huge * huge;
+    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return false;
+    (void)madvise(mem, size, MADV_HUGEPAGE);
+    float *maxd = (float *)(mem + V * stride);
+    int ok = 1;
+#pragma omp parallel num_threads(rt_team_of(m)) reduction(&& : ok) if (V * (size_t)a->hidden >= Q8_PARALLEL)
+    {
+        uint8_t *rows = malloc(Q8_BLOCK * in_row);
+        ok = rows != NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t b = 0; b < (V + Q8_BLOCK - 1) / Q8_BLOCK; b++) {
+            const size_t v0 = b * Q8_BLOCK, nv = V - v0 < Q8_BLOCK ? V - v0 : Q8_BLOCK;
+            if (!ok) continue;
+            const uint8_t *r = rt_row(m, a->lm_head + v0 * in_row, nv * in_row, rows, Q8_BLOCK * in_row);
+            ok &= hc_rows(r, dt, a->hidden, groups, nv, mem + v0 * stride, maxd + v0);
+        }
+        free(rows);
+    }
+    if (!ok || mprotect(mem, size, PROT_READ) != 0) {
+        munmap(mem, size);
+        return false;
+    }
+    m->hc = m->q8_made = mem, m->q8_made_size = size, m->hc_maxd = maxd, m->hc_stride = stride;
+    m->hc_groups = groups;
+    return true;
+}
+
 static void q8_make(rsr_model *m) {
     const rsr_artifact *a = m->a;
-    m->q8 = NULL;
+    m->q8 = NULL, m->hc = NULL;
+    if (a->head_q8_stride > 0 && hc_make(m)) return;
     if (a->head_q8 != RSR_NO_TENSOR) { /* stored by an older rsrc */
         m->q8 = m->blob + a->head_q8;
         m->q8_scale = (const float *)(m->blob + a->head_q8_scale),
@@ -247,7 +338,7 @@ bool rt_head_q8_ready(const rsr_model *cm) {
         }
         pthread_mutex_unlock(&m->q8_lock);
     }
-    return m->q8 != NULL;
+    return m->q8 != NULL || m->hc != NULL;
 }
 
 static int32_t threads_of(const rsr_session *s) { return rt_team_of(s->model); }
@@ -270,6 +361,8 @@ static int32_t dot_q8_scalar(const uint8_t *w, const int16_t *x, int32_t n) {
 
 struct rt_head_scratch {
     int16_t *xq;               /* [stride] */
+    int8_t *xh, *xl;           /* the codes head's x (family.h's rt_head_x): [groups·256] each */
+    int32_t *sl;               /* [groups·16] */
     double *approx, *bound;    /* [vocab] */
     int32_t *cand, *ids;       /* [vocab]: sampling's candidate rows; the sampler's scratch */
     float *cand_logit, *probs; /* [vocab]: their exact logits; the sampler's scratch */
@@ -281,14 +374,15 @@ struct rt_head_scratch {
 };
 
 static void scratch_free(struct rt_head_scratch *h) {
-    if (h) free(h->xq), free(h->approx), free(h->bound), free(h);
+    if (h) free(h->xq), free(h->xh), free(h->xl), free(h->sl), free(h->approx), free(h->bound), free(h);
 }
 
 void rt_lm_head_free(rsr_session *s) {
     for (int32_t i = 0; i < s->n_head_rows; i++) scratch_free(s->head_rows[i]);
     free(s->head_rows), s->head_rows = NULL, s->n_head_rows = 0;
     if (!s->head) return;
-    free(s->head->xq), free(s->head->approx), free(s->head->bound);
+    free(s->head->xq), free(s->head->xh), free(s->head->xl), free(s->head->sl);
+    free(s->head->approx), free(s->head->bound);
     free(s->head->cand), free(s->head->ids), free(s->head->cand_logit), free(s->head->probs);
     free(s->head->pen);
     free(s->head);
@@ -302,6 +396,12 @@ static struct rt_head_scratch *scratch_greedy(const rsr_artifact *a) {
     h->xq = calloc((size_t)(a->head_q8_stride > 0 ? a->head_q8_stride : 1), sizeof *h->xq);
     h->approx = malloc(sizeof(double) * (size_t)a->vocab);
     h->bound = malloc(sizeof(double) * (size_t)a->vocab);
+    const size_t groups = ((size_t)a->hidden + 255) / 256;
+    if (rsr_block_weights(a->lm_head_dtype)) { /* the codes head's x, should the model make it */
+        h->xh = malloc(256 * groups), h->xl = malloc(256 * groups);
+        h->sl = malloc(sizeof(int32_t) * 16 * groups);
+        if (!h->xh || !h->xl || !h->sl) h->approx = (free(h->approx), NULL);
+    }
     if (h->xq && h->approx && h->bound) return h;
     scratch_free(h);
     return NULL;
@@ -330,7 +430,7 @@ static rsr_status head_scratch(rsr_session *s) {
                                        : dot_q8_scalar;
     if (isa == RT_ISA_AVX512_VNNI) h->dot_rows = rt_head_dot_q8_vnni_rows;
 #else
-    h->dot = dot_q8_scalar; /* off x86 the portable family is the only one */
+    h->dot = dot_q8_scalar;              /* off x86 the portable family is the only one */
 #endif
     return RSR_OK;
 }
@@ -365,7 +465,27 @@ typedef struct head_x {
     double xs, d_l1, x_l1, best_lo, largest;
     double fp32_dot; /* n·2^-23·‖x‖₁: the fp32 logit's rounding term per unit of max|w| */
     int32_t sum_xq;
+    rt_head_x hx; /* the codes head's x (p->s->model->hc) */
 } head_x;
+
+/* x's quantisation (xq) laid out as the codes head's planes (family.h's rt_head_x) */
+static void hc_prepare(head_x *p, const int16_t *xq, int32_t n) {
+    const rsr_model *m = p->s->model;
+    const int32_t dt = m->a->lm_head_dtype, q4 = (int32_t)rsr_block_weights(dt) / 4, bag = hc_blocks_a_group(dt);
+    struct rt_head_scratch *h = p->h;
+    rt_head_x *x = &p->hx;
+    *x = (rt_head_x){.hi = h->xh, .lo = h->xl, .sl = h->sl, .groups = m->hc_groups, .blocks_a_group = bag};
+    for (int l = 0; l < 16; l++) x->lane_block[l] = 4 * l / q4;
+    memset(h->sl, 0, sizeof(int32_t) * 16 * (size_t)x->groups);
+    for (int32_t g = 0; g < x->groups; g++)
+        for (int32_t t = 0; t < 64; t++)
+            for (int32_t pl = 0; pl < 4; pl++) {
+                const int32_t j = 256 * g + (t / q4) * 4 * q4 + pl * q4 + t % q4, v = j < n ? xq[j] : 0;
+                h->xh[256 * g + 64 * pl + t] = (int8_t)(v >> 7); /* arithmetic: xq = 128·hi + lo */
+                h->xl[256 * g + 64 * pl + t] = (int8_t)(v & 127);
+                h->sl[16 * g + t / 4] += v;
+            }
+}
 
 /* Quantises p->x into its scratch; p->have = 0 when there is nothing to bound. */
 static rsr_status head_prepare(head_x *p) {
@@ -379,9 +499,11 @@ static rsr_status head_prepare(head_x *p) {
     rsr_status st = head_scratch(p->s);
     if (st != RSR_OK) return st;
     if (!p->h) p->h = p->s->head;
-    /* x = xq/xs + d, |xq| <= xmax where 255·xmax·stride stays below 2^31 */
+    /* x = xq/xs + d, |xq| <= xmax where 255·xmax·stride stays below 2^31 (the codes head: xq's 15
+     * bits split into two int8 halves) */
     int16_t *xq = p->h->xq;
-    double xmax = fmin(32767, floor(2147483647.0 / (255.0 * a->head_q8_stride)));
+    const bool codes = p->s->model->hc != NULL;
+    double xmax = codes ? 16383 : fmin(32767, floor(2147483647.0 / (255.0 * a->head_q8_stride)));
     double xs = xmax / amax, d_l1 = 0;
     int32_t sum_xq = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -391,28 +513,62 @@ static rsr_status head_prepare(head_x *p) {
         d_l1 += fabs((double)p->x[i] - q / xs);
     }
     p->xs = xs, p->d_l1 = d_l1, p->sum_xq = sum_xq;
+    if (codes) hc_prepare(p, xq, n);
     return RSR_OK;
 }
 
-/* The int8 pass of k prepared vectors (have set) together: each row is read once for all of
- * them, and each vector gets exactly the values a pass of its own gives. */
 #define HEAD_PASS_MAX RSR_BATCH_MAX
-static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
+
+/* head_pass on the codes head: each row read once for the k vectors (from L1 for all but the
+ * first), each vector's values those of a pass of its own. */
+static void hc_pass(const rsr_model *m, head_x *const *px, int32_t k, double weak) {
     const rsr_artifact *a = m->a;
-    int32_t n = a->hidden, stride = a->head_q8_stride;
-    /* tests/unit/test_head.c weakens the bound through head_bound_weakened_for_tests (half of
-     * it, without the fp32 term) and must then fail: its cases are tight enough to notice */
-    const double weak = head_bound_weakened_for_tests ? 0.5 : 1, widen = (1 + 1e-6) * weak;
+    const double widen = (1 + 1e-6) * weak, cmax = hc_cmax(a->lm_head_dtype);
+    const double lanes = (m->hc_groups + 5) * 0x1p-23; /* γ of the header comment */
+#pragma omp parallel num_threads(rt_team_of(m))
+    {
+        double lo[HEAD_PASS_MAX], big[HEAD_PASS_MAX];
+        for (int32_t j = 0; j < k; j++) lo[j] = -INFINITY, big[j] = 0;
+#pragma omp for schedule(static)
+        for (int32_t v = 0; v < a->vocab; v++) {
+            const uint8_t *row = m->hc + (size_t)v * m->hc_stride;
+            const float *scales = (const float *)(row + 64 * (size_t)m->hc_groups);
+            const double wmax = cmax * m->hc_maxd[v];
+            for (int32_t j = 0; j < k; j++) {
+                const head_x *p = px[j];
+#if defined(__x86_64__)
+                const double approx = (double)rt_head_dot_codes_vnni(row, scales, &p->hx) / p->xs;
+#else
+                const double approx = 0; /* hc_make makes no codes head off x86 */
+#endif
+                const double bound =
+                    wmax * (p->d_l1 + p->fp32_dot + (weak < 1 ? 0 : lanes * (p->x_l1 + p->d_l1))) * widen + 1e-30;
+                p->h->approx[v] = approx;
+                p->h->bound[v] = bound;
+                if (approx - bound > lo[j]) lo[j] = approx - bound;
+                big[j] = fmax(big[j], wmax * p->x_l1);
+            }
+        }
+#pragma omp critical
+        for (int32_t j = 0; j < k; j++) {
+            if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];
+            px[j]->largest = fmax(px[j]->largest, big[j]);
+        }
+    }
+}
+
+/* head_pass on the int8 copy */
+static void q8_pass(const rsr_model *m, head_x *const *px, int32_t k, double weak) {
+    const rsr_artifact *a = m->a;
+    const int32_t stride = a->head_q8_stride;
+    const double widen = (1 + 1e-6) * weak;
     const float *scale = m->q8_scale, *err = m->q8_err;
     const uint8_t *q8 = m->q8;
     int32_t (*dot)(const uint8_t *, const int16_t *, int32_t) = px[0]->s->head->dot;
     void (*dot_rows)(const uint8_t *, int32_t, const int16_t *const *, int32_t, int32_t, int32_t *) =
         px[0]->s->head->dot_rows;
     const int16_t *xqs[HEAD_PASS_MAX];
-    for (int32_t j = 0; j < k; j++) {
-        xqs[j] = px[j]->h->xq;
-        px[j]->fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * px[j]->x_l1;
-    }
+    for (int32_t j = 0; j < k; j++) xqs[j] = px[j]->h->xq;
     /* with VNNI and several vectors, rows go in blocks of HEAD_ROWS (rt_head_dot_q8_vnni_rows); the
      * integer sums are the same either way */
     const int blocked = dot_rows && k > 1;
@@ -453,6 +609,21 @@ static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
             px[j]->largest = fmax(px[j]->largest, big[j]);
         }
     }
+}
+
+/* The pass of k prepared vectors (have set) together, on the codes head or the int8 copy: each
+ * row is read once for all of them, and each vector gets exactly the values a pass of its own
+ * gives. */
+static void head_pass(const rsr_model *m, head_x *const *px, int32_t k) {
+    const int32_t n = m->a->hidden;
+    /* tests/unit/test_head.c weakens the bound through head_bound_weakened_for_tests (half of
+     * it, without the fp32 terms) and must then fail: its cases are tight enough to notice */
+    const double weak = head_bound_weakened_for_tests ? 0.5 : 1;
+    for (int32_t j = 0; j < k; j++) px[j]->fp32_dot = weak < 1 ? 0 : (double)n * 0x1p-23 * px[j]->x_l1;
+    if (m->hc)
+        hc_pass(m, px, k, weak);
+    else
+        q8_pass(m, px, k, weak);
     /* where an fp32 logit could overflow (or its rounding term stop bounding it), nothing is
      * certified: the callers take the exact logits */
     for (int32_t j = 0; j < k; j++)

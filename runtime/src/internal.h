@@ -33,6 +33,13 @@ struct rsr_model {
      * certified pick (rt_head_q8_ready), under q8_lock, and then q8_state is 1 */
     const uint8_t *q8;
     const float *q8_scale, *q8_err;
+    /* or, for a head in group-scaled blocks on a CPU with the kernel (lm_head.c, "the codes
+     * head"), its 2-bit codes: rows of hc_stride bytes (hc_groups groups of 64 bytes of codes, then
+     * the blocks' scales as f32), each row's largest |scale| in hc_maxd; else NULL */
+    const uint8_t *hc;
+    const float *hc_maxd;
+    size_t hc_stride;
+    int32_t hc_groups;
     uint8_t *q8_made; /* the copy made at open (anonymous memory), else NULL */
     size_t q8_made_size;
     int q8_state;

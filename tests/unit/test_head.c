@@ -14,12 +14,18 @@
  *     batched, at temperatures that leave most rows out and at ones that keep them all, with
  *     top-k, top-p, min-p and the repetition penalty; and the sampler's cut leaves out exactly
  *     the rows of weight below 2^-24 / vocab (less its margin).
- * With --weakened the runtime halves every bound and drops its fp32 term, and this test must
- * fail (ctest runs it so, expecting failure): the cases are tight enough to notice.
+ *   - the same for heads in group-scaled blocks (Q1_0, Q2_0, PQ2_0, PTQ1_0, written here from
+ *     their definitions in rsr_blocks.h), which a CPU with AVX-512 VNNI reads as the codes head
+ *     (lm_head.c) and others through the int8 copy; its kernel's float sums against a plain
+ *     emulation of its lanes, bit for bit, and against the exact sum within the lanes' γ.
+ * With --weakened the runtime halves every bound and drops its fp32 terms, and this test must
+ * fail (ctest runs it so, expecting failure): the cases are tight enough to notice, the codes
+ * head's too (block_adversarial).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cpu_device.h"
 #include "family.h"
@@ -88,6 +94,7 @@ static void head_build(head *h, const float rows[][N], int32_t vocab) {
 
 static void head_free(head *h) {
     rt_lm_head_free(&h->s);
+    if (h->m.q8_made) munmap(h->m.q8_made, h->m.q8_made_size);
     free(h->blob);
 }
 
@@ -331,6 +338,215 @@ static void dot_rows(void) {
 #endif
 }
 
+/* ---- heads in group-scaled blocks ---- */
+
+enum { BMAXN = 5120 };
+
+static uint16_t to_f16(float f) { /* normal values exactly representable in f16, and 0 */
+    if (f == 0) return 0;
+    int e;
+    float m = frexpf(fabsf(f), &e); /* f = m·2^e, m in [0.5, 1) */
+    uint16_t h = (uint16_t)((f < 0) << 15 | (e + 14) << 10 | ((int)ldexpf(m, 11) - 1024));
+    EXPECT(rsr_f16_to_f32(h) == f, "to_f16(%g) is not exact", (double)f);
+    return h;
+}
+
+/* One block of qk values (-1..2) and scale d in dtype's bytes, written from rsr_blocks.h's text. */
+static void block_write(int32_t dtype, const int8_t *val, float d, uint8_t *out) {
+    const uint16_t h = to_f16(d);
+    if (dtype == RSR_DTYPE_PTQ1_0) {
+        memset(out, 0, 28);
+        int digits[26][5] = {{0}};
+        for (int e = 0; e < 128; e++) {
+            const int t = val[e] + 1, at = e < 80 ? e % 16 : e < 120 ? 16 + (e - 80) % 8 : 24 + (e - 120) % 2;
+            const int n = e < 80 ? e / 16 : e < 120 ? (e - 80) / 8 : (e - 120) / 2;
+            digits[at][n] = t;
+        }
+        for (int b = 0; b < 26; b++) { /* the first digit most significant; a qh byte's value times 3 */
+            int v = 0;
+            for (int n = 0; n < 5; n++) v = 3 * v + (b < 24 || n < 4 ? digits[b][n] : 0);
+            out[b] = (uint8_t)((v * 256 + 242) / 243);
+        }
+        out[26] = (uint8_t)h, out[27] = (uint8_t)(h >> 8);
+        return;
+    }
+    const uint32_t qk = rsr_block_weights(dtype);
+    memset(out, 0, rsr_block_bytes(dtype));
+    out[0] = (uint8_t)h, out[1] = (uint8_t)(h >> 8);
+    for (uint32_t j = 0; j < qk; j++)
+        if (dtype == RSR_DTYPE_Q1_0)
+            out[2 + j / 8] |= (uint8_t)((val[j] > 0) << (j % 8));
+        else
+            out[2 + j / 4] |= (uint8_t)((val[j] + 1) << (2 * (j % 4)));
+}
+
+/* A head of vocab rows of n values (val, -1..2) with a scale per block (d), in dtype's blocks. */
+static void head_build_blocks(head *h, int32_t dtype, int32_t n, int32_t vocab, const int8_t *val, const float *d) {
+    memset(h, 0, sizeof *h);
+    const uint32_t qk = rsr_block_weights(dtype);
+    const size_t row = rsr_dtype_bytes(dtype, (size_t)n);
+    h->blob = calloc((size_t)vocab, row);
+    for (int32_t v = 0; v < vocab; v++)
+        for (int32_t b = 0; b < n / (int32_t)qk; b++)
+            block_write(dtype, val + (size_t)v * (size_t)n + (size_t)b * qk,
+                        d[(size_t)v * (size_t)(n / (int32_t)qk) + b],
+                        h->blob + (size_t)v * row + (size_t)b * rsr_block_bytes(dtype));
+    h->a = (rsr_artifact){.hidden = n,
+                          .vocab = vocab,
+                          .blob = h->blob,
+                          .blob_size = (size_t)vocab * row,
+                          .lm_head = 0,
+                          .lm_head_dtype = dtype,
+                          .head_q8 = RSR_NO_TENSOR,
+                          .head_q8_stride = (n + RSR_X_PAD - 1) / RSR_X_PAD * RSR_X_PAD};
+    h->m.a = &h->a, h->m.blob = h->m.rows = h->blob, h->m.num_threads = 1;
+    h->s.model = &h->m;
+    h->vocab = vocab;
+}
+
+static const int32_t block_dtypes[] = {RSR_DTYPE_Q1_0, RSR_DTYPE_Q2_0, RSR_DTYPE_PQ2_0, RSR_DTYPE_PTQ1_0};
+static const char *const block_names[] = {"Q1_0", "Q2_0", "PQ2_0", "PTQ1_0"};
+static int8_t val_of(int32_t dtype, uint64_t r) {
+    if (dtype == RSR_DTYPE_Q1_0) return r % 2 ? 1 : -1;
+    return (int8_t)((int)(r % (dtype == RSR_DTYPE_PTQ1_0 ? 3 : 4)) - 1);
+}
+
+/* The codes head where the CPU has its kernel (else the int8 copy), after a first pick. */
+static void expect_codes_head(head *h, const char *what) {
+#if defined(__x86_64__)
+    EXPECT((h->m.hc != NULL) == (rt_cpu_isa() == RT_ISA_AVX512_VNNI), "%s: the codes head %s made", what,
+           h->m.hc ? "was" : "was not");
+#else
+    EXPECT(h->m.hc == NULL, "%s: a codes head off x86", what);
+#endif
+}
+
+static uint64_t xorshift(uint64_t *r) {
+    *r ^= *r << 13, *r ^= *r >> 7, *r ^= *r << 17;
+    return *r;
+}
+
+/* Random block heads with near ties (rows a few codes from row 0, scales a few f16 steps apart),
+ * x with an outlier, widths with and without a padded group. */
+static void block_random_heads(void) {
+    uint64_t r = 0x2545f4914f6cdd1du;
+#define RNG() xorshift(&r)
+    static int8_t val[MAXV * 640];
+    static float d[MAXV * 10], x[640];
+    for (int di = 0; di < 4; di++)
+        for (int trial = 0; trial < 60; trial++) {
+            const int32_t dt = block_dtypes[di], n = trial % 2 ? 640 : 256, vocab = 8 + trial % (MAXV - 8);
+            const int32_t nb = n / (int32_t)rsr_block_weights(dt);
+            for (int32_t v = 0; v < vocab; v++) {
+                for (int32_t i = 0; i < n; i++)
+                    val[v * n + i] = v && trial % 3 && RNG() % 16 ? val[i] : val_of(dt, RNG() >> 20);
+                for (int32_t b = 0; b < nb; b++)
+                    d[v * nb + b] = v && trial % 3 ? rsr_f16_to_f32((uint16_t)(to_f16(d[b]) + RNG() % 3))
+                                                   : (float)(1 + RNG() % 1023) / 1024.0f * (RNG() % 2 ? 1 : -1);
+            }
+            for (int32_t i = 0; i < n; i++) x[i] = (float)((int)(RNG() % 401) - 200) / 50.0f;
+            x[RNG() % (uint64_t)n] = 40;
+            head h;
+            head_build_blocks(&h, dt, n, vocab, val, d);
+            char what[64];
+            snprintf(what, sizeof what, "%s head, width %d, %d rows", block_names[di], n, vocab);
+            check(&h, x, what);
+            expect_codes_head(&h, what);
+            head_free(&h);
+        }
+#undef RNG
+}
+
+/* A head whose certificate needs every bit of the codes head's bound: row 0 (scale 1) is +1 where
+ * x is 0.49 quanta (xq rounds it to 0: its approx is 0, its exact logit 1.96), row 1 (scale
+ * 2^-14) is +1 at x's largest entry (approx and exact logit 16383·2^-14 < 1). Row 1's bound is
+ * tiny, row 0's the whole 1.96 of ‖d‖₁: half of it drops row 0, whose exact logit is the largest. */
+static void block_adversarial(void) {
+    for (int di = 2; di < 4; di++) { /* PQ2_0 (cmax 2), PTQ1_0 (cmax 1) */
+        const int32_t dt = block_dtypes[di], n = 256, nb = n / 128;
+        static int8_t val[3 * 256];
+        float d[3 * 2], x[256] = {0};
+        memset(val, 0, sizeof val);
+        for (int i = 0; i < 4; i++) val[10 + 7 * i] = 1, x[10 + 7 * i] = 0.49f;
+        val[256 + 200] = 1, x[200] = 16383;
+        val[512 + 1] = 1; /* row 2: 0 */
+        for (int b = 0; b < nb; b++) d[b] = 1, d[nb + b] = 0x1p-14f, d[2 * nb + b] = 0x1p-10f;
+        head h;
+        head_build_blocks(&h, dt, n, 3, val, d);
+        const int32_t top = check(&h, x, block_names[di]);
+        expect_codes_head(&h, "adversarial");
+        float q8[3];
+        double bound;
+        rt_lm_head_logits_q8(&h.s, x, q8, &bound);
+        EXPECT(top == 0 && (!h.m.hc || rsr_sample_greedy(q8, 3) == 1),
+               "%s: the adversarial block head is not adversarial: exact top %d, codes top %d", block_names[di], top,
+               rsr_sample_greedy(q8, 3));
+        head_free(&h);
+    }
+}
+
+/* rt_head_dot_codes_vnni against a plain emulation of its lanes (each lane's exact integer sum,
+ * one fmaf a group, the lanes reduced in its order), bit for bit, and against the exact sum
+ * within (groups + 5)·2^-23 of Σ|terms| (the γ lm_head.c's bound takes), for qk 64 and 128,
+ * widths of 1, 2 and 20 groups and x at ±16383. */
+static void codes_kernel(void) {
+#if defined(__x86_64__)
+    if (rt_cpu_isa() != RT_ISA_AVX512_VNNI) {
+        printf("codes_kernel: skipped (no AVX-512 VNNI here)\n");
+        return;
+    }
+    uint32_t seed = 11;
+#define NEXT() ((seed = seed * 1103515245u + 12345u) >> 8)
+    static uint8_t codes[20 * 64];
+    static int8_t hi[20 * 256], lo[20 * 256];
+    static int32_t sl[20 * 16], xq[20 * 256];
+    static float scales[20 * 4 + 4];
+    const int32_t qks[] = {64, 128}, widths[] = {1, 2, 20};
+    for (int qi = 0; qi < 2; qi++)
+        for (int wi = 0; wi < 3; wi++)
+            for (int trial = 0; trial < 20; trial++) {
+                const int32_t qk = qks[qi], q4 = qk / 4, groups = widths[wi], bag = 256 / qk;
+                rt_head_x x = {.hi = hi, .lo = lo, .sl = sl, .groups = groups, .blocks_a_group = bag};
+                for (int l = 0; l < 16; l++) x.lane_block[l] = 4 * l / q4;
+                for (int32_t i = 0; i < groups * 64; i++) codes[i] = (uint8_t)NEXT();
+                for (int32_t i = 0; i < groups * bag + 4; i++)
+                    scales[i] = (float)((int)(NEXT() % 2001) - 1000) / 997.0f * (trial % 4 ? 1 : 1e-3f);
+                memset(sl, 0, sizeof sl);
+                for (int32_t i = 0; i < groups * 256; i++) { /* plane layout: xq[i] is the x of code byte i%64, plane */
+                    int32_t v = i % 5 == 0 ? (i % 2 ? 16383 : -16383) : (int32_t)(NEXT() % 32767) - 16383;
+                    xq[i] = v, hi[i] = (int8_t)(v >> 7), lo[i] = (int8_t)(v & 127);
+                }
+                float acc[16] = {0};
+                double exact = 0, abs_terms = 0;
+                for (int32_t g = 0; g < groups; g++) {
+                    int64_t lane[16] = {0};
+                    for (int pl = 0; pl < 4; pl++)
+                        for (int t = 0; t < 64; t++) {
+                            const int c = codes[64 * g + t] >> (2 * pl) & 3;
+                            lane[t / 4] += (int64_t)(c - 1) * xq[256 * g + 64 * pl + t];
+                            sl[16 * g + t / 4] += xq[256 * g + 64 * pl + t];
+                        }
+                    for (int l = 0; l < 16; l++) {
+                        const float dl = scales[g * bag + x.lane_block[l]];
+                        acc[l] = fmaf((float)lane[l], dl, acc[l]);
+                        exact += (double)lane[l] * dl, abs_terms += fabs((double)lane[l] * dl);
+                    }
+                }
+                float a8[8], a4[4];
+                for (int i = 0; i < 8; i++) a8[i] = acc[i] + acc[i + 8];
+                for (int i = 0; i < 4; i++) a4[i] = a8[i] + a8[i + 4];
+                const float want = (a4[0] + a4[2]) + (a4[1] + a4[3]);
+                const float got = rt_head_dot_codes_vnni(codes, scales, &x);
+                EXPECT(memcmp(&got, &want, 4) == 0, "codes kernel: qk %d, %d groups: %.9g, the lanes' emulation %.9g",
+                       qk, groups, (double)got, (double)want);
+                EXPECT(fabs((double)got - exact) <= (groups + 5) * 0x1p-23 * abs_terms,
+                       "codes kernel: qk %d, %d groups: %.9g is %g from the exact sum (γ·Σ|terms| %g)", qk, groups,
+                       (double)got, fabs((double)got - exact), (groups + 5) * 0x1p-23 * abs_terms);
+            }
+#undef NEXT
+#endif
+}
+
 int main(int argc, char **argv) {
     head_bound_weakened_for_tests = argc > 1 && !strcmp(argv[1], "--weakened");
     sampler_cut();
@@ -340,6 +556,9 @@ int main(int argc, char **argv) {
     non_finite_x();
     random_heads();
     dot_rows();
+    block_random_heads();
+    block_adversarial();
+    codes_kernel();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

@@ -49,6 +49,7 @@ void rt_head_dot_q8_vnni_rows(const uint8_t *w, int32_t stride, const int16_t *c
 int32_t rt_head_dot_q8_avx2(const uint8_t *w, const int16_t *x, int32_t n);
 
 float rt_head_dot_codes_vnni(const uint8_t *codes, const float *scales, const rt_head_x *x);
+float rt_head_dot_codes_avx2(const uint8_t *codes, const float *scales, const rt_head_x *x); /* the same bits */
 
 /* forward.c, a group-scaled prefill: a matrix whose codes lie as RSR_UNITS_ROWS16 says
  * (rsr_artifact.h), the blocks [b0, b1) of 16 rows for ntok tokens with the conversion to fp32

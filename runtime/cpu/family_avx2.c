@@ -193,6 +193,42 @@ __attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, co
     r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
     return _mm_cvtsi128_si32(r);
 }
+/* lm_head.c's codes head with AVX2 (rt_head_dot_codes_vnni's sums and fp32 steps, the same bits):
+ * a group's 64 bytes as two halves, each plane's vpmaddubsw pair sums (codes ≤ 3 times |hi|, lo ≤
+ * 128: at most 768) added in 16 bits over the 4 planes (3,072 at most), widened into the half's 8
+ * int32 lanes by vpmaddwd with ones: lanes 0–7 and 8–15 of the zmm kernel, in two accumulators. */
+__attribute__((target("avx2,fma"))) float rt_head_dot_codes_avx2(const uint8_t *codes, const float *scales,
+                                                                 const rt_head_x *x) {
+    const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    __m256i lane_block[2];
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int h = 0; h < 2; h++) lane_block[h] = _mm256_loadu_si256((const void *)(x->lane_block + 8 * h));
+    for (int32_t g = 0; g < x->groups; g++) {
+        const __m256 d4 = _mm256_castps128_ps256(_mm_loadu_ps(scales + (size_t)g * (size_t)x->blocks_a_group));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i c = _mm256_loadu_si256((const void *)(codes + 64 * (size_t)g + 32 * h));
+            const int8_t *xh = x->hi + 256 * (size_t)g + 32 * h, *xl = x->lo + 256 * (size_t)g + 32 * h;
+            __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                const __m256i cp = _mm256_and_si256(_mm256_srli_epi16(c, 2 * p), three);
+                hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(cp, _mm256_loadu_si256((const void *)(xh + 64 * p))));
+                lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(cp, _mm256_loadu_si256((const void *)(xl + 64 * p))));
+            }
+            __m256i sum =
+                _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(hi, ones), 7), _mm256_madd_epi16(lo, ones));
+            sum = _mm256_sub_epi32(sum, _mm256_loadu_si256((const void *)(x->sl + 16 * (size_t)g + 8 * h)));
+            const __m256 d = _mm256_permutevar8x32_ps(d4, lane_block[h]);
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, acc[h]);
+        }
+    }
+    const __m256 a8 = _mm256_add_ps(acc[0], acc[1]);
+    const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+    const __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+    return _mm_cvtss_f32(_mm_add_ss(a2, _mm_movehdup_ps(a2)));
+}
+
 /* ---- the group-scaled kernels (forward.c, family.h's rt_units_call): units_generic.h on ymm ---- */
 
 #define UV_ROWS 8

@@ -22,7 +22,7 @@
  * to the full head; every argmax here follows rt_logit_better (NaN never wins, first maximum).
  *
  * The codes head. A head kept in group-scaled blocks (Q1_0, Q2_0, PQ2_0, PTQ1_0: Bonsai 2's) holds
- * each weight exactly as d_b·(c − 1), c a 2-bit code, so on a CPU with AVX-512 VNNI the pass reads
+ * each weight exactly as d_b·(c − 1), c a 2-bit code, so on x86 (AVX2 or AVX-512) the pass reads
  * those codes (2.1 bits a weight with the scales, against the int8 copy's 8) and nothing in w is
  * approximated: x = xq/xs + d with |xq| <= 16383, and
  *
@@ -31,9 +31,10 @@
  *
  * with D[v] = max_b |d_b|, cmax = max |c − 1| (2 for Q2_0 and PQ2_0, 1 for Q1_0 and PTQ1_0), and
  * γ = (groups + 5)·2⁻²³ for the fp32 lanes the block sums are scaled and added in (one fma a group
- * of 256 weights per lane, then four levels of lane sums: rt_head_dot_codes_vnni). max|w| =
- * cmax·D[v] in the fp32 term as above. The copy is made at the first certified pick, as the int8
- * one; other CPUs make the int8 copy from the decoded rows.
+ * of 256 weights per lane, then four levels of lane sums: rt_head_dot_codes_vnni, and
+ * rt_head_dot_codes_avx2 with the same bits). max|w| = cmax·D[v] in the fp32 term as above. The
+ * copy is made at the first certified pick, as the int8 one; other CPUs (NEON, the portable C)
+ * make the int8 copy from the decoded rows.
  */
 #include <errno.h>
 #include <float.h>
@@ -247,15 +248,22 @@ static bool hc_rows(const uint8_t *blocks, int32_t dtype, int32_t n, int32_t gro
     return ok;
 }
 
+/* The codes head's kernel on this CPU (AVX-512 VNNI, or AVX2: the same bits), or NULL. */
+typedef float (*hc_dot_fn)(const uint8_t *, const float *, const rt_head_x *);
+static hc_dot_fn hc_dot(void) {
+#if defined(__x86_64__)
+    const rt_isa isa = rt_cpu_isa();
+    if (isa == RT_ISA_AVX512_VNNI) return rt_head_dot_codes_vnni;
+    if (isa == RT_ISA_AVX512 || isa == RT_ISA_AVX2) return rt_head_dot_codes_avx2;
+#endif
+    return NULL;
+}
+
 /* The codes head where this CPU has its kernel and the head is in blocks; true when made. */
 static bool hc_make(rsr_model *m) {
     const rsr_artifact *a = m->a;
     const int32_t dt = a->lm_head_dtype;
-#if defined(__x86_64__)
-    if (rt_cpu_isa() != RT_ISA_AVX512_VNNI || !rsr_block_weights(dt) || a->head_q8 != RSR_NO_TENSOR) return false;
-#else
-    return false;
-#endif
+    if (!hc_dot() || !rsr_block_weights(dt) || a->head_q8 != RSR_NO_TENSOR) return false;
     const int32_t groups = (a->hidden + 255) / 256;
     const size_t V = (size_t)a->vocab, stride = hc_row_bytes(dt, groups), huge = (size_t)2 << 20;
     const size_t in_row = rsr_dtype_bytes(dt, (size_t)a->hidden);
@@ -430,7 +438,7 @@ static rsr_status head_scratch(rsr_session *s) {
                                        : dot_q8_scalar;
     if (isa == RT_ISA_AVX512_VNNI) h->dot_rows = rt_head_dot_q8_vnni_rows;
 #else
-    h->dot = dot_q8_scalar;              /* off x86 the portable family is the only one */
+    h->dot = dot_q8_scalar; /* off x86 the portable family is the only one */
 #endif
     return RSR_OK;
 }
@@ -525,6 +533,7 @@ static void hc_pass(const rsr_model *m, head_x *const *px, int32_t k, double wea
     const rsr_artifact *a = m->a;
     const double widen = (1 + 1e-6) * weak, cmax = hc_cmax(a->lm_head_dtype);
     const double lanes = (m->hc_groups + 5) * 0x1p-23; /* γ of the header comment */
+    const hc_dot_fn dot = hc_dot();
 #pragma omp parallel num_threads(rt_team_of(m))
     {
         double lo[HEAD_PASS_MAX], big[HEAD_PASS_MAX];
@@ -536,11 +545,7 @@ static void hc_pass(const rsr_model *m, head_x *const *px, int32_t k, double wea
             const double wmax = cmax * m->hc_maxd[v];
             for (int32_t j = 0; j < k; j++) {
                 const head_x *p = px[j];
-#if defined(__x86_64__)
-                const double approx = (double)rt_head_dot_codes_vnni(row, scales, &p->hx) / p->xs;
-#else
-                const double approx = 0; /* hc_make makes no codes head off x86 */
-#endif
+                const double approx = (double)dot(row, scales, &p->hx) / p->xs;
                 const double bound =
                     wmax * (p->d_l1 + p->fp32_dot + (weak < 1 ? 0 : lanes * (p->x_l1 + p->d_l1))) * widen + 1e-30;
                 p->h->approx[v] = approx;

@@ -47,12 +47,13 @@ static inline float rsr_block_scale(int32_t dtype, const uint8_t *blk) {
 
 /* A block's codes (rsr_block_weights of them, each value + 1) */
 static inline void rsr_block_codes(int32_t dtype, const uint8_t *blk, uint8_t *codes) {
-    if (dtype == RSR_DTYPE_PTQ1_0) {
+    if (dtype == RSR_DTYPE_PTQ1_0) { /* byte by byte: its digits n = 0.. go to e = base + n·step */
         static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-        for (int e = 0; e < 128; e++) {
-            const int at = e < 80 ? e % 16 : e < 120 ? 16 + (e - 80) % 8 : 24 + (e - 120) % 2;
-            const int n = e < 80 ? e / 16 : e < 120 ? (e - 80) / 8 : (e - 120) / 2;
-            codes[e] = (uint8_t)(((uint16_t)(uint8_t)(blk[at] * pow3[n]) * 3) >> 8);
+        for (int at = 0; at < 26; at++) {
+            const int base = at < 16 ? at : at < 24 ? 80 + at - 16 : 120 + at - 24;
+            const int step = at < 16 ? 16 : at < 24 ? 8 : 2, digits = at < 24 ? 5 : 4;
+            for (int n = 0; n < digits; n++)
+                codes[base + n * step] = (uint8_t)(((uint16_t)(uint8_t)(blk[at] * pow3[n]) * 3) >> 8);
         }
         return;
     }

@@ -15,8 +15,8 @@
  *     top-k, top-p, min-p and the repetition penalty; and the sampler's cut leaves out exactly
  *     the rows of weight below 2^-24 / vocab (less its margin).
  *   - the same for heads in group-scaled blocks (Q1_0, Q2_0, PQ2_0, PTQ1_0, written here from
- *     their definitions in rsr_blocks.h), which a CPU with AVX-512 VNNI reads as the codes head
- *     (lm_head.c) and others through the int8 copy; its kernel's float sums against a plain
+ *     their definitions in rsr_blocks.h), which x86 reads as the codes head (lm_head.c) and other
+ *     CPUs through the int8 copy; its kernels' (AVX-512 VNNI, AVX2) float sums against a plain
  *     emulation of its lanes, bit for bit, and against the exact sum within the lanes' γ.
  * With --weakened the runtime halves every bound and drops its fp32 terms, and this test must
  * fail (ctest runs it so, expecting failure): the cases are tight enough to notice, the codes
@@ -414,7 +414,7 @@ static int8_t val_of(int32_t dtype, uint64_t r) {
 /* The codes head where the CPU has its kernel (else the int8 copy), after a first pick. */
 static void expect_codes_head(head *h, const char *what) {
 #if defined(__x86_64__)
-    EXPECT((h->m.hc != NULL) == (rt_cpu_isa() == RT_ISA_AVX512_VNNI), "%s: the codes head %s made", what,
+    EXPECT((h->m.hc != NULL) == (rt_cpu_isa() != RT_ISA_PORTABLE), "%s: the codes head %s made", what,
            h->m.hc ? "was" : "was not");
 #else
     EXPECT(h->m.hc == NULL, "%s: a codes head off x86", what);
@@ -491,8 +491,9 @@ static void block_adversarial(void) {
  * widths of 1, 2 and 20 groups and x at ±16383. */
 static void codes_kernel(void) {
 #if defined(__x86_64__)
-    if (rt_cpu_isa() != RT_ISA_AVX512_VNNI) {
-        printf("codes_kernel: skipped (no AVX-512 VNNI here)\n");
+    const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    if (!__builtin_cpu_supports("avx2")) {
+        printf("codes_kernel: skipped (no AVX2 here)\n");
         return;
     }
     uint32_t seed = 11;
@@ -536,9 +537,11 @@ static void codes_kernel(void) {
                 for (int i = 0; i < 8; i++) a8[i] = acc[i] + acc[i + 8];
                 for (int i = 0; i < 4; i++) a4[i] = a8[i] + a8[i + 4];
                 const float want = (a4[0] + a4[2]) + (a4[1] + a4[3]);
-                const float got = rt_head_dot_codes_vnni(codes, scales, &x);
-                EXPECT(memcmp(&got, &want, 4) == 0, "codes kernel: qk %d, %d groups: %.9g, the lanes' emulation %.9g",
-                       qk, groups, (double)got, (double)want);
+                const float got = vnni ? rt_head_dot_codes_vnni(codes, scales, &x) : want;
+                const float got2 = rt_head_dot_codes_avx2(codes, scales, &x);
+                EXPECT(memcmp(&got, &want, 4) == 0 && memcmp(&got2, &want, 4) == 0,
+                       "codes kernel: qk %d, %d groups: %.9g (VNNI), %.9g (AVX2), the lanes' emulation %.9g", qk,
+                       groups, (double)got, (double)got2, (double)want);
                 EXPECT(fabs((double)got - exact) <= (groups + 5) * 0x1p-23 * abs_terms,
                        "codes kernel: qk %d, %d groups: %.9g is %g from the exact sum (γ·Σ|terms| %g)", qk, groups,
                        (double)got, fabs((double)got - exact), (groups + 5) * 0x1p-23 * abs_terms);

@@ -9,6 +9,7 @@
 
 #include "draft_model.h"
 #include "recent_tokens.h"
+#include "spec_gate.h"
 #include "rsr_dl.h"
 
 extern rsr_api api;
@@ -74,6 +75,7 @@ typedef struct spec_state {
     bool dense;     /* every step attends densely (a Qwen3.5 hybrid): no Louver limit on a draft's keys */
     long steps, drafted, accepted;
     spec_draft *draft; /* SPEC_DRAFT's, or NULL */
+    spec_gate gate;    /* ngram-simple: whether a draft pays (spec_gate.h) */
 } spec_state;
 /* The random state, scratch and recent tokens of the next-token choice. */
 typedef struct sample_state {

@@ -107,11 +107,13 @@ static int32_t spec_step(const run_options *o, rsr_session *s, sample_state *st,
                          int32_t k) {
     spec_state *sp = &st->spec;
     int32_t seq[k + 1], chosen[k + 1], n_chosen;
+    const double t0 = now();
     seq[0] = tok;
     memcpy(seq + 1, draft, sizeof *draft * (size_t)k);
     check(api.session_eval_draft(s, seq, k + 1, &o->sampler, &st->rng, chosen, &n_chosen), s);
     const int32_t a = n_chosen - 1; /* the drafted tokens taken */
     sp->steps++, sp->drafted += k, sp->accepted += a;
+    if (!sp->draft) spec_gate_verified(&sp->gate, now() - t0, k, a);
     /* the next draft's length: twice this one after a whole one was taken, else one past what was;
      * a stretch of text that repeats is drafted long, guesses that fail cost one or two rows */
     sp->k_next = a == k ? 2 * k : a + 1;
@@ -123,6 +125,7 @@ static int32_t spec_step(const run_options *o, rsr_session *s, sample_state *st,
 void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_model_info *info, int32_t ctx) {
     spec_state *sp = &st->spec;
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
+    spec_gate_init(&sp->gate);
     if (!o->spec) return;
     const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, ctx) : NULL;
     why = why ? why
@@ -155,9 +158,13 @@ void spec_settle(rsr_session *s, sample_state *st) {
 void spec_report(const sample_state *st) {
     const spec_state *sp = &st->spec;
     if (!sp->on) return; /* not asked for, or noted as not possible */
-    fprintf(stderr, "rsr-run: speculative (%s): %ld steps, %ld drafted, %ld accepted (%.0f%%)\n",
+    fprintf(stderr, "rsr-run: speculative (%s): %ld steps, %ld drafted, %ld accepted (%.0f%%)",
             sp->draft ? "draft" : "ngram-simple", sp->steps, sp->drafted, sp->accepted,
             sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
+    if (!sp->draft)
+        fprintf(stderr, "; %ld drafts held back (a drafted row %.2f of a step, %.0f%% of guesses taken)", sp->gate.held,
+                sp->gate.step_s > 0 ? sp->gate.row_s / sp->gate.step_s : 0.0, 100 * spec_gate_alpha(&sp->gate));
+    fputc('\n', stderr);
 }
 
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
@@ -181,9 +188,12 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         int32_t k = n != 1 || max <= 0 ? 0
                     : spec->draft      ? model_draft(spec, draft, max)
                                        : ngram_draft(spec->hist, spec->n_hist, draft, max);
-        if (k > 0 && k >= o->draft_min) return spec_step(o, s, st, tokens[0], draft, k);
+        /* a draft model's guesses cost its own steps: only the lookup's go through the gate */
+        if (k > 0 && k >= o->draft_min && (spec->draft || spec_gate_open(&spec->gate, draft[0])))
+            return spec_step(o, s, st, tokens[0], draft, k);
     }
     int32_t next;
+    const double t0 = now();
     rsr_sampler_params sp = run_recent_push(&st->recent, o, tokens, n);
     if (o->head_int8) { /* every logit from the int8 head, then the sampler */
         eval_logits(o, s, tokens, n, st->logits);
@@ -191,6 +201,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
     }
     /* greedy: the certified head; sampling: exact logits of the rows that could matter */
     check(api.session_eval_sample(s, tokens, n, &sp, &st->rng, &next, NULL), s);
+    if (spec->on && n == 1) spec_gate_plain(&spec->gate, now() - t0, next);
     return next;
 }
 

@@ -51,6 +51,7 @@
 
 #include "draft_model.h"
 #include "ngram_draft.h"
+#include "spec_gate.h"
 #include "serve.h"
 #include "serve_gbnf.h"
 
@@ -136,6 +137,7 @@ typedef struct slot {
     int32_t *ahead;            /* speculative decoding: tokens chosen ahead, all in the cache but the last */
     int32_t ahead_at, ahead_n; /* the next of them, and how many */
     int32_t k_next;            /* the most the slot's next draft may hold */
+    spec_gate gate;            /* whether an n-gram draft pays for this request (spec_gate.h) */
     draft_seq dq;              /* -md: the draft model's session for this slot's text */
     bool masking;              /* the last step's logits wait for their mask: the slot is left out of the steps */
     bool ready;                /* a token is drawn, for take */
@@ -498,6 +500,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     }
     sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0, sl->lazy_seen = 0;
     sl->k_next = 4, sl->ahead_at = sl->ahead_n = 0;
+    spec_gate_init(&sl->gate);
 }
 
 /* The queued job to start next (its place in the queue): the first of the submission with the
@@ -996,7 +999,9 @@ static double masks(serve_engine *e, double slice) {
  * gives; sampled, speculative sampling's rule), and the tokens taken beyond the first are given
  * in the next turns without a step (ahead). Where several slots share a step nothing changes, so a
  * speculating slot never slows the others. A request's penalties, logprobs or structured output
- * need the step's own logits: it decodes without speculation. */
+ * need the step's own logits: it decodes without speculation. An n-gram draft goes through the
+ * slot's gate (spec_gate.h): held back while its tokens are taken less often than a drafted row
+ * costs relative to a step. */
 #define SERVE_DRAFT_MAX 256
 #define SPEC_AUTO_KEYS 1024 /* as rsr-run: auto's decode steps attend with Louver from 1024 keys, a draft's densely */
 
@@ -1028,7 +1033,7 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
         return -1;
     }
     int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);
-    return k < 1 || k < dmin ? 0 : k;
+    return k < 1 || k < dmin || !spec_gate_open(&sl->gate, draft[1]) ? 0 : k;
 }
 
 /* spec_draft's -1 (outside the lock): the draft model's guesses after the slot's text into draft + 1;
@@ -1050,8 +1055,9 @@ static rsr_status spec_step(slot *sl, const rsr_seq *q, const int32_t *draft, in
 
 /* After spec_step (under the lock): the first token chosen goes to sl->next, the drafted ones taken
  * after it wait ahead; the cache holds what was taken; the job's and the server's counts. */
-static void spec_taken(serve_engine *e, slot *sl, int32_t k) {
+static void spec_taken(serve_engine *e, slot *sl, int32_t k, double seconds) {
     const int32_t a = sl->ahead_n - 1; /* the drafted tokens taken, all in the cache */
+    if (!e->has_draft) spec_gate_verified(&sl->gate, seconds, k, a);
     kv_cache *c = sl->c;
     if (c->n_hist + a <= e->ep.ctx)
         memcpy(c->hist + c->n_hist, sl->ahead, sizeof *sl->ahead * (size_t)a), c->n_hist += a;
@@ -1103,7 +1109,9 @@ static int32_t turn(serve_engine *e) {
     double t2 = serve_now();
     pthread_mutex_lock(&e->lock);
     e->in_flight = false;
-    if (nd && st == RSR_OK) spec_taken(e, &e->slots[e->owner[0]], nd);
+    if (nd && st == RSR_OK) spec_taken(e, &e->slots[e->owner[0]], nd, t1 - t0);
+    if (!nd && nq == 1 && st == RSR_OK && e->spec_ok && e->seqs[0].n == 1 && e->seqs[0].output == RSR_OUTPUT_SAMPLE)
+        spec_gate_plain(&e->slots[e->owner[0]].gate, t1 - t0, e->slots[e->owner[0]].next); /* a plain step alone */
     e->metrics.steps += nq > 0, e->metrics.busy_s += t2 - t0, e->metrics.mask_s += e->mask_work;
     e->mask_work = 0;
     for (int32_t i = 0; i < nq; i++) { /* the cache holds what the session holds (a failed step: less) */

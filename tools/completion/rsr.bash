@@ -66,7 +66,7 @@ _rsr_complete() {
             gguf-tq2 gguf-q2 gguf-q1
         return
         ;;
-    rsr-mkmodel:--preset) _rsr_words tiny small 2b4t large llama8b llama1b qwen3-0.6b qwen35-27b qwen35-35b-a3b; return ;;
+    rsr-mkmodel:--preset) _rsr_words tiny small 2b4t large llama8b llama1b qwen3-0.6b qwen35-27b qwen35-9b qwen35-35b-a3b; return ;;
     rsr-mkmodel:--gguf-arch) _rsr_words bitnet-b1.58 bitnet llama qwen3 gemma3 maple qwen35 qwen35moe; return ;;
     rsr-mkmodel:--gguf-embed) _rsr_words q8_0 q6_k; return ;;
     rsr-mkmodel:--group) _rsr_words 32 64 128; return ;;

@@ -66,6 +66,9 @@ static const preset_t presets[] = {
     {"qwen3-0.6b", 1024, 3072, 28, 16, 8, 1024, 4096, 1, 2, 128, 0, 0, 0},
     /* Qwen3.5-27B's shape (Ternary-Bonsai-27B): 64 layers, attention 24/4 heads of 256, DeltaNet 16/48 of 128 */
     {"qwen35-27b", 5120, 17408, 64, 24, 4, 248320, 4096, 1, 2, 256, 16, 48, 128},
+    /* Qwen3.5-9B's shape (Bonsai 2's 9B sibling, folded by blocks of 4096): 32 layers, attention 16/4
+     * heads of 256, DeltaNet 16/32 of 128 */
+    {"qwen35-9b", 4096, 12288, 32, 16, 4, 248320, 4096, 1, 2, 256, 16, 32, 128},
     /* Qwen3.5-35B-A3B's shape for --gguf-arch qwen35moe: 40 layers, attention 16/2 heads of 256, DeltaNet
      * 16/32 of 128, experts and the shared expert of 512 rows (intermediate); the experts' count: flags */
     {"qwen35-35b-a3b", 2048, 512, 40, 16, 2, 248320, 4096, 1, 2, 256, 16, 32, 128},
@@ -125,7 +128,7 @@ static void usage(FILE *out) {
           "                     gguf-tq1 or gguf-tq2: its weights, sizes, epsilon, RoPE base and tokenizer\n"
           "                     instead of seeded ones (no --preset, size flags, --seed or --gguf-arch)\n"
           "  --preset NAME      tiny (default), small, 2b4t, large, llama8b, llama1b, qwen3-0.6b,\n"
-          "                     qwen35-27b, qwen35-35b-a3b; explicit size flags override it\n"
+          "                     qwen35-27b, qwen35-9b, qwen35-35b-a3b; explicit size flags override it\n"
           "  --seed N           weight seed, an unsigned 64-bit integer (default 1)\n"
           "  --shards N         number of safetensors files (default 1)\n"
           "  --binary           binary weights: every ternary weight is -1 or +1\n"
@@ -201,6 +204,8 @@ static void usage(FILE *out) {
           "  llama1b  2048/8192/16/32/8/128256/32768, 128000/128001 (a long-context shape)\n"
           "  qwen35-27b  5120/17408/64/24/4/248320/4096, 1/2, head-dim 256, DeltaNet 16,48 heads of 128: the\n"
           "              shape of Qwen3.5-27B (Ternary-Bonsai-27B) for --gguf-arch qwen35 (cut it with --layers)\n"
+          "  qwen35-9b   4096/12288/32/16/4/248320/4096, 1/2, head-dim 256, DeltaNet 16,32 heads of 128: the\n"
+          "              shape of Qwen3.5-9B for --gguf-arch qwen35\n"
           "  qwen35-35b-a3b  2048/512/40/16/2/248320/4096, 1/2, head-dim 256, DeltaNet 16,32 heads of 128: the\n"
           "              shape of Qwen3.5-35B-A3B for --gguf-arch qwen35moe (its experts: --experts 256\n"
           "              --experts-used 8; their rows and the shared expert's: the intermediate size)\n"
@@ -599,7 +604,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                 if (!strcmp(optarg, presets[p].name)) *preset = &presets[p];
             if (!*preset)
                 die("--preset: unknown preset '%s' (expected tiny, small, 2b4t, large, llama8b, llama1b, "
-                    "qwen3-0.6b, qwen35-27b or qwen35-35b-a3b)",
+                    "qwen3-0.6b, qwen35-27b, qwen35-9b or qwen35-35b-a3b)",
                     optarg);
             break;
         }

@@ -9,9 +9,16 @@
  * verifications ((seconds − step_s) / k), each a moving average; α from the drafted tokens taken
  * and refused, and, while the gate holds drafts back, from the draft's first token against the
  * token the plain step chose (a guess that costs nothing to check), counts that fade by
- * SPEC_GATE_FADE an outcome so that a text that starts repeating opens the gate again. Until a
- * verification and a plain step have been timed the gate is open. The output never depends on
- * it: a draft only changes how many steps the same tokens take.
+ * SPEC_GATE_FADE an outcome so that a text that starts repeating opens the gate again; every
+ * SPEC_GATE_PROBE-th draft held back goes through anyway, its timing taking the average's place,
+ * so that a drafted row's cost is measured again (one slow verification cannot shut the gate for
+ * good). Until a verification and a
+ * plain step have been timed the gate is open.
+ *
+ * Greedy decoding only: there a draft changes how many steps the same tokens take, never the
+ * tokens. A sampled step draws otherwise with a draft than without one (from the same
+ * distribution), and the gate's choice rests on timings, so a seeded sampled run would no longer
+ * repeat its text: the callers draft every time there, as before.
  */
 #ifndef RSR_SPEC_GATE_H
 #define RSR_SPEC_GATE_H
@@ -21,12 +28,15 @@
 
 #define SPEC_GATE_FADE 0.95 /* an outcome's weight after the next one */
 #define SPEC_GATE_EMA 0.2   /* a new timing's share of the moving averages */
+#define SPEC_GATE_PROBE 32  /* a held-back draft in this many goes through to time a verification again */
 
 typedef struct spec_gate {
     double taken, refused; /* faded counts of drafted (and guessed) tokens */
     double step_s, row_s;  /* a plain step's seconds, a drafted row's beyond it; 0: not measured yet */
     int32_t guess;         /* the first token of a draft held back, checked against the step's; -1 none */
     long held;             /* drafts held back */
+    int32_t since_probe;   /* drafts held back since the last probe */
+    bool probing;          /* the verification under way is a probe: its timing replaces row_s */
 } spec_gate;
 
 static inline void spec_gate_init(spec_gate *g) { *g = (spec_gate){.guess = -1}; }
@@ -37,6 +47,7 @@ static inline double spec_gate_alpha(const spec_gate *g) { return (g->taken + 1)
  * check against the plain step's token (spec_gate_plain). */
 static inline bool spec_gate_open(spec_gate *g, int32_t guess) {
     if (g->step_s <= 0 || g->row_s <= 0 || spec_gate_alpha(g) > g->row_s / g->step_s) return true;
+    if (++g->since_probe == SPEC_GATE_PROBE) return g->since_probe = 0, g->probing = true, true;
     g->guess = guess, g->held++;
     return false;
 }
@@ -61,8 +72,10 @@ static inline void spec_gate_plain(spec_gate *g, double seconds, int32_t token) 
 static inline void spec_gate_verified(spec_gate *g, double seconds, int32_t k, int32_t taken) {
     if (g->step_s > 0 && k > 0) {
         const double row = (seconds - g->step_s) / k;
+        if (g->probing) g->row_s = 0; /* the gate was shut on the average: a fresh measurement decides */
         spec_gate_average(&g->row_s, row > 1e-9 ? row : 1e-9);
     }
+    g->probing = false;
     for (int32_t i = 0; i <= taken && i < k; i++) g->taken *= SPEC_GATE_FADE, g->refused *= SPEC_GATE_FADE;
     g->taken += taken, g->refused += taken < k;
 }

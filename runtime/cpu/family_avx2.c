@@ -194,8 +194,8 @@ __attribute__((target("avx2"))) int32_t rt_head_dot_q8_avx2(const uint8_t *w, co
     return _mm_cvtsi128_si32(r);
 }
 /* lm_head.c's codes head with AVX2 (rt_head_dot_codes_vnni's sums and fp32 steps, the same bits):
- * a group's 64 bytes as two halves, each plane's vpmaddubsw pair sums (codes ≤ 3 times |hi|, lo ≤
- * 128: at most 768) added in 16 bits over the 4 planes (3,072 at most), widened into the half's 8
+ * a group's 64 bytes as two halves, each plane's vpmaddubsw pair sums (codes ≤ 3 times |hi| ≤ 128 or lo
+ * ≤ 127: at most 768) added in 16 bits over the 4 planes (3,072 at most), widened into the half's 8
  * int32 lanes by vpmaddwd with ones: lanes 0–7 and 8–15 of the zmm kernel, in two accumulators. */
 __attribute__((target("avx2,fma"))) float rt_head_dot_codes_avx2(const uint8_t *codes, const float *scales,
                                                                  const rt_head_x *x) {

@@ -23,7 +23,7 @@
  *
  * The codes head. A head kept in group-scaled blocks (Q1_0, Q2_0, PQ2_0, PTQ1_0: Bonsai 2's) holds
  * each weight exactly as d_b·(c − 1), c a 2-bit code, so on x86 (AVX2 or AVX-512) the pass reads
- * those codes (2.1 bits a weight with the scales, against the int8 copy's 8) and nothing in w is
+ * those codes (about 2.3 bits a weight with the f32 scales, against the int8 copy's 8) and nothing in w is
  * approximated: x = xq/xs + d with |xq| <= 16383, and
  *
  *     approx[v] = (1/xs)·Σ_b d_b·Σ_{j∈b} (c_j − 1)·xq_j        (each block's integer sum exact)

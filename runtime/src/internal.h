@@ -317,9 +317,10 @@ static inline const uint8_t *rt_codes(const rsr_model *m, const rsr_artifact_mat
 #define RT_ROW_MAX 65536
 #define RT_FEW_ROWS 4096 /* a certified pick reads at most this many exact rows from the file; the rest mapped */
 const uint8_t *rt_row(const rsr_model *m, uint64_t off, size_t n, uint8_t *buf, size_t cap);
-/* lm_head.c: whether the model has its int8 head (rsr_model.q8), made here the first time a
- * certified pick asks for it: from the artifact's constants (an older rsrc stored it), or from the
- * head's rows (read from the file, quantised by the model's threads). Without memory for it, or
+/* lm_head.c: whether the model has its int8 head (rsr_model.q8) or its codes head (rsr_model.hc),
+ * made here the first time a certified pick asks for it: from the artifact's constants (an older
+ * rsrc stored it), or from the head's rows (read from the file, quantised or, for a head in
+ * group-scaled blocks on x86, laid out as codes by the model's threads). Without memory for it, or
  * with rows that cannot be read, there is none: every pick then reads the whole head (the same
  * tokens, slower). */
 bool rt_head_q8_ready(const rsr_model *m);

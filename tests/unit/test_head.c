@@ -457,20 +457,22 @@ static void block_random_heads(void) {
 #undef RNG
 }
 
-/* A head whose certificate needs every bit of the codes head's bound: row 0 (scale 1) is +1 where
- * x is 0.49 quanta (xq rounds it to 0: its approx is 0, its exact logit 1.96), row 1 (scale
- * 2^-14) is +1 at x's largest entry (approx and exact logit 16383·2^-14 < 1). Row 1's bound is
- * tiny, row 0's the whole 1.96 of ‖d‖₁: half of it drops row 0, whose exact logit is the largest. */
+/* A head whose certificate needs every bit of the codes head's bound: row 0 (scale 1) is cmax (+1
+ * for PTQ1_0, +2 for PQ2_0) where x is 0.49 quanta (xq rounds it to 0: its approx is 0, its exact
+ * logit 1.96·cmax), row 1 (a small scale) is +1 at x's largest entry (approx and exact logit
+ * 16383·scale, just below row 0's). Row 1's bound is tiny, row 0's cmax times the whole 1.96 of
+ * ‖d‖₁: half of it, or cmax taken as 1 for PQ2_0, drops row 0, whose exact logit is the largest. */
 static void block_adversarial(void) {
     for (int di = 2; di < 4; di++) { /* PQ2_0 (cmax 2), PTQ1_0 (cmax 1) */
         const int32_t dt = block_dtypes[di], n = 256, nb = n / 128;
         static int8_t val[3 * 256];
         float d[3 * 2], x[256] = {0};
         memset(val, 0, sizeof val);
-        for (int i = 0; i < 4; i++) val[10 + 7 * i] = 1, x[10 + 7 * i] = 0.49f;
+        const int8_t cmax = dt == RSR_DTYPE_PQ2_0 ? 2 : 1;
+        for (int i = 0; i < 4; i++) val[10 + 7 * i] = cmax, x[10 + 7 * i] = 0.49f;
         val[256 + 200] = 1, x[200] = 16383;
         val[512 + 1] = 1; /* row 2: 0 */
-        for (int b = 0; b < nb; b++) d[b] = 1, d[nb + b] = 0x1p-14f, d[2 * nb + b] = 0x1p-10f;
+        for (int b = 0; b < nb; b++) d[b] = 1, d[nb + b] = cmax == 2 ? 0x1.ep-13f : 0x1p-14f, d[2 * nb + b] = 0x1p-10f;
         head h;
         head_build_blocks(&h, dt, n, 3, val, d);
         const int32_t top = check(&h, x, block_names[di]);

@@ -18,7 +18,9 @@
  * Greedy decoding only: there a draft changes how many steps the same tokens take, never the
  * tokens. A sampled step draws otherwise with a draft than without one (from the same
  * distribution), and the gate's choice rests on timings, so a seeded sampled run would no longer
- * repeat its text: the callers draft every time there, as before.
+ * repeat its text: the callers draft every time there, as before. A gate made off (spec_gate_init's
+ * `on`: a sampled run, or drafts from a draft model, whose guesses cost its own steps) lets every
+ * draft through and measures nothing.
  */
 #ifndef RSR_SPEC_GATE_H
 #define RSR_SPEC_GATE_H
@@ -31,6 +33,7 @@
 #define SPEC_GATE_PROBE 32  /* a held-back draft in this many goes through to time a verification again */
 
 typedef struct spec_gate {
+    bool on;               /* greedy n-gram drafts: the gate decides; off: every draft goes through */
     double taken, refused; /* faded counts of drafted (and guessed) tokens */
     double step_s, row_s;  /* a plain step's seconds, a drafted row's beyond it; 0: not measured yet */
     int32_t guess;         /* the first token of a draft held back, checked against the step's; -1 none */
@@ -39,14 +42,14 @@ typedef struct spec_gate {
     bool probing;          /* the verification under way is a probe: its timing replaces row_s */
 } spec_gate;
 
-static inline void spec_gate_init(spec_gate *g) { *g = (spec_gate){.guess = -1}; }
+static inline void spec_gate_init(spec_gate *g, bool on) { *g = (spec_gate){.on = on, .guess = -1}; }
 
 static inline double spec_gate_alpha(const spec_gate *g) { return (g->taken + 1) / (g->taken + g->refused + 2); }
 
 /* Whether the draft found goes to a verification; when not, its first token (guess) is kept to
  * check against the plain step's token (spec_gate_plain). */
 static inline bool spec_gate_open(spec_gate *g, int32_t guess) {
-    if (g->step_s <= 0 || g->row_s <= 0 || spec_gate_alpha(g) > g->row_s / g->step_s) return true;
+    if (!g->on || g->step_s <= 0 || g->row_s <= 0 || spec_gate_alpha(g) > g->row_s / g->step_s) return true;
     if (++g->since_probe == SPEC_GATE_PROBE) return g->since_probe = 0, g->probing = true, true;
     g->guess = guess, g->held++;
     return false;
@@ -58,6 +61,7 @@ static inline void spec_gate_average(double *avg, double v) {
 
 /* A plain step of one token took seconds and chose token. */
 static inline void spec_gate_plain(spec_gate *g, double seconds, int32_t token) {
+    if (!g->on) return;
     spec_gate_average(&g->step_s, seconds);
     if (g->guess < 0) return;
     g->taken *= SPEC_GATE_FADE, g->refused *= SPEC_GATE_FADE;
@@ -70,6 +74,7 @@ static inline void spec_gate_plain(spec_gate *g, double seconds, int32_t token) 
 
 /* A verification of k drafted tokens took seconds and took `taken` of them. */
 static inline void spec_gate_verified(spec_gate *g, double seconds, int32_t k, int32_t taken) {
+    if (!g->on) return;
     if (g->step_s > 0 && k > 0) {
         const double row = (seconds - g->step_s) / k;
         if (g->probing) g->row_s = 0; /* the gate was shut on the average: a fresh measurement decides */

@@ -204,7 +204,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_head_dot_q8_vnni_
 }
 
 /* lm_head.c's codes head (a group-scaled head held as 2-bit codes; family.h): one row's
- * Σ_b d_b·Σ_j (c_j − 1)·xq_j in 16 fp32 lanes, reduced as rt_head_codes_reduce says. Each group
+ * Σ_b d_b·Σ_j (c_j − 1)·xq_j in 16 fp32 lanes, reduced in the order below (which
+ * rt_head_dot_codes_avx2 and unit.head's emulation follow). Each group
  * of 256 weights is 64 bytes of codes, plane p (bits 2p, 2p + 1 of every byte) against x's plane
  * p, split as xq = 128·hi + lo into two vpdpbusd chains; lane l's sum less its Σ xq (sl) is exact,
  * then scaled by its block's d (vpermps of the group's scales by `lane_block`) and added by one
@@ -230,7 +231,7 @@ rt_head_dot_codes_vnni(const uint8_t *codes, const float *scales, const rt_head_
             lane_block, _mm512_castps128_ps512(_mm_loadu_ps(scales + (size_t)g * (size_t)x->blocks_a_group)));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc);
     }
-    /* lanes i and i + 8, then i and i + 4, i and i + 2, 0 and 1 (rt_head_codes_reduce's order) */
+    /* lanes i and i + 8, then i and i + 4, i and i + 2, 0 and 1 */
     const __m256 a8 =
         _mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
     const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));

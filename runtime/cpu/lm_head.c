@@ -259,60 +259,38 @@ static hc_dot_fn hc_dot(void) {
     return NULL;
 }
 
-/* The codes head where this CPU has its kernel and the head is in blocks; true when made. */
-static bool hc_make(rsr_model *m) {
+/* The rows [v0, v0 + nv) of the head (rows: the file's bytes) into a copy at mem of V rows of
+ * `stride` bytes followed by per-row floats; w: a row's n floats of scratch. False gives it up. */
+typedef bool (*copy_fill)(const rsr_model *m, const uint8_t *rows, size_t v0, size_t nv, uint8_t *mem, size_t stride,
+                          float *w);
+
+static bool q8_fill(const rsr_model *m, const uint8_t *rows, size_t v0, size_t nv, uint8_t *mem, size_t stride,
+                    float *w) {
     const rsr_artifact *a = m->a;
-    const int32_t dt = a->lm_head_dtype;
-    if (!hc_dot() || !rsr_block_weights(dt) || a->head_q8 != RSR_NO_TENSOR) return false;
-    const int32_t groups = (a->hidden + 255) / 256;
-    const size_t V = (size_t)a->vocab, stride = hc_row_bytes(dt, groups), huge = (size_t)2 << 20;
-    const size_t in_row = rsr_dtype_bytes(dt, (size_t)a->hidden);
-    const size_t size = (V * stride + 4 * V + huge - 1) / huge * huge;
-    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return false;
-    (void)madvise(mem, size, MADV_HUGEPAGE);
-    float *maxd = (float *)(mem + V * stride);
-    int ok = 1;
-#pragma omp parallel num_threads(rt_team_of(m)) reduction(&& : ok) if (V * (size_t)a->hidden >= Q8_PARALLEL)
-    {
-        uint8_t *rows = malloc(Q8_BLOCK * in_row);
-        ok = rows != NULL;
-#pragma omp for schedule(dynamic, 1)
-        for (size_t b = 0; b < (V + Q8_BLOCK - 1) / Q8_BLOCK; b++) {
-            const size_t v0 = b * Q8_BLOCK, nv = V - v0 < Q8_BLOCK ? V - v0 : Q8_BLOCK;
-            if (!ok) continue;
-            const uint8_t *r = rt_row(m, a->lm_head + v0 * in_row, nv * in_row, rows, Q8_BLOCK * in_row);
-            ok &= hc_rows(r, dt, a->hidden, groups, nv, mem + v0 * stride, maxd + v0);
-        }
-        free(rows);
-    }
-    if (!ok || mprotect(mem, size, PROT_READ) != 0) {
-        munmap(mem, size);
-        return false;
-    }
-    m->hc = m->q8_made = mem, m->q8_made_size = size, m->hc_maxd = maxd, m->hc_stride = stride;
-    m->hc_groups = groups;
-    return true;
+    const size_t V = (size_t)a->vocab;
+    float *scale = (float *)(mem + V * stride), *err = scale + V;
+    return q8_block(rows, a->lm_head_dtype, rsr_dtype_bytes(a->lm_head_dtype, (size_t)a->hidden), nv, a->hidden,
+                    (int32_t)stride, w, mem + v0 * stride, &scale[v0], &err[v0]);
+}
+static bool hc_fill(const rsr_model *m, const uint8_t *rows, size_t v0, size_t nv, uint8_t *mem, size_t stride,
+                    float *w) {
+    const rsr_artifact *a = m->a;
+    (void)w;
+    return hc_rows(rows, a->lm_head_dtype, a->hidden, (a->hidden + 255) / 256, nv, mem + v0 * stride,
+                   (float *)(mem + (size_t)a->vocab * stride) + v0);
 }
 
-static void q8_make(rsr_model *m) {
+/* A copy of the head made from its rows by the model's threads, Q8_BLOCK rows at a time read from
+ * the file (rt_row), `floats` floats a row after the rows, read-only once made: the anonymous
+ * memory (*size bytes), or NULL. */
+static uint8_t *head_copy(rsr_model *m, size_t stride, size_t floats, copy_fill fill, size_t *size) {
     const rsr_artifact *a = m->a;
-    m->q8 = NULL, m->hc = NULL;
-    if (a->head_q8_stride > 0 && hc_make(m)) return;
-    if (a->head_q8 != RSR_NO_TENSOR) { /* stored by an older rsrc */
-        m->q8 = m->blob + a->head_q8;
-        m->q8_scale = (const float *)(m->blob + a->head_q8_scale),
-        m->q8_err = (const float *)(m->blob + a->head_q8_err);
-        return;
-    }
-    if (a->head_q8_stride <= 0) return; /* compiled with --no-greedy-head */
-    const size_t V = (size_t)a->vocab, n = (size_t)a->hidden, stride = (size_t)a->head_q8_stride;
-    const size_t row_bytes = rsr_dtype_bytes(a->lm_head_dtype, n), huge = (size_t)2 << 20;
-    const size_t size = ((V * stride + 2 * 4 * V) + huge - 1) / huge * huge;
-    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return;
-    (void)madvise(mem, size, MADV_HUGEPAGE);
-    float *scale = (float *)(mem + V * stride), *err = scale + V;
+    const size_t V = (size_t)a->vocab, n = (size_t)a->hidden, huge = (size_t)2 << 20;
+    const size_t row_bytes = rsr_dtype_bytes(a->lm_head_dtype, n);
+    *size = (V * stride + floats * 4 * V + huge - 1) / huge * huge;
+    uint8_t *mem = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return NULL;
+    (void)madvise(mem, *size, MADV_HUGEPAGE);
     int ok = 1;
 #pragma omp parallel num_threads(rt_team_of(m)) reduction(&& : ok) if (V * n >= Q8_PARALLEL)
     {
@@ -324,16 +302,44 @@ static void q8_make(rsr_model *m) {
             const size_t v0 = b * Q8_BLOCK, nv = V - v0 < Q8_BLOCK ? V - v0 : Q8_BLOCK;
             if (!ok) continue;
             const uint8_t *r = rt_row(m, a->lm_head + v0 * row_bytes, nv * row_bytes, rows, Q8_BLOCK * row_bytes);
-            ok &= q8_block(r, a->lm_head_dtype, row_bytes, nv, (int32_t)n, (int32_t)stride, w, mem + v0 * stride,
-                           &scale[v0], &err[v0]);
+            ok &= fill(m, r, v0, nv, mem, stride, w);
         }
         free(rows), free(w);
     }
-    if (!ok || mprotect(mem, size, PROT_READ) != 0) {
-        munmap(mem, size);
+    if (!ok || mprotect(mem, *size, PROT_READ) != 0) {
+        munmap(mem, *size);
+        return NULL;
+    }
+    return mem;
+}
+
+/* The int8 copy, or for a head in blocks where this CPU has the codes head's kernel, the codes
+ * head (m->hc); neither for an artifact compiled with --no-greedy-head. */
+static void q8_make(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    const size_t V = (size_t)a->vocab;
+    m->q8 = NULL, m->hc = NULL;
+    if (a->head_q8 != RSR_NO_TENSOR) { /* stored by an older rsrc */
+        m->q8 = m->blob + a->head_q8;
+        m->q8_scale = (const float *)(m->blob + a->head_q8_scale),
+        m->q8_err = (const float *)(m->blob + a->head_q8_err);
         return;
     }
-    m->q8 = m->q8_made = mem, m->q8_made_size = size, m->q8_scale = scale, m->q8_err = err;
+    if (a->head_q8_stride <= 0) return; /* compiled with --no-greedy-head */
+    if (hc_dot() && rsr_block_weights(a->lm_head_dtype)) {
+        const int32_t groups = (a->hidden + 255) / 256;
+        const size_t stride = hc_row_bytes(a->lm_head_dtype, groups);
+        uint8_t *mem = head_copy(m, stride, 1, hc_fill, &m->q8_made_size);
+        if (mem) {
+            m->hc = m->q8_made = mem, m->hc_maxd = (const float *)(mem + V * stride);
+            m->hc_stride = stride, m->hc_groups = groups;
+            return;
+        }
+    }
+    const size_t stride = (size_t)a->head_q8_stride;
+    uint8_t *mem = head_copy(m, stride, 2, q8_fill, &m->q8_made_size);
+    if (!mem) return;
+    m->q8 = m->q8_made = mem, m->q8_scale = (const float *)(mem + V * stride), m->q8_err = m->q8_scale + V;
 }
 
 bool rt_head_q8_ready(const rsr_model *cm) {
@@ -389,11 +395,9 @@ void rt_lm_head_free(rsr_session *s) {
     for (int32_t i = 0; i < s->n_head_rows; i++) scratch_free(s->head_rows[i]);
     free(s->head_rows), s->head_rows = NULL, s->n_head_rows = 0;
     if (!s->head) return;
-    free(s->head->xq), free(s->head->xh), free(s->head->xl), free(s->head->sl);
-    free(s->head->approx), free(s->head->bound);
     free(s->head->cand), free(s->head->ids), free(s->head->cand_logit), free(s->head->probs);
     free(s->head->pen);
-    free(s->head);
+    scratch_free(s->head); /* and what a greedy pick reads */
     s->head = NULL;
 }
 
@@ -405,12 +409,10 @@ static struct rt_head_scratch *scratch_greedy(const rsr_artifact *a) {
     h->approx = malloc(sizeof(double) * (size_t)a->vocab);
     h->bound = malloc(sizeof(double) * (size_t)a->vocab);
     const size_t groups = ((size_t)a->hidden + 255) / 256;
-    if (rsr_block_weights(a->lm_head_dtype)) { /* the codes head's x, should the model make it */
-        h->xh = malloc(256 * groups), h->xl = malloc(256 * groups);
-        h->sl = malloc(sizeof(int32_t) * 16 * groups);
-        if (!h->xh || !h->xl || !h->sl) h->approx = (free(h->approx), NULL);
-    }
-    if (h->xq && h->approx && h->bound) return h;
+    const bool blocks = rsr_block_weights(a->lm_head_dtype) != 0; /* the codes head's x, should the model make it */
+    if (blocks)
+        h->xh = malloc(256 * groups), h->xl = malloc(256 * groups), h->sl = malloc(sizeof(int32_t) * 16 * groups);
+    if (h->xq && h->approx && h->bound && (!blocks || (h->xh && h->xl && h->sl))) return h;
     scratch_free(h);
     return NULL;
 }
@@ -527,6 +529,15 @@ static rsr_status head_prepare(head_x *p) {
 
 #define HEAD_PASS_MAX RSR_BATCH_MAX
 
+/* A thread's share of a pass into its vectors: the best approx − bound, the largest partial sum. */
+static void pass_merge(head_x *const *px, int32_t k, const double *lo, const double *big) {
+#pragma omp critical
+    for (int32_t j = 0; j < k; j++) {
+        if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];
+        px[j]->largest = fmax(px[j]->largest, big[j]);
+    }
+}
+
 /* head_pass on the codes head: each row read once for the k vectors (from L1 for all but the
  * first), each vector's values those of a pass of its own. */
 static void hc_pass(const rsr_model *m, head_x *const *px, int32_t k, double weak) {
@@ -554,11 +565,7 @@ static void hc_pass(const rsr_model *m, head_x *const *px, int32_t k, double wea
                 big[j] = fmax(big[j], wmax * p->x_l1);
             }
         }
-#pragma omp critical
-        for (int32_t j = 0; j < k; j++) {
-            if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];
-            px[j]->largest = fmax(px[j]->largest, big[j]);
-        }
+        pass_merge(px, k, lo, big);
     }
 }
 
@@ -608,11 +615,7 @@ static void q8_pass(const rsr_model *m, head_x *const *px, int32_t k, double wea
                 }
             }
         }
-#pragma omp critical
-        for (int32_t j = 0; j < k; j++) {
-            if (lo[j] > px[j]->best_lo) px[j]->best_lo = lo[j];
-            px[j]->largest = fmax(px[j]->largest, big[j]);
-        }
+        pass_merge(px, k, lo, big);
     }
 }
 

@@ -34,12 +34,15 @@ static bool always(int i) { return (void)i, true; }
 
 int main(void) {
     spec_gate g;
-    spec_gate_init(&g);
+    spec_gate_init(&g, true);
     EXPECT(spec_gate_open(&g, 1), "a gate that has measured nothing holds a draft back");
-    spec_gate_init(&g);
-    long held = run(&g, 200, nine_in_ten);
+    spec_gate_init(&g, false); /* sampled, or a draft model's guesses: every draft goes through */
+    long held = run(&g, 200, one_in_five);
+    EXPECT(held == 0 && g.step_s == 0, "a gate made off held %ld drafts back", held);
+    spec_gate_init(&g, true);
+    held = run(&g, 200, nine_in_ten);
     EXPECT(held == 0, "90%% taken at c = 0.5: %ld of 200 drafts held back", held);
-    spec_gate_init(&g);
+    spec_gate_init(&g, true);
     held = run(&g, 200, one_in_five);
     EXPECT(held >= 180, "20%% taken at c = 0.5: only %ld of 200 drafts held back", held);
     EXPECT(spec_gate_alpha(&g) < 0.35, "20%% taken: the gate estimates %.2f", spec_gate_alpha(&g));
@@ -49,7 +52,7 @@ int main(void) {
     EXPECT(held == 0, "guesses all taken: %ld of the next 100 drafts held back", held);
     /* one slow first verification (a row 5 steps long) shuts the gate; its probes find rows cheap
      * again (half a step) and open it for drafts taken 90% of the time */
-    spec_gate_init(&g);
+    spec_gate_init(&g, true);
     spec_gate_plain(&g, 0.010, 3);
     run_rows(&g, 1, always, 0.050);
     held = run(&g, 300, nine_in_ten);

@@ -113,7 +113,7 @@ static int32_t spec_step(const run_options *o, rsr_session *s, sample_state *st,
     check(api.session_eval_draft(s, seq, k + 1, &o->sampler, &st->rng, chosen, &n_chosen), s);
     const int32_t a = n_chosen - 1; /* the drafted tokens taken */
     sp->steps++, sp->drafted += k, sp->accepted += a;
-    if (!sp->draft && o->sampler.temperature <= 0) spec_gate_verified(&sp->gate, now() - t0, k, a);
+    spec_gate_verified(&sp->gate, now() - t0, k, a);
     /* the next draft's length: twice this one after a whole one was taken, else one past what was;
      * a stretch of text that repeats is drafted long, guesses that fail cost one or two rows */
     sp->k_next = a == k ? 2 * k : a + 1;
@@ -125,9 +125,10 @@ static int32_t spec_step(const run_options *o, rsr_session *s, sample_state *st,
 void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_model_info *info, int32_t ctx) {
     spec_state *sp = &st->spec;
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
-    spec_gate_init(&sp->gate);
     if (!o->spec) return;
     const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, ctx) : NULL;
+    /* greedy n-gram drafts only (spec_gate.h: a seeded sampled run gives the same text every time) */
+    spec_gate_init(&sp->gate, o->spec == SPEC_NGRAM && o->sampler.temperature <= 0);
     why = why ? why
           : o->session.attention == RSR_ATTENTION_LOUVER
               ? "--attention louver attends one token's query otherwise than several tokens'"
@@ -161,9 +162,9 @@ void spec_report(const sample_state *st) {
     fprintf(stderr, "rsr-run: speculative (%s): %ld steps, %ld drafted, %ld accepted (%.0f%%)",
             sp->draft ? "draft" : "ngram-simple", sp->steps, sp->drafted, sp->accepted,
             sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
-    if (!sp->draft && sp->gate.step_s > 0)
+    if (sp->gate.on && sp->gate.step_s > 0)
         fprintf(stderr, "; %ld drafts held back (a drafted row %.2f of a step, %.0f%% of guesses taken)", sp->gate.held,
-                sp->gate.step_s > 0 ? sp->gate.row_s / sp->gate.step_s : 0.0, 100 * spec_gate_alpha(&sp->gate));
+                sp->gate.row_s / sp->gate.step_s, 100 * spec_gate_alpha(&sp->gate));
     fputc('\n', stderr);
 }
 
@@ -188,10 +189,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         int32_t k = n != 1 || max <= 0 ? 0
                     : spec->draft      ? model_draft(spec, draft, max)
                                        : ngram_draft(spec->hist, spec->n_hist, draft, max);
-        /* a draft model's guesses cost its own steps: only the lookup's go through the gate, and
-         * only when greedy (spec_gate.h: a seeded sampled run gives the same text every time) */
-        const bool gated = !spec->draft && o->sampler.temperature <= 0;
-        if (k > 0 && k >= o->draft_min && (!gated || spec_gate_open(&spec->gate, draft[0])))
+        if (k > 0 && k >= o->draft_min && spec_gate_open(&spec->gate, draft[0]))
             return spec_step(o, s, st, tokens[0], draft, k);
     }
     int32_t next;
@@ -203,7 +201,7 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
     }
     /* greedy: the certified head; sampling: exact logits of the rows that could matter */
     check(api.session_eval_sample(s, tokens, n, &sp, &st->rng, &next, NULL), s);
-    if (spec->on && n == 1 && o->sampler.temperature <= 0) spec_gate_plain(&spec->gate, now() - t0, next);
+    if (spec->on && n == 1) spec_gate_plain(&spec->gate, now() - t0, next);
     return next;
 }
 

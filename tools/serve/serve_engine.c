@@ -500,7 +500,8 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     }
     sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0, sl->lazy_seen = 0;
     sl->k_next = 4, sl->ahead_at = sl->ahead_n = 0;
-    spec_gate_init(&sl->gate);
+    /* greedy n-gram drafts only (spec_gate.h: a request's seed gives the same text every time) */
+    spec_gate_init(&sl->gate, !e->has_draft && j->p.sampler.temperature <= 0);
 }
 
 /* The queued job to start next (its place in the queue): the first of the submission with the
@@ -1033,8 +1034,7 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
         return -1;
     }
     int32_t k = ngram_draft(c->hist, c->n_hist, draft + 1, max);
-    const bool gated = j->p.sampler.temperature <= 0; /* greedy: the same tokens either way (spec_gate.h) */
-    return k < 1 || k < dmin || (gated && !spec_gate_open(&sl->gate, draft[1])) ? 0 : k;
+    return k < 1 || k < dmin || !spec_gate_open(&sl->gate, draft[1]) ? 0 : k;
 }
 
 /* spec_draft's -1 (outside the lock): the draft model's guesses after the slot's text into draft + 1;
@@ -1058,7 +1058,7 @@ static rsr_status spec_step(slot *sl, const rsr_seq *q, const int32_t *draft, in
  * after it wait ahead; the cache holds what was taken; the job's and the server's counts. */
 static void spec_taken(serve_engine *e, slot *sl, int32_t k, double seconds) {
     const int32_t a = sl->ahead_n - 1; /* the drafted tokens taken, all in the cache */
-    if (!e->has_draft && sl->j->p.sampler.temperature <= 0) spec_gate_verified(&sl->gate, seconds, k, a);
+    spec_gate_verified(&sl->gate, seconds, k, a);
     kv_cache *c = sl->c;
     if (c->n_hist + a <= e->ep.ctx)
         memcpy(c->hist + c->n_hist, sl->ahead, sizeof *sl->ahead * (size_t)a), c->n_hist += a;
@@ -1111,8 +1111,7 @@ static int32_t turn(serve_engine *e) {
     pthread_mutex_lock(&e->lock);
     e->in_flight = false;
     if (nd && st == RSR_OK) spec_taken(e, &e->slots[e->owner[0]], nd, t1 - t0);
-    if (!nd && nq == 1 && st == RSR_OK && e->spec_ok && e->seqs[0].n == 1 && e->seqs[0].output == RSR_OUTPUT_SAMPLE &&
-        e->seqs[0].sampler->temperature <= 0)
+    if (!nd && nq == 1 && st == RSR_OK && e->spec_ok && e->seqs[0].n == 1 && e->seqs[0].output == RSR_OUTPUT_SAMPLE)
         spec_gate_plain(&e->slots[e->owner[0]].gate, t1 - t0, e->slots[e->owner[0]].next); /* a plain step alone */
     e->metrics.steps += nq > 0, e->metrics.busy_s += t2 - t0, e->metrics.mask_s += e->mask_work;
     e->mask_work = 0;

@@ -694,8 +694,8 @@ static void load_inputs(build *b) {
     if (lacks)
         rsrc_fatal("%s: %s has %s; the GPU forward pass has none of these yet: compile for a CPU target", o->input,
                    m->architecture, lacks);
-    rsrc_note(1, "%s: %s (%s), %d layers, hidden %d", o->input, m->architecture, m->format_name, m->num_layers,
-              m->hidden);
+    rsrc_note(1, "%s: %s (%s), %d layers%s, hidden %d", o->input, m->architecture, m->format_name,
+              model_layers_proper(m), m->mtp ? " and an MTP layer" : "", m->hidden);
 }
 
 /* The work directory, the C file and the blob, and the printers the kernels go to. */
@@ -771,6 +771,16 @@ static void write_constants(build *b) {
     else
         d->lm_head = blob_copy_tensor(&b->ks.blob, st_find(m->ar, "lm_head.weight"), gpu, &d->lm_head_dtype);
     d->final_norm = blob_norm(&b->ks.blob, m, -1, "model.norm.weight", m->hidden);
+    d->mtp_enorm = d->mtp_hnorm = d->mtp_head_norm = RSR_NO_TENSOR;
+    if (m->mtp) { /* the MTP layer's norms (model_load checked them); its head's: the model's when it has none */
+        uint64_t *at[3] = {&d->mtp_enorm, &d->mtp_hnorm, &d->mtp_head_norm};
+        static const char *const what[3] = {"enorm", "hnorm", "shared_head_norm"};
+        for (int i = 0; i < 3; i++) {
+            char *n = model_mtp_name(m, what[i]);
+            *at[i] = i < 2 || st_find(m->ar, n) ? blob_norm(&b->ks.blob, m, -1, n, m->hidden) : d->final_norm;
+            free(n);
+        }
+    }
     d->embed_signs = d->lm_head_signs = RSR_NO_TENSOR;
     if (m->fold_embed) d->embed_signs = fold_signs(b, m->hidden);
     if (m->fold_lm_head) d->lm_head_signs = fold_signs(b, m->hidden);
@@ -959,8 +969,76 @@ static void ptq1_count(build *b, const ternary_matrix *t, bool base3) {
     b->ptq1_file += ptq1_file_bytes(t), b->ptq1_art += ptq1_art_bytes(t, base3);
 }
 
-/* Every layer: its norms, then its seven matrices, each through compile_matrix (and again for
- * the GPU), one at a time, freed as it goes. */
+/* Matrix idx, layer l's projection pj (the MTP layer's eh_proj: PROJ_O), through compile_matrix
+ * (and again for the GPU), its record in b->mats[idx]; freed as it goes. all_weights: the model's,
+ * for the progress. */
+static void compile_one(build *b, int32_t l, int pj, char *name, int32_t out_dim, int32_t in_dim, int32_t idx,
+                        uint64_t all_weights) {
+    const options *o = b->o;
+    const rsrc_model *m = b->m;
+    progress_update(l, b->weights, name);
+    stage_enter(STAGE_LOAD);
+    ternary_matrix tm = {0};
+    model_load_matrix(m, name, out_dim, in_dim, &tm);
+    ternary_matrix_expand(&tm, m->act_block);
+    const bool ptq1 = gguf_model_base3(m, name);
+    tm.base3 = ptq1 && ptq1_base3(b, &tm); /* base-3 where the file has it */
+    matrix_request rq = {.strategy = o->strategy,
+                         .k = o->rsr_k,
+                         .user_strategy = o->strategy,
+                         .index = idx,
+                         .prefill = o->prefill,
+                         .verify = o->verify,
+                         .print_plan = o->print_plan,
+                         .print_kernel = o->print_kernel};
+    matrix_plan decided;
+    if (b->tune)
+        tune_decide(b->tune, &tm, b->t, &rq, &decided);
+    else if (b->check)
+        tune_check_lanes(b->check, &tm, b->t, &rq, &decided);
+    compiled_matrix cm;
+    compile_matrix(&tm, b->t, &rq, &b->ks.blob, &b->ks.sink, &cm);
+    const rsrc_kernel *kn = &cm.kn;
+    if (ptq1) ptq1_count(b, &tm, rsr_units_base3(kernel_units_layout(kn)));
+    matrix_record *r = &b->mats[idx];
+    *r = (matrix_record){name,
+                         xstrdup(kn->symbol),
+                         kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL,
+                         kn->strategy,
+                         tm.src_rows,
+                         tm.cols,
+                         kn->block_rows,
+                         kn->num_blocks,
+                         tm.beta,
+                         kn->data_offset,
+                         cm.index_bytes,
+                         tm.unit_cols,
+                         tm.unit_cols && kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
+                         tm.scale_cols,
+                         RSR_NO_TENSOR,
+                         kn->unit_stride,
+                         RSR_DTYPE_F32,
+                         RSR_NO_TENSOR,
+                         0,
+                         0,
+                         tm.unit_cols && kn->form == KF_I2 ? kn->unit_stride : 0,
+                         kernel_units_layout(kn)};
+    if (tm.unit_cols)
+        r->group_scale = write_group_scales(&b->ks.blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
+    fold_matrix(b, l, pj, r);
+    report_matrix(b, &tm, &cm, r);
+    b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
+    progress_expect_after(after_seconds(b, NULL) * (double)all_weights / (double)b->weights);
+    b->index_bytes += r->index_bytes;
+    if (strategy_is_rsr(cm.mp.strategy)) b->segments += cm.plan.num_segments, b->kept += cm.plan.num_cols_kept;
+    compiled_matrix_free(&cm);
+    if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
+    ternary_matrix_free(&tm);
+    if (b->ks.sink.printer->part) b->ks.sink.printer->part(b->ks.sink.state);
+}
+
+/* Every layer: its norms, then its seven matrices, each through compile_one; then the MTP layer's
+ * eh_proj (qwen35), the last matrix. */
 static void compile_matrices(build *b) {
     const options *o = b->o;
     const rsrc_model *m = b->m;
@@ -968,7 +1046,7 @@ static void compile_matrices(build *b) {
     int32_t total = total_matrices(m), out_dim, in_dim, q_out = m->num_heads * m->head_dim;
     b->mats = xcalloc((size_t)total, sizeof *b->mats);
     b->layers = xcalloc((size_t)m->num_layers, sizeof *b->layers);
-    uint64_t all_weights = 0;
+    uint64_t all_weights = m->mtp ? 2 * (uint64_t)m->hidden * (uint64_t)m->hidden : 0;
     int32_t next = 0; /* the next matrix's index */
     for (int32_t l = 0; l < m->num_layers; l++)
         for (int j = 0; j < per_layer; j++) {
@@ -993,68 +1071,13 @@ static void compile_matrices(build *b) {
                 continue;
             }
             int32_t idx = next++;
-            progress_update(l, b->weights, name);
-            stage_enter(STAGE_LOAD);
-            ternary_matrix tm = {0};
-            model_load_matrix(m, name, out_dim, in_dim, &tm);
-            ternary_matrix_expand(&tm, m->act_block);
-            const bool ptq1 = gguf_model_base3(m, name);
-            tm.base3 = ptq1 && ptq1_base3(b, &tm); /* base-3 where the file has it */
-            matrix_request rq = {.strategy = o->strategy,
-                                 .k = o->rsr_k,
-                                 .user_strategy = o->strategy,
-                                 .index = idx,
-                                 .prefill = o->prefill,
-                                 .verify = o->verify,
-                                 .print_plan = o->print_plan,
-                                 .print_kernel = o->print_kernel};
-            matrix_plan decided;
-            if (b->tune)
-                tune_decide(b->tune, &tm, b->t, &rq, &decided);
-            else if (b->check)
-                tune_check_lanes(b->check, &tm, b->t, &rq, &decided);
-            compiled_matrix cm;
-            compile_matrix(&tm, b->t, &rq, &b->ks.blob, &b->ks.sink, &cm);
-            const rsrc_kernel *kn = &cm.kn;
-            if (ptq1) ptq1_count(b, &tm, rsr_units_base3(kernel_units_layout(kn)));
-            matrix_record *r = &b->mats[idx];
-            *r = (matrix_record){name,
-                                 xstrdup(kn->symbol),
-                                 kn->batch_symbol ? xstrdup(kn->batch_symbol) : NULL,
-                                 kn->strategy,
-                                 tm.src_rows,
-                                 tm.cols,
-                                 kn->block_rows,
-                                 kn->num_blocks,
-                                 tm.beta,
-                                 kn->data_offset,
-                                 cm.index_bytes,
-                                 tm.unit_cols,
-                                 tm.unit_cols && kn->form == KF_I2 ? 1 : tm.planes, /* i2 reads a +2 as code 3 */
-                                 tm.scale_cols,
-                                 RSR_NO_TENSOR,
-                                 kn->unit_stride,
-                                 RSR_DTYPE_F32,
-                                 RSR_NO_TENSOR,
-                                 0,
-                                 0,
-                                 tm.unit_cols && kn->form == KF_I2 ? kn->unit_stride : 0,
-                                 kernel_units_layout(kn)};
-            if (tm.unit_cols)
-                r->group_scale = write_group_scales(&b->ks.blob, &tm, b->gpu.printer != NULL, &r->group_scale_dtype);
-            fold_matrix(b, l, pj, r);
+            compile_one(b, l, pj, name, out_dim, in_dim, idx, all_weights);
             if (!m->num_experts || j < PROJ_GATE + shared) *slot[pj] = idx;
-            report_matrix(b, &tm, &cm, r);
-            b->weights += (uint64_t)tm.src_rows * (uint64_t)tm.cols;
-            progress_expect_after(after_seconds(b, NULL) * (double)all_weights / (double)b->weights);
-            b->index_bytes += r->index_bytes;
-            if (strategy_is_rsr(cm.mp.strategy)) b->segments += cm.plan.num_segments, b->kept += cm.plan.num_cols_kept;
-            compiled_matrix_free(&cm);
-            if (b->gpu.printer) compile_gpu_matrix(b, &tm, idx, pj, &rq);
-            ternary_matrix_free(&tm);
-            if (b->ks.sink.printer->part) b->ks.sink.printer->part(b->ks.sink.state);
         }
     }
+    if (m->mtp)
+        compile_one(b, m->num_layers - 1, PROJ_O, model_mtp_name(m, "eh_proj"), m->hidden, 2 * m->hidden, next++,
+                    all_weights);
     progress_update(m->num_layers, b->weights, NULL);
     if (o->stats) print_stats_total(b, next);
     if (b->tune) tune_end(b->tune);

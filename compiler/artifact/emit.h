@@ -92,6 +92,7 @@ typedef struct artifact_desc {
     uint64_t chat_template, chat_template_size; /* the model's own Jinja chat template, or RSR_NO_TENSOR */
     uint64_t head_q8, head_q8_scale, head_q8_err; /* the int8 greedy head, or RSR_NO_TENSOR */
     uint64_t embed_signs, lm_head_signs;          /* the Hadamard fold's, or RSR_NO_TENSOR */
+    uint64_t mtp_enorm, mtp_hnorm, mtp_head_norm; /* the MTP layer's (m->mtp), or RSR_NO_TENSOR */
     int32_t head_q8_stride;
     const char *gpu;      /* the rsr_artifact_gpu descriptor's name (gpu.c), or NULL */
     const char *manifest; /* manifest.c */

@@ -86,7 +86,7 @@ void emit_header(FILE *out, const rsrc_model *m, const rsrc_target *t, const cha
     emit_quoted(out, m->architecture);
     fprintf(out, "\n#define %s_HIDDEN_SIZE %d\n", P, m->hidden);
     fprintf(out, "#define %s_INTERMEDIATE_SIZE %d\n", P, m->intermediate);
-    fprintf(out, "#define %s_NUM_LAYERS %d\n", P, m->num_layers);
+    fprintf(out, "#define %s_NUM_LAYERS %d\n", P, model_layers_proper(m));
     fprintf(out, "#define %s_NUM_HEADS %d\n", P, m->num_heads);
     fprintf(out, "#define %s_NUM_KV_HEADS %d\n", P, m->num_kv_heads);
     fprintf(out, "#define %s_HEAD_DIM %d\n", P, m->head_dim);

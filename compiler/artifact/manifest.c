@@ -59,6 +59,8 @@ char *manifest_text(const artifact_desc *d, const char *source, const char *back
         add(&t, "fold hadamard blocks of %d, %s signs, %d matrices%s%s\n", m->fold_block,
             m->fold_signs ? "explicit" : "identity", m->nfolded, m->fold_embed ? ", the embedding" : "",
             m->fold_lm_head ? ", the head" : "");
+    if (m->mtp) /* qwen35's multi-token prediction (draft-mtp) */
+        add(&t, "mtp layer %d (attention, eh_proj, enorm, hnorm)\n", m->num_layers - 1);
     static const char *const tables[] = {"f32",         "f16",          "bf16",         "Q1_0 blocks",
                                          "Q2_0 blocks", "PQ2_0 blocks", "PTQ1_0 blocks"};
     add(&t, "embedding %s%s\n", tables[d->embed_dtype], m->tied ? ", the head tied" : "");

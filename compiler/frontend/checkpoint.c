@@ -96,6 +96,13 @@ static const char *const deltanet_matrices[] = {"linear_attn.in_proj_qkv", "line
 static bool qwen35_tensor(const rsrc_model *m, int layer, const char *rest) {
     const bool dn = model_deltanet(m, layer);
     char buf[96];
+    if (m->mtp && layer == m->num_layers - 1) { /* the MTP layer's own */
+        static const char *const own[] = {
+            "mtp.eh_proj.weight", "mtp.eh_proj.weight_scale",    "mtp.enorm.weight",
+            "mtp.hnorm.weight",   "mtp.shared_head_norm.weight", "mtp.eh_proj.weight_group_scale"};
+        for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+            if (!strcmp(rest, own[i])) return true;
+    }
     for (int p = 0; p < NUM_PROJ; p++) {
         if (p <= PROJ_O && dn) continue;
         for (int k = 0; k < 3; k++) {
@@ -409,6 +416,17 @@ rsrc_model *model_load(const char *path) {
         snprintf(n, sizeof n, "model.layers.%d.mlp.shared_expert_gate.weight", l);
         if (m->shared_ff) model_shared_gate(m, n);
     }
+    if (m->mtp) { /* the MTP layer's norms of the embedding and the hidden state, and of its output */
+        static const char *const norms[] = {"enorm", "hnorm", "shared_head_norm"};
+        for (int j = 0; j < 3; j++) {
+            char *n = model_mtp_name(m, norms[j]);
+            rsrc_arena_own(ar, free, n);
+            if (j < 2 || st_find(m->ar, n)) model_require(m, n, 1, m->hidden, 0);
+        }
+        char *n = model_mtp_name(m, "eh_proj");
+        rsrc_arena_own(ar, free, n);
+        matrix_tensor(m, n, m->hidden, 2 * m->hidden);
+    }
     /* and every matrix: present, its dtype and shape, a packed one's scale (the codes themselves
      * are read when the matrix is compiled) */
     for (int l = 0; l < m->num_layers; l++)
@@ -454,7 +472,11 @@ int model_layer_matrices(const rsrc_model *m) {
 int32_t model_total_matrices(const rsrc_model *m) {
     int32_t n = m->num_layers * model_layer_matrices(m);
     for (int l = 0; l < m->num_layers; l++) n -= model_deltanet(m, l); /* no v */
-    return n;
+    return n + m->mtp;                                                 /* eh_proj */
+}
+
+char *model_mtp_name(const rsrc_model *m, const char *what) {
+    return xasprintf("model.layers.%d.mtp.%s.weight", m->num_layers - 1, what);
 }
 
 char *model_layer_matrix(const rsrc_model *m, int l, int j, int32_t *rows, int32_t *cols, int *proj) {
@@ -800,7 +822,7 @@ static void print_experts(const rsrc_model *m, FILE *out) {
 void model_print(const rsrc_model *m, FILE *out) {
     fprintf(out, "model %s format=%s\n", m->architecture, m->format_name);
     fprintf(out, "  hidden=%d intermediate=%d layers=%d heads=%d kv_heads=%d head_dim=%d vocab=%d max_pos=%d\n",
-            m->hidden, m->intermediate, m->num_layers, m->num_heads, m->num_kv_heads, m->head_dim, m->vocab,
+            m->hidden, m->intermediate, model_layers_proper(m), m->num_heads, m->num_kv_heads, m->head_dim, m->vocab,
             m->max_positions);
     fprintf(out, "  act=%s sub_norms=%s tied=%s scale=%s bitlinear_norm=%s rms_eps=%g rope_theta=%g\n",
             m->activation == RSR_ACT_RELU2  ? "relu2"
@@ -818,9 +840,15 @@ void model_print(const rsrc_model *m, FILE *out) {
         fputs("  deltanet layers=", out);
         for (int32_t l = 0, n = 0; l < m->num_layers; l++)
             if (model_deltanet(m, l)) fprintf(out, "%s%d", n++ ? "," : "", l);
-        fprintf(out, " k_heads=%d v_heads=%d head=%d conv=%d rope_dims=%d attn_gate=%s mtp_layers=%d (not read)\n",
-                m->dn_k_heads, m->dn_v_heads, m->dn_head, m->dn_conv, m->rope_dims, m->attn_gate ? "yes" : "no",
-                m->mtp_layers);
+        fprintf(out, " k_heads=%d v_heads=%d head=%d conv=%d rope_dims=%d attn_gate=%s mtp_layers=%d", m->dn_k_heads,
+                m->dn_v_heads, m->dn_head, m->dn_conv, m->rope_dims, m->attn_gate ? "yes" : "no", m->mtp_layers);
+        if (m->mtp) {
+            char *shn = model_mtp_name(m, "shared_head_norm");
+            fprintf(out, " (read: layer %d, its head norm %s)\n", m->num_layers - 1,
+                    st_find(m->ar, shn) ? "its own" : "the model's");
+            free(shn);
+        } else
+            fputs(" (not read)\n", out);
     }
     if (!m->post_norms && !m->layer_window && !m->embed_scale && !m->attn_scale) return;
     fprintf(out,

@@ -74,7 +74,7 @@ static int name_kind(const gguf_file *g, const rsrc_model *m, const char *name, 
         char buf[64];
         memcpy(buf, name, len), buf[len] = 0;
         if (sscanf(buf, "blk.%d.%39[a-z_].weight%n", layer, kind, &n) == 2 && (size_t)n == len && *layer >= 0 &&
-            *layer < m->num_layers + m->mtp_layers)
+            *layer < m->num_layers - m->mtp + m->mtp_layers)
             for (int k = 0; k < (int)(sizeof fold_kinds / sizeof *fold_kinds); k++)
                 if (!strcmp(kind, fold_kinds[k])) return k;
     }

@@ -113,6 +113,15 @@ static char *qwen35_name(const rsrc_model *m, int layer, const char *rest, int *
         {"attn_k_norm.weight", "self_attn.k_norm.weight", 2, -1},
     };
     if (layer >= m->num_layers) return NULL;
+    if (m->mtp && layer == m->num_layers - 1 && !strncmp(rest, "nextn.", 6)) { /* the MTP layer's own */
+        static const char *const own[] = {"eh_proj.weight", "enorm.weight", "hnorm.weight", "shared_head_norm.weight"};
+        for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+            if (!strcmp(rest + 6, own[i])) {
+                *proj = i == 0 ? PROJ_O : -1; /* eh_proj: a matrix read as stored, as o is */
+                return xasprintf("model.layers.%d.mtp.%s", layer, own[i]);
+            }
+        return NULL;
+    }
     const int where = m->layer_kind[layer] == RSR_LAYER_DELTANET ? 1 : 2, ffn = m->num_experts ? 8 : 4;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!strcmp(rest, names[i].gguf) && ((names[i].where & 3) == 0 || (names[i].where & 3) == where) &&
@@ -724,7 +733,7 @@ static void qwen35_sections(const rsrc_model *m, const gguf_file *g, const char 
  * rotation of the first rope.dimension_count dims. */
 static void configure_qwen35(rsrc_model *m, const gguf_file *g, const char *arch) {
     char k[160];
-    snprintf(k, sizeof k, "%s.nextn_predict_layers", arch); /* the MTP layers, after the model's: skipped */
+    snprintf(k, sizeof k, "%s.nextn_predict_layers", arch); /* the MTP layers, after the model's (configure) */
     const gguf_value *nx = gguf_get(g, k);
     if (nx && (!integer_type(nx->type) || nx->i < 0 || nx->i >= m->num_layers))
         rsrc_fatal("%s: metadata '%s' is not a count of layers below block_count %d", g->path, k, m->num_layers);
@@ -768,6 +777,37 @@ static void configure_qwen35(rsrc_model *m, const gguf_file *g, const char *arch
                                                                           : g->map[rl->first + (uint64_t)l] != 0;
         m->layer_kind[l] = recurrent ? RSR_LAYER_DELTANET : RSR_LAYER_ATTENTION;
     }
+}
+
+/* Whether qwen35's multi-token-prediction layer blk.L (L the model's layers) can be read: one MTP
+ * layer of a dense model, every tensor of a full-attention layer and nextn.eh_proj [2·hidden ->
+ * hidden] in a type rsrc reads as a matrix, enorm, hnorm (and shared_head_norm, when there) as
+ * rows of hidden; no embedding or head of its own (it shares the model's). NULL, or why not. */
+static const char *mtp_unreadable(const rsrc_model *m, const gguf_file *g, char *why, size_t n) {
+    if (m->mtp_layers != 1) return snprintf(why, n, "%d MTP layers; rsrc reads one", m->mtp_layers), why;
+    if (m->num_experts) return snprintf(why, n, "a mixture of experts' MTP layer"), why;
+    static const char *const mats[] = {"attn_q",   "attn_k", "attn_v",   "attn_output",
+                                       "ffn_gate", "ffn_up", "ffn_down", "nextn.eh_proj"};
+    static const char *const rows[] = {"attn_norm", "post_attention_norm", "nextn.enorm", "nextn.hnorm"};
+    static const char *const own[] = {"nextn.embed_tokens", "nextn.shared_head_head"};
+    char name[96];
+    const int32_t L = m->num_layers;
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        snprintf(name, sizeof name, "blk.%d.%s.weight", L, own[i]);
+        if (gguf_find(g, name)) return snprintf(why, n, "it has its own %s (rsrc shares the model's)", name), why;
+    }
+    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
+        snprintf(name, sizeof name, "blk.%d.%s.weight", L, mats[i]);
+        const gguf_tensor *t = gguf_find(g, name);
+        if (!t) return snprintf(why, n, "no %s", name), why;
+        if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !group_qk(t->type))
+            return snprintf(why, n, "%s is %s, not a type of rsrc's matrices", name, gguf_type_name(t->type)), why;
+    }
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        snprintf(name, sizeof name, "blk.%d.%s.weight", L, rows[i]);
+        if (!gguf_find(g, name)) return snprintf(why, n, "no %s", name), why;
+    }
+    return NULL;
 }
 
 static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
@@ -872,6 +912,16 @@ static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
         configure_experts(m, g, arch, false);
     else if (m->num_experts) /* maple: its experts and its windows */
         configure_maple(m, g, arch);
+    if (m->mtp_layers) { /* qwen35's multi-token prediction: one more attention layer, read when it can be */
+        char why[256];
+        const char *no = mtp_unreadable(m, g, why, sizeof why);
+        if (no)
+            rsrc_note(0, "%s: its multi-token-prediction layer is not read (%s): no draft-mtp", g->path, no);
+        else {
+            m->layer_kind = xrealloc(m->layer_kind, sizeof *m->layer_kind * (size_t)(m->num_layers + 1));
+            m->layer_kind[m->num_layers++] = RSR_LAYER_ATTENTION, m->mtp = 1;
+        }
+    }
     fold_read(m, g); /* PrismML's Hadamard fold (Bonsai 2), when its keys are there */
     if (m->tied && m->fold_embed) m->fold_lm_head = true; /* the head is the rotated embedding */
 }

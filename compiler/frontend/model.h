@@ -98,7 +98,11 @@ typedef struct rsrc_model {
     int32_t dn_k_heads, dn_v_heads, dn_head, dn_conv;
     bool attn_gate;
     int32_t rope_dims;
-    int32_t mtp_layers; /* qwen35: multi-token-prediction layers after the model's (not read, skipped) */
+    /* qwen35: mtp_layers multi-token-prediction layers after the model's in the file; mtp 1 when the one
+     * MTP layer is read (gguf_model.c's configure): it is then layer num_layers - 1, an attention layer
+     * whose own tensors are model.layers.L.mtp.{eh_proj,enorm,hnorm,shared_head_norm}.weight, and the
+     * model proper is the layers before it (model_layers_proper) */
+    int32_t mtp_layers, mtp;
     /* PrismML's Hadamard fold (fold.c): fold_block B > 0 when some matrices' inputs are rotated,
      * x <- H_B (s ⊙ x) with s the signs of the input's width (fold_signs NULL: all +1), before
      * their product; folded: those matrices' archive names (sorted by fold_finish); fold_lm_head: the
@@ -169,8 +173,13 @@ char *model_layer_matrix(const rsrc_model *m, int l, int j, int32_t *rows, int32
 /* Whether layer l is a gated DeltaNet (qwen35): its slots q, k, o are [q|k|v], z and the output
  * projection, and slot v has no matrix (model_layer_matrix returns NULL for it). */
 static inline bool model_deltanet(const rsrc_model *m, int l) { return m->layer_kind && m->layer_kind[l] == 1; }
-/* The ternary matrices of the whole model (model_layer_matrices per layer, less the absent slots). */
+/* The ternary matrices of the whole model (model_layer_matrices per layer, less the absent slots;
+ * and the MTP layer's eh_proj, the last one). */
 int32_t model_total_matrices(const rsrc_model *m);
+/* The model's layers without its MTP layer (rsr_artifact.num_layers). */
+static inline int32_t model_layers_proper(const rsrc_model *m) { return m->num_layers - m->mtp; }
+/* The MTP layer's own tensor model.layers.L.mtp.WHAT.weight (the caller frees it). */
+char *model_mtp_name(const rsrc_model *m, const char *what);
 
 /* ---- gguf.c: llama.cpp's GGUF container, checked against the file; gguf_model.c: a GGUF model
  * as the rest of rsrc reads one (tensors under Hugging Face names, packed ternary matrices) ---- */

@@ -1032,7 +1032,7 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
     fprintf(out,
             "    .hidden = %d, .intermediate = %d, .num_layers = %d, .num_heads = %d, .num_kv_heads = %d,"
             " .head_dim = %d,\n",
-            m->hidden, m->intermediate, m->num_layers, m->num_heads, m->num_kv_heads, m->head_dim);
+            m->hidden, m->intermediate, model_layers_proper(m), m->num_heads, m->num_kv_heads, m->head_dim);
     fprintf(out, "    .vocab = %d, .max_positions = %d, .bos = %d, .eos = %d,\n", m->vocab, m->max_positions, m->bos,
             m->eos);
     fprintf(out,
@@ -1074,6 +1074,15 @@ void emit_c_artifact(FILE *out, const artifact_desc *d) {
         emit_c_offset(out, d->embed_signs);
         fputs(", .lm_head_signs = ", out);
         emit_c_offset(out, d->lm_head_signs);
+        fputs(",\n", out);
+    }
+    if (m->mtp) { /* qwen35's MTP layer: layers[num_layers], eh_proj the last matrix */
+        fprintf(out, "    .mtp_layers = 1, .mtp_eh_proj = %d, .mtp_enorm = ", d->num_matrices - 1);
+        emit_c_offset(out, d->mtp_enorm);
+        fputs(", .mtp_hnorm = ", out);
+        emit_c_offset(out, d->mtp_hnorm);
+        fputs(", .mtp_head_norm = ", out);
+        emit_c_offset(out, d->mtp_head_norm);
         fputs(",\n", out);
     }
     fputs("};\n\n", out);

@@ -263,8 +263,8 @@ class Model(_Handle):
             ids |= {self._tok_info.eos_token_id, self._tok_info.eot_token_id}
         return ids - {-1}
 
-    def session(self, max_positions: int = 0, kv: str = "bf16", checkpoints: int = 0) -> "Session":
-        return Session(self, max_positions, kv, checkpoints)
+    def session(self, max_positions: int = 0, kv: str = "bf16", checkpoints: int = 0, mtp: bool = False) -> "Session":
+        return Session(self, max_positions, kv, checkpoints, mtp)
 
     @property
     def pooling(self) -> str:
@@ -529,14 +529,16 @@ class _Text:
 class Session(_Handle):
     """A KV cache of max_positions tokens (0: the model's) and the position in it. kv: the cache's
     element type, "bf16" (the default), "f32", "f16" or "q8" (rsr.h's rsr_kv_type). checkpoints: a
-    hybrid's copies of its recurrent state kept for truncate (0: 1). Its calls take turns on a lock
-    of its own: other sessions of the model run meanwhile."""
+    hybrid's copies of its recurrent state kept for truncate (0: 1). mtp: the model's
+    multi-token-prediction layer follows the session (info["mtp_layers"] 1), so that draft_mtp
+    drafts. Its calls take turns on a lock of its own: other sessions of the model run meanwhile."""
 
     KV_TYPES = ("f32", "bf16", "f16", "q8")  # rsr_kv_type, in its order
     ATTENTION_AUTO = 2  # RSR_ATTENTION_AUTO: rsr_session_default_params()'s attention
     _s = None  # the rsr_session handle; None once closed (or never opened)
 
-    def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16", checkpoints: int = 0):
+    def __init__(self, model: Model, max_positions: int = 0, kv: str = "bf16", checkpoints: int = 0,
+                 mtp: bool = False):
         if kv not in self.KV_TYPES:
             raise ValueError(f"kv {kv!r} is not one of {', '.join(self.KV_TYPES)}")
         max_positions = _int_arg("max_positions", max_positions, 0, _INT32_MAX)
@@ -544,7 +546,7 @@ class Session(_Handle):
         self._lock = threading.RLock()
         checkpoints = _int_arg("checkpoints", checkpoints, 0, _INT32_MAX)
         self._params = _SessionParams(max_positions=max_positions, kv_type=self.KV_TYPES.index(kv),
-                                      attention=self.ATTENTION_AUTO, checkpoints=checkpoints)
+                                      attention=self.ATTENTION_AUTO, checkpoints=checkpoints, mtp=1 if mtp else 0)
         model._adopt(self, self._open)
         self.max_positions = max_positions or model.info["max_positions"]
 
@@ -655,6 +657,19 @@ class Session(_Handle):
         n = ctypes.c_int32()
         self._check(self._lib.rsr_session_eval_draft(self._s, ids, len(ids), ctypes.byref(sampler), ctypes.byref(rng),
                                                      out, ctypes.byref(n)))
+        return list(out[:n.value])
+
+    @_serialised
+    def draft_mtp(self, token: int, max_tokens: int = 16, p_min: float = 0.0) -> list:
+        """Up to max_tokens guesses of the model's multi-token-prediction layer after the text so far and
+        its next token `token` (not evaluated yet), for eval_draft (rsr_session_draft_mtp): each its
+        certified greedy guess, stopping before one whose probability is below p_min (p_min > 0). The
+        session must have been made with mtp=True."""
+        token = _int_arg("token", token, _INT32_MIN, _INT32_MAX)
+        max_tokens = _int_arg("max_tokens", max_tokens, 0, 4096)
+        out = (ctypes.c_int32 * max(max_tokens, 1))()
+        n = ctypes.c_int32()
+        self._check(self._lib.rsr_session_draft_mtp(self._s, token, max_tokens, float(p_min), out, ctypes.byref(n)))
         return list(out[:n.value])
 
     @_serialised

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 from ._errors import _ERR_ABI, _ERR_FORMAT, Error
 
-API_VERSION = 20  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
+API_VERSION = 21  # rsr.h's RSR_API_VERSION, which _SIGNATURES are of (rsr.API_VERSION)
 
 
 class _Info(ctypes.Structure):
@@ -23,7 +23,7 @@ class _Info(ctypes.Structure):
                 ("bos_token_id", ctypes.c_int32), ("eos_token_id", ctypes.c_int32),
                 ("num_matrices", ctypes.c_int32), ("device", ctypes.c_char_p), ("gpu_arch", ctypes.c_char_p),
                 ("num_threads", ctypes.c_int32), ("constants", ctypes.c_char_p), ("pooling", ctypes.c_int32),
-                ("num_kv_layers", ctypes.c_int32), ("state_bytes", ctypes.c_int64)]
+                ("num_kv_layers", ctypes.c_int32), ("state_bytes", ctypes.c_int64), ("mtp_layers", ctypes.c_int32)]
 
 
 class _ModelParams(ctypes.Structure):
@@ -35,7 +35,7 @@ class _SessionParams(ctypes.Structure):
     _fields_ = [("max_positions", ctypes.c_int32), ("attention", ctypes.c_int32), ("louver_policy", ctypes.c_int32),
                 ("louver_eps", ctypes.c_float), ("louver_tau", ctypes.c_float), ("louver_budget", ctypes.c_float),
                 ("louver_block", ctypes.c_int32), ("louver_subspaces", ctypes.c_int32), ("batch", ctypes.c_int32),
-                ("kv_type", ctypes.c_int32), ("checkpoints", ctypes.c_int32)]
+                ("kv_type", ctypes.c_int32), ("checkpoints", ctypes.c_int32), ("mtp", ctypes.c_int32)]
 
 
 class _Sampler(ctypes.Structure):
@@ -87,6 +87,7 @@ _SIGNATURES = {
                                                 ctypes.POINTER(ctypes.c_double)]),
     "rsr_session_eval_draft": (ctypes.c_int, [_P, _I32P, ctypes.c_int32, ctypes.POINTER(_Sampler),
                                                ctypes.POINTER(ctypes.c_uint64), _I32P, _I32P]),
+    "rsr_session_draft_mtp": (ctypes.c_int, [_P, ctypes.c_int32, ctypes.c_int32, ctypes.c_float, _I32P, _I32P]),
     "rsr_session_tokens": (ctypes.c_int32, [_P, _I32P, ctypes.c_int32]),
     "rsr_session_save": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64)]),
     "rsr_session_load": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64)]),

@@ -188,11 +188,12 @@ def test_eval_draft_keeps_what_decoding_takes(model):
 
 @pytest.fixture(scope="session")
 def hybrid(tmp_path_factory):
-    """A Qwen3.5 hybrid (gated DeltaNet layers and attention) of random weights."""
+    """A Qwen3.5 hybrid (gated DeltaNet layers and attention) of random weights, with an MTP layer."""
     d = tmp_path_factory.mktemp("hybrid")
     subprocess.run([os.path.join(BUILD, "rsr-mkmodel"), "--gguf-arch", "qwen35", "--format", "gguf-q2", "--seed", "5",
                     "--ssm-heads", "2,6", "--ssm-head", "64", "--hidden", "256", "--intermediate", "512", "--layers",
-                    "4", "--heads", "8", "--kv-heads", "4", "--head-dim", "32", "--out", str(d / "m")], check=True,
+                    "4", "--heads", "8", "--kv-heads", "4", "--head-dim", "32", "--nextn", "1", "--out", str(d / "m")],
+                   check=True,
                    stderr=subprocess.DEVNULL)
     subprocess.run([os.path.join(BUILD, "rsrc"), str(d / "m" / "model.gguf"), "-O0", "-o", str(d / "m.so")], check=True)
     with rsr.Model(str(d / "m.so")) as m:
@@ -228,6 +229,29 @@ def test_eval_draft_rolls_back_a_recurrent_state(hybrid):
         s.truncate(len(prompt) + 5)
         for t in range(6, 11):
             assert s.eval_greedy([greedy[t - 1]]) == greedy[t]
+
+
+def test_draft_mtp(hybrid):
+    """The MTP layer's drafts (a session made with mtp=True): as many as asked, the session's position
+    as it was, the same when asked again (its cache rows past the position written alike); verified
+    by eval_draft, the text is greedy decoding's. A session made without mtp has nothing to draft with."""
+    assert hybrid.info["mtp_layers"] == 1
+    prompt = [5, 17, 30, 44, 9, 2]
+    with hybrid.session(max_positions=64) as plain:
+        greedy = [plain.eval_greedy(prompt)]
+        for _ in range(12):
+            greedy.append(plain.eval_greedy([greedy[-1]]))
+        with pytest.raises(rsr.Error, match="without rsr_session_params.mtp"):
+            plain.draft_mtp(greedy[-1])
+    with hybrid.session(max_positions=64, mtp=True) as s:
+        text = [s.eval_greedy(prompt)]
+        while len(text) < 13:
+            pos = s.position
+            d = s.draft_mtp(text[-1], 4)
+            assert len(d) == 4 and s.position == pos
+            assert s.draft_mtp(text[-1], 4) == d
+            text += s.eval_draft(text[-1], d)
+        assert text[:13] == greedy
 
 
 def continuation(s, first, n=6):

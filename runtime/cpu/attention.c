@@ -116,22 +116,22 @@ rsr_status rt_attention_init(rsr_session *s, const rsr_session_params *p) {
     t->part_ml = malloc(sizeof(float) * heads * (size_t)t->max_chunks * 2);
     t->scratch = malloc(sizeof(float) * (size_t)t->nthreads * group * ATTN_CHUNK);
     t->row_o = malloc(sizeof(float) * (size_t)t->nthreads * 2 * group * d);
-    t->stats = calloc((size_t)a->num_layers, sizeof *t->stats);
+    t->stats = calloc((size_t)rt_layers(a), sizeof *t->stats);
     t->head_stats = calloc(heads, sizeof *t->head_stats);
     t->head_status = calloc(heads, sizeof *t->head_status);
-    t->last_q = malloc(sizeof(float) * (size_t)a->num_layers * heads * d);
-    t->last_q_pos = malloc(sizeof(int32_t) * (size_t)a->num_layers);
-    for (int32_t l = 0; t->last_q_pos && l < a->num_layers; l++) t->last_q_pos[l] = -1;
+    t->last_q = malloc(sizeof(float) * (size_t)rt_layers(a) * heads * d);
+    t->last_q_pos = malloc(sizeof(int32_t) * (size_t)rt_layers(a));
+    for (int32_t l = 0; t->last_q_pos && l < rt_layers(a); l++) t->last_q_pos[l] = -1;
     int ok = t->part_o && t->part_ml && t->scratch && t->row_o && t->stats && t->head_stats && t->head_status &&
              t->last_q && t->last_q_pos;
     if (ok && louver) {
         t->louver = 1;
         t->autopilot = autopilot;
-        t->dense_until = calloc((size_t)a->num_layers, sizeof *t->dense_until);
+        t->dense_until = calloc((size_t)rt_layers(a), sizeof *t->dense_until);
         ok = t->dense_until != NULL;
         t->policy = malloc(sizeof(rsr_louver_policy) * heads);
         for (size_t h = 0; t->policy && h < heads; h++) t->policy[h] = pol;
-        size_t n = (size_t)a->num_layers * (size_t)a->num_kv_heads;
+        size_t n = (size_t)rt_layers(a) * (size_t)a->num_kv_heads;
         t->index = calloc(n, sizeof *t->index);
         t->lsc = calloc((size_t)t->nthreads, sizeof *t->lsc);
         ok = ok && t->index && t->lsc && t->policy;
@@ -147,7 +147,7 @@ void rt_attention_free(rsr_session *s) {
     if (!t) return;
     const rsr_artifact *a = s->model->a;
     if (t->index)
-        for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_free(t->index[i]);
+        for (int32_t i = 0; i < rt_layers(a) * a->num_kv_heads; i++) rsr_louver_free(t->index[i]);
     if (t->lsc)
         for (int32_t i = 0; i < t->nthreads; i++) rsr_louver_scratch_free(t->lsc[i]);
     free(t->index), free(t->lsc), free(t->part_o), free(t->part_ml), free(t->scratch), free(t->row_o), free(t->stats);
@@ -161,10 +161,10 @@ void rt_attention_reset(rsr_session *s) {
     struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     if (t->index)
-        for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) rsr_louver_clear(t->index[i]);
+        for (int32_t i = 0; i < rt_layers(a) * a->num_kv_heads; i++) rsr_louver_clear(t->index[i]);
     t->stats_pos = -1;
-    for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
-    if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)a->num_layers);
+    for (int32_t l = 0; l < rt_layers(a); l++) t->last_q_pos[l] = -1;
+    if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)rt_layers(a));
 }
 
 /* After rsr_session_truncate: the indexes as the new position implies, and auto's decisions and
@@ -175,8 +175,8 @@ void rt_attention_truncate(rsr_session *s) {
     struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     t->stats_pos = -1;
-    for (int32_t l = 0; l < a->num_layers; l++) t->last_q_pos[l] = -1;
-    if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)a->num_layers);
+    for (int32_t l = 0; l < rt_layers(a); l++) t->last_q_pos[l] = -1;
+    if (t->dense_until) memset(t->dense_until, 0, sizeof(int32_t) * (size_t)rt_layers(a));
 }
 
 int32_t rt_attention_kind(const rsr_session *s, int32_t **dense_until) {
@@ -193,7 +193,7 @@ void rt_attention_rollback(rsr_session *s) {
     struct rt_attention *t = s->attn;
     const rsr_artifact *a = s->model->a;
     if (!t->index) return;
-    for (int32_t i = 0; i < a->num_layers * a->num_kv_heads; i++) {
+    for (int32_t i = 0; i < rt_layers(a) * a->num_kv_heads; i++) {
         const int32_t B = rsr_louver_get_config(t->index[i])->block_keys;
         rsr_louver_truncate(t->index[i], s->pos > B ? (s->pos - 1) / B * B : 0);
     }

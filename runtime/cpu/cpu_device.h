@@ -23,6 +23,21 @@ typedef struct rt_run {
 rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
                       int32_t rows, bool head);
 
+/* forward.c's parts that mtp.c runs again: layer l over the rows of runs (their sessions' caches
+ * at each one's position), the product of matrix index with n float rows x (quantised as every
+ * matrix's input) into y, the embedding row of a token as the first layer reads it, an RMSNorm. */
+rsr_status rt_layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows);
+void rt_matrix_rows(const rsr_model *m, rt_work *w, int32_t index, const float *x, size_t x_stride, int32_t n, float *y,
+                    size_t y_stride);
+void rt_embed_row(const rsr_model *m, int32_t token, float *h);
+void rt_rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps);
+/* mtp.c, Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers): after the model's layers of a
+ * step (rt_forward), the MTP layer over the rows of the sessions that keep it (rsr_session.mtp), w->h
+ * as it was after; and rsr_session_draft_mtp's drafts. */
+rsr_status rt_mtp_follow(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
+                         int32_t rows);
+rsr_status rt_mtp_draft(rsr_session *s, int32_t token, int32_t max, float p_min, int32_t *draft, int32_t *n);
+
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */
 void rt_lm_head_logits(rsr_session *s, const float *x, float *logits);
 rsr_status rt_lm_head_argmax(rsr_session *s, const float *x, int32_t *token);

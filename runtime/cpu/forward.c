@@ -34,7 +34,7 @@
 static size_t plan_cache(rsr_session *s) {
     const rsr_artifact *a = s->model->a;
     size_t total = 0;
-    for (int32_t l = 0; l < a->num_layers; l++) {
+    for (int32_t l = 0; l < rt_layers(a); l++) { /* the MTP layer's too, touched only when it follows (mtp) */
         rt_kv_layer *L = &s->kv_layer[l];
         const int32_t W = a->layer[l].sliding_window, ring = W > 0 ? W - 1 + s->batch : 0;
         *L = (rt_kv_layer){.first = total, .rows = s->max_positions};
@@ -56,7 +56,7 @@ static uint8_t *alloc_cache(const rsr_session *s, size_t rows) {
     (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: without it, 4 KB pages */
 #endif
     const rsr_artifact *a = s->model->a;
-    for (int32_t l = 0; l < a->num_layers; l++) {
+    for (int32_t l = 0; l < rt_layers(a); l++) {
         const rt_kv_layer *L = &s->kv_layer[l];
         size_t touched = row * (size_t)(L->rows < RSR_CACHE_TOUCHED ? L->rows : RSR_CACHE_TOUCHED);
         for (int32_t h = 0; h < a->num_kv_heads; h++)
@@ -140,6 +140,7 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     size_t q_out = (size_t)a->num_heads * (size_t)a->head_dim, kv_out = (size_t)a->num_kv_heads * (size_t)a->head_dim;
     size_t widest = (size_t)max3(a->hidden, (int32_t)q_out, a->intermediate), B = (size_t)rows;
     if ((size_t)m->dn_value_dim > widest) widest = (size_t)m->dn_value_dim; /* a DeltaNet's output projection */
+    if (a->mtp_layers && 2 * (size_t)a->hidden > widest) widest = 2 * (size_t)a->hidden; /* eh_proj's input */
     const size_t att = q_out > (size_t)m->dn_value_dim ? q_out : (size_t)m->dn_value_dim;
     /* a row of xq: the codes, padded, then each unit's Σx when activations go by blocks (rsr_x_row) */
     *w = (rt_work){.rows = rows, .widest = (int32_t)widest, .xq_stride = rsr_x_row((int32_t)widest, a->act_block)};
@@ -157,6 +158,14 @@ rsr_status rt_work_init(rt_work *w, const rsr_model *m, int32_t rows) {
     if (a->act_block > 0) {
         w->xd_stride = (int32_t)((widest + (size_t)a->act_block - 1) / (size_t)a->act_block);
         w->xd = malloc(sizeof(float) * B * (size_t)w->xd_stride);
+    }
+    if (a->mtp_layers) {
+        w->mtp_save = malloc(sizeof(float) * B * (size_t)a->hidden);
+        w->mtp_hn = malloc(sizeof(float) * B * (size_t)a->hidden);
+        if (!w->mtp_save || !w->mtp_hn) {
+            rt_work_free(w);
+            return RSR_ERR_OUT_OF_MEMORY;
+        }
     }
     w->rope = malloc(sizeof(float) * B * (size_t)a->head_dim);
     if (m->rope_theta2 != 0) w->rope2 = malloc(sizeof(float) * B * (size_t)a->head_dim);
@@ -205,6 +214,7 @@ void rt_work_free(rt_work *w) {
         free(w->moe_rows);
     free(w->moe_out), free(w->moe_shared);
     free(w->dn_qkv), free(w->dn_z), free(w->dn_beta), free(w->dn_g), free(w->qg), free(w->gate_q);
+    free(w->mtp_save), free(w->mtp_hn);
     *w = (rt_work){0};
 }
 
@@ -231,11 +241,14 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     }
     s->kv_type = p->kv_type;
     s->kv_bytes = attn_row_bytes(p->kv_type, a->head_dim);
-    s->kv_layer = malloc(sizeof(rt_kv_layer) * (size_t)a->num_layers);
+    s->kv_layer = malloc(sizeof(rt_kv_layer) * (size_t)rt_layers(a));
     if (!s->kv_layer) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     const size_t rows = plan_cache(s), cache = rows * s->kv_bytes;
     s->k_cache = alloc_cache(s, rows);
     s->v_cache = alloc_cache(s, rows);
+    s->mtp_h_cap = s->batch > 64 ? s->batch : 64; /* a verification's rows, whatever the batch */
+    if (s->mtp && !(s->mtp_h = malloc(sizeof(float) * (size_t)s->mtp_h_cap * (size_t)a->hidden)))
+        return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     /* the activations of one row; eval_steps widens them to the steps a call takes */
     if (!s->k_cache || !s->v_cache || rt_work_init(&s->work, m, 1) != RSR_OK)
         return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY,
@@ -245,6 +258,7 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
 }
 
 static void cpu_session_free(rsr_session *s) {
+    free(s->mtp_h);
     free(s->k_cache), free(s->v_cache), free(s->kv_layer), free(s->dn_state), free(s->dn_draft_snap),
         free(s->dn_draft_in);
     for (int32_t i = 0; s->dn_ckpt && i < s->dn_ckpt_cap; i++) free(s->dn_ckpt[i]);
@@ -489,6 +503,7 @@ const rt_device rt_device_cpu = {
     .attention_stats = rt_attention_stats,
     .kv_read = rt_kv_read,
     .last_query = rt_last_query,
+    .draft_mtp = rt_mtp_draft,
     .batch_init = rt_cpu_batch_init,
     .batch_eval = rt_cpu_batch_eval,
     .batch_free = rt_cpu_batch_free,
@@ -1823,20 +1838,37 @@ static void head_input(const rsr_model *m, float *x, const float *h) {
     rt_fold_head(m->a, m->blob, x);
 }
 
+void rt_embed_row(const rsr_model *m, int32_t token, float *h) {
+    const rsr_artifact *a = m->a;
+    const int32_t H = a->hidden;
+    const size_t bytes = rsr_dtype_bytes(a->embed_dtype, (size_t)H);
+    _Alignas(64) uint8_t buf[RT_ROW_MAX];
+    const uint8_t *erow = rt_row(m, a->embed + (size_t)token * bytes, bytes, buf, sizeof buf);
+    rt_row_floats(erow, a->embed_dtype, H, h);
+    rt_fold_embed(a, m->blob, h); /* a row stored rotated (PrismML's fold) */
+    if (a->embed_scale != 0)      /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
+        for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;
+}
+
+rsr_status rt_layer_step(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows) {
+    return layer_step(m, w, l, runs, nruns, rows);
+}
+
+void rt_matrix_rows(const rsr_model *m, rt_work *w, int32_t index, const float *x, size_t x_stride, int32_t n, float *y,
+                    size_t y_stride) {
+    norm_inputs(m, w, x, x_stride, NULL, NULL, m->a->matrix[index].cols, n, index);
+    bitlinear1(m, w, index, n, y, y_stride, 0);
+}
+
+void rt_rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps) { rmsnorm(y, x, w, n, eps); }
+
 rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
                       int32_t rows, bool head) {
     const rsr_artifact *a = m->a;
     int32_t H = a->hidden, d = a->head_dim, rd = a->rope_dims ? a->rope_dims : d;
     for (int32_t t = 0; t < rows; t++) {
         const rt_run *r = run_of(runs, nruns, t);
-        const size_t bytes = rsr_dtype_bytes(a->embed_dtype, (size_t)H);
-        _Alignas(64) uint8_t buf[RT_ROW_MAX];
-        const uint8_t *erow = rt_row(m, a->embed + (size_t)tokens[t] * bytes, bytes, buf, sizeof buf);
-        float *h = w->h + (size_t)t * (size_t)H;
-        rt_row_floats(erow, a->embed_dtype, H, h);
-        rt_fold_embed(a, m->blob, h); /* a row stored rotated (PrismML's fold) */
-        if (a->embed_scale != 0)      /* Gemma3: times sqrtf(hidden), in fp32 as llama.cpp */
-            for (int32_t i = 0; i < H; i++) h[i] *= a->embed_scale;
+        rt_embed_row(m, tokens[t], w->h + (size_t)t * (size_t)H);
         const int32_t pos = r->s->pos + t - r->row0; /* the tables of every layer */
         rsr_rope_angles(w->rope + (size_t)t * (size_t)d, rd, pos, a->rope_theta);
         if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, rd, pos, m->rope_theta2);
@@ -1849,6 +1881,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);
+        if (st == RSR_OK && l == a->num_layers - 1 && a->mtp_layers)
+            st = rt_mtp_follow(m, w, tokens, runs, nruns, rows);
         if (st != RSR_OK) {
             for (int32_t j = 0; j < nruns; j++) rt_attention_rollback(runs[j].s); /* no trace in the indexes */
             return st;

@@ -207,6 +207,7 @@ int rsr_api_load(rsr_api *api, const char *path, char *err, size_t errlen) {
         RSR_DL_SYMBOL(session_eval_all),
         RSR_DL_SYMBOL(session_head_stats),
         RSR_DL_SYMBOL(session_eval_draft),
+        RSR_DL_SYMBOL(session_draft_mtp),
         RSR_DL_SYMBOL(session_tokens),
         RSR_DL_SYMBOL(session_save),
         RSR_DL_SYMBOL(session_save_fd),

@@ -51,7 +51,7 @@ extern "C" {
 
 /* The version of this API; a program built against it refuses a model that reports another
  * (rsr_dl.h does the check). */
-#define RSR_API_VERSION 20
+#define RSR_API_VERSION 21
 RSR_API uint32_t rsr_api_version(void);
 
 typedef enum rsr_status {
@@ -94,6 +94,8 @@ typedef struct rsr_model_info {
     int64_t state_bytes;                /* a session's recurrent state whatever its length, with one checkpoint (a
                           * copy: rsr_session_params.checkpoints adds half this each) (gated DeltaNet
                           * layers; 0: none) (API 15) */
+    int32_t mtp_layers; /* Qwen3.5's multi-token-prediction layers the artifact holds (0 or 1): a session
+                         * with rsr_session_params.mtp drafts with rsr_session_draft_mtp (API 21) */
 } rsr_model_info;
 
 /* Where the model runs. A model compiled for a CUDA target (rsrc --target sm_90 or avx512,sm_90)
@@ -224,6 +226,10 @@ typedef struct rsr_session_params {
                                   for truncation (rsr_session_truncate), each as much memory as the state
                                   (rsr_model_info.state_bytes / 2), made as they are first needed; 0: 1;
                                   at most RSR_CHECKPOINTS_MAX */
+    int32_t mtp;              /* 1: the model's multi-token-prediction layer (rsr_model_info.mtp_layers)
+                                  follows every evaluation (its own cache: one more attention layer and
+                                  eh_proj a token), so that rsr_session_draft_mtp can draft (API 21);
+                                  0: not (nothing drafts) */
 } rsr_session_params;
 RSR_API rsr_session_params rsr_session_default_params(void);
 
@@ -353,6 +359,21 @@ RSR_API rsr_status rsr_session_eval_sample(rsr_session *session, const int32_t *
 RSR_API rsr_status rsr_session_eval_draft(rsr_session *session, const int32_t *tokens, int32_t n,
                                           const rsr_sampler_params *sampler, uint64_t *rng, int32_t *out,
                                           int32_t *n_out);
+
+/* Qwen3.5's multi-token prediction (docs/qwen35.md; a session made with rsr_session_params.mtp on a
+ * model with rsr_model_info.mtp_layers 1): up to max draft tokens to follow the session's text and
+ * its next token `token` (the one rsr_session_eval_draft would take first, at rsr_session_position,
+ * not yet evaluated) into draft, their number into *n_draft. Each is the MTP layer's greedy token
+ * (certified, as rsr_session_eval_greedy's), from the model's final-normed hidden state before it
+ * (then the MTP layer's own) and the token before it; with p_min > 0 its exact logits are computed
+ * and drafting stops before a token whose probability by their softmax is below p_min. The
+ * session's position and the model's cache stay as they were: what the MTP layer wrote past the
+ * position is written over when the text gets there. Where the hidden state before the position is
+ * not kept (the session was truncated back past its last evaluation, or loaded from a file), the
+ * drafts start from zeros (they are worse, never wrong: verification decides). CPU sessions only
+ * (RSR_ERR_NOT_FOUND otherwise). */
+RSR_API rsr_status rsr_session_draft_mtp(rsr_session *session, int32_t token, int32_t max, float p_min, int32_t *draft,
+                                         int32_t *n_draft);
 
 /* ---- Many sequences in one step ----
  *

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    20u /* 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    21u /* 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -344,6 +344,15 @@ typedef struct rsr_artifact {
      * final-normed hidden state) is rotated as a matrix's, x <- H_B (lm_head_signs ⊙ x). 0: no fold. */
     int32_t fold_block;
     uint64_t embed_signs, lm_head_signs;
+    /* Qwen3.5's multi-token prediction (docs/qwen35.md): mtp_layers 1 when layer[num_layers] is an
+     * attention layer that drafts (rsr_session_draft_mtp), 0: none. Its input at position p is
+     * matrix[mtp_eh_proj] ([hidden][2·hidden]) times [RMSNorm(embedding of token p, mtp_enorm);
+     * RMSNorm(h, mtp_hnorm)] (f32 [hidden] each), h the model's final-normed hidden state at p − 1
+     * (zeros before position 0) or, drafting further, the MTP layer's own normed output; its output
+     * normed by mtp_head_norm (f32 [hidden]; the final norm's offset when it has none of its own) goes
+     * through the model's head (and its fold). */
+    int32_t mtp_layers, mtp_eh_proj;
+    uint64_t mtp_enorm, mtp_hnorm, mtp_head_norm;
 } rsr_artifact;
 
 /* The int8 activations of a block of act_block values (docs/numerics.md, "Group scales"): both take

@@ -76,6 +76,7 @@ typedef struct rsr_api {
     rsr_status (*session_head_stats)(const rsr_session *, rsr_head_stats *);
     rsr_status (*session_eval_draft)(rsr_session *, const int32_t *, int32_t, const rsr_sampler_params *, uint64_t *,
                                      int32_t *, int32_t *);
+    rsr_status (*session_draft_mtp)(rsr_session *, int32_t, int32_t, float, int32_t *, int32_t *);
     int32_t (*session_tokens)(const rsr_session *, int32_t *, int32_t);
     rsr_status (*session_save)(rsr_session *, const char *, int64_t *);
     rsr_status (*session_save_fd)(rsr_session *, int, int64_t *);

@@ -88,8 +88,9 @@ typedef struct rt_work {
     float *xs;                 /* [rows] its scales (per-token activations) */
     float *xd;                 /* [rows][xd_stride] its blocks' scales (rsr_artifact.act_block), else NULL */
     int32_t xd_stride;
-    float *rope;  /* [rows][head_dim] cos, sin of each token's rotary angles */
-    float *rope2; /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
+    float *mtp_save, *mtp_hn; /* a model with an MTP layer: [rows][hidden] each (mtp.c), else NULL */
+    float *rope;              /* [rows][head_dim] cos, sin of each token's rotary angles */
+    float *rope2;             /* the same with rsr_model.rope_theta2, or NULL when the model has no second base */
     /* A mixture of experts' step (rsr_model.max_experts > 0; else NULL): every row's quantised FFN
      * input kept while each expert's tokens are gathered into xq ([rows][xq_stride], [rows],
      * [rows][xd_stride]), each row's router probabilities ([rows][max_experts]), chosen experts
@@ -154,8 +155,17 @@ struct rsr_session {
     float *dn_draft_snap, *dn_draft_in;
     int32_t dn_draft_from, dn_draft_n, dn_draft_cap;
     bool dn_draft_rec;
+    /* mtp.c, Qwen3.5's multi-token prediction (rsr_session_params.mtp): the MTP layer follows each
+     * step; mtp_h holds the model's final-normed hidden states of the latest positions evaluated,
+     * [mtp_h_from, mtp_h_from + mtp_h_n), which the next step and rsr_session_draft_mtp pair with the
+     * token after them (mtp_h_n 0: none kept) */
+    bool mtp;
+    float *mtp_h;
+    int32_t mtp_h_from, mtp_h_n, mtp_h_cap; /* mtp_h: a ring of mtp_h_cap rows, position p at p % mtp_h_cap */
     char err[RSR_ERRMSG_SIZE];
 };
+/* The layers a session's cache and attention keep: the model's and its MTP layer (rsr_artifact.mtp_layers). */
+static inline int32_t rt_layers(const rsr_artifact *a) { return a->num_layers + a->mtp_layers; }
 
 /* ---- devices: what a model's sessions run on, chosen when the model is opened (model.c) ----
  * The session API (session.c) checks its arguments and the tokens, then calls through
@@ -244,6 +254,9 @@ struct rt_device {
     int32_t (*state_parts)(rsr_session *s, int32_t pos, int32_t kv_written, rt_state_part *out, int32_t cap,
                            int32_t *attention);
     void (*state_loaded)(rsr_session *s); /* after the parts were read: what follows from them; NULL: nothing */
+    /* rsr_session_draft_mtp after session.c checked it (s->mtp set, room for one position, token in the
+     * vocabulary, max >= 1); NULL: the device drafts nothing (session_create refuses rsr_session_params.mtp) */
+    rsr_status (*draft_mtp)(rsr_session *s, int32_t token, int32_t max, float p_min, int32_t *draft, int32_t *n);
     rsr_status (*batch_init)(rsr_batch *b, int32_t rows);
     rsr_status (*batch_eval)(rsr_batch *b, const rsr_seq *seqs, int32_t n_seqs);
     void (*batch_free)(rsr_batch *b);

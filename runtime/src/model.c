@@ -77,8 +77,8 @@ static rsr_status check_gemma_layer(rsr_model *m, int32_t l) {
  * or in a mixture of experts 3 per expert and 3 more for a shared expert; -1 when a layer's count
  * of experts is out of range. */
 static int64_t expected_matrices(const rsr_artifact *a) {
-    int64_t n = 0;
-    for (int32_t l = 0; a->layer && l < a->num_layers; l++) {
+    int64_t n = a->mtp_layers; /* the MTP layer's eh_proj */
+    for (int32_t l = 0; a->layer && l < rt_layers(a); l++) {
         const rsr_artifact_layer *L = &a->layer[l];
         if (L->num_experts < 0 || L->num_experts > 4096) return -1;
         n += (L->kind == RSR_LAYER_DELTANET ? 3 : 4) + 3 * (int64_t)L->num_experts + (L->shared_ff > 0 ? 3 : 0) +
@@ -323,6 +323,7 @@ static rsr_status check_artifact(rsr_model *m) {
         return BAD("embed_scale %g, attn_scale %g", (double)a->embed_scale, (double)a->attn_scale);
     if (a->rope_dims < 0 || a->rope_dims > a->head_dim || a->rope_dims % 2)
         return BAD("rope_dims %d for head_dim %d", a->rope_dims, a->head_dim);
+    if ((a->mtp_layers & ~1) || (a->mtp_layers && a->gpu)) return BAD("%d MTP layers", a->mtp_layers);
     if (!a->blob || !a->layer || !a->matrix || a->num_matrices != expected_matrices(a))
         return BAD("%d matrices for %d layers", a->num_matrices, a->num_layers);
     const uint64_t H = (uint64_t)a->hidden, I = (uint64_t)a->intermediate, V = (uint64_t)a->vocab;
@@ -392,7 +393,16 @@ static rsr_status check_artifact(rsr_model *m) {
              (a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)))
             return rt_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
     }
-    for (int32_t l = 0; l < a->num_layers; l++) {
+    if (a->mtp_layers) { /* an attention layer with a dense FFN, its input eh_proj's [hidden][2·hidden] */
+        const rsr_artifact_layer *L = &a->layer[a->num_layers];
+        const int32_t e = a->mtp_eh_proj;
+        if (L->kind != RSR_LAYER_ATTENTION || L->num_experts || e < 0 || e >= a->num_matrices ||
+            a->matrix[e].rows != a->hidden || a->matrix[e].cols != 2 * a->hidden ||
+            !blob_range_ok(a, a->mtp_enorm, 4 * H, 4) || !blob_range_ok(a, a->mtp_hnorm, 4 * H, 4) ||
+            !blob_range_ok(a, a->mtp_head_norm, 4 * H, 4))
+            return BAD("the MTP layer (kind %d, %d experts, eh_proj %d, its norms)", L->kind, L->num_experts, e);
+    }
+    for (int32_t l = 0; l < rt_layers(a); l++) {
         const rsr_artifact_layer *L = &a->layer[l];
         if (!blob_range_ok(a, L->attn_norm, 4 * H, 4) || !blob_range_ok(a, L->ffn_norm, 4 * H, 4) ||
             (L->attn_sub_norm != RSR_NO_TENSOR && !blob_range_ok(a, L->attn_sub_norm, 4 * q_out, 4)) ||
@@ -581,6 +591,7 @@ rsr_status rsr_model_get_info(const rsr_model *m, rsr_model_info *info) {
         .constants = m->constants,
         .pooling = a->pooling,
         .state_bytes = (int64_t)(2 * m->dn_state_floats * sizeof(float)),
+        .mtp_layers = a->mtp_layers,
     };
     for (int32_t l = 0; l < a->num_layers; l++) info->num_kv_layers += a->layer[l].kind != RSR_LAYER_DELTANET;
     return RSR_OK;

@@ -38,9 +38,16 @@ rsr_status rsr_session_create(rsr_model *m, const rsr_session_params *params, rs
     if (p.kv_type < RSR_KV_F32 || p.kv_type > RSR_KV_Q8)
         return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "kv_type %d is not f32 (0), bf16 (1), f16 (2) or q8 (3)",
                             p.kv_type);
+    if (p.mtp && (p.mtp != 1 || !a->mtp_layers || !m->run_on->draft_mtp))
+        return rt_set_error(m->err, RSR_ERR_INVALID_ARGUMENT, "mtp %d: %s", p.mtp,
+                            p.mtp != 1       ? "0 or 1"
+                            : !a->mtp_layers ? "this model has no multi-token-prediction layer (a Qwen3.5 GGUF "
+                                               "with blk.N.nextn.* tensors compiles with one)"
+                                             : "the MTP layer drafts on the CPU only");
     rsr_session *s = calloc(1, sizeof *s);
     if (!s) return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = m;
+    s->mtp = p.mtp == 1;
     s->louver_from = INT32_MAX;
     s->max_positions = p.max_positions ? p.max_positions : a->max_positions;
     s->batch = p.batch ? p.batch : RSR_BATCH_MAX;
@@ -69,7 +76,7 @@ const char *rsr_session_errmsg(const rsr_session *s) { return s ? s->err : "no s
 
 rsr_status rsr_session_reset(rsr_session *s) {
     if (!s) return RSR_ERR_INVALID_ARGUMENT;
-    s->pos = 0, s->louver_from = INT32_MAX, s->kv_written = 0;
+    s->pos = 0, s->louver_from = INT32_MAX, s->kv_written = 0, s->mtp_h_n = 0;
     if (s->model->run_on->session_reset) s->model->run_on->session_reset(s);
     return RSR_OK;
 }
@@ -273,6 +280,25 @@ rsr_status rsr_session_eval_draft(rsr_session *s, const int32_t *tokens, int32_t
     rsr_status st = draft_record(s, tokens, n, sp, rng, out, n_out);
     s->dn_draft_rec = false;
     return st;
+}
+
+rsr_status rsr_session_draft_mtp(rsr_session *s, int32_t token, int32_t max, float p_min, int32_t *draft,
+                                 int32_t *n_draft) {
+    if (!s) return RSR_ERR_INVALID_ARGUMENT;
+    if (!draft || !n_draft) return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "no place for the draft (NULL)");
+    *n_draft = 0;
+    if (!s->mtp)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT,
+                            "this session was made without rsr_session_params.mtp: its MTP layer has no cache");
+    if (token < 0 || token >= s->model->a->vocab)
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "token %d is outside the vocabulary [0, %d)", token,
+                            s->model->a->vocab);
+    if (max < 0 || !(p_min >= 0 && p_min <= 1))
+        return rt_set_error(s->err, RSR_ERR_INVALID_ARGUMENT, "max %d, p_min %g: max >= 0, p_min in [0, 1]", max,
+                            (double)p_min);
+    if (max > s->max_positions - s->pos) max = s->max_positions - s->pos; /* the positions the MTP cache has */
+    if (max == 0) return RSR_OK;
+    return s->model->run_on->draft_mtp(s, token, max, p_min, draft, n_draft);
 }
 
 rsr_status rsr_session_eval_int8(rsr_session *s, const int32_t *tokens, int32_t n, float *logits, double *bound) {

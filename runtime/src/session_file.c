@@ -420,7 +420,8 @@ static rsr_status load_fd(rsr_session *s, int fd, int64_t *bytes, bool whole) {
     if (r == RSR_OK) r = check_rest(s, fd, base, &h, table, p, n, tokens);
     if (r == RSR_OK) {        /* checked: now the session changes */
         rsr_session_reset(s); /* what the device derives (Louver's indexes) cleared: it grows again from the keys */
-        s->pos = (int32_t)h.pos, s->kv_written = (int32_t)h.kv_written;
+        s->pos = (int32_t)h.pos, s->kv_written = (int32_t)h.kv_written,
+        s->mtp_h_n = 0; /* the MTP layer's cache is not saved */
         s->louver_from = h.louver_from < h.pos ? (int32_t)h.louver_from : INT32_MAX;
         memcpy(s->tokens, tokens, sizeof(int32_t) * (size_t)h.pos);
         const int64_t at =

@@ -121,7 +121,8 @@ class Qwen35(maple_model.Router):
         self.sections = meta.get(a + 'rope.dimension_sections', [self.n_rot // 2, 0, 0, 0])
         self.hk, self.hv = meta[a + 'ssm.group_count'], meta[a + 'ssm.time_step_rank']
         self.dk, self.taps = meta[a + 'ssm.state_size'], meta[a + 'ssm.conv_kernel']
-        n = meta[a + 'block_count']
+        self.nextn = meta.get(a + 'nextn_predict_layers', 0)  # MTP layers after the model's: blk.N..
+        n = meta[a + 'block_count'] - self.nextn
         if a + 'attention.recurrent_layers' in meta:
             self.recurrent = [bool(x) for x in meta[a + 'attention.recurrent_layers']]
         else:
@@ -145,6 +146,18 @@ class Qwen35(maple_model.Router):
                 L['ssm_dt'] = g3.load(ts, 'blk.%d.ssm_dt.bias' % l)
                 L['ssm_a'] = g3.load(ts, 'blk.%d.ssm_a' % l)
             self.layers.append(L)
+        self.mtp = self.mtp_layer(ts, n, act_q8) if self.nextn else None
+
+    def mtp_layer(self, ts, n, act_q8):
+        """The multi-token-prediction layer blk.n: a full-attention layer with a dense FFN, eh_proj
+        ([embedding | hidden state] -> hidden) and its norms; its head norm the model's when absent."""
+        L = {}
+        for name in BOTH + DENSE + ATTN + ['nextn.eh_proj', 'nextn.enorm', 'nextn.hnorm']:
+            L[name] = g3.load(ts, 'blk.%d.%s.weight' % (n, name))
+            L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (n, name) in self.ternary
+        shn = 'blk.%d.nextn.shared_head_norm.weight' % n
+        L['head_norm'] = g3.load(ts, shn) if shn in ts else self.output_norm
+        return L
 
     def proj(self, L, name, x):
         if L[name + '.q8']:
@@ -252,7 +265,8 @@ class Qwen35(maple_model.Router):
         w = sigmoid(dot(L['ffn_gate_inp_shexp'], x)) if self.ablate != 'shexp' else 1.0
         return [o + w * v for o, v in zip(out, y)]
 
-    def run(self, ids):
+    def run(self, ids, hidden=None):
+        """The logits after each prefix of ids; the final-normed hidden states into hidden (a list)."""
         states = [{'hist': [], 'M': [[[0.0] * self.dk for _ in range(self.dk)] for _ in range(self.hv)]}
                   if r else [] for r in self.recurrent]
         logits = []
@@ -262,8 +276,56 @@ class Qwen35(maple_model.Router):
                 x = self.rmsnorm(h, L['attn_norm'])
                 h = add(h, self.deltanet(L, x, st) if r else self.attention(L, x, pos, st))
                 h = add(h, self.ffn(L, self.rmsnorm(h, L['post_attention_norm']), l, pos))
-            logits.append(matvec(self.output, self.rmsnorm(h, self.output_norm)))
+            hn = self.rmsnorm(h, self.output_norm)
+            if hidden is not None:
+                hidden.append(hn)
+            logits.append(matvec(self.output, hn))
         return logits
+
+    def mtp_step(self, tok, h, pos, cache):
+        """The MTP layer at pos from token tok and the hidden state h before it (None: zeros), its cache
+        grown by the position: (its logits of the token after, its own normed output)."""
+        M = self.mtp
+        e = self.rmsnorm(list(self.embd[tok]), M['nextn.enorm'])
+        hn = self.rmsnorm(h, M['nextn.hnorm']) if h is not None else [0.0] * len(e)
+        x = self.proj(M, 'nextn.eh_proj', hn + e if self.ablate == 'mtp-order' else e + hn)
+        x = add(x, self.attention(M, self.rmsnorm(x, M['attn_norm']), pos, cache))
+        x = add(x, self.ffn(M, self.rmsnorm(x, M['post_attention_norm'])))
+        out = self.rmsnorm(x, self.output_norm if self.ablate == 'mtp-head-norm' else M['head_norm'])
+        return matvec(self.output, out), out
+
+    def check_drafts(self, ids, events, tol):
+        """Each draft event (pos, token, drafts) of rsrc's (RSR_TRACE_DRAFTS) against the MTP layer's
+        greedy chain from the text ids: its cache of the positions before pos from the true hidden
+        states, then (h at pos - 1, token) at pos, (its own output, draft i) at pos + i. A guess that
+        differs passes only where the reference's top two are within tol of its largest |logit| (a
+        near tie); the chain goes on with rsrc's token. Returns the mismatches, and prints a line."""
+        hidden = []
+        self.run(ids, hidden)
+        cache, bad, checked, ties = [], 0, 0, 0
+        for pos, tok, drafts in events:
+            if ids[pos] != tok:
+                sys.exit('qwen35_model.py: draft event at %d names token %d where the text has %d' % (pos, tok, ids[pos]))
+            shift = 0 if self.ablate == 'mtp-shift' else 1  # the hidden state of the position before
+            while len(cache) < pos:  # the true entries of the positions before pos
+                p = len(cache)
+                self.mtp_step(ids[p], hidden[p - shift] if p - shift >= 0 else None, p, cache)
+            chain, h = list(cache), hidden[pos - shift] if pos - shift >= 0 else None
+            for i, d in enumerate(drafts):
+                logits, h = self.mtp_step(tok if i == 0 else drafts[i - 1], h, pos + i, chain)
+                top = sorted(range(len(logits)), key=lambda v: -logits[v])
+                big = max(abs(v) for v in logits)
+                checked += 1
+                if d != top[0]:
+                    if logits[top[0]] - logits[d] <= tol * big:
+                        ties += 1
+                    else:
+                        bad += 1
+                        print('draft at %d+%d: rsrc %d, reference %d (%.4g against %.4g)' %
+                              (pos, i, d, top[0], logits[d], logits[top[0]]))
+        print('qwen35 mtp: %d events, %d drafted tokens checked, %d near ties, %d wrong' %
+              (len(events), checked, ties, bad))
+        return bad
 
 
 def compare(ref_path, k, f32_path, tol):
@@ -289,7 +351,28 @@ def main():
     c.add_argument('logits')
     c.add_argument('tol', type=float)
     c.add_argument('--expect-differ', action='store_true', help='pass when they disagree (an ablation)')
+    d = sub.add_parser('drafts', help="rsrc's MTP drafts (RSR_TRACE_DRAFTS: POS TOKEN D1 D2 ...) against the "
+                       "reference's greedy MTP chain")
+    d.add_argument('model')
+    d.add_argument('ids', help='the whole text: the prompt and what was generated')
+    d.add_argument('trace')
+    d.add_argument('tol', type=float)
+    d.add_argument('--act-q8', action='store_true', help="round the ternary matrices' inputs as rsrc does")
+    d.add_argument('--min-events', type=int, default=1)
+    d.add_argument('--ablate', choices=['mtp-order', 'mtp-shift', 'mtp-head-norm'],
+                   help='[h | e] into eh_proj, the hidden state of the same position, the final norm for the head')
+    d.add_argument('--expect-wrong', action='store_true', help='pass when some drafted token disagrees (an ablation)')
     args = ap.parse_args()
+    if args.cmd == 'drafts':
+        m = Qwen35(args.model, args.ablate, act_q8=args.act_q8)
+        if not m.mtp:
+            sys.exit('qwen35_model.py: %s has no MTP layer' % args.model)
+        events = [(int(f[0]), int(f[1]), [int(t) for t in f[2:]]) for f in
+                  (line.split() for line in open(args.trace)) if f]
+        if len(events) < args.min_events:
+            sys.exit('qwen35_model.py: %d draft events, fewer than %d' % (len(events), args.min_events))
+        wrong = m.check_drafts([int(t) for t in args.ids.split(',')], events, args.tol) > 0
+        sys.exit(0 if wrong == args.expect_wrong else 1)
     if args.cmd == 'compare':
         ok = compare(args.ref, args.k, args.logits, args.tol)
         sys.exit(0 if ok != args.expect_differ else 1)

@@ -63,6 +63,10 @@ static char *gguf_name(const char *hf) {
         {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
         {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
         {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
+        {"mtp.eh_proj", "nextn.eh_proj"}, /* qwen35's MTP layer (--nextn) */
+        {"mtp.enorm", "nextn.enorm"},
+        {"mtp.hnorm", "nextn.hnorm"},
+        {"mtp.shared_head_norm", "nextn.shared_head_norm"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) return xasprintf("token_embd.weight");
     if (!strcmp(hf, "model.norm.weight")) return xasprintf("output_norm.weight");
@@ -324,7 +328,8 @@ static void gguf_metadata(mkg_file *g, const opts_t *o, const cJSON *tj) {
     META_U32("context_length", o->max_pos);
     META_U32("embedding_length", o->hidden);
     META_U32("feed_forward_length", o->intermediate);
-    META_U32("block_count", o->layers);
+    META_U32("block_count", o->layers + o->nextn);
+    if (o->nextn) META_U32("nextn_predict_layers", o->nextn);
     META_U32("attention.head_count", o->heads);
     META_U32("attention.head_count_kv", o->kv_heads);
     META_U32("rope.dimension_count", o->qwen35 ? qwen35_rope_dims(o) : o->head_dim);

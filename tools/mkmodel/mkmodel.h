@@ -77,6 +77,7 @@ typedef struct {
     int maple;                /* of architecture maple: qwen3's attention, experts for the FFN, windows */
     int moe;                  /* experts for the FFN: maple, or qwen35moe (qwen35's layers, a shared expert) */
     long shared_ff;           /* --shared-ff: qwen35moe's shared expert's rows (default --intermediate) */
+    long nextn;               /* --nextn: qwen35's MTP layers after the model's (0 or 1) */
     int qwen35;               /* of architecture qwen35: every 4th layer qwen3's attention (q with a gate, partial
                               RoPE), the others gated DeltaNet layers (ssm_k K heads, ssm_v V heads, of ssm_d) */
     long ssm_k, ssm_v, ssm_d; /* --ssm-heads K,V and --ssm-head D (0: not given; then kv_heads, heads, head_dim) */

@@ -147,10 +147,10 @@ void build_tensors(tlist_t *l, const opts_t *o) {
     const int sub_norms = (format_bitnet(o->format) || o->format == F_1BITLLM) && !o->qwen3;
     char name[160], base[128];
     tadd(l, "model.embed_tokens.weight", hp, K_EMBED, 2, V, H);
-    for (long L = 0; L < o->layers; L++) {
+    for (long L = 0; L < o->layers + o->nextn; L++) { /* the MTP layer (--nextn) last, full attention */
         snprintf(name, sizeof name, "model.layers.%ld.input_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
-        if (o->qwen35 && (L + 1) % 4) { /* a gated DeltaNet layer */
+        if (o->qwen35 && (L + 1) % 4 && L < o->layers) { /* a gated DeltaNet layer */
             deltanet_tensors(l, o, L);
             goto ffn;
         }
@@ -185,6 +185,15 @@ void build_tensors(tlist_t *l, const opts_t *o) {
             snprintf(base, sizeof base, "model.layers.%ld.mlp.%s_proj", L, mlp[p]);
             add_matrix(l, o, base, p == 2 ? H : I, p == 2 ? I : H);
             proj_norm(l, o, base, p == 2 ? I : H);
+        }
+        if (L >= o->layers) { /* the MTP layer's own: [embedding | hidden state] -> hidden, and three norms */
+            snprintf(base, sizeof base, "model.layers.%ld.mtp.eh_proj", L);
+            add_matrix(l, o, base, H, 2 * H);
+            static const char *const mtp_norms[3] = {"enorm", "hnorm", "shared_head_norm"};
+            for (int p = 0; p < 3; p++) {
+                snprintf(name, sizeof name, "model.layers.%ld.mtp.%s.weight", L, mtp_norms[p]);
+                tadd(l, name, hp, K_NORM, 1, H, 0);
+            }
         }
         if (sub_norms) {
             snprintf(name, sizeof name, "model.layers.%ld.mlp.%s.weight", L,

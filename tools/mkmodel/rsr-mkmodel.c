@@ -164,6 +164,9 @@ static void usage(FILE *out) {
           "                     (default 2), F\n"
           "                     rows of each gate and up (default --intermediate; or one per layer, F1,F2,...)\n"
           "  --shared-ff F      with --gguf-arch qwen35moe, the shared expert's rows (default --intermediate)\n"
+          "  --nextn N          with --gguf-arch qwen35, N (0 or 1) multi-token-prediction layers after the\n"
+          "                     model's (blk.L.*: a full-attention layer with nextn.eh_proj, enorm, hnorm and\n"
+          "                     shared_head_norm; qwen35.nextn_predict_layers), for --spec-type draft-mtp\n"
           "  --swiglu-clamp C   with --gguf-arch maple, maple.swiglu_clamp_exp (silu(min(gate, C)) *\n"
           "                     clamp(up, -C, C); default 0: no key)\n"
           "  --swa-pattern P    with --gguf-arch maple, one 0 or 1 per layer, 1 windowed (default 1010...)\n"
@@ -287,6 +290,7 @@ enum {
     O_SWA,
     O_EXPERTS,
     O_SHARED_FF,
+    O_NEXTN,
     O_EXPERTS_USED,
     O_EXPERT_FF,
     O_SWIGLU_CLAMP,
@@ -561,6 +565,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
                                           {"sliding-window", required_argument, 0, O_SWA},
                                           {"experts", required_argument, 0, O_EXPERTS},
                                           {"shared-ff", required_argument, 0, O_SHARED_FF},
+                                          {"nextn", required_argument, 0, O_NEXTN},
                                           {"experts-used", required_argument, 0, O_EXPERTS_USED},
                                           {"expert-ff", required_argument, 0, O_EXPERT_FF},
                                           {"swiglu-clamp", required_argument, 0, O_SWIGLU_CLAMP},
@@ -617,6 +622,7 @@ static int parse_args(int argc, char **argv, opts_t *o, const preset_t **preset,
         case O_SWA: o->sliding_window = parse_long("--sliding-window", optarg, 0, 1L << 24); break;
         case O_EXPERTS: o->experts = parse_long("--experts", optarg, 1, 4096); break;
         case O_SHARED_FF: o->shared_ff = parse_long("--shared-ff", optarg, 1, 65535); break;
+        case O_NEXTN: o->nextn = parse_long("--nextn", optarg, 0, 1); break;
         case O_EXPERTS_USED: o->experts_used = parse_long("--experts-used", optarg, 1, 4096); break;
         case O_EXPERT_FF: { /* N, or one per layer: N,M,... */
             char first[32];
@@ -683,6 +689,8 @@ static void check_format_options(const opts_t *o) {
             "experts");
     if ((o->swiglu_clamp > 0 || o->swa_pattern) && !o->maple)
         die("--swiglu-clamp, --swa-pattern: only --gguf-arch maple (with a gguf-* format) has them");
+    if (o->nextn && !(o->qwen35 && !o->moe))
+        die("--nextn: only --gguf-arch qwen35 (with a gguf-* format) has multi-token-prediction layers here");
     if (o->shared_ff && !(o->moe && !o->maple))
         die("--shared-ff: only --gguf-arch qwen35moe (with a gguf-* format) has a shared expert");
     if (o->moe && o->gguf_type == MKG_I2_S)

@@ -80,9 +80,11 @@ static void usage(FILE *out) {
           "                        drawn from the same distribution):\n"
           "                        ngram-simple (what followed the last 3-4 tokens earlier in the text)\n"
           "                        or draft (-md, --model-draft FILE: a model of the same vocabulary)\n"
+          "                        or draft-mtp (a Qwen3.5 model's multi-token-prediction layer)\n"
           "  --draft-max N         the most tokens proposed at once (default 16)\n"
           "  --draft-min N         fewer proposed than this: an ordinary step (default 0)\n"
-          "  --draft-p-min P       a draft model guesses while its softmax gives a guess P (default 0.75)\n"
+          "  --draft-p-min P       a draft model guesses while its softmax gives a guess P (default 0.75;\n"
+          "                        draft-mtp: 0, the certified greedy guess without the softmax)\n"
           "\n"
           "attention:\n"
           "  --kv T                the KV cache's element type: bf16 (default: 2 bytes, K and V rounded\n"
@@ -817,9 +819,8 @@ static int spec_type(const char *name) {
     if (!strcmp(name, "none")) return SPEC_NONE;
     if (!strcmp(name, "ngram-simple")) return SPEC_NGRAM;
     if (!strcmp(name, "draft")) return SPEC_DRAFT;
-    die("--spec-type: '%s' is not one rsr-run has (ngram-simple, draft, none); Qwen3.5's MTP layers (draft-mtp) "
-        "are not read yet",
-        name);
+    if (!strcmp(name, "draft-mtp")) return SPEC_MTP;
+    die("--spec-type: '%s' is not one rsr-run has (ngram-simple, draft, draft-mtp, none)", name);
 }
 
 static int parse_args(int argc, char **argv, cli_args *a) {
@@ -978,7 +979,10 @@ static void check_args(int argc, char **argv, cli_args *a) {
     if (a->o.spec == SPEC_DRAFT && !a->o.draft_path) die("--spec-type draft: name the draft model with -md FILE");
     if (a->o.draft_path && a->o.spec != SPEC_DRAFT)
         die("-md %s: a draft model is for --spec-type draft, not %s", a->o.draft_path,
-            a->o.spec == SPEC_NGRAM ? "ngram-simple" : "none");
+            a->o.spec == SPEC_NGRAM ? "ngram-simple"
+            : a->o.spec == SPEC_MTP ? "draft-mtp"
+                                    : "none");
+    if (a->o.spec == SPEC_MTP) a->o.session.mtp = 1; /* the MTP layer follows the session's steps */
     if (a->max_memory) limit_memory(a->max_memory);
     if (a->model_opt && optind < argc) die("the model is given twice: -m %s and %s", a->model_opt, argv[optind]);
     if (!a->model_opt && optind >= argc)
@@ -1089,6 +1093,10 @@ int main(int argc, char **argv) {
     double t_open;
     rsr_model *m = open_model(a.o.model_path, &mp, a.verbose, a.do_info, &info, &t_open);
     a.o.threads = info.num_threads;
+    if (a.o.spec == SPEC_MTP && !info.mtp_layers)
+        die("--spec-type draft-mtp: %s has no multi-token-prediction layer (rsrc compiles one from a Qwen3.5 GGUF "
+            "that carries blk.N.nextn.* tensors; rsrc's note says why it left one out)",
+            a.o.model_path);
     if (a.o.ctx > info.max_positions)
         die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", a.o.ctx,
             info.max_positions);

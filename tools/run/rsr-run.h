@@ -55,9 +55,10 @@ void eval_logits(const run_options *o, rsr_session *s, const int32_t *tokens, in
  * after them. */
 rsr_sampler_params run_recent_push(recent_tokens *r, const run_options *o, const int32_t *tokens, int32_t n);
 /* Speculative decoding (--spec-type, run_common.c): tokens proposed from the text so far (an
- * n-gram found earlier in it, or a draft model's greedy continuation) are checked in one
+ * n-gram found earlier in it, a draft model's greedy continuation, or the model's own MTP layer's)
+ * are checked in one
  * evaluation, and the ones the model would have chosen are kept. */
-enum spec_type { SPEC_NONE, SPEC_NGRAM, SPEC_DRAFT };
+enum spec_type { SPEC_NONE, SPEC_NGRAM, SPEC_DRAFT, SPEC_MTP };
 typedef struct spec_draft { /* --spec-type draft: the draft model and its session (draft_model.h) */
     draft_model dm;
     draft_seq q;
@@ -75,6 +76,8 @@ typedef struct spec_state {
     bool dense;     /* every step attends densely (a Qwen3.5 hybrid): no Louver limit on a draft's keys */
     long steps, drafted, accepted;
     spec_draft *draft; /* SPEC_DRAFT's, or NULL */
+    bool mtp;          /* SPEC_MTP: the session's MTP layer drafts (rsr_session_draft_mtp) */
+    float mtp_p_min;   /* --draft-p-min for it (0 when not given) */
     spec_gate gate;    /* ngram-simple: whether a draft pays (spec_gate.h) */
 } spec_state;
 /* The random state, scratch and recent tokens of the next-token choice. */

@@ -127,6 +127,7 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
     if (!o->spec) return;
     const char *why = o->spec == SPEC_DRAFT ? draft_open(sp, o, m, ctx) : NULL;
+    sp->mtp = o->spec == SPEC_MTP, sp->mtp_p_min = o->draft_p_min > 0 ? o->draft_p_min - 1 : 0;
     /* greedy n-gram drafts only (spec_gate.h: a seeded sampled run gives the same text every time) */
     spec_gate_init(&sp->gate, o->spec == SPEC_NGRAM && o->sampler.temperature <= 0);
     why = why ? why
@@ -160,12 +161,33 @@ void spec_report(const sample_state *st) {
     const spec_state *sp = &st->spec;
     if (!sp->on) return; /* not asked for, or noted as not possible */
     fprintf(stderr, "rsr-run: speculative (%s): %ld steps, %ld drafted, %ld accepted (%.0f%%)",
-            sp->draft ? "draft" : "ngram-simple", sp->steps, sp->drafted, sp->accepted,
+            sp->draft ? "draft"
+            : sp->mtp ? "draft-mtp"
+                      : "ngram-simple",
+            sp->steps, sp->drafted, sp->accepted,
             sp->drafted ? 100.0 * (double)sp->accepted / (double)sp->drafted : 0.0);
     if (sp->gate.on && sp->gate.step_s > 0)
         fprintf(stderr, "; %ld drafts held back (a drafted row %.2f of a step, %.0f%% of guesses taken)", sp->gate.held,
                 sp->gate.row_s / sp->gate.step_s, 100 * spec_gate_alpha(&sp->gate));
     fputc('\n', stderr);
+}
+
+/* RSR_TRACE_DRAFTS=FILE: each draft proposed, a line "POS TOKEN D1 D2 ...": the position of the text's
+ * next token TOKEN and the guesses after it (tests/gguf/qwen35_model.py drafts checks the MTP
+ * layer's against its reference). */
+static void trace_draft(int32_t pos, int32_t token, const int32_t *draft, int32_t k) {
+    static FILE *f;
+    static bool tried;
+    if (!tried) {
+        const char *path = getenv("RSR_TRACE_DRAFTS");
+        tried = true;
+        if (path && *path && !(f = fopen(path, "w"))) die("RSR_TRACE_DRAFTS=%s: %s", path, strerror(errno));
+    }
+    if (!f) return;
+    fprintf(f, "%d %d", pos, token);
+    for (int32_t i = 0; i < k; i++) fprintf(f, " %d", draft[i]);
+    fputc('\n', f);
+    fflush(f);
 }
 
 int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, int32_t n, sample_state *st) {
@@ -186,9 +208,12 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         const int32_t cap = spec->k_next > o->draft_min ? spec->k_next : o->draft_min;
         int32_t max = spec->draft_max < room ? spec->draft_max : room, draft[spec->draft_max + 1];
         if (cap < max) max = cap;
-        int32_t k = n != 1 || max <= 0 ? 0
-                    : spec->draft      ? model_draft(spec, draft, max)
-                                       : ngram_draft(spec->hist, spec->n_hist, draft, max);
+        int32_t k = 0;
+        if (n == 1 && max > 0 && spec->mtp) /* the MTP layer's guesses after tokens[0] */
+            check(api.session_draft_mtp(s, tokens[0], max, spec->mtp_p_min, draft, &k), s);
+        else if (n == 1 && max > 0)
+            k = spec->draft ? model_draft(spec, draft, max) : ngram_draft(spec->hist, spec->n_hist, draft, max);
+        if (k > 0) trace_draft(pos, tokens[0], draft, k);
         if (k > 0 && k >= o->draft_min && spec_gate_open(&spec->gate, draft[0]))
             return spec_step(o, s, st, tokens[0], draft, k);
     }

@@ -168,6 +168,34 @@ if __name__ == '__main__':
         tensors.remove(tensor(b'blk.2.ffn_gate_inp_shexp.weight'))
     elif brk == 'qwen35moe-dense':  # layer 1 with a dense FFN's name for its shared expert's gate
         tensor(b'blk.1.ffn_gate_shexp.weight')[0] = b'blk.1.ffn_gate.weight'
+    elif brk == 'qwen35-mtp-copy':  # not broken: an MTP layer (Q2_0) that guesses the model's last token again:
+        # its attention's and FFN's outputs zero, eh_proj [0 | I] (the hidden state's half), hnorm 1 and its
+        # head norm the model's, so its output is the model's final-normed hidden state before the token
+        L = [t for t in tensors if t[0].endswith(b'.nextn.eh_proj.weight')][0][0].split(b'.')[1]
+        for kind in (b'attn_output', b'ffn_down'):
+            t = tensor(b'blk.' + L + b'.' + kind + b'.weight')
+            for blk in range(t[1][0] * t[1][1] // 64):
+                data[t[3] + 18 * blk:t[3] + 18 * blk + 2] = struct.pack('<e', 0.0)
+        t = tensor(b'blk.' + L + b'.nextn.eh_proj.weight')
+        cols, rows = t[1]
+        for r in range(rows):
+            for blk in range(cols // 64):
+                at = t[3] + (r * (cols // 64) + blk) * 18
+                codes = [2 if blk * 64 + j == cols // 2 + r else 1 for j in range(64)]  # value code - 1
+                data[at:at + 18] = struct.pack('<e', 1.0) + bytes(
+                    sum(codes[4 * i + k] << (2 * k) for k in range(4)) for i in range(16))
+        h = tensor(b'blk.' + L + b'.nextn.hnorm.weight')
+        data[h[3]:h[3] + 4 * h[1][0]] = struct.pack('<%df' % h[1][0], *([1.0] * h[1][0]))
+        o, sh = tensor(b'output_norm.weight'), tensor(b'blk.' + L + b'.nextn.shared_head_norm.weight')
+        data[sh[3]:sh[3] + 4 * sh[1][0]] = data[o[3]:o[3] + 4 * o[1][0]]
+    elif brk == 'qwen35-mtp-embed':  # an MTP layer with an embedding of its own (rsrc shares the model's)
+        t = [t for t in tensors if t[0].endswith(b'.nextn.enorm.weight')][0]
+        tensors.append([t[0].replace(b'enorm', b'embed_tokens'), list(t[1]), t[2], t[3]])
+    elif brk == 'qwen35-mtp-f16':  # eh_proj in F16, not a type of rsrc's matrices
+        t = [t for t in tensors if t[0].endswith(b'.nextn.eh_proj.weight')][0]
+        data += bytes((32 - len(data) % 32) % 32)
+        t[2], t[3] = 1, len(data)
+        data += struct.pack('<e', 0.01) * (t[1][0] * t[1][1])
     elif brk == 'prism-pq2':  # PrismML's PQ2_0 (type 142) for a matrix
         tensor(b'blk.0.attn_k.weight')[2] = 142
     elif brk == 'prism-ptq1':  # PrismML's PTQ1_0 (type 143)

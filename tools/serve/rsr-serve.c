@@ -106,11 +106,13 @@ static void usage(FILE *out) {
           "  --spec-type T      ngram-simple: a request decoding alone verifies the tokens that followed\n"
           "                     its last 3-4 tokens earlier in its text, several a step (greedy: the same\n"
           "                     tokens; sampled: the same distribution); draft: a draft model's guesses\n"
-          "                     (-md); none (default)\n"
+          "                     (-md); draft-mtp: a Qwen3.5 model's multi-token-prediction layer's; none\n"
+          "                     (default)\n"
           "  --draft-max N      the most tokens proposed at once (default 16)\n"
           "  --draft-min N      fewer proposed than this: an ordinary step (default 0)\n"
           "  -md, --model-draft FILE  --spec-type draft: a compiled model of the same vocabulary guesses\n"
-          "  --draft-p-min P    the draft guesses while its softmax gives a guess P (default 0.75)\n"
+          "  --draft-p-min P    the draft guesses while its softmax gives a guess P (default 0.75;\n"
+          "                     draft-mtp: 0, its certified greedy guess without the softmax)\n"
           "  --kv T             the KV cache's element type: bf16 (default), f32, f16 or q8 (see rsr-run --help)\n"
           "  -t, --threads N    threads (default: every CPU this process may run on)\n"
           "  --model-id NAME    the model's name in /v1/models and responses (default: the file's name)\n"
@@ -245,7 +247,7 @@ typedef struct serve_args {
     const char *host, *model_path, *digest, *model_id, *chat_template, *chat_template_file;
     bool strict_model, verbose;
     long port, slots, queue, ctx, chunk, threads, drain, max_conn, per_client, cache_mib, mask_budget;
-    int spec;                  /* --spec-type: 0 none, 1 ngram-simple, 2 draft */
+    int spec;                  /* --spec-type: 0 none, 1 ngram-simple, 2 draft, 3 draft-mtp */
     long draft_max, draft_min; /* --draft-max, --draft-min */
     const char *draft_path;    /* -md, --model-draft */
     const char *slot_save_path, *cache_dir;
@@ -259,11 +261,12 @@ typedef struct serve_args {
     serve_guard_params gp;
 } serve_args;
 
-/* --spec-type: 0 for none, 1 for ngram-simple, 2 for draft. */
+/* --spec-type: 0 for none, 1 for ngram-simple, 2 for draft, 3 for draft-mtp. */
 static int spec_type_arg(const char *name) {
-    if (strcmp(name, "ngram-simple") && strcmp(name, "draft") && strcmp(name, "none"))
-        die("--spec-type: '%s' is not one rsr-serve has (ngram-simple, draft, none)", name);
-    return !strcmp(name, "ngram-simple") ? 1 : !strcmp(name, "draft") ? 2 : 0;
+    static const char *const names[] = {"none", "ngram-simple", "draft", "draft-mtp"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, names[i])) return i;
+    die("--spec-type: '%s' is not one rsr-serve has (ngram-simple, draft, draft-mtp, none)", name);
 }
 
 /* rsr-serve's long options */
@@ -455,7 +458,10 @@ static void parse_args(int argc, char **argv, serve_args *a) {
     if (!spec_given && a->draft_path) a->spec = 2; /* -md alone: the draft model's speculation */
     if (a->spec == 2 && !a->draft_path) die("--spec-type draft: name the draft model with -md FILE");
     if (a->draft_path && a->spec != 2)
-        die("-md %s: a draft model is for --spec-type draft, not %s", a->draft_path, a->spec ? "ngram-simple" : "none");
+        die("-md %s: a draft model is for --spec-type draft, not %s", a->draft_path,
+            a->spec == 3 ? "draft-mtp"
+            : a->spec    ? "ngram-simple"
+                         : "none");
     if (a->max_conn < a->slots + 8)
         die("--max-connections %ld leaves no room beside --parallel %ld (at least %ld)", a->max_conn, a->slots,
             a->slots + 8);
@@ -481,6 +487,10 @@ static void open_model(server *sv, const serve_args *a) {
     rsr_model_params mp = {.num_threads = (int32_t)a->threads, .device = RSR_DEVICE_CPU};
     if (api.model_open(&sv->m, &mp) != RSR_OK) die("%s", api.model_errmsg(sv->m));
     api.model_get_info(sv->m, &sv->info);
+    if (a->spec == 3 && !sv->info.mtp_layers)
+        die("--spec-type draft-mtp: %s has no multi-token-prediction layer (rsrc compiles one from a Qwen3.5 GGUF "
+            "that carries blk.N.nextn.* tensors; rsrc's note says why it left one out)",
+            a->model_path);
     fprintf(stderr, "rsr-serve: loaded in %.1f s\n", serve_now() - t0);
     if (api.model_tokenizer(sv->m, &sv->tok) != RSR_OK) {
         sv->tok = NULL;
@@ -604,13 +614,19 @@ static void *load(void *arg) {
         .queue = (int32_t)a->queue,
         .ctx = (int32_t)ctx,
         .chunk = (int32_t)a->chunk,
-        .session = {.kv_type = a->kv, .attention = RSR_ATTENTION_AUTO, .checkpoints = (int32_t)a->checkpoints},
+        .session = {.kv_type = a->kv,
+                    .attention = RSR_ATTENTION_AUTO,
+                    .checkpoints = (int32_t)a->checkpoints,
+                    .mtp = a->spec == 3},
         .mask_budget = (double)a->mask_budget,
         .spec = a->spec != 0,
         .draft_max = (int32_t)a->draft_max,
         .draft_min = (int32_t)a->draft_min,
         .draft_path = a->spec == 2 ? a->draft_path : NULL,
-        .draft_p_min = a->draft_p_min > 0 ? (float)(a->draft_p_min - 1) : 0.75f,
+        .mtp = a->spec == 3,
+        .draft_p_min = a->draft_p_min > 0 ? (float)(a->draft_p_min - 1)
+                       : a->spec == 3     ? 0.0f
+                                          : 0.75f,
         .draft_threads = (int32_t)a->threads,
     };
     char err[1024];

@@ -298,6 +298,7 @@ typedef struct serve_engine_params {
     bool spec;                    /* --spec-type: a lone decoding slot verifies drafts (n-gram, or draft_path's) */
     int32_t draft_max, draft_min; /* --draft-max (0: 16), --draft-min */
     const char *draft_path;       /* -md: the draft model (--spec-type draft), or NULL: n-gram drafts */
+    bool mtp;                     /* --spec-type draft-mtp: the model's MTP layer drafts (session.mtp set) */
     float draft_p_min;            /* --draft-p-min (a request's speculative.p_min overrides it) */
     int32_t draft_threads;        /* the draft model's threads (the model's) */
     const serve_cache_events *events; /* --kv-events, or NULL */

@@ -501,7 +501,7 @@ static void start_job(serve_engine *e, slot *sl, kv_cache *c, serve_job *j, int3
     sl->stuck = sl->stuck_param = NULL, sl->mask_s = 0, sl->lazy_seen = 0;
     sl->k_next = 4, sl->ahead_at = sl->ahead_n = 0;
     /* greedy n-gram drafts only (spec_gate.h: a request's seed gives the same text every time) */
-    spec_gate_init(&sl->gate, !e->has_draft && j->p.sampler.temperature <= 0);
+    spec_gate_init(&sl->gate, !e->has_draft && !e->ep.mtp && j->p.sampler.temperature <= 0);
 }
 
 /* The queued job to start next (its place in the queue): the first of the submission with the
@@ -994,7 +994,7 @@ static double masks(serve_engine *e, double slice) {
     return serve_now() - t0;
 }
 
-/* ---- speculative decoding (--spec-type ngram-simple) ----
+/* ---- speculative decoding (--spec-type ngram-simple, draft, draft-mtp) ----
  * A slot that decodes alone in a turn (the one sequence of the step) verifies an n-gram draft of
  * its text in one evaluation (rsr_session_eval_draft: greedy, the tokens decoding without it
  * gives; sampled, speculative sampling's rule), and the tokens taken beyond the first are given
@@ -1027,6 +1027,11 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
     if (max > room) max = room;
     if (max <= 0) return 0;
     draft[0] = q->tokens[0];
+    if (e->ep.mtp) { /* the MTP layer guesses outside the lock (draft_fill), from the slot's session */
+        e->dmax = max, e->dmin = dmin;
+        e->dpmin = isnan(j->p.spec_p_min) ? e->ep.draft_p_min : j->p.spec_p_min;
+        return -1;
+    }
     if (e->has_draft) { /* the draft model guesses outside the lock (draft_fill), from a copy of the text */
         memcpy(e->dhist, c->hist, sizeof *e->dhist * (size_t)c->n_hist);
         e->dn = c->n_hist, e->dmax = max, e->dmin = dmin;
@@ -1037,12 +1042,20 @@ static int32_t spec_draft(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *
     return k < 1 || k < dmin || !spec_gate_open(&sl->gate, draft[1]) ? 0 : k;
 }
 
-/* spec_draft's -1 (outside the lock): the draft model's guesses after the slot's text into draft + 1;
+/* spec_draft's -1 (outside the lock): the draft model's guesses after the slot's text (or the MTP
+ * layer's after its session's, which holds the text but draft[0]) into draft + 1;
  * their number, 0 for none (too few, or the draft failed: the step goes on without one). */
-static int32_t draft_fill(serve_engine *e, slot *sl, int32_t *draft) {
+static int32_t draft_fill(serve_engine *e, slot *sl, const rsr_seq *q, int32_t *draft) {
     char why[512];
-    const int32_t k = draft_propose(&e->dm, &sl->dq, e->dhist, e->dn, e->dpmin, draft + 1, e->dmax, why, sizeof why);
-    if (k < 0) fprintf(stderr, "rsr-serve: the draft model: %s; this step decodes without a draft\n", why);
+    int32_t k;
+    if (e->ep.mtp && api.session_draft_mtp(q->session, draft[0], e->dmax, e->dpmin, draft + 1, &k) != RSR_OK) {
+        snprintf(why, sizeof why, "%s", api.session_errmsg(q->session));
+        k = -1;
+    } else if (!e->ep.mtp)
+        k = draft_propose(&e->dm, &sl->dq, e->dhist, e->dn, e->dpmin, draft + 1, e->dmax, why, sizeof why);
+    if (k < 0)
+        fprintf(stderr, "rsr-serve: the %s: %s; this step decodes without a draft\n",
+                e->ep.mtp ? "MTP layer" : "draft model", why);
     return k < 1 || k < e->dmin ? 0 : k;
 }
 
@@ -1090,7 +1103,7 @@ static int32_t turn(serve_engine *e) {
     e->in_flight = true;
     pthread_mutex_unlock(&e->lock);
     double t0 = serve_now();
-    if (nd < 0) nd = draft_fill(e, &e->slots[e->owner[0]], draft);
+    if (nd < 0) nd = draft_fill(e, &e->slots[e->owner[0]], &e->seqs[0], draft);
     rsr_status st = nd   ? spec_step(&e->slots[e->owner[0]], &e->seqs[0], draft, nd)
                     : nq ? api.batch_eval(e->b, e->seqs, nq)
                          : RSR_OK;

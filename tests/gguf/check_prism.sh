@@ -43,6 +43,22 @@ for c in "pq2_0 3" "ptq1_0 4"; do
     python3 "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
   done
 done
+# Bonsai 2's multi-token-prediction layer: a PTQ1_0 file with the fold whose MTP layer (blk.4, with
+# nextn.eh_proj) is not folded, as Bonsai 2's is grafted from an unfolded file: the greedy text with
+# --spec-type draft-mtp is decoding's without it, and each drafted token is the one the model with the
+# fold undone guesses (its MTP layer reading the embedding's true rows, the inverse of the fold); a
+# reference whose MTP layer reads the rows as stored disagrees
+"$build/rsr-mkmodel" --gguf-arch qwen35 --format gguf-q2 --seed 5 --ssm-heads 2,6 --ssm-head 64 --hidden 256 \
+  --intermediate 512 --layers 4 --heads 8 --kv-heads 4 --head-dim 32 --nextn 1 --out "$work/src-mtp" >/dev/null 2>&1
+fold write "$work/src-mtp/model.gguf" "$work/mtp.gguf" --type ptq1_0 --seed 4
+"$build/rsrc" "$work/mtp.gguf" -o "$work/mtp.so" -O0
+"$build/rsr-run" "$work/mtp.so" --tokens "$short" -n 24 >"$work/mtp.plain" 2>/dev/null
+RSR_TRACE_DRAFTS="$work/mtp.drafts" "$build/rsr-run" "$work/mtp.so" --tokens "$short" -n 24 --spec-type draft-mtp \
+  --draft-max 3 --draft-min 3 >"$work/mtp.spec" 2>/dev/null
+cmp "$work/mtp.plain" "$work/mtp.spec"
+ids="$short,$(tr ' ' ',' <"$work/mtp.plain" | tr -d '\n' | sed 's/,$//')"
+fold drafts "$work/mtp.gguf" "$ids" "$work/mtp.drafts" 0.02 --act-q8 --min-events 20
+fold drafts "$work/mtp.gguf" "$ids" "$work/mtp.drafts" 0.02 --act-q8 --ablate mtp-embed --expect-wrong >/dev/null
 # PTQ1_0's matrices keep base-3 codes (rsr_artifact.h, RSR_UNITS_B3_ROWS16 and B3_ROWS8; --info names
 # them; runs of five units of 32 columns and the units left over as 2-bit codes: widths 256, 384 and
 # 512 leave 3, 2 and 1): all of them with --ptq1-codes=base3, by default (auto) as few as keep the

@@ -225,10 +225,15 @@ def write(args):
     kvs, meta, infos, buf, base = read_raw(args.src)
     typ = PQ2_0 if args.type == 'pq2_0' else PTQ1_0
     plan, folded, widths = [], [], {meta[meta['general.architecture'] + '.embedding_length']}
+    arch = meta['general.architecture'] + '.'
+    first_mtp = meta[arch + 'block_count'] - meta.get(arch + 'nextn_predict_layers', 0)
     for name, ne, t, off in infos:
         n = math.prod(ne)
-        if kind_of(name) in KINDS:
+        mtp = name.startswith('blk.') and int(name.split('.')[1]) >= first_mtp  # an MTP layer's: not folded
+        if kind_of(name) in KINDS or (mtp and name.endswith('.nextn.eh_proj.weight')):
             plan.append((name, ne, Q2_0 if args.legacy42 else typ, n // 128 * q3.BLOCK[typ][1], None))
+            if mtp:  # as Bonsai 2's (grafted from an unfolded file): new codes, not in weight_names
+                continue
             if args.bench or not args.only or kind_of(name) in args.only.split(','):
                 folded.append(name)
                 widths.add(ne[0])
@@ -395,17 +400,17 @@ class Folded(q35.Qwen35):
         return q35.matvec(L['ffn_down'], rounded('ffn_down', y))
 
 
-def reference(args):
+def unfolded(args):
+    """The model of args.model with its fold undone (Folded), as reference and drafts read it."""
     meta, _ = q3.read_gguf(args.model)
     m = Folded(args.model)
     if args.act_q8:  # the matrices' inputs rounded as rsrc rounds them (Q8_0; with a fold: Folded's)
         m.block = 32
-        for L in m.layers:
-            for kind in KINDS:
+        for L in m.layers + ([m.mtp] if m.mtp else []):
+            for kind in KINDS + ['nextn.eh_proj']:
                 L[kind + '.q8'] = kind in L
     if 'prism.hadamard.version' not in meta:
-        q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
-        return
+        return m
     fold = m.fold = Fold(meta, args.ablate)
     for l, L in enumerate(m.layers):
         for kind in KINDS:
@@ -420,10 +425,26 @@ def reference(args):
     if 'output.weight' in fold.names and args.ablate != 'head':
         m.output = fold.primal(m.output, False)
     if 'token_embd.weight' in meta['prism.hadamard.inverse_weight_names'] and args.ablate != 'embed':
+        if args.ablate == 'mtp-embed':  # the MTP layer reading the stored rows, the model the true ones
+            m.mtp_embd = m.embd
         m.embd = fold.embedding(m.embd)
         if tied and args.ablate != 'head':  # the head is the embedding: its rows as the model's
             m.output = m.embd
+    return m
+
+
+def reference(args):
+    m = unfolded(args)
     q3.emit_json(args.json, {'logits': m.run([int(t) for t in args.ids.split(',')])})
+
+
+def drafts(args):
+    """qwen35_model.py drafts on the model with its fold undone: the MTP layer's guesses (its matrices
+    never folded, as Bonsai 2's) from the embedding's true rows and the head's."""
+    m = unfolded(args)
+    events = [(int(f[0]), int(f[1]), [int(t) for t in f[2:]]) for f in (ln.split() for ln in open(args.trace)) if f]
+    wrong = m.check_drafts([int(t) for t in args.ids.split(',')], events, args.tol) > 0
+    sys.exit(0 if wrong == args.expect_wrong and len(events) >= args.min_events else 1)
 
 
 def main():
@@ -451,8 +472,17 @@ def main():
     r.add_argument('--json')
     r.add_argument('--ablate', choices=['signs', 'perm', 'embed', 'head'])
     r.add_argument('--act-q8', action='store_true')
+    d = sub.add_parser('drafts', help="rsrc's MTP drafts (RSR_TRACE_DRAFTS) against the unfolded model's")
+    d.add_argument('model')
+    d.add_argument('ids')
+    d.add_argument('trace')
+    d.add_argument('tol', type=float)
+    d.add_argument('--act-q8', action='store_true')
+    d.add_argument('--ablate', choices=['embed', 'head', 'mtp-embed'])
+    d.add_argument('--expect-wrong', action='store_true')
+    d.add_argument('--min-events', type=int, default=1)
     args = ap.parse_args()
-    write(args) if args.cmd == 'write' else reference(args)
+    {'write': write, 'reference': reference, 'drafts': drafts}[args.cmd](args)
 
 
 if __name__ == '__main__':

@@ -97,6 +97,8 @@ EXPS = ['ffn_gate_exps', 'ffn_up_exps', 'ffn_down_exps']
 
 
 class Qwen35(maple_model.Router):
+    mtp_embd = None  # the MTP layer's embedding rows where they are not the model's (an ablation's)
+
     def __init__(self, path, ablate=None, act_q8=False, follow=None, margin=0.0):
         meta, ts = q3.read_gguf(path)
         self.act_q8 = act_q8
@@ -286,7 +288,8 @@ class Qwen35(maple_model.Router):
         """The MTP layer at pos from token tok and the hidden state h before it (None: zeros), its cache
         grown by the position: (its logits of the token after, its own normed output)."""
         M = self.mtp
-        e = self.rmsnorm(list(self.embd[tok]), M['nextn.enorm'])
+        emb = self.mtp_embd if self.mtp_embd is not None else self.embd
+        e = self.rmsnorm(list(emb[tok]), M['nextn.enorm'])
         hn = self.rmsnorm(h, M['nextn.hnorm']) if h is not None else [0.0] * len(e)
         x = self.proj(M, 'nextn.eh_proj', hn + e if self.ablate == 'mtp-order' else e + hn)
         x = add(x, self.attention(M, self.rmsnorm(x, M['attn_norm']), pos, cache))

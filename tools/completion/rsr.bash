@@ -61,6 +61,7 @@ _rsr_complete() {
     *:--backend) _rsr_words llvm c nvrtc; return ;;
     *:--head) _rsr_words exact int8; return ;;
     *:--device) _rsr_words auto cpu gpu; return ;;
+    *:--spec-type) _rsr_words ngram-simple draft draft-mtp none; return ;;
     rsr-mkmodel:--format)
         _rsr_words bitnet-packed bitnet-bf16 llama-packed falcon-e 1bitllm qwen3-grouped qwen3-embed gguf-i2s gguf-tq1 \
             gguf-tq2 gguf-q2 gguf-q1

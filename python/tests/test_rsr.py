@@ -1,6 +1,8 @@
 """The Python package against a small compiled model (RSR_BUILD: the build directory, for rsrc,
 rsr-mkmodel and rsr-run): every text compared with what rsr-run prints for the same prompt and
 seed, tokens with the tokenizer's round trip, errors as rsr.Error with the runtime's message."""
+import contextlib
+import ctypes
 import hashlib
 import json
 import math
@@ -252,6 +254,31 @@ def test_draft_mtp(hybrid):
             assert s.draft_mtp(text[-1], 4) == d
             text += s.eval_draft(text[-1], d)
         assert text[:13] == greedy
+
+
+def test_draft_mtp_in_a_batch(hybrid):
+    """Sessions that keep the MTP layer stepped in one batch with one that does not (rsr_batch_eval:
+    the MTP layer runs over their rows alone, packed, each at its own positions): every guess is the
+    one the same session stepped alone makes, and so is every token."""
+    prompts, keeps = [[5, 17, 30, 44, 9], [7, 7, 100, 3], [2, 250, 31, 18, 77, 5]], [True, False, True]
+    alone = {}
+    for i, p in enumerate(prompts):
+        with hybrid.session(max_positions=64, mtp=keeps[i]) as s:
+            t, seen = s.eval_greedy(p), []
+            for _ in range(6):
+                seen.append((t, s.draft_mtp(t, 3) if keeps[i] else None))
+                t = s.eval_greedy([t])
+            alone[i] = seen
+    greedy = rsr._sampler(0.0, 0, 1.0, 0.0)
+    with rsr._Batch(hybrid) as b, contextlib.ExitStack() as held:
+        ss = [held.enter_context(hybrid.session(max_positions=64, mtp=k)) for k in keeps]
+        toks, rngs = [ctypes.c_int32() for _ in ss], [ctypes.c_uint64(1) for _ in ss]
+        feeds = [rsr._ids(p) for p in prompts]
+        for step in range(6):
+            b._eval(list(zip(ss, feeds, toks, rngs)), greedy)
+            for i, s in enumerate(ss):
+                assert (toks[i].value, s.draft_mtp(toks[i].value, 3) if keeps[i] else None) == alone[i][step]
+            feeds = [rsr._ids([t.value]) for t in toks]
 
 
 def continuation(s, first, n=6):

@@ -33,9 +33,10 @@ void rt_embed_row(const rsr_model *m, int32_t token, float *h);
 void rt_rmsnorm(float *y, const float *x, const float *w, int32_t n, float eps);
 /* mtp.c, Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers): after the model's layers of a
  * step (rt_forward), the MTP layer over the rows of the sessions that keep it (rsr_session.mtp), w->h
- * as it was after; and rsr_session_draft_mtp's drafts. */
-rsr_status rt_mtp_follow(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
-                         int32_t rows);
+ * as it was after (where it fails, the step stands and those sessions forget the hidden states they
+ * kept: their next guesses start from zeros); and rsr_session_draft_mtp's drafts. */
+void rt_mtp_follow(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
+                   int32_t rows);
 rsr_status rt_mtp_draft(rsr_session *s, int32_t token, int32_t max, float p_min, int32_t *draft, int32_t *n);
 
 /* lm_head.c: logits of the final normed hidden state x, and the certified greedy token. */

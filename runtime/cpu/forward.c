@@ -40,6 +40,7 @@ static size_t plan_cache(rsr_session *s) {
         *L = (rt_kv_layer){.first = total, .rows = s->max_positions};
         if (ring && (int64_t)ring + W - 1 < s->max_positions) L->ring = ring, L->rows = ring + W - 1;
         if (a->layer[l].kind == RSR_LAYER_DELTANET) L->rows = 0; /* a recurrent state instead (dn_state) */
+        if (l >= a->num_layers && !s->mtp) L->rows = 0;          /* an MTP layer no step runs */
         total += (size_t)a->num_kv_heads * (size_t)L->rows;
     }
     return total;
@@ -114,7 +115,7 @@ static rsr_status moe_work_init(rt_work *w, const rsr_model *m, size_t B) {
 /* rt_work's buffers of Qwen3.5's layers for B rows: those of its DeltaNet layers, of its gated
  * attention; none in another model. */
 static bool any_attn_gate(const rsr_artifact *a) {
-    for (int32_t l = 0; l < a->num_layers; l++)
+    for (int32_t l = 0; l < rt_layers(a); l++) /* the MTP layer's too: it may be the only attention layer */
         if (a->layer[l].attn_gate) return true;
     return false;
 }
@@ -246,7 +247,8 @@ static rsr_status cpu_session_init(rsr_session *s, const rsr_session_params *p) 
     const size_t rows = plan_cache(s), cache = rows * s->kv_bytes;
     s->k_cache = alloc_cache(s, rows);
     s->v_cache = alloc_cache(s, rows);
-    s->mtp_h_cap = s->batch > 64 ? s->batch : 64; /* a verification's rows, whatever the batch */
+    s->mtp_h_cap =
+        RSR_BATCH_MAX + 1; /* a verification's rows (a draft of at most 256 and its token), whatever the batch */
     if (s->mtp && !(s->mtp_h = malloc(sizeof(float) * (size_t)s->mtp_h_cap * (size_t)a->hidden)))
         return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     /* the activations of one row; eval_steps widens them to the steps a call takes */
@@ -1881,8 +1883,8 @@ rsr_status rt_forward(const rsr_model *m, rt_work *w, const int32_t *tokens, con
     }
     for (int32_t l = 0; l < a->num_layers; l++) {
         rsr_status st = layer_step(m, w, l, runs, nruns, rows);
-        if (st == RSR_OK && l == a->num_layers - 1 && a->mtp_layers)
-            st = rt_mtp_follow(m, w, tokens, runs, nruns, rows);
+        if (st == RSR_OK && l == a->num_layers - 1 && a->mtp_layers) /* the MTP layer follows: never fails the step */
+            rt_mtp_follow(m, w, tokens, runs, nruns, rows);
         if (st != RSR_OK) {
             for (int32_t j = 0; j < nruns; j++) rt_attention_rollback(runs[j].s); /* no trace in the indexes */
             return st;

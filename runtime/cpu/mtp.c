@@ -72,8 +72,8 @@ static void mtp_angles(const rsr_model *m, rt_work *w, int32_t t, int32_t pos) {
     if (w->rope2) rsr_rope_angles(w->rope2 + (size_t)t * (size_t)d, rd, pos, m->rope_theta2);
 }
 
-rsr_status rt_mtp_follow(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
-                         int32_t rows) {
+void rt_mtp_follow(const rsr_model *m, rt_work *w, const int32_t *tokens, const rt_run *runs, int32_t nruns,
+                   int32_t rows) {
     const rsr_artifact *a = m->a;
     const int32_t H = a->hidden;
     const size_t W = (size_t)w->widest, HS = (size_t)H;
@@ -94,14 +94,16 @@ rsr_status rt_mtp_follow(const rsr_model *m, rt_work *w, const int32_t *tokens, 
         sub[ns++] = (rt_run){s, c, n};
         c += n;
     }
-    if (!ns) return RSR_OK;
+    if (!ns) return;
     memcpy(w->mtp_save, w->h, sizeof(float) * (size_t)rows * HS); /* the model's residual stream, for its head */
     rt_matrix_rows(m, w, a->mtp_eh_proj, w->xn, W, c, w->h, HS);
-    rsr_status st = rt_layer_step(m, w, a->num_layers, sub, ns, c);
-    for (int32_t j = 0; j < nruns; j++)
-        if (runs[j].s->mtp) mtp_keep(runs[j].s, w->mtp_hn + (size_t)runs[j].row0 * HS, runs[j].s->pos, runs[j].n);
+    const rsr_status st = rt_layer_step(m, w, a->num_layers, sub, ns, c);
+    for (int32_t j = 0; j < nruns; j++) {
+        rsr_session *s = runs[j].s;
+        if (s->mtp && st == RSR_OK) mtp_keep(s, w->mtp_hn + (size_t)runs[j].row0 * HS, s->pos, runs[j].n);
+        if (s->mtp && st != RSR_OK) s->mtp_h_n = 0;
+    }
     memcpy(w->h, w->mtp_save, sizeof(float) * (size_t)rows * HS);
-    return st;
 }
 
 /* The token the head picks after x (the MTP's normed output, rotated as the head's input): 1 with
@@ -136,6 +138,7 @@ rsr_status rt_mtp_draft(rsr_session *s, int32_t token, int32_t max, float p_min,
         memcpy(h, prev, sizeof(float) * (size_t)H);
     else
         memset(h, 0, sizeof(float) * (size_t)H);
+    const int32_t louver_from = s->louver_from;
     for (int32_t k = 0, tok = token; k < max; k++) {
         mtp_input(m, tok, h, w->xn);
         mtp_angles(m, w, 0, pos0 + k);
@@ -150,6 +153,8 @@ rsr_status rt_mtp_draft(rsr_session *s, int32_t token, int32_t max, float p_min,
         if (!mtp_pick(s, x, p_min, logits, &tok, &st)) break;
         draft[(*n)++] = tok;
     }
+    s->louver_from = louver_from; /* the MTP layer's attention past the position: no trace in the indexes */
+    rt_attention_rollback(s);
     free(logits);
     return st;
 }

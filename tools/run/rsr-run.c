@@ -982,7 +982,6 @@ static void check_args(int argc, char **argv, cli_args *a) {
             a->o.spec == SPEC_NGRAM ? "ngram-simple"
             : a->o.spec == SPEC_MTP ? "draft-mtp"
                                     : "none");
-    if (a->o.spec == SPEC_MTP) a->o.session.mtp = 1; /* the MTP layer follows the session's steps */
     if (a->max_memory) limit_memory(a->max_memory);
     if (a->model_opt && optind < argc) die("the model is given twice: -m %s and %s", a->model_opt, argv[optind]);
     if (!a->model_opt && optind >= argc)
@@ -1097,6 +1096,7 @@ int main(int argc, char **argv) {
         die("--spec-type draft-mtp: %s has no multi-token-prediction layer (rsrc compiles one from a Qwen3.5 GGUF "
             "that carries blk.N.nextn.* tensors; rsrc's note says why it left one out)",
             a.o.model_path);
+    if (a.o.spec == SPEC_MTP && !spec_refusal(&a.o, &info)) a.o.session.mtp = 1; /* its MTP layer follows the steps */
     if (a.o.ctx > info.max_positions)
         die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", a.o.ctx,
             info.max_positions);

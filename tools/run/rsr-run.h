@@ -94,6 +94,8 @@ void sample_state_init(sample_state *st, const run_options *o, int32_t vocab);
  * (greedy, no penalty, the exact head, a CPU session whose cache goes back by positions); a note
  * on stderr when it cannot. A draft model is opened here and checked against m's vocabulary. */
 void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_model_info *info, int32_t ctx);
+/* Why speculation cannot be exact with these options on this model (spec_start's note), or NULL. */
+const char *spec_refusal(const run_options *o, const rsr_model_info *info);
 /* The session's position as generation without speculation would have it. */
 int32_t run_position(rsr_session *s, const sample_state *st);
 /* Generation stopped: the cache cut back to run_position (tokens chosen ahead are dropped). */

@@ -122,6 +122,16 @@ static int32_t spec_step(const run_options *o, rsr_session *s, sample_state *st,
     return chosen[0];
 }
 
+const char *spec_refusal(const run_options *o, const rsr_model_info *info) {
+    return o->session.attention == RSR_ATTENTION_LOUVER
+               ? "--attention louver attends one token's query otherwise than several tokens'"
+           : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
+               ? "--repeat-penalty is not applied to drafted tokens yet"
+           : o->head_int8                    ? "--head int8's logits are not the exact ones"
+           : strncmp(info->device, "cpu", 3) ? "the GPU gives no logits of every position"
+                                             : NULL;
+}
+
 void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_model_info *info, int32_t ctx) {
     spec_state *sp = &st->spec;
     *sp = (spec_state){.ctx = ctx, .k_next = 4, .draft_max = o->draft_max ? o->draft_max : 16};
@@ -130,14 +140,7 @@ void spec_start(sample_state *st, const run_options *o, rsr_model *m, const rsr_
     sp->mtp = o->spec == SPEC_MTP, sp->mtp_p_min = o->draft_p_min > 0 ? o->draft_p_min - 1 : 0;
     /* greedy n-gram drafts only (spec_gate.h: a seeded sampled run gives the same text every time) */
     spec_gate_init(&sp->gate, o->spec == SPEC_NGRAM && o->sampler.temperature <= 0);
-    why = why ? why
-          : o->session.attention == RSR_ATTENTION_LOUVER
-              ? "--attention louver attends one token's query otherwise than several tokens'"
-          : o->sampler.repeat_penalty > 0 && o->sampler.repeat_penalty != 1 && o->repeat_last_n
-              ? "--repeat-penalty is not applied to drafted tokens yet"
-          : o->head_int8                    ? "--head int8's logits are not the exact ones"
-          : strncmp(info->device, "cpu", 3) ? "the GPU gives no logits of every position"
-                                            : NULL;
+    why = why ? why : spec_refusal(o, info);
     if (why) {
         fprintf(stderr, "rsr-run: note: --spec-type: decoding without speculation: %s\n", why);
         return;
@@ -209,9 +212,12 @@ int32_t eval_next(const run_options *o, rsr_session *s, const int32_t *tokens, i
         int32_t max = spec->draft_max < room ? spec->draft_max : room, draft[spec->draft_max + 1];
         if (cap < max) max = cap;
         int32_t k = 0;
-        if (n == 1 && max > 0 && spec->mtp) /* the MTP layer's guesses after tokens[0] */
-            check(api.session_draft_mtp(s, tokens[0], max, spec->mtp_p_min, draft, &k), s);
-        else if (n == 1 && max > 0)
+        if (n == 1 && max > 0 && spec->mtp) { /* the MTP layer's guesses after tokens[0] */
+            if (api.session_draft_mtp(s, tokens[0], max, spec->mtp_p_min, draft, &k) != RSR_OK) {
+                fprintf(stderr, "rsr-run: note: the MTP layer drafted nothing: %s\n", api.session_errmsg(s));
+                k = 0; /* the step goes on without a draft */
+            }
+        } else if (n == 1 && max > 0)
             k = spec->draft ? model_draft(spec, draft, max) : ngram_draft(spec->hist, spec->n_hist, draft, max);
         if (k > 0) trace_draft(pos, tokens[0], draft, k);
         if (k > 0 && k >= o->draft_min && spec_gate_open(&spec->gate, draft[0]))

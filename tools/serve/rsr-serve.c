@@ -598,8 +598,8 @@ static void *load(void *arg) {
     sv->literal_content = a->literal_content;
     if (sv->tok) detect_tool_format(sv);
     /* --cache-mem: whole sessions' KV caches (K and V of every layer that has them, KV head and
-     * position) and recurrent states */
-    double per_cache = 2.0 * sv->info.num_kv_layers * sv->info.num_kv_heads * (double)ctx *
+     * position; the MTP layer's with draft-mtp) and recurrent states */
+    double per_cache = 2.0 * (sv->info.num_kv_layers + (a->spec == 3)) * sv->info.num_kv_heads * (double)ctx *
                            (double)rsr_kv_row_bytes(a->kv, sv->info.head_dim) +
                        (double)sv->info.state_bytes / 2 * (double)(1 + a->checkpoints); /* the state and its copies */
     long spare = (long)((double)a->cache_mib * 1048576.0 / per_cache);

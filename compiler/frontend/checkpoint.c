@@ -812,9 +812,9 @@ static void print_experts(const rsrc_model *m, FILE *out) {
     if (!m->num_experts) return;
     fprintf(out, "  experts=%d used=%d gating=softmax norm_weights=yes rope_global=%s expert_ff=", m->num_experts,
             m->experts_used, m->nope_global ? "none" : "yes");
-    for (int32_t l = 0; l < m->num_layers; l++) fprintf(out, "%s%d", l ? "," : "", m->expert_ff[l]);
+    for (int32_t l = 0; l < model_layers_proper(m); l++) fprintf(out, "%s%d", l ? "," : "", m->expert_ff[l]);
     fputs(" swiglu_clamp=", out);
-    for (int32_t l = 0; l < m->num_layers; l++) fprintf(out, "%s%g", l ? "," : "", (double)m->swiglu_clamp[l]);
+    for (int32_t l = 0; l < model_layers_proper(m); l++) fprintf(out, "%s%g", l ? "," : "", (double)m->swiglu_clamp[l]);
     if (m->shared_ff) fprintf(out, " shared_ff=%d shared_gate=sigmoid", m->shared_ff);
     fputc('\n', out);
 }

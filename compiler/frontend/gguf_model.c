@@ -780,15 +780,18 @@ static void configure_qwen35(rsrc_model *m, const gguf_file *g, const char *arch
 }
 
 /* Whether qwen35's multi-token-prediction layer blk.L (L the model's layers) can be read: one MTP
- * layer of a dense model, every tensor of a full-attention layer and nextn.eh_proj [2·hidden ->
- * hidden] in a type rsrc reads as a matrix, enorm, hnorm (and shared_head_norm, when there) as
- * rows of hidden; no embedding or head of its own (it shares the model's). NULL, or why not. */
+ * layer, every tensor of a full-attention layer (its FFN the model's kind: dense, or a mixture with
+ * the router, the experts of the model's rows and count, and the shared expert) and nextn.eh_proj
+ * [2·hidden -> hidden] in a type rsrc reads as a matrix, enorm and hnorm (and shared_head_norm, when
+ * there); no embedding or head of its own (it shares the model's). NULL, or why not. */
+static bool matrix_type(uint32_t t) { return t == GGML_TQ1_0 || t == GGML_TQ2_0 || t == GGML_I2_S || group_qk(t); }
 static const char *mtp_unreadable(const rsrc_model *m, const gguf_file *g, char *why, size_t n) {
     if (m->mtp_layers != 1) return snprintf(why, n, "%d MTP layers; rsrc reads one", m->mtp_layers), why;
-    if (m->num_experts) return snprintf(why, n, "a mixture of experts' MTP layer"), why;
-    static const char *const mats[] = {"attn_q",   "attn_k", "attn_v",   "attn_output",
-                                       "ffn_gate", "ffn_up", "ffn_down", "nextn.eh_proj"};
-    static const char *const rows[] = {"attn_norm", "post_attention_norm", "nextn.enorm", "nextn.hnorm"};
+    static const char *const attn[] = {"attn_q", "attn_k", "attn_v", "attn_output", "nextn.eh_proj"};
+    static const char *const dense[] = {"ffn_gate", "ffn_up", "ffn_down"};
+    static const char *const shexp[] = {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
+    static const char *const rows[] = {"attn_norm",   "post_attention_norm", "attn_q_norm",
+                                       "attn_k_norm", "nextn.enorm",         "nextn.hnorm"};
     static const char *const own[] = {"nextn.embed_tokens", "nextn.shared_head_head"};
     char name[96];
     const int32_t L = m->num_layers;
@@ -796,18 +799,48 @@ static const char *mtp_unreadable(const rsrc_model *m, const gguf_file *g, char 
         snprintf(name, sizeof name, "blk.%d.%s.weight", L, own[i]);
         if (gguf_find(g, name)) return snprintf(why, n, "it has its own %s (rsrc shares the model's)", name), why;
     }
-    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
+    const char *mats[8];
+    size_t nm = 0;
+    for (size_t i = 0; i < 5; i++) mats[nm++] = attn[i];
+    for (size_t i = 0; i < 3 && (!m->num_experts || m->shared_ff); i++)
+        mats[nm++] = m->num_experts ? shexp[i] : dense[i];
+    for (size_t i = 0; i < nm; i++) {
         snprintf(name, sizeof name, "blk.%d.%s.weight", L, mats[i]);
         const gguf_tensor *t = gguf_find(g, name);
         if (!t) return snprintf(why, n, "no %s", name), why;
-        if (t->type != GGML_TQ1_0 && t->type != GGML_TQ2_0 && t->type != GGML_I2_S && !group_qk(t->type))
+        if (!matrix_type(t->type))
             return snprintf(why, n, "%s is %s, not a type of rsrc's matrices", name, gguf_type_name(t->type)), why;
     }
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
         snprintf(name, sizeof name, "blk.%d.%s.weight", L, rows[i]);
         if (!gguf_find(g, name)) return snprintf(why, n, "no %s", name), why;
     }
+    if (!m->num_experts) return NULL;
+    snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", L); /* a mixture's: its router and its experts */
+    if (!gguf_find(g, name)) return snprintf(why, n, "no %s", name), why;
+    snprintf(name, sizeof name, "blk.%d.ffn_down_exps.weight", L);
+    const gguf_tensor *d = gguf_find(g, name);
+    if (!d || d->ndim != 3 || d->ne[2] != (uint64_t)m->num_experts || !matrix_type(d->type))
+        return snprintf(why, n, "no %s of %d experts in a type of rsrc's matrices", name, m->num_experts), why;
     return NULL;
+}
+
+/* The MTP layer read (mtp_unreadable said it can be): layer num_layers of the model, an attention
+ * layer; a mixture's experts of its ffn_down_exps' rows. */
+static void mtp_read(rsrc_model *m, const gguf_file *g) {
+    const int32_t L = m->num_layers;
+    m->layer_kind = xrealloc(m->layer_kind, sizeof *m->layer_kind * (size_t)(L + 1));
+    m->layer_kind[L] = RSR_LAYER_ATTENTION;
+    if (m->num_experts) {
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.ffn_down_exps.weight", L);
+        const int32_t ff = (int32_t)gguf_find(g, name)->ne[0];
+        m->expert_ff = xrealloc(m->expert_ff, sizeof *m->expert_ff * (size_t)(L + 1));
+        m->swiglu_clamp = xrealloc(m->swiglu_clamp, sizeof *m->swiglu_clamp * (size_t)(L + 1));
+        m->expert_ff[L] = ff, m->swiglu_clamp[L] = 0;
+        if (ff > m->intermediate) m->intermediate = ff;
+    }
+    m->num_layers = L + 1, m->mtp = 1;
 }
 
 static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
@@ -917,10 +950,8 @@ static void configure(rsrc_model *m, const gguf_file *g, const char *arch) {
         const char *no = mtp_unreadable(m, g, why, sizeof why);
         if (no)
             rsrc_note(0, "%s: its multi-token-prediction layer is not read (%s): no draft-mtp", g->path, no);
-        else {
-            m->layer_kind = xrealloc(m->layer_kind, sizeof *m->layer_kind * (size_t)(m->num_layers + 1));
-            m->layer_kind[m->num_layers++] = RSR_LAYER_ATTENTION, m->mtp = 1;
-        }
+        else
+            mtp_read(m, g);
     }
     fold_read(m, g); /* PrismML's Hadamard fold (Bonsai 2), when its keys are there */
     if (m->tied && m->fold_embed) m->fold_lm_head = true; /* the head is the rotated embedding */

@@ -369,9 +369,10 @@ RSR_API rsr_status rsr_session_eval_draft(rsr_session *session, const int32_t *t
  * and drafting stops before a token whose probability by their softmax is below p_min. The
  * session's position and the model's cache stay as they were: what the MTP layer wrote past the
  * position is written over when the text gets there. Where the hidden state before the position is
- * not kept (the session was truncated back past its last evaluation, or loaded from a file), the
- * drafts start from zeros (they are worse, never wrong: verification decides). CPU sessions only
- * (RSR_ERR_NOT_FOUND otherwise). */
+ * not kept (the session was truncated back past its latest 257 positions, or loaded from a file),
+ * the drafts start from zeros; a loaded session's MTP layer reads the rows it held before the load
+ * (they are not saved). Such drafts are worse, never wrong: verification decides. CPU sessions only
+ * (rsr_session_create refuses mtp on another device). */
 RSR_API rsr_status rsr_session_draft_mtp(rsr_session *session, int32_t token, int32_t max, float p_min, int32_t *draft,
                                          int32_t *n_draft);
 

@@ -223,7 +223,7 @@ static rsr_status check_fold(rsr_model *m) {
             return BAD("matrix %d (%s): signs at %llu, %lld groups of heads of %lld", i, x->name ? x->name : "?",
                        (unsigned long long)x->in_signs, (long long)g, (long long)hd);
     }
-    for (int32_t l = 0; l < a->num_layers; l++) {
+    for (int32_t l = 0; l < rt_layers(a); l++) {
         const rsr_artifact_layer *L = &a->layer[l];
         bool ok = same_fold(a, L->q, L->k) && same_fold(a, L->q, L->v) && same_fold(a, L->gate, L->up);
         for (int32_t e = 0; e < L->num_experts; e++) {
@@ -393,14 +393,14 @@ static rsr_status check_artifact(rsr_model *m) {
              (a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)))
             return rt_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
     }
-    if (a->mtp_layers) { /* an attention layer with a dense FFN, its input eh_proj's [hidden][2·hidden] */
+    if (a->mtp_layers) { /* an attention layer without a window, its input eh_proj's [hidden][2·hidden] */
         const rsr_artifact_layer *L = &a->layer[a->num_layers];
         const int32_t e = a->mtp_eh_proj;
-        if (L->kind != RSR_LAYER_ATTENTION || L->num_experts || e < 0 || e >= a->num_matrices ||
+        if (L->kind != RSR_LAYER_ATTENTION || L->sliding_window || e < 0 || e >= a->num_matrices ||
             a->matrix[e].rows != a->hidden || a->matrix[e].cols != 2 * a->hidden ||
             !blob_range_ok(a, a->mtp_enorm, 4 * H, 4) || !blob_range_ok(a, a->mtp_hnorm, 4 * H, 4) ||
             !blob_range_ok(a, a->mtp_head_norm, 4 * H, 4))
-            return BAD("the MTP layer (kind %d, %d experts, eh_proj %d, its norms)", L->kind, L->num_experts, e);
+            return BAD("the MTP layer (kind %d, window %d, eh_proj %d, its norms)", L->kind, L->sliding_window, e);
     }
     for (int32_t l = 0; l < rt_layers(a); l++) {
         const rsr_artifact_layer *L = &a->layer[l];

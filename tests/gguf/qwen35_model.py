@@ -151,11 +151,16 @@ class Qwen35(maple_model.Router):
         self.mtp = self.mtp_layer(ts, n, act_q8) if self.nextn else None
 
     def mtp_layer(self, ts, n, act_q8):
-        """The multi-token-prediction layer blk.n: a full-attention layer with a dense FFN, eh_proj
-        ([embedding | hidden state] -> hidden) and its norms; its head norm the model's when absent."""
-        L = {}
-        for name in BOTH + DENSE + ATTN + ['nextn.eh_proj', 'nextn.enorm', 'nextn.hnorm']:
+        """The multi-token-prediction layer blk.n: a full-attention layer with the model's kind of FFN,
+        eh_proj ([embedding | hidden state] -> hidden) and its norms; its head norm the model's when absent."""
+        L = {'layer': n}
+        for name in BOTH + (SHARED if self.moe else DENSE) + ATTN + ['nextn.eh_proj', 'nextn.enorm', 'nextn.hnorm']:
             L[name] = g3.load(ts, 'blk.%d.%s.weight' % (n, name))
+            L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (n, name) in self.ternary
+        for name in EXPS if self.moe else []:  # [rows of every expert]: expert e's after expert e-1's
+            rows = g3.load(ts, 'blk.%d.%s.weight' % (n, name))
+            R = len(rows) // self.n_expert
+            L[name] = [rows[e * R:(e + 1) * R] for e in range(self.n_expert)]
             L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (n, name) in self.ternary
         shn = 'blk.%d.nextn.shared_head_norm.weight' % n
         L['head_norm'] = g3.load(ts, shn) if shn in ts else self.output_norm
@@ -293,7 +298,7 @@ class Qwen35(maple_model.Router):
         hn = self.rmsnorm(h, M['nextn.hnorm']) if h is not None else [0.0] * len(e)
         x = self.proj(M, 'nextn.eh_proj', hn + e if self.ablate == 'mtp-order' else e + hn)
         x = add(x, self.attention(M, self.rmsnorm(x, M['attn_norm']), pos, cache))
-        x = add(x, self.ffn(M, self.rmsnorm(x, M['post_attention_norm'])))
+        x = add(x, self.ffn(M, self.rmsnorm(x, M['post_attention_norm']), M['layer'], pos))
         out = self.rmsnorm(x, self.output_norm if self.ablate == 'mtp-head-norm' else M['head_norm'])
         return matvec(self.output, out), out
 

@@ -69,10 +69,11 @@ static void proj_norm(tlist_t *l, const opts_t *o, const char *base, uint64_t co
     tadd(l, name, DT_BF16, K_NORM, 1, cols, 0);
 }
 
-/* maple's rows of layer L's experts: --expert-ff's L-th value, or its one value. */
+/* maple's rows of layer L's experts: --expert-ff's L-th value (the last one's for an MTP layer after
+ * them), or its one value. */
 long layer_ff(const opts_t *o, long L) {
     const char *p = o->expert_ff_list;
-    for (long i = 0; p && i < L; i++) p = strchr(p, ',') + 1;
+    for (long i = 0; p && i < L && strchr(p, ','); i++) p = strchr(p, ',') + 1;
     return p ? strtol(p, NULL, 10) : o->expert_ff;
 }
 
@@ -177,11 +178,8 @@ void build_tensors(tlist_t *l, const opts_t *o) {
         snprintf(name, sizeof name, "model.layers.%ld.post_attention_layernorm.weight", L);
         tadd(l, name, hp, K_NORM, 1, H, 0);
         static const char *const mlp[3] = {"gate", "up", "down"};
-        if (o->moe) {
-            expert_tensors(l, o, L);
-            continue;
-        }
-        for (int p = 0; p < 3; p++) {
+        if (o->moe) expert_tensors(l, o, L);
+        for (int p = 0; p < 3 && !o->moe; p++) {
             snprintf(base, sizeof base, "model.layers.%ld.mlp.%s_proj", L, mlp[p]);
             add_matrix(l, o, base, p == 2 ? H : I, p == 2 ? I : H);
             proj_norm(l, o, base, p == 2 ? I : H);
@@ -195,7 +193,7 @@ void build_tensors(tlist_t *l, const opts_t *o) {
                 tadd(l, name, hp, K_NORM, 1, H, 0);
             }
         }
-        if (sub_norms) {
+        if (sub_norms && !o->moe) {
             snprintf(name, sizeof name, "model.layers.%ld.mlp.%s.weight", L,
                      o->format == F_1BITLLM ? "ffn_layernorm" : "ffn_sub_norm");
             tadd(l, name, hp, K_NORM, 1, I, 0);

@@ -164,9 +164,10 @@ static void usage(FILE *out) {
           "                     (default 2), F\n"
           "                     rows of each gate and up (default --intermediate; or one per layer, F1,F2,...)\n"
           "  --shared-ff F      with --gguf-arch qwen35moe, the shared expert's rows (default --intermediate)\n"
-          "  --nextn N          with --gguf-arch qwen35, N (0 or 1) multi-token-prediction layers after the\n"
-          "                     model's (blk.L.*: a full-attention layer with nextn.eh_proj, enorm, hnorm and\n"
-          "                     shared_head_norm; qwen35.nextn_predict_layers), for --spec-type draft-mtp\n"
+          "  --nextn N          with --gguf-arch qwen35 or qwen35moe, N (0 or 1) multi-token-prediction layers\n"
+          "                     after the model's (blk.L.*: a full-attention layer, its FFN the model's kind,\n"
+          "                     with nextn.eh_proj, enorm, hnorm and shared_head_norm;\n"
+          "                     ARCH.nextn_predict_layers), for --spec-type draft-mtp\n"
           "  --swiglu-clamp C   with --gguf-arch maple, maple.swiglu_clamp_exp (silu(min(gate, C)) *\n"
           "                     clamp(up, -C, C); default 0: no key)\n"
           "  --swa-pattern P    with --gguf-arch maple, one 0 or 1 per layer, 1 windowed (default 1010...)\n"
@@ -689,8 +690,8 @@ static void check_format_options(const opts_t *o) {
             "experts");
     if ((o->swiglu_clamp > 0 || o->swa_pattern) && !o->maple)
         die("--swiglu-clamp, --swa-pattern: only --gguf-arch maple (with a gguf-* format) has them");
-    if (o->nextn && !(o->qwen35 && !o->moe))
-        die("--nextn: only --gguf-arch qwen35 (with a gguf-* format) has multi-token-prediction layers here");
+    if (o->nextn && !o->qwen35)
+        die("--nextn: only --gguf-arch qwen35 and qwen35moe (with a gguf-* format) have multi-token-prediction layers");
     if (o->shared_ff && !(o->moe && !o->maple))
         die("--shared-ff: only --gguf-arch qwen35moe (with a gguf-* format) has a shared expert");
     if (o->moe && o->gguf_type == MKG_I2_S)

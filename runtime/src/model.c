@@ -236,6 +236,25 @@ static rsr_status check_fold(rsr_model *m) {
     return RSR_OK;
 }
 
+/* The MTP layer (rsr_artifact.mtp_layers): an attention layer without a window, its input eh_proj's
+ * [hidden][2·hidden], its norms in the blob (its matrices and norms are checked with every layer's). */
+static rsr_status check_mtp(rsr_model *m) {
+    const rsr_artifact *a = m->a;
+    const uint64_t H = (uint64_t)a->hidden;
+    if (!a->mtp_layers) return RSR_OK;
+    const rsr_artifact_layer *L = &a->layer[a->num_layers];
+    const int32_t e = a->mtp_eh_proj;
+    if (L->kind != RSR_LAYER_ATTENTION || L->sliding_window || e < 0 || e >= a->num_matrices ||
+        a->matrix[e].rows != a->hidden || a->matrix[e].cols != 2 * a->hidden ||
+        !blob_range_ok(a, a->mtp_enorm, 4 * H, 4) || !blob_range_ok(a, a->mtp_hnorm, 4 * H, 4) ||
+        !blob_range_ok(a, a->mtp_head_norm, 4 * H, 4))
+        return rt_set_error(m->err, RSR_ERR_ABI,
+                            "artifact descriptor is inconsistent: the MTP layer (kind %d, window %d, eh_proj %d, "
+                            "its norms)",
+                            L->kind, L->sliding_window, e);
+    return RSR_OK;
+}
+
 /* Everything the forward pass will index with, checked once so that a damaged or hostile
  * descriptor is refused here instead of corrupting memory later. The limits are the compiler's
  * (16-bit RSR column indices, config.json ranges), so every product below fits in 64 bits. */
@@ -393,15 +412,8 @@ static rsr_status check_artifact(rsr_model *m) {
              (a->head_q8_scale > a->blob_size - 4 * v || a->head_q8_err > a->blob_size - 4 * v)))
             return rt_set_error(m->err, RSR_ERR_ABI, "artifact int8 LM head lies outside the blob or is inconsistent");
     }
-    if (a->mtp_layers) { /* an attention layer without a window, its input eh_proj's [hidden][2·hidden] */
-        const rsr_artifact_layer *L = &a->layer[a->num_layers];
-        const int32_t e = a->mtp_eh_proj;
-        if (L->kind != RSR_LAYER_ATTENTION || L->sliding_window || e < 0 || e >= a->num_matrices ||
-            a->matrix[e].rows != a->hidden || a->matrix[e].cols != 2 * a->hidden ||
-            !blob_range_ok(a, a->mtp_enorm, 4 * H, 4) || !blob_range_ok(a, a->mtp_hnorm, 4 * H, 4) ||
-            !blob_range_ok(a, a->mtp_head_norm, 4 * H, 4))
-            return BAD("the MTP layer (kind %d, window %d, eh_proj %d, its norms)", L->kind, L->sliding_window, e);
-    }
+    rsr_status mst = check_mtp(m);
+    if (mst != RSR_OK) return mst;
     for (int32_t l = 0; l < rt_layers(a); l++) {
         const rsr_artifact_layer *L = &a->layer[l];
         if (!blob_range_ok(a, L->attn_norm, 4 * H, 4) || !blob_range_ok(a, L->ffn_norm, 4 * H, 4) ||

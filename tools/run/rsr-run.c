@@ -78,13 +78,12 @@ static void usage(FILE *out) {
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
           "  --spec-type T         speculative decoding (greedy: the same tokens bit for bit; sampled:\n"
           "                        drawn from the same distribution):\n"
-          "                        ngram-simple (what followed the last 3-4 tokens earlier in the text)\n"
-          "                        or draft (-md, --model-draft FILE: a model of the same vocabulary)\n"
-          "                        or draft-mtp (a Qwen3.5 model's multi-token-prediction layer)\n"
+          "                        ngram-simple (what followed the last 3-4 tokens earlier in the text),\n"
+          "                        draft (-md, --model-draft FILE: a model of the same vocabulary) or\n"
+          "                        draft-mtp (a Qwen3.5 model's multi-token-prediction layer)\n"
           "  --draft-max N         the most tokens proposed at once (default 16)\n"
           "  --draft-min N         fewer proposed than this: an ordinary step (default 0)\n"
-          "  --draft-p-min P       a draft model guesses while its softmax gives a guess P (default 0.75;\n"
-          "                        draft-mtp: 0, the certified greedy guess without the softmax)\n"
+          "  --draft-p-min P       a draft guesses while its softmax gives a guess P (default 0.75; draft-mtp 0)\n"
           "\n"
           "attention:\n"
           "  --kv T                the KV cache's element type: bf16 (default: 2 bytes, K and V rounded\n"
@@ -465,6 +464,16 @@ static void print_stats_summary(rsr_session *s, const rsr_model_info *info, cons
     fprintf(stderr, "stats head: %lld tokens picked, %lld through the int8 copy; exact rows %lld of %.0f (%.2f%%)\n",
             (long long)hs.picks, (long long)hs.passes, (long long)hs.exact_rows, all,
             all > 0 ? 100.0 * (double)hs.exact_rows / all : 0.0);
+}
+
+/* --spec-type draft-mtp: the model has an MTP layer (else an error), which follows the session's steps
+ * where speculation can run (spec_refusal). */
+static void spec_mtp_check(run_options *o, const rsr_model_info *info) {
+    if (!info->mtp_layers)
+        die("--spec-type draft-mtp: %s has no multi-token-prediction layer (rsrc compiles one from a Qwen3.5 GGUF "
+            "that carries blk.N.nextn.* tensors; rsrc's note says why it left one out)",
+            o->model_path);
+    if (!spec_refusal(o, info)) o->session.mtp = 1;
 }
 
 /* Opens the model (-v: how long it took and where it runs); a model that cannot open is an
@@ -1092,11 +1101,7 @@ int main(int argc, char **argv) {
     double t_open;
     rsr_model *m = open_model(a.o.model_path, &mp, a.verbose, a.do_info, &info, &t_open);
     a.o.threads = info.num_threads;
-    if (a.o.spec == SPEC_MTP && !info.mtp_layers)
-        die("--spec-type draft-mtp: %s has no multi-token-prediction layer (rsrc compiles one from a Qwen3.5 GGUF "
-            "that carries blk.N.nextn.* tensors; rsrc's note says why it left one out)",
-            a.o.model_path);
-    if (a.o.spec == SPEC_MTP && !spec_refusal(&a.o, &info)) a.o.session.mtp = 1; /* its MTP layer follows the steps */
+    if (a.o.spec == SPEC_MTP) spec_mtp_check(&a.o, &info);
     if (a.o.ctx > info.max_positions)
         die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", a.o.ctx,
             info.max_positions);

@@ -135,33 +135,32 @@ class Qwen35(maple_model.Router):
         self.output_norm = g3.load(ts, 'output_norm.weight')
         self.layers = []
         for l in range(n):
-            L = {}
-            for name in BOTH + (SHARED if self.moe else DENSE) + (DELTA if self.recurrent[l] else ATTN):
-                L[name] = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
-                L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
-            for name in EXPS if self.moe else []:  # [rows of every expert]: expert e's after expert e-1's
-                rows = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
-                R = len(rows) // self.n_expert
-                L[name] = [rows[e * R:(e + 1) * R] for e in range(self.n_expert)]
-                L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
+            L = self.layer_tensors(ts, l, DELTA if self.recurrent[l] else ATTN, act_q8)
             if self.recurrent[l]:
                 L['ssm_dt'] = g3.load(ts, 'blk.%d.ssm_dt.bias' % l)
                 L['ssm_a'] = g3.load(ts, 'blk.%d.ssm_a' % l)
             self.layers.append(L)
         self.mtp = self.mtp_layer(ts, n, act_q8) if self.nextn else None
 
+    def layer_tensors(self, ts, l, mixer, act_q8):
+        """Layer l's tensors: the norms, its FFN's (dense, or a mixture's), the mixer's names; each
+        ternary one's input rounded as rsrc rounds it with act_q8."""
+        L = {}
+        for name in BOTH + (SHARED if self.moe else DENSE) + mixer:
+            L[name] = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
+            L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
+        for name in EXPS if self.moe else []:  # [rows of every expert]: expert e's after expert e-1's
+            rows = g3.load(ts, 'blk.%d.%s.weight' % (l, name))
+            R = len(rows) // self.n_expert
+            L[name] = [rows[e * R:(e + 1) * R] for e in range(self.n_expert)]
+            L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (l, name) in self.ternary
+        return L
+
     def mtp_layer(self, ts, n, act_q8):
         """The multi-token-prediction layer blk.n: a full-attention layer with the model's kind of FFN,
         eh_proj ([embedding | hidden state] -> hidden) and its norms; its head norm the model's when absent."""
-        L = {'layer': n}
-        for name in BOTH + (SHARED if self.moe else DENSE) + ATTN + ['nextn.eh_proj', 'nextn.enorm', 'nextn.hnorm']:
-            L[name] = g3.load(ts, 'blk.%d.%s.weight' % (n, name))
-            L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (n, name) in self.ternary
-        for name in EXPS if self.moe else []:  # [rows of every expert]: expert e's after expert e-1's
-            rows = g3.load(ts, 'blk.%d.%s.weight' % (n, name))
-            R = len(rows) // self.n_expert
-            L[name] = [rows[e * R:(e + 1) * R] for e in range(self.n_expert)]
-            L[name + '.q8'] = act_q8 and 'blk.%d.%s.weight' % (n, name) in self.ternary
+        L = self.layer_tensors(ts, n, ATTN + ['nextn.eh_proj', 'nextn.enorm', 'nextn.hnorm'], act_q8)
+        L['layer'] = n
         shn = 'blk.%d.nextn.shared_head_norm.weight' % n
         L['head_norm'] = g3.load(ts, shn) if shn in ts else self.output_norm
         return L

@@ -76,11 +76,10 @@ static void usage(FILE *out) {
           "  --ignore-eos          go on past the end-of-text and end-of-turn tokens\n"
           "  --no-echo             print only the continuation, not the prompt\n"
           "  --special             print special tokens (<|eot_id|>, </s>) instead of leaving them out\n"
-          "  --spec-type T         speculative decoding (greedy: the same tokens bit for bit; sampled:\n"
-          "                        drawn from the same distribution):\n"
-          "                        ngram-simple (what followed the last 3-4 tokens earlier in the text),\n"
-          "                        draft (-md, --model-draft FILE: a model of the same vocabulary) or\n"
-          "                        draft-mtp (a Qwen3.5 model's multi-token-prediction layer)\n"
+          "  --spec-type T         speculative decoding (greedy: the same tokens bit for bit; sampled: drawn\n"
+          "                        from the same distribution): ngram-simple (what followed the last 3-4\n"
+          "                        tokens earlier in the text), draft (-md, --model-draft FILE: a model of\n"
+          "                        the same vocabulary) or draft-mtp (a Qwen3.5 model's own MTP layer)\n"
           "  --draft-max N         the most tokens proposed at once (default 16)\n"
           "  --draft-min N         fewer proposed than this: an ordinary step (default 0)\n"
           "  --draft-p-min P       a draft guesses while its softmax gives a guess P (default 0.75; draft-mtp 0)\n"
@@ -466,9 +465,13 @@ static void print_stats_summary(rsr_session *s, const rsr_model_info *info, cons
             all > 0 ? 100.0 * (double)hs.exact_rows / all : 0.0);
 }
 
-/* --spec-type draft-mtp: the model has an MTP layer (else an error), which follows the session's steps
- * where speculation can run (spec_refusal). */
-static void spec_mtp_check(run_options *o, const rsr_model_info *info) {
+/* The options the open model decides: --ctx within its positions; --spec-type draft-mtp: the model has
+ * an MTP layer (else an error), which follows the session's steps where speculation can run. */
+static void check_model_opts(run_options *o, const rsr_model_info *info) {
+    if (o->ctx > info->max_positions)
+        die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", o->ctx,
+            info->max_positions);
+    if (o->spec != SPEC_MTP) return;
     if (!info->mtp_layers)
         die("--spec-type draft-mtp: %s has no multi-token-prediction layer (rsrc compiles one from a Qwen3.5 GGUF "
             "that carries blk.N.nextn.* tensors; rsrc's note says why it left one out)",
@@ -1101,10 +1104,7 @@ int main(int argc, char **argv) {
     double t_open;
     rsr_model *m = open_model(a.o.model_path, &mp, a.verbose, a.do_info, &info, &t_open);
     a.o.threads = info.num_threads;
-    if (a.o.spec == SPEC_MTP) spec_mtp_check(&a.o, &info);
-    if (a.o.ctx > info.max_positions)
-        die("--ctx %d: the model holds at most %d positions (its max_position_embeddings)", a.o.ctx,
-            info.max_positions);
+    check_model_opts(&a.o, &info);
     if (a.verbose) { /* what each sequence's cache holds: K and V per layer, KV head and position */
         const int32_t pos = a.o.ctx ? a.o.ctx : info.max_positions;
         const double row = (double)rsr_kv_row_bytes(a.o.session.kv_type, info.head_dim);

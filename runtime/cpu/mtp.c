@@ -112,9 +112,7 @@ static int mtp_pick(rsr_session *s, const float *x, float p_min, float *logits, 
     if (!(p_min > 0)) return (*st = rt_lm_head_argmax(s, x, token)) == RSR_OK;
     const int32_t V = s->model->a->vocab;
     rt_lm_head_logits(s, x, logits);
-    int32_t best = 0;
-    for (int32_t v = 1; v < V; v++)
-        if (logits[v] > logits[best]) best = v;
+    const int32_t best = rsr_sample_greedy(logits, V); /* the runtime's one argmax rule */
     double z = 0;
     for (int32_t v = 0; v < V; v++) z += exp((double)logits[v] - (double)logits[best]);
     *token = best;

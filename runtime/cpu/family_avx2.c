@@ -232,7 +232,7 @@ __attribute__((target("avx2,fma"))) float rt_head_dot_codes_avx2(const uint8_t *
 /* ---- the group-scaled kernels (forward.c, family.h's rt_units_call): units_generic.h on ymm ---- */
 
 #define UV_ROWS 8
-#define UV_TILE 4
+#define UV_TILE 6 /* 6 tokens: their 16-bit chains and fp32 rows, with the field, in the 16 ymm (docs/performance.md) */
 #define UV_INLINE __attribute__((target("avx2"), always_inline)) static inline
 typedef __m256i uv_i;
 
@@ -242,26 +242,28 @@ typedef __m256i uv_i;
 UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
 #pragma GCC unroll 8
     for (int g0 = 0; g0 < G; g0 += 2) {
-        __m256i h[4];
-#pragma GCC unroll 4
+        __m256i h[UV_TILE];
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++) h[j] = _mm256_setzero_si256();
 #pragma GCC unroll 2
         for (int i = 0; i < 2; i++) {
             const int g = g0 + i;
             if (g >= G) break;
             const __m256i v = _mm256_loadu_si256((const void *)(wu + 32 * g));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int f = 0; f < 4; f++) {
                 const __m256i k = _mm256_and_si256(_mm256_srli_epi16(v, 2 * f), _mm256_set1_epi8(3));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int j = 0; j < NT; j++) {
                     int32_t q;
                     memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
                     h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
+                    __asm__("" : "+x"(h[j])); /* each token's chain in its register, in order: GCC would
+                                                 otherwise reassociate the adds and spill the products */
                 }
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], _mm256_set1_epi16(1)));
     }
 }
@@ -292,6 +294,7 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
                 int32_t v;
                 memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)q, 4);
                 h[p][j] = _mm256_add_epi16(h[p][j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(v)));
+                __asm__("" : "+x"(h[p][j])); /* as in uv_sums */
             }
         }
     }

@@ -257,9 +257,10 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
                 for (int j = 0; j < NT; j++) {
                     int32_t q;
                     memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
+                    /* each token's chain in its register, in order: GCC would otherwise reassociate
+                       the adds and spill the products (24 stores and loads a unit of 4 tokens) */
                     h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
-                    __asm__("" : "+x"(h[j])); /* each token's chain in its register, in order: GCC would
-                                                 otherwise reassociate the adds and spill the products */
+                    __asm__("" : "+x"(h[j]));
                 }
             }
         }

@@ -70,6 +70,8 @@ typedef struct rt_units_call {
 } rt_units_call;
 void rt_units_rows16_vnni(const rt_units_call *c); /* and RSR_UNITS_B3_ROWS16 */
 void rt_units_rows8_avx2(const rt_units_call *c);  /* RSR_UNITS_ROWS8 and B3_ROWS8, the same bits */
+/* rsr_b3_to_i2 of one block of RSR_UNITS_B3_ROWS8 (8 rows, units of 32 columns): the same bytes */
+void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, int32_t units, uint8_t *i2);
 #endif
 
 #endif

@@ -271,12 +271,20 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 
 #define UV_TILE3 2 /* 5 units' 16-bit sums of 2 tokens: 10 ymm */
 
-/* a base-3 run (rsr_artifact.h): each vector's digits n = 2p, 2p + 1 of every word by vpmullw and
- * vpmulhuw, packed by vpackuswb (within each 128-bit lane, as the layout's byte order says) into 4
- * columns of unit p, then vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16
- * bits for each unit and token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
-UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
+/* unit p's field of a base-3 run's vector t (rsr_artifact.h): digits n = 2p, 2p + 1 of every word
+ * by vpmullw and vpmulhuw, packed by vpackuswb (within each 128-bit lane, as the layout's byte
+ * order says) into 4 columns of unit p, codes 0..2 a byte: the bytes of the 2-bit layout's field */
+UV_INLINE __m256i uv_b3_field(__m256i t, int p) {
     const __m256i three = _mm256_set1_epi16(3);
+    const __m256i t0 = p ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p])) : t;
+    const __m256i t1 = _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p + 1]));
+    return _mm256_packus_epi16(_mm256_mulhi_epu16(t0, three), _mm256_mulhi_epu16(t1, three));
+}
+
+/* a base-3 run: each vector's fields decoded once for the tile's tokens (uv_b3_field), then
+ * vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16 bits for each unit and
+ * token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
     __m256i h[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
     for (int p = 0; p < RSR_B3_RUN; p++)
@@ -287,9 +295,7 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
         const __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
 #pragma GCC unroll 5
         for (int p = 0; p < RSR_B3_RUN; p++) {
-            const __m256i t0 = p ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p])) : t;
-            const __m256i t1 = _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p + 1]));
-            const __m256i k = _mm256_packus_epi16(_mm256_mulhi_epu16(t0, three), _mm256_mulhi_epu16(t1, three));
+            const __m256i k = uv_b3_field(t, p);
 #pragma GCC unroll 2
             for (int j = 0; j < NT; j++) {
                 int32_t v;
@@ -304,6 +310,29 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
 #pragma GCC unroll 2
         for (int j = 0; j < NT; j++)
             a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(h[p][j], _mm256_set1_epi16(1)));
+}
+
+/* rsr_b3_to_i2 for a block of 8 rows, by vectors: each run's 8 vectors give their 5 units' fields
+ * (uv_b3_field), put in place by shifts (codes ≤ 2: a field stays in its 2 bits of each byte) */
+__attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, int32_t units, uint8_t *i2) {
+    const int32_t runs = units / RSR_B3_RUN;
+    for (int32_t s = 0; s < runs; s++, b3 += 8 * 32)
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+            __m256i o[RSR_B3_RUN];
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int f = 0; f < 4; f++) {
+                const __m256i t = _mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f)));
+#pragma GCC unroll 5
+                for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(uv_b3_field(t, p), 2 * f));
+            }
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++)
+                _mm256_storeu_si256((void *)(i2 + ((size_t)(s * RSR_B3_RUN + p) * 2 + (size_t)g) * 32), o[p]);
+        }
+    memcpy(i2 + (size_t)runs * RSR_B3_RUN * 64, b3, (size_t)(units - runs * RSR_B3_RUN) * 64); /* the tail: 2-bit */
 }
 
 #include "units_generic.h"

@@ -1018,29 +1018,57 @@ static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact
     return n >= 1 && w->xd && units_kernel(m, mx);
 }
 
+/* Tokens a step from which a base-3 matrix of 8-row blocks (RSR_UNITS_B3_ROWS8) runs on its codes
+ * converted to the 2-bit layout a few blocks at a time (rt_b3_to_i2_rows8_avx2, into the thread's
+ * sums, which the runtime's kernel does not use) instead of decoding each base-3 word for every
+ * tile of 2 tokens: the stored codes stay base-3 (fewer bytes a decode), a prompt gets the 2-bit
+ * kernel's tiles. The conversion is about 2 us a block of the 27B's widths; a token of that block
+ * in the 2-bit kernel about 1 us (docs/performance.md, Zen 3). */
+#define RT_B3_CONVERT_TOKENS 8
+
 /* The blocks [s0, s1) of mx for the step's n tokens from t0 into o, by the runtime's kernel (fused_units) */
 static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, const bl_out *o, int32_t t0,
                        int32_t n, int32_t s0, int32_t s1) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    const rt_units_call c = {.data = m->blob + mx->data,
-                             .gs = m->blob + mx->group_scale,
-                             .f16 = mx->group_scale_dtype == RSR_DTYPE_F16,
-                             .rows = mx->rows,
-                             .units = mx->cols / mx->unit_cols,
-                             .groups = mx->unit_cols / 16,
-                             .per = mx->scale_cols / mx->unit_cols,
-                             .x = w->xq + (size_t)t0 * (size_t)w->xq_stride,
-                             .x_stride = w->xq_stride,
-                             .sums_at = rsr_x_sums_at(mx->cols),
-                             .scales_at = rsr_x_scales_at(mx->cols, mx->unit_cols),
-                             .y = o->y + (size_t)t0 * o->stride,
-                             .y_stride = o->stride,
-                             .ntok = n,
-                             .b0 = s0,
-                             .b1 = s1,
-                             .accumulate = o->accumulate,
-                             .base3 = rsr_units_base3(mx->units_layout)};
-    (rsr_units_rows(mx->units_layout) == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
+    rt_units_call c = {.data = m->blob + mx->data,
+                       .gs = m->blob + mx->group_scale,
+                       .f16 = mx->group_scale_dtype == RSR_DTYPE_F16,
+                       .rows = mx->rows,
+                       .units = mx->cols / mx->unit_cols,
+                       .groups = mx->unit_cols / 16,
+                       .per = mx->scale_cols / mx->unit_cols,
+                       .x = w->xq + (size_t)t0 * (size_t)w->xq_stride,
+                       .x_stride = w->xq_stride,
+                       .sums_at = rsr_x_sums_at(mx->cols),
+                       .scales_at = rsr_x_scales_at(mx->cols, mx->unit_cols),
+                       .y = o->y + (size_t)t0 * o->stride,
+                       .y_stride = o->stride,
+                       .ntok = n,
+                       .b0 = s0,
+                       .b1 = s1,
+                       .accumulate = o->accumulate,
+                       .base3 = rsr_units_base3(mx->units_layout)};
+    const int32_t L = rsr_units_rows(mx->units_layout);
+    const size_t b3_block = (size_t)rsr_b3_block_bytes(L, c.units), i2_block = (size_t)L / 4 * (size_t)mx->cols;
+    const size_t scratch = w->sums ? w->sums_each * sizeof(int32_t) : 0;
+    if (!c.base3 || L != 8 || n < RT_B3_CONVERT_TOKENS || scratch < i2_block) {
+        (L == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
+        return;
+    }
+    /* a few blocks at a time as 2-bit codes in the thread's sums (rt_b3_to_i2_rows8_avx2), each call
+       from its own block 0: the scales and rows moved by as many blocks */
+    uint8_t *i2 = (uint8_t *)(w->sums + (size_t)omp_get_thread_num() * w->sums_each);
+    const int32_t each = (int32_t)(scratch / i2_block);
+    const size_t gs_block = (size_t)L * (c.f16 ? 2 : 4);
+    const rt_units_call whole = c;
+    for (int32_t b = s0; b < s1; b += each) {
+        const int32_t e = s1 - b < each ? s1 - b : each;
+        for (int32_t i = 0; i < e; i++)
+            rt_b3_to_i2_rows8_avx2(whole.data + (size_t)(b + i) * b3_block, c.units, i2 + (size_t)i * i2_block);
+        c.data = i2, c.base3 = 0, c.b0 = 0, c.b1 = e;
+        c.gs = (const char *)whole.gs + (size_t)b * gs_block, c.y = whole.y + (size_t)b * L;
+        rt_units_rows8_avx2(&c);
+    }
 #else
     (void)m, (void)w, (void)mx, (void)o, (void)t0, (void)n, (void)s0, (void)s1;
 #endif

@@ -5,7 +5,9 @@
  * says (words of unit p's rows and columns by the byte k = 16·(w/8) + 8h + w%8, the units past the
  * last run in the 2-bit form) becomes, through rsr_b3_to_i2, the 2-bit layout holding every code
  * where that layout's text puts it (group c/16, field c%16/4, byte 4r + c%4), for blocks of 16 and 8
- * rows and widths that leave 0 to 4 units past the runs.
+ * rows and widths that leave 0 to 4 units past the runs. On x86 with AVX2, the runtime's vector
+ * conversion of an 8-row block (rt_b3_to_i2_rows8_avx2, what a prompt's steps run base-3 matrices
+ * through) gives rsr_b3_to_i2's bytes, every one of them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,9 @@
 
 #include "expect.h"
 #include "rsr_artifact.h"
+#if defined(__x86_64__)
+#include "family.h"
+#endif
 
 static void check_words(void) {
     int bad = 0;
@@ -65,6 +70,17 @@ static void check_block(int32_t L, int32_t units) {
             bad += (byte >> (2 * (c % 16 / 4)) & 3) != code[r * cols + c];
         }
     EXPECT(bad == 0, "blocks of %d rows, %d units: %d codes misplaced", L, units, bad);
+#if defined(__x86_64__)
+    if (L == 8 && __builtin_cpu_supports("avx2")) {
+        uint8_t *v = malloc((size_t)L * (size_t)cols / 4);
+        memset(v, 0xff, (size_t)L * (size_t)cols / 4);
+        rt_b3_to_i2_rows8_avx2(b3, units, v);
+        int differ = 0;
+        for (int32_t i = 0; i < L * cols / 4; i++) differ += v[i] != i2[i];
+        EXPECT(differ == 0, "rt_b3_to_i2_rows8_avx2, %d units: %d bytes not rsr_b3_to_i2's", units, differ);
+        free(v);
+    }
+#endif
     free(code), free(b3), free(i2);
 }
 

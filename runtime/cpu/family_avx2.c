@@ -326,7 +326,8 @@ __attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, i
             for (int f = 0; f < 4; f++) {
                 const __m256i t = _mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f)));
 #pragma GCC unroll 5
-                for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(uv_b3_field(t, p), 2 * f));
+                for (int p = 0; p < RSR_B3_RUN; p++)
+                    o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(uv_b3_field(t, p), 2 * f));
             }
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++)

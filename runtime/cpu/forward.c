@@ -1022,8 +1022,8 @@ static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact
  * converted to the 2-bit layout a few blocks at a time (rt_b3_to_i2_rows8_avx2, into the thread's
  * sums, which the runtime's kernel does not use) instead of decoding each base-3 word for every
  * tile of 2 tokens: the stored codes stay base-3 (fewer bytes a decode), a prompt gets the 2-bit
- * kernel's tiles. The conversion is about 2 us a block of the 27B's widths; a token of that block
- * in the 2-bit kernel about 1 us (docs/performance.md, Zen 3). */
+ * kernel's tiles: on a Zen 3, a 512-token prompt of the 27B cut 1.5x faster with every matrix in
+ * base-3 codes (docs/performance.md). A decode's token, and steps of a few, decode the words. */
 #define RT_B3_CONVERT_TOKENS 8
 
 /* The blocks [s0, s1) of mx for the step's n tokens from t0 into o, by the runtime's kernel (fused_units) */

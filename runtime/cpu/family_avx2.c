@@ -250,7 +250,7 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
             const int g = g0 + i;
             if (g >= G) break;
             const __m256i v = _mm256_loadu_si256((const void *)(wu + 32 * g));
-#pragma GCC unroll 8
+#pragma GCC unroll 4
             for (int f = 0; f < 4; f++) {
                 const __m256i k = _mm256_and_si256(_mm256_srli_epi16(v, 2 * f), _mm256_set1_epi8(3));
 #pragma GCC unroll 8

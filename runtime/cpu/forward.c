@@ -1050,15 +1050,15 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                        .base3 = rsr_units_base3(mx->units_layout)};
     const int32_t L = rsr_units_rows(mx->units_layout);
     const size_t b3_block = (size_t)rsr_b3_block_bytes(L, c.units), i2_block = (size_t)L / 4 * (size_t)mx->cols;
-    const size_t scratch = w->sums ? w->sums_each * sizeof(int32_t) : 0;
-    if (!c.base3 || L != 8 || n < RT_B3_CONVERT_TOKENS || scratch < i2_block) {
+    /* the thread's sums hold RT_SUMS_TOKENS blocks' int32 sums at least (rt_work_init): 4 blocks of 2-bit codes */
+    if (!c.base3 || L != 8 || n < RT_B3_CONVERT_TOKENS || !w->sums) {
         (L == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
         return;
     }
     /* a few blocks at a time as 2-bit codes in the thread's sums (rt_b3_to_i2_rows8_avx2), each call
        from its own block 0: the scales and rows moved by as many blocks */
     uint8_t *i2 = (uint8_t *)(w->sums + (size_t)omp_get_thread_num() * w->sums_each);
-    const int32_t each = (int32_t)(scratch / i2_block);
+    const int32_t each = (int32_t)(w->sums_each * sizeof(int32_t) / i2_block);
     const size_t gs_block = (size_t)L * (c.f16 ? 2 : 4);
     const rt_units_call whole = c;
     for (int32_t b = s0; b < s1; b += each) {

@@ -234,6 +234,10 @@ __attribute__((target("avx2,fma"))) float rt_head_dot_codes_avx2(const uint8_t *
 #define UV_ROWS 8
 #define UV_TILE 6 /* 6 tokens: their 16-bit chains and fp32 rows, with the field, in the 16 ymm (docs/performance.md) */
 #define UV_INLINE __attribute__((target("avx2"), always_inline)) static inline
+/* bytes of codes ahead that a kernel asks into L1 as it reads a cache line (0: none): a decode's
+   token one thread, codes from memory: 1.2x faster per unit with 2048 (bench/bench_units --rows
+   131072, docs/performance.md), the same from L2 */
+#define UV_PREFETCH 2048
 typedef __m256i uv_i;
 
 /* a unit's fields without VNNI: vpmaddubsw pair sums (codes ≤ 3 times |x| ≤ 127: at most 762)
@@ -242,14 +246,18 @@ typedef __m256i uv_i;
 UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
 #pragma GCC unroll 8
     for (int g0 = 0; g0 < G; g0 += 2) {
-        __m256i h[UV_TILE];
+        /* below 3 tokens two chains a token (the odd fields' apart): the chains' adds, not the
+           units' products, would set the pace of a decode's token */
+        const int C = NT < 3 ? 2 : 1;
+        __m256i h[UV_TILE][2];
 #pragma GCC unroll 8
-        for (int j = 0; j < NT; j++) h[j] = _mm256_setzero_si256();
+        for (int j = 0; j < NT; j++) h[j][0] = h[j][1] = _mm256_setzero_si256();
 #pragma GCC unroll 2
         for (int i = 0; i < 2; i++) {
             const int g = g0 + i;
             if (g >= G) break;
             const __m256i v = _mm256_loadu_si256((const void *)(wu + 32 * g));
+            if (UV_PREFETCH && i == 0) _mm_prefetch((const char *)(wu + 32 * g + UV_PREFETCH), _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int f = 0; f < 4; f++) {
                 const __m256i k = _mm256_and_si256(_mm256_srli_epi16(v, 2 * f), _mm256_set1_epi8(3));
@@ -259,13 +267,17 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
                     memcpy(&q, x[j] + xu + 16 * (size_t)g + 4 * (size_t)f, 4);
                     /* each token's chain in its register, in order: GCC would otherwise reassociate
                        the adds and spill the products (24 stores and loads a unit of 4 tokens) */
-                    h[j] = _mm256_add_epi16(h[j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
-                    __asm__("" : "+x"(h[j]));
+                    __m256i *hc = &h[j][C == 2 ? f & 1 : 0];
+                    *hc = _mm256_add_epi16(*hc, _mm256_maddubs_epi16(k, _mm256_set1_epi32(q)));
+                    __asm__("" : "+x"(*hc));
                 }
             }
         }
 #pragma GCC unroll 8
-        for (int j = 0; j < NT; j++) a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(h[j], _mm256_set1_epi16(1)));
+        for (int j = 0; j < NT; j++) {
+            const __m256i hj = C == 2 ? _mm256_add_epi16(h[j][0], h[j][1]) : h[j][0];
+            a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(hj, _mm256_set1_epi16(1)));
+        }
     }
 }
 
@@ -293,6 +305,7 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++) {
         const __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
+        if (UV_PREFETCH && q % 2 == 0) _mm_prefetch((const char *)(wr + 32 * q + UV_PREFETCH), _MM_HINT_T0);
 #pragma GCC unroll 5
         for (int p = 0; p < RSR_B3_RUN; p++) {
             const __m256i k = uv_b3_field(t, p);

@@ -89,14 +89,16 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) o[j] = (uv_f){0};
         int32_t u = 0, left = c->per;
-        for (; u < run_end; wu += 8 * gbytes) { /* a run: its five units' sums at once, then each in turn */
+        /* a run: its five units' sums at once, then each in turn (N3 is NT: 2-bit codes have no runs) */
+        for (; u < run_end; wu += 8 * gbytes) {
+            const int N3 = B3 && NT <= UV_TILE3 ? NT : 1;
             uv_i a[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
-            for (int p = 0; p < RSR_B3_RUN; p++) uv_start(a[p], x, sx + 4 * (size_t)p, NT);
-            uv_run3(a, wu, x, xu, NT);
+            for (int p = 0; p < RSR_B3_RUN; p++) uv_start(a[p], x, sx + 4 * (size_t)p, N3);
+            uv_run3(a, wu, x, xu, N3);
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++, u++, xu += U, sx += 4, dx += 4) {
-                uv_add(o, a[p], x, dx, sc, NT);
+                uv_add(o, a[p], x, dx, sc, N3);
                 if (--left == 0 && u + 1 < c->units) left = c->per, gs += gstep, sc = uv_scales(gs, c->f16);
             }
         }
@@ -116,14 +118,21 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
     }
 }
 
-/* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then halves down to one */
+/* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then the rest in
+ * one tile: each block's codes decoded once more, not once for each power of two in the rest (a
+ * mixture of experts gives an expert 3 or 5 tokens of a prompt as often as 2 or 4) */
 UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
     const int T = B3 ? UV_TILE3 : UV_TILE;
     int32_t t = 0;
     for (; t + T <= c->ntok; t += T) uv_tile(c, t, T, G, B3);
-    if (T > 4 && t + 4 <= c->ntok) uv_tile(c, t, 4, G, B3), t += 4;
-    if (T > 2 && t + 2 <= c->ntok) uv_tile(c, t, 2, G, B3), t += 2;
-    if (t < c->ntok) uv_tile(c, t, 1, G, B3);
+    const int32_t r = c->ntok - t; /* below T: one tile of r, a constant in each call */
+    if (r == 1) uv_tile(c, t, 1, G, B3);
+    if (r == 2 && T > 2) uv_tile(c, t, 2, G, B3);
+    if (r == 3 && T > 3) uv_tile(c, t, 3, G, B3);
+    if (r == 4 && T > 4) uv_tile(c, t, 4, G, B3);
+    if (r == 5 && T > 5) uv_tile(c, t, 5, G, B3);
+    if (r == 6 && T > 6) uv_tile(c, t, 6, G, B3);
+    if (r == 7 && T > 7) uv_tile(c, t, 7, G, B3);
 }
 
 /* units of 32 columns (Q8_0's blocks) with G a constant, base-3 or not; other widths with G read */

@@ -233,6 +233,7 @@ __attribute__((target("avx2,fma"))) float rt_head_dot_codes_avx2(const uint8_t *
 
 #define UV_ROWS 8
 #define UV_TILE 6 /* 6 tokens: their 16-bit chains and fp32 rows, with the field, in the 16 ymm (docs/performance.md) */
+#define UV_RESTS 0x3e /* 5, 4, 3, 2, 1: the rest in one tile */
 #define UV_INLINE __attribute__((target("avx2"), always_inline)) static inline
 /* bytes of codes ahead that a kernel asks into L1 as it reads a cache line (0: none): a decode's
    token one thread, codes from memory: 1.2x faster per unit with 2048 (bench/bench_units --rows

@@ -11,6 +11,8 @@
  * memory. The fp32 side is written here once, in GNU C vectors of UV_ROWS lanes (compiled to the
  * family's instructions; no contraction: -ffp-contract=off). The including file defines, before it:
  *   UV_ROWS, UV_TILE  rows a block (int32 lanes of a vector), tokens a whole tile (≤ 8)
+ *   UV_RESTS          the sizes of the tiles for the tokens left after whole tiles (bit r: r tokens;
+ *                     bit 1 at least)
  *   UV_INLINE         the family's target attributes, always_inline
  *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
@@ -118,21 +120,25 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
     }
 }
 
-/* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then the rest in
- * one tile: each block's codes decoded once more, not once for each power of two in the rest (a
- * mixture of experts gives an expert 3 or 5 tokens of a prompt as often as 2 or 4) */
+/* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then what is
+ * left in tiles of the sizes the family lists in UV_RESTS (bit r: a tile of r tokens), largest
+ * first. Each tile decodes a block's codes once more: AVX2 lists every size below its tile (a
+ * mixture of experts gives an expert 3 or 5 tokens of a prompt as often as 2 or 4); AVX-512 the
+ * halves, each size another copy of the kernel (the sanitized build's compile time). */
 UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
     const int T = B3 ? UV_TILE3 : UV_TILE;
     int32_t t = 0;
     for (; t + T <= c->ntok; t += T) uv_tile(c, t, T, G, B3);
-    const int32_t r = c->ntok - t; /* below T: one tile of r, a constant in each call */
-    if (r == 1) uv_tile(c, t, 1, G, B3);
-    if (r == 2 && T > 2) uv_tile(c, t, 2, G, B3);
-    if (r == 3 && T > 3) uv_tile(c, t, 3, G, B3);
-    if (r == 4 && T > 4) uv_tile(c, t, 4, G, B3);
-    if (r == 5 && T > 5) uv_tile(c, t, 5, G, B3);
-    if (r == 6 && T > 6) uv_tile(c, t, 6, G, B3);
-    if (r == 7 && T > 7) uv_tile(c, t, 7, G, B3);
+#define UV_REST(r)                                                                                                     \
+    if ((UV_RESTS >> r & 1) && r < T && c->ntok - t >= r) uv_tile(c, t, r < T ? r : 1, G, B3), t += r
+    UV_REST(7);
+    UV_REST(6);
+    UV_REST(5);
+    UV_REST(4);
+    UV_REST(3);
+    UV_REST(2);
+    UV_REST(1);
+#undef UV_REST
 }
 
 /* units of 32 columns (Q8_0's blocks) with G a constant, base-3 or not; other widths with G read */

@@ -2,9 +2,9 @@
  * bench_units — the runtime's own AVX2 kernel for group-scaled codes (rt_units_rows8_avx2,
  * runtime/cpu/units_generic.h) by the number of tokens a call: what a unit of 8 rows × 32 columns
  * costs a token when the codes are in cache (a matrix of --rows × --cols, 128 KiB of 2-bit codes by
- * default) and when they stream from memory (--rows 16384). A mixture of experts' prompt gives each
- * expert a few tokens (docs/moe.md), a decode one, a dense prompt hundreds: the rows show where the
- * kernel's time goes for each. One thread; nanoseconds a unit and token, the median of --rounds.
+ * default) and when they stream from memory (--rows 131072: 64 MiB). A mixture of experts' prompt
+ * gives each expert a few tokens (docs/moe.md), a decode one, a dense prompt hundreds: the rows show
+ * where the kernel's time goes for each. One thread; nanoseconds a unit and token, the median of --rounds.
  *
  * --groups G: units of 16·G columns (2: Q8_0's blocks of 32, the default; 16: Q8_K's 256, TQ2_0's).
  *
@@ -48,17 +48,26 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (rows < 8 || rows % 8 || cols < 32 * RSR_B3_RUN || groups < 1 || cols % (16 * groups) || rounds < 1 ||
-        (base3 && groups != 2)) {
-        fprintf(stderr, "bench_units: --rows a multiple of 8, --cols of 16·G (at least 160); base-3 for G = 2 only\n");
+    if (rows < 8 || rows % 8 || cols < 32 * RSR_B3_RUN || cols % 32 || groups < 1 || groups > 64 ||
+        cols % (16 * groups) || rounds < 1 || (base3 && groups != 2)) {
+        fprintf(stderr, "bench_units: --rows a multiple of 8, --cols of 32 and of 16·G (at least 160), G to 64; base-3 "
+                        "for G = 2\n");
         return 2;
     }
     const int32_t U = 16 * groups, units = cols / U, blocks = rows / 8, T = 8;
     const size_t block = base3 ? (size_t)rsr_b3_block_bytes(8, units) : (size_t)units * (size_t)groups * 32;
     const int32_t xrow = rsr_x_row(cols, U);
+    if (!__builtin_cpu_supports("avx2")) {
+        fprintf(stderr, "bench_units: this CPU has no AVX2\n");
+        return 77;
+    }
     uint8_t *data = malloc(block * (size_t)blocks);
     float *gs = malloc(sizeof(float) * (size_t)rows * (size_t)units), *y = malloc(sizeof(float) * (size_t)rows * T);
     int8_t *x = aligned_alloc(64, (size_t)xrow * T);
+    if (!data || !gs || !y || !x) {
+        fprintf(stderr, "bench_units: out of memory\n");
+        return 1;
+    }
     srand(1);
     for (size_t i = 0; i < block * (size_t)blocks; i++) data[i] = (uint8_t)(base3 ? rand() % 256 : rand());
     memset(gs, 0x3c, sizeof(float) * (size_t)rows * (size_t)units); /* f16 scales near 1 (0x3c3c) */

@@ -233,16 +233,20 @@ __attribute__((target("avx2,fma"))) float rt_head_dot_codes_avx2(const uint8_t *
 
 #define UV_ROWS 8
 #define UV_TILE 6 /* 6 tokens: their 16-bit chains and fp32 rows, with the field, in the 16 ymm (docs/performance.md) */
-#define UV_RESTS 0x3e /* 5, 4, 3, 2, 1: the rest in one tile */
+#define UV_RESTS 0x3c /* 5, 4, 3, 2 (and 1): the rest in one tile */
 #define UV_INLINE __attribute__((target("avx2"), always_inline)) static inline
 /* bytes of codes ahead that a kernel asks into L1 as it reads a cache line (0: none): a decode's
    token one thread, codes from memory: 1.2x faster per unit with 2048 (bench/bench_units --rows
    131072, docs/performance.md), the same from L2 */
 #define UV_PREFETCH 2048
+/* a hint for the line UV_PREFETCH bytes past p, its address made as an integer: past a matrix's
+   end it names no object (no pointer is formed there), and a prefetch never faults */
+UV_INLINE void uv_prefetch(const void *p) { _mm_prefetch((const char *)((uintptr_t)p + UV_PREFETCH), _MM_HINT_T0); }
 typedef __m256i uv_i;
 
 /* a unit's fields without VNNI: vpmaddubsw pair sums (codes ≤ 3 times |x| ≤ 127: at most 762)
- * added in 16 bits for two groups (8 fields: 6,096 at most), widened into the rows' int32 lanes
+ * added in 16 bits for two groups (8 fields: 6,096 at most; below 3 tokens two chains of 4 fields,
+ * 3,048 each), widened into the rows' int32 lanes
  * by vpmaddwd with ones */
 UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
 #pragma GCC unroll 8
@@ -258,7 +262,7 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
             const int g = g0 + i;
             if (g >= G) break;
             const __m256i v = _mm256_loadu_si256((const void *)(wu + 32 * g));
-            if (UV_PREFETCH && i == 0) _mm_prefetch((const char *)(wu + 32 * g + UV_PREFETCH), _MM_HINT_T0);
+            if (UV_PREFETCH && i == 0) uv_prefetch(wu + 32 * g);
 #pragma GCC unroll 4
             for (int f = 0; f < 4; f++) {
                 const __m256i k = _mm256_and_si256(_mm256_srli_epi16(v, 2 * f), _mm256_set1_epi8(3));
@@ -306,7 +310,7 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q++) {
         const __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
-        if (UV_PREFETCH && q % 2 == 0) _mm_prefetch((const char *)(wr + 32 * q + UV_PREFETCH), _MM_HINT_T0);
+        if (UV_PREFETCH && q % 2 == 0) uv_prefetch(wr + 32 * q);
 #pragma GCC unroll 5
         for (int p = 0; p < RSR_B3_RUN; p++) {
             const __m256i k = uv_b3_field(t, p);

@@ -243,7 +243,7 @@ rt_head_dot_codes_vnni(const uint8_t *codes, const float *scales, const rt_head_
 
 #define UV_ROWS 16
 #define UV_TILE 8
-#define UV_RESTS 0x16 /* 4, 2, 1 */
+#define UV_RESTS 0x14 /* 4, 2 (and 1) */
 #define UV_INLINE __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline
 typedef __m512i uv_i;
 

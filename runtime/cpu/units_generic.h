@@ -11,8 +11,8 @@
  * memory. The fp32 side is written here once, in GNU C vectors of UV_ROWS lanes (compiled to the
  * family's instructions; no contraction: -ffp-contract=off). The including file defines, before it:
  *   UV_ROWS, UV_TILE  rows a block (int32 lanes of a vector), tokens a whole tile (≤ 8)
- *   UV_RESTS          the sizes of the tiles for the tokens left after whole tiles (bit r: r tokens;
- *                     bit 1 at least)
+ *   UV_RESTS          the sizes of the tiles for the tokens left after whole tiles (bit r: r tokens,
+ *                     r from 2 to 7; what they leave goes a token a tile)
  *   UV_INLINE         the family's target attributes, always_inline
  *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
@@ -93,7 +93,7 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
         int32_t u = 0, left = c->per;
         /* a run: its five units' sums at once, then each in turn (N3 is NT: 2-bit codes have no runs) */
         for (; u < run_end; wu += 8 * gbytes) {
-            const int N3 = B3 && NT <= UV_TILE3 ? NT : 1;
+            const int N3 = B3 && NT <= UV_TILE3 ? NT : 1; /* uv_tiles gives base-3 codes no tile past UV_TILE3 */
             uv_i a[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++) uv_start(a[p], x, sx + 4 * (size_t)p, N3);
@@ -122,7 +122,7 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 
 /* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then what is
  * left in tiles of the sizes the family lists in UV_RESTS (bit r: a tile of r tokens), largest
- * first. Each tile decodes a block's codes once more: AVX2 lists every size below its tile (a
+ * first, and the last ones a token a tile. Each tile decodes a block's codes once more: AVX2 lists every size below its tile (a
  * mixture of experts gives an expert 3 or 5 tokens of a prompt as often as 2 or 4); AVX-512 the
  * halves, each size another copy of the kernel (the sanitized build's compile time). */
 UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
@@ -137,8 +137,8 @@ UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
     UV_REST(4);
     UV_REST(3);
     UV_REST(2);
-    UV_REST(1);
 #undef UV_REST
+    for (; t < c->ntok; t++) uv_tile(c, t, 1, G, B3);
 }
 
 /* units of 32 columns (Q8_0's blocks) with G a constant, base-3 or not; other widths with G read */

@@ -91,9 +91,10 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) o[j] = (uv_f){0};
         int32_t u = 0, left = c->per;
-        /* a run: its five units' sums at once, then each in turn (N3 is NT: 2-bit codes have no runs) */
+        /* a run: its five units' sums at once, then each in turn. N3 is NT (uv_tiles gives base-3 codes
+           no tile past UV_TILE3, and 2-bit codes have no runs), spelt so that no copy indexes past it */
         for (; u < run_end; wu += 8 * gbytes) {
-            const int N3 = B3 && NT <= UV_TILE3 ? NT : 1; /* uv_tiles gives base-3 codes no tile past UV_TILE3 */
+            const int N3 = B3 && NT <= UV_TILE3 ? NT : 1;
             uv_i a[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++) uv_start(a[p], x, sx + 4 * (size_t)p, N3);
@@ -122,9 +123,10 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 
 /* The call's tokens in whole tiles (of T: UV_TILE, or UV_TILE3 for base-3 codes), then what is
  * left in tiles of the sizes the family lists in UV_RESTS (bit r: a tile of r tokens), largest
- * first, and the last ones a token a tile. Each tile decodes a block's codes once more: AVX2 lists every size below its tile (a
- * mixture of experts gives an expert 3 or 5 tokens of a prompt as often as 2 or 4); AVX-512 the
- * halves, each size another copy of the kernel (the sanitized build's compile time). */
+ * first, and the last ones a token a tile. Each tile decodes a block's codes once more: AVX2 lists
+ * every size below its tile (a mixture of experts gives an expert 3 or 5 tokens of a prompt as
+ * often as 2 or 4); AVX-512 the halves, each size another copy of the kernel (the sanitized
+ * build's compile time). */
 UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
     const int T = B3 ? UV_TILE3 : UV_TILE;
     int32_t t = 0;

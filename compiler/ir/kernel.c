@@ -68,13 +68,14 @@
  *                   u16 header[96]: seg_end[81] (end of code c's segment in perm), pad,
  *                                   i32 row_sum[4] at u16 index 88
  *                 then u16 perm[blocks][lane_cols] (zero past the kept columns).
- *   KF_I2 per unit, rows in lanes (rows_in_lanes: x86, rows a multiple of L = V/4): blocks of L
- *                rows (8 on ymm, 16 on AVX-512 VNNI's zmm), V bytes per 16 columns, field f of
- *                byte 4·r + c the code of row r at column 16·h + 4·f + c; a field against the 4
- *                bytes of x at its columns, broadcast, is one vpdpbusd (VNNI) or vpmaddubsw (then
- *                widened) whose int32 lane r is row r's sum: a unit's L sums are stored as they
- *                are. Every i2 form per unit writes its sums block by block from the call's first
- *                block (rsr_artifact_matrix.sums_block; unit_stride here is the block's rows).
+ *   KF_I2 per unit, rows in lanes (rows_in_lanes: x86 and ARM's sdot, rows a multiple of L = V/4):
+ *                blocks of L rows (4 in a NEON q register, 8 on ymm, 16 on AVX-512 VNNI's zmm), V
+ *                bytes per 16 columns, field f of byte 4·r + c the code of row r at column
+ *                16·h + 4·f + c; a field against the 4 bytes of x at its columns, broadcast, is one
+ *                vpdpbusd (VNNI), sdot, or vpmaddubsw (then widened) whose int32 lane r is row r's
+ *                sum: a unit's L sums are stored as they are. Every i2 form per unit writes its
+ *                sums block by block from the call's first block (rsr_artifact_matrix.sums_block;
+ *                unit_stride here is the block's rows).
  *   KF_I2 on a GPU (DOT_DP4A): the first KF_I2 layout with V = 4, so one 32-bit word of a row holds
  *                16 columns and `(word >> 2i) & 0x03030303` feeds dp4a with x's word i; a warp
  *                takes a block of 4 rows, its lanes stride over the words (coalesced loads).
@@ -245,8 +246,12 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p,
                 kn->groups = kn->cols / (4 * zmm);
             }
             const int lane_rows = kn->vec_bytes / 4; /* a row per int32 lane */
-            bool lanes = kn->isa == DOT_AVX2 || kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI;
-            if (lanes && kn->rows % lane_rows == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
+            /* and 4 rows a q register with sdot (SDOT, and I8MM, whose smmla tiles have no form per
+             * unit): sdot straight into each row's lane, the runtime's NEON kernel fusing the scales */
+            bool lanes = kn->isa == DOT_AVX2 || kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI ||
+                         kn->isa == DOT_SDOT || kn->isa == DOT_I8MM;
+            if (lanes && kn->rows % lane_rows == 0 && tm->unit_cols % I2_LANE_COLS == 0 &&
+                kn->cols % (4 * kn->vec_bytes) == 0) {
                 kn->rows_in_lanes = true, kn->strategy = "i2-units-rows";
                 kn->block_rows = lane_rows, kn->num_blocks = kn->rows / lane_rows;
                 /* ymm: 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers; zmm: 8
@@ -410,6 +415,7 @@ int32_t kernel_units_layout(const rsrc_kernel *kn) {
                     kn->cols / kn->unit_cols >= RSR_B3_RUN;
     if (kn->vec_bytes == 64 && kn->block_rows == 16) return b3 ? RSR_UNITS_B3_ROWS16 : RSR_UNITS_ROWS16;
     if (kn->vec_bytes == 32 && kn->block_rows == 8) return b3 ? RSR_UNITS_B3_ROWS8 : RSR_UNITS_ROWS8;
+    if (kn->vec_bytes == 16 && kn->block_rows == 4) return RSR_UNITS_ROWS4; /* NEON: 2-bit codes only */
     return RSR_UNITS_OTHER;
 }
 

@@ -590,7 +590,9 @@ static kir_expr *rows_at(lower *L, const rows_ctx *c, int j, int r) {
     return add(L, mul(L, tj, wide(L, param(L, "y_stride"))), at);
 }
 
-static bool rows_vnni(const rsrc_kernel *kn) { return kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI; }
+static bool rows_vnni(const rsrc_kernel *kn) {
+    return kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI || kn->isa == DOT_SDOT || kn->isa == DOT_I8MM; /* sdot */
+}
 
 /* Σx of the block's unit for token j of the tile */
 static kir_expr *rows_sx(lower *L, const rows_ctx *c, int j) {

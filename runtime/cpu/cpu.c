@@ -160,6 +160,7 @@ int rt_units_native(int layout) {
     case RSR_UNITS_B3_ROWS16: return isa == RT_ISA_AVX512_VNNI;
     case RSR_UNITS_ROWS8: return isa == RT_ISA_AVX2;
     case RSR_UNITS_B3_ROWS8: return isa == RT_ISA_AVX2 || rt_isa_avx512(isa);
+    case RSR_UNITS_ROWS4: return isa == RT_ISA_NEON && rt_cpu_has("dotprod"); /* sdot */
     default: return 0;
     }
 }

@@ -27,7 +27,8 @@ rt_isa rt_cpu_isa(void);
 /* Whether this family runs the runtime's own kernel for a matrix's codes laid out as `layout`
  * (enum rsr_units_layout, family.h's rt_units_call): AVX-512 VNNI for zmm's layouts; the AVX2
  * family for ymm's 2-bit one (an AVX-512 CPU keeps that one's compiled AVX-VNNI kernel), and any
- * AVX2 or AVX-512 family for ymm's base-3 one, which no compiled kernel reads. */
+ * AVX2 or AVX-512 family for ymm's base-3 one, which no compiled kernel reads; the NEON family with
+ * dotprod for a q register's (RSR_UNITS_ROWS4). */
 int rt_units_native(int layout);
 /* Its name as RSR_CPU spells it. */
 const char *rt_isa_name(rt_isa isa);

@@ -124,3 +124,49 @@ VEC vec vec_exp(vec x) { return vec_of(exp4(x.lo), exp4(x.hi)); }
 
 #include "attn_generic.h"
 #endif
+
+/* ---- the group-scaled kernel (forward.c, family.h's rt_units_call): units_generic.h on q registers ---- */
+
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include <arm_neon.h>
+
+#include "family.h"
+
+/* RSR_UNITS_ROWS4 (rsr_artifact.h): 4 rows a block, one in each int32 lane of a q register; a group
+ * of 16 columns is 16 bytes, byte 4r + i holding in bits 2f, 2f + 1 the code of row r at column
+ * 4f + i. sdot by lane puts a field's 4 codes of each row against the 4 bytes of x at its columns
+ * straight into the row's lane: exact int32 sums, as vpdpbusd's. */
+#define UV_ROWS 4
+#define UV_TILE 8     /* 8 tokens: their sums and fp32 rows (16 q), a group's 4 fields and x: 22 of 32 */
+#define UV_RESTS 0xfc /* 7 down to 2 (and 1): the rest in one tile */
+#define UV_INLINE __attribute__((target("arch=armv8.2-a+dotprod"), always_inline)) static inline
+typedef int32x4_t uv_i;
+/* FCVTL (base Armv8-A): the 4 rows' f16 scales in one instruction, where the generic integer
+   widening costs gcc 19 of a lane at a time */
+#define UV_F16_WIDEN(g) ((uv_f)vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(g)))))
+
+/* a unit's fields: each group's 16 bytes loaded once and split into its 4 fields for the tile's
+ * tokens; token j's 16 bytes of x at the group's columns, lane f of them against field f */
+UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_t xu, const int NT, const int G) {
+    const uint8x16_t three = vdupq_n_u8(3);
+    for (int g = 0; g < G; g++) {
+        const uint8x16_t v = vld1q_u8(wu + 16 * g);
+        const int8x16_t k0 = vreinterpretq_s8_u8(vandq_u8(v, three));
+        const int8x16_t k1 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 2), three));
+        const int8x16_t k2 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 4), three));
+        const int8x16_t k3 = vreinterpretq_s8_u8(vshrq_n_u8(v, 6));
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) {
+            const int8x16_t xv = vld1q_s8(x[j] + xu + 16 * (size_t)g);
+            a[j] = vdotq_laneq_s32(a[j], k0, xv, 0);
+            a[j] = vdotq_laneq_s32(a[j], k1, xv, 1);
+            a[j] = vdotq_laneq_s32(a[j], k2, xv, 2);
+            a[j] = vdotq_laneq_s32(a[j], k3, xv, 3);
+        }
+    }
+}
+
+#include "units_generic.h"
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) void rt_units_rows4_sdot(const rt_units_call *c) { uv_units(c); }
+#endif

@@ -1006,7 +1006,7 @@ static void grouped_rows(const rsr_model *m, rt_work *w, const bl_out *outs, int
  * group_dequantize), where the family has one (rt_units_native) and activations go by blocks. A
  * base-3 matrix without it runs its compiled kernel on codes converted at open (rt_cpu_codes). */
 static bool units_kernel(const rsr_model *m, const rsr_artifact_matrix *mx) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if RT_UNITS_KERNELS
     return rt_units_native(mx->units_layout) && mx->planes == 1 && mx->data != RSR_NO_TENSOR &&
            mx->scale_cols % mx->unit_cols == 0 && m->a->act_block == mx->unit_cols;
 #else
@@ -1029,7 +1029,7 @@ static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact
 /* The blocks [s0, s1) of mx for the step's n tokens from t0 into o, by the runtime's kernel (fused_units) */
 static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_matrix *mx, const bl_out *o, int32_t t0,
                        int32_t n, int32_t s0, int32_t s1) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if RT_UNITS_KERNELS
     rt_units_call c = {.data = m->blob + mx->data,
                        .gs = m->blob + mx->group_scale,
                        .f16 = mx->group_scale_dtype == RSR_DTYPE_F16,
@@ -1048,6 +1048,10 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                        .b1 = s1,
                        .accumulate = o->accumulate,
                        .base3 = rsr_units_base3(mx->units_layout)};
+#if defined(__aarch64__)
+    rt_units_rows4_sdot(&c); /* the one layout of the NEON family's (rt_units_native) */
+    (void)w;
+#else
     const int32_t L = rsr_units_rows(mx->units_layout);
     const size_t b3_block = (size_t)rsr_b3_block_bytes(L, c.units), i2_block = (size_t)L / 4 * (size_t)mx->cols;
     /* the thread's sums hold RT_SUMS_TOKENS blocks' int32 sums at least (rt_work_init): 4 blocks of 2-bit codes */
@@ -1069,6 +1073,7 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
         c.gs = (const char *)whole.gs + (size_t)b * gs_block, c.y = whole.y + (size_t)b * L;
         rt_units_rows8_avx2(&c);
     }
+#endif
 #else
     (void)m, (void)w, (void)mx, (void)o, (void)t0, (void)n, (void)s0, (void)s1;
 #endif

@@ -1,7 +1,8 @@
 /*
  * units_generic.h — the runtime's kernel for the codes' layouts of i2-units-rows (rsr_artifact.h,
  * enum rsr_units_layout; family.h's rt_units_call), written once over a family's vocabulary and
- * included by family_avx512.c (RSR_UNITS_ROWS16, zmm) and family_avx2.c (RSR_UNITS_ROWS8, ymm).
+ * included by family_avx512.c (RSR_UNITS_ROWS16, zmm), family_avx2.c (RSR_UNITS_ROWS8, ymm) and
+ * family_neon.c (RSR_UNITS_ROWS4, a q register; no base-3 codes: UV_TILE3 left undefined).
  * Per tile of tokens and block of rows: each unit's 4·G fields decoded once for the tile's tokens,
  * the rows' exact sums in int32 lanes from −Σx (the unit's Σx and scale read from past each
  * token's codes, rsr_x_sums_at and rsr_x_scales_at, through the row's pointer at offsets every
@@ -14,6 +15,8 @@
  *   UV_RESTS          the sizes of the tiles for the tokens left after whole tiles (bit r: r tokens,
  *                     r from 2 to 7; what they leave goes a token a tile)
  *   UV_INLINE         the family's target attributes, always_inline
+ *   UV_F16_WIDEN(g)   optional: UV_ROWS f16 at g widened to uv_f by an instruction of the family's
+ *                     (the bits of RT_F16_BITS for the zero and normal values scales hold)
  *   uv_i              its integer vector (UV_ROWS int32 lanes)
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
@@ -27,6 +30,14 @@
  */
 #ifndef RSR_UNITS_GENERIC_H
 #define RSR_UNITS_GENERIC_H
+
+/* a family without base-3 codes (NEON) defines no UV_TILE3 nor uv_run3: no call gives it runs */
+#ifdef UV_TILE3
+#define UV_BASE3 1
+#else
+#define UV_BASE3 0
+#define UV_TILE3 1
+#endif
 
 #include <string.h>
 
@@ -48,6 +59,9 @@ UV_INLINE uv_f uv_floadu(const void *p) {
 /* UV_ROWS group scales at g widened to f32 as forward.c's scale_f16 (RT_F16_BITS: the same bits) */
 UV_INLINE uv_f uv_scales(const void *g, int f16) {
     if (!f16) return uv_floadu(g);
+#ifdef UV_F16_WIDEN
+    return UV_F16_WIDEN(g); /* the family's conversion of f16, exact: the same bits for zero and normals */
+#endif
     uv_u16 h16;
     memcpy(&h16, g, sizeof h16);
     const uv_u32 h = __builtin_convertvector(h16, uv_u32), bits = RT_F16_BITS(h);
@@ -80,7 +94,6 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 #pragma GCC unroll 8
     for (int j = 0; j < NT; j++) x[j] = c->x + (size_t)(t0 + j) * (size_t)c->x_stride;
     const size_t bytes = c->f16 ? 2 : 4, gbytes = (size_t)UV_ROWS * 4, U = (size_t)G * 16;
-    const int32_t run_end = B3 ? c->units / RSR_B3_RUN * RSR_B3_RUN : 0; /* the units in base-3 runs */
     const size_t block = B3 ? (size_t)rsr_b3_block_bytes(UV_ROWS, c->units) : (size_t)c->units * (size_t)G * gbytes;
     const size_t gstep = (size_t)c->rows * bytes;
     for (int32_t b = c->b0; b < c->b1; b++) {
@@ -91,6 +104,8 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
 #pragma GCC unroll 8
         for (int j = 0; j < NT; j++) o[j] = (uv_f){0};
         int32_t u = 0, left = c->per;
+#if UV_BASE3
+        const int32_t run_end = B3 ? c->units / RSR_B3_RUN * RSR_B3_RUN : 0; /* the units in base-3 runs */
         /* a run: its five units' sums at once, then each in turn. N3 is NT (uv_tiles gives base-3 codes
            no tile past UV_TILE3, and 2-bit codes have no runs), spelt so that no copy indexes past it */
         for (; u < run_end; wu += 8 * gbytes) {
@@ -105,6 +120,7 @@ UV_INLINE void uv_tile(const rt_units_call *c, int32_t t0, const int NT, const i
                 if (--left == 0 && u + 1 < c->units) left = c->per, gs += gstep, sc = uv_scales(gs, c->f16);
             }
         }
+#endif
         for (; u < c->units; u++, wu += G * gbytes, xu += U, sx += 4, dx += 4) {
             uv_i a[8];
             uv_start(a, x, sx, NT);
@@ -145,8 +161,8 @@ UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
 
 /* units of 32 columns (Q8_0's blocks) with G a constant, base-3 or not; other widths with G read */
 UV_INLINE void uv_units(const rt_units_call *c) {
-    if (c->groups == 2 && c->base3)
-        uv_tiles(c, 2, 1);
+    if (UV_BASE3 && c->groups == 2 && c->base3)
+        uv_tiles(c, 2, UV_BASE3);
     else if (c->groups == 2)
         uv_tiles(c, 2, 0);
     else

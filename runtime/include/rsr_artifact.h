@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    21u /* 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    22u /* 22: NEON's rows in lanes (enum rsr_units_layout's RSR_UNITS_ROWS4); 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -145,12 +145,16 @@ typedef struct rsr_artifact_matrix {
  * byte order, 4 columns of each row in its int32 lane. rsr_b3_block_bytes gives a block's size.
  * The compiled kernels of such a matrix read the 2-bit layout: a runtime without its own kernel
  * for the layout converts the codes when it loads (rsr_b3_to_i2). */
+/* RSR_UNITS_ROWS4 (i2-units-rows in a NEON q register, sdot: aarch64-dotprod and -i8mm; rsr_k 4):
+ * the 2-bit layout above with blocks of 4 rows (b·cols bytes) and groups of 16 bytes (from
+ * u·unit_cols). */
 enum rsr_units_layout {
     RSR_UNITS_OTHER = 0,
     RSR_UNITS_ROWS16 = 1,
     RSR_UNITS_ROWS8 = 2,
     RSR_UNITS_B3_ROWS16 = 3,
-    RSR_UNITS_B3_ROWS8 = 4
+    RSR_UNITS_B3_ROWS8 = 4,
+    RSR_UNITS_ROWS4 = 5
 };
 #define RSR_B3_RUN 5     /* units a run */
 #define RSR_B3_DIGITS 10 /* base-3 digits a word */
@@ -158,7 +162,7 @@ static inline int rsr_units_base3(int32_t layout) {
     return layout == RSR_UNITS_B3_ROWS16 || layout == RSR_UNITS_B3_ROWS8;
 }
 static inline int32_t rsr_units_rows(int32_t layout) { /* rows a block: L */
-    return layout == RSR_UNITS_ROWS16 || layout == RSR_UNITS_B3_ROWS16 ? 16 : 8;
+    return layout == RSR_UNITS_ROWS16 || layout == RSR_UNITS_B3_ROWS16 ? 16 : layout == RSR_UNITS_ROWS4 ? 4 : 8;
 }
 /* the byte of a run's vector that word w's digit 2p + h decodes into (above) */
 static inline int32_t rsr_b3_byte(int32_t w, int32_t h) { return 16 * (w / 8) + 8 * h + w % 8; }

@@ -299,7 +299,7 @@ static bool layout_ok(const rsr_artifact *a, const rsr_artifact_matrix *x) {
     if (x->units_layout == RSR_UNITS_OTHER) return true;
     const int32_t L = rsr_units_rows(x->units_layout);
     const bool b3 = rsr_units_base3(x->units_layout);
-    if (x->units_layout < RSR_UNITS_ROWS16 || x->units_layout > RSR_UNITS_B3_ROWS8 || x->unit_cols <= 0 ||
+    if (x->units_layout < RSR_UNITS_ROWS16 || x->units_layout > RSR_UNITS_ROWS4 || x->unit_cols <= 0 ||
         x->unit_cols % 16 || (b3 && x->unit_cols != 32) || x->rsr_k != L || x->rows % L || x->planes != 1 ||
         x->data == RSR_NO_TENSOR || x->sums_block != L || x->num_blocks != x->rows / L)
         return false;

@@ -12,6 +12,15 @@ typedef int32_t rsr_s4u __attribute__((vector_size(16), aligned(4))); /* rsr_s4 
 static inline rsr_s4 rsr_bsum4(rsr_bacc a, rsr_bacc b, rsr_bacc c, rsr_bacc d) { /* lane r: Σ of the r-th */
     return (rsr_s4)vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d));
 }
+/* rows in lanes (lower.c, lower_i2_rows; SDOT): codes of 4 rows × 4 columns against the 4 bytes
+ * of x at those columns, in every lane, straight into the rows' int32 lanes, stored at once */
+static inline rsr_bacc rsr_qdotd(rsr_bacc a, rsr_codes k, const int8_t *x) {
+    int32_t q;
+    __builtin_memcpy(&q, x, 4);
+    return RSR_DOT(a, k, vreinterpretq_s8_s32(vdupq_n_s32(q)));
+}
+static inline rsr_bacc rsr_bsplat(int32_t v) { return vdupq_n_s32(v); }
+static inline void rsr_bstore(int32_t *p, rsr_bacc a) { vst1q_s32(p, a); }
 static inline rsr_vacc rsr_vzero(void) { return vdupq_n_s32(0); }
 static inline rsr_vacc rsr_dot4(rsr_vacc acc, const uint8_t *w, const int8_t *x) {
     uint8x16_t p = vld1q_u8(w), m = vdupq_n_u8(3);

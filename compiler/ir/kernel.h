@@ -46,8 +46,8 @@ typedef struct rsrc_kernel {
     int32_t unit_stride; /* i2 per unit: the rows of a block, whose sums go together (kernel.c, "i2 per unit") */
     int32_t batch_tile;  /* i2 batched: tokens sharing each decoded field (≤ RSR_BATCH_TILE_MAX) */
     int32_t tile_rows;   /* i2 batched on a pair-sums ISA: rows of a block a tile takes at once */
-    bool rows_in_lanes;  /* i2 per unit on x86: vec_bytes / 4 rows a block, one in each int32 lane (kernel.c) */
-    int lanes_min;       /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
+    bool rows_in_lanes; /* i2 per unit on x86 and sdot: vec_bytes / 4 rows a block, one in each int32 lane (kernel.c) */
+    int lanes_min;      /* i2 batched: steps of at least this many tokens as RSR lanes (kernel.c), the rest as tiles of
                       tokens; 0: tiles only */
     uint64_t off_lane_seg, off_lane_perm; /* lanes: seg_end and perm, relative to data_offset */
     int32_t lane_cols;                    /* lanes: perm entries per block (cols rounded up to RSR_LANES) */

@@ -569,10 +569,10 @@ static void lower_units_batch(lower *L, units_tile_fn *tile) {
 }
 
 /* ---- i2 per unit with rows in lanes (kernel.c, rows_in_lanes) ----
- * Per block of L rows (a row per int32 lane: 8 on ymm, 16 on zmm) and unit: each group of 16
- * columns (V bytes) has its 4 fields decoded once for the tile's tokens; a field (L rows × 4
- * columns) times the 4 bytes of x at its columns goes into each token's sums (KO_QDOT): with VNNI
- * straight into the int32 lanes, which start at −Σx of the unit and are stored whole; else into
+ * Per block of L rows (a row per int32 lane: 4 in a NEON q register, 8 on ymm, 16 on zmm) and
+ * unit: each group of 16 columns (V bytes) has its 4 fields decoded once for the tile's tokens; a
+ * field (L rows × 4 columns) times the 4 bytes of x at its columns goes into each token's sums
+ * (KO_QDOT): with VNNI or sdot straight into the int32 lanes, which start at −Σx of the unit and are stored whole; else into
  * 16-bit pair sums, widened once a run of at most ROWS_RUN groups, the unit's Σx taken off as the
  * rows are stored 4 at a time. */
 #define ROWS_RUN 8 /* groups of 16 columns summed in 16 bits: 32 products of at most 2·3·128 each */

@@ -3,6 +3,8 @@
  * check of an artifact's features, and the kernel family, probed once. */
 #include "cpu.h"
 
+#include "family.h" /* RT_UNITS_NEON */
+
 #include "rsr_artifact.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -160,7 +162,9 @@ int rt_units_native(int layout) {
     case RSR_UNITS_B3_ROWS16: return isa == RT_ISA_AVX512_VNNI;
     case RSR_UNITS_ROWS8: return isa == RT_ISA_AVX2;
     case RSR_UNITS_B3_ROWS8: return isa == RT_ISA_AVX2 || rt_isa_avx512(isa);
-    case RSR_UNITS_ROWS4: return isa == RT_ISA_NEON && rt_cpu_has("dotprod"); /* sdot */
+#ifdef RT_UNITS_NEON
+    case RSR_UNITS_ROWS4: return isa == RT_ISA_NEON && rt_cpu_has("dotprod"); /* sdot: the artifact's target's too */
+#endif
     default: return 0;
     }
 }

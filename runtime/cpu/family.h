@@ -35,9 +35,14 @@ typedef struct rt_head_x {
     int32_t groups, blocks_a_group;
 } rt_head_x;
 
-/* the families with a kernel of their own for the group-scaled layouts (units_generic.h) */
-#if (defined(__x86_64__) || defined(__aarch64__)) && (defined(__GNUC__) || defined(__clang__))
+/* the families with a kernel of their own for the group-scaled layouts (units_generic.h): x86's,
+ * and NEON's where its sdot intrinsics compile in a function of its own (gcc's target attribute;
+ * clang declares them only for a file built with dotprod) */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RT_UNITS_KERNELS 1
+#elif defined(__aarch64__) && ((defined(__GNUC__) && !defined(__clang__)) || defined(__ARM_FEATURE_DOTPROD))
+#define RT_UNITS_KERNELS 1
+#define RT_UNITS_NEON 1
 #else
 #define RT_UNITS_KERNELS 0
 #endif
@@ -59,7 +64,7 @@ typedef struct rt_units_call {
     int32_t ntok, b0, b1, accumulate;
     int base3; /* the codes in a base-3 layout (RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8; groups 2) */
 } rt_units_call;
-#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef RT_UNITS_NEON
 void rt_units_rows4_sdot(const rt_units_call *c); /* RSR_UNITS_ROWS4, with dotprod: the same bits */
 #endif
 

@@ -1,7 +1,8 @@
 /*
  * family_neon.c — the NEON family of cpu.h: AArch64 (Advanced SIMD, which every Armv8-A core has;
- * RSR_CPU=portable leaves the C; the tests run both under qemu-aarch64). Its one set of intrinsics
- * is the attention kernels' vocabulary (attn_generic.h): 8 lanes, vectors of two q registers. The
+ * RSR_CPU=portable leaves the C; the tests run both under qemu-aarch64). Its intrinsics are the
+ * attention kernels' vocabulary (attn_generic.h: 8 lanes, vectors of two q registers) and, on a
+ * CPU with dotprod, the group-scaled kernel of RSR_UNITS_ROWS4 (units_generic.h, at the end). The
  * rest of its kernels are gcc's vectorisation of the portable C.
  *
  * Every operation is one the base architecture has: FCVTL widens f16 (no +fp16 needed), bf16 is
@@ -127,10 +128,16 @@ VEC vec vec_exp(vec x) { return vec_of(exp4(x.lo), exp4(x.hi)); }
 
 /* ---- the group-scaled kernel (forward.c, family.h's rt_units_call): units_generic.h on q registers ---- */
 
-#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include "family.h"
+
+#ifdef RT_UNITS_NEON
 #include <arm_neon.h>
 
-#include "family.h"
+#ifdef __clang__
+#define RT_DOTPROD /* the whole file is built with dotprod (family.h) */
+#else
+#define RT_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod"))) /* arm_neon.h's own spelling of it */
+#endif
 
 /* RSR_UNITS_ROWS4 (rsr_artifact.h): 4 rows a block, one in each int32 lane of a q register; a group
  * of 16 columns is 16 bytes, byte 4r + i holding in bits 2f, 2f + 1 the code of row r at column
@@ -139,7 +146,7 @@ VEC vec vec_exp(vec x) { return vec_of(exp4(x.lo), exp4(x.hi)); }
 #define UV_ROWS 4
 #define UV_TILE 8     /* 8 tokens: their sums and fp32 rows (16 q), a group's 4 fields and x: 22 of 32 */
 #define UV_RESTS 0xfc /* 7 down to 2 (and 1): the rest in one tile */
-#define UV_INLINE __attribute__((target("arch=armv8.2-a+dotprod"), always_inline)) static inline
+#define UV_INLINE RT_DOTPROD __attribute__((always_inline)) static inline
 typedef int32x4_t uv_i;
 /* FCVTL (base Armv8-A): the 4 rows' f16 scales in one instruction, where the generic integer
    widening costs gcc 19 of a lane at a time */
@@ -168,5 +175,5 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 
 #include "units_generic.h"
 
-__attribute__((target("arch=armv8.2-a+dotprod"))) void rt_units_rows4_sdot(const rt_units_call *c) { uv_units(c); }
+RT_DOTPROD void rt_units_rows4_sdot(const rt_units_call *c) { uv_units(c); }
 #endif

@@ -444,8 +444,19 @@ static uint8_t *codes_2bit(const rsr_model *m, const rsr_artifact_matrix *mx) {
     return c;
 }
 
+/* rsr_model_info.device, "cpu (F runtime kernels...)", says how many matrices the family's own
+ * group-scaled kernel runs (units_kernel), when any */
+static void describe_fused(rsr_model *m, int32_t fused) {
+    const size_t len = strlen(m->device);
+    if (fused > 0 && len > 0 && m->device[len - 1] == ')')
+        snprintf(m->device + len - 1, sizeof m->device - (len - 1), ", %d group-scaled matrices fused)", fused);
+}
+
 rsr_status rt_cpu_codes(rsr_model *m) {
     if (m->run_on != &rt_device_cpu) return RSR_OK;
+    int32_t fused = 0;
+    for (int32_t i = 0; i < m->a->num_matrices; i++) fused += units_kernel(m, &m->a->matrix[i]);
+    describe_fused(m, fused);
     for (int32_t i = 0; i < m->a->num_matrices; i++) {
         const rsr_artifact_matrix *mx = &m->a->matrix[i];
         if (!rsr_units_base3(mx->units_layout) || units_kernel(m, mx)) continue;

@@ -250,8 +250,7 @@ void kernel_lower(rsrc_kernel *kn, const ternary_matrix *tm, const rsrc_plan *p,
              * unit): sdot straight into each row's lane, the runtime's NEON kernel fusing the scales */
             bool lanes = kn->isa == DOT_AVX2 || kn->isa == DOT_AVXVNNI || kn->isa == DOT_AVX512VNNI ||
                          kn->isa == DOT_SDOT || kn->isa == DOT_I8MM;
-            if (lanes && kn->rows % lane_rows == 0 && tm->unit_cols % I2_LANE_COLS == 0 &&
-                kn->cols % (4 * kn->vec_bytes) == 0) {
+            if (lanes && kn->rows % lane_rows == 0 && tm->unit_cols % I2_LANE_COLS == 0) {
                 kn->rows_in_lanes = true, kn->strategy = "i2-units-rows";
                 kn->block_rows = lane_rows, kn->num_blocks = kn->rows / lane_rows;
                 /* ymm: 4 tokens' 16-bit and int32 sums, a field and x: 10 of 16 registers; zmm: 8

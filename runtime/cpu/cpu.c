@@ -163,7 +163,7 @@ int rt_units_native(int layout) {
     case RSR_UNITS_ROWS8: return isa == RT_ISA_AVX2;
     case RSR_UNITS_B3_ROWS8: return isa == RT_ISA_AVX2 || rt_isa_avx512(isa);
 #ifdef RT_UNITS_NEON
-    case RSR_UNITS_ROWS4: return isa == RT_ISA_NEON && rt_cpu_has("dotprod"); /* sdot: the artifact's target's too */
+    case RSR_UNITS_ROWS4: return isa == RT_ISA_NEON; /* sdot: the layout's targets have dotprod, checked at load */
 #endif
     default: return 0;
     }

@@ -455,16 +455,17 @@ static void describe_fused(rsr_model *m, int32_t fused) {
 rsr_status rt_cpu_codes(rsr_model *m) {
     if (m->run_on != &rt_device_cpu) return RSR_OK;
     int32_t fused = 0;
-    for (int32_t i = 0; i < m->a->num_matrices; i++) fused += units_kernel(m, &m->a->matrix[i]);
-    describe_fused(m, fused);
     for (int32_t i = 0; i < m->a->num_matrices; i++) {
         const rsr_artifact_matrix *mx = &m->a->matrix[i];
-        if (!rsr_units_base3(mx->units_layout) || units_kernel(m, mx)) continue;
+        const bool own = units_kernel(m, mx);
+        fused += own;
+        if (!rsr_units_base3(mx->units_layout) || own) continue;
         if ((!m->codes && !(m->codes = calloc((size_t)m->a->num_matrices, sizeof *m->codes))) ||
             !(m->codes[i] = codes_2bit(m, mx)))
             return rt_set_error(m->err, RSR_ERR_OUT_OF_MEMORY, "out of memory for the 2-bit codes of matrix %s",
                                 mx->name);
     }
+    describe_fused(m, fused);
     return RSR_OK;
 }
 
@@ -1059,7 +1060,7 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
                        .b1 = s1,
                        .accumulate = o->accumulate,
                        .base3 = rsr_units_base3(mx->units_layout)};
-#if defined(__aarch64__)
+#ifdef RT_UNITS_NEON
     rt_units_rows4_sdot(&c); /* the one layout of the NEON family's (rt_units_native) */
     (void)w;
 #else

@@ -24,7 +24,7 @@ ctest --output-on-failure -j "$jobs" "$@"
 ctest --test-dir "$root/build-aarch64" --output-on-failure -j "$jobs" "$@"
 
 if [ "${RSRC_SANITIZED_TESTS:-1}" != 0 ]; then
-  "$root/scripts/setup.sh" "$root/build-asan" -DCMAKE_C_COMPILER="clang-$("$root/scripts/setup.sh" --llvm)" -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON
+  "$root/scripts/setup.sh" "$root/build-asan" -DCMAKE_C_COMPILER="clang-$("$root/scripts/setup.sh" --llvm)" -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON -DRSRC_BENCH=OFF
   cd "$root/build-asan"
   ctest --output-on-failure -j "$jobs" -LE 'unrolled|heavy|reference' "$@"
 fi

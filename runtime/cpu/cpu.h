@@ -41,7 +41,7 @@ rt_isa rt_cpu_isa_uncapped(void);
  * PARAMS`. The clones differ only in vector width: with -ffp-contract=off every clone rounds each
  * operation as the C does, so results do not depend on the family.
  */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(RT_SANITIZED)
 #define RT_ISA_CLONES(name, params, args)                                                                              \
     __attribute__((target("avx512f,avx512bw,avx512vl"))) static void name##_avx512 params { name##_body args; }        \
     __attribute__((target("avx2"))) static void name##_avx2 params { name##_body args; }                               \
@@ -58,7 +58,13 @@ rt_isa rt_cpu_isa_uncapped(void);
 #define RT_ISA_CLONES(name, params, args)                                                                              \
     static void name params { name##_body args; }
 #endif
+#ifdef RT_SANITIZED
+/* A sanitized build (RSRC_SANITIZE) checks memory and undefined behaviour, not speed: one clone, and
+ * the compiler decides what to inline (the instrumented always-inlined clones took clang 14 minutes a file). */
+#define RT_INLINE_BODY static inline
+#else
 #define RT_INLINE_BODY static inline __attribute__((always_inline))
+#endif
 
 /* Whether this CPU (and the OS's register state) has a feature, by the name the specs and
  * /proc/cpuinfo use ("avx2", "avx512_vnni", "avxvnni"; on AArch64 Linux "neon", "dotprod", "i8mm",

@@ -59,6 +59,7 @@ typedef struct options {
     enum prefill_form prefill; /* --prefill: auto (the cost model's per matrix), i2 (tiles), rsr (lanes) */
     int opt_level;             /* -O0..-O3; -1: the defaults */
     bool explain, stats, print_model, print_plan, print_kernel, print_target, print_gguf, verify;
+    bool inspect;           /* --print without -o or --emit: print the stages and write nothing */
     bool tune;              /* measure the candidates here (tune.c) */
     bool calibrate;         /* --target host: the RSR lanes kept only where measured to earn their bytes */
     const char *tune_cache; /* NULL: the default cache file */
@@ -151,8 +152,8 @@ static void usage(FILE *out) {
         "                        --tune also each candidate's measured times (measured now, or cached)\n"
         "  --stats               per-matrix figures: k, segments, index bytes, bits per weight, strategy\n"
         "  --print=WHAT          print stages to stdout, comma-separated: target, model, plan, kernel (the\n"
-        "                        kernel IR of each matrix); gguf: a GGUF file's metadata and tensor table,\n"
-        "                        and nothing else\n"
+        "                        kernel IR of each matrix); without -o or --emit rsrc stops there and writes\n"
+        "                        nothing; gguf: a GGUF file's metadata and tensor table, and nothing else\n"
         "  --verify              check every plan against the naive product before emitting it\n"
         "  --max-memory=SIZE     refuse a compile that needs more memory (512M, 4G; 0: no cap; or RSRC_MAX_MEMORY)\n"
         "  -v, --verbose         say what happens and where the time went (twice: also the commands run)\n"
@@ -303,8 +304,9 @@ static void parse_print(options *o, const char *arg) {
 }
 
 /* The options against each other, the default output, and whether a status line is shown. */
-static void check_options(options *o, bool force_progress) {
+static void check_options(options *o, bool force_progress, bool emit_named) {
     const struct emit_info *e = &emits[o->emit];
+    o->inspect = !o->output && !emit_named && (o->print_target || o->print_model || o->print_plan || o->print_kernel);
     if (!o->output) o->output = e->default_out;
     if (!strcmp(o->output, "-") && !e->text)
         rsrc_fatal("-o -: stdout takes the text emits (--emit=c, llvm, asm, header, cuda, ptx), not --emit=%s",
@@ -336,7 +338,7 @@ static void check_options(options *o, bool force_progress) {
 
 static options parse_args(int argc, char **argv) {
     options o = {.target = "host", .emit = EMIT_SO, .strategy = STRAT_AUTO, .greedy_head = true, .calibrate = true};
-    bool force_progress = false;
+    bool force_progress = false, emit_named = false;
     enum {
         O_EMIT = 256,
         O_TARGET,
@@ -414,6 +416,7 @@ static options parse_args(int argc, char **argv) {
             if (k == NUM_EMIT)
                 rsrc_fatal("--emit: unknown kind '%s' (so, c, llvm, asm, obj, header, cuda, ptx)", optarg);
             o.emit = (enum emit_kind)k;
+            emit_named = true;
             break;
         }
         case O_BACKEND:
@@ -472,7 +475,7 @@ static options parse_args(int argc, char **argv) {
         else
             o.input = slash ? "/" : ".";
     }
-    check_options(&o, force_progress);
+    check_options(&o, force_progress, emit_named);
     o.flags = shaping_flags(&o);
     return o;
 }
@@ -1185,14 +1188,20 @@ static void compile(const options *o) {
     if (o->emit == EMIT_HEADER) {
         write_header(o, b.m, b.t);
         rsrc_note(1, "wrote %s", o->output);
+    } else if (o->inspect && !o->print_plan && !o->print_kernel && !o->explain && !o->stats) {
+        /* --print=target,model alone: printed as they were read */
     } else {
         open_printers(&b);
         progress_open(o->progress);
         progress_phase("the embedding, the LM head, the tokenizer");
         write_constants(&b);
         compile_matrices(&b);
-        finish_kernels(&b);
-        write_output(&b);
+        if (o->inspect) { /* the plans and kernels printed: no code generated, nothing written */
+            progress_end();
+        } else {
+            finish_kernels(&b);
+            write_output(&b);
+        }
         stage_report(rsrc_now() - b.t_start);
     }
     build_free(&b);

@@ -115,6 +115,7 @@ void kernel_set_close(kernel_set *ks) {
     if (ks->handle) dlclose(ks->handle);
     if (ks->table) fclose(ks->table);
     if (ks->c) fclose(ks->c);
+    if (ks->blob.path) blob_close(&ks->blob); /* left open when nothing was emitted (rsrc --print alone) */
     free(ks->entries);
     char *const *objs = ks->sink.printer->objects(ks->sink.state);
     for (int i = 0; objs && objs[i]; i++) remove_file(objs[i]);

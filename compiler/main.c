@@ -1188,8 +1188,8 @@ static void compile(const options *o) {
     if (o->emit == EMIT_HEADER) {
         write_header(o, b.m, b.t);
         rsrc_note(1, "wrote %s", o->output);
-    } else if (o->inspect && !o->print_plan && !o->print_kernel && !o->explain && !o->stats) {
-        /* --print=target,model alone: printed as they were read */
+    } else if (o->inspect && !o->print_plan && !o->print_kernel && !o->explain && !o->stats && !o->verify && !o->tune) {
+        /* --print=target,model and nothing asked of the matrices: printed as they were read */
     } else {
         open_printers(&b);
         progress_open(o->progress);

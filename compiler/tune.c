@@ -382,7 +382,7 @@ static void write_cache(tune_state *ts) {
 static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Everything about the machine and the code generator that a measurement depends on. */
-static char *make_target_key(const rsrc_target *t, const kernel_printer *pr) {
+static char *make_target_key(const rsrc_target *t, const kernel_printer *pr, int opt_level) {
     const bool use_llvm = pr->pending != NULL; /* objects of its own, not the C compiler's */
     char *machine = host_cpu_model();
     for (char *p = machine; *p; p++)
@@ -403,10 +403,13 @@ static char *make_target_key(const rsrc_target *t, const kernel_printer *pr) {
     }
     char *cc =
         use_llvm ? xstrdup("") : xasprintf(" cc %s cflags %s", rsrc_env_or("RSRC_CC", RSRC_DEFAULT_CC), t->cflags);
-    char *key = xasprintf("rsrc %s abi %u tune %d; machine %s; target %s cpu %s isa %s backend %s features %s%s",
+    /* -O0..-O3 change what the candidates' code costs: measurements under one are not another's (the
+     * default level adds nothing, so the caches written before this still match it) */
+    char *opt = opt_level >= 0 ? xasprintf(" opt -O%d", opt_level) : xstrdup("");
+    char *key = xasprintf("rsrc %s abi %u tune %d; machine %s; target %s cpu %s isa %s backend %s features %s%s%s",
                           RSRC_VERSION, RSR_ABI_VERSION, TUNE_FORMAT, machine, t->name, t->cpu ? t->cpu : "-",
-                          dot_isa_names[t->isa], pr->backend, *features ? features : "none", cc);
-    free(machine), free(f), free(features), free(cc);
+                          dot_isa_names[t->isa], pr->backend, *features ? features : "none", cc, opt);
+    free(machine), free(f), free(features), free(cc), free(opt);
     return key;
 }
 
@@ -651,7 +654,7 @@ static tune_state *begin(const rsrc_target *t, compile_options opts, const char 
         rsrc_warn(
             "--tune: neither XDG_CACHE_HOME nor HOME is set and no --tune-cache was given: the measurements are not "
             "kept");
-    ts->target_key = make_target_key(t, pr);
+    ts->target_key = make_target_key(t, pr, opts.opt_level);
     if (ts->cache_path) read_cache(ts, false);
     return ts;
 }

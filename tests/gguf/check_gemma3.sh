@@ -15,6 +15,7 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/python.sh" # py: a python3 with numpy where there is one
 who=check_gemma3.sh
 . "$here/prelude.sh" gemma3
 prompt=1,17,42,99,5,30,7,250,18,64,33,121,8,77,200,9
@@ -35,17 +36,17 @@ for c in "${cases[@]}"; do
     "$build/rsr-run" "$work/$name.so" --tokens "$prompt" -n 1 -b $b --logits "$work/$name.b$b.f32" >/dev/null 2>&1
     cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"
   done
-  python3 "$here/gemma3_model.py" reference "$gguf" "$prompt" --json "$work/$name.float.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  "$py" "$here/gemma3_model.py" reference "$gguf" "$prompt" --json "$work/$name.float.json"
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   [ "$upstream" = yes ] || continue
   node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done
 # what a runtime without the windows, or with one RoPE base, would compute is far from rsrc's
 for ablate in window rope; do
-  python3 "$here/gemma3_model.py" reference "$work/tq2/model.gguf" "$prompt" --ablate $ablate \
+  "$py" "$here/gemma3_model.py" reference "$work/tq2/model.gguf" "$prompt" --ablate $ablate \
     --json "$work/tq2.no-$ablate.json"
-  if python3 "$here/compare_probs.py" "$work" tq2 "$n" "$work/tq2.no-$ablate.json" "the float reference without \
+  if "$py" "$here/compare_probs.py" "$work" tq2 "$n" "$work/tq2.no-$ablate.json" "the float reference without \
 the $ablate" 0.02 0.01 0.03; then
     echo "$who: the float reference without the $ablate agrees with rsrc: the test cannot see that feature" >&2
     exit 1

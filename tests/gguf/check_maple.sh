@@ -20,6 +20,7 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/python.sh" # py: a python3 with numpy where there is one
 who=check_maple.sh
 . "$here/prelude.sh" maple
 prompt=1,17,42,99,5,30,7,250,18,64,33,121,8,77,200,9
@@ -42,20 +43,20 @@ for c in "${cases[@]}"; do
       --logits "$work/$name.b$b.f32" >/dev/null 2>&1
     cmp "$work/$name.b$b.f32" "$work/$name.$n.f32"
   done
-  python3 "$here/maple_model.py" reference "$gguf" "$prompt" --json "$work/$name.float.json" \
+  "$py" "$here/maple_model.py" reference "$gguf" "$prompt" --json "$work/$name.float.json" \
     --routes "$work/$name.float.routes" --follow "$work/$name.b5.routes" $margin
-  python3 "$here/compare_routes.py" "$work/$name.b5.routes" "$work/$name.float.routes" "$n" $margin
+  "$py" "$here/compare_routes.py" "$work/$name.b5.routes" "$work/$name.float.routes" "$n" $margin
   cmp <(sort -n -k1,1 -k2,2 "$work/$name.b1.routes") <(sort -n -k1,1 -k2,2 "$work/$name.b5.routes")
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done
 # what a runtime without the renormalisation, with RoPE on the global layers or without the clamp
 # would compute is far from rsrc's
 for ablate in renorm rope clamp; do
-  python3 "$here/maple_model.py" reference "$work/tq2/model.gguf" "$prompt" --ablate $ablate \
+  "$py" "$here/maple_model.py" reference "$work/tq2/model.gguf" "$prompt" --ablate $ablate \
     --json "$work/tq2.no-$ablate.json"
-  if python3 "$here/compare_probs.py" "$work" tq2 "$n" "$work/tq2.no-$ablate.json" "the float reference \
+  if "$py" "$here/compare_probs.py" "$work" tq2 "$n" "$work/tq2.no-$ablate.json" "the float reference \
 ablated ($ablate)" 0.02 0.01 0.03; then
     echo "$who: the float reference ablated ($ablate) agrees with rsrc: the test cannot see that feature" >&2
     exit 1

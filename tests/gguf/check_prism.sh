@@ -17,13 +17,14 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/python.sh" # py: a python3 with numpy where there is one
 who=check_prism.sh
 work=$build/tests/prism
 rm -rf "$work" && mkdir -p "$work"
-fold() { python3 "$here/prism_fold.py" "$@"; }
+fold() { "$py" "$here/prism_fold.py" "$@"; }
 "$build/rsr-mkmodel" --gguf-arch qwen35 --format gguf-q2 --seed 5 --ssm-heads 2,6 --ssm-head 64 --hidden 256 \
   --intermediate 512 --layers 4 --heads 8 --kv-heads 4 --head-dim 32 --out "$work/src" >/dev/null 2>&1
-prompt=$(python3 -c 'import random; r = random.Random(9); print(",".join(str(r.randrange(1, 288)) for _ in range(40)))')
+prompt=$("$py" -c 'import random; r = random.Random(9); print(",".join(str(r.randrange(1, 288)) for _ in range(40)))')
 short=$(echo "$prompt" | cut -d, -f1-8)
 # (seeds: PTQ1_0's file of seed 3 reaches 2.0e-2 after 8 tokens where each folded kind alone stays
 # within 4e-3: the fp32 and float64 rotations tip the int8 rounding of a few inputs apart, and this
@@ -40,7 +41,7 @@ for c in "pq2_0 3" "ptq1_0 4"; do
   cmp "$work/$t.8.f32" "$work/$t.8.b1.f32"
   fold reference "$work/$t.gguf" "$prompt" --act-q8 --json "$work/$t.ref.json"
   for k in 8 40; do
-    python3 "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
+    "$py" "$here/qwen35_model.py" compare "$work/$t.ref.json" $k "$work/$t.$k.f32" 0.02
   done
 done
 # Bonsai 2's multi-token-prediction layer: a PTQ1_0 file with the fold whose MTP layer (blk.4, with
@@ -106,7 +107,7 @@ fold write "$work/moe-src/model.gguf" "$work/moe.gguf" --type pq2_0 --seed 3
 "$build/rsrc" "$work/moe.gguf" -o "$work/moe.so" -O0
 "$build/rsr-run" "$work/moe.so" --tokens "$short" -n 1 --logits "$work/moe.8.f32" >/dev/null 2>&1
 fold reference "$work/moe.gguf" "$short" --act-q8 --json "$work/moe.ref.json"
-python3 "$here/qwen35_model.py" compare "$work/moe.ref.json" 8 "$work/moe.8.f32" 0.02
+"$py" "$here/qwen35_model.py" compare "$work/moe.ref.json" 8 "$work/moe.8.f32" 0.02
 # its experts in PTQ1_0 as base-3 codes (rsr-run --info names them) give the 2-bit codes' bits
 fold write "$work/moe-src/model.gguf" "$work/moe-t.gguf" --type ptq1_0 --seed 3
 for codes in base3 2bit; do
@@ -130,7 +131,7 @@ done
 # each part of the fold seen: a reference without it disagrees (PQ2_0, 8 tokens)
 for ablate in signs perm embed head; do
   fold reference "$work/pq2_0.gguf" "$short" --act-q8 --ablate $ablate --json "$work/no-$ablate.json"
-  if python3 "$here/qwen35_model.py" compare "$work/no-$ablate.json" 8 "$work/pq2_0.8.f32" 0.02 >/dev/null; then
+  if "$py" "$here/qwen35_model.py" compare "$work/no-$ablate.json" 8 "$work/pq2_0.8.f32" 0.02 >/dev/null; then
     echo "$who: the reference without the fold's $ablate agrees with rsrc: the test cannot see it" >&2
     exit 1
   fi
@@ -165,13 +166,13 @@ head ${et^^} blocks"; fi
   "$build/rsr-run" "$work/$name.so" --tokens "$ids" -n 1 -b 1 --logits "$work/$name.b1.f32" >/dev/null 2>&1
   cmp "$work/$name.f32" "$work/$name.b1.f32"
   fold reference "$work/$name.gguf" "$ids" --act-q8 --json "$work/$name.ref.json"
-  python3 "$here/qwen35_model.py" compare "$work/$name.ref.json" "$k" "$work/$name.f32" 0.02
+  "$py" "$here/qwen35_model.py" compare "$work/$name.ref.json" "$k" "$work/$name.f32" 0.02
 }
 tables untied-ptq1_0 "$work/untied/model.gguf" ptq1_0 "$prompt"
 for et in pq2_0 q2_0 q1_0; do tables "untied-$et" "$work/untied/model.gguf" $et "$short"; done
 tables tied "$work/src/model.gguf" ptq1_0 "$short"
 # corrupted keys: refused, naming the key (and what is wrong), nothing written
-ones() { python3 -c "import sys; print('[' + ','.join(['1'] * int(sys.argv[1])) + ']')" "$1"; }
+ones() { "$py" -c "import sys; print('[' + ','.join(['1'] * int(sys.argv[1])) + ']')" "$1"; }
 refuse() { # EXPECTED-TEXT, then prism_fold.py write's options
   local want=$1
   shift

@@ -15,6 +15,7 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/python.sh" # py: a python3 with numpy where there is one
 who=check_qwen3.sh
 . "$here/prelude.sh" qwen3 llama_embed.mjs
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
@@ -27,7 +28,7 @@ cases=("q2_0 --weights q2_0 --seed 1"
 for c in "${cases[@]}"; do
   read -r name args <<<"$c"
   # shellcheck disable=SC2086
-  python3 "$here/qwen3_model.py" write "$work/$name.gguf" $args
+  "$py" "$here/qwen3_model.py" write "$work/$name.gguf" $args
   "$build/rsrc" "$work/$name.gguf" -o "$work/$name.so" -O0
   prefix_logits "$name" "$prompt" "$n"
   # steps of 1 and 5 tokens give the bits of one step of all 16 (docs/design.md)
@@ -44,20 +45,20 @@ for c in "${cases[@]}"; do
   "$build/rsrc" "$work/$name.gguf" -o "$work/$name.lut.so" -O0 --strategy=lut --backend=c
   "$build/rsr-run" "$work/$name.lut.so" --tokens "$prompt" -n 1 --logits "$work/$name.lut.f32" >/dev/null 2>&1
   cmp "$work/$name.lut.f32" "$work/$name.$n.f32"
-  python3 "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  "$py" "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   node "$dir/llama_ref.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done
 # embeddings: mean (1), first-token (2) and last-token (3) pooling, as qwen3.pooling_type says
 for pooling in 1 2 3; do
   name=embed-$pooling
-  python3 "$here/qwen3_model.py" write "$work/$name.gguf" --weights q2_0 --seed 5 --pooling $pooling
+  "$py" "$here/qwen3_model.py" write "$work/$name.gguf" --weights q2_0 --seed 5 --pooling $pooling
   "$build/rsrc" "$work/$name.gguf" -o "$work/$name.so" -O0
   "$build/rsr-run" "$work/$name.so" --tokens "$prompt" --embed-raw >"$work/$name.raw.json"
   "$build/rsr-run" "$work/$name.so" --tokens "$prompt" --embed >"$work/$name.unit.json"
   node "$dir/llama_embed.mjs" "$work/$name.gguf" "$prompt" >"$work/$name.llama.json"
-  python3 "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
-  python3 "$here/compare_embed.py" "$work/$name.raw.json" "$work/$name.unit.json" "$work/$name.llama.json" \
+  "$py" "$here/qwen3_model.py" reference "$work/$name.gguf" "$prompt" --json "$work/$name.float.json"
+  "$py" "$here/compare_embed.py" "$work/$name.raw.json" "$work/$name.unit.json" "$work/$name.llama.json" \
     "$work/$name.float.json" $pooling $name
 done

@@ -21,6 +21,7 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/python.sh" # py: a python3 with numpy where there is one
 who=check_qwen35.sh
 . "$here/prelude.sh" qwen35
 prompt=1,17,42,99,5,30,7,250,18,64,33,121
@@ -50,12 +51,12 @@ for c in "${cases[@]}"; do
   done
   follow=()
   [ -s "$work/$name.b5.routes" ] && follow=(--routes "$work/$name.float.routes" --follow "$work/$name.b5.routes" $margin)
-  python3 "$here/qwen35_model.py" reference "$gguf" "$prompt" --act-q8 --json "$work/$name.float.json" "${follow[@]}"
+  "$py" "$here/qwen35_model.py" reference "$gguf" "$prompt" --act-q8 --json "$work/$name.float.json" "${follow[@]}"
   if [ -s "$work/$name.b5.routes" ]; then
-    python3 "$here/compare_routes.py" "$work/$name.b5.routes" "$work/$name.float.routes" "$n" $margin
+    "$py" "$here/compare_routes.py" "$work/$name.b5.routes" "$work/$name.float.routes" "$n" $margin
     cmp <(sort -n -k1,1 -k2,2 "$work/$name.b1.routes") <(sort -n -k1,1 -k2,2 "$work/$name.b5.routes")
   fi
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   # llama.cpp rounds a product's input as Q8_0 (blocks of 32) for Q2_0 and as Q8_K (blocks of 256) for
   # TQ2_0, and so does rsrc (rsr_artifact.act_quant). This random TQ2_0 model's DeltaNet outputs
   # (RMS-normalised sums of small q.k products) are flat enough that the last bits of the float sums
@@ -63,13 +64,13 @@ for c in "${cases[@]}"; do
   # only Q2_0 is held to llama.cpp's logits, TQ2_0 to the float reference (which rounds as rsrc)
   [ "$name" != tq2 ] || continue
   node "$dir/llama_ref.mjs" "$gguf" "$prompt" >"$work/$name.llama.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.llama.json" llama.cpp 0.02 0.01 0.03
 done
 for c in "q2 kmap" "q2 conv" "moe shexp" "moe renorm"; do
   read -r name ablate <<<"$c"
-  python3 "$here/qwen35_model.py" reference "$work/$name/model.gguf" "$prompt" --act-q8 --ablate $ablate \
+  "$py" "$here/qwen35_model.py" reference "$work/$name/model.gguf" "$prompt" --act-q8 --ablate $ablate \
     --json "$work/$name.no-$ablate.json"
-  if python3 "$here/compare_probs.py" "$work" $name "$n" "$work/$name.no-$ablate.json" "the float reference \
+  if "$py" "$here/compare_probs.py" "$work" $name "$n" "$work/$name.no-$ablate.json" "the float reference \
 ablated ($ablate)" 0.02 0.01 0.03; then
     echo "$who: the float reference ablated ($ablate) agrees with rsrc: the test cannot see that feature" >&2
     exit 1

@@ -18,9 +18,10 @@
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/python.sh" # py: a python3 with numpy where there is one
 work=$build/tests/gguf-qwen3-st
 rm -rf "$work" && mkdir -p "$work"
-model() { python3 "$here/qwen3_model.py" "$@"; }
+model() { "$py" "$here/qwen3_model.py" "$@"; }
 prompt=1,17,42,99,5,300,7,250,18,64,33,121,8,77,200,9
 n=$(echo "$prompt" | tr ',' '\n' | wc -l)
 # logits SO NAME: the logits after each prefix into $work/NAME.K.f32
@@ -42,7 +43,7 @@ for c in "${cases[@]}"; do
     { cat "$work/$name.log"; echo "$name: rsrc did not find groups of $group" >&2; exit 1; }
   logits "$work/$name.so" "$name"
   model reference "$work/$name" "$prompt" --json "$work/$name.float.json"
-  python3 "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
+  "$py" "$here/compare_probs.py" "$work" "$name" "$n" "$work/$name.float.json" "the float reference" 0.02 0.01 0.03
   if [ -f "$work/$name.gguf" ]; then
     "$build/rsrc" "$work/$name.gguf" -o "$work/$name.gguf.so" -O0
     logits "$work/$name.gguf.so" "$name.gguf"
@@ -60,7 +61,7 @@ refused() {
 }
 model write-st "$work/float" --float --seed 13
 refused "$work/float" "tensor 'model.layers.0.self_attn.q_proj.weight': row 0, columns 0-31 hold"
-python3 - "$work/float/config.json" <<'PY'
+"$py" - "$work/float/config.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c['rope_scaling'] = {'rope_type': 'yarn', 'factor': 4.0, 'original_max_position_embeddings': 32768}
@@ -77,7 +78,7 @@ for pooling in 1 3; do
     "$build/rsrc" "$work/$flavour" -o "$work/$flavour.so" -O0
     "$build/rsr-run" "$work/$flavour.so" --tokens "$prompt" --embed-raw >"$work/$flavour.raw.json"
     "$build/rsr-run" "$work/$flavour.so" --tokens "$prompt" --embed >"$work/$flavour.unit.json"
-    python3 "$here/compare_embed.py" "$work/$flavour.raw.json" "$work/$flavour.unit.json" - \
+    "$py" "$here/compare_embed.py" "$work/$flavour.raw.json" "$work/$flavour.unit.json" - \
       "$work/$name.float.json" $pooling "$flavour"
   done
   cmp "$work/$name.raw.json" "$work/$name.gguf.raw.json"

@@ -37,6 +37,7 @@
 import argparse
 import json
 import math
+import operator
 import os
 import random
 import struct
@@ -642,11 +643,25 @@ class Model:
 
 
 def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
+    return sum(map(operator.mul, a, b))
 
 
 def matvec(w, x):
-    return [dot(row, x) for row in w]
+    """w·x in float64: through numpy where it is installed (the same sums up to the last bits: its
+    order of additions differs), else a Python loop. A matrix is converted once (kept by identity)."""
+    if _np is None:
+        return [dot(row, x) for row in w]
+    hit = _arrays.get(id(w))
+    if hit is None or hit[0] is not w:
+        hit = _arrays[id(w)] = (w, _np.array(w, dtype=_np.float64))
+    return (hit[1] @ _np.array(x, dtype=_np.float64)).tolist()
+
+
+try:
+    import numpy as _np
+except ImportError:
+    _np = None
+_arrays = {}
 
 
 def add(a, b):

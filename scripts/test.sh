@@ -18,13 +18,21 @@ export RSRC_SETUP_TESTS=1
 # and must not skip here (docs/arm64.md)
 "$root/scripts/cross.sh" aarch64 >/dev/null
 export RSRC_REQUIRE_CROSS=1
-cd "$build"
-ctest --output-on-failure -j "$jobs" "$@"
+# ctest in DIR; when a test fails, the end of each failed test's output again, last (a log kept
+# by its head and tail keeps that: scripts/failures.py)
+run_ctest() {
+  local dir=$1
+  shift
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" && return
+  local status=$?
+  python3 "$root/scripts/failures.py" "$dir" || true
+  return $status
+}
+run_ctest "$build" "$@"
 # the runtime's own tests, built for aarch64, under qemu-user (a minute)
-ctest --test-dir "$root/build-aarch64" --output-on-failure -j "$jobs" "$@"
+run_ctest "$root/build-aarch64" "$@"
 
 if [ "${RSRC_SANITIZED_TESTS:-1}" != 0 ]; then
   "$root/scripts/setup.sh" "$root/build-asan" -DCMAKE_C_COMPILER="clang-$("$root/scripts/setup.sh" --llvm)" -DRSRC_SANITIZE=address,undefined -DRSRC_FUZZ=ON -DRSRC_BENCH=OFF
-  cd "$root/build-asan"
-  ctest --output-on-failure -j "$jobs" -LE 'unrolled|heavy|reference' "$@"
+  run_ctest "$root/build-asan" -LE 'unrolled|heavy|reference' "$@"
 fi

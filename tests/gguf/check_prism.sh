@@ -176,7 +176,7 @@ ones() { "$py" -c "import sys; print('[' + ','.join(['1'] * int(sys.argv[1])) + 
 refuse() { # EXPECTED-TEXT, then prism_fold.py write's options
   local want=$1
   shift
-  fold write "$work/src/model.gguf" "$work/bad.gguf" --type pq2_0 --seed 3 "$@"
+  fold write "$work/src/model.gguf" "$work/bad.gguf" --type pq2_0 --seed 3 --bench "$@" # (random codes: fast)
   rm -f "$work/bad.so"
   if "$build/rsrc" "$work/bad.gguf" -o "$work/bad.so" -O0 2>"$work/bad.log"; then
     echo "$who: a fold with $* was compiled" >&2

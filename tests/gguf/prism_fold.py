@@ -84,16 +84,21 @@ def ptq1_block(d, codes):
     return raw
 
 
+def trit_at(e):
+    """The byte of a block and the digit of it that hold element e."""
+    if e < 80:
+        return e % 16, e // 16
+    if e < 120:
+        return 16 + (e - 80) % 8, (e - 80) // 8
+    return 24 + (e - 120) % 2, (e - 120) // 2
+
+
+TRIT_AT = [trit_at(e) for e in range(128)]
+TRITS = [[trit(b, n) for n in range(5)] for b in range(256)]  # each byte's digits, by trit
+
+
 def ptq1_codes(raw):
-    out = [0] * 128
-    for e in range(128):
-        if e < 80:
-            out[e] = trit(raw[e % 16], e // 16)
-        elif e < 120:
-            out[e] = trit(raw[16 + (e - 80) % 8], (e - 80) // 8)
-        else:
-            out[e] = trit(raw[24 + (e - 120) % 2], (e - 120) // 2)
-    return out
+    return [TRITS[raw[b]][n] for b, n in TRIT_AT]
 
 
 def dequant(typ, raw, n):
@@ -184,7 +189,8 @@ def ternary_bytes(args, rng, typ, ne):
     blocks = []
     for _ in range(n // 128):
         d = rng.uniform(0.5, 1.5) / math.sqrt(cols)
-        codes = [rng.choice((0, 1, 2)) for _ in range(128)]
+        choice = rng.choice
+        codes = [choice((0, 1, 2)) for _ in range(128)]
         if typ == PQ2_0:
             codes = [3 if rng.random() < 0.02 else c for c in codes]
         blocks.append((pq2_block if typ == PQ2_0 else ptq1_block)(d, codes))
@@ -298,6 +304,8 @@ def write(args):
 
 def fwht(v, B):
     """H_B v per block of B, normalised."""
+    if q3._np is not None:
+        return fwht_rows([v], B)[0].tolist()
     v = list(v)
     s = 1.0 / math.sqrt(B)
     for b0 in range(0, len(v), B):
@@ -309,6 +317,22 @@ def fwht(v, B):
                     v[j], v[j + h] = p + q, p - q
             h *= 2
     return [x * s for x in v]
+
+
+def fwht_rows(rows, B, signs=None):
+    """fwht of each row (then times signs), through numpy: the butterflies of fwht in the same
+    order on every row at once, so the same bits."""
+    np = q3._np
+    a = np.array(rows, dtype=np.float64)
+    n = a.shape[1]
+    h = 1
+    while h < B:
+        a = a.reshape(len(rows), n // (2 * h), 2, h)
+        p, q = a[:, :, 0, :], a[:, :, 1, :]
+        a = np.stack((p + q, p - q), axis=2)
+        h *= 2
+    a = a.reshape(len(rows), n) * (1.0 / math.sqrt(B))
+    return a if signs is None else a * np.array(signs, dtype=np.float64)
 
 
 class Fold:
@@ -343,6 +367,13 @@ class Fold:
         n = len(rows[0])
         s = self.signs.get(n, [1] * n)
         src = self.src_of(n) if permute and self.ablate != 'perm' else None
+        if q3._np is not None:
+            v = fwht_rows(rows, self.B, s)
+            if src:
+                w = q3._np.empty_like(v)
+                w[:, src] = v
+                v = w
+            return v.tolist()
         out = []
         for u in rows:
             v = [a * b for a, b in zip(fwht(u, self.B), s)]
@@ -357,6 +388,8 @@ class Fold:
     def embedding(self, rows):
         n = len(rows[0])
         s = self.signs.get(n, [1] * n)
+        if q3._np is not None:
+            return fwht_rows(rows, self.B, s).tolist()
         return [[a * b for a, b in zip(fwht(z, self.B), s)] for z in rows]
 
 

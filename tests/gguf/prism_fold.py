@@ -186,10 +186,9 @@ def ternary_bytes(args, rng, typ, ne):
         at = 26 if typ == PTQ1_0 else 0
         block[at::size], block[at + 1::size] = d[:1] * (n // 128), d[1:] * (n // 128)
         return bytes(block)
-    blocks = []
+    blocks, choice = [], rng.choice
     for _ in range(n // 128):
         d = rng.uniform(0.5, 1.5) / math.sqrt(cols)
-        choice = rng.choice
         codes = [choice((0, 1, 2)) for _ in range(128)]
         if typ == PQ2_0:
             codes = [3 if rng.random() < 0.02 else c for c in codes]

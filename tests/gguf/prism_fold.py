@@ -301,10 +301,26 @@ def write(args):
 
 # ---- the fold undone, in float64 ----
 
-def fwht(v, B):
-    """H_B v per block of B, normalised."""
-    if q3._np is not None:
-        return fwht_rows([v], B)[0].tolist()
+def fwht_rows(rows, B, signs=None):
+    """H_B u per block of B, normalised, then times signs, of each row u: through numpy where it is
+    installed (the same butterflies in the same order on every row at once: the same bits), else
+    a loop."""
+    np = q3._np
+    if np is None:
+        return [fwht_loop(u, B, signs) for u in rows]
+    a = np.array(rows, dtype=np.float64)
+    n = a.shape[1]
+    h = 1
+    while h < B:
+        a = a.reshape(len(rows), n // (2 * h), 2, h)
+        p, q = a[:, :, 0, :], a[:, :, 1, :]
+        a = np.stack((p + q, p - q), axis=2)
+        h *= 2
+    a = a.reshape(len(rows), n) * (1.0 / math.sqrt(B))
+    return (a if signs is None else a * np.array(signs, dtype=np.float64)).tolist()
+
+
+def fwht_loop(v, B, signs):
     v = list(v)
     s = 1.0 / math.sqrt(B)
     for b0 in range(0, len(v), B):
@@ -315,23 +331,12 @@ def fwht(v, B):
                     p, q = v[j], v[j + h]
                     v[j], v[j + h] = p + q, p - q
             h *= 2
-    return [x * s for x in v]
+    v = [x * s for x in v]
+    return v if signs is None else [a * b for a, b in zip(v, signs)]
 
 
-def fwht_rows(rows, B, signs=None):
-    """fwht of each row (then times signs), through numpy: the butterflies of fwht in the same
-    order on every row at once, so the same bits."""
-    np = q3._np
-    a = np.array(rows, dtype=np.float64)
-    n = a.shape[1]
-    h = 1
-    while h < B:
-        a = a.reshape(len(rows), n // (2 * h), 2, h)
-        p, q = a[:, :, 0, :], a[:, :, 1, :]
-        a = np.stack((p + q, p - q), axis=2)
-        h *= 2
-    a = a.reshape(len(rows), n) * (1.0 / math.sqrt(B))
-    return a if signs is None else a * np.array(signs, dtype=np.float64)
+def fwht(v, B):
+    return fwht_rows([v], B)[0]
 
 
 class Fold:
@@ -366,30 +371,18 @@ class Fold:
         n = len(rows[0])
         s = self.signs.get(n, [1] * n)
         src = self.src_of(n) if permute and self.ablate != 'perm' else None
-        if q3._np is not None:
-            v = fwht_rows(rows, self.B, s)
-            if src:
-                w = q3._np.empty_like(v)
-                w[:, src] = v
-                v = w
-            return v.tolist()
-        out = []
-        for u in rows:
-            v = [a * b for a, b in zip(fwht(u, self.B), s)]
-            if src:
-                w = [0.0] * n
-                for o in range(n):
-                    w[src[o]] = v[o]
-                v = w
-            out.append(v)
+        out = fwht_rows(rows, self.B, s)
+        if src:
+            at = [0] * n  # the output index each input index is read from: w[src[o]] = v[o]
+            for o in range(n):
+                at[src[o]] = o
+            out = [[v[o] for o in at] for v in out]
         return out
 
     def embedding(self, rows):
         n = len(rows[0])
         s = self.signs.get(n, [1] * n)
-        if q3._np is not None:
-            return fwht_rows(rows, self.B, s).tolist()
-        return [[a * b for a, b in zip(fwht(z, self.B), s)] for z in rows]
+        return fwht_rows(rows, self.B, s)
 
 
 class Folded(q35.Qwen35):

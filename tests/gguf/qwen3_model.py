@@ -43,6 +43,11 @@ import random
 import struct
 import sys
 
+try:  # the float64 matrix products (matvec) through numpy where it is installed
+    import numpy as _np
+except ImportError:
+    _np = None
+
 VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FF, LAYERS = 384, 256, 4, 2, 96, 512, 2
 CTX, THETA, EPS = 512, 1000000.0, 1e-6
 EMBED_STD = 0.125                   # token_embd and output; logits of std ~2 after output_norm
@@ -646,6 +651,9 @@ def dot(a, b):
     return sum(map(operator.mul, a, b))
 
 
+_arrays = {}  # matvec's matrices as numpy arrays, by id (with the list, so the id stays its)
+
+
 def matvec(w, x):
     """w·x in float64: through numpy where it is installed (the same sums up to the last bits: its
     order of additions differs), else a Python loop. A matrix is converted once (kept by identity)."""
@@ -656,12 +664,6 @@ def matvec(w, x):
         hit = _arrays[id(w)] = (w, _np.array(w, dtype=_np.float64))
     return (hit[1] @ _np.array(x, dtype=_np.float64)).tolist()
 
-
-try:
-    import numpy as _np
-except ImportError:
-    _np = None
-_arrays = {}
 
 
 def add(a, b):

@@ -26,10 +26,11 @@ config.substitutions.append(('%json', 'python3 ' + os.path.join(config.test_sour
 config.substitutions.append(('%mktiny', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mktiny.py')))
 config.substitutions.append(('%bindir', bindir))
 config.substitutions.append(('%completion', os.path.join(config.test_source_root, '..', '..', 'tools', 'completion', 'rsr.bash')))
-# the float references of tests/gguf (*_model.py, prism_fold.py): a python3 with numpy where there
-# is one (the PATH's, else Debian's), whose matrix products are 10x the references' own loops
-ref_python = next((p for p in ['python3', '/usr/bin/python3'] if shutil.which(p) and subprocess.run(
-    [p, '-c', 'import numpy'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0), 'python3')
+# the float references of tests/gguf (*_model.py, prism_fold.py): the python3 tests/gguf/python.sh
+# picks for their scripts (one with numpy where there is one)
+ref_python = subprocess.run(['sh', '-c', '. "$1" && echo "$py"', 'sh',
+                             os.path.join(config.test_source_root, '..', 'gguf', 'python.sh')],
+                            stdout=subprocess.PIPE, text=True).stdout.strip() or 'python3'
 config.substitutions.append(('%refpy', ref_python))
 config.substitutions.append(('%mkspm', 'python3 ' + os.path.join(config.test_source_root, 'Inputs', 'mkspm.py')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', '')])

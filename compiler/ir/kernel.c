@@ -430,7 +430,7 @@ uint64_t kernel_data_size(const rsrc_kernel *kn) {
     return kn->off_perm + 2 * kn->plan->num_cols_kept;
 }
 
-/* Packs block blk of a base-3 layout (rsr_artifact.h, RSR_UNITS_B3_ROWS16) through out (a block's
+/* Packs block blk of a base-3 layout (rsr_artifact.h, RSR_UNITS_B3_ROWS16 or ROWS8) through out (a block's
  * bytes): its runs of five units as words of 10 digits, then its units left in the 2-bit form (i2,
  * that block's bytes packed as below). */
 static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, uint8_t *out, blob_writer *b) {
@@ -442,8 +442,9 @@ static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, uint8
             for (int32_t w = 0; w < 2 * L; w++, o += 2) {
                 uint8_t d[RSR_B3_DIGITS];
                 for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
-                    const int32_t k = rsr_b3_byte(w, n % 2), row = blk * L + k / 4;
-                    const int32_t c = (s * RSR_B3_RUN + n / 2) * kn->unit_cols + 4 * q + k % 4;
+                    int32_t p, cg, k;
+                    rsr_b3_place(L, q, w, n, &p, &cg, &k);
+                    const int32_t row = blk * L + k / 4, c = (s * RSR_B3_RUN + p) * kn->unit_cols + 4 * cg + k % 4;
                     d[n] = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
                 }
                 const uint16_t word = rsr_b3_word(d);

@@ -288,38 +288,63 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 
 #define UV_TILE3 2 /* 5 units' 16-bit sums of 2 tokens: 10 ymm */
 
-/* unit p's field of a base-3 run's vector t (rsr_artifact.h): digits n = 2p, 2p + 1 of every word
- * by vpmullw and vpmulhuw, packed by vpackuswb (within each 128-bit lane, as the layout's byte
- * order says) into 4 columns of unit p, codes 0..2 a byte: the bytes of the 2-bit layout's field */
-UV_INLINE __m256i uv_b3_field(__m256i t, int p) {
-    const __m256i three = _mm256_set1_epi16(3);
-    const __m256i t0 = p ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p])) : t;
-    const __m256i t1 = _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * p + 1]));
-    return _mm256_packus_epi16(_mm256_mulhi_epu16(t0, three), _mm256_mulhi_epu16(t1, three));
+/* A base-3 run (rsr_artifact.h, RSR_UNITS_B3_ROWS8) by pairs of vectors q, q + 1: five packed
+ * pairs of digit pairs, each giving two fields (4 columns of a unit, codes 0..2 a byte, the bytes of
+ * the 2-bit layout's field). Pair m of a word is ((w·9ᵐ mod 2¹⁶)·9) >> 16 = 3·d₂ₘ + d₂ₘ₊₁ (a
+ * vpmullw, a vpmulhuw), vpackuswb puts two words' pairs in a byte each, and a vpshufb of each
+ * digit's table splits them: 9 multiplies a vector where a multiply a digit took 19 (a unit of one
+ * token 1.5× the 2-bit codes' time before, 1.3× after; docs/performance.md). uv_b3_packs[i]: vectors (of the
+ * two) and pairs packed, units and columns (of 4, from 4q) the first digits and the second fill. */
+static const struct {
+    int8_t va, ma, vb, mb, p0, c0, p1, c1;
+} uv_b3_packs[5] = {{0, 0, 0, 1, 0, 0, 1, 0},
+                    {0, 2, 0, 3, 2, 0, 3, 0},
+                    {1, 0, 1, 1, 0, 1, 1, 1},
+                    {1, 2, 1, 3, 2, 1, 3, 1},
+                    {0, 4, 1, 4, 4, 0, 4, 1}};
+UV_INLINE __m256i uv_b3_pair(__m256i t, int m) {
+    const __m256i tm = m ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * m])) : t;
+    return _mm256_mulhi_epu16(tm, _mm256_set1_epi16(9));
+}
+UV_INLINE void uv_b3_fields(const __m256i t[2], int i, __m256i k[2]) {
+    const __m256i first = _mm256_setr_epi8(0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 0,
+                                           0, 0, 0, 0, 0, 0);
+    const __m256i second = _mm256_setr_epi8(0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 2, 0, 1, 2,
+                                            0, 0, 0, 0, 0, 0, 0);
+    const __m256i e = _mm256_packus_epi16(uv_b3_pair(t[uv_b3_packs[i].va], uv_b3_packs[i].ma),
+                                          uv_b3_pair(t[uv_b3_packs[i].vb], uv_b3_packs[i].mb));
+    k[0] = _mm256_shuffle_epi8(first, e), k[1] = _mm256_shuffle_epi8(second, e);
 }
 
-/* a base-3 run: each vector's fields decoded once for the tile's tokens (uv_b3_field), then
- * vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16 bits for each unit and
- * token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
+/* a base-3 run: each pair of vectors' fields decoded once for the tile's tokens (uv_b3_fields),
+ * then vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16 bits for each unit
+ * and token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
 UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
     __m256i h[RSR_B3_RUN][UV_TILE3];
 #pragma GCC unroll 5
     for (int p = 0; p < RSR_B3_RUN; p++)
 #pragma GCC unroll 2
         for (int j = 0; j < NT; j++) h[p][j] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++) {
-        const __m256i t = _mm256_loadu_si256((const void *)(wr + 32 * q));
-        if (UV_PREFETCH && q % 2 == 0) uv_prefetch(wr + 32 * q);
+#pragma GCC unroll 4
+    for (int q = 0; q < 8; q += 2) {
+        const __m256i t[2] = {_mm256_loadu_si256((const void *)(wr + 32 * q)),
+                              _mm256_loadu_si256((const void *)(wr + 32 * q + 32))};
+        if (UV_PREFETCH) uv_prefetch(wr + 32 * q);
 #pragma GCC unroll 5
-        for (int p = 0; p < RSR_B3_RUN; p++) {
-            const __m256i k = uv_b3_field(t, p);
+        for (int i = 0; i < 5; i++) {
+            __m256i k[2];
+            uv_b3_fields(t, i, k);
 #pragma GCC unroll 2
-            for (int j = 0; j < NT; j++) {
-                int32_t v;
-                memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)q, 4);
-                h[p][j] = _mm256_add_epi16(h[p][j], _mm256_maddubs_epi16(k, _mm256_set1_epi32(v)));
-                __asm__("" : "+x"(h[p][j])); /* as in uv_sums */
+            for (int d = 0; d < 2; d++) {
+                const int p = d ? uv_b3_packs[i].p1 : uv_b3_packs[i].p0,
+                          c = q + (d ? uv_b3_packs[i].c1 : uv_b3_packs[i].c0);
+#pragma GCC unroll 2
+                for (int j = 0; j < NT; j++) {
+                    int32_t v;
+                    memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)c, 4);
+                    h[p][j] = _mm256_add_epi16(h[p][j], _mm256_maddubs_epi16(k[d], _mm256_set1_epi32(v)));
+                    __asm__("" : "+x"(h[p][j])); /* as in uv_sums */
+                }
             }
         }
     }
@@ -330,8 +355,8 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
             a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(h[p][j], _mm256_set1_epi16(1)));
 }
 
-/* rsr_b3_to_i2 for a block of 8 rows, by vectors: each run's 8 vectors give their 5 units' fields
- * (uv_b3_field), put in place by shifts (codes ≤ 2: a field stays in its 2 bits of each byte) */
+/* rsr_b3_to_i2 for a block of 8 rows, by pairs of vectors: their fields (uv_b3_fields) put in place
+ * by shifts (codes ≤ 2: a field stays in its 2 bits of each byte), a group of 4 fields at a time */
 __attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, int32_t units, uint8_t *i2) {
     const int32_t runs = units / RSR_B3_RUN;
     for (int32_t s = 0; s < runs; s++, b3 += 8 * 32)
@@ -340,12 +365,21 @@ __attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, i
             __m256i o[RSR_B3_RUN];
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (int f = 0; f < 4; f++) {
-                const __m256i t = _mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f)));
+#pragma GCC unroll 2
+            for (int f = 0; f < 4; f += 2) {
+                const __m256i t[2] = {_mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f))),
+                                      _mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f + 1)))};
 #pragma GCC unroll 5
-                for (int p = 0; p < RSR_B3_RUN; p++)
-                    o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(uv_b3_field(t, p), 2 * f));
+                for (int i = 0; i < 5; i++) {
+                    __m256i k[2];
+                    uv_b3_fields(t, i, k);
+#pragma GCC unroll 2
+                    for (int d = 0; d < 2; d++) {
+                        const int p = d ? uv_b3_packs[i].p1 : uv_b3_packs[i].p0;
+                        const int c = f + (d ? uv_b3_packs[i].c1 : uv_b3_packs[i].c0);
+                        o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(k[d], 2 * c));
+                    }
+                }
             }
 #pragma GCC unroll 5
             for (int p = 0; p < RSR_B3_RUN; p++)

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    22u /* 22: NEON's rows in lanes (enum rsr_units_layout's RSR_UNITS_ROWS4); 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    23u /* 23: RSR_UNITS_B3_ROWS8's digits placed by pairs (rsr_b3_place); 22: NEON's rows in lanes (enum rsr_units_layout's RSR_UNITS_ROWS4); 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -139,12 +139,18 @@ typedef struct rsr_artifact_matrix {
  * 5) in the 2-bit form above. A run is 8 vectors of 4L bytes, vector q holding 2L 16-bit words
  * (little-endian); word w holds 10 base-3 digits, the first the most significant, as
  * w = ceil(v·65536/59049) of their base-3 number v (digit n = ((w·3ⁿ mod 2¹⁶)·3) >> 16: one
- * vpmulhuw). Digit n = 2p + h is the code (weight + 1) of the run's unit p, row k / 4 of the
- * block and column 4q + k % 4 of the unit, k = 16·(w / 8) + 8h + w % 8: the byte that vpackuswb
- * of digits 2p and 2p + 1 puts it in (rsr_b3_byte), so a run decodes into the 2-bit layout's
- * byte order, 4 columns of each row in its int32 lane. rsr_b3_block_bytes gives a block's size.
- * The compiled kernels of such a matrix read the 2-bit layout: a runtime without its own kernel
- * for the layout converts the codes when it loads (rsr_b3_to_i2). */
+ * vpmulhuw; digits 2m and 2m + 1 together, 3·d₂ₘ + d₂ₘ₊₁ = ((w·9ᵐ mod 2¹⁶)·9) >> 16). Digit n of
+ * word w of vector q is the code (weight + 1) of the run's unit p, row k / 4 of the block and
+ * column 4c + k % 4 of the unit, with (p, c, k) = rsr_b3_place(L, q, w, n) and k a byte of the
+ * 2-bit layout's field (4 columns of each row in its int32 lane), k = rsr_b3_byte(w, h):
+ * - ROWS16: p = n / 2, c = q, h = n % 2: vpackuswb of digits 2p and 2p + 1 puts them in place.
+ * - ROWS8, by pairs m = n / 2 (d = n % 2: the pair's first or second digit): for m < 4, unit
+ *   2·(m / 2) + d, c = q, h = m % 2; for m = 4, unit 4, c = 2·(q / 2) + d, h = q % 2. So
+ *   vpackuswb of pairs 2i and 2i + 1 of a vector (or pair 4 of vectors q and q + 1) holds, in each
+ *   byte, the pair whose first digits one vpshufb makes a field of and whose second another does.
+ * rsr_b3_block_bytes gives a block's size. The compiled kernels of such a matrix read the 2-bit
+ * layout: a runtime without its own kernel for the layout converts the codes when it loads
+ * (rsr_b3_to_i2). */
 /* RSR_UNITS_ROWS4 (i2-units-rows in a NEON q register, sdot: aarch64-dotprod and -i8mm; rsr_k 4):
  * the 2-bit layout above with blocks of 4 rows (b·cols bytes) and groups of 16 bytes (from
  * u·unit_cols). */
@@ -164,8 +170,18 @@ static inline int rsr_units_base3(int32_t layout) {
 static inline int32_t rsr_units_rows(int32_t layout) { /* rows a block: L */
     return layout == RSR_UNITS_ROWS16 || layout == RSR_UNITS_B3_ROWS16 ? 16 : layout == RSR_UNITS_ROWS4 ? 4 : 8;
 }
-/* the byte of a run's vector that word w's digit 2p + h decodes into (above) */
+/* the byte of a field that word w's digit of half h decodes into (above) */
 static inline int32_t rsr_b3_byte(int32_t w, int32_t h) { return 16 * (w / 8) + 8 * h + w % 8; }
+/* digit n of word w of a run's vector q: unit *p of the run, its columns 4·(*c) to 4·(*c) + 3, byte *k (above) */
+static inline void rsr_b3_place(int32_t L, int32_t q, int32_t w, int32_t n, int32_t *p, int32_t *c, int32_t *k) {
+    const int32_t m = n / 2, d = n % 2;
+    if (L == 16)
+        *p = m, *c = q, *k = rsr_b3_byte(w, d);
+    else if (m < 4)
+        *p = 2 * (m / 2) + d, *c = q, *k = rsr_b3_byte(w, m % 2);
+    else
+        *p = 4, *c = 2 * (q / 2) + d, *k = rsr_b3_byte(w, q % 2);
+}
 /* a block's bytes: L rows of `units` units of 32 columns */
 static inline uint64_t rsr_b3_block_bytes(int32_t L, int32_t units) {
     return (uint64_t)(units / RSR_B3_RUN * 8 + units % RSR_B3_RUN * 2) * 4u * (uint64_t)L;
@@ -189,11 +205,13 @@ static inline void rsr_b3_to_i2(const uint8_t *b3, int32_t L, int32_t units, uin
                 const uint8_t *at = b3 + ((size_t)s * 8 + (size_t)q) * (size_t)V + 2 * (size_t)w;
                 const uint16_t word = (uint16_t)(at[0] | at[1] << 8);
                 for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
-                    const int32_t p = n / 2, k = rsr_b3_byte(w, n % 2), u = s * RSR_B3_RUN + p;
-                    /* row k / 4, column 4q + k % 4 of unit u: group q / 4, field q % 4, byte k */
-                    uint8_t *byte = i2 + ((size_t)u * 2 + (size_t)(q / 4)) * (size_t)V + (size_t)k;
+                    int32_t p, c, k;
+                    rsr_b3_place(L, q, w, n, &p, &c, &k);
+                    /* row k / 4, column 4c + k % 4 of unit u: group c / 4, field c % 4, byte k */
+                    const int32_t u = s * RSR_B3_RUN + p;
+                    uint8_t *byte = i2 + ((size_t)u * 2 + (size_t)(c / 4)) * (size_t)V + (size_t)k;
                     *byte =
-                        (uint8_t)((*byte & ~(3u << (2 * (q % 4)))) | (uint32_t)rsr_b3_digit(word, n) << (2 * (q % 4)));
+                        (uint8_t)((*byte & ~(3u << (2 * (c % 4)))) | (uint32_t)rsr_b3_digit(word, n) << (2 * (c % 4)));
                 }
             }
     const uint8_t *tail = b3 + (size_t)runs * 8 * (size_t)V;

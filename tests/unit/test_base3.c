@@ -1,9 +1,10 @@
 /*
  * test_base3 — the base-3 layouts' arithmetic (runtime/include/rsr_artifact.h, RSR_UNITS_B3_ROWS16
  * and B3_ROWS8): every one of the 3^10 words of 10 digits decodes by ((w·3ⁿ mod 2¹⁶)·3) >> 16 to its
- * digits (the rule the kernels' vpmullw/vpmulhuw compute), and a block packed as the header's text
- * says (words of unit p's rows and columns by the byte k = 16·(w/8) + 8h + w%8, the units past the
- * last run in the 2-bit form) becomes, through rsr_b3_to_i2, the 2-bit layout holding every code
+ * digits (the rule the kernels' vpmullw/vpmulhuw compute) and its pairs of digits by
+ * ((w·3ⁿ mod 2¹⁶)·9) >> 16 (AVX2's rule), and a block packed as the header's text says (each digit
+ * placed by unit, column and byte k = 16·(w/8) + 8h + w%8: ROWS16 by digit, ROWS8 by pairs; the
+ * units past the last run in the 2-bit form) becomes, through rsr_b3_to_i2, the 2-bit layout holding every code
  * where that layout's text puts it (group c/16, field c%16/4, byte 4r + c%4), for blocks of 16 and 8
  * rows and widths that leave 0 to 4 units past the runs. On x86 with AVX2, the runtime's vector
  * conversion of an 8-row block (rt_b3_to_i2_rows8_avx2, what a prompt's steps run base-3 matrices
@@ -32,6 +33,8 @@ static void check_words(void) {
             for (int i = 0; i < n; i++) p3 *= 3;
             t = (t * p3) & 0xffffu;
             bad += ((t * 3u) >> 16) != d[n] || rsr_b3_digit(w, n) != d[n];
+            if (n % 2 == 0) /* digits n and n + 1 together: ((w·3ⁿ mod 2¹⁶)·9) >> 16 = 3·dₙ + dₙ₊₁ */
+                bad += ((t * 9u) >> 16) != 3u * d[n] + d[n + 1];
         }
     }
     EXPECT(bad == 0, "%d digits of the 59049 words decode wrong", bad);
@@ -48,8 +51,14 @@ static void check_block(int32_t L, int32_t units) {
             for (int32_t w = 0; w < 2 * L; w++) {
                 uint8_t d[RSR_B3_DIGITS];
                 for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
-                    const int32_t p = n / 2, h = n % 2, k = 16 * (w / 8) + 8 * h + w % 8;
-                    d[n] = code[(k / 4) * cols + (s * RSR_B3_RUN + p) * 32 + 4 * q + k % 4];
+                    /* ROWS16: unit n / 2, columns from 4q, half n % 2; ROWS8 by pairs m (digit d of
+                       the pair): m < 4 unit 2(m / 2) + d, columns from 4q, half m % 2; m = 4 unit 4,
+                       columns from 4(2(q / 2) + d), half q % 2 */
+                    const int32_t m = n / 2, dd = n % 2;
+                    const int32_t p = L == 16 ? m : m < 4 ? 2 * (m / 2) + dd : 4;
+                    const int32_t c = L == 16 || m < 4 ? q : 2 * (q / 2) + dd;
+                    const int32_t h = L == 16 ? dd : m < 4 ? m % 2 : q % 2, k = 16 * (w / 8) + 8 * h + w % 8;
+                    d[n] = code[(k / 4) * cols + (s * RSR_B3_RUN + p) * 32 + 4 * c + k % 4];
                 }
                 const uint16_t word = rsr_b3_word(d);
                 uint8_t *at = b3 + ((size_t)s * 8 + (size_t)q) * (size_t)V + 2 * (size_t)w;

@@ -241,7 +241,8 @@ static bool hc_rows(const uint8_t *blocks, int32_t dtype, int32_t n, int32_t gro
             scale[b] = d;
             rsr_block_codes(dtype, r, c);
             uint8_t *g = codes + 64 * (size_t)(b / bag) + (size_t)(b % bag) * (size_t)q4;
-            for (int32_t j = 0; j < qk; j++) g[j % q4] |= (uint8_t)(c[j] << (2 * (j / q4)));
+            for (int32_t f = 0; f < 4; f++) /* weight f·q4 + i in bits 2f of byte i (no division a weight) */
+                for (int32_t i = 0; i < q4; i++) g[i] |= (uint8_t)(c[f * q4 + i] << (2 * f));
         }
         maxd[v] = md;
     }

@@ -106,6 +106,13 @@ if __name__ == '__main__':
         data += bytes((32 - len(data) % 32) % 32)
         tensors.append([b'blk.0.attn_q.scale', [], 0, len(data)])
         data += struct.pack('<f', 2.0)
+    elif brk == 'dup-token':  # the vocabulary's token 200 spelled as token 100
+        at = kv_index(b'tokenizer.ggml.tokens'); raw = kvs[at][2]
+        n, q, toks = struct.unpack_from('<Q', raw, 4)[0], 12, []
+        for _ in range(n):
+            m = struct.unpack_from('<Q', raw, q)[0]; toks.append(raw[q + 8:q + 8 + m]); q += 8 + m
+        toks[200] = toks[100]
+        kvs[at][2] = raw[:12] + b''.join(s(x) for x in toks)
     elif brk == 'pre-falcon3':  # not broken: Falcon 3's name for Llama 3's split
         kvs[kv_index(b'tokenizer.ggml.pre')][2] = s(b'falcon3')
     elif brk == 'gemma3-softcap':  # Gemma2's final logit soft-capping, which rsrc has not

@@ -379,8 +379,6 @@ static void write_cache(tune_state *ts) {
 
 /* ---- keys ---- */
 
-static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* Everything about the machine and the code generator that a measurement depends on. */
 static char *make_target_key(const rsrc_target *t, const kernel_printer *pr, int opt_level) {
     const bool use_llvm = pr->pending != NULL; /* objects of its own, not the C compiler's */
@@ -389,7 +387,7 @@ static char *make_target_key(const rsrc_target *t, const kernel_printer *pr, int
         if (*p == '=' || *p == '>' || (unsigned char)*p < 32) *p = '-';
     const char **f = xmalloc(sizeof *f * (size_t)(t->nfeatures + 1));
     for (int i = 0; i < t->nfeatures; i++) f[i] = t->features[i];
-    qsort(f, (size_t)t->nfeatures, sizeof *f, by_string);
+    qsort(f, (size_t)t->nfeatures, sizeof *f, rsrc_cmp_names);
     char *features = xstrdup("");
     for (int i = 0; i < t->nfeatures; i++) {
         char *s = xasprintf("%s%s+%s", features, i ? "," : "", f[i]);

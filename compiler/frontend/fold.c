@@ -84,8 +84,6 @@ static int name_kind(const gguf_file *g, const rsrc_model *m, const char *name, 
                g->path, (int)(len > 80 ? 80 : len), name);
 }
 
-static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* The sign vectors: explicit ones checked (±1, one per width, the count exact), in m->fold_*. */
 static void read_signs(rsrc_model *m, const gguf_file *g, bool explicit_signs) {
     if (!explicit_signs) {
@@ -163,15 +161,13 @@ static void read_names(rsrc_model *m, const gguf_file *g) {
         check_width(m, g, name, t->ne[0]);
         if (kind < 0) m->fold_lm_head = true;
     }
-    qsort(m->fold_names, (size_t)m->fold_nnames, sizeof *m->fold_names, str_cmp);
-    for (int32_t i = 1; i < m->fold_nnames; i++)
-        if (!strcmp(m->fold_names[i - 1], m->fold_names[i]))
-            rsrc_fatal("%s: metadata '" KEY "weight_names' lists '%s' twice", g->path, m->fold_names[i]);
+    const char *twice = rsrc_sorted_repeat(m->fold_names, (size_t)m->fold_nnames);
+    if (twice) rsrc_fatal("%s: metadata '" KEY "weight_names' lists '%s' twice", g->path, twice);
 }
 
 bool model_fold_lists(const rsrc_model *m, const char *gguf_name) {
     return m->fold_nnames &&
-           bsearch(&gguf_name, m->fold_names, (size_t)m->fold_nnames, sizeof *m->fold_names, str_cmp) != NULL;
+           bsearch(&gguf_name, m->fold_names, (size_t)m->fold_nnames, sizeof *m->fold_names, rsrc_cmp_names) != NULL;
 }
 
 /* Matrices that read one input are rotated once: all of a layer's present ones folded, or none. */
@@ -258,9 +254,9 @@ void model_fold_add(rsrc_model *m, const char *name) {
 }
 
 void fold_finish(rsrc_model *m) {
-    if (m->nfolded) qsort(m->folded, (size_t)m->nfolded, sizeof *m->folded, str_cmp);
+    if (m->nfolded) qsort(m->folded, (size_t)m->nfolded, sizeof *m->folded, rsrc_cmp_names);
 }
 
 bool model_folded(const rsrc_model *m, const char *name) {
-    return m->nfolded && bsearch(&name, m->folded, (size_t)m->nfolded, sizeof *m->folded, str_cmp) != NULL;
+    return m->nfolded && bsearch(&name, m->folded, (size_t)m->nfolded, sizeof *m->folded, rsrc_cmp_names) != NULL;
 }

@@ -1016,21 +1016,18 @@ static bool meta_is(const gguf_file *g, const char *key, const char *want) {
     return v && v->type == GGUF_STR && v->len == strlen(want) && !memcmp(v->str, want, v->len);
 }
 
-/* a string array's elements as C strings, in one block the arena releases */
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 /* Refuses a vocabulary with a token twice, found by sorting (a 248K vocabulary asked of cJSON's
  * object one token at a time took minutes) */
-static void vocab_unique(const gguf_file *g, const cJSON *vocab) {
-    const int n = cJSON_GetArraySize(vocab);
-    const char **k = xmalloc(sizeof *k * (size_t)(n ? n : 1));
-    int i = 0;
-    for (const cJSON *e = vocab->child; e; e = e->next) k[i++] = e->string;
-    qsort(k, (size_t)n, sizeof *k, cmp_str);
-    for (i = 1; i < n; i++)
-        if (!strcmp(k[i - 1], k[i])) rsrc_fatal("%s: token '%s' appears twice", g->path, k[i]);
-    free(k);
+static void vocab_unique(rsrc_arena *ar, const gguf_file *g, const cJSON *vocab) {
+    char **k = xmalloc(sizeof *k * (size_t)(cJSON_GetArraySize(vocab) + 1));
+    rsrc_arena_own(ar, free, k);
+    size_t n = 0;
+    for (const cJSON *e = vocab->child; e; e = e->next) k[n++] = e->string;
+    const char *twice = rsrc_sorted_repeat(k, n);
+    if (twice) rsrc_fatal("%s: token '%s' appears twice", g->path, twice);
 }
 
+/* a string array's elements as C strings, in one block the arena releases */
 static char **string_array(rsrc_arena *ar, const gguf_file *g, const gguf_value *v) {
     uint64_t at = v->first, bytes = 0, len;
     for (uint64_t i = 0; i < v->n; i++) gguf_next_str(g, &at, &len), bytes += len + 1;
@@ -1168,7 +1165,7 @@ static char *tokenizer_json(const gguf_file *g, int32_t bos, int32_t eos, size_t
         } else if (type != 5)
             cJSON_AddNumberToObject(vocab, t[i], (double)i);
     }
-    vocab_unique(g, vocab);
+    vocab_unique(ar, g, vocab);
     cJSON *ml = cJSON_CreateArray(); /* no refusal from here until it is attached */
     for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(mg[i]));
     bpe_json_pipeline(root, qwen2 ? bpe_qwen2_split : bpe_llama3_split);

@@ -424,8 +424,6 @@ static bool shard_name(const char *name, long *k, long *of) {
     return start < dash && end != dash + 4 && !strcmp(end, ".safetensors") && *k >= 1 && *k <= *of;
 }
 
-static int by_file_name(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
-
 static dir_contents scan_dir(rsrc_arena *ar, const char *dir) {
     dir_contents c = {0};
     DIR *d = opendir(dir);
@@ -445,7 +443,7 @@ static dir_contents scan_dir(rsrc_arena *ar, const char *dir) {
     }
     if (d) closedir(d);
     if (c.shards) rsrc_arena_own(ar, free, c.shards);
-    if (c.nshards) qsort(c.shards, (size_t)c.nshards, sizeof *c.shards, by_file_name);
+    if (c.nshards) qsort(c.shards, (size_t)c.nshards, sizeof *c.shards, rsrc_cmp_names);
     return c;
 }
 

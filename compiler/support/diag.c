@@ -389,3 +389,11 @@ const char *rsrc_env_or(const char *name, const char *fallback) {
     const char *v = getenv(name);
     return v && *v ? v : fallback;
 }
+
+int rsrc_cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+const char *rsrc_sorted_repeat(char **names, size_t n) {
+    if (n) qsort(names, n, sizeof *names, rsrc_cmp_names);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(names[i - 1], names[i])) return names[i];
+    return NULL;
+}

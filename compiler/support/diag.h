@@ -29,6 +29,11 @@ void rsrc_note(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 void diag_before_message(void (*fn)(void));
 extern int rsrc_verbosity;
 void register_temp(const char *path); /* removed by rsrc_fatal() and at exit unless released */
+/* qsort and bsearch order of C strings held by pointer */
+int rsrc_cmp_names(const void *a, const void *b);
+/* Sorts names[0..n) (rsrc_cmp_names); one of them that appears twice, or NULL */
+const char *rsrc_sorted_repeat(char **names, size_t n);
+
 /* Arenas: what a loader holds while it may still fail. A loader opens one, allocates its
  * temporaries from it and gives it what else it must release (rsrc_arena_own: a cJSON tree, the result
  * being built); one rsrc_arena_close releases all of it, newest first. rsrc_fatal() closes every open arena,

@@ -443,7 +443,7 @@ static void write_b3_data(rsrc_kernel *kn, const uint8_t *i2, int32_t blk, uint8
                 uint8_t d[RSR_B3_DIGITS];
                 for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
                     int32_t p, cg, k;
-                    rsr_b3_place(L, q, w, n, &p, &cg, &k);
+                    rsr_b3_place(q, w, n, &p, &cg, &k);
                     const int32_t row = blk * L + k / 4, c = (s * RSR_B3_RUN + p) * kn->unit_cols + 4 * cg + k % 4;
                     d[n] = (uint8_t)(t->w[(size_t)row * (size_t)t->cols + (size_t)c] + 1);
                 }

@@ -87,8 +87,11 @@ float rt_head_dot_codes_avx2(const uint8_t *codes, const float *scales, const rt
 
 void rt_units_rows16_vnni(const rt_units_call *c); /* and RSR_UNITS_B3_ROWS16 */
 void rt_units_rows8_avx2(const rt_units_call *c);  /* RSR_UNITS_ROWS8 and B3_ROWS8, the same bits */
-/* rsr_b3_to_i2 of one block of RSR_UNITS_B3_ROWS8 (8 rows, units of 32 columns): the same bytes */
+/* rsr_b3_to_i2 of one block of RSR_UNITS_B3_ROWS16 (16 rows; the AVX-512 VNNI family) or B3_ROWS8 (8 rows; AVX2),
+ * units of 32 columns: the same bytes */
+void rt_b3_to_i2_rows16_vnni(const uint8_t *b3, int32_t units, uint8_t *i2);
 void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, int32_t units, uint8_t *i2);
+
 #endif
 
 #endif

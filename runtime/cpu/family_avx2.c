@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "attn_kernels.h"
+#include "b3_pairs.h"
 #include "family.h"
 #include "rsr_artifact.h"
 
@@ -288,32 +289,18 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 
 #define UV_TILE3 2 /* 5 units' 16-bit sums of 2 tokens: 10 ymm */
 
-/* A base-3 run (rsr_artifact.h, RSR_UNITS_B3_ROWS8) by pairs of vectors q, q + 1: five packed
- * pairs of digit pairs, each giving two fields (4 columns of a unit, codes 0..2 a byte, the bytes of
- * the 2-bit layout's field). Pair m of a word is ((w·9ᵐ mod 2¹⁶)·9) >> 16 = 3·d₂ₘ + d₂ₘ₊₁ (a
- * vpmullw, a vpmulhuw), vpackuswb puts two words' pairs in a byte each, and a vpshufb of each
- * digit's table splits them: 9 multiplies a vector where a multiply a digit took 19 (a unit of
- * one token 1.5× the 2-bit codes' time before, 1.3× after; docs/performance.md). uv_b3_packs[i]:
- * the vectors (of the two) and pairs packed, and the unit p[d] and column c[d] (of 4, from 4q) that
- * the first digits (d = 0) and the second (d = 1) fill. */
-static const struct {
-    int8_t va, ma, vb, mb, p[2], c[2];
-} uv_b3_packs[5] = {{0, 0, 0, 1, {0, 1}, {0, 0}},
-                    {0, 2, 0, 3, {2, 3}, {0, 0}},
-                    {1, 0, 1, 1, {0, 1}, {1, 1}},
-                    {1, 2, 1, 3, {2, 3}, {1, 1}},
-                    {0, 4, 1, 4, {4, 4}, {0, 1}}};
+/* A base-3 run (rsr_artifact.h, RSR_UNITS_B3_ROWS8) by pairs of vectors q, q + 1 as b3_pairs.h's
+ * rt_b3_packs says (a unit of one token 1.5× the 2-bit codes' time by a multiply a digit, 1.3× by
+ * pairs; docs/performance.md) */
 UV_INLINE __m256i uv_b3_pair(__m256i t, int m) {
     const __m256i tm = m ? _mm256_mullo_epi16(t, _mm256_set1_epi16((short)rsr_b3_pow3[2 * m])) : t;
     return _mm256_mulhi_epu16(tm, _mm256_set1_epi16(9));
 }
 UV_INLINE void uv_b3_fields(const __m256i t[2], int i, __m256i k[2]) {
-    const __m256i first = _mm256_setr_epi8(0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 0,
-                                           0, 0, 0, 0, 0, 0);
-    const __m256i second = _mm256_setr_epi8(0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 1, 2, 0, 1, 2,
-                                            0, 0, 0, 0, 0, 0, 0);
-    const __m256i e = _mm256_packus_epi16(uv_b3_pair(t[uv_b3_packs[i].va], uv_b3_packs[i].ma),
-                                          uv_b3_pair(t[uv_b3_packs[i].vb], uv_b3_packs[i].mb));
+    const __m256i first = _mm256_setr_epi8(RT_B3_FIRST, RT_B3_FIRST),
+                  second = _mm256_setr_epi8(RT_B3_SECOND, RT_B3_SECOND);
+    const __m256i e = _mm256_packus_epi16(uv_b3_pair(t[rt_b3_packs[i].va], rt_b3_packs[i].ma),
+                                          uv_b3_pair(t[rt_b3_packs[i].vb], rt_b3_packs[i].mb));
     k[0] = _mm256_shuffle_epi8(first, e), k[1] = _mm256_shuffle_epi8(second, e);
 }
 
@@ -337,7 +324,7 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
             uv_b3_fields(t, i, k);
 #pragma GCC unroll 2
             for (int d = 0; d < 2; d++) {
-                const int p = uv_b3_packs[i].p[d], c = q + uv_b3_packs[i].c[d];
+                const int p = rt_b3_packs[i].p[d], c = q + rt_b3_packs[i].c[d];
 #pragma GCC unroll 2
                 for (int j = 0; j < NT; j++) {
                     int32_t v;
@@ -375,7 +362,7 @@ __attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, i
                     uv_b3_fields(t, i, k);
 #pragma GCC unroll 2
                     for (int d = 0; d < 2; d++) {
-                        const int p = uv_b3_packs[i].p[d], c = f + uv_b3_packs[i].c[d];
+                        const int p = rt_b3_packs[i].p[d], c = f + rt_b3_packs[i].c[d];
                         o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(k[d], 2 * c));
                     }
                 }

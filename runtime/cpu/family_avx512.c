@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "attn_kernels.h"
+#include "b3_pairs.h"
 #include "family.h"
 #include "rsr_artifact.h"
 #include "louver_kernels.h"
@@ -261,7 +262,12 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
     }
 #pragma GCC unroll 16
     for (int g = 0; g < G; g++) {
-        const __m512i v = _mm512_loadu_si512(wu + 64 * g);
+        __m512i v = _mm512_loadu_si512(wu + 64 * g);
+        /* a register, read by the four fields' shifts: GCC otherwise loads the codes again for each
+           (a memory operand of vpsrlw), and a unit of one token then took 4.4 ns instead of 3.2 on a
+           Zen 5, whose loads of 64 bytes are what a decode's kernel waits on (docs/performance.md);
+           a whole tile of 8 tokens is 3% faster with the loads */
+        if (NT < UV_TILE) __asm__("" : "+v"(v));
 #pragma GCC unroll 4
         for (int f = 0; f < 4; f++) {
             const __m512i k = _mm512_and_si512(_mm512_srli_epi16(v, 2 * f), _mm512_set1_epi8(3));
@@ -283,29 +289,91 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 
 #define UV_TILE3 4 /* 5 units' sums of 4 tokens: 20 zmm */
 
-/* a base-3 run (rsr_artifact.h): each vector's digits n = 2p, 2p + 1 of every word at once,
- * ((w·3ⁿ mod 2¹⁶)·3) >> 16 by vpmullw (independent of the other digits') and vpmulhuw, packed by
- * vpackuswb into 4 columns of unit p (a row's 4 bytes in its lane), then vpdpbusd into the unit's
- * sums for each token: 5·NT sums, 5 chains a token (a tile of 8 tokens in passes of 3 and 2 units
- * measured no faster, and took clang with the sanitizers 20 minutes) */
-UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
-    const __m512i three = _mm512_set1_epi16(3);
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++) {
-        const __m512i t = _mm512_loadu_si512(wr + 64 * q);
+/* A base-3 run (rsr_artifact.h, RSR_UNITS_B3_ROWS16) by pairs of vectors q, q + 1 as b3_pairs.h's
+ * rt_b3_packs says, on zmm (vpackuswb and vpshufb work in each 16-byte lane as on ymm) */
+/* every pair m of the two vectors' words: P[v][m] = ((w·9ᵐ mod 2¹⁶)·9) >> 16 */
+UV_INLINE void uv_b3_pairs(const __m512i t[2], __m512i P[2][5]) {
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) {
+        __m512i tm = t[v];
 #pragma GCC unroll 5
-        for (int p = 0; p < RSR_B3_RUN; p++) {
-            const __m512i t0 = p ? _mm512_mullo_epi16(t, _mm512_set1_epi16((short)rsr_b3_pow3[2 * p])) : t;
-            const __m512i t1 = _mm512_mullo_epi16(t, _mm512_set1_epi16((short)rsr_b3_pow3[2 * p + 1]));
-            const __m512i k = _mm512_packus_epi16(_mm512_mulhi_epu16(t0, three), _mm512_mulhi_epu16(t1, three));
+        for (int m = 0; m < 5; m++) {
+            /* w·9ᵐ by a multiply (from w·9ᵐ⁻¹ by a shift and an add measured slower on a Zen 5) */
+            if (m) tm = _mm512_mullo_epi16(t[v], _mm512_set1_epi16((short)rsr_b3_pow3[2 * m]));
+            P[v][m] = _mm512_mulhi_epu16(tm, _mm512_set1_epi16(9));
+        }
+    }
+}
+UV_INLINE void uv_b3_fields(__m512i P[2][5], int i, __m512i k[2]) {
+    const __m512i first = _mm512_broadcast_i32x4(_mm_setr_epi8(RT_B3_FIRST));
+    const __m512i second = _mm512_broadcast_i32x4(_mm_setr_epi8(RT_B3_SECOND));
+    const __m512i e =
+        _mm512_packus_epi16(P[rt_b3_packs[i].va][rt_b3_packs[i].ma], P[rt_b3_packs[i].vb][rt_b3_packs[i].mb]);
+    k[0] = _mm512_shuffle_epi8(first, e), k[1] = _mm512_shuffle_epi8(second, e);
+}
+
+/* a base-3 run: each pair of vectors' fields decoded once for the tile's tokens (uv_b3_fields),
+ * then vpdpbusd into the unit's sums for each token: 5·NT sums, 5 chains a token (a tile of 8
+ * tokens in passes of 3 and 2 units measured no faster, and took clang with the sanitizers 20
+ * minutes) */
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 8; q += 2) {
+        const __m512i t[2] = {_mm512_loadu_si512(wr + 64 * q), _mm512_loadu_si512(wr + 64 * q + 64)};
+        __m512i P[2][5];
+        uv_b3_pairs(t, P);
+#pragma GCC unroll 5
+        for (int i = 0; i < 5; i++) {
+            __m512i k[2];
+            uv_b3_fields(P, i, k);
+#pragma GCC unroll 2
+            for (int d = 0; d < 2; d++) {
+                const int p = rt_b3_packs[i].p[d], c = q + rt_b3_packs[i].c[d];
 #pragma GCC unroll 8
-            for (int j = 0; j < NT; j++) {
-                int32_t v;
-                memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)q, 4);
-                a[p][j] = _mm512_dpbusd_epi32(a[p][j], k, _mm512_set1_epi32(v));
+                for (int j = 0; j < NT; j++) {
+                    int32_t v;
+                    memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)c, 4);
+                    a[p][j] = _mm512_dpbusd_epi32(a[p][j], k[d], _mm512_set1_epi32(v));
+                }
             }
         }
     }
+}
+
+/* rsr_b3_to_i2 for a block of 16 rows, by pairs of vectors: their fields (uv_b3_fields) put in
+ * place by shifts (codes ≤ 2: a field stays in its 2 bits of each byte), a group of 4 fields at a
+ * time */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_b3_to_i2_rows16_vnni(const uint8_t *b3, int32_t units,
+                                                                                    uint8_t *i2) {
+    const int32_t runs = units / RSR_B3_RUN;
+    for (int32_t s = 0; s < runs; s++, b3 += 8 * 64)
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+            __m512i o[RSR_B3_RUN];
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+            for (int f = 0; f < 4; f += 2) {
+                const __m512i t[2] = {_mm512_loadu_si512(b3 + 64 * (4 * g + f)),
+                                      _mm512_loadu_si512(b3 + 64 * (4 * g + f + 1))};
+                __m512i P[2][5];
+                uv_b3_pairs(t, P);
+#pragma GCC unroll 5
+                for (int i = 0; i < 5; i++) {
+                    __m512i k[2];
+                    uv_b3_fields(P, i, k);
+#pragma GCC unroll 2
+                    for (int d = 0; d < 2; d++) {
+                        const int p = rt_b3_packs[i].p[d], c = f + rt_b3_packs[i].c[d];
+                        o[p] = _mm512_or_si512(o[p], _mm512_slli_epi16(k[d], 2 * c));
+                    }
+                }
+            }
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++)
+                _mm512_storeu_si512(i2 + ((size_t)(s * RSR_B3_RUN + p) * 2 + (size_t)g) * 64, o[p]);
+        }
+    memcpy(i2 + (size_t)runs * RSR_B3_RUN * 128, b3, (size_t)(units - runs * RSR_B3_RUN) * 128); /* the tail: 2-bit */
 }
 
 #include "units_generic.h"

@@ -1030,12 +1030,13 @@ static bool fused_units(const rsr_model *m, const rt_work *w, const rsr_artifact
     return n >= 1 && w->xd && units_kernel(m, mx);
 }
 
-/* Tokens a step from which a base-3 matrix of 8-row blocks (RSR_UNITS_B3_ROWS8) runs on its codes
- * converted to the 2-bit layout a few blocks at a time (rt_b3_to_i2_rows8_avx2, into the thread's
+/* Tokens a step from which a base-3 matrix runs on its codes converted to the 2-bit layout a few
+ * blocks at a time (rt_b3_to_i2_rows8_avx2 or rt_b3_to_i2_rows16_vnni, into the thread's
  * sums, which the runtime's kernel does not use) instead of decoding each base-3 word for every
- * tile of 2 tokens: the stored codes stay base-3 (fewer bytes a decode), a prompt gets the 2-bit
- * kernel's tiles: on a Zen 3, a 512-token prompt of the 27B cut 1.5x faster with every matrix in
- * base-3 codes (docs/performance.md). A decode's token, and steps of a few, decode the words. */
+ * tile of a few tokens (2 on AVX2, 4 on AVX-512): the stored codes stay base-3 (fewer bytes a
+ * decode), a prompt gets the 2-bit kernel's tiles: on a Zen 3, a 512-token prompt of the 27B cut
+ * 1.5x faster with every matrix in base-3 codes; on a Zen 5 (AVX-512), 8 tokens already cost
+ * less converted (docs/performance.md). A decode's token, and steps of a few, decode the words. */
 #define RT_B3_CONVERT_TOKENS 8
 
 /* The blocks [s0, s1) of mx for the step's n tokens from t0 into o, by the runtime's kernel (fused_units) */
@@ -1066,12 +1067,14 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
 #else
     const int32_t L = rsr_units_rows(mx->units_layout);
     const size_t b3_block = (size_t)rsr_b3_block_bytes(L, c.units), i2_block = (size_t)L / 4 * (size_t)mx->cols;
+    void (*kernel)(const rt_units_call *) = L == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2;
+    void (*convert)(const uint8_t *, int32_t, uint8_t *) = L == 16 ? rt_b3_to_i2_rows16_vnni : rt_b3_to_i2_rows8_avx2;
     /* the thread's sums hold RT_SUMS_TOKENS blocks' int32 sums at least (rt_work_init): 4 blocks of 2-bit codes */
-    if (!c.base3 || L != 8 || n < RT_B3_CONVERT_TOKENS || !w->sums) {
-        (L == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2)(&c);
+    if (!c.base3 || n < RT_B3_CONVERT_TOKENS || !w->sums) {
+        kernel(&c);
         return;
     }
-    /* a few blocks at a time as 2-bit codes in the thread's sums (rt_b3_to_i2_rows8_avx2), each call
+    /* a few blocks at a time as 2-bit codes in the thread's sums (the family's converter), each call
        from its own block 0: the scales and rows moved by as many blocks */
     uint8_t *i2 = (uint8_t *)(w->sums + (size_t)omp_get_thread_num() * w->sums_each);
     const int32_t each = (int32_t)(w->sums_each * sizeof(int32_t) / i2_block);
@@ -1080,10 +1083,10 @@ static void fused_rows(const rsr_model *m, const rt_work *w, const rsr_artifact_
     for (int32_t b = s0; b < s1; b += each) {
         const int32_t e = s1 - b < each ? s1 - b : each;
         for (int32_t i = 0; i < e; i++)
-            rt_b3_to_i2_rows8_avx2(whole.data + (size_t)(b + i) * b3_block, c.units, i2 + (size_t)i * i2_block);
+            convert(whole.data + (size_t)(b + i) * b3_block, c.units, i2 + (size_t)i * i2_block);
         c.data = i2, c.base3 = 0, c.b0 = 0, c.b1 = e;
         c.gs = (const char *)whole.gs + (size_t)b * gs_block, c.y = whole.y + (size_t)b * L;
-        rt_units_rows8_avx2(&c);
+        kernel(&c);
     }
 #endif
 #else
@@ -1745,11 +1748,11 @@ static void dn_replay(rsr_session *s, int32_t keep) {
 
 /* Layer l's recurrence for the rows of every run: the convolution and the norms token by token in
  * each run, then each (run, V head) pair's tokens in order through the head's state, the pairs
- * spread over the team when a run has more than one token (a prompt: 48 heads of a 27B layer keep
- * both cores busy; a decode step of one session stays on one thread, where a fork per token and
- * layer did not pay on a busy 2-core host). Every head runs the same operations on the same
- * values whichever thread runs it: a prompt at once or token by token gives the same bits. */
-static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns, int32_t rows) {
+ * spread over the team (48 heads of a 27B layer keep both cores busy; a decode step that ran them
+ * on one thread left the other waiting for a tenth of the token: docs/performance.md). Every head
+ * runs the same operations on the same values whichever thread runs it: a prompt at once or token
+ * by token gives the same bits. */
+static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_run *runs, int32_t nruns) {
     const rsr_artifact_layer *L = &m->a->layer[l];
     const size_t CS = (size_t)m->dn_conv_dim, VS = (size_t)m->dn_value_dim, HS = (size_t)m->dn_v_heads;
     const int32_t Hv = L->dn_v_heads, pairs = nruns * Hv;
@@ -1764,7 +1767,7 @@ static void deltanet_recur(const rsr_model *m, rt_work *w, int32_t l, const rt_r
             if (snap) memcpy(snap + at, st, sizeof(float) * hist);
         }
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, rows > nruns ? pairs : nruns))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team_for(m, pairs))
     for (int32_t p = 0; p < pairs; p++) {
         const int32_t j = p / Hv, h = p % Hv;
         float *st = runs[j].s->dn_state + at;
@@ -1792,17 +1795,17 @@ static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const
     projections(m, w, blob_f32(m, L->attn_norm), L->in_norm + RSR_IN_Q, in, 2, rows, 0);
     const float *wb = blob_f32(m, L->dn_beta), *wa = blob_f32(m, L->dn_alpha), *dt = blob_f32(m, L->dn_dt_bias),
                 *A = blob_f32(m, L->dn_a);
-#pragma omp parallel for schedule(static) num_threads(team_for(m, rows))
-    for (int32_t t = 0; t < rows; t++) { /* w->xn: the normed input (projections) */
+    /* each (row, head) pair on its own: a decode's one row spreads its heads over the team */
+#pragma omp parallel for schedule(static) num_threads(team_for(m, rows *Hv))
+    for (int32_t p = 0; p < rows * Hv; p++) { /* w->xn: the normed input (projections) */
+        const int32_t t = p / Hv, h = p % Hv;
         const float *x = w->xn + (size_t)t * W;
-        for (int32_t h = 0; h < Hv; h++) {
-            float sb = 0, sa = 0;
-            for (size_t i = 0; i < H; i++) sb += wb[(size_t)h * H + i] * x[i], sa += wa[(size_t)h * H + i] * x[i];
-            w->dn_beta[(size_t)t * HS + (size_t)h] = 1.0f / (1.0f + expf(-sb));
-            w->dn_g[(size_t)t * HS + (size_t)h] = A[h] * softplus(sa + dt[h]);
-        }
+        float sb = 0, sa = 0;
+        for (size_t i = 0; i < H; i++) sb += wb[(size_t)h * H + i] * x[i], sa += wa[(size_t)h * H + i] * x[i];
+        w->dn_beta[(size_t)t * HS + (size_t)h] = 1.0f / (1.0f + expf(-sb));
+        w->dn_g[(size_t)t * HS + (size_t)h] = A[h] * softplus(sa + dt[h]);
     }
-    deltanet_recur(m, w, l, runs, nruns, rows);
+    deltanet_recur(m, w, l, runs, nruns);
     norm_inputs(m, w, w->att, VS, NULL, NULL, vd, rows, L->o);
     residual_out(m, w, L->o, L->attn_post_norm, rows);
     ffn_step(m, w, l, runs, nruns, rows);

@@ -22,8 +22,9 @@
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
  *   UV_TILE3          tokens a tile of base-3 codes (a run's five units' sums of each in registers)
  *   uv_run3(a, wr, x, xu, NT)  adds the products of the five units of a base-3 run (rsr_artifact.h,
- *                     RSR_UNITS_B3_ROWS16: 8 vectors at wr, each word's digits decoded once for the
- *                     tile's tokens) into a[p][0..NT), the run's first unit's columns of token j at
+ *                     RSR_UNITS_B3_ROWS16 or B3_ROWS8: 8 vectors at wr, each word's digits decoded
+ *                     once for the tile's tokens, by pairs: b3_pairs.h) into a[p][0..NT), the run's
+ *                     first unit's columns of token j at
  *                     x[j] + xu
  * A base-3 block (c->base3: units of 32 columns) sums each run's five units at once, then adds them
  * to the rows one by one as the 2-bit ones: the same sums and the same fp32 steps in the same order.

@@ -17,7 +17,7 @@
 #include "rsr.h" /* RSR_BATCH_MAX */
 
 #define RSR_ABI_VERSION                                                                                                \
-    23u /* 23: RSR_UNITS_B3_ROWS8's digits placed by pairs (rsr_b3_place); 22: NEON's rows in lanes (enum rsr_units_layout's RSR_UNITS_ROWS4); 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
+    24u /* 24: RSR_UNITS_B3_ROWS16's digits placed by pairs too (rsr_b3_place, one rule for both); 23: RSR_UNITS_B3_ROWS8's digits placed by pairs (rsr_b3_place); 22: NEON's rows in lanes (enum rsr_units_layout's RSR_UNITS_ROWS4); 21: Qwen3.5's multi-token prediction (rsr_artifact.mtp_layers, mtp_eh_proj, mtp_enorm, mtp_hnorm, mtp_head_norm); 20: base-3 codes (enum rsr_units_layout's RSR_UNITS_B3_ROWS16, RSR_UNITS_B3_ROWS8); 19: an embedding and LM head in group-scaled blocks (enum rsr_dtype's RSR_DTYPE_Q1_0 to PTQ1_0, rsr_blocks.h); 18: Σx of each unit after x's padding (rsr_x_sums_at), written once per token by the quantiser; rsr_artifact_matrix.units_layout; 17: rsr_artifact_matrix.sums_block (i2's sums per unit block by block); 16: PrismML's Hadamard fold (rsr_artifact.fold_block, embed_signs, lm_head_signs; rsr_artifact_matrix.in_signs, in_perm_groups, in_perm_head); 15: a mixture of experts' shared expert (rsr_artifact_layer.shared_ff, shared_gate; qwen35moe), rsr_artifact.act_quant; 14: rsr_artifact_matrix.unit_stride, group_scale_dtype; 13: Qwen3.5's hybrid layers (rsr_artifact_layer.kind, the gated DeltaNet's tensors, attn_gate; rsr_artifact.rope_dims); 12: rsr_artifact_gpu_matrix.planes (group scales on the GPU); 11: mixture of experts (maple: router, experts, SwiGLU clamp, layers without RoPE); 10: per-projection norms, Gemma3 (GELU, post norms, sliding windows, embed/attention scales); 9: group scales, act_block, q/k norms, pooling; 8: chat_template; 7: RSR_BATCH_MAX 256 */
 #define RSR_ARTIFACT_SYMBOL rsr_artifact_main
 #define RSR_NO_TENSOR UINT64_MAX /* a blob offset that is absent */
 
@@ -141,13 +141,12 @@ typedef struct rsr_artifact_matrix {
  * w = ceil(v·65536/59049) of their base-3 number v (digit n = ((w·3ⁿ mod 2¹⁶)·3) >> 16: one
  * vpmulhuw; digits 2m and 2m + 1 together, 3·d₂ₘ + d₂ₘ₊₁ = ((w·9ᵐ mod 2¹⁶)·9) >> 16). Digit n of
  * word w of vector q is the code (weight + 1) of the run's unit p, row k / 4 of the block and
- * column 4c + k % 4 of the unit, with (p, c, k) = rsr_b3_place(L, q, w, n) and k a byte of the
- * 2-bit layout's field (4 columns of each row in its int32 lane), k = rsr_b3_byte(w, h):
- * - ROWS16: p = n / 2, c = q, h = n % 2: vpackuswb of digits 2p and 2p + 1 puts them in place.
- * - ROWS8, by pairs m = n / 2 (d = n % 2: the pair's first or second digit): for m < 4, unit
- *   2·(m / 2) + d, c = q, h = m % 2; for m = 4, unit 4, c = 2·(q / 2) + d, h = q % 2. So
- *   vpackuswb of pairs 2i and 2i + 1 of a vector (or pair 4 of vectors q and q + 1) holds, in each
- *   byte, the pair whose first digits one vpshufb makes a field of and whose second another does.
+ * column 4c + k % 4 of the unit, with (p, c, k) = rsr_b3_place(q, w, n) and k a byte of the
+ * 2-bit layout's field (4 columns of each row in its int32 lane), k = rsr_b3_byte(w, h), by pairs
+ * m = n / 2 (d = n % 2: the pair's first or second digit): for m < 4, unit 2·(m / 2) + d, c = q,
+ * h = m % 2; for m = 4, unit 4, c = 2·(q / 2) + d, h = q % 2. So vpackuswb (in each 16-byte lane,
+ * on ymm or zmm) of pairs 2i and 2i + 1 of a vector (or pair 4 of vectors q and q + 1) holds, in
+ * each byte, the pair whose first digits one vpshufb makes a field of and whose second another does.
  * rsr_b3_block_bytes gives a block's size. The compiled kernels of such a matrix read the 2-bit
  * layout: a runtime without its own kernel for the layout converts the codes when it loads
  * (rsr_b3_to_i2). */
@@ -173,11 +172,9 @@ static inline int32_t rsr_units_rows(int32_t layout) { /* rows a block: L */
 /* the byte of a field that word w's digit of half h decodes into (above) */
 static inline int32_t rsr_b3_byte(int32_t w, int32_t h) { return 16 * (w / 8) + 8 * h + w % 8; }
 /* digit n of word w of a run's vector q: unit *p of the run, its columns 4·(*c) to 4·(*c) + 3, byte *k (above) */
-static inline void rsr_b3_place(int32_t L, int32_t q, int32_t w, int32_t n, int32_t *p, int32_t *c, int32_t *k) {
+static inline void rsr_b3_place(int32_t q, int32_t w, int32_t n, int32_t *p, int32_t *c, int32_t *k) {
     const int32_t m = n / 2, d = n % 2;
-    if (L == 16)
-        *p = m, *c = q, *k = rsr_b3_byte(w, d);
-    else if (m < 4)
+    if (m < 4)
         *p = 2 * (m / 2) + d, *c = q, *k = rsr_b3_byte(w, m % 2);
     else
         *p = 4, *c = 2 * (q / 2) + d, *k = rsr_b3_byte(w, q % 2);
@@ -206,7 +203,7 @@ static inline void rsr_b3_to_i2(const uint8_t *b3, int32_t L, int32_t units, uin
                 const uint16_t word = (uint16_t)(at[0] | at[1] << 8);
                 for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
                     int32_t p, c, k;
-                    rsr_b3_place(L, q, w, n, &p, &c, &k);
+                    rsr_b3_place(q, w, n, &p, &c, &k);
                     /* row k / 4, column 4c + k % 4 of unit u: group c / 4, field c % 4, byte k */
                     const int32_t u = s * RSR_B3_RUN + p;
                     uint8_t *byte = i2 + ((size_t)u * 2 + (size_t)(c / 4)) * (size_t)V + (size_t)k;

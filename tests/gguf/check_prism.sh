@@ -65,7 +65,7 @@ fold drafts "$work/mtp.gguf" "$ids" "$work/mtp.drafts" 0.02 --act-q8 --ablate mt
 # 512 leave 3, 2 and 1): all of them with --ptq1-codes=base3, by default (auto) as few as keep the
 # matrices within 1.15x the file's bytes (here some of each form). They are read by the runtime's
 # kernels for the layout where the family has one (AVX-512 VNNI for zmm's, AVX2 and AVX-512 for ymm's)
-# and converted to 2-bit codes at open where not: every family, at once (the 40 tokens: ymm's base-3
+# and converted to 2-bit codes at open where not: every family, at once (the 40 tokens: base-3
 # blocks converted to 2-bit codes a few at a time, forward.c's RT_B3_CONVERT_TOKENS) and in steps of
 # 7 (tiles of base-3 words) and of one token, gives the bits of --ptq1-codes=2bit
 for target in host avx2; do

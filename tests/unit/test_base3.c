@@ -2,13 +2,14 @@
  * test_base3 — the base-3 layouts' arithmetic (runtime/include/rsr_artifact.h, RSR_UNITS_B3_ROWS16
  * and B3_ROWS8): every one of the 3^10 words of 10 digits decodes by ((w·3ⁿ mod 2¹⁶)·3) >> 16 to its
  * digits (the rule the kernels' vpmullw/vpmulhuw compute) and its pairs of digits by
- * ((w·3ⁿ mod 2¹⁶)·9) >> 16 (AVX2's rule), and a block packed as the header's text says (each digit
- * placed by unit, column and byte k = 16·(w/8) + 8h + w%8: ROWS16 by digit, ROWS8 by pairs; the
+ * ((w·3ⁿ mod 2¹⁶)·9) >> 16 (the kernels' rule), and a block packed as the header's text says (each
+ * digit placed by unit, column and byte k = 16·(w/8) + 8h + w%8, by pairs of digits; the
  * units past the last run in the 2-bit form) becomes, through rsr_b3_to_i2, the 2-bit layout holding every code
  * where that layout's text puts it (group c/16, field c%16/4, byte 4r + c%4), for blocks of 16 and 8
- * rows and widths that leave 0 to 4 units past the runs. On x86 with AVX2, the runtime's vector
- * conversion of an 8-row block (rt_b3_to_i2_rows8_avx2, what a prompt's steps run base-3 matrices
- * through) gives rsr_b3_to_i2's bytes, every one of them.
+ * rows and widths that leave 0 to 4 units past the runs. On x86, the runtime's vector conversion of
+ * an 8-row block with AVX2 (rt_b3_to_i2_rows8_avx2) and of a 16-row block with AVX-512 VNNI
+ * (rt_b3_to_i2_rows16_vnni), what a prompt's steps run base-3 matrices through, gives
+ * rsr_b3_to_i2's bytes, every one of them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -51,13 +52,12 @@ static void check_block(int32_t L, int32_t units) {
             for (int32_t w = 0; w < 2 * L; w++) {
                 uint8_t d[RSR_B3_DIGITS];
                 for (int32_t n = 0; n < RSR_B3_DIGITS; n++) {
-                    /* ROWS16: unit n / 2, columns from 4q, half n % 2; ROWS8 by pairs m (digit d of
-                       the pair): m < 4 unit 2(m / 2) + d, columns from 4q, half m % 2; m = 4 unit 4,
-                       columns from 4(2(q / 2) + d), half q % 2 */
+                    /* by pairs m (digit d of the pair): m < 4 unit 2(m / 2) + d, columns from 4q,
+                       half m % 2; m = 4 unit 4, columns from 4(2(q / 2) + d), half q % 2 */
                     const int32_t m = n / 2, dd = n % 2;
-                    const int32_t p = L == 16 ? m : m < 4 ? 2 * (m / 2) + dd : 4;
-                    const int32_t c = L == 16 || m < 4 ? q : 2 * (q / 2) + dd;
-                    const int32_t h = L == 16 ? dd : m < 4 ? m % 2 : q % 2, k = 16 * (w / 8) + 8 * h + w % 8;
+                    const int32_t p = m < 4 ? 2 * (m / 2) + dd : 4;
+                    const int32_t c = m < 4 ? q : 2 * (q / 2) + dd;
+                    const int32_t h = m < 4 ? m % 2 : q % 2, k = 16 * (w / 8) + 8 * h + w % 8;
                     d[n] = code[(k / 4) * cols + (s * RSR_B3_RUN + p) * 32 + 4 * c + k % 4];
                 }
                 const uint16_t word = rsr_b3_word(d);
@@ -80,13 +80,16 @@ static void check_block(int32_t L, int32_t units) {
         }
     EXPECT(bad == 0, "blocks of %d rows, %d units: %d codes misplaced", L, units, bad);
 #if defined(__x86_64__)
-    if (L == 8 && __builtin_cpu_supports("avx2")) {
+    const int vec = L == 8 ? __builtin_cpu_supports("avx2")
+                           : __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+    if (vec) {
         uint8_t *v = malloc((size_t)L * (size_t)cols / 4);
         memset(v, 0xff, (size_t)L * (size_t)cols / 4);
-        rt_b3_to_i2_rows8_avx2(b3, units, v);
+        (L == 8 ? rt_b3_to_i2_rows8_avx2 : rt_b3_to_i2_rows16_vnni)(b3, units, v);
         int differ = 0;
         for (int32_t i = 0; i < L * cols / 4; i++) differ += v[i] != i2[i];
-        EXPECT(differ == 0, "rt_b3_to_i2_rows8_avx2, %d units: %d bytes not rsr_b3_to_i2's", units, differ);
+        EXPECT(differ == 0, "the vector conversion of %d rows, %d units: %d bytes not rsr_b3_to_i2's", L, units,
+               differ);
         free(v);
     }
 #endif

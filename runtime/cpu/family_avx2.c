@@ -342,40 +342,11 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
             a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(h[p][j], _mm256_set1_epi16(1)));
 }
 
-/* rsr_b3_to_i2 for a block of 8 rows, by pairs of vectors: their fields (uv_b3_fields) put in place
- * by shifts (codes ≤ 2: a field stays in its 2 bits of each byte), a group of 4 fields at a time */
-__attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, int32_t units, uint8_t *i2) {
-    const int32_t runs = units / RSR_B3_RUN;
-    for (int32_t s = 0; s < runs; s++, b3 += 8 * 32)
-#pragma GCC unroll 2
-        for (int g = 0; g < 2; g++) {
-            __m256i o[RSR_B3_RUN];
-#pragma GCC unroll 5
-            for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm256_setzero_si256();
-#pragma GCC unroll 2
-            for (int f = 0; f < 4; f += 2) {
-                const __m256i t[2] = {_mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f))),
-                                      _mm256_loadu_si256((const void *)(b3 + 32 * (4 * g + f + 1)))};
-#pragma GCC unroll 5
-                for (int i = 0; i < 5; i++) {
-                    __m256i k[2];
-                    uv_b3_fields(t, i, k);
-#pragma GCC unroll 2
-                    for (int d = 0; d < 2; d++) {
-                        const int p = rt_b3_packs[i].p[d], c = f + rt_b3_packs[i].c[d];
-                        o[p] = _mm256_or_si256(o[p], _mm256_slli_epi16(k[d], 2 * c));
-                    }
-                }
-            }
-#pragma GCC unroll 5
-            for (int p = 0; p < RSR_B3_RUN; p++)
-                _mm256_storeu_si256((void *)(i2 + ((size_t)(s * RSR_B3_RUN + p) * 2 + (size_t)g) * 32), o[p]);
-        }
-    memcpy(i2 + (size_t)runs * RSR_B3_RUN * 64, b3, (size_t)(units - runs * RSR_B3_RUN) * 64); /* the tail: 2-bit */
-}
-
 #include "units_generic.h"
 
 __attribute__((target("avx2"))) void rt_units_rows8_avx2(const rt_units_call *c) { uv_units(c); }
+__attribute__((target("avx2"))) void rt_b3_to_i2_rows8_avx2(const uint8_t *b3, int32_t units, uint8_t *i2) {
+    uv_b3_to_i2(b3, units, i2);
+}
 
 #endif

@@ -264,7 +264,7 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
     for (int g = 0; g < G; g++) {
         __m512i v = _mm512_loadu_si512(wu + 64 * g);
         /* a register, read by the four fields' shifts: GCC otherwise loads the codes again for each
-           (a memory operand of vpsrlw), and a unit of one token then took 4.4 ns instead of 3.2 on a
+           (a memory operand of vpsrlw), and a unit of one token then took 4.5 ns instead of 3.3 on a
            Zen 5, whose loads of 64 bytes are what a decode's kernel waits on (docs/performance.md);
            a whole tile of 8 tokens is 3% faster with the loads */
         if (NT < UV_TILE) __asm__("" : "+v"(v));
@@ -291,24 +291,16 @@ UV_INLINE void uv_sums(uv_i *a, const uint8_t *wu, const int8_t *const *x, size_
 
 /* A base-3 run (rsr_artifact.h, RSR_UNITS_B3_ROWS16) by pairs of vectors q, q + 1 as b3_pairs.h's
  * rt_b3_packs says, on zmm (vpackuswb and vpshufb work in each 16-byte lane as on ymm) */
-/* every pair m of the two vectors' words: P[v][m] = ((w·9ᵐ mod 2¹⁶)·9) >> 16 */
-UV_INLINE void uv_b3_pairs(const __m512i t[2], __m512i P[2][5]) {
-#pragma GCC unroll 2
-    for (int v = 0; v < 2; v++) {
-        __m512i tm = t[v];
-#pragma GCC unroll 5
-        for (int m = 0; m < 5; m++) {
-            /* w·9ᵐ by a multiply (from w·9ᵐ⁻¹ by a shift and an add measured slower on a Zen 5) */
-            if (m) tm = _mm512_mullo_epi16(t[v], _mm512_set1_epi16((short)rsr_b3_pow3[2 * m]));
-            P[v][m] = _mm512_mulhi_epu16(tm, _mm512_set1_epi16(9));
-        }
-    }
+UV_INLINE __m512i uv_b3_pair(__m512i t, int m) {
+    /* w·9ᵐ by a multiply (from w·9ᵐ⁻¹ by a shift and an add measured slower on a Zen 5) */
+    const __m512i tm = m ? _mm512_mullo_epi16(t, _mm512_set1_epi16((short)rsr_b3_pow3[2 * m])) : t;
+    return _mm512_mulhi_epu16(tm, _mm512_set1_epi16(9));
 }
-UV_INLINE void uv_b3_fields(__m512i P[2][5], int i, __m512i k[2]) {
+UV_INLINE void uv_b3_fields(const __m512i t[2], int i, __m512i k[2]) {
     const __m512i first = _mm512_broadcast_i32x4(_mm_setr_epi8(RT_B3_FIRST));
     const __m512i second = _mm512_broadcast_i32x4(_mm_setr_epi8(RT_B3_SECOND));
-    const __m512i e =
-        _mm512_packus_epi16(P[rt_b3_packs[i].va][rt_b3_packs[i].ma], P[rt_b3_packs[i].vb][rt_b3_packs[i].mb]);
+    const __m512i e = _mm512_packus_epi16(uv_b3_pair(t[rt_b3_packs[i].va], rt_b3_packs[i].ma),
+                                          uv_b3_pair(t[rt_b3_packs[i].vb], rt_b3_packs[i].mb));
     k[0] = _mm512_shuffle_epi8(first, e), k[1] = _mm512_shuffle_epi8(second, e);
 }
 
@@ -320,12 +312,10 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
 #pragma GCC unroll 4
     for (int q = 0; q < 8; q += 2) {
         const __m512i t[2] = {_mm512_loadu_si512(wr + 64 * q), _mm512_loadu_si512(wr + 64 * q + 64)};
-        __m512i P[2][5];
-        uv_b3_pairs(t, P);
 #pragma GCC unroll 5
         for (int i = 0; i < 5; i++) {
             __m512i k[2];
-            uv_b3_fields(P, i, k);
+            uv_b3_fields(t, i, k);
 #pragma GCC unroll 2
             for (int d = 0; d < 2; d++) {
                 const int p = rt_b3_packs[i].p[d], c = q + rt_b3_packs[i].c[d];
@@ -340,46 +330,14 @@ UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *con
     }
 }
 
-/* rsr_b3_to_i2 for a block of 16 rows, by pairs of vectors: their fields (uv_b3_fields) put in
- * place by shifts (codes ≤ 2: a field stays in its 2 bits of each byte), a group of 4 fields at a
- * time */
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_b3_to_i2_rows16_vnni(const uint8_t *b3, int32_t units,
-                                                                                    uint8_t *i2) {
-    const int32_t runs = units / RSR_B3_RUN;
-    for (int32_t s = 0; s < runs; s++, b3 += 8 * 64)
-#pragma GCC unroll 2
-        for (int g = 0; g < 2; g++) {
-            __m512i o[RSR_B3_RUN];
-#pragma GCC unroll 5
-            for (int p = 0; p < RSR_B3_RUN; p++) o[p] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-            for (int f = 0; f < 4; f += 2) {
-                const __m512i t[2] = {_mm512_loadu_si512(b3 + 64 * (4 * g + f)),
-                                      _mm512_loadu_si512(b3 + 64 * (4 * g + f + 1))};
-                __m512i P[2][5];
-                uv_b3_pairs(t, P);
-#pragma GCC unroll 5
-                for (int i = 0; i < 5; i++) {
-                    __m512i k[2];
-                    uv_b3_fields(P, i, k);
-#pragma GCC unroll 2
-                    for (int d = 0; d < 2; d++) {
-                        const int p = rt_b3_packs[i].p[d], c = f + rt_b3_packs[i].c[d];
-                        o[p] = _mm512_or_si512(o[p], _mm512_slli_epi16(k[d], 2 * c));
-                    }
-                }
-            }
-#pragma GCC unroll 5
-            for (int p = 0; p < RSR_B3_RUN; p++)
-                _mm512_storeu_si512(i2 + ((size_t)(s * RSR_B3_RUN + p) * 2 + (size_t)g) * 64, o[p]);
-        }
-    memcpy(i2 + (size_t)runs * RSR_B3_RUN * 128, b3, (size_t)(units - runs * RSR_B3_RUN) * 128); /* the tail: 2-bit */
-}
-
 #include "units_generic.h"
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_units_rows16_vnni(const rt_units_call *c) {
     uv_units(c);
+}
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void rt_b3_to_i2_rows16_vnni(const uint8_t *b3, int32_t units,
+                                                                                    uint8_t *i2) {
+    uv_b3_to_i2(b3, units, i2);
 }
 
 /* ---- Louver's passes (louver.c, louver_kernels.h) ---- */

@@ -1796,8 +1796,9 @@ static rsr_status deltanet_step(const rsr_model *m, rt_work *w, int32_t l, const
     const float *wb = blob_f32(m, L->dn_beta), *wa = blob_f32(m, L->dn_alpha), *dt = blob_f32(m, L->dn_dt_bias),
                 *A = blob_f32(m, L->dn_a);
     /* each (row, head) pair on its own: a decode's one row spreads its heads over the team */
-#pragma omp parallel for schedule(static) num_threads(team_for(m, rows *Hv))
-    for (int32_t p = 0; p < rows * Hv; p++) { /* w->xn: the normed input (projections) */
+    const int32_t row_heads = rows * Hv;
+#pragma omp parallel for schedule(static) num_threads(team_for(m, row_heads))
+    for (int32_t p = 0; p < row_heads; p++) { /* w->xn: the normed input (projections) */
         const int32_t t = p / Hv, h = p % Hv;
         const float *x = w->xn + (size_t)t * W;
         float sb = 0, sa = 0;

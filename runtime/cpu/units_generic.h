@@ -21,6 +21,7 @@
  *   uv_sums(a, wu, x, xu, NT, G)  adds the unit's products (its G groups of UV_ROWS·4 bytes at wu,
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
  *   UV_TILE3          tokens a tile of base-3 codes (a run's five units' sums of each in registers)
+ *   uv_b3_fields(t, i, k)  pack i of b3_pairs.h's rt_b3_packs from the two vectors t: its two fields
  *   uv_run3(a, wr, x, xu, NT)  adds the products of the five units of a base-3 run (rsr_artifact.h,
  *                     RSR_UNITS_B3_ROWS16 or B3_ROWS8: 8 vectors at wr, each word's digits decoded
  *                     once for the tile's tokens, by pairs: b3_pairs.h) into a[p][0..NT), the run's
@@ -159,6 +160,44 @@ UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
 #undef UV_REST
     for (; t < c->ntok; t++) uv_tile(c, t, 1, G, B3);
 }
+
+#if UV_BASE3
+#include "b3_pairs.h"
+typedef uint16_t uv_w16 __attribute__((vector_size(sizeof(uv_i))));
+/* rsr_b3_to_i2 for one block of UV_ROWS rows (family.h's rt_b3_to_i2_rows*): each pair of vectors'
+ * fields (uv_b3_fields) put in place by shifts (codes ≤ 2: a field stays in its 2 bits of each
+ * byte), a group of 4 fields at a time; the units past the runs are 2-bit already */
+UV_INLINE void uv_b3_to_i2(const uint8_t *b3, int32_t units, uint8_t *i2) {
+    const size_t V = sizeof(uv_i); /* a vector: UV_ROWS rows' 4 bytes */
+    const int32_t runs = units / RSR_B3_RUN;
+    for (int32_t s = 0; s < runs; s++, b3 += 8 * V)
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+            uv_i o[RSR_B3_RUN];
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++) o[p] = (uv_i){0};
+#pragma GCC unroll 2
+            for (int f = 0; f < 4; f += 2) {
+                uv_i t[2];
+                memcpy(&t[0], b3 + V * (size_t)(4 * g + f), V), memcpy(&t[1], b3 + V * (size_t)(4 * g + f + 1), V);
+#pragma GCC unroll 5
+                for (int i = 0; i < 5; i++) {
+                    uv_i k[2];
+                    uv_b3_fields(t, i, k);
+#pragma GCC unroll 2
+                    for (int d = 0; d < 2; d++) {
+                        const int p = rt_b3_packs[i].p[d], c = f + rt_b3_packs[i].c[d];
+                        o[p] |= (uv_i)((uv_w16)k[d] << (uint16_t)(2 * c));
+                    }
+                }
+            }
+#pragma GCC unroll 5
+            for (int p = 0; p < RSR_B3_RUN; p++)
+                memcpy(i2 + ((size_t)(s * RSR_B3_RUN + p) * 2 + (size_t)g) * V, &o[p], V);
+        }
+    memcpy(i2 + (size_t)runs * RSR_B3_RUN * 2 * V, b3, (size_t)(units - runs * RSR_B3_RUN) * 2 * V);
+}
+#endif
 
 /* units of 32 columns (Q8_0's blocks) with G a constant, base-3 or not; other widths with G read */
 UV_INLINE void uv_units(const rt_units_call *c) {

@@ -9,7 +9,8 @@
  * rows and widths that leave 0 to 4 units past the runs. On x86, the runtime's vector conversion of
  * an 8-row block with AVX2 (rt_b3_to_i2_rows8_avx2) and of a 16-row block with AVX-512 VNNI
  * (rt_b3_to_i2_rows16_vnni), what a prompt's steps run base-3 matrices through, gives
- * rsr_b3_to_i2's bytes, every one of them.
+ * rsr_b3_to_i2's bytes, every one of them, and the family's kernel gives the same outputs from the
+ * base-3 block as from its 2-bit form, for 1 to 8 tokens.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +41,56 @@ static void check_words(void) {
     }
     EXPECT(bad == 0, "%d digits of the 59049 words decode wrong", bad);
 }
+
+#if defined(__x86_64__)
+/* The family's kernel (L 16: rt_units_rows16_vnni, 8: rt_units_rows8_avx2) on the base-3 block b3
+ * against the same kernel on its 2-bit form i2, for 1 to 8 tokens of random codes and scales: the
+ * same fp32 outputs, bit for bit (the base-3 runs' decode and their x offsets) */
+static void check_kernel(int32_t L, int32_t units, const uint8_t *b3, const uint8_t *i2) {
+    const int32_t cols = 32 * units, xrow = rsr_x_row(cols, 32), T = 8, scale_groups = (units + 3) / 4;
+    const size_t xbytes = ((size_t)xrow * T + 63) / 64 * 64;
+    int8_t *x = aligned_alloc(64, xbytes);
+    uint16_t *gs = malloc(sizeof(uint16_t) * (size_t)L * (size_t)scale_groups);
+    float *y3 = malloc(sizeof(float) * (size_t)L * T), *y2 = malloc(sizeof(float) * (size_t)L * T);
+    unsigned seed = (unsigned)(L * 7 + units);
+    memset(x, 0, xbytes);
+    for (int32_t t = 0; t < T; t++) {
+        int8_t *xt = x + (size_t)t * (size_t)xrow;
+        for (int32_t c = 0; c < cols; c++) xt[c] = (int8_t)(rand_r(&seed) % 255 - 127);
+        rsr_x_put_sums(xt, cols, 32);
+        float *d = (float *)(void *)(xt + rsr_x_scales_at(cols, 32));
+        for (int32_t u = 0; u < units; u++) d[u] = 0.001f * (float)(1 + rand_r(&seed) % 97);
+    }
+    for (int32_t i = 0; i < L * scale_groups; i++) gs[i] = (uint16_t)(0x3000 + rand_r(&seed) % 0x1000); /* f16 */
+    void (*kernel)(const rt_units_call *) = L == 16 ? rt_units_rows16_vnni : rt_units_rows8_avx2;
+    int differ = 0;
+    for (int32_t n = 1; n <= T; n++) {
+        rt_units_call c = {.gs = gs,
+                           .f16 = 1,
+                           .rows = L,
+                           .units = units,
+                           .groups = 2,
+                           .per = 4,
+                           .x = x,
+                           .x_stride = xrow,
+                           .sums_at = rsr_x_sums_at(cols),
+                           .scales_at = rsr_x_scales_at(cols, 32),
+                           .y_stride = (size_t)L,
+                           .ntok = n,
+                           .b0 = 0,
+                           .b1 = 1};
+        c.data = b3, c.base3 = 1, c.y = y3;
+        kernel(&c);
+        c.data = i2, c.base3 = 0, c.y = y2;
+        kernel(&c);
+        differ += memcmp(y3, y2, sizeof(float) * (size_t)L * (size_t)n) != 0;
+    }
+    EXPECT(differ == 0,
+           "the kernel of %d rows, %d units: base-3 codes not the 2-bit codes' outputs at %d of %d token counts", L,
+           units, differ, T);
+    free(x), free(gs), free(y3), free(y2);
+}
+#endif
 
 static void check_block(int32_t L, int32_t units) {
     const int32_t cols = 32 * units, V = 4 * L, runs = units / RSR_B3_RUN;
@@ -91,6 +142,7 @@ static void check_block(int32_t L, int32_t units) {
         EXPECT(differ == 0, "the vector conversion of %d rows, %d units: %d bytes not rsr_b3_to_i2's", L, units,
                differ);
         free(v);
+        check_kernel(L, units, b3, i2);
     }
 #endif
     free(code), free(b3), free(i2);

@@ -304,43 +304,20 @@ UV_INLINE void uv_b3_fields(const __m256i t[2], int i, __m256i k[2]) {
     k[0] = _mm256_shuffle_epi8(first, e), k[1] = _mm256_shuffle_epi8(second, e);
 }
 
-/* a base-3 run: each pair of vectors' fields decoded once for the tile's tokens (uv_b3_fields),
- * then vpmaddubsw pair sums (codes ≤ 2: the run's 8 vectors at most 4,064) in 16 bits for each unit
- * and token, widened into the rows' int32 lanes by vpmaddwd with ones at the end */
-UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
-    __m256i h[RSR_B3_RUN][UV_TILE3];
-#pragma GCC unroll 5
-    for (int p = 0; p < RSR_B3_RUN; p++)
-#pragma GCC unroll 2
-        for (int j = 0; j < NT; j++) h[p][j] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-    for (int q = 0; q < 8; q += 2) {
-        const __m256i t[2] = {_mm256_loadu_si256((const void *)(wr + 32 * q)),
-                              _mm256_loadu_si256((const void *)(wr + 32 * q + 32))};
-        if (UV_PREFETCH) uv_prefetch(wr + 32 * q);
-#pragma GCC unroll 5
-        for (int i = 0; i < 5; i++) {
-            __m256i k[2];
-            uv_b3_fields(t, i, k);
-#pragma GCC unroll 2
-            for (int d = 0; d < 2; d++) {
-                const int p = rt_b3_packs[i].p[d], c = q + rt_b3_packs[i].c[d];
-#pragma GCC unroll 2
-                for (int j = 0; j < NT; j++) {
-                    int32_t v;
-                    memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)c, 4);
-                    h[p][j] = _mm256_add_epi16(h[p][j], _mm256_maddubs_epi16(k[d], _mm256_set1_epi32(v)));
-                    __asm__("" : "+x"(h[p][j])); /* as in uv_sums */
-                }
-            }
-        }
-    }
-#pragma GCC unroll 5
-    for (int p = 0; p < RSR_B3_RUN; p++)
-#pragma GCC unroll 2
-        for (int j = 0; j < NT; j++)
-            a[p][j] = _mm256_add_epi32(a[p][j], _mm256_madd_epi16(h[p][j], _mm256_set1_epi16(1)));
+/* a base-3 run's sums (units_generic.h's uv_run3): vpmaddubsw pair sums (codes ≤ 2: the run's 8
+ * vectors at most 4,064) in 16 bits for each unit and token, widened into the rows' int32 lanes by
+ * vpmaddwd with ones at the end */
+typedef __m256i uv_h;
+UV_INLINE uv_h uv_h_begin(uv_i a) {
+    (void)a;
+    return _mm256_setzero_si256();
 }
+UV_INLINE uv_h uv_h_add(uv_h h, uv_i k, int32_t v) {
+    h = _mm256_add_epi16(h, _mm256_maddubs_epi16(k, _mm256_set1_epi32(v)));
+    __asm__("" : "+x"(h)); /* as in uv_sums */
+    return h;
+}
+UV_INLINE uv_i uv_h_end(uv_i a, uv_h h) { return _mm256_add_epi32(a, _mm256_madd_epi16(h, _mm256_set1_epi16(1))); }
 
 #include "units_generic.h"
 

@@ -304,30 +304,15 @@ UV_INLINE void uv_b3_fields(const __m512i t[2], int i, __m512i k[2]) {
     k[0] = _mm512_shuffle_epi8(first, e), k[1] = _mm512_shuffle_epi8(second, e);
 }
 
-/* a base-3 run: each pair of vectors' fields decoded once for the tile's tokens (uv_b3_fields),
- * then vpdpbusd into the unit's sums for each token: 5·NT sums, 5 chains a token (a tile of 8
- * tokens in passes of 3 and 2 units measured no faster, and took clang with the sanitizers 20
- * minutes) */
-UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
-#pragma GCC unroll 4
-    for (int q = 0; q < 8; q += 2) {
-        const __m512i t[2] = {_mm512_loadu_si512(wr + 64 * q), _mm512_loadu_si512(wr + 64 * q + 64)};
-#pragma GCC unroll 5
-        for (int i = 0; i < 5; i++) {
-            __m512i k[2];
-            uv_b3_fields(t, i, k);
-#pragma GCC unroll 2
-            for (int d = 0; d < 2; d++) {
-                const int p = rt_b3_packs[i].p[d], c = q + rt_b3_packs[i].c[d];
-#pragma GCC unroll 8
-                for (int j = 0; j < NT; j++) {
-                    int32_t v;
-                    memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)c, 4);
-                    a[p][j] = _mm512_dpbusd_epi32(a[p][j], k[d], _mm512_set1_epi32(v));
-                }
-            }
-        }
-    }
+/* a base-3 run's sums (units_generic.h's uv_run3): vpdpbusd straight into the unit's int32 sums, 5
+ * chains a token (a tile of 8 tokens in passes of 3 and 2 units measured no faster, and took clang
+ * with the sanitizers 20 minutes) */
+typedef __m512i uv_h;
+UV_INLINE uv_h uv_h_begin(uv_i a) { return a; }
+UV_INLINE uv_h uv_h_add(uv_h h, uv_i k, int32_t v) { return _mm512_dpbusd_epi32(h, k, _mm512_set1_epi32(v)); }
+UV_INLINE uv_i uv_h_end(uv_i a, uv_h h) {
+    (void)a;
+    return h;
 }
 
 #include "units_generic.h"

@@ -22,18 +22,16 @@
  *                     x[j] + xu the unit's columns of token j) into a[0..NT)
  *   UV_TILE3          tokens a tile of base-3 codes (a run's five units' sums of each in registers)
  *   uv_b3_fields(t, i, k)  pack i of b3_pairs.h's rt_b3_packs from the two vectors t: its two fields
- *   uv_run3(a, wr, x, xu, NT)  adds the products of the five units of a base-3 run (rsr_artifact.h,
- *                     RSR_UNITS_B3_ROWS16 or B3_ROWS8: 8 vectors at wr, each word's digits decoded
- *                     once for the tile's tokens, by pairs: b3_pairs.h) into a[p][0..NT), the run's
- *                     first unit's columns of token j at
- *                     x[j] + xu
+ *   uv_h, uv_h_begin(a), uv_h_add(h, k, v), uv_h_end(a, h)  a unit's running sums in a base-3 run:
+ *                     started from a, field k times x's 4 bytes v added, ended into a
+ *   UV_PREFETCH, uv_prefetch(p)  optional: a hint for the codes UV_PREFETCH bytes ahead
  * A base-3 block (c->base3: units of 32 columns) sums each run's five units at once, then adds them
  * to the rows one by one as the 2-bit ones: the same sums and the same fp32 steps in the same order.
  */
 #ifndef RSR_UNITS_GENERIC_H
 #define RSR_UNITS_GENERIC_H
 
-/* a family without base-3 codes (NEON) defines no UV_TILE3 nor uv_run3: no call gives it runs */
+/* a family without base-3 codes (NEON) defines no UV_TILE3 nor uv_b3_fields: no call gives it runs */
 #ifdef UV_TILE3
 #define UV_BASE3 1
 #else
@@ -88,6 +86,49 @@ UV_INLINE void uv_add(uv_f *o, const uv_i *a, const int8_t *const *x, size_t dx,
         o[j] += __builtin_convertvector((uv_i32)a[j], uv_f) * sc * d;
     }
 }
+
+#if UV_BASE3
+#include "b3_pairs.h"
+/* The products of the five units of a base-3 run (rsr_artifact.h, RSR_UNITS_B3_ROWS16 or
+ * B3_ROWS8: 8 vectors at wr) added into a[p][0..NT), the run's first unit's columns of token j at
+ * x[j] + xu: each pair of vectors' fields decoded once for the tile's tokens (uv_b3_fields, by
+ * b3_pairs.h's packs), then into each unit's sums for each token */
+UV_INLINE void uv_run3(uv_i (*a)[UV_TILE3], const uint8_t *wr, const int8_t *const *x, size_t xu, const int NT) {
+    const size_t V = sizeof(uv_i);
+    uv_h h[RSR_B3_RUN][UV_TILE3];
+#pragma GCC unroll 5
+    for (int p = 0; p < RSR_B3_RUN; p++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) h[p][j] = uv_h_begin(a[p][j]);
+#pragma GCC unroll 4
+    for (int q = 0; q < 8; q += 2) {
+        uv_i t[2];
+        memcpy(&t[0], wr + V * (size_t)q, V), memcpy(&t[1], wr + V * (size_t)(q + 1), V);
+#ifdef UV_PREFETCH
+        uv_prefetch(wr + V * (size_t)q);
+#endif
+#pragma GCC unroll 5
+        for (int i = 0; i < 5; i++) {
+            uv_i k[2];
+            uv_b3_fields(t, i, k);
+#pragma GCC unroll 2
+            for (int d = 0; d < 2; d++) {
+                const int p = rt_b3_packs[i].p[d], c = q + rt_b3_packs[i].c[d];
+#pragma GCC unroll 8
+                for (int j = 0; j < NT; j++) {
+                    int32_t v;
+                    memcpy(&v, x[j] + xu + 32 * (size_t)p + 4 * (size_t)c, 4);
+                    h[p][j] = uv_h_add(h[p][j], k[d], v);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 5
+    for (int p = 0; p < RSR_B3_RUN; p++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) a[p][j] = uv_h_end(a[p][j], h[p][j]);
+}
+#endif
 
 /* Tokens [t0, t0 + NT) of the call, NT and G (a unit's groups of 16 columns) constants once inlined;
  * B3: the codes in runs of base-3 words (then G is 2, NT ≤ UV_TILE3) */
@@ -162,7 +203,6 @@ UV_INLINE void uv_tiles(const rt_units_call *c, const int G, const int B3) {
 }
 
 #if UV_BASE3
-#include "b3_pairs.h"
 typedef uint16_t uv_w16 __attribute__((vector_size(sizeof(uv_i))));
 /* rsr_b3_to_i2 for one block of UV_ROWS rows (family.h's rt_b3_to_i2_rows*): each pair of vectors'
  * fields (uv_b3_fields) put in place by shifts (codes ≤ 2: a field stays in its 2 bits of each

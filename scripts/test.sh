@@ -12,6 +12,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
 jobs=$(nproc 2>/dev/null || echo 2)
+# The suite starts python3 about a thousand times (lit's helpers, the test models' writers): where
+# python3 is a version manager's shim (pyenv's takes a second of a start), that is minutes. The
+# interpreter it picks, resolved once, goes first on PATH: the same python, started directly.
+py=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || true)
+if [ -n "$py" ] && [ -x "$py" ] && [ "$(command -v python3)" != "$py" ]; then
+  mkdir -p "$build/python-bin"
+  ln -sfn "$py" "$build/python-bin/python3"
+  export PATH="$build/python-bin:$PATH"
+fi
 export RSRC_SETUP_TESTS=1
 "$root/scripts/setup.sh" "$build"
 # the aarch64 runtime and rsr-run (build-aarch64/): the ARM targets' tests run under qemu-user,

@@ -171,6 +171,10 @@ static int cc_command(char **argv, const rsrc_target *t, int opt_level, cc_strin
     /* A sanitized rsrc links a sanitized runtime: the kernels get the same instrumentation. */
     own->sanitize = xstrdup(target_is_foreign(t) ? "" : rsrc_env_or("RSRC_SANITIZE_FLAGS", RSRC_SANITIZE_FLAGS));
     for (char *tok = strtok(own->sanitize, " "); tok && n < 46; tok = strtok(NULL, " ")) argv[n++] = tok;
+    /* and, unless -O was given, at -O0: instrumented, the unrolled forms' C took clang minutes at
+     * -O2 (a tiny model for the portable target: 19 s against 5), and the sanitizers look for memory
+     * errors, which -O0 keeps; the plain build compiles and checks the optimised code */
+    if (*own->sanitize && opt_level < 0) argv[n++] = "-O0";
     argv[n++] = own->inc = xasprintf("-I%s", resource_path(RES_RUNTIME_INCLUDE));
     return n;
 }

@@ -378,12 +378,14 @@ typedef struct c_dialect {
 } c_dialect;
 void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: C; without the shared functions */
 /* What a C file of kernels holds beyond its prologue, so that the C printer prints each thing
- * once (emit_c_prologue fills it): the i2 dot products of instruction sets other than the
- * file's own, and the shared functions, by name. */
+ * once (emit_c_prologue fills it): the i2 dot products of the file's own instruction set (before
+ * its first kernel in C: a file whose kernels are all LLVM's includes no intrinsics' header, a
+ * third of a small model's compile) and of others, and the shared functions, by name. */
 #define C_FILE_MAX_SHARED 8
 typedef struct c_file {
     int isa;       /* enum dot_isa: the file's own, whose vocabulary is unprefixed (rsr_dot4) */
     bool vex;      /* the target has AVX-VNNI's VEX encoding (else AVX-512 VL's EVEX form on ymm) */
+    bool own;      /* the own ISA's vocabulary printed */
     unsigned isas; /* bit i: ISA i's vocabulary, prefixed with its name (rsr_avx2_dot4) */
     char shared[C_FILE_MAX_SHARED][48];
     int nshared;

@@ -385,8 +385,8 @@ void emit_c_kir(FILE *out, const kir_module *m, const c_dialect *d); /* d NULL: 
 typedef struct c_file {
     int isa;       /* enum dot_isa: the file's own, whose vocabulary is unprefixed (rsr_dot4) */
     bool vex;      /* the target has AVX-VNNI's VEX encoding (else AVX-512 VL's EVEX form on ymm) */
-    bool own;      /* the own ISA's vocabulary printed */
-    unsigned isas; /* bit i: ISA i's vocabulary, prefixed with its name (rsr_avx2_dot4) */
+    unsigned isas; /* bit i: ISA i's vocabulary printed: the file's own as it is, others prefixed with
+                    * their name (rsr_avx2_dot4) */
     char shared[C_FILE_MAX_SHARED][48];
     int nshared;
 } c_file;

@@ -801,8 +801,8 @@ static const char *c_isa_once(FILE *out, const kir_module *m, c_file *file) {
 }
 
 void emit_c_kernel(FILE *out, const kir_module *m, c_file *file) {
-    if (!file->own) emit_c_dot_helpers(out, file, (enum dot_isa)file->isa);
-    file->own = true;
+    if (!(file->isas >> file->isa & 1u)) emit_c_dot_helpers(out, file, (enum dot_isa)file->isa);
+    file->isas |= 1u << file->isa;
     c_shared_once(out, m, file);
     c_kir_funcs(out, m, NULL, NULL, c_isa_once(out, m, file));
 }
